@@ -1,0 +1,97 @@
+//! Command-line interface: one file per verb group; this module holds the global
+//! options, the verb enum and the dispatch to each verb's `run`.
+
+mod images;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run Amazon ECS task definitions on a plain Linux box, the way Fargate would.
+#[derive(Debug, Parser)]
+#[command(name = "minifargate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Directory holding all state (images, layers, tasks, state.db).
+    #[arg(long, global = true, env = "MINIFARGATE_ROOT", default_value = "/var/lib/minifargate")]
+    pub root: PathBuf,
+    /// Directory for runtime files (sockets, locks, netns mounts).
+    #[arg(long, global = true, env = "MINIFARGATE_RUN_ROOT", default_value = "/run/minifargate")]
+    pub run_root: PathBuf,
+    /// Registry configuration file (mirrors, insecure registries).
+    #[arg(long, global = true, env = "MINIFARGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image from ECR or any OCI registry into the local cache.
+    Pull(images::PullArgs),
+    /// List images in the local cache.
+    Images(images::ImagesArgs),
+    /// Remove an image from the local cache.
+    Rmi(images::RmiArgs),
+    /// Load images from a `docker save` tarball, an OCI archive or an OCI layout directory.
+    Load(images::LoadArgs),
+    /// Remove blobs and layers no image references.
+    Prune(images::PruneArgs),
+}
+
+pub fn init_tracing(global: &GlobalOpts) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},aws=warn,hyper=warn", global.log_level)));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Pull(a) => images::pull(g, a),
+        Command::Images(a) => images::images(g, a),
+        Command::Rmi(a) => images::rmi(g, a),
+        Command::Load(a) => images::load(g, a),
+        Command::Prune(a) => images::prune(g, a),
+    }
+}
+
+/// The error chain on one line: "outer: cause: root cause".
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for (i, cause) in err.chain().enumerate() {
+        let s = cause.to_string();
+        if i > 0 {
+            if out.contains(&s) {
+                continue;
+            }
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
+}
