@@ -20,10 +20,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Directory holding all state (images, layers, tasks, state.db).
-    #[arg(long, global = true, env = "MINIFARGATE_ROOT", default_value = "/var/lib/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_ROOT",
+        default_value = "/var/lib/minifargate"
+    )]
     pub root: PathBuf,
     /// Directory for runtime files (sockets, locks, netns mounts).
-    #[arg(long, global = true, env = "MINIFARGATE_RUN_ROOT", default_value = "/run/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_RUN_ROOT",
+        default_value = "/run/minifargate"
+    )]
     pub run_root: PathBuf,
     /// Registry configuration file (mirrors, insecure registries).
     #[arg(long, global = true, env = "MINIFARGATE_CONFIG")]
@@ -54,6 +64,8 @@ pub enum Command {
     Load(images::LoadArgs),
     /// Remove blobs and layers no image references.
     Prune(images::PruneArgs),
+    /// Mount or unmount an image's overlay rootfs.
+    Rootfs(images::RootfsArgs),
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -77,6 +89,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => images::rmi(g, a),
         Command::Load(a) => images::load(g, a),
         Command::Prune(a) => images::prune(g, a),
+        Command::Rootfs(a) => images::rootfs(g, a),
     }
 }
 
