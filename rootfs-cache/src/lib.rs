@@ -2,6 +2,7 @@
 //! content-addressed blob store, layers unpacked once and shared, overlay rootfs.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod digest;
 pub mod layer;
 pub mod manifest;
 pub mod pull;
+pub mod rootfs;
 pub mod store;
 pub mod unpack;
 

@@ -11,7 +11,7 @@ use rootfs_cache::{
 };
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -328,8 +328,40 @@ pub fn rmi(g: &GlobalOpts, a: RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn load(_g: &GlobalOpts, _a: LoadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("load is not implemented yet")
+pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
+    use rootfs_cache::archive::{self, LoadOptions};
+    let store = open_store(g)?;
+    let config = RegistriesConfig::load(g.config.as_deref())?;
+    let platform = Platform::host();
+    let opts = LoadOptions {
+        tag: a.tag.as_deref(),
+        platform: &platform,
+        unpack: rootfs_cache::unpack::UnpackOptions {
+            max_unpacked_bytes: config.max_unpacked_size.unwrap_or(32 << 30),
+        },
+        min_free: config.min_free_space.unwrap_or(256 << 20),
+    };
+    let recs = runtime()?.block_on(archive::load(
+        &store,
+        &a.input,
+        &opts,
+        &rootfs_cache::pull::Quiet,
+    ))?;
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = recs.iter().map(|r| image_json(&store, r)).collect();
+            println!("{}", serde_json::Value::Array(v));
+        }
+        Format::Text => {
+            for r in &recs {
+                println!(
+                    "Loaded image: {} ({}, {})",
+                    r.reference, r.platform, r.digest
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
@@ -348,10 +380,38 @@ pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rootfs(g: &GlobalOpts, a: RootfsArgs) -> anyhow::Result<ExitCode> {
-    let _ = (g, Path::new("/"));
+    use rootfs_cache::rootfs::{self, MountApi, RootfsKind};
     match a.command {
-        RootfsCommand::Mount { .. } | RootfsCommand::Umount { .. } => {
-            anyhow::bail!("rootfs mount is not implemented yet")
+        RootfsCommand::Mount {
+            image,
+            target,
+            state,
+        } => {
+            let store = open_store(g)?;
+            let rec = find(&store, &image)?;
+            let layers: Vec<PathBuf> = rec
+                .layers
+                .iter()
+                .map(|l| store.layer_path(&l.diff_id))
+                .collect();
+            if let Some(missing) = layers.iter().find(|p| !p.is_dir()) {
+                anyhow::bail!(
+                    "layer {} of {} is missing from the cache; pull the image again",
+                    missing.display(),
+                    rec.reference
+                );
+            }
+            let kind = rootfs::mount(&layers, &state, &target, MountApi::Auto)
+                .with_context(|| format!("failed to mount {}", rec.reference))?;
+            let how = match kind {
+                RootfsKind::Overlay => "overlay",
+                RootfsKind::Copy => "copy",
+            };
+            println!("{} mounted at {} ({how})", rec.reference, target.display());
+        }
+        RootfsCommand::Umount { target } => {
+            rootfs::unmount(&target)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
