@@ -107,7 +107,8 @@ pub struct FetchedManifest {
 
 pub struct RegistryClient {
     secure: reqwest::Client,
-    insecure: reqwest::Client,
+    /// Built on first use: loading the system trust store costs ~15 ms per client.
+    insecure: std::sync::OnceLock<reqwest::Client>,
     auth: Authenticator,
     /// Hosts found to speak plain HTTP (loopback or insecure registries only).
     plain_http: Mutex<HashMap<String, bool>>,
@@ -185,33 +186,38 @@ fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
 
 impl RegistryClient {
     pub fn new(retry: RetryPolicy) -> Result<Self, RegistryError> {
-        let build = |insecure: bool| {
-            reqwest::Client::builder()
-                .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(15))
-                .read_timeout(Duration::from_secs(30))
-                .danger_accept_invalid_certs(insecure)
-                // Real ECR redirects blob GETs to pre-signed S3 URLs; reqwest drops
-                // the Authorization header when a redirect changes host.
-                .redirect(reqwest::redirect::Policy::limited(10))
-                .build()
-                .map_err(RegistryError::Build)
-        };
         Ok(RegistryClient {
-            secure: build(false)?,
-            insecure: build(true)?,
+            secure: Self::build(false)?,
+            insecure: std::sync::OnceLock::new(),
             auth: Authenticator::default(),
             plain_http: Mutex::new(HashMap::new()),
             retry,
         })
     }
 
+    fn build(insecure: bool) -> Result<reqwest::Client, RegistryError> {
+        reqwest::Client::builder()
+            .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(30))
+            .danger_accept_invalid_certs(insecure)
+            // Real ECR redirects blob GETs to pre-signed S3 URLs; reqwest drops
+            // the Authorization header when a redirect changes host.
+            .redirect(reqwest::redirect::Policy::limited(10))
+            // Unverified TLS needs no trust store.
+            .tls_built_in_root_certs(!insecure)
+            .build()
+            .map_err(RegistryError::Build)
+    }
+
     fn http_for(&self, ep: &Endpoint) -> &reqwest::Client {
-        if ep.insecure {
-            &self.insecure
-        } else {
-            &self.secure
+        if !ep.insecure {
+            return &self.secure;
         }
+        self.insecure.get_or_init(|| {
+            // Same builder as the secure one, which already succeeded.
+            Self::build(true).unwrap_or_else(|_| self.secure.clone())
+        })
     }
 
     fn may_use_plain_http(ep: &Endpoint) -> bool {

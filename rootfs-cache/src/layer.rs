@@ -98,7 +98,9 @@ pub async fn fetch(
             .map_err(|e| LayerError::Worker(e.to_string()))??;
         }
         LayerSource::Registry { client, endpoint } => {
-            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
+            // A few chunks (hyper reads up to ~400 kB at a time) keep download and unpack
+            // overlapping; more only grows memory.
+            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
             let worker = tokio::task::spawn_blocking(move || {
                 unpack_verify_commit(&store2, Box::new(ChannelReader::new(rx)), &layer2, &opts2)
             });
