@@ -2,6 +2,7 @@
 //! options, the verb enum and the dispatch to each verb's `run`.
 
 mod images;
+mod taskdefs;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -20,10 +21,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Directory holding all state (images, layers, tasks, state.db).
-    #[arg(long, global = true, env = "MINIFARGATE_ROOT", default_value = "/var/lib/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_ROOT",
+        default_value = "/var/lib/minifargate"
+    )]
     pub root: PathBuf,
     /// Directory for runtime files (sockets, locks, netns mounts).
-    #[arg(long, global = true, env = "MINIFARGATE_RUN_ROOT", default_value = "/run/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_RUN_ROOT",
+        default_value = "/run/minifargate"
+    )]
     pub run_root: PathBuf,
     /// Registry configuration file (mirrors, insecure registries).
     #[arg(long, global = true, env = "MINIFARGATE_CONFIG")]
@@ -54,6 +65,18 @@ pub enum Command {
     Load(images::LoadArgs),
     /// Remove blobs and layers no image references.
     Prune(images::PruneArgs),
+    /// Check a task definition against the ECS and Fargate rules.
+    Validate(taskdefs::ValidateArgs),
+    /// Register a task definition as the next revision of its family.
+    RegisterTaskDefinition(taskdefs::RegisterArgs),
+    /// Show a registered task definition.
+    DescribeTaskDefinition(taskdefs::DescribeArgs),
+    /// List registered task definition ARNs.
+    ListTaskDefinitions(taskdefs::ListArgs),
+    /// List task definition families.
+    ListTaskDefinitionFamilies(taskdefs::ListFamiliesArgs),
+    /// Mark a task definition revision INACTIVE.
+    DeregisterTaskDefinition(taskdefs::DeregisterArgs),
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -77,6 +100,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => images::rmi(g, a),
         Command::Load(a) => images::load(g, a),
         Command::Prune(a) => images::prune(g, a),
+        Command::Validate(a) => taskdefs::validate(g, a),
+        Command::RegisterTaskDefinition(a) => taskdefs::register(g, a),
+        Command::DescribeTaskDefinition(a) => taskdefs::describe(g, a),
+        Command::ListTaskDefinitions(a) => taskdefs::list(g, a),
+        Command::ListTaskDefinitionFamilies(a) => taskdefs::list_families(g, a),
+        Command::DeregisterTaskDefinition(a) => taskdefs::deregister(g, a),
     }
 }
 
