@@ -52,6 +52,61 @@ pub struct RegisterArgs {
     /// otherwise takes its file name).
     #[arg(long)]
     pub family: Option<String>,
+    /// Task CPU ("256", "1 vCPU"), overriding the file's: as the AWS CLI, flags win over
+    /// --cli-input-json. Handy for a bare containerDefinitions array.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Task memory ("512", "2 GB"), overriding the file's.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Network mode (awsvpc, bridge, host, none), overriding the file's.
+    #[arg(long)]
+    pub network_mode: Option<String>,
+    /// Launch types to validate against (FARGATE, EC2, EXTERNAL), overriding the file's.
+    #[arg(long, num_args = 1..)]
+    pub requires_compatibilities: Vec<String>,
+    /// Task execution role ARN, overriding the file's.
+    #[arg(long)]
+    pub execution_role_arn: Option<String>,
+    /// Task role ARN, overriding the file's.
+    #[arg(long)]
+    pub task_role_arn: Option<String>,
+}
+
+impl RegisterArgs {
+    /// Applies the flags over the parsed file, as the AWS CLI merges flags into
+    /// --cli-input-json.
+    fn apply(&self, def: &mut taskdef::TaskDefinition) -> anyhow::Result<()> {
+        use taskdef::model::SizeValue;
+        fn wire<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Result<T> {
+            serde_json::from_value(serde_json::Value::String(v.to_string()))
+                .with_context(|| format!("invalid {flag} {v:?}"))
+        }
+        if let Some(v) = &self.cpu {
+            def.cpu = Some(SizeValue(v.clone()));
+        }
+        if let Some(v) = &self.memory {
+            def.memory = Some(SizeValue(v.clone()));
+        }
+        if let Some(v) = &self.network_mode {
+            def.network_mode = Some(wire("--network-mode", v)?);
+        }
+        if !self.requires_compatibilities.is_empty() {
+            let list = self
+                .requires_compatibilities
+                .iter()
+                .map(|v| wire("--requires-compatibilities", v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            def.requires_compatibilities = Some(list);
+        }
+        if let Some(v) = &self.execution_role_arn {
+            def.execution_role_arn = Some(v.clone());
+        }
+        if let Some(v) = &self.task_role_arn {
+            def.task_role_arn = Some(v.clone());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -218,7 +273,8 @@ pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
 pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.cli_input_json);
     let name = source.display_name();
-    let parsed = taskdef::load(&source)?;
+    let mut parsed = taskdef::load(&source)?;
+    a.apply(&mut parsed.def)?;
     let mut store = open_store(g)?;
     let ctx = AwsContext::from_env();
     let fallback = source.default_family();

@@ -1740,3 +1740,121 @@ enum Graph {
     DependsOn,
     Links,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taskdef::parse::parse_str;
+
+    fn run(json: &str, launch_type: Option<LaunchType>) -> Report {
+        validate(&parse_str(json), &Options { launch_type })
+    }
+
+    fn rules(r: &Report) -> Vec<&'static str> {
+        r.errors().map(|f| f.rule).collect()
+    }
+
+    const FARGATE_OK: &str = r#"{"family":"f","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+        "cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"busybox"}]}"#;
+
+    #[test]
+    fn minimal_fargate_definition_is_valid() {
+        let r = run(FARGATE_OK, None);
+        assert!(r.valid, "{:?}", r.findings);
+        assert!(r.fargate);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let r = run(
+            r#"{"family":"f","networkMode":"awsvpc","containerDefinitions":[
+                {"name":"a","memory":64,"portMappings":[{"containerPort":80,"hostPort":81}]},
+                {"name":"a","image":"x","memory":64,"hostname":"h","essential":false}]}"#,
+            None,
+        );
+        let got = rules(&r);
+        for want in ["image-required", "awsvpc-host-port", "container-name-unique", "awsvpc-hostname"] {
+            assert!(got.contains(&want), "{want} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn launch_type_fargate_uses_the_platform_exception() {
+        let r = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#, Some(LaunchType::Fargate));
+        let priv_f = r.errors().find(|f| f.path.to_string().ends_with("privileged")).unwrap();
+        assert_eq!(priv_f.code, Code::PlatformTaskDefinitionIncompatibilityException);
+        let r2 = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#, Some(LaunchType::Ec2));
+        assert!(r2.valid, "{:?}", r2.findings);
+    }
+
+    #[test]
+    fn false_and_empty_fargate_parameters_are_fine() {
+        let r = run(
+            r#"{"family":"f","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],"cpu":"256","memory":"512",
+               "containerDefinitions":[{"name":"a","image":"b","privileged":false,"links":[],
+               "dnsServers":[],"disableNetworking":false,"extraHosts":null,"hostname":null}],
+               "placementConstraints":[]}"#,
+            None,
+        );
+        assert!(r.valid, "{:?}", r.findings);
+    }
+
+    #[test]
+    fn type_errors_suppress_their_consequences() {
+        // memory is a string: one type error, not also "memory is required".
+        let r = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":"64"}]}"#, None);
+        assert_eq!(rules(&r), ["json-type"]);
+    }
+
+    #[test]
+    fn bare_arrays_skip_task_level_rules() {
+        let r = run(r#"[{"name":"a","image":"b"}]"#, None);
+        assert!(r.valid, "{:?}", r.findings);
+        let r = run(r#"[{"name":"a","image":"b","portMappings":[{"containerPort":80,"hostPort":8080}]}]"#, Some(LaunchType::Fargate));
+        assert_eq!(rules(&r), ["awsvpc-host-port"]);
+    }
+
+    #[test]
+    fn cycles_are_found_without_hanging() {
+        // A ring of 10 containers and a self-loop-free chain: one cycle reported.
+        let mut cs = Vec::new();
+        for i in 0..10 {
+            cs.push(format!(
+                r#"{{"name":"c{i}","image":"b","memory":8,"dependsOn":[{{"containerName":"c{}","condition":"START"}}]}}"#,
+                (i + 1) % 10
+            ));
+        }
+        let json = format!(r#"{{"family":"f","containerDefinitions":[{}]}}"#, cs.join(","));
+        let r = run(&json, None);
+        let cyc: Vec<_> = r.errors().filter(|f| f.rule == "depends-on-cycle").collect();
+        assert_eq!(cyc.len(), 1, "{:?}", r.findings);
+        assert!(cyc[0].message.contains("c0 -> c1"), "{}", cyc[0].message);
+        // A dense graph (every container depends on every other) finishes quickly too.
+        let mut dense = Vec::new();
+        for i in 0..10 {
+            let deps: Vec<String> = (0..10)
+                .filter(|j| *j != i)
+                .map(|j| format!(r#"{{"containerName":"c{j}","condition":"START"}}"#))
+                .collect();
+            dense.push(format!(r#"{{"name":"c{i}","image":"b","memory":8,"dependsOn":[{}]}}"#, deps.join(",")));
+        }
+        let r = run(&format!(r#"{{"family":"f","containerDefinitions":[{}]}}"#, dense.join(",")), None);
+        assert!(r.errors().any(|f| f.rule == "depends-on-cycle"));
+    }
+
+    #[test]
+    fn private_ecr_detection() {
+        assert!(is_private_ecr("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"));
+        assert!(is_private_ecr("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app"));
+        assert!(!is_private_ecr("public.ecr.aws/docker/library/busybox"));
+        assert!(!is_private_ecr("busybox"));
+    }
+
+    #[test]
+    fn compatibility_with_fargate() {
+        let def = parse_str(FARGATE_OK).def;
+        assert!(fargate_compatible(&def));
+        let bridge = parse_str(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8}]}"#).def;
+        assert!(!fargate_compatible(&bridge));
+    }
+}
