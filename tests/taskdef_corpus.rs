@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/taskdefs").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/taskdefs")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -31,9 +33,17 @@ fn validate(file: &Path, args: &[&str]) -> (i32, Value, String) {
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{}: stdout is not JSON ({e}): {}", file.display(), String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "{}: stdout is not JSON ({e}): {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
-    (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 struct Expected {
@@ -49,7 +59,9 @@ fn matches(e: &Expected, f: &Value) -> bool {
         && f["code"] == e.code.as_str()
         && f["rule"] == e.rule.as_str()
         && f["path"] == e.path.as_str()
-        && f["message"].as_str().is_some_and(|m| m.contains(&e.message))
+        && f["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&e.message))
 }
 
 #[test]
@@ -58,7 +70,10 @@ fn valid_corpus_passes() {
     for file in corpus("valid") {
         let (code, doc, stderr) = validate(&file, &[]);
         if code != 0 || doc["valid"] != true {
-            failures.push(format!("{}: exit {code}\n{doc:#}\n{stderr}", file.display()));
+            failures.push(format!(
+                "{}: exit {code}\n{doc:#}\n{stderr}",
+                file.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -73,7 +88,11 @@ fn invalid_corpus_fails_with_the_expected_findings() {
             .unwrap_or_else(|_| panic!("{} has no .expect file", file.display()));
         let mut args: Vec<String> = Vec::new();
         let mut expected = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             if let Some(a) = line.strip_prefix("args:") {
                 args.extend(a.split_whitespace().map(String::from));
                 continue;
@@ -93,7 +112,9 @@ fn invalid_corpus_fails_with_the_expected_findings() {
         let findings = doc["findings"].as_array().cloned().unwrap_or_default();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if code != 1 || doc["valid"] != false {
-            failures.push(format!("{name}: expected exit 1 and valid=false, got {code}"));
+            failures.push(format!(
+                "{name}: expected exit 1 and valid=false, got {code}"
+            ));
         }
         for e in &expected {
             if !findings.iter().any(|f| matches(e, f)) {
@@ -125,23 +146,68 @@ fn every_rule_has_an_invalid_file() {
         }
     }
     let rules = [
-        "json-syntax", "json-shape", "json-type", "family-required", "family-format",
-        "containers-required", "too-many-containers", "task-cpu", "task-memory",
-        "container-name-required", "container-name-format", "container-name-unique",
-        "image-required", "container-cpu", "container-cpu-exceeds-task", "container-memory",
-        "container-memory-exceeds-task", "memory-reservation", "container-memory-required",
-        "essential-required", "port-range", "network-mode-none-ports", "awsvpc-host-port",
-        "host-network-host-port", "port-mapping-name", "links-network-mode", "link-target",
-        "links-cycle", "awsvpc-hostname", "awsvpc-extra-hosts", "depends-on-condition",
-        "depends-on-target", "depends-on-essential", "depends-on-cycle", "container-timeout",
-        "health-check-command", "health-check-range", "mount-point-volume",
-        "volumes-from-container", "required-member", "out-of-range", "tags", "capability-name",
-        "system-controls", "resource-requirement", "credential-specs", "volume-name",
-        "volume-config", "proxy-container", "fargate-network-mode", "fargate-task-size",
-        "fargate-unsupported-parameter", "fargate-pid-mode", "fargate-capabilities",
-        "fargate-host-source-path", "fargate-log-driver", "fargate-execution-role",
+        "json-syntax",
+        "json-shape",
+        "json-type",
+        "family-required",
+        "family-format",
+        "containers-required",
+        "too-many-containers",
+        "task-cpu",
+        "task-memory",
+        "container-name-required",
+        "container-name-format",
+        "container-name-unique",
+        "image-required",
+        "container-cpu",
+        "container-cpu-exceeds-task",
+        "container-memory",
+        "container-memory-exceeds-task",
+        "memory-reservation",
+        "container-memory-required",
+        "essential-required",
+        "port-range",
+        "network-mode-none-ports",
+        "awsvpc-host-port",
+        "host-network-host-port",
+        "port-mapping-name",
+        "links-network-mode",
+        "link-target",
+        "links-cycle",
+        "awsvpc-hostname",
+        "awsvpc-extra-hosts",
+        "depends-on-condition",
+        "depends-on-target",
+        "depends-on-essential",
+        "depends-on-cycle",
+        "container-timeout",
+        "health-check-command",
+        "health-check-range",
+        "mount-point-volume",
+        "volumes-from-container",
+        "required-member",
+        "out-of-range",
+        "tags",
+        "capability-name",
+        "system-controls",
+        "resource-requirement",
+        "credential-specs",
+        "volume-name",
+        "volume-config",
+        "proxy-container",
+        "fargate-network-mode",
+        "fargate-task-size",
+        "fargate-unsupported-parameter",
+        "fargate-pid-mode",
+        "fargate-capabilities",
+        "fargate-host-source-path",
+        "fargate-log-driver",
+        "fargate-execution-role",
         "fargate-firelens-s3",
     ];
     let missing: Vec<_> = rules.iter().filter(|r| !covered.contains(**r)).collect();
-    assert!(missing.is_empty(), "rules without an invalid corpus file: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "rules without an invalid corpus file: {missing:?}"
+    );
 }

@@ -192,7 +192,11 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = &'a Finding>) {
     for f in findings {
         match (f.line, f.column) {
-            (Some(l), Some(c)) => eprintln!("{name}:{l}:{c}: {f}"),
+            (Some(l), Some(c)) => {
+                let mut bare = f.clone();
+                (bare.line, bare.column) = (None, None);
+                eprintln!("{name}:{l}:{c}: {bare}")
+            }
             _ => eprintln!("{name}: {f}"),
         }
     }

@@ -14,7 +14,7 @@ pub mod units;
 pub mod validate;
 
 pub use arn::{AwsContext, TaskDefRef};
-pub use finding::Finding;
+pub use finding::{Code, Finding, Severity};
 pub use model::TaskDefinition;
 pub use parse::{Parsed, ReadError, Shape, Source};
 pub use validate::{LaunchType, Report};
@@ -73,7 +73,21 @@ pub fn register(
     if parsed.shape == Shape::ContainerArray {
         parsed.shape = Shape::RegisterInput;
     }
-    let report = validate::validate(&parsed, &validate::Options::default());
+    let mut report = validate::validate(&parsed, &validate::Options::default());
+    // `validate` lets a template through with warnings; a registered revision needs values.
+    for f in report
+        .findings
+        .iter_mut()
+        .filter(|f| f.rule == "template-placeholder")
+    {
+        f.severity = Severity::Error;
+        f.code = Code::ClientException;
+        f.message = format!("{}; fill it in before registering", f.message);
+        report.valid = false;
+        report.errors += 1;
+        report.warnings -= 1;
+    }
+    report.findings.sort_by_key(|f| f.severity);
     if !report.valid {
         return Err(RegisterError::Invalid {
             name: name.to_string(),
@@ -276,5 +290,88 @@ mod tests {
         std::fs::write(&file, r#"[{"name":"a","image":"b","memory":32}]"#).unwrap();
         let r = resolve(&mut store, &format!("file://{}", file.display()), &ctx()).unwrap();
         assert_eq!(r.stored.family(), "containers");
+    }
+
+    /// Parsing and validation never panic: every truncation of real files, and every member
+    /// replaced by a value of each other JSON type, gives findings, not a crash.
+    #[test]
+    fn never_panics_on_mangled_input() {
+        use serde_json::{Value, json};
+        let docs = [
+            include_str!("../../examples/web.json"),
+            include_str!("../../examples/fargate-api-firelens.json"),
+            include_str!("../../examples/ec2-bridge-links.json"),
+            include_str!("../../examples/container-definitions.json"),
+        ];
+        let replacements = [
+            json!(null),
+            json!(-1),
+            json!(0),
+            json!(1e300),
+            json!(i64::MAX),
+            json!("x"),
+            json!(""),
+            json!([]),
+            json!([null]),
+            json!({}),
+            json!(true),
+        ];
+        let check = |v: Value| {
+            for lt in [None, Some(LaunchType::Fargate)] {
+                let parsed = parse::parse_value(v.clone());
+                let _ = validate::validate(&parsed, &validate::Options { launch_type: lt });
+                let _ = normalize::for_register(&parsed.def);
+            }
+        };
+        for doc in docs {
+            for cut in (0..doc.len())
+                .step_by(7)
+                .filter(|i| doc.is_char_boundary(*i))
+            {
+                let _ = validate::validate(
+                    &parse::parse_str(&doc[..cut]),
+                    &validate::Options::default(),
+                );
+            }
+            let original: Value = serde_json::from_str(doc).unwrap();
+            // Every node path of the document.
+            let mut paths: Vec<Vec<Value>> = Vec::new();
+            let mut stack: Vec<(Vec<Value>, &Value)> = vec![(Vec::new(), &original)];
+            while let Some((p, v)) = stack.pop() {
+                match v {
+                    Value::Object(m) => {
+                        for (k, c) in m {
+                            let mut q = p.clone();
+                            q.push(json!(k));
+                            stack.push((q, c));
+                        }
+                    }
+                    Value::Array(a) => {
+                        for (i, c) in a.iter().enumerate() {
+                            let mut q = p.clone();
+                            q.push(json!(i));
+                            stack.push((q, c));
+                        }
+                    }
+                    _ => {}
+                }
+                paths.push(p);
+            }
+            for path in &paths {
+                for r in &replacements {
+                    let mut v = original.clone();
+                    let mut slot = &mut v;
+                    for seg in path {
+                        slot = match seg {
+                            Value::String(k) => &mut slot[k.as_str()],
+                            Value::Number(n) => &mut slot[n.as_u64().unwrap() as usize],
+                            _ => unreachable!(),
+                        };
+                    }
+                    *slot = r.clone();
+                    check(v);
+                }
+            }
+        }
     }
 }

@@ -272,8 +272,15 @@ fn decode_collect<T: DeserializeOwned + Default>(
         };
         let mut at = error_path(&track.path());
         if !tried.contains_key(&at.to_string()) {
-            // A new problem (not a consequence of a replacement made here): report it.
-            findings.push(type_error(base, &at, &e));
+            // A new problem (not a consequence of a replacement made here): report it. A
+            // template placeholder where a number belongs ("${memory}") is not a mistake in
+            // the file but a value still to come: a warning, and the member is left unchecked.
+            match get_mut(value, &at) {
+                Some(Value::String(s)) if is_placeholder(s) => {
+                    findings.push(placeholder(&join(base, &at), s))
+                }
+                _ => findings.push(type_error(base, &at, &e)),
+            }
             dropped.push(join(base, &at));
         }
         loop {
@@ -309,6 +316,25 @@ fn decode_collect<T: DeserializeOwned + Default>(
         }
     }
     T::default()
+}
+
+/// Whether a string is a template placeholder rather than a value: `${memory}`,
+/// `{{ .Image }}`, `#{Tag}`, `<IMAGE_NAME>`.
+pub fn is_placeholder(s: &str) -> bool {
+    let t = s.trim();
+    t.contains("${")
+        || t.contains("{{")
+        || t.contains("#{")
+        || (t.len() > 2 && t.starts_with('<') && t.ends_with('>'))
+}
+
+/// The warning for a template placeholder where ECS needs a real value.
+pub fn placeholder(path: &JsonPath, s: &str) -> Finding {
+    Finding::warning(
+        "template-placeholder",
+        path.clone(),
+        format!("{s:?} looks like a template placeholder: this member is not checked"),
+    )
 }
 
 fn type_error(base: &JsonPath, at: &JsonPath, e: &serde_json::Error) -> Finding {
@@ -551,6 +577,31 @@ mod tests {
             p.dropped
                 .iter()
                 .any(|d| d.to_string() == "containerDefinitions[0].command")
+        );
+    }
+
+    #[test]
+    fn placeholders_are_warnings() {
+        let p = parse_str(
+            r#"{"family":"a","containerDefinitions":[{"name":"x","memory":"${memory}",
+                "portMappings":[{"containerPort":"{{ .Port }}"}],"cpu":"lots"}]}"#,
+        );
+        let got: Vec<(String, &str)> = p
+            .findings
+            .iter()
+            .map(|f| (f.path.to_string(), f.rule))
+            .collect();
+        assert!(got.contains(&(
+            "containerDefinitions[0].memory".into(),
+            "template-placeholder"
+        )));
+        assert!(got.contains(&(
+            "containerDefinitions[0].portMappings[0].containerPort".into(),
+            "template-placeholder"
+        )));
+        assert!(got.contains(&("containerDefinitions[0].cpu".into(), "json-type")));
+        assert!(
+            is_placeholder("<IMAGE1_NAME>") && !is_placeholder("nginx") && !is_placeholder("<")
         );
     }
 

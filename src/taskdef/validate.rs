@@ -13,7 +13,7 @@
 
 use super::finding::{Code, Finding, JsonPath};
 use super::model::*;
-use super::parse::{Parsed, Shape};
+use super::parse::{Parsed, Shape, is_placeholder, placeholder};
 use super::units::{
     CpuUnits, FARGATE_CPU_VALUES, MemoryMib, fargate_memory_choices, fargate_pair_is_valid,
 };
@@ -72,7 +72,12 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
     };
     let mut findings = parsed.findings.clone();
     if parsed.shape != Shape::Unreadable {
-        let rules = check(&parsed.def, parsed.shape.has_task_level(), fargate_code);
+        let rules = check(
+            &parsed.def,
+            parsed.shape.has_task_level(),
+            fargate_code,
+            &parsed.dropped,
+        );
         findings.extend(
             rules
                 .into_iter()
@@ -97,6 +102,7 @@ pub fn fargate_compatible(def: &TaskDefinition) -> bool {
         def,
         true,
         Some(Code::PlatformTaskDefinitionIncompatibilityException),
+        &[],
     )
     .iter()
     .any(Finding::is_error)
@@ -104,10 +110,18 @@ pub fn fargate_compatible(def: &TaskDefinition) -> bool {
 
 /// Runs every rule; `task_level` is false for a bare container array, whose task-level
 /// members live elsewhere; `fargate` is the exception to raise for Fargate rules, if they apply.
-pub fn check(def: &TaskDefinition, task_level: bool, fargate: Option<Code>) -> Vec<Finding> {
+/// `dropped` are members the parser dropped (type errors, placeholders): rules that need them
+/// are not checked.
+pub fn check(
+    def: &TaskDefinition,
+    task_level: bool,
+    fargate: Option<Code>,
+    dropped: &[JsonPath],
+) -> Vec<Finding> {
     let mut c = Checker {
         out: Vec::new(),
         fargate,
+        dropped: dropped.to_vec(),
     };
     c.run(def, task_level);
     c.out
@@ -116,6 +130,7 @@ pub fn check(def: &TaskDefinition, task_level: bool, fargate: Option<Code>) -> V
 struct Checker {
     out: Vec<Finding>,
     fargate: Option<Code>,
+    dropped: Vec<JsonPath>,
 }
 
 fn root() -> JsonPath {
@@ -213,6 +228,11 @@ fn is_private_ecr(image: &str) -> bool {
 }
 
 impl Checker {
+    /// Whether the parser dropped this member (or an enclosing one).
+    fn was_dropped(&self, path: &JsonPath) -> bool {
+        self.dropped.iter().any(|d| path.starts_with(d))
+    }
+
     fn err(&mut self, rule: &'static str, path: JsonPath, msg: impl Into<String>) {
         self.out
             .push(Finding::error(Code::ClientException, rule, path, msg));
@@ -298,6 +318,10 @@ impl Checker {
                     p.key("name"),
                     "Container.name should not be null or empty.",
                 ),
+                Some(n) if is_placeholder(n) => {
+                    self.out.push(placeholder(&p.key("name"), n));
+                    index_of.entry(n).or_insert(i);
+                }
                 Some(n) if !is_ecs_name(n) => self.err(
                     "container-name-format",
                     p.key("name"),
@@ -357,6 +381,9 @@ impl Checker {
                     p.key("image"),
                     "Container.image should not be null or empty.",
                 ),
+                Some(img) if is_placeholder(img) => {
+                    self.out.push(placeholder(&p.key("image"), img))
+                }
                 Some(img) => {
                     let odd = img
                         .chars()
@@ -453,10 +480,13 @@ impl Checker {
                     ),
                 );
             }
+            // Task memory that is set but invalid or a placeholder is reported on its own.
             if task_level
-                && task_memory.is_none()
+                && def.memory.is_none()
                 && c.memory.is_none()
                 && c.memory_reservation.is_none()
+                && !self.was_dropped(&p.key("memory"))
+                && !self.was_dropped(&p.key("memoryReservation"))
             {
                 self.err(
                     "container-memory-required",
@@ -569,6 +599,7 @@ impl Checker {
                 root().key("family"),
                 "family is required.",
             ),
+            Some(f) if is_placeholder(f) => self.out.push(placeholder(&root().key("family"), f)),
             Some(f) if !is_ecs_name(f) => self.err(
                 "family-format",
                 root().key("family"),
@@ -582,7 +613,13 @@ impl Checker {
 
         // Ref: ecs.json `RegisterTaskDefinitionRequest.cpu`: EC2 128 to 10240 units; the
         // developer guide now allows up to 192 vCPU on EC2, so the upper bound is that.
-        let cpu = def.cpu.as_ref().and_then(|raw| match CpuUnits::parse(raw.as_str()) {
+        let unchecked = |raw: &SizeValue| is_placeholder(raw.as_str());
+        for (field, v) in [("cpu", &def.cpu), ("memory", &def.memory)] {
+            if let Some(raw) = v.as_ref().filter(|r| unchecked(r)) {
+                self.out.push(placeholder(&root().key(field), raw.as_str()));
+            }
+        }
+        let cpu = def.cpu.as_ref().filter(|r| !unchecked(r)).and_then(|raw| match CpuUnits::parse(raw.as_str()) {
             Ok(u) if (128..=196_608).contains(&u.0) => Some(u),
             Ok(u) => {
                 self.err(
@@ -600,6 +637,7 @@ impl Checker {
         let memory = def
             .memory
             .as_ref()
+            .filter(|r| !unchecked(r))
             .and_then(|raw| match MemoryMib::parse(raw.as_str()) {
                 Ok(m) if m.0 > 0 => Some(m),
                 Ok(_) => {
@@ -1523,6 +1561,7 @@ impl Checker {
                         self.warn("volume-name", vp.key("name"), "A volume without a name cannot be mounted by any container.");
                     }
                 }
+                Some(n) if is_placeholder(n) => self.out.push(placeholder(&vp.key("name"), n)),
                 Some(n) if !is_ecs_name(n) => self.err(
                     "volume-name",
                     vp.key("name"),
@@ -1773,17 +1812,34 @@ mod tests {
             None,
         );
         let got = rules(&r);
-        for want in ["image-required", "awsvpc-host-port", "container-name-unique", "awsvpc-hostname"] {
+        for want in [
+            "image-required",
+            "awsvpc-host-port",
+            "container-name-unique",
+            "awsvpc-hostname",
+        ] {
             assert!(got.contains(&want), "{want} missing from {got:?}");
         }
     }
 
     #[test]
     fn launch_type_fargate_uses_the_platform_exception() {
-        let r = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#, Some(LaunchType::Fargate));
-        let priv_f = r.errors().find(|f| f.path.to_string().ends_with("privileged")).unwrap();
-        assert_eq!(priv_f.code, Code::PlatformTaskDefinitionIncompatibilityException);
-        let r2 = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#, Some(LaunchType::Ec2));
+        let r = run(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#,
+            Some(LaunchType::Fargate),
+        );
+        let priv_f = r
+            .errors()
+            .find(|f| f.path.to_string().ends_with("privileged"))
+            .unwrap();
+        assert_eq!(
+            priv_f.code,
+            Code::PlatformTaskDefinitionIncompatibilityException
+        );
+        let r2 = run(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8,"privileged":true}]}"#,
+            Some(LaunchType::Ec2),
+        );
         assert!(r2.valid, "{:?}", r2.findings);
     }
 
@@ -1802,7 +1858,10 @@ mod tests {
     #[test]
     fn type_errors_suppress_their_consequences() {
         // memory is a string: one type error, not also "memory is required".
-        let r = run(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":"64"}]}"#, None);
+        let r = run(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":"64"}]}"#,
+            None,
+        );
         assert_eq!(rules(&r), ["json-type"]);
     }
 
@@ -1810,7 +1869,10 @@ mod tests {
     fn bare_arrays_skip_task_level_rules() {
         let r = run(r#"[{"name":"a","image":"b"}]"#, None);
         assert!(r.valid, "{:?}", r.findings);
-        let r = run(r#"[{"name":"a","image":"b","portMappings":[{"containerPort":80,"hostPort":8080}]}]"#, Some(LaunchType::Fargate));
+        let r = run(
+            r#"[{"name":"a","image":"b","portMappings":[{"containerPort":80,"hostPort":8080}]}]"#,
+            Some(LaunchType::Fargate),
+        );
         assert_eq!(rules(&r), ["awsvpc-host-port"]);
     }
 
@@ -1824,9 +1886,15 @@ mod tests {
                 (i + 1) % 10
             ));
         }
-        let json = format!(r#"{{"family":"f","containerDefinitions":[{}]}}"#, cs.join(","));
+        let json = format!(
+            r#"{{"family":"f","containerDefinitions":[{}]}}"#,
+            cs.join(",")
+        );
         let r = run(&json, None);
-        let cyc: Vec<_> = r.errors().filter(|f| f.rule == "depends-on-cycle").collect();
+        let cyc: Vec<_> = r
+            .errors()
+            .filter(|f| f.rule == "depends-on-cycle")
+            .collect();
         assert_eq!(cyc.len(), 1, "{:?}", r.findings);
         assert!(cyc[0].message.contains("c0 -> c1"), "{}", cyc[0].message);
         // A dense graph (every container depends on every other) finishes quickly too.
@@ -1836,16 +1904,29 @@ mod tests {
                 .filter(|j| *j != i)
                 .map(|j| format!(r#"{{"containerName":"c{j}","condition":"START"}}"#))
                 .collect();
-            dense.push(format!(r#"{{"name":"c{i}","image":"b","memory":8,"dependsOn":[{}]}}"#, deps.join(",")));
+            dense.push(format!(
+                r#"{{"name":"c{i}","image":"b","memory":8,"dependsOn":[{}]}}"#,
+                deps.join(",")
+            ));
         }
-        let r = run(&format!(r#"{{"family":"f","containerDefinitions":[{}]}}"#, dense.join(",")), None);
+        let r = run(
+            &format!(
+                r#"{{"family":"f","containerDefinitions":[{}]}}"#,
+                dense.join(",")
+            ),
+            None,
+        );
         assert!(r.errors().any(|f| f.rule == "depends-on-cycle"));
     }
 
     #[test]
     fn private_ecr_detection() {
-        assert!(is_private_ecr("123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"));
-        assert!(is_private_ecr("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app"));
+        assert!(is_private_ecr(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"
+        ));
+        assert!(is_private_ecr(
+            "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app"
+        ));
         assert!(!is_private_ecr("public.ecr.aws/docker/library/busybox"));
         assert!(!is_private_ecr("busybox"));
     }
@@ -1854,7 +1935,10 @@ mod tests {
     fn compatibility_with_fargate() {
         let def = parse_str(FARGATE_OK).def;
         assert!(fargate_compatible(&def));
-        let bridge = parse_str(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8}]}"#).def;
+        let bridge = parse_str(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":8}]}"#,
+        )
+        .def;
         assert!(!fargate_compatible(&bridge));
     }
 }
