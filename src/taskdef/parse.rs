@@ -163,7 +163,8 @@ pub fn parse_str(text: &str) -> Parsed {
 }
 
 /// Parses an already-decoded JSON value in any accepted shape.
-pub fn parse_value(value: Value) -> Parsed {
+pub fn parse_value(mut value: Value) -> Parsed {
+    drop_empty_members(&mut value);
     let mut findings = Vec::new();
     let mut dropped = Vec::new();
     let (shape, mut def_value, wrapper_tags) = match value {
@@ -271,6 +272,23 @@ fn decode_collect<T: DeserializeOwned + Default>(
             Err(e) => e,
         };
         let mut at = error_path(&track.path());
+        if !tried.contains_key(&at.to_string())
+            && let Some(slot) = get_mut(value, &at)
+            && let Some(fixed) = coerce(slot, &e.to_string())
+        {
+            // "3000" where the model has a number: the ECS service reads such JSON leniently,
+            // and files that deployments register every day have it. Read it, but say so.
+            findings.push(Finding::warning(
+                "coerced-value",
+                join(base, &at),
+                format!(
+                    "{slot} should be written {fixed} (ECS's model has a {}); read as {fixed}",
+                    json_kind(&fixed).trim_start_matches("a ")
+                ),
+            ));
+            *slot = fixed;
+            continue;
+        }
         if !tried.contains_key(&at.to_string()) {
             // A new problem (not a consequence of a replacement made here): report it. A
             // template placeholder where a number belongs ("${memory}") is not a mistake in
@@ -335,6 +353,55 @@ pub fn placeholder(path: &JsonPath, s: &str) -> Finding {
         path.clone(),
         format!("{s:?} looks like a template placeholder: this member is not checked"),
     )
+}
+
+/// The value a mistyped scalar stands for, when there is no doubt: an integer written as a
+/// string (`"3000"`) or as a whole float (`512.0`), a boolean written as `"true"`/`"false"`.
+fn coerce(v: &Value, serde_msg: &str) -> Option<Value> {
+    if serde_msg.contains("expected i64") {
+        return match v {
+            Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| Value::from(f as i64)),
+            _ => None,
+        };
+    }
+    if serde_msg.contains("expected a boolean") {
+        return match v {
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Some(Value::Bool(true)),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// Drops members whose value is null, `""`, or a list or object of nothing but such values,
+/// recursively, as the AWS-maintained GitHub Action amazon-ecs-deploy-task-definition does
+/// before it registers a file: `"taskRoleArn": ""` or `"repositoryCredentials":
+/// {"credentialsParameter": ""}` mean "not set" in the files people deploy. List elements are
+/// kept, so JSON paths stay those of the file.
+pub fn drop_empty_members(v: &mut Value) {
+    // Recursion is bounded: serde_json refuses documents nested deeper than 128.
+    fn is_empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.iter().all(is_empty),
+            Value::Object(m) => m.values().all(is_empty),
+            _ => false,
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            m.values_mut().for_each(drop_empty_members);
+            m.retain(|_, c| !is_empty(c));
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empty_members),
+        _ => {}
+    }
 }
 
 fn type_error(base: &JsonPath, at: &JsonPath, e: &serde_json::Error) -> Finding {
@@ -520,7 +587,7 @@ mod tests {
     fn unknown_members_are_warnings_with_paths() {
         let p = parse_str(
             r#"{"family":"a","foo":1,"containerDefinitions":[{"name":"x","bar":{"baz":2}}],
-                "Volumes":[]}"#,
+                "Volumes":[{"name":"v"}]}"#,
         );
         let r = rules(&p);
         assert!(r.contains(&("foo".into(), "unknown-member")));
@@ -539,7 +606,7 @@ mod tests {
         let p = parse_str(
             r#"{"family":"a","containerDefinitions":[
                 {"name":"x","memory":"lots","essential":"yes","command":["a",1],
-                 "portMappings":[{"containerPort":"80"}]},
+                 "portMappings":[{"containerPort":"eighty"}]},
                 "not-an-object"],
                 "networkMode":"awsvpcc"}"#,
         );
@@ -603,6 +670,44 @@ mod tests {
         assert!(
             is_placeholder("<IMAGE1_NAME>") && !is_placeholder("nginx") && !is_placeholder("<")
         );
+    }
+
+    #[test]
+    fn empty_members_are_absent() {
+        let p = parse_str(
+            r#"{"family":"a","taskRoleArn":"","containerDefinitions":[{"name":"x","links":[],
+                "repositoryCredentials":{"credentialsParameter":""},"environment":[{"name":"","value":""}],
+                "command":["a",""]}]}"#,
+        );
+        let c = &p.def.container_definitions.as_ref().unwrap()[0];
+        assert!(p.def.task_role_arn.is_none());
+        assert!(c.repository_credentials.is_none() && c.links.is_none() && c.environment.is_none());
+        // List elements stay, so paths stay those of the file.
+        assert_eq!(c.command.as_deref().unwrap(), ["a", ""]);
+    }
+
+    #[test]
+    fn unambiguous_scalars_are_coerced_with_a_warning() {
+        let p = parse_str(
+            r#"{"family":"a","containerDefinitions":[{"name":"x","memory":512.0,"essential":"true",
+                "portMappings":[{"containerPort":"3000"}]}]}"#,
+        );
+        let c = &p.def.container_definitions.as_ref().unwrap()[0];
+        assert_eq!(c.memory, Some(512));
+        assert_eq!(c.essential, Some(true));
+        assert_eq!(
+            c.port_mappings.as_ref().unwrap()[0].container_port,
+            Some(3000)
+        );
+        assert!(
+            p.findings
+                .iter()
+                .all(|f| !f.is_error() && f.rule == "coerced-value"),
+            "{:?}",
+            p.findings
+        );
+        assert_eq!(p.findings.len(), 3);
+        assert!(p.dropped.is_empty());
     }
 
     #[test]

@@ -1859,7 +1859,7 @@ mod tests {
     fn type_errors_suppress_their_consequences() {
         // memory is a string: one type error, not also "memory is required".
         let r = run(
-            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":"64"}]}"#,
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":"lots"}]}"#,
             None,
         );
         assert_eq!(rules(&r), ["json-type"]);
