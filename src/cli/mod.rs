@@ -20,10 +20,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Directory holding all state (images, layers, tasks, state.db).
-    #[arg(long, global = true, env = "MINIFARGATE_ROOT", default_value = "/var/lib/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_ROOT",
+        default_value = "/var/lib/minifargate"
+    )]
     pub root: PathBuf,
     /// Directory for runtime files (sockets, locks, netns mounts).
-    #[arg(long, global = true, env = "MINIFARGATE_RUN_ROOT", default_value = "/run/minifargate")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIFARGATE_RUN_ROOT",
+        default_value = "/run/minifargate"
+    )]
     pub run_root: PathBuf,
     /// Registry configuration file (mirrors, insecure registries).
     #[arg(long, global = true, env = "MINIFARGATE_CONFIG")]
