@@ -1,3 +1,22 @@
 //! The image side of minifargate: OCI registry client (auth, ECR, mirrors), a
 //! content-addressed blob store, layers unpacked once and shared, overlay rootfs.
 #![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod digest;
+pub mod layer;
+pub mod manifest;
+pub mod pull;
+pub mod rootfs;
+pub mod store;
+pub mod unpack;
+
+pub use client::{RegistryClient, RetryPolicy};
+pub use config::RegistriesConfig;
+pub use digest::Digest;
+pub use manifest::Platform;
+pub use pull::{PullError, PullObserver, Puller};
+pub use store::{ImageRecord, LayerRecord, PruneReport, Store};

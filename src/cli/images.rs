@@ -1,10 +1,19 @@
-//! Image verbs: `pull`, `images`, `rmi`, `load`, `prune`, backed by the
-//! `rootfs-cache` crate.
+//! Image verbs: `pull`, `images`, `rmi`, `load`, `prune` and `rootfs mount|umount`,
+//! backed by the `rootfs-cache` crate.
 
 use super::GlobalOpts;
-use clap::{Args, ValueEnum};
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rootfs_cache::{
+    Digest, ImageRecord, Platform, PullObserver, Puller, RegistriesConfig, RegistryClient,
+    RetryPolicy, Store,
+};
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum Format {
@@ -15,7 +24,9 @@ pub enum Format {
 
 /// Pull an image from ECR or any OCI registry into the local cache.
 ///
-/// Example: minifargate pull 123456789012.dkr.ecr.us-east-1.amazonaws.com/web:1.2
+/// Examples:
+///   minifargate pull 123456789012.dkr.ecr.us-east-1.amazonaws.com/web:1.2
+///   minifargate pull public.ecr.aws/docker/library/busybox:1.36 --platform linux/arm64
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Image reference: `busybox`, `host:port/repo:tag`, `repo@sha256:…`.
@@ -32,6 +43,8 @@ pub struct PullArgs {
 }
 
 /// List images in the local cache.
+///
+/// Example: minifargate images --format json
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -39,6 +52,8 @@ pub struct ImagesArgs {
 }
 
 /// Remove an image from the local cache (its layers stay until `prune`).
+///
+/// Example: minifargate rmi public.ecr.aws/docker/library/busybox:1.36
 #[derive(Debug, Args)]
 pub struct RmiArgs {
     /// Image reference as shown by `minifargate images`, or its digest.
@@ -61,24 +76,342 @@ pub struct LoadArgs {
 }
 
 /// Remove blobs and layer directories no image references; reports bytes freed.
+///
+/// Example: minifargate rmi busybox && minifargate prune
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
-pub fn pull(_g: &GlobalOpts, _a: PullArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("pull is not implemented yet")
+/// Mount or unmount an image's overlay rootfs (what a container starts from).
+#[derive(Debug, Args)]
+pub struct RootfsArgs {
+    #[command(subcommand)]
+    pub command: RootfsCommand,
 }
-pub fn images(_g: &GlobalOpts, _a: ImagesArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("images is not implemented yet")
+
+#[derive(Debug, Subcommand)]
+pub enum RootfsCommand {
+    /// Mount IMAGE's layers read-only under a writable upper dir at TARGET.
+    ///
+    /// Example: minifargate rootfs mount busybox /mnt/rootfs --state /tmp/c1
+    Mount {
+        image: String,
+        target: PathBuf,
+        /// Directory for the container's upper and work dirs.
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Unmount a rootfs mounted by `rootfs mount`.
+    Umount { target: PathBuf },
 }
-pub fn rmi(_g: &GlobalOpts, _a: RmiArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("rmi is not implemented yet")
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
 }
-pub fn load(_g: &GlobalOpts, _a: LoadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("load is not implemented yet")
+
+fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
+    Store::open(&g.root)
+        .with_context(|| format!("failed to open the image cache at {}", g.root.display()))
 }
-pub fn prune(_g: &GlobalOpts, _a: PruneArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("prune is not implemented yet")
+
+fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
+    let config = RegistriesConfig::load(g.config.as_deref())?;
+    let client = RegistryClient::new(RetryPolicy::default())?;
+    Ok(Puller {
+        store: open_store(g)?,
+        client: Arc::new(client),
+        config,
+        concurrency: 4,
+    })
+}
+
+/// Progress as indicatif bars on a terminal, as plain lines otherwise.
+struct Progress {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Progress {
+            multi: (enabled && tty).then(MultiProgress::new),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+    fn plain(&self) -> bool {
+        self.multi.is_none()
+    }
+}
+
+impl PullObserver for Progress {
+    fn resolved(&self, reference: &str, digest: &Digest, layers: &[(Digest, u64)]) {
+        tracing::info!(%reference, %digest, layers = layers.len(), "resolved");
+        let Some(m) = &self.multi else { return };
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> ");
+        let mut bars = self.bars.lock().expect("progress lock");
+        for (d, size) in layers {
+            let b = m.add(ProgressBar::new(*size));
+            b.set_style(style.clone());
+            b.set_prefix(d.short());
+            bars.insert(d.clone(), b);
+        }
+    }
+    fn layer_cached(&self, layer: &Digest) {
+        if let Some(b) = self.bars.lock().expect("progress lock").get(layer) {
+            b.finish_with_message("already cached");
+        }
+    }
+    fn layer_progress(&self, layer: &Digest, bytes: u64) {
+        if let Some(b) = self.bars.lock().expect("progress lock").get(layer) {
+            b.set_position(bytes);
+            b.set_message("downloading + extracting");
+        }
+    }
+    fn layer_done(&self, layer: &Digest) {
+        if let Some(b) = self.bars.lock().expect("progress lock").get(layer) {
+            b.finish_with_message("done");
+        } else if self.plain() {
+            eprintln!("{}: done", layer.short());
+        }
+    }
+}
+
+/// The JSON shape of an image, shared by `pull`, `load` and `images`.
+fn image_json(store: &Store, r: &ImageRecord) -> serde_json::Value {
+    let layers: Vec<_> = r
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "digest": l.digest,
+                "diffId": l.diff_id,
+                "size": l.size,
+                "mediaType": l.media_type,
+                "path": store.layer_path(&l.diff_id),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "reference": r.reference,
+        "repository": r.repository,
+        "tag": r.tag,
+        "digest": r.digest,
+        "indexDigest": r.index_digest,
+        "mediaType": r.media_type,
+        "config": r.config,
+        "platform": r.platform,
+        "size": r.size,
+        "pulledAt": r.pulled_at,
+        "layers": layers,
+    })
+}
+
+fn print_summary(store: &Store, r: &ImageRecord, verb: &str) {
+    println!("{verb} {} ({})", r.reference, r.platform);
+    println!("Digest: {}", r.digest);
+    if let Some(i) = &r.index_digest {
+        println!("Index:  {i}");
+    }
+    println!(
+        "Layers ({}, {} compressed):",
+        r.layers.len(),
+        human_size(r.size)
+    );
+    for l in &r.layers {
+        println!(
+            "  {}  {:>9}  {}",
+            l.digest.short(),
+            human_size(l.size),
+            store.layer_path(&l.diff_id).display()
+        );
+    }
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+pub fn pull(g: &GlobalOpts, a: PullArgs) -> anyhow::Result<ExitCode> {
+    let platform = match &a.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let puller = puller(g)?;
+    let progress = Arc::new(Progress::new(!a.quiet && matches!(a.format, Format::Text)));
+    if progress.plain() && !a.quiet && matches!(a.format, Format::Text) {
+        eprintln!("Pulling {} ({platform})", a.image);
+    }
+    let rec = runtime()?.block_on(puller.pull(&a.image, &platform, progress))?;
+    match (a.quiet, a.format) {
+        (true, _) => println!("{}", rec.digest),
+        (false, Format::Json) => println!("{}", image_json(&puller.store, &rec)),
+        (false, Format::Text) => print_summary(&puller.store, &rec, "Pulled"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(t: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (chrono::Utc::now() - t).num_seconds().max(0) as u64;
+    let (n, unit) = match secs {
+        0..60 => (secs, "second"),
+        60..3600 => (secs / 60, "minute"),
+        3600..86400 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+pub fn images(g: &GlobalOpts, a: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let list = store.list_images()?;
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = list.iter().map(|r| image_json(&store, r)).collect();
+            println!("{}", serde_json::Value::Array(v));
+        }
+        Format::Text => {
+            println!(
+                "{:<50} {:<12} {:<19} {:<14} {:>9}  PULLED",
+                "REPOSITORY", "TAG", "DIGEST", "PLATFORM", "SIZE"
+            );
+            for r in &list {
+                println!(
+                    "{:<50} {:<12} {:<19} {:<14} {:>9}  {}",
+                    r.repository,
+                    r.tag.as_deref().unwrap_or("<none>"),
+                    r.digest.short(),
+                    r.platform,
+                    human_size(r.size),
+                    age(r.pulled_at)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find(store: &Store, image: &str) -> anyhow::Result<ImageRecord> {
+    let normalised = rootfs_cache::pull::parse_reference(image)
+        .ok()
+        .map(|r| rootfs_cache::pull::record_name(&r));
+    Ok(store.find_image(image, normalised.as_deref())?)
+}
+
+pub fn rmi(g: &GlobalOpts, a: RmiArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let rec = find(&store, &a.image)?;
+    store.remove_image(&rec)?;
+    println!("Untagged: {}", rec.reference);
+    println!("Layers stay cached until `minifargate prune`.");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
+    use rootfs_cache::archive::{self, LoadOptions};
+    let store = open_store(g)?;
+    let config = RegistriesConfig::load(g.config.as_deref())?;
+    let platform = Platform::host();
+    let opts = LoadOptions {
+        tag: a.tag.as_deref(),
+        platform: &platform,
+        unpack: rootfs_cache::unpack::UnpackOptions {
+            max_unpacked_bytes: config.max_unpacked_size.unwrap_or(32 << 30),
+        },
+        min_free: config.min_free_space.unwrap_or(256 << 20),
+    };
+    let recs = runtime()?.block_on(archive::load(
+        &store,
+        &a.input,
+        &opts,
+        &rootfs_cache::pull::Quiet,
+    ))?;
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = recs.iter().map(|r| image_json(&store, r)).collect();
+            println!("{}", serde_json::Value::Array(v));
+        }
+        Format::Text => {
+            for r in &recs {
+                println!(
+                    "Loaded image: {} ({}, {})",
+                    r.reference, r.platform, r.digest
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(g)?;
+    let report = store.prune()?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string(&report)?),
+        Format::Text => println!(
+            "Removed {} blobs and {} layers, freed {}",
+            report.blobs_removed,
+            report.layers_removed,
+            human_size(report.bytes_freed)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rootfs(g: &GlobalOpts, a: RootfsArgs) -> anyhow::Result<ExitCode> {
+    use rootfs_cache::rootfs::{self, MountApi, RootfsKind};
+    match a.command {
+        RootfsCommand::Mount {
+            image,
+            target,
+            state,
+        } => {
+            let store = open_store(g)?;
+            let rec = find(&store, &image)?;
+            let layers: Vec<PathBuf> = rec
+                .layers
+                .iter()
+                .map(|l| store.layer_path(&l.diff_id))
+                .collect();
+            if let Some(missing) = layers.iter().find(|p| !p.is_dir()) {
+                anyhow::bail!(
+                    "layer {} of {} is missing from the cache; pull the image again",
+                    missing.display(),
+                    rec.reference
+                );
+            }
+            let kind = rootfs::mount(&layers, &state, &target, MountApi::Auto)
+                .with_context(|| format!("failed to mount {}", rec.reference))?;
+            let how = match kind {
+                RootfsKind::Overlay => "overlay",
+                RootfsKind::Copy => "copy",
+            };
+            println!("{} mounted at {} ({how})", rec.reference, target.display());
+        }
+        RootfsCommand::Umount { target } => {
+            rootfs::unmount(&target)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -64,6 +64,8 @@ pub enum Command {
     Load(images::LoadArgs),
     /// Remove blobs and layers no image references.
     Prune(images::PruneArgs),
+    /// Mount or unmount an image's overlay rootfs.
+    Rootfs(images::RootfsArgs),
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -87,6 +89,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => images::rmi(g, a),
         Command::Load(a) => images::load(g, a),
         Command::Prune(a) => images::prune(g, a),
+        Command::Rootfs(a) => images::rootfs(g, a),
     }
 }
 

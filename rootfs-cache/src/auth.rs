@@ -1,0 +1,427 @@
+//! Registry authentication: Basic credentials from the Docker config (and its credential
+//! helpers), the Bearer token flow of `WWW-Authenticate`, and ECR's GetAuthorizationToken.
+//! Ref: distribution spec "token authentication"; docker/cli config.json; AWS ECR API.
+
+use base64::Engine as _;
+use reqwest::header::HeaderValue;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Username/password for a registry and where they came from, for error messages.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    /// "the Docker config", "ECR GetAuthorizationToken", …
+    pub source: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({} from {})", self.username, self.source)
+    }
+}
+
+impl Credentials {
+    fn basic_header(&self) -> HeaderValue {
+        let raw = format!("{}:{}", self.username, self.password);
+        let mut v = HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        v
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "401 Unauthorized from {host}: no credentials found for it (add them to \
+         ~/.docker/config.json or $DOCKER_CONFIG/config.json, e.g. with `docker login {host}`)"
+    )]
+    NoCredentials { host: String },
+    #[error("401 Unauthorized from {host}: the credentials from {source_name} were rejected")]
+    Rejected { host: String, source_name: String },
+    #[error("failed to read credentials for {host} from the Docker config: {detail}")]
+    DockerConfig { host: String, detail: String },
+    #[error(
+        "failed to get an ECR authorization token for {host} (region {region}): {detail}; check \
+         the AWS credentials (AWS_PROFILE, `aws configure`, or the instance/task role)"
+    )]
+    Ecr {
+        host: String,
+        region: String,
+        detail: String,
+    },
+    #[error("ECR returned an unusable authorization token for {host}: {detail}")]
+    EcrToken { host: String, detail: String },
+    #[error("failed to parse the registry's WWW-Authenticate header {header:?} from {host}")]
+    Challenge { host: String, header: String },
+    #[error("failed to get a bearer token for {host} from {realm}")]
+    Token {
+        host: String,
+        realm: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("token service {realm} answered {status} for {host}{hint}")]
+    TokenStatus {
+        host: String,
+        realm: String,
+        status: reqwest::StatusCode,
+        hint: &'static str,
+    },
+}
+
+/// An ECR registry host: `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrHost {
+    pub account: String,
+    pub region: String,
+}
+
+pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?::443)?$",
+        )
+        .expect("static regex")
+    });
+    let c = re.captures(host)?;
+    Some(EcrHost {
+        account: c[1].to_string(),
+        region: c[2].to_string(),
+    })
+}
+
+#[derive(Clone)]
+struct Token {
+    header: HeaderValue,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct EcrCreds {
+    creds: Credentials,
+    expires_at: SystemTime,
+}
+
+/// Caches credentials and tokens for the life of the process (a `serve` daemon keeps
+/// them across pulls).
+#[derive(Default)]
+pub struct Authenticator {
+    /// Hosts that answered with a Basic challenge (ECR always does).
+    basic_hosts: Mutex<HashMap<String, Credentials>>,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    ecr: Mutex<HashMap<String, EcrCreds>>,
+}
+
+impl Authenticator {
+    /// The header to send with a request to `host` for `scope`, if one is known.
+    pub fn header_for(&self, host: &str, scope: &str) -> Option<HeaderValue> {
+        if let Some(c) = self.basic_hosts.lock().ok()?.get(host) {
+            return Some(c.basic_header());
+        }
+        let tokens = self.tokens.lock().ok()?;
+        let t = tokens.get(&(host.to_string(), scope.to_string()))?;
+        (t.expires > Instant::now()).then(|| t.header.clone())
+    }
+
+    /// Pre-authenticates hosts whose scheme is known without a round trip (ECR: Basic).
+    pub async fn prime(&self, host: &str) -> Result<(), AuthError> {
+        if parse_ecr_host(host).is_some() && self.header_for(host, "").is_none() {
+            let creds = self.ecr_credentials(host).await?;
+            self.basic_hosts
+                .lock()
+                .expect("auth lock")
+                .insert(host.to_string(), creds);
+        }
+        Ok(())
+    }
+
+    /// Drops what is cached for `host` (after it rejected it).
+    pub fn forget(&self, host: &str) {
+        self.basic_hosts.lock().expect("auth lock").remove(host);
+        self.tokens
+            .lock()
+            .expect("auth lock")
+            .retain(|(h, _), _| h != host);
+    }
+
+    /// Answers a 401's `WWW-Authenticate` challenge; afterwards `header_for` has a header.
+    pub async fn answer_challenge(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        www_authenticate: &str,
+        scope: &str,
+    ) -> Result<(), AuthError> {
+        let challenges =
+            http_auth::parse_challenges(www_authenticate).map_err(|_| AuthError::Challenge {
+                host: host.to_string(),
+                header: www_authenticate.to_string(),
+            })?;
+        let param = |c: &http_auth::ChallengeRef<'_>, name: &str| {
+            c.params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_unescaped())
+        };
+        if let Some(bearer) = challenges
+            .iter()
+            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        {
+            let realm = param(bearer, "realm").ok_or_else(|| AuthError::Challenge {
+                host: host.to_string(),
+                header: www_authenticate.to_string(),
+            })?;
+            let service = param(bearer, "service");
+            let scope_param = param(bearer, "scope").unwrap_or_else(|| scope.to_string());
+            let creds = self.credentials(host).await?;
+            let token = fetch_token(
+                http,
+                host,
+                &realm,
+                service.as_deref(),
+                &scope_param,
+                creds.as_ref(),
+            )
+            .await?;
+            self.tokens
+                .lock()
+                .expect("auth lock")
+                .insert((host.to_string(), scope.to_string()), token);
+            return Ok(());
+        }
+        // Basic (or an unknown scheme: Basic is all that is left to offer).
+        let creds = self
+            .credentials(host)
+            .await?
+            .ok_or_else(|| AuthError::NoCredentials {
+                host: host.to_string(),
+            })?;
+        self.basic_hosts
+            .lock()
+            .expect("auth lock")
+            .insert(host.to_string(), creds);
+        Ok(())
+    }
+
+    /// Where the credentials used for `host` came from (for "rejected" messages).
+    pub fn source_of(&self, host: &str) -> String {
+        if let Some(c) = self.basic_hosts.lock().expect("auth lock").get(host) {
+            return c.source.clone();
+        }
+        "the registry's token service".to_string()
+    }
+
+    async fn credentials(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
+        if parse_ecr_host(host).is_some() {
+            return self.ecr_credentials(host).await.map(Some);
+        }
+        docker_config_credentials(host)
+    }
+
+    /// ECR tokens are cached until `expiresAt`. A token that is already expired when it
+    /// arrives (clock skew, or a test endpoint) is used for this pull and fetched anew
+    /// only by a later one, never in a loop.
+    async fn ecr_credentials(&self, host: &str) -> Result<Credentials, AuthError> {
+        if let Some(c) = self.ecr.lock().expect("auth lock").get(host)
+            && c.expires_at > SystemTime::now()
+        {
+            return Ok(c.creds.clone());
+        }
+        let (creds, expires_at) = ecr_token(host).await?;
+        if expires_at <= SystemTime::now() {
+            tracing::warn!(
+                host,
+                "ECR authorization token arrived already expired; using it once"
+            );
+        }
+        self.ecr.lock().expect("auth lock").insert(
+            host.to_string(),
+            EcrCreds {
+                creds: creds.clone(),
+                expires_at,
+            },
+        );
+        Ok(creds)
+    }
+}
+
+fn docker_config_credentials(host: &str) -> Result<Option<Credentials>, AuthError> {
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    let server = if host == "registry-1.docker.io" || host == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        host
+    };
+    match docker_credential::get_credential(server) {
+        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(Some(Credentials {
+            username,
+            password,
+            source: "the Docker config".to_string(),
+        })),
+        // An identity token is exchanged at the token service as a refresh token; the
+        // distribution token flow also accepts it as the password of user "<token>".
+        Ok(DockerCredential::IdentityToken(token)) => Ok(Some(Credentials {
+            username: "<token>".to_string(),
+            password: token,
+            source: "the Docker config (identity token)".to_string(),
+        })),
+        Err(E::NoCredentialConfigured | E::ConfigNotFound | E::ConfigReadError) => Ok(None),
+        Err(e) => Err(AuthError::DockerConfig {
+            host: host.to_string(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+async fn fetch_token(
+    http: &reqwest::Client,
+    host: &str,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    creds: Option<&Credentials>,
+) -> Result<Token, AuthError> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    }
+    let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+    if let Some(s) = service {
+        query.push(("service", s));
+    }
+    let mut req = http.get(realm).query(&query);
+    if let Some(c) = creds {
+        req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
+    }
+    let terr = |source| AuthError::Token {
+        host: host.to_string(),
+        realm: realm.to_string(),
+        source,
+    };
+    let resp = req.send().await.map_err(terr)?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(AuthError::TokenStatus {
+            host: host.to_string(),
+            realm: realm.to_string(),
+            status,
+            hint: if status == reqwest::StatusCode::UNAUTHORIZED {
+                ": check the credentials in the Docker config"
+            } else {
+                ""
+            },
+        });
+    }
+    let body: TokenResponse = resp.json().await.map_err(terr)?;
+    let value = body.token.or(body.access_token).unwrap_or_default();
+    // Ref: distribution token spec: expires_in defaults to 60 s.
+    let ttl = Duration::from_secs(body.expires_in.unwrap_or(60).max(10));
+    let mut header = HeaderValue::from_str(&format!("Bearer {value}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    header.set_sensitive(true);
+    Ok(Token {
+        header,
+        // Renew a little early so a token never expires mid-request.
+        expires: Instant::now() + ttl.saturating_sub(Duration::from_secs(5)),
+    })
+}
+
+/// Calls ECR GetAuthorizationToken with the whole AWS credential chain. Endpoint
+/// overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are honoured by aws-config.
+async fn ecr_token(host: &str) -> Result<(Credentials, SystemTime), AuthError> {
+    let ecr = parse_ecr_host(host).expect("caller checked the host");
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(ecr.region.clone()))
+        .load()
+        .await;
+    let client = aws_sdk_ecr::Client::new(&cfg);
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| AuthError::Ecr {
+            host: host.to_string(),
+            region: ecr.region.clone(),
+            detail: aws_sdk_ecr::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let bad = |detail: &str| AuthError::EcrToken {
+        host: host.to_string(),
+        detail: detail.to_string(),
+    };
+    let data = out
+        .authorization_data()
+        .first()
+        .ok_or_else(|| bad("no authorizationData in the response"))?;
+    let token = data
+        .authorization_token()
+        .ok_or_else(|| bad("no authorizationToken"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| bad("authorizationToken is not base64"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad("authorizationToken is not UTF-8"))?;
+    let (username, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| bad("authorizationToken is not user:password"))?;
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+    Ok((
+        Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+            source: "ECR GetAuthorizationToken".to_string(),
+        },
+        expires_at,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ecr_hosts() {
+        assert_eq!(
+            parse_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            Some(EcrHost {
+                account: "123456789012".into(),
+                region: "us-east-1".into()
+            })
+        );
+        assert!(parse_ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com").is_some());
+        assert_eq!(
+            parse_ecr_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn")
+                .unwrap()
+                .region,
+            "cn-north-1"
+        );
+        assert!(parse_ecr_host("public.ecr.aws").is_none());
+        assert!(parse_ecr_host("12345.dkr.ecr.us-east-1.amazonaws.com").is_none());
+        assert!(parse_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io").is_none());
+    }
+
+    #[test]
+    fn basic_challenge_without_credentials_says_what_to_do() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let a = Authenticator::default();
+        let http = reqwest::Client::new();
+        let err = rt
+            .block_on(a.answer_challenge(&http, "example.invalid:5000", "Basic realm=\"r\"", "s"))
+            .unwrap_err();
+        assert!(err.to_string().contains("no credentials found"), "{err}");
+    }
+}

@@ -1,0 +1,560 @@
+//! HTTP client for the OCI distribution API: manifests and blobs, with auth, retries
+//! with backoff on 429/5xx (`Retry-After`), and blob downloads that resume with `Range`.
+//! Ref: OCI distribution-spec v1.1 "Pull"; RFC 9110 §10.2.3 (Retry-After), §14 (Range).
+
+use crate::auth::{AuthError, Authenticator};
+use crate::config::Endpoint;
+use crate::digest::Digest;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
+use std::collections::HashMap;
+use std::io;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Manifest media types we ask for, most preferred first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5";
+
+/// Manifests, indexes and configs above this size are refused (hostile registries).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = self.base_delay.saturating_mul(1u32 << attempt.min(10));
+        d.min(self.max_delay)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("failed to reach registry {host}")]
+    Connect {
+        host: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what} not found in {host}/{repository}{detail}")]
+    NotFound {
+        what: String,
+        host: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("registry {host} answered {status} for {url}{detail}")]
+    Status {
+        host: String,
+        url: String,
+        status: StatusCode,
+        detail: String,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{what} from {host} is larger than {limit} bytes; refusing it")]
+    TooLarge {
+        what: String,
+        host: String,
+        limit: u64,
+    },
+    #[error("failed to download {what} from {host} after {attempts} attempts")]
+    Body {
+        what: String,
+        host: String,
+        attempts: u32,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("blob {digest} from {host} is longer than the {expected} bytes its descriptor says")]
+    Oversized {
+        digest: Digest,
+        host: String,
+        expected: u64,
+    },
+    #[error("failed to build the HTTP client")]
+    Build(#[source] reqwest::Error),
+}
+
+/// A manifest as fetched: raw bytes (digests are over these) and the server's type.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+pub struct RegistryClient {
+    secure: reqwest::Client,
+    insecure: reqwest::Client,
+    auth: Authenticator,
+    /// Hosts found to speak plain HTTP (loopback or insecure registries only).
+    plain_http: Mutex<HashMap<String, bool>>,
+    retry: RetryPolicy,
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `errors` array of a distribution error body, as "CODE: message" text.
+fn error_detail(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_str::<Body>(body) {
+        Ok(b) if !b.errors.is_empty() => {
+            let items: Vec<String> = b
+                .errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.code.as_deref().unwrap_or("?"),
+                        e.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            format!(" ({})", items.join("; "))
+        }
+        _ => {
+            let t = body.trim();
+            if t.is_empty() || t.len() > 200 {
+                String::new()
+            } else {
+                format!(" ({t})")
+            }
+        }
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate_parse(v)?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
+    chrono::DateTime::parse_from_rfc2822(v.trim())
+        .ok()
+        .map(std::time::SystemTime::from)
+}
+
+impl RegistryClient {
+    pub fn new(retry: RetryPolicy) -> Result<Self, RegistryError> {
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .read_timeout(Duration::from_secs(30))
+                .danger_accept_invalid_certs(insecure)
+                // Real ECR redirects blob GETs to pre-signed S3 URLs; reqwest drops
+                // the Authorization header when a redirect changes host.
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .build()
+                .map_err(RegistryError::Build)
+        };
+        Ok(RegistryClient {
+            secure: build(false)?,
+            insecure: build(true)?,
+            auth: Authenticator::default(),
+            plain_http: Mutex::new(HashMap::new()),
+            retry,
+        })
+    }
+
+    fn http_for(&self, ep: &Endpoint) -> &reqwest::Client {
+        if ep.insecure {
+            &self.insecure
+        } else {
+            &self.secure
+        }
+    }
+
+    fn may_use_plain_http(ep: &Endpoint) -> bool {
+        ep.insecure || is_loopback_host(&ep.host)
+    }
+
+    /// Sends GET `/v2/<repo><path>` with auth, retrying connection errors, 429 and 5xx.
+    async fn get(
+        &self,
+        ep: &Endpoint,
+        path: &str,
+        accept: Option<&str>,
+        range_from: u64,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let scope = format!("repository:{}:pull", ep.repository);
+        self.auth.prime(&ep.host).await?;
+        let mut answered_challenge = false;
+        let mut attempt = 0u32;
+        loop {
+            let plain = *self
+                .plain_http
+                .lock()
+                .expect("scheme lock")
+                .get(&ep.host)
+                .unwrap_or(&false);
+            let scheme = if plain { "http" } else { "https" };
+            let url = format!("{scheme}://{}/v2/{}{}", ep.host, ep.repository, path);
+            let mut req = self.http_for(ep).get(&url);
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if range_from > 0 {
+                req = req.header(RANGE, format!("bytes={range_from}-"));
+            }
+            if let Some(h) = self.auth.header_for(&ep.host, &scope) {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    if !plain && e.is_connect() && Self::may_use_plain_http(ep) {
+                        // Like Docker for localhost and insecure registries: HTTPS first,
+                        // then plain HTTP.
+                        tracing::debug!(host = %ep.host, error = %e, "HTTPS failed; trying plain HTTP");
+                        self.plain_http
+                            .lock()
+                            .expect("scheme lock")
+                            .insert(ep.host.clone(), true);
+                        continue;
+                    }
+                    attempt += 1;
+                    if attempt >= self.retry.attempts {
+                        return Err(RegistryError::Connect {
+                            host: ep.host.clone(),
+                            source: e,
+                        });
+                    }
+                    let wait = self.retry.backoff(attempt);
+                    tracing::warn!(host = %ep.host, error = %e, attempt, wait_ms = wait.as_millis() as u64,
+                        "registry request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                if answered_challenge {
+                    let source_name = self.auth.source_of(&ep.host);
+                    self.auth.forget(&ep.host);
+                    return Err(AuthError::Rejected {
+                        host: ep.host.clone(),
+                        source_name,
+                    }
+                    .into());
+                }
+                let www = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("Basic realm=\"registry\"")
+                    .to_string();
+                self.auth
+                    .answer_challenge(self.http_for(ep), &ep.host, &www, &scope)
+                    .await?;
+                answered_challenge = true;
+                continue;
+            }
+            let retriable = status == StatusCode::TOO_MANY_REQUESTS
+                || matches!(status.as_u16(), 500 | 502 | 503 | 504);
+            if retriable && attempt + 1 < self.retry.attempts {
+                attempt += 1;
+                let wait = retry_after(&resp)
+                    .map(|d| d.min(Duration::from_secs(60)))
+                    .unwrap_or_else(|| self.retry.backoff(attempt));
+                tracing::warn!(host = %ep.host, %status, attempt, wait_ms = wait.as_millis() as u64,
+                    "registry is busy or failing; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    async fn fail(ep: &Endpoint, what: String, resp: reqwest::Response) -> RegistryError {
+        let status = resp.status();
+        let url = resp.url().to_string();
+        let body = resp.text().await.unwrap_or_default();
+        let detail = error_detail(&body);
+        if status == StatusCode::NOT_FOUND {
+            return RegistryError::NotFound {
+                what,
+                host: ep.host.clone(),
+                repository: ep.repository.clone(),
+                detail,
+            };
+        }
+        RegistryError::Status {
+            host: ep.host.clone(),
+            url,
+            status,
+            detail,
+        }
+    }
+
+    async fn read_limited(
+        ep: &Endpoint,
+        what: &str,
+        resp: reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(RegistryError::TooLarge {
+                what: what.to_string(),
+                host: ep.host.clone(),
+                limit,
+            });
+        }
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| RegistryError::Body {
+                what: what.to_string(),
+                host: ep.host.clone(),
+                attempts: 1,
+                source,
+            })?;
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(RegistryError::TooLarge {
+                    what: what.to_string(),
+                    host: ep.host.clone(),
+                    limit,
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// GET a manifest by tag or digest.
+    pub async fn manifest(
+        &self,
+        ep: &Endpoint,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let what = if reference.contains(':') {
+            format!("manifest {reference}")
+        } else {
+            format!("tag {reference:?}")
+        };
+        let resp = self
+            .get(
+                ep,
+                &format!("/manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+                0,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail(ep, what, resp).await);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+        let bytes = Self::read_limited(ep, &what, resp, MAX_MANIFEST_BYTES).await?;
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+        })
+    }
+
+    /// GET a small blob (an image config) whole.
+    pub async fn blob_bytes(
+        &self,
+        ep: &Endpoint,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let what = format!("blob {digest}");
+        let resp = self.get(ep, &format!("/blobs/{digest}"), None, 0).await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail(ep, what, resp).await);
+        }
+        Self::read_limited(ep, &what, resp, limit).await
+    }
+
+    /// Streams blob `digest` of `size` bytes into `tx`, resuming with `Range` after a
+    /// dropped or stalled connection. On failure an error is also sent into `tx`, so
+    /// the reader never mistakes a cut stream for its end. Returns early (Ok) if the
+    /// receiver goes away. `progress` is called with the bytes received so far.
+    pub async fn blob_stream(
+        &self,
+        ep: &Endpoint,
+        digest: &Digest,
+        size: u64,
+        tx: mpsc::Sender<io::Result<Bytes>>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let res = self
+            .blob_stream_inner(ep, digest, size, &tx, progress)
+            .await;
+        if let Err(e) = &res {
+            let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+        }
+        res
+    }
+
+    async fn blob_stream_inner(
+        &self,
+        ep: &Endpoint,
+        digest: &Digest,
+        size: u64,
+        tx: &mpsc::Sender<io::Result<Bytes>>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let what = format!("blob {digest}");
+        let mut offset = 0u64;
+        let mut drops = 0u32;
+        'request: loop {
+            let resp = self
+                .get(ep, &format!("/blobs/{digest}"), None, offset)
+                .await?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(Self::fail(ep, what, resp).await);
+            }
+            // A server that ignores Range sends the whole blob again: skip what we have.
+            let mut skip = if status == StatusCode::PARTIAL_CONTENT {
+                0
+            } else {
+                offset
+            };
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let mut chunk = match chunk {
+                    Ok(c) => c,
+                    Err(source) => {
+                        drops += 1;
+                        if drops >= self.retry.attempts {
+                            return Err(RegistryError::Body {
+                                what,
+                                host: ep.host.clone(),
+                                attempts: drops,
+                                source,
+                            });
+                        }
+                        let wait = self.retry.backoff(drops);
+                        tracing::warn!(host = %ep.host, %digest, offset, error = %source,
+                            "blob download interrupted; resuming with Range");
+                        tokio::time::sleep(wait).await;
+                        continue 'request;
+                    }
+                };
+                if skip > 0 {
+                    let n = skip.min(chunk.len() as u64);
+                    skip -= n;
+                    chunk = chunk.slice(n as usize..);
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                }
+                offset += chunk.len() as u64;
+                if offset > size {
+                    return Err(RegistryError::Oversized {
+                        digest: digest.clone(),
+                        host: ep.host.clone(),
+                        expected: size,
+                    });
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return Ok(());
+                }
+                progress(offset);
+            }
+            if offset < size {
+                // The body ended early without a transport error: resume as well.
+                drops += 1;
+                if drops >= self.retry.attempts {
+                    return Err(RegistryError::Status {
+                        host: ep.host.clone(),
+                        url: format!("/v2/{}/blobs/{digest}", ep.repository),
+                        status,
+                        detail: format!(" (body ended at {offset} of {size} bytes)"),
+                    });
+                }
+                tokio::time::sleep(self.retry.backoff(drops)).await;
+                continue;
+            }
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_host("127.0.0.1:5000"));
+        assert!(is_loopback_host("localhost:5000"));
+        assert!(is_loopback_host("localhost"));
+        assert!(is_loopback_host("[::1]:5000"));
+        assert!(is_loopback_host("127.1.2.3"));
+        assert!(!is_loopback_host("10.0.0.1:5000"));
+        assert!(!is_loopback_host("registry.local:5000"));
+        assert!(!is_loopback_host("public.ecr.aws"));
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        let d = error_detail(
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#,
+        );
+        assert_eq!(d, " (MANIFEST_UNKNOWN: manifest unknown)");
+        assert_eq!(error_detail(""), "");
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy::default();
+        assert!(p.backoff(1) < p.backoff(2));
+        assert_eq!(p.backoff(30), p.max_delay);
+    }
+}

@@ -1,0 +1,389 @@
+//! Fetching one layer into the cache: download (or read from an archive), decompress
+//! (gzip, zstd or none, detected from the bytes), unpack and hash in one streaming pass,
+//! then verify blob digest and diff-id before the directory is moved into place.
+
+use crate::client::{RegistryClient, RegistryError};
+use crate::config::Endpoint;
+use crate::digest::{Digest, HashingReader};
+use crate::pull::PullObserver;
+use crate::store::{LayerRecord, Store, StoreError};
+use crate::unpack::{self, UnpackError, UnpackOptions};
+use bytes::Bytes;
+use std::io::{self, BufRead, BufReader, Read};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("failed to download the layer")]
+    Download(#[source] RegistryError),
+    #[error(transparent)]
+    Unpack(UnpackError),
+    #[error(
+        "blob digest mismatch: expected {expected}, got {actual} ({size} bytes); the blob is \
+         corrupted in the registry or was altered in transit"
+    )]
+    DigestMismatch {
+        expected: Digest,
+        actual: Digest,
+        size: u64,
+    },
+    #[error("blob is {actual} bytes but the manifest says {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error(
+        "diff-id mismatch: the image config says {expected} but the uncompressed layer is \
+         {actual}"
+    )]
+    DiffIdMismatch { expected: Digest, actual: Digest },
+    #[error("failed to decompress the layer ({compression})")]
+    Decompress {
+        compression: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "not enough free disk space under {path}: {available} bytes free, at least {required} \
+         required (min_free_space)"
+    )]
+    DiskFull {
+        path: std::path::PathBuf,
+        available: u64,
+        required: u64,
+    },
+    #[error("the unpack worker failed: {0}")]
+    Worker(String),
+}
+
+/// Where a layer's blob bytes come from.
+pub enum LayerSource<'a> {
+    Registry {
+        client: &'a RegistryClient,
+        endpoint: &'a Endpoint,
+    },
+    /// A blob already on this machine (`load` of an archive or OCI layout).
+    Reader(Box<dyn Read + Send>),
+}
+
+/// Fetches `layer` into the cache unless it is there already. Safe to call from
+/// several processes at once: one unpacks, the others wait and find it done.
+pub async fn fetch(
+    store: &Store,
+    source: LayerSource<'_>,
+    layer: &LayerRecord,
+    opts: &UnpackOptions,
+    min_free: u64,
+    observer: &dyn PullObserver,
+) -> Result<(), LayerError> {
+    let s = store.clone();
+    let diff = layer.diff_id.clone();
+    let lock = tokio::task::spawn_blocking(move || s.layer_lock(&diff))
+        .await
+        .map_err(|e| LayerError::Worker(e.to_string()))??;
+    if store.has_layer(&layer.diff_id) {
+        observer.layer_cached(&layer.digest);
+        return Ok(());
+    }
+    check_free_space(store, min_free)?;
+
+    let store2 = store.clone();
+    let layer2 = layer.clone();
+    let opts2 = opts.clone();
+    match source {
+        LayerSource::Reader(reader) => {
+            tokio::task::spawn_blocking(move || {
+                unpack_verify_commit(&store2, reader, &layer2, &opts2)
+            })
+            .await
+            .map_err(|e| LayerError::Worker(e.to_string()))??;
+        }
+        LayerSource::Registry { client, endpoint } => {
+            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(64);
+            let worker = tokio::task::spawn_blocking(move || {
+                unpack_verify_commit(&store2, Box::new(ChannelReader::new(rx)), &layer2, &opts2)
+            });
+            let progress = |n: u64| observer.layer_progress(&layer.digest, n);
+            let download = client
+                .blob_stream(endpoint, &layer.digest, layer.size, tx, &progress)
+                .await;
+            let worked = worker
+                .await
+                .map_err(|e| LayerError::Worker(e.to_string()))?;
+            // A failed download also fails the worker; report the cause.
+            download.map_err(LayerError::Download)?;
+            worked?;
+        }
+    }
+    drop(lock);
+    observer.layer_done(&layer.digest);
+    Ok(())
+}
+
+fn check_free_space(store: &Store, min_free: u64) -> Result<(), LayerError> {
+    let Ok(st) = rustix::fs::statvfs(store.root()) else {
+        return Ok(());
+    };
+    let available = st.f_bavail.saturating_mul(st.f_frsize);
+    if available < min_free {
+        return Err(LayerError::DiskFull {
+            path: store.root().to_path_buf(),
+            available,
+            required: min_free,
+        });
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    fn sniff(magic: &[u8]) -> Self {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    fn declared(media_type: &str) -> Option<Self> {
+        if media_type.ends_with("gzip") {
+            Some(Compression::Gzip)
+        } else if media_type.ends_with("zstd") {
+            Some(Compression::Zstd)
+        } else if media_type.ends_with(".tar") || media_type.ends_with("tar") {
+            Some(Compression::None)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "uncompressed tar",
+        }
+    }
+}
+
+type Compressed = BufReader<HashingReader<Box<dyn Read + Send>>>;
+
+enum Decoder {
+    Gzip(Box<flate2::bufread::MultiGzDecoder<Compressed>>),
+    Zstd(zstd::stream::read::Decoder<'static, Compressed>),
+    None(Compressed),
+}
+
+impl Read for Decoder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Gzip(d) => d.read(buf),
+            Decoder::Zstd(d) => d.read(buf),
+            Decoder::None(d) => d.read(buf),
+        }
+    }
+}
+
+impl Decoder {
+    fn into_inner(self) -> Compressed {
+        match self {
+            Decoder::Gzip(d) => d.into_inner(),
+            Decoder::Zstd(d) => d.finish(),
+            Decoder::None(d) => d,
+        }
+    }
+}
+
+/// The blocking half: one pass over the blob that hashes it, decompresses it, hashes
+/// the tar and unpacks it into a temp dir, then verifies and commits.
+fn unpack_verify_commit(
+    store: &Store,
+    blob: Box<dyn Read + Send>,
+    layer: &LayerRecord,
+    opts: &UnpackOptions,
+) -> Result<(), LayerError> {
+    let tmp = store.temp_dir()?;
+    let staged = tmp.path().join("layer");
+    std::fs::create_dir(&staged).map_err(|source| StoreError::Io {
+        op: "create",
+        path: staged.clone(),
+        source,
+    })?;
+
+    let mut compressed: Compressed = BufReader::with_capacity(256 * 1024, HashingReader::new(blob));
+    let magic = compressed
+        .fill_buf()
+        .map_err(|e| LayerError::Unpack(UnpackError::Read(e)))?;
+    let compression = Compression::sniff(magic);
+    if let Some(declared) = Compression::declared(&layer.media_type)
+        && declared != compression
+        && !magic.is_empty()
+    {
+        tracing::warn!(layer = %layer.digest, media_type = %layer.media_type,
+                actual = compression.name(), "layer media type does not match its content; using the content");
+    }
+    let decoder = match compression {
+        Compression::Gzip => {
+            Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(compressed)))
+        }
+        Compression::Zstd => Decoder::Zstd(
+            zstd::stream::read::Decoder::with_buffer(compressed).map_err(|source| {
+                LayerError::Decompress {
+                    compression: "zstd",
+                    source,
+                }
+            })?,
+        ),
+        Compression::None => Decoder::None(compressed),
+    };
+    let mut plain = HashingReader::new(decoder);
+    let unpacked = unpack::unpack(&mut plain, &staged, opts);
+    if let Err(e) = unpacked {
+        if !matches!(e, UnpackError::Read(_)) {
+            // Refused entries and local I/O errors: stop reading at once.
+            return Err(LayerError::Unpack(e));
+        }
+        let d = drain(plain);
+        d.check_blob(layer)?;
+        let UnpackError::Read(source) = e else {
+            unreachable!("matched above")
+        };
+        return Err(LayerError::Decompress {
+            compression: compression.name(),
+            source,
+        });
+    }
+    let d = drain(plain);
+    d.check_blob(layer)?;
+    if let Some(source) = d.decode_err {
+        return Err(LayerError::Decompress {
+            compression: compression.name(),
+            source,
+        });
+    }
+    if d.diff_id != layer.diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            expected: layer.diff_id.clone(),
+            actual: d.diff_id,
+        });
+    }
+    store.commit_layer(&staged, &layer.diff_id)?;
+    drop(tmp);
+    Ok(())
+}
+
+/// Both digests of a fully read layer stream.
+struct Drained {
+    diff_id: Digest,
+    decode_err: Option<io::Error>,
+    blob: Digest,
+    blob_size: u64,
+    transport_err: Option<io::Error>,
+}
+
+impl Drained {
+    /// A corrupt blob usually fails decompression first: the blob digest names the
+    /// real cause, so it is checked before anything else.
+    fn check_blob(&self, layer: &LayerRecord) -> Result<(), LayerError> {
+        if let Some(e) = &self.transport_err {
+            // The download side reports the cause; this only stops the worker.
+            return Err(LayerError::Unpack(UnpackError::Read(io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))));
+        }
+        if self.blob != layer.digest {
+            return Err(LayerError::DigestMismatch {
+                expected: layer.digest.clone(),
+                actual: self.blob.clone(),
+                size: self.blob_size,
+            });
+        }
+        if self.blob_size != layer.size {
+            return Err(LayerError::SizeMismatch {
+                expected: layer.size,
+                actual: self.blob_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads the decompressed stream and then the raw blob to their ends, so both digests
+/// cover every byte (tar padding, trailing data).
+fn drain(mut plain: HashingReader<Decoder>) -> Drained {
+    let decode_err = io::copy(&mut plain, &mut io::sink()).err();
+    let (decoder, diff_id, _) = plain.into_parts();
+    // Bytes the BufReader still holds were hashed when it read them.
+    let mut raw = decoder.into_inner().into_inner();
+    let transport_err = io::copy(&mut raw, &mut io::sink()).err();
+    let (_, blob, blob_size) = raw.into_parts();
+    Drained {
+        diff_id,
+        decode_err,
+        blob,
+        blob_size,
+        transport_err,
+    }
+}
+
+/// Adapts the download channel to `Read` for the blocking unpacker.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_compression() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(
+            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::sniff(b"etc/"), Compression::None);
+        assert_eq!(
+            Compression::declared("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::declared("application/vnd.oci.image.layer.v1.tar"),
+            Some(Compression::None)
+        );
+    }
+}

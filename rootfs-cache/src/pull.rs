@@ -1,0 +1,355 @@
+//! Pulling an image: resolve the reference (mirrors first), pick the platform from an
+//! index, then fetch every missing layer concurrently, decompressing and unpacking it
+//! while it downloads, verifying both digests before it is moved into the cache.
+
+use crate::client::{MAX_CONFIG_BYTES, RegistryClient, RegistryError};
+use crate::config::{Endpoint, RegistriesConfig};
+use crate::digest::Digest;
+use crate::layer::{self, LayerError, LayerSource};
+use crate::manifest::{self, ManifestError, Parsed, Platform};
+use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
+use oci_spec::distribution::Reference;
+use std::sync::Arc;
+
+/// Receives progress while a pull runs (the CLI draws bars from it).
+pub trait PullObserver: Send + Sync {
+    /// The manifest is resolved; `layers` are (blob digest, compressed size).
+    fn resolved(&self, _reference: &str, _digest: &Digest, _layers: &[(Digest, u64)]) {}
+    /// This layer is already unpacked in the cache.
+    fn layer_cached(&self, _layer: &Digest) {}
+    /// Compressed bytes received so far for this layer.
+    fn layer_progress(&self, _layer: &Digest, _bytes: u64) {}
+    /// The layer is downloaded, verified and unpacked.
+    fn layer_done(&self, _layer: &Digest) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl PullObserver for Quiet {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("invalid image reference {image:?}: {source}")]
+    Reference {
+        image: String,
+        #[source]
+        source: oci_spec::distribution::ParseError,
+    },
+    #[error("failed to pull {image}")]
+    Registry {
+        image: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("failed to pull {image}")]
+    Manifest {
+        image: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("failed to pull {image}: layer {layer}")]
+    Layer {
+        image: String,
+        layer: Digest,
+        #[source]
+        source: Box<LayerError>,
+    },
+    #[error("failed to pull {image}")]
+    Store {
+        image: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("failed to pull {image}: the worker task failed: {detail}")]
+    Join { image: String, detail: String },
+}
+
+/// The pieces a pull needs; share one per process.
+pub struct Puller {
+    pub store: Store,
+    pub client: Arc<RegistryClient>,
+    pub config: RegistriesConfig,
+    /// Layers fetched at once.
+    pub concurrency: usize,
+}
+
+/// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`).
+pub fn parse_reference(image: &str) -> Result<Reference, PullError> {
+    image
+        .parse::<Reference>()
+        .map_err(|source| PullError::Reference {
+            image: image.to_string(),
+            source,
+        })
+}
+
+/// The normalised name an image is recorded under.
+pub fn record_name(r: &Reference) -> String {
+    let mut s = format!("{}/{}", r.registry(), r.repository());
+    if let Some(t) = r.tag() {
+        s.push(':');
+        s.push_str(t);
+    }
+    if let Some(d) = r.digest() {
+        s.push('@');
+        s.push_str(d);
+    }
+    s
+}
+
+impl Puller {
+    pub async fn pull(
+        &self,
+        image: &str,
+        platform: &Platform,
+        observer: Arc<dyn PullObserver>,
+    ) -> Result<ImageRecord, PullError> {
+        let reference = parse_reference(image)?;
+        let name = record_name(&reference);
+        let wrap_reg = |source| PullError::Registry {
+            image: name.clone(),
+            source,
+        };
+        let wrap_man = |source| PullError::Manifest {
+            image: name.clone(),
+            source,
+        };
+        let wrap_store = |source| PullError::Store {
+            image: name.clone(),
+            source,
+        };
+        let want_ref = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let pinned: Option<Digest> = match reference.digest() {
+            Some(d) => Some(d.parse().map_err(|e: crate::digest::DigestParseError| {
+                wrap_man(ManifestError::BadDigest(e))
+            })?),
+            None => None,
+        };
+
+        // Mirrors first, then the registry itself.
+        let endpoints = self
+            .config
+            .endpoints(reference.registry(), reference.repository());
+        let mut last_err = None;
+        let mut found = None;
+        for ep in &endpoints {
+            match self.client.manifest(ep, &want_ref).await {
+                Ok(m) => {
+                    found = Some((ep.clone(), m));
+                    break;
+                }
+                Err(e) => {
+                    if ep.is_mirror {
+                        tracing::warn!(mirror = %ep.host, error = %e, "mirror failed; trying the next source");
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        let Some((ep, top)) = found else {
+            return Err(wrap_reg(last_err.expect("at least one endpoint")));
+        };
+        let top_digest = Digest::of(&top.bytes);
+        if let Some(p) = &pinned
+            && p != &top_digest
+        {
+            return Err(wrap_man(ManifestError::DigestMismatch {
+                what: "manifest".into(),
+                expected: p.clone(),
+                actual: top_digest,
+            }));
+        }
+
+        let (index_digest, manifest_bytes, manifest_digest, parsed) =
+            match manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(wrap_man)? {
+                Parsed::Index(index) => {
+                    let desc = manifest::select_platform(&index, platform).map_err(wrap_man)?;
+                    let child_digest: Digest = desc.digest().to_string().parse().map_err(
+                        |e: crate::digest::DigestParseError| wrap_man(ManifestError::BadDigest(e)),
+                    )?;
+                    let child = self
+                        .client
+                        .manifest(&ep, &child_digest.to_string())
+                        .await
+                        .map_err(wrap_reg)?;
+                    let actual = Digest::of(&child.bytes);
+                    if actual != child_digest {
+                        return Err(wrap_man(ManifestError::DigestMismatch {
+                            what: "platform manifest".into(),
+                            expected: child_digest,
+                            actual,
+                        }));
+                    }
+                    match manifest::parse(&child.bytes, child.content_type.as_deref())
+                        .map_err(wrap_man)?
+                    {
+                        Parsed::Image(m) => (Some(top_digest), child.bytes, actual, m),
+                        Parsed::Index(_) => {
+                            return Err(wrap_man(ManifestError::NestedIndex { digest: actual }));
+                        }
+                    }
+                }
+                Parsed::Image(m) => (None, top.bytes.clone(), top_digest, m),
+            };
+
+        let config_digest = parsed.config.clone();
+        let config_bytes = match self.store.read_blob(&config_digest).map_err(wrap_store)? {
+            Some(b) => b,
+            None => {
+                let b = self
+                    .client
+                    .blob_bytes(&ep, &config_digest, MAX_CONFIG_BYTES)
+                    .await
+                    .map_err(wrap_reg)?;
+                let actual = Digest::of(&b);
+                if actual != config_digest {
+                    return Err(wrap_man(ManifestError::DigestMismatch {
+                        what: "image config".into(),
+                        expected: config_digest,
+                        actual,
+                    }));
+                }
+                b
+            }
+        };
+        let config =
+            manifest::parse_config(&config_bytes, parsed.layers.len()).map_err(wrap_man)?;
+        if index_digest.is_none() && !config.platform.matches_loosely(platform) {
+            tracing::warn!(image = %name, image_platform = %config.platform, wanted = %platform,
+                "the image's platform does not match the requested platform");
+        }
+
+        let layers: Vec<LayerRecord> = parsed
+            .layers
+            .iter()
+            .zip(config.diff_ids.iter())
+            .map(|(l, diff)| LayerRecord {
+                digest: l.digest.clone(),
+                diff_id: diff.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        observer.resolved(
+            &name,
+            &manifest_digest,
+            &layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size))
+                .collect::<Vec<_>>(),
+        );
+
+        let store = self.store.clone();
+        let _cache = tokio::task::spawn_blocking(move || store.shared_lock())
+            .await
+            .map_err(|e| PullError::Join {
+                image: name.clone(),
+                detail: e.to_string(),
+            })?
+            .map_err(wrap_store)?;
+
+        self.fetch_layers(&name, &ep, &layers, observer).await?;
+
+        // Manifests and config are stored last: a record never points at missing data.
+        if let Some(i) = &index_digest {
+            self.store.write_blob(i, &top.bytes).map_err(wrap_store)?;
+        }
+        self.store
+            .write_blob(&manifest_digest, &manifest_bytes)
+            .map_err(wrap_store)?;
+        self.store
+            .write_blob(&config_digest, &config_bytes)
+            .map_err(wrap_store)?;
+        let record = ImageRecord {
+            reference: name.clone(),
+            repository: format!("{}/{}", reference.registry(), reference.repository()),
+            tag: reference.tag().map(str::to_string),
+            digest: manifest_digest,
+            index_digest,
+            media_type: parsed.media_type,
+            config: config_digest,
+            platform: config.platform.to_string(),
+            size: layers.iter().map(|l| l.size).sum(),
+            pulled_at: chrono::Utc::now(),
+            layers,
+        };
+        self.store.save_image(&record).map_err(wrap_store)?;
+        Ok(record)
+    }
+
+    async fn fetch_layers(
+        &self,
+        name: &str,
+        ep: &Endpoint,
+        layers: &[LayerRecord],
+        observer: Arc<dyn PullObserver>,
+    ) -> Result<(), PullError> {
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for l in layers {
+            // The same layer twice in one image (it happens) is fetched once.
+            if !seen.insert(l.diff_id.clone()) {
+                continue;
+            }
+            let l = l.clone();
+            let ep = ep.clone();
+            let store = self.store.clone();
+            let client = self.client.clone();
+            let observer = observer.clone();
+            let sem = sem.clone();
+            let unpack_opts = crate::unpack::UnpackOptions {
+                max_unpacked_bytes: self.config.max_unpacked_size.unwrap_or(32 << 30),
+            };
+            let min_free = self.config.min_free_space.unwrap_or(256 << 20);
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore open");
+                let res = layer::fetch(
+                    &store,
+                    LayerSource::Registry {
+                        client: &client,
+                        endpoint: &ep,
+                    },
+                    &l,
+                    &unpack_opts,
+                    min_free,
+                    observer.as_ref(),
+                )
+                .await;
+                (l.digest, res)
+            });
+        }
+        let mut first_err = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((digest, Err(source))) => {
+                    if first_err.is_none() {
+                        first_err = Some(PullError::Layer {
+                            image: name.to_string(),
+                            layer: digest,
+                            source: Box::new(source),
+                        });
+                        // Stop the others: their temp dirs are removed as they unwind.
+                        tasks.abort_all();
+                    }
+                }
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => {
+                    first_err.get_or_insert(PullError::Join {
+                        image: name.to_string(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

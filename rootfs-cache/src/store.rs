@@ -1,0 +1,517 @@
+//! The on-disk cache: content-addressed blobs, one directory per unpacked layer, image
+//! records, temp space and the locks that let several processes share it safely.
+//!
+//! Layout under the root (DESIGN.md): `blobs/sha256/<hex>`, `layers/sha256/<diffid>/`,
+//! `images/<sha256 of reference>.json`, `tmp/<pid>-<n>/`, `locks/`. A layer directory
+//! or blob exists only once complete: both are made in `tmp/` and renamed into place.
+
+use crate::digest::Digest;
+use rustix::fs::{FlockOperation, flock};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to parse image record {path}")]
+    Record {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("blob {expected} has digest {actual}: refusing to store it")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("no image {0:?} in the local cache (see `minifargate images`)")]
+    NoSuchImage(String),
+    #[error("{reference:?} matches {count} images; use the full reference or digest")]
+    Ambiguous { reference: String, count: usize },
+}
+
+fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StoreError + 'p {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One layer of an image as the cache records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerRecord {
+    /// Digest of the blob as stored in the registry (compressed).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar; names the layer directory.
+    pub diff_id: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// An image in the cache: a name pointing at a platform manifest and its layers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecord {
+    /// Normalised reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// `registry/repository`.
+    pub repository: String,
+    pub tag: Option<String>,
+    /// Digest of the platform manifest.
+    pub digest: Digest,
+    /// Digest of the index or manifest list it was selected from, if any.
+    pub index_digest: Option<Digest>,
+    pub media_type: String,
+    pub config: Digest,
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// Sum of the compressed layer sizes.
+    pub size: u64,
+    pub pulled_at: chrono::DateTime<chrono::Utc>,
+    pub layers: Vec<LayerRecord>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    pub blobs_removed: u64,
+    pub layers_removed: u64,
+    pub bytes_freed: u64,
+}
+
+/// The cache root. Cheap to clone; every method is safe across processes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held `flock`; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// A directory under `tmp/` removed on drop unless it was committed.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.path.exists()
+            && let Err(e) = fs::remove_dir_all(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "failed to remove temp dir");
+        }
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) the cache at `root` and removes temp files left by
+    /// processes that no longer exist.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let s = Store {
+            root: root.to_path_buf(),
+        };
+        for d in ["blobs/sha256", "layers/sha256", "images", "tmp", "locks"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        s.clean_stale_temp();
+        Ok(s)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn clean_stale_temp(&self) {
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                tracing::info!(path = %e.path().display(), "removing temp data of a dead process");
+                let _ = if e.path().is_dir() {
+                    fs::remove_dir_all(e.path())
+                } else {
+                    fs::remove_file(e.path())
+                };
+            }
+        }
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers/sha256").join(diff_id.hex())
+    }
+
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_path(diff_id).is_dir()
+    }
+
+    /// A fresh directory under `tmp/`, named after this process so a later run can
+    /// tell it is stale.
+    pub fn temp_dir(&self) -> Result<TempDir, StoreError> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}-{nanos:x}", std::process::id()));
+        fs::create_dir(&path).map_err(io_err("create temp dir", &path))?;
+        Ok(TempDir { path })
+    }
+
+    fn lock_file(&self, name: &str, op: FlockOperation) -> Result<Lock, StoreError> {
+        let path = self.root.join("locks").join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock", &path))?;
+        flock(&file, op).map_err(|e| StoreError::Io {
+            op: "lock",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        Ok(Lock { _file: file })
+    }
+
+    /// Held by pulls and loads; `prune` takes it exclusively.
+    pub fn shared_lock(&self) -> Result<Lock, StoreError> {
+        self.lock_file("cache.lock", FlockOperation::LockShared)
+    }
+
+    pub fn exclusive_lock(&self) -> Result<Lock, StoreError> {
+        self.lock_file("cache.lock", FlockOperation::LockExclusive)
+    }
+
+    /// Serialises the unpacking of one layer across processes (blocks).
+    pub fn layer_lock(&self, diff_id: &Digest) -> Result<Lock, StoreError> {
+        self.lock_file(
+            &format!("layer-{}.lock", diff_id.hex()),
+            FlockOperation::LockExclusive,
+        )
+    }
+
+    pub fn read_blob(&self, d: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let p = self.blob_path(d);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read blob", &p)(e)),
+        }
+    }
+
+    /// Verifies `data` against `expected` and stores it (temp file + rename).
+    pub fn write_blob(&self, expected: &Digest, data: &[u8]) -> Result<(), StoreError> {
+        let actual = Digest::of(data);
+        if &actual != expected {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let dest = self.blob_path(expected);
+        if dest.exists() {
+            return Ok(());
+        }
+        let tmp = self.root.join("tmp").join(format!(
+            "{}-blob-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let res = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &dest)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map_err(io_err("write blob", &dest))
+    }
+
+    /// Moves a verified, unpacked layer from `tmp` into `layers/`, after flushing it to
+    /// disk so a power loss never leaves a complete-looking but empty layer.
+    pub fn commit_layer(&self, unpacked: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
+        let dest = self.layer_path(diff_id);
+        let dir = File::open(unpacked).map_err(io_err("open", unpacked))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_err("sync", unpacked)(e.into()))?;
+        match fs::rename(unpacked, &dest) {
+            Ok(()) => {}
+            // Someone else committed it first (cannot happen under the layer lock, but
+            // an equal layer is as good as ours).
+            Err(_) if dest.is_dir() => {}
+            Err(e) => return Err(io_err("move into place", &dest)(e)),
+        }
+        Ok(dest)
+    }
+
+    fn record_path(&self, reference: &str) -> PathBuf {
+        self.root
+            .join("images")
+            .join(format!("{}.json", Digest::of(reference.as_bytes()).hex()))
+    }
+
+    pub fn save_image(&self, rec: &ImageRecord) -> Result<(), StoreError> {
+        let dest = self.record_path(&rec.reference);
+        let tmp = dest.with_extension(format!("json.tmp{}", std::process::id()));
+        let data = serde_json::to_vec_pretty(rec).expect("records serialise");
+        let res = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &dest)
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map_err(io_err("write image record", &dest))
+    }
+
+    pub fn list_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let dir = self.root.join("images");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err("read", &dir))? {
+            let e = e.map_err(io_err("read", &dir))?;
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let data = match fs::read(&p) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("read", &p)(e)),
+            };
+            let rec: ImageRecord = serde_json::from_slice(&data)
+                .map_err(|source| StoreError::Record { path: p, source })?;
+            out.push(rec);
+        }
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(out)
+    }
+
+    /// Finds an image by normalised reference, by `sha256:` digest (or a unique hex
+    /// prefix of one), or by the reference as the user typed it.
+    pub fn find_image(
+        &self,
+        wanted: &str,
+        normalised: Option<&str>,
+    ) -> Result<ImageRecord, StoreError> {
+        let all = self.list_images()?;
+        let by_name: Vec<_> = all
+            .iter()
+            .filter(|r| Some(r.reference.as_str()) == normalised || r.reference == wanted)
+            .collect();
+        if let [one] = by_name.as_slice() {
+            return Ok((*one).clone());
+        }
+        let hex = wanted.strip_prefix("sha256:").unwrap_or(wanted);
+        if hex.len() >= 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let by_digest: Vec<_> = all
+                .iter()
+                .filter(|r| r.digest.hex().starts_with(hex))
+                .collect();
+            return match by_digest.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => Err(StoreError::NoSuchImage(wanted.to_string())),
+                many => Err(StoreError::Ambiguous {
+                    reference: wanted.to_string(),
+                    count: many.len(),
+                }),
+            };
+        }
+        Err(StoreError::NoSuchImage(wanted.to_string()))
+    }
+
+    pub fn remove_image(&self, rec: &ImageRecord) -> Result<(), StoreError> {
+        let p = self.record_path(&rec.reference);
+        fs::remove_file(&p).map_err(io_err("remove image record", &p))
+    }
+
+    /// Removes blobs and layer directories that no image record references.
+    pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let _lock = self.exclusive_lock()?;
+        let images = self.list_images()?;
+        let mut blobs = std::collections::HashSet::new();
+        let mut layers = std::collections::HashSet::new();
+        for r in &images {
+            blobs.insert(r.digest.hex().to_string());
+            blobs.insert(r.config.hex().to_string());
+            if let Some(i) = &r.index_digest {
+                blobs.insert(i.hex().to_string());
+            }
+            for l in &r.layers {
+                layers.insert(l.diff_id.hex().to_string());
+            }
+        }
+        let mut report = PruneReport::default();
+        let bdir = self.root.join("blobs/sha256");
+        for e in fs::read_dir(&bdir)
+            .map_err(io_err("read", &bdir))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !blobs.contains(&name) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+            }
+        }
+        let ldir = self.root.join("layers/sha256");
+        for e in fs::read_dir(&ldir)
+            .map_err(io_err("read", &ldir))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !layers.contains(&name) {
+                let size = disk_usage(&e.path());
+                fs::remove_dir_all(e.path()).map_err(io_err("remove", &e.path()))?;
+                let _ = fs::remove_file(self.root.join("locks").join(format!("layer-{name}.lock")));
+                report.layers_removed += 1;
+                report.bytes_freed += size;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Bytes used by the files under `path` (symlinks not followed, hardlinks counted once).
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        total += m.len();
+        if m.is_dir()
+            && let Ok(rd) = fs::read_dir(&p)
+        {
+            stack.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(reference: &str, diff: &Digest, cfg: &Digest) -> ImageRecord {
+        ImageRecord {
+            reference: reference.to_string(),
+            repository: "r".into(),
+            tag: Some("t".into()),
+            digest: Digest::of(reference.as_bytes()),
+            index_digest: None,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            config: cfg.clone(),
+            platform: "linux/amd64".into(),
+            size: 1,
+            pulled_at: chrono::Utc::now(),
+            layers: vec![LayerRecord {
+                digest: diff.clone(),
+                diff_id: diff.clone(),
+                size: 1,
+                media_type: "x".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn blobs_are_verified_and_prune_keeps_referenced_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let cfg = Digest::of(b"config");
+        assert!(matches!(
+            s.write_blob(&cfg, b"other"),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        s.write_blob(&cfg, b"config").unwrap();
+        let orphan = Digest::of(b"orphan");
+        s.write_blob(&orphan, b"orphan").unwrap();
+        let kept = Digest::of(b"kept-layer");
+        let gone = Digest::of(b"gone-layer");
+        for d in [&kept, &gone] {
+            let t = s.temp_dir().unwrap();
+            fs::write(t.path().join("f"), b"12345").unwrap();
+            let staged = t.path().join("x");
+            fs::create_dir(&staged).unwrap();
+            fs::write(staged.join("data"), b"12345").unwrap();
+            s.commit_layer(&staged, d).unwrap();
+        }
+        let rec = record("example/a:1", &kept, &cfg);
+        s.write_blob(&rec.digest, b"example/a:1").unwrap();
+        s.save_image(&rec).unwrap();
+        let report = s.prune().unwrap();
+        assert_eq!(report.blobs_removed, 1);
+        assert_eq!(report.layers_removed, 1);
+        assert!(s.has_layer(&kept) && !s.has_layer(&gone));
+        assert!(s.read_blob(&cfg).unwrap().is_some());
+        assert!(s.read_blob(&orphan).unwrap().is_none());
+        // Temp dirs are gone once dropped.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        // Lookup by name, digest prefix; removal.
+        let found = s.find_image(&rec.digest.hex()[..12], None).unwrap();
+        assert_eq!(found.reference, "example/a:1");
+        assert!(matches!(
+            s.find_image("nope", None),
+            Err(StoreError::NoSuchImage(_))
+        ));
+        s.remove_image(&found).unwrap();
+        assert!(s.list_images().unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_temp_data_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        // PID 0x7fffffff cannot exist (pid_max is at most 2^22).
+        let stale = dir.path().join("tmp/2147483647-0-0");
+        fs::create_dir(&stale).unwrap();
+        let mine = s.temp_dir().unwrap();
+        Store::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(mine.path().exists());
+    }
+}
