@@ -52,21 +52,16 @@ fn assert_refused(c: &Case, name: &str, hostile: Vec<Layer>, bad: usize, entry: 
     let mf = Mf::new();
     // Everything around the root, minus the root itself, must stay as it is.
     let outside_before = snapshot(c.w.path());
-    let around_root_before = list_dir(mf.dir.path());
+    // Beside the root (the test's DOCKER_CONFIG dir …), nothing may appear either.
+    let beside_root = |mf: &Mf| {
+        let mut v = list_dir(mf.dir.path());
+        v.retain(|n| n != "root" && n != "run");
+        v
+    };
+    let around_root_before = beside_root(&mf);
 
     let reference = format!("{}/hostile/{name}:1", reg.host());
-    let msg = mf.fail(&["pull", &reference]);
-    assert!(
-        msg.contains(&format!("hostile/{name}")),
-        "names the image: {msg}"
-    );
-    assert!(
-        msg.contains(&bad_layer.digest) || msg.contains(&bad_layer.diff_id),
-        "names the layer {}: {msg}",
-        bad_layer.digest
-    );
-    assert!(msg.contains(entry), "names the entry {entry:?}: {msg}");
-
+    let out = mf.run(&["pull", &reference]);
     let outside_after = snapshot(c.w.path());
     let new: Vec<_> = outside_after
         .keys()
@@ -80,15 +75,37 @@ fn assert_refused(c: &Case, name: &str, hostile: Vec<Layer>, bad: usize, entry: 
     let victim = std::fs::metadata(c.canary.join("victim")).unwrap();
     assert_eq!(victim.nlink(), 1, "nothing hardlinked to the canary");
     assert_eq!(list_dir(&c.canary), vec!["victim".to_string()]);
-    assert_eq!(list_dir(mf.dir.path()), around_root_before);
-    mf.assert_tmp_empty();
-    // Under layers/sha256 only layer dirs named by a diff id, and not the bad one.
+    assert_eq!(beside_root(&mf), around_root_before);
+    // Under layers/sha256 only layer dirs named by a diff id.
     for d in mf.layer_dirs() {
         assert!(
             d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()),
             "stray entry in layers/sha256: {d}"
         );
     }
+    // Safety first (nothing escaped), then the refusal and its message.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the hostile pull must be refused"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let msg = stderr
+        .lines()
+        .find(|l| l.starts_with("minifargate: "))
+        .unwrap_or_else(|| panic!("no `minifargate: ` line: {stderr}"));
+    assert!(
+        msg.contains(&format!("hostile/{name}")),
+        "names the image: {msg}"
+    );
+    assert!(
+        msg.contains(&bad_layer.digest) || msg.contains(&bad_layer.diff_id),
+        "names the layer {}: {msg}",
+        bad_layer.digest
+    );
+    assert!(msg.contains(entry), "names the entry {entry:?}: {msg}");
+
+    mf.assert_tmp_empty();
     assert!(!mf.layer_dir(&bad_layer.diff_id).exists());
     assert!(mf.images().is_empty(), "no image record for a refused pull");
 
