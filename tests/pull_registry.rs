@@ -114,6 +114,16 @@ fn anonymous_pull_unpacks_busybox_and_lists_it() {
     assert!(mf.images().is_empty());
     let msg = mf.fail(&["rmi", &reference]);
     assert!(msg.contains("demo/busybox"), "{msg}");
+
+    // By digest: the same manifest, found by content.
+    let by_digest = format!("{}/demo/busybox@{}", reg.host(), img.manifest_digest);
+    let got = mf.pull_json(&by_digest, &[]);
+    assert_eq!(got["digest"], img.manifest_digest.as_str());
+    assert_layers(&mf, &got, &img);
+    mf.assert_tmp_empty();
+    let images = mf.images();
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0]["digest"], img.manifest_digest.as_str());
 }
 
 #[test]
@@ -164,6 +174,94 @@ fn mirror_config_serves_public_ecr_name_from_local_registry() {
     mf2.mirror_config("public.ecr.aws", &format!("{}/cache", reg.host()), true);
     let got = mf2.pull_json(name, &[]);
     assert_eq!(got["digest"], img2.manifest_digest.as_str());
+}
+
+#[test]
+fn docker_hub_short_names_are_normalised_and_served_by_a_mirror() {
+    // `busybox` means docker.io/library/busybox:latest; a docker.io mirror on
+    // loopback serves it, so the normalisation is checked without the internet.
+    let w = work();
+    let reg = Registry::start(RegistryOpts::default());
+    let img = push_image(
+        &reg,
+        w.path(),
+        "library/busybox:latest",
+        &[busybox_layer(Compression::Gzip, "docker hub")],
+    );
+    let mut mf = Mf::new();
+    mf.mirror_config("docker.io", &reg.host(), true);
+    for name in [
+        "busybox",
+        "library/busybox",
+        "docker.io/library/busybox:latest",
+    ] {
+        let got = mf.pull_json(name, &[]);
+        assert_eq!(got["digest"], img.manifest_digest.as_str(), "{name}");
+        assert_eq!(
+            got["reference"], "docker.io/library/busybox:latest",
+            "{name}"
+        );
+    }
+    assert_eq!(mf.images().len(), 1);
+}
+
+/// A `docker-credential-<name>` helper as Docker runs them: `get`, the server on
+/// stdin, a JSON answer on stdout. It also logs what it was asked.
+fn cred_helper(dir: &std::path::Path, name: &str, user: &str, secret: &str) {
+    let path = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\n\
+             echo \"$server\" >> {log}\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$server\"\n",
+            log = dir.join(format!("{name}.log")).display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn credential_helpers_from_docker_config() {
+    let w = work();
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("bob".into(), "helper-pw".into())),
+        ..Default::default()
+    });
+    let img = push_image(
+        &reg,
+        w.path(),
+        "helped/app:1",
+        &[busybox_layer(Compression::Gzip, "helper")],
+    );
+    let reference = format!("{}/helped/app:1", reg.host());
+    let bin = w.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    cred_helper(&bin, "mftest", "bob", "helper-pw");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    // credHelpers: per registry.
+    let mut mf = Mf::new();
+    mf.set_env("PATH", &path);
+    let cfg = serde_json::json!({"credHelpers": {reg.host(): "mftest"}});
+    std::fs::write(mf.docker_config.join("config.json"), cfg.to_string()).unwrap();
+    let got = mf.pull_json(&reference, &[]);
+    assert_eq!(got["digest"], img.manifest_digest.as_str());
+    let asked = std::fs::read_to_string(bin.join("mftest.log")).unwrap();
+    assert!(asked.contains(&reg.host()), "helper asked for {asked:?}");
+
+    // credsStore: the default helper for every registry.
+    let mut mf = Mf::new();
+    mf.set_env("PATH", &path);
+    let cfg = serde_json::json!({"credsStore": "mftest"});
+    std::fs::write(mf.docker_config.join("config.json"), cfg.to_string()).unwrap();
+    let got = mf.pull_json(&reference, &[]);
+    assert_eq!(got["digest"], img.manifest_digest.as_str());
 }
 
 #[test]
