@@ -359,3 +359,60 @@ fn file_and_opaque_whiteouts_through_the_mounted_overlay() {
     assert!(!is_mountpoint(&target));
     assert!(list_dir(&target).is_empty());
 }
+
+#[test]
+fn overlay_of_an_image_with_many_layers_keeps_their_order() {
+    // 90 layers: the lowerdir list of absolute layer paths is far past one page,
+    // the limit of mount(2)'s option string.
+    const N: usize = 90;
+    let w = work();
+    let reg = Registry::start(RegistryOpts::default());
+    let mut layers = vec![busybox_layer(Compression::Gzip, "many")];
+    for i in 1..=N {
+        layers.push(Layer::new(
+            Compression::Gzip,
+            vec![
+                Entry::dir("many"),
+                Entry::file(&format!("many/{i:03}"), format!("{i}\n")),
+                Entry::file("order", format!("{i}\n")),
+            ],
+        ));
+    }
+    let img = push_image(&reg, w.path(), "many/app:1", &layers);
+    let reference = format!("{}/many/app:1", reg.host());
+    let mf = Mf::new();
+    let got = mf.pull_json(&reference, &[]);
+    assert_eq!(got["layers"].as_array().unwrap().len(), N + 1);
+    assert_eq!(got["digest"], img.manifest_digest.as_str());
+
+    let target = w.path().join("rootfs");
+    std::fs::create_dir(&target).unwrap();
+    let _guard = MountGuard(target.clone());
+    let out = mf.run(&[
+        "rootfs",
+        "mount",
+        &reference,
+        target.to_str().unwrap(),
+        "--state",
+        w.path().join("state").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "rootfs mount of {} layers failed",
+        N + 1
+    );
+    assert_eq!(
+        list_dir(&target.join("many")).len(),
+        N,
+        "every layer's file is visible"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("order")).unwrap(),
+        format!("{N}\n"),
+        "the last layer wins"
+    );
+    assert!(target.join("bin/busybox").is_file());
+    let out = mf.run(&["rootfs", "umount", target.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(!is_mountpoint(&target));
+}

@@ -13,6 +13,7 @@ use common::tls::TestCa;
 use std::process::Command;
 
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const ECR_FIPS_HOST: &str = "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com";
 /// What moto's GetAuthorizationToken hands out for account 123456789012.
 const ECR_PASSWORD: &str = "123456789012-auth-token";
 
@@ -104,7 +105,7 @@ fn ecr_pull_with_moto_token_over_tls_on_443() {
         .tempdir()
         .unwrap();
     let ca = TestCa::new(w.path());
-    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let srv = ca.issue("ecr", &[ECR_HOST, ECR_FIPS_HOST], &["127.0.0.1"], true);
     let moto = Server::moto(w.path());
     let reg = Registry::start(RegistryOpts {
         htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
@@ -135,7 +136,7 @@ fn ecr_pull_with_moto_token_over_tls_on_443() {
     let hosts = w.path().join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
+        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST} {ECR_FIPS_HOST}\n"),
     )
     .unwrap();
 
@@ -194,6 +195,13 @@ fn ecr_pull_with_moto_token_over_tls_on_443() {
         "GetAuthorizationToken calls: {calls}"
     );
     mf.assert_tmp_empty();
+
+    // The FIPS endpoint's name is an ECR registry too.
+    let fips = format!("{ECR_FIPS_HOST}/web:1.2");
+    let out = in_private_hosts(&mf, &hosts, &["pull", &fips, "--format", "json"]);
+    assert!(out.status.success(), "ECR FIPS pull failed");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["digest"], img.manifest_digest.as_str());
 
     // Without AWS credentials the pull fails and says so, naming the registry.
     let mut anon = Mf::new();
