@@ -91,6 +91,31 @@ impl Server {
         Server::spawn(cmd, port, &dir.join("token.log"), "/healthz")
     }
 
+    /// tests/fixtures/flaky_proxy.py in front of `upstream` ("host:port") with the
+    /// given fault flags (`--fail-status 503`, `--drop-mid`, `--redirect` …).
+    pub fn flaky_proxy(dir: &Path, upstream: &str, flags: &[&str]) -> Server {
+        let port = free_port();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flaky_proxy.py");
+        let mut cmd = Command::new(tool("python3"));
+        cmd.arg(script)
+            .args(["--port", &port.to_string(), "--upstream", upstream])
+            .arg("--log")
+            .arg(dir.join("proxy-requests.jsonl"))
+            .args(flags);
+        Server::spawn(cmd, port, &dir.join("proxy.log"), "/healthz")
+    }
+
+    /// Requests the fault proxy saw, one JSON object each.
+    pub fn proxy_requests(&self) -> Vec<serde_json::Value> {
+        let p = self.log.with_file_name("proxy-requests.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Requests the token service saw, one JSON object each.
     pub fn token_requests(&self) -> Vec<serde_json::Value> {
         let p = self.log.with_file_name("token-requests.jsonl");
