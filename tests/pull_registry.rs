@@ -397,6 +397,31 @@ fn unknown_tag_names_image_and_tag() {
 }
 
 #[test]
+fn schema1_manifest_is_refused_clearly() {
+    let w = work();
+    let reg = Registry::start(RegistryOpts {
+        schema1: true,
+        ..Default::default()
+    });
+    let layout = tempfile::tempdir_in(w.path()).unwrap();
+    let mut l = common::image::Layout::new(layout.path());
+    let img = l.add_image("linux/amd64", &[busybox_layer(Compression::Gzip, "s1")]);
+    l.tag_image("t", &img);
+    reg.push_schema1(layout.path(), "t", "old/app:1");
+    let served = reg.manifest("old/app", "1");
+    assert!(
+        String::from_utf8_lossy(&served).contains("\"schemaVersion\":1"),
+        "the registry serves schema 1"
+    );
+    let mf = Mf::new();
+    let msg = mf.fail(&["pull", &format!("{}/old/app:1", reg.host())]);
+    assert!(msg.contains("old/app"), "{msg}");
+    assert!(msg.to_lowercase().contains("schema 1"), "{msg}");
+    mf.assert_tmp_empty();
+    assert!(mf.images().is_empty());
+}
+
+#[test]
 fn multi_arch_index_pulled_for_each_platform() {
     let w = work();
     let reg = Registry::start(RegistryOpts::default());

@@ -27,6 +27,8 @@ pub struct RegistryOpts {
     pub token: Option<TokenAuth>,
     /// Fixed port (e.g. 443); a free one when None.
     pub port: Option<u16>,
+    /// Accept Docker schema 1 manifests (off by default in distribution 2.8).
+    pub schema1: bool,
 }
 
 pub struct Registry {
@@ -77,6 +79,9 @@ impl Registry {
             self.port,
             self.port
         );
+        if self.opts.schema1 {
+            c.push_str("compatibility:\n  schema1:\n    enabled: true\n");
+        }
         if let Some((cert, key)) = &self.opts.tls {
             c.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
@@ -211,19 +216,35 @@ impl Registry {
         dest: &str,
         creds: Option<&str>,
     ) -> String {
+        self.push_cmd(layout, layout_tag, dest, creds, &[])
+    }
+
+    /// Push converting to Docker schema 1 (`skopeo copy --format v2s1`).
+    pub fn push_schema1(&self, layout: &Path, layout_tag: &str, dest: &str) -> String {
+        self.push_cmd(layout, layout_tag, dest, None, &["--format", "v2s1"])
+    }
+
+    fn push_cmd(
+        &self,
+        layout: &Path,
+        layout_tag: &str,
+        dest: &str,
+        creds: Option<&str>,
+        extra: &[&str],
+    ) -> String {
         let digestfile = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = skopeo();
-        cmd.args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--digestfile",
-        ])
-        .arg(digestfile.path());
+        cmd.args(["copy", "--dest-tls-verify=false", "--digestfile"])
+            .arg(digestfile.path());
+        // Push exactly what was built (every image of an index), unless a format
+        // conversion is asked for: skopeo converts nothing under --preserve-digests.
+        if extra.is_empty() {
+            cmd.args(["--all", "--preserve-digests"]);
+        }
         if let Some(c) = creds {
             cmd.args(["--dest-creds", c]);
         }
+        cmd.args(extra);
         cmd.arg(format!("oci:{}:{layout_tag}", layout.display()))
             .arg(format!("docker://{}/{dest}", self.host()));
         run_ok(&mut cmd);
