@@ -69,7 +69,7 @@ fn moto_calls(moto: &Server) -> usize {
 /// GetAuthorizationToken straight from moto (curl signs with SigV4), decoded.
 fn moto_token(moto: &Server) -> String {
     let out = common::util::run_ok(
-        Command::new("curl")
+        common::util::no_proxy(&mut Command::new("curl"))
             .args([
                 "-sf",
                 "--aws-sigv4",
@@ -144,7 +144,7 @@ fn ecr_pull_with_moto_token_over_tls_on_443() {
     // wants, and the registry answers at the ECR name with the test CA.
     let token = moto_token(&moto);
     assert_eq!(token, format!("AWS:{ECR_PASSWORD}"));
-    let probe = Command::new("unshare")
+    let probe = common::util::no_proxy(&mut Command::new("unshare"))
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
         .arg(&hosts)

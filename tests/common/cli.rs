@@ -77,9 +77,7 @@ impl Mf {
             "AWS_SHARED_CREDENTIALS_FILE",
             self.dir.path().join("no-aws-credentials"),
         );
-        c.env("NO_PROXY", "*")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("HTTP_PROXY");
+        super::util::no_proxy(c);
         for (k, v) in &self.env {
             c.env(k, v);
         }

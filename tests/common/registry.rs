@@ -258,6 +258,7 @@ impl Registry {
     /// with curl, so a test can compare them with what it built.
     pub fn manifest(&self, repo: &str, reference: &str) -> Vec<u8> {
         let mut cmd = Command::new("curl");
+        super::util::no_proxy(&mut cmd);
         cmd.args(["-skf", "-H"])
             .arg(
                 "Accept: application/vnd.oci.image.index.v1+json, \
@@ -285,6 +286,7 @@ impl Drop for Registry {
 /// skopeo without the host's signature policy getting in the way.
 pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
+    super::util::no_proxy(&mut c);
     c.arg("--insecure-policy");
     c
 }

@@ -43,10 +43,25 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Keep any proxy settings of the host away from loopback traffic.
+pub fn no_proxy(c: &mut Command) -> &mut Command {
+    for k in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("NO_PROXY", "*").env("no_proxy", "*")
+}
+
 /// HTTP status of `url` as curl sees it (0 when nothing answers). `-k`: the harness
 /// only probes its own servers, whose CA the curl on the host does not know.
 pub fn http_status(url: &str) -> u16 {
-    let out = Command::new("curl")
+    let out = no_proxy(&mut Command::new("curl"))
         .args([
             "-sk",
             "-o",
