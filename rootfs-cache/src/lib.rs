@@ -10,6 +10,7 @@ pub mod digest;
 pub mod layer;
 pub mod manifest;
 pub mod pull;
+pub mod reference;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;

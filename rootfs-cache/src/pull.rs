@@ -7,8 +7,8 @@ use crate::config::{Endpoint, RegistriesConfig};
 use crate::digest::Digest;
 use crate::layer::{self, LayerError, LayerSource};
 use crate::manifest::{self, ManifestError, Parsed, Platform};
+use crate::reference::{ImageRef, RefError};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
-use oci_spec::distribution::Reference;
 use std::sync::Arc;
 
 /// Receives progress while a pull runs (the CLI draws bars from it).
@@ -33,7 +33,7 @@ pub enum PullError {
     Reference {
         image: String,
         #[source]
-        source: oci_spec::distribution::ParseError,
+        source: RefError,
     },
     #[error("failed to pull {image}")]
     Registry {
@@ -74,27 +74,16 @@ pub struct Puller {
 }
 
 /// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`).
-pub fn parse_reference(image: &str) -> Result<Reference, PullError> {
-    image
-        .parse::<Reference>()
-        .map_err(|source| PullError::Reference {
-            image: image.to_string(),
-            source,
-        })
+pub fn parse_reference(image: &str) -> Result<ImageRef, PullError> {
+    ImageRef::parse(image).map_err(|source| PullError::Reference {
+        image: image.to_string(),
+        source,
+    })
 }
 
 /// The normalised name an image is recorded under.
-pub fn record_name(r: &Reference) -> String {
-    let mut s = format!("{}/{}", r.registry(), r.repository());
-    if let Some(t) = r.tag() {
-        s.push(':');
-        s.push_str(t);
-    }
-    if let Some(d) = r.digest() {
-        s.push('@');
-        s.push_str(d);
-    }
-    s
+pub fn record_name(r: &ImageRef) -> String {
+    r.to_string()
 }
 
 impl Puller {
@@ -304,6 +293,7 @@ impl Puller {
             let sem = sem.clone();
             let unpack_opts = crate::unpack::UnpackOptions {
                 max_unpacked_bytes: self.config.max_unpacked_size.unwrap_or(32 << 30),
+                free_space_bytes: None,
             };
             let min_free = self.config.min_free_space.unwrap_or(256 << 20);
             tasks.spawn(async move {

@@ -357,6 +357,17 @@ impl Store {
         Err(StoreError::NoSuchImage(wanted.to_string()))
     }
 
+    /// The image's config (entrypoint, cmd, env, user, workdir, healthcheck …), which
+    /// the run-task executor merges with the task definition.
+    pub fn image_config(
+        &self,
+        rec: &ImageRecord,
+    ) -> Result<oci_spec::image::ImageConfiguration, StoreError> {
+        let path = self.blob_path(&rec.config);
+        let data = fs::read(&path).map_err(io_err("read image config", &path))?;
+        serde_json::from_slice(&data).map_err(|source| StoreError::Record { path, source })
+    }
+
     pub fn remove_image(&self, rec: &ImageRecord) -> Result<(), StoreError> {
         let p = self.record_path(&rec.reference);
         fs::remove_file(&p).map_err(io_err("remove image record", &p))
