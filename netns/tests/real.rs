@@ -105,12 +105,25 @@ fn connect_from(ns: &Path, addr: SocketAddrV4) -> std::io::Result<TcpStream> {
     .unwrap()
 }
 
+/// A free port below the kernel's ephemeral range (32768+), so that no outgoing
+/// connection of a test running in parallel can take it between check and use.
 fn free_port() -> u16 {
-    TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let p = fastrand::u16(20000..30000);
+        if TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Kills a child process (by its PID, via `Child::kill`) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn nft_table_exists(table: &str) -> bool {
@@ -224,11 +237,13 @@ fn two_processes_in_one_task_talk_over_localhost() {
     let t = f.net.setup_task("t", &awsvpc()).unwrap();
     let ns = t.netns_path.unwrap();
     let net_arg = format!("--net={}", ns.display());
-    let server = Command::new("nsenter")
-        .args([net_arg.as_str(), "busybox", "nc", "-l", "-p", "7000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("nsenter and busybox are installed by scripts/test");
+    let mut server = KillOnDrop(
+        Command::new("nsenter")
+            .args([net_arg.as_str(), "busybox", "nc", "-l", "-p", "7000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("nsenter and busybox are installed by scripts/test"),
+    );
     let start = Instant::now();
     loop {
         let mut client = Command::new("nsenter")
@@ -252,11 +267,15 @@ fn two_processes_in_one_task_talk_over_localhost() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = server.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from container two\n"
-    );
+    let mut out = String::new();
+    server
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "hello from container two\n");
     // The host's loopback is a different one: nothing listens on 7000 there.
     assert!(
         TcpStream::connect_timeout(
@@ -413,8 +432,8 @@ fn dynamic_host_ports_are_unique() {
 fn port_conflicts_are_refused_cleanly() {
     let f = fixture();
     // A host process holds the port.
-    let holder = TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = holder.local_addr().unwrap().port();
+    let port = free_port();
+    let holder = TcpListener::bind(("0.0.0.0", port)).unwrap();
     let spec = TaskSpec {
         port_mappings: vec![PortMapping::tcp(port)],
         ..awsvpc()
@@ -658,17 +677,19 @@ fn killed_mid_setup_then_gc_leaves_nothing() {
         cfg.bridge,
         cfg.subnet
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_sets_up_and_hangs",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, arg)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_sets_up_and_hangs",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, arg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let veth = f.net.veth_name("victim");
     let start = Instant::now();
     while !netns::link_exists(&veth).unwrap() {
@@ -678,8 +699,8 @@ fn killed_mid_setup_then_gc_leaves_nothing() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
     // Half-made: netns, veth, lease, nft table all exist.
     assert!(f.net.netns_path("victim").exists());
     assert!(netns::link_exists(&veth).unwrap());
