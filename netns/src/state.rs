@@ -73,6 +73,10 @@ pub struct TaskRecord {
     #[serde(default)]
     pub nft_ports: bool,
     pub files: Option<PathBuf>,
+    /// Set (unix ms) once teardown removed everything but the veth, which the kernel
+    /// frees with the namespace; the address stays leased until the veth is gone.
+    #[serde(default)]
+    pub releasing_since_ms: Option<u64>,
 }
 
 /// The whole state file.
@@ -175,6 +179,7 @@ mod tests {
                     }],
                     nft_ports: false,
                     files: None,
+                    releasing_since_ms: None,
                 },
             );
             l.save().unwrap();

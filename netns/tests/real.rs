@@ -136,17 +136,27 @@ fn nft_table_exists(table: &str) -> bool {
         .success()
 }
 
-/// Asserts nothing of `task` is left: netns file, veth, lease, files.
+/// Asserts nothing of `task` is left: netns file, veth, lease, files. The kernel frees
+/// the veth with the namespace asynchronously, so that part is polled (up to 3 s).
 fn assert_gone(f: &Fixture, task: &str) {
     let ns = f.net.netns_path(task);
     assert!(!ns.exists(), "netns {} left behind", ns.display());
     let veth = f.net.veth_name(task);
-    assert!(
-        !netns::link_exists(&veth).unwrap(),
-        "veth {veth} left behind"
-    );
+    let start = Instant::now();
+    while netns::link_exists(&veth).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "veth {veth} left behind"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.net.reap_released().unwrap();
     assert!(
         !f.net.tasks().unwrap().contains(&task.to_string()),
+        "{task} still recorded"
+    );
+    assert!(
+        !f.net.releasing().unwrap().contains(&task.to_string()),
         "lease of {task} left behind"
     );
     assert!(
