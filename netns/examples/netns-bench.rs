@@ -4,6 +4,8 @@
 //! Usage: `netns-bench [ITERATIONS]`. Uses its own bridge `mfgb<hex>` and a /24 of
 //! 10.94/16, and removes everything it made before it exits.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use netns::{Network, NetworkConfig, NetworkMode, PortMapping, TaskSpec};
@@ -45,6 +47,78 @@ fn run(net: &Network, label: &str, spec: &TaskSpec, n: usize) {
     let (t, _, _) = stats(teardown);
     let (m, p90, max) = stats(total);
     println!("| {label} | {n} | {s:.2} | {t:.2} | {m:.2} | {p90:.2} | {max:.2} |");
+}
+
+/// Connect + 1-byte echo + close, median µs over `n` connections to `addr`.
+fn echo_rtt(addr: SocketAddr, n: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        drop(s);
+        v.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    stats(v).0
+}
+
+/// A minimal userspace proxy (thread per connection), as docker-proxy does it.
+fn proxy(listen: TcpListener, to: SocketAddr) {
+    std::thread::spawn(move || {
+        for c in listen.incoming() {
+            let Ok(c) = c else { return };
+            std::thread::spawn(move || {
+                let Ok(u) = TcpStream::connect(to) else {
+                    return;
+                };
+                let (mut cr, mut cw) = (c.try_clone().unwrap(), c);
+                let (mut ur, mut uw) = (u.try_clone().unwrap(), u);
+                let t = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut cr, &mut uw);
+                    let _ = uw.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut ur, &mut cw);
+                let _ = cw.shutdown(std::net::Shutdown::Write);
+                let _ = t.join();
+            });
+        }
+    });
+}
+
+/// DNAT (what the crate does) vs a userspace proxy, host -> published port.
+fn port_paths(net: &Network, spec: &TaskSpec, port: u16, n: usize) {
+    let tn = net.setup_task("ports", spec).expect("setup");
+    let ns = tn.netns_path.clone().unwrap();
+    let l = netns::nsfs::in_netns(&ns, || TcpListener::bind(("0.0.0.0", port)))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut b = [0u8; 1];
+            if c.read_exact(&mut b).is_ok() {
+                let _ = c.write_all(&b);
+            }
+        }
+    });
+    let task = SocketAddr::from((tn.ip.unwrap(), port));
+    let p = TcpListener::bind("127.0.0.1:0").unwrap();
+    let paddr = p.local_addr().unwrap();
+    proxy(p, task);
+    let direct = echo_rtt(task, n);
+    let dnat = echo_rtt(SocketAddr::from(([127, 0, 0, 1], port)), n);
+    let prox = echo_rtt(paddr, n);
+    println!();
+    println!(
+        "| host -> task port path ({n} connections) | connect + 1-byte echo + close, median µs |"
+    );
+    println!("|---|---|");
+    println!("| direct to task IP | {direct:.0} |");
+    println!("| 127.0.0.1:hostPort via nftables DNAT | {dnat:.0} |");
+    println!("| 127.0.0.1 via a userspace proxy | {prox:.0} |");
+    net.teardown("ports").expect("teardown");
 }
 
 fn main() {
@@ -104,6 +178,7 @@ fn main() {
         &TaskSpec::new(NetworkMode::None),
         n,
     );
+    port_paths(&net, &spec, port, n);
     net.teardown("resident").expect("teardown resident");
     let _ = std::fs::remove_dir_all(&root);
 }

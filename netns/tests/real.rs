@@ -746,3 +746,27 @@ fn gc_keeps_live_tasks() {
     assert!(f.net.netns_path("alive").exists());
     assert!(nft_table_exists(f.net.nft_table()));
 }
+
+#[test]
+fn lease_is_held_while_something_pins_the_namespace() {
+    let f = fixture();
+    let t = f.net.setup_task("pinned", &awsvpc()).unwrap();
+    let ip = t.ip.unwrap();
+    // An open namespace file (say, a forgotten `ip netns exec` shell) keeps the
+    // namespace, and with it the veth, alive after teardown.
+    let pin = nsfs::open(t.netns_path.as_ref().unwrap()).unwrap();
+    f.net.teardown("pinned").unwrap();
+    assert!(!f.net.netns_path("pinned").exists());
+    assert!(netns::link_exists(&f.net.veth_name("pinned")).unwrap());
+    assert_eq!(f.net.releasing().unwrap(), ["pinned"]);
+    assert!(f.net.leased_ips().unwrap().contains(&ip));
+    let next = f.net.setup_task("next", &awsvpc()).unwrap();
+    assert_ne!(
+        next.ip,
+        Some(ip),
+        "a pinned task's address is not handed out again"
+    );
+    drop(pin);
+    assert_gone(&f, "pinned");
+    assert!(!f.net.leased_ips().unwrap().contains(&ip));
+}
