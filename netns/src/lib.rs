@@ -856,7 +856,8 @@ impl Network {
         Ok(tn)
     }
 
-    /// Removes task `task`'s network: port rules, veth, namespace, files and lease.
+    /// Removes task `task`'s network: namespace (the kernel then frees the veth pair),
+    /// files, port rules and lease; the last task also removes the nftables table.
     /// Every step runs even if an earlier one failed; all failures are returned.
     /// Tearing down a task that has no network is a no-op.
     pub fn teardown(&self, task: &str) -> Result<(), TeardownError> {
@@ -864,25 +865,13 @@ impl Network {
         let fail = |errors| TeardownError { task: t(), errors };
         let rec = match state::lock(&self.cfg.run_root) {
             Ok(l) => match l.state.tasks.get(task) {
-                Some(r) if r.releasing_since_ms.is_none() => (r.clone(), l.state.nft_table),
+                Some(r) if r.releasing_since_ms.is_none() => r.clone(),
                 _ => return Ok(()),
             },
             Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
         };
-        let (rec, table) = rec;
         let mut errors = Vec::new();
 
-        if rec.nft_ports
-            && table
-            && let (Ok(nft), Some(ip)) = (&self.nft, rec.ip)
-            && let Err(source) = nft::run(
-                nft,
-                &nft::delete_ports_script(&self.table, ip, &rec.ports),
-                "withdraw ports",
-            )
-        {
-            errors.push(Error::Nft { task: t(), source });
-        }
         let netns_removed = match &rec.netns {
             Some(ns) => match nsfs::remove(ns) {
                 Ok(_) => true,
@@ -944,17 +933,30 @@ impl Network {
                     .tasks
                     .values()
                     .any(|r| r.ip.is_some() && r.releasing_since_ms.is_none());
+                // Ports are withdrawn here, under the lock, so no task can reserve them
+                // again before the map no longer points at this task. The last task
+                // just drops the whole table (one `nft` run instead of two).
                 if l.state.nft_table
-                    && !bridged_left
                     && let Ok(nft) = &self.nft
                 {
-                    match nft::run(
-                        nft,
-                        &nft::delete_table_script(&self.table),
-                        &format!("delete table ip {}", self.table),
-                    ) {
-                        Ok(()) => l.state.nft_table = false,
-                        Err(source) => errors.push(Error::Nft { task: t(), source }),
+                    if !bridged_left {
+                        match nft::run(
+                            nft,
+                            &nft::delete_table_script(&self.table),
+                            &format!("delete table ip {}", self.table),
+                        ) {
+                            Ok(()) => l.state.nft_table = false,
+                            Err(source) => errors.push(Error::Nft { task: t(), source }),
+                        }
+                    } else if rec.nft_ports
+                        && let Some(ip) = rec.ip
+                        && let Err(source) = nft::run(
+                            nft,
+                            &nft::delete_ports_script(&self.table, ip, &rec.ports),
+                            "withdraw ports",
+                        )
+                    {
+                        errors.push(Error::Nft { task: t(), source });
                     }
                 }
                 if let Err(source) = l.save() {

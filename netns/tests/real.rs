@@ -652,6 +652,7 @@ const CHILD_ENV: &str = "MFG_NETNS_TEST_CHILD";
 
 /// Not a test on its own: the body of the child process `killed_mid_setup_...` starts.
 #[test]
+#[ignore = "helper: run in a child process by killed_mid_setup_then_gc_leaves_nothing"]
 fn child_sets_up_and_hangs() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
@@ -692,6 +693,7 @@ fn killed_mid_setup_then_gc_leaves_nothing() {
             .args([
                 "--exact",
                 "child_sets_up_and_hangs",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -769,4 +771,42 @@ fn lease_is_held_while_something_pins_the_namespace() {
     drop(pin);
     assert_gone(&f, "pinned");
     assert!(!f.net.leased_ips().unwrap().contains(&ip));
+}
+
+#[test]
+fn a_failure_late_in_setup_removes_everything_it_made() {
+    // An `nft` that creates the table but refuses to publish ports: setup fails after
+    // the netns, veth and addresses exist.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("nft");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nin=$(cat)\ncase \"$in\" in *'add element'*) echo 'Error: refused by test' >&2; exit 1;; esac\nprintf '%s\\n' \"$in\" | nft \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = fixture_with(|c| c.nft = Some(fake.clone()));
+    let spec = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(free_port())],
+        ..awsvpc()
+    };
+    let err = f.net.setup_task("doomed", &spec).unwrap_err();
+    let Error::Setup {
+        source, cleanup, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(matches!(**source, Error::Nft { .. }), "{source}");
+    assert!(cleanup.is_empty(), "{err}");
+    let text = format!(
+        "{}",
+        std::error::Error::source(std::error::Error::source(&err).unwrap()).unwrap()
+    );
+    assert!(text.contains("refused by test"), "{text}");
+    assert_gone(&f, "doomed");
+    assert!(
+        !nft_table_exists(f.net.nft_table()),
+        "the table made for it is gone too"
+    );
 }
