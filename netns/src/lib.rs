@@ -26,6 +26,13 @@
 //! whose other end sits on the bridge. Shared by all tasks: the bridge (default `mfg0`,
 //! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
 //! the egress masquerade and the port DNAT maps; the table goes away with the last task.
+//!
+//! State (leases, port reservations, the names of what was made) lives in
+//! `<run_root>/netns.json`, changed under a flock and written *before* anything is
+//! created, so a crash at any point leaves a record [`Network::gc`] can follow.
+//! Teardown unpins the namespace and lets the kernel free it and the veth pair
+//! asynchronously (deleting a veth synchronously costs ~25 ms); the task's address
+//! stays leased until the veth is seen gone ([`Network::releasing`]).
 #![forbid(unsafe_code)]
 
 pub mod files;
@@ -75,6 +82,9 @@ pub enum NetworkMode {
     /// Own namespace and address; ports published as `hostPort == containerPort`.
     Awsvpc,
     /// Own namespace and address; `hostPort` → `containerPort`, dynamic host ports.
+    /// As in ECS bridge mode each *container* gets its own namespace: the executor
+    /// calls [`Network::setup_task`] once per container, with an id of its choosing
+    /// (e.g. `<task>.<container>`).
     Bridge,
     /// The host's namespace; nothing is created, ports are only checked and reserved.
     Host,

@@ -313,7 +313,7 @@ fn host_reaches_published_ports_via_loopback_and_bridge_address() {
     let ns = t.netns_path.clone().unwrap();
     let server = peer_echo(
         listen_in(&ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
-        3,
+        4,
     );
     let gw = t.gateway.unwrap();
     // Via 127.0.0.1 (DNAT + route_localnet + masquerade): the task sees the gateway.
@@ -328,6 +328,13 @@ fn host_reaches_published_ports_via_loopback_and_bridge_address() {
         ask(TcpStream::connect((t.ip.unwrap(), port))),
         gw.to_string()
     );
+    // Another task reaches it through the host's published port too (hairpin NAT).
+    let other = f.net.setup_task("other", &awsvpc()).unwrap();
+    let via_host = connect_from(
+        other.netns_path.as_ref().unwrap(),
+        SocketAddrV4::new(gw, port),
+    );
+    assert_eq!(ask(via_host), gw.to_string());
     server.join().unwrap();
 
     // Bridge mode: container port 80 behind a dynamic host port, tcp and udp.
