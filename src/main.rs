@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod store;
+mod taskdef;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -201,6 +201,14 @@ pub async fn load(
         path: input.to_path_buf(),
         source,
     };
+    // Like a pull: `prune` waits until the image record points at its layers.
+    let s2 = store.clone();
+    let _cache = tokio::task::spawn_blocking(move || s2.shared_lock())
+        .await
+        .map_err(|e| LoadError::Read {
+            path: input.to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })??;
     // A compressed archive (`docker save | gzip`) is unpacked to temp space first:
     // blobs inside are read at random.
     let tmp = store.temp_dir()?;

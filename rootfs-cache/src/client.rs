@@ -184,6 +184,43 @@ fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
         .map(std::time::SystemTime::from)
 }
 
+/// HTTP(S)_PROXY / ALL_PROXY / NO_PROXY from the environment, like reqwest's default,
+/// except that loopback is never proxied (as Go's ProxyFromEnvironment, so Docker and
+/// podman, behave): a local registry keeps working behind a corporate proxy.
+fn with_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let env = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| std::env::var(k).ok())
+            .filter(|v| !v.trim().is_empty())
+    };
+    let mut no_proxy = env(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
+    no_proxy.push_str(",localhost,127.0.0.0/8,::1");
+    let no_proxy = reqwest::NoProxy::from_string(&no_proxy);
+    let mut b = b.no_proxy();
+    let all = env(&["ALL_PROXY", "all_proxy"]);
+    type MakeProxy = fn(&str) -> reqwest::Result<reqwest::Proxy>;
+    let choices: [(MakeProxy, Option<String>); 2] = [
+        (
+            |u| reqwest::Proxy::http(u),
+            env(&["HTTP_PROXY", "http_proxy"]).or(all.clone()),
+        ),
+        (
+            |u| reqwest::Proxy::https(u),
+            env(&["HTTPS_PROXY", "https_proxy"]).or(all),
+        ),
+    ];
+    for (make, url) in choices {
+        let Some(url) = url else { continue };
+        match make(&url) {
+            Ok(p) => b = b.proxy(p.no_proxy(no_proxy.clone())),
+            Err(e) => {
+                tracing::warn!(proxy = %url, error = %e, "ignoring an unusable proxy setting")
+            }
+        }
+    }
+    b
+}
+
 impl RegistryClient {
     pub fn new(retry: RetryPolicy) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
@@ -196,7 +233,7 @@ impl RegistryClient {
     }
 
     fn build(insecure: bool) -> Result<reqwest::Client, RegistryError> {
-        reqwest::Client::builder()
+        with_env_proxies(reqwest::Client::builder())
             .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(30))

@@ -84,11 +84,13 @@ pub async fn fetch(
         observer.layer_cached(&layer.digest);
         return Ok(());
     }
-    check_free_space(store, min_free)?;
+    let free = check_free_space(store, min_free)?;
 
     let store2 = store.clone();
     let layer2 = layer.clone();
-    let opts2 = opts.clone();
+    let mut opts2 = opts.clone();
+    // Layers unpack concurrently: this bound is per layer, the min_free margin shared.
+    opts2.free_space_bytes = free;
     match source {
         LayerSource::Reader(reader) => {
             tokio::task::spawn_blocking(move || {
@@ -121,9 +123,10 @@ pub async fn fetch(
     Ok(())
 }
 
-fn check_free_space(store: &Store, min_free: u64) -> Result<(), LayerError> {
+/// Refuses to start with less than `min_free` free; returns how much may be written.
+fn check_free_space(store: &Store, min_free: u64) -> Result<Option<u64>, LayerError> {
     let Ok(st) = rustix::fs::statvfs(store.root()) else {
-        return Ok(());
+        return Ok(None);
     };
     let available = st.f_bavail.saturating_mul(st.f_frsize);
     if available < min_free {
@@ -133,7 +136,7 @@ fn check_free_space(store: &Store, min_free: u64) -> Result<(), LayerError> {
             required: min_free,
         });
     }
-    Ok(())
+    Ok(Some(available - min_free))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -293,6 +293,7 @@ impl Puller {
             let sem = sem.clone();
             let unpack_opts = crate::unpack::UnpackOptions {
                 max_unpacked_bytes: self.config.max_unpacked_size.unwrap_or(32 << 30),
+                free_space_bytes: None,
             };
             let min_free = self.config.min_free_space.unwrap_or(256 << 20);
             tasks.spawn(async move {

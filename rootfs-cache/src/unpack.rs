@@ -27,12 +27,15 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 pub struct UnpackOptions {
     /// Refuse a layer whose files add up to more than this many bytes.
     pub max_unpacked_bytes: u64,
+    /// A lower bound than `max_unpacked_bytes` from the free disk space, if any.
+    pub free_space_bytes: Option<u64>,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             max_unpacked_bytes: 32 << 30,
+            free_space_bytes: None,
         }
     }
 }
@@ -61,6 +64,11 @@ pub enum UnpackError {
          decompression bomb; raise max_unpacked_size in the config if the image is genuine"
     )]
     TooLarge { limit: u64 },
+    #[error(
+        "layer unpacks to more than the {limit} bytes free on the cache's disk (keeping \
+         min_free_space free); free some space (`minifargate prune`) and pull again"
+    )]
+    NoSpace { limit: u64 },
     #[error("failed to open layer directory {path}")]
     OpenRoot {
         path: PathBuf,
@@ -202,10 +210,16 @@ impl Unpacker<'_> {
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
                 let size = entry.size();
-                if self.stats.bytes.saturating_add(size) > self.opts.max_unpacked_bytes {
+                let total = self.stats.bytes.saturating_add(size);
+                if total > self.opts.max_unpacked_bytes {
                     return Err(UnpackError::TooLarge {
                         limit: self.opts.max_unpacked_bytes,
                     });
+                }
+                if let Some(free) = self.opts.free_space_bytes
+                    && total > free
+                {
+                    return Err(UnpackError::NoSpace { limit: free });
                 }
                 let file = self.create_file(&raw, pfd.as_fd(), &name)?;
                 let mut file = File::from(file);
@@ -876,12 +890,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = UnpackOptions {
             max_unpacked_bytes: 6000,
+            free_space_bytes: None,
         };
         let err = unpack(&mut &data[..], dir.path(), &opts).unwrap_err();
         assert!(
             matches!(err, UnpackError::TooLarge { limit: 6000 }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn stops_before_the_disk_fills() {
+        let data = build(&[E::File("a", &[7u8; 4096]), E::File("b", &[7u8; 4096])]);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = UnpackOptions {
+            max_unpacked_bytes: 1 << 30,
+            free_space_bytes: Some(5000),
+        };
+        let err = unpack(&mut &data[..], dir.path(), &opts).unwrap_err();
+        assert!(matches!(err, UnpackError::NoSpace { limit: 5000 }), "{err}");
+        assert!(err.to_string().contains("free"), "{err}");
     }
 
     #[test]

@@ -133,6 +133,7 @@ fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
 
 /// Progress as indicatif bars on a terminal, as plain lines otherwise.
 struct Progress {
+    enabled: bool,
     multi: Option<MultiProgress>,
     bars: Mutex<HashMap<Digest, ProgressBar>>,
 }
@@ -141,12 +142,13 @@ impl Progress {
     fn new(enabled: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         Progress {
+            enabled,
             multi: (enabled && tty).then(MultiProgress::new),
             bars: Mutex::new(HashMap::new()),
         }
     }
     fn plain(&self) -> bool {
-        self.multi.is_none()
+        self.enabled && self.multi.is_none()
     }
 }
 
@@ -260,7 +262,7 @@ pub fn pull(g: &GlobalOpts, a: PullArgs) -> anyhow::Result<ExitCode> {
     };
     let puller = puller(g)?;
     let progress = Arc::new(Progress::new(!a.quiet && matches!(a.format, Format::Text)));
-    if progress.plain() && !a.quiet && matches!(a.format, Format::Text) {
+    if progress.plain() {
         eprintln!("Pulling {} ({platform})", a.image);
     }
     let rec = runtime()?.block_on(puller.pull(&a.image, &platform, progress))?;
@@ -338,6 +340,7 @@ pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
         platform: &platform,
         unpack: rootfs_cache::unpack::UnpackOptions {
             max_unpacked_bytes: config.max_unpacked_size.unwrap_or(32 << 30),
+            free_space_bytes: None,
         },
         min_free: config.min_free_space.unwrap_or(256 << 20),
     };

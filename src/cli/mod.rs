@@ -2,6 +2,7 @@
 //! options, the verb enum and the dispatch to each verb's `run`.
 
 mod images;
+mod taskdefs;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -66,6 +67,18 @@ pub enum Command {
     Prune(images::PruneArgs),
     /// Mount or unmount an image's overlay rootfs.
     Rootfs(images::RootfsArgs),
+    /// Check a task definition against the ECS and Fargate rules.
+    Validate(taskdefs::ValidateArgs),
+    /// Register a task definition as the next revision of its family.
+    RegisterTaskDefinition(taskdefs::RegisterArgs),
+    /// Show a registered task definition.
+    DescribeTaskDefinition(taskdefs::DescribeArgs),
+    /// List registered task definition ARNs.
+    ListTaskDefinitions(taskdefs::ListArgs),
+    /// List task definition families.
+    ListTaskDefinitionFamilies(taskdefs::ListFamiliesArgs),
+    /// Mark a task definition revision INACTIVE.
+    DeregisterTaskDefinition(taskdefs::DeregisterArgs),
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -90,6 +103,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => images::load(g, a),
         Command::Prune(a) => images::prune(g, a),
         Command::Rootfs(a) => images::rootfs(g, a),
+        Command::Validate(a) => taskdefs::validate(g, a),
+        Command::RegisterTaskDefinition(a) => taskdefs::register(g, a),
+        Command::DescribeTaskDefinition(a) => taskdefs::describe(g, a),
+        Command::ListTaskDefinitions(a) => taskdefs::list(g, a),
+        Command::ListTaskDefinitionFamilies(a) => taskdefs::list_families(g, a),
+        Command::DeregisterTaskDefinition(a) => taskdefs::deregister(g, a),
     }
 }
 

@@ -1,0 +1,255 @@
+//! The state store: `<root>/state.db`, SQLite in WAL mode. This module owns the schema and is
+//! the only code that writes SQL; the rest of minifargate calls its typed methods.
+//!
+//! Several minifargate processes use the database at once (concurrent CLIs, supervisors), so
+//! every connection waits for locks (`busy_timeout`) instead of failing with "database is
+//! locked", and every write transaction starts with `BEGIN IMMEDIATE`: a deferred transaction
+//! that upgrades from read to write can fail with SQLITE_BUSY without waiting at all.
+
+mod migrations;
+mod taskdefs;
+
+pub use migrations::MIGRATIONS;
+pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a command waits for another process's write lock before giving up.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to create state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to open state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("failed to migrate state database {path} to schema version {version}")]
+    Migrate {
+        path: PathBuf,
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state database {path} has schema version {found}, newer than this minifargate knows \
+         ({known}): upgrade minifargate"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("failed to {op} in the state database")]
+    Query {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("failed to encode task definition {family} for the state database")]
+    Encode {
+        family: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to decode stored task definition {family}:{revision}")]
+    Decode {
+        family: String,
+        revision: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// An open state database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<root>/state.db` and brings its schema up to date.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::CreateDir {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(&root.join("state.db"))
+    }
+
+    /// Opens a database file directly (tests, tools).
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(LOCK_TIMEOUT).map_err(open_err)?;
+        // Switching to WAL needs an exclusive lock for a moment; when several processes create
+        // the database together SQLite may answer BUSY without calling the busy handler.
+        retry_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        })
+        .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema version the database is at.
+    #[cfg(test)]
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|source| StoreError::Query {
+                op: "read the schema version",
+                source,
+            })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        let mig_err = |version| {
+            let path = path.clone();
+            move |source| StoreError::Migrate {
+                path,
+                version,
+                source,
+            }
+        };
+        let tx = begin_immediate(&self.conn).map_err(mig_err(0))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    INTEGER PRIMARY KEY NOT NULL,
+                 name       TEXT NOT NULL,
+                 applied_at INTEGER NOT NULL
+             ) STRICT;",
+        )
+        .map_err(mig_err(0))?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(mig_err(0))?;
+        if current > known {
+            return Err(StoreError::TooNew {
+                path,
+                found: current,
+                known,
+            });
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tx.execute_batch(m.sql).map_err(mig_err(m.version))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![m.version, m.name, now],
+            )
+            .map_err(mig_err(m.version))?;
+            tracing::debug!(
+                version = m.version,
+                name = m.name,
+                "migrated state database"
+            );
+        }
+        tx.pragma_update(None, "user_version", known)
+            .map_err(mig_err(known))?;
+        tx.commit().map_err(mig_err(known))
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement.
+    fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>, StoreError> {
+        begin_immediate(&self.conn).map_err(|source| StoreError::Query { op, source })
+    }
+}
+
+/// `BEGIN IMMEDIATE`, retried while another process holds the write lock.
+fn begin_immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    retry_busy(|| rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `f` again while SQLite answers BUSY or LOCKED, up to [`LOCK_TIMEOUT`].
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + LOCK_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("nested/root")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        let again = Store::open(&dir.path().join("nested/root")).unwrap();
+        assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        match Store::open(dir.path()) {
+            Err(StoreError::TooNew { found: 999, .. }) => {}
+            other => panic!("expected TooNew, got {:?}", other.err()),
+        }
+    }
+}
