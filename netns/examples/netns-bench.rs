@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use netns::{Network, NetworkConfig, NetworkMode, PortMapping, TaskSpec};
 
+/// Removes everything the bench made, also when it panics.
 struct Reset<'a>(&'a Network);
 
 impl Drop for Reset<'_> {
@@ -17,6 +18,7 @@ impl Drop for Reset<'_> {
         if let Err(e) = self.0.reset() {
             eprintln!("cleanup: {e}");
         }
+        let _ = std::fs::remove_dir_all(&self.0.config().run_root);
     }
 }
 
@@ -180,5 +182,4 @@ fn main() {
     );
     port_paths(&net, &spec, port, n);
     net.teardown("resident").expect("teardown resident");
-    let _ = std::fs::remove_dir_all(&root);
 }
