@@ -126,11 +126,8 @@ impl Source {
         }
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(
-        &self,
-        archive: &Path,
-        entry: &str,
-    ) -> Result<(T, Vec<u8>), LoadError> {
+    /// Reads a small file (JSON documents, configs) whole, refusing oversized ones.
+    fn read_small(&self, archive: &Path, entry: &str) -> Result<Vec<u8>, LoadError> {
         let (mut r, len) = self.open(archive, entry)?;
         if len > MAX_JSON {
             return Err(LoadError::TooLarge {
@@ -144,6 +141,15 @@ impl Source {
             path: archive.to_path_buf(),
             source,
         })?;
+        Ok(buf)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        archive: &Path,
+        entry: &str,
+    ) -> Result<(T, Vec<u8>), LoadError> {
+        let buf = self.read_small(archive, entry)?;
         let v = serde_json::from_slice(&buf).map_err(|source| LoadError::Json {
             path: archive.to_path_buf(),
             entry: entry.to_string(),
@@ -154,19 +160,7 @@ impl Source {
 
     fn read_blob(&self, archive: &Path, d: &Digest) -> Result<Vec<u8>, LoadError> {
         let entry = format!("blobs/sha256/{}", d.hex());
-        let (mut r, len) = self.open(archive, &entry)?;
-        if len > MAX_JSON {
-            return Err(LoadError::TooLarge {
-                path: archive.to_path_buf(),
-                entry,
-                limit: MAX_JSON,
-            });
-        }
-        let mut buf = Vec::new();
-        r.read_to_end(&mut buf).map_err(|source| LoadError::Read {
-            path: archive.to_path_buf(),
-            source,
-        })?;
+        let buf = self.read_small(archive, &entry)?;
         let actual = Digest::of(&buf);
         if &actual != d {
             return Err(LoadError::Manifest {
@@ -545,17 +539,7 @@ async fn load_oci(
             };
         let config_bytes = source.read_blob(input, &info.config)?;
         let cfg = manifest::parse_config(&config_bytes, info.layers.len()).map_err(man_err)?;
-        let layers: Vec<LayerRecord> = info
-            .layers
-            .iter()
-            .zip(cfg.diff_ids.iter())
-            .map(|(l, diff)| LayerRecord {
-                digest: l.digest.clone(),
-                diff_id: diff.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        let layers = LayerRecord::from_manifest(&info, &cfg);
         for l in &layers {
             let entry = format!("blobs/sha256/{}", l.digest.hex());
             fetch_from(store, input, source, &entry, l, opts, observer).await?;

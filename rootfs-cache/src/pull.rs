@@ -235,17 +235,7 @@ impl Puller {
                 "the image's platform does not match the requested platform");
         }
 
-        let layers: Vec<LayerRecord> = parsed
-            .layers
-            .iter()
-            .zip(config.diff_ids.iter())
-            .map(|(l, diff)| LayerRecord {
-                digest: l.digest.clone(),
-                diff_id: diff.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-            })
-            .collect();
+        let layers = LayerRecord::from_manifest(&parsed, &config);
         observer.resolved(
             &name,
             &manifest_digest,

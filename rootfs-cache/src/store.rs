@@ -56,6 +56,26 @@ pub struct LayerRecord {
     pub media_type: String,
 }
 
+impl LayerRecord {
+    /// Pairs a manifest's layers with the config's diff-ids (their counts were checked
+    /// when the config was parsed).
+    pub fn from_manifest(
+        info: &crate::manifest::ImageInfo,
+        config: &crate::manifest::ConfigInfo,
+    ) -> Vec<LayerRecord> {
+        info.layers
+            .iter()
+            .zip(config.diff_ids.iter())
+            .map(|(l, diff)| LayerRecord {
+                digest: l.digest.clone(),
+                diff_id: diff.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect()
+    }
+}
+
 /// An image in the cache: a name pointing at a platform manifest and its layers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
