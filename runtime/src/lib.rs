@@ -39,6 +39,7 @@
 
 mod cgroup;
 mod container;
+pub mod init;
 mod logs;
 pub mod oci;
 mod seccomp;

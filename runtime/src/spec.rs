@@ -100,8 +100,12 @@ pub struct Security {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Seccomp {
     /// An allow-list equivalent to Docker's default profile; other syscalls get `EPERM`.
+    /// Only the native ABI is filtered: a 32-bit (or x32) syscall kills the thread.
     #[default]
     Default,
+    /// Docker's profile including the 32-bit/x32 ABIs (32-bit binaries work), at about
+    /// twice the container start cost (libseccomp compiles the filter per ABI).
+    DefaultWithCompatAbis,
     /// No filter.
     Unconfined,
 }
