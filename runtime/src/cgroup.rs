@@ -400,7 +400,9 @@ impl Cgroups {
             path: cpu.clone(),
             source,
         })?;
-        write(&cpu.join("cpu.shares"), cpu_shares(limits.cpu_shares))?;
+        if let Some(shares) = limits.cpu_shares {
+            write(&cpu.join("cpu.shares"), cpu_shares(Some(shares)))?;
+        }
         let mem = self.dir("memory", rel);
         fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
             path: mem.clone(),
@@ -433,10 +435,12 @@ impl Cgroups {
             path: dir.clone(),
             source,
         })?;
-        write(
-            &dir.join("cpu.weight"),
-            shares_to_weight(cpu_shares(limits.cpu_shares)),
-        )?;
+        if let Some(shares) = limits.cpu_shares {
+            write(
+                &dir.join("cpu.weight"),
+                shares_to_weight(cpu_shares(Some(shares))),
+            )?;
+        }
         if let Some(bytes) = limits.memory {
             write(&dir.join("memory.max"), bytes)?;
             write(&dir.join("memory.swap.max"), 0)?;

@@ -72,6 +72,9 @@ pub enum Mount {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// CPU shares (ECS container `cpu`); clamped to [2, 262144] like the ECS agent.
+    /// `None` leaves the kernel default (1024). The ECS agent gives a container without
+    /// `cpu` 2 shares: callers mapping a task definition pass
+    /// `Some(cpu.unwrap_or(0))` (see [`crate::cpu_shares`]).
     pub cpu_shares: Option<u64>,
     /// Hard memory limit in bytes (ECS `memory`); swap is capped at the same value.
     pub memory: Option<u64>,
