@@ -48,6 +48,8 @@ pub enum RuntimeError {
         #[source]
         source: UserError,
     },
+    #[error("failed to detect the host's cgroup setup")]
+    DetectCgroups(#[source] CgroupError),
     #[error("failed to set up the cgroup of {id}")]
     Cgroup {
         id: String,
@@ -266,10 +268,7 @@ impl Runtime {
     /// A runtime keeping its state under `state_dir` (e.g. `/run/minifargate/runtime`)
     /// and cgroups in the detected hierarchy.
     pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
-        let cgroups = Cgroups::detect().map_err(|source| RuntimeError::Cgroup {
-            id: "(detect)".into(),
-            source,
-        })?;
+        let cgroups = Cgroups::detect().map_err(RuntimeError::DetectCgroups)?;
         Self::with_cgroups(state_dir, cgroups)
     }
 
@@ -394,7 +393,14 @@ impl Runtime {
             source,
         })?;
 
-        std::fs::create_dir_all(&bundle).map_err(io_err("create", &bundle))?;
+        // create_dir, not create_dir_all: two creates of one id race here, one wins.
+        match std::fs::create_dir(&bundle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::Exists { id: id.into() });
+            }
+            Err(e) => return Err(io_err("create", &bundle)(e)),
+        }
         match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, &config) {
             Ok(c) => Ok(c),
             Err(e) => {
@@ -457,12 +463,8 @@ impl Runtime {
             task_id: task_id.into(),
             cgroup_path: cgroup_path.into(),
         };
-        let write_json = |name: &str, v: &dyn erased::Json| -> Result<(), RuntimeError> {
-            let path = bundle.join(name);
-            std::fs::write(&path, v.to_json()).map_err(io_err("write", &path))
-        };
-        write_json("meta.json", &meta)?;
-        write_json("config.json", config)?;
+        write_json(&bundle.join("meta.json"), &meta)?;
+        write_json(&bundle.join("config.json"), config)?;
 
         self.cgroups
             .create_container(task_id, id, &spec.limits)
@@ -580,7 +582,7 @@ impl Runtime {
             copiers: Mutex::new(copiers),
             stdin: Mutex::new(stdin_w),
             tty: Mutex::new(tty),
-            log,
+            youki_root: self.youki_root(),
             spec: config.clone(),
             rootfs: config["root"]["path"]
                 .as_str()
@@ -593,6 +595,11 @@ impl Runtime {
     /// Removes what earlier processes left behind: containers (state dirs, processes,
     /// cgroups, bundles) and task cgroups of every task for which `is_live_task`
     /// returns false. Run it at startup; every leftover is tried, errors are collected.
+    ///
+    /// Containers are found in this runtime's state dir, but task cgroups in the whole
+    /// host-wide `minifargate/` tree: `is_live_task` must answer true for every task
+    /// still running on the host, including those of other minifargate processes
+    /// (the store knows them), or their processes are killed.
     pub fn gc(&self, is_live_task: &dyn Fn(&str) -> bool) -> GcReport {
         let mut report = GcReport::default();
         let bundles = self.state_dir.join("bundles");
@@ -679,6 +686,15 @@ fn force_delete(state: &Path) -> Result<(), RuntimeError> {
             source: Box::new(e),
         }),
     }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::Io {
+        action: "serialize",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    std::fs::write(path, bytes).map_err(io_err("write", path))
 }
 
 /// A read end for the copier (when logging) and a write end for the container.
@@ -805,7 +821,7 @@ pub struct Container {
     copiers: Mutex<Vec<JoinHandle<()>>>,
     stdin: Mutex<Option<File>>,
     tty: Mutex<Option<File>>,
-    log: Option<LogFile>,
+    youki_root: PathBuf,
     spec: serde_json::Value,
     rootfs: PathBuf,
     exec_seq: Mutex<u32>,
@@ -1050,12 +1066,7 @@ impl Container {
             id: self.id.clone(),
             source,
         };
-        let youki_root = self
-            .bundle
-            .parent()
-            .and_then(Path::parent)
-            .map(|s| s.join("youki"))
-            .unwrap_or_default();
+        let youki_root = self.youki_root.clone();
         let pipe =
             || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(Box::new(e)));
         let seccomp = self.spec["linux"]
@@ -1158,7 +1169,6 @@ impl Container {
         }
         self.tty.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.join_copiers(Duration::from_secs(1));
-        let _ = &self.log;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -1227,18 +1237,6 @@ impl ExecProcess {
         }
         let err = err_reader.and_then(|t| t.join().ok()).unwrap_or_default();
         Ok((self.wait()?, out, err))
-    }
-}
-
-mod erased {
-    /// Serialize-to-bytes without making the closure above generic.
-    pub(super) trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec_pretty(self).unwrap_or_default()
-        }
     }
 }
 
