@@ -93,7 +93,7 @@ pub fn cpu_shares(units: Option<u64>) -> u64 {
     units.unwrap_or(0).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
 }
 
-/// CFS quota in µs for task cpu units over [`CPU_PERIOD_US`] (256 units → 25000).
+/// CFS quota in µs for task cpu units over a 100 ms period (256 units → 25000).
 pub fn cpu_quota_us(units: u64) -> u64 {
     // Ref: ECS agent buildExplicitLinuxCPUSpec: vCPU (= units/1024) × period. The kernel
     // refuses quotas under 1 ms.

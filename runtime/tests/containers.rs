@@ -1171,3 +1171,22 @@ fn sysctls_devices_hostname_and_privileged() {
         "mount is allowed (target missing)"
     );
 }
+
+#[test]
+fn stdin_is_dev_null_unless_interactive() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let (status, out) = task.run("closed", sh("cat; echo done"), rootfs.path());
+    assert_eq!((status.code, out.as_str()), (0, "done\n"));
+
+    let mut spec = sh("cat; echo done");
+    spec.interactive = true;
+    let c = task.create("open", spec, rootfs.path(), None);
+    c.start().unwrap();
+    let mut stdin = c.take_stdin().expect("stdin of an interactive container");
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    assert_eq!(c.wait().unwrap().code, 0);
+    c.delete();
+    assert_eq!(task.stdout("open"), "hello\ndone\n");
+}
