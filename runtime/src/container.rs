@@ -1335,3 +1335,48 @@ impl libcontainer::workload::Executor for Workload {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Runtime>();
+        send_sync::<Container>();
+        send_sync::<ExecProcess>();
+        send_sync::<RuntimeError>();
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        for ok in ["t1-web", "abc_DEF.1+2"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oom_status_carries_the_ecs_reason() {
+        let s = ExitStatus {
+            code: 137,
+            signal: None,
+            oom_killed: true,
+        };
+        assert_eq!(
+            s.reason(),
+            Some("OutOfMemoryError: Container killed due to memory usage")
+        );
+        let s = ExitStatus::from_wait(WaitStatus::Signaled(
+            Pid::from_raw(1),
+            Signal::SIGKILL,
+            false,
+        ));
+        assert_eq!((s.code, s.signal, s.reason()), (137, Some(9), None));
+        let s = ExitStatus::from_wait(WaitStatus::Exited(Pid::from_raw(1), 3));
+        assert_eq!((s.code, s.signal), (3, None));
+    }
+}

@@ -32,8 +32,9 @@ pub struct ContainerSpec {
     pub devices: Vec<Device>,
     /// `net.*`, `kernel.shm*`, … sysctls written in the container's namespaces.
     pub sysctls: Vec<(String, String)>,
-    /// Resource limits; a `nofile` entry replaces the default (ECS/Docker: 1024:65535
-    /// on Fargate → see [`DEFAULT_NOFILE`]).
+    /// Resource limits (ECS `ulimits`). Without a `nofile` entry the container gets
+    /// [`DEFAULT_NOFILE`]. Hard limits above what the host lets this process set are
+    /// clamped to it with a warning (these VMs lack CAP_SYS_RESOURCE; hard nofile 20000).
     pub rlimits: Vec<Rlimit>,
     /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's).
     pub shm_size: Option<u64>,
