@@ -278,7 +278,11 @@ impl Runtime {
         cgroups: Cgroups,
     ) -> Result<Self, RuntimeError> {
         let state_dir = state_dir.into();
-        for d in [state_dir.join("youki"), state_dir.join("bundles")] {
+        for d in [
+            state_dir.join("youki"),
+            state_dir.join("bundles"),
+            state_dir.join("s"),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
         Ok(Self { state_dir, cgroups })
@@ -508,10 +512,9 @@ impl Runtime {
         let mut copiers = Vec::new();
         let mut console = None;
         if spec.tty {
-            let sock = bundle.join("console.sock");
-            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
-            builder = builder.with_console_socket(Some(&sock));
-            console = Some(listener);
+            let sock = ConsoleSocket::bind(&self.state_dir.join("s"))?;
+            builder = builder.with_console_socket(Some(&sock.path));
+            console = Some(sock);
         } else {
             let (out_r, out_w) = output_pipe(&log, bundle)?;
             let (err_r, err_w) = output_pipe(&log, bundle)?;
@@ -540,8 +543,8 @@ impl Runtime {
         let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
 
         let mut tty = None;
-        if let Some(listener) = console {
-            match receive_pty(&listener) {
+        if let Some(sock) = console {
+            match receive_pty(&sock.listener) {
                 Ok(master) => {
                     let master = File::from(master);
                     if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
@@ -555,7 +558,7 @@ impl Runtime {
                     let _ = lc.delete(true);
                     return Err(RuntimeError::Io {
                         action: "receive the pty master from",
-                        path: bundle.join("console.sock"),
+                        path: sock.path.clone(),
                         source,
                     });
                 }
@@ -583,6 +586,7 @@ impl Runtime {
             stdin: Mutex::new(stdin_w),
             tty: Mutex::new(tty),
             youki_root: self.youki_root(),
+            sock_dir: self.state_dir.join("s"),
             spec: config.clone(),
             rootfs: config["root"]["path"]
                 .as_str()
@@ -656,6 +660,18 @@ impl Runtime {
             }
             report.containers.push(id);
         }
+        // Console sockets of processes that died between bind and accept.
+        for entry in std::fs::read_dir(self.state_dir.join("s"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         for task in self.cgroups.task_ids() {
             if is_live_task(&task) {
                 continue;
@@ -712,6 +728,30 @@ fn output_pipe(
             source: e.into(),
         })?;
     Ok((Some(r), w))
+}
+
+/// A console socket for libcontainer to send a pty master to, at a short path
+/// (`<state>/s/<pid>-<n>`: unix socket paths are limited to 108 bytes), removed on drop.
+struct ConsoleSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    fn bind(dir: &Path) -> Result<Self, RuntimeError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(io_err("bind", &path))?;
+        Ok(Self { path, listener })
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Accepts libcontainer's connection on the console socket and takes the pty master.
@@ -822,6 +862,7 @@ pub struct Container {
     stdin: Mutex<Option<File>>,
     tty: Mutex<Option<File>>,
     youki_root: PathBuf,
+    sock_dir: PathBuf,
     spec: serde_json::Value,
     rootfs: PathBuf,
     exec_seq: Mutex<u32>,
@@ -1056,12 +1097,12 @@ impl Container {
         };
         let path = self.bundle.join(format!("exec-{seq}.json"));
         std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
-        let result = self.exec_with(&path, exec.tty, seq);
+        let result = self.exec_with(&path, exec.tty);
         let _ = std::fs::remove_file(&path);
         result
     }
 
-    fn exec_with(&self, process: &Path, tty: bool, seq: u32) -> Result<ExecProcess, RuntimeError> {
+    fn exec_with(&self, process: &Path, tty: bool) -> Result<ExecProcess, RuntimeError> {
         let err = |source: BoxError| RuntimeError::Exec {
             id: self.id.clone(),
             source,
@@ -1080,10 +1121,9 @@ impl Container {
             });
         let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
         if tty {
-            let sock = self.bundle.join(format!("exec-{seq}.sock"));
-            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
-            builder = builder.with_console_socket(Some(&sock));
-            console = Some((listener, sock));
+            let sock = ConsoleSocket::bind(&self.sock_dir)?;
+            builder = builder.with_console_socket(Some(&sock.path));
+            console = Some(sock);
         } else {
             let (ir, iw) = pipe()?;
             let (or, ow) = pipe()?;
@@ -1103,9 +1143,9 @@ impl Container {
                 .map_err(|e| err(Box::new(e)))?
         };
         let mut tty_master = None;
-        if let Some((listener, sock)) = console {
-            let r = receive_pty(&listener);
-            let _ = std::fs::remove_file(&sock);
+        if let Some(sock) = console {
+            let r = receive_pty(&sock.listener);
+            drop(sock);
             match r {
                 Ok(fd) => tty_master = Some(File::from(fd)),
                 Err(e) => {

@@ -726,7 +726,13 @@ fn tty_container_output_is_logged() {
         tty: true,
         ..Default::default()
     };
-    let (status, out) = task.run("tty", spec, rootfs.path());
+    let (status, out) = task.run("tty", spec.clone(), rootfs.path());
+    assert_eq!(status.code, 0);
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    // The longest id allowed (64): console sockets must not hit the 108-byte
+    // limit of unix socket paths.
+    let name = "x".repeat(64 - task.id.len() - 1);
+    let (status, out) = task.run(&name, spec, rootfs.path());
     assert_eq!(status.code, 0);
     assert!(out.starts_with("/dev/pts/"), "{out:?}");
 }
