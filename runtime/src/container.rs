@@ -201,7 +201,22 @@ struct Meta {
 static LIFECYCLE: Mutex<()> = Mutex::new(());
 
 /// Holds the lifecycle lock and puts the process's cwd back afterwards.
+///
+/// It also holds std's stdout and stderr locks. libcontainer clones this process and
+/// its intermediate child ends with `std::process::exit`, which flushes stdout under
+/// stdout's lock. Had another thread held that lock at the clone (a log line being
+/// written), the child would wait forever for an owner that does not exist in it, and
+/// the create with it (seen in the tests: libtest printing progress). Holding the
+/// (reentrant) locks here makes the cloning thread their owner in the child too.
+///
+/// The same exit path also takes std's internal thread-info lock, held briefly by any
+/// thread that starts or ends. This crate starts its threads under this guard and
+/// waits for them to run; threads *ending* (or other code's threads starting) while
+/// libcontainer clones can still, rarely, hang a create: a libcontainer fix (`_exit`
+/// in its cloned child) or a single-threaded process for these calls removes it.
 struct LifecycleGuard {
+    _stderr: std::io::StderrLock<'static>,
+    _stdout: std::io::StdoutLock<'static>,
     _lock: MutexGuard<'static, ()>,
     cwd: Option<PathBuf>,
 }
@@ -210,6 +225,8 @@ impl LifecycleGuard {
     fn take() -> Self {
         let lock = LIFECYCLE.lock().unwrap_or_else(|p| p.into_inner());
         Self {
+            _stdout: std::io::stdout().lock(),
+            _stderr: std::io::stderr().lock(),
             _lock: lock,
             cwd: std::env::current_dir().ok(),
         }
@@ -511,6 +528,7 @@ impl Runtime {
             .with_stdin(stdin_r);
         let mut copiers = Vec::new();
         let mut console = None;
+        let mut readers: [Option<(&'static str, OwnedFd)>; 2] = [None, None];
         if spec.tty {
             let sock = ConsoleSocket::bind(&self.state_dir.join("s"))?;
             builder = builder.with_console_socket(Some(&sock.path));
@@ -519,12 +537,7 @@ impl Runtime {
             let (out_r, out_w) = output_pipe(&log, bundle)?;
             let (err_r, err_w) = output_pipe(&log, bundle)?;
             builder = builder.with_stdout(out_w).with_stderr(err_w);
-            if let (Some(log), Some(r)) = (&log, out_r) {
-                copiers.push(log.spawn_copier("stdout", File::from(r)));
-            }
-            if let (Some(log), Some(r)) = (&log, err_r) {
-                copiers.push(log.spawn_copier("stderr", File::from(r)));
-            }
+            readers = [out_r.map(|r| ("stdout", r)), err_r.map(|r| ("stderr", r))];
         }
 
         let lc = {
@@ -541,6 +554,23 @@ impl Runtime {
                 })?
         };
         let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
+        // Threads start under the lifecycle lock (see LifecycleGuard). Output written
+        // before they run waits in the pipes.
+        let shared = Arc::new(Shared::default());
+        let waiter = {
+            let _g = LifecycleGuard::take();
+            if let Some(log) = &log {
+                for (stream, r) in readers.into_iter().flatten() {
+                    copiers.push(log.spawn_copier(stream, File::from(r)));
+                }
+            }
+            spawn_waiter(
+                pid,
+                self.cgroups.clone(),
+                cgroup_path.to_string(),
+                shared.clone(),
+            )
+        };
 
         let mut tty = None;
         if let Some(sock) = console {
@@ -548,6 +578,7 @@ impl Runtime {
                 Ok(master) => {
                     let master = File::from(master);
                     if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
+                        let _g = LifecycleGuard::take();
                         copiers.push(log.spawn_copier("stdout", reader));
                     }
                     tty = Some(master);
@@ -565,13 +596,6 @@ impl Runtime {
             }
         }
 
-        let shared = Arc::new(Shared::default());
-        let waiter = spawn_waiter(
-            pid,
-            self.cgroups.clone(),
-            cgroup_path.to_string(),
-            shared.clone(),
-        );
         Ok(Container {
             id: id.into(),
             task_id: task_id.into(),
@@ -815,9 +839,11 @@ fn spawn_waiter(
     cgroup_path: String,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
-    std::thread::Builder::new()
+    let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let handle = std::thread::Builder::new()
         .name(format!("wait-{pid}"))
         .spawn(move || {
+            let _ = started_tx.send(());
             let result = loop {
                 match waitid(
                     Id::Pid(Pid::from_raw(pid)),
@@ -844,7 +870,9 @@ fn spawn_waiter(
             *shared.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
             shared.cond.notify_all();
         })
-        .expect("spawning a thread")
+        .expect("spawning a thread");
+    let _ = started_rx.recv();
+    handle
 }
 
 /// A created container. Dropping it does not delete it: call [`Container::delete`].

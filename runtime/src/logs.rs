@@ -84,9 +84,11 @@ impl LogFile {
         source: impl Read + Send + 'static,
     ) -> JoinHandle<()> {
         let log = self.clone();
-        std::thread::Builder::new()
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
             .name(format!("log-{stream}"))
             .spawn(move || {
+                let _ = started_tx.send(());
                 let mut reader = BufReader::with_capacity(MAX_LINE, source);
                 let mut line = Vec::new();
                 loop {
@@ -105,7 +107,11 @@ impl LogFile {
                     log.write_entry(stream, &line);
                 }
             })
-            .expect("spawning a thread")
+            .expect("spawning a thread");
+        // Return only once the thread runs: see container::LifecycleGuard on thread
+        // start-up racing with libcontainer's clone.
+        let _ = started_rx.recv();
+        handle
     }
 }
 
