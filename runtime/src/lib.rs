@@ -1,3 +1,86 @@
 //! Runs containers for minifargate: an OCI spec built from a plain `ContainerSpec`,
 //! started through youki's libcontainer, with task and container cgroups.
-#![forbid(unsafe_code)]
+//!
+//! # Use
+//!
+//! ```no_run
+//! use runtime::{ContainerSpec, Runtime, TaskLimits, Limits};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = Runtime::new("/run/minifargate/runtime")?;
+//! // At startup: remove containers and cgroups of tasks that no longer exist.
+//! let report = rt.gc(&|_task_id| false);
+//! // Task cgroup `minifargate/<task>`: 256 cpu units → 25 ms per 100 ms, 512 MiB.
+//! rt.create_task_cgroup("task1", &TaskLimits { cpu_units: Some(256), memory: Some(512 << 20), ..Default::default() })?;
+//! let spec = ContainerSpec {
+//!     args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+//!     limits: Limits { memory: Some(64 << 20), ..Default::default() },
+//!     log: runtime::LogConfig::JsonFile("/var/lib/minifargate/tasks/task1/web.log".into()),
+//!     ..Default::default()
+//! };
+//! let c = rt.create("task1-web", "task1", &spec, "/var/lib/minifargate/tasks/task1/web/rootfs".as_ref(),
+//!                   Some("/run/netns/task1".as_ref()))?;
+//! c.start()?;
+//! let status = c.wait()?;          // exit code, signal, oom_killed (+ ECS reason)
+//! println!("{} {:?}", status.code, status.reason());
+//! c.delete()?;
+//! rt.remove_task_cgroup("task1")?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Runtime`]: state dir + cgroup tree (v1 or v2, detected); task cgroups; `create`; `gc`.
+//! - [`Container`]: `start`, `wait`/`wait_timeout`/`try_wait` → [`ExitStatus`], `kill`,
+//!   `stop(timeout)` (SIGTERM then SIGKILL), `exec` → [`ExecProcess`], `stats`, `delete`.
+//! - Security defaults are Docker's: capability set, seccomp allow-list, masked and
+//!   read-only paths, minimal `/dev`; see [`Security`].
+//! - create/start/exec/delete are serialized within the process: libcontainer changes
+//!   the process's working directory while it works.
+//! - Logs: Docker json-file lines, followed with [`LogFollower`].
+//! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
+//!
+//! # Things to know
+//!
+//! - **libcontainer forks the calling process.** Its child runs Rust code before it
+//!   execs, so a lock another thread held at that instant stays locked in the child.
+//!   This crate's executor avoids std's environment lock (taken by every
+//!   `Command::spawn`); the caller should not log to a locked stderr from other
+//!   threads at a high rate while containers are created, and should call the
+//!   lifecycle methods from a dedicated thread (they block).
+//! - State (`state_dir`) belongs on tmpfs (`/run/minifargate/...`): on this ext4 root
+//!   a create took ~3× longer.
+//! - The default seccomp filter covers the native ABI only (32-bit syscalls kill the
+//!   thread); [`Seccomp::DefaultWithCompatAbis`] is Docker's exact list, slower to load.
+//! - Processes started with [`Container::exec`] in a container with a seccomp filter get
+//!   `no_new_privs` (needed to load the filter after capabilities are dropped).
+//! - Privileged containers get every capability this process holds, no seccomp, no
+//!   masked paths and a device cgroup allowing everything, but no host device nodes
+//!   unless listed in [`ContainerSpec::devices`].
+//! - cgroup v2 support (unified `cpu.max`, `memory.max`, `memory.low`,
+//!   `memory.swap.max`, `pids.max`, `memory.events`) is unit-tested against a temp dir;
+//!   the hosts this was built on have no v2 controllers to run it for real.
+#![deny(unsafe_code)]
+
+mod cgroup;
+mod container;
+pub mod init;
+mod logs;
+pub mod oci;
+mod seccomp;
+mod spec;
+mod sys;
+mod user;
+
+pub use cgroup::{
+    CgroupError, CgroupStats, CgroupVersion, Cgroups, TaskLimits, cpu_quota_us, cpu_shares,
+    shares_to_weight,
+};
+pub use container::{
+    Container, ExecProcess, ExitStatus, GcReport, OOM_REASON, Runtime, RuntimeError, error_chain,
+};
+pub use logs::{LogEntry, LogError, LogFollower, read_log};
+pub use nix::sys::signal::Signal;
+pub use oci::SpecError;
+pub use spec::{
+    ContainerSpec, DEFAULT_NOFILE, Device, ExecSpec, Limits, LogConfig, Mount, NamespaceMode,
+    Namespaces, Rlimit, Seccomp, Security,
+};
+pub use user::{ResolvedUser, UserError, resolve as resolve_user};
