@@ -364,9 +364,15 @@ async fn load_docker(
         });
         let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
         let manifest_digest = Digest::of(&manifest_bytes);
+        let mut staged: Vec<layer::Staged> = Vec::new();
         for (path, l) in &layers {
-            fetch_from(store, input, source, path, l, opts, observer).await?;
+            if let Some(s) =
+                fetch_from(store, input, source, path, l, opts, &staged, observer).await?
+            {
+                staged.push(s);
+            }
         }
+        layer::commit_all(store, staged)?;
         let records: Vec<LayerRecord> = layers.iter().map(|(_, l)| l.clone()).collect();
         check_layers(input, store, &records)?;
         store.write_blob(&config_digest, &config_bytes)?;
@@ -440,6 +446,9 @@ fn record(
     }
 }
 
+/// Stages one layer unless the cache or `staged` already has it (a layer listed twice
+/// would otherwise wait forever for its own lock).
+#[allow(clippy::too_many_arguments)]
 async fn fetch_from(
     store: &Store,
     input: &Path,
@@ -447,8 +456,12 @@ async fn fetch_from(
     entry: &str,
     l: &LayerRecord,
     opts: &LoadOptions<'_>,
+    staged: &[layer::Staged],
     observer: &dyn PullObserver,
-) -> Result<(), LoadError> {
+) -> Result<Option<layer::Staged>, LoadError> {
+    if staged.iter().any(|s| s.diff_id() == &l.diff_id) {
+        return Ok(None);
+    }
     let (r, _) = source.open(input, entry)?;
     layer::fetch(
         store,
@@ -540,10 +553,16 @@ async fn load_oci(
         let config_bytes = source.read_blob(input, &info.config)?;
         let cfg = manifest::parse_config(&config_bytes, info.layers.len()).map_err(man_err)?;
         let layers = LayerRecord::from_manifest(&info, &cfg);
+        let mut staged: Vec<layer::Staged> = Vec::new();
         for l in &layers {
             let entry = format!("blobs/sha256/{}", l.digest.hex());
-            fetch_from(store, input, source, &entry, l, opts, observer).await?;
+            if let Some(s) =
+                fetch_from(store, input, source, &entry, l, opts, &staged, observer).await?
+            {
+                staged.push(s);
+            }
         }
+        layer::commit_all(store, staged)?;
         check_layers(input, store, &layers)?;
         if let Some(i) = &index_digest {
             store.write_blob(i, &source.read_blob(input, i)?)?;

@@ -6,7 +6,7 @@ use crate::client::{RegistryClient, RegistryError};
 use crate::config::Endpoint;
 use crate::digest::{Digest, HashingReader};
 use crate::pull::PullObserver;
-use crate::store::{LayerRecord, Store, StoreError};
+use crate::store::{LayerRecord, Lock, Store, StoreError, TempDir};
 use crate::unpack::{self, UnpackError, UnpackOptions};
 use bytes::Bytes;
 use std::io::{self, BufRead, BufReader, Read};
@@ -65,8 +65,43 @@ pub enum LayerSource<'a> {
     Reader(Box<dyn Read + Send>),
 }
 
-/// Fetches `layer` into the cache unless it is there already. Safe to call from
-/// several processes at once: one unpacks, the others wait and find it done.
+/// A layer unpacked and verified in `tmp/`, not yet in the cache. It holds the layer's
+/// lock until [`commit_all`] moves it into place (or it is dropped and removed).
+pub struct Staged {
+    tmp: TempDir,
+    diff_id: Digest,
+    implicit_dirs: Vec<(String, String)>,
+    _lock: Lock,
+}
+
+impl Staged {
+    pub fn diff_id(&self) -> &Digest {
+        &self.diff_id
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.tmp.path().join("layer")
+    }
+}
+
+/// Moves staged layers into the cache after one `syncfs` for all of them, so a power
+/// loss never leaves a complete-looking but empty layer. (One flush per pull rather than
+/// one per layer: syncfs also flushes whatever else the machine is writing.)
+pub fn commit_all(store: &Store, staged: Vec<Staged>) -> Result<(), StoreError> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    store.sync()?;
+    for s in staged {
+        store.write_implicit_dirs(&s.diff_id, &s.implicit_dirs)?;
+        store.commit_layer(&s.dir(), &s.diff_id)?;
+    }
+    Ok(())
+}
+
+/// Fetches `layer` unless the cache has it: `Some(staged)` to pass to [`commit_all`].
+/// Safe to call from several processes at once: one unpacks, the others wait for its
+/// commit and find the layer there.
 pub async fn fetch(
     store: &Store,
     source: LayerSource<'_>,
@@ -74,7 +109,7 @@ pub async fn fetch(
     opts: &UnpackOptions,
     min_free: u64,
     observer: &dyn PullObserver,
-) -> Result<(), LayerError> {
+) -> Result<Option<Staged>, LayerError> {
     let s = store.clone();
     let diff = layer.diff_id.clone();
     let lock = tokio::task::spawn_blocking(move || s.layer_lock(&diff))
@@ -82,7 +117,7 @@ pub async fn fetch(
         .map_err(|e| LayerError::Worker(e.to_string()))??;
     if store.has_layer(&layer.diff_id) {
         observer.layer_cached(&layer.digest);
-        return Ok(());
+        return Ok(None);
     }
     let free = check_free_space(store, min_free)?;
 
@@ -91,20 +126,18 @@ pub async fn fetch(
     let mut opts2 = opts.clone();
     // Layers unpack concurrently: this bound is per layer, the min_free margin shared.
     opts2.free_space_bytes = free;
-    match source {
+    let (tmp, implicit_dirs) = match source {
         LayerSource::Reader(reader) => {
-            tokio::task::spawn_blocking(move || {
-                unpack_verify_commit(&store2, reader, &layer2, &opts2)
-            })
-            .await
-            .map_err(|e| LayerError::Worker(e.to_string()))??;
+            tokio::task::spawn_blocking(move || unpack_verify(&store2, reader, &layer2, &opts2))
+                .await
+                .map_err(|e| LayerError::Worker(e.to_string()))??
         }
         LayerSource::Registry { client, endpoint } => {
             // A few chunks (hyper reads up to ~400 kB at a time) keep download and unpack
             // overlapping; more only grows memory.
             let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
             let worker = tokio::task::spawn_blocking(move || {
-                unpack_verify_commit(&store2, Box::new(ChannelReader::new(rx)), &layer2, &opts2)
+                unpack_verify(&store2, Box::new(ChannelReader::new(rx)), &layer2, &opts2)
             });
             let progress = |n: u64| observer.layer_progress(&layer.digest, n);
             let download = client
@@ -115,12 +148,16 @@ pub async fn fetch(
                 .map_err(|e| LayerError::Worker(e.to_string()))?;
             // A failed download also fails the worker; report the cause.
             download.map_err(LayerError::Download)?;
-            worked?;
+            worked?
         }
-    }
-    drop(lock);
+    };
     observer.layer_done(&layer.digest);
-    Ok(())
+    Ok(Some(Staged {
+        tmp,
+        diff_id: layer.diff_id.clone(),
+        implicit_dirs,
+        _lock: lock,
+    }))
 }
 
 /// Refuses to start with less than `min_free` free; returns how much may be written.
@@ -208,12 +245,12 @@ impl Decoder {
 
 /// The blocking half: one pass over the blob that hashes it, decompresses it, hashes
 /// the tar and unpacks it into a temp dir, then verifies and commits.
-fn unpack_verify_commit(
+fn unpack_verify(
     store: &Store,
     blob: Box<dyn Read + Send>,
     layer: &LayerRecord,
     opts: &UnpackOptions,
-) -> Result<(), LayerError> {
+) -> Result<(TempDir, Vec<(String, String)>), LayerError> {
     let tmp = store.temp_dir()?;
     let staged = tmp.path().join("layer");
     std::fs::create_dir(&staged).map_err(|source| StoreError::Io {
@@ -282,10 +319,7 @@ fn unpack_verify_commit(
             actual: d.diff_id,
         });
     }
-    store.write_implicit_dirs(&layer.diff_id, &stats.implicit_dirs)?;
-    store.commit_layer(&staged, &layer.diff_id)?;
-    drop(tmp);
-    Ok(())
+    Ok((tmp, stats.implicit_dirs))
 }
 
 /// Both digests of a fully read layer stream.

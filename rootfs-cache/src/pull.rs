@@ -332,9 +332,11 @@ impl Puller {
             });
         }
         let mut first_err = None;
+        let mut staged = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((_, Ok(()))) => {}
+                Ok((_, Ok(Some(s)))) => staged.push(s),
+                Ok((_, Ok(None))) => {}
                 Ok((digest, Err(source))) => {
                     if first_err.is_none() {
                         first_err = Some(PullError::Layer {
@@ -355,9 +357,20 @@ impl Puller {
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = first_err {
+            // Staged layers are dropped: their temp dirs go, their locks are released.
+            return Err(e);
         }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || layer::commit_all(&store, staged))
+            .await
+            .map_err(|e| PullError::Join {
+                image: name.to_string(),
+                detail: e.to_string(),
+            })?
+            .map_err(|source| PullError::Store {
+                image: name.to_string(),
+                source,
+            })
     }
 }

@@ -340,12 +340,16 @@ impl Store {
         res.map_err(io_err("write blob", &dest))
     }
 
-    /// Moves a verified, unpacked layer from `tmp` into `layers/`, after flushing it to
-    /// disk so a power loss never leaves a complete-looking but empty layer.
+    /// Flushes the cache's filesystem (before layers are committed).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.root).map_err(io_err("open", &self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_err("sync", &self.root)(e.into()))
+    }
+
+    /// Moves a verified, unpacked layer from `tmp` into `layers/`. Call [`Store::sync`]
+    /// first: the rename must not reach the disk before the files do.
     pub fn commit_layer(&self, unpacked: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
         let dest = self.layer_path(diff_id);
-        let dir = File::open(unpacked).map_err(io_err("open", unpacked))?;
-        rustix::fs::syncfs(&dir).map_err(|e| io_err("sync", unpacked)(e.into()))?;
         match fs::rename(unpacked, &dest) {
             Ok(()) => {}
             // Someone else committed it first (cannot happen under the layer lock, but
