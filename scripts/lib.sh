@@ -1,6 +1,6 @@
 # Shared helpers for scripts/demo, scripts/test and scripts/bench (POSIX sh).
 
-APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils openssl curl jq"
+APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils openssl curl jq gcc libc6-dev iproute2 crun runc hyperfine"
 
 install_deps() {
     missing=""

@@ -1,0 +1,828 @@
+//! Task and container cgroups with the ECS agent's resource math, for cgroup v1 and v2,
+//! plus the OOM counter, usage statistics and removal. Every function takes a root path.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::spec::Limits;
+
+/// The directory under every hierarchy that holds minifargate's cgroups.
+pub const CGROUP_PREFIX: &str = "minifargate";
+/// CFS period used for the task quota. Ref: ECS agent ECS_CGROUP_CPU_PERIOD default 100 ms.
+pub const CPU_PERIOD_US: u64 = 100_000;
+/// Ref: ECS agent task_linux.go — shares are clamped to [2, 262144].
+pub const MIN_CPU_SHARES: u64 = 2;
+pub const MAX_CPU_SHARES: u64 = 262_144;
+
+/// Errors from cgroup file operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("failed to detect the cgroup version under {root}")]
+    Detect {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to create cgroup {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {value:?} to {path}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to parse {path}: unexpected content {content:?}")]
+    Parse { path: PathBuf, content: String },
+    #[error("failed to remove cgroup {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid cgroup name {name:?}: must be non-empty and contain no '/' or '..'")]
+    InvalidName { name: String },
+}
+
+/// Which cgroup interface the host offers. A hybrid host (v1 controllers plus an
+/// almost empty v2 mount) counts as v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// Task-level limits (ECS task `cpu`, `memory`, and an optional pids limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Task cpu units (1024 = one vCPU) → CFS quota over a 100 ms period.
+    pub cpu_units: Option<u64>,
+    /// Without task cpu: the containers' cpu units, summed into the task's shares
+    /// (each counted as at least 2).
+    pub container_cpu_units: Vec<u64>,
+    /// Task memory hard limit in bytes.
+    pub memory: Option<u64>,
+    /// Maximum number of tasks in the whole task cgroup.
+    pub pids: Option<u64>,
+}
+
+/// Usage figures read from a container's cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupStats {
+    /// Total CPU time in nanoseconds.
+    pub cpu_usage_ns: u64,
+    pub memory_usage: u64,
+    /// `None` when unlimited.
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+}
+
+/// Clamps container cpu units to Docker CPU shares like the ECS agent: null, 0 and 1 → 2.
+pub fn cpu_shares(units: Option<u64>) -> u64 {
+    units.unwrap_or(0).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
+}
+
+/// CFS quota in µs for task cpu units over [`CPU_PERIOD_US`] (256 units → 25000).
+pub fn cpu_quota_us(units: u64) -> u64 {
+    // Ref: ECS agent buildExplicitLinuxCPUSpec: vCPU (= units/1024) × period. The kernel
+    // refuses quotas under 1 ms.
+    (units * CPU_PERIOD_US / 1024).max(1000)
+}
+
+/// cgroup v2 `cpu.weight` for v1 shares. Ref: the OCI/runc conversion
+/// weight = 1 + (shares − 2) × 9999 / 262142.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(MIN_CPU_SHARES, MAX_CPU_SHARES);
+    1 + (shares - 2) * 9999 / 262_142
+}
+
+fn check_name(name: &str) -> Result<(), CgroupError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(CgroupError::InvalidName {
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn write(path: &Path, value: impl ToString) -> Result<(), CgroupError> {
+    let value = value.to_string();
+    fs::write(path, &value).map_err(|source| {
+        tracing::warn!(path = %path.display(), %value, error = %source, "cgroup write failed");
+        CgroupError::Write {
+            path: path.to_path_buf(),
+            value,
+            source,
+        }
+    })
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_u64(path: &Path) -> Result<u64, CgroupError> {
+    let content = read(path)?;
+    content.trim().parse().map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content,
+    })
+}
+
+/// `key value` line lookup in files like `memory.events` or `cpu.stat`.
+fn keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
+    let content = read(path)?;
+    content
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .ok_or_else(|| CgroupError::Parse {
+            path: path.to_path_buf(),
+            content,
+        })
+}
+
+fn mkdir(path: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CgroupError::Create {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The cgroup filesystem: a root (normally `/sys/fs/cgroup`) and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroups {
+    root: PathBuf,
+    version: CgroupVersion,
+}
+
+impl Cgroups {
+    /// Detects the version of the cgroup filesystem at `/sys/fs/cgroup`.
+    pub fn detect() -> Result<Self, CgroupError> {
+        Self::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    /// Detects the version at `root`: v2 when `cgroup.controllers` sits at the root
+    /// (a unified mount), v1 when per-controller directories (`memory/`) do.
+    pub fn detect_at(root: &Path) -> Result<Self, CgroupError> {
+        let version = if root.join("cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else if root.join("memory").is_dir() {
+            CgroupVersion::V1
+        } else {
+            return Err(CgroupError::Detect {
+                root: root.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither cgroup.controllers nor memory/ found",
+                ),
+            });
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            version,
+        })
+    }
+
+    /// Uses `root` with a known version (tests point this at a temp dir).
+    pub fn with_root(root: impl Into<PathBuf>, version: CgroupVersion) -> Self {
+        Self {
+            root: root.into(),
+            version,
+        }
+    }
+
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cgroup path of a task, relative to every hierarchy root: `/minifargate/<task>`.
+    pub fn task_path(task_id: &str) -> String {
+        format!("/{CGROUP_PREFIX}/{task_id}")
+    }
+
+    /// The cgroup path of a container: `/minifargate/<task>/<container>`.
+    pub fn container_path(task_id: &str, container_id: &str) -> String {
+        format!("/{CGROUP_PREFIX}/{task_id}/{container_id}")
+    }
+
+    /// Directory of `rel` in controller `ctrl` (v1) or in the unified tree (v2).
+    fn dir(&self, ctrl: &str, rel: &str) -> PathBuf {
+        let rel = rel.trim_start_matches('/');
+        match self.version {
+            CgroupVersion::V1 => self.root.join(ctrl).join(rel),
+            CgroupVersion::V2 => self.root.join(rel),
+        }
+    }
+
+    /// Creates `/minifargate/<task>` and writes the task limits: CFS quota from task cpu
+    /// (or shares = Σ container cpu), memory hard limit (no swap beyond it), pids.
+    /// On failure the half-made cgroup is removed.
+    pub fn create_task(&self, task_id: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
+        check_name(task_id)?;
+        let rel = Self::task_path(task_id);
+        let result = match self.version {
+            CgroupVersion::V1 => self.create_task_v1(&rel, limits),
+            CgroupVersion::V2 => self.create_task_v2(&rel, limits),
+        };
+        if let Err(e) = result {
+            if let Err(cleanup) = self.remove(&rel) {
+                tracing::warn!(task_id, error = %cleanup, "failed to remove half-made task cgroup");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn task_cpu_shares(limits: &TaskLimits) -> Option<u64> {
+        // Ref: ECS agent buildImplicitLinuxCPUSpec.
+        if limits.container_cpu_units.is_empty() {
+            return None;
+        }
+        let sum: u64 = limits
+            .container_cpu_units
+            .iter()
+            .map(|c| (*c).max(MIN_CPU_SHARES))
+            .sum();
+        Some(sum.min(MAX_CPU_SHARES))
+    }
+
+    fn create_task_v1(&self, rel: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
+        // cpuset children start empty on v1 (clone_children is 0): copy cpus/mems down.
+        if self.root.join("cpuset").is_dir() {
+            let mut parent = self.root.join("cpuset");
+            for part in rel.trim_start_matches('/').split('/') {
+                let dir = parent.join(part);
+                mkdir(&dir)?;
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    if read(&dir.join(file))
+                        .map(|s| s.trim().is_empty())
+                        .unwrap_or(false)
+                    {
+                        write(&dir.join(file), read(&parent.join(file))?.trim())?;
+                    }
+                }
+                parent = dir;
+            }
+        }
+        let cpu = self.dir("cpu", rel);
+        fs::create_dir_all(&cpu).map_err(|source| CgroupError::Create {
+            path: cpu.clone(),
+            source,
+        })?;
+        if let Some(units) = limits.cpu_units {
+            write(&cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US)?;
+            write(&cpu.join("cpu.cfs_quota_us"), cpu_quota_us(units))?;
+        } else if let Some(shares) = Self::task_cpu_shares(limits) {
+            write(&cpu.join("cpu.shares"), shares)?;
+        }
+        let mem = self.dir("memory", rel);
+        fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
+            path: mem.clone(),
+            source,
+        })?;
+        if let Some(bytes) = limits.memory {
+            write(&mem.join("memory.limit_in_bytes"), bytes)?;
+            if mem.join("memory.memsw.limit_in_bytes").exists() {
+                write(&mem.join("memory.memsw.limit_in_bytes"), bytes)?;
+            }
+        }
+        let pids = self.dir("pids", rel);
+        fs::create_dir_all(&pids).map_err(|source| CgroupError::Create {
+            path: pids.clone(),
+            source,
+        })?;
+        if let Some(max) = limits.pids {
+            write(&pids.join("pids.max"), max)?;
+        }
+        Ok(())
+    }
+
+    /// Enables the cpu, memory and pids controllers for the children of `dir` (v2).
+    fn enable_controllers_v2(dir: &Path) -> Result<(), CgroupError> {
+        let available = read(&dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = read(&dir.join("cgroup.subtree_control")).unwrap_or_default();
+        let want: Vec<&str> = ["cpu", "memory", "pids"]
+            .into_iter()
+            .filter(|c| available.split_whitespace().any(|a| a == *c))
+            .filter(|c| !enabled.split_whitespace().any(|a| a == *c))
+            .collect();
+        if want.is_empty() {
+            return Ok(());
+        }
+        let value = want
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        write(&dir.join("cgroup.subtree_control"), value)
+    }
+
+    fn create_task_v2(&self, rel: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
+        let prefix = self.root.join(CGROUP_PREFIX);
+        Self::enable_controllers_v2(&self.root)?;
+        mkdir(&prefix)?;
+        Self::enable_controllers_v2(&prefix)?;
+        let dir = self.dir("", rel);
+        mkdir(&dir)?;
+        Self::enable_controllers_v2(&dir)?;
+        if let Some(units) = limits.cpu_units {
+            write(
+                &dir.join("cpu.max"),
+                format!("{} {}", cpu_quota_us(units), CPU_PERIOD_US),
+            )?;
+        } else if let Some(shares) = Self::task_cpu_shares(limits) {
+            write(&dir.join("cpu.weight"), shares_to_weight(shares))?;
+        }
+        if let Some(bytes) = limits.memory {
+            write(&dir.join("memory.max"), bytes)?;
+            write(&dir.join("memory.swap.max"), 0)?;
+        }
+        if let Some(max) = limits.pids {
+            write(&dir.join("pids.max"), max)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the container's cgroup under its task and writes its limits: shares,
+    /// hard limit with no swap beyond it, soft limit, pids. libcontainer then puts the
+    /// container's processes there.
+    pub fn create_container(
+        &self,
+        task_id: &str,
+        container_id: &str,
+        limits: &Limits,
+    ) -> Result<String, CgroupError> {
+        check_name(task_id)?;
+        check_name(container_id)?;
+        let rel = Self::container_path(task_id, container_id);
+        let result = match self.version {
+            CgroupVersion::V1 => self.create_container_v1(&rel, limits),
+            CgroupVersion::V2 => self.create_container_v2(&rel, limits),
+        };
+        if let Err(e) = result {
+            if let Err(cleanup) = self.remove(&rel) {
+                tracing::warn!(container_id, error = %cleanup, "failed to remove half-made container cgroup");
+            }
+            return Err(e);
+        }
+        Ok(rel)
+    }
+
+    fn create_container_v1(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
+        let cpu = self.dir("cpu", rel);
+        fs::create_dir_all(&cpu).map_err(|source| CgroupError::Create {
+            path: cpu.clone(),
+            source,
+        })?;
+        write(&cpu.join("cpu.shares"), cpu_shares(limits.cpu_shares))?;
+        let mem = self.dir("memory", rel);
+        fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
+            path: mem.clone(),
+            source,
+        })?;
+        if let Some(bytes) = limits.memory {
+            write(&mem.join("memory.limit_in_bytes"), bytes)?;
+            // memsw = memory + swap; equal to the limit means no swap beyond it.
+            if mem.join("memory.memsw.limit_in_bytes").exists() {
+                write(&mem.join("memory.memsw.limit_in_bytes"), bytes)?;
+            }
+        }
+        if let Some(bytes) = limits.memory_reservation {
+            write(&mem.join("memory.soft_limit_in_bytes"), bytes)?;
+        }
+        let pids = self.dir("pids", rel);
+        fs::create_dir_all(&pids).map_err(|source| CgroupError::Create {
+            path: pids.clone(),
+            source,
+        })?;
+        if let Some(max) = limits.pids {
+            write(&pids.join("pids.max"), max)?;
+        }
+        Ok(())
+    }
+
+    fn create_container_v2(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
+        let dir = self.dir("", rel);
+        fs::create_dir_all(&dir).map_err(|source| CgroupError::Create {
+            path: dir.clone(),
+            source,
+        })?;
+        write(
+            &dir.join("cpu.weight"),
+            shares_to_weight(cpu_shares(limits.cpu_shares)),
+        )?;
+        if let Some(bytes) = limits.memory {
+            write(&dir.join("memory.max"), bytes)?;
+            write(&dir.join("memory.swap.max"), 0)?;
+        }
+        if let Some(bytes) = limits.memory_reservation {
+            // Ref: Docker maps --memory-reservation to memory.low on cgroup v2.
+            write(&dir.join("memory.low"), bytes)?;
+        }
+        if let Some(max) = limits.pids {
+            write(&dir.join("pids.max"), max)?;
+        }
+        Ok(())
+    }
+
+    /// The kernel's count of OOM kills in the cgroup (`memory.oom_control` `oom_kill`
+    /// on v1, `memory.events` `oom_kill` on v2). Read it before the cgroup is removed.
+    pub fn oom_kills(&self, rel: &str) -> Result<u64, CgroupError> {
+        match self.version {
+            CgroupVersion::V1 => keyed(
+                &self.dir("memory", rel).join("memory.oom_control"),
+                "oom_kill",
+            ),
+            CgroupVersion::V2 => keyed(&self.dir("", rel).join("memory.events"), "oom_kill"),
+        }
+    }
+
+    /// CPU, memory and pids usage of the cgroup at `rel`.
+    pub fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError> {
+        // Limits at or above this are "unlimited" (v1 reports PAGE_COUNTER_MAX pages).
+        const UNLIMITED: u64 = 1 << 62;
+        match self.version {
+            CgroupVersion::V1 => {
+                let mem = self.dir("memory", rel);
+                let limit = read_u64(&mem.join("memory.limit_in_bytes"))?;
+                Ok(CgroupStats {
+                    cpu_usage_ns: read_u64(&self.dir("cpuacct", rel).join("cpuacct.usage"))?,
+                    memory_usage: read_u64(&mem.join("memory.usage_in_bytes"))?,
+                    memory_limit: (limit < UNLIMITED).then_some(limit),
+                    pids: read_u64(&self.dir("pids", rel).join("pids.current"))?,
+                })
+            }
+            CgroupVersion::V2 => {
+                let dir = self.dir("", rel);
+                let max = read(&dir.join("memory.max"))?;
+                Ok(CgroupStats {
+                    cpu_usage_ns: keyed(&dir.join("cpu.stat"), "usage_usec")? * 1000,
+                    memory_usage: read_u64(&dir.join("memory.current"))?,
+                    memory_limit: max.trim().parse().ok(),
+                    pids: read_u64(&dir.join("pids.current"))?,
+                })
+            }
+        }
+    }
+
+    /// Every directory that holds `rel`: one per v1 hierarchy, or the one unified dir.
+    fn all_dirs(&self, rel: &str) -> Vec<PathBuf> {
+        let rel = rel.trim_start_matches('/');
+        match self.version {
+            CgroupVersion::V2 => vec![self.root.join(rel)],
+            CgroupVersion::V1 => {
+                let mut dirs: Vec<PathBuf> = fs::read_dir(&self.root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    // cpu and cpuacct are often symlinks to one "cpu,cpuacct" mount.
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path().join(rel))
+                    .filter(|p| p.is_dir())
+                    .collect();
+                dirs.sort();
+                dirs
+            }
+        }
+    }
+
+    /// Kills whatever is left in the cgroup at `rel` (and below), then removes it in
+    /// every hierarchy, deepest first. Every directory is tried; the first error is returned.
+    pub fn remove(&self, rel: &str) -> Result<(), CgroupError> {
+        let mut first_err = None;
+        for top in self.all_dirs(rel) {
+            let mut dirs = Vec::new();
+            collect_dirs(&top, &mut dirs);
+            // Deepest first.
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for dir in dirs {
+                if let Err(e) = remove_one(&dir) {
+                    tracing::warn!(path = %dir.display(), error = %e, "failed to remove cgroup");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Ids of the tasks that have a cgroup under `/minifargate` in any hierarchy.
+    pub fn task_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .all_dirs(CGROUP_PREFIX)
+            .into_iter()
+            .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Whether the cgroup at `rel` exists in any hierarchy.
+    pub fn exists(&self, rel: &str) -> bool {
+        !self.all_dirs(rel).is_empty()
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    if !dir.is_dir() {
+        return;
+    }
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            collect_dirs(&entry.path(), out);
+        }
+    }
+    out.push(dir.to_path_buf());
+}
+
+/// SIGKILLs the processes in one cgroup dir and rmdirs it, retrying while the kernel
+/// still counts dying tasks (EBUSY) for up to 2 s.
+fn remove_one(dir: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
+        }
+        // A real cgroup dir holds only kernel files, which rmdir ignores; a plain dir
+        // (unit tests) holds regular files that must go first.
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && !is_cgroupfs(dir) => {
+                for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+            Err(source) if Instant::now() >= deadline => {
+                return Err(CgroupError::Remove {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn is_cgroupfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .map(|s| {
+            let t = s.filesystem_type();
+            t == nix::sys::statfs::CGROUP_SUPER_MAGIC || t == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(p: &Path) -> String {
+        fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn ecs_resource_math() {
+        assert_eq!(cpu_quota_us(256), 25_000);
+        assert_eq!(cpu_quota_us(1024), 100_000);
+        assert_eq!(cpu_quota_us(4096), 400_000);
+        assert_eq!(cpu_shares(None), 2);
+        assert_eq!(cpu_shares(Some(1)), 2);
+        assert_eq!(cpu_shares(Some(512)), 512);
+        assert_eq!(cpu_shares(Some(1 << 20)), 262_144);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        let implicit = TaskLimits {
+            container_cpu_units: vec![0, 1, 100],
+            ..Default::default()
+        };
+        assert_eq!(Cgroups::task_cpu_shares(&implicit), Some(104));
+    }
+
+    #[test]
+    fn v1_writes_task_and_container_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        for c in ["cpu", "cpuacct", "memory", "pids", "cpuset"] {
+            fs::create_dir(tmp.path().join(c)).unwrap();
+        }
+        fs::write(tmp.path().join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(tmp.path().join("cpuset/cpuset.mems"), "0\n").unwrap();
+        let cg = Cgroups::detect_at(tmp.path()).unwrap();
+        assert_eq!(cg.version(), CgroupVersion::V1);
+        let limits = TaskLimits {
+            cpu_units: Some(256),
+            memory: Some(512 << 20),
+            pids: Some(100),
+            ..Default::default()
+        };
+        cg.create_task("t1", &limits).unwrap();
+        let t = |c: &str, f: &str| tmp.path().join(c).join("minifargate/t1").join(f);
+        assert_eq!(content(&t("cpu", "cpu.cfs_quota_us")), "25000");
+        assert_eq!(content(&t("cpu", "cpu.cfs_period_us")), "100000");
+        assert_eq!(
+            content(&t("memory", "memory.limit_in_bytes")),
+            (512u64 << 20).to_string()
+        );
+        assert_eq!(content(&t("pids", "pids.max")), "100");
+        // Plain dirs start without the files the kernel would create: cpuset copied down
+        // only where empty files exist, so just check the dirs were made.
+        assert!(tmp.path().join("cpuset/minifargate/t1").is_dir());
+
+        // memsw is written only where the kernel offers it (swap accounting on).
+        fs::create_dir_all(tmp.path().join("memory/minifargate/t1/c1")).unwrap();
+        fs::write(
+            tmp.path()
+                .join("memory/minifargate/t1/c1/memory.memsw.limit_in_bytes"),
+            "",
+        )
+        .unwrap();
+        let lim = Limits {
+            cpu_shares: Some(0),
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            pids: Some(50),
+        };
+        let rel = cg.create_container("t1", "c1", &lim).unwrap();
+        assert_eq!(rel, "/minifargate/t1/c1");
+        let c = |ctl: &str, f: &str| tmp.path().join(ctl).join("minifargate/t1/c1").join(f);
+        assert_eq!(content(&c("cpu", "cpu.shares")), "2");
+        assert_eq!(
+            content(&c("memory", "memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            content(&c("memory", "memory.memsw.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            content(&c("memory", "memory.soft_limit_in_bytes")),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(content(&c("pids", "pids.max")), "50");
+
+        fs::write(
+            c("memory", "memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .unwrap();
+        assert_eq!(cg.oom_kills(&rel).unwrap(), 3);
+        assert_eq!(cg.task_ids(), vec!["t1".to_string()]);
+
+        cg.remove(&Cgroups::task_path("t1")).unwrap();
+        assert!(!cg.exists(&Cgroups::task_path("t1")));
+        assert!(cg.task_ids().is_empty());
+    }
+
+    #[test]
+    fn v1_implicit_task_shares() {
+        let tmp = tempfile::tempdir().unwrap();
+        for c in ["cpu", "memory", "pids"] {
+            fs::create_dir(tmp.path().join(c)).unwrap();
+        }
+        let cg = Cgroups::with_root(tmp.path(), CgroupVersion::V1);
+        let limits = TaskLimits {
+            container_cpu_units: vec![512, 0],
+            ..Default::default()
+        };
+        cg.create_task("t2", &limits).unwrap();
+        assert_eq!(
+            content(&tmp.path().join("cpu/minifargate/t2/cpu.shares")),
+            "514"
+        );
+        assert!(
+            !tmp.path()
+                .join("cpu/minifargate/t2/cpu.cfs_quota_us")
+                .exists()
+        );
+        assert!(
+            !tmp.path()
+                .join("memory/minifargate/t2/memory.limit_in_bytes")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn v2_writes_unified_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(
+            tmp.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        fs::write(tmp.path().join("cgroup.subtree_control"), "cpu\n").unwrap();
+        let cg = Cgroups::detect_at(tmp.path()).unwrap();
+        assert_eq!(cg.version(), CgroupVersion::V2);
+        let limits = TaskLimits {
+            cpu_units: Some(512),
+            memory: Some(1 << 30),
+            pids: Some(4096),
+            ..Default::default()
+        };
+        cg.create_task("t3", &limits).unwrap();
+        assert_eq!(
+            content(&tmp.path().join("cgroup.subtree_control")),
+            "+memory +pids"
+        );
+        let t = tmp.path().join("minifargate/t3");
+        assert_eq!(content(&t.join("cpu.max")), "50000 100000");
+        assert_eq!(content(&t.join("memory.max")), (1u64 << 30).to_string());
+        assert_eq!(content(&t.join("memory.swap.max")), "0");
+        assert_eq!(content(&t.join("pids.max")), "4096");
+
+        let lim = Limits {
+            cpu_shares: Some(1024),
+            memory: Some(256 << 20),
+            memory_reservation: Some(128 << 20),
+            pids: None,
+        };
+        let rel = cg.create_container("t3", "web", &lim).unwrap();
+        let c = t.join("web");
+        assert_eq!(content(&c.join("cpu.weight")), "39");
+        assert_eq!(content(&c.join("memory.max")), (256u64 << 20).to_string());
+        assert_eq!(content(&c.join("memory.swap.max")), "0");
+        assert_eq!(content(&c.join("memory.low")), (128u64 << 20).to_string());
+        assert!(!c.join("pids.max").exists());
+
+        fs::write(
+            c.join("memory.events"),
+            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(cg.oom_kills(&rel).unwrap(), 1);
+        fs::write(
+            c.join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        )
+        .unwrap();
+        fs::write(c.join("memory.current"), "4096\n").unwrap();
+        fs::write(c.join("pids.current"), "3\n").unwrap();
+        let s = cg.stats(&rel).unwrap();
+        assert_eq!(
+            s,
+            CgroupStats {
+                cpu_usage_ns: 1_500_000,
+                memory_usage: 4096,
+                memory_limit: Some(256 << 20),
+                pids: 3
+            }
+        );
+
+        cg.remove(&Cgroups::task_path("t3")).unwrap();
+        assert!(!t.exists());
+        assert!(
+            tmp.path().join("minifargate").is_dir(),
+            "the shared prefix dir stays"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused_and_nothing_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = Cgroups::with_root(tmp.path(), CgroupVersion::V2);
+        for bad in ["", "..", "a/b"] {
+            let e = cg.create_task(bad, &TaskLimits::default()).unwrap_err();
+            assert!(matches!(e, CgroupError::InvalidName { .. }), "{e}");
+        }
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+        assert!(Cgroups::detect_at(tmp.path()).is_err());
+    }
+}

@@ -1,0 +1,1339 @@
+//! Container lifecycle through libcontainer: create, start, wait (with OOM), kill,
+//! stop, exec, stats, delete; and the GC of what a dead process left behind.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use libcontainer::container::Container as Lc;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{CgroupError, CgroupStats, Cgroups, TaskLimits};
+use crate::logs::{LogError, LogFile};
+use crate::oci::{self, OciInputs, ProcessLimits, SpecError};
+use crate::spec::{ContainerSpec, ExecSpec, LogConfig};
+use crate::user::{self, UserError};
+
+/// The ECS agent's reason for a container the kernel OOM-killed.
+/// Ref: amazon-ecs-agent agent/dockerclient/dockerapi/errors.go (OutOfMemoryError).
+pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the container lifecycle.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid container id {id:?}: use 1-64 of [A-Za-z0-9_.+-]")]
+    InvalidId { id: String },
+    #[error("container {id} already exists")]
+    Exists { id: String },
+    #[error("failed to build the spec of container {id}")]
+    Spec {
+        id: String,
+        #[source]
+        source: SpecError,
+    },
+    #[error("failed to resolve the user of container {id}")]
+    User {
+        id: String,
+        #[source]
+        source: UserError,
+    },
+    #[error("failed to set up the cgroup of {id}")]
+    Cgroup {
+        id: String,
+        #[source]
+        source: CgroupError,
+    },
+    #[error("failed to open the log of container {id}")]
+    Log {
+        id: String,
+        #[source]
+        source: LogError,
+    },
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to create container {id}{}", cleanup_note(.cleanup))]
+    Create {
+        id: String,
+        #[source]
+        source: BoxError,
+        /// Errors of the cleanup that followed the failure (empty when it was clean).
+        cleanup: Vec<RuntimeError>,
+    },
+    #[error("failed to start container {id}")]
+    Start {
+        id: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("failed to exec in container {id}")]
+    Exec {
+        id: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("failed to signal container {id} with {signal}")]
+    Kill {
+        id: String,
+        signal: Signal,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to wait for container {id}")]
+    Wait {
+        id: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to delete container {id}: {}", join_errors(.errors))]
+    Delete {
+        id: String,
+        errors: Vec<RuntimeError>,
+    },
+    #[error("failed to remove leftovers of {what}")]
+    Gc {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn join_errors(errors: &[RuntimeError]) -> String {
+    errors
+        .iter()
+        .map(|e| error_chain(e))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn cleanup_note(errors: &[RuntimeError]) -> String {
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (and cleanup failed: {})", join_errors(errors))
+    }
+}
+
+/// "a: b: c" for an error and its sources.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// How a container's (or exec'd process's) main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code as Docker reports it: the code, or 128 + signal; 137 when OOM-killed.
+    pub code: i32,
+    /// The signal that killed the process, if any.
+    pub signal: Option<i32>,
+    /// The kernel OOM-killed a process in the container's cgroup (pid 1 or any child).
+    pub oom_killed: bool,
+}
+
+impl ExitStatus {
+    /// The ECS container `reason`: [`OOM_REASON`] after an OOM kill.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.oom_killed.then_some(OOM_REASON)
+    }
+
+    fn from_wait(status: WaitStatus) -> Self {
+        match status {
+            WaitStatus::Exited(_, code) => Self {
+                code,
+                signal: None,
+                oom_killed: false,
+            },
+            WaitStatus::Signaled(_, sig, _) => Self {
+                code: 128 + sig as i32,
+                signal: Some(sig as i32),
+                oom_killed: false,
+            },
+            _ => Self {
+                code: 255,
+                signal: None,
+                oom_killed: false,
+            },
+        }
+    }
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub containers: Vec<String>,
+    pub task_cgroups: Vec<String>,
+    pub errors: Vec<RuntimeError>,
+}
+
+/// Saved next to the bundle so a later process can tell whose container this was.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    task_id: String,
+    cgroup_path: String,
+}
+
+/// libcontainer chdir()s the whole process while creating, starting, exec'ing and
+/// deleting, so those calls are serialized per process (see notes/libcontainer.md).
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// Holds the lifecycle lock and puts the process's cwd back afterwards.
+struct LifecycleGuard {
+    _lock: MutexGuard<'static, ()>,
+    cwd: Option<PathBuf>,
+}
+
+impl LifecycleGuard {
+    fn take() -> Self {
+        let lock = LIFECYCLE.lock().unwrap_or_else(|p| p.into_inner());
+        Self {
+            _lock: lock,
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+}
+
+impl Drop for LifecycleGuard {
+    fn drop(&mut self) {
+        if let Some(cwd) = &self.cwd
+            && std::env::current_dir().ok().as_ref() != Some(cwd)
+        {
+            let _ = std::env::set_current_dir(cwd);
+        }
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c))
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RuntimeError + 'a {
+    move |source| RuntimeError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn open_null(read: bool) -> Result<File, RuntimeError> {
+    let path = Path::new("/dev/null");
+    let f = if read {
+        File::open(path)
+    } else {
+        File::options().write(true).open(path)
+    };
+    f.map_err(io_err("open", path))
+}
+
+/// The runtime: where state lives and which cgroup tree to use.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    state_dir: PathBuf,
+    cgroups: Cgroups,
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `state_dir` (e.g. `/run/minifargate/runtime`)
+    /// and cgroups in the detected hierarchy.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let cgroups = Cgroups::detect().map_err(|source| RuntimeError::Cgroup {
+            id: "(detect)".into(),
+            source,
+        })?;
+        Self::with_cgroups(state_dir, cgroups)
+    }
+
+    /// As [`Runtime::new`] with an explicit cgroup tree.
+    pub fn with_cgroups(
+        state_dir: impl Into<PathBuf>,
+        cgroups: Cgroups,
+    ) -> Result<Self, RuntimeError> {
+        let state_dir = state_dir.into();
+        for d in [state_dir.join("youki"), state_dir.join("bundles")] {
+            std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+        }
+        Ok(Self { state_dir, cgroups })
+    }
+
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    fn youki_root(&self) -> PathBuf {
+        self.state_dir.join("youki")
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("bundles").join(id)
+    }
+
+    /// Creates the task's parent cgroup `minifargate/<task-id>` with the task limits.
+    pub fn create_task_cgroup(
+        &self,
+        task_id: &str,
+        limits: &TaskLimits,
+    ) -> Result<(), RuntimeError> {
+        if !valid_id(task_id) {
+            return Err(RuntimeError::InvalidId { id: task_id.into() });
+        }
+        self.cgroups
+            .create_task(task_id, limits)
+            .map_err(|source| RuntimeError::Cgroup {
+                id: task_id.into(),
+                source,
+            })
+    }
+
+    /// Removes the task's cgroup (and any container cgroup left under it).
+    pub fn remove_task_cgroup(&self, task_id: &str) -> Result<(), RuntimeError> {
+        self.cgroups
+            .remove(&Cgroups::task_path(task_id))
+            .map_err(|source| RuntimeError::Cgroup {
+                id: task_id.into(),
+                source,
+            })
+    }
+
+    /// Creates container `id` of task `task_id` from `spec` on `rootfs` (an assembled
+    /// rootfs directory), joining `netns` when given (a fresh network namespace
+    /// otherwise). The task cgroup should exist ([`Runtime::create_task_cgroup`]);
+    /// the container gets `minifargate/<task>/<id>`. The process is created but waits
+    /// for [`Container::start`]. On failure nothing is left behind.
+    pub fn create(
+        &self,
+        id: &str,
+        task_id: &str,
+        spec: &ContainerSpec,
+        rootfs: &Path,
+        netns: Option<&Path>,
+    ) -> Result<Container, RuntimeError> {
+        if !valid_id(id) {
+            return Err(RuntimeError::InvalidId { id: id.into() });
+        }
+        if !valid_id(task_id) {
+            return Err(RuntimeError::InvalidId { id: task_id.into() });
+        }
+        oci::validate(spec).map_err(|source| RuntimeError::Spec {
+            id: id.into(),
+            source,
+        })?;
+        if !rootfs.is_dir() {
+            return Err(RuntimeError::Spec {
+                id: id.into(),
+                source: SpecError::Invalid {
+                    field: "rootfs".into(),
+                    reason: format!("{} is not a directory", rootfs.display()),
+                },
+            });
+        }
+        if let Some(ns) = netns
+            && !ns.exists()
+        {
+            return Err(RuntimeError::Spec {
+                id: id.into(),
+                source: SpecError::Invalid {
+                    field: "netns".into(),
+                    reason: format!("{} does not exist", ns.display()),
+                },
+            });
+        }
+        let user = user::resolve(rootfs, spec.user.as_deref(), &spec.additional_groups).map_err(
+            |source| RuntimeError::User {
+                id: id.into(),
+                source,
+            },
+        )?;
+        let bundle = self.bundle_dir(id);
+        if bundle.exists() || self.youki_root().join(id).exists() {
+            return Err(RuntimeError::Exists { id: id.into() });
+        }
+        let cgroup_path = Cgroups::container_path(task_id, id);
+        let config = oci::build(
+            spec,
+            &OciInputs {
+                id,
+                rootfs,
+                netns,
+                cgroup_path: &cgroup_path,
+                user: &user,
+                host: &ProcessLimits,
+            },
+        )
+        .map_err(|source| RuntimeError::Spec {
+            id: id.into(),
+            source,
+        })?;
+
+        std::fs::create_dir_all(&bundle).map_err(io_err("create", &bundle))?;
+        match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, &config) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let mut cleanup = Vec::new();
+                // libcontainer removes its own state on a failed create; make sure.
+                let state = self.youki_root().join(id);
+                if state.exists()
+                    && let Err(err) = force_delete(&state)
+                {
+                    cleanup.push(err);
+                }
+                if let Err(source) = self.cgroups.remove(&cgroup_path) {
+                    cleanup.push(RuntimeError::Cgroup {
+                        id: id.into(),
+                        source,
+                    });
+                }
+                if let Err(err) = std::fs::remove_dir_all(&bundle) {
+                    cleanup.push(RuntimeError::Io {
+                        action: "remove",
+                        path: bundle.clone(),
+                        source: err,
+                    });
+                }
+                tracing::warn!(container_id = id, error = %error_chain(&e), "container create failed");
+                match e {
+                    RuntimeError::Create {
+                        id,
+                        source,
+                        cleanup: mut inner,
+                    } => {
+                        inner.extend(cleanup);
+                        Err(RuntimeError::Create {
+                            id,
+                            source,
+                            cleanup: inner,
+                        })
+                    }
+                    other if cleanup.is_empty() => Err(other),
+                    other => Err(RuntimeError::Create {
+                        id: id.into(),
+                        source: Box::new(other),
+                        cleanup,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn create_in_bundle(
+        &self,
+        id: &str,
+        task_id: &str,
+        spec: &ContainerSpec,
+        bundle: &Path,
+        cgroup_path: &str,
+        config: &serde_json::Value,
+    ) -> Result<Container, RuntimeError> {
+        let meta = Meta {
+            task_id: task_id.into(),
+            cgroup_path: cgroup_path.into(),
+        };
+        let write_json = |name: &str, v: &dyn erased::Json| -> Result<(), RuntimeError> {
+            let path = bundle.join(name);
+            std::fs::write(&path, v.to_json()).map_err(io_err("write", &path))
+        };
+        write_json("meta.json", &meta)?;
+        write_json("config.json", config)?;
+
+        self.cgroups
+            .create_container(task_id, id, &spec.limits)
+            .map_err(|source| RuntimeError::Cgroup {
+                id: id.into(),
+                source,
+            })?;
+
+        let log = match &spec.log {
+            LogConfig::JsonFile(path) => {
+                Some(LogFile::open(path).map_err(|source| RuntimeError::Log {
+                    id: id.into(),
+                    source,
+                })?)
+            }
+            LogConfig::Discard => None,
+        };
+        // Pipes are CLOEXEC: a container created later (forked from this process)
+        // must not keep this one's pipes open.
+        let (stdin_r, stdin_w) = if spec.interactive && !spec.tty {
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Io {
+                    action: "create stdin pipe for",
+                    path: bundle.into(),
+                    source: e.into(),
+                })?;
+            (r, Some(File::from(w)))
+        } else {
+            (open_null(true)?.into(), None)
+        };
+
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(self.youki_root())
+            .map_err(|e| RuntimeError::Create {
+                id: id.into(),
+                source: Box::new(e),
+                cleanup: vec![],
+            })?
+            .with_executor(Workload { exec_seccomp: None })
+            .with_stdin(stdin_r);
+        let mut copiers = Vec::new();
+        let mut console = None;
+        if spec.tty {
+            let sock = bundle.join("console.sock");
+            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
+            builder = builder.with_console_socket(Some(&sock));
+            console = Some(listener);
+        } else {
+            let (out_r, out_w) = output_pipe(&log, bundle)?;
+            let (err_r, err_w) = output_pipe(&log, bundle)?;
+            builder = builder.with_stdout(out_w).with_stderr(err_w);
+            if let (Some(log), Some(r)) = (&log, out_r) {
+                copiers.push(log.spawn_copier("stdout", File::from(r)));
+            }
+            if let (Some(log), Some(r)) = (&log, err_r) {
+                copiers.push(log.spawn_copier("stderr", File::from(r)));
+            }
+        }
+
+        let lc = {
+            let _g = LifecycleGuard::take();
+            builder
+                .as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+                .map_err(|e| RuntimeError::Create {
+                    id: id.into(),
+                    source: Box::new(e),
+                    cleanup: vec![],
+                })?
+        };
+        let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
+
+        let mut tty = None;
+        if let Some(listener) = console {
+            match receive_pty(&listener) {
+                Ok(master) => {
+                    let master = File::from(master);
+                    if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
+                        copiers.push(log.spawn_copier("stdout", reader));
+                    }
+                    tty = Some(master);
+                }
+                Err(source) => {
+                    let mut lc = lc;
+                    let _g = LifecycleGuard::take();
+                    let _ = lc.delete(true);
+                    return Err(RuntimeError::Io {
+                        action: "receive the pty master from",
+                        path: bundle.join("console.sock"),
+                        source,
+                    });
+                }
+            }
+        }
+
+        let shared = Arc::new(Shared::default());
+        let waiter = spawn_waiter(
+            pid,
+            self.cgroups.clone(),
+            cgroup_path.to_string(),
+            shared.clone(),
+        );
+        Ok(Container {
+            id: id.into(),
+            task_id: task_id.into(),
+            cgroup_path: cgroup_path.into(),
+            bundle: bundle.into(),
+            cgroups: self.cgroups.clone(),
+            lc: Mutex::new(Some(lc)),
+            pid,
+            shared,
+            waiter: Mutex::new(Some(waiter)),
+            copiers: Mutex::new(copiers),
+            stdin: Mutex::new(stdin_w),
+            tty: Mutex::new(tty),
+            log,
+            spec: config.clone(),
+            rootfs: config["root"]["path"]
+                .as_str()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            exec_seq: Mutex::new(0),
+        })
+    }
+
+    /// Removes what earlier processes left behind: containers (state dirs, processes,
+    /// cgroups, bundles) and task cgroups of every task for which `is_live_task`
+    /// returns false. Run it at startup; every leftover is tried, errors are collected.
+    pub fn gc(&self, is_live_task: &dyn Fn(&str) -> bool) -> GcReport {
+        let mut report = GcReport::default();
+        let bundles = self.state_dir.join("bundles");
+        let mut seen = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&bundles).into_iter().flatten().flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let meta: Option<Meta> = std::fs::read(entry.path().join("meta.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(m) = &meta
+                && is_live_task(&m.task_id)
+            {
+                seen.insert(id);
+                continue;
+            }
+            let mut errs = Vec::new();
+            let state = self.youki_root().join(&id);
+            if state.exists()
+                && let Err(e) = force_delete(&state)
+            {
+                errs.push(e);
+            }
+            if let Some(m) = &meta
+                && let Err(source) = self.cgroups.remove(&m.cgroup_path)
+            {
+                errs.push(RuntimeError::Cgroup {
+                    id: id.clone(),
+                    source,
+                });
+            }
+            if let Err(source) = std::fs::remove_dir_all(entry.path()) {
+                errs.push(RuntimeError::Io {
+                    action: "remove",
+                    path: entry.path(),
+                    source,
+                });
+            }
+            seen.insert(id.clone());
+            report.errors.extend(errs);
+            report.containers.push(id);
+        }
+        // State dirs without a bundle (a crash between the two writes).
+        for entry in std::fs::read_dir(self.youki_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if seen.contains(&id) {
+                continue;
+            }
+            if let Err(e) = force_delete(&entry.path()) {
+                report.errors.push(e);
+            }
+            report.containers.push(id);
+        }
+        for task in self.cgroups.task_ids() {
+            if is_live_task(&task) {
+                continue;
+            }
+            match self.cgroups.remove(&Cgroups::task_path(&task)) {
+                Ok(()) => report.task_cgroups.push(task),
+                Err(source) => report
+                    .errors
+                    .push(RuntimeError::Cgroup { id: task, source }),
+            }
+        }
+        report
+    }
+}
+
+/// Loads a libcontainer state dir and force-deletes it (kills, removes cgroup and dir).
+fn force_delete(state: &Path) -> Result<(), RuntimeError> {
+    let what = state.display().to_string();
+    let _g = LifecycleGuard::take();
+    match Lc::load(state.to_path_buf()) {
+        Ok(mut lc) => lc.delete(true).map_err(|e| RuntimeError::Gc {
+            what,
+            source: Box::new(e),
+        }),
+        // A state dir without a readable state file: nothing ran from it.
+        Err(_) => std::fs::remove_dir_all(state).map_err(|e| RuntimeError::Gc {
+            what,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// A read end for the copier (when logging) and a write end for the container.
+fn output_pipe(
+    log: &Option<LogFile>,
+    bundle: &Path,
+) -> Result<(Option<OwnedFd>, OwnedFd), RuntimeError> {
+    if log.is_none() {
+        return Ok((None, open_null(false)?.into()));
+    }
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Io {
+            action: "create output pipe for",
+            path: bundle.into(),
+            source: e.into(),
+        })?;
+    Ok((Some(r), w))
+}
+
+/// Accepts libcontainer's connection on the console socket and takes the pty master.
+fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                return crate::sys::recv_fd(&stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The exit status, filled once by the waiter thread.
+#[derive(Default)]
+struct Shared {
+    exit: Mutex<Option<Result<ExitStatus, nix::Error>>>,
+    cond: Condvar,
+}
+
+impl Shared {
+    fn wait_timeout(&self, timeout: Option<Duration>) -> Option<Result<ExitStatus, nix::Error>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = *g {
+                return Some(r);
+            }
+            match deadline {
+                None => g = self.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    g = self
+                        .cond
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `pid` to exit *without reaping it* (WNOWAIT: the zombie keeps the pid
+/// from being reused until delete), then reads the cgroup's OOM counter while the
+/// cgroup still exists.
+fn spawn_waiter(
+    pid: i32,
+    cgroups: Cgroups,
+    cgroup_path: String,
+    shared: Arc<Shared>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("wait-{pid}"))
+        .spawn(move || {
+            let result = loop {
+                match waitid(
+                    Id::Pid(Pid::from_raw(pid)),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                ) {
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => break Err(e),
+                    Ok(st) => {
+                        let mut status = ExitStatus::from_wait(st);
+                        match cgroups.oom_kills(&cgroup_path) {
+                            Ok(n) if n > 0 => {
+                                status.oom_killed = true;
+                                status.code = 137;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(pid, error = %e, "failed to read the OOM counter")
+                            }
+                        }
+                        break Ok(status);
+                    }
+                }
+            };
+            *shared.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            shared.cond.notify_all();
+        })
+        .expect("spawning a thread")
+}
+
+/// A created container. Dropping it does not delete it: call [`Container::delete`].
+pub struct Container {
+    id: String,
+    task_id: String,
+    cgroup_path: String,
+    bundle: PathBuf,
+    cgroups: Cgroups,
+    lc: Mutex<Option<Lc>>,
+    pid: i32,
+    shared: Arc<Shared>,
+    waiter: Mutex<Option<JoinHandle<()>>>,
+    copiers: Mutex<Vec<JoinHandle<()>>>,
+    stdin: Mutex<Option<File>>,
+    tty: Mutex<Option<File>>,
+    log: Option<LogFile>,
+    spec: serde_json::Value,
+    rootfs: PathBuf,
+    exec_seq: Mutex<u32>,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("id", &self.id)
+            .field("task_id", &self.task_id)
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the container's pid 1.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The cgroup path (relative to each hierarchy root).
+    pub fn cgroup_path(&self) -> &str {
+        &self.cgroup_path
+    }
+
+    /// `/proc/<pid>/ns/<kind>` of the container, for another container to join
+    /// (ECS `pidMode: task` / `ipcMode: task`).
+    pub fn namespace_path(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
+    }
+
+    /// The write end of stdin (interactive containers without a tty), once.
+    pub fn take_stdin(&self) -> Option<File> {
+        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The pty master of a tty container (write to it for input; output is logged).
+    pub fn tty(&self) -> Option<File> {
+        self.tty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|f| f.try_clone().ok())
+    }
+
+    /// Lets the created process exec the container's command.
+    pub fn start(&self) -> Result<(), RuntimeError> {
+        let mut lc = self.lc.lock().unwrap_or_else(|p| p.into_inner());
+        let lc = lc.as_mut().ok_or_else(|| RuntimeError::Start {
+            id: self.id.clone(),
+            source: "container was deleted".into(),
+        })?;
+        let _g = LifecycleGuard::take();
+        lc.start().map_err(|e| RuntimeError::Start {
+            id: self.id.clone(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Blocks until pid 1 exits; then waits (up to 2 s) for the log copiers to drain.
+    pub fn wait(&self) -> Result<ExitStatus, RuntimeError> {
+        self.wait_timeout(None).map(|s| s.expect("no timeout"))
+    }
+
+    /// As [`Container::wait`], giving up after `timeout` (`Ok(None)`: still running).
+    pub fn wait_timeout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExitStatus>, RuntimeError> {
+        match self.shared.wait_timeout(timeout) {
+            None => Ok(None),
+            Some(Err(source)) => Err(RuntimeError::Wait {
+                id: self.id.clone(),
+                source,
+            }),
+            Some(Ok(status)) => {
+                self.join_copiers(Duration::from_secs(2));
+                Ok(Some(status))
+            }
+        }
+    }
+
+    /// The exit status if pid 1 has exited.
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>, RuntimeError> {
+        self.wait_timeout(Some(Duration::ZERO))
+    }
+
+    fn join_copiers(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut copiers = self.copiers.lock().unwrap_or_else(|p| p.into_inner());
+        // A process that escaped into a shared pid namespace can hold the pipe open:
+        // don't wait for it forever.
+        while copiers.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        copiers.retain(|h| !h.is_finished());
+    }
+
+    /// Sends `signal` to pid 1 (SIGKILL goes to every process in the cgroup).
+    pub fn kill(&self, signal: Signal) -> Result<(), RuntimeError> {
+        if self
+            .shared
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        // pid 1 is not reaped before delete (see spawn_waiter), so the pid is still ours.
+        nix::sys::signal::kill(Pid::from_raw(self.pid), signal).map_err(|source| {
+            RuntimeError::Kill {
+                id: self.id.clone(),
+                signal,
+                source,
+            }
+        })?;
+        if signal == Signal::SIGKILL {
+            self.kill_cgroup();
+        }
+        Ok(())
+    }
+
+    fn kill_cgroup(&self) {
+        let procs = match self.cgroups.version() {
+            crate::CgroupVersion::V1 => self
+                .cgroups
+                .root()
+                .join("pids")
+                .join(self.cgroup_path.trim_start_matches('/')),
+            crate::CgroupVersion::V2 => self
+                .cgroups
+                .root()
+                .join(self.cgroup_path.trim_start_matches('/')),
+        }
+        .join("cgroup.procs");
+        for pid in std::fs::read_to_string(procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+
+    /// Docker/ECS stop: SIGTERM, wait up to `timeout`, then SIGKILL.
+    pub fn stop(&self, timeout: Duration) -> Result<ExitStatus, RuntimeError> {
+        if let Some(s) = self.try_wait()? {
+            return Ok(s);
+        }
+        match self.kill(Signal::SIGTERM) {
+            Ok(())
+            | Err(RuntimeError::Kill {
+                source: nix::Error::ESRCH,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(s) = self.wait_timeout(Some(timeout))? {
+            return Ok(s);
+        }
+        tracing::info!(container_id = %self.id, ?timeout, "container ignored SIGTERM: sending SIGKILL");
+        self.kill(Signal::SIGKILL)?;
+        self.wait()
+    }
+
+    /// CPU, memory and pids usage from the container's cgroup.
+    pub fn stats(&self) -> Result<CgroupStats, RuntimeError> {
+        self.cgroups
+            .stats(&self.cgroup_path)
+            .map_err(|source| RuntimeError::Cgroup {
+                id: self.id.clone(),
+                source,
+            })
+    }
+
+    /// Runs a new process in the running container's namespaces and cgroup, with the
+    /// container's capabilities, seccomp profile and rlimits. Its stdio is handed back
+    /// in the [`ExecProcess`] (pipes, or a pty master with `tty`).
+    pub fn exec(&self, exec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        let err = |source: BoxError| RuntimeError::Exec {
+            id: self.id.clone(),
+            source,
+        };
+        if exec.args.is_empty() {
+            return Err(err("the command is empty".into()));
+        }
+        if self.try_wait()?.is_some() {
+            return Err(err("the container is not running".into()));
+        }
+        let mut process = self.spec["process"].clone();
+        process["args"] = serde_json::json!(exec.args);
+        process["terminal"] = serde_json::json!(exec.tty);
+        if let Some(cwd) = &exec.cwd {
+            process["cwd"] = serde_json::json!(cwd);
+        }
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for e in &exec.env {
+            let key = e.split('=').next().unwrap_or_default();
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        process["env"] = serde_json::json!(env);
+        if let Some(u) = &exec.user {
+            let user =
+                user::resolve(&self.rootfs, Some(u), &[]).map_err(|source| RuntimeError::User {
+                    id: self.id.clone(),
+                    source,
+                })?;
+            process["user"] = serde_json::json!({ "uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids });
+            if user.uid != 0 {
+                process["capabilities"]["effective"] = serde_json::json!([]);
+                process["capabilities"]["permitted"] = serde_json::json!([]);
+            }
+        }
+        let seq = {
+            let mut s = self.exec_seq.lock().unwrap_or_else(|p| p.into_inner());
+            *s += 1;
+            *s
+        };
+        let path = self.bundle.join(format!("exec-{seq}.json"));
+        std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
+        let result = self.exec_with(&path, exec.tty, seq);
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    fn exec_with(&self, process: &Path, tty: bool, seq: u32) -> Result<ExecProcess, RuntimeError> {
+        let err = |source: BoxError| RuntimeError::Exec {
+            id: self.id.clone(),
+            source,
+        };
+        let youki_root = self
+            .bundle
+            .parent()
+            .and_then(Path::parent)
+            .map(|s| s.join("youki"))
+            .unwrap_or_default();
+        let pipe =
+            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(Box::new(e)));
+        let seccomp = self.spec["linux"]
+            .get("seccomp")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let mut builder = ContainerBuilder::new(self.id.clone(), SyscallType::default())
+            .with_root_path(youki_root)
+            .map_err(|e| err(Box::new(e)))?
+            .with_executor(Workload {
+                exec_seccomp: seccomp,
+            });
+        let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
+        if tty {
+            let sock = self.bundle.join(format!("exec-{seq}.sock"));
+            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
+            builder = builder.with_console_socket(Some(&sock));
+            console = Some((listener, sock));
+        } else {
+            let (ir, iw) = pipe()?;
+            let (or, ow) = pipe()?;
+            let (er, ew) = pipe()?;
+            builder = builder.with_stdin(ir).with_stdout(ow).with_stderr(ew);
+            stdin_w = Some(File::from(iw));
+            stdout_r = Some(File::from(or));
+            stderr_r = Some(File::from(er));
+        }
+        let pid = {
+            let _g = LifecycleGuard::take();
+            builder
+                .as_tenant()
+                .with_process(Some(process))
+                .with_detach(true)
+                .build()
+                .map_err(|e| err(Box::new(e)))?
+        };
+        let mut tty_master = None;
+        if let Some((listener, sock)) = console {
+            let r = receive_pty(&listener);
+            let _ = std::fs::remove_file(&sock);
+            match r {
+                Ok(fd) => tty_master = Some(File::from(fd)),
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    return Err(err(Box::new(e)));
+                }
+            }
+        }
+        Ok(ExecProcess {
+            pid: pid.as_raw(),
+            stdin: stdin_w,
+            stdout: stdout_r,
+            stderr: stderr_r,
+            tty: tty_master,
+            status: None,
+        })
+    }
+
+    /// Stops everything, reads nothing more, and removes the container: processes,
+    /// libcontainer state, cgroup, bundle. Every step runs; all failures are reported.
+    /// Call [`Container::wait`] first to learn the exit status (and OOM).
+    pub fn delete(self) -> Result<(), RuntimeError> {
+        let mut errors = Vec::new();
+        // Kill first and let the waiter record the status, so it never races the reap below.
+        if self.try_wait()?.is_none() {
+            if let Err(e) = self.kill(Signal::SIGKILL) {
+                tracing::warn!(container_id = %self.id, error = %e, "failed to kill before delete");
+            }
+            let _ = self.shared.wait_timeout(Some(Duration::from_secs(5)));
+        }
+        if let Some(lc) = self.lc.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _g = LifecycleGuard::take();
+            if let Err(e) = lc.delete(true) {
+                errors.push(RuntimeError::Gc {
+                    what: format!("libcontainer state of {}", self.id),
+                    source: Box::new(e),
+                });
+            }
+        }
+        // pid 1 is dead now (force delete SIGKILLs it): reap it.
+        if self.pid > 0 {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(self.pid), None);
+        }
+        if let Some(w) = self.waiter.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
+        }
+        if let Err(source) = self.cgroups.remove(&self.cgroup_path) {
+            errors.push(RuntimeError::Cgroup {
+                id: self.id.clone(),
+                source,
+            });
+        }
+        if let Err(source) = std::fs::remove_dir_all(&self.bundle) {
+            errors.push(RuntimeError::Io {
+                action: "remove",
+                path: self.bundle.clone(),
+                source,
+            });
+        }
+        self.tty.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.join_copiers(Duration::from_secs(1));
+        let _ = &self.log;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            tracing::warn!(container_id = %self.id, error = %join_errors(&errors), "container delete incomplete");
+            Err(RuntimeError::Delete {
+                id: self.id.clone(),
+                errors,
+            })
+        }
+    }
+}
+
+/// A process started by [`Container::exec`]. Wait for it (it is reaped then).
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub pid: i32,
+    /// Write end of its stdin (no tty).
+    pub stdin: Option<File>,
+    /// Read ends of its stdout and stderr (no tty).
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+    /// The pty master (tty): input and output.
+    pub tty: Option<File>,
+    status: Option<ExitStatus>,
+}
+
+impl ExecProcess {
+    /// Blocks until the process exits and reaps it.
+    pub fn wait(&mut self) -> Result<ExitStatus, RuntimeError> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        self.stdin.take();
+        loop {
+            match waitpid(Pid::from_raw(self.pid), None) {
+                Err(nix::Error::EINTR) => continue,
+                Err(source) => {
+                    return Err(RuntimeError::Wait {
+                        id: format!("exec pid {}", self.pid),
+                        source,
+                    });
+                }
+                Ok(st) => {
+                    let s = ExitStatus::from_wait(st);
+                    self.status = Some(s);
+                    return Ok(s);
+                }
+            }
+        }
+    }
+
+    /// Reads all of stdout and stderr, then waits: (status, stdout, stderr).
+    pub fn output(&mut self) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), RuntimeError> {
+        use std::io::Read;
+        self.stdin.take();
+        let err_reader = self.stderr.take().map(|mut f| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = f.read_to_end(&mut v);
+                v
+            })
+        });
+        let mut out = Vec::new();
+        if let Some(mut f) = self.stdout.take() {
+            let _ = f.read_to_end(&mut out);
+        }
+        let err = err_reader.and_then(|t| t.join().ok()).unwrap_or_default();
+        Ok((self.wait()?, out, err))
+    }
+}
+
+mod erased {
+    /// Serialize-to-bytes without making the closure above generic.
+    pub(super) trait Json {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec_pretty(self).unwrap_or_default()
+        }
+    }
+}
+
+/// The workload executor: what libcontainer runs in the container process, after
+/// namespaces, mounts, user and capabilities are set up, to exec the payload.
+///
+/// Two reasons for our own instead of libcontainer's default:
+/// - Fork safety. libcontainer forks this (multi-threaded) process; the default
+///   executor then rewrites the environment with `std::env::set_var`, which takes
+///   std's environment write lock. If another thread held that lock when we forked
+///   (any `Command::spawn` takes it to read), the child waits forever. This executor
+///   never touches the process environment: it `execve`s with the spec's env.
+/// - Seccomp for exec. libcontainer 0.7 builds an exec's spec without the container's
+///   `linux.seccomp`, so an exec would run unfiltered; this loads the container's filter
+///   right before the exec. Loading a filter after capabilities are dropped needs
+///   no_new_privs, so exec'd processes of a filtered container always get it.
+#[derive(Clone)]
+struct Workload {
+    /// The container's filter, for exec'd processes (None for the init process, whose
+    /// spec carries its own filter, which libcontainer loads).
+    exec_seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl Workload {
+    fn fail(msg: String) -> libcontainer::workload::ExecutorError {
+        libcontainer::workload::ExecutorError::Execution(msg.into())
+    }
+}
+
+impl libcontainer::workload::Executor for Workload {
+    fn exec(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        use std::ffi::CString;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Self::fail("the spec has no process".into()))?;
+        let filtered = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .is_some();
+        if let (false, Some(seccomp)) = (filtered, &self.exec_seccomp) {
+            nix::sys::prctl::set_no_new_privs()
+                .map_err(|e| Self::fail(format!("set no_new_privs: {e}")))?;
+            libcontainer::seccomp::initialize_seccomp(seccomp)
+                .map_err(|e| Self::fail(format!("load seccomp: {e}")))?;
+        }
+        let args = process.args().clone().unwrap_or_default();
+        let env = process.env().clone().unwrap_or_default();
+        let first = args
+            .first()
+            .ok_or_else(|| Self::fail("the command is empty".into()))?;
+        let path = if first.contains('/') {
+            PathBuf::from(first)
+        } else {
+            let path_var = env
+                .iter()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or(crate::oci::DEFAULT_PATH);
+            path_var
+                .split(':')
+                .map(|dir| Path::new(dir).join(first))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    Self::fail(format!(
+                        "executable {first:?} not found in PATH {path_var:?}"
+                    ))
+                })?
+        };
+        let cstr = |s: &str| CString::new(s).map_err(|_| Self::fail(format!("NUL byte in {s:?}")));
+        let c_path = cstr(&path.to_string_lossy())?;
+        let c_args = args
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c_env = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
+        let err = nix::unistd::execve(&c_path, &c_args, &c_env).unwrap_err();
+        Err(Self::fail(format!("exec {}: {err}", path.display())))
+    }
+
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
+
+    fn setup_envs(
+        &self,
+        _envs: std::collections::HashMap<String, String>,
+    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
+        // Deliberately nothing: see the type's doc (exec passes the spec's env).
+        Ok(())
+    }
+}

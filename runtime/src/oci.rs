@@ -1,0 +1,784 @@
+//! Builds the OCI runtime `config.json` for a [`ContainerSpec`]: Docker's default
+//! capabilities, mounts, masked paths and seccomp profile, namespaces, rlimits, user.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::seccomp;
+use crate::spec::{ContainerSpec, Mount, NamespaceMode, Seccomp};
+use crate::user::ResolvedUser;
+
+/// Errors in a container spec, found before anything is created.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid container spec: {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("failed to stat device {path}")]
+    Device {
+        path: std::path::PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("failed to build the OCI spec")]
+    Oci(#[source] serde_json::Error),
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Docker's default capability set. Ref: moby oci/caps/defaults.go.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability of Linux 5.9+, in kernel bit order (CAP_CHOWN = 0 …
+/// CAP_CHECKPOINT_RESTORE = 40).
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Paths hidden from the container. Ref: moby oci/defaults.go `maskedPaths`.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths made read-only. Ref: moby oci/defaults.go `readonlyPaths`.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Docker's default `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Docker's default `/dev/shm` size.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+/// Where the init binary is bind-mounted inside the container.
+pub const INIT_PATH: &str = "/dev/init";
+
+/// `SYS_PTRACE` / `cap_sys_ptrace` / `CAP_SYS_PTRACE` → `CAP_SYS_PTRACE`, checked
+/// against the known set.
+pub fn normalize_cap(name: &str) -> Result<String, SpecError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(invalid(
+            "security.cap_add/cap_drop",
+            format!("unknown capability {name:?}"),
+        ))
+    }
+}
+
+/// The capabilities this process holds in its bounding set: "all" for a container
+/// means all of these (a process cannot grant what it lacks; these VMs drop
+/// CAP_SYS_RESOURCE even for root).
+pub fn host_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The capability set after Docker's rules: start from the default set (or all when
+/// privileged), drop (`ALL` drops everything), then add (`ALL` adds everything).
+pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
+    let sec = &spec.security;
+    if sec.privileged {
+        return Ok(host_capabilities());
+    }
+    let is_all = |s: &String| s.eq_ignore_ascii_case("ALL");
+    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    if sec.cap_drop.iter().any(is_all) {
+        caps.clear();
+    }
+    for d in sec.cap_drop.iter().filter(|d| !is_all(d)) {
+        let d = normalize_cap(d)?;
+        caps.retain(|c| *c != d);
+    }
+    if sec.cap_add.iter().any(is_all) {
+        return Ok(host_capabilities());
+    }
+    for a in &sec.cap_add {
+        let a = normalize_cap(a)?;
+        if !caps.contains(&a) {
+            caps.push(a);
+        }
+    }
+    Ok(caps)
+}
+
+/// The rlimit resource for a Docker/ECS ulimit name.
+fn rlimit_resource(name: &str) -> Option<(&'static str, nix::sys::resource::Resource)> {
+    use nix::sys::resource::Resource as R;
+    Some(match name {
+        "core" => ("RLIMIT_CORE", R::RLIMIT_CORE),
+        "cpu" => ("RLIMIT_CPU", R::RLIMIT_CPU),
+        "data" => ("RLIMIT_DATA", R::RLIMIT_DATA),
+        "fsize" => ("RLIMIT_FSIZE", R::RLIMIT_FSIZE),
+        "locks" => ("RLIMIT_LOCKS", R::RLIMIT_LOCKS),
+        "memlock" => ("RLIMIT_MEMLOCK", R::RLIMIT_MEMLOCK),
+        "msgqueue" => ("RLIMIT_MSGQUEUE", R::RLIMIT_MSGQUEUE),
+        "nice" => ("RLIMIT_NICE", R::RLIMIT_NICE),
+        "nofile" => ("RLIMIT_NOFILE", R::RLIMIT_NOFILE),
+        "nproc" => ("RLIMIT_NPROC", R::RLIMIT_NPROC),
+        "rss" => ("RLIMIT_RSS", R::RLIMIT_RSS),
+        "rtprio" => ("RLIMIT_RTPRIO", R::RLIMIT_RTPRIO),
+        "rttime" => ("RLIMIT_RTTIME", R::RLIMIT_RTTIME),
+        "sigpending" => ("RLIMIT_SIGPENDING", R::RLIMIT_SIGPENDING),
+        "stack" => ("RLIMIT_STACK", R::RLIMIT_STACK),
+        "as" => ("RLIMIT_AS", R::RLIMIT_AS),
+        _ => return None,
+    })
+}
+
+/// What this process may raise a hard limit to: anything with CAP_SYS_RESOURCE,
+/// otherwise its own hard limit (these VMs drop the capability; hard nofile is 20000).
+pub trait HostLimits {
+    fn max_hard(&self, resource: nix::sys::resource::Resource) -> u64;
+}
+
+/// The real host: `getrlimit` + CAP_SYS_RESOURCE from `/proc/self/status`.
+pub struct ProcessLimits;
+
+impl HostLimits for ProcessLimits {
+    fn max_hard(&self, resource: nix::sys::resource::Resource) -> u64 {
+        const CAP_SYS_RESOURCE: u32 = 24;
+        let has_cap = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+        if has_cap {
+            return u64::MAX;
+        }
+        nix::sys::resource::getrlimit(resource)
+            .map(|(_, hard)| hard)
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// The rlimits for the spec: the ECS/Docker default nofile unless given, each clamped
+/// (with a warning, never an error) to what the host lets this process set.
+pub fn rlimits(spec: &ContainerSpec, host: &dyn HostLimits) -> Result<Vec<Value>, SpecError> {
+    let mut wanted = spec.rlimits.clone();
+    if !wanted.iter().any(|r| r.name == "nofile") {
+        let (soft, hard) = crate::spec::DEFAULT_NOFILE;
+        wanted.push(crate::spec::Rlimit {
+            name: "nofile".into(),
+            soft,
+            hard,
+        });
+    }
+    let mut out = Vec::new();
+    for r in wanted {
+        let (typ, resource) = rlimit_resource(&r.name)
+            .ok_or_else(|| invalid("rlimits", format!("unknown ulimit name {:?}", r.name)))?;
+        if r.soft > r.hard {
+            return Err(invalid(
+                "rlimits",
+                format!(
+                    "{}: soft limit {} is above hard limit {}",
+                    r.name, r.soft, r.hard
+                ),
+            ));
+        }
+        let max = host.max_hard(resource);
+        let (mut soft, mut hard) = (r.soft, r.hard);
+        if hard > max {
+            tracing::warn!(
+                ulimit = %r.name, requested_soft = r.soft, requested_hard = r.hard, host_max = max,
+                "ulimit above what this host allows (no CAP_SYS_RESOURCE): clamped to the host's hard limit"
+            );
+            hard = max;
+            soft = soft.min(max);
+        }
+        out.push(json!({ "type": typ, "soft": soft, "hard": hard }));
+    }
+    Ok(out)
+}
+
+fn namespace(typ: &str, mode: &NamespaceMode) -> Option<Value> {
+    match mode {
+        NamespaceMode::Private => Some(json!({ "type": typ })),
+        NamespaceMode::Host => None,
+        NamespaceMode::Join(path) => Some(json!({ "type": typ, "path": path })),
+    }
+}
+
+fn check_abs(field: &str, path: &str) -> Result<(), SpecError> {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(invalid(
+            field,
+            format!("{path:?} must be an absolute path without '..'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Inputs besides the spec.
+pub struct OciInputs<'a> {
+    pub id: &'a str,
+    pub rootfs: &'a Path,
+    pub netns: Option<&'a Path>,
+    pub cgroup_path: &'a str,
+    pub user: &'a ResolvedUser,
+    pub host: &'a dyn HostLimits,
+}
+
+/// Checks what can be checked without touching the system.
+pub fn validate(spec: &ContainerSpec) -> Result<(), SpecError> {
+    if spec.args.is_empty() || spec.args[0].is_empty() {
+        return Err(invalid("args", "the command is empty"));
+    }
+    if let Some(cwd) = &spec.cwd {
+        check_abs("cwd", cwd)?;
+    }
+    for (i, e) in spec.env.iter().enumerate() {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(invalid(
+                format!("env[{i}]"),
+                format!("{e:?} is not KEY=value"),
+            ));
+        }
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        match m {
+            Mount::Bind {
+                source,
+                destination,
+                ..
+            } => {
+                check_abs(&format!("mounts[{i}].destination"), destination)?;
+                if !source.is_absolute() || !source.exists() {
+                    return Err(invalid(
+                        format!("mounts[{i}].source"),
+                        format!(
+                            "{} must be an existing absolute host path",
+                            source.display()
+                        ),
+                    ));
+                }
+            }
+            Mount::Tmpfs { destination, .. } => {
+                check_abs(&format!("mounts[{i}].destination"), destination)?
+            }
+        }
+    }
+    if let Some(h) = &spec.hostname
+        && (h.is_empty() || h.len() > 64)
+    {
+        return Err(invalid("hostname", "must be 1 to 64 characters"));
+    }
+    let l = &spec.limits;
+    if let (Some(hard), Some(soft)) = (l.memory, l.memory_reservation)
+        && soft > hard
+    {
+        return Err(invalid(
+            "limits.memory_reservation",
+            "must not be above limits.memory",
+        ));
+    }
+    if l.memory.is_some_and(|m| m < 6 << 20) {
+        return Err(invalid("limits.memory", "must be at least 6 MiB"));
+    }
+    capabilities(spec)?;
+    Ok(())
+}
+
+/// The OCI runtime spec (`config.json` content) for one container.
+pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> {
+    validate(spec)?;
+    let caps = capabilities(spec)?;
+    let privileged = spec.security.privileged;
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| inp.id.chars().take(12).collect());
+
+    let mut env: Vec<String> = spec.env.clone();
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').is_some_and(|(key, _)| key == k))
+    };
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", inp.user.home));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+
+    let mut args = spec.args.clone();
+    if spec.init.is_some() {
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
+
+    // A non-root user starts without effective/permitted capabilities, as in Docker;
+    // the bounding set still limits what setuid binaries can gain.
+    let running_caps: Vec<String> = if inp.user.uid == 0 {
+        caps.clone()
+    } else {
+        Vec::new()
+    };
+    let process = json!({
+        "terminal": spec.tty,
+        "user": { "uid": inp.user.uid, "gid": inp.user.gid, "additionalGids": inp.user.additional_gids },
+        "args": args,
+        "env": env,
+        "cwd": spec.cwd.clone().unwrap_or_else(|| "/".into()),
+        "capabilities": { "bounding": caps, "effective": running_caps, "permitted": running_caps },
+        "rlimits": rlimits(spec, inp.host)?,
+    });
+    // Only when set: libcontainer 0.7 loads the seccomp filter after dropping
+    // capabilities whenever the field is present, even `false`, and that load then
+    // fails without CAP_SYS_ADMIN or no_new_privs.
+    let mut process = process;
+    if spec.security.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
+
+    let shm = spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
+    let sys_opts: &[&str] = if privileged {
+        &["nosuid", "noexec", "nodev"]
+    } else {
+        &["nosuid", "noexec", "nodev", "ro"]
+    };
+    let mut mounts = vec![
+        json!({ "destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
+        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
+        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts }),
+        json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }] }),
+    ];
+    for m in &spec.mounts {
+        mounts.push(match m {
+            Mount::Bind { source, destination, read_only } => {
+                let mut opts = vec!["rbind", "rprivate"];
+                if *read_only {
+                    opts.push("ro");
+                }
+                json!({ "destination": destination, "type": "bind", "source": source, "options": opts })
+            }
+            Mount::Tmpfs { destination, size, options } => {
+                let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into()];
+                opts.extend(options.iter().cloned());
+                if let Some(size) = size {
+                    opts.push(format!("size={size}"));
+                }
+                json!({ "destination": destination, "type": "tmpfs", "source": "tmpfs", "options": opts })
+            }
+        });
+    }
+    if let Some(init) = &spec.init {
+        mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"] }));
+    }
+
+    let mut namespaces = vec![
+        json!({ "type": "mount" }),
+        json!({ "type": "uts" }),
+        json!({ "type": "cgroup" }),
+    ];
+    namespaces.extend(namespace("pid", &spec.namespaces.pid));
+    namespaces.extend(namespace("ipc", &spec.namespaces.ipc));
+    namespaces.push(match inp.netns {
+        Some(path) => json!({ "type": "network", "path": path }),
+        None => json!({ "type": "network" }),
+    });
+
+    // Device cgroup: deny everything, then libcontainer adds its standard nodes; the
+    // requested devices are allowed below. Privileged containers get all devices.
+    let mut device_rules = vec![json!({ "allow": privileged, "access": "rwm" })];
+    let mut devices = Vec::new();
+    for (i, d) in spec.devices.iter().enumerate() {
+        let st = nix::sys::stat::stat(&d.host_path).map_err(|source| SpecError::Device {
+            path: d.host_path.clone(),
+            source,
+        })?;
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFCHR => "c",
+            libc::S_IFBLK => "b",
+            _ => {
+                return Err(invalid(
+                    format!("devices[{i}]"),
+                    format!("{} is not a device node", d.host_path.display()),
+                ));
+            }
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(st.st_rdev),
+            nix::sys::stat::minor(st.st_rdev),
+        );
+        let path = d
+            .container_path
+            .clone()
+            .unwrap_or_else(|| d.host_path.to_string_lossy().into_owned());
+        check_abs(&format!("devices[{i}].container_path"), &path)?;
+        let access = d.permissions.clone().unwrap_or_else(|| "rwm".into());
+        if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+            return Err(invalid(
+                format!("devices[{i}].permissions"),
+                format!("{access:?} is not a subset of \"rwm\""),
+            ));
+        }
+        devices.push(
+            json!({ "path": path, "type": kind, "major": major, "minor": minor,
+                             "fileMode": st.st_mode & 0o7777, "uid": 0, "gid": 0 }),
+        );
+        device_rules.push(json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": access }));
+    }
+
+    let sysctl: serde_json::Map<String, Value> = spec
+        .sysctls
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": inp.cgroup_path,
+        "resources": { "devices": device_rules },
+        "devices": devices,
+        "sysctl": sysctl,
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        if spec.security.seccomp == Seccomp::Default {
+            linux["seccomp"] = seccomp::default_profile(&caps);
+        }
+    }
+
+    let doc = json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": inp.rootfs, "readonly": spec.security.read_only_rootfs },
+        "hostname": hostname,
+        "process": process,
+        "mounts": mounts,
+        "linux": linux,
+    });
+    // Round-trip through oci-spec so a malformed document fails here, not in the child.
+    let typed: oci_spec::runtime::Spec = serde_json::from_value(doc).map_err(SpecError::Oci)?;
+    serde_json::to_value(typed).map_err(SpecError::Oci)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Rlimit, Security};
+
+    struct FakeHost(u64);
+    impl HostLimits for FakeHost {
+        fn max_hard(&self, _: nix::sys::resource::Resource) -> u64 {
+            self.0
+        }
+    }
+
+    fn user() -> ResolvedUser {
+        ResolvedUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/root".into(),
+        }
+    }
+
+    fn base() -> ContainerSpec {
+        ContainerSpec {
+            args: vec!["/bin/true".into()],
+            ..Default::default()
+        }
+    }
+
+    fn build_with(spec: &ContainerSpec, host: &dyn HostLimits) -> Value {
+        let u = user();
+        build(
+            spec,
+            &OciInputs {
+                id: "abcdef0123456789",
+                rootfs: Path::new("/tmp/rootfs"),
+                netns: None,
+                cgroup_path: "/minifargate/t/c",
+                user: &u,
+                host,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_defaults() {
+        let v = build_with(&base(), &FakeHost(u64::MAX));
+        let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(caps.len(), DEFAULT_CAPS.len());
+        assert!(caps.iter().any(|c| c == "CAP_NET_RAW"));
+        assert_eq!(v["hostname"], "abcdef012345");
+        assert_eq!(v["linux"]["seccomp"]["defaultErrnoRet"], 1);
+        assert!(
+            v["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "/proc/kcore")
+        );
+        assert!(
+            v["process"]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "HOME=/root")
+        );
+        assert_eq!(
+            v["process"]["rlimits"][0],
+            json!({"type": "RLIMIT_NOFILE", "soft": 65535, "hard": 65535})
+        );
+        assert_eq!(v["linux"]["cgroupsPath"], "/minifargate/t/c");
+    }
+
+    #[test]
+    fn cap_add_drop_and_privileged() {
+        let mut s = base();
+        s.security = Security {
+            cap_add: vec!["sys_ptrace".into()],
+            cap_drop: vec!["NET_RAW".into(), "CAP_KILL".into()],
+            ..Default::default()
+        };
+        let caps = capabilities(&s).unwrap();
+        assert!(caps.contains(&"CAP_SYS_PTRACE".to_string()));
+        assert!(
+            !caps.contains(&"CAP_NET_RAW".to_string()) && !caps.contains(&"CAP_KILL".to_string())
+        );
+        s.security.cap_drop = vec!["ALL".into()];
+        assert_eq!(
+            capabilities(&s).unwrap(),
+            vec!["CAP_SYS_PTRACE".to_string()]
+        );
+        s.security.cap_add = vec!["CAP_BOGUS".into()];
+        assert!(
+            capabilities(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("CAP_BOGUS")
+        );
+        let p = ContainerSpec {
+            security: Security {
+                privileged: true,
+                ..Default::default()
+            },
+            ..base()
+        };
+        let v = build_with(&p, &FakeHost(u64::MAX));
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            host_capabilities().len()
+        );
+        assert!(v["linux"].get("seccomp").is_none());
+        assert!(v["linux"].get("maskedPaths").is_none());
+    }
+
+    #[test]
+    fn rlimits_are_clamped_not_refused() {
+        let mut s = base();
+        s.rlimits = vec![Rlimit {
+            name: "nproc".into(),
+            soft: 100,
+            hard: 200,
+        }];
+        let v = build_with(&s, &FakeHost(20000));
+        let r = v["process"]["rlimits"].as_array().unwrap();
+        assert_eq!(
+            r[0],
+            json!({"type": "RLIMIT_NPROC", "soft": 100, "hard": 200})
+        );
+        assert_eq!(
+            r[1],
+            json!({"type": "RLIMIT_NOFILE", "soft": 20000, "hard": 20000})
+        );
+        s.rlimits = vec![Rlimit {
+            name: "bogus".into(),
+            soft: 1,
+            hard: 1,
+        }];
+        let u = user();
+        let inp = OciInputs {
+            id: "x",
+            rootfs: Path::new("/"),
+            netns: None,
+            cgroup_path: "/x",
+            user: &u,
+            host: &FakeHost(1),
+        };
+        assert!(build(&s, &inp).unwrap_err().to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let cases: Vec<(ContainerSpec, &str)> = vec![
+            (ContainerSpec::default(), "args"),
+            (
+                ContainerSpec {
+                    cwd: Some("rel".into()),
+                    ..base()
+                },
+                "cwd",
+            ),
+            (
+                ContainerSpec {
+                    env: vec!["NOEQUALS".into()],
+                    ..base()
+                },
+                "env[0]",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![Mount::Bind {
+                        source: "/nonexistent/x".into(),
+                        destination: "/x".into(),
+                        read_only: true,
+                    }],
+                    ..base()
+                },
+                "mounts[0].source",
+            ),
+            (
+                ContainerSpec {
+                    limits: crate::Limits {
+                        memory: Some(1 << 20),
+                        ..Default::default()
+                    },
+                    ..base()
+                },
+                "limits.memory",
+            ),
+        ];
+        for (spec, field) in cases {
+            let e = validate(&spec).unwrap_err().to_string();
+            assert!(e.contains(field), "{e} should name {field}");
+        }
+    }
+
+    #[test]
+    fn namespaces_follow_modes() {
+        let mut s = base();
+        s.namespaces.pid = NamespaceMode::Join("/proc/42/ns/pid".into());
+        s.namespaces.ipc = NamespaceMode::Host;
+        let u = user();
+        let v = build(
+            &s,
+            &OciInputs {
+                id: "c",
+                rootfs: Path::new("/r"),
+                netns: Some(Path::new("/run/netns/x")),
+                cgroup_path: "/m",
+                user: &u,
+                host: &FakeHost(u64::MAX),
+            },
+        )
+        .unwrap();
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "pid", "path": "/proc/42/ns/pid"})));
+        assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
+        assert!(!ns.iter().any(|n| n["type"] == "ipc"));
+    }
+}

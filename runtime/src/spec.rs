@@ -1,0 +1,171 @@
+//! The plain description of a container that callers hand to the runtime:
+//! process, user, mounts, limits, security and namespace sharing. No OCI or libcontainer types.
+
+use std::path::PathBuf;
+
+/// Everything the runtime needs to know about one container, besides its rootfs,
+/// netns and cgroup placement (those are arguments of [`crate::Runtime::create`]).
+///
+/// `Default` gives Docker's defaults: the Docker capability set, the default seccomp
+/// profile, masked and read-only `/proc` paths, a 64 MiB `/dev/shm`, root user, own
+/// pid and ipc namespaces, no limits.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// `argv`; `args[0]` is looked up in `PATH` from `env` when it has no slash.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs. `PATH` defaults to Docker's when absent; `HOME` is set from
+    /// the resolved user's passwd entry when absent.
+    pub env: Vec<String>,
+    /// Working directory inside the container (default `/`).
+    pub cwd: Option<String>,
+    /// `name`, `uid`, `uid:gid`, `name:group`, resolved against the image's
+    /// `/etc/passwd` and `/etc/group`. `None` is root.
+    pub user: Option<String>,
+    /// Extra supplementary groups (names or gids), like `docker run --group-add`.
+    pub additional_groups: Vec<String>,
+    /// UTS hostname (default: the container id truncated to 12 characters, like Docker).
+    pub hostname: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub limits: Limits,
+    pub security: Security,
+    /// Host device nodes to create inside the container (`--device`).
+    pub devices: Vec<Device>,
+    /// `net.*`, `kernel.shm*`, … sysctls written in the container's namespaces.
+    pub sysctls: Vec<(String, String)>,
+    /// Resource limits; a `nofile` entry replaces the default (ECS/Docker: 1024:65535
+    /// on Fargate → see [`DEFAULT_NOFILE`]).
+    pub rlimits: Vec<Rlimit>,
+    /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's).
+    pub shm_size: Option<u64>,
+    /// Run a minimal init as pid 1 that reaps zombies and forwards signals (ECS
+    /// `initProcessEnabled`). The path is a *static* init binary on the host; it is
+    /// bind-mounted read-only into the container and runs `args` as its child.
+    pub init: Option<PathBuf>,
+    /// Give the process a pseudo-terminal (ECS `pseudoTerminal`); its output is
+    /// logged as `stdout`.
+    pub tty: bool,
+    /// Keep stdin open (ECS `interactive`); otherwise stdin is `/dev/null`.
+    pub interactive: bool,
+    pub namespaces: Namespaces,
+    /// Where stdout/stderr go.
+    pub log: LogConfig,
+}
+
+/// A bind or tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// Bind `source` (host path) onto `destination`.
+    Bind {
+        source: PathBuf,
+        destination: String,
+        read_only: bool,
+    },
+    /// A tmpfs at `destination`; `size` in bytes, `options` like `noexec`, `mode=1777`.
+    Tmpfs {
+        destination: String,
+        size: Option<u64>,
+        options: Vec<String>,
+    },
+}
+
+/// Per-container cgroup limits (the task-level ones are in [`crate::TaskLimits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU shares (ECS container `cpu`); clamped to [2, 262144] like the ECS agent.
+    pub cpu_shares: Option<u64>,
+    /// Hard memory limit in bytes (ECS `memory`); swap is capped at the same value.
+    pub memory: Option<u64>,
+    /// Soft limit in bytes (ECS `memoryReservation`).
+    pub memory_reservation: Option<u64>,
+    /// Maximum number of tasks (processes and threads).
+    pub pids: Option<u64>,
+}
+
+/// Security options: capabilities, seccomp, privileges, read-only rootfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// Capabilities added to Docker's default set, e.g. `SYS_PTRACE` or `CAP_SYS_PTRACE`.
+    /// `ALL` adds every capability.
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from the set; `ALL` removes every capability first.
+    pub cap_drop: Vec<String>,
+    /// All capabilities, no seccomp, no masked paths, all host devices (EC2 `privileged`).
+    pub privileged: bool,
+    pub read_only_rootfs: bool,
+    pub no_new_privileges: bool,
+    pub seccomp: Seccomp,
+}
+
+/// Which seccomp filter to load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// An allow-list equivalent to Docker's default profile; other syscalls get `EPERM`.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+}
+
+/// A host device node made available in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub host_path: PathBuf,
+    /// Path inside the container (default: same as on the host).
+    pub container_path: Option<String>,
+    /// Any of `r`, `w`, `m` (default `rwm`).
+    pub permissions: Option<String>,
+}
+
+/// One `setrlimit` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rlimit {
+    /// `nofile`, `nproc`, `core`, … (the Docker/ECS `ulimits` names).
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// ECS/Docker's default `nofile` (soft, hard) on Fargate and the ECS-optimized AMIs.
+pub const DEFAULT_NOFILE: (u64, u64) = (65535, 65535);
+
+/// Namespace sharing. Mount, uts and cgroup namespaces are always the container's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// Pid namespace: own (default), the host's, or join one by path
+    /// (`/proc/<pid>/ns/pid` of the task's first container: ECS `pidMode: task`).
+    pub pid: NamespaceMode,
+    /// Ipc namespace, same choices (ECS `ipcMode`).
+    pub ipc: NamespaceMode,
+}
+
+/// Own, host or joined namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NamespaceMode {
+    #[default]
+    Private,
+    Host,
+    Join(PathBuf),
+}
+
+/// Stdout/stderr handling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogConfig {
+    /// Discard output (`/dev/null`).
+    #[default]
+    Discard,
+    /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`.
+    JsonFile(PathBuf),
+}
+
+/// A process to run in a running container ([`crate::Container::exec`]).
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// Default: the container's user.
+    pub user: Option<String>,
+    /// Allocate a pseudo-terminal; its master is returned in [`crate::ExecProcess::tty`].
+    pub tty: bool,
+}

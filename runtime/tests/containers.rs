@@ -1,0 +1,997 @@
+//! Root integration tests on the real kernel: containers from a busybox rootfs, checked
+//! from inside with the probe and from the host through cgroup files and /proc.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use runtime::{
+    Cgroups, ContainerSpec, ExecSpec, Limits, Mount, NamespaceMode, OOM_REASON, Rlimit, Seccomp,
+    Security, TaskLimits,
+};
+
+fn sh(script: &str) -> ContainerSpec {
+    ContainerSpec {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+fn host_file(ctrl: &str, rel: &str, file: &str) -> String {
+    std::fs::read_to_string(
+        Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(rel.trim_start_matches('/'))
+            .join(file),
+    )
+    .unwrap_or_else(|e| panic!("{ctrl}{rel}/{file}: {e}"))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn limits_are_visible_inside_and_from_the_host() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits {
+        cpu_units: Some(512),
+        memory: Some(256 << 20),
+        pids: Some(200),
+        ..Default::default()
+    });
+    let spec = ContainerSpec {
+        limits: Limits {
+            cpu_shares: Some(128),
+            memory: Some(64 << 20),
+            memory_reservation: Some(32 << 20),
+            pids: Some(50),
+        },
+        ..Default::default()
+    };
+    // From the host while it runs.
+    let mut running = spec.clone();
+    running.args = vec!["/bin/sleep".into(), "30".into()];
+    let c = task.create("host", running, rootfs.path(), None);
+    c.start().unwrap();
+    let rel = c.cgroup_path().to_string();
+    assert_eq!(rel, format!("/minifargate/{}/{}-host", task.id, task.id));
+    assert_eq!(
+        host_file("memory", &rel, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        host_file("memory", &rel, "memory.memsw.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        host_file("memory", &rel, "memory.soft_limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(host_file("cpu", &rel, "cpu.shares"), "128");
+    assert_eq!(host_file("pids", &rel, "pids.max"), "50");
+    let task_rel = Cgroups::task_path(&task.id);
+    assert_eq!(host_file("cpu", &task_rel, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(host_file("cpu", &task_rel, "cpu.cfs_period_us"), "100000");
+    assert_eq!(
+        host_file("memory", &task_rel, "memory.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(host_file("pids", &task_rel, "pids.max"), "200");
+    let procs = host_file("memory", &rel, "cgroup.procs");
+    assert!(
+        procs.lines().any(|p| p == c.pid().to_string()),
+        "pid 1 in the container cgroup: {procs}"
+    );
+    let stats = c.stats().unwrap();
+    assert_eq!(stats.memory_limit, Some(64 << 20));
+    assert_eq!(stats.pids, 1);
+    assert!(stats.memory_usage > 0);
+    c.stop(Duration::from_millis(100)).unwrap();
+    c.delete();
+    assert!(
+        !Path::new("/sys/fs/cgroup/memory")
+            .join(rel.trim_start_matches('/'))
+            .exists(),
+        "container cgroup removed"
+    );
+
+    // From inside.
+    let info = probe_info(&task, "inside", spec, rootfs.path());
+    let cg = &info["cgroup"];
+    assert_eq!(cg["memory.limit_in_bytes"], (64u64 << 20).to_string());
+    assert_eq!(cg["memory.memsw.limit_in_bytes"], (64u64 << 20).to_string());
+    assert_eq!(cg["memory.soft_limit_in_bytes"], (32u64 << 20).to_string());
+    assert_eq!(cg["cpu.shares"], "128");
+    assert_eq!(cg["pids.max"], "50");
+    assert_eq!(info["pid"], 1, "own pid namespace");
+}
+
+#[test]
+fn oom_kill_of_a_child_of_the_shell_is_reported_with_the_ecs_reason() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let mut spec = sh("/probe hog 200; echo shell survived");
+    spec.limits.memory = Some(64 << 20);
+    let (status, out) = task.run("oom", spec, rootfs.path());
+    assert!(
+        out.contains("shell survived"),
+        "pid 1 (the shell) lived on: {out:?}"
+    );
+    assert!(status.oom_killed, "{status:?}");
+    assert_eq!(status.code, 137);
+    assert_eq!(status.reason(), Some(OOM_REASON));
+    assert_eq!(
+        OOM_REASON,
+        "OutOfMemoryError: Container killed due to memory usage"
+    );
+
+    // Control: the same work under the limit is not an OOM.
+    let mut spec = sh("/probe hog 16");
+    spec.limits.memory = Some(64 << 20);
+    let (status, _) = task.run("fits", spec, rootfs.path());
+    assert_eq!(
+        (status.code, status.oom_killed, status.reason()),
+        (0, false, None)
+    );
+}
+
+#[test]
+fn cpu_hog_under_256_units_gets_at_most_a_quarter_cpu() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits {
+        cpu_units: Some(256),
+        ..Default::default()
+    });
+    let spec = ContainerSpec {
+        args: vec!["/probe".into(), "spin".into(), "2".into()],
+        ..Default::default()
+    };
+    let c = task.create("hog", spec, rootfs.path(), None);
+    let t0 = Instant::now();
+    c.start().unwrap();
+    let status = c.wait().unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let host_cpu = c.stats().unwrap().cpu_usage_ns as f64 / 1e9;
+    c.delete();
+    assert_eq!(status.code, 0);
+    let inside: serde_json::Value = serde_json::from_str(task.stdout("hog").trim()).unwrap();
+    let (cpu_s, wall_s) = (
+        inside["cpu_s"].as_f64().unwrap(),
+        inside["wall_s"].as_f64().unwrap(),
+    );
+    eprintln!(
+        "256 units: inside {cpu_s:.3} CPU-s over {wall_s:.3} s; host cgroup {host_cpu:.3} CPU-s over {wall:.3} s"
+    );
+    assert!(wall_s >= 2.0);
+    assert!(cpu_s / wall_s <= 0.3, "inside: {cpu_s} CPU-s in {wall_s} s");
+    assert!(host_cpu / wall <= 0.3, "host: {host_cpu} CPU-s in {wall} s");
+    assert!(cpu_s / wall_s >= 0.1, "the hog ran at all: {cpu_s}");
+}
+
+#[test]
+fn default_capabilities_and_add_drop() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let default = cap_mask(runtime::oci::DEFAULT_CAPS);
+    let info = probe_info(&task, "default", ContainerSpec::default(), rootfs.path());
+    assert_eq!(hex(&info["CapBnd"]), default, "bounding = Docker's set");
+    assert_eq!(hex(&info["CapEff"]), default, "effective = Docker's set");
+    assert_eq!(info["NoNewPrivs"], "0");
+
+    let spec = ContainerSpec {
+        security: Security {
+            cap_add: vec!["SYS_PTRACE".into()],
+            cap_drop: vec!["NET_RAW".into(), "CAP_CHOWN".into()],
+            no_new_privileges: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let info = probe_info(&task, "adddrop", spec, rootfs.path());
+    let want = (default | cap_mask(&["CAP_SYS_PTRACE"])) & !cap_mask(&["CAP_NET_RAW", "CAP_CHOWN"]);
+    assert_eq!(hex(&info["CapEff"]), want);
+    assert_eq!(hex(&info["CapBnd"]), want);
+    assert_eq!(info["NoNewPrivs"], "1");
+}
+
+#[test]
+fn seccomp_blocks_unshare_mount_keyctl_and_paths_are_masked() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let info = probe_info(&task, "seccomp", ContainerSpec::default(), rootfs.path());
+    assert_eq!(info["Seccomp"], "2", "filter mode");
+    let eperm = libc::EPERM;
+    assert_eq!(info["errno"]["unshare"], eperm);
+    assert_eq!(info["errno"]["mount"], eperm);
+    assert_eq!(info["errno"]["keyctl"], eperm);
+    // Masked: covered (this kernel has no /proc/kcore; /proc/keys and /proc/timer_list
+    // exist); read-only /proc/sys.
+    let mounts: Vec<&str> = info["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    for masked in ["/proc/keys", "/proc/timer_list", "/sys/firmware"] {
+        assert!(
+            mounts.iter().any(|m| m.contains(&format!(" {masked} "))),
+            "{masked} masked: {mounts:?}"
+        );
+    }
+    assert_ne!(info["errno"]["read_kcore"], 0);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.contains(" /proc/sys ") && m.contains(" ro,")),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.starts_with("shm /dev/shm tmpfs") && m.contains("size=65536k")),
+        "{mounts:?}"
+    );
+    assert!(mounts.iter().any(|m| m.contains(" /dev/pts devpts")));
+    let devices: Vec<&str> = info["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    for d in [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/ptmx",
+    ] {
+        assert!(devices.contains(&d), "{d} in {devices:?}");
+    }
+    assert!(!devices.contains(&"/dev/kmsg"));
+
+    // Unconfined: no filter (mount still fails: no CAP_SYS_ADMIN, but with EPERM from
+    // the capability check, and the filter mode is 0).
+    let spec = ContainerSpec {
+        security: Security {
+            seccomp: Seccomp::Unconfined,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let info = probe_info(&task, "unconfined", spec, rootfs.path());
+    assert_eq!(info["Seccomp"], "0");
+    assert_eq!(
+        info["errno"]["keyctl"], 0,
+        "keyctl works without the filter"
+    );
+}
+
+#[test]
+fn read_only_rootfs_with_tmpfs_and_shm_size() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let spec = ContainerSpec {
+        security: Security {
+            read_only_rootfs: true,
+            ..Default::default()
+        },
+        mounts: vec![Mount::Tmpfs {
+            destination: "/tmp".into(),
+            size: Some(8 << 20),
+            options: vec!["mode=1777".into()],
+        }],
+        shm_size: Some(16 << 20),
+        ..Default::default()
+    };
+    let info = probe_info(&task, "ro", spec, rootfs.path());
+    assert_eq!(info["errno"]["write_root"], libc::EROFS);
+    assert_eq!(info["errno"]["write_tmp"], 0);
+    let mounts: Vec<&str> = info["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.contains(" /tmp tmpfs") && m.contains("size=8192k")),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.contains(" /dev/shm ") && m.contains("size=16384k")),
+        "{mounts:?}"
+    );
+
+    let info = probe_info(&task, "rw", ContainerSpec::default(), rootfs.path());
+    assert_eq!(info["errno"]["write_root"], 0);
+}
+
+#[test]
+fn bind_mounts_read_only_and_read_write() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "from host\n").unwrap();
+    let rw = tempfile::tempdir().unwrap();
+    let mut spec = sh(
+        "cat /data/in.txt; echo x > /data/new 2>/dev/null || echo refused; echo written > /out/file",
+    );
+    spec.mounts = vec![
+        Mount::Bind {
+            source: host.path().into(),
+            destination: "/data".into(),
+            read_only: true,
+        },
+        Mount::Bind {
+            source: rw.path().into(),
+            destination: "/out".into(),
+            read_only: false,
+        },
+    ];
+    let (status, out) = task.run("binds", spec, rootfs.path());
+    assert_eq!(status.code, 0);
+    assert_eq!(out, "from host\nrefused\n");
+    assert!(!host.path().join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("file")).unwrap(),
+        "written\n"
+    );
+}
+
+#[test]
+fn user_nobody_and_named_users() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let spec = ContainerSpec {
+        user: Some("nobody".into()),
+        ..Default::default()
+    };
+    let info = probe_info(&task, "nobody", spec, rootfs.path());
+    assert_eq!(
+        (info["uid"].as_u64(), info["gid"].as_u64()),
+        (Some(65534), Some(65534))
+    );
+    assert_eq!(info["home"], "/nonexistent");
+    assert_eq!(
+        hex(&info["CapEff"]),
+        0,
+        "a non-root user has no effective capabilities"
+    );
+    assert_eq!(hex(&info["CapBnd"]), cap_mask(runtime::oci::DEFAULT_CAPS));
+
+    let spec = ContainerSpec {
+        user: Some("app".into()),
+        cwd: Some("/home/app".into()),
+        ..Default::default()
+    };
+    let info = probe_info(&task, "app", spec, rootfs.path());
+    assert_eq!(info["uid"], 1000);
+    assert_eq!(
+        info["groups"],
+        serde_json::json!([10]),
+        "supplementary group wheel"
+    );
+    assert_eq!(info["cwd"], "/home/app");
+
+    let spec = ContainerSpec {
+        user: Some("1234:nogroup".into()),
+        ..Default::default()
+    };
+    let info = probe_info(&task, "numeric", spec, rootfs.path());
+    assert_eq!(
+        (
+            info["uid"].as_u64(),
+            info["gid"].as_u64(),
+            info["home"].as_str()
+        ),
+        (Some(1234), Some(65534), Some("/"))
+    );
+}
+
+#[test]
+fn ulimits_default_and_explicit_are_clamped_to_the_host() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let (_, host_hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let info = probe_info(&task, "default", ContainerSpec::default(), rootfs.path());
+    let want = 65535.min(host_hard) as i64;
+    assert_eq!(
+        info["rlimits"]["nofile"],
+        serde_json::json!([want, want]),
+        "ECS default nofile 65535, clamped to {host_hard}"
+    );
+
+    let spec = ContainerSpec {
+        rlimits: vec![
+            Rlimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 4096,
+            },
+            Rlimit {
+                name: "nproc".into(),
+                soft: 300,
+                hard: 400,
+            },
+            Rlimit {
+                name: "core".into(),
+                soft: 0,
+                hard: 0,
+            },
+        ],
+        ..Default::default()
+    };
+    let info = probe_info(&task, "explicit", spec, rootfs.path());
+    assert_eq!(info["rlimits"]["nofile"], serde_json::json!([1024, 4096]));
+    assert_eq!(info["rlimits"]["nproc"], serde_json::json!([300, 400]));
+    assert_eq!(info["rlimits"]["core"], serde_json::json!([0, 0]));
+
+    // More than the host allows: clamped with a warning, the container still runs.
+    let spec = ContainerSpec {
+        rlimits: vec![Rlimit {
+            name: "nofile".into(),
+            soft: 1 << 20,
+            hard: 1 << 20,
+        }],
+        ..Default::default()
+    };
+    let info = probe_info(&task, "toobig", spec, rootfs.path());
+    let n = info["rlimits"]["nofile"][1].as_i64().unwrap();
+    assert!(n as u64 <= host_hard.min(1 << 20), "{n}");
+}
+
+#[test]
+fn exec_joins_the_same_namespaces_and_cgroup() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let spec = ContainerSpec {
+        args: vec!["/bin/sleep".into(), "30".into()],
+        hostname: Some("web".into()),
+        ..Default::default()
+    };
+    let c = task.create("main", spec, rootfs.path(), None);
+    c.start().unwrap();
+
+    let mut p = c
+        .exec(&ExecSpec {
+            args: vec!["/probe".into(), "info".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let (status, out, err) = p.output().unwrap();
+    assert_eq!(status.code, 0, "{}", String::from_utf8_lossy(&err));
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup"] {
+        let host_view = std::fs::read_link(format!("/proc/{}/ns/{ns}", c.pid())).unwrap();
+        assert_eq!(
+            info["ns"][ns],
+            host_view.to_str().unwrap(),
+            "{ns} namespace"
+        );
+    }
+    assert_eq!(info["hostname"], "web");
+    assert_eq!(
+        info["Seccomp"], "2",
+        "exec gets the container's seccomp filter"
+    );
+    assert_eq!(hex(&info["CapBnd"]), cap_mask(runtime::oci::DEFAULT_CAPS));
+
+    // A long-running exec sits in the container's cgroup, seen from the host.
+    let mut p = c
+        .exec(&ExecSpec {
+            args: vec!["/bin/sleep".into(), "10".into()],
+            user: Some("app".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap();
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.ends_with(&format!("memory:{}", c.cgroup_path()))),
+        "{cgroup}"
+    );
+    let status_file = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap();
+    assert!(
+        status_file
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("1000")),
+        "{status_file}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(p.wait().unwrap().signal, Some(9));
+
+    // With a tty.
+    let mut p = c
+        .exec(&ExecSpec {
+            args: vec!["/bin/tty".into()],
+            tty: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let mut master = p.tty.take().unwrap();
+    let mut out = String::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if out.contains('\n') {
+            break;
+        }
+    }
+    assert_eq!(p.wait().unwrap().code, 0);
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+
+    c.stop(Duration::from_millis(100)).unwrap();
+    assert!(
+        c.exec(&ExecSpec {
+            args: vec!["/bin/true".into()],
+            ..Default::default()
+        })
+        .is_err(),
+        "no exec into a stopped container"
+    );
+    c.delete();
+}
+
+#[test]
+fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    // A process that ignores SIGTERM.
+    let c = task.create(
+        "stubborn",
+        ContainerSpec {
+            args: vec!["/probe".into(), "sleep-ignore-term".into(), "60".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        None,
+    );
+    c.start().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let status = c.stop(Duration::from_secs(1)).unwrap();
+    let took = t0.elapsed();
+    assert_eq!((status.code, status.signal), (137, Some(9)));
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    c.delete();
+
+    // A process that exits on SIGTERM.
+    let c = task.create(
+        "polite",
+        sh("trap 'echo got TERM; exit 3' TERM; while :; do sleep 0.05; done"),
+        rootfs.path(),
+        None,
+    );
+    c.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = c.stop(Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code, 3);
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    c.delete();
+    assert_eq!(task.stdout("polite"), "got TERM\n");
+}
+
+#[test]
+fn two_containers_sharing_a_netns_talk_over_loopback() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let netns = Netns::new();
+    let server = task.create(
+        "server",
+        ContainerSpec {
+            args: vec!["/probe".into(), "listen".into(), "7777".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        Some(&netns.path()),
+    );
+    let client = task.create(
+        "client",
+        ContainerSpec {
+            args: vec!["/probe".into(), "connect".into(), "7777".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        Some(&netns.path()),
+    );
+    // Created, not started: both already sit in their namespaces.
+    let server_ns = std::fs::read_link(format!("/proc/{}/ns/net", server.pid())).unwrap();
+    let client_ns = std::fs::read_link(format!("/proc/{}/ns/net", client.pid())).unwrap();
+    assert_eq!(server_ns, client_ns);
+    assert_eq!(
+        server_ns,
+        std::fs::read_link(netns.path()).unwrap_or(server_ns.clone())
+    );
+    server.start().unwrap();
+    client.start().unwrap();
+    let c = client.wait().unwrap();
+    let s = server.wait().unwrap();
+    assert_eq!(
+        (c.code, s.code),
+        (0, 0),
+        "client: {} server: {}",
+        task.stream("client", "stderr"),
+        task.stream("server", "stderr")
+    );
+    assert_eq!(task.stdout("client"), "got pong\n");
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(server_ns, host_ns);
+    client.delete();
+    server.delete();
+}
+
+#[test]
+fn task_pid_namespace_is_shared_on_request() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let first = task.create(
+        "first",
+        ContainerSpec {
+            args: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        None,
+    );
+    first.start().unwrap();
+    let mut spec = ContainerSpec::default();
+    spec.namespaces.pid = NamespaceMode::Join(first.namespace_path("pid"));
+    spec.namespaces.ipc = NamespaceMode::Join(first.namespace_path("ipc"));
+    let info = probe_info(&task, "second", spec, rootfs.path());
+    let first_pid_ns = std::fs::read_link(first.namespace_path("pid")).unwrap();
+    assert_eq!(info["ns"]["pid"], first_pid_ns.to_str().unwrap());
+    assert_ne!(info["pid"], 1, "not pid 1 in a shared namespace");
+    first.stop(Duration::from_millis(100)).unwrap();
+    first.delete();
+}
+
+#[test]
+fn logs_are_json_lines_per_stream_and_can_be_followed_live() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let c = task.create(
+        "logs",
+        sh("echo out1; echo err1 >&2; sleep 0.3; echo out2"),
+        rootfs.path(),
+        None,
+    );
+    let mut follower = None;
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    // Follow while it runs: the first lines arrive before the container exits.
+    while Instant::now() < deadline && seen.len() < 2 {
+        if follower.is_none() {
+            follower = runtime::LogFollower::open(&task.log_path("logs")).ok();
+        }
+        if let Some(f) = follower.as_mut() {
+            seen.extend(f.drain().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        c.try_wait().unwrap().is_none(),
+        "the first lines were read while it was still running"
+    );
+    c.wait().unwrap();
+    seen.extend(follower.unwrap().drain().unwrap());
+    c.delete();
+    let lines: Vec<(String, String)> = seen
+        .iter()
+        .map(|e| (e.stream.clone(), e.log.clone()))
+        .collect();
+    assert!(
+        lines.contains(&("stdout".into(), "out1\n".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("stderr".into(), "err1\n".into())),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &("stdout".to_string(), "out2\n".to_string())
+    );
+    let raw = std::fs::read_to_string(task.log_path("logs")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn tty_container_output_is_logged() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let spec = ContainerSpec {
+        args: vec!["/bin/tty".into()],
+        tty: true,
+        ..Default::default()
+    };
+    let (status, out) = task.run("tty", spec, rootfs.path());
+    assert_eq!(status.code, 0);
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+}
+
+/// What a create left on the host: state dirs, bundles, cgroups, mounts of the rootfs.
+fn leftovers(task: &Task, rootfs: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for sub in ["youki", "bundles"] {
+        for e in std::fs::read_dir(task.state.path().join(sub))
+            .unwrap()
+            .flatten()
+        {
+            found.push(format!("state {sub}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = ctrl.path().join("minifargate").join(&task.id);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                found.push(format!("cgroup {}", e.path().display()));
+            }
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let r = rootfs.to_str().unwrap();
+    found.extend(
+        mountinfo
+            .lines()
+            .filter(|l| l.contains(r))
+            .map(|l| format!("mount {l}")),
+    );
+    found
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn hundred_create_delete_cycles_leave_nothing_behind() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits {
+        cpu_units: Some(1024),
+        memory: Some(512 << 20),
+        ..Default::default()
+    });
+    let fds_before = open_fds();
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let mut spec = ContainerSpec {
+            args: vec!["/bin/true".into()],
+            ..Default::default()
+        };
+        spec.limits.memory = Some(32 << 20);
+        let c = task.create(&format!("c{i}"), spec, rootfs.path(), None);
+        c.start().unwrap();
+        assert_eq!(c.wait().unwrap().code, 0);
+        c.delete();
+    }
+    eprintln!("100 create+start+wait+delete cycles: {:?}", t0.elapsed());
+    assert_eq!(leftovers(&task, rootfs.path()), Vec::<String>::new());
+    // Other tests open fds in parallel; a leak here would be ≥ 100.
+    assert!(
+        open_fds() < fds_before + 50,
+        "fd leak: {} → {}",
+        fds_before,
+        open_fds()
+    );
+}
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_nothing() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let create = |name: &str, spec: ContainerSpec, netns: Option<&Path>| {
+        let id = format!("{}-{name}", task.id);
+        task.rt
+            .create(&id, &task.id, &spec, rootfs.path(), netns)
+            .map(|_| ())
+            .unwrap_err()
+    };
+    let e = create(
+        "noexec",
+        ContainerSpec {
+            args: vec!["/nonexistent".into()],
+            ..Default::default()
+        },
+        None,
+    );
+    let msg = runtime::error_chain(&e);
+    assert!(
+        msg.contains("failed to create container") && msg.contains("nonexistent"),
+        "{msg}"
+    );
+    let e = create(
+        "nouser",
+        ContainerSpec {
+            args: vec!["/bin/true".into()],
+            user: Some("ghost".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    assert!(runtime::error_chain(&e).contains("\"ghost\""), "{e}");
+    let e = create(
+        "nonetns",
+        ContainerSpec {
+            args: vec!["/bin/true".into()],
+            ..Default::default()
+        },
+        Some(Path::new("/var/run/netns/does-not-exist")),
+    );
+    assert!(e.to_string().contains("netns"), "{e}");
+    let e = create(
+        "badmem",
+        ContainerSpec {
+            args: vec!["/bin/true".into()],
+            limits: Limits {
+                memory: Some(1024),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        None,
+    );
+    assert!(runtime::error_chain(&e).contains("limits.memory"), "{e}");
+    let e = task
+        .rt
+        .create(
+            "bad/id",
+            &task.id,
+            &ContainerSpec::default(),
+            rootfs.path(),
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("bad/id"));
+    let e = task
+        .rt
+        .create(
+            &format!("{}-norootfs", task.id),
+            &task.id,
+            &ContainerSpec {
+                args: vec!["/bin/true".into()],
+                ..Default::default()
+            },
+            Path::new("/nonexistent-rootfs"),
+            None,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("rootfs"), "{e}");
+    assert_eq!(leftovers(&task, rootfs.path()), Vec::<String>::new());
+}
+
+/// Helper for `killed_mid_create_is_cleaned_by_gc`: runs only when re-executed with
+/// MFRT_HELPER_STATE set; creates a container, reports, and waits to be killed.
+#[test]
+#[ignore = "helper process for killed_mid_create_is_cleaned_by_gc"]
+fn helper_create_and_hang() {
+    let Ok(state) = std::env::var("MFRT_HELPER_STATE") else {
+        return;
+    };
+    let rootfs = std::env::var("MFRT_HELPER_ROOTFS").unwrap();
+    let task = std::env::var("MFRT_HELPER_TASK").unwrap();
+    let rt = runtime::Runtime::new(state).unwrap();
+    rt.create_task_cgroup(
+        &task,
+        &TaskLimits {
+            memory: Some(128 << 20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let spec = ContainerSpec {
+        args: vec!["/bin/sleep".into(), "60".into()],
+        ..Default::default()
+    };
+    let c = rt
+        .create(&format!("{task}-c"), &task, &spec, Path::new(&rootfs), None)
+        .unwrap();
+    println!("created {}", c.pid());
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn killed_mid_create_is_cleaned_by_gc() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let helper_task = common::unique("h");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_create_and_hang",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MFRT_HELPER_STATE", task.state.path())
+        .env("MFRT_HELPER_ROOTFS", rootfs.path())
+        .env("MFRT_HELPER_TASK", &helper_task)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let _cleanup = GcOnDrop(&task.rt, helper_task.clone());
+    let init_pid: i32 = loop {
+        let line = lines.next().expect("helper output").unwrap();
+        if let Some((_, pid)) = line.split_once("created ") {
+            break pid.trim().parse().unwrap();
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The stuck init (created, never started) and its state outlive the dead creator.
+    assert!(Path::new(&format!("/proc/{init_pid}")).exists());
+    assert!(
+        task.state
+            .path()
+            .join("youki")
+            .join(format!("{helper_task}-c"))
+            .exists()
+    );
+
+    let report = task.rt.gc(&|t| t == task.id);
+    assert!(
+        report.errors.is_empty(),
+        "{:?}",
+        report
+            .errors
+            .iter()
+            .map(|e| runtime::error_chain(e))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(report.containers, vec![format!("{helper_task}-c")]);
+    assert!(
+        report.task_cgroups.contains(&helper_task),
+        "{:?}",
+        report.task_cgroups
+    );
+    // Nothing of the helper remains: process, state, bundle, cgroups in any hierarchy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{init_pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{init_pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "init {init_pid} still alive: {stat}"
+    );
+    assert_eq!(leftovers(&task, rootfs.path()), Vec::<String>::new());
+    for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(
+            !ctrl.path().join("minifargate").join(&helper_task).exists(),
+            "{}",
+            ctrl.path().display()
+        );
+    }
+}
+
+/// Removes a helper task's leftovers even when the test fails.
+struct GcOnDrop<'a>(&'a runtime::Runtime, String);
+
+impl Drop for GcOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.gc(&|t| t != self.1);
+    }
+}
