@@ -1,20 +1,162 @@
 # Shared helpers for scripts/demo, scripts/test and scripts/bench (POSIX sh).
+# Source it from the repository root: `. scripts/lib.sh`.
 
-APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils openssl curl jq gcc libc6-dev iproute2 crun runc hyperfine"
+APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
+openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
+mount crun runc hyperfine"
 
+# Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
+# tests/common/services.rs looks for them here.
+TEST_VENV="${TEST_VENV:-$(pwd)/target/test-venv}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Install the Debian packages the demo and the tests use, and Rust if it is missing.
 install_deps() {
     missing=""
     for p in $APT_PACKAGES; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing="$missing $p"
     done
     if [ -n "$missing" ]; then
-        echo "installing:$missing"
+        log "installing:$missing"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends $missing
+        apt-get update -q </dev/null
+        # shellcheck disable=SC2086
+        apt-get install -y -q --no-install-recommends $missing </dev/null
     fi
     if ! command -v cargo >/dev/null 2>&1; then
-        [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+        if [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+            log "installing Rust with rustup"
+            curl -sSf https://sh.rustup.rs \
+                | sh -s -- -y --profile minimal --component rustfmt,clippy </dev/null
+        fi
         PATH="$HOME/.cargo/bin:$PATH"; export PATH
     fi
+}
+
+# A Python venv with moto[server] (the ECR API for the ECR test) from PyPI. A venv,
+# because Debian's own python3 refuses system-wide pip installs (PEP 668).
+install_test_python() {
+    if [ -x "$TEST_VENV/bin/moto_server" ] \
+        && "$TEST_VENV/bin/python3" -c 'import moto, cryptography' 2>/dev/null; then
+        return 0
+    fi
+    log "creating $TEST_VENV with moto[server]"
+    rm -rf "$TEST_VENV"
+    python3 -m venv "$TEST_VENV" </dev/null
+    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' </dev/null
+    "$TEST_VENV/bin/python3" -c 'import moto, cryptography' \
+        || die "moto[server] did not install into $TEST_VENV"
+}
+
+# A free TCP port on 127.0.0.1 (the first of FROM.. that nobody listens on).
+free_port() {
+    p="${1:-5000}"
+    while [ "$p" -lt 65000 ]; do
+        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
+            echo "$p"; return 0
+        fi
+        p=$((p + 1))
+    done
+    die "no free port"
+}
+
+# registry_start DIR PORT: Debian's docker-registry on 127.0.0.1:PORT with its
+# storage under DIR; the PID goes to DIR/registry.pid.
+registry_start() {
+    dir="$1"; port="$2"
+    mkdir -p "$dir/storage"
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: minifargate-local-$port
+EOF
+    /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 </dev/null &
+    echo $! >"$dir/registry.pid"
+    i=0
+    until curl -sf -o /dev/null "http://127.0.0.1:$port/v2/"; do
+        i=$((i + 1))
+        if [ "$i" -gt 100 ] || ! kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
+            cat "$dir/registry.log" >&2
+            die "registry on 127.0.0.1:$port did not start"
+        fi
+        sleep 0.1
+    done
+    log "registry on 127.0.0.1:$port (pid $(cat "$dir/registry.pid"))"
+}
+
+# registry_stop DIR: stop the registry registry_start started there (by its PID).
+registry_stop() {
+    pidfile="$1/registry.pid"
+    [ -f "$pidfile" ] || return 0
+    pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# build_busybox_image DIR TAG: an OCI image layout in DIR holding one image, tagged
+# TAG, whose single gzip layer is Debian's busybox-static with its applet links.
+build_busybox_image() {
+    out="$1"; tag="$2"
+    work="$out.build"
+    rm -rf "$out" "$work"
+    mkdir -p "$out/blobs/sha256" "$work/rootfs/bin" "$work/rootfs/etc" \
+        "$work/rootfs/tmp" "$work/rootfs/root"
+    cp /bin/busybox "$work/rootfs/bin/busybox"
+    for a in sh ls cat echo env id ps sleep true uname wget; do
+        ln -s busybox "$work/rootfs/bin/$a"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
+    echo 'root:x:0:' >"$work/rootfs/etc/group"
+    chmod 1777 "$work/rootfs/tmp"
+    chmod 700 "$work/rootfs/root"
+    tar --numeric-owner --owner=0 --group=0 --mtime=@1700000000 --sort=name \
+        -C "$work/rootfs" -cf "$work/layer.tar" .
+    gzip -n -c "$work/layer.tar" >"$work/layer.tar.gz"
+    diff_id="$(sha256_of "$work/layer.tar")"
+    layer="$(sha256_of "$work/layer.tar.gz")"
+    layer_size="$(stat -c %s "$work/layer.tar.gz")"
+    mv "$work/layer.tar.gz" "$out/blobs/sha256/$layer"
+    arch="$(dpkg --print-architecture)"
+    printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/bin/sh"],"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"minifargate scripts/lib.sh: busybox-static"}]}' \
+        "$arch" "$diff_id" >"$work/config.json"
+    config="$(sha256_of "$work/config.json")"
+    config_size="$(stat -c %s "$work/config.json")"
+    mv "$work/config.json" "$out/blobs/sha256/$config"
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+        "$config" "$config_size" "$layer" "$layer_size" >"$work/manifest.json"
+    manifest="$(sha256_of "$work/manifest.json")"
+    manifest_size="$(stat -c %s "$work/manifest.json")"
+    mv "$work/manifest.json" "$out/blobs/sha256/$manifest"
+    printf '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+        "$manifest" "$manifest_size" "$tag" >"$out/index.json"
+    rm -rf "$work"
+    echo "sha256:$manifest"
+}
+
+# push_layout DIR TAG DEST: copy oci:DIR:TAG to docker://DEST (plain HTTP on loopback)
+# with skopeo, keeping digests; prints the pushed manifest digest.
+push_layout() {
+    df="$(mktemp)"
+    skopeo --insecure-policy copy --quiet --preserve-digests --dest-tls-verify=false \
+        --digestfile "$df" "oci:$1:$2" "docker://$3" </dev/null
+    cat "$df"; rm -f "$df"
 }

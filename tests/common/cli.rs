@@ -1,0 +1,235 @@
+//! Runs the real `minifargate` binary against a private root: each test gets its own
+//! `--root`, run root, DOCKER_CONFIG and registries config, so tests never collide.
+
+use super::util::list_dir;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_minifargate");
+
+pub struct Mf {
+    pub dir: TempDir,
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub docker_config: PathBuf,
+    pub config: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Mf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mf {
+    pub fn new() -> Mf {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-test-")
+            .tempdir()
+            .unwrap();
+        let docker_config = dir.path().join("docker");
+        std::fs::create_dir(&docker_config).unwrap();
+        Mf {
+            root: dir.path().join("root"),
+            run_root: dir.path().join("run"),
+            docker_config,
+            config: None,
+            env: vec![],
+            dir,
+        }
+    }
+
+    /// A `minifargate` command with this test's root, config and a clean environment
+    /// (no MINIFARGATE_*, DOCKER_CONFIG, AWS_* or SSL_CERT_FILE from the host).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        self.prepare(&mut c);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--run-root")
+            .arg(&self.run_root);
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c
+    }
+
+    /// Environment for any process that runs minifargate (also through a wrapper).
+    pub fn prepare(&self, c: &mut Command) {
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MINIFARGATE_")
+                || k.starts_with("AWS_")
+                || k == "DOCKER_CONFIG"
+                || k == "SSL_CERT_FILE"
+                || k == "SSL_CERT_DIR"
+                || k == "RUST_LOG"
+            {
+                c.env_remove(k);
+            }
+        }
+        c.env("DOCKER_CONFIG", &self.docker_config);
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
+        c.env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"));
+        c.env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            self.dir.path().join("no-aws-credentials"),
+        );
+        super::util::no_proxy(c);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+    }
+
+    pub fn set_env(&mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) {
+        self.env
+            .push((k.into(), v.as_ref().to_string_lossy().into_owned()));
+    }
+
+    /// Write DOCKER_CONFIG/config.json with Basic credentials for `host`.
+    pub fn docker_login(&self, host: &str, user: &str, pass: &str) {
+        let auth = b64(format!("{user}:{pass}").as_bytes());
+        let cfg = serde_json::json!({"auths": {host: {"auth": auth}}});
+        std::fs::write(
+            self.docker_config.join("config.json"),
+            serde_json::to_vec_pretty(&cfg).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Write a registries config with one `[[registry]]` whose mirror is `mirror`.
+    pub fn mirror_config(&mut self, prefix: &str, mirror: &str, mirror_insecure: bool) {
+        let path = self.dir.path().join("registries.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[registry]]\nprefix = \"{prefix}\"\ninsecure = false\n\n\
+                 [[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = {mirror_insecure}\n"
+            ),
+        )
+        .unwrap();
+        self.config = Some(path);
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().expect("run minifargate");
+        eprintln!(
+            "$ minifargate {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+        out
+    }
+
+    /// Run, expect exit 0, parse stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "minifargate {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "minifargate {args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn pull_json(&self, image: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["pull", image, "--format", "json"];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    /// Run and expect exit 1 with one `minifargate: ` line on stderr; returns it.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "minifargate {args:?} should fail with exit 1"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("minifargate: "))
+            .unwrap_or_else(|| panic!("no `minifargate: ` error line in stderr: {stderr}"));
+        line.to_string()
+    }
+
+    pub fn images(&self) -> Vec<Value> {
+        self.json(&["images", "--format", "json"])
+            .as_array()
+            .expect("images --format json prints an array")
+            .clone()
+    }
+
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.root
+            .join("layers/sha256")
+            .join(diff_id.strip_prefix("sha256:").unwrap())
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap())
+    }
+
+    /// `tmp/` under the root must hold nothing after any pull, failed or not.
+    pub fn assert_tmp_empty(&self) {
+        let tmp = self.root.join("tmp");
+        let left = list_dir(&tmp);
+        assert!(left.is_empty(), "{} not empty: {left:?}", tmp.display());
+    }
+
+    pub fn layer_dirs(&self) -> Vec<String> {
+        list_dir(&self.root.join("layers/sha256"))
+    }
+
+    pub fn blobs(&self) -> Vec<String> {
+        list_dir(&self.root.join("blobs/sha256"))
+    }
+}
+
+pub fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                s.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// Assert the JSON layer list of a pull matches what the test built, and that each
+/// layer is unpacked under `<root>/layers/sha256/<diffid hex>`.
+pub fn assert_layers(mf: &Mf, got: &Value, want: &super::image::BuiltImage) {
+    let layers = got["layers"].as_array().expect("layers array");
+    assert_eq!(layers.len(), want.layers.len(), "layer count in {got}");
+    for (g, w) in layers.iter().zip(&want.layers) {
+        assert_eq!(g["digest"], w.digest.as_str(), "layer digest");
+        assert_eq!(g["diffId"], w.diff_id.as_str(), "layer diffId");
+        assert_eq!(g["size"], w.size, "layer size");
+        let dir = mf.layer_dir(&w.diff_id);
+        assert_eq!(
+            Path::new(g["path"].as_str().expect("layer path")),
+            dir,
+            "layer path"
+        );
+        assert!(dir.is_dir(), "{} missing", dir.display());
+    }
+}

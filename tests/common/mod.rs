@@ -1,0 +1,74 @@
+//! Harness for the root integration tests: a real registry (Debian's docker-registry)
+//! seeded by skopeo with images built here, helper servers, and the binary under test.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod image;
+pub mod registry;
+pub mod services;
+pub mod tls;
+pub mod util;
+
+use image::{BuiltImage, BuiltIndex, Layer, Layout};
+use registry::Registry;
+use std::path::Path;
+
+/// Build a one-platform image in a fresh layout under `dir`, push it to `reg` as
+/// `dest` ("repo:tag"), and check the registry serves exactly the manifest built.
+pub fn push_image(reg: &Registry, dir: &Path, dest: &str, layers: &[Layer]) -> BuiltImage {
+    push_platform_image(reg, dir, dest, "linux/amd64", layers)
+}
+
+pub fn push_platform_image(
+    reg: &Registry,
+    dir: &Path,
+    dest: &str,
+    platform: &str,
+    layers: &[Layer],
+) -> BuiltImage {
+    let layout_dir = tempfile::Builder::new()
+        .prefix("layout-")
+        .tempdir_in(dir)
+        .unwrap()
+        .keep();
+    let mut layout = Layout::new(&layout_dir);
+    let img = layout.add_image(platform, layers);
+    layout.tag_image("t", &img);
+    let pushed = reg.push(&layout_dir, "t", dest);
+    assert_eq!(
+        pushed, img.manifest_digest,
+        "skopeo pushed a different manifest"
+    );
+    let (repo, tag) = dest.rsplit_once(':').unwrap();
+    let served = reg.manifest(repo, tag);
+    assert_eq!(
+        format!("sha256:{}", util::sha256_hex(&served)),
+        img.manifest_digest,
+        "registry serves a different manifest"
+    );
+    img
+}
+
+/// Build an amd64 + arm64/v8 index (each image gets `layers_for(platform)`) and push
+/// it with `skopeo copy --all`.
+pub fn push_index(
+    reg: &Registry,
+    dir: &Path,
+    dest: &str,
+    layers_for: impl Fn(&str) -> Vec<Layer>,
+) -> BuiltIndex {
+    let layout_dir = tempfile::Builder::new()
+        .prefix("layout-")
+        .tempdir_in(dir)
+        .unwrap()
+        .keep();
+    let mut layout = Layout::new(&layout_dir);
+    let imgs: Vec<BuiltImage> = ["linux/amd64", "linux/arm64/v8"]
+        .iter()
+        .map(|p| layout.add_image(p, &layers_for(p)))
+        .collect();
+    let idx = layout.tag_index("t", &imgs);
+    let pushed = reg.push(&layout_dir, "t", dest);
+    assert_eq!(pushed, idx.digest, "skopeo pushed a different index");
+    idx
+}

@@ -1,0 +1,137 @@
+//! Helper servers besides the registry: moto_server (a real ECR API answering
+//! GetAuthorizationToken) and the small Python token service for the Bearer flow.
+//! Both run on free loopback ports and are killed by PID on Drop.
+
+use super::util::{free_port, http_status, wait_until};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The venv scripts/lib.sh makes for PyPI tools (moto[server], cryptography).
+pub fn venv_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin")
+}
+
+/// A tool from the test venv, else from PATH.
+pub fn tool(name: &str) -> PathBuf {
+    let v = venv_bin().join(name);
+    if v.exists() { v } else { PathBuf::from(name) }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(mut cmd: Command, port: u16, log: &Path, probe: &str) -> Server {
+        let f = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e} (run ./scripts/test to install it)"));
+        let mut s = Server {
+            child: Some(child),
+            port,
+            log: log.to_path_buf(),
+        };
+        let url = format!("{}{probe}", s.url());
+        wait_until(&url, Duration::from_secs(30), || {
+            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{cmd:?} exited ({st}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            (http_status(&url) == 200).then_some(())
+        });
+        s
+    }
+
+    /// moto_server on a free loopback port.
+    pub fn moto(dir: &Path) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(tool("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Server::spawn(cmd, port, &dir.join("moto.log"), "/moto-api/")
+    }
+
+    /// tests/fixtures/token_server.py signing with `key`/`cert`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn token(
+        dir: &Path,
+        key: &Path,
+        cert: &Path,
+        issuer: &str,
+        service: &str,
+        user: &str,
+        password: &str,
+    ) -> Server {
+        let port = free_port();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/token_server.py");
+        let mut cmd = Command::new(tool("python3"));
+        cmd.arg(script)
+            .args(["--port", &port.to_string()])
+            .arg("--key")
+            .arg(key)
+            .arg("--cert")
+            .arg(cert)
+            .args(["--issuer", issuer, "--service", service])
+            .args(["--user", user, "--password", password])
+            .arg("--log")
+            .arg(dir.join("token-requests.jsonl"));
+        Server::spawn(cmd, port, &dir.join("token.log"), "/healthz")
+    }
+
+    /// tests/fixtures/flaky_proxy.py in front of `upstream` ("host:port") with the
+    /// given fault flags (`--fail-status 503`, `--drop-mid`, `--redirect` …).
+    pub fn flaky_proxy(dir: &Path, upstream: &str, flags: &[&str]) -> Server {
+        let port = free_port();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flaky_proxy.py");
+        let mut cmd = Command::new(tool("python3"));
+        cmd.arg(script)
+            .args(["--port", &port.to_string(), "--upstream", upstream])
+            .arg("--log")
+            .arg(dir.join("proxy-requests.jsonl"))
+            .args(flags);
+        Server::spawn(cmd, port, &dir.join("proxy.log"), "/healthz")
+    }
+
+    /// Requests the fault proxy saw, one JSON object each.
+    pub fn proxy_requests(&self) -> Vec<serde_json::Value> {
+        let p = self.log.with_file_name("proxy-requests.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Requests the token service saw, one JSON object each.
+    pub fn token_requests(&self) -> Vec<serde_json::Value> {
+        let p = self.log.with_file_name("token-requests.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
