@@ -93,7 +93,7 @@ pub fn cpu_shares(units: Option<u64>) -> u64 {
     units.unwrap_or(0).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
 }
 
-/// CFS quota in µs for task cpu units over [`CPU_PERIOD_US`] (256 units → 25000).
+/// CFS quota in µs for task cpu units over a 100 ms period (256 units → 25000).
 pub fn cpu_quota_us(units: u64) -> u64 {
     // Ref: ECS agent buildExplicitLinuxCPUSpec: vCPU (= units/1024) × period. The kernel
     // refuses quotas under 1 ms.
@@ -400,7 +400,9 @@ impl Cgroups {
             path: cpu.clone(),
             source,
         })?;
-        write(&cpu.join("cpu.shares"), cpu_shares(limits.cpu_shares))?;
+        if let Some(shares) = limits.cpu_shares {
+            write(&cpu.join("cpu.shares"), cpu_shares(Some(shares)))?;
+        }
         let mem = self.dir("memory", rel);
         fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
             path: mem.clone(),
@@ -433,10 +435,12 @@ impl Cgroups {
             path: dir.clone(),
             source,
         })?;
-        write(
-            &dir.join("cpu.weight"),
-            shares_to_weight(cpu_shares(limits.cpu_shares)),
-        )?;
+        if let Some(shares) = limits.cpu_shares {
+            write(
+                &dir.join("cpu.weight"),
+                shares_to_weight(cpu_shares(Some(shares))),
+            )?;
+        }
         if let Some(bytes) = limits.memory {
             write(&dir.join("memory.max"), bytes)?;
             write(&dir.join("memory.swap.max"), 0)?;

@@ -48,6 +48,8 @@ pub enum RuntimeError {
         #[source]
         source: UserError,
     },
+    #[error("failed to detect the host's cgroup setup")]
+    DetectCgroups(#[source] CgroupError),
     #[error("failed to set up the cgroup of {id}")]
     Cgroup {
         id: String,
@@ -266,10 +268,7 @@ impl Runtime {
     /// A runtime keeping its state under `state_dir` (e.g. `/run/minifargate/runtime`)
     /// and cgroups in the detected hierarchy.
     pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
-        let cgroups = Cgroups::detect().map_err(|source| RuntimeError::Cgroup {
-            id: "(detect)".into(),
-            source,
-        })?;
+        let cgroups = Cgroups::detect().map_err(RuntimeError::DetectCgroups)?;
         Self::with_cgroups(state_dir, cgroups)
     }
 
@@ -279,7 +278,11 @@ impl Runtime {
         cgroups: Cgroups,
     ) -> Result<Self, RuntimeError> {
         let state_dir = state_dir.into();
-        for d in [state_dir.join("youki"), state_dir.join("bundles")] {
+        for d in [
+            state_dir.join("youki"),
+            state_dir.join("bundles"),
+            state_dir.join("s"),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
         Ok(Self { state_dir, cgroups })
@@ -394,7 +397,14 @@ impl Runtime {
             source,
         })?;
 
-        std::fs::create_dir_all(&bundle).map_err(io_err("create", &bundle))?;
+        // create_dir, not create_dir_all: two creates of one id race here, one wins.
+        match std::fs::create_dir(&bundle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::Exists { id: id.into() });
+            }
+            Err(e) => return Err(io_err("create", &bundle)(e)),
+        }
         match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, &config) {
             Ok(c) => Ok(c),
             Err(e) => {
@@ -457,12 +467,8 @@ impl Runtime {
             task_id: task_id.into(),
             cgroup_path: cgroup_path.into(),
         };
-        let write_json = |name: &str, v: &dyn erased::Json| -> Result<(), RuntimeError> {
-            let path = bundle.join(name);
-            std::fs::write(&path, v.to_json()).map_err(io_err("write", &path))
-        };
-        write_json("meta.json", &meta)?;
-        write_json("config.json", config)?;
+        write_json(&bundle.join("meta.json"), &meta)?;
+        write_json(&bundle.join("config.json"), config)?;
 
         self.cgroups
             .create_container(task_id, id, &spec.limits)
@@ -506,10 +512,9 @@ impl Runtime {
         let mut copiers = Vec::new();
         let mut console = None;
         if spec.tty {
-            let sock = bundle.join("console.sock");
-            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
-            builder = builder.with_console_socket(Some(&sock));
-            console = Some(listener);
+            let sock = ConsoleSocket::bind(&self.state_dir.join("s"))?;
+            builder = builder.with_console_socket(Some(&sock.path));
+            console = Some(sock);
         } else {
             let (out_r, out_w) = output_pipe(&log, bundle)?;
             let (err_r, err_w) = output_pipe(&log, bundle)?;
@@ -538,8 +543,8 @@ impl Runtime {
         let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
 
         let mut tty = None;
-        if let Some(listener) = console {
-            match receive_pty(&listener) {
+        if let Some(sock) = console {
+            match receive_pty(&sock.listener) {
                 Ok(master) => {
                     let master = File::from(master);
                     if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
@@ -553,7 +558,7 @@ impl Runtime {
                     let _ = lc.delete(true);
                     return Err(RuntimeError::Io {
                         action: "receive the pty master from",
-                        path: bundle.join("console.sock"),
+                        path: sock.path.clone(),
                         source,
                     });
                 }
@@ -580,7 +585,8 @@ impl Runtime {
             copiers: Mutex::new(copiers),
             stdin: Mutex::new(stdin_w),
             tty: Mutex::new(tty),
-            log,
+            youki_root: self.youki_root(),
+            sock_dir: self.state_dir.join("s"),
             spec: config.clone(),
             rootfs: config["root"]["path"]
                 .as_str()
@@ -593,6 +599,11 @@ impl Runtime {
     /// Removes what earlier processes left behind: containers (state dirs, processes,
     /// cgroups, bundles) and task cgroups of every task for which `is_live_task`
     /// returns false. Run it at startup; every leftover is tried, errors are collected.
+    ///
+    /// Containers are found in this runtime's state dir, but task cgroups in the whole
+    /// host-wide `minifargate/` tree: `is_live_task` must answer true for every task
+    /// still running on the host, including those of other minifargate processes
+    /// (the store knows them), or their processes are killed.
     pub fn gc(&self, is_live_task: &dyn Fn(&str) -> bool) -> GcReport {
         let mut report = GcReport::default();
         let bundles = self.state_dir.join("bundles");
@@ -649,6 +660,18 @@ impl Runtime {
             }
             report.containers.push(id);
         }
+        // Console sockets of processes that died between bind and accept.
+        for entry in std::fs::read_dir(self.state_dir.join("s"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         for task in self.cgroups.task_ids() {
             if is_live_task(&task) {
                 continue;
@@ -681,6 +704,15 @@ fn force_delete(state: &Path) -> Result<(), RuntimeError> {
     }
 }
 
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::Io {
+        action: "serialize",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    std::fs::write(path, bytes).map_err(io_err("write", path))
+}
+
 /// A read end for the copier (when logging) and a write end for the container.
 fn output_pipe(
     log: &Option<LogFile>,
@@ -696,6 +728,30 @@ fn output_pipe(
             source: e.into(),
         })?;
     Ok((Some(r), w))
+}
+
+/// A console socket for libcontainer to send a pty master to, at a short path
+/// (`<state>/s/<pid>-<n>`: unix socket paths are limited to 108 bytes), removed on drop.
+struct ConsoleSocket {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    fn bind(dir: &Path) -> Result<Self, RuntimeError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(io_err("bind", &path))?;
+        Ok(Self { path, listener })
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Accepts libcontainer's connection on the console socket and takes the pty master.
@@ -805,7 +861,8 @@ pub struct Container {
     copiers: Mutex<Vec<JoinHandle<()>>>,
     stdin: Mutex<Option<File>>,
     tty: Mutex<Option<File>>,
-    log: Option<LogFile>,
+    youki_root: PathBuf,
+    sock_dir: PathBuf,
     spec: serde_json::Value,
     rootfs: PathBuf,
     exec_seq: Mutex<u32>,
@@ -1040,22 +1097,17 @@ impl Container {
         };
         let path = self.bundle.join(format!("exec-{seq}.json"));
         std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
-        let result = self.exec_with(&path, exec.tty, seq);
+        let result = self.exec_with(&path, exec.tty);
         let _ = std::fs::remove_file(&path);
         result
     }
 
-    fn exec_with(&self, process: &Path, tty: bool, seq: u32) -> Result<ExecProcess, RuntimeError> {
+    fn exec_with(&self, process: &Path, tty: bool) -> Result<ExecProcess, RuntimeError> {
         let err = |source: BoxError| RuntimeError::Exec {
             id: self.id.clone(),
             source,
         };
-        let youki_root = self
-            .bundle
-            .parent()
-            .and_then(Path::parent)
-            .map(|s| s.join("youki"))
-            .unwrap_or_default();
+        let youki_root = self.youki_root.clone();
         let pipe =
             || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(Box::new(e)));
         let seccomp = self.spec["linux"]
@@ -1069,10 +1121,9 @@ impl Container {
             });
         let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
         if tty {
-            let sock = self.bundle.join(format!("exec-{seq}.sock"));
-            let listener = UnixListener::bind(&sock).map_err(io_err("bind", &sock))?;
-            builder = builder.with_console_socket(Some(&sock));
-            console = Some((listener, sock));
+            let sock = ConsoleSocket::bind(&self.sock_dir)?;
+            builder = builder.with_console_socket(Some(&sock.path));
+            console = Some(sock);
         } else {
             let (ir, iw) = pipe()?;
             let (or, ow) = pipe()?;
@@ -1092,9 +1143,9 @@ impl Container {
                 .map_err(|e| err(Box::new(e)))?
         };
         let mut tty_master = None;
-        if let Some((listener, sock)) = console {
-            let r = receive_pty(&listener);
-            let _ = std::fs::remove_file(&sock);
+        if let Some(sock) = console {
+            let r = receive_pty(&sock.listener);
+            drop(sock);
             match r {
                 Ok(fd) => tty_master = Some(File::from(fd)),
                 Err(e) => {
@@ -1158,7 +1209,6 @@ impl Container {
         }
         self.tty.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.join_copiers(Duration::from_secs(1));
-        let _ = &self.log;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -1227,18 +1277,6 @@ impl ExecProcess {
         }
         let err = err_reader.and_then(|t| t.join().ok()).unwrap_or_default();
         Ok((self.wait()?, out, err))
-    }
-}
-
-mod erased {
-    /// Serialize-to-bytes without making the closure above generic.
-    pub(super) trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec_pretty(self).unwrap_or_default()
-        }
     }
 }
 
@@ -1335,5 +1373,50 @@ impl libcontainer::workload::Executor for Workload {
     ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
         // Deliberately nothing: see the type's doc (exec passes the spec's env).
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Runtime>();
+        send_sync::<Container>();
+        send_sync::<ExecProcess>();
+        send_sync::<RuntimeError>();
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        for ok in ["t1-web", "abc_DEF.1+2"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oom_status_carries_the_ecs_reason() {
+        let s = ExitStatus {
+            code: 137,
+            signal: None,
+            oom_killed: true,
+        };
+        assert_eq!(
+            s.reason(),
+            Some("OutOfMemoryError: Container killed due to memory usage")
+        );
+        let s = ExitStatus::from_wait(WaitStatus::Signaled(
+            Pid::from_raw(1),
+            Signal::SIGKILL,
+            false,
+        ));
+        assert_eq!((s.code, s.signal, s.reason()), (137, Some(9), None));
+        let s = ExitStatus::from_wait(WaitStatus::Exited(Pid::from_raw(1), 3));
+        assert_eq!((s.code, s.signal), (3, None));
     }
 }

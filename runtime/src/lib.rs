@@ -35,10 +35,33 @@
 //! - create/start/exec/delete are serialized within the process: libcontainer changes
 //!   the process's working directory while it works.
 //! - Logs: Docker json-file lines, followed with [`LogFollower`].
+//! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
+//!
+//! # Things to know
+//!
+//! - **libcontainer forks the calling process.** Its child runs Rust code before it
+//!   execs, so a lock another thread held at that instant stays locked in the child.
+//!   This crate's executor avoids std's environment lock (taken by every
+//!   `Command::spawn`); the caller should not log to a locked stderr from other
+//!   threads at a high rate while containers are created, and should call the
+//!   lifecycle methods from a dedicated thread (they block).
+//! - State (`state_dir`) belongs on tmpfs (`/run/minifargate/...`): on this ext4 root
+//!   a create took ~3× longer.
+//! - The default seccomp filter covers the native ABI only (32-bit syscalls kill the
+//!   thread); [`Seccomp::DefaultWithCompatAbis`] is Docker's exact list, slower to load.
+//! - Processes started with [`Container::exec`] in a container with a seccomp filter get
+//!   `no_new_privs` (needed to load the filter after capabilities are dropped).
+//! - Privileged containers get every capability this process holds, no seccomp, no
+//!   masked paths and a device cgroup allowing everything, but no host device nodes
+//!   unless listed in [`ContainerSpec::devices`].
+//! - cgroup v2 support (unified `cpu.max`, `memory.max`, `memory.low`,
+//!   `memory.swap.max`, `pids.max`, `memory.events`) is unit-tested against a temp dir;
+//!   the hosts this was built on have no v2 controllers to run it for real.
 #![deny(unsafe_code)]
 
 mod cgroup;
 mod container;
+pub mod init;
 mod logs;
 pub mod oci;
 mod seccomp;

@@ -542,8 +542,12 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
-        if spec.security.seccomp == Seccomp::Default {
-            linux["seccomp"] = seccomp::default_profile(&caps);
+        match spec.security.seccomp {
+            Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps, false),
+            Seccomp::DefaultWithCompatAbis => {
+                linux["seccomp"] = seccomp::default_profile(&caps, true)
+            }
+            Seccomp::Unconfined => {}
         }
     }
 

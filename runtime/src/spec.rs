@@ -32,8 +32,9 @@ pub struct ContainerSpec {
     pub devices: Vec<Device>,
     /// `net.*`, `kernel.shm*`, … sysctls written in the container's namespaces.
     pub sysctls: Vec<(String, String)>,
-    /// Resource limits; a `nofile` entry replaces the default (ECS/Docker: 1024:65535
-    /// on Fargate → see [`DEFAULT_NOFILE`]).
+    /// Resource limits (ECS `ulimits`). Without a `nofile` entry the container gets
+    /// [`DEFAULT_NOFILE`]. Hard limits above what the host lets this process set are
+    /// clamped to it with a warning (these VMs lack CAP_SYS_RESOURCE; hard nofile 20000).
     pub rlimits: Vec<Rlimit>,
     /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's).
     pub shm_size: Option<u64>,
@@ -72,6 +73,9 @@ pub enum Mount {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// CPU shares (ECS container `cpu`); clamped to [2, 262144] like the ECS agent.
+    /// `None` leaves the kernel default (1024). The ECS agent gives a container without
+    /// `cpu` 2 shares: callers mapping a task definition pass
+    /// `Some(cpu.unwrap_or(0))` (see [`crate::cpu_shares`]).
     pub cpu_shares: Option<u64>,
     /// Hard memory limit in bytes (ECS `memory`); swap is capped at the same value.
     pub memory: Option<u64>,
@@ -100,8 +104,12 @@ pub struct Security {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Seccomp {
     /// An allow-list equivalent to Docker's default profile; other syscalls get `EPERM`.
+    /// Only the native ABI is filtered: a 32-bit (or x32) syscall kills the thread.
     #[default]
     Default,
+    /// Docker's profile including the 32-bit/x32 ABIs (32-bit binaries work), at about
+    /// twice the container start cost (libseccomp compiles the filter per ABI).
+    DefaultWithCompatAbis,
     /// No filter.
     Unconfined,
 }

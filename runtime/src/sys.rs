@@ -38,3 +38,41 @@ pub(crate) fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
         "no file descriptor in the console socket message",
     ))
 }
+
+extern "C" fn noop_handler(_: nix::libc::c_int) {}
+
+/// Installs a do-nothing handler for `signals`. A pid namespace's init only receives
+/// signals from outside (SIGTERM from `stop`) for which it has a handler; the init
+/// then takes them with sigwait while they are blocked, so the handler never runs.
+pub(crate) fn install_noop_handlers(signals: &[nix::sys::signal::Signal]) -> nix::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(noop_handler),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in signals {
+        // SAFETY: the handler is an empty `extern "C" fn`, trivially async-signal-safe;
+        // replacing the disposition affects only this single-threaded init process.
+        unsafe { sigaction(*s, &action) }?;
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child start with an empty signal mask: the init blocks the signals it
+/// forwards, and std does not reset the mask on every spawn path.
+pub(crate) fn unblock_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec; it only calls sigprocmask, which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}

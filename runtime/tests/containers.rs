@@ -726,7 +726,13 @@ fn tty_container_output_is_logged() {
         tty: true,
         ..Default::default()
     };
-    let (status, out) = task.run("tty", spec, rootfs.path());
+    let (status, out) = task.run("tty", spec.clone(), rootfs.path());
+    assert_eq!(status.code, 0);
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    // The longest id allowed (64): console sockets must not hit the 108-byte
+    // limit of unix socket paths.
+    let name = "x".repeat(64 - task.id.len() - 1);
+    let (status, out) = task.run(&name, spec, rootfs.path());
     assert_eq!(status.code, 0);
     assert!(out.starts_with("/dev/pts/"), "{out:?}");
 }
@@ -904,6 +910,25 @@ fn helper_create_and_hang() {
         args: vec!["/bin/sleep".into(), "60".into()],
         ..Default::default()
     };
+    if std::env::var_os("MFRT_HELPER_LOOP").is_some() {
+        // Create (and start every other one) as fast as possible until killed.
+        println!("ready");
+        std::io::stdout().flush().unwrap();
+        for i in 0.. {
+            let c = rt
+                .create(
+                    &format!("{task}-c{i}"),
+                    &task,
+                    &spec,
+                    Path::new(&rootfs),
+                    None,
+                )
+                .unwrap();
+            if i % 2 == 0 {
+                c.start().unwrap();
+            }
+        }
+    }
     let c = rt
         .create(&format!("{task}-c"), &task, &spec, Path::new(&rootfs), None)
         .unwrap();
@@ -951,7 +976,8 @@ fn killed_mid_create_is_cleaned_by_gc() {
             .exists()
     );
 
-    let report = task.rt.gc(&|t| t == task.id);
+    // Only the helper's task is gone: other tests' tasks run in parallel on this host.
+    let report = task.rt.gc(&|t| t != helper_task);
     assert!(
         report.errors.is_empty(),
         "{:?}",
@@ -994,4 +1020,179 @@ impl Drop for GcOnDrop<'_> {
     fn drop(&mut self) {
         let _ = self.0.gc(&|t| t != self.1);
     }
+}
+
+/// Live processes whose environment carries `marker` (forks of a helper process that
+/// never exec'd, e.g. a container init still waiting for its start).
+fn processes_with_env(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !stat.contains(") Z ") && env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn killed_at_any_point_of_create_is_cleaned_by_gc() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    for delay_ms in [0u64, 3, 8, 15, 25, 40] {
+        let helper_task = common::unique("k");
+        let _cleanup = GcOnDrop(&task.rt, helper_task.clone());
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_create_and_hang",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("MFRT_HELPER_STATE", task.state.path())
+            .env("MFRT_HELPER_ROOTFS", rootfs.path())
+            .env("MFRT_HELPER_TASK", &helper_task)
+            .env("MFRT_HELPER_LOOP", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        while !lines
+            .next()
+            .expect("helper output")
+            .unwrap()
+            .contains("ready")
+        {}
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Forks still in flight (an intermediate process between its clone and its
+        // next message) notice the dead parent and exit within milliseconds; a GC at
+        // the next start-up runs well after that.
+        std::thread::sleep(Duration::from_millis(300));
+
+        // Only the helper's task is gone: other tests' tasks run in parallel on this host.
+        let report = task.rt.gc(&|t| t != helper_task);
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|e| runtime::error_chain(e))
+            .collect();
+        assert!(errors.is_empty(), "kill after {delay_ms} ms: {errors:?}");
+        assert_eq!(
+            leftovers(&task, rootfs.path()),
+            Vec::<String>::new(),
+            "kill after {delay_ms} ms"
+        );
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            assert!(
+                !ctrl.path().join("minifargate").join(&helper_task).exists(),
+                "{}",
+                ctrl.path().display()
+            );
+        }
+        // Forks that never reached a cgroup (killed mid-clone) must exit on their own.
+        let marker = format!("MFRT_HELPER_TASK={helper_task}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_with_env(&marker).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            processes_with_env(&marker),
+            Vec::<i32>::new(),
+            "kill after {delay_ms} ms: stray processes"
+        );
+        eprintln!(
+            "kill after {delay_ms} ms: gc removed {} containers",
+            report.containers.len()
+        );
+    }
+}
+
+#[test]
+fn sysctls_devices_hostname_and_privileged() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let mut spec = sh(
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; head -c 5 /dev/myzero | wc -c; hostname",
+    );
+    spec.sysctls = vec![("net.ipv4.ip_unprivileged_port_start".into(), "80".into())];
+    spec.devices = vec![runtime::Device {
+        host_path: "/dev/zero".into(),
+        container_path: Some("/dev/myzero".into()),
+        permissions: Some("r".into()),
+    }];
+    spec.hostname = Some("box".into());
+    let (status, out) = task.run("sysctl", spec, rootfs.path());
+    assert_eq!(status.code, 0, "{}", task.stream("sysctl", "stderr"));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        vec!["80", "5", "box"]
+    );
+
+    // A device that is not a device node is refused before anything is created.
+    let bad = ContainerSpec {
+        args: vec!["/bin/true".into()],
+        devices: vec![runtime::Device {
+            host_path: "/etc/hostname".into(),
+            container_path: None,
+            permissions: None,
+        }],
+        ..Default::default()
+    };
+    let e = task
+        .rt
+        .create(
+            &format!("{}-baddev", task.id),
+            &task.id,
+            &bad,
+            rootfs.path(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        runtime::error_chain(&e).contains("not a device node"),
+        "{e}"
+    );
+
+    // Privileged: every capability this host can grant, no seccomp, /sys writable.
+    let spec = ContainerSpec {
+        security: Security {
+            privileged: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let info = probe_info(&task, "privileged", spec, rootfs.path());
+    let host_caps = runtime::oci::host_capabilities();
+    let names: Vec<&str> = host_caps.iter().map(String::as_str).collect();
+    assert_eq!(hex(&info["CapEff"]), cap_mask(&names));
+    assert_eq!(info["Seccomp"], "0");
+    assert_eq!(
+        info["errno"]["mount"],
+        libc::ENOENT,
+        "mount is allowed (target missing)"
+    );
+}
+
+#[test]
+fn stdin_is_dev_null_unless_interactive() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let (status, out) = task.run("closed", sh("cat; echo done"), rootfs.path());
+    assert_eq!((status.code, out.as_str()), (0, "done\n"));
+
+    let mut spec = sh("cat; echo done");
+    spec.interactive = true;
+    let c = task.create("open", spec, rootfs.path(), None);
+    c.start().unwrap();
+    let mut stdin = c.take_stdin().expect("stdin of an interactive container");
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    assert_eq!(c.wait().unwrap().code, 0);
+    c.delete();
+    assert_eq!(task.stdout("open"), "hello\ndone\n");
 }
