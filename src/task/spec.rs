@@ -120,7 +120,8 @@ pub fn build(
             .filter(|u| !u.is_empty()),
         hostname: def.hostname.clone(),
         limits: Limits {
-            cpu_shares: def.cpu.map(|c| c.max(0) as u64),
+            // As the ECS agent: a container without `cpu` gets the minimum shares.
+            cpu_shares: Some(def.cpu.unwrap_or(0).max(0) as u64),
             memory: mib(def.memory),
             memory_reservation: mib(def.memory_reservation),
             pids: None,
