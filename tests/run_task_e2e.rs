@@ -474,3 +474,127 @@ fn killed_supervisor_is_noticed_and_cleaned_up() {
     assert_eq!(t["containers"][0]["lastStatus"], "STOPPED");
     env.assert_clean(&id);
 }
+
+#[test]
+fn ctrl_c_stops_an_attached_task_gracefully() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let td = env.taskdef(
+        "trap",
+        &format!(
+            r#"{{"family":"trap","networkMode":"none","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,
+              "command":["sh","-c","trap 'echo got TERM; exit 7' TERM; echo up; while :; do sleep 0.1; done"]}}]}}"#
+        ),
+    );
+    let mut child = env
+        .mf
+        .cmd()
+        .args(["run-task", "--task-definition", &td])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    if first.as_deref() != Ok("app | up") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("first line: {first:?}");
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    reader.join().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(code, Some(7), "rest of the output: {rest:?}");
+    assert_eq!(rest, ["app | got TERM"]);
+    let id = &env.task_ids("STOPPED")[0];
+    let t = env.describe(id);
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(t["stoppedReason"], "Task stopped by user");
+    assert_eq!(t["containers"][0]["exitCode"], 7);
+    env.assert_clean(id);
+}
+
+#[test]
+fn run_image_streams_exit_code_and_prints_the_oom_reason() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(stdout(&out), "busybox | hi\n");
+    // `tail` of a file without newlines keeps everything in memory: past 16 MiB, OOM.
+    let out = env.run(&[
+        "run",
+        "--memory",
+        "16",
+        "--network",
+        "none",
+        BUSYBOX,
+        "--",
+        "busybox",
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("container busybox: OutOfMemoryError: Container killed due to memory usage"),
+        "{err}"
+    );
+    for id in env.task_ids("STOPPED") {
+        env.assert_clean(&id);
+    }
+}
+
+#[test]
+fn bad_overrides_are_refused_and_leave_nothing_behind() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run-task",
+        "--task-definition",
+        &format!(
+            "file://{}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/hello.json")
+                .display()
+        ),
+        "--overrides",
+        r#"{"containerOverrides":[{"name":"nope","command":["true"]}]}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("containerOverrides: container \"nope\" is not in task definition hello:1"),
+        "{err}"
+    );
+    let out = env.run(&[
+        "run-task",
+        "--task-definition",
+        "hello",
+        "--overrides",
+        "{not json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--overrides is not valid"));
+    assert!(env.task_ids("STOPPED").is_empty());
+    assert!(env.task_ids("RUNNING").is_empty());
+    assert!(!env.mf.run_root.join("tasks").exists());
+}

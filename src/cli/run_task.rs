@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Task cpu units (1024 = one vCPU).
     #[arg(long)]
     pub cpu: Option<u32>,
-    /// Task memory in MiB.
+    /// Memory limit in MiB (the container's and the task's).
     #[arg(long)]
     pub memory: Option<u32>,
     /// Network mode.
@@ -174,6 +174,10 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if !env.is_empty() {
         c["environment"] = serde_json::json!(env);
+    }
+    // Like `docker run --memory`: the container's hard limit (and the task's).
+    if let Some(m) = a.memory {
+        c["memory"] = serde_json::json!(m);
     }
     let mut def = serde_json::json!({
         "family": format!("run-{}", family_for(&a.image)),
