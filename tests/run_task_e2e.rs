@@ -113,6 +113,10 @@ impl Env {
             "run dir left behind: {}",
             run_dir.display()
         );
+        let t = self.describe(id);
+        for w in t["minifargateWarnings"].as_array().into_iter().flatten() {
+            assert!(!w.as_str().unwrap().starts_with("teardown"), "{w}");
+        }
     }
 }
 
@@ -597,4 +601,91 @@ fn bad_overrides_are_refused_and_leave_nothing_behind() {
     assert!(env.task_ids("STOPPED").is_empty());
     assert!(env.task_ids("RUNNING").is_empty());
     assert!(!env.mf.run_root.join("tasks").exists());
+}
+
+#[test]
+fn failed_dependencies_stop_the_task_with_the_agents_reasons() {
+    let env = Env::new();
+    // SUCCESS that exits 1: the app never starts.
+    let td = env.taskdef(
+        "success",
+        &format!(
+            r#"{{"family":"success","networkMode":"none","containerDefinitions":[
+            {{"name":"migrate","image":"{BUSYBOX}","memory":64,"essential":false,
+              "command":["sh","-c","echo migrating; exit 1"]}},
+            {{"name":"app","image":"{BUSYBOX}","memory":64,
+              "dependsOn":[{{"containerName":"migrate","condition":"SUCCESS"}}],
+              "command":["echo","never printed"]}}]}}"#
+        ),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout(&out).contains("never printed"));
+    let id = &env.task_ids("STOPPED")[0];
+    let t = env.describe(id);
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    assert_eq!(t["containers"][0]["exitCode"], 1);
+    assert_eq!(
+        t["containers"][1]["reason"],
+        "dependency graph: container ordering dependency [migrate] for target [app] did not exit \
+         successfully."
+    );
+    assert!(t["containers"][1].get("exitCode").is_none());
+    env.assert_clean(id);
+
+    // COMPLETE on a dependency that outlives its startTimeout.
+    let td = env.taskdef(
+        "timeout",
+        &format!(
+            r#"{{"family":"timeout","networkMode":"none","containerDefinitions":[
+            {{"name":"slow","image":"{BUSYBOX}","memory":64,"essential":false,"startTimeout":2,
+              "stopTimeout":2,"command":["sleep","1000"]}},
+            {{"name":"app","image":"{BUSYBOX}","memory":64,
+              "dependsOn":[{{"containerName":"slow","condition":"COMPLETE"}}],
+              "command":["echo","never printed"]}}]}}"#
+        ),
+    );
+    let started = Instant::now();
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let id = &env.task_ids("STOPPED")[0];
+    let t = env.describe(id);
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    assert_eq!(
+        t["containers"][1]["reason"],
+        "dependency graph: container ordering dependency [slow] for target [app] has timed out."
+    );
+    // The dependency was stopped like any container: SIGTERM, then SIGKILL.
+    assert_eq!(t["containers"][0]["exitCode"], 137);
+    env.assert_clean(id);
+}
+
+#[test]
+fn count_runs_several_tasks_with_their_own_ids() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "many",
+        &format!(
+            r#"{{"family":"many","networkMode":"none","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,"command":["sh","-c","echo $ECS_CONTAINER_METADATA_URI_V4"]}}]}}"#
+        ),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td, "--count", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    let ids = env.task_ids("STOPPED");
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    let s = stdout(&out);
+    for id in &ids {
+        // Several tasks: the prefix names the task too.
+        assert!(
+            s.contains(&format!(
+                "{}/app | http://169.254.170.2/v4/{id}-0",
+                &id[..8]
+            )),
+            "{s}"
+        );
+        env.assert_clean(id);
+    }
 }
