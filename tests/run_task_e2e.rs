@@ -569,7 +569,7 @@ fn run_image_streams_exit_code_and_prints_the_oom_reason() {
 }
 
 #[test]
-fn bad_overrides_are_refused_and_leave_nothing_behind() {
+fn bad_input_is_refused_and_leaves_nothing_behind() {
     let env = Env::new();
     let out = env.run(&[
         "run-task",
@@ -598,6 +598,29 @@ fn bad_overrides_are_refused_and_leave_nothing_behind() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overrides is not valid"));
+    // What Fargate refuses, --launch-type FARGATE refuses, with RunTask's exception.
+    let td = env.taskdef(
+        "ec2only",
+        &format!(
+            r#"{{"family":"ec2only","networkMode":"bridge","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,"privileged":true}}]}}"#
+        ),
+    );
+    let out = env.run(&[
+        "run-task",
+        "--task-definition",
+        &td,
+        "--launch-type",
+        "FARGATE",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "containerDefinitions[0].privileged: PlatformTaskDefinitionIncompatibilityException"
+        ),
+        "{err}"
+    );
     assert!(env.task_ids("STOPPED").is_empty());
     assert!(env.task_ids("RUNNING").is_empty());
     assert!(!env.mf.run_root.join("tasks").exists());

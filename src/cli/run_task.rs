@@ -119,6 +119,35 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
     for w in &resolved.warnings {
         eprintln!("warning: {}", w.message);
     }
+    // What Fargate would refuse, --launch-type FARGATE refuses too (RunTask's exception).
+    if a.launch_type == Some(LaunchType::Fargate) {
+        let parsed = taskdef::Parsed {
+            shape: taskdef::Shape::RegisterInput,
+            def: resolved.stored.definition.clone(),
+            findings: Vec::new(),
+            dropped: Vec::new(),
+        };
+        let report = taskdef::validate::validate(
+            &parsed,
+            &taskdef::validate::Options {
+                launch_type: Some(LaunchType::Fargate),
+            },
+        );
+        if !report.valid {
+            for f in report
+                .findings
+                .iter()
+                .filter(|f| f.severity == taskdef::Severity::Error)
+            {
+                eprintln!("{f}");
+            }
+            bail!(
+                "task definition {} cannot run with launch type FARGATE ({} error(s) above)",
+                a.task_definition,
+                report.errors
+            );
+        }
+    }
     let req = launch::Request {
         cluster: a.cluster,
         launch_type: a.launch_type.map(|l| launch_type_str(l).to_string()),
