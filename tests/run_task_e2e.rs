@@ -621,6 +621,22 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         ),
         "{err}"
     );
+    // Secrets cannot be resolved yet: a clear error naming the secret.
+    let td = env.taskdef(
+        "secret",
+        &format!(
+            r#"{{"family":"secret","networkMode":"none","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,
+              "secrets":[{{"name":"DB_PASSWORD","valueFrom":"arn:aws:ssm:us-east-1:000000000000:parameter/db"}}]}}]}}"#
+        ),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("containerDefinitions[0].secrets: secret \"DB_PASSWORD\""),
+        "{err}"
+    );
     assert!(env.task_ids("STOPPED").is_empty());
     assert!(env.task_ids("RUNNING").is_empty());
     assert!(!env.mf.run_root.join("tasks").exists());

@@ -257,6 +257,13 @@ fn start(
     let mut children = Vec::new();
     for _ in 0..count {
         let id = launch::create_task(&mut store, ctx, stored, req, &g.root)?;
+        if ids.is_empty()
+            && let Some((t, _)) = store.task(&id)?
+        {
+            for w in serde_json::from_str::<Vec<String>>(&t.warnings).unwrap_or_default() {
+                eprintln!("warning: {w}");
+            }
+        }
         children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
     }

@@ -19,6 +19,8 @@ pub enum LaunchError {
         taskdef: String,
         known: String,
     },
+    #[error(transparent)]
+    Unsupported(#[from] super::support::SupportError),
     #[error("failed to record task {id}")]
     Store {
         id: String,
@@ -149,7 +151,8 @@ pub fn create_task(
     };
     let id = new_id().map_err(io("read /dev/urandom"))?;
     let name = format!("{}:{}", stored.family(), stored.revision());
-    let def = apply_overrides(&stored.definition, &req.overrides, &name)?;
+    let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
+    let warnings = super::support::prepare(&mut def)?;
     let launch_type = launch_type(req, &def);
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {
@@ -185,7 +188,7 @@ pub fn create_task(
         memory: def.memory.as_ref().map(|m| m.as_str().to_string()),
         last_status: status::PROVISIONING.into(),
         desired_status: status::RUNNING.into(),
-        warnings: "[]".into(),
+        warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
         created_at: now,
         version: 1,
         ..Default::default()

@@ -11,6 +11,7 @@ pub mod launch;
 pub mod network;
 pub mod reconcile;
 pub mod spec;
+pub mod support;
 
 use crate::taskdef::model::KeyValuePair;
 use serde::{Deserialize, Serialize};
