@@ -359,6 +359,14 @@ fn stop_task_stops_a_long_running_detached_task() {
     let v = env.json(&["list-tasks", "--started-by", "other"]);
     assert_eq!(v["taskArns"], serde_json::json!([]));
 
+    // `logs --follow` streams until the task stops.
+    let follower = env
+        .mf
+        .cmd()
+        .args(["logs", "--follow", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let v = env.json(&["stop-task", "--task", arn]);
     assert_eq!(v["task"]["desiredStatus"], "STOPPED");
     assert_eq!(v["task"]["stopCode"], "UserInitiated");
@@ -368,6 +376,9 @@ fn stop_task_stops_a_long_running_detached_task() {
     assert_eq!(t["stopCode"], "UserInitiated");
     let out = env.run(&["logs", &id, "--container", "web"]);
     assert_eq!(stdout(&out), "up\ngot TERM\n");
+    let followed = follower.wait_with_output().unwrap();
+    assert!(followed.status.success());
+    assert_eq!(stdout(&followed), "up\ngot TERM\n");
     // Supervisor gone, everything cleaned.
     let deadline = Instant::now() + Duration::from_secs(10);
     while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {

@@ -166,6 +166,9 @@ impl Executor {
         tracing::info!(task_id = %self.task.id, "task provisioning");
         if self.provision(network_mode, def) {
             self.run_containers();
+        } else {
+            // No-op when a failure (or a stop-task) already set the reason.
+            self.request_stop(stop::TASK_FAILED_TO_START, "Task failed to start");
         }
         self.stop_containers();
         self.deprovision();
