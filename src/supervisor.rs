@@ -155,6 +155,33 @@ pub fn run(
         .spawn(move || serve(listener, tx2))
         .context("failed to start the socket thread")?;
 
+    // SIGTERM (shutdown, `kill PID`): stop the task properly instead of leaving it to
+    // the next command's clean-up.
+    let tx3 = tx.clone();
+    std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    return;
+                };
+                while term.recv().await.is_some() {
+                    let _ = tx3.send(Event::Stop {
+                        stop_code: crate::task::stop::USER_INITIATED.into(),
+                        reason: "Task supervisor received SIGTERM".into(),
+                        force: false,
+                    });
+                }
+            });
+        })
+        .context("failed to start the signal thread")?;
     let opts = Options {
         root: root.to_path_buf(),
         config,

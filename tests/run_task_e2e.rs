@@ -739,3 +739,44 @@ fn count_runs_several_tasks_with_their_own_ids() {
         env.assert_clean(id);
     }
 }
+
+#[test]
+fn sigterm_to_the_supervisor_stops_the_task_properly() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--detach",
+        "--network",
+        "none",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    env.wait_status(&id, "RUNNING", Duration::from_secs(30));
+    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(30));
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(t["stoppedReason"], "Task supervisor received SIGTERM");
+    assert_eq!(t["containers"][0]["exitCode"], 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.assert_clean(&id);
+}
