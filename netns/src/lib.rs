@@ -1,3 +1,1182 @@
 //! Per-task network namespaces for minifargate: bridge, veth pairs, IPAM, egress NAT
 //! and port publishing, awsvpc-like (one namespace shared by a task's containers).
+//!
+//! The crate knows nothing about containers or ECS: [`Network::setup_task`] takes a
+//! plain [`TaskSpec`] and returns a plain [`TaskNetwork`] (netns path, address,
+//! gateway, host port bindings, hosts and resolv.conf files) for the executor to use;
+//! [`Network::teardown`] undoes it and [`Network::gc`] reclaims what dead tasks left.
+//!
+//! ```no_run
+//! use netns::{Network, NetworkConfig, NetworkMode, PortMapping, Protocol, TaskSpec};
+//! let net = Network::open(NetworkConfig::default())?;
+//! let spec = TaskSpec {
+//!     port_mappings: vec![PortMapping::tcp(80)],
+//!     ..TaskSpec::new(NetworkMode::Awsvpc)
+//! };
+//! let tn = net.setup_task("5f0c3e1a", &spec)?;
+//! println!("{:?} {:?} {:?}", tn.netns_path, tn.ip, tn.bindings);
+//! net.teardown("5f0c3e1a")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What is created, per task (awsvpc and bridge modes): a network namespace pinned at
+//! `<netns_dir>/<netns_prefix>-<task>` (default `/run/netns/mfg-<task>`, so
+//! `ip netns exec mfg-<task> …` works), with `lo` up carrying `169.254.170.2/32` (the
+//! task metadata address, private to the task), and `eth0` — one end of a veth pair
+//! whose other end sits on the bridge. Shared by all tasks: the bridge (default `mfg0`,
+//! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
+//! the egress masquerade and the port DNAT maps; the table goes away with the last task.
+//!
+//! State (leases, port reservations, the names of what was made) lives in
+//! `<run_root>/netns.json`, changed under a flock and written *before* anything is
+//! created, so a crash at any point leaves a record [`Network::gc`] can follow.
+//! Teardown unpins the namespace and lets the kernel free it and the veth pair
+//! asynchronously (deleting a veth synchronously costs ~25 ms); the task's address
+//! stays leased until the veth is seen gone ([`Network::releasing`]).
 #![forbid(unsafe_code)]
+
+pub mod files;
+pub mod ipam;
+mod netlink;
+pub mod nft;
+pub mod nsfs;
+pub mod ports;
+mod state;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+pub use files::{FilesError, HostResolv};
+pub use ipam::{IpamError, Subnet};
+pub use netlink::NetlinkError;
+pub use nft::NftError;
+pub use nsfs::NsError;
+pub use ports::{DYNAMIC_PORTS, PortError};
+pub use state::StateError;
+
+use state::TaskRecord;
+
+/// How long a torn-down task's veth may outlive its namespace before GC deletes it.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(5);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The address of the task metadata endpoint, present inside every task namespace.
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+
+/// How a task (or, in bridge mode, a container) is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Own namespace and address; ports published as `hostPort == containerPort`.
+    Awsvpc,
+    /// Own namespace and address; `hostPort` → `containerPort`, dynamic host ports.
+    /// As in ECS bridge mode each *container* gets its own namespace: the executor
+    /// calls [`Network::setup_task`] once per container, with an id of its choosing
+    /// (e.g. `<task>.<container>`).
+    Bridge,
+    /// The host's namespace; nothing is created, ports are only checked and reserved.
+    Host,
+    /// Own namespace with loopback only.
+    None,
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkMode::Awsvpc => "awsvpc",
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        })
+    }
+}
+
+/// A transport protocol of a port mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// One port mapping (a `portMappings` entry, already parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The container port, or the first port of `containerPortRange`.
+    pub container_port: u16,
+    /// The last port of `containerPortRange` (inclusive), if a range.
+    pub container_port_end: Option<u16>,
+    /// `hostPort`; `None` or `Some(0)` means "same as containerPort" in awsvpc and host
+    /// mode, and "a dynamic port" in bridge mode.
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+impl PortMapping {
+    /// A TCP mapping of `container_port` with no host port given.
+    pub fn tcp(container_port: u16) -> Self {
+        Self {
+            container_port,
+            container_port_end: None,
+            host_port: None,
+            protocol: Protocol::Tcp,
+        }
+    }
+}
+
+/// What a task asks of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub mode: NetworkMode,
+    pub port_mappings: Vec<PortMapping>,
+    /// `dnsServers`; empty means the host's (minus loopback resolvers).
+    pub dns_servers: Vec<IpAddr>,
+    /// `dnsSearchDomains`; empty means the host's.
+    pub dns_search_domains: Vec<String>,
+    /// `extraHosts` as (hostname, address).
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+impl TaskSpec {
+    /// A spec with no ports and default DNS.
+    pub fn new(mode: NetworkMode) -> Self {
+        Self {
+            mode,
+            port_mappings: Vec::new(),
+            dns_servers: Vec::new(),
+            dns_search_domains: Vec::new(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+/// A published port, as ECS reports it in `networkBindings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub bind_ip: Ipv4Addr,
+    pub protocol: Protocol,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// What the executor needs to run a task's containers on its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    pub task_id: String,
+    pub mode: NetworkMode,
+    /// The namespace file to join (`setns`), `None` in host mode.
+    pub netns_path: Option<PathBuf>,
+    /// The task's address on the bridge (awsvpc and bridge modes).
+    pub ip: Option<Ipv4Addr>,
+    pub prefix_len: Option<u8>,
+    pub gateway: Option<Ipv4Addr>,
+    /// `eth0`'s MAC address, derived from the IP so it is stable for a lease.
+    pub mac: Option<String>,
+    /// Fargate-style private DNS name, e.g. `ip-10-94-0-5`.
+    pub private_dns_name: Option<String>,
+    pub mtu: Option<u32>,
+    pub bindings: Vec<PortBinding>,
+    /// File to bind-mount on `/etc/hosts` (`None` in host mode: use the host's).
+    pub hosts_file: Option<PathBuf>,
+    /// File to bind-mount on `/etc/resolv.conf` (`None` in host mode).
+    pub resolv_conf: Option<PathBuf>,
+    /// Whether outbound traffic is masqueraded (false when nftables is unavailable).
+    pub egress: bool,
+}
+
+/// Where and how the network is built.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Leases, port reservations, lock and per-task files (default `/run/minifargate/net`).
+    pub run_root: PathBuf,
+    /// Directory the namespaces are pinned in (default `/run/netns`, as `ip netns`).
+    pub netns_dir: PathBuf,
+    /// Namespace names are `<prefix>-<task id>` (default `mfg`).
+    pub netns_prefix: String,
+    /// Host bridge (default `mfg0`), at most 15 characters.
+    pub bridge: String,
+    /// Task subnet (default 10.94.0.0/16); the bridge takes its first address.
+    pub subnet: Subnet,
+    /// The `nft` binary; `None` means look it up. If none is found tasks run without
+    /// egress NAT and port publishing is refused.
+    pub nft: Option<PathBuf>,
+    /// Disable nftables even if `nft` exists (tests of the no-nft path).
+    pub disable_nft: bool,
+    /// Where the host's resolver configuration is read.
+    pub host_resolv: HostResolv,
+    #[doc(hidden)]
+    /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
+    pub pause_mid_setup: Option<Duration>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            run_root: "/run/minifargate/net".into(),
+            netns_dir: "/run/netns".into(),
+            netns_prefix: "mfg".into(),
+            bridge: "mfg0".into(),
+            subnet: Subnet::new(Ipv4Addr::new(10, 94, 0, 0), 16).expect("valid default subnet"),
+            nft: None,
+            disable_nft: false,
+            host_resolv: HostResolv::default(),
+            pause_mid_setup: None,
+        }
+    }
+}
+
+/// A failed network operation for a task.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "failed to accept task id {id:?}: use 1-128 characters from A-Z a-z 0-9 _ . - not starting with '.'"
+    )]
+    InvalidTaskId { id: String },
+    #[error("failed to accept bridge name {name:?}: use 1-15 characters from a-z A-Z 0-9 _ -")]
+    InvalidBridgeName { name: String },
+    #[error("failed to accept netns prefix {prefix:?}: use 1-32 characters from a-z A-Z 0-9 _ -")]
+    InvalidPrefix { prefix: String },
+    #[error("failed to set up the network of task {task}: it already has one (tear it down first)")]
+    TaskExists { task: String },
+    #[error(
+        "failed to publish the ports of task {task}: nftables is not available ({reason}); install the nftables package"
+    )]
+    NftMissing { task: String, reason: String },
+    #[error("failed to read or update the network state for task {task}")]
+    State {
+        task: String,
+        #[source]
+        source: StateError,
+    },
+    #[error("failed to lease an address for task {task}")]
+    Ipam {
+        task: String,
+        #[source]
+        source: IpamError,
+    },
+    #[error("failed to reserve host ports for task {task}")]
+    Ports {
+        task: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("failed to configure links for task {task}")]
+    Netlink {
+        task: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("failed to manage the network namespace of task {task}")]
+    Netns {
+        task: String,
+        #[source]
+        source: NsError,
+    },
+    #[error("failed to update nftables for task {task}")]
+    Nft {
+        task: String,
+        #[source]
+        source: NftError,
+    },
+    #[error("failed to write the DNS files of task {task}")]
+    Files {
+        task: String,
+        #[source]
+        source: FilesError,
+    },
+    #[error("failed to write sysctl {path}")]
+    Sysctl {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to set up the network of task {task}{}",
+        cleanup_suffix(cleanup)
+    )]
+    Setup {
+        task: String,
+        #[source]
+        source: Box<Error>,
+        /// Errors from undoing the half-made setup (empty if cleanup was complete).
+        cleanup: Vec<Error>,
+    },
+}
+
+fn cleanup_suffix(cleanup: &[Error]) -> String {
+    if cleanup.is_empty() {
+        String::new()
+    } else {
+        format!(" (and cleanup failed: {})", join_chain(cleanup))
+    }
+}
+
+/// Renders each error with its whole source chain.
+fn join_chain(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| chain(e))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Teardown ran every step; these are the ones that failed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "failed to tear down the network of task {task}: {}",
+    join_chain(errors)
+)]
+pub struct TeardownError {
+    pub task: String,
+    pub errors: Vec<Error>,
+}
+
+/// A GC pass reclaimed what it could; these tasks' teardowns failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to reclaim the network of {} dead task(s): {}", failures.len(), failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct GcError {
+    pub reclaimed: Vec<String>,
+    pub failures: Vec<TeardownError>,
+}
+
+/// The task network manager for one bridge and one run root.
+pub struct Network {
+    cfg: NetworkConfig,
+    nft: Result<PathBuf, String>,
+    table: String,
+    mtu: OnceLock<u32>,
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// FNV-1a, for short stable interface names.
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    // 02: locally administered unicast; 0x6d ('m') marks ours.
+    [0x02, 0x6d, a, b, c, d]
+}
+
+fn mac_string(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {
+    std::fs::write(path, value).map_err(|source| Error::Sysctl {
+        path: path.into(),
+        source,
+    })
+}
+
+impl Network {
+    /// Checks `cfg` and looks for `nft`; creates nothing on the host yet.
+    pub fn open(cfg: NetworkConfig) -> Result<Self, Error> {
+        if !valid_name(&cfg.bridge, 15) {
+            return Err(Error::InvalidBridgeName {
+                name: cfg.bridge.clone(),
+            });
+        }
+        if !valid_name(&cfg.netns_prefix, 32) {
+            return Err(Error::InvalidPrefix {
+                prefix: cfg.netns_prefix.clone(),
+            });
+        }
+        let nft = if cfg.disable_nft {
+            Err("disabled in the configuration".to_string())
+        } else {
+            match &cfg.nft {
+                Some(p) if p.is_file() => Ok(p.clone()),
+                Some(p) => Err(format!("{} does not exist", p.display())),
+                None => nft::find_nft()
+                    .ok_or_else(|| "no `nft` binary in /usr/sbin, /sbin or $PATH".to_string()),
+            }
+        };
+        let table = nft::table_name(&cfg.bridge);
+        Ok(Self {
+            cfg,
+            nft,
+            table,
+            mtu: OnceLock::new(),
+        })
+    }
+
+    /// The configuration this network was opened with.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.cfg
+    }
+
+    /// The nftables table this network owns.
+    pub fn nft_table(&self) -> &str {
+        &self.table
+    }
+
+    /// Where task `task`'s namespace is (or would be) pinned.
+    pub fn netns_path(&self, task: &str) -> PathBuf {
+        self.cfg
+            .netns_dir
+            .join(format!("{}-{task}", self.cfg.netns_prefix))
+    }
+
+    /// The host-side veth name of task `task` (stable, unique per bridge and task).
+    pub fn veth_name(&self, task: &str) -> String {
+        format!("mv{:08x}", fnv(&format!("{}/{task}", self.cfg.bridge)))
+    }
+
+    /// Ids of the tasks that have (or had, before a crash) a network here.
+    pub fn tasks(&self) -> Result<Vec<String>, StateError> {
+        Ok(state::lock(&self.cfg.run_root)?
+            .state
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.releasing_since_ms.is_none())
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    /// Ids of torn-down tasks whose veth the kernel has not freed yet (it does so
+    /// asynchronously with the namespace); their addresses stay leased until then.
+    pub fn releasing(&self) -> Result<Vec<String>, StateError> {
+        Ok(state::lock(&self.cfg.run_root)?
+            .state
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.releasing_since_ms.is_some())
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    /// Every leased address, including those of releasing tasks.
+    pub fn leased_ips(&self) -> Result<Vec<Ipv4Addr>, StateError> {
+        Ok(state::lock(&self.cfg.run_root)?
+            .state
+            .leased()
+            .into_iter()
+            .collect())
+    }
+
+    /// Drops the records of releasing tasks whose veth is gone; with `force`, or after
+    /// [`RELEASE_GRACE`], deletes a veth that is still there (something still pins
+    /// the task's namespace: a process or an open namespace file).
+    fn reap(&self, st: &mut state::State, force: bool) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let pending: Vec<(String, Option<String>, u64)> = st
+            .tasks
+            .iter()
+            .filter_map(|(id, r)| Some((id.clone(), r.veth.clone(), r.releasing_since_ms?)))
+            .collect();
+        if pending.is_empty() {
+            return errors;
+        }
+        let mut nl = match netlink::Netlink::open() {
+            Ok(nl) => nl,
+            Err(source) => {
+                return vec![Error::Netlink {
+                    task: "*".into(),
+                    source,
+                }];
+            }
+        };
+        let now = now_ms();
+        for (id, veth, since) in pending {
+            let overdue = force || now.saturating_sub(since) > RELEASE_GRACE.as_millis() as u64;
+            let gone = match &veth {
+                None => Ok(true),
+                Some(v) => match nl.link_index(v) {
+                    Ok(None) => Ok(true),
+                    Ok(Some(_)) if overdue => {
+                        warn!(task = %id, veth = %v, "the task's namespace is still in use; deleting its veth");
+                        nl.del_link(v).map(|_| true)
+                    }
+                    Ok(Some(_)) => Ok(false),
+                    Err(e) => Err(e),
+                },
+            };
+            match gone {
+                Ok(true) => {
+                    st.tasks.remove(&id);
+                }
+                Ok(false) => {}
+                Err(source) => errors.push(Error::Netlink { task: id, source }),
+            }
+        }
+        errors
+    }
+
+    /// Releases the leases of torn-down tasks whose veth the kernel has freed.
+    pub fn reap_released(&self) -> Result<(), TeardownError> {
+        let fail = |errors| TeardownError {
+            task: "*".into(),
+            errors,
+        };
+        let mut l = state::lock(&self.cfg.run_root).map_err(|source| {
+            fail(vec![Error::State {
+                task: "*".into(),
+                source,
+            }])
+        })?;
+        let mut errors = self.reap(&mut l.state, false);
+        if let Err(source) = l.save() {
+            errors.push(Error::State {
+                task: "*".into(),
+                source,
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(errors))
+        }
+    }
+
+    fn task_dir(&self, task: &str) -> PathBuf {
+        self.cfg.run_root.join("tasks").join(task)
+    }
+
+    /// Builds task `task`'s network as `spec` asks. On any failure everything made for
+    /// the task so far is removed, and the error carries both the cause and any cleanup
+    /// failure. A port already in use is refused before anything is created.
+    pub fn setup_task(&self, task: &str, spec: &TaskSpec) -> Result<TaskNetwork, Error> {
+        if !valid_task_id(task) {
+            return Err(Error::InvalidTaskId { id: task.into() });
+        }
+        let t = || task.to_string();
+        if !spec.port_mappings.is_empty()
+            && matches!(spec.mode, NetworkMode::Awsvpc | NetworkMode::Bridge)
+            && let Err(reason) = &self.nft
+        {
+            return Err(Error::NftMissing {
+                task: t(),
+                reason: reason.clone(),
+            });
+        }
+
+        // Reserve everything under the lock and record it before creating anything.
+        let mut locked =
+            state::lock(&self.cfg.run_root).map_err(|source| Error::State { task: t(), source })?;
+        for e in self.reap(&mut locked.state, false) {
+            warn!(task, error = %chain(&e), "cannot release an old lease");
+        }
+        if locked.state.tasks.contains_key(task) {
+            return Err(Error::TaskExists { task: t() });
+        }
+        let st = &locked.state;
+        let taken = |p: Protocol, port: u16| {
+            st.tasks
+                .iter()
+                .find(|(_, r)| {
+                    r.ports
+                        .iter()
+                        .any(|x| x.protocol == p && x.host_port == port)
+                })
+                .map(|(id, _)| id.clone())
+        };
+        let reservations = ports::resolve(
+            spec.mode,
+            &spec.port_mappings,
+            &taken,
+            &ports::host_port_free,
+        )
+        .map_err(|source| Error::Ports { task: t(), source })?;
+        let namespaced = spec.mode != NetworkMode::Host;
+        let bridged = matches!(spec.mode, NetworkMode::Awsvpc | NetworkMode::Bridge);
+        let ip = if bridged {
+            let ip = self
+                .cfg
+                .subnet
+                .allocate(&st.leased(), st.last_ip)
+                .map_err(|source| Error::Ipam { task: t(), source })?;
+            locked.state.last_ip = Some(ip);
+            Some(ip)
+        } else {
+            None
+        };
+        let use_nft = bridged && self.nft.is_ok();
+        let record = TaskRecord {
+            mode: spec.mode,
+            netns: namespaced.then(|| self.netns_path(task)),
+            veth: bridged.then(|| self.veth_name(task)),
+            ip,
+            ports: reservations.clone(),
+            nft_ports: use_nft && !reservations.is_empty(),
+            files: namespaced.then(|| self.task_dir(task)),
+            releasing_since_ms: None,
+        };
+        locked.state.tasks.insert(task.into(), record.clone());
+        let need_table = use_nft && !locked.state.nft_table;
+        if need_table {
+            locked.state.nft_table = true;
+        }
+        locked
+            .save()
+            .map_err(|source| Error::State { task: t(), source })?;
+
+        let result = (|| {
+            if need_table {
+                self.create_table(task)?;
+            }
+            drop(locked);
+            self.build(task, spec, &record)
+        })();
+        match result {
+            Ok(tn) => {
+                info!(task, mode = %spec.mode, ip = ?tn.ip, netns = ?tn.netns_path, ports = tn.bindings.len(), "task network ready");
+                Ok(tn)
+            }
+            Err(e) => {
+                warn!(task, error = %chain(&e), "task network setup failed, cleaning up");
+                let cleanup = self
+                    .teardown(task)
+                    .err()
+                    .map(|te| te.errors)
+                    .unwrap_or_default();
+                Err(Error::Setup {
+                    task: t(),
+                    source: Box::new(e),
+                    cleanup,
+                })
+            }
+        }
+    }
+
+    fn create_table(&self, task: &str) -> Result<(), Error> {
+        let nft = self.nft.as_ref().expect("checked by caller");
+        let script = nft::create_table_script(&self.table, &self.cfg.bridge, self.cfg.subnet);
+        nft::run(nft, &script, &format!("create table ip {}", self.table)).map_err(|source| {
+            Error::Nft {
+                task: task.into(),
+                source,
+            }
+        })?;
+        // Ref: without forwarding the host drops the tasks' outbound packets. This is a
+        // host-wide switch; it is left on (other bridges may depend on it too).
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .map(|v| v.trim() != "1")
+            .unwrap_or(true)
+        {
+            info!("enabling net.ipv4.ip_forward for task egress");
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        Ok(())
+    }
+
+    fn host_mtu(&self, nl: &mut netlink::Netlink) -> u32 {
+        *self.mtu.get_or_init(|| match nl.default_route_mtu() {
+            Ok(Some(m)) => m,
+            Ok(None) => 1500,
+            Err(e) => {
+                warn!(error = %chain(&e), "cannot read the default route's MTU, using 1500");
+                1500
+            }
+        })
+    }
+
+    fn build(&self, task: &str, spec: &TaskSpec, rec: &TaskRecord) -> Result<TaskNetwork, Error> {
+        let t = || task.to_string();
+        let nl_err = |source| Error::Netlink { task: t(), source };
+        let mut tn = TaskNetwork {
+            task_id: t(),
+            mode: spec.mode,
+            netns_path: rec.netns.clone(),
+            ip: rec.ip,
+            prefix_len: None,
+            gateway: None,
+            mac: None,
+            private_dns_name: None,
+            mtu: None,
+            bindings: rec
+                .ports
+                .iter()
+                .map(|r| PortBinding {
+                    bind_ip: Ipv4Addr::UNSPECIFIED,
+                    protocol: r.protocol,
+                    host_port: r.host_port,
+                    container_port: r.container_port,
+                })
+                .collect(),
+            hosts_file: None,
+            resolv_conf: None,
+            egress: false,
+        };
+        let Some(ns_path) = &rec.netns else {
+            return Ok(tn); // host mode
+        };
+
+        nsfs::create(
+            &self.cfg.netns_dir,
+            &format!("{}-{task}", self.cfg.netns_prefix),
+        )
+        .map_err(|source| Error::Netns { task: t(), source })?;
+
+        if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
+            let subnet = self.cfg.subnet;
+            let mut host = netlink::Netlink::open().map_err(nl_err)?;
+            let br = match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
+                Some(i) => i,
+                None => {
+                    let i = host
+                        .ensure_bridge(&self.cfg.bridge, mac_for(subnet.gateway()))
+                        .map_err(nl_err)?;
+                    host.add_addr(i, subnet.gateway(), subnet.prefix())
+                        .map_err(nl_err)?;
+                    // Ref: DNAT of 127.0.0.1:<hostPort> sends packets from 127.0.0.1 out
+                    // the bridge; the kernel drops such "martians" unless route_localnet.
+                    write_sysctl(
+                        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
+                        "1",
+                    )?;
+                    info!(bridge = %self.cfg.bridge, gateway = %subnet.gateway(), "created bridge");
+                    i
+                }
+            };
+            let mtu = self.host_mtu(&mut host);
+            let mac = mac_for(ip);
+            let ns = nsfs::open(ns_path).map_err(|source| Error::Netns { task: t(), source })?;
+            host.add_veth(veth, br, mtu, "eth0", mac, std::os::fd::AsFd::as_fd(&ns))
+                .map_err(nl_err)?;
+            drop(ns);
+            if let Some(d) = self.cfg.pause_mid_setup {
+                std::thread::sleep(d);
+            }
+            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
+            inner.set_up(1).map_err(nl_err)?;
+            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
+            let eth0 = inner.link_index("eth0").map_err(nl_err)?.ok_or_else(|| {
+                nl_err(NetlinkError::Request {
+                    what: "find eth0 inside the task namespace".into(),
+                    source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+                })
+            })?;
+            inner.set_up(eth0).map_err(nl_err)?;
+            inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
+            inner.add_default_route(subnet.gateway()).map_err(nl_err)?;
+            if rec.nft_ports {
+                let nft = self.nft.as_ref().expect("nft_ports implies nft");
+                nft::run(
+                    nft,
+                    &nft::add_ports_script(&self.table, ip, &rec.ports),
+                    "publish ports",
+                )
+                .map_err(|source| Error::Nft { task: t(), source })?;
+            }
+            tn.prefix_len = Some(subnet.prefix());
+            tn.gateway = Some(subnet.gateway());
+            tn.mac = Some(mac_string(mac));
+            tn.private_dns_name = Some(ipam::host_name(ip));
+            tn.mtu = Some(mtu);
+            tn.egress = self.nft.is_ok();
+            if let Err(reason) = &self.nft {
+                warn!(task, reason = %reason, "nftables unavailable: task runs without egress NAT");
+            }
+            debug!(task, %veth, %ip, mtu, "veth and addresses configured");
+        } else {
+            // none mode: loopback only (and the metadata address on it).
+            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
+            inner.set_up(1).map_err(nl_err)?;
+            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
+        }
+
+        let dir = rec
+            .files
+            .as_ref()
+            .expect("namespaced tasks have a files dir");
+        let files_err = |source| Error::Files { task: t(), source };
+        std::fs::create_dir_all(dir).map_err(|source| {
+            files_err(FilesError::Write {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+        let own = rec.ip.map(|ip| (ip, ipam::host_name(ip)));
+        let hosts = files::hosts(
+            own.as_ref().map(|(ip, n)| (*ip, n.as_str())),
+            &spec.extra_hosts,
+        );
+        let hosts_path = dir.join("hosts");
+        files::write(&hosts_path, &hosts).map_err(files_err)?;
+        let (resolv, fell_back) = files::resolv_conf(
+            &self.cfg.host_resolv,
+            &spec.dns_servers,
+            &spec.dns_search_domains,
+        )
+        .map_err(files_err)?;
+        if fell_back {
+            warn!(
+                task,
+                "the host has only loopback resolvers; the task uses 8.8.8.8 and 8.8.4.4"
+            );
+        }
+        let resolv_path = dir.join("resolv.conf");
+        files::write(&resolv_path, &resolv).map_err(files_err)?;
+        tn.hosts_file = Some(hosts_path);
+        tn.resolv_conf = Some(resolv_path);
+        Ok(tn)
+    }
+
+    /// Removes task `task`'s network: namespace (the kernel then frees the veth pair),
+    /// files, port rules and lease; the last task also removes the nftables table.
+    /// Every step runs even if an earlier one failed; all failures are returned.
+    /// Tearing down a task that has no network is a no-op.
+    pub fn teardown(&self, task: &str) -> Result<(), TeardownError> {
+        let t = || task.to_string();
+        let fail = |errors| TeardownError { task: t(), errors };
+        let rec = match state::lock(&self.cfg.run_root) {
+            Ok(l) => match l.state.tasks.get(task) {
+                Some(r) if r.releasing_since_ms.is_none() => r.clone(),
+                _ => return Ok(()),
+            },
+            Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
+        };
+        let mut errors = Vec::new();
+
+        let netns_removed = match &rec.netns {
+            Some(ns) => match nsfs::remove(ns) {
+                Ok(_) => true,
+                Err(source) => {
+                    errors.push(Error::Netns { task: t(), source });
+                    false
+                }
+            },
+            None => true,
+        };
+        // Unpinning the namespace makes the kernel destroy it, and the veth pair with
+        // it, asynchronously. Deleting the veth here instead costs ~25 ms (RTM_DELLINK
+        // waits for an RCU barrier), so that is only done if the namespace could not be
+        // removed; otherwise the address stays leased until the veth is seen gone.
+        let mut releasing = false;
+        if let Some(veth) = &rec.veth {
+            let r = netlink::Netlink::open().and_then(|mut nl| {
+                if netns_removed {
+                    nl.link_index(veth).map(|i| i.is_some())
+                } else {
+                    nl.del_link(veth).map(|_| false)
+                }
+            });
+            match r {
+                Ok(still_there) => releasing = still_there,
+                Err(source) => errors.push(Error::Netlink { task: t(), source }),
+            }
+        }
+        if let Some(dir) = &rec.files {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => errors.push(Error::Files {
+                    task: t(),
+                    source: FilesError::Write {
+                        path: dir.clone(),
+                        source,
+                    },
+                }),
+            }
+        }
+        // Release the lease and reservations; the last task takes the table with it.
+        match state::lock(&self.cfg.run_root) {
+            Ok(mut l) => {
+                match l.state.tasks.get_mut(task) {
+                    Some(r) if releasing => {
+                        r.ports.clear();
+                        r.nft_ports = false;
+                        r.netns = None;
+                        r.files = None;
+                        r.releasing_since_ms = Some(now_ms());
+                    }
+                    _ => {
+                        l.state.tasks.remove(task);
+                    }
+                }
+                let bridged_left = l
+                    .state
+                    .tasks
+                    .values()
+                    .any(|r| r.ip.is_some() && r.releasing_since_ms.is_none());
+                // Ports are withdrawn here, under the lock, so no task can reserve them
+                // again before the map no longer points at this task. The last task
+                // just drops the whole table (one `nft` run instead of two).
+                if l.state.nft_table
+                    && let Ok(nft) = &self.nft
+                {
+                    if !bridged_left {
+                        match nft::run(
+                            nft,
+                            &nft::delete_table_script(&self.table),
+                            &format!("delete table ip {}", self.table),
+                        ) {
+                            Ok(()) => l.state.nft_table = false,
+                            Err(source) => errors.push(Error::Nft { task: t(), source }),
+                        }
+                    } else if rec.nft_ports
+                        && let Some(ip) = rec.ip
+                        && let Err(source) = nft::run(
+                            nft,
+                            &nft::delete_ports_script(&self.table, ip, &rec.ports),
+                            "withdraw ports",
+                        )
+                    {
+                        errors.push(Error::Nft { task: t(), source });
+                    }
+                }
+                if let Err(source) = l.save() {
+                    errors.push(Error::State { task: t(), source });
+                }
+            }
+            Err(source) => errors.push(Error::State { task: t(), source }),
+        }
+        if errors.is_empty() {
+            debug!(task, "task network removed");
+            Ok(())
+        } else {
+            for e in &errors {
+                warn!(task, error = %chain(e), "teardown step failed");
+            }
+            Err(fail(errors))
+        }
+    }
+
+    /// Tears down every recorded task whose id is not in `live` (tasks whose process
+    /// died, including mid-setup). Returns the ids reclaimed.
+    pub fn gc(&self, live: &[&str]) -> Result<Vec<String>, GcError> {
+        let dead: Vec<String> = match state::lock(&self.cfg.run_root) {
+            Ok(l) => l
+                .state
+                .tasks
+                .iter()
+                .filter(|(id, r)| r.releasing_since_ms.is_none() && !live.contains(&id.as_str()))
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Err(source) => {
+                return Err(GcError {
+                    reclaimed: Vec::new(),
+                    failures: vec![TeardownError {
+                        task: "*".into(),
+                        errors: vec![Error::State {
+                            task: "*".into(),
+                            source,
+                        }],
+                    }],
+                });
+            }
+        };
+        let mut reclaimed = Vec::new();
+        let mut failures = Vec::new();
+        for id in dead {
+            match self.teardown(&id) {
+                Ok(()) => {
+                    info!(task = %id, "reclaimed the network of a dead task");
+                    reclaimed.push(id);
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Err(e) = self.reap_released() {
+            failures.push(e);
+        }
+        if failures.is_empty() {
+            Ok(reclaimed)
+        } else {
+            Err(GcError {
+                reclaimed,
+                failures,
+            })
+        }
+    }
+
+    /// Removes everything this network ever made: all tasks' networks, the nftables
+    /// table and the bridge (`minifargate system reset`).
+    pub fn reset(&self) -> Result<(), GcError> {
+        let gc = self.gc(&[]);
+        let mut failures = match gc {
+            Ok(_) => Vec::new(),
+            Err(e) => e.failures,
+        };
+        let mut errors = Vec::new();
+        if let Ok(nft) = &self.nft
+            && let Err(source) = nft::run(
+                nft,
+                &nft::delete_table_script(&self.table),
+                &format!("delete table ip {}", self.table),
+            )
+        {
+            errors.push(Error::Nft {
+                task: "*".into(),
+                source,
+            });
+        }
+        if let Err(source) =
+            netlink::Netlink::open().and_then(|mut nl| nl.del_link(&self.cfg.bridge))
+        {
+            errors.push(Error::Netlink {
+                task: "*".into(),
+                source,
+            });
+        }
+        if let Ok(mut l) = state::lock(&self.cfg.run_root) {
+            errors.extend(self.reap(&mut l.state, true));
+            l.state.nft_table = false;
+            if let Err(source) = l.save() {
+                errors.push(Error::State {
+                    task: "*".into(),
+                    source,
+                });
+            }
+        }
+        if !errors.is_empty() {
+            failures.push(TeardownError {
+                task: "*".into(),
+                errors,
+            });
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(GcError {
+                reclaimed: Vec::new(),
+                failures,
+            })
+        }
+    }
+
+    /// Whether egress NAT and port publishing are available (nftables found).
+    pub fn egress_available(&self) -> Result<(), &str> {
+        self.nft.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+}
+
+/// Whether a link called `name` exists in the calling thread's namespace (for tests
+/// and diagnostics).
+pub fn link_exists(name: &str) -> Result<bool, NetlinkError> {
+    Ok(netlink::Netlink::open()?.link_index(name)?.is_some())
+}
+
+/// Names of the links inside the namespace at `ns` (for tests and diagnostics).
+pub fn links_in(ns: &Path) -> Result<Vec<String>, NetlinkError> {
+    netlink::Netlink::open_in(ns)?.link_names()
+}
+
+#[doc(hidden)]
+/// Test support: builds a point-to-point "outside host" link: a veth `host_if` with
+/// `host_ip/prefix` here, its peer `eth0` with `peer_ip/prefix` in the namespace at
+/// `ns` (no route back to the task subnet, as a real outside host).
+pub fn test_link_outside(
+    host_if: &str,
+    host_ip: Ipv4Addr,
+    ns: &Path,
+    peer_ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), NetlinkError> {
+    let mut host = netlink::Netlink::open()?;
+    let nsf = nsfs::open(ns).map_err(|source| NetlinkError::OpenIn {
+        path: ns.display().to_string(),
+        source,
+    })?;
+    // Master 0 means no bridge.
+    host.add_veth_plain(host_if, "eth0", std::os::fd::AsFd::as_fd(&nsf))?;
+    let idx = host.link_index(host_if)?.expect("just created");
+    host.add_addr(idx, host_ip, prefix)?;
+    let mut inner = netlink::Netlink::open_in(ns)?;
+    inner.set_up(1)?;
+    let e = inner.link_index("eth0")?.expect("just created");
+    inner.set_up(e)?;
+    inner.add_addr(e, peer_ip, prefix)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_stable() {
+        let net = Network::open(NetworkConfig {
+            bridge: "mfgt1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let v = net.veth_name("task-1");
+        assert_eq!(v.len(), 10);
+        assert_eq!(v, net.veth_name("task-1"));
+        assert_ne!(v, net.veth_name("task-2"));
+        assert_eq!(net.netns_path("abc"), PathBuf::from("/run/netns/mfg-abc"));
+        assert_eq!(
+            mac_string(mac_for(Ipv4Addr::new(10, 94, 0, 5))),
+            "02:6d:0a:5e:00:05"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_anything_happens() {
+        let e = Network::open(NetworkConfig {
+            bridge: "a-very-long-bridge-name".into(),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(e, Error::InvalidBridgeName { .. }));
+        let dir = tempfile::tempdir().unwrap();
+        let net = Network::open(NetworkConfig {
+            run_root: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap();
+        for id in ["", "../x", ".hidden", "a/b", "sp ace"] {
+            let e = net
+                .setup_task(id, &TaskSpec::new(NetworkMode::Awsvpc))
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidTaskId { .. }), "{id}: {e}");
+        }
+        assert!(!dir.path().join("netns.json").exists());
+    }
+}

@@ -201,6 +201,14 @@ pub async fn load(
         path: input.to_path_buf(),
         source,
     };
+    // Like a pull: `prune` waits until the image record points at its layers.
+    let s2 = store.clone();
+    let _cache = tokio::task::spawn_blocking(move || s2.shared_lock())
+        .await
+        .map_err(|e| LoadError::Read {
+            path: input.to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })??;
     // A compressed archive (`docker save | gzip`) is unpacked to temp space first:
     // blobs inside are read at random.
     let tmp = store.temp_dir()?;
@@ -365,6 +373,8 @@ async fn load_docker(
         for (path, l) in &layers {
             fetch_from(store, input, source, path, l, opts, observer).await?;
         }
+        let records: Vec<LayerRecord> = layers.iter().map(|(_, l)| l.clone()).collect();
+        check_layers(input, store, &records)?;
         store.write_blob(&config_digest, &config_bytes)?;
         store.write_blob(&manifest_digest, &manifest_bytes)?;
         for n in &names {
@@ -383,6 +393,14 @@ async fn load_docker(
         }
     }
     Ok(out)
+}
+
+fn check_layers(input: &Path, store: &Store, layers: &[LayerRecord]) -> Result<(), LoadError> {
+    crate::pull::check_stack(store, layers).map_err(|(layer, source)| LoadError::Layer {
+        path: input.to_path_buf(),
+        layer,
+        source: Box::new(source),
+    })
 }
 
 fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -542,6 +560,7 @@ async fn load_oci(
             let entry = format!("blobs/sha256/{}", l.digest.hex());
             fetch_from(store, input, source, &entry, l, opts, observer).await?;
         }
+        check_layers(input, store, &layers)?;
         if let Some(i) = &index_digest {
             store.write_blob(i, &source.read_blob(input, i)?)?;
         }

@@ -413,6 +413,48 @@ impl RegistryClient {
         Ok(out)
     }
 
+    /// GET a small document whole (manifest, index, config), fetching it again if the
+    /// connection drops mid-body. Returns the bytes and the Content-Type.
+    async fn get_small(
+        &self,
+        ep: &Endpoint,
+        path: &str,
+        accept: Option<&str>,
+        what: String,
+        limit: u64,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let mut attempt = 0u32;
+        loop {
+            let resp = self.get(ep, path, accept, 0).await?;
+            if !resp.status().is_success() {
+                return Err(Self::fail(ep, what, resp).await);
+            }
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+            match Self::read_limited(ep, &what, resp, limit).await {
+                Ok(bytes) => return Ok((bytes, content_type)),
+                Err(RegistryError::Body { source, .. }) if attempt + 1 < self.retry.attempts => {
+                    attempt += 1;
+                    tracing::warn!(host = %ep.host, what = %what, error = %source,
+                        "download interrupted; fetching it again");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                }
+                Err(RegistryError::Body { source, .. }) => {
+                    return Err(RegistryError::Body {
+                        what,
+                        host: ep.host.clone(),
+                        attempts: attempt + 1,
+                        source,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// GET a manifest by tag or digest.
     pub async fn manifest(
         &self,
@@ -424,23 +466,15 @@ impl RegistryClient {
         } else {
             format!("tag {reference:?}")
         };
-        let resp = self
-            .get(
+        let (bytes, content_type) = self
+            .get_small(
                 ep,
                 &format!("/manifests/{reference}"),
                 Some(MANIFEST_ACCEPT),
-                0,
+                what,
+                MAX_MANIFEST_BYTES,
             )
             .await?;
-        if !resp.status().is_success() {
-            return Err(Self::fail(ep, what, resp).await);
-        }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
-        let bytes = Self::read_limited(ep, &what, resp, MAX_MANIFEST_BYTES).await?;
         Ok(FetchedManifest {
             bytes,
             content_type,
@@ -455,11 +489,10 @@ impl RegistryClient {
         limit: u64,
     ) -> Result<Vec<u8>, RegistryError> {
         let what = format!("blob {digest}");
-        let resp = self.get(ep, &format!("/blobs/{digest}"), None, 0).await?;
-        if !resp.status().is_success() {
-            return Err(Self::fail(ep, what, resp).await);
-        }
-        Self::read_limited(ep, &what, resp, limit).await
+        let (bytes, _) = self
+            .get_small(ep, &format!("/blobs/{digest}"), None, what, limit)
+            .await?;
+        Ok(bytes)
     }
 
     /// Streams blob `digest` of `size` bytes into `tx`, resuming with `Range` after a

@@ -250,21 +250,24 @@ fn unpack_verify_commit(
     };
     let mut plain = HashingReader::new(decoder);
     let unpacked = unpack::unpack(&mut plain, &staged, opts);
-    if let Err(e) = unpacked {
-        if !matches!(e, UnpackError::Read(_)) {
-            // Refused entries and local I/O errors: stop reading at once.
-            return Err(LayerError::Unpack(e));
+    let stats = match unpacked {
+        Ok(stats) => stats,
+        Err(e) => {
+            if !matches!(e, UnpackError::Read(_)) {
+                // Refused entries and local I/O errors: stop reading at once.
+                return Err(LayerError::Unpack(e));
+            }
+            let d = drain(plain);
+            d.check_blob(layer)?;
+            let UnpackError::Read(source) = e else {
+                unreachable!("matched above")
+            };
+            return Err(LayerError::Decompress {
+                compression: compression.name(),
+                source,
+            });
         }
-        let d = drain(plain);
-        d.check_blob(layer)?;
-        let UnpackError::Read(source) = e else {
-            unreachable!("matched above")
-        };
-        return Err(LayerError::Decompress {
-            compression: compression.name(),
-            source,
-        });
-    }
+    };
     let d = drain(plain);
     d.check_blob(layer)?;
     if let Some(source) = d.decode_err {
@@ -279,6 +282,7 @@ fn unpack_verify_commit(
             actual: d.diff_id,
         });
     }
+    store.write_implicit_dirs(&layer.diff_id, &stats.implicit_dirs)?;
     store.commit_layer(&staged, &layer.diff_id)?;
     drop(tmp);
     Ok(())

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod rootfs;
+pub mod stack;
 pub mod store;
 pub mod unpack;
 

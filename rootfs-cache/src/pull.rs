@@ -86,6 +86,29 @@ pub fn record_name(r: &ImageRef) -> String {
     r.to_string()
 }
 
+/// Refuses an image whose layers write through a lower layer's symlink (see
+/// [`crate::stack`]); the offending layer leaves the cache unless another image uses it.
+pub(crate) fn check_stack(
+    store: &Store,
+    layers: &[LayerRecord],
+) -> Result<(), (Digest, LayerError)> {
+    let diffs: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let conflict = crate::stack::check(store, &diffs)
+        .map_err(|e| (layers[0].digest.clone(), LayerError::Store(e)))?;
+    let Some(c) = conflict else { return Ok(()) };
+    let bad = &layers[c.layer];
+    if let Err(e) = store.remove_layer_if_unused(&bad.diff_id) {
+        tracing::warn!(layer = %bad.digest, error = %e, "could not remove a refused layer");
+    }
+    Err((
+        bad.digest.clone(),
+        LayerError::Unpack(crate::unpack::UnpackError::Unsafe {
+            entry: c.entry,
+            reason: c.reason,
+        }),
+    ))
+}
+
 impl Puller {
     pub async fn pull(
         &self,
@@ -242,6 +265,11 @@ impl Puller {
             .map_err(wrap_store)?;
 
         self.fetch_layers(&name, &ep, &layers, observer).await?;
+        check_stack(&self.store, &layers).map_err(|(layer, source)| PullError::Layer {
+            image: name.clone(),
+            layer,
+            source: Box::new(source),
+        })?;
 
         // Manifests and config are stored last: a record never points at missing data.
         if let Some(i) = &index_digest {

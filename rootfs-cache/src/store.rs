@@ -130,7 +130,14 @@ impl Store {
         let s = Store {
             root: root.to_path_buf(),
         };
-        for d in ["blobs/sha256", "layers/sha256", "images", "tmp", "locks"] {
+        for d in [
+            "blobs/sha256",
+            "layers/sha256",
+            "layers/implicit",
+            "images",
+            "tmp",
+            "locks",
+        ] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
@@ -170,6 +177,55 @@ impl Store {
 
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers/sha256").join(diff_id.hex())
+    }
+
+    fn implicit_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root
+            .join("layers/implicit")
+            .join(format!("{}.json", diff_id.hex()))
+    }
+
+    /// Records the directories a layer's tar needed but did not list (written before
+    /// the layer is committed, so a committed layer always has its list).
+    pub fn write_implicit_dirs(
+        &self,
+        diff_id: &Digest,
+        dirs: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let p = self.implicit_path(diff_id);
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let data = serde_json::to_vec(dirs).expect("strings serialise");
+        fs::write(&p, data).map_err(io_err("write", &p))
+    }
+
+    /// (directory, first entry that needed it) pairs; empty for most layers.
+    pub fn implicit_dirs(&self, diff_id: &Digest) -> Result<Vec<(String, String)>, StoreError> {
+        let p = self.implicit_path(diff_id);
+        match fs::read(&p) {
+            Ok(d) => {
+                serde_json::from_slice(&d).map_err(|source| StoreError::Record { path: p, source })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("read", &p)(e)),
+        }
+    }
+
+    /// Removes a layer no image record uses (after a refused pull).
+    pub fn remove_layer_if_unused(&self, diff_id: &Digest) -> Result<(), StoreError> {
+        let used = self
+            .list_images()?
+            .iter()
+            .any(|r| r.layers.iter().any(|l| &l.diff_id == diff_id));
+        if !used {
+            let p = self.layer_path(diff_id);
+            if p.exists() {
+                fs::remove_dir_all(&p).map_err(io_err("remove", &p))?;
+            }
+            let _ = fs::remove_file(self.implicit_path(diff_id));
+        }
+        Ok(())
     }
 
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
@@ -413,6 +469,11 @@ impl Store {
                 let size = disk_usage(&e.path());
                 fs::remove_dir_all(e.path()).map_err(io_err("remove", &e.path()))?;
                 let _ = fs::remove_file(self.root.join("locks").join(format!("layer-{name}.lock")));
+                let _ = fs::remove_file(
+                    self.root
+                        .join("layers/implicit")
+                        .join(format!("{name}.json")),
+                );
                 report.layers_removed += 1;
                 report.bytes_freed += size;
             }

@@ -40,10 +40,14 @@ impl Default for UnpackOptions {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct UnpackStats {
     pub entries: u64,
     pub bytes: u64,
+    /// Directories the tar did not list but its entries needed, with the first entry
+    /// that needed each. If a lower layer has a symlink there, the layer writes through
+    /// it: see [`crate::stack`].
+    pub implicit_dirs: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +129,7 @@ pub fn unpack<R: Read>(
         u.entry(&mut entry)?;
     }
     u.finish_dirs()?;
-    Ok(u.stats)
+    Ok(std::mem::take(&mut u.stats))
 }
 
 struct Unpacker<'o> {
@@ -429,18 +433,27 @@ impl Unpacker<'_> {
         Ok(fd)
     }
 
-    fn create_parents(&self, raw: &[u8], path: &[u8]) -> Result<OwnedFd, UnpackError> {
+    fn create_parents(&mut self, raw: &[u8], path: &[u8]) -> Result<OwnedFd, UnpackError> {
         let mut cur = self
             .root
             .try_clone()
             .map_err(|e| entry_io("open parent of", raw, e))?;
+        let mut so_far: Vec<u8> = Vec::new();
         for comp in path.split(|b| *b == b'/') {
+            if !so_far.is_empty() {
+                so_far.push(b'/');
+            }
+            so_far.extend_from_slice(comp);
             let next =
                 match rfs::openat2(&cur, os(comp), dir_flags(), Mode::empty(), resolve_flags()) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT) => {
                         match rfs::mkdirat(&cur, os(comp), Mode::from_raw_mode(0o755)) {
-                            Ok(()) | Err(Errno::EXIST) => {}
+                            Ok(()) => self.stats.implicit_dirs.push((
+                                String::from_utf8_lossy(&so_far).into_owned(),
+                                String::from_utf8_lossy(raw).into_owned(),
+                            )),
+                            Err(Errno::EXIST) => {}
                             Err(e) => return Err(entry_io("create parent directory of", raw, e)),
                         }
                         rfs::openat2(&cur, os(comp), dir_flags(), Mode::empty(), resolve_flags())

@@ -29,38 +29,51 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(mut cmd: Command, port: u16, log: &Path, probe: &str) -> Server {
-        let f = std::fs::File::create(log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e} (run ./scripts/test to install it)"));
-        let mut s = Server {
-            child: Some(child),
-            port,
-            log: log.to_path_buf(),
-        };
-        let url = format!("{}{probe}", s.url());
-        wait_until(&url, Duration::from_secs(30), || {
-            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "{cmd:?} exited ({st}):\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
+    /// Start `make(port)` on a free port and wait for `probe` to answer 200; a port
+    /// taken between picking and binding makes the server exit: pick another.
+    fn spawn(make: impl Fn(u16) -> Command, log: &Path, probe: &str) -> Server {
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = make(port);
+            let f = std::fs::File::create(log).unwrap();
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(f.try_clone().unwrap())
+                .stderr(f)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("spawn {cmd:?}: {e} (run ./scripts/test to install it)")
+                });
+            let mut s = Server {
+                child: Some(child),
+                port,
+                log: log.to_path_buf(),
+            };
+            let url = format!("{}{probe}", s.url());
+            let up = wait_until(&url, Duration::from_secs(30), || {
+                if s.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                    return Some(false);
+                }
+                (http_status(&url) == 200).then_some(true)
+            });
+            if up {
+                return s;
             }
-            (http_status(&url) == 200).then_some(())
-        });
-        s
+        }
+        panic!(
+            "server did not start; last log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 
     /// moto_server on a free loopback port.
     pub fn moto(dir: &Path) -> Server {
-        let port = free_port();
-        let mut cmd = Command::new(tool("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        Server::spawn(cmd, port, &dir.join("moto.log"), "/moto-api/")
+        let make = |port: u16| {
+            let mut cmd = Command::new(tool("moto_server"));
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            cmd
+        };
+        Server::spawn(make, &dir.join("moto.log"), "/moto-api/")
     }
 
     /// tests/fixtures/token_server.py signing with `key`/`cert`.
@@ -74,36 +87,40 @@ impl Server {
         user: &str,
         password: &str,
     ) -> Server {
-        let port = free_port();
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/token_server.py");
-        let mut cmd = Command::new(tool("python3"));
-        cmd.arg(script)
-            .args(["--port", &port.to_string()])
-            .arg("--key")
-            .arg(key)
-            .arg("--cert")
-            .arg(cert)
-            .args(["--issuer", issuer, "--service", service])
-            .args(["--user", user, "--password", password])
-            .arg("--log")
-            .arg(dir.join("token-requests.jsonl"));
-        Server::spawn(cmd, port, &dir.join("token.log"), "/healthz")
+        let make = |port: u16| {
+            let mut cmd = Command::new(tool("python3"));
+            cmd.arg(&script)
+                .args(["--port", &port.to_string()])
+                .arg("--key")
+                .arg(key)
+                .arg("--cert")
+                .arg(cert)
+                .args(["--issuer", issuer, "--service", service])
+                .args(["--user", user, "--password", password])
+                .arg("--log")
+                .arg(dir.join("token-requests.jsonl"));
+            cmd
+        };
+        Server::spawn(make, &dir.join("token.log"), "/healthz")
     }
 
     /// tests/fixtures/flaky_proxy.py in front of `upstream` ("host:port") with the
     /// given fault flags (`--fail-status 503`, `--drop-mid`, `--redirect` …).
     pub fn flaky_proxy(dir: &Path, upstream: &str, flags: &[&str]) -> Server {
-        let port = free_port();
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flaky_proxy.py");
-        let mut cmd = Command::new(tool("python3"));
-        cmd.arg(script)
-            .args(["--port", &port.to_string(), "--upstream", upstream])
-            .arg("--log")
-            .arg(dir.join("proxy-requests.jsonl"))
-            .args(flags);
-        Server::spawn(cmd, port, &dir.join("proxy.log"), "/healthz")
+        let make = |port: u16| {
+            let mut cmd = Command::new(tool("python3"));
+            cmd.arg(&script)
+                .args(["--port", &port.to_string(), "--upstream", upstream])
+                .arg("--log")
+                .arg(dir.join("proxy-requests.jsonl"))
+                .args(flags);
+            cmd
+        };
+        Server::spawn(make, &dir.join("proxy.log"), "/healthz")
     }
 
     /// Requests the fault proxy saw, one JSON object each.

@@ -1,0 +1,186 @@
+//! Our own nftables table (egress masquerade, port DNAT maps), driven by `nft -f -`
+//! with one atomic batch per change; no other table is ever read, flushed or edited.
+//!
+//! Port publishing is two maps (tcp, udp) from host port to `task-ip . container-port`,
+//! so a task's ports are added and removed as map elements without rule handles.
+
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::Protocol;
+use crate::ipam::Subnet;
+use crate::state::Reservation;
+
+/// A failed `nft` run.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("failed to run {nft} to {what}")]
+    Spawn {
+        nft: PathBuf,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to {what}: nft said: {stderr}")]
+    Rejected { what: String, stderr: String },
+}
+
+/// Finds the `nft` binary in the usual sbin directories and `$PATH`.
+pub fn find_nft() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/usr/sbin", "/sbin", "/usr/local/sbin"]
+        .iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join("nft"))
+        .find(|p| p.is_file())
+}
+
+/// The table name for bridge `bridge` (one table per bridge keeps networks apart).
+pub fn table_name(bridge: &str) -> String {
+    format!("minifargate_{}", bridge.replace('-', "_"))
+}
+
+/// The batch that (re)creates the table from scratch: any stale copy left by a crash
+/// is dropped first (`table` then `delete table` makes the delete never fail).
+pub fn create_table_script(table: &str, bridge: &str, subnet: Subnet) -> String {
+    format!(
+        r#"table ip {table}
+delete table ip {table}
+table ip {table} {{
+  map tcp_ports {{ type inet_service : ipv4_addr . inet_service; }}
+  map udp_ports {{ type inet_service : ipv4_addr . inet_service; }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local dnat to tcp dport map @tcp_ports
+    fib daddr type local dnat to udp dport map @udp_ports
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    fib daddr type local dnat to tcp dport map @tcp_ports
+    fib daddr type local dnat to udp dport map @udp_ports
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {subnet} ip daddr != {subnet} masquerade
+    oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade
+    oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade
+  }}
+}}
+"#
+    )
+}
+
+/// The batch that removes the table (never fails if it is already gone).
+pub fn delete_table_script(table: &str) -> String {
+    format!("table ip {table}\ndelete table ip {table}\n")
+}
+
+fn map_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp_ports",
+        Protocol::Udp => "udp_ports",
+    }
+}
+
+/// The batch that publishes a task's ports.
+pub fn add_ports_script(table: &str, ip: Ipv4Addr, ports: &[Reservation]) -> String {
+    let mut s = String::new();
+    for r in ports {
+        s.push_str(&format!(
+            "add element ip {table} {} {{ {} : {ip} . {} }}\n",
+            map_name(r.protocol),
+            r.host_port,
+            r.container_port
+        ));
+    }
+    s
+}
+
+/// The batch that withdraws a task's ports. Each element is added before it is deleted
+/// so the batch also succeeds when a crash stopped setup before the elements existed.
+pub fn delete_ports_script(table: &str, ip: Ipv4Addr, ports: &[Reservation]) -> String {
+    let mut s = add_ports_script(table, ip, ports);
+    for r in ports {
+        s.push_str(&format!(
+            "delete element ip {table} {} {{ {} }}\n",
+            map_name(r.protocol),
+            r.host_port
+        ));
+    }
+    s
+}
+
+/// Runs `script` through `nft -f -` as one atomic transaction.
+pub fn run(nft: &Path, script: &str, what: &str) -> Result<(), NftError> {
+    let spawn_err = |source| NftError::Spawn {
+        nft: nft.into(),
+        what: what.into(),
+        source,
+    };
+    let mut child = Command::new(nft)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let wrote = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(script.as_bytes());
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        return Err(NftError::Rejected {
+            what: what.into(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    wrote.map_err(spawn_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_script_masquerades_only_our_subnet() {
+        let s = create_table_script("minifargate_mfg0", "mfg0", "10.94.0.0/16".parse().unwrap());
+        assert!(s.contains("ip saddr 10.94.0.0/16 ip daddr != 10.94.0.0/16 masquerade"));
+        assert!(s.starts_with("table ip minifargate_mfg0\ndelete table ip minifargate_mfg0\n"));
+        assert!(!s.contains("flush"));
+    }
+
+    #[test]
+    fn port_scripts_add_then_delete() {
+        let ports = [
+            Reservation {
+                protocol: Protocol::Tcp,
+                host_port: 8080,
+                container_port: 80,
+            },
+            Reservation {
+                protocol: Protocol::Udp,
+                host_port: 5353,
+                container_port: 53,
+            },
+        ];
+        let ip = Ipv4Addr::new(10, 94, 0, 5);
+        assert_eq!(
+            add_ports_script("t", ip, &ports),
+            "add element ip t tcp_ports { 8080 : 10.94.0.5 . 80 }\nadd element ip t udp_ports { 5353 : 10.94.0.5 . 53 }\n"
+        );
+        let del = delete_ports_script("t", ip, &ports);
+        assert!(del.ends_with(
+            "delete element ip t tcp_ports { 8080 }\ndelete element ip t udp_ports { 5353 }\n"
+        ));
+    }
+
+    #[test]
+    fn table_name_is_an_identifier() {
+        assert_eq!(table_name("mfg-t1"), "minifargate_mfg_t1");
+    }
+}
