@@ -780,3 +780,18 @@ fn sigterm_to_the_supervisor_stops_the_task_properly() {
     }
     env.assert_clean(&id);
 }
+
+#[test]
+fn stopped_tasks_are_forgotten_after_the_retention() {
+    let mut env = Env::new();
+    let out = env.run(&["run", "--network", "none", BUSYBOX, "--", "echo", "hi"]);
+    assert!(out.status.success());
+    let id = env.task_ids("STOPPED").remove(0);
+    assert!(env.mf.root.join("tasks").join(&id).exists());
+    // Kept for an hour by default; with a retention of 0 s the next command prunes it.
+    env.mf.set_env("MINIFARGATE_STOPPED_TASK_RETENTION", "0");
+    std::thread::sleep(Duration::from_millis(20));
+    let v = env.json(&["describe-tasks", "--tasks", &id]);
+    assert_eq!(v["failures"][0]["reason"], "MISSING");
+    assert!(!env.mf.root.join("tasks").join(&id).exists());
+}

@@ -382,8 +382,10 @@ fn attach(
             if children
                 .iter_mut()
                 .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+                // Dead supervisors only: no pruning of the tasks we follow.
+                && let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root)
             {
-                reconcile(g, store);
+                tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors");
             }
             let mut all_stopped = true;
             for id in ids {

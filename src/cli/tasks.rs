@@ -84,6 +84,9 @@ pub fn reconcile(g: &GlobalOpts, store: &mut Store) {
             tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors")
         }
     }
+    if let Err(e) = rec::prune(store, &g.root, &g.run_root) {
+        tracing::error!(error = %runtime::error_chain(&e), "failed to prune stopped tasks");
+    }
 }
 
 /// The task id in an id or a task ARN (`…:task/<cluster>/<id>`).

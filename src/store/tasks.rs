@@ -305,6 +305,30 @@ impl Store {
         .map_err(q("list tasks"))
     }
 
+    /// Deletes STOPPED tasks (and their containers) that stopped before `before_ms`;
+    /// returns their ids so their directories can go too.
+    pub fn prune_stopped_tasks(&mut self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        let tx = self.write_tx("prune stopped tasks")?;
+        let ids = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id FROM tasks WHERE last_status = 'STOPPED' AND stopped_at_ms < ?1",
+                )
+                .map_err(q("prune stopped tasks"))?;
+            stmt.query_map([before_ms], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(q("prune stopped tasks"))?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM task_containers WHERE task_id = ?1", [id])
+                .map_err(q("prune stopped tasks"))?;
+            tx.execute("DELETE FROM tasks WHERE id = ?1", [id])
+                .map_err(q("prune stopped tasks"))?;
+        }
+        tx.commit().map_err(q("prune stopped tasks"))?;
+        Ok(ids)
+    }
+
     /// Tasks that are not STOPPED (candidates for the dead-supervisor check).
     pub fn unstopped_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let mut stmt = self
@@ -388,6 +412,12 @@ mod tests {
         assert_eq!(got.version, 2);
         assert_eq!(cs[0].exit_code, Some(3));
         assert!(s.unstopped_tasks().unwrap().is_empty());
+        t.stopped_at = Some(100);
+        s.save_task(&t).unwrap();
+        assert!(s.prune_stopped_tasks(100).unwrap().is_empty());
+        assert_eq!(s.prune_stopped_tasks(101).unwrap(), ["abc"]);
+        assert!(s.task("abc").unwrap().is_none());
+        s.insert_task(&t, std::slice::from_ref(&c)).unwrap();
         let f = TaskFilter {
             family: Some("other".into()),
             ..Default::default()

@@ -18,6 +18,31 @@ pub fn supervisor_alive(t: &TaskRow, now_ms: i64) -> bool {
     }
 }
 
+/// How long STOPPED tasks stay describable, like ECS (about an hour); the
+/// `MINIFARGATE_STOPPED_TASK_RETENTION` environment variable sets it in seconds.
+pub fn retention() -> std::time::Duration {
+    std::env::var("MINIFARGATE_STOPPED_TASK_RETENTION")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(3600))
+}
+
+/// Forgets STOPPED tasks older than [`retention`] and removes their directories (logs).
+pub fn prune(store: &mut Store, root: &Path, run_root: &Path) -> Result<Vec<String>, StoreError> {
+    let before = chrono::Utc::now().timestamp_millis() - retention().as_millis() as i64;
+    let ids = store.prune_stopped_tasks(before)?;
+    for id in &ids {
+        let paths = TaskPaths::new(root, run_root, id);
+        if paths.dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&paths.dir)
+        {
+            tracing::warn!(task_id = %id, error = %e, "failed to remove a pruned task's directory");
+        }
+    }
+    Ok(ids)
+}
+
 /// Finishes every unstopped task whose supervisor is gone; returns their ids.
 pub fn reconcile(
     store: &mut Store,
