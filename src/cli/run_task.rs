@@ -377,7 +377,7 @@ fn attach(
                 }
             }
         }
-        if last_check.elapsed() >= Duration::from_millis(100) {
+        if last_check.elapsed() >= Duration::from_millis(25) {
             last_check = Instant::now();
             if children
                 .iter_mut()
@@ -399,7 +399,7 @@ fn attach(
             }
         }
         if !printed {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     let mut printed = false;

@@ -423,27 +423,14 @@ impl Executor {
     fn pull_all(&mut self) -> Result<(), (usize, String)> {
         let fail =
             |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
-        let setup = || -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
-            let config = RegistriesConfig::load(self.opts.config.as_deref())?;
-            let client = RegistryClient::new(RetryPolicy::default())?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            Ok((
-                Puller {
-                    store: rootfs_cache::Store::open(&self.opts.root)?,
-                    client: Arc::new(client),
-                    config,
-                    concurrency: 4,
-                },
-                rt,
-            ))
-        };
-        let (puller, tokio_rt) = setup().map_err(|e| fail(0, &crate_chain(&e)))?;
+        let images =
+            rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
+        // The registry client (TLS roots, config) is only built when something is pulled.
+        let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
         let platform = Platform::host();
         for idx in 0..self.slots.len() {
             let image = self.slots[idx].row.image.clone();
-            let cached = find_image(&puller.store, &image);
+            let cached = find_image(&images, &image);
             let rec = match (self.opts.pull, cached) {
                 (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => rec,
                 (PullPolicy::Never, None) => {
@@ -456,13 +443,15 @@ impl Executor {
                     ));
                 }
                 _ => {
+                    if puller.is_none() {
+                        puller = Some(
+                            make_puller(&self.opts.root, self.opts.config.as_deref())
+                                .map_err(|e| fail(idx, &crate_chain(&e)))?,
+                        );
+                    }
+                    let (p, rt) = puller.as_ref().expect("set above");
                     tracing::info!(task_id = %self.task.id, %image, "pulling");
-                    tokio_rt
-                        .block_on(puller.pull(
-                            &image,
-                            &platform,
-                            Arc::new(rootfs_cache::pull::Quiet),
-                        ))
+                    rt.block_on(p.pull(&image, &platform, Arc::new(rootfs_cache::pull::Quiet)))
                         .map_err(|e| fail(idx, &error_chain(&e)))?
                 }
             };
@@ -780,6 +769,26 @@ impl Executor {
         self.task.stopped_at = Some(now_ms());
         self.save();
     }
+}
+
+fn make_puller(
+    root: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
+    let config = RegistriesConfig::load(config)?;
+    let client = RegistryClient::new(RetryPolicy::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((
+        Puller {
+            store: rootfs_cache::Store::open(root)?,
+            client: Arc::new(client),
+            config,
+            concurrency: 4,
+        },
+        rt,
+    ))
 }
 
 fn crate_chain(e: &anyhow::Error) -> String {
