@@ -297,7 +297,8 @@ fn depends_on_complete_starts_the_app_after_init_exits() {
             "cpu":"256","memory":"512","containerDefinitions":[
             {{"name":"app","image":"{BUSYBOX}","essential":true,
               "dependsOn":[{{"containerName":"init","condition":"COMPLETE"}}],
-              "command":["sh","-c","echo app sees $(cat /tmp/x 2>/dev/null || echo nothing) && echo $AWS_REGION $ECS_CONTAINER_METADATA_URI_V4"]}},
+              "command":["sh","-c","echo app sees $(cat /tmp/x 2>/dev/null || echo nothing) && echo $AWS_REGION $ECS_CONTAINER_METADATA_URI_V4 && echo nofile $(ulimit -n) cwd $(pwd)"],
+              "workingDirectory":"/tmp","ulimits":[{{"name":"nofile","softLimit":1024,"hardLimit":4096}}]}},
             {{"name":"init","image":"{BUSYBOX}","essential":false,
               "command":["sh","-c","echo init start; sleep 1; echo init done; exit 4"]}}]}}"#
         ),
@@ -320,6 +321,7 @@ fn depends_on_complete_starts_the_app_after_init_exits() {
         s.contains(&format!("app  | us-east-1 http://169.254.170.2/v4/{id}-0")),
         "{s}"
     );
+    assert!(s.contains("app  | nofile 1024 cwd /tmp"), "{s}");
     let t = env.describe(id);
     assert_eq!(t["containers"][1]["exitCode"], 4);
     assert_eq!(t["stopCode"], "EssentialContainerExited");

@@ -2,7 +2,7 @@
 //! runtime's `ContainerSpec`, by Docker's rules, adding the environment ECS gives containers.
 
 use crate::taskdef::model::{ContainerDefinition, KeyValuePair};
-use runtime::{ContainerSpec, Limits, LogConfig, Security};
+use runtime::{ContainerSpec, Limits, LogConfig, Rlimit, Security};
 use std::path::PathBuf;
 
 /// What the image config contributes (OCI `config` object).
@@ -142,6 +142,19 @@ pub fn build(
             .flatten()
             .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
             .collect(),
+        // The runtime clamps values above what this host allows, with a warning.
+        rlimits: def
+            .ulimits
+            .iter()
+            .flatten()
+            .filter_map(|u| {
+                Some(Rlimit {
+                    name: u.name?.as_str().to_string(),
+                    soft: u.soft_limit?.max(0) as u64,
+                    hard: u.hard_limit?.max(0) as u64,
+                })
+            })
+            .collect(),
         log: LogConfig::JsonFile(log),
         ..Default::default()
     })
@@ -214,6 +227,17 @@ mod tests {
             (Some("/w"), Some("0"))
         );
         assert_eq!(s.limits.memory, Some(64 << 20));
+        let d =
+            def(r#"{"name":"a","ulimits":[{"name":"nofile","softLimit":1024,"hardLimit":4096}]}"#);
+        let s = build(&d, &img(), vec![], "/x".into()).unwrap();
+        assert_eq!(
+            s.rlimits,
+            [Rlimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 4096
+            }]
+        );
     }
 
     #[test]
