@@ -78,7 +78,15 @@ fn finish_dead(
     // only: every other task counts as live.
     match Runtime::new(paths.runtime_state()) {
         Ok(rt) => {
-            let report = rt.gc(&|id| id != t.id);
+            let mut report = rt.gc(&|id| id != t.id);
+            // A cgroup cannot be removed until its killed processes are gone: once more.
+            for _ in 0..5 {
+                if report.errors.is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                report = rt.gc(&|id| id != t.id);
+            }
             errors.extend(report.errors.iter().map(|e| error_chain(e)));
         }
         Err(e) => errors.push(error_chain(&e)),
