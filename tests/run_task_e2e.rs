@@ -797,3 +797,45 @@ fn stopped_tasks_are_forgotten_after_the_retention() {
     assert_eq!(v["failures"][0]["reason"], "MISSING");
     assert!(!env.mf.root.join("tasks").join(&id).exists());
 }
+
+#[test]
+fn depends_on_healthy_waits_for_the_health_check() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "healthy",
+        &format!(
+            r#"{{"family":"healthy","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+            "cpu":"256","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","essential":true,"stopTimeout":2,
+              "command":["sh","-c","sleep 1; touch /tmp/ready; echo app ready; sleep 1000"],
+              "healthCheck":{{"command":["CMD-SHELL","test -f /tmp/ready"],"interval":5,
+                "timeout":2,"retries":1,"startPeriod":3}}}},
+            {{"name":"sidecar","image":"{BUSYBOX}","essential":true,
+              "dependsOn":[{{"containerName":"app","condition":"HEALTHY"}}],
+              "command":["echo","sidecar after healthy"]}}]}}"#
+        ),
+    );
+    let started = Instant::now();
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    // The exit code is the sidecar's, whose exit stopped the task (app was killed).
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    let pos = |needle: &str| {
+        s.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in {s}"))
+    };
+    assert!(
+        pos("app     | app ready") < pos("sidecar | sidecar after healthy"),
+        "{s}"
+    );
+    // The check at start fails (inside startPeriod), the one 5 s later passes.
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let id = &env.task_ids("STOPPED")[0];
+    let t = env.describe(id);
+    assert_eq!(t["containers"][0]["healthStatus"], "HEALTHY");
+    assert_eq!(t["containers"][1]["healthStatus"], "UNKNOWN");
+    assert_eq!(t["healthStatus"], "HEALTHY");
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    assert_eq!(t["containers"][0]["exitCode"], 137);
+    env.assert_clean(id);
+}

@@ -441,13 +441,15 @@ fn exit_code(store: &Store, ids: &[String]) -> anyhow::Result<ExitCode> {
             eprintln!("minifargate: task {}: {r}", t.id);
         }
         if code.is_none() {
-            code = containers
-                .iter()
-                .filter(|c| c.essential)
-                .find_map(|c| c.exit_code);
-            if code.is_none() {
-                code = Some(1);
-            }
+            // The essential container that exited first: the one that stopped the task.
+            code = Some(
+                containers
+                    .iter()
+                    .filter(|c| c.essential && c.exit_code.is_some())
+                    .min_by_key(|c| c.finished_at.unwrap_or(i64::MAX))
+                    .and_then(|c| c.exit_code)
+                    .unwrap_or(1),
+            );
         }
     }
     Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8))

@@ -55,6 +55,11 @@ pub struct ContainerRow {
     pub last_status: String,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN for a container with a healthCheck.
+    pub health_status: Option<String>,
+    /// When the container started and when its process exited (epoch ms).
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
     pub memory_reservation: Option<String>,
@@ -76,7 +81,7 @@ const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, defin
      execution_stopped_at_ms, stopped_at_ms, version";
 
 const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
-     last_status, exit_code, reason, cpu, memory, memory_reservation, arn";
+     last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     Ok(TaskRow {
@@ -126,6 +131,9 @@ fn container_from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRow> {
         memory: r.get(11)?,
         memory_reservation: r.get(12)?,
         arn: r.get(13)?,
+        health_status: r.get(14)?,
+        started_at: r.get(15)?,
+        finished_at: r.get(16)?,
     })
 }
 
@@ -247,7 +255,8 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE task_containers SET image_digest = ?3, runtime_id = ?4, last_status = ?5, \
-                 exit_code = ?6, reason = ?7 WHERE task_id = ?1 AND name = ?2",
+                 exit_code = ?6, reason = ?7, health_status = ?8, started_at_ms = ?9, \
+                 finished_at_ms = ?10 WHERE task_id = ?1 AND name = ?2",
                 params![
                     c.task_id,
                     c.name,
@@ -255,7 +264,10 @@ impl Store {
                     c.runtime_id,
                     c.last_status,
                     c.exit_code,
-                    c.reason
+                    c.reason,
+                    c.health_status,
+                    c.started_at,
+                    c.finished_at
                 ],
             )
             .map_err(q("update a container"))?;
@@ -347,7 +359,7 @@ fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<
     tx.execute(
         &format!(
             "INSERT INTO task_containers ({CONTAINER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ),
         params![
             c.task_id,
@@ -363,7 +375,10 @@ fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<
             c.cpu,
             c.memory,
             c.memory_reservation,
-            c.arn
+            c.arn,
+            c.health_status,
+            c.started_at,
+            c.finished_at
         ],
     )
     .map_err(q("insert a container"))?;

@@ -29,6 +29,8 @@ pub struct Dep {
     /// The dependency's `startTimeout`.
     pub start_timeout: Option<Duration>,
     pub has_health_check: bool,
+    /// The dependency's health check says HEALTHY.
+    pub healthy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +62,11 @@ pub fn evaluate(target: &str, deps: &[Dep]) -> Verdict {
             (ContainerCondition::Healthy, _) if !d.has_health_check => {
                 return never("will never become HEALTHY: it has no healthCheck.");
             }
-            (ContainerCondition::Healthy, _) => {
-                return never("needs HEALTHY, and minifargate does not run health checks yet.");
+            (ContainerCondition::Healthy, DepState::Exited(_)) => {
+                return never("exited before it became HEALTHY.");
             }
+            (ContainerCondition::Healthy, DepState::Running { .. }) if d.healthy => true,
+            (ContainerCondition::Healthy, _) => false,
             (ContainerCondition::Start, DepState::Pending { .. })
             | (
                 ContainerCondition::Complete | ContainerCondition::Success,
@@ -111,6 +115,7 @@ mod tests {
             state,
             start_timeout: None,
             has_health_check: false,
+            healthy: false,
         }
     }
 
@@ -146,6 +151,11 @@ mod tests {
             evaluate("app", &[dep(Healthy, run)]),
             Verdict::Never(_)
         ));
+        let mut d = dep(Healthy, run);
+        d.has_health_check = true;
+        assert_eq!(evaluate("app", std::slice::from_ref(&d)), Verdict::Wait);
+        d.healthy = true;
+        assert_eq!(evaluate("app", &[d]), Verdict::Ready);
     }
 
     #[test]

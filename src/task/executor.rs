@@ -5,6 +5,7 @@
 //! records every error (in the supervisor log and the task's warnings).
 
 use super::deps::{self, Dep, DepState, Verdict};
+use super::health::{self, Check, Health};
 use super::network::{Attachment, TaskNetwork};
 use super::spec::{self, ImageDefaults};
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
@@ -29,6 +30,8 @@ pub enum Event {
         idx: usize,
         status: Result<ExitStatus, String>,
     },
+    /// A health check of a container finished.
+    Health { idx: usize, ok: bool },
     /// stop-task, Ctrl-C of an attached run-task. `force`: SIGKILL without waiting.
     Stop {
         stop_code: String,
@@ -67,6 +70,7 @@ struct Slot {
     state: State,
     image: Option<ImageRecord>,
     mounted: bool,
+    health: Option<Health>,
     /// (index of the dependency, condition)
     deps: Vec<(usize, crate::taskdef::model::ContainerCondition)>,
 }
@@ -131,6 +135,7 @@ impl Executor {
                     state: State::Pending,
                     image: None,
                     mounted: false,
+                    health: None,
                     deps,
                 }
             })
@@ -243,7 +248,55 @@ impl Executor {
                 self.request_stop(&stop_code, &reason);
             }
             Event::Exited { idx, status } => self.exited(idx, status),
+            Event::Health { idx, ok } => self.health_result(idx, ok),
         }
+    }
+
+    fn health_result(&mut self, idx: usize, ok: bool) {
+        let running = matches!(self.slots[idx].state, State::Running { .. });
+        let Some(h) = self.slots[idx].health.as_mut() else {
+            return;
+        };
+        if !running {
+            h.in_flight = false;
+            return;
+        }
+        if h.record(ok, Instant::now()) {
+            let status = h.status;
+            tracing::info!(task_id = %self.task.id, container = %self.slots[idx].row.name,
+                health = status, "container health changed");
+            self.slots[idx].row.health_status = Some(status.to_string());
+            self.save_container(idx);
+        }
+    }
+
+    /// Starts the checks that are due; returns how long until the next one.
+    fn run_due_checks(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        for idx in 0..self.slots.len() {
+            let State::Running { container, .. } = &self.slots[idx].state else {
+                continue;
+            };
+            let container = container.clone();
+            let Some(h) = self.slots[idx].health.as_mut() else {
+                continue;
+            };
+            if h.in_flight {
+                continue;
+            }
+            if h.next <= now {
+                h.in_flight = true;
+                let tx = self.tx.clone();
+                health::run_check(container, &h.check, move |ok| {
+                    let _ = tx.send(Event::Health { idx, ok });
+                });
+            } else {
+                let wait = h.next - now;
+                next = Some(next.map_or(wait, |n| n.min(wait)));
+            }
+        }
+        next
     }
 
     fn exited(&mut self, idx: usize, st: Result<ExitStatus, String>) {
@@ -269,6 +322,7 @@ impl Executor {
             container: Some(container),
         };
         slot.row.exit_code = Some(code.into());
+        slot.row.finished_at = Some(now_ms());
         slot.row.last_status = status::STOPPED.into();
         slot.row.reason = why.map(|w| cut_reason(&w));
         let essential = slot.row.essential;
@@ -490,6 +544,10 @@ impl Executor {
                         .start_timeout
                         .map(|t| Duration::from_secs(t.max(0) as u64)),
                     has_health_check: s.def.health_check.is_some(),
+                    healthy: s
+                        .health
+                        .as_ref()
+                        .is_some_and(|h| h.status == health::HEALTHY),
                 }
             })
             .collect()
@@ -536,11 +594,15 @@ impl Executor {
                 );
                 return;
             }
-            let timeout = if waiting {
+            let next_check = self.run_due_checks();
+            let mut timeout = if waiting {
                 Duration::from_millis(100)
             } else {
                 Duration::from_secs(3600)
             };
+            if let Some(n) = next_check {
+                timeout = timeout.min(n);
+            }
             match self.events.recv_timeout(timeout) {
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -627,7 +689,12 @@ impl Executor {
             waiter,
         };
         slot.row.runtime_id = Some(rid);
+        slot.row.started_at = Some(now_ms());
         slot.row.last_status = status::RUNNING.into();
+        if let Some(check) = slot.def.health_check.as_ref().and_then(Check::parse) {
+            slot.health = Some(Health::new(check, Instant::now()));
+            slot.row.health_status = Some(health::UNKNOWN.into());
+        }
         tracing::info!(task_id = %self.task.id, container = %name, "container started");
         self.save_container(idx);
     }
@@ -721,6 +788,12 @@ impl Executor {
                 _ => None,
             };
             if let Some(c) = container {
+                // A health check still running holds a reference until its exec ends
+                // (it dies with the container's pid namespace).
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Arc::strong_count(&c) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 match Arc::try_unwrap(c) {
                     Ok(c) => {
                         if let Err(e) = c.delete() {

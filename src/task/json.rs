@@ -37,7 +37,10 @@ pub fn container_json(t: &TaskRow, c: &ContainerRow) -> Value {
     put(&mut m, "reason", c.reason.clone().map(Value::from));
     m.insert("networkBindings".into(), json!([]));
     m.insert("networkInterfaces".into(), json!([]));
-    m.insert("healthStatus".into(), json!("UNKNOWN"));
+    m.insert(
+        "healthStatus".into(),
+        json!(c.health_status.as_deref().unwrap_or("UNKNOWN")),
+    );
     put(&mut m, "cpu", c.cpu.clone().map(Value::from));
     put(&mut m, "memory", c.memory.clone().map(Value::from));
     put(
@@ -46,6 +49,23 @@ pub fn container_json(t: &TaskRow, c: &ContainerRow) -> Value {
         c.memory_reservation.clone().map(Value::from),
     );
     Value::Object(m)
+}
+
+/// Task health: the worst over essential containers with a health check (UNHEALTHY >
+/// UNKNOWN > HEALTHY); UNKNOWN when none has one. Ref: ecs.json `Task.healthStatus`.
+pub fn task_health(containers: &[ContainerRow]) -> &'static str {
+    let states: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.essential)
+        .filter_map(|c| c.health_status.as_deref())
+        .collect();
+    if states.is_empty() || states.contains(&"UNKNOWN") && !states.contains(&"UNHEALTHY") {
+        "UNKNOWN"
+    } else if states.contains(&"UNHEALTHY") {
+        "UNHEALTHY"
+    } else {
+        "HEALTHY"
+    }
 }
 
 pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
@@ -65,7 +85,7 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
     m.insert("enableExecuteCommand".into(), json!(false));
     put(&mut m, "executionStoppedAt", ts(t.execution_stopped_at));
     put(&mut m, "group", t.group.clone().map(Value::from));
-    m.insert("healthStatus".into(), json!("UNKNOWN"));
+    m.insert("healthStatus".into(), json!(task_health(containers)));
     m.insert("lastStatus".into(), json!(t.last_status));
     m.insert("launchType".into(), json!(t.launch_type));
     put(&mut m, "memory", t.memory.clone().map(Value::from));

@@ -6,6 +6,7 @@
 
 pub mod deps;
 pub mod executor;
+pub mod health;
 pub mod json;
 pub mod launch;
 pub mod network;
