@@ -839,3 +839,30 @@ fn depends_on_healthy_waits_for_the_health_check() {
     assert_eq!(t["containers"][0]["exitCode"], 137);
     env.assert_clean(id);
 }
+
+#[test]
+fn ordering_example_init_complete_then_healthy_app_then_sidecar() {
+    let env = Env::new();
+    let td = format!(
+        "file://{}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/ordering.json")
+            .display()
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    let pos = |needle: &str| {
+        s.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in {s}"))
+    };
+    assert!(pos("init    | prepared") < pos("app     | starting"), "{s}");
+    assert!(
+        pos("app     | ready") < pos("sidecar | app is healthy"),
+        "{s}"
+    );
+    let id = &env.task_ids("STOPPED")[0];
+    let t = env.describe(id);
+    assert_eq!(t["healthStatus"], "HEALTHY");
+    env.assert_clean(id);
+}
