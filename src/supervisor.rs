@@ -158,20 +158,19 @@ pub fn run(
     // SIGTERM (shutdown, `kill PID`): stop the task properly instead of leaving it to
     // the next command's clean-up.
     let tx3 = tx.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    let mut term = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("failed to handle SIGTERM")?
+    };
     std::thread::Builder::new()
         .name("sigterm".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut term) = signal(SignalKind::terminate()) else {
-                    return;
-                };
                 while term.recv().await.is_some() {
                     let _ = tx3.send(Event::Stop {
                         stop_code: crate::task::stop::USER_INITIATED.into(),

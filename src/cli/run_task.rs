@@ -299,17 +299,22 @@ fn attach(
 ) -> anyhow::Result<ExitCode> {
     let interrupts = Arc::new(AtomicUsize::new(0));
     let n = interrupts.clone();
+    // The handler is registered here, before any output: a Ctrl-C after the first line
+    // can never hit the default action (which would leave the task running unattended).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    let mut sigint = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("failed to handle Ctrl-C")?
+    };
     std::thread::Builder::new()
         .name("ctrl-c".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             rt.block_on(async {
-                while tokio::signal::ctrl_c().await.is_ok() {
+                while sigint.recv().await.is_some() {
                     n.fetch_add(1, Ordering::SeqCst);
                 }
             });
