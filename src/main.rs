@@ -4,6 +4,8 @@
 
 mod cli;
 mod store;
+mod supervisor;
+mod task;
 mod taskdef;
 
 use clap::Parser;

@@ -2,7 +2,9 @@
 //! options, the verb enum and the dispatch to each verb's `run`.
 
 mod images;
+mod run_task;
 mod taskdefs;
+mod tasks;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -79,6 +81,21 @@ pub enum Command {
     ListTaskDefinitionFamilies(taskdefs::ListFamiliesArgs),
     /// Mark a task definition revision INACTIVE.
     DeregisterTaskDefinition(taskdefs::DeregisterArgs),
+    /// Run a task from a task definition (aws ecs run-task).
+    RunTask(run_task::RunTaskArgs),
+    /// Run one container as a task, like `docker run`.
+    Run(run_task::RunArgs),
+    /// Describe tasks (aws ecs describe-tasks).
+    DescribeTasks(tasks::DescribeTasksArgs),
+    /// List task ARNs (aws ecs list-tasks).
+    ListTasks(tasks::ListTasksArgs),
+    /// Stop a task (aws ecs stop-task).
+    StopTask(tasks::StopTaskArgs),
+    /// Show a task's container output.
+    Logs(tasks::LogsArgs),
+    /// The per-task supervisor (started by run-task; not for direct use).
+    #[command(hide = true)]
+    Supervise(crate::supervisor::SuperviseArgs),
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -109,6 +126,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListTaskDefinitions(a) => taskdefs::list(g, a),
         Command::ListTaskDefinitionFamilies(a) => taskdefs::list_families(g, a),
         Command::DeregisterTaskDefinition(a) => taskdefs::deregister(g, a),
+        Command::RunTask(a) => run_task::run_task(g, a),
+        Command::Run(a) => run_task::run(g, a),
+        Command::DescribeTasks(a) => tasks::describe(g, a),
+        Command::ListTasks(a) => tasks::list(g, a),
+        Command::StopTask(a) => tasks::stop_task(g, a),
+        Command::Logs(a) => tasks::logs(g, a),
+        Command::Supervise(a) => {
+            crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

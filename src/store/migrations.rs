@@ -7,10 +7,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "task definition families and revisions",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "task definition families and revisions",
+        sql: r#"
 -- One row per family ever registered. last_revision only grows, so a revision number is never
 -- reused, even after every revision of the family was deregistered.
 CREATE TABLE task_definition_families (
@@ -35,7 +36,75 @@ CREATE TABLE task_definitions (
 
 CREATE INDEX task_definitions_by_status ON task_definitions (status, family, revision);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "clusters, tasks and their containers",
+        sql: r#"
+CREATE TABLE clusters (
+    name          TEXT PRIMARY KEY NOT NULL,
+    arn           TEXT NOT NULL UNIQUE,
+    status        TEXT NOT NULL DEFAULT 'ACTIVE',
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- One row per task run. `definition` is the task definition the task runs (JSON, as
+-- resolved at run time); `overrides` the RunTask overrides. Timestamps are epoch ms.
+CREATE TABLE tasks (
+    id                         TEXT PRIMARY KEY NOT NULL,
+    arn                        TEXT NOT NULL UNIQUE,
+    cluster                    TEXT NOT NULL REFERENCES clusters (name),
+    task_definition_arn        TEXT NOT NULL,
+    family                     TEXT NOT NULL,
+    definition                 TEXT NOT NULL,
+    overrides                  TEXT NOT NULL DEFAULT '{}',
+    launch_type                TEXT NOT NULL,
+    started_by                 TEXT,
+    grp                        TEXT,
+    cpu                        TEXT,
+    memory                     TEXT,
+    last_status                TEXT NOT NULL,
+    desired_status             TEXT NOT NULL,
+    stop_code                  TEXT,
+    stopped_reason             TEXT,
+    warnings                   TEXT NOT NULL DEFAULT '[]',
+    supervisor_pid             INTEGER,
+    supervisor_start_time      INTEGER,
+    created_at_ms              INTEGER NOT NULL,
+    pull_started_at_ms         INTEGER,
+    pull_stopped_at_ms         INTEGER,
+    started_at_ms              INTEGER,
+    stopping_at_ms             INTEGER,
+    execution_stopped_at_ms    INTEGER,
+    stopped_at_ms              INTEGER,
+    version                    INTEGER NOT NULL DEFAULT 1
+) STRICT;
+
+CREATE INDEX tasks_by_cluster ON tasks (cluster, last_status);
+
+CREATE TABLE task_containers (
+    task_id       TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    idx           INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    image         TEXT NOT NULL,
+    image_digest  TEXT,
+    runtime_id    TEXT,
+    arn           TEXT NOT NULL,
+    essential     INTEGER NOT NULL,
+    last_status   TEXT NOT NULL,
+    exit_code     INTEGER,
+    reason        TEXT,
+    health_status TEXT,
+    started_at_ms INTEGER,
+    finished_at_ms INTEGER,
+    cpu           TEXT,
+    memory        TEXT,
+    memory_reservation TEXT,
+    PRIMARY KEY (task_id, name)
+) STRICT;
+"#,
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -8,9 +8,11 @@
 
 mod migrations;
 mod taskdefs;
+mod tasks;
 
 pub use migrations::MIGRATIONS;
-pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
+pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
+pub use tasks::{ContainerRow, TaskFilter, TaskRow};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};

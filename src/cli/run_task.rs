@@ -1,0 +1,461 @@
+//! `run-task` (aws ecs run-task) and `run IMAGE` (a one-container task, like docker run):
+//! write the tasks, start their supervisors, then print the RunTask JSON or follow them.
+
+use super::GlobalOpts;
+use super::tasks::{open_state, print_entry, reconcile, task_json_by_id};
+use crate::store::Store;
+use crate::supervisor::{Request, request};
+use crate::task::launch::{self, SupervisorCommand};
+use crate::task::{PullPolicy, TaskOverride, TaskPaths, status, stop};
+use crate::taskdef::{self, AwsContext, LaunchType};
+use anyhow::{Context, bail};
+use clap::Args;
+use runtime::LogFollower;
+use std::io::{IsTerminal, Write};
+use std::process::{Child, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Run a task from a task definition, like `aws ecs run-task`.
+///
+/// Attached by default: every container's output is shown with a `name |` prefix, Ctrl-C
+/// stops the task (twice: kills it), and the exit code is the essential container's.
+///
+/// Examples:
+///   minifargate run-task --task-definition file://examples/hello.json
+///   minifargate run-task --task-definition web:3 --detach
+#[derive(Debug, Args)]
+pub struct RunTaskArgs {
+    /// Cluster to run in (created on first use, like ECS's `default`).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// `family`, `family:revision`, a task definition ARN, or `file://taskdef.json`.
+    #[arg(long)]
+    pub task_definition: String,
+    /// Number of tasks (1-10).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub count: u32,
+    /// RunTask overrides JSON: `{"containerOverrides":[{"name":…,"command":[…],"environment":[…]}]}`.
+    #[arg(long)]
+    pub overrides: Option<String>,
+    #[arg(long, value_enum)]
+    pub launch_type: Option<LaunchType>,
+    /// Recorded as `startedBy` (list-tasks --started-by filters on it).
+    #[arg(long)]
+    pub started_by: Option<String>,
+    /// Task group (default `family:<family>`).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Accepted for compatibility with aws-cli; subnets and security groups are not used yet.
+    #[arg(long)]
+    pub network_configuration: Option<String>,
+    /// Print the RunTask response and return instead of following the task.
+    #[arg(long, short)]
+    pub detach: bool,
+    /// When to pull images: `always`, `missing` (default) or `never`.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+}
+
+/// Run one container as a task, like `docker run` (same path as run-task).
+///
+/// Example: minifargate run public.ecr.aws/docker/library/busybox:1.36 -- echo hello
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub image: String,
+    /// Command (replaces the image's Cmd).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// Container name (default: derived from the image).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Task cpu units (1024 = one vCPU).
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Memory limit in MiB (the container's and the task's).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Network mode.
+    #[arg(long, default_value = "awsvpc", value_parser = ["awsvpc", "bridge", "host", "none"])]
+    pub network: String,
+    /// Environment variable `KEY=VALUE` (repeatable).
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    #[arg(long, short)]
+    pub detach: bool,
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+}
+
+fn launch_type_str(l: LaunchType) -> &'static str {
+    match l {
+        LaunchType::Fargate => "FARGATE",
+        LaunchType::Ec2 => "EC2",
+    }
+}
+
+pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
+    let overrides: TaskOverride = match &a.overrides {
+        Some(s) => {
+            let s = match s.strip_prefix("file://") {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("failed to read --overrides file {p}"))?,
+                None => s.clone(),
+            };
+            serde_json::from_str(&s).context("--overrides is not valid RunTask overrides JSON")?
+        }
+        None => TaskOverride::default(),
+    };
+    if a.network_configuration.is_some() {
+        tracing::warn!("--network-configuration is accepted but not used yet");
+    }
+    let ctx = AwsContext::from_env();
+    let mut store = open_state(g)?;
+    let resolved = taskdef::resolve(&mut store, &a.task_definition, &ctx)
+        .with_context(|| format!("failed to resolve task definition {}", a.task_definition))?;
+    for w in &resolved.warnings {
+        eprintln!("warning: {}", w.message);
+    }
+    // What Fargate would refuse, --launch-type FARGATE refuses too (RunTask's exception).
+    if a.launch_type == Some(LaunchType::Fargate) {
+        let parsed = taskdef::Parsed {
+            shape: taskdef::Shape::RegisterInput,
+            def: resolved.stored.definition.clone(),
+            findings: Vec::new(),
+            dropped: Vec::new(),
+        };
+        let report = taskdef::validate::validate(
+            &parsed,
+            &taskdef::validate::Options {
+                launch_type: Some(LaunchType::Fargate),
+            },
+        );
+        if !report.valid {
+            for f in report
+                .findings
+                .iter()
+                .filter(|f| f.severity == taskdef::Severity::Error)
+            {
+                eprintln!("{f}");
+            }
+            bail!(
+                "task definition {} cannot run with launch type FARGATE ({} error(s) above)",
+                a.task_definition,
+                report.errors
+            );
+        }
+    }
+    let req = launch::Request {
+        cluster: a.cluster,
+        launch_type: a.launch_type.map(|l| launch_type_str(l).to_string()),
+        started_by: a.started_by,
+        group: a.group,
+        overrides,
+    };
+    start(
+        g,
+        store,
+        &ctx,
+        &resolved.stored,
+        &req,
+        a.count,
+        a.detach,
+        a.pull,
+    )
+}
+
+fn family_for(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let base = last.split(['@', ':']).next().unwrap_or(last);
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "container".into()
+    } else {
+        clean
+    }
+}
+
+pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let ctx = AwsContext::from_env();
+    let name = a.name.clone().unwrap_or_else(|| family_for(&a.image));
+    let mut env = Vec::new();
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("-e {kv:?}: use KEY=VALUE");
+        };
+        env.push(serde_json::json!({"name": k, "value": v}));
+    }
+    let mut c = serde_json::json!({"name": name, "image": a.image, "essential": true});
+    if !a.command.is_empty() {
+        c["command"] = serde_json::json!(a.command);
+    }
+    if !env.is_empty() {
+        c["environment"] = serde_json::json!(env);
+    }
+    // Like `docker run --memory`: the container's hard limit (and the task's).
+    if let Some(m) = a.memory {
+        c["memory"] = serde_json::json!(m);
+    }
+    let mut def = serde_json::json!({
+        "family": format!("run-{}", family_for(&a.image)),
+        "networkMode": a.network,
+        "containerDefinitions": [c],
+    });
+    if let Some(cpu) = a.cpu {
+        def["cpu"] = serde_json::json!(cpu.to_string());
+    }
+    if let Some(m) = a.memory {
+        def["memory"] = serde_json::json!(m.to_string());
+    }
+    let def: taskdef::TaskDefinition = serde_json::from_value(def)?;
+    let def = taskdef::normalize::for_register(&def);
+    let mut store = open_state(g)?;
+    let stored = store
+        .register_task_definition(&def, &[], &ctx, chrono::Utc::now())
+        .context("failed to register the task definition of `run`")?;
+    let req = launch::Request {
+        cluster: a.cluster,
+        launch_type: Some("EC2".into()),
+        ..Default::default()
+    };
+    start(g, store, &ctx, &stored, &req, 1, a.detach, a.pull)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start(
+    g: &GlobalOpts,
+    mut store: Store,
+    ctx: &AwsContext,
+    stored: &crate::store::StoredTaskDefinition,
+    req: &launch::Request,
+    count: u32,
+    detach: bool,
+    pull: PullPolicy,
+) -> anyhow::Result<ExitCode> {
+    reconcile(g, &mut store);
+    let cmd = SupervisorCommand {
+        exe: std::env::current_exe().context("failed to find the minifargate binary")?,
+        root: g.root.clone(),
+        run_root: g.run_root.clone(),
+        config: g.config.clone(),
+        log_level: g.log_level.clone(),
+        pull,
+    };
+    let mut ids = Vec::new();
+    let mut children = Vec::new();
+    for _ in 0..count {
+        let id = launch::create_task(&mut store, ctx, stored, req, &g.root)?;
+        if ids.is_empty()
+            && let Some((t, _)) = store.task(&id)?
+        {
+            for w in serde_json::from_str::<Vec<String>>(&t.warnings).unwrap_or_default() {
+                eprintln!("warning: {w}");
+            }
+        }
+        children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
+        ids.push(id);
+    }
+    if detach {
+        let tasks = ids
+            .iter()
+            .filter_map(|id| task_json_by_id(&store, id).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"tasks": tasks, "failures": []}))?
+        );
+        // The supervisors outlive us (they are in their own sessions).
+        return Ok(ExitCode::SUCCESS);
+    }
+    attach(g, &mut store, &ids, children)
+}
+
+struct Stream {
+    prefix: String,
+    path: std::path::PathBuf,
+    follower: Option<LogFollower>,
+}
+
+const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+/// Follows the tasks' container logs until every task is STOPPED; Ctrl-C stops them.
+fn attach(
+    g: &GlobalOpts,
+    store: &mut Store,
+    ids: &[String],
+    mut children: Vec<Child>,
+) -> anyhow::Result<ExitCode> {
+    let interrupts = Arc::new(AtomicUsize::new(0));
+    let n = interrupts.clone();
+    // The handler is registered here, before any output: a Ctrl-C after the first line
+    // can never hit the default action (which would leave the task running unattended).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    let mut sigint = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("failed to handle Ctrl-C")?
+    };
+    std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            rt.block_on(async {
+                while sigint.recv().await.is_some() {
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        })?;
+    let colour = std::io::stdout().is_terminal();
+    let mut streams = Vec::new();
+    for id in ids {
+        let (_, containers) = store.task(id)?.context("task vanished from the store")?;
+        let paths = TaskPaths::new(&g.root, &g.run_root, id);
+        for c in containers {
+            let name = if ids.len() > 1 {
+                format!("{}/{}", &id[..8], c.name)
+            } else {
+                c.name.clone()
+            };
+            streams.push(Stream {
+                prefix: name,
+                path: paths.log(&c.name),
+                follower: None,
+            });
+        }
+    }
+    let width = streams.iter().map(|s| s.prefix.len()).max().unwrap_or(0);
+    for (i, s) in streams.iter_mut().enumerate() {
+        let p = format!("{:<width$} |", s.prefix);
+        s.prefix = if colour {
+            format!("\x1b[{}m{p}\x1b[0m ", COLOURS[i % COLOURS.len()])
+        } else {
+            format!("{p} ")
+        };
+    }
+    let mut seen_interrupts = 0;
+    let mut last_check = Instant::now() - Duration::from_secs(1);
+    let mut out = std::io::stdout().lock();
+    loop {
+        let mut printed = false;
+        for s in &mut streams {
+            drain(s, &mut out, &mut printed);
+        }
+        out.flush().ok();
+        let now_interrupts = interrupts.load(Ordering::SeqCst);
+        if now_interrupts > seen_interrupts {
+            seen_interrupts = now_interrupts;
+            let force = now_interrupts > 1;
+            eprintln!(
+                "{}",
+                if force {
+                    "Killing the task…"
+                } else {
+                    "Stopping the task gracefully… (Ctrl-C again to kill it)"
+                }
+            );
+            for id in ids {
+                let sock = TaskPaths::new(&g.root, &g.run_root, id).socket();
+                let r = request(
+                    &sock,
+                    &Request::Stop {
+                        stop_code: stop::USER_INITIATED.into(),
+                        reason: stop::USER_REASON.into(),
+                        force,
+                    },
+                );
+                if let Err(e) = r {
+                    tracing::warn!(task_id = %id, error = %e, "failed to ask the supervisor to stop");
+                }
+            }
+        }
+        if last_check.elapsed() >= Duration::from_millis(25) {
+            last_check = Instant::now();
+            if children
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+                // Dead supervisors only: no pruning of the tasks we follow.
+                && let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root)
+            {
+                tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors");
+            }
+            let mut all_stopped = true;
+            for id in ids {
+                let t = store.task(id)?.map(|(t, _)| t);
+                if t.is_none_or(|t| t.last_status != status::STOPPED) {
+                    all_stopped = false;
+                }
+            }
+            if all_stopped {
+                break;
+            }
+        }
+        if !printed {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut printed = false;
+    for s in &mut streams {
+        drain(s, &mut out, &mut printed);
+    }
+    out.flush().ok();
+    drop(out);
+    for mut c in children {
+        let _ = c.wait();
+    }
+    exit_code(store, ids)
+}
+
+fn drain(s: &mut Stream, out: &mut impl Write, printed: &mut bool) {
+    if s.follower.is_none() && s.path.exists() {
+        s.follower = LogFollower::open(&s.path).ok();
+    }
+    let Some(f) = &mut s.follower else { return };
+    while let Ok(Some(e)) = f.next_entry() {
+        print_entry(out, &s.prefix, &e);
+        *printed = true;
+    }
+}
+
+/// The essential container's exit code; reasons of abnormal stops go to stderr.
+fn exit_code(store: &Store, ids: &[String]) -> anyhow::Result<ExitCode> {
+    let mut code: Option<i64> = None;
+    for id in ids {
+        let (t, containers) = store.task(id)?.context("task vanished from the store")?;
+        for c in &containers {
+            if let Some(r) = &c.reason {
+                eprintln!("minifargate: container {}: {r}", c.name);
+            }
+        }
+        if t.stop_code.as_deref() != Some(stop::ESSENTIAL_CONTAINER_EXITED)
+            && let Some(r) = &t.stopped_reason
+        {
+            eprintln!("minifargate: task {}: {r}", t.id);
+        }
+        if code.is_none() {
+            // The essential container that exited first: the one that stopped the task.
+            code = Some(
+                containers
+                    .iter()
+                    .filter(|c| c.essential && c.exit_code.is_some())
+                    .min_by_key(|c| c.finished_at.unwrap_or(i64::MAX))
+                    .and_then(|c| c.exit_code)
+                    .unwrap_or(1),
+            );
+        }
+    }
+    Ok(ExitCode::from(code.unwrap_or(1).clamp(0, 255) as u8))
+}

@@ -1,0 +1,443 @@
+//! Clusters, tasks and task containers: rows the run-task CLI creates and the task's
+//! supervisor updates on every transition; describe/list/stop read them.
+
+use super::{Store, StoreError};
+use rusqlite::{OptionalExtension, Row, params};
+
+/// One task as stored. Timestamps are epoch milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskRow {
+    pub id: String,
+    pub arn: String,
+    pub cluster: String,
+    pub task_definition_arn: String,
+    pub family: String,
+    /// The task definition JSON the task runs.
+    pub definition: String,
+    /// RunTask `overrides` JSON.
+    pub overrides: String,
+    pub launch_type: String,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub last_status: String,
+    pub desired_status: String,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    /// JSON array of strings: what this task does differently from ECS.
+    pub warnings: String,
+    pub supervisor_pid: Option<i64>,
+    /// Start time of the supervisor process (clock ticks, /proc/PID/stat field 22), so a
+    /// reused pid is not taken for it.
+    pub supervisor_start_time: Option<i64>,
+    pub created_at: i64,
+    pub pull_started_at: Option<i64>,
+    pub pull_stopped_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub stopping_at: Option<i64>,
+    pub execution_stopped_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+    pub version: i64,
+}
+
+/// One container of a task as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerRow {
+    pub task_id: String,
+    pub idx: i64,
+    pub name: String,
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub runtime_id: Option<String>,
+    pub arn: String,
+    pub essential: bool,
+    pub last_status: String,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN for a container with a healthCheck.
+    pub health_status: Option<String>,
+    /// When the container started and when its process exited (epoch ms).
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub memory_reservation: Option<String>,
+}
+
+/// Filters of `list-tasks`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    pub desired_status: Option<String>,
+    pub started_by: Option<String>,
+}
+
+const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, definition, overrides, \
+     launch_type, started_by, grp, cpu, memory, last_status, desired_status, stop_code, \
+     stopped_reason, warnings, supervisor_pid, supervisor_start_time, created_at_ms, \
+     pull_started_at_ms, pull_stopped_at_ms, started_at_ms, stopping_at_ms, \
+     execution_stopped_at_ms, stopped_at_ms, version";
+
+const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
+     last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        id: r.get(0)?,
+        arn: r.get(1)?,
+        cluster: r.get(2)?,
+        task_definition_arn: r.get(3)?,
+        family: r.get(4)?,
+        definition: r.get(5)?,
+        overrides: r.get(6)?,
+        launch_type: r.get(7)?,
+        started_by: r.get(8)?,
+        group: r.get(9)?,
+        cpu: r.get(10)?,
+        memory: r.get(11)?,
+        last_status: r.get(12)?,
+        desired_status: r.get(13)?,
+        stop_code: r.get(14)?,
+        stopped_reason: r.get(15)?,
+        warnings: r.get(16)?,
+        supervisor_pid: r.get(17)?,
+        supervisor_start_time: r.get(18)?,
+        created_at: r.get(19)?,
+        pull_started_at: r.get(20)?,
+        pull_stopped_at: r.get(21)?,
+        started_at: r.get(22)?,
+        stopping_at: r.get(23)?,
+        execution_stopped_at: r.get(24)?,
+        stopped_at: r.get(25)?,
+        version: r.get(26)?,
+    })
+}
+
+fn container_from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRow> {
+    Ok(ContainerRow {
+        task_id: r.get(0)?,
+        idx: r.get(1)?,
+        name: r.get(2)?,
+        image: r.get(3)?,
+        image_digest: r.get(4)?,
+        runtime_id: r.get(5)?,
+        essential: r.get(6)?,
+        last_status: r.get(7)?,
+        exit_code: r.get(8)?,
+        reason: r.get(9)?,
+        cpu: r.get(10)?,
+        memory: r.get(11)?,
+        memory_reservation: r.get(12)?,
+        arn: r.get(13)?,
+        health_status: r.get(14)?,
+        started_at: r.get(15)?,
+        finished_at: r.get(16)?,
+    })
+}
+
+fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+impl Store {
+    /// Creates cluster `name` unless it exists (RunTask on `default` creates it, like ECS).
+    pub fn ensure_cluster(&mut self, name: &str, arn: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO clusters (name, arn, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![name, arn, now_ms],
+            )
+            .map_err(q("create a cluster"))?;
+        Ok(())
+    }
+
+    /// Inserts a new task with its containers in one transaction.
+    pub fn insert_task(
+        &mut self,
+        t: &TaskRow,
+        containers: &[ContainerRow],
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx("insert a task")?;
+        tx.execute(
+            &format!(
+                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                 ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
+                 ?26, ?27)"
+            ),
+            params![
+                t.id,
+                t.arn,
+                t.cluster,
+                t.task_definition_arn,
+                t.family,
+                t.definition,
+                t.overrides,
+                t.launch_type,
+                t.started_by,
+                t.group,
+                t.cpu,
+                t.memory,
+                t.last_status,
+                t.desired_status,
+                t.stop_code,
+                t.stopped_reason,
+                t.warnings,
+                t.supervisor_pid,
+                t.supervisor_start_time,
+                t.created_at,
+                t.pull_started_at,
+                t.pull_stopped_at,
+                t.started_at,
+                t.stopping_at,
+                t.execution_stopped_at,
+                t.stopped_at,
+                t.version
+            ],
+        )
+        .map_err(q("insert a task"))?;
+        for c in containers {
+            insert_container(&tx, c)?;
+        }
+        tx.commit().map_err(q("insert a task"))
+    }
+
+    /// Writes every mutable field of a task (the supervisor owns its task's row).
+    pub fn save_task(&mut self, t: &TaskRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE tasks SET last_status = ?2, desired_status = ?3, stop_code = ?4, \
+                 stopped_reason = ?5, warnings = ?6, supervisor_pid = ?7, \
+                 supervisor_start_time = ?8, pull_started_at_ms = ?9, pull_stopped_at_ms = ?10, \
+                 started_at_ms = ?11, stopping_at_ms = ?12, execution_stopped_at_ms = ?13, \
+                 stopped_at_ms = ?14, version = version + 1 WHERE id = ?1",
+                params![
+                    t.id,
+                    t.last_status,
+                    t.desired_status,
+                    t.stop_code,
+                    t.stopped_reason,
+                    t.warnings,
+                    t.supervisor_pid,
+                    t.supervisor_start_time,
+                    t.pull_started_at,
+                    t.pull_stopped_at,
+                    t.started_at,
+                    t.stopping_at,
+                    t.execution_stopped_at,
+                    t.stopped_at
+                ],
+            )
+            .map_err(q("update a task"))?;
+        Ok(())
+    }
+
+    /// Records the supervisor process of a task (and nothing else, so it never races the
+    /// supervisor's own writes).
+    pub fn set_supervisor(
+        &mut self,
+        id: &str,
+        pid: i64,
+        start_time: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE tasks SET supervisor_pid = ?2, supervisor_start_time = ?3 WHERE id = ?1",
+                params![id, pid, start_time],
+            )
+            .map_err(q("record a task's supervisor"))?;
+        Ok(())
+    }
+
+    /// Writes every mutable field of a container.
+    pub fn save_container(&mut self, c: &ContainerRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE task_containers SET image_digest = ?3, runtime_id = ?4, last_status = ?5, \
+                 exit_code = ?6, reason = ?7, health_status = ?8, started_at_ms = ?9, \
+                 finished_at_ms = ?10 WHERE task_id = ?1 AND name = ?2",
+                params![
+                    c.task_id,
+                    c.name,
+                    c.image_digest,
+                    c.runtime_id,
+                    c.last_status,
+                    c.exit_code,
+                    c.reason,
+                    c.health_status,
+                    c.started_at,
+                    c.finished_at
+                ],
+            )
+            .map_err(q("update a container"))?;
+        Ok(())
+    }
+
+    /// A task by id, with its containers in definition order.
+    pub fn task(&self, id: &str) -> Result<Option<(TaskRow, Vec<ContainerRow>)>, StoreError> {
+        let t = self
+            .conn
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
+                [id],
+                task_from_row,
+            )
+            .optional()
+            .map_err(q("read a task"))?;
+        let Some(t) = t else { return Ok(None) };
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {CONTAINER_COLUMNS} FROM task_containers WHERE task_id = ?1 ORDER BY idx"
+            ))
+            .map_err(q("read task containers"))?;
+        let cs = stmt
+            .query_map([id], container_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(q("read task containers"))?;
+        Ok(Some((t, cs)))
+    }
+
+    /// Tasks matching `f`, newest first.
+    pub fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR cluster = ?1) \
+                 AND (?2 IS NULL OR family = ?2) AND (?3 IS NULL OR desired_status = ?3) \
+                 AND (?4 IS NULL OR started_by = ?4) ORDER BY created_at_ms DESC, rowid DESC"
+            ))
+            .map_err(q("list tasks"))?;
+        stmt.query_map(
+            params![f.cluster, f.family, f.desired_status, f.started_by],
+            task_from_row,
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(q("list tasks"))
+    }
+
+    /// Deletes STOPPED tasks (and their containers) that stopped before `before_ms`;
+    /// returns their ids so their directories can go too.
+    pub fn prune_stopped_tasks(&mut self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        let tx = self.write_tx("prune stopped tasks")?;
+        let ids = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id FROM tasks WHERE last_status = 'STOPPED' AND stopped_at_ms < ?1",
+                )
+                .map_err(q("prune stopped tasks"))?;
+            stmt.query_map([before_ms], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(q("prune stopped tasks"))?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM task_containers WHERE task_id = ?1", [id])
+                .map_err(q("prune stopped tasks"))?;
+            tx.execute("DELETE FROM tasks WHERE id = ?1", [id])
+                .map_err(q("prune stopped tasks"))?;
+        }
+        tx.commit().map_err(q("prune stopped tasks"))?;
+        Ok(ids)
+    }
+
+    /// Tasks that are not STOPPED (candidates for the dead-supervisor check).
+    pub fn unstopped_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE last_status != 'STOPPED'"
+            ))
+            .map_err(q("list running tasks"))?;
+        stmt.query_map([], task_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(q("list running tasks"))
+    }
+}
+
+fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO task_containers ({CONTAINER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        ),
+        params![
+            c.task_id,
+            c.idx,
+            c.name,
+            c.image,
+            c.image_digest,
+            c.runtime_id,
+            c.essential,
+            c.last_status,
+            c.exit_code,
+            c.reason,
+            c.cpu,
+            c.memory,
+            c.memory_reservation,
+            c.arn,
+            c.health_status,
+            c.started_at,
+            c.finished_at
+        ],
+    )
+    .map_err(q("insert a container"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_save_read_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        s.ensure_cluster("default", "arn:c", 2).unwrap();
+        let mut t = TaskRow {
+            id: "abc".into(),
+            arn: "arn:t".into(),
+            cluster: "default".into(),
+            family: "hello".into(),
+            last_status: "PROVISIONING".into(),
+            desired_status: "RUNNING".into(),
+            warnings: "[]".into(),
+            overrides: "{}".into(),
+            created_at: 5,
+            version: 1,
+            ..Default::default()
+        };
+        let mut c = ContainerRow {
+            task_id: "abc".into(),
+            name: "app".into(),
+            image: "busybox".into(),
+            essential: true,
+            last_status: "PENDING".into(),
+            ..Default::default()
+        };
+        s.insert_task(&t, std::slice::from_ref(&c)).unwrap();
+        t.last_status = "STOPPED".into();
+        t.stop_code = Some("UserInitiated".into());
+        s.save_task(&t).unwrap();
+        c.exit_code = Some(3);
+        s.save_container(&c).unwrap();
+        let (got, cs) = s.task("abc").unwrap().unwrap();
+        assert_eq!(got.last_status, "STOPPED");
+        assert_eq!(got.version, 2);
+        assert_eq!(cs[0].exit_code, Some(3));
+        assert!(s.unstopped_tasks().unwrap().is_empty());
+        t.stopped_at = Some(100);
+        s.save_task(&t).unwrap();
+        assert!(s.prune_stopped_tasks(100).unwrap().is_empty());
+        assert_eq!(s.prune_stopped_tasks(101).unwrap(), ["abc"]);
+        assert!(s.task("abc").unwrap().is_none());
+        s.insert_task(&t, std::slice::from_ref(&c)).unwrap();
+        let f = TaskFilter {
+            family: Some("other".into()),
+            ..Default::default()
+        };
+        assert!(s.list_tasks(&f).unwrap().is_empty());
+        assert_eq!(s.list_tasks(&TaskFilter::default()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,232 @@
+//! `minifargate supervise --task-id ID` (hidden): the per-task supervisor. Detached in its
+//! own session, child subreaper; runs the task's executor and serves its unix socket.
+//!
+//! Socket protocol (`<run-root>/tasks/<id>/sock`): one JSON request per connection, one
+//! JSON line back. `{"op":"stop","stopCode":…,"reason":…,"force":false}` → `{"ok":true}`;
+//! `{"op":"ping"}` → `{"ok":true,"pid":N}`; anything else → `{"ok":false,"error":…}`.
+
+use crate::task::executor::{Event, Executor, Options};
+use crate::task::network::LoopbackOnly;
+use crate::task::{PullPolicy, TaskPaths, launch, process_start_time};
+use crate::taskdef::AwsContext;
+use crate::taskdef::model::TaskDefinition;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+/// Arguments of the hidden `supervise` verb.
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    #[arg(long)]
+    pub task_id: String,
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+}
+
+/// A request on the supervisor's socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    #[serde(rename_all = "camelCase")]
+    Stop {
+        stop_code: String,
+        reason: String,
+        #[serde(default)]
+        force: bool,
+    },
+    Ping,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Sends one request to a task's supervisor.
+pub fn request(socket: &Path, req: &Request) -> anyhow::Result<Response> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "failed to connect to the task supervisor at {}",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp)?;
+    serde_json::from_str(&resp).with_context(|| format!("the task supervisor answered {resp:?}"))
+}
+
+fn serve(listener: UnixListener, tx: Sender<Event>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        let resp = match BufReader::new(&conn).read_line(&mut line) {
+            Ok(_) => match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Stop {
+                    stop_code,
+                    reason,
+                    force,
+                }) => {
+                    let sent = tx.send(Event::Stop {
+                        stop_code,
+                        reason,
+                        force,
+                    });
+                    Response {
+                        ok: sent.is_ok(),
+                        ..Default::default()
+                    }
+                }
+                Ok(Request::Ping) => Response {
+                    ok: true,
+                    pid: Some(std::process::id()),
+                    ..Default::default()
+                },
+                Err(e) => Response {
+                    ok: false,
+                    error: Some(format!("bad request: {e}")),
+                    ..Default::default()
+                },
+            },
+            Err(e) => Response {
+                ok: false,
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        };
+        let mut out = serde_json::to_string(&resp).unwrap_or_default();
+        out.push('\n');
+        let _ = (&conn).write_all(out.as_bytes());
+    }
+}
+
+/// Runs the supervisor: returns when the task is STOPPED and torn down.
+pub fn run(
+    root: &Path,
+    run_root: &Path,
+    config: Option<PathBuf>,
+    a: SuperviseArgs,
+) -> anyhow::Result<()> {
+    // Own session: a terminal's Ctrl-C or hangup never reaches the task.
+    if let Err(e) = nix::unistd::setsid() {
+        tracing::debug!(error = %e, "setsid failed (already a session leader?)");
+    }
+    // Orphaned processes of the containers are reparented here, not to init.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "failed to become a child subreaper");
+    }
+    let paths = TaskPaths::new(root, run_root, &a.task_id);
+    std::fs::create_dir_all(&paths.run_dir)
+        .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
+    let mut store = crate::store::Store::open(root)?;
+    let (mut task, containers) = store
+        .task(&a.task_id)?
+        .with_context(|| format!("task {} is not in the store", a.task_id))?;
+    let pid = std::process::id();
+    task.supervisor_pid = Some(i64::from(pid));
+    task.supervisor_start_time = process_start_time(i64::from(pid));
+    store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
+    std::fs::write(paths.pid_file(), format!("{pid}\n"))
+        .with_context(|| format!("failed to write {}", paths.pid_file().display()))?;
+    let def: TaskDefinition = serde_json::from_str(&task.definition)
+        .with_context(|| format!("task {} has an unreadable task definition", task.id))?;
+    let mode = launch::network_mode(&def, &task.launch_type);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let socket = paths.socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("failed to listen on {}", socket.display()))?;
+    let tx2 = tx.clone();
+    std::thread::Builder::new()
+        .name("socket".into())
+        .spawn(move || serve(listener, tx2))
+        .context("failed to start the socket thread")?;
+
+    // SIGTERM (shutdown, `kill PID`): stop the task properly instead of leaving it to
+    // the next command's clean-up.
+    let tx3 = tx.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    let mut term = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("failed to handle SIGTERM")?
+    };
+    std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            rt.block_on(async {
+                while term.recv().await.is_some() {
+                    let _ = tx3.send(Event::Stop {
+                        stop_code: crate::task::stop::USER_INITIATED.into(),
+                        reason: "Task supervisor received SIGTERM".into(),
+                        force: false,
+                    });
+                }
+            });
+        })
+        .context("failed to start the signal thread")?;
+    let opts = Options {
+        root: root.to_path_buf(),
+        config,
+        pull: a.pull,
+        region: AwsContext::from_env().region,
+    };
+    let net = Box::new(LoopbackOnly {
+        netns_path: paths.netns(),
+    });
+    let exec = Executor::new(
+        store,
+        task,
+        containers,
+        &def,
+        paths.clone(),
+        opts,
+        net,
+        (tx, rx),
+    );
+    exec.run(mode, &def);
+    // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
+    if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {
+        tracing::warn!(path = %paths.run_dir.display(), error = %e, "failed to remove the run dir");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        let r = Request::Stop {
+            stop_code: "UserInitiated".into(),
+            reason: "Task stopped by user".into(),
+            force: false,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"stop","stopCode":"UserInitiated","reason":"Task stopped by user","force":false}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"ping"}"#).unwrap(),
+            Request::Ping
+        );
+    }
+}

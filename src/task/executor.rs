@@ -1,0 +1,880 @@
+//! The lifecycle of one task, run by its supervisor: network, pulls, task cgroup, rootfs,
+//! containers in dependsOn order, essential exits, stop in reverse order, teardown.
+//!
+//! Every transition is written to the store as it happens. Teardown runs every step and
+//! records every error (in the supervisor log and the task's warnings).
+
+use super::deps::{self, Dep, DepState, Verdict};
+use super::health::{self, Check, Health};
+use super::network::{Attachment, TaskNetwork};
+use super::spec::{self, ImageDefaults};
+use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
+use crate::store::{ContainerRow, Store, TaskRow};
+use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
+use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient, RetryPolicy};
+use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// ECS default `stopTimeout` (Fargate and ECS_CONTAINER_STOP_TIMEOUT): 30 s.
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Something the executor reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A container's main process exited.
+    Exited {
+        idx: usize,
+        status: Result<ExitStatus, String>,
+    },
+    /// A health check of a container finished.
+    Health { idx: usize, ok: bool },
+    /// stop-task, Ctrl-C of an attached run-task. `force`: SIGKILL without waiting.
+    Stop {
+        stop_code: String,
+        reason: String,
+        force: bool,
+    },
+}
+
+/// Where the executor finds images and configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub config: Option<PathBuf>,
+    pub pull: PullPolicy,
+    pub region: String,
+}
+
+enum State {
+    Pending,
+    Running {
+        since: Instant,
+        container: Arc<Container>,
+        waiter: JoinHandle<()>,
+    },
+    Exited {
+        code: i32,
+        container: Option<Arc<Container>>,
+    },
+    /// Never started (or never will).
+    Failed,
+}
+
+struct Slot {
+    def: ContainerDefinition,
+    row: ContainerRow,
+    state: State,
+    image: Option<ImageRecord>,
+    mounted: bool,
+    health: Option<Health>,
+    /// (index of the dependency, condition)
+    deps: Vec<(usize, crate::taskdef::model::ContainerCondition)>,
+}
+
+pub struct Executor {
+    store: Store,
+    task: TaskRow,
+    slots: Vec<Slot>,
+    order: Vec<usize>,
+    paths: TaskPaths,
+    opts: Options,
+    events: Receiver<Event>,
+    tx: Sender<Event>,
+    rt: Option<Runtime>,
+    net: Box<dyn TaskNetwork>,
+    attachment: Option<Attachment>,
+    task_cgroup: bool,
+    started: Instant,
+    force_stop: bool,
+    warnings: Vec<String>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Executor {
+    /// `defs` are the task's container definitions with overrides applied, in the order of
+    /// `containers`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        task: TaskRow,
+        containers: Vec<ContainerRow>,
+        def: &TaskDefinition,
+        paths: TaskPaths,
+        opts: Options,
+        net: Box<dyn TaskNetwork>,
+        channel: (Sender<Event>, Receiver<Event>),
+    ) -> Executor {
+        let defs = def.container_definitions.clone().unwrap_or_default();
+        let index_of = |name: &str| containers.iter().position(|c| c.name == name);
+        let slots: Vec<Slot> = containers
+            .iter()
+            .map(|row| {
+                let d = defs
+                    .iter()
+                    .find(|d| d.name_str() == row.name)
+                    .cloned()
+                    .unwrap_or_default();
+                let deps = d
+                    .depends_on
+                    .iter()
+                    .flatten()
+                    .filter_map(|dep| {
+                        Some((index_of(dep.container_name.as_deref()?)?, dep.condition?))
+                    })
+                    .collect();
+                Slot {
+                    def: d,
+                    row: row.clone(),
+                    state: State::Pending,
+                    image: None,
+                    mounted: false,
+                    health: None,
+                    deps,
+                }
+            })
+            .collect();
+        let order = deps::start_order(
+            &slots
+                .iter()
+                .map(|s| s.deps.iter().map(|d| d.0).collect())
+                .collect::<Vec<_>>(),
+        );
+        let warnings = serde_json::from_str(&task.warnings).unwrap_or_default();
+        Executor {
+            store,
+            task,
+            slots,
+            order,
+            paths,
+            opts,
+            events: channel.1,
+            tx: channel.0,
+            rt: None,
+            net,
+            attachment: None,
+            task_cgroup: false,
+            started: Instant::now(),
+            force_stop: false,
+            warnings,
+        }
+    }
+
+    /// Runs the task to STOPPED. Never returns early: teardown always happens.
+    pub fn run(mut self, network_mode: NetworkMode, def: &TaskDefinition) {
+        tracing::info!(task_id = %self.task.id, "task provisioning");
+        if self.provision(network_mode, def) {
+            self.run_containers();
+        } else {
+            // No-op when a failure (or a stop-task) already set the reason.
+            self.request_stop(stop::TASK_FAILED_TO_START, "Task failed to start");
+        }
+        self.stop_containers();
+        self.deprovision();
+        tracing::info!(task_id = %self.task.id, stop_code = ?self.task.stop_code,
+            reason = ?self.task.stopped_reason, "task stopped");
+    }
+
+    fn save(&mut self) {
+        self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
+        if let Err(e) = self.store.save_task(&self.task) {
+            tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task");
+        }
+    }
+
+    fn save_container(&mut self, idx: usize) {
+        if let Err(e) = self.store.save_container(&self.slots[idx].row) {
+            tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container");
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.task.desired_status == status::STOPPED
+    }
+
+    /// Sets desired STOPPED with the first stop code and reason only.
+    fn request_stop(&mut self, code: &str, why: &str) {
+        if self.stopping() {
+            return;
+        }
+        tracing::info!(task_id = %self.task.id, stop_code = code, reason = why, "stopping task");
+        self.task.desired_status = status::STOPPED.into();
+        self.task.stop_code = Some(code.into());
+        self.task.stopped_reason = Some(cut_reason(why));
+        self.task.stopping_at = Some(now_ms());
+        self.save();
+    }
+
+    /// Marks container `idx` as never started with `why`, and stops the task if it is essential.
+    fn fail_container(&mut self, idx: usize, why: String) {
+        tracing::warn!(task_id = %self.task.id, container = %self.slots[idx].row.name, reason = %why,
+            "container failed");
+        let slot = &mut self.slots[idx];
+        slot.state = State::Failed;
+        slot.row.last_status = status::STOPPED.into();
+        slot.row.reason = Some(cut_reason(&why));
+        let essential = slot.row.essential;
+        self.save_container(idx);
+        if essential {
+            let code = if self.task.started_at.is_none() {
+                stop::TASK_FAILED_TO_START
+            } else {
+                stop::ESSENTIAL_CONTAINER_EXITED
+            };
+            self.request_stop(code, &why);
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.handle(ev);
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Stop {
+                stop_code,
+                reason,
+                force,
+            } => {
+                self.force_stop |= force;
+                self.request_stop(&stop_code, &reason);
+            }
+            Event::Exited { idx, status } => self.exited(idx, status),
+            Event::Health { idx, ok } => self.health_result(idx, ok),
+        }
+    }
+
+    fn health_result(&mut self, idx: usize, ok: bool) {
+        let running = matches!(self.slots[idx].state, State::Running { .. });
+        let Some(h) = self.slots[idx].health.as_mut() else {
+            return;
+        };
+        if !running {
+            h.in_flight = false;
+            return;
+        }
+        if h.record(ok, Instant::now()) {
+            let status = h.status;
+            tracing::info!(task_id = %self.task.id, container = %self.slots[idx].row.name,
+                health = status, "container health changed");
+            self.slots[idx].row.health_status = Some(status.to_string());
+            self.save_container(idx);
+        }
+    }
+
+    /// Starts the checks that are due; returns how long until the next one.
+    fn run_due_checks(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        for idx in 0..self.slots.len() {
+            let State::Running { container, .. } = &self.slots[idx].state else {
+                continue;
+            };
+            let container = container.clone();
+            let Some(h) = self.slots[idx].health.as_mut() else {
+                continue;
+            };
+            if h.in_flight {
+                continue;
+            }
+            if h.next <= now {
+                h.in_flight = true;
+                let tx = self.tx.clone();
+                health::run_check(container, &h.check, move |ok| {
+                    let _ = tx.send(Event::Health { idx, ok });
+                });
+            } else {
+                let wait = h.next - now;
+                next = Some(next.map_or(wait, |n| n.min(wait)));
+            }
+        }
+        next
+    }
+
+    fn exited(&mut self, idx: usize, st: Result<ExitStatus, String>) {
+        let slot = &mut self.slots[idx];
+        let container = match std::mem::replace(&mut slot.state, State::Failed) {
+            State::Running {
+                container, waiter, ..
+            } => {
+                let _ = waiter.join();
+                container
+            }
+            other => {
+                slot.state = other;
+                return;
+            }
+        };
+        let (code, why) = match st {
+            Ok(s) => (s.code, s.reason().map(str::to_string)),
+            Err(e) => (255, Some(format!("failed to wait for the container: {e}"))),
+        };
+        slot.state = State::Exited {
+            code,
+            container: Some(container),
+        };
+        slot.row.exit_code = Some(code.into());
+        slot.row.finished_at = Some(now_ms());
+        slot.row.last_status = status::STOPPED.into();
+        slot.row.reason = why.map(|w| cut_reason(&w));
+        let essential = slot.row.essential;
+        tracing::info!(task_id = %self.task.id, container = %slot.row.name, exit_code = code, "container exited");
+        self.save_container(idx);
+        if essential {
+            self.request_stop(
+                stop::ESSENTIAL_CONTAINER_EXITED,
+                stop::ESSENTIAL_EXITED_REASON,
+            );
+        }
+    }
+
+    /// Network, images, task cgroup, rootfs. False when the task cannot start.
+    fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
+        let task_id = self.task.id.clone();
+        match self.net.setup(&task_id, mode) {
+            Ok(a) => {
+                if let Some(w) = &a.warning {
+                    self.warnings.push(w.clone());
+                }
+                self.attachment = Some(a);
+            }
+            Err(e) => {
+                let why = format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e));
+                self.fail_all(&why);
+                return false;
+            }
+        }
+        self.task.last_status = status::PENDING.into();
+        self.save();
+        self.drain_events();
+        if self.stopping() || !self.pull_images() {
+            return false;
+        }
+        let rt = match Runtime::new(self.paths.runtime_state()) {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+                return false;
+            }
+        };
+        let mib = |v: Option<&crate::taskdef::model::SizeValue>| {
+            v.and_then(|v| crate::taskdef::units::MemoryMib::parse(v.as_str()).ok())
+                .map(|m| m.bytes())
+        };
+        let limits = TaskLimits {
+            cpu_units: self
+                .task
+                .cpu
+                .as_deref()
+                .or(def.cpu.as_ref().map(|c| c.as_str()))
+                .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
+                .map(|c| u64::from(c.0)),
+            container_cpu_units: self
+                .slots
+                .iter()
+                .map(|s| s.def.cpu.unwrap_or(0).max(0) as u64)
+                .collect(),
+            memory: self
+                .task
+                .memory
+                .as_deref()
+                .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
+                .map(|m| m.bytes())
+                .or_else(|| mib(def.memory.as_ref())),
+            pids: None,
+        };
+        if let Err(e) = rt.create_task_cgroup(&task_id, &limits) {
+            self.rt = Some(rt);
+            self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+            return false;
+        }
+        self.task_cgroup = true;
+        self.rt = Some(rt);
+        let logs = self.paths.dir.join("logs");
+        if let Err(e) = std::fs::create_dir_all(&logs) {
+            self.fail_all(&format!(
+                "{}: failed to create {}: {e}",
+                reason::RESOURCE_INIT,
+                logs.display()
+            ));
+            return false;
+        }
+        let images = rootfs_cache::Store::open(&self.opts.root);
+        for idx in 0..self.slots.len() {
+            let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
+                (Ok(store), Some(rec)) => rec
+                    .layers
+                    .iter()
+                    .map(|l| store.layer_path(&l.diff_id))
+                    .collect(),
+                _ => {
+                    self.fail_container(
+                        idx,
+                        format!("{}: the image cache is unavailable", reason::CANNOT_CREATE),
+                    );
+                    return false;
+                }
+            };
+            let state = self.paths.container_state(idx);
+            let target = self.paths.rootfs(idx);
+            match rootfs_cache::rootfs::mount(
+                &layers,
+                &state,
+                &target,
+                rootfs_cache::rootfs::MountApi::Auto,
+            ) {
+                Ok(_) => self.slots[idx].mounted = true,
+                Err(e) => {
+                    self.fail_container(
+                        idx,
+                        format!("{}: {}", reason::CANNOT_CREATE, error_chain(&e)),
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Every container that has not run gets `why`; the task fails to start with it.
+    fn fail_all(&mut self, why: &str) {
+        for idx in 0..self.slots.len() {
+            if matches!(self.slots[idx].state, State::Pending) {
+                self.slots[idx].state = State::Failed;
+                self.slots[idx].row.last_status = status::STOPPED.into();
+                self.slots[idx].row.reason = Some(cut_reason(why));
+                self.save_container(idx);
+            }
+        }
+        self.request_stop(stop::TASK_FAILED_TO_START, why);
+    }
+
+    /// Pulls (or finds) every image according to the pull policy.
+    fn pull_images(&mut self) -> bool {
+        self.task.pull_started_at = Some(now_ms());
+        self.save();
+        let result = self.pull_all();
+        self.task.pull_stopped_at = Some(now_ms());
+        self.save();
+        match result {
+            Ok(()) => true,
+            Err((idx, why)) => {
+                self.fail_container(idx, why.clone());
+                self.request_stop(stop::TASK_FAILED_TO_START, &why);
+                false
+            }
+        }
+    }
+
+    fn pull_all(&mut self) -> Result<(), (usize, String)> {
+        let fail =
+            |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
+        let images =
+            rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
+        // The registry client (TLS roots, config) is only built when something is pulled.
+        let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
+        let platform = Platform::host();
+        for idx in 0..self.slots.len() {
+            let image = self.slots[idx].row.image.clone();
+            let cached = find_image(&images, &image);
+            let rec = match (self.opts.pull, cached) {
+                (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => rec,
+                (PullPolicy::Never, None) => {
+                    return Err(fail(
+                        idx,
+                        &format!(
+                            "{image}: not in the local image cache and --pull never was given \
+                             (run `minifargate pull {image}`)"
+                        ),
+                    ));
+                }
+                _ => {
+                    if puller.is_none() {
+                        puller = Some(
+                            make_puller(&self.opts.root, self.opts.config.as_deref())
+                                .map_err(|e| fail(idx, &crate_chain(&e)))?,
+                        );
+                    }
+                    let (p, rt) = puller.as_ref().expect("set above");
+                    tracing::info!(task_id = %self.task.id, %image, "pulling");
+                    rt.block_on(p.pull(&image, &platform, Arc::new(rootfs_cache::pull::Quiet)))
+                        .map_err(|e| fail(idx, &error_chain(&e)))?
+                }
+            };
+            self.slots[idx].row.image_digest = Some(rec.digest.to_string());
+            self.slots[idx].image = Some(rec);
+            self.save_container(idx);
+            self.drain_events();
+            if self.stopping() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn dep_view(&self, idx: usize) -> Vec<Dep> {
+        let now = Instant::now();
+        self.slots[idx]
+            .deps
+            .iter()
+            .map(|&(d, condition)| {
+                let s = &self.slots[d];
+                let state = match &s.state {
+                    State::Pending => DepState::Pending {
+                        waited: now - self.started,
+                    },
+                    State::Running { since, .. } => DepState::Running { for_: now - *since },
+                    State::Exited { code, .. } => DepState::Exited(*code),
+                    State::Failed => DepState::Failed,
+                };
+                Dep {
+                    name: s.row.name.clone(),
+                    condition,
+                    state,
+                    start_timeout: s
+                        .def
+                        .start_timeout
+                        .map(|t| Duration::from_secs(t.max(0) as u64)),
+                    has_health_check: s.def.health_check.is_some(),
+                    healthy: s
+                        .health
+                        .as_ref()
+                        .is_some_and(|h| h.status == health::HEALTHY),
+                }
+            })
+            .collect()
+    }
+
+    fn run_containers(&mut self) {
+        self.started = Instant::now();
+        loop {
+            self.drain_events();
+            if self.stopping() {
+                return;
+            }
+            let mut waiting = false;
+            for i in 0..self.order.len() {
+                let idx = self.order[i];
+                if !matches!(self.slots[idx].state, State::Pending) || self.stopping() {
+                    continue;
+                }
+                match deps::evaluate(&self.slots[idx].row.name, &self.dep_view(idx)) {
+                    Verdict::Ready => self.start(idx),
+                    Verdict::Wait => waiting = true,
+                    Verdict::Never(why) => self.fail_container(idx, why),
+                }
+            }
+            if self.stopping() {
+                return;
+            }
+            let pending = self.slots.iter().any(|s| matches!(s.state, State::Pending));
+            let running = self
+                .slots
+                .iter()
+                .any(|s| matches!(s.state, State::Running { .. }));
+            if !pending && self.task.last_status == status::PENDING {
+                self.task.last_status = status::RUNNING.into();
+                self.task.started_at = Some(now_ms());
+                self.save();
+                tracing::info!(task_id = %self.task.id, "task running");
+            }
+            if !pending && !running {
+                // Only non-essential containers ran, and all ended: nothing keeps the task.
+                self.request_stop(
+                    stop::ESSENTIAL_CONTAINER_EXITED,
+                    stop::ESSENTIAL_EXITED_REASON,
+                );
+                return;
+            }
+            let next_check = self.run_due_checks();
+            let mut timeout = if waiting {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(3600)
+            };
+            if let Some(n) = next_check {
+                timeout = timeout.min(n);
+            }
+            match self.events.recv_timeout(timeout) {
+                Ok(ev) => self.handle(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn image_defaults(&self, idx: usize) -> ImageDefaults {
+        let Some(rec) = &self.slots[idx].image else {
+            return ImageDefaults::default();
+        };
+        let cfg = rootfs_cache::Store::open(&self.opts.root).and_then(|s| s.image_config(rec));
+        match cfg {
+            Ok(cfg) => match cfg.config() {
+                Some(c) => ImageDefaults {
+                    entrypoint: c.entrypoint().clone().unwrap_or_default(),
+                    cmd: c.cmd().clone().unwrap_or_default(),
+                    env: c.env().clone().unwrap_or_default(),
+                    working_dir: c.working_dir().clone(),
+                    user: c.user().clone(),
+                },
+                None => ImageDefaults::default(),
+            },
+            Err(e) => {
+                tracing::warn!(image = %rec.reference, error = %error_chain(&e), "no image config");
+                ImageDefaults::default()
+            }
+        }
+    }
+
+    fn start(&mut self, idx: usize) {
+        let rid = runtime_id(&self.task.id, idx);
+        let name = self.slots[idx].row.name.clone();
+        let ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
+        let img = self.image_defaults(idx);
+        let spec = match spec::build(&self.slots[idx].def, &img, ecs, self.paths.log(&name)) {
+            Ok(s) => s,
+            Err(e) => {
+                return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
+            }
+        };
+        let netns = self.attachment.as_ref().and_then(|a| a.netns.clone());
+        let rt = self.rt.as_ref().expect("runtime set in provision");
+        let created = rt.create(
+            &rid,
+            &self.task.id,
+            &spec,
+            &self.paths.rootfs(idx),
+            netns.as_deref(),
+        );
+        let container = match created {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                return self.fail_container(
+                    idx,
+                    format!("{}: {}", reason::CANNOT_START, error_chain(&e)),
+                );
+            }
+        };
+        if let Err(e) = container.start() {
+            let why = format!("{}: {}", reason::CANNOT_START, error_chain(&e));
+            if let Ok(c) = Arc::try_unwrap(container)
+                && let Err(d) = c.delete()
+            {
+                self.warnings.push(format!("teardown: {}", error_chain(&d)));
+            }
+            return self.fail_container(idx, why);
+        }
+        let tx = self.tx.clone();
+        let c2 = container.clone();
+        let waiter = std::thread::Builder::new()
+            .name(format!("exit-{idx}"))
+            .spawn(move || {
+                let status = c2.wait().map_err(|e| error_chain(&e));
+                drop(c2);
+                let _ = tx.send(Event::Exited { idx, status });
+            })
+            .expect("spawning a thread");
+        let slot = &mut self.slots[idx];
+        slot.state = State::Running {
+            since: Instant::now(),
+            container,
+            waiter,
+        };
+        slot.row.runtime_id = Some(rid);
+        slot.row.started_at = Some(now_ms());
+        slot.row.last_status = status::RUNNING.into();
+        if let Some(check) = slot.def.health_check.as_ref().and_then(Check::parse) {
+            slot.health = Some(Health::new(check, Instant::now()));
+            slot.row.health_status = Some(health::UNKNOWN.into());
+        }
+        tracing::info!(task_id = %self.task.id, container = %name, "container started");
+        self.save_container(idx);
+    }
+
+    /// SIGTERM each running container in reverse start order, SIGKILL after its stopTimeout.
+    fn stop_containers(&mut self) {
+        if self.task.stopping_at.is_none() {
+            self.task.stopping_at = Some(now_ms());
+        }
+        self.save();
+        let reverse: Vec<usize> = self.order.iter().rev().copied().collect();
+        for idx in reverse {
+            self.drain_events();
+            let State::Running { container, .. } = &self.slots[idx].state else {
+                continue;
+            };
+            let container = container.clone();
+            let timeout = self.slots[idx]
+                .def
+                .stop_timeout
+                .map(|t| Duration::from_secs(t.max(0) as u64))
+                .unwrap_or(DEFAULT_STOP_TIMEOUT);
+            let mut deadline = Instant::now()
+                + if self.force_stop {
+                    Duration::ZERO
+                } else {
+                    timeout
+                };
+            if !self.force_stop
+                && let Err(e) = container.kill(Signal::SIGTERM)
+            {
+                tracing::debug!(error = %e, "SIGTERM failed");
+            }
+            let mut killed = false;
+            while matches!(self.slots[idx].state, State::Running { .. }) {
+                let now = Instant::now();
+                if now >= deadline && !killed {
+                    tracing::info!(task_id = %self.task.id, container = %self.slots[idx].row.name,
+                        "stopTimeout passed: sending SIGKILL");
+                    if let Err(e) = container.kill(Signal::SIGKILL) {
+                        tracing::warn!(error = %error_chain(&e), "SIGKILL failed");
+                    }
+                    killed = true;
+                }
+                let wait = if killed {
+                    Duration::from_secs(10)
+                } else {
+                    deadline - now
+                };
+                match self.events.recv_timeout(wait) {
+                    Ok(Event::Stop { force: true, .. }) => deadline = Instant::now(),
+                    Ok(ev) => self.handle(ev),
+                    Err(RecvTimeoutError::Timeout) if killed => {
+                        self.warnings.push(format!(
+                            "container {} did not exit after SIGKILL",
+                            self.slots[idx].row.name
+                        ));
+                        break;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        for idx in 0..self.slots.len() {
+            if matches!(self.slots[idx].state, State::Pending) {
+                self.slots[idx].state = State::Failed;
+                self.slots[idx].row.last_status = status::STOPPED.into();
+                self.save_container(idx);
+            }
+        }
+        self.task.execution_stopped_at = Some(now_ms());
+        self.save();
+    }
+
+    /// Deletes containers, unmounts rootfs, removes the task cgroup and the network.
+    fn deprovision(&mut self) {
+        self.task.last_status = status::DEPROVISIONING.into();
+        self.save();
+        let mut errors: Vec<String> = Vec::new();
+        for idx in 0..self.slots.len() {
+            let state = std::mem::replace(&mut self.slots[idx].state, State::Failed);
+            let container = match state {
+                State::Running {
+                    container, waiter, ..
+                } => {
+                    let _ = container.kill(Signal::SIGKILL);
+                    let _ = waiter.join();
+                    Some(container)
+                }
+                State::Exited { container, .. } => container,
+                _ => None,
+            };
+            if let Some(c) = container {
+                // A health check still running holds a reference until its exec ends
+                // (it dies with the container's pid namespace).
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Arc::strong_count(&c) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                match Arc::try_unwrap(c) {
+                    Ok(c) => {
+                        if let Err(e) = c.delete() {
+                            errors.push(error_chain(&e));
+                        }
+                    }
+                    Err(_) => errors.push(format!(
+                        "container {} is still referenced; not deleted",
+                        self.slots[idx].row.name
+                    )),
+                }
+            }
+            if self.slots[idx].mounted {
+                let target = self.paths.rootfs(idx);
+                match rootfs_cache::rootfs::unmount(&target) {
+                    Ok(()) => self.slots[idx].mounted = false,
+                    Err(e) => errors.push(error_chain(&e)),
+                }
+            }
+        }
+        if self.task_cgroup
+            && let Some(rt) = &self.rt
+            && let Err(e) = rt.remove_task_cgroup(&self.task.id)
+        {
+            errors.push(error_chain(&e));
+        }
+        for e in self.net.teardown(&self.task.id) {
+            errors.push(error_chain(&e));
+        }
+        // Upper/work dirs go with the task; logs stay for `minifargate logs`.
+        for idx in 0..self.slots.len() {
+            let d = self.paths.container_state(idx);
+            if !self.slots[idx].mounted
+                && d.exists()
+                && let Err(e) = std::fs::remove_dir_all(&d)
+            {
+                errors.push(format!("failed to remove {}: {e}", d.display()));
+            }
+        }
+        for e in &errors {
+            tracing::error!(task_id = %self.task.id, error = %e, "teardown step failed");
+            self.warnings.push(format!("teardown: {e}"));
+        }
+        self.task.last_status = status::STOPPED.into();
+        self.task.desired_status = status::STOPPED.into();
+        self.task.stopped_at = Some(now_ms());
+        self.save();
+    }
+}
+
+fn make_puller(
+    root: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
+    let config = RegistriesConfig::load(config)?;
+    let client = RegistryClient::new(RetryPolicy::default())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((
+        Puller {
+            store: rootfs_cache::Store::open(root)?,
+            client: Arc::new(client),
+            config,
+            concurrency: 4,
+        },
+        rt,
+    ))
+}
+
+fn crate_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The cached image a reference names, if any.
+pub fn find_image(store: &rootfs_cache::Store, image: &str) -> Option<ImageRecord> {
+    let normalised = rootfs_cache::pull::parse_reference(image)
+        .ok()
+        .map(|r| rootfs_cache::pull::record_name(&r));
+    store.find_image(image, normalised.as_deref()).ok()
+}

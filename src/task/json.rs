@@ -1,0 +1,165 @@
+//! The ECS JSON of a task (`Task` and `Container` shapes of ecs.json), as RunTask,
+//! DescribeTasks and StopTask print it; timestamps as the AWS CLI prints them.
+
+use crate::store::{ContainerRow, TaskRow, format_timestamp};
+use serde_json::{Map, Value, json};
+
+fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        m.insert(k.to_string(), v);
+    }
+}
+
+fn ts(v: Option<i64>) -> Option<Value> {
+    v.map(|ms| Value::String(format_timestamp(ms)))
+}
+
+/// `arn:aws:ecs:<region>:<account>:cluster/<name>` from a task ARN.
+pub fn cluster_arn(task_arn: &str, cluster: &str) -> String {
+    let prefix = task_arn.split(":task/").next().unwrap_or("");
+    format!("{prefix}:cluster/{cluster}")
+}
+
+pub fn container_json(t: &TaskRow, c: &ContainerRow) -> Value {
+    let mut m = Map::new();
+    m.insert("containerArn".into(), json!(c.arn));
+    m.insert("taskArn".into(), json!(t.arn));
+    m.insert("name".into(), json!(c.name));
+    m.insert("image".into(), json!(c.image));
+    put(
+        &mut m,
+        "imageDigest",
+        c.image_digest.clone().map(Value::from),
+    );
+    put(&mut m, "runtimeId", c.runtime_id.clone().map(Value::from));
+    m.insert("lastStatus".into(), json!(c.last_status));
+    put(&mut m, "exitCode", c.exit_code.map(Value::from));
+    put(&mut m, "reason", c.reason.clone().map(Value::from));
+    m.insert("networkBindings".into(), json!([]));
+    m.insert("networkInterfaces".into(), json!([]));
+    m.insert(
+        "healthStatus".into(),
+        json!(c.health_status.as_deref().unwrap_or("UNKNOWN")),
+    );
+    put(&mut m, "cpu", c.cpu.clone().map(Value::from));
+    put(&mut m, "memory", c.memory.clone().map(Value::from));
+    put(
+        &mut m,
+        "memoryReservation",
+        c.memory_reservation.clone().map(Value::from),
+    );
+    Value::Object(m)
+}
+
+/// Task health: the worst over essential containers with a health check (UNHEALTHY >
+/// UNKNOWN > HEALTHY); UNKNOWN when none has one. Ref: ecs.json `Task.healthStatus`.
+pub fn task_health(containers: &[ContainerRow]) -> &'static str {
+    let states: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.essential)
+        .filter_map(|c| c.health_status.as_deref())
+        .collect();
+    if states.is_empty() || states.contains(&"UNKNOWN") && !states.contains(&"UNHEALTHY") {
+        "UNKNOWN"
+    } else if states.contains(&"UNHEALTHY") {
+        "UNHEALTHY"
+    } else {
+        "HEALTHY"
+    }
+}
+
+pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
+    let mut m = Map::new();
+    m.insert("attachments".into(), json!([]));
+    m.insert("attributes".into(), json!([]));
+    m.insert("clusterArn".into(), json!(cluster_arn(&t.arn, &t.cluster)));
+    m.insert("connectivity".into(), json!("CONNECTED"));
+    put(&mut m, "connectivityAt", ts(Some(t.created_at)));
+    m.insert(
+        "containers".into(),
+        Value::Array(containers.iter().map(|c| container_json(t, c)).collect()),
+    );
+    put(&mut m, "cpu", t.cpu.clone().map(Value::from));
+    put(&mut m, "createdAt", ts(Some(t.created_at)));
+    m.insert("desiredStatus".into(), json!(t.desired_status));
+    m.insert("enableExecuteCommand".into(), json!(false));
+    put(&mut m, "executionStoppedAt", ts(t.execution_stopped_at));
+    put(&mut m, "group", t.group.clone().map(Value::from));
+    m.insert("healthStatus".into(), json!(task_health(containers)));
+    m.insert("lastStatus".into(), json!(t.last_status));
+    m.insert("launchType".into(), json!(t.launch_type));
+    put(&mut m, "memory", t.memory.clone().map(Value::from));
+    let mut overrides: Value = serde_json::from_str(&t.overrides).unwrap_or_else(|_| json!({}));
+    if overrides.get("containerOverrides").is_none() {
+        overrides["containerOverrides"] = json!([]);
+    }
+    overrides["inferenceAcceleratorOverrides"] = json!([]);
+    m.insert("overrides".into(), overrides);
+    if t.launch_type == "FARGATE" {
+        m.insert("platformVersion".into(), json!("1.4.0"));
+        m.insert("platformFamily".into(), json!("Linux"));
+    }
+    put(&mut m, "pullStartedAt", ts(t.pull_started_at));
+    put(&mut m, "pullStoppedAt", ts(t.pull_stopped_at));
+    put(&mut m, "startedAt", ts(t.started_at));
+    put(&mut m, "startedBy", t.started_by.clone().map(Value::from));
+    put(&mut m, "stopCode", t.stop_code.clone().map(Value::from));
+    put(&mut m, "stoppedAt", ts(t.stopped_at));
+    put(
+        &mut m,
+        "stoppedReason",
+        t.stopped_reason.clone().map(Value::from),
+    );
+    put(&mut m, "stoppingAt", ts(t.stopping_at));
+    m.insert("tags".into(), json!([]));
+    m.insert("taskArn".into(), json!(t.arn));
+    m.insert("taskDefinitionArn".into(), json!(t.task_definition_arn));
+    m.insert("version".into(), json!(t.version));
+    m.insert("ephemeralStorage".into(), json!({"sizeInGiB": 20}));
+    // Not an ECS field: what this host does differently, so nobody is misled.
+    let warnings: Vec<String> = serde_json::from_str(&t.warnings).unwrap_or_default();
+    if !warnings.is_empty() {
+        m.insert("minifargateWarnings".into(), json!(warnings));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_of_a_stopped_task() {
+        let t = TaskRow {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            arn: "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef"
+                .into(),
+            cluster: "default".into(),
+            launch_type: "FARGATE".into(),
+            last_status: "STOPPED".into(),
+            desired_status: "STOPPED".into(),
+            stop_code: Some("EssentialContainerExited".into()),
+            overrides: "{}".into(),
+            warnings: "[]".into(),
+            created_at: 1_700_000_000_000,
+            stopped_at: Some(1_700_000_001_000),
+            ..Default::default()
+        };
+        let c = ContainerRow {
+            name: "app".into(),
+            exit_code: Some(0),
+            last_status: "STOPPED".into(),
+            ..Default::default()
+        };
+        let v = task_json(&t, &[c]);
+        assert_eq!(
+            v["clusterArn"],
+            "arn:aws:ecs:us-east-1:000000000000:cluster/default"
+        );
+        assert_eq!(v["containers"][0]["exitCode"], 0);
+        assert_eq!(v["stoppedAt"], "2023-11-14T22:13:21.000000+00:00");
+        assert_eq!(v["overrides"]["containerOverrides"], json!([]));
+        assert!(v.get("startedAt").is_none());
+        assert!(v.get("minifargateWarnings").is_none());
+    }
+}

@@ -1,0 +1,305 @@
+//! RunTask on the CLI side: apply overrides, write the task rows (PROVISIONING) and start
+//! one detached supervisor process per task.
+
+use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid, status};
+use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
+use crate::taskdef::AwsContext;
+use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(
+        "InvalidParameterException: containerOverrides: container {name:?} is not in task \
+         definition {taskdef} (its containers: {known})"
+    )]
+    UnknownContainer {
+        name: String,
+        taskdef: String,
+        known: String,
+    },
+    #[error(transparent)]
+    Unsupported(#[from] super::support::SupportError),
+    #[error("failed to record task {id}")]
+    Store {
+        id: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("failed to {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// RunTask parameters after parsing.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub cluster: String,
+    pub launch_type: Option<String>,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub overrides: TaskOverride,
+}
+
+/// How to start the supervisor: the same binary with the same global options.
+#[derive(Debug, Clone)]
+pub struct SupervisorCommand {
+    pub exe: PathBuf,
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub config: Option<PathBuf>,
+    pub log_level: String,
+    pub pull: PullPolicy,
+}
+
+/// The launch type a task runs with: the flag, else FARGATE when the task definition
+/// requires it, else EC2.
+pub fn launch_type(req: &Request, def: &TaskDefinition) -> String {
+    if let Some(l) = &req.launch_type {
+        return l.clone();
+    }
+    let fargate = def
+        .requires_compatibilities
+        .iter()
+        .flatten()
+        .any(|c| *c == Compatibility::Fargate);
+    if fargate { "FARGATE" } else { "EC2" }.to_string()
+}
+
+/// `networkMode`, defaulting like ECS: awsvpc on Fargate, bridge on EC2.
+pub fn network_mode(def: &TaskDefinition, launch_type: &str) -> NetworkMode {
+    def.network_mode.unwrap_or(if launch_type == "FARGATE" {
+        NetworkMode::Awsvpc
+    } else {
+        NetworkMode::Bridge
+    })
+}
+
+/// The task definition with `overrides` applied (command, environment, cpu, memory).
+pub fn apply_overrides(
+    def: &TaskDefinition,
+    o: &TaskOverride,
+    taskdef_name: &str,
+) -> Result<TaskDefinition, LaunchError> {
+    let mut def = def.clone();
+    let containers = def.container_definitions.get_or_insert_with(Vec::new);
+    for co in &o.container_overrides {
+        let Some(c) = containers.iter_mut().find(|c| c.name_str() == co.name) else {
+            return Err(LaunchError::UnknownContainer {
+                name: co.name.clone(),
+                taskdef: taskdef_name.to_string(),
+                known: containers
+                    .iter()
+                    .map(|c| c.name_str().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        apply_container(c, co);
+    }
+    if let Some(cpu) = &o.cpu {
+        def.cpu = Some(crate::taskdef::model::SizeValue(cpu.clone()));
+    }
+    if let Some(m) = &o.memory {
+        def.memory = Some(crate::taskdef::model::SizeValue(m.clone()));
+    }
+    Ok(def)
+}
+
+fn apply_container(c: &mut crate::taskdef::model::ContainerDefinition, co: &ContainerOverride) {
+    if let Some(cmd) = &co.command {
+        c.command = Some(cmd.clone());
+    }
+    if let Some(env) = &co.environment {
+        let list = c.environment.get_or_insert_with(Vec::new);
+        for kv in env {
+            match list.iter_mut().find(|e| e.name == kv.name) {
+                Some(slot) => *slot = kv.clone(),
+                None => list.push(KeyValuePair {
+                    name: kv.name.clone(),
+                    value: kv.value.clone(),
+                }),
+            }
+        }
+    }
+    if co.cpu.is_some() {
+        c.cpu = co.cpu;
+    }
+    if co.memory.is_some() {
+        c.memory = co.memory;
+    }
+    if co.memory_reservation.is_some() {
+        c.memory_reservation = co.memory_reservation;
+    }
+}
+
+/// Writes one task (PROVISIONING, desired RUNNING) and its containers; returns its id.
+pub fn create_task(
+    store: &mut Store,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &Request,
+    root: &Path,
+) -> Result<String, LaunchError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| LaunchError::Io { what, source }
+    };
+    let id = new_id().map_err(io("read /dev/urandom"))?;
+    let name = format!("{}:{}", stored.family(), stored.revision());
+    let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
+    let warnings = super::support::prepare(&mut def)?;
+    let launch_type = launch_type(req, &def);
+    let now = chrono::Utc::now().timestamp_millis();
+    let store_err = |source| LaunchError::Store {
+        id: id.clone(),
+        source,
+    };
+    store
+        .ensure_cluster(
+            &req.cluster,
+            &ctx.ecs_arn(&format!("cluster/{}", req.cluster)),
+            now,
+        )
+        .map_err(store_err)?;
+    let task = TaskRow {
+        id: id.clone(),
+        arn: ctx.ecs_arn(&format!("task/{}/{id}", req.cluster)),
+        cluster: req.cluster.clone(),
+        task_definition_arn: stored
+            .definition
+            .task_definition_arn
+            .clone()
+            .unwrap_or_else(|| ctx.task_definition_arn(stored.family(), stored.revision())),
+        family: stored.family().to_string(),
+        definition: serde_json::to_string(&def).unwrap_or_default(),
+        overrides: serde_json::to_string(&req.overrides).unwrap_or_else(|_| "{}".into()),
+        launch_type: launch_type.clone(),
+        started_by: req.started_by.clone(),
+        group: req
+            .group
+            .clone()
+            .or_else(|| Some(format!("family:{}", stored.family()))),
+        cpu: def.cpu.as_ref().map(|c| c.as_str().to_string()),
+        memory: def.memory.as_ref().map(|m| m.as_str().to_string()),
+        last_status: status::PROVISIONING.into(),
+        desired_status: status::RUNNING.into(),
+        warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
+        created_at: now,
+        version: 1,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
+        let uuid = new_uuid().map_err(io("read /dev/urandom"))?;
+        rows.push(ContainerRow {
+            task_id: id.clone(),
+            idx: idx as i64,
+            name: c.name_str().to_string(),
+            image: c.image.clone().unwrap_or_default(),
+            arn: ctx.ecs_arn(&format!("container/{}/{id}/{uuid}", req.cluster)),
+            essential: c.is_essential(),
+            last_status: status::PENDING.into(),
+            cpu: Some(c.cpu.unwrap_or(0).to_string()),
+            memory: c.memory.map(|m| m.to_string()),
+            memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+            ..Default::default()
+        });
+    }
+    let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
+    std::fs::create_dir_all(&dir).map_err(io(&format!("create {}", dir.display())))?;
+    store.insert_task(&task, &rows).map_err(store_err)?;
+    Ok(id)
+}
+
+/// Starts `minifargate supervise` for task `id`: detached (it calls setsid itself), stdin
+/// closed, its own log file. Records its pid in the store.
+pub fn spawn_supervisor(
+    store: &mut Store,
+    cmd: &SupervisorCommand,
+    id: &str,
+) -> Result<Child, LaunchError> {
+    let paths = TaskPaths::new(&cmd.root, &cmd.run_root, id);
+    let io = |what: String| move |source| LaunchError::Io { what, source };
+    std::fs::create_dir_all(&paths.run_dir)
+        .map_err(io(format!("create {}", paths.run_dir.display())))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.supervisor_log())
+        .map_err(io(format!("open {}", paths.supervisor_log().display())))?;
+    let log2 = log
+        .try_clone()
+        .map_err(io("duplicate the log file handle".into()))?;
+    let mut c = Command::new(&cmd.exe);
+    c.arg("--root")
+        .arg(&cmd.root)
+        .arg("--run-root")
+        .arg(&cmd.run_root)
+        .arg("--log-level")
+        .arg(&cmd.log_level);
+    if let Some(cfg) = &cmd.config {
+        c.arg("--config").arg(cfg);
+    }
+    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    let child = c
+        .spawn()
+        .map_err(io(format!("start the supervisor {}", cmd.exe.display())))?;
+    let pid = i64::from(child.id());
+    store
+        .set_supervisor(id, pid, super::process_start_time(pid))
+        .map_err(|source| LaunchError::Store {
+            id: id.to_string(),
+            source,
+        })?;
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_command_and_merge_environment() {
+        let def: TaskDefinition = serde_json::from_str(
+            r#"{"family":"f","containerDefinitions":[{"name":"app","image":"x","command":["a"],
+                "environment":[{"name":"A","value":"1"},{"name":"B","value":"2"}]}]}"#,
+        )
+        .unwrap();
+        let o: TaskOverride = serde_json::from_str(
+            r#"{"containerOverrides":[{"name":"app","command":["b"],
+                "environment":[{"name":"B","value":"3"},{"name":"C","value":"4"}]}]}"#,
+        )
+        .unwrap();
+        let d = apply_overrides(&def, &o, "f:1").unwrap();
+        let c = &d.container_definitions.unwrap()[0];
+        assert_eq!(c.command.as_deref().unwrap(), ["b"]);
+        let env: Vec<_> = c
+            .environment
+            .iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e.name.as_deref().unwrap(),
+                    e.value.as_deref().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(env, ["A=1", "B=3", "C=4"]);
+        let bad: TaskOverride =
+            serde_json::from_str(r#"{"containerOverrides":[{"name":"nope"}]}"#).unwrap();
+        let e = apply_overrides(&def, &bad, "f:1").unwrap_err().to_string();
+        assert!(
+            e.contains("\"nope\" is not in task definition f:1 (its containers: app)"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The task executor: what a RunTask becomes on this host — ids, paths, overrides, the
+//! container spec merge, dependsOn, the lifecycle loop the supervisor runs, and the JSON.
+//!
+//! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
+//! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
+
+pub mod deps;
+pub mod executor;
+pub mod health;
+pub mod json;
+pub mod launch;
+pub mod network;
+pub mod reconcile;
+pub mod spec;
+pub mod support;
+
+use crate::taskdef::model::KeyValuePair;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// ECS task and container statuses (`lastStatus`, `desiredStatus`).
+pub mod status {
+    pub const PROVISIONING: &str = "PROVISIONING";
+    pub const PENDING: &str = "PENDING";
+    pub const RUNNING: &str = "RUNNING";
+    pub const DEPROVISIONING: &str = "DEPROVISIONING";
+    pub const STOPPED: &str = "STOPPED";
+}
+
+/// ECS `stopCode` values and the `stoppedReason` strings that go with them.
+/// Ref: ecs.json `TaskStopCode`; repost.aws/knowledge-center/ecs-task-stopped.
+pub mod stop {
+    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
+    pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
+    pub const USER_INITIATED: &str = "UserInitiated";
+    pub const ESSENTIAL_EXITED_REASON: &str = "Essential container in task exited";
+    pub const USER_REASON: &str = "Task stopped by user";
+}
+
+/// Container `reason` prefixes of the ECS agent.
+/// Ref: amazon-ecs-agent agent/dockerclient/dockerapi/errors.go; stopped-task-error-codes.html.
+pub mod reason {
+    pub const CANNOT_PULL: &str = "CannotPullContainerError";
+    pub const CANNOT_CREATE: &str = "CannotCreateContainerError";
+    pub const CANNOT_START: &str = "CannotStartContainerError";
+    pub const RESOURCE_INIT: &str = "ResourceInitializationError";
+}
+
+/// ECS cuts reasons to 1024 characters before sending them (ecs_client.go L49-50).
+pub fn cut_reason(s: &str) -> String {
+    if s.len() <= 1024 {
+        return s.to_string();
+    }
+    let mut end = 1024;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// A fresh 32-hex task id (what ECS puts at the end of a task ARN).
+pub fn new_id() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A random UUID (v4 layout) for container ARNs and attachments.
+pub fn new_uuid() -> std::io::Result<String> {
+    let h = new_id()?;
+    Ok(format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    ))
+}
+
+/// Where one task keeps its files.
+#[derive(Debug, Clone)]
+pub struct TaskPaths {
+    /// `<root>/tasks/<id>`: rootfs state, logs (kept after the task stops, for `logs`).
+    pub dir: PathBuf,
+    /// `<run-root>/tasks/<id>`: socket, netns mount, runtime state (gone when it stops).
+    pub run_dir: PathBuf,
+}
+
+impl TaskPaths {
+    pub fn new(root: &Path, run_root: &Path, id: &str) -> Self {
+        TaskPaths {
+            dir: root.join("tasks").join(id),
+            run_dir: run_root.join("tasks").join(id),
+        }
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("sock")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("supervisor.pid")
+    }
+    pub fn netns(&self) -> PathBuf {
+        self.run_dir.join("netns")
+    }
+    pub fn runtime_state(&self) -> PathBuf {
+        self.run_dir.join("runtime")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.dir.join("supervisor.log")
+    }
+    pub fn log(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{container}.log"))
+    }
+    /// Upper/work dirs of container number `idx`.
+    pub fn container_state(&self, idx: usize) -> PathBuf {
+        self.dir.join(format!("c{idx}"))
+    }
+    pub fn rootfs(&self, idx: usize) -> PathBuf {
+        self.container_state(idx).join("rootfs")
+    }
+}
+
+/// The runtime id of container `idx` of a task (like Fargate's `<task-id>-<n>`).
+pub fn runtime_id(task_id: &str, idx: usize) -> String {
+    format!("{task_id}-{idx}")
+}
+
+/// RunTask `--overrides` (ECS shape `TaskOverride`); unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverride {
+    #[serde(default)]
+    pub container_overrides: Vec<ContainerOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+}
+
+/// One entry of `containerOverrides`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+}
+
+/// How run-task gets images: like `docker run --pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    Missing,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+/// Start time of process `pid` (clock ticks since boot, /proc/PID/stat field 22), or
+/// `None` when there is no such live process (gone or a zombie).
+pub fn process_start_time(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); field 22 is rest[19].
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_uuids_have_the_ecs_shape() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        let u = new_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(u.matches('-').count(), 4);
+    }
+
+    #[test]
+    fn own_start_time_is_readable_and_long_reasons_are_cut() {
+        assert!(process_start_time(std::process::id() as i64).is_some());
+        assert_eq!(cut_reason(&"é".repeat(600)).len(), 1024);
+    }
+
+    #[test]
+    fn overrides_parse_the_aws_cli_shape() {
+        let o: TaskOverride = serde_json::from_str(
+            r#"{"containerOverrides":[{"name":"app","command":["echo","x"],
+                "environment":[{"name":"A","value":"1"}]}],"cpu":"512","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(o.container_overrides[0].command.as_ref().unwrap()[1], "x");
+        assert_eq!(o.cpu.as_deref(), Some("512"));
+    }
+}

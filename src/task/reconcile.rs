@@ -1,0 +1,141 @@
+//! Notices tasks whose supervisor died (killed, crashed, host reboot) and finishes them:
+//! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and netns go.
+
+use super::{TaskPaths, cut_reason, network, process_start_time, status};
+use crate::store::{Store, StoreError, TaskRow};
+use runtime::{Runtime, error_chain};
+use std::path::Path;
+
+/// A supervisor gets this long to record its pid after the task row is written.
+const STARTING_GRACE_MS: i64 = 60_000;
+
+/// True when the task's supervisor is alive (or still starting).
+pub fn supervisor_alive(t: &TaskRow, now_ms: i64) -> bool {
+    match (t.supervisor_pid, t.supervisor_start_time) {
+        (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
+        (Some(pid), None) => process_start_time(pid).is_some(),
+        (None, _) => now_ms - t.created_at < STARTING_GRACE_MS,
+    }
+}
+
+/// How long STOPPED tasks stay describable, like ECS (about an hour); the
+/// `MINIFARGATE_STOPPED_TASK_RETENTION` environment variable sets it in seconds.
+pub fn retention() -> std::time::Duration {
+    std::env::var("MINIFARGATE_STOPPED_TASK_RETENTION")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(3600))
+}
+
+/// Forgets STOPPED tasks older than [`retention`] and removes their directories (logs).
+pub fn prune(store: &mut Store, root: &Path, run_root: &Path) -> Result<Vec<String>, StoreError> {
+    let before = chrono::Utc::now().timestamp_millis() - retention().as_millis() as i64;
+    let ids = store.prune_stopped_tasks(before)?;
+    for id in &ids {
+        let paths = TaskPaths::new(root, run_root, id);
+        if paths.dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&paths.dir)
+        {
+            tracing::warn!(task_id = %id, error = %e, "failed to remove a pruned task's directory");
+        }
+    }
+    Ok(ids)
+}
+
+/// Finishes every unstopped task whose supervisor is gone; returns their ids.
+pub fn reconcile(
+    store: &mut Store,
+    root: &Path,
+    run_root: &Path,
+) -> Result<Vec<String>, StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut done = Vec::new();
+    for t in store.unstopped_tasks()? {
+        if supervisor_alive(&t, now) {
+            continue;
+        }
+        tracing::warn!(task_id = %t.id, pid = ?t.supervisor_pid, "task supervisor is gone: cleaning up");
+        let id = t.id.clone();
+        finish_dead(store, t, root, run_root)?;
+        done.push(id);
+    }
+    Ok(done)
+}
+
+fn finish_dead(
+    store: &mut Store,
+    mut t: TaskRow,
+    root: &Path,
+    run_root: &Path,
+) -> Result<(), StoreError> {
+    let paths = TaskPaths::new(root, run_root, &t.id);
+    let Some((_, containers)) = store.task(&t.id)? else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    // Containers (processes, libcontainer state, cgroups) and the task cgroup of this task
+    // only: every other task counts as live.
+    match Runtime::new(paths.runtime_state()) {
+        Ok(rt) => {
+            let mut report = rt.gc(&|id| id != t.id);
+            // A cgroup cannot be removed until its killed processes are gone: once more.
+            for _ in 0..5 {
+                if report.errors.is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                report = rt.gc(&|id| id != t.id);
+            }
+            errors.extend(report.errors.iter().map(|e| error_chain(e)));
+        }
+        Err(e) => errors.push(error_chain(&e)),
+    }
+    for (idx, _) in containers.iter().enumerate() {
+        if let Err(e) = rootfs_cache::rootfs::unmount(&paths.rootfs(idx)) {
+            errors.push(error_chain(&e));
+            continue;
+        }
+        let d = paths.container_state(idx);
+        if d.exists()
+            && let Err(e) = std::fs::remove_dir_all(&d)
+        {
+            errors.push(format!("failed to remove {}: {e}", d.display()));
+        }
+    }
+    if let Some(e) = network::remove_netns(&paths.netns()) {
+        errors.push(error_chain(&e));
+    }
+    if paths.run_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&paths.run_dir)
+    {
+        errors.push(format!("failed to remove {}: {e}", paths.run_dir.display()));
+    }
+    let why = format!(
+        "Task supervisor (pid {}) exited unexpectedly; minifargate stopped the task and cleaned up \
+         its resources",
+        t.supervisor_pid
+            .map_or("unknown".to_string(), |p| p.to_string())
+    );
+    for mut c in containers {
+        if c.last_status != status::STOPPED {
+            c.last_status = status::STOPPED.into();
+            c.reason.get_or_insert_with(|| cut_reason(&why));
+            store.save_container(&c)?;
+        }
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut warnings: Vec<String> = serde_json::from_str(&t.warnings).unwrap_or_default();
+    for e in errors {
+        tracing::error!(task_id = %t.id, error = %e, "cleanup of a dead task failed");
+        warnings.push(format!("teardown: {e}"));
+    }
+    t.warnings = serde_json::to_string(&warnings).unwrap_or_default();
+    t.last_status = status::STOPPED.into();
+    t.desired_status = status::STOPPED.into();
+    t.stopped_reason.get_or_insert(why);
+    t.stopping_at.get_or_insert(now);
+    t.execution_stopped_at.get_or_insert(now);
+    t.stopped_at = Some(now);
+    store.save_task(&t)
+}

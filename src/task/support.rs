@@ -1,0 +1,170 @@
+//! What of a task definition this host does not do yet: errors for what cannot be faked
+//! (secrets, S3 environment files), warnings recorded on the task for what is skipped.
+//! Also reads local `environmentFiles` into the environment, as the ECS agent does.
+
+use crate::taskdef::model::{EnvironmentFileType, KeyValuePair, TaskDefinition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    #[error(
+        "containerDefinitions[{idx}].secrets: secret {name:?} ({value_from}) cannot be resolved \
+         yet (SSM and Secrets Manager arrive with `serve`); pass the value with --overrides \
+         environment for now"
+    )]
+    Secret {
+        idx: usize,
+        name: String,
+        value_from: String,
+    },
+    #[error(
+        "containerDefinitions[{idx}].environmentFiles: {value} is in S3, which minifargate cannot \
+         read; use a local path to the file instead"
+    )]
+    S3EnvironmentFile { idx: usize, value: String },
+    #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
+    ReadEnvironmentFile {
+        idx: usize,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `VAR=VALUE` lines; blank lines and `#` comments are skipped (ECS environment file rules).
+pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| KeyValuePair {
+            name: Some(k.to_string()),
+            value: Some(v.to_string()),
+        })
+        .collect()
+}
+
+/// Checks `def` and resolves its local environment files into `environment` (which
+/// keeps precedence, as in ECS). Returns the warnings to record on the task.
+pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
+    let mut warnings = Vec::new();
+    if def.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+        warnings.push(
+            "volumes: not mounted yet; containers see their images' directories instead".into(),
+        );
+    }
+    for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
+        let at = |what: &str| format!("containerDefinitions[{idx}].{what}");
+        if let Some(s) = c.secrets.iter().flatten().next() {
+            return Err(SupportError::Secret {
+                idx,
+                name: s.name.clone().unwrap_or_default(),
+                value_from: s.value_from.clone().unwrap_or_default(),
+            });
+        }
+        let mut from_files = Vec::new();
+        for f in c.environment_files.iter().flatten() {
+            let value = f.value.clone().unwrap_or_default();
+            if value.starts_with("arn:")
+                || f.kind == Some(EnvironmentFileType::S3) && value.starts_with("s3:")
+            {
+                return Err(SupportError::S3EnvironmentFile { idx, value });
+            }
+            let text = std::fs::read_to_string(&value).map_err(|source| {
+                SupportError::ReadEnvironmentFile {
+                    idx,
+                    path: value.clone(),
+                    source,
+                }
+            })?;
+            from_files.extend(parse_env_file(&text));
+        }
+        if !from_files.is_empty() {
+            let env = c.environment.get_or_insert_with(Vec::new);
+            for kv in from_files {
+                if !env.iter().any(|e| e.name == kv.name) {
+                    env.push(kv);
+                }
+            }
+            c.environment_files = None;
+        }
+        if c.mount_points.as_ref().is_some_and(|m| !m.is_empty())
+            || c.volumes_from.as_ref().is_some_and(|m| !m.is_empty())
+        {
+            warnings.push(format!(
+                "{}: volumes are not mounted yet",
+                at("mountPoints")
+            ));
+        }
+        if c.restart_policy
+            .as_ref()
+            .is_some_and(|r| r.enabled == Some(true))
+        {
+            warnings.push(format!(
+                "{}: containers are not restarted yet",
+                at("restartPolicy")
+            ));
+        }
+        if c.port_mappings.as_ref().is_some_and(|p| !p.is_empty()) {
+            warnings.push(format!(
+                "{}: ports are not published yet",
+                at("portMappings")
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(json: &str) -> TaskDefinition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn secrets_and_s3_files_are_errors_naming_them() {
+        let mut d = def(
+            r#"{"containerDefinitions":[{"name":"a"},{"name":"b","secrets":[{"name":"DB","valueFrom":"arn:aws:ssm:us-east-1:1:parameter/db"}]}]}"#,
+        );
+        let e = prepare(&mut d).unwrap_err().to_string();
+        assert!(
+            e.starts_with("containerDefinitions[1].secrets: secret \"DB\""),
+            "{e}"
+        );
+        let mut d = def(
+            r#"{"containerDefinitions":[{"name":"a","environmentFiles":[{"value":"arn:aws:s3:::b/x.env","type":"s3"}]}]}"#,
+        );
+        let e = prepare(&mut d).unwrap_err().to_string();
+        assert!(e.contains("arn:aws:s3:::b/x.env is in S3"), "{e}");
+    }
+
+    #[test]
+    fn local_env_files_fill_in_under_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.env");
+        std::fs::write(&f, "# comment\nA=file\nB=file=with=equals\n\n").unwrap();
+        let mut d = def(&format!(
+            r#"{{"containerDefinitions":[{{"name":"a","environment":[{{"name":"A","value":"env"}}],
+                "environmentFiles":[{{"value":"{}","type":"s3"}}],"healthCheck":{{"command":["CMD","true"]}}}}]}}"#,
+            f.display()
+        ));
+        let w = prepare(&mut d).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let env = d.container_definitions.unwrap()[0]
+            .environment
+            .clone()
+            .unwrap();
+        let got: Vec<_> = env
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e.name.as_deref().unwrap(),
+                    e.value.as_deref().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(got, ["A=env", "B=file=with=equals"]);
+    }
+}
