@@ -159,6 +159,13 @@ fn keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
         })
 }
 
+fn mkdir_all(path: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(path).map_err(|source| CgroupError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 fn mkdir(path: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
@@ -246,10 +253,18 @@ impl Cgroups {
     pub fn create_task(&self, task_id: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
         check_name(task_id)?;
         let rel = Self::task_path(task_id);
-        let result = match self.version {
+        let create = || match self.version {
             CgroupVersion::V1 => self.create_task_v1(&rel, limits),
             CgroupVersion::V2 => self.create_task_v2(&rel, limits),
         };
+        let mut result = create();
+        // Another task's teardown may have removed the shared, then empty, `minifargate`
+        // parent between our mkdirs of parent and child: once more finds it settled.
+        if let Err(CgroupError::Create { source, .. }) = &result
+            && source.kind() == std::io::ErrorKind::NotFound
+        {
+            result = create();
+        }
         if let Err(e) = result {
             if let Err(cleanup) = self.remove(&rel) {
                 tracing::warn!(task_id, error = %cleanup, "failed to remove half-made task cgroup");
@@ -291,10 +306,7 @@ impl Cgroups {
             }
         }
         let cpu = self.dir("cpu", rel);
-        fs::create_dir_all(&cpu).map_err(|source| CgroupError::Create {
-            path: cpu.clone(),
-            source,
-        })?;
+        mkdir_all(&cpu)?;
         if let Some(units) = limits.cpu_units {
             write(&cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US)?;
             write(&cpu.join("cpu.cfs_quota_us"), cpu_quota_us(units))?;
@@ -302,10 +314,7 @@ impl Cgroups {
             write(&cpu.join("cpu.shares"), shares)?;
         }
         let mem = self.dir("memory", rel);
-        fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
-            path: mem.clone(),
-            source,
-        })?;
+        mkdir_all(&mem)?;
         if let Some(bytes) = limits.memory {
             write(&mem.join("memory.limit_in_bytes"), bytes)?;
             if mem.join("memory.memsw.limit_in_bytes").exists() {
@@ -313,14 +322,31 @@ impl Cgroups {
             }
         }
         let pids = self.dir("pids", rel);
-        fs::create_dir_all(&pids).map_err(|source| CgroupError::Create {
-            path: pids.clone(),
-            source,
-        })?;
+        mkdir_all(&pids)?;
         if let Some(max) = limits.pids {
             write(&pids.join("pids.max"), max)?;
         }
+        // The task's dir in every controller hierarchy, not only those with limits:
+        // libcontainer puts the containers in all of them, and while the task dir exists
+        // another task's teardown cannot remove the shared parent from under it.
+        for hierarchy in self.controller_hierarchies() {
+            mkdir_all(&hierarchy.join(rel.trim_start_matches('/')))?;
+        }
         Ok(())
+    }
+
+    /// The v1 controller hierarchies under the root (not the named `systemd` one, nor
+    /// the hybrid `unified` mount).
+    fn controller_hierarchies(&self) -> Vec<PathBuf> {
+        fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter(|e| !matches!(e.file_name().to_str(), Some("systemd" | "unified")))
+            .map(|e| e.path())
+            .filter(|p| p.join("cgroup.procs").exists())
+            .collect()
     }
 
     /// Enables the cpu, memory and pids controllers for the children of `dir` (v2).
@@ -396,18 +422,12 @@ impl Cgroups {
 
     fn create_container_v1(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
         let cpu = self.dir("cpu", rel);
-        fs::create_dir_all(&cpu).map_err(|source| CgroupError::Create {
-            path: cpu.clone(),
-            source,
-        })?;
+        mkdir_all(&cpu)?;
         if let Some(shares) = limits.cpu_shares {
             write(&cpu.join("cpu.shares"), cpu_shares(Some(shares)))?;
         }
         let mem = self.dir("memory", rel);
-        fs::create_dir_all(&mem).map_err(|source| CgroupError::Create {
-            path: mem.clone(),
-            source,
-        })?;
+        mkdir_all(&mem)?;
         if let Some(bytes) = limits.memory {
             write(&mem.join("memory.limit_in_bytes"), bytes)?;
             // memsw = memory + swap; equal to the limit means no swap beyond it.
@@ -419,10 +439,7 @@ impl Cgroups {
             write(&mem.join("memory.soft_limit_in_bytes"), bytes)?;
         }
         let pids = self.dir("pids", rel);
-        fs::create_dir_all(&pids).map_err(|source| CgroupError::Create {
-            path: pids.clone(),
-            source,
-        })?;
+        mkdir_all(&pids)?;
         if let Some(max) = limits.pids {
             write(&pids.join("pids.max"), max)?;
         }
@@ -431,10 +448,7 @@ impl Cgroups {
 
     fn create_container_v2(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
         let dir = self.dir("", rel);
-        fs::create_dir_all(&dir).map_err(|source| CgroupError::Create {
-            path: dir.clone(),
-            source,
-        })?;
+        mkdir_all(&dir)?;
         if let Some(shares) = limits.cpu_shares {
             write(
                 &dir.join("cpu.weight"),
@@ -530,6 +544,13 @@ impl Cgroups {
                     tracing::warn!(path = %dir.display(), error = %e, "failed to remove cgroup");
                     first_err.get_or_insert(e);
                 }
+            }
+        }
+        // The last task out removes the shared `minifargate` parent; with other tasks
+        // under it, rmdir fails (EBUSY/ENOTEMPTY) and it stays.
+        if Path::new(rel.trim_start_matches('/')).parent() == Some(Path::new(CGROUP_PREFIX)) {
+            for prefix in self.all_dirs(CGROUP_PREFIX) {
+                let _ = fs::remove_dir(prefix);
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -813,8 +834,8 @@ mod tests {
         cg.remove(&Cgroups::task_path("t3")).unwrap();
         assert!(!t.exists());
         assert!(
-            tmp.path().join("minifargate").is_dir(),
-            "the shared prefix dir stays"
+            !tmp.path().join("minifargate").exists(),
+            "the last task out removes the shared prefix dir"
         );
     }
 
