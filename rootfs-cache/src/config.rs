@@ -71,6 +71,20 @@ pub struct Endpoint {
 }
 
 impl RegistriesConfig {
+    /// Unpack limits from `max_unpacked_size` (default 32 GiB per layer).
+    pub fn unpack_options(&self) -> crate::unpack::UnpackOptions {
+        let mut opts = crate::unpack::UnpackOptions::default();
+        if let Some(max) = self.max_unpacked_size {
+            opts.max_unpacked_bytes = max;
+        }
+        opts
+    }
+
+    /// Bytes to leave free on the cache's disk (default 256 MiB).
+    pub fn min_free_space(&self) -> u64 {
+        self.min_free_space.unwrap_or(256 << 20)
+    }
+
     /// Reads `path`, or the default path if it exists; no file means no mirrors.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (path, required) = match path {

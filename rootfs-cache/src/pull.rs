@@ -309,11 +309,8 @@ impl Puller {
             let client = self.client.clone();
             let observer = observer.clone();
             let sem = sem.clone();
-            let unpack_opts = crate::unpack::UnpackOptions {
-                max_unpacked_bytes: self.config.max_unpacked_size.unwrap_or(32 << 30),
-                free_space_bytes: None,
-            };
-            let min_free = self.config.min_free_space.unwrap_or(256 << 20);
+            let unpack_opts = self.config.unpack_options();
+            let min_free = self.config.min_free_space();
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore open");
                 let res = layer::fetch(

@@ -204,13 +204,14 @@ pub fn unmount(target: &Path) -> Result<(), RootfsError> {
     }
 }
 
-/// Whether `path` is a whiteout (a 0/0 character device).
-fn is_whiteout(m: &fs::Metadata) -> bool {
+/// Whether `m` is an overlayfs whiteout (a 0/0 character device).
+pub(crate) fn is_whiteout(m: &fs::Metadata) -> bool {
     use std::os::unix::fs::FileTypeExt;
     m.file_type().is_char_device() && m.rdev() == 0
 }
 
-fn is_opaque(dir: &Path) -> bool {
+/// Whether `dir` is an overlayfs opaque directory (hides lower layers' contents).
+pub(crate) fn is_opaque(dir: &Path) -> bool {
     let mut buf = [0u8; 4];
     matches!(rfs::lgetxattr(dir, crate::unpack::OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
 }

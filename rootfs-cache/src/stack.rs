@@ -6,9 +6,10 @@
 //! combination says, e.g. layer 1 `escape -> /` and layer 2 `escape/etc/passwd`.
 
 use crate::digest::Digest;
+use crate::rootfs::{is_opaque, is_whiteout};
 use crate::store::{Store, StoreError};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A layer entry that goes through a lower layer's symlink or file.
 #[derive(Debug)]
@@ -17,16 +18,6 @@ pub struct Conflict {
     pub layer: usize,
     pub entry: String,
     pub reason: String,
-}
-
-fn is_whiteout(m: &fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    let mut buf = [0u8; 4];
-    matches!(rustix::fs::lgetxattr(dir, crate::unpack::OPAQUE_XATTR, &mut buf[..]), Ok(1) if buf[0] == b'y')
 }
 
 /// What the lower layers `lowers` (top first) hold at `path`, as overlayfs would merge

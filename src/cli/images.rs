@@ -338,11 +338,8 @@ pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
     let opts = LoadOptions {
         tag: a.tag.as_deref(),
         platform: &platform,
-        unpack: rootfs_cache::unpack::UnpackOptions {
-            max_unpacked_bytes: config.max_unpacked_size.unwrap_or(32 << 30),
-            free_space_bytes: None,
-        },
-        min_free: config.min_free_space.unwrap_or(256 << 20),
+        unpack: config.unpack_options(),
+        min_free: config.min_free_space(),
     };
     let recs = runtime()?.block_on(archive::load(
         &store,
