@@ -5,7 +5,7 @@
 use crate::digest::{Digest, DigestParseError};
 use crate::layer::{self, LayerError, LayerSource};
 use crate::manifest::{self, ManifestError, Parsed, Platform};
-use crate::pull::{PullObserver, parse_reference, record_name};
+use crate::pull::{PullObserver, parse_reference};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
 use crate::unpack::UnpackOptions;
 use std::collections::HashMap;
@@ -267,7 +267,7 @@ fn name_for(input: &Path, raw: &str) -> Result<String, LoadError> {
         path: input.to_path_buf(),
         name: raw.to_string(),
     })?;
-    Ok(record_name(&r))
+    Ok(r.to_string())
 }
 
 async fn load_docker(

@@ -73,17 +73,13 @@ pub struct Puller {
     pub concurrency: usize,
 }
 
-/// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`).
+/// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`); its
+/// `to_string()` is the name the image is recorded under.
 pub fn parse_reference(image: &str) -> Result<ImageRef, PullError> {
     ImageRef::parse(image).map_err(|source| PullError::Reference {
         image: image.to_string(),
         source,
     })
-}
-
-/// The normalised name an image is recorded under.
-pub fn record_name(r: &ImageRef) -> String {
-    r.to_string()
 }
 
 /// Refuses an image whose layers write through a lower layer's symlink (see
@@ -117,7 +113,7 @@ impl Puller {
         observer: Arc<dyn PullObserver>,
     ) -> Result<ImageRecord, PullError> {
         let reference = parse_reference(image)?;
-        let name = record_name(&reference);
+        let name = reference.to_string();
         let wrap_reg = |source| PullError::Registry {
             image: name.clone(),
             source,

@@ -317,7 +317,7 @@ pub fn images(g: &GlobalOpts, a: ImagesArgs) -> anyhow::Result<ExitCode> {
 fn find(store: &Store, image: &str) -> anyhow::Result<ImageRecord> {
     let normalised = rootfs_cache::pull::parse_reference(image)
         .ok()
-        .map(|r| rootfs_cache::pull::record_name(&r));
+        .map(|r| r.to_string());
     Ok(store.find_image(image, normalised.as_deref())?)
 }
 

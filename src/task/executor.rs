@@ -875,6 +875,6 @@ fn crate_chain(e: &anyhow::Error) -> String {
 pub fn find_image(store: &rootfs_cache::Store, image: &str) -> Option<ImageRecord> {
     let normalised = rootfs_cache::pull::parse_reference(image)
         .ok()
-        .map(|r| rootfs_cache::pull::record_name(&r));
+        .map(|r| r.to_string());
     store.find_image(image, normalised.as_deref()).ok()
 }
