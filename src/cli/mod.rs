@@ -1,7 +1,10 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
+mod clusters;
 mod images;
+mod output;
+mod run_input;
 mod run_task;
 mod taskdefs;
 mod tasks;
@@ -93,6 +96,16 @@ pub enum Command {
     StopTask(tasks::StopTaskArgs),
     /// Show a task's container output.
     Logs(tasks::LogsArgs),
+    /// Show how long each launch phase of a task took (as run-task --timeline does).
+    Timeline(tasks::TimelineArgs),
+    /// Create a cluster (aws ecs create-cluster).
+    CreateCluster(clusters::CreateClusterArgs),
+    /// List cluster ARNs (aws ecs list-clusters).
+    ListClusters(clusters::ListClustersArgs),
+    /// Describe clusters (aws ecs describe-clusters).
+    DescribeClusters(clusters::DescribeClustersArgs),
+    /// Delete a cluster without active tasks (aws ecs delete-cluster).
+    DeleteCluster(clusters::DeleteClusterArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -132,6 +145,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListTasks(a) => tasks::list(g, a),
         Command::StopTask(a) => tasks::stop_task(g, a),
         Command::Logs(a) => tasks::logs(g, a),
+        Command::Timeline(a) => tasks::timeline(g, a),
+        Command::CreateCluster(a) => clusters::create(g, a),
+        Command::ListClusters(a) => clusters::list(g, a),
+        Command::DescribeClusters(a) => clusters::describe(g, a),
+        Command::DeleteCluster(a) => clusters::delete(g, a),
         Command::Supervise(a) => {
             crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
             Ok(ExitCode::SUCCESS)

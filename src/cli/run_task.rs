@@ -2,7 +2,9 @@
 //! write the tasks, start their supervisors, then print the RunTask JSON or follow them.
 
 use super::GlobalOpts;
-use super::tasks::{open_state, print_entry, reconcile, task_json_by_id};
+use super::clusters;
+use super::run_input::{parse_tags, read_env_files};
+use super::tasks::{open_state, print_entry, reconcile, task_json_by_id, timeline_text};
 use crate::store::Store;
 use crate::supervisor::{Request, request};
 use crate::task::launch::{self, SupervisorCommand};
@@ -47,6 +49,24 @@ pub struct RunTaskArgs {
     /// Task group (default `family:<family>`).
     #[arg(long)]
     pub group: Option<String>,
+    /// Tags: `key=K,value=V` per tag (`--tags key=team,value=core key=env,value=dev`) or
+    /// JSON `[{"key":"team","value":"core"}]`; shown by `describe-tasks --include TAGS`.
+    #[arg(long, num_args = 1..)]
+    pub tags: Vec<String>,
+    /// Recorded as the task's `enableExecuteCommand`.
+    #[arg(long, overrides_with = "no_enable_execute_command")]
+    pub enable_execute_command: bool,
+    #[arg(long, hide = true)]
+    pub no_enable_execute_command: bool,
+    /// Variables for every container, from a file of `KEY=VALUE` lines (Docker's
+    /// `--env-file` rules; repeatable, later files win). The task definition's
+    /// `environment` and `environmentFiles` and --overrides win over them.
+    #[arg(long)]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// After the task stops, print how long each launch phase took, per container
+    /// (pull, network, rootfs, create, start, first healthy, stop) on stderr.
+    #[arg(long, conflicts_with = "detach")]
+    pub timeline: bool,
     /// Accepted for compatibility with aws-cli; subnets and security groups are not used yet.
     #[arg(long)]
     pub network_configuration: Option<String>,
@@ -82,6 +102,12 @@ pub struct RunArgs {
     /// Environment variable `KEY=VALUE` (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
+    /// Variables from a file of `KEY=VALUE` lines (Docker's rules); `-e` wins over it.
+    #[arg(long)]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// After the container stops, print how long each launch phase took (stderr).
+    #[arg(long, conflicts_with = "detach")]
+    pub timeline: bool,
     #[arg(long, default_value = "default")]
     pub cluster: String,
     #[arg(long, short)]
@@ -112,8 +138,11 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
     if a.network_configuration.is_some() {
         tracing::warn!("--network-configuration is accepted but not used yet");
     }
+    let tags = parse_tags(&a.tags)?;
+    let env_file = read_env_files(&a.env_file)?;
     let ctx = AwsContext::from_env();
     let mut store = open_state(g)?;
+    let cluster = clusters::for_run(&mut store, &ctx, &a.cluster)?;
     let resolved = taskdef::resolve(&mut store, &a.task_definition, &ctx)
         .with_context(|| format!("failed to resolve task definition {}", a.task_definition))?;
     for w in &resolved.warnings {
@@ -149,11 +178,16 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let req = launch::Request {
-        cluster: a.cluster,
+        cluster,
         launch_type: a.launch_type.map(|l| launch_type_str(l).to_string()),
         started_by: a.started_by,
         group: a.group,
         overrides,
+        tags: (!tags.is_empty())
+            .then(|| serde_json::to_string(&tags))
+            .transpose()?,
+        enable_execute_command: a.enable_execute_command,
+        env_file,
     };
     start(
         g,
@@ -164,6 +198,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         a.count,
         a.detach,
         a.pull,
+        a.timeline,
     )
 }
 
@@ -188,6 +223,7 @@ fn family_for(image: &str) -> String {
 }
 
 pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let env_file = read_env_files(&a.env_file)?;
     let ctx = AwsContext::from_env();
     let name = a.name.clone().unwrap_or_else(|| family_for(&a.image));
     let mut env = Vec::new();
@@ -222,15 +258,19 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     let def: taskdef::TaskDefinition = serde_json::from_value(def)?;
     let def = taskdef::normalize::for_register(&def);
     let mut store = open_state(g)?;
+    let cluster = clusters::for_run(&mut store, &ctx, &a.cluster)?;
     let stored = store
         .register_task_definition(&def, &[], &ctx, chrono::Utc::now())
         .context("failed to register the task definition of `run`")?;
     let req = launch::Request {
-        cluster: a.cluster,
+        cluster,
         launch_type: Some("EC2".into()),
+        env_file,
         ..Default::default()
     };
-    start(g, store, &ctx, &stored, &req, 1, a.detach, a.pull)
+    start(
+        g, store, &ctx, &stored, &req, 1, a.detach, a.pull, a.timeline,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -243,6 +283,7 @@ fn start(
     count: u32,
     detach: bool,
     pull: PullPolicy,
+    timeline: bool,
 ) -> anyhow::Result<ExitCode> {
     reconcile(g, &mut store);
     let cmd = SupervisorCommand {
@@ -279,7 +320,13 @@ fn start(
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }
-    attach(g, &mut store, &ids, children)
+    let code = attach(g, &mut store, &ids, children)?;
+    if timeline {
+        for id in &ids {
+            eprint!("{}", timeline_text(&store, id)?);
+        }
+    }
+    Ok(code)
 }
 
 struct Stream {

@@ -149,6 +149,8 @@ pub struct ListArgs {
     pub status: ListStatus,
     #[arg(long, value_enum, default_value_t = SortOrder::Asc)]
     pub sort: SortOrder,
+    #[command(flatten)]
+    pub output: super::output::OutputArg,
 }
 
 /// List task definition families.
@@ -344,6 +346,10 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
     };
     let store = open_store(g)?;
     let arns = store.list_task_definitions(a.family_prefix.as_deref(), status, a.sort)?;
+    if a.output.output == super::output::OutputFormat::Table {
+        super::output::arns_table("TASK DEFINITION", &arns);
+        return Ok(ExitCode::SUCCESS);
+    }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Out {

@@ -2,6 +2,7 @@
 //! `supervise`. Each first notices tasks whose supervisor died (see task::reconcile).
 
 use super::GlobalOpts;
+use super::output::{self, OutputFormat};
 use crate::store::{Store, TaskFilter};
 use crate::supervisor::{self, Request};
 use crate::task::{TaskPaths, json, reconcile as rec, status, stop};
@@ -23,6 +24,11 @@ pub struct DescribeTasksArgs {
     /// Task ids or ARNs.
     #[arg(long, required = true, num_args = 1..)]
     pub tasks: Vec<String>,
+    /// `TAGS`: include the tasks' tags (left empty otherwise, as ECS does).
+    #[arg(long, value_parser = ["TAGS"])]
+    pub include: Vec<String>,
+    #[command(flatten)]
+    pub output: output::OutputArg,
 }
 
 /// List task ARNs, like `aws ecs list-tasks` (RUNNING ones unless --desired-status STOPPED).
@@ -36,6 +42,8 @@ pub struct ListTasksArgs {
     pub desired_status: String,
     #[arg(long)]
     pub started_by: Option<String>,
+    #[command(flatten)]
+    pub output: output::OutputArg,
 }
 
 /// Stop a task, like `aws ecs stop-task`: containers get SIGTERM in reverse dependency
@@ -65,6 +73,38 @@ pub struct LogsArgs {
     /// Keep following until the task stops.
     #[arg(long, short)]
     pub follow: bool,
+    /// Only lines newer than this: a duration (`10m`, `1h30m`, `45s`) or an RFC 3339
+    /// time (`2024-05-01T10:00:00Z`).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Prefix each line with the time it was written (RFC 3339, nanoseconds, UTC).
+    #[arg(long, short)]
+    pub timestamps: bool,
+    /// Only the last N lines of each container (before following).
+    #[arg(long, short = 'n')]
+    pub tail: Option<usize>,
+}
+
+/// Show how long each launch phase of a task took: pull, network, rootfs, create, start,
+/// first healthy, stop — per container, plus the task's milestones.
+///
+/// Example: minifargate timeline 0123456789abcdef0123456789abcdef
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// Task id or ARN.
+    pub task: String,
+}
+
+/// `--since`: a duration before now, or an RFC 3339 time.
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = humantime::parse_duration(s).map_err(|_| {
+        format!("{s:?} is neither a duration (10m, 1h30m, 45s) nor an RFC 3339 time")
+    })?;
+    let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+    Ok(chrono::Utc::now() - d)
 }
 
 pub fn open_state(g: &GlobalOpts) -> anyhow::Result<Store> {
@@ -105,6 +145,21 @@ pub fn print_entry(out: &mut impl Write, prefix: &str, e: &LogEntry) {
     let _ = writeln!(out, "{prefix}{line}");
 }
 
+/// The launch timeline of task `id` (see output::timeline).
+pub fn timeline_text(store: &Store, id: &str) -> anyhow::Result<String> {
+    let (t, containers) = store
+        .task(id)?
+        .with_context(|| format!("task {id} not found"))?;
+    Ok(output::timeline(&t, &containers, &store.phases(id)?))
+}
+
+pub fn timeline(g: &GlobalOpts, a: TimelineArgs) -> anyhow::Result<ExitCode> {
+    let mut store = open_state(g)?;
+    reconcile(g, &mut store);
+    print!("{}", timeline_text(&store, task_id(&a.task))?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
@@ -115,14 +170,22 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
             .task(task_id(t))?
             .filter(|(row, _)| a.cluster.as_ref().is_none_or(|c| *c == row.cluster));
         match found {
-            Some((row, containers)) => tasks.push(json::task_json(&row, &containers)),
+            Some((row, containers)) => {
+                let mut v = json::task_json(&row, &containers);
+                if !a.include.iter().any(|i| i == "TAGS") {
+                    v["tags"] = serde_json::json!([]);
+                }
+                tasks.push(v)
+            }
             None => failures.push(serde_json::json!({"arn": t, "reason": "MISSING"})),
         }
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({"tasks": tasks, "failures": failures}))?
-    );
+    match a.output.output {
+        OutputFormat::Json => {
+            output::print_json(&serde_json::json!({"tasks": tasks, "failures": failures}))?
+        }
+        OutputFormat::Table => output::tasks_table(&tasks, &failures),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -135,11 +198,12 @@ pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
         desired_status: Some(a.desired_status),
         started_by: a.started_by,
     })?;
+    if a.output.output == OutputFormat::Table {
+        output::task_rows_table(&rows);
+        return Ok(ExitCode::SUCCESS);
+    }
     let arns: Vec<_> = rows.into_iter().map(|t| t.arn).collect();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "taskArns": arns }))?
-    );
+    output::print_json(&serde_json::json!({ "taskArns": arns }))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -230,6 +294,17 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     };
+    let show = |out: &mut std::io::StdoutLock<'_>, p: &str, e: &LogEntry| {
+        if a.timestamps {
+            print_entry(out, &format!("{p}{} ", e.time), e);
+        } else {
+            print_entry(out, p, e);
+        }
+    };
+    let since = a.since;
+    let recent = |e: &LogEntry| {
+        since.is_none_or(|s| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t > s))
+    };
     let mut out = std::io::stdout().lock();
     // Everything so far, merged by time.
     let mut followers: Vec<(String, std::path::PathBuf, Option<LogFollower>)> = names
@@ -240,15 +315,17 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     for (p, path, f) in &mut followers {
         if path.exists() {
             let mut lf = LogFollower::open(path)?;
-            for e in lf.drain()? {
-                entries.push((e.time.clone(), p.clone(), e));
+            let mut mine: Vec<LogEntry> = lf.drain()?.into_iter().filter(|e| recent(e)).collect();
+            if let Some(n) = a.tail {
+                mine.drain(..mine.len().saturating_sub(n));
             }
+            entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
             *f = Some(lf);
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, p, e) in &entries {
-        print_entry(&mut out, p, e);
+        show(&mut out, p, e);
     }
     out.flush().ok();
     if !a.follow {
@@ -264,7 +341,9 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(f) = f {
                 while let Ok(Some(e)) = f.next_entry() {
-                    print_entry(&mut out, p, &e);
+                    if recent(&e) {
+                        show(&mut out, p, &e);
+                    }
                 }
             }
         }

@@ -104,6 +104,26 @@ CREATE TABLE task_containers (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 3,
+        name: "task tags, execute command, launch phases",
+        sql: r#"
+-- RunTask `tags` ([{"key","value"}] JSON) and `enableExecuteCommand`.
+ALTER TABLE tasks ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tasks ADD COLUMN enable_execute_command INTEGER NOT NULL DEFAULT 0;
+
+-- How long each launch phase took (run-task --timeline): one row per task phase
+-- (container '') or container phase. Microseconds since the epoch.
+CREATE TABLE task_phases (
+    task_id       TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    container     TEXT NOT NULL,
+    phase         TEXT NOT NULL,
+    started_at_us INTEGER NOT NULL,
+    ended_at_us   INTEGER NOT NULL,
+    PRIMARY KEY (task_id, container, phase)
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

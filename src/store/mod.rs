@@ -6,10 +6,12 @@
 //! locked", and every write transaction starts with `BEGIN IMMEDIATE`: a deferred transaction
 //! that upgrades from read to write can fail with SQLITE_BUSY without waiting at all.
 
+mod clusters;
 mod migrations;
 mod taskdefs;
 mod tasks;
 
+pub use clusters::{ClusterRow, DeleteCluster, PhaseRow};
 pub use migrations::MIGRATIONS;
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
 pub use tasks::{ContainerRow, TaskFilter, TaskRow};

@@ -39,6 +39,9 @@ pub struct TaskRow {
     pub execution_stopped_at: Option<i64>,
     pub stopped_at: Option<i64>,
     pub version: i64,
+    /// RunTask `tags` as JSON (`[{"key":…,"value":…}]`).
+    pub tags: String,
+    pub enable_execute_command: bool,
 }
 
 /// One container of a task as stored.
@@ -78,7 +81,7 @@ const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, defin
      launch_type, started_by, grp, cpu, memory, last_status, desired_status, stop_code, \
      stopped_reason, warnings, supervisor_pid, supervisor_start_time, created_at_ms, \
      pull_started_at_ms, pull_stopped_at_ms, started_at_ms, stopping_at_ms, \
-     execution_stopped_at_ms, stopped_at_ms, version";
+     execution_stopped_at_ms, stopped_at_ms, version, tags, enable_execute_command";
 
 const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
@@ -112,6 +115,8 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         execution_stopped_at: r.get(24)?,
         stopped_at: r.get(25)?,
         version: r.get(26)?,
+        tags: r.get(27)?,
+        enable_execute_command: r.get(28)?,
     })
 }
 
@@ -164,7 +169,7 @@ impl Store {
             &format!(
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                  ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-                 ?26, ?27)"
+                 ?26, ?27, ?28, ?29)"
             ),
             params![
                 t.id,
@@ -193,7 +198,9 @@ impl Store {
                 t.stopping_at,
                 t.execution_stopped_at,
                 t.stopped_at,
-                t.version
+                t.version,
+                if t.tags.is_empty() { "[]" } else { &t.tags },
+                t.enable_execute_command
             ],
         )
         .map_err(q("insert a task"))?;

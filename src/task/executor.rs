@@ -97,6 +97,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
 impl Executor {
     /// `defs` are the task's container definitions with overrides applied, in the order of
     /// `containers`.
@@ -194,6 +198,18 @@ impl Executor {
         }
     }
 
+    /// Records that `phase` of container `idx` (the task's when `None`) ran from `start`
+    /// (µs) until now, for `run-task --timeline`.
+    fn phase(&mut self, idx: Option<usize>, phase: &str, start: i64) {
+        let container = idx.map_or(String::new(), |i| self.slots[i].row.name.clone());
+        if let Err(e) = self
+            .store
+            .record_phase(&self.task.id, &container, phase, start, now_us())
+        {
+            tracing::warn!(task_id = %self.task.id, phase, error = %error_chain(&e), "failed to record a launch phase");
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.task.desired_status == status::STOPPED
     }
@@ -267,6 +283,11 @@ impl Executor {
                 health = status, "container health changed");
             self.slots[idx].row.health_status = Some(status.to_string());
             self.save_container(idx);
+            if status == health::HEALTHY
+                && let Some(started) = self.slots[idx].row.started_at
+            {
+                self.phase(Some(idx), "healthy", started * 1000);
+            }
         }
     }
 
@@ -339,7 +360,10 @@ impl Executor {
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
     fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
         let task_id = self.task.id.clone();
-        match self.net.setup(&task_id, mode) {
+        let t0 = now_us();
+        let net = self.net.setup(&task_id, mode);
+        self.phase(None, "network", t0);
+        match net {
             Ok(a) => {
                 if let Some(w) = &a.warning {
                     self.warnings.push(w.clone());
@@ -425,12 +449,15 @@ impl Executor {
             };
             let state = self.paths.container_state(idx);
             let target = self.paths.rootfs(idx);
-            match rootfs_cache::rootfs::mount(
+            let t0 = now_us();
+            let mounted = rootfs_cache::rootfs::mount(
                 &layers,
                 &state,
                 &target,
                 rootfs_cache::rootfs::MountApi::Auto,
-            ) {
+            );
+            self.phase(Some(idx), "rootfs", t0);
+            match mounted {
                 Ok(_) => self.slots[idx].mounted = true,
                 Err(e) => {
                     self.fail_container(
@@ -483,6 +510,7 @@ impl Executor {
         let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
         let platform = Platform::host();
         for idx in 0..self.slots.len() {
+            let t0 = now_us();
             let image = self.slots[idx].row.image.clone();
             let cached = find_image(&images, &image);
             let rec = match (self.opts.pull, cached) {
@@ -512,6 +540,7 @@ impl Executor {
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
             self.slots[idx].image = Some(rec);
             self.save_container(idx);
+            self.phase(Some(idx), "pull", t0);
             self.drain_events();
             if self.stopping() {
                 return Ok(());
@@ -647,6 +676,7 @@ impl Executor {
         };
         let netns = self.attachment.as_ref().and_then(|a| a.netns.clone());
         let rt = self.rt.as_ref().expect("runtime set in provision");
+        let t0 = now_us();
         let created = rt.create(
             &rid,
             &self.task.id,
@@ -654,6 +684,7 @@ impl Executor {
             &self.paths.rootfs(idx),
             netns.as_deref(),
         );
+        self.phase(Some(idx), "create", t0);
         let container = match created {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -663,7 +694,10 @@ impl Executor {
                 );
             }
         };
-        if let Err(e) = container.start() {
+        let t0 = now_us();
+        let started = container.start();
+        self.phase(Some(idx), "start", t0);
+        if let Err(e) = started {
             let why = format!("{}: {}", reason::CANNOT_START, error_chain(&e));
             if let Ok(c) = Arc::try_unwrap(container)
                 && let Err(d) = c.delete()
@@ -729,6 +763,7 @@ impl Executor {
                 tracing::debug!(error = %e, "SIGTERM failed");
             }
             let mut killed = false;
+            let t0 = now_us();
             while matches!(self.slots[idx].state, State::Running { .. }) {
                 let now = Instant::now();
                 if now >= deadline && !killed {
@@ -757,6 +792,7 @@ impl Executor {
                     Err(_) => {}
                 }
             }
+            self.phase(Some(idx), "stop", t0);
         }
         for idx in 0..self.slots.len() {
             if matches!(self.slots[idx].state, State::Pending) {
@@ -773,6 +809,7 @@ impl Executor {
     fn deprovision(&mut self) {
         self.task.last_status = status::DEPROVISIONING.into();
         self.save();
+        let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
         for idx in 0..self.slots.len() {
             let state = std::mem::replace(&mut self.slots[idx].state, State::Failed);
@@ -837,6 +874,7 @@ impl Executor {
             tracing::error!(task_id = %self.task.id, error = %e, "teardown step failed");
             self.warnings.push(format!("teardown: {e}"));
         }
+        self.phase(None, "teardown", t0);
         self.task.last_status = status::STOPPED.into();
         self.task.desired_status = status::STOPPED.into();
         self.task.stopped_at = Some(now_ms());

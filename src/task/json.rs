@@ -82,7 +82,10 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
     put(&mut m, "cpu", t.cpu.clone().map(Value::from));
     put(&mut m, "createdAt", ts(Some(t.created_at)));
     m.insert("desiredStatus".into(), json!(t.desired_status));
-    m.insert("enableExecuteCommand".into(), json!(false));
+    m.insert(
+        "enableExecuteCommand".into(),
+        json!(t.enable_execute_command),
+    );
     put(&mut m, "executionStoppedAt", ts(t.execution_stopped_at));
     put(&mut m, "group", t.group.clone().map(Value::from));
     m.insert("healthStatus".into(), json!(task_health(containers)));
@@ -111,7 +114,9 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
         t.stopped_reason.clone().map(Value::from),
     );
     put(&mut m, "stoppingAt", ts(t.stopping_at));
-    m.insert("tags".into(), json!([]));
+    // DescribeTasks blanks them unless `--include TAGS` (cli/tasks.rs), as ECS does.
+    let tags: Value = serde_json::from_str(&t.tags).unwrap_or_else(|_| json!([]));
+    m.insert("tags".into(), tags);
     m.insert("taskArn".into(), json!(t.arn));
     m.insert("taskDefinitionArn".into(), json!(t.task_definition_arn));
     m.insert("version".into(), json!(t.version));

@@ -43,6 +43,12 @@ pub struct Request {
     pub started_by: Option<String>,
     pub group: Option<String>,
     pub overrides: TaskOverride,
+    /// RunTask `tags`, as JSON (`[{"key":…,"value":…}]`).
+    pub tags: Option<String>,
+    pub enable_execute_command: bool,
+    /// `--env-file` variables: under every container's `environment` and
+    /// `environmentFiles` (see [`apply_env_file`]).
+    pub env_file: Vec<KeyValuePair>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -137,6 +143,23 @@ fn apply_container(c: &mut crate::taskdef::model::ContainerDefinition, co: &Cont
     }
 }
 
+/// Adds `vars` to every container's `environment` unless the container already sets the
+/// name (from `environment`, its overrides or its `environmentFiles`): like
+/// `docker run --env-file`, whose variables `-e` overrides.
+pub fn apply_env_file(def: &mut TaskDefinition, vars: &[KeyValuePair]) {
+    if vars.is_empty() {
+        return;
+    }
+    for c in def.container_definitions.iter_mut().flatten() {
+        let env = c.environment.get_or_insert_with(Vec::new);
+        for kv in vars {
+            if !env.iter().any(|e| e.name == kv.name) {
+                env.push(kv.clone());
+            }
+        }
+    }
+}
+
 /// Writes one task (PROVISIONING, desired RUNNING) and its containers; returns its id.
 pub fn create_task(
     store: &mut Store,
@@ -153,6 +176,7 @@ pub fn create_task(
     let name = format!("{}:{}", stored.family(), stored.revision());
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let warnings = super::support::prepare(&mut def)?;
+    apply_env_file(&mut def, &req.env_file);
     let launch_type = launch_type(req, &def);
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {
@@ -191,6 +215,8 @@ pub fn create_task(
         warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
         created_at: now,
         version: 1,
+        tags: req.tags.clone().unwrap_or_else(|| "[]".into()),
+        enable_execute_command: req.enable_execute_command,
         ..Default::default()
     };
     let mut rows = Vec::new();

@@ -1,0 +1,324 @@
+//! `--output json|table` of the describe/list verbs (like the AWS CLI's `--output`), the
+//! human tables they print, and the launch timeline of `run-task --timeline`.
+
+use crate::store::{ContainerRow, PhaseRow, TaskRow};
+use clap::ValueEnum;
+use comfy_table::{CellAlignment, ContentArrangement, Table, TableComponent, presets};
+use serde_json::Value;
+
+/// How describe/list verbs print their answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The JSON the AWS CLI prints.
+    #[default]
+    Json,
+    /// A human-readable table.
+    Table,
+}
+
+/// `--output` of the describe/list verbs (as the AWS CLI's).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArg {
+    /// `json` (what the AWS CLI prints) or a human-readable `table`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+}
+
+/// A borderless table with the given header, like `docker ps`.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .remove_style(TableComponent::LeftBorder)
+        .remove_style(TableComponent::RightBorder)
+        .remove_style(TableComponent::VerticalLines)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().map(|h| h.to_string()));
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t
+}
+
+/// Prints a table without the trailing blanks of its last column.
+pub fn print_table(t: &Table) {
+    for line in t.to_string().lines() {
+        println!("{}", line.trim_end());
+    }
+}
+
+pub fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("-")
+}
+
+/// The last path segment of an ARN (`…:task/default/<id>` → `<id>`,
+/// `…:task-definition/web:3` → `web:3`).
+fn tail(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// `describe-tasks` as two tables: tasks, then their containers.
+pub fn tasks_table(tasks: &[Value], failures: &[Value]) {
+    let mut t = table(&[
+        "TASK",
+        "TASK DEFINITION",
+        "LAST STATUS",
+        "DESIRED",
+        "HEALTH",
+        "LAUNCH",
+        "CREATED",
+        "STOP CODE",
+        "STOPPED REASON",
+    ]);
+    let mut c = table(&["TASK", "CONTAINER", "STATUS", "EXIT", "HEALTH", "REASON"]);
+    for task in tasks {
+        let id = tail(s(task, "taskArn"));
+        t.add_row(vec![
+            id,
+            tail(s(task, "taskDefinitionArn")),
+            s(task, "lastStatus"),
+            s(task, "desiredStatus"),
+            s(task, "healthStatus"),
+            s(task, "launchType"),
+            s(task, "createdAt"),
+            s(task, "stopCode"),
+            s(task, "stoppedReason"),
+        ]);
+        for ctr in task["containers"].as_array().into_iter().flatten() {
+            c.add_row(vec![
+                id.to_string(),
+                s(ctr, "name").to_string(),
+                s(ctr, "lastStatus").to_string(),
+                ctr.get("exitCode")
+                    .map_or("-".to_string(), |v| v.to_string()),
+                s(ctr, "healthStatus").to_string(),
+                s(ctr, "reason").to_string(),
+            ]);
+        }
+    }
+    print_table(&t);
+    if !tasks.is_empty() {
+        println!();
+        print_table(&c);
+    }
+    for f in failures {
+        println!("failure: {} {}", s(f, "arn"), s(f, "reason"));
+    }
+}
+
+/// `list-tasks` as a table of the tasks behind the ARNs.
+pub fn task_rows_table(rows: &[TaskRow]) {
+    let mut t = table(&[
+        "TASK",
+        "CLUSTER",
+        "TASK DEFINITION",
+        "LAST STATUS",
+        "DESIRED",
+        "STARTED BY",
+        "CREATED",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.id.clone(),
+            r.cluster.clone(),
+            tail(&r.task_definition_arn).to_string(),
+            r.last_status.clone(),
+            r.desired_status.clone(),
+            r.started_by.clone().unwrap_or_else(|| "-".into()),
+            crate::store::format_timestamp(r.created_at),
+        ]);
+    }
+    print_table(&t);
+}
+
+/// `describe-clusters` / `create-cluster` / `delete-cluster` as a table.
+pub fn clusters_table(clusters: &[Value]) {
+    let mut t = table(&["CLUSTER", "STATUS", "RUNNING", "PENDING", "ARN"]);
+    for c in clusters {
+        t.add_row(vec![
+            s(c, "clusterName").to_string(),
+            s(c, "status").to_string(),
+            c["runningTasksCount"].to_string(),
+            c["pendingTasksCount"].to_string(),
+            s(c, "clusterArn").to_string(),
+        ]);
+    }
+    for col in [2, 3] {
+        if let Some(c) = t.column_mut(col) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    print_table(&t);
+}
+
+/// A list of ARNs (`list-clusters`, `list-task-definitions`) as NAME + ARN.
+pub fn arns_table(header: &str, arns: &[String]) {
+    let mut t = table(&[header, "ARN"]);
+    for a in arns {
+        t.add_row(vec![tail(a).to_string(), a.clone()]);
+    }
+    print_table(&t);
+}
+
+/// `12.3 ms` under a second, `1.23 s` above.
+pub fn duration_us(us: i64) -> String {
+    let ms = us as f64 / 1000.0;
+    if ms.abs() < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+/// The launch profile of one task: per container how long each phase took (network is
+/// the task's, shared by its containers), when its process was up (from createdAt), and
+/// the task's milestones. The phases come from the supervisor (`task_phases`).
+pub fn timeline(t: &TaskRow, containers: &[ContainerRow], phases: &[PhaseRow]) -> String {
+    let phase = |container: &str, name: &str| {
+        phases
+            .iter()
+            .find(|p| p.container == container && p.phase == name)
+            .map(|p| p.ended_at_us - p.started_at_us)
+    };
+    let fmt = |v: Option<i64>| v.map_or("-".to_string(), duration_us);
+    let created_us = t.created_at * 1000;
+    let since_created = |ms: Option<i64>| ms.map(|ms| ms * 1000 - created_us);
+    let mut tbl = table(&[
+        "CONTAINER",
+        "PULL",
+        "NETWORK",
+        "ROOTFS",
+        "CREATE",
+        "START",
+        "UP AT",
+        "FIRST HEALTHY",
+        "RAN",
+        "STOP",
+    ]);
+    let network = phase("", "network");
+    for c in containers {
+        let ran = match (c.started_at, c.finished_at.or(t.execution_stopped_at)) {
+            (Some(a), Some(b)) => Some((b - a) * 1000),
+            _ => None,
+        };
+        tbl.add_row(vec![
+            c.name.clone(),
+            fmt(phase(&c.name, "pull")),
+            fmt(network),
+            fmt(phase(&c.name, "rootfs")),
+            fmt(phase(&c.name, "create")),
+            fmt(phase(&c.name, "start")),
+            fmt(since_created(c.started_at)),
+            fmt(phase(&c.name, "healthy")),
+            fmt(ran),
+            fmt(phase(&c.name, "stop")),
+        ]);
+    }
+    for i in 1..10 {
+        if let Some(col) = tbl.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = format!("Launch timeline of task {}\n", t.id);
+    for line in tbl.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let mut milestones = Vec::new();
+    if let Some(v) = since_created(t.started_at) {
+        milestones.push(format!("RUNNING at {}", duration_us(v)));
+    }
+    if let Some(v) = since_created(t.stopping_at) {
+        milestones.push(format!("stopping at {}", duration_us(v)));
+    }
+    if let Some(v) = phase("", "teardown") {
+        milestones.push(format!("teardown {}", duration_us(v)));
+    }
+    if let Some(v) = since_created(t.stopped_at) {
+        milestones.push(format!("STOPPED at {}", duration_us(v)));
+    }
+    if !milestones.is_empty() {
+        out.push_str(&format!(
+            "task (from createdAt): {}\n",
+            milestones.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration_us(1234), "1.2 ms");
+        assert_eq!(duration_us(999_900), "999.9 ms");
+        assert_eq!(duration_us(1_234_000), "1.23 s");
+    }
+
+    #[test]
+    fn timeline_lists_each_container_phase_and_the_task_milestones() {
+        let t = TaskRow {
+            id: "abc".into(),
+            created_at: 1_000,
+            started_at: Some(1_050),
+            stopping_at: Some(2_000),
+            stopped_at: Some(2_100),
+            execution_stopped_at: Some(2_090),
+            ..Default::default()
+        };
+        let c = ContainerRow {
+            name: "app".into(),
+            started_at: Some(1_040),
+            finished_at: Some(1_990),
+            ..Default::default()
+        };
+        let p = |container: &str, phase: &str, a: i64, b: i64| PhaseRow {
+            container: container.into(),
+            phase: phase.into(),
+            started_at_us: a,
+            ended_at_us: b,
+        };
+        let phases = [
+            p("", "network", 1_001_000, 1_001_500),
+            p("app", "pull", 1_002_000, 1_004_000),
+            p("app", "create", 1_010_000, 1_022_000),
+            p("", "teardown", 2_000_000, 2_090_000),
+        ];
+        let out = timeline(&t, &[c], &phases);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "Launch timeline of task abc");
+        assert!(lines[1].split_whitespace().eq([
+            "CONTAINER",
+            "PULL",
+            "NETWORK",
+            "ROOTFS",
+            "CREATE",
+            "START",
+            "UP",
+            "AT",
+            "FIRST",
+            "HEALTHY",
+            "RAN",
+            "STOP"
+        ]));
+        let row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "app", "2.0", "ms", "0.5", "ms", "-", "12.0", "ms", "-", "40.0", "ms", "-",
+                "950.0", "ms", "-"
+            ]
+        );
+        assert_eq!(
+            lines[3],
+            "task (from createdAt): RUNNING at 50.0 ms, stopping at 1.00 s, teardown 90.0 ms, \
+             STOPPED at 1.10 s"
+        );
+    }
+}
