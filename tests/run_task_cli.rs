@@ -327,11 +327,30 @@ fn run_task_records_tags_group_started_by_exec_and_env_files() {
     );
     let v = env.json(&["list-tasks", "--desired-status", "STOPPED"]);
     assert_eq!(v["taskArns"].as_array().unwrap().len(), 2);
+
+    // `run --env-file`: `-e` wins over the file, as in `docker run`.
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--env-file",
+        &f1,
+        "-e",
+        "BOTH=cli",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "echo $FROM_FILE/$BOTH",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "busybox | file one/cli\n");
 }
 
 #[test]
 fn logs_since_tail_and_timestamps() {
     let env = Env::new();
+    // stdout and stderr are separate pipes: "four" waits so the order in the log is fixed.
     let out = env.run(&[
         "run",
         "--network",
@@ -340,7 +359,7 @@ fn logs_since_tail_and_timestamps() {
         "--",
         "sh",
         "-c",
-        "echo one; echo two; sleep 1.5; echo three; echo four >&2",
+        "echo one; echo two; sleep 1.5; echo three; sleep 0.2; echo four >&2",
     ]);
     assert!(out.status.success());
     let v = env.json(&["list-tasks", "--desired-status", "STOPPED"]);

@@ -97,13 +97,17 @@ pub fn cluster_json(c: &ClusterRow) -> Value {
     })
 }
 
-/// The cluster a task runs in: `default` is created (or made ACTIVE again) on first use,
-/// as ECS does; any other must exist and be ACTIVE. Returns its name.
+/// The cluster a task runs in: `default` is created with the first task (by
+/// `launch::create_task`, so refused input leaves no cluster behind) or made ACTIVE again
+/// after a delete-cluster, as ECS does; any other must exist and be ACTIVE. Returns its
+/// name.
 pub fn for_run(store: &mut Store, ctx: &AwsContext, cluster: &str) -> anyhow::Result<String> {
     let name = cluster_name(cluster).to_string();
     if name == DEFAULT {
-        let now = chrono::Utc::now().timestamp_millis();
-        store.create_cluster(&name, &ctx.ecs_arn(&format!("cluster/{name}")), now)?;
+        if store.cluster(&name)?.is_some_and(|c| c.status != "ACTIVE") {
+            let now = chrono::Utc::now().timestamp_millis();
+            store.create_cluster(&name, &ctx.ecs_arn(&format!("cluster/{name}")), now)?;
+        }
         return Ok(name);
     }
     match store.cluster(&name)? {
@@ -226,7 +230,14 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         let ctx = AwsContext::from_env();
         assert_eq!(for_run(&mut s, &ctx, "default").unwrap(), "default");
-        assert_eq!(s.list_clusters().unwrap().len(), 1);
+        assert!(
+            s.list_clusters().unwrap().is_empty(),
+            "created with the first task"
+        );
+        s.create_cluster("default", "arn:default", 1).unwrap();
+        s.delete_cluster("default").unwrap();
+        for_run(&mut s, &ctx, "default").unwrap();
+        assert_eq!(s.cluster("default").unwrap().unwrap().status, "ACTIVE");
         let e = for_run(&mut s, &ctx, "dev").unwrap_err().to_string();
         assert!(
             e.starts_with("ClusterNotFoundException: Cluster not found."),
