@@ -501,7 +501,11 @@ fn clusters_like_ecs_and_table_output() {
     let out = env.run(&["list-task-definitions", "--output", "table"]);
     assert!(stdout(&out).contains("long:1"), "{}", stdout(&out));
 
-    env.json(&["stop-task", "--cluster", "dev", "--task", &id]);
+    // Clusters by name or ARN, as the AWS CLI takes them.
+    let dev_arn = "arn:aws:ecs:us-east-1:000000000000:cluster/dev";
+    let v = env.json(&["list-tasks", "--cluster", dev_arn]);
+    assert_eq!(v["taskArns"].as_array().unwrap().len(), 1);
+    env.json(&["stop-task", "--cluster", dev_arn, "--task", &id]);
     env.wait_status(&id, "STOPPED");
     let v = env.json(&[
         "delete-cluster",

@@ -2,6 +2,7 @@
 //! `supervise`. Each first notices tasks whose supervisor died (see task::reconcile).
 
 use super::GlobalOpts;
+use super::clusters::cluster_name;
 use super::output::{self, OutputFormat};
 use crate::store::{Store, TaskFilter};
 use crate::supervisor::{self, Request};
@@ -166,9 +167,11 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for t in &a.tasks {
-        let found = store
-            .task(task_id(t))?
-            .filter(|(row, _)| a.cluster.as_ref().is_none_or(|c| *c == row.cluster));
+        let found = store.task(task_id(t))?.filter(|(row, _)| {
+            a.cluster
+                .as_deref()
+                .is_none_or(|c| cluster_name(c) == row.cluster)
+        });
         match found {
             Some((row, containers)) => {
                 let mut v = json::task_json(&row, &containers);
@@ -193,7 +196,7 @@ pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
     let rows = store.list_tasks(&TaskFilter {
-        cluster: Some(a.cluster),
+        cluster: Some(cluster_name(&a.cluster).to_string()),
         family: a.family,
         desired_status: Some(a.desired_status),
         started_by: a.started_by,
@@ -211,10 +214,11 @@ pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
     let id = task_id(&a.task).to_string();
-    let Some((t, _)) = store
-        .task(&id)?
-        .filter(|(row, _)| a.cluster.as_ref().is_none_or(|c| *c == row.cluster))
-    else {
+    let Some((t, _)) = store.task(&id)?.filter(|(row, _)| {
+        a.cluster
+            .as_deref()
+            .is_none_or(|c| cluster_name(c) == row.cluster)
+    }) else {
         bail!(
             "InvalidParameterException: The referenced task was not found: {}",
             a.task
