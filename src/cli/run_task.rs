@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 ///   minifargate run-task --task-definition web:3 --detach
 #[derive(Debug, Args)]
 pub struct RunTaskArgs {
-    /// Cluster to run in (created on first use, like ECS's `default`).
+    /// Cluster name or ARN: `default` is created on first use, as in ECS; any other must
+    /// exist (`create-cluster`).
     #[arg(long, default_value = "default")]
     pub cluster: String,
     /// `family`, `family:revision`, a task definition ARN, or `file://taskdef.json`.
@@ -108,6 +109,7 @@ pub struct RunArgs {
     /// After the container stops, print how long each launch phase took (stderr).
     #[arg(long, conflicts_with = "detach")]
     pub timeline: bool,
+    /// Cluster name or ARN (see run-task --cluster).
     #[arg(long, default_value = "default")]
     pub cluster: String,
     #[arg(long, short)]
