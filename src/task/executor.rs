@@ -751,6 +751,8 @@ impl Executor {
                 .stop_timeout
                 .map(|t| Duration::from_secs(t.max(0) as u64))
                 .unwrap_or(DEFAULT_STOP_TIMEOUT);
+            // The stop phase: from SIGTERM (or SIGKILL when forced) until the exit.
+            let t0 = now_us();
             let mut deadline = Instant::now()
                 + if self.force_stop {
                     Duration::ZERO
@@ -763,7 +765,6 @@ impl Executor {
                 tracing::debug!(error = %e, "SIGTERM failed");
             }
             let mut killed = false;
-            let t0 = now_us();
             while matches!(self.slots[idx].state, State::Running { .. }) {
                 let now = Instant::now();
                 if now >= deadline && !killed {
