@@ -21,6 +21,8 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Unsupported(#[from] super::support::SupportError),
+    #[error(transparent)]
+    Volume(#[from] super::volumes::VolumeError),
     #[error("failed to record task {id}")]
     Store {
         id: String,
@@ -43,6 +45,8 @@ pub struct Request {
     pub started_by: Option<String>,
     pub group: Option<String>,
     pub overrides: TaskOverride,
+    /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
+    pub volume_map: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -153,6 +157,7 @@ pub fn create_task(
     let name = format!("{}:{}", stored.family(), stored.revision());
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let warnings = super::support::prepare(&mut def)?;
+    super::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {
