@@ -413,6 +413,43 @@ fn container_settings_tmpfs_caps_ulimits_readonly_rootfs() {
 }
 
 #[test]
+fn devices_swap_and_init_process() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "lp",
+        &format!(
+            r#"{{"family":"lp","networkMode":"none","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,
+              "linuxParameters":{{"maxSwap":32,"swappiness":10,"initProcessEnabled":true,
+                 "devices":[{{"hostPath":"/dev/zero","containerPath":"/dev/myzero","permissions":["read"]}}]}},
+              "command":["sh","-c","busybox head -c 5 /dev/myzero | busybox wc -c; cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/memory/memory.swappiness; busybox tr '\\0' ' ' < /proc/1/cmdline; echo"]}}]}}"#
+        ),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stdout(&out);
+    assert!(s.contains("app | 5\n"), "{s}");
+    let id = env.last_task();
+    // maxSwap 32 MiB on top of memory 64 MiB, where the kernel accounts swap (cgroup v1 memsw).
+    if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+        assert!(s.contains(&format!("app | {}\n", 96u64 << 20)), "{s}");
+        assert!(s.contains("app | 10\n"), "{s}");
+    }
+    // initProcessEnabled: pid 1 is the init running the command (Debian's tini-static,
+    // from scripts/lib.sh's packages), or the task says why there is none.
+    let warnings = env.describe(&id)["minifargateWarnings"].to_string();
+    if Path::new("/usr/bin/tini-static").exists() {
+        assert!(s.contains("app | /dev/init -- sh -c"), "{s}");
+    } else {
+        assert!(
+            warnings.contains("initProcessEnabled: no static init binary"),
+            "{warnings}"
+        );
+    }
+    env.assert_clean(&id);
+}
+
+#[test]
 fn restart_policy_restarts_in_place_and_ignores_listed_codes() {
     let mut env = Env::new();
     // ECS's minimum restartAttemptPeriod is 60 s; the test runs with 1 s.
@@ -481,4 +518,65 @@ fn docker_volume_gets_the_image_content_and_tmpfs_driver_opts() {
         "{line}"
     );
     env.assert_clean(&env.last_task());
+}
+
+#[test]
+fn killed_supervisor_leaves_no_volume_mounts_behind() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "killed",
+        &format!(
+            r#"{{"family":"killed","networkMode":"none","memory":"512","volumes":[
+              {{"name":"mem","dockerVolumeConfiguration":{{"scope":"task",
+                 "driverOpts":{{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}}}}},
+              {{"name":"scratch"}}],
+            "containerDefinitions":[{{"name":"app","image":"{BUSYBOX}",
+              "mountPoints":[{{"sourceVolume":"mem","containerPath":"/mem"}},
+                             {{"sourceVolume":"scratch","containerPath":"/scratch"}}],
+              "command":["sh","-c","echo up > /mem/x; echo up; sleep 1000"]}}]}}"#
+        ),
+    );
+    let v = env.json(&["run-task", "--task-definition", &td, "--detach"]);
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let log = env.task_dir(&id).join("logs/app.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("up")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vols = env.task_dir(&id).join("volumes");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.contains(&vols.join("mem").display().to_string()),
+        "the tmpfs volume is mounted on the host"
+    );
+    let pid = std::fs::read_to_string(
+        env.mf
+            .run_root
+            .join("tasks")
+            .join(&id)
+            .join("supervisor.pid"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(200));
+    // The next command notices the dead supervisor and cleans up, volumes too.
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("exited unexpectedly"),
+        "{t:#}"
+    );
+    env.assert_clean(&id);
 }

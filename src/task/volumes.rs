@@ -502,6 +502,61 @@ impl TaskVolumes {
     }
 }
 
+/// Cleanup after a supervisor that died: unmounts what is mounted under
+/// `<task dir>/volumes` (tmpfs volumes), deepest first, then removes it. Nothing is removed
+/// while something stays mounted there.
+pub fn cleanup_dead(task_dir: &Path) -> Vec<VolumeError> {
+    let dir = task_dir.join("volumes");
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for path in points {
+        if let Err(source) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            errors.push(VolumeError::Unmount { name, path, source });
+        }
+    }
+    if errors.is_empty()
+        && let Err(source) = std::fs::remove_dir_all(&dir)
+    {
+        errors.push(VolumeError::Remove { path: dir, source });
+    }
+    errors
+}
+
+/// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(oct) = std::str::from_utf8(&b[i + 1..i + 4])
+            && let Ok(v) = u8::from_str_radix(oct, 8)
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `cpath` inside `rootfs` when it is a directory reached without symlinks.
 fn inside_rootfs(rootfs: &Path, cpath: &str) -> Option<PathBuf> {
     let mut p = rootfs.to_path_buf();
@@ -705,6 +760,12 @@ mod tests {
         );
         assert!(tv.teardown().is_empty());
         assert!(!dir.path().join("volumes").exists());
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c"), "/a b/c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 
     #[test]
