@@ -413,7 +413,7 @@ fn container_settings_tmpfs_caps_ulimits_readonly_rootfs() {
 }
 
 #[test]
-fn devices_swap_and_init_process() {
+fn devices_swap_init_and_pseudo_terminal() {
     let env = Env::new();
     let td = env.taskdef(
         "lp",
@@ -422,24 +422,29 @@ fn devices_swap_and_init_process() {
             {{"name":"app","image":"{BUSYBOX}","memory":64,
               "linuxParameters":{{"maxSwap":32,"swappiness":10,"initProcessEnabled":true,
                  "devices":[{{"hostPath":"/dev/zero","containerPath":"/dev/myzero","permissions":["read"]}}]}},
-              "command":["sh","-c","busybox head -c 5 /dev/myzero | busybox wc -c; cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/memory/memory.swappiness; busybox tr '\\0' ' ' < /proc/1/cmdline; echo"]}}]}}"#
+              "command":["sh","-c","busybox head -c 5 /dev/myzero | busybox wc -c; cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/memory/memory.swappiness; busybox tr '\\0' ' ' < /proc/1/cmdline; echo"]}},
+            {{"name":"term","image":"{BUSYBOX}","essential":false,"pseudoTerminal":true,
+              "command":["sh","-c","busybox tty; [ -t 1 ] && echo stdout is a terminal"]}}]}}"#
         ),
     );
     let out = env.run(&["run-task", "--task-definition", &td]);
     assert_eq!(out.status.code(), Some(0));
     let s = stdout(&out);
-    assert!(s.contains("app | 5\n"), "{s}");
+    assert!(s.contains("app  | 5\n"), "{s}");
+    // pseudoTerminal: the process has a terminal; its output is still logged.
+    assert!(s.contains("term | /dev/pts/0"), "{s}");
+    assert!(s.contains("term | stdout is a terminal"), "{s}");
     let id = env.last_task();
     // maxSwap 32 MiB on top of memory 64 MiB, where the kernel accounts swap (cgroup v1 memsw).
     if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
-        assert!(s.contains(&format!("app | {}\n", 96u64 << 20)), "{s}");
-        assert!(s.contains("app | 10\n"), "{s}");
+        assert!(s.contains(&format!("app  | {}\n", 96u64 << 20)), "{s}");
+        assert!(s.contains("app  | 10\n"), "{s}");
     }
     // initProcessEnabled: pid 1 is the init running the command (Debian's tini-static,
     // from scripts/lib.sh's packages), or the task says why there is none.
     let warnings = env.describe(&id)["minifargateWarnings"].to_string();
     if Path::new("/usr/bin/tini-static").exists() {
-        assert!(s.contains("app | /dev/init -- sh -c"), "{s}");
+        assert!(s.contains("app  | /dev/init -- sh -c"), "{s}");
     } else {
         assert!(
             warnings.contains("initProcessEnabled: no static init binary"),

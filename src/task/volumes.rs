@@ -35,6 +35,10 @@ pub enum VolumeError {
         field: &'static str,
         what: &'static str,
     },
+    #[error("volumes[{idx}].host.sourcePath: {path:?} must be an absolute host path")]
+    RelativeSource { idx: usize, path: String },
+    #[error("volumes[{idx}].name: {name:?} is not a valid volume name (letters, digits, _ and -)")]
+    BadName { idx: usize, name: String },
     #[error("--volume-map {arg:?}: use NAME=/local/dir")]
     MapSyntax { arg: String },
     #[error(
@@ -217,6 +221,23 @@ pub fn check(
     }
     for (idx, v) in vols.iter_mut().enumerate() {
         let name = v.name.clone().unwrap_or_default();
+        // The name becomes a directory name (task and shared volumes).
+        if !name.is_empty()
+            && !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(VolumeError::BadName { idx, name });
+        }
+        if let Some(p) = v.host.as_ref().and_then(|h| h.source_path.as_deref())
+            && !p.is_empty()
+            && !p.starts_with('/')
+        {
+            return Err(VolumeError::RelativeSource {
+                idx,
+                path: p.to_string(),
+            });
+        }
         if let Some(dir) = map.get(&name) {
             if !dir.is_dir() {
                 return Err(VolumeError::MapPath {
@@ -318,6 +339,9 @@ impl TaskVolumes {
             let Some(name) = v.name.clone().filter(|n| !n.is_empty()) else {
                 continue;
             };
+            if name.contains('/') || name == ".." || name == "." {
+                return Err(VolumeError::BadName { idx, name });
+            }
             let task_path = self.dir.join(&name);
             let (kind, docker) = match (&v.host, &v.docker_volume_configuration) {
                 (Some(h), _) if h.source_path.as_deref().is_some_and(|p| !p.is_empty()) => (
@@ -642,6 +666,22 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("no volume named \"other\""), "{e}");
         assert!(parse_map(&["x".into()]).is_err());
+        let e = check(
+            &mut def(r#"{"volumes":[{"name":"h","host":{"sourcePath":"data"}}]}"#),
+            &BTreeMap::new(),
+            root.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("volumes[0].host.sourcePath: \"data\""), "{e}");
+        let e = check(
+            &mut def(r#"{"volumes":[{"name":"../x"}]}"#),
+            &BTreeMap::new(),
+            root.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("volumes[0].name:"), "{e}");
     }
 
     #[test]
