@@ -585,3 +585,28 @@ fn killed_supervisor_leaves_no_volume_mounts_behind() {
     );
     env.assert_clean(&id);
 }
+
+#[test]
+fn volumes_example_runs_on_fargate_rules() {
+    let env = Env::new();
+    let example = format!(
+        "file://{}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/volumes.json")
+            .display()
+    );
+    let out = env.run(&[
+        "run-task",
+        "--task-definition",
+        &example,
+        "--launch-type",
+        "FARGATE",
+    ]);
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("render | rendered"), "{s}");
+    assert!(s.contains("app    | <h1>rendered at start</h1>"), "{s}");
+    assert!(s.contains("/www/x: Read-only file system"), "{s}");
+    assert!(s.contains("app    | nofile 4096"), "{s}");
+    env.assert_clean(&env.last_task());
+}
