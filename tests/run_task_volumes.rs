@@ -5,7 +5,7 @@
 mod common;
 
 use common::cli::Mf;
-use common::image::{Compression, busybox_layer};
+use common::image::{Compression, Entry, Layer, Layout, busybox_entries, busybox_layer};
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
 use serde_json::Value;
@@ -17,7 +17,7 @@ const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
 
 struct Env {
     mf: Mf,
-    _reg: Registry,
+    reg: Registry,
 }
 
 impl Env {
@@ -35,7 +35,7 @@ impl Env {
         );
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &reg.host(), true);
-        Env { mf, _reg: reg }
+        Env { mf, reg }
     }
 
     fn taskdef(&self, name: &str, json: &str) -> String {
@@ -608,5 +608,52 @@ fn volumes_example_runs_on_fargate_rules() {
     assert!(s.contains("app    | <h1>rendered at start</h1>"), "{s}");
     assert!(s.contains("/www/x: Read-only file system"), "{s}");
     assert!(s.contains("app    | nofile 4096"), "{s}");
+    env.assert_clean(&env.last_task());
+}
+
+#[test]
+fn bind_volume_gets_the_image_content_only_at_a_declared_volume() {
+    let env = Env::new();
+    // An image declaring VOLUME /seed, with content there and in /etc.
+    let mut entries = busybox_entries("seeded");
+    entries.extend([
+        Entry::dir("seed"),
+        Entry::file("seed/hello", "from the image\n"),
+    ]);
+    let layout_dir = tempfile::Builder::new()
+        .prefix("mf-vol-layout-")
+        .tempdir()
+        .unwrap();
+    let mut layout = Layout::new(layout_dir.path());
+    let img = layout.add_image_with_config(
+        "linux/amd64",
+        &[Layer::new(Compression::Gzip, entries)],
+        serde_json::json!({"Volumes": {"/seed": {}}}),
+    );
+    layout.tag_image("t", &img);
+    env.reg
+        .push(layout_dir.path(), "t", "docker/library/seeded:1");
+    let td = env.taskdef(
+        "seed",
+        r#"{"family":"seed","networkMode":"none","memory":"512",
+        "volumes":[{"name":"seed"},{"name":"conf"}],
+        "containerDefinitions":[
+        {"name":"first","image":"public.ecr.aws/docker/library/seeded:1","essential":false,
+          "mountPoints":[{"sourceVolume":"seed","containerPath":"/seed"},
+                         {"sourceVolume":"conf","containerPath":"/etc"}],
+          "command":["sh","-c","cat /seed/hello; ls /etc | busybox wc -l"]},
+        {"name":"second","image":"public.ecr.aws/docker/library/seeded:1",
+          "dependsOn":[{"containerName":"first","condition":"SUCCESS"}],
+          "mountPoints":[{"sourceVolume":"seed","containerPath":"/elsewhere"}],
+          "command":["cat","/elsewhere/hello"]}]}"#,
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    // /seed is a declared VOLUME: its content is copied into the new volume, which the
+    // second container then sees at another path. /etc is not: that volume stays empty.
+    assert!(s.contains("first  | from the image"), "{s}");
+    assert!(s.contains("first  | 0\n"), "{s}");
+    assert!(s.contains("second | from the image"), "{s}");
     env.assert_clean(&env.last_task());
 }
