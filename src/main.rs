@@ -12,6 +12,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A container's init (`initProcessEnabled`) when this binary is bind-mounted as /dev/init.
+    if runtime::init::is_init_invocation() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(runtime::init::run(&args));
+    }
     let cli = cli::Cli::parse();
     cli::init_tracing(&cli.global);
     match cli::dispatch(cli) {

@@ -432,11 +432,20 @@ impl Cgroups {
             write(&mem.join("memory.limit_in_bytes"), bytes)?;
             // memsw = memory + swap; equal to the limit means no swap beyond it.
             if mem.join("memory.memsw.limit_in_bytes").exists() {
-                write(&mem.join("memory.memsw.limit_in_bytes"), bytes)?;
+                let swap = limits.swap.unwrap_or(0);
+                write(
+                    &mem.join("memory.memsw.limit_in_bytes"),
+                    bytes.saturating_add(swap),
+                )?;
             }
         }
         if let Some(bytes) = limits.memory_reservation {
             write(&mem.join("memory.soft_limit_in_bytes"), bytes)?;
+        }
+        if let Some(v) = limits.swappiness
+            && mem.join("memory.swappiness").exists()
+        {
+            write(&mem.join("memory.swappiness"), v.min(100))?;
         }
         let pids = self.dir("pids", rel);
         mkdir_all(&pids)?;
@@ -457,7 +466,7 @@ impl Cgroups {
         }
         if let Some(bytes) = limits.memory {
             write(&dir.join("memory.max"), bytes)?;
-            write(&dir.join("memory.swap.max"), 0)?;
+            write(&dir.join("memory.swap.max"), limits.swap.unwrap_or(0))?;
         }
         if let Some(bytes) = limits.memory_reservation {
             // Ref: Docker maps --memory-reservation to memory.low on cgroup v2.
@@ -700,11 +709,19 @@ mod tests {
             "",
         )
         .unwrap();
+        fs::write(
+            tmp.path()
+                .join("memory/minifargate/t1/c1/memory.swappiness"),
+            "",
+        )
+        .unwrap();
         let lim = Limits {
             cpu_shares: Some(0),
             memory: Some(64 << 20),
             memory_reservation: Some(32 << 20),
             pids: Some(50),
+            swap: Some(16 << 20),
+            swappiness: Some(10),
         };
         let rel = cg.create_container("t1", "c1", &lim).unwrap();
         assert_eq!(rel, "/minifargate/t1/c1");
@@ -714,10 +731,12 @@ mod tests {
             content(&c("memory", "memory.limit_in_bytes")),
             (64u64 << 20).to_string()
         );
+        // maxSwap: memsw = memory + swap.
         assert_eq!(
             content(&c("memory", "memory.memsw.limit_in_bytes")),
-            (64u64 << 20).to_string()
+            (80u64 << 20).to_string()
         );
+        assert_eq!(content(&c("memory", "memory.swappiness")), "10");
         assert_eq!(
             content(&c("memory", "memory.soft_limit_in_bytes")),
             (32u64 << 20).to_string()
@@ -798,6 +817,7 @@ mod tests {
             memory: Some(256 << 20),
             memory_reservation: Some(128 << 20),
             pids: None,
+            ..Default::default()
         };
         let rel = cg.create_container("t3", "web", &lim).unwrap();
         let c = t.join("web");

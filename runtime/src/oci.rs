@@ -195,7 +195,7 @@ pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
 }
 
 /// The rlimit resource for a Docker/ECS ulimit name.
-fn rlimit_resource(name: &str) -> Option<(&'static str, nix::sys::resource::Resource)> {
+pub fn rlimit_resource(name: &str) -> Option<(&'static str, nix::sys::resource::Resource)> {
     use nix::sys::resource::Resource as R;
     Some(match name {
         "core" => ("RLIMIT_CORE", R::RLIMIT_CORE),

@@ -83,6 +83,12 @@ pub struct Limits {
     pub memory_reservation: Option<u64>,
     /// Maximum number of tasks (processes and threads).
     pub pids: Option<u64>,
+    /// Swap the container may use beyond `memory`, in bytes (ECS `maxSwap`); `None`: none.
+    /// Applied only with a `memory` limit, where the kernel accounts swap (cgroup v1
+    /// `memory.memsw.*`, v2 `memory.swap.max`).
+    pub swap: Option<u64>,
+    /// `memory.swappiness` 0-100 (ECS `swappiness`; cgroup v1 only, v2 has no such knob).
+    pub swappiness: Option<u64>,
 }
 
 /// Security options: capabilities, seccomp, privileges, read-only rootfs.

@@ -47,6 +47,7 @@ fn limits_are_visible_inside_and_from_the_host() {
             memory: Some(64 << 20),
             memory_reservation: Some(32 << 20),
             pids: Some(50),
+            ..Default::default()
         },
         ..Default::default()
     };

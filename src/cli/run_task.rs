@@ -77,6 +77,11 @@ pub struct RunTaskArgs {
     /// When to pull images: `always`, `missing` (default) or `never`.
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
+    /// Serve an EFS/FSx volume (or one configured at launch) from a local directory:
+    /// `NAME=/local/dir`, bind-mounted where the task definition mounts volume NAME.
+    /// Repeatable. Without it such volumes are an error.
+    #[arg(long = "volume-map", value_name = "NAME=DIR")]
+    pub volume_map: Vec<String>,
 }
 
 /// Run one container as a task, like `docker run` (same path as run-task).
@@ -103,6 +108,10 @@ pub struct RunArgs {
     /// Environment variable `KEY=VALUE` (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
+    /// Volume `HOST_DIR:CONTAINER_PATH[:ro]` (a bind mount), or `NAME:CONTAINER_PATH[:ro]`
+    /// (a shared named volume under `<root>/volumes/NAME`, created on first use). Repeatable.
+    #[arg(long = "volume", short = 'v', value_name = "SRC:DEST[:ro]")]
+    pub volume: Vec<String>,
     /// Variables from a file of `KEY=VALUE` lines (Docker's rules); `-e` wins over it.
     #[arg(long)]
     pub env_file: Vec<std::path::PathBuf>,
@@ -190,6 +199,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             .transpose()?,
         enable_execute_command: a.enable_execute_command,
         env_file,
+        volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
     };
     start(
         g,
@@ -246,11 +256,18 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = a.memory {
         c["memory"] = serde_json::json!(m);
     }
+    let (volumes, mount_points) = run_volumes(&a.volume)?;
+    if !mount_points.is_empty() {
+        c["mountPoints"] = serde_json::json!(mount_points);
+    }
     let mut def = serde_json::json!({
         "family": format!("run-{}", family_for(&a.image)),
         "networkMode": a.network,
         "containerDefinitions": [c],
     });
+    if !volumes.is_empty() {
+        def["volumes"] = serde_json::json!(volumes);
+    }
     if let Some(cpu) = a.cpu {
         def["cpu"] = serde_json::json!(cpu.to_string());
     }
@@ -273,6 +290,39 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     start(
         g, store, &ctx, &stored, &req, 1, a.detach, a.pull, a.timeline,
     )
+}
+
+/// `-v` arguments as task definition `volumes` and `mountPoints`.
+fn run_volumes(
+    args: &[String],
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (i, v) in args.iter().enumerate() {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dest, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => bail!("-v {v:?}: use SRC:DEST[:ro]"),
+        };
+        if src.is_empty() || !dest.starts_with('/') {
+            bail!("-v {v:?}: SRC must not be empty and DEST must be an absolute path");
+        }
+        let name = if src.starts_with('/') {
+            volumes.push(serde_json::json!({"name": format!("v{i}"), "host": {"sourcePath": src}}));
+            format!("v{i}")
+        } else {
+            if !volumes.iter().any(|v| v["name"] == src) {
+                volumes.push(serde_json::json!({"name": src, "dockerVolumeConfiguration":
+                    {"scope": "shared", "autoprovision": true, "driver": "local"}}));
+            }
+            src.to_string()
+        };
+        mounts
+            .push(serde_json::json!({"sourceVolume": name, "containerPath": dest, "readOnly": ro}));
+    }
+    Ok((volumes, mounts))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,7 +7,9 @@
 use super::deps::{self, Dep, DepState, Verdict};
 use super::health::{self, Check, Health};
 use super::network::{Attachment, TaskNetwork};
+use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
+use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
 use crate::store::{ContainerRow, Store, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
@@ -73,6 +75,7 @@ struct Slot {
     health: Option<Health>,
     /// (index of the dependency, condition)
     deps: Vec<(usize, crate::taskdef::model::ContainerCondition)>,
+    restart: Tracker,
 }
 
 pub struct Executor {
@@ -91,6 +94,7 @@ pub struct Executor {
     started: Instant,
     force_stop: bool,
     warnings: Vec<String>,
+    volumes: TaskVolumes,
 }
 
 fn now_ms() -> i64 {
@@ -117,6 +121,7 @@ impl Executor {
     ) -> Executor {
         let defs = def.container_definitions.clone().unwrap_or_default();
         let index_of = |name: &str| containers.iter().position(|c| c.name == name);
+        let period_override = restart::period_override();
         let slots: Vec<Slot> = containers
             .iter()
             .map(|row| {
@@ -134,6 +139,7 @@ impl Executor {
                     })
                     .collect();
                 Slot {
+                    restart: Tracker::new(d.restart_policy.as_ref(), period_override),
                     def: d,
                     row: row.clone(),
                     state: State::Pending,
@@ -167,6 +173,7 @@ impl Executor {
             started: Instant::now(),
             force_stop: false,
             warnings,
+            volumes: TaskVolumes::default(),
         }
     }
 
@@ -322,18 +329,34 @@ impl Executor {
 
     fn exited(&mut self, idx: usize, st: Result<ExitStatus, String>) {
         let slot = &mut self.slots[idx];
-        let container = match std::mem::replace(&mut slot.state, State::Failed) {
+        let (container, since) = match std::mem::replace(&mut slot.state, State::Failed) {
             State::Running {
-                container, waiter, ..
+                container,
+                waiter,
+                since,
             } => {
                 let _ = waiter.join();
-                container
+                (container, since)
             }
             other => {
                 slot.state = other;
                 return;
             }
         };
+        if let Ok(s) = &st
+            && slot
+                .restart
+                .decide(
+                    s.code,
+                    since.elapsed(),
+                    self.task.desired_status == status::STOPPED,
+                )
+                .is_ok()
+        {
+            let code = s.code;
+            return self.restart(idx, container, code);
+        }
+        let slot = &mut self.slots[idx];
         let (code, why) = match st {
             Ok(s) => (s.code, s.reason().map(str::to_string)),
             Err(e) => (255, Some(format!("failed to wait for the container: {e}"))),
@@ -355,6 +378,37 @@ impl Executor {
                 stop::ESSENTIAL_EXITED_REASON,
             );
         }
+    }
+
+    /// restartPolicy: deletes the exited container and starts it again on the same rootfs
+    /// and network namespace. Ref: `super::restart`.
+    fn restart(&mut self, idx: usize, container: Arc<Container>, code: i32) {
+        let slot = &mut self.slots[idx];
+        slot.restart.count += 1;
+        // warn: a crash loop is what an operator wants to see in the supervisor log.
+        tracing::warn!(task_id = %self.task.id, container = %slot.row.name, exit_code = code,
+            restart_count = slot.restart.count, "restarting container (restartPolicy)");
+        // A health check still running holds a reference until its exec ends.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&container) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let deleted = match Arc::try_unwrap(container) {
+            Ok(c) => c.delete().map_err(|e| error_chain(&e)),
+            Err(_) => Err("it is still referenced".to_string()),
+        };
+        if let Err(e) = deleted {
+            let why = format!(
+                "{}: failed to delete the exited container for its restart: {e}",
+                reason::CANNOT_START
+            );
+            return self.fail_container(idx, why);
+        }
+        let row = &mut self.slots[idx].row;
+        row.exit_code = None;
+        row.reason = None;
+        row.finished_at = None;
+        self.start(idx);
     }
 
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
@@ -467,6 +521,10 @@ impl Executor {
                     return false;
                 }
             }
+        }
+        if let Err(e) = self.volumes.setup(def, &self.paths.dir, &self.opts.root) {
+            self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+            return false;
         }
         true
     }
@@ -653,6 +711,7 @@ impl Executor {
                     env: c.env().clone().unwrap_or_default(),
                     working_dir: c.working_dir().clone(),
                     user: c.user().clone(),
+                    volumes: c.volumes().clone().unwrap_or_default(),
                 },
                 None => ImageDefaults::default(),
             },
@@ -668,7 +727,7 @@ impl Executor {
         let name = self.slots[idx].row.name.clone();
         let ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
         let img = self.image_defaults(idx);
-        let spec = match spec::build(&self.slots[idx].def, &img, ecs, self.paths.log(&name)) {
+        let spec = match self.container_spec(idx, &img, ecs) {
             Ok(s) => s,
             Err(e) => {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
@@ -731,6 +790,56 @@ impl Executor {
         }
         tracing::info!(task_id = %self.task.id, container = %name, "container started");
         self.save_container(idx);
+    }
+
+    /// The runtime spec of container `idx`: its settings, its volumes (filled from the image
+    /// when new), and on its first start the warnings about what this host changes.
+    fn container_spec(
+        &mut self,
+        idx: usize,
+        img: &ImageDefaults,
+        ecs: Vec<String>,
+    ) -> Result<runtime::ContainerSpec, String> {
+        let def = &self.slots[idx].def;
+        let name = def.name_str().to_string();
+        let wants_init = def
+            .linux_parameters
+            .as_ref()
+            .is_some_and(|l| l.init_process_enabled == Some(true));
+        let init = wants_init.then(spec::static_init).flatten();
+        let mut spec =
+            spec::build(def, img, ecs, self.paths.log(&name), init).map_err(|e| e.to_string())?;
+        let defs: Vec<ContainerDefinition> = self.slots.iter().map(|s| s.def.clone()).collect();
+        let mut mounts = self.volumes.mounts(&defs, idx).map_err(|e| e.to_string())?;
+        // linuxParameters.tmpfs after the volumes: a tmpfs inside a volume stays visible.
+        mounts.append(&mut spec.mounts);
+        spec.mounts = mounts;
+        self.volumes
+            .populate(&defs[idx], &self.paths.rootfs(idx), &img.volumes)
+            .map_err(|e| error_chain(&e))?;
+        if self.slots[idx].restart.count == 0 {
+            let host_max = |n: &str| {
+                let (_, res) = runtime::oci::rlimit_resource(n)?;
+                let max = runtime::oci::HostLimits::max_hard(&runtime::oci::ProcessLimits, res);
+                (max != u64::MAX).then_some(max)
+            };
+            let mut w = spec::host_warnings(idx, &defs[idx], &host_max);
+            if wants_init && spec.init.is_none() {
+                w.push(format!(
+                    "containerDefinitions[{idx}].linuxParameters.initProcessEnabled: no static \
+                     init binary on this host (a static minifargate build, or tini-static); \
+                     running without an init"
+                ));
+            }
+            if !w.is_empty() {
+                for x in &w {
+                    tracing::warn!(task_id = %self.task.id, container = %name, "{x}");
+                }
+                self.warnings.extend(w);
+                self.save();
+            }
+        }
+        Ok(spec)
     }
 
     /// SIGTERM each running container in reverse start order, SIGKILL after its stopTimeout.
@@ -851,6 +960,10 @@ impl Executor {
                     Err(e) => errors.push(error_chain(&e)),
                 }
             }
+        }
+        // After the containers (their mount namespaces held the binds) are gone.
+        for e in self.volumes.teardown() {
+            errors.push(error_chain(&e));
         }
         if self.task_cgroup
             && let Some(rt) = &self.rt

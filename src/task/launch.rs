@@ -21,6 +21,8 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Unsupported(#[from] super::support::SupportError),
+    #[error(transparent)]
+    Volume(#[from] super::volumes::VolumeError),
     #[error("failed to record task {id}")]
     Store {
         id: String,
@@ -49,6 +51,8 @@ pub struct Request {
     /// `--env-file` variables: under every container's `environment` and
     /// `environmentFiles` (see [`apply_env_file`]).
     pub env_file: Vec<KeyValuePair>,
+    /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
+    pub volume_map: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -177,6 +181,7 @@ pub fn create_task(
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let warnings = super::support::prepare(&mut def)?;
     apply_env_file(&mut def, &req.env_file);
+    super::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {

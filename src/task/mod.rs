@@ -11,8 +11,10 @@ pub mod json;
 pub mod launch;
 pub mod network;
 pub mod reconcile;
+pub mod restart;
 pub mod spec;
 pub mod support;
+pub mod volumes;
 
 use crate::taskdef::model::KeyValuePair;
 use serde::{Deserialize, Serialize};

@@ -103,6 +103,11 @@ fn finish_dead(
             errors.push(format!("failed to remove {}: {e}", d.display()));
         }
     }
+    errors.extend(
+        super::volumes::cleanup_dead(&paths.dir)
+            .iter()
+            .map(|e| error_chain(e)),
+    );
     if let Some(e) = network::remove_netns(&paths.netns()) {
         errors.push(error_chain(&e));
     }

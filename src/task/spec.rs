@@ -1,9 +1,9 @@
 //! Merges a container definition (with its overrides) and the image config into the
 //! runtime's `ContainerSpec`, by Docker's rules, adding the environment ECS gives containers.
 
-use crate::taskdef::model::{ContainerDefinition, KeyValuePair};
-use runtime::{ContainerSpec, Limits, LogConfig, Rlimit, Security};
-use std::path::PathBuf;
+use crate::taskdef::model::{ContainerDefinition, DeviceCgroupPermission, KeyValuePair};
+use runtime::{ContainerSpec, Device, Limits, LogConfig, Mount, Rlimit, Security};
+use std::path::{Path, PathBuf};
 
 /// What the image config contributes (OCI `config` object).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -13,6 +13,8 @@ pub struct ImageDefaults {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The image config's `Volumes` (mount paths), for filling new volumes.
+    pub volumes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -22,6 +24,110 @@ pub enum SpecBuildError {
          entryPoint/command nor the image's Entrypoint/Cmd)"
     )]
     NoCommand { container: String },
+    #[error(
+        "containerDefinitions[{idx}].systemControls[{k}].namespace: {name:?} is not a namespaced \
+         sysctl; only the IPC ones (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*) and net.* \
+         can be set for a container"
+    )]
+    Sysctl { idx: usize, k: usize, name: String },
+}
+
+/// Sysctls a container may set: those of its IPC and network namespaces.
+/// Ref: ecs.json `SystemControl.namespace`; Docker `opts.ValidateSysctl`.
+pub fn is_namespaced_sysctl(name: &str) -> bool {
+    matches!(
+        name,
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || name.starts_with("fs.mqueue.")
+        || name.starts_with("net.")
+}
+
+/// Refuses `systemControls` that are not namespaced (they would change the host).
+pub fn check_sysctls(idx: usize, def: &ContainerDefinition) -> Result<(), SpecBuildError> {
+    for (k, s) in def.system_controls.iter().flatten().enumerate() {
+        let name = s.namespace.as_deref().unwrap_or("");
+        if !is_namespaced_sysctl(name) {
+            return Err(SpecBuildError::Sysctl {
+                idx,
+                k,
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Warnings for settings this host applies differently: ulimits above the hard limit it
+/// allows (clamped by the runtime), maxSwap without a memory limit to add it to.
+pub fn host_warnings(
+    idx: usize,
+    def: &ContainerDefinition,
+    host_max: &dyn Fn(&str) -> Option<u64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, u) in def.ulimits.iter().flatten().enumerate() {
+        let (Some(name), Some(hard)) = (u.name, u.hard_limit) else {
+            continue;
+        };
+        if let Some(max) = host_max(name.as_str())
+            && (hard.max(0) as u64) > max
+        {
+            out.push(format!(
+                "containerDefinitions[{idx}].ulimits[{k}]: {} hardLimit {hard} is above what this \
+                 host allows ({max}, no CAP_SYS_RESOURCE); clamped to {max}",
+                name.as_str()
+            ));
+        }
+    }
+    if let Some(lp) = &def.linux_parameters
+        && lp.max_swap.is_some_and(|s| s > 0)
+        && def.memory.is_none()
+    {
+        out.push(format!(
+            "containerDefinitions[{idx}].linuxParameters.maxSwap: not applied without a \
+             container `memory` limit (swap is limited together with memory)"
+        ));
+    }
+    out
+}
+
+/// A static init binary for `initProcessEnabled`: this binary when it is statically linked
+/// (it serves as the init, see `runtime::init`), else Debian's `tini-static`.
+pub fn static_init() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    if is_static_elf(&exe) {
+        return Some(exe);
+    }
+    ["/usr/bin/tini-static", "/usr/libexec/docker/docker-init"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| is_static_elf(p))
+}
+
+/// A 64-bit little-endian ELF without a `PT_INTERP` program header.
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap_or_default()) as usize;
+    let (size, num) = (u16_at(0x36), u16_at(0x38));
+    (0..num).all(|i| {
+        let o = phoff + i * size;
+        // PT_INTERP = 3.
+        b.get(o..o + 4)
+            .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != 3)
+    })
 }
 
 /// The process arguments by Docker's rules: `entryPoint` replaces the image Entrypoint and
@@ -89,6 +195,7 @@ pub fn build(
     img: &ImageDefaults,
     ecs: Vec<String>,
     log: PathBuf,
+    init: Option<PathBuf>,
 ) -> Result<ContainerSpec, SpecBuildError> {
     let name = def.name_str().to_string();
     let args = args(def, img);
@@ -101,10 +208,8 @@ pub fn build(
         pairs_to_env(def.environment.as_deref().unwrap_or_default()),
     ]);
     let mib = |v: Option<i64>| v.filter(|m| *m > 0).map(|m| (m as u64) << 20);
-    let caps = def
-        .linux_parameters
-        .as_ref()
-        .and_then(|l| l.capabilities.clone());
+    let lp = def.linux_parameters.clone().unwrap_or_default();
+    let caps = lp.capabilities.clone();
     Ok(ContainerSpec {
         args,
         env,
@@ -125,6 +230,15 @@ pub fn build(
             memory: mib(def.memory),
             memory_reservation: mib(def.memory_reservation),
             pids: None,
+            // maxSwap is MiB; ECS's default swappiness with maxSwap is 60.
+            swap: lp
+                .max_swap
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| s << 20),
+            swappiness: lp
+                .swappiness
+                .and_then(|s| u64::try_from(s).ok())
+                .or(lp.max_swap.map(|_| 60)),
         },
         security: Security {
             cap_add: caps
@@ -155,6 +269,47 @@ pub fn build(
                 })
             })
             .collect(),
+        devices: lp
+            .devices
+            .iter()
+            .flatten()
+            .filter_map(|d| {
+                Some(Device {
+                    host_path: PathBuf::from(d.host_path.as_ref()?),
+                    container_path: d.container_path.clone(),
+                    permissions: d.permissions.as_ref().map(|p| {
+                        p.iter()
+                            .map(|x| match x {
+                                DeviceCgroupPermission::Read => 'r',
+                                DeviceCgroupPermission::Write => 'w',
+                                DeviceCgroupPermission::Mknod => 'm',
+                            })
+                            .collect()
+                    }),
+                })
+            })
+            .collect(),
+        // sharedMemorySize and tmpfs size are MiB.
+        shm_size: mib(lp.shared_memory_size),
+        mounts: lp
+            .tmpfs
+            .iter()
+            .flatten()
+            .filter_map(|t| {
+                Some(Mount::Tmpfs {
+                    destination: t.container_path.clone()?,
+                    size: mib(t.size),
+                    options: t.mount_options.clone().unwrap_or_default(),
+                })
+            })
+            .collect(),
+        init: if lp.init_process_enabled == Some(true) {
+            init
+        } else {
+            None
+        },
+        tty: def.pseudo_terminal.unwrap_or(false),
+        interactive: def.interactive.unwrap_or(false),
         log: LogConfig::JsonFile(log),
         ..Default::default()
     })
@@ -171,6 +326,7 @@ mod tests {
             env: vec!["PATH=/bin".into(), "A=image".into()],
             working_dir: Some("/app".into()),
             user: Some("nobody".into()),
+            volumes: vec![],
         }
     }
 
@@ -209,6 +365,7 @@ mod tests {
             &img(),
             ecs_env("us-east-1", "t-0", "FARGATE"),
             "/x".into(),
+            None,
         )
         .unwrap();
         assert!(s.env.contains(&"A=task".to_string()));
@@ -221,7 +378,7 @@ mod tests {
         assert_eq!(s.cwd.as_deref(), Some("/app"));
         assert_eq!(s.user.as_deref(), Some("nobody"));
         let d = def(r#"{"name":"a","workingDirectory":"/w","user":"0","memory":64}"#);
-        let s = build(&d, &img(), vec![], "/x".into()).unwrap();
+        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
         assert_eq!(
             (s.cwd.as_deref(), s.user.as_deref()),
             (Some("/w"), Some("0"))
@@ -229,7 +386,7 @@ mod tests {
         assert_eq!(s.limits.memory, Some(64 << 20));
         let d =
             def(r#"{"name":"a","ulimits":[{"name":"nofile","softLimit":1024,"hardLimit":4096}]}"#);
-        let s = build(&d, &img(), vec![], "/x".into()).unwrap();
+        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
         assert_eq!(
             s.rlimits,
             [Rlimit {
@@ -241,12 +398,90 @@ mod tests {
     }
 
     #[test]
+    fn linux_parameters_become_runtime_settings() {
+        let d = def(
+            r#"{"name":"a","pseudoTerminal":true,"interactive":true,"linuxParameters":{
+                "capabilities":{"add":["SYS_PTRACE"],"drop":["NET_RAW"]},
+                "devices":[{"hostPath":"/dev/fuse","permissions":["read","write"]}],
+                "initProcessEnabled":true,"sharedMemorySize":128,
+                "tmpfs":[{"containerPath":"/scratch","size":16,"mountOptions":["noexec","mode=1777"]}]}}"#,
+        );
+        let s = build(&d, &img(), vec![], "/x".into(), Some("/init".into())).unwrap();
+        assert_eq!(s.security.cap_add, ["SYS_PTRACE"]);
+        assert_eq!(s.security.cap_drop, ["NET_RAW"]);
+        assert_eq!(s.devices[0].host_path, PathBuf::from("/dev/fuse"));
+        assert_eq!(s.devices[0].permissions.as_deref(), Some("rw"));
+        assert_eq!(s.shm_size, Some(128 << 20));
+        assert_eq!(
+            s.mounts,
+            [Mount::Tmpfs {
+                destination: "/scratch".into(),
+                size: Some(16 << 20),
+                options: vec!["noexec".into(), "mode=1777".into()],
+            }]
+        );
+        assert_eq!(s.init, Some(PathBuf::from("/init")));
+        assert!(s.tty && s.interactive);
+        // Without initProcessEnabled the init is not used.
+        let s = build(
+            &def(r#"{"name":"a"}"#),
+            &img(),
+            vec![],
+            "/x".into(),
+            Some("/init".into()),
+        )
+        .unwrap();
+        assert_eq!(s.init, None);
+        let d = def(r#"{"name":"a","memory":64,"linuxParameters":{"maxSwap":32}}"#);
+        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
+        assert_eq!(
+            (s.limits.swap, s.limits.swappiness),
+            (Some(32 << 20), Some(60))
+        );
+    }
+
+    #[test]
+    fn sysctls_must_be_namespaced_and_host_limits_warn() {
+        let d = def(
+            r#"{"name":"a","systemControls":[{"namespace":"net.ipv4.ip_forward","value":"1"},
+                {"namespace":"kernel.shmmax","value":"1"},{"namespace":"vm.swappiness","value":"1"}]}"#,
+        );
+        let e = check_sysctls(2, &d).unwrap_err().to_string();
+        assert!(
+            e.starts_with("containerDefinitions[2].systemControls[2].namespace: \"vm.swappiness\""),
+            "{e}"
+        );
+        let d = def(
+            r#"{"name":"a","ulimits":[{"name":"nofile","softLimit":100,"hardLimit":90000},
+                {"name":"core","softLimit":0,"hardLimit":0}],"linuxParameters":{"maxSwap":10}}"#,
+        );
+        let w = host_warnings(0, &d, &|n| (n == "nofile").then_some(20000));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("ulimits[0]: nofile hardLimit 90000")
+                && w[0].contains("clamped to 20000")
+        );
+        assert!(w[1].contains("linuxParameters.maxSwap"));
+    }
+
+    #[test]
+    fn static_elf_detection() {
+        // Debian's busybox-static (the test images' busybox) is static; this test binary is not.
+        if Path::new("/bin/busybox").exists() {
+            assert!(is_static_elf(Path::new("/bin/busybox")));
+        }
+        assert!(!is_static_elf(&std::env::current_exe().unwrap()));
+        assert!(!is_static_elf(Path::new("/etc/hostname")));
+    }
+
+    #[test]
     fn no_command_is_an_error_naming_the_container() {
         let e = build(
             &def(r#"{"name":"web"}"#),
             &ImageDefaults::default(),
             vec![],
             "/x".into(),
+            None,
         )
         .unwrap_err();
         assert!(e.to_string().contains("container web: no command"));

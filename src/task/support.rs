@@ -21,6 +21,8 @@ pub enum SupportError {
          read; use a local path to the file instead"
     )]
     S3EnvironmentFile { idx: usize, value: String },
+    #[error(transparent)]
+    Setting(#[from] super::spec::SpecBuildError),
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
         idx: usize,
@@ -47,11 +49,6 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     let mut warnings = Vec::new();
-    if def.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-        warnings.push(
-            "volumes: not mounted yet; containers see their images' directories instead".into(),
-        );
-    }
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let at = |what: &str| format!("containerDefinitions[{idx}].{what}");
         if let Some(s) = c.secrets.iter().flatten().next() {
@@ -87,23 +84,7 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
             }
             c.environment_files = None;
         }
-        if c.mount_points.as_ref().is_some_and(|m| !m.is_empty())
-            || c.volumes_from.as_ref().is_some_and(|m| !m.is_empty())
-        {
-            warnings.push(format!(
-                "{}: volumes are not mounted yet",
-                at("mountPoints")
-            ));
-        }
-        if c.restart_policy
-            .as_ref()
-            .is_some_and(|r| r.enabled == Some(true))
-        {
-            warnings.push(format!(
-                "{}: containers are not restarted yet",
-                at("restartPolicy")
-            ));
-        }
+        super::spec::check_sysctls(idx, c)?;
         if c.port_mappings.as_ref().is_some_and(|p| !p.is_empty()) {
             warnings.push(format!(
                 "{}: ports are not published yet",

@@ -242,6 +242,17 @@ impl Layout {
 
     /// Write an image (layers, config, manifest); `platform` is "os/arch[/variant]".
     pub fn add_image(&self, platform: &str, layers: &[Layer]) -> BuiltImage {
+        self.add_image_with_config(platform, layers, json!({}))
+    }
+
+    /// Like [`Self::add_image`], with `extra` merged into the image config's `config`
+    /// object (e.g. `{"Volumes": {"/data": {}}}`).
+    pub fn add_image_with_config(
+        &self,
+        platform: &str,
+        layers: &[Layer],
+        extra: Value,
+    ) -> BuiltImage {
         let built: Vec<BuiltLayer> = layers.iter().map(|l| self.add_layer(l)).collect();
         let parts: Vec<&str> = platform.split('/').collect();
         let mut config = json!({
@@ -254,6 +265,9 @@ impl Layout {
         });
         if let Some(v) = parts.get(2) {
             config["variant"] = json!(v);
+        }
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            config["config"][k] = v.clone();
         }
         let config_bytes = serde_json::to_vec(&config).unwrap();
         let config_digest = self.write_blob(&config_bytes);
