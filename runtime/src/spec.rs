@@ -176,4 +176,7 @@ pub struct ExecSpec {
     pub user: Option<String>,
     /// Allocate a pseudo-terminal; its master is returned in [`crate::ExecProcess::tty`].
     pub tty: bool,
+    /// SIGKILL the process when the thread that called `exec` ends (`PR_SET_PDEATHSIG`),
+    /// so an exec'd command never outlives the `minifargate exec` that started it.
+    pub kill_with_caller: bool,
 }

@@ -1,7 +1,9 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
+mod exec;
 mod images;
+mod inspect;
 mod run_task;
 mod taskdefs;
 mod tasks;
@@ -93,6 +95,10 @@ pub enum Command {
     StopTask(tasks::StopTaskArgs),
     /// Show a task's container output.
     Logs(tasks::LogsArgs),
+    /// Run a command in a running container of a task (aws ecs execute-command).
+    Exec(exec::ExecArgs),
+    /// Show how a running task is isolated: namespaces, cgroups, rootfs, network.
+    Inspect(inspect::InspectArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -100,8 +106,13 @@ pub enum Command {
 
 pub fn init_tracing(global: &GlobalOpts) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},aws=warn,hyper=warn", global.log_level)));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // libcgroups warns about every v1 controller the host lacks, on each exec.
+        EnvFilter::new(format!(
+            "{},aws=warn,hyper=warn,libcgroups=error",
+            global.log_level
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -132,6 +143,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListTasks(a) => tasks::list(g, a),
         Command::StopTask(a) => tasks::stop_task(g, a),
         Command::Logs(a) => tasks::logs(g, a),
+        Command::Exec(a) => exec::exec(g, a),
+        Command::Inspect(a) => inspect::inspect(g, a),
         Command::Supervise(a) => {
             crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
             Ok(ExitCode::SUCCESS)
