@@ -399,6 +399,10 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
     };
     let dir = mount.dir.join(path.trim_start_matches('/'));
     let mut values = serde_json::Map::new();
+    // In the hierarchy's root: minifargate placed nothing there (v2 on a v1 hybrid host),
+    // and the root's counters are the whole host's.
+    let in_root = path == "/";
+    let files = if in_root { vec![] } else { files };
     for f in files {
         let Ok(raw) = std::fs::read_to_string(dir.join(f)) else {
             continue;
@@ -418,6 +422,7 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
         values.insert(f.to_string(), json!(raw));
     }
     Some(json!({
+        "inRoot": in_root,
         "version": if mount.v2 { "v2" } else { "v1" },
         "controllers": if mount.v2 { "unified".to_string() } else { controllers.to_string() },
         "path": path,
@@ -699,7 +704,15 @@ fn pretty(file: &str, raw: &str) -> String {
 }
 
 fn cgroup_lines(out: &mut String, indent: &str, cgroups: &Value) {
-    for cg in cgroups.as_array().into_iter().flatten() {
+    let mut sorted: Vec<&Value> = cgroups.as_array().into_iter().flatten().collect();
+    // cpu, cpuacct, memory, pids, then v2 (the kernel lists them in hierarchy id order).
+    sorted.sort_by_key(|c| {
+        (
+            c["version"] == "v2",
+            c["controllers"].as_str().map(str::to_string),
+        )
+    });
+    for cg in sorted {
         let files = cg["files"].as_object().cloned().unwrap_or_default();
         let _ = writeln!(
             out,
@@ -708,7 +721,12 @@ fn cgroup_lines(out: &mut String, indent: &str, cgroups: &Value) {
             cg["controllers"].as_str().unwrap_or(""),
             cg["dir"].as_str().unwrap_or("")
         );
-        if files.is_empty() {
+        if cg["inRoot"] == true {
+            let _ = writeln!(
+                out,
+                "{indent}    (the hierarchy's root: minifargate sets no limits here)"
+            );
+        } else if files.is_empty() {
             let _ = writeln!(
                 out,
                 "{indent}    (no cpu/memory/pids files in this hierarchy)"
@@ -871,15 +889,16 @@ pub fn render(r: &Value) -> String {
         let p = &c["process"];
         let _ = writeln!(
             o,
-            "  user uid={}({}) gid={}({}) groups={}",
+            "  user uid={}({}) gid={}({}) supplementary groups: {}",
             s(&p["uid"]),
             s(&p["user"]),
             s(&p["gid"]),
             s(&p["group"]),
             p["groups"]
                 .as_array()
+                .filter(|g| !g.is_empty())
                 .map(|g| g.iter().map(s).collect::<Vec<_>>().join(","))
-                .unwrap_or_default()
+                .unwrap_or_else(|| "none".into())
         );
         let eff: Vec<String> = p["capabilities"]["effective"]
             .as_array()
@@ -895,7 +914,7 @@ pub fn render(r: &Value) -> String {
         );
         let _ = writeln!(
             o,
-            "  seccomp {} ({} filters)  no_new_privs {}",
+            "  seccomp {} (filters: {})  no_new_privs {}",
             s(&p["seccomp"]),
             s(&p["seccompFilters"]),
             s(&p["noNewPrivs"])
@@ -962,6 +981,10 @@ mod tests {
         assert_eq!(cgs[1]["files"]["memory.max"], "max");
         assert_eq!(cgs[1]["files"]["cpu.stat usage_usec"], "1500000");
         assert_eq!(pretty("cpu.stat usage_usec", "1500000"), "1.500 s");
+        // A process left in the v2 root (a v1 hybrid host): the host's numbers, not shown.
+        let root = read_cgroup(&mounts, "", "/").unwrap();
+        assert_eq!(root["inRoot"], true);
+        assert_eq!(root["files"], json!({}));
     }
 
     #[test]
