@@ -321,6 +321,24 @@ impl Runtime {
         Ok(Self { state_dir, cgroups })
     }
 
+    /// A runtime on an existing state dir that another process (a task's supervisor)
+    /// created, for [`Runtime::info`] and [`Runtime::exec`]. Unlike [`Runtime::new`] it
+    /// creates nothing: a state dir removed meanwhile (the task stopped) stays removed.
+    pub fn attach(state_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let state_dir = state_dir.into();
+        for d in [state_dir.join("youki"), state_dir.join("bundles")] {
+            if !d.is_dir() {
+                return Err(RuntimeError::Io {
+                    action: "open the runtime state dir",
+                    path: d,
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+        }
+        let cgroups = Cgroups::detect().map_err(RuntimeError::DetectCgroups)?;
+        Ok(Self { state_dir, cgroups })
+    }
+
     pub fn cgroups(&self) -> &Cgroups {
         &self.cgroups
     }

@@ -563,7 +563,12 @@ fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     );
     c.start().unwrap();
     // What `minifargate exec` does: a fresh handle on the same state dir.
-    let rt = runtime::Runtime::new(task.state.path()).unwrap();
+    let rt = runtime::Runtime::attach(task.state.path()).unwrap();
+    assert!(runtime::Runtime::attach(task.state.path().join("gone")).is_err());
+    assert!(
+        !task.state.path().join("gone").exists(),
+        "attach creates nothing"
+    );
     let id = c.id().to_string();
     let info = rt.info(&id).unwrap();
     assert_eq!(info.pid, Some(c.pid()));

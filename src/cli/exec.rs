@@ -130,7 +130,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
             state.display()
         );
     }
-    let rt = Runtime::new(&state)
+    let rt = Runtime::attach(&state)
         .with_context(|| format!("failed to open the runtime state of task {id}"))?;
     let spec = ExecSpec {
         args: a.command.clone(),

@@ -85,7 +85,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let running = task.last_status == status::RUNNING;
     let rt = if running && paths.runtime_state().is_dir() {
         Some(
-            runtime::Runtime::new(paths.runtime_state())
+            runtime::Runtime::attach(paths.runtime_state())
                 .with_context(|| format!("failed to open the runtime state of task {id}"))?,
         )
     } else {
