@@ -365,6 +365,41 @@ fn exec_runs_in_the_container_and_returns_its_exit_code() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stdout(&out));
+    // From a terminal (util-linux `script` gives the CLI one): the pty gets its size, and
+    // input typed there reaches the command.
+    let mut cmd = env.mf.cmd();
+    cmd.args(["exec", &id, "--container", "side", "-it", "--", "sh", "-c"])
+        .arg("busybox stty size; read line; echo got $line");
+    let shell_line = format!(
+        "stty rows 33 cols 101; {}",
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &shell_line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let mut child = script.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stdin.write_all(b"typed\r").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {}", stderr(&out));
+    assert!(text.contains("33 101"), "{text:?}");
+    assert!(text.contains("got typed"), "{text:?}");
 
     env.run(&["stop-task", "--task", &id]);
     env.wait_stopped(&id);

@@ -562,6 +562,7 @@ impl Runtime {
                 exec_seccomp: None,
                 exec: false,
                 kill_with_caller: false,
+                tty_size: None,
             })
             .with_stdin(stdin_r);
         let mut copiers = Vec::new();
@@ -1350,6 +1351,7 @@ fn exec_with(
             exec_seccomp: seccomp,
             exec: true,
             kill_with_caller: exec.kill_with_caller,
+            tty_size: exec.tty.then_some(exec.tty_size).flatten(),
         });
     let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
     if exec.tty {
@@ -1479,6 +1481,8 @@ struct Workload {
     exec: bool,
     /// `PR_SET_PDEATHSIG` SIGKILL ([`ExecSpec::kill_with_caller`]).
     kill_with_caller: bool,
+    /// (rows, columns) of the pty on stdin ([`ExecSpec::tty_size`]).
+    tty_size: Option<(u16, u16)>,
 }
 
 impl Workload {
@@ -1513,6 +1517,16 @@ impl libcontainer::workload::Executor for Workload {
             .as_ref()
             .and_then(|l| l.seccomp().as_ref())
             .is_some();
+        if let Some((rows, cols)) = self.tty_size {
+            let size = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // stdin is the pty's slave here (libcontainer set up the console).
+            let _ = rustix::termios::tcsetwinsize(std::io::stdin(), size);
+        }
         if self.kill_with_caller {
             // Ref: prctl(2) PR_SET_PDEATHSIG: sent when the thread that forked us ends.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)

@@ -31,6 +31,9 @@ const EXEC_FAILED: u8 = 126;
 pub struct ExecArgs {
     /// Task id or ARN.
     pub task: String,
+    /// Only a task of this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// The container to run in (required when the task has more than one).
     #[arg(long)]
     pub container: Option<String>,
@@ -94,6 +97,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let id = task_id(&a.task).to_string();
     let (task, containers) = store
         .task(&id)?
+        .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
         .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
     if task.last_status != status::RUNNING {
         let why = task
@@ -138,6 +142,10 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
         cwd: a.workdir.clone(),
         user: a.user.clone(),
         tty: a.tty,
+        tty_size: rustix::termios::tcgetwinsize(std::io::stdin())
+            .ok()
+            .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+            .map(|w| (w.ws_row, w.ws_col)),
         kill_with_caller: true,
     };
     let proc = match rt.exec(&rid, &spec) {
@@ -262,16 +270,41 @@ impl Drop for RawTerminal {
     }
 }
 
+/// Copies our terminal's size to the pty on every SIGWINCH, on a thread of its own
+/// (a small tokio runtime: its signal API needs no unsafe handler code here).
+fn follow_window_size(master: File) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut winch) = signal(SignalKind::window_change()) else {
+                return;
+            };
+            while winch.recv().await.is_some() {
+                if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+                    let _ = rustix::termios::tcsetwinsize(&master, size);
+                }
+            }
+        });
+    });
+}
+
 fn run_tty(mut p: ExecProcess, interactive: bool) -> anyhow::Result<u8> {
     let master = p
         .tty
         .take()
         .ok_or_else(|| anyhow!("the runtime returned no pseudo-terminal"))?;
-    // The pty starts at the size of our terminal (when there is one).
-    if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
-        let _ = rustix::termios::tcsetwinsize(&master, size);
-    }
     let raw = RawTerminal::enter();
+    if raw.is_some()
+        && let Ok(m) = master.try_clone()
+    {
+        follow_window_size(m);
+    }
     let (tx, rx) = mpsc::channel();
     copier(
         master

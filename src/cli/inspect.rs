@@ -26,6 +26,9 @@ use std::process::ExitCode;
 pub struct InspectArgs {
     /// Task id or ARN.
     pub task: String,
+    /// Only a task of this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -79,6 +82,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let id = task_id(&a.task).to_string();
     let (task, containers) = store
         .task(&id)?
+        .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
         .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
     let record = json::task_json(&task, &containers);
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);
