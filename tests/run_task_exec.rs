@@ -603,6 +603,10 @@ fn inspect_shows_shared_and_own_namespaces_and_the_limits() {
     eprintln!("{text}");
     assert!(text.contains("Container app (RUNNING"), "{text}");
     assert!(text.contains("task's, shared with side"), "{text}");
+    assert!(
+        text.contains(&format!("own (hostname {})", &id[..12])),
+        "{text}"
+    );
     assert!(text.contains("64.0 MiB"), "{text}");
     assert!(text.contains("512.0 MiB"), "{text}");
     assert!(

@@ -195,6 +195,8 @@ pub struct ContainerInfo {
     /// Host pid of the container's pid 1 while it runs.
     pub pid: Option<i32>,
     pub running: bool,
+    /// The UTS hostname it was given.
+    pub hostname: Option<String>,
 }
 
 /// What `gc` removed.
@@ -696,6 +698,7 @@ impl Runtime {
                 .unwrap_or_default(),
             pid: pid.filter(|_| running),
             running,
+            hostname: config["hostname"].as_str().map(str::to_string),
         })
     }
 

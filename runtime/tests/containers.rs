@@ -575,6 +575,7 @@ fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     assert!(info.running);
     assert_eq!(info.task_id, task.id);
     assert_eq!(info.cgroup_path, c.cgroup_path());
+    assert_eq!(info.hostname.as_deref(), Some(&id[..12]));
     assert!(matches!(
         rt.info("nope"),
         Err(runtime::RuntimeError::NotFound { .. })

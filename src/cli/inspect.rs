@@ -111,6 +111,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
             pid: info.as_ref().and_then(|i| i.pid),
             cgroup_path: info.as_ref().map(|i| i.cgroup_path.clone()),
             rootfs: info.as_ref().map(|i| i.rootfs.clone()),
+            hostname: info.as_ref().and_then(|i| i.hostname.clone()),
         });
     }
     let report = build(proc, &mounts, &record, &views, &paths.netns());
@@ -131,6 +132,7 @@ pub struct ContainerView {
     pub pid: Option<i32>,
     pub cgroup_path: Option<String>,
     pub rootfs: Option<PathBuf>,
+    pub hostname: Option<String>,
 }
 
 /// The report as JSON (`--format json`); the text view renders the same value.
@@ -160,6 +162,7 @@ pub fn build(
             "runtimeId": c.runtime_id,
             "hostPid": c.pid,
             "cgroupPath": c.cgroup_path,
+            "hostname": c.hostname,
         });
         let Some(pid) = c.pid else {
             out.push(v);
@@ -203,6 +206,7 @@ pub fn build(
         if let Some(r) = &c.rootfs {
             v["rootfs"]["hostPath"] = json!(r);
         }
+        v["mounts"] = json!(extra_mounts(&mountinfo));
         let st = std::fs::read_to_string(proc.join(format!("{pid}/status"))).unwrap_or_default();
         let root = proc.join(format!("{pid}/root"));
         v["process"] = process_security(&st, &root);
@@ -464,6 +468,39 @@ pub fn root_mount(mountinfo: &str) -> Option<Value> {
         v["lowerdirs"] = json!(lower);
     }
     Some(v)
+}
+
+/// The container's mounts besides its root and the standard `/proc`, `/dev` and `/sys`
+/// trees: volumes, bind mounts, tmpfs, and the files the runtime binds in (`/etc/hosts`…).
+pub fn extra_mounts(mountinfo: &str) -> Vec<Value> {
+    let standard = |p: &str| {
+        p == "/"
+            || ["/proc", "/dev", "/sys"]
+                .iter()
+                .any(|t| p == *t || p.starts_with(&format!("{t}/")))
+    };
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            let target = unescape(f.get(4)?);
+            if standard(&target) {
+                return None;
+            }
+            let mut post = post.split(' ');
+            let fstype = post.next()?.to_string();
+            let source = unescape(post.next().unwrap_or_default());
+            let read_only = f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro"));
+            Some(json!({
+                "target": target,
+                "fsType": fstype,
+                "source": source,
+                "root": unescape(f.get(3)?),
+                "readOnly": read_only,
+            }))
+        })
+        .collect()
 }
 
 /// Super options split at commas not escaped with a backslash.
@@ -867,9 +904,14 @@ pub fn render(r: &Value) -> String {
                 }
                 _ => "own".to_string(),
             };
+            let extra = if ns["type"] == "uts" && !c["hostname"].is_null() {
+                format!(" (hostname {})", s(&c["hostname"]))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "    {:<7} {:<12} {scope}",
+                "    {:<7} {:<12} {scope}{extra}",
                 s(&ns["type"]),
                 s(&ns["inode"])
             );
@@ -889,6 +931,21 @@ pub fn render(r: &Value) -> String {
             }
             let _ = writeln!(o, "    upperdir  {}", s(&rf["upperdir"]));
             let _ = writeln!(o, "    workdir   {}", s(&rf["workdir"]));
+        }
+        let mounts = c["mounts"].as_array().cloned().unwrap_or_default();
+        if !mounts.is_empty() {
+            let _ = writeln!(o, "  other mounts");
+        }
+        for m in mounts {
+            let _ = writeln!(
+                o,
+                "    {:<20} {} {} {}{}",
+                s(&m["target"]),
+                s(&m["fsType"]),
+                s(&m["source"]),
+                s(&m["root"]),
+                if m["readOnly"] == true { " (ro)" } else { "" }
+            );
         }
         let p = &c["process"];
         let _ = writeln!(
@@ -1005,6 +1062,23 @@ mod tests {
             root_mount(mi).unwrap()["lowerdirs"],
             json!(["/l/1", "/l/2"])
         );
+    }
+
+    #[test]
+    fn extra_mounts_skip_the_standard_trees() {
+        let mi = "1 0 0:1 / / rw - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w\n\
+                  2 1 0:2 / /proc rw - proc proc rw\n\
+                  3 1 0:3 / /dev rw,nosuid - tmpfs tmpfs rw\n\
+                  4 3 0:4 / /dev/shm rw - tmpfs shm rw\n\
+                  5 1 8:1 /data/www /www ro,relatime - ext4 /dev/vda rw\n\
+                  6 1 8:1 /run/t/hosts /etc/hosts rw - ext4 /dev/vda rw\n";
+        let m = extra_mounts(mi);
+        assert_eq!(m.len(), 2, "{m:#?}");
+        assert_eq!(m[0]["target"], "/www");
+        assert_eq!(m[0]["root"], "/data/www");
+        assert_eq!(m[0]["readOnly"], true);
+        assert_eq!(m[1]["target"], "/etc/hosts");
+        assert_eq!(m[1]["readOnly"], false);
     }
 
     #[test]
