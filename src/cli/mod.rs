@@ -107,11 +107,14 @@ pub enum Command {
 pub fn init_tracing(global: &GlobalOpts) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // libcgroups warns about every v1 controller the host lacks, on each exec.
-        EnvFilter::new(format!(
-            "{},aws=warn,hyper=warn,libcgroups=error",
-            global.log_level
-        ))
+        // At the default level, not libcgroups' warning about every v1 controller the
+        // host lacks, on each exec (--log-level info or lower shows them).
+        let quiet = if global.log_level == "warn" {
+            ",libcgroups=error"
+        } else {
+            ""
+        };
+        EnvFilter::new(format!("{},aws=warn,hyper=warn{quiet}", global.log_level))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
