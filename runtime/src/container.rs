@@ -36,6 +36,8 @@ pub enum RuntimeError {
     InvalidId { id: String },
     #[error("container {id} already exists")]
     Exists { id: String },
+    #[error("container {id} does not exist")]
+    NotFound { id: String },
     #[error("failed to build the spec of container {id}")]
     Spec {
         id: String,
@@ -181,6 +183,22 @@ impl ExitStatus {
     }
 }
 
+/// A container as found on disk by [`Runtime::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub task_id: String,
+    /// Relative to each cgroup hierarchy's root (`/minifargate/<task>/<id>`).
+    pub cgroup_path: String,
+    /// The rootfs directory on the host.
+    pub rootfs: PathBuf,
+    /// Host pid of the container's pid 1 while it runs.
+    pub pid: Option<i32>,
+    pub running: bool,
+    /// The UTS hostname it was given.
+    pub hostname: Option<String>,
+}
+
 /// What `gc` removed.
 #[derive(Debug, Default)]
 pub struct GcReport {
@@ -302,6 +320,24 @@ impl Runtime {
         ] {
             std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
+        Ok(Self { state_dir, cgroups })
+    }
+
+    /// A runtime on an existing state dir that another process (a task's supervisor)
+    /// created, for [`Runtime::info`] and [`Runtime::exec`]. Unlike [`Runtime::new`] it
+    /// creates nothing: a state dir removed meanwhile (the task stopped) stays removed.
+    pub fn attach(state_dir: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let state_dir = state_dir.into();
+        for d in [state_dir.join("youki"), state_dir.join("bundles")] {
+            if !d.is_dir() {
+                return Err(RuntimeError::Io {
+                    action: "open the runtime state dir",
+                    path: d,
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+        }
+        let cgroups = Cgroups::detect().map_err(RuntimeError::DetectCgroups)?;
         Ok(Self { state_dir, cgroups })
     }
 
@@ -524,7 +560,12 @@ impl Runtime {
                 source: Box::new(e),
                 cleanup: vec![],
             })?
-            .with_executor(Workload { exec_seccomp: None })
+            .with_executor(Workload {
+                exec_seccomp: None,
+                exec: false,
+                kill_with_caller: false,
+                tty_size: None,
+            })
             .with_stdin(stdin_r);
         let mut copiers = Vec::new();
         let mut console = None;
@@ -616,8 +657,74 @@ impl Runtime {
                 .as_str()
                 .map(PathBuf::from)
                 .unwrap_or_default(),
-            exec_seq: Mutex::new(0),
         })
+    }
+
+    /// Where container `id` lives and whether it runs. Works for containers created by
+    /// any process on this state dir (the task's supervisor), from its bundle and
+    /// libcontainer's state.
+    pub fn info(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        if !valid_id(id) {
+            return Err(RuntimeError::InvalidId { id: id.into() });
+        }
+        let bundle = self.bundle_dir(id);
+        let meta_path = bundle.join("meta.json");
+        let meta: Meta = match std::fs::read(&meta_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| RuntimeError::Io {
+                action: "parse",
+                path: meta_path.clone(),
+                source: e.into(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::NotFound { id: id.into() });
+            }
+            Err(e) => return Err(io_err("read", &meta_path)(e)),
+        };
+        let config = read_config(&bundle)?;
+        let (pid, running) = match Lc::load(self.youki_root().join(id)) {
+            Ok(lc) => (
+                lc.pid().map(|p| p.as_raw()),
+                lc.status() == libcontainer::container::ContainerStatus::Running,
+            ),
+            Err(_) => (None, false),
+        };
+        Ok(ContainerInfo {
+            id: id.into(),
+            task_id: meta.task_id,
+            cgroup_path: meta.cgroup_path,
+            rootfs: config["root"]["path"]
+                .as_str()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            pid: pid.filter(|_| running),
+            running,
+            hostname: config["hostname"].as_str().map(str::to_string),
+        })
+    }
+
+    /// [`Container::exec`] for a container another process (the task's supervisor)
+    /// created on this state dir: the caller becomes the exec'd process's parent.
+    pub fn exec(&self, id: &str, exec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        let info = self.info(id)?;
+        if !info.running {
+            return Err(RuntimeError::Exec {
+                id: id.into(),
+                source: "the container is not running".into(),
+            });
+        }
+        let bundle = self.bundle_dir(id);
+        let spec = read_config(&bundle)?;
+        exec_in(
+            &ExecTarget {
+                id,
+                spec: &spec,
+                rootfs: &info.rootfs,
+                bundle: &bundle,
+                youki_root: &self.youki_root(),
+                sock_dir: &self.state_dir.join("s"),
+            },
+            exec,
+        )
     }
 
     /// Removes what earlier processes left behind: containers (state dirs, processes,
@@ -726,6 +833,16 @@ fn force_delete(state: &Path) -> Result<(), RuntimeError> {
             source: Box::new(e),
         }),
     }
+}
+
+fn read_config(bundle: &Path) -> Result<serde_json::Value, RuntimeError> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Io {
+        action: "parse",
+        path,
+        source: e.into(),
+    })
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
@@ -893,7 +1010,6 @@ pub struct Container {
     sock_dir: PathBuf,
     spec: serde_json::Value,
     rootfs: PathBuf,
-    exec_seq: Mutex<u32>,
 }
 
 impl std::fmt::Debug for Container {
@@ -1075,122 +1191,27 @@ impl Container {
     /// Runs a new process in the running container's namespaces and cgroup, with the
     /// container's capabilities, seccomp profile and rlimits. Its stdio is handed back
     /// in the [`ExecProcess`] (pipes, or a pty master with `tty`).
+    ///
+    /// A command that is not found exits 127 and one that cannot be executed 126 (the
+    /// shell's and Docker's codes), with the reason on its stderr.
     pub fn exec(&self, exec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
-        let err = |source: BoxError| RuntimeError::Exec {
-            id: self.id.clone(),
-            source,
-        };
-        if exec.args.is_empty() {
-            return Err(err("the command is empty".into()));
-        }
         if self.try_wait()?.is_some() {
-            return Err(err("the container is not running".into()));
-        }
-        let mut process = self.spec["process"].clone();
-        process["args"] = serde_json::json!(exec.args);
-        process["terminal"] = serde_json::json!(exec.tty);
-        if let Some(cwd) = &exec.cwd {
-            process["cwd"] = serde_json::json!(cwd);
-        }
-        let mut env: Vec<String> = process["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for e in &exec.env {
-            let key = e.split('=').next().unwrap_or_default();
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
-        }
-        process["env"] = serde_json::json!(env);
-        if let Some(u) = &exec.user {
-            let user =
-                user::resolve(&self.rootfs, Some(u), &[]).map_err(|source| RuntimeError::User {
-                    id: self.id.clone(),
-                    source,
-                })?;
-            process["user"] = serde_json::json!({ "uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids });
-            if user.uid != 0 {
-                process["capabilities"]["effective"] = serde_json::json!([]);
-                process["capabilities"]["permitted"] = serde_json::json!([]);
-            }
-        }
-        let seq = {
-            let mut s = self.exec_seq.lock().unwrap_or_else(|p| p.into_inner());
-            *s += 1;
-            *s
-        };
-        let path = self.bundle.join(format!("exec-{seq}.json"));
-        std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
-        let result = self.exec_with(&path, exec.tty);
-        let _ = std::fs::remove_file(&path);
-        result
-    }
-
-    fn exec_with(&self, process: &Path, tty: bool) -> Result<ExecProcess, RuntimeError> {
-        let err = |source: BoxError| RuntimeError::Exec {
-            id: self.id.clone(),
-            source,
-        };
-        let youki_root = self.youki_root.clone();
-        let pipe =
-            || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(Box::new(e)));
-        let seccomp = self.spec["linux"]
-            .get("seccomp")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        let mut builder = ContainerBuilder::new(self.id.clone(), SyscallType::default())
-            .with_root_path(youki_root)
-            .map_err(|e| err(Box::new(e)))?
-            .with_executor(Workload {
-                exec_seccomp: seccomp,
+            return Err(RuntimeError::Exec {
+                id: self.id.clone(),
+                source: "the container is not running".into(),
             });
-        let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
-        if tty {
-            let sock = ConsoleSocket::bind(&self.sock_dir)?;
-            builder = builder.with_console_socket(Some(&sock.path));
-            console = Some(sock);
-        } else {
-            let (ir, iw) = pipe()?;
-            let (or, ow) = pipe()?;
-            let (er, ew) = pipe()?;
-            builder = builder.with_stdin(ir).with_stdout(ow).with_stderr(ew);
-            stdin_w = Some(File::from(iw));
-            stdout_r = Some(File::from(or));
-            stderr_r = Some(File::from(er));
         }
-        let pid = {
-            let _g = LifecycleGuard::take();
-            builder
-                .as_tenant()
-                .with_process(Some(process))
-                .with_detach(true)
-                .build()
-                .map_err(|e| err(Box::new(e)))?
-        };
-        let mut tty_master = None;
-        if let Some(sock) = console {
-            let r = receive_pty(&sock.listener);
-            drop(sock);
-            match r {
-                Ok(fd) => tty_master = Some(File::from(fd)),
-                Err(e) => {
-                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
-                    return Err(err(Box::new(e)));
-                }
-            }
-        }
-        Ok(ExecProcess {
-            pid: pid.as_raw(),
-            stdin: stdin_w,
-            stdout: stdout_r,
-            stderr: stderr_r,
-            tty: tty_master,
-            status: None,
-        })
+        exec_in(
+            &ExecTarget {
+                id: &self.id,
+                spec: &self.spec,
+                rootfs: &self.rootfs,
+                bundle: &self.bundle,
+                youki_root: &self.youki_root,
+                sock_dir: &self.sock_dir,
+            },
+            exec,
+        )
     }
 
     /// Stops everything, reads nothing more, and removes the container: processes,
@@ -1247,6 +1268,138 @@ impl Container {
             })
         }
     }
+}
+
+/// What an exec needs to know of a container, whichever process created it.
+struct ExecTarget<'a> {
+    id: &'a str,
+    /// The container's OCI config (`config.json` of its bundle).
+    spec: &'a serde_json::Value,
+    rootfs: &'a Path,
+    bundle: &'a Path,
+    youki_root: &'a Path,
+    sock_dir: &'a Path,
+}
+
+fn exec_in(t: &ExecTarget<'_>, exec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+    let err = |source: BoxError| RuntimeError::Exec {
+        id: t.id.to_string(),
+        source,
+    };
+    if exec.args.is_empty() {
+        return Err(err("the command is empty".into()));
+    }
+    let mut process = t.spec["process"].clone();
+    process["args"] = serde_json::json!(exec.args);
+    process["terminal"] = serde_json::json!(exec.tty);
+    if let Some(cwd) = &exec.cwd {
+        process["cwd"] = serde_json::json!(cwd);
+    }
+    let mut env: Vec<String> = process["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in &exec.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    process["env"] = serde_json::json!(env);
+    if let Some(u) = &exec.user {
+        let user = user::resolve(t.rootfs, Some(u), &[]).map_err(|source| RuntimeError::User {
+            id: t.id.to_string(),
+            source,
+        })?;
+        process["user"] = serde_json::json!({ "uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids });
+        if user.uid != 0 {
+            process["capabilities"]["effective"] = serde_json::json!([]);
+            process["capabilities"]["permitted"] = serde_json::json!([]);
+        }
+    }
+    // Unique across processes: the supervisor's health checks and `minifargate exec`
+    // write here at the same time.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = t
+        .bundle
+        .join(format!("exec-{}-{seq}.json", std::process::id()));
+    std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
+    let result = exec_with(t, &path, exec);
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+fn exec_with(
+    t: &ExecTarget<'_>,
+    process: &Path,
+    exec: &ExecSpec,
+) -> Result<ExecProcess, RuntimeError> {
+    let err = |source: BoxError| RuntimeError::Exec {
+        id: t.id.to_string(),
+        source,
+    };
+    let youki_root = t.youki_root.to_path_buf();
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err(Box::new(e)));
+    let seccomp = t.spec["linux"]
+        .get("seccomp")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let mut builder = ContainerBuilder::new(t.id.to_string(), SyscallType::default())
+        .with_root_path(youki_root)
+        .map_err(|e| err(Box::new(e)))?
+        .with_executor(Workload {
+            exec_seccomp: seccomp,
+            exec: true,
+            kill_with_caller: exec.kill_with_caller,
+            tty_size: exec.tty.then_some(exec.tty_size).flatten(),
+        });
+    let (mut stdin_w, mut stdout_r, mut stderr_r, mut console) = (None, None, None, None);
+    if exec.tty {
+        let sock = ConsoleSocket::bind(t.sock_dir)?;
+        builder = builder.with_console_socket(Some(&sock.path));
+        console = Some(sock);
+    } else {
+        let (ir, iw) = pipe()?;
+        let (or, ow) = pipe()?;
+        let (er, ew) = pipe()?;
+        builder = builder.with_stdin(ir).with_stdout(ow).with_stderr(ew);
+        stdin_w = Some(File::from(iw));
+        stdout_r = Some(File::from(or));
+        stderr_r = Some(File::from(er));
+    }
+    let pid = {
+        let _g = LifecycleGuard::take();
+        builder
+            .as_tenant()
+            .with_process(Some(process))
+            .with_detach(true)
+            .build()
+            .map_err(|e| err(Box::new(e)))?
+    };
+    let mut tty_master = None;
+    if let Some(sock) = console {
+        let r = receive_pty(&sock.listener);
+        drop(sock);
+        match r {
+            Ok(fd) => tty_master = Some(File::from(fd)),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(err(Box::new(e)));
+            }
+        }
+    }
+    Ok(ExecProcess {
+        pid: pid.as_raw(),
+        stdin: stdin_w,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        tty: tty_master,
+        status: None,
+    })
 }
 
 /// A process started by [`Container::exec`]. Wait for it (it is reaped then).
@@ -1326,11 +1479,29 @@ struct Workload {
     /// The container's filter, for exec'd processes (None for the init process, whose
     /// spec carries its own filter, which libcontainer loads).
     exec_seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// An exec'd process: a command that cannot run exits 127/126 with a message on
+    /// stderr, like a shell or `docker exec`, instead of failing the exec call.
+    exec: bool,
+    /// `PR_SET_PDEATHSIG` SIGKILL ([`ExecSpec::kill_with_caller`]).
+    kill_with_caller: bool,
+    /// (rows, columns) of the pty on stdin ([`ExecSpec::tty_size`]).
+    tty_size: Option<(u16, u16)>,
 }
 
 impl Workload {
     fn fail(msg: String) -> libcontainer::workload::ExecutorError {
         libcontainer::workload::ExecutorError::Execution(msg.into())
+    }
+
+    /// For an exec'd process: print `msg` on its stderr and exit with `code` (127: not
+    /// found, 126: found but not executable). Otherwise the error goes to libcontainer.
+    fn cannot_run(&self, code: i32, msg: String) -> libcontainer::workload::ExecutorError {
+        if self.exec {
+            let line = format!("minifargate exec: {msg}\n");
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            crate::sys::exit_now(code);
+        }
+        Self::fail(msg)
     }
 }
 
@@ -1349,6 +1520,21 @@ impl libcontainer::workload::Executor for Workload {
             .as_ref()
             .and_then(|l| l.seccomp().as_ref())
             .is_some();
+        if let Some((rows, cols)) = self.tty_size {
+            let size = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // stdin is the pty's slave here (libcontainer set up the console).
+            let _ = rustix::termios::tcsetwinsize(std::io::stdin(), size);
+        }
+        if self.kill_with_caller {
+            // Ref: prctl(2) PR_SET_PDEATHSIG: sent when the thread that forked us ends.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|e| Self::fail(format!("set the parent-death signal: {e}")))?;
+        }
         if let (false, Some(seccomp)) = (filtered, &self.exec_seccomp) {
             nix::sys::prctl::set_no_new_privs()
                 .map_err(|e| Self::fail(format!("set no_new_privs: {e}")))?;
@@ -1367,15 +1553,19 @@ impl libcontainer::workload::Executor for Workload {
                 .iter()
                 .find_map(|e| e.strip_prefix("PATH="))
                 .unwrap_or(crate::oci::DEFAULT_PATH);
-            path_var
+            let found = path_var
                 .split(':')
                 .map(|dir| Path::new(dir).join(first))
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    Self::fail(format!(
-                        "executable {first:?} not found in PATH {path_var:?}"
-                    ))
-                })?
+                .find(|p| p.is_file());
+            match found {
+                Some(p) => p,
+                None => {
+                    return Err(self.cannot_run(
+                        127,
+                        format!("executable {first:?} not found in PATH {path_var:?}"),
+                    ));
+                }
+            }
         };
         let cstr = |s: &str| CString::new(s).map_err(|_| Self::fail(format!("NUL byte in {s:?}")));
         let c_path = cstr(&path.to_string_lossy())?;
@@ -1385,13 +1575,19 @@ impl libcontainer::workload::Executor for Workload {
             .collect::<Result<Vec<_>, _>>()?;
         let c_env = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
         let err = nix::unistd::execve(&c_path, &c_args, &c_env).unwrap_err();
-        Err(Self::fail(format!("exec {}: {err}", path.display())))
+        let code = if err == nix::Error::ENOENT { 127 } else { 126 };
+        Err(self.cannot_run(code, format!("exec {}: {err}", path.display())))
     }
 
     fn validate(
         &self,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        // An exec'd command that cannot run exits 127/126 from `exec` (as a shell
+        // would); the default validation would fail the exec call instead.
+        if self.exec {
+            return Ok(());
+        }
         libcontainer::workload::default::get_executor().validate(spec)
     }
 

@@ -30,6 +30,8 @@
 //! - [`Runtime`]: state dir + cgroup tree (v1 or v2, detected); task cgroups; `create`; `gc`.
 //! - [`Container`]: `start`, `wait`/`wait_timeout`/`try_wait` → [`ExitStatus`], `kill`,
 //!   `stop(timeout)` (SIGTERM then SIGKILL), `exec` → [`ExecProcess`], `stats`, `delete`.
+//! - [`Runtime::info`] / [`Runtime::exec`]: find and exec into a container another
+//!   process (the task's supervisor) created on the same state dir.
 //! - Security defaults are Docker's: capability set, seccomp allow-list, masked and
 //!   read-only paths, minimal `/dev`; see [`Security`].
 //! - create/start/exec/delete are serialized within the process: libcontainer changes
@@ -74,7 +76,8 @@ pub use cgroup::{
     shares_to_weight,
 };
 pub use container::{
-    Container, ExecProcess, ExitStatus, GcReport, OOM_REASON, Runtime, RuntimeError, error_chain,
+    Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, OOM_REASON, Runtime, RuntimeError,
+    error_chain,
 };
 pub use logs::{LogEntry, LogError, LogFollower, read_log};
 pub use nix::sys::signal::Signal;

@@ -182,4 +182,10 @@ pub struct ExecSpec {
     pub user: Option<String>,
     /// Allocate a pseudo-terminal; its master is returned in [`crate::ExecProcess::tty`].
     pub tty: bool,
+    /// The pty's size (rows, columns), set before the command starts (the caller gets
+    /// the master only after that).
+    pub tty_size: Option<(u16, u16)>,
+    /// SIGKILL the process when the thread that called `exec` ends (`PR_SET_PDEATHSIG`),
+    /// so an exec'd command never outlives the `minifargate exec` that started it.
+    pub kill_with_caller: bool,
 }

@@ -550,6 +550,77 @@ fn exec_joins_the_same_namespaces_and_cgroup() {
 }
 
 #[test]
+fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let c = task.create(
+        "other",
+        ContainerSpec {
+            args: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        None,
+    );
+    c.start().unwrap();
+    // What `minifargate exec` does: a fresh handle on the same state dir.
+    let rt = runtime::Runtime::attach(task.state.path()).unwrap();
+    assert!(runtime::Runtime::attach(task.state.path().join("gone")).is_err());
+    assert!(
+        !task.state.path().join("gone").exists(),
+        "attach creates nothing"
+    );
+    let id = c.id().to_string();
+    let info = rt.info(&id).unwrap();
+    assert_eq!(info.pid, Some(c.pid()));
+    assert!(info.running);
+    assert_eq!(info.task_id, task.id);
+    assert_eq!(info.cgroup_path, c.cgroup_path());
+    assert_eq!(info.hostname.as_deref(), Some(&id[..12]));
+    assert!(matches!(
+        rt.info("nope"),
+        Err(runtime::RuntimeError::NotFound { .. })
+    ));
+    let run = |args: &[&str]| {
+        rt.exec(
+            &id,
+            &ExecSpec {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                kill_with_caller: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .output()
+        .unwrap()
+    };
+    let (st, out, _) = run(&["/bin/sh", "-c", "echo hi; exit 3"]);
+    assert_eq!((st.code, out.as_slice()), (3, b"hi\n".as_slice()));
+    let (st, _, err) = run(&["no-such-command"]);
+    assert_eq!(st.code, 127);
+    assert!(
+        String::from_utf8_lossy(&err).contains("not found in PATH"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    let (st, _, _) = run(&["/etc/passwd"]);
+    assert_eq!(st.code, 126);
+    c.stop(Duration::from_millis(100)).unwrap();
+    assert!(!rt.info(&id).unwrap().running);
+    assert!(
+        rt.exec(
+            &id,
+            &ExecSpec {
+                args: vec!["/bin/true".into()],
+                ..Default::default()
+            }
+        )
+        .is_err()
+    );
+    c.delete();
+}
+
+#[test]
 fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits::default());

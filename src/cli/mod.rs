@@ -2,7 +2,9 @@
 //! options, the verb enum and the dispatch to each verb's `run`.
 
 mod clusters;
+mod exec;
 mod images;
+mod inspect;
 mod output;
 mod run_input;
 mod run_task;
@@ -106,6 +108,10 @@ pub enum Command {
     DescribeClusters(clusters::DescribeClustersArgs),
     /// Delete a cluster without active tasks (aws ecs delete-cluster).
     DeleteCluster(clusters::DeleteClusterArgs),
+    /// Run a command in a running container of a task (aws ecs execute-command).
+    Exec(exec::ExecArgs),
+    /// Show how a running task is isolated: namespaces, cgroups, rootfs, network.
+    Inspect(inspect::InspectArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -113,8 +119,16 @@ pub enum Command {
 
 pub fn init_tracing(global: &GlobalOpts) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},aws=warn,hyper=warn", global.log_level)));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // At the default level, not libcgroups' warning about every v1 controller the
+        // host lacks, on each exec (--log-level info or lower shows them).
+        let quiet = if global.log_level == "warn" {
+            ",libcgroups=error"
+        } else {
+            ""
+        };
+        EnvFilter::new(format!("{},aws=warn,hyper=warn{quiet}", global.log_level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -150,6 +164,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListClusters(a) => clusters::list(g, a),
         Command::DescribeClusters(a) => clusters::describe(g, a),
         Command::DeleteCluster(a) => clusters::delete(g, a),
+        Command::Exec(a) => exec::exec(g, a),
+        Command::Inspect(a) => inspect::inspect(g, a),
         Command::Supervise(a) => {
             crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
             Ok(ExitCode::SUCCESS)

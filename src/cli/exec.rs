@@ -1,0 +1,360 @@
+//! `exec`: run a command in a running container of a task, like `aws ecs
+//! execute-command` / `docker exec`, exiting with the command's exit code.
+//!
+//! The CLI execs itself (through the runtime crate, on the task's runtime state dir)
+//! rather than asking the supervisor: the command's stdio is this process's, its exit
+//! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
+
+use super::GlobalOpts;
+use super::tasks::{open_state, reconcile, task_id};
+use crate::store::ContainerRow;
+use crate::task::{TaskPaths, status};
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use runtime::{ExecProcess, ExecSpec, Runtime, error_chain};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Docker's exit code when the exec itself fails (the runtime could not start the command).
+const EXEC_FAILED: u8 = 126;
+
+/// Run a command in a running container of a task (aws ecs execute-command, docker exec).
+///
+/// Exits with the command's exit code (128+N when killed by signal N); 127 when the
+/// command is not found, 126 when it cannot be executed or the exec fails.
+///
+/// Example: minifargate exec 0123456789abcdef0123456789abcdef --container app -- cat /etc/hostname
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Task id or ARN.
+    pub task: String,
+    /// Only a task of this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The container to run in (required when the task has more than one).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Pass this command's stdin to the command.
+    #[arg(long, short)]
+    pub interactive: bool,
+    /// Give the command a pseudo-terminal.
+    #[arg(long, short)]
+    pub tty: bool,
+    /// Run as this user (`name`, `uid`, `uid:gid`; default: the container's user).
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Extra environment variables (KEY=VALUE), over the container's.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container (default: the container's).
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The container `name`, or the task's only container.
+pub fn pick_container<'a>(
+    task: &str,
+    containers: &'a [ContainerRow],
+    name: Option<&str>,
+) -> anyhow::Result<&'a ContainerRow> {
+    let names = || {
+        containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) => containers.iter().find(|c| c.name == n).ok_or_else(|| {
+            anyhow!(
+                "task {task} has no container named {n:?} (its containers: {})",
+                names()
+            )
+        }),
+        None if containers.len() == 1 => Ok(&containers[0]),
+        None => Err(anyhow!(
+            "task {task} has {} containers ({}): choose one with --container NAME",
+            containers.len(),
+            names()
+        )),
+    }
+}
+
+pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
+    for e in &a.env {
+        if !e.contains('=') || e.starts_with('=') {
+            bail!("--env {e:?}: expected KEY=VALUE");
+        }
+    }
+    let mut store = open_state(g)?;
+    reconcile(g, &mut store);
+    let id = task_id(&a.task).to_string();
+    let (task, containers) = store
+        .task(&id)?
+        .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
+        .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
+    if task.last_status != status::RUNNING {
+        let why = task
+            .stopped_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        bail!(
+            "task {id} is {}{why}: exec needs a RUNNING task",
+            task.last_status
+        );
+    }
+    let c = pick_container(&id, &containers, a.container.as_deref())?;
+    let rid = match (&c.runtime_id, c.last_status.as_str()) {
+        (Some(rid), status::RUNNING) => rid.clone(),
+        _ => {
+            let why = c
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .or_else(|| c.exit_code.map(|x| format!(" (exit code {x})")))
+                .unwrap_or_default();
+            bail!(
+                "container {} of task {id} is {}{why}: exec needs a RUNNING container",
+                c.name,
+                c.last_status
+            );
+        }
+    };
+    let state = TaskPaths::new(&g.root, &g.run_root, &id).runtime_state();
+    if !state.is_dir() {
+        bail!(
+            "task {id} has no runtime state at {} (is --run-root the one it was started with?)",
+            state.display()
+        );
+    }
+    let rt = Runtime::attach(&state)
+        .with_context(|| format!("failed to open the runtime state of task {id}"))?;
+    let spec = ExecSpec {
+        args: a.command.clone(),
+        env: a.env.clone(),
+        cwd: a.workdir.clone(),
+        user: a.user.clone(),
+        tty: a.tty,
+        tty_size: rustix::termios::tcgetwinsize(std::io::stdin())
+            .ok()
+            .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+            .map(|w| (w.ws_row, w.ws_col)),
+        kill_with_caller: true,
+    };
+    let proc = match rt.exec(&rid, &spec) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "minifargate: failed to exec in container {} of task {id}: {}",
+                c.name,
+                error_chain(&e)
+            );
+            return Ok(ExitCode::from(EXEC_FAILED));
+        }
+    };
+    tracing::debug!(task_id = %id, container = %c.name, pid = proc.pid, "exec started");
+    let code = if a.tty {
+        run_tty(proc, a.interactive)?
+    } else {
+        run_pipes(proc, a.interactive)?
+    };
+    Ok(ExitCode::from(code))
+}
+
+/// Copies `from` to our stdout or stderr until EOF (or an error such as EIO on a pty
+/// whose last slave closed), then reports on `done`.
+fn copier(mut from: File, to_stderr: bool, done: mpsc::Sender<()>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let r = if to_stderr {
+                        let mut e = std::io::stderr().lock();
+                        e.write_all(&buf[..n]).and_then(|_| e.flush())
+                    } else {
+                        let mut o = std::io::stdout().lock();
+                        o.write_all(&buf[..n]).and_then(|_| o.flush())
+                    };
+                    if r.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
+/// Copies our stdin to `to` until EOF, then closes `to` (the command sees EOF).
+fn feed_stdin(mut to: File) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+    });
+}
+
+/// Waits for the output copiers after the command exited: they end at EOF, unless a
+/// process the command left in the background still holds the pipe (then we stop
+/// waiting, as `docker exec` does when its process exits).
+fn drain(done: mpsc::Receiver<()>, copiers: usize) {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for _ in 0..copiers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+}
+
+fn exit_code(p: &mut ExecProcess) -> anyhow::Result<u8> {
+    let st = p.wait().context("failed to wait for the exec'd command")?;
+    Ok(u8::try_from(st.code).unwrap_or(255))
+}
+
+fn run_pipes(mut p: ExecProcess, interactive: bool) -> anyhow::Result<u8> {
+    let (tx, rx) = mpsc::channel();
+    let mut copiers = 0;
+    if let Some(out) = p.stdout.take() {
+        copier(out, false, tx.clone());
+        copiers += 1;
+    }
+    if let Some(err) = p.stderr.take() {
+        copier(err, true, tx.clone());
+        copiers += 1;
+    }
+    match (interactive, p.stdin.take()) {
+        (true, Some(w)) => feed_stdin(w),
+        // Not interactive: the command's stdin is at EOF at once.
+        (_, w) => drop(w),
+    }
+    let code = exit_code(&mut p)?;
+    drain(rx, copiers);
+    Ok(code)
+}
+
+/// Our terminal in raw mode while the command runs on its pty; restored on drop.
+struct RawTerminal {
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        use rustix::termios::{OptionalActions, isatty, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        if !isatty(&stdin) {
+            return None;
+        }
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(&stdin, OptionalActions::Now, &raw).ok()?;
+        Some(Self { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
+
+/// Copies our terminal's size to the pty on every SIGWINCH, on a thread of its own
+/// (a small tokio runtime: its signal API needs no unsafe handler code here).
+fn follow_window_size(master: File) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut winch) = signal(SignalKind::window_change()) else {
+                return;
+            };
+            while winch.recv().await.is_some() {
+                if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+                    let _ = rustix::termios::tcsetwinsize(&master, size);
+                }
+            }
+        });
+    });
+}
+
+fn run_tty(mut p: ExecProcess, interactive: bool) -> anyhow::Result<u8> {
+    let master = p
+        .tty
+        .take()
+        .ok_or_else(|| anyhow!("the runtime returned no pseudo-terminal"))?;
+    let raw = RawTerminal::enter();
+    if raw.is_some()
+        && let Ok(m) = master.try_clone()
+    {
+        follow_window_size(m);
+    }
+    let (tx, rx) = mpsc::channel();
+    copier(
+        master
+            .try_clone()
+            .context("failed to clone the pty master")?,
+        false,
+        tx,
+    );
+    if interactive {
+        feed_stdin(master);
+    } else {
+        drop(master);
+    }
+    let code = exit_code(&mut p);
+    drain(rx, 1);
+    drop(raw);
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str) -> ContainerRow {
+        ContainerRow {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn container_choice_names_the_candidates() {
+        let one = [row("app")];
+        assert_eq!(pick_container("t", &one, None).unwrap().name, "app");
+        let two = [row("app"), row("sidecar")];
+        let e = pick_container("t", &two, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "task t has 2 containers (app, sidecar): choose one with --container NAME"
+        );
+        assert_eq!(
+            pick_container("t", &two, Some("sidecar")).unwrap().name,
+            "sidecar"
+        );
+        let e = pick_container("t", &two, Some("db"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "task t has no container named \"db\" (its containers: app, sidecar)"
+        );
+    }
+}
