@@ -95,9 +95,10 @@ pub fn task_id(s: &str) -> &str {
 }
 
 pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    Ok(store
-        .task(id)?
-        .map(|(t, containers)| json::task_json(&t, &containers)))
+    Ok(store.task(id)?.map(|(t, containers)| {
+        let net = store.task_network(id).ok().flatten();
+        json::task_json(&t, &containers, net.as_ref())
+    }))
 }
 
 pub fn print_entry(out: &mut impl Write, prefix: &str, e: &LogEntry) {
@@ -115,7 +116,10 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
             .task(task_id(t))?
             .filter(|(row, _)| a.cluster.as_ref().is_none_or(|c| *c == row.cluster));
         match found {
-            Some((row, containers)) => tasks.push(json::task_json(&row, &containers)),
+            Some((row, containers)) => {
+                let net = store.task_network(&row.id)?;
+                tasks.push(json::task_json(&row, &containers, net.as_ref()))
+            }
             None => failures.push(serde_json::json!({"arn": t, "reason": "MISSING"})),
         }
     }

@@ -7,10 +7,12 @@
 //! that upgrades from read to write can fail with SQLITE_BUSY without waiting at all.
 
 mod migrations;
+mod network;
 mod taskdefs;
 mod tasks;
 
 pub use migrations::MIGRATIONS;
+pub use network::NetworkRow;
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
 pub use tasks::{ContainerRow, TaskFilter, TaskRow};
 

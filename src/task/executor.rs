@@ -341,9 +341,7 @@ impl Executor {
         let task_id = self.task.id.clone();
         match self.net.setup(&task_id, mode) {
             Ok(a) => {
-                if let Some(w) = &a.warning {
-                    self.warnings.push(w.clone());
-                }
+                self.warnings.extend(a.warnings.iter().cloned());
                 self.attachment = Some(a);
             }
             Err(e) => {
@@ -639,12 +637,18 @@ impl Executor {
         let name = self.slots[idx].row.name.clone();
         let ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
         let img = self.image_defaults(idx);
-        let spec = match spec::build(&self.slots[idx].def, &img, ecs, self.paths.log(&name)) {
+        let mut spec = match spec::build(&self.slots[idx].def, &img, ecs, self.paths.log(&name)) {
             Ok(s) => s,
             Err(e) => {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
             }
         };
+        if let Some(a) = &self.attachment {
+            spec.mounts.extend(a.mounts.iter().cloned());
+            if a.hostname_fixed || spec.hostname.is_none() {
+                spec.hostname = a.hostname.clone().or(spec.hostname.take());
+            }
+        }
         let netns = self.attachment.as_ref().and_then(|a| a.netns.clone());
         let rt = self.rt.as_ref().expect("runtime set in provision");
         let created = rt.create(

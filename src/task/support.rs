@@ -104,12 +104,6 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
                 at("restartPolicy")
             ));
         }
-        if c.port_mappings.as_ref().is_some_and(|p| !p.is_empty()) {
-            warnings.push(format!(
-                "{}: ports are not published yet",
-                at("portMappings")
-            ));
-        }
     }
     Ok(warnings)
 }

@@ -32,14 +32,48 @@ impl Mf {
             .unwrap();
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
+        let (bridge, subnet) = test_network();
         Mf {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
             docker_config,
             config: None,
-            env: vec![],
+            env: vec![
+                ("MINIFARGATE_BRIDGE".into(), bridge),
+                ("MINIFARGATE_SUBNET".into(), subnet),
+            ],
             dir,
         }
+    }
+
+    /// This test's own bridge (MINIFARGATE_BRIDGE), so tests run in parallel.
+    pub fn bridge(&self) -> String {
+        self.env_value("MINIFARGATE_BRIDGE").unwrap()
+    }
+
+    pub fn env_value(&self, k: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The netns crate's view of this test's bridge (the state minifargate keeps under
+    /// `<run-root>/net/<bridge>`).
+    pub fn network(&self) -> netns::Network {
+        let bridge = self.bridge();
+        netns::Network::open(netns::NetworkConfig {
+            run_root: self.run_root.join("net").join(&bridge),
+            subnet: self
+                .env_value("MINIFARGATE_SUBNET")
+                .unwrap()
+                .parse()
+                .unwrap(),
+            bridge,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     /// A `minifargate` command with this test's root, config and a clean environment
@@ -192,6 +226,37 @@ impl Mf {
     pub fn blobs(&self) -> Vec<String> {
         list_dir(&self.root.join("blobs/sha256"))
     }
+}
+
+impl Drop for Mf {
+    /// The bridge outlives its last task by design (like docker0); tests remove it, and
+    /// anything a failed test left on it.
+    fn drop(&mut self) {
+        let state = self.run_root.join("net").join(self.bridge());
+        if state.exists()
+            && let Err(e) = self.network().reset()
+        {
+            eprintln!("test network cleanup: {e}");
+        }
+    }
+}
+
+/// A bridge name and a /26 of 10.97.0.0/16 for one test: unique within this process
+/// (a counter) and, from a random start, unlikely to collide with other test processes.
+/// netns's own tests use 10.94.x.0/24.
+fn test_network() -> (String, String) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = (std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos())
+        % 1024;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) % 1024;
+    let bridge = format!("mft{:04x}{:03x}", std::process::id() & 0xffff, n);
+    (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64))
 }
 
 pub fn b64(data: &[u8]) -> String {
