@@ -537,7 +537,7 @@ impl TaskNetwork for Netns {
             errors.push(e.into());
         }
         tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "task network removed");
+            "task network torn down");
         if let Some(row) = self.row.as_mut() {
             row.attachment_status = attachment::DELETED.into();
             if let Err(e) = self.save(task) {
