@@ -581,3 +581,56 @@ fn none_mode_has_loopback_only_and_host_mode_the_host_network() {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     env.assert_network_clean(&ids);
 }
+
+#[test]
+fn without_nftables_tasks_run_without_egress_and_ports_are_refused() {
+    let mut env = Env::new();
+    env.mf.set_env("MINIFARGATE_NFT", "/nonexistent/nft");
+    let out = env.run(&["run", BUSYBOX, "--", "sh", "-c", "ip -4 -o addr show eth0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("inet 10.97."), "{text}");
+    let v: Value = serde_json::from_slice(
+        &env.run(&["list-tasks", "--desired-status", "STOPPED"])
+            .stdout,
+    )
+    .unwrap();
+    let first = arn_id(&v["taskArns"][0]);
+    let t = env.describe(&first);
+    let warnings = t["minifargateWarnings"].to_string();
+    assert!(
+        warnings.contains("nftables is unavailable") && warnings.contains("no egress NAT"),
+        "{t:#}"
+    );
+
+    let id = env.detach(&["run", "--detach", "-p", "8000:8000", BUSYBOX, "--", "true"]);
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(30));
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.contains("nftables is not available")
+            && reason.contains("install the nftables package"),
+        "{reason}"
+    );
+    env.assert_network_clean(&[&first, &id]);
+}
+
+/// The safety net: network state of a task the store does not know as live (e.g. a
+/// supervisor killed between recording its network and writing anything else) is given
+/// back by the next command's GC pass.
+#[test]
+fn the_next_command_reclaims_networks_of_tasks_that_are_not_live() {
+    let env = Env::new();
+    let net = env.mf.network();
+    let orphan = net
+        .setup_task(
+            "0123456789abcdef0123456789abcdef",
+            &netns::TaskSpec::new(netns::NetworkMode::Awsvpc),
+        )
+        .unwrap();
+    assert!(orphan.netns_path.as_ref().unwrap().exists());
+    let out = env.run(&["list-tasks"]);
+    assert!(out.status.success());
+    assert!(net.tasks().unwrap().is_empty());
+    env.assert_network_clean(&["0123456789abcdef0123456789abcdef"]);
+}

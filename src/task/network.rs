@@ -6,8 +6,8 @@
 //! namespace per task (all containers share it — ECS gives each container its own; see
 //! docs/run-task.md), ports published hostPort → containerPort, dynamic when 0 or absent.
 //! `host`: the host's namespace (ports only checked and reserved). `none`: loopback only.
-//! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET`; the
-//! crate's state lives in `<run-root>/net/<bridge>`.
+//! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
+//! `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
 use crate::store::{NetworkRow, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
@@ -131,6 +131,11 @@ pub fn open(
         run_root: state_dir(run_root, bridge),
         bridge: bridge.into(),
         subnet,
+        // The `nft` binary to use (default: looked up). A path that does not exist runs
+        // tasks as on a host without nftables.
+        nft: std::env::var_os("MINIFARGATE_NFT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
@@ -586,7 +591,7 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
             Err(e) => errors.push(runtime::error_chain(&e)),
         }
     }
-    if row.attachment_status != attachment::PRECREATED || row.network.is_some() {
+    if row.attachment_status != attachment::FAILED {
         row.attachment_status = attachment::DELETED.into();
     }
     if let Err(e) = store.save_network(&row) {
