@@ -634,3 +634,21 @@ fn the_next_command_reclaims_networks_of_tasks_that_are_not_live() {
     assert!(net.tasks().unwrap().is_empty());
     env.assert_network_clean(&["0123456789abcdef0123456789abcdef"]);
 }
+
+#[test]
+fn bad_network_input_is_refused_before_anything_exists() {
+    let mut mf = Mf::new();
+    let e = mf.fail(&["run", "-p", "80:81", BUSYBOX, "--", "true"]);
+    assert_eq!(
+        e,
+        "minifargate: containerDefinitions[0].portMappings[0].hostPort: in awsvpc mode hostPort \
+         must be absent or equal containerPort (81), got 80"
+    );
+    let e = mf.fail(&["run", "-p", "80/sctp", BUSYBOX, "--", "true"]);
+    assert!(e.contains("protocol \"sctp\" is not tcp or udp"), "{e}");
+    mf.set_env("MINIFARGATE_SUBNET", "10.97.0.0");
+    let e = mf.fail(&["run", BUSYBOX, "--", "true"]);
+    assert!(e.contains("MINIFARGATE_SUBNET=\"10.97.0.0\""), "{e}");
+    assert!(!mf.run_root.join("tasks").exists());
+    assert!(!mf.root.join("tasks").exists());
+}

@@ -212,6 +212,21 @@ fn port_mappings(
                 None | Some(0) => None,
                 Some(h) => Some(port(h, idx, &at("hostPort"))?),
             };
+            // Ref: ecs.json `PortMapping.hostPort` — awsvpc (and host) mode publish the
+            // container port itself.
+            if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host)
+                && end.is_none()
+                && host_port.is_some_and(|h| h != first)
+            {
+                return Err(NetworkError::Field {
+                    idx,
+                    field: at("hostPort"),
+                    reason: format!(
+                        "in {mode} mode hostPort must be absent or equal containerPort ({first}), got {}",
+                        host_port.unwrap_or_default()
+                    ),
+                });
+            }
             if mode == NetworkMode::None {
                 return Err(NetworkError::Field {
                     idx,
@@ -811,6 +826,16 @@ mod tests {
         );
         let e = task_spec(&d, NetworkMode::None).unwrap_err().to_string();
         assert!(e.contains("portMappings[0]"), "{e}");
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","portMappings":[{"containerPort":81,"hostPort":80}]}]}"#,
+        );
+        let e = task_spec(&d, NetworkMode::Awsvpc).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "containerDefinitions[0].portMappings[0].hostPort: in awsvpc mode hostPort must be \
+             absent or equal containerPort (81), got 80"
+        );
+        assert!(task_spec(&d, NetworkMode::Bridge).is_ok());
     }
 
     #[test]
