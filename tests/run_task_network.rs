@@ -377,7 +377,8 @@ fn describe_tasks_shows_the_eni_and_containers_see_their_hostname_and_hosts() {
     env.assert_network_clean(&[&id]);
 }
 
-/// dnsServers, dnsSearchDomains and extraHosts (ECS allows them outside awsvpc only).
+/// dnsServers, dnsSearchDomains, extraHosts (ECS allows them outside awsvpc only) and
+/// links.
 #[test]
 fn bridge_task_gets_its_dns_settings_and_extra_hosts() {
     let env = Env::new();
@@ -385,16 +386,25 @@ fn bridge_task_gets_its_dns_settings_and_extra_hosts() {
         "dns",
         r#"{"family":"dns","networkMode":"bridge","containerDefinitions":[
             {"name":"dns","image":"public.ecr.aws/docker/library/busybox:1.36","memory":64,
-             "hostname":"custom-name",
+             "hostname":"custom-name","links":["backend:api"],
              "command":["sh","-c","hostname; cat /etc/hosts /etc/resolv.conf"],
              "dnsServers":["10.97.255.53"],"dnsSearchDomains":["corp.example"],
-             "extraHosts":[{"hostname":"db.internal","ipAddress":"10.97.255.7"}]}]}"#,
+             "extraHosts":[{"hostname":"db.internal","ipAddress":"10.97.255.7"}]},
+            {"name":"backend","image":"public.ecr.aws/docker/library/busybox:1.36","memory":64,
+             "essential":false,"command":["true"]}]}"#,
     );
     let out = env.run(&["run-task", "--task-definition", &td]);
     let log = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("dns | custom-name"), "{log}");
+    assert!(log.contains("| custom-name\n"), "{log}");
+    // The container's hostname resolves to the task (as Docker's bridge mode has it).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\tip-10-97-") && l.ends_with(" custom-name")),
+        "{log}"
+    );
     assert!(log.contains("10.97.255.7\tdb.internal"), "{log}");
+    assert!(log.contains("127.0.0.1\tapi"), "{log}");
     assert!(log.contains("nameserver 10.97.255.53"), "{log}");
     assert!(log.contains("search corp.example"), "{log}");
     let v: Value = serde_json::from_slice(

@@ -291,6 +291,18 @@ pub fn task_spec(
             }
             spec.extra_hosts.push((name, ip));
         }
+        // Bridge-mode `links` ("name" or "name:alias"): the task's containers share one
+        // namespace here, so a linked container is at 127.0.0.1.
+        if mode == NetworkMode::Bridge {
+            for l in c.links.iter().flatten() {
+                for name in l.split(':').map(str::trim).filter(|n| !n.is_empty()) {
+                    let entry = (name.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+                    if !spec.extra_hosts.contains(&entry) {
+                        spec.extra_hosts.push(entry);
+                    }
+                }
+            }
+        }
     }
     Ok((spec, owners))
 }
@@ -445,9 +457,20 @@ impl Netns {
         let dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
         if let (Some(ip), Some(full), Some(hosts)) = (tn.ip, &dns, &tn.hosts_file) {
             // The crate names the task `ip-a-b-c-d`; add the VPC domain as Fargate does.
-            let short = tn.private_dns_name.clone().unwrap_or_default();
-            let text =
-                netns::files::hosts(Some((ip, &format!("{full} {short}"))), &spec.extra_hosts);
+            let mut names = vec![
+                full.clone(),
+                tn.private_dns_name.clone().unwrap_or_default(),
+            ];
+            // Bridge mode: a container's own `hostname` resolves to the task, as Docker
+            // writes it into the container's hosts file.
+            if mode == NetworkMode::Bridge {
+                for c in self.def.container_definitions.iter().flatten() {
+                    if let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h)) {
+                        names.push(h.clone());
+                    }
+                }
+            }
+            let text = netns::files::hosts(Some((ip, &names.join(" "))), &spec.extra_hosts);
             netns::files::write(hosts, &text).map_err(|source| NetworkError::Hosts {
                 task: task.into(),
                 source,
@@ -772,6 +795,13 @@ mod tests {
         assert_eq!(spec.dns_servers, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
         assert_eq!(spec.dns_search_domains, ["corp"]);
         assert_eq!(spec.extra_hosts[0].0, "db");
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","links":["mysql:db","cache"]}]}"#,
+        );
+        let (linked, _) = task_spec(&d, NetworkMode::Bridge).unwrap();
+        let names: Vec<&str> = linked.extra_hosts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["mysql", "db", "cache"]);
+        assert!(linked.extra_hosts.iter().all(|(_, ip)| ip.is_loopback()));
 
         let flat: Vec<netns::PortBinding> = [
             (80, 49200),
