@@ -16,6 +16,8 @@ pub struct Mf {
     pub docker_config: PathBuf,
     pub config: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Held while this test owns its subnet (see `test_network`).
+    _subnet_claim: std::fs::File,
 }
 
 impl Default for Mf {
@@ -32,7 +34,7 @@ impl Mf {
             .unwrap();
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
-        let (bridge, subnet) = test_network();
+        let (bridge, subnet, claim) = test_network();
         Mf {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
@@ -43,6 +45,7 @@ impl Mf {
                 ("MINIFARGATE_SUBNET".into(), subnet),
             ],
             dir,
+            _subnet_claim: claim,
         }
     }
 
@@ -241,22 +244,33 @@ impl Drop for Mf {
     }
 }
 
-/// A bridge name and a /26 of 10.97.0.0/16 for one test: unique within this process
-/// (a counter) and, from a random start, unlikely to collide with other test processes.
-/// netns's own tests use 10.94.x.0/24.
-fn test_network() -> (String, String) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let seed = (std::process::id()
+/// A bridge name and a /26 of 10.97.0.0/16 for one test. The /26 is claimed with a flock
+/// on `/tmp/mf-test-subnets/<n>`, held until the test's `Mf` is dropped, so test processes
+/// running at once (other suites, other worktrees) never share one; the search starts at a
+/// random point. netns's own tests use 10.94.x.0/24.
+fn test_network() -> (String, String, std::fs::File) {
+    let dir = Path::new("/tmp/mf-test-subnets");
+    std::fs::create_dir_all(dir).unwrap();
+    let start = (std::process::id()
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos())
         % 1024;
-    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst) % 1024;
-    let bridge = format!("mft{:04x}{:03x}", std::process::id() & 0xffff, n);
-    (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64))
+    for i in 0..1024 {
+        let n = (start + i) % 1024;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(n.to_string()))
+            .unwrap();
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let bridge = format!("mft{:04x}{n:03x}", std::process::id() & 0xffff);
+            return (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64), f);
+        }
+    }
+    panic!("all 1024 test subnets in 10.97.0.0/16 are claimed");
 }
 
 pub fn b64(data: &[u8]) -> String {
