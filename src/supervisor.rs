@@ -6,7 +6,7 @@
 //! `{"op":"ping"}` → `{"ok":true,"pid":N}`; anything else → `{"ok":false,"error":…}`.
 
 use crate::task::executor::{Event, Executor, Options};
-use crate::task::network::Netns;
+use crate::task::network::NetworkStep;
 use crate::task::{PullPolicy, TaskPaths, launch, process_start_time};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::TaskDefinition;
@@ -187,7 +187,7 @@ pub fn run(
         pull: a.pull,
         region: AwsContext::from_env().region,
     };
-    let net = Box::new(Netns::new(
+    let net = Box::new(NetworkStep::new(
         crate::store::Store::open(root)?,
         run_root,
         &def,

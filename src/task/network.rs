@@ -411,7 +411,7 @@ pub trait TaskNetwork {
 }
 
 /// The real network step, run by the task's supervisor.
-pub struct Netns {
+pub struct NetworkStep {
     store: Store,
     run_root: PathBuf,
     def: TaskDefinition,
@@ -420,9 +420,9 @@ pub struct Netns {
     row: Option<NetworkRow>,
 }
 
-impl Netns {
-    pub fn new(store: Store, run_root: &Path, def: &TaskDefinition, region: &str) -> Netns {
-        Netns {
+impl NetworkStep {
+    pub fn new(store: Store, run_root: &Path, def: &TaskDefinition, region: &str) -> NetworkStep {
+        NetworkStep {
             store,
             run_root: run_root.into(),
             def: def.clone(),
@@ -541,7 +541,7 @@ impl Netns {
     }
 }
 
-impl TaskNetwork for Netns {
+impl TaskNetwork for NetworkStep {
     fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
