@@ -6,7 +6,7 @@
 //! `{"op":"ping"}` → `{"ok":true,"pid":N}`; anything else → `{"ok":false,"error":…}`.
 
 use crate::task::executor::{Event, Executor, Options};
-use crate::task::network::LoopbackOnly;
+use crate::task::network::NetworkStep;
 use crate::task::{PullPolicy, TaskPaths, launch, process_start_time};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::TaskDefinition;
@@ -187,9 +187,12 @@ pub fn run(
         pull: a.pull,
         region: AwsContext::from_env().region,
     };
-    let net = Box::new(LoopbackOnly {
-        netns_path: paths.netns(),
-    });
+    let net = Box::new(NetworkStep::new(
+        crate::store::Store::open(root)?,
+        run_root,
+        &def,
+        &opts.region,
+    ));
     let exec = Executor::new(
         store,
         task,

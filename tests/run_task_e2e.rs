@@ -229,13 +229,10 @@ fn hello_runs_attached_with_prefixed_output_and_exit_code() {
         ids[0]
     )));
     assert!(c.get("reason").is_none(), "{c:#}");
-    // awsvpc is emulated: describe-tasks says so.
-    assert!(
-        t["minifargateWarnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("not connected yet")
-    );
+    // awsvpc: the task had its ENI, deleted when it stopped; nothing is emulated.
+    assert_eq!(t["attachments"][0]["type"], "ElasticNetworkInterface");
+    assert_eq!(t["attachments"][0]["status"], "DELETED");
+    assert!(t.get("minifargateWarnings").is_none(), "{t:#}");
 
     // Unknown ids are failures, as in ECS.
     let v = env.json(&[

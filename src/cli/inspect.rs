@@ -84,7 +84,8 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
         .task(&id)?
         .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
         .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
-    let record = json::task_json(&task, &containers);
+    let net = store.task_network(&id)?;
+    let record = json::task_json(&task, &containers, net.as_ref());
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);
     let running = task.last_status == status::RUNNING;
     let rt = if running && paths.runtime_state().is_dir() {
@@ -114,7 +115,14 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
             hostname: info.as_ref().and_then(|i| i.hostname.clone()),
         });
     }
-    let report = build(proc, &mounts, &record, &views, &paths.netns());
+    // The task's namespace as the network step recorded it (none in host mode).
+    let netns_path = net
+        .as_ref()
+        .and_then(|r| r.network.as_deref())
+        .and_then(|j| serde_json::from_str::<crate::task::network::Recorded>(j).ok())
+        .and_then(|r| r.net.netns_path)
+        .unwrap_or_default();
+    let report = build(proc, &mounts, &record, &views, &netns_path);
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", render(&report)),

@@ -68,7 +68,9 @@ pub struct RunTaskArgs {
     /// (pull, network, rootfs, create, start, first healthy, stop) on stderr.
     #[arg(long, conflicts_with = "detach")]
     pub timeline: bool,
-    /// Accepted for compatibility with aws-cli; subnets and security groups are not used yet.
+    /// awsvpc network configuration, JSON or aws-cli shorthand
+    /// (`awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1]}`); its subnet and
+    /// security groups are recorded in the task's ENI attachment.
     #[arg(long)]
     pub network_configuration: Option<String>,
     /// Print the RunTask response and return instead of following the task.
@@ -105,6 +107,11 @@ pub struct RunArgs {
     /// Network mode.
     #[arg(long, default_value = "awsvpc", value_parser = ["awsvpc", "bridge", "host", "none"])]
     pub network: String,
+    /// Publish a port: `HOST:CONTAINER[/udp]` or `CONTAINER[/udp]` (repeatable). In awsvpc
+    /// and host mode HOST must equal CONTAINER; in bridge mode HOST 0 or absent picks a
+    /// dynamic port (49153-65535).
+    #[arg(long = "publish", short = 'p')]
+    pub publish: Vec<String>,
     /// Environment variable `KEY=VALUE` (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
@@ -146,11 +153,13 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
         None => TaskOverride::default(),
     };
-    if a.network_configuration.is_some() {
-        tracing::warn!("--network-configuration is accepted but not used yet");
-    }
     let tags = parse_tags(&a.tags)?;
     let env_file = read_env_files(&a.env_file)?;
+    let network_configuration = a
+        .network_configuration
+        .as_deref()
+        .map(crate::task::network::parse_network_configuration)
+        .transpose()?;
     let ctx = AwsContext::from_env();
     let mut store = open_state(g)?;
     let cluster = clusters::for_run(&mut store, &ctx, &a.cluster)?;
@@ -200,6 +209,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         enable_execute_command: a.enable_execute_command,
         env_file,
         volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
+        network_configuration,
     };
     start(
         g,
@@ -251,6 +261,14 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if !env.is_empty() {
         c["environment"] = serde_json::json!(env);
+    }
+    if !a.publish.is_empty() {
+        c["portMappings"] = serde_json::Value::Array(
+            a.publish
+                .iter()
+                .map(|p| publish_mapping(p))
+                .collect::<anyhow::Result<_>>()?,
+        );
     }
     // Like `docker run --memory`: the container's hard limit (and the task's).
     if let Some(m) = a.memory {
@@ -323,6 +341,32 @@ fn run_volumes(
             .push(serde_json::json!({"sourceVolume": name, "containerPath": dest, "readOnly": ro}));
     }
     Ok((volumes, mounts))
+}
+
+/// `-p HOST:CONTAINER[/udp]` (or `CONTAINER[/udp]`) as an ECS `portMappings` entry.
+fn publish_mapping(p: &str) -> anyhow::Result<serde_json::Value> {
+    let (ports, proto) = match p.rsplit_once('/') {
+        Some((ports, "tcp")) => (ports, "tcp"),
+        Some((ports, "udp")) => (ports, "udp"),
+        Some((_, other)) => bail!("-p {p:?}: protocol {other:?} is not tcp or udp"),
+        None => (p, "tcp"),
+    };
+    let num = |s: &str| {
+        s.parse::<u16>()
+            .with_context(|| format!("-p {p:?}: {s:?} is not a port number"))
+    };
+    let (host, container) = match ports.split_once(':') {
+        Some((h, c)) => (Some(num(h)?), num(c)?),
+        None => (None, num(ports)?),
+    };
+    if container == 0 {
+        bail!("-p {p:?}: the container port must be 1-65535");
+    }
+    let mut m = serde_json::json!({"containerPort": container, "protocol": proto});
+    if let Some(h) = host {
+        m["hostPort"] = serde_json::json!(h);
+    }
+    Ok(m)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -136,9 +136,10 @@ pub fn task_id(s: &str) -> &str {
 }
 
 pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    Ok(store
-        .task(id)?
-        .map(|(t, containers)| json::task_json(&t, &containers)))
+    Ok(store.task(id)?.map(|(t, containers)| {
+        let net = store.task_network(id).ok().flatten();
+        json::task_json(&t, &containers, net.as_ref())
+    }))
 }
 
 pub fn print_entry(out: &mut impl Write, prefix: &str, e: &LogEntry) {
@@ -174,7 +175,8 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
         });
         match found {
             Some((row, containers)) => {
-                let mut v = json::task_json(&row, &containers);
+                let net = store.task_network(&row.id)?;
+                let mut v = json::task_json(&row, &containers, net.as_ref());
                 if !a.include.iter().any(|i| i == "TAGS") {
                     v["tags"] = serde_json::json!([]);
                 }

@@ -124,6 +124,26 @@ CREATE TABLE task_phases (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "task networks",
+        sql: r#"
+-- One row per task: its network mode, the bridge it is on (so a dead task's network can be
+-- found again), the awsvpc ENI attachment (id and status) and what the network step made.
+-- `configuration` is RunTask's awsvpcConfiguration (subnets, securityGroups) as JSON;
+-- `network` the netns crate's TaskNetwork as JSON once set up.
+CREATE TABLE task_networks (
+    task_id           TEXT PRIMARY KEY NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    mode              TEXT NOT NULL,
+    bridge            TEXT,
+    subnet            TEXT,
+    attachment_id     TEXT NOT NULL,
+    attachment_status TEXT NOT NULL,
+    configuration     TEXT NOT NULL DEFAULT '{}',
+    network           TEXT
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

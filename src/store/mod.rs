@@ -8,11 +8,13 @@
 
 mod clusters;
 mod migrations;
+mod network;
 mod taskdefs;
 mod tasks;
 
 pub use clusters::{ClusterRow, DeleteCluster, PhaseRow};
 pub use migrations::MIGRATIONS;
+pub use network::NetworkRow;
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
 pub use tasks::{ContainerRow, TaskFilter, TaskRow};
 

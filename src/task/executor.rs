@@ -419,9 +419,7 @@ impl Executor {
         self.phase(None, "network", t0);
         match net {
             Ok(a) => {
-                if let Some(w) = &a.warning {
-                    self.warnings.push(w.clone());
-                }
+                self.warnings.extend(a.warnings.iter().cloned());
                 self.attachment = Some(a);
             }
             Err(e) => {
@@ -727,12 +725,18 @@ impl Executor {
         let name = self.slots[idx].row.name.clone();
         let ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
         let img = self.image_defaults(idx);
-        let spec = match self.container_spec(idx, &img, ecs) {
+        let mut spec = match self.container_spec(idx, &img, ecs) {
             Ok(s) => s,
             Err(e) => {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
             }
         };
+        if let Some(a) = &self.attachment {
+            spec.mounts.extend(a.mounts.iter().cloned());
+            if a.hostname_fixed || spec.hostname.is_none() {
+                spec.hostname = a.hostname.clone().or(spec.hostname.take());
+            }
+        }
         let netns = self.attachment.as_ref().and_then(|a| a.netns.clone());
         let rt = self.rt.as_ref().expect("runtime set in provision");
         let t0 = now_us();

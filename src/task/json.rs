@@ -1,7 +1,8 @@
 //! The ECS JSON of a task (`Task` and `Container` shapes of ecs.json), as RunTask,
 //! DescribeTasks and StopTask print it; timestamps as the AWS CLI prints them.
 
-use crate::store::{ContainerRow, TaskRow, format_timestamp};
+use super::network::{Recorded, attachment};
+use crate::store::{ContainerRow, NetworkRow, TaskRow, format_timestamp};
 use serde_json::{Map, Value, json};
 
 fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
@@ -20,7 +21,89 @@ pub fn cluster_arn(task_arn: &str, cluster: &str) -> String {
     format!("{prefix}:cluster/{cluster}")
 }
 
-pub fn container_json(t: &TaskRow, c: &ContainerRow) -> Value {
+/// A task's network as describe-tasks shows it.
+struct NetView<'a> {
+    row: &'a NetworkRow,
+    rec: Option<Recorded>,
+}
+
+impl NetView<'_> {
+    fn awsvpc(&self) -> bool {
+        self.row.mode == "awsvpc"
+    }
+
+    /// The ENI attachment of an awsvpc task. Ref: ecs.json `Attachment`; a RunTask
+    /// response (PRECREATED) has only the subnet.
+    fn attachment(&self, task_id: &str) -> Value {
+        let cfg: Value = serde_json::from_str(&self.row.configuration).unwrap_or(json!({}));
+        let subnet = cfg["subnets"][0]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| local_subnet_id(self.row));
+        let mut details = vec![json!({"name": "subnetId", "value": subnet})];
+        if let Some(rec) = &self.rec {
+            let eni = format!("eni-{}", &task_id[..task_id.len().min(17)]);
+            details.push(json!({"name": "networkInterfaceId", "value": eni}));
+            if let Some(mac) = &rec.net.mac {
+                details.push(json!({"name": "macAddress", "value": mac}));
+            }
+            if let Some(dns) = &rec.private_dns_name {
+                details.push(json!({"name": "privateDnsName", "value": dns}));
+            }
+            if let Some(ip) = rec.net.ip {
+                details.push(json!({"name": "privateIPv4Address", "value": ip.to_string()}));
+            }
+        }
+        json!({
+            "id": self.row.attachment_id,
+            "type": "ElasticNetworkInterface",
+            "status": self.row.attachment_status,
+            "details": details,
+        })
+    }
+
+    fn interfaces(&self) -> Value {
+        match self.rec.as_ref().and_then(|r| r.net.ip) {
+            Some(ip) if self.awsvpc() && self.row.attachment_status != attachment::FAILED => {
+                json!([{"attachmentId": self.row.attachment_id, "privateIpv4Address": ip.to_string()}])
+            }
+            _ => json!([]),
+        }
+    }
+
+    /// Host port bindings of one container (bridge and host mode; in awsvpc mode ECS
+    /// reports none: the ports are on the task's ENI).
+    fn bindings(&self, container: &str) -> Value {
+        let Some(rec) = &self.rec else {
+            return json!([]);
+        };
+        if self.awsvpc() || self.row.attachment_status == attachment::FAILED {
+            return json!([]);
+        }
+        Value::Array(
+            rec.bindings
+                .iter()
+                .filter(|b| b.container == container)
+                .filter_map(|b| serde_json::to_value(&b.binding).ok())
+                .collect(),
+        )
+    }
+}
+
+/// A stable stand-in `subnet-…` id for this host's bridge when RunTask named no subnet.
+fn local_subnet_id(row: &NetworkRow) -> String {
+    let key = format!(
+        "{}/{}",
+        row.bridge.as_deref().unwrap_or(""),
+        row.subnet.as_deref().unwrap_or("")
+    );
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("subnet-{h:017x}")
+}
+
+fn container_json(t: &TaskRow, c: &ContainerRow, net: Option<&NetView>) -> Value {
     let mut m = Map::new();
     m.insert("containerArn".into(), json!(c.arn));
     m.insert("taskArn".into(), json!(t.arn));
@@ -35,8 +118,14 @@ pub fn container_json(t: &TaskRow, c: &ContainerRow) -> Value {
     m.insert("lastStatus".into(), json!(c.last_status));
     put(&mut m, "exitCode", c.exit_code.map(Value::from));
     put(&mut m, "reason", c.reason.clone().map(Value::from));
-    m.insert("networkBindings".into(), json!([]));
-    m.insert("networkInterfaces".into(), json!([]));
+    m.insert(
+        "networkBindings".into(),
+        net.map_or(json!([]), |n| n.bindings(&c.name)),
+    );
+    m.insert(
+        "networkInterfaces".into(),
+        net.map_or(json!([]), NetView::interfaces),
+    );
     m.insert(
         "healthStatus".into(),
         json!(c.health_status.as_deref().unwrap_or("UNKNOWN")),
@@ -68,16 +157,34 @@ pub fn task_health(containers: &[ContainerRow]) -> &'static str {
     }
 }
 
-pub fn task_json(t: &TaskRow, containers: &[ContainerRow]) -> Value {
+pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) -> Value {
+    let view = net.map(|row| NetView {
+        row,
+        rec: row
+            .network
+            .as_deref()
+            .and_then(|n| serde_json::from_str(n).ok()),
+    });
     let mut m = Map::new();
-    m.insert("attachments".into(), json!([]));
+    m.insert(
+        "attachments".into(),
+        match &view {
+            Some(v) if v.awsvpc() => json!([v.attachment(&t.id)]),
+            _ => json!([]),
+        },
+    );
     m.insert("attributes".into(), json!([]));
     m.insert("clusterArn".into(), json!(cluster_arn(&t.arn, &t.cluster)));
     m.insert("connectivity".into(), json!("CONNECTED"));
     put(&mut m, "connectivityAt", ts(Some(t.created_at)));
     m.insert(
         "containers".into(),
-        Value::Array(containers.iter().map(|c| container_json(t, c)).collect()),
+        Value::Array(
+            containers
+                .iter()
+                .map(|c| container_json(t, c, view.as_ref()))
+                .collect(),
+        ),
     );
     put(&mut m, "cpu", t.cpu.clone().map(Value::from));
     put(&mut m, "createdAt", ts(Some(t.created_at)));
@@ -156,7 +263,7 @@ mod tests {
             last_status: "STOPPED".into(),
             ..Default::default()
         };
-        let v = task_json(&t, &[c]);
+        let v = task_json(&t, &[c], None);
         assert_eq!(
             v["clusterArn"],
             "arn:aws:ecs:us-east-1:000000000000:cluster/default"

@@ -23,6 +23,13 @@ pub enum LaunchError {
     Unsupported(#[from] super::support::SupportError),
     #[error(transparent)]
     Volume(#[from] super::volumes::VolumeError),
+    #[error(transparent)]
+    Network(#[from] super::network::NetworkError),
+    #[error(
+        "InvalidParameterException: Network Configuration is not valid for the given \
+         networkMode of this task definition ({mode})."
+    )]
+    NetworkConfigurationNotAwsvpc { mode: String },
     #[error("failed to record task {id}")]
     Store {
         id: String,
@@ -53,6 +60,9 @@ pub struct Request {
     pub env_file: Vec<KeyValuePair>,
     /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
     pub volume_map: std::collections::BTreeMap<String, PathBuf>,
+    /// `--network-configuration`'s awsvpcConfiguration as JSON text (see
+    /// [`super::network::parse_network_configuration`]).
+    pub network_configuration: Option<String>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -183,6 +193,19 @@ pub fn create_task(
     apply_env_file(&mut def, &req.env_file);
     super::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);
+    // Ref: RunTask refuses a network configuration for a task that is not awsvpc.
+    let mode = network_mode(&def, &launch_type);
+    if req.network_configuration.is_some() && mode != NetworkMode::Awsvpc {
+        return Err(LaunchError::NetworkConfigurationNotAwsvpc {
+            mode: mode.to_string(),
+        });
+    }
+    let net_row = super::network::new_row(
+        &id,
+        mode,
+        req.network_configuration.as_deref().unwrap_or("{}"),
+    )?;
+    super::network::task_spec(&def, mode)?;
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {
         id: id.clone(),
@@ -244,6 +267,7 @@ pub fn create_task(
     let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
     std::fs::create_dir_all(&dir).map_err(io(&format!("create {}", dir.display())))?;
     store.insert_task(&task, &rows).map_err(store_err)?;
+    store.save_network(&net_row).map_err(store_err)?;
     Ok(id)
 }
 

@@ -86,7 +86,7 @@ pub fn new_uuid() -> std::io::Result<String> {
 pub struct TaskPaths {
     /// `<root>/tasks/<id>`: rootfs state, logs (kept after the task stops, for `logs`).
     pub dir: PathBuf,
-    /// `<run-root>/tasks/<id>`: socket, netns mount, runtime state (gone when it stops).
+    /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops).
     pub run_dir: PathBuf,
 }
 
@@ -102,9 +102,6 @@ impl TaskPaths {
     }
     pub fn pid_file(&self) -> PathBuf {
         self.run_dir.join("supervisor.pid")
-    }
-    pub fn netns(&self) -> PathBuf {
-        self.run_dir.join("netns")
     }
     pub fn runtime_state(&self) -> PathBuf {
         self.run_dir.join("runtime")

@@ -1,155 +1,887 @@
-//! The task's network step: a seam ([`TaskNetwork`]) the `netns` crate will plug into,
-//! and the stop-gap in use until then: one private netns with loopback per task.
+//! The task's network step on top of the `netns` crate: what a task definition asks of the
+//! network, the per-task setup/teardown the supervisor runs, and the clean-up of dead tasks.
 //!
-//! `none`, `awsvpc` and `bridge` all get a fresh namespace shared by the task's containers
-//! (they talk over localhost, as on Fargate); `host` joins the supervisor's namespace.
+//! `awsvpc` (Fargate's only mode): a namespace per task on the bridge with its own address,
+//! egress NAT, `portMappings` published with hostPort == containerPort. `bridge`: the same
+//! namespace per task (all containers share it — ECS gives each container its own; see
+//! docs/run-task.md), ports published hostPort → containerPort, dynamic when 0 or absent.
+//! `host`: the host's namespace (ports only checked and reserved). `none`: loopback only.
+//! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
+//! `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
-use crate::taskdef::model::NetworkMode;
+use crate::store::{NetworkRow, Store};
+use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Attachment statuses ECS moves an ENI through (ecs.json `Attachment.status`).
+pub mod attachment {
+    pub const PRECREATED: &str = "PRECREATED";
+    pub const ATTACHED: &str = "ATTACHED";
+    pub const DELETED: &str = "DELETED";
+    pub const FAILED: &str = "FAILED";
+}
+
+/// Default host bridge and task subnet (issue 5: not podman's 10.88, Docker's 172.17 or
+/// the default VPC's 172.31).
+pub const DEFAULT_BRIDGE: &str = "mfg0";
+pub const DEFAULT_SUBNET: &str = "10.94.0.0/16";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    #[error("failed to create the network namespace of task {task}")]
-    Create {
+    #[error("MINIFARGATE_SUBNET={value:?}: {source}")]
+    SubnetSetting {
+        value: String,
+        #[source]
+        source: netns::IpamError,
+    },
+    #[error("MINIFARGATE_BRIDGE={value:?}: a bridge name is 1-15 characters from a-z A-Z 0-9 _ -")]
+    BridgeSetting { value: String },
+    #[error("containerDefinitions[{idx}].{field}: {reason}")]
+    Field {
+        idx: usize,
+        field: String,
+        reason: String,
+    },
+    #[error("--network-configuration: {reason}")]
+    Configuration { reason: String },
+    #[error("failed to open the task network on bridge {bridge}")]
+    Open {
+        bridge: String,
+        #[source]
+        source: netns::Error,
+    },
+    #[error(transparent)]
+    Setup(#[from] netns::Error),
+    #[error(transparent)]
+    Teardown(#[from] netns::TeardownError),
+    #[error("failed to record the network of task {task}")]
+    Store {
         task: String,
         #[source]
-        source: std::io::Error,
+        source: crate::store::StoreError,
     },
-    #[error("failed to bring up loopback in the network namespace of task {task}: {detail}")]
-    Loopback { task: String, detail: String },
-    #[error("failed to remove the network namespace {path}")]
-    Remove {
-        path: PathBuf,
+    #[error("failed to write the hosts file of task {task}")]
+    Hosts {
+        task: String,
         #[source]
-        source: std::io::Error,
+        source: netns::FilesError,
     },
 }
 
-/// What the network step gave the task.
+/// Which bridge and subnet tasks go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub bridge: String,
+    pub subnet: netns::Subnet,
+}
+
+impl Settings {
+    /// From `MINIFARGATE_BRIDGE` and `MINIFARGATE_SUBNET` (defaults `mfg0`, 10.94.0.0/16).
+    pub fn from_env() -> Result<Settings, NetworkError> {
+        let bridge = std::env::var("MINIFARGATE_BRIDGE")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| DEFAULT_BRIDGE.into());
+        let subnet = std::env::var("MINIFARGATE_SUBNET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_SUBNET.into());
+        Self::parse(&bridge, &subnet)
+    }
+
+    pub fn parse(bridge: &str, subnet: &str) -> Result<Settings, NetworkError> {
+        let ok = !bridge.is_empty()
+            && bridge.len() <= 15
+            && bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(NetworkError::BridgeSetting {
+                value: bridge.into(),
+            });
+        }
+        let subnet = subnet
+            .parse()
+            .map_err(|source| NetworkError::SubnetSetting {
+                value: subnet.into(),
+                source,
+            })?;
+        Ok(Settings {
+            bridge: bridge.into(),
+            subnet,
+        })
+    }
+}
+
+/// Where the netns crate keeps the state of `bridge` (leases, ports, per-task files).
+pub fn state_dir(run_root: &Path, bridge: &str) -> PathBuf {
+    run_root.join("net").join(bridge)
+}
+
+/// The task network manager of `bridge` under this run root.
+pub fn open(
+    run_root: &Path,
+    bridge: &str,
+    subnet: netns::Subnet,
+) -> Result<netns::Network, NetworkError> {
+    netns::Network::open(netns::NetworkConfig {
+        run_root: state_dir(run_root, bridge),
+        bridge: bridge.into(),
+        subnet,
+        // The `nft` binary to use (default: looked up). A path that does not exist runs
+        // tasks as on a host without nftables.
+        nft: std::env::var_os("MINIFARGATE_NFT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        ..Default::default()
+    })
+    .map_err(|source| NetworkError::Open {
+        bridge: bridge.into(),
+        source,
+    })
+}
+
+fn crate_mode(m: NetworkMode) -> netns::NetworkMode {
+    match m {
+        NetworkMode::Awsvpc => netns::NetworkMode::Awsvpc,
+        NetworkMode::Bridge => netns::NetworkMode::Bridge,
+        NetworkMode::Host => netns::NetworkMode::Host,
+        NetworkMode::None => netns::NetworkMode::None,
+    }
+}
+
+fn protocol(p: Option<TransportProtocol>) -> netns::Protocol {
+    match p {
+        Some(TransportProtocol::Udp) => netns::Protocol::Udp,
+        _ => netns::Protocol::Tcp,
+    }
+}
+
+fn port(v: i64, idx: usize, field: &str) -> Result<u16, NetworkError> {
+    u16::try_from(v)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| NetworkError::Field {
+            idx,
+            field: field.into(),
+            reason: format!("{v} is not a port (1-65535)"),
+        })
+}
+
+/// What one container's port mappings asked for, in order (a [`netns::PortMapping`] each).
+fn port_mappings(
+    def: &TaskDefinition,
+    mode: NetworkMode,
+) -> Result<Vec<(String, netns::PortMapping)>, NetworkError> {
+    let mut out = Vec::new();
+    for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
+        for (j, pm) in c.port_mappings.iter().flatten().enumerate() {
+            let at = |f: &str| format!("portMappings[{j}].{f}");
+            let (first, end) = match (&pm.container_port_range, pm.container_port) {
+                (Some(r), _) => {
+                    let (a, b) = r.split_once('-').ok_or_else(|| NetworkError::Field {
+                        idx,
+                        field: at("containerPortRange"),
+                        reason: format!("{r:?} is not FIRST-LAST"),
+                    })?;
+                    let parse = |s: &str| {
+                        s.trim()
+                            .parse::<i64>()
+                            .map_err(|_| NetworkError::Field {
+                                idx,
+                                field: at("containerPortRange"),
+                                reason: format!("{r:?} is not FIRST-LAST"),
+                            })
+                            .and_then(|v| port(v, idx, &at("containerPortRange")))
+                    };
+                    (parse(a)?, Some(parse(b)?))
+                }
+                (None, Some(p)) => (port(p, idx, &at("containerPort"))?, None),
+                (None, None) => {
+                    return Err(NetworkError::Field {
+                        idx,
+                        field: at("containerPort"),
+                        reason: "missing (give containerPort or containerPortRange)".into(),
+                    });
+                }
+            };
+            let host_port = match pm.host_port {
+                None | Some(0) => None,
+                Some(h) => Some(port(h, idx, &at("hostPort"))?),
+            };
+            // Ref: ecs.json `PortMapping.hostPort` — awsvpc (and host) mode publish the
+            // container port itself.
+            if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host)
+                && end.is_none()
+                && host_port.is_some_and(|h| h != first)
+            {
+                return Err(NetworkError::Field {
+                    idx,
+                    field: at("hostPort"),
+                    reason: format!(
+                        "in {mode} mode hostPort must be absent or equal containerPort ({first}), got {}",
+                        host_port.unwrap_or_default()
+                    ),
+                });
+            }
+            if mode == NetworkMode::None {
+                return Err(NetworkError::Field {
+                    idx,
+                    field: at("containerPort"),
+                    reason: "network mode none has no ports to publish".into(),
+                });
+            }
+            out.push((
+                c.name_str().to_string(),
+                netns::PortMapping {
+                    container_port: first,
+                    container_port_end: end,
+                    host_port,
+                    protocol: protocol(pm.protocol),
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The netns crate's view of a task: mode, every container's port mappings (one
+/// namespace per task), and the DNS settings (the union over containers).
+pub fn task_spec(
+    def: &TaskDefinition,
+    mode: NetworkMode,
+) -> Result<(netns::TaskSpec, Vec<String>), NetworkError> {
+    let maps = port_mappings(def, mode)?;
+    let mut spec = netns::TaskSpec::new(crate_mode(mode));
+    let owners = maps.iter().map(|(c, _)| c.clone()).collect();
+    spec.port_mappings = maps.into_iter().map(|(_, m)| m).collect();
+    for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
+        for (j, s) in c.dns_servers.iter().flatten().enumerate() {
+            let ip: IpAddr = s.trim().parse().map_err(|_| NetworkError::Field {
+                idx,
+                field: format!("dnsServers[{j}]"),
+                reason: format!("{s:?} is not an IP address"),
+            })?;
+            if !spec.dns_servers.contains(&ip) {
+                spec.dns_servers.push(ip);
+            }
+        }
+        for d in c.dns_search_domains.iter().flatten() {
+            if !spec.dns_search_domains.contains(d) {
+                spec.dns_search_domains.push(d.clone());
+            }
+        }
+        for (j, h) in c.extra_hosts.iter().flatten().enumerate() {
+            let name = h.hostname.clone().unwrap_or_default();
+            let addr = h.ip_address.as_deref().unwrap_or_default();
+            let ip: IpAddr = addr.trim().parse().map_err(|_| NetworkError::Field {
+                idx,
+                field: format!("extraHosts[{j}].ipAddress"),
+                reason: format!("{addr:?} is not an IP address"),
+            })?;
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(NetworkError::Field {
+                    idx,
+                    field: format!("extraHosts[{j}].hostname"),
+                    reason: format!("{name:?} is not a host name"),
+                });
+            }
+            spec.extra_hosts.push((name, ip));
+        }
+        // Bridge-mode `links` ("name" or "name:alias"): the task's containers share one
+        // namespace here, so a linked container is at 127.0.0.1.
+        if mode == NetworkMode::Bridge {
+            for l in c.links.iter().flatten() {
+                for name in l.split(':').map(str::trim).filter(|n| !n.is_empty()) {
+                    let entry = (name.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+                    if !spec.extra_hosts.contains(&entry) {
+                        spec.extra_hosts.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    Ok((spec, owners))
+}
+
+/// The task's private DNS name as in a VPC: `ip-10-94-0-5.ec2.internal` in us-east-1,
+/// `ip-10-94-0-5.<region>.compute.internal` elsewhere.
+/// Ref: docs.aws.amazon.com/vpc/latest/userguide/vpc-dns.html (private IPv4 DNS hostnames).
+pub fn private_dns_name(ip: Ipv4Addr, region: &str) -> String {
+    let [a, b, c, d] = ip.octets();
+    if region == "us-east-1" {
+        format!("ip-{a}-{b}-{c}-{d}.ec2.internal")
+    } else {
+        format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal")
+    }
+}
+
+/// One `networkBindings` entry of a container (ecs.json `NetworkBinding`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    #[serde(rename = "bindIP")]
+    pub bind_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_range: Option<String>,
+}
+
+/// What the store keeps of a set-up task network (the `network` column).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub net: netns::TaskNetwork,
+    /// The full private DNS name (awsvpc and bridge modes).
+    pub private_dns_name: Option<String>,
+    pub bindings: Vec<StoredBinding>,
+}
+
+/// A [`Binding`] with its container, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    pub container: String,
+    #[serde(flatten)]
+    pub binding: Binding,
+}
+
+/// Groups the crate's flat host port list (ranges expanded, in mapping order) back into
+/// one binding per port mapping.
+fn bindings(
+    spec: &netns::TaskSpec,
+    owners: &[String],
+    flat: &[netns::PortBinding],
+) -> Vec<StoredBinding> {
+    let mut out = Vec::new();
+    let mut rest = flat.iter();
+    for (m, owner) in spec.port_mappings.iter().zip(owners) {
+        let count =
+            usize::from(m.container_port_end.unwrap_or(m.container_port) - m.container_port) + 1;
+        let taken: Vec<&netns::PortBinding> = rest.by_ref().take(count).collect();
+        let (Some(first), Some(last)) = (taken.first(), taken.last()) else {
+            continue;
+        };
+        let ranged = m.container_port_end.is_some();
+        out.push(StoredBinding {
+            container: owner.clone(),
+            binding: Binding {
+                bind_ip: first.bind_ip.to_string(),
+                container_port: (!ranged).then_some(first.container_port),
+                host_port: (!ranged).then_some(first.host_port),
+                protocol: first.protocol.to_string(),
+                container_port_range: ranged
+                    .then(|| format!("{}-{}", first.container_port, last.container_port)),
+                host_port_range: ranged.then(|| format!("{}-{}", first.host_port, last.host_port)),
+            },
+        });
+    }
+    out
+}
+
+/// What the network step gives the executor for every container of the task.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Attachment {
-    /// The namespace containers join (`/proc/<pid>/ns/net` for host mode).
+    /// The namespace containers join (`/proc/<pid>/ns/net` in host mode).
     pub netns: Option<PathBuf>,
-    /// A note for describe-tasks/warnings when the mode is emulated.
-    pub warning: Option<String>,
+    /// `/etc/hosts` and `/etc/resolv.conf` bind mounts.
+    pub mounts: Vec<runtime::Mount>,
+    /// The hostname containers get. In awsvpc mode this is the task's private DNS name
+    /// and replaces a container's `hostname` (ECS refuses `hostname` with awsvpc); in
+    /// host mode it is the host's.
+    pub hostname: Option<String>,
+    /// Whether [`Attachment::hostname`] overrides a container's own `hostname`.
+    pub hostname_fixed: bool,
+    /// Notes for the task's warnings (e.g. no egress NAT without nftables).
+    pub warnings: Vec<String>,
 }
 
-/// Sets up and tears down a task's network. Teardown must be idempotent: it also runs
-/// for a task whose supervisor died, from what is on disk.
+/// Sets up and tears down a task's network.
 pub trait TaskNetwork {
     fn setup(&mut self, task_id: &str, mode: NetworkMode) -> Result<Attachment, NetworkError>;
     /// Removes everything `setup` made; every step runs, every error is returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
 }
 
-/// The stop-gap: a bind-mounted netns at `<run-dir>/netns` with only loopback up.
-pub struct LoopbackOnly {
-    pub netns_path: PathBuf,
+/// The real network step, run by the task's supervisor.
+pub struct NetworkStep {
+    store: Store,
+    run_root: PathBuf,
+    def: TaskDefinition,
+    region: String,
+    net: Option<netns::Network>,
+    row: Option<NetworkRow>,
 }
 
-pub const NOT_CONNECTED: &str = "networking beyond the task is not connected yet: the task's \
-     containers share one network namespace with loopback only (no ENI address, no published \
-     ports)";
-
-impl TaskNetwork for LoopbackOnly {
-    fn setup(&mut self, task_id: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
-        if mode == NetworkMode::Host {
-            return Ok(Attachment {
-                netns: Some(PathBuf::from(format!(
-                    "/proc/{}/ns/net",
-                    std::process::id()
-                ))),
-                warning: None,
-            });
+impl NetworkStep {
+    pub fn new(store: Store, run_root: &Path, def: &TaskDefinition, region: &str) -> NetworkStep {
+        NetworkStep {
+            store,
+            run_root: run_root.into(),
+            def: def.clone(),
+            region: region.into(),
+            net: None,
+            row: None,
         }
-        create_netns(task_id, &self.netns_path)?;
-        Ok(Attachment {
-            netns: Some(self.netns_path.clone()),
-            warning: (mode != NetworkMode::None).then(|| NOT_CONNECTED.to_string()),
-        })
     }
 
-    fn teardown(&mut self, _task_id: &str) -> Vec<NetworkError> {
-        remove_netns(&self.netns_path).into_iter().collect()
+    fn save(&mut self, task: &str) -> Result<(), NetworkError> {
+        let row = self.row.as_ref().expect("row set before save");
+        self.store
+            .save_network(row)
+            .map_err(|source| NetworkError::Store {
+                task: task.into(),
+                source,
+            })
     }
-}
 
-/// Makes a new network namespace on a dedicated thread (namespaces are per thread, so
-/// the supervisor's own threads never switch), brings up `lo` there and pins the
-/// namespace with a bind mount at `path`.
-fn create_netns(task_id: &str, path: &Path) -> Result<(), NetworkError> {
-    let create = |source| NetworkError::Create {
-        task: task_id.to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(create)?;
-    }
-    std::fs::File::create(path).map_err(create)?;
-    let p = path.to_path_buf();
-    let t = task_id.to_string();
-    let res = std::thread::spawn(move || -> Result<(), NetworkError> {
-        let create = |source| NetworkError::Create {
-            task: t.clone(),
-            source,
+    fn try_setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
+        let (spec, owners) = task_spec(&self.def, mode)?;
+        let row = self.row.as_ref().expect("row set by setup");
+        let settings = match (&row.bridge, &row.subnet) {
+            (Some(b), Some(s)) => Settings::parse(b, s)?,
+            _ => Settings::from_env()?,
         };
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| create(e.into()))?;
-        // A child forked from this thread starts in this thread's namespace.
-        // TODO(netns crate): netlink instead of iproute2.
-        let out = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .output()
-            .map_err(|e| NetworkError::Loopback {
-                task: t.clone(),
-                detail: format!("cannot run `ip` (install iproute2): {e}"),
+        let net = open(&self.run_root, &settings.bridge, settings.subnet)?;
+        let started = Instant::now();
+        let tn = net.setup_task(task, &spec)?;
+        self.net = Some(net);
+        let mut a = Attachment::default();
+        let dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
+        if let (Some(ip), Some(full), Some(hosts)) = (tn.ip, &dns, &tn.hosts_file) {
+            // The crate names the task `ip-a-b-c-d`; add the VPC domain as Fargate does.
+            let mut names = vec![
+                full.clone(),
+                tn.private_dns_name.clone().unwrap_or_default(),
+            ];
+            // Bridge mode: a container's own `hostname` resolves to the task, as Docker
+            // writes it into the container's hosts file.
+            if mode == NetworkMode::Bridge {
+                for c in self.def.container_definitions.iter().flatten() {
+                    if let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h)) {
+                        names.push(h.clone());
+                    }
+                }
+            }
+            let text = netns::files::hosts(Some((ip, &names.join(" "))), &spec.extra_hosts);
+            netns::files::write(hosts, &text).map_err(|source| NetworkError::Hosts {
+                task: task.into(),
+                source,
             })?;
-        if !out.status.success() {
-            return Err(NetworkError::Loopback {
-                task: t.clone(),
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
         }
-        nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
-            &p,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| create(e.into()))
-    })
-    .join()
-    .unwrap_or_else(|_| {
-        Err(NetworkError::Loopback {
-            task: task_id.to_string(),
-            detail: "the namespace thread panicked".into(),
-        })
-    });
-    if res.is_err() {
-        let _ = std::fs::remove_file(path);
+        match mode {
+            NetworkMode::Host => {
+                a.netns = Some(format!("/proc/{}/ns/net", std::process::id()).into());
+                // As Docker's host mode: the host's files (read-only here).
+                for f in ["/etc/hosts", "/etc/resolv.conf"] {
+                    if Path::new(f).exists() {
+                        a.mounts.push(runtime::Mount::Bind {
+                            source: f.into(),
+                            destination: f.into(),
+                            read_only: true,
+                        });
+                    }
+                }
+                a.hostname = nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok());
+                a.hostname_fixed = true;
+            }
+            _ => {
+                a.netns = tn.netns_path.clone();
+                if let Some(h) = &tn.hosts_file {
+                    a.mounts.push(runtime::Mount::Bind {
+                        source: h.clone(),
+                        destination: "/etc/hosts".into(),
+                        read_only: false,
+                    });
+                }
+                if let Some(r) = &tn.resolv_conf {
+                    a.mounts.push(runtime::Mount::Bind {
+                        source: r.clone(),
+                        destination: "/etc/resolv.conf".into(),
+                        read_only: false,
+                    });
+                }
+                if mode == NetworkMode::Awsvpc {
+                    a.hostname = dns.clone();
+                    a.hostname_fixed = true;
+                }
+            }
+        }
+        if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Bridge)
+            && !tn.egress
+            && let Some(net) = &self.net
+            && let Err(why) = net.egress_available()
+        {
+            a.warnings.push(format!(
+                "network: nftables is unavailable ({why}); the task has no egress NAT \
+                 (install the nftables package)"
+            ));
+        }
+        let recorded = Recorded {
+            bindings: bindings(&spec, &owners, &tn.bindings),
+            private_dns_name: dns,
+            net: tn,
+        };
+        tracing::debug!(task_id = %task, %mode, ip = ?recorded.net.ip,
+            setup_ms = started.elapsed().as_secs_f64() * 1000.0, "task network set up");
+        let row = self.row.as_mut().expect("row set by setup");
+        row.network = serde_json::to_string(&recorded).ok();
+        row.attachment_status = attachment::ATTACHED.into();
+        self.save(task)?;
+        Ok(a)
     }
-    res
 }
 
-/// Unmounts and removes a pinned namespace; absent is fine.
-pub fn remove_netns(path: &Path) -> Option<NetworkError> {
-    if !path.exists() {
-        return None;
+impl TaskNetwork for NetworkStep {
+    fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
+        // The row is written before anything is made, so a dead supervisor's network can
+        // always be found again (by reconcile) from the store.
+        let row = match self.store.task_network(task) {
+            Ok(Some(r)) => r,
+            Ok(None) => new_row(task, mode, "{}")?,
+            Err(source) => {
+                return Err(NetworkError::Store {
+                    task: task.into(),
+                    source,
+                });
+            }
+        };
+        self.row = Some(NetworkRow {
+            mode: mode.to_string(),
+            ..row
+        });
+        self.save(task)?;
+        let r = self.try_setup(task, mode);
+        if r.is_err()
+            && let Some(row) = self.row.as_mut()
+        {
+            row.attachment_status = attachment::FAILED.into();
+            let _ = self.save(task);
+        }
+        r
     }
-    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => {
-            return Some(NetworkError::Remove {
-                path: path.to_path_buf(),
-                source: e.into(),
-            });
+
+    fn teardown(&mut self, task: &str) -> Vec<NetworkError> {
+        let Some(net) = &self.net else {
+            return Vec::new();
+        };
+        let started = Instant::now();
+        let mut errors = Vec::new();
+        if let Err(e) = net.teardown(task) {
+            errors.push(e.into());
+        }
+        tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "task network torn down");
+        if let Some(row) = self.row.as_mut() {
+            row.attachment_status = attachment::DELETED.into();
+            if let Err(e) = self.save(task) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+}
+
+/// A task's network row as RunTask records it (PRECREATED, on this host's bridge).
+pub fn new_row(
+    task: &str,
+    mode: NetworkMode,
+    configuration: &str,
+) -> Result<NetworkRow, NetworkError> {
+    let s = Settings::from_env()?;
+    Ok(NetworkRow {
+        task_id: task.into(),
+        mode: mode.to_string(),
+        bridge: Some(s.bridge),
+        subnet: Some(s.subnet.to_string()),
+        attachment_id: super::new_uuid().unwrap_or_else(|_| task.into()),
+        attachment_status: attachment::PRECREATED.into(),
+        configuration: configuration.into(),
+        network: None,
+    })
+}
+
+/// Removes the network of a task whose supervisor died (from its stored row); returns the
+/// errors of the steps that failed.
+pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<String> {
+    let mut row = match store.task_network(task) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![runtime::error_chain(&e)],
+    };
+    let mut errors = Vec::new();
+    if let (Some(b), Some(s)) = (&row.bridge, &row.subnet) {
+        match Settings::parse(b, s).and_then(|st| open(run_root, &st.bridge, st.subnet)) {
+            Ok(net) => {
+                if let Err(e) = net.teardown(task) {
+                    errors.push(runtime::error_chain(&e));
+                }
+            }
+            Err(e) => errors.push(runtime::error_chain(&e)),
         }
     }
-    std::fs::remove_file(path)
-        .err()
-        .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
-        .map(|source| NetworkError::Remove {
-            path: path.to_path_buf(),
-            source,
+    if row.attachment_status != attachment::FAILED {
+        row.attachment_status = attachment::DELETED.into();
+    }
+    if let Err(e) = store.save_network(&row) {
+        errors.push(runtime::error_chain(&e));
+    }
+    errors
+}
+
+/// The safety net after reconcile: every bridge under `<run-root>/net` gives back what
+/// tasks that are no longer live (STOPPED or unknown to the store) still hold.
+pub fn gc(store: &Store, run_root: &Path) {
+    let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
+        return;
+    };
+    let live: Vec<String> = match store.unstopped_tasks() {
+        Ok(ts) => ts.into_iter().map(|t| t.id).collect(),
+        Err(e) => {
+            tracing::error!(error = %runtime::error_chain(&e), "cannot list live tasks for network GC");
+            return;
+        }
+    };
+    let live: Vec<&str> = live.iter().map(String::as_str).collect();
+    for d in dirs.flatten() {
+        let bridge = d.file_name().to_string_lossy().into_owned();
+        let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
+            continue;
+        };
+        match open(run_root, &s.bridge, s.subnet).map(|net| net.gc(&live)) {
+            Ok(Ok(ids)) => {
+                for id in ids {
+                    tracing::warn!(task_id = %id, %bridge, "reclaimed the network of a task that is gone");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(%bridge, error = %runtime::error_chain(&e), "network GC failed")
+            }
+            Err(e) => {
+                tracing::error!(%bridge, error = %runtime::error_chain(&e), "network GC failed")
+            }
+        }
+    }
+}
+
+/// Parses `--network-configuration` as the AWS CLI takes it: JSON
+/// (`{"awsvpcConfiguration":{"subnets":[…],"securityGroups":[…]}}`) or shorthand
+/// (`awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1],assignPublicIp=ENABLED}`).
+/// Returns the `awsvpcConfiguration` object as JSON text.
+pub fn parse_network_configuration(s: &str) -> Result<String, NetworkError> {
+    let bad = |reason: String| NetworkError::Configuration { reason };
+    let text = match s.strip_prefix("file://") {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| bad(format!("cannot read {p}: {e}")))?,
+        None => s.to_string(),
+    };
+    let text = text.trim();
+    let v: serde_json::Value = if text.starts_with('{') {
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?
+    } else {
+        shorthand(text).ok_or_else(|| {
+            bad(format!(
+                "{text:?} is neither JSON nor awsvpcConfiguration={{subnets=[…],securityGroups=[…]}}"
+            ))
+        })?
+    };
+    let cfg = v
+        .get("awsvpcConfiguration")
+        .ok_or_else(|| bad("awsvpcConfiguration is missing".into()))?;
+    for key in ["subnets", "securityGroups"] {
+        if let Some(list) = cfg.get(key)
+            && !list
+                .as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_string()))
+        {
+            return Err(bad(format!(
+                "awsvpcConfiguration.{key} must be a list of strings"
+            )));
+        }
+    }
+    Ok(cfg.to_string())
+}
+
+/// `awsvpcConfiguration={k=v,k=[a,b]}` → JSON.
+fn shorthand(s: &str) -> Option<serde_json::Value> {
+    let inner = s
+        .strip_prefix("awsvpcConfiguration=")?
+        .trim()
+        .strip_prefix('{')?
+        .strip_suffix('}')?;
+    let mut obj = serde_json::Map::new();
+    let mut depth = 0;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, ch) in inner.char_indices() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    for p in parts.into_iter().filter(|p| !p.trim().is_empty()) {
+        let (k, v) = p.split_once('=')?;
+        let v = v.trim();
+        let value = match v.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+            Some(list) => serde_json::Value::Array(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(|x| serde_json::Value::String(x.into()))
+                    .collect(),
+            ),
+            None => serde_json::Value::String(v.into()),
+        };
+        obj.insert(k.trim().into(), value);
+    }
+    Some(serde_json::json!({ "awsvpcConfiguration": obj }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(json: &str) -> TaskDefinition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn dns_names_follow_the_vpc_rule() {
+        let ip = Ipv4Addr::new(10, 94, 0, 5);
+        assert_eq!(
+            private_dns_name(ip, "us-east-1"),
+            "ip-10-94-0-5.ec2.internal"
+        );
+        assert_eq!(
+            private_dns_name(ip, "eu-west-1"),
+            "ip-10-94-0-5.eu-west-1.compute.internal"
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(Settings::parse("mfg0", "10.94.0.0/16").is_ok());
+        let e = Settings::parse("a-very-long-bridge", "10.94.0.0/16").unwrap_err();
+        assert!(e.to_string().contains("MINIFARGATE_BRIDGE"), "{e}");
+        let e = Settings::parse("mfg0", "10.94.0.0").unwrap_err();
+        assert!(e.to_string().contains("MINIFARGATE_SUBNET"), "{e}");
+    }
+
+    #[test]
+    fn spec_collects_ports_and_dns_of_all_containers() {
+        let d = def(r#"{"family":"f","containerDefinitions":[
+            {"name":"a","portMappings":[{"containerPort":80},{"containerPortRange":"9000-9002","protocol":"udp"}],
+             "dnsServers":["10.0.0.2"],"extraHosts":[{"hostname":"db","ipAddress":"10.1.2.3"}]},
+            {"name":"b","portMappings":[{"containerPort":81,"hostPort":0}],"dnsSearchDomains":["corp"]}]}"#);
+        let (spec, owners) = task_spec(&d, NetworkMode::Bridge).unwrap();
+        assert_eq!(owners, ["a", "a", "b"]);
+        assert_eq!(spec.port_mappings[1].container_port_end, Some(9002));
+        assert_eq!(spec.port_mappings[1].protocol, netns::Protocol::Udp);
+        assert_eq!(spec.port_mappings[2].host_port, None);
+        assert_eq!(spec.dns_servers, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(spec.dns_search_domains, ["corp"]);
+        assert_eq!(spec.extra_hosts[0].0, "db");
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","links":["mysql:db","cache"]}]}"#,
+        );
+        let (linked, _) = task_spec(&d, NetworkMode::Bridge).unwrap();
+        let names: Vec<&str> = linked.extra_hosts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["mysql", "db", "cache"]);
+        assert!(linked.extra_hosts.iter().all(|(_, ip)| ip.is_loopback()));
+
+        let flat: Vec<netns::PortBinding> = [
+            (80, 49200),
+            (9000, 50000),
+            (9001, 50001),
+            (9002, 50002),
+            (81, 49300),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &(c, h))| netns::PortBinding {
+            bind_ip: Ipv4Addr::UNSPECIFIED,
+            protocol: if (1..=3).contains(&i) {
+                netns::Protocol::Udp
+            } else {
+                netns::Protocol::Tcp
+            },
+            host_port: h,
+            container_port: c,
         })
+        .collect();
+        let b = bindings(&spec, &owners, &flat);
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            serde_json::to_value(&b[0].binding).unwrap(),
+            serde_json::json!({"bindIP":"0.0.0.0","containerPort":80,"hostPort":49200,"protocol":"tcp"})
+        );
+        assert_eq!(
+            serde_json::to_value(&b[1].binding).unwrap(),
+            serde_json::json!({"bindIP":"0.0.0.0","protocol":"udp",
+                "containerPortRange":"9000-9002","hostPortRange":"50000-50002"})
+        );
+        assert_eq!(b[2].container, "b");
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<StoredBinding>>(&text).unwrap(),
+            b
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let d =
+            def(r#"{"family":"f","containerDefinitions":[{"name":"a","dnsServers":["nope"]}]}"#);
+        let e = task_spec(&d, NetworkMode::Awsvpc).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "containerDefinitions[0].dnsServers[0]: \"nope\" is not an IP address"
+        );
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","portMappings":[{"containerPort":80}]}]}"#,
+        );
+        let e = task_spec(&d, NetworkMode::None).unwrap_err().to_string();
+        assert!(e.contains("portMappings[0]"), "{e}");
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","portMappings":[{"containerPort":81,"hostPort":80}]}]}"#,
+        );
+        let e = task_spec(&d, NetworkMode::Awsvpc).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "containerDefinitions[0].portMappings[0].hostPort: in awsvpc mode hostPort must be \
+             absent or equal containerPort (81), got 80"
+        );
+        assert!(task_spec(&d, NetworkMode::Bridge).is_ok());
+    }
+
+    #[test]
+    fn network_configuration_json_and_shorthand() {
+        let j = parse_network_configuration(
+            r#"{"awsvpcConfiguration":{"subnets":["subnet-1"],"securityGroups":["sg-1"]}}"#,
+        )
+        .unwrap();
+        let s = parse_network_configuration(
+            "awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1]}",
+        )
+        .unwrap();
+        assert_eq!(j, s);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["subnets"][0], "subnet-1");
+        assert!(parse_network_configuration("subnets=x").is_err());
+        assert!(parse_network_configuration(r#"{"awsvpcConfiguration":{"subnets":"x"}}"#).is_err());
+    }
 }

@@ -1,5 +1,6 @@
 //! Notices tasks whose supervisor died (killed, crashed, host reboot) and finishes them:
-//! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and netns go.
+//! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and network
+//! (netns, veth, IP lease, published ports) go.
 
 use super::{TaskPaths, cut_reason, network, process_start_time, status};
 use crate::store::{Store, StoreError, TaskRow};
@@ -60,6 +61,9 @@ pub fn reconcile(
         finish_dead(store, t, root, run_root)?;
         done.push(id);
     }
+    // The safety net: whatever network state a task that is no longer live still holds
+    // (e.g. a supervisor killed between recording and setting up) is given back.
+    network::gc(store, run_root);
     Ok(done)
 }
 
@@ -108,9 +112,7 @@ fn finish_dead(
             .iter()
             .map(|e| error_chain(e)),
     );
-    if let Some(e) = network::remove_netns(&paths.netns()) {
-        errors.push(error_chain(&e));
-    }
+    errors.extend(network::teardown_dead(store, run_root, &t.id));
     if paths.run_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&paths.run_dir)
     {

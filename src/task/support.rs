@@ -48,9 +48,8 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// Checks `def` and resolves its local environment files into `environment` (which
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
-        let at = |what: &str| format!("containerDefinitions[{idx}].{what}");
         if let Some(s) = c.secrets.iter().flatten().next() {
             return Err(SupportError::Secret {
                 idx,
@@ -85,12 +84,6 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
             c.environment_files = None;
         }
         super::spec::check_sysctls(idx, c)?;
-        if c.port_mappings.as_ref().is_some_and(|p| !p.is_empty()) {
-            warnings.push(format!(
-                "{}: ports are not published yet",
-                at("portMappings")
-            ));
-        }
     }
     Ok(warnings)
 }

@@ -16,6 +16,8 @@ pub struct Mf {
     pub docker_config: PathBuf,
     pub config: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Held while this test owns its subnet (see `test_network`).
+    _subnet_claim: std::fs::File,
 }
 
 impl Default for Mf {
@@ -32,14 +34,49 @@ impl Mf {
             .unwrap();
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
+        let (bridge, subnet, claim) = test_network();
         Mf {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
             docker_config,
             config: None,
-            env: vec![],
+            env: vec![
+                ("MINIFARGATE_BRIDGE".into(), bridge),
+                ("MINIFARGATE_SUBNET".into(), subnet),
+            ],
             dir,
+            _subnet_claim: claim,
         }
+    }
+
+    /// This test's own bridge (MINIFARGATE_BRIDGE), so tests run in parallel.
+    pub fn bridge(&self) -> String {
+        self.env_value("MINIFARGATE_BRIDGE").unwrap()
+    }
+
+    pub fn env_value(&self, k: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The netns crate's view of this test's bridge (the state minifargate keeps under
+    /// `<run-root>/net/<bridge>`).
+    pub fn network(&self) -> netns::Network {
+        let bridge = self.bridge();
+        netns::Network::open(netns::NetworkConfig {
+            run_root: self.run_root.join("net").join(&bridge),
+            // Only setup uses the subnet; a test may have set a bad one on purpose.
+            subnet: self
+                .env_value("MINIFARGATE_SUBNET")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| "10.97.0.0/26".parse().unwrap()),
+            bridge,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     /// A `minifargate` command with this test's root, config and a clean environment
@@ -192,6 +229,48 @@ impl Mf {
     pub fn blobs(&self) -> Vec<String> {
         list_dir(&self.root.join("blobs/sha256"))
     }
+}
+
+impl Drop for Mf {
+    /// The bridge outlives its last task by design (like docker0); tests remove it, and
+    /// anything a failed test left on it.
+    fn drop(&mut self) {
+        let state = self.run_root.join("net").join(self.bridge());
+        if state.exists()
+            && let Err(e) = self.network().reset()
+        {
+            eprintln!("test network cleanup: {e}");
+        }
+    }
+}
+
+/// A bridge name and a /26 of 10.97.0.0/16 for one test. The /26 is claimed with a flock
+/// on `/tmp/mf-test-subnets/<n>`, held until the test's `Mf` is dropped, so test processes
+/// running at once (other suites, other worktrees) never share one; the search starts at a
+/// random point. netns's own tests use 10.94.x.0/24.
+fn test_network() -> (String, String, std::fs::File) {
+    let dir = Path::new("/tmp/mf-test-subnets");
+    std::fs::create_dir_all(dir).unwrap();
+    let start = (std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos())
+        % 1024;
+    for i in 0..1024 {
+        let n = (start + i) % 1024;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(n.to_string()))
+            .unwrap();
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let bridge = format!("mft{:04x}{n:03x}", std::process::id() & 0xffff);
+            return (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64), f);
+        }
+    }
+    panic!("all 1024 test subnets in 10.97.0.0/16 are claimed");
 }
 
 pub fn b64(data: &[u8]) -> String {
