@@ -120,8 +120,9 @@ build_busybox_image() {
     mkdir -p "$out/blobs/sha256" "$work/rootfs/bin" "$work/rootfs/etc" \
         "$work/rootfs/tmp" "$work/rootfs/root"
     cp /bin/busybox "$work/rootfs/bin/busybox"
-    for a in sh ls cat echo env id ps sleep true uname wget; do
-        ln -s busybox "$work/rootfs/bin/$a"
+    # Every applet in /bin, as the busybox image on Docker Hub / public.ecr.aws has it.
+    for a in $(/bin/busybox --list); do
+        [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"
     done
     echo 'root:x:0:0:root:/root:/bin/sh' >"$work/rootfs/etc/passwd"
     echo 'root:x:0:' >"$work/rootfs/etc/group"
