@@ -33,13 +33,39 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn run(net: &Network, label: &str, spec: &TaskSpec, n: usize) {
+    run_with(label, spec, n, Duration::ZERO, |f| f(net));
+}
+
+/// Like [`run`] with a new [`Network`] per task (opened before setup, dropped after
+/// teardown, both timed), as a per-task supervisor process does.
+fn run_fresh(cfg: &NetworkConfig, label: &str, spec: &TaskSpec, n: usize) {
+    run_with(label, spec, n, Duration::ZERO, |f| {
+        let net = Network::open(cfg.clone()).expect("open network");
+        f(&net);
+    });
+}
+
+/// Times `n` setup + teardown pairs of `spec`, untimed `gap` before each.
+fn run_with(
+    label: &str,
+    spec: &TaskSpec,
+    n: usize,
+    gap: Duration,
+    with: impl Fn(&mut dyn FnMut(&Network)),
+) {
+    static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mut setup, mut teardown, mut total) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
-        let id = format!("bench-{i}");
+        std::thread::sleep(gap);
+        let id = format!("bench-{case}-{i}");
         let t0 = Instant::now();
-        net.setup_task(&id, spec).expect("setup");
-        let t1 = Instant::now();
-        net.teardown(&id).expect("teardown");
+        let mut t1 = t0;
+        with(&mut |net: &Network| {
+            net.setup_task(&id, spec).expect("setup");
+            t1 = Instant::now();
+            net.teardown(&id).expect("teardown");
+        });
         let t2 = Instant::now();
         setup.push(ms(t1 - t0));
         teardown.push(ms(t2 - t1));
@@ -139,7 +165,7 @@ fn main() {
             .unwrap(),
         ..NetworkConfig::default()
     };
-    let net = Network::open(cfg).expect("open network");
+    let net = Network::open(cfg.clone()).expect("open network");
     let _reset = Reset(&net);
 
     println!(
@@ -153,6 +179,15 @@ fn main() {
         "awsvpc, first task (creates + removes nft table)",
         &TaskSpec::new(NetworkMode::Awsvpc),
         n.div_ceil(5),
+    );
+    // Sequential one-task runs (each `run-task` is the first task of the network), which
+    // are tens of ms apart at least: the previous table's deletion has been released.
+    run_with(
+        "awsvpc, first task, 50 ms after the previous one",
+        &TaskSpec::new(NetworkMode::Awsvpc),
+        n.div_ceil(5),
+        Duration::from_millis(50),
+        |f| f(&net),
     );
     // Steady state: another task is running, so the table stays.
     net.setup_task("resident", &TaskSpec::new(NetworkMode::Awsvpc))
@@ -174,6 +209,12 @@ fn main() {
         ..TaskSpec::new(NetworkMode::Awsvpc)
     };
     run(&net, "awsvpc, 1 published tcp port", &spec, n.div_ceil(2));
+    run_fresh(
+        &cfg,
+        "awsvpc, 1 published tcp port, new Network per task (as a supervisor)",
+        &spec,
+        n.div_ceil(2),
+    );
     run(
         &net,
         "none (netns + loopback only)",

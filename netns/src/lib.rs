@@ -27,6 +27,16 @@
 //! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
 //! the egress masquerade and the port DNAT maps; the table goes away with the last task.
 //!
+//! Every change to the nftables table — creating it, a task's port map elements,
+//! dropping it — is one nf_tables netlink batch on a socket the [`Network`] keeps
+//! (`nfnl` module), committed by the kernel in 10–110 µs. Spawning `nft -f -` instead
+//! cost 2–15 ms per change, plus an RCU grace period (7–16 ms) when its socket closed
+//! after a batch that deleted something; a failed batch costs a grace period too, so
+//! batches are built never to fail on a missing object. A userspace proxy was the
+//! other option for published ports: 3–4× the per-connection latency of DNAT in
+//! `netns-bench`, a process that must outlive the supervisor, and the task would see
+//! the proxy's address instead of the client's. See docs/benchmarks.md, "Network".
+//!
 //! State (leases, port reservations, the names of what was made) lives in
 //! `<run_root>/netns.json`, changed under a flock and written *before* anything is
 //! created, so a crash at any point leaves a record [`Network::gc`] can follow.
@@ -38,6 +48,7 @@
 pub mod files;
 pub mod ipam;
 mod netlink;
+mod nfnl;
 pub mod nft;
 pub mod nsfs;
 pub mod ports;
@@ -46,7 +57,7 @@ mod state;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -218,10 +229,13 @@ pub struct NetworkConfig {
     pub bridge: String,
     /// Task subnet (default 10.94.0.0/16); the bridge takes its first address.
     pub subnet: Subnet,
-    /// The `nft` binary; `None` means look it up. If none is found tasks run without
-    /// egress NAT and port publishing is refused.
+    /// `None` (the default): our nftables table and every per-task change to it are
+    /// written through nf_tables netlink; no `nft` binary is needed. `Some(nft)`: that
+    /// binary writes the table (`nft -f -`, the ruleset of
+    /// [`nft::create_table_script`]); per-task changes still go through netlink.
     pub nft: Option<PathBuf>,
-    /// Disable nftables even if `nft` exists (tests of the no-nft path).
+    /// Disable nftables: tasks run without egress NAT and port publishing is refused
+    /// (tests of that path).
     pub disable_nft: bool,
     /// Where the host's resolver configuration is read.
     pub host_resolv: HostResolv,
@@ -372,11 +386,17 @@ pub struct GcError {
 }
 
 /// The task network manager for one bridge and one run root.
+///
+/// It keeps one nf_tables netlink socket (opened on first use, in the namespace of the
+/// thread that first publishes or withdraws ports) for the per-task map changes.
 pub struct Network {
     cfg: NetworkConfig,
-    nft: Result<PathBuf, String>,
+    /// Err: nftables disabled. Ok(Some(nft)): the table is written by that `nft`
+    /// binary; Ok(None): through netlink, like every per-task change.
+    nft: Result<Option<PathBuf>, String>,
     table: String,
     mtu: OnceLock<u32>,
+    nfnl: Mutex<Option<nfnl::Nfnl>>,
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
@@ -423,7 +443,7 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {
 }
 
 impl Network {
-    /// Checks `cfg` and looks for `nft`; creates nothing on the host yet.
+    /// Checks `cfg`; creates nothing on the host yet.
     pub fn open(cfg: NetworkConfig) -> Result<Self, Error> {
         if !valid_name(&cfg.bridge, 15) {
             return Err(Error::InvalidBridgeName {
@@ -439,10 +459,9 @@ impl Network {
             Err("disabled in the configuration".to_string())
         } else {
             match &cfg.nft {
-                Some(p) if p.is_file() => Ok(p.clone()),
+                Some(p) if p.is_file() => Ok(Some(p.clone())),
                 Some(p) => Err(format!("{} does not exist", p.display())),
-                None => nft::find_nft()
-                    .ok_or_else(|| "no `nft` binary in /usr/sbin, /sbin or $PATH".to_string()),
+                None => Ok(None),
             }
         };
         let table = nft::table_name(&cfg.bridge);
@@ -451,6 +470,7 @@ impl Network {
             nft,
             table,
             mtu: OnceLock::new(),
+            nfnl: Mutex::new(None),
         })
     }
 
@@ -692,15 +712,46 @@ impl Network {
         }
     }
 
+    /// Commits `ops` on our table in one nf_tables batch over the kept socket.
+    fn nft_apply(&self, ops: &[nfnl::Op], what: &str) -> Result<(), NftError> {
+        let mut guard = self.nfnl.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(nfnl::Nfnl::open()?);
+        }
+        guard
+            .as_mut()
+            .expect("opened above")
+            .apply(&self.table, ops, what)
+    }
+
+    fn delete_table(&self) -> Result<(), NftError> {
+        self.nft_apply(
+            &nfnl::delete_table_ops(),
+            &format!("delete table ip {}", self.table),
+        )
+    }
+
     fn create_table(&self, task: &str) -> Result<(), Error> {
-        let nft = self.nft.as_ref().expect("checked by caller");
-        let script = nft::create_table_script(&self.table, &self.cfg.bridge, self.cfg.subnet);
-        nft::run(nft, &script, &format!("create table ip {}", self.table)).map_err(|source| {
-            Error::Nft {
-                task: task.into(),
-                source,
+        let nft_err = |source| Error::Nft {
+            task: task.into(),
+            source,
+        };
+        match self.nft.as_ref().expect("checked by caller") {
+            Some(nft) => {
+                // A stale table left by a crash (the state said there was none).
+                self.delete_table().map_err(nft_err)?;
+                let script =
+                    nft::create_table_script(&self.table, &self.cfg.bridge, self.cfg.subnet);
+                nft::run(nft, &script, &format!("create table ip {}", self.table))
+                    .map_err(nft_err)?;
             }
-        })?;
+            None => self
+                .nft_apply(
+                    &nfnl::create_table_ops(&self.cfg.bridge, self.cfg.subnet),
+                    &format!("create table ip {}", self.table),
+                )
+                .map_err(nft_err)?,
+        }
         // Ref: without forwarding the host drops the tasks' outbound packets. This is a
         // host-wide switch; it is left on (other bridges may depend on it too).
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
@@ -804,11 +855,9 @@ impl Network {
             inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
             inner.add_default_route(subnet.gateway()).map_err(nl_err)?;
             if rec.nft_ports {
-                let nft = self.nft.as_ref().expect("nft_ports implies nft");
-                nft::run(
-                    nft,
-                    &nft::add_ports_script(&self.table, ip, &rec.ports),
-                    "publish ports",
+                self.nft_apply(
+                    &nfnl::publish_ops(ip, &rec.ports),
+                    &format!("publish ports in table ip {}", self.table),
                 )
                 .map_err(|source| Error::Nft { task: t(), source })?;
             }
@@ -945,25 +994,18 @@ impl Network {
                     .any(|r| r.ip.is_some() && r.releasing_since_ms.is_none());
                 // Ports are withdrawn here, under the lock, so no task can reserve them
                 // again before the map no longer points at this task. The last task
-                // just drops the whole table (one `nft` run instead of two).
-                if l.state.nft_table
-                    && let Ok(nft) = &self.nft
-                {
+                // just drops the whole table. Both are one netlink batch (~50 µs).
+                if l.state.nft_table && self.nft.is_ok() {
                     if !bridged_left {
-                        match nft::run(
-                            nft,
-                            &nft::delete_table_script(&self.table),
-                            &format!("delete table ip {}", self.table),
-                        ) {
+                        match self.delete_table() {
                             Ok(()) => l.state.nft_table = false,
                             Err(source) => errors.push(Error::Nft { task: t(), source }),
                         }
                     } else if rec.nft_ports
                         && let Some(ip) = rec.ip
-                        && let Err(source) = nft::run(
-                            nft,
-                            &nft::delete_ports_script(&self.table, ip, &rec.ports),
-                            "withdraw ports",
+                        && let Err(source) = self.nft_apply(
+                            &nfnl::withdraw_ops(ip, &rec.ports),
+                            &format!("withdraw ports from table ip {}", self.table),
                         )
                     {
                         errors.push(Error::Nft { task: t(), source });
@@ -1043,12 +1085,8 @@ impl Network {
             Err(e) => e.failures,
         };
         let mut errors = Vec::new();
-        if let Ok(nft) = &self.nft
-            && let Err(source) = nft::run(
-                nft,
-                &nft::delete_table_script(&self.table),
-                &format!("delete table ip {}", self.table),
-            )
+        if self.nft.is_ok()
+            && let Err(source) = self.delete_table()
         {
             errors.push(Error::Nft {
                 task: "*".into(),

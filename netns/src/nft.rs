@@ -1,17 +1,16 @@
-//! Our own nftables table (egress masquerade, port DNAT maps), driven by `nft -f -`
-//! with one atomic batch per change; no other table is ever read, flushed or edited.
+//! Our own nftables table (egress masquerade, port DNAT maps), written by `nft -f -` in
+//! one atomic batch when a network's first task needs it; no other table is ever read,
+//! flushed or edited.
 //!
 //! Port publishing is two maps (tcp, udp) from host port to `task-ip . container-port`,
-//! so a task's ports are added and removed as map elements without rule handles.
+//! so a task's ports are added and removed as map elements without rule handles —
+//! through nf_tables netlink on a kept socket ([`crate::nfnl`]), not by `nft`.
 
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::Protocol;
 use crate::ipam::Subnet;
-use crate::state::Reservation;
 
 /// A failed `nft` run.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +24,12 @@ pub enum NftError {
     },
     #[error("failed to {what}: nft said: {stderr}")]
     Rejected { what: String, stderr: String },
+    #[error("failed to {what} (nf_tables netlink)")]
+    Netlink {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Finds the `nft` binary in the usual sbin directories and `$PATH`.
@@ -43,13 +48,12 @@ pub fn table_name(bridge: &str) -> String {
     format!("minifargate_{}", bridge.replace('-', "_"))
 }
 
-/// The batch that (re)creates the table from scratch: any stale copy left by a crash
-/// is dropped first (`table` then `delete table` makes the delete never fail).
+/// The batch that creates the table. A stale copy left by a crash is deleted first,
+/// through netlink ([`crate::nfnl::Op::DelTable`]): a delete in `nft`'s own batch would
+/// make its exit wait for an RCU grace period (see [`crate::nfnl`]).
 pub fn create_table_script(table: &str, bridge: &str, subnet: Subnet) -> String {
     format!(
-        r#"table ip {table}
-delete table ip {table}
-table ip {table} {{
+        r#"table ip {table} {{
   map tcp_ports {{ type inet_service : ipv4_addr . inet_service; }}
   map udp_ports {{ type inet_service : ipv4_addr . inet_service; }}
   chain prerouting {{
@@ -71,46 +75,6 @@ table ip {table} {{
 }}
 "#
     )
-}
-
-/// The batch that removes the table (never fails if it is already gone).
-pub fn delete_table_script(table: &str) -> String {
-    format!("table ip {table}\ndelete table ip {table}\n")
-}
-
-fn map_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp_ports",
-        Protocol::Udp => "udp_ports",
-    }
-}
-
-/// The batch that publishes a task's ports.
-pub fn add_ports_script(table: &str, ip: Ipv4Addr, ports: &[Reservation]) -> String {
-    let mut s = String::new();
-    for r in ports {
-        s.push_str(&format!(
-            "add element ip {table} {} {{ {} : {ip} . {} }}\n",
-            map_name(r.protocol),
-            r.host_port,
-            r.container_port
-        ));
-    }
-    s
-}
-
-/// The batch that withdraws a task's ports. Each element is added before it is deleted
-/// so the batch also succeeds when a crash stopped setup before the elements existed.
-pub fn delete_ports_script(table: &str, ip: Ipv4Addr, ports: &[Reservation]) -> String {
-    let mut s = add_ports_script(table, ip, ports);
-    for r in ports {
-        s.push_str(&format!(
-            "delete element ip {table} {} {{ {} }}\n",
-            map_name(r.protocol),
-            r.host_port
-        ));
-    }
-    s
 }
 
 /// Runs `script` through `nft -f -` as one atomic transaction.
@@ -150,33 +114,9 @@ mod tests {
     fn table_script_masquerades_only_our_subnet() {
         let s = create_table_script("minifargate_mfg0", "mfg0", "10.94.0.0/16".parse().unwrap());
         assert!(s.contains("ip saddr 10.94.0.0/16 ip daddr != 10.94.0.0/16 masquerade"));
-        assert!(s.starts_with("table ip minifargate_mfg0\ndelete table ip minifargate_mfg0\n"));
+        assert!(s.starts_with("table ip minifargate_mfg0 {\n"));
+        assert!(!s.contains("delete"));
         assert!(!s.contains("flush"));
-    }
-
-    #[test]
-    fn port_scripts_add_then_delete() {
-        let ports = [
-            Reservation {
-                protocol: Protocol::Tcp,
-                host_port: 8080,
-                container_port: 80,
-            },
-            Reservation {
-                protocol: Protocol::Udp,
-                host_port: 5353,
-                container_port: 53,
-            },
-        ];
-        let ip = Ipv4Addr::new(10, 94, 0, 5);
-        assert_eq!(
-            add_ports_script("t", ip, &ports),
-            "add element ip t tcp_ports { 8080 : 10.94.0.5 . 80 }\nadd element ip t udp_ports { 5353 : 10.94.0.5 . 53 }\n"
-        );
-        let del = delete_ports_script("t", ip, &ports);
-        assert!(del.ends_with(
-            "delete element ip t tcp_ports { 8080 }\ndelete element ip t udp_ports { 5353 }\n"
-        ));
     }
 
     #[test]

@@ -397,14 +397,16 @@ fn host_reaches_published_ports_via_loopback_and_bridge_address() {
     assert_eq!(&buf[..n], b"pong");
 
     f.net.teardown("bridged").unwrap();
-    // Withdrawn: nothing answers on the old host port any more.
-    assert!(
-        TcpStream::connect_timeout(
-            &SocketAddr::from((Ipv4Addr::LOCALHOST, tcp.host_port)),
-            Duration::from_millis(500)
-        )
-        .is_err()
-    );
+    // Withdrawn while other tasks still hold the table: the old host port now reaches a
+    // host process listening there, not the (gone) task.
+    let host = TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp.host_port)).unwrap();
+    let c = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, tcp.host_port)),
+        Duration::from_secs(2),
+    )
+    .expect("the withdrawn port reaches the host listener");
+    let (_, peer) = host.accept().unwrap();
+    assert_eq!(peer, c.local_addr().unwrap());
 }
 
 #[test]
@@ -782,13 +784,13 @@ fn lease_is_held_while_something_pins_the_namespace() {
 
 #[test]
 fn a_failure_late_in_setup_removes_everything_it_made() {
-    // An `nft` that creates the table but refuses to publish ports: setup fails after
-    // the netns, veth and addresses exist.
+    // An `nft` that creates the table without the tcp port map: the kernel then
+    // refuses to publish the port, after the netns, veth and addresses exist.
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("nft");
     std::fs::write(
         &fake,
-        "#!/bin/sh\nin=$(cat)\ncase \"$in\" in *'add element'*) echo 'Error: refused by test' >&2; exit 1;; esac\nprintf '%s\\n' \"$in\" | nft \"$@\"\n",
+        "#!/bin/sh\nsed 's/@tcp_ports/@udp_ports/; s/map tcp_ports/map tcp_ports_renamed/' | nft \"$@\"\n",
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -810,10 +812,61 @@ fn a_failure_late_in_setup_removes_everything_it_made() {
         "{}",
         std::error::Error::source(std::error::Error::source(&err).unwrap()).unwrap()
     );
-    assert!(text.contains("refused by test"), "{text}");
+    assert!(
+        text.contains("failed to publish ports in table ip"),
+        "{text}"
+    );
+    assert!(
+        format!("{:?}", err).contains("NotFound"),
+        "the kernel's ENOENT is kept: {err:?}"
+    );
     assert_gone(&f, "doomed");
     assert!(
         !nft_table_exists(f.net.nft_table()),
         "the table made for it is gone too"
     );
+}
+
+fn nft_list_table(table: &str) -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn netlink_table_is_the_nft_script_ruleset() {
+    // The table is written through netlink; the same ruleset as text lives in
+    // nft::create_table_script. Both must list the same, names and subnet aside.
+    let ours = fixture();
+    let scripted = fixture_with(|c| c.nft = Some(netns::nft::find_nft().expect("nft installed")));
+    let spec = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(free_port())],
+        ..awsvpc()
+    };
+    let a = ours.net.setup_task("a", &spec).unwrap();
+    let b = scripted.net.setup_task("b", &awsvpc()).unwrap();
+    let normalise = |f: &Fixture, text: String| {
+        let cfg = f.net.config();
+        let net = cfg.subnet.network().to_string();
+        text.replace(f.net.nft_table(), "TABLE")
+            .replace(&cfg.bridge, "BRIDGE")
+            .replace(&net[..net.rfind('.').unwrap()], "SUBNET")
+    };
+    let listed = nft_list_table(ours.net.nft_table());
+    // The published port is an element of the tcp map.
+    let port = a.bindings[0].host_port;
+    assert!(
+        listed.contains(&format!("{port} : {} . {port}", a.ip.unwrap())),
+        "{listed}"
+    );
+    ours.net.teardown("a").unwrap();
+    let _keep = ours.net.setup_task("keep", &awsvpc()).unwrap();
+    assert_eq!(
+        normalise(&ours, nft_list_table(ours.net.nft_table())),
+        normalise(&scripted, nft_list_table(scripted.net.nft_table()))
+    );
+    drop(b);
 }

@@ -438,7 +438,7 @@ fn attach(
     g: &GlobalOpts,
     store: &mut Store,
     ids: &[String],
-    mut children: Vec<Child>,
+    children: Vec<Child>,
 ) -> anyhow::Result<ExitCode> {
     let interrupts = Arc::new(AtomicUsize::new(0));
     let n = interrupts.clone();
@@ -462,6 +462,24 @@ fn attach(
                 }
             });
         })?;
+    // One thread per supervisor waits for it to exit: the loop below sleeps on this
+    // channel, so a supervisor's exit (right after it wrote STOPPED) wakes it at once
+    // instead of at the next poll of the store.
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<()>();
+    let mut waiters = Vec::new();
+    for mut c in children {
+        let tx = exited_tx.clone();
+        waiters.push(
+            std::thread::Builder::new()
+                .name("supervisor-wait".into())
+                .spawn(move || {
+                    let _ = c.wait();
+                    let _ = tx.send(());
+                })?,
+        );
+    }
+    drop(exited_tx);
+    let mut supervisor_exited = false;
     let colour = std::io::stdout().is_terminal();
     let mut streams = Vec::new();
     for id in ids {
@@ -525,11 +543,9 @@ fn attach(
                 }
             }
         }
-        if last_check.elapsed() >= Duration::from_millis(25) {
+        if supervisor_exited || last_check.elapsed() >= Duration::from_millis(25) {
             last_check = Instant::now();
-            if children
-                .iter_mut()
-                .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+            if std::mem::take(&mut supervisor_exited)
                 // Dead supervisors only: no pruning of the tasks we follow.
                 && let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root)
             {
@@ -547,7 +563,14 @@ fn attach(
             }
         }
         if !printed {
-            std::thread::sleep(Duration::from_millis(10));
+            match exited_rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(()) => supervisor_exited = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // Every supervisor has exited (and been reported): poll the store.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+            }
         }
     }
     let mut printed = false;
@@ -556,8 +579,8 @@ fn attach(
     }
     out.flush().ok();
     drop(out);
-    for mut c in children {
-        let _ = c.wait();
+    for w in waiters {
+        let _ = w.join();
     }
     exit_code(store, ids)
 }

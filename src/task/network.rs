@@ -7,7 +7,7 @@
 //! docs/run-task.md), ports published hostPort → containerPort, dynamic when 0 or absent.
 //! `host`: the host's namespace (ports only checked and reserved). `none`: loopback only.
 //! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
-//! `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
+//! optional `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
 use crate::store::{NetworkRow, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
@@ -131,8 +131,8 @@ pub fn open(
         run_root: state_dir(run_root, bridge),
         bridge: bridge.into(),
         subnet,
-        // The `nft` binary to use (default: looked up). A path that does not exist runs
-        // tasks as on a host without nftables.
+        // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
+        // binary instead; a path that does not exist runs tasks as on a host without nftables.
         nft: std::env::var_os("MINIFARGATE_NFT")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),

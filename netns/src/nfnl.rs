@@ -1,0 +1,872 @@
+//! The per-task nftables changes — publishing and withdrawing a task's ports, and
+//! dropping our table — as nf_tables netlink batches on one kept socket, instead of one
+//! `nft -f -` process per change.
+//!
+//! Why (measured on kernel 6.18, see docs/benchmarks.md "Network"): the kernel commits
+//! such a batch in ~20–70 µs; the cost of `nft` was its process start and cache dumps
+//! (2–6 ms) and, after any batch that *deletes* something, closing its netlink socket:
+//! releasing an `NETLINK_NETFILTER` socket waits for nf_tables' pending destroy work,
+//! which waits for an RCU grace period (7–16 ms here) while holding nf_tables' commit
+//! mutex. This socket is kept for the life of the [`Nfnl`] and, if it deleted something
+//! recently, closed by a short-lived thread once the grace period is over.
+//!
+//! Only the messages the crate needs are encoded here: `NEWSETELEM`/`DELSETELEM` for
+//! `inet_service : ipv4_addr . inet_service` maps and `DELTABLE`. The table's rules are
+//! still written by `nft` (once per network; see [`crate::nft`]). No pure-Rust crate
+//! with a licence compatible with ours covers nf_tables set elements (`rustables` is
+//! GPL-3.0; `nftnl` binds the C libnftnl and libmnl).
+//!
+//! Ref: linux include/uapi/linux/netfilter/nf_tables.h, nfnetlink.h; batches are
+//! processed synchronously in `sendmsg` (net/netfilter/nfnetlink.c), so every
+//! acknowledgement is queued by the time the send returns.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use crate::Protocol;
+use crate::ipam::Subnet;
+use crate::nft::NftError;
+use crate::state::Reservation;
+
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_APPEND: u16 = 0x800;
+const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
+
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DATA_TYPE: u16 = 6;
+const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_ID: u16 = 10;
+const NFT_SET_MAP: u32 = 0x8;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+/// nft's datatypes (src/datatype.h): `inet_service`, and `ipv4_addr . inet_service`
+/// (a concatenation: the types shifted by 6 bits each).
+const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_IPV4_ADDR: u32 = 7;
+const NF_ACCEPT: u32 = 1;
+/// The 16-byte register 1 and the 32-bit register 9 (the second word of register 1).
+const REG_1: u32 = 1;
+const REG32_01: u32 = 9;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+
+const AF_UNSPEC: u8 = 0;
+const AF_INET: u8 = 2;
+
+/// The port map of `protocol` in our table.
+pub fn map_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp_ports",
+        Protocol::Udp => "udp_ports",
+    }
+}
+
+/// One netlink message under construction, with nested attributes.
+struct Msg {
+    buf: Vec<u8>,
+    nests: Vec<usize>,
+}
+
+impl Msg {
+    fn new(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> Self {
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by finish
+        buf.extend_from_slice(&kind.to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+        buf.push(family);
+        buf.push(0); // NFNETLINK_V0
+        buf.extend_from_slice(&res_id.to_be_bytes());
+        Self {
+            buf,
+            nests: Vec::new(),
+        }
+    }
+
+    fn pad(&mut self) {
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+
+    fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
+        let len = u16::try_from(4 + value.len()).expect("attribute fits");
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(value);
+        self.pad();
+        self
+    }
+
+    fn str_attr(&mut self, kind: u16, s: &str) -> &mut Self {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.attr(kind, &v)
+    }
+
+    fn begin(&mut self, kind: u16) -> &mut Self {
+        self.nests.push(self.buf.len());
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self
+    }
+
+    fn end(&mut self) -> &mut Self {
+        let at = self.nests.pop().expect("balanced nests");
+        let len = u16::try_from(self.buf.len() - at).expect("nest fits");
+        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        self
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        assert!(self.nests.is_empty(), "unbalanced nests");
+        let len = u32::try_from(self.buf.len()).expect("message fits");
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf
+    }
+}
+
+fn nft_type(msg: u16) -> u16 {
+    (NFNL_SUBSYS_NFTABLES << 8) | msg
+}
+
+/// A netfilter hook of a base chain (`enum nf_inet_hooks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting = 0,
+    Output = 3,
+    Postrouting = 4,
+}
+
+/// The nf_tables expressions our rules use; all load into and compare register 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// `fib daddr type`: the route type of the destination address.
+    FibDaddrType,
+    /// `meta l4proto`.
+    MetaL4proto,
+    /// `meta oifname`.
+    MetaOifname,
+    /// `ct status`.
+    CtStatus,
+    /// Load `len` bytes at `offset` of the network (`transport: false`) or transport
+    /// header.
+    Payload {
+        transport: bool,
+        offset: u32,
+        len: u32,
+    },
+    /// `reg1 = reg1 & mask` (xor 0), over `mask.len()` bytes.
+    And {
+        mask: Vec<u8>,
+    },
+    /// Compare register 1 with `data`: equal, or not equal.
+    Cmp {
+        eq: bool,
+        data: Vec<u8>,
+    },
+    /// Look register 1 up in map `set`; the data goes to registers 1 and 9.
+    Lookup {
+        set: &'static str,
+        set_id: u32,
+    },
+    /// DNAT to address register 1, port register 9.
+    Dnat,
+    Masquerade,
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    NewTable,
+    /// A map `inet_service : ipv4_addr . inet_service` (host port → task ip . port).
+    NewPortMap {
+        name: &'static str,
+        id: u32,
+    },
+    /// A nat base chain with policy accept.
+    NewNatChain {
+        name: &'static str,
+        hook: Hook,
+        priority: i32,
+    },
+    NewRule {
+        chain: &'static str,
+        exprs: Vec<Expr>,
+    },
+    Add {
+        set: &'static str,
+        key: Vec<u8>,
+        data: Vec<u8>,
+    },
+    Del {
+        set: &'static str,
+        key: Vec<u8>,
+    },
+    DelTable,
+}
+
+/// The map key of a host port (`inet_service`, network order).
+fn port_key(port: u16) -> Vec<u8> {
+    port.to_be_bytes().to_vec()
+}
+
+/// The map data `ip . port` (a concatenation: each part padded to 32 bits).
+fn dnat_data(ip: Ipv4Addr, port: u16) -> Vec<u8> {
+    let mut v = ip.octets().to_vec();
+    v.extend_from_slice(&port.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+/// The elements that publish `ports` of the task at `ip`.
+pub fn publish_ops(ip: Ipv4Addr, ports: &[Reservation]) -> Vec<Op> {
+    ports
+        .iter()
+        .map(|r| Op::Add {
+            set: map_name(r.protocol),
+            key: port_key(r.host_port),
+            data: dnat_data(ip, r.container_port),
+        })
+        .collect()
+}
+
+/// The batch that withdraws `ports`. Each element is (re-)added before it is deleted,
+/// so the batch also succeeds when a crash stopped setup before the elements existed.
+pub fn withdraw_ops(ip: Ipv4Addr, ports: &[Reservation]) -> Vec<Op> {
+    let mut ops = publish_ops(ip, ports);
+    ops.extend(ports.iter().map(|r| Op::Del {
+        set: map_name(r.protocol),
+        key: port_key(r.host_port),
+    }));
+    ops
+}
+
+/// Encodes `ops` on table `table` as one batch; returns the bytes and the sequence
+/// numbers of the operations (each is acknowledged).
+fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) {
+    let mut out = Msg::new(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        first_seq,
+        AF_UNSPEC,
+        NFNL_SUBSYS_NFTABLES,
+    )
+    .finish();
+    let mut seqs = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let seq = first_seq.wrapping_add(1 + i as u32);
+        seqs.push(seq);
+        let m = match op {
+            Op::Add { set, key, data } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_NEWSETELEM),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
+                    .str_attr(NFTA_SET_ELEM_LIST_SET, set)
+                    .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
+                    .begin(NFTA_LIST_ELEM)
+                    .begin(NFTA_SET_ELEM_KEY)
+                    .attr(NFTA_DATA_VALUE, key)
+                    .end()
+                    .begin(NFTA_SET_ELEM_DATA)
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end()
+                    .end()
+                    .end();
+                m
+            }
+            Op::Del { set, key } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_DELSETELEM),
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
+                    .str_attr(NFTA_SET_ELEM_LIST_SET, set)
+                    .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
+                    .begin(NFTA_LIST_ELEM)
+                    .begin(NFTA_SET_ELEM_KEY)
+                    .attr(NFTA_DATA_VALUE, key)
+                    .end()
+                    .end()
+                    .end();
+                m
+            }
+            Op::NewTable => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_NEWTABLE),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_TABLE_NAME, table);
+                m
+            }
+            Op::NewPortMap { name, id } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_NEWSET),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_SET_TABLE, table)
+                    .str_attr(NFTA_SET_NAME, name)
+                    .attr(NFTA_SET_FLAGS, &NFT_SET_MAP.to_be_bytes())
+                    .attr(NFTA_SET_KEY_TYPE, &TYPE_INET_SERVICE.to_be_bytes())
+                    .attr(NFTA_SET_KEY_LEN, &2u32.to_be_bytes())
+                    .attr(
+                        NFTA_SET_DATA_TYPE,
+                        &(TYPE_IPV4_ADDR << 6 | TYPE_INET_SERVICE).to_be_bytes(),
+                    )
+                    .attr(NFTA_SET_DATA_LEN, &8u32.to_be_bytes())
+                    .attr(NFTA_SET_ID, &id.to_be_bytes());
+                m
+            }
+            Op::NewNatChain {
+                name,
+                hook,
+                priority,
+            } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_NEWCHAIN),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_CHAIN_TABLE, table)
+                    .str_attr(NFTA_CHAIN_NAME, name)
+                    .begin(NFTA_CHAIN_HOOK)
+                    .attr(NFTA_HOOK_HOOKNUM, &(*hook as u32).to_be_bytes())
+                    .attr(NFTA_HOOK_PRIORITY, &priority.to_be_bytes())
+                    .end()
+                    .attr(NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes())
+                    .str_attr(NFTA_CHAIN_TYPE, "nat");
+                m
+            }
+            Op::NewRule { chain, exprs } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_NEWRULE),
+                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_RULE_TABLE, table)
+                    .str_attr(NFTA_RULE_CHAIN, chain)
+                    .begin(NFTA_RULE_EXPRESSIONS);
+                for e in exprs {
+                    encode_expr(&mut m, e);
+                }
+                m.end();
+                m
+            }
+            Op::DelTable => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_DELTABLE),
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_TABLE_NAME, table);
+                m
+            }
+        };
+        out.extend_from_slice(&m.finish());
+    }
+    let end_seq = first_seq.wrapping_add(1 + ops.len() as u32);
+    out.extend_from_slice(
+        &Msg::new(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            end_seq,
+            AF_UNSPEC,
+            NFNL_SUBSYS_NFTABLES,
+        )
+        .finish(),
+    );
+    (out, seqs)
+}
+
+fn be(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// Appends one expression (`NFTA_LIST_ELEM { name, data { … } }`) to a rule.
+/// Ref: include/uapi/linux/netfilter/nf_tables.h for each expression's attributes.
+fn encode_expr(m: &mut Msg, e: &Expr) {
+    let name = match e {
+        Expr::FibDaddrType => "fib",
+        Expr::MetaL4proto | Expr::MetaOifname => "meta",
+        Expr::CtStatus => "ct",
+        Expr::Payload { .. } => "payload",
+        Expr::And { .. } => "bitwise",
+        Expr::Cmp { .. } => "cmp",
+        Expr::Lookup { .. } => "lookup",
+        Expr::Dnat => "nat",
+        Expr::Masquerade => "masq",
+    };
+    m.begin(NFTA_LIST_ELEM).str_attr(NFTA_EXPR_NAME, name);
+    if *e != Expr::Masquerade {
+        m.begin(NFTA_EXPR_DATA);
+        match e {
+            // NFTA_FIB_DREG, _RESULT (NFT_FIB_RESULT_ADDRTYPE), _FLAGS (NFTA_FIB_F_DADDR)
+            Expr::FibDaddrType => {
+                m.attr(1, &be(REG_1)).attr(2, &be(3)).attr(3, &be(1 << 1));
+            }
+            // NFTA_META_DREG, _KEY (NFT_META_L4PROTO / NFT_META_OIFNAME)
+            Expr::MetaL4proto => {
+                m.attr(1, &be(REG_1)).attr(2, &be(16));
+            }
+            Expr::MetaOifname => {
+                m.attr(1, &be(REG_1)).attr(2, &be(7));
+            }
+            // NFTA_CT_DREG, _KEY (NFT_CT_STATUS)
+            Expr::CtStatus => {
+                m.attr(1, &be(REG_1)).attr(2, &be(2));
+            }
+            // NFTA_PAYLOAD_DREG, _BASE (network 1, transport 2), _OFFSET, _LEN
+            Expr::Payload {
+                transport,
+                offset,
+                len,
+            } => {
+                m.attr(1, &be(REG_1))
+                    .attr(2, &be(if *transport { 2 } else { 1 }))
+                    .attr(3, &be(*offset))
+                    .attr(4, &be(*len));
+            }
+            // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK { value }, _XOR { value }
+            Expr::And { mask } => {
+                m.attr(1, &be(REG_1))
+                    .attr(2, &be(REG_1))
+                    .attr(3, &be(mask.len() as u32))
+                    .begin(4)
+                    .attr(NFTA_DATA_VALUE, mask)
+                    .end()
+                    .begin(5)
+                    .attr(NFTA_DATA_VALUE, &vec![0; mask.len()])
+                    .end();
+            }
+            // NFTA_CMP_SREG, _OP (NFT_CMP_EQ 0, NFT_CMP_NEQ 1), _DATA { value }
+            Expr::Cmp { eq, data } => {
+                m.attr(1, &be(REG_1))
+                    .attr(2, &be(if *eq { 0 } else { 1 }))
+                    .begin(3)
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end();
+            }
+            // NFTA_LOOKUP_SET, _SREG, _DREG, _SET_ID
+            Expr::Lookup { set, set_id } => {
+                m.str_attr(1, set)
+                    .attr(2, &be(REG_1))
+                    .attr(3, &be(REG_1))
+                    .attr(4, &be(*set_id));
+            }
+            // NFTA_NAT_TYPE (NFT_NAT_DNAT), _FAMILY (NFPROTO_IPV4), _REG_ADDR_MIN,
+            // _REG_PROTO_MIN; the kernel derives the range flags from the registers.
+            Expr::Dnat => {
+                m.attr(1, &be(1))
+                    .attr(2, &be(2))
+                    .attr(3, &be(REG_1))
+                    .attr(5, &be(REG32_01));
+            }
+            Expr::Masquerade => unreachable!(),
+        }
+        m.end();
+    }
+    m.end();
+}
+
+/// `ip saddr|daddr <subnet>` (or `!=`): load the address, mask it, compare.
+fn match_subnet(daddr: bool, subnet: Subnet, eq: bool) -> [Expr; 3] {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(subnet.prefix()))
+        .unwrap_or(0);
+    [
+        Expr::Payload {
+            transport: false,
+            offset: if daddr { 16 } else { 12 },
+            len: 4,
+        },
+        Expr::And {
+            mask: mask.to_be_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            eq,
+            data: subnet.network().octets().to_vec(),
+        },
+    ]
+}
+
+/// `oifname "<name>"`: interface names compare as 16 zero-padded bytes (IFNAMSIZ).
+fn match_oifname(name: &str) -> [Expr; 2] {
+    let mut data = name.as_bytes().to_vec();
+    data.resize(16, 0);
+    [Expr::MetaOifname, Expr::Cmp { eq: true, data }]
+}
+
+/// The batch that deletes our table, and succeeds if it does not exist.
+pub fn delete_table_ops() -> Vec<Op> {
+    vec![Op::NewTable, Op::DelTable]
+}
+
+/// The batch that creates our table — the same ruleset as
+/// [`crate::nft::create_table_script`] (a test compares the two as `nft` lists them):
+/// port maps, DNAT of local destinations in prerouting and output, and masquerade of
+/// the subnet's egress, of 127.0.0.0/8 sources DNATed onto the bridge and of hairpin
+/// traffic.
+pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
+    let maps = [(Protocol::Tcp, 1u32, 6u8), (Protocol::Udp, 2, 17)];
+    let dnat = |proto: u8, set: &'static str, set_id: u32| {
+        vec![
+            Expr::FibDaddrType,
+            // RTN_LOCAL, as a host-order u32
+            Expr::Cmp {
+                eq: true,
+                data: 2u32.to_ne_bytes().to_vec(),
+            },
+            Expr::MetaL4proto,
+            Expr::Cmp {
+                eq: true,
+                data: vec![proto],
+            },
+            Expr::Payload {
+                transport: true,
+                offset: 2,
+                len: 2,
+            },
+            Expr::Lookup { set, set_id },
+            Expr::Dnat,
+        ]
+    };
+    // A stale copy left by a crash goes in the same batch: declaring the table first
+    // makes the delete never fail (a failed batch costs an RCU grace period in the
+    // kernel's abort path; `DESTROYTABLE` needs Linux 6.3).
+    let mut ops = delete_table_ops();
+    ops.push(Op::NewTable);
+    for (p, id, _) in maps {
+        ops.push(Op::NewPortMap {
+            name: map_name(p),
+            id,
+        });
+    }
+    for (chain, hook, priority) in [
+        ("prerouting", Hook::Prerouting, -100),
+        ("output", Hook::Output, -100),
+        ("postrouting", Hook::Postrouting, 100),
+    ] {
+        ops.push(Op::NewNatChain {
+            name: chain,
+            hook,
+            priority,
+        });
+    }
+    for chain in ["prerouting", "output"] {
+        for (p, id, proto) in maps {
+            ops.push(Op::NewRule {
+                chain,
+                exprs: dnat(proto, map_name(p), id),
+            });
+        }
+    }
+    let mut egress = match_subnet(false, subnet, true).to_vec();
+    egress.extend(match_subnet(true, subnet, false));
+    egress.push(Expr::Masquerade);
+    let mut local = match_oifname(bridge).to_vec();
+    local.extend(match_subnet(
+        false,
+        Subnet::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("valid"),
+        true,
+    ));
+    local.push(Expr::Masquerade);
+    let mut hairpin = match_oifname(bridge).to_vec();
+    hairpin.extend(match_subnet(false, subnet, true));
+    hairpin.extend([
+        Expr::CtStatus,
+        // IPS_DST_NAT, host order
+        Expr::And {
+            mask: 0x20u32.to_ne_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            eq: false,
+            data: vec![0; 4],
+        },
+        Expr::Masquerade,
+    ]);
+    for exprs in [egress, local, hairpin] {
+        ops.push(Op::NewRule {
+            chain: "postrouting",
+            exprs,
+        });
+    }
+    ops
+}
+
+/// A kept `NETLINK_NETFILTER` socket.
+pub struct Nfnl {
+    sock: Option<Socket>,
+    seq: u32,
+    /// When this socket last committed a deletion (see the module doc: closing the
+    /// socket within a grace period of it would wait for that grace period).
+    deleted_at: Option<Instant>,
+}
+
+impl Nfnl {
+    /// Opens the socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self, NftError> {
+        let err = |source| NftError::Netlink {
+            what: "open an nf_tables netlink socket".into(),
+            source,
+        };
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(err)?;
+        sock.bind_auto().map_err(err)?;
+        Ok(Self {
+            sock: Some(sock),
+            seq: fastrand::u32(1..u32::MAX / 2),
+            deleted_at: None,
+        })
+    }
+
+    /// Commits `ops` on table `table` as one atomic batch; on any error nothing changed.
+    pub fn apply(&mut self, table: &str, ops: &[Op], what: &str) -> Result<(), NftError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let err = |source| NftError::Netlink {
+            what: what.into(),
+            source,
+        };
+        let first = self.seq;
+        self.seq = self.seq.wrapping_add(ops.len() as u32 + 2);
+        let (bytes, seqs) = encode_batch(table, ops, first);
+        let sock = self.sock.as_ref().expect("open until dropped");
+        sock.send_to(&bytes, &SocketAddr::new(0, 0), 0)
+            .map_err(err)?;
+        if ops
+            .iter()
+            .any(|o| matches!(o, Op::Del { .. } | Op::DelTable))
+        {
+            self.deleted_at = Some(Instant::now());
+        }
+        // The kernel has processed the batch when send returns: read the acks without
+        // blocking. An error for the batch header itself ends the batch early.
+        let mut pending: Vec<u32> = seqs.clone();
+        let mut first_error: Option<i32> = None;
+        let mut buf = Vec::with_capacity(16 * 1024);
+        while !pending.is_empty() {
+            buf.clear();
+            let n = sock.recv(&mut buf, nix::libc::MSG_DONTWAIT).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the kernel did not acknowledge every message of the batch",
+                    ))
+                } else {
+                    err(e)
+                }
+            })?;
+            for (seq, code) in parse_acks(&buf[..n]).map_err(err)? {
+                if seq == first && code != 0 {
+                    return Err(err(io::Error::from_raw_os_error(-code)));
+                }
+                pending.retain(|&s| s != seq);
+                if code != 0 && first_error.is_none() {
+                    first_error = Some(code);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(c) => Err(err(io::Error::from_raw_os_error(-c))),
+        }
+    }
+}
+
+/// The (sequence, error code) of every `NLMSG_ERROR` (code 0: an ack) in `buf`.
+fn parse_acks(mut buf: &[u8]) -> io::Result<Vec<(u32, i32)>> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let mut out = Vec::new();
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        if len < 16 || len > buf.len() {
+            return Err(bad("malformed netlink reply"));
+        }
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
+        let seq = u32::from_ne_bytes(buf[8..12].try_into().expect("4 bytes"));
+        if kind == NLMSG_ERROR {
+            if len < 20 {
+                return Err(bad("short netlink error message"));
+            }
+            let code = i32::from_ne_bytes(buf[16..20].try_into().expect("4 bytes"));
+            out.push((seq, code));
+        }
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    Ok(out)
+}
+
+/// How long after a deletion closing the socket may still wait for its grace period
+/// (and hold nf_tables' commit mutex meanwhile, stalling every other nf_tables change
+/// on the host). Grace periods measured 7–16 ms here.
+const CLOSE_AFTER_DELETE: Duration = Duration::from_millis(50);
+
+impl Drop for Nfnl {
+    fn drop(&mut self) {
+        let Some(sock) = self.sock.take() else { return };
+        // Closing right after a deletion waits for nf_tables' destroy work (an RCU grace
+        // period) with the commit mutex held. A thread closes it once that work is done,
+        // so neither the caller nor other nf_tables users wait. If the process exits
+        // first, its exit pays the rest of the grace period instead.
+        let Some(wait) = self
+            .deleted_at
+            .and_then(|t| CLOSE_AFTER_DELETE.checked_sub(t.elapsed()))
+        else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("nfnl-close".into())
+            .spawn(move || {
+                std::thread::sleep(wait);
+                drop(sock);
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "closed the nf_tables socket inline");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `nft` 1.0.6 sent (strace) for
+    /// `add element ip mfgperf_probe tcp_ports { 45678 : 10.99.0.5 . 80 }`, minus its
+    /// flags (it asks for no ack), sequence numbers and the set id (only needed for a
+    /// set created in the same batch).
+    #[test]
+    fn add_element_matches_what_nft_sends() {
+        let ops = publish_ops(
+            Ipv4Addr::new(10, 99, 0, 5),
+            &[Reservation {
+                protocol: Protocol::Tcp,
+                host_port: 45678,
+                container_port: 80,
+            }],
+        );
+        let (bytes, seqs) = encode_batch("mfgperf_probe", &ops, 7);
+        assert_eq!(seqs, [8]);
+        assert_eq!(bytes.len(), 20 + 92 + 20);
+        let begin = &bytes[..20];
+        assert_eq!(&begin[4..6], &NFNL_MSG_BATCH_BEGIN.to_ne_bytes());
+        assert_eq!(&begin[16..20], &[0, 0, 0, 10]); // AF_UNSPEC, v0, res_id 10 (BE)
+        let m = &bytes[20..112];
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 92);
+        assert_eq!(&m[4..6], &((10u16 << 8) | 12).to_ne_bytes());
+        assert_eq!(u16::from_ne_bytes(m[6..8].try_into().unwrap()), 0x405);
+        assert_eq!(&m[16..20], &[2, 0, 0, 0]);
+        let mut attrs = Vec::new();
+        attrs.extend_from_slice(b"\x12\x00\x01\x00mfgperf_probe\x00\x00\x00");
+        attrs.extend_from_slice(b"\x0e\x00\x02\x00tcp_ports\x00\x00\x00");
+        attrs.extend_from_slice(b"\x24\x00\x03\x80");
+        attrs.extend_from_slice(b"\x20\x00\x01\x80\x0c\x00\x01\x80\x06\x00\x01\x00\xb2\x6e\x00\x00\x10\x00\x02\x80\x0c\x00\x01\x00\x0a\x63\x00\x05\x00\x50\x00\x00");
+        assert_eq!(&m[20..], &attrs[..]);
+        assert_eq!(&bytes[116..118], &NFNL_MSG_BATCH_END.to_ne_bytes());
+    }
+
+    #[test]
+    fn withdraw_adds_then_deletes_each_port() {
+        let ports = [
+            Reservation {
+                protocol: Protocol::Tcp,
+                host_port: 8080,
+                container_port: 80,
+            },
+            Reservation {
+                protocol: Protocol::Udp,
+                host_port: 5353,
+                container_port: 53,
+            },
+        ];
+        let ops = withdraw_ops(Ipv4Addr::new(10, 94, 0, 5), &ports);
+        assert_eq!(ops.len(), 4);
+        assert!(
+            matches!(&ops[0], Op::Add { set: "tcp_ports", data, .. } if data == &[10, 94, 0, 5, 0, 80, 0, 0])
+        );
+        assert!(
+            matches!(&ops[3], Op::Del { set: "udp_ports", key } if key == &5353u16.to_be_bytes())
+        );
+        let (bytes, seqs) = encode_batch("t", &ops, u32::MAX - 1);
+        assert_eq!(seqs, [u32::MAX, 0, 1, 2], "sequence numbers wrap");
+        // The delete of the key in the nft layout: 16-byte LIST_ELEM with only the key.
+        let del = [
+            0x10, 0, 1, 0x80, 0x0c, 0, 1, 0x80, 6, 0, 1, 0, 0x14, 0xe9, 0, 0,
+        ];
+        assert!(bytes.windows(del.len()).any(|w| w == del));
+    }
+
+    #[test]
+    fn acks_are_parsed_by_sequence() {
+        let mut buf = Vec::new();
+        for (seq, code) in [(5u32, 0i32), (6, -17)] {
+            buf.extend_from_slice(&36u32.to_ne_bytes());
+            buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            buf.extend_from_slice(&0u16.to_ne_bytes());
+            buf.extend_from_slice(&seq.to_ne_bytes());
+            buf.extend_from_slice(&0u32.to_ne_bytes());
+            buf.extend_from_slice(&code.to_ne_bytes());
+            buf.extend_from_slice(&[0u8; 16]);
+        }
+        assert_eq!(parse_acks(&buf).unwrap(), [(5, 0), (6, -17)]);
+        assert!(parse_acks(&buf[..20].iter().map(|_| 0xff).collect::<Vec<_>>()).is_err());
+    }
+}
