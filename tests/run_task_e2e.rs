@@ -378,9 +378,11 @@ fn stop_task_stops_a_long_running_detached_task() {
     let followed = follower.wait_with_output().unwrap();
     assert!(followed.status.success());
     assert_eq!(stdout(&followed), "up\ngot TERM\n");
-    // Supervisor gone, everything cleaned.
+    // Supervisor gone, everything cleaned. The supervisor removes its pid file before its
+    // run dir (the last thing it does), so wait for both.
+    let run_dir = env.mf.run_root.join("tasks").join(&id);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {
+    while (env.supervisor_pid(&id).is_some() || run_dir.exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     env.assert_clean(&id);
