@@ -115,13 +115,27 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
             hostname: info.as_ref().and_then(|i| i.hostname.clone()),
         });
     }
-    // The task's namespace as the network step recorded it (none in host mode).
-    let netns_path = net
+    // The task's network as the network step recorded it: its namespace (none in host
+    // mode) and the ports really published — describe-tasks shows none for awsvpc (ECS
+    // puts them on the ENI), the teaching view shows them all.
+    let recorded = net
         .as_ref()
         .and_then(|r| r.network.as_deref())
-        .and_then(|j| serde_json::from_str::<crate::task::network::Recorded>(j).ok())
-        .and_then(|r| r.net.netns_path)
-        .unwrap_or_default();
+        .and_then(|j| serde_json::from_str::<crate::task::network::Recorded>(j).ok());
+    let mut record = record;
+    if let Some(r) = &recorded {
+        for c in record["containers"].as_array_mut().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            let published: Vec<_> = r
+                .bindings
+                .iter()
+                .filter(|b| b.container == name)
+                .map(|b| &b.binding)
+                .collect();
+            c["networkBindings"] = serde_json::to_value(published)?;
+        }
+    }
+    let netns_path = recorded.and_then(|r| r.net.netns_path).unwrap_or_default();
     let report = build(proc, &mounts, &record, &views, &netns_path);
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
