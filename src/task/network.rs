@@ -644,20 +644,24 @@ pub fn gc(store: &Store, run_root: &Path) {
     let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
         return;
     };
-    let live: Vec<String> = match store.unstopped_tasks() {
-        Ok(ts) => ts.into_iter().map(|t| t.id).collect(),
+    // The live set is read inside each bridge's state lock, after its records: a task's
+    // row is committed before its supervisor sets its network up, so a task set up while
+    // this runs is always seen live (a snapshot taken first would miss it and reclaim the
+    // network of a task that just started).
+    let live = |id: &str| match store.task(id) {
+        Ok(Some((t, _))) => t.last_status != super::status::STOPPED,
+        Ok(None) => false,
         Err(e) => {
-            tracing::error!(error = %runtime::error_chain(&e), "cannot list live tasks for network GC");
-            return;
+            tracing::error!(error = %runtime::error_chain(&e), "cannot read a task for network GC");
+            true
         }
     };
-    let live: Vec<&str> = live.iter().map(String::as_str).collect();
     for d in dirs.flatten() {
         let bridge = d.file_name().to_string_lossy().into_owned();
         let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
             continue;
         };
-        match open(run_root, &s.bridge, s.subnet).map(|net| net.gc(&live)) {
+        match open(run_root, &s.bridge, s.subnet).map(|net| net.gc_where(live)) {
             Ok(Ok(ids)) => {
                 for id in ids {
                     tracing::warn!(task_id = %id, %bridge, "reclaimed the network of a task that is gone");

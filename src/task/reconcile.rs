@@ -56,10 +56,10 @@ pub fn reconcile(
         if supervisor_alive(&t, now) {
             continue;
         }
-        tracing::warn!(task_id = %t.id, pid = ?t.supervisor_pid, "task supervisor is gone: cleaning up");
         let id = t.id.clone();
-        finish_dead(store, t, root, run_root)?;
-        done.push(id);
+        if finish_dead(store, &id, root, run_root)? {
+            done.push(id);
+        }
     }
     // The safety net: whatever network state a task that is no longer live still holds
     // (e.g. a supervisor killed between recording and setting up) is given back.
@@ -67,16 +67,26 @@ pub fn reconcile(
     Ok(done)
 }
 
+/// Cleans up and stops task `id`, whose supervisor was found gone. The row is read again
+/// first: the list [`reconcile`] walks was read before the liveness check, and a
+/// supervisor that finished normally in between has already stopped its task (that is
+/// not a death to report). False when there was nothing to do.
 fn finish_dead(
     store: &mut Store,
-    mut t: TaskRow,
+    id: &str,
     root: &Path,
     run_root: &Path,
-) -> Result<(), StoreError> {
-    let paths = TaskPaths::new(root, run_root, &t.id);
-    let Some((_, containers)) = store.task(&t.id)? else {
-        return Ok(());
+) -> Result<bool, StoreError> {
+    let Some((mut t, containers)) = store.task(id)? else {
+        return Ok(false);
     };
+    if t.last_status == status::STOPPED
+        || supervisor_alive(&t, chrono::Utc::now().timestamp_millis())
+    {
+        return Ok(false);
+    }
+    tracing::warn!(task_id = %t.id, pid = ?t.supervisor_pid, "task supervisor is gone: cleaning up");
+    let paths = TaskPaths::new(root, run_root, &t.id);
     let mut errors = Vec::new();
     // Containers (processes, libcontainer state, cgroups) and the task cgroup of this task
     // only: every other task counts as live.
@@ -144,5 +154,6 @@ fn finish_dead(
     t.stopping_at.get_or_insert(now);
     t.execution_stopped_at.get_or_insert(now);
     t.stopped_at = Some(now);
-    store.save_task(&t)
+    store.save_task(&t)?;
+    Ok(true)
 }
