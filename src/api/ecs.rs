@@ -273,7 +273,7 @@ pub fn call(g: &GlobalOpts, op: &str, body: &[u8]) -> anyhow::Result<Value> {
         "ListTaskDefinitionFamilies" => {
             let i: ListInput = input(body)?;
             let status: FamilyStatus =
-                enum_field("status", i.status.as_deref())?.unwrap_or(FamilyStatus::Active);
+                enum_field("status", i.status.as_deref())?.unwrap_or_default();
             let families = taskdefs::list_family_names(g, i.family_prefix.as_deref(), status)?;
             let (families, token) = page(families, i.max_results, i.next_token.as_deref())?;
             Ok(with_token(json!({ "families": families }), token))
