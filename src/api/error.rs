@@ -76,3 +76,39 @@ pub fn classify(err: &anyhow::Error) -> EcsError {
     }
     EcsError::new("ServerException", text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_errors_keep_their_name_through_context() {
+        let e = anyhow::Error::from(EcsError::new(
+            "ClusterNotFoundException",
+            "Cluster not found.",
+        ))
+        .context("failed to run the task");
+        let c = classify(&e);
+        assert_eq!(
+            (c.kind, c.message.as_str()),
+            ("ClusterNotFoundException", "Cluster not found.")
+        );
+        assert_eq!(status_of(c.kind), 400);
+        let e = anyhow::Error::from(ResolveError::NotFound("web:3".into()))
+            .context("failed to resolve task definition web:3");
+        let c = classify(&e);
+        assert_eq!(c.kind, "ClientException");
+        assert!(
+            c.message
+                .starts_with("Unable to describe task definition web:3"),
+            "{}",
+            c.message
+        );
+        let c = classify(&anyhow::anyhow!("disk full"));
+        assert_eq!((c.kind, status_of(c.kind)), ("ServerException", 500));
+        assert_eq!(
+            EcsError::invalid("bad").to_string(),
+            "InvalidParameterException: bad"
+        );
+    }
+}
