@@ -14,6 +14,12 @@ use std::sync::Arc;
 
 /// Serves the ECS API on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(g: GlobalOpts, listen: SocketAddr) -> anyhow::Result<()> {
+    // Each call opens the store as the CLI verbs do. This connection stays open for the
+    // server's lifetime so that closing theirs is never closing the last one, which
+    // would checkpoint the WAL and fsync on every request (16 ms a call here, see
+    // docs/serve.md); SQLite checkpoints by itself as the WAL grows.
+    let _keep_open = crate::store::Store::open(&g.root)
+        .with_context(|| format!("cannot use the state store under {}", g.root.display()))?;
     let app = Router::new()
         .route("/", post(ecs::handle))
         .with_state(Arc::new(g));
