@@ -39,16 +39,16 @@ install_deps() {
 # A Python venv with moto[server] (the ECR API for the ECR test) from PyPI. A venv,
 # because Debian's own python3 refuses system-wide pip installs (PEP 668).
 install_test_python() {
-    if [ -x "$TEST_VENV/bin/moto_server" ] \
-        && "$TEST_VENV/bin/python3" -c 'import moto, cryptography' 2>/dev/null; then
+    if [ -x "$TEST_VENV/bin/moto_server" ] && [ -x "$TEST_VENV/bin/aws" ] \
+        && "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli' 2>/dev/null; then
         return 0
     fi
-    log "creating $TEST_VENV with moto[server]"
+    log "creating $TEST_VENV with moto[server] and awscli"
     rm -rf "$TEST_VENV"
     python3 -m venv "$TEST_VENV" </dev/null
-    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' </dev/null
-    "$TEST_VENV/bin/python3" -c 'import moto, cryptography' \
-        || die "moto[server] did not install into $TEST_VENV"
+    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' awscli </dev/null
+    "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli' \
+        || die "moto[server] and awscli did not install into $TEST_VENV"
 }
 
 # A free TCP port on 127.0.0.1 (the first of FROM.. that nobody listens on).

@@ -2,6 +2,7 @@
 //! would. `main` parses arguments, sets up logging and maps errors to exit codes.
 #![forbid(unsafe_code)]
 
+mod api;
 mod cli;
 mod store;
 mod supervisor;

@@ -4,6 +4,7 @@
 use super::GlobalOpts;
 use super::output::{self, OutputFormat};
 use super::tasks::{open_state, reconcile};
+use crate::api::error::EcsError;
 use crate::store::{ClusterRow, DeleteCluster, Store};
 use crate::taskdef::AwsContext;
 use anyhow::bail;
@@ -14,7 +15,11 @@ use std::process::ExitCode;
 /// The cluster ECS creates by itself on first use.
 pub const DEFAULT: &str = "default";
 
-const NOT_FOUND: &str = "ClusterNotFoundException: Cluster not found.";
+const NOT_FOUND: &str = "Cluster not found.";
+
+fn not_found(detail: String) -> EcsError {
+    EcsError::new("ClusterNotFoundException", format!("{NOT_FOUND} {detail}"))
+}
 
 /// Create a cluster, like `aws ecs create-cluster` (`default` when no name is given).
 ///
@@ -71,10 +76,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        bail!(
-            "InvalidParameterException: clusterName {name:?}: up to 255 letters (uppercase and \
-             lowercase), numbers, underscores, and hyphens are allowed"
-        );
+        bail!(EcsError::invalid(format!(
+            "clusterName {name:?}: up to 255 letters (uppercase and lowercase), numbers, \
+             underscores, and hyphens are allowed"
+        )));
     }
     Ok(())
 }
@@ -112,19 +117,31 @@ pub fn for_run(store: &mut Store, ctx: &AwsContext, cluster: &str) -> anyhow::Re
     }
     match store.cluster(&name)? {
         Some(c) if c.status == "ACTIVE" => Ok(name),
-        Some(_) => bail!(
-            "ClusterNotFoundException: The referenced cluster was inactive: {name} (create it \
-             again with `minifargate create-cluster --cluster-name {name}`)"
-        ),
-        None => bail!(
-            "{NOT_FOUND} ({name}: create it with `minifargate create-cluster --cluster-name \
-             {name}`, or leave out --cluster to use `default`)"
-        ),
+        Some(_) => bail!(EcsError::new(
+            "ClusterNotFoundException",
+            format!(
+                "The referenced cluster was inactive: {name} (create it again with `minifargate \
+                 create-cluster --cluster-name {name}`)"
+            )
+        )),
+        None => bail!(not_found(format!(
+            "({name}: create it with `minifargate create-cluster --cluster-name {name}`, or \
+             leave out --cluster to use `default`)"
+        ))),
     }
 }
 
-fn print_one(fmt: OutputFormat, c: &ClusterRow) -> anyhow::Result<()> {
-    let v = cluster_json(c);
+/// A cluster a request names must exist (`default` exists implicitly until its first
+/// task creates it): ClusterNotFoundException otherwise, as ECS answers.
+pub fn check_cluster(store: &Store, cluster: &str) -> anyhow::Result<()> {
+    let name = cluster_name(cluster);
+    if name == DEFAULT || store.cluster(name)?.is_some() {
+        return Ok(());
+    }
+    bail!(not_found(format!("({name})")))
+}
+
+fn print_one(fmt: OutputFormat, v: Value) -> anyhow::Result<()> {
     match fmt {
         OutputFormat::Json => output::print_json(&json!({ "cluster": v })),
         OutputFormat::Table => {
@@ -134,20 +151,29 @@ fn print_one(fmt: OutputFormat, c: &ClusterRow) -> anyhow::Result<()> {
     }
 }
 
-pub fn create(g: &GlobalOpts, a: CreateClusterArgs) -> anyhow::Result<ExitCode> {
-    check_name(&a.cluster_name)?;
+/// CreateCluster (CLI and API): the `Cluster` JSON.
+pub fn create_json(g: &GlobalOpts, name: &str) -> anyhow::Result<Value> {
+    check_name(name)?;
     let ctx = AwsContext::from_env();
     let mut store = open_state(g)?;
-    let arn = ctx.ecs_arn(&format!("cluster/{}", a.cluster_name));
+    let arn = ctx.ecs_arn(&format!("cluster/{name}"));
     let now = chrono::Utc::now().timestamp_millis();
-    let c = store.create_cluster(&a.cluster_name, &arn, now)?;
-    print_one(a.output.output, &c)?;
+    Ok(cluster_json(&store.create_cluster(name, &arn, now)?))
+}
+
+pub fn create(g: &GlobalOpts, a: CreateClusterArgs) -> anyhow::Result<ExitCode> {
+    print_one(a.output.output, create_json(g, &a.cluster_name)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list(g: &GlobalOpts, a: ListClustersArgs) -> anyhow::Result<ExitCode> {
+/// ListClusters (CLI and API): the ARNs of ACTIVE clusters.
+pub fn list_arns(g: &GlobalOpts) -> anyhow::Result<Vec<String>> {
     let store = open_state(g)?;
-    let arns: Vec<String> = store.list_clusters()?.into_iter().map(|c| c.arn).collect();
+    Ok(store.list_clusters()?.into_iter().map(|c| c.arn).collect())
+}
+
+pub fn list(g: &GlobalOpts, a: ListClustersArgs) -> anyhow::Result<ExitCode> {
+    let arns = list_arns(g)?;
     match a.output.output {
         OutputFormat::Json => output::print_json(&json!({ "clusterArns": arns }))?,
         OutputFormat::Table => output::arns_table("CLUSTER", &arns),
@@ -155,19 +181,24 @@ pub fn list(g: &GlobalOpts, a: ListClustersArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn describe(g: &GlobalOpts, a: DescribeClustersArgs) -> anyhow::Result<ExitCode> {
+/// DescribeClusters (CLI and API): `(clusters, failures)`; no names means `default`.
+pub fn describe_json(
+    g: &GlobalOpts,
+    wanted: &[String],
+) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
     let ctx = AwsContext::from_env();
     let mut store = open_state(g)?;
     // Task counts read the task states: finish dead tasks first.
     reconcile(g, &mut store);
-    let wanted = if a.clusters.is_empty() {
-        vec![DEFAULT.to_string()]
+    let default = [DEFAULT.to_string()];
+    let wanted = if wanted.is_empty() {
+        &default[..]
     } else {
-        a.clusters
+        wanted
     };
     let mut clusters = Vec::new();
     let mut failures = Vec::new();
-    for w in &wanted {
+    for w in wanted {
         let name = cluster_name(w);
         match store.cluster(name)? {
             Some(c) => clusters.push(cluster_json(&c)),
@@ -177,6 +208,11 @@ pub fn describe(g: &GlobalOpts, a: DescribeClustersArgs) -> anyhow::Result<ExitC
             })),
         }
     }
+    Ok((clusters, failures))
+}
+
+pub fn describe(g: &GlobalOpts, a: DescribeClustersArgs) -> anyhow::Result<ExitCode> {
+    let (clusters, failures) = describe_json(g, &a.clusters)?;
     match a.output.output {
         OutputFormat::Json => output::print_json(&json!({
             "clusters": clusters,
@@ -192,19 +228,27 @@ pub fn describe(g: &GlobalOpts, a: DescribeClustersArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn delete(g: &GlobalOpts, a: DeleteClusterArgs) -> anyhow::Result<ExitCode> {
+/// DeleteCluster (CLI and API): the INACTIVE `Cluster` JSON.
+pub fn delete_json(g: &GlobalOpts, cluster: &str) -> anyhow::Result<Value> {
     let mut store = open_state(g)?;
     // A task whose supervisor died must not keep its cluster alive.
     reconcile(g, &mut store);
-    let name = cluster_name(&a.cluster);
+    let name = cluster_name(cluster);
     match store.delete_cluster(name)? {
-        DeleteCluster::Deleted(c) => print_one(a.output.output, &c)?,
-        DeleteCluster::NotFound => bail!("{NOT_FOUND} ({name})"),
-        DeleteCluster::HasActiveTasks(n) => bail!(
-            "ClusterContainsTasksException: The Cluster cannot be deleted while Tasks are active. \
-             ({n} task(s) in {name} are not STOPPED: stop them with `minifargate stop-task`)"
-        ),
+        DeleteCluster::Deleted(c) => Ok(cluster_json(&c)),
+        DeleteCluster::NotFound => bail!(not_found(format!("({name})"))),
+        DeleteCluster::HasActiveTasks(n) => bail!(EcsError::new(
+            "ClusterContainsTasksException",
+            format!(
+                "The Cluster cannot be deleted while Tasks are active. ({n} task(s) in {name} \
+                 are not STOPPED: stop them with `minifargate stop-task`)"
+            )
+        )),
     }
+}
+
+pub fn delete(g: &GlobalOpts, a: DeleteClusterArgs) -> anyhow::Result<ExitCode> {
+    print_one(a.output.output, delete_json(g, &a.cluster)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,15 +1,16 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
-mod clusters;
+pub(crate) mod clusters;
 mod exec;
 mod images;
 mod inspect;
 mod output;
-mod run_input;
-mod run_task;
-mod taskdefs;
-mod tasks;
+pub(crate) mod run_input;
+pub(crate) mod run_task;
+mod serve;
+pub(crate) mod taskdefs;
+pub(crate) mod tasks;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalOpts {
     /// Directory holding all state (images, layers, tasks, state.db).
     #[arg(
@@ -108,6 +109,8 @@ pub enum Command {
     DescribeClusters(clusters::DescribeClustersArgs),
     /// Delete a cluster without active tasks (aws ecs delete-cluster).
     DeleteCluster(clusters::DeleteClusterArgs),
+    /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
+    Serve(serve::ServeArgs),
     /// Run a command in a running container of a task (aws ecs execute-command).
     Exec(exec::ExecArgs),
     /// Show how a running task is isolated: namespaces, cgroups, rootfs, network.
@@ -164,6 +167,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListClusters(a) => clusters::list(g, a),
         Command::DescribeClusters(a) => clusters::describe(g, a),
         Command::DeleteCluster(a) => clusters::delete(g, a),
+        Command::Serve(a) => serve::serve(g, a),
         Command::Exec(a) => exec::exec(g, a),
         Command::Inspect(a) => inspect::inspect(g, a),
         Command::Supervise(a) => {

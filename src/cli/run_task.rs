@@ -5,6 +5,7 @@ use super::GlobalOpts;
 use super::clusters;
 use super::run_input::{parse_tags, read_env_files};
 use super::tasks::{open_state, print_entry, reconcile, task_json_by_id, timeline_text};
+use crate::api::error::EcsError;
 use crate::store::Store;
 use crate::supervisor::{Request, request};
 use crate::task::launch::{self, SupervisorCommand};
@@ -141,35 +142,71 @@ fn launch_type_str(l: LaunchType) -> &'static str {
     }
 }
 
-pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
-    let overrides: TaskOverride = match &a.overrides {
-        Some(s) => {
-            let s = match s.strip_prefix("file://") {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("failed to read --overrides file {p}"))?,
-                None => s.clone(),
-            };
-            serde_json::from_str(&s).context("--overrides is not valid RunTask overrides JSON")?
-        }
-        None => TaskOverride::default(),
-    };
-    let tags = parse_tags(&a.tags)?;
-    let env_file = read_env_files(&a.env_file)?;
-    let network_configuration = a
-        .network_configuration
-        .as_deref()
-        .map(crate::task::network::parse_network_configuration)
-        .transpose()?;
+/// RunTask's input, parsed (CLI and API).
+#[derive(Debug, Default)]
+pub struct RunTaskInput {
+    pub cluster: String,
+    pub task_definition: String,
+    pub count: u32,
+    pub overrides: TaskOverride,
+    pub launch_type: Option<LaunchType>,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub tags: Vec<super::run_input::Tag>,
+    pub enable_execute_command: bool,
+    /// Local extras the CLI has flags for: `--env-file`, `--volume-map`, `--pull`.
+    pub env_file: Vec<crate::taskdef::model::KeyValuePair>,
+    pub volume_map: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub pull: PullPolicy,
+    /// RunTask `networkConfiguration` as checked JSON text (see
+    /// [`crate::task::network::parse_network_configuration`]).
+    pub network_configuration: Option<String>,
+}
+
+/// Tasks whose supervisors were started; `children` are those processes (the caller
+/// waits for them, or leaves them to init when it exits).
+pub struct Started {
+    pub store: Store,
+    pub ids: Vec<String>,
+    pub children: Vec<Child>,
+}
+
+impl Started {
+    /// The RunTask response: `{"tasks": […], "failures": []}`.
+    pub fn response(&self) -> anyhow::Result<serde_json::Value> {
+        let tasks = self
+            .ids
+            .iter()
+            .filter_map(|id| task_json_by_id(&self.store, id).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(serde_json::json!({"tasks": tasks, "failures": []}))
+    }
+}
+
+/// RunTask (CLI and API): resolves the task definition, checks the cluster (and the
+/// launch type's rules), writes the tasks and starts one supervisor each.
+pub fn start_tasks(g: &GlobalOpts, input: RunTaskInput) -> anyhow::Result<Started> {
+    if !(1..=10).contains(&input.count) {
+        bail!(EcsError::invalid(format!(
+            "count {}: must be between 1 and 10",
+            input.count
+        )));
+    }
     let ctx = AwsContext::from_env();
     let mut store = open_state(g)?;
-    let cluster = clusters::for_run(&mut store, &ctx, &a.cluster)?;
-    let resolved = taskdef::resolve(&mut store, &a.task_definition, &ctx)
-        .with_context(|| format!("failed to resolve task definition {}", a.task_definition))?;
+    let cluster = clusters::for_run(&mut store, &ctx, &input.cluster)?;
+    let resolved =
+        taskdef::resolve(&mut store, &input.task_definition, &ctx).with_context(|| {
+            format!(
+                "failed to resolve task definition {}",
+                input.task_definition
+            )
+        })?;
     for w in &resolved.warnings {
         eprintln!("warning: {}", w.message);
     }
-    // What Fargate would refuse, --launch-type FARGATE refuses too (RunTask's exception).
-    if a.launch_type == Some(LaunchType::Fargate) {
+    // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
+    if input.launch_type == Some(LaunchType::Fargate) {
         let parsed = taskdef::Parsed {
             shape: taskdef::Shape::RegisterInput,
             def: resolved.stored.definition.clone(),
@@ -183,45 +220,80 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             },
         );
         if !report.valid {
-            for f in report
+            let errors: Vec<_> = report
                 .findings
                 .iter()
                 .filter(|f| f.severity == taskdef::Severity::Error)
-            {
+                .collect();
+            for f in &errors {
                 eprintln!("{f}");
             }
-            bail!(
-                "task definition {} cannot run with launch type FARGATE ({} error(s) above)",
-                a.task_definition,
-                report.errors
-            );
+            bail!(EcsError::client(format!(
+                "task definition {} cannot run with launch type FARGATE: {} error(s) (first: {})",
+                input.task_definition,
+                report.errors,
+                errors.first().map(|f| f.to_string()).unwrap_or_default()
+            )));
         }
     }
     let req = launch::Request {
         cluster,
-        launch_type: a.launch_type.map(|l| launch_type_str(l).to_string()),
-        started_by: a.started_by,
-        group: a.group,
-        overrides,
-        tags: (!tags.is_empty())
-            .then(|| serde_json::to_string(&tags))
+        launch_type: input.launch_type.map(|l| launch_type_str(l).to_string()),
+        started_by: input.started_by,
+        group: input.group,
+        overrides: input.overrides,
+        tags: (!input.tags.is_empty())
+            .then(|| serde_json::to_string(&input.tags))
             .transpose()?,
-        enable_execute_command: a.enable_execute_command,
-        env_file,
-        volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
-        network_configuration,
+        enable_execute_command: input.enable_execute_command,
+        env_file: input.env_file,
+        volume_map: input.volume_map,
+        network_configuration: input.network_configuration,
     };
-    start(
+    spawn(
         g,
         store,
         &ctx,
         &resolved.stored,
         &req,
-        a.count,
-        a.detach,
-        a.pull,
-        a.timeline,
+        input.count,
+        input.pull,
     )
+}
+
+pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
+    let overrides: TaskOverride = match &a.overrides {
+        Some(s) => {
+            let s = match s.strip_prefix("file://") {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("failed to read --overrides file {p}"))?,
+                None => s.clone(),
+            };
+            serde_json::from_str(&s).context("--overrides is not valid RunTask overrides JSON")?
+        }
+        None => TaskOverride::default(),
+    };
+    let input = RunTaskInput {
+        cluster: a.cluster,
+        task_definition: a.task_definition,
+        count: a.count,
+        overrides,
+        launch_type: a.launch_type,
+        started_by: a.started_by,
+        group: a.group,
+        tags: parse_tags(&a.tags)?,
+        enable_execute_command: a.enable_execute_command,
+        env_file: read_env_files(&a.env_file)?,
+        volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
+        network_configuration: a
+            .network_configuration
+            .as_deref()
+            .map(crate::task::network::parse_network_configuration)
+            .transpose()?,
+        pull: a.pull,
+    };
+    let started = start_tasks(g, input)?;
+    finish(g, started, a.detach, a.timeline)
 }
 
 fn family_for(image: &str) -> String {
@@ -305,9 +377,8 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
         env_file,
         ..Default::default()
     };
-    start(
-        g, store, &ctx, &stored, &req, 1, a.detach, a.pull, a.timeline,
-    )
+    let started = spawn(g, store, &ctx, &stored, &req, 1, a.pull)?;
+    finish(g, started, a.detach, a.timeline)
 }
 
 /// `-v` arguments as task definition `volumes` and `mountPoints`.
@@ -369,18 +440,15 @@ fn publish_mapping(p: &str) -> anyhow::Result<serde_json::Value> {
     Ok(m)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn start(
+fn spawn(
     g: &GlobalOpts,
     mut store: Store,
     ctx: &AwsContext,
     stored: &crate::store::StoredTaskDefinition,
     req: &launch::Request,
     count: u32,
-    detach: bool,
     pull: PullPolicy,
-    timeline: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Started> {
     reconcile(g, &mut store);
     let cmd = SupervisorCommand {
         exe: std::env::current_exe().context("failed to find the minifargate binary")?,
@@ -404,22 +472,32 @@ fn start(
         children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
     }
+    Ok(Started {
+        store,
+        ids,
+        children,
+    })
+}
+
+/// Prints the RunTask response (`detach`) or follows the tasks until they stop.
+fn finish(
+    g: &GlobalOpts,
+    mut started: Started,
+    detach: bool,
+    timeline: bool,
+) -> anyhow::Result<ExitCode> {
     if detach {
-        let tasks = ids
-            .iter()
-            .filter_map(|id| task_json_by_id(&store, id).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"tasks": tasks, "failures": []}))?
-        );
+        println!("{}", serde_json::to_string_pretty(&started.response()?)?);
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }
-    let code = attach(g, &mut store, &ids, children)?;
+    let ids = std::mem::take(&mut started.ids);
+    let children = std::mem::take(&mut started.children);
+    let store = &mut started.store;
+    let code = attach(g, store, &ids, children)?;
     if timeline {
         for id in &ids {
-            eprint!("{}", timeline_text(&store, id)?);
+            eprint!("{}", timeline_text(store, id)?);
         }
     }
     Ok(code)

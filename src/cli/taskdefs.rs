@@ -3,6 +3,7 @@
 //! The API verbs print what the AWS CLI prints for the same ECS call.
 
 use super::GlobalOpts;
+use crate::api::error::EcsError;
 use crate::store::{FamilyStatus, SortOrder, Store, StoredTaskDefinition};
 use crate::taskdef::model::TaskDefinitionStatus;
 use crate::taskdef::{
@@ -281,71 +282,125 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let name = source.display_name();
     let mut parsed = taskdef::load(&source)?;
     a.apply(&mut parsed.def)?;
-    let mut store = open_store(g)?;
-    let ctx = AwsContext::from_env();
-    let fallback = source.default_family();
-    match taskdef::register(
-        &mut store,
+    match register_parsed(
+        g,
         parsed,
         &name,
         a.family.as_deref(),
-        fallback,
-        &ctx,
-        chrono::Utc::now(),
+        source.default_family(),
     ) {
-        Ok(r) => {
-            print_findings(&name, &r.warnings);
-            print_json(&output(&r.stored, !r.stored.tags.is_empty()))?;
+        Ok((response, warnings)) => {
+            print_findings(&name, &warnings);
+            print_json(&response)?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(RegisterError::Invalid { name, report }) => {
-            print_findings(&name, &report.findings);
-            let first = report
-                .errors()
-                .next()
-                .map(|f| format!(" ({}: {})", f.code, f.message));
-            Err(anyhow::anyhow!(
-                "An error occurred when calling the RegisterTaskDefinition operation: {name} has \
-                 {} error(s){}",
-                report.errors,
-                first.unwrap_or_default()
-            ))
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match e.downcast::<RegisterError>() {
+            Ok(RegisterError::Invalid { name, report }) => {
+                print_findings(&name, &report.findings);
+                Err(anyhow::anyhow!(
+                    "An error occurred when calling the RegisterTaskDefinition operation: {}",
+                    invalid_message(&name, &report)
+                ))
+            }
+            Ok(e) => Err(e.into()),
+            Err(e) => Err(e),
+        },
     }
 }
 
-fn not_found(reference: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "An error occurred (ClientException) when calling the DescribeTaskDefinition operation: \
-         Unable to describe task definition {reference} (see `minifargate list-task-definitions`)."
+/// `NAME has N error(s) (CODE: first message)`: why a registration was refused.
+pub fn invalid_message(name: &str, report: &taskdef::Report) -> String {
+    let first = report
+        .errors()
+        .next()
+        .map(|f| format!(" ({}: {})", f.code, f.message));
+    format!(
+        "{name} has {} error(s){}",
+        report.errors,
+        first.unwrap_or_default()
     )
 }
 
-pub fn describe(g: &GlobalOpts, a: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let (family, revision) = match TaskDefRef::parse(&a.task_definition)? {
+/// RegisterTaskDefinition (CLI and API): validates and registers `parsed`; the response
+/// JSON and the validation warnings.
+pub fn register_parsed(
+    g: &GlobalOpts,
+    parsed: taskdef::Parsed,
+    name: &str,
+    family: Option<&str>,
+    fallback_family: Option<String>,
+) -> anyhow::Result<(serde_json::Value, Vec<Finding>)> {
+    let mut store = open_store(g)?;
+    let ctx = AwsContext::from_env();
+    let r = taskdef::register(
+        &mut store,
+        parsed,
+        name,
+        family,
+        fallback_family,
+        &ctx,
+        chrono::Utc::now(),
+    )?;
+    let json = serde_json::to_value(output(&r.stored, !r.stored.tags.is_empty()))
+        .expect("a task definition encodes as JSON");
+    Ok((json, r.warnings))
+}
+
+fn not_found(reference: &str) -> anyhow::Error {
+    EcsError::client(format!(
+        "Unable to describe task definition {reference} (see `minifargate \
+         list-task-definitions`)."
+    ))
+    .into()
+}
+
+/// DescribeTaskDefinition (CLI and API).
+pub fn describe_json(
+    g: &GlobalOpts,
+    reference: &str,
+    with_tags: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let (family, revision) = match TaskDefRef::parse(reference)? {
         TaskDefRef::Latest(f) => (f, None),
         TaskDefRef::Revision(f, r) => (f, Some(r)),
-        TaskDefRef::File(_) => {
-            bail!("describe-task-definition takes FAMILY, FAMILY:REVISION or an ARN, not a file")
-        }
+        TaskDefRef::File(_) => bail!(EcsError::invalid(
+            "describe-task-definition takes FAMILY, FAMILY:REVISION or an ARN, not a file"
+        )),
     };
     let store = open_store(g)?;
     let stored = store
         .task_definition(&family, revision)?
-        .ok_or_else(|| not_found(&a.task_definition))?;
-    print_json(&output(&stored, !a.include.is_empty()))?;
+        .ok_or_else(|| not_found(reference))?;
+    Ok(serde_json::to_value(output(&stored, with_tags))?)
+}
+
+pub fn describe(g: &GlobalOpts, a: DescribeArgs) -> anyhow::Result<ExitCode> {
+    print_json(&describe_json(
+        g,
+        &a.task_definition,
+        !a.include.is_empty(),
+    )?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let status = match a.status {
+/// ListTaskDefinitions (CLI and API): the ARNs, by family then revision.
+pub fn list_arns(
+    g: &GlobalOpts,
+    family_prefix: Option<&str>,
+    status: ListStatus,
+    sort: SortOrder,
+) -> anyhow::Result<Vec<String>> {
+    let status = match status {
         ListStatus::Active => TaskDefinitionStatus::Active,
         ListStatus::Inactive => TaskDefinitionStatus::Inactive,
         ListStatus::DeleteInProgress => TaskDefinitionStatus::DeleteInProgress,
     };
     let store = open_store(g)?;
-    let arns = store.list_task_definitions(a.family_prefix.as_deref(), status, a.sort)?;
+    Ok(store.list_task_definitions(family_prefix, status, sort)?)
+}
+
+pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let arns = list_arns(g, a.family_prefix.as_deref(), a.status, a.sort)?;
     if a.output.output == super::output::OutputFormat::Table {
         super::output::arns_table("TASK DEFINITION", &arns);
         return Ok(ExitCode::SUCCESS);
@@ -361,9 +416,18 @@ pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<ExitCode> {
+/// ListTaskDefinitionFamilies (CLI and API).
+pub fn list_family_names(
+    g: &GlobalOpts,
+    family_prefix: Option<&str>,
+    status: FamilyStatus,
+) -> anyhow::Result<Vec<String>> {
     let store = open_store(g)?;
-    let families = store.list_task_definition_families(a.family_prefix.as_deref(), a.status)?;
+    Ok(store.list_task_definition_families(family_prefix, status)?)
+}
+
+pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<ExitCode> {
+    let families = list_family_names(g, a.family_prefix.as_deref(), a.status)?;
     #[derive(Serialize)]
     struct Out {
         families: Vec<String>,
@@ -372,20 +436,22 @@ pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn deregister(g: &GlobalOpts, a: DeregisterArgs) -> anyhow::Result<ExitCode> {
-    let (family, revision) = match TaskDefRef::parse(&a.task_definition)? {
+/// DeregisterTaskDefinition (CLI and API).
+pub fn deregister_json(g: &GlobalOpts, reference: &str) -> anyhow::Result<serde_json::Value> {
+    let (family, revision) = match TaskDefRef::parse(reference)? {
         TaskDefRef::Revision(f, r) => (f, r),
-        _ => bail!(
-            "An error occurred (InvalidParameterException) when calling the \
-             DeregisterTaskDefinition operation: {:?} must name a revision: FAMILY:REVISION or \
-             a task definition ARN",
-            a.task_definition
-        ),
+        _ => bail!(EcsError::invalid(format!(
+            "{reference:?} must name a revision: FAMILY:REVISION or a task definition ARN"
+        ))),
     };
     let mut store = open_store(g)?;
     let stored = store
         .deregister_task_definition(&family, revision, chrono::Utc::now())?
-        .ok_or_else(|| not_found(&a.task_definition))?;
-    print_json(&output(&stored, false))?;
+        .ok_or_else(|| not_found(reference))?;
+    Ok(serde_json::to_value(output(&stored, false))?)
+}
+
+pub fn deregister(g: &GlobalOpts, a: DeregisterArgs) -> anyhow::Result<ExitCode> {
+    print_json(&deregister_json(g, &a.task_definition)?)?;
     Ok(ExitCode::SUCCESS)
 }

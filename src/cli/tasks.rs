@@ -2,9 +2,10 @@
 //! `supervise`. Each first notices tasks whose supervisor died (see task::reconcile).
 
 use super::GlobalOpts;
-use super::clusters::cluster_name;
+use super::clusters::{check_cluster, cluster_name};
 use super::output::{self, OutputFormat};
-use crate::store::{Store, TaskFilter};
+use crate::api::error::EcsError;
+use crate::store::{Store, TaskFilter, TaskRow};
 use crate::supervisor::{self, Request};
 use crate::task::{TaskPaths, json, reconcile as rec, status, stop};
 use anyhow::{Context, bail};
@@ -162,22 +163,29 @@ pub fn timeline(g: &GlobalOpts, a: TimelineArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode> {
+/// DescribeTasks (CLI and API): `(tasks, failures)`; tags only with `include_tags`.
+pub fn describe_json(
+    g: &GlobalOpts,
+    cluster: Option<&str>,
+    wanted: &[String],
+    include_tags: bool,
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
     let mut store = open_state(g)?;
+    if let Some(c) = cluster {
+        check_cluster(&store, c)?;
+    }
     reconcile(g, &mut store);
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
-    for t in &a.tasks {
-        let found = store.task(task_id(t))?.filter(|(row, _)| {
-            a.cluster
-                .as_deref()
-                .is_none_or(|c| cluster_name(c) == row.cluster)
-        });
+    for t in wanted {
+        let found = store
+            .task(task_id(t))?
+            .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster));
         match found {
             Some((row, containers)) => {
                 let net = store.task_network(&row.id)?;
                 let mut v = json::task_json(&row, &containers, net.as_ref());
-                if !a.include.iter().any(|i| i == "TAGS") {
+                if !include_tags {
                     v["tags"] = serde_json::json!([]);
                 }
                 tasks.push(v)
@@ -185,6 +193,12 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
             None => failures.push(serde_json::json!({"arn": t, "reason": "MISSING"})),
         }
     }
+    Ok((tasks, failures))
+}
+
+pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode> {
+    let include_tags = a.include.iter().any(|i| i == "TAGS");
+    let (tasks, failures) = describe_json(g, a.cluster.as_deref(), &a.tasks, include_tags)?;
     match a.output.output {
         OutputFormat::Json => {
             output::print_json(&serde_json::json!({"tasks": tasks, "failures": failures}))?
@@ -194,15 +208,26 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
+/// ListTasks (CLI and API): the matching tasks, oldest first.
+pub fn list_rows(g: &GlobalOpts, filter: &TaskFilter) -> anyhow::Result<Vec<TaskRow>> {
     let mut store = open_state(g)?;
+    if let Some(c) = &filter.cluster {
+        check_cluster(&store, c)?;
+    }
     reconcile(g, &mut store);
-    let rows = store.list_tasks(&TaskFilter {
-        cluster: Some(cluster_name(&a.cluster).to_string()),
-        family: a.family,
-        desired_status: Some(a.desired_status),
-        started_by: a.started_by,
-    })?;
+    Ok(store.list_tasks(filter)?)
+}
+
+pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
+    let rows = list_rows(
+        g,
+        &TaskFilter {
+            cluster: Some(cluster_name(&a.cluster).to_string()),
+            family: a.family,
+            desired_status: Some(a.desired_status),
+            started_by: a.started_by,
+        },
+    )?;
     if a.output.output == OutputFormat::Table {
         output::task_rows_table(&rows);
         return Ok(ExitCode::SUCCESS);
@@ -212,19 +237,27 @@ pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
+/// StopTask (CLI and API): asks the task's supervisor to stop it and returns the `Task`
+/// JSON once its desiredStatus is STOPPED.
+pub fn stop_json(
+    g: &GlobalOpts,
+    cluster: Option<&str>,
+    task: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
     let mut store = open_state(g)?;
+    if let Some(c) = cluster {
+        check_cluster(&store, c)?;
+    }
     reconcile(g, &mut store);
-    let id = task_id(&a.task).to_string();
-    let Some((t, _)) = store.task(&id)?.filter(|(row, _)| {
-        a.cluster
-            .as_deref()
-            .is_none_or(|c| cluster_name(c) == row.cluster)
-    }) else {
-        bail!(
-            "InvalidParameterException: The referenced task was not found: {}",
-            a.task
-        );
+    let id = task_id(task).to_string();
+    let Some((t, _)) = store
+        .task(&id)?
+        .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster))
+    else {
+        bail!(EcsError::invalid(format!(
+            "The referenced task was not found: {task}"
+        )));
     };
     if t.last_status != status::STOPPED {
         let sock = TaskPaths::new(&g.root, &g.run_root, &id).socket();
@@ -232,7 +265,7 @@ pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
             &sock,
             &Request::Stop {
                 stop_code: stop::USER_INITIATED.into(),
-                reason: a.reason.clone().unwrap_or_else(|| stop::USER_REASON.into()),
+                reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
                 force: false,
             },
         );
@@ -260,7 +293,11 @@ pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let task = task_json_by_id(&store, &id)?.context("task vanished from the store")?;
+    task_json_by_id(&store, &id)?.context("task vanished from the store")
+}
+
+pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
+    let task = stop_json(g, a.cluster.as_deref(), &a.task, a.reason.as_deref())?;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({ "task": task }))?
