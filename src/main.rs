@@ -8,11 +8,10 @@ mod supervisor;
 mod task;
 mod taskdef;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::help::parse();
     cli::init_tracing(&cli.global);
     match cli::dispatch(cli) {
         Ok(code) => code,

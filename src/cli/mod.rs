@@ -2,10 +2,12 @@
 //! options, the verb enum and the dispatch to each verb's `run`.
 
 mod clusters;
+pub mod help;
 mod images;
 mod output;
 mod run_input;
 mod run_task;
+mod system;
 mod taskdefs;
 mod tasks;
 
@@ -106,6 +108,14 @@ pub enum Command {
     DescribeClusters(clusters::DescribeClustersArgs),
     /// Delete a cluster without active tasks (aws ecs delete-cluster).
     DeleteCluster(clusters::DeleteClusterArgs),
+    /// Versions, cgroup layout, kernel features and state dirs (for bug reports).
+    System(system::SystemArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(system::CompletionsArgs),
+    /// Print or write the man pages.
+    #[command(hide = true)]
+    Man(system::ManArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -150,6 +160,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ListClusters(a) => clusters::list(g, a),
         Command::DescribeClusters(a) => clusters::describe(g, a),
         Command::DeleteCluster(a) => clusters::delete(g, a),
+        Command::System(a) => system::system(g, a),
+        Command::Completions(a) => system::completions(a),
+        Command::Man(a) => system::man(a),
         Command::Supervise(a) => {
             crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
             Ok(ExitCode::SUCCESS)
