@@ -111,15 +111,17 @@ registry_stop() {
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# build_busybox_image DIR TAG: an OCI image layout in DIR holding one image, tagged
-# TAG, whose single gzip layer is Debian's busybox-static with its applet links.
+# build_busybox_image DIR TAG [ARCH BUSYBOX]: an OCI image layout in DIR holding one
+# image, tagged TAG, whose single gzip layer is Debian's busybox-static with its applet
+# links. ARCH (a Debian architecture, default the host's) goes into the image config
+# with BUSYBOX (default /bin/busybox) as its binary.
 build_busybox_image() {
-    out="$1"; tag="$2"
+    out="$1"; tag="$2"; arch="${3:-$(dpkg --print-architecture)}"; bb="${4:-/bin/busybox}"
     work="$out.build"
     rm -rf "$out" "$work"
     mkdir -p "$out/blobs/sha256" "$work/rootfs/bin" "$work/rootfs/etc" \
         "$work/rootfs/tmp" "$work/rootfs/root"
-    cp /bin/busybox "$work/rootfs/bin/busybox"
+    cp "$bb" "$work/rootfs/bin/busybox"
     # Every applet in /bin, as the busybox image on Docker Hub / public.ecr.aws has it.
     for a in $(/bin/busybox --list); do
         [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"
@@ -135,7 +137,6 @@ build_busybox_image() {
     layer="$(sha256_of "$work/layer.tar.gz")"
     layer_size="$(stat -c %s "$work/layer.tar.gz")"
     mv "$work/layer.tar.gz" "$out/blobs/sha256/$layer"
-    arch="$(dpkg --print-architecture)"
     printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/bin/sh"],"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"minifargate scripts/lib.sh: busybox-static"}]}' \
         "$arch" "$diff_id" >"$work/config.json"
     config="$(sha256_of "$work/config.json")"

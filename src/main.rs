@@ -9,7 +9,6 @@ mod supervisor;
 mod task;
 mod taskdef;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,7 +17,7 @@ fn main() -> ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
         std::process::exit(runtime::init::run(&args));
     }
-    let cli = cli::Cli::parse();
+    let cli = cli::help::parse();
     cli::init_tracing(&cli.global);
     match cli::dispatch(cli) {
         Ok(code) => code,

@@ -3,12 +3,14 @@
 
 pub(crate) mod clusters;
 mod exec;
+pub mod help;
 mod images;
 mod inspect;
 mod output;
 pub(crate) mod run_input;
 pub(crate) mod run_task;
 mod serve;
+mod system;
 pub(crate) mod taskdefs;
 pub(crate) mod tasks;
 
@@ -115,6 +117,14 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Show how a running task is isolated: namespaces, cgroups, rootfs, network.
     Inspect(inspect::InspectArgs),
+    /// Versions, cgroup layout, kernel features and state dirs (for bug reports).
+    System(system::SystemArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(system::CompletionsArgs),
+    /// Print or write the man pages.
+    #[command(hide = true)]
+    Man(system::ManArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
@@ -170,6 +180,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::serve(g, a),
         Command::Exec(a) => exec::exec(g, a),
         Command::Inspect(a) => inspect::inspect(g, a),
+        Command::System(a) => system::system(g, a),
+        Command::Completions(a) => system::completions(a),
+        Command::Man(a) => system::man(a),
         Command::Supervise(a) => {
             crate::supervisor::run(&g.root, &g.run_root, g.config.clone(), a)?;
             Ok(ExitCode::SUCCESS)

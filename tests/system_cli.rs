@@ -1,0 +1,190 @@
+//! `minifargate system info` through the real binary: the cgroup layout it reports is
+//! the one this machine mounts (checked against statfs and the kernel's own files),
+//! and the state counts follow what the root holds without creating anything.
+
+mod common;
+
+use common::cli::Mf;
+use common::image::{Compression, Entry, Layer, Layout};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// The filesystem type of `path` as `stat -f` names it (cgroup2fs, tmpfs, cgroupfs).
+fn fs_type(path: &str) -> String {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%T", path])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn reports_the_cgroup_layout_this_machine_mounts() {
+    let mf = Mf::new();
+    let info = mf.json(&["system", "info", "--format", "json"]);
+    let cg = &info["cgroups"];
+    let top = fs_type("/sys/fs/cgroup");
+    let want = match top.as_str() {
+        "cgroup2fs" => "v2",
+        "tmpfs" if fs_type("/sys/fs/cgroup/unified") == "cgroup2fs" => "hybrid",
+        "tmpfs" => "v1",
+        other => panic!("unexpected /sys/fs/cgroup type {other}"),
+    };
+    assert_eq!(cg["layout"], want, "{cg}");
+    let v2_mount = match want {
+        "v2" => Some("/sys/fs/cgroup"),
+        "hybrid" => Some("/sys/fs/cgroup/unified"),
+        _ => None,
+    };
+    if let Some(m) = v2_mount {
+        assert_eq!(cg["v2"]["mountPoint"], m);
+        let file = std::fs::read_to_string(format!("{m}/cgroup.controllers")).unwrap();
+        let want: Vec<String> = file.split_whitespace().map(str::to_string).collect();
+        assert_eq!(names(&cg["v2"]["controllers"]), want);
+    }
+    if want != "v2" {
+        // Every v1 controller the kernel has mounted shows up under its mount point.
+        for ctl in ["memory", "pids", "cpu"] {
+            let dir = format!("/sys/fs/cgroup/{ctl}");
+            if fs_type(&dir) != "cgroupfs" {
+                continue;
+            }
+            let real = std::fs::canonicalize(&dir).unwrap();
+            let h = cg["v1"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| Path::new(h["mountPoint"].as_str().unwrap()) == real)
+                .unwrap_or_else(|| panic!("no v1 hierarchy at {} in {cg}", real.display()));
+            assert!(names(&h["controllers"]).contains(&ctl.to_string()), "{h}");
+        }
+    }
+    // This project's machines are all the v1 hybrid (DESIGN.md); say so when that changes.
+    if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        && fs_type("/sys/fs/cgroup/unified") == "cgroup2fs"
+    {
+        assert_eq!(cg["layout"], "hybrid");
+    }
+
+    let f = &info["features"];
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
+    assert_eq!(
+        f["overlayfs"]["available"],
+        filesystems.lines().any(|l| l.ends_with("\toverlay"))
+    );
+    assert_eq!(f["seccomp"]["available"], true);
+    assert!(names(&f["seccomp"]["actions"]).contains(&"errno".to_string()));
+    let nft = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    assert_eq!(f["nftables"]["available"], nft);
+    let uname = Command::new("uname").arg("-r").output().unwrap();
+    assert_eq!(
+        info["kernel"]["release"],
+        String::from_utf8_lossy(&uname.stdout).trim()
+    );
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn counts_what_the_root_holds_and_creates_nothing() {
+    let mf = Mf::new();
+    let info = mf.json(&["system", "info", "--format", "json"]);
+    assert_eq!(info["root"]["exists"], false);
+    assert_eq!(info["runRoot"]["exists"], false);
+    assert_eq!(info["state"]["images"], 0);
+    assert_eq!(info["state"]["tasks"]["total"], 0);
+    assert!(!mf.root.exists(), "system info created the root");
+    assert!(!mf.run_root.exists(), "system info created the run root");
+
+    // One image loaded from an OCI layout, one task definition registered.
+    let layout = mf.dir.path().join("layout");
+    let mut l = Layout::new(&layout);
+    let payload = vec![7u8; 256 * 1024];
+    let img = l.add_image(
+        "linux/amd64",
+        &[Layer::new(
+            Compression::Gzip,
+            vec![Entry::dir("srv"), Entry::file("srv/blob", payload)],
+        )],
+    );
+    l.tag_image("t", &img);
+    mf.json(&[
+        "load",
+        "-i",
+        layout.to_str().unwrap(),
+        "--tag",
+        "sysinfo/app:1",
+        "--format",
+        "json",
+    ]);
+    let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.json");
+    let out = mf.run(&[
+        "register-task-definition",
+        "--cli-input-json",
+        &format!("file://{}", td.display()),
+    ]);
+    assert!(out.status.success());
+
+    let info = mf.json(&["system", "info", "--format", "json"]);
+    assert_eq!(info["root"]["exists"], true);
+    assert_eq!(info["root"]["path"], mf.root.to_str().unwrap());
+    let used = info["root"]["usedBytes"].as_u64().unwrap();
+    assert!(
+        used >= 256 * 1024,
+        "the unpacked 256 KiB layer is counted: {used}"
+    );
+    assert!(info["root"]["filesystemFreeBytes"].as_u64().unwrap() > 0);
+    assert_eq!(info["state"]["images"], 1);
+    assert_eq!(info["state"]["tasks"]["total"], 0);
+    assert_eq!(info["state"]["error"], Value::Null);
+
+    // The text form says the same.
+    let out = mf.run(&["system", "info"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "cgroup layout:    {}",
+            info["cgroups"]["layout"].as_str().unwrap()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("images:           1"), "{text}");
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_verb() {
+    let mf = Mf::new();
+    let verbs = ["run-task", "describe-tasks", "pull", "system"];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = mf.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for v in verbs {
+            assert!(script.contains(v), "{shell} completion lacks {v}");
+        }
+    }
+    let dir = mf.dir.path().join("man1");
+    let out = mf.run(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let top = std::fs::read_to_string(dir.join("minifargate.1")).unwrap();
+    assert!(top.contains(".TH minifargate"), "{top}");
+    for v in verbs {
+        let page = std::fs::read_to_string(dir.join(format!("minifargate-{v}.1")))
+            .unwrap_or_else(|e| panic!("minifargate-{v}.1: {e}"));
+        assert!(page.contains("Example"), "minifargate-{v}.1 has no example");
+    }
+    // `man` without --dir prints the top page.
+    let out = mf.run(&["man"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH minifargate"));
+}
