@@ -163,6 +163,43 @@ fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW
 }
 
+/// Set once `openat2` turned out to be missing (kernels before 5.6, qemu-user 7.2).
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Opens the directory `path` beneath `dir` with [`resolve_flags`]: `openat2` where the
+/// kernel has it, otherwise one `openat(O_NOFOLLOW | O_DIRECTORY)` per component, which
+/// refuses the same things — a symlink anywhere on the way (`ELOOP`, or `ENOTDIR` for a
+/// symlink with `O_DIRECTORY`) and `..` (`EXDEV`, as `RESOLVE_BENEATH` does); absolute
+/// paths never reach here.
+fn open_dir_beneath(dir: &OwnedFd, path: &[u8]) -> Result<OwnedFd, Errno> {
+    use std::sync::atomic::Ordering;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        match rfs::openat2(dir, os(path), dir_flags(), Mode::empty(), resolve_flags()) {
+            Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            r => return r,
+        }
+    }
+    open_dir_by_components(dir, path)
+}
+
+/// The `openat2` fallback of [`open_dir_beneath`].
+fn open_dir_by_components(dir: &OwnedFd, path: &[u8]) -> Result<OwnedFd, Errno> {
+    if path.starts_with(b"/") {
+        return Err(Errno::XDEV);
+    }
+    let mut cur = dir
+        .try_clone()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    for comp in path.split(|b| *b == b'/') {
+        match comp {
+            b"" | b"." => continue,
+            b".." => return Err(Errno::XDEV),
+            c => cur = rfs::openat(&cur, os(c), dir_flags(), Mode::empty())?,
+        }
+    }
+    Ok(cur)
+}
+
 /// Splits an entry path into its components; refuses absolute paths and `..`.
 fn split_path(raw: &[u8]) -> Result<Vec<&[u8]>, UnpackError> {
     if raw.starts_with(b"/") {
@@ -414,13 +451,7 @@ impl Unpacker<'_> {
                 .try_clone()
                 .map_err(|e| entry_io("open parent of", raw, e))?
         } else {
-            match rfs::openat2(
-                &self.root,
-                os(path),
-                dir_flags(),
-                Mode::empty(),
-                resolve_flags(),
-            ) {
+            match open_dir_beneath(&self.root, path) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => self.create_parents(raw, path)?,
                 Err(e) => return Err(self.classify(raw, path, e)),
@@ -444,23 +475,21 @@ impl Unpacker<'_> {
                 so_far.push(b'/');
             }
             so_far.extend_from_slice(comp);
-            let next =
-                match rfs::openat2(&cur, os(comp), dir_flags(), Mode::empty(), resolve_flags()) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) => {
-                        match rfs::mkdirat(&cur, os(comp), Mode::from_raw_mode(0o755)) {
-                            Ok(()) => self.stats.implicit_dirs.push((
-                                String::from_utf8_lossy(&so_far).into_owned(),
-                                String::from_utf8_lossy(raw).into_owned(),
-                            )),
-                            Err(Errno::EXIST) => {}
-                            Err(e) => return Err(entry_io("create parent directory of", raw, e)),
-                        }
-                        rfs::openat2(&cur, os(comp), dir_flags(), Mode::empty(), resolve_flags())
-                            .map_err(|e| self.classify(raw, path, e))?
+            let next = match open_dir_beneath(&cur, comp) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(&cur, os(comp), Mode::from_raw_mode(0o755)) {
+                        Ok(()) => self.stats.implicit_dirs.push((
+                            String::from_utf8_lossy(&so_far).into_owned(),
+                            String::from_utf8_lossy(raw).into_owned(),
+                        )),
+                        Err(Errno::EXIST) => {}
+                        Err(e) => return Err(entry_io("create parent directory of", raw, e)),
                     }
-                    Err(e) => return Err(self.classify(raw, path, e)),
-                };
+                    open_dir_beneath(&cur, comp).map_err(|e| self.classify(raw, path, e))?
+                }
+                Err(e) => return Err(self.classify(raw, path, e)),
+            };
             cur = next;
         }
         Ok(cur)
@@ -470,13 +499,7 @@ impl Unpacker<'_> {
         if path.is_empty() {
             return self.root.try_clone();
         }
-        Ok(rfs::openat2(
-            &self.root,
-            os(path),
-            dir_flags(),
-            Mode::empty(),
-            resolve_flags(),
-        )?)
+        Ok(open_dir_beneath(&self.root, path)?)
     }
 
     /// Turns a failed lookup into a message that says why the path is refused.
@@ -712,6 +735,29 @@ fn remove_tree(pfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn component_walk_refuses_what_openat2_refuses() {
+        use std::os::fd::OwnedFd;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("a/up")).unwrap();
+        std::os::unix::fs::symlink("b", d.path().join("a/side")).unwrap();
+        let root: OwnedFd = std::fs::File::open(d.path()).unwrap().into();
+        let walk = |p: &str| super::open_dir_by_components(&root, p.as_bytes());
+        assert!(walk("a/b").is_ok());
+        assert!(walk("./a//b").is_ok());
+        for bad in ["a/up", "a/up/etc", "a/side", "a/side/x"] {
+            let e = walk(bad).unwrap_err();
+            assert!(
+                matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR),
+                "{bad}: {e:?}"
+            );
+        }
+        assert_eq!(walk("a/../a").unwrap_err(), rustix::io::Errno::XDEV);
+        assert_eq!(walk("/etc").unwrap_err(), rustix::io::Errno::XDEV);
+        assert_eq!(walk("a/none").unwrap_err(), rustix::io::Errno::NOENT);
+    }
+
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
