@@ -6,7 +6,7 @@
 mod common;
 
 use common::cli::Mf;
-use common::image::{Compression, busybox_layer};
+use common::image::{Compression, Layer, busybox_all_applets};
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
 use serde_json::Value;
@@ -34,7 +34,10 @@ impl Env {
             &reg,
             work.path(),
             "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "run-task-net")],
+            &[Layer::new(
+                Compression::Gzip,
+                busybox_all_applets("run-task-net"),
+            )],
         );
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &reg.host(), true);
@@ -224,45 +227,12 @@ fn task_ip(t: &Value) -> Ipv4Addr {
     detail(t, "privateIPv4Address").parse().unwrap()
 }
 
-/// examples/web.json with its port moved to `port` (awsvpc publishes hostPort ==
-/// containerPort, so tests in parallel need their own). The web container writes the
-/// page itself when no task volume gave it one.
+/// examples/web.json as it is, but for its port (awsvpc publishes hostPort ==
+/// containerPort, so tests in parallel need their own).
 fn web_taskdef(port: u16) -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/web.json"))
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/web.json"))
         .unwrap()
-        .replace("8080", &port.to_string());
-    let mut v: Value = serde_json::from_str(&text).unwrap();
-    let content = v["containerDefinitions"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|c| c["name"] == "content")
-        .unwrap();
-    let script = content["command"][2].as_str().unwrap().to_string();
-    content["command"][2] = Value::String(format!("mkdir -p /www && {script}"));
-    // The sidecar's shell ignores SIGTERM as pid 1: do not wait 30 s for it.
-    v["containerDefinitions"][2]["stopTimeout"] = serde_json::json!(2);
-    let web = v["containerDefinitions"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|c| c["name"] == "web")
-        .unwrap();
-    let httpd = web["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect::<Vec<_>>()
-        .join(" ");
-    web["command"] = serde_json::json!([
-        "sh",
-        "-c",
-        format!(
-            "[ -f /www/index.html ] || {{ mkdir -p /www && echo 'hello from minifargate' > /www/index.html; }}; exec {httpd}"
-        )
-    ]);
-    v.to_string()
+        .replace("8080", &port.to_string())
 }
 
 #[test]

@@ -1031,20 +1031,12 @@ impl Network {
     /// Tears down every recorded task whose id is not in `live` (tasks whose process
     /// died, including mid-setup). Returns the ids reclaimed.
     pub fn gc(&self, live: &[&str]) -> Result<Vec<String>, GcError> {
-        self.gc_where(|id| live.contains(&id))
-    }
-
-    /// [`Network::gc`] with liveness asked of `is_live` while the state lock is held, after
-    /// the recorded tasks are read: a caller whose tasks are recorded as live (e.g. in a
-    /// database) before their network is set up can never see a task set up after its
-    /// own liveness snapshot and reclaim it by mistake.
-    pub fn gc_where(&self, is_live: impl Fn(&str) -> bool) -> Result<Vec<String>, GcError> {
         let dead: Vec<String> = match state::lock(&self.cfg.run_root) {
             Ok(l) => l
                 .state
                 .tasks
                 .iter()
-                .filter(|(id, r)| r.releasing_since_ms.is_none() && !is_live(id))
+                .filter(|(id, r)| r.releasing_since_ms.is_none() && !live.contains(&id.as_str()))
                 .map(|(id, _)| id.clone())
                 .collect(),
             Err(source) => {

@@ -644,35 +644,52 @@ pub fn gc(store: &Store, run_root: &Path) {
     let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
         return;
     };
-    // The live set is read inside each bridge's state lock, after its records: a task's
-    // row is committed before its supervisor sets its network up, so a task set up while
-    // this runs is always seen live (a snapshot taken first would miss it and reclaim the
-    // network of a task that just started).
-    let live = |id: &str| match store.task(id) {
-        Ok(Some((t, _))) => t.last_status != super::status::STOPPED,
-        Ok(None) => false,
-        Err(e) => {
-            tracing::error!(error = %runtime::error_chain(&e), "cannot read a task for network GC");
-            true
-        }
-    };
     for d in dirs.flatten() {
         let bridge = d.file_name().to_string_lossy().into_owned();
         let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
             continue;
         };
-        match open(run_root, &s.bridge, s.subnet).map(|net| net.gc_where(live)) {
-            Ok(Ok(ids)) => {
-                for id in ids {
-                    tracing::warn!(task_id = %id, %bridge, "reclaimed the network of a task that is gone");
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::error!(%bridge, error = %runtime::error_chain(&e), "network GC failed")
-            }
+        let fail = |e: &(dyn std::error::Error + 'static)| tracing::error!(%bridge, error = %runtime::error_chain(e), "network GC failed");
+        let net = match open(run_root, &s.bridge, s.subnet) {
+            Ok(n) => n,
             Err(e) => {
-                tracing::error!(%bridge, error = %runtime::error_chain(&e), "network GC failed")
+                fail(&e);
+                continue;
             }
+        };
+        // The recorded tasks first, their liveness second: a task's row is committed before
+        // its supervisor sets its network up, so every task listed here is seen live if it
+        // is; one set up after the list is not in it. (Liveness read first would miss a
+        // task that starts in between, and reclaim its new network.) No store access
+        // happens under the crate's state lock.
+        let (recorded, releasing) = match (net.tasks(), net.releasing()) {
+            (Ok(r), Ok(g)) => (r, g),
+            (Err(e), _) | (_, Err(e)) => {
+                fail(&e);
+                continue;
+            }
+        };
+        for id in recorded.iter().filter(|id| !releasing.contains(id)) {
+            let live = match store.task(id) {
+                Ok(Some((t, _))) => t.last_status != super::status::STOPPED,
+                Ok(None) => false,
+                Err(e) => {
+                    fail(&e);
+                    true
+                }
+            };
+            if live {
+                continue;
+            }
+            match net.teardown(id) {
+                Ok(()) => {
+                    tracing::warn!(task_id = %id, %bridge, "reclaimed the network of a task that is gone")
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        if let Err(e) = net.reap_released() {
+            fail(&e);
         }
     }
 }

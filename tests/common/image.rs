@@ -358,6 +358,23 @@ pub fn busybox_entries(marker: &str) -> Vec<Entry> {
     v
 }
 
+/// [`busybox_entries`] with a `/bin` link for every applet, as the public busybox image
+/// has them (so a task can exec `httpd` directly, as examples/web.json does).
+pub fn busybox_all_applets(marker: &str) -> Vec<Entry> {
+    let mut v = busybox_entries(marker);
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let path = format!("bin/{applet}");
+        if applet != "busybox" && !v.iter().any(|e| e.path == path) {
+            v.push(Entry::symlink(&path, "busybox"));
+        }
+    }
+    v
+}
+
 pub fn busybox_layer(c: Compression, marker: &str) -> Layer {
     Layer::new(c, busybox_entries(marker))
 }
