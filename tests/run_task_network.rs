@@ -632,3 +632,23 @@ fn bad_network_input_is_refused_before_anything_exists() {
     assert!(!mf.run_root.join("tasks").exists());
     assert!(!mf.root.join("tasks").exists());
 }
+
+#[test]
+fn web_task_whose_server_cannot_start_fails_and_leaves_no_network() {
+    let env = Env::new();
+    let port = free_port();
+    let td = env.taskdef(
+        "web",
+        &web_taskdef(port).replace("\"httpd\"", "\"nosuchhttpd\""),
+    );
+    let id = env.detach(&["run-task", "--task-definition", &td, "--detach"]);
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(60));
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CannotStartContainerError:") && reason.contains("nosuchhttpd"),
+        "{reason}"
+    );
+    assert_eq!(t["attachments"][0]["status"], "DELETED");
+    env.assert_network_clean(&[&id]);
+}
