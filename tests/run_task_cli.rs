@@ -4,10 +4,10 @@
 
 mod common;
 
+use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, busybox_layer};
-use common::push_image;
-use common::registry::{Registry, RegistryOpts};
+use common::registry::Registry;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Output;
@@ -26,19 +26,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let reg = Registry::start(RegistryOpts::default());
-        let work = tempfile::Builder::new()
-            .prefix("mf-cli-img-")
-            .tempdir()
-            .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "run-task-cli")],
-        );
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "run-task-cli"));
         Env { mf, _reg: reg }
     }
 

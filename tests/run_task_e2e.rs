@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, busybox_layer};
-use common::push_image;
-use common::registry::{Registry, RegistryOpts};
+use common::registry::Registry;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
@@ -23,26 +23,12 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let reg = Registry::start(RegistryOpts::default());
-        let work = tempfile::Builder::new()
-            .prefix("mf-rt-img-")
-            .tempdir()
-            .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "run-task")],
-        );
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "run-task"));
         Env { mf, _reg: reg }
     }
 
     fn taskdef(&self, name: &str, json: &str) -> String {
-        let p = self.mf.dir.path().join(format!("{name}.json"));
-        std::fs::write(&p, json).unwrap();
-        format!("file://{}", p.display())
+        self.mf.taskdef(name, json)
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, busybox_layer};
-use common::push_image;
-use common::registry::{Registry, RegistryOpts};
+use common::registry::Registry;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Child, Output, Stdio};
@@ -23,19 +23,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let reg = Registry::start(RegistryOpts::default());
-        let work = tempfile::Builder::new()
-            .prefix("mf-exec-img-")
-            .tempdir()
-            .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "exec")],
-        );
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "exec"));
         Env { mf, _reg: reg }
     }
 
@@ -56,9 +44,7 @@ impl Env {
     /// Starts `taskdef` detached and waits until the task and every essential container
     /// run; returns the task id.
     fn start(&self, name: &str, taskdef: &str) -> String {
-        let p = self.mf.dir.path().join(format!("{name}.json"));
-        std::fs::write(&p, taskdef).unwrap();
-        let td = format!("file://{}", p.display());
+        let td = self.mf.taskdef(name, taskdef);
         let v = self.json(&["run-task", "--task-definition", &td, "--detach"]);
         let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
         let id = arn.rsplit('/').next().unwrap().to_string();

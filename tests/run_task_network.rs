@@ -5,10 +5,10 @@
 
 mod common;
 
+use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, Layer, busybox_all_applets};
-use common::push_image;
-use common::registry::{Registry, RegistryOpts};
+use common::registry::Registry;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -25,29 +25,15 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let reg = Registry::start(RegistryOpts::default());
-        let work = tempfile::Builder::new()
-            .prefix("mf-net-img-")
-            .tempdir()
-            .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[Layer::new(
-                Compression::Gzip,
-                busybox_all_applets("run-task-net"),
-            )],
-        );
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        let (mf, reg) = busybox_task_env(Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("run-task-net"),
+        ));
         Env { mf, _reg: reg }
     }
 
     fn taskdef(&self, name: &str, json: &str) -> String {
-        let p = self.mf.dir.path().join(format!("{name}.json"));
-        std::fs::write(&p, json).unwrap();
-        format!("file://{}", p.display())
+        self.mf.taskdef(name, json)
     }
 
     fn run(&self, args: &[&str]) -> Output {

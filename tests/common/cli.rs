@@ -150,6 +150,13 @@ impl Mf {
         self.config = Some(path);
     }
 
+    /// Writes a task definition into the test dir; returns its `file://` reference.
+    pub fn taskdef(&self, name: &str, json: &str) -> String {
+        let p = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&p, json).unwrap();
+        format!("file://{}", p.display())
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         let out = self.cmd().args(args).output().expect("run minifargate");
         eprintln!(

@@ -13,6 +13,22 @@ use image::{BuiltImage, BuiltIndex, Layer, Layout};
 use registry::Registry;
 use std::path::Path;
 
+/// The run-task tests' setting: a private [`cli::Mf`] (its own root, run root, bridge and
+/// subnet) and a registry serving a one-layer busybox image as
+/// `public.ecr.aws/docker/library/busybox:1.36` through a mirror. Keep the registry alive
+/// as long as the `Mf`.
+pub fn busybox_task_env(layer: Layer) -> (cli::Mf, Registry) {
+    let reg = Registry::start(registry::RegistryOpts::default());
+    let work = tempfile::Builder::new()
+        .prefix("mf-task-img-")
+        .tempdir()
+        .unwrap();
+    push_image(&reg, work.path(), "docker/library/busybox:1.36", &[layer]);
+    let mut mf = cli::Mf::new();
+    mf.mirror_config("public.ecr.aws", &reg.host(), true);
+    (mf, reg)
+}
+
 /// Build a one-platform image in a fresh layout under `dir`, push it to `reg` as
 /// `dest` ("repo:tag"), and check the registry serves exactly the manifest built.
 pub fn push_image(reg: &Registry, dir: &Path, dest: &str, layers: &[Layer]) -> BuiltImage {
