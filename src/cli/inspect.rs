@@ -118,10 +118,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     // The task's network as the network step recorded it: its namespace (none in host
     // mode) and the ports really published — describe-tasks shows none for awsvpc (ECS
     // puts them on the ENI), the teaching view shows them all.
-    let recorded = net
-        .as_ref()
-        .and_then(|r| r.network.as_deref())
-        .and_then(|j| serde_json::from_str::<crate::task::network::Recorded>(j).ok());
+    let recorded = net.as_ref().and_then(crate::task::network::Recorded::of);
     let mut record = record;
     if let Some(r) = &recorded {
         for c in record["containers"].as_array_mut().into_iter().flatten() {

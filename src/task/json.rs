@@ -160,10 +160,7 @@ pub fn task_health(containers: &[ContainerRow]) -> &'static str {
 pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) -> Value {
     let view = net.map(|row| NetView {
         row,
-        rec: row
-            .network
-            .as_deref()
-            .and_then(|n| serde_json::from_str(n).ok()),
+        rec: Recorded::of(row),
     });
     let mut m = Map::new();
     m.insert(

@@ -345,6 +345,13 @@ pub struct Recorded {
     pub bindings: Vec<StoredBinding>,
 }
 
+impl Recorded {
+    /// What the network step stored for the task of `row` (`None` before it ran).
+    pub fn of(row: &NetworkRow) -> Option<Recorded> {
+        serde_json::from_str(row.network.as_deref()?).ok()
+    }
+}
+
 /// A [`Binding`] with its container, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredBinding {
