@@ -239,9 +239,26 @@ impl Mf {
 }
 
 impl Drop for Mf {
-    /// The bridge outlives its last task by design (like docker0); tests remove it, and
+    /// Tasks still running are killed and reconciled. The bridge outlives its last task by design (like docker0); tests remove it, and
     /// anything a failed test left on it.
     fn drop(&mut self) {
+        // First the supervisors a failed test left running (by the pid each recorded): the
+        // next command notices them dead and cleans up after them.
+        let mut killed = false;
+        for e in std::fs::read_dir(self.run_root.join("tasks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("supervisor.pid")) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+                killed = true;
+            }
+        }
+        if killed {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let _ = self.cmd().args(["list-tasks"]).output();
+        }
         let state = self.run_root.join("net").join(self.bridge());
         if state.exists()
             && let Err(e) = self.network().reset()
