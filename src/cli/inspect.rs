@@ -8,6 +8,7 @@
 
 use super::GlobalOpts;
 use super::tasks::{open_state, reconcile, task_id};
+use crate::task::volumes::unescape_mountinfo;
 use crate::task::{TaskPaths, json, status};
 use anyhow::{Context, anyhow};
 use clap::{Args, ValueEnum};
@@ -331,7 +332,7 @@ pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
         if fields.get(3) != Some(&"/") {
             continue;
         }
-        let dir = PathBuf::from(unescape(dir));
+        let dir = PathBuf::from(unescape_mountinfo(dir));
         match fstype {
             "cgroup2" => out.push(CgroupMount {
                 dir,
@@ -371,26 +372,6 @@ pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
         }
     }
     out
-}
-
-/// Mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `(controllers, path)` pairs of `/proc/<pid>/cgroup` (`4:memory:/a/b`, `0::/a/b`).
@@ -470,18 +451,18 @@ pub fn root_mount(mountinfo: &str) -> Option<Value> {
     let fstype = post.next()?;
     let source = post.next().unwrap_or_default();
     let opts = post.next().unwrap_or_default();
-    let mut v = json!({"fsType": fstype, "source": unescape(source)});
+    let mut v = json!({"fsType": fstype, "source": unescape_mountinfo(source)});
     if fstype == "overlay" {
         let mut lower = Vec::new();
         for opt in split_options(opts) {
             if let Some(l) = opt.strip_prefix("lowerdir=") {
                 lower.extend(split_lowerdirs(l));
             } else if let Some(l) = opt.strip_prefix("lowerdir+=") {
-                lower.push(unescape(l));
+                lower.push(unescape_mountinfo(l));
             } else if let Some(u) = opt.strip_prefix("upperdir=") {
-                v["upperdir"] = json!(unescape(u));
+                v["upperdir"] = json!(unescape_mountinfo(u));
             } else if let Some(w) = opt.strip_prefix("workdir=") {
-                v["workdir"] = json!(unescape(w));
+                v["workdir"] = json!(unescape_mountinfo(w));
             }
         }
         v["lowerdirs"] = json!(lower);
@@ -503,19 +484,19 @@ pub fn extra_mounts(mountinfo: &str) -> Vec<Value> {
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
             let f: Vec<&str> = pre.split(' ').collect();
-            let target = unescape(f.get(4)?);
+            let target = unescape_mountinfo(f.get(4)?);
             if standard(&target) {
                 return None;
             }
             let mut post = post.split(' ');
             let fstype = post.next()?.to_string();
-            let source = unescape(post.next().unwrap_or_default());
+            let source = unescape_mountinfo(post.next().unwrap_or_default());
             let read_only = f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro"));
             Some(json!({
                 "target": target,
                 "fsType": fstype,
                 "source": source,
-                "root": unescape(f.get(3)?),
+                "root": unescape_mountinfo(f.get(3)?),
                 "readOnly": read_only,
             }))
         })
@@ -555,7 +536,7 @@ fn split_lowerdirs(s: &str) -> Vec<String> {
             _ => out.last_mut().expect("non-empty").push(c),
         }
     }
-    out.into_iter().map(|p| unescape(&p)).collect()
+    out.into_iter().map(|p| unescape_mountinfo(&p)).collect()
 }
 
 /// User, groups, capabilities, seccomp and no_new_privs from `/proc/<pid>/status`;

@@ -561,7 +561,7 @@ pub fn cleanup_dead(task_dir: &Path) -> Vec<VolumeError> {
 }
 
 /// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
+pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
