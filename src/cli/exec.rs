@@ -6,7 +6,7 @@
 //! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
 
 use super::GlobalOpts;
-use super::tasks::{open_state, reconcile, task_id};
+use super::tasks::{find_task, open_state, reconcile, task_id};
 use crate::store::ContainerRow;
 use crate::task::{TaskPaths, status};
 use anyhow::{Context, anyhow, bail};
@@ -95,10 +95,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
     let id = task_id(&a.task).to_string();
-    let (task, containers) = store
-        .task(&id)?
-        .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
-        .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
+    let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
     if task.last_status != status::RUNNING {
         let why = task
             .stopped_reason

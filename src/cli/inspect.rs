@@ -7,10 +7,10 @@
 //! root so the unit tests run them on a fake tree.
 
 use super::GlobalOpts;
-use super::tasks::{open_state, reconcile, task_id};
+use super::tasks::{find_task, open_state, reconcile, task_id};
 use crate::task::volumes::unescape_mountinfo;
 use crate::task::{TaskPaths, json, status};
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -81,10 +81,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
     let id = task_id(&a.task).to_string();
-    let (task, containers) = store
-        .task(&id)?
-        .filter(|(t, _)| a.cluster.as_ref().is_none_or(|c| *c == t.cluster))
-        .ok_or_else(|| anyhow!("task {} not found (see `minifargate list-tasks`)", a.task))?;
+    let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
     let net = store.task_network(&id)?;
     let record = json::task_json(&task, &containers, net.as_ref());
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);

@@ -136,6 +136,19 @@ pub fn task_id(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or(s)
 }
 
+/// Task `task` (an id or ARN), in `cluster` (a name or ARN) when one is given, with its
+/// containers; a clear error when there is none.
+pub fn find_task(
+    store: &Store,
+    task: &str,
+    cluster: Option<&str>,
+) -> anyhow::Result<(crate::store::TaskRow, Vec<crate::store::ContainerRow>)> {
+    store
+        .task(task_id(task))?
+        .filter(|(t, _)| cluster.is_none_or(|c| super::clusters::cluster_name(c) == t.cluster))
+        .ok_or_else(|| anyhow::anyhow!("task {task} not found (see `minifargate list-tasks`)"))
+}
+
 pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
     Ok(store.task(id)?.map(|(t, containers)| {
         let net = store.task_network(id).ok().flatten();
