@@ -4,158 +4,7 @@
 
 mod common;
 
-use common::cli::Mf;
-use common::image::{Compression, busybox_layer};
-use common::push_image;
-use common::registry::{Registry, RegistryOpts};
-use common::services::tool;
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
-
-/// A private root and registry, and `minifargate serve` on a free loopback port. On drop:
-/// the server is stopped, then any supervisor still running is killed (by its recorded
-/// pid) and cleaned up after.
-struct Api {
-    mf: Mf,
-    _reg: Registry,
-    server: Child,
-    endpoint: String,
-}
-
-impl Api {
-    fn start() -> Api {
-        let reg = Registry::start(RegistryOpts::default());
-        let work = tempfile::Builder::new()
-            .prefix("mf-serve-img-")
-            .tempdir()
-            .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "serve")],
-        );
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &reg.host(), true);
-        let mut server = mf
-            .cmd()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start minifargate serve");
-        // The first line names the address it listens on.
-        let mut line = String::new();
-        BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .split_whitespace()
-            .last()
-            .filter(|u| u.starts_with("http://127.0.0.1:"))
-            .unwrap_or_else(|| panic!("serve did not print its address: {line:?}"))
-            .to_string();
-        Api {
-            mf,
-            _reg: reg,
-            server,
-            endpoint,
-        }
-    }
-
-    /// `aws ecs ARGS` against the server: dummy credentials, no config files, no
-    /// instance metadata.
-    fn aws(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(tool("aws"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        common::util::no_proxy(&mut c);
-        c.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_PAGER", "")
-            .args([
-                "ecs",
-                "--endpoint-url",
-                &self.endpoint,
-                "--region",
-                "us-east-1",
-            ])
-            .args(["--output", "json"])
-            .args(args);
-        let out = c
-            .output()
-            .expect("run the aws cli (is awscli in target/test-venv?)");
-        eprintln!(
-            "$ aws ecs {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn aws_json(&self, args: &[&str]) -> Value {
-        let out = self.aws(args);
-        assert!(out.status.success(), "aws ecs {args:?} failed");
-        if out.stdout.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// The stderr of a failing `aws ecs ARGS`.
-    fn aws_err(&self, args: &[&str]) -> String {
-        let out = self.aws(args);
-        assert!(!out.status.success(), "aws ecs {args:?} should have failed");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn mf_json(&self, args: &[&str]) -> Value {
-        let out = self.mf.run(args);
-        assert!(out.status.success(), "minifargate {args:?} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn file(&self, name: &str, json: &str) -> String {
-        let p = self.mf.dir.path().join(name);
-        std::fs::write(&p, json).unwrap();
-        format!("file://{}", p.display())
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let _ = self.server.wait();
-        let tasks = self.mf.run_root.join("tasks");
-        let mut killed = false;
-        for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("supervisor.pid")) {
-                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
-                killed = true;
-            }
-        }
-        if killed {
-            std::thread::sleep(Duration::from_millis(200));
-            // The next command notices the dead supervisors and cleans up after them.
-            let _ = self.mf.cmd().args(["list-tasks"]).output();
-        }
-    }
-}
+use common::api::Api;
 
 fn hello_json() -> String {
     format!("file://{}/examples/hello.json", env!("CARGO_MANIFEST_DIR"))
@@ -369,4 +218,50 @@ fn clusters_task_definitions_and_errors() {
         e.contains("(ClientException)") && e.contains("inactive"),
         "{e}"
     );
+}
+
+/// boto3, as scripts use it: register → run_task → the tasks_running waiter → describe →
+/// stop_task → the tasks_stopped waiter; and a service until the services_stable waiter,
+/// deleted until services_inactive.
+#[test]
+fn boto3_runs_waits_and_stops_a_task_and_a_service() {
+    let api = Api::start();
+    let out = api.boto3(&format!(
+        r#"
+import json, os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="local", aws_secret_access_key="local")
+td = json.loads('''{LONG}''')
+arn = ecs.register_task_definition(**td)["taskDefinition"]["taskDefinitionArn"]
+task = ecs.run_task(taskDefinition="serve-long")["tasks"][0]["taskArn"]
+fast = {{"Delay": 1, "MaxAttempts": 60}}
+ecs.get_waiter("tasks_running").wait(tasks=[task], WaiterConfig=fast)
+running = ecs.describe_tasks(tasks=[task])["tasks"][0]
+ecs.stop_task(task=task, reason="boto3 says stop")
+ecs.get_waiter("tasks_stopped").wait(tasks=[task], WaiterConfig=fast)
+stopped = ecs.describe_tasks(tasks=[task])["tasks"][0]
+svc = ecs.create_service(serviceName="boto", taskDefinition="serve-long", desiredCount=1)
+ecs.get_waiter("services_stable").wait(services=["boto"], WaiterConfig=fast)
+stable = ecs.describe_services(services=["boto"])["services"][0]
+ecs.delete_service(service="boto", force=True)
+ecs.get_waiter("services_inactive").wait(services=["boto"], WaiterConfig=fast)
+gone = ecs.describe_services(services=["boto"])["services"][0]
+print(json.dumps({{"arn": arn, "running": running["lastStatus"], "stopped": stopped["lastStatus"],
+    "stopCode": stopped["stopCode"], "reason": stopped["stoppedReason"],
+    "created": svc["service"]["status"], "stableRunning": stable["runningCount"],
+    "deployments": len(stable["deployments"]), "gone": gone["status"]}}))
+"#
+    ));
+    assert_eq!(
+        out["arn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/serve-long:1"
+    );
+    assert_eq!(out["running"], "RUNNING");
+    assert_eq!(out["stopped"], "STOPPED");
+    assert_eq!(out["stopCode"], "UserInitiated");
+    assert_eq!(out["reason"], "boto3 says stop");
+    assert_eq!(out["created"], "ACTIVE");
+    assert_eq!(out["stableRunning"], 1);
+    assert_eq!(out["deployments"], 1);
+    assert_eq!(out["gone"], "INACTIVE");
 }

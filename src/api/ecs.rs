@@ -6,6 +6,7 @@
 //! bind to loopback, as the default does. See docs/serve.md.
 
 use super::error::{EcsError, classify, status_of};
+use super::services;
 use crate::cli::{GlobalOpts, clusters, run_task, taskdefs, tasks};
 use crate::store::{FamilyStatus, SortOrder, TaskFilter};
 use crate::task::TaskOverride;
@@ -367,6 +368,37 @@ pub fn call(g: &GlobalOpts, op: &str, body: &[u8]) -> anyhow::Result<Value> {
                 .ok_or_else(|| EcsError::invalid("cluster: a cluster name or ARN is required"))?;
             Ok(json!({ "cluster": clusters::delete_json(g, &name)? }))
         }
+        "CreateService" => {
+            let i = input(body)?;
+            Ok(json!({ "service": services::create(g, i)? }))
+        }
+        "UpdateService" => {
+            let i = input(body)?;
+            Ok(json!({ "service": services::update(g, i)? }))
+        }
+        "DeleteService" => {
+            let i = input(body)?;
+            Ok(json!({ "service": services::delete(g, i)? }))
+        }
+        "DescribeServices" => {
+            let i = input(body)?;
+            let (found, failures) = services::describe(g, i)?;
+            Ok(json!({ "services": found, "failures": failures }))
+        }
+        "ListServices" => {
+            let i: services::ListServicesRequest = input(body)?;
+            let arns = services::list_arns(g, &i)?;
+            // Ref: ecs.json `ListServicesRequest.maxResults` defaults to 10.
+            let (arns, token) = page(
+                arns,
+                Some(i.max_results.unwrap_or(10)),
+                i.next_token.as_deref(),
+            )?;
+            Ok(with_token(json!({ "serviceArns": arns }), token))
+        }
+        "TagResource" => services::tag(g, input(body)?),
+        "UntagResource" => services::untag(g, input(body)?),
+        "ListTagsForResource" => services::list_tags(g, input(body)?),
         other => Err(EcsError::new(
             "UnknownOperationException",
             format!("{other} is not supported by minifargate serve (see docs/serve.md)"),

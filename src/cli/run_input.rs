@@ -38,7 +38,7 @@ pub enum InputError {
 
 /// ECS tag limits. Ref: ecs.json `Tag` (key 1-128, value 0-256), `Tags` (max 50);
 /// the `aws:` prefix is reserved for AWS.
-fn check_tags(tags: &[Tag]) -> Result<(), InputError> {
+pub(crate) fn check_tags(tags: &[Tag]) -> Result<(), InputError> {
     let rule = |why: String| Err(InputError::TagRule { why });
     if tags.len() > 50 {
         return rule(format!("{} tags given, at most 50 are allowed", tags.len()));

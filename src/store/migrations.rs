@@ -144,6 +144,65 @@ CREATE TABLE task_networks (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 5,
+        name: "services, their deployments and events; cluster tags",
+        sql: r#"
+-- TagResource on a cluster ([{"key","value"}] JSON, like tasks.tags).
+ALTER TABLE clusters ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+
+-- One row per service name in a cluster. status: ACTIVE, DRAINING (DeleteService, tasks
+-- still stopping), INACTIVE (deleted; CreateService may reuse the name). `spec` is the
+-- rest of CreateService/UpdateService as JSON (launchType, networkConfiguration,
+-- deploymentConfiguration, enableExecuteCommand, propagateTags …).
+CREATE TABLE services (
+    cluster             TEXT NOT NULL REFERENCES clusters (name),
+    name                TEXT NOT NULL,
+    arn                 TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('ACTIVE', 'DRAINING', 'INACTIVE')),
+    task_definition_arn TEXT NOT NULL,
+    desired_count       INTEGER NOT NULL CHECK (desired_count >= 0),
+    spec                TEXT NOT NULL DEFAULT '{}',
+    tags                TEXT NOT NULL DEFAULT '[]',
+    created_at_ms       INTEGER NOT NULL,
+    updated_at_ms       INTEGER NOT NULL,
+    PRIMARY KEY (cluster, name)
+) STRICT;
+
+-- A service's deployments (`ecs-svc/<19 digits>`, the tasks' startedBy): one PRIMARY,
+-- older ones ACTIVE while they still have tasks, INACTIVE after.
+CREATE TABLE service_deployments (
+    id                   TEXT PRIMARY KEY NOT NULL,
+    cluster              TEXT NOT NULL,
+    service              TEXT NOT NULL,
+    status               TEXT NOT NULL CHECK (status IN ('PRIMARY', 'ACTIVE', 'INACTIVE')),
+    task_definition_arn  TEXT NOT NULL,
+    desired_count        INTEGER NOT NULL,
+    failed_tasks         INTEGER NOT NULL DEFAULT 0,
+    rollout_state        TEXT NOT NULL,
+    rollout_state_reason TEXT NOT NULL DEFAULT '',
+    created_at_ms        INTEGER NOT NULL,
+    updated_at_ms        INTEGER NOT NULL,
+    FOREIGN KEY (cluster, service) REFERENCES services (cluster, name) ON DELETE CASCADE
+) STRICT;
+
+CREATE INDEX service_deployments_by_service ON service_deployments (cluster, service, status);
+
+-- The scheduler's messages ("(service web) has started 2 tasks: …"), newest kept.
+CREATE TABLE service_events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    cluster       TEXT NOT NULL,
+    service       TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    message       TEXT NOT NULL,
+    FOREIGN KEY (cluster, service) REFERENCES services (cluster, name) ON DELETE CASCADE
+) STRICT;
+
+CREATE INDEX service_events_by_service ON service_events (cluster, service, seq);
+CREATE INDEX tasks_by_group ON tasks (cluster, grp, last_status);
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -9,12 +9,14 @@
 mod clusters;
 mod migrations;
 mod network;
+mod services;
 mod taskdefs;
 mod tasks;
 
 pub use clusters::{ClusterRow, DeleteCluster, PhaseRow};
 pub use migrations::MIGRATIONS;
 pub use network::NetworkRow;
+pub use services::{DeploymentRow, EventRow, Resource, ServiceRow};
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
 pub use tasks::{ContainerRow, TaskFilter, TaskRow};
 

@@ -2,6 +2,7 @@
 //! seeded by skopeo with images built here, helper servers, and the binary under test.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod cli;
 pub mod image;
 pub mod registry;

@@ -1,0 +1,574 @@
+//! The service scheduler of `serve`: once a second (and at once after CreateService,
+//! UpdateService or DeleteService) it brings every service's tasks to its desiredCount,
+//! rolls deployments forward within maximumPercent/minimumHealthyPercent, replaces tasks
+//! that stop or turn UNHEALTHY (with a backoff, like ECS's service throttling) and writes
+//! the deployments' progress and the service events. Tasks are started with RunTask's
+//! own path (`run_task::start_tasks`) and stopped through their supervisors.
+
+use super::services::{Spec, add_event, now_ms, resource_of, tag_list, unhealthy};
+use crate::cli::GlobalOpts;
+use crate::cli::run_task::{RunTaskInput, start_tasks};
+use crate::store::{DeploymentRow, Resource, ServiceRow, Store, TaskRow};
+use crate::supervisor::{Request, request};
+use crate::task::{TaskPaths, status};
+use clap::ValueEnum;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// ECS's stopCode for tasks the service scheduler stops. Ref: ecs.json `TaskStopCode`.
+pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+/// stoppedReason of a task replaced for failing its health checks (ECS's string).
+pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
+const TICK: Duration = Duration::from_secs(1);
+/// Failed tasks older than this no longer slow down launches.
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+const THROTTLE_BASE: Duration = Duration::from_secs(5);
+const THROTTLE_MAX: Duration = Duration::from_secs(15 * 60);
+/// Failures in the window after which the service gets ECS's "unable to consistently
+/// start tasks" event.
+const THROTTLE_WARN_AT: usize = 3;
+
+static WAKE: Mutex<bool> = Mutex::new(false);
+static WAKE_CV: Condvar = Condvar::new();
+
+/// Wakes the scheduler now (a service changed).
+pub fn nudge() {
+    if let Ok(mut w) = WAKE.lock() {
+        *w = true;
+        WAKE_CV.notify_all();
+    }
+}
+
+fn sleep_until_nudged(d: Duration) {
+    let Ok(mut w) = WAKE.lock() else {
+        std::thread::sleep(d);
+        return;
+    };
+    if !*w {
+        w = match WAKE_CV.wait_timeout(w, d) {
+            Ok((w, _)) => w,
+            Err(_) => return,
+        };
+    }
+    *w = false;
+}
+
+/// The running scheduler thread.
+pub struct Scheduler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Scheduler {
+    pub fn start(g: GlobalOpts) -> std::io::Result<Scheduler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("service-scheduler".into())
+            .spawn(move || run(&g, &flag))?;
+        Ok(Scheduler { stop, thread })
+    }
+
+    /// Stops after the current pass (a pass never leaves a launch half done).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        nudge();
+        let _ = self.thread.join();
+    }
+}
+
+/// What the scheduler remembers of a service between passes (not stored: after a restart
+/// of `serve` throttling starts afresh).
+#[derive(Default)]
+struct Memory {
+    /// Tasks seen not STOPPED in the last pass: one that has stopped since, on its own, is a
+    /// failure.
+    known: HashSet<String>,
+    failures: VecDeque<Instant>,
+    next_launch: Option<Instant>,
+    warned: bool,
+    steady: bool,
+    /// Tasks stopped as UNHEALTHY whose replacements are not started yet.
+    unhealthy: usize,
+}
+
+impl Memory {
+    /// Records a failed task; returns how many failures the window holds. The next launch
+    /// waits 0 s after one failure, then 5 s, 10 s, 20 s … up to 15 minutes.
+    fn failed(&mut self, now: Instant) -> usize {
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > THROTTLE_WINDOW)
+        {
+            self.failures.pop_front();
+        }
+        let n = self.failures.len();
+        let delay = if n <= 1 {
+            Duration::ZERO
+        } else {
+            THROTTLE_BASE
+                .saturating_mul(1 << (n - 2).min(20))
+                .min(THROTTLE_MAX)
+        };
+        self.next_launch = Some(now + delay);
+        self.steady = false;
+        n
+    }
+}
+
+fn run(g: &GlobalOpts, stop: &AtomicBool) {
+    let mut memory: HashMap<(String, String), Memory> = HashMap::new();
+    let mut store: Option<Store> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if store.is_none() {
+            match crate::cli::tasks::open_state(g) {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    tracing::error!(error = %crate::cli::render_error(&e), "service scheduler")
+                }
+            }
+        }
+        if let Some(s) = store.as_mut()
+            && let Err(e) = pass(g, s, &mut memory)
+        {
+            tracing::error!(error = %crate::cli::render_error(&e), "service scheduler pass failed");
+        }
+        sleep_until_nudged(TICK);
+    }
+}
+
+/// One pass over every ACTIVE or DRAINING service.
+fn pass(
+    g: &GlobalOpts,
+    store: &mut Store,
+    memory: &mut HashMap<(String, String), Memory>,
+) -> anyhow::Result<()> {
+    // Tasks whose supervisor died are finished first: they need replacing too.
+    crate::cli::tasks::reconcile(g, store);
+    let services = store.list_services(None)?;
+    memory.retain(|(c, n), _| services.iter().any(|s| &s.cluster == c && &s.name == n));
+    for s in services {
+        let m = memory
+            .entry((s.cluster.clone(), s.name.clone()))
+            .or_default();
+        if let Err(e) = schedule(g, store, &s, m) {
+            tracing::error!(service = %s.name, cluster = %s.cluster,
+                error = %crate::cli::render_error(&e), "failed to schedule a service");
+        }
+    }
+    Ok(())
+}
+
+/// A task of the service that is not STOPPED.
+struct Live {
+    row: TaskRow,
+    unhealthy: bool,
+}
+
+impl Live {
+    fn active(&self) -> bool {
+        self.row.desired_status != status::STOPPED
+    }
+    fn running(&self) -> bool {
+        self.row.last_status == status::RUNNING
+    }
+}
+
+/// "(task a) (task b)" as ECS lists tasks in events.
+fn task_list(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("(task {id})"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn scaling_reason(deployment: &str) -> String {
+    // Ref: the stoppedReason ECS gives tasks its scheduler stops.
+    format!("Scaling activity initiated by (deployment {deployment})")
+}
+
+/// Asks a task's supervisor to stop it with ServiceSchedulerInitiated; false when it could
+/// not be asked (a later pass tries again).
+fn stop_task(g: &GlobalOpts, t: &mut TaskRow, reason: &str) -> bool {
+    let sock = TaskPaths::new(&g.root, &g.run_root, &t.id).socket();
+    let r = request(
+        &sock,
+        &Request::Stop {
+            stop_code: SERVICE_SCHEDULER_INITIATED.into(),
+            reason: reason.into(),
+            force: false,
+        },
+    );
+    match r {
+        Ok(resp) if resp.ok => {
+            t.desired_status = status::STOPPED.into();
+            true
+        }
+        Ok(resp) => {
+            tracing::warn!(task_id = %t.id, error = ?resp.error, "the supervisor refused to stop a service task");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(task_id = %t.id, error = %e, "could not ask a service task's supervisor to stop it");
+            false
+        }
+    }
+}
+
+/// Starts `n` tasks of deployment `d` through RunTask's path; returns their ids.
+fn launch(
+    g: &GlobalOpts,
+    store: &Store,
+    s: &ServiceRow,
+    spec: &Spec,
+    d: &DeploymentRow,
+    n: i64,
+) -> anyhow::Result<Vec<String>> {
+    let tags = match spec.propagate_tags.as_deref() {
+        Some("SERVICE") => tag_list(&s.tags),
+        Some("TASK_DEFINITION") => match resource_of(&d.task_definition_arn) {
+            Ok(r @ Resource::TaskDefinition(..)) => {
+                tag_list(&store.resource_tags(&r)?.unwrap_or_default())
+            }
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let launch_type = spec
+        .launch_type
+        .as_deref()
+        .and_then(|l| crate::taskdef::LaunchType::from_str(l, true).ok());
+    let started = start_tasks(
+        g,
+        RunTaskInput {
+            cluster: s.cluster.clone(),
+            task_definition: d.task_definition_arn.clone(),
+            count: n.clamp(1, 10) as u32,
+            launch_type,
+            started_by: Some(d.id.clone()),
+            group: Some(format!("service:{}", s.name)),
+            tags,
+            enable_execute_command: spec.enable_execute_command,
+            network_configuration: spec.network_configuration.clone(),
+            ..Default::default()
+        },
+    )?;
+    let ids = started.ids.clone();
+    // Reap the supervisors when they exit (they run detached, in their own sessions).
+    for mut child in started.children {
+        std::thread::spawn(move || child.wait());
+    }
+    Ok(ids)
+}
+
+/// One service: replace, launch, stop, and record what happened.
+fn schedule(
+    g: &GlobalOpts,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+) -> anyhow::Result<()> {
+    let now = Instant::now();
+    let name = &s.name;
+    let spec = Spec::of(s);
+    let mut deployments = store.deployments(&s.cluster, name)?;
+    let Some(primary) = deployments.iter().find(|d| d.status == "PRIMARY").cloned() else {
+        return Ok(());
+    };
+    let mut live = Vec::new();
+    for row in store.group_tasks(&s.cluster, &format!("service:{name}"))? {
+        let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
+        let unhealthy = row.last_status == status::RUNNING && unhealthy(&containers);
+        live.push(Live { row, unhealthy });
+    }
+
+    // Tasks that stopped on their own since the last pass (an essential container exited,
+    // the task failed to start, its supervisor died): failures, for throttling.
+    let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
+    for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
+        let Some((t, _)) = store.task(&gone)? else {
+            continue;
+        };
+        let by_us_or_user = matches!(
+            t.stop_code.as_deref(),
+            Some(SERVICE_SCHEDULER_INITIATED) | Some(crate::task::stop::USER_INITIATED)
+        );
+        if t.last_status == status::STOPPED && !by_us_or_user {
+            let n = m.failed(now);
+            tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
+            if n >= THROTTLE_WARN_AT && !m.warned {
+                m.warned = true;
+                add_event(
+                    store,
+                    &s.cluster,
+                    name,
+                    format!(
+                        "(service {name}) is unable to consistently start tasks successfully. \
+                         For more information, see the Troubleshooting section of the Amazon \
+                         ECS Developer Guide."
+                    ),
+                );
+            }
+        }
+    }
+    m.known = ids;
+
+    let mut stopped = Vec::new();
+    let mut started = Vec::new();
+
+    if s.status == "DRAINING" {
+        for l in live.iter_mut().filter(|l| l.active()) {
+            let d = l
+                .row
+                .started_by
+                .clone()
+                .unwrap_or_else(|| primary.id.clone());
+            if stop_task(g, &mut l.row, &scaling_reason(&d)) {
+                stopped.push(l.row.id.clone());
+            }
+        }
+        if !stopped.is_empty() {
+            add_event(
+                store,
+                &s.cluster,
+                name,
+                format!(
+                    "(service {name}) has stopped {} running tasks: {}.",
+                    stopped.len(),
+                    task_list(&stopped)
+                ),
+            );
+        }
+        if live.is_empty() {
+            let mut gone = s.clone();
+            gone.status = "INACTIVE".into();
+            gone.updated_at_ms = now_ms();
+            store.save_service(&gone)?;
+            for d in &mut deployments {
+                d.status = "INACTIVE".into();
+                d.updated_at_ms = now_ms();
+                store.save_deployment(d)?;
+            }
+        }
+        return Ok(());
+    }
+
+    // A task whose essential container is UNHEALTHY is replaced. Ref: ecs-reference.md §1
+    // (only a service replaces an unhealthy task).
+    for l in live.iter_mut().filter(|l| l.active() && l.unhealthy) {
+        let id = l.row.id.clone();
+        add_event(
+            store,
+            &s.cluster,
+            name,
+            format!("(service {name}) (task {id}) failed container health checks."),
+        );
+        if stop_task(g, &mut l.row, UNHEALTHY_REASON) {
+            m.unhealthy += 1;
+            stopped.push(id);
+        }
+    }
+
+    let desired = s.desired_count;
+    let (max_total, min_healthy) = spec.deployment_configuration.bounds(desired);
+    let is_primary = |l: &Live| l.row.started_by.as_deref() == Some(primary.id.as_str());
+
+    // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest.
+    let mut surplus: Vec<usize> = (0..live.len())
+        .filter(|&i| live[i].active() && is_primary(&live[i]))
+        .collect();
+    if surplus.len() as i64 > desired {
+        surplus.sort_by_key(|&i| (live[i].running(), std::cmp::Reverse(live[i].row.created_at)));
+        for &i in surplus.iter().take(surplus.len() - desired as usize) {
+            if stop_task(g, &mut live[i].row, &scaling_reason(&primary.id)) {
+                stopped.push(live[i].row.id.clone());
+            }
+        }
+    }
+
+    // Launch the primary's missing tasks, within maximumPercent, unless throttled.
+    let primary_active = live.iter().filter(|l| l.active() && is_primary(l)).count() as i64;
+    let room = max_total - live.len() as i64;
+    let mut n = (desired - primary_active).min(room).min(10);
+    if n > 0 && m.next_launch.is_some_and(|t| now < t) {
+        tracing::debug!(service = %name, "launch throttled");
+        n = 0;
+    }
+    if n > 0 {
+        match launch(g, store, s, &spec, &primary, n) {
+            Ok(ids) => {
+                let mut msg = format!(
+                    "(service {name}) has started {} tasks: {}.",
+                    ids.len(),
+                    task_list(&ids)
+                );
+                if m.unhealthy > 0 {
+                    let r = m.unhealthy.min(ids.len());
+                    msg.push_str(&format!(
+                        " Amazon ECS replaced {r} tasks due to an unhealthy status."
+                    ));
+                    m.unhealthy -= r;
+                }
+                add_event(store, &s.cluster, name, msg);
+                m.known.extend(ids.iter().cloned());
+                started = ids;
+            }
+            Err(e) => {
+                let why = crate::cli::render_error(&e);
+                tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
+                add_event(
+                    store,
+                    &s.cluster,
+                    name,
+                    format!("(service {name}) failed to launch a task with (error {why})."),
+                );
+                m.failed(now);
+            }
+        }
+    }
+
+    // Stop older deployments' tasks while minimumHealthyPercent stays healthy: tasks not
+    // RUNNING at once, RUNNING ones (oldest first) only as the healthy surplus allows.
+    let healthy = live
+        .iter()
+        .filter(|l| l.active() && l.running() && !l.unhealthy)
+        .count() as i64;
+    let mut can_stop = healthy - min_healthy;
+    let mut old: Vec<usize> = (0..live.len())
+        .filter(|&i| live[i].active() && !is_primary(&live[i]))
+        .collect();
+    old.sort_by_key(|&i| (live[i].running(), live[i].row.created_at));
+    for i in old {
+        let healthy_one = live[i].running() && !live[i].unhealthy;
+        if healthy_one && can_stop <= 0 {
+            continue;
+        }
+        let d = live[i].row.started_by.clone().unwrap_or_default();
+        if stop_task(g, &mut live[i].row, &scaling_reason(&d)) {
+            stopped.push(live[i].row.id.clone());
+            if healthy_one {
+                can_stop -= 1;
+            }
+        }
+    }
+    if !stopped.is_empty() {
+        add_event(
+            store,
+            &s.cluster,
+            name,
+            format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                stopped.len(),
+                task_list(&stopped)
+            ),
+        );
+    }
+
+    // Deployments: an older one is done once none of its tasks is left; failedTasks.
+    let changed = !stopped.is_empty() || !started.is_empty();
+    let mut olds_left = false;
+    for d in &mut deployments {
+        let mut dirty = false;
+        if d.status == "ACTIVE" {
+            if live
+                .iter()
+                .any(|l| l.row.started_by.as_deref() == Some(d.id.as_str()))
+            {
+                olds_left = true;
+            } else {
+                d.status = "INACTIVE".into();
+                dirty = true;
+            }
+        }
+        let failed = store.failed_deployment_tasks(&d.id)?;
+        if failed != d.failed_tasks {
+            d.failed_tasks = failed;
+            dirty = true;
+        }
+        if dirty {
+            d.updated_at_ms = now_ms();
+            store.save_deployment(d)?;
+        }
+    }
+    let running = live
+        .iter()
+        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l))
+        .count() as i64;
+    let steady = !changed
+        && !olds_left
+        && running == desired
+        && live.iter().all(|l| l.active() && l.running());
+    if steady
+        && let Some(p) = deployments.iter_mut().find(|d| d.status == "PRIMARY")
+        && p.rollout_state == "IN_PROGRESS"
+    {
+        p.rollout_state = "COMPLETED".into();
+        p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
+        p.updated_at_ms = now_ms();
+        store.save_deployment(p)?;
+        add_event(
+            store,
+            &s.cluster,
+            name,
+            format!(
+                "(service {name}) (deployment {}) deployment completed.",
+                p.id
+            ),
+        );
+    }
+    if changed {
+        m.steady = false;
+    } else if steady && !m.steady {
+        m.steady = true;
+        m.warned = false;
+        add_event(
+            store,
+            &s.cluster,
+            name,
+            format!("(service {name}) has reached a steady state."),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_backs_off_and_forgets_old_failures() {
+        let mut m = Memory::default();
+        let t0 = Instant::now();
+        assert_eq!(m.failed(t0), 1);
+        assert_eq!(
+            m.next_launch,
+            Some(t0),
+            "the first failure is replaced at once"
+        );
+        m.failed(t0);
+        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(5)));
+        m.failed(t0);
+        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(10)));
+        for _ in 0..20 {
+            m.failed(t0);
+        }
+        assert_eq!(m.next_launch, Some(t0 + THROTTLE_MAX));
+        let later = t0 + THROTTLE_WINDOW + Duration::from_secs(1);
+        assert_eq!(m.failed(later), 1);
+        assert_eq!(m.next_launch, Some(later));
+    }
+
+    #[test]
+    fn event_task_lists() {
+        assert_eq!(task_list(&["a".into(), "b".into()]), "(task a) (task b)");
+        assert_eq!(
+            scaling_reason("ecs-svc/1"),
+            "Scaling activity initiated by (deployment ecs-svc/1)"
+        );
+    }
+}

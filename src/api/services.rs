@@ -1,0 +1,878 @@
+//! ECS services over the API: CreateService, UpdateService, DescribeServices,
+//! ListServices, DeleteService (ECS's request and response shapes), and the tag operations
+//! for every taggable resource. The scheduler (`super::scheduler`) does the rest: it keeps
+//! each service's tasks running and writes its deployments' progress and events.
+
+use super::error::EcsError;
+use crate::cli::GlobalOpts;
+use crate::cli::clusters::{self, check_cluster, cluster_name};
+use crate::cli::run_input::{Tag, check_tags};
+use crate::cli::tasks::{open_state, task_id};
+use crate::store::{DeploymentRow, EventRow, Resource, ServiceRow, Store, format_timestamp};
+use crate::task::{json::task_health, status};
+use crate::taskdef::AwsContext;
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const SERVICE_NOT_FOUND: &str = "Service not found.";
+
+/// A service's settings besides name, task definition and count (the `spec` column).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    pub launch_type: Option<String>,
+    pub platform_version: Option<String>,
+    /// RunTask's networkConfiguration as checked JSON text.
+    pub network_configuration: Option<String>,
+    #[serde(default)]
+    pub deployment_configuration: DeploymentConfiguration,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    /// NONE, SERVICE or TASK_DEFINITION.
+    pub propagate_tags: Option<String>,
+    pub health_check_grace_period_seconds: Option<i64>,
+}
+
+/// Ref: ecs.json `DeploymentConfiguration` (REPLICA defaults 200 and 100).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    pub maximum_percent: i64,
+    pub minimum_healthy_percent: i64,
+}
+
+impl Default for DeploymentConfiguration {
+    fn default() -> Self {
+        DeploymentConfiguration {
+            maximum_percent: 200,
+            minimum_healthy_percent: 100,
+        }
+    }
+}
+
+impl DeploymentConfiguration {
+    /// The most tasks a service may have at once (ECS rounds down) and the fewest healthy
+    /// ones it keeps during a deployment (rounded up). Ref: ecs.json
+    /// `DeploymentConfiguration.maximumPercent`, `.minimumHealthyPercent`.
+    pub fn bounds(&self, desired: i64) -> (i64, i64) {
+        let max = desired * self.maximum_percent / 100;
+        let min = (desired * self.minimum_healthy_percent + 99) / 100;
+        (max, min)
+    }
+}
+
+impl Spec {
+    pub fn of(s: &ServiceRow) -> Spec {
+        serde_json::from_str(&s.spec).unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentConfigurationInput {
+    maximum_percent: Option<i64>,
+    minimum_healthy_percent: Option<i64>,
+    deployment_circuit_breaker: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateServiceRequest {
+    cluster: Option<String>,
+    service_name: String,
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    launch_type: Option<String>,
+    platform_version: Option<String>,
+    network_configuration: Option<Value>,
+    deployment_configuration: Option<DeploymentConfigurationInput>,
+    #[serde(default)]
+    enable_execute_command: bool,
+    propagate_tags: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    scheduling_strategy: Option<String>,
+    deployment_controller: Option<Value>,
+    health_check_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateServiceRequest {
+    cluster: Option<String>,
+    service: String,
+    desired_count: Option<i64>,
+    task_definition: Option<String>,
+    #[serde(default)]
+    force_new_deployment: bool,
+    deployment_configuration: Option<DeploymentConfigurationInput>,
+    network_configuration: Option<Value>,
+    platform_version: Option<String>,
+    enable_execute_command: Option<bool>,
+    propagate_tags: Option<String>,
+    health_check_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServicesRequest {
+    cluster: Option<String>,
+    services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesRequest {
+    cluster: Option<String>,
+    launch_type: Option<String>,
+    scheduling_strategy: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteServiceRequest {
+    cluster: Option<String>,
+    service: String,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TagResourceRequest {
+    resource_arn: String,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    tag_keys: Vec<String>,
+}
+
+fn cluster_of(c: Option<String>) -> String {
+    cluster_name(
+        &c.filter(|c| !c.is_empty())
+            .unwrap_or_else(|| clusters::DEFAULT.to_string()),
+    )
+    .to_string()
+}
+
+/// The service name in a name or a service ARN (`…:service/<cluster>/<name>` or the old
+/// `…:service/<name>`).
+pub fn service_name(s: &str) -> &str {
+    s.rsplit_once(":service/")
+        .map_or(s, |(_, rest)| rest.rsplit('/').next().unwrap_or(rest))
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new deployment id as ECS writes them: `ecs-svc/` and 19 digits.
+pub fn new_deployment_id() -> anyhow::Result<String> {
+    let hex = crate::task::new_id()?;
+    let n = u64::from_str_radix(&hex[..16], 16)? % 10_000_000_000_000_000_000;
+    Ok(format!("ecs-svc/{n:019}"))
+}
+
+/// Records event `message` for a service.
+pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: String) {
+    let id = crate::task::new_uuid().unwrap_or_else(|_| format!("{}", now_ms()));
+    let e = EventRow {
+        id,
+        created_at_ms: now_ms(),
+        message,
+    };
+    if let Err(err) = store.add_service_event(cluster, service, &e) {
+        tracing::error!(service, error = %runtime::error_chain(&err), "failed to record a service event");
+    }
+}
+
+/// Ref: ecs.json `CreateServiceRequest.serviceName`: up to 255 letters, numbers, hyphens
+/// and underscores.
+fn check_service_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 255
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!(EcsError::invalid(format!(
+            "serviceName {name:?}: up to 255 letters (uppercase and lowercase), numbers, \
+             underscores, and hyphens are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn check_count(n: i64) -> anyhow::Result<()> {
+    if n < 0 {
+        bail!(EcsError::invalid(format!(
+            "desiredCount {n}: must be 0 or more"
+        )));
+    }
+    Ok(())
+}
+
+fn deployment_configuration(
+    base: DeploymentConfiguration,
+    input: Option<DeploymentConfigurationInput>,
+) -> anyhow::Result<DeploymentConfiguration> {
+    let Some(i) = input else { return Ok(base) };
+    let c = DeploymentConfiguration {
+        maximum_percent: i.maximum_percent.unwrap_or(base.maximum_percent),
+        minimum_healthy_percent: i
+            .minimum_healthy_percent
+            .unwrap_or(base.minimum_healthy_percent),
+    };
+    if i.deployment_circuit_breaker
+        .as_ref()
+        .is_some_and(|b| b["enable"] == true)
+    {
+        tracing::warn!("deploymentCircuitBreaker is not supported: deployments never roll back");
+    }
+    if !(0..=100).contains(&c.minimum_healthy_percent) {
+        bail!(EcsError::invalid(format!(
+            "deploymentConfiguration.minimumHealthyPercent {}: must be between 0 and 100",
+            c.minimum_healthy_percent
+        )));
+    }
+    if c.maximum_percent < 100 || c.maximum_percent <= c.minimum_healthy_percent {
+        bail!(EcsError::invalid(format!(
+            "deploymentConfiguration.maximumPercent {}: must be at least 100 and more than \
+             minimumHealthyPercent ({}), or a deployment could never replace a task",
+            c.maximum_percent, c.minimum_healthy_percent
+        )));
+    }
+    Ok(c)
+}
+
+/// The ACTIVE task definition a service runs, as its ARN.
+fn resolve_task_definition(
+    store: &mut Store,
+    ctx: &AwsContext,
+    reference: &str,
+) -> anyhow::Result<String> {
+    if reference.starts_with("file://") {
+        bail!(EcsError::client(format!(
+            "taskDefinition {reference:?}: register it first (RegisterTaskDefinition)"
+        )));
+    }
+    let r = crate::taskdef::resolve(store, reference, ctx)?;
+    Ok(r.stored
+        .definition
+        .task_definition_arn
+        .clone()
+        .unwrap_or_else(|| ctx.task_definition_arn(r.stored.family(), r.stored.revision())))
+}
+
+fn network_configuration(v: Option<Value>) -> anyhow::Result<Option<String>> {
+    v.map(|v| {
+        crate::task::network::parse_network_configuration(&v.to_string())
+            .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")).into())
+    })
+    .transpose()
+}
+
+fn launch_type(v: Option<String>) -> anyhow::Result<Option<String>> {
+    match v.as_deref() {
+        None | Some("FARGATE") | Some("EC2") => Ok(v),
+        Some(other) => bail!(EcsError::invalid(format!(
+            "launchType {other:?}: must be FARGATE or EC2"
+        ))),
+    }
+}
+
+fn propagate_tags(v: Option<String>) -> anyhow::Result<Option<String>> {
+    match v.as_deref() {
+        None | Some("NONE") | Some("SERVICE") | Some("TASK_DEFINITION") => Ok(v),
+        Some(other) => bail!(EcsError::invalid(format!(
+            "propagateTags {other:?}: must be NONE, SERVICE or TASK_DEFINITION"
+        ))),
+    }
+}
+
+fn checked_tags(tags: &[Tag]) -> anyhow::Result<()> {
+    check_tags(tags).map_err(|e| {
+        EcsError::invalid(
+            e.to_string()
+                .trim_start_matches("InvalidParameterException: --tags: ")
+                .to_string(),
+        )
+        .into()
+    })
+}
+
+/// A service of a request that must exist: ServiceNotFoundException otherwise (also for an
+/// INACTIVE one, as ECS answers).
+fn existing(store: &Store, cluster: &str, service: &str) -> anyhow::Result<ServiceRow> {
+    check_cluster(store, cluster)?;
+    match store.service(cluster, service_name(service))? {
+        Some(s) if s.status != "INACTIVE" => Ok(s),
+        _ => bail!(EcsError::new(
+            "ServiceNotFoundException",
+            format!(
+                "{SERVICE_NOT_FOUND} ({} in cluster {cluster})",
+                service_name(service)
+            )
+        )),
+    }
+}
+
+/// CreateService: the `Service` JSON.
+pub fn create(g: &GlobalOpts, i: CreateServiceRequest) -> anyhow::Result<Value> {
+    check_service_name(&i.service_name)?;
+    if let Some(s) = i.scheduling_strategy.as_deref().filter(|s| *s != "REPLICA") {
+        bail!(EcsError::invalid(format!(
+            "schedulingStrategy {s:?}: only REPLICA is supported (there is one host)"
+        )));
+    }
+    if let Some(t) = i
+        .deployment_controller
+        .as_ref()
+        .and_then(|c| c["type"].as_str())
+        .filter(|t| *t != "ECS")
+    {
+        bail!(EcsError::invalid(format!(
+            "deploymentController {t:?}: only the ECS rolling update controller is supported"
+        )));
+    }
+    let desired = i.desired_count.ok_or_else(|| {
+        EcsError::invalid("desiredCount: required for a service with the REPLICA strategy")
+    })?;
+    check_count(desired)?;
+    let reference = i
+        .task_definition
+        .ok_or_else(|| EcsError::invalid("taskDefinition: required"))?;
+    checked_tags(&i.tags)?;
+    let spec = Spec {
+        launch_type: launch_type(i.launch_type)?,
+        platform_version: i.platform_version,
+        network_configuration: network_configuration(i.network_configuration)?,
+        deployment_configuration: deployment_configuration(
+            DeploymentConfiguration::default(),
+            i.deployment_configuration,
+        )?,
+        enable_execute_command: i.enable_execute_command,
+        propagate_tags: propagate_tags(i.propagate_tags)?,
+        health_check_grace_period_seconds: i.health_check_grace_period_seconds,
+    };
+    let ctx = AwsContext::from_env();
+    let mut store = open_state(g)?;
+    let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
+    let td = resolve_task_definition(&mut store, &ctx, &reference)?;
+    let now = now_ms();
+    // `default` is created with its first task or service, as ECS does.
+    store.ensure_cluster(&cluster, &ctx.ecs_arn(&format!("cluster/{cluster}")), now)?;
+    let name = i.service_name;
+    let row = ServiceRow {
+        arn: ctx.ecs_arn(&format!("service/{cluster}/{name}")),
+        cluster: cluster.clone(),
+        name: name.clone(),
+        status: "ACTIVE".into(),
+        task_definition_arn: td.clone(),
+        desired_count: desired,
+        spec: serde_json::to_string(&spec)?,
+        tags: serde_json::to_string(&i.tags)?,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let first = DeploymentRow {
+        id: new_deployment_id()?,
+        cluster: cluster.clone(),
+        service: name.clone(),
+        status: "PRIMARY".into(),
+        task_definition_arn: td,
+        desired_count: desired,
+        rollout_state: "IN_PROGRESS".into(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        ..Default::default()
+    };
+    if !store.create_service(&row, &first)? {
+        // Ref: ECS's answer to a second CreateService of an active name.
+        bail!(EcsError::invalid(format!(
+            "Creation of service was not idempotent. (service {name} already exists in cluster \
+             {cluster}: use UpdateService)"
+        )));
+    }
+    let mut first = first;
+    first.rollout_state_reason = format!("ECS deployment {} in progress.", first.id);
+    store.save_deployment(&first)?;
+    super::scheduler::nudge();
+    service_json(&store, &row, true)
+}
+
+/// UpdateService: the `Service` JSON. A new task definition, network configuration or
+/// `forceNewDeployment` starts a deployment; a count alone does not.
+pub fn update(g: &GlobalOpts, i: UpdateServiceRequest) -> anyhow::Result<Value> {
+    let ctx = AwsContext::from_env();
+    let mut store = open_state(g)?;
+    let cluster = cluster_of(i.cluster);
+    let mut s = existing(&store, &cluster, &i.service)?;
+    if s.status != "ACTIVE" {
+        bail!(EcsError::new(
+            "ServiceNotActiveException",
+            format!("Service was not ACTIVE. ({} is {})", s.name, s.status)
+        ));
+    }
+    let mut spec = Spec::of(&s);
+    if let Some(n) = i.desired_count {
+        check_count(n)?;
+        s.desired_count = n;
+    }
+    spec.deployment_configuration =
+        deployment_configuration(spec.deployment_configuration, i.deployment_configuration)?;
+    let mut redeploy = i.force_new_deployment;
+    if let Some(reference) = &i.task_definition {
+        let td = resolve_task_definition(&mut store, &ctx, reference)?;
+        redeploy |= td != s.task_definition_arn;
+        s.task_definition_arn = td;
+    }
+    if let Some(n) = network_configuration(i.network_configuration)? {
+        redeploy |= spec.network_configuration.as_deref() != Some(n.as_str());
+        spec.network_configuration = Some(n);
+    }
+    if let Some(p) = i.platform_version {
+        spec.platform_version = Some(p);
+    }
+    if let Some(e) = i.enable_execute_command {
+        spec.enable_execute_command = e;
+    }
+    if let Some(p) = propagate_tags(i.propagate_tags)? {
+        spec.propagate_tags = Some(p);
+    }
+    if let Some(h) = i.health_check_grace_period_seconds {
+        spec.health_check_grace_period_seconds = Some(h);
+    }
+    let now = now_ms();
+    s.spec = serde_json::to_string(&spec)?;
+    s.updated_at_ms = now;
+    store.save_service(&s)?;
+    if redeploy {
+        let id = new_deployment_id()?;
+        store.start_deployment(&DeploymentRow {
+            rollout_state_reason: format!("ECS deployment {id} in progress."),
+            id,
+            cluster: s.cluster.clone(),
+            service: s.name.clone(),
+            status: "PRIMARY".into(),
+            task_definition_arn: s.task_definition_arn.clone(),
+            desired_count: s.desired_count,
+            rollout_state: "IN_PROGRESS".into(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            ..Default::default()
+        })?;
+    } else if let Some(mut p) = store
+        .deployments(&s.cluster, &s.name)?
+        .into_iter()
+        .find(|d| d.status == "PRIMARY")
+        && p.desired_count != s.desired_count
+    {
+        p.desired_count = s.desired_count;
+        p.updated_at_ms = now;
+        store.save_deployment(&p)?;
+    }
+    super::scheduler::nudge();
+    service_json(&store, &s, false)
+}
+
+/// DeleteService: the service, DRAINING; the scheduler stops its tasks and then marks it
+/// INACTIVE. Ref: ECS refuses a service scaled above 0 unless `force`.
+pub fn delete(g: &GlobalOpts, i: DeleteServiceRequest) -> anyhow::Result<Value> {
+    let mut store = open_state(g)?;
+    let cluster = cluster_of(i.cluster);
+    let mut s = existing(&store, &cluster, &i.service)?;
+    if s.status == "ACTIVE" {
+        if s.desired_count > 0 && !i.force {
+            bail!(EcsError::invalid(format!(
+                "The service cannot be stopped while it is scaled above 0. ({} has desiredCount \
+                 {}: update it to 0 first, or delete with force)",
+                s.name, s.desired_count
+            )));
+        }
+        s.status = "DRAINING".into();
+        s.desired_count = 0;
+        s.updated_at_ms = now_ms();
+        store.save_service(&s)?;
+        super::scheduler::nudge();
+    }
+    service_json(&store, &s, false)
+}
+
+/// DescribeServices: `(services, failures)`; INACTIVE services are described too.
+pub fn describe(
+    g: &GlobalOpts,
+    i: DescribeServicesRequest,
+) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+    if i.services.is_empty() || i.services.len() > 10 {
+        bail!(EcsError::invalid(format!(
+            "services: between 1 and 10 service names or ARNs (got {})",
+            i.services.len()
+        )));
+    }
+    let ctx = AwsContext::from_env();
+    let mut store = open_state(g)?;
+    let cluster = cluster_of(i.cluster);
+    check_cluster(&store, &cluster)?;
+    // Counts read the task states: finish dead tasks first.
+    crate::cli::tasks::reconcile(g, &mut store);
+    let with_tags = i.include.iter().any(|s| s == "TAGS");
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for w in &i.services {
+        let name = service_name(w);
+        match store.service(&cluster, name)? {
+            Some(s) => found.push(service_json(&store, &s, with_tags)?),
+            None => failures.push(json!({
+                "arn": ctx.ecs_arn(&format!("service/{cluster}/{name}")),
+                "reason": "MISSING",
+            })),
+        }
+    }
+    Ok((found, failures))
+}
+
+/// ListServices: the ARNs of the cluster's ACTIVE and DRAINING services, by name.
+pub fn list_arns(g: &GlobalOpts, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> {
+    let store = open_state(g)?;
+    let cluster = cluster_of(i.cluster.clone());
+    check_cluster(&store, &cluster)?;
+    let launch = launch_type(i.launch_type.clone())?;
+    if let Some(s) = i.scheduling_strategy.as_deref()
+        && s != "REPLICA"
+        && s != "DAEMON"
+    {
+        bail!(EcsError::invalid(format!(
+            "schedulingStrategy {s:?}: must be REPLICA or DAEMON"
+        )));
+    }
+    let daemon = i.scheduling_strategy.as_deref() == Some("DAEMON");
+    Ok(store
+        .list_services(Some(&cluster))?
+        .into_iter()
+        .filter(|_| !daemon)
+        .filter(|s| {
+            launch.is_none()
+                || Spec::of(s).launch_type.unwrap_or_else(|| "EC2".into())
+                    == launch.clone().unwrap_or_default()
+        })
+        .map(|s| s.arn)
+        .collect())
+}
+
+pub fn tag_list(json_text: &str) -> Vec<Tag> {
+    // Task definitions keep tags as the model's optional fields: read them leniently.
+    let v: Vec<Value> = serde_json::from_str(json_text).unwrap_or_default();
+    v.into_iter()
+        .filter_map(|t| {
+            Some(Tag {
+                key: t["key"].as_str()?.to_string(),
+                value: t["value"].as_str().unwrap_or_default().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The ECS `Service` shape, with its deployments and events.
+pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::Result<Value> {
+    let spec = Spec::of(s);
+    let cluster_arn = s
+        .arn
+        .split(":service/")
+        .next()
+        .map(|p| format!("{p}:cluster/{}", s.cluster))
+        .unwrap_or_default();
+    let tasks = store.group_tasks(&s.cluster, &format!("service:{}", s.name))?;
+    let count = |d: Option<&str>, st: &[&str]| {
+        tasks
+            .iter()
+            .filter(|t| d.is_none_or(|d| t.started_by.as_deref() == Some(d)))
+            .filter(|t| st.contains(&t.last_status.as_str()))
+            .count()
+    };
+    const PENDING: &[&str] = &[status::PROVISIONING, status::PENDING];
+    let launch = spec.launch_type.clone();
+    let platform = |v: &mut serde_json::Map<String, Value>| {
+        if launch.as_deref() == Some("FARGATE") {
+            v.insert(
+                "platformVersion".into(),
+                json!(spec.platform_version.clone().unwrap_or("LATEST".into())),
+            );
+            v.insert("platformFamily".into(), json!("Linux"));
+        }
+    };
+    let network: Option<Value> = spec
+        .network_configuration
+        .as_deref()
+        .and_then(|n| serde_json::from_str(n).ok());
+    let deployments: Vec<Value> = store
+        .deployments(&s.cluster, &s.name)?
+        .iter()
+        .map(|d| {
+            let mut m = serde_json::Map::new();
+            m.insert("id".into(), json!(d.id));
+            m.insert("status".into(), json!(d.status));
+            m.insert("taskDefinition".into(), json!(d.task_definition_arn));
+            m.insert("desiredCount".into(), json!(d.desired_count));
+            m.insert("pendingCount".into(), json!(count(Some(&d.id), PENDING)));
+            m.insert(
+                "runningCount".into(),
+                json!(count(Some(&d.id), &[status::RUNNING])),
+            );
+            m.insert("failedTasks".into(), json!(d.failed_tasks));
+            m.insert("createdAt".into(), json!(format_timestamp(d.created_at_ms)));
+            m.insert("updatedAt".into(), json!(format_timestamp(d.updated_at_ms)));
+            if let Some(l) = &launch {
+                m.insert("launchType".into(), json!(l));
+            }
+            platform(&mut m);
+            if let Some(n) = &network {
+                m.insert("networkConfiguration".into(), n.clone());
+            }
+            m.insert("rolloutState".into(), json!(d.rollout_state));
+            m.insert("rolloutStateReason".into(), json!(d.rollout_state_reason));
+            Value::Object(m)
+        })
+        .collect();
+    let events: Vec<Value> = store
+        .service_events(&s.cluster, &s.name)?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "createdAt": format_timestamp(e.created_at_ms),
+                "message": e.message,
+            })
+        })
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("serviceArn".into(), json!(s.arn));
+    m.insert("serviceName".into(), json!(s.name));
+    m.insert("clusterArn".into(), json!(cluster_arn));
+    m.insert("loadBalancers".into(), json!([]));
+    m.insert("serviceRegistries".into(), json!([]));
+    m.insert("status".into(), json!(s.status));
+    m.insert("desiredCount".into(), json!(s.desired_count));
+    m.insert(
+        "runningCount".into(),
+        json!(count(None, &[status::RUNNING])),
+    );
+    m.insert("pendingCount".into(), json!(count(None, PENDING)));
+    if let Some(l) = &launch {
+        m.insert("launchType".into(), json!(l));
+    }
+    platform(&mut m);
+    m.insert("taskDefinition".into(), json!(s.task_definition_arn));
+    m.insert(
+        "deploymentConfiguration".into(),
+        json!({
+            "deploymentCircuitBreaker": {"enable": false, "rollback": false},
+            "maximumPercent": spec.deployment_configuration.maximum_percent,
+            "minimumHealthyPercent": spec.deployment_configuration.minimum_healthy_percent,
+        }),
+    );
+    m.insert("deployments".into(), json!(deployments));
+    m.insert("events".into(), json!(events));
+    m.insert("createdAt".into(), json!(format_timestamp(s.created_at_ms)));
+    m.insert("placementConstraints".into(), json!([]));
+    m.insert("placementStrategy".into(), json!([]));
+    if let Some(n) = network {
+        m.insert("networkConfiguration".into(), n);
+    }
+    if let Some(h) = spec.health_check_grace_period_seconds {
+        m.insert("healthCheckGracePeriodSeconds".into(), json!(h));
+    }
+    m.insert("schedulingStrategy".into(), json!("REPLICA"));
+    m.insert("deploymentController".into(), json!({"type": "ECS"}));
+    m.insert(
+        "createdBy".into(),
+        json!(AwsContext::from_env().principal()),
+    );
+    m.insert("enableECSManagedTags".into(), json!(false));
+    m.insert(
+        "propagateTags".into(),
+        json!(spec.propagate_tags.as_deref().unwrap_or("NONE")),
+    );
+    m.insert(
+        "enableExecuteCommand".into(),
+        json!(spec.enable_execute_command),
+    );
+    if with_tags {
+        m.insert("tags".into(), json!(tag_list(&s.tags)));
+    }
+    Ok(Value::Object(m))
+}
+
+/// The resource a tagging request names by ARN.
+pub fn resource_of(arn: &str) -> anyhow::Result<Resource> {
+    let bad = || {
+        EcsError::invalid(format!(
+            "resourceArn {arn:?}: not the ARN of a cluster, task definition, task or service"
+        ))
+    };
+    let (_, rest) = arn
+        .strip_prefix("arn:")
+        .and_then(|a| a.split_once(":ecs:"))
+        .ok_or_else(bad)?;
+    // <region>:<account>:<type>/<…>
+    let resource = rest.splitn(3, ':').nth(2).ok_or_else(bad)?;
+    let (kind, path) = resource.split_once('/').ok_or_else(bad)?;
+    let parts: Vec<&str> = path.split('/').collect();
+    Ok(match (kind, parts.as_slice()) {
+        ("cluster", [name]) => Resource::Cluster(name.to_string()),
+        ("task-definition", [fr]) => {
+            let (f, r) = fr.rsplit_once(':').ok_or_else(bad)?;
+            Resource::TaskDefinition(f.to_string(), r.parse().map_err(|_| bad())?)
+        }
+        ("task", [_, id]) | ("task", [id]) => Resource::Task(task_id(id).to_string()),
+        ("service", [cluster, name]) => Resource::Service {
+            cluster: cluster.to_string(),
+            name: name.to_string(),
+        },
+        ("service", [name]) => Resource::Service {
+            cluster: clusters::DEFAULT.to_string(),
+            name: name.to_string(),
+        },
+        _ => return Err(bad().into()),
+    })
+}
+
+fn current_tags(store: &Store, arn: &str, r: &Resource) -> anyhow::Result<Vec<Tag>> {
+    match store.resource_tags(r)? {
+        Some(t) => Ok(tag_list(&t)),
+        None => {
+            let what = match r {
+                Resource::Cluster(_) => {
+                    bail!(EcsError::new(
+                        "ClusterNotFoundException",
+                        format!("Cluster not found. ({arn})")
+                    ))
+                }
+                Resource::TaskDefinition(..) => "task definition",
+                Resource::Task(_) => "task",
+                Resource::Service { .. } => "service",
+            };
+            bail!(EcsError::invalid(format!(
+                "The specified {what} was not found: {arn}"
+            )))
+        }
+    }
+}
+
+/// ListTagsForResource: `[{"key", "value"}]`.
+pub fn list_tags(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
+    let store = open_state(g)?;
+    let r = resource_of(&i.resource_arn)?;
+    Ok(json!({ "tags": current_tags(&store, &i.resource_arn, &r)? }))
+}
+
+/// TagResource: adds `tags`, replacing the value of a key already there.
+pub fn tag(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
+    if i.tags.is_empty() {
+        bail!(EcsError::invalid("tags: at least one tag is required"));
+    }
+    let mut store = open_state(g)?;
+    let r = resource_of(&i.resource_arn)?;
+    let mut tags = current_tags(&store, &i.resource_arn, &r)?;
+    for t in i.tags {
+        match tags.iter_mut().find(|x| x.key == t.key) {
+            Some(x) => x.value = t.value,
+            None => tags.push(t),
+        }
+    }
+    checked_tags(&tags)?;
+    store.set_resource_tags(&r, &serde_json::to_string(&tags)?)?;
+    Ok(json!({}))
+}
+
+/// UntagResource: removes the tags of `tagKeys`.
+pub fn untag(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
+    if i.tag_keys.is_empty() {
+        bail!(EcsError::invalid("tagKeys: at least one key is required"));
+    }
+    let mut store = open_state(g)?;
+    let r = resource_of(&i.resource_arn)?;
+    let mut tags = current_tags(&store, &i.resource_arn, &r)?;
+    tags.retain(|t| !i.tag_keys.contains(&t.key));
+    store.set_resource_tags(&r, &serde_json::to_string(&tags)?)?;
+    Ok(json!({}))
+}
+
+/// Whether a task's essential containers make it UNHEALTHY (the scheduler replaces it).
+pub fn unhealthy(containers: &[crate::store::ContainerRow]) -> bool {
+    task_health(containers) == "UNHEALTHY"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_arns_and_bounds() {
+        assert_eq!(
+            service_name("arn:aws:ecs:us-east-1:000000000000:service/dev/web"),
+            "web"
+        );
+        assert_eq!(service_name("arn:aws:ecs:us-east-1:1:service/web"), "web");
+        assert_eq!(service_name("web"), "web");
+        let id = new_deployment_id().unwrap();
+        assert!(id.starts_with("ecs-svc/") && id.len() == 8 + 19, "{id}");
+        let c = DeploymentConfiguration::default();
+        assert_eq!(c.bounds(2), (4, 2));
+        let c = DeploymentConfiguration {
+            maximum_percent: 150,
+            minimum_healthy_percent: 50,
+        };
+        assert_eq!(c.bounds(3), (4, 2));
+        assert_eq!(c.bounds(0), (0, 0));
+        assert!(check_service_name("web_1-a").is_ok());
+        assert!(check_service_name("web 1").is_err());
+    }
+
+    #[test]
+    fn resource_arns() {
+        let r = |a: &str| resource_of(a).unwrap();
+        assert_eq!(
+            r("arn:aws:ecs:us-east-1:000000000000:cluster/dev"),
+            Resource::Cluster("dev".into())
+        );
+        assert_eq!(
+            r("arn:aws:ecs:us-east-1:000000000000:task-definition/web:3"),
+            Resource::TaskDefinition("web".into(), 3)
+        );
+        assert_eq!(
+            r("arn:aws:ecs:us-east-1:000000000000:task/default/abc"),
+            Resource::Task("abc".into())
+        );
+        assert_eq!(
+            r("arn:aws:ecs:us-east-1:000000000000:service/dev/web"),
+            Resource::Service {
+                cluster: "dev".into(),
+                name: "web".into()
+            }
+        );
+        assert!(resource_of("arn:aws:s3:::bucket").is_err());
+        assert!(resource_of("web").is_err());
+    }
+
+    #[test]
+    fn deployment_configuration_rules() {
+        let base = DeploymentConfiguration::default();
+        let input = |max, min| {
+            Some(DeploymentConfigurationInput {
+                maximum_percent: max,
+                minimum_healthy_percent: min,
+                deployment_circuit_breaker: None,
+            })
+        };
+        assert_eq!(deployment_configuration(base, None).unwrap(), base);
+        assert!(deployment_configuration(base, input(Some(100), Some(0))).is_ok());
+        assert!(deployment_configuration(base, input(Some(100), None)).is_err());
+        assert!(deployment_configuration(base, input(None, Some(101))).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! `minifargate serve` on a free loopback port over a private root and registry, and the
+//! real clients that talk to it: the AWS CLI and boto3 (from the test venv).
+
+use super::cli::Mf;
+use super::image::{Compression, busybox_layer};
+use super::push_image;
+use super::registry::{Registry, RegistryOpts};
+use super::services::tool;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private root and registry, and `minifargate serve` on a free loopback port. On drop:
+/// the server is stopped, then any supervisor still running is killed (by its recorded
+/// pid) and cleaned up after.
+pub struct Api {
+    pub mf: Mf,
+    _reg: Registry,
+    server: Child,
+    pub endpoint: String,
+}
+
+impl Api {
+    pub fn start() -> Api {
+        let reg = Registry::start(RegistryOpts::default());
+        let work = tempfile::Builder::new()
+            .prefix("mf-serve-img-")
+            .tempdir()
+            .unwrap();
+        push_image(
+            &reg,
+            work.path(),
+            "docker/library/busybox:1.36",
+            &[busybox_layer(Compression::Gzip, "serve")],
+        );
+        let mut mf = Mf::new();
+        mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        let (server, endpoint) = spawn_server(&mf, "127.0.0.1:0");
+        Api {
+            mf,
+            _reg: reg,
+            server,
+            endpoint,
+        }
+    }
+
+    /// Stops `serve` (SIGTERM, as systemd would) and starts it again on the same port over
+    /// the same root; tasks keep running meanwhile.
+    pub fn restart(&mut self) {
+        stop_server(&mut self.server);
+        let listen = self.endpoint.trim_start_matches("http://").to_string();
+        let (server, endpoint) = spawn_server(&self.mf, &listen);
+        assert_eq!(endpoint, self.endpoint);
+        self.server = server;
+    }
+
+    /// Runs Python `script` with boto3 from the test venv; `ENDPOINT` is the server's URL.
+    /// Returns its stdout (the script prints JSON).
+    pub fn boto3(&self, script: &str) -> Value {
+        let mut c = Command::new(tool("python3"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        super::util::no_proxy(&mut c);
+        let out = c
+            .env("ENDPOINT", &self.endpoint)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .args(["-c", script])
+            .output()
+            .expect("run python3 (is boto3 in target/test-venv?)");
+        eprintln!(
+            "$ python3 (boto3)\n  exit: {}\n  stdout: {}\n  stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "the boto3 script failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `describe-services` of one service.
+    pub fn service(&self, cluster: &str, name: &str) -> Value {
+        let d = self.aws_json(&[
+            "describe-services",
+            "--cluster",
+            cluster,
+            "--services",
+            name,
+        ]);
+        d["services"][0].clone()
+    }
+
+    /// Polls `f` every 300 ms until it returns Some, for up to `secs`; panics with `what`.
+    pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `aws ecs ARGS` against the server: dummy credentials, no config files, no
+    /// instance metadata.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(tool("aws"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        common::util::no_proxy(&mut c);
+        c.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_PAGER", "")
+            .args([
+                "ecs",
+                "--endpoint-url",
+                &self.endpoint,
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--output", "json"])
+            .args(args);
+        let out = c
+            .output()
+            .expect("run the aws cli (is awscli in target/test-venv?)");
+        eprintln!(
+            "$ aws ecs {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn aws_json(&self, args: &[&str]) -> Value {
+        let out = self.aws(args);
+        assert!(out.status.success(), "aws ecs {args:?} failed");
+        if out.stdout.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The stderr of a failing `aws ecs ARGS`.
+    pub fn aws_err(&self, args: &[&str]) -> String {
+        let out = self.aws(args);
+        assert!(!out.status.success(), "aws ecs {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn mf_json(&self, args: &[&str]) -> Value {
+        let out = self.mf.run(args);
+        assert!(out.status.success(), "minifargate {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn file(&self, name: &str, json: &str) -> String {
+        let p = self.mf.dir.path().join(name);
+        std::fs::write(&p, json).unwrap();
+        format!("file://{}", p.display())
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        stop_server(&mut self.server);
+        let tasks = self.mf.run_root.join("tasks");
+        let mut killed = false;
+        for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("supervisor.pid")) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+                killed = true;
+            }
+        }
+        if killed {
+            std::thread::sleep(Duration::from_millis(200));
+            // The next command notices the dead supervisors and cleans up after them.
+            let _ = self.mf.cmd().args(["list-tasks"]).output();
+        }
+    }
+}
+
+/// `minifargate serve --listen LISTEN`; returns it and the URL it printed.
+fn spawn_server(mf: &Mf, listen: &str) -> (Child, String) {
+    let mut server = mf
+        .cmd()
+        .args(["serve", "--listen", listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start minifargate serve");
+    // The first line names the address it listens on.
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .split_whitespace()
+        .last()
+        .filter(|u| u.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("serve did not print its address: {line:?}"))
+        .to_string();
+    (server, endpoint)
+}
+
+fn stop_server(server: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}
