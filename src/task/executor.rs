@@ -13,7 +13,7 @@ use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
 use crate::store::{ContainerRow, Store, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
-use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient, RetryPolicy};
+use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -1005,7 +1005,7 @@ fn make_puller(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
     let config = RegistriesConfig::load(config)?;
-    let client = RegistryClient::new(RetryPolicy::default())?;
+    let client = RegistryClient::new(config.retry_policy())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
