@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod leaks;
 pub mod registry;
 pub mod services;
 pub mod tls;
