@@ -134,6 +134,11 @@ pub fn run(
     let (mut task, containers) = store
         .task(&a.task_id)?
         .with_context(|| format!("task {} is not in the store", a.task_id))?;
+    if task.last_status == crate::task::status::STOPPED {
+        // Reconcile stopped it while we were starting (its launcher had died): nothing to run.
+        let _ = std::fs::remove_dir_all(&paths.run_dir);
+        anyhow::bail!("task {} is already STOPPED", task.id);
+    }
     let pid = std::process::id();
     task.supervisor_pid = Some(i64::from(pid));
     task.supervisor_start_time = process_start_time(i64::from(pid));

@@ -1028,6 +1028,60 @@ impl Network {
         }
     }
 
+    /// Removes what task `task`'s network left on the host when this network's state has
+    /// no record of it: the state lives in the run root, so after a reboot of a host
+    /// whose run root is not a tmpfs, or when the run root was lost while the kernel
+    /// objects stayed (the crash tests' simulated reboot), [`Network::teardown`] finds
+    /// nothing. The namespace pin and host veth are found by name; the nftables table
+    /// goes when no task on this network holds an address any more (the state says
+    /// there is none; a stale one would be replaced by the next task anyway). Every step
+    /// runs; a task the state does record is left to [`Network::teardown`].
+    pub fn teardown_lost(&self, task: &str) -> Result<(), TeardownError> {
+        let t = || task.to_string();
+        let fail = |errors| TeardownError { task: t(), errors };
+        let l = state::lock(&self.cfg.run_root)
+            .map_err(|source| fail(vec![Error::State { task: t(), source }]))?;
+        if l.state.tasks.contains_key(task) {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        if let Err(source) = nsfs::remove(&self.netns_path(task)) {
+            errors.push(Error::Netns { task: t(), source });
+        }
+        // With its namespace gone the kernel frees the pair; deleting it here as well
+        // makes it gone when this returns (a rare path: its ~25 ms do not matter).
+        let veth = self.veth_name(task);
+        if let Err(source) = netlink::Netlink::open().and_then(|mut nl| nl.del_link(&veth)) {
+            errors.push(Error::Netlink { task: t(), source });
+        }
+        let dir = self.task_dir(task);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            errors.push(Error::Files {
+                task: t(),
+                source: FilesError::Write {
+                    path: dir,
+                    source: e,
+                },
+            });
+        }
+        let bridged = l.state.tasks.values().any(|r| r.ip.is_some());
+        if !bridged
+            && !l.state.nft_table
+            && self.nft.is_ok()
+            && let Err(source) = self.delete_table()
+        {
+            errors.push(Error::Nft { task: t(), source });
+        }
+        drop(l);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(errors))
+        }
+    }
+
     /// Tears down every recorded task whose id is not in `live` (tasks whose process
     /// died, including mid-setup). Returns the ids reclaimed.
     pub fn gc(&self, live: &[&str]) -> Result<Vec<String>, GcError> {

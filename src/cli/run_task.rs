@@ -469,6 +469,7 @@ fn spawn(
                 eprintln!("warning: {w}");
             }
         }
+        crate::task::test_pause(&g.run_root, "launch");
         children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
     }

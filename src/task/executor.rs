@@ -428,6 +428,7 @@ impl Executor {
                 return false;
             }
         }
+        super::test_pause(&self.paths.run_dir, "network");
         self.task.last_status = status::PENDING.into();
         self.save();
         self.drain_events();
@@ -923,6 +924,7 @@ impl Executor {
     fn deprovision(&mut self) {
         self.task.last_status = status::DEPROVISIONING.into();
         self.save();
+        super::test_pause(&self.paths.run_dir, "teardown");
         let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
         for idx in 0..self.slots.len() {

@@ -266,9 +266,67 @@ pub fn create_task(
     }
     let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
     std::fs::create_dir_all(&dir).map_err(io(&format!("create {}", dir.display())))?;
-    store.insert_task(&task, &rows).map_err(store_err)?;
-    store.save_network(&net_row).map_err(store_err)?;
+    hold_launch_lock(&dir, &id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
+    let inserted = store
+        .insert_task(&task, &rows)
+        .and_then(|()| store.save_network(&net_row));
+    if let Err(e) = inserted {
+        release_launch_lock(root, &id);
+        return Err(store_err(e));
+    }
     Ok(id)
+}
+
+/// Tasks this process wrote whose supervisor it has not recorded yet, each with the
+/// lock on its `launch.lock`. A task row without a supervisor pid is another process's
+/// launch in progress while that lock is held; a free lock means its launcher died (or
+/// gave up) before starting the supervisor, and reconcile stops the task at once instead
+/// of after a grace period. The kernel drops the lock with the process, kill -9 too.
+static LAUNCHING: std::sync::Mutex<
+    std::collections::BTreeMap<String, nix::fcntl::Flock<std::fs::File>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// `<root>/tasks/<id>/launch.lock`.
+pub fn launch_lock(task_dir: &Path) -> PathBuf {
+    task_dir.join("launch.lock")
+}
+
+fn hold_launch_lock(task_dir: &Path, id: &str) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(launch_lock(task_dir))?;
+    let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    LAUNCHING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), lock);
+    Ok(())
+}
+
+/// The launch of task `id` is over (its supervisor is recorded, or it failed).
+fn release_launch_lock(root: &Path, id: &str) {
+    let held = LAUNCHING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    if held.is_some() {
+        let _ = std::fs::remove_file(launch_lock(&TaskPaths::new(root, Path::new("/"), id).dir));
+    }
+}
+
+/// Whether the process that wrote task `id` is still starting its supervisor: its
+/// `launch.lock` exists and is locked. `None` when there is no lock file (a task written
+/// by an older minifargate, or one whose launch finished).
+pub fn launch_in_progress(root: &Path, id: &str) -> Option<bool> {
+    let path = launch_lock(&TaskPaths::new(root, Path::new("/"), id).dir);
+    let f = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => Some(false),
+        Err(_) => Some(true),
+    }
 }
 
 /// Starts `minifargate supervise` for task `id`: detached (it calls setsid itself), stdin
@@ -304,16 +362,21 @@ pub fn spawn_supervisor(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    let child = c
-        .spawn()
-        .map_err(io(format!("start the supervisor {}", cmd.exe.display())))?;
-    let pid = i64::from(child.id());
-    store
-        .set_supervisor(id, pid, super::process_start_time(pid))
-        .map_err(|source| LaunchError::Store {
-            id: id.to_string(),
+    let child = c.spawn().map_err(|source| {
+        release_launch_lock(&cmd.root, id);
+        LaunchError::Io {
+            what: format!("start the supervisor {}", cmd.exe.display()),
             source,
-        })?;
+        }
+    });
+    let child = child?;
+    let pid = i64::from(child.id());
+    let recorded = store.set_supervisor(id, pid, super::process_start_time(pid));
+    release_launch_lock(&cmd.root, id);
+    recorded.map_err(|source| LaunchError::Store {
+        id: id.to_string(),
+        source,
+    })?;
     Ok(child)
 }
 

@@ -48,6 +48,30 @@ pub mod reason {
     pub const RESOURCE_INIT: &str = "ResourceInitializationError";
 }
 
+/// For the crash tests only (tests/reliability_crash.rs): when the environment variable
+/// `MINIFARGATE_TEST_PAUSE` names `point`, writes our pid to `<dir>/paused-<point>` (the
+/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed, so a test can `kill -9` this process at a known phase.
+/// Points: `launch` (CLI: task row written, supervisor not started), `network`
+/// (supervisor: network set up, task still PROVISIONING), `teardown` (supervisor:
+/// DEPROVISIONING, containers stopped, nothing removed yet).
+pub fn test_pause(dir: &Path, point: &str) {
+    let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
+        return;
+    };
+    if !v.split(',').any(|p| p.trim() == point) {
+        return;
+    }
+    tracing::warn!(point, "MINIFARGATE_TEST_PAUSE: pausing until killed");
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(
+        dir.join(format!("paused-{point}")),
+        format!("{}\n", std::process::id()),
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 /// ECS cuts reasons to 1024 characters before sending them (ecs_client.go L49-50).
 pub fn cut_reason(s: &str) -> String {
     if s.len() <= 1024 {

@@ -632,6 +632,11 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
                 if let Err(e) = net.teardown(task) {
                     errors.push(runtime::error_chain(&e));
                 }
+                // The run root (the network's state) may have been lost with the task,
+                // e.g. by a reboot: what is left is found by name.
+                if let Err(e) = net.teardown_lost(task) {
+                    errors.push(runtime::error_chain(&e));
+                }
             }
             Err(e) => errors.push(runtime::error_chain(&e)),
         }

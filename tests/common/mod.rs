@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod faultproxy;
 pub mod image;
+pub mod leaks;
 pub mod registry;
 pub mod services;
 pub mod tls;
