@@ -83,6 +83,43 @@ pub struct EcrHost {
     pub region: String,
 }
 
+/// What a 401's `WWW-Authenticate` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// The token flow (distribution's token auth spec): get a token from `realm`.
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+    /// Basic, or a scheme we do not know: Basic is all there is to offer.
+    Basic,
+}
+
+/// Parses a `WWW-Authenticate` value (RFC 9110 §11.6.1, several challenges allowed);
+/// None when it does not parse or a Bearer challenge has no realm.
+pub fn parse_challenge(www_authenticate: &str) -> Option<Challenge> {
+    let challenges = http_auth::parse_challenges(www_authenticate).ok()?;
+    let Some(bearer) = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+    else {
+        return Some(Challenge::Basic);
+    };
+    let param = |name: &str| {
+        bearer
+            .params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_unescaped())
+    };
+    Some(Challenge::Bearer {
+        realm: param("realm")?,
+        service: param("service"),
+        scope: param("scope"),
+    })
+}
+
 pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
@@ -160,27 +197,17 @@ impl Authenticator {
         www_authenticate: &str,
         scope: &str,
     ) -> Result<(), AuthError> {
-        let challenges =
-            http_auth::parse_challenges(www_authenticate).map_err(|_| AuthError::Challenge {
-                host: host.to_string(),
-                header: www_authenticate.to_string(),
-            })?;
-        let param = |c: &http_auth::ChallengeRef<'_>, name: &str| {
-            c.params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_unescaped())
+        let bad = || AuthError::Challenge {
+            host: host.to_string(),
+            header: www_authenticate.to_string(),
         };
-        if let Some(bearer) = challenges
-            .iter()
-            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        if let Challenge::Bearer {
+            realm,
+            service,
+            scope: scope_param,
+        } = parse_challenge(www_authenticate).ok_or_else(bad)?
         {
-            let realm = param(bearer, "realm").ok_or_else(|| AuthError::Challenge {
-                host: host.to_string(),
-                header: www_authenticate.to_string(),
-            })?;
-            let service = param(bearer, "service");
-            let scope_param = param(bearer, "scope").unwrap_or_else(|| scope.to_string());
+            let scope_param = scope_param.unwrap_or_else(|| scope.to_string());
             let creds = self.credentials(host).await?;
             let token = fetch_token(
                 http,
@@ -423,5 +450,26 @@ mod tests {
             .block_on(a.answer_challenge(&http, "example.invalid:5000", "Basic realm=\"r\"", "s"))
             .unwrap_err();
         assert!(err.to_string().contains("no credentials found"), "{err}");
+    }
+
+    #[test]
+    fn challenges_are_parsed_bearer_first() {
+        assert_eq!(
+            parse_challenge(
+                r#"Basic realm="b", Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("reg".into()),
+                scope: Some("repository:a/b:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="r""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), Some(Challenge::Basic));
+        assert_eq!(parse_challenge(r#"Bearer service="no realm""#), None);
+        assert_eq!(parse_challenge("Bearer realm=\"unterminated"), None);
     }
 }

@@ -104,22 +104,33 @@ pub fn commit_all(store: &Store, staged: Vec<Staged>) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Takes the locks of all `diff_ids` (each once) in one global order, so that two
+/// processes staging overlapping sets of layers never hold one each and wait for the
+/// other's (a pull holds every layer's lock until [`commit_all`]). Blocks.
+pub fn lock_all<'d>(
+    store: &Store,
+    diff_ids: impl IntoIterator<Item = &'d Digest>,
+) -> Result<std::collections::HashMap<Digest, Lock>, StoreError> {
+    let sorted: std::collections::BTreeSet<&Digest> = diff_ids.into_iter().collect();
+    let mut locks = std::collections::HashMap::new();
+    for d in sorted {
+        locks.insert(d.clone(), store.layer_lock(d)?);
+    }
+    Ok(locks)
+}
+
 /// Fetches `layer` unless the cache has it: `Some(staged)` to pass to [`commit_all`].
-/// Safe to call from several processes at once: one unpacks, the others wait for its
-/// commit and find the layer there.
+/// `lock` is the layer's lock from [`lock_all`]; with it held, another process that
+/// unpacked the layer meanwhile has committed it, and this one finds it there.
 pub async fn fetch(
     store: &Store,
     source: LayerSource<'_>,
     layer: &LayerRecord,
+    lock: Lock,
     opts: &UnpackOptions,
     min_free: u64,
     observer: &dyn PullObserver,
 ) -> Result<Option<Staged>, LayerError> {
-    let s = store.clone();
-    let diff = layer.diff_id.clone();
-    let lock = tokio::task::spawn_blocking(move || s.layer_lock(&diff))
-        .await
-        .map_err(|e| LayerError::Worker(e.to_string()))??;
     if store.has_layer(&layer.diff_id) {
         observer.layer_cached(&layer.digest);
         return Ok(None);
