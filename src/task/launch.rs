@@ -5,6 +5,7 @@ use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_
 use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -265,7 +266,12 @@ pub fn create_task(
         });
     }
     let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
-    std::fs::create_dir_all(&dir).map_err(io(&format!("create {}", dir.display())))?;
+    // Owner-only: logs and volumes of the task are not for other users of the host.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(&format!("create {}", dir.display())))?;
     hold_launch_lock(&dir, &id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
     let inserted = store
         .insert_task(&task, &rows)
