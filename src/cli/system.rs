@@ -123,15 +123,10 @@ pub fn cgroups(mountinfo: &str) -> Value {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount_point = pre.split(' ').nth(4).unwrap_or_default().to_string();
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or_default();
-        let super_opts = post.nth(1).unwrap_or_default();
-        match fstype {
+    for m in crate::mountinfo::parse(mountinfo) {
+        let mount_point = m.mount_point.to_string_lossy().into_owned();
+        let super_opts = m.super_options.as_str();
+        match m.fs_type.as_str() {
             "cgroup2" => {
                 let controllers = read(&format!("{mount_point}/cgroup.controllers"))
                     .split_whitespace()
