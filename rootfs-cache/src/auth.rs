@@ -363,14 +363,28 @@ async fn fetch_token(
     })
 }
 
+/// The AWS SDK configuration for `region` with the whole credential chain, over the
+/// HTTP stack reqwest already links (hyper 1, rustls 0.23 with ring, native + webpki
+/// roots): the SDK crates are built without their own TLS features, which would link a
+/// second stack (hyper 0.14 + rustls 0.21, or aws-lc-rs) into the static binaries. Every
+/// AWS client in minifargate should be built from this.
+pub async fn aws_config(region: &str) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .http_client(http)
+        .load()
+        .await
+}
+
 /// Calls ECR GetAuthorizationToken with the whole AWS credential chain. Endpoint
 /// overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are honoured by aws-config.
 async fn ecr_token(host: &str) -> Result<(Credentials, SystemTime), AuthError> {
     let ecr = parse_ecr_host(host).expect("caller checked the host");
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(ecr.region.clone()))
-        .load()
-        .await;
+    let cfg = aws_config(&ecr.region).await;
     let client = aws_sdk_ecr::Client::new(&cfg);
     let out = client
         .get_authorization_token()

@@ -650,6 +650,27 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
     errors
 }
 
+/// `system reset`: every bridge under `<run-root>/net` is reset (the netns crate's
+/// [`netns::Network::reset`]: every task's namespace, veth, lease and ports, then the
+/// bridge and the nftables table). Only call it once no task of this run root is live.
+pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), String>)> {
+    let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in dirs.flatten() {
+        let bridge = d.file_name().to_string_lossy().into_owned();
+        let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
+            continue;
+        };
+        let r = open(run_root, &s.bridge, s.subnet)
+            .map_err(|e| runtime::error_chain(&e))
+            .and_then(|net| net.reset().map_err(|e| runtime::error_chain(&e)));
+        out.push((bridge, r));
+    }
+    out
+}
+
 /// The safety net after reconcile: every bridge under `<run-root>/net` gives back what
 /// tasks that are no longer live (STOPPED or unknown to the store) still hold.
 pub fn gc(store: &Store, run_root: &Path) {
