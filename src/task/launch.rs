@@ -391,6 +391,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn launch_lock_is_held_until_released() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = TaskPaths::new(root.path(), Path::new("/"), "t1").dir;
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), None);
+        hold_launch_lock(&dir, "t1").unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), Some(true));
+        release_launch_lock(root.path(), "t1");
+        assert_eq!(launch_in_progress(root.path(), "t1"), None);
+        // A lock file whose holder is gone (here: never locked) reads as free.
+        std::fs::write(launch_lock(&dir), "").unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), Some(false));
+    }
+
+    #[test]
     fn overrides_replace_command_and_merge_environment() {
         let def: TaskDefinition = serde_json::from_str(
             r#"{"family":"f","containerDefinitions":[{"name":"app","image":"x","command":["a"],

@@ -714,6 +714,17 @@ pub fn gc(store: &Store, run_root: &Path) {
             if live {
                 continue;
             }
+            // The list above may predate the task's own teardown (its supervisor, or a
+            // concurrent reconcile, writes STOPPED after it): only a network still held
+            // is reclaimed (and reported). Seen with 100 concurrent stop-tasks, each GC
+            // pass otherwise "reclaimed" tasks that had just released their network.
+            let held = matches!(
+                (net.tasks(), net.releasing()),
+                (Ok(t), Ok(r)) if t.contains(id) && !r.contains(id)
+            );
+            if !held {
+                continue;
+            }
             match net.teardown(id) {
                 Ok(()) => {
                     tracing::warn!(task_id = %id, %bridge, "reclaimed the network of a task that is gone")
