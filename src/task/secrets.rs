@@ -216,11 +216,7 @@ impl Resolver {
         Ok(env)
     }
 
-    fn fetch_from_aws(
-        &self,
-        def: &TaskDefinition,
-        wanted: &[Wanted],
-    ) -> Result<Vec<String>, String> {
+    fn fetch_from_aws(&self, def: &TaskDefinition, wanted: &[Wanted]) -> Result<Vec<String>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
