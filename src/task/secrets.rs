@@ -205,7 +205,7 @@ impl Resolver {
                     .map(|w| from_file(&map, w, path))
                     .collect::<Result<_, _>>()?
             }
-            None => self.fetch_from_aws(def, &wanted)?,
+            None => self.from_aws(def, &wanted)?,
         };
         let mut env = SecretEnv::new();
         for (w, v) in wanted.iter().zip(values) {
@@ -216,7 +216,7 @@ impl Resolver {
         Ok(env)
     }
 
-    fn fetch_from_aws(&self, def: &TaskDefinition, wanted: &[Wanted]) -> Result<Vec<String>, String> {
+    fn from_aws(&self, def: &TaskDefinition, wanted: &[Wanted]) -> Result<Vec<String>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
