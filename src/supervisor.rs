@@ -25,6 +25,21 @@ pub struct SuperviseArgs {
     pub task_id: String,
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
+    /// The task's secrets from this local file instead of SSM / Secrets Manager.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TaskCredentialsFrom::Role)]
+    pub task_credentials: TaskCredentialsFrom,
+}
+
+/// What the credentials endpoint hands a task (run-task `--task-credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TaskCredentialsFrom {
+    /// The task role only (`taskRoleArn`, assumed through STS); none without one.
+    #[default]
+    Role,
+    /// Without a task role: this host's own identity (temporary credentials).
+    Host,
 }
 
 /// A request on the supervisor's socket.
@@ -191,6 +206,8 @@ pub fn run(
         config,
         pull: a.pull,
         region: AwsContext::from_env().region,
+        secrets_file: a.secrets_file,
+        host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
     };
     let net = Box::new(NetworkStep::new(
         crate::store::Store::open(root)?,

@@ -2,8 +2,8 @@
 //! inside with the runtime's probe (runtime/tests/probe/probe.c, built here) and busybox,
 //! and what a container's uid can read of the task on the host.
 //!
-//! TODO(meta): `another_task_cannot_reach_my_metadata_endpoint` — the 169.254.170.2
-//! endpoint is being built on another branch; add the check once it is merged.
+//! That a task cannot reach another task's 169.254.170.2 endpoint (metadata or
+//! credentials) is checked in tests/run_task_metadata.rs, next to the endpoint's tests.
 
 mod common;
 

@@ -64,6 +64,10 @@ pub struct Request {
     /// `--network-configuration`'s awsvpcConfiguration as JSON text (see
     /// [`super::network::parse_network_configuration`]).
     pub network_configuration: Option<String>,
+    /// `--secrets-file`: the task's secrets from this local file (see `super::secrets`).
+    pub secrets_file: Option<PathBuf>,
+    /// `--task-credentials host`: a task without a role gets the host's identity.
+    pub host_credentials: bool,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -75,6 +79,8 @@ pub struct SupervisorCommand {
     pub config: Option<PathBuf>,
     pub log_level: String,
     pub pull: PullPolicy,
+    pub secrets_file: Option<PathBuf>,
+    pub host_credentials: bool,
 }
 
 /// The launch type a task runs with: the flag, else FARGATE when the task definition
@@ -364,10 +370,14 @@ pub fn spawn_supervisor(
     if let Some(cfg) = &cmd.config {
         c.arg("--config").arg(cfg);
     }
-    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
+    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()]);
+    if let Some(f) = &cmd.secrets_file {
+        c.arg("--secrets-file").arg(f);
+    }
+    if cmd.host_credentials {
+        c.args(["--task-credentials", "host"]);
+    }
+    c.stdin(Stdio::null()).stdout(log).stderr(log2);
     let child = c.spawn().map_err(|source| {
         release_launch_lock(&cmd.root, id);
         LaunchError::Io {

@@ -4,15 +4,19 @@
 //! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
 //! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
 
+pub mod credentials;
 pub mod deps;
 pub mod executor;
 pub mod health;
 pub mod json;
 pub mod launch;
+pub mod metadata;
 pub mod network;
 pub mod reconcile;
 pub mod restart;
+pub mod secrets;
 pub mod spec;
+pub mod stats;
 pub mod support;
 pub mod volumes;
 
