@@ -317,3 +317,42 @@ fn credentials_endpoint_assumes_the_task_role_and_refuses_other_tasks() {
     );
     env.stop_all(&ids);
 }
+
+/// Port 80 is the task's: a container's web server binding `0.0.0.0:80` starts, serves,
+/// and the endpoint at 169.254.170.2:80 still answers next to it (it listens on 51679
+/// behind a DNAT inside the task's namespace) — in awsvpc and in bridge mode.
+#[test]
+fn a_web_server_on_port_80_runs_next_to_the_endpoint() {
+    let env = Env::new();
+    for mode in ["awsvpc", "bridge"] {
+        let family = format!("web80-{mode}");
+        let compat = if mode == "bridge" { "EC2" } else { "FARGATE" };
+        let td = format!(
+            r#"{{"family":"{family}","networkMode":"{mode}","requiresCompatibilities":["{compat}"],
+                "cpu":"256","memory":"512",
+                "containerDefinitions":[{{"name":"web","image":"{BUSYBOX}","stopTimeout":2,
+                  "command":["sh","-c","mkdir -p /www && echo served-on-80 > /www/index.html && exec httpd -f -p 80 -h /www"]}}]}}"#
+        );
+        let ids = env.start(&family, &td, &[]);
+        let id = &ids[0];
+        // The server owns port 80 on every address of the namespace...
+        let page = env.sh_ok(id, "wget -qO- http://127.0.0.1:80/");
+        assert_eq!(page.trim(), "served-on-80", "{mode}");
+        let netstat = env.sh_ok(id, "netstat -ltn");
+        assert!(
+            netstat
+                .lines()
+                .any(|l| l.contains(" 0.0.0.0:80 ") || l.contains(" :::80 ")),
+            "{mode}: httpd listens on the wildcard address, port 80: {netstat}"
+        );
+        // ...and the metadata URL still reaches the endpoint, not the web server.
+        let task = env.get(id, "$ECS_CONTAINER_METADATA_URI_V4/task");
+        assert_eq!(task["Family"], family.as_str(), "{mode}");
+        assert_eq!(
+            task["TaskARN"],
+            env.describe(id)["taskArn"],
+            "{mode}: {task:#}"
+        );
+        env.stop_all(&ids);
+    }
+}

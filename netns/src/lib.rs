@@ -86,6 +86,33 @@ fn now_ms() -> u64 {
 /// The address of the task metadata endpoint, present inside every task namespace.
 pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 
+/// The port the task metadata endpoint really listens on inside a task namespace (the
+/// ECS agent's port); [`redirect_metadata_port`] sends `METADATA_ADDRESS:80` there.
+pub const METADATA_LISTEN_PORT: u16 = 51679;
+
+/// The nftables table, inside a task's namespace, of [`redirect_metadata_port`].
+pub const METADATA_TABLE: &str = "minifargate_metadata";
+
+/// Inside the task namespace at `ns_path`, DNATs TCP to `169.254.170.2:80` onto
+/// `169.254.170.2:`[`METADATA_LISTEN_PORT`], as the ECS agent does on EC2 hosts: the
+/// endpoint keeps its documented URL while port 80 stays free for the task's own
+/// servers (a container binding `0.0.0.0:80` would otherwise get EADDRINUSE). The table
+/// goes away with the namespace.
+pub fn redirect_metadata_port(ns_path: &Path) -> Result<(), NftError> {
+    let ops = nfnl::redirect_ops(METADATA_ADDRESS, 80, METADATA_LISTEN_PORT);
+    let what = format!(
+        "redirect {METADATA_ADDRESS}:80 to port {METADATA_LISTEN_PORT} inside {}",
+        ns_path.display()
+    );
+    nsfs::in_netns(ns_path, || {
+        nfnl::Nfnl::open().and_then(|mut n| n.apply(METADATA_TABLE, &ops, &what))
+    })
+    .map_err(|e| NftError::Netlink {
+        what: what.clone(),
+        source: std::io::Error::other(e),
+    })?
+}
+
 /// How a task (or, in bridge mode, a container) is networked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -28,15 +28,19 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The endpoint's address and port inside every task namespace.
+/// The endpoint's address and port inside every task namespace, as containers see it.
 pub const ADDRESS: Ipv4Addr = netns::METADATA_ADDRESS;
 pub const PORT: u16 = 80;
+/// The port the endpoint really listens on; a nat rule in the task namespace sends
+/// `ADDRESS:PORT` there (see [`netns::redirect_metadata_port`]).
+pub const LISTEN_PORT: u16 = netns::METADATA_LISTEN_PORT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    #[error("failed to listen on {ADDRESS}:{PORT} inside {netns}")]
+    #[error("failed to listen on {ADDRESS}:{port} inside {netns}")]
     Listen {
         netns: PathBuf,
+        port: u16,
         #[source]
         source: std::io::Error,
     },
@@ -65,15 +69,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Listens on 169.254.170.2:80 inside `netns_path` and serves in a thread.
+    /// Serves 169.254.170.2:80 inside `netns_path` from a thread: it listens on
+    /// [`LISTEN_PORT`] behind a DNAT of port 80, so port 80 stays free for the task's own
+    /// servers; where nf_tables refuses the rule it listens on port 80 itself, with a
+    /// warning.
     pub fn start(netns_path: &Path, state: Endpoint) -> Result<Server, MetadataError> {
-        let listener = netns::nsfs::in_netns(netns_path, || TcpListener::bind((ADDRESS, PORT)))
+        let port = match netns::redirect_metadata_port(netns_path) {
+            Ok(()) => LISTEN_PORT,
+            Err(e) => {
+                tracing::warn!(
+                    error = %runtime::error_chain(&e),
+                    "the metadata endpoint listens on port 80 itself: a container cannot bind port 80"
+                );
+                PORT
+            }
+        };
+        let listener = netns::nsfs::in_netns(netns_path, || TcpListener::bind((ADDRESS, port)))
             .map_err(|source| MetadataError::Enter {
                 netns: netns_path.into(),
                 source,
             })?
             .map_err(|source| MetadataError::Listen {
                 netns: netns_path.into(),
+                port,
                 source,
             })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -81,6 +99,7 @@ impl Server {
             .try_clone()
             .map_err(|source| MetadataError::Listen {
                 netns: netns_path.into(),
+                port,
                 source,
             })?;
         let stop2 = stop.clone();
