@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod mountinfo;
 mod store;
 mod supervisor;
 mod task;

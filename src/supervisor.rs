@@ -25,6 +25,21 @@ pub struct SuperviseArgs {
     pub task_id: String,
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
+    /// The task's secrets from this local file instead of SSM / Secrets Manager.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TaskCredentialsFrom::Role)]
+    pub task_credentials: TaskCredentialsFrom,
+}
+
+/// What the credentials endpoint hands a task (run-task `--task-credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TaskCredentialsFrom {
+    /// The task role only (`taskRoleArn`, assumed through STS); none without one.
+    #[default]
+    Role,
+    /// Without a task role: this host's own identity (temporary credentials).
+    Host,
 }
 
 /// A request on the supervisor's socket.
@@ -134,6 +149,11 @@ pub fn run(
     let (mut task, containers) = store
         .task(&a.task_id)?
         .with_context(|| format!("task {} is not in the store", a.task_id))?;
+    if task.last_status == crate::task::status::STOPPED {
+        // Reconcile stopped it while we were starting (its launcher had died): nothing to run.
+        let _ = std::fs::remove_dir_all(&paths.run_dir);
+        anyhow::bail!("task {} is already STOPPED", task.id);
+    }
     let pid = std::process::id();
     task.supervisor_pid = Some(i64::from(pid));
     task.supervisor_start_time = process_start_time(i64::from(pid));
@@ -186,6 +206,8 @@ pub fn run(
         config,
         pull: a.pull,
         region: AwsContext::from_env().region,
+        secrets_file: a.secrets_file,
+        host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
     };
     let net = Box::new(NetworkStep::new(
         crate::store::Store::open(root)?,

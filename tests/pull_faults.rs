@@ -1,16 +1,22 @@
 //! Faults a healthy registry never produces on demand — 503/429 with Retry-After, a
 //! connection dropped mid-blob, a redirect to another host like ECR's S3 URLs — made
-//! by a small proxy (tests/fixtures/flaky_proxy.py) in front of the real registry.
+//! by a small proxy (tests/fixtures/flaky_proxy.py) in front of the real registry; and
+//! TCP-level faults — latency, resets, truncated bodies, 5xx bursts, stalls — made by
+//! the in-process fault proxy (tests/common/faultproxy.rs). Each pull either succeeds,
+//! resuming with Range, or fails with a clear message in bounded time; a partial blob is
+//! never visible as a complete layer.
 
 mod common;
 
 use common::cli::{Mf, assert_layers};
+use common::faultproxy::{Cut, Fault, FaultProxy};
 use common::image::{BuiltImage, Compression, Entry, Layer, busybox_layer};
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
 use common::services::Server;
 use common::util::{random_bytes, sha256_file, sha256_hex};
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 fn work() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -185,4 +191,270 @@ fn every_blob_cut_once_still_pulls() {
     let cut = blob_requests(&reqs, &img.config_digest);
     assert_eq!(cut[0]["dropped"], true, "the config GET was cut: {cut:?}");
     mf.assert_tmp_empty();
+}
+
+// ---- TCP-level faults (in-process fault proxy) ----
+
+struct Faulty {
+    _w: tempfile::TempDir,
+    _reg: Registry,
+    img: BuiltImage,
+    sha: String,
+    proxy: FaultProxy,
+    mf: Mf,
+    reference: String,
+}
+
+/// The busybox + 6 MiB image behind a fault proxy with `faults(big layer digest)`;
+/// `read_timeout` (s) goes to MINIFARGATE_REGISTRY_READ_TIMEOUT.
+fn faulty(
+    repo: &str,
+    faults: impl FnOnce(&str) -> Vec<Fault>,
+    read_timeout: Option<&str>,
+) -> Faulty {
+    let w = work();
+    let reg = Registry::start(RegistryOpts::default());
+    let (img, sha) = image(&reg, w.path(), repo);
+    let proxy = FaultProxy::start(&reg.host(), faults(&img.layers[1].digest));
+    let mut mf = Mf::new();
+    if let Some(t) = read_timeout {
+        mf.set_env("MINIFARGATE_REGISTRY_READ_TIMEOUT", t);
+    }
+    let reference = format!("{}/{repo}:1", proxy.host());
+    Faulty {
+        _w: w,
+        _reg: reg,
+        img,
+        sha,
+        proxy,
+        mf,
+        reference,
+    }
+}
+
+impl Faulty {
+    fn big(&self) -> &str {
+        &self.img.layers[1].digest
+    }
+
+    /// The pull succeeded and the cache holds exactly the image.
+    fn assert_pulled(&self, got: &Value) {
+        assert_eq!(got["digest"], self.img.manifest_digest.as_str());
+        assert_layers(&self.mf, got, &self.img);
+        assert_eq!(
+            sha256_file(
+                &self
+                    .mf
+                    .layer_dir(&self.img.layers[1].diff_id)
+                    .join("big.bin")
+            ),
+            self.sha
+        );
+        self.mf.assert_tmp_empty();
+    }
+
+    /// Requests for the big blob: the first had the fault, a later one resumed with
+    /// `Range` from past 0.
+    fn assert_resumed(&self, fault: &str) {
+        let reqs = self.proxy.seen_for(&format!("/blobs/{}", self.big()));
+        assert!(reqs[0].action.starts_with(fault), "{reqs:?}");
+        let from = reqs
+            .iter()
+            .find_map(|r| r.range.as_deref())
+            .unwrap_or_else(|| panic!("no Range request after the fault: {reqs:?}"));
+        let from: u64 = from
+            .trim_start_matches("bytes=")
+            .trim_end_matches('-')
+            .parse()
+            .unwrap();
+        assert!(from > 0, "resumes where it stopped: {reqs:?}");
+    }
+
+    /// A failed pull left nothing that looks complete, and the same root pulls the
+    /// image once the faults are gone.
+    fn assert_failed_clean_then_heals(&self) {
+        self.mf.assert_tmp_empty();
+        assert!(
+            !self.mf.layer_dir(&self.img.layers[1].diff_id).exists(),
+            "the cut layer must not be in the cache"
+        );
+        assert!(self.mf.images().is_empty(), "no image record");
+        assert!(
+            !self.mf.blob_path(&self.img.manifest_digest).exists(),
+            "no manifest stored for a failed pull"
+        );
+        self.proxy.heal();
+        let got = self.mf.pull_json(&self.reference, &[]);
+        self.assert_pulled(&got);
+    }
+}
+
+fn cut(path: &str, how: Cut, times: u32) -> Fault {
+    Fault::Cut {
+        path: path.into(),
+        after: 1 << 20,
+        times,
+        how,
+    }
+}
+
+#[test]
+fn added_latency_still_pulls() {
+    let f = faulty(
+        "latency/app",
+        |_| vec![Fault::Latency(Duration::from_millis(150))],
+        None,
+    );
+    let t = Instant::now();
+    let got = f.mf.pull_json(&f.reference, &[]);
+    eprintln!("pull with 150 ms added per request: {:?}", t.elapsed());
+    f.assert_pulled(&got);
+    assert!(f.proxy.seen().len() >= 4, "went through the proxy");
+}
+
+#[test]
+fn connection_reset_mid_blob_resumes_with_range() {
+    let f = faulty(
+        "reset/app",
+        |big| vec![cut(&format!("/blobs/{big}"), Cut::Reset, 1)],
+        None,
+    );
+    let got = f.mf.pull_json(&f.reference, &[]);
+    f.assert_pulled(&got);
+    f.assert_resumed("cut Reset");
+}
+
+#[test]
+fn truncated_body_with_correct_content_length_resumes_with_range() {
+    // Every blob (config, both layers) is cut once, twice for the big one.
+    let f = faulty(
+        "truncated/app",
+        |_| vec![cut("/blobs/", Cut::Close, 4)],
+        None,
+    );
+    let got = f.mf.pull_json(&f.reference, &[]);
+    f.assert_pulled(&got);
+    let cuts = f
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.action.starts_with("cut"))
+        .count();
+    assert!(cuts >= 3, "{:?}", f.proxy.seen());
+}
+
+#[test]
+fn bursts_of_500_and_503_are_retried() {
+    let f = faulty(
+        "burst/app",
+        |_| {
+            vec![
+                Fault::Status {
+                    path: "/manifests/".into(),
+                    status: 503,
+                    times: 2,
+                },
+                Fault::Status {
+                    path: "/blobs/".into(),
+                    status: 500,
+                    times: 2,
+                },
+                Fault::Status {
+                    path: "/blobs/".into(),
+                    status: 503,
+                    times: 1,
+                },
+            ]
+        },
+        None,
+    );
+    let got = f.mf.pull_json(&f.reference, &[]);
+    f.assert_pulled(&got);
+    let injected = f
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.action.starts_with("status"))
+        .count();
+    assert_eq!(injected, 5, "{:?}", f.proxy.seen());
+}
+
+#[test]
+fn a_registry_that_keeps_failing_gives_a_clear_error_in_bounded_time() {
+    let f = faulty(
+        "down/app",
+        |_| {
+            vec![Fault::Status {
+                path: "/blobs/".into(),
+                status: 503,
+                times: u32::MAX,
+            }]
+        },
+        None,
+    );
+    let t = Instant::now();
+    let msg = f.mf.fail(&["pull", &f.reference]);
+    let took = t.elapsed();
+    eprintln!("gave up after {took:?}");
+    assert!(took < Duration::from_secs(60), "bounded: {took:?}");
+    assert!(msg.contains("down/app"), "{msg}");
+    assert!(msg.contains("503"), "{msg}");
+    f.assert_failed_clean_then_heals();
+}
+
+#[test]
+fn a_stalled_blob_times_out_and_resumes_with_range() {
+    let f = faulty(
+        "stall/app",
+        |big| vec![cut(&format!("/blobs/{big}"), Cut::Stall, 1)],
+        Some("1"),
+    );
+    let t = Instant::now();
+    let got = f.mf.pull_json(&f.reference, &[]);
+    eprintln!("pull with one 1 s stall: {:?}", t.elapsed());
+    f.assert_pulled(&got);
+    f.assert_resumed("cut Stall");
+}
+
+#[test]
+fn a_blob_that_always_stalls_fails_clearly_and_nothing_partial_is_visible() {
+    let f = faulty(
+        "stall-always/app",
+        |big| vec![cut(&format!("/blobs/{big}"), Cut::Stall, u32::MAX)],
+        Some("1"),
+    );
+    let t = Instant::now();
+    let child =
+        f.mf.cmd()
+            .args(["pull", &f.reference])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    // While it is stalled, the layer is work in progress under tmp/, never in layers/.
+    common::util::wait_until("the first stall", Duration::from_secs(30), || {
+        (!f.proxy.seen_for(&format!("/blobs/{}", f.big())).is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!f.mf.layer_dir(&f.img.layers[1].diff_id).exists());
+    assert!(!common::util::list_dir(&f.mf.root.join("tmp")).is_empty());
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    eprintln!("gave up after {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(60), "bounded: {took:?}");
+    let msg = stderr
+        .lines()
+        .find(|l| l.starts_with("minifargate: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    for want in ["stall-always/app", f.big(), "after 5 attempts", "timed out"] {
+        assert!(msg.contains(want), "says {want:?}: {msg}");
+    }
+    let resumed = f.proxy.seen_for(&format!("/blobs/{}", f.big()));
+    assert!(
+        resumed.iter().skip(1).all(|r| r.range.is_some()),
+        "every retry resumes with Range: {resumed:?}"
+    );
+    f.assert_failed_clean_then_heals();
 }

@@ -696,3 +696,75 @@ fn registry_killed_mid_pull_then_restarted_next_pull_completes() {
     assert_eq!(mf.images().len(), 1);
     mf.assert_tmp_empty();
 }
+
+#[test]
+fn concurrent_pulls_of_images_sharing_layers_in_opposite_orders_do_not_deadlock() {
+    // Each pull holds the locks of the layers it staged until it commits them all:
+    // without one global lock order, `pull a` (L1, L2) and `pull b` (L2, L1) can each
+    // hold one and wait forever for the other (seen under load: two pulls of one image
+    // hung in flock for 20 minutes). The test holds the lock of the layer that sorts
+    // last (Z) itself, starts `pull a`, then `pull b`, then lets Z go, so both pulls
+    // wait on locks at once; a deadlock fails the round after 60 s.
+    let w = work();
+    let reg = Registry::start(RegistryOpts::default());
+    let l1 = Layer::new(
+        Compression::Gzip,
+        vec![Entry::file("one.bin", random_bytes(11, 4 << 20))],
+    );
+    let l2 = Layer::new(
+        Compression::Gzip,
+        vec![Entry::file("two.bin", random_bytes(12, 4 << 20))],
+    );
+    let a = push_image(&reg, w.path(), "order/a:1", &[l1.clone(), l2.clone()]);
+    let b = push_image(&reg, w.path(), "order/b:1", &[l2, l1]);
+    let z = a.layers.iter().map(|l| l.diff_id.clone()).max().unwrap();
+    for round in 0..4 {
+        let mf = Mf::new();
+        let locks = mf.root.join("locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        let z_lock = std::fs::File::create(
+            locks.join(format!("layer-{}.lock", z.strip_prefix("sha256:").unwrap())),
+        )
+        .unwrap();
+        rustix::fs::flock(&z_lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let pull = |r: &str| {
+            mf.cmd()
+                .args(["pull", &format!("{}/{r}", reg.host()), "--format", "json"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let first = pull("order/a:1");
+        std::thread::sleep(Duration::from_millis(1500));
+        let second = pull("order/b:1");
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(z_lock);
+        let mut children = vec![first, second];
+        let start = Instant::now();
+        while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+            if start.elapsed() > Duration::from_secs(60) {
+                for c in &mut children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                panic!("round {round}: the two pulls deadlocked");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(mf.images().len(), 2);
+        assert_eq!(mf.layer_dirs().len(), 2);
+        for l in a.layers.iter().chain(&b.layers) {
+            assert!(mf.layer_dir(&l.diff_id).is_dir());
+        }
+        mf.assert_tmp_empty();
+    }
+}

@@ -599,7 +599,8 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         ),
         "{err}"
     );
-    // Secrets cannot be resolved yet: a clear error naming the secret.
+    // A secret that cannot be fetched (no AWS credentials here): ECS's reason, the task
+    // STOPPED as TaskFailedToStart, and nothing of it left on the host.
     let td = env.taskdef(
         "secret",
         &format!(
@@ -612,12 +613,25 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("containerDefinitions[0].secrets: secret \"DB_PASSWORD\""),
+        err.contains("ResourceInitializationError: unable to pull secrets or registry auth"),
         "{err}"
     );
-    assert!(env.task_ids("STOPPED").is_empty());
+    let stopped = env.task_ids("STOPPED");
+    assert_eq!(stopped.len(), 1);
     assert!(env.task_ids("RUNNING").is_empty());
-    assert!(!env.mf.run_root.join("tasks").exists());
+    let t = &env.json(&["describe-tasks", "--tasks", &stopped[0]])["tasks"][0];
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t}");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("ResourceInitializationError: unable to pull secrets"),
+        "{t}"
+    );
+    let left: Vec<_> = std::fs::read_dir(env.mf.run_root.join("tasks"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "run dirs left: {left:?}");
 }
 
 #[test]

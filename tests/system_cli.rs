@@ -188,3 +188,176 @@ fn completions_and_man_pages_cover_every_verb() {
     let out = mf.run(&["man"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH minifargate"));
 }
+
+/// Whether an nftables table `ip NAME` exists (`nft list tables`).
+fn nft_table_exists(name: &str) -> bool {
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == format!("table ip {name}"))
+}
+
+#[test]
+fn reset_stops_every_task_and_removes_networks_mounts_cgroups_and_state() {
+    use common::image::busybox_layer;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
+
+    let (mf, _reg) = common::busybox_task_env(busybox_layer(Compression::Gzip, "reset"));
+    // One task that stops on SIGTERM, one that ignores it for 120 s (forced by reset).
+    let polite = mf.taskdef(
+        "polite",
+        &format!(
+            r#"{{"family":"polite","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+            "cpu":"256","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","essential":true,
+              "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 0.1; done"]}}]}}"#
+        ),
+    );
+    let stubborn = mf.taskdef(
+        "stubborn",
+        &format!(
+            r#"{{"family":"stubborn","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+            "cpu":"256","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","essential":true,"stopTimeout":120,
+              "command":["sh","-c","trap '' TERM; while :; do sleep 0.1; done"]}}]}}"#
+        ),
+    );
+    let mut ids = Vec::new();
+    for td in [&polite, &stubborn] {
+        let v = mf.json(&["run-task", "--task-definition", td, "--detach"]);
+        let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
+        ids.push(arn.rsplit('/').next().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &ids {
+        loop {
+            let t = &mf.json(&["describe-tasks", "--tasks", id])["tasks"][0];
+            if t["lastStatus"] == "RUNNING" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not start: {t:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let supervisors: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            std::fs::read_to_string(mf.run_root.join("tasks").join(id).join("supervisor.pid"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let bridge = mf.bridge();
+    let table = netns::nft::table_name(&bridge);
+    let test_dir = mf.dir.path().to_string_lossy().to_string();
+    let mounts = || -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&test_dir))
+            .map(str::to_string)
+            .collect()
+    };
+    let cgroups = |id: &str| -> Vec<String> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            for cg in [e.path().join("minifargate").join(id), e.path().join(id)] {
+                if cg.exists() {
+                    found.push(cg.display().to_string());
+                }
+            }
+        }
+        found
+    };
+    // What a user would see before: the tasks' mounts, cgroups, namespaces, bridge, table.
+    assert!(!mounts().is_empty(), "no rootfs mounts while running");
+    assert!(
+        ids.iter().all(|id| !cgroups(id).is_empty()),
+        "no task cgroups"
+    );
+    assert!(Path::new("/sys/class/net").join(&bridge).exists());
+    assert!(nft_table_exists(&table), "no nftables table {table}");
+    for id in &ids {
+        assert!(Path::new("/run/netns").join(format!("mfg-{id}")).exists());
+    }
+
+    // Without --force and without a terminal to ask on: refused, nothing changes.
+    let out = mf
+        .cmd()
+        .args(["system", "reset"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pass --force"), "{err}");
+    for id in &ids {
+        let t = &mf.json(&["describe-tasks", "--tasks", id])["tasks"][0];
+        assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    }
+
+    let started = Instant::now();
+    let out = mf.run(&["system", "reset", "--force", "--timeout", "3s"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stopped 2 tasks (1 forced)"), "{text}");
+    assert!(
+        text.contains(&format!("removed network {bridge}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("removed {}", mf.root.display())),
+        "{text}"
+    );
+    // The stubborn task's 120 s stopTimeout was not waited for.
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    for pid in &supervisors {
+        // Gone, or an exited process its reaper has not collected yet.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s[s.rfind(')').unwrap() + 2..].chars().next().unwrap())
+            .unwrap_or('X');
+        assert!(
+            state == 'Z' || state == 'X',
+            "supervisor {pid} still running (state {state})"
+        );
+    }
+    assert_eq!(mounts(), Vec::<String>::new(), "mounts left behind");
+    for id in &ids {
+        assert_eq!(cgroups(id), Vec::<String>::new(), "cgroups left behind");
+        assert!(!Path::new("/run/netns").join(format!("mfg-{id}")).exists());
+    }
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "bridge left"
+    );
+    assert!(!nft_table_exists(&table), "nftables table {table} left");
+    assert!(!mf.root.exists(), "root left");
+    assert!(!mf.run_root.exists(), "run root left");
+
+    // Again on nothing: fine, and still nothing is created.
+    let out = mf.run(&["system", "reset", "--force"]);
+    assert!(out.status.success());
+    assert!(!mf.root.exists());
+}
+
+#[test]
+fn reset_refuses_a_system_directory_as_root() {
+    let mf = Mf::new();
+    let out = Command::new(common::cli::BIN)
+        .args(["--root", "/var", "--run-root"])
+        .arg(&mf.run_root)
+        .args(["system", "reset", "--force"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to reset /var"), "{err}");
+    assert!(Path::new("/var/lib").exists());
+}

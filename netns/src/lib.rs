@@ -86,6 +86,33 @@ fn now_ms() -> u64 {
 /// The address of the task metadata endpoint, present inside every task namespace.
 pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 
+/// The port the task metadata endpoint really listens on inside a task namespace (the
+/// ECS agent's port); [`redirect_metadata_port`] sends `METADATA_ADDRESS:80` there.
+pub const METADATA_LISTEN_PORT: u16 = 51679;
+
+/// The nftables table, inside a task's namespace, of [`redirect_metadata_port`].
+pub const METADATA_TABLE: &str = "minifargate_metadata";
+
+/// Inside the task namespace at `ns_path`, DNATs TCP to `169.254.170.2:80` onto
+/// `169.254.170.2:`[`METADATA_LISTEN_PORT`], as the ECS agent does on EC2 hosts: the
+/// endpoint keeps its documented URL while port 80 stays free for the task's own
+/// servers (a container binding `0.0.0.0:80` would otherwise get EADDRINUSE). The table
+/// goes away with the namespace.
+pub fn redirect_metadata_port(ns_path: &Path) -> Result<(), NftError> {
+    let ops = nfnl::redirect_ops(METADATA_ADDRESS, 80, METADATA_LISTEN_PORT);
+    let what = format!(
+        "redirect {METADATA_ADDRESS}:80 to port {METADATA_LISTEN_PORT} inside {}",
+        ns_path.display()
+    );
+    nsfs::in_netns(ns_path, || {
+        nfnl::Nfnl::open().and_then(|mut n| n.apply(METADATA_TABLE, &ops, &what))
+    })
+    .map_err(|e| NftError::Netlink {
+        what: what.clone(),
+        source: std::io::Error::other(e),
+    })?
+}
+
 /// How a task (or, in bridge mode, a container) is networked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1024,6 +1051,60 @@ impl Network {
             for e in &errors {
                 warn!(task, error = %chain(e), "teardown step failed");
             }
+            Err(fail(errors))
+        }
+    }
+
+    /// Removes what task `task`'s network left on the host when this network's state has
+    /// no record of it: the state lives in the run root, so after a reboot of a host
+    /// whose run root is not a tmpfs, or when the run root was lost while the kernel
+    /// objects stayed (the crash tests' simulated reboot), [`Network::teardown`] finds
+    /// nothing. The namespace pin and host veth are found by name; the nftables table
+    /// goes when no task on this network holds an address any more (the state says
+    /// there is none; a stale one would be replaced by the next task anyway). Every step
+    /// runs; a task the state does record is left to [`Network::teardown`].
+    pub fn teardown_lost(&self, task: &str) -> Result<(), TeardownError> {
+        let t = || task.to_string();
+        let fail = |errors| TeardownError { task: t(), errors };
+        let l = state::lock(&self.cfg.run_root)
+            .map_err(|source| fail(vec![Error::State { task: t(), source }]))?;
+        if l.state.tasks.contains_key(task) {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        if let Err(source) = nsfs::remove(&self.netns_path(task)) {
+            errors.push(Error::Netns { task: t(), source });
+        }
+        // With its namespace gone the kernel frees the pair; deleting it here as well
+        // makes it gone when this returns (a rare path: its ~25 ms do not matter).
+        let veth = self.veth_name(task);
+        if let Err(source) = netlink::Netlink::open().and_then(|mut nl| nl.del_link(&veth)) {
+            errors.push(Error::Netlink { task: t(), source });
+        }
+        let dir = self.task_dir(task);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            errors.push(Error::Files {
+                task: t(),
+                source: FilesError::Write {
+                    path: dir,
+                    source: e,
+                },
+            });
+        }
+        let bridged = l.state.tasks.values().any(|r| r.ip.is_some());
+        if !bridged
+            && !l.state.nft_table
+            && self.nft.is_ok()
+            && let Err(source) = self.delete_table()
+        {
+            errors.push(Error::Nft { task: t(), source });
+        }
+        drop(l);
+        if errors.is_empty() {
+            Ok(())
+        } else {
             Err(fail(errors))
         }
     }

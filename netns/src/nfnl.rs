@@ -209,6 +209,10 @@ pub enum Expr {
         set: &'static str,
         set_id: u32,
     },
+    /// Load `data` into register 1 (`immediate`).
+    Immediate {
+        data: Vec<u8>,
+    },
     /// DNAT to address register 1, port register 9.
     Dnat,
     Masquerade,
@@ -452,6 +456,7 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
         Expr::And { .. } => "bitwise",
         Expr::Cmp { .. } => "cmp",
         Expr::Lookup { .. } => "lookup",
+        Expr::Immediate { .. } => "immediate",
         Expr::Dnat => "nat",
         Expr::Masquerade => "masq",
     };
@@ -511,6 +516,13 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
                     .attr(2, &be(REG_1))
                     .attr(3, &be(REG_1))
                     .attr(4, &be(*set_id));
+            }
+            // NFTA_IMMEDIATE_DREG, _DATA { value }
+            Expr::Immediate { data } => {
+                m.attr(1, &be(REG_1))
+                    .begin(2)
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end();
             }
             // NFTA_NAT_TYPE (NFT_NAT_DNAT), _FAMILY (NFPROTO_IPV4), _REG_ADDR_MIN,
             // _REG_PROTO_MIN; the kernel derives the range flags from the registers.
@@ -649,6 +661,53 @@ pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
             exprs,
         });
     }
+    ops
+}
+
+/// The batch, applied inside a task's own namespace, that sends the containers' TCP
+/// connections to `addr:from` on to `addr:to` (a nat output chain: their traffic is
+/// generated locally in that namespace). The task metadata endpoint listens on `to`, so
+/// `from` (80) stays free for the task's own servers that bind `0.0.0.0:80`.
+pub fn redirect_ops(addr: Ipv4Addr, from: u16, to: u16) -> Vec<Op> {
+    let mut ops = delete_table_ops();
+    ops.push(Op::NewTable);
+    ops.push(Op::NewNatChain {
+        name: "output",
+        hook: Hook::Output,
+        priority: -100,
+    });
+    ops.push(Op::NewRule {
+        chain: "output",
+        exprs: vec![
+            Expr::Payload {
+                transport: false,
+                offset: 16,
+                len: 4,
+            },
+            Expr::Cmp {
+                eq: true,
+                data: addr.octets().to_vec(),
+            },
+            Expr::MetaL4proto,
+            Expr::Cmp {
+                eq: true,
+                data: vec![6],
+            },
+            Expr::Payload {
+                transport: true,
+                offset: 2,
+                len: 2,
+            },
+            Expr::Cmp {
+                eq: true,
+                data: from.to_be_bytes().to_vec(),
+            },
+            Expr::Immediate {
+                data: dnat_data(addr, to),
+            },
+            Expr::Dnat,
+        ],
+    });
     ops
 }
 

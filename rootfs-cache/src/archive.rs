@@ -364,10 +364,11 @@ async fn load_docker(
         });
         let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
         let manifest_digest = Digest::of(&manifest_bytes);
+        let mut locks = layer::lock_all(store, layers.iter().map(|(_, l)| &l.diff_id))?;
         let mut staged: Vec<layer::Staged> = Vec::new();
         for (path, l) in &layers {
             if let Some(s) =
-                fetch_from(store, input, source, path, l, opts, &staged, observer).await?
+                fetch_from(store, input, source, path, l, opts, &mut locks, observer).await?
             {
                 staged.push(s);
             }
@@ -446,8 +447,8 @@ fn record(
     }
 }
 
-/// Stages one layer unless the cache or `staged` already has it (a layer listed twice
-/// would otherwise wait forever for its own lock).
+/// Stages one layer unless the cache has it or it was staged already (its lock is
+/// gone from `locks`: a layer listed twice is staged once).
 #[allow(clippy::too_many_arguments)]
 async fn fetch_from(
     store: &Store,
@@ -456,17 +457,18 @@ async fn fetch_from(
     entry: &str,
     l: &LayerRecord,
     opts: &LoadOptions<'_>,
-    staged: &[layer::Staged],
+    locks: &mut std::collections::HashMap<Digest, crate::store::Lock>,
     observer: &dyn PullObserver,
 ) -> Result<Option<layer::Staged>, LoadError> {
-    if staged.iter().any(|s| s.diff_id() == &l.diff_id) {
+    let Some(lock) = locks.remove(&l.diff_id) else {
         return Ok(None);
-    }
+    };
     let (r, _) = source.open(input, entry)?;
     layer::fetch(
         store,
         LayerSource::Reader(r),
         l,
+        lock,
         &opts.unpack,
         opts.min_free,
         observer,
@@ -553,11 +555,12 @@ async fn load_oci(
         let config_bytes = source.read_blob(input, &info.config)?;
         let cfg = manifest::parse_config(&config_bytes, info.layers.len()).map_err(man_err)?;
         let layers = LayerRecord::from_manifest(&info, &cfg);
+        let mut locks = layer::lock_all(store, layers.iter().map(|l| &l.diff_id))?;
         let mut staged: Vec<layer::Staged> = Vec::new();
         for l in &layers {
             let entry = format!("blobs/sha256/{}", l.digest.hex());
             if let Some(s) =
-                fetch_from(store, input, source, &entry, l, opts, &staged, observer).await?
+                fetch_from(store, input, source, &entry, l, opts, &mut locks, observer).await?
             {
                 staged.push(s);
             }

@@ -83,6 +83,43 @@ pub struct EcrHost {
     pub region: String,
 }
 
+/// What a 401's `WWW-Authenticate` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// The token flow (distribution's token auth spec): get a token from `realm`.
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+    /// Basic, or a scheme we do not know: Basic is all there is to offer.
+    Basic,
+}
+
+/// Parses a `WWW-Authenticate` value (RFC 9110 §11.6.1, several challenges allowed);
+/// None when it does not parse or a Bearer challenge has no realm.
+pub fn parse_challenge(www_authenticate: &str) -> Option<Challenge> {
+    let challenges = http_auth::parse_challenges(www_authenticate).ok()?;
+    let Some(bearer) = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+    else {
+        return Some(Challenge::Basic);
+    };
+    let param = |name: &str| {
+        bearer
+            .params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_unescaped())
+    };
+    Some(Challenge::Bearer {
+        realm: param("realm")?,
+        service: param("service"),
+        scope: param("scope"),
+    })
+}
+
 pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
@@ -160,27 +197,17 @@ impl Authenticator {
         www_authenticate: &str,
         scope: &str,
     ) -> Result<(), AuthError> {
-        let challenges =
-            http_auth::parse_challenges(www_authenticate).map_err(|_| AuthError::Challenge {
-                host: host.to_string(),
-                header: www_authenticate.to_string(),
-            })?;
-        let param = |c: &http_auth::ChallengeRef<'_>, name: &str| {
-            c.params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_unescaped())
+        let bad = || AuthError::Challenge {
+            host: host.to_string(),
+            header: www_authenticate.to_string(),
         };
-        if let Some(bearer) = challenges
-            .iter()
-            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        if let Challenge::Bearer {
+            realm,
+            service,
+            scope: scope_param,
+        } = parse_challenge(www_authenticate).ok_or_else(bad)?
         {
-            let realm = param(bearer, "realm").ok_or_else(|| AuthError::Challenge {
-                host: host.to_string(),
-                header: www_authenticate.to_string(),
-            })?;
-            let service = param(bearer, "service");
-            let scope_param = param(bearer, "scope").unwrap_or_else(|| scope.to_string());
+            let scope_param = scope_param.unwrap_or_else(|| scope.to_string());
             let creds = self.credentials(host).await?;
             let token = fetch_token(
                 http,
@@ -336,14 +363,28 @@ async fn fetch_token(
     })
 }
 
+/// The AWS SDK configuration for `region` with the whole credential chain, over the
+/// HTTP stack reqwest already links (hyper 1, rustls 0.23 with ring, native + webpki
+/// roots): the SDK crates are built without their own TLS features, which would link a
+/// second stack (hyper 0.14 + rustls 0.21, or aws-lc-rs) into the static binaries. Every
+/// AWS client in minifargate should be built from this.
+pub async fn aws_config(region: &str) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .http_client(http)
+        .load()
+        .await
+}
+
 /// Calls ECR GetAuthorizationToken with the whole AWS credential chain. Endpoint
 /// overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are honoured by aws-config.
 async fn ecr_token(host: &str) -> Result<(Credentials, SystemTime), AuthError> {
     let ecr = parse_ecr_host(host).expect("caller checked the host");
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(ecr.region.clone()))
-        .load()
-        .await;
+    let cfg = aws_config(&ecr.region).await;
     let client = aws_sdk_ecr::Client::new(&cfg);
     let out = client
         .get_authorization_token()
@@ -423,5 +464,26 @@ mod tests {
             .block_on(a.answer_challenge(&http, "example.invalid:5000", "Basic realm=\"r\"", "s"))
             .unwrap_err();
         assert!(err.to_string().contains("no credentials found"), "{err}");
+    }
+
+    #[test]
+    fn challenges_are_parsed_bearer_first() {
+        assert_eq!(
+            parse_challenge(
+                r#"Basic realm="b", Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("reg".into()),
+                scope: Some("repository:a/b:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="r""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), Some(Challenge::Basic));
+        assert_eq!(parse_challenge(r#"Bearer service="no realm""#), None);
+        assert_eq!(parse_challenge("Bearer realm=\"unterminated"), None);
     }
 }

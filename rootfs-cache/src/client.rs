@@ -31,6 +31,9 @@ pub struct RetryPolicy {
     pub attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// How long one read may wait for bytes before the connection counts as stalled
+    /// (config `registry_read_timeout`).
+    pub read_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +42,7 @@ impl Default for RetryPolicy {
             attempts: 5,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -224,7 +228,7 @@ fn with_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
 impl RegistryClient {
     pub fn new(retry: RetryPolicy) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
-            secure: Self::build(false)?,
+            secure: Self::build(false, retry.read_timeout)?,
             insecure: std::sync::OnceLock::new(),
             auth: Authenticator::default(),
             plain_http: Mutex::new(HashMap::new()),
@@ -232,11 +236,11 @@ impl RegistryClient {
         })
     }
 
-    fn build(insecure: bool) -> Result<reqwest::Client, RegistryError> {
+    fn build(insecure: bool, read_timeout: Duration) -> Result<reqwest::Client, RegistryError> {
         with_env_proxies(reqwest::Client::builder())
             .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(30))
+            .read_timeout(read_timeout)
             .danger_accept_invalid_certs(insecure)
             // Real ECR redirects blob GETs to pre-signed S3 URLs; reqwest drops
             // the Authorization header when a redirect changes host.
@@ -253,7 +257,7 @@ impl RegistryClient {
         }
         self.insecure.get_or_init(|| {
             // Same builder as the secure one, which already succeeded.
-            Self::build(true).unwrap_or_else(|_| self.secure.clone())
+            Self::build(true, self.retry.read_timeout).unwrap_or_else(|_| self.secure.clone())
         })
     }
 

@@ -18,7 +18,16 @@ pub struct RegistriesConfig {
     /// Keep at least this many bytes free on the cache's filesystem; default 256 MiB.
     #[serde(default)]
     pub min_free_space: Option<u64>,
+    /// Seconds a registry connection may stay silent before the read is abandoned (and
+    /// a blob download resumed with `Range`); default 30.
+    #[serde(default)]
+    pub registry_read_timeout: Option<f64>,
 }
+
+/// Environment variables that override the config file's keys of the same meaning.
+pub const ENV_MAX_UNPACKED_SIZE: &str = "MINIFARGATE_MAX_UNPACKED_SIZE";
+pub const ENV_MIN_FREE_SPACE: &str = "MINIFARGATE_MIN_FREE_SPACE";
+pub const ENV_REGISTRY_READ_TIMEOUT: &str = "MINIFARGATE_REGISTRY_READ_TIMEOUT";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +65,12 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("invalid {key}={value:?}: {expected}")]
+    Value {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// One place to fetch a repository from: a mirror or the registry itself.
@@ -85,8 +100,68 @@ impl RegistriesConfig {
         self.min_free_space.unwrap_or(256 << 20)
     }
 
-    /// Reads `path`, or the default path if it exists; no file means no mirrors.
+    /// Retries and timeouts for the registry client (`registry_read_timeout`).
+    pub fn retry_policy(&self) -> crate::client::RetryPolicy {
+        let mut p = crate::client::RetryPolicy::default();
+        if let Some(t) = self.registry_read_timeout {
+            p.read_timeout = std::time::Duration::from_secs_f64(t);
+        }
+        p
+    }
+
+    /// Reads `path` (or the default path if it exists; no file means no mirrors), then
+    /// applies the `MINIFARGATE_*` overrides from the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut c = Self::load_file(path)?;
+        c.apply_env(|k| std::env::var(k).ok())?;
+        Ok(c)
+    }
+
+    /// Overrides from `MINIFARGATE_MAX_UNPACKED_SIZE`, `MINIFARGATE_MIN_FREE_SPACE` (bytes)
+    /// and `MINIFARGATE_REGISTRY_READ_TIMEOUT` (seconds); keys checked as the file's are.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &str, expected| ConfigError::Value {
+            key: key.to_string(),
+            value: value.to_string(),
+            expected,
+        };
+        for (key, slot) in [
+            (ENV_MAX_UNPACKED_SIZE, &mut self.max_unpacked_size),
+            (ENV_MIN_FREE_SPACE, &mut self.min_free_space),
+        ] {
+            if let Some(v) = get(key).filter(|v| !v.trim().is_empty()) {
+                *slot = Some(
+                    v.trim()
+                        .parse()
+                        .map_err(|_| bad(key, &v, "expected a number of bytes"))?,
+                );
+            }
+        }
+        if let Some(v) = get(ENV_REGISTRY_READ_TIMEOUT).filter(|v| !v.trim().is_empty()) {
+            self.registry_read_timeout = Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| bad(ENV_REGISTRY_READ_TIMEOUT, &v, "expected seconds"))?,
+            );
+        }
+        self.check()
+    }
+
+    /// Refuses values the client cannot use (a zero or negative timeout).
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(t) = self.registry_read_timeout
+            && !(t > 0.0 && t <= 86_400.0)
+        {
+            return Err(ConfigError::Value {
+                key: "registry_read_timeout".into(),
+                value: t.to_string(),
+                expected: "expected seconds between 0 and 86400",
+            });
+        }
+        Ok(())
+    }
+
+    fn load_file(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
@@ -201,5 +276,34 @@ mod tests {
         assert_eq!(eps[1].host, "registry-1.docker.io");
         assert_eq!(cfg.endpoints("docker.io", "other/x").len(), 1);
         assert!(toml::from_str::<RegistriesConfig>("[[registry]]\nprefx='x'").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_limits_and_timeout() {
+        let mut cfg: RegistriesConfig =
+            toml::from_str("max_unpacked_size = 100\nregistry_read_timeout = 5").unwrap();
+        let env = |k: &str| match k {
+            ENV_MAX_UNPACKED_SIZE => Some("4096".to_string()),
+            ENV_REGISTRY_READ_TIMEOUT => Some("0.5".to_string()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert_eq!(cfg.unpack_options().max_unpacked_bytes, 4096);
+        assert_eq!(
+            cfg.retry_policy().read_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(cfg.min_free_space(), 256 << 20);
+        let e = cfg
+            .apply_env(|k| (k == ENV_MIN_FREE_SPACE).then(|| "lots".to_string()))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid MINIFARGATE_MIN_FREE_SPACE=\"lots\": expected a number of bytes"
+        );
+        let e = cfg
+            .apply_env(|k| (k == ENV_REGISTRY_READ_TIMEOUT).then(|| "0".to_string()))
+            .unwrap_err();
+        assert!(e.to_string().contains("registry_read_timeout"), "{e}");
     }
 }

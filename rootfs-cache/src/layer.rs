@@ -51,6 +51,11 @@ pub enum LayerError {
         available: u64,
         required: u64,
     },
+    #[error(
+        "the layer is neither gzip, zstd nor a tar (its media type says {media_type:?}; it \
+         starts with {magic})"
+    )]
+    UnknownFormat { media_type: String, magic: String },
     #[error("the unpack worker failed: {0}")]
     Worker(String),
 }
@@ -99,33 +104,45 @@ pub fn commit_all(store: &Store, staged: Vec<Staged>) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Takes the locks of all `diff_ids` (each once) in one global order, so that two
+/// processes staging overlapping sets of layers never hold one each and wait for the
+/// other's (a pull holds every layer's lock until [`commit_all`]). Blocks.
+pub fn lock_all<'d>(
+    store: &Store,
+    diff_ids: impl IntoIterator<Item = &'d Digest>,
+) -> Result<std::collections::HashMap<Digest, Lock>, StoreError> {
+    let sorted: std::collections::BTreeSet<&Digest> = diff_ids.into_iter().collect();
+    let mut locks = std::collections::HashMap::new();
+    for d in sorted {
+        locks.insert(d.clone(), store.layer_lock(d)?);
+    }
+    Ok(locks)
+}
+
 /// Fetches `layer` unless the cache has it: `Some(staged)` to pass to [`commit_all`].
-/// Safe to call from several processes at once: one unpacks, the others wait for its
-/// commit and find the layer there.
+/// `lock` is the layer's lock from [`lock_all`]; with it held, another process that
+/// unpacked the layer meanwhile has committed it, and this one finds it there.
 pub async fn fetch(
     store: &Store,
     source: LayerSource<'_>,
     layer: &LayerRecord,
+    lock: Lock,
     opts: &UnpackOptions,
     min_free: u64,
     observer: &dyn PullObserver,
 ) -> Result<Option<Staged>, LayerError> {
-    let s = store.clone();
-    let diff = layer.diff_id.clone();
-    let lock = tokio::task::spawn_blocking(move || s.layer_lock(&diff))
-        .await
-        .map_err(|e| LayerError::Worker(e.to_string()))??;
     if store.has_layer(&layer.diff_id) {
         observer.layer_cached(&layer.digest);
         return Ok(None);
     }
-    let free = check_free_space(store, min_free)?;
+    let (free, free_inodes) = check_free_space(store, min_free)?;
 
     let store2 = store.clone();
     let layer2 = layer.clone();
     let mut opts2 = opts.clone();
     // Layers unpack concurrently: this bound is per layer, the min_free margin shared.
     opts2.free_space_bytes = free;
+    opts2.free_inodes = free_inodes;
     let (tmp, implicit_dirs) = match source {
         LayerSource::Reader(reader) => {
             tokio::task::spawn_blocking(move || unpack_verify(&store2, reader, &layer2, &opts2))
@@ -160,11 +177,16 @@ pub async fn fetch(
     }))
 }
 
-/// Refuses to start with less than `min_free` free; returns how much may be written.
-fn check_free_space(store: &Store, min_free: u64) -> Result<Option<u64>, LayerError> {
+/// Refuses to start with less than `min_free` free; returns how many bytes and inodes
+/// may be used (inodes keep a 5% margin; none where the filesystem does not count them).
+fn check_free_space(
+    store: &Store,
+    min_free: u64,
+) -> Result<(Option<u64>, Option<u64>), LayerError> {
     let Ok(st) = rustix::fs::statvfs(store.root()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
+    let inodes = (st.f_files > 0).then(|| st.f_favail.saturating_sub(st.f_files / 20));
     let available = st.f_bavail.saturating_mul(st.f_frsize);
     if available < min_free {
         return Err(LayerError::DiskFull {
@@ -173,7 +195,7 @@ fn check_free_space(store: &Store, min_free: u64) -> Result<Option<u64>, LayerEr
             required: min_free,
         });
     }
-    Ok(Some(available - min_free))
+    Ok((Some(available - min_free), inodes))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +286,7 @@ fn unpack_verify(
         .fill_buf()
         .map_err(|e| LayerError::Unpack(UnpackError::Read(e)))?;
     let compression = Compression::sniff(magic);
+    let magic_hex = hex::encode(&magic[..magic.len().min(4)]);
     if let Some(declared) = Compression::declared(&layer.media_type)
         && declared != compression
         && !magic.is_empty()
@@ -299,6 +322,12 @@ fn unpack_verify(
             let UnpackError::Read(source) = e else {
                 unreachable!("matched above")
             };
+            if compression == Compression::None {
+                return Err(LayerError::UnknownFormat {
+                    media_type: layer.media_type.clone(),
+                    magic: magic_hex,
+                });
+            }
             return Err(LayerError::Decompress {
                 compression: compression.name(),
                 source,

@@ -291,14 +291,25 @@ impl Puller {
         layers: &[LayerRecord],
         observer: Arc<dyn PullObserver>,
     ) -> Result<(), PullError> {
+        let store = self.store.clone();
+        let diffs: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let mut locks = tokio::task::spawn_blocking(move || layer::lock_all(&store, &diffs))
+            .await
+            .map_err(|e| PullError::Join {
+                image: name.to_string(),
+                detail: e.to_string(),
+            })?
+            .map_err(|source| PullError::Store {
+                image: name.to_string(),
+                source,
+            })?;
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
-        let mut seen = std::collections::HashSet::new();
         for l in layers {
             // The same layer twice in one image (it happens) is fetched once.
-            if !seen.insert(l.diff_id.clone()) {
+            let Some(lock) = locks.remove(&l.diff_id) else {
                 continue;
-            }
+            };
             let l = l.clone();
             let ep = ep.clone();
             let store = self.store.clone();
@@ -316,6 +327,7 @@ impl Puller {
                         endpoint: &ep,
                     },
                     &l,
+                    lock,
                     &unpack_opts,
                     min_free,
                     observer.as_ref(),

@@ -10,6 +10,7 @@ use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -160,6 +161,18 @@ impl Store {
         ] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        // Layers keep what images carry — setuid root binaries, device nodes — as Docker
+        // and podman do; like their storage dirs, these are for root only, so no other
+        // user of the host can reach them through the cache.
+        for d in ["layers", "tmp"] {
+            let p = root.join(d);
+            let md = fs::metadata(&p).map_err(io_err("stat", &p))?;
+            if md.permissions().mode() & 0o777 != 0o700
+                && let Err(e) = fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+            {
+                tracing::warn!(path = %p.display(), error = %e, "could not make the directory private");
+            }
         }
         s.clean_stale_temp();
         Ok(s)

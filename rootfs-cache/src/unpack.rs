@@ -29,6 +29,9 @@ pub struct UnpackOptions {
     pub max_unpacked_bytes: u64,
     /// A lower bound than `max_unpacked_bytes` from the free disk space, if any.
     pub free_space_bytes: Option<u64>,
+    /// Entries (inodes) the cache's filesystem can still take, if known: a layer of
+    /// millions of empty files is a bomb too.
+    pub free_inodes: Option<u64>,
 }
 
 impl Default for UnpackOptions {
@@ -36,6 +39,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             max_unpacked_bytes: 32 << 30,
             free_space_bytes: None,
+            free_inodes: None,
         }
     }
 }
@@ -64,15 +68,21 @@ pub enum UnpackError {
     #[error("failed to read the layer's tar stream")]
     Read(#[source] io::Error),
     #[error(
-        "layer unpacks to more than {limit} bytes (max_unpacked_size): refusing a possible \
-         decompression bomb; raise max_unpacked_size in the config if the image is genuine"
+        "layer entry {entry:?} takes the layer past {limit} bytes unpacked \
+         (max_unpacked_size): refusing a possible decompression bomb; raise \
+         max_unpacked_size (config or MINIFARGATE_MAX_UNPACKED_SIZE) if the image is genuine"
     )]
-    TooLarge { limit: u64 },
+    TooLarge { entry: String, limit: u64 },
     #[error(
-        "layer unpacks to more than the {limit} bytes free on the cache's disk (keeping \
-         min_free_space free); free some space (`minifargate prune`) and pull again"
+        "layer entry {entry:?} takes the layer past the {limit} {unit} free on the cache's \
+         disk (keeping min_free_space free); free some space (`minifargate prune`) and pull \
+         again"
     )]
-    NoSpace { limit: u64 },
+    NoSpace {
+        entry: String,
+        limit: u64,
+        unit: &'static str,
+    },
     #[error("failed to open layer directory {path}")]
     OpenRoot {
         path: PathBuf,
@@ -81,9 +91,27 @@ pub enum UnpackError {
     },
 }
 
+/// Linux's PATH_MAX and NAME_MAX: longer paths cannot be opened inside a container.
+pub const PATH_MAX: usize = 4095;
+pub const NAME_MAX: usize = 255;
+
+/// An entry path for messages: hostile names can be megabytes long, so long ones keep
+/// their first 200 bytes and say how long they were.
+pub fn entry_name(entry: &[u8]) -> String {
+    const KEEP: usize = 200;
+    if entry.len() <= KEEP + 56 {
+        return String::from_utf8_lossy(entry).into_owned();
+    }
+    format!(
+        "{}…({} bytes)",
+        String::from_utf8_lossy(&entry[..KEEP]),
+        entry.len()
+    )
+}
+
 fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> UnpackError {
     UnpackError::Unsafe {
-        entry: String::from_utf8_lossy(entry).into_owned(),
+        entry: entry_name(entry),
         reason: reason.into(),
     }
 }
@@ -91,9 +119,33 @@ fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> UnpackError {
 fn entry_io(op: &'static str, entry: &[u8], source: impl Into<io::Error>) -> UnpackError {
     UnpackError::Entry {
         op,
-        entry: String::from_utf8_lossy(entry).into_owned(),
+        entry: entry_name(entry),
         source: source.into(),
     }
+}
+
+/// Refuses names Linux cannot hold: a path longer than PATH_MAX or a component longer
+/// than NAME_MAX (`what` is "path" or "link target").
+fn check_name_lengths(raw: &[u8], name: &[u8], what: &str) -> Result<(), UnpackError> {
+    if name.len() > PATH_MAX {
+        return Err(unsafe_entry(
+            raw,
+            format!(
+                "its {what} is {} bytes, longer than PATH_MAX ({PATH_MAX})",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(c) = name.split(|b| *b == b'/').find(|c| c.len() > NAME_MAX) {
+        return Err(unsafe_entry(
+            raw,
+            format!(
+                "a component of its {what} is {} bytes, longer than NAME_MAX ({NAME_MAX})",
+                c.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Unpacks the tar read from `reader` into `dest`, which must be an empty directory.
@@ -233,6 +285,16 @@ impl Unpacker<'_> {
             return Ok(());
         }
         self.stats.entries += 1;
+        if let Some(free) = self.opts.free_inodes
+            && self.stats.entries > free
+        {
+            return Err(UnpackError::NoSpace {
+                entry: entry_name(&raw),
+                limit: free,
+                unit: "inodes",
+            });
+        }
+        check_name_lengths(&raw, &raw, "path")?;
         let comps = split_path(&raw)?;
         let Some((name, parents)) = comps.split_last() else {
             // The layer root itself ("./"): its attributes come from the container's
@@ -254,13 +316,18 @@ impl Unpacker<'_> {
                 let total = self.stats.bytes.saturating_add(size);
                 if total > self.opts.max_unpacked_bytes {
                     return Err(UnpackError::TooLarge {
+                        entry: entry_name(&raw),
                         limit: self.opts.max_unpacked_bytes,
                     });
                 }
                 if let Some(free) = self.opts.free_space_bytes
                     && total > free
                 {
-                    return Err(UnpackError::NoSpace { limit: free });
+                    return Err(UnpackError::NoSpace {
+                        entry: entry_name(&raw),
+                        limit: free,
+                        unit: "bytes",
+                    });
                 }
                 let file = self.create_file(&raw, pfd.as_fd(), &name)?;
                 let mut file = File::from(file);
@@ -298,6 +365,7 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&raw, "symlink without a target"))?
                     .into_owned();
+                check_name_lengths(&raw, &target, "link target")?;
                 self.create_with_retry(&raw, pfd.as_fd(), &name, "create symlink", |p, n| {
                     rfs::symlinkat(os(&target), p, os(n))
                 })?;
@@ -308,13 +376,11 @@ impl Unpacker<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&raw, "hardlink without a target"))?
                     .into_owned();
+                check_name_lengths(&raw, &target, "link target")?;
                 let tcomps = split_path(&target).map_err(|_| {
                     unsafe_entry(
                         &raw,
-                        format!(
-                            "hardlink target {:?} leaves the layer",
-                            String::from_utf8_lossy(&target)
-                        ),
+                        format!("hardlink target {:?} leaves the layer", entry_name(&target)),
                     )
                 })?;
                 let Some((tname, tparents)) = tcomps.split_last() else {
@@ -326,7 +392,7 @@ impl Unpacker<'_> {
                         &raw,
                         format!(
                             "hardlink target {:?} is not inside this layer ({e})",
-                            String::from_utf8_lossy(&target)
+                            entry_name(&target)
                         ),
                     )
                 })?;
@@ -342,7 +408,7 @@ impl Unpacker<'_> {
                             &raw,
                             format!(
                                 "hardlink target {:?} does not exist in this layer",
-                                String::from_utf8_lossy(&target)
+                                entry_name(&target)
                             ),
                         )
                     }
@@ -358,13 +424,30 @@ impl Unpacker<'_> {
                 let major = entry.header().device_major().ok().flatten().unwrap_or(0);
                 let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
                 let dev = rfs::makedev(major, minor);
-                self.create_with_retry(&raw, pfd.as_fd(), &name, "create device node", |p, n| {
-                    rfs::mknodat(p, os(n), ftype, meta.mode, dev)
-                })?;
+                let made = self.create_with_retry(
+                    &raw,
+                    pfd.as_fd(),
+                    &name,
+                    "create device node",
+                    |p, n| rfs::mknodat(p, os(n), ftype, meta.mode, dev),
+                );
+                match made {
+                    // Without CAP_MKNOD (not root), device nodes are skipped as rootless
+                    // podman does; as root they are created as Docker and podman do.
+                    Err(UnpackError::Entry { source, .. })
+                        if kind != T::Fifo
+                            && source.raw_os_error() == Some(Errno::PERM.raw_os_error()) =>
+                    {
+                        tracing::warn!(entry = %entry_name(&raw), major, minor,
+                            "skipping a device node: creating it needs CAP_MKNOD");
+                        return Ok(());
+                    }
+                    other => other?,
+                }
                 self.apply_path_meta(&raw, pfd.as_fd(), &name, &meta, true)?;
             }
             other => {
-                tracing::warn!(entry = %String::from_utf8_lossy(&raw), kind = ?other,
+                tracing::warn!(entry = %entry_name(&raw), kind = ?other,
                     "skipping layer entry of unsupported type");
             }
         }
@@ -407,7 +490,7 @@ impl Unpacker<'_> {
                     _ => {
                         if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                             if name.starts_with("trusted.overlay.") {
-                                tracing::warn!(entry = %String::from_utf8_lossy(raw), xattr = name,
+                                tracing::warn!(entry = %entry_name(raw), xattr = name,
                                     "ignoring an overlayfs-internal xattr carried by the layer");
                             } else {
                                 xattrs.push((name.to_string(), value.to_vec()));
@@ -479,10 +562,10 @@ impl Unpacker<'_> {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     match rfs::mkdirat(&cur, os(comp), Mode::from_raw_mode(0o755)) {
-                        Ok(()) => self.stats.implicit_dirs.push((
-                            String::from_utf8_lossy(&so_far).into_owned(),
-                            String::from_utf8_lossy(raw).into_owned(),
-                        )),
+                        Ok(()) => self
+                            .stats
+                            .implicit_dirs
+                            .push((entry_name(&so_far), entry_name(raw))),
                         Err(Errno::EXIST) => {}
                         Err(e) => return Err(entry_io("create parent directory of", raw, e)),
                     }
@@ -510,15 +593,12 @@ impl Unpacker<'_> {
                 format!(
                     "its parent {:?} goes through a symlink; writing through a symlink could \
                      reach outside the layer",
-                    String::from_utf8_lossy(path)
+                    entry_name(path)
                 ),
             ),
             Errno::NOTDIR => unsafe_entry(
                 raw,
-                format!(
-                    "its parent {:?} is not a directory",
-                    String::from_utf8_lossy(path)
-                ),
+                format!("its parent {:?} is not a directory", entry_name(path)),
             ),
             other => entry_io("open parent of", raw, other),
         }
@@ -612,7 +692,7 @@ impl Unpacker<'_> {
         rfs::fchmod(fd, meta.mode).map_err(|e| entry_io("set mode of", raw, e))?;
         for (name, value) in &meta.xattrs {
             if let Err(e) = rfs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty()) {
-                tracing::warn!(entry = %String::from_utf8_lossy(raw), xattr = %name, error = %e,
+                tracing::warn!(entry = %entry_name(raw), xattr = %name, error = %e,
                     "could not set xattr from the layer");
             }
         }
@@ -950,10 +1030,11 @@ mod tests {
         let opts = UnpackOptions {
             max_unpacked_bytes: 6000,
             free_space_bytes: None,
+            free_inodes: None,
         };
         let err = unpack(&mut &data[..], dir.path(), &opts).unwrap_err();
         assert!(
-            matches!(err, UnpackError::TooLarge { limit: 6000 }),
+            matches!(err, UnpackError::TooLarge { limit: 6000, ref entry } if entry == "b"),
             "{err}"
         );
     }
@@ -965,9 +1046,13 @@ mod tests {
         let opts = UnpackOptions {
             max_unpacked_bytes: 1 << 30,
             free_space_bytes: Some(5000),
+            free_inodes: None,
         };
         let err = unpack(&mut &data[..], dir.path(), &opts).unwrap_err();
-        assert!(matches!(err, UnpackError::NoSpace { limit: 5000 }), "{err}");
+        assert!(
+            matches!(err, UnpackError::NoSpace { limit: 5000, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("free"), "{err}");
     }
 

@@ -111,6 +111,32 @@ pub const MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
+/// `/sys/fs/cgroup` and each cgroup v1 hierarchy under it (from `mountinfo`), for
+/// `readonlyPaths`: libcontainer 0.7 mounts the v1 hierarchies of a container with a
+/// cgroup namespace read-write whatever the spec's mount options say, which let a
+/// container create cgroups and write `cgroup.procs` (and, in a named hierarchy we do not
+/// place it in, such as `name=systemd`, move itself into the host's cgroups). Docker and
+/// runc mount them read-only. Parents come first: each is bind-remounted read-only.
+pub fn cgroup_v1_readonly_paths(mountinfo: &str) -> Vec<String> {
+    let mut subs: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let point = pre.split(' ').nth(4)?;
+            let name = point.strip_prefix("/sys/fs/cgroup/")?;
+            (post.split(' ').next() == Some("cgroup") && !name.contains('/'))
+                .then(|| point.to_string())
+        })
+        .collect();
+    if subs.is_empty() {
+        return subs;
+    }
+    subs.sort();
+    subs.dedup();
+    subs.insert(0, "/sys/fs/cgroup".to_string());
+    subs
+}
+
 /// Paths made read-only. Ref: moby oci/defaults.go `readonlyPaths`.
 pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
@@ -541,7 +567,11 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     });
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
+        ro.extend(cgroup_v1_readonly_paths(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        ));
+        linux["readonlyPaths"] = json!(ro);
         match spec.security.seccomp {
             Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps, false),
             Seccomp::DefaultWithCompatAbis => {
@@ -679,6 +709,27 @@ mod tests {
         );
         assert!(v["linux"].get("seccomp").is_none());
         assert!(v["linux"].get("maskedPaths").is_none());
+    }
+
+    #[test]
+    fn cgroup_v1_hierarchies_are_read_only() {
+        let mi = "35 25 0:30 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                  36 35 0:31 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  37 35 0:32 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+                  40 35 0:35 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                  41 25 0:36 / /proc rw - proc proc rw";
+        assert_eq!(
+            cgroup_v1_readonly_paths(mi),
+            [
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/cpu",
+                "/sys/fs/cgroup/systemd"
+            ]
+        );
+        assert!(
+            cgroup_v1_readonly_paths("36 35 0:31 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw")
+                .is_empty()
+        );
     }
 
     #[test]

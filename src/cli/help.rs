@@ -99,7 +99,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("delete-cluster", "minifargate delete-cluster --cluster dev"),
     (
         "system",
-        "minifargate system info\n  minifargate system info --format json",
+        "minifargate system info\n  minifargate system info --format json\n  \
+         minifargate system reset --force",
     ),
     (
         "completions",

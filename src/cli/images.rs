@@ -6,8 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rootfs_cache::{
-    Digest, ImageRecord, Platform, PullObserver, Puller, RegistriesConfig, RegistryClient,
-    RetryPolicy, Store,
+    Digest, ImageRecord, Platform, PullObserver, Puller, RegistriesConfig, RegistryClient, Store,
 };
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -122,7 +121,7 @@ fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
 
 fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
     let config = RegistriesConfig::load(g.config.as_deref())?;
-    let client = RegistryClient::new(RetryPolicy::default())?;
+    let client = RegistryClient::new(config.retry_policy())?;
     Ok(Puller {
         store: open_store(g)?,
         client: Arc::new(client),

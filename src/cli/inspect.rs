@@ -8,7 +8,7 @@
 
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
-use crate::task::volumes::unescape_mountinfo;
+use crate::mountinfo::unescape as unescape_mountinfo;
 use crate::task::{TaskPaths, json, status};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -316,20 +316,13 @@ pub struct CgroupMount {
 /// The cgroup hierarchies in a mountinfo (`… - cgroup cgroup rw,cpu` / `- cgroup2 …`).
 pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
     let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        let (Some(dir), Some(&fstype)) = (fields.get(4), post.first()) else {
-            continue;
-        };
+    for m in crate::mountinfo::parse(mountinfo) {
         // Only hierarchies mounted at their root show every cgroup.
-        if fields.get(3) != Some(&"/") {
+        if m.root != "/" {
             continue;
         }
-        let dir = PathBuf::from(unescape_mountinfo(dir));
+        let dir = m.mount_point;
+        let fstype = m.fs_type.as_str();
         match fstype {
             "cgroup2" => out.push(CgroupMount {
                 dir,
@@ -337,7 +330,7 @@ pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
                 v2: true,
             }),
             "cgroup" => {
-                let opts = post.get(2).copied().unwrap_or_default();
+                let opts = m.super_options.as_str();
                 let known = [
                     "cpu",
                     "cpuacct",
@@ -439,16 +432,12 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
 /// The container's root mount from its mountinfo: for overlay, lowerdirs (top first),
 /// upperdir and workdir as the kernel reports them.
 pub fn root_mount(mountinfo: &str) -> Option<Value> {
-    let line = mountinfo.lines().rev().find(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        f.get(4) == Some(&"/")
-    })?;
-    let (_, post) = line.split_once(" - ")?;
-    let mut post = post.splitn(3, ' ');
-    let fstype = post.next()?;
-    let source = post.next().unwrap_or_default();
-    let opts = post.next().unwrap_or_default();
-    let mut v = json!({"fsType": fstype, "source": unescape_mountinfo(source)});
+    let m = crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == Path::new("/"))?;
+    let (fstype, opts) = (m.fs_type.as_str(), m.super_options.as_str());
+    let mut v = json!({"fsType": fstype, "source": m.source});
     if fstype == "overlay" {
         let mut lower = Vec::new();
         for opt in split_options(opts) {
@@ -476,25 +465,19 @@ pub fn extra_mounts(mountinfo: &str) -> Vec<Value> {
                 .iter()
                 .any(|t| p == *t || p.starts_with(&format!("{t}/")))
     };
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            let target = unescape_mountinfo(f.get(4)?);
+    crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .filter_map(|m| {
+            let target = m.mount_point.to_string_lossy().into_owned();
             if standard(&target) {
                 return None;
             }
-            let mut post = post.split(' ');
-            let fstype = post.next()?.to_string();
-            let source = unescape_mountinfo(post.next().unwrap_or_default());
-            let read_only = f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro"));
             Some(json!({
                 "target": target,
-                "fsType": fstype,
-                "source": source,
-                "root": unescape_mountinfo(f.get(3)?),
-                "readOnly": read_only,
+                "fsType": m.fs_type,
+                "source": m.source,
+                "root": m.root,
+                "readOnly": m.read_only(),
             }))
         })
         .collect()

@@ -85,6 +85,15 @@ pub struct RunTaskArgs {
     /// Repeatable. Without it such volumes are an error.
     #[arg(long = "volume-map", value_name = "NAME=DIR")]
     pub volume_map: Vec<String>,
+    /// Resolve `secrets` from this local JSON file (`{"<valueFrom>": "<value>", …}`)
+    /// instead of SSM Parameter Store / Secrets Manager (offline use).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<std::path::PathBuf>,
+    /// What the task's credentials endpoint hands out: `role` (default; the taskRoleArn
+    /// assumed through STS with this host's credentials, an error without one) or `host`
+    /// (a task without a taskRoleArn gets this host's own identity: explicit opt-in).
+    #[arg(long, value_enum, default_value_t = crate::supervisor::TaskCredentialsFrom::Role)]
+    pub task_credentials: crate::supervisor::TaskCredentialsFrom,
 }
 
 /// Run one container as a task, like `docker run` (same path as run-task).
@@ -161,6 +170,9 @@ pub struct RunTaskInput {
     /// RunTask `networkConfiguration` as checked JSON text (see
     /// [`crate::task::network::parse_network_configuration`]).
     pub network_configuration: Option<String>,
+    /// `--secrets-file` (absolute) and `--task-credentials host`.
+    pub secrets_file: Option<std::path::PathBuf>,
+    pub host_credentials: bool,
 }
 
 /// Tasks whose supervisors were started; `children` are those processes (the caller
@@ -249,6 +261,8 @@ pub fn start_tasks(g: &GlobalOpts, input: RunTaskInput) -> anyhow::Result<Starte
         env_file: input.env_file,
         volume_map: input.volume_map,
         network_configuration: input.network_configuration,
+        secrets_file: input.secrets_file,
+        host_credentials: input.host_credentials,
     };
     spawn(
         g,
@@ -291,6 +305,16 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             .map(crate::task::network::parse_network_configuration)
             .transpose()?,
         pull: a.pull,
+        secrets_file: a
+            .secrets_file
+            .as_deref()
+            .map(|p| -> anyhow::Result<std::path::PathBuf> {
+                // Checked now, so a bad file fails run-task before anything exists.
+                crate::task::secrets::read_secrets_file(p)?;
+                Ok(std::path::absolute(p)?)
+            })
+            .transpose()?,
+        host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
     };
     let started = start_tasks(g, input)?;
     finish(g, started, a.detach, a.timeline)
@@ -457,6 +481,8 @@ fn spawn(
         config: g.config.clone(),
         log_level: g.log_level.clone(),
         pull,
+        secrets_file: req.secrets_file.clone(),
+        host_credentials: req.host_credentials,
     };
     let mut ids = Vec::new();
     let mut children = Vec::new();
@@ -469,6 +495,7 @@ fn spawn(
                 eprintln!("warning: {w}");
             }
         }
+        crate::task::test_pause(&g.run_root, "launch");
         children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
     }

@@ -1,6 +1,8 @@
 //! `system info` (what a bug report needs first: versions, cgroup layout, kernel
 //! features, state dirs), and the hidden `completions` / `man` generators.
 
+mod reset;
+
 use super::GlobalOpts;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
@@ -22,6 +24,17 @@ pub enum SystemCommand {
     Info {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Stop every task and remove all networks, mounts, cgroups, images and state of
+    /// this root (like `podman system reset`).
+    Reset {
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short)]
+        force: bool,
+        /// How long tasks get to stop gracefully (SIGTERM, then SIGKILL after each
+        /// container's stopTimeout) before they are stopped by force.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -56,6 +69,7 @@ pub fn system(g: &GlobalOpts, a: SystemArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        SystemCommand::Reset { force, timeout } => reset::reset(g, force, timeout),
     }
 }
 
@@ -123,15 +137,10 @@ pub fn cgroups(mountinfo: &str) -> Value {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount_point = pre.split(' ').nth(4).unwrap_or_default().to_string();
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or_default();
-        let super_opts = post.nth(1).unwrap_or_default();
-        match fstype {
+    for m in crate::mountinfo::parse(mountinfo) {
+        let mount_point = m.mount_point.to_string_lossy().into_owned();
+        let super_opts = m.super_options.as_str();
+        match m.fs_type.as_str() {
             "cgroup2" => {
                 let controllers = read(&format!("{mount_point}/cgroup.controllers"))
                     .split_whitespace()

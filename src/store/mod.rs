@@ -87,10 +87,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<root>/state.db` and brings its schema up to date.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root).map_err(|source| StoreError::CreateDir {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        // Owner-only, like podman's storage: task definitions and logs below it hold
+        // environment values a container's uid on the host must not read.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|source| StoreError::CreateDir {
+                path: root.to_path_buf(),
+                source,
+            })?;
         Self::open_file(&root.join("state.db"))
     }
 
@@ -104,6 +111,18 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        // 0600 (SQLite gives the -wal and -shm files the database's mode): it holds
+        // every task's environment. A chmod failure is no reason not to run.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(md) = std::fs::metadata(path)
+                && md.permissions().mode() & 0o077 != 0
+                && let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(path = %path.display(), error = %e, "failed to make the state database owner-only");
+            }
+        }
         conn.busy_timeout(LOCK_TIMEOUT).map_err(open_err)?;
         // Switching to WAL needs an exclusive lock for a moment; when several processes create
         // the database together SQLite may answer BUSY without calling the busy handler.

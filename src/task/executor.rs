@@ -13,7 +13,7 @@ use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
 use crate::store::{ContainerRow, Store, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
-use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient, RetryPolicy};
+use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +49,10 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub pull: PullPolicy,
     pub region: String,
+    /// `--secrets-file`: secrets from this local file instead of SSM / Secrets Manager.
+    pub secrets_file: Option<PathBuf>,
+    /// `--task-credentials host`: a task without a role gets the host's identity.
+    pub host_credentials: bool,
 }
 
 enum State {
@@ -95,6 +99,8 @@ pub struct Executor {
     force_stop: bool,
     warnings: Vec<String>,
     volumes: TaskVolumes,
+    /// Secrets, the metadata and credentials endpoint (`super::metadata`).
+    inside: super::metadata::Inside,
 }
 
 fn now_ms() -> i64 {
@@ -174,6 +180,7 @@ impl Executor {
             force_stop: false,
             warnings,
             volumes: TaskVolumes::default(),
+            inside: Default::default(),
         }
     }
 
@@ -383,6 +390,7 @@ impl Executor {
     /// restartPolicy: deletes the exited container and starts it again on the same rootfs
     /// and network namespace. Ref: `super::restart`.
     fn restart(&mut self, idx: usize, container: Arc<Container>, code: i32) {
+        self.inside.restarted(idx);
         let slot = &mut self.slots[idx];
         slot.restart.count += 1;
         // warn: a crash loop is what an operator wants to see in the supervisor log.
@@ -428,8 +436,27 @@ impl Executor {
                 return false;
             }
         }
+        super::test_pause(&self.paths.run_dir, "network");
         self.task.last_status = status::PENDING.into();
         self.save();
+        // Secrets and the metadata endpoint before the pulls, as ECS resolves secrets
+        // and registry auth in one step ("unable to pull secrets or registry auth").
+        let netns = (mode != NetworkMode::Host)
+            .then(|| self.attachment.as_ref().and_then(|a| a.netns.clone()))
+            .flatten();
+        let inside = self.inside.provision(super::metadata::Settings {
+            root: &self.opts.root,
+            task: &self.task,
+            def,
+            region: &self.opts.region,
+            netns: netns.as_deref(),
+            secrets_file: self.opts.secrets_file.clone(),
+            host_credentials: self.opts.host_credentials,
+        });
+        if let Err(why) = inside {
+            self.fail_all(&why);
+            return false;
+        }
         self.drain_events();
         if self.stopping() || !self.pull_images() {
             return false;
@@ -723,7 +750,8 @@ impl Executor {
     fn start(&mut self, idx: usize) {
         let rid = runtime_id(&self.task.id, idx);
         let name = self.slots[idx].row.name.clone();
-        let ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
+        let mut ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
+        ecs.extend(self.inside.env());
         let img = self.image_defaults(idx);
         let mut spec = match self.container_spec(idx, &img, ecs) {
             Ok(s) => s,
@@ -731,6 +759,8 @@ impl Executor {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
             }
         };
+        // `secrets` last: values only the container's environment ever holds.
+        spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), self.inside.secrets(idx)]);
         if let Some(a) = &self.attachment {
             spec.mounts.extend(a.mounts.iter().cloned());
             if a.hostname_fixed || spec.hostname.is_none() {
@@ -923,6 +953,8 @@ impl Executor {
     fn deprovision(&mut self) {
         self.task.last_status = status::DEPROVISIONING.into();
         self.save();
+        super::test_pause(&self.paths.run_dir, "teardown");
+        self.inside.stop();
         let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
         for idx in 0..self.slots.len() {
@@ -1005,7 +1037,7 @@ fn make_puller(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
     let config = RegistriesConfig::load(config)?;
-    let client = RegistryClient::new(RetryPolicy::default())?;
+    let client = RegistryClient::new(config.retry_policy())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

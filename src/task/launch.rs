@@ -5,6 +5,7 @@ use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_
 use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -63,6 +64,10 @@ pub struct Request {
     /// `--network-configuration`'s awsvpcConfiguration as JSON text (see
     /// [`super::network::parse_network_configuration`]).
     pub network_configuration: Option<String>,
+    /// `--secrets-file`: the task's secrets from this local file (see `super::secrets`).
+    pub secrets_file: Option<PathBuf>,
+    /// `--task-credentials host`: a task without a role gets the host's identity.
+    pub host_credentials: bool,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -74,6 +79,8 @@ pub struct SupervisorCommand {
     pub config: Option<PathBuf>,
     pub log_level: String,
     pub pull: PullPolicy,
+    pub secrets_file: Option<PathBuf>,
+    pub host_credentials: bool,
 }
 
 /// The launch type a task runs with: the flag, else FARGATE when the task definition
@@ -265,10 +272,73 @@ pub fn create_task(
         });
     }
     let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
-    std::fs::create_dir_all(&dir).map_err(io(&format!("create {}", dir.display())))?;
-    store.insert_task(&task, &rows).map_err(store_err)?;
-    store.save_network(&net_row).map_err(store_err)?;
+    // Owner-only: logs and volumes of the task are not for other users of the host.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(&format!("create {}", dir.display())))?;
+    hold_launch_lock(&dir, &id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
+    let inserted = store
+        .insert_task(&task, &rows)
+        .and_then(|()| store.save_network(&net_row));
+    if let Err(e) = inserted {
+        release_launch_lock(root, &id);
+        return Err(store_err(e));
+    }
     Ok(id)
+}
+
+/// Tasks this process wrote whose supervisor it has not recorded yet, each with the
+/// lock on its `launch.lock`. A task row without a supervisor pid is another process's
+/// launch in progress while that lock is held; a free lock means its launcher died (or
+/// gave up) before starting the supervisor, and reconcile stops the task at once instead
+/// of after a grace period. The kernel drops the lock with the process, kill -9 too.
+static LAUNCHING: std::sync::Mutex<
+    std::collections::BTreeMap<String, nix::fcntl::Flock<std::fs::File>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// `<root>/tasks/<id>/launch.lock`.
+pub fn launch_lock(task_dir: &Path) -> PathBuf {
+    task_dir.join("launch.lock")
+}
+
+fn hold_launch_lock(task_dir: &Path, id: &str) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(launch_lock(task_dir))?;
+    let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    LAUNCHING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), lock);
+    Ok(())
+}
+
+/// The launch of task `id` is over (its supervisor is recorded, or it failed).
+fn release_launch_lock(root: &Path, id: &str) {
+    let held = LAUNCHING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    if held.is_some() {
+        let _ = std::fs::remove_file(launch_lock(&TaskPaths::new(root, Path::new("/"), id).dir));
+    }
+}
+
+/// Whether the process that wrote task `id` is still starting its supervisor: its
+/// `launch.lock` exists and is locked. `None` when there is no lock file (a task written
+/// by an older minifargate, or one whose launch finished).
+pub fn launch_in_progress(root: &Path, id: &str) -> Option<bool> {
+    let path = launch_lock(&TaskPaths::new(root, Path::new("/"), id).dir);
+    let f = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(_free) => Some(false),
+        Err(_) => Some(true),
+    }
 }
 
 /// Starts `minifargate supervise` for task `id`: detached (it calls setsid itself), stdin
@@ -300,26 +370,50 @@ pub fn spawn_supervisor(
     if let Some(cfg) = &cmd.config {
         c.arg("--config").arg(cfg);
     }
-    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    let child = c
-        .spawn()
-        .map_err(io(format!("start the supervisor {}", cmd.exe.display())))?;
-    let pid = i64::from(child.id());
-    store
-        .set_supervisor(id, pid, super::process_start_time(pid))
-        .map_err(|source| LaunchError::Store {
-            id: id.to_string(),
+    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()]);
+    if let Some(f) = &cmd.secrets_file {
+        c.arg("--secrets-file").arg(f);
+    }
+    if cmd.host_credentials {
+        c.args(["--task-credentials", "host"]);
+    }
+    c.stdin(Stdio::null()).stdout(log).stderr(log2);
+    let child = c.spawn().map_err(|source| {
+        release_launch_lock(&cmd.root, id);
+        LaunchError::Io {
+            what: format!("start the supervisor {}", cmd.exe.display()),
             source,
-        })?;
+        }
+    });
+    let child = child?;
+    let pid = i64::from(child.id());
+    let recorded = store.set_supervisor(id, pid, super::process_start_time(pid));
+    release_launch_lock(&cmd.root, id);
+    recorded.map_err(|source| LaunchError::Store {
+        id: id.to_string(),
+        source,
+    })?;
     Ok(child)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn launch_lock_is_held_until_released() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = TaskPaths::new(root.path(), Path::new("/"), "t1").dir;
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), None);
+        hold_launch_lock(&dir, "t1").unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), Some(true));
+        release_launch_lock(root.path(), "t1");
+        assert_eq!(launch_in_progress(root.path(), "t1"), None);
+        // A lock file whose holder is gone (here: never locked) reads as free.
+        std::fs::write(launch_lock(&dir), "").unwrap();
+        assert_eq!(launch_in_progress(root.path(), "t1"), Some(false));
+    }
 
     #[test]
     fn overrides_replace_command_and_merge_environment() {

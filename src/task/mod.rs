@@ -4,15 +4,19 @@
 //! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
 //! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
 
+pub mod credentials;
 pub mod deps;
 pub mod executor;
 pub mod health;
 pub mod json;
 pub mod launch;
+pub mod metadata;
 pub mod network;
 pub mod reconcile;
 pub mod restart;
+pub mod secrets;
 pub mod spec;
+pub mod stats;
 pub mod support;
 pub mod volumes;
 
@@ -46,6 +50,30 @@ pub mod reason {
     pub const CANNOT_CREATE: &str = "CannotCreateContainerError";
     pub const CANNOT_START: &str = "CannotStartContainerError";
     pub const RESOURCE_INIT: &str = "ResourceInitializationError";
+}
+
+/// For the crash tests only (tests/reliability_crash.rs): when the environment variable
+/// `MINIFARGATE_TEST_PAUSE` names `point`, writes our pid to `<dir>/paused-<point>` (the
+/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed, so a test can `kill -9` this process at a known phase.
+/// Points: `launch` (CLI: task row written, supervisor not started), `network`
+/// (supervisor: network set up, task still PROVISIONING), `teardown` (supervisor:
+/// DEPROVISIONING, containers stopped, nothing removed yet).
+pub fn test_pause(dir: &Path, point: &str) {
+    let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
+        return;
+    };
+    if !v.split(',').any(|p| p.trim() == point) {
+        return;
+    }
+    tracing::warn!(point, "MINIFARGATE_TEST_PAUSE: pausing until killed");
+    let _ = std::fs::create_dir_all(dir);
+    let _ = std::fs::write(
+        dir.join(format!("paused-{point}")),
+        format!("{}\n", std::process::id()),
+    );
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 /// ECS cuts reasons to 1024 characters before sending them (ecs_client.go L49-50).

@@ -632,6 +632,11 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
                 if let Err(e) = net.teardown(task) {
                     errors.push(runtime::error_chain(&e));
                 }
+                // The run root (the network's state) may have been lost with the task,
+                // e.g. by a reboot: what is left is found by name.
+                if let Err(e) = net.teardown_lost(task) {
+                    errors.push(runtime::error_chain(&e));
+                }
             }
             Err(e) => errors.push(runtime::error_chain(&e)),
         }
@@ -643,6 +648,27 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
         errors.push(runtime::error_chain(&e));
     }
     errors
+}
+
+/// `system reset`: every bridge under `<run-root>/net` is reset (the netns crate's
+/// [`netns::Network::reset`]: every task's namespace, veth, lease and ports, then the
+/// bridge and the nftables table). Only call it once no task of this run root is live.
+pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), String>)> {
+    let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in dirs.flatten() {
+        let bridge = d.file_name().to_string_lossy().into_owned();
+        let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
+            continue;
+        };
+        let r = open(run_root, &s.bridge, s.subnet)
+            .map_err(|e| runtime::error_chain(&e))
+            .and_then(|net| net.reset().map_err(|e| runtime::error_chain(&e)));
+        out.push((bridge, r));
+    }
+    out
 }
 
 /// The safety net after reconcile: every bridge under `<run-root>/net` gives back what
@@ -686,6 +712,17 @@ pub fn gc(store: &Store, run_root: &Path) {
                 }
             };
             if live {
+                continue;
+            }
+            // The list above may predate the task's own teardown (its supervisor, or a
+            // concurrent reconcile, writes STOPPED after it): only a network still held
+            // is reclaimed (and reported). Seen with 100 concurrent stop-tasks, each GC
+            // pass otherwise "reclaimed" tasks that had just released their network.
+            let held = matches!(
+                (net.tasks(), net.releasing()),
+                (Ok(t), Ok(r)) if t.contains(id) && !r.contains(id)
+            );
+            if !held {
                 continue;
             }
             match net.teardown(id) {

@@ -2,7 +2,7 @@
 //! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and network
 //! (netns, veth, IP lease, published ports) go.
 
-use super::{TaskPaths, cut_reason, network, process_start_time, status};
+use super::{TaskPaths, cut_reason, network, process_start_time, status, stop};
 use crate::store::{Store, StoreError, TaskRow};
 use runtime::{Runtime, error_chain};
 use std::path::Path;
@@ -10,12 +10,16 @@ use std::path::Path;
 /// A supervisor gets this long to record its pid after the task row is written.
 const STARTING_GRACE_MS: i64 = 60_000;
 
-/// True when the task's supervisor is alive (or still starting).
-pub fn supervisor_alive(t: &TaskRow, now_ms: i64) -> bool {
+/// True when the task's supervisor is alive (or still starting: its launcher holds the
+/// task's launch lock, for at most [`STARTING_GRACE_MS`]).
+pub fn supervisor_alive(t: &TaskRow, root: &Path, now_ms: i64) -> bool {
     match (t.supervisor_pid, t.supervisor_start_time) {
         (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
         (Some(pid), None) => process_start_time(pid).is_some(),
-        (None, _) => now_ms - t.created_at < STARTING_GRACE_MS,
+        (None, _) => {
+            now_ms - t.created_at < STARTING_GRACE_MS
+                && super::launch::launch_in_progress(root, &t.id) != Some(false)
+        }
     }
 }
 
@@ -53,7 +57,7 @@ pub fn reconcile(
     let now = chrono::Utc::now().timestamp_millis();
     let mut done = Vec::new();
     for t in store.unstopped_tasks()? {
-        if supervisor_alive(&t, now) {
+        if supervisor_alive(&t, root, now) {
             continue;
         }
         let id = t.id.clone();
@@ -81,7 +85,7 @@ fn finish_dead(
         return Ok(false);
     };
     if t.last_status == status::STOPPED
-        || supervisor_alive(&t, chrono::Utc::now().timestamp_millis())
+        || supervisor_alive(&t, root, chrono::Utc::now().timestamp_millis())
     {
         return Ok(false);
     }
@@ -128,12 +132,16 @@ fn finish_dead(
     {
         errors.push(format!("failed to remove {}: {e}", paths.run_dir.display()));
     }
-    let why = format!(
-        "Task supervisor (pid {}) exited unexpectedly; minifargate stopped the task and cleaned up \
-         its resources",
-        t.supervisor_pid
-            .map_or("unknown".to_string(), |p| p.to_string())
-    );
+    let _ = std::fs::remove_file(super::launch::launch_lock(&paths.dir));
+    let why = match t.supervisor_pid {
+        Some(pid) => format!(
+            "Task supervisor (pid {pid}) exited unexpectedly; minifargate stopped the task and \
+             cleaned up its resources"
+        ),
+        None => "Task supervisor was never started: the minifargate process that created the \
+                 task exited first; minifargate stopped the task"
+            .to_string(),
+    };
     for mut c in containers {
         if c.last_status != status::STOPPED {
             c.last_status = status::STOPPED.into();
@@ -151,6 +159,11 @@ fn finish_dead(
     t.last_status = status::STOPPED.into();
     t.desired_status = status::STOPPED.into();
     t.stopped_reason.get_or_insert(why);
+    // Ref: ECS gives TaskFailedToStart to a task that stops before it ran.
+    if t.started_at.is_none() {
+        t.stop_code
+            .get_or_insert_with(|| stop::TASK_FAILED_TO_START.into());
+    }
     t.stopping_at.get_or_insert(now);
     t.execution_stopped_at.get_or_insert(now);
     t.stopped_at = Some(now);

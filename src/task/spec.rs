@@ -248,6 +248,13 @@ pub fn build(
             cap_drop: caps.and_then(|c| c.drop).unwrap_or_default(),
             privileged: def.privileged.unwrap_or(false),
             read_only_rootfs: def.readonly_root_filesystem.unwrap_or(false),
+            // Ref: Docker's `--security-opt no-new-privileges[:true]`, which ECS passes
+            // through from dockerSecurityOptions (EC2 only; Fargate refuses the field).
+            no_new_privileges: def
+                .docker_security_options
+                .iter()
+                .flatten()
+                .any(|o| matches!(o.as_str(), "no-new-privileges" | "no-new-privileges:true")),
             ..Default::default()
         },
         sysctls: def

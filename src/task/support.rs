@@ -1,21 +1,16 @@
 //! What of a task definition this host does not do yet: errors for what cannot be faked
-//! (secrets, S3 environment files), warnings recorded on the task for what is skipped.
+//! (S3 environment files, malformed `secrets`), warnings recorded on the task for what is
+//! skipped.
 //! Also reads local `environmentFiles` into the environment, as the ECS agent does.
 
 use crate::taskdef::model::{EnvironmentFileType, KeyValuePair, TaskDefinition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
-    #[error(
-        "containerDefinitions[{idx}].secrets: secret {name:?} ({value_from}) cannot be resolved \
-         yet (SSM and Secrets Manager arrive with `serve`); pass the value with --overrides \
-         environment for now"
-    )]
-    Secret {
-        idx: usize,
-        name: String,
-        value_from: String,
-    },
+    /// A `secrets` entry that names no SSM parameter or Secrets Manager secret (they are
+    /// resolved by the supervisor at task start: `super::secrets`).
+    #[error(transparent)]
+    Secret(#[from] super::secrets::SecretError),
     #[error(
         "containerDefinitions[{idx}].environmentFiles: {value} is in S3, which minifargate cannot \
          read; use a local path to the file instead"
@@ -49,14 +44,8 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     let warnings = Vec::new();
+    super::secrets::wanted(def)?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
-        if let Some(s) = c.secrets.iter().flatten().next() {
-            return Err(SupportError::Secret {
-                idx,
-                name: s.name.clone().unwrap_or_default(),
-                value_from: s.value_from.clone().unwrap_or_default(),
-            });
-        }
         let mut from_files = Vec::new();
         for f in c.environment_files.iter().flatten() {
             let value = f.value.clone().unwrap_or_default();
@@ -97,13 +86,17 @@ mod tests {
     }
 
     #[test]
-    fn secrets_and_s3_files_are_errors_naming_them() {
+    fn bad_secrets_and_s3_files_are_errors_naming_them() {
         let mut d = def(
             r#"{"containerDefinitions":[{"name":"a"},{"name":"b","secrets":[{"name":"DB","valueFrom":"arn:aws:ssm:us-east-1:1:parameter/db"}]}]}"#,
         );
+        assert!(prepare(&mut d).is_ok());
+        let mut d = def(
+            r#"{"containerDefinitions":[{"name":"a"},{"name":"b","secrets":[{"name":"DB","valueFrom":"arn:aws:s3:::b/db"}]}]}"#,
+        );
         let e = prepare(&mut d).unwrap_err().to_string();
         assert!(
-            e.starts_with("containerDefinitions[1].secrets: secret \"DB\""),
+            e.starts_with("containerDefinitions[1].secrets[0].valueFrom"),
             "{e}"
         );
         let mut d = def(

@@ -535,11 +535,8 @@ pub fn cleanup_dead(task_dir: &Path) -> Vec<VolumeError> {
         return Vec::new();
     }
     let mut errors = Vec::new();
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+    let mut points: Vec<PathBuf> = mount_points()
+        .into_iter()
         .filter(|p| p.starts_with(&dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -560,25 +557,12 @@ pub fn cleanup_dead(task_dir: &Path) -> Vec<VolumeError> {
     errors
 }
 
-/// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
-pub fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(oct) = std::str::from_utf8(&b[i + 1..i + 4])
-            && let Ok(v) = u8::from_str_radix(oct, 8)
-        {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Every mount point in this process's mount namespace (/proc/self/mountinfo).
+pub fn mount_points() -> Vec<PathBuf> {
+    crate::mountinfo::own()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect()
 }
 
 /// `cpath` inside `rootfs` when it is a directory reached without symlinks.
@@ -800,12 +784,6 @@ mod tests {
         );
         assert!(tv.teardown().is_empty());
         assert!(!dir.path().join("volumes").exists());
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/a\\040b/c"), "/a b/c");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 
     #[test]

@@ -33,9 +33,15 @@ pub enum Kind {
     File,
     Symlink,
     Hardlink,
+    /// Character device (major, minor).
+    Char(u32, u32),
+    /// Block device (major, minor).
+    Block(u32, u32),
+    Fifo,
 }
 
-/// One tar entry; `path` and `link` go into the header as given (no cleaning).
+/// One tar entry; `path` and `link` go into the header as given (no cleaning). Names
+/// longer than a plain header holds get a GNU long-name/long-link record.
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub kind: Kind,
@@ -43,47 +49,60 @@ pub struct Entry {
     pub data: Vec<u8>,
     pub link: String,
     pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 impl Entry {
-    pub fn dir(path: &str) -> Entry {
+    fn new(kind: Kind, path: &str, mode: u32) -> Entry {
         Entry {
-            kind: Kind::Dir,
+            kind,
             path: path.into(),
             data: vec![],
             link: String::new(),
-            mode: 0o755,
+            mode,
+            uid: 0,
+            gid: 0,
         }
+    }
+    pub fn dir(path: &str) -> Entry {
+        Entry::new(Kind::Dir, path, 0o755)
     }
     pub fn file(path: &str, data: impl Into<Vec<u8>>) -> Entry {
         Entry {
-            kind: Kind::File,
-            path: path.into(),
             data: data.into(),
-            link: String::new(),
-            mode: 0o644,
+            ..Entry::new(Kind::File, path, 0o644)
         }
     }
     pub fn symlink(path: &str, target: &str) -> Entry {
         Entry {
-            kind: Kind::Symlink,
-            path: path.into(),
-            data: vec![],
             link: target.into(),
-            mode: 0o777,
+            ..Entry::new(Kind::Symlink, path, 0o777)
         }
     }
     pub fn hardlink(path: &str, target: &str) -> Entry {
         Entry {
-            kind: Kind::Hardlink,
-            path: path.into(),
-            data: vec![],
             link: target.into(),
-            mode: 0o644,
+            ..Entry::new(Kind::Hardlink, path, 0o644)
         }
+    }
+    pub fn char_dev(path: &str, major: u32, minor: u32) -> Entry {
+        Entry::new(Kind::Char(major, minor), path, 0o666)
+    }
+    pub fn block_dev(path: &str, major: u32, minor: u32) -> Entry {
+        Entry::new(Kind::Block(major, minor), path, 0o666)
+    }
+    pub fn fifo(path: &str) -> Entry {
+        Entry::new(Kind::Fifo, path, 0o644)
     }
     pub fn mode(mut self, mode: u32) -> Entry {
         self.mode = mode;
+        self
+    }
+    /// Owner; ids past 2^21 are written base-256 (GNU), as tar does.
+    pub fn owner(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
         self
     }
 }
@@ -103,14 +122,29 @@ impl Layer {
     }
 }
 
+/// A GNU `././@LongLink` record carrying a name too long for the next header.
+fn append_long_name(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str) {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    let old = h.as_old_mut();
+    old.name = [0; 100];
+    old.name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+}
+
 /// The uncompressed tar of a layer.
 pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.mode);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
         h.set_mtime(MTIME);
         let data: &[u8] = match e.kind {
             Kind::Dir => {
@@ -129,18 +163,35 @@ pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
                 h.set_entry_type(tar::EntryType::Link);
                 &[]
             }
+            Kind::Char(major, minor) | Kind::Block(major, minor) => {
+                h.set_entry_type(if matches!(e.kind, Kind::Char(..)) {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                h.set_device_major(major).unwrap();
+                h.set_device_minor(minor).unwrap();
+                &[]
+            }
+            Kind::Fifo => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                &[]
+            }
         };
         h.set_size(data.len() as u64);
-        assert!(
-            e.path.len() <= 100 && e.link.len() <= 100,
-            "test entry names must fit a plain tar header: {}",
-            e.path
-        );
+        if e.path.len() > 100 {
+            append_long_name(&mut b, tar::EntryType::GNULongName, &e.path);
+        }
+        if e.link.len() > 100 {
+            append_long_name(&mut b, tar::EntryType::GNULongLink, &e.link);
+        }
         let old = h.as_old_mut();
         old.name = [0; 100];
-        old.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+        let n = e.path.len().min(100);
+        old.name[..n].copy_from_slice(&e.path.as_bytes()[..n]);
         old.linkname = [0; 100];
-        old.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+        let n = e.link.len().min(100);
+        old.linkname[..n].copy_from_slice(&e.link.as_bytes()[..n]);
         h.set_cksum();
         b.append(&h, data).unwrap();
     }

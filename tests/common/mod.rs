@@ -4,14 +4,17 @@
 
 pub mod api;
 pub mod cli;
+pub mod faultproxy;
 pub mod image;
+pub mod leaks;
 pub mod registry;
 pub mod services;
 pub mod tls;
 pub mod util;
 
-use image::{BuiltImage, BuiltIndex, Layer, Layout};
+use image::{BuiltImage, BuiltIndex, BuiltLayer, Layer, Layout};
 use registry::Registry;
+use serde_json::{Value, json};
 use std::path::Path;
 
 /// The run-task tests' setting: a private [`cli::Mf`] (its own root, run root, bridge and
@@ -88,4 +91,79 @@ pub fn push_index(
     let pushed = reg.push(&layout_dir, "t", dest);
     assert_eq!(pushed, idx.digest, "skopeo pushed a different index");
     idx
+}
+
+/// A layer's blob as pushed by [`push_raw_image`]: bytes, media type and diff-id can
+/// each be made to lie.
+#[derive(Clone)]
+pub struct RawLayer {
+    pub blob: Vec<u8>,
+    pub media_type: String,
+    pub diff_id: String,
+}
+
+impl RawLayer {
+    /// The honest blob of `layer`.
+    pub fn of(layer: &Layer) -> RawLayer {
+        let tar = image::tar_bytes(&layer.entries);
+        RawLayer {
+            blob: image::compress(&tar, layer.compression),
+            media_type: layer.compression.media_type().into(),
+            diff_id: format!("sha256:{}", util::sha256_hex(&tar)),
+        }
+    }
+}
+
+/// Pushes an amd64 image blob by blob with plain HTTP calls, so that what skopeo would
+/// check (diff-ids, media types, sizes) can be made wrong; `edit_config` and
+/// `edit_manifest` change the JSON before it is uploaded. Returns what was pushed.
+pub fn push_raw_image(
+    reg: &Registry,
+    dest: &str,
+    layers: &[RawLayer],
+    edit_config: impl FnOnce(&mut Value),
+    edit_manifest: impl FnOnce(&mut Value),
+) -> BuiltImage {
+    let (repo, tag) = dest.rsplit_once(':').unwrap();
+    let built: Vec<BuiltLayer> = layers
+        .iter()
+        .map(|l| BuiltLayer {
+            digest: reg.put_blob(repo, &l.blob),
+            diff_id: l.diff_id.clone(),
+            media_type: l.media_type.clone(),
+            size: l.blob.len() as u64,
+        })
+        .collect();
+    let mut config = json!({
+        "created": "2026-11-22T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": built.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+    });
+    edit_config(&mut config);
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = reg.put_blob(repo, &config_bytes);
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+        "layers": built.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size})).collect::<Vec<_>>(),
+    });
+    edit_manifest(&mut manifest);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let (status, body) = reg.put_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &bytes,
+    );
+    assert_eq!(status, 201, "registry refused the manifest: {body}");
+    BuiltImage {
+        manifest_digest: format!("sha256:{}", util::sha256_hex(&bytes)),
+        manifest_size: bytes.len() as u64,
+        config_digest,
+        platform: "linux/amd64".into(),
+        layers: built,
+    }
 }

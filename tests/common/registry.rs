@@ -254,6 +254,91 @@ impl Registry {
             .to_string()
     }
 
+    /// Uploads `data` as a blob of `repo` (POST, then one PUT with the digest), for
+    /// crafted images skopeo would not push; returns the digest.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = format!("sha256:{}", super::util::sha256_hex(data));
+        let mut cmd = Command::new("curl");
+        super::util::no_proxy(&mut cmd);
+        cmd.args(["-skf", "-X", "POST", "-D", "-", "-o", "/dev/null"])
+            .arg(format!("{}/v2/{repo}/blobs/uploads/", self.base_url()));
+        if let Some(c) = self.creds() {
+            cmd.args(["-u", &c]);
+        }
+        let head = String::from_utf8(run_ok(&mut cmd).stdout).unwrap();
+        let location = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no Location in the upload answer: {head}"));
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base_url())
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), data).unwrap();
+        let mut cmd = Command::new("curl");
+        super::util::no_proxy(&mut cmd);
+        cmd.args([
+            "-skf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", file.path().display()))
+        .arg(format!("{location}{sep}digest={digest}"));
+        if let Some(c) = self.creds() {
+            cmd.args(["-u", &c]);
+        }
+        run_ok(&mut cmd);
+        digest
+    }
+
+    /// PUTs `body` as the manifest `repo:reference` with `media_type`, unchecked;
+    /// returns the HTTP status and the answer's body.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body).unwrap();
+        let out_file = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("curl");
+        super::util::no_proxy(&mut cmd);
+        cmd.args(["-sk", "-X", "PUT", "-w", "%{http_code}", "-H"])
+            .arg(format!("Content-Type: {media_type}"))
+            .arg("-o")
+            .arg(out_file.path())
+            .arg("--data-binary")
+            .arg(format!("@{}", file.path().display()))
+            .arg(format!(
+                "{}/v2/{repo}/manifests/{reference}",
+                self.base_url()
+            ));
+        if let Some(c) = self.creds() {
+            cmd.args(["-u", &c]);
+        }
+        let out = run_ok(&mut cmd);
+        let status = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (
+            status,
+            std::fs::read_to_string(out_file.path()).unwrap_or_default(),
+        )
+    }
+
     /// The manifest (or index) bytes the registry serves for `repo:reference`, fetched
     /// with curl, so a test can compare them with what it built.
     pub fn manifest(&self, repo: &str, reference: &str) -> Vec<u8> {

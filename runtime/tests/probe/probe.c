@@ -150,6 +150,9 @@ static int info(void) {
      * never mounts anything, even when run on the host. */
     printf(",\"mount\":%d", errno_of(mount("none", "/nonexistent-probe-target", "tmpfs", 0, NULL)));
     printf(",\"keyctl\":%d", errno_of(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)));
+    /* Loading a kernel module: EPERM (no CAP_SYS_MODULE, filtered); EBADF would mean the
+     * kernel got as far as the (invalid) file descriptor. */
+    printf(",\"finit_module\":%d", errno_of(syscall(SYS_finit_module, -1, "", 0)));
     int fd = open("/probe-write-test", O_WRONLY | O_CREAT, 0600);
     printf(",\"write_root\":%d", fd < 0 ? errno : 0);
     if (fd >= 0) { close(fd); unlink("/probe-write-test"); }

@@ -1,0 +1,848 @@
+//! Inside each task: the task metadata endpoint (v4, plus the v3 and v2 paths) and the
+//! credentials endpoint, served by the task's supervisor at 169.254.170.2:80 inside the
+//! task's own network namespace, and the secrets resolved for its containers.
+//!
+//! The listening socket is made inside the task's namespace (where the netns crate put
+//! 169.254.170.2 on `lo`), so only that task reaches it; the serving thread itself stays in
+//! the host's namespace, so STS is reached the way the host reaches it. One blocking thread
+//! answers one request per connection (`Connection: close`), parsed with `httparse`; data
+//! comes from the store and the task's cgroups at each request, so it is never stale.
+//! `host` mode has no namespace of its own: no endpoint (binding 169.254.170.2 on the host
+//! would be shared by every host-mode task). `none` mode has one, with only `lo`: served.
+//!
+//! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
+
+use super::credentials::{Source as CredSource, TaskCredentials};
+use super::network::Recorded;
+use super::secrets::{Resolver, SecretEnv};
+use super::stats::{self, Sample};
+use crate::store::{ContainerRow, NetworkRow, Store, TaskRow};
+use crate::taskdef::model::TaskDefinition;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The endpoint's address and port inside every task namespace, as containers see it.
+pub const ADDRESS: Ipv4Addr = netns::METADATA_ADDRESS;
+pub const PORT: u16 = 80;
+/// The port the endpoint really listens on; a nat rule in the task namespace sends
+/// `ADDRESS:PORT` there (see [`netns::redirect_metadata_port`]).
+pub const LISTEN_PORT: u16 = netns::METADATA_LISTEN_PORT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("failed to listen on {ADDRESS}:{port} inside {netns}")]
+    Listen {
+        netns: PathBuf,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to enter the task network namespace {netns}")]
+    Enter {
+        netns: PathBuf,
+        #[source]
+        source: netns::NsError,
+    },
+    #[error("failed to start the metadata endpoint thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// What only the running executor knows, shared with the endpoint.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// restartPolicy restarts per container index.
+    pub restarts: Vec<AtomicU32>,
+}
+
+/// The endpoint: a thread answering on a listener inside the task's namespace.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    listener: TcpListener,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves 169.254.170.2:80 inside `netns_path` from a thread: it listens on
+    /// [`LISTEN_PORT`] behind a DNAT of port 80, so port 80 stays free for the task's own
+    /// servers; where nf_tables refuses the rule it listens on port 80 itself, with a
+    /// warning.
+    pub fn start(netns_path: &Path, state: Endpoint) -> Result<Server, MetadataError> {
+        let port = match netns::redirect_metadata_port(netns_path) {
+            Ok(()) => LISTEN_PORT,
+            Err(e) => {
+                tracing::warn!(
+                    error = %runtime::error_chain(&e),
+                    "the metadata endpoint listens on port 80 itself: a container cannot bind port 80"
+                );
+                PORT
+            }
+        };
+        let listener = netns::nsfs::in_netns(netns_path, || TcpListener::bind((ADDRESS, port)))
+            .map_err(|source| MetadataError::Enter {
+                netns: netns_path.into(),
+                source,
+            })?
+            .map_err(|source| MetadataError::Listen {
+                netns: netns_path.into(),
+                port,
+                source,
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let l2 = listener
+            .try_clone()
+            .map_err(|source| MetadataError::Listen {
+                netns: netns_path.into(),
+                port,
+                source,
+            })?;
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("metadata".into())
+            .spawn(move || serve(l2, state, &stop2))
+            .map_err(MetadataError::Thread)?;
+        Ok(Server {
+            stop,
+            listener,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops answering: a shutdown listener wakes the blocked accept().
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(listener: TcpListener, mut ep: Endpoint, stop: &AtomicBool) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(conn) = conn else { continue };
+        if let Err(e) = answer(conn, &mut ep) {
+            tracing::debug!(task_id = %ep.task_id, error = %e, "metadata request failed");
+        }
+    }
+}
+
+/// Reads one request (16 KiB at most, 5 s), answers it, closes.
+fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    let (method, path) = loop {
+        let n = conn.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("").to_string(),
+                );
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => return respond(&mut conn, 400, &json!({"error": "bad HTTP request"}), false),
+        }
+    };
+    let head = method == "HEAD";
+    if method != "GET" && !head {
+        return respond(
+            &mut conn,
+            405,
+            &json!({"error": format!("{method} is not allowed; use GET")}),
+            false,
+        );
+    }
+    let (status, body) = ep.handle(&path);
+    respond(&mut conn, status, &body, head)
+}
+
+fn respond(conn: &mut TcpStream, status: u16, body: &Value, head: bool) -> std::io::Result<()> {
+    let text = serde_json::to_vec(body).unwrap_or_default();
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Internal Server Error",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    )
+    .into_bytes();
+    if !head {
+        out.extend_from_slice(&text);
+    }
+    conn.write_all(&out)?;
+    conn.flush()
+}
+
+/// What a request path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The container `id`'s own metadata (`/v4/<id>`, `/v3/<id>`, `/v2/metadata/<id>`).
+    Container(String),
+    /// The task (`/v4/<id>/task`, `/v2/metadata`); `tags` for `/taskWithTags`.
+    Task {
+        id: Option<String>,
+        tags: bool,
+    },
+    /// The container's stats (`/v4/<id>/stats`, `/v2/stats/<id>`).
+    Stats(String),
+    /// Every container's stats by id (`/v4/<id>/task/stats`, `/v2/stats`).
+    TaskStats(Option<String>),
+    Credentials(String),
+    NotFound,
+}
+
+pub fn route(path: &str) -> Route {
+    let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let id = |s: &str| s.to_string();
+    match parts.as_slice() {
+        ["v4" | "v3", c] => Route::Container(id(c)),
+        ["v4" | "v3", c, "task"] => Route::Task {
+            id: Some(id(c)),
+            tags: false,
+        },
+        ["v4", c, "taskWithTags"] => Route::Task {
+            id: Some(id(c)),
+            tags: true,
+        },
+        ["v4" | "v3", c, "stats"] => Route::Stats(id(c)),
+        ["v4" | "v3", c, "task", "stats"] => Route::TaskStats(Some(id(c))),
+        ["v2", "metadata"] => Route::Task {
+            id: None,
+            tags: false,
+        },
+        ["v2", "metadata", c] => Route::Container(id(c)),
+        ["v2", "stats"] => Route::TaskStats(None),
+        ["v2", "stats", c] => Route::Stats(id(c)),
+        ["v2", "credentials", c] => Route::Credentials(id(c)),
+        _ => Route::NotFound,
+    }
+}
+
+/// The endpoint's state, owned by its thread.
+pub struct Endpoint {
+    pub root: PathBuf,
+    pub task_id: String,
+    pub region: String,
+    pub credentials: TaskCredentials,
+    pub live: Arc<Live>,
+    store: Option<Store>,
+    prev: HashMap<String, Sample>,
+}
+
+impl Endpoint {
+    pub fn new(
+        root: &Path,
+        task_id: &str,
+        region: &str,
+        credentials: TaskCredentials,
+        live: Arc<Live>,
+    ) -> Endpoint {
+        Endpoint {
+            root: root.into(),
+            task_id: task_id.into(),
+            region: region.into(),
+            credentials,
+            live,
+            store: None,
+            prev: HashMap::new(),
+        }
+    }
+
+    fn load(&mut self) -> Result<Snapshot, String> {
+        if self.store.is_none() {
+            self.store = Some(Store::open(&self.root).map_err(|e| e.to_string())?);
+        }
+        let store = self.store.as_ref().expect("opened above");
+        let (task, containers) = store
+            .task(&self.task_id)
+            .map_err(|e| e.to_string())?
+            .ok_or("the task is not in the store")?;
+        let net = store.task_network(&self.task_id).ok().flatten();
+        let created = store
+            .phases(&self.task_id)
+            .map(|ps| {
+                ps.into_iter()
+                    .filter(|p| p.phase == "create")
+                    .map(|p| (p.container, p.started_at_us / 1000))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let def = serde_json::from_str(&task.definition).unwrap_or_default();
+        Ok(Snapshot {
+            task,
+            containers,
+            net,
+            def,
+            created,
+            restarts: self
+                .live
+                .restarts
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .collect(),
+            region: self.region.clone(),
+        })
+    }
+
+    /// Answers one GET of `path`.
+    pub fn handle(&mut self, path: &str) -> (u16, Value) {
+        let r = route(path);
+        if let Route::Credentials(id) = &r {
+            return self.credentials.answer(id);
+        }
+        if r == Route::NotFound {
+            return (404, json!({"error": format!("no such endpoint: {path}")}));
+        }
+        let snap = match self.load() {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    500,
+                    json!({"error": format!("task metadata unavailable: {e}")}),
+                );
+            }
+        };
+        let known = |id: &str| snap.containers.iter().any(|c| runtime_id(&snap, c) == id);
+        match r {
+            Route::Container(id)
+            | Route::Stats(id)
+            | Route::TaskStats(Some(id))
+            | Route::Task { id: Some(id), .. }
+                if !known(&id) =>
+            {
+                (
+                    404,
+                    json!({"error": format!("unable to get container metadata: unknown container id {id} in task {}", snap.task.id)}),
+                )
+            }
+            Route::Container(id) => {
+                let c = snap
+                    .containers
+                    .iter()
+                    .find(|c| runtime_id(&snap, c) == id)
+                    .expect("known");
+                (200, container_meta(&snap, c))
+            }
+            Route::Task { tags, .. } => (200, task_meta(&snap, tags)),
+            Route::Stats(id) => {
+                let c = snap
+                    .containers
+                    .iter()
+                    .find(|c| runtime_id(&snap, c) == id)
+                    .expect("known")
+                    .clone();
+                (200, self.container_stats(&snap, &c))
+            }
+            Route::TaskStats(_) => {
+                let mut m = Map::new();
+                for c in snap.containers.clone() {
+                    m.insert(runtime_id(&snap, &c), self.container_stats(&snap, &c));
+                }
+                (200, Value::Object(m))
+            }
+            Route::Credentials(_) | Route::NotFound => unreachable!("handled above"),
+        }
+    }
+
+    fn container_stats(&mut self, snap: &Snapshot, c: &ContainerRow) -> Value {
+        let id = runtime_id(snap, c);
+        let limit = snap
+            .task
+            .memory
+            .as_deref()
+            .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
+            .map(|m| m.bytes());
+        let cg = runtime::Cgroups::detect().ok();
+        let now = cg
+            .as_ref()
+            .and_then(|cg| stats::sample(cg, &snap.task.id, &id, limit, Path::new("/proc")));
+        match now {
+            Some(s) => {
+                let v = stats::stats_json(&c.name, &id, &s, self.prev.get(&id));
+                self.prev.insert(id, s);
+                v
+            }
+            // Not running (yet, or any more): Docker answers null for a stopped container.
+            None => Value::Null,
+        }
+    }
+}
+
+/// One read of the store for one request.
+struct Snapshot {
+    task: TaskRow,
+    containers: Vec<ContainerRow>,
+    net: Option<NetworkRow>,
+    def: TaskDefinition,
+    /// container name → created at (ms)
+    created: HashMap<String, i64>,
+    restarts: Vec<u32>,
+    region: String,
+}
+
+fn runtime_id(snap: &Snapshot, c: &ContainerRow) -> String {
+    c.runtime_id
+        .clone()
+        .unwrap_or_else(|| super::runtime_id(&snap.task.id, c.idx as usize))
+}
+
+/// Timestamps as the agent's Go `time.Time` marshals them (RFC 3339, UTC).
+fn ts(ms: Option<i64>) -> Option<Value> {
+    let t = chrono::DateTime::from_timestamp_millis(ms?)?;
+    Some(json!(
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    ))
+}
+
+fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        m.insert(k.into(), v);
+    }
+}
+
+/// The revision at the end of a task definition ARN (`…:task-definition/web:3`).
+fn revision(arn: &str) -> String {
+    arn.rsplit(':').next().unwrap_or("").to_string()
+}
+
+/// `nameserver` and `search` entries of the task's resolv.conf.
+fn resolv(path: Option<&Path>) -> (Vec<String>, Vec<String>) {
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let mut ns = Vec::new();
+    let mut search = Vec::new();
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        match f.next() {
+            Some("nameserver") => ns.extend(f.map(str::to_string)),
+            Some("search") => search.extend(f.map(str::to_string)),
+            _ => {}
+        }
+    }
+    (ns, search)
+}
+
+fn networks(snap: &Snapshot) -> Value {
+    let Some(row) = &snap.net else {
+        return json!([]);
+    };
+    let mut n = Map::new();
+    n.insert("NetworkMode".into(), json!(row.mode));
+    if let Some(rec) = Recorded::of(row)
+        && let Some(ip) = rec.net.ip
+    {
+        n.insert("IPv4Addresses".into(), json!([ip.to_string()]));
+        n.insert("AttachmentIndex".into(), json!(0));
+        put(&mut n, "MACAddress", rec.net.mac.clone().map(Value::from));
+        put(
+            &mut n,
+            "IPv4SubnetCIDRBlock",
+            row.subnet.clone().map(Value::from),
+        );
+        let (ns, search) = resolv(rec.net.resolv_conf.as_deref());
+        n.insert("DomainNameServers".into(), json!(ns));
+        n.insert("DomainNameSearchList".into(), json!(search));
+        put(
+            &mut n,
+            "PrivateDNSName",
+            rec.private_dns_name.clone().map(Value::from),
+        );
+        if let (Some(gw), Some(p)) = (rec.net.gateway, rec.net.prefix_len) {
+            n.insert(
+                "SubnetGatewayIpv4Address".into(),
+                json!(format!("{gw}/{p}")),
+            );
+        }
+    }
+    json!([n])
+}
+
+fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
+    let t = &snap.task;
+    let def = snap
+        .def
+        .container_definitions
+        .iter()
+        .flatten()
+        .find(|d| d.name_str() == c.name);
+    let id = runtime_id(snap, c);
+    let cluster = super::json::cluster_arn(&t.arn, &t.cluster);
+    let mut labels = Map::new();
+    labels.insert("com.amazonaws.ecs.cluster".into(), json!(cluster));
+    labels.insert("com.amazonaws.ecs.container-name".into(), json!(c.name));
+    labels.insert("com.amazonaws.ecs.task-arn".into(), json!(t.arn));
+    labels.insert(
+        "com.amazonaws.ecs.task-definition-family".into(),
+        json!(t.family),
+    );
+    labels.insert(
+        "com.amazonaws.ecs.task-definition-version".into(),
+        json!(revision(&t.task_definition_arn)),
+    );
+    for (k, v) in def
+        .and_then(|d| d.docker_labels.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        labels.insert(k.clone(), json!(v));
+    }
+    let mut m = Map::new();
+    m.insert("DockerId".into(), json!(id));
+    m.insert("Name".into(), json!(c.name));
+    m.insert("DockerName".into(), json!(id));
+    m.insert("Image".into(), json!(c.image));
+    put(&mut m, "ImageID", c.image_digest.clone().map(Value::from));
+    m.insert("Labels".into(), Value::Object(labels));
+    let desired = if t.desired_status == super::status::STOPPED {
+        "STOPPED"
+    } else {
+        "RUNNING"
+    };
+    m.insert("DesiredStatus".into(), json!(desired));
+    m.insert("KnownStatus".into(), json!(c.last_status));
+    put(&mut m, "ExitCode", c.exit_code.map(Value::from));
+    let num = |s: &Option<String>| s.as_deref().and_then(|v| v.parse::<f64>().ok());
+    let mut limits = Map::new();
+    limits.insert("CPU".into(), json!(num(&c.cpu).unwrap_or(0.0)));
+    put(
+        &mut limits,
+        "Memory",
+        num(&c.memory).map(|m| json!(m as u64)),
+    );
+    m.insert("Limits".into(), Value::Object(limits));
+    put(&mut m, "CreatedAt", ts(snap.created.get(&c.name).copied()));
+    put(&mut m, "StartedAt", ts(c.started_at));
+    put(&mut m, "FinishedAt", ts(c.finished_at));
+    m.insert("Type".into(), json!("NORMAL"));
+    if def.is_some_and(|d| d.health_check.is_some()) {
+        m.insert(
+            "Health".into(),
+            json!({"status": c.health_status.as_deref().unwrap_or("UNKNOWN")}),
+        );
+    }
+    m.insert("ContainerARN".into(), json!(c.arn));
+    if let Some(lc) = def.and_then(|d| d.log_configuration.as_ref()) {
+        put(
+            &mut m,
+            "LogDriver",
+            lc.log_driver
+                .as_ref()
+                .and_then(|d| serde_json::to_value(d).ok()),
+        );
+        put(&mut m, "LogOptions", lc.options.as_ref().map(|o| json!(o)));
+    }
+    m.insert("Networks".into(), networks(snap));
+    m.insert("Snapshotter".into(), json!("overlayfs"));
+    if def
+        .and_then(|d| d.restart_policy.as_ref())
+        .is_some_and(|r| r.enabled == Some(true))
+    {
+        m.insert(
+            "RestartCount".into(),
+            json!(snap.restarts.get(c.idx as usize).copied().unwrap_or(0)),
+        );
+    }
+    Value::Object(m)
+}
+
+fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
+    let t = &snap.task;
+    let mut m = Map::new();
+    m.insert(
+        "Cluster".into(),
+        json!(super::json::cluster_arn(&t.arn, &t.cluster)),
+    );
+    m.insert("TaskARN".into(), json!(t.arn));
+    m.insert("Family".into(), json!(t.family));
+    m.insert("Revision".into(), json!(revision(&t.task_definition_arn)));
+    m.insert("DesiredStatus".into(), json!(t.desired_status));
+    m.insert("KnownStatus".into(), json!(t.last_status));
+    let mut limits = Map::new();
+    // Ref: ecs-reference.md §3 — CPU in vCPU (units / 1024), Memory in MiB.
+    put(
+        &mut limits,
+        "CPU",
+        t.cpu
+            .as_deref()
+            .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
+            .map(|c| json!(f64::from(c.0) / 1024.0)),
+    );
+    put(
+        &mut limits,
+        "Memory",
+        t.memory
+            .as_deref()
+            .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
+            .map(|m| json!(m.bytes() >> 20)),
+    );
+    m.insert("Limits".into(), Value::Object(limits));
+    put(&mut m, "PullStartedAt", ts(t.pull_started_at));
+    put(&mut m, "PullStoppedAt", ts(t.pull_stopped_at));
+    put(&mut m, "ExecutionStoppedAt", ts(t.execution_stopped_at));
+    m.insert(
+        "AvailabilityZone".into(),
+        json!(format!("{}a", snap.region)),
+    );
+    m.insert("LaunchType".into(), json!(t.launch_type));
+    m.insert(
+        "Containers".into(),
+        Value::Array(
+            snap.containers
+                .iter()
+                .map(|c| container_meta(snap, c))
+                .collect(),
+        ),
+    );
+    if with_tags {
+        let tags: Vec<Value> = serde_json::from_str(&t.tags).unwrap_or_default();
+        let map: Map<String, Value> = tags
+            .iter()
+            .filter_map(|kv| Some((kv["key"].as_str()?.to_string(), kv["value"].clone())))
+            .collect();
+        m.insert("TaskTags".into(), Value::Object(map));
+    }
+    Value::Object(m)
+}
+
+/// Everything "inside the task" the executor drives: secrets, the credentials id, the
+/// endpoint. The executor calls [`Inside::provision`] once the network exists,
+/// [`Inside::env`] / [`Inside::secrets`] for each container, [`Inside::stop`] in teardown.
+#[derive(Default)]
+pub struct Inside {
+    /// The container env the ECS agent adds for the credentials endpoint.
+    creds_uri: Option<String>,
+    secrets: SecretEnv,
+    pub live: Arc<Live>,
+    server: Option<Server>,
+}
+
+/// What [`Inside::provision`] needs to know.
+pub struct Settings<'a> {
+    pub root: &'a Path,
+    pub task: &'a TaskRow,
+    pub def: &'a TaskDefinition,
+    pub region: &'a str,
+    /// The task's own namespace (none in host mode: no endpoint then).
+    pub netns: Option<&'a Path>,
+    pub secrets_file: Option<PathBuf>,
+    /// `--task-credentials host`: hand a task without a role the host's identity.
+    pub host_credentials: bool,
+}
+
+impl Inside {
+    /// Resolves the secrets and starts the endpoint; `Err` is the task's stopped reason.
+    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), String> {
+        let containers = s.def.container_definitions.as_ref().map_or(0, Vec::len);
+        self.live = Arc::new(Live {
+            restarts: (0..containers).map(|_| AtomicU32::new(0)).collect(),
+        });
+        self.secrets = Resolver {
+            file: s.secrets_file,
+            region: s.region.to_string(),
+            task_id: s.task.id.clone(),
+        }
+        .resolve(s.def)?;
+        let Some(netns) = s.netns else {
+            return Ok(());
+        };
+        let overrides: super::TaskOverride =
+            serde_json::from_str(&s.task.overrides).unwrap_or_default();
+        let role = overrides
+            .task_role_arn
+            .as_deref()
+            .or(s.def.task_role_arn.as_deref());
+        let id = super::new_uuid().map_err(|e| {
+            format!(
+                "{}: failed to make the credentials id: {e}",
+                super::reason::RESOURCE_INIT
+            )
+        })?;
+        let creds = TaskCredentials::new(
+            id,
+            CredSource::pick(role, s.host_credentials),
+            &s.task.id,
+            s.region,
+        );
+        self.creds_uri = Some(creds.relative_uri());
+        let ep = Endpoint::new(s.root, &s.task.id, s.region, creds, self.live.clone());
+        let server = Server::start(netns, ep).map_err(|e| {
+            format!(
+                "{}: task metadata endpoint: {}",
+                super::reason::RESOURCE_INIT,
+                runtime::error_chain(&e)
+            )
+        })?;
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Variables for every container (besides [`super::spec::ecs_env`]).
+    pub fn env(&self) -> Vec<String> {
+        self.creds_uri
+            .iter()
+            .map(|u| format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={u}"))
+            .collect()
+    }
+
+    /// `NAME=value` of container `idx`'s secrets.
+    pub fn secrets(&self, idx: usize) -> Vec<String> {
+        self.secrets.get(&idx).cloned().unwrap_or_default()
+    }
+
+    pub fn restarted(&self, idx: usize) {
+        if let Some(r) = self.live.restarts.get(idx) {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/v4/t-0"), Route::Container("t-0".into()));
+        assert_eq!(route("/v4/t-0/"), Route::Container("t-0".into()));
+        assert_eq!(
+            route("/v4/t-0/task"),
+            Route::Task {
+                id: Some("t-0".into()),
+                tags: false
+            }
+        );
+        assert_eq!(
+            route("/v4/t-0/taskWithTags"),
+            Route::Task {
+                id: Some("t-0".into()),
+                tags: true
+            }
+        );
+        assert_eq!(route("/v4/t-0/stats"), Route::Stats("t-0".into()));
+        assert_eq!(
+            route("/v4/t-0/task/stats"),
+            Route::TaskStats(Some("t-0".into()))
+        );
+        assert_eq!(
+            route("/v3/t-0/task/stats?x=1"),
+            Route::TaskStats(Some("t-0".into()))
+        );
+        assert_eq!(
+            route("/v2/credentials/abc"),
+            Route::Credentials("abc".into())
+        );
+        assert_eq!(
+            route("/v2/metadata"),
+            Route::Task {
+                id: None,
+                tags: false
+            }
+        );
+        assert_eq!(route("/v4"), Route::NotFound);
+        assert_eq!(route("/v4/t-0/nope"), Route::NotFound);
+    }
+
+    fn snapshot() -> Snapshot {
+        let def: TaskDefinition = serde_json::from_str(
+            r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox",
+                "dockerLabels":{"team":"core"},"healthCheck":{"command":["CMD","true"]},
+                "restartPolicy":{"enabled":true},
+                "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}}}]}"#,
+        )
+        .unwrap();
+        let task = TaskRow {
+            id: "abc".into(),
+            arn: "arn:aws:ecs:us-east-1:123456789012:task/default/abc".into(),
+            cluster: "default".into(),
+            task_definition_arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3".into(),
+            family: "web".into(),
+            cpu: Some("256".into()),
+            memory: Some("512".into()),
+            launch_type: "FARGATE".into(),
+            last_status: "RUNNING".into(),
+            desired_status: "RUNNING".into(),
+            tags: r#"[{"key":"team","value":"core"}]"#.into(),
+            started_at: Some(1_700_000_000_000),
+            ..Default::default()
+        };
+        let c = ContainerRow {
+            task_id: "abc".into(),
+            name: "app".into(),
+            image: "busybox".into(),
+            image_digest: Some("sha256:00".into()),
+            runtime_id: Some("abc-0".into()),
+            last_status: "RUNNING".into(),
+            health_status: Some("HEALTHY".into()),
+            cpu: Some("0".into()),
+            memory: Some("128".into()),
+            started_at: Some(1_700_000_000_500),
+            ..Default::default()
+        };
+        Snapshot {
+            task,
+            containers: vec![c],
+            net: None,
+            def,
+            created: HashMap::from([("app".to_string(), 1_700_000_000_400)]),
+            restarts: vec![2],
+            region: "us-east-1".into(),
+        }
+    }
+
+    #[test]
+    fn task_and_container_shapes() {
+        let s = snapshot();
+        let v = task_meta(&s, true);
+        assert_eq!(
+            v["Cluster"],
+            "arn:aws:ecs:us-east-1:123456789012:cluster/default"
+        );
+        assert_eq!(v["Revision"], "3");
+        assert_eq!(v["Limits"], json!({"CPU": 0.25, "Memory": 512}));
+        assert_eq!(v["AvailabilityZone"], "us-east-1a");
+        assert_eq!(v["TaskTags"], json!({"team": "core"}));
+        let c = &v["Containers"][0];
+        assert_eq!(c["DockerId"], "abc-0");
+        assert_eq!(c["Labels"]["team"], "core");
+        assert_eq!(
+            c["Labels"]["com.amazonaws.ecs.task-definition-version"],
+            "3"
+        );
+        assert_eq!(c["Limits"], json!({"CPU": 0.0, "Memory": 128}));
+        assert_eq!(c["Health"]["status"], "HEALTHY");
+        assert_eq!(c["RestartCount"], 2);
+        assert_eq!(c["LogDriver"], "awslogs");
+        assert_eq!(c["CreatedAt"], "2023-11-14T22:13:20.400Z");
+        assert!(task_meta(&s, false).get("TaskTags").is_none());
+    }
+}

@@ -1,0 +1,462 @@
+//! `secrets[].valueFrom`, resolved by the task's supervisor at task start: SSM parameters
+//! (names or ARNs), Secrets Manager secrets (ARNs with `:json-key:version-stage:version-id`),
+//! or a local `--secrets-file` for offline use.
+//!
+//! Values live only in the supervisor's memory and in the containers' environment: never in
+//! the store, describe-tasks, inspect or any log line. Failures become ECS's
+//! `ResourceInitializationError: unable to pull secrets or registry auth: …` reason.
+//! Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets (the reasons ECS prints);
+//! docs …/developerguide/specifying-sensitive-data-secrets.html (the valueFrom forms).
+
+use super::credentials::{self, Creds};
+use crate::taskdef::model::TaskDefinition;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The prefix of every secrets failure, as ECS words it.
+pub const REASON_PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed";
+
+/// Where one `valueFrom` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An SSM parameter: its name (`/app/db` or `db`) and the region of its ARN, if any.
+    Ssm {
+        name: String,
+        region: Option<String>,
+    },
+    /// A Secrets Manager secret: the secret ARN (without the suffixes) and the suffixes.
+    SecretsManager {
+        secret_id: String,
+        region: String,
+        json_key: Option<String>,
+        version_stage: Option<String>,
+        version_id: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SecretError {
+    #[error(
+        "containerDefinitions[{idx}].secrets[{k}].valueFrom: {value_from:?} is neither an SSM \
+         parameter name or ARN nor a Secrets Manager secret ARN"
+    )]
+    ValueFrom {
+        idx: usize,
+        k: usize,
+        value_from: String,
+    },
+    #[error("containerDefinitions[{idx}].secrets[{k}]: name and valueFrom are required")]
+    Missing { idx: usize, k: usize },
+    #[error("--secrets-file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+fn non_empty(s: Option<&&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(|s| s.to_string())
+}
+
+/// Parses a `valueFrom`: an ARN of `ssm` or `secretsmanager`, else an SSM parameter name
+/// (ECS takes a bare name as a parameter in the task's region).
+pub fn parse_value_from(v: &str) -> Option<Source> {
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if !v.starts_with("arn:") {
+        return Some(Source::Ssm {
+            name: v.to_string(),
+            region: None,
+        });
+    }
+    let parts: Vec<&str> = v.split(':').collect();
+    if parts.len() < 6 {
+        return None;
+    }
+    let region = parts[3].to_string();
+    match parts[2] {
+        "ssm" => {
+            // `parameter/db` names `db`; `parameter/app/db` names `/app/db`.
+            let rest = parts[5..].join(":");
+            let name = rest.strip_prefix("parameter/")?;
+            if name.is_empty() {
+                return None;
+            }
+            let name = if name.contains('/') {
+                format!("/{name}")
+            } else {
+                name.to_string()
+            };
+            Some(Source::Ssm {
+                name,
+                region: Some(region),
+            })
+        }
+        "secretsmanager" if parts.len() >= 7 && parts[5] == "secret" && !parts[6].is_empty() => {
+            Some(Source::SecretsManager {
+                secret_id: parts[..7].join(":"),
+                region,
+                json_key: non_empty(parts.get(7)),
+                version_stage: non_empty(parts.get(8)),
+                version_id: non_empty(parts.get(9)),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// One secret a container asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub container: usize,
+    pub name: String,
+    pub value_from: String,
+    pub source: Source,
+}
+
+/// Every `secrets` entry of the task's containers, parsed (an error names the field).
+pub fn wanted(def: &TaskDefinition) -> Result<Vec<Wanted>, SecretError> {
+    let mut out = Vec::new();
+    for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
+        for (k, s) in c.secrets.iter().flatten().enumerate() {
+            let (Some(name), Some(vf)) = (s.name.as_deref(), s.value_from.as_deref()) else {
+                return Err(SecretError::Missing { idx, k });
+            };
+            let source = parse_value_from(vf).ok_or_else(|| SecretError::ValueFrom {
+                idx,
+                k,
+                value_from: vf.to_string(),
+            })?;
+            out.push(Wanted {
+                container: idx,
+                name: name.to_string(),
+                value_from: vf.to_string(),
+                source,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `--secrets-file`: a JSON object from `valueFrom` to the value, e.g.
+/// `{"/app/db/password": "…", "arn:aws:secretsmanager:…:secret:db-AbCdEf": "{\"user\":\"…\"}"}`.
+pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, SecretError> {
+    let err = |reason: String| SecretError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("failed to read it: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| err(format!("not a JSON object of valueFrom → value: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| err("not a JSON object of valueFrom → value".into()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in obj {
+        let s = match v {
+            serde_json::Value::String(s) => s.clone(),
+            // A JSON secret may be given as an object; json-key then picks from it.
+            other @ serde_json::Value::Object(_) => other.to_string(),
+            _ => return Err(err(format!("the value of {k:?} is not a string"))),
+        };
+        out.insert(k.clone(), s);
+    }
+    Ok(out)
+}
+
+/// Picks `key` from a JSON secret string, as ECS does for `:json-key:`.
+fn json_key(secret_id: &str, text: &str, key: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        format!("retrieved secret {secret_id} from Secrets Manager is not JSON, so json key {key} cannot be read")
+    })?;
+    match v.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+        None => Err(format!(
+            "retrieved secret {secret_id} from Secrets Manager did not contain json key {key}"
+        )),
+    }
+}
+
+/// What the task's containers get: per container index, `NAME=value` entries.
+pub type SecretEnv = BTreeMap<usize, Vec<String>>;
+
+/// Where secrets come from.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    /// `--secrets-file`: when set, only this file is read (offline), never AWS.
+    pub file: Option<PathBuf>,
+    /// The task's region (bare SSM names live there).
+    pub region: String,
+    pub task_id: String,
+}
+
+impl Resolver {
+    /// Resolves every secret of `def`; `Err` is the task's stopped reason.
+    pub fn resolve(&self, def: &TaskDefinition) -> Result<SecretEnv, String> {
+        let wanted = wanted(def).map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+        if wanted.is_empty() {
+            return Ok(SecretEnv::new());
+        }
+        let values: Vec<String> = match &self.file {
+            Some(path) => {
+                let map = read_secrets_file(path).map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+                wanted
+                    .iter()
+                    .map(|w| from_file(&map, w, path))
+                    .collect::<Result<_, _>>()?
+            }
+            None => self.fetch_from_aws(def, &wanted)?,
+        };
+        let mut env = SecretEnv::new();
+        for (w, v) in wanted.iter().zip(values) {
+            env.entry(w.container)
+                .or_default()
+                .push(format!("{}={v}", w.name));
+        }
+        Ok(env)
+    }
+
+    fn fetch_from_aws(
+        &self,
+        def: &TaskDefinition,
+        wanted: &[Wanted],
+    ) -> Result<Vec<String>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+        rt.block_on(async {
+            // The execution role, when the task has one, as the ECS agent uses it.
+            let role = match &def.execution_role_arn {
+                Some(arn) if !arn.is_empty() => {
+                    let cfg = credentials::sdk_config(&self.region).await;
+                    Some(
+                        credentials::assume_role(&cfg, arn, &self.task_id)
+                            .await
+                            .map_err(|e| {
+                                format!(
+                                    "{REASON_PREFIX}: unable to assume the execution role {arn}: {e}"
+                                )
+                            })?,
+                    )
+                }
+                _ => None,
+            };
+            let mut out = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                out.push(self.fetch(w, role.as_ref()).await?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn fetch(&self, w: &Wanted, role: Option<&Creds>) -> Result<String, String> {
+        match &w.source {
+            Source::Ssm { name, region } => {
+                let region = region.as_deref().unwrap_or(&self.region);
+                let cfg = credentials::sdk_config(region).await;
+                let mut b = aws_sdk_ssm::config::Builder::from(&cfg);
+                if let Some(c) = role {
+                    b = b.credentials_provider(c.sdk());
+                }
+                let client = aws_sdk_ssm::Client::from_conf(b.build());
+                let fail = |e: String| {
+                    format!("{REASON_PREFIX}: unable to retrieve secrets from ssm: {e}")
+                };
+                let out = client
+                    .get_parameters()
+                    .names(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| fail(aws_sdk_ssm::error::DisplayErrorContext(e).to_string()))?;
+                if !out.invalid_parameters().is_empty() {
+                    return Err(fail(format!(
+                        "invalid parameters: {}",
+                        out.invalid_parameters().join(", ")
+                    )));
+                }
+                out.parameters()
+                    .first()
+                    .and_then(|p| p.value())
+                    .map(str::to_string)
+                    .ok_or_else(|| fail(format!("invalid parameters: {name}")))
+            }
+            Source::SecretsManager {
+                secret_id,
+                region,
+                json_key: key,
+                version_stage,
+                version_id,
+            } => {
+                let cfg = credentials::sdk_config(region).await;
+                let mut b = aws_sdk_secretsmanager::config::Builder::from(&cfg);
+                if let Some(c) = role {
+                    b = b.credentials_provider(c.sdk());
+                }
+                let client = aws_sdk_secretsmanager::Client::from_conf(b.build());
+                let fail = |e: String| {
+                    format!(
+                        "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch \
+                         secret {secret_id} from secrets manager: {e}"
+                    )
+                };
+                let out = client
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .set_version_stage(version_stage.clone())
+                    .set_version_id(version_id.clone())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        fail(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                    })?;
+                let text = out.secret_string().ok_or_else(|| {
+                    fail(
+                        "the secret has no SecretString (binary secrets cannot be env vars)".into(),
+                    )
+                })?;
+                match key {
+                    Some(k) => json_key(secret_id, text, k).map_err(|e| {
+                        format!("{REASON_PREFIX}: unable to retrieve secret from asm: {e}")
+                    }),
+                    None => Ok(text.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// A value from `--secrets-file`: the whole `valueFrom` first; for a Secrets Manager
+/// `valueFrom` with suffixes also the bare secret ARN (then `json-key` picks from it).
+fn from_file(map: &BTreeMap<String, String>, w: &Wanted, path: &Path) -> Result<String, String> {
+    if let Some(v) = map.get(&w.value_from) {
+        return Ok(v.clone());
+    }
+    if let Source::SecretsManager {
+        secret_id,
+        json_key: key,
+        ..
+    } = &w.source
+        && let Some(v) = map.get(secret_id)
+    {
+        return match key {
+            Some(k) => json_key(secret_id, v, k)
+                .map_err(|e| format!("{REASON_PREFIX}: unable to retrieve secret from asm: {e}")),
+            None => Ok(v.clone()),
+        };
+    }
+    Err(format!(
+        "{REASON_PREFIX}: secret {} ({}) is not in --secrets-file {}",
+        w.name,
+        w.value_from,
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_from_forms() {
+        assert_eq!(
+            parse_value_from("db_password"),
+            Some(Source::Ssm {
+                name: "db_password".into(),
+                region: None
+            })
+        );
+        assert_eq!(
+            parse_value_from("arn:aws:ssm:eu-west-1:123456789012:parameter/app/db"),
+            Some(Source::Ssm {
+                name: "/app/db".into(),
+                region: Some("eu-west-1".into())
+            })
+        );
+        assert_eq!(
+            parse_value_from("arn:aws:ssm:us-east-1:123456789012:parameter/db"),
+            Some(Source::Ssm {
+                name: "db".into(),
+                region: Some("us-east-1".into())
+            })
+        );
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf";
+        assert_eq!(
+            parse_value_from(&format!("{arn}:password:AWSCURRENT:")),
+            Some(Source::SecretsManager {
+                secret_id: arn.into(),
+                region: "us-east-1".into(),
+                json_key: Some("password".into()),
+                version_stage: Some("AWSCURRENT".into()),
+                version_id: None,
+            })
+        );
+        assert_eq!(
+            parse_value_from(&format!("{arn}:::0123")),
+            Some(Source::SecretsManager {
+                secret_id: arn.into(),
+                region: "us-east-1".into(),
+                json_key: None,
+                version_stage: None,
+                version_id: Some("0123".into()),
+            })
+        );
+        assert_eq!(parse_value_from("arn:aws:s3:::bucket/x"), None);
+        assert_eq!(parse_value_from("arn:aws:ssm:us-east-1:1:document/x"), None);
+        assert_eq!(parse_value_from(""), None);
+    }
+
+    #[test]
+    fn secrets_file_and_json_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.json");
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf";
+        std::fs::write(
+            &f,
+            format!(r#"{{"/app/token":"t0k3n","{arn}":{{"user":"admin","port":5432}}}}"#),
+        )
+        .unwrap();
+        let def: TaskDefinition = serde_json::from_str(&format!(
+            r#"{{"containerDefinitions":[{{"name":"a","secrets":[
+                {{"name":"TOKEN","valueFrom":"/app/token"}},
+                {{"name":"USER","valueFrom":"{arn}:user::"}},
+                {{"name":"PORT","valueFrom":"{arn}:port::"}}]}},
+                {{"name":"b","secrets":[{{"name":"MISSING","valueFrom":"/nope"}}]}}]}}"#
+        ))
+        .unwrap();
+        let r = Resolver {
+            file: Some(f.clone()),
+            region: "us-east-1".into(),
+            task_id: "t".into(),
+        };
+        let e = r.resolve(&def).unwrap_err();
+        assert!(e.starts_with(REASON_PREFIX), "{e}");
+        assert!(
+            e.contains("secret MISSING (/nope) is not in --secrets-file"),
+            "{e}"
+        );
+        let mut ok = def.clone();
+        ok.container_definitions.as_mut().unwrap().pop();
+        let env = r.resolve(&ok).unwrap();
+        assert_eq!(env[&0], ["TOKEN=t0k3n", "USER=admin", "PORT=5432"]);
+        let e = json_key("x", r#"{"a":1}"#, "b").unwrap_err();
+        assert_eq!(
+            e,
+            "retrieved secret x from Secrets Manager did not contain json key b"
+        );
+    }
+
+    #[test]
+    fn bad_entries_name_the_field() {
+        let def: TaskDefinition = serde_json::from_str(
+            r#"{"containerDefinitions":[{"name":"a","secrets":[{"name":"X","valueFrom":"arn:aws:s3:::b/k"}]}]}"#,
+        )
+        .unwrap();
+        let e = wanted(&def).unwrap_err().to_string();
+        assert!(
+            e.starts_with("containerDefinitions[0].secrets[0].valueFrom"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! A fault-injecting TCP proxy in front of the real registry, in the test process
+//! (toxiproxy is not packaged in Debian 12). It reads each HTTP/1.1 request head on
+//! its way up, so faults can pick requests by path; responses are relayed as raw bytes
+//! and cut, stalled, reset or delayed at the TCP level.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What happens to a response once `after` bytes of it (headers included) are through.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cut {
+    /// RST (SO_LINGER 0 then close): "connection reset by peer".
+    Reset,
+    /// FIN: the body ends before its Content-Length.
+    Close,
+    /// Nothing more is sent and the connection stays open: a read timeout.
+    Stall,
+}
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Every request and the first bytes of every response wait this long.
+    Latency(Duration),
+    /// The first `times` responses to requests whose path contains `path` and that
+    /// are larger than `after` bytes are cut after `after` bytes.
+    Cut {
+        path: String,
+        after: u64,
+        times: u32,
+        how: Cut,
+    },
+    /// The first `times` requests whose path contains `path` are answered `status`
+    /// (with `Connection: close`) instead of being forwarded.
+    Status {
+        path: String,
+        status: u16,
+        times: u32,
+    },
+    /// Requests whose path contains `path` are answered 200 with this body and
+    /// content type, as a hostile registry would.
+    Body {
+        path: String,
+        content_type: String,
+        body: Arc<Vec<u8>>,
+    },
+}
+
+/// One request the proxy saw and what it did to it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    /// "forwarded", "status 503", "cut Reset", "body" …
+    pub action: String,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port, forwarding to `upstream` ("host:port").
+    pub fn start(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().unwrap().port();
+        let p = FaultProxy {
+            port,
+            faults: Arc::new(Mutex::new(faults)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (faults, seen, stop) = (p.faults.clone(), p.seen.clone(), p.stop.clone());
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = conn else { continue };
+                let Ok(up) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let c = Conn {
+                    faults: faults.clone(),
+                    seen: seen.clone(),
+                    stop: stop.clone(),
+                    state: Arc::new(Mutex::new(State::default())),
+                };
+                c.run(client, up);
+            }
+        });
+        p
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Requests whose path ends with `suffix`.
+    pub fn seen_for(&self, suffix: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path.ends_with(suffix))
+            .collect()
+    }
+
+    /// Removes every fault: what follows is forwarded untouched.
+    pub fn heal(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The cut armed for the response in flight, and the bytes it let through.
+    cut: Option<(u64, Cut)>,
+    sent: u64,
+    /// The response's first bytes have not arrived yet (for latency).
+    fresh: bool,
+    closed: bool,
+    /// A reset is under way: close without FIN so the RST goes out.
+    reset: bool,
+}
+
+#[derive(Clone)]
+struct Conn {
+    faults: Arc<Mutex<Vec<Fault>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<State>>,
+}
+
+fn latency(faults: &[Fault]) -> Option<Duration> {
+    faults.iter().find_map(|f| match f {
+        Fault::Latency(d) => Some(*d),
+        _ => None,
+    })
+}
+
+impl Conn {
+    fn run(self, client: TcpStream, up: TcpStream) {
+        let (c2, u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+        let down = self.clone();
+        std::thread::spawn(move || down.downstream(u2, c2));
+        std::thread::spawn(move || self.upstream(client, up));
+    }
+
+    /// Client → registry: one request head at a time (pulls send no bodies but the
+    /// token POST, whose Content-Length body is passed on).
+    fn upstream(self, client: TcpStream, mut up: TcpStream) {
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut client = client;
+        loop {
+            // Not HTTP (the client tries TLS first): close, as a plain HTTP server does,
+            // so the client falls back to plain HTTP at once.
+            match reader.fill_buf() {
+                Ok(b) if b.first().is_some_and(|c| c.is_ascii_uppercase()) => {}
+                _ => return self.close(&client, &up),
+            }
+            let mut head = Vec::new();
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return self.close(&client, &up),
+                    Ok(_) => {}
+                }
+                head.extend_from_slice(&line);
+                if line == b"\r\n" || line == b"\n" {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let mut lines = text.lines();
+            let mut first = lines.next().unwrap_or("").split(' ');
+            let method = first.next().unwrap_or("").to_string();
+            let path = first.next().unwrap_or("").to_string();
+            let header = |name: &str| {
+                text.lines().skip(1).find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_string())
+                })
+            };
+            let range = header("range");
+            let body_len: u64 = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+
+            let mut action = "forwarded".to_string();
+            let mut answer: Option<Vec<u8>> = None;
+            let mut close_after = false;
+            let mut cut = None;
+            let delay;
+            {
+                let mut faults = self.faults.lock().unwrap();
+                delay = latency(&faults);
+                for f in faults.iter_mut() {
+                    match f {
+                        Fault::Status {
+                            path: p,
+                            status,
+                            times,
+                        } if *times > 0 && path.contains(p.as_str()) => {
+                            *times -= 1;
+                            action = format!("status {status}");
+                            answer = Some(
+                                format!(
+                                    "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n\
+                                     Connection: close\r\n\r\n"
+                                )
+                                .into_bytes(),
+                            );
+                            close_after = true;
+                            break;
+                        }
+                        Fault::Body {
+                            path: p,
+                            content_type,
+                            body,
+                        } if path.contains(p.as_str()) => {
+                            action = "body".into();
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
+                                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            if method != "HEAD" {
+                                r.extend_from_slice(body);
+                            }
+                            answer = Some(r);
+                            close_after = true;
+                            break;
+                        }
+                        Fault::Cut {
+                            path: p,
+                            after,
+                            times,
+                            how,
+                        } if *times > 0 && method == "GET" && path.contains(p.as_str()) => {
+                            *times -= 1;
+                            action = format!("cut {how:?} after {after}");
+                            cut = Some((*after, *how));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            self.seen.lock().unwrap().push(Seen {
+                method,
+                path,
+                range,
+                action,
+            });
+            if let Some(d) = delay {
+                std::thread::sleep(d);
+            }
+            if let Some(r) = answer {
+                let _ = client.write_all(&r);
+                if close_after {
+                    let _ = client.flush();
+                    return self.close(&client, &up);
+                }
+                continue;
+            }
+            {
+                let mut st = self.state.lock().unwrap();
+                st.cut = cut;
+                st.sent = 0;
+                st.fresh = true;
+            }
+            if up.write_all(&head).is_err() {
+                return self.close(&client, &up);
+            }
+            if body_len > 0 {
+                let mut body = (&mut reader).take(body_len);
+                if std::io::copy(&mut body, &mut up).is_err() {
+                    return self.close(&client, &up);
+                }
+            }
+        }
+    }
+
+    fn close(&self, client: &TcpStream, up: &TcpStream) {
+        let reset = {
+            let mut st = self.state.lock().unwrap();
+            st.closed = true;
+            st.reset
+        };
+        if reset {
+            return;
+        }
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = up.shutdown(Shutdown::Both);
+    }
+
+    /// Registry → client: raw bytes, with the armed cut applied.
+    fn downstream(self, mut up: TcpStream, mut client: TcpStream) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match up.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = client.shutdown(Shutdown::Write);
+                    return;
+                }
+                Ok(n) => n,
+            };
+            let (fresh, cut, sent) = {
+                let mut st = self.state.lock().unwrap();
+                let r = (st.fresh, st.cut, st.sent);
+                st.fresh = false;
+                r
+            };
+            if fresh && let Some(d) = latency(&self.faults.lock().unwrap()) {
+                std::thread::sleep(d);
+            }
+            let mut chunk = &buf[..n];
+            let mut fire = None;
+            if let Some((after, how)) = cut
+                && sent + n as u64 > after
+            {
+                chunk = &buf[..(after - sent) as usize];
+                fire = Some(how);
+            }
+            if client.write_all(chunk).is_err() {
+                return;
+            }
+            self.state.lock().unwrap().sent += chunk.len() as u64;
+            match fire {
+                None => {}
+                Some(Cut::Reset) => {
+                    let _ = client.flush();
+                    let _ = rustix::net::sockopt::set_socket_linger(&client, Some(Duration::ZERO));
+                    self.state.lock().unwrap().reset = true;
+                    let _ = up.shutdown(Shutdown::Both);
+                    // Wakes the upstream reader, which drops its handles without a
+                    // FIN; the last handle closed with linger 0 sends the RST.
+                    let _ = client.shutdown(Shutdown::Read);
+                    return;
+                }
+                Some(Cut::Close) => {
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = up.shutdown(Shutdown::Both);
+                    return;
+                }
+                Some(Cut::Stall) => {
+                    // Hold the connection open, sending nothing, until the client
+                    // gives up (the upstream reader sees it close) or the test ends.
+                    loop {
+                        std::thread::sleep(Duration::from_millis(50));
+                        if self.state.lock().unwrap().closed || self.stop.load(Ordering::Relaxed) {
+                            let _ = up.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

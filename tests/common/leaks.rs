@@ -1,0 +1,114 @@
+//! What a crashed or finished task must not leave behind, checked the way an operator
+//! would (mountinfo, /run/netns, links, cgroup dirs, the netns crate's leases, nft,
+//! `PRAGMA integrity_check`), scoped to one test's root, bridge and task ids so tests
+//! running in parallel do not see each other.
+
+use super::cli::Mf;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 100 ms for up to 20 s; panics naming `what` when it never holds.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Mount points under this test's directory, except `keep` (e.g. a tmpfs run root
+/// the test mounted itself).
+pub fn mounts_under(mf: &Mf, keep: &[&Path]) -> Vec<String> {
+    let root = mf.dir.path().to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let point = l.split(' ').nth(4).unwrap_or_default();
+            point.starts_with(&root) && !keep.iter().any(|k| Path::new(point) == *k)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Cgroup directories of task `id` under any hierarchy (v1 controllers and v2).
+pub fn task_cgroups(id: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let cg = entry.path().join("minifargate").join(id);
+        if cg.exists() {
+            left.push(cg.display().to_string());
+        }
+    }
+    left
+}
+
+/// Host processes whose cgroup path names task `id`.
+pub fn task_processes(id: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_to_string(e.path().join("cgroup"))
+            .map(|c| c.contains(&format!("/{id}")))
+            .unwrap_or(false)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `PRAGMA integrity_check` of the test's state.db, as the sqlite3 shell prints it.
+pub fn integrity(mf: &Mf) -> String {
+    let out = Command::new("sqlite3")
+        .arg(mf.root.join("state.db"))
+        .arg("PRAGMA integrity_check;")
+        .output()
+        .expect("run sqlite3 (apt-get install sqlite3)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Nothing of tasks `ids` is left on the host: no mounts under the test dir (but
+/// `keep`), processes, cgroups, netns pins, veths, IP leases, nftables table or run
+/// dirs; and the state database is intact. Runs `list-tasks` (a reconcile pass) while
+/// waiting for what the kernel frees asynchronously (veths, then their leases).
+pub fn assert_no_leaks(mf: &Mf, ids: &[&str], keep: &[&Path]) {
+    let net = mf.network();
+    for id in ids {
+        wait_for(&format!("the processes of task {id} to go"), || {
+            task_processes(id).is_empty()
+        });
+        let cgs = task_cgroups(id);
+        assert!(cgs.is_empty(), "cgroups of {id} left behind: {cgs:?}");
+        let ns = Path::new("/run/netns").join(format!("mfg-{id}"));
+        assert!(!ns.exists(), "netns left behind: {}", ns.display());
+        let veth = net.veth_name(id);
+        wait_for(&format!("veth {veth} of {id} to go"), || {
+            !netns::link_exists(&veth).unwrap()
+        });
+        // A supervisor removes it last, after it wrote STOPPED.
+        let run_dir = mf.run_root.join("tasks").join(id);
+        wait_for(&format!("run dir {} to go", run_dir.display()), || {
+            !run_dir.exists()
+        });
+    }
+    let left = mounts_under(mf, keep);
+    assert!(left.is_empty(), "mounts left behind: {left:#?}");
+    wait_for("the task leases to be released", || {
+        let _ = mf.cmd().arg("list-tasks").output();
+        net.leased_ips().unwrap().is_empty() && net.tasks().unwrap().is_empty()
+    });
+    let nft = Command::new("nft")
+        .args(["list", "table", "ip", net.nft_table()])
+        .output()
+        .unwrap();
+    assert!(
+        !nft.status.success(),
+        "nft table {} left behind",
+        net.nft_table()
+    );
+    assert_eq!(integrity(mf), "ok", "PRAGMA integrity_check");
+}
