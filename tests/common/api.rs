@@ -116,7 +116,7 @@ impl Api {
                 c.env_remove(k);
             }
         }
-        common::util::no_proxy(&mut c);
+        super::util::no_proxy(&mut c);
         c.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
             .env(
                 "AWS_SECRET_ACCESS_KEY",
