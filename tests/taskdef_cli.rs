@@ -464,3 +464,27 @@ fn concurrent_registers_get_distinct_revisions() {
     let l = json(ok(&run(&root, &["list-task-definitions"])));
     assert_eq!(l["taskDefinitionArns"].as_array().unwrap().len(), N);
 }
+
+/// A reader that goes away (`minifargate … | head -1`) ends a printing verb quietly by
+/// SIGPIPE, as it ends `ls`: no "failed printing to stdout" panic on stderr.
+#[test]
+fn a_closed_stdout_pipe_ends_a_printing_verb_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cmd(dir.path())
+        .args(["validate", repo("examples/hello.json").to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "SIGPIPE: {:?} {stderr}",
+        out.status
+    );
+}

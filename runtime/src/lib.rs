@@ -69,6 +69,14 @@ pub mod oci;
 mod seccomp;
 mod spec;
 mod sys;
+
+/// For a CLI verb that only prints: SIGPIPE ends the process quietly when the reader of
+/// its output goes away (`minifargate list-tasks | head -1`) instead of every write
+/// failing with EPIPE (a `println!` panic). Not for processes that must outlive a client.
+pub fn restore_default_sigpipe() {
+    sys::restore_default_sigpipe();
+}
+
 mod user;
 
 pub use cgroup::{

@@ -77,6 +77,16 @@ pub(crate) fn unblock_signals_in_child(cmd: &mut std::process::Command) {
     }
 }
 
+/// Restores SIGPIPE's default action (end the process quietly). Rust starts programs with
+/// SIGPIPE ignored, so printing to a pipe whose reader has gone is an EPIPE error, which
+/// `println!` turns into a panic.
+pub(crate) fn restore_default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler code; the disposition is process-wide and the
+    // caller sets it before it starts threads or children that rely on the old one.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Ends this process at once with `code`: no atexit handlers, no stdio flush. For the
 /// forked container process when its exec fails (std's `exit` would take locks another
 /// thread of the parent may have held at the fork).

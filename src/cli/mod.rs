@@ -153,6 +153,20 @@ pub fn init_tracing(global: &GlobalOpts) {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
+    // `minifargate list-tasks | head -1`: a reader that goes away ends a printing verb
+    // quietly, as it ends `ls` (not with a "failed printing to stdout" panic). Not for
+    // the verbs that own a task or serve clients: they clean up, or must outlive a
+    // client that disconnects.
+    if !matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Supervise(_)
+            | Command::RunTask(_)
+            | Command::Run(_)
+            | Command::Exec(_)
+    ) {
+        runtime::restore_default_sigpipe();
+    }
     match cli.command {
         Command::Pull(a) => images::pull(g, a),
         Command::Images(a) => images::images(g, a),
