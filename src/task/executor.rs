@@ -529,11 +529,15 @@ impl Executor {
             let state = self.paths.container_state(idx);
             let target = self.paths.rootfs(idx);
             let t0 = now_us();
-            let mounted = rootfs_cache::rootfs::mount(
+            // Volatile: the upper dir lives exactly as long as this mount (a restart
+            // keeps the mount; teardown and reconcile delete the upper after the
+            // unmount), so the unmount need not sync the host's whole filesystem.
+            let mounted = rootfs_cache::rootfs::mount_with(
                 &layers,
                 &state,
                 &target,
                 rootfs_cache::rootfs::MountApi::Auto,
+                true,
             );
             self.phase(Some(idx), "rootfs", t0);
             match mounted {
