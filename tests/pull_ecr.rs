@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{BIN, Mf, assert_layers};
+use common::cli::{Mf, assert_layers, bin};
 use common::image::{Compression, Entry, Layer, Layout, busybox_layer};
 use common::registry::{Registry, RegistryOpts};
 use common::services::Server;
@@ -40,7 +40,7 @@ fn in_private_hosts(mf: &Mf, hosts: &std::path::Path, args: &[&str]) -> std::pro
     c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
         .arg(hosts)
-        .arg(BIN)
+        .arg(bin())
         .arg("--root")
         .arg(&mf.root)
         .arg("--run-root")

@@ -350,7 +350,7 @@ fn reset_stops_every_task_and_removes_networks_mounts_cgroups_and_state() {
 #[test]
 fn reset_refuses_a_system_directory_as_root() {
     let mf = Mf::new();
-    let out = Command::new(common::cli::BIN)
+    let out = Command::new(common::cli::bin())
         .args(["--root", "/var", "--run-root"])
         .arg(&mf.run_root)
         .args(["system", "reset", "--force"])

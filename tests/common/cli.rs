@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_minifargate");
+/// The binary under test: this build's, or the one `MINIFARGATE_TEST_BIN` names (e.g. the
+/// static musl binary of `scripts/release`: `MINIFARGATE_TEST_BIN=dist/… ./scripts/test`).
+pub fn bin() -> PathBuf {
+    match std::env::var_os("MINIFARGATE_TEST_BIN") {
+        Some(p) if !p.is_empty() => std::fs::canonicalize(&p)
+            .unwrap_or_else(|e| panic!("MINIFARGATE_TEST_BIN={}: {e}", p.to_string_lossy())),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_minifargate")),
+    }
+}
 
 pub struct Mf {
     pub dir: TempDir,
@@ -82,7 +90,7 @@ impl Mf {
     /// A `minifargate` command with this test's root, config and a clean environment
     /// (no MINIFARGATE_*, DOCKER_CONFIG, AWS_* or SSL_CERT_FILE from the host).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         self.prepare(&mut c);
         c.arg("--root")
             .arg(&self.root)
