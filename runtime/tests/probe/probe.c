@@ -118,6 +118,11 @@ static int info(void) {
     kv_file("pids.max", "/sys/fs/cgroup/pids/pids.max", &first);
     kv_file("memory.max", "/sys/fs/cgroup/memory.max", &first);
     kv_file("cpu.max", "/sys/fs/cgroup/cpu.max", &first);
+    /* cgroup v2 names of the v1 files above ("v2/" keys: pids.max exists in both). */
+    kv_file("v2/memory.low", "/sys/fs/cgroup/memory.low", &first);
+    kv_file("v2/memory.swap.max", "/sys/fs/cgroup/memory.swap.max", &first);
+    kv_file("v2/cpu.weight", "/sys/fs/cgroup/cpu.weight", &first);
+    kv_file("v2/pids.max", "/sys/fs/cgroup/pids.max", &first);
     printf("}");
 
     printf(",\"ns\":{");
