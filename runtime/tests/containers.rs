@@ -589,12 +589,13 @@ fn exec_joins_the_same_namespaces_and_cgroup() {
         })
         .unwrap();
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)).unwrap();
-    assert!(
-        cgroup
-            .lines()
-            .any(|l| l.ends_with(&format!("memory:{}", c.cgroup_path()))),
-        "{cgroup}"
-    );
+    // v1: the memory hierarchy's line `N:memory:<path>`; v2: the one line `0::<path>`.
+    let want = if unified() {
+        format!("0::{}", c.cgroup_path())
+    } else {
+        format!("memory:{}", c.cgroup_path())
+    };
+    assert!(cgroup.lines().any(|l| l.ends_with(&want)), "{cgroup}");
     let status_file = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap();
     assert!(
         status_file
