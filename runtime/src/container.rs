@@ -1399,10 +1399,13 @@ fn exec_with(
         stderr: stderr_r,
         tty: tty_master,
         status: None,
+        lost: false,
     })
 }
 
-/// A process started by [`Container::exec`]. Wait for it (it is reaped then).
+/// A process started by [`Container::exec`]. Wait for it (it is reaped then); one dropped
+/// unwaited is killed and reaped, so it never outlives its handle as a zombie (a zombie
+/// in the container's pid namespace keeps the container's init from dying).
 #[derive(Debug)]
 pub struct ExecProcess {
     pub pid: i32,
@@ -1414,6 +1417,8 @@ pub struct ExecProcess {
     /// The pty master (tty): input and output.
     pub tty: Option<File>,
     status: Option<ExitStatus>,
+    /// Reaped elsewhere (`ECHILD`): the pid may belong to someone else now.
+    lost: bool,
 }
 
 impl ExecProcess {
@@ -1427,6 +1432,7 @@ impl ExecProcess {
             match waitpid(Pid::from_raw(self.pid), None) {
                 Err(nix::Error::EINTR) => continue,
                 Err(source) => {
+                    self.lost = source == nix::Error::ECHILD;
                     return Err(RuntimeError::Wait {
                         id: format!("exec pid {}", self.pid),
                         source,
@@ -1458,6 +1464,20 @@ impl ExecProcess {
         }
         let err = err_reader.and_then(|t| t.join().ok()).unwrap_or_default();
         Ok((self.wait()?, out, err))
+    }
+}
+
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        if self.status.is_some() || self.lost || self.pid <= 0 {
+            return;
+        }
+        // Never reaped: a zombie child of ours inside the container's pid namespace would
+        // block its init's exit (the kernel waits for every process of the namespace to
+        // be reaped), and so `Container::delete`'s wait for that init, forever.
+        let pid = Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        while let Err(nix::Error::EINTR) = waitpid(pid, None) {}
     }
 }
 

@@ -646,6 +646,50 @@ fn exec_joins_the_same_namespaces_and_cgroup() {
 }
 
 #[test]
+fn an_exec_dropped_unwaited_is_reaped_and_delete_still_ends() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let c = task.create(
+        "dropped-exec",
+        ContainerSpec {
+            args: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        None,
+    );
+    c.start().unwrap();
+    let p = c
+        .exec(&ExecSpec {
+            args: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let pid = p.pid;
+    // As a test that fails between exec and wait does (its handle is dropped by the
+    // unwinding): no zombie of ours may stay in the container's pid namespace, or its
+    // init never finishes dying and delete waits for it forever.
+    drop(p);
+    if let Ok(state) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Reap it here so that the failure is reported instead of hanging in delete.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        panic!("the dropped exec (pid {pid}) was left behind: {state}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        c.delete();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("delete did not end within 60 s after an exec handle was dropped");
+    handle.join().unwrap();
+}
+
+#[test]
 fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits::default());
