@@ -165,11 +165,39 @@ pub fn run(
     let mode = launch::network_mode(&def, &task.launch_type);
 
     let (tx, rx) = std::sync::mpsc::channel();
+    let (tx2, tx3) = (tx.clone(), tx.clone());
+    let opts = Options {
+        root: root.to_path_buf(),
+        config,
+        pull: a.pull,
+        region: AwsContext::from_env().region,
+        secrets_file: a.secrets_file,
+        host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
+    };
+    let net = Box::new(NetworkStep::new(
+        crate::store::Store::open(root)?,
+        run_root,
+        &def,
+        &opts.region,
+    ));
+    let mut exec = Executor::new(
+        store,
+        task,
+        containers,
+        &def,
+        paths.clone(),
+        opts,
+        net,
+        (tx, rx),
+    );
+    // As early as possible (see there). Should this process fail before `run`, the next
+    // command's reconcile removes the cgroup with the rest of the dead task.
+    exec.prepare_task_cgroup(&def);
+
     let socket = paths.socket();
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("failed to listen on {}", socket.display()))?;
-    let tx2 = tx.clone();
     std::thread::Builder::new()
         .name("socket".into())
         .spawn(move || serve(listener, tx2))
@@ -177,7 +205,6 @@ pub fn run(
 
     // SIGTERM (shutdown, `kill PID`): stop the task properly instead of leaving it to
     // the next command's clean-up.
-    let tx3 = tx.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -201,30 +228,6 @@ pub fn run(
             });
         })
         .context("failed to start the signal thread")?;
-    let opts = Options {
-        root: root.to_path_buf(),
-        config,
-        pull: a.pull,
-        region: AwsContext::from_env().region,
-        secrets_file: a.secrets_file,
-        host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
-    };
-    let net = Box::new(NetworkStep::new(
-        crate::store::Store::open(root)?,
-        run_root,
-        &def,
-        &opts.region,
-    ));
-    let exec = Executor::new(
-        store,
-        task,
-        containers,
-        &def,
-        paths.clone(),
-        opts,
-        net,
-        (tx, rx),
-    );
     exec.run(mode, &def);
     // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
     if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {

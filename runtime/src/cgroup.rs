@@ -642,6 +642,102 @@ fn is_cgroupfs(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Keeps the kernel's cgroup migration lock warm while a task is set up (cgroup v1).
+///
+/// Moving a process between cgroups takes `cgroup_threadgroup_rwsem` for writing, and
+/// after a quiet spell that write lock first waits for an RCU grace period: the first
+/// migration after a pause takes ~7 ms here (measured: the first `cgroup.procs` write of
+/// a container's process, every later one ~0.03 ms). One migration every few ms keeps
+/// the lock in its fast state, so a warmer started when the supervisor starts pays the
+/// grace period while the supervisor does other work, and the container's own
+/// migration (done by libcontainer) finds the lock warm.
+///
+/// The warmer is a thread that moves itself, again and again, into the task's own cgroup
+/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted): no other
+/// process and no cgroup but the task's is touched, and the thread is out of the cgroup
+/// (gone) once the warmer is dropped, before anything removes the task's cgroups. It
+/// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
+/// threaded subtree there).
+#[derive(Debug)]
+pub struct MigrationWarmer {
+    /// Dropped to stop the thread (it wakes at once).
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The task cgroup dir the warmer created (removed on drop when still empty).
+    created: Option<PathBuf>,
+}
+
+/// How often the warmer migrates itself: well inside one grace period.
+const WARM_INTERVAL: Duration = Duration::from_millis(2);
+
+impl Cgroups {
+    /// Starts a [`MigrationWarmer`] in task `task_id`'s cgroup; `None` on v2, when no
+    /// suitable hierarchy is mounted, or when the thread cannot be started.
+    pub fn warm_migrations(&self, task_id: &str, max: Duration) -> Option<MigrationWarmer> {
+        if self.version != CgroupVersion::V1 || check_name(task_id).is_err() {
+            return None;
+        }
+        let rel = Self::task_path(task_id);
+        let ctrl = ["pids", "cpu", "memory"]
+            .into_iter()
+            .find(|c| self.root.join(c).join("tasks").exists())?;
+        let dir = self.dir(ctrl, &rel);
+        let created = (!dir.exists()).then(|| dir.clone());
+        if fs::create_dir_all(&dir).is_err() {
+            return None;
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let tasks = dir.join("tasks");
+        let thread = std::thread::Builder::new()
+            .name("cgroup-warm".into())
+            .spawn(move || {
+                let tid = nix::unistd::gettid().as_raw().to_string();
+                let until = Instant::now() + max;
+                while Instant::now() < until {
+                    if fs::write(&tasks, &tid).is_err() {
+                        return;
+                    }
+                    match stopped.recv_timeout(WARM_INTERVAL) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => Some(MigrationWarmer {
+                stop: Some(stop),
+                thread: Some(t),
+                created,
+            }),
+            Err(_) => {
+                if let Some(d) = created {
+                    let _ = fs::remove_dir(d);
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Drop for MigrationWarmer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        // Joined: the thread has left the task's cgroup before anyone may remove it.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // Made here and still unused (the task never got its cgroup): not left behind,
+        // nor the shared parent when it is empty (as `Cgroups::remove` does). With the
+        // task's containers under it, rmdir fails and the dir stays theirs.
+        if let Some(d) = self.created.take()
+            && fs::remove_dir(&d).is_ok()
+            && let Some(parent) = d.parent()
+        {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

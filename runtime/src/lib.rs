@@ -80,8 +80,8 @@ pub fn restore_default_sigpipe() {
 mod user;
 
 pub use cgroup::{
-    CgroupError, CgroupStats, CgroupVersion, Cgroups, TaskLimits, cpu_quota_us, cpu_shares,
-    shares_to_weight,
+    CgroupError, CgroupStats, CgroupVersion, Cgroups, MigrationWarmer, TaskLimits, cpu_quota_us,
+    cpu_shares, shares_to_weight,
 };
 pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, OOM_REASON, Runtime, RuntimeError,

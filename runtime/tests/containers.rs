@@ -690,6 +690,51 @@ fn an_exec_dropped_unwaited_is_reaped_and_delete_still_ends() {
 }
 
 #[test]
+fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
+    let cg = runtime::Cgroups::detect().unwrap();
+    let id = unique("w");
+    let warmer = cg.warm_migrations(&id, Duration::from_secs(10));
+    if unified() {
+        assert!(warmer.is_none(), "no warmer on v2");
+        return;
+    }
+    let warmer = warmer.expect("a warmer on v1");
+    let ctrl = ["pids", "cpu", "memory"]
+        .into_iter()
+        .find(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
+        .unwrap();
+    let dir = cg_dir(ctrl, &format!("minifargate/{id}"));
+    // Its thread, and nothing else, sits in the task's cgroup.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tids = loop {
+        let t = std::fs::read_to_string(dir.join("tasks")).unwrap();
+        if !t.trim().is_empty() || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let tids: Vec<&str> = tids.lines().collect();
+    assert_eq!(tids.len(), 1, "{tids:?}");
+    assert!(
+        Path::new("/proc/self/task").join(tids[0]).exists(),
+        "thread {} is not ours",
+        tids[0]
+    );
+    drop(warmer);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+
+    // In a task that has its cgroup already, the cgroup stays the task's.
+    let task = Task::new(TaskLimits::default());
+    let warmer = cg
+        .warm_migrations(&task.id, Duration::from_secs(10))
+        .unwrap();
+    drop(warmer);
+    let dir = cg_dir(ctrl, &format!("minifargate/{}", task.id));
+    assert!(dir.exists());
+    assert_eq!(std::fs::read_to_string(dir.join("tasks")).unwrap(), "");
+}
+
+#[test]
 fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits::default());

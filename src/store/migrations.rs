@@ -203,6 +203,18 @@ CREATE INDEX service_events_by_service ON service_events (cluster, service, seq)
 CREATE INDEX tasks_by_group ON tasks (cluster, grp, last_status);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "indexes for the per-command supervisor check and the stopped-task pruning",
+        sql: r#"
+-- Every run-task, describe and list checks the tasks that are not STOPPED and prunes the
+-- STOPPED ones past their retention. Without these both scanned the whole table, whose
+-- rows carry the task definition (overflow pages): with a few hundred stopped tasks kept
+-- for the hour, ~160 page reads per command.
+CREATE INDEX tasks_not_stopped ON tasks (id) WHERE last_status <> 'STOPPED';
+CREATE INDEX tasks_stopped_by_time ON tasks (stopped_at_ms) WHERE last_status = 'STOPPED';
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -353,7 +353,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE last_status != 'STOPPED'"
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE last_status <> 'STOPPED'"
             ))
             .map_err(q("list running tasks"))?;
         stmt.query_map([], task_from_row)

@@ -101,6 +101,9 @@ pub struct Executor {
     volumes: TaskVolumes,
     /// Secrets, the metadata and credentials endpoint (`super::metadata`).
     inside: super::metadata::Inside,
+    /// Pays the cgroup migration lock's grace period ahead of the first container's
+    /// migration (`runtime::MigrationWarmer`); dropped once that container is created.
+    warmer: Option<runtime::MigrationWarmer>,
 }
 
 fn now_ms() -> i64 {
@@ -181,6 +184,64 @@ impl Executor {
             warnings,
             volumes: TaskVolumes::default(),
             inside: Default::default(),
+            warmer: None,
+        }
+    }
+
+    /// Creates the task's cgroup now, ahead of `run`, and starts warming the kernel's
+    /// cgroup migration lock in it (`runtime::MigrationWarmer`): the ~7 ms grace period
+    /// that the first migration after a quiet spell waits for then passes while the
+    /// network and the rootfs are set up, instead of inside the first container's create.
+    /// The cgroup is made before the warmer starts: the warmer's first migration holds
+    /// the kernel's cgroup mutex through the grace period, and a mkdir would wait for it.
+    /// On failure nothing is left; `run` tries again and reports the error.
+    pub fn prepare_task_cgroup(&mut self, def: &TaskDefinition) {
+        if self.task_cgroup {
+            return;
+        }
+        let Ok(rt) = Runtime::new(self.paths.runtime_state()) else {
+            return;
+        };
+        if rt
+            .create_task_cgroup(&self.task.id, &self.limits(def))
+            .is_err()
+        {
+            return;
+        }
+        self.task_cgroup = true;
+        self.warmer = runtime::Cgroups::detect()
+            .ok()
+            .and_then(|c| c.warm_migrations(&self.task.id, Duration::from_secs(2)));
+        self.rt = Some(rt);
+    }
+
+    /// The task's cgroup limits: task cpu and memory (overrides first), container cpu.
+    fn limits(&self, def: &TaskDefinition) -> TaskLimits {
+        let mib = |v: Option<&crate::taskdef::model::SizeValue>| {
+            v.and_then(|v| crate::taskdef::units::MemoryMib::parse(v.as_str()).ok())
+                .map(|m| m.bytes())
+        };
+        TaskLimits {
+            cpu_units: self
+                .task
+                .cpu
+                .as_deref()
+                .or(def.cpu.as_ref().map(|c| c.as_str()))
+                .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
+                .map(|c| u64::from(c.0)),
+            container_cpu_units: self
+                .slots
+                .iter()
+                .map(|s| s.def.cpu.unwrap_or(0).max(0) as u64)
+                .collect(),
+            memory: self
+                .task
+                .memory
+                .as_deref()
+                .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
+                .map(|m| m.bytes())
+                .or_else(|| mib(def.memory.as_ref())),
+            pids: None,
         }
     }
 
@@ -461,46 +522,22 @@ impl Executor {
         if self.stopping() || !self.pull_images() {
             return false;
         }
-        let rt = match Runtime::new(self.paths.runtime_state()) {
-            Ok(rt) => rt,
-            Err(e) => {
+        if !self.task_cgroup {
+            let rt = match Runtime::new(self.paths.runtime_state()) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+                    return false;
+                }
+            };
+            if let Err(e) = rt.create_task_cgroup(&task_id, &self.limits(def)) {
+                self.rt = Some(rt);
                 self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
                 return false;
             }
-        };
-        let mib = |v: Option<&crate::taskdef::model::SizeValue>| {
-            v.and_then(|v| crate::taskdef::units::MemoryMib::parse(v.as_str()).ok())
-                .map(|m| m.bytes())
-        };
-        let limits = TaskLimits {
-            cpu_units: self
-                .task
-                .cpu
-                .as_deref()
-                .or(def.cpu.as_ref().map(|c| c.as_str()))
-                .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
-                .map(|c| u64::from(c.0)),
-            container_cpu_units: self
-                .slots
-                .iter()
-                .map(|s| s.def.cpu.unwrap_or(0).max(0) as u64)
-                .collect(),
-            memory: self
-                .task
-                .memory
-                .as_deref()
-                .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
-                .map(|m| m.bytes())
-                .or_else(|| mib(def.memory.as_ref())),
-            pids: None,
-        };
-        if let Err(e) = rt.create_task_cgroup(&task_id, &limits) {
+            self.task_cgroup = true;
             self.rt = Some(rt);
-            self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-            return false;
         }
-        self.task_cgroup = true;
-        self.rt = Some(rt);
         let logs = self.paths.dir.join("logs");
         if let Err(e) = std::fs::create_dir_all(&logs) {
             self.fail_all(&format!(
@@ -782,6 +819,7 @@ impl Executor {
             netns.as_deref(),
         );
         self.phase(Some(idx), "create", t0);
+        self.warmer.take();
         let container = match created {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -955,6 +993,8 @@ impl Executor {
 
     /// Deletes containers, unmounts rootfs, removes the task cgroup and the network.
     fn deprovision(&mut self) {
+        // Its thread leaves the task's cgroup before the cgroup is removed below.
+        self.warmer.take();
         self.task.last_status = status::DEPROVISIONING.into();
         self.save();
         super::test_pause(&self.paths.run_dir, "teardown");
