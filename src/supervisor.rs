@@ -134,6 +134,7 @@ pub fn run(
     config: Option<PathBuf>,
     a: SuperviseArgs,
 ) -> anyhow::Result<()> {
+    tracing::debug!(task_id = %a.task_id, "supervisor started");
     // Own session: a terminal's Ctrl-C or hangup never reaches the task.
     if let Err(e) = nix::unistd::setsid() {
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");

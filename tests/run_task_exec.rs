@@ -464,6 +464,17 @@ fn all_pids() -> Vec<i32> {
 fn inspect_shows_shared_and_own_namespaces_and_the_limits() {
     let env = Env::new();
     let id = env.start("pair", &two_containers());
+    // `once` runs `true`: RUNNING is enough for `start`, but here it must have exited.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !env.describe(&id)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "once" && c["exitCode"].is_number())
+    {
+        assert!(Instant::now() < deadline, "container once did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let v = env.json(&["inspect", &id, "--format", "json"]);
     let containers = v["containers"].as_array().unwrap();
     let find = |name: &str| containers.iter().find(|c| c["name"] == name).unwrap();
