@@ -721,6 +721,63 @@ fn count_runs_several_tasks_with_their_own_ids() {
     }
 }
 
+/// Resident memory of `pid` in kB (`/proc/PID/smaps_rollup`).
+fn rss_kb(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("Rss:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_idle_supervisor_gives_memory_back_and_still_stops_the_task() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "idle",
+        &format!(
+            r#"{{"family":"idle","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+            "cpu":"256","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","essential":true,
+              "command":["sh","-c","trap 'echo bye; exit 3' TERM; echo up; while :; do sleep 0.1; done"]}}]}}"#
+        ),
+    );
+    let v = env.json(&["run-task", "--task-definition", &td, "--detach"]);
+    let id = v["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    env.wait_status(&id, "RUNNING", Duration::from_secs(30));
+    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
+    let busy = rss_kb(pid);
+    // Idle for 5 s with its container running, the supervisor unmaps the setup code's
+    // pages and trims its heap: its resident memory falls well below what setup left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut idle = busy;
+    while idle * 2 > busy && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        idle = rss_kb(pid);
+    }
+    assert!(
+        idle * 2 <= busy,
+        "supervisor RSS {busy} kB after setup, still {idle} kB after 30 s idle"
+    );
+    // Everything it needs next (the socket, stop, teardown) pages back in.
+    let v = env.json(&["stop-task", "--task", &id]);
+    assert_eq!(v["task"]["desiredStatus"], "STOPPED");
+    let t = env.wait_status(&id, "STOPPED", Duration::from_secs(30));
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(t["containers"][0]["exitCode"], 3);
+    let out = env.run(&["logs", &id, "--container", "app"]);
+    assert_eq!(stdout(&out), "up\nbye\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.assert_clean(&id);
+}
+
 #[test]
 fn sigterm_to_the_supervisor_stops_the_task_properly() {
     let env = Env::new();

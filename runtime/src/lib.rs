@@ -65,6 +65,7 @@ mod cgroup;
 mod container;
 pub mod init;
 mod logs;
+mod memory;
 pub mod oci;
 mod seccomp;
 mod spec;
@@ -88,6 +89,7 @@ pub use container::{
     error_chain,
 };
 pub use logs::{LogEntry, LogError, LogFollower, read_log};
+pub use memory::{Released, release_idle_memory};
 pub use nix::sys::signal::Signal;
 pub use oci::SpecError;
 pub use spec::{

@@ -152,6 +152,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Frees the connection's page cache and cached statements (a long-lived holder
+    /// gone idle: the task supervisor). Both fill up again on the next use.
+    pub fn release_memory(&self) {
+        self.conn.flush_prepared_statement_cache();
+        if let Err(e) = self.conn.release_memory() {
+            tracing::debug!(error = %e, "sqlite3_db_release_memory failed");
+        }
+    }
+
     /// The schema version the database is at.
     #[cfg(test)]
     pub fn schema_version(&self) -> Result<i64, StoreError> {

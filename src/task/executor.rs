@@ -104,7 +104,17 @@ pub struct Executor {
     /// Pays the cgroup migration lock's grace period ahead of the first container's
     /// migration (`runtime::MigrationWarmer`); dropped once that container is created.
     warmer: Option<runtime::MigrationWarmer>,
+    /// When the last event was handled; idle for [`IDLE_RELEASE_AFTER`] after it, a
+    /// running task's supervisor gives memory back (`release_idle_memory`) once.
+    last_event: Instant,
+    released: bool,
 }
+
+/// Quiet time after which a running task's supervisor releases what it no longer uses
+/// (the setup code's pages, caches): a short task never pays the page faults of coming
+/// back, a long one keeps a small footprint. Every event (an exit, a health check, a
+/// stop) re-arms it.
+const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(5);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -180,6 +190,8 @@ impl Executor {
             attachment: None,
             task_cgroup: false,
             started: Instant::now(),
+            last_event: Instant::now(),
+            released: false,
             force_stop: false,
             warnings,
             volumes: TaskVolumes::default(),
@@ -329,6 +341,8 @@ impl Executor {
     }
 
     fn handle(&mut self, ev: Event) {
+        self.last_event = Instant::now();
+        self.released = false;
         match ev {
             Event::Stop {
                 stop_code,
@@ -756,11 +770,31 @@ impl Executor {
             if let Some(n) = next_check {
                 timeout = timeout.min(n);
             }
+            if !self.released && !pending {
+                match IDLE_RELEASE_AFTER.checked_sub(self.last_event.elapsed()) {
+                    Some(left) if !left.is_zero() => timeout = timeout.min(left),
+                    _ => self.release_idle_memory(),
+                }
+            }
             match self.events.recv_timeout(timeout) {
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+        }
+    }
+
+    /// Idle with its containers running: frees the store connections' caches, then the
+    /// setup code's pages, the unused main-thread stack and free heap (`runtime`).
+    fn release_idle_memory(&mut self) {
+        self.released = true;
+        self.store.release_memory();
+        self.net.release_memory();
+        match runtime::release_idle_memory() {
+            Ok(r) => tracing::debug!(task_id = %self.task.id, exe_clean = r.exe_clean,
+                stack = r.stack, heap_trimmed = r.heap_trimmed, "released idle memory"),
+            Err(e) => tracing::debug!(task_id = %self.task.id, error = %e,
+                "failed to release idle memory"),
         }
     }
 

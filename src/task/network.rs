@@ -415,6 +415,8 @@ pub trait TaskNetwork {
     fn setup(&mut self, task_id: &str, mode: NetworkMode) -> Result<Attachment, NetworkError>;
     /// Removes everything `setup` made; every step runs, every error is returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
+    /// Frees caches held between `setup` and `teardown` (the supervisor has gone idle).
+    fn release_memory(&self) {}
 }
 
 /// The real network step, run by the task's supervisor.
@@ -549,6 +551,10 @@ impl NetworkStep {
 }
 
 impl TaskNetwork for NetworkStep {
+    fn release_memory(&self) {
+        self.store.release_memory();
+    }
+
     fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.

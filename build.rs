@@ -1,0 +1,21 @@
+//! Links `minifargate` as a position-dependent executable on glibc Linux (`-no-pie`).
+//!
+//! A position-independent Rust binary of this size carries ~58,000 relative relocations:
+//! at every start the dynamic loader writes ~1 MB of `.data.rel.ro` (vtables, string
+//! tables), and each of those pages becomes a private copy. Every `run-task` starts the
+//! binary twice (CLI, task supervisor) and every running task keeps a supervisor, so that
+//! is ~1 MB of private memory per task and the loader's work at each start
+//! (docs/benchmarks.md, "run-task"). Linked at a fixed address there is nothing to
+//! relocate and the pages stay shared page cache. The cost: the executable's own image
+//! is not randomised (libraries, heap, stack and mmaps still are), as with Go's default
+//! builds of docker, containerd and runc. `MINIFARGATE_PIE=1` at build time keeps PIE,
+//! for distributions whose policy requires it. The static musl binaries of
+//! `scripts/release` are unchanged (static-pie).
+fn main() {
+    println!("cargo:rerun-if-env-changed=MINIFARGATE_PIE");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let glibc_linux = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    if glibc_linux && var("MINIFARGATE_PIE") != "1" {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
+}
