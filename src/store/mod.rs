@@ -152,15 +152,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Frees the connection's page cache and cached statements (a long-lived holder
-    /// gone idle: the task supervisor). Both fill up again on the next use.
-    pub fn release_memory(&self) {
-        self.conn.flush_prepared_statement_cache();
-        if let Err(e) = self.conn.release_memory() {
-            tracing::debug!(error = %e, "sqlite3_db_release_memory failed");
-        }
-    }
-
     /// The schema version the database is at.
     #[cfg(test)]
     pub fn schema_version(&self) -> Result<i64, StoreError> {
@@ -236,6 +227,35 @@ impl Store {
 }
 
 /// `BEGIN IMMEDIATE`, retried while another process holds the write lock.
+/// A store connection its long-lived holder closes while idle (the task supervisor:
+/// SQLite keeps ~80 KiB per connection in lookaside, schema and page cache) and that
+/// opens again on the next use.
+pub struct LazyStore {
+    path: PathBuf,
+    store: Option<Store>,
+}
+
+impl LazyStore {
+    pub fn new(store: Store) -> LazyStore {
+        LazyStore {
+            path: store.path.clone(),
+            store: Some(store),
+        }
+    }
+
+    /// The open store, reopened if [`LazyStore::close`] closed it.
+    pub fn get(&mut self) -> Result<&mut Store, StoreError> {
+        match &mut self.store {
+            Some(s) => Ok(s),
+            none => Ok(none.insert(Store::open_file(&self.path)?)),
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.store = None;
+    }
+}
+
 fn begin_immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     retry_busy(|| rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate))
 }

@@ -11,7 +11,7 @@ use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
 use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
-use crate::store::{ContainerRow, Store, TaskRow};
+use crate::store::{ContainerRow, LazyStore, Store, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
@@ -83,7 +83,7 @@ struct Slot {
 }
 
 pub struct Executor {
-    store: Store,
+    store: LazyStore,
     task: TaskRow,
     slots: Vec<Slot>,
     order: Vec<usize>,
@@ -177,7 +177,7 @@ impl Executor {
         );
         let warnings = serde_json::from_str(&task.warnings).unwrap_or_default();
         Executor {
-            store,
+            store: LazyStore::new(store),
             task,
             slots,
             order,
@@ -274,13 +274,17 @@ impl Executor {
 
     fn save(&mut self) {
         self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
-        if let Err(e) = self.store.save_task(&self.task) {
+        if let Err(e) = self.store.get().and_then(|s| s.save_task(&self.task)) {
             tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task");
         }
     }
 
     fn save_container(&mut self, idx: usize) {
-        if let Err(e) = self.store.save_container(&self.slots[idx].row) {
+        if let Err(e) = self
+            .store
+            .get()
+            .and_then(|s| s.save_container(&self.slots[idx].row))
+        {
             tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container");
         }
     }
@@ -291,7 +295,8 @@ impl Executor {
         let container = idx.map_or(String::new(), |i| self.slots[i].row.name.clone());
         if let Err(e) = self
             .store
-            .record_phase(&self.task.id, &container, phase, start, now_us())
+            .get()
+            .and_then(|s| s.record_phase(&self.task.id, &container, phase, start, now_us()))
         {
             tracing::warn!(task_id = %self.task.id, phase, error = %error_chain(&e), "failed to record a launch phase");
         }
@@ -784,11 +789,11 @@ impl Executor {
         }
     }
 
-    /// Idle with its containers running: frees the store connections' caches, then the
+    /// Idle with its containers running: closes the store connections, then releases the
     /// setup code's pages, the unused main-thread stack and free heap (`runtime`).
     fn release_idle_memory(&mut self) {
         self.released = true;
-        self.store.release_memory();
+        self.store.close();
         self.net.release_memory();
         match runtime::release_idle_memory() {
             Ok(r) => tracing::debug!(task_id = %self.task.id, exe_clean = r.exe_clean,

@@ -9,7 +9,7 @@
 //! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
 //! optional `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
-use crate::store::{NetworkRow, Store};
+use crate::store::{LazyStore, NetworkRow, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
@@ -416,12 +416,12 @@ pub trait TaskNetwork {
     /// Removes everything `setup` made; every step runs, every error is returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
     /// Frees caches held between `setup` and `teardown` (the supervisor has gone idle).
-    fn release_memory(&self) {}
+    fn release_memory(&mut self) {}
 }
 
 /// The real network step, run by the task's supervisor.
 pub struct NetworkStep {
-    store: Store,
+    store: LazyStore,
     run_root: PathBuf,
     def: TaskDefinition,
     region: String,
@@ -432,7 +432,7 @@ pub struct NetworkStep {
 impl NetworkStep {
     pub fn new(store: Store, run_root: &Path, def: &TaskDefinition, region: &str) -> NetworkStep {
         NetworkStep {
-            store,
+            store: LazyStore::new(store),
             run_root: run_root.into(),
             def: def.clone(),
             region: region.into(),
@@ -444,7 +444,8 @@ impl NetworkStep {
     fn save(&mut self, task: &str) -> Result<(), NetworkError> {
         let row = self.row.as_ref().expect("row set before save");
         self.store
-            .save_network(row)
+            .get()
+            .and_then(|s| s.save_network(row))
             .map_err(|source| NetworkError::Store {
                 task: task.into(),
                 source,
@@ -551,14 +552,14 @@ impl NetworkStep {
 }
 
 impl TaskNetwork for NetworkStep {
-    fn release_memory(&self) {
-        self.store.release_memory();
+    fn release_memory(&mut self) {
+        self.store.close();
     }
 
     fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
-        let row = match self.store.task_network(task) {
+        let row = match self.store.get().and_then(|s| s.task_network(task)) {
             Ok(Some(r)) => r,
             Ok(None) => new_row(task, mode, "{}")?,
             Err(source) => {
