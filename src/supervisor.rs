@@ -175,8 +175,9 @@ pub fn run(
         secrets_file: a.secrets_file,
         host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
     };
+    let store = crate::store::LazyStore::shared(store);
     let net = Box::new(NetworkStep::new(
-        crate::store::Store::open(root)?,
+        store.clone(),
         run_root,
         &def,
         &opts.region,

@@ -146,11 +146,19 @@ impl Store {
         ended_at_us: i64,
     ) -> Result<(), StoreError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT OR REPLACE INTO task_phases (task_id, container, phase, started_at_us, \
                  ended_at_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![task_id, container, phase, started_at_us, ended_at_us],
             )
+            .and_then(|mut st| {
+                st.execute(params![
+                    task_id,
+                    container,
+                    phase,
+                    started_at_us,
+                    ended_at_us
+                ])
+            })
             .map_err(q("record a launch phase"))?;
         Ok(())
     }

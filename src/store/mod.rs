@@ -178,6 +178,15 @@ impl Store {
                 source,
             }
         };
+        // Up to date (the header's user_version is written last, in the migrations'
+        // transaction): no write transaction, which every command would otherwise pay.
+        let user_version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(mig_err(0))?;
+        if user_version == known {
+            return Ok(());
+        }
         let tx = begin_immediate(&self.conn).map_err(mig_err(0))?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -226,7 +235,6 @@ impl Store {
     }
 }
 
-/// `BEGIN IMMEDIATE`, retried while another process holds the write lock.
 /// A store connection its long-lived holder closes while idle (the task supervisor:
 /// SQLite keeps ~80 KiB per connection in lookaside, schema and page cache) and that
 /// opens again on the next use.
@@ -254,8 +262,18 @@ impl LazyStore {
     pub fn close(&mut self) {
         self.store = None;
     }
+
+    /// One connection for the several parts of one thread (the supervisor's executor and
+    /// network step): each SQLite connection parses the whole schema when it opens.
+    pub fn shared(store: Store) -> SharedStore {
+        std::rc::Rc::new(std::cell::RefCell::new(LazyStore::new(store)))
+    }
 }
 
+/// See [`LazyStore::shared`].
+pub type SharedStore = std::rc::Rc<std::cell::RefCell<LazyStore>>;
+
+/// `BEGIN IMMEDIATE`, retried while another process holds the write lock.
 fn begin_immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     retry_busy(|| rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate))
 }
@@ -302,6 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn opening_an_up_to_date_store_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let wal = dir.path().join("state.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        for _ in 0..3 {
+            drop(Store::open(dir.path()).unwrap());
+        }
+        assert_eq!(size(), before, "an open of an up-to-date store wrote to the WAL");
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -312,6 +343,8 @@ mod tests {
                 [],
             )
             .unwrap();
+        // As a newer minifargate leaves it: its migrations end by setting user_version.
+        store.conn.pragma_update(None, "user_version", 999).unwrap();
         drop(store);
         match Store::open(dir.path()) {
             Err(StoreError::TooNew { found: 999, .. }) => {}

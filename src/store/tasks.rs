@@ -212,14 +212,17 @@ impl Store {
 
     /// Writes every mutable field of a task (the supervisor owns its task's row).
     pub fn save_task(&mut self, t: &TaskRow) -> Result<(), StoreError> {
+        // Cached: the supervisor writes its task at every transition.
         self.conn
-            .execute(
+            .prepare_cached(
                 "UPDATE tasks SET last_status = ?2, desired_status = ?3, stop_code = ?4, \
                  stopped_reason = ?5, warnings = ?6, supervisor_pid = ?7, \
                  supervisor_start_time = ?8, pull_started_at_ms = ?9, pull_stopped_at_ms = ?10, \
                  started_at_ms = ?11, stopping_at_ms = ?12, execution_stopped_at_ms = ?13, \
                  stopped_at_ms = ?14, version = version + 1 WHERE id = ?1",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     t.id,
                     t.last_status,
                     t.desired_status,
@@ -234,8 +237,8 @@ impl Store {
                     t.stopping_at,
                     t.execution_stopped_at,
                     t.stopped_at
-                ],
-            )
+                ])
+            })
             .map_err(q("update a task"))?;
         Ok(())
     }
@@ -260,11 +263,13 @@ impl Store {
     /// Writes every mutable field of a container.
     pub fn save_container(&mut self, c: &ContainerRow) -> Result<(), StoreError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "UPDATE task_containers SET image_digest = ?3, runtime_id = ?4, last_status = ?5, \
                  exit_code = ?6, reason = ?7, health_status = ?8, started_at_ms = ?9, \
                  finished_at_ms = ?10 WHERE task_id = ?1 AND name = ?2",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     c.task_id,
                     c.name,
                     c.image_digest,
@@ -275,27 +280,24 @@ impl Store {
                     c.health_status,
                     c.started_at,
                     c.finished_at
-                ],
-            )
+                ])
+            })
             .map_err(q("update a container"))?;
         Ok(())
     }
 
     /// A task by id, with its containers in definition order.
     pub fn task(&self, id: &str) -> Result<Option<(TaskRow, Vec<ContainerRow>)>, StoreError> {
+        // Cached: an attached run-task polls its tasks with these two.
         let t = self
             .conn
-            .query_row(
-                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
-                [id],
-                task_from_row,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))
+            .and_then(|mut st| st.query_row([id], task_from_row).optional())
             .map_err(q("read a task"))?;
         let Some(t) = t else { return Ok(None) };
         let mut stmt = self
             .conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {CONTAINER_COLUMNS} FROM task_containers WHERE task_id = ?1 ORDER BY idx"
             ))
             .map_err(q("read task containers"))?;

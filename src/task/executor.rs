@@ -11,7 +11,7 @@ use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
 use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
-use crate::store::{ContainerRow, LazyStore, Store, TaskRow};
+use crate::store::{ContainerRow, SharedStore, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
@@ -83,7 +83,7 @@ struct Slot {
 }
 
 pub struct Executor {
-    store: LazyStore,
+    store: SharedStore,
     task: TaskRow,
     slots: Vec<Slot>,
     order: Vec<usize>,
@@ -129,7 +129,7 @@ impl Executor {
     /// `containers`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
+        store: SharedStore,
         task: TaskRow,
         containers: Vec<ContainerRow>,
         def: &TaskDefinition,
@@ -177,7 +177,7 @@ impl Executor {
         );
         let warnings = serde_json::from_str(&task.warnings).unwrap_or_default();
         Executor {
-            store: LazyStore::new(store),
+            store,
             task,
             slots,
             order,
@@ -274,7 +274,12 @@ impl Executor {
 
     fn save(&mut self) {
         self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
-        if let Err(e) = self.store.get().and_then(|s| s.save_task(&self.task)) {
+        if let Err(e) = self
+            .store
+            .borrow_mut()
+            .get()
+            .and_then(|s| s.save_task(&self.task))
+        {
             tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task");
         }
     }
@@ -282,6 +287,7 @@ impl Executor {
     fn save_container(&mut self, idx: usize) {
         if let Err(e) = self
             .store
+            .borrow_mut()
             .get()
             .and_then(|s| s.save_container(&self.slots[idx].row))
         {
@@ -295,6 +301,7 @@ impl Executor {
         let container = idx.map_or(String::new(), |i| self.slots[i].row.name.clone());
         if let Err(e) = self
             .store
+            .borrow_mut()
             .get()
             .and_then(|s| s.record_phase(&self.task.id, &container, phase, start, now_us()))
         {
@@ -789,12 +796,11 @@ impl Executor {
         }
     }
 
-    /// Idle with its containers running: closes the store connections, then releases the
+    /// Idle with its containers running: closes the store connection, then releases the
     /// setup code's pages, the unused main-thread stack and free heap (`runtime`).
     fn release_idle_memory(&mut self) {
         self.released = true;
-        self.store.close();
-        self.net.release_memory();
+        self.store.borrow_mut().close();
         match runtime::release_idle_memory() {
             Ok(r) => tracing::debug!(task_id = %self.task.id, exe_clean = r.exe_clean,
                 stack = r.stack, heap_trimmed = r.heap_trimmed, "released idle memory"),

@@ -9,7 +9,7 @@
 //! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
 //! optional `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
-use crate::store::{LazyStore, NetworkRow, Store};
+use crate::store::{NetworkRow, SharedStore, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
@@ -415,13 +415,11 @@ pub trait TaskNetwork {
     fn setup(&mut self, task_id: &str, mode: NetworkMode) -> Result<Attachment, NetworkError>;
     /// Removes everything `setup` made; every step runs, every error is returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
-    /// Frees caches held between `setup` and `teardown` (the supervisor has gone idle).
-    fn release_memory(&mut self) {}
 }
 
 /// The real network step, run by the task's supervisor.
 pub struct NetworkStep {
-    store: LazyStore,
+    store: SharedStore,
     run_root: PathBuf,
     def: TaskDefinition,
     region: String,
@@ -430,9 +428,14 @@ pub struct NetworkStep {
 }
 
 impl NetworkStep {
-    pub fn new(store: Store, run_root: &Path, def: &TaskDefinition, region: &str) -> NetworkStep {
+    pub fn new(
+        store: SharedStore,
+        run_root: &Path,
+        def: &TaskDefinition,
+        region: &str,
+    ) -> NetworkStep {
         NetworkStep {
-            store: LazyStore::new(store),
+            store,
             run_root: run_root.into(),
             def: def.clone(),
             region: region.into(),
@@ -444,6 +447,7 @@ impl NetworkStep {
     fn save(&mut self, task: &str) -> Result<(), NetworkError> {
         let row = self.row.as_ref().expect("row set before save");
         self.store
+            .borrow_mut()
             .get()
             .and_then(|s| s.save_network(row))
             .map_err(|source| NetworkError::Store {
@@ -552,14 +556,15 @@ impl NetworkStep {
 }
 
 impl TaskNetwork for NetworkStep {
-    fn release_memory(&mut self) {
-        self.store.close();
-    }
-
     fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
-        let row = match self.store.get().and_then(|s| s.task_network(task)) {
+        let row = match self
+            .store
+            .borrow_mut()
+            .get()
+            .and_then(|s| s.task_network(task))
+        {
             Ok(Some(r)) => r,
             Ok(None) => new_row(task, mode, "{}")?,
             Err(source) => {
