@@ -740,7 +740,14 @@ fn an_idle_supervisor_gives_memory_back_and_still_stops_the_task() {
               "command":["sh","-c","trap 'echo bye; exit 3' TERM; echo up; while :; do sleep 0.1; done"]}}]}}"#
         ),
     );
-    let v = env.json(&["run-task", "--task-definition", &td, "--detach"]);
+    let v = env.json(&[
+        "run-task",
+        "--task-definition",
+        &td,
+        "--detach",
+        "--log-level",
+        "info",
+    ]);
     let id = v["tasks"][0]["taskArn"]
         .as_str()
         .unwrap()
@@ -776,6 +783,14 @@ fn an_idle_supervisor_gives_memory_back_and_still_stops_the_task() {
         std::thread::sleep(Duration::from_millis(50));
     }
     env.assert_clean(&id);
+    // Its log is a file: plain text, no terminal colour codes.
+    let log = std::fs::read_to_string(env.mf.root.join("tasks").join(&id).join("supervisor.log"))
+        .unwrap();
+    assert!(log.contains("task running"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in supervisor.log: {log:?}"
+    );
 }
 
 #[test]

@@ -142,8 +142,13 @@ pub fn init_tracing(global: &GlobalOpts) {
         };
         EnvFilter::new(format!("{},aws=warn,hyper=warn{quiet}", global.log_level))
     });
+    // Colours only for a person at a terminal: not in a task's supervisor.log, serve's
+    // journal or a CI log (and never with NO_COLOR set).
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.with_target(false).init(),

@@ -329,7 +329,11 @@ mod tests {
         for _ in 0..3 {
             drop(Store::open(dir.path()).unwrap());
         }
-        assert_eq!(size(), before, "an open of an up-to-date store wrote to the WAL");
+        assert_eq!(
+            size(),
+            before,
+            "an open of an up-to-date store wrote to the WAL"
+        );
     }
 
     #[test]
