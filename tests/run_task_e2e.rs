@@ -110,6 +110,12 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The id of the first task in a RunTask response.
+fn first_task_id(v: &Value) -> String {
+    let arn = v["tasks"][0]["taskArn"].as_str().expect("a task ARN");
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
 fn assert_arn(arn: &str, id: &str) {
     let prefix = "arn:aws:ecs:us-east-1:000000000000:task/default/";
     assert_eq!(arn, format!("{prefix}{id}"));
@@ -419,13 +425,7 @@ fn killed_supervisor_is_noticed_and_cleaned_up() {
     ]);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = v["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = first_task_id(&v);
     let t = env.wait_status(&id, "RUNNING", Duration::from_secs(30));
     assert_eq!(t["containers"][0]["name"], "busybox");
     let pid = env.supervisor_pid(&id).expect("supervisor pid file");
@@ -748,13 +748,7 @@ fn an_idle_supervisor_gives_memory_back_and_still_stops_the_task() {
         "--log-level",
         "info",
     ]);
-    let id = v["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = first_task_id(&v);
     env.wait_status(&id, "RUNNING", Duration::from_secs(30));
     let pid = env.supervisor_pid(&id).expect("supervisor pid file");
     let busy = rss_kb(pid);
@@ -809,13 +803,7 @@ fn sigterm_to_the_supervisor_stops_the_task_properly() {
     ]);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = v["tasks"][0]["taskArn"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = first_task_id(&v);
     env.wait_status(&id, "RUNNING", Duration::from_secs(30));
     let pid = env.supervisor_pid(&id).expect("supervisor pid file");
     let status = std::process::Command::new("kill")

@@ -132,13 +132,80 @@ pub fn command() -> clap::Command {
 /// Parses the process arguments like `Cli::parse`, with the examples in `--help`.
 pub fn parse() -> super::Cli {
     use clap::FromArgMatches;
+    if let Some(cli) = parse_supervisor(std::env::args_os()) {
+        return cli;
+    }
     let matches = command().get_matches();
     super::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The command line of a task's supervisor (`launch::spawn_supervisor` writes it), parsed
+/// with only the arguments it can have: building the whole CLI first (every verb, its
+/// arguments and help text) costs a start of every task ~1 ms of CPU and leaves that
+/// heap, fragmented, in a process that lives as long as the task. `None` for anything
+/// else, which the full parser then takes (and reports errors for).
+fn parse_supervisor<I>(args: I) -> Option<super::Cli>
+where
+    I: IntoIterator<Item = std::ffi::OsString>,
+{
+    #[derive(clap::Parser)]
+    #[command(name = "minifargate")]
+    struct SupervisorCli {
+        #[command(flatten)]
+        global: super::GlobalOpts,
+        #[command(subcommand)]
+        command: SupervisorVerb,
+    }
+    #[derive(clap::Subcommand)]
+    enum SupervisorVerb {
+        Supervise(crate::supervisor::SuperviseArgs),
+    }
+    use clap::Parser;
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if !args.iter().skip(1).any(|a| a == "supervise") {
+        return None;
+    }
+    let SupervisorCli { global, command } = SupervisorCli::try_parse_from(args).ok()?;
+    let SupervisorVerb::Supervise(a) = command;
+    Some(super::Cli {
+        global,
+        command: super::Command::Supervise(a),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_supervisor_command_line_takes_the_short_path_and_nothing_else_does() {
+        use clap::FromArgMatches;
+        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        // As launch::spawn_supervisor writes it.
+        let line = [
+            "minifargate",
+            "--root",
+            "/r",
+            "--run-root",
+            "/rr",
+            "--log-level",
+            "info",
+            "supervise",
+            "--task-id",
+            "abc",
+            "--pull",
+            "never",
+        ];
+        let fast = parse_supervisor(os(&line)).expect("the supervisor's own line");
+        let full = crate::cli::Cli::from_arg_matches(&command().get_matches_from(line)).unwrap();
+        assert_eq!(format!("{fast:?}"), format!("{full:?}"));
+        // A command that merely has the word in it goes to the full parser.
+        assert!(
+            parse_supervisor(os(&["minifargate", "run", "busybox", "--", "supervise"])).is_none()
+        );
+        assert!(parse_supervisor(os(&["minifargate", "supervise", "--bogus"])).is_none());
+        assert!(parse_supervisor(os(&["minifargate", "images"])).is_none());
+    }
 
     #[test]
     fn every_visible_verb_has_an_example_in_its_help() {
