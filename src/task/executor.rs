@@ -782,7 +782,14 @@ impl Executor {
             if let Some(n) = next_check {
                 timeout = timeout.min(n);
             }
-            if !self.released && !pending {
+            // Not while a health check runs: its exec clones this process (libcontainer's
+            // raw clone3), and a malloc lock held by the trim at that moment would stay
+            // held in the child (docs/reliability.md). Its result, an event, re-arms this.
+            let checking = self
+                .slots
+                .iter()
+                .any(|s| s.health.as_ref().is_some_and(|h| h.in_flight));
+            if !self.released && !pending && !checking {
                 match IDLE_RELEASE_AFTER.checked_sub(self.last_event.elapsed()) {
                     Some(left) if !left.is_zero() => timeout = timeout.min(left),
                     _ => self.release_idle_memory(),
