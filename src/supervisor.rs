@@ -175,7 +175,7 @@ pub fn run(
         secrets_file: a.secrets_file,
         host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
     };
-    let store = crate::store::LazyStore::shared(store);
+    let store = crate::store::SharedStore::new(store);
     let net = Box::new(NetworkStep::new(
         store.clone(),
         run_root,

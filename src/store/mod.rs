@@ -235,43 +235,39 @@ impl Store {
     }
 }
 
-/// A store connection its long-lived holder closes while idle (the task supervisor:
-/// SQLite keeps ~80 KiB per connection in lookaside, schema and page cache) and that
-/// opens again on the next use.
-pub struct LazyStore {
-    path: PathBuf,
-    store: Option<Store>,
+/// One store connection for the parts of one thread (the supervisor's executor and
+/// network step: each SQLite connection parses the whole schema when it opens), which its
+/// holder closes while idle (SQLite keeps ~80 KiB per connection in lookaside, schema and
+/// page cache) and which opens again on the next use.
+#[derive(Clone)]
+pub struct SharedStore(std::rc::Rc<std::cell::RefCell<(PathBuf, Option<Store>)>>);
+
+impl SharedStore {
+    pub fn new(store: Store) -> SharedStore {
+        SharedStore(std::rc::Rc::new(std::cell::RefCell::new((
+            store.path.clone(),
+            Some(store),
+        ))))
+    }
+
+    /// Runs `f` on the open store, reopening it if [`SharedStore::close`] closed it.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut inner = self.0.borrow_mut();
+        let (path, store) = &mut *inner;
+        let store = match store {
+            Some(s) => s,
+            none => none.insert(Store::open_file(path)?),
+        };
+        f(store)
+    }
+
+    pub fn close(&self) {
+        self.0.borrow_mut().1 = None;
+    }
 }
-
-impl LazyStore {
-    pub fn new(store: Store) -> LazyStore {
-        LazyStore {
-            path: store.path.clone(),
-            store: Some(store),
-        }
-    }
-
-    /// The open store, reopened if [`LazyStore::close`] closed it.
-    pub fn get(&mut self) -> Result<&mut Store, StoreError> {
-        match &mut self.store {
-            Some(s) => Ok(s),
-            none => Ok(none.insert(Store::open_file(&self.path)?)),
-        }
-    }
-
-    pub fn close(&mut self) {
-        self.store = None;
-    }
-
-    /// One connection for the several parts of one thread (the supervisor's executor and
-    /// network step): each SQLite connection parses the whole schema when it opens.
-    pub fn shared(store: Store) -> SharedStore {
-        std::rc::Rc::new(std::cell::RefCell::new(LazyStore::new(store)))
-    }
-}
-
-/// See [`LazyStore::shared`].
-pub type SharedStore = std::rc::Rc<std::cell::RefCell<LazyStore>>;
 
 /// `BEGIN IMMEDIATE`, retried while another process holds the write lock.
 fn begin_immediate(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {

@@ -274,23 +274,13 @@ impl Executor {
 
     fn save(&mut self) {
         self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
-        if let Err(e) = self
-            .store
-            .borrow_mut()
-            .get()
-            .and_then(|s| s.save_task(&self.task))
-        {
+        if let Err(e) = self.store.with(|s| s.save_task(&self.task)) {
             tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task");
         }
     }
 
     fn save_container(&mut self, idx: usize) {
-        if let Err(e) = self
-            .store
-            .borrow_mut()
-            .get()
-            .and_then(|s| s.save_container(&self.slots[idx].row))
-        {
+        if let Err(e) = self.store.with(|s| s.save_container(&self.slots[idx].row)) {
             tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container");
         }
     }
@@ -301,9 +291,7 @@ impl Executor {
         let container = idx.map_or(String::new(), |i| self.slots[i].row.name.clone());
         if let Err(e) = self
             .store
-            .borrow_mut()
-            .get()
-            .and_then(|s| s.record_phase(&self.task.id, &container, phase, start, now_us()))
+            .with(|s| s.record_phase(&self.task.id, &container, phase, start, now_us()))
         {
             tracing::warn!(task_id = %self.task.id, phase, error = %error_chain(&e), "failed to record a launch phase");
         }
@@ -785,11 +773,7 @@ impl Executor {
             // Not while a health check runs: its exec clones this process (libcontainer's
             // raw clone3), and a malloc lock held by the trim at that moment would stay
             // held in the child (docs/reliability.md). Its result, an event, re-arms this.
-            let checking = self
-                .slots
-                .iter()
-                .any(|s| s.health.as_ref().is_some_and(|h| h.in_flight));
-            if !self.released && !pending && !checking {
+            if !self.released && !pending && !self.checking() {
                 match IDLE_RELEASE_AFTER.checked_sub(self.last_event.elapsed()) {
                     Some(left) if !left.is_zero() => timeout = timeout.min(left),
                     _ => self.release_idle_memory(),
@@ -803,11 +787,18 @@ impl Executor {
         }
     }
 
+    /// Whether a health check's exec is in flight.
+    fn checking(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.health.as_ref().is_some_and(|h| h.in_flight))
+    }
+
     /// Idle with its containers running: closes the store connection, then releases the
     /// setup code's pages, the unused main-thread stack and free heap (`runtime`).
     fn release_idle_memory(&mut self) {
         self.released = true;
-        self.store.borrow_mut().close();
+        self.store.close();
         match runtime::release_idle_memory() {
             Ok(r) => tracing::debug!(task_id = %self.task.id, exe_clean = r.exe_clean,
                 stack = r.stack, heap_trimmed = r.heap_trimmed, "released idle memory"),

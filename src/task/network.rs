@@ -447,9 +447,7 @@ impl NetworkStep {
     fn save(&mut self, task: &str) -> Result<(), NetworkError> {
         let row = self.row.as_ref().expect("row set before save");
         self.store
-            .borrow_mut()
-            .get()
-            .and_then(|s| s.save_network(row))
+            .with(|s| s.save_network(row))
             .map_err(|source| NetworkError::Store {
                 task: task.into(),
                 source,
@@ -559,12 +557,7 @@ impl TaskNetwork for NetworkStep {
     fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
-        let row = match self
-            .store
-            .borrow_mut()
-            .get()
-            .and_then(|s| s.task_network(task))
-        {
+        let row = match self.store.with(|s| s.task_network(task)) {
             Ok(Some(r)) => r,
             Ok(None) => new_row(task, mode, "{}")?,
             Err(source) => {
