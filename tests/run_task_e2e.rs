@@ -83,6 +83,16 @@ impl Env {
         std::fs::read_to_string(p).ok()?.trim().parse().ok()
     }
 
+    /// Waits (10 s at most) until task `id`'s supervisor is gone: it removes its pid file
+    /// and then its run dir, the last thing it does.
+    fn wait_supervisor_gone(&self, id: &str) {
+        let run_dir = self.mf.run_root.join("tasks").join(id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (self.supervisor_pid(id).is_some() || run_dir.exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Nothing of task `id` is left: no mounts, cgroups, run dir or supervisor.
     fn assert_clean(&self, id: &str) {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -350,13 +360,8 @@ fn stop_task_stops_a_long_running_detached_task() {
     let followed = follower.wait_with_output().unwrap();
     assert!(followed.status.success());
     assert_eq!(stdout(&followed), "up\ngot TERM\n");
-    // Supervisor gone, everything cleaned. The supervisor removes its pid file before its
-    // run dir (the last thing it does), so wait for both.
-    let run_dir = env.mf.run_root.join("tasks").join(&id);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while (env.supervisor_pid(&id).is_some() || run_dir.exists()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Supervisor gone, everything cleaned.
+    env.wait_supervisor_gone(&id);
     env.assert_clean(&id);
     assert!(env.task_ids("RUNNING").is_empty());
 }
@@ -772,10 +777,7 @@ fn an_idle_supervisor_gives_memory_back_and_still_stops_the_task() {
     assert_eq!(t["containers"][0]["exitCode"], 3);
     let out = env.run(&["logs", &id, "--container", "app"]);
     assert_eq!(stdout(&out), "up\nbye\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    env.wait_supervisor_gone(&id);
     env.assert_clean(&id);
     // Its log is a file: plain text, no terminal colour codes.
     let log = std::fs::read_to_string(env.mf.root.join("tasks").join(&id).join("supervisor.log"))
@@ -815,10 +817,7 @@ fn sigterm_to_the_supervisor_stops_the_task_properly() {
     assert_eq!(t["stopCode"], "UserInitiated");
     assert_eq!(t["stoppedReason"], "Task supervisor received SIGTERM");
     assert_eq!(t["containers"][0]["exitCode"], 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.supervisor_pid(&id).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    env.wait_supervisor_gone(&id);
     env.assert_clean(&id);
 }
 
