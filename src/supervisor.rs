@@ -13,6 +13,7 @@ use crate::taskdef::model::TaskDefinition;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -82,49 +83,76 @@ pub fn request(socket: &Path, req: &Request) -> anyhow::Result<Response> {
     serde_json::from_str(&resp).with_context(|| format!("the task supervisor answered {resp:?}"))
 }
 
-fn serve(listener: UnixListener, tx: Sender<Event>) {
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut line = String::new();
-        let resp = match BufReader::new(&conn).read_line(&mut line) {
-            Ok(_) => match serde_json::from_str::<Request>(&line) {
-                Ok(Request::Stop {
+/// The socket's requests and SIGTERM (shutdown, `kill PID`), in one thread: SIGTERM stops
+/// the task properly instead of leaving it to the next command's clean-up.
+fn serve(listener: UnixListener, sigterm: OwnedFd, tx: Sender<Event>) {
+    loop {
+        let ready = match runtime::poll_readable(&[listener.as_fd(), sigterm.as_fd()]) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "the supervisor socket failed: no more requests");
+                return;
+            }
+        };
+        if ready[1] {
+            let mut buf = [0u8; 64];
+            while matches!(nix::unistd::read(sigterm.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
+            let _ = tx.send(Event::Stop {
+                stop_code: crate::task::stop::USER_INITIATED.into(),
+                reason: "Task supervisor received SIGTERM".into(),
+                force: false,
+            });
+        }
+        if ready[0] {
+            answer(&listener, &tx);
+        }
+    }
+}
+
+/// Answers one request on the socket (`serve` saw a connection waiting).
+fn answer(listener: &UnixListener, tx: &Sender<Event>) {
+    let Ok((conn, _)) = listener.accept() else {
+        return;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let resp = match BufReader::new(&conn).read_line(&mut line) {
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Stop {
+                stop_code,
+                reason,
+                force,
+            }) => {
+                let sent = tx.send(Event::Stop {
                     stop_code,
                     reason,
                     force,
-                }) => {
-                    let sent = tx.send(Event::Stop {
-                        stop_code,
-                        reason,
-                        force,
-                    });
-                    Response {
-                        ok: sent.is_ok(),
-                        ..Default::default()
-                    }
+                });
+                Response {
+                    ok: sent.is_ok(),
+                    ..Default::default()
                 }
-                Ok(Request::Ping) => Response {
-                    ok: true,
-                    pid: Some(std::process::id()),
-                    ..Default::default()
-                },
-                Err(e) => Response {
-                    ok: false,
-                    error: Some(format!("bad request: {e}")),
-                    ..Default::default()
-                },
+            }
+            Ok(Request::Ping) => Response {
+                ok: true,
+                pid: Some(std::process::id()),
+                ..Default::default()
             },
             Err(e) => Response {
                 ok: false,
-                error: Some(e.to_string()),
+                error: Some(format!("bad request: {e}")),
                 ..Default::default()
             },
-        };
-        let mut out = serde_json::to_string(&resp).unwrap_or_default();
-        out.push('\n');
-        let _ = (&conn).write_all(out.as_bytes());
-    }
+        },
+        Err(e) => Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    };
+    let mut out = serde_json::to_string(&resp).unwrap_or_default();
+    out.push('\n');
+    let _ = (&conn).write_all(out.as_bytes());
 }
 
 /// Runs the supervisor: returns when the task is STOPPED and torn down.
@@ -166,7 +194,7 @@ pub fn run(
     let mode = launch::network_mode(&def, &task.launch_type);
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let (tx2, tx3) = (tx.clone(), tx.clone());
+    let tx2 = tx.clone();
     let opts = Options {
         root: root.to_path_buf(),
         config,
@@ -200,36 +228,11 @@ pub fn run(
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("failed to listen on {}", socket.display()))?;
+    let sigterm = runtime::sigterm_pipe().context("failed to handle SIGTERM")?;
     std::thread::Builder::new()
         .name("socket".into())
-        .spawn(move || serve(listener, tx2))
+        .spawn(move || serve(listener, sigterm, tx2))
         .context("failed to start the socket thread")?;
-
-    // SIGTERM (shutdown, `kill PID`): stop the task properly instead of leaving it to
-    // the next command's clean-up.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the signal handler")?;
-    let mut term = {
-        let _guard = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("failed to handle SIGTERM")?
-    };
-    std::thread::Builder::new()
-        .name("sigterm".into())
-        .spawn(move || {
-            rt.block_on(async {
-                while term.recv().await.is_some() {
-                    let _ = tx3.send(Event::Stop {
-                        stop_code: crate::task::stop::USER_INITIATED.into(),
-                        reason: "Task supervisor received SIGTERM".into(),
-                        force: false,
-                    });
-                }
-            });
-        })
-        .context("failed to start the signal thread")?;
     exec.run(mode, &def);
     // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
     if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {

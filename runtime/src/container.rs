@@ -914,14 +914,36 @@ fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
     }
 }
 
+/// A callback for the moment pid 1 has exited ([`Container::on_exit`]).
+type ExitCallback = Box<dyn FnOnce() + Send>;
+
 /// The exit status, filled once by the waiter thread.
 #[derive(Default)]
 struct Shared {
     exit: Mutex<Option<Result<ExitStatus, nix::Error>>>,
     cond: Condvar,
+    /// Taken and called by the waiter thread once `exit` is set; locked only with `exit`
+    /// held, so a callback is either seen by the waiter or called by its registrar.
+    on_exit: Mutex<Option<ExitCallback>>,
 }
 
 impl Shared {
+    /// Sets the exit status, wakes the waiters, calls the registered callback.
+    fn set_exit(&self, result: Result<ExitStatus, nix::Error>) {
+        let callback = {
+            let mut g = self.exit.lock().unwrap_or_else(|p| p.into_inner());
+            *g = Some(result);
+            self.cond.notify_all();
+            self.on_exit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        };
+        if let Some(f) = callback {
+            f();
+        }
+    }
+
     fn wait_timeout(&self, timeout: Option<Duration>) -> Option<Result<ExitStatus, nix::Error>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.exit.lock().unwrap_or_else(|p| p.into_inner());
@@ -984,8 +1006,7 @@ fn spawn_waiter(
                     }
                 }
             };
-            *shared.exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-            shared.cond.notify_all();
+            shared.set_exit(result);
         })
         .expect("spawning a thread");
     let _ = started_rx.recv();
@@ -1092,6 +1113,23 @@ impl Container {
                 Ok(Some(status))
             }
         }
+    }
+
+    /// Calls `f` (on another thread) once pid 1 has exited, or now if it has: the moment
+    /// to call [`Container::wait`] without blocking on the process. One callback per
+    /// container; a second replaces the first if that has not run yet.
+    pub fn on_exit(&self, f: impl FnOnce() + Send + 'static) {
+        let g = self.shared.exit.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_some() {
+            drop(g);
+            f();
+            return;
+        }
+        *self
+            .shared
+            .on_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
     /// The exit status if pid 1 has exited.

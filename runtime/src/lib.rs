@@ -78,6 +78,18 @@ pub fn restore_default_sigpipe() {
     sys::restore_default_sigpipe();
 }
 
+/// Turns SIGTERM into an event: from now on every SIGTERM this process receives makes the
+/// returned descriptor readable (one byte each) instead of ending the process. Once per
+/// process; for a long-lived process that cleans up before it exits.
+pub fn sigterm_pipe() -> std::io::Result<std::os::fd::OwnedFd> {
+    sys::sigterm_pipe()
+}
+
+/// Blocks until one of `fds` is readable or hung up, and tells which (in `fds`' order).
+pub fn poll_readable(fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<Vec<bool>> {
+    sys::poll_readable(fds)
+}
+
 mod user;
 
 pub use cgroup::{

@@ -1,24 +1,25 @@
 //! Giving memory back once a long-lived process has gone idle: the task supervisor runs
 //! for as long as its task, but most of what it touched was for setting the task up.
 //!
-//! - Code and read-only data of the executable that are mapped but clean: their page
-//!   table entries are dropped (`MADV_DONTNEED`). The pages stay in the page cache (one
-//!   copy for every process running the binary) and fault back in, without I/O while
-//!   cached, when next used; mappings with a written page (relocations) are left alone.
+//! - Read-only private file mappings (the executable's code, constants and relocated
+//!   data, the same of every shared library): the page table entries of their file pages
+//!   are dropped (`MADV_DONTNEED`). The pages stay in the page cache (one copy for every
+//!   process using the file) and fault back in, without I/O while cached, when next used.
+//!   Pages the loader wrote (relocations, made read-only afterwards) are anonymous copies:
+//!   `/proc/self/pagemap` tells them apart, page by page, and they stay.
 //! - The main thread's stack below the current frame (minus a margin): whatever
 //!   lies there is dead by the ABI and comes back as zero pages if the stack grows again.
 //! - glibc's malloc heaps: `malloc_trim(0)` returns free pages of every arena.
 #![allow(unsafe_code)]
 
-use std::os::unix::fs::MetadataExt;
-
-use procfs::process::{MMPermissions, MMapPath, Process};
+use procfs::process::{MMPermissions, MMapPath, MemoryPageFlags, PageInfo, Process};
 
 /// What [`release_idle_memory`] gave back, in bytes of resident memory.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Released {
-    /// Clean pages of the executable's read-only mappings unmapped from this process.
-    pub exe_clean: u64,
+    /// File pages of read-only private mappings (the executable, shared libraries)
+    /// unmapped from this process.
+    pub file_clean: u64,
     /// Resident pages of the main thread's stack below the live frames.
     pub stack: u64,
     /// Whether glibc released free heap memory to the system.
@@ -31,56 +32,120 @@ const STACK_MARGIN: u64 = 16 << 10;
 
 /// Gives back what an idle process does not need resident (module docs). Call it at a
 /// quiet point; the next use of released code or stack costs a minor page fault.
+///
+/// Every page this process touches after the release comes back, and with it the
+/// neighbours the kernel maps around a fault (64 KiB): so all the reading, freeing and
+/// logging happens first, and the page table entries go last, just before the caller
+/// blocks.
 pub fn release_idle_memory() -> std::io::Result<Released> {
-    let mut out = Released::default();
-    let exe = std::fs::metadata("/proc/self/exe")?;
-    let exe_dev = (
-        nix::sys::stat::major(exe.dev()),
-        nix::sys::stat::minor(exe.dev()),
-    );
     let marker = 0u8;
     let frame = std::ptr::addr_of!(marker) as u64;
+    let (file_runs, stack) = plan(frame)?;
+    let heap_trimmed = trim_heap();
+    tracing::debug!(
+        file_pages = file_runs.iter().map(|r| r.2).sum::<u64>(),
+        stack = stack.map_or(0, |r| r.2),
+        heap_trimmed,
+        "releasing idle memory"
+    );
+    let mut out = Released {
+        heap_trimmed,
+        ..Default::default()
+    };
+    for &(from, to, resident) in &file_runs {
+        // SAFETY: [from, to) lies in a private, read-only file mapping and holds no
+        // anonymous page (`plan`, `file_page_runs`): dropping its page table entries loses
+        // nothing, as every page reads back from the file with the same contents.
+        if unsafe { dontneed(from, to - from) } {
+            out.file_clean += resident;
+        }
+    }
+    if let Some((from, to, resident)) = stack {
+        // SAFETY: the range is the main thread's own stack, more than STACK_MARGIN below
+        // the frame of this function, which runs on it: no live data lies there (the
+        // stack grows down), and pages dropped from a private anonymous mapping come back
+        // zeroed when touched.
+        if unsafe { dontneed(from, to - from) } {
+            out.stack = resident;
+        }
+    }
+    Ok(out)
+}
+
+/// What to release, as `(from, to, resident bytes)`: the runs of file pages of private
+/// read-only file mappings, and (on the main thread) the stack more than [`STACK_MARGIN`]
+/// below `frame`.
+type Plan = (Vec<(u64, u64, u64)>, Option<(u64, u64, u64)>);
+
+fn plan(frame: u64) -> std::io::Result<Plan> {
     let main_thread = nix::unistd::gettid() == nix::unistd::getpid();
     let page = page_size();
-    let maps = Process::myself()
-        .and_then(|p| p.smaps())
-        .map_err(std::io::Error::other)?;
+    let me = Process::myself().map_err(std::io::Error::other)?;
+    let maps = me.smaps().map_err(std::io::Error::other)?;
+    let mut pagemap = None;
+    let mut file_runs = Vec::new();
+    let mut stack = None;
     for m in maps {
         let stat = |k: &str| m.extension.map.get(k).copied().unwrap_or(0);
         let (start, end) = m.address;
-        let own_clean_code = matches!(m.pathname, MMapPath::Path(_))
-            && m.inode == exe.ino()
-            && (m.dev.0 as u64, m.dev.1 as u64) == exe_dev
+        // Nothing can write to a private read-only mapping: its pages stay what they are
+        // now (file pages, or the anonymous copies the loader wrote before it made them
+        // read-only) until they are released.
+        let read_only_file = matches!(m.pathname, MMapPath::Path(_))
             && !m.perms.contains(MMPermissions::WRITE)
             && !m.perms.contains(MMPermissions::SHARED)
-            // Written pages (relocations) are anonymous copies. (Private_Dirty also
-            // counts file pages not yet written back, e.g. of a new build.)
-            && stat("Anonymous") == 0
-            && stat("Swap") == 0
             && stat("Rss") > 0;
-        if own_clean_code {
-            // SAFETY: a private, read-only mapping of the executable with no written
-            // page: dropping its page table entries loses nothing, as every page reads
-            // back from the file with the same contents.
-            if unsafe { dontneed(start, end - start) } {
-                out.exe_clean += stat("Rss");
+        if read_only_file {
+            if stat("Anonymous") == 0 && stat("Swap") == 0 {
+                file_runs.push((start, end, stat("Rss")));
+            } else {
+                if pagemap.is_none() {
+                    pagemap = Some(me.pagemap().map_err(std::io::Error::other)?);
+                }
+                let pm = pagemap.as_mut().expect("just opened");
+                let pages = pm
+                    .get_range_info((start / page) as usize..(end / page) as usize)
+                    .map_err(std::io::Error::other)?;
+                file_runs.extend(file_page_runs(start, page, &pages));
             }
         } else if m.pathname == MMapPath::Stack && main_thread && frame > start && frame < end {
             let top = frame.saturating_sub(STACK_MARGIN) & !(page - 1);
             if top > start {
-                let resident = stat("Rss").min(top - start);
-                // SAFETY: the range is the main thread's own stack, more than STACK_MARGIN
-                // below the frame of this function, which runs on it: no live data lies
-                // there (the stack grows down), and pages dropped from a private anonymous
-                // mapping come back zeroed when touched.
-                if unsafe { dontneed(start, top - start) } {
-                    out.stack += resident;
-                }
+                stack = Some((start, top, stat("Rss").min(top - start)));
             }
         }
     }
-    out.heap_trimmed = trim_heap();
-    Ok(out)
+    Ok((file_runs, stack))
+}
+
+/// The maximal runs `(from, to, resident bytes)` of a mapping starting at `start` whose
+/// pages are each either not resident or a resident file page: every page but the
+/// anonymous ones (resident copies, swapped out).
+fn file_page_runs(start: u64, page: u64, pages: &[PageInfo]) -> Vec<(u64, u64, u64)> {
+    let mut runs = Vec::new();
+    let mut run: Option<(u64, u64)> = None;
+    for (i, info) in pages.iter().enumerate() {
+        let addr = start + i as u64 * page;
+        let file = match info {
+            PageInfo::MemoryPage(f) if !f.contains(MemoryPageFlags::PRESENT) => Some(0),
+            PageInfo::MemoryPage(f) if f.contains(MemoryPageFlags::FILE) => Some(page),
+            _ => None,
+        };
+        match (file, run.as_mut()) {
+            (Some(bytes), Some((_, resident))) => *resident += bytes,
+            (Some(bytes), None) => run = Some((addr, bytes)),
+            (None, Some(_)) => {
+                let (from, resident) = run.take().expect("matched");
+                runs.push((from, addr, resident));
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some((from, resident)) = run {
+        runs.push((from, start + pages.len() as u64 * page, resident));
+    }
+    runs.retain(|&(_, _, resident)| resident > 0);
+    runs
 }
 
 /// # Safety
@@ -116,6 +181,7 @@ fn trim_heap() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn exe_rss() -> u64 {
         let exe = std::fs::metadata("/proc/self/exe").unwrap();
@@ -127,6 +193,32 @@ mod tests {
             .filter(|m| m.inode == exe.ino() && !m.perms.contains(MMPermissions::WRITE))
             .map(|m| m.extension.map.get("Rss").copied().unwrap_or(0))
             .sum()
+    }
+
+    #[test]
+    fn file_page_runs_skip_only_anonymous_pages() {
+        let present = MemoryPageFlags::PRESENT;
+        let file = PageInfo::MemoryPage(present | MemoryPageFlags::FILE);
+        let anon = PageInfo::MemoryPage(present);
+        let absent = PageInfo::MemoryPage(MemoryPageFlags::empty());
+        let swapped = PageInfo::parse_info((1 << 62) | (1 << 63));
+        let p = 4096;
+        // file, absent, anon, file, file, swapped, absent: runs [0,2) and [3,5).
+        let pages = [file, absent, anon, file, file, swapped, absent];
+        assert_eq!(
+            file_page_runs(0x10000, p, &pages),
+            vec![
+                (0x10000, 0x10000 + 2 * p, p),
+                (0x10000 + 3 * p, 0x10000 + 5 * p, 2 * p)
+            ]
+        );
+        // A run of pages none of which is resident gives nothing back: not worth a call.
+        assert_eq!(file_page_runs(0, p, &[absent, absent, anon]), vec![]);
+        // A trailing run reaches the mapping's end.
+        assert_eq!(
+            file_page_runs(0, p, &[anon, absent, file]),
+            vec![(p, 3 * p, p)]
+        );
     }
 
     const TEST: &str = "memory::tests::releases_clean_executable_pages_and_keeps_running";
@@ -153,7 +245,7 @@ mod tests {
         let before = exe_rss();
         let r = release_idle_memory().unwrap();
         let after = exe_rss();
-        assert!(r.exe_clean > 0, "{r:?}");
+        assert!(r.file_clean > 0, "{r:?}");
         assert!(
             after < before,
             "executable RSS did not fall: {before} -> {after} ({r:?})"

@@ -1,10 +1,12 @@
-//! The crate's only unsafe code: taking ownership of a file descriptor received over
-//! a unix socket (the pty master libcontainer sends to the console socket).
+//! The crate's system calls that need unsafe code: taking ownership of a file descriptor
+//! received over a unix socket (the pty master libcontainer sends to the console socket),
+//! signal dispositions, and poll(2).
 #![allow(unsafe_code)]
 
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
@@ -94,4 +96,68 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` never returns and touches no memory of this process; it is the
     // async-signal-safe way to leave a forked child.
     unsafe { nix::libc::_exit(code) }
+}
+
+/// The write end of the SIGTERM pipe ([`sigterm_pipe`]), -1 before it exists.
+static TERM_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigterm(_: nix::libc::c_int) {
+    let fd = TERM_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let saved = nix::errno::Errno::last_raw();
+        // SAFETY: write(2) is async-signal-safe; `fd` is the pipe's write end, never closed
+        // once stored, and non-blocking (a full pipe already tells the reader enough).
+        let _ = unsafe { nix::libc::write(fd, b"T".as_ptr().cast(), 1) };
+        nix::errno::Errno::set_raw(saved);
+    }
+}
+
+/// From now on every SIGTERM makes the returned descriptor readable (one byte each) instead
+/// of ending the process. Once per process.
+pub(crate) fn sigterm_pipe() -> std::io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    if TERM_PIPE
+        .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Err(std::io::Error::other("the SIGTERM pipe exists already"));
+    }
+    // Stays open for the life of the process: the handler may run at any time.
+    std::mem::forget(write);
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigterm),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only loads an atomic and calls write(2), both async-signal-safe.
+    // Children forked before they exec inherit it, as with any handler; libcontainer's
+    // container processes reset signal dispositions when they exec.
+    unsafe { sigaction(Signal::SIGTERM, &action) }?;
+    Ok(read)
+}
+
+/// Blocks until one of `fds` is readable (or hung up); which ones, in order.
+pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> std::io::Result<Vec<bool>> {
+    let mut pfds: Vec<nix::libc::pollfd> = fds
+        .iter()
+        .map(|fd| nix::libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: nix::libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `pfds` is a live, exclusively borrowed array of `pfds.len()` pollfd
+        // structures, which is all poll(2) reads and writes.
+        let rc = unsafe { nix::libc::poll(pfds.as_mut_ptr(), pfds.len() as nix::libc::nfds_t, -1) };
+        if rc >= 0 {
+            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }

@@ -849,6 +849,31 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
 }
 
 #[test]
+fn on_exit_is_called_once_pid_1_has_exited_and_at_once_afterwards() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let c = task.create("brief", sh("sleep 60"), rootfs.path(), None);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    c.on_exit(move || tx.send("exited").unwrap());
+    c.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.try_recv().ok(), None, "called while pid 1 runs");
+    c.kill(runtime::Signal::SIGKILL).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).ok(),
+        Some("exited")
+    );
+    // The status was set before the call: it is there without waiting.
+    let status = c.try_wait().unwrap().expect("exited when on_exit ran");
+    assert_eq!((status.code, status.signal), (137, Some(9)));
+    // Registered after the exit, it runs at once, on this thread.
+    c.on_exit(move || tx2.send("late").unwrap());
+    assert_eq!(rx.try_recv().ok(), Some("late"));
+    c.delete();
+}
+
+#[test]
 fn two_containers_sharing_a_netns_talk_over_loopback() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits::default());

@@ -14,11 +14,10 @@ use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop}
 use crate::store::{ContainerRow, SharedStore, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
-use runtime::{Container, ExitStatus, Runtime, Signal, TaskLimits, error_chain};
+use runtime::{Container, Runtime, Signal, TaskLimits, error_chain};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// ECS default `stopTimeout` (Fargate and ECS_CONTAINER_STOP_TIMEOUT): 30 s.
@@ -27,11 +26,8 @@ const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Something the executor reacts to.
 #[derive(Debug)]
 pub enum Event {
-    /// A container's main process exited.
-    Exited {
-        idx: usize,
-        status: Result<ExitStatus, String>,
-    },
+    /// A container's main process exited (`Container::wait` has its status).
+    Exited { idx: usize },
     /// A health check of a container finished.
     Health { idx: usize, ok: bool },
     /// stop-task, Ctrl-C of an attached run-task. `force`: SIGKILL without waiting.
@@ -60,7 +56,6 @@ enum State {
     Running {
         since: Instant,
         container: Arc<Container>,
-        waiter: JoinHandle<()>,
     },
     Exited {
         code: i32,
@@ -352,7 +347,7 @@ impl Executor {
                 self.force_stop |= force;
                 self.request_stop(&stop_code, &reason);
             }
-            Event::Exited { idx, status } => self.exited(idx, status),
+            Event::Exited { idx } => self.exited(idx),
             Event::Health { idx, ok } => self.health_result(idx, ok),
         }
     }
@@ -409,22 +404,17 @@ impl Executor {
         next
     }
 
-    fn exited(&mut self, idx: usize, st: Result<ExitStatus, String>) {
+    fn exited(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         let (container, since) = match std::mem::replace(&mut slot.state, State::Failed) {
-            State::Running {
-                container,
-                waiter,
-                since,
-            } => {
-                let _ = waiter.join();
-                (container, since)
-            }
+            State::Running { container, since } => (container, since),
             other => {
                 slot.state = other;
                 return;
             }
         };
+        // Exited: this returns at once (once the log copiers have drained the pipes).
+        let st = container.wait().map_err(|e| error_chain(&e));
         if let Ok(s) = &st
             && slot
                 .restart
@@ -799,11 +789,10 @@ impl Executor {
     fn release_idle_memory(&mut self) {
         self.released = true;
         self.store.close();
-        match runtime::release_idle_memory() {
-            Ok(r) => tracing::debug!(task_id = %self.task.id, exe_clean = r.exe_clean,
-                stack = r.stack, heap_trimmed = r.heap_trimmed, "released idle memory"),
-            Err(e) => tracing::debug!(task_id = %self.task.id, error = %e,
-                "failed to release idle memory"),
+        // Nothing after this: every page touched now would come back (`runtime`), and
+        // `release_idle_memory` logs what it gives back before it does.
+        if let Err(e) = runtime::release_idle_memory() {
+            tracing::debug!(task_id = %self.task.id, error = %e, "failed to release idle memory");
         }
     }
 
@@ -885,20 +874,13 @@ impl Executor {
             return self.fail_container(idx, why);
         }
         let tx = self.tx.clone();
-        let c2 = container.clone();
-        let waiter = std::thread::Builder::new()
-            .name(format!("exit-{idx}"))
-            .spawn(move || {
-                let status = c2.wait().map_err(|e| error_chain(&e));
-                drop(c2);
-                let _ = tx.send(Event::Exited { idx, status });
-            })
-            .expect("spawning a thread");
+        container.on_exit(move || {
+            let _ = tx.send(Event::Exited { idx });
+        });
         let slot = &mut self.slots[idx];
         slot.state = State::Running {
             since: Instant::now(),
             container,
-            waiter,
         };
         slot.row.runtime_id = Some(rid);
         slot.row.started_at = Some(now_ms());
@@ -1047,11 +1029,9 @@ impl Executor {
         for idx in 0..self.slots.len() {
             let state = std::mem::replace(&mut self.slots[idx].state, State::Failed);
             let container = match state {
-                State::Running {
-                    container, waiter, ..
-                } => {
+                State::Running { container, .. } => {
                     let _ = container.kill(Signal::SIGKILL);
-                    let _ = waiter.join();
+                    let _ = container.wait();
                     Some(container)
                 }
                 State::Exited { container, .. } => container,
