@@ -601,8 +601,9 @@ impl Runtime {
         let waiter = {
             let _g = LifecycleGuard::take();
             if let Some(log) = &log {
-                for (stream, r) in readers.into_iter().flatten() {
-                    copiers.push(log.spawn_copier(stream, File::from(r)));
+                let sources: Vec<_> = readers.into_iter().flatten().collect();
+                if !sources.is_empty() {
+                    copiers.push(log.spawn_copiers(sources));
                 }
             }
             spawn_waiter(
@@ -620,7 +621,7 @@ impl Runtime {
                     let master = File::from(master);
                     if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
                         let _g = LifecycleGuard::take();
-                        copiers.push(log.spawn_copier("stdout", reader));
+                        copiers.push(log.spawn_copiers(vec![("stdout", reader.into())]));
                     }
                     tty = Some(master);
                 }

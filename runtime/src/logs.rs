@@ -1,5 +1,6 @@
 //! Container output as Docker json-file logs: one JSON object per line with `log`,
-//! `stream` and `time`, written by a thread per stream; and a reader that follows them.
+//! `stream` and `time`, written by one thread per container for all its streams; and a
+//! reader that follows them.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,34 +79,34 @@ impl LogFile {
 
     /// Copies `source` line by line into the file until EOF (or EIO from a pty master
     /// whose slave side closed).
+    #[cfg(test)]
     pub(crate) fn spawn_copier(
         &self,
         stream: &'static str,
-        source: impl Read + Send + 'static,
+        source: impl Into<std::os::fd::OwnedFd>,
+    ) -> JoinHandle<()> {
+        self.spawn_copiers(vec![(stream, source.into())])
+    }
+
+    /// Copies each source line by line into the file, tagged with its stream, until all
+    /// reach EOF (or EIO from a pty master whose slave side closed): one thread, which
+    /// waits for whichever has output. A line longer than [`MAX_LINE`] becomes several
+    /// entries, as in Docker.
+    pub(crate) fn spawn_copiers(
+        &self,
+        sources: Vec<(&'static str, std::os::fd::OwnedFd)>,
     ) -> JoinHandle<()> {
         let log = self.clone();
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let name = match sources.as_slice() {
+            [(stream, _)] => format!("log-{stream}"),
+            _ => "logs".to_string(),
+        };
         let handle = std::thread::Builder::new()
-            .name(format!("log-{stream}"))
+            .name(name)
             .spawn(move || {
                 let _ = started_tx.send(());
-                let mut reader = BufReader::with_capacity(MAX_LINE, source);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    let n = match (&mut reader)
-                        .take(MAX_LINE as u64)
-                        .read_until(b'\n', &mut line)
-                    {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => 0,
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    log.write_entry(stream, &line);
-                }
+                log.copy_all(sources);
             })
             .expect("spawning a thread");
         // Return only once the thread runs: see container::LifecycleGuard on thread
@@ -113,6 +114,68 @@ impl LogFile {
         let _ = started_rx.recv();
         handle
     }
+
+    fn copy_all(&self, sources: Vec<(&'static str, std::os::fd::OwnedFd)>) {
+        use std::os::fd::AsFd;
+        let mut open: Vec<(&'static str, File, Vec<u8>)> = sources
+            .into_iter()
+            .map(|(stream, fd)| (stream, File::from(fd), Vec::new()))
+            .collect();
+        let mut buf = vec![0u8; MAX_LINE];
+        while !open.is_empty() {
+            let ready = {
+                let fds: Vec<_> = open.iter().map(|(_, f, _)| f.as_fd()).collect();
+                match crate::sys::poll_readable(&fds) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to wait for container output");
+                        return;
+                    }
+                }
+            };
+            let mut ended = Vec::new();
+            for (i, (stream, file, pending)) in open.iter_mut().enumerate() {
+                if !ready[i] {
+                    continue;
+                }
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => 0,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                for line in complete_lines(pending, n == 0) {
+                    self.write_entry(stream, &line);
+                }
+                if n == 0 {
+                    ended.push(i);
+                }
+            }
+            for i in ended.into_iter().rev() {
+                open.remove(i);
+            }
+        }
+    }
+}
+
+/// Takes the entries that are complete off the front of `pending`: lines up to and with
+/// their `\n`, at most [`MAX_LINE`] bytes each; at the end of the stream, the rest too.
+fn complete_lines(pending: &mut Vec<u8>, at_end: bool) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let rest = &pending[start..];
+        let window = &rest[..rest.len().min(MAX_LINE)];
+        let len = match window.iter().position(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if window.len() == MAX_LINE || (at_end && !window.is_empty()) => window.len(),
+            None => break,
+        };
+        out.push(rest[..len].to_vec());
+        start += len;
+    }
+    pending.drain(..start);
+    out
 }
 
 /// Follows a json-file log as it grows: [`LogFollower::next_entry`] returns complete
@@ -221,6 +284,53 @@ mod tests {
         let rest = follower.drain().unwrap();
         let logs: Vec<&str> = rest.iter().map(|e| e.log.as_str()).collect();
         assert_eq!(logs, vec!["world\n", "last without newline"]);
+    }
+
+    #[test]
+    fn one_thread_copies_both_streams_each_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let log = LogFile::open(&path).unwrap();
+        let (out_r, mut out_w) = std::io::pipe().unwrap();
+        let (err_r, mut err_w) = std::io::pipe().unwrap();
+        let t = log.spawn_copiers(vec![("stdout", out_r.into()), ("stderr", err_r.into())]);
+        // Halves of a line on one stream around a whole line on the other.
+        out_w.write_all(b"first ha").unwrap();
+        err_w.write_all(b"oops\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        out_w.write_all(b"lf\nsecond\n").unwrap();
+        drop(err_w);
+        out_w.write_all(b"tail").unwrap();
+        drop(out_w);
+        t.join().unwrap();
+        let entries = read_log(&path).unwrap();
+        // Each stream's entries in its order (the two streams interleave as they come).
+        let of = |stream: &str| -> Vec<String> {
+            entries
+                .iter()
+                .filter(|e| e.stream == stream)
+                .map(|e| e.log.clone())
+                .collect()
+        };
+        assert_eq!(of("stdout"), vec!["first half\n", "second\n", "tail"]);
+        assert_eq!(of("stderr"), vec!["oops\n"]);
+        assert_eq!(entries.len(), 4);
+    }
+
+    #[test]
+    fn complete_lines_split_at_newlines_and_max_line() {
+        let mut p = b"a\nbc".to_vec();
+        assert_eq!(complete_lines(&mut p, false), vec![b"a\n".to_vec()]);
+        assert_eq!(p, b"bc");
+        assert_eq!(complete_lines(&mut p, true), vec![b"bc".to_vec()]);
+        assert!(p.is_empty());
+        let mut p = vec![b'x'; 2 * MAX_LINE + 1];
+        let lines = complete_lines(&mut p, false);
+        assert_eq!(
+            lines.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![MAX_LINE, MAX_LINE]
+        );
+        assert_eq!(p.len(), 1);
     }
 
     #[test]
