@@ -101,7 +101,7 @@ pub use container::{
     error_chain,
 };
 pub use logs::{LogEntry, LogError, LogFollower, read_log};
-pub use memory::{Released, release_idle_memory};
+pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};
 pub use nix::sys::signal::Signal;
 pub use oci::SpecError;
 pub use spec::{

@@ -12,6 +12,11 @@
 //! - glibc's malloc heaps: `malloc_trim(0)` returns free pages of every arena.
 #![allow(unsafe_code)]
 
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
 use procfs::process::{MMPermissions, MMapPath, MemoryPageFlags, PageInfo, Process};
 
 /// What [`release_idle_memory`] gave back, in bytes of resident memory.
@@ -35,11 +40,43 @@ const STACK_MARGIN: u64 = 16 << 10;
 ///
 /// Every page this process touches after the release comes back, and with it the
 /// neighbours the kernel maps around a fault (64 KiB): so all the reading, freeing and
-/// logging happens first, and the page table entries go last, just before the caller
-/// blocks.
+/// logging happens first, and the page table entries go last.
 pub fn release_idle_memory() -> std::io::Result<Released> {
     let marker = 0u8;
-    let frame = std::ptr::addr_of!(marker) as u64;
+    let (file_runs, mut out) = release_all_but_file_pages(std::ptr::addr_of!(marker) as u64)?;
+    for &(from, to, resident) in &file_runs {
+        // SAFETY: [from, to) lies in a private, read-only mapping of a loaded ELF object
+        // and holds no anonymous page (`plan`): dropping its page table entries loses
+        // nothing, as every page reads back from the file with the same contents.
+        if unsafe { dontneed(from, to - from) } {
+            out.file_clean += resident;
+        }
+    }
+    Ok(out)
+}
+
+/// As [`release_idle_memory`], but the file pages are released `settle` later by a
+/// thread kept for this, once the caller has gone back to waiting: the code the caller
+/// runs on its way there then stays released too. That thread allocates nothing and
+/// runs little code after the release. `file_clean` is what it is to release.
+pub fn release_idle_memory_deferred(settle: Duration) -> std::io::Result<Released> {
+    let marker = 0u8;
+    let (file_runs, mut out) = release_all_but_file_pages(std::ptr::addr_of!(marker) as u64)?;
+    out.file_clean = file_runs.iter().map(|r| r.2).sum();
+    let releaser = releaser()?;
+    *releaser.runs.lock().unwrap_or_else(|p| p.into_inner()) =
+        file_runs.iter().map(|&(from, to, _)| (from, to)).collect();
+    releaser.settle.store(
+        u64::try_from(settle.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    nix::unistd::write(&releaser.wake, b"r").map_err(std::io::Error::from)?;
+    Ok(out)
+}
+
+/// Plans the release, trims the heap, releases the stack below `frame` (the caller's,
+/// on the main thread); returns the file page runs still to release.
+fn release_all_but_file_pages(frame: u64) -> std::io::Result<(FileRuns, Released)> {
     let (file_runs, stack) = plan(frame)?;
     let heap_trimmed = trim_heap();
     tracing::debug!(
@@ -52,36 +89,87 @@ pub fn release_idle_memory() -> std::io::Result<Released> {
         heap_trimmed,
         ..Default::default()
     };
-    for &(from, to, resident) in &file_runs {
-        // SAFETY: [from, to) lies in a private, read-only file mapping and holds no
-        // anonymous page (`plan`, `file_page_runs`): dropping its page table entries loses
-        // nothing, as every page reads back from the file with the same contents.
-        if unsafe { dontneed(from, to - from) } {
-            out.file_clean += resident;
-        }
-    }
     if let Some((from, to, resident)) = stack {
         // SAFETY: the range is the main thread's own stack, more than STACK_MARGIN below
-        // the frame of this function, which runs on it: no live data lies there (the
-        // stack grows down), and pages dropped from a private anonymous mapping come back
-        // zeroed when touched.
+        // `frame`, the frame of our caller, which runs on it: no live data lies there
+        // (the stack grows down), and pages dropped from a private anonymous mapping come
+        // back zeroed when touched.
         if unsafe { dontneed(from, to - from) } {
             out.stack = resident;
         }
     }
-    Ok(out)
+    Ok((file_runs, out))
+}
+
+/// The thread of [`release_idle_memory_deferred`]: woken through a pipe, it waits the
+/// settle time and drops the page table entries of `runs`.
+struct Releaser {
+    runs: Mutex<Vec<(u64, u64)>>,
+    settle: AtomicU64,
+    wake: OwnedFd,
+}
+
+fn releaser() -> std::io::Result<&'static Releaser> {
+    static RELEASER: OnceLock<Releaser> = OnceLock::new();
+    if let Some(r) = RELEASER.get() {
+        return Ok(r);
+    }
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let r = RELEASER.get_or_init(|| Releaser {
+        runs: Mutex::new(Vec::new()),
+        settle: AtomicU64::new(0),
+        wake: write,
+    });
+    std::thread::Builder::new()
+        .name("release".into())
+        .spawn(move || release_loop(read, r))?;
+    Ok(r)
+}
+
+fn release_loop(wake: OwnedFd, r: &'static Releaser) {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(wake.as_raw_fd(), &mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return,
+        }
+        std::thread::sleep(Duration::from_micros(r.settle.load(Ordering::Relaxed)));
+        let runs = r.runs.lock().unwrap_or_else(|p| p.into_inner());
+        for &(from, to) in runs.iter() {
+            // SAFETY: as in `release_idle_memory`; the mappings are those of the
+            // executable and its shared libraries, which stay mapped at the same
+            // addresses for the life of the process (`plan`), so the ranges are still
+            // theirs.
+            unsafe { dontneed(from, to - from) };
+        }
+    }
 }
 
 /// What to release, as `(from, to, resident bytes)`: the runs of file pages of private
 /// read-only file mappings, and (on the main thread) the stack more than [`STACK_MARGIN`]
 /// below `frame`.
-type Plan = (Vec<(u64, u64, u64)>, Option<(u64, u64, u64)>);
+type Plan = (FileRuns, Option<(u64, u64, u64)>);
+
+/// Runs of file pages to release: `(from, to, resident bytes)`.
+type FileRuns = Vec<(u64, u64, u64)>;
 
 fn plan(frame: u64) -> std::io::Result<Plan> {
     let main_thread = nix::unistd::gettid() == nix::unistd::getpid();
     let page = page_size();
     let me = Process::myself().map_err(std::io::Error::other)?;
     let maps = me.smaps().map_err(std::io::Error::other)?;
+    // Loaded ELF objects (the executable, shared libraries): files with code mapped. They
+    // stay mapped where they are, unlike a data file some code maps for a while, whose
+    // addresses could be reused by the time a deferred release runs.
+    let objects: std::collections::HashSet<(u64, (i32, i32))> = maps
+        .iter()
+        .filter(|m| {
+            matches!(m.pathname, MMapPath::Path(_)) && m.perms.contains(MMPermissions::EXECUTE)
+        })
+        .map(|m| (m.inode, m.dev))
+        .collect();
     let mut pagemap = None;
     let mut file_runs = Vec::new();
     let mut stack = None;
@@ -92,6 +180,7 @@ fn plan(frame: u64) -> std::io::Result<Plan> {
         // now (file pages, or the anonymous copies the loader wrote before it made them
         // read-only) until they are released.
         let read_only_file = matches!(m.pathname, MMapPath::Path(_))
+            && objects.contains(&(m.inode, m.dev))
             && !m.perms.contains(MMPermissions::WRITE)
             && !m.perms.contains(MMPermissions::SHARED)
             && stat("Rss") > 0;
@@ -221,25 +310,38 @@ mod tests {
         );
     }
 
-    const TEST: &str = "memory::tests::releases_clean_executable_pages_and_keeps_running";
+    /// Other tests of this binary run in parallel threads and fault code back in: a
+    /// measurement runs in a child of this test binary with test `name` alone. True in
+    /// that child; in the parent, runs it and checks it passed.
+    fn alone(name: &str) -> bool {
+        if std::env::var_os("MEMORY_TEST_ALONE").is_some() {
+            return true;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env("MEMORY_TEST_ALONE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        false
+    }
+
+    /// Code, constants and relocated data all still work after a release.
+    fn still_works() {
+        let v: serde_json::Value = serde_json::from_str(r#"{"a":[1,2,3]}"#).unwrap();
+        assert_eq!(v["a"][2], 3);
+        assert_eq!(format!("{:?}", Some("x")), "Some(\"x\")");
+    }
 
     #[test]
     fn releases_clean_executable_pages_and_keeps_running() {
-        // Other tests of this binary run in parallel threads and fault code back in: the
-        // measurement runs in a child of this test binary with this test alone.
-        if std::env::var_os("MEMORY_TEST_ALONE").is_none() {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", TEST, "--test-threads=1", "--nocapture"])
-                .env("MEMORY_TEST_ALONE", "1")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        if !alone("memory::tests::releases_clean_executable_pages_and_keeps_running") {
             return;
         }
         let before = exe_rss();
@@ -250,9 +352,35 @@ mod tests {
             after < before,
             "executable RSS did not fall: {before} -> {after} ({r:?})"
         );
-        // Code, constants and relocated data all still work after the release.
-        let v: serde_json::Value = serde_json::from_str(r#"{"a":[1,2,3]}"#).unwrap();
-        assert_eq!(v["a"][2], 3);
-        assert_eq!(format!("{:?}", Some("x")), "Some(\"x\")");
+        still_works();
+    }
+
+    #[test]
+    fn a_deferred_release_happens_after_the_settle_time_and_again_on_request() {
+        if !alone(
+            "memory::tests::a_deferred_release_happens_after_the_settle_time_and_again_on_request",
+        ) {
+            return;
+        }
+        for round in 0..2 {
+            still_works();
+            let before = exe_rss();
+            let r = release_idle_memory_deferred(Duration::from_millis(300)).unwrap();
+            assert!(r.file_clean > 0, "{r:?}");
+            // Not yet: the releasing thread waits for the caller to settle.
+            let soon = exe_rss();
+            assert!(
+                soon * 10 >= before * 9,
+                "released early: {before} -> {soon}"
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            // (Measuring faults some code back in: less than dropped, then.)
+            let after = exe_rss();
+            assert!(
+                after < soon && after < before,
+                "round {round}: executable RSS did not fall: {before} -> {soon} -> {after} ({r:?})"
+            );
+        }
+        still_works();
     }
 }

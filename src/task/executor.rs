@@ -789,9 +789,9 @@ impl Executor {
     fn release_idle_memory(&mut self) {
         self.released = true;
         self.store.close();
-        // Nothing after this: every page touched now would come back (`runtime`), and
-        // `release_idle_memory` logs what it gives back before it does.
-        if let Err(e) = runtime::release_idle_memory() {
+        // The executable's pages go once this thread is back waiting for events, so the
+        // code it runs on the way there stays released too (`runtime`).
+        if let Err(e) = runtime::release_idle_memory_deferred(Duration::from_millis(20)) {
             tracing::debug!(task_id = %self.task.id, error = %e, "failed to release idle memory");
         }
     }
