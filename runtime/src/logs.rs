@@ -144,9 +144,7 @@ impl LogFile {
                     Err(_) => 0,
                 };
                 pending.extend_from_slice(&buf[..n]);
-                for line in complete_lines(pending, n == 0) {
-                    self.write_entry(stream, &line);
-                }
+                complete_lines(pending, n == 0, |line| self.write_entry(stream, line));
                 if n == 0 {
                     ended.push(i);
                 }
@@ -158,10 +156,10 @@ impl LogFile {
     }
 }
 
-/// Takes the entries that are complete off the front of `pending`: lines up to and with
-/// their `\n`, at most [`MAX_LINE`] bytes each; at the end of the stream, the rest too.
-fn complete_lines(pending: &mut Vec<u8>, at_end: bool) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
+/// Takes the entries that are complete off the front of `pending`, handing each to
+/// `emit`: lines up to and with their `\n`, at most [`MAX_LINE`] bytes each; at the end
+/// of the stream, the rest too.
+fn complete_lines(pending: &mut Vec<u8>, at_end: bool, mut emit: impl FnMut(&[u8])) {
     let mut start = 0;
     loop {
         let rest = &pending[start..];
@@ -171,11 +169,10 @@ fn complete_lines(pending: &mut Vec<u8>, at_end: bool) -> Vec<Vec<u8>> {
             None if window.len() == MAX_LINE || (at_end && !window.is_empty()) => window.len(),
             None => break,
         };
-        out.push(rest[..len].to_vec());
+        emit(&rest[..len]);
         start += len;
     }
     pending.drain(..start);
-    out
 }
 
 /// Follows a json-file log as it grows: [`LogFollower::next_entry`] returns complete
@@ -249,11 +246,17 @@ pub fn read_log(path: &Path) -> Result<Vec<LogEntry>, LogError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn copies_lines_and_follower_sees_them_as_they_arrive() {
+    /// A log file in a fresh temporary directory (kept while the guard lives).
+    fn new_log() -> (tempfile::TempDir, PathBuf, LogFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
         let log = LogFile::open(&path).unwrap();
+        (dir, path, log)
+    }
+
+    #[test]
+    fn copies_lines_and_follower_sees_them_as_they_arrive() {
+        let (_dir, path, log) = new_log();
         let mut follower = LogFollower::open(&path).unwrap();
         assert_eq!(follower.next_entry().unwrap(), None);
 
@@ -288,9 +291,7 @@ mod tests {
 
     #[test]
     fn one_thread_copies_both_streams_each_line_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.log");
-        let log = LogFile::open(&path).unwrap();
+        let (_dir, path, log) = new_log();
         let (out_r, mut out_w) = std::io::pipe().unwrap();
         let (err_r, mut err_w) = std::io::pipe().unwrap();
         let t = log.spawn_copiers(vec![("stdout", out_r.into()), ("stderr", err_r.into())]);
@@ -319,6 +320,11 @@ mod tests {
 
     #[test]
     fn complete_lines_split_at_newlines_and_max_line() {
+        let complete_lines = |p: &mut Vec<u8>, at_end| {
+            let mut lines = Vec::new();
+            complete_lines(p, at_end, |l| lines.push(l.to_vec()));
+            lines
+        };
         let mut p = b"a\nbc".to_vec();
         assert_eq!(complete_lines(&mut p, false), vec![b"a\n".to_vec()]);
         assert_eq!(p, b"bc");
@@ -335,9 +341,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_split() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.log");
-        let log = LogFile::open(&path).unwrap();
+        let (_dir, path, log) = new_log();
         let (r, mut w) = std::io::pipe().unwrap();
         let t = log.spawn_copier("stderr", r);
         w.write_all(&vec![b'x'; MAX_LINE + 10]).unwrap();

@@ -44,14 +44,8 @@ const STACK_MARGIN: u64 = 16 << 10;
 pub fn release_idle_memory() -> std::io::Result<Released> {
     let marker = 0u8;
     let (file_runs, mut out) = release_all_but_file_pages(std::ptr::addr_of!(marker) as u64)?;
-    for &(from, to, resident) in &file_runs {
-        // SAFETY: [from, to) lies in a private, read-only mapping of a loaded ELF object
-        // and holds no anonymous page (`plan`): dropping its page table entries loses
-        // nothing, as every page reads back from the file with the same contents.
-        if unsafe { dontneed(from, to - from) } {
-            out.file_clean += resident;
-        }
-    }
+    // SAFETY: the runs are `plan`'s, taken just now.
+    out.file_clean = unsafe { drop_file_runs(&file_runs) };
     Ok(out)
 }
 
@@ -64,14 +58,32 @@ pub fn release_idle_memory_deferred(settle: Duration) -> std::io::Result<Release
     let (file_runs, mut out) = release_all_but_file_pages(std::ptr::addr_of!(marker) as u64)?;
     out.file_clean = file_runs.iter().map(|r| r.2).sum();
     let releaser = releaser()?;
-    *releaser.runs.lock().unwrap_or_else(|p| p.into_inner()) =
-        file_runs.iter().map(|&(from, to, _)| (from, to)).collect();
+    *releaser.runs.lock().unwrap_or_else(|p| p.into_inner()) = file_runs;
     releaser.settle.store(
         u64::try_from(settle.as_micros()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
     nix::unistd::write(&releaser.wake, b"r").map_err(std::io::Error::from)?;
     Ok(out)
+}
+
+/// Drops the page table entries of `runs`; the resident bytes it gave back.
+///
+/// # Safety
+/// Every run must be one of [`plan`]'s: it lies in a private, read-only mapping of a
+/// loaded ELF object and holds no anonymous page. Dropping its page table entries then
+/// loses nothing, as every page reads back from the file with the same contents; and
+/// those mappings stay at their addresses for the life of the process, so runs planned
+/// a while ago are still theirs.
+unsafe fn drop_file_runs(runs: &[(u64, u64, u64)]) -> u64 {
+    let mut dropped = 0;
+    for &(from, to, resident) in runs {
+        // SAFETY: the caller vouches for the run (see above).
+        if unsafe { dontneed(from, to - from) } {
+            dropped += resident;
+        }
+    }
+    dropped
 }
 
 /// Plans the release, trims the heap, releases the stack below `frame` (the caller's,
@@ -104,7 +116,7 @@ fn release_all_but_file_pages(frame: u64) -> std::io::Result<(FileRuns, Released
 /// The thread of [`release_idle_memory_deferred`]: woken through a pipe, it waits the
 /// settle time and drops the page table entries of `runs`.
 struct Releaser {
-    runs: Mutex<Vec<(u64, u64)>>,
+    runs: Mutex<FileRuns>,
     settle: AtomicU64,
     wake: OwnedFd,
 }
@@ -137,13 +149,8 @@ fn release_loop(wake: OwnedFd, r: &'static Releaser) {
         }
         std::thread::sleep(Duration::from_micros(r.settle.load(Ordering::Relaxed)));
         let runs = r.runs.lock().unwrap_or_else(|p| p.into_inner());
-        for &(from, to) in runs.iter() {
-            // SAFETY: as in `release_idle_memory`; the mappings are those of the
-            // executable and its shared libraries, which stay mapped at the same
-            // addresses for the life of the process (`plan`), so the ranges are still
-            // theirs.
-            unsafe { dontneed(from, to - from) };
-        }
+        // SAFETY: `runs` are `plan`'s, as `release_idle_memory_deferred` stores them.
+        unsafe { drop_file_runs(&runs) };
     }
 }
 

@@ -180,11 +180,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
     // client that disconnects.
     if !matches!(
         command,
-        Command::Serve(_)
-            | Command::Supervise(_)
-            | Command::RunTask(_)
-            | Command::Run(_)
-            | Command::Exec(_)
+        Command::Serve(_) | Command::RunTask(_) | Command::Run(_) | Command::Exec(_)
     ) {
         runtime::restore_default_sigpipe();
     }
@@ -218,7 +214,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::System(a) => system::system(g, a),
         Command::Completions(a) => system::completions(a),
         Command::Man(a) => system::man(a),
-        Command::Supervise(a) => supervise(g.clone(), a),
+        Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
     }
 }
 
