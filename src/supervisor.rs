@@ -31,6 +31,10 @@ pub struct SuperviseArgs {
     pub secrets_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = TaskCredentialsFrom::Role)]
     pub task_credentials: TaskCredentialsFrom,
+    /// An inherited pipe (its descriptor number) on which to say, with one byte, that the
+    /// task is STOPPED and torn down (`launch::Supervisor::done`).
+    #[arg(long, hide = true)]
+    pub done_fd: Option<i32>,
 }
 
 /// What the credentials endpoint hands a task (run-task `--task-credentials`).
@@ -163,6 +167,14 @@ pub fn run(
     a: SuperviseArgs,
 ) -> anyhow::Result<()> {
     tracing::debug!(task_id = %a.task_id, "supervisor started");
+    // First, before anything starts a process that could inherit it.
+    let done = match a.done_fd {
+        Some(fd) => Some(std::fs::File::from(
+            runtime::take_inherited_pipe(fd)
+                .with_context(|| format!("--done-fd {fd}: not an inherited pipe"))?,
+        )),
+        None => None,
+    };
     // Own session: a terminal's Ctrl-C or hangup never reaches the task.
     if let Err(e) = nix::unistd::setsid() {
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");
@@ -237,6 +249,11 @@ pub fn run(
     // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
     if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {
         tracing::warn!(path = %paths.run_dir.display(), error = %e, "failed to remove the run dir");
+    }
+    // Done: whoever follows the task need not wait for this process to end, which takes a
+    // few milliseconds more (closing its netfilter socket waits for an RCU grace period).
+    if let Some(mut f) = done {
+        let _ = f.write_all(b"1");
     }
     Ok(())
 }

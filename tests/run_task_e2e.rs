@@ -109,6 +109,8 @@ impl Env {
             "run dir left behind: {}",
             run_dir.display()
         );
+        let ns = Path::new("/run/netns").join(format!("mfg-{id}"));
+        assert!(!ns.exists(), "netns left behind: {}", ns.display());
         let t = self.describe(id);
         for w in t["minifargateWarnings"].as_array().into_iter().flatten() {
             assert!(!w.as_str().unwrap().starts_with("teardown"), "{w}");
@@ -459,6 +461,64 @@ fn killed_supervisor_is_noticed_and_cleaned_up() {
         "{t:#}"
     );
     assert_eq!(t["containers"][0]["lastStatus"], "STOPPED");
+    env.assert_clean(&id);
+}
+
+/// The attached CLI returns when the supervisor says the task is done, not when its
+/// process has ended. A supervisor that dies without saying so (SIGKILL) must still end
+/// the CLI, with the task STOPPED by the reconcile and the reason on stderr.
+#[test]
+fn an_attached_run_task_ends_when_its_supervisor_is_killed() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "doomed",
+        &format!(
+            r#"{{"family":"doomed","networkMode":"awsvpc","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":64,"command":["sleep","1000"]}}]}}"#
+        ),
+    );
+    let mut child = env
+        .mf
+        .cmd()
+        .args(["run-task", "--task-definition", &td])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = loop {
+        if let Some(id) = env.task_ids("RUNNING").first() {
+            break id.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    env.wait_status(&id, "RUNNING", Duration::from_secs(30));
+    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run-task still attached 30 s after its supervisor was killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(1), "stderr: {err}");
+    assert!(
+        err.contains(&format!("Task supervisor (pid {pid}) exited unexpectedly")),
+        "stderr: {err}"
+    );
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED");
     env.assert_clean(&id);
 }
 

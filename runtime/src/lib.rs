@@ -90,6 +90,13 @@ pub fn poll_readable(fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<Vec
     sys::poll_readable(fds)
 }
 
+/// Takes ownership of the pipe a parent process passed down as descriptor `fd` (checked to
+/// be an open pipe) and marks it close-on-exec. Once per process, early: from then on the
+/// returned handle is its only owner.
+pub fn take_inherited_pipe(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    sys::take_inherited_pipe(fd)
+}
+
 mod user;
 
 pub use cgroup::{

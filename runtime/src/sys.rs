@@ -1,10 +1,10 @@
 //! The crate's system calls that need unsafe code: taking ownership of a file descriptor
-//! received over a unix socket (the pty master libcontainer sends to the console socket),
-//! signal dispositions, and poll(2).
+//! received over a unix socket (the pty master libcontainer sends to the console socket)
+//! or inherited from a parent, signal dispositions, and poll(2).
 #![allow(unsafe_code)]
 
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -39,6 +39,44 @@ pub(crate) fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
         std::io::ErrorKind::InvalidData,
         "no file descriptor in the console socket message",
     ))
+}
+
+/// Set once [`take_inherited_pipe`] has handed out its descriptor.
+static INHERITED_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Takes ownership of descriptor `fd`, inherited from the parent process, which must be a
+/// pipe; marks it close-on-exec so that nothing this process starts inherits it. Once per
+/// process.
+pub(crate) fn take_inherited_pipe(fd: RawFd) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use nix::sys::stat::{SFlag, fstat};
+    if INHERITED_TAKEN.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other(
+            "the inherited pipe was taken already",
+        ));
+    }
+    if fd <= 2 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} is a standard stream, not an inherited pipe"),
+        ));
+    }
+    let st = fstat(fd)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not a pipe"),
+        ));
+    }
+    if INHERITED_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(std::io::Error::other(
+            "the inherited pipe was taken already",
+        ));
+    }
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    // SAFETY: `fd` is open (fstat succeeded) and is the descriptor the parent passed down for
+    // this one purpose; the flag above makes this its only taker in the process.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 extern "C" fn noop_handler(_: nix::libc::c_int) {}
@@ -159,5 +197,40 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> std::io::Result<Vec<bool>
         if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one test that takes the inherited pipe (once per process); the refusals before
+    /// the take leave it takeable.
+    #[test]
+    fn an_inherited_pipe_is_taken_once_and_closed_on_exec() {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let e = take_inherited_pipe(file.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("is not a pipe"), "{e}");
+        let e = take_inherited_pipe(1).unwrap_err();
+        assert!(e.to_string().contains("standard stream"), "{e}");
+
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::empty()).unwrap();
+        let raw = w.as_raw_fd();
+        // Passed down as a number: the test gives up its handle the way exec does.
+        std::mem::forget(w);
+        let taken = take_inherited_pipe(raw).unwrap();
+        let flags = FdFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFD).unwrap());
+        assert!(flags.contains(FdFlag::FD_CLOEXEC));
+        let (_r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::empty()).unwrap();
+        let e = take_inherited_pipe(w2.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("taken already"), "{e}");
+        // The handle writes to the pipe and closes it when dropped.
+        let mut f = std::fs::File::from(taken);
+        std::io::Write::write_all(&mut f, b"1").unwrap();
+        drop(f);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut got).unwrap();
+        assert_eq!(got, b"1");
     }
 }

@@ -305,8 +305,8 @@ pub fn call(g: &GlobalOpts, op: &str, body: &[u8]) -> anyhow::Result<Value> {
             )?;
             let response = started.response();
             // Reap the supervisors when they exit (they run detached, in their own sessions).
-            for mut child in started.children {
-                std::thread::spawn(move || child.wait());
+            for mut sup in started.children {
+                std::thread::spawn(move || sup.child.wait());
             }
             response
         }

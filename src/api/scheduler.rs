@@ -260,8 +260,8 @@ fn launch(
     )?;
     let ids = started.ids.clone();
     // Reap the supervisors when they exit (they run detached, in their own sessions).
-    for mut child in started.children {
-        std::thread::spawn(move || child.wait());
+    for mut sup in started.children {
+        std::thread::spawn(move || sup.child.wait());
     }
     Ok(ids)
 }

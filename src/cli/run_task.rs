@@ -14,8 +14,8 @@ use crate::taskdef::{self, AwsContext, LaunchType};
 use anyhow::{Context, bail};
 use clap::Args;
 use runtime::LogFollower;
-use std::io::{IsTerminal, Write};
-use std::process::{Child, ExitCode};
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -173,6 +173,9 @@ pub struct RunTaskInput {
     /// `--secrets-file` (absolute) and `--task-credentials host`.
     pub secrets_file: Option<std::path::PathBuf>,
     pub host_credentials: bool,
+    /// The caller follows the tasks until they stop (the attached CLI, which starts no other
+    /// process meanwhile): each supervisor reports on a pipe when its task is done.
+    pub follow: bool,
 }
 
 /// Tasks whose supervisors were started; `children` are those processes (the caller
@@ -180,7 +183,7 @@ pub struct RunTaskInput {
 pub struct Started {
     pub store: Store,
     pub ids: Vec<String>,
-    pub children: Vec<Child>,
+    pub children: Vec<launch::Supervisor>,
 }
 
 impl Started {
@@ -271,7 +274,10 @@ pub fn start_tasks(g: &GlobalOpts, input: RunTaskInput) -> anyhow::Result<Starte
         &resolved.stored,
         &req,
         input.count,
-        input.pull,
+        Supervision {
+            pull: input.pull,
+            follow: input.follow,
+        },
     )
 }
 
@@ -315,6 +321,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             })
             .transpose()?,
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
+        follow: !a.detach,
     };
     let started = start_tasks(g, input)?;
     finish(g, started, a.detach, a.timeline)
@@ -401,7 +408,11 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
         env_file,
         ..Default::default()
     };
-    let started = spawn(g, store, &ctx, &stored, &req, 1, a.pull)?;
+    let sup = Supervision {
+        pull: a.pull,
+        follow: !a.detach,
+    };
+    let started = spawn(g, store, &ctx, &stored, &req, 1, sup)?;
     finish(g, started, a.detach, a.timeline)
 }
 
@@ -464,6 +475,14 @@ fn publish_mapping(p: &str) -> anyhow::Result<serde_json::Value> {
     Ok(m)
 }
 
+/// How supervisors are started: their image pull policy, and whether the caller follows
+/// the tasks to their end (see [`RunTaskInput::follow`]).
+#[derive(Debug, Clone, Copy)]
+struct Supervision {
+    pull: PullPolicy,
+    follow: bool,
+}
+
 fn spawn(
     g: &GlobalOpts,
     mut store: Store,
@@ -471,7 +490,7 @@ fn spawn(
     stored: &crate::store::StoredTaskDefinition,
     req: &launch::Request,
     count: u32,
-    pull: PullPolicy,
+    sup: Supervision,
 ) -> anyhow::Result<Started> {
     reconcile(g, &mut store);
     let cmd = SupervisorCommand {
@@ -480,9 +499,10 @@ fn spawn(
         run_root: g.run_root.clone(),
         config: g.config.clone(),
         log_level: g.log_level.clone(),
-        pull,
+        pull: sup.pull,
         secrets_file: req.secrets_file.clone(),
         host_credentials: req.host_credentials,
+        report_done: sup.follow,
     };
     let mut ids = Vec::new();
     let mut children = Vec::new();
@@ -543,7 +563,7 @@ fn attach(
     g: &GlobalOpts,
     store: &mut Store,
     ids: &[String],
-    children: Vec<Child>,
+    children: Vec<launch::Supervisor>,
 ) -> anyhow::Result<ExitCode> {
     let interrupts = Arc::new(AtomicUsize::new(0));
     let n = interrupts.clone();
@@ -567,23 +587,35 @@ fn attach(
                 }
             });
         })?;
-    // One thread per supervisor waits for it to exit: the loop below sleeps on this
-    // channel, so a supervisor's exit (right after it wrote STOPPED) wakes it at once
-    // instead of at the next poll of the store.
-    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<()>();
-    let mut waiters = Vec::new();
-    for mut c in children {
-        let tx = exited_tx.clone();
-        waiters.push(
+    // Threads wait for each supervisor: the loop below sleeps on this channel, so the end
+    // wakes it at once instead of at the next poll of the store. The supervisor says so on
+    // its done pipe once the task is STOPPED and torn down, a few milliseconds before its
+    // process has ended (launch::Supervisor::done); and a second thread waits for the
+    // process to exit, which tells the loop to check whether it died first.
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<Ended>();
+    for mut sup in children {
+        if let Some(mut done) = sup.done.take() {
+            let tx = exited_tx.clone();
             std::thread::Builder::new()
-                .name("supervisor-wait".into())
+                .name("supervisor-done".into())
                 .spawn(move || {
-                    let _ = c.wait();
-                    let _ = tx.send(());
-                })?,
-        );
+                    let mut b = [0u8; 1];
+                    if matches!(done.read(&mut b), Ok(1)) {
+                        let _ = tx.send(Ended::Done);
+                    }
+                })?;
+        }
+        let tx = exited_tx.clone();
+        std::thread::Builder::new()
+            .name("supervisor-wait".into())
+            .spawn(move || {
+                // Reaped here, or by init should this process exit first.
+                let _ = sup.child.wait();
+                let _ = tx.send(Ended::Exited);
+            })?;
     }
     drop(exited_tx);
+    let mut woken = false;
     let mut supervisor_exited = false;
     let colour = std::io::stdout().is_terminal();
     let mut streams = Vec::new();
@@ -648,28 +680,29 @@ fn attach(
                 }
             }
         }
-        if supervisor_exited || last_check.elapsed() >= Duration::from_millis(25) {
+        if woken || last_check.elapsed() >= Duration::from_millis(25) {
+            woken = false;
             last_check = Instant::now();
-            if std::mem::take(&mut supervisor_exited)
-                // Dead supervisors only: no pruning of the tasks we follow.
-                && let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root)
-            {
-                tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors");
-            }
-            let mut all_stopped = true;
-            for id in ids {
-                let t = store.task(id)?.map(|(t, _)| t);
-                if t.is_none_or(|t| t.last_status != status::STOPPED) {
-                    all_stopped = false;
-                }
-            }
-            if all_stopped {
+            if all_stopped(store, ids)? {
                 break;
+            }
+            if std::mem::take(&mut supervisor_exited) {
+                // A supervisor exited and its task is not STOPPED: it died. Dead supervisors
+                // only: no pruning of the tasks we follow.
+                if let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root) {
+                    tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors");
+                }
+                if all_stopped(store, ids)? {
+                    break;
+                }
             }
         }
         if !printed {
             match exited_rx.recv_timeout(Duration::from_millis(10)) {
-                Ok(()) => supervisor_exited = true,
+                Ok(ended) => {
+                    woken = true;
+                    supervisor_exited |= ended == Ended::Exited;
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 // Every supervisor has exited (and been reported): poll the store.
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -684,10 +717,26 @@ fn attach(
     }
     out.flush().ok();
     drop(out);
-    for w in waiters {
-        let _ = w.join();
-    }
     exit_code(store, ids)
+}
+
+/// What a supervisor-wait thread reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The supervisor said its task is STOPPED and torn down.
+    Done,
+    /// The supervisor process has exited.
+    Exited,
+}
+
+fn all_stopped(store: &Store, ids: &[String]) -> anyhow::Result<bool> {
+    for id in ids {
+        let t = store.task(id)?.map(|(t, _)| t);
+        if t.is_none_or(|t| t.last_status != status::STOPPED) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn drain(s: &mut Stream, out: &mut impl Write, printed: &mut bool) {

@@ -5,6 +5,8 @@ use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_
 use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
+use nix::fcntl::FdFlag;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,6 +83,21 @@ pub struct SupervisorCommand {
     pub pull: PullPolicy,
     pub secrets_file: Option<PathBuf>,
     pub host_credentials: bool,
+    /// Give each supervisor a pipe on which it reports that its task is STOPPED and torn
+    /// down ([`Supervisor::done`]). Only for a caller with no other thread that starts
+    /// processes meanwhile: the pipe's write end is inheritable while the supervisor starts.
+    pub report_done: bool,
+}
+
+/// A started supervisor process.
+pub struct Supervisor {
+    pub child: Child,
+    /// With [`SupervisorCommand::report_done`]: the supervisor writes one byte here once its
+    /// task is STOPPED and everything is torn down, before it exits. The process itself
+    /// takes a few milliseconds more to end (closing its netfilter socket waits for an RCU
+    /// grace period); what waits for the task need not wait for that. End of file without
+    /// that byte: the supervisor exited without finishing.
+    pub done: Option<std::io::PipeReader>,
 }
 
 /// The launch type a task runs with: the flag, else FARGATE when the task definition
@@ -347,7 +364,7 @@ pub fn spawn_supervisor(
     store: &mut Store,
     cmd: &SupervisorCommand,
     id: &str,
-) -> Result<Child, LaunchError> {
+) -> Result<Supervisor, LaunchError> {
     let paths = TaskPaths::new(&cmd.root, &cmd.run_root, id);
     let io = |what: String| move |source| LaunchError::Io { what, source };
     std::fs::create_dir_all(&paths.run_dir)
@@ -377,6 +394,23 @@ pub fn spawn_supervisor(
     if cmd.host_credentials {
         c.args(["--task-credentials", "host"]);
     }
+    let done = if cmd.report_done {
+        let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;
+        // Inherited across exec (std opens pipes close-on-exec); the supervisor takes it
+        // and closes it on exec again.
+        nix::fcntl::fcntl(
+            w.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(FdFlag::empty()),
+        )
+        .map_err(|e| LaunchError::Io {
+            what: "pass the done pipe to the supervisor".into(),
+            source: e.into(),
+        })?;
+        c.arg("--done-fd").arg(w.as_raw_fd().to_string());
+        Some((r, w))
+    } else {
+        None
+    };
     // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
     // never returns: in a process that lives as long as its task, after setup, that pins
     // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the
@@ -396,6 +430,8 @@ pub fn spawn_supervisor(
         }
     });
     let child = child?;
+    // Ours closed at once: the supervisor's copy is then the only writer.
+    let done = done.map(|(r, _w)| r);
     let pid = i64::from(child.id());
     let recorded = store.set_supervisor(id, pid, super::process_start_time(pid));
     release_launch_lock(&cmd.root, id);
@@ -403,7 +439,7 @@ pub fn spawn_supervisor(
         id: id.to_string(),
         source,
     })?;
-    Ok(child)
+    Ok(Supervisor { child, done })
 }
 
 /// `GLIBC_TUNABLES` for the supervisor: the caller's, with glibc's per-thread malloc
