@@ -229,6 +229,30 @@ impl Store {
         tx.commit().map_err(mig_err(known))
     }
 
+    /// Runs `f` in one write transaction: what it writes commits together (one WAL commit
+    /// instead of one per statement), or not at all when it fails.
+    pub fn in_transaction<T>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        retry_busy(|| self.conn.execute_batch("BEGIN IMMEDIATE"))
+            .map_err(|source| StoreError::Query { op, source })?;
+        match f(self) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(source) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(StoreError::Query { op, source })
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Starts a write transaction that holds the write lock from its first statement.
     fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>, StoreError> {
         begin_immediate(&self.conn).map_err(|source| StoreError::Query { op, source })

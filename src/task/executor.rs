@@ -11,7 +11,7 @@ use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
 use super::volumes::TaskVolumes;
 use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
-use crate::store::{ContainerRow, SharedStore, TaskRow};
+use crate::store::{ContainerRow, SharedStore, Store, StoreError, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits, error_chain};
@@ -103,6 +103,17 @@ pub struct Executor {
     /// running task's supervisor gives memory back (`release_idle_memory`) once.
     last_event: Instant,
     released: bool,
+    /// Launch phases ([`Executor::phase`]) not yet written: they go into the store with the
+    /// next save of the task or a container, in its transaction.
+    phases: Vec<Phase>,
+}
+
+/// A launch phase of the task (`container` empty) or of a container, in µs.
+struct Phase {
+    container: String,
+    phase: &'static str,
+    start: i64,
+    end: i64,
 }
 
 /// Quiet time after which a running task's supervisor releases what it no longer uses
@@ -192,6 +203,7 @@ impl Executor {
             volumes: TaskVolumes::default(),
             inside: Default::default(),
             warmer: None,
+            phases: Vec::new(),
         }
     }
 
@@ -269,27 +281,48 @@ impl Executor {
 
     fn save(&mut self) {
         self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
-        if let Err(e) = self.store.with(|s| s.save_task(&self.task)) {
-            tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task");
+        let (task, phases) = (&self.task, &self.phases);
+        let r = self.store.with(|s| {
+            s.in_transaction("save the task", |s| {
+                s.save_task(task)?;
+                record_phases(s, &task.id, phases)
+            })
+        });
+        match r {
+            Ok(()) => self.phases.clear(),
+            Err(e) => {
+                tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task")
+            }
         }
     }
 
     fn save_container(&mut self, idx: usize) {
-        if let Err(e) = self.store.with(|s| s.save_container(&self.slots[idx].row)) {
-            tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container");
+        let (row, phases) = (&self.slots[idx].row, &self.phases);
+        let r = self.store.with(|s| {
+            s.in_transaction("save a container", |s| {
+                s.save_container(row)?;
+                record_phases(s, &row.task_id, phases)
+            })
+        });
+        match r {
+            Ok(()) => self.phases.clear(),
+            Err(e) => {
+                tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container")
+            }
         }
     }
 
-    /// Records that `phase` of container `idx` (the task's when `None`) ran from `start`
-    /// (µs) until now, for `run-task --timeline`.
-    fn phase(&mut self, idx: Option<usize>, phase: &str, start: i64) {
+    /// Notes that `phase` of container `idx` (the task's when `None`) ran from `start`
+    /// (µs) until now, for `run-task --timeline`. Written with the next save (each of
+    /// which follows a phase soon): one store transaction fewer per phase.
+    fn phase(&mut self, idx: Option<usize>, phase: &'static str, start: i64) {
         let container = idx.map_or(String::new(), |i| self.slots[i].row.name.clone());
-        if let Err(e) = self
-            .store
-            .with(|s| s.record_phase(&self.task.id, &container, phase, start, now_us()))
-        {
-            tracing::warn!(task_id = %self.task.id, phase, error = %error_chain(&e), "failed to record a launch phase");
-        }
+        self.phases.push(Phase {
+            container,
+            phase,
+            start,
+            end: now_us(),
+        });
     }
 
     fn stopping(&self) -> bool {
@@ -366,12 +399,12 @@ impl Executor {
             tracing::info!(task_id = %self.task.id, container = %self.slots[idx].row.name,
                 health = status, "container health changed");
             self.slots[idx].row.health_status = Some(status.to_string());
-            self.save_container(idx);
             if status == health::HEALTHY
                 && let Some(started) = self.slots[idx].row.started_at
             {
                 self.phase(Some(idx), "healthy", started * 1000);
             }
+            self.save_container(idx);
         }
     }
 
@@ -667,8 +700,8 @@ impl Executor {
             };
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
             self.slots[idx].image = Some(rec);
-            self.save_container(idx);
             self.phase(Some(idx), "pull", t0);
+            self.save_container(idx);
             self.drain_events();
             if self.stopping() {
                 return Ok(());
@@ -1097,6 +1130,14 @@ impl Executor {
         self.task.stopped_at = Some(now_ms());
         self.save();
     }
+}
+
+/// Writes `phases` of task `task_id`.
+fn record_phases(s: &mut Store, task_id: &str, phases: &[Phase]) -> Result<(), StoreError> {
+    for p in phases {
+        s.record_phase(task_id, &p.container, p.phase, p.start, p.end)?;
+    }
+    Ok(())
 }
 
 fn make_puller(
