@@ -13,12 +13,14 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, parse_u32,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    LinkMessageBuffer,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -47,6 +49,9 @@ pub enum NetlinkError {
     },
 }
 
+/// `IFLA_MTU`, the link attribute carrying the MTU (linux/if_link.h).
+const IFLA_MTU: u16 = 4;
+
 /// One rtnetlink socket, bound to the namespace it was opened in.
 pub struct Netlink {
     sock: Socket,
@@ -74,13 +79,8 @@ impl Netlink {
         })?
     }
 
-    /// Sends one request and collects its replies until the kernel's ACK (or DONE for a
-    /// dump). A NACK becomes the errno it carries.
-    fn request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+    /// Sends request `msg` with a fresh sequence number.
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut header = NetlinkHeader::default();
@@ -91,7 +91,17 @@ impl Netlink {
         let mut out = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut out);
         self.sock.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        Ok(())
+    }
 
+    /// Sends one request and collects its replies until the kernel's ACK (or DONE for a
+    /// dump). A NACK becomes the errno it carries.
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.send(msg, flags)?;
         let mut replies = Vec::new();
         loop {
             self.buf.clear();
@@ -127,6 +137,53 @@ impl Netlink {
         }
     }
 
+    /// As [`Netlink::request`], but hands each reply's payload to `on_reply` undecoded, for
+    /// a caller that wants a field or two of it. Decoding a whole link message costs more
+    /// than its request: netlink-packet-route formats a context string for every attribute
+    /// it parses (a bridge's or a veth's reply has dozens).
+    fn request_raw(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        mut on_reply: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        let invalid = |e: netlink_packet_core::DecodeError| {
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+        };
+        self.send(msg, flags)?;
+        loop {
+            self.buf.clear();
+            let n = self.sock.recv(&mut self.buf, 0)?;
+            let mut off = 0;
+            while off < n {
+                let reply = NetlinkBuffer::new_checked(&self.buf[off..n]).map_err(invalid)?;
+                let len = reply.length() as usize;
+                if len == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "zero-length netlink message",
+                    ));
+                }
+                off += (len + 3) & !3;
+                if reply.sequence_number() != self.seq {
+                    continue;
+                }
+                match reply.message_type() {
+                    NLMSG_ERROR => {
+                        let e = ErrorBuffer::new_checked(reply.payload()).map_err(invalid)?;
+                        return match e.code() {
+                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                            None => Ok(()),
+                        };
+                    }
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    _ => on_reply(reply.payload()),
+                }
+            }
+        }
+    }
+
     fn run(
         &mut self,
         what: impl FnOnce() -> String,
@@ -144,11 +201,14 @@ impl Netlink {
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-                _ => None,
-            })),
+        let mut index = None;
+        let r = self.request_raw(RouteNetlinkMessage::GetLink(m), 0, |p| {
+            if let Ok(l) = LinkMessageBuffer::new_checked(p) {
+                index.get_or_insert(l.link_index());
+            }
+        });
+        match r {
+            Ok(()) => Ok(index),
             Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(None),
             Err(source) => Err(NetlinkError::Request {
                 what: format!("look up link {name}"),
@@ -161,18 +221,24 @@ impl Netlink {
     pub fn link_mtu(&mut self, index: u32) -> Result<Option<u32>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        let replies = self.run(
-            || format!("look up link #{index}"),
-            RouteNetlinkMessage::GetLink(m),
-            0,
-        )?;
-        Ok(replies.into_iter().find_map(|r| match r {
-            RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
-                LinkAttribute::Mtu(mtu) => Some(mtu),
-                _ => None,
-            }),
-            _ => None,
-        }))
+        let mut mtu = None;
+        self.request_raw(RouteNetlinkMessage::GetLink(m), 0, |p| {
+            let Ok(l) = LinkMessageBuffer::new_checked(p) else {
+                return;
+            };
+            for nla in l.attributes().flatten() {
+                if nla.kind() == IFLA_MTU
+                    && let Ok(v) = parse_u32(nla.value())
+                {
+                    mtu.get_or_insert(v);
+                }
+            }
+        })
+        .map_err(|source| NetlinkError::Request {
+            what: format!("look up link #{index}"),
+            source,
+        })?;
+        Ok(mtu)
     }
 
     /// The MTU of the interface the IPv4 default route of the main table leaves by.
@@ -389,5 +455,29 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Link replies are read undecoded (`request_raw`): index and MTU as the kernel has them.
+    #[test]
+    fn link_index_and_mtu_of_the_loopback_as_sysfs_shows_them() {
+        let mut nl = Netlink::open().unwrap();
+        let sys = |f: &str| -> u32 {
+            std::fs::read_to_string(format!("/sys/class/net/lo/{f}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let index = nl.link_index("lo").unwrap().expect("lo exists");
+        assert_eq!(index, sys("ifindex"));
+        assert_eq!(nl.link_mtu(index).unwrap(), Some(sys("mtu")));
+        assert_eq!(nl.link_index("mfgnosuch0").unwrap(), None);
+        // The socket keeps working after a NACK.
+        assert_eq!(nl.link_index("lo").unwrap(), Some(index));
     }
 }
