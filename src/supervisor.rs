@@ -245,16 +245,18 @@ pub fn run(
         .name("socket".into())
         .spawn(move || serve(listener, sigterm, tx2))
         .context("failed to start the socket thread")?;
-    exec.run(mode, &def);
+    let scratch = exec.run(mode, &def);
     // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
     if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {
         tracing::warn!(path = %paths.run_dir.display(), error = %e, "failed to remove the run dir");
     }
     // Done: whoever follows the task need not wait for this process to end, which takes a
-    // few milliseconds more (closing its netfilter socket waits for an RCU grace period).
+    // few milliseconds more (closing its netfilter socket waits for an RCU grace period),
+    // nor for the containers' unmounted scratch dirs to be deleted.
     if let Some(mut f) = done {
         let _ = f.write_all(b"1");
     }
+    crate::task::executor::remove_scratch(&a.task_id, &scratch);
     Ok(())
 }
 

@@ -111,6 +111,30 @@ impl Env {
         );
         let ns = Path::new("/run/netns").join(format!("mfg-{id}"));
         assert!(!ns.exists(), "netns left behind: {}", ns.display());
+        // The containers' scratch dirs (upper, work) are deleted right after the task is
+        // reported done; only the logs stay.
+        let task_dir = self.mf.root.join("tasks").join(id);
+        let scratch = || -> Vec<String> {
+            let Ok(d) = std::fs::read_dir(&task_dir) else {
+                return Vec::new();
+            };
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    let idx = n
+                        .strip_prefix('.')
+                        .and_then(|n| n.strip_suffix(".removing"))
+                        .unwrap_or(n);
+                    idx.strip_prefix('c')
+                        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !scratch().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(scratch(), Vec::<String>::new(), "in {}", task_dir.display());
         let t = self.describe(id);
         for w in t["minifargateWarnings"].as_array().into_iter().flatten() {
             assert!(!w.as_str().unwrap().starts_with("teardown"), "{w}");

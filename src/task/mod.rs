@@ -144,6 +144,11 @@ impl TaskPaths {
     pub fn container_state(&self, idx: usize) -> PathBuf {
         self.dir.join(format!("c{idx}"))
     }
+    /// Where a container's state dir is moved at teardown, to be deleted once the task
+    /// is reported done.
+    pub fn container_state_removing(&self, idx: usize) -> PathBuf {
+        self.dir.join(format!(".c{idx}.removing"))
+    }
     pub fn rootfs(&self, idx: usize) -> PathBuf {
         self.container_state(idx).join("rootfs")
     }

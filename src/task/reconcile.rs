@@ -114,11 +114,15 @@ fn finish_dead(
             errors.push(error_chain(&e));
             continue;
         }
-        let d = paths.container_state(idx);
-        if d.exists()
-            && let Err(e) = std::fs::remove_dir_all(&d)
-        {
-            errors.push(format!("failed to remove {}: {e}", d.display()));
+        for d in [
+            paths.container_state(idx),
+            paths.container_state_removing(idx),
+        ] {
+            if d.exists()
+                && let Err(e) = std::fs::remove_dir_all(&d)
+            {
+                errors.push(format!("failed to remove {}: {e}", d.display()));
+            }
         }
     }
     errors.extend(
