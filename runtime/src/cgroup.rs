@@ -653,18 +653,22 @@ fn is_cgroupfs(dir: &Path) -> bool {
 /// migration (done by libcontainer) finds the lock warm.
 ///
 /// The warmer is a thread that moves itself, again and again, into the task's own cgroup
-/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted): no other
-/// process and no cgroup but the task's is touched, and the thread is out of the cgroup
-/// (gone) once the warmer is dropped, before anything removes the task's cgroups. It
-/// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
-/// threaded subtree there).
+/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted), or into the
+/// `/minifargate` cgroup above all tasks' when started before the task's exists
+/// ([`Cgroups::warm_migrations_early`]): no other process and no cgroup but minifargate's
+/// is touched. A task's warmer is joined when dropped, so its thread is out of the cgroup
+/// (gone) before anything removes the task's cgroups; an early one is not waited for
+/// (its first move may be waiting out the grace period). It stops by itself after `max`.
+/// On v2 it does nothing (moving a single thread needs a threaded subtree there).
 #[derive(Debug)]
 pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The task cgroup dir the warmer created (removed on drop when still empty).
+    /// The cgroup dir the warmer created (removed on drop when still empty).
     created: Option<PathBuf>,
+    /// `created` is a task's cgroup (its shared parent may go too).
+    in_task: bool,
 }
 
 /// How often the warmer migrates itself: well inside one grace period.
@@ -674,14 +678,30 @@ impl Cgroups {
     /// Starts a [`MigrationWarmer`] in task `task_id`'s cgroup; `None` on v2, when no
     /// suitable hierarchy is mounted, or when the thread cannot be started.
     pub fn warm_migrations(&self, task_id: &str, max: Duration) -> Option<MigrationWarmer> {
-        if self.version != CgroupVersion::V1 || check_name(task_id).is_err() {
+        if check_name(task_id).is_err() {
             return None;
         }
-        let rel = Self::task_path(task_id);
+        self.warm_in(&Self::task_path(task_id), true, max)
+    }
+
+    /// Starts a [`MigrationWarmer`] in the cgroup every task's sits under
+    /// (`/minifargate`), for a process that is about to start a task's supervisor and
+    /// knows no task cgroup yet: the grace period then starts that much earlier. `None`
+    /// as for [`Cgroups::warm_migrations`].
+    pub fn warm_migrations_early(&self, max: Duration) -> Option<MigrationWarmer> {
+        self.warm_in(&format!("/{CGROUP_PREFIX}"), false, max)
+    }
+
+    /// The warmer thread in cgroup `rel` of one v1 hierarchy; `in_task`: `rel` is a task's
+    /// cgroup, whose parent goes too when the warmer made it and both are left empty.
+    fn warm_in(&self, rel: &str, in_task: bool, max: Duration) -> Option<MigrationWarmer> {
+        if self.version != CgroupVersion::V1 {
+            return None;
+        }
         let ctrl = ["pids", "cpu", "memory"]
             .into_iter()
             .find(|c| self.root.join(c).join("tasks").exists())?;
-        let dir = self.dir(ctrl, &rel);
+        let dir = self.dir(ctrl, rel);
         let created = (!dir.exists()).then(|| dir.clone());
         if fs::create_dir_all(&dir).is_err() {
             return None;
@@ -708,6 +728,7 @@ impl Cgroups {
                 stop: Some(stop),
                 thread: Some(t),
                 created,
+                in_task,
             }),
             Err(_) => {
                 if let Some(d) = created {
@@ -722,8 +743,13 @@ impl Cgroups {
 impl Drop for MigrationWarmer {
     fn drop(&mut self) {
         drop(self.stop.take());
-        // Joined: the thread has left the task's cgroup before anyone may remove it.
+        // A task's: joined, the thread has left the task's cgroup before anyone may remove
+        // it. An early one still moving is left to end by itself, and the cgroup it made
+        // stays for the tasks (each task's teardown removes it when it is left empty).
         if let Some(t) = self.thread.take() {
+            if !self.in_task && !t.is_finished() {
+                return;
+            }
             let _ = t.join();
         }
         // Made here and still unused (the task never got its cgroup): not left behind,
@@ -731,6 +757,7 @@ impl Drop for MigrationWarmer {
         // task's containers under it, rmdir fails and the dir stays theirs.
         if let Some(d) = self.created.take()
             && fs::remove_dir(&d).is_ok()
+            && self.in_task
             && let Some(parent) = d.parent()
         {
             let _ = fs::remove_dir(parent);

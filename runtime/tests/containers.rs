@@ -734,6 +734,50 @@ fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     assert_eq!(std::fs::read_to_string(dir.join("tasks")).unwrap(), "");
 }
 
+/// The CLI's warmer, started before any task cgroup exists: its thread sits in the
+/// `/minifargate` cgroup above the tasks' (no other), and leaves it once dropped.
+#[test]
+fn an_early_migration_warmer_uses_the_minifargate_cgroup_and_stops_when_dropped() {
+    let cg = runtime::Cgroups::detect().unwrap();
+    let warmer = cg.warm_migrations_early(Duration::from_secs(10));
+    if unified() {
+        assert!(warmer.is_none(), "no warmer on v2");
+        return;
+    }
+    let warmer = warmer.expect("a warmer on v1");
+    let ctrl = ["pids", "cpu", "memory"]
+        .into_iter()
+        .find(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
+        .unwrap();
+    let tasks = cg_dir(ctrl, "minifargate").join("tasks");
+    let ours = || -> Vec<String> {
+        std::fs::read_to_string(&tasks)
+            .unwrap_or_default()
+            .lines()
+            .filter(|t| Path::new("/proc/self/task").join(t).exists())
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ours().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(ours().len(), 1, "one thread of ours in {}", tasks.display());
+    drop(warmer);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ours().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        ours(),
+        Vec::<String>::new(),
+        "the thread stops once dropped"
+    );
+    // Made by the warmer when no task had it: gone when empty (busy with tasks of other
+    // tests, it stays theirs).
+    let _ = std::fs::remove_dir(cg_dir(ctrl, "minifargate"));
+}
+
 #[test]
 fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     let rootfs = Rootfs::new();
