@@ -83,6 +83,18 @@ impl Env {
         std::fs::read_to_string(p).ok()?.trim().parse().ok()
     }
 
+    /// Sends signal `sig` (`kill`'s name for it: KILL, TERM) to task `id`'s supervisor;
+    /// returns its pid.
+    fn signal_supervisor(&self, id: &str, sig: &str) -> i32 {
+        let pid = self.supervisor_pid(id).expect("supervisor pid file");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {pid}");
+        pid
+    }
+
     /// Waits (10 s at most) until task `id`'s supervisor is gone: it removes its pid file
     /// and then its run dir, the last thing it does.
     fn wait_supervisor_gone(&self, id: &str) {
@@ -459,12 +471,7 @@ fn killed_supervisor_is_noticed_and_cleaned_up() {
     let id = first_task_id(&v);
     let t = env.wait_status(&id, "RUNNING", Duration::from_secs(30));
     assert_eq!(t["containers"][0]["name"], "busybox");
-    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = env.signal_supervisor(&id, "KILL");
     // Reaped by init once it is gone; wait until it is.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{pid}/stat")).exists()
@@ -516,12 +523,7 @@ fn an_attached_run_task_ends_when_its_supervisor_is_killed() {
         std::thread::sleep(Duration::from_millis(50));
     };
     env.wait_status(&id, "RUNNING", Duration::from_secs(30));
-    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = env.signal_supervisor(&id, "KILL");
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -891,12 +893,7 @@ fn sigterm_to_the_supervisor_stops_the_task_properly() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = first_task_id(&v);
     env.wait_status(&id, "RUNNING", Duration::from_secs(30));
-    let pid = env.supervisor_pid(&id).expect("supervisor pid file");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    env.signal_supervisor(&id, "TERM");
     let t = env.wait_status(&id, "STOPPED", Duration::from_secs(30));
     assert_eq!(t["stopCode"], "UserInitiated");
     assert_eq!(t["stoppedReason"], "Task supervisor received SIGTERM");

@@ -689,6 +689,14 @@ fn an_exec_dropped_unwaited_is_reaped_and_delete_still_ends() {
     handle.join().unwrap();
 }
 
+/// The v1 hierarchy a migration warmer moves its thread in (as `Cgroups::warm_in` picks).
+fn warmer_hierarchy() -> &'static str {
+    ["pids", "cpu", "memory"]
+        .into_iter()
+        .find(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
+        .unwrap()
+}
+
 #[test]
 fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     let cg = runtime::Cgroups::detect().unwrap();
@@ -699,10 +707,7 @@ fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
         return;
     }
     let warmer = warmer.expect("a warmer on v1");
-    let ctrl = ["pids", "cpu", "memory"]
-        .into_iter()
-        .find(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
-        .unwrap();
+    let ctrl = warmer_hierarchy();
     let dir = cg_dir(ctrl, &format!("minifargate/{id}"));
     // Its thread, and nothing else, sits in the task's cgroup.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -745,10 +750,7 @@ fn an_early_migration_warmer_uses_the_minifargate_cgroup_and_stops_when_dropped(
         return;
     }
     let warmer = warmer.expect("a warmer on v1");
-    let ctrl = ["pids", "cpu", "memory"]
-        .into_iter()
-        .find(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
-        .unwrap();
+    let ctrl = warmer_hierarchy();
     let tasks = cg_dir(ctrl, "minifargate").join("tasks");
     let ours = || -> Vec<String> {
         std::fs::read_to_string(&tasks)

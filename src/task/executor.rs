@@ -287,35 +287,25 @@ impl Executor {
 
     fn save(&mut self) {
         self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
-        let (task, phases) = (&self.task, &self.phases);
-        let r = self.store.with(|s| {
-            s.in_transaction("save the task", |s| {
-                s.save_task(task)?;
-                record_phases(s, &task.id, phases)
-            })
-        });
-        match r {
-            Ok(()) => self.phases.clear(),
-            Err(e) => {
-                tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save the task")
-            }
-        }
+        let task = &self.task;
+        write_with_phases(
+            &self.store,
+            &mut self.phases,
+            &task.id,
+            "save the task",
+            |s| s.save_task(task),
+        );
     }
 
     fn save_container(&mut self, idx: usize) {
-        let (row, phases) = (&self.slots[idx].row, &self.phases);
-        let r = self.store.with(|s| {
-            s.in_transaction("save a container", |s| {
-                s.save_container(row)?;
-                record_phases(s, &row.task_id, phases)
-            })
-        });
-        match r {
-            Ok(()) => self.phases.clear(),
-            Err(e) => {
-                tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to save a container")
-            }
-        }
+        let row = &self.slots[idx].row;
+        write_with_phases(
+            &self.store,
+            &mut self.phases,
+            &self.task.id,
+            "save a container",
+            |s| s.save_container(row),
+        );
     }
 
     /// Notes that `phase` of container `idx` (the task's when `None`) ran from `start`
@@ -1159,12 +1149,28 @@ pub fn remove_scratch(task_id: &str, dirs: &[PathBuf]) {
     }
 }
 
-/// Writes `phases` of task `task_id`.
-fn record_phases(s: &mut Store, task_id: &str, phases: &[Phase]) -> Result<(), StoreError> {
-    for p in phases {
-        s.record_phase(task_id, &p.container, p.phase, p.start, p.end)?;
+/// Writes with `f`, and task `task_id`'s pending `phases`, in one transaction; the
+/// phases are cleared once written. A failure is logged (`what` names the write).
+fn write_with_phases(
+    store: &SharedStore,
+    phases: &mut Vec<Phase>,
+    task_id: &str,
+    what: &'static str,
+    f: impl FnOnce(&mut Store) -> Result<(), StoreError>,
+) {
+    let r = store.with(|s| {
+        s.in_transaction(what, |s| {
+            f(s)?;
+            for p in phases.iter() {
+                s.record_phase(task_id, &p.container, p.phase, p.start, p.end)?;
+            }
+            Ok(())
+        })
+    });
+    match r {
+        Ok(()) => phases.clear(),
+        Err(e) => tracing::error!(task_id, error = %error_chain(&e), "failed to {what}"),
     }
-    Ok(())
 }
 
 fn make_puller(
