@@ -52,6 +52,11 @@ pub enum NetlinkError {
 /// `IFLA_MTU`, the link attribute carrying the MTU (linux/if_link.h).
 const IFLA_MTU: u16 = 4;
 
+/// A reply that does not decode.
+fn invalid_reply(e: netlink_packet_core::DecodeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
 /// One rtnetlink socket, bound to the namespace it was opened in.
 pub struct Netlink {
     sock: Socket,
@@ -101,40 +106,16 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.send(msg, flags)?;
         let mut replies = Vec::new();
-        loop {
-            self.buf.clear();
-            let n = self.sock.recv(&mut self.buf, 0)?;
-            let mut off = 0;
-            while off < n {
-                let reply =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = reply.header.length as usize;
-                if len == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "zero-length netlink message",
-                    ));
-                }
-                off += (len + 3) & !3;
-                if reply.header.sequence_number != self.seq {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                            None => Ok(replies),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    _ => {}
-                }
+        self.exchange(msg, flags, |reply| {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(reply.into_inner())
+                .map_err(invalid_reply)?;
+            if let NetlinkPayload::InnerMessage(m) = m.payload {
+                replies.push(m);
             }
-        }
+            Ok(())
+        })?;
+        Ok(replies)
     }
 
     /// As [`Netlink::request`], but hands each reply's payload to `on_reply` undecoded, for
@@ -147,30 +128,40 @@ impl Netlink {
         flags: u16,
         mut on_reply: impl FnMut(&[u8]),
     ) -> io::Result<()> {
-        let invalid = |e: netlink_packet_core::DecodeError| {
-            io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-        };
+        self.exchange(msg, flags, |reply| {
+            on_reply(reply.payload());
+            Ok(())
+        })
+    }
+
+    /// Sends one request and hands each of its replies (header and payload, undecoded) to
+    /// `on_reply` until the kernel's ACK (or DONE for a dump). A NACK becomes the errno it
+    /// carries.
+    fn exchange(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        mut on_reply: impl FnMut(NetlinkBuffer<&[u8]>) -> io::Result<()>,
+    ) -> io::Result<()> {
         self.send(msg, flags)?;
         loop {
             self.buf.clear();
             let n = self.sock.recv(&mut self.buf, 0)?;
             let mut off = 0;
             while off < n {
-                let reply = NetlinkBuffer::new_checked(&self.buf[off..n]).map_err(invalid)?;
-                let len = reply.length() as usize;
-                if len == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "zero-length netlink message",
-                    ));
-                }
+                // Checked: the message is at least a header long and lies within what was
+                // received.
+                let len = NetlinkBuffer::new_checked(&self.buf[off..n])
+                    .map_err(invalid_reply)?
+                    .length() as usize;
+                let reply = NetlinkBuffer::new(&self.buf[off..off + len]);
                 off += (len + 3) & !3;
                 if reply.sequence_number() != self.seq {
                     continue;
                 }
                 match reply.message_type() {
                     NLMSG_ERROR => {
-                        let e = ErrorBuffer::new_checked(reply.payload()).map_err(invalid)?;
+                        let e = ErrorBuffer::new_checked(reply.payload()).map_err(invalid_reply)?;
                         return match e.code() {
                             Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
                             None => Ok(()),
@@ -178,7 +169,7 @@ impl Netlink {
                     }
                     NLMSG_DONE => return Ok(()),
                     NLMSG_NOOP | NLMSG_OVERRUN => {}
-                    _ => on_reply(reply.payload()),
+                    _ => on_reply(reply)?,
                 }
             }
         }

@@ -50,11 +50,6 @@ static INHERITED_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 pub(crate) fn take_inherited_pipe(fd: RawFd) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     use nix::sys::stat::{SFlag, fstat};
-    if INHERITED_TAKEN.load(Ordering::SeqCst) {
-        return Err(std::io::Error::other(
-            "the inherited pipe was taken already",
-        ));
-    }
     if fd <= 2 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

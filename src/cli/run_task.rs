@@ -725,7 +725,8 @@ fn attach(
     exit_code(store, ids)
 }
 
-/// What a supervisor-wait thread reports.
+/// What a thread that waits for a supervisor (`supervisor-done`, `supervisor-wait`)
+/// reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     /// The supervisor said its task is STOPPED and torn down.

@@ -264,8 +264,8 @@ impl Executor {
         }
     }
 
-    /// Runs the task to STOPPED. Never returns early: teardown always happens.
-    /// Runs the task to STOPPED and tears it down. Returns the containers' scratch
+    /// Runs the task to STOPPED and tears it down (never returns early: teardown always
+    /// happens). Returns the containers' scratch
     /// directories (upper and work dirs, unmounted, renamed out of the way) for the caller
     /// to delete once it has reported the task done ([`remove_scratch`]): on this host's
     /// ext4, freeing their blocks waits for a discard each (~1 ms per task).

@@ -5,7 +5,7 @@ use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_
 use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
-use nix::fcntl::FdFlag;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -398,11 +398,7 @@ pub fn spawn_supervisor(
         let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;
         // Inherited across exec (std opens pipes close-on-exec); the supervisor takes it
         // and closes it on exec again.
-        nix::fcntl::fcntl(
-            w.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFD(FdFlag::empty()),
-        )
-        .map_err(|e| LaunchError::Io {
+        fcntl(w.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| LaunchError::Io {
             what: "pass the done pipe to the supervisor".into(),
             source: e.into(),
         })?;
