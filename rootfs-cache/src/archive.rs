@@ -366,11 +366,15 @@ async fn load_docker(
         let manifest_digest = Digest::of(&manifest_bytes);
         let mut locks = layer::lock_all(store, layers.iter().map(|(_, l)| &l.diff_id))?;
         let mut staged: Vec<layer::Staged> = Vec::new();
-        for (path, l) in &layers {
+        let mut head_start = layer::HeadStart::default();
+        for (i, (path, l)) in layers.iter().enumerate() {
             if let Some(s) =
                 fetch_from(store, input, source, path, l, opts, &mut locks, observer).await?
             {
                 staged.push(s);
+                if i + 1 < layers.len() {
+                    head_start.flush(store);
+                }
             }
         }
         layer::commit_all(store, staged)?;
@@ -557,12 +561,16 @@ async fn load_oci(
         let layers = LayerRecord::from_manifest(&info, &cfg);
         let mut locks = layer::lock_all(store, layers.iter().map(|l| &l.diff_id))?;
         let mut staged: Vec<layer::Staged> = Vec::new();
-        for l in &layers {
+        let mut head_start = layer::HeadStart::default();
+        for (i, l) in layers.iter().enumerate() {
             let entry = format!("blobs/sha256/{}", l.digest.hex());
             if let Some(s) =
                 fetch_from(store, input, source, &entry, l, opts, &mut locks, observer).await?
             {
                 staged.push(s);
+                if i + 1 < layers.len() {
+                    head_start.flush(store);
+                }
             }
         }
         layer::commit_all(store, staged)?;

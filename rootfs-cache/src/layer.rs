@@ -104,6 +104,28 @@ pub fn commit_all(store: &Store, staged: Vec<Staged>) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Flushes the cache's filesystem in the background while more layers unpack, so the
+/// disk writes the layers already staged while the CPU works on the rest, and
+/// [`commit_all`]'s `syncfs` waits only for what is left. At most one flush runs at a
+/// time; one asked for while another runs is skipped (the next layer asks again).
+#[derive(Default)]
+pub struct HeadStart(Option<tokio::task::JoinHandle<()>>);
+
+impl HeadStart {
+    /// Starts a flush unless one is running. Call it when a layer is staged and others
+    /// are still to come.
+    pub fn flush(&mut self, store: &Store) {
+        if self.0.as_ref().is_some_and(|f| !f.is_finished()) {
+            return;
+        }
+        let store = store.clone();
+        self.0 = Some(tokio::task::spawn_blocking(move || {
+            // Only a head start: commit_all's own sync reports an error.
+            let _ = store.sync();
+        }));
+    }
+}
+
 /// Takes the locks of all `diff_ids` (each once) in one global order, so that two
 /// processes staging overlapping sets of layers never hold one each and wait for the
 /// other's (a pull holds every layer's lock until [`commit_all`]). Blocks.

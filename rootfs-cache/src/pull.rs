@@ -338,9 +338,15 @@ impl Puller {
         }
         let mut first_err = None;
         let mut staged = Vec::new();
+        let mut head_start = layer::HeadStart::default();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((_, Ok(Some(s)))) => staged.push(s),
+                Ok((_, Ok(Some(s)))) => {
+                    staged.push(s);
+                    if !tasks.is_empty() {
+                        head_start.flush(&self.store);
+                    }
+                }
                 Ok((_, Ok(None))) => {}
                 Ok((digest, Err(source))) => {
                     if first_err.is_none() {
