@@ -364,20 +364,9 @@ async fn load_docker(
         });
         let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
         let manifest_digest = Digest::of(&manifest_bytes);
-        let mut locks = layer::lock_all(store, layers.iter().map(|(_, l)| &l.diff_id))?;
-        let mut staged: Vec<layer::Staged> = Vec::new();
-        let mut head_start = layer::HeadStart::default();
-        for (i, (path, l)) in layers.iter().enumerate() {
-            if let Some(s) =
-                fetch_from(store, input, source, path, l, opts, &mut locks, observer).await?
-            {
-                staged.push(s);
-                if i + 1 < layers.len() {
-                    head_start.flush(store);
-                }
-            }
-        }
-        layer::commit_all(store, staged)?;
+        let entries: Vec<(String, &LayerRecord)> =
+            layers.iter().map(|(path, l)| (path.clone(), l)).collect();
+        stage_all(store, input, source, &entries, opts, observer).await?;
         let records: Vec<LayerRecord> = layers.iter().map(|(_, l)| l.clone()).collect();
         check_layers(input, store, &records)?;
         store.write_blob(&config_digest, &config_bytes)?;
@@ -451,38 +440,50 @@ fn record(
     }
 }
 
-/// Stages one layer unless the cache has it or it was staged already (its lock is
-/// gone from `locks`: a layer listed twice is staged once).
-#[allow(clippy::too_many_arguments)]
-async fn fetch_from(
+/// Stages each layer (`entry`: its blob in the input) unless the cache has it, then
+/// commits them all. A staged layer is flushed in the background while the next one
+/// unpacks ([`layer::HeadStart`]). A layer listed twice is staged once.
+async fn stage_all(
     store: &Store,
     input: &Path,
     source: &Source,
-    entry: &str,
-    l: &LayerRecord,
+    layers: &[(String, &LayerRecord)],
     opts: &LoadOptions<'_>,
-    locks: &mut std::collections::HashMap<Digest, crate::store::Lock>,
     observer: &dyn PullObserver,
-) -> Result<Option<layer::Staged>, LoadError> {
-    let Some(lock) = locks.remove(&l.diff_id) else {
-        return Ok(None);
-    };
-    let (r, _) = source.open(input, entry)?;
-    layer::fetch(
-        store,
-        LayerSource::Reader(r),
-        l,
-        lock,
-        &opts.unpack,
-        opts.min_free,
-        observer,
-    )
-    .await
-    .map_err(|e| LoadError::Layer {
-        path: input.to_path_buf(),
-        layer: l.digest.clone(),
-        source: Box::new(e),
-    })
+) -> Result<(), LoadError> {
+    let mut locks = layer::lock_all(store, layers.iter().map(|(_, l)| &l.diff_id))?;
+    let mut staged = Vec::new();
+    let mut head_start = layer::HeadStart::default();
+    for (i, (entry, l)) in layers.iter().enumerate() {
+        // Its lock is gone: listed before, and staged then.
+        let Some(lock) = locks.remove(&l.diff_id) else {
+            continue;
+        };
+        let (r, _) = source.open(input, entry)?;
+        let fetched = layer::fetch(
+            store,
+            LayerSource::Reader(r),
+            l,
+            lock,
+            &opts.unpack,
+            opts.min_free,
+            observer,
+        )
+        .await
+        .map_err(|e| LoadError::Layer {
+            path: input.to_path_buf(),
+            layer: l.digest.clone(),
+            source: Box::new(e),
+        })?;
+        if let Some(s) = fetched {
+            staged.push(s);
+            if i + 1 < layers.len() {
+                head_start.flush(store);
+            }
+        }
+    }
+    layer::commit_all(store, staged)?;
+    Ok(())
 }
 
 async fn load_oci(
@@ -559,21 +560,11 @@ async fn load_oci(
         let config_bytes = source.read_blob(input, &info.config)?;
         let cfg = manifest::parse_config(&config_bytes, info.layers.len()).map_err(man_err)?;
         let layers = LayerRecord::from_manifest(&info, &cfg);
-        let mut locks = layer::lock_all(store, layers.iter().map(|l| &l.diff_id))?;
-        let mut staged: Vec<layer::Staged> = Vec::new();
-        let mut head_start = layer::HeadStart::default();
-        for (i, l) in layers.iter().enumerate() {
-            let entry = format!("blobs/sha256/{}", l.digest.hex());
-            if let Some(s) =
-                fetch_from(store, input, source, &entry, l, opts, &mut locks, observer).await?
-            {
-                staged.push(s);
-                if i + 1 < layers.len() {
-                    head_start.flush(store);
-                }
-            }
-        }
-        layer::commit_all(store, staged)?;
+        let entries: Vec<(String, &LayerRecord)> = layers
+            .iter()
+            .map(|l| (format!("blobs/sha256/{}", l.digest.hex()), l))
+            .collect();
+        stage_all(store, input, source, &entries, opts, observer).await?;
         check_layers(input, store, &layers)?;
         if let Some(i) = &index_digest {
             store.write_blob(i, &source.read_blob(input, i)?)?;

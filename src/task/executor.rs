@@ -265,10 +265,10 @@ impl Executor {
     }
 
     /// Runs the task to STOPPED and tears it down (never returns early: teardown always
-    /// happens). Returns the containers' scratch
-    /// directories (upper and work dirs, unmounted, renamed out of the way) for the caller
-    /// to delete once it has reported the task done ([`remove_scratch`]): on this host's
-    /// ext4, freeing their blocks waits for a discard each (~1 ms per task).
+    /// happens). Returns the containers' scratch directories (upper and work dirs,
+    /// unmounted, renamed out of the way) for the caller to delete once it has reported
+    /// the task done ([`remove_scratch`]): on this host's ext4, freeing their blocks
+    /// waits for a discard each (~1 ms per task).
     #[must_use = "the scratch dirs are to be removed (remove_scratch)"]
     pub fn run(mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
         tracing::info!(task_id = %self.task.id, "task provisioning");
