@@ -245,11 +245,9 @@ pub fn run(
         .name("socket".into())
         .spawn(move || serve(listener, sigterm, tx2))
         .context("failed to start the socket thread")?;
+    // Returns STOPPED and torn down, the run dir included.
     let scratch = exec.run(mode, &def);
-    // Stopped and torn down: the run dir (socket, pid file, runtime state) goes last.
-    if let Err(e) = std::fs::remove_dir_all(&paths.run_dir) {
-        tracing::warn!(path = %paths.run_dir.display(), error = %e, "failed to remove the run dir");
-    }
+    crate::task::test_pause(&paths.dir, "stopped");
     // Done: whoever follows the task need not wait for this process to end, which takes a
     // few milliseconds more (closing its netfilter socket waits for an RCU grace period),
     // nor for the containers' unmounted scratch dirs to be deleted.

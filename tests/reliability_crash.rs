@@ -7,9 +7,9 @@
 //!
 //! Phases are hit with real timing where it works (a throttling proxy in front of the
 //! registry keeps a pull going; a container that ignores SIGTERM keeps a stop going), and
-//! with `MINIFARGATE_TEST_PAUSE` (src/task/mod.rs) for the two short windows: between the
-//! CLI writing the task and starting its supervisor, and the supervisor's network set up
-//! before PENDING / its teardown.
+//! with `MINIFARGATE_TEST_PAUSE` (src/task/mod.rs) for the short windows: between the
+//! CLI writing the task and starting its supervisor, the supervisor's network set up
+//! before PENDING, its teardown, and its task STOPPED before it reported done.
 
 mod common;
 
@@ -591,6 +591,65 @@ fn supervisor_killed_during_teardown() {
     assert_eq!(t["containers"][0]["exitCode"], 0);
     assert_no_leaks(&env.mf, &[&id], &[]);
     env.assert_new_task_runs(&[]);
+}
+
+/// STOPPED means torn down: while the supervisor is held just after writing STOPPED,
+/// nothing of the task is left on the host (its run dir included), and the attached
+/// run-task has not returned: it waits for its supervisor to say it is done (or to end),
+/// here until the supervisor is killed. Then it exits with the container's code.
+#[test]
+fn stopped_task_is_torn_down_and_attached_run_task_waits_for_its_supervisor() {
+    let mut env = Env::new();
+    env.mf.set_env("MINIFARGATE_TEST_PAUSE", "stopped");
+    let td = env.taskdef("stopped", "awsvpc", BUSYBOX, "exit 3", "");
+    let mut cli = env
+        .mf
+        .cmd()
+        .args(["run-task", "--task-definition", &td])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.mf.env.retain(|(k, _)| k != "MINIFARGATE_TEST_PAUSE");
+    let tasks = env.mf.root.join("tasks");
+    let mut paused = None;
+    wait_for("the supervisor to pause after STOPPED", || {
+        paused = std::fs::read_dir(&tasks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|e| {
+                let p = e.path().join("paused-stopped");
+                p.exists()
+                    .then(|| (e.file_name().to_string_lossy().into_owned(), p))
+            });
+        paused.is_some()
+    });
+    let (id, file) = paused.unwrap();
+    let pid = read_pid(&file);
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["containers"][0]["exitCode"], 3);
+    let run_dir = env.mf.run_root.join("tasks").join(&id);
+    assert!(
+        !run_dir.exists(),
+        "STOPPED with its run dir: {}",
+        run_dir.display()
+    );
+    assert_no_leaks(&env.mf, &[&id], &[]);
+    // The store has said STOPPED all along (it is polled every 25 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        cli.try_wait().unwrap().is_none(),
+        "run-task returned before its supervisor was done"
+    );
+    kill9(pid);
+    let code = cli.wait().unwrap().code();
+    assert_eq!(code, Some(3));
+    wait_dead(pid);
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    assert_no_leaks(&env.mf, &[&id], &[]);
 }
 
 #[test]

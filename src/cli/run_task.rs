@@ -597,8 +597,11 @@ fn attach(
     // its done pipe once the task is STOPPED and torn down, a few milliseconds before its
     // process has ended (launch::Supervisor::done); and a second thread waits for the
     // process to exit, which tells the loop to check whether it died first.
-    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<Ended>();
-    for mut sup in children {
+    // STOPPED is in the store a moment before the supervisor removes the task's run dir:
+    // the CLI returns only once each supervisor has also said it is done or has exited.
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<(usize, Ended)>();
+    let mut finished = vec![false; children.len()];
+    for (i, mut sup) in children.into_iter().enumerate() {
         if let Some(mut done) = sup.done.take() {
             let tx = exited_tx.clone();
             std::thread::Builder::new()
@@ -606,7 +609,7 @@ fn attach(
                 .spawn(move || {
                     let mut b = [0u8; 1];
                     if matches!(done.read(&mut b), Ok(1)) {
-                        let _ = tx.send(Ended::Done);
+                        let _ = tx.send((i, Ended::Done));
                     }
                 })?;
         }
@@ -616,7 +619,7 @@ fn attach(
             .spawn(move || {
                 // Reaped here, or by init should this process exit first.
                 let _ = sup.child.wait();
-                let _ = tx.send(Ended::Exited);
+                let _ = tx.send((i, Ended::Exited));
             })?;
     }
     drop(exited_tx);
@@ -704,8 +707,9 @@ fn attach(
         }
         if !printed {
             match exited_rx.recv_timeout(Duration::from_millis(10)) {
-                Ok(ended) => {
+                Ok((i, ended)) => {
                     woken = true;
+                    finished[i] = true;
                     supervisor_exited |= ended == Ended::Exited;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -714,6 +718,14 @@ fn attach(
                     std::thread::sleep(Duration::from_millis(10))
                 }
             }
+        }
+    }
+    // Every task is STOPPED; its supervisor may still be removing the run dir.
+    while finished.contains(&false) {
+        match exited_rx.recv() {
+            Ok((i, _)) => finished[i] = true,
+            // Every waiting thread has ended: every supervisor has exited.
+            Err(_) => break,
         }
     }
     let mut printed = false;

@@ -1126,6 +1126,17 @@ impl Executor {
                 }
             }
         }
+        // The run dir (socket, pid file, runtime state) last, before STOPPED is written: a
+        // STOPPED task has left nothing on the host, whoever looks. (Should this process die
+        // in between, reconcile removes it with the rest of the task.)
+        if let Err(e) = std::fs::remove_dir_all(&self.paths.run_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            errors.push(format!(
+                "failed to remove {}: {e}",
+                self.paths.run_dir.display()
+            ));
+        }
         for e in &errors {
             tracing::error!(task_id = %self.task.id, error = %e, "teardown step failed");
             self.warnings.push(format!("teardown: {e}"));

@@ -54,10 +54,13 @@ pub mod reason {
 
 /// For the crash tests only (tests/reliability_crash.rs): when the environment variable
 /// `MINIFARGATE_TEST_PAUSE` names `point`, writes our pid to `<dir>/paused-<point>` (the
-/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed, so a test can `kill -9` this process at a known phase.
+/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed,
+/// so a test can `kill -9` this process at a known phase.
 /// Points: `launch` (CLI: task row written, supervisor not started), `network`
 /// (supervisor: network set up, task still PROVISIONING), `teardown` (supervisor:
-/// DEPROVISIONING, containers stopped, nothing removed yet).
+/// DEPROVISIONING, containers stopped, nothing removed yet), `stopped` (supervisor: task
+/// STOPPED and torn down, done not yet reported; the file goes to the task's dir, as the
+/// run dir is gone).
 pub fn test_pause(dir: &Path, point: &str) {
     let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
         return;

@@ -89,7 +89,7 @@ pub fn assert_no_leaks(mf: &Mf, ids: &[&str], keep: &[&Path]) {
         wait_for(&format!("veth {veth} of {id} to go"), || {
             !netns::link_exists(&veth).unwrap()
         });
-        // A supervisor removes it last, after it wrote STOPPED.
+        // Reconcile removes a dead supervisor's after its next pass.
         let run_dir = mf.run_root.join("tasks").join(id);
         wait_for(&format!("run dir {} to go", run_dir.display()), || {
             !run_dir.exists()
