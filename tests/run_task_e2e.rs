@@ -95,8 +95,8 @@ impl Env {
         pid
     }
 
-    /// Waits (10 s at most) until task `id`'s supervisor is gone: it removes its pid file
-    /// and then its run dir, the last thing it does.
+    /// Waits (10 s at most) until task `id`'s supervisor is gone: its run dir (with the pid
+    /// file) goes before it writes STOPPED; a dead one's goes at the next reconcile.
     fn wait_supervisor_gone(&self, id: &str) {
         let run_dir = self.mf.run_root.join("tasks").join(id);
         let deadline = Instant::now() + Duration::from_secs(10);
