@@ -238,6 +238,16 @@ impl Env {
         )
     }
 
+    /// An attached `run-task` of `td` (its output discarded), still running.
+    fn spawn_attached(&self, td: &str) -> Child {
+        self.mf
+            .cmd()
+            .args(["run-task", "--task-definition", td])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn run_detached(&self, td: &str) -> String {
         let v = self.json(&["run-task", "--task-definition", td, "--detach"]);
         arn_id(&v["tasks"][0]["taskArn"])
@@ -363,13 +373,7 @@ fn cli_killed_during_attached_run_task_leaves_the_task_to_its_supervisor() {
         "trap 'exit 0' TERM; while :; do sleep 1; done",
         "",
     );
-    let child = env
-        .mf
-        .cmd()
-        .args(["run-task", "--task-definition", &td])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = env.spawn_attached(&td);
     wait_for("the supervisor's pull to start", || {
         env.proxy.sent() > 1 << 20
     });
@@ -602,13 +606,7 @@ fn stopped_task_is_torn_down_and_attached_run_task_waits_for_its_supervisor() {
     let mut env = Env::new();
     env.mf.set_env("MINIFARGATE_TEST_PAUSE", "stopped");
     let td = env.taskdef("stopped", "awsvpc", BUSYBOX, "exit 3", "");
-    let mut cli = env
-        .mf
-        .cmd()
-        .args(["run-task", "--task-definition", &td])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = env.spawn_attached(&td);
     env.mf.env.retain(|(k, _)| k != "MINIFARGATE_TEST_PAUSE");
     let tasks = env.mf.root.join("tasks");
     let mut paused = None;
