@@ -597,8 +597,9 @@ fn attach(
     // its done pipe once the task is STOPPED and torn down, a few milliseconds before its
     // process has ended (launch::Supervisor::done); and a second thread waits for the
     // process to exit, which tells the loop to check whether it died first.
-    // STOPPED is in the store a moment before the supervisor removes the task's run dir:
-    // the CLI returns only once each supervisor has also said it is done or has exited.
+    // The CLI returns once every task is STOPPED (which the supervisor writes after the
+    // last teardown step) and each supervisor has also said it is done or has exited:
+    // then nothing of the task is left but the scratch dirs being deleted.
     let (exited_tx, exited_rx) = std::sync::mpsc::channel::<(usize, Ended)>();
     let mut finished = vec![false; children.len()];
     for (i, mut sup) in children.into_iter().enumerate() {
@@ -720,7 +721,7 @@ fn attach(
             }
         }
     }
-    // Every task is STOPPED; its supervisor may still be removing the run dir.
+    // Every task is STOPPED; a supervisor may not have said it is done yet.
     while finished.contains(&false) {
         match exited_rx.recv() {
             Ok((i, _)) => finished[i] = true,
