@@ -70,10 +70,11 @@ pub fn test_pause(dir: &Path, point: &str) {
     }
     tracing::warn!(point, "MINIFARGATE_TEST_PAUSE: pausing until killed");
     let _ = std::fs::create_dir_all(dir);
-    let _ = std::fs::write(
-        dir.join(format!("paused-{point}")),
-        format!("{}\n", std::process::id()),
-    );
+    // Written aside and renamed: a test that sees the file reads the whole pid.
+    let file = dir.join(format!("paused-{point}"));
+    let tmp = dir.join(format!(".paused-{point}.tmp"));
+    let _ = std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, &file));
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
