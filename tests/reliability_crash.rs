@@ -126,11 +126,17 @@ impl Tmpfs {
 }
 
 impl Drop for Tmpfs {
+    /// Unmounts, then removes the mount point and the test's dir it is in: the `Mf`, which
+    /// drops first, could not delete them while the tmpfs was mounted there.
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&self.0)
             .status();
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(test_dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(test_dir);
+        }
     }
 }
 
