@@ -594,12 +594,11 @@ fn attach(
         })?;
     // Threads wait for each supervisor: the loop below sleeps on this channel, so the end
     // wakes it at once instead of at the next poll of the store. The supervisor says so on
-    // its done pipe once the task is STOPPED and torn down, a few milliseconds before its
-    // process has ended (launch::Supervisor::done); and a second thread waits for the
-    // process to exit, which tells the loop to check whether it died first.
-    // The CLI returns once every task is STOPPED (which the supervisor writes after the
-    // last teardown step) and each supervisor has also said it is done or has exited:
-    // then nothing of the task is left but the scratch dirs being deleted.
+    // its done pipe right after it wrote STOPPED (its last teardown step done), a few
+    // milliseconds before its process has ended (launch::Supervisor::done); a second
+    // thread waits for the process to exit, which tells the loop to check whether it died
+    // first. The CLI returns once every task is STOPPED and each supervisor has said it is
+    // done or has exited.
     let (exited_tx, exited_rx) = std::sync::mpsc::channel::<(usize, Ended)>();
     let mut finished = vec![false; children.len()];
     for (i, mut sup) in children.into_iter().enumerate() {
