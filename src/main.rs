@@ -4,7 +4,9 @@
 
 mod api;
 mod cli;
+mod ecs;
 mod mountinfo;
+mod scheduler;
 mod store;
 mod supervisor;
 mod task;
@@ -23,8 +25,25 @@ fn main() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("minifargate: {}", cli::render_error(&err));
+            eprintln!("minifargate: {}", error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, "outer: cause: root cause", leaving out a cause
+/// whose text the line already holds (a context that quotes its source). The one
+/// renderer of the binary: the CLI, the API's ServerException messages and the logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }

@@ -1,22 +1,15 @@
 //! The ECS operations: `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`,
-//! a JSON request body, a JSON response or an ECS exception. Each operation parses its
-//! request shape (ecs.json) and calls the CLI verb's function.
+//! a JSON request body, a JSON response or an ECS exception. Each operation decodes its
+//! request shape (ecs.json) and calls the ECS core (`crate::ecs`), as the CLI does.
 //!
 //! SigV4: the `Authorization` header is accepted and not verified (any credentials work);
 //! bind to loopback, as the default does. See docs/serve.md.
 
-use super::error::{EcsError, classify, status_of};
-use super::services;
-use crate::cli::{GlobalOpts, clusters, run_task, taskdefs, tasks};
-use crate::store::{FamilyStatus, SortOrder, TaskFilter};
-use crate::task::TaskOverride;
-use crate::taskdef::LaunchType;
+use crate::ecs::{Ecs, EcsError, EcsResult};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clap::ValueEnum;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -25,11 +18,7 @@ const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// `POST /`: one ECS call.
-pub async fn handle(
-    State(g): State<Arc<crate::cli::GlobalOpts>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn handle(State(ecs): State<Arc<Ecs>>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -38,19 +27,14 @@ pub async fn handle(
     let started = std::time::Instant::now();
     let op = target.strip_prefix(TARGET_PREFIX).map(str::to_string);
     let result = match op {
-        None => Err(EcsError::new(
-            "UnknownOperationException",
-            format!("X-Amz-Target {target:?} is not an ECS operation ({TARGET_PREFIX}<Operation>)"),
-        )),
+        None => Err(EcsError::UnknownOperation(format!(
+            "X-Amz-Target {target:?} is not an ECS operation ({TARGET_PREFIX}<Operation>)"
+        ))),
         Some(op) => {
             let op2 = op.clone();
-            match tokio::task::spawn_blocking(move || call(&g, &op2, &body)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(classify(&e)),
-                Err(e) => Err(EcsError::new(
-                    "ServerException",
-                    format!("{op} failed: {e}"),
-                )),
+            match tokio::task::spawn_blocking(move || call(&ecs, &op2, &body)).await {
+                Ok(r) => r,
+                Err(e) => Err(EcsError::Server(anyhow::anyhow!("{op} failed: {e}"))),
             }
         }
     };
@@ -60,11 +44,11 @@ pub async fn handle(
             (StatusCode::OK, v, None)
         }
         Err(e) => {
-            let status = StatusCode::from_u16(status_of(e.kind)).unwrap_or(StatusCode::BAD_REQUEST);
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             (
                 status,
-                json!({"__type": e.kind, "message": e.message}),
-                Some(e.kind),
+                json!({"__type": e.name(), "message": e.message()}),
+                Some(e.name()),
             )
         }
     };
@@ -79,7 +63,7 @@ pub async fn handle(
 }
 
 /// The request body as operation input `T`; an empty body is `{}`.
-fn input<T: DeserializeOwned>(body: &[u8]) -> anyhow::Result<T> {
+fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -87,57 +71,8 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> anyhow::Result<T> {
     };
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        EcsError::new(
-            "SerializationException",
-            format!("invalid request body: {}: {}", e.path(), e.inner()),
-        )
-        .into()
+        EcsError::Serialization(format!("invalid request body: {}: {}", e.path(), e.inner()))
     })
-}
-
-/// A ValueEnum value as ECS spells it (`ACTIVE`, `DESC`, `FARGATE` …).
-fn enum_field<T: ValueEnum>(field: &str, v: Option<&str>) -> anyhow::Result<Option<T>> {
-    v.map(|s| {
-        T::from_str(s, false)
-            .map_err(|_| EcsError::invalid(format!("{field}: {s:?} is not a valid value")).into())
-    })
-    .transpose()
-}
-
-/// One page of `items`: ECS's `maxResults` (1-100; 100 when absent) and an opaque
-/// `nextToken` (here: the offset of the next item).
-fn page(
-    items: Vec<String>,
-    max_results: Option<i64>,
-    next_token: Option<&str>,
-) -> anyhow::Result<(Vec<String>, Option<String>)> {
-    let max = match max_results {
-        None => 100,
-        Some(n @ 1..=100) => n as usize,
-        Some(n) => {
-            return Err(
-                EcsError::invalid(format!("maxResults {n}: must be between 1 and 100")).into(),
-            );
-        }
-    };
-    let start = match next_token {
-        None | Some("") => 0,
-        Some(t) => t
-            .strip_prefix("mf1.")
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| EcsError::invalid("Invalid nextToken"))?,
-    };
-    let end = (start + max).min(items.len());
-    let token = (end < items.len()).then(|| format!("mf1.{end:x}"));
-    Ok((items[start..end].to_vec(), token))
-}
-
-fn with_token(mut v: Value, token: Option<String>) -> Value {
-    if let Some(t) = token {
-        v["nextToken"] = json!(t);
-    }
-    v
 }
 
 /// The JSON 1.1 protocol carries timestamps as epoch seconds: every `…At` string the
@@ -161,281 +96,81 @@ fn epoch_timestamps(v: &mut Value) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct TaskDefinitionInput {
-    task_definition: String,
-    #[serde(default)]
-    include: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ListInput {
-    family_prefix: Option<String>,
-    status: Option<String>,
-    sort: Option<String>,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RunTaskRequest {
-    cluster: Option<String>,
-    task_definition: String,
-    count: Option<u32>,
-    #[serde(default)]
-    overrides: TaskOverride,
-    launch_type: Option<String>,
-    started_by: Option<String>,
-    group: Option<String>,
-    #[serde(default)]
-    tags: Vec<crate::cli::run_input::Tag>,
-    #[serde(default)]
-    enable_execute_command: bool,
-    network_configuration: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct DescribeTasksRequest {
-    cluster: Option<String>,
-    tasks: Vec<String>,
-    #[serde(default)]
-    include: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ListTasksRequest {
-    cluster: Option<String>,
-    family: Option<String>,
-    desired_status: Option<String>,
-    started_by: Option<String>,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct StopTaskRequest {
-    cluster: Option<String>,
-    task: String,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct ClusterRequest {
-    cluster_name: Option<String>,
-    cluster: Option<String>,
-    #[serde(default)]
-    clusters: Vec<String>,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-}
-
-/// The cluster of a request: ECS's `default` when absent.
-fn cluster_or_default(c: Option<String>) -> String {
-    c.filter(|c| !c.is_empty())
-        .unwrap_or_else(|| clusters::DEFAULT.to_string())
-}
-
-/// Runs operation `op` with request `body`.
-pub fn call(g: &GlobalOpts, op: &str, body: &[u8]) -> anyhow::Result<Value> {
+/// Runs operation `op` with request `body`: decodes the operation's request shape, calls
+/// the core, encodes its response.
+pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
+    use crate::ecs::{clusters, services, tags, task_definitions as td, tasks};
     match op {
         "RegisterTaskDefinition" => {
             let text = std::str::from_utf8(body)
-                .map_err(|_| EcsError::new("SerializationException", "the body is not UTF-8"))?;
+                .map_err(|_| EcsError::Serialization("the body is not UTF-8".into()))?;
             let parsed = crate::taskdef::parse::parse_str(text);
-            let (response, _warnings) =
-                taskdefs::register_parsed(g, parsed, "the request", None, None)?;
-            Ok(response)
+            let origin = td::Origin {
+                name: "the request",
+                ..Default::default()
+            };
+            let r = td::register_task_definition(ecs, parsed, origin)?;
+            for w in &r.warnings {
+                tracing::warn!(finding = %w, "RegisterTaskDefinition");
+            }
+            encode(r.response)
         }
-        "DescribeTaskDefinition" => {
-            let i: TaskDefinitionInput = input(body)?;
-            let with_tags = i.include.iter().any(|s| s == "TAGS");
-            no_files(&i.task_definition)?;
-            taskdefs::describe_json(g, &i.task_definition, with_tags)
-        }
-        "DeregisterTaskDefinition" => {
-            let i: TaskDefinitionInput = input(body)?;
-            no_files(&i.task_definition)?;
-            taskdefs::deregister_json(g, &i.task_definition)
-        }
-        "ListTaskDefinitions" => {
-            let i: ListInput = input(body)?;
-            let status = enum_field("status", i.status.as_deref())?.unwrap_or_default();
-            let sort: SortOrder = enum_field("sort", i.sort.as_deref())?.unwrap_or_default();
-            let arns = taskdefs::list_arns(g, i.family_prefix.as_deref(), status, sort)?;
-            let (arns, token) = page(arns, i.max_results, i.next_token.as_deref())?;
-            Ok(with_token(json!({ "taskDefinitionArns": arns }), token))
-        }
+        "DescribeTaskDefinition" => encode(td::describe_task_definition(ecs, &input(body)?)?),
+        "DeregisterTaskDefinition" => encode(td::deregister_task_definition(ecs, &input(body)?)?),
+        "ListTaskDefinitions" => encode(td::list_task_definitions(ecs, &input(body)?)?),
         "ListTaskDefinitionFamilies" => {
-            let i: ListInput = input(body)?;
-            let status: FamilyStatus =
-                enum_field("status", i.status.as_deref())?.unwrap_or_default();
-            let families = taskdefs::list_family_names(g, i.family_prefix.as_deref(), status)?;
-            let (families, token) = page(families, i.max_results, i.next_token.as_deref())?;
-            Ok(with_token(json!({ "families": families }), token))
+            encode(td::list_task_definition_families(ecs, &input(body)?)?)
         }
         "RunTask" => {
-            let i: RunTaskRequest = input(body)?;
-            no_files(&i.task_definition)?;
-            let started = run_task::start_tasks(
-                g,
-                run_task::RunTaskInput {
-                    cluster: cluster_or_default(i.cluster),
-                    task_definition: i.task_definition,
-                    count: i.count.unwrap_or(1),
-                    overrides: i.overrides,
-                    launch_type: enum_field::<LaunchType>("launchType", i.launch_type.as_deref())?,
-                    started_by: i.started_by,
-                    group: i.group,
-                    tags: i.tags,
-                    enable_execute_command: i.enable_execute_command,
-                    network_configuration: i
-                        .network_configuration
-                        .map(|v| crate::task::network::parse_network_configuration(&v.to_string()))
-                        .transpose()
-                        .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?,
-                    ..Default::default()
-                },
-            )?;
-            let response = started.response();
+            let started = tasks::run_task(ecs, input(body)?, tasks::Local::default())?;
+            for w in &started.warnings {
+                tracing::warn!(warning = %w.message, "RunTask");
+            }
             // Reap the supervisors when they exit (they run detached, in their own sessions).
-            for mut sup in started.children {
+            for mut sup in started.supervisors {
                 std::thread::spawn(move || sup.child.wait());
             }
-            response
+            encode(started.response)
         }
-        "DescribeTasks" => {
-            let i: DescribeTasksRequest = input(body)?;
-            let cluster = cluster_or_default(i.cluster);
-            let with_tags = i.include.iter().any(|s| s == "TAGS");
-            let (tasks, failures) = tasks::describe_json(g, Some(&cluster), &i.tasks, with_tags)?;
-            Ok(json!({"tasks": tasks, "failures": failures}))
-        }
-        "ListTasks" => {
-            let i: ListTasksRequest = input(body)?;
-            let desired = i.desired_status.unwrap_or_else(|| "RUNNING".into());
-            if !["RUNNING", "PENDING", "STOPPED"].contains(&desired.as_str()) {
-                return Err(EcsError::invalid(format!(
-                    "desiredStatus {desired:?}: must be RUNNING, PENDING or STOPPED"
-                ))
-                .into());
-            }
-            let rows = tasks::list_rows(
-                g,
-                &TaskFilter {
-                    cluster: Some(clusters::cluster_name(&cluster_or_default(i.cluster)).into()),
-                    family: i.family,
-                    desired_status: Some(desired),
-                    started_by: i.started_by,
-                },
-            )?;
-            let arns = rows.into_iter().map(|t| t.arn).collect();
-            let (arns, token) = page(arns, i.max_results, i.next_token.as_deref())?;
-            Ok(with_token(json!({ "taskArns": arns }), token))
-        }
-        "StopTask" => {
-            let i: StopTaskRequest = input(body)?;
-            let cluster = cluster_or_default(i.cluster);
-            let task = tasks::stop_json(g, Some(&cluster), &i.task, i.reason.as_deref())?;
-            Ok(json!({ "task": task }))
-        }
-        "CreateCluster" => {
-            let i: ClusterRequest = input(body)?;
-            let c = clusters::create_json(g, &cluster_or_default(i.cluster_name))?;
-            Ok(json!({ "cluster": c }))
-        }
-        "DescribeClusters" => {
-            let i: ClusterRequest = input(body)?;
-            let (c, failures) = clusters::describe_json(g, &i.clusters)?;
-            Ok(json!({ "clusters": c, "failures": failures }))
-        }
-        "ListClusters" => {
-            let i: ClusterRequest = input(body)?;
-            let arns = clusters::list_arns(g)?;
-            let (arns, token) = page(arns, i.max_results, i.next_token.as_deref())?;
-            Ok(with_token(json!({ "clusterArns": arns }), token))
-        }
-        "DeleteCluster" => {
-            let i: ClusterRequest = input(body)?;
-            let name = i
-                .cluster
-                .ok_or_else(|| EcsError::invalid("cluster: a cluster name or ARN is required"))?;
-            Ok(json!({ "cluster": clusters::delete_json(g, &name)? }))
-        }
-        "CreateService" => {
-            let i = input(body)?;
-            Ok(json!({ "service": services::create(g, i)? }))
-        }
-        "UpdateService" => {
-            let i = input(body)?;
-            Ok(json!({ "service": services::update(g, i)? }))
-        }
-        "DeleteService" => {
-            let i = input(body)?;
-            Ok(json!({ "service": services::delete(g, i)? }))
-        }
-        "DescribeServices" => {
-            let i = input(body)?;
-            let (found, failures) = services::describe(g, i)?;
-            Ok(json!({ "services": found, "failures": failures }))
-        }
-        "ListServices" => {
-            let i: services::ListServicesRequest = input(body)?;
-            let arns = services::list_arns(g, &i)?;
-            // Ref: ecs.json `ListServicesRequest.maxResults` defaults to 10.
-            let (arns, token) = page(
-                arns,
-                Some(i.max_results.unwrap_or(10)),
-                i.next_token.as_deref(),
-            )?;
-            Ok(with_token(json!({ "serviceArns": arns }), token))
-        }
-        "TagResource" => services::tag(g, input(body)?),
-        "UntagResource" => services::untag(g, input(body)?),
-        "ListTagsForResource" => services::list_tags(g, input(body)?),
-        other => Err(EcsError::new(
-            "UnknownOperationException",
-            format!("{other} is not supported by minifargate serve (see docs/serve.md)"),
-        )
-        .into()),
+        "DescribeTasks" => encode(tasks::describe_tasks(
+            ecs,
+            &input(body)?,
+            tasks::Unset::DefaultCluster,
+        )?),
+        "ListTasks" => encode(tasks::list_tasks(ecs, &input(body)?)?),
+        "StopTask" => encode(tasks::stop_task(
+            ecs,
+            &input(body)?,
+            tasks::Unset::DefaultCluster,
+        )?),
+        "CreateCluster" => encode(clusters::create_cluster(ecs, &input(body)?)?),
+        "DescribeClusters" => encode(clusters::describe_clusters(ecs, &input(body)?)?),
+        "ListClusters" => encode(clusters::list_clusters(ecs, &input(body)?)?),
+        "DeleteCluster" => encode(clusters::delete_cluster(ecs, &input(body)?)?),
+        "CreateService" => encode(services::create_service(ecs, input(body)?)?),
+        "UpdateService" => encode(services::update_service(ecs, input(body)?)?),
+        "DeleteService" => encode(services::delete_service(ecs, input(body)?)?),
+        "DescribeServices" => encode(services::describe_services(ecs, input(body)?)?),
+        "ListServices" => encode(services::list_services(ecs, &input(body)?)?),
+        "TagResource" => encode(tags::tag_resource(ecs, input(body)?)?),
+        "UntagResource" => encode(tags::untag_resource(ecs, &input(body)?)?),
+        "ListTagsForResource" => encode(tags::list_tags_for_resource(ecs, &input(body)?)?),
+        other => Err(EcsError::UnknownOperation(format!(
+            "{other} is not supported by minifargate serve (see docs/serve.md)"
+        ))),
     }
 }
 
-/// A task definition reference over the API names a registered one: `file://` would read
-/// the server's files.
-fn no_files(reference: &str) -> anyhow::Result<()> {
-    if reference.starts_with("file://") {
-        return Err(EcsError::client(format!(
-            "taskDefinition {reference:?}: register it first (RegisterTaskDefinition); file \
-             references are a CLI convenience"
-        ))
-        .into());
-    }
-    Ok(())
+/// A response shape as JSON.
+fn encode<T: serde::Serialize>(response: T) -> EcsResult<Value> {
+    serde_json::to_value(response).map_err(|e| {
+        EcsError::Server(anyhow::Error::from(e).context("failed to encode the response"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pages_and_tokens() {
-        let items: Vec<String> = (0..5).map(|i| i.to_string()).collect();
-        let (p, t) = page(items.clone(), Some(2), None).unwrap();
-        assert_eq!(p, ["0", "1"]);
-        let (p, t) = page(items.clone(), Some(2), t.as_deref()).unwrap();
-        assert_eq!(p, ["2", "3"]);
-        let (p, t) = page(items.clone(), Some(2), t.as_deref()).unwrap();
-        assert_eq!((p, t), (vec!["4".to_string()], None));
-        assert!(page(items.clone(), Some(0), None).is_err());
-        assert!(page(items, None, Some("garbage")).is_err());
-    }
 
     #[test]
     fn timestamps_become_epoch_seconds() {

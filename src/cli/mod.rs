@@ -1,18 +1,18 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
-pub(crate) mod clusters;
+mod clusters;
 mod exec;
 pub mod help;
 mod images;
 mod inspect;
 mod output;
-pub(crate) mod run_input;
-pub(crate) mod run_task;
+mod run_input;
+mod run_task;
 mod serve;
 mod system;
-pub(crate) mod taskdefs;
-pub(crate) mod tasks;
+mod taskdefs;
+mod tasks;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -55,6 +55,18 @@ pub struct GlobalOpts {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl GlobalOpts {
+    /// The ECS core over these options' state.
+    pub fn ecs(&self) -> crate::ecs::Ecs {
+        crate::ecs::Ecs {
+            root: self.root.clone(),
+            run_root: self.run_root.clone(),
+            config: self.config.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -216,20 +228,4 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::Man(a) => system::man(a),
         Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
     }
-}
-
-/// The error chain on one line: "outer: cause: root cause".
-pub fn render_error(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for (i, cause) in err.chain().enumerate() {
-        let s = cause.to_string();
-        if i > 0 {
-            if out.contains(&s) {
-                continue;
-            }
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
 }

@@ -46,7 +46,7 @@ pub fn print_table(t: &Table) {
     }
 }
 
-pub fn print_json(v: &Value) -> anyhow::Result<()> {
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -62,7 +62,7 @@ fn tail(arn: &str) -> &str {
 }
 
 /// `describe-tasks` as two tables: tasks, then their containers.
-pub fn tasks_table(tasks: &[Value], failures: &[Value]) {
+pub fn tasks_table(tasks: &[Value], failures: &[crate::ecs::clusters::Failure]) {
     let mut t = table(&[
         "TASK",
         "TASK DEFINITION",
@@ -106,7 +106,7 @@ pub fn tasks_table(tasks: &[Value], failures: &[Value]) {
         print_table(&c);
     }
     for f in failures {
-        println!("failure: {} {}", s(f, "arn"), s(f, "reason"));
+        println!("failure: {} {}", f.arn, f.reason);
     }
 }
 

@@ -1,17 +1,9 @@
 //! Inputs of `run-task` that are parsed on the CLI side: `--tags` (the AWS CLI's shorthand
 //! or JSON) and `--env-file` (Docker's env-file rules).
 
+use crate::ecs::tags::{Tag, check_tags};
 use crate::taskdef::model::KeyValuePair;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// One ECS resource tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tag {
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -34,33 +26,6 @@ pub enum InputError {
         line: usize,
         why: String,
     },
-}
-
-/// ECS tag limits. Ref: ecs.json `Tag` (key 1-128, value 0-256), `Tags` (max 50);
-/// the `aws:` prefix is reserved for AWS.
-pub(crate) fn check_tags(tags: &[Tag]) -> Result<(), InputError> {
-    let rule = |why: String| Err(InputError::TagRule { why });
-    if tags.len() > 50 {
-        return rule(format!("{} tags given, at most 50 are allowed", tags.len()));
-    }
-    for t in tags {
-        if t.key.is_empty() || t.key.chars().count() > 128 {
-            return rule(format!("tag key {:?} must be 1 to 128 characters", t.key));
-        }
-        if t.value.chars().count() > 256 {
-            return rule(format!(
-                "the value of tag {:?} is longer than 256 characters",
-                t.key
-            ));
-        }
-        if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return rule(format!(
-                "tag key {:?}: the aws: prefix is reserved for AWS use",
-                t.key
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `--tags` values: each `key=K,value=V` (either order), or one JSON list (also
@@ -103,7 +68,7 @@ pub fn parse_tags(args: &[String]) -> Result<Vec<Tag>, InputError> {
             value: value.to_string(),
         });
     }
-    check_tags(&tags)?;
+    check_tags(&tags).map_err(|e| InputError::TagRule { why: e.0 })?;
     Ok(tags)
 }
 

@@ -1,18 +1,19 @@
 //! `run-task` (aws ecs run-task) and `run IMAGE` (a one-container task, like docker run):
-//! write the tasks, start their supervisors, then print the RunTask JSON or follow them.
+//! RunTask through the core (crate::ecs::tasks), then print its JSON or follow the tasks.
 
 use super::GlobalOpts;
-use super::clusters;
 use super::run_input::{parse_tags, read_env_files};
-use super::tasks::{open_state, print_entry, reconcile, task_json_by_id, timeline_text};
-use crate::api::error::EcsError;
+use super::tasks::{print_entry, timeline_text};
+use crate::ecs::EcsError;
+use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
 use crate::store::Store;
 use crate::supervisor::{Request, request};
-use crate::task::launch::{self, SupervisorCommand};
+use crate::task::launch;
 use crate::task::{PullPolicy, TaskOverride, TaskPaths, status, stop};
-use crate::taskdef::{self, AwsContext, LaunchType};
+use crate::taskdef::{self, LaunchType};
 use anyhow::{Context, bail};
 use clap::Args;
+use clap::ValueEnum;
 use runtime::LogFollower;
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -144,143 +145,6 @@ pub struct RunArgs {
     pub pull: PullPolicy,
 }
 
-fn launch_type_str(l: LaunchType) -> &'static str {
-    match l {
-        LaunchType::Fargate => "FARGATE",
-        LaunchType::Ec2 => "EC2",
-    }
-}
-
-/// RunTask's input, parsed (CLI and API).
-#[derive(Debug, Default)]
-pub struct RunTaskInput {
-    pub cluster: String,
-    pub task_definition: String,
-    pub count: u32,
-    pub overrides: TaskOverride,
-    pub launch_type: Option<LaunchType>,
-    pub started_by: Option<String>,
-    pub group: Option<String>,
-    pub tags: Vec<super::run_input::Tag>,
-    pub enable_execute_command: bool,
-    /// Local extras the CLI has flags for: `--env-file`, `--volume-map`, `--pull`.
-    pub env_file: Vec<crate::taskdef::model::KeyValuePair>,
-    pub volume_map: std::collections::BTreeMap<String, std::path::PathBuf>,
-    pub pull: PullPolicy,
-    /// RunTask `networkConfiguration` as checked JSON text (see
-    /// [`crate::task::network::parse_network_configuration`]).
-    pub network_configuration: Option<String>,
-    /// `--secrets-file` (absolute) and `--task-credentials host`.
-    pub secrets_file: Option<std::path::PathBuf>,
-    pub host_credentials: bool,
-    /// The caller follows the tasks until they stop (the attached CLI, which starts no other
-    /// process meanwhile): each supervisor reports on a pipe when its task is done.
-    pub follow: bool,
-}
-
-/// Tasks whose supervisors were started; `children` are those processes (the caller
-/// waits for them, or leaves them to init when it exits).
-pub struct Started {
-    pub store: Store,
-    pub ids: Vec<String>,
-    pub children: Vec<launch::Supervisor>,
-}
-
-impl Started {
-    /// The RunTask response: `{"tasks": […], "failures": []}`.
-    pub fn response(&self) -> anyhow::Result<serde_json::Value> {
-        let tasks = self
-            .ids
-            .iter()
-            .filter_map(|id| task_json_by_id(&self.store, id).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(serde_json::json!({"tasks": tasks, "failures": []}))
-    }
-}
-
-/// RunTask (CLI and API): resolves the task definition, checks the cluster (and the
-/// launch type's rules), writes the tasks and starts one supervisor each.
-pub fn start_tasks(g: &GlobalOpts, input: RunTaskInput) -> anyhow::Result<Started> {
-    if !(1..=10).contains(&input.count) {
-        bail!(EcsError::invalid(format!(
-            "count {}: must be between 1 and 10",
-            input.count
-        )));
-    }
-    let ctx = AwsContext::from_env();
-    let mut store = open_state(g)?;
-    let cluster = clusters::for_run(&mut store, &ctx, &input.cluster)?;
-    let resolved =
-        taskdef::resolve(&mut store, &input.task_definition, &ctx).with_context(|| {
-            format!(
-                "failed to resolve task definition {}",
-                input.task_definition
-            )
-        })?;
-    for w in &resolved.warnings {
-        eprintln!("warning: {}", w.message);
-    }
-    // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
-    if input.launch_type == Some(LaunchType::Fargate) {
-        let parsed = taskdef::Parsed {
-            shape: taskdef::Shape::RegisterInput,
-            def: resolved.stored.definition.clone(),
-            findings: Vec::new(),
-            dropped: Vec::new(),
-        };
-        let report = taskdef::validate::validate(
-            &parsed,
-            &taskdef::validate::Options {
-                launch_type: Some(LaunchType::Fargate),
-            },
-        );
-        if !report.valid {
-            let errors: Vec<_> = report
-                .findings
-                .iter()
-                .filter(|f| f.severity == taskdef::Severity::Error)
-                .collect();
-            for f in &errors {
-                eprintln!("{f}");
-            }
-            bail!(EcsError::client(format!(
-                "task definition {} cannot run with launch type FARGATE: {} error(s) (first: {})",
-                input.task_definition,
-                report.errors,
-                errors.first().map(|f| f.to_string()).unwrap_or_default()
-            )));
-        }
-    }
-    let req = launch::Request {
-        cluster,
-        launch_type: input.launch_type.map(|l| launch_type_str(l).to_string()),
-        started_by: input.started_by,
-        group: input.group,
-        overrides: input.overrides,
-        tags: (!input.tags.is_empty())
-            .then(|| serde_json::to_string(&input.tags))
-            .transpose()?,
-        enable_execute_command: input.enable_execute_command,
-        env_file: input.env_file,
-        volume_map: input.volume_map,
-        network_configuration: input.network_configuration,
-        secrets_file: input.secrets_file,
-        host_credentials: input.host_credentials,
-    };
-    spawn(
-        g,
-        store,
-        &ctx,
-        &resolved.stored,
-        &req,
-        input.count,
-        Supervision {
-            pull: input.pull,
-            follow: input.follow,
-        },
-    )
-}
-
 pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let overrides: TaskOverride = match &a.overrides {
         Some(s) => {
@@ -293,23 +157,34 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
         None => TaskOverride::default(),
     };
-    let input = RunTaskInput {
-        cluster: a.cluster,
+    let network_configuration = match a.network_configuration.as_deref() {
+        Some(text) => {
+            let awsvpc = crate::task::network::parse_network_configuration(text)?;
+            let awsvpc: serde_json::Value =
+                serde_json::from_str(&awsvpc).context("--network-configuration does not decode")?;
+            Some(serde_json::json!({ "awsvpcConfiguration": awsvpc }))
+        }
+        None => None,
+    };
+    let req = RunTaskRequest {
+        cluster: Some(a.cluster),
         task_definition: a.task_definition,
-        count: a.count,
+        count: Some(a.count),
         overrides,
-        launch_type: a.launch_type,
+        launch_type: a.launch_type.map(|l| {
+            l.to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string())
+        }),
         started_by: a.started_by,
         group: a.group,
         tags: parse_tags(&a.tags)?,
         enable_execute_command: a.enable_execute_command,
+        network_configuration,
+    };
+    let local = Local {
+        files: true,
         env_file: read_env_files(&a.env_file)?,
         volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
-        network_configuration: a
-            .network_configuration
-            .as_deref()
-            .map(crate::task::network::parse_network_configuration)
-            .transpose()?,
         pull: a.pull,
         secrets_file: a
             .secrets_file
@@ -323,7 +198,20 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
         follow: !a.detach,
     };
-    let started = start_tasks(g, input)?;
+    let started = match ecs_tasks::run_task(&g.ecs(), req, local) {
+        Ok(started) => started,
+        Err(EcsError::InvalidTaskDefinition { message, findings }) => {
+            // Every finding, not just the first the message names.
+            for f in findings
+                .iter()
+                .filter(|f| f.severity == crate::taskdef::Severity::Error)
+            {
+                eprintln!("{f}");
+            }
+            return Err(EcsError::Client(message).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     finish(g, started, a.detach, a.timeline)
 }
 
@@ -349,7 +237,6 @@ fn family_for(image: &str) -> String {
 
 pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
     let env_file = read_env_files(&a.env_file)?;
-    let ctx = AwsContext::from_env();
     let name = a.name.clone().unwrap_or_else(|| family_for(&a.image));
     let mut env = Vec::new();
     for kv in &a.env {
@@ -396,23 +283,13 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
         def["memory"] = serde_json::json!(m.to_string());
     }
     let def: taskdef::TaskDefinition = serde_json::from_value(def)?;
-    let def = taskdef::normalize::for_register(&def);
-    let mut store = open_state(g)?;
-    let cluster = clusters::for_run(&mut store, &ctx, &a.cluster)?;
-    let stored = store
-        .register_task_definition(&def, &[], &ctx, chrono::Utc::now())
-        .context("failed to register the task definition of `run`")?;
-    let req = launch::Request {
-        cluster,
-        launch_type: Some("EC2".into()),
+    let local = Local {
         env_file,
-        ..Default::default()
-    };
-    let sup = Supervision {
         pull: a.pull,
         follow: !a.detach,
+        ..Default::default()
     };
-    let started = spawn(g, store, &ctx, &stored, &req, 1, sup)?;
+    let started = ecs_tasks::run_unregistered(&g.ecs(), &def, &a.cluster, local)?;
     finish(g, started, a.detach, a.timeline)
 }
 
@@ -475,78 +352,29 @@ fn publish_mapping(p: &str) -> anyhow::Result<serde_json::Value> {
     Ok(m)
 }
 
-/// How supervisors are started: their image pull policy, and whether the caller follows
-/// the tasks to their end (see [`RunTaskInput::follow`]).
-#[derive(Debug, Clone, Copy)]
-struct Supervision {
-    pull: PullPolicy,
-    follow: bool,
-}
-
-fn spawn(
-    g: &GlobalOpts,
-    mut store: Store,
-    ctx: &AwsContext,
-    stored: &crate::store::StoredTaskDefinition,
-    req: &launch::Request,
-    count: u32,
-    sup: Supervision,
-) -> anyhow::Result<Started> {
-    // The supervisor's first cgroup migration waits for an RCU grace period after a quiet
-    // spell (runtime::MigrationWarmer): started here, it is ~5 ms further along by then.
-    let _warm = runtime::Cgroups::detect()
-        .ok()
-        .and_then(|c| c.warm_migrations_early(Duration::from_millis(30)));
-    reconcile(g, &mut store);
-    let cmd = SupervisorCommand {
-        exe: std::env::current_exe().context("failed to find the minifargate binary")?,
-        root: g.root.clone(),
-        run_root: g.run_root.clone(),
-        config: g.config.clone(),
-        log_level: g.log_level.clone(),
-        pull: sup.pull,
-        secrets_file: req.secrets_file.clone(),
-        host_credentials: req.host_credentials,
-        report_done: sup.follow,
-    };
-    let mut ids = Vec::new();
-    let mut children = Vec::new();
-    for _ in 0..count {
-        let id = launch::create_task(&mut store, ctx, stored, req, &g.root)?;
-        if ids.is_empty()
-            && let Some((t, _)) = store.task(&id)?
-        {
-            for w in serde_json::from_str::<Vec<String>>(&t.warnings).unwrap_or_default() {
-                eprintln!("warning: {w}");
-            }
-        }
-        crate::task::test_pause(&g.run_root, "launch");
-        children.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
-        ids.push(id);
-    }
-    Ok(Started {
-        store,
-        ids,
-        children,
-    })
-}
-
 /// Prints the RunTask response (`detach`) or follows the tasks until they stop.
 fn finish(
     g: &GlobalOpts,
-    mut started: Started,
+    started: Started,
     detach: bool,
     timeline: bool,
 ) -> anyhow::Result<ExitCode> {
+    for w in &started.warnings {
+        eprintln!("warning: {}", w.message);
+    }
     if detach {
-        println!("{}", serde_json::to_string_pretty(&started.response()?)?);
+        println!("{}", serde_json::to_string_pretty(&started.response)?);
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }
-    let ids = std::mem::take(&mut started.ids);
-    let children = std::mem::take(&mut started.children);
-    let store = &mut started.store;
-    let code = attach(g, store, &ids, children)?;
+    let Started {
+        ids,
+        supervisors,
+        mut store,
+        ..
+    } = started;
+    let store = &mut store;
+    let code = attach(g, store, &ids, supervisors)?;
     if timeline {
         for id in &ids {
             eprint!("{}", timeline_text(store, id)?);

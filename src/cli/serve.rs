@@ -23,6 +23,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    rt.block_on(crate::api::serve(g.clone(), a.listen))?;
+    // The address on stdout, for scripts that pass port 0.
+    let listening = |addr| println!("minifargate: ECS API listening on http://{addr}");
+    rt.block_on(crate::api::serve(g.ecs(), a.listen, listening))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,14 @@
 //! Task definition verbs: `validate`, `register-task-definition`, `describe-task-definition`,
 //! `list-task-definitions`, `list-task-definition-families`, `deregister-task-definition`.
-//! The API verbs print what the AWS CLI prints for the same ECS call.
+//! The API verbs call the ECS core (crate::ecs::task_definitions) and print what the AWS
+//! CLI prints for the same ECS call.
 
 use super::GlobalOpts;
-use crate::api::error::EcsError;
-use crate::store::{FamilyStatus, SortOrder, Store, StoredTaskDefinition};
-use crate::taskdef::model::TaskDefinitionStatus;
-use crate::taskdef::{
-    self, AwsContext, Finding, LaunchType, RegisterError, Source, TaskDefRef, validate,
-};
-use anyhow::{Context, bail};
+use crate::ecs::EcsError;
+use crate::ecs::task_definitions::{self as core, ListStatus};
+use crate::store::{FamilyStatus, SortOrder};
+use crate::taskdef::{self, Finding, LaunchType, Source, validate};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -129,17 +128,6 @@ pub struct DescribeArgs {
     pub include: Vec<Include>,
 }
 
-#[derive(Debug, Clone, Copy, Default, ValueEnum)]
-pub enum ListStatus {
-    #[default]
-    #[value(name = "ACTIVE")]
-    Active,
-    #[value(name = "INACTIVE")]
-    Inactive,
-    #[value(name = "DELETE_IN_PROGRESS")]
-    DeleteInProgress,
-}
-
 /// List task definition ARNs, by family then revision.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -205,31 +193,6 @@ fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = &'a Finding
     }
 }
 
-fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
-    Store::open(&g.root).with_context(|| {
-        format!(
-            "cannot use the state store under {} (set --root or MINIFARGATE_ROOT to a writable \
-             directory)",
-            g.root.display()
-        )
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TaskDefinitionOutput<'a> {
-    task_definition: &'a taskdef::TaskDefinition,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tags: Option<&'a [taskdef::model::Tag]>,
-}
-
-fn output(stored: &StoredTaskDefinition, with_tags: bool) -> TaskDefinitionOutput<'_> {
-    TaskDefinitionOutput {
-        task_definition: &stored.definition,
-        tags: with_tags.then_some(stored.tags.as_slice()),
-    }
-}
-
 pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.file);
     let name = source.display_name();
@@ -282,176 +245,97 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let name = source.display_name();
     let mut parsed = taskdef::load(&source)?;
     a.apply(&mut parsed.def)?;
-    match register_parsed(
-        g,
-        parsed,
-        &name,
-        a.family.as_deref(),
-        source.default_family(),
-    ) {
-        Ok((response, warnings)) => {
-            print_findings(&name, &warnings);
-            print_json(&response)?;
+    let origin = core::Origin {
+        name: &name,
+        family: a.family.as_deref(),
+        fallback_family: source.default_family(),
+    };
+    match core::register_task_definition(&g.ecs(), parsed, origin) {
+        Ok(r) => {
+            print_findings(&name, &r.warnings);
+            print_json(&r.response)?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => match e.downcast::<RegisterError>() {
-            Ok(RegisterError::Invalid { name, report }) => {
-                print_findings(&name, &report.findings);
-                Err(anyhow::anyhow!(
-                    "An error occurred when calling the RegisterTaskDefinition operation: {}",
-                    invalid_message(&name, &report)
-                ))
-            }
-            Ok(e) => Err(e.into()),
-            Err(e) => Err(e),
-        },
+        Err(EcsError::InvalidTaskDefinition { message, findings }) => {
+            print_findings(&name, &findings);
+            Err(anyhow::anyhow!(
+                "An error occurred when calling the RegisterTaskDefinition operation: {message}"
+            ))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-/// `NAME has N error(s) (CODE: first message)`: why a registration was refused.
-pub fn invalid_message(name: &str, report: &taskdef::Report) -> String {
-    let first = report
-        .errors()
-        .next()
-        .map(|f| format!(" ({}: {})", f.code, f.message));
-    format!(
-        "{name} has {} error(s){}",
-        report.errors,
-        first.unwrap_or_default()
-    )
-}
-
-/// RegisterTaskDefinition (CLI and API): validates and registers `parsed`; the response
-/// JSON and the validation warnings.
-pub fn register_parsed(
-    g: &GlobalOpts,
-    parsed: taskdef::Parsed,
-    name: &str,
-    family: Option<&str>,
-    fallback_family: Option<String>,
-) -> anyhow::Result<(serde_json::Value, Vec<Finding>)> {
-    let mut store = open_store(g)?;
-    let ctx = AwsContext::from_env();
-    let r = taskdef::register(
-        &mut store,
-        parsed,
-        name,
-        family,
-        fallback_family,
-        &ctx,
-        chrono::Utc::now(),
-    )?;
-    let json = serde_json::to_value(output(&r.stored, !r.stored.tags.is_empty()))
-        .expect("a task definition encodes as JSON");
-    Ok((json, r.warnings))
-}
-
-fn not_found(reference: &str) -> anyhow::Error {
-    EcsError::client(format!(
-        "Unable to describe task definition {reference} (see `minifargate \
-         list-task-definitions`)."
-    ))
-    .into()
-}
-
-/// DescribeTaskDefinition (CLI and API).
-pub fn describe_json(
-    g: &GlobalOpts,
-    reference: &str,
-    with_tags: bool,
-) -> anyhow::Result<serde_json::Value> {
-    let (family, revision) = match TaskDefRef::parse(reference)? {
-        TaskDefRef::Latest(f) => (f, None),
-        TaskDefRef::Revision(f, r) => (f, Some(r)),
-        TaskDefRef::File(_) => bail!(EcsError::invalid(
-            "describe-task-definition takes FAMILY, FAMILY:REVISION or an ARN, not a file"
-        )),
-    };
-    let store = open_store(g)?;
-    let stored = store
-        .task_definition(&family, revision)?
-        .ok_or_else(|| not_found(reference))?;
-    Ok(serde_json::to_value(output(&stored, with_tags))?)
-}
-
 pub fn describe(g: &GlobalOpts, a: DescribeArgs) -> anyhow::Result<ExitCode> {
-    print_json(&describe_json(
-        g,
-        &a.task_definition,
-        !a.include.is_empty(),
-    )?)?;
+    let req = core::DescribeTaskDefinitionRequest {
+        task_definition: a.task_definition,
+        include: a.include.iter().map(|_| "TAGS".to_string()).collect(),
+    };
+    print_json(&core::describe_task_definition(&g.ecs(), &req)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// ListTaskDefinitions (CLI and API): the ARNs, by family then revision.
-pub fn list_arns(
-    g: &GlobalOpts,
-    family_prefix: Option<&str>,
-    status: ListStatus,
-    sort: SortOrder,
-) -> anyhow::Result<Vec<String>> {
-    let status = match status {
-        ListStatus::Active => TaskDefinitionStatus::Active,
-        ListStatus::Inactive => TaskDefinitionStatus::Inactive,
-        ListStatus::DeleteInProgress => TaskDefinitionStatus::DeleteInProgress,
-    };
-    let store = open_store(g)?;
-    Ok(store.list_task_definitions(family_prefix, status, sort)?)
+/// A ValueEnum value as ECS spells it in a request.
+fn member<T: ValueEnum>(v: T) -> Option<String> {
+    v.to_possible_value().map(|v| v.get_name().to_string())
 }
 
 pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let arns = list_arns(g, a.family_prefix.as_deref(), a.status, a.sort)?;
+    let ecs = g.ecs();
+    let mut req = core::ListTaskDefinitionsRequest {
+        family_prefix: a.family_prefix,
+        status: member(a.status),
+        sort: member(a.sort),
+        ..Default::default()
+    };
+    // Every page, as the AWS CLI gathers them.
+    let mut arns = Vec::new();
+    loop {
+        let mut r = core::list_task_definitions(&ecs, &req)?;
+        arns.append(&mut r.task_definition_arns);
+        match r.next_token {
+            Some(t) => req.next_token = Some(t),
+            None => break,
+        }
+    }
     if a.output.output == super::output::OutputFormat::Table {
         super::output::arns_table("TASK DEFINITION", &arns);
         return Ok(ExitCode::SUCCESS);
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out {
-        task_definition_arns: Vec<String>,
-    }
-    print_json(&Out {
+    print_json(&core::ListTaskDefinitionsResponse {
         task_definition_arns: arns,
+        next_token: None,
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// ListTaskDefinitionFamilies (CLI and API).
-pub fn list_family_names(
-    g: &GlobalOpts,
-    family_prefix: Option<&str>,
-    status: FamilyStatus,
-) -> anyhow::Result<Vec<String>> {
-    let store = open_store(g)?;
-    Ok(store.list_task_definition_families(family_prefix, status)?)
-}
-
 pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<ExitCode> {
-    let families = list_family_names(g, a.family_prefix.as_deref(), a.status)?;
-    #[derive(Serialize)]
-    struct Out {
-        families: Vec<String>,
+    let ecs = g.ecs();
+    let mut req = core::ListTaskDefinitionFamiliesRequest {
+        family_prefix: a.family_prefix,
+        status: member(a.status),
+        ..Default::default()
+    };
+    let mut families = Vec::new();
+    loop {
+        let mut r = core::list_task_definition_families(&ecs, &req)?;
+        families.append(&mut r.families);
+        match r.next_token {
+            Some(t) => req.next_token = Some(t),
+            None => break,
+        }
     }
-    print_json(&Out { families })?;
+    print_json(&core::ListTaskDefinitionFamiliesResponse {
+        families,
+        next_token: None,
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// DeregisterTaskDefinition (CLI and API).
-pub fn deregister_json(g: &GlobalOpts, reference: &str) -> anyhow::Result<serde_json::Value> {
-    let (family, revision) = match TaskDefRef::parse(reference)? {
-        TaskDefRef::Revision(f, r) => (f, r),
-        _ => bail!(EcsError::invalid(format!(
-            "{reference:?} must name a revision: FAMILY:REVISION or a task definition ARN"
-        ))),
-    };
-    let mut store = open_store(g)?;
-    let stored = store
-        .deregister_task_definition(&family, revision, chrono::Utc::now())?
-        .ok_or_else(|| not_found(reference))?;
-    Ok(serde_json::to_value(output(&stored, false))?)
-}
-
 pub fn deregister(g: &GlobalOpts, a: DeregisterArgs) -> anyhow::Result<ExitCode> {
-    print_json(&deregister_json(g, &a.task_definition)?)?;
+    let req = core::DeregisterTaskDefinitionRequest {
+        task_definition: a.task_definition,
+    };
+    print_json(&core::deregister_task_definition(&g.ecs(), &req)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,19 +1,18 @@
-//! Task verbs: `describe-tasks`, `list-tasks`, `stop-task`, `logs`, and the hidden
-//! `supervise`. Each first notices tasks whose supervisor died (see task::reconcile).
+//! Task verbs: `describe-tasks`, `list-tasks`, `stop-task` (crate::ecs::tasks does the
+//! work), `logs` and `timeline`. Each first notices tasks whose supervisor died (see
+//! task::reconcile).
 
 use super::GlobalOpts;
-use super::clusters::{check_cluster, cluster_name};
 use super::output::{self, OutputFormat};
-use crate::api::error::EcsError;
-use crate::store::{Store, TaskFilter, TaskRow};
-use crate::supervisor::{self, Request};
-use crate::task::{TaskPaths, json, reconcile as rec, status, stop};
+use crate::ecs::tasks::{self as core, Unset};
+use crate::store::Store;
+use crate::task::{TaskPaths, status};
 use anyhow::{Context, bail};
 use clap::Args;
 use runtime::{LogEntry, LogFollower};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Describe tasks, like `aws ecs describe-tasks`.
 ///
@@ -109,51 +108,15 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(chrono::Utc::now() - d)
 }
 
+pub use crate::ecs::tasks::{find_task, task_id};
+
 pub fn open_state(g: &GlobalOpts) -> anyhow::Result<Store> {
-    Store::open(&g.root)
-        .with_context(|| format!("failed to open the state store at {}", g.root.display()))
+    g.ecs().open_store()
 }
 
 /// Finishes tasks whose supervisor died; failures are logged, not fatal.
 pub fn reconcile(g: &GlobalOpts, store: &mut Store) {
-    match rec::reconcile(store, &g.root, &g.run_root) {
-        Ok(ids) => {
-            for id in ids {
-                tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up");
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %runtime::error_chain(&e), "failed to check task supervisors")
-        }
-    }
-    if let Err(e) = rec::prune(store, &g.root, &g.run_root) {
-        tracing::error!(error = %runtime::error_chain(&e), "failed to prune stopped tasks");
-    }
-}
-
-/// The task id in an id or a task ARN (`…:task/<cluster>/<id>`).
-pub fn task_id(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
-
-/// Task `task` (an id or ARN), in `cluster` (a name or ARN) when one is given, with its
-/// containers; a clear error when there is none.
-pub fn find_task(
-    store: &Store,
-    task: &str,
-    cluster: Option<&str>,
-) -> anyhow::Result<(crate::store::TaskRow, Vec<crate::store::ContainerRow>)> {
-    store
-        .task(task_id(task))?
-        .filter(|(t, _)| cluster.is_none_or(|c| super::clusters::cluster_name(c) == t.cluster))
-        .ok_or_else(|| anyhow::anyhow!("task {task} not found (see `minifargate list-tasks`)"))
-}
-
-pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
-    Ok(store.task(id)?.map(|(t, containers)| {
-        let net = store.task_network(id).ok().flatten();
-        json::task_json(&t, &containers, net.as_ref())
-    }))
+    g.ecs().reconcile(store)
 }
 
 pub fn print_entry(out: &mut impl Write, prefix: &str, e: &LogEntry) {
@@ -176,71 +139,39 @@ pub fn timeline(g: &GlobalOpts, a: TimelineArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// DescribeTasks (CLI and API): `(tasks, failures)`; tags only with `include_tags`.
-pub fn describe_json(
-    g: &GlobalOpts,
-    cluster: Option<&str>,
-    wanted: &[String],
-    include_tags: bool,
-) -> anyhow::Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
-    let mut store = open_state(g)?;
-    if let Some(c) = cluster {
-        check_cluster(&store, c)?;
-    }
-    reconcile(g, &mut store);
-    let mut tasks = Vec::new();
-    let mut failures = Vec::new();
-    for t in wanted {
-        let found = store
-            .task(task_id(t))?
-            .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster));
-        match found {
-            Some((row, containers)) => {
-                let net = store.task_network(&row.id)?;
-                let mut v = json::task_json(&row, &containers, net.as_ref());
-                if !include_tags {
-                    v["tags"] = serde_json::json!([]);
-                }
-                tasks.push(v)
-            }
-            None => failures.push(serde_json::json!({"arn": t, "reason": "MISSING"})),
-        }
-    }
-    Ok((tasks, failures))
-}
-
 pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode> {
-    let include_tags = a.include.iter().any(|i| i == "TAGS");
-    let (tasks, failures) = describe_json(g, a.cluster.as_deref(), &a.tasks, include_tags)?;
+    let req = core::DescribeTasksRequest {
+        cluster: a.cluster,
+        tasks: a.tasks,
+        include: a.include,
+    };
+    let r = core::describe_tasks(&g.ecs(), &req, Unset::AnyCluster)?;
     match a.output.output {
-        OutputFormat::Json => {
-            output::print_json(&serde_json::json!({"tasks": tasks, "failures": failures}))?
-        }
-        OutputFormat::Table => output::tasks_table(&tasks, &failures),
+        OutputFormat::Json => output::print_json(&r)?,
+        OutputFormat::Table => output::tasks_table(&r.tasks, &r.failures),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// ListTasks (CLI and API): the matching tasks, oldest first.
-pub fn list_rows(g: &GlobalOpts, filter: &TaskFilter) -> anyhow::Result<Vec<TaskRow>> {
-    let mut store = open_state(g)?;
-    if let Some(c) = &filter.cluster {
-        check_cluster(&store, c)?;
-    }
-    reconcile(g, &mut store);
-    Ok(store.list_tasks(filter)?)
-}
-
 pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
-    let rows = list_rows(
-        g,
-        &TaskFilter {
-            cluster: Some(cluster_name(&a.cluster).to_string()),
-            family: a.family,
-            desired_status: Some(a.desired_status),
-            started_by: a.started_by,
-        },
-    )?;
+    let ecs = g.ecs();
+    let mut req = core::ListTasksRequest {
+        cluster: Some(a.cluster),
+        family: a.family,
+        desired_status: Some(a.desired_status),
+        started_by: a.started_by,
+        ..Default::default()
+    };
+    // Every page, as the AWS CLI gathers them.
+    let mut rows = Vec::new();
+    loop {
+        let (mut page, next) = core::list_task_rows(&ecs, &req)?;
+        rows.append(&mut page);
+        match next {
+            Some(t) => req.next_token = Some(t),
+            None => break,
+        }
+    }
     if a.output.output == OutputFormat::Table {
         output::task_rows_table(&rows);
         return Ok(ExitCode::SUCCESS);
@@ -250,71 +181,14 @@ pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// StopTask (CLI and API): asks the task's supervisor to stop it and returns the `Task`
-/// JSON once its desiredStatus is STOPPED.
-pub fn stop_json(
-    g: &GlobalOpts,
-    cluster: Option<&str>,
-    task: &str,
-    reason: Option<&str>,
-) -> anyhow::Result<serde_json::Value> {
-    let mut store = open_state(g)?;
-    if let Some(c) = cluster {
-        check_cluster(&store, c)?;
-    }
-    reconcile(g, &mut store);
-    let id = task_id(task).to_string();
-    let Some((t, _)) = store
-        .task(&id)?
-        .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster))
-    else {
-        bail!(EcsError::invalid(format!(
-            "The referenced task was not found: {task}"
-        )));
-    };
-    if t.last_status != status::STOPPED {
-        let sock = TaskPaths::new(&g.root, &g.run_root, &id).socket();
-        let r = supervisor::request(
-            &sock,
-            &Request::Stop {
-                stop_code: stop::USER_INITIATED.into(),
-                reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
-                force: false,
-            },
-        );
-        match r {
-            Ok(resp) if resp.ok => {}
-            Ok(resp) => bail!(
-                "the supervisor of task {id} refused to stop it: {}",
-                resp.error.unwrap_or_default()
-            ),
-            // It may have just finished; otherwise reconcile notices it is gone.
-            Err(e) => {
-                tracing::warn!(error = %e, "could not reach the supervisor");
-                reconcile(g, &mut store);
-            }
-        }
-        // StopTask answers once desiredStatus is STOPPED.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if store
-                .task(&id)?
-                .is_some_and(|(t, _)| t.desired_status == status::STOPPED)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    task_json_by_id(&store, &id)?.context("task vanished from the store")
-}
-
 pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
-    let task = stop_json(g, a.cluster.as_deref(), &a.task, a.reason.as_deref())?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "task": task }))?
-    );
+    let req = core::StopTaskRequest {
+        cluster: a.cluster,
+        task: a.task,
+        reason: a.reason,
+    };
+    let r = core::stop_task(&g.ecs(), &req, Unset::AnyCluster)?;
+    output::print_json(&r)?;
     Ok(ExitCode::SUCCESS)
 }
 

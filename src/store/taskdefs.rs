@@ -19,12 +19,10 @@ pub struct StoredTaskDefinition {
 }
 
 impl StoredTaskDefinition {
-    #[allow(dead_code, reason = "for run-task and the executor")]
     pub fn family(&self) -> &str {
         self.definition.family.as_deref().unwrap_or("")
     }
 
-    #[allow(dead_code, reason = "for run-task and the executor")]
     pub fn revision(&self) -> u32 {
         self.definition
             .revision

@@ -1,14 +1,11 @@
-//! ECS services over the API: CreateService, UpdateService, DescribeServices,
-//! ListServices, DeleteService (ECS's request and response shapes), and the tag operations
-//! for every taggable resource. The scheduler (`super::scheduler`) does the rest: it keeps
-//! each service's tasks running and writes its deployments' progress and events.
+//! Services: CreateService, UpdateService, DescribeServices, ListServices, DeleteService.
+//! These write what a service should be; the scheduler (`crate::scheduler`) does the rest:
+//! it keeps each service's tasks running and writes its deployments' progress and events.
 
-use super::error::EcsError;
-use crate::cli::GlobalOpts;
-use crate::cli::clusters::{self, check_cluster, cluster_name};
-use crate::cli::run_input::{Tag, check_tags};
-use crate::cli::tasks::{open_state, task_id};
-use crate::store::{DeploymentRow, EventRow, Resource, ServiceRow, Store, format_timestamp};
+use super::clusters::{self, Failure, check_cluster, check_name, cluster_name};
+use super::tags::{Tag, checked_tags, tag_list};
+use super::{Ecs, EcsError, EcsResult, now_ms};
+use crate::store::{DeploymentRow, EventRow, ServiceRow, Store, format_timestamp};
 use crate::task::{json::task_health, status};
 use crate::taskdef::AwsContext;
 use anyhow::bail;
@@ -142,16 +139,6 @@ pub struct DeleteServiceRequest {
     force: bool,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct TagResourceRequest {
-    resource_arn: String,
-    #[serde(default)]
-    tags: Vec<Tag>,
-    #[serde(default)]
-    tag_keys: Vec<String>,
-}
-
 fn cluster_of(c: Option<String>) -> String {
     cluster_name(
         &c.filter(|c| !c.is_empty())
@@ -165,10 +152,6 @@ fn cluster_of(c: Option<String>) -> String {
 pub fn service_name(s: &str) -> &str {
     s.rsplit_once(":service/")
         .map_or(s, |(_, rest)| rest.rsplit('/').next().unwrap_or(rest))
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A new deployment id as ECS writes them: `ecs-svc/` and 19 digits.
@@ -189,23 +172,6 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
     if let Err(err) = store.add_service_event(cluster, service, &e) {
         tracing::error!(service, error = %runtime::error_chain(&err), "failed to record a service event");
     }
-}
-
-/// Ref: ecs.json `CreateServiceRequest.serviceName`: up to 255 letters, numbers, hyphens
-/// and underscores.
-fn check_service_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 255
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!(EcsError::invalid(format!(
-            "serviceName {name:?}: up to 255 letters (uppercase and lowercase), numbers, \
-             underscores, and hyphens are allowed"
-        )));
-    }
-    Ok(())
 }
 
 fn check_count(n: i64) -> anyhow::Result<()> {
@@ -261,7 +227,7 @@ fn resolve_task_definition(
             "taskDefinition {reference:?}: register it first (RegisterTaskDefinition)"
         )));
     }
-    let r = crate::taskdef::resolve(store, reference, ctx)?;
+    let r = super::task_definitions::resolve(store, reference, ctx)?;
     Ok(r.stored
         .definition
         .task_definition_arn
@@ -295,36 +261,22 @@ fn propagate_tags(v: Option<String>) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn checked_tags(tags: &[Tag]) -> anyhow::Result<()> {
-    check_tags(tags).map_err(|e| {
-        EcsError::invalid(
-            e.to_string()
-                .trim_start_matches("InvalidParameterException: --tags: ")
-                .to_string(),
-        )
-        .into()
-    })
-}
-
 /// A service of a request that must exist: ServiceNotFoundException otherwise (also for an
 /// INACTIVE one, as ECS answers).
 fn existing(store: &Store, cluster: &str, service: &str) -> anyhow::Result<ServiceRow> {
     check_cluster(store, cluster)?;
     match store.service(cluster, service_name(service))? {
         Some(s) if s.status != "INACTIVE" => Ok(s),
-        _ => bail!(EcsError::new(
-            "ServiceNotFoundException",
-            format!(
-                "{SERVICE_NOT_FOUND} ({} in cluster {cluster})",
-                service_name(service)
-            )
-        )),
+        _ => bail!(EcsError::ServiceNotFound(format!(
+            "{SERVICE_NOT_FOUND} ({} in cluster {cluster})",
+            service_name(service)
+        ))),
     }
 }
 
 /// CreateService: the `Service` JSON.
-pub fn create(g: &GlobalOpts, i: CreateServiceRequest) -> anyhow::Result<Value> {
-    check_service_name(&i.service_name)?;
+fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Value> {
+    check_name("serviceName", &i.service_name)?;
     if let Some(s) = i.scheduling_strategy.as_deref().filter(|s| *s != "REPLICA") {
         bail!(EcsError::invalid(format!(
             "schedulingStrategy {s:?}: only REPLICA is supported (there is one host)"
@@ -361,7 +313,7 @@ pub fn create(g: &GlobalOpts, i: CreateServiceRequest) -> anyhow::Result<Value> 
         health_check_grace_period_seconds: i.health_check_grace_period_seconds,
     };
     let ctx = AwsContext::from_env();
-    let mut store = open_state(g)?;
+    let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
     let td = resolve_task_definition(&mut store, &ctx, &reference)?;
     let now = now_ms();
@@ -402,22 +354,22 @@ pub fn create(g: &GlobalOpts, i: CreateServiceRequest) -> anyhow::Result<Value> 
     let mut first = first;
     first.rollout_state_reason = format!("ECS deployment {} in progress.", first.id);
     store.save_deployment(&first)?;
-    super::scheduler::nudge();
+    crate::scheduler::nudge();
     service_json(&store, &row, true)
 }
 
 /// UpdateService: the `Service` JSON. A new task definition, network configuration or
 /// `forceNewDeployment` starts a deployment; a count alone does not.
-pub fn update(g: &GlobalOpts, i: UpdateServiceRequest) -> anyhow::Result<Value> {
+fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
     let ctx = AwsContext::from_env();
-    let mut store = open_state(g)?;
+    let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     let mut s = existing(&store, &cluster, &i.service)?;
     if s.status != "ACTIVE" {
-        bail!(EcsError::new(
-            "ServiceNotActiveException",
-            format!("Service was not ACTIVE. ({} is {})", s.name, s.status)
-        ));
+        bail!(EcsError::ServiceNotActive(format!(
+            "Service was not ACTIVE. ({} is {})",
+            s.name, s.status
+        )));
     }
     let mut spec = Spec::of(&s);
     if let Some(n) = i.desired_count {
@@ -477,14 +429,14 @@ pub fn update(g: &GlobalOpts, i: UpdateServiceRequest) -> anyhow::Result<Value> 
         p.updated_at_ms = now;
         store.save_deployment(&p)?;
     }
-    super::scheduler::nudge();
+    crate::scheduler::nudge();
     service_json(&store, &s, false)
 }
 
 /// DeleteService: the service, DRAINING; the scheduler stops its tasks and then marks it
 /// INACTIVE. Ref: ECS refuses a service scaled above 0 unless `force`.
-pub fn delete(g: &GlobalOpts, i: DeleteServiceRequest) -> anyhow::Result<Value> {
-    let mut store = open_state(g)?;
+fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Value> {
+    let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     let mut s = existing(&store, &cluster, &i.service)?;
     if s.status == "ACTIVE" {
@@ -499,16 +451,13 @@ pub fn delete(g: &GlobalOpts, i: DeleteServiceRequest) -> anyhow::Result<Value> 
         s.desired_count = 0;
         s.updated_at_ms = now_ms();
         store.save_service(&s)?;
-        super::scheduler::nudge();
+        crate::scheduler::nudge();
     }
     service_json(&store, &s, false)
 }
 
 /// DescribeServices: `(services, failures)`; INACTIVE services are described too.
-pub fn describe(
-    g: &GlobalOpts,
-    i: DescribeServicesRequest,
-) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+fn describe(ecs: &Ecs, i: DescribeServicesRequest) -> anyhow::Result<(Vec<Value>, Vec<Failure>)> {
     if i.services.is_empty() || i.services.len() > 10 {
         bail!(EcsError::invalid(format!(
             "services: between 1 and 10 service names or ARNs (got {})",
@@ -516,11 +465,11 @@ pub fn describe(
         )));
     }
     let ctx = AwsContext::from_env();
-    let mut store = open_state(g)?;
+    let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     check_cluster(&store, &cluster)?;
     // Counts read the task states: finish dead tasks first.
-    crate::cli::tasks::reconcile(g, &mut store);
+    ecs.reconcile(&mut store);
     let with_tags = i.include.iter().any(|s| s == "TAGS");
     let mut found = Vec::new();
     let mut failures = Vec::new();
@@ -528,18 +477,17 @@ pub fn describe(
         let name = service_name(w);
         match store.service(&cluster, name)? {
             Some(s) => found.push(service_json(&store, &s, with_tags)?),
-            None => failures.push(json!({
-                "arn": ctx.ecs_arn(&format!("service/{cluster}/{name}")),
-                "reason": "MISSING",
-            })),
+            None => failures.push(Failure::missing(
+                ctx.ecs_arn(&format!("service/{cluster}/{name}")),
+            )),
         }
     }
     Ok((found, failures))
 }
 
 /// ListServices: the ARNs of the cluster's ACTIVE and DRAINING services, by name.
-pub fn list_arns(g: &GlobalOpts, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> {
-    let store = open_state(g)?;
+fn list_arns(ecs: &Ecs, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> {
+    let store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster.clone());
     check_cluster(&store, &cluster)?;
     let launch = launch_type(i.launch_type.clone())?;
@@ -565,17 +513,67 @@ pub fn list_arns(g: &GlobalOpts, i: &ListServicesRequest) -> anyhow::Result<Vec<
         .collect())
 }
 
-pub fn tag_list(json_text: &str) -> Vec<Tag> {
-    // Task definitions keep tags as the model's optional fields: read them leniently.
-    let v: Vec<Value> = serde_json::from_str(json_text).unwrap_or_default();
-    v.into_iter()
-        .filter_map(|t| {
-            Some(Tag {
-                key: t["key"].as_str()?.to_string(),
-                value: t["value"].as_str().unwrap_or_default().to_string(),
-            })
-        })
-        .collect()
+/// The response of CreateService, UpdateService and DeleteService: the ECS `Service`
+/// shape.
+#[derive(Debug, Serialize)]
+pub struct ServiceResponse {
+    pub service: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DescribeServicesResponse {
+    pub services: Vec<Value>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesResponse {
+    pub service_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// CreateService.
+pub fn create_service(ecs: &Ecs, req: CreateServiceRequest) -> EcsResult<ServiceResponse> {
+    Ok(ServiceResponse {
+        service: create(ecs, req)?,
+    })
+}
+
+/// UpdateService: a new task definition, network configuration or `forceNewDeployment`
+/// starts a deployment; a count alone does not.
+pub fn update_service(ecs: &Ecs, req: UpdateServiceRequest) -> EcsResult<ServiceResponse> {
+    Ok(ServiceResponse {
+        service: update(ecs, req)?,
+    })
+}
+
+/// DeleteService.
+pub fn delete_service(ecs: &Ecs, req: DeleteServiceRequest) -> EcsResult<ServiceResponse> {
+    Ok(ServiceResponse {
+        service: delete(ecs, req)?,
+    })
+}
+
+/// DescribeServices; INACTIVE services are described too.
+pub fn describe_services(
+    ecs: &Ecs,
+    req: DescribeServicesRequest,
+) -> EcsResult<DescribeServicesResponse> {
+    let (services, failures) = describe(ecs, req)?;
+    Ok(DescribeServicesResponse { services, failures })
+}
+
+/// ListServices: 10 a page unless asked (ecs.json `ListServicesRequest.maxResults`).
+pub fn list_services(ecs: &Ecs, req: &ListServicesRequest) -> EcsResult<ListServicesResponse> {
+    let arns = list_arns(ecs, req)?;
+    let (service_arns, next_token) =
+        super::page(arns, req.max_results, 10, req.next_token.as_deref())?;
+    Ok(ListServicesResponse {
+        service_arns,
+        next_token,
+    })
 }
 
 /// The ECS `Service` shape, with its deployments and events.
@@ -708,101 +706,6 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
     Ok(Value::Object(m))
 }
 
-/// The resource a tagging request names by ARN.
-pub fn resource_of(arn: &str) -> anyhow::Result<Resource> {
-    let bad = || {
-        EcsError::invalid(format!(
-            "resourceArn {arn:?}: not the ARN of a cluster, task definition, task or service"
-        ))
-    };
-    let (_, rest) = arn
-        .strip_prefix("arn:")
-        .and_then(|a| a.split_once(":ecs:"))
-        .ok_or_else(bad)?;
-    // <region>:<account>:<type>/<…>
-    let resource = rest.splitn(3, ':').nth(2).ok_or_else(bad)?;
-    let (kind, path) = resource.split_once('/').ok_or_else(bad)?;
-    let parts: Vec<&str> = path.split('/').collect();
-    Ok(match (kind, parts.as_slice()) {
-        ("cluster", [name]) => Resource::Cluster(name.to_string()),
-        ("task-definition", [fr]) => {
-            let (f, r) = fr.rsplit_once(':').ok_or_else(bad)?;
-            Resource::TaskDefinition(f.to_string(), r.parse().map_err(|_| bad())?)
-        }
-        ("task", [_, id]) | ("task", [id]) => Resource::Task(task_id(id).to_string()),
-        ("service", [cluster, name]) => Resource::Service {
-            cluster: cluster.to_string(),
-            name: name.to_string(),
-        },
-        ("service", [name]) => Resource::Service {
-            cluster: clusters::DEFAULT.to_string(),
-            name: name.to_string(),
-        },
-        _ => return Err(bad().into()),
-    })
-}
-
-fn current_tags(store: &Store, arn: &str, r: &Resource) -> anyhow::Result<Vec<Tag>> {
-    match store.resource_tags(r)? {
-        Some(t) => Ok(tag_list(&t)),
-        None => {
-            let what = match r {
-                Resource::Cluster(_) => {
-                    bail!(EcsError::new(
-                        "ClusterNotFoundException",
-                        format!("Cluster not found. ({arn})")
-                    ))
-                }
-                Resource::TaskDefinition(..) => "task definition",
-                Resource::Task(_) => "task",
-                Resource::Service { .. } => "service",
-            };
-            bail!(EcsError::invalid(format!(
-                "The specified {what} was not found: {arn}"
-            )))
-        }
-    }
-}
-
-/// ListTagsForResource: `[{"key", "value"}]`.
-pub fn list_tags(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
-    let store = open_state(g)?;
-    let r = resource_of(&i.resource_arn)?;
-    Ok(json!({ "tags": current_tags(&store, &i.resource_arn, &r)? }))
-}
-
-/// TagResource: adds `tags`, replacing the value of a key already there.
-pub fn tag(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
-    if i.tags.is_empty() {
-        bail!(EcsError::invalid("tags: at least one tag is required"));
-    }
-    let mut store = open_state(g)?;
-    let r = resource_of(&i.resource_arn)?;
-    let mut tags = current_tags(&store, &i.resource_arn, &r)?;
-    for t in i.tags {
-        match tags.iter_mut().find(|x| x.key == t.key) {
-            Some(x) => x.value = t.value,
-            None => tags.push(t),
-        }
-    }
-    checked_tags(&tags)?;
-    store.set_resource_tags(&r, &serde_json::to_string(&tags)?)?;
-    Ok(json!({}))
-}
-
-/// UntagResource: removes the tags of `tagKeys`.
-pub fn untag(g: &GlobalOpts, i: TagResourceRequest) -> anyhow::Result<Value> {
-    if i.tag_keys.is_empty() {
-        bail!(EcsError::invalid("tagKeys: at least one key is required"));
-    }
-    let mut store = open_state(g)?;
-    let r = resource_of(&i.resource_arn)?;
-    let mut tags = current_tags(&store, &i.resource_arn, &r)?;
-    tags.retain(|t| !i.tag_keys.contains(&t.key));
-    store.set_resource_tags(&r, &serde_json::to_string(&tags)?)?;
-    Ok(json!({}))
-}
-
 /// Whether a task's essential containers make it UNHEALTHY (the scheduler replaces it).
 pub fn unhealthy(containers: &[crate::store::ContainerRow]) -> bool {
     task_health(containers) == "UNHEALTHY"
@@ -830,34 +733,8 @@ mod tests {
         };
         assert_eq!(c.bounds(3), (4, 2));
         assert_eq!(c.bounds(0), (0, 0));
-        assert!(check_service_name("web_1-a").is_ok());
-        assert!(check_service_name("web 1").is_err());
-    }
-
-    #[test]
-    fn resource_arns() {
-        let r = |a: &str| resource_of(a).unwrap();
-        assert_eq!(
-            r("arn:aws:ecs:us-east-1:000000000000:cluster/dev"),
-            Resource::Cluster("dev".into())
-        );
-        assert_eq!(
-            r("arn:aws:ecs:us-east-1:000000000000:task-definition/web:3"),
-            Resource::TaskDefinition("web".into(), 3)
-        );
-        assert_eq!(
-            r("arn:aws:ecs:us-east-1:000000000000:task/default/abc"),
-            Resource::Task("abc".into())
-        );
-        assert_eq!(
-            r("arn:aws:ecs:us-east-1:000000000000:service/dev/web"),
-            Resource::Service {
-                cluster: "dev".into(),
-                name: "web".into()
-            }
-        );
-        assert!(resource_of("arn:aws:s3:::bucket").is_err());
-        assert!(resource_of("web").is_err());
+        assert!(check_name("serviceName", "web_1-a").is_ok());
+        assert!(check_name("serviceName", "web 1").is_err());
     }
 
     #[test]

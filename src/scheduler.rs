@@ -3,15 +3,16 @@
 //! rolls deployments forward within maximumPercent/minimumHealthyPercent, replaces tasks
 //! that stop or turn UNHEALTHY (with a backoff, like ECS's service throttling) and writes
 //! the deployments' progress and the service events. Tasks are started with RunTask's
-//! own path (`run_task::start_tasks`) and stopped through their supervisors.
+//! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
-use super::services::{Spec, add_event, now_ms, resource_of, tag_list, unhealthy};
-use crate::cli::GlobalOpts;
-use crate::cli::run_task::{RunTaskInput, start_tasks};
+use crate::ecs::services::{Spec, add_event, unhealthy};
+use crate::ecs::tags::{resource_of, tag_list};
+use crate::ecs::tasks::{Local, RunTaskRequest, run_task};
+use crate::ecs::{Ecs, now_ms};
 use crate::store::{DeploymentRow, Resource, ServiceRow, Store, TaskRow};
 use crate::supervisor::{Request, request};
 use crate::task::{TaskPaths, status};
-use clap::ValueEnum;
+use anyhow::Context;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -63,7 +64,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn start(g: GlobalOpts) -> std::io::Result<Scheduler> {
+    pub fn start(g: Ecs) -> std::io::Result<Scheduler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -121,22 +122,22 @@ impl Memory {
     }
 }
 
-fn run(g: &GlobalOpts, stop: &AtomicBool) {
+fn run(g: &Ecs, stop: &AtomicBool) {
     let mut memory: HashMap<(String, String), Memory> = HashMap::new();
     let mut store: Option<Store> = None;
     while !stop.load(Ordering::SeqCst) {
         if store.is_none() {
-            match crate::cli::tasks::open_state(g) {
+            match g.open_store() {
                 Ok(s) => store = Some(s),
                 Err(e) => {
-                    tracing::error!(error = %crate::cli::render_error(&e), "service scheduler")
+                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler")
                 }
             }
         }
         if let Some(s) = store.as_mut()
             && let Err(e) = pass(g, s, &mut memory)
         {
-            tracing::error!(error = %crate::cli::render_error(&e), "service scheduler pass failed");
+            tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed");
         }
         sleep_until_nudged(TICK);
     }
@@ -144,12 +145,12 @@ fn run(g: &GlobalOpts, stop: &AtomicBool) {
 
 /// One pass over every ACTIVE or DRAINING service.
 fn pass(
-    g: &GlobalOpts,
+    g: &Ecs,
     store: &mut Store,
     memory: &mut HashMap<(String, String), Memory>,
 ) -> anyhow::Result<()> {
     // Tasks whose supervisor died are finished first: they need replacing too.
-    crate::cli::tasks::reconcile(g, store);
+    g.reconcile(store);
     let services = store.list_services(None)?;
     memory.retain(|(c, n), _| services.iter().any(|s| &s.cluster == c && &s.name == n));
     for s in services {
@@ -158,7 +159,7 @@ fn pass(
             .or_default();
         if let Err(e) = schedule(g, store, &s, m) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
-                error = %crate::cli::render_error(&e), "failed to schedule a service");
+                error = %crate::error_chain(e.as_ref()), "failed to schedule a service");
         }
     }
     Ok(())
@@ -194,7 +195,7 @@ fn scaling_reason(deployment: &str) -> String {
 
 /// Asks a task's supervisor to stop it with ServiceSchedulerInitiated; false when it could
 /// not be asked (a later pass tries again).
-fn stop_task(g: &GlobalOpts, t: &mut TaskRow, reason: &str) -> bool {
+fn stop_task(g: &Ecs, t: &mut TaskRow, reason: &str) -> bool {
     let sock = TaskPaths::new(&g.root, &g.run_root, &t.id).socket();
     let r = request(
         &sock,
@@ -222,7 +223,7 @@ fn stop_task(g: &GlobalOpts, t: &mut TaskRow, reason: &str) -> bool {
 
 /// Starts `n` tasks of deployment `d` through RunTask's path; returns their ids.
 fn launch(
-    g: &GlobalOpts,
+    g: &Ecs,
     store: &Store,
     s: &ServiceRow,
     spec: &Spec,
@@ -239,40 +240,47 @@ fn launch(
         },
         _ => Vec::new(),
     };
-    let launch_type = spec
-        .launch_type
+    let network_configuration = spec
+        .network_configuration
         .as_deref()
-        .and_then(|l| crate::taskdef::LaunchType::from_str(l, true).ok());
-    let started = start_tasks(
+        .map(|text| -> anyhow::Result<_> {
+            let awsvpc: serde_json::Value = serde_json::from_str(text).with_context(|| {
+                format!(
+                    "the networkConfiguration of service {} does not decode",
+                    s.name
+                )
+            })?;
+            Ok(serde_json::json!({ "awsvpcConfiguration": awsvpc }))
+        })
+        .transpose()?;
+    let started = run_task(
         g,
-        RunTaskInput {
-            cluster: s.cluster.clone(),
+        RunTaskRequest {
+            cluster: Some(s.cluster.clone()),
             task_definition: d.task_definition_arn.clone(),
-            count: n.clamp(1, 10) as u32,
-            launch_type,
+            count: Some(n.clamp(1, 10) as u32),
+            launch_type: spec.launch_type.clone(),
             started_by: Some(d.id.clone()),
             group: Some(format!("service:{}", s.name)),
             tags,
             enable_execute_command: spec.enable_execute_command,
-            network_configuration: spec.network_configuration.clone(),
+            network_configuration,
             ..Default::default()
         },
+        Local::default(),
     )?;
-    let ids = started.ids.clone();
+    for w in &started.warnings {
+        tracing::warn!(service = %s.name, warning = %w.message, "service task");
+    }
     // Reap the supervisors when they exit (they run detached, in their own sessions).
-    for mut sup in started.children {
+    for mut sup in started.supervisors {
         std::thread::spawn(move || sup.child.wait());
     }
-    Ok(ids)
+    Ok(started.ids)
 }
 
 /// One service: replace, launch, stop, and record what happened.
-fn schedule(
-    g: &GlobalOpts,
-    store: &mut Store,
-    s: &ServiceRow,
-    m: &mut Memory,
-) -> anyhow::Result<()> {
+fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyhow::Result<()> {
     let now = Instant::now();
     let name = &s.name;
     let spec = Spec::of(s);
@@ -419,7 +427,7 @@ fn schedule(
                 started = ids;
             }
             Err(e) => {
-                let why = crate::cli::render_error(&e);
+                let why = crate::error_chain(e.as_ref());
                 tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
                 add_event(
                     store,

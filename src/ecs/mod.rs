@@ -1,0 +1,161 @@
+//! The ECS core: every ECS operation this host serves, one file per resource. Each takes
+//! the AWS request shape (ecs.json's member names) and returns the AWS response shape or
+//! an [`EcsError`] named for the ECS exception; warnings are returned as values. The CLI,
+//! the HTTP API and the service scheduler all call these functions, so they cannot
+//! disagree. Nothing here prints.
+//!
+//! Below the core: `taskdef` (the model and its rules), `store` (state), `task` (what a
+//! task becomes on this host) and the supervisor it starts. See docs/architecture.md.
+
+pub mod clusters;
+pub mod error;
+pub mod services;
+pub mod tags;
+pub mod task_definitions;
+pub mod tasks;
+
+pub use error::{EcsError, EcsResult};
+
+use crate::store::Store;
+use anyhow::Context;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The host the core works on: where its state and runtime files are, and what the
+/// supervisors it starts are told.
+#[derive(Debug, Clone)]
+pub struct Ecs {
+    /// All state (images, layers, tasks, state.db).
+    pub root: PathBuf,
+    /// Runtime files (sockets, locks, netns mounts).
+    pub run_root: PathBuf,
+    /// The registry configuration file the supervisors pull with.
+    pub config: Option<PathBuf>,
+    /// The log level the supervisors start with.
+    pub log_level: String,
+}
+
+impl Ecs {
+    /// The state store.
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.root).with_context(|| {
+            format!(
+                "cannot use the state store under {} (set --root or MINIFARGATE_ROOT to a \
+                 writable directory)",
+                self.root.display()
+            )
+        })
+    }
+
+    /// Finishes tasks whose supervisor died and prunes old stopped ones; failures are
+    /// logged, not fatal (see task::reconcile).
+    pub fn reconcile(&self, store: &mut Store) {
+        use crate::task::reconcile as rec;
+        match rec::reconcile(store, &self.root, &self.run_root) {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "failed to check task supervisors")
+            }
+        }
+        if let Err(e) = rec::prune(store, &self.root, &self.run_root) {
+            tracing::error!(error = %crate::error_chain(&e), "failed to prune stopped tasks");
+        }
+    }
+}
+
+/// A finding that did not stop an operation (an unsupported member, a rule this host
+/// does not apply): the CLI prints it, the API logs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub message: String,
+}
+
+/// The cluster a request names, ECS's `default` when absent or empty.
+pub fn cluster_or_default(c: Option<&str>) -> &str {
+    match c {
+        Some(c) if !c.is_empty() => c,
+        _ => clusters::DEFAULT,
+    }
+}
+
+/// One page of `items`: ECS's `maxResults` (1-100; `default_max` when absent) and an
+/// opaque `nextToken` (here: the offset of the next item).
+pub fn page<T>(
+    mut items: Vec<T>,
+    max_results: Option<i64>,
+    default_max: usize,
+    next_token: Option<&str>,
+) -> EcsResult<(Vec<T>, Option<String>)> {
+    let max = match max_results {
+        None => default_max,
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => {
+            return Err(EcsError::invalid(format!(
+                "maxResults {n}: must be between 1 and 100"
+            )));
+        }
+    };
+    let start = match next_token {
+        None | Some("") => 0,
+        Some(t) => t
+            .strip_prefix("mf1.")
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| EcsError::invalid("Invalid nextToken"))?,
+    };
+    let end = (start + max).min(items.len());
+    let token = (end < items.len()).then(|| format!("mf1.{end:x}"));
+    items.truncate(end);
+    Ok((items.split_off(start), token))
+}
+
+/// A value of an ECS enum member as ECS spells it (`ACTIVE`, `DESC`, `FARGATE` …):
+/// InvalidParameterException for any other.
+pub fn enum_member<T: clap::ValueEnum>(member: &str, v: Option<&str>) -> EcsResult<Option<T>> {
+    v.map(|s| {
+        T::from_str(s, false)
+            .map_err(|_| EcsError::invalid(format!("{member}: {s:?} is not a valid value")))
+    })
+    .transpose()
+}
+
+/// A task definition reference in a request names a registered one: `file://` is a CLI
+/// convenience (the CLI registers the file first), never read by the core for a remote
+/// caller.
+pub fn no_files(reference: &str) -> EcsResult<()> {
+    if reference.starts_with("file://") {
+        return Err(EcsError::client(format!(
+            "taskDefinition {reference:?}: register it first (RegisterTaskDefinition); file \
+             references are a CLI convenience"
+        )));
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_tokens() {
+        let items: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        let (p, t) = page(items.clone(), Some(2), 100, None).unwrap();
+        assert_eq!(p, ["0", "1"]);
+        let (p, t) = page(items.clone(), Some(2), 100, t.as_deref()).unwrap();
+        assert_eq!(p, ["2", "3"]);
+        let (p, t) = page(items.clone(), Some(2), 100, t.as_deref()).unwrap();
+        assert_eq!((p, t), (vec!["4".to_string()], None));
+        let (p, t) = page(items.clone(), None, 100, None).unwrap();
+        assert_eq!((p.len(), t), (5, None));
+        assert!(page(items.clone(), Some(0), 100, None).is_err());
+        assert!(page(items, None, 100, Some("garbage")).is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! Tasks: RunTask, DescribeTasks, ListTasks, StopTask. RunTask writes the tasks and starts
+//! one supervisor process each (`crate::supervisor`), which owns its task from there; the
+//! other operations read the store and talk to those supervisors. Each first notices tasks
+//! whose supervisor died (see task::reconcile).
+
+use super::clusters::{self, check_cluster, cluster_name};
+use super::tags::{Tag, checked_tags};
+use super::task_definitions::resolve;
+use super::{Ecs, EcsError, EcsResult, Warning, enum_member, page};
+use crate::store::{ContainerRow, Store, StoredTaskDefinition, TaskFilter, TaskRow};
+use crate::supervisor::{self, Request};
+use crate::task::launch::{self, SupervisorCommand};
+use crate::task::{PullPolicy, TaskOverride, TaskPaths, json, status, stop};
+use crate::taskdef::{self, AwsContext, LaunchType};
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The RunTask request (ecs.json `RunTaskRequest`: the members this host reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTaskRequest {
+    /// `default` when absent.
+    pub cluster: Option<String>,
+    pub task_definition: String,
+    /// 1-10; 1 when absent.
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub overrides: TaskOverride,
+    /// FARGATE or EC2.
+    pub launch_type: Option<String>,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    /// `{"awsvpcConfiguration": {…}}`.
+    pub network_configuration: Option<Value>,
+}
+
+/// What a caller on this host adds to a RunTask: the CLI's local flags. The API passes
+/// the default (nothing local).
+#[derive(Debug, Default)]
+pub struct Local {
+    /// `file://` task definition references are read and registered first (the CLI on
+    /// this host; never for a remote caller, who would read the server's files).
+    pub files: bool,
+    /// `--env-file` variables, under every container's own.
+    pub env_file: Vec<taskdef::model::KeyValuePair>,
+    /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
+    pub volume_map: std::collections::BTreeMap<String, PathBuf>,
+    pub pull: PullPolicy,
+    /// `--secrets-file` (absolute).
+    pub secrets_file: Option<PathBuf>,
+    /// `--task-credentials host`.
+    pub host_credentials: bool,
+    /// The caller follows the tasks until they stop (the attached CLI, which starts no
+    /// other process meanwhile): each supervisor reports on a pipe when its task is done.
+    pub follow: bool,
+}
+
+/// The RunTask response: `{"tasks": […], "failures": []}`.
+#[derive(Debug, Serialize)]
+pub struct RunTaskResponse {
+    pub tasks: Vec<Value>,
+    pub failures: Vec<super::clusters::Failure>,
+}
+
+/// Tasks whose supervisors were started: the response, the warnings on the way, and the
+/// supervisor processes (the caller waits for them, or leaves them to init when it exits).
+pub struct Started {
+    pub response: RunTaskResponse,
+    /// The store connection the tasks were written with, for a caller that follows them.
+    pub store: Store,
+    pub ids: Vec<String>,
+    pub warnings: Vec<Warning>,
+    pub supervisors: Vec<launch::Supervisor>,
+}
+
+/// The launch type a request names.
+fn launch_type_str(l: LaunchType) -> &'static str {
+    match l {
+        LaunchType::Fargate => "FARGATE",
+        LaunchType::Ec2 => "EC2",
+    }
+}
+
+/// RunTask: resolves the task definition, checks the cluster (and the launch type's
+/// rules), writes the tasks and starts one supervisor each.
+pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Started> {
+    let count = req.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(EcsError::invalid(format!(
+            "count {count}: must be between 1 and 10"
+        )));
+    }
+    if !local.files {
+        super::no_files(&req.task_definition)?;
+    }
+    let launch_type: Option<LaunchType> = enum_member("launchType", req.launch_type.as_deref())?;
+    checked_tags(&req.tags)?;
+    let network_configuration = req
+        .network_configuration
+        .map(|v| crate::task::network::parse_network_configuration(&v.to_string()))
+        .transpose()
+        .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
+    let ctx = AwsContext::from_env();
+    let mut store = ecs.open_store()?;
+    let cluster = clusters::for_run(
+        &mut store,
+        &ctx,
+        super::cluster_or_default(req.cluster.as_deref()),
+    )?;
+    let resolved = resolve(&mut store, &req.task_definition, &ctx)
+        .with_context(|| format!("failed to resolve task definition {}", req.task_definition))?;
+    let mut warnings: Vec<Warning> = resolved
+        .warnings
+        .iter()
+        .map(|w| Warning {
+            message: w.message.clone(),
+        })
+        .collect();
+    // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
+    if launch_type == Some(LaunchType::Fargate) {
+        fargate_check(&req.task_definition, &resolved.stored)?;
+    }
+    let launch = launch::Request {
+        cluster,
+        launch_type: launch_type.map(|l| launch_type_str(l).to_string()),
+        started_by: req.started_by,
+        group: req.group,
+        overrides: req.overrides,
+        tags: (!req.tags.is_empty())
+            .then(|| serde_json::to_string(&req.tags))
+            .transpose()
+            .map_err(anyhow::Error::from)?,
+        enable_execute_command: req.enable_execute_command,
+        env_file: local.env_file,
+        volume_map: local.volume_map,
+        network_configuration,
+        secrets_file: local.secrets_file,
+        host_credentials: local.host_credentials,
+    };
+    let supervision = Supervision {
+        pull: local.pull,
+        follow: local.follow,
+    };
+    let mut started = spawn(
+        ecs,
+        store,
+        &ctx,
+        &resolved.stored,
+        &launch,
+        count,
+        supervision,
+    )?;
+    warnings.append(&mut started.warnings);
+    started.warnings = warnings;
+    Ok(started)
+}
+
+/// A task definition launch type FARGATE must satisfy: every Fargate rule, refused with
+/// every finding (RunTask's ClientException).
+fn fargate_check(reference: &str, stored: &StoredTaskDefinition) -> EcsResult<()> {
+    let parsed = taskdef::Parsed {
+        shape: taskdef::Shape::RegisterInput,
+        def: stored.definition.clone(),
+        findings: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let report = taskdef::validate::validate(
+        &parsed,
+        &taskdef::validate::Options {
+            launch_type: Some(LaunchType::Fargate),
+        },
+    );
+    if report.valid {
+        return Ok(());
+    }
+    let errors: Vec<_> = report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == taskdef::Severity::Error)
+        .collect();
+    Err(EcsError::InvalidTaskDefinition {
+        message: format!(
+            "task definition {reference} cannot run with launch type FARGATE: {} error(s) (first: \
+             {})",
+            report.errors,
+            errors.first().map(|f| f.to_string()).unwrap_or_default()
+        ),
+        findings: errors,
+    })
+}
+
+/// Starts one task of an ad-hoc task definition, registered as the next revision of its
+/// family without ECS's validation: `run IMAGE` (a `docker run`, which ECS has no call
+/// for) on the EC2 launch type.
+pub fn run_unregistered(
+    ecs: &Ecs,
+    def: &taskdef::TaskDefinition,
+    cluster: &str,
+    local: Local,
+) -> EcsResult<Started> {
+    let ctx = AwsContext::from_env();
+    let def = taskdef::normalize::for_register(def);
+    let mut store = ecs.open_store()?;
+    let cluster = clusters::for_run(&mut store, &ctx, cluster)?;
+    let stored = store
+        .register_task_definition(&def, &[], &ctx, chrono::Utc::now())
+        .context("failed to register the task definition of `run`")?;
+    let launch = launch::Request {
+        cluster,
+        launch_type: Some("EC2".into()),
+        env_file: local.env_file,
+        ..Default::default()
+    };
+    let supervision = Supervision {
+        pull: local.pull,
+        follow: local.follow,
+    };
+    Ok(spawn(ecs, store, &ctx, &stored, &launch, 1, supervision)?)
+}
+
+/// How supervisors are started: their image pull policy, and whether the caller follows
+/// the tasks to their end (see [`Local::follow`]).
+#[derive(Debug, Clone, Copy)]
+struct Supervision {
+    pull: PullPolicy,
+    follow: bool,
+}
+
+fn spawn(
+    ecs: &Ecs,
+    mut store: Store,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &launch::Request,
+    count: u32,
+    sup: Supervision,
+) -> anyhow::Result<Started> {
+    // The supervisor's first cgroup migration waits for an RCU grace period after a quiet
+    // spell (runtime::MigrationWarmer): started here, it is ~5 ms further along by then.
+    let _warm = runtime::Cgroups::detect()
+        .ok()
+        .and_then(|c| c.warm_migrations_early(Duration::from_millis(30)));
+    ecs.reconcile(&mut store);
+    let cmd = SupervisorCommand {
+        exe: std::env::current_exe().context("failed to find the minifargate binary")?,
+        root: ecs.root.clone(),
+        run_root: ecs.run_root.clone(),
+        config: ecs.config.clone(),
+        log_level: ecs.log_level.clone(),
+        pull: sup.pull,
+        secrets_file: req.secrets_file.clone(),
+        host_credentials: req.host_credentials,
+        report_done: sup.follow,
+    };
+    let mut ids = Vec::new();
+    let mut supervisors = Vec::new();
+    let mut warnings = Vec::new();
+    for _ in 0..count {
+        let id = launch::create_task(&mut store, ctx, stored, req, &ecs.root)?;
+        if ids.is_empty()
+            && let Some((t, _)) = store.task(&id)?
+        {
+            let task_warnings: Vec<String> = serde_json::from_str(&t.warnings)
+                .with_context(|| format!("tasks.warnings of task {id} does not decode"))?;
+            warnings.extend(task_warnings.into_iter().map(|message| Warning { message }));
+        }
+        crate::task::test_pause(&ecs.run_root, "launch");
+        supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
+        ids.push(id);
+    }
+    for w in &warnings {
+        tracing::info!(warning = %w.message, "RunTask");
+    }
+    let tasks = ids
+        .iter()
+        .filter_map(|id| task_json_by_id(&store, id).transpose())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Started {
+        response: RunTaskResponse {
+            tasks,
+            failures: Vec::new(),
+        },
+        store,
+        ids,
+        warnings,
+        supervisors,
+    })
+}
+
+/// Where a request without a cluster looks for its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unset {
+    /// ECS's rule: the `default` cluster.
+    DefaultCluster,
+    /// Every cluster (the CLI's `describe-tasks` and `stop-task` without `--cluster`,
+    /// where a task id is enough).
+    AnyCluster,
+}
+
+/// The cluster a task operation is limited to, if any.
+fn scope(cluster: Option<&str>, unset: Unset) -> Option<&str> {
+    match (cluster.filter(|c| !c.is_empty()), unset) {
+        (Some(c), _) => Some(c),
+        (None, Unset::DefaultCluster) => Some(clusters::DEFAULT),
+        (None, Unset::AnyCluster) => None,
+    }
+}
+
+/// The task id in an id or a task ARN (`…:task/<cluster>/<id>`).
+pub fn task_id(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+/// Task `task` (an id or ARN), in `cluster` (a name or ARN) when one is given, with its
+/// containers; a clear error when there is none.
+pub fn find_task(
+    store: &Store,
+    task: &str,
+    cluster: Option<&str>,
+) -> anyhow::Result<(TaskRow, Vec<ContainerRow>)> {
+    store
+        .task(task_id(task))?
+        .filter(|(t, _)| cluster.is_none_or(|c| cluster_name(c) == t.cluster))
+        .ok_or_else(|| anyhow::anyhow!("task {task} not found (see `minifargate list-tasks`)"))
+}
+
+/// The ECS `Task` shape of task `id`, if there is one.
+pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<Value>> {
+    let Some((t, containers)) = store.task(id)? else {
+        return Ok(None);
+    };
+    let net = store.task_network(id)?;
+    Ok(Some(json::task_json(&t, &containers, net.as_ref())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeTasksRequest {
+    pub cluster: Option<String>,
+    pub tasks: Vec<String>,
+    /// `TAGS` includes the tasks' tags (left empty otherwise, as ECS does).
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DescribeTasksResponse {
+    pub tasks: Vec<Value>,
+    pub failures: Vec<super::clusters::Failure>,
+}
+
+/// DescribeTasks.
+pub fn describe_tasks(
+    ecs: &Ecs,
+    req: &DescribeTasksRequest,
+    unset: Unset,
+) -> EcsResult<DescribeTasksResponse> {
+    let cluster = scope(req.cluster.as_deref(), unset);
+    let include_tags = req.include.iter().any(|s| s == "TAGS");
+    let mut store = ecs.open_store()?;
+    if let Some(c) = cluster {
+        check_cluster(&store, c)?;
+    }
+    ecs.reconcile(&mut store);
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for t in &req.tasks {
+        let found = store
+            .task(task_id(t))
+            .map_err(anyhow::Error::from)?
+            .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster));
+        match found {
+            Some((row, containers)) => {
+                let net = store.task_network(&row.id).map_err(anyhow::Error::from)?;
+                let mut v = json::task_json(&row, &containers, net.as_ref());
+                if !include_tags {
+                    v["tags"] = serde_json::json!([]);
+                }
+                tasks.push(v)
+            }
+            None => failures.push(super::clusters::Failure::missing(t.clone())),
+        }
+    }
+    Ok(DescribeTasksResponse { tasks, failures })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTasksRequest {
+    pub cluster: Option<String>,
+    pub family: Option<String>,
+    /// RUNNING (default), PENDING or STOPPED.
+    pub desired_status: Option<String>,
+    pub started_by: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTasksResponse {
+    pub task_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// ListTasks: the matching tasks' rows, oldest first, one page of them.
+pub fn list_task_rows(
+    ecs: &Ecs,
+    req: &ListTasksRequest,
+) -> EcsResult<(Vec<TaskRow>, Option<String>)> {
+    let desired = req.desired_status.as_deref().unwrap_or(status::RUNNING);
+    if ![status::RUNNING, status::PENDING, status::STOPPED].contains(&desired) {
+        return Err(EcsError::invalid(format!(
+            "desiredStatus {desired:?}: must be RUNNING, PENDING or STOPPED"
+        )));
+    }
+    let cluster = cluster_name(super::cluster_or_default(req.cluster.as_deref()));
+    let mut store = ecs.open_store()?;
+    check_cluster(&store, cluster)?;
+    ecs.reconcile(&mut store);
+    let rows = store
+        .list_tasks(&TaskFilter {
+            cluster: Some(cluster.to_string()),
+            family: req.family.clone(),
+            desired_status: Some(desired.to_string()),
+            started_by: req.started_by.clone(),
+        })
+        .map_err(anyhow::Error::from)?;
+    page(rows, req.max_results, 100, req.next_token.as_deref())
+}
+
+/// ListTasks.
+pub fn list_tasks(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<ListTasksResponse> {
+    let (rows, next_token) = list_task_rows(ecs, req)?;
+    Ok(ListTasksResponse {
+        task_arns: rows.into_iter().map(|t| t.arn).collect(),
+        next_token,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopTaskRequest {
+    pub cluster: Option<String>,
+    pub task: String,
+    /// The task's stoppedReason (default "Task stopped by user").
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StopTaskResponse {
+    pub task: Value,
+}
+
+/// StopTask: asks the task's supervisor to stop it (containers get SIGTERM in reverse
+/// dependency order, SIGKILL after their stopTimeout) and answers once its desiredStatus
+/// is STOPPED.
+pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<StopTaskResponse> {
+    let cluster = scope(req.cluster.as_deref(), unset);
+    let mut store = ecs.open_store()?;
+    if let Some(c) = cluster {
+        check_cluster(&store, c)?;
+    }
+    ecs.reconcile(&mut store);
+    let task = &req.task;
+    let id = task_id(task).to_string();
+    let found = store
+        .task(&id)
+        .map_err(anyhow::Error::from)?
+        .filter(|(row, _)| cluster.is_none_or(|c| cluster_name(c) == row.cluster));
+    let Some((t, _)) = found else {
+        return Err(EcsError::invalid(format!(
+            "The referenced task was not found: {task}"
+        )));
+    };
+    if t.last_status != status::STOPPED {
+        ask_to_stop(ecs, &mut store, &id, req.reason.as_deref())?;
+    }
+    let task = task_json_by_id(&store, &id)?.context("task vanished from the store")?;
+    Ok(StopTaskResponse { task })
+}
+
+fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    let sock = TaskPaths::new(&ecs.root, &ecs.run_root, id).socket();
+    let r = supervisor::request(
+        &sock,
+        &Request::Stop {
+            stop_code: stop::USER_INITIATED.into(),
+            reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
+            force: false,
+        },
+    );
+    match r {
+        Ok(resp) if resp.ok => {}
+        Ok(resp) => bail!(
+            "the supervisor of task {id} refused to stop it: {}",
+            resp.error.unwrap_or_default()
+        ),
+        // It may have just finished; otherwise reconcile notices it is gone.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reach the supervisor");
+            ecs.reconcile(store);
+        }
+    }
+    // StopTask answers once desiredStatus is STOPPED.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if store
+            .task(id)?
+            .is_some_and(|(t, _)| t.desired_status == status::STOPPED)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
