@@ -10,9 +10,11 @@
 //! mutex. This socket is kept for the life of the [`Nfnl`] and, if it deleted something
 //! recently, closed by a short-lived thread once the grace period is over.
 //!
-//! Only the messages the crate needs are encoded here: `NEWSETELEM`/`DELSETELEM` for
-//! `inet_service : ipv4_addr . inet_service` maps and `DELTABLE`. The table's rules are
-//! still written by `nft` (once per network; see [`crate::nft`]). No pure-Rust crate
+//! Only the messages the crate needs are encoded here: the table with its port maps,
+//! chains and rules ([`create_table_ops`], once per network), `NEWSETELEM`/`DELSETELEM`
+//! for the `inet_service : ipv4_addr . inet_service` maps, and `DELTABLE`. The `nft`
+//! binary writes the table only when a configuration names one (`NetworkConfig::nft`,
+//! see [`crate::nft`]). No pure-Rust crate
 //! with a licence compatible with ours covers nf_tables set elements (`rustables` is
 //! GPL-3.0; `nftnl` binds the C libnftnl and libmnl).
 //!

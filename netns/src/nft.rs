@@ -1,6 +1,8 @@
-//! Our own nftables table (egress masquerade, port DNAT maps), written by `nft -f -` in
-//! one atomic batch when a network's first task needs it; no other table is ever read,
-//! flushed or edited.
+//! Our own nftables table (egress masquerade, port DNAT maps) as an `nft -f -` script,
+//! for a configuration that names an `nft` binary (`NetworkConfig::nft`); by default the
+//! same ruleset goes through nf_tables netlink ([`crate::nfnl::create_table_ops`]). Either
+//! way it is written in one atomic batch when a network's first task needs it, and no
+//! other table is ever read, flushed or edited.
 //!
 //! Port publishing is two maps (tcp, udp) from host port to `task-ip . container-port`,
 //! so a task's ports are added and removed as map elements without rule handles —

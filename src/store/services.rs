@@ -15,7 +15,7 @@ pub struct ServiceRow {
     pub status: String,
     pub task_definition_arn: String,
     pub desired_count: i64,
-    /// The rest of the service's settings as JSON (see `api::services::Spec`).
+    /// The rest of the service's settings as JSON (see `ecs::services::Spec`).
     pub spec: String,
     /// `[{"key":…,"value":…}]`.
     pub tags: String,

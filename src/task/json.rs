@@ -218,7 +218,7 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkR
         t.stopped_reason.clone().map(Value::from),
     );
     put(&mut m, "stoppingAt", ts(t.stopping_at));
-    // DescribeTasks blanks them unless `--include TAGS` (cli/tasks.rs), as ECS does.
+    // DescribeTasks blanks them unless `--include TAGS` (ecs::tasks::describe_tasks), as ECS does.
     let tags: Value = serde_json::from_str(&t.tags).unwrap_or_else(|_| json!([]));
     m.insert("tags".into(), tags);
     m.insert("taskArn".into(), json!(t.arn));
