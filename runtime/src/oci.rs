@@ -220,7 +220,7 @@ pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
     Ok(caps)
 }
 
-/// The rlimit resource for a Docker/ECS ulimit name.
+/// The rlimit resource for a Docker `--ulimit` name.
 pub fn rlimit_resource(name: &str) -> Option<(&'static str, nix::sys::resource::Resource)> {
     use nix::sys::resource::Resource as R;
     Some(match name {
@@ -273,7 +273,7 @@ impl HostLimits for ProcessLimits {
     }
 }
 
-/// The rlimits for the spec: the ECS/Docker default nofile unless given, each clamped
+/// The rlimits for the spec: [`crate::DEFAULT_NOFILE`] unless given, each clamped
 /// (with a warning, never an error) to what the host lets this process set.
 pub fn rlimits(spec: &ContainerSpec, host: &dyn HostLimits) -> Result<Vec<Value>, SpecError> {
     let mut wanted = spec.rlimits.clone();

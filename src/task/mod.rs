@@ -13,6 +13,7 @@ pub mod launch;
 pub mod metadata;
 pub mod network;
 pub mod reconcile;
+pub mod resources;
 pub mod restart;
 pub mod secrets;
 pub mod spec;
@@ -50,6 +51,8 @@ pub mod reason {
     pub const CANNOT_CREATE: &str = "CannotCreateContainerError";
     pub const CANNOT_START: &str = "CannotStartContainerError";
     pub const RESOURCE_INIT: &str = "ResourceInitializationError";
+    /// A container the kernel OOM-killed (the whole reason, not a prefix).
+    pub const OUT_OF_MEMORY: &str = "OutOfMemoryError: Container killed due to memory usage";
 }
 
 /// For the crash tests only (tests/reliability_crash.rs): when the environment variable

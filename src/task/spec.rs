@@ -226,7 +226,7 @@ pub fn build(
         hostname: def.hostname.clone(),
         limits: Limits {
             // As the ECS agent: a container without `cpu` gets the minimum shares.
-            cpu_shares: Some(def.cpu.unwrap_or(0).max(0) as u64),
+            cpu_shares: Some(super::resources::container_cpu_shares(def.cpu)),
             memory: mib(def.memory),
             memory_reservation: mib(def.memory_reservation),
             pids: None,
