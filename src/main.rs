@@ -4,7 +4,6 @@
 
 mod api;
 mod cli;
-mod mountinfo;
 mod store;
 mod supervisor;
 mod task;

@@ -39,6 +39,8 @@
 //!   the process's working directory while it works.
 //! - Logs: Docker json-file lines, followed with [`LogFollower`].
 //! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
+//! - [`CgroupLayout`]: which cgroup hierarchies the host mounts where (v1, v2, hybrid);
+//!   [`mountinfo`]: the one `/proc/<pid>/mountinfo` parser.
 //!
 //! # Things to know
 //!
@@ -63,10 +65,12 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod cgroup_layout;
 mod container;
 pub mod init;
 mod logs;
 mod memory;
+pub mod mountinfo;
 pub mod oci;
 mod seccomp;
 mod spec;
@@ -104,6 +108,7 @@ pub use cgroup::{
     CgroupError, CgroupStats, CgroupVersion, Cgroups, CpuQuota, MAX_CPU_SHARES, MIN_CPU_SHARES,
     MigrationWarmer, TaskLimits, clamp_shares, shares_to_weight,
 };
+pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
