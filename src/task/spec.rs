@@ -263,7 +263,9 @@ pub fn build(
             .flatten()
             .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
             .collect(),
-        // The runtime clamps values above what this host allows, with a warning.
+        // The runtime clamps values above what this host allows, with a warning. Without
+        // a `nofile` ulimit the runtime's DEFAULT_NOFILE (65535/65535) applies: the ECS
+        // default on Fargate and the ECS-optimized AMIs.
         rlimits: def
             .ulimits
             .iter()
