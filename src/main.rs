@@ -5,7 +5,6 @@
 mod api;
 mod cli;
 mod ecs;
-mod mountinfo;
 mod scheduler;
 mod store;
 mod supervisor;

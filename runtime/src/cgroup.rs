@@ -1,5 +1,6 @@
-//! Task and container cgroups with the ECS agent's resource math, for cgroup v1 and v2,
-//! plus the OOM counter, usage statistics and removal. Every function takes a root path.
+//! Task and container cgroups for cgroup v1 and v2, with limits given in kernel terms
+//! (CFS quota, shares, bytes), plus the OOM counter, usage statistics and removal.
+//! Every function takes a root path.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,8 @@ use crate::spec::Limits;
 
 /// The directory under every hierarchy that holds minifargate's cgroups.
 pub const CGROUP_PREFIX: &str = "minifargate";
-/// CFS period used for the task quota. Ref: ECS agent ECS_CGROUP_CPU_PERIOD default 100 ms.
-pub const CPU_PERIOD_US: u64 = 100_000;
-/// Ref: ECS agent task_linux.go — shares are clamped to [2, 262144].
+/// The range of v1 `cpu.shares`; the kernel clamps what is written to it.
+/// Ref: kernel/sched/sched.h MIN_SHARES (2) and MAX_SHARES (1 << 18).
 pub const MIN_CPU_SHARES: u64 = 2;
 pub const MAX_CPU_SHARES: u64 = 262_144;
 
@@ -63,17 +63,25 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// Task-level limits (ECS task `cpu`, `memory`, and an optional pids limit).
+/// A CFS bandwidth limit: at most `quota_us` of CPU time in every `period_us`
+/// (v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, v2 `cpu.max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuQuota {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+/// Limits of the task cgroup, the parent of all of a task's containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskLimits {
-    /// Task cpu units (1024 = one vCPU) → CFS quota over a 100 ms period.
-    pub cpu_units: Option<u64>,
-    /// Without task cpu: the containers' cpu units, summed into the task's shares
-    /// (each counted as at least 2).
-    pub container_cpu_units: Vec<u64>,
-    /// Task memory hard limit in bytes.
+    /// CFS bandwidth limit on the whole task.
+    pub cpu_quota: Option<CpuQuota>,
+    /// Relative weight as v1 `cpu.shares` (written as `cpu.weight` on v2, see
+    /// [`shares_to_weight`]); clamped to [[`MIN_CPU_SHARES`], [`MAX_CPU_SHARES`]].
+    pub cpu_shares: Option<u64>,
+    /// Memory hard limit in bytes; no swap beyond it.
     pub memory: Option<u64>,
-    /// Maximum number of tasks in the whole task cgroup.
+    /// Maximum number of tasks (processes and threads) in the whole task cgroup.
     pub pids: Option<u64>,
 }
 
@@ -88,22 +96,15 @@ pub struct CgroupStats {
     pub pids: u64,
 }
 
-/// Clamps container cpu units to Docker CPU shares like the ECS agent: null, 0 and 1 → 2.
-pub fn cpu_shares(units: Option<u64>) -> u64 {
-    units.unwrap_or(0).clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
-}
-
-/// CFS quota in µs for task cpu units over a 100 ms period (256 units → 25000).
-pub fn cpu_quota_us(units: u64) -> u64 {
-    // Ref: ECS agent buildExplicitLinuxCPUSpec: vCPU (= units/1024) × period. The kernel
-    // refuses quotas under 1 ms.
-    (units * CPU_PERIOD_US / 1024).max(1000)
+/// Shares clamped to the range the kernel accepts for v1 `cpu.shares`.
+pub fn clamp_shares(shares: u64) -> u64 {
+    shares.clamp(MIN_CPU_SHARES, MAX_CPU_SHARES)
 }
 
 /// cgroup v2 `cpu.weight` for v1 shares. Ref: the OCI/runc conversion
 /// weight = 1 + (shares − 2) × 9999 / 262142.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(MIN_CPU_SHARES, MAX_CPU_SHARES);
+    let shares = clamp_shares(shares);
     1 + (shares - 2) * 9999 / 262_142
 }
 
@@ -247,8 +248,8 @@ impl Cgroups {
         }
     }
 
-    /// Creates `/minifargate/<task>` and writes the task limits: CFS quota from task cpu
-    /// (or shares = Σ container cpu), memory hard limit (no swap beyond it), pids.
+    /// Creates `/minifargate/<task>` and writes the task limits: CFS quota, shares (or
+    /// their v2 weight), memory hard limit (no swap beyond it), pids.
     /// On failure the half-made cgroup is removed.
     pub fn create_task(&self, task_id: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
         check_name(task_id)?;
@@ -274,19 +275,6 @@ impl Cgroups {
         Ok(())
     }
 
-    fn task_cpu_shares(limits: &TaskLimits) -> Option<u64> {
-        // Ref: ECS agent buildImplicitLinuxCPUSpec.
-        if limits.container_cpu_units.is_empty() {
-            return None;
-        }
-        let sum: u64 = limits
-            .container_cpu_units
-            .iter()
-            .map(|c| (*c).max(MIN_CPU_SHARES))
-            .sum();
-        Some(sum.min(MAX_CPU_SHARES))
-    }
-
     fn create_task_v1(&self, rel: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
         // cpuset children start empty on v1 (clone_children is 0): copy cpus/mems down.
         if self.root.join("cpuset").is_dir() {
@@ -307,11 +295,12 @@ impl Cgroups {
         }
         let cpu = self.dir("cpu", rel);
         mkdir_all(&cpu)?;
-        if let Some(units) = limits.cpu_units {
-            write(&cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US)?;
-            write(&cpu.join("cpu.cfs_quota_us"), cpu_quota_us(units))?;
-        } else if let Some(shares) = Self::task_cpu_shares(limits) {
-            write(&cpu.join("cpu.shares"), shares)?;
+        if let Some(q) = limits.cpu_quota {
+            write(&cpu.join("cpu.cfs_period_us"), q.period_us)?;
+            write(&cpu.join("cpu.cfs_quota_us"), q.quota_us)?;
+        }
+        if let Some(shares) = limits.cpu_shares {
+            write(&cpu.join("cpu.shares"), clamp_shares(shares))?;
         }
         let mem = self.dir("memory", rel);
         mkdir_all(&mem)?;
@@ -377,12 +366,13 @@ impl Cgroups {
         let dir = self.dir("", rel);
         mkdir(&dir)?;
         Self::enable_controllers_v2(&dir)?;
-        if let Some(units) = limits.cpu_units {
+        if let Some(q) = limits.cpu_quota {
             write(
                 &dir.join("cpu.max"),
-                format!("{} {}", cpu_quota_us(units), CPU_PERIOD_US),
+                format!("{} {}", q.quota_us, q.period_us),
             )?;
-        } else if let Some(shares) = Self::task_cpu_shares(limits) {
+        }
+        if let Some(shares) = limits.cpu_shares {
             write(&dir.join("cpu.weight"), shares_to_weight(shares))?;
         }
         if let Some(bytes) = limits.memory {
@@ -424,7 +414,7 @@ impl Cgroups {
         let cpu = self.dir("cpu", rel);
         mkdir_all(&cpu)?;
         if let Some(shares) = limits.cpu_shares {
-            write(&cpu.join("cpu.shares"), cpu_shares(Some(shares)))?;
+            write(&cpu.join("cpu.shares"), clamp_shares(shares))?;
         }
         let mem = self.dir("memory", rel);
         mkdir_all(&mem)?;
@@ -459,10 +449,7 @@ impl Cgroups {
         let dir = self.dir("", rel);
         mkdir_all(&dir)?;
         if let Some(shares) = limits.cpu_shares {
-            write(
-                &dir.join("cpu.weight"),
-                shares_to_weight(cpu_shares(Some(shares))),
-            )?;
+            write(&dir.join("cpu.weight"), shares_to_weight(shares))?;
         }
         if let Some(bytes) = limits.memory {
             write(&dir.join("memory.max"), bytes)?;
@@ -777,22 +764,14 @@ mod tests {
     }
 
     #[test]
-    fn ecs_resource_math() {
-        assert_eq!(cpu_quota_us(256), 25_000);
-        assert_eq!(cpu_quota_us(1024), 100_000);
-        assert_eq!(cpu_quota_us(4096), 400_000);
-        assert_eq!(cpu_shares(None), 2);
-        assert_eq!(cpu_shares(Some(1)), 2);
-        assert_eq!(cpu_shares(Some(512)), 512);
-        assert_eq!(cpu_shares(Some(1 << 20)), 262_144);
+    fn shares_clamp_and_weight() {
+        assert_eq!(clamp_shares(0), 2);
+        assert_eq!(clamp_shares(512), 512);
+        assert_eq!(clamp_shares(1 << 20), 262_144);
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(262_144), 10_000);
-        let implicit = TaskLimits {
-            container_cpu_units: vec![0, 1, 100],
-            ..Default::default()
-        };
-        assert_eq!(Cgroups::task_cpu_shares(&implicit), Some(104));
+        assert_eq!(shares_to_weight(0), 1, "clamped first");
     }
 
     #[test]
@@ -806,7 +785,10 @@ mod tests {
         let cg = Cgroups::detect_at(tmp.path()).unwrap();
         assert_eq!(cg.version(), CgroupVersion::V1);
         let limits = TaskLimits {
-            cpu_units: Some(256),
+            cpu_quota: Some(CpuQuota {
+                quota_us: 25_000,
+                period_us: 100_000,
+            }),
             memory: Some(512 << 20),
             pids: Some(100),
             ..Default::default()
@@ -880,14 +862,14 @@ mod tests {
     }
 
     #[test]
-    fn v1_implicit_task_shares() {
+    fn v1_task_shares_without_quota() {
         let tmp = tempfile::tempdir().unwrap();
         for c in ["cpu", "memory", "pids"] {
             fs::create_dir(tmp.path().join(c)).unwrap();
         }
         let cg = Cgroups::with_root(tmp.path(), CgroupVersion::V1);
         let limits = TaskLimits {
-            container_cpu_units: vec![512, 0],
+            cpu_shares: Some(514),
             ..Default::default()
         };
         cg.create_task("t2", &limits).unwrap();
@@ -919,7 +901,10 @@ mod tests {
         let cg = Cgroups::detect_at(tmp.path()).unwrap();
         assert_eq!(cg.version(), CgroupVersion::V2);
         let limits = TaskLimits {
-            cpu_units: Some(512),
+            cpu_quota: Some(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000,
+            }),
             memory: Some(1 << 30),
             pids: Some(4096),
             ..Default::default()

@@ -23,10 +23,6 @@ use crate::oci::{self, OciInputs, ProcessLimits, SpecError};
 use crate::spec::{ContainerSpec, ExecSpec, LogConfig};
 use crate::user::{self, UserError};
 
-/// The ECS agent's reason for a container the kernel OOM-killed.
-/// Ref: amazon-ecs-agent agent/dockerclient/dockerapi/errors.go (OutOfMemoryError).
-pub const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
-
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors of the container lifecycle.
@@ -152,16 +148,12 @@ pub struct ExitStatus {
     pub code: i32,
     /// The signal that killed the process, if any.
     pub signal: Option<i32>,
-    /// The kernel OOM-killed a process in the container's cgroup (pid 1 or any child).
+    /// The kernel OOM-killed a process in the container's cgroup (pid 1 or any child),
+    /// as Docker's `State.OOMKilled`.
     pub oom_killed: bool,
 }
 
 impl ExitStatus {
-    /// The ECS container `reason`: [`OOM_REASON`] after an OOM kill.
-    pub fn reason(&self) -> Option<&'static str> {
-        self.oom_killed.then_some(OOM_REASON)
-    }
-
     fn from_wait(status: WaitStatus) -> Self {
         match status {
             WaitStatus::Exited(_, code) => Self {
@@ -1060,7 +1052,7 @@ impl Container {
     }
 
     /// `/proc/<pid>/ns/<kind>` of the container, for another container to join
-    /// (ECS `pidMode: task` / `ipcMode: task`).
+    /// (Docker's `--pid container:<id>` / `--ipc container:<id>`).
     pub fn namespace_path(&self, kind: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
@@ -1196,7 +1188,7 @@ impl Container {
         }
     }
 
-    /// Docker/ECS stop: SIGTERM, wait up to `timeout`, then SIGKILL.
+    /// `docker stop`: SIGTERM, wait up to `timeout`, then SIGKILL.
     pub fn stop(&self, timeout: Duration) -> Result<ExitStatus, RuntimeError> {
         if let Some(s) = self.try_wait()? {
             return Ok(s);
@@ -1683,22 +1675,13 @@ mod tests {
     }
 
     #[test]
-    fn oom_status_carries_the_ecs_reason() {
-        let s = ExitStatus {
-            code: 137,
-            signal: None,
-            oom_killed: true,
-        };
-        assert_eq!(
-            s.reason(),
-            Some("OutOfMemoryError: Container killed due to memory usage")
-        );
+    fn wait_statuses_map_to_docker_exit_codes() {
         let s = ExitStatus::from_wait(WaitStatus::Signaled(
             Pid::from_raw(1),
             Signal::SIGKILL,
             false,
         ));
-        assert_eq!((s.code, s.signal, s.reason()), (137, Some(9), None));
+        assert_eq!((s.code, s.signal, s.oom_killed), (137, Some(9), false));
         let s = ExitStatus::from_wait(WaitStatus::Exited(Pid::from_raw(1), 3));
         assert_eq!((s.code, s.signal), (3, None));
     }

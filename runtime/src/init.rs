@@ -1,4 +1,4 @@
-//! A minimal init for pid 1 (ECS `initProcessEnabled`): runs the command as its child,
+//! A minimal init for pid 1 (Docker's `--init`, tini's job): runs the command as its child,
 //! forwards signals to it, reaps every zombie, and exits with the child's status.
 //!
 //! The runtime bind-mounts a static init binary at [`crate::oci::INIT_PATH`] and runs

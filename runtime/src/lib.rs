@@ -4,13 +4,14 @@
 //! # Use
 //!
 //! ```no_run
-//! use runtime::{ContainerSpec, Runtime, TaskLimits, Limits};
+//! use runtime::{ContainerSpec, CpuQuota, Runtime, TaskLimits, Limits};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let rt = Runtime::new("/run/minifargate/runtime")?;
 //! // At startup: remove containers and cgroups of tasks that no longer exist.
 //! let report = rt.gc(&|_task_id| false);
-//! // Task cgroup `minifargate/<task>`: 256 cpu units → 25 ms per 100 ms, 512 MiB.
-//! rt.create_task_cgroup("task1", &TaskLimits { cpu_units: Some(256), memory: Some(512 << 20), ..Default::default() })?;
+//! // Task cgroup `minifargate/<task>`: at most 25 ms of CPU per 100 ms, 512 MiB.
+//! let cpu_quota = Some(CpuQuota { quota_us: 25_000, period_us: 100_000 });
+//! rt.create_task_cgroup("task1", &TaskLimits { cpu_quota, memory: Some(512 << 20), ..Default::default() })?;
 //! let spec = ContainerSpec {
 //!     args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
 //!     limits: Limits { memory: Some(64 << 20), ..Default::default() },
@@ -20,8 +21,8 @@
 //! let c = rt.create("task1-web", "task1", &spec, "/var/lib/minifargate/tasks/task1/web/rootfs".as_ref(),
 //!                   Some("/run/netns/task1".as_ref()))?;
 //! c.start()?;
-//! let status = c.wait()?;          // exit code, signal, oom_killed (+ ECS reason)
-//! println!("{} {:?}", status.code, status.reason());
+//! let status = c.wait()?;          // exit code, signal, oom_killed
+//! println!("{} oom_killed={}", status.code, status.oom_killed);
 //! c.delete()?;
 //! rt.remove_task_cgroup("task1")?;
 //! # Ok(()) }
@@ -38,6 +39,8 @@
 //!   the process's working directory while it works.
 //! - Logs: Docker json-file lines, followed with [`LogFollower`].
 //! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
+//! - [`CgroupLayout`]: which cgroup hierarchies the host mounts where (v1, v2, hybrid);
+//!   [`mountinfo`]: the one `/proc/<pid>/mountinfo` parser.
 //!
 //! # Things to know
 //!
@@ -62,10 +65,12 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod cgroup_layout;
 mod container;
 pub mod init;
 mod logs;
 mod memory;
+pub mod mountinfo;
 pub mod oci;
 mod seccomp;
 mod spec;
@@ -100,12 +105,12 @@ pub fn take_inherited_pipe(fd: std::os::fd::RawFd) -> std::io::Result<std::os::f
 mod user;
 
 pub use cgroup::{
-    CgroupError, CgroupStats, CgroupVersion, Cgroups, MigrationWarmer, TaskLimits, cpu_quota_us,
-    cpu_shares, shares_to_weight,
+    CgroupError, CgroupStats, CgroupVersion, Cgroups, CpuQuota, MAX_CPU_SHARES, MIN_CPU_SHARES,
+    MigrationWarmer, TaskLimits, clamp_shares, shares_to_weight,
 };
+pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
-    Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, OOM_REASON, Runtime, RuntimeError,
-    error_chain,
+    Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
 pub use logs::{LogEntry, LogError, LogFollower, read_log};
 pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};

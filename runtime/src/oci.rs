@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::cgroup_layout::CgroupLayout;
 use crate::seccomp;
 use crate::spec::{ContainerSpec, Mount, NamespaceMode, Seccomp};
 use crate::user::ResolvedUser;
@@ -111,30 +112,20 @@ pub const MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-/// `/sys/fs/cgroup` and each cgroup v1 hierarchy under it (from `mountinfo`), for
+/// `/sys/fs/cgroup` and each cgroup v1 hierarchy under it, for
 /// `readonlyPaths`: libcontainer 0.7 mounts the v1 hierarchies of a container with a
 /// cgroup namespace read-write whatever the spec's mount options say, which let a
 /// container create cgroups and write `cgroup.procs` (and, in a named hierarchy we do not
 /// place it in, such as `name=systemd`, move itself into the host's cgroups). Docker and
 /// runc mount them read-only. Parents come first: each is bind-remounted read-only.
-pub fn cgroup_v1_readonly_paths(mountinfo: &str) -> Vec<String> {
-    let mut subs: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let point = pre.split(' ').nth(4)?;
-            let name = point.strip_prefix("/sys/fs/cgroup/")?;
-            (post.split(' ').next() == Some("cgroup") && !name.contains('/'))
-                .then(|| point.to_string())
-        })
-        .collect();
+pub fn cgroup_v1_readonly_paths(layout: &CgroupLayout) -> Vec<String> {
+    let subs = layout.v1_under_sys_fs_cgroup();
     if subs.is_empty() {
-        return subs;
+        return Vec::new();
     }
-    subs.sort();
-    subs.dedup();
-    subs.insert(0, "/sys/fs/cgroup".to_string());
-    subs
+    std::iter::once("/sys/fs/cgroup".to_string())
+        .chain(subs.iter().map(|p| p.to_string_lossy().into_owned()))
+        .collect()
 }
 
 /// Paths made read-only. Ref: moby oci/defaults.go `readonlyPaths`.
@@ -220,7 +211,7 @@ pub fn capabilities(spec: &ContainerSpec) -> Result<Vec<String>, SpecError> {
     Ok(caps)
 }
 
-/// The rlimit resource for a Docker/ECS ulimit name.
+/// The rlimit resource for a Docker `--ulimit` name.
 pub fn rlimit_resource(name: &str) -> Option<(&'static str, nix::sys::resource::Resource)> {
     use nix::sys::resource::Resource as R;
     Some(match name {
@@ -273,7 +264,7 @@ impl HostLimits for ProcessLimits {
     }
 }
 
-/// The rlimits for the spec: the ECS/Docker default nofile unless given, each clamped
+/// The rlimits for the spec: [`crate::DEFAULT_NOFILE`] unless given, each clamped
 /// (with a warning, never an error) to what the host lets this process set.
 pub fn rlimits(spec: &ContainerSpec, host: &dyn HostLimits) -> Result<Vec<Value>, SpecError> {
     let mut wanted = spec.rlimits.clone();
@@ -568,9 +559,7 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
-        ro.extend(cgroup_v1_readonly_paths(
-            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-        ));
+        ro.extend(cgroup_v1_readonly_paths(&CgroupLayout::read()));
         linux["readonlyPaths"] = json!(ro);
         match spec.security.seccomp {
             Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps, false),
@@ -719,7 +708,7 @@ mod tests {
                   40 35 0:35 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
                   41 25 0:36 / /proc rw - proc proc rw";
         assert_eq!(
-            cgroup_v1_readonly_paths(mi),
+            cgroup_v1_readonly_paths(&CgroupLayout::parse(mi, "")),
             [
                 "/sys/fs/cgroup",
                 "/sys/fs/cgroup/cpu",
@@ -727,8 +716,11 @@ mod tests {
             ]
         );
         assert!(
-            cgroup_v1_readonly_paths("36 35 0:31 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw")
-                .is_empty()
+            cgroup_v1_readonly_paths(&CgroupLayout::parse(
+                "36 35 0:31 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw",
+                ""
+            ))
+            .is_empty()
         );
     }
 

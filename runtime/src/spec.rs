@@ -32,20 +32,20 @@ pub struct ContainerSpec {
     pub devices: Vec<Device>,
     /// `net.*`, `kernel.shm*`, … sysctls written in the container's namespaces.
     pub sysctls: Vec<(String, String)>,
-    /// Resource limits (ECS `ulimits`). Without a `nofile` entry the container gets
+    /// Resource limits (`setrlimit`, Docker's `--ulimit`). Without a `nofile` entry the container gets
     /// [`DEFAULT_NOFILE`]. Hard limits above what the host lets this process set are
     /// clamped to it with a warning (these VMs lack CAP_SYS_RESOURCE; hard nofile 20000).
     pub rlimits: Vec<Rlimit>,
     /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's).
     pub shm_size: Option<u64>,
-    /// Run a minimal init as pid 1 that reaps zombies and forwards signals (ECS
-    /// `initProcessEnabled`). The path is a *static* init binary on the host; it is
+    /// Run a minimal init as pid 1 that reaps zombies and forwards signals (Docker's
+    /// `--init`). The path is a *static* init binary on the host; it is
     /// bind-mounted read-only into the container and runs `args` as its child.
     pub init: Option<PathBuf>,
-    /// Give the process a pseudo-terminal (ECS `pseudoTerminal`); its output is
+    /// Give the process a pseudo-terminal (Docker's `--tty`); its output is
     /// logged as `stdout`.
     pub tty: bool,
-    /// Keep stdin open (ECS `interactive`); otherwise stdin is `/dev/null`.
+    /// Keep stdin open (Docker's `--interactive`); otherwise stdin is `/dev/null`.
     pub interactive: bool,
     pub namespaces: Namespaces,
     /// Where stdout/stderr go.
@@ -72,22 +72,21 @@ pub enum Mount {
 /// Per-container cgroup limits (the task-level ones are in [`crate::TaskLimits`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU shares (ECS container `cpu`); clamped to [2, 262144] like the ECS agent.
-    /// `None` leaves the kernel default (1024). The ECS agent gives a container without
-    /// `cpu` 2 shares: callers mapping a task definition pass
-    /// `Some(cpu.unwrap_or(0))` (see [`crate::cpu_shares`]).
+    /// v1 `cpu.shares` (v2 `cpu.weight` through [`crate::shares_to_weight`]), clamped to
+    /// the kernel's [2, 262144]. `None` leaves the kernel default (1024).
     pub cpu_shares: Option<u64>,
-    /// Hard memory limit in bytes (ECS `memory`); swap is capped at the same value.
+    /// Hard memory limit in bytes (`memory.limit_in_bytes` / `memory.max`); no swap
+    /// beyond it unless `swap` says so.
     pub memory: Option<u64>,
-    /// Soft limit in bytes (ECS `memoryReservation`).
+    /// Soft limit in bytes (v1 `memory.soft_limit_in_bytes`, v2 `memory.low`).
     pub memory_reservation: Option<u64>,
     /// Maximum number of tasks (processes and threads).
     pub pids: Option<u64>,
-    /// Swap the container may use beyond `memory`, in bytes (ECS `maxSwap`); `None`: none.
+    /// Swap the container may use beyond `memory`, in bytes; `None`: none.
     /// Applied only with a `memory` limit, where the kernel accounts swap (cgroup v1
     /// `memory.memsw.*`, v2 `memory.swap.max`).
     pub swap: Option<u64>,
-    /// `memory.swappiness` 0-100 (ECS `swappiness`; cgroup v1 only, v2 has no such knob).
+    /// `memory.swappiness` 0-100 (cgroup v1 only, v2 has no such knob).
     pub swappiness: Option<u64>,
 }
 
@@ -133,22 +132,23 @@ pub struct Device {
 /// One `setrlimit` pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rlimit {
-    /// `nofile`, `nproc`, `core`, … (the Docker/ECS `ulimits` names).
+    /// `nofile`, `nproc`, `core`, … (Docker's `--ulimit` names).
     pub name: String,
     pub soft: u64,
     pub hard: u64,
 }
 
-/// ECS/Docker's default `nofile` (soft, hard) on Fargate and the ECS-optimized AMIs.
+/// The `nofile` (soft, hard) a container gets when its spec sets none, instead of
+/// whatever the creating process happens to hold.
 pub const DEFAULT_NOFILE: (u64, u64) = (65535, 65535);
 
 /// Namespace sharing. Mount, uts and cgroup namespaces are always the container's own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Namespaces {
     /// Pid namespace: own (default), the host's, or join one by path
-    /// (`/proc/<pid>/ns/pid` of the task's first container: ECS `pidMode: task`).
+    /// (`/proc/<pid>/ns/pid` of another container, like Docker's `--pid container:<id>`).
     pub pid: NamespaceMode,
-    /// Ipc namespace, same choices (ECS `ipcMode`).
+    /// Ipc namespace, same choices (Docker's `--ipc`).
     pub ipc: NamespaceMode,
 }
 

@@ -9,9 +9,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use runtime::{
-    Cgroups, ContainerSpec, ExecSpec, Limits, Mount, NamespaceMode, OOM_REASON, Rlimit, Seccomp,
+    Cgroups, ContainerSpec, CpuQuota, ExecSpec, Limits, Mount, NamespaceMode, Rlimit, Seccomp,
     Security, TaskLimits,
 };
+
+/// A CFS quota over the usual 100 ms period.
+fn quota(quota_us: u64) -> CpuQuota {
+    CpuQuota {
+        quota_us,
+        period_us: 100_000,
+    }
+}
 
 fn sh(script: &str) -> ContainerSpec {
     ContainerSpec {
@@ -67,7 +75,7 @@ fn keyed(text: &str, key: &str) -> u64 {
 fn limits_are_visible_inside_and_from_the_host() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits {
-        cpu_units: Some(512),
+        cpu_quota: Some(quota(50_000)),
         memory: Some(256 << 20),
         pids: Some(200),
         ..Default::default()
@@ -159,7 +167,7 @@ fn limits_are_visible_inside_and_from_the_host() {
 }
 
 #[test]
-fn oom_kill_of_a_child_of_the_shell_is_reported_with_the_ecs_reason() {
+fn oom_kill_of_a_child_of_the_shell_is_reported() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits::default());
     let mut spec = sh("/probe hog 200; echo shell survived");
@@ -171,27 +179,19 @@ fn oom_kill_of_a_child_of_the_shell_is_reported_with_the_ecs_reason() {
     );
     assert!(status.oom_killed, "{status:?}");
     assert_eq!(status.code, 137);
-    assert_eq!(status.reason(), Some(OOM_REASON));
-    assert_eq!(
-        OOM_REASON,
-        "OutOfMemoryError: Container killed due to memory usage"
-    );
 
     // Control: the same work under the limit is not an OOM.
     let mut spec = sh("/probe hog 16");
     spec.limits.memory = Some(64 << 20);
     let (status, _) = task.run("fits", spec, rootfs.path());
-    assert_eq!(
-        (status.code, status.oom_killed, status.reason()),
-        (0, false, None)
-    );
+    assert_eq!((status.code, status.oom_killed), (0, false));
 }
 
 #[test]
-fn cpu_hog_under_256_units_gets_at_most_a_quarter_cpu() {
+fn cpu_hog_under_a_quarter_cpu_quota_gets_at_most_a_quarter_cpu() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits {
-        cpu_units: Some(256),
+        cpu_quota: Some(quota(25_000)),
         ..Default::default()
     });
     let spec = ContainerSpec {
@@ -217,7 +217,7 @@ fn cpu_hog_under_256_units_gets_at_most_a_quarter_cpu() {
     );
     let per_period = host_cpu / (periods as f64 * 0.1);
     eprintln!(
-        "256 units: inside {cpu_s:.3} CPU-s over {wall_s:.3} s; host cgroup {host_cpu:.3} CPU-s \
+        "25 ms quota: inside {cpu_s:.3} CPU-s over {wall_s:.3} s; host cgroup {host_cpu:.3} CPU-s \
          over {wall:.3} s, {periods} periods ({throttled} throttled): {per_period:.3} CPU per period"
     );
     assert!(wall_s >= 2.0);
@@ -1103,7 +1103,7 @@ fn open_fds() -> usize {
 fn hundred_create_delete_cycles_leave_nothing_behind() {
     let rootfs = Rootfs::new();
     let task = Task::new(TaskLimits {
-        cpu_units: Some(1024),
+        cpu_quota: Some(quota(100_000)),
         memory: Some(512 << 20),
         ..Default::default()
     });

@@ -8,10 +8,11 @@
 
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
-use crate::mountinfo::unescape as unescape_mountinfo;
 use crate::task::{TaskPaths, json, status};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use runtime::mountinfo::unescape as unescape_mountinfo;
+use runtime::{CgroupMount, CgroupVersion};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -95,8 +96,12 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let proc = Path::new("/proc");
-    let mounts =
-        cgroup_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+    // Only hierarchies mounted at their root show every cgroup.
+    let mounts: Vec<CgroupMount> = runtime::CgroupLayout::read()
+        .mounts
+        .into_iter()
+        .filter(CgroupMount::shows_all)
+        .collect();
     let mut views = Vec::new();
     for c in &containers {
         let info = match (&rt, &c.runtime_id) {
@@ -304,66 +309,6 @@ pub fn ns_inodes(proc: &Path, pid: i32) -> BTreeMap<String, u64> {
     m
 }
 
-/// A mounted cgroup hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupMount {
-    pub dir: PathBuf,
-    /// v1 controllers (`cpu`, `name=systemd`); empty for the v2 unified hierarchy.
-    pub controllers: Vec<String>,
-    pub v2: bool,
-}
-
-/// The cgroup hierarchies in a mountinfo (`… - cgroup cgroup rw,cpu` / `- cgroup2 …`).
-pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
-    let mut out = Vec::new();
-    for m in crate::mountinfo::parse(mountinfo) {
-        // Only hierarchies mounted at their root show every cgroup.
-        if m.root != "/" {
-            continue;
-        }
-        let dir = m.mount_point;
-        let fstype = m.fs_type.as_str();
-        match fstype {
-            "cgroup2" => out.push(CgroupMount {
-                dir,
-                controllers: vec![],
-                v2: true,
-            }),
-            "cgroup" => {
-                let opts = m.super_options.as_str();
-                let known = [
-                    "cpu",
-                    "cpuacct",
-                    "memory",
-                    "pids",
-                    "cpuset",
-                    "devices",
-                    "freezer",
-                    "blkio",
-                    "net_cls",
-                    "net_prio",
-                    "perf_event",
-                    "hugetlb",
-                    "rdma",
-                    "misc",
-                ];
-                let controllers = opts
-                    .split(',')
-                    .filter(|o| known.contains(o) || o.starts_with("name="))
-                    .map(str::to_string)
-                    .collect();
-                out.push(CgroupMount {
-                    dir,
-                    controllers,
-                    v2: false,
-                });
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// `(controllers, path)` pairs of `/proc/<pid>/cgroup` (`4:memory:/a/b`, `0::/a/b`).
 pub fn proc_cgroups(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -378,8 +323,9 @@ pub fn proc_cgroups(text: &str) -> Vec<(String, String)> {
 /// The limits and usage files of cgroup `path` in the hierarchy of `controllers`
 /// (`""` is v2); `None` for hierarchies that hold nothing `inspect` shows.
 pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Option<Value> {
+    let v2 = |m: &CgroupMount| m.version == CgroupVersion::V2;
     let (mount, files): (&CgroupMount, Vec<&str>) = if controllers.is_empty() {
-        (mounts.iter().find(|m| m.v2)?, V2_FILES.to_vec())
+        (mounts.iter().find(|m| v2(m))?, V2_FILES.to_vec())
     } else {
         let ctrls: Vec<&str> = controllers.split(',').collect();
         let files: Vec<&str> = V1_FILES
@@ -392,10 +338,10 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
         }
         let m = mounts
             .iter()
-            .find(|m| !m.v2 && ctrls.iter().all(|c| m.controllers.iter().any(|x| x == c)))?;
+            .find(|m| !v2(m) && ctrls.iter().all(|c| m.controllers.iter().any(|x| x == c)))?;
         (m, files)
     };
-    let dir = mount.dir.join(path.trim_start_matches('/'));
+    let dir = mount.mount_point.join(path.trim_start_matches('/'));
     let mut values = serde_json::Map::new();
     // In the hierarchy's root: minifargate placed nothing there (v2 on a v1 hybrid host),
     // and the root's counters are the whole host's.
@@ -421,8 +367,8 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
     }
     Some(json!({
         "inRoot": in_root,
-        "version": if mount.v2 { "v2" } else { "v1" },
-        "controllers": if mount.v2 { "unified".to_string() } else { controllers.to_string() },
+        "version": if v2(mount) { "v2" } else { "v1" },
+        "controllers": if v2(mount) { "unified".to_string() } else { controllers.to_string() },
         "path": path,
         "dir": dir,
         "files": values,
@@ -432,7 +378,7 @@ pub fn read_cgroup(mounts: &[CgroupMount], controllers: &str, path: &str) -> Opt
 /// The container's root mount from its mountinfo: for overlay, lowerdirs (top first),
 /// upperdir and workdir as the kernel reports them.
 pub fn root_mount(mountinfo: &str) -> Option<Value> {
-    let m = crate::mountinfo::parse(mountinfo)
+    let m = runtime::mountinfo::parse(mountinfo)
         .into_iter()
         .rev()
         .find(|m| m.mount_point == Path::new("/"))?;
@@ -465,7 +411,7 @@ pub fn extra_mounts(mountinfo: &str) -> Vec<Value> {
                 .iter()
                 .any(|t| p == *t || p.starts_with(&format!("{t}/")))
     };
-    crate::mountinfo::parse(mountinfo)
+    runtime::mountinfo::parse(mountinfo)
         .into_iter()
         .filter_map(|m| {
             let target = m.mount_point.to_string_lossy().into_owned();
@@ -969,21 +915,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cgroup_mounts_of_a_hybrid_host() {
-        let mi = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
-                  32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
-                  35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
-                  40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
-                  41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        let m = cgroup_mounts(mi);
-        assert_eq!(m.len(), 4);
-        assert_eq!(m[0].dir, Path::new("/sys/fs/cgroup/cpu"));
-        assert_eq!(m[0].controllers, ["cpu"]);
-        assert_eq!(m[2].controllers, ["name=systemd"]);
-        assert!(m[3].v2 && m[3].dir == Path::new("/sys/fs/cgroup/unified"));
-    }
-
-    #[test]
     fn cgroup_files_are_read_per_hierarchy() {
         let d = tempfile::tempdir().unwrap();
         let mem = d.path().join("memory/minifargate/t/c");
@@ -996,14 +927,16 @@ mod tests {
         std::fs::write(v2.join("cpu.stat"), "usage_usec 1500000\nuser_usec 1\n").unwrap();
         let mounts = vec![
             CgroupMount {
-                dir: d.path().join("memory"),
+                mount_point: d.path().join("memory"),
+                root: "/".into(),
+                version: CgroupVersion::V1,
                 controllers: vec!["memory".into()],
-                v2: false,
             },
             CgroupMount {
-                dir: d.path().join("unified"),
+                mount_point: d.path().join("unified"),
+                root: "/".into(),
+                version: CgroupVersion::V2,
                 controllers: vec![],
-                v2: true,
             },
         ];
         let text = "4:memory:/minifargate/t/c\n5:devices:/minifargate/t/c\n0::/minifargate/t/c\n";

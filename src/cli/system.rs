@@ -109,7 +109,7 @@ pub fn info(g: &GlobalOpts) -> Value {
             "version": uts.as_ref().map(|u| s(u.version())),
             "machine": uts.as_ref().map(|u| s(u.machine())),
         },
-        "cgroups": cgroups(&read("/proc/self/mountinfo")),
+        "cgroups": cgroups(&runtime::CgroupLayout::read()),
         "features": {
             "overlayfs": filesystem_known("overlay"),
             "seccomp": seccomp(),
@@ -126,63 +126,24 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// The cgroup hierarchies mounted here (from mountinfo) and the layout they make:
-/// `v2` (unified at /sys/fs/cgroup), `hybrid` (v1 controllers plus a v2 mount, as
-/// systemd's /sys/fs/cgroup/unified), `v1`, or `none`.
-pub fn cgroups(mountinfo: &str) -> Value {
-    let mut v1 = Vec::new();
-    let mut v2: Option<(String, Vec<String>)> = None;
-    let known_v1: Vec<String> = read("/proc/cgroups")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
-    for m in crate::mountinfo::parse(mountinfo) {
-        let mount_point = m.mount_point.to_string_lossy().into_owned();
-        let super_opts = m.super_options.as_str();
-        match m.fs_type.as_str() {
-            "cgroup2" => {
-                let controllers = read(&format!("{mount_point}/cgroup.controllers"))
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect();
-                // The first (outermost) mount wins; bind mounts repeat it.
-                if v2.is_none() {
-                    v2 = Some((mount_point, controllers));
-                }
-            }
-            "cgroup" => {
-                let mut controllers: Vec<String> = super_opts
-                    .split(',')
-                    .filter(|o| known_v1.iter().any(|k| k == o))
-                    .map(str::to_string)
-                    .collect();
-                if let Some(name) = super_opts.split(',').find_map(|o| o.strip_prefix("name=")) {
-                    controllers.push(format!("name={name}"));
-                }
-                if !v1
-                    .iter()
-                    .any(|(m, _): &(String, Vec<String>)| *m == mount_point)
-                {
-                    v1.push((mount_point, controllers));
-                }
-            }
-            _ => {}
-        }
-    }
-    let layout = match (&v2, v1.is_empty()) {
-        (Some((m, _)), true) if m == "/sys/fs/cgroup" => "v2",
-        (Some(_), false) => "hybrid",
-        (Some(_), true) => "v2",
-        (None, false) => "v1",
-        (None, true) => "none",
-    };
+/// The cgroup hierarchies mounted here and the layout they make: `v2` (unified only),
+/// `hybrid` (v1 controllers plus a v2 mount, as systemd's /sys/fs/cgroup/unified), `v1`,
+/// or `none`.
+pub fn cgroups(layout: &runtime::CgroupLayout) -> Value {
+    let path = |m: &runtime::CgroupMount| m.mount_point.to_string_lossy().into_owned();
+    let v2 = layout.unified().map(|m| {
+        let controllers: Vec<String> = read(&format!("{}/cgroup.controllers", path(m)))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        json!({ "mountPoint": path(m), "controllers": controllers })
+    });
     json!({
-        "layout": layout,
-        "v2": v2.map(|(m, c)| json!({ "mountPoint": m, "controllers": c })),
-        "v1": v1
-            .into_iter()
-            .map(|(m, c)| json!({ "mountPoint": m, "controllers": c }))
+        "layout": layout.kind().as_str(),
+        "v2": v2,
+        "v1": layout
+            .v1()
+            .map(|m| json!({ "mountPoint": path(m), "controllers": m.controllers }))
             .collect::<Vec<_>>(),
     })
 }
@@ -456,31 +417,22 @@ mod tests {
 37 35 0:32 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,xattr,name=systemd
 40 35 0:35 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:16 - cgroup cgroup rw,memory
 ";
-    const V2: &str = "\
-35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
-";
 
+    /// The layout's JSON shape (the layout itself is read and tested in the runtime crate).
     #[test]
-    fn layouts_from_mountinfo() {
-        let h = cgroups(HYBRID);
+    fn layout_as_json() {
+        let layout = runtime::CgroupLayout::parse(HYBRID, "memory\t4\t22\t1\n");
+        let h = cgroups(&layout);
         assert_eq!(h["layout"], "hybrid");
         assert_eq!(h["v2"]["mountPoint"], "/sys/fs/cgroup/unified");
-        let mounts: Vec<&str> = h["v1"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["mountPoint"].as_str().unwrap())
-            .collect();
-        assert_eq!(mounts, ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/memory"]);
-        assert_eq!(h["v1"][0]["controllers"], json!(["name=systemd"]));
-        assert_eq!(cgroups(V2)["layout"], "v2");
-        assert_eq!(cgroups(V2)["v1"], json!([]));
-        assert_eq!(cgroups("")["layout"], "none");
-        let v1_only: String = HYBRID
-            .lines()
-            .filter(|l| !l.contains("cgroup2"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(cgroups(&v1_only)["layout"], "v1");
+        assert_eq!(
+            h["v1"],
+            json!([
+                { "mountPoint": "/sys/fs/cgroup/systemd", "controllers": ["name=systemd"] },
+                { "mountPoint": "/sys/fs/cgroup/memory", "controllers": ["memory"] },
+            ])
+        );
+        let none = cgroups(&runtime::CgroupLayout::default());
+        assert_eq!(none, json!({ "layout": "none", "v2": null, "v1": [] }));
     }
 }

@@ -7,6 +7,7 @@
 use super::deps::{self, Dep, DepState, Verdict};
 use super::health::{self, Check, Health};
 use super::network::{Attachment, TaskNetwork};
+use super::resources;
 use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
 use super::volumes::TaskVolumes;
@@ -240,28 +241,22 @@ impl Executor {
             v.and_then(|v| crate::taskdef::units::MemoryMib::parse(v.as_str()).ok())
                 .map(|m| m.bytes())
         };
-        TaskLimits {
-            cpu_units: self
-                .task
-                .cpu
-                .as_deref()
-                .or(def.cpu.as_ref().map(|c| c.as_str()))
-                .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
-                .map(|c| u64::from(c.0)),
-            container_cpu_units: self
-                .slots
-                .iter()
-                .map(|s| s.def.cpu.unwrap_or(0).max(0) as u64)
-                .collect(),
-            memory: self
-                .task
-                .memory
-                .as_deref()
-                .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
-                .map(|m| m.bytes())
-                .or_else(|| mib(def.memory.as_ref())),
-            pids: None,
-        }
+        let task_cpu_units = self
+            .task
+            .cpu
+            .as_deref()
+            .or(def.cpu.as_ref().map(|c| c.as_str()))
+            .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
+            .map(|c| u64::from(c.0));
+        let container_cpu_units: Vec<Option<i64>> = self.slots.iter().map(|s| s.def.cpu).collect();
+        let memory = self
+            .task
+            .memory
+            .as_deref()
+            .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
+            .map(|m| m.bytes())
+            .or_else(|| mib(def.memory.as_ref()));
+        resources::task_limits(task_cpu_units, &container_cpu_units, memory)
     }
 
     /// Runs the task to STOPPED and tears it down (never returns early: teardown always
@@ -459,7 +454,7 @@ impl Executor {
         }
         let slot = &mut self.slots[idx];
         let (code, why) = match st {
-            Ok(s) => (s.code, s.reason().map(str::to_string)),
+            Ok(s) => (s.code, resources::exit_reason(&s).map(str::to_string)),
             Err(e) => (255, Some(format!("failed to wait for the container: {e}"))),
         };
         slot.state = State::Exited {

@@ -13,6 +13,7 @@ pub mod launch;
 pub mod metadata;
 pub mod network;
 pub mod reconcile;
+pub mod resources;
 pub mod restart;
 pub mod secrets;
 pub mod spec;
@@ -50,6 +51,8 @@ pub mod reason {
     pub const CANNOT_CREATE: &str = "CannotCreateContainerError";
     pub const CANNOT_START: &str = "CannotStartContainerError";
     pub const RESOURCE_INIT: &str = "ResourceInitializationError";
+    /// A container the kernel OOM-killed (the whole reason, not a prefix).
+    pub const OUT_OF_MEMORY: &str = "OutOfMemoryError: Container killed due to memory usage";
 }
 
 /// For the crash tests only (tests/reliability_crash.rs): when the environment variable
@@ -218,15 +221,22 @@ impl PullPolicy {
 /// Start time of process `pid` (clock ticks since boot, /proc/PID/stat field 22), or
 /// `None` when there is no such live process (gone or a zombie).
 pub fn process_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); field 22 is rest[19].
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    live_stat(pid).and_then(|s| i64::try_from(s.starttime).ok())
+}
+
+/// Whether `pid` is a live process: it exists and has not exited (a zombie, state Z or X,
+/// exited but was not reaped yet).
+pub fn process_alive(pid: i64) -> bool {
+    live_stat(pid).is_some()
+}
+
+/// `/proc/<pid>/stat` of a live process; the one reader of that file.
+fn live_stat(pid: i64) -> Option<procfs::process::Stat> {
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    (!matches!(stat.state, 'Z' | 'X')).then_some(stat)
 }
 
 #[cfg(test)]
@@ -245,7 +255,19 @@ mod tests {
 
     #[test]
     fn own_start_time_is_readable_and_long_reasons_are_cut() {
-        assert!(process_start_time(std::process::id() as i64).is_some());
+        let me = std::process::id() as i64;
+        assert!(process_start_time(me).is_some());
+        assert!(process_alive(me));
+        assert!(!process_alive(i64::from(i32::MAX)), "no such pid");
+        assert!(!process_alive(-1));
+        // A zombie: exited, not reaped yet.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i64::from(child.id());
+        while process_alive(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process_start_time(pid).is_none());
+        child.wait().unwrap();
         assert_eq!(cut_reason(&"é".repeat(600)).len(), 1024);
     }
 

@@ -226,7 +226,7 @@ pub fn build(
         hostname: def.hostname.clone(),
         limits: Limits {
             // As the ECS agent: a container without `cpu` gets the minimum shares.
-            cpu_shares: Some(def.cpu.unwrap_or(0).max(0) as u64),
+            cpu_shares: Some(super::resources::container_cpu_shares(def.cpu)),
             memory: mib(def.memory),
             memory_reservation: mib(def.memory_reservation),
             pids: None,
@@ -263,7 +263,9 @@ pub fn build(
             .flatten()
             .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
             .collect(),
-        // The runtime clamps values above what this host allows, with a warning.
+        // The runtime clamps values above what this host allows, with a warning. Without
+        // a `nofile` ulimit the runtime's DEFAULT_NOFILE (65535/65535) applies: the ECS
+        // default on Fargate and the ECS-optimized AMIs.
         rlimits: def
             .ulimits
             .iter()

@@ -559,7 +559,7 @@ pub fn cleanup_dead(task_dir: &Path) -> Vec<VolumeError> {
 
 /// Every mount point in this process's mount namespace (/proc/self/mountinfo).
 pub fn mount_points() -> Vec<PathBuf> {
-    crate::mountinfo::own()
+    runtime::mountinfo::own()
         .into_iter()
         .map(|m| m.mount_point)
         .collect()

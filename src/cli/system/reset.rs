@@ -8,7 +8,7 @@
 use crate::cli::GlobalOpts;
 use crate::cli::tasks::{open_state, reconcile};
 use crate::supervisor::{self, Request};
-use crate::task::{TaskPaths, network, process_start_time, status};
+use crate::task::{TaskPaths, network, process_alive, process_start_time, status};
 use anyhow::bail;
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -46,12 +46,9 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
             .iter()
             .filter_map(|t| t.supervisor_pid.map(|p| (p, t.supervisor_start_time)))
             .collect();
-        let alive = |&(pid, start): &(i64, Option<i64>)| {
-            not_zombie(pid)
-                && match start {
-                    Some(st) => process_start_time(pid) == Some(st),
-                    None => process_start_time(pid).is_some(),
-                }
+        let alive = |&(pid, start): &(i64, Option<i64>)| match start {
+            Some(st) => process_start_time(pid) == Some(st),
+            None => process_alive(pid),
         };
         let mut forced = 0;
         let mut killed = 0;
@@ -202,15 +199,6 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
             plural(errors.len())
         )
     }
-}
-
-/// False for a process that has exited but was not reaped yet (state Z or X), or is gone.
-fn not_zombie(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
 }
 
 fn plural(n: usize) -> &'static str {

@@ -1,5 +1,6 @@
-//! `/proc/<pid>/mountinfo` (proc(5)), parsed here and nowhere else: `system info`'s
-//! cgroup layout, `inspect`'s rootfs and mounts, volume cleanup and `system reset`.
+//! `/proc/<pid>/mountinfo` (proc(5)), parsed here and nowhere else in minifargate: the
+//! cgroup layout ([`crate::CgroupLayout`]), the read-only cgroup paths of a container's
+//! spec, and the binary's `inspect` and volume cleanup.
 //!
 //! Why not the `procfs` crate (already a dependency through libcontainer): procfs-core
 //! 0.18 keeps the mount point and source as the kernel escapes them (`\040` for a
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 /// One line of mountinfo. Paths are unescaped; `super_options` is kept raw (escaped,
 /// comma-separated) because overlayfs' options need their own splitting.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub struct MountInfo {
     /// The directory of the filesystem mounted here (`/` unless a bind of a subtree).
     pub root: String,
     pub mount_point: PathBuf,
@@ -22,24 +23,24 @@ pub struct Mount {
     pub super_options: String,
 }
 
-impl Mount {
+impl MountInfo {
     pub fn read_only(&self) -> bool {
         self.mount_options.split(',').any(|o| o == "ro")
     }
 }
 
 /// Every well-formed line of `text`; malformed lines are skipped.
-pub fn parse(text: &str) -> Vec<Mount> {
+pub fn parse(text: &str) -> Vec<MountInfo> {
     text.lines().filter_map(parse_line).collect()
 }
 
-fn parse_line(line: &str) -> Option<Mount> {
+fn parse_line(line: &str) -> Option<MountInfo> {
     // id parent major:minor root mount-point options [optional fields…] - fstype source super
     let (pre, post) = line.split_once(" - ")?;
     let f: Vec<&str> = pre.split(' ').collect();
     let (root, mount_point, mount_options) = (f.get(3)?, f.get(4)?, f.get(5)?);
     let mut post = post.splitn(3, ' ');
-    Some(Mount {
+    Some(MountInfo {
         root: unescape(root),
         mount_point: PathBuf::from(unescape(mount_point)),
         mount_options: mount_options.to_string(),
@@ -50,7 +51,7 @@ fn parse_line(line: &str) -> Option<Mount> {
 }
 
 /// This process's mounts (`/proc/self/mountinfo`); none when it cannot be read.
-pub fn own() -> Vec<Mount> {
+pub fn own() -> Vec<MountInfo> {
     parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
 }
 
