@@ -15,7 +15,8 @@ use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop}
 use crate::store::{ContainerRow, SharedStore, Store, StoreError, TaskRow};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
-use runtime::{Container, Runtime, Signal, TaskLimits, error_chain};
+use crate::error_chain;
+use runtime::{Container, Runtime, Signal, TaskLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -680,7 +681,7 @@ impl Executor {
                     if puller.is_none() {
                         puller = Some(
                             make_puller(&self.opts.root, self.opts.config.as_deref())
-                                .map_err(|e| fail(idx, &crate_chain(&e)))?,
+                                .map_err(|e| fail(idx, &error_chain(e.as_ref())))?,
                         );
                     }
                     let (p, rt) = puller.as_ref().expect("set above");
@@ -1197,13 +1198,6 @@ fn make_puller(
         },
         rt,
     ))
-}
-
-fn crate_chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// The cached image a reference names, if any.

@@ -628,29 +628,29 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
     let mut row = match store.task_network(task) {
         Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![runtime::error_chain(&e)],
+        Err(e) => return vec![crate::error_chain(&e)],
     };
     let mut errors = Vec::new();
     if let (Some(b), Some(s)) = (&row.bridge, &row.subnet) {
         match Settings::parse(b, s).and_then(|st| open(run_root, &st.bridge, st.subnet)) {
             Ok(net) => {
                 if let Err(e) = net.teardown(task) {
-                    errors.push(runtime::error_chain(&e));
+                    errors.push(crate::error_chain(&e));
                 }
                 // The run root (the network's state) may have been lost with the task,
                 // e.g. by a reboot: what is left is found by name.
                 if let Err(e) = net.teardown_lost(task) {
-                    errors.push(runtime::error_chain(&e));
+                    errors.push(crate::error_chain(&e));
                 }
             }
-            Err(e) => errors.push(runtime::error_chain(&e)),
+            Err(e) => errors.push(crate::error_chain(&e)),
         }
     }
     if row.attachment_status != attachment::FAILED {
         row.attachment_status = attachment::DELETED.into();
     }
     if let Err(e) = store.save_network(&row) {
-        errors.push(runtime::error_chain(&e));
+        errors.push(crate::error_chain(&e));
     }
     errors
 }
@@ -669,8 +669,8 @@ pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), String>)> {
             continue;
         };
         let r = open(run_root, &s.bridge, s.subnet)
-            .map_err(|e| runtime::error_chain(&e))
-            .and_then(|net| net.reset().map_err(|e| runtime::error_chain(&e)));
+            .map_err(|e| crate::error_chain(&e))
+            .and_then(|net| net.reset().map_err(|e| crate::error_chain(&e)));
         out.push((bridge, r));
     }
     out
@@ -687,7 +687,7 @@ pub fn gc(store: &Store, run_root: &Path) {
         let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
             continue;
         };
-        let fail = |e: &(dyn std::error::Error + 'static)| tracing::error!(%bridge, error = %runtime::error_chain(e), "network GC failed");
+        let fail = |e: &(dyn std::error::Error + 'static)| tracing::error!(%bridge, error = %crate::error_chain(e), "network GC failed");
         let net = match open(run_root, &s.bridge, s.subnet) {
             Ok(n) => n,
             Err(e) => {

@@ -4,7 +4,8 @@
 
 use super::{TaskPaths, cut_reason, network, process_start_time, status, stop};
 use crate::store::{Store, StoreError, TaskRow};
-use runtime::{Runtime, error_chain};
+use crate::error_chain;
+use runtime::Runtime;
 use std::path::Path;
 
 /// A supervisor gets this long to record its pid after the task row is written.

@@ -129,9 +129,9 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
                     std::thread::sleep(Duration::from_millis(100));
                     report = rt.gc(&|t| !ours.contains(t));
                 }
-                errors.extend(report.errors.iter().map(|e| runtime::error_chain(e)));
+                errors.extend(report.errors.iter().map(|e| crate::error_chain(e)));
             }
-            Err(e) => errors.push(runtime::error_chain(&e)),
+            Err(e) => errors.push(crate::error_chain(&e)),
         }
     }
     if containers + cgroups > 0 {
