@@ -32,22 +32,7 @@ pub enum SpecBuildError {
     Sysctl { idx: usize, k: usize, name: String },
 }
 
-/// Sysctls a container may set: those of its IPC and network namespaces.
-/// Ref: ecs.json `SystemControl.namespace`; Docker `opts.ValidateSysctl`.
-pub fn is_namespaced_sysctl(name: &str) -> bool {
-    matches!(
-        name,
-        "kernel.msgmax"
-            | "kernel.msgmnb"
-            | "kernel.msgmni"
-            | "kernel.sem"
-            | "kernel.shmall"
-            | "kernel.shmmax"
-            | "kernel.shmmni"
-            | "kernel.shm_rmid_forced"
-    ) || name.starts_with("fs.mqueue.")
-        || name.starts_with("net.")
-}
+use crate::taskdef::validate::is_namespaced_sysctl;
 
 /// Refuses `systemControls` that are not namespaced (they would change the host).
 pub fn check_sysctls(idx: usize, def: &ContainerDefinition) -> Result<(), SpecBuildError> {

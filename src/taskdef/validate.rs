@@ -200,8 +200,9 @@ const CAPABILITIES: &[&str] = &[
     "WAKE_ALARM",
 ];
 
-/// IPC-namespaced sysctls. Ref: ecs.json `SystemControl.value`.
-fn is_ipc_sysctl(ns: &str) -> bool {
+/// Sysctls of a container's IPC namespace. Ref: ecs.json `SystemControl.value`; Docker
+/// `opts.ValidateSysctl`.
+pub fn is_ipc_sysctl(ns: &str) -> bool {
     matches!(
         ns,
         "kernel.msgmax"
@@ -213,6 +214,13 @@ fn is_ipc_sysctl(ns: &str) -> bool {
             | "kernel.shmmni"
             | "kernel.shm_rmid_forced"
     ) || ns.starts_with("fs.mqueue.")
+}
+
+/// Sysctls a container may set: those of its IPC and network namespaces (any other
+/// would change the host). Ref: ecs.json `SystemControl.namespace`; Docker
+/// `opts.ValidateSysctl`.
+pub fn is_namespaced_sysctl(ns: &str) -> bool {
+    is_ipc_sysctl(ns) || ns.starts_with("net.")
 }
 
 /// A private ECR image (`<account>.dkr.ecr.<region>.amazonaws.com/…`), which Fargate pulls
