@@ -7,11 +7,11 @@
 
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
+use crate::error_chain;
 use crate::store::ContainerRow;
 use crate::task::{TaskPaths, status};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
-use crate::error_chain;
 use runtime::{ExecProcess, ExecSpec, Runtime};
 use std::fs::File;
 use std::io::{Read, Write};

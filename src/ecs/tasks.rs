@@ -523,3 +523,106 @@ fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ecs(dir: &std::path::Path) -> Ecs {
+        Ecs {
+            root: dir.join("root"),
+            run_root: dir.join("run"),
+            config: None,
+            log_level: "warn".into(),
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_cluster_means_default_unless_the_caller_says_any() {
+        assert_eq!(scope(None, Unset::DefaultCluster), Some("default"));
+        assert_eq!(scope(Some(""), Unset::DefaultCluster), Some("default"));
+        assert_eq!(scope(None, Unset::AnyCluster), None);
+        assert_eq!(scope(Some("dev"), Unset::AnyCluster), Some("dev"));
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let ecs = ecs(dir.path());
+        let run = |req: RunTaskRequest| run_task(&ecs, req, Local::default()).err().unwrap();
+        let e = run(RunTaskRequest {
+            task_definition: "file:///etc/passwd".into(),
+            ..Default::default()
+        });
+        assert_eq!(e.name(), "ClientException", "{e}");
+        let e = run(RunTaskRequest {
+            task_definition: "web".into(),
+            count: Some(11),
+            ..Default::default()
+        });
+        assert_eq!(e.name(), "InvalidParameterException", "{e}");
+        let e = run(RunTaskRequest {
+            task_definition: "web".into(),
+            launch_type: Some("MOON".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.name(), "InvalidParameterException", "{e}");
+        let e = run(RunTaskRequest {
+            task_definition: "web".into(),
+            cluster: Some("nope".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.name(), "ClusterNotFoundException", "{e}");
+        let e = run(RunTaskRequest {
+            task_definition: "web".into(),
+            ..Default::default()
+        });
+        assert_eq!(e.name(), "ClientException", "{e}");
+        assert!(
+            e.message()
+                .contains("Unable to describe task definition web"),
+            "{e}"
+        );
+        let store = ecs.open_store().unwrap();
+        assert!(
+            store.list_clusters().unwrap().is_empty(),
+            "nothing was written"
+        );
+    }
+
+    #[test]
+    fn list_tasks_checks_its_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let ecs = ecs(dir.path());
+        let e = list_tasks(
+            &ecs,
+            &ListTasksRequest {
+                desired_status: Some("LOST".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.name(), "InvalidParameterException");
+        let e = list_tasks(
+            &ecs,
+            &ListTasksRequest {
+                cluster: Some("dev".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.name(), "ClusterNotFoundException");
+        let r = list_tasks(&ecs, &ListTasksRequest::default()).unwrap();
+        assert!(r.task_arns.is_empty() && r.next_token.is_none());
+        let e = stop_task(
+            &ecs,
+            &StopTaskRequest {
+                task: "0123".into(),
+                ..Default::default()
+            },
+            Unset::DefaultCluster,
+        )
+        .unwrap_err();
+        assert_eq!(e.name(), "InvalidParameterException");
+    }
+}

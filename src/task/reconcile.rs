@@ -3,8 +3,8 @@
 //! (netns, veth, IP lease, published ports) go.
 
 use super::{TaskPaths, cut_reason, network, process_start_time, status, stop};
-use crate::store::{Store, StoreError, TaskRow};
 use crate::error_chain;
+use crate::store::{Store, StoreError, TaskRow};
 use runtime::Runtime;
 use std::path::Path;
 
