@@ -408,10 +408,7 @@ mod tests {
     use crate::taskdef::AwsContext;
 
     fn ctx() -> AwsContext {
-        AwsContext {
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-        }
+        AwsContext::defaults()
     }
 
     const WEB: &str =

@@ -327,10 +327,7 @@ mod tests {
     use crate::taskdef::model::ContainerDefinition;
 
     fn ctx() -> AwsContext {
-        AwsContext {
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-        }
+        AwsContext::defaults()
     }
 
     fn def(family: &str) -> TaskDefinition {

@@ -29,6 +29,16 @@ impl AwsContext {
         }
     }
 
+    /// The defaults (`us-east-1`, `000000000000`) whatever the environment says: for tests
+    /// that compare ARNs.
+    #[cfg(test)]
+    pub fn defaults() -> AwsContext {
+        AwsContext {
+            region: DEFAULT_REGION.to_string(),
+            account_id: DEFAULT_ACCOUNT_ID.to_string(),
+        }
+    }
+
     /// `arn:aws:ecs:<region>:<account>:<resource>`.
     pub fn ecs_arn(&self, resource: &str) -> String {
         format!("arn:aws:ecs:{}:{}:{resource}", self.region, self.account_id)
