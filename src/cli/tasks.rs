@@ -5,8 +5,8 @@
 use super::GlobalOpts;
 use super::output::{self, OutputFormat};
 use crate::ecs::tasks::{self as core, Unset};
-use crate::store::Store;
-use crate::task::{TaskPaths, status};
+use crate::store::{LastStatus, Store};
+use crate::task::TaskPaths;
 use anyhow::{Context, bail};
 use clap::Args;
 use runtime::{LogEntry, LogFollower};
@@ -264,7 +264,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     loop {
         let stopped = store
             .task(&id)?
-            .is_none_or(|(t, _)| t.last_status == status::STOPPED);
+            .is_none_or(|(t, _)| t.last_status == LastStatus::Stopped);
         for (p, path, f) in &mut followers {
             if f.is_none() && path.exists() {
                 *f = LogFollower::open(path).ok();
