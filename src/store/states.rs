@@ -77,12 +77,16 @@ state_enum!(
 );
 
 state_enum!(
-    /// A task's `desiredStatus` (and ListTasks' filter). Ref: ecs.json `DesiredStatus`.
-    #[derive(Default)]
+    /// A task's `desiredStatus` (and ListTasks' filter, `list-tasks --desired-status`).
+    /// Ref: ecs.json `DesiredStatus`.
+    #[derive(Default, clap::ValueEnum)]
     DesiredStatus("desiredStatus") {
         #[default]
+        #[value(name = "RUNNING")]
         Running = "RUNNING",
+        #[value(name = "PENDING")]
         Pending = "PENDING",
+        #[value(name = "STOPPED")]
         Stopped = "STOPPED",
     }
 );

@@ -518,9 +518,9 @@ fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
     put(&mut m, "ImageID", c.image_digest.clone().map(Value::from));
     m.insert("Labels".into(), Value::Object(labels));
     let desired = if t.desired_status == DesiredStatus::Stopped {
-        "STOPPED"
+        DesiredStatus::Stopped
     } else {
-        "RUNNING"
+        DesiredStatus::Running
     };
     m.insert("DesiredStatus".into(), json!(desired));
     m.insert("KnownStatus".into(), json!(c.last_status));
