@@ -6,20 +6,20 @@
 //! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
 use crate::ecs::services::{Spec, add_event, unhealthy};
-use crate::ecs::tags::{resource_of, tag_list};
+use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task};
 use crate::ecs::{Ecs, now_ms};
-use crate::store::{DeploymentRow, Resource, ServiceRow, Store, TaskRow};
+use crate::store::{
+    DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
+    ServiceStatus, StopCode, Store, TaskRow,
+};
 use crate::supervisor::{Request, request};
-use crate::task::{TaskPaths, status};
-use anyhow::Context;
+use crate::task::TaskPaths;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// ECS's stopCode for tasks the service scheduler stops. Ref: ecs.json `TaskStopCode`.
-pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
 /// stoppedReason of a task replaced for failing its health checks (ECS's string).
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
@@ -173,10 +173,10 @@ struct Live {
 
 impl Live {
     fn active(&self) -> bool {
-        self.row.desired_status != status::STOPPED
+        self.row.desired_status != DesiredStatus::Stopped
     }
     fn running(&self) -> bool {
-        self.row.last_status == status::RUNNING
+        self.row.last_status == LastStatus::Running
     }
 }
 
@@ -200,14 +200,14 @@ fn stop_task(g: &Ecs, t: &mut TaskRow, reason: &str) -> bool {
     let r = request(
         &sock,
         &Request::Stop {
-            stop_code: SERVICE_SCHEDULER_INITIATED.into(),
+            stop_code: StopCode::ServiceSchedulerInitiated,
             reason: reason.into(),
             force: false,
         },
     );
     match r {
         Ok(resp) if resp.ok => {
-            t.desired_status = status::STOPPED.into();
+            t.desired_status = DesiredStatus::Stopped;
             true
         }
         Ok(resp) => {
@@ -231,28 +231,17 @@ fn launch(
     n: i64,
 ) -> anyhow::Result<Vec<String>> {
     let tags = match spec.propagate_tags.as_deref() {
-        Some("SERVICE") => tag_list(&s.tags),
+        Some("SERVICE") => s.tags.clone(),
         Some("TASK_DEFINITION") => match resource_of(&d.task_definition_arn) {
-            Ok(r @ Resource::TaskDefinition(..)) => {
-                tag_list(&store.resource_tags(&r)?.unwrap_or_default())
-            }
+            Ok(r @ Resource::TaskDefinition(..)) => store.resource_tags(&r)?.unwrap_or_default(),
             _ => Vec::new(),
         },
         _ => Vec::new(),
     };
     let network_configuration = spec
         .network_configuration
-        .as_deref()
-        .map(|text| -> anyhow::Result<_> {
-            let awsvpc: serde_json::Value = serde_json::from_str(text).with_context(|| {
-                format!(
-                    "the networkConfiguration of service {} does not decode",
-                    s.name
-                )
-            })?;
-            Ok(serde_json::json!({ "awsvpcConfiguration": awsvpc }))
-        })
-        .transpose()?;
+        .clone()
+        .map(|awsvpc| serde_json::json!({ "awsvpcConfiguration": awsvpc }));
     let started = run_task(
         g,
         RunTaskRequest {
@@ -283,15 +272,19 @@ fn launch(
 fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyhow::Result<()> {
     let now = Instant::now();
     let name = &s.name;
-    let spec = Spec::of(s);
+    let spec = &s.spec;
     let mut deployments = store.deployments(&s.cluster, name)?;
-    let Some(primary) = deployments.iter().find(|d| d.status == "PRIMARY").cloned() else {
+    let Some(primary) = deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .cloned()
+    else {
         return Ok(());
     };
     let mut live = Vec::new();
     for row in store.group_tasks(&s.cluster, &format!("service:{name}"))? {
         let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
-        let unhealthy = row.last_status == status::RUNNING && unhealthy(&containers);
+        let unhealthy = row.last_status == LastStatus::Running && unhealthy(&containers);
         live.push(Live { row, unhealthy });
     }
 
@@ -303,10 +296,10 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             continue;
         };
         let by_us_or_user = matches!(
-            t.stop_code.as_deref(),
-            Some(SERVICE_SCHEDULER_INITIATED) | Some(crate::task::stop::USER_INITIATED)
+            t.stop_code,
+            Some(StopCode::ServiceSchedulerInitiated | StopCode::UserInitiated)
         );
-        if t.last_status == status::STOPPED && !by_us_or_user {
+        if t.last_status == LastStatus::Stopped && !by_us_or_user {
             let n = m.failed(now);
             tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
             if n >= THROTTLE_WARN_AT && !m.warned {
@@ -329,7 +322,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let mut stopped = Vec::new();
     let mut started = Vec::new();
 
-    if s.status == "DRAINING" {
+    if s.status == ServiceStatus::Draining {
         for l in live.iter_mut().filter(|l| l.active()) {
             let d = l
                 .row
@@ -354,11 +347,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         }
         if live.is_empty() {
             let mut gone = s.clone();
-            gone.status = "INACTIVE".into();
+            gone.status = ServiceStatus::Inactive;
             gone.updated_at_ms = now_ms();
             store.save_service(&gone)?;
             for d in &mut deployments {
-                d.status = "INACTIVE".into();
+                d.status = DeploymentStatus::Inactive;
                 d.updated_at_ms = now_ms();
                 store.save_deployment(d)?;
             }
@@ -408,7 +401,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         n = 0;
     }
     if n > 0 {
-        match launch(g, store, s, &spec, &primary, n) {
+        match launch(g, store, s, spec, &primary, n) {
             Ok(ids) => {
                 let mut msg = format!(
                     "(service {name}) has started {} tasks: {}.",
@@ -482,14 +475,14 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let mut olds_left = false;
     for d in &mut deployments {
         let mut dirty = false;
-        if d.status == "ACTIVE" {
+        if d.status == DeploymentStatus::Active {
             if live
                 .iter()
                 .any(|l| l.row.started_by.as_deref() == Some(d.id.as_str()))
             {
                 olds_left = true;
             } else {
-                d.status = "INACTIVE".into();
+                d.status = DeploymentStatus::Inactive;
                 dirty = true;
             }
         }
@@ -512,10 +505,12 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         && running == desired
         && live.iter().all(|l| l.active() && l.running());
     if steady
-        && let Some(p) = deployments.iter_mut().find(|d| d.status == "PRIMARY")
-        && p.rollout_state == "IN_PROGRESS"
+        && let Some(p) = deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        && p.rollout_state == RolloutState::InProgress
     {
-        p.rollout_state = "COMPLETED".into();
+        p.rollout_state = RolloutState::Completed;
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
         p.updated_at_ms = now_ms();
         store.save_deployment(p)?;

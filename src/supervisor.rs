@@ -5,11 +5,11 @@
 //! JSON line back. `{"op":"stop","stopCode":…,"reason":…,"force":false}` → `{"ok":true}`;
 //! `{"op":"ping"}` → `{"ok":true,"pid":N}`; anything else → `{"ok":false,"error":…}`.
 
+use crate::store::{LastStatus, StopCode};
 use crate::task::executor::{Event, Executor, Options};
 use crate::task::network::NetworkStep;
 use crate::task::{PullPolicy, TaskPaths, launch, process_start_time};
 use crate::taskdef::AwsContext;
-use crate::taskdef::model::TaskDefinition;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -53,7 +53,7 @@ pub enum TaskCredentialsFrom {
 pub enum Request {
     #[serde(rename_all = "camelCase")]
     Stop {
-        stop_code: String,
+        stop_code: StopCode,
         reason: String,
         #[serde(default)]
         force: bool,
@@ -102,7 +102,7 @@ fn serve(listener: UnixListener, sigterm: OwnedFd, tx: Sender<Event>) {
             let mut buf = [0u8; 64];
             while matches!(nix::unistd::read(sigterm.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
             let _ = tx.send(Event::Stop {
-                stop_code: crate::task::stop::USER_INITIATED.into(),
+                stop_code: StopCode::UserInitiated,
                 reason: "Task supervisor received SIGTERM".into(),
                 force: false,
             });
@@ -190,7 +190,7 @@ pub fn run(
     let (mut task, containers) = store
         .task(&a.task_id)?
         .with_context(|| format!("task {} is not in the store", a.task_id))?;
-    if task.last_status == crate::task::status::STOPPED {
+    if task.last_status == LastStatus::Stopped {
         // Reconcile stopped it while we were starting (its launcher had died): nothing to run.
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         anyhow::bail!("task {} is already STOPPED", task.id);
@@ -201,8 +201,7 @@ pub fn run(
     store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
     std::fs::write(paths.pid_file(), format!("{pid}\n"))
         .with_context(|| format!("failed to write {}", paths.pid_file().display()))?;
-    let def: TaskDefinition = serde_json::from_str(&task.definition)
-        .with_context(|| format!("task {} has an unreadable task definition", task.id))?;
+    let def = task.definition.clone();
     let mode = launch::network_mode(&def, &task.launch_type);
 
     let (tx, rx) = std::sync::mpsc::channel();
@@ -265,7 +264,7 @@ mod tests {
     #[test]
     fn request_wire_format() {
         let r = Request::Stop {
-            stop_code: "UserInitiated".into(),
+            stop_code: StopCode::UserInitiated,
             reason: "Task stopped by user".into(),
             force: false,
         };

@@ -8,8 +8,8 @@
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
 use crate::error_chain;
-use crate::store::ContainerRow;
-use crate::task::{TaskPaths, status};
+use crate::store::{ContainerRow, LastStatus};
+use crate::task::TaskPaths;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use runtime::{ExecProcess, ExecSpec, Runtime};
@@ -97,7 +97,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
     reconcile(g, &mut store);
     let id = task_id(&a.task).to_string();
     let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
-    if task.last_status != status::RUNNING {
+    if task.last_status != LastStatus::Running {
         let why = task
             .stopped_reason
             .as_deref()
@@ -109,8 +109,8 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let c = pick_container(&id, &containers, a.container.as_deref())?;
-    let rid = match (&c.runtime_id, c.last_status.as_str()) {
-        (Some(rid), status::RUNNING) => rid.clone(),
+    let rid = match (&c.runtime_id, c.last_status) {
+        (Some(rid), LastStatus::Running) => rid.clone(),
         _ => {
             let why = c
                 .reason

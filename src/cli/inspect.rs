@@ -8,7 +8,8 @@
 
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
-use crate::task::{TaskPaths, json, status};
+use crate::store::LastStatus;
+use crate::task::{TaskPaths, json};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use runtime::mountinfo::unescape as unescape_mountinfo;
@@ -86,7 +87,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let net = store.task_network(&id)?;
     let record = json::task_json(&task, &containers, net.as_ref());
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);
-    let running = task.last_status == status::RUNNING;
+    let running = task.last_status == LastStatus::Running;
     let rt = if running && paths.runtime_state().is_dir() {
         Some(
             runtime::Runtime::attach(paths.runtime_state())
@@ -105,12 +106,12 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let mut views = Vec::new();
     for c in &containers {
         let info = match (&rt, &c.runtime_id) {
-            (Some(rt), Some(rid)) if c.last_status == status::RUNNING => rt.info(rid).ok(),
+            (Some(rt), Some(rid)) if c.last_status == LastStatus::Running => rt.info(rid).ok(),
             _ => None,
         };
         views.push(ContainerView {
             name: c.name.clone(),
-            status: c.last_status.clone(),
+            status: c.last_status.to_string(),
             runtime_id: c.runtime_id.clone(),
             pid: info.as_ref().and_then(|i| i.pid),
             cgroup_path: info.as_ref().map(|i| i.cgroup_path.clone()),

@@ -126,8 +126,8 @@ pub fn task_rows_table(rows: &[TaskRow]) {
             r.id.clone(),
             r.cluster.clone(),
             tail(&r.task_definition_arn).to_string(),
-            r.last_status.clone(),
-            r.desired_status.clone(),
+            r.last_status.to_string(),
+            r.desired_status.to_string(),
             r.started_by.clone().unwrap_or_else(|| "-".into()),
             crate::store::format_timestamp(r.created_at),
         ]);

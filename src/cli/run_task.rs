@@ -6,10 +6,10 @@ use super::run_input::{parse_tags, read_env_files};
 use super::tasks::{print_entry, timeline_text};
 use crate::ecs::EcsError;
 use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
-use crate::store::Store;
+use crate::store::{LastStatus, StopCode, Store};
 use crate::supervisor::{Request, request};
 use crate::task::launch;
-use crate::task::{PullPolicy, TaskOverride, TaskPaths, status, stop};
+use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, LaunchType};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -506,7 +506,7 @@ fn attach(
                 let r = request(
                     &sock,
                     &Request::Stop {
-                        stop_code: stop::USER_INITIATED.into(),
+                        stop_code: StopCode::UserInitiated,
                         reason: stop::USER_REASON.into(),
                         force,
                     },
@@ -578,7 +578,7 @@ enum Ended {
 fn all_stopped(store: &Store, ids: &[String]) -> anyhow::Result<bool> {
     for id in ids {
         let t = store.task(id)?.map(|(t, _)| t);
-        if t.is_none_or(|t| t.last_status != status::STOPPED) {
+        if t.is_none_or(|t| t.last_status != LastStatus::Stopped) {
             return Ok(false);
         }
     }
@@ -606,7 +606,7 @@ fn exit_code(store: &Store, ids: &[String]) -> anyhow::Result<ExitCode> {
                 eprintln!("minifargate: container {}: {r}", c.name);
             }
         }
-        if t.stop_code.as_deref() != Some(stop::ESSENTIAL_CONTAINER_EXITED)
+        if t.stop_code != Some(StopCode::EssentialContainerExited)
             && let Some(r) = &t.stopped_reason
         {
             eprintln!("minifargate: task {}: {r}", t.id);

@@ -5,8 +5,8 @@
 use super::GlobalOpts;
 use super::output::{self, OutputFormat};
 use crate::ecs::tasks::{self as core, Unset};
-use crate::store::Store;
-use crate::task::{TaskPaths, status};
+use crate::store::{DesiredStatus, LastStatus, Store};
+use crate::task::TaskPaths;
 use anyhow::{Context, bail};
 use clap::Args;
 use runtime::{LogEntry, LogFollower};
@@ -39,8 +39,8 @@ pub struct ListTasksArgs {
     pub cluster: String,
     #[arg(long)]
     pub family: Option<String>,
-    #[arg(long, default_value = "RUNNING", value_parser = ["RUNNING", "PENDING", "STOPPED"])]
-    pub desired_status: String,
+    #[arg(long, value_enum, default_value_t = DesiredStatus::Running)]
+    pub desired_status: DesiredStatus,
     #[arg(long)]
     pub started_by: Option<String>,
     #[command(flatten)]
@@ -158,7 +158,7 @@ pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
     let mut req = core::ListTasksRequest {
         cluster: Some(a.cluster),
         family: a.family,
-        desired_status: Some(a.desired_status),
+        desired_status: Some(a.desired_status.to_string()),
         started_by: a.started_by,
         ..Default::default()
     };
@@ -264,7 +264,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     loop {
         let stopped = store
             .task(&id)?
-            .is_none_or(|(t, _)| t.last_status == status::STOPPED);
+            .is_none_or(|(t, _)| t.last_status == LastStatus::Stopped);
         for (p, path, f) in &mut followers {
             if f.is_none() && path.exists() {
                 *f = LogFollower::open(path).ok();

@@ -2,7 +2,7 @@
 //! cluster check every task operation makes.
 
 use super::{Ecs, EcsError, EcsResult, page};
-use crate::store::{ClusterRow, DeleteCluster, Store};
+use crate::store::{ClusterRow, ClusterStatus, DeleteCluster, Store};
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -65,14 +65,17 @@ pub fn cluster_json(c: &ClusterRow) -> Value {
 pub fn for_run(store: &mut Store, ctx: &AwsContext, cluster: &str) -> anyhow::Result<String> {
     let name = cluster_name(cluster).to_string();
     if name == DEFAULT {
-        if store.cluster(&name)?.is_some_and(|c| c.status != "ACTIVE") {
+        if store
+            .cluster(&name)?
+            .is_some_and(|c| c.status != ClusterStatus::Active)
+        {
             let now = chrono::Utc::now().timestamp_millis();
             store.create_cluster(&name, &ctx.ecs_arn(&format!("cluster/{name}")), now)?;
         }
         return Ok(name);
     }
     match store.cluster(&name)? {
-        Some(c) if c.status == "ACTIVE" => Ok(name),
+        Some(c) if c.status == ClusterStatus::Active => Ok(name),
         Some(_) => bail!(EcsError::ClusterNotFound(format!(
             "The referenced cluster was inactive: {name} (create it again with `minifargate \
                  create-cluster --cluster-name {name}`)"
@@ -268,7 +271,10 @@ mod tests {
         s.create_cluster("default", "arn:default", 1).unwrap();
         s.delete_cluster("default").unwrap();
         for_run(&mut s, &ctx, "default").unwrap();
-        assert_eq!(s.cluster("default").unwrap().unwrap().status, "ACTIVE");
+        assert_eq!(
+            s.cluster("default").unwrap().unwrap().status,
+            ClusterStatus::Active
+        );
         let e = for_run(&mut s, &ctx, "dev").unwrap_err().to_string();
         assert!(
             e.starts_with("ClusterNotFoundException: Cluster not found."),

@@ -3,10 +3,13 @@
 //! it keeps each service's tasks running and writes its deployments' progress and events.
 
 use super::clusters::{self, Failure, check_cluster, check_name, cluster_name};
-use super::tags::{Tag, checked_tags, tag_list};
+use super::tags::{Tag, checked_tags};
 use super::{Ecs, EcsError, EcsResult, now_ms};
-use crate::store::{DeploymentRow, EventRow, ServiceRow, Store, format_timestamp};
-use crate::task::{json::task_health, status};
+use crate::store::{
+    DeploymentRow, DeploymentStatus, EventRow, HealthStatus, LastStatus, RolloutState, ServiceRow,
+    ServiceStatus, Store, format_timestamp,
+};
+use crate::task::json::task_health;
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -14,39 +17,8 @@ use serde_json::{Value, json};
 
 pub const SERVICE_NOT_FOUND: &str = "Service not found.";
 
-/// A service's settings besides name, task definition and count (the `spec` column).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Spec {
-    pub launch_type: Option<String>,
-    pub platform_version: Option<String>,
-    /// RunTask's networkConfiguration as checked JSON text.
-    pub network_configuration: Option<String>,
-    #[serde(default)]
-    pub deployment_configuration: DeploymentConfiguration,
-    #[serde(default)]
-    pub enable_execute_command: bool,
-    /// NONE, SERVICE or TASK_DEFINITION.
-    pub propagate_tags: Option<String>,
-    pub health_check_grace_period_seconds: Option<i64>,
-}
-
-/// Ref: ecs.json `DeploymentConfiguration` (REPLICA defaults 200 and 100).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DeploymentConfiguration {
-    pub maximum_percent: i64,
-    pub minimum_healthy_percent: i64,
-}
-
-impl Default for DeploymentConfiguration {
-    fn default() -> Self {
-        DeploymentConfiguration {
-            maximum_percent: 200,
-            minimum_healthy_percent: 100,
-        }
-    }
-}
+/// A service's settings besides name, task definition and count (the store keeps them).
+pub use crate::store::{DeploymentConfiguration, ServiceSpec as Spec};
 
 impl DeploymentConfiguration {
     /// The most tasks a service may have at once (ECS rounds down) and the fewest healthy
@@ -56,12 +28,6 @@ impl DeploymentConfiguration {
         let max = desired * self.maximum_percent / 100;
         let min = (desired * self.minimum_healthy_percent + 99) / 100;
         (max, min)
-    }
-}
-
-impl Spec {
-    pub fn of(s: &ServiceRow) -> Spec {
-        serde_json::from_str(&s.spec).unwrap_or_default()
     }
 }
 
@@ -235,10 +201,11 @@ fn resolve_task_definition(
         .unwrap_or_else(|| ctx.task_definition_arn(r.stored.family(), r.stored.revision())))
 }
 
-fn network_configuration(v: Option<Value>) -> anyhow::Result<Option<String>> {
+fn network_configuration(v: Option<Value>) -> anyhow::Result<Option<Value>> {
     v.map(|v| {
-        crate::task::network::parse_network_configuration(&v.to_string())
-            .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")).into())
+        let text = crate::task::network::parse_network_configuration(&v.to_string())
+            .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
+        Ok(serde_json::from_str(&text)?)
     })
     .transpose()
 }
@@ -266,7 +233,7 @@ fn propagate_tags(v: Option<String>) -> anyhow::Result<Option<String>> {
 fn existing(store: &Store, cluster: &str, service: &str) -> anyhow::Result<ServiceRow> {
     check_cluster(store, cluster)?;
     match store.service(cluster, service_name(service))? {
-        Some(s) if s.status != "INACTIVE" => Ok(s),
+        Some(s) if s.status != ServiceStatus::Inactive => Ok(s),
         _ => bail!(EcsError::ServiceNotFound(format!(
             "{SERVICE_NOT_FOUND} ({} in cluster {cluster})",
             service_name(service)
@@ -324,11 +291,11 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Value> {
         arn: ctx.ecs_arn(&format!("service/{cluster}/{name}")),
         cluster: cluster.clone(),
         name: name.clone(),
-        status: "ACTIVE".into(),
+        status: ServiceStatus::Active,
         task_definition_arn: td.clone(),
         desired_count: desired,
-        spec: serde_json::to_string(&spec)?,
-        tags: serde_json::to_string(&i.tags)?,
+        spec,
+        tags: i.tags,
         created_at_ms: now,
         updated_at_ms: now,
     };
@@ -336,10 +303,10 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Value> {
         id: new_deployment_id()?,
         cluster: cluster.clone(),
         service: name.clone(),
-        status: "PRIMARY".into(),
+        status: DeploymentStatus::Primary,
         task_definition_arn: td,
         desired_count: desired,
-        rollout_state: "IN_PROGRESS".into(),
+        rollout_state: RolloutState::InProgress,
         created_at_ms: now,
         updated_at_ms: now,
         ..Default::default()
@@ -365,13 +332,13 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
     let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     let mut s = existing(&store, &cluster, &i.service)?;
-    if s.status != "ACTIVE" {
+    if s.status != ServiceStatus::Active {
         bail!(EcsError::ServiceNotActive(format!(
             "Service was not ACTIVE. ({} is {})",
             s.name, s.status
         )));
     }
-    let mut spec = Spec::of(&s);
+    let mut spec = s.spec.clone();
     if let Some(n) = i.desired_count {
         check_count(n)?;
         s.desired_count = n;
@@ -385,7 +352,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
         s.task_definition_arn = td;
     }
     if let Some(n) = network_configuration(i.network_configuration)? {
-        redeploy |= spec.network_configuration.as_deref() != Some(n.as_str());
+        redeploy |= spec.network_configuration.as_ref() != Some(&n);
         spec.network_configuration = Some(n);
     }
     if let Some(p) = i.platform_version {
@@ -401,7 +368,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
         spec.health_check_grace_period_seconds = Some(h);
     }
     let now = now_ms();
-    s.spec = serde_json::to_string(&spec)?;
+    s.spec = spec;
     s.updated_at_ms = now;
     store.save_service(&s)?;
     if redeploy {
@@ -411,10 +378,10 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
             id,
             cluster: s.cluster.clone(),
             service: s.name.clone(),
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition_arn: s.task_definition_arn.clone(),
             desired_count: s.desired_count,
-            rollout_state: "IN_PROGRESS".into(),
+            rollout_state: RolloutState::InProgress,
             created_at_ms: now,
             updated_at_ms: now,
             ..Default::default()
@@ -422,7 +389,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
     } else if let Some(mut p) = store
         .deployments(&s.cluster, &s.name)?
         .into_iter()
-        .find(|d| d.status == "PRIMARY")
+        .find(|d| d.status == DeploymentStatus::Primary)
         && p.desired_count != s.desired_count
     {
         p.desired_count = s.desired_count;
@@ -439,7 +406,7 @@ fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Value> {
     let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     let mut s = existing(&store, &cluster, &i.service)?;
-    if s.status == "ACTIVE" {
+    if s.status == ServiceStatus::Active {
         if s.desired_count > 0 && !i.force {
             bail!(EcsError::invalid(format!(
                 "The service cannot be stopped while it is scaled above 0. ({} has desiredCount \
@@ -447,7 +414,7 @@ fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Value> {
                 s.name, s.desired_count
             )));
         }
-        s.status = "DRAINING".into();
+        s.status = ServiceStatus::Draining;
         s.desired_count = 0;
         s.updated_at_ms = now_ms();
         store.save_service(&s)?;
@@ -506,7 +473,7 @@ fn list_arns(ecs: &Ecs, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> 
         .filter(|_| !daemon)
         .filter(|s| {
             launch.is_none()
-                || Spec::of(s).launch_type.unwrap_or_else(|| "EC2".into())
+                || s.spec.launch_type.clone().unwrap_or_else(|| "EC2".into())
                     == launch.clone().unwrap_or_default()
         })
         .map(|s| s.arn)
@@ -578,7 +545,7 @@ pub fn list_services(ecs: &Ecs, req: &ListServicesRequest) -> EcsResult<ListServ
 
 /// The ECS `Service` shape, with its deployments and events.
 pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::Result<Value> {
-    let spec = Spec::of(s);
+    let spec = &s.spec;
     let cluster_arn = s
         .arn
         .split(":service/")
@@ -586,14 +553,14 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         .map(|p| format!("{p}:cluster/{}", s.cluster))
         .unwrap_or_default();
     let tasks = store.group_tasks(&s.cluster, &format!("service:{}", s.name))?;
-    let count = |d: Option<&str>, st: &[&str]| {
+    let count = |d: Option<&str>, st: &[LastStatus]| {
         tasks
             .iter()
             .filter(|t| d.is_none_or(|d| t.started_by.as_deref() == Some(d)))
-            .filter(|t| st.contains(&t.last_status.as_str()))
+            .filter(|t| st.contains(&t.last_status))
             .count()
     };
-    const PENDING: &[&str] = &[status::PROVISIONING, status::PENDING];
+    const PENDING: &[LastStatus] = &[LastStatus::Provisioning, LastStatus::Pending];
     let launch = spec.launch_type.clone();
     let platform = |v: &mut serde_json::Map<String, Value>| {
         if launch.as_deref() == Some("FARGATE") {
@@ -604,10 +571,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             v.insert("platformFamily".into(), json!("Linux"));
         }
     };
-    let network: Option<Value> = spec
-        .network_configuration
-        .as_deref()
-        .and_then(|n| serde_json::from_str(n).ok());
+    let network = spec.network_configuration.clone();
     let deployments: Vec<Value> = store
         .deployments(&s.cluster, &s.name)?
         .iter()
@@ -620,7 +584,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             m.insert("pendingCount".into(), json!(count(Some(&d.id), PENDING)));
             m.insert(
                 "runningCount".into(),
-                json!(count(Some(&d.id), &[status::RUNNING])),
+                json!(count(Some(&d.id), &[LastStatus::Running])),
             );
             m.insert("failedTasks".into(), json!(d.failed_tasks));
             m.insert("createdAt".into(), json!(format_timestamp(d.created_at_ms)));
@@ -658,7 +622,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
     m.insert("desiredCount".into(), json!(s.desired_count));
     m.insert(
         "runningCount".into(),
-        json!(count(None, &[status::RUNNING])),
+        json!(count(None, &[LastStatus::Running])),
     );
     m.insert("pendingCount".into(), json!(count(None, PENDING)));
     if let Some(l) = &launch {
@@ -701,14 +665,14 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         json!(spec.enable_execute_command),
     );
     if with_tags {
-        m.insert("tags".into(), json!(tag_list(&s.tags)));
+        m.insert("tags".into(), json!(s.tags));
     }
     Ok(Value::Object(m))
 }
 
 /// Whether a task's essential containers make it UNHEALTHY (the scheduler replaces it).
 pub fn unhealthy(containers: &[crate::store::ContainerRow]) -> bool {
-    task_health(containers) == "UNHEALTHY"
+    task_health(containers) == HealthStatus::Unhealthy
 }
 
 #[cfg(test)]

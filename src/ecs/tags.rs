@@ -7,15 +7,9 @@ use super::tasks::task_id;
 use super::{Ecs, EcsError, EcsResult};
 use crate::store::{Resource, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// One ECS resource tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tag {
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
-}
+/// One ECS resource tag (kept by the store, which has the type).
+pub use crate::store::Tag;
 
 /// Why a set of tags breaks ECS's rules.
 #[derive(Debug, thiserror::Error)]
@@ -85,19 +79,6 @@ pub fn checked_tags(tags: &[Tag]) -> EcsResult<()> {
     check_tags(tags).map_err(|e| EcsError::invalid(e.0))
 }
 
-pub fn tag_list(json_text: &str) -> Vec<Tag> {
-    // Task definitions keep tags as the model's optional fields: read them leniently.
-    let v: Vec<Value> = serde_json::from_str(json_text).unwrap_or_default();
-    v.into_iter()
-        .filter_map(|t| {
-            Some(Tag {
-                key: t["key"].as_str()?.to_string(),
-                value: t["value"].as_str().unwrap_or_default().to_string(),
-            })
-        })
-        .collect()
-}
-
 /// The resource a tagging request names by ARN.
 pub fn resource_of(arn: &str) -> EcsResult<Resource> {
     let bad = || {
@@ -134,7 +115,7 @@ pub fn resource_of(arn: &str) -> EcsResult<Resource> {
 
 fn current_tags(store: &Store, arn: &str, r: &Resource) -> EcsResult<Vec<Tag>> {
     match store.resource_tags(r).map_err(anyhow::Error::from)? {
-        Some(t) => Ok(tag_list(&t)),
+        Some(t) => Ok(t),
         None => {
             let what = match r {
                 Resource::Cluster(_) => {
@@ -198,7 +179,7 @@ pub fn untag_resource(ecs: &Ecs, req: &UntagResourceRequest) -> EcsResult<Empty>
 }
 
 fn set_tags(store: &mut Store, r: &Resource, tags: &[Tag]) -> anyhow::Result<()> {
-    store.set_resource_tags(r, &serde_json::to_string(tags)?)?;
+    store.set_resource_tags(r, tags)?;
     Ok(())
 }
 

@@ -7,10 +7,13 @@ use super::clusters::{self, check_cluster, cluster_name};
 use super::tags::{Tag, checked_tags};
 use super::task_definitions::resolve;
 use super::{Ecs, EcsError, EcsResult, Warning, enum_member, page};
-use crate::store::{ContainerRow, Store, StoredTaskDefinition, TaskFilter, TaskRow};
+use crate::store::{
+    ContainerRow, DesiredStatus, LastStatus, StopCode, Store, StoredTaskDefinition, TaskFilter,
+    TaskRow,
+};
 use crate::supervisor::{self, Request};
 use crate::task::launch::{self, SupervisorCommand};
-use crate::task::{PullPolicy, TaskOverride, TaskPaths, json, status, stop};
+use crate::task::{PullPolicy, TaskOverride, TaskPaths, json, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -133,10 +136,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         started_by: req.started_by,
         group: req.group,
         overrides: req.overrides,
-        tags: (!req.tags.is_empty())
-            .then(|| serde_json::to_string(&req.tags))
-            .transpose()
-            .map_err(anyhow::Error::from)?,
+        tags: req.tags,
         enable_execute_command: req.enable_execute_command,
         env_file: local.env_file,
         volume_map: local.volume_map,
@@ -267,9 +267,7 @@ fn spawn(
         if ids.is_empty()
             && let Some((t, _)) = store.task(&id)?
         {
-            let task_warnings: Vec<String> = serde_json::from_str(&t.warnings)
-                .with_context(|| format!("tasks.warnings of task {id} does not decode"))?;
-            warnings.extend(task_warnings.into_iter().map(|message| Warning { message }));
+            warnings.extend(t.warnings.into_iter().map(|message| Warning { message }));
         }
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
@@ -416,12 +414,14 @@ pub fn list_task_rows(
     ecs: &Ecs,
     req: &ListTasksRequest,
 ) -> EcsResult<(Vec<TaskRow>, Option<String>)> {
-    let desired = req.desired_status.as_deref().unwrap_or(status::RUNNING);
-    if ![status::RUNNING, status::PENDING, status::STOPPED].contains(&desired) {
-        return Err(EcsError::invalid(format!(
-            "desiredStatus {desired:?}: must be RUNNING, PENDING or STOPPED"
-        )));
-    }
+    let desired = match req.desired_status.as_deref() {
+        None => DesiredStatus::Running,
+        Some(s) => s.parse::<DesiredStatus>().map_err(|_| {
+            EcsError::invalid(format!(
+                "desiredStatus {s:?}: must be RUNNING, PENDING or STOPPED"
+            ))
+        })?,
+    };
     let cluster = cluster_name(super::cluster_or_default(req.cluster.as_deref()));
     let mut store = ecs.open_store()?;
     check_cluster(&store, cluster)?;
@@ -430,7 +430,7 @@ pub fn list_task_rows(
         .list_tasks(&TaskFilter {
             cluster: Some(cluster.to_string()),
             family: req.family.clone(),
-            desired_status: Some(desired.to_string()),
+            desired_status: Some(desired),
             started_by: req.started_by.clone(),
         })
         .map_err(anyhow::Error::from)?;
@@ -481,7 +481,7 @@ pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<St
             "The referenced task was not found: {task}"
         )));
     };
-    if t.last_status != status::STOPPED {
+    if t.last_status != LastStatus::Stopped {
         ask_to_stop(ecs, &mut store, &id, req.reason.as_deref())?;
     }
     let task = task_json_by_id(&store, &id)?.context("task vanished from the store")?;
@@ -493,7 +493,7 @@ fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> 
     let r = supervisor::request(
         &sock,
         &Request::Stop {
-            stop_code: stop::USER_INITIATED.into(),
+            stop_code: StopCode::UserInitiated,
             reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
             force: false,
         },
@@ -515,7 +515,7 @@ fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> 
     while Instant::now() < deadline {
         if store
             .task(id)?
-            .is_some_and(|(t, _)| t.desired_status == status::STOPPED)
+            .is_some_and(|(t, _)| t.desired_status == DesiredStatus::Stopped)
         {
             break;
         }

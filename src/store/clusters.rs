@@ -1,7 +1,7 @@
 //! Clusters (CreateCluster, DescribeClusters, ListClusters, DeleteCluster) and the launch
 //! phases of tasks (`run-task --timeline`).
 
-use super::{Store, StoreError};
+use super::{ClusterStatus, Decoder, Store, StoreError, q};
 use rusqlite::{OptionalExtension, params};
 
 /// One cluster as stored; task counts are computed from `tasks` when read.
@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, params};
 pub struct ClusterRow {
     pub name: String,
     pub arn: String,
-    /// ACTIVE or INACTIVE (after delete-cluster).
-    pub status: String,
+    /// ACTIVE, or INACTIVE after delete-cluster.
+    pub status: ClusterStatus,
     pub created_at_ms: i64,
     pub running_tasks: i64,
     pub pending_tasks: i64,
@@ -35,10 +35,6 @@ pub struct PhaseRow {
     pub ended_at_us: i64,
 }
 
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
-}
-
 // Ref: ECS counts RUNNING tasks in runningTasksCount and PENDING ones (all states
 // before RUNNING here: PROVISIONING, PENDING) in pendingTasksCount.
 const CLUSTER_SELECT: &str = "SELECT c.name, c.arn, c.status, c.created_at_ms, \
@@ -48,10 +44,11 @@ const CLUSTER_SELECT: &str = "SELECT c.name, c.arn, c.status, c.created_at_ms, \
      FROM clusters c";
 
 fn cluster_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClusterRow> {
+    let d = Decoder::new(r, "clusters", r.get(0)?);
     Ok(ClusterRow {
         name: r.get(0)?,
         arn: r.get(1)?,
-        status: r.get(2)?,
+        status: d.state(2, "status")?,
         created_at_ms: r.get(3)?,
         running_tasks: r.get(4)?,
         pending_tasks: r.get(5)?,
@@ -106,13 +103,13 @@ impl Store {
     /// Marks an ACTIVE cluster without unstopped tasks INACTIVE.
     pub fn delete_cluster(&mut self, name: &str) -> Result<DeleteCluster, StoreError> {
         let tx = self.write_tx("delete a cluster")?;
-        let status: Option<String> = tx
+        let status: Option<ClusterStatus> = tx
             .query_row("SELECT status FROM clusters WHERE name = ?1", [name], |r| {
-                r.get(0)
+                Decoder::new(r, "clusters", name.to_string()).state(0, "status")
             })
             .optional()
             .map_err(q("delete a cluster"))?;
-        if status.as_deref() != Some("ACTIVE") {
+        if status != Some(ClusterStatus::Active) {
             return Ok(DeleteCluster::NotFound);
         }
         let active: i64 = tx
@@ -188,18 +185,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TaskRow;
+    use crate::store::{DesiredStatus, LastStatus, Tag, TaskRow};
 
-    fn task(id: &str, cluster: &str, last: &str) -> TaskRow {
+    fn task(id: &str, cluster: &str, last: LastStatus) -> TaskRow {
         TaskRow {
             id: id.into(),
             arn: format!("arn:t/{id}"),
             cluster: cluster.into(),
             family: "f".into(),
-            last_status: last.into(),
-            desired_status: "RUNNING".into(),
-            warnings: "[]".into(),
-            overrides: "{}".into(),
+            last_status: last,
+            desired_status: DesiredStatus::Running,
             created_at: 1,
             version: 1,
             ..Default::default()
@@ -211,10 +206,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let c = s.create_cluster("dev", "arn:c/dev", 10).unwrap();
-        assert_eq!((c.status.as_str(), c.running_tasks), ("ACTIVE", 0));
-        s.insert_task(&task("a", "dev", "RUNNING"), &[]).unwrap();
-        s.insert_task(&task("b", "dev", "PENDING"), &[]).unwrap();
-        s.insert_task(&task("c", "dev", "PROVISIONING"), &[])
+        assert_eq!((c.status, c.running_tasks), (ClusterStatus::Active, 0));
+        s.insert_task(&task("a", "dev", LastStatus::Running), &[])
+            .unwrap();
+        s.insert_task(&task("b", "dev", LastStatus::Pending), &[])
+            .unwrap();
+        s.insert_task(&task("c", "dev", LastStatus::Provisioning), &[])
             .unwrap();
         let c = s.cluster("dev").unwrap().unwrap();
         assert_eq!((c.running_tasks, c.pending_tasks), (1, 2));
@@ -223,20 +220,20 @@ mod tests {
             DeleteCluster::HasActiveTasks(3)
         );
         for id in ["a", "b", "c"] {
-            let mut t = task(id, "dev", "STOPPED");
+            let mut t = task(id, "dev", LastStatus::Stopped);
             t.stopped_at = Some(2);
             s.save_task(&t).unwrap();
         }
         let DeleteCluster::Deleted(c) = s.delete_cluster("dev").unwrap() else {
             panic!("not deleted")
         };
-        assert_eq!(c.status, "INACTIVE");
+        assert_eq!(c.status, ClusterStatus::Inactive);
         assert!(s.list_clusters().unwrap().is_empty());
         assert_eq!(s.delete_cluster("dev").unwrap(), DeleteCluster::NotFound);
         assert_eq!(s.delete_cluster("nope").unwrap(), DeleteCluster::NotFound);
         // Re-created: ACTIVE again, same ARN.
         let c = s.create_cluster("dev", "arn:c/dev", 20).unwrap();
-        assert_eq!((c.status.as_str(), c.created_at_ms), ("ACTIVE", 20));
+        assert_eq!((c.status, c.created_at_ms), (ClusterStatus::Active, 20));
         assert_eq!(s.create_cluster("dev", "x", 30).unwrap().created_at_ms, 20);
         assert_eq!(s.list_clusters().unwrap().len(), 1);
     }
@@ -246,9 +243,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         s.create_cluster("default", "arn:c", 1).unwrap();
-        let mut t = task("a", "default", "STOPPED");
+        let mut t = task("a", "default", LastStatus::Stopped);
         t.stopped_at = Some(5);
-        t.tags = r#"[{"key":"k","value":"v"}]"#.into();
+        t.tags = vec![Tag {
+            key: "k".into(),
+            value: "v".into(),
+        }];
         t.enable_execute_command = true;
         s.insert_task(&t, &[]).unwrap();
         let (got, _) = s.task("a").unwrap().unwrap();

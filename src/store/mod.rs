@@ -10,17 +10,27 @@ mod clusters;
 mod migrations;
 mod network;
 mod services;
+mod states;
 mod taskdefs;
 mod tasks;
+mod values;
 
 pub use clusters::{ClusterRow, DeleteCluster, PhaseRow};
 pub use migrations::MIGRATIONS;
 pub use network::NetworkRow;
 pub use services::{DeploymentRow, EventRow, Resource, ServiceRow};
+pub use states::{
+    AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, DesiredStatus, HealthStatus,
+    LastStatus, RolloutState, ServiceStatus, StopCode, UnknownState,
+};
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
 pub use tasks::{ContainerRow, TaskFilter, TaskRow};
+pub use values::{
+    Binding, ContainerOverride, DeploymentConfiguration, Recorded, ServiceSpec, StoredBinding, Tag,
+    TaskOverride,
+};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -76,6 +86,135 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    BadRow(Box<BadRow>),
+    #[error("failed to encode {table}.{column} of row {id} for the state database")]
+    EncodeRow {
+        table: &'static str,
+        column: &'static str,
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A stored value that does not decode (a state this minifargate does not know, or broken
+/// JSON): an error naming the row, never a silent default.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to decode {table}.{column} of row {id} in the state database")]
+pub struct BadRow {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub id: String,
+    #[source]
+    pub source: BadValue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    #[error(transparent)]
+    State(#[from] UnknownState),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Maps a query's error to [`StoreError::Query`], or to [`StoreError::BadRow`] when a
+/// [`Decoder`] refused a value of the row.
+fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| match source {
+        rusqlite::Error::FromSqlConversionFailure(idx, ty, e) => match e.downcast::<BadRow>() {
+            Ok(bad) => StoreError::BadRow(bad),
+            Err(e) => StoreError::Query {
+                op,
+                source: rusqlite::Error::FromSqlConversionFailure(idx, ty, e),
+            },
+        },
+        source => StoreError::Query { op, source },
+    }
+}
+
+/// Reads the typed columns (states, JSON) of one row of `table`; a value that does not
+/// decode becomes a [`BadRow`] naming the table, the column and the row `id`.
+struct Decoder<'a, 'r> {
+    row: &'a Row<'r>,
+    table: &'static str,
+    id: String,
+}
+
+impl<'a, 'r> Decoder<'a, 'r> {
+    fn new(row: &'a Row<'r>, table: &'static str, id: String) -> Self {
+        Decoder { row, table, id }
+    }
+
+    fn bad(&self, idx: usize, column: &'static str, source: BadValue) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            Box::new(BadRow {
+                table: self.table,
+                column,
+                id: self.id.clone(),
+                source,
+            }),
+        )
+    }
+
+    fn state<T: std::str::FromStr<Err = UnknownState>>(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> rusqlite::Result<T> {
+        let text: String = self.row.get(idx)?;
+        text.parse()
+            .map_err(|e| self.bad(idx, column, BadValue::State(e)))
+    }
+
+    fn opt_state<T: std::str::FromStr<Err = UnknownState>>(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> rusqlite::Result<Option<T>> {
+        let text: Option<String> = self.row.get(idx)?;
+        text.map(|t| {
+            t.parse()
+                .map_err(|e| self.bad(idx, column, BadValue::State(e)))
+        })
+        .transpose()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> rusqlite::Result<T> {
+        let text: String = self.row.get(idx)?;
+        serde_json::from_str(&text).map_err(|e| self.bad(idx, column, BadValue::Json(e)))
+    }
+
+    fn opt_json<T: serde::de::DeserializeOwned>(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> rusqlite::Result<Option<T>> {
+        let text: Option<String> = self.row.get(idx)?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| self.bad(idx, column, BadValue::Json(e))))
+            .transpose()
+    }
+}
+
+/// The JSON text of a typed column value.
+fn to_json<T: serde::Serialize>(
+    table: &'static str,
+    column: &'static str,
+    id: &str,
+    v: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|source| StoreError::EncodeRow {
+        table,
+        column,
+        id: id.to_string(),
+        source,
+    })
 }
 
 /// An open state database.

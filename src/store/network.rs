@@ -1,7 +1,7 @@
 //! Task networks: the mode and bridge a task's network lives on, its awsvpc ENI attachment
 //! (id, status) and what the network step made, for describe-tasks and dead-task clean-up.
 
-use super::{Store, StoreError};
+use super::{AttachmentStatus, Decoder, Recorded, Store, StoreError, q, to_json};
 use rusqlite::{OptionalExtension, params};
 
 /// One task's network as stored.
@@ -15,21 +15,27 @@ pub struct NetworkRow {
     pub subnet: Option<String>,
     /// The ENI attachment id (a UUID) ECS shows in `attachments` for awsvpc.
     pub attachment_id: String,
-    /// PRECREATED, ATTACHED, DELETED or FAILED (ecs.json `Attachment.status`).
-    pub attachment_status: String,
-    /// RunTask `networkConfiguration.awsvpcConfiguration` JSON (`{}` when not given).
-    pub configuration: String,
-    /// The netns crate's `TaskNetwork` JSON once the network is set up.
-    pub network: Option<String>,
-}
-
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
+    pub attachment_status: AttachmentStatus,
+    /// RunTask `networkConfiguration.awsvpcConfiguration` (`{}` when not given).
+    pub configuration: serde_json::Value,
+    /// What the network step made, once the network is set up.
+    pub network: Option<Recorded>,
 }
 
 impl Store {
     /// Records (or replaces) a task's network row.
     pub fn save_network(&mut self, n: &NetworkRow) -> Result<(), StoreError> {
+        let configuration = to_json(
+            "task_networks",
+            "configuration",
+            &n.task_id,
+            &n.configuration,
+        )?;
+        let network = n
+            .network
+            .as_ref()
+            .map(|r| to_json("task_networks", "network", &n.task_id, r))
+            .transpose()?;
         self.conn
             .execute(
                 "INSERT INTO task_networks (task_id, mode, bridge, subnet, attachment_id, \
@@ -43,8 +49,8 @@ impl Store {
                     n.subnet,
                     n.attachment_id,
                     n.attachment_status,
-                    n.configuration,
-                    n.network
+                    configuration,
+                    network
                 ],
             )
             .map_err(q("record a task network"))?;
@@ -59,15 +65,16 @@ impl Store {
                  configuration, network FROM task_networks WHERE task_id = ?1",
                 [task_id],
                 |r| {
+                    let d = Decoder::new(r, "task_networks", r.get(0)?);
                     Ok(NetworkRow {
                         task_id: r.get(0)?,
                         mode: r.get(1)?,
                         bridge: r.get(2)?,
                         subnet: r.get(3)?,
                         attachment_id: r.get(4)?,
-                        attachment_status: r.get(5)?,
-                        configuration: r.get(6)?,
-                        network: r.get(7)?,
+                        attachment_status: d.state(5, "attachment_status")?,
+                        configuration: d.json(6, "configuration")?,
+                        network: d.opt_json(7, "network")?,
                     })
                 },
             )
@@ -79,7 +86,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TaskRow;
+    use crate::store::{DesiredStatus, LastStatus, TaskRow};
 
     #[test]
     fn save_read_update_and_prune_with_the_task() {
@@ -90,10 +97,8 @@ mod tests {
             id: "t1".into(),
             arn: "arn:t1".into(),
             cluster: "default".into(),
-            last_status: "STOPPED".into(),
-            desired_status: "STOPPED".into(),
-            overrides: "{}".into(),
-            warnings: "[]".into(),
+            last_status: LastStatus::Stopped,
+            desired_status: DesiredStatus::Stopped,
             stopped_at: Some(1),
             ..Default::default()
         };
@@ -105,16 +110,78 @@ mod tests {
             bridge: Some("mfg0".into()),
             subnet: Some("10.94.0.0/16".into()),
             attachment_id: "a".into(),
-            attachment_status: "PRECREATED".into(),
-            configuration: "{}".into(),
+            attachment_status: AttachmentStatus::Precreated,
+            configuration: serde_json::json!({"subnets": ["subnet-1"]}),
             network: None,
         };
         s.save_network(&n).unwrap();
-        n.attachment_status = "ATTACHED".into();
-        n.network = Some("{}".into());
+        n.attachment_status = AttachmentStatus::Attached;
+        n.network = Some(Recorded {
+            net: netns::TaskNetwork {
+                task_id: "t1".into(),
+                mode: netns::NetworkMode::Awsvpc,
+                netns_path: None,
+                ip: Some(std::net::Ipv4Addr::new(10, 94, 0, 5)),
+                prefix_len: Some(16),
+                gateway: None,
+                mac: None,
+                private_dns_name: None,
+                mtu: None,
+                bindings: Vec::new(),
+                hosts_file: None,
+                resolv_conf: None,
+                egress: true,
+            },
+            private_dns_name: None,
+            bindings: Vec::new(),
+        });
         s.save_network(&n).unwrap();
         assert_eq!(s.task_network("t1").unwrap(), Some(n));
         assert_eq!(s.prune_stopped_tasks(10).unwrap(), ["t1"]);
         assert_eq!(s.task_network("t1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_network_row_that_does_not_decode_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        let t = TaskRow {
+            id: "t1".into(),
+            arn: "arn:t1".into(),
+            cluster: "default".into(),
+            ..Default::default()
+        };
+        s.insert_task(&t, &[]).unwrap();
+        s.save_network(&NetworkRow {
+            task_id: "t1".into(),
+            mode: "awsvpc".into(),
+            attachment_id: "a".into(),
+            configuration: serde_json::json!({}),
+            ..Default::default()
+        })
+        .unwrap();
+        let raw = |s: &Store, sql: &str| s.conn.execute(sql, []).unwrap();
+        for (sql, column) in [
+            (
+                "UPDATE task_networks SET attachment_status = 'PLUGGED'",
+                "attachment_status",
+            ),
+            (
+                "UPDATE task_networks SET attachment_status = 'ATTACHED', network = '{}'",
+                "network",
+            ),
+        ] {
+            raw(&s, sql);
+            match s.task_network("t1").unwrap_err() {
+                StoreError::BadRow(b) => {
+                    assert_eq!(
+                        (b.table, b.column, b.id.as_str()),
+                        ("task_networks", column, "t1")
+                    )
+                }
+                other => panic!("expected BadRow, got {other:?}"),
+            }
+        }
     }
 }

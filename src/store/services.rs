@@ -2,7 +2,10 @@
 //! scheduler in `serve` reads and updates; and the tags of every taggable resource
 //! (TagResource, UntagResource, ListTagsForResource).
 
-use super::{Store, StoreError, TaskRow};
+use super::{
+    Decoder, DeploymentStatus, RolloutState, ServiceSpec, ServiceStatus, Store, StoreError, Tag,
+    TaskRow, q, to_json,
+};
 use rusqlite::{OptionalExtension, Row, params};
 
 /// One service as stored. Timestamps are epoch milliseconds.
@@ -11,14 +14,12 @@ pub struct ServiceRow {
     pub cluster: String,
     pub name: String,
     pub arn: String,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub task_definition_arn: String,
     pub desired_count: i64,
-    /// The rest of the service's settings as JSON (see `ecs::services::Spec`).
-    pub spec: String,
-    /// `[{"key":…,"value":…}]`.
-    pub tags: String,
+    /// The rest of the service's settings (see `ecs::services::Spec`).
+    pub spec: ServiceSpec,
+    pub tags: Vec<Tag>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -30,13 +31,11 @@ pub struct DeploymentRow {
     pub id: String,
     pub cluster: String,
     pub service: String,
-    /// PRIMARY, ACTIVE or INACTIVE.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition_arn: String,
     pub desired_count: i64,
     pub failed_tasks: i64,
-    /// IN_PROGRESS, COMPLETED or FAILED.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     pub rollout_state_reason: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -59,6 +58,18 @@ pub enum Resource {
     Service { cluster: String, name: String },
 }
 
+impl Resource {
+    /// The table and the row id (as [`super::BadRow`] names it) that hold the resource.
+    fn row(&self) -> (&'static str, String) {
+        match self {
+            Resource::Cluster(n) => ("clusters", n.clone()),
+            Resource::TaskDefinition(f, rev) => ("task_definitions", format!("{f}:{rev}")),
+            Resource::Task(id) => ("tasks", id.clone()),
+            Resource::Service { cluster, name } => ("services", format!("{cluster}/{name}")),
+        }
+    }
+}
+
 /// ECS keeps a service's latest 100 events. Ref: the ECS developer guide, "Service event
 /// messages".
 const EVENTS_KEPT: i64 = 100;
@@ -71,38 +82,40 @@ const DEPLOYMENT_COLUMNS: &str = "id, cluster, service, status, task_definition_
      updated_at_ms";
 
 fn service_from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
+    let d = Decoder::new(
+        r,
+        "services",
+        format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+    );
     Ok(ServiceRow {
         cluster: r.get(0)?,
         name: r.get(1)?,
         arn: r.get(2)?,
-        status: r.get(3)?,
+        status: d.state(3, "status")?,
         task_definition_arn: r.get(4)?,
         desired_count: r.get(5)?,
-        spec: r.get(6)?,
-        tags: r.get(7)?,
+        spec: d.json(6, "spec")?,
+        tags: d.json(7, "tags")?,
         created_at_ms: r.get(8)?,
         updated_at_ms: r.get(9)?,
     })
 }
 
 fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<DeploymentRow> {
+    let d = Decoder::new(r, "service_deployments", r.get(0)?);
     Ok(DeploymentRow {
         id: r.get(0)?,
         cluster: r.get(1)?,
         service: r.get(2)?,
-        status: r.get(3)?,
+        status: d.state(3, "status")?,
         task_definition_arn: r.get(4)?,
         desired_count: r.get(5)?,
         failed_tasks: r.get(6)?,
-        rollout_state: r.get(7)?,
+        rollout_state: d.state(7, "rollout_state")?,
         rollout_state_reason: r.get(8)?,
         created_at_ms: r.get(9)?,
         updated_at_ms: r.get(10)?,
     })
-}
-
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
 }
 
 fn insert_deployment(tx: &rusqlite::Transaction<'_>, d: &DeploymentRow) -> rusqlite::Result<()> {
@@ -136,18 +149,21 @@ impl Store {
         s: &ServiceRow,
         first: &DeploymentRow,
     ) -> Result<bool, StoreError> {
+        let id = format!("{}/{}", s.cluster, s.name);
+        let spec = to_json("services", "spec", &id, &s.spec)?;
+        let tags = to_json("services", "tags", &id, &s.tags)?;
         let tx = self.write_tx("create a service")?;
-        let status: Option<String> = tx
+        let status: Option<ServiceStatus> = tx
             .query_row(
                 "SELECT status FROM services WHERE cluster = ?1 AND name = ?2",
                 params![s.cluster, s.name],
-                |r| r.get(0),
+                |r| Decoder::new(r, "services", id.clone()).state(0, "status"),
             )
             .optional()
             .map_err(q("create a service"))?;
-        match status.as_deref() {
+        match status {
             None => {}
-            Some("INACTIVE") => {
+            Some(ServiceStatus::Inactive) => {
                 tx.execute(
                     "DELETE FROM services WHERE cluster = ?1 AND name = ?2",
                     params![s.cluster, s.name],
@@ -168,8 +184,8 @@ impl Store {
                 s.status,
                 s.task_definition_arn,
                 s.desired_count,
-                s.spec,
-                s.tags,
+                spec,
+                tags,
                 s.created_at_ms,
                 s.updated_at_ms
             ],
@@ -208,6 +224,9 @@ impl Store {
 
     /// Writes a service's mutable fields (status, task definition, count, spec, tags).
     pub fn save_service(&mut self, s: &ServiceRow) -> Result<(), StoreError> {
+        let id = format!("{}/{}", s.cluster, s.name);
+        let spec = to_json("services", "spec", &id, &s.spec)?;
+        let tags = to_json("services", "tags", &id, &s.tags)?;
         self.conn
             .execute(
                 "UPDATE services SET status = ?3, task_definition_arn = ?4, desired_count = ?5, \
@@ -218,8 +237,8 @@ impl Store {
                     s.status,
                     s.task_definition_arn,
                     s.desired_count,
-                    s.spec,
-                    s.tags,
+                    spec,
+                    tags,
                     s.updated_at_ms
                 ],
             )
@@ -349,8 +368,8 @@ impl Store {
             .map_err(q("count failed tasks"))
     }
 
-    /// The tags of `r` (JSON), or None when there is no such resource.
-    pub fn resource_tags(&self, r: &Resource) -> Result<Option<String>, StoreError> {
+    /// The tags of `r`, or None when there is no such resource.
+    pub fn resource_tags(&self, r: &Resource) -> Result<Option<Vec<Tag>>, StoreError> {
         let (sql, a, b): (&str, String, Option<String>) = match r {
             Resource::Cluster(n) => (
                 "SELECT tags FROM clusters WHERE name = ?1 AND status = 'ACTIVE' AND ?2 IS NULL",
@@ -374,14 +393,19 @@ impl Store {
                 Some(name.clone()),
             ),
         };
+        let (table, id) = r.row();
         self.conn
-            .query_row(sql, params![a, b], |r| r.get(0))
+            .query_row(sql, params![a, b], |row| {
+                Decoder::new(row, table, id.clone()).json(0, "tags")
+            })
             .optional()
             .map_err(q("read tags"))
     }
 
-    /// Replaces the tags of `r` (JSON).
-    pub fn set_resource_tags(&mut self, r: &Resource, tags: &str) -> Result<(), StoreError> {
+    /// Replaces the tags of `r`.
+    pub fn set_resource_tags(&mut self, r: &Resource, tags: &[Tag]) -> Result<(), StoreError> {
+        let (table, id) = r.row();
+        let tags = to_json(table, "tags", &id, &tags)?;
         let (sql, a, b): (&str, String, Option<String>) = match r {
             Resource::Cluster(n) => (
                 "UPDATE clusters SET tags = ?3 WHERE name = ?1 AND ?2 IS NULL",
@@ -420,11 +444,11 @@ mod tests {
             cluster: "default".into(),
             name: name.into(),
             arn: format!("arn:s/{name}"),
-            status: "ACTIVE".into(),
+            status: ServiceStatus::Active,
             task_definition_arn: "arn:td/web:1".into(),
             desired_count: 2,
-            spec: "{}".into(),
-            tags: "[]".into(),
+            spec: ServiceSpec::default(),
+            tags: Vec::new(),
             created_at_ms: 1,
             updated_at_ms: 1,
         }
@@ -435,10 +459,10 @@ mod tests {
             id: id.into(),
             cluster: "default".into(),
             service: name.into(),
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition_arn: "arn:td/web:1".into(),
             desired_count: 2,
-            rollout_state: "IN_PROGRESS".into(),
+            rollout_state: RolloutState::InProgress,
             created_at_ms: at,
             updated_at_ms: at,
             ..Default::default()
@@ -456,9 +480,12 @@ mod tests {
         let ds = s.deployments("default", "web").unwrap();
         assert_eq!(
             ds.iter()
-                .map(|d| (d.id.as_str(), d.status.as_str()))
+                .map(|d| (d.id.as_str(), d.status))
                 .collect::<Vec<_>>(),
-            [("d3", "PRIMARY"), ("d1", "ACTIVE")]
+            [
+                ("d3", DeploymentStatus::Primary),
+                ("d1", DeploymentStatus::Active)
+            ]
         );
         for i in 0..105 {
             let e = EventRow {
@@ -475,17 +502,16 @@ mod tests {
             cluster: "default".into(),
             name: "web".into(),
         };
-        s.set_resource_tags(&r, r#"[{"key":"a","value":"b"}]"#)
-            .unwrap();
-        assert_eq!(
-            s.resource_tags(&r).unwrap().as_deref(),
-            Some(r#"[{"key":"a","value":"b"}]"#)
-        );
+        let tags = vec![Tag {
+            key: "a".into(),
+            value: "b".into(),
+        }];
+        s.set_resource_tags(&r, &tags).unwrap();
+        assert_eq!(s.resource_tags(&r).unwrap(), Some(tags));
         assert_eq!(
             s.resource_tags(&Resource::Cluster("default".into()))
-                .unwrap()
-                .as_deref(),
-            Some("[]")
+                .unwrap(),
+            Some(Vec::new())
         );
         assert!(
             s.resource_tags(&Resource::Task("nope".into()))
@@ -495,12 +521,65 @@ mod tests {
 
         // Deleted: the name can be created again, with fresh deployments and events.
         let mut gone = svc("web");
-        gone.status = "INACTIVE".into();
+        gone.status = ServiceStatus::Inactive;
         s.save_service(&gone).unwrap();
         assert!(s.list_services(None).unwrap().is_empty());
         assert!(s.create_service(&svc("web"), &dep("d4", "web", 4)).unwrap());
         assert_eq!(s.deployments("default", "web").unwrap().len(), 1);
         assert!(s.service_events("default", "web").unwrap().is_empty());
         assert_eq!(s.list_services(Some("default")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rows_that_do_not_decode_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.create_cluster("default", "arn:c", 1).unwrap();
+        assert!(s.create_service(&svc("web"), &dep("d1", "web", 1)).unwrap());
+        let raw = |s: &Store, sql: &str| s.conn.execute(sql, []).unwrap();
+        let bad = |e: StoreError| match e {
+            StoreError::BadRow(b) => (b.table, b.column, b.id),
+            other => panic!("expected BadRow, got {other:?}"),
+        };
+
+        // (The schema's CHECK keeps unknown service and deployment statuses out.)
+        raw(&s, "UPDATE services SET spec = '{\"launchType\":'");
+        assert_eq!(
+            bad(s.list_services(None).unwrap_err()),
+            ("services", "spec", "default/web".into())
+        );
+        // The network configuration is JSON text inside the spec: it must decode too.
+        raw(
+            &s,
+            "UPDATE services SET spec = '{\"networkConfiguration\":\"{nope\"}'",
+        );
+        assert_eq!(
+            bad(s.service("default", "web").unwrap_err()),
+            ("services", "spec", "default/web".into())
+        );
+        raw(&s, "UPDATE services SET spec = '{}'");
+        assert!(s.service("default", "web").unwrap().is_some());
+
+        raw(
+            &s,
+            "UPDATE service_deployments SET rollout_state = 'in_progress'",
+        );
+        assert_eq!(
+            bad(s.deployments("default", "web").unwrap_err()),
+            ("service_deployments", "rollout_state", "d1".into())
+        );
+
+        raw(&s, "UPDATE clusters SET tags = '[{\"value\":\"no key\"}]'");
+        assert_eq!(
+            bad(s
+                .resource_tags(&Resource::Cluster("default".into()))
+                .unwrap_err()),
+            ("clusters", "tags", "default".into())
+        );
+        raw(&s, "UPDATE clusters SET status = 'GONE'");
+        assert_eq!(
+            bad(s.cluster("default").unwrap_err()),
+            ("clusters", "status", "default".into())
+        );
     }
 }

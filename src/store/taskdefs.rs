@@ -288,11 +288,15 @@ fn decode(row: RawRow) -> Result<StoredTaskDefinition, StoreError> {
     };
     let def: TaskDefinition = serde_json::from_str(&row.definition).map_err(err)?;
     let tags: Vec<Tag> = serde_json::from_str(&row.tags).map_err(err)?;
-    let status = match row.status.as_str() {
-        "INACTIVE" => TaskDefinitionStatus::Inactive,
-        "DELETE_IN_PROGRESS" => TaskDefinitionStatus::DeleteInProgress,
-        _ => TaskDefinitionStatus::Active,
-    };
+    let status: TaskDefinitionStatus =
+        serde_json::from_value(serde_json::Value::String(row.status.clone())).map_err(|e| {
+            StoreError::BadRow(Box::new(super::BadRow {
+                table: "task_definitions",
+                column: "status",
+                id: format!("{}:{}", row.family, row.revision),
+                source: e.into(),
+            }))
+        })?;
     Ok(materialize(
         def,
         tags,

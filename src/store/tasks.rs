@@ -1,7 +1,11 @@
 //! Clusters, tasks and task containers: rows the run-task CLI creates and the task's
 //! supervisor updates on every transition; describe/list/stop read them.
 
-use super::{Store, StoreError};
+use super::{
+    Decoder, DesiredStatus, HealthStatus, LastStatus, StopCode, Store, StoreError, Tag,
+    TaskOverride, q, to_json,
+};
+use crate::taskdef::TaskDefinition;
 use rusqlite::{OptionalExtension, Row, params};
 
 /// One task as stored. Timestamps are epoch milliseconds.
@@ -12,21 +16,21 @@ pub struct TaskRow {
     pub cluster: String,
     pub task_definition_arn: String,
     pub family: String,
-    /// The task definition JSON the task runs.
-    pub definition: String,
-    /// RunTask `overrides` JSON.
-    pub overrides: String,
+    /// The task definition the task runs (overrides applied).
+    pub definition: TaskDefinition,
+    /// RunTask `overrides`.
+    pub overrides: TaskOverride,
     pub launch_type: String,
     pub started_by: Option<String>,
     pub group: Option<String>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
-    pub last_status: String,
-    pub desired_status: String,
-    pub stop_code: Option<String>,
+    pub last_status: LastStatus,
+    pub desired_status: DesiredStatus,
+    pub stop_code: Option<StopCode>,
     pub stopped_reason: Option<String>,
-    /// JSON array of strings: what this task does differently from ECS.
-    pub warnings: String,
+    /// What this task does differently from ECS.
+    pub warnings: Vec<String>,
     pub supervisor_pid: Option<i64>,
     /// Start time of the supervisor process (clock ticks, /proc/PID/stat field 22), so a
     /// reused pid is not taken for it.
@@ -39,8 +43,8 @@ pub struct TaskRow {
     pub execution_stopped_at: Option<i64>,
     pub stopped_at: Option<i64>,
     pub version: i64,
-    /// RunTask `tags` as JSON (`[{"key":…,"value":…}]`).
-    pub tags: String,
+    /// RunTask `tags`.
+    pub tags: Vec<Tag>,
     pub enable_execute_command: bool,
 }
 
@@ -55,11 +59,11 @@ pub struct ContainerRow {
     pub runtime_id: Option<String>,
     pub arn: String,
     pub essential: bool,
-    pub last_status: String,
+    pub last_status: LastStatus,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
-    /// HEALTHY, UNHEALTHY or UNKNOWN for a container with a healthCheck.
-    pub health_status: Option<String>,
+    /// Set for a container with a healthCheck.
+    pub health_status: Option<HealthStatus>,
     /// When the container started and when its process exited (epoch ms).
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -73,7 +77,7 @@ pub struct ContainerRow {
 pub struct TaskFilter {
     pub cluster: Option<String>,
     pub family: Option<String>,
-    pub desired_status: Option<String>,
+    pub desired_status: Option<DesiredStatus>,
     pub started_by: Option<String>,
 }
 
@@ -87,24 +91,25 @@ const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtim
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    let d = Decoder::new(r, "tasks", r.get(0)?);
     Ok(TaskRow {
         id: r.get(0)?,
         arn: r.get(1)?,
         cluster: r.get(2)?,
         task_definition_arn: r.get(3)?,
         family: r.get(4)?,
-        definition: r.get(5)?,
-        overrides: r.get(6)?,
+        definition: d.json(5, "definition")?,
+        overrides: d.json(6, "overrides")?,
         launch_type: r.get(7)?,
         started_by: r.get(8)?,
         group: r.get(9)?,
         cpu: r.get(10)?,
         memory: r.get(11)?,
-        last_status: r.get(12)?,
-        desired_status: r.get(13)?,
-        stop_code: r.get(14)?,
+        last_status: d.state(12, "last_status")?,
+        desired_status: d.state(13, "desired_status")?,
+        stop_code: d.opt_state(14, "stop_code")?,
         stopped_reason: r.get(15)?,
-        warnings: r.get(16)?,
+        warnings: d.json(16, "warnings")?,
         supervisor_pid: r.get(17)?,
         supervisor_start_time: r.get(18)?,
         created_at: r.get(19)?,
@@ -115,12 +120,17 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         execution_stopped_at: r.get(24)?,
         stopped_at: r.get(25)?,
         version: r.get(26)?,
-        tags: r.get(27)?,
+        tags: d.json(27, "tags")?,
         enable_execute_command: r.get(28)?,
     })
 }
 
 fn container_from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRow> {
+    let d = Decoder::new(
+        r,
+        "task_containers",
+        format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(2)?),
+    );
     Ok(ContainerRow {
         task_id: r.get(0)?,
         idx: r.get(1)?,
@@ -129,21 +139,17 @@ fn container_from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRow> {
         image_digest: r.get(4)?,
         runtime_id: r.get(5)?,
         essential: r.get(6)?,
-        last_status: r.get(7)?,
+        last_status: d.state(7, "last_status")?,
         exit_code: r.get(8)?,
         reason: r.get(9)?,
         cpu: r.get(10)?,
         memory: r.get(11)?,
         memory_reservation: r.get(12)?,
         arn: r.get(13)?,
-        health_status: r.get(14)?,
+        health_status: d.opt_state(14, "health_status")?,
         started_at: r.get(15)?,
         finished_at: r.get(16)?,
     })
-}
-
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
 }
 
 impl Store {
@@ -164,6 +170,10 @@ impl Store {
         t: &TaskRow,
         containers: &[ContainerRow],
     ) -> Result<(), StoreError> {
+        let definition = to_json("tasks", "definition", &t.id, &t.definition)?;
+        let overrides = to_json("tasks", "overrides", &t.id, &t.overrides)?;
+        let warnings = to_json("tasks", "warnings", &t.id, &t.warnings)?;
+        let tags = to_json("tasks", "tags", &t.id, &t.tags)?;
         let tx = self.write_tx("insert a task")?;
         tx.execute(
             &format!(
@@ -177,8 +187,8 @@ impl Store {
                 t.cluster,
                 t.task_definition_arn,
                 t.family,
-                t.definition,
-                t.overrides,
+                definition,
+                overrides,
                 t.launch_type,
                 t.started_by,
                 t.group,
@@ -188,7 +198,7 @@ impl Store {
                 t.desired_status,
                 t.stop_code,
                 t.stopped_reason,
-                t.warnings,
+                warnings,
                 t.supervisor_pid,
                 t.supervisor_start_time,
                 t.created_at,
@@ -199,7 +209,7 @@ impl Store {
                 t.execution_stopped_at,
                 t.stopped_at,
                 t.version,
-                if t.tags.is_empty() { "[]" } else { &t.tags },
+                tags,
                 t.enable_execute_command
             ],
         )
@@ -212,6 +222,7 @@ impl Store {
 
     /// Writes every mutable field of a task (the supervisor owns its task's row).
     pub fn save_task(&mut self, t: &TaskRow) -> Result<(), StoreError> {
+        let warnings = to_json("tasks", "warnings", &t.id, &t.warnings)?;
         // Cached: the supervisor writes its task at every transition.
         self.conn
             .prepare_cached(
@@ -228,7 +239,7 @@ impl Store {
                     t.desired_status,
                     t.stop_code,
                     t.stopped_reason,
-                    t.warnings,
+                    warnings,
                     t.supervisor_pid,
                     t.supervisor_start_time,
                     t.pull_started_at,
@@ -409,10 +420,8 @@ mod tests {
             arn: "arn:t".into(),
             cluster: "default".into(),
             family: "hello".into(),
-            last_status: "PROVISIONING".into(),
-            desired_status: "RUNNING".into(),
-            warnings: "[]".into(),
-            overrides: "{}".into(),
+            last_status: LastStatus::Provisioning,
+            desired_status: DesiredStatus::Running,
             created_at: 5,
             version: 1,
             ..Default::default()
@@ -422,17 +431,17 @@ mod tests {
             name: "app".into(),
             image: "busybox".into(),
             essential: true,
-            last_status: "PENDING".into(),
+            last_status: LastStatus::Pending,
             ..Default::default()
         };
         s.insert_task(&t, std::slice::from_ref(&c)).unwrap();
-        t.last_status = "STOPPED".into();
-        t.stop_code = Some("UserInitiated".into());
+        t.last_status = LastStatus::Stopped;
+        t.stop_code = Some(StopCode::UserInitiated);
         s.save_task(&t).unwrap();
         c.exit_code = Some(3);
         s.save_container(&c).unwrap();
         let (got, cs) = s.task("abc").unwrap().unwrap();
-        assert_eq!(got.last_status, "STOPPED");
+        assert_eq!(got.last_status, LastStatus::Stopped);
         assert_eq!(got.version, 2);
         assert_eq!(cs[0].exit_code, Some(3));
         assert!(s.unstopped_tasks().unwrap().is_empty());
@@ -448,5 +457,83 @@ mod tests {
         };
         assert!(s.list_tasks(&f).unwrap().is_empty());
         assert_eq!(s.list_tasks(&TaskFilter::default()).unwrap().len(), 1);
+    }
+
+    fn bad_row(e: StoreError) -> (&'static str, &'static str, String) {
+        match e {
+            StoreError::BadRow(b) => (b.table, b.column, b.id),
+            other => panic!("expected BadRow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        let t = TaskRow {
+            id: "abc".into(),
+            arn: "arn:t".into(),
+            cluster: "default".into(),
+            ..Default::default()
+        };
+        let c = ContainerRow {
+            task_id: "abc".into(),
+            name: "app".into(),
+            ..Default::default()
+        };
+        s.insert_task(&t, std::slice::from_ref(&c)).unwrap();
+        let raw = |s: &Store, sql: &str| s.conn.execute(sql, []).unwrap();
+
+        // An unknown state, written as a newer (or broken) minifargate might.
+        raw(
+            &s,
+            "UPDATE tasks SET last_status = 'HIBERNATING' WHERE id = 'abc'",
+        );
+        let e = s.task("abc").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to decode tasks.last_status of row abc in the state database"
+        );
+        assert_eq!(
+            std::error::Error::source(&e).unwrap().to_string(),
+            r#""HIBERNATING" is not a known lastStatus"#
+        );
+        assert_eq!(
+            bad_row(s.unstopped_tasks().unwrap_err()),
+            ("tasks", "last_status", "abc".into())
+        );
+        raw(
+            &s,
+            "UPDATE tasks SET last_status = 'RUNNING' WHERE id = 'abc'",
+        );
+
+        // Broken JSON in a JSON column.
+        raw(&s, "UPDATE tasks SET warnings = '[\"a\",' WHERE id = 'abc'");
+        assert_eq!(
+            bad_row(s.list_tasks(&TaskFilter::default()).unwrap_err()),
+            ("tasks", "warnings", "abc".into())
+        );
+        raw(&s, "UPDATE tasks SET warnings = '[]' WHERE id = 'abc'");
+        raw(
+            &s,
+            "UPDATE tasks SET definition = '{\"family\": 7}' WHERE id = 'abc'",
+        );
+        assert_eq!(
+            bad_row(s.task("abc").unwrap_err()),
+            ("tasks", "definition", "abc".into())
+        );
+        raw(&s, "UPDATE tasks SET definition = '{}' WHERE id = 'abc'");
+        assert!(s.task("abc").unwrap().is_some());
+
+        // A container's state.
+        raw(
+            &s,
+            "UPDATE task_containers SET health_status = 'SICK' WHERE task_id = 'abc'",
+        );
+        assert_eq!(
+            bad_row(s.task("abc").unwrap_err()),
+            ("task_containers", "health_status", "abc/app".into())
+        );
     }
 }

@@ -11,9 +11,12 @@ use super::resources;
 use super::restart::{self, Tracker};
 use super::spec::{self, ImageDefaults};
 use super::volumes::TaskVolumes;
-use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, status, stop};
+use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, stop};
 use crate::error_chain;
-use crate::store::{ContainerRow, SharedStore, Store, StoreError, TaskRow};
+use crate::store::{
+    ContainerRow, DesiredStatus, HealthStatus, LastStatus, SharedStore, StopCode, Store,
+    StoreError, TaskRow,
+};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits};
@@ -34,7 +37,7 @@ pub enum Event {
     Health { idx: usize, ok: bool },
     /// stop-task, Ctrl-C of an attached run-task. `force`: SIGKILL without waiting.
     Stop {
-        stop_code: String,
+        stop_code: StopCode,
         reason: String,
         force: bool,
     },
@@ -183,7 +186,7 @@ impl Executor {
                 .map(|s| s.deps.iter().map(|d| d.0).collect())
                 .collect::<Vec<_>>(),
         );
-        let warnings = serde_json::from_str(&task.warnings).unwrap_or_default();
+        let warnings = task.warnings.clone();
         Executor {
             store,
             task,
@@ -272,7 +275,7 @@ impl Executor {
             self.run_containers();
         } else {
             // No-op when a failure (or a stop-task) already set the reason.
-            self.request_stop(stop::TASK_FAILED_TO_START, "Task failed to start");
+            self.request_stop(StopCode::TaskFailedToStart, "Task failed to start");
         }
         self.stop_containers();
         let scratch = self.deprovision();
@@ -282,7 +285,7 @@ impl Executor {
     }
 
     fn save(&mut self) {
-        self.task.warnings = serde_json::to_string(&self.warnings).unwrap_or_default();
+        self.task.warnings.clone_from(&self.warnings);
         let task = &self.task;
         write_with_phases(
             &self.store,
@@ -318,17 +321,17 @@ impl Executor {
     }
 
     fn stopping(&self) -> bool {
-        self.task.desired_status == status::STOPPED
+        self.task.desired_status == DesiredStatus::Stopped
     }
 
     /// Sets desired STOPPED with the first stop code and reason only.
-    fn request_stop(&mut self, code: &str, why: &str) {
+    fn request_stop(&mut self, code: StopCode, why: &str) {
         if self.stopping() {
             return;
         }
-        tracing::info!(task_id = %self.task.id, stop_code = code, reason = why, "stopping task");
-        self.task.desired_status = status::STOPPED.into();
-        self.task.stop_code = Some(code.into());
+        tracing::info!(task_id = %self.task.id, stop_code = %code, reason = why, "stopping task");
+        self.task.desired_status = DesiredStatus::Stopped;
+        self.task.stop_code = Some(code);
         self.task.stopped_reason = Some(cut_reason(why));
         self.task.stopping_at = Some(now_ms());
         self.save();
@@ -340,15 +343,15 @@ impl Executor {
             "container failed");
         let slot = &mut self.slots[idx];
         slot.state = State::Failed;
-        slot.row.last_status = status::STOPPED.into();
+        slot.row.last_status = LastStatus::Stopped;
         slot.row.reason = Some(cut_reason(&why));
         let essential = slot.row.essential;
         self.save_container(idx);
         if essential {
             let code = if self.task.started_at.is_none() {
-                stop::TASK_FAILED_TO_START
+                StopCode::TaskFailedToStart
             } else {
-                stop::ESSENTIAL_CONTAINER_EXITED
+                StopCode::EssentialContainerExited
             };
             self.request_stop(code, &why);
         }
@@ -370,7 +373,7 @@ impl Executor {
                 force,
             } => {
                 self.force_stop |= force;
-                self.request_stop(&stop_code, &reason);
+                self.request_stop(stop_code, &reason);
             }
             Event::Exited { idx } => self.exited(idx),
             Event::Health { idx, ok } => self.health_result(idx, ok),
@@ -389,9 +392,9 @@ impl Executor {
         if h.record(ok, Instant::now()) {
             let status = h.status;
             tracing::info!(task_id = %self.task.id, container = %self.slots[idx].row.name,
-                health = status, "container health changed");
-            self.slots[idx].row.health_status = Some(status.to_string());
-            if status == health::HEALTHY
+                health = %status, "container health changed");
+            self.slots[idx].row.health_status = Some(status);
+            if status == HealthStatus::Healthy
                 && let Some(started) = self.slots[idx].row.started_at
             {
                 self.phase(Some(idx), "healthy", started * 1000);
@@ -446,7 +449,7 @@ impl Executor {
                 .decide(
                     s.code,
                     since.elapsed(),
-                    self.task.desired_status == status::STOPPED,
+                    self.task.desired_status == DesiredStatus::Stopped,
                 )
                 .is_ok()
         {
@@ -464,14 +467,14 @@ impl Executor {
         };
         slot.row.exit_code = Some(code.into());
         slot.row.finished_at = Some(now_ms());
-        slot.row.last_status = status::STOPPED.into();
+        slot.row.last_status = LastStatus::Stopped;
         slot.row.reason = why.map(|w| cut_reason(&w));
         let essential = slot.row.essential;
         tracing::info!(task_id = %self.task.id, container = %slot.row.name, exit_code = code, "container exited");
         self.save_container(idx);
         if essential {
             self.request_stop(
-                stop::ESSENTIAL_CONTAINER_EXITED,
+                StopCode::EssentialContainerExited,
                 stop::ESSENTIAL_EXITED_REASON,
             );
         }
@@ -527,7 +530,7 @@ impl Executor {
             }
         }
         super::test_pause(&self.paths.run_dir, "network");
-        self.task.last_status = status::PENDING.into();
+        self.task.last_status = LastStatus::Pending;
         self.save();
         // Secrets and the metadata endpoint before the pulls, as ECS resolves secrets
         // and registry auth in one step ("unable to pull secrets or registry auth").
@@ -629,12 +632,12 @@ impl Executor {
         for idx in 0..self.slots.len() {
             if matches!(self.slots[idx].state, State::Pending) {
                 self.slots[idx].state = State::Failed;
-                self.slots[idx].row.last_status = status::STOPPED.into();
+                self.slots[idx].row.last_status = LastStatus::Stopped;
                 self.slots[idx].row.reason = Some(cut_reason(why));
                 self.save_container(idx);
             }
         }
-        self.request_stop(stop::TASK_FAILED_TO_START, why);
+        self.request_stop(StopCode::TaskFailedToStart, why);
     }
 
     /// Pulls (or finds) every image according to the pull policy.
@@ -648,7 +651,7 @@ impl Executor {
             Ok(()) => true,
             Err((idx, why)) => {
                 self.fail_container(idx, why.clone());
-                self.request_stop(stop::TASK_FAILED_TO_START, &why);
+                self.request_stop(StopCode::TaskFailedToStart, &why);
                 false
             }
         }
@@ -729,7 +732,7 @@ impl Executor {
                     healthy: s
                         .health
                         .as_ref()
-                        .is_some_and(|h| h.status == health::HEALTHY),
+                        .is_some_and(|h| h.status == HealthStatus::Healthy),
                 }
             })
             .collect()
@@ -762,8 +765,8 @@ impl Executor {
                 .slots
                 .iter()
                 .any(|s| matches!(s.state, State::Running { .. }));
-            if !pending && self.task.last_status == status::PENDING {
-                self.task.last_status = status::RUNNING.into();
+            if !pending && self.task.last_status == LastStatus::Pending {
+                self.task.last_status = LastStatus::Running;
                 self.task.started_at = Some(now_ms());
                 self.save();
                 tracing::info!(task_id = %self.task.id, "task running");
@@ -771,7 +774,7 @@ impl Executor {
             if !pending && !running {
                 // Only non-essential containers ran, and all ended: nothing keeps the task.
                 self.request_stop(
-                    stop::ESSENTIAL_CONTAINER_EXITED,
+                    StopCode::EssentialContainerExited,
                     stop::ESSENTIAL_EXITED_REASON,
                 );
                 return;
@@ -909,10 +912,10 @@ impl Executor {
         };
         slot.row.runtime_id = Some(rid);
         slot.row.started_at = Some(now_ms());
-        slot.row.last_status = status::RUNNING.into();
+        slot.row.last_status = LastStatus::Running;
         if let Some(check) = slot.def.health_check.as_ref().and_then(Check::parse) {
             slot.health = Some(Health::new(check, Instant::now()));
-            slot.row.health_status = Some(health::UNKNOWN.into());
+            slot.row.health_status = Some(HealthStatus::Unknown);
         }
         tracing::info!(task_id = %self.task.id, container = %name, "container started");
         self.save_container(idx);
@@ -1033,7 +1036,7 @@ impl Executor {
         for idx in 0..self.slots.len() {
             if matches!(self.slots[idx].state, State::Pending) {
                 self.slots[idx].state = State::Failed;
-                self.slots[idx].row.last_status = status::STOPPED.into();
+                self.slots[idx].row.last_status = LastStatus::Stopped;
                 self.save_container(idx);
             }
         }
@@ -1047,7 +1050,7 @@ impl Executor {
     fn deprovision(&mut self) -> Vec<PathBuf> {
         // Its thread leaves the task's cgroup before the cgroup is removed below.
         self.warmer.take();
-        self.task.last_status = status::DEPROVISIONING.into();
+        self.task.last_status = LastStatus::Deprovisioning;
         self.save();
         super::test_pause(&self.paths.run_dir, "teardown");
         self.inside.stop();
@@ -1138,8 +1141,8 @@ impl Executor {
             self.warnings.push(format!("teardown: {e}"));
         }
         self.phase(None, "teardown", t0);
-        self.task.last_status = status::STOPPED.into();
-        self.task.desired_status = status::STOPPED.into();
+        self.task.last_status = LastStatus::Stopped;
+        self.task.desired_status = DesiredStatus::Stopped;
         self.task.stopped_at = Some(now_ms());
         self.save();
         scratch

@@ -4,15 +4,12 @@
 //!
 //! Ref: ecs.json `HealthCheck` (defaults interval 30, timeout 5, retries 3, startPeriod 0).
 
+use crate::store::HealthStatus;
 use crate::taskdef::model::HealthCheck;
 use runtime::{Container, ExecSpec};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-pub const HEALTHY: &str = "HEALTHY";
-pub const UNHEALTHY: &str = "UNHEALTHY";
-pub const UNKNOWN: &str = "UNKNOWN";
 
 /// A parsed `healthCheck`.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +49,7 @@ impl Check {
 #[derive(Debug, Clone)]
 pub struct Health {
     pub check: Check,
-    pub status: &'static str,
+    pub status: HealthStatus,
     pub failures: u32,
     pub started: Instant,
     pub next: Instant,
@@ -64,7 +61,7 @@ impl Health {
         // The first check runs right away: dependents wait on HEALTHY.
         Health {
             check,
-            status: UNKNOWN,
+            status: HealthStatus::Unknown,
             failures: 0,
             started,
             next: started,
@@ -79,11 +76,11 @@ impl Health {
         let before = self.status;
         if ok {
             self.failures = 0;
-            self.status = HEALTHY;
+            self.status = HealthStatus::Healthy;
         } else if now.duration_since(self.started) >= self.check.start_period {
             self.failures += 1;
             if self.failures >= self.check.retries {
-                self.status = UNHEALTHY;
+                self.status = HealthStatus::Unhealthy;
             }
         }
         before != self.status
@@ -181,11 +178,11 @@ mod tests {
         let mut h = Health::new(check, t0);
         // Failures inside the start period do not count.
         assert!(!h.record(false, t0 + Duration::from_secs(1)));
-        assert_eq!((h.status, h.failures), (UNKNOWN, 0));
+        assert_eq!((h.status, h.failures), (HealthStatus::Unknown, 0));
         assert!(!h.record(false, t0 + Duration::from_secs(11)));
         assert!(h.record(false, t0 + Duration::from_secs(12)));
-        assert_eq!(h.status, UNHEALTHY);
+        assert_eq!(h.status, HealthStatus::Unhealthy);
         assert!(h.record(true, t0 + Duration::from_secs(13)));
-        assert_eq!((h.status, h.failures), (HEALTHY, 0));
+        assert_eq!((h.status, h.failures), (HealthStatus::Healthy, 0));
     }
 }

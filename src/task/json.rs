@@ -1,8 +1,11 @@
 //! The ECS JSON of a task (`Task` and `Container` shapes of ecs.json), as RunTask,
 //! DescribeTasks and StopTask print it; timestamps as the AWS CLI prints them.
 
-use super::network::{Recorded, attachment};
-use crate::store::{ContainerRow, NetworkRow, TaskRow, format_timestamp};
+use super::network::Recorded;
+use crate::store::{
+    AttachmentStatus, Connectivity, ContainerRow, HealthStatus, NetworkRow, TaskRow,
+    format_timestamp,
+};
 use serde_json::{Map, Value, json};
 
 fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
@@ -35,7 +38,7 @@ impl NetView<'_> {
     /// The ENI attachment of an awsvpc task. Ref: ecs.json `Attachment`; a RunTask
     /// response (PRECREATED) has only the subnet.
     fn attachment(&self, task_id: &str) -> Value {
-        let cfg: Value = serde_json::from_str(&self.row.configuration).unwrap_or(json!({}));
+        let cfg = &self.row.configuration;
         let subnet = cfg["subnets"][0]
             .as_str()
             .map(str::to_string)
@@ -64,7 +67,7 @@ impl NetView<'_> {
 
     fn interfaces(&self) -> Value {
         match self.rec.as_ref().and_then(|r| r.net.ip) {
-            Some(ip) if self.awsvpc() && self.row.attachment_status != attachment::FAILED => {
+            Some(ip) if self.awsvpc() && self.row.attachment_status != AttachmentStatus::Failed => {
                 json!([{"attachmentId": self.row.attachment_id, "privateIpv4Address": ip.to_string()}])
             }
             _ => json!([]),
@@ -77,7 +80,7 @@ impl NetView<'_> {
         let Some(rec) = &self.rec else {
             return json!([]);
         };
-        if self.awsvpc() || self.row.attachment_status == attachment::FAILED {
+        if self.awsvpc() || self.row.attachment_status == AttachmentStatus::Failed {
             return json!([]);
         }
         Value::Array(
@@ -128,7 +131,7 @@ fn container_json(t: &TaskRow, c: &ContainerRow, net: Option<&NetView>) -> Value
     );
     m.insert(
         "healthStatus".into(),
-        json!(c.health_status.as_deref().unwrap_or("UNKNOWN")),
+        json!(c.health_status.unwrap_or(HealthStatus::Unknown)),
     );
     put(&mut m, "cpu", c.cpu.clone().map(Value::from));
     put(&mut m, "memory", c.memory.clone().map(Value::from));
@@ -142,18 +145,18 @@ fn container_json(t: &TaskRow, c: &ContainerRow, net: Option<&NetView>) -> Value
 
 /// Task health: the worst over essential containers with a health check (UNHEALTHY >
 /// UNKNOWN > HEALTHY); UNKNOWN when none has one. Ref: ecs.json `Task.healthStatus`.
-pub fn task_health(containers: &[ContainerRow]) -> &'static str {
-    let states: Vec<&str> = containers
+pub fn task_health(containers: &[ContainerRow]) -> HealthStatus {
+    let states: Vec<HealthStatus> = containers
         .iter()
         .filter(|c| c.essential)
-        .filter_map(|c| c.health_status.as_deref())
+        .filter_map(|c| c.health_status)
         .collect();
-    if states.is_empty() || states.contains(&"UNKNOWN") && !states.contains(&"UNHEALTHY") {
-        "UNKNOWN"
-    } else if states.contains(&"UNHEALTHY") {
-        "UNHEALTHY"
+    if states.contains(&HealthStatus::Unhealthy) {
+        HealthStatus::Unhealthy
+    } else if states.is_empty() || states.contains(&HealthStatus::Unknown) {
+        HealthStatus::Unknown
     } else {
-        "HEALTHY"
+        HealthStatus::Healthy
     }
 }
 
@@ -172,7 +175,7 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkR
     );
     m.insert("attributes".into(), json!([]));
     m.insert("clusterArn".into(), json!(cluster_arn(&t.arn, &t.cluster)));
-    m.insert("connectivity".into(), json!("CONNECTED"));
+    m.insert("connectivity".into(), json!(Connectivity::Connected));
     put(&mut m, "connectivityAt", ts(Some(t.created_at)));
     m.insert(
         "containers".into(),
@@ -196,7 +199,7 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkR
     m.insert("lastStatus".into(), json!(t.last_status));
     m.insert("launchType".into(), json!(t.launch_type));
     put(&mut m, "memory", t.memory.clone().map(Value::from));
-    let mut overrides: Value = serde_json::from_str(&t.overrides).unwrap_or_else(|_| json!({}));
+    let mut overrides = json!(t.overrides);
     if overrides.get("containerOverrides").is_none() {
         overrides["containerOverrides"] = json!([]);
     }
@@ -210,7 +213,7 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkR
     put(&mut m, "pullStoppedAt", ts(t.pull_stopped_at));
     put(&mut m, "startedAt", ts(t.started_at));
     put(&mut m, "startedBy", t.started_by.clone().map(Value::from));
-    put(&mut m, "stopCode", t.stop_code.clone().map(Value::from));
+    put(&mut m, "stopCode", t.stop_code.map(|c| json!(c)));
     put(&mut m, "stoppedAt", ts(t.stopped_at));
     put(
         &mut m,
@@ -219,16 +222,14 @@ pub fn task_json(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkR
     );
     put(&mut m, "stoppingAt", ts(t.stopping_at));
     // DescribeTasks blanks them unless `--include TAGS` (ecs::tasks::describe_tasks), as ECS does.
-    let tags: Value = serde_json::from_str(&t.tags).unwrap_or_else(|_| json!([]));
-    m.insert("tags".into(), tags);
+    m.insert("tags".into(), json!(t.tags));
     m.insert("taskArn".into(), json!(t.arn));
     m.insert("taskDefinitionArn".into(), json!(t.task_definition_arn));
     m.insert("version".into(), json!(t.version));
     m.insert("ephemeralStorage".into(), json!({"sizeInGiB": 20}));
     // Not an ECS field: what this host does differently, so nobody is misled.
-    let warnings: Vec<String> = serde_json::from_str(&t.warnings).unwrap_or_default();
-    if !warnings.is_empty() {
-        m.insert("minifargateWarnings".into(), json!(warnings));
+    if !t.warnings.is_empty() {
+        m.insert("minifargateWarnings".into(), json!(t.warnings));
     }
     Value::Object(m)
 }
@@ -239,17 +240,16 @@ mod tests {
 
     #[test]
     fn shape_of_a_stopped_task() {
+        use crate::store::{DesiredStatus, LastStatus, StopCode};
         let t = TaskRow {
             id: "0123456789abcdef0123456789abcdef".into(),
             arn: "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef"
                 .into(),
             cluster: "default".into(),
             launch_type: "FARGATE".into(),
-            last_status: "STOPPED".into(),
-            desired_status: "STOPPED".into(),
-            stop_code: Some("EssentialContainerExited".into()),
-            overrides: "{}".into(),
-            warnings: "[]".into(),
+            last_status: LastStatus::Stopped,
+            desired_status: DesiredStatus::Stopped,
+            stop_code: Some(StopCode::EssentialContainerExited),
             created_at: 1_700_000_000_000,
             stopped_at: Some(1_700_000_001_000),
             ..Default::default()
@@ -257,7 +257,7 @@ mod tests {
         let c = ContainerRow {
             name: "app".into(),
             exit_code: Some(0),
-            last_status: "STOPPED".into(),
+            last_status: LastStatus::Stopped,
             ..Default::default()
         };
         let v = task_json(&t, &[c], None);

@@ -1,8 +1,10 @@
 //! RunTask on the CLI side: apply overrides, write the task rows (PROVISIONING) and start
 //! one detached supervisor process per task.
 
-use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid, status};
-use crate::store::{ContainerRow, Store, StoreError, StoredTaskDefinition, TaskRow};
+use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
+use crate::store::{
+    ContainerRow, DesiredStatus, LastStatus, Store, StoreError, StoredTaskDefinition, Tag, TaskRow,
+};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -55,8 +57,8 @@ pub struct Request {
     pub started_by: Option<String>,
     pub group: Option<String>,
     pub overrides: TaskOverride,
-    /// RunTask `tags`, as JSON (`[{"key":…,"value":…}]`).
-    pub tags: Option<String>,
+    /// RunTask `tags`.
+    pub tags: Vec<Tag>,
     pub enable_execute_command: bool,
     /// `--env-file` variables: under every container's `environment` and
     /// `environmentFiles` (see [`apply_env_file`]).
@@ -252,8 +254,8 @@ pub fn create_task(
             .clone()
             .unwrap_or_else(|| ctx.task_definition_arn(stored.family(), stored.revision())),
         family: stored.family().to_string(),
-        definition: serde_json::to_string(&def).unwrap_or_default(),
-        overrides: serde_json::to_string(&req.overrides).unwrap_or_else(|_| "{}".into()),
+        definition: def.clone(),
+        overrides: req.overrides.clone(),
         launch_type: launch_type.clone(),
         started_by: req.started_by.clone(),
         group: req
@@ -262,12 +264,12 @@ pub fn create_task(
             .or_else(|| Some(format!("family:{}", stored.family()))),
         cpu: def.cpu.as_ref().map(|c| c.as_str().to_string()),
         memory: def.memory.as_ref().map(|m| m.as_str().to_string()),
-        last_status: status::PROVISIONING.into(),
-        desired_status: status::RUNNING.into(),
-        warnings: serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()),
+        last_status: LastStatus::Provisioning,
+        desired_status: DesiredStatus::Running,
+        warnings,
         created_at: now,
         version: 1,
-        tags: req.tags.clone().unwrap_or_else(|| "[]".into()),
+        tags: req.tags.clone(),
         enable_execute_command: req.enable_execute_command,
         ..Default::default()
     };
@@ -281,7 +283,7 @@ pub fn create_task(
             image: c.image.clone().unwrap_or_default(),
             arn: ctx.ecs_arn(&format!("container/{}/{id}/{uuid}", req.cluster)),
             essential: c.is_essential(),
-            last_status: status::PENDING.into(),
+            last_status: LastStatus::Pending,
             cpu: Some(c.cpu.unwrap_or(0).to_string()),
             memory: c.memory.map(|m| m.to_string()),
             memory_reservation: c.memory_reservation.map(|m| m.to_string()),

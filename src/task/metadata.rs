@@ -16,7 +16,7 @@ use super::credentials::{Source as CredSource, TaskCredentials};
 use super::network::Recorded;
 use super::secrets::{Resolver, SecretEnv};
 use super::stats::{self, Sample};
-use crate::store::{ContainerRow, NetworkRow, Store, TaskRow};
+use crate::store::{ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, TaskRow};
 use crate::taskdef::model::TaskDefinition;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -290,7 +290,7 @@ impl Endpoint {
                     .collect()
             })
             .unwrap_or_default();
-        let def = serde_json::from_str(&task.definition).unwrap_or_default();
+        let def = task.definition.clone();
         Ok(Snapshot {
             task,
             containers,
@@ -517,10 +517,10 @@ fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
     m.insert("Image".into(), json!(c.image));
     put(&mut m, "ImageID", c.image_digest.clone().map(Value::from));
     m.insert("Labels".into(), Value::Object(labels));
-    let desired = if t.desired_status == super::status::STOPPED {
-        "STOPPED"
+    let desired = if t.desired_status == DesiredStatus::Stopped {
+        DesiredStatus::Stopped
     } else {
-        "RUNNING"
+        DesiredStatus::Running
     };
     m.insert("DesiredStatus".into(), json!(desired));
     m.insert("KnownStatus".into(), json!(c.last_status));
@@ -541,7 +541,7 @@ fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
     if def.is_some_and(|d| d.health_check.is_some()) {
         m.insert(
             "Health".into(),
-            json!({"status": c.health_status.as_deref().unwrap_or("UNKNOWN")}),
+            json!({"status": c.health_status.unwrap_or(HealthStatus::Unknown)}),
         );
     }
     m.insert("ContainerARN".into(), json!(c.arn));
@@ -618,10 +618,10 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
         ),
     );
     if with_tags {
-        let tags: Vec<Value> = serde_json::from_str(&t.tags).unwrap_or_default();
-        let map: Map<String, Value> = tags
+        let map: Map<String, Value> = t
+            .tags
             .iter()
-            .filter_map(|kv| Some((kv["key"].as_str()?.to_string(), kv["value"].clone())))
+            .map(|kv| (kv.key.clone(), json!(kv.value)))
             .collect();
         m.insert("TaskTags".into(), Value::Object(map));
     }
@@ -669,9 +669,9 @@ impl Inside {
         let Some(netns) = s.netns else {
             return Ok(());
         };
-        let overrides: super::TaskOverride =
-            serde_json::from_str(&s.task.overrides).unwrap_or_default();
-        let role = overrides
+        let role = s
+            .task
+            .overrides
             .task_role_arn
             .as_deref()
             .or(s.def.task_role_arn.as_deref());
@@ -729,6 +729,7 @@ impl Inside {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{LastStatus, Tag};
 
     #[test]
     fn routes() {
@@ -789,9 +790,12 @@ mod tests {
             cpu: Some("256".into()),
             memory: Some("512".into()),
             launch_type: "FARGATE".into(),
-            last_status: "RUNNING".into(),
-            desired_status: "RUNNING".into(),
-            tags: r#"[{"key":"team","value":"core"}]"#.into(),
+            last_status: LastStatus::Running,
+            desired_status: DesiredStatus::Running,
+            tags: vec![Tag {
+                key: "team".into(),
+                value: "core".into(),
+            }],
             started_at: Some(1_700_000_000_000),
             ..Default::default()
         };
@@ -801,8 +805,8 @@ mod tests {
             image: "busybox".into(),
             image_digest: Some("sha256:00".into()),
             runtime_id: Some("abc-0".into()),
-            last_status: "RUNNING".into(),
-            health_status: Some("HEALTHY".into()),
+            last_status: LastStatus::Running,
+            health_status: Some(HealthStatus::Healthy),
             cpu: Some("0".into()),
             memory: Some("128".into()),
             started_at: Some(1_700_000_000_500),

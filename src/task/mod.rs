@@ -21,25 +21,12 @@ pub mod stats;
 pub mod support;
 pub mod volumes;
 
-use crate::taskdef::model::KeyValuePair;
-use serde::{Deserialize, Serialize};
+pub use crate::store::{ContainerOverride, TaskOverride};
 use std::path::{Path, PathBuf};
 
-/// ECS task and container statuses (`lastStatus`, `desiredStatus`).
-pub mod status {
-    pub const PROVISIONING: &str = "PROVISIONING";
-    pub const PENDING: &str = "PENDING";
-    pub const RUNNING: &str = "RUNNING";
-    pub const DEPROVISIONING: &str = "DEPROVISIONING";
-    pub const STOPPED: &str = "STOPPED";
-}
-
-/// ECS `stopCode` values and the `stoppedReason` strings that go with them.
-/// Ref: ecs.json `TaskStopCode`; repost.aws/knowledge-center/ecs-task-stopped.
+/// The `stoppedReason` strings that go with ECS's stop codes ([`crate::store::StopCode`]).
+/// Ref: repost.aws/knowledge-center/ecs-task-stopped.
 pub mod stop {
-    pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
-    pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
-    pub const USER_INITIATED: &str = "UserInitiated";
     pub const ESSENTIAL_EXITED_REASON: &str = "Essential container in task exited";
     pub const USER_REASON: &str = "Task stopped by user";
 }
@@ -164,39 +151,6 @@ impl TaskPaths {
 /// The runtime id of container `idx` of a task (like Fargate's `<task-id>-<n>`).
 pub fn runtime_id(task_id: &str, idx: usize) -> String {
     format!("{task_id}-{idx}")
-}
-
-/// RunTask `--overrides` (ECS shape `TaskOverride`); unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskOverride {
-    #[serde(default)]
-    pub container_overrides: Vec<ContainerOverride>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_role_arn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub execution_role_arn: Option<String>,
-}
-
-/// One entry of `containerOverrides`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerOverride {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_reservation: Option<i64>,
 }
 
 /// How run-task gets images: like `docker run --pull`.

@@ -9,20 +9,11 @@
 //! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
 //! optional `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
-use crate::store::{NetworkRow, SharedStore, Store};
+use crate::store::{AttachmentStatus, LastStatus, NetworkRow, SharedStore, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
-use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Attachment statuses ECS moves an ENI through (ecs.json `Attachment.status`).
-pub mod attachment {
-    pub const PRECREATED: &str = "PRECREATED";
-    pub const ATTACHED: &str = "ATTACHED";
-    pub const DELETED: &str = "DELETED";
-    pub const FAILED: &str = "FAILED";
-}
 
 /// Default host bridge and task subnet (issue 5: not podman's 10.88, Docker's 172.17 or
 /// the default VPC's 172.31).
@@ -319,45 +310,13 @@ pub fn private_dns_name(ip: Ipv4Addr, region: &str) -> String {
     }
 }
 
-/// One `networkBindings` entry of a container (ecs.json `NetworkBinding`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Binding {
-    #[serde(rename = "bindIP")]
-    pub bind_ip: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_port: Option<u16>,
-    pub protocol: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_port_range: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_port_range: Option<String>,
-}
-
-/// What the store keeps of a set-up task network (the `network` column).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recorded {
-    pub net: netns::TaskNetwork,
-    /// The full private DNS name (awsvpc and bridge modes).
-    pub private_dns_name: Option<String>,
-    pub bindings: Vec<StoredBinding>,
-}
+pub use crate::store::{Binding, Recorded, StoredBinding};
 
 impl Recorded {
     /// What the network step stored for the task of `row` (`None` before it ran).
     pub fn of(row: &NetworkRow) -> Option<Recorded> {
-        serde_json::from_str(row.network.as_deref()?).ok()
+        row.network.clone()
     }
-}
-
-/// A [`Binding`] with its container, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredBinding {
-    pub container: String,
-    #[serde(flatten)]
-    pub binding: Binding,
 }
 
 /// Groups the crate's flat host port list (ranges expanded, in mapping order) back into
@@ -546,8 +505,8 @@ impl NetworkStep {
         tracing::debug!(task_id = %task, %mode, ip = ?recorded.net.ip,
             setup_ms = started.elapsed().as_secs_f64() * 1000.0, "task network set up");
         let row = self.row.as_mut().expect("row set by setup");
-        row.network = serde_json::to_string(&recorded).ok();
-        row.attachment_status = attachment::ATTACHED.into();
+        row.network = Some(recorded);
+        row.attachment_status = AttachmentStatus::Attached;
         self.save(task)?;
         Ok(a)
     }
@@ -576,7 +535,7 @@ impl TaskNetwork for NetworkStep {
         if r.is_err()
             && let Some(row) = self.row.as_mut()
         {
-            row.attachment_status = attachment::FAILED.into();
+            row.attachment_status = AttachmentStatus::Failed;
             let _ = self.save(task);
         }
         r
@@ -594,7 +553,7 @@ impl TaskNetwork for NetworkStep {
         tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
             "task network torn down");
         if let Some(row) = self.row.as_mut() {
-            row.attachment_status = attachment::DELETED.into();
+            row.attachment_status = AttachmentStatus::Deleted;
             if let Err(e) = self.save(task) {
                 errors.push(e);
             }
@@ -616,8 +575,12 @@ pub fn new_row(
         bridge: Some(s.bridge),
         subnet: Some(s.subnet.to_string()),
         attachment_id: super::new_uuid().unwrap_or_else(|_| task.into()),
-        attachment_status: attachment::PRECREATED.into(),
-        configuration: configuration.into(),
+        attachment_status: AttachmentStatus::Precreated,
+        configuration: serde_json::from_str(configuration).map_err(|e| {
+            NetworkError::Configuration {
+                reason: format!("not valid JSON: {e}"),
+            }
+        })?,
         network: None,
     })
 }
@@ -646,8 +609,8 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
             Err(e) => errors.push(crate::error_chain(&e)),
         }
     }
-    if row.attachment_status != attachment::FAILED {
-        row.attachment_status = attachment::DELETED.into();
+    if row.attachment_status != AttachmentStatus::Failed {
+        row.attachment_status = AttachmentStatus::Deleted;
     }
     if let Err(e) = store.save_network(&row) {
         errors.push(crate::error_chain(&e));
@@ -709,7 +672,7 @@ pub fn gc(store: &Store, run_root: &Path) {
         };
         for id in recorded.iter().filter(|id| !releasing.contains(id)) {
             let live = match store.task(id) {
-                Ok(Some((t, _))) => t.last_status != super::status::STOPPED,
+                Ok(Some((t, _))) => t.last_status != LastStatus::Stopped,
                 Ok(None) => false,
                 Err(e) => {
                     fail(&e);

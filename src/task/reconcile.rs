@@ -2,9 +2,9 @@
 //! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and network
 //! (netns, veth, IP lease, published ports) go.
 
-use super::{TaskPaths, cut_reason, network, process_start_time, status, stop};
+use super::{TaskPaths, cut_reason, network, process_start_time};
 use crate::error_chain;
-use crate::store::{Store, StoreError, TaskRow};
+use crate::store::{DesiredStatus, LastStatus, StopCode, Store, StoreError, TaskRow};
 use runtime::Runtime;
 use std::path::Path;
 
@@ -85,7 +85,7 @@ fn finish_dead(
     let Some((mut t, containers)) = store.task(id)? else {
         return Ok(false);
     };
-    if t.last_status == status::STOPPED
+    if t.last_status == LastStatus::Stopped
         || supervisor_alive(&t, root, chrono::Utc::now().timestamp_millis())
     {
         return Ok(false);
@@ -148,26 +148,23 @@ fn finish_dead(
             .to_string(),
     };
     for mut c in containers {
-        if c.last_status != status::STOPPED {
-            c.last_status = status::STOPPED.into();
+        if c.last_status != LastStatus::Stopped {
+            c.last_status = LastStatus::Stopped;
             c.reason.get_or_insert_with(|| cut_reason(&why));
             store.save_container(&c)?;
         }
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let mut warnings: Vec<String> = serde_json::from_str(&t.warnings).unwrap_or_default();
     for e in errors {
         tracing::error!(task_id = %t.id, error = %e, "cleanup of a dead task failed");
-        warnings.push(format!("teardown: {e}"));
+        t.warnings.push(format!("teardown: {e}"));
     }
-    t.warnings = serde_json::to_string(&warnings).unwrap_or_default();
-    t.last_status = status::STOPPED.into();
-    t.desired_status = status::STOPPED.into();
+    t.last_status = LastStatus::Stopped;
+    t.desired_status = DesiredStatus::Stopped;
     t.stopped_reason.get_or_insert(why);
     // Ref: ECS gives TaskFailedToStart to a task that stops before it ran.
     if t.started_at.is_none() {
-        t.stop_code
-            .get_or_insert_with(|| stop::TASK_FAILED_TO_START.into());
+        t.stop_code.get_or_insert(StopCode::TaskFailedToStart);
     }
     t.stopping_at.get_or_insert(now);
     t.execution_stopped_at.get_or_insert(now);

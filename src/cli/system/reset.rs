@@ -7,8 +7,9 @@
 
 use crate::cli::GlobalOpts;
 use crate::cli::tasks::{open_state, reconcile};
+use crate::store::{LastStatus, StopCode};
 use crate::supervisor::{self, Request};
-use crate::task::{TaskPaths, network, process_alive, process_start_time, status};
+use crate::task::{TaskPaths, network, process_alive, process_start_time};
 use anyhow::bail;
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -83,7 +84,7 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
             for id in &live {
                 if store
                     .task(id)?
-                    .is_some_and(|(t, _)| t.last_status != status::STOPPED)
+                    .is_some_and(|(t, _)| t.last_status != LastStatus::Stopped)
                 {
                     errors.push(format!("task {id} did not stop"));
                 }
@@ -262,7 +263,7 @@ fn stop_all(g: &GlobalOpts, ids: &[String], force: bool) {
     for id in ids {
         let sock = TaskPaths::new(&g.root, &g.run_root, id).socket();
         let req = Request::Stop {
-            stop_code: crate::task::stop::USER_INITIATED.into(),
+            stop_code: StopCode::UserInitiated,
             reason: REASON.into(),
             force,
         };
@@ -281,7 +282,7 @@ fn wait_stopped(g: &GlobalOpts, ids: &[String], timeout: Duration) -> anyhow::Re
         for id in ids {
             if store
                 .task(id)?
-                .is_some_and(|(t, _)| t.last_status != status::STOPPED)
+                .is_some_and(|(t, _)| t.last_status != LastStatus::Stopped)
             {
                 left.push(id.clone());
             }

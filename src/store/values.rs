@@ -1,0 +1,136 @@
+//! Plain serde types the store keeps in JSON columns (RunTask overrides, resource tags, a
+//! service's settings, what a task's network step made). They live here so rows can carry them typed; `task` and `ecs`
+//! re-export them where the API uses them.
+
+use crate::taskdef::model::KeyValuePair;
+use serde::{Deserialize, Serialize};
+
+/// One ECS resource tag (clusters, task definitions, tasks, services).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// RunTask `--overrides` (ECS shape `TaskOverride`); unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverride {
+    #[serde(default)]
+    pub container_overrides: Vec<ContainerOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+}
+
+/// One entry of `containerOverrides`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+}
+
+/// A service's settings besides name, task definition and count (the `spec` column).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub launch_type: Option<String>,
+    pub platform_version: Option<String>,
+    /// RunTask's checked `awsvpcConfiguration`; stored as JSON text inside the spec.
+    #[serde(default, with = "json_text")]
+    pub network_configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    pub deployment_configuration: DeploymentConfiguration,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    /// NONE, SERVICE or TASK_DEFINITION.
+    pub propagate_tags: Option<String>,
+    pub health_check_grace_period_seconds: Option<i64>,
+}
+
+/// One `networkBindings` entry of a container (ecs.json `NetworkBinding`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    #[serde(rename = "bindIP")]
+    pub bind_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_port_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_range: Option<String>,
+}
+
+/// What the store keeps of a set-up task network (the `network` column).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub net: netns::TaskNetwork,
+    /// The full private DNS name (awsvpc and bridge modes).
+    pub private_dns_name: Option<String>,
+    pub bindings: Vec<StoredBinding>,
+}
+
+/// A [`Binding`] with its container, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBinding {
+    pub container: String,
+    #[serde(flatten)]
+    pub binding: Binding,
+}
+
+/// A JSON value kept as a JSON string (how the `spec` column has always held it).
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<serde_json::Value>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(|v| v.to_string()).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| serde_json::from_str(&text).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+/// Ref: ecs.json `DeploymentConfiguration` (REPLICA defaults 200 and 100).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    pub maximum_percent: i64,
+    pub minimum_healthy_percent: i64,
+}
+
+impl Default for DeploymentConfiguration {
+    fn default() -> Self {
+        DeploymentConfiguration {
+            maximum_percent: 200,
+            minimum_healthy_percent: 100,
+        }
+    }
+}
