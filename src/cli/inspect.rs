@@ -9,7 +9,7 @@
 use super::GlobalOpts;
 use super::tasks::{find_task, open_state, reconcile, task_id};
 use crate::store::LastStatus;
-use crate::task::{TaskPaths, json};
+use crate::task::{TaskPaths, shape};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use runtime::mountinfo::unescape as unescape_mountinfo;
@@ -85,7 +85,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
     let id = task_id(&a.task).to_string();
     let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
     let net = store.task_network(&id)?;
-    let record = json::task_json(&task, &containers, net.as_ref());
+    let record = serde_json::to_value(shape::task(&task, &containers, net.as_ref()))?;
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);
     let running = task.last_status == LastStatus::Running;
     let rt = if running && paths.runtime_state().is_dir() {

@@ -1,10 +1,11 @@
 //! `--output json|table` of the describe/list verbs (like the AWS CLI's `--output`), the
 //! human tables they print, and the launch timeline of `run-task --timeline`.
 
+use crate::ecs::clusters::Cluster;
 use crate::store::{ContainerRow, PhaseRow, TaskRow};
+use crate::task::shape::Task;
 use clap::ValueEnum;
 use comfy_table::{CellAlignment, ContentArrangement, Table, TableComponent, presets};
-use serde_json::Value;
 
 /// How describe/list verbs print their answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -51,10 +52,6 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("-")
-}
-
 /// The last path segment of an ARN (`…:task/default/<id>` → `<id>`,
 /// `…:task-definition/web:3` → `web:3`).
 fn tail(arn: &str) -> &str {
@@ -62,7 +59,7 @@ fn tail(arn: &str) -> &str {
 }
 
 /// `describe-tasks` as two tables: tasks, then their containers.
-pub fn tasks_table(tasks: &[Value], failures: &[crate::ecs::clusters::Failure]) {
+pub fn tasks_table(tasks: &[Task], failures: &[crate::ecs::clusters::Failure]) {
     let mut t = table(&[
         "TASK",
         "TASK DEFINITION",
@@ -75,28 +72,28 @@ pub fn tasks_table(tasks: &[Value], failures: &[crate::ecs::clusters::Failure]) 
         "STOPPED REASON",
     ]);
     let mut c = table(&["TASK", "CONTAINER", "STATUS", "EXIT", "HEALTH", "REASON"]);
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for task in tasks {
-        let id = tail(s(task, "taskArn"));
+        let id = tail(&task.task_arn);
         t.add_row(vec![
-            id,
-            tail(s(task, "taskDefinitionArn")),
-            s(task, "lastStatus"),
-            s(task, "desiredStatus"),
-            s(task, "healthStatus"),
-            s(task, "launchType"),
-            s(task, "createdAt"),
-            s(task, "stopCode"),
-            s(task, "stoppedReason"),
+            id.to_string(),
+            tail(&task.task_definition_arn).to_string(),
+            task.last_status.to_string(),
+            task.desired_status.to_string(),
+            task.health_status.to_string(),
+            task.launch_type.clone(),
+            text(&task.created_at),
+            task.stop_code.map_or_else(|| "-".into(), |c| c.to_string()),
+            text(&task.stopped_reason),
         ]);
-        for ctr in task["containers"].as_array().into_iter().flatten() {
+        for ctr in &task.containers {
             c.add_row(vec![
                 id.to_string(),
-                s(ctr, "name").to_string(),
-                s(ctr, "lastStatus").to_string(),
-                ctr.get("exitCode")
-                    .map_or("-".to_string(), |v| v.to_string()),
-                s(ctr, "healthStatus").to_string(),
-                s(ctr, "reason").to_string(),
+                ctr.name.clone(),
+                ctr.last_status.to_string(),
+                ctr.exit_code.map_or("-".to_string(), |v| v.to_string()),
+                ctr.health_status.to_string(),
+                text(&ctr.reason),
             ]);
         }
     }
@@ -136,15 +133,15 @@ pub fn task_rows_table(rows: &[TaskRow]) {
 }
 
 /// `describe-clusters` / `create-cluster` / `delete-cluster` as a table.
-pub fn clusters_table(clusters: &[Value]) {
+pub fn clusters_table(clusters: &[Cluster]) {
     let mut t = table(&["CLUSTER", "STATUS", "RUNNING", "PENDING", "ARN"]);
     for c in clusters {
         t.add_row(vec![
-            s(c, "clusterName").to_string(),
-            s(c, "status").to_string(),
-            c["runningTasksCount"].to_string(),
-            c["pendingTasksCount"].to_string(),
-            s(c, "clusterArn").to_string(),
+            c.cluster_name.clone(),
+            c.status.to_string(),
+            c.running_tasks_count.to_string(),
+            c.pending_tasks_count.to_string(),
+            c.cluster_arn.clone(),
         ]);
     }
     for col in [2, 3] {

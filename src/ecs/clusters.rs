@@ -2,11 +2,11 @@
 //! cluster check every task operation makes.
 
 use super::{Ecs, EcsError, EcsResult, page};
-use crate::store::{ClusterRow, ClusterStatus, DeleteCluster, Store};
+use crate::store::{ClusterRow, ClusterStatus, DeleteCluster, Store, Tag};
+use crate::task::shape::KeyValue;
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 /// The cluster ECS creates by itself on first use.
 pub const DEFAULT: &str = "default";
@@ -40,22 +40,52 @@ pub fn check_name(member: &str, name: &str) -> EcsResult<()> {
     Ok(())
 }
 
-/// The ECS `Cluster` shape.
-pub fn cluster_json(c: &ClusterRow) -> Value {
-    json!({
-        "clusterArn": c.arn,
-        "clusterName": c.name,
-        "status": c.status,
-        "registeredContainerInstancesCount": 0,
-        "runningTasksCount": c.running_tasks,
-        "pendingTasksCount": c.pending_tasks,
-        "activeServicesCount": 0,
-        "statistics": [],
-        "tags": [],
-        "settings": [{"name": "containerInsights", "value": "disabled"}],
-        "capacityProviders": [],
-        "defaultCapacityProviderStrategy": [],
-    })
+/// ecs.json `Cluster`, members in alphabetical order as the AWS CLI prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    pub active_services_count: i64,
+    pub capacity_providers: Vec<String>,
+    pub cluster_arn: String,
+    pub cluster_name: String,
+    pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    pub pending_tasks_count: i64,
+    pub registered_container_instances_count: i64,
+    pub running_tasks_count: i64,
+    pub settings: Vec<KeyValue>,
+    pub statistics: Vec<KeyValue>,
+    pub status: ClusterStatus,
+    pub tags: Vec<Tag>,
+}
+
+/// ecs.json `CapacityProviderStrategyItem` (this host has no capacity providers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProviderStrategyItem {
+    pub capacity_provider: String,
+    pub weight: i64,
+    pub base: i64,
+}
+
+/// The ECS `Cluster` of a cluster's row.
+pub fn cluster_json(c: &ClusterRow) -> Cluster {
+    Cluster {
+        active_services_count: 0,
+        capacity_providers: Vec::new(),
+        cluster_arn: c.arn.clone(),
+        cluster_name: c.name.clone(),
+        default_capacity_provider_strategy: Vec::new(),
+        pending_tasks_count: c.pending_tasks,
+        registered_container_instances_count: 0,
+        running_tasks_count: c.running_tasks,
+        settings: vec![KeyValue {
+            name: "containerInsights".into(),
+            value: "disabled".into(),
+        }],
+        statistics: Vec::new(),
+        status: c.status,
+        tags: Vec::new(),
+    }
 }
 
 /// The cluster a task runs in: `default` is created with the first task (by
@@ -128,7 +158,7 @@ pub struct DeleteClusterRequest {
 /// The response of CreateCluster and DeleteCluster: the ECS `Cluster` shape.
 #[derive(Debug, Serialize)]
 pub struct ClusterResponse {
-    pub cluster: Value,
+    pub cluster: Cluster,
 }
 
 #[derive(Debug, Serialize)]
@@ -157,7 +187,7 @@ impl Failure {
 
 #[derive(Debug, Serialize)]
 pub struct DescribeClustersResponse {
-    pub clusters: Vec<Value>,
+    pub clusters: Vec<Cluster>,
     pub failures: Vec<Failure>,
 }
 
@@ -285,7 +315,7 @@ mod tests {
         s.delete_cluster("dev").unwrap();
         let e = for_run(&mut s, &ctx, "dev").unwrap_err().to_string();
         assert!(e.contains("inactive"), "{e}");
-        let v = cluster_json(&s.cluster("dev").unwrap().unwrap());
+        let v = serde_json::to_value(cluster_json(&s.cluster("dev").unwrap().unwrap())).unwrap();
         assert_eq!(v["status"], "INACTIVE");
         assert_eq!(v["runningTasksCount"], 0);
     }

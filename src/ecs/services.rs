@@ -9,7 +9,7 @@ use crate::store::{
     DeploymentRow, DeploymentStatus, EventRow, HealthStatus, LastStatus, RolloutState, ServiceRow,
     ServiceStatus, Store, format_timestamp,
 };
-use crate::task::json::task_health;
+use crate::task::shape::task_health;
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,8 @@ use crate::store::{
 };
 use crate::supervisor::{self, Request};
 use crate::task::launch::{self, SupervisorCommand};
-use crate::task::{PullPolicy, TaskOverride, TaskPaths, json, stop};
+use crate::task::shape::{self, Task};
+use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub struct Local {
 /// The RunTask response: `{"tasks": […], "failures": []}`.
 #[derive(Debug, Serialize)]
 pub struct RunTaskResponse {
-    pub tasks: Vec<Value>,
+    pub tasks: Vec<Task>,
     pub failures: Vec<super::clusters::Failure>,
 }
 
@@ -278,7 +279,7 @@ fn spawn(
     }
     let tasks = ids
         .iter()
-        .filter_map(|id| task_json_by_id(&store, id).transpose())
+        .filter_map(|id| task_by_id(&store, id).transpose())
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Started {
         response: RunTaskResponse {
@@ -329,13 +330,13 @@ pub fn find_task(
         .ok_or_else(|| anyhow::anyhow!("task {task} not found (see `minifargate list-tasks`)"))
 }
 
-/// The ECS `Task` shape of task `id`, if there is one.
-pub fn task_json_by_id(store: &Store, id: &str) -> anyhow::Result<Option<Value>> {
+/// The ECS `Task` of task `id`, if there is one.
+pub fn task_by_id(store: &Store, id: &str) -> anyhow::Result<Option<Task>> {
     let Some((t, containers)) = store.task(id)? else {
         return Ok(None);
     };
     let net = store.task_network(id)?;
-    Ok(Some(json::task_json(&t, &containers, net.as_ref())))
+    Ok(Some(shape::task(&t, &containers, net.as_ref())))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,7 +351,7 @@ pub struct DescribeTasksRequest {
 
 #[derive(Debug, Serialize)]
 pub struct DescribeTasksResponse {
-    pub tasks: Vec<Value>,
+    pub tasks: Vec<Task>,
     pub failures: Vec<super::clusters::Failure>,
 }
 
@@ -377,11 +378,11 @@ pub fn describe_tasks(
         match found {
             Some((row, containers)) => {
                 let net = store.task_network(&row.id).map_err(anyhow::Error::from)?;
-                let mut v = json::task_json(&row, &containers, net.as_ref());
+                let mut task = shape::task(&row, &containers, net.as_ref());
                 if !include_tags {
-                    v["tags"] = serde_json::json!([]);
+                    task.tags.clear();
                 }
-                tasks.push(v)
+                tasks.push(task)
             }
             None => failures.push(super::clusters::Failure::missing(t.clone())),
         }
@@ -457,7 +458,7 @@ pub struct StopTaskRequest {
 
 #[derive(Debug, Serialize)]
 pub struct StopTaskResponse {
-    pub task: Value,
+    pub task: Task,
 }
 
 /// StopTask: asks the task's supervisor to stop it (containers get SIGTERM in reverse
@@ -484,7 +485,7 @@ pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<St
     if t.last_status != LastStatus::Stopped {
         ask_to_stop(ecs, &mut store, &id, req.reason.as_deref())?;
     }
-    let task = task_json_by_id(&store, &id)?.context("task vanished from the store")?;
+    let task = task_by_id(&store, &id)?.context("task vanished from the store")?;
     Ok(StopTaskResponse { task })
 }
 

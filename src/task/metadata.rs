@@ -490,7 +490,7 @@ fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
         .flatten()
         .find(|d| d.name_str() == c.name);
     let id = runtime_id(snap, c);
-    let cluster = super::json::cluster_arn(&t.arn, &t.cluster);
+    let cluster = super::shape::cluster_arn(&t.arn, &t.cluster);
     let mut labels = Map::new();
     labels.insert("com.amazonaws.ecs.cluster".into(), json!(cluster));
     labels.insert("com.amazonaws.ecs.container-name".into(), json!(c.name));
@@ -574,7 +574,7 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
     let mut m = Map::new();
     m.insert(
         "Cluster".into(),
-        json!(super::json::cluster_arn(&t.arn, &t.cluster)),
+        json!(super::shape::cluster_arn(&t.arn, &t.cluster)),
     );
     m.insert("TaskARN".into(), json!(t.arn));
     m.insert("Family".into(), json!(t.family));
