@@ -13,7 +13,7 @@ use crate::task::shape::task_health;
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub const SERVICE_NOT_FOUND: &str = "Service not found.";
 
@@ -242,7 +242,7 @@ fn existing(store: &Store, cluster: &str, service: &str) -> anyhow::Result<Servi
 }
 
 /// CreateService: the `Service` JSON.
-fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Value> {
+fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
     check_name("serviceName", &i.service_name)?;
     if let Some(s) = i.scheduling_strategy.as_deref().filter(|s| *s != "REPLICA") {
         bail!(EcsError::invalid(format!(
@@ -327,7 +327,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Value> {
 
 /// UpdateService: the `Service` JSON. A new task definition, network configuration or
 /// `forceNewDeployment` starts a deployment; a count alone does not.
-fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
+fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
     let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
@@ -402,7 +402,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Value> {
 
 /// DeleteService: the service, DRAINING; the scheduler stops its tasks and then marks it
 /// INACTIVE. Ref: ECS refuses a service scaled above 0 unless `force`.
-fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Value> {
+fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Service> {
     let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
     let mut s = existing(&store, &cluster, &i.service)?;
@@ -424,7 +424,7 @@ fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Value> {
 }
 
 /// DescribeServices: `(services, failures)`; INACTIVE services are described too.
-fn describe(ecs: &Ecs, i: DescribeServicesRequest) -> anyhow::Result<(Vec<Value>, Vec<Failure>)> {
+fn describe(ecs: &Ecs, i: DescribeServicesRequest) -> anyhow::Result<(Vec<Service>, Vec<Failure>)> {
     if i.services.is_empty() || i.services.len() > 10 {
         bail!(EcsError::invalid(format!(
             "services: between 1 and 10 service names or ARNs (got {})",
@@ -484,12 +484,12 @@ fn list_arns(ecs: &Ecs, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> 
 /// shape.
 #[derive(Debug, Serialize)]
 pub struct ServiceResponse {
-    pub service: Value,
+    pub service: Service,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DescribeServicesResponse {
-    pub services: Vec<Value>,
+    pub services: Vec<Service>,
     pub failures: Vec<Failure>,
 }
 
@@ -543,8 +543,107 @@ pub fn list_services(ecs: &Ecs, req: &ListServicesRequest) -> EcsResult<ListServ
     })
 }
 
-/// The ECS `Service` shape, with its deployments and events.
-pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::Result<Value> {
+/// ecs.json `Service`, members in alphabetical order as the AWS CLI prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub cluster_arn: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub deployment_configuration: DeploymentConfigurationShape,
+    pub deployment_controller: DeploymentController,
+    pub deployments: Vec<Deployment>,
+    pub desired_count: i64,
+    #[serde(rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: bool,
+    pub enable_execute_command: bool,
+    pub events: Vec<ServiceEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    pub load_balancers: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Value>,
+    pub pending_count: usize,
+    pub placement_constraints: Vec<Value>,
+    pub placement_strategy: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    pub propagate_tags: String,
+    pub running_count: usize,
+    pub scheduling_strategy: String,
+    pub service_arn: String,
+    pub service_name: String,
+    pub service_registries: Vec<Value>,
+    pub status: ServiceStatus,
+    /// Only where asked for (`include: ["TAGS"]`) or just set (CreateService).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    pub task_definition: String,
+}
+
+/// ecs.json `Deployment`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub created_at: String,
+    pub desired_count: i64,
+    pub failed_tasks: i64,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Value>,
+    pub pending_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    pub rollout_state: RolloutState,
+    pub rollout_state_reason: String,
+    pub running_count: usize,
+    pub status: DeploymentStatus,
+    pub task_definition: String,
+    pub updated_at: String,
+}
+
+/// ecs.json `ServiceEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEvent {
+    pub created_at: String,
+    pub id: String,
+    pub message: String,
+}
+
+/// ecs.json `DeploymentConfiguration` as a service reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfigurationShape {
+    pub deployment_circuit_breaker: CircuitBreaker,
+    pub maximum_percent: i64,
+    pub minimum_healthy_percent: i64,
+}
+
+/// ecs.json `DeploymentCircuitBreaker`: never enabled here (see CreateService).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+/// ecs.json `DeploymentController`: always the ECS rolling update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentController {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The ECS `Service` of a service's row, with its deployments and events.
+pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::Result<Service> {
     let spec = &s.spec;
     let cluster_arn = s
         .arn
@@ -561,113 +660,78 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             .count()
     };
     const PENDING: &[LastStatus] = &[LastStatus::Provisioning, LastStatus::Pending];
-    let launch = spec.launch_type.clone();
-    let platform = |v: &mut serde_json::Map<String, Value>| {
-        if launch.as_deref() == Some("FARGATE") {
-            v.insert(
-                "platformVersion".into(),
-                json!(spec.platform_version.clone().unwrap_or("LATEST".into())),
-            );
-            v.insert("platformFamily".into(), json!("Linux"));
-        }
-    };
+    let fargate = spec.launch_type.as_deref() == Some("FARGATE");
+    let platform_version =
+        fargate.then(|| spec.platform_version.clone().unwrap_or("LATEST".into()));
+    let platform_family = fargate.then(|| "Linux".to_string());
     let network = spec.network_configuration.clone();
-    let deployments: Vec<Value> = store
+    let deployments = store
         .deployments(&s.cluster, &s.name)?
-        .iter()
-        .map(|d| {
-            let mut m = serde_json::Map::new();
-            m.insert("id".into(), json!(d.id));
-            m.insert("status".into(), json!(d.status));
-            m.insert("taskDefinition".into(), json!(d.task_definition_arn));
-            m.insert("desiredCount".into(), json!(d.desired_count));
-            m.insert("pendingCount".into(), json!(count(Some(&d.id), PENDING)));
-            m.insert(
-                "runningCount".into(),
-                json!(count(Some(&d.id), &[LastStatus::Running])),
-            );
-            m.insert("failedTasks".into(), json!(d.failed_tasks));
-            m.insert("createdAt".into(), json!(format_timestamp(d.created_at_ms)));
-            m.insert("updatedAt".into(), json!(format_timestamp(d.updated_at_ms)));
-            if let Some(l) = &launch {
-                m.insert("launchType".into(), json!(l));
-            }
-            platform(&mut m);
-            if let Some(n) = &network {
-                m.insert("networkConfiguration".into(), n.clone());
-            }
-            m.insert("rolloutState".into(), json!(d.rollout_state));
-            m.insert("rolloutStateReason".into(), json!(d.rollout_state_reason));
-            Value::Object(m)
+        .into_iter()
+        .map(|d| Deployment {
+            created_at: format_timestamp(d.created_at_ms),
+            desired_count: d.desired_count,
+            failed_tasks: d.failed_tasks,
+            launch_type: spec.launch_type.clone(),
+            network_configuration: network.clone(),
+            pending_count: count(Some(&d.id), PENDING),
+            platform_family: platform_family.clone(),
+            platform_version: platform_version.clone(),
+            rollout_state: d.rollout_state,
+            rollout_state_reason: d.rollout_state_reason,
+            running_count: count(Some(&d.id), &[LastStatus::Running]),
+            status: d.status,
+            task_definition: d.task_definition_arn,
+            updated_at: format_timestamp(d.updated_at_ms),
+            id: d.id,
         })
         .collect();
-    let events: Vec<Value> = store
+    let events = store
         .service_events(&s.cluster, &s.name)?
         .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "createdAt": format_timestamp(e.created_at_ms),
-                "message": e.message,
-            })
+        .map(|e| ServiceEvent {
+            created_at: format_timestamp(e.created_at_ms),
+            id: e.id,
+            message: e.message,
         })
         .collect();
-    let mut m = serde_json::Map::new();
-    m.insert("serviceArn".into(), json!(s.arn));
-    m.insert("serviceName".into(), json!(s.name));
-    m.insert("clusterArn".into(), json!(cluster_arn));
-    m.insert("loadBalancers".into(), json!([]));
-    m.insert("serviceRegistries".into(), json!([]));
-    m.insert("status".into(), json!(s.status));
-    m.insert("desiredCount".into(), json!(s.desired_count));
-    m.insert(
-        "runningCount".into(),
-        json!(count(None, &[LastStatus::Running])),
-    );
-    m.insert("pendingCount".into(), json!(count(None, PENDING)));
-    if let Some(l) = &launch {
-        m.insert("launchType".into(), json!(l));
-    }
-    platform(&mut m);
-    m.insert("taskDefinition".into(), json!(s.task_definition_arn));
-    m.insert(
-        "deploymentConfiguration".into(),
-        json!({
-            "deploymentCircuitBreaker": {"enable": false, "rollback": false},
-            "maximumPercent": spec.deployment_configuration.maximum_percent,
-            "minimumHealthyPercent": spec.deployment_configuration.minimum_healthy_percent,
-        }),
-    );
-    m.insert("deployments".into(), json!(deployments));
-    m.insert("events".into(), json!(events));
-    m.insert("createdAt".into(), json!(format_timestamp(s.created_at_ms)));
-    m.insert("placementConstraints".into(), json!([]));
-    m.insert("placementStrategy".into(), json!([]));
-    if let Some(n) = network {
-        m.insert("networkConfiguration".into(), n);
-    }
-    if let Some(h) = spec.health_check_grace_period_seconds {
-        m.insert("healthCheckGracePeriodSeconds".into(), json!(h));
-    }
-    m.insert("schedulingStrategy".into(), json!("REPLICA"));
-    m.insert("deploymentController".into(), json!({"type": "ECS"}));
-    m.insert(
-        "createdBy".into(),
-        json!(AwsContext::from_env().principal()),
-    );
-    m.insert("enableECSManagedTags".into(), json!(false));
-    m.insert(
-        "propagateTags".into(),
-        json!(spec.propagate_tags.as_deref().unwrap_or("NONE")),
-    );
-    m.insert(
-        "enableExecuteCommand".into(),
-        json!(spec.enable_execute_command),
-    );
-    if with_tags {
-        m.insert("tags".into(), json!(s.tags));
-    }
-    Ok(Value::Object(m))
+    Ok(Service {
+        cluster_arn,
+        created_at: format_timestamp(s.created_at_ms),
+        created_by: AwsContext::from_env().principal(),
+        deployment_configuration: DeploymentConfigurationShape {
+            deployment_circuit_breaker: CircuitBreaker {
+                enable: false,
+                rollback: false,
+            },
+            maximum_percent: spec.deployment_configuration.maximum_percent,
+            minimum_healthy_percent: spec.deployment_configuration.minimum_healthy_percent,
+        },
+        deployment_controller: DeploymentController { kind: "ECS".into() },
+        deployments,
+        desired_count: s.desired_count,
+        enable_ecs_managed_tags: false,
+        enable_execute_command: spec.enable_execute_command,
+        events,
+        health_check_grace_period_seconds: spec.health_check_grace_period_seconds,
+        launch_type: spec.launch_type.clone(),
+        load_balancers: Vec::new(),
+        network_configuration: network,
+        pending_count: count(None, PENDING),
+        placement_constraints: Vec::new(),
+        placement_strategy: Vec::new(),
+        platform_family,
+        platform_version,
+        propagate_tags: spec.propagate_tags.clone().unwrap_or_else(|| "NONE".into()),
+        running_count: count(None, &[LastStatus::Running]),
+        scheduling_strategy: "REPLICA".into(),
+        service_arn: s.arn.clone(),
+        service_name: s.name.clone(),
+        service_registries: Vec::new(),
+        status: s.status,
+        tags: with_tags.then(|| s.tags.clone()),
+        task_definition: s.task_definition_arn.clone(),
+    })
 }
 
 /// Whether a task's essential containers make it UNHEALTHY (the scheduler replaces it).
