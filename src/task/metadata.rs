@@ -5,8 +5,12 @@
 //! The listening socket is made inside the task's namespace (where the netns crate put
 //! 169.254.170.2 on `lo`), so only that task reaches it; the serving thread itself stays in
 //! the host's namespace, so STS is reached the way the host reaches it. One blocking thread
-//! answers one request per connection (`Connection: close`), parsed with `httparse`; data
-//! comes from the store and the task's cgroups at each request, so it is never stale.
+//! answers one request per connection (`Connection: close`), parsed with `httparse` (the
+//! parser hyper uses): measured against hyper's server on a tokio runtime, it costs the
+//! same idle memory and less CPU, latency and private memory per request and task
+//! (docs/benchmarks.md, "Task metadata endpoint"). Data comes from the store and the
+//! task's cgroups at each request, so it is never stale; stored data that does not decode
+//! is a 500 naming its column, never an empty default.
 //! `host` mode has no namespace of its own: no endpoint (binding 169.254.170.2 on the host
 //! would be shared by every host-mode task). `none` mode has one, with only `lo`: served.
 //!
@@ -16,8 +20,11 @@ use super::credentials::{Source as CredSource, TaskCredentials};
 use super::network::Recorded;
 use super::secrets::{Resolver, SecretEnv};
 use super::stats::{self, Sample};
-use crate::store::{ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, TaskRow};
+use crate::store::{
+    ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, StoreError, TaskRow,
+};
 use crate::taskdef::model::TaskDefinition;
+use crate::taskdef::units::{CpuUnits, MemoryMib, UnitError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -54,6 +61,41 @@ pub enum MetadataError {
     Thread(#[source] std::io::Error),
 }
 
+/// Why the endpoint cannot answer from the store. Answered as a 500 naming the table and
+/// column, never with a made-up empty task definition (DESIGN.md: nothing silent).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("failed to open the state database")]
+    OpenStore(#[source] Box<StoreError>),
+    #[error("failed to read {table} of task {task_id} from the state database")]
+    Read {
+        task_id: String,
+        table: &'static str,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error("task {task_id} is not in the state database")]
+    NotInStore { task_id: String },
+    #[error("failed to decode the stored {column} of task {task_id}")]
+    Unit {
+        task_id: String,
+        column: &'static str,
+        #[source]
+        source: UnitError,
+    },
+    #[error(
+        "failed to decode the stored {column} of container {container} of task {task_id}: {value:?}"
+    )]
+    Number {
+        task_id: String,
+        container: String,
+        column: &'static str,
+        value: String,
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+}
+
 /// What only the running executor knows, shared with the endpoint.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -78,7 +120,7 @@ impl Server {
             Ok(()) => LISTEN_PORT,
             Err(e) => {
                 tracing::warn!(
-                    error = %runtime::error_chain(&e),
+                    error = %crate::error_chain(&e),
                     "the metadata endpoint listens on port 80 itself: a container cannot bind port 80"
                 );
                 PORT
@@ -271,40 +313,43 @@ impl Endpoint {
         }
     }
 
-    fn load(&mut self) -> Result<Snapshot, String> {
+    /// One read of the store, decoded.
+    fn load(&mut self) -> Result<Snapshot, SnapshotError> {
         if self.store.is_none() {
-            self.store = Some(Store::open(&self.root).map_err(|e| e.to_string())?);
+            self.store =
+                Some(Store::open(&self.root).map_err(|e| SnapshotError::OpenStore(Box::new(e)))?);
         }
         let store = self.store.as_ref().expect("opened above");
+        let read = |table| {
+            let task_id = self.task_id.clone();
+            move |source| SnapshotError::Read {
+                task_id,
+                table,
+                source: Box::new(source),
+            }
+        };
         let (task, containers) = store
             .task(&self.task_id)
-            .map_err(|e| e.to_string())?
-            .ok_or("the task is not in the store")?;
-        let net = store.task_network(&self.task_id).ok().flatten();
-        let created = store
-            .phases(&self.task_id)
-            .map(|ps| {
-                ps.into_iter()
-                    .filter(|p| p.phase == "create")
-                    .map(|p| (p.container, p.started_at_us / 1000))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let def = task.definition.clone();
-        Ok(Snapshot {
-            task,
-            containers,
-            net,
-            def,
-            created,
-            restarts: self
-                .live
-                .restarts
-                .iter()
-                .map(|r| r.load(Ordering::Relaxed))
-                .collect(),
-            region: self.region.clone(),
-        })
+            .map_err(read("tasks"))?
+            .ok_or_else(|| SnapshotError::NotInStore {
+                task_id: self.task_id.clone(),
+            })?;
+        let net = store
+            .task_network(&self.task_id)
+            .map_err(read("task_networks"))?;
+        let phases = store.phases(&self.task_id).map_err(read("task_phases"))?;
+        let created = phases
+            .into_iter()
+            .filter(|p| p.phase == "create")
+            .map(|p| (p.container, p.started_at_us / 1000))
+            .collect();
+        let restarts = self
+            .live
+            .restarts
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect();
+        Snapshot::decode(task, containers, net, created, restarts, &self.region)
     }
 
     /// Answers one GET of `path`.
@@ -318,12 +363,7 @@ impl Endpoint {
         }
         let snap = match self.load() {
             Ok(s) => s,
-            Err(e) => {
-                return (
-                    500,
-                    json!({"error": format!("task metadata unavailable: {e}")}),
-                );
-            }
+            Err(e) => return unavailable(&self.task_id, &e),
         };
         let known = |id: &str| snap.containers.iter().any(|c| runtime_id(&snap, c) == id);
         match r {
@@ -339,12 +379,12 @@ impl Endpoint {
                 )
             }
             Route::Container(id) => {
-                let c = snap
+                let i = snap
                     .containers
                     .iter()
-                    .find(|c| runtime_id(&snap, c) == id)
+                    .position(|c| runtime_id(&snap, c) == id)
                     .expect("known");
-                (200, container_meta(&snap, c))
+                (200, container_meta(&snap, i))
             }
             Route::Task { tags, .. } => (200, task_meta(&snap, tags)),
             Route::Stats(id) => {
@@ -369,12 +409,7 @@ impl Endpoint {
 
     fn container_stats(&mut self, snap: &Snapshot, c: &ContainerRow) -> Value {
         let id = runtime_id(snap, c);
-        let limit = snap
-            .task
-            .memory
-            .as_deref()
-            .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
-            .map(|m| m.bytes());
+        let limit = snap.memory.map(|m| m.bytes());
         let cg = runtime::Cgroups::detect().ok();
         let now = cg
             .as_ref()
@@ -391,16 +426,110 @@ impl Endpoint {
     }
 }
 
-/// One read of the store for one request.
+/// The 500 for a store that cannot be read or decoded, logged where it happens.
+fn unavailable(task_id: &str, e: &SnapshotError) -> (u16, Value) {
+    let error = crate::error_chain(e);
+    tracing::error!(task_id, error = %error, "task metadata unavailable");
+    (
+        500,
+        json!({"error": format!("task metadata unavailable: {error}")}),
+    )
+}
+
+/// One read of the store for one request, decoded.
 struct Snapshot {
     task: TaskRow,
     containers: Vec<ContainerRow>,
+    /// Each container's `Limits` (CPU units, MiB), in `containers` order.
+    limits: Vec<(Option<f64>, Option<f64>)>,
     net: Option<NetworkRow>,
+    /// What the network step recorded in `net` (`None` before it ran).
+    recorded: Option<Recorded>,
     def: TaskDefinition,
+    cpu: Option<CpuUnits>,
+    memory: Option<MemoryMib>,
+    tags: Map<String, Value>,
     /// container name → created at (ms)
     created: HashMap<String, i64>,
     restarts: Vec<u32>,
     region: String,
+}
+
+impl Snapshot {
+    /// Decodes the stored JSON and numbers of the rows; any that does not decode is an
+    /// error naming its column, never a default.
+    fn decode(
+        task: TaskRow,
+        containers: Vec<ContainerRow>,
+        net: Option<NetworkRow>,
+        created: HashMap<String, i64>,
+        restarts: Vec<u32>,
+        region: &str,
+    ) -> Result<Snapshot, SnapshotError> {
+        let unit_error = |column| {
+            let task_id = task.id.clone();
+            move |source| SnapshotError::Unit {
+                task_id,
+                column,
+                source,
+            }
+        };
+        let def = task.definition.clone();
+        let tags = task
+            .tags
+            .iter()
+            .map(|kv| (kv.key.clone(), Value::String(kv.value.clone())))
+            .collect();
+        let recorded = net.as_ref().and_then(|n| n.network.clone());
+        let cpu = task
+            .cpu
+            .as_deref()
+            .map(CpuUnits::parse)
+            .transpose()
+            .map_err(unit_error("tasks.cpu"))?;
+        let memory = task
+            .memory
+            .as_deref()
+            .map(MemoryMib::parse)
+            .transpose()
+            .map_err(unit_error("tasks.memory"))?;
+        let limits = containers
+            .iter()
+            .map(|c| {
+                let num = |column, v: &Option<String>| {
+                    v.as_deref()
+                        .map(|s| {
+                            s.parse::<f64>().map_err(|source| SnapshotError::Number {
+                                task_id: task.id.clone(),
+                                container: c.name.clone(),
+                                column,
+                                value: s.to_string(),
+                                source,
+                            })
+                        })
+                        .transpose()
+                };
+                Ok((
+                    num("task_containers.cpu", &c.cpu)?,
+                    num("task_containers.memory", &c.memory)?,
+                ))
+            })
+            .collect::<Result<_, SnapshotError>>()?;
+        Ok(Snapshot {
+            task,
+            containers,
+            limits,
+            net,
+            recorded,
+            def,
+            cpu,
+            memory,
+            tags,
+            created,
+            restarts,
+            region: region.to_string(),
+        })
+    }
 }
 
 fn runtime_id(snap: &Snapshot, c: &ContainerRow) -> String {
@@ -452,7 +581,7 @@ fn networks(snap: &Snapshot) -> Value {
     };
     let mut n = Map::new();
     n.insert("NetworkMode".into(), json!(row.mode));
-    if let Some(rec) = Recorded::of(row)
+    if let Some(rec) = &snap.recorded
         && let Some(ip) = rec.net.ip
     {
         n.insert("IPv4Addresses".into(), json!([ip.to_string()]));
@@ -481,8 +610,10 @@ fn networks(snap: &Snapshot) -> Value {
     json!([n])
 }
 
-fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
+/// The metadata of `snap.containers[i]`.
+fn container_meta(snap: &Snapshot, i: usize) -> Value {
     let t = &snap.task;
+    let c = &snap.containers[i];
     let def = snap
         .def
         .container_definitions
@@ -525,14 +656,11 @@ fn container_meta(snap: &Snapshot, c: &ContainerRow) -> Value {
     m.insert("DesiredStatus".into(), json!(desired));
     m.insert("KnownStatus".into(), json!(c.last_status));
     put(&mut m, "ExitCode", c.exit_code.map(Value::from));
-    let num = |s: &Option<String>| s.as_deref().and_then(|v| v.parse::<f64>().ok());
+    let (cpu, memory) = snap.limits[i];
     let mut limits = Map::new();
-    limits.insert("CPU".into(), json!(num(&c.cpu).unwrap_or(0.0)));
-    put(
-        &mut limits,
-        "Memory",
-        num(&c.memory).map(|m| json!(m as u64)),
-    );
+    // A container without cpu shares the task's: 0, as the agent reports it.
+    limits.insert("CPU".into(), json!(cpu.unwrap_or(0.0)));
+    put(&mut limits, "Memory", memory.map(|m| json!(m as u64)));
     m.insert("Limits".into(), Value::Object(limits));
     put(&mut m, "CreatedAt", ts(snap.created.get(&c.name).copied()));
     put(&mut m, "StartedAt", ts(c.started_at));
@@ -586,18 +714,12 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
     put(
         &mut limits,
         "CPU",
-        t.cpu
-            .as_deref()
-            .and_then(|c| crate::taskdef::units::CpuUnits::parse(c).ok())
-            .map(|c| json!(f64::from(c.0) / 1024.0)),
+        snap.cpu.map(|c| json!(f64::from(c.0) / 1024.0)),
     );
     put(
         &mut limits,
         "Memory",
-        t.memory
-            .as_deref()
-            .and_then(|m| crate::taskdef::units::MemoryMib::parse(m).ok())
-            .map(|m| json!(m.bytes() >> 20)),
+        snap.memory.map(|m| json!(m.bytes() >> 20)),
     );
     m.insert("Limits".into(), Value::Object(limits));
     put(&mut m, "PullStartedAt", ts(t.pull_started_at));
@@ -611,19 +733,13 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
     m.insert(
         "Containers".into(),
         Value::Array(
-            snap.containers
-                .iter()
-                .map(|c| container_meta(snap, c))
+            (0..snap.containers.len())
+                .map(|i| container_meta(snap, i))
                 .collect(),
         ),
     );
     if with_tags {
-        let map: Map<String, Value> = t
-            .tags
-            .iter()
-            .map(|kv| (kv.key.clone(), json!(kv.value)))
-            .collect();
-        m.insert("TaskTags".into(), Value::Object(map));
+        m.insert("TaskTags".into(), Value::Object(snap.tags.clone()));
     }
     Value::Object(m)
 }
@@ -693,7 +809,7 @@ impl Inside {
             format!(
                 "{}: task metadata endpoint: {}",
                 super::reason::RESOURCE_INIT,
-                runtime::error_chain(&e)
+                crate::error_chain(&e)
             )
         })?;
         self.server = Some(server);
@@ -773,20 +889,20 @@ mod tests {
         assert_eq!(route("/v4/t-0/nope"), Route::NotFound);
     }
 
-    fn snapshot() -> Snapshot {
-        let def: TaskDefinition = serde_json::from_str(
-            r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox",
-                "dockerLabels":{"team":"core"},"healthCheck":{"command":["CMD","true"]},
-                "restartPolicy":{"enabled":true},
-                "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}}}]}"#,
-        )
-        .unwrap();
+    fn rows() -> (TaskRow, ContainerRow) {
         let task = TaskRow {
             id: "abc".into(),
             arn: "arn:aws:ecs:us-east-1:123456789012:task/default/abc".into(),
             cluster: "default".into(),
             task_definition_arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3".into(),
             family: "web".into(),
+            definition: serde_json::from_str(
+                r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox",
+                "dockerLabels":{"team":"core"},"healthCheck":{"command":["CMD","true"]},
+                "restartPolicy":{"enabled":true},
+                "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}}}]}"#,
+            )
+            .unwrap(),
             cpu: Some("256".into()),
             memory: Some("512".into()),
             launch_type: "FARGATE".into(),
@@ -812,15 +928,78 @@ mod tests {
             started_at: Some(1_700_000_000_500),
             ..Default::default()
         };
-        Snapshot {
+        (task, c)
+    }
+
+    fn decode(task: TaskRow, c: ContainerRow) -> Result<Snapshot, SnapshotError> {
+        Snapshot::decode(
             task,
-            containers: vec![c],
-            net: None,
-            def,
-            created: HashMap::from([("app".to_string(), 1_700_000_000_400)]),
-            restarts: vec![2],
-            region: "us-east-1".into(),
+            vec![c],
+            None,
+            HashMap::from([("app".to_string(), 1_700_000_000_400)]),
+            vec![2],
+            "us-east-1",
+        )
+    }
+
+    fn snapshot() -> Snapshot {
+        let (task, c) = rows();
+        decode(task, c).unwrap()
+    }
+
+    /// Stored values that do not decode are a 500 naming the column and the task, never
+    /// a default (no limits). The store refuses undecodable JSON columns itself
+    /// (`StoreError::BadRow`, store::tasks' tests).
+    #[test]
+    fn undecodable_stored_data_is_an_error_naming_the_column() {
+        type Spoil = fn(&mut TaskRow, &mut ContainerRow);
+        let cases: [(&str, Spoil); 3] = [
+            ("tasks.memory", |t, _| t.memory = Some("lots".into())),
+            ("task_containers.cpu", |_, c| c.cpu = Some("x".into())),
+            ("task_containers.memory", |_, c| c.memory = Some("".into())),
+        ];
+        for (column, spoil) in cases {
+            let (mut t, mut c) = rows();
+            spoil(&mut t, &mut c);
+            let e = decode(t, c)
+                .err()
+                .unwrap_or_else(|| panic!("{column} decoded"));
+            let (status, body) = unavailable("abc", &e);
+            assert_eq!(status, 500, "{column}");
+            let msg = body["error"].as_str().unwrap();
+            assert!(
+                msg.contains(&format!("failed to decode the stored {column} of "))
+                    && msg.contains("task abc"),
+                "{column}: {msg}"
+            );
         }
+    }
+
+    /// Missing values are not errors: a task without cpu/memory, a network row the
+    /// network step has not filled in yet.
+    #[test]
+    fn absent_values_decode() {
+        let (mut t, mut c) = rows();
+        t.cpu = None;
+        t.memory = None;
+        c.cpu = None;
+        let net = NetworkRow {
+            task_id: "abc".into(),
+            mode: "awsvpc".into(),
+            network: None,
+            ..Default::default()
+        };
+        let s =
+            Snapshot::decode(t, vec![c], Some(net), HashMap::new(), vec![0], "us-east-1").unwrap();
+        assert_eq!(task_meta(&s, false)["Limits"], json!({}));
+        assert_eq!(
+            container_meta(&s, 0)["Limits"],
+            json!({"CPU": 0.0, "Memory": 128})
+        );
+        assert_eq!(
+            container_meta(&s, 0)["Networks"],
+            json!([{"NetworkMode": "awsvpc"}])
+        );
     }
 
     #[test]
