@@ -16,8 +16,8 @@ use crate::store::{
 use crate::supervisor::{Request, request};
 use crate::task::TaskPaths;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// stoppedReason of a task replaced for failing its health checks (ECS's string).
@@ -31,31 +31,6 @@ const THROTTLE_MAX: Duration = Duration::from_secs(15 * 60);
 /// Failures in the window after which the service gets ECS's "unable to consistently
 /// start tasks" event.
 const THROTTLE_WARN_AT: usize = 3;
-
-static WAKE: Mutex<bool> = Mutex::new(false);
-static WAKE_CV: Condvar = Condvar::new();
-
-/// Wakes the scheduler now (a service changed).
-pub fn nudge() {
-    if let Ok(mut w) = WAKE.lock() {
-        *w = true;
-        WAKE_CV.notify_all();
-    }
-}
-
-fn sleep_until_nudged(d: Duration) {
-    let Ok(mut w) = WAKE.lock() else {
-        std::thread::sleep(d);
-        return;
-    };
-    if !*w {
-        w = match WAKE_CV.wait_timeout(w, d) {
-            Ok((w, _)) => w,
-            Err(_) => return,
-        };
-    }
-    *w = false;
-}
 
 /// The running scheduler thread.
 pub struct Scheduler {
@@ -76,7 +51,7 @@ impl Scheduler {
     /// Stops after the current pass (a pass never leaves a launch half done).
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        nudge();
+        crate::ecs::services::changed();
         let _ = self.thread.join();
     }
 }
@@ -139,7 +114,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
         {
             tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed");
         }
-        sleep_until_nudged(TICK);
+        crate::ecs::services::wait_for_change(TICK);
     }
 }
 

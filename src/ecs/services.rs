@@ -14,6 +14,8 @@ use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 pub const SERVICE_NOT_FOUND: &str = "Service not found.";
 
@@ -321,7 +323,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
     let mut first = first;
     first.rollout_state_reason = format!("ECS deployment {} in progress.", first.id);
     store.save_deployment(&first)?;
-    crate::scheduler::nudge();
+    changed();
     service_json(&store, &row, true)
 }
 
@@ -396,7 +398,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
         p.updated_at_ms = now;
         store.save_deployment(&p)?;
     }
-    crate::scheduler::nudge();
+    changed();
     service_json(&store, &s, false)
 }
 
@@ -418,7 +420,7 @@ fn delete(ecs: &Ecs, i: DeleteServiceRequest) -> anyhow::Result<Service> {
         s.desired_count = 0;
         s.updated_at_ms = now_ms();
         store.save_service(&s)?;
-        crate::scheduler::nudge();
+        changed();
     }
     service_json(&store, &s, false)
 }
@@ -478,6 +480,33 @@ fn list_arns(ecs: &Ecs, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> 
         })
         .map(|s| s.arn)
         .collect())
+}
+
+static CHANGED: Mutex<bool> = Mutex::new(false);
+static CHANGED_CV: Condvar = Condvar::new();
+
+/// Says a service changed: whoever waits in [`wait_for_change`] (the scheduler) wakes
+/// now instead of at its next tick.
+pub fn changed() {
+    if let Ok(mut c) = CHANGED.lock() {
+        *c = true;
+        CHANGED_CV.notify_all();
+    }
+}
+
+/// Waits up to `d` for a [`changed`] service.
+pub fn wait_for_change(d: Duration) {
+    let Ok(mut c) = CHANGED.lock() else {
+        std::thread::sleep(d);
+        return;
+    };
+    if !*c {
+        c = match CHANGED_CV.wait_timeout(c, d) {
+            Ok((c, _)) => c,
+            Err(_) => return,
+        };
+    }
+    *c = false;
 }
 
 /// The response of CreateService, UpdateService and DeleteService: the ECS `Service`
