@@ -163,6 +163,21 @@ fn task_list(ids: &[String]) -> String {
         .join(" ")
 }
 
+/// The service event ECS writes after it stopped tasks of service `s`.
+fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
+    let name = &s.name;
+    add_event(
+        store,
+        &s.cluster,
+        name,
+        format!(
+            "(service {name}) has stopped {} running tasks: {}.",
+            stopped.len(),
+            task_list(stopped)
+        ),
+    );
+}
+
 fn scaling_reason(deployment: &str) -> String {
     // Ref: the stoppedReason ECS gives tasks its scheduler stops.
     format!("Scaling activity initiated by (deployment {deployment})")
@@ -309,16 +324,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             }
         }
         if !stopped.is_empty() {
-            add_event(
-                store,
-                &s.cluster,
-                name,
-                format!(
-                    "(service {name}) has stopped {} running tasks: {}.",
-                    stopped.len(),
-                    task_list(&stopped)
-                ),
-            );
+            stopped_event(store, s, &stopped);
         }
         if live.is_empty() {
             let mut gone = s.clone();
@@ -433,16 +439,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         }
     }
     if !stopped.is_empty() {
-        add_event(
-            store,
-            &s.cluster,
-            name,
-            format!(
-                "(service {name}) has stopped {} running tasks: {}.",
-                stopped.len(),
-                task_list(&stopped)
-            ),
-        );
+        stopped_event(store, s, &stopped);
     }
 
     // Deployments: an older one is done once none of its tasks is left; failedTasks.
