@@ -501,6 +501,44 @@ fn clusters_like_ecs_and_table_output() {
     env.assert_clean(&id);
 }
 
+/// A health check command with neither CMD nor CMD-SHELL first registers (with a warning)
+/// and runs whole in exec form, as on Fargate (aws-observability/aws-otel-community#1320):
+/// the container turns HEALTHY once the file the check looks for exists.
+#[test]
+fn exec_form_health_check_runs_the_whole_list() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "exec-health",
+        &format!(
+            r#"{{"family":"exec-health","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
+            "cpu":"256","memory":"512","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","essential":true,
+              "command":["sh","-c","trap 'exit 0' TERM; sleep 1; touch /tmp/ready; while :; do sleep 0.1; done"],
+              "healthCheck":{{"command":["/bin/sh","-c","test -f /tmp/ready"],"interval":5,"timeout":2,"retries":1}}}}]}}"#
+        ),
+    );
+    let out = env.run(&["validate", &td]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("health-check-exec-form"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = env.detach(&["--task-definition", &td]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.describe(&id, &[])["containers"][0]["healthStatus"] != "HEALTHY" {
+        assert!(Instant::now() < deadline, "never HEALTHY");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.json(&["stop-task", "--task", &id]);
+    env.wait_status(&id, "STOPPED");
+    env.assert_clean(&id);
+}
+
 #[test]
 fn timeline_shows_first_healthy_and_stop() {
     let env = Env::new();

@@ -22,14 +22,16 @@ pub struct Check {
 }
 
 impl Check {
-    /// `None` when the command is not `CMD …` or `CMD-SHELL …` (validation rejects those).
+    /// `CMD args…` and `CMD-SHELL line` as Docker reads them; any other list is run whole
+    /// in exec form, as Fargate does (see validate's `health-check-exec-form`). `None` for
+    /// an empty command (validation rejects it).
     pub fn parse(h: &HealthCheck) -> Option<Check> {
         let cmd = h.command.as_ref()?;
         let (kind, rest) = cmd.split_first()?;
         let args = match kind.as_str() {
             "CMD" => rest.to_vec(),
             "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), rest.join(" ")],
-            _ => return None,
+            _ => cmd.clone(),
         };
         if args.is_empty() {
             return None;
@@ -142,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_cmd_and_cmd_shell_with_ecs_defaults() {
+    fn parses_cmd_cmd_shell_and_exec_form_with_ecs_defaults() {
         let c = Check::parse(&hc(
             r#"{"command":["CMD-SHELL","curl -f localhost || exit 1"]}"#,
         ))
@@ -165,7 +167,11 @@ mod tests {
             (c.args.as_slice(), c.retries),
             (&["true".to_string()][..], 1)
         );
-        assert!(Check::parse(&hc(r#"{"command":["true"]}"#)).is_none());
+        // Neither CMD nor CMD-SHELL: the whole list in exec form, as Fargate runs it.
+        let c = Check::parse(&hc(r#"{"command":["/healthcheck","--port","13133"]}"#)).unwrap();
+        assert_eq!(c.args, ["/healthcheck", "--port", "13133"]);
+        assert!(Check::parse(&hc(r#"{"command":[]}"#)).is_none());
+        assert!(Check::parse(&hc(r#"{"command":["CMD"]}"#)).is_none());
     }
 
     #[test]

@@ -1114,11 +1114,17 @@ impl Checker {
             ),
             Some([first, rest @ ..]) => {
                 if first != "CMD" && first != "CMD-SHELL" {
-                    self.err(
-                        "health-check-command",
+                    // ECS registers such a command and Fargate runs the whole list as an
+                    // exec-form command, which is what ADOT's scratch images rely on
+                    // (`["/healthcheck"]`). Ref: aws-observability/aws-otel-community#1320,
+                    // aws/aws-cdk#34389.
+                    self.warn(
+                        "health-check-exec-form",
                         hp.key("command").index(0),
                         format!(
-                            "healthCheck.command must start with CMD or CMD-SHELL, not '{first}'."
+                            "healthCheck.command starts with '{first}', not CMD or CMD-SHELL: ECS \
+                             accepts it and runs the whole list as one command (exec form), as \
+                             this host does; write [\"CMD\", \"{first}\", …] to say so."
                         ),
                     );
                 } else if rest.is_empty() {
