@@ -488,3 +488,40 @@ fn a_closed_stdout_pipe_ends_a_printing_verb_quietly() {
         out.status
     );
 }
+
+/// run-task of a file that breaks ECS's rules names every error (member path and rule),
+/// not just a count, and registers nothing.
+#[test]
+fn run_task_of_an_invalid_file_names_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"family":"bad","containerDefinitions":[
+            {"name":"b bad","image":"busybox","memory":64},
+            {"name":"c","memory":64}]}"#,
+    )
+    .unwrap();
+    let root = dir.path().join("root");
+    let url = format!("file://{}", file.display());
+    let out = cmd(&root)
+        .arg("--run-root")
+        .arg(dir.path().join("run"))
+        .args(["run-task", "--task-definition", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    for needle in [
+        "containerDefinitions[0].name",
+        "[container-name-format]",
+        "containerDefinitions[1].image",
+        "[image-required]",
+        "ClientException: ",
+        "has 2 error(s)",
+    ] {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+    let listed = json(ok(&run(&root, &["list-task-definitions"])));
+    assert_eq!(listed["taskDefinitionArns"], serde_json::json!([]));
+}

@@ -112,7 +112,15 @@ impl From<anyhow::Error> for EcsError {
             }
             if let Some(e) = cause.downcast_ref::<ResolveError>() {
                 named = match e {
-                    ResolveError::Store { .. } => None,
+                    ResolveError::Store { .. }
+                    | ResolveError::Register(RegisterError::Store { .. }) => None,
+                    // A file that run-task registers first: every finding, not a count.
+                    ResolveError::Register(RegisterError::Invalid { name, report }) => {
+                        Some(EcsError::InvalidTaskDefinition {
+                            message: invalid_message(name, report),
+                            findings: report.findings.clone(),
+                        })
+                    }
                     ResolveError::BadRef(_) => {
                         Some(EcsError::invalid(crate::error_chain(err.as_ref())))
                     }
