@@ -3,8 +3,6 @@
 //! minifargate compares enums, never strings. Where an enum has a `Default`, it is the
 //! state a new task, service, deployment or cluster starts in.
 
-use serde::{Deserialize, Serialize};
-
 /// A stored or given state that is not one of its enum's ECS spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a known {kind}")]
@@ -13,30 +11,11 @@ pub struct UnknownState {
     pub value: String,
 }
 
+/// A [`wire_enum`](crate::taskdef::model::wire_enum) that the store reads and writes:
+/// `FromStr` (an [`UnknownState`] naming `$kind`) and `ToSql` besides.
 macro_rules! state_enum {
     ($(#[$meta:meta])* $name:ident ($kind:literal) { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $(
-                $(#[$vmeta])*
-                #[serde(rename = $wire)]
-                $variant,
-            )+
-        }
-
-        impl $name {
-            /// The ECS spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $wire,)+ }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
+        crate::taskdef::model::wire_enum!($(#[$meta])* $name { $($(#[$vmeta])* $variant = $wire),+ });
 
         impl std::str::FromStr for $name {
             type Err = UnknownState;

@@ -469,19 +469,22 @@ impl<'de> Deserialize<'de> for SizeValue {
 }
 
 /// Declares a string enum of the ECS model: exact wire spellings, plus optional aliases that
-/// real files use (e.g. `"TCP"`), `as_str` and `Display`.
+/// real files use (e.g. `"TCP"`), `as_str` and `Display`. The store's state enums are
+/// declared with it too (`store::states`).
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $(
+                $(#[$vmeta])*
                 #[serde(rename = $wire $(, alias = $alias)*)]
                 $variant,
             )+
         }
 
         impl $name {
+            /// The ECS spelling.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $wire,)+ }
             }
@@ -494,6 +497,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
     /// Ref: ecs.json `NetworkMode`. Absent means `bridge` on Linux EC2.
