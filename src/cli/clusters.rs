@@ -69,17 +69,14 @@ pub fn create(g: &GlobalOpts, a: CreateClusterArgs) -> anyhow::Result<ExitCode> 
 
 pub fn list(g: &GlobalOpts, a: ListClustersArgs) -> anyhow::Result<ExitCode> {
     let ecs = g.ecs();
-    // Every page, as the AWS CLI gathers them.
-    let mut arns = Vec::new();
-    let mut req = core::ListClustersRequest::default();
-    loop {
-        let mut r = core::list_clusters(&ecs, &req)?;
-        arns.append(&mut r.cluster_arns);
-        match r.next_token {
-            Some(t) => req.next_token = Some(t),
-            None => break,
-        }
-    }
+    let arns = super::all_pages(|next_token| {
+        let req = core::ListClustersRequest {
+            next_token,
+            ..Default::default()
+        };
+        let r = core::list_clusters(&ecs, &req)?;
+        Ok((r.cluster_arns, r.next_token))
+    })?;
     match a.output.output {
         OutputFormat::Json => output::print_json(&json!({ "clusterArns": arns }))?,
         OutputFormat::Table => output::arns_table("CLUSTER", &arns),

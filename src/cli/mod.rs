@@ -229,3 +229,25 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
     }
 }
+
+/// Every page of a paginated ECS list operation, as the AWS CLI gathers them: `page` is
+/// given the `nextToken` of the page to fetch and returns its items and the next token.
+fn all_pages<T>(
+    mut page: impl FnMut(Option<String>) -> crate::ecs::EcsResult<(Vec<T>, Option<String>)>,
+) -> anyhow::Result<Vec<T>> {
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (mut got, next) = page(token.take())?;
+        items.append(&mut got);
+        match next {
+            Some(t) => token = Some(t),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// A flag's ValueEnum value as ECS spells it in a request member (`FARGATE`, `DESC`).
+fn member<T: ValueEnum>(v: T) -> Option<String> {
+    v.to_possible_value().map(|v| v.get_name().to_string())
+}

@@ -13,7 +13,6 @@ use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, LaunchType};
 use anyhow::{Context, bail};
 use clap::Args;
-use clap::ValueEnum;
 use runtime::LogFollower;
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -171,10 +170,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         task_definition: a.task_definition,
         count: Some(a.count),
         overrides,
-        launch_type: a.launch_type.map(|l| {
-            l.to_possible_value()
-                .map_or_else(String::new, |v| v.get_name().to_string())
-        }),
+        launch_type: a.launch_type.and_then(super::member),
         started_by: a.started_by,
         group: a.group,
         tags: parse_tags(&a.tags)?,

@@ -275,29 +275,19 @@ pub fn describe(g: &GlobalOpts, a: DescribeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A ValueEnum value as ECS spells it in a request.
-fn member<T: ValueEnum>(v: T) -> Option<String> {
-    v.to_possible_value().map(|v| v.get_name().to_string())
-}
-
 pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
     let ecs = g.ecs();
     let mut req = core::ListTaskDefinitionsRequest {
         family_prefix: a.family_prefix,
-        status: member(a.status),
-        sort: member(a.sort),
+        status: super::member(a.status),
+        sort: super::member(a.sort),
         ..Default::default()
     };
-    // Every page, as the AWS CLI gathers them.
-    let mut arns = Vec::new();
-    loop {
-        let mut r = core::list_task_definitions(&ecs, &req)?;
-        arns.append(&mut r.task_definition_arns);
-        match r.next_token {
-            Some(t) => req.next_token = Some(t),
-            None => break,
-        }
-    }
+    let arns = super::all_pages(|next_token| {
+        req.next_token = next_token;
+        let r = core::list_task_definitions(&ecs, &req)?;
+        Ok((r.task_definition_arns, r.next_token))
+    })?;
     if a.output.output == super::output::OutputFormat::Table {
         super::output::arns_table("TASK DEFINITION", &arns);
         return Ok(ExitCode::SUCCESS);
@@ -313,18 +303,14 @@ pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<Exit
     let ecs = g.ecs();
     let mut req = core::ListTaskDefinitionFamiliesRequest {
         family_prefix: a.family_prefix,
-        status: member(a.status),
+        status: super::member(a.status),
         ..Default::default()
     };
-    let mut families = Vec::new();
-    loop {
-        let mut r = core::list_task_definition_families(&ecs, &req)?;
-        families.append(&mut r.families);
-        match r.next_token {
-            Some(t) => req.next_token = Some(t),
-            None => break,
-        }
-    }
+    let families = super::all_pages(|next_token| {
+        req.next_token = next_token;
+        let r = core::list_task_definition_families(&ecs, &req)?;
+        Ok((r.families, r.next_token))
+    })?;
     print_json(&core::ListTaskDefinitionFamiliesResponse {
         families,
         next_token: None,

@@ -154,24 +154,16 @@ pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode
 }
 
 pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
-    let ecs = g.ecs();
-    let mut req = core::ListTasksRequest {
+    let req = core::ListTasksRequest {
         cluster: Some(a.cluster),
         family: a.family,
         desired_status: Some(a.desired_status.to_string()),
         started_by: a.started_by,
         ..Default::default()
     };
-    // Every page, as the AWS CLI gathers them.
-    let mut rows = Vec::new();
-    loop {
-        let (mut page, next) = core::list_task_rows(&ecs, &req)?;
-        rows.append(&mut page);
-        match next {
-            Some(t) => req.next_token = Some(t),
-            None => break,
-        }
-    }
+    // Every matching task in one query, as the AWS CLI shows them after gathering the
+    // pages (a page each would reconcile the tasks once a page).
+    let rows = core::list_task_rows(&g.ecs(), &req)?;
     if a.output.output == OutputFormat::Table {
         output::task_rows_table(&rows);
         return Ok(ExitCode::SUCCESS);

@@ -262,25 +262,27 @@ fn spawn(
     };
     let mut ids = Vec::new();
     let mut supervisors = Vec::new();
-    let mut warnings = Vec::new();
     for _ in 0..count {
         let id = launch::create_task(&mut store, ctx, stored, req, &ecs.root)?;
-        if ids.is_empty()
-            && let Some((t, _)) = store.task(&id)?
-        {
-            warnings.extend(t.warnings.into_iter().map(|message| Warning { message }));
-        }
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
-    }
-    for w in &warnings {
-        tracing::info!(warning = %w.message, "RunTask");
     }
     let tasks = ids
         .iter()
         .filter_map(|id| task_by_id(&store, id).transpose())
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Every task of one RunTask has the same definition, so the same warnings.
+    let warnings: Vec<Warning> = tasks
+        .first()
+        .map(|t| t.minifargate_warnings.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|message| Warning { message })
+        .collect();
+    for w in &warnings {
+        tracing::info!(warning = %w.message, "RunTask");
+    }
     Ok(Started {
         response: RunTaskResponse {
             tasks,
@@ -410,11 +412,9 @@ pub struct ListTasksResponse {
     pub next_token: Option<String>,
 }
 
-/// ListTasks: the matching tasks' rows, oldest first, one page of them.
-pub fn list_task_rows(
-    ecs: &Ecs,
-    req: &ListTasksRequest,
-) -> EcsResult<(Vec<TaskRow>, Option<String>)> {
+/// ListTasks' matching tasks, oldest first: every one (the request's `maxResults` and
+/// `nextToken` are [`list_tasks`]'s).
+pub fn list_task_rows(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<Vec<TaskRow>> {
     let desired = match req.desired_status.as_deref() {
         None => DesiredStatus::Running,
         Some(s) => s.parse::<DesiredStatus>().map_err(|_| {
@@ -427,22 +427,23 @@ pub fn list_task_rows(
     let mut store = ecs.open_store()?;
     check_cluster(&store, cluster)?;
     ecs.reconcile(&mut store);
-    let rows = store
+    Ok(store
         .list_tasks(&TaskFilter {
             cluster: Some(cluster.to_string()),
             family: req.family.clone(),
             desired_status: Some(desired),
             started_by: req.started_by.clone(),
         })
-        .map_err(anyhow::Error::from)?;
-    page(rows, req.max_results, 100, req.next_token.as_deref())
+        .map_err(anyhow::Error::from)?)
 }
 
-/// ListTasks.
+/// ListTasks, one page of it.
 pub fn list_tasks(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<ListTasksResponse> {
-    let (rows, next_token) = list_task_rows(ecs, req)?;
+    let rows = list_task_rows(ecs, req)?;
+    let arns = rows.into_iter().map(|t| t.arn).collect();
+    let (task_arns, next_token) = page(arns, req.max_results, 100, req.next_token.as_deref())?;
     Ok(ListTasksResponse {
-        task_arns: rows.into_iter().map(|t| t.arn).collect(),
+        task_arns,
         next_token,
     })
 }
