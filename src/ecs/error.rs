@@ -100,10 +100,7 @@ impl From<anyhow::Error> for EcsError {
         let mut named = None;
         for cause in err.chain() {
             if let Some(e) = cause.downcast_ref::<EcsError>() {
-                named = match e {
-                    EcsError::Server(_) => None,
-                    e => Some(copy(e)),
-                };
+                named = named_copy(e);
                 break;
             }
             if cause.downcast_ref::<BadRef>().is_some() {
@@ -155,9 +152,10 @@ impl From<anyhow::Error> for EcsError {
     }
 }
 
-/// A named exception found in a cause chain, taken out of it.
-fn copy(e: &EcsError) -> EcsError {
-    match e {
+/// A named exception found in a cause chain, taken out of it; `None` for a
+/// ServerException, which stays in its chain with the context around it.
+fn named_copy(e: &EcsError) -> Option<EcsError> {
+    Some(match e {
         EcsError::Client(m) => EcsError::Client(m.clone()),
         EcsError::InvalidTaskDefinition { message, findings } => EcsError::InvalidTaskDefinition {
             message: message.clone(),
@@ -170,8 +168,8 @@ fn copy(e: &EcsError) -> EcsError {
         EcsError::ServiceNotActive(m) => EcsError::ServiceNotActive(m.clone()),
         EcsError::Serialization(m) => EcsError::Serialization(m.clone()),
         EcsError::UnknownOperation(m) => EcsError::UnknownOperation(m.clone()),
-        EcsError::Server(e) => EcsError::Server(anyhow::anyhow!(crate::error_chain(e.as_ref()))),
-    }
+        EcsError::Server(_) => return None,
+    })
 }
 
 /// `NAME has N error(s) (CODE: first message)`: why a registration was refused.

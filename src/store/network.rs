@@ -88,21 +88,32 @@ mod tests {
     use super::*;
     use crate::store::{DesiredStatus, LastStatus, TaskRow};
 
-    #[test]
-    fn save_read_update_and_prune_with_the_task() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
+    /// A store in `dir` holding task `t1` of cluster `default`, as `task` has it.
+    fn store_with_task(dir: &std::path::Path, task: TaskRow) -> Store {
+        let mut s = Store::open(dir).unwrap();
         s.ensure_cluster("default", "arn:c", 1).unwrap();
         let t = TaskRow {
             id: "t1".into(),
             arn: "arn:t1".into(),
             cluster: "default".into(),
-            last_status: LastStatus::Stopped,
-            desired_status: DesiredStatus::Stopped,
-            stopped_at: Some(1),
-            ..Default::default()
+            ..task
         };
         s.insert_task(&t, &[]).unwrap();
+        s
+    }
+
+    #[test]
+    fn save_read_update_and_prune_with_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store_with_task(
+            dir.path(),
+            TaskRow {
+                last_status: LastStatus::Stopped,
+                desired_status: DesiredStatus::Stopped,
+                stopped_at: Some(1),
+                ..Default::default()
+            },
+        );
         assert_eq!(s.task_network("t1").unwrap(), None);
         let mut n = NetworkRow {
             task_id: "t1".into(),
@@ -144,15 +155,7 @@ mod tests {
     #[test]
     fn a_network_row_that_does_not_decode_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path()).unwrap();
-        s.ensure_cluster("default", "arn:c", 1).unwrap();
-        let t = TaskRow {
-            id: "t1".into(),
-            arn: "arn:t1".into(),
-            cluster: "default".into(),
-            ..Default::default()
-        };
-        s.insert_task(&t, &[]).unwrap();
+        let mut s = store_with_task(dir.path(), TaskRow::default());
         s.save_network(&NetworkRow {
             task_id: "t1".into(),
             mode: "awsvpc".into(),
