@@ -56,7 +56,22 @@ fn examples_are_valid() {
     for entry in std::fs::read_dir(repo("examples")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
-            let out = run(dir.path(), &["validate", path.to_str().unwrap()]);
+            let mut args = vec!["validate", path.to_str().unwrap()];
+            if path.ends_with("container-definitions.json") {
+                // A bare containerDefinitions array (Terraform's) gets its task-level
+                // settings from register-task-definition's flags, which validate takes too.
+                let out = run(dir.path(), &args);
+                assert_eq!(out.status.code(), Some(1));
+                assert!(
+                    stderr(&out).contains("[container-memory-required]")
+                        || String::from_utf8_lossy(&out.stdout)
+                            .contains("[container-memory-required]"),
+                    "{}",
+                    stderr(&out)
+                );
+                args.extend(["--cpu", "256", "--memory", "512"]);
+            }
+            let out = run(dir.path(), &args);
             assert_eq!(
                 out.status.code(),
                 Some(0),

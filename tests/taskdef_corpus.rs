@@ -2,6 +2,7 @@
 //! (exit 0, no errors), and every file under tests/taskdefs/invalid must fail (exit 1) with
 //! exactly the errors its `.expect` file lists.
 //!
+//! A valid file's `.args` holds validate flags it needs (`--template`).
 //! `.expect` format, one finding per line:
 //! `SEVERITY CODE RULE PATH MESSAGE-SUBSTRING`; `args: …` adds validate flags; `#` comments.
 //! Every error finding must match an expected line, and every expected line a finding.
@@ -68,7 +69,10 @@ fn matches(e: &Expected, f: &Value) -> bool {
 fn valid_corpus_passes() {
     let mut failures = Vec::new();
     for file in corpus("valid") {
-        let (code, doc, stderr) = validate(&file, &[]);
+        // `NAME.args`: validate flags the file needs (`--template` for a template).
+        let args = std::fs::read_to_string(file.with_extension("args")).unwrap_or_default();
+        let argv: Vec<&str> = args.split_whitespace().collect();
+        let (code, doc, stderr) = validate(&file, &argv);
         if code != 0 || doc["valid"] != true {
             failures.push(format!(
                 "{}: exit {code}\n{doc:#}\n{stderr}",
@@ -153,6 +157,8 @@ fn every_rule_has_an_invalid_file() {
         "family-format",
         "containers-required",
         "too-many-containers",
+        "task-definition-size",
+        "template-placeholder",
         "task-cpu",
         "task-memory",
         "container-name-required",

@@ -32,9 +32,16 @@ pub struct ValidateArgs {
     /// Task definition file: PATH, file://PATH, or - for standard input.
     pub file: String,
     /// Also apply the rules of this launch type (FARGATE rules apply anyway when
-    /// requiresCompatibilities names FARGATE).
+    /// requiresCompatibilities names FARGATE), as run-task --launch-type does.
     #[arg(long, value_enum)]
     pub launch_type: Option<LaunchType>,
+    /// Check a template before its values are filled in: placeholders such as `${TAG}` are
+    /// warnings and their members go unchecked (without it they are errors, as for
+    /// register-task-definition).
+    #[arg(long)]
+    pub template: bool,
+    #[command(flatten)]
+    pub task: TaskLevelFlags,
     /// `json` prints the findings as one JSON document on stdout, for tools and CI.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -48,12 +55,21 @@ pub struct RegisterArgs {
     /// The task definition JSON: file://PATH, PATH, or - for standard input.
     #[arg(long, value_name = "FILE")]
     pub cli_input_json: String,
+    #[command(flatten)]
+    pub task: TaskLevelFlags,
+}
+
+/// register-task-definition's task-level flags, which win over the file as the AWS CLI's
+/// flags win over --cli-input-json. `validate` takes them too, so that it checks what
+/// register-task-definition would register (a bare containerDefinitions array gets its
+/// task-level settings this way).
+#[derive(Debug, Args)]
+pub struct TaskLevelFlags {
     /// Family to register under, overriding the file's (a bare containerDefinitions array
     /// otherwise takes its file name).
     #[arg(long)]
     pub family: Option<String>,
-    /// Task CPU ("256", "1 vCPU"), overriding the file's: as the AWS CLI, flags win over
-    /// --cli-input-json. Handy for a bare containerDefinitions array.
+    /// Task CPU ("256", "1 vCPU"), overriding the file's.
     #[arg(long)]
     pub cpu: Option<String>,
     /// Task memory ("512", "2 GB"), overriding the file's.
@@ -62,7 +78,7 @@ pub struct RegisterArgs {
     /// Network mode (awsvpc, bridge, host, none), overriding the file's.
     #[arg(long)]
     pub network_mode: Option<String>,
-    /// Launch types to validate against (FARGATE, EC2, EXTERNAL), overriding the file's.
+    /// Launch types the definition requires (FARGATE, EC2, EXTERNAL), overriding the file's.
     #[arg(long, num_args = 1..)]
     pub requires_compatibilities: Vec<String>,
     /// Task execution role ARN, overriding the file's.
@@ -73,15 +89,16 @@ pub struct RegisterArgs {
     pub task_role_arn: Option<String>,
 }
 
-impl RegisterArgs {
+impl TaskLevelFlags {
     /// Applies the flags over the parsed file, as the AWS CLI merges flags into
-    /// --cli-input-json.
-    fn apply(&self, def: &mut taskdef::TaskDefinition) -> anyhow::Result<()> {
+    /// --cli-input-json, and makes it the definition register-task-definition registers.
+    fn apply(&self, parsed: &mut taskdef::Parsed, source: &Source) -> anyhow::Result<()> {
         use taskdef::model::SizeValue;
         fn wire<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> anyhow::Result<T> {
             serde_json::from_value(serde_json::Value::String(v.to_string()))
                 .with_context(|| format!("invalid {flag} {v:?}"))
         }
+        let def = &mut parsed.def;
         if let Some(v) = &self.cpu {
             def.cpu = Some(SizeValue(v.clone()));
         }
@@ -105,6 +122,7 @@ impl RegisterArgs {
         if let Some(v) = &self.task_role_arn {
             def.task_role_arn = Some(v.clone());
         }
+        parsed.as_registered(self.family.as_deref(), source.default_family());
         Ok(())
     }
 }
@@ -196,11 +214,13 @@ fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = &'a Finding
 pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.file);
     let name = source.display_name();
-    let parsed = taskdef::load(&source)?;
+    let mut parsed = taskdef::load(&source)?;
+    a.task.apply(&mut parsed, &source)?;
     let report = validate::validate(
         &parsed,
         &validate::Options {
             launch_type: a.launch_type,
+            template: a.template,
         },
     );
     match a.output {
@@ -244,10 +264,10 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.cli_input_json);
     let name = source.display_name();
     let mut parsed = taskdef::load(&source)?;
-    a.apply(&mut parsed.def)?;
+    a.task.apply(&mut parsed, &source)?;
     let origin = core::Origin {
         name: &name,
-        family: a.family.as_deref(),
+        family: a.task.family.as_deref(),
         fallback_family: source.default_family(),
     };
     match core::register_task_definition(&g.ecs(), parsed, origin) {

@@ -184,18 +184,23 @@ fn deployment_configuration(
     Ok(c)
 }
 
-/// The ACTIVE task definition a service runs, as its ARN.
+/// The ACTIVE task definition a service runs, as its ARN. A FARGATE service's definition
+/// must pass the Fargate rules now, with RunTask's verdict, not at each task start.
 fn resolve_task_definition(
     store: &mut Store,
     ctx: &AwsContext,
     reference: &str,
+    launch_type: Option<&str>,
 ) -> anyhow::Result<String> {
     if reference.starts_with("file://") {
         bail!(EcsError::client(format!(
             "taskDefinition {reference:?}: register it first (RegisterTaskDefinition)"
         )));
     }
-    let r = super::task_definitions::resolve(store, reference, ctx)?;
+    let r = super::task_definitions::resolve(store, reference, ctx, None)?;
+    if launch_type == Some("FARGATE") {
+        super::tasks::fargate_check(reference, &r.stored)?;
+    }
     Ok(r.stored
         .definition
         .task_definition_arn
@@ -284,7 +289,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
     let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
-    let td = resolve_task_definition(&mut store, &ctx, &reference)?;
+    let td = resolve_task_definition(&mut store, &ctx, &reference, spec.launch_type.as_deref())?;
     let now = now_ms();
     // `default` is created with its first task or service, as ECS does.
     store.ensure_cluster(&cluster, &ctx.ecs_arn(&format!("cluster/{cluster}")), now)?;
@@ -349,7 +354,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
         deployment_configuration(spec.deployment_configuration, i.deployment_configuration)?;
     let mut redeploy = i.force_new_deployment;
     if let Some(reference) = &i.task_definition {
-        let td = resolve_task_definition(&mut store, &ctx, reference)?;
+        let td = resolve_task_definition(&mut store, &ctx, reference, spec.launch_type.as_deref())?;
         redeploy |= td != s.task_definition_arn;
         s.task_definition_arn = td;
     }

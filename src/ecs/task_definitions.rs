@@ -109,15 +109,7 @@ pub fn register_task_definition(
 ) -> EcsResult<Registration> {
     let mut store = ecs.open_store()?;
     let ctx = taskdef::AwsContext::from_env();
-    let r = register(
-        &mut store,
-        parsed,
-        origin.name,
-        origin.family,
-        origin.fallback_family,
-        &ctx,
-        chrono::Utc::now(),
-    )
+    let r = register(&mut store, parsed, origin, None, &ctx, chrono::Utc::now())
     .map_err(anyhow::Error::from)?;
     let with_tags = !r.stored.tags.is_empty();
     Ok(Registration {
@@ -260,47 +252,29 @@ pub struct Registered {
 }
 
 /// Validates `parsed` as RegisterTaskDefinition would and, if valid, registers it as the next
-/// revision of its family. The family is `family` if given, else the definition's own, else
-/// (for a bare container array) `fallback_family`.
+/// revision of its family. The family is `origin.family` if given, else the definition's
+/// own, else (for a bare container array) `origin.fallback_family`. `launch_type` adds the
+/// rules of the launch type a RunTask of a file asks for, so a definition it cannot run is
+/// not registered either.
 pub fn register(
     store: &mut Store,
     mut parsed: taskdef::Parsed,
-    name: &str,
-    family: Option<&str>,
-    fallback_family: Option<String>,
+    origin: Origin<'_>,
+    launch_type: Option<taskdef::LaunchType>,
     ctx: &taskdef::AwsContext,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Registered, RegisterError> {
-    if let Some(f) = family {
-        parsed.def.family = Some(f.to_string());
-    } else if parsed.def.family.as_deref().is_none_or(str::is_empty)
-        && parsed.shape == taskdef::Shape::ContainerArray
-    {
-        parsed.def.family = fallback_family;
-    }
-    // Registering makes a whole task definition out of a bare container array: the
-    // task-level rules apply from here on.
-    if parsed.shape == taskdef::Shape::ContainerArray {
-        parsed.shape = taskdef::Shape::RegisterInput;
-    }
-    let mut report = taskdef::validate::validate(&parsed, &taskdef::validate::Options::default());
-    // `validate` lets a template through with warnings; a registered revision needs values.
-    for f in report
-        .findings
-        .iter_mut()
-        .filter(|f| f.rule == "template-placeholder")
-    {
-        f.severity = taskdef::Severity::Error;
-        f.code = taskdef::Code::ClientException;
-        f.message = format!("{}; fill it in before registering", f.message);
-        report.valid = false;
-        report.errors += 1;
-        report.warnings -= 1;
-    }
-    report.findings.sort_by_key(|f| f.severity);
+    parsed.as_registered(origin.family, origin.fallback_family);
+    let report = taskdef::validate::validate(
+        &parsed,
+        &taskdef::validate::Options {
+            launch_type,
+            template: false,
+        },
+    );
     if !report.valid {
         return Err(RegisterError::Invalid {
-            name: name.to_string(),
+            name: origin.name.to_string(),
             report: Box::new(report),
         });
     }
@@ -354,6 +328,7 @@ pub fn resolve(
     store: &mut Store,
     reference: &str,
     ctx: &taskdef::AwsContext,
+    launch_type: Option<taskdef::LaunchType>,
 ) -> Result<Resolved, ResolveError> {
     let lookup_err = |source| ResolveError::Store {
         reference: reference.to_string(),
@@ -365,9 +340,12 @@ pub fn resolve(
             let r = register(
                 store,
                 parsed,
-                &source.display_name(),
-                None,
-                source.default_family(),
+                Origin {
+                    name: &source.display_name(),
+                    family: None,
+                    fallback_family: source.default_family(),
+                },
+                launch_type,
                 ctx,
                 chrono::Utc::now(),
             )?;
@@ -420,18 +398,30 @@ mod tests {
         let mut store = Store::open(&dir.path().join("root")).unwrap();
         let file = dir.path().join("web.json");
         std::fs::write(&file, WEB).unwrap();
-        let by_file = resolve(&mut store, &format!("file://{}", file.display()), &ctx()).unwrap();
+        let by_file = resolve(
+            &mut store,
+            &format!("file://{}", file.display()),
+            &ctx(),
+            None,
+        )
+        .unwrap();
         assert_eq!(by_file.stored.revision(), 1);
-        resolve(&mut store, &format!("file://{}", file.display()), &ctx()).unwrap();
+        resolve(
+            &mut store,
+            &format!("file://{}", file.display()),
+            &ctx(),
+            None,
+        )
+        .unwrap();
         assert_eq!(
-            resolve(&mut store, "web", &ctx())
+            resolve(&mut store, "web", &ctx(), None)
                 .unwrap()
                 .stored
                 .revision(),
             2
         );
         assert_eq!(
-            resolve(&mut store, "web:1", &ctx())
+            resolve(&mut store, "web:1", &ctx(), None)
                 .unwrap()
                 .stored
                 .revision(),
@@ -439,26 +429,29 @@ mod tests {
         );
         let arn = "arn:aws:ecs:us-east-1:000000000000:task-definition/web:2";
         assert_eq!(
-            resolve(&mut store, arn, &ctx()).unwrap().stored.revision(),
+            resolve(&mut store, arn, &ctx(), None)
+                .unwrap()
+                .stored
+                .revision(),
             2
         );
         store
             .deregister_task_definition("web", 1, chrono::Utc::now())
             .unwrap();
         assert!(matches!(
-            resolve(&mut store, "web:1", &ctx()),
+            resolve(&mut store, "web:1", &ctx(), None),
             Err(ResolveError::Inactive(_))
         ));
         assert!(matches!(
-            resolve(&mut store, "nope", &ctx()),
+            resolve(&mut store, "nope", &ctx(), None),
             Err(ResolveError::NotFound(_))
         ));
         assert!(matches!(
-            resolve(&mut store, "web:9", &ctx()),
+            resolve(&mut store, "web:9", &ctx(), None),
             Err(ResolveError::NotFound(_))
         ));
         assert!(matches!(
-            resolve(&mut store, "bad name", &ctx()),
+            resolve(&mut store, "bad name", &ctx(), None),
             Err(ResolveError::BadRef(_))
         ));
     }
@@ -473,7 +466,13 @@ mod tests {
             r#"{"family":"bad","containerDefinitions":[{"name":"a"}]}"#,
         )
         .unwrap();
-        let err = resolve(&mut store, &format!("file://{}", file.display()), &ctx()).unwrap_err();
+        let err = resolve(
+            &mut store,
+            &format!("file://{}", file.display()),
+            &ctx(),
+            None,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, ResolveError::Register(RegisterError::Invalid { .. })),
             "{err}"
@@ -487,7 +486,13 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         let file = dir.path().join("containers.json");
         std::fs::write(&file, r#"[{"name":"a","image":"b","memory":32}]"#).unwrap();
-        let r = resolve(&mut store, &format!("file://{}", file.display()), &ctx()).unwrap();
+        let r = resolve(
+            &mut store,
+            &format!("file://{}", file.display()),
+            &ctx(),
+            None,
+        )
+        .unwrap();
         assert_eq!(r.stored.family(), "containers");
     }
 }

@@ -118,7 +118,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         &ctx,
         super::cluster_or_default(req.cluster.as_deref()),
     )?;
-    let resolved = resolve(&mut store, &req.task_definition, &ctx)
+    let resolved = resolve(&mut store, &req.task_definition, &ctx, launch_type)
         .with_context(|| format!("failed to resolve task definition {}", req.task_definition))?;
     let mut warnings: Vec<Warning> = resolved
         .warnings
@@ -165,7 +165,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
 
 /// A task definition launch type FARGATE must satisfy: every Fargate rule, refused with
 /// every finding (RunTask's ClientException).
-fn fargate_check(reference: &str, stored: &StoredTaskDefinition) -> EcsResult<()> {
+pub(crate) fn fargate_check(reference: &str, stored: &StoredTaskDefinition) -> EcsResult<()> {
     let parsed = taskdef::Parsed {
         shape: taskdef::Shape::RegisterInput,
         def: stored.definition.clone(),
@@ -176,6 +176,7 @@ fn fargate_check(reference: &str, stored: &StoredTaskDefinition) -> EcsResult<()
         &parsed,
         &taskdef::validate::Options {
             launch_type: Some(LaunchType::Fargate),
+            template: false,
         },
     );
     if report.valid {

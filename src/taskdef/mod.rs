@@ -14,7 +14,7 @@ pub mod units;
 pub mod validate;
 
 pub use arn::{AwsContext, TaskDefRef};
-pub use finding::{Code, Finding, Severity};
+pub use finding::{Finding, Severity};
 pub use model::TaskDefinition;
 pub use parse::{Parsed, ReadError, Shape, Source};
 pub use validate::{LaunchType, Report};
@@ -55,7 +55,13 @@ mod tests {
         let check = |v: Value| {
             for lt in [None, Some(LaunchType::Fargate)] {
                 let parsed = parse::parse_value(v.clone());
-                let _ = validate::validate(&parsed, &validate::Options { launch_type: lt });
+                let _ = validate::validate(
+                    &parsed,
+                    &validate::Options {
+                        launch_type: lt,
+                        template: false,
+                    },
+                );
                 let _ = normalize::for_register(&parsed.def);
             }
         };

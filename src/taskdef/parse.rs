@@ -106,14 +106,6 @@ pub enum Shape {
     Unreadable,
 }
 
-impl Shape {
-    /// Whether the task-level members (family, cpu, memory, networkMode, roles, volumes) are
-    /// known; for a bare container array they live elsewhere.
-    pub fn has_task_level(self) -> bool {
-        !matches!(self, Shape::ContainerArray | Shape::Unreadable)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub shape: Shape,
@@ -123,6 +115,25 @@ pub struct Parsed {
     /// Members dropped because of type errors: validation findings at or below these paths
     /// are consequences of the type error and are not reported again.
     pub dropped: Vec<JsonPath>,
+}
+
+impl Parsed {
+    /// Makes this input the task definition RegisterTaskDefinition registers: `family` (the
+    /// `--family` flag) wins over the definition's own; a bare containerDefinitions array
+    /// without one takes `fallback_family` (its file name) and becomes a whole task
+    /// definition, so the task-level rules apply to it as they will once it is registered.
+    pub fn as_registered(&mut self, family: Option<&str>, fallback_family: Option<String>) {
+        if let Some(f) = family {
+            self.def.family = Some(f.to_string());
+        } else if self.def.family.as_deref().is_none_or(str::is_empty)
+            && self.shape == Shape::ContainerArray
+        {
+            self.def.family = fallback_family;
+        }
+        if self.shape == Shape::ContainerArray {
+            self.shape = Shape::RegisterInput;
+        }
+    }
 }
 
 /// Members only a describe output has; their presence tells that shape from a register input.

@@ -11,7 +11,7 @@
 //! enforcement by ECS is not documented are warnings, never errors: a file ECS accepts must
 //! pass here.
 
-use super::finding::{Code, Finding, JsonPath};
+use super::finding::{Code, Finding, JsonPath, Severity};
 use super::model::*;
 use super::parse::{Parsed, Shape, is_placeholder, placeholder};
 use super::units::{
@@ -34,6 +34,10 @@ pub enum LaunchType {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     pub launch_type: Option<LaunchType>,
+    /// A template checked before its values are filled in (`validate --template`): template
+    /// placeholders are warnings. Otherwise they are errors, as for registering, which needs
+    /// values.
+    pub template: bool,
 }
 
 /// The outcome of validating one task definition.
@@ -57,6 +61,11 @@ impl Report {
 
 /// Validates a parsed task definition: the parse findings plus every ECS rule, and the
 /// Fargate rules when `requiresCompatibilities` names FARGATE or `opts` asks for FARGATE.
+///
+/// This is the one verdict `validate`, RegisterTaskDefinition, RunTask and a service
+/// deployment give: a bare containerDefinitions array is checked as the task definition it
+/// registers as (task-level rules included: see [`super::Parsed::as_registered`]), and
+/// template placeholders are errors unless `opts.template`.
 pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
     let requires_fargate = parsed
         .def
@@ -72,17 +81,26 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
     };
     let mut findings = parsed.findings.clone();
     if parsed.shape != Shape::Unreadable {
-        let rules = check(
-            &parsed.def,
-            parsed.shape.has_task_level(),
-            fargate_code,
-            &parsed.dropped,
-        );
+        let rules = check(&parsed.def, true, fargate_code, &parsed.dropped);
         findings.extend(
             rules
                 .into_iter()
                 .filter(|f| !parsed.dropped.iter().any(|d| f.path.starts_with(d))),
         );
+    }
+    if !opts.template {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.rule == "template-placeholder")
+        {
+            f.severity = Severity::Error;
+            f.code = Code::ClientException;
+            f.message = format!(
+                "{}; fill it in before registering (or check the template with `validate \
+                 --template`)",
+                f.message.trim_end_matches(": this member is not checked")
+            );
+        }
     }
     findings.sort_by_key(|f| f.severity);
     let errors = findings.iter().filter(|f| f.is_error()).count();
@@ -280,6 +298,37 @@ impl Checker {
         }
     }
 
+    /// The size of the definition as the AWS CLI sends it (compact JSON, without the members
+    /// only a describe output has) against ECS's quota.
+    /// Ref: ECS service quotas, "Task definition size": 64 KiB, not adjustable; ECS answers a
+    /// larger one with ClientException "Actual length: '66420'. Max allowed length is '65536'
+    /// bytes." (awsdocs/amazon-ecs-developer-guide#149, which corrected the quota from 32 KiB).
+    fn size(&mut self, def: &TaskDefinition) {
+        const MAX: usize = 65536;
+        let mut input = def.clone();
+        input.task_definition_arn = None;
+        input.revision = None;
+        input.status = None;
+        input.requires_attributes = None;
+        input.compatibilities = None;
+        input.registered_at = None;
+        input.registered_by = None;
+        input.deregistered_at = None;
+        input.delete_requested_at = None;
+        let len = serde_json::to_vec(&input).map_or(0, |v| v.len());
+        if len > MAX {
+            self.err(
+                "task-definition-size",
+                root(),
+                format!(
+                    "Actual length: '{len}'. Max allowed length is '{MAX}' bytes. (ECS's quota \
+                     on the size of a task definition: 64 KiB; move large values such as \
+                     environment variables into environmentFiles or secrets.)"
+                ),
+            );
+        }
+    }
+
     fn run(&mut self, def: &TaskDefinition, task_level: bool) {
         let fargate = self.fargate.is_some();
         let declared_mode = def.network_mode;
@@ -316,6 +365,8 @@ impl Checker {
                 ),
             );
         }
+
+        self.size(def);
 
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         for (i, c) in containers.iter().enumerate() {
@@ -383,8 +434,10 @@ impl Checker {
             }
 
             // Image. Ref: ecs.json `ContainerDefinition.image`.
-            match c.image.as_deref() {
-                None | Some("") => self.err(
+            // A blank image (`" "`) names no image either: refused like an empty one, where
+            // ECS would only fail at the pull.
+            match c.image.as_deref().filter(|i| !i.trim().is_empty()) {
+                None => self.err(
                     "image-required",
                     p.key("image"),
                     "Container.image should not be null or empty.",
@@ -1800,7 +1853,13 @@ mod tests {
     use crate::taskdef::parse::parse_str;
 
     fn run(json: &str, launch_type: Option<LaunchType>) -> Report {
-        validate(&parse_str(json), &Options { launch_type })
+        validate(
+            &parse_str(json),
+            &Options {
+                launch_type,
+                template: false,
+            },
+        )
     }
 
     fn rules(r: &Report) -> Vec<&'static str> {
@@ -1880,14 +1939,43 @@ mod tests {
     }
 
     #[test]
-    fn bare_arrays_skip_task_level_rules() {
-        let r = run(r#"[{"name":"a","image":"b"}]"#, None);
-        assert!(r.valid, "{:?}", r.findings);
+    fn bare_arrays_get_the_register_verdict() {
+        // What register-task-definition would refuse, validate refuses: a bare array has no
+        // task-level memory unless the flags give it one.
+        let mut parsed = parse_str(r#"[{"name":"a","image":"b"}]"#);
+        parsed.as_registered(None, Some("from-file-name".into()));
+        let r = validate(&parsed, &Options::default());
+        assert_eq!(rules(&r), ["container-memory-required"]);
+        parsed.def.memory = Some(SizeValue("512".into()));
+        assert!(validate(&parsed, &Options::default()).valid);
+    }
+
+    #[test]
+    fn blank_image_and_oversized_definitions_are_refused() {
         let r = run(
-            r#"[{"name":"a","image":"b","portMappings":[{"containerPort":80,"hostPort":8080}]}]"#,
-            Some(LaunchType::Fargate),
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"  ","memory":8}]}"#,
+            None,
         );
-        assert_eq!(rules(&r), ["awsvpc-host-port"]);
+        assert_eq!(rules(&r), ["image-required"]);
+        // Variables of 57 bytes each: 1,200 are over ECS's 64 KiB, 1,000 are under it.
+        let with_vars = |n: usize| {
+            let env: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"name":"VARIABLE_{i:05}","value":"{i:020}"}}"#))
+                .collect();
+            format!(
+                r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"b","memory":8,"environment":[{}]}}]}}"#,
+                env.join(",")
+            )
+        };
+        let r = run(&with_vars(1200), None);
+        assert_eq!(rules(&r), ["task-definition-size"]);
+        let msg = &r.errors().next().unwrap().message;
+        assert!(
+            msg.starts_with("Actual length: '") && msg.contains("Max allowed length is '65536'"),
+            "{msg}"
+        );
+        let r = run(&with_vars(1000), None);
+        assert!(r.valid, "{:?}", rules(&r));
     }
 
     #[test]
