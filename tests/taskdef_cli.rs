@@ -146,7 +146,8 @@ fn validate_reports_all_errors_with_paths_and_exit_1() {
         "error: containerDefinitions[0].privileged: ClientException:",
         "error: containerDefinitions[0].portMappings[0].hostPort: ClientException: When networkMode=awsvpc",
         "error: containerDefinitions[1].image: ClientException: Container.image should not be null or empty.",
-        "warning: containerDefinitions[1].unknownThing: unknown member",
+        "error: containerDefinitions[1].unknownThing: ParamValidationError: Unknown parameter in \
+         containerDefinitions[1]: \"unknownThing\", must be one of: name, image,",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
@@ -157,8 +158,8 @@ fn validate_reports_all_errors_with_paths_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let doc = json(&out);
     assert_eq!(doc["valid"], false);
-    assert_eq!(doc["errors"], 4);
-    assert_eq!(doc["warnings"], 1);
+    assert_eq!(doc["errors"], 5);
+    assert_eq!(doc["warnings"], 0);
     let rules: Vec<&str> = doc["findings"]
         .as_array()
         .unwrap()
@@ -194,21 +195,69 @@ fn syntax_errors_give_line_and_column() {
 #[test]
 fn warnings_do_not_fail() {
     let dir = tempfile::tempdir().unwrap();
+    let file = repo("tests/taskdefs/invalid/unknown-members.json");
+    let out = run(
+        dir.path(),
+        &["validate", "--lenient", file.to_str().unwrap()],
+    );
+    ok(&out);
+    assert!(
+        stderr(&out).contains("warning: comment: ignored (--lenient): Unknown parameter in input"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A misspelt member is refused as the AWS CLI refuses it, with a did-you-mean, and nothing
+/// is registered; `--lenient` registers it without the member, saying so.
+#[test]
+fn a_misspelt_member_is_refused_like_the_aws_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("typo.json");
+    std::fs::write(
+        &f,
+        r#"{"family":"typo","containerDefinitions":[{"name":"app","image":"busybox",
+            "memory":64,"enviroment":[{"name":"A","value":"1"}]}]}"#,
+    )
+    .unwrap();
+    let input = format!("file://{}", f.display());
+    for verb in [
+        vec!["validate", f.to_str().unwrap()],
+        vec!["register-task-definition", "--cli-input-json", &input],
+    ] {
+        let out = run(dir.path(), &verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "error: containerDefinitions[0].enviroment: ParamValidationError: Unknown \
+                 parameter in containerDefinitions[0]: \"enviroment\", must be one of: name, \
+                 image, repositoryCredentials,"
+            ) && err.contains("Did you mean \"environment\"?"),
+            "{verb:?}: {err}"
+        );
+    }
+    let listed = json(&run(
+        dir.path(),
+        &["list-task-definitions", "--family-prefix", "typo"],
+    ));
+    assert_eq!(listed["taskDefinitionArns"], serde_json::json!([]));
     let out = run(
         dir.path(),
         &[
-            "validate",
-            repo("tests/taskdefs/valid/unknown-members-are-warnings.json")
-                .to_str()
-                .unwrap(),
+            "register-task-definition",
+            "--lenient",
+            "--cli-input-json",
+            &input,
         ],
     );
     ok(&out);
     assert!(
-        stderr(&out).contains("warning: comment: unknown member"),
+        stderr(&out).contains("ignored (--lenient)"),
         "{}",
         stderr(&out)
     );
+    assert_eq!(json(&out)["taskDefinition"]["revision"], 1);
 }
 
 #[test]

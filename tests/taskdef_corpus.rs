@@ -159,6 +159,7 @@ fn every_rule_has_an_invalid_file() {
         "too-many-containers",
         "task-definition-size",
         "template-placeholder",
+        "unknown-member",
         "task-cpu",
         "task-memory",
         "container-name-required",

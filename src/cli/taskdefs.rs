@@ -40,6 +40,10 @@ pub struct ValidateArgs {
     /// register-task-definition).
     #[arg(long)]
     pub template: bool,
+    /// Ignore members the ECS model does not have, with a warning, instead of refusing
+    /// them as the AWS CLI does (`Unknown parameter in …`).
+    #[arg(long)]
+    pub lenient: bool,
     #[command(flatten)]
     pub task: TaskLevelFlags,
     /// `json` prints the findings as one JSON document on stdout, for tools and CI.
@@ -55,6 +59,10 @@ pub struct RegisterArgs {
     /// The task definition JSON: file://PATH, PATH, or - for standard input.
     #[arg(long, value_name = "FILE")]
     pub cli_input_json: String,
+    /// Ignore members the ECS model does not have, with a warning, instead of refusing
+    /// them as the AWS CLI does (`Unknown parameter in …`).
+    #[arg(long)]
+    pub lenient: bool,
     #[command(flatten)]
     pub task: TaskLevelFlags,
 }
@@ -215,6 +223,9 @@ pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.file);
     let name = source.display_name();
     let mut parsed = taskdef::load(&source)?;
+    if a.lenient {
+        parsed.lenient();
+    }
     a.task.apply(&mut parsed, &source)?;
     let report = validate::validate(
         &parsed,
@@ -264,6 +275,9 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.cli_input_json);
     let name = source.display_name();
     let mut parsed = taskdef::load(&source)?;
+    if a.lenient {
+        parsed.lenient();
+    }
     a.task.apply(&mut parsed, &source)?;
     let origin = core::Origin {
         name: &name,

@@ -110,7 +110,7 @@ pub fn register_task_definition(
     let mut store = ecs.open_store()?;
     let ctx = taskdef::AwsContext::from_env();
     let r = register(&mut store, parsed, origin, None, &ctx, chrono::Utc::now())
-    .map_err(anyhow::Error::from)?;
+        .map_err(anyhow::Error::from)?;
     let with_tags = !r.stored.tags.is_empty();
     Ok(Registration {
         response: TaskDefinitionResponse::of(r.stored, with_tags),

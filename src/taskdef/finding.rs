@@ -24,7 +24,10 @@ pub enum Code {
     ClientException,
     PlatformTaskDefinitionIncompatibilityException,
     SerializationException,
-    /// Warnings that ECS itself would not raise (unknown members, likely mistakes).
+    /// What the AWS CLI and boto3 raise before they send anything: a member the ECS model
+    /// does not have (botocore's `ParamValidationError`).
+    ParamValidationError,
+    /// Warnings that ECS itself would not raise (likely mistakes, local differences).
     Lint,
 }
 
@@ -36,6 +39,7 @@ impl Code {
                 "PlatformTaskDefinitionIncompatibilityException"
             }
             Code::SerializationException => "SerializationException",
+            Code::ParamValidationError => "ParamValidationError",
             Code::Lint => "Lint",
         }
     }

@@ -7,10 +7,12 @@
 
 pub mod arn;
 pub mod finding;
+pub mod members;
 pub mod model;
 pub mod normalize;
 pub mod parse;
 pub mod units;
+pub mod unknown;
 pub mod validate;
 
 pub use arn::{AwsContext, TaskDefRef};

@@ -118,6 +118,20 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// `--lenient`: members the ECS model does not have are ignored with a warning instead
+    /// of refused (what minifargate did before it refused them like the AWS CLI).
+    pub fn lenient(&mut self) {
+        for f in self
+            .findings
+            .iter_mut()
+            .filter(|f| f.rule == "unknown-member")
+        {
+            f.severity = super::Severity::Warning;
+            f.code = Code::Lint;
+            f.message = format!("ignored (--lenient): {}", f.message);
+        }
+    }
+
     /// Makes this input the task definition RegisterTaskDefinition registers: `family` (the
     /// `--family` flag) wins over the definition's own; a bare containerDefinitions array
     /// without one takes `fallback_family` (its file name) and becomes a whole task
@@ -188,8 +202,13 @@ pub fn parse_value(mut value: Value) -> Parsed {
             let inner = obj.remove("taskDefinition").unwrap_or(Value::Null);
             let tags = obj.remove("tags");
             obj.remove("ResponseMetadata");
+            let names = ["taskDefinition".to_string(), "tags".to_string()];
             for key in obj.keys() {
-                findings.push(unknown_member(&JsonPath::root().key(key)));
+                let path = JsonPath::root().key(key);
+                findings.push(unknown_member(
+                    &path,
+                    super::unknown::message_with(&path, &names),
+                ));
             }
             (Shape::DescribeWrapped, inner, tags)
         }
@@ -276,7 +295,8 @@ fn decode_collect<T: DeserializeOwned + Default>(
         let e = match result {
             Ok(t) => {
                 for p in unknown {
-                    findings.push(unknown_member(&join(base, &p)));
+                    let message = super::unknown::message::<T>(base, &p);
+                    findings.push(unknown_member(&join(base, &p), message));
                 }
                 return t;
             }
@@ -424,20 +444,15 @@ fn type_error(base: &JsonPath, at: &JsonPath, e: &serde_json::Error) -> Finding 
     )
 }
 
-fn unknown_member(path: &JsonPath) -> Finding {
-    let mut message =
-        "unknown member, ignored: it is not part of the ECS task definition model".to_string();
-    if let Some(Seg::Key(k)) = path.0.last()
-        && k.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-    {
-        let mut camel = k.clone();
-        camel[..1].make_ascii_lowercase();
-        message = format!(
-            "unknown member, ignored: ECS JSON members are camelCase (did you mean `{camel}`? \
-             PascalCase is CloudFormation's spelling)"
-        );
-    }
-    Finding::warning("unknown-member", path.clone(), message)
+/// A member the ECS model does not have: refused, as the AWS CLI refuses it before sending
+/// anything ([`Parsed::lenient`] makes these warnings again).
+fn unknown_member(path: &JsonPath, message: String) -> Finding {
+    Finding::error(
+        Code::ParamValidationError,
+        "unknown-member",
+        path.clone(),
+        message,
+    )
 }
 
 fn join(base: &JsonPath, rel: &JsonPath) -> JsonPath {
@@ -595,7 +610,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_members_are_warnings_with_paths() {
+    fn unknown_members_are_errors_with_paths() {
         let p = parse_str(
             r#"{"family":"a","foo":1,"containerDefinitions":[{"name":"x","bar":{"baz":2}}],
                 "Volumes":[{"name":"v"}]}"#,
@@ -603,13 +618,20 @@ mod tests {
         let r = rules(&p);
         assert!(r.contains(&("foo".into(), "unknown-member")));
         assert!(r.contains(&("containerDefinitions[0].bar".into(), "unknown-member")));
-        assert!(p.findings.iter().all(|f| !f.is_error()));
+        assert!(p.findings.iter().all(|f| f.is_error()));
+        let mut lenient = p.clone();
+        lenient.lenient();
+        assert!(lenient.findings.iter().all(|f| !f.is_error()));
         let vol = p
             .findings
             .iter()
             .find(|f| f.path.to_string() == "Volumes")
             .unwrap();
-        assert!(vol.message.contains("`volumes`"), "{}", vol.message);
+        assert!(
+            vol.message.contains("Did you mean \"volumes\"?"),
+            "{}",
+            vol.message
+        );
     }
 
     #[test]
