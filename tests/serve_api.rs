@@ -265,3 +265,73 @@ print(json.dumps({{"arn": arn, "running": running["lastStatus"], "stopped": stop
     assert_eq!(out["deployments"], 1);
     assert_eq!(out["gone"], "INACTIVE");
 }
+
+/// What the AWS CLI refuses before sending, a hand-made request gets refused with the same
+/// words, and nothing is registered or
+/// started; overrides above ECS's 8192 characters are refused as ECS refuses them.
+#[test]
+fn unknown_members_and_oversized_overrides_are_refused_over_the_api() {
+    let api = Api::start();
+    let out = api.boto3(
+        r##"
+import json, os, urllib.request, urllib.error
+# A raw request: boto3 and the AWS CLI cannot send members their model does not have.
+def call(op, body):
+    req = urllib.request.Request(os.environ["ENDPOINT"], data=json.dumps(body).encode(),
+        headers={"X-Amz-Target": "AmazonEC2ContainerServiceV20141113." + op,
+                 "Content-Type": "application/x-amz-json-1.1"})
+    try:
+        return json.load(urllib.request.urlopen(req))
+    except urllib.error.HTTPError as e:
+        b = json.load(e)
+        raise RuntimeError(b.get("__type", ""), b.get("message", b.get("Message", "")))
+class Ecs:
+    def __getattr__(self, op):
+        return lambda **kw: call("".join(w.capitalize() for w in op.split("_")), kw)
+ecs = Ecs()
+def err(f, **kw):
+    try:
+        f(**kw)
+        return None
+    except RuntimeError as e:
+        return [e.args[0].split("#")[-1], e.args[1]]
+out = {}
+out["register"] = err(ecs.register_task_definition, family="typo", containerDefinitions=[
+    {"name": "a", "image": "busybox", "memory": 64, "enviroment": [{"name": "A", "value": "1"}]}])
+out["families"] = ecs.list_task_definition_families()["families"]
+out["run"] = err(ecs.run_task, taskDefinition="typo",
+    overrides={"containerOverrides": [{"name": "a", "comand": ["true"]}]})
+big = [{"name": "V%04d" % i, "value": "x" * 40} for i in range(200)]
+out["big"] = err(ecs.run_task, taskDefinition="typo",
+    overrides={"containerOverrides": [{"name": "a", "environment": big}]})
+out["tasks"] = ecs.list_tasks()["taskArns"]
+print(json.dumps(out))
+"##,
+    );
+    assert_eq!(out["register"][0], "ClientException", "{out:#}");
+    let m = out["register"][1].as_str().unwrap();
+    assert!(
+        m.contains("Unknown parameter in containerDefinitions[0]: \"enviroment\"")
+            && m.contains("Did you mean \"environment\"?"),
+        "{m}"
+    );
+    assert_eq!(out["families"], serde_json::json!([]));
+    assert_eq!(out["run"][0], "InvalidParameterException", "{out:#}");
+    let m = out["run"][1].as_str().unwrap();
+    assert!(
+        m.contains(
+            "Unknown parameter in overrides.containerOverrides[0]: \"comand\", must be one of: \
+             name, command,"
+        ) && m.contains("Did you mean \"command\"?"),
+        "{m}"
+    );
+    assert_eq!(out["big"][0], "InvalidParameterException", "{out:#}");
+    assert!(
+        out["big"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("Container Overrides length must be at most 8192"),
+        "{out:#}"
+    );
+    assert_eq!(out["tasks"], serde_json::json!([]));
+}

@@ -258,6 +258,28 @@ fn a_misspelt_member_is_refused_like_the_aws_cli() {
         stderr(&out)
     );
     assert_eq!(json(&out)["taskDefinition"]["revision"], 1);
+    // --overrides too, before anything starts.
+    let out = run(
+        dir.path(),
+        &[
+            "run-task",
+            "--task-definition",
+            "typo:1",
+            "--overrides",
+            r#"{"containerOverrides":[{"name":"app","comand":["true"]}]}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "Unknown parameter in overrides.containerOverrides[0]: \"comand\", must be one of: \
+             name, command,"
+        ) && stderr(&out).contains("Did you mean \"command\"?"),
+        "{}",
+        stderr(&out)
+    );
+    let tasks = json(&run(dir.path(), &["list-tasks"]));
+    assert_eq!(tasks["taskArns"], serde_json::json!([]));
 }
 
 #[test]

@@ -75,6 +75,20 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
     })
 }
 
+/// The request body as operation input `T`, refusing members `T` does not have with the AWS
+/// CLI's words (it refuses them before sending; a hand-made request gets the same answer
+/// instead of a silent drop).
+fn strict_input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
+    use crate::taskdef::unknown::{DecodeError, decode};
+    let text = std::str::from_utf8(body)
+        .map_err(|_| EcsError::Serialization("the body is not UTF-8".into()))?;
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    decode(text, &crate::taskdef::finding::JsonPath::root()).map_err(|e| match e {
+        DecodeError::Malformed(m) => EcsError::Serialization(format!("invalid request body: {m}")),
+        DecodeError::Unknown(_) => EcsError::invalid(e.to_string()),
+    })
+}
+
 /// The JSON 1.1 protocol carries timestamps as epoch seconds: every `…At` string the
 /// shared JSON builders render for the CLI (RFC 3339) becomes a number.
 fn epoch_timestamps(v: &mut Value) {
@@ -122,7 +136,7 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
             encode(td::list_task_definition_families(ecs, &input(body)?)?)
         }
         "RunTask" => {
-            let started = tasks::run_task(ecs, input(body)?, tasks::Local::default())?;
+            let started = tasks::run_task(ecs, strict_input(body)?, tasks::Local::default())?;
             for w in &started.warnings {
                 tracing::warn!(warning = %w.message, "RunTask");
             }

@@ -152,7 +152,11 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("failed to read --overrides file {p}"))?,
                 None => s.clone(),
             };
-            serde_json::from_str(&s).context("--overrides is not valid RunTask overrides JSON")?
+            crate::taskdef::unknown::decode(
+                &s,
+                &crate::taskdef::finding::JsonPath::root().key("overrides"),
+            )
+            .context("--overrides is not valid RunTask overrides JSON")?
         }
         None => TaskOverride::default(),
     };

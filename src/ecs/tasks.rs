@@ -84,6 +84,22 @@ pub struct Started {
     pub supervisors: Vec<launch::Supervisor>,
 }
 
+/// ECS's cap on the size of RunTask `overrides`.
+/// Ref: API_RunTask, `overrides`: "A total of 8192 characters are allowed for overrides.
+/// This limit includes the JSON formatting characters of the override structure."; the
+/// message is ECS's as callers report it (Netflix/metaflow#977).
+fn check_overrides_size(o: &TaskOverride) -> EcsResult<()> {
+    const MAX: usize = 8192;
+    let len = serde_json::to_string(o).map_or(0, |s| s.chars().count());
+    if len > MAX {
+        return Err(EcsError::invalid(format!(
+            "Container Overrides length must be at most {MAX} (the overrides are {len} \
+             characters of JSON; put large values in environmentFiles or secrets)"
+        )));
+    }
+    Ok(())
+}
+
 /// The launch type a request names.
 fn launch_type_str(l: LaunchType) -> &'static str {
     match l {
@@ -104,6 +120,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     if !local.files {
         super::no_files(&req.task_definition)?;
     }
+    check_overrides_size(&req.overrides)?;
     let launch_type: Option<LaunchType> = enum_member("launchType", req.launch_type.as_deref())?;
     checked_tags(&req.tags)?;
     let network_configuration = req

@@ -7,6 +7,7 @@
 
 use super::finding::{Code, Finding, JsonPath, Seg};
 use super::model::{Tag, TaskDefinition};
+use super::unknown::{ignored_path, path_of};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io::Read;
@@ -302,7 +303,7 @@ fn decode_collect<T: DeserializeOwned + Default>(
             }
             Err(e) => e,
         };
-        let mut at = error_path(&track.path());
+        let mut at = path_of(&track.path());
         if !tried.contains_key(&at.to_string())
             && let Some(slot) = get_mut(value, &at)
             && let Some(fixed) = coerce(slot, &e.to_string())
@@ -459,31 +460,6 @@ fn join(base: &JsonPath, rel: &JsonPath) -> JsonPath {
     let mut v = base.0.clone();
     v.extend(rel.0.iter().cloned());
     JsonPath(v)
-}
-
-fn error_path(p: &serde_path_to_error::Path) -> JsonPath {
-    use serde_path_to_error::Segment;
-    let mut out = JsonPath::root();
-    for seg in p.iter() {
-        match seg {
-            Segment::Seq { index } => out.0.push(Seg::Index(*index)),
-            Segment::Map { key } => out.0.push(Seg::Key(key.clone())),
-            Segment::Enum { .. } | Segment::Unknown => {}
-        }
-    }
-    out
-}
-
-fn ignored_path(p: &serde_ignored::Path) -> JsonPath {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => JsonPath::root(),
-        P::Seq { parent, index } => ignored_path(parent).index(*index),
-        P::Map { parent, key } => ignored_path(parent).key(key),
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
-    }
 }
 
 fn get_mut<'a>(mut v: &'a mut Value, path: &JsonPath) -> Option<&'a mut Value> {

@@ -143,6 +143,68 @@ pub fn suggest<'a>(key: &str, names: &'a [String]) -> Option<&'a str> {
         .map(|(_, n)| n.as_str())
 }
 
+/// Why a request body did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or a member of the wrong type (ECS's SerializationException).
+    #[error("{0}")]
+    Malformed(String),
+    /// Members the model does not have, in the AWS CLI's words (botocore reports them all
+    /// under this heading).
+    #[error("Parameter validation failed:\n{}", .0.join("\n"))]
+    Unknown(Vec<String>),
+}
+
+/// Decodes request `text` into `T`, refusing members `T` does not have as the AWS CLI does;
+/// `base` is where `T` sits in the request, for messages (`overrides` for `--overrides`).
+pub fn decode<T: DeserializeOwned>(text: &str, base: &JsonPath) -> Result<T, DecodeError> {
+    let mut unknown = Vec::new();
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let mut record = |p: serde_ignored::Path| unknown.push(ignored_path(&p));
+    let ignored = serde_ignored::Deserializer::new(de, &mut record);
+    let value: T = serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let mut at = base.clone();
+        at.0.extend(path_of(e.path()).0);
+        let at = if at.is_root() {
+            String::new()
+        } else {
+            format!("{at}: ")
+        };
+        DecodeError::Malformed(format!("{at}{}", e.inner()))
+    })?;
+    if unknown.is_empty() {
+        return Ok(value);
+    }
+    Err(DecodeError::Unknown(
+        unknown.iter().map(|p| message::<T>(base, p)).collect(),
+    ))
+}
+
+pub(super) fn path_of(p: &serde_path_to_error::Path) -> JsonPath {
+    use serde_path_to_error::Segment;
+    let mut out = JsonPath::root();
+    for seg in p.iter() {
+        match seg {
+            Segment::Seq { index } => out.0.push(Seg::Index(*index)),
+            Segment::Map { key } => out.0.push(Seg::Key(key.clone())),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+pub(super) fn ignored_path(p: &serde_ignored::Path) -> JsonPath {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => JsonPath::root(),
+        P::Seq { parent, index } => ignored_path(parent).index(*index),
+        P::Map { parent, key } => ignored_path(parent).key(key),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
