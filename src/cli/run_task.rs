@@ -198,16 +198,15 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
         follow: !a.detach,
     };
+    let name = match req.task_definition.strip_prefix("file://") {
+        Some(_) => crate::taskdef::Source::from_arg(&req.task_definition).display_name(),
+        None => req.task_definition.clone(),
+    };
     let started = match ecs_tasks::run_task(&g.ecs(), req, local) {
         Ok(started) => started,
         Err(EcsError::InvalidTaskDefinition { message, findings }) => {
-            // Every finding, not just the first the message names.
-            for f in findings
-                .iter()
-                .filter(|f| f.severity == crate::taskdef::Severity::Error)
-            {
-                eprintln!("{f}");
-            }
+            // Every finding, not just the first the message names, as validate prints them.
+            super::taskdefs::print_findings(&name, findings.iter().filter(|f| f.is_error()));
             return Err(EcsError::Client(message).into());
         }
         Err(e) => return Err(e.into()),

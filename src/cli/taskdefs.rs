@@ -206,7 +206,7 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// `web.json:3:10: error: …` for syntax errors, `web.json: error: path: …` otherwise.
-fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = &'a Finding>) {
+pub(super) fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = &'a Finding>) {
     for f in findings {
         match (f.line, f.column) {
             (Some(l), Some(c)) => {

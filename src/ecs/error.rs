@@ -65,11 +65,20 @@ impl EcsError {
         }
     }
 
-    /// The exception's message: for a ServerException, its cause chain on one line.
+    /// The exception's message: for a ServerException, its cause chain on one line; for a
+    /// refused task definition, every error finding after the summary (one per line), so an
+    /// API caller learns as much as `validate` says.
     pub fn message(&self) -> String {
         match self {
+            EcsError::InvalidTaskDefinition { message, findings } => {
+                let mut m = message.clone();
+                for f in findings.iter().filter(|f| f.is_error()) {
+                    m.push('\n');
+                    m.push_str(&f.to_string());
+                }
+                m
+            }
             EcsError::Client(m)
-            | EcsError::InvalidTaskDefinition { message: m, .. }
             | EcsError::InvalidParameter(m)
             | EcsError::ClusterNotFound(m)
             | EcsError::ClusterContainsTasks(m)
