@@ -180,6 +180,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         tags: parse_tags(&a.tags)?,
         enable_execute_command: a.enable_execute_command,
         network_configuration,
+        ..Default::default()
     };
     let local = Local {
         files: true,

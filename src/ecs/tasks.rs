@@ -22,8 +22,11 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The RunTask request (ecs.json `RunTaskRequest`: the members this host reads).
-#[derive(Debug, Default, Deserialize)]
+/// The RunTask request (ecs.json `RunTaskRequest`). Every member ECS defines is here, so
+/// that none is dropped unseen: what this host does with each is in
+/// `taskdef::coverage::RUN_TASK`, and the members it does not apply become task warnings.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunTaskRequest {
     /// `default` when absent.
@@ -43,6 +46,26 @@ pub struct RunTaskRequest {
     pub enable_execute_command: bool,
     /// `{"awsvpcConfiguration": {…}}`.
     pub network_configuration: Option<Value>,
+    // Not applied here (taskdef::coverage::RUN_TASK says why); kept as given.
+    pub capacity_provider_strategy: Option<Value>,
+    pub placement_constraints: Option<Value>,
+    pub placement_strategy: Option<Value>,
+    pub platform_version: Option<Value>,
+    pub propagate_tags: Option<Value>,
+    pub reference_id: Option<Value>,
+    #[serde(rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: Option<Value>,
+    pub client_token: Option<Value>,
+    pub volume_configurations: Option<Value>,
+}
+
+/// Task warnings for the members of a RunTask request this host does not apply.
+fn request_warnings(req: &RunTaskRequest) -> Vec<String> {
+    let Ok(v) = serde_json::to_value(req) else {
+        return Vec::new();
+    };
+    let findings = taskdef::coverage::findings(taskdef::coverage::RUN_TASK, &v);
+    taskdef::coverage::task_warnings(&findings)
 }
 
 /// What a caller on this host adds to a RunTask: the CLI's local flags. The API passes
@@ -111,6 +134,7 @@ fn launch_type_str(l: LaunchType) -> &'static str {
 /// RunTask: resolves the task definition, checks the cluster (and the launch type's
 /// rules), writes the tasks and starts one supervisor each.
 pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Started> {
+    let request_warnings = request_warnings(&req);
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(EcsError::invalid(format!(
@@ -137,9 +161,11 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     )?;
     let resolved = resolve(&mut store, &req.task_definition, &ctx, launch_type)
         .with_context(|| format!("failed to resolve task definition {}", req.task_definition))?;
+    // The coverage warnings of the definition are the task's own (with their paths).
     let mut warnings: Vec<Warning> = resolved
         .warnings
         .iter()
+        .filter(|w| !taskdef::coverage::is_coverage_rule(w.rule))
         .map(|w| Warning {
             message: w.message.clone(),
         })
@@ -161,6 +187,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         network_configuration,
         secrets_file: local.secrets_file,
         host_credentials: local.host_credentials,
+        warnings: request_warnings,
     };
     let supervision = Supervision {
         pull: local.pull,
@@ -563,6 +590,53 @@ mod tests {
         assert_eq!(scope(Some(""), Unset::DefaultCluster), Some("default"));
         assert_eq!(scope(None, Unset::AnyCluster), None);
         assert_eq!(scope(Some("dev"), Unset::AnyCluster), Some("dev"));
+    }
+
+    #[test]
+    fn every_run_task_member_is_classified() {
+        taskdef::coverage::check_table(
+            taskdef::coverage::RUN_TASK,
+            taskdef::members::paths::<RunTaskRequest>(),
+        );
+    }
+
+    #[test]
+    fn request_members_not_applied_become_warnings() {
+        let req: RunTaskRequest = serde_json::from_str(
+            r#"{"taskDefinition":"web","count":1,"propagateTags":"TASK_DEFINITION",
+                "capacityProviderStrategy":[{"capacityProvider":"FARGATE_SPOT"}],
+                "enableECSManagedTags":true,
+                "overrides":{"executionRoleArn":"arn:aws:iam::1:role/x",
+                  "containerOverrides":[{"name":"a","command":["x"],
+                    "environmentFiles":[{"value":"arn:aws:s3:::b/a.env","type":"s3"}]}]}}"#,
+        )
+        .unwrap();
+        let w = request_warnings(&req);
+        let paths: Vec<&str> = w.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "capacityProviderStrategy",
+                "enableECSManagedTags",
+                "overrides.containerOverrides[0].environmentFiles",
+                "overrides.executionRoleArn",
+                "propagateTags"
+            ],
+            "{w:#?}"
+        );
+        assert!(
+            w[0].contains("not applied here: no capacity providers"),
+            "{w:?}"
+        );
+        // What the CLI and the scheduler send by default warns about nothing.
+        assert!(
+            request_warnings(&RunTaskRequest {
+                task_definition: "web".into(),
+                count: Some(1),
+                ..Default::default()
+            })
+            .is_empty()
+        );
     }
 
     #[test]

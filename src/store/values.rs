@@ -13,7 +13,7 @@ pub struct Tag {
     pub value: String,
 }
 
-/// RunTask `--overrides` (ECS shape `TaskOverride`); unknown fields are ignored.
+/// RunTask `--overrides` (ECS shape `TaskOverride`, every member); unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskOverride {
@@ -27,6 +27,11 @@ pub struct TaskOverride {
     pub task_role_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
+    /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_accelerator_overrides: Option<serde_json::Value>,
 }
 
 /// One entry of `containerOverrides`.
@@ -44,6 +49,11 @@ pub struct ContainerOverride {
     pub memory: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i64>,
+    /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_files: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_requirements: Option<serde_json::Value>,
 }
 
 /// A service's settings besides name, task definition and count (the `spec` column).

@@ -72,6 +72,8 @@ pub struct Request {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: a task without a role gets the host's identity.
     pub host_credentials: bool,
+    /// Warnings for members of the request this host does not apply (recorded on the task).
+    pub warnings: Vec<String>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -215,7 +217,8 @@ pub fn create_task(
     let id = new_id().map_err(io("read /dev/urandom"))?;
     let name = format!("{}:{}", stored.family(), stored.revision());
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
-    let warnings = super::support::prepare(&mut def)?;
+    let mut warnings = req.warnings.clone();
+    warnings.extend(super::support::prepare(&mut def)?);
     apply_env_file(&mut def, &req.env_file);
     super::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);

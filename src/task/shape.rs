@@ -8,6 +8,10 @@ use crate::store::{
 };
 use serde::Serialize;
 
+/// The name of the task `attributes` that carry the task's warnings (ecs.json `Attribute`:
+/// name and value; ECS's own task attributes are named like `ecs.cpu-architecture`).
+pub const WARNING_ATTRIBUTE: &str = "minifargate.warning";
+
 fn ts(v: Option<i64>) -> Option<String> {
     v.map(format_timestamp)
 }
@@ -288,7 +292,13 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
             Some(v) if v.awsvpc() => vec![v.attachment(&t.id)],
             _ => Vec::new(),
         },
-        attributes: Vec::new(),
+        // The task's warnings where the AWS CLI and boto3 show them: they drop response
+        // members their model lacks (minifargateWarnings), but print `attributes`.
+        attributes: t
+            .warnings
+            .iter()
+            .map(|w| KeyValue::new(WARNING_ATTRIBUTE, w.clone()))
+            .collect(),
         cluster_arn: cluster_arn(&t.arn, &t.cluster),
         connectivity: Connectivity::Connected,
         connectivity_at: ts(Some(t.created_at)),

@@ -1,8 +1,9 @@
 //! What of a task definition this host does not do yet: errors for what cannot be faked
 //! (S3 environment files, malformed `secrets`), warnings recorded on the task for what is
-//! skipped.
+//! skipped or done differently (`taskdef::coverage`).
 //! Also reads local `environmentFiles` into the environment, as the ECS agent does.
 
+use crate::taskdef::coverage;
 use crate::taskdef::model::{EnvironmentFileType, KeyValuePair, TaskDefinition};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,8 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// Checks `def` and resolves its local environment files into `environment` (which
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
-    let warnings = Vec::new();
+    // Nothing silent: what `validate` says this host does not honour, the task says too.
+    let warnings = coverage::task_warnings(&coverage::task_definition(def));
     super::secrets::wanted(def)?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let mut from_files = Vec::new();
@@ -117,7 +119,15 @@ mod tests {
             f.display()
         ));
         let w = prepare(&mut d).unwrap();
-        assert!(w.is_empty(), "{w:?}");
+        // A local path is what ECS would not take: the task says so.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "containerDefinitions[0].environmentFiles[0].value: honoured with a local \
+                 difference: "
+            ),
+            "{w:?}"
+        );
         let env = d.container_definitions.unwrap()[0]
             .environment
             .clone()

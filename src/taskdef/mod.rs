@@ -6,6 +6,7 @@
 //! [`normalize::for_register`] for what a registered revision stores.
 
 pub mod arn;
+pub mod coverage;
 pub mod finding;
 pub mod members;
 pub mod model;

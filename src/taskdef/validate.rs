@@ -87,6 +87,8 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
                 .into_iter()
                 .filter(|f| !parsed.dropped.iter().any(|d| f.path.starts_with(d))),
         );
+        // Nothing silent: members this host does not fully honour (issue 22).
+        findings.extend(super::coverage::task_definition(&parsed.def));
     }
     if !opts.template {
         for f in findings

@@ -1,0 +1,830 @@
+//! The coverage table: what this host does with every member of a task definition and of a
+//! RunTask request — honoured, honoured with a local difference, not applied here, refused
+//! here, or read-only (describe output) — and the warnings that follow for a given input.
+//!
+//! Nothing silent (issue 22): every member present that is not fully honoured yields a
+//! warning with its JSON path and the reason, in `validate` and on the task. The tables are
+//! checked against the serde model by [`super::members::paths`] (tests below and in
+//! `ecs::tasks`), and `docs/taskdefs.md`'s parameter table is rendered from them.
+
+use super::finding::{Finding, JsonPath};
+use super::model::TaskDefinition;
+use serde_json::Value;
+
+/// What this host does with a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Does what ECS does.
+    Honoured,
+    /// Does it, but differently in a way a user can notice (the note says how).
+    LocalDifference,
+    /// Accepted and ignored here (the note says why).
+    NotApplied,
+    /// ECS accepts it; `run-task` here refuses it before anything starts (the note says why).
+    Refused,
+    /// A describe-task-definition output member: accepted, ignored on input, filled in on
+    /// register.
+    ReadOnly,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::Honoured,
+        Class::LocalDifference,
+        Class::NotApplied,
+        Class::Refused,
+        Class::ReadOnly,
+    ];
+
+    #[cfg(test)]
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Honoured => "honoured",
+            Class::LocalDifference => "local difference",
+            Class::NotApplied => "not applied",
+            Class::Refused => "refused here",
+            Class::ReadOnly => "read-only",
+        }
+    }
+
+    /// The rule id of the warning a present member of this class yields, if any.
+    pub fn rule(self) -> Option<&'static str> {
+        match self {
+            Class::LocalDifference => Some("local-difference"),
+            Class::NotApplied => Some("not-applied"),
+            Class::Refused => Some("refused-here"),
+            Class::Honoured | Class::ReadOnly => None,
+        }
+    }
+
+    fn lead(self) -> &'static str {
+        match self {
+            Class::LocalDifference => "honoured with a local difference",
+            Class::NotApplied => "not applied here",
+            Class::Refused => "refused here by run-task",
+            Class::Honoured | Class::ReadOnly => "",
+        }
+    }
+}
+
+/// The class of one value of a member, when it depends on the value: `Some((class,
+/// reason))` replaces the row's own class and note.
+pub type Refine = fn(&Value) -> Option<(Class, String)>;
+
+/// One member: its JSON path (`[]` for list elements), its class and what happens here.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub path: &'static str,
+    pub class: Class,
+    /// What this host does with it, or why it does not.
+    pub note: &'static str,
+    /// Value-dependent classes (e.g. `networkMode` `bridge`).
+    pub refine: Option<Refine>,
+}
+
+const fn h(path: &'static str, note: &'static str) -> Row {
+    Row {
+        path,
+        class: Class::Honoured,
+        note,
+        refine: None,
+    }
+}
+const fn ld(path: &'static str, note: &'static str) -> Row {
+    Row {
+        path,
+        class: Class::LocalDifference,
+        note,
+        refine: None,
+    }
+}
+const fn na(path: &'static str, note: &'static str) -> Row {
+    Row {
+        path,
+        class: Class::NotApplied,
+        note,
+        refine: None,
+    }
+}
+const fn rf(path: &'static str, note: &'static str) -> Row {
+    Row {
+        path,
+        class: Class::Refused,
+        note,
+        refine: None,
+    }
+}
+const fn ro(path: &'static str) -> Row {
+    Row {
+        path,
+        class: Class::ReadOnly,
+        note: "describe-task-definition output: accepted, ignored on input, filled in on register",
+        refine: None,
+    }
+}
+impl Row {
+    const fn by_value(self, f: Refine) -> Row {
+        Row {
+            refine: Some(f),
+            ..self
+        }
+    }
+}
+
+const EFS: &str = "EFS is not reachable from this host: run-task refuses the volume unless \
+                   `--volume-map NAME=/local/dir` serves it from a local directory";
+const FSX: &str = "FSx for Windows File Server is not reachable from this host: run-task \
+                   refuses the volume unless `--volume-map NAME=/local/dir` serves it from a \
+                   local directory";
+
+/// Every member of a task definition (`model::TaskDefinition`), in the order of the docs.
+pub static TASK_DEFINITION: &[Row] = &[
+    h("family", "names the family; revisions are kept as ECS keeps them"),
+    h("taskRoleArn", "the credentials endpoint (169.254.170.2) serves the role's credentials, assumed with STS from this host's credentials"),
+    ld("executionRoleArn", "used to read `secrets` (assumed with STS, as the ECS agent does); image pulls use this host's credentials, not the role's"),
+    h("networkMode", "awsvpc: one network namespace per task with its own address on a local bridge; host: the host's; none: loopback only").by_value(network_mode),
+    h("containerDefinitions", "the task's containers, started in dependsOn order"),
+    h("volumes", "see its members"),
+    h("volumes[].name", "the name mountPoints refer to"),
+    h("volumes[].host", "without sourcePath: a directory of the task shared by its containers, removed with it (Fargate's bind mount)"),
+    h("volumes[].host.sourcePath", "a bind of the host path (created when missing, as Docker does)"),
+    h("volumes[].dockerVolumeConfiguration", "a local volume: scope task is removed with the task, scope shared is kept under <root>/volumes"),
+    h("volumes[].dockerVolumeConfiguration.scope", "task or shared, as above"),
+    h("volumes[].dockerVolumeConfiguration.autoprovision", "a missing shared volume is created only with autoprovision, else run-task refuses it"),
+    h("volumes[].dockerVolumeConfiguration.driver", "the local driver").by_value(volume_driver),
+    h("volumes[].dockerVolumeConfiguration.driverOpts", "the local driver's type=tmpfs and type=none,o=bind,device=PATH").by_value(driver_opts),
+    na("volumes[].dockerVolumeConfiguration.labels", "volumes here are directories, which carry no labels"),
+    rf("volumes[].efsVolumeConfiguration", EFS),
+    rf("volumes[].efsVolumeConfiguration.fileSystemId", EFS),
+    rf("volumes[].efsVolumeConfiguration.rootDirectory", EFS),
+    rf("volumes[].efsVolumeConfiguration.transitEncryption", EFS),
+    rf("volumes[].efsVolumeConfiguration.transitEncryptionPort", EFS),
+    rf("volumes[].efsVolumeConfiguration.authorizationConfig", EFS),
+    rf("volumes[].efsVolumeConfiguration.authorizationConfig.accessPointId", EFS),
+    rf("volumes[].efsVolumeConfiguration.authorizationConfig.iam", EFS),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration", FSX),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration.fileSystemId", FSX),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration.rootDirectory", FSX),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig", FSX),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.credentialsParameter", FSX),
+    rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.domain", FSX),
+    h("volumes[].configuredAtLaunch", "false: an ordinary volume").by_value(configured_at_launch),
+    na("placementConstraints", "one host: there is nowhere else to place the task, so the constraint is not evaluated"),
+    na("placementConstraints[].type", "as placementConstraints"),
+    na("placementConstraints[].expression", "as placementConstraints"),
+    h("requiresCompatibilities", "FARGATE applies the Fargate rules and makes FARGATE the task's launch type"),
+    h("runtimePlatform", "see its members"),
+    h("runtimePlatform.cpuArchitecture", "images are pulled for this host's architecture, which this value names").by_value(cpu_architecture),
+    h("runtimePlatform.operatingSystemFamily", "LINUX: the containers run on this Linux host").by_value(os_family),
+    h("cpu", "the task cgroup's CPU limit (CFS quota = units / 1024 × period), as the ECS agent sets it"),
+    h("memory", "the task cgroup's memory limit"),
+    na("inferenceAccelerators", "no Elastic Inference accelerator is attached here"),
+    na("inferenceAccelerators[].deviceName", "as inferenceAccelerators"),
+    na("inferenceAccelerators[].deviceType", "as inferenceAccelerators"),
+    na("pidMode", "each container keeps its own PID namespace: neither the task's nor the host's is shared"),
+    na("ipcMode", "each container keeps its own IPC namespace: neither the task's nor the host's is shared"),
+    na("proxyConfiguration", "no traffic is redirected to the App Mesh proxy container; it runs as an ordinary container"),
+    na("proxyConfiguration.type", "as proxyConfiguration"),
+    na("proxyConfiguration.containerName", "as proxyConfiguration"),
+    na("proxyConfiguration.properties", "as proxyConfiguration"),
+    na("proxyConfiguration.properties[].name", "as proxyConfiguration"),
+    na("proxyConfiguration.properties[].value", "as proxyConfiguration"),
+    na("ephemeralStorage", "the task's writable layers and volumes are not limited in size; describe-tasks shows Fargate's default 20 GiB"),
+    na("ephemeralStorage.sizeInGiB", "as ephemeralStorage"),
+    na("enableFaultInjection", "the task metadata endpoint has no fault-injection paths"),
+    h("tags", "stored with the revision (describe-task-definition --include TAGS, list-tags-for-resource)"),
+    h("tags[].key", "as tags"),
+    h("tags[].value", "as tags"),
+    ro("taskDefinitionArn"),
+    ro("revision"),
+    ro("status"),
+    ro("requiresAttributes"),
+    ro("requiresAttributes[].name"),
+    ro("requiresAttributes[].value"),
+    ro("requiresAttributes[].targetType"),
+    ro("requiresAttributes[].targetId"),
+    ro("compatibilities"),
+    ro("registeredAt"),
+    ro("deregisteredAt"),
+    ro("deleteRequestedAt"),
+    ro("registeredBy"),
+    // Containers.
+    h("containerDefinitions[].name", "the container's name"),
+    h("containerDefinitions[].image", "pulled over the registry API (ECR, Docker Hub, any OCI registry) for this host's platform"),
+    na("containerDefinitions[].repositoryCredentials", "the Secrets Manager secret is not read: images are pulled with this host's registry credentials (Docker config, ECR through this host's AWS credentials)"),
+    na("containerDefinitions[].repositoryCredentials.credentialsParameter", "as repositoryCredentials"),
+    h("containerDefinitions[].cpu", "the container cgroup's CPU shares (at least 2), as the ECS agent sets them"),
+    h("containerDefinitions[].memory", "the container cgroup's hard memory limit"),
+    h("containerDefinitions[].memoryReservation", "the container cgroup's soft memory limit"),
+    h("containerDefinitions[].links", "the linked name resolves to the task's address (/etc/hosts): a task's containers share one network namespace here"),
+    h("containerDefinitions[].portMappings", "published on the host from the task's network namespace"),
+    h("containerDefinitions[].portMappings[].containerPort", "as portMappings"),
+    h("containerDefinitions[].portMappings[].hostPort", "the host port (bridge: absent or 0 picks one from 49153-65535, shown in networkBindings)"),
+    h("containerDefinitions[].portMappings[].protocol", "tcp or udp"),
+    h("containerDefinitions[].portMappings[].name", "read only by Service Connect, as on ECS: a task does nothing with it"),
+    h("containerDefinitions[].portMappings[].appProtocol", "read only by Service Connect, as on ECS: a task does nothing with it"),
+    h("containerDefinitions[].portMappings[].containerPortRange", "each port of the range is published"),
+    h("containerDefinitions[].essential", "an essential container's exit stops the task (EssentialContainerExited)"),
+    h("containerDefinitions[].restartPolicy", "an exited container restarts in place, as the ECS agent does"),
+    h("containerDefinitions[].restartPolicy.enabled", "as restartPolicy"),
+    h("containerDefinitions[].restartPolicy.ignoredExitCodes", "as restartPolicy"),
+    h("containerDefinitions[].restartPolicy.restartAttemptPeriod", "as restartPolicy"),
+    h("containerDefinitions[].entryPoint", "replaces the image's Entrypoint (and drops its Cmd), by Docker's rules"),
+    h("containerDefinitions[].command", "replaces the image's Cmd"),
+    h("containerDefinitions[].environment", "over the image's Env and the ECS variables"),
+    h("containerDefinitions[].environment[].name", "as environment"),
+    h("containerDefinitions[].environment[].value", "as environment"),
+    h("containerDefinitions[].environmentFiles", "KEY=VALUE lines under `environment`, as ECS reads them"),
+    h("containerDefinitions[].environmentFiles[].value", "the file").by_value(environment_file),
+    h("containerDefinitions[].environmentFiles[].type", "s3, the only type"),
+    h("containerDefinitions[].mountPoints", "bind mounts of the task's volumes"),
+    h("containerDefinitions[].mountPoints[].sourceVolume", "as mountPoints"),
+    h("containerDefinitions[].mountPoints[].containerPath", "as mountPoints"),
+    h("containerDefinitions[].mountPoints[].readOnly", "as mountPoints"),
+    h("containerDefinitions[].volumesFrom", "every mount of the source container"),
+    h("containerDefinitions[].volumesFrom[].sourceContainer", "as volumesFrom"),
+    h("containerDefinitions[].volumesFrom[].readOnly", "as volumesFrom"),
+    h("containerDefinitions[].linuxParameters", "see its members"),
+    h("containerDefinitions[].linuxParameters.capabilities", "added to and dropped from Docker's default set"),
+    h("containerDefinitions[].linuxParameters.capabilities.add", "as capabilities"),
+    h("containerDefinitions[].linuxParameters.capabilities.drop", "as capabilities"),
+    h("containerDefinitions[].linuxParameters.devices", "host devices made available in the container (device cgroup)"),
+    h("containerDefinitions[].linuxParameters.devices[].hostPath", "as devices"),
+    h("containerDefinitions[].linuxParameters.devices[].containerPath", "as devices"),
+    h("containerDefinitions[].linuxParameters.devices[].permissions", "as devices"),
+    h("containerDefinitions[].linuxParameters.initProcessEnabled", "a static init runs as PID 1 (a task warning when the host has none)"),
+    h("containerDefinitions[].linuxParameters.sharedMemorySize", "the size of /dev/shm"),
+    h("containerDefinitions[].linuxParameters.tmpfs", "tmpfs mounts"),
+    h("containerDefinitions[].linuxParameters.tmpfs[].containerPath", "as tmpfs"),
+    h("containerDefinitions[].linuxParameters.tmpfs[].size", "as tmpfs"),
+    h("containerDefinitions[].linuxParameters.tmpfs[].mountOptions", "as tmpfs"),
+    h("containerDefinitions[].linuxParameters.maxSwap", "swap beyond `memory` (a task warning when the container has no `memory`)"),
+    h("containerDefinitions[].linuxParameters.swappiness", "memory.swappiness on cgroup v1; cgroup v2 has no such setting, as with Docker"),
+    h("containerDefinitions[].secrets", "SSM parameters and Secrets Manager secrets read at task start with the execution role (or from `--secrets-file`)"),
+    h("containerDefinitions[].secrets[].name", "as secrets"),
+    h("containerDefinitions[].secrets[].valueFrom", "as secrets"),
+    h("containerDefinitions[].dependsOn", "START, COMPLETE, SUCCESS and HEALTHY, with the ECS agent's reasons"),
+    h("containerDefinitions[].dependsOn[].containerName", "as dependsOn"),
+    h("containerDefinitions[].dependsOn[].condition", "as dependsOn"),
+    h("containerDefinitions[].startTimeout", "how long a dependency may take"),
+    h("containerDefinitions[].stopTimeout", "SIGTERM, then SIGKILL after this many seconds (default 30)"),
+    na("containerDefinitions[].versionConsistency", "each container resolves its image tag when it is pulled: the digest is not pinned for every container of the task at task start"),
+    h("containerDefinitions[].hostname", "the container's hostname"),
+    h("containerDefinitions[].user", "the user the process runs as (default the image's)"),
+    h("containerDefinitions[].workingDirectory", "the process's working directory (default the image's)"),
+    na("containerDefinitions[].disableNetworking", "the container still joins the task's network namespace"),
+    h("containerDefinitions[].privileged", "all capabilities and devices, no seccomp filter"),
+    h("containerDefinitions[].readonlyRootFilesystem", "the root file system is mounted read-only"),
+    h("containerDefinitions[].dnsServers", "the container's /etc/resolv.conf"),
+    h("containerDefinitions[].dnsSearchDomains", "the container's /etc/resolv.conf"),
+    h("containerDefinitions[].extraHosts", "lines of the container's /etc/hosts"),
+    h("containerDefinitions[].extraHosts[].hostname", "as extraHosts"),
+    h("containerDefinitions[].extraHosts[].ipAddress", "as extraHosts"),
+    h("containerDefinitions[].dockerSecurityOptions", "no-new-privileges").by_value(security_options),
+    h("containerDefinitions[].interactive", "stdin is kept open"),
+    h("containerDefinitions[].pseudoTerminal", "the process gets a terminal"),
+    h("containerDefinitions[].dockerLabels", "kept with the container; task metadata shows them as Labels"),
+    h("containerDefinitions[].ulimits", "resource limits of the process (above this host's hard limit: clamped, with a task warning)"),
+    h("containerDefinitions[].ulimits[].name", "as ulimits"),
+    h("containerDefinitions[].ulimits[].softLimit", "as ulimits"),
+    h("containerDefinitions[].ulimits[].hardLimit", "as ulimits"),
+    ld("containerDefinitions[].logConfiguration", "the output is kept on this host (`minifargate logs`) and the log driver is not used: nothing reaches CloudWatch Logs, Splunk or a FireLens router; task metadata shows the driver and options"),
+    ld("containerDefinitions[].logConfiguration.logDriver", "as logConfiguration"),
+    ld("containerDefinitions[].logConfiguration.options", "as logConfiguration"),
+    na("containerDefinitions[].logConfiguration.secretOptions", "not read: the log driver is not used"),
+    na("containerDefinitions[].logConfiguration.secretOptions[].name", "as secretOptions"),
+    na("containerDefinitions[].logConfiguration.secretOptions[].valueFrom", "as secretOptions"),
+    h("containerDefinitions[].healthCheck", "run in the container; container and task healthStatus as ECS reports them"),
+    h("containerDefinitions[].healthCheck.command", "as healthCheck"),
+    h("containerDefinitions[].healthCheck.interval", "as healthCheck"),
+    h("containerDefinitions[].healthCheck.timeout", "as healthCheck"),
+    h("containerDefinitions[].healthCheck.retries", "as healthCheck"),
+    h("containerDefinitions[].healthCheck.startPeriod", "as healthCheck"),
+    h("containerDefinitions[].systemControls", "namespaced sysctls (IPC, net.*) set in the container; others are refused before the task starts"),
+    h("containerDefinitions[].systemControls[].namespace", "as systemControls"),
+    h("containerDefinitions[].systemControls[].value", "as systemControls"),
+    na("containerDefinitions[].resourceRequirements", "no GPU or inference accelerator is assigned to the container"),
+    na("containerDefinitions[].resourceRequirements[].value", "as resourceRequirements"),
+    na("containerDefinitions[].resourceRequirements[].type", "as resourceRequirements"),
+    na("containerDefinitions[].firelensConfiguration", "no FireLens configuration is generated: the log router runs as an ordinary container and receives no logs"),
+    na("containerDefinitions[].firelensConfiguration.type", "as firelensConfiguration"),
+    na("containerDefinitions[].firelensConfiguration.options", "as firelensConfiguration"),
+    na("containerDefinitions[].credentialSpecs", "no Active Directory (gMSA) credentials are set up here"),
+];
+
+/// Every member of a RunTask request (`ecs::tasks::RunTaskRequest`, its `overrides`).
+pub static RUN_TASK: &[Row] = &[
+    h(
+        "cluster",
+        "the cluster the task is recorded in (`default` when absent)",
+    ),
+    h(
+        "taskDefinition",
+        "FAMILY, FAMILY:REVISION or an ARN (the CLI also takes file://)",
+    ),
+    h("count", "1 to 10 tasks"),
+    h("overrides", "see its members"),
+    h("overrides.containerOverrides", "see its members"),
+    h(
+        "overrides.containerOverrides[].name",
+        "the container overridden",
+    ),
+    h(
+        "overrides.containerOverrides[].command",
+        "replaces the container's command",
+    ),
+    h(
+        "overrides.containerOverrides[].environment",
+        "added to the container's environment, winning over it",
+    ),
+    h(
+        "overrides.containerOverrides[].environment[].name",
+        "as environment",
+    ),
+    h(
+        "overrides.containerOverrides[].environment[].value",
+        "as environment",
+    ),
+    na(
+        "overrides.containerOverrides[].environmentFiles",
+        "not read: only the task definition's environmentFiles are",
+    ),
+    h(
+        "overrides.containerOverrides[].cpu",
+        "replaces the container's cpu",
+    ),
+    h(
+        "overrides.containerOverrides[].memory",
+        "replaces the container's memory",
+    ),
+    h(
+        "overrides.containerOverrides[].memoryReservation",
+        "replaces the container's memoryReservation",
+    ),
+    na(
+        "overrides.containerOverrides[].resourceRequirements",
+        "no GPU or inference accelerator is assigned here",
+    ),
+    h("overrides.cpu", "replaces the task's cpu"),
+    h("overrides.memory", "replaces the task's memory"),
+    h(
+        "overrides.taskRoleArn",
+        "the role the credentials endpoint serves",
+    ),
+    na(
+        "overrides.executionRoleArn",
+        "secrets are read with the task definition's executionRoleArn",
+    ),
+    na(
+        "overrides.ephemeralStorage",
+        "the task's storage is not limited here",
+    ),
+    na(
+        "overrides.inferenceAcceleratorOverrides",
+        "no Elastic Inference accelerator is attached here",
+    ),
+    h(
+        "launchType",
+        "FARGATE applies the Fargate rules (PlatformTaskDefinitionIncompatibilityException) and is the task's launch type",
+    ),
+    h("startedBy", "recorded on the task"),
+    h("group", "recorded on the task (default family:NAME)"),
+    h("tags", "the task's tags"),
+    h("tags[].key", "as tags"),
+    h("tags[].value", "as tags"),
+    h(
+        "enableExecuteCommand",
+        "recorded on the task; `minifargate exec` works without it",
+    ),
+    ld(
+        "networkConfiguration",
+        "the subnet and security groups are recorded in the task's ENI attachment; the task's address comes from this host's bridge subnet and security groups are not enforced",
+    ),
+    na(
+        "capacityProviderStrategy",
+        "no capacity providers: the task runs on this host with the launch type it asks for",
+    ),
+    na(
+        "placementConstraints",
+        "one host: there is nowhere else to place the task",
+    ),
+    na(
+        "placementStrategy",
+        "one host: there is nowhere else to place the task",
+    ),
+    na(
+        "platformVersion",
+        "one platform: a FARGATE task reports platform version 1.4.0",
+    ),
+    na(
+        "propagateTags",
+        "the tags of the task definition or service are not copied to the task",
+    ),
+    na("referenceId", "not recorded"),
+    na(
+        "enableECSManagedTags",
+        "no aws:ecs: tags are added to the task",
+    ),
+    na(
+        "clientToken",
+        "requests are not idempotent here: a retried request starts another task",
+    ),
+    na(
+        "volumeConfigurations",
+        "no EBS volumes: a volume configured at launch is refused unless `--volume-map` serves it",
+    ),
+];
+
+// Value-dependent classes.
+
+fn network_mode(v: &Value) -> Option<(Class, String)> {
+    (v.as_str() == Some("bridge")).then(|| {
+        (
+            Class::LocalDifference,
+            "the task's containers share one network namespace (Docker gives each container \
+             its own, joined by links), so they also reach each other on localhost"
+                .to_string(),
+        )
+    })
+}
+
+/// This host's architecture in ECS's spelling.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X86_64",
+        "aarch64" => "ARM64",
+        other => other,
+    }
+}
+
+fn cpu_architecture(v: &Value) -> Option<(Class, String)> {
+    let want = v.as_str()?;
+    let host = host_architecture();
+    (want != host).then(|| {
+        (
+            Class::NotApplied,
+            format!(
+                "the images are pulled and run for this host's architecture ({host}), not {want}"
+            ),
+        )
+    })
+}
+
+fn os_family(v: &Value) -> Option<(Class, String)> {
+    let want = v.as_str()?;
+    (want != "LINUX").then(|| {
+        (
+            Class::NotApplied,
+            format!("{want} is not refused: the containers run as Linux containers on this host"),
+        )
+    })
+}
+
+fn security_options(v: &Value) -> Option<(Class, String)> {
+    let ignored: Vec<&str> = v
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|o| !matches!(*o, "no-new-privileges" | "no-new-privileges:true"))
+        .collect();
+    (!ignored.is_empty()).then(|| {
+        (
+            Class::NotApplied,
+            format!(
+                "{} not applied (only no-new-privileges is)",
+                ignored
+                    .iter()
+                    .map(|o| format!("{o:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+fn environment_file(v: &Value) -> Option<(Class, String)> {
+    let f = v.as_str()?;
+    Some(if f.starts_with("arn:") || f.starts_with("s3:") {
+        (
+            Class::Refused,
+            format!("{f} is in S3, which this host does not read yet; use a local path"),
+        )
+    } else {
+        (
+            Class::LocalDifference,
+            format!("{f} is read from this host's file system; ECS takes only S3 object ARNs here"),
+        )
+    })
+}
+
+fn volume_driver(v: &Value) -> Option<(Class, String)> {
+    let d = v.as_str()?;
+    (d != "local").then(|| {
+        (
+            Class::Refused,
+            format!("driver {d:?} is not available here; only the local driver is"),
+        )
+    })
+}
+
+fn driver_opts(v: &Value) -> Option<(Class, String)> {
+    let m = v.as_object()?;
+    let other: Vec<&str> = m
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "type" | "o" | "device"))
+        .collect();
+    let kind = m.get("type").and_then(Value::as_str);
+    if !other.is_empty() || !matches!(kind, None | Some("tmpfs" | "none")) {
+        return Some((
+            Class::Refused,
+            "only the local driver's type=tmpfs and type=none,o=bind,device=PATH are available here"
+                .to_string(),
+        ));
+    }
+    None
+}
+
+fn configured_at_launch(v: &Value) -> Option<(Class, String)> {
+    (v.as_bool() == Some(true)).then(|| {
+        (
+            Class::Refused,
+            "run-task has no volumeConfigurations here: the volume is refused unless \
+             `--volume-map NAME=/local/dir` serves it from a local directory"
+                .to_string(),
+        )
+    })
+}
+
+/// The row of a JSON path (`[]` for list elements).
+pub fn row(table: &'static [Row], path: &str) -> Option<&'static Row> {
+    table.iter().find(|r| r.path == path)
+}
+
+/// How many members of `table` are in each class.
+#[cfg(test)]
+pub fn counts(table: &[Row]) -> Vec<(Class, usize)> {
+    Class::ALL
+        .iter()
+        .map(|c| (*c, table.iter().filter(|r| r.class == *c).count()))
+        .collect()
+}
+
+/// A warning for every member present in `value` (a task definition or a RunTask request
+/// as JSON) that is not fully honoured. Below a member that was reported, its members of
+/// the same class are not reported again (one warning for `efsVolumeConfiguration`, not
+/// one per member of it).
+pub fn findings(table: &'static [Row], value: &Value) -> Vec<Finding> {
+    let mut out = Vec::new();
+    walk(table, value, &JsonPath::root(), "", None, &mut out);
+    // Whatever order serde_json keeps object members in, the same input warns the same way.
+    out.sort_by_cached_key(|f| f.path.to_string());
+    out
+}
+
+/// [`findings`] for a task definition.
+pub fn task_definition(def: &TaskDefinition) -> Vec<Finding> {
+    match serde_json::to_value(def) {
+        Ok(v) => findings(TASK_DEFINITION, &v),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn walk(
+    table: &'static [Row],
+    v: &Value,
+    at: &JsonPath,
+    generic: &str,
+    reported: Option<Class>,
+    out: &mut Vec<Finding>,
+) {
+    match v {
+        Value::Array(items) => {
+            let g = format!("{generic}[]");
+            for (i, item) in items.iter().enumerate() {
+                walk(table, item, &at.index(i), &g, reported, out);
+            }
+        }
+        Value::Object(members) => {
+            for (k, child) in members {
+                let g = if generic.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{generic}.{k}")
+                };
+                // Not a member (a key of a map such as dockerLabels): not walked.
+                let Some(r) = row(table, &g) else { continue };
+                let (class, reason) = match r.refine.and_then(|f| f(child)) {
+                    Some((c, why)) => (c, why),
+                    None => (r.class, r.note.to_string()),
+                };
+                let p = at.key(k);
+                let mut below = reported;
+                if let Some(rule) = class.rule()
+                    && reported != Some(class)
+                {
+                    out.push(Finding::warning(
+                        rule,
+                        p.clone(),
+                        format!("{}: {reason}", class.lead()),
+                    ));
+                    below = Some(class);
+                }
+                walk(table, child, &p, &g, below, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a finding's rule is one of this table's (`not-applied`, `local-difference`,
+/// `refused-here`).
+pub fn is_coverage_rule(rule: &str) -> bool {
+    Class::ALL.iter().any(|c| c.rule() == Some(rule))
+}
+
+/// Task warnings for [`findings`]: `PATH: MESSAGE`. Refused members are not among them:
+/// a task that has one is refused before it exists.
+pub fn task_warnings(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.rule != "refused-here")
+        .map(|f| format!("{}: {}", f.path, f.message))
+        .collect()
+}
+
+/// The parameter table of docs/taskdefs.md: member, class, what happens here.
+#[cfg(test)]
+pub fn markdown(table: &[Row]) -> String {
+    let mut s = String::from("| Member | Class | What happens here |\n|---|---|---|\n");
+    for r in table {
+        let note = if r.refine.is_some() {
+            format!("{} (other values: see the warning)", r.note)
+        } else {
+            r.note.to_string()
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            r.path,
+            r.class.label(),
+            note.replace('|', "\\|")
+        ));
+    }
+    s
+}
+
+/// Fails for a model member without a row, and for a row naming no model member (the
+/// tests of this module and of `ecs::tasks` for the RunTask request).
+#[cfg(test)]
+pub fn check_table(table: &[Row], members: Vec<String>) {
+    use std::collections::BTreeSet;
+    {
+        let model: BTreeSet<&str> = members.iter().map(String::as_str).collect();
+        let rows: Vec<&str> = table.iter().map(|r| r.path).collect();
+        let missing: Vec<&&str> = model.iter().filter(|p| !rows.contains(p)).collect();
+        assert!(
+            missing.is_empty(),
+            "members without a classification in taskdef::coverage: {missing:#?}"
+        );
+        let stale: Vec<&&str> = rows.iter().filter(|p| !model.contains(*p)).collect();
+        assert!(
+            stale.is_empty(),
+            "rows of taskdef::coverage naming no member of the model: {stale:#?}"
+        );
+        let unique: BTreeSet<&&str> = rows.iter().collect();
+        assert_eq!(unique.len(), rows.len(), "a member classified twice");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_definition_member_is_classified() {
+        check_table(
+            TASK_DEFINITION,
+            super::super::members::paths::<TaskDefinition>(),
+        );
+    }
+
+    #[test]
+    fn the_check_fails_on_a_missing_or_stale_row() {
+        let mut members = super::super::members::paths::<TaskDefinition>();
+        members.push("containerDefinitions[].brandNew".into());
+        assert!(std::panic::catch_unwind(|| check_table(TASK_DEFINITION, members)).is_err());
+        let members: Vec<String> = super::super::members::paths::<TaskDefinition>()
+            .into_iter()
+            .filter(|p| p != "pidMode")
+            .collect();
+        assert!(std::panic::catch_unwind(|| check_table(TASK_DEFINITION, members)).is_err());
+    }
+
+    fn warnings(json: &str) -> Vec<(String, &'static str, String)> {
+        let def: TaskDefinition = serde_json::from_str(json).unwrap();
+        task_definition(&def)
+            .into_iter()
+            .map(|f| (f.path.to_string(), f.rule, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn present_members_that_are_not_honoured_are_warned_about() {
+        let w = warnings(
+            r#"{"family":"a","pidMode":"task","ipcMode":"host","networkMode":"awsvpc",
+                "containerDefinitions":[{"name":"x","image":"busybox","memory":64,
+                  "dockerLabels":{"pidMode":"x"},
+                  "dockerSecurityOptions":["no-new-privileges","apparmor:x"],
+                  "logConfiguration":{"logDriver":"awslogs","options":{"a":"b"},
+                    "secretOptions":[{"name":"k","valueFrom":"arn:aws:ssm:x"}]}}],
+                "volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
+        );
+        let paths: Vec<(&str, &str)> = w.iter().map(|(p, r, _)| (p.as_str(), *r)).collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    "containerDefinitions[0].dockerSecurityOptions",
+                    "not-applied"
+                ),
+                (
+                    "containerDefinitions[0].logConfiguration",
+                    "local-difference"
+                ),
+                (
+                    "containerDefinitions[0].logConfiguration.secretOptions",
+                    "not-applied"
+                ),
+                ("ipcMode", "not-applied"),
+                ("pidMode", "not-applied"),
+                ("volumes[0].efsVolumeConfiguration", "refused-here"),
+            ]
+        );
+        assert!(w[0].2.contains("\"apparmor:x\" not applied"), "{}", w[0].2);
+        assert!(w[3].2.starts_with("not applied here: "), "{}", w[3].2);
+        // Honoured values of value-dependent members say nothing.
+        assert!(
+            warnings(
+                r#"{"networkMode":"awsvpc","containerDefinitions":[{"dockerSecurityOptions":
+                ["no-new-privileges"],"environmentFiles":[{"value":"arn:aws:s3:::b/a.env","type":"s3"}]}]}"#
+            ) == [(
+                "containerDefinitions[0].environmentFiles[0].value".to_string(),
+                "refused-here",
+                "refused here by run-task: arn:aws:s3:::b/a.env is in S3, which this host does \
+                 not read yet; use a local path"
+                    .to_string()
+            )]
+        );
+        let bridge = warnings(r#"{"networkMode":"bridge"}"#);
+        assert_eq!(bridge[0].1, "local-difference");
+        assert!(warnings(r#"{"runtimePlatform":{"operatingSystemFamily":"LINUX"}}"#).is_empty());
+        let win =
+            warnings(r#"{"runtimePlatform":{"operatingSystemFamily":"WINDOWS_SERVER_2022_CORE"}}"#);
+        assert_eq!(win[0].0, "runtimePlatform.operatingSystemFamily");
+    }
+
+    #[test]
+    fn task_warnings_leave_out_refusals() {
+        let def: TaskDefinition = serde_json::from_str(
+            r#"{"pidMode":"host","volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
+        )
+        .unwrap();
+        let w = task_warnings(&task_definition(&def));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("pidMode: not applied here: "), "{w:?}");
+    }
+
+    /// docs/taskdefs.md holds the rendered tables between markers; `UPDATE_DOCS=1` rewrites
+    /// them.
+    #[test]
+    fn docs_parameter_table_is_the_coverage_table() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/taskdefs.md");
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut want = text.clone();
+        for (name, table) in [("task-definition", TASK_DEFINITION), ("run-task", RUN_TASK)] {
+            let begin = format!("<!-- coverage:{name}:begin -->\n");
+            let end = format!("<!-- coverage:{name}:end -->");
+            let (Some(b), Some(e)) = (want.find(&begin), want.find(&end)) else {
+                panic!("docs/taskdefs.md lacks the markers {begin:?} and {end:?}");
+            };
+            let counts = counts(table)
+                .into_iter()
+                .map(|(c, n)| format!("{} {n}", c.label()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let body = format!("{}\n{counts}.\n", markdown(table));
+            want.replace_range(b + begin.len()..e, &body);
+        }
+        if want != text {
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                std::fs::write(file, &want).unwrap();
+            } else {
+                panic!(
+                    "docs/taskdefs.md's parameter tables differ from taskdef::coverage; \
+                     run `UPDATE_DOCS=1 cargo test --bin minifargate taskdef::coverage` to \
+                     rewrite them"
+                );
+            }
+        }
+    }
+}
