@@ -81,6 +81,74 @@ fn hello_runs_to_completion_through_the_aws_cli() {
     assert_eq!(stopped["taskArns"], serde_json::json!([arn]));
 }
 
+/// Members this host does not apply: placementConstraints and credentialSpecs in the task
+/// definition, referenceId and enableECSManagedTags in the request; awslogs is a local
+/// difference (the output stays on this host).
+const NOT_APPLIED: &str = r#"{"family":"not-applied","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "placementConstraints":[{"type":"memberOf","expression":"attribute:ecs.instance-type =~ t3.*"}],
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"command":["echo","hi"],
+    "credentialSpecs":["credentialspecdomainless:arn:aws:ssm:us-east-1:000000000000:parameter/gmsa"],
+    "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"/ecs/x",
+      "awslogs-region":"us-east-1","awslogs-stream-prefix":"x"}}}]}"#;
+
+/// The warnings a task carries, as the task `attributes` named `minifargate.warning`.
+fn warning_attributes(t: &serde_json::Value) -> Vec<String> {
+    t["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["name"] == "minifargate.warning")
+        .map(|a| a["value"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn members_not_applied_are_task_warnings_the_aws_cli_shows() {
+    let api = Api::start();
+    let def = api.file("not-applied.json", NOT_APPLIED);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "not-applied",
+        "--reference-id",
+        "ref-1",
+        "--enable-ecs-managed-tags",
+    ]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+    let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
+    // The AWS CLI drops minifargateWarnings (its model has no such member)...
+    assert!(t.get("minifargateWarnings").is_none(), "{t:#}");
+    // ...and prints the attributes.
+    let shown = warning_attributes(t);
+    for want in [
+        "placementConstraints: not applied here: one host",
+        "containerDefinitions[0].credentialSpecs: not applied here: no Active Directory",
+        "containerDefinitions[0].logConfiguration: honoured with a local difference: the \
+         output is kept on this host",
+        "referenceId: not applied here",
+        "enableECSManagedTags: not applied here: no aws:ecs: tags",
+        // The AWS CLI sends an idempotency token with every RunTask.
+        "clientToken: not applied here: the idempotency token is not checked",
+    ] {
+        assert!(
+            shown.iter().any(|w| w.starts_with(want)),
+            "no warning {want:?} in {shown:#?}"
+        );
+    }
+    assert_eq!(shown.len(), 6, "{shown:#?}");
+    // The task still ran as asked.
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+
+    // The minifargate CLI shows the same warnings, in both places.
+    let cli = &api.mf_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
+    assert_eq!(warning_attributes(cli), shown);
+    let extra: Vec<String> = serde_json::from_value(cli["minifargateWarnings"].clone()).unwrap();
+    assert_eq!(extra, shown);
+}
+
 #[test]
 fn long_running_task_waits_stop_and_is_shared_with_the_cli() {
     let api = Api::start();

@@ -283,6 +283,59 @@ fn a_misspelt_member_is_refused_like_the_aws_cli() {
 }
 
 #[test]
+fn members_not_applied_here_are_warnings_naming_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("not-applied.json");
+    std::fs::write(
+        &f,
+        r#"{"family":"na","networkMode":"bridge","memory":"512","enableFaultInjection":true,
+            "placementConstraints":[{"type":"memberOf","expression":"attribute:ecs.os-type == linux"}],
+            "containerDefinitions":[{"name":"app","image":"busybox","dockerLabels":{"a":"b"},
+              "firelensConfiguration":{"type":"fluentbit"},
+              "dockerSecurityOptions":["no-new-privileges","label:type:x"]}],
+            "volumes":[{"name":"data","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
+    )
+    .unwrap();
+    let out = run(dir.path(), &["validate", f.to_str().unwrap()]);
+    // Warnings do not fail: ECS accepts every one of these.
+    ok(&out);
+    let err = stderr(&out);
+    for want in [
+        "warning: enableFaultInjection: not applied here: the task metadata endpoint has no \
+         fault-injection paths [not-applied]",
+        "warning: placementConstraints: not applied here: one host",
+        "warning: networkMode: honoured with a local difference: the task's containers share \
+         one network namespace",
+        "warning: containerDefinitions[0].firelensConfiguration: not applied here",
+        "warning: containerDefinitions[0].dockerSecurityOptions: not applied here: \"label:type:x\" \
+         not applied (only no-new-privileges is) [not-applied]",
+        "warning: volumes[0].efsVolumeConfiguration: refused here by run-task: EFS is not \
+         reachable from this host",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    // One warning for the EFS volume, not one per member of it; none for what is honoured.
+    assert!(!err.contains("fileSystemId"), "{err}");
+    assert!(!err.contains("dockerLabels"), "{err}");
+    let doc = json(ok(&run(
+        dir.path(),
+        &["validate", f.to_str().unwrap(), "--output", "json"],
+    )));
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["warnings"], 6, "{doc:#}");
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "volumes[0].efsVolumeConfiguration")
+        .unwrap();
+    assert_eq!(
+        (&f["severity"], &f["rule"]),
+        (&"warning".into(), &"refused-here".into())
+    );
+}
+
+#[test]
 fn register_describe_list_deregister_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");

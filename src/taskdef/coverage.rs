@@ -427,7 +427,7 @@ pub static RUN_TASK: &[Row] = &[
     ),
     na(
         "clientToken",
-        "requests are not idempotent here: a retried request starts another task",
+        "the idempotency token is not checked (the AWS CLI and SDKs send one with every RunTask): a retried request starts another task",
     ),
     na(
         "volumeConfigurations",
