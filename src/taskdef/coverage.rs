@@ -142,7 +142,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("family", "names the family; revisions are kept as ECS keeps them"),
     h("taskRoleArn", "the credentials endpoint (169.254.170.2) serves the role's credentials, assumed with STS from this host's credentials"),
     ld("executionRoleArn", "used to read `secrets` (assumed with STS, as the ECS agent does); image pulls use this host's credentials, not the role's"),
-    h("networkMode", "awsvpc: one network namespace per task with its own address on a local bridge; host: the host's; none: loopback only").by_value(network_mode),
+    h("networkMode", "awsvpc: one network namespace per task with its own address on a local bridge; host: the host's; none: loopback only; bridge: a local difference, the task's containers share one network namespace").by_value(network_mode),
     h("containerDefinitions", "the task's containers, started in dependsOn order"),
     h("volumes", "see its members"),
     h("volumes[].name", "the name mountPoints refer to"),
@@ -151,8 +151,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("volumes[].dockerVolumeConfiguration", "a local volume: scope task is removed with the task, scope shared is kept under <root>/volumes"),
     h("volumes[].dockerVolumeConfiguration.scope", "task or shared, as above"),
     h("volumes[].dockerVolumeConfiguration.autoprovision", "a missing shared volume is created only with autoprovision, else run-task refuses it"),
-    h("volumes[].dockerVolumeConfiguration.driver", "the local driver").by_value(volume_driver),
-    h("volumes[].dockerVolumeConfiguration.driverOpts", "the local driver's type=tmpfs and type=none,o=bind,device=PATH").by_value(driver_opts),
+    h("volumes[].dockerVolumeConfiguration.driver", "the local driver; run-task refuses any other").by_value(volume_driver),
+    h("volumes[].dockerVolumeConfiguration.driverOpts", "the local driver's type=tmpfs and type=none,o=bind,device=PATH; run-task refuses other options").by_value(driver_opts),
     na("volumes[].dockerVolumeConfiguration.labels", "volumes here are directories, which carry no labels"),
     rf("volumes[].efsVolumeConfiguration", EFS),
     rf("volumes[].efsVolumeConfiguration.fileSystemId", EFS),
@@ -168,14 +168,14 @@ pub static TASK_DEFINITION: &[Row] = &[
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig", FSX),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.credentialsParameter", FSX),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.domain", FSX),
-    h("volumes[].configuredAtLaunch", "false: an ordinary volume").by_value(configured_at_launch),
+    h("volumes[].configuredAtLaunch", "false: an ordinary volume; true: run-task refuses the volume unless `--volume-map` serves it").by_value(configured_at_launch),
     na("placementConstraints", "one host: there is nowhere else to place the task, so the constraint is not evaluated"),
     na("placementConstraints[].type", "as placementConstraints"),
     na("placementConstraints[].expression", "as placementConstraints"),
     h("requiresCompatibilities", "FARGATE applies the Fargate rules and makes FARGATE the task's launch type"),
     h("runtimePlatform", "see its members"),
-    h("runtimePlatform.cpuArchitecture", "images are pulled for this host's architecture, which this value names").by_value(cpu_architecture),
-    h("runtimePlatform.operatingSystemFamily", "LINUX: the containers run on this Linux host").by_value(os_family),
+    na("runtimePlatform.cpuArchitecture", "images are pulled and run for this host's architecture, whatever this names (no emulation); honoured when it names this host's").by_value(cpu_architecture),
+    na("runtimePlatform.operatingSystemFamily", "a Windows family is not refused: the containers run as Linux containers; LINUX is honoured").by_value(os_family),
     h("cpu", "the task cgroup's CPU limit (CFS quota = units / 1024 × period), as the ECS agent sets it"),
     h("memory", "the task cgroup's memory limit"),
     na("inferenceAccelerators", "no Elastic Inference accelerator is attached here"),
@@ -235,7 +235,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].environment[].name", "as environment"),
     h("containerDefinitions[].environment[].value", "as environment"),
     h("containerDefinitions[].environmentFiles", "KEY=VALUE lines under `environment`, as ECS reads them"),
-    h("containerDefinitions[].environmentFiles[].value", "the file").by_value(environment_file),
+    rf("containerDefinitions[].environmentFiles[].value", "an S3 object ARN, the only form ECS takes, is not read here: run-task refuses it; a local path is read from this host's file system instead (a local difference)").by_value(environment_file),
     h("containerDefinitions[].environmentFiles[].type", "s3, the only type"),
     h("containerDefinitions[].mountPoints", "bind mounts of the task's volumes"),
     h("containerDefinitions[].mountPoints[].sourceVolume", "as mountPoints"),
@@ -280,7 +280,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].extraHosts", "lines of the container's /etc/hosts"),
     h("containerDefinitions[].extraHosts[].hostname", "as extraHosts"),
     h("containerDefinitions[].extraHosts[].ipAddress", "as extraHosts"),
-    h("containerDefinitions[].dockerSecurityOptions", "no-new-privileges").by_value(security_options),
+    na("containerDefinitions[].dockerSecurityOptions", "only no-new-privileges is applied; apparmor:, label: and seccomp: options are not").by_value(security_options),
     h("containerDefinitions[].interactive", "stdin is kept open"),
     h("containerDefinitions[].pseudoTerminal", "the process gets a terminal"),
     h("containerDefinitions[].dockerLabels", "kept with the container; task metadata shows them as Labels"),
@@ -460,7 +460,12 @@ pub fn host_architecture() -> &'static str {
 fn cpu_architecture(v: &Value) -> Option<(Class, String)> {
     let want = v.as_str()?;
     let host = host_architecture();
-    (want != host).then(|| {
+    Some(if want == host {
+        (
+            Class::Honoured,
+            format!("{want} is this host's architecture"),
+        )
+    } else {
         (
             Class::NotApplied,
             format!(
@@ -472,7 +477,12 @@ fn cpu_architecture(v: &Value) -> Option<(Class, String)> {
 
 fn os_family(v: &Value) -> Option<(Class, String)> {
     let want = v.as_str()?;
-    (want != "LINUX").then(|| {
+    Some(if want == "LINUX" {
+        (
+            Class::Honoured,
+            "the containers run on this Linux host".to_string(),
+        )
+    } else {
         (
             Class::NotApplied,
             format!("{want} is not refused: the containers run as Linux containers on this host"),
@@ -487,19 +497,20 @@ fn security_options(v: &Value) -> Option<(Class, String)> {
         .filter_map(Value::as_str)
         .filter(|o| !matches!(*o, "no-new-privileges" | "no-new-privileges:true"))
         .collect();
-    (!ignored.is_empty()).then(|| {
-        (
-            Class::NotApplied,
-            format!(
-                "{} not applied (only no-new-privileges is)",
-                ignored
-                    .iter()
-                    .map(|o| format!("{o:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    })
+    if ignored.is_empty() {
+        return Some((Class::Honoured, "no-new-privileges is applied".to_string()));
+    }
+    Some((
+        Class::NotApplied,
+        format!(
+            "{} not applied (only no-new-privileges is)",
+            ignored
+                .iter()
+                .map(|o| format!("{o:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
 }
 
 fn environment_file(v: &Value) -> Option<(Class, String)> {
@@ -659,7 +670,7 @@ pub fn markdown(table: &[Row]) -> String {
     let mut s = String::from("| Member | Class | What happens here |\n|---|---|---|\n");
     for r in table {
         let note = if r.refine.is_some() {
-            format!("{} (other values: see the warning)", r.note)
+            format!("{} (the class depends on the value)", r.note)
         } else {
             r.note.to_string()
         };
