@@ -224,6 +224,12 @@ pub fn create_task(
     let launch_type = launch_type(req, &def);
     // Ref: RunTask refuses a network configuration for a task that is not awsvpc.
     let mode = network_mode(&def, &launch_type);
+    if def.network_mode.is_none() && mode == NetworkMode::Bridge {
+        warnings.push(format!(
+            "networkMode: {}",
+            crate::taskdef::coverage::implicit_bridge()
+        ));
+    }
     if req.network_configuration.is_some() && mode != NetworkMode::Awsvpc {
         return Err(LaunchError::NetworkConfigurationNotAwsvpc {
             mode: mode.to_string(),

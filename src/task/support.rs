@@ -45,7 +45,7 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     // Nothing silent: what `validate` says this host does not honour, the task says too.
-    let warnings = coverage::task_warnings(&coverage::task_definition(def));
+    let warnings = coverage::task_warnings(&coverage::members(def));
     super::secrets::wanted(def)?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let mut from_files = Vec::new();

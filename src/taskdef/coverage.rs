@@ -438,14 +438,7 @@ pub static RUN_TASK: &[Row] = &[
 // Value-dependent classes.
 
 fn network_mode(v: &Value) -> Option<(Class, String)> {
-    (v.as_str() == Some("bridge")).then(|| {
-        (
-            Class::LocalDifference,
-            "the task's containers share one network namespace (Docker gives each container \
-             its own, joined by links), so they also reach each other on localhost"
-                .to_string(),
-        )
-    })
+    (v.as_str() == Some("bridge")).then(|| (Class::LocalDifference, BRIDGE.to_string()))
 }
 
 /// This host's architecture in ECS's spelling.
@@ -593,13 +586,48 @@ pub fn findings(table: &'static [Row], value: &Value) -> Vec<Finding> {
     out
 }
 
-/// [`findings`] for a task definition.
-pub fn task_definition(def: &TaskDefinition) -> Vec<Finding> {
+/// [`findings`] for the members a task definition has.
+pub fn members(def: &TaskDefinition) -> Vec<Finding> {
     match serde_json::to_value(def) {
         Ok(v) => findings(TASK_DEFINITION, &v),
         Err(_) => Vec::new(),
     }
 }
+
+/// What `validate` says: [`members`], and the bridge mode a definition gets on EC2 without
+/// a `networkMode` (a task launched as FARGATE gets awsvpc instead, so at run time the
+/// launch decides: [`implicit_bridge`]).
+pub fn task_definition(def: &TaskDefinition) -> Vec<Finding> {
+    let mut out = members(def);
+    let fargate = def
+        .requires_compatibilities
+        .iter()
+        .flatten()
+        .any(|c| *c == super::model::Compatibility::Fargate);
+    if def.network_mode.is_none() && !fargate {
+        out.push(Finding::warning(
+            "local-difference",
+            JsonPath::root().key("networkMode"),
+            implicit_bridge(),
+        ));
+        out.sort_by_cached_key(|f| f.path.to_string());
+    }
+    out
+}
+
+/// The warning for a task that runs in bridge mode because its definition names none
+/// (ECS's default on EC2). Ref: ecs.json `RegisterTaskDefinitionRequest.networkMode`.
+pub fn implicit_bridge() -> String {
+    format!(
+        "{}: absent, so bridge (ECS's default on EC2): {}",
+        Class::LocalDifference.lead(),
+        BRIDGE
+    )
+}
+
+const BRIDGE: &str = "the task's containers share one network namespace (Docker gives each \
+                      container its own, joined by links), so they also reach each other on \
+                      localhost";
 
 fn walk(
     table: &'static [Row],
@@ -733,7 +761,7 @@ mod tests {
 
     fn warnings(json: &str) -> Vec<(String, &'static str, String)> {
         let def: TaskDefinition = serde_json::from_str(json).unwrap();
-        task_definition(&def)
+        members(&def)
             .into_iter()
             .map(|f| (f.path.to_string(), f.rule, f.message))
             .collect()
@@ -795,12 +823,31 @@ mod tests {
     }
 
     #[test]
+    fn an_absent_network_mode_is_bridge_outside_fargate() {
+        let warnings = |json: &str| -> Vec<(String, &'static str, String)> {
+            task_definition(&serde_json::from_str(json).unwrap())
+                .into_iter()
+                .map(|f| (f.path.to_string(), f.rule, f.message))
+                .collect()
+        };
+        let w = warnings(r#"{"family":"a"}"#);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            (w[0].0.as_str(), w[0].1),
+            ("networkMode", "local-difference")
+        );
+        assert!(w[0].2.contains("absent, so bridge"), "{w:?}");
+        assert!(warnings(r#"{"requiresCompatibilities":["FARGATE"]}"#).is_empty());
+        assert!(warnings(r#"{"networkMode":"awsvpc"}"#).is_empty());
+    }
+
+    #[test]
     fn task_warnings_leave_out_refusals() {
         let def: TaskDefinition = serde_json::from_str(
             r#"{"pidMode":"host","volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
         )
         .unwrap();
-        let w = task_warnings(&task_definition(&def));
+        let w = task_warnings(&members(&def));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].starts_with("pidMode: not applied here: "), "{w:?}");
     }
