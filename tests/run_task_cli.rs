@@ -504,6 +504,70 @@ fn clusters_like_ecs_and_table_output() {
 /// A health check command with neither CMD nor CMD-SHELL first registers (with a warning)
 /// and runs whole in exec form, as on Fargate (aws-observability/aws-otel-community#1320):
 /// the container turns HEALTHY once the file the check looks for exists.
+/// Nothing silent: what the task definition and the overrides ask for that this host does
+/// not do is on the task, printed by run-task and shown by describe-tasks, and the task
+/// runs all the same.
+#[test]
+fn run_task_warns_about_what_it_does_not_apply() {
+    let env = Env::new();
+    // No networkMode: bridge on EC2, where this host's containers share one namespace.
+    let td = env.taskdef(
+        "not-applied",
+        &format!(
+            r#"{{"family":"not-applied","memory":"128","inferenceAccelerators":[
+              {{"deviceName":"d0","deviceType":"eia2.medium"}}],
+            "containerDefinitions":[{{"name":"app","image":"{BUSYBOX}","essential":true,
+              "disableNetworking":true,"command":["echo","ran"]}}]}}"#
+        ),
+    );
+    let out = env.run(&[
+        "run-task",
+        "--task-definition",
+        &td,
+        "--overrides",
+        r#"{"executionRoleArn":"arn:aws:iam::000000000000:role/exec"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("app | ran"), "{}", stdout(&out));
+    let want = [
+        "containerDefinitions[0].disableNetworking: not applied here: the container still joins \
+         the task's network namespace",
+        "inferenceAccelerators: not applied here: no Elastic Inference accelerator",
+        "networkMode: honoured with a local difference: absent, so bridge (ECS's default on EC2)",
+        "overrides.executionRoleArn: not applied here: secrets are read with the task \
+         definition's executionRoleArn",
+    ];
+    let err = stderr(&out);
+    for w in want {
+        // Once each: the registration's findings are not repeated beside the task's.
+        assert_eq!(
+            err.matches(&format!("warning: {w}")).count(),
+            1,
+            "{w:?} in:\n{err}"
+        );
+    }
+    let v = env.json(&["list-tasks", "--desired-status", "STOPPED"]);
+    let t = env.describe(&id_of(v["taskArns"][0].as_str().unwrap()), &[]);
+    let recorded: Vec<String> = serde_json::from_value(t["minifargateWarnings"].clone()).unwrap();
+    assert_eq!(recorded.len(), want.len(), "{recorded:#?}");
+    for w in want {
+        assert!(
+            recorded.iter().any(|got| got.starts_with(w)),
+            "{w:?} not in {recorded:#?}"
+        );
+    }
+    let attributes: Vec<&str> = t["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["name"], "minifargate.warning");
+            a["value"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(attributes, recorded);
+}
+
 #[test]
 fn exec_form_health_check_runs_the_whole_list() {
     let env = Env::new();

@@ -268,7 +268,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].dependsOn[].condition", "as dependsOn"),
     h("containerDefinitions[].startTimeout", "how long a dependency may take"),
     h("containerDefinitions[].stopTimeout", "SIGTERM, then SIGKILL after this many seconds (default 30)"),
-    na("containerDefinitions[].versionConsistency", "each container resolves its image tag when it is pulled: the digest is not pinned for every container of the task at task start"),
+    na("containerDefinitions[].versionConsistency", "each container resolves its image tag when it is pulled: the digest is not pinned for every container of the task at task start; disabled is honoured").by_value(version_consistency),
     h("containerDefinitions[].hostname", "the container's hostname"),
     h("containerDefinitions[].user", "the user the process runs as (default the image's)"),
     h("containerDefinitions[].workingDirectory", "the process's working directory (default the image's)"),
@@ -521,6 +521,15 @@ fn environment_file(v: &Value) -> Option<(Class, String)> {
     })
 }
 
+fn version_consistency(v: &Value) -> Option<(Class, String)> {
+    (v.as_str() == Some("disabled")).then(|| {
+        (
+            Class::Honoured,
+            "the tag is resolved when each image is pulled".to_string(),
+        )
+    })
+}
+
 fn volume_driver(v: &Value) -> Option<(Class, String)> {
     let d = v.as_str()?;
     (d != "local").then(|| {
@@ -653,6 +662,11 @@ fn walk(
                 };
                 // Not a member (a key of a map such as dockerLabels): not walked.
                 let Some(r) = row(table, &g) else { continue };
+                // Unset, as the parser reads it (`null`, `""`, `[]`, `{}`), or `false`: ECS's
+                // default, which is what happens here too (`disableNetworking: false`).
+                if is_unset(child) {
+                    continue;
+                }
                 let (class, reason) = match r.refine.and_then(|f| f(child)) {
                     Some((c, why)) => (c, why),
                     None => (r.class, r.note.to_string()),
@@ -680,6 +694,16 @@ fn walk(
 /// `refused-here`).
 pub fn is_coverage_rule(rule: &str) -> bool {
     Class::ALL.iter().any(|c| c.rule() == Some(rule))
+}
+
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
 }
 
 /// Task warnings for [`findings`]: `PATH: MESSAGE`. Refused members are not among them:
@@ -820,6 +844,20 @@ mod tests {
         let win =
             warnings(r#"{"runtimePlatform":{"operatingSystemFamily":"WINDOWS_SERVER_2022_CORE"}}"#);
         assert_eq!(win[0].0, "runtimePlatform.operatingSystemFamily");
+    }
+
+    #[test]
+    fn unset_and_false_members_are_ecs_defaults() {
+        assert!(
+            warnings(
+                r#"{"networkMode":"awsvpc","enableFaultInjection":false,"placementConstraints":[],
+                "containerDefinitions":[{"disableNetworking":false,"versionConsistency":"disabled",
+                  "resourceRequirements":[]}]}"#
+            )
+            .is_empty()
+        );
+        let w = warnings(r#"{"containerDefinitions":[{"disableNetworking":true}]}"#);
+        assert_eq!(w[0].0, "containerDefinitions[0].disableNetworking");
     }
 
     #[test]
