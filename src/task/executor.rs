@@ -18,7 +18,7 @@ use crate::store::{
     StoreError, TaskRow,
 };
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
-use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
+use rootfs_cache::{ImageRecord, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -664,11 +664,17 @@ impl Executor {
             rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
         // The registry client (TLS roots, config) is only built when something is pulled.
         let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
-        let platform = Platform::host();
+        // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
+        let platform = super::platform::wanted_platform(&self.task.definition);
         for idx in 0..self.slots.len() {
             let t0 = now_us();
             let image = self.slots[idx].row.image.clone();
-            let cached = find_image(&images, &image);
+            // A cached image of another platform (pulled for another task) is not this one:
+            // `missing` pulls the right one (`never` reports the mismatch below).
+            let cached = find_image(&images, &image).filter(|rec| {
+                self.opts.pull == PullPolicy::Never
+                    || super::platform::image_mismatch(&image, &rec.platform, &platform).is_none()
+            });
             let rec = match (self.opts.pull, cached) {
                 (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => rec,
                 (PullPolicy::Never, None) => {
@@ -693,6 +699,11 @@ impl Executor {
                         .map_err(|e| fail(idx, &error_chain(&e)))?
                 }
             };
+            // An image whose config says another architecture would fail with ENOEXEC
+            // (or run under emulation unasked): refused by name before anything runs.
+            if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &platform) {
+                return Err(fail(idx, &why));
+            }
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
             self.slots[idx].image = Some(rec);
             self.phase(Some(idx), "pull", t0);

@@ -11,6 +11,7 @@ pub mod health;
 pub mod launch;
 pub mod metadata;
 pub mod network;
+pub mod platform;
 pub mod reconcile;
 pub mod resources;
 pub mod restart;

@@ -18,6 +18,9 @@ pub enum SupportError {
     S3EnvironmentFile { idx: usize, value: String },
     #[error(transparent)]
     Setting(#[from] super::spec::SpecBuildError),
+    /// A runtimePlatform this host cannot run (refused before anything of the task exists).
+    #[error(transparent)]
+    Platform(#[from] super::platform::PlatformError),
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
         idx: usize,
@@ -45,6 +48,7 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     let warnings = Vec::new();
     super::secrets::wanted(def)?;
+    super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let mut from_files = Vec::new();
         for f in c.environment_files.iter().flatten() {
