@@ -197,6 +197,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             .transpose()?,
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
         follow: !a.detach,
+        deployment: None,
     };
     let started = match ecs_tasks::run_task(&g.ecs(), req, local) {
         Ok(started) => started,

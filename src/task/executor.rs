@@ -662,46 +662,25 @@ impl Executor {
             |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
         let images =
             rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
-        // The registry client (TLS roots, config) is only built when something is pulled.
-        let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
-        // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
-        let platform = super::platform::wanted_platform(&self.task.definition);
+        let mut get = ImageGetter {
+            images,
+            puller: None,
+            // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
+            platform: super::platform::wanted_platform(&self.task.definition),
+            policy: self.opts.pull,
+            root: self.opts.root.clone(),
+            config: self.opts.config.clone(),
+        };
         for idx in 0..self.slots.len() {
             let t0 = now_us();
             let image = self.slots[idx].row.image.clone();
-            // A cached image of another platform (pulled for another task) is not this one:
-            // `missing` pulls the right one (`never` reports the mismatch below).
-            let cached = find_image(&images, &image).filter(|rec| {
-                self.opts.pull == PullPolicy::Never
-                    || super::platform::image_mismatch(&image, &rec.platform, &platform).is_none()
-            });
-            let rec = match (self.opts.pull, cached) {
-                (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => rec,
-                (PullPolicy::Never, None) => {
-                    return Err(fail(
-                        idx,
-                        &format!(
-                            "{image}: not in the local image cache and --pull never was given \
-                             (run `minifargate pull {image}`)"
-                        ),
-                    ));
-                }
-                _ => {
-                    if puller.is_none() {
-                        puller = Some(
-                            make_puller(&self.opts.root, self.opts.config.as_deref())
-                                .map_err(|e| fail(idx, &error_chain(e.as_ref())))?,
-                        );
-                    }
-                    let (p, rt) = puller.as_ref().expect("set above");
-                    tracing::info!(task_id = %self.task.id, %image, "pulling");
-                    rt.block_on(p.pull(&image, &platform, Arc::new(rootfs_cache::pull::Quiet)))
-                        .map_err(|e| fail(idx, &error_chain(&e)))?
-                }
-            };
+            let rec = self
+                .resolve_image(idx, &image, &mut get)
+                .map_err(|e| fail(idx, &e))?;
             // An image whose config says another architecture would fail with ENOEXEC
             // (or run under emulation unasked): refused by name before anything runs.
-            if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &platform) {
+            if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &get.platform)
+            {
                 return Err(fail(idx, &why));
             }
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
@@ -714,6 +693,58 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// Container `idx`'s image. With versionConsistency (ECS's default) the tag resolves
+    /// once per image scope (a service deployment, one RunTask call): the first task to
+    /// get the image pins the digest the tag named (the index's, for a multi-platform
+    /// image), and every other task of the scope runs that digest even if the tag moved.
+    /// `disabled` takes the tag as it is at each task's start.
+    /// Ref: ecs.json `ContainerDefinition.versionConsistency`, `ContainerImage`;
+    /// docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html
+    /// (Container image resolution).
+    fn resolve_image(
+        &mut self,
+        idx: usize,
+        image: &str,
+        get: &mut ImageGetter,
+    ) -> Result<ImageRecord, String> {
+        use crate::taskdef::model::VersionConsistency;
+        let name = self.slots[idx].row.name.clone();
+        let by_digest = rootfs_cache::pull::parse_reference(image)
+            .map(|r| r.digest().is_some())
+            .unwrap_or(false);
+        let scope = self
+            .task
+            .image_scope
+            .clone()
+            .filter(|_| {
+                self.slots[idx].def.version_consistency != Some(VersionConsistency::Disabled)
+            })
+            .filter(|_| !by_digest);
+        let Some(scope) = scope else {
+            return get.get(image, None);
+        };
+        let pinned = self
+            .store
+            .with(|s| s.image_pin(&scope, &name))
+            .map_err(|e| error_chain(&e))?;
+        if let Some(d) = pinned {
+            return get.get(image, Some(&d));
+        }
+        let rec = get.get(image, None)?;
+        let top = rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string();
+        let winner = self
+            .store
+            .with(|s| s.pin_image(&scope, &name, &top))
+            .map_err(|e| error_chain(&e))?;
+        if winner == top {
+            return Ok(rec);
+        }
+        // Another task of the scope resolved the tag first, to another digest (the tag
+        // moved in between): run what it runs.
+        tracing::info!(task_id = %self.task.id, %image, digest = %winner, "taking the deployment's image digest");
+        get.get(image, Some(&winner))
     }
 
     fn dep_view(&self, idx: usize) -> Vec<Dep> {
@@ -1191,6 +1222,62 @@ fn write_with_phases(
     match r {
         Ok(()) => phases.clear(),
         Err(e) => tracing::error!(task_id, error = %error_chain(&e), "failed to {what}"),
+    }
+}
+
+/// Finds or pulls images for one task, by the pull policy; the registry client (TLS roots,
+/// config) is only built when something is pulled.
+struct ImageGetter {
+    images: rootfs_cache::Store,
+    puller: Option<(Puller, tokio::runtime::Runtime)>,
+    platform: rootfs_cache::Platform,
+    policy: PullPolicy,
+    root: PathBuf,
+    config: Option<PathBuf>,
+}
+
+impl ImageGetter {
+    /// `image`, or with `digest` the image that digest names (a manifest or an index,
+    /// picked for the platform); an error is the reason's text after the prefix.
+    fn get(&mut self, image: &str, digest: Option<&str>) -> Result<ImageRecord, String> {
+        let platform = &self.platform;
+        let fits = |rec: &ImageRecord| {
+            self.policy == PullPolicy::Never
+                || super::platform::image_mismatch(image, &rec.platform, platform).is_none()
+        };
+        let wanted = match digest {
+            Some(d) => format!("{image}@{d}"),
+            None => image.to_string(),
+        };
+        // A cached image of another platform (pulled for another task) is not this one:
+        // `missing` pulls the right one (`never` reports the mismatch). A pinned digest is
+        // found under the tag too while the tag still names it.
+        let cached = match digest {
+            None => find_image(&self.images, image).filter(fits),
+            Some(d) => find_image(&self.images, &wanted)
+                .into_iter()
+                .chain(find_image(&self.images, image))
+                .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
+        };
+        match (self.policy, cached) {
+            (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => Ok(rec),
+            (PullPolicy::Never, None) => Err(format!(
+                "{wanted}: not in the local image cache and --pull never was given \
+                 (run `minifargate pull {wanted}`)"
+            )),
+            _ => {
+                if self.puller.is_none() {
+                    self.puller = Some(
+                        make_puller(&self.root, self.config.as_deref())
+                            .map_err(|e| error_chain(e.as_ref()))?,
+                    );
+                }
+                let (p, rt) = self.puller.as_ref().expect("set above");
+                tracing::info!(image = %wanted, "pulling");
+                rt.block_on(p.pull(&wanted, platform, Arc::new(rootfs_cache::pull::Quiet)))
+                    .map_err(|e| error_chain(&e))
+            }
+        }
     }
 }
 
