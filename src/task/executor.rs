@@ -99,6 +99,9 @@ pub struct Executor {
     force_stop: bool,
     warnings: Vec<String>,
     volumes: TaskVolumes,
+    /// The task's own filesystem for writable layers and volumes (`super::ephemeral`),
+    /// when this host enforces ephemeralStorage.
+    ephemeral: Option<super::ephemeral::Ephemeral>,
     /// Secrets, the metadata and credentials endpoint (`super::metadata`).
     inside: super::metadata::Inside,
     /// Pays the cgroup migration lock's grace period ahead of the first container's
@@ -206,6 +209,7 @@ impl Executor {
             force_stop: false,
             warnings,
             volumes: TaskVolumes::default(),
+            ephemeral: None,
             inside: Default::default(),
             warmer: None,
             phases: Vec::new(),
@@ -578,6 +582,22 @@ impl Executor {
                 logs.display()
             ));
             return false;
+        }
+        if super::ephemeral::enforced() {
+            let t0 = now_us();
+            let made = super::ephemeral::Ephemeral::create(
+                &self.paths.dir,
+                super::ephemeral::size_gib(def),
+                self.slots.len(),
+            );
+            self.phase(None, "ephemeral", t0);
+            match made {
+                Ok(e) => self.ephemeral = Some(e),
+                Err(e) => {
+                    self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+                    return false;
+                }
+            }
         }
         let images = rootfs_cache::Store::open(&self.opts.root);
         for idx in 0..self.slots.len() {
@@ -1167,6 +1187,14 @@ impl Executor {
                 }
             }
         }
+        // The task's ephemeral storage after everything in it is unmounted; its image
+        // file is deleted with the scratch dirs.
+        if let Some(e) = self.ephemeral.take() {
+            match e.teardown() {
+                Ok(img) => scratch.push(img),
+                Err(e) => errors.push(error_chain(&e)),
+            }
+        }
         // The run dir (socket, pid file, runtime state) last, before STOPPED is written: a
         // STOPPED task has left nothing on the host, whoever looks. (Should this process die
         // in between, reconcile removes it with the rest of the task.)
@@ -1195,7 +1223,13 @@ impl Executor {
 /// STOPPED by then; its directory, and anything left in it, goes when it is pruned).
 pub fn remove_scratch(task_id: &str, dirs: &[PathBuf]) {
     for d in dirs {
-        if let Err(e) = std::fs::remove_dir_all(d) {
+        // A state dir, or the link to it in the ephemeral storage; or that storage's file.
+        let removed = if d.is_file() {
+            std::fs::remove_file(d)
+        } else {
+            std::fs::remove_dir_all(d)
+        };
+        if let Err(e) = removed {
             tracing::warn!(task_id, path = %d.display(), error = %e, "failed to remove a container's scratch dir");
         }
     }

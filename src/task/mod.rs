@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod deps;
+pub mod ephemeral;
 pub mod executor;
 pub mod health;
 pub mod launch;

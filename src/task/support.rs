@@ -46,8 +46,9 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// Checks `def` and resolves its local environment files into `environment` (which
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
     super::secrets::wanted(def)?;
+    warnings.extend(super::ephemeral::warning(def));
     super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let mut from_files = Vec::new();
