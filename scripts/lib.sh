@@ -3,7 +3,7 @@
 
 APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
 openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
-mount nftables tini"
+mount nftables tini qemu-user-static e2fsprogs"
 
 # Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
 # tests/common/services.rs looks for them here.
@@ -26,6 +26,7 @@ install_deps() {
         # shellcheck disable=SC2086
         apt-get install -y -q --no-install-recommends $missing </dev/null
     fi
+    register_binfmt
     if ! command -v cargo >/dev/null 2>&1; then
         if [ ! -x "$HOME/.cargo/bin/cargo" ]; then
             log "installing Rust with rustup"
@@ -34,6 +35,43 @@ install_deps() {
         fi
         PATH="$HOME/.cargo/bin:$PATH"; export PATH
     fi
+}
+
+# Register qemu-user-static's binfmt_misc handlers (runtimePlatform ARM64 on x86_64 and
+# the other way round, docs/images.md): binfmt_misc mounted, then Debian's own
+# registration of /usr/lib/binfmt.d/qemu-*.conf (flag F: the kernel opens the
+# interpreter now, so it also works inside a container's mount namespace). A package
+# install step, done once per boot; systemd does it at boot where it runs.
+register_binfmt() {
+    bm=/proc/sys/fs/binfmt_misc
+    [ -e "$bm/status" ] || mount -t binfmt_misc binfmt_misc "$bm" \
+        || die "cannot mount binfmt_misc at $bm (is the binfmt_misc module available?)"
+    for conf in /usr/lib/binfmt.d/qemu-*.conf; do
+        [ -e "$conf" ] || continue
+        name="$(cut -d: -f2 "$conf")"
+        [ -e "$bm/$name" ] && continue
+        if [ -x /usr/lib/systemd/systemd-binfmt ]; then
+            /usr/lib/systemd/systemd-binfmt "$conf" || die "systemd-binfmt $conf failed"
+        else
+            cat "$conf" >"$bm/register" || die "cannot register $conf"
+        fi
+    done
+    [ -e "$bm/qemu-aarch64" ] || [ "$(uname -m)" = aarch64 ] \
+        || die "no qemu-aarch64 binfmt_misc handler after registration"
+}
+
+# fetch_arm64_busybox DIR: Debian's busybox-static for arm64 unpacked into DIR (DIR/bin/
+# busybox), with apt from the configured mirror, as scripts/release fetches its arm64
+# packages. The tests' arm64 image (tests/run_task_platform.rs) is built from it.
+fetch_arm64_busybox() {
+    out="$1"
+    [ -x "$out/bin/busybox" ] && return 0
+    dpkg --print-foreign-architectures | grep -qx arm64 || {
+        dpkg --add-architecture arm64; apt-get update -q </dev/null; }
+    rm -rf "$out" "$out.dl"; mkdir -p "$out.dl"
+    (cd "$out.dl" && apt-get download -q busybox-static:arm64 </dev/null)
+    dpkg-deb -x "$out.dl"/busybox-static_*_arm64.deb "$out"
+    rm -rf "$out.dl"
 }
 
 # A Python venv with moto[server] (the ECR API for the ECR test) from PyPI. A venv,

@@ -246,7 +246,10 @@ fn launch(
             network_configuration,
             ..Default::default()
         },
-        Local::default(),
+        Local {
+            deployment: Some(d.id.clone()),
+            ..Default::default()
+        },
     )?;
     for w in &started.warnings {
         tracing::warn!(service = %s.name, warning = %w.message, "service task");

@@ -198,6 +198,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             .transpose()?,
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
         follow: !a.detach,
+        deployment: None,
     };
     let name = match req.task_definition.strip_prefix("file://") {
         Some(_) => crate::taskdef::Source::from_arg(&req.task_definition).display_name(),

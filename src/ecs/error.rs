@@ -112,6 +112,15 @@ impl From<anyhow::Error> for EcsError {
                 named = named_copy(e);
                 break;
             }
+            // A runtimePlatform this host cannot run: refused like a request ECS cannot place.
+            // (The launch's errors are transparent: the platform error is matched inside.)
+            if let Some(crate::task::launch::LaunchError::Unsupported(
+                crate::task::support::SupportError::Platform(e),
+            )) = cause.downcast_ref::<crate::task::launch::LaunchError>()
+            {
+                named = Some(EcsError::client(e.to_string()));
+                break;
+            }
             if cause.downcast_ref::<BadRef>().is_some() {
                 named = Some(EcsError::invalid(crate::error_chain(err.as_ref())));
                 break;

@@ -87,6 +87,9 @@ pub struct Local {
     /// The caller follows the tasks until they stop (the attached CLI, which starts no
     /// other process meanwhile): each supervisor reports on a pipe when its task is done.
     pub follow: bool,
+    /// The service deployment the tasks belong to (the scheduler's): its tasks share
+    /// image digests (versionConsistency), as the tasks of one RunTask call do otherwise.
+    pub deployment: Option<String>,
 }
 
 /// The RunTask response: `{"tasks": […], "failures": []}`.
@@ -188,6 +191,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         secrets_file: local.secrets_file,
         host_credentials: local.host_credentials,
         warnings: request_warnings,
+        image_scope: local.deployment,
     };
     let supervision = Supervision {
         pull: local.pull,
@@ -305,6 +309,14 @@ fn spawn(
         host_credentials: req.host_credentials,
         report_done: sup.follow,
     };
+    // versionConsistency: the tasks of one RunTask call (or of one service deployment)
+    // run one digest per container, whichever resolves the tag first.
+    let mut req = req.clone();
+    if req.image_scope.is_none() {
+        let run = crate::task::new_id().context("failed to read /dev/urandom")?;
+        req.image_scope = Some(format!("run/{run}"));
+    }
+    let req = &req;
     let mut ids = Vec::new();
     let mut supervisors = Vec::new();
     for _ in 0..count {

@@ -215,6 +215,26 @@ CREATE INDEX tasks_not_stopped ON tasks (id) WHERE last_status <> 'STOPPED';
 CREATE INDEX tasks_stopped_by_time ON tasks (stopped_at_ms) WHERE last_status = 'STOPPED';
 "#,
     },
+    Migration {
+        version: 7,
+        name: "image digests pinned per deployment (versionConsistency)",
+        sql: r#"
+-- The tasks that share their image digests: a service deployment's id, or `run/<id>` for
+-- the tasks of one RunTask call. NULL for tasks written before this migration.
+ALTER TABLE tasks ADD COLUMN image_scope TEXT;
+
+-- The digest the first task of a scope resolved each container's image tag to; every
+-- later task of the scope runs that digest (ECS's container image resolution). Pruned
+-- with the last task of the scope unless it is a live deployment's.
+CREATE TABLE image_pins (
+    scope         TEXT NOT NULL,
+    container     TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (scope, container)
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub struct TaskRow {
     /// RunTask `tags`.
     pub tags: Vec<Tag>,
     pub enable_execute_command: bool,
+    /// The tasks that share image digests (versionConsistency): a service deployment's id,
+    /// or one RunTask call's `run/<id>`. See [`Store::pin_image`].
+    pub image_scope: Option<String>,
 }
 
 /// One container of a task as stored.
@@ -85,7 +88,7 @@ const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, defin
      launch_type, started_by, grp, cpu, memory, last_status, desired_status, stop_code, \
      stopped_reason, warnings, supervisor_pid, supervisor_start_time, created_at_ms, \
      pull_started_at_ms, pull_stopped_at_ms, started_at_ms, stopping_at_ms, \
-     execution_stopped_at_ms, stopped_at_ms, version, tags, enable_execute_command";
+     execution_stopped_at_ms, stopped_at_ms, version, tags, enable_execute_command, image_scope";
 
 const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
@@ -122,6 +125,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         version: r.get(26)?,
         tags: d.json(27, "tags")?,
         enable_execute_command: r.get(28)?,
+        image_scope: r.get(29)?,
     })
 }
 
@@ -179,7 +183,7 @@ impl Store {
             &format!(
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                  ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-                 ?26, ?27, ?28, ?29)"
+                 ?26, ?27, ?28, ?29, ?30)"
             ),
             params![
                 t.id,
@@ -210,7 +214,8 @@ impl Store {
                 t.stopped_at,
                 t.version,
                 tags,
-                t.enable_execute_command
+                t.enable_execute_command,
+                t.image_scope
             ],
         )
         .map_err(q("insert a task"))?;
@@ -357,8 +362,64 @@ impl Store {
             tx.execute("DELETE FROM tasks WHERE id = ?1", [id])
                 .map_err(q("prune stopped tasks"))?;
         }
+        if !ids.is_empty() {
+            // A pin lives as long as a task of its scope, or its deployment, is left.
+            tx.execute(
+                "DELETE FROM image_pins WHERE scope NOT IN (SELECT image_scope FROM tasks \
+                 WHERE image_scope IS NOT NULL) AND scope NOT IN (SELECT id FROM \
+                 service_deployments WHERE status <> 'INACTIVE')",
+                [],
+            )
+            .map_err(q("prune stopped tasks"))?;
+        }
         tx.commit().map_err(q("prune stopped tasks"))?;
         Ok(ids)
+    }
+
+    /// The image digest the tasks of `scope` run for container `container`: `digest` if
+    /// this is the first task of the scope to resolve it, else the digest the first one
+    /// recorded (versionConsistency: one digest per container for a whole deployment).
+    /// Ref: docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html
+    /// (Container image resolution); ecs.json `ContainerImage`.
+    pub fn pin_image(
+        &mut self,
+        scope: &str,
+        container: &str,
+        digest: &str,
+    ) -> Result<String, StoreError> {
+        self.in_transaction("pin an image digest", |s| {
+            s.conn
+                .execute(
+                    "INSERT OR IGNORE INTO image_pins (scope, container, digest, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        scope,
+                        container,
+                        digest,
+                        chrono::Utc::now().timestamp_millis()
+                    ],
+                )
+                .map_err(q("pin an image digest"))?;
+            s.conn
+                .query_row(
+                    "SELECT digest FROM image_pins WHERE scope = ?1 AND container = ?2",
+                    params![scope, container],
+                    |r| r.get(0),
+                )
+                .map_err(q("pin an image digest"))
+        })
+    }
+
+    /// The digest pinned for `container` in `scope`, if a task of the scope resolved it.
+    pub fn image_pin(&self, scope: &str, container: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT digest FROM image_pins WHERE scope = ?1 AND container = ?2",
+                params![scope, container],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("read an image pin"))
     }
 
     /// Tasks that are not STOPPED (candidates for the dead-supervisor check).
@@ -535,5 +596,55 @@ mod tests {
             bad_row(s.task("abc").unwrap_err()),
             ("task_containers", "health_status", "abc/app".into())
         );
+    }
+
+    #[test]
+    fn the_first_pin_of_a_scope_wins_and_goes_with_its_last_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        assert_eq!(s.image_pin("run/1", "app").unwrap(), None);
+        assert_eq!(
+            s.pin_image("run/1", "app", "sha256:aa").unwrap(),
+            "sha256:aa"
+        );
+        // A later task of the scope that resolved the tag elsewhere gets the first digest.
+        assert_eq!(
+            s.pin_image("run/1", "app", "sha256:bb").unwrap(),
+            "sha256:aa"
+        );
+        assert_eq!(
+            s.pin_image("run/1", "side", "sha256:bb").unwrap(),
+            "sha256:bb"
+        );
+        assert_eq!(
+            s.pin_image("run/2", "app", "sha256:bb").unwrap(),
+            "sha256:bb"
+        );
+        let task = |id: &str, scope: &str, stopped_at| TaskRow {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: "default".into(),
+            last_status: LastStatus::Stopped,
+            desired_status: DesiredStatus::Stopped,
+            stopped_at: Some(stopped_at),
+            image_scope: Some(scope.into()),
+            version: 1,
+            ..Default::default()
+        };
+        s.insert_task(&task("t1", "run/1", 10), &[]).unwrap();
+        s.insert_task(&task("t2", "run/1", 30), &[]).unwrap();
+        s.insert_task(&task("t3", "run/2", 10), &[]).unwrap();
+        assert_eq!(
+            s.task("t1").unwrap().unwrap().0.image_scope.as_deref(),
+            Some("run/1")
+        );
+        s.prune_stopped_tasks(20).unwrap();
+        // run/1 keeps a task (t2), run/2 has none left.
+        assert_eq!(
+            s.image_pin("run/1", "app").unwrap().as_deref(),
+            Some("sha256:aa")
+        );
+        assert_eq!(s.image_pin("run/2", "app").unwrap(), None);
     }
 }

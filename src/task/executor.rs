@@ -18,7 +18,7 @@ use crate::store::{
     StoreError, TaskRow,
 };
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
-use rootfs_cache::{ImageRecord, Platform, Puller, RegistriesConfig, RegistryClient};
+use rootfs_cache::{ImageRecord, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,6 +99,9 @@ pub struct Executor {
     force_stop: bool,
     warnings: Vec<String>,
     volumes: TaskVolumes,
+    /// The task's own filesystem for writable layers and volumes (`super::ephemeral`),
+    /// when this host enforces ephemeralStorage.
+    ephemeral: Option<super::ephemeral::Ephemeral>,
     /// Secrets, the metadata and credentials endpoint (`super::metadata`).
     inside: super::metadata::Inside,
     /// Pays the cgroup migration lock's grace period ahead of the first container's
@@ -206,6 +209,7 @@ impl Executor {
             force_stop: false,
             warnings,
             volumes: TaskVolumes::default(),
+            ephemeral: None,
             inside: Default::default(),
             warmer: None,
             phases: Vec::new(),
@@ -579,6 +583,22 @@ impl Executor {
             ));
             return false;
         }
+        if super::ephemeral::enforced() {
+            let t0 = now_us();
+            let made = super::ephemeral::Ephemeral::create(
+                &self.paths.dir,
+                super::ephemeral::size_gib(def),
+                self.slots.len(),
+            );
+            self.phase(None, "ephemeral", t0);
+            match made {
+                Ok(e) => self.ephemeral = Some(e),
+                Err(e) => {
+                    self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+                    return false;
+                }
+            }
+        }
         let images = rootfs_cache::Store::open(&self.opts.root);
         for idx in 0..self.slots.len() {
             let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
@@ -662,37 +682,27 @@ impl Executor {
             |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
         let images =
             rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
-        // The registry client (TLS roots, config) is only built when something is pulled.
-        let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
-        let platform = Platform::host();
+        let mut get = ImageGetter {
+            images,
+            puller: None,
+            // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
+            platform: super::platform::wanted_platform(&self.task.definition),
+            policy: self.opts.pull,
+            root: self.opts.root.clone(),
+            config: self.opts.config.clone(),
+        };
         for idx in 0..self.slots.len() {
             let t0 = now_us();
             let image = self.slots[idx].row.image.clone();
-            let cached = find_image(&images, &image);
-            let rec = match (self.opts.pull, cached) {
-                (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => rec,
-                (PullPolicy::Never, None) => {
-                    return Err(fail(
-                        idx,
-                        &format!(
-                            "{image}: not in the local image cache and --pull never was given \
-                             (run `minifargate pull {image}`)"
-                        ),
-                    ));
-                }
-                _ => {
-                    if puller.is_none() {
-                        puller = Some(
-                            make_puller(&self.opts.root, self.opts.config.as_deref())
-                                .map_err(|e| fail(idx, &error_chain(e.as_ref())))?,
-                        );
-                    }
-                    let (p, rt) = puller.as_ref().expect("set above");
-                    tracing::info!(task_id = %self.task.id, %image, "pulling");
-                    rt.block_on(p.pull(&image, &platform, Arc::new(rootfs_cache::pull::Quiet)))
-                        .map_err(|e| fail(idx, &error_chain(&e)))?
-                }
-            };
+            let rec = self
+                .resolve_image(idx, &image, &mut get)
+                .map_err(|e| fail(idx, &e))?;
+            // An image whose config says another architecture would fail with ENOEXEC
+            // (or run under emulation unasked): refused by name before anything runs.
+            if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &get.platform)
+            {
+                return Err(fail(idx, &why));
+            }
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
             self.slots[idx].image = Some(rec);
             self.phase(Some(idx), "pull", t0);
@@ -703,6 +713,58 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// Container `idx`'s image. With versionConsistency (ECS's default) the tag resolves
+    /// once per image scope (a service deployment, one RunTask call): the first task to
+    /// get the image pins the digest the tag named (the index's, for a multi-platform
+    /// image), and every other task of the scope runs that digest even if the tag moved.
+    /// `disabled` takes the tag as it is at each task's start.
+    /// Ref: ecs.json `ContainerDefinition.versionConsistency`, `ContainerImage`;
+    /// docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html
+    /// (Container image resolution).
+    fn resolve_image(
+        &mut self,
+        idx: usize,
+        image: &str,
+        get: &mut ImageGetter,
+    ) -> Result<ImageRecord, String> {
+        use crate::taskdef::model::VersionConsistency;
+        let name = self.slots[idx].row.name.clone();
+        let by_digest = rootfs_cache::pull::parse_reference(image)
+            .map(|r| r.digest().is_some())
+            .unwrap_or(false);
+        let scope = self
+            .task
+            .image_scope
+            .clone()
+            .filter(|_| {
+                self.slots[idx].def.version_consistency != Some(VersionConsistency::Disabled)
+            })
+            .filter(|_| !by_digest);
+        let Some(scope) = scope else {
+            return get.get(image, None);
+        };
+        let pinned = self
+            .store
+            .with(|s| s.image_pin(&scope, &name))
+            .map_err(|e| error_chain(&e))?;
+        if let Some(d) = pinned {
+            return get.get(image, Some(&d));
+        }
+        let rec = get.get(image, None)?;
+        let top = rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string();
+        let winner = self
+            .store
+            .with(|s| s.pin_image(&scope, &name, &top))
+            .map_err(|e| error_chain(&e))?;
+        if winner == top {
+            return Ok(rec);
+        }
+        // Another task of the scope resolved the tag first, to another digest (the tag
+        // moved in between): run what it runs.
+        tracing::info!(task_id = %self.task.id, %image, digest = %winner, "taking the deployment's image digest");
+        get.get(image, Some(&winner))
     }
 
     fn dep_view(&self, idx: usize) -> Vec<Dep> {
@@ -1125,6 +1187,14 @@ impl Executor {
                 }
             }
         }
+        // The task's ephemeral storage after everything in it is unmounted; its image
+        // file is deleted with the scratch dirs.
+        if let Some(e) = self.ephemeral.take() {
+            match e.teardown() {
+                Ok(img) => scratch.push(img),
+                Err(e) => errors.push(error_chain(&e)),
+            }
+        }
         // The run dir (socket, pid file, runtime state) last, before STOPPED is written: a
         // STOPPED task has left nothing on the host, whoever looks. (Should this process die
         // in between, reconcile removes it with the rest of the task.)
@@ -1153,7 +1223,13 @@ impl Executor {
 /// STOPPED by then; its directory, and anything left in it, goes when it is pruned).
 pub fn remove_scratch(task_id: &str, dirs: &[PathBuf]) {
     for d in dirs {
-        if let Err(e) = std::fs::remove_dir_all(d) {
+        // A state dir, or the link to it in the ephemeral storage; or that storage's file.
+        let removed = if d.is_file() {
+            std::fs::remove_file(d)
+        } else {
+            std::fs::remove_dir_all(d)
+        };
+        if let Err(e) = removed {
             tracing::warn!(task_id, path = %d.display(), error = %e, "failed to remove a container's scratch dir");
         }
     }
@@ -1180,6 +1256,62 @@ fn write_with_phases(
     match r {
         Ok(()) => phases.clear(),
         Err(e) => tracing::error!(task_id, error = %error_chain(&e), "failed to {what}"),
+    }
+}
+
+/// Finds or pulls images for one task, by the pull policy; the registry client (TLS roots,
+/// config) is only built when something is pulled.
+struct ImageGetter {
+    images: rootfs_cache::Store,
+    puller: Option<(Puller, tokio::runtime::Runtime)>,
+    platform: rootfs_cache::Platform,
+    policy: PullPolicy,
+    root: PathBuf,
+    config: Option<PathBuf>,
+}
+
+impl ImageGetter {
+    /// `image`, or with `digest` the image that digest names (a manifest or an index,
+    /// picked for the platform); an error is the reason's text after the prefix.
+    fn get(&mut self, image: &str, digest: Option<&str>) -> Result<ImageRecord, String> {
+        let platform = &self.platform;
+        let fits = |rec: &ImageRecord| {
+            self.policy == PullPolicy::Never
+                || super::platform::image_mismatch(image, &rec.platform, platform).is_none()
+        };
+        let wanted = match digest {
+            Some(d) => format!("{image}@{d}"),
+            None => image.to_string(),
+        };
+        // A cached image of another platform (pulled for another task) is not this one:
+        // `missing` pulls the right one (`never` reports the mismatch). A pinned digest is
+        // found under the tag too while the tag still names it.
+        let cached = match digest {
+            None => find_image(&self.images, image).filter(fits),
+            Some(d) => find_image(&self.images, &wanted)
+                .into_iter()
+                .chain(find_image(&self.images, image))
+                .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
+        };
+        match (self.policy, cached) {
+            (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => Ok(rec),
+            (PullPolicy::Never, None) => Err(format!(
+                "{wanted}: not in the local image cache and --pull never was given \
+                 (run `minifargate pull {wanted}`)"
+            )),
+            _ => {
+                if self.puller.is_none() {
+                    self.puller = Some(
+                        make_puller(&self.root, self.config.as_deref())
+                            .map_err(|e| error_chain(e.as_ref()))?,
+                    );
+                }
+                let (p, rt) = self.puller.as_ref().expect("set above");
+                tracing::info!(image = %wanted, "pulling");
+                rt.block_on(p.pull(&wanted, platform, Arc::new(rootfs_cache::pull::Quiet)))
+                    .map_err(|e| error_chain(&e))
+            }
+        }
     }
 }
 

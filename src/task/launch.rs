@@ -74,6 +74,9 @@ pub struct Request {
     pub host_credentials: bool,
     /// Warnings for members of the request this host does not apply (recorded on the task).
     pub warnings: Vec<String>,
+    /// The tasks this one shares image digests with (versionConsistency): a service
+    /// deployment's id, else one per RunTask call (`ecs::tasks::spawn` sets it).
+    pub image_scope: Option<String>,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -280,6 +283,7 @@ pub fn create_task(
         version: 1,
         tags: req.tags.clone(),
         enable_execute_command: req.enable_execute_command,
+        image_scope: req.image_scope.clone(),
         ..Default::default()
     };
     let mut rows = Vec::new();

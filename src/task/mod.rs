@@ -6,11 +6,13 @@
 
 pub mod credentials;
 pub mod deps;
+pub mod ephemeral;
 pub mod executor;
 pub mod health;
 pub mod launch;
 pub mod metadata;
 pub mod network;
+pub mod platform;
 pub mod reconcile;
 pub mod resources;
 pub mod restart;

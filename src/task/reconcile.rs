@@ -131,6 +131,9 @@ fn finish_dead(
             .iter()
             .map(|e| error_chain(e)),
     );
+    if let Err(e) = super::ephemeral::cleanup_dead(&paths.dir) {
+        errors.push(error_chain(&e));
+    }
     errors.extend(network::teardown_dead(store, run_root, &t.id));
     if paths.run_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&paths.run_dir)

@@ -310,7 +310,12 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
         created_at: ts(Some(t.created_at)),
         desired_status: t.desired_status,
         enable_execute_command: t.enable_execute_command,
-        ephemeral_storage: EphemeralStorage { size_in_gib: 20 },
+        // Ref: ecs.json `TaskEphemeralStorage`: the definition's size, Fargate's 20 GiB when
+        // not set (enforced or not: docs/run-task.md, Ephemeral storage).
+        ephemeral_storage: EphemeralStorage {
+            size_in_gib: u32::try_from(super::ephemeral::size_gib(&t.definition))
+                .unwrap_or(super::ephemeral::DEFAULT_GIB as u32),
+        },
         execution_stopped_at: ts(t.execution_stopped_at),
         group: t.group.clone(),
         health_status: task_health(containers),

@@ -19,6 +19,9 @@ pub enum SupportError {
     S3EnvironmentFile { idx: usize, value: String },
     #[error(transparent)]
     Setting(#[from] super::spec::SpecBuildError),
+    /// A runtimePlatform this host cannot run (refused before anything of the task exists).
+    #[error(transparent)]
+    Platform(#[from] super::platform::PlatformError),
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
         idx: usize,
@@ -44,9 +47,15 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// Checks `def` and resolves its local environment files into `environment` (which
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
-    // Nothing silent: what `validate` says this host does not honour, the task says too.
-    let warnings = coverage::task_warnings(&coverage::members(def));
+    // Nothing silent: what `validate` says this host does not honour, the task says too;
+    // ephemeralStorage's depends on this host's setting, which `ephemeral` knows.
+    let mut warnings: Vec<String> = coverage::task_warnings(&coverage::members(def))
+        .into_iter()
+        .filter(|w| !w.starts_with("ephemeralStorage"))
+        .collect();
     super::secrets::wanted(def)?;
+    warnings.extend(super::ephemeral::warning(def));
+    super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         let mut from_files = Vec::new();
         for f in c.environment_files.iter().flatten() {

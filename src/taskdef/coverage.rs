@@ -174,8 +174,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     na("placementConstraints[].expression", "as placementConstraints"),
     h("requiresCompatibilities", "FARGATE applies the Fargate rules and makes FARGATE the task's launch type"),
     h("runtimePlatform", "see its members"),
-    na("runtimePlatform.cpuArchitecture", "images are pulled and run for this host's architecture, whatever this names (no emulation); honoured when it names this host's").by_value(cpu_architecture),
-    na("runtimePlatform.operatingSystemFamily", "a Windows family is not refused: the containers run as Linux containers; LINUX is honoured").by_value(os_family),
+    h("runtimePlatform.cpuArchitecture", "that platform is pulled from an image index and must be the image's; another architecture than this host's runs through a binfmt_misc handler (qemu-user-static), or run-task refuses it before anything starts").by_value(cpu_architecture),
+    rf("runtimePlatform.operatingSystemFamily", "a Windows family registers, as on ECS, but run-task refuses it: this host runs Linux containers only; LINUX is honoured").by_value(os_family),
     h("cpu", "the task cgroup's CPU limit (CFS quota = units / 1024 × period), as the ECS agent sets it"),
     h("memory", "the task cgroup's memory limit"),
     na("inferenceAccelerators", "no Elastic Inference accelerator is attached here"),
@@ -189,8 +189,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     na("proxyConfiguration.properties", "as proxyConfiguration"),
     na("proxyConfiguration.properties[].name", "as proxyConfiguration"),
     na("proxyConfiguration.properties[].value", "as proxyConfiguration"),
-    na("ephemeralStorage", "the task's writable layers and volumes are not limited in size; describe-tasks shows Fargate's default 20 GiB"),
-    na("ephemeralStorage.sizeInGiB", "as ephemeralStorage"),
+    ld("ephemeralStorage", "enforced only on a host that sets MINIFARGATE_EPHEMERAL_STORAGE=enforce (each task's writable layers and volumes on its own loop-mounted ext4 of that size); otherwise not applied, and the task says so; describe-tasks shows the size (Fargate's default 20 GiB when unset)"),
+    ld("ephemeralStorage.sizeInGiB", "as ephemeralStorage"),
     na("enableFaultInjection", "the task metadata endpoint has no fault-injection paths"),
     h("tags", "stored with the revision (describe-task-definition --include TAGS, list-tags-for-resource)"),
     h("tags[].key", "as tags"),
@@ -268,7 +268,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].dependsOn[].condition", "as dependsOn"),
     h("containerDefinitions[].startTimeout", "how long a dependency may take"),
     h("containerDefinitions[].stopTimeout", "SIGTERM, then SIGKILL after this many seconds (default 30)"),
-    na("containerDefinitions[].versionConsistency", "each container resolves its image tag when it is pulled: the digest is not pinned for every container of the task at task start; disabled is honoured").by_value(version_consistency),
+    ld("containerDefinitions[].versionConsistency", "the digest the tag names is pinned by the first task of a RunTask call or service deployment and used by all its other tasks (ECS pins it when the deployment is created); disabled is honoured").by_value(version_consistency),
     h("containerDefinitions[].hostname", "the container's hostname"),
     h("containerDefinitions[].user", "the user the process runs as (default the image's)"),
     h("containerDefinitions[].workingDirectory", "the process's working directory (default the image's)"),
@@ -460,9 +460,11 @@ fn cpu_architecture(v: &Value) -> Option<(Class, String)> {
         )
     } else {
         (
-            Class::NotApplied,
+            Class::LocalDifference,
             format!(
-                "the images are pulled and run for this host's architecture ({host}), not {want}"
+                "{want} is not this host's architecture ({host}): the containers run under \
+                 emulation through binfmt_misc (qemu-user-static), slower than natively, and \
+                 run-task refuses the task when no handler is registered"
             ),
         )
     })
@@ -477,8 +479,8 @@ fn os_family(v: &Value) -> Option<(Class, String)> {
         )
     } else {
         (
-            Class::NotApplied,
-            format!("{want} is not refused: the containers run as Linux containers on this host"),
+            Class::Refused,
+            format!("{want}: run-task refuses it, this host runs Linux containers only"),
         )
     })
 }

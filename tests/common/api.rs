@@ -45,6 +45,11 @@ impl Api {
         }
     }
 
+    /// The registry behind `public.ecr.aws` (to push more images).
+    pub fn registry(&self) -> &Registry {
+        &self._reg
+    }
+
     /// Stops `serve` (SIGTERM, as systemd would) and starts it again on the same port over
     /// the same root; tasks keep running meanwhile.
     pub fn restart(&mut self) {

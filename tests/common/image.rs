@@ -391,6 +391,11 @@ impl Layout {
 pub fn busybox_entries(marker: &str) -> Vec<Entry> {
     let busybox = std::fs::read(BUSYBOX)
         .unwrap_or_else(|e| panic!("read {BUSYBOX}: {e} (apt-get install busybox-static)"));
+    busybox_entries_of(busybox, marker)
+}
+
+/// [`busybox_entries`] with another busybox binary (another architecture's).
+pub fn busybox_entries_of(busybox: Vec<u8>, marker: &str) -> Vec<Entry> {
     let mut v = vec![
         Entry::dir("bin"),
         Entry::file("bin/busybox", busybox).mode(0o755),
