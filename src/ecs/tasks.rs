@@ -61,6 +61,8 @@ pub struct Local {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`.
     pub host_credentials: bool,
+    /// `--execution-credentials host`.
+    pub host_execution_credentials: bool,
     /// The caller follows the tasks until they stop (the attached CLI, which starts no
     /// other process meanwhile): each supervisor reports on a pipe when its task is done.
     pub follow: bool,
@@ -161,6 +163,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         network_configuration,
         secrets_file: local.secrets_file,
         host_credentials: local.host_credentials,
+        host_execution_credentials: local.host_execution_credentials,
     };
     let supervision = Supervision {
         pull: local.pull,
@@ -276,6 +279,7 @@ fn spawn(
         pull: sup.pull,
         secrets_file: req.secrets_file.clone(),
         host_credentials: req.host_credentials,
+        host_execution_credentials: req.host_execution_credentials,
         report_done: sup.follow,
     };
     let mut ids = Vec::new();

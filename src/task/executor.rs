@@ -54,6 +54,9 @@ pub struct Options {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: a task without a role gets the host's identity.
     pub host_credentials: bool,
+    /// `--execution-credentials host`: pulls, secrets and environment files with the
+    /// host's credentials even when the task has an execution role.
+    pub host_execution_credentials: bool,
 }
 
 enum State {
@@ -545,6 +548,7 @@ impl Executor {
             netns: netns.as_deref(),
             secrets_file: self.opts.secrets_file.clone(),
             host_credentials: self.opts.host_credentials,
+            host_execution_credentials: self.opts.host_execution_credentials,
         });
         if let Err(why) = inside {
             self.fail_all(&why);
@@ -662,8 +666,11 @@ impl Executor {
             |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
         let images =
             rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
-        // The registry client (TLS roots, config) is only built when something is pulled.
-        let mut puller: Option<(Puller, tokio::runtime::Runtime)> = None;
+        // The registry clients (TLS roots, config) are only built when something is
+        // pulled: one with the task's own credentials (the execution role for ECR), and one
+        // per container with `repositoryCredentials`, which apply to its registry only.
+        let mut rt: Option<tokio::runtime::Runtime> = None;
+        let mut pullers: std::collections::BTreeMap<Option<usize>, Puller> = Default::default();
         let platform = Platform::host();
         for idx in 0..self.slots.len() {
             let t0 = now_us();
@@ -681,16 +688,32 @@ impl Executor {
                     ));
                 }
                 _ => {
-                    if puller.is_none() {
-                        puller = Some(
-                            make_puller(&self.opts.root, self.opts.config.as_deref())
-                                .map_err(|e| fail(idx, &error_chain(e.as_ref())))?,
+                    if rt.is_none() {
+                        rt = Some(
+                            tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .map_err(|e| fail(idx, &e))?,
                         );
                     }
-                    let (p, rt) = puller.as_ref().expect("set above");
+                    let rt = rt.as_ref().expect("set above");
+                    let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+                    let p = match pullers.entry(key) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let overrides = self.pull_overrides(key, rt)?;
+                            let p = make_puller(
+                                &self.opts.root,
+                                self.opts.config.as_deref(),
+                                overrides,
+                            )
+                            .map_err(|e| fail(idx, &error_chain(e.as_ref())))?;
+                            v.insert(p)
+                        }
+                    };
                     tracing::info!(task_id = %self.task.id, %image, "pulling");
                     rt.block_on(p.pull(&image, &platform, Arc::new(rootfs_cache::pull::Quiet)))
-                        .map_err(|e| fail(idx, &error_chain(&e)))?
+                        .map_err(|e| (idx, pull_reason(&e)))?
                 }
             };
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
@@ -703,6 +726,38 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// The credentials a registry client of this task uses instead of the host's: the
+    /// execution identity for ECR (assumed now, only when some image is on ECR) and, for
+    /// container `with_auth`, its `repositoryCredentials` for its image's registry.
+    fn pull_overrides(
+        &mut self,
+        with_auth: Option<usize>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<rootfs_cache::auth::Overrides, (usize, String)> {
+        let at = with_auth.unwrap_or(0);
+        let mut o = rootfs_cache::auth::Overrides::default();
+        let on_ecr = self.slots.iter().any(|s| {
+            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
+                let host = rootfs_cache::config::api_host(r.registry());
+                rootfs_cache::auth::parse_ecr_host(&host).is_some()
+            })
+        });
+        if on_ecr {
+            o.ecr = rt
+                .block_on(self.inside.execution.ecr_identity())
+                .map_err(|e| (at, format!("{}: {e}", super::secrets::REASON_PREFIX)))?;
+        }
+        if let Some(idx) = with_auth
+            && let Some(c) = self.inside.registry_auth.get(&idx)
+        {
+            let r = rootfs_cache::pull::parse_reference(&self.slots[idx].row.image)
+                .map_err(|e| (idx, format!("{}: {}", reason::CANNOT_PULL, error_chain(&e))))?;
+            o.basic
+                .insert(rootfs_cache::config::api_host(r.registry()), c.clone());
+        }
+        Ok(o)
     }
 
     fn dep_view(&self, idx: usize) -> Vec<Dep> {
@@ -853,6 +908,9 @@ impl Executor {
         let name = self.slots[idx].row.name.clone();
         let mut ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
         ecs.extend(self.inside.env());
+        // S3 environmentFiles: under `environment` (ECS: "environment … take[s]
+        // precedence over the variables contained within an environment file").
+        ecs.extend(self.inside.file_env(idx));
         let img = self.image_defaults(idx);
         let mut spec = match self.container_spec(idx, &img, ecs) {
             Ok(s) => s,
@@ -1186,21 +1244,36 @@ fn write_with_phases(
 fn make_puller(
     root: &std::path::Path,
     config: Option<&std::path::Path>,
-) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
+    overrides: rootfs_cache::auth::Overrides,
+) -> anyhow::Result<Puller> {
     let config = RegistriesConfig::load(config)?;
-    let client = RegistryClient::new(config.retry_policy())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok((
-        Puller {
-            store: rootfs_cache::Store::open(root)?,
-            client: Arc::new(client),
-            config,
-            concurrency: 4,
-        },
-        rt,
-    ))
+    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
+    Ok(Puller {
+        store: rootfs_cache::Store::open(root)?,
+        client: Arc::new(client),
+        config,
+        concurrency: 4,
+    })
+}
+
+/// A failed pull as the container's reason. ECR refusing the execution role's token
+/// request is, as on ECS, a failure to get the registry auth, not of the pull itself.
+/// Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets ("unable to retrieve ecr
+/// registry auth").
+fn pull_reason(e: &rootfs_cache::PullError) -> String {
+    use rootfs_cache::auth::AuthError;
+    use rootfs_cache::client::RegistryError;
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(a @ AuthError::EcrAs { .. }),
+        ..
+    } = e
+    {
+        return format!(
+            "{}: unable to retrieve ecr registry auth: {a}",
+            super::secrets::REASON_PREFIX
+        );
+    }
+    format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
 }
 
 /// The cached image a reference names, if any.

@@ -72,6 +72,8 @@ pub struct Request {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: a task without a role gets the host's identity.
     pub host_credentials: bool,
+    /// `--execution-credentials host`: start-up calls with the host's credentials.
+    pub host_execution_credentials: bool,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -85,6 +87,7 @@ pub struct SupervisorCommand {
     pub pull: PullPolicy,
     pub secrets_file: Option<PathBuf>,
     pub host_credentials: bool,
+    pub host_execution_credentials: bool,
     /// Give each supervisor a pipe on which it reports that its task is STOPPED and torn
     /// down ([`Supervisor::done`]). Only for a caller with no other thread that starts
     /// processes meanwhile: the pipe's write end is inheritable while the supervisor starts.
@@ -395,6 +398,9 @@ pub fn spawn_supervisor(
     }
     if cmd.host_credentials {
         c.args(["--task-credentials", "host"]);
+    }
+    if cmd.host_execution_credentials {
+        c.args(["--execution-credentials", "host"]);
     }
     let done = if cmd.report_done {
         let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;

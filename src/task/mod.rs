@@ -6,12 +6,14 @@
 
 pub mod credentials;
 pub mod deps;
+pub mod envfiles;
 pub mod executor;
 pub mod health;
 pub mod launch;
 pub mod metadata;
 pub mod network;
 pub mod reconcile;
+pub mod registry_auth;
 pub mod resources;
 pub mod restart;
 pub mod secrets;
