@@ -371,8 +371,9 @@ fn ecr_auth_acts_as_the_execution_role() {
     );
     assert_eq!(t["containers"][0]["reason"], reason);
 
-    // A role that may not be assumed at all (the host user's key alone is not enough
-    // once the role is unknown): the reason names the role.
+    // A role that does not exist: moto's STS still hands out credentials (real STS would
+    // refuse: "unable to assume the execution role …"), and ECR fails with them (moto
+    // answers 500); either way the reason names the role.
     let unknown = taskdef("unknown", &image, "").replace("role/exec", "role/nope");
     let (b, t) = run(&mf, "unknown", &unknown, &[]);
     assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
