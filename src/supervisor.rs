@@ -31,6 +31,8 @@ pub struct SuperviseArgs {
     pub secrets_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = TaskCredentialsFrom::Role)]
     pub task_credentials: TaskCredentialsFrom,
+    #[arg(long, value_enum, default_value_t = ExecutionCredentialsFrom::Role)]
+    pub execution_credentials: ExecutionCredentialsFrom,
     /// An inherited pipe (its descriptor number) on which to say, with one byte, that the
     /// task is STOPPED and torn down (`launch::Supervisor::done`).
     #[arg(long, hide = true)]
@@ -44,6 +46,18 @@ pub enum TaskCredentialsFrom {
     #[default]
     Role,
     /// Without a task role: this host's own identity (temporary credentials).
+    Host,
+}
+
+/// What the task's start-up calls act as (run-task `--execution-credentials`): ECR
+/// GetAuthorizationToken, `repositoryCredentials`, `secrets`, S3 `environmentFiles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ExecutionCredentialsFrom {
+    /// The executionRoleArn, assumed through STS with this host's credentials (as the ECS
+    /// agent uses it); this host's credentials when the task definition has none.
+    #[default]
+    Role,
+    /// This host's credentials even when the task definition has an executionRoleArn.
     Host,
 }
 
@@ -213,6 +227,7 @@ pub fn run(
         region: AwsContext::from_env().region,
         secrets_file: a.secrets_file,
         host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
+        host_execution_credentials: a.execution_credentials == ExecutionCredentialsFrom::Host,
     };
     let store = crate::store::SharedStore::new(store);
     let net = Box::new(NetworkStep::new(

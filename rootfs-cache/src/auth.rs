@@ -1,5 +1,7 @@
 //! Registry authentication: Basic credentials from the Docker config (and its credential
 //! helpers), the Bearer token flow of `WWW-Authenticate`, and ECR's GetAuthorizationToken.
+//! A caller may hand in its own credentials instead of the host's ([`Overrides`]: a task's
+//! execution role for ECR, a container's `repositoryCredentials`).
 //! Ref: distribution spec "token authentication"; docker/cli config.json; AWS ECR API.
 
 use base64::Engine as _;
@@ -54,6 +56,16 @@ pub enum AuthError {
     Ecr {
         host: String,
         region: String,
+        detail: String,
+    },
+    #[error(
+        "failed to get an ECR authorization token for {host} with the credentials of \
+         {identity}, which need ecr:GetAuthorizationToken (and \
+         ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on the repository): {detail}"
+    )]
+    EcrAs {
+        host: String,
+        identity: String,
         detail: String,
     },
     #[error("ECR returned an unusable authorization token for {host}: {detail}")]
@@ -135,6 +147,27 @@ pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
     })
 }
 
+/// AWS credentials a caller hands in for ECR's GetAuthorizationToken, and whose they are
+/// (for messages: "the execution role arn:aws:iam::…:role/exec").
+#[derive(Clone, Debug)]
+pub struct AwsIdentity {
+    pub credentials: aws_credential_types::Credentials,
+    pub name: String,
+}
+
+/// Credentials used instead of the host's own: the ECS agent pulls a task's images with
+/// the task's execution role (ECR) and its containers' `repositoryCredentials`, never with
+/// the instance's Docker config.
+/// Ref: docs …/developerguide/task_execution_IAM_role.html; …/private-auth.html.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// For ECR hosts, instead of the host's AWS credential chain.
+    pub ecr: Option<AwsIdentity>,
+    /// Basic credentials per registry host (`host[:port]`), instead of the Docker config.
+    /// Mirrors are other hosts and keep their own credentials.
+    pub basic: HashMap<String, Credentials>,
+}
+
 #[derive(Clone)]
 struct Token {
     header: HeaderValue,
@@ -155,9 +188,18 @@ pub struct Authenticator {
     basic_hosts: Mutex<HashMap<String, Credentials>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
     ecr: Mutex<HashMap<String, EcrCreds>>,
+    overrides: Overrides,
 }
 
 impl Authenticator {
+    /// An authenticator that uses `overrides` before the host's credentials.
+    pub fn with_overrides(overrides: Overrides) -> Authenticator {
+        Authenticator {
+            overrides,
+            ..Authenticator::default()
+        }
+    }
+
     /// The header to send with a request to `host` for `scope`, if one is known.
     pub fn header_for(&self, host: &str, scope: &str) -> Option<HeaderValue> {
         if let Some(c) = self.basic_hosts.lock().ok()?.get(host) {
@@ -171,7 +213,10 @@ impl Authenticator {
     /// Pre-authenticates hosts whose scheme is known without a round trip (ECR: Basic).
     pub async fn prime(&self, host: &str) -> Result<(), AuthError> {
         if parse_ecr_host(host).is_some() && self.header_for(host, "").is_none() {
-            let creds = self.ecr_credentials(host).await?;
+            let creds = match self.overrides.basic.get(host) {
+                Some(c) => c.clone(),
+                None => self.ecr_credentials(host).await?,
+            };
             self.basic_hosts
                 .lock()
                 .expect("auth lock")
@@ -247,6 +292,9 @@ impl Authenticator {
     }
 
     async fn credentials(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
+        if let Some(c) = self.overrides.basic.get(host) {
+            return Ok(Some(c.clone()));
+        }
         if parse_ecr_host(host).is_some() {
             return self.ecr_credentials(host).await.map(Some);
         }
@@ -262,7 +310,7 @@ impl Authenticator {
         {
             return Ok(c.creds.clone());
         }
-        let (creds, expires_at) = ecr_token(host).await?;
+        let (creds, expires_at) = ecr_token(host, self.overrides.ecr.as_ref()).await?;
         if expires_at <= SystemTime::now() {
             tracing::warn!(
                 host,
@@ -380,21 +428,35 @@ pub async fn aws_config(region: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// Calls ECR GetAuthorizationToken with the whole AWS credential chain. Endpoint
-/// overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are honoured by aws-config.
-async fn ecr_token(host: &str) -> Result<(Credentials, SystemTime), AuthError> {
+/// Calls ECR GetAuthorizationToken with `identity`'s credentials, else the whole AWS
+/// credential chain. Endpoint overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are
+/// honoured by aws-config.
+async fn ecr_token(
+    host: &str,
+    identity: Option<&AwsIdentity>,
+) -> Result<(Credentials, SystemTime), AuthError> {
     let ecr = parse_ecr_host(host).expect("caller checked the host");
     let cfg = aws_config(&ecr.region).await;
-    let client = aws_sdk_ecr::Client::new(&cfg);
-    let out = client
-        .get_authorization_token()
-        .send()
-        .await
-        .map_err(|e| AuthError::Ecr {
-            host: host.to_string(),
-            region: ecr.region.clone(),
-            detail: aws_sdk_ecr::error::DisplayErrorContext(e).to_string(),
-        })?;
+    let mut conf = aws_sdk_ecr::config::Builder::from(&cfg);
+    if let Some(id) = identity {
+        conf = conf.credentials_provider(id.credentials.clone());
+    }
+    let client = aws_sdk_ecr::Client::from_conf(conf.build());
+    let out = client.get_authorization_token().send().await.map_err(|e| {
+        let detail = sdk_detail(e);
+        match identity {
+            Some(id) => AuthError::EcrAs {
+                host: host.to_string(),
+                identity: id.name.clone(),
+                detail,
+            },
+            None => AuthError::Ecr {
+                host: host.to_string(),
+                region: ecr.region.clone(),
+                detail,
+            },
+        }
+    })?;
     let bad = |detail: &str| AuthError::EcrToken {
         host: host.to_string(),
         detail: detail.to_string(),
@@ -425,6 +487,32 @@ async fn ecr_token(host: &str) -> Result<(Credentials, SystemTime), AuthError> {
         },
         expires_at,
     ))
+}
+
+/// A short account of a failed AWS call: the service's error code and message, else the
+/// HTTP status and the start of the body (an error body the SDK cannot parse), else the
+/// SDK's whole error chain.
+fn sdk_detail(
+    e: aws_sdk_ecr::error::SdkError<
+        aws_sdk_ecr::operation::get_authorization_token::GetAuthorizationTokenError,
+        aws_sdk_ecr::config::http::HttpResponse,
+    >,
+) -> String {
+    use aws_sdk_ecr::error::SdkError;
+    if let SdkError::ServiceError(se) = &e {
+        let meta = se.err().meta();
+        if let Some(code) = meta.code() {
+            return format!("{code}: {}", meta.message().unwrap_or_default());
+        }
+        let raw = se.raw();
+        let body = raw
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(400)]).into_owned())
+            .unwrap_or_default();
+        return format!("HTTP {}: {}", raw.status().as_u16(), body.trim());
+    }
+    aws_sdk_ecr::error::DisplayErrorContext(e).to_string()
 }
 
 #[cfg(test)]

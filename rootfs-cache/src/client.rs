@@ -2,7 +2,7 @@
 //! with backoff on 429/5xx (`Retry-After`), and blob downloads that resume with `Range`.
 //! Ref: OCI distribution-spec v1.1 "Pull"; RFC 9110 §10.2.3 (Retry-After), §14 (Range).
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, Overrides};
 use crate::config::Endpoint;
 use crate::digest::Digest;
 use bytes::Bytes;
@@ -227,10 +227,16 @@ fn with_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
 
 impl RegistryClient {
     pub fn new(retry: RetryPolicy) -> Result<Self, RegistryError> {
+        Self::with_overrides(retry, Overrides::default())
+    }
+
+    /// A client that authenticates with `overrides` before the host's credentials (a
+    /// task's execution role and `repositoryCredentials`).
+    pub fn with_overrides(retry: RetryPolicy, overrides: Overrides) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
             secure: Self::build(false, retry.read_timeout)?,
             insecure: std::sync::OnceLock::new(),
-            auth: Authenticator::default(),
+            auth: Authenticator::with_overrides(overrides),
             plain_http: Mutex::new(HashMap::new()),
             retry,
         })

@@ -85,6 +85,15 @@ pub struct Endpoint {
     pub is_mirror: bool,
 }
 
+/// The host the registry API of `registry` (as in an image reference) answers at.
+pub fn api_host(registry: &str) -> String {
+    if registry == "docker.io" {
+        "registry-1.docker.io".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
 impl RegistriesConfig {
     /// Unpack limits from `max_unpacked_size` (default 32 GiB per layer).
     pub fn unpack_options(&self) -> crate::unpack::UnpackOptions {
@@ -190,11 +199,7 @@ impl RegistriesConfig {
 
     /// Endpoints to try for `registry/repository`, mirrors first.
     pub fn endpoints(&self, registry: &str, repository: &str) -> Vec<Endpoint> {
-        let api_host = if registry == "docker.io" {
-            "registry-1.docker.io".to_string()
-        } else {
-            registry.to_string()
-        };
+        let api_host = api_host(registry);
         let mut out = Vec::new();
         let entry = self.entry_for(registry, repository);
         if let Some(e) = entry {

@@ -94,6 +94,13 @@ pub struct RunTaskArgs {
     /// (a task without a taskRoleArn gets this host's own identity: explicit opt-in).
     #[arg(long, value_enum, default_value_t = crate::supervisor::TaskCredentialsFrom::Role)]
     pub task_credentials: crate::supervisor::TaskCredentialsFrom,
+    /// What pulls from ECR, `repositoryCredentials`, `secrets` and S3 `environmentFiles`
+    /// act as: `role` (default; the executionRoleArn assumed through STS with this host's
+    /// credentials, as ECS does, so a permission the role lacks fails here too; this host's
+    /// credentials when there is none) or `host` (this host's credentials even when there
+    /// is an executionRoleArn: explicit opt-in).
+    #[arg(long, value_enum, default_value_t = crate::supervisor::ExecutionCredentialsFrom::Role)]
+    pub execution_credentials: crate::supervisor::ExecutionCredentialsFrom,
 }
 
 /// Run one container as a task, like `docker run` (same path as run-task).
@@ -197,6 +204,8 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             })
             .transpose()?,
         host_credentials: a.task_credentials == crate::supervisor::TaskCredentialsFrom::Host,
+        host_execution_credentials: a.execution_credentials
+            == crate::supervisor::ExecutionCredentialsFrom::Host,
         follow: !a.detach,
         deployment: None,
     };

@@ -84,6 +84,8 @@ pub struct Local {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`.
     pub host_credentials: bool,
+    /// `--execution-credentials host`.
+    pub host_execution_credentials: bool,
     /// The caller follows the tasks until they stop (the attached CLI, which starts no
     /// other process meanwhile): each supervisor reports on a pipe when its task is done.
     pub follow: bool,
@@ -192,6 +194,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         host_credentials: local.host_credentials,
         warnings: request_warnings,
         image_scope: local.deployment,
+        host_execution_credentials: local.host_execution_credentials,
     };
     let supervision = Supervision {
         pull: local.pull,
@@ -307,6 +310,7 @@ fn spawn(
         pull: sup.pull,
         secrets_file: req.secrets_file.clone(),
         host_credentials: req.host_credentials,
+        host_execution_credentials: req.host_execution_credentials,
         report_done: sup.follow,
     };
     // versionConsistency: the tasks of one RunTask call (or of one service deployment)

@@ -3,6 +3,9 @@
 //! (session name = task id, refreshed before they expire), or — only with the explicit
 //! `--task-credentials host` opt-in — temporary credentials of the host's own identity.
 //!
+//! Also the task's *execution* identity ([`Execution`]): what the supervisor itself uses at
+//! task start for ECR pulls, `repositoryCredentials`, `secrets` and S3 `environmentFiles`.
+//!
 //! Ref: ecs-reference.md §3 (the JSON `{RoleArn, AccessKeyId, SecretAccessKey, Token,
 //! Expiration}`); the SDKs' container credential providers read exactly these keys.
 
@@ -51,6 +54,94 @@ impl Creds {
 /// One HTTP/TLS stack for every AWS client: rootfs-cache's (see `auth::aws_config`).
 pub async fn sdk_config(region: &str) -> aws_config::SdkConfig {
     rootfs_cache::auth::aws_config(region).await
+}
+
+/// The identity a task's start-up calls (ECR GetAuthorizationToken, Secrets Manager, SSM,
+/// S3) act as. As the ECS agent does: the task definition's `executionRoleArn`, assumed
+/// once per task through STS with the host's credentials (session name = task id); the
+/// host's own credential chain only when there is no execution role, or when the user
+/// asked for it (`run-task --execution-credentials host`).
+/// Ref: docs …/developerguide/task_execution_IAM_role.html (the agent pulls ECR images,
+/// fetches secrets, private registry credentials and environment files with this role).
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// The role to assume, if any (None also with `--execution-credentials host`).
+    role: Option<String>,
+    region: String,
+    task_id: String,
+    /// Assumed on first use, so a task that makes no such call (public images, local
+    /// secrets) never needs STS.
+    creds: Option<Creds>,
+}
+
+impl Execution {
+    pub fn new(role_arn: Option<&str>, use_host: bool, region: &str, task_id: &str) -> Execution {
+        Execution {
+            role: role_arn
+                .filter(|a| !a.is_empty() && !use_host)
+                .map(str::to_string),
+            region: region.to_string(),
+            task_id: task_id.to_string(),
+            creds: None,
+        }
+    }
+
+    /// Who the calls act as, for messages.
+    pub fn describe(&self) -> String {
+        match &self.role {
+            Some(arn) => format!("the execution role {arn}"),
+            None => "this host's AWS credentials".to_string(),
+        }
+    }
+
+    /// The role's credentials (assumed on first use, again when they near their expiry);
+    /// None: the host's chain. `Err` names the role and what STS said.
+    pub async fn creds(&mut self) -> Result<Option<Creds>, String> {
+        let Some(arn) = &self.role else {
+            return Ok(None);
+        };
+        let fresh = self.creds.as_ref().is_some_and(|c| {
+            c.expiration - Utc::now()
+                > chrono::Duration::from_std(REFRESH_BEFORE).unwrap_or_default()
+        });
+        if !fresh {
+            let cfg = sdk_config(&self.region).await;
+            let c = assume_role(&cfg, arn, &self.task_id)
+                .await
+                .map_err(|e| format!("unable to assume the execution role {arn}: {e}"))?;
+            self.creds = Some(c);
+        }
+        Ok(self.creds.clone())
+    }
+
+    /// The SDK configuration for `region` acting as this identity.
+    pub async fn config(&mut self, region: &str) -> Result<aws_config::SdkConfig, String> {
+        let creds = self.creds().await?;
+        let cfg = sdk_config(region).await;
+        Ok(match creds {
+            Some(c) => cfg
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(c.sdk()),
+                )
+                .build(),
+            None => cfg,
+        })
+    }
+
+    /// The registry client's ECR identity (None: the host's chain).
+    pub async fn ecr_identity(
+        &mut self,
+    ) -> Result<Option<rootfs_cache::auth::AwsIdentity>, String> {
+        let name = self.describe();
+        Ok(self
+            .creds()
+            .await?
+            .map(|c| rootfs_cache::auth::AwsIdentity {
+                credentials: c.sdk(),
+                name,
+            }))
+    }
 }
 
 fn to_chrono(t: &aws_sdk_sts::primitives::DateTime) -> DateTime<Utc> {

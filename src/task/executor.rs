@@ -54,6 +54,9 @@ pub struct Options {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: a task without a role gets the host's identity.
     pub host_credentials: bool,
+    /// `--execution-credentials host`: pulls, secrets and environment files with the
+    /// host's credentials even when the task has an execution role.
+    pub host_execution_credentials: bool,
 }
 
 enum State {
@@ -549,6 +552,7 @@ impl Executor {
             netns: netns.as_deref(),
             secrets_file: self.opts.secrets_file.clone(),
             host_credentials: self.opts.host_credentials,
+            host_execution_credentials: self.opts.host_execution_credentials,
         });
         if let Err(why) = inside {
             self.fail_all(&why);
@@ -684,7 +688,8 @@ impl Executor {
             rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
         let mut get = ImageGetter {
             images,
-            puller: None,
+            rt: None,
+            pullers: Default::default(),
             // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
             platform: super::platform::wanted_platform(&self.task.definition),
             policy: self.opts.pull,
@@ -696,7 +701,7 @@ impl Executor {
             let image = self.slots[idx].row.image.clone();
             let rec = self
                 .resolve_image(idx, &image, &mut get)
-                .map_err(|e| fail(idx, &e))?;
+                .map_err(|reason| (idx, reason))?;
             // An image whose config says another architecture would fail with ENOEXEC
             // (or run under emulation unasked): refused by name before anything runs.
             if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &get.platform)
@@ -730,6 +735,9 @@ impl Executor {
         get: &mut ImageGetter,
     ) -> Result<ImageRecord, String> {
         use crate::taskdef::model::VersionConsistency;
+        fn store_err(e: &(dyn std::error::Error + 'static)) -> String {
+            format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
+        }
         let name = self.slots[idx].row.name.clone();
         let by_digest = rootfs_cache::pull::parse_reference(image)
             .map(|r| r.digest().is_some())
@@ -743,28 +751,94 @@ impl Executor {
             })
             .filter(|_| !by_digest);
         let Some(scope) = scope else {
-            return get.get(image, None);
+            return self.fetch(idx, image, None, get);
         };
         let pinned = self
             .store
             .with(|s| s.image_pin(&scope, &name))
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| store_err(&e))?;
         if let Some(d) = pinned {
-            return get.get(image, Some(&d));
+            return self.fetch(idx, image, Some(&d), get);
         }
-        let rec = get.get(image, None)?;
+        let rec = self.fetch(idx, image, None, get)?;
         let top = rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string();
         let winner = self
             .store
             .with(|s| s.pin_image(&scope, &name, &top))
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| store_err(&e))?;
         if winner == top {
             return Ok(rec);
         }
         // Another task of the scope resolved the tag first, to another digest (the tag
         // moved in between): run what it runs.
         tracing::info!(task_id = %self.task.id, %image, digest = %winner, "taking the deployment's image digest");
-        get.get(image, Some(&winner))
+        self.fetch(idx, image, Some(&winner), get)
+    }
+
+    /// Container `idx`'s image from the cache, or pulled (`digest`: that digest of it). The
+    /// registry clients are only built when something is pulled: one with the task's own
+    /// credentials (the execution role for ECR), and one per container with
+    /// `repositoryCredentials`, which apply to its registry only. An error is the reason.
+    fn fetch(
+        &mut self,
+        idx: usize,
+        image: &str,
+        digest: Option<&str>,
+        get: &mut ImageGetter,
+    ) -> Result<ImageRecord, String> {
+        let wanted = match get.lookup(image, digest) {
+            Ok(Got::Have(rec)) => return Ok(*rec),
+            Ok(Got::Pull(wanted)) => wanted,
+            Err(e) => return Err(format!("{}: {e}", reason::CANNOT_PULL)),
+        };
+        let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if !get.pullers.contains_key(&key) {
+            let overrides = {
+                let rt = get.runtime()?;
+                self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
+            };
+            let p = make_puller(&get.root, get.config.as_deref(), overrides)
+                .map_err(|e| format!("{}: {}", reason::CANNOT_PULL, error_chain(e.as_ref())))?;
+            get.pullers.insert(key, p);
+        }
+        let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
+            return Err(format!("{}: no registry client", reason::CANNOT_PULL));
+        };
+        tracing::info!(task_id = %self.task.id, image = %wanted, "pulling");
+        rt.block_on(p.pull(&wanted, &get.platform, Arc::new(rootfs_cache::pull::Quiet)))
+            .map_err(|e| pull_reason(&e))
+    }
+
+    /// The credentials a registry client of this task uses instead of the host's: the
+    /// execution identity for ECR (assumed now, only when some image is on ECR) and, for
+    /// container `with_auth`, its `repositoryCredentials` for its image's registry.
+    fn pull_overrides(
+        &mut self,
+        with_auth: Option<usize>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<rootfs_cache::auth::Overrides, (usize, String)> {
+        let at = with_auth.unwrap_or(0);
+        let mut o = rootfs_cache::auth::Overrides::default();
+        let on_ecr = self.slots.iter().any(|s| {
+            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
+                let host = rootfs_cache::config::api_host(r.registry());
+                rootfs_cache::auth::parse_ecr_host(&host).is_some()
+            })
+        });
+        if on_ecr {
+            o.ecr = rt
+                .block_on(self.inside.execution.ecr_identity())
+                .map_err(|e| (at, format!("{}: {e}", super::secrets::REASON_PREFIX)))?;
+        }
+        if let Some(idx) = with_auth
+            && let Some(c) = self.inside.registry_auth.get(&idx)
+        {
+            let r = rootfs_cache::pull::parse_reference(&self.slots[idx].row.image)
+                .map_err(|e| (idx, format!("{}: {}", reason::CANNOT_PULL, error_chain(&e))))?;
+            o.basic
+                .insert(rootfs_cache::config::api_host(r.registry()), c.clone());
+        }
+        Ok(o)
     }
 
     fn dep_view(&self, idx: usize) -> Vec<Dep> {
@@ -915,6 +989,9 @@ impl Executor {
         let name = self.slots[idx].row.name.clone();
         let mut ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
         ecs.extend(self.inside.env());
+        // S3 environmentFiles: under `environment` (ECS: "environment … take[s]
+        // precedence over the variables contained within an environment file").
+        ecs.extend(self.inside.file_env(idx));
         let img = self.image_defaults(idx);
         let mut spec = match self.container_spec(idx, &img, ecs) {
             Ok(s) => s,
@@ -1263,17 +1340,27 @@ fn write_with_phases(
 /// config) is only built when something is pulled.
 struct ImageGetter {
     images: rootfs_cache::Store,
-    puller: Option<(Puller, tokio::runtime::Runtime)>,
+    rt: Option<tokio::runtime::Runtime>,
+    /// One client per credentials: `None` the task's, `Some(idx)` container idx's
+    /// `repositoryCredentials`.
+    pullers: std::collections::BTreeMap<Option<usize>, Puller>,
     platform: rootfs_cache::Platform,
     policy: PullPolicy,
     root: PathBuf,
     config: Option<PathBuf>,
 }
 
+/// What the cache and the pull policy say of an image.
+enum Got {
+    Have(Box<ImageRecord>),
+    /// Pull this reference.
+    Pull(String),
+}
+
 impl ImageGetter {
     /// `image`, or with `digest` the image that digest names (a manifest or an index,
-    /// picked for the platform); an error is the reason's text after the prefix.
-    fn get(&mut self, image: &str, digest: Option<&str>) -> Result<ImageRecord, String> {
+    /// picked for the platform), from the cache, or the reference to pull.
+    fn lookup(&self, image: &str, digest: Option<&str>) -> Result<Got, String> {
         let platform = &self.platform;
         let fits = |rec: &ImageRecord| {
             self.policy == PullPolicy::Never
@@ -1294,45 +1381,62 @@ impl ImageGetter {
                 .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
         };
         match (self.policy, cached) {
-            (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => Ok(rec),
+            (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => Ok(Got::Have(Box::new(rec))),
             (PullPolicy::Never, None) => Err(format!(
                 "{wanted}: not in the local image cache and --pull never was given \
                  (run `minifargate pull {wanted}`)"
             )),
-            _ => {
-                if self.puller.is_none() {
-                    self.puller = Some(
-                        make_puller(&self.root, self.config.as_deref())
-                            .map_err(|e| error_chain(e.as_ref()))?,
-                    );
-                }
-                let (p, rt) = self.puller.as_ref().expect("set above");
-                tracing::info!(image = %wanted, "pulling");
-                rt.block_on(p.pull(&wanted, platform, Arc::new(rootfs_cache::pull::Quiet)))
-                    .map_err(|e| error_chain(&e))
-            }
+            _ => Ok(Got::Pull(wanted)),
         }
+    }
+
+    /// The runtime pulls run on, made on the first pull.
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, String> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("{}: {e}", reason::CANNOT_PULL))?,
+            );
+        }
+        Ok(self.rt.as_ref().expect("set above"))
     }
 }
 
 fn make_puller(
     root: &std::path::Path,
     config: Option<&std::path::Path>,
-) -> anyhow::Result<(Puller, tokio::runtime::Runtime)> {
+    overrides: rootfs_cache::auth::Overrides,
+) -> anyhow::Result<Puller> {
     let config = RegistriesConfig::load(config)?;
-    let client = RegistryClient::new(config.retry_policy())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok((
-        Puller {
-            store: rootfs_cache::Store::open(root)?,
-            client: Arc::new(client),
-            config,
-            concurrency: 4,
-        },
-        rt,
-    ))
+    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
+    Ok(Puller {
+        store: rootfs_cache::Store::open(root)?,
+        client: Arc::new(client),
+        config,
+        concurrency: 4,
+    })
+}
+
+/// A failed pull as the container's reason. ECR refusing the execution role's token
+/// request is, as on ECS, a failure to get the registry auth, not of the pull itself.
+/// Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets ("unable to retrieve ecr
+/// registry auth").
+fn pull_reason(e: &rootfs_cache::PullError) -> String {
+    use rootfs_cache::auth::AuthError;
+    use rootfs_cache::client::RegistryError;
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(a @ AuthError::EcrAs { .. }),
+        ..
+    } = e
+    {
+        return format!(
+            "{}: unable to retrieve ecr registry auth: {a}",
+            super::secrets::REASON_PREFIX
+        );
+    }
+    format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
 }
 
 /// The cached image a reference names, if any.

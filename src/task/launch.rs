@@ -77,6 +77,8 @@ pub struct Request {
     /// The tasks this one shares image digests with (versionConsistency): a service
     /// deployment's id, else one per RunTask call (`ecs::tasks::spawn` sets it).
     pub image_scope: Option<String>,
+    /// `--execution-credentials host`: start-up calls with the host's credentials.
+    pub host_execution_credentials: bool,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -90,6 +92,7 @@ pub struct SupervisorCommand {
     pub pull: PullPolicy,
     pub secrets_file: Option<PathBuf>,
     pub host_credentials: bool,
+    pub host_execution_credentials: bool,
     /// Give each supervisor a pipe on which it reports that its task is STOPPED and torn
     /// down ([`Supervisor::done`]). Only for a caller with no other thread that starts
     /// processes meanwhile: the pipe's write end is inheritable while the supervisor starts.
@@ -408,6 +411,9 @@ pub fn spawn_supervisor(
     }
     if cmd.host_credentials {
         c.args(["--task-credentials", "host"]);
+    }
+    if cmd.host_execution_credentials {
+        c.args(["--execution-credentials", "host"]);
     }
     let done = if cmd.report_done {
         let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;

@@ -16,7 +16,7 @@
 //!
 //! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
 
-use super::credentials::{Source as CredSource, TaskCredentials};
+use super::credentials::{Execution, Source as CredSource, TaskCredentials};
 use super::network::Recorded;
 use super::secrets::{Resolver, SecretEnv};
 use super::stats::{self, Sample};
@@ -752,6 +752,12 @@ pub struct Inside {
     /// The container env the ECS agent adds for the credentials endpoint.
     creds_uri: Option<String>,
     secrets: SecretEnv,
+    /// Variables from S3 `environmentFiles` (`super::envfiles`).
+    file_env: super::envfiles::FileEnv,
+    /// `repositoryCredentials` per container (`super::registry_auth`).
+    pub registry_auth: super::registry_auth::RegistryAuth,
+    /// What the start-up calls act as: the execution role, or the host's credentials.
+    pub execution: Execution,
     pub live: Arc<Live>,
     server: Option<Server>,
 }
@@ -767,21 +773,33 @@ pub struct Settings<'a> {
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: hand a task without a role the host's identity.
     pub host_credentials: bool,
+    /// `--execution-credentials host`: start-up calls use the host's credentials even when
+    /// the task has an execution role.
+    pub host_execution_credentials: bool,
 }
 
 impl Inside {
-    /// Resolves the secrets and starts the endpoint; `Err` is the task's stopped reason.
+    /// Resolves the secrets, registry credentials and S3 environment files (with the
+    /// execution identity, as ECS does in one step before the pulls) and starts the
+    /// endpoint; `Err` is the task's stopped reason.
     pub fn provision(&mut self, s: Settings<'_>) -> Result<(), String> {
         let containers = s.def.container_definitions.as_ref().map_or(0, Vec::len);
         self.live = Arc::new(Live {
             restarts: (0..containers).map(|_| AtomicU32::new(0)).collect(),
         });
+        self.execution = Execution::new(
+            s.def.execution_role_arn.as_deref(),
+            s.host_execution_credentials,
+            s.region,
+            &s.task.id,
+        );
         self.secrets = Resolver {
             file: s.secrets_file,
             region: s.region.to_string(),
-            task_id: s.task.id.clone(),
         }
-        .resolve(s.def)?;
+        .resolve(s.def, &mut self.execution)?;
+        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
+        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)?;
         let Some(netns) = s.netns else {
             return Ok(());
         };
@@ -822,6 +840,11 @@ impl Inside {
             .iter()
             .map(|u| format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={u}"))
             .collect()
+    }
+
+    /// `NAME=value` from container `idx`'s S3 environment files.
+    pub fn file_env(&self, idx: usize) -> Vec<String> {
+        self.file_env.get(&idx).cloned().unwrap_or_default()
     }
 
     /// `NAME=value` of container `idx`'s secrets.

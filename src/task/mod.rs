@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod deps;
+pub mod envfiles;
 pub mod ephemeral;
 pub mod executor;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod metadata;
 pub mod network;
 pub mod platform;
 pub mod reconcile;
+pub mod registry_auth;
 pub mod resources;
 pub mod restart;
 pub mod secrets;

@@ -8,7 +8,7 @@
 //! Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets (the reasons ECS prints);
 //! docs …/developerguide/specifying-sensitive-data-secrets.html (the valueFrom forms).
 
-use super::credentials::{self, Creds};
+use super::credentials::Execution;
 use crate::taskdef::model::TaskDefinition;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -187,12 +187,12 @@ pub struct Resolver {
     pub file: Option<PathBuf>,
     /// The task's region (bare SSM names live there).
     pub region: String,
-    pub task_id: String,
 }
 
 impl Resolver {
-    /// Resolves every secret of `def`; `Err` is the task's stopped reason.
-    pub fn resolve(&self, def: &TaskDefinition) -> Result<SecretEnv, String> {
+    /// Resolves every secret of `def` (from AWS as `exec`); `Err` is the task's stopped
+    /// reason.
+    pub fn resolve(&self, def: &TaskDefinition, exec: &mut Execution) -> Result<SecretEnv, String> {
         let wanted = wanted(def).map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
         if wanted.is_empty() {
             return Ok(SecretEnv::new());
@@ -205,7 +205,7 @@ impl Resolver {
                     .map(|w| from_file(&map, w, path))
                     .collect::<Result<_, _>>()?
             }
-            None => self.fetch_from_aws(def, &wanted)?,
+            None => self.fetch_from_aws(exec, &wanted)?,
         };
         let mut env = SecretEnv::new();
         for (w, v) in wanted.iter().zip(values) {
@@ -218,7 +218,7 @@ impl Resolver {
 
     fn fetch_from_aws(
         &self,
-        def: &TaskDefinition,
+        exec: &mut Execution,
         wanted: &[Wanted],
     ) -> Result<Vec<String>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -226,40 +226,23 @@ impl Resolver {
             .build()
             .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
         rt.block_on(async {
-            // The execution role, when the task has one, as the ECS agent uses it.
-            let role = match &def.execution_role_arn {
-                Some(arn) if !arn.is_empty() => {
-                    let cfg = credentials::sdk_config(&self.region).await;
-                    Some(
-                        credentials::assume_role(&cfg, arn, &self.task_id)
-                            .await
-                            .map_err(|e| {
-                                format!(
-                                    "{REASON_PREFIX}: unable to assume the execution role {arn}: {e}"
-                                )
-                            })?,
-                    )
-                }
-                _ => None,
-            };
             let mut out = Vec::with_capacity(wanted.len());
             for w in wanted {
-                out.push(self.fetch(w, role.as_ref()).await?);
+                out.push(self.fetch(w, exec).await?);
             }
             Ok(out)
         })
     }
 
-    async fn fetch(&self, w: &Wanted, role: Option<&Creds>) -> Result<String, String> {
+    async fn fetch(&self, w: &Wanted, exec: &mut Execution) -> Result<String, String> {
         match &w.source {
             Source::Ssm { name, region } => {
                 let region = region.as_deref().unwrap_or(&self.region);
-                let cfg = credentials::sdk_config(region).await;
-                let mut b = aws_sdk_ssm::config::Builder::from(&cfg);
-                if let Some(c) = role {
-                    b = b.credentials_provider(c.sdk());
-                }
-                let client = aws_sdk_ssm::Client::from_conf(b.build());
+                let cfg = exec
+                    .config(region)
+                    .await
+                    .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+                let client = aws_sdk_ssm::Client::new(&cfg);
                 let fail = |e: String| {
                     format!("{REASON_PREFIX}: unable to retrieve secrets from ssm: {e}")
                 };
@@ -289,12 +272,11 @@ impl Resolver {
                 version_stage,
                 version_id,
             } => {
-                let cfg = credentials::sdk_config(region).await;
-                let mut b = aws_sdk_secretsmanager::config::Builder::from(&cfg);
-                if let Some(c) = role {
-                    b = b.credentials_provider(c.sdk());
-                }
-                let client = aws_sdk_secretsmanager::Client::from_conf(b.build());
+                let cfg = exec
+                    .config(region)
+                    .await
+                    .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+                let client = aws_sdk_secretsmanager::Client::new(&cfg);
                 let fail = |e: String| {
                     format!(
                         "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch \
@@ -428,9 +410,9 @@ mod tests {
         let r = Resolver {
             file: Some(f.clone()),
             region: "us-east-1".into(),
-            task_id: "t".into(),
         };
-        let e = r.resolve(&def).unwrap_err();
+        let mut exec = Execution::default();
+        let e = r.resolve(&def, &mut exec).unwrap_err();
         assert!(e.starts_with(REASON_PREFIX), "{e}");
         assert!(
             e.contains("secret MISSING (/nope) is not in --secrets-file"),
@@ -438,7 +420,7 @@ mod tests {
         );
         let mut ok = def.clone();
         ok.container_definitions.as_mut().unwrap().pop();
-        let env = r.resolve(&ok).unwrap();
+        let env = r.resolve(&ok, &mut exec).unwrap();
         assert_eq!(env[&0], ["TOKEN=t0k3n", "USER=admin", "PORT=5432"]);
         let e = json_key("x", r#"{"a":1}"#, "b").unwrap_err();
         assert_eq!(

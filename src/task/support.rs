@@ -1,10 +1,13 @@
 //! What of a task definition this host does not do yet: errors for what cannot be faked
-//! (S3 environment files, malformed `secrets`), warnings recorded on the task for what is
-//! skipped or done differently (`taskdef::coverage`).
-//! Also reads local `environmentFiles` into the environment, as the ECS agent does.
+//! (malformed `secrets` or S3 environment file ARNs), warnings recorded on the task for
+//! what is skipped or done differently (`taskdef::coverage`).
+//! Also reads *local* `environmentFiles` into the environment at RunTask (a local
+//! extension: ECS reads them only from S3; S3 files are read by the supervisor at task
+//! start, `super::envfiles`), by the ECS agent's file rules.
 
+use super::envfiles;
 use crate::taskdef::coverage;
-use crate::taskdef::model::{EnvironmentFileType, KeyValuePair, TaskDefinition};
+use crate::taskdef::model::{KeyValuePair, TaskDefinition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
@@ -13,10 +16,19 @@ pub enum SupportError {
     #[error(transparent)]
     Secret(#[from] super::secrets::SecretError),
     #[error(
-        "containerDefinitions[{idx}].environmentFiles: {value} is in S3, which minifargate cannot \
-         read; use a local path to the file instead"
+        "containerDefinitions[{idx}].environmentFiles[{k}].value: {value:?} is not an S3 object \
+         ARN; ECS takes arn:aws:s3:::<bucket>/<key>.env"
     )]
-    S3EnvironmentFile { idx: usize, value: String },
+    S3EnvironmentFile { idx: usize, k: usize, value: String },
+    #[error(
+        "containerDefinitions[{idx}].environmentFiles: {count} files; ECS takes at most {max} \
+         (merge some of them)"
+    )]
+    TooManyEnvironmentFiles {
+        idx: usize,
+        count: usize,
+        max: usize,
+    },
     #[error(transparent)]
     Setting(#[from] super::spec::SpecBuildError),
     /// A runtimePlatform this host cannot run (refused before anything of the task exists).
@@ -31,21 +43,13 @@ pub enum SupportError {
     },
 }
 
-/// `VAR=VALUE` lines; blank lines and `#` comments are skipped (ECS environment file rules).
-pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| KeyValuePair {
-            name: Some(k.to_string()),
-            value: Some(v.to_string()),
-        })
-        .collect()
-}
+/// Ref: ecs.json `ContainerDefinition.environmentFiles`: "You can specify up to ten
+/// environment files."
+pub const MAX_ENVIRONMENT_FILES: usize = 10;
 
 /// Checks `def` and resolves its local environment files into `environment` (which
-/// keeps precedence, as in ECS). Returns the warnings to record on the task.
+/// keeps precedence, as in ECS; the first file that sets a name wins, as in the agent).
+/// S3 files stay for the supervisor. Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     // Nothing silent: what `validate` says this host does not honour, the task says too;
     // ephemeralStorage's depends on this host's setting, which `ephemeral` knows.
@@ -57,13 +61,24 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     warnings.extend(super::ephemeral::warning(def));
     super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
-        let mut from_files = Vec::new();
-        for f in c.environment_files.iter().flatten() {
+        let files = c.environment_files.as_deref().unwrap_or_default();
+        if files.len() > MAX_ENVIRONMENT_FILES {
+            return Err(SupportError::TooManyEnvironmentFiles {
+                idx,
+                count: files.len(),
+                max: MAX_ENVIRONMENT_FILES,
+            });
+        }
+        let mut local = Vec::new();
+        let mut kept = Vec::new();
+        for (k, f) in files.iter().enumerate() {
             let value = f.value.clone().unwrap_or_default();
-            if value.starts_with("arn:")
-                || f.kind == Some(EnvironmentFileType::S3) && value.starts_with("s3:")
-            {
-                return Err(SupportError::S3EnvironmentFile { idx, value });
+            if envfiles::is_s3(&value, f.kind) {
+                if envfiles::parse_s3_arn(&value).is_none() {
+                    return Err(SupportError::S3EnvironmentFile { idx, k, value });
+                }
+                kept.push(f.clone());
+                continue;
             }
             let text = std::fs::read_to_string(&value).map_err(|source| {
                 SupportError::ReadEnvironmentFile {
@@ -72,16 +87,19 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
                     source,
                 }
             })?;
-            from_files.extend(parse_env_file(&text));
+            local.push(envfiles::parse(&text));
         }
-        if !from_files.is_empty() {
+        if !local.is_empty() {
             let env = c.environment.get_or_insert_with(Vec::new);
-            for kv in from_files {
-                if !env.iter().any(|e| e.name == kv.name) {
-                    env.push(kv);
+            for (k, v) in envfiles::merge(&local) {
+                if !env.iter().any(|e| e.name.as_deref() == Some(k.as_str())) {
+                    env.push(KeyValuePair {
+                        name: Some(k),
+                        value: Some(v),
+                    });
                 }
             }
-            c.environment_files = None;
+            c.environment_files = (!kept.is_empty()).then_some(kept);
         }
         super::spec::check_sysctls(idx, c)?;
     }
@@ -110,11 +128,33 @@ mod tests {
             e.starts_with("containerDefinitions[1].secrets[0].valueFrom"),
             "{e}"
         );
+        // S3 files are left for the supervisor; a malformed ARN or an 11th file is refused.
         let mut d = def(
             r#"{"containerDefinitions":[{"name":"a","environmentFiles":[{"value":"arn:aws:s3:::b/x.env","type":"s3"}]}]}"#,
         );
+        assert!(prepare(&mut d).unwrap().is_empty());
+        assert_eq!(
+            d.container_definitions.as_ref().unwrap()[0]
+                .environment_files
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
+        let mut d = def(
+            r#"{"containerDefinitions":[{"name":"a","environmentFiles":[{"value":"arn:aws:s3:::bucket-only","type":"s3"}]}]}"#,
+        );
         let e = prepare(&mut d).unwrap_err().to_string();
-        assert!(e.contains("arn:aws:s3:::b/x.env is in S3"), "{e}");
+        assert!(
+            e.starts_with("containerDefinitions[0].environmentFiles[0].value: \"arn:aws:s3:::bucket-only\" is not an S3 object ARN"),
+            "{e}"
+        );
+        let eleven = [r#"{"value":"arn:aws:s3:::b/x.env","type":"s3"}"#; 11].join(",");
+        let mut d = def(&format!(
+            r#"{{"containerDefinitions":[{{"name":"a","environmentFiles":[{eleven}]}}]}}"#
+        ));
+        let e = prepare(&mut d).unwrap_err().to_string();
+        assert!(e.contains("11 files; ECS takes at most 10"), "{e}");
     }
 
     #[test]

@@ -141,7 +141,7 @@ const FSX: &str = "FSx for Windows File Server is not reachable from this host: 
 pub static TASK_DEFINITION: &[Row] = &[
     h("family", "names the family; revisions are kept as ECS keeps them"),
     h("taskRoleArn", "the credentials endpoint (169.254.170.2) serves the role's credentials, assumed with STS from this host's credentials"),
-    ld("executionRoleArn", "used to read `secrets` (assumed with STS, as the ECS agent does); image pulls use this host's credentials, not the role's"),
+    h("executionRoleArn", "assumed with STS (this host's credentials), as the ECS agent does, for the task's start-up calls: ECR authorization, repositoryCredentials, secrets, S3 environmentFiles; `run-task --execution-credentials host` uses this host's credentials instead"),
     h("networkMode", "awsvpc: one network namespace per task with its own address on a local bridge; host: the host's; none: loopback only; bridge: a local difference, the task's containers share one network namespace").by_value(network_mode),
     h("containerDefinitions", "the task's containers, started in dependsOn order"),
     h("volumes", "see its members"),
@@ -211,8 +211,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     // Containers.
     h("containerDefinitions[].name", "the container's name"),
     h("containerDefinitions[].image", "pulled over the registry API (ECR, Docker Hub, any OCI registry) for this host's platform"),
-    na("containerDefinitions[].repositoryCredentials", "the Secrets Manager secret is not read: images are pulled with this host's registry credentials (Docker config, ECR through this host's AWS credentials)"),
-    na("containerDefinitions[].repositoryCredentials.credentialsParameter", "as repositoryCredentials"),
+    h("containerDefinitions[].repositoryCredentials", "the Secrets Manager secret (ARN or name) is read with the execution role's credentials; its username and password authenticate to the container's registry only"),
+    h("containerDefinitions[].repositoryCredentials.credentialsParameter", "as repositoryCredentials"),
     h("containerDefinitions[].cpu", "the container cgroup's CPU shares (at least 2), as the ECS agent sets them"),
     h("containerDefinitions[].memory", "the container cgroup's hard memory limit"),
     h("containerDefinitions[].memoryReservation", "the container cgroup's soft memory limit"),
@@ -235,7 +235,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].environment[].name", "as environment"),
     h("containerDefinitions[].environment[].value", "as environment"),
     h("containerDefinitions[].environmentFiles", "KEY=VALUE lines under `environment`, as ECS reads them"),
-    rf("containerDefinitions[].environmentFiles[].value", "an S3 object ARN, the only form ECS takes, is not read here: run-task refuses it; a local path is read from this host's file system instead (a local difference)").by_value(environment_file),
+    h("containerDefinitions[].environmentFiles[].value", "an S3 object ARN, the only form ECS takes, is read at task start with the execution role's credentials, by the ECS agent's file rules; a local path is read from this host's file system instead (a local difference)").by_value(environment_file),
     h("containerDefinitions[].environmentFiles[].type", "s3, the only type"),
     h("containerDefinitions[].mountPoints", "bind mounts of the task's volumes"),
     h("containerDefinitions[].mountPoints[].sourceVolume", "as mountPoints"),
@@ -373,7 +373,7 @@ pub static RUN_TASK: &[Row] = &[
     ),
     na(
         "overrides.executionRoleArn",
-        "secrets are read with the task definition's executionRoleArn",
+        "the task definition's executionRoleArn is used for the start-up calls (pulls, secrets, environment files)",
     ),
     na(
         "overrides.ephemeralStorage",
@@ -510,15 +510,13 @@ fn security_options(v: &Value) -> Option<(Class, String)> {
 
 fn environment_file(v: &Value) -> Option<(Class, String)> {
     let f = v.as_str()?;
-    Some(if f.starts_with("arn:") || f.starts_with("s3:") {
-        (
-            Class::Refused,
-            format!("{f} is in S3, which this host does not read yet; use a local path"),
-        )
-    } else {
+    (!(f.starts_with("arn:") || f.starts_with("s3:"))).then(|| {
         (
             Class::LocalDifference,
-            format!("{f} is read from this host's file system; ECS takes only S3 object ARNs here"),
+            format!(
+                "{f} is a local file, read from this host's file system at RunTask (ECS takes \
+                 only S3 object ARNs here); its variables rank above the task's S3 files"
+            ),
         )
     })
 }
@@ -832,13 +830,8 @@ mod tests {
             warnings(
                 r#"{"networkMode":"awsvpc","containerDefinitions":[{"dockerSecurityOptions":
                 ["no-new-privileges"],"environmentFiles":[{"value":"arn:aws:s3:::b/a.env","type":"s3"}]}]}"#
-            ) == [(
-                "containerDefinitions[0].environmentFiles[0].value".to_string(),
-                "refused-here",
-                "refused here by run-task: arn:aws:s3:::b/a.env is in S3, which this host does \
-                 not read yet; use a local path"
-                    .to_string()
-            )]
+            )
+            .is_empty()
         );
         let bridge = warnings(r#"{"networkMode":"bridge"}"#);
         assert_eq!(bridge[0].1, "local-difference");

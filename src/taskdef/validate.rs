@@ -1287,6 +1287,16 @@ impl Checker {
                 }
             }
         }
+        // Ref: ecs.json `ContainerDefinition.environmentFiles`: "You can specify up to ten
+        // environment files."
+        let files = c.environment_files.as_deref().unwrap_or_default();
+        if files.len() > 10 {
+            self.err(
+                "environment-file-count",
+                p.key("environmentFiles"),
+                format!("{} environment files; ECS takes at most 10.", files.len()),
+            );
+        }
         for (k, f) in c.environment_files.iter().flatten().enumerate() {
             let fp = p.key("environmentFiles").index(k);
             if f.kind.is_none() {
@@ -1870,6 +1880,29 @@ mod tests {
 
     const FARGATE_OK: &str = r#"{"family":"f","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
         "cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"busybox"}]}"#;
+
+    #[test]
+    fn at_most_ten_environment_files() {
+        let files = |n: usize| vec![r#"{"value":"arn:aws:s3:::b/k.env","type":"s3"}"#; n].join(",");
+        let def = |n| {
+            format!(
+                r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"b","memory":64,"environmentFiles":[{}]}}]}}"#,
+                files(n)
+            )
+        };
+        let r = run(&def(10), None);
+        assert!(
+            !rules(&r).contains(&"environment-file-count"),
+            "{:?}",
+            r.findings
+        );
+        let r = run(&def(11), None);
+        assert!(
+            !r.valid && rules(&r).contains(&"environment-file-count"),
+            "{:?}",
+            r.findings
+        );
+    }
 
     #[test]
     fn minimal_fargate_definition_is_valid() {

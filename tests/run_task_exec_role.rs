@@ -1,0 +1,403 @@
+//! Root integration tests of the execution role: a task's start-up calls act as its
+//! `executionRoleArn` (assumed through moto_server's STS), as the ECS agent's do.
+//! - `repositoryCredentials`: a Secrets Manager secret's username and password let a
+//!   private image (the htpasswd registry) be pulled; a wrong one fails with a clear reason
+//!   and leaves nothing behind.
+//! - `environmentFiles` in S3 (moto's S3): their variables are inside the container, by
+//!   ECS's rules (the first file wins, `environment` wins over files, `#` comments).
+//! - ECR: with moto's IAM enforcement on, a role without ecr:GetAuthorizationToken fails the
+//!   task even though the host's credentials could pull; `--execution-credentials host`
+//!   uses the host's instead.
+
+mod common;
+
+use common::cli::Mf;
+use common::image::{Compression, Layer, busybox_all_applets};
+use common::leaks::assert_no_leaks;
+use common::push_image;
+use common::registry::{Registry, RegistryOpts};
+use common::services::{Server, tool};
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
+const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+/// The AWS CLI against moto with `key`/`secret` (moto's IAM users' keys once it enforces).
+fn aws_as(moto: &Server, key: &str, secret: &str, args: &[&str]) -> Value {
+    let out = Command::new(tool("aws"))
+        .args([
+            "--endpoint-url",
+            &moto.url(),
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("NO_PROXY", "*")
+        .output()
+        .expect("aws cli (./scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn aws(moto: &Server, args: &[&str]) -> Value {
+    aws_as(moto, "testing", "testing", args)
+}
+
+fn describe(mf: &Mf, id: &str) -> Value {
+    mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
+}
+
+/// Runs `taskdef` detached; waits until it is RUNNING or STOPPED and returns it.
+fn run(mf: &Mf, name: &str, taskdef: &str, extra: &[&str]) -> (String, Value) {
+    let td = mf.taskdef(name, taskdef);
+    let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
+    args.extend_from_slice(extra);
+    let v = mf.json(&args);
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = describe(mf, &id);
+        if t["lastStatus"] == "RUNNING" || t["lastStatus"] == "STOPPED" {
+            return (id, t);
+        }
+        assert!(Instant::now() < deadline, "task did not settle: {t:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mf: &Mf, id: &str) {
+    assert!(mf.run(&["stop-task", "--task", id]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while describe(mf, id)["lastStatus"] != "STOPPED" {
+        assert!(Instant::now() < deadline, "task {id} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn taskdef(family: &str, image: &str, container_extra: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+            "executionRoleArn":"{ROLE}",
+            "containerDefinitions":[{{"name":"app","image":"{image}","stopTimeout":2
+              {container_extra},
+              "command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]}}]}}"#
+    )
+}
+
+fn pointed_at(mf: &mut Mf, moto: &Server) {
+    mf.set_env("AWS_ENDPOINT_URL", moto.url());
+    mf.set_env("AWS_ACCESS_KEY_ID", "testing");
+    mf.set_env("AWS_SECRET_ACCESS_KEY", "testing");
+    mf.set_env("AWS_REGION", "us-east-1");
+}
+
+#[test]
+fn private_registry_and_s3_environment_files_through_the_execution_role() {
+    let work = tempfile::tempdir().unwrap();
+    let moto = Server::moto(work.path());
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("alice".into(), "s3cret-pw".into())),
+        ..Default::default()
+    });
+    push_image(
+        &reg,
+        work.path(),
+        "private/app:1",
+        &[Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("exec-role"),
+        )],
+    );
+    let image = format!("{}/private/app:1", reg.host());
+    // The host has no credentials for this registry (its DOCKER_CONFIG is empty).
+    let mut mf = Mf::new();
+    pointed_at(&mut mf, &moto);
+    assert!(!mf.run(&["pull", &image]).status.success());
+
+    let good = aws(
+        &moto,
+        &[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "registry-creds",
+            "--secret-string",
+            r#"{"username":"alice","password":"s3cret-pw"}"#,
+        ],
+    );
+    aws(
+        &moto,
+        &[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "registry-wrong",
+            "--secret-string",
+            r#"{"username":"alice","password":"not-it"}"#,
+        ],
+    );
+    aws(&moto, &["s3api", "create-bucket", "--bucket", "envs"]);
+    let put = |key: &str, body: &str| {
+        let f = work.path().join(key.replace('/', "_"));
+        std::fs::write(&f, body).unwrap();
+        aws(
+            &moto,
+            &[
+                "s3api",
+                "put-object",
+                "--bucket",
+                "envs",
+                "--key",
+                key,
+                "--body",
+                f.to_str().unwrap(),
+            ],
+        );
+    };
+    put(
+        "app/first.env",
+        "# a comment\nFROM_FIRST=1\nSHARED=first\nURL=http://x/?a=b\n#HIDDEN=1\nEMPTY=\n",
+    );
+    put(
+        "app/second.env",
+        "SHARED=second\nFROM_SECOND=2\nOVERRIDDEN=file\n",
+    );
+
+    let good_arn = good["ARN"].as_str().unwrap();
+    let extra = format!(
+        r#","repositoryCredentials":{{"credentialsParameter":"{good_arn}"}},
+           "environment":[{{"name":"OVERRIDDEN","value":"environment"}}],
+           "environmentFiles":[{{"value":"arn:aws:s3:::envs/app/first.env","type":"s3"}},
+                               {{"value":"arn:aws:s3:::envs/app/second.env","type":"s3"}}]"#
+    );
+    let (id, t) = run(&mf, "priv", &taskdef("priv", &image, &extra), &[]);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    let out = mf.run(&["exec", &id, "--", "env"]);
+    assert!(out.status.success());
+    let vars = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "FROM_FIRST=1",
+        "FROM_SECOND=2",
+        "SHARED=first",
+        "URL=http://x/?a=b",
+        "OVERRIDDEN=environment",
+    ] {
+        assert!(vars.lines().any(|l| l == want), "{want} not in {vars}");
+    }
+    for absent in ["HIDDEN=", "EMPTY="] {
+        assert!(
+            !vars.lines().any(|l| l.starts_with(absent)),
+            "{absent} in {vars}"
+        );
+    }
+    stop(&mf, &id);
+
+    // A wrong password (the secret by name, as ECS allows in the task's region): the task
+    // fails to start, naming the registry and the secret; the image is not cached.
+    push_image(
+        &reg,
+        work.path(),
+        "private/app:2",
+        &[Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("exec-role-2"),
+        )],
+    );
+    let image2 = format!("{}/private/app:2", reg.host());
+    let extra = r#","repositoryCredentials":{"credentialsParameter":"registry-wrong"}"#;
+    let (bad, t) = run(&mf, "wrong", &taskdef("wrong", &image2, extra), &[]);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CannotPullContainerError: ")
+            && reason.contains(&format!("401 Unauthorized from {}", reg.host()))
+            && reason.contains("the Secrets Manager secret registry-wrong (repositoryCredentials)")
+            && reason.contains("were rejected"),
+        "{reason}"
+    );
+    assert!(
+        !mf.images()
+            .iter()
+            .any(|i| i["reference"] == image2.as_str()),
+        "{:?}",
+        mf.images()
+    );
+    mf.assert_tmp_empty();
+
+    // A missing S3 object: ECS's reason names the key and the bucket.
+    let extra = format!(
+        r#","repositoryCredentials":{{"credentialsParameter":"{good_arn}"}},
+           "environmentFiles":[{{"value":"arn:aws:s3:::envs/app/missing.env","type":"s3"}}]"#
+    );
+    let (missing, t) = run(&mf, "missing", &taskdef("missing", &image, &extra), &[]);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "ResourceInitializationError: failed to download env files: unable to download env \
+             file with key app/missing.env from bucket envs as the execution role"
+        ),
+        "{reason}"
+    );
+    assert_no_leaks(&mf, &[&id, &bad, &missing], &[]);
+}
+
+/// moto's IAM: a host user that may only assume roles and a role without ECR permissions;
+/// then moto enforces IAM for every later call.
+fn iam_enforced(moto: &Server) -> (String, String) {
+    let allow = |actions: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":{actions},"Resource":"*"}}]}}"#
+        )
+    };
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    aws(moto, &["iam", "create-user", "--user-name", "host"]);
+    aws(
+        moto,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "host",
+            "--policy-name",
+            "assume",
+            "--policy-document",
+            &allow(r#"["sts:AssumeRole"]"#),
+        ],
+    );
+    let key = aws(moto, &["iam", "create-access-key", "--user-name", "host"]);
+    aws(
+        moto,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "exec",
+            "--assume-role-policy-document",
+            trust,
+        ],
+    );
+    aws(
+        moto,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "exec",
+            "--policy-name",
+            "p",
+            "--policy-document",
+            &allow(r#"["secretsmanager:GetSecretValue"]"#),
+        ],
+    );
+    let out = common::util::run_ok(
+        common::util::no_proxy(&mut Command::new("curl"))
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/plain",
+                "-d",
+                "0",
+            ])
+            .arg(format!("{}/moto-api/reset-auth", moto.url())),
+    );
+    assert!(out.status.success());
+    (
+        key["AccessKey"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        key["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+#[test]
+fn ecr_auth_acts_as_the_execution_role() {
+    let work = tempfile::tempdir().unwrap();
+    let moto = Server::moto(work.path());
+    let (key, secret) = iam_enforced(&moto);
+    // IAM is enforced now: the host user may assume roles but not call ECR itself.
+    let denied = Command::new(tool("aws"))
+        .args(["--endpoint-url", &moto.url(), "--region", "us-east-1"])
+        .args(["ecr", "get-authorization-token"])
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("NO_PROXY", "*")
+        .output()
+        .unwrap();
+    assert!(!denied.status.success(), "moto does not enforce IAM");
+
+    let mut mf = Mf::new();
+    pointed_at(&mut mf, &moto);
+    mf.set_env("AWS_ACCESS_KEY_ID", &key);
+    mf.set_env("AWS_SECRET_ACCESS_KEY", &secret);
+    let image = format!("{ECR_HOST}/web:1");
+
+    // The role lacks ecr:GetAuthorizationToken: ECS's reason, naming role and registry.
+    let (a, t) = run(&mf, "denied", &taskdef("denied", &image, ""), &[]);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution \
+             resource retrieval failed: unable to retrieve ecr registry auth: failed to get an \
+             ECR authorization token for 123456789012.dkr.ecr.us-east-1.amazonaws.com with the \
+             credentials of the execution role arn:aws:iam::123456789012:role/exec"
+        ) && reason.contains("AccessDenied")
+            && reason.contains("is not authorized to perform: ecr:GetAuthorizationToken"),
+        "{reason}"
+    );
+    assert_eq!(t["containers"][0]["reason"], reason);
+
+    // A role that does not exist: moto's STS still hands out credentials (real STS would
+    // refuse: "unable to assume the execution role …"), and ECR fails with them (moto
+    // answers 500); either way the reason names the role.
+    let unknown = taskdef("unknown", &image, "").replace("role/exec", "role/nope");
+    let (b, t) = run(&mf, "unknown", &unknown, &[]);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.contains("arn:aws:iam::123456789012:role/nope"),
+        "{reason}"
+    );
+
+    // `--execution-credentials host`: the host's credentials, which ECR refuses too here;
+    // the reason says so (and names no role).
+    let (c, t) = run(
+        &mf,
+        "hostcreds",
+        &taskdef("hostcreds", &image, ""),
+        &["--execution-credentials", "host"],
+    );
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("CannotPullContainerError: ")
+            && reason.contains("failed to get an ECR authorization token for 123456789012")
+            && !reason.contains("role/exec"),
+        "{reason}"
+    );
+    assert_no_leaks(&mf, &[&a, &b, &c], &[]);
+}
