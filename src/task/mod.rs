@@ -11,6 +11,7 @@ pub mod executor;
 pub mod health;
 pub mod launch;
 pub mod metadata;
+pub mod namespaces;
 pub mod network;
 pub mod platform;
 pub mod reconcile;

@@ -1,10 +1,13 @@
 //! What of a task definition this host does not do yet: errors for what cannot be faked
-//! (S3 environment files, malformed `secrets`), warnings recorded on the task for what is
-//! skipped or done differently (`taskdef::coverage`).
+//! (S3 environment files, malformed `secrets`, an AppArmor profile the host cannot apply),
+//! warnings recorded on the task for what is skipped or done differently
+//! (`taskdef::coverage`, `dockerSecurityOptions` entries not applied).
 //! Also reads local `environmentFiles` into the environment, as the ECS agent does.
 
 use crate::taskdef::coverage;
 use crate::taskdef::model::{EnvironmentFileType, KeyValuePair, TaskDefinition};
+use crate::taskdef::security_options::SecurityOption;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
@@ -22,6 +25,13 @@ pub enum SupportError {
     /// A runtimePlatform this host cannot run (refused before anything of the task exists).
     #[error(transparent)]
     Platform(#[from] super::platform::PlatformError),
+    #[error("containerDefinitions[{idx}].dockerSecurityOptions[{k}]: apparmor:{profile}: {reason}")]
+    AppArmor {
+        idx: usize,
+        k: usize,
+        profile: String,
+        reason: String,
+    },
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
         idx: usize,
@@ -47,6 +57,53 @@ pub fn parse_env_file(text: &str) -> Vec<KeyValuePair> {
 /// Checks `def` and resolves its local environment files into `environment` (which
 /// keeps precedence, as in ECS). Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
+    prepare_on(def, Path::new("/sys"))
+}
+
+/// Whether AppArmor is enabled, from sysfs at `sys` (`/sys` on the real host).
+pub fn apparmor_enabled(sys: &Path) -> bool {
+    std::fs::read_to_string(sys.join("module/apparmor/parameters/enabled"))
+        .is_ok_and(|v| v.starts_with('Y'))
+}
+
+/// Refuses an AppArmor profile this host cannot apply, before anything of the task exists.
+/// Ref: ecs.json `ContainerDefinition.dockerSecurityOptions`: ECS places such a task only on
+/// an instance whose agent registered with ECS_APPARMOR_CAPABLE=true; Docker fails the
+/// container when the profile is not loaded. `unconfined` needs nothing.
+fn check_apparmor(sys: &Path, profile: &str) -> Result<(), String> {
+    if profile == "unconfined" {
+        return Ok(());
+    }
+    if !apparmor_enabled(sys) {
+        return Err(format!(
+            "AppArmor is not enabled on this host ({} is not Y); on ECS such a task is \
+             placed only on instances registered with ECS_APPARMOR_CAPABLE=true. Remove the \
+             option or run the task on a host with AppArmor",
+            sys.join("module/apparmor/parameters/enabled").display()
+        ));
+    }
+    // Lines are "NAME (MODE)"; without securityfs the kernel still refuses an unknown
+    // profile when the container starts, with its own error.
+    let list = sys.join("kernel/security/apparmor/profiles");
+    let Ok(loaded) = std::fs::read_to_string(&list) else {
+        return Ok(());
+    };
+    let known = loaded
+        .lines()
+        .any(|l| l.rsplit_once(" (").map_or(l, |(n, _)| n) == profile);
+    if known {
+        Ok(())
+    } else {
+        Err(format!(
+            "profile {profile:?} is not loaded in the kernel (not in {}); load it with \
+             `apparmor_parser -r FILE`",
+            list.display()
+        ))
+    }
+}
+
+/// [`prepare`] with the host's sysfs at `sys`.
+pub fn prepare_on(def: &mut TaskDefinition, sys: &Path) -> Result<Vec<String>, SupportError> {
     // Nothing silent: what `validate` says this host does not honour, the task says too;
     // ephemeralStorage's depends on this host's setting, which `ephemeral` knows.
     let mut warnings: Vec<String> = coverage::task_warnings(&coverage::members(def))
@@ -57,6 +114,17 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     warnings.extend(super::ephemeral::warning(def));
     super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
+        for (k, o) in c.docker_security_options.iter().flatten().enumerate() {
+            let o = SecurityOption::parse(o);
+            if let SecurityOption::AppArmor(profile) = &o {
+                check_apparmor(sys, profile).map_err(|reason| SupportError::AppArmor {
+                    idx,
+                    k,
+                    profile: profile.clone(),
+                    reason,
+                })?;
+            }
+        }
         let mut from_files = Vec::new();
         for f in c.environment_files.iter().flatten() {
             let value = f.value.clone().unwrap_or_default();
@@ -115,6 +183,47 @@ mod tests {
         );
         let e = prepare(&mut d).unwrap_err().to_string();
         assert!(e.contains("arn:aws:s3:::b/x.env is in S3"), "{e}");
+    }
+
+    #[test]
+    fn apparmor_needs_the_host_and_the_profile_and_other_options_warn() {
+        let sys = tempfile::tempdir().unwrap();
+        let json = r#"{"containerDefinitions":[{"name":"a","dockerSecurityOptions":
+            ["no-new-privileges","apparmor:web","label:type:x","seccomp:unconfined"]}]}"#;
+        let e = prepare_on(&mut def(json), sys.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("containerDefinitions[0].dockerSecurityOptions[1]: apparmor:web: AppArmor is not enabled"),
+            "{e}"
+        );
+        let p = sys.path().join("module/apparmor/parameters");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("enabled"), "Y\n").unwrap();
+        let k = sys.path().join("kernel/security/apparmor");
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::write(k.join("profiles"), "docker-default (enforce)\n").unwrap();
+        let e = prepare_on(&mut def(json), sys.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("profile \"web\" is not loaded"), "{e}");
+        std::fs::write(
+            k.join("profiles"),
+            "docker-default (enforce)\nweb (complain)\n",
+        )
+        .unwrap();
+        let w = prepare_on(&mut def(json), sys.path()).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("containerDefinitions[0].dockerSecurityOptions[2]: label:type:x"));
+        assert!(
+            w[1].starts_with(
+                "containerDefinitions[0].dockerSecurityOptions[3]: seccomp:unconfined"
+            )
+        );
+        // unconfined needs no AppArmor at all.
+        let bare = tempfile::tempdir().unwrap();
+        let json = r#"{"containerDefinitions":[{"name":"a","dockerSecurityOptions":["apparmor:unconfined"]}]}"#;
+        assert!(prepare_on(&mut def(json), bare.path()).unwrap().is_empty());
     }
 
     #[test]
