@@ -308,13 +308,22 @@ fn an_unhealthy_task_is_replaced() {
     });
 }
 
-/// Seconds between two AWS CLI timestamps of a task (ISO 8601).
+/// Seconds between two timestamps of a task as the AWS CLI prints them (epoch seconds,
+/// or ISO 8601 with `cli_timestamp_format = iso8601`).
 fn secs_between(t: &Value, from: &str, to: &str) -> f64 {
-    let at = |k: &str| {
-        let s = t[k].as_str().unwrap_or_else(|| panic!("no {k} in {t:#}"));
-        chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{k} {s:?}: {e}"))
+    let at = |k: &str| -> f64 {
+        match &t[k] {
+            Value::Number(n) => n.as_f64().unwrap(),
+            Value::String(s) => {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .unwrap_or_else(|e| panic!("{k} {s:?}: {e}"))
+                    .timestamp_millis() as f64
+                    / 1000.0
+            }
+            other => panic!("{k} is {other} in {t:#}"),
+        }
     };
-    (at(to) - at(from)).num_milliseconds() as f64 / 1000.0
+    at(to) - at(from)
 }
 
 #[test]
