@@ -245,11 +245,24 @@ fn docker_security_options_apply_warn_or_refuse() {
     );
     let td = env.mf.taskdef("secopts", &json);
     let v = env.mf.run(&["validate", &td, "--output", "json"]);
-    let text = stdout(&v);
-    assert!(v.status.success(), "{text}");
-    assert!(text.contains("docker-security-options"), "{text}");
-    assert!(text.contains("dockerSecurityOptions[1]"), "{text}");
-    assert!(text.contains("dockerSecurityOptions[2]"), "{text}");
+    let doc: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert!(v.status.success(), "{doc:#}");
+    let found: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["path"] == "containerDefinitions[0].dockerSecurityOptions")
+        .collect();
+    assert_eq!(found.len(), 1, "{doc:#}");
+    assert_eq!(found[0]["rule"], "not-applied");
+    let msg = found[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("label:type:svirt_t is not applied")
+            && msg.contains("seccomp:unconfined is not applied")
+            && !msg.contains("no-new-privileges")
+            && !msg.contains("apparmor"),
+        "{msg}"
+    );
     let (out, id) = env.run_attached("secopts", &json);
     let s = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{s}");
@@ -263,18 +276,27 @@ fn docker_security_options_apply_warn_or_refuse() {
         .collect();
     assert!(
         warnings.iter().any(|w| w.starts_with(
-            "containerDefinitions[0].dockerSecurityOptions[1]: label:type:svirt_t is not applied"
-        )),
-        "{warnings:#?}"
-    );
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("dockerSecurityOptions[2]: seccomp:unconfined is not applied")),
+            "containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:svirt_t"
+        ) && w.contains("seccomp:unconfined")),
         "{warnings:#?}"
     );
 
-    // Something Docker refuses fails the container as Docker would.
+    // Something Docker refuses: validate warns, and the container fails as Docker's would.
+    let bad_json = format!(
+        r#"{{"family":"secopt-bad","memory":"256","containerDefinitions":[
+        {{"name":"app","image":"{BUSYBOX}","dockerSecurityOptions":["systempaths=unconfined"],
+          "command":["true"]}}]}}"#
+    );
+    let v = env
+        .mf
+        .run(&["validate", &env.mf.taskdef("secopt-bad", &bad_json)]);
+    let err = String::from_utf8_lossy(&v.stderr).into_owned();
+    assert!(v.status.success(), "{err}");
+    assert!(
+        err.contains("containerDefinitions[0].dockerSecurityOptions[0]")
+            && err.contains("[docker-security-options]"),
+        "{err}"
+    );
     let (out, bad) = env.run_attached(
         "secopt-bad",
         &format!(

@@ -819,7 +819,8 @@ mod tests {
         );
         // pidMode, ipcMode, no-new-privileges and apparmor are honoured: not named.
         assert!(
-            w[0].2.starts_with("not applied here: label:type:x is not applied here"),
+            w[0].2
+                .starts_with("not applied here: label:type:x is not applied here"),
             "{}",
             w[0].2
         );
@@ -887,7 +888,10 @@ mod tests {
         .unwrap();
         let w = task_warnings(&members(&def));
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].starts_with("placementConstraints: not applied here: "), "{w:?}");
+        assert!(
+            w[0].starts_with("placementConstraints: not applied here: "),
+            "{w:?}"
+        );
     }
 
     /// docs/taskdefs.md holds the rendered tables between markers; `UPDATE_DOCS=1` rewrites
