@@ -257,8 +257,8 @@ fn docker_security_options_apply_warn_or_refuse() {
     assert_eq!(found[0]["rule"], "not-applied");
     let msg = found[0]["message"].as_str().unwrap();
     assert!(
-        msg.contains("label:type:svirt_t is not applied")
-            && msg.contains("seccomp:unconfined is not applied")
+        msg.contains("label:type:svirt_t: this host does not label")
+            && msg.contains("seccomp:unconfined: not applied, here as on ECS")
             && !msg.contains("no-new-privileges")
             && !msg.contains("apparmor"),
         "{msg}"

@@ -217,8 +217,8 @@ mod tests {
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
             w[0].starts_with(
-                "containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:x"
-            ) && w[0].contains("seccomp:unconfined is not applied")
+                "containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:x: this host"
+            ) && w[0].contains("seccomp:unconfined: not applied, here as on ECS")
                 && !w[0].contains("apparmor"),
             "{w:?}"
         );

@@ -820,7 +820,7 @@ mod tests {
         // pidMode, ipcMode, no-new-privileges and apparmor are honoured: not named.
         assert!(
             w[0].2
-                .starts_with("not applied here: label:type:x is not applied here"),
+                .starts_with("not applied here: label:type:x: this host does not label"),
             "{}",
             w[0].2
         );

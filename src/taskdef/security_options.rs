@@ -72,18 +72,18 @@ impl SecurityOption {
             SecurityOption::NoNewPrivileges(_) | SecurityOption::AppArmor(_) => None,
             SecurityOption::Label(v) if v == "disable" => None,
             SecurityOption::Label(v) => Some(format!(
-                "label:{v} is not applied here: minifargate does not label containers for \
+                "label:{v}: this host does not label containers for \
                  SELinux (on ECS it needs an instance registered with ECS_SELINUX_CAPABLE=true \
                  and SELinux enabled; Docker ignores it on hosts without SELinux)"
             )),
             SecurityOption::Seccomp(v) => Some(format!(
-                "seccomp:{v} is not applied, here as on ECS: it is not among ECS's \
+                "seccomp:{v}: not applied, here as on ECS: it is not among ECS's \
                  dockerSecurityOptions values and ECS does not pass it to Docker \
                  (aws/amazon-ecs-agent#896, aws/containers-roadmap#356); the default seccomp \
                  profile stays"
             )),
             SecurityOption::CredentialSpec(v) => Some(format!(
-                "credentialspec:{v} is not applied here: gMSA credential specs need Active \
+                "credentialspec:{v}: gMSA credential specs need Active \
                  Directory and the ECS agent's credentials-fetcher"
             )),
             SecurityOption::Invalid(docker) => Some(format!(
