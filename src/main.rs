@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
         std::process::exit(runtime::init::run(&args));
     }
+    // pid 1 of a task's shared pid/ipc namespaces (`pidMode`/`ipcMode` `task`).
+    if runtime::holder::is_holder_invocation() {
+        std::process::exit(runtime::holder::run());
+    }
     let cli = cli::help::parse();
     cli::init_tracing(&cli.global);
     match cli::dispatch(cli) {

@@ -156,6 +156,19 @@ impl Live {
 }
 
 /// "(task a) (task b)" as ECS lists tasks in events.
+/// Whether a task that started at `started_at_ms` is still in the service's health check
+/// grace period. Ref: ecs.json `CreateServiceRequest.healthCheckGracePeriodSeconds` ("the
+/// period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy
+/// Elastic Load Balancing, VPC Lattice, and container health checks after a task has first
+/// started"; default 0).
+fn in_grace_period(started_at_ms: Option<i64>, grace_s: Option<i64>, now: i64) -> bool {
+    let grace_ms = grace_s.unwrap_or(0).max(0).saturating_mul(1000);
+    match started_at_ms {
+        Some(t) => now.saturating_sub(t) < grace_ms,
+        None => grace_ms > 0,
+    }
+}
+
 fn task_list(ids: &[String]) -> String {
     ids.iter()
         .map(|id| format!("(task {id})"))
@@ -277,7 +290,15 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let mut live = Vec::new();
     for row in store.group_tasks(&s.cluster, &format!("service:{name}"))? {
         let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
-        let unhealthy = row.last_status == LastStatus::Running && unhealthy(&containers);
+        // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as
+        // neither failed nor replaced.
+        let unhealthy = row.last_status == LastStatus::Running
+            && unhealthy(&containers)
+            && !in_grace_period(
+                row.started_at,
+                spec.health_check_grace_period_seconds,
+                now_ms(),
+            );
         live.push(Live { row, unhealthy });
     }
 
@@ -539,6 +560,16 @@ mod tests {
         let later = t0 + THROTTLE_WINDOW + Duration::from_secs(1);
         assert_eq!(m.failed(later), 1);
         assert_eq!(m.next_launch, Some(later));
+    }
+
+    #[test]
+    fn the_grace_period_counts_from_the_task_start() {
+        assert!(!in_grace_period(Some(1_000), None, 1_000));
+        assert!(!in_grace_period(Some(1_000), Some(0), 1_000));
+        assert!(in_grace_period(Some(1_000), Some(10), 10_999));
+        assert!(!in_grace_period(Some(1_000), Some(10), 11_000));
+        assert!(in_grace_period(None, Some(10), 0));
+        assert!(!in_grace_period(Some(0), Some(-5), 0));
     }
 
     #[test]

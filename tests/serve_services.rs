@@ -308,6 +308,106 @@ fn an_unhealthy_task_is_replaced() {
     });
 }
 
+/// Seconds between two timestamps of a task as the AWS CLI prints them (epoch seconds,
+/// or ISO 8601 with `cli_timestamp_format = iso8601`).
+fn secs_between(t: &Value, from: &str, to: &str) -> f64 {
+    let at = |k: &str| -> f64 {
+        match &t[k] {
+            Value::Number(n) => n.as_f64().unwrap(),
+            Value::String(s) => {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .unwrap_or_else(|e| panic!("{k} {s:?}: {e}"))
+                    .timestamp_millis() as f64
+                    / 1000.0
+            }
+            other => panic!("{k} is {other} in {t:#}"),
+        }
+    };
+    at(to) - at(from)
+}
+
+#[test]
+fn the_health_check_grace_period_spares_a_slow_starter_and_then_ends() {
+    let api = Api::start();
+    // `slow` fails its checks until /tmp/ready appears after 12 s: UNHEALTHY at ~5 s, then
+    // HEALTHY. With a 25 s grace period the scheduler leaves it alone.
+    let slow = r#"{"family":"slow","networkMode":"awsvpc","cpu":"256","memory":"512",
+      "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+        "essential":true,"command":["sh","-c","trap 'exit 0' TERM; (sleep 12; touch /tmp/ready) & sleep 3600 & wait"],
+        "healthCheck":{"command":["CMD-SHELL","test -e /tmp/ready"],"interval":5,"timeout":2,"retries":1}}]}"#;
+    // `never` never turns healthy: replaced, but only once its 8 s grace period is over.
+    let never = r#"{"family":"never","networkMode":"awsvpc","cpu":"256","memory":"512",
+      "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+        "essential":true,"command":["sh","-c","trap 'exit 0' TERM; sleep 3600 & wait"],
+        "healthCheck":{"command":["CMD-SHELL","exit 1"],"interval":5,"timeout":2,"retries":1}}]}"#;
+    for (name, def, grace) in [("slow", slow, "25"), ("never", never, "8")] {
+        let f = api.file(&format!("{name}.json"), def);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            name,
+            "--desired-count",
+            "1",
+            "--health-check-grace-period-seconds",
+            grace,
+        ]);
+    }
+    let first = running_tasks(&api, "slow", 1)[0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(30, "the slow task to turn UNHEALTHY", || {
+        (describe_task(&api, &first)["healthStatus"] == "UNHEALTHY").then_some(())
+    });
+    let t = api.wait_for(40, "the slow task to turn HEALTHY", || {
+        let t = describe_task(&api, &first);
+        (t["healthStatus"] == "HEALTHY").then_some(t)
+    });
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    let ev = events(&api.service("default", "slow"));
+    assert!(
+        !ev.iter()
+            .any(|e| e.contains("failed container health checks")),
+        "{ev:#?}"
+    );
+
+    let ev = api.wait_for(90, "the never-healthy task to be replaced", || {
+        let ev = events(&api.service("default", "never"));
+        ev.iter()
+            .any(|e| e.ends_with("failed container health checks."))
+            .then_some(ev)
+    });
+    let id = ev
+        .iter()
+        .find(|e| e.ends_with("failed container health checks."))
+        .unwrap()
+        .trim_start_matches("(service never) (task ")
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
+    let t = api.wait_for(60, "the unhealthy task to stop", || {
+        let t = describe_task(&api, &id);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
+    assert_eq!(t["stoppedReason"], "Task failed container health checks");
+    // UNHEALTHY from ~5 s on; not stopped before the 8 s grace period ended.
+    let after = secs_between(&t, "startedAt", "stoppingAt");
+    assert!(after >= 8.0, "stopped {after} s after its start: {t:#}");
+    for name in ["slow", "never"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+    for name in ["slow", "never"] {
+        api.wait_for(60, "the service to be INACTIVE", || {
+            (api.service("default", name)["status"] == "INACTIVE").then_some(())
+        });
+    }
+}
+
 #[test]
 fn tags_round_trip_and_service_errors() {
     let api = Api::start();

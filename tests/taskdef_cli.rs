@@ -307,8 +307,8 @@ fn members_not_applied_here_are_warnings_naming_the_reason() {
         "warning: networkMode: honoured with a local difference: the task's containers share \
          one network namespace",
         "warning: containerDefinitions[0].firelensConfiguration: not applied here",
-        "warning: containerDefinitions[0].dockerSecurityOptions: not applied here: \"label:type:x\" \
-         not applied (only no-new-privileges is) [not-applied]",
+        "warning: containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:x: \
+         this host does not label containers for SELinux",
         "warning: volumes[0].efsVolumeConfiguration: refused here by run-task: EFS is not \
          reachable from this host",
     ] {

@@ -1220,6 +1220,15 @@ pub fn link_exists(name: &str) -> Result<bool, NetlinkError> {
     Ok(netlink::Netlink::open()?.link_index(name)?.is_some())
 }
 
+/// Brings up the loopback link of the network namespace at `ns` (any namespace file, such
+/// as `/proc/<pid>/ns/net` of a container that has its own): a new namespace starts with
+/// `lo` down. Ref: runc libcontainer/specconv (a new network namespace gets the
+/// "loopback" network), which is what Docker's `NetworkDisabled` containers get.
+pub fn loopback_up(ns: &Path) -> Result<(), NetlinkError> {
+    // The loopback is always link 1 of a namespace.
+    netlink::Netlink::open_in(ns)?.set_up(1)
+}
+
 /// Names of the links inside the namespace at `ns` (for tests and diagnostics).
 pub fn links_in(ns: &Path) -> Result<Vec<String>, NetlinkError> {
     netlink::Netlink::open_in(ns)?.link_names()

@@ -39,6 +39,8 @@
 //!   the process's working directory while it works.
 //! - Logs: Docker json-file lines, followed with [`LogFollower`].
 //! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
+//! - [`holder`]: a process holding a pid and ipc namespace that several containers join
+//!   ([`NamespaceMode::Join`]), as ECS's pause container does for `pidMode`/`ipcMode` `task`.
 //! - [`CgroupLayout`]: which cgroup hierarchies the host mounts where (v1, v2, hybrid);
 //!   [`mountinfo`]: the one `/proc/<pid>/mountinfo` parser.
 //!
@@ -67,6 +69,7 @@
 mod cgroup;
 mod cgroup_layout;
 mod container;
+pub mod holder;
 pub mod init;
 mod logs;
 mod memory;
@@ -112,12 +115,13 @@ pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
+pub use holder::{HeldNamespaces, HolderError, NamespaceHolder};
 pub use logs::{LogEntry, LogError, LogFollower, read_log};
 pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};
 pub use nix::sys::signal::Signal;
 pub use oci::SpecError;
 pub use spec::{
-    ContainerSpec, DEFAULT_NOFILE, Device, ExecSpec, Limits, LogConfig, Mount, NamespaceMode,
-    Namespaces, Rlimit, Seccomp, Security,
+    ContainerSpec, DEFAULT_NOFILE, DevShm, Device, ExecSpec, Limits, LogConfig, Mount,
+    NamespaceMode, Namespaces, Rlimit, Seccomp, Security,
 };
 pub use user::{ResolvedUser, UserError, resolve as resolve_user};

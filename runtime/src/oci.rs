@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::cgroup_layout::CgroupLayout;
 use crate::seccomp;
-use crate::spec::{ContainerSpec, Mount, NamespaceMode, Seccomp};
+use crate::spec::{ContainerSpec, DevShm, Mount, NamespaceMode, Seccomp};
 use crate::user::ResolvedUser;
 
 /// Errors in a container spec, found before anything is created.
@@ -448,6 +448,9 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     if spec.security.no_new_privileges {
         process["noNewPrivileges"] = json!(true);
     }
+    if let Some(profile) = &spec.security.apparmor_profile {
+        process["apparmorProfile"] = json!(profile);
+    }
 
     let shm = spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
     let sys_opts: &[&str] = if privileged {
@@ -460,13 +463,27 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
         json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
-        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts }),
         json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                 "options": ["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }] }),
     ];
+    // Ref: moby daemon/container_operations_unix.go (setupIpcDirs) and oci_linux.go
+    // (WithIPC): a private tmpfs, the shared one of the container whose ipc namespace is
+    // joined, the host's /dev/shm for `--ipc host`, none for `--ipc none`.
+    match &spec.dev_shm {
+        DevShm::Tmpfs => mounts.insert(
+            3,
+            json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
+        ),
+        DevShm::Bind(source) => mounts.insert(
+            3,
+            json!({ "destination": "/dev/shm", "type": "bind", "source": source,
+                "options": ["rbind", "rprivate", "nosuid", "noexec", "nodev"] }),
+        ),
+        DevShm::None => {}
+    }
     for m in &spec.mounts {
         mounts.push(match m {
             Mount::Bind { source, destination, read_only } => {
@@ -827,5 +844,31 @@ mod tests {
         assert!(ns.contains(&json!({"type": "pid", "path": "/proc/42/ns/pid"})));
         assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
         assert!(!ns.iter().any(|n| n["type"] == "ipc"));
+    }
+
+    #[test]
+    fn dev_shm_follows_the_ipc_choice_and_apparmor_is_passed() {
+        let shm = |v: &Value| -> Vec<Value> {
+            v["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["destination"] == "/dev/shm")
+                .cloned()
+                .collect()
+        };
+        let v = build_with(&base(), &FakeHost(u64::MAX));
+        assert_eq!(shm(&v).len(), 1);
+        assert_eq!(shm(&v)[0]["type"], "tmpfs");
+        assert!(v["process"].get("apparmorProfile").is_none());
+        let mut s = base();
+        s.dev_shm = DevShm::None;
+        assert!(shm(&build_with(&s, &FakeHost(u64::MAX))).is_empty());
+        s.dev_shm = DevShm::Bind("/run/x/shm".into());
+        s.security.apparmor_profile = Some("docker-default".into());
+        let v = build_with(&s, &FakeHost(u64::MAX));
+        assert_eq!(shm(&v)[0]["type"], "bind");
+        assert_eq!(shm(&v)[0]["source"], "/run/x/shm");
+        assert_eq!(v["process"]["apparmorProfile"], "docker-default");
     }
 }

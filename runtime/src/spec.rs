@@ -36,8 +36,11 @@ pub struct ContainerSpec {
     /// [`DEFAULT_NOFILE`]. Hard limits above what the host lets this process set are
     /// clamped to it with a warning (these VMs lack CAP_SYS_RESOURCE; hard nofile 20000).
     pub rlimits: Vec<Rlimit>,
-    /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's).
+    /// Size of `/dev/shm` in bytes (default 64 MiB, Docker's), for [`DevShm::Tmpfs`].
     pub shm_size: Option<u64>,
+    /// What `/dev/shm` is: the container's own tmpfs (default), a host directory shared
+    /// with others, or nothing (Docker's `--ipc none`).
+    pub dev_shm: DevShm,
     /// Run a minimal init as pid 1 that reaps zombies and forwards signals (Docker's
     /// `--init`). The path is a *static* init binary on the host; it is
     /// bind-mounted read-only into the container and runs `args` as its child.
@@ -103,6 +106,22 @@ pub struct Security {
     pub read_only_rootfs: bool,
     pub no_new_privileges: bool,
     pub seccomp: Seccomp,
+    /// AppArmor profile to run the process under (OCI `process.apparmorProfile`, Docker's
+    /// `--security-opt apparmor=PROFILE`); it must be loaded in the host's kernel.
+    pub apparmor_profile: Option<String>,
+}
+
+/// What is mounted at `/dev/shm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DevShm {
+    /// A tmpfs of the container's own, [`ContainerSpec::shm_size`] bytes.
+    #[default]
+    Tmpfs,
+    /// Bind this host directory (a tmpfs several containers share, or the host's
+    /// `/dev/shm`, as Docker does for `--ipc container:…` and `--ipc host`).
+    Bind(PathBuf),
+    /// No `/dev/shm` at all (Docker's `--ipc none`).
+    None,
 }
 
 /// Which seccomp filter to load.

@@ -1,6 +1,7 @@
 //! The crate's system calls that need unsafe code: taking ownership of a file descriptor
 //! received over a unix socket (the pty master libcontainer sends to the console socket)
-//! or inherited from a parent, signal dispositions, and poll(2).
+//! or inherited from a parent, signal dispositions, poll(2), and clone(2) into new
+//! namespaces for the namespace holder.
 #![allow(unsafe_code)]
 
 use std::io::IoSliceMut;
@@ -129,6 +130,53 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` never returns and touches no memory of this process; it is the
     // async-signal-safe way to leave a forked child.
     unsafe { nix::libc::_exit(code) }
+}
+
+/// Starts a child in new namespaces (`flags`: CLONE_NEWPID, CLONE_NEWIPC) that execs
+/// `program` with `argv` at once: it is pid 1 of its new pid namespace. The child gets
+/// SIGKILL when the calling thread ends (PR_SET_PDEATHSIG) and keeps none of this
+/// process's descriptors but 0-2. Returns its pid (SIGCHLD is sent when it exits).
+pub(crate) fn clone_exec(
+    program: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    flags: nix::sched::CloneFlags,
+) -> nix::Result<nix::unistd::Pid> {
+    use nix::libc;
+    // Everything the child touches is made here: between clone and exec it may not
+    // allocate (another thread of this process may have held the allocator's lock).
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let prog = program.as_ptr();
+    let argp = ptrs.as_ptr();
+    let mut stack = vec![0u8; 64 * 1024];
+    let cb = Box::new(move || -> isize {
+        // SAFETY: the child of clone(2) without CLONE_VM owns a copy of this address space;
+        // it only makes raw system calls (prctl, sigprocmask, close_range, execv, _exit),
+        // all async-signal-safe, on data prepared before the clone (`prog`, `argp`).
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            let empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
+            libc::execv(prog, argp);
+            libc::_exit(127)
+        }
+    });
+    // SAFETY: the callback above is async-signal-safe (see there); `stack` outlives the
+    // call (the child runs on its own copy of it, no CLONE_VM); SIGCHLD makes the child
+    // waitable like a forked one.
+    unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
 }
 
 /// The write end of the SIGTERM pipe ([`sigterm_pipe`]), -1 before it exists.

@@ -117,6 +117,8 @@ pub struct Executor {
     /// Launch phases ([`Executor::phase`]) not yet written: they go into the store with the
     /// next save of the task or a container, in its transaction.
     phases: Vec<Phase>,
+    /// The task's `pidMode` / `ipcMode` and what they share (`super::namespaces`).
+    namespaces: super::namespaces::TaskNamespaces,
 }
 
 /// A launch phase of the task (`container` empty) or of a container, in µs.
@@ -216,6 +218,7 @@ impl Executor {
             inside: Default::default(),
             warmer: None,
             phases: Vec::new(),
+            namespaces: Default::default(),
         }
     }
 
@@ -648,6 +651,15 @@ impl Executor {
             self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
             return false;
         }
+        // The holder of shared pid/ipc namespaces: the calling (main) thread owns the task
+        // to its end, so the holder's PR_SET_PDEATHSIG fires only if this process dies.
+        let t0 = now_us();
+        let shared = self.namespaces.setup(def, &self.task.id, &mut self.volumes);
+        self.phase(None, "namespaces", t0);
+        if let Err(e) = shared {
+            self.fail_all(&format!("{}: {e}", reason::RESOURCE_INIT));
+            return false;
+        }
         true
     }
 
@@ -1007,7 +1019,14 @@ impl Executor {
                 spec.hostname = a.hostname.clone().or(spec.hostname.take());
             }
         }
-        let netns = self.attachment.as_ref().and_then(|a| a.netns.clone());
+        // disableNetworking: a network namespace of the container's own, loopback only, as
+        // Docker's `NetworkDisabled` (ECS passes it through on EC2).
+        let no_network = self.slots[idx].def.disable_networking == Some(true);
+        let netns = if no_network {
+            None
+        } else {
+            self.attachment.as_ref().and_then(|a| a.netns.clone())
+        };
         let rt = self.rt.as_ref().expect("runtime set in provision");
         let t0 = now_us();
         let created = rt.create(
@@ -1028,6 +1047,22 @@ impl Executor {
                 );
             }
         };
+        if no_network {
+            let ns = PathBuf::from(format!("/proc/{}/ns/net", container.pid()));
+            if let Err(e) = netns::loopback_up(&ns) {
+                let why = format!(
+                    "{}: failed to bring up the loopback of a container with disableNetworking: {}",
+                    reason::CANNOT_START,
+                    error_chain(&e)
+                );
+                if let Ok(c) = Arc::try_unwrap(container)
+                    && let Err(d) = c.delete()
+                {
+                    self.warnings.push(format!("teardown: {}", error_chain(&d)));
+                }
+                return self.fail_container(idx, why);
+            }
+        }
         let t0 = now_us();
         let started = container.start();
         self.phase(Some(idx), "start", t0);
@@ -1077,6 +1112,14 @@ impl Executor {
         let init = wants_init.then(spec::static_init).flatten();
         let mut spec =
             spec::build(def, img, ecs, self.paths.log(&name), init).map_err(|e| e.to_string())?;
+        self.namespaces.apply(&mut spec);
+        // `apparmor:unconfined` on a host without AppArmor: nothing to lift (libcontainer
+        // would refuse any profile there).
+        if spec.security.apparmor_profile.as_deref() == Some("unconfined")
+            && !super::support::apparmor_enabled(std::path::Path::new("/sys"))
+        {
+            spec.security.apparmor_profile = None;
+        }
         let defs: Vec<ContainerDefinition> = self.slots.iter().map(|s| s.def.clone()).collect();
         let mut mounts = self.volumes.mounts(&defs, idx).map_err(|e| e.to_string())?;
         // linuxParameters.tmpfs after the volumes: a tmpfs inside a volume stays visible.
@@ -1195,6 +1238,12 @@ impl Executor {
         self.inside.stop();
         let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
+        // First: killing the holder (pid 1 of a shared pid namespace) kills every process
+        // left in it, also those a container's exited main process left behind. It is
+        // reaped once the containers are (`TaskNamespaces::stop` below).
+        if let Err(e) = self.namespaces.kill() {
+            errors.push(error_chain(&e));
+        }
         for idx in 0..self.slots.len() {
             let state = std::mem::replace(&mut self.slots[idx].state, State::Failed);
             let container = match state {
@@ -1232,6 +1281,9 @@ impl Executor {
                     Err(e) => errors.push(error_chain(&e)),
                 }
             }
+        }
+        if let Err(e) = self.namespaces.stop() {
+            errors.push(error_chain(&e));
         }
         // After the containers (their mount namespaces held the binds) are gone.
         for e in self.volumes.teardown() {

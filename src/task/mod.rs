@@ -12,6 +12,7 @@ pub mod executor;
 pub mod health;
 pub mod launch;
 pub mod metadata;
+pub mod namespaces;
 pub mod network;
 pub mod platform;
 pub mod reconcile;

@@ -2,6 +2,7 @@
 //! runtime's `ContainerSpec`, by Docker's rules, adding the environment ECS gives containers.
 
 use crate::taskdef::model::{ContainerDefinition, DeviceCgroupPermission, KeyValuePair};
+use crate::taskdef::security_options;
 use runtime::{ContainerSpec, Device, Limits, LogConfig, Mount, Rlimit, Security};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,8 @@ pub enum SpecBuildError {
          can be set for a container"
     )]
     Sysctl { idx: usize, k: usize, name: String },
+    #[error("container {container}: dockerSecurityOptions: {docker}")]
+    SecurityOpt { container: String, docker: String },
 }
 
 use crate::taskdef::validate::is_namespaced_sysctl;
@@ -195,6 +198,17 @@ pub fn build(
     let mib = |v: Option<i64>| v.filter(|m| *m > 0).map(|m| (m as u64) << 20);
     let lp = def.linux_parameters.clone().unwrap_or_default();
     let caps = lp.capabilities.clone();
+    let sec_opts = security_options::parse_all(def.docker_security_options.as_deref());
+    if let Some(docker) = sec_opts.iter().find_map(|o| match o {
+        security_options::SecurityOption::Invalid(d) => Some(d.clone()),
+        _ => None,
+    }) {
+        // As Docker at container create (moby daemon/daemon_unix.go parseSecurityOpt).
+        return Err(SpecBuildError::SecurityOpt {
+            container: name,
+            docker,
+        });
+    }
     Ok(ContainerSpec {
         args,
         env,
@@ -233,13 +247,11 @@ pub fn build(
             cap_drop: caps.and_then(|c| c.drop).unwrap_or_default(),
             privileged: def.privileged.unwrap_or(false),
             read_only_rootfs: def.readonly_root_filesystem.unwrap_or(false),
-            // Ref: Docker's `--security-opt no-new-privileges[:true]`, which ECS passes
-            // through from dockerSecurityOptions (EC2 only; Fargate refuses the field).
-            no_new_privileges: def
-                .docker_security_options
-                .iter()
-                .flatten()
-                .any(|o| matches!(o.as_str(), "no-new-privileges" | "no-new-privileges:true")),
+            // Ref: Docker's `--security-opt no-new-privileges[=BOOL]` and `apparmor=PROFILE`,
+            // which ECS passes through from dockerSecurityOptions (EC2 only; Fargate refuses
+            // the field). The AppArmor profile was checked against the host at launch.
+            no_new_privileges: security_options::no_new_privileges(&sec_opts),
+            apparmor_profile: security_options::apparmor_profile(&sec_opts).map(str::to_string),
             ..Default::default()
         },
         sysctls: def

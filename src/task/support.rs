@@ -1,6 +1,7 @@
 //! What of a task definition this host does not do yet: errors for what cannot be faked
-//! (malformed `secrets` or S3 environment file ARNs), warnings recorded on the task for
-//! what is skipped or done differently (`taskdef::coverage`).
+//! (malformed `secrets` or S3 environment file ARNs, an AppArmor profile the host cannot
+//! apply), warnings recorded on the task for what is skipped or done differently
+//! (`taskdef::coverage`, `dockerSecurityOptions` entries not applied).
 //! Also reads *local* `environmentFiles` into the environment at RunTask (a local
 //! extension: ECS reads them only from S3; S3 files are read by the supervisor at task
 //! start, `super::envfiles`), by the ECS agent's file rules.
@@ -8,6 +9,8 @@
 use super::envfiles;
 use crate::taskdef::coverage;
 use crate::taskdef::model::{KeyValuePair, TaskDefinition};
+use crate::taskdef::security_options::SecurityOption;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
@@ -34,6 +37,13 @@ pub enum SupportError {
     /// A runtimePlatform this host cannot run (refused before anything of the task exists).
     #[error(transparent)]
     Platform(#[from] super::platform::PlatformError),
+    #[error("containerDefinitions[{idx}].dockerSecurityOptions[{k}]: apparmor:{profile}: {reason}")]
+    AppArmor {
+        idx: usize,
+        k: usize,
+        profile: String,
+        reason: String,
+    },
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
         idx: usize,
@@ -51,6 +61,53 @@ pub const MAX_ENVIRONMENT_FILES: usize = 10;
 /// keeps precedence, as in ECS; the first file that sets a name wins, as in the agent).
 /// S3 files stay for the supervisor. Returns the warnings to record on the task.
 pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
+    prepare_on(def, Path::new("/sys"))
+}
+
+/// Whether AppArmor is enabled, from sysfs at `sys` (`/sys` on the real host).
+pub fn apparmor_enabled(sys: &Path) -> bool {
+    std::fs::read_to_string(sys.join("module/apparmor/parameters/enabled"))
+        .is_ok_and(|v| v.starts_with('Y'))
+}
+
+/// Refuses an AppArmor profile this host cannot apply, before anything of the task exists.
+/// Ref: ecs.json `ContainerDefinition.dockerSecurityOptions`: ECS places such a task only on
+/// an instance whose agent registered with ECS_APPARMOR_CAPABLE=true; Docker fails the
+/// container when the profile is not loaded. `unconfined` needs nothing.
+fn check_apparmor(sys: &Path, profile: &str) -> Result<(), String> {
+    if profile == "unconfined" {
+        return Ok(());
+    }
+    if !apparmor_enabled(sys) {
+        return Err(format!(
+            "AppArmor is not enabled on this host ({} is not Y); on ECS such a task is \
+             placed only on instances registered with ECS_APPARMOR_CAPABLE=true. Remove the \
+             option or run the task on a host with AppArmor",
+            sys.join("module/apparmor/parameters/enabled").display()
+        ));
+    }
+    // Lines are "NAME (MODE)"; without securityfs the kernel still refuses an unknown
+    // profile when the container starts, with its own error.
+    let list = sys.join("kernel/security/apparmor/profiles");
+    let Ok(loaded) = std::fs::read_to_string(&list) else {
+        return Ok(());
+    };
+    let known = loaded
+        .lines()
+        .any(|l| l.rsplit_once(" (").map_or(l, |(n, _)| n) == profile);
+    if known {
+        Ok(())
+    } else {
+        Err(format!(
+            "profile {profile:?} is not loaded in the kernel (not in {}); load it with \
+             `apparmor_parser -r FILE`",
+            list.display()
+        ))
+    }
+}
+
+/// [`prepare`] with the host's sysfs at `sys`.
+pub fn prepare_on(def: &mut TaskDefinition, sys: &Path) -> Result<Vec<String>, SupportError> {
     // Nothing silent: what `validate` says this host does not honour, the task says too;
     // ephemeralStorage's depends on this host's setting, which `ephemeral` knows.
     let mut warnings: Vec<String> = coverage::task_warnings(&coverage::members(def))
@@ -61,6 +118,17 @@ pub fn prepare(def: &mut TaskDefinition) -> Result<Vec<String>, SupportError> {
     warnings.extend(super::ephemeral::warning(def));
     super::platform::check(def, &super::platform::binfmt_dir())?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
+        for (k, o) in c.docker_security_options.iter().flatten().enumerate() {
+            let o = SecurityOption::parse(o);
+            if let SecurityOption::AppArmor(profile) = &o {
+                check_apparmor(sys, profile).map_err(|reason| SupportError::AppArmor {
+                    idx,
+                    k,
+                    profile: profile.clone(),
+                    reason,
+                })?;
+            }
+        }
         let files = c.environment_files.as_deref().unwrap_or_default();
         if files.len() > MAX_ENVIRONMENT_FILES {
             return Err(SupportError::TooManyEnvironmentFiles {
@@ -155,6 +223,49 @@ mod tests {
         ));
         let e = prepare(&mut d).unwrap_err().to_string();
         assert!(e.contains("11 files; ECS takes at most 10"), "{e}");
+    }
+
+    #[test]
+    fn apparmor_needs_the_host_and_the_profile_and_what_is_not_applied_warns() {
+        let sys = tempfile::tempdir().unwrap();
+        let json = r#"{"containerDefinitions":[{"name":"a","dockerSecurityOptions":
+            ["no-new-privileges","apparmor:web","label:type:x","seccomp:unconfined"]}]}"#;
+        let e = prepare_on(&mut def(json), sys.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("containerDefinitions[0].dockerSecurityOptions[1]: apparmor:web: AppArmor is not enabled"),
+            "{e}"
+        );
+        let p = sys.path().join("module/apparmor/parameters");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("enabled"), "Y\n").unwrap();
+        let k = sys.path().join("kernel/security/apparmor");
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::write(k.join("profiles"), "docker-default (enforce)\n").unwrap();
+        let e = prepare_on(&mut def(json), sys.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("profile \"web\" is not loaded"), "{e}");
+        std::fs::write(
+            k.join("profiles"),
+            "docker-default (enforce)\nweb (complain)\n",
+        )
+        .unwrap();
+        // Applied: no warning for them; label and seccomp: the coverage table's, one line.
+        let w = prepare_on(&mut def(json), sys.path()).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:x: this host"
+            ) && w[0].contains("seccomp:unconfined: not applied, here as on ECS")
+                && !w[0].contains("apparmor"),
+            "{w:?}"
+        );
+        // unconfined needs no AppArmor at all.
+        let bare = tempfile::tempdir().unwrap();
+        let json = r#"{"containerDefinitions":[{"name":"a","dockerSecurityOptions":["apparmor:unconfined"]}]}"#;
+        assert!(prepare_on(&mut def(json), bare.path()).unwrap().is_empty());
     }
 
     #[test]

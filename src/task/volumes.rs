@@ -397,6 +397,35 @@ impl TaskVolumes {
         Ok(())
     }
 
+    /// A tmpfs of `size` bytes for the `/dev/shm` the task's containers share
+    /// (`ipcMode: task`), under the volumes dir (`.shm`: no ECS volume name starts with a
+    /// dot); [`Self::teardown`] unmounts it, [`cleanup_dead`] after a crash.
+    /// Ref: moby daemon/container_operations_unix.go `setupIpcDirs`: a container joining
+    /// another's ipc namespace gets that container's /dev/shm.
+    pub fn shared_shm(&mut self, size: u64) -> Result<PathBuf, VolumeError> {
+        let name = "/dev/shm".to_string();
+        let path = self.dir.join(".shm");
+        std::fs::create_dir_all(&path).map_err(|source| VolumeError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        use nix::mount::MsFlags;
+        nix::mount::mount(
+            Some("shm"),
+            &path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("mode=1777,size={size}").as_str()),
+        )
+        .map_err(|source| VolumeError::Tmpfs {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        self.mounted.push((name, path.clone()));
+        Ok(path)
+    }
+
     /// The bind mounts of container `idx` of `defs`: its `mountPoints`, then what it takes
     /// with `volumesFrom` (recursively; `readOnly` there makes all of them read-only).
     /// Sorted so that a parent directory is mounted before what is mounted inside it.

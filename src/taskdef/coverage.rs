@@ -181,8 +181,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     na("inferenceAccelerators", "no Elastic Inference accelerator is attached here"),
     na("inferenceAccelerators[].deviceName", "as inferenceAccelerators"),
     na("inferenceAccelerators[].deviceType", "as inferenceAccelerators"),
-    na("pidMode", "each container keeps its own PID namespace: neither the task's nor the host's is shared"),
-    na("ipcMode", "each container keeps its own IPC namespace: neither the task's nor the host's is shared"),
+    h("pidMode", "task: the task's containers share one pid namespace, whose pid 1 is a holder process started before them and killed at teardown (the ECS agent's pause container); host: the host's"),
+    h("ipcMode", "task: one ipc namespace and one /dev/shm shared by the task's containers; host: the host's ipc namespace and /dev/shm; none: a private one and no /dev/shm (Docker's --ipc none)"),
     na("proxyConfiguration", "no traffic is redirected to the App Mesh proxy container; it runs as an ordinary container"),
     na("proxyConfiguration.type", "as proxyConfiguration"),
     na("proxyConfiguration.containerName", "as proxyConfiguration"),
@@ -272,7 +272,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].hostname", "the container's hostname"),
     h("containerDefinitions[].user", "the user the process runs as (default the image's)"),
     h("containerDefinitions[].workingDirectory", "the process's working directory (default the image's)"),
-    na("containerDefinitions[].disableNetworking", "the container still joins the task's network namespace"),
+    h("containerDefinitions[].disableNetworking", "true: the container gets a network namespace of its own with only the loopback (up), not the task's"),
     h("containerDefinitions[].privileged", "all capabilities and devices, no seccomp filter"),
     h("containerDefinitions[].readonlyRootFilesystem", "the root file system is mounted read-only"),
     h("containerDefinitions[].dnsServers", "the container's /etc/resolv.conf"),
@@ -280,7 +280,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].extraHosts", "lines of the container's /etc/hosts"),
     h("containerDefinitions[].extraHosts[].hostname", "as extraHosts"),
     h("containerDefinitions[].extraHosts[].ipAddress", "as extraHosts"),
-    na("containerDefinitions[].dockerSecurityOptions", "only no-new-privileges is applied; apparmor:, label: and seccomp: options are not").by_value(security_options),
+    h("containerDefinitions[].dockerSecurityOptions", "parsed as Docker parses --security-opt: no-new-privileges and apparmor:PROFILE are applied (run-task refuses a profile this host cannot apply: no AppArmor, or not loaded), label:disable needs nothing; label:, seccomp: and credentialspec: are not applied; what Docker refuses fails the container as on EC2").by_value(security_options),
     h("containerDefinitions[].interactive", "stdin is kept open"),
     h("containerDefinitions[].pseudoTerminal", "the process gets a terminal"),
     h("containerDefinitions[].dockerLabels", "kept with the container; task metadata shows them as Labels"),
@@ -486,26 +486,20 @@ fn os_family(v: &Value) -> Option<(Class, String)> {
 }
 
 fn security_options(v: &Value) -> Option<(Class, String)> {
-    let ignored: Vec<&str> = v
+    use super::security_options::SecurityOption;
+    let reasons: Vec<String> = v
         .as_array()?
         .iter()
         .filter_map(Value::as_str)
-        .filter(|o| !matches!(*o, "no-new-privileges" | "no-new-privileges:true"))
+        .map(SecurityOption::parse)
+        // What Docker refuses fails the container, as on ECS: `validate` warns of it.
+        .filter(|o| !matches!(o, SecurityOption::Invalid(_)))
+        .filter_map(|o| o.not_applied())
         .collect();
-    if ignored.is_empty() {
-        return Some((Class::Honoured, "no-new-privileges is applied".to_string()));
+    if reasons.is_empty() {
+        return Some((Class::Honoured, String::new()));
     }
-    Some((
-        Class::NotApplied,
-        format!(
-            "{} not applied (only no-new-privileges is)",
-            ignored
-                .iter()
-                .map(|o| format!("{o:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    ))
+    Some((Class::NotApplied, reasons.join("; ")))
 }
 
 fn environment_file(v: &Value) -> Option<(Class, String)> {
@@ -797,7 +791,7 @@ mod tests {
             r#"{"family":"a","pidMode":"task","ipcMode":"host","networkMode":"awsvpc",
                 "containerDefinitions":[{"name":"x","image":"busybox","memory":64,
                   "dockerLabels":{"pidMode":"x"},
-                  "dockerSecurityOptions":["no-new-privileges","apparmor:x"],
+                  "dockerSecurityOptions":["no-new-privileges","apparmor:x","label:type:x"],
                   "logConfiguration":{"logDriver":"awslogs","options":{"a":"b"},
                     "secretOptions":[{"name":"k","valueFrom":"arn:aws:ssm:x"}]}}],
                 "volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
@@ -818,13 +812,18 @@ mod tests {
                     "containerDefinitions[0].logConfiguration.secretOptions",
                     "not-applied"
                 ),
-                ("ipcMode", "not-applied"),
-                ("pidMode", "not-applied"),
                 ("volumes[0].efsVolumeConfiguration", "refused-here"),
             ]
         );
-        assert!(w[0].2.contains("\"apparmor:x\" not applied"), "{}", w[0].2);
-        assert!(w[3].2.starts_with("not applied here: "), "{}", w[3].2);
+        // pidMode, ipcMode, no-new-privileges and apparmor are honoured: not named.
+        assert!(
+            w[0].2
+                .starts_with("not applied here: label:type:x: this host does not label"),
+            "{}",
+            w[0].2
+        );
+        assert!(!w[0].2.contains("apparmor"), "{}", w[0].2);
+        assert!(w[2].2.starts_with("not applied here: "), "{}", w[2].2);
         // Honoured values of value-dependent members say nothing.
         assert!(
             warnings(
@@ -851,8 +850,8 @@ mod tests {
             )
             .is_empty()
         );
-        let w = warnings(r#"{"containerDefinitions":[{"disableNetworking":true}]}"#);
-        assert_eq!(w[0].0, "containerDefinitions[0].disableNetworking");
+        // Honoured (its own network namespace, loopback only): nothing to say.
+        assert!(warnings(r#"{"containerDefinitions":[{"disableNetworking":true}]}"#).is_empty());
     }
 
     #[test]
@@ -877,12 +876,15 @@ mod tests {
     #[test]
     fn task_warnings_leave_out_refusals() {
         let def: TaskDefinition = serde_json::from_str(
-            r#"{"pidMode":"host","volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
+            r#"{"placementConstraints":[{"type":"memberOf","expression":"x"}],"volumes":[{"name":"v","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
         )
         .unwrap();
         let w = task_warnings(&members(&def));
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].starts_with("pidMode: not applied here: "), "{w:?}");
+        assert!(
+            w[0].starts_with("placementConstraints: not applied here: "),
+            "{w:?}"
+        );
     }
 
     /// docs/taskdefs.md holds the rendered tables between markers; `UPDATE_DOCS=1` rewrites

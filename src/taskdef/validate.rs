@@ -1525,6 +1525,20 @@ impl Checker {
                 self.fargate_unsupported(p.key(field), field);
             }
         }
+        // What this host does not apply is the coverage table's (`not-applied`); what Docker
+        // refuses at container create registers on ECS and fails the container later.
+        for (k, o) in c.docker_security_options.iter().flatten().enumerate() {
+            let o = super::security_options::SecurityOption::parse(o);
+            if let super::security_options::SecurityOption::Invalid(_) = o
+                && let Some(why) = o.not_applied()
+            {
+                self.warn(
+                    "docker-security-options",
+                    p.key("dockerSecurityOptions").index(k),
+                    why,
+                );
+            }
+        }
         for (k, u) in c.ulimits.iter().flatten().enumerate() {
             let up = p.key("ulimits").index(k);
             if u.name.is_none() {
