@@ -530,12 +530,10 @@ fn run_task_warns_about_what_it_does_not_apply() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("app | ran"), "{}", stdout(&out));
     let want = [
-        "containerDefinitions[0].disableNetworking: not applied here: the container still joins \
-         the task's network namespace",
         "inferenceAccelerators: not applied here: no Elastic Inference accelerator",
         "networkMode: honoured with a local difference: absent, so bridge (ECS's default on EC2)",
-        "overrides.executionRoleArn: not applied here: secrets are read with the task \
-         definition's executionRoleArn",
+        "overrides.executionRoleArn: not applied here: the task definition's executionRoleArn \
+         is used for the start-up calls",
     ];
     let err = stderr(&out);
     for w in want {

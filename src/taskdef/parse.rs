@@ -7,7 +7,7 @@
 
 use super::finding::{Code, Finding, JsonPath, Seg};
 use super::model::{Tag, TaskDefinition};
-use super::unknown::{ignored_path, path_of};
+use super::unknown::{READ_ONLY, ignored_path, path_of};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io::Read;
@@ -151,18 +151,6 @@ impl Parsed {
     }
 }
 
-/// Members only a describe output has; their presence tells that shape from a register input.
-const DESCRIBE_ONLY: &[&str] = &[
-    "taskDefinitionArn",
-    "revision",
-    "status",
-    "compatibilities",
-    "requiresAttributes",
-    "registeredAt",
-    "registeredBy",
-    "deregisteredAt",
-];
-
 /// Parses task definition text in any accepted shape.
 pub fn parse_str(text: &str) -> Parsed {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -214,7 +202,7 @@ pub fn parse_value(mut value: Value) -> Parsed {
             (Shape::DescribeWrapped, inner, tags)
         }
         Value::Object(obj) => {
-            let shape = if DESCRIBE_ONLY.iter().any(|k| obj.contains_key(*k)) {
+            let shape = if READ_ONLY.iter().any(|k| obj.contains_key(*k)) {
                 Shape::DescribeOutput
             } else {
                 Shape::RegisterInput
@@ -241,6 +229,29 @@ pub fn parse_value(mut value: Value) -> Parsed {
         }
     };
 
+    // A describe output fed back: its read-only members are accepted (ECS fills them in on
+    // register), with a note so nobody thinks they are registered as written.
+    let read_only: Vec<&str> = READ_ONLY
+        .iter()
+        .copied()
+        .filter(|k| def_value.get(k).is_some())
+        .collect();
+    if !read_only.is_empty() {
+        findings.push(Finding::warning(
+            "describe-output-member",
+            JsonPath::root(),
+            format!(
+                "{} {} of a describe-task-definition output, accepted and ignored (ECS sets \
+                 them when it registers a revision)",
+                read_only.join(", "),
+                if read_only.len() == 1 {
+                    "is a member"
+                } else {
+                    "are members"
+                }
+            ),
+        ));
+    }
     let mut def: TaskDefinition = decode_collect(
         &mut def_value,
         &JsonPath::root(),
@@ -608,6 +619,30 @@ mod tests {
             "{}",
             vol.message
         );
+    }
+
+    #[test]
+    fn describe_output_members_are_accepted_with_a_note() {
+        let p = parse_str(
+            r#"{"taskDefinition":{"taskDefinitionArn":"arn:aws:ecs:us-east-1:1:task-definition/a:3",
+                "revision":3,"status":"ACTIVE","family":"a","containerDefinitions":[]}}"#,
+        );
+        assert!(p.findings.iter().all(|f| !f.is_error()), "{:?}", p.findings);
+        let note: Vec<_> = p
+            .findings
+            .iter()
+            .filter(|f| f.rule == "describe-output-member")
+            .collect();
+        assert_eq!(note.len(), 1);
+        assert!(
+            note[0]
+                .message
+                .starts_with("taskDefinitionArn, revision, status are members of a describe"),
+            "{}",
+            note[0].message
+        );
+        let r = parse_str(r#"{"family":"a","containerDefinitions":[]}"#);
+        assert!(r.findings.is_empty());
     }
 
     #[test]
