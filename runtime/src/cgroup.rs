@@ -727,6 +727,21 @@ impl Cgroups {
     }
 }
 
+impl MigrationWarmer {
+    /// Stops the thread, waits for it (its first move may be waiting out a grace period)
+    /// and removes the cgroup it made when that is left empty: for an early warmer whose
+    /// task never started, when no task's teardown will remove the shared parent.
+    pub fn discard(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(d) = self.created.take() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
 impl Drop for MigrationWarmer {
     fn drop(&mut self) {
         drop(self.stop.take());

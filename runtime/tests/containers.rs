@@ -739,10 +739,15 @@ fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     assert_eq!(std::fs::read_to_string(dir.join("tasks")).unwrap(), "");
 }
 
+/// The early warmers' tests, one at a time: one's thread in `/minifargate` keeps the
+/// other's rmdir from succeeding.
+static EARLY_WARMER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The CLI's warmer, started before any task cgroup exists: its thread sits in the
 /// `/minifargate` cgroup above the tasks' (no other), and leaves it once dropped.
 #[test]
 fn an_early_migration_warmer_uses_the_minifargate_cgroup_and_stops_when_dropped() {
+    let _one = EARLY_WARMER.lock().unwrap_or_else(|e| e.into_inner());
     let cg = runtime::Cgroups::detect().unwrap();
     let warmer = cg.warm_migrations_early(Duration::from_secs(10));
     if unified() {
@@ -778,6 +783,35 @@ fn an_early_migration_warmer_uses_the_minifargate_cgroup_and_stops_when_dropped(
     // Made by the warmer when no task had it: gone when empty (busy with tasks of other
     // tests, it stays theirs).
     let _ = std::fs::remove_dir(cg_dir(ctrl, "minifargate"));
+}
+
+/// A run-task whose task never starts discards its early warmer: the thread is gone when
+/// `discard` returns, and so is the `/minifargate` cgroup it made, unless tasks (of other
+/// tests) sit under it.
+#[test]
+fn a_discarded_early_warmer_leaves_no_cgroup_it_made() {
+    let _one = EARLY_WARMER.lock().unwrap_or_else(|e| e.into_inner());
+    if unified() {
+        return;
+    }
+    let cg = runtime::Cgroups::detect().unwrap();
+    let ctrl = warmer_hierarchy();
+    let dir = cg_dir(ctrl, "minifargate");
+    let warmer = cg
+        .warm_migrations_early(Duration::from_secs(10))
+        .expect("a warmer on v1");
+    warmer.discard();
+    let ours: Vec<String> = std::fs::read_to_string(dir.join("tasks"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|t| Path::new("/proc/self/task").join(t).exists())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ours, Vec::<String>::new(), "the thread is gone");
+    let others = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().any(|e| e.path().is_dir()))
+        .unwrap_or(false);
+    assert!(!dir.exists() || others, "{} left behind", dir.display());
 }
 
 #[test]

@@ -288,7 +288,7 @@ struct Supervision {
 
 fn spawn(
     ecs: &Ecs,
-    mut store: Store,
+    store: Store,
     ctx: &AwsContext,
     stored: &StoredTaskDefinition,
     req: &launch::Request,
@@ -297,9 +297,28 @@ fn spawn(
 ) -> anyhow::Result<Started> {
     // The supervisor's first cgroup migration waits for an RCU grace period after a quiet
     // spell (runtime::MigrationWarmer): started here, it is ~5 ms further along by then.
-    let _warm = runtime::Cgroups::detect()
+    let warm = runtime::Cgroups::detect()
         .ok()
         .and_then(|c| c.warm_migrations_early(Duration::from_millis(30)));
+    let started = spawn_tasks(ecs, store, ctx, stored, req, count, sup);
+    // No task started to remove the cgroup the warmer may have made: it goes now.
+    if started.is_err()
+        && let Some(w) = warm
+    {
+        w.discard();
+    }
+    started
+}
+
+fn spawn_tasks(
+    ecs: &Ecs,
+    mut store: Store,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &launch::Request,
+    count: u32,
+    sup: Supervision,
+) -> anyhow::Result<Started> {
     ecs.reconcile(&mut store);
     let cmd = SupervisorCommand {
         exe: std::env::current_exe().context("failed to find the minifargate binary")?,
