@@ -16,44 +16,13 @@ use common::image::{Compression, Layer, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
-use common::services::{Server, tool};
+use common::services::{Server, aws, aws_command};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
 const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-
-/// The AWS CLI against moto with `key`/`secret` (moto's IAM users' keys once it enforces).
-fn aws_as(moto: &Server, key: &str, secret: &str, args: &[&str]) -> Value {
-    let out = Command::new(tool("aws"))
-        .args([
-            "--endpoint-url",
-            &moto.url(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", key)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("NO_PROXY", "*")
-        .output()
-        .expect("aws cli (./scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn aws(moto: &Server, args: &[&str]) -> Value {
-    aws_as(moto, "testing", "testing", args)
-}
 
 fn describe(mf: &Mf, id: &str) -> Value {
     mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
@@ -336,14 +305,8 @@ fn ecr_auth_acts_as_the_execution_role() {
     let moto = Server::moto(work.path());
     let (key, secret) = iam_enforced(&moto);
     // IAM is enforced now: the host user may assume roles but not call ECR itself.
-    let denied = Command::new(tool("aws"))
-        .args(["--endpoint-url", &moto.url(), "--region", "us-east-1"])
+    let denied = aws_command(&moto, &key, &secret)
         .args(["ecr", "get-authorization-token"])
-        .env("AWS_ACCESS_KEY_ID", &key)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("NO_PROXY", "*")
         .output()
         .unwrap();
     assert!(!denied.status.success(), "moto does not enforce IAM");

@@ -8,9 +8,8 @@ use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::registry::Registry;
-use common::services::{Server, tool};
+use common::services::{Server, aws};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
@@ -89,33 +88,6 @@ impl Env {
         }
         out
     }
-}
-
-/// The AWS CLI from the test venv against moto.
-fn aws(moto: &Server, args: &[&str]) -> Value {
-    let out = Command::new(tool("aws"))
-        .args([
-            "--endpoint-url",
-            &moto.url(),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("NO_PROXY", "*")
-        .output()
-        .expect("aws cli (./scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 fn taskdef(family: &str, extra: &str, secrets: &str) -> String {

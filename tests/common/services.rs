@@ -152,3 +152,37 @@ impl Drop for Server {
         }
     }
 }
+
+/// The AWS CLI from the test venv against moto, as `key`/`secret` (moto's default
+/// `testing`, or an IAM user's keys once moto enforces IAM), JSON output.
+pub fn aws_command(moto: &Server, key: &str, secret: &str) -> Command {
+    let mut c = Command::new(tool("aws"));
+    c.args([
+        "--endpoint-url",
+        &moto.url(),
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+    ])
+    .env("AWS_ACCESS_KEY_ID", key)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .env("AWS_CONFIG_FILE", "/dev/null")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    .env("NO_PROXY", "*");
+    c
+}
+
+/// `aws ARGS` against moto as its default user, which must succeed; its JSON output.
+pub fn aws(moto: &Server, args: &[&str]) -> serde_json::Value {
+    let out = aws_command(moto, "testing", "testing")
+        .args(args)
+        .output()
+        .expect("aws cli (./scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
