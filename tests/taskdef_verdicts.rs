@@ -66,9 +66,10 @@ struct Verdict {
     errors: BTreeSet<String>,
 }
 
-/// A raw ECS API call (the AWS CLI cannot send every corpus file: it refuses unknown
-/// members and bare arrays before sending); returns the error `(type, message)` if any.
-fn api_call(api: &Api, op: &str, body: &str) -> Option<(String, String)> {
+/// The verdict of a raw ECS API call (the AWS CLI cannot send every corpus file: it
+/// refuses unknown members and bare arrays before sending): accepted, or the error
+/// findings its message carries.
+fn api_verdict(api: &Api, op: &str, body: &str) -> Verdict {
     let out = std::process::Command::new("curl")
         .args(["-s", "--noproxy", "*", "-X", "POST", &api.endpoint])
         .args([
@@ -81,12 +82,29 @@ fn api_call(api: &Api, op: &str, body: &str) -> Option<(String, String)> {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{op}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
-    v.get("__type").map(|t| {
-        (
-            t.as_str().unwrap().to_string(),
-            v["message"].as_str().unwrap_or("").to_string(),
-        )
-    })
+    Verdict {
+        accepted: v.get("__type").is_none(),
+        errors: api_errors(v["message"].as_str().unwrap_or("")),
+    }
+}
+
+/// The verdict of a run-task of a file with `--pull never`: it is refused with findings,
+/// or it gets past them (to the pull, which fails without a finding).
+fn run_task_verdict(mf: &common::cli::Mf, input: &str, extra: &[&str]) -> Verdict {
+    let mut args = vec![
+        "run-task",
+        "--task-definition",
+        input,
+        "--pull",
+        "never",
+        "--detach",
+    ];
+    args.extend_from_slice(extra);
+    let errors = errors(&String::from_utf8_lossy(&mf.run(&args).stderr));
+    Verdict {
+        accepted: errors.is_empty(),
+        errors,
+    }
 }
 
 #[test]
@@ -106,20 +124,8 @@ fn every_front_end_gives_the_same_verdict() {
         let validate = verdict(&mf.run(&["validate", f]));
         let register_out = mf.run(&["register-task-definition", "--cli-input-json", &input]);
         let register = verdict(&register_out);
-        // run-task of a file registers it (as the next revision) and then pulls, which
-        // `--pull never` turns into an error that is not a finding.
-        let run = mf.run(&[
-            "run-task",
-            "--task-definition",
-            &input,
-            "--pull",
-            "never",
-            "--detach",
-        ]);
-        let run_verdict = Verdict {
-            accepted: errors(&String::from_utf8_lossy(&run.stderr)).is_empty(),
-            errors: errors(&String::from_utf8_lossy(&run.stderr)),
-        };
+        // run-task of a file registers it (as the next revision) and then pulls.
+        let run_verdict = run_task_verdict(mf, &input, &[]);
         for (verb, v) in [
             ("register-task-definition", &register),
             ("run-task", &run_verdict),
@@ -131,16 +137,7 @@ fn every_front_end_gives_the_same_verdict() {
         // The API: the file as the request body. A bare array has no family there (the CLI
         // takes it from the file name), so it is left to the CLI.
         if !text.trim_start().starts_with('[') {
-            let api_verdict = match api_call(&api, "RegisterTaskDefinition", &text) {
-                None => Verdict {
-                    accepted: true,
-                    errors: BTreeSet::new(),
-                },
-                Some((_, m)) => Verdict {
-                    accepted: false,
-                    errors: api_errors(&m),
-                },
-            };
+            let api_verdict = api_verdict(&api, "RegisterTaskDefinition", &text);
             if api_verdict != validate {
                 failures.push(format!(
                     "{name}: RegisterTaskDefinition {api_verdict:?} != validate {validate:?}"
@@ -157,27 +154,13 @@ fn every_front_end_gives_the_same_verdict() {
             .as_str()
             .unwrap()
             .to_string();
-        let run = mf.run(&[
-            "run-task",
-            "--task-definition",
-            &input,
-            "--pull",
-            "never",
-            "--detach",
-            "--launch-type",
-            "FARGATE",
-        ]);
-        let run_errors = errors(&String::from_utf8_lossy(&run.stderr));
-        let run_fargate = Verdict {
-            accepted: run_errors.is_empty(),
-            errors: run_errors,
-        };
+        let run_fargate = run_task_verdict(mf, &input, &["--launch-type", "FARGATE"]);
         if run_fargate != fargate {
             failures.push(format!(
                 "{name}: run-task --launch-type FARGATE {run_fargate:?} != validate {fargate:?}"
             ));
         }
-        let service = api_call(
+        let service_verdict = api_verdict(
             &api,
             "CreateService",
             &serde_json::json!({
@@ -189,16 +172,6 @@ fn every_front_end_gives_the_same_verdict() {
             })
             .to_string(),
         );
-        let service_verdict = match service {
-            None => Verdict {
-                accepted: true,
-                errors: BTreeSet::new(),
-            },
-            Some((_, m)) => Verdict {
-                accepted: false,
-                errors: api_errors(&m),
-            },
-        };
         if service_verdict != fargate {
             failures.push(format!(
                 "{name}: CreateService FARGATE {service_verdict:?} != validate {fargate:?}"
