@@ -284,22 +284,7 @@ fn an_unhealthy_task_is_replaced() {
             .any(|e| e.contains("Amazon ECS replaced 1 tasks due to an unhealthy status."))
             .then_some(ev)
     });
-    let failed = ev
-        .iter()
-        .find(|e| e.ends_with("failed container health checks."))
-        .unwrap_or_else(|| panic!("{ev:#?}"));
-    let id = failed
-        .trim_start_matches("(service sick) (task ")
-        .split(')')
-        .next()
-        .unwrap()
-        .to_string();
-    let t = api.wait_for(60, "the unhealthy task to stop", || {
-        let t = describe_task(&api, &id);
-        (t["lastStatus"] == "STOPPED").then_some(t)
-    });
-    assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
-    assert_eq!(t["stoppedReason"], "Task failed container health checks");
+    let t = stopped_for_health(&api, "sick", &ev);
     assert_eq!(t["containers"][0]["healthStatus"], "UNHEALTHY");
     let d = api.aws_json(&["delete-service", "--service", "sick", "--force"]);
     assert_eq!(d["service"]["desiredCount"], 0);
@@ -310,6 +295,27 @@ fn an_unhealthy_task_is_replaced() {
 
 /// Seconds between two timestamps of a task as the AWS CLI prints them (epoch seconds,
 /// or ISO 8601 with `cli_timestamp_format = iso8601`).
+/// The task service `service`'s events (`ev`) say failed its health checks, once it has
+/// stopped, stopped by the scheduler for that reason.
+fn stopped_for_health(api: &Api, service: &str, ev: &[String]) -> Value {
+    let id = ev
+        .iter()
+        .find(|e| e.ends_with("failed container health checks."))
+        .unwrap_or_else(|| panic!("{ev:#?}"))
+        .trim_start_matches(&format!("(service {service}) (task "))
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
+    let t = api.wait_for(60, "the unhealthy task to stop", || {
+        let t = describe_task(api, &id);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
+    assert_eq!(t["stoppedReason"], "Task failed container health checks");
+    t
+}
+
 fn secs_between(t: &Value, from: &str, to: &str) -> f64 {
     let at = |k: &str| -> f64 {
         match &t[k] {
@@ -380,21 +386,7 @@ fn the_health_check_grace_period_spares_a_slow_starter_and_then_ends() {
             .any(|e| e.ends_with("failed container health checks."))
             .then_some(ev)
     });
-    let id = ev
-        .iter()
-        .find(|e| e.ends_with("failed container health checks."))
-        .unwrap()
-        .trim_start_matches("(service never) (task ")
-        .split(')')
-        .next()
-        .unwrap()
-        .to_string();
-    let t = api.wait_for(60, "the unhealthy task to stop", || {
-        let t = describe_task(&api, &id);
-        (t["lastStatus"] == "STOPPED").then_some(t)
-    });
-    assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
-    assert_eq!(t["stoppedReason"], "Task failed container health checks");
+    let t = stopped_for_health(&api, "never", &ev);
     // UNHEALTHY from ~5 s on; not stopped before the 8 s grace period ended.
     let after = secs_between(&t, "startedAt", "stoppingAt");
     assert!(after >= 8.0, "stopped {after} s after its start: {t:#}");
