@@ -8,6 +8,7 @@
 
 use super::envfiles;
 use crate::taskdef::coverage;
+use crate::taskdef::finding::JsonPath;
 use crate::taskdef::model::{KeyValuePair, TaskDefinition};
 use crate::taskdef::security_options::SecurityOption;
 use std::path::Path;
@@ -110,10 +111,12 @@ fn check_apparmor(sys: &Path, profile: &str) -> Result<(), String> {
 pub fn prepare_on(def: &mut TaskDefinition, sys: &Path) -> Result<Vec<String>, SupportError> {
     // Nothing silent: what `validate` says this host does not honour, the task says too;
     // ephemeralStorage's depends on this host's setting, which `ephemeral` knows.
-    let mut warnings: Vec<String> = coverage::task_warnings(&coverage::members(def))
+    let ephemeral = JsonPath::root().key("ephemeralStorage");
+    let members: Vec<_> = coverage::members(def)
         .into_iter()
-        .filter(|w| !w.starts_with("ephemeralStorage"))
+        .filter(|f| !f.path.starts_with(&ephemeral))
         .collect();
+    let mut warnings = coverage::task_warnings(&members);
     super::secrets::wanted(def)?;
     warnings.extend(super::ephemeral::warning(def));
     super::platform::check(def, &super::platform::binfmt_dir())?;

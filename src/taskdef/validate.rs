@@ -85,6 +85,7 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
         findings.extend(
             rules
                 .into_iter()
+                .chain(size(&parsed.def))
                 .filter(|f| !parsed.dropped.iter().any(|d| f.path.starts_with(d))),
         );
         // Nothing silent: members this host does not fully honour (issue 22).
@@ -114,6 +115,34 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
         warnings: findings.len() - errors,
         findings,
     }
+}
+
+/// The size of the definition as the AWS CLI sends it (compact JSON, without the members
+/// only a describe output has) against ECS's quota.
+/// Ref: ECS service quotas, "Task definition size": 64 KiB, not adjustable; ECS answers a
+/// larger one with ClientException "Actual length: '66420'. Max allowed length is '65536'
+/// bytes." (awsdocs/amazon-ecs-developer-guide#149, which corrected the quota from 32 KiB).
+fn size(def: &TaskDefinition) -> Option<Finding> {
+    const MAX: usize = 65536;
+    let mut input = serde_json::to_value(def).ok()?;
+    if let Some(m) = input.as_object_mut() {
+        for k in super::unknown::READ_ONLY {
+            m.remove(*k);
+        }
+    }
+    let len = serde_json::to_vec(&input).map_or(0, |v| v.len());
+    (len > MAX).then(|| {
+        Finding::error(
+            Code::ClientException,
+            "task-definition-size",
+            root(),
+            format!(
+                "Actual length: '{len}'. Max allowed length is '{MAX}' bytes. (ECS's quota on \
+                 the size of a task definition: 64 KiB; move large values such as environment \
+                 variables into environmentFiles or secrets.)"
+            ),
+        )
+    })
 }
 
 /// Whether the definition satisfies the Fargate rules (for `compatibilities` on register).
@@ -300,37 +329,6 @@ impl Checker {
         }
     }
 
-    /// The size of the definition as the AWS CLI sends it (compact JSON, without the members
-    /// only a describe output has) against ECS's quota.
-    /// Ref: ECS service quotas, "Task definition size": 64 KiB, not adjustable; ECS answers a
-    /// larger one with ClientException "Actual length: '66420'. Max allowed length is '65536'
-    /// bytes." (awsdocs/amazon-ecs-developer-guide#149, which corrected the quota from 32 KiB).
-    fn size(&mut self, def: &TaskDefinition) {
-        const MAX: usize = 65536;
-        let mut input = def.clone();
-        input.task_definition_arn = None;
-        input.revision = None;
-        input.status = None;
-        input.requires_attributes = None;
-        input.compatibilities = None;
-        input.registered_at = None;
-        input.registered_by = None;
-        input.deregistered_at = None;
-        input.delete_requested_at = None;
-        let len = serde_json::to_vec(&input).map_or(0, |v| v.len());
-        if len > MAX {
-            self.err(
-                "task-definition-size",
-                root(),
-                format!(
-                    "Actual length: '{len}'. Max allowed length is '{MAX}' bytes. (ECS's quota \
-                     on the size of a task definition: 64 KiB; move large values such as \
-                     environment variables into environmentFiles or secrets.)"
-                ),
-            );
-        }
-    }
-
     fn run(&mut self, def: &TaskDefinition, task_level: bool) {
         let fargate = self.fargate.is_some();
         let declared_mode = def.network_mode;
@@ -367,8 +365,6 @@ impl Checker {
                 ),
             );
         }
-
-        self.size(def);
 
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         for (i, c) in containers.iter().enumerate() {
