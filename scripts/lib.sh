@@ -76,15 +76,19 @@ fetch_arm64_busybox() {
 
 # A Python venv with moto[server] (the ECR API for the ECR test) from PyPI. A venv,
 # because Debian's own python3 refuses system-wide pip installs (PEP 668).
+# awscli is pinned: its botocore carries the ECS service model that src/ecs/botocore_model.rs
+# checks the request types against, so a new AWS release changes that test only when this
+# line changes.
+AWSCLI_VERSION=1.45.11
 install_test_python() {
     if [ -x "$TEST_VENV/bin/moto_server" ] && [ -x "$TEST_VENV/bin/aws" ] \
-        && "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli' 2>/dev/null; then
+        && "$TEST_VENV/bin/python3" -c "import moto, cryptography, awscli; assert awscli.__version__ == '$AWSCLI_VERSION'" 2>/dev/null; then
         return 0
     fi
     log "creating $TEST_VENV with moto[server] and awscli"
     rm -rf "$TEST_VENV"
     python3 -m venv "$TEST_VENV" </dev/null
-    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' awscli </dev/null
+    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' "awscli==$AWSCLI_VERSION" </dev/null
     "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli' \
         || die "moto[server] and awscli did not install into $TEST_VENV"
 }

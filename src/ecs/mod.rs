@@ -7,6 +7,8 @@
 //! Below the core: `taskdef` (the model and its rules), `store` (state), `task` (what a
 //! task becomes on this host) and the supervisor it starts. See docs/architecture.md.
 
+#[cfg(test)]
+mod botocore_model;
 pub mod clusters;
 pub mod error;
 pub mod services;

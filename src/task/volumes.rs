@@ -269,6 +269,9 @@ pub fn check(
                 "Amazon FSx for Windows File Server",
             ));
         }
+        if v.s3files_volume_configuration.is_some() {
+            return Err(not_local("s3filesVolumeConfiguration", "Amazon S3 Files"));
+        }
         if v.configured_at_launch == Some(true) {
             return Err(not_local(
                 "configuredAtLaunch",

@@ -133,6 +133,9 @@ impl Row {
 
 const EFS: &str = "EFS is not reachable from this host: run-task refuses the volume unless \
                    `--volume-map NAME=/local/dir` serves it from a local directory";
+const S3FILES: &str = "Amazon S3 Files is not reachable from this host: run-task refuses the \
+                       volume unless `--volume-map NAME=/local/dir` serves it from a local \
+                       directory";
 const FSX: &str = "FSx for Windows File Server is not reachable from this host: run-task \
                    refuses the volume unless `--volume-map NAME=/local/dir` serves it from a \
                    local directory";
@@ -162,6 +165,11 @@ pub static TASK_DEFINITION: &[Row] = &[
     rf("volumes[].efsVolumeConfiguration.authorizationConfig", EFS),
     rf("volumes[].efsVolumeConfiguration.authorizationConfig.accessPointId", EFS),
     rf("volumes[].efsVolumeConfiguration.authorizationConfig.iam", EFS),
+    rf("volumes[].s3filesVolumeConfiguration", S3FILES),
+    rf("volumes[].s3filesVolumeConfiguration.fileSystemArn", S3FILES),
+    rf("volumes[].s3filesVolumeConfiguration.rootDirectory", S3FILES),
+    rf("volumes[].s3filesVolumeConfiguration.transitEncryptionPort", S3FILES),
+    rf("volumes[].s3filesVolumeConfiguration.accessPointArn", S3FILES),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration", FSX),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.fileSystemId", FSX),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.rootDirectory", FSX),

@@ -306,6 +306,10 @@ pub struct Volume {
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
     pub efs_volume_configuration: Option<EfsVolumeConfiguration>,
     pub fsx_windows_file_server_volume_configuration: Option<FsxWindowsVolumeConfiguration>,
+    /// An Amazon S3 Files file system (ecs.json `Volume.s3filesVolumeConfiguration`; note the
+    /// lowercase `f`, as the model spells it).
+    #[serde(rename = "s3filesVolumeConfiguration")]
+    pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
     pub configured_at_launch: Option<bool>,
 }
 
@@ -336,6 +340,16 @@ pub struct EfsVolumeConfiguration {
     pub transit_encryption: Option<EnabledDisabled>,
     pub transit_encryption_port: Option<i64>,
     pub authorization_config: Option<EfsAuthorizationConfig>,
+}
+
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3FilesVolumeConfiguration {
+    pub file_system_arn: Option<String>,
+    pub root_directory: Option<String>,
+    pub transit_encryption_port: Option<i64>,
+    pub access_point_arn: Option<String>,
 }
 
 #[skip_serializing_none]

@@ -306,6 +306,9 @@ impl Checker {
         }
     }
 
+    /// Ref: developer guide, "Amazon ECS task definition differences for Fargate"
+    /// (fargate-tasks-services.html#fargate-task-defs: the parameters that are not valid on
+    /// Fargate), and the member docs in ecs.json that say so one by one.
     fn fargate_unsupported(&mut self, path: JsonPath, parameter: &str) {
         self.fargate_err(
             "fargate-unsupported-parameter",
@@ -314,11 +317,15 @@ impl Checker {
         );
     }
 
+    /// A member the ECS model marks `required` in its shape (ecs.json; botocore's
+    /// service-2.json carries the same list, and the AWS CLI refuses the request before
+    /// sending it) — every caller names one of those, unless its comment says otherwise.
     fn required(&mut self, path: JsonPath, what: &str) {
         let msg = format!("{what} is required.");
         self.err("required-member", path, msg);
     }
 
+    /// A bound documented in the member's ecs.json doc (each caller cites it).
     fn range(&mut self, path: JsonPath, v: i64, lo: i64, hi: i64, what: &str) {
         if v < lo || v > hi {
             self.err(
@@ -348,6 +355,9 @@ impl Checker {
         };
 
         if containers.is_empty() {
+            // Ref: ECS answers `--container-definitions '[]'` with "ClientException: Container
+            // list cannot be empty." (quoted from a deployed account in the public corpus; fog's
+            // ECS mock raises the same).
             self.err(
                 "containers-required",
                 root().key("containerDefinitions"),
@@ -355,12 +365,14 @@ impl Checker {
                  definition.",
             );
         } else if containers.len() > 10 {
-            // Ref: ECS service quota "Containers per task definition": 10.
+            // Ref: ECS service quota "Containers per task definition": 10; ECS answers
+            // "ClientException: Too many containers." (aws/amazon-ecs-cli#184).
             self.err(
                 "too-many-containers",
                 root().key("containerDefinitions"),
                 format!(
-                    "Too many containers: {} (a task definition holds at most 10).",
+                    "Too many containers. This task definition has {} (a task definition holds \
+                     at most 10).",
                     containers.len()
                 ),
             );
@@ -369,6 +381,11 @@ impl Checker {
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         for (i, c) in containers.iter().enumerate() {
             let p = cpath(i);
+            // Ref: ecs.json `ContainerDefinition.name` ("Up to 255 letters (uppercase and
+            // lowercase), numbers, underscores, and hyphens are allowed"); ECS's message for a
+            // missing one is "Container.name should not be null or empty." Unique names: no ECS
+            // text found; ECS keys dependsOn, links, volumesFrom and containerOverrides by
+            // name, so two containers of one name cannot be told apart.
             match c.name.as_deref() {
                 None | Some("") => self.err(
                     "container-name-required",
@@ -422,6 +439,7 @@ impl Checker {
 
         let mut cpu_sum: i64 = 0;
         let mut reserved_sum: i64 = 0;
+        let mut reservation_sum: i64 = 0;
         let mut essential = 0;
         let mut ports_seen: HashMap<(i64, TransportProtocol), String> = HashMap::new();
         for (i, c) in containers.iter().enumerate() {
@@ -431,8 +449,9 @@ impl Checker {
                 essential += 1;
             }
 
-            // Image. Ref: ecs.json `ContainerDefinition.image`.
-            // A blank image (`" "`) names no image either: refused like an empty one, where
+            // Image. Ref: ecs.json `ContainerDefinition.image`; ECS refuses a definition without
+            // one (aws/aws-cli#5924, "RegisterTaskDefinition operation no longer accepts
+            // task-definitions without an image"). A blank image (`" "`) names no image either: refused like an empty one, where
             // ECS would only fail at the pull.
             match c.image.as_deref().filter(|i| !i.trim().is_empty()) {
                 None => self.err(
@@ -444,10 +463,14 @@ impl Checker {
                     self.out.push(placeholder(&p.key("image"), img))
                 }
                 Some(img) => {
+                    // Ref: ecs.json `ContainerDefinition.image`: up to 255 letters, numbers,
+                    // `-_:./#`; for `repository@digest` the 255 limit applies before the `@`.
+                    // Enforcement at register is not documented, so a warning.
                     let odd = img
                         .chars()
                         .any(|ch| !(ch.is_ascii_alphanumeric() || "-_:./#@".contains(ch)));
-                    if odd || img.len() > 255 {
+                    let named = img.split_once('@').map_or(img, |(name, _)| name);
+                    if odd || named.len() > 255 {
                         self.warn(
                             "image-format",
                             p.key("image"),
@@ -457,6 +480,9 @@ impl Checker {
                             ),
                         );
                     }
+                    // Ref: the ECS message users quote, "Fargate requires task definition to
+                    // have execution role ARN to support ECR images." (developer guide, task
+                    // execution IAM role: required for private ECR images on Fargate).
                     if fargate
                         && task_level
                         && is_private_ecr(img)
@@ -473,17 +499,21 @@ impl Checker {
             }
 
             // CPU and memory. Ref: ecs.json `ContainerDefinition.cpu`, `.memory`,
-            // `.memoryReservation`; ECS: "The 'memory' setting for container 'x' is greater
-            // than for the task."
+            // `.memoryReservation`.
             if let Some(cpu) = c.cpu {
                 if cpu < 0 {
-                    self.err(
+                    // Ref: ecs.json `ContainerDefinition.cpu`: "you can use CPU values below 2
+                    // … in your container definitions" (the agent passes them as 2 shares). No
+                    // refusal of a negative value is documented, so a warning.
+                    self.warn(
                         "container-cpu",
                         p.key("cpu"),
-                        format!("Invalid 'cpu' setting for container '{name}': {cpu} is negative."),
+                        format!("'cpu' of container '{name}' is {cpu}: a value below 2 gives the container 2 CPU shares, the kernel's minimum."),
                     );
                 } else {
                     cpu_sum = cpu_sum.saturating_add(cpu);
+                    // Implied by the sum rule below; reported on the container that alone
+                    // exceeds the task.
                     if let Some(t) = task_cpu
                         && cpu > i64::from(t.0)
                     {
@@ -500,6 +530,9 @@ impl Checker {
                 ("memoryReservation", c.memory_reservation),
             ] {
                 let Some(m) = value else { continue };
+                // Ref: aws/amazon-ecs-agent#876 (ECS requires a value > 0 for memory and
+                // memoryReservation); the 6 MiB minimum is the ecs.json `memory` doc's advice
+                // for Docker 20.10, a warning.
                 if m <= 0 {
                     self.err(
                         "container-memory",
@@ -515,6 +548,8 @@ impl Checker {
                         format!("'{field}' of container '{name}' is {m} MiB: Docker 20.10 and later refuse less than 6 MiB."),
                     );
                 }
+                // Ref: ECS's "The 'memory' setting for container 'x' is greater than for the
+                // task." (pulumi/pulumi-awsx#188).
                 if let Some(t) = task_memory
                     && m as u64 > t.0
                 {
@@ -525,6 +560,9 @@ impl Checker {
                     );
                 }
             }
+            // Ref: ecs.json `memory` ("memory must be greater than memoryReservation"); ECS
+            // accepts equal values (awsdocs/amazon-ecs-developer-guide#242), so only less is
+            // refused.
             if let (Some(m), Some(r)) = (c.memory, c.memory_reservation)
                 && m > 0
                 && r > 0
@@ -540,6 +578,9 @@ impl Checker {
                 );
             }
             // Task memory that is set but invalid or a placeholder is reported on its own.
+            // Ref: ecs.json `memoryReservation` ("If a task-level memory value is not
+            // specified, you must specify a non-zero integer for one or both of memory or
+            // memoryReservation"); ECS's words in sil-org/ecs-deploy#59.
             if task_level
                 && def.memory.is_none()
                 && c.memory.is_none()
@@ -556,11 +597,15 @@ impl Checker {
                     ),
                 );
             }
+            reservation_sum =
+                reservation_sum.saturating_add(c.memory_reservation.unwrap_or(0).max(0));
             reserved_sum =
                 reserved_sum.saturating_add(c.memory_reservation.or(c.memory).unwrap_or(0).max(0));
 
             self.ports(c, &p, mode, &mut ports_seen);
             self.links(c, &p, mode, &index_of);
+            // Ref: ecs.json `ContainerDefinition.hostname` ("not supported if you're using the
+            // awsvpc network mode") and `.extraHosts` (likewise).
             if let Some(h) = c.hostname.as_deref().filter(|h| !h.is_empty()) {
                 if fargate {
                     self.fargate_unsupported(p.key("hostname"), "hostname");
@@ -573,6 +618,7 @@ impl Checker {
                 }
             }
             if let Some(hosts) = &c.extra_hosts {
+                // Ref: ecs.json `HostEntry` requires hostname and ipAddress.
                 for (k, h) in hosts.iter().enumerate() {
                     if blank(&h.hostname) {
                         self.required(
@@ -610,6 +656,8 @@ impl Checker {
             self.misc_container(c, &p, mode, def.ipc_mode, &accelerator_names);
         }
 
+        // Ref: ecs.json `ContainerDefinition.essential`: "All tasks must have at least one
+        // essential container."
         if !containers.is_empty() && essential == 0 {
             self.err(
                 "essential-required",
@@ -618,24 +666,44 @@ impl Checker {
                  defaults to true when omitted).",
             );
         }
+        // Ref: ECS refuses it at register: "ClientException: The sum of all container 'cpu'
+        // values cannot be greater than the value of the task 'cpu'."
+        // (cloudnativedaysjp/dreamkast-infra#4726, 2025).
         if let Some(t) = task_cpu
             && cpu_sum > i64::from(t.0)
         {
-            self.warn(
+            self.err(
                 "container-cpu-sum",
                 root().key("containerDefinitions"),
                 format!(
-                    "The containers reserve {cpu_sum} CPU units in total, more than the task's {t}."
+                    "The sum of all container 'cpu' values cannot be greater than the value of \
+                     the task 'cpu' ({cpu_sum} > {t})."
                 ),
             );
         }
+        // Ref: ECS refuses it at register: "ClientException: The sum of all container
+        // 'memoryReservation' values cannot be greater than the value of the task 'memory'."
+        // (cloudnativedaysjp/dreamkast-infra#4766, 2025). Counting `memory` for containers
+        // without a reservation is ECS's placement arithmetic (ecs.json `memory`), not a
+        // documented refusal: a warning.
         if let Some(t) = task_memory
+            && reservation_sum as u64 > t.0
+        {
+            self.err(
+                "container-memory-sum",
+                root().key("containerDefinitions"),
+                format!(
+                    "The sum of all container 'memoryReservation' values cannot be greater than \
+                     the value of the task 'memory' ({reservation_sum} > {t})."
+                ),
+            );
+        } else if let Some(t) = task_memory
             && reserved_sum as u64 > t.0
         {
             self.warn(
-                "container-memory-sum",
+                "container-memory-reserved",
                 root().key("containerDefinitions"),
-                format!("The containers reserve {reserved_sum} MiB in total, more than the task's {t} MiB."),
+                format!("The containers reserve {reserved_sum} MiB in total (memoryReservation, else memory), more than the task's {t} MiB."),
             );
         }
         self.cycles(containers, &index_of, Graph::DependsOn);
@@ -652,6 +720,8 @@ impl Checker {
         def: &TaskDefinition,
         declared_mode: Option<NetworkMode>,
     ) -> (Option<CpuUnits>, Option<MemoryMib>) {
+        // Ref: ecs.json `RegisterTaskDefinitionRequest.family` (required; "Up to 255 letters
+        // (uppercase and lowercase), numbers, underscores, and hyphens are allowed").
         match def.family.as_deref() {
             None | Some("") => self.err(
                 "family-required",
@@ -670,8 +740,10 @@ impl Checker {
             Some(_) => {}
         }
 
-        // Ref: ecs.json `RegisterTaskDefinitionRequest.cpu`: EC2 128 to 10240 units; the
-        // developer guide now allows up to 192 vCPU on EC2, so the upper bound is that.
+        // Ref: ecs.json `RegisterTaskDefinitionRequest.cpu`: "Supported values are between 128
+        // CPU units (0.125 vCPUs) and 196608 CPU units (192 vCPUs)"; ECS's message "Invalid
+        // 'cpu' setting for task." (developer guide, task-cpu-memory-error.html). Memory: the
+        // same page; a memory that does not parse or is 0 is "Invalid 'memory' setting".
         let unchecked = |raw: &SizeValue| is_placeholder(raw.as_str());
         for (field, v) in [("cpu", &def.cpu), ("memory", &def.memory)] {
             if let Some(raw) = v.as_ref().filter(|r| unchecked(r)) {
@@ -717,6 +789,13 @@ impl Checker {
                 }
             });
 
+        // Ref: ecs.json `RegisterTaskDefinitionRequest.networkMode` ("If you're using
+        // Fargate, the awsvpc network mode is required"), `.cpu`/`.memory` ("This field is
+        // required for Fargate" and the table of pairs, also task-cpu-memory-error.html with
+        // ECS's "No Fargate configuration exists for given values"; Windows needs 1 vCPU),
+        // `.ipcMode` (not supported on Fargate), `.pidMode` ("On Fargate for Linux
+        // containers, the only valid value is task"), placementConstraints (developer guide,
+        // Fargate differences).
         if self.fargate.is_some() {
             if declared_mode != Some(NetworkMode::Awsvpc) {
                 let found =
@@ -789,14 +868,19 @@ impl Checker {
             }
         }
 
+        // Ref: ecs.json `TaskDefinitionPlacementConstraint` has no required member and
+        // `type` has one value (memberOf), so a constraint without one means nothing: a
+        // warning, not a refusal.
         for (k, pc) in def.placement_constraints.iter().flatten().enumerate() {
             if pc.kind.is_none() {
-                self.required(
+                self.warn(
+                    "placement-constraint-type",
                     root().key("placementConstraints").index(k).key("type"),
-                    "placementConstraints type",
+                    "placementConstraints entry without a type (memberOf): it constrains nothing.",
                 );
             }
         }
+        // Ref: ecs.json `InferenceAccelerator` requires deviceName and deviceType.
         for (k, a) in def.inference_accelerators.iter().flatten().enumerate() {
             let p = root().key("inferenceAccelerators").index(k);
             if blank(&a.device_name) {
@@ -886,6 +970,12 @@ impl Checker {
         let Some(mappings) = &c.port_mappings else {
             return;
         };
+        // Ref: ecs.json `ContainerDefinition.portMappings`: "If the network mode of a task
+        // definition is set to none, then you can't specify port mappings. If the network
+        // mode of a task definition is set to host, then host ports must either be undefined
+        // or they must match the container port"; `PortMapping.hostPort` says the same of
+        // awsvpc, in ECS's words "When networkMode=awsvpc, the host ports and container ports
+        // in port mappings must match."
         if mode == NetworkMode::None && !mappings.is_empty() {
             self.err(
                 "network-mode-none-ports",
@@ -895,11 +985,23 @@ impl Checker {
             return;
         }
         let mut local_names: HashSet<&str> = HashSet::new();
+        let ranges = mappings
+            .iter()
+            .filter(|m| m.container_port_range.is_some())
+            .count();
+        if ranges > 100 {
+            self.err(
+                "port-range",
+                p.key("portMappings"),
+                format!("{ranges} port ranges in container '{name}': ECS takes at most 100 per container."),
+            );
+        }
         for (j, m) in mappings.iter().enumerate() {
             let mp = p.key("portMappings").index(j);
             let protocol = m.protocol.unwrap_or(TransportProtocol::Tcp);
             if let Some(range) = m.container_port_range.as_deref() {
-                // Ref: ecs.json `PortMapping.containerPortRange`.
+                // Ref: ecs.json `PortMapping.containerPortRange`: bridge or awsvpc only, 1 to
+                // 65535, first < last, no hostPortRange/hostPort, at most 100 per container.
                 let parsed = range.split_once('-').and_then(|(a, b)| {
                     Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?))
                 });
@@ -940,6 +1042,8 @@ impl Checker {
                 }
                 continue;
             }
+            // Ref: ecs.json `PortMapping.containerPort` (required unless a containerPortRange;
+            // 1 to 65535) and `.hostPort` (0 to 65535; 0 or absent picks one).
             let Some(cp) = m.container_port else {
                 self.err(
                     "port-range",
@@ -986,6 +1090,8 @@ impl Checker {
                 }
             }
             // Containers of an awsvpc or host task share one network stack: one port, one owner.
+            // ECS documents "A port can only be included in one port mapping per container"
+            // (`containerPortRange`), not a refusal across containers: a warning.
             if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
                 let here = format!("{name} ({mp})");
                 if let Some(prev) = seen.insert((cp, protocol), here) {
@@ -1049,6 +1155,9 @@ impl Checker {
                 ),
             );
         }
+        // A link to itself or to no container: no ECS text found; Docker refuses both at
+        // container create ("could not get container for …"), so the task could never
+        // start — kept as errors.
         for (k, l) in links.iter().enumerate() {
             let target = l.split(':').next().unwrap_or("");
             if target == c.name_str() {
@@ -1074,9 +1183,14 @@ impl Checker {
         containers: &[ContainerDefinition],
         index_of: &HashMap<&str, usize>,
     ) {
-        // Ref: ecs.json `ContainerDependency`: COMPLETE and SUCCESS "can't be set on an
-        // essential container"; HEALTHY "requires that the dependent container has health
-        // checks configured".
+        // Ref: ecs.json `ContainerDependency` (containerName and condition required;
+        // COMPLETE and SUCCESS "can't be set on an essential container", in ECS's words "A
+        // dependency container with SUCCESS or COMPLETE condition cannot be an essential
+        // container"; HEALTHY "requires that the dependent container has health checks
+        // configured" — not known to be refused at register, a warning). A target that is not
+        // a container of the task: the agent's graph could never resolve it (amazon-ecs-agent
+        // agent/engine/dependencygraph/graph.go, "dependency will never start"), kept as an
+        // error.
         for (k, d) in c.depends_on.iter().flatten().enumerate() {
             let dp = p.key("dependsOn").index(k);
             let Some(target) = d.container_name.as_deref().filter(|t| !t.is_empty()) else {
@@ -1156,7 +1270,8 @@ impl Checker {
     fn health_check(&mut self, c: &ContainerDefinition, p: &JsonPath) {
         let Some(hc) = &c.health_check else { return };
         let hp = p.key("healthCheck");
-        // Ref: ecs.json `HealthCheck`.
+        // Ref: ecs.json `HealthCheck` (command required; interval 5-300, timeout 2-60,
+        // retries 1-10, startPeriod 0-300).
         match hc.command.as_deref() {
             None | Some([]) => self.err(
                 "health-check-command",
@@ -1179,10 +1294,12 @@ impl Checker {
                         ),
                     );
                 } else if rest.is_empty() {
-                    self.err(
+                    // Not known to be refused at register; Docker's health check fails on
+                    // it at run time, so a warning.
+                    self.warn(
                         "health-check-command",
                         hp.key("command"),
-                        format!("healthCheck.command has nothing to run after {first}."),
+                        format!("healthCheck.command has nothing to run after {first}: the check will fail every time."),
                     );
                 }
             }
@@ -1215,30 +1332,49 @@ impl Checker {
         index_of: &HashMap<&str, usize>,
     ) {
         let name = c.name_str();
+        // Ref: ecs.json `MountPoint.sourceVolume` ("Must be a volume name referenced in the
+        // name parameter of task definition volume"); ECS answers a missing or unknown one
+        // with "ClientException: Unknown volume 'null'." / "Unknown volume 'x'."
+        // (blinkist/terraform-aws-airship-ecs-service#46). containerPath is not required by
+        // the model and no refusal is documented: a warning (Docker fails the mount).
         for (k, m) in c.mount_points.iter().flatten().enumerate() {
             let mp = p.key("mountPoints").index(k);
             match m.source_volume.as_deref() {
-                None | Some("") => {
-                    self.required(mp.key("sourceVolume"), "mountPoints sourceVolume")
-                }
+                None | Some("") => self.err(
+                    "mount-point-volume",
+                    mp.key("sourceVolume"),
+                    format!("Unknown volume 'null': container '{name}' has a mountPoint without a sourceVolume."),
+                ),
                 Some(v) if task_level && !volume_names.contains(v) => self.err(
                     "mount-point-volume",
                     mp.key("sourceVolume"),
                     format!(
-                        "Container '{name}' mounts volume '{v}', which is not defined in the task \
-                         definition's volumes."
+                        "Unknown volume '{v}': container '{name}' mounts a volume that is not \
+                         defined in the task definition's volumes."
                     ),
                 ),
                 Some(_) => {}
             }
             if blank(&m.container_path) {
-                self.required(mp.key("containerPath"), "mountPoints containerPath");
+                self.warn(
+                    "mount-point-path",
+                    mp.key("containerPath"),
+                    format!("Container '{name}' has a mountPoint without a containerPath: the container will fail to start."),
+                );
             }
         }
+        // Ref: ecs.json `VolumeFrom.sourceContainer` ("The name of another container within
+        // the same task definition"); no ECS text found for a refusal, but Docker refuses
+        // `--volumes-from` of a container that does not exist at create, so the task could
+        // never start — kept as errors.
         for (k, v) in c.volumes_from.iter().flatten().enumerate() {
             let vp = p.key("volumesFrom").index(k).key("sourceContainer");
             match v.source_container.as_deref() {
-                None | Some("") => self.required(vp, "volumesFrom sourceContainer"),
+                None | Some("") => self.err(
+                    "volumes-from-container",
+                    vp,
+                    "volumesFrom without a sourceContainer names no container.",
+                ),
                 Some(s) if s == name => self.err(
                     "volumes-from-container",
                     vp,
@@ -1255,6 +1391,12 @@ impl Checker {
     }
 
     fn secrets_and_env(&mut self, c: &ContainerDefinition, p: &JsonPath) {
+        // Ref: ecs.json `Secret` requires name and valueFrom; `EnvironmentFile` requires type
+        // and value; `RepositoryCredentials` requires credentialsParameter. Environment
+        // names: unnamed or repeated ones are Docker's business, not refused by ECS (a
+        // warning); the `.env` extension is documented ("must have a .env file extension",
+        // developer guide, use-environment-file.html) but its enforcement at register is not,
+        // so a warning.
         for (k, s) in c.secrets.iter().flatten().enumerate() {
             let sp = p.key("secrets").index(k);
             if blank(&s.name) {
@@ -1328,6 +1470,10 @@ impl Checker {
         task_level: bool,
         has_router: bool,
     ) {
+        // Ref: ecs.json `LogConfiguration` (logDriver required; `secretOptions` are
+        // `Secret`s), `.logDriver` (Fargate: awslogs, splunk, awsfirelens), `.options`
+        // ("awslogs-stream-prefix … is required when using the Fargate launch type" — not
+        // known to be refused at register, so a warning), and `FirelensConfiguration`.
         if let Some(lc) = &c.log_configuration {
             let lp = p.key("logConfiguration");
             for (k, s) in lc.secret_options.iter().flatten().enumerate() {
@@ -1419,6 +1565,11 @@ impl Checker {
             return;
         };
         let pp = p.key("linuxParameters");
+        // Ref: ecs.json `KernelCapabilities.add` (the valid values; Fargate: SYS_PTRACE
+        // only), `Device` (hostPath required), `LinuxParameters.sharedMemorySize`, `.tmpfs`
+        // (`Tmpfs` requires containerPath and size), `.maxSwap` ("0 or any positive
+        // integer"), `.swappiness` ("whole numbers between 0 and 100"); each "isn't supported"
+        // on Fargate.
         if let Some(caps) = &lp.capabilities {
             for (field, list) in [("add", &caps.add), ("drop", &caps.drop)] {
                 for (k, cap) in list.iter().flatten().enumerate() {
@@ -1506,6 +1657,9 @@ impl Checker {
         accelerators: &HashSet<&str>,
     ) {
         let name = c.name_str();
+        // Ref: developer guide, Fargate differences: privileged, disableNetworking,
+        // dnsServers, dnsSearchDomains and dockerSecurityOptions are not valid on Fargate
+        // (ecs.json `privileged`, `dockerSecurityOptions` say so too).
         if c.privileged == Some(true) {
             self.fargate_unsupported(p.key("privileged"), "privileged");
         }
@@ -1535,6 +1689,8 @@ impl Checker {
                 );
             }
         }
+        // Ref: ecs.json `Ulimit` requires name, softLimit, hardLimit; soft above hard is
+        // Docker's refusal at create, not ECS's at register (a warning).
         for (k, u) in c.ulimits.iter().flatten().enumerate() {
             let up = p.key("ulimits").index(k);
             if u.name.is_none() {
@@ -1552,10 +1708,13 @@ impl Checker {
             }
         }
         for (k, sc) in c.system_controls.iter().flatten().enumerate() {
+            // `SystemControl` has no required member in ecs.json; an entry without a
+            // namespace sets nothing (a warning).
             let Some(ns) = sc.namespace.as_deref() else {
-                self.required(
+                self.warn(
+                    "system-controls",
                     p.key("systemControls").index(k).key("namespace"),
-                    "systemControls namespace",
+                    "systemControls entry without a namespace: it sets nothing.",
                 );
                 continue;
             };
@@ -1579,6 +1738,10 @@ impl Checker {
                 );
             }
         }
+        // Ref: ecs.json `ResourceRequirement` (type and value required; for GPU "the number
+        // of physical GPUs"; for InferenceAccelerator "should match the deviceName for an
+        // InferenceAccelerator specified in a task definition"); GPUs are not valid on
+        // Fargate (developer guide, Fargate differences).
         for (k, r) in c.resource_requirements.iter().flatten().enumerate() {
             let rp = p.key("resourceRequirements").index(k);
             let value = r.value.as_deref().unwrap_or("");
@@ -1605,6 +1768,7 @@ impl Checker {
                 }
             }
         }
+        // Ref: ecs.json `ContainerDefinition.credentialSpecs`: "The maximum number of ARNs is 1."
         if let Some(specs) = &c.credential_specs
             && specs.len() > 1
         {
@@ -1614,6 +1778,8 @@ impl Checker {
                 "At most one credentialSpecs ARN is allowed.",
             );
         }
+        // Ref: ecs.json `ContainerRestartPolicy` (enabled required; at most 50
+        // ignoredExitCodes; restartAttemptPeriod 60-1800).
         if let Some(rp) = &c.restart_policy {
             let pp = p.key("restartPolicy");
             if rp.enabled.is_none() {
@@ -1638,14 +1804,24 @@ impl Checker {
         }
     }
 
+    /// Ref: ecs.json `Volume.name` ("Up to 255 letters (uppercase and lowercase), numbers,
+    /// underscores, and hyphens"; required "when a volume is using the
+    /// efsVolumeConfiguration" or s3filesVolumeConfiguration, and for a volume configured at
+    /// launch). Unique names: no ECS text found; mountPoints name volumes by name, so two of
+    /// one name are ambiguous — kept as an error. One volume type per volume: the model's
+    /// members are alternatives ("This parameter is specified when you use …"), no refusal
+    /// text found — a warning.
     fn volumes(&mut self, def: &TaskDefinition) {
         let mut seen = HashSet::new();
         for (k, v) in def.volumes.iter().flatten().enumerate() {
             let vp = root().key("volumes").index(k);
             match v.name.as_deref() {
                 None | Some("") => {
-                    if v.efs_volume_configuration.is_some() || v.configured_at_launch == Some(true) {
-                        self.err("volume-name", vp.key("name"), "The volume name is required for EFS volumes and volumes configured at launch.");
+                    if v.efs_volume_configuration.is_some()
+                        || v.s3files_volume_configuration.is_some()
+                        || v.configured_at_launch == Some(true)
+                    {
+                        self.err("volume-name", vp.key("name"), "The volume name is required for EFS and S3 Files volumes and volumes configured at launch.");
                     } else {
                         self.warn("volume-name", vp.key("name"), "A volume without a name cannot be mounted by any container.");
                     }
@@ -1667,13 +1843,15 @@ impl Checker {
                 v.docker_volume_configuration.is_some(),
                 v.efs_volume_configuration.is_some(),
                 v.fsx_windows_file_server_volume_configuration.is_some(),
+                v.s3files_volume_configuration.is_some(),
             ];
             if kinds.iter().filter(|b| **b).count() > 1 {
-                self.err(
+                self.warn(
                     "volume-config",
                     vp.clone(),
-                    "A volume takes only one of host, dockerVolumeConfiguration, \
-                     efsVolumeConfiguration and fsxWindowsFileServerVolumeConfiguration.",
+                    "A volume takes one of host, dockerVolumeConfiguration, \
+                     efsVolumeConfiguration, fsxWindowsFileServerVolumeConfiguration and \
+                     s3filesVolumeConfiguration; with several, which one applies is undefined.",
                 );
             }
             if let Some(h) = &v.host
@@ -1693,6 +1871,10 @@ impl Checker {
                     "dockerVolumeConfiguration",
                 );
             }
+            // Ref: ecs.json `FSxWindowsFileServerVolumeConfiguration` (fileSystemId,
+            // rootDirectory, authorizationConfig required) and its authorizationConfig
+            // (credentialsParameter, domain required); ecs.json `Volume.dockerVolumeConfiguration`
+            // ("Docker volumes aren't supported by tasks run on Fargate").
             if let Some(fsx) = &v.fsx_windows_file_server_volume_configuration {
                 let fp = vp.key("fsxWindowsFileServerVolumeConfiguration");
                 if blank(&fsx.file_system_id) {
@@ -1720,11 +1902,53 @@ impl Checker {
             if let Some(efs) = &v.efs_volume_configuration {
                 self.efs(efs, &vp.key("efsVolumeConfiguration"));
             }
+            if let Some(s3) = &v.s3files_volume_configuration {
+                self.s3files(def, s3, &vp.key("s3filesVolumeConfiguration"));
+            }
+        }
+    }
+
+    /// Ref: ecs.json `S3FilesVolumeConfiguration` (fileSystemArn required; with an
+    /// accessPointArn, rootDirectory "must either be omitted or set to /"; "Your task
+    /// definition must include a Task IAM Role" — when ECS checks it is not documented, so a
+    /// warning).
+    fn s3files(&mut self, def: &TaskDefinition, s3: &S3FilesVolumeConfiguration, sp: &JsonPath) {
+        if blank(&s3.file_system_arn) {
+            self.required(
+                sp.key("fileSystemArn"),
+                "s3filesVolumeConfiguration fileSystemArn",
+            );
+        }
+        if !blank(&s3.access_point_arn) && s3.root_directory.as_deref().is_some_and(|r| r != "/") {
+            self.err(
+                "volume-config",
+                sp.key("rootDirectory"),
+                "With an S3 Files access point, rootDirectory must be omitted or \"/\".",
+            );
+        }
+        if let Some(port) = s3.transit_encryption_port {
+            self.range(
+                sp.key("transitEncryptionPort"),
+                port,
+                1,
+                65535,
+                "transitEncryptionPort",
+            );
+        }
+        if blank(&def.task_role_arn) {
+            self.warn(
+                "volume-config",
+                sp.clone(),
+                "An S3 Files volume needs a task IAM role (taskRoleArn) to attach the file system.",
+            );
         }
     }
 
     fn efs(&mut self, efs: &EfsVolumeConfiguration, ep: &JsonPath) {
-        // Ref: ecs.json `EFSVolumeConfiguration`, `EFSAuthorizationConfig`.
+        // Ref: ecs.json `EFSVolumeConfiguration` (fileSystemId required),
+        // `EFSAuthorizationConfig.iam` ("If it is turned on, transit encryption must be turned
+        // on") and `.accessPointId` ("the root directory value … must either be omitted or
+        // set to /"; "transit encryption must be on").
         if blank(&efs.file_system_id) {
             self.required(
                 ep.key("fileSystemId"),
@@ -1763,6 +1987,8 @@ impl Checker {
         let Some(pc) = &def.proxy_configuration else {
             return;
         };
+        // Ref: ecs.json `ProxyConfiguration.containerName` (required; "The name of the
+        // container that will serve as the App Mesh proxy" — a container of the task).
         let pp = root().key("proxyConfiguration").key("containerName");
         match pc.container_name.as_deref() {
             None | Some("") => self.required(pp, "proxyConfiguration containerName"),
@@ -1777,6 +2003,10 @@ impl Checker {
 
     /// Reports every cycle of `dependsOn` (or `links`) edges, with an iterative depth-first
     /// search so that no input can recurse deeply or loop forever.
+    /// Ref: no ECS text found for a refusal at register; a dependsOn cycle can never start
+    /// (the agent's graph waits for a dependency that "will never start",
+    /// amazon-ecs-agent agent/engine/dependencygraph/graph.go) and Docker refuses circular
+    /// links ("Cannot link to …, as it does not belong to …") — kept as errors.
     fn cycles(
         &mut self,
         containers: &[ContainerDefinition],
@@ -2021,6 +2251,61 @@ mod tests {
         );
         let r = run(&with_vars(1000), None);
         assert!(r.valid, "{:?}", rules(&r));
+    }
+
+    #[test]
+    fn s3_files_volumes_register_with_their_rules() {
+        // ecs.json `S3FilesVolumeConfiguration`: accepted (ECS has it), refused only by
+        // run-task here; an access point with a rootDirectory other than "/" is an error.
+        let def = |cfg: &str| {
+            format!(
+                r#"{{"family":"f","taskRoleArn":"arn:aws:iam::1:role/t","containerDefinitions":[{{"name":"a","image":"b","memory":8,
+                    "mountPoints":[{{"sourceVolume":"s3","containerPath":"/data"}}]}}],
+                    "volumes":[{{"name":"s3","s3filesVolumeConfiguration":{cfg}}}]}}"#
+            )
+        };
+        let r = run(
+            &def(r#"{"fileSystemArn":"arn:aws:s3files:us-east-1:1:file-system/fs-1"}"#),
+            None,
+        );
+        assert!(r.valid, "{:?}", r.findings);
+        assert!(
+            r.findings.iter().any(|f| f.rule == "refused-here"
+                && f.path.to_string() == "volumes[0].s3filesVolumeConfiguration"),
+            "{:?}",
+            r.findings
+        );
+        let r = run(
+            &def(r#"{"fileSystemArn":"arn:x","accessPointArn":"arn:y","rootDirectory":"/sub"}"#),
+            None,
+        );
+        assert_eq!(rules(&r), ["volume-config"]);
+    }
+
+    #[test]
+    fn container_sums_are_refused_as_ecs_refuses_them() {
+        // ECS: "The sum of all container 'cpu' values cannot be greater than the value of the
+        // task 'cpu'." and the same for memoryReservation against task memory.
+        let r = run(
+            r#"{"family":"f","cpu":"256","memory":"512","containerDefinitions":[
+                {"name":"a","image":"b","cpu":200,"memoryReservation":300},
+                {"name":"c","image":"b","cpu":100,"memoryReservation":100,"essential":false}]}"#,
+            None,
+        );
+        assert_eq!(rules(&r), ["container-cpu-sum"]);
+        let r = run(
+            r#"{"family":"f","memory":"512","containerDefinitions":[
+                {"name":"a","image":"b","memory":400},
+                {"name":"c","image":"b","memory":400,"essential":false}]}"#,
+            None,
+        );
+        // memory (not memoryReservation) above the task's in sum: not refused by ECS.
+        assert!(r.valid, "{:?}", rules(&r));
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.rule == "container-memory-reserved")
+        );
     }
 
     #[test]
