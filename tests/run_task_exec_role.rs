@@ -7,11 +7,13 @@
 //!   ECS's rules (the first file wins, `environment` wins over files, `#` comments).
 //! - ECR: with moto's IAM enforcement on, a role without ecr:GetAuthorizationToken fails the
 //!   task even though the host's credentials could pull; `--execution-credentials host`
-//!   uses the host's instead.
+//!   uses the host's instead; a role with it gets the token that opens the TLS registry at
+//!   the ECR name on 443 (tests/common/ecr.rs), and the image pulled that way runs.
 
 mod common;
 
 use common::cli::Mf;
+use common::ecr::{ECR_PASSWORD, in_private_hosts, lock_port_443};
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::push_image;
@@ -22,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
-const ECR_HOST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+use common::ecr::ECR_HOST;
 
 fn describe(mf: &Mf, id: &str) -> Value {
     mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
@@ -273,6 +275,31 @@ fn iam_enforced(moto: &Server) -> (String, String) {
             &allow(r#"["secretsmanager:GetSecretValue"]"#),
         ],
     );
+    // A second role that may get ECR tokens.
+    aws(
+        moto,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "puller",
+            "--assume-role-policy-document",
+            trust,
+        ],
+    );
+    aws(
+        moto,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "puller",
+            "--policy-name",
+            "p",
+            "--policy-document",
+            &allow(r#"["ecr:GetAuthorizationToken"]"#),
+        ],
+    );
     let out = common::util::run_ok(
         common::util::no_proxy(&mut Command::new("curl"))
             .args([
@@ -363,4 +390,69 @@ fn ecr_auth_acts_as_the_execution_role() {
         "{reason}"
     );
     assert_no_leaks(&mf, &[&a, &b, &c], &[]);
+}
+
+#[test]
+fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
+    let _lock = lock_port_443();
+    let work = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new(work.path());
+    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let moto = Server::moto(work.path());
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
+        tls: Some((srv.cert.clone(), srv.key.clone())),
+        port: Some(443),
+        ..Default::default()
+    });
+    push_image(
+        &reg,
+        work.path(),
+        "web:1",
+        &[Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("ecr-role"),
+        )],
+    );
+    let hosts = work.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
+    )
+    .unwrap();
+    let (key, secret) = iam_enforced(&moto);
+
+    let mut mf = Mf::new();
+    pointed_at(&mut mf, &moto);
+    mf.set_env("AWS_ACCESS_KEY_ID", &key);
+    mf.set_env("AWS_SECRET_ACCESS_KEY", &secret);
+    mf.set_env("SSL_CERT_FILE", &ca.cert);
+    let def = taskdef("pulled", &format!("{ECR_HOST}/web:1"), "")
+        .replace("role/exec", "role/puller")
+        .replace(
+            r#""command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]"#,
+            r#""command":["sh","-c","echo pulled-with-the-role"]"#,
+        );
+    let td = mf.taskdef("pulled", &def);
+    // The host user may not call ECR (IAM enforced), so only the role's token opens the
+    // registry; the attached run-task prints the container's line and its exit code.
+    let out = in_private_hosts(&mf, &hosts, &["run-task", "--task-definition", &td]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("app | pulled-with-the-role"), "{stdout}");
+    let arn = mf.json(&["list-tasks", "--desired-status", "STOPPED"])["taskArns"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let t = describe(&mf, &id);
+    assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    assert!(
+        t["containers"][0]["imageDigest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{t:#}"
+    );
+    assert_no_leaks(&mf, &[&id], &[]);
 }

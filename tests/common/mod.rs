@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod ecr;
 pub mod faultproxy;
 pub mod image;
 pub mod leaks;
