@@ -178,7 +178,8 @@ pub fn parse_str(text: &str) -> Parsed {
 
 /// Parses an already-decoded JSON value in any accepted shape.
 pub fn parse_value(mut value: Value) -> Parsed {
-    drop_empty_members(&mut value);
+    let mut emptied = Vec::new();
+    drop_empty(&mut value, &mut Vec::new(), &mut emptied);
     let mut findings = Vec::new();
     let mut dropped = Vec::new();
     let (shape, mut def_value, wrapper_tags) = match value {
@@ -228,6 +229,8 @@ pub fn parse_value(mut value: Value) -> Parsed {
             };
         }
     };
+
+    findings.extend(emptied.iter().filter_map(|e| emptied_finding(e, shape)));
 
     // A describe output fed back: its read-only members are accepted (ECS fills them in on
     // register), with a note so nobody thinks they are registered as written.
@@ -421,12 +424,23 @@ fn coerce(v: &Value, serde_msg: &str) -> Option<Value> {
     None
 }
 
+/// One step of a path in the document as given (before a wrapper or a bare array is
+/// unwrapped).
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
 /// Drops members whose value is null, `""`, or a list or object of nothing but such values,
 /// recursively, as the AWS-maintained GitHub Action amazon-ecs-deploy-task-definition does
 /// before it registers a file: `"taskRoleArn": ""` or `"repositoryCredentials":
 /// {"credentialsParameter": ""}` mean "not set" in the files people deploy. List elements are
-/// kept, so JSON paths stay those of the file.
-pub fn drop_empty_members(v: &mut Value) {
+/// kept, so JSON paths stay those of the file. Objects that had members, all empty (e.g.
+/// `"healthCheck": {"command": []}`), are recorded in `emptied`: dropping them changes what
+/// the file asks for, so it is said (see [`emptied_finding`]); bare nulls, `""` and `[]`, which
+/// describe outputs are full of, are not.
+fn drop_empty(v: &mut Value, at: &mut Vec<Step>, emptied: &mut Vec<Vec<Step>>) {
     // Recursion is bounded: serde_json refuses documents nested deeper than 128.
     fn is_empty(v: &Value) -> bool {
         match v {
@@ -439,12 +453,54 @@ pub fn drop_empty_members(v: &mut Value) {
     }
     match v {
         Value::Object(m) => {
-            m.values_mut().for_each(drop_empty_members);
+            for (k, c) in m.iter_mut() {
+                at.push(Step::Key(k.clone()));
+                if matches!(c, Value::Object(o) if !o.is_empty()) && is_empty(c) {
+                    emptied.push(at.clone());
+                } else {
+                    drop_empty(c, at, emptied);
+                }
+                at.pop();
+            }
             m.retain(|_, c| !is_empty(c));
         }
-        Value::Array(a) => a.iter_mut().for_each(drop_empty_members),
+        Value::Array(a) => {
+            for (i, c) in a.iter_mut().enumerate() {
+                at.push(Step::Index(i));
+                drop_empty(c, at, emptied);
+                at.pop();
+            }
+        }
         _ => {}
     }
+}
+
+/// The warning for an object dropped because all its members were empty, at its path in the
+/// task definition (`shape` says how the document wraps it), or `None` outside it.
+fn emptied_finding(steps: &[Step], shape: Shape) -> Option<Finding> {
+    let mut rest = steps;
+    let mut path = JsonPath::root();
+    match shape {
+        Shape::ContainerArray => path = path.key("containerDefinitions"),
+        Shape::DescribeWrapped => match rest.first() {
+            Some(Step::Key(k)) if k == "taskDefinition" => rest = &rest[1..],
+            _ => return None,
+        },
+        _ => {}
+    }
+    for s in rest {
+        path = match s {
+            Step::Key(k) => path.key(k),
+            Step::Index(i) => path.index(*i),
+        };
+    }
+    Some(Finding::warning(
+        "empty-member",
+        path,
+        "every member of this object is empty (null, \"\" or []), so it is treated as not set, \
+         as amazon-ecs-deploy-task-definition does before registering; ECS would receive it \
+         as written",
+    ))
 }
 
 fn type_error(base: &JsonPath, at: &JsonPath, e: &serde_json::Error) -> Finding {
@@ -728,6 +784,38 @@ mod tests {
         assert!(c.repository_credentials.is_none() && c.links.is_none() && c.environment.is_none());
         // List elements stay, so paths stay those of the file.
         assert_eq!(c.command.as_deref().unwrap(), ["a", ""]);
+        // An object whose members were all empty is said: it changes what the file asks for.
+        let said: Vec<String> = p
+            .findings
+            .iter()
+            .filter(|f| f.rule == "empty-member")
+            .map(|f| f.path.to_string())
+            .collect();
+        assert_eq!(said, ["containerDefinitions[0].repositoryCredentials"]);
+        // At its path in the task definition, whatever wraps it.
+        for (doc, path) in [
+            (
+                r#"[{"name":"x","healthCheck":{"command":[]}}]"#,
+                "containerDefinitions[0].healthCheck",
+            ),
+            (
+                r#"{"taskDefinition":{"family":"f","containerDefinitions":[{"name":"x","healthCheck":{"command":[],"interval":null}}]}}"#,
+                "containerDefinitions[0].healthCheck",
+            ),
+        ] {
+            let p = parse_str(doc);
+            assert!(
+                p.def.container_definitions.as_ref().unwrap()[0]
+                    .health_check
+                    .is_none()
+            );
+            let f = p
+                .findings
+                .iter()
+                .find(|f| f.rule == "empty-member")
+                .unwrap();
+            assert_eq!(f.path.to_string(), path);
+        }
     }
 
     #[test]
