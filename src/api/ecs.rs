@@ -95,7 +95,7 @@ fn epoch_timestamps(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
-                if k.ends_with("At")
+                if (k.ends_with("At") || k == "expirationDate")
                     && let Value::String(s) = v
                     && let Ok(t) = chrono::DateTime::parse_from_rfc3339(s)
                 {
@@ -113,7 +113,10 @@ fn epoch_timestamps(v: &mut Value) {
 /// Runs operation `op` with request `body`: decodes the operation's request shape, calls
 /// the core, encodes its response.
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
-    use crate::ecs::{clusters, services, tags, task_definitions as td, tasks};
+    use crate::ecs::{
+        account_settings as acct, clusters, services, tags, task_definitions as td,
+        task_protection as prot, tasks,
+    };
     match op {
         "RegisterTaskDefinition" => {
             let text = std::str::from_utf8(body)
@@ -169,6 +172,13 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         "TagResource" => encode(tags::tag_resource(ecs, input(body)?)?),
         "UntagResource" => encode(tags::untag_resource(ecs, &input(body)?)?),
         "ListTagsForResource" => encode(tags::list_tags_for_resource(ecs, &input(body)?)?),
+        "UpdateTaskProtection" => encode(prot::update_task_protection(ecs, &input(body)?)?),
+        "GetTaskProtection" => encode(prot::get_task_protection(ecs, &input(body)?)?),
+        "ListAccountSettings" => encode(acct::list_account_settings(ecs, &input(body)?)?),
+        "PutAccountSetting" => encode(acct::put_account_setting(ecs, &input(body)?)?),
+        "PutAccountSettingDefault" => {
+            encode(acct::put_account_setting_default(ecs, &input(body)?)?)
+        }
         other => Err(EcsError::UnknownOperation(format!(
             "{other} is not supported by minifargate serve (see docs/serve.md)"
         ))),

@@ -62,6 +62,7 @@ fn print_one(fmt: OutputFormat, r: core::ClusterResponse) -> anyhow::Result<()> 
 pub fn create(g: &GlobalOpts, a: CreateClusterArgs) -> anyhow::Result<ExitCode> {
     let req = core::CreateClusterRequest {
         cluster_name: Some(a.cluster_name),
+        ..Default::default()
     };
     print_one(a.output.output, core::create_cluster(&g.ecs(), &req)?)?;
     Ok(ExitCode::SUCCESS)

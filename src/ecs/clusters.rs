@@ -1,12 +1,13 @@
 //! Clusters: CreateCluster, ListClusters, DescribeClusters, DeleteCluster, and the
 //! cluster check every task operation makes.
 
+use super::tags::checked_tags;
 use super::{Ecs, EcsError, EcsResult, page};
-use crate::store::{ClusterRow, ClusterStatus, DeleteCluster, Store, Tag};
-use crate::task::shape::KeyValue;
+use crate::store::{ClusterChange, ClusterRow, ClusterStatus, DeleteCluster, Resource, Store, Tag};
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 /// The cluster ECS creates by itself on first use.
 pub const DEFAULT: &str = "default";
@@ -48,44 +49,172 @@ pub struct Cluster {
     pub capacity_providers: Vec<String>,
     pub cluster_arn: String,
     pub cluster_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<Value>,
     pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     pub pending_tasks_count: i64,
     pub registered_container_instances_count: i64,
     pub running_tasks_count: i64,
-    pub settings: Vec<KeyValue>,
-    pub statistics: Vec<KeyValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<Value>,
+    pub settings: Vec<ClusterSetting>,
+    pub statistics: Vec<ClusterSetting>,
     pub status: ClusterStatus,
     pub tags: Vec<Tag>,
 }
 
-/// ecs.json `CapacityProviderStrategyItem` (this host has no capacity providers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// ecs.json `ClusterSetting` (`containerInsights`: enhanced, enabled or disabled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSetting {
+    pub name: String,
+    pub value: String,
+}
+
+/// ecs.json `CapacityProviderStrategyItem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityProviderStrategyItem {
     pub capacity_provider: String,
+    #[serde(default)]
     pub weight: i64,
+    #[serde(default)]
     pub base: i64,
+}
+
+/// The capacity providers every account has: Fargate's. Ref: ecs.json
+/// `CapacityProviderStrategyItem` ("To use a Fargate capacity provider, specify either the
+/// FARGATE or FARGATE_SPOT capacity providers. The Fargate capacity providers are available
+/// to all accounts and only need to be associated with a cluster").
+pub const FARGATE_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// The `containerInsights` setting of a cluster that never set it.
+fn default_settings() -> Vec<ClusterSetting> {
+    vec![ClusterSetting {
+        name: "containerInsights".into(),
+        value: "disabled".into(),
+    }]
 }
 
 /// The ECS `Cluster` of a cluster's row.
 pub fn cluster_json(c: &ClusterRow) -> Cluster {
+    let settings: Vec<ClusterSetting> = c
+        .settings
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    let cfg = |k: &str| c.configuration.get(k).filter(|v| !v.is_null()).cloned();
     Cluster {
-        active_services_count: 0,
-        capacity_providers: Vec::new(),
+        active_services_count: c.active_services,
+        capacity_providers: c.capacity_providers.clone(),
         cluster_arn: c.arn.clone(),
         cluster_name: c.name.clone(),
-        default_capacity_provider_strategy: Vec::new(),
+        configuration: cfg("configuration"),
+        default_capacity_provider_strategy: c
+            .default_capacity_provider_strategy
+            .iter()
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect(),
         pending_tasks_count: c.pending_tasks,
-        registered_container_instances_count: 0,
+        // This host is the one container instance of every ACTIVE cluster.
+        registered_container_instances_count: i64::from(c.status == ClusterStatus::Active),
         running_tasks_count: c.running_tasks,
-        settings: vec![KeyValue {
-            name: "containerInsights".into(),
-            value: "disabled".into(),
-        }],
+        service_connect_defaults: cfg("serviceConnectDefaults"),
+        settings: if settings.is_empty() {
+            default_settings()
+        } else {
+            settings
+        },
         statistics: Vec::new(),
         status: c.status,
-        tags: Vec::new(),
+        tags: c.tags.clone(),
     }
+}
+
+/// Checks a capacity provider strategy. Ref: ecs.json `CapacityProviderStrategyItem` (weight
+/// 0-1,000, base 0-100,000, only one provider with a base, at least one weight above zero,
+/// at most 20 providers); `associated`: the cluster's providers, the only ones a strategy
+/// may name.
+pub fn check_strategy(
+    member: &str,
+    items: &[CapacityProviderStrategyItem],
+    associated: Option<&[String]>,
+    cluster: &str,
+) -> EcsResult<()> {
+    if items.len() > 20 {
+        return Err(EcsError::invalid(format!(
+            "{member}: {} capacity providers; a strategy can contain a maximum of 20",
+            items.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, it) in items.iter().enumerate() {
+        let p = &it.capacity_provider;
+        if !FARGATE_PROVIDERS.contains(&p.as_str()) {
+            return Err(EcsError::invalid(format!(
+                "{member}[{i}].capacityProvider {p:?}: the capacity provider does not exist \
+                 (this host has FARGATE and FARGATE_SPOT)"
+            )));
+        }
+        if !seen.insert(p.as_str()) {
+            return Err(EcsError::invalid(format!(
+                "{member}: capacity provider {p} is named twice"
+            )));
+        }
+        if !(0..=1000).contains(&it.weight) {
+            return Err(EcsError::invalid(format!(
+                "{member}[{i}].weight {}: must be between 0 and 1000",
+                it.weight
+            )));
+        }
+        if !(0..=100_000).contains(&it.base) {
+            return Err(EcsError::invalid(format!(
+                "{member}[{i}].base {}: must be between 0 and 100000",
+                it.base
+            )));
+        }
+        if let Some(assoc) = associated
+            && !assoc.iter().any(|a| a == p)
+        {
+            return Err(EcsError::invalid(format!(
+                "The specified capacity provider strategy cannot contain a capacity provider \
+                 that is not associated with the cluster. ({p} is not associated with cluster \
+                 {cluster}: run put-cluster-capacity-providers --cluster {cluster} \
+                 --capacity-providers FARGATE FARGATE_SPOT --default-capacity-provider-strategy \
+                 '[]')"
+            )));
+        }
+    }
+    if items.iter().filter(|i| i.base > 0).count() > 1 {
+        return Err(EcsError::invalid(format!(
+            "{member}: only one capacity provider in a capacity provider strategy can have a base"
+        )));
+    }
+    if !items.is_empty() && items.iter().all(|i| i.weight == 0) {
+        return Err(EcsError::invalid(format!(
+            "{member}: at least one capacity provider must have a weight greater than zero"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks cluster settings. Ref: ecs.json `ClusterSetting` (name `containerInsights`; value
+/// `enhanced`, `enabled` or `disabled`).
+pub fn check_settings(settings: &[ClusterSetting]) -> EcsResult<()> {
+    for (i, s) in settings.iter().enumerate() {
+        if s.name != "containerInsights" {
+            return Err(EcsError::invalid(format!(
+                "settings[{i}].name {:?}: the only cluster setting is containerInsights",
+                s.name
+            )));
+        }
+        if !["enhanced", "enabled", "disabled"].contains(&s.value.as_str()) {
+            return Err(EcsError::invalid(format!(
+                "settings[{i}].value {:?}: containerInsights is enhanced, enabled or disabled",
+                s.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The cluster a task runs in: `default` is created with the first task (by
@@ -132,6 +261,13 @@ pub fn check_cluster(store: &Store, cluster: &str) -> anyhow::Result<()> {
 pub struct CreateClusterRequest {
     /// `default` when absent.
     pub cluster_name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    pub settings: Option<Vec<ClusterSetting>>,
+    pub configuration: Option<Value>,
+    pub capacity_providers: Option<Vec<String>>,
+    pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    pub service_connect_defaults: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,12 +331,63 @@ pub struct DescribeClustersResponse {
 pub fn create_cluster(ecs: &Ecs, req: &CreateClusterRequest) -> EcsResult<ClusterResponse> {
     let name = super::cluster_or_default(req.cluster_name.as_deref());
     check_name("clusterName", name)?;
+    checked_tags(&req.tags)?;
+    check_settings(req.settings.as_deref().unwrap_or_default())?;
+    // Ref: ecs-account-settings.html: a new cluster gets the containerInsights account
+    // setting unless its request sets it.
+    let settings = match &req.settings {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => vec![ClusterSetting {
+            name: "containerInsights".into(),
+            value: super::account_settings::effective(ecs, "containerInsights", None)?,
+        }],
+    };
+    let providers = req.capacity_providers.clone().unwrap_or_default();
+    check_providers(&providers)?;
+    check_strategy(
+        "defaultCapacityProviderStrategy",
+        req.default_capacity_provider_strategy
+            .as_deref()
+            .unwrap_or_default(),
+        Some(&providers),
+        name,
+    )?;
     let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let arn = ctx.ecs_arn(&format!("cluster/{name}"));
-    let row = store
+    let existed = store
+        .cluster(name)
+        .map_err(anyhow::Error::from)?
+        .is_some_and(|c| c.status == ClusterStatus::Active);
+    store
         .create_cluster(name, &arn, super::now_ms())
         .map_err(anyhow::Error::from)?;
+    // An existing ACTIVE cluster is returned as it is, as ECS does.
+    if !existed {
+        let change = ClusterChange {
+            settings: Some(to_values(&settings)),
+            capacity_providers: Some(providers),
+            default_capacity_provider_strategy: Some(to_values(
+                req.default_capacity_provider_strategy
+                    .as_deref()
+                    .unwrap_or_default(),
+            )),
+            configuration: Some(json!({
+                "configuration": req.configuration,
+                "serviceConnectDefaults": req.service_connect_defaults,
+            })),
+        };
+        store
+            .update_cluster(name, &change)
+            .map_err(anyhow::Error::from)?;
+        store
+            .set_resource_tags(&Resource::Cluster(name.to_string()), &req.tags)
+            .map_err(anyhow::Error::from)?;
+    }
+    let row = store
+        .cluster(name)
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| not_found(format!("({name})")))?;
     Ok(ClusterResponse {
         cluster: cluster_json(&row),
     })
@@ -270,6 +457,28 @@ pub fn delete_cluster(ecs: &Ecs, req: &DeleteClusterRequest) -> EcsResult<Cluste
              not STOPPED: stop them with `minifargate stop-task`)"
         ))),
     }
+}
+
+/// Items as stored JSON values.
+pub(crate) fn to_values<T: Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .filter_map(|i| serde_json::to_value(i).ok())
+        .collect()
+}
+
+/// The capacity providers a cluster can be associated with: Fargate's (this host has no
+/// Auto Scaling groups).
+fn check_providers(providers: &[String]) -> EcsResult<()> {
+    for (i, p) in providers.iter().enumerate() {
+        if !FARGATE_PROVIDERS.contains(&p.as_str()) {
+            return Err(EcsError::invalid(format!(
+                "capacityProviders[{i}] {p:?}: the capacity provider does not exist (this host \
+                 has FARGATE and FARGATE_SPOT; Auto Scaling group providers need EC2 instances)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

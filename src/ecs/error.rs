@@ -29,6 +29,10 @@ pub enum EcsError {
     ServiceNotFound(String),
     #[error("ServiceNotActiveException: {0}")]
     ServiceNotActive(String),
+    /// A RunTask clientToken reused with other parameters.
+    #[error("ConflictException: {0}")]
+    Conflict(String),
+
     /// The request body does not decode as the operation's input shape.
     #[error("SerializationException: {0}")]
     Serialization(String),
@@ -59,6 +63,7 @@ impl EcsError {
             EcsError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             EcsError::ServiceNotFound(_) => "ServiceNotFoundException",
             EcsError::ServiceNotActive(_) => "ServiceNotActiveException",
+            EcsError::Conflict(_) => "ConflictException",
             EcsError::Serialization(_) => "SerializationException",
             EcsError::UnknownOperation(_) => "UnknownOperationException",
             EcsError::Server(_) => "ServerException",
@@ -84,6 +89,7 @@ impl EcsError {
             | EcsError::ClusterContainsTasks(m)
             | EcsError::ServiceNotFound(m)
             | EcsError::ServiceNotActive(m)
+            | EcsError::Conflict(m)
             | EcsError::Serialization(m)
             | EcsError::UnknownOperation(m) => m.clone(),
             EcsError::Server(e) => crate::error_chain(e.as_ref()),
@@ -184,6 +190,7 @@ fn named_copy(e: &EcsError) -> Option<EcsError> {
         EcsError::ClusterContainsTasks(m) => EcsError::ClusterContainsTasks(m.clone()),
         EcsError::ServiceNotFound(m) => EcsError::ServiceNotFound(m.clone()),
         EcsError::ServiceNotActive(m) => EcsError::ServiceNotActive(m.clone()),
+        EcsError::Conflict(m) => EcsError::Conflict(m.clone()),
         EcsError::Serialization(m) => EcsError::Serialization(m.clone()),
         EcsError::UnknownOperation(m) => EcsError::UnknownOperation(m.clone()),
         EcsError::Server(_) => return None,

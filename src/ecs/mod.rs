@@ -7,6 +7,7 @@
 //! Below the core: `taskdef` (the model and its rules), `store` (state), `task` (what a
 //! task becomes on this host) and the supervisor it starts. See docs/architecture.md.
 
+pub mod account_settings;
 #[cfg(test)]
 mod botocore_model;
 pub mod clusters;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
+pub mod task_protection;
 pub mod tasks;
 
 pub use error::{EcsError, EcsResult};

@@ -3,13 +3,13 @@
 //! other operations read the store and talk to those supervisors. Each first notices tasks
 //! whose supervisor died (see task::reconcile).
 
-use super::clusters::{self, check_cluster, cluster_name};
-use super::tags::{Tag, checked_tags};
+use super::clusters::{self, CapacityProviderStrategyItem, check_cluster, cluster_name};
+use super::tags::{Tag, checked_tags, resource_of};
 use super::task_definitions::resolve;
 use super::{Ecs, EcsError, EcsResult, Warning, enum_member, page};
 use crate::store::{
-    ContainerRow, DesiredStatus, LastStatus, StopCode, Store, StoredTaskDefinition, TaskFilter,
-    TaskRow,
+    ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Resource, RunToken, StopCode, Store,
+    StoredTaskDefinition, TaskFilter, TaskRow,
 };
 use crate::supervisor::{self, Request};
 use crate::task::launch::{self, SupervisorCommand};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// that none is dropped unseen: what this host does with each is in
 /// `taskdef::coverage::RUN_TASK`, and the members it does not apply become task warnings.
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunTaskRequest {
     /// `default` when absent.
@@ -46,17 +46,44 @@ pub struct RunTaskRequest {
     pub enable_execute_command: bool,
     /// `{"awsvpcConfiguration": {…}}`.
     pub network_configuration: Option<Value>,
-    // Not applied here (taskdef::coverage::RUN_TASK says why); kept as given.
-    pub capacity_provider_strategy: Option<Value>,
-    pub placement_constraints: Option<Value>,
-    pub placement_strategy: Option<Value>,
-    pub platform_version: Option<Value>,
-    pub propagate_tags: Option<Value>,
-    pub reference_id: Option<Value>,
+    /// FARGATE / FARGATE_SPOT: launch type FARGATE, recorded as `capacityProviderName`.
+    pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    /// Checked and recorded; one host, so nothing to place (a task warning says so).
+    pub placement_constraints: Option<Vec<PlacementConstraint>>,
+    pub placement_strategy: Option<Vec<PlacementStrategy>>,
+    /// LATEST or a Fargate platform version; recorded, shown on the task.
+    pub platform_version: Option<String>,
+    /// TASK_DEFINITION copies the definition's tags to the task; NONE nothing.
+    pub propagate_tags: Option<String>,
+    pub reference_id: Option<String>,
+    /// Adds `aws:ecs:clusterName` (and `aws:ecs:serviceName` for a service's task).
     #[serde(rename = "enableECSManagedTags")]
-    pub enable_ecs_managed_tags: Option<Value>,
-    pub client_token: Option<Value>,
+    pub enable_ecs_managed_tags: Option<bool>,
+    /// Idempotency: the same token and request within 24 hours → the same tasks.
+    pub client_token: Option<String>,
     pub volume_configurations: Option<Value>,
+}
+
+/// ecs.json `PlacementConstraint`.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementConstraint {
+    /// distinctInstance or memberOf.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub expression: Option<String>,
+}
+
+/// ecs.json `PlacementStrategy`.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStrategy {
+    /// random, spread or binpack.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub field: Option<String>,
 }
 
 /// Task warnings for the members of a RunTask request this host does not apply.
@@ -128,12 +155,192 @@ fn check_overrides_size(o: &TaskOverride) -> EcsResult<()> {
     Ok(())
 }
 
+/// An `environmentFiles` override names S3 objects (ECS's rule): a local path is read on
+/// this host only for its own CLI, never for a remote caller (who would read the server's
+/// files into a container).
+fn no_local_environment_files(o: &TaskOverride) -> EcsResult<()> {
+    for (i, co) in o.container_overrides.iter().enumerate() {
+        for (k, f) in co.environment_files.iter().flatten().enumerate() {
+            let value = f.value.as_deref().unwrap_or_default();
+            if !crate::task::envfiles::is_s3(value, f.kind) {
+                return Err(EcsError::invalid(format!(
+                    "overrides.containerOverrides[{i}].environmentFiles[{k}].value {value:?}: \
+                     not an S3 object ARN (arn:aws:s3:::<bucket>/<key>.env); local files are a \
+                     CLI convenience"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The launch type a request names.
 fn launch_type_str(l: LaunchType) -> &'static str {
     match l {
         LaunchType::Fargate => "FARGATE",
         LaunchType::Ec2 => "EC2",
     }
+}
+
+/// How long ECS remembers a RunTask clientToken. Ref: docs.aws.amazon.com/AmazonECS/latest/
+/// APIReference/ECS_Idempotency.html ("The RunTask client token has a time to live (TTL)
+/// of 24 hours").
+const CLIENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// The Fargate platform versions a request may name (LATEST is 1.4.0). Ref:
+/// docs.aws.amazon.com/AmazonECS/latest/developerguide/platform-linux-fargate.html.
+const PLATFORM_VERSIONS: [&str; 3] = ["LATEST", "1.4.0", "1.3.0"];
+
+/// Ref: ecs.json `RunTaskRequest.clientToken`: "Up to 64 characters are allowed. The valid
+/// characters are characters in the range of 33-126, inclusive."
+fn check_client_token(t: Option<&str>) -> EcsResult<()> {
+    let Some(t) = t else { return Ok(()) };
+    if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| (33..=126).contains(&b)) {
+        return Err(EcsError::invalid(format!(
+            "clientToken {t:?}: up to 64 characters in the range 33-126 (printable ASCII \
+             without spaces)"
+        )));
+    }
+    Ok(())
+}
+
+/// Ref: ecs.json `PlacementConstraintType` (distinctInstance, memberOf; memberOf needs an
+/// `expression`), `PlacementStrategyType` (random, spread, binpack); RunTask takes up to 10
+/// constraints and 5 strategy rules (API_RunTask).
+fn check_placement(
+    constraints: Option<&[PlacementConstraint]>,
+    strategy: Option<&[PlacementStrategy]>,
+) -> EcsResult<()> {
+    let constraints = constraints.unwrap_or_default();
+    let strategy = strategy.unwrap_or_default();
+    if constraints.len() > 10 {
+        return Err(EcsError::invalid(format!(
+            "placementConstraints: {} constraints; at most 10 per task",
+            constraints.len()
+        )));
+    }
+    if strategy.len() > 5 {
+        return Err(EcsError::invalid(format!(
+            "placementStrategy: {} rules; at most 5 per task",
+            strategy.len()
+        )));
+    }
+    for (i, c) in constraints.iter().enumerate() {
+        match c.kind.as_deref() {
+            Some("distinctInstance") => {}
+            Some("memberOf") if c.expression.as_deref().is_some_and(|e| !e.is_empty()) => {}
+            Some("memberOf") => {
+                return Err(EcsError::invalid(format!(
+                    "placementConstraints[{i}]: a memberOf constraint needs an expression"
+                )));
+            }
+            other => {
+                return Err(EcsError::invalid(format!(
+                    "placementConstraints[{i}].type {other:?}: must be distinctInstance or \
+                     memberOf"
+                )));
+            }
+        }
+    }
+    for (i, st) in strategy.iter().enumerate() {
+        if !matches!(st.kind.as_deref(), Some("random" | "spread" | "binpack")) {
+            return Err(EcsError::invalid(format!(
+                "placementStrategy[{i}].type {:?}: must be random, spread or binpack",
+                st.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The capacity provider of each of `count` tasks: a provider's `base` first, then the
+/// rest by `weight` (each next task to the provider furthest below its share). Ref: ecs.json
+/// `CapacityProviderStrategyItem` ("Base satisfaction … Weight distribution").
+pub fn distribute(strategy: &[CapacityProviderStrategyItem], count: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    if strategy.is_empty() {
+        return out;
+    }
+    if let Some(b) = strategy.iter().find(|s| s.base > 0) {
+        for _ in 0..b.base.min(i64::from(count)) {
+            out.push(b.capacity_provider.clone());
+        }
+    }
+    let total: i64 = strategy.iter().map(|s| s.weight).sum();
+    let mut given = vec![0i64; strategy.len()];
+    let mut k = 0i64;
+    while out.len() < count as usize && total > 0 {
+        k += 1;
+        // The provider whose share of k tasks (weight/total) is furthest ahead of what it got.
+        let (i, _) = strategy
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.weight > 0)
+            .map(|(i, s)| (i, s.weight * k - given[i] * total))
+            .max_by_key(|&(i, d)| (d, std::cmp::Reverse(i)))
+            .expect("a provider with a weight");
+        given[i] += 1;
+        out.push(strategy[i].capacity_provider.clone());
+    }
+    out
+}
+
+/// What a RunTask request asks for (without its clientToken), in `cluster`, as JSON text:
+/// two requests are the same when their texts are.
+fn request_digest(req: &RunTaskRequest, cluster: &str) -> String {
+    let mut r = req.clone();
+    r.client_token = None;
+    r.cluster = Some(cluster.to_string());
+    serde_json::to_string(&r).unwrap_or_default()
+}
+
+/// The tags a task starts with: the request's, the task definition's with propagateTags
+/// TASK_DEFINITION (a key the request sets keeps the request's value), and ECS's managed
+/// tags. Ref: docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-using-tags.html
+/// (Amazon ECS managed tags: `aws:ecs:clusterName`, and `aws:ecs:serviceName` for a
+/// service's tasks).
+fn task_tags(
+    store: &Store,
+    req: &RunTaskRequest,
+    stored: &StoredTaskDefinition,
+    cluster: &str,
+) -> EcsResult<Vec<Tag>> {
+    let mut tags = req.tags.clone();
+    let add = |tags: &mut Vec<Tag>, key: &str, value: &str| {
+        if !tags.iter().any(|t| t.key == key) {
+            tags.push(Tag {
+                key: key.into(),
+                value: value.into(),
+            });
+        }
+    };
+    if req.propagate_tags.as_deref() == Some("TASK_DEFINITION") {
+        let arn = stored
+            .definition
+            .task_definition_arn
+            .clone()
+            .unwrap_or_default();
+        if let Ok(r @ Resource::TaskDefinition(..)) = resource_of(&arn) {
+            for t in store
+                .resource_tags(&r)
+                .map_err(anyhow::Error::from)?
+                .unwrap_or_default()
+            {
+                add(&mut tags, &t.key, &t.value);
+            }
+        }
+    }
+    if req.enable_ecs_managed_tags == Some(true) {
+        add(&mut tags, "aws:ecs:clusterName", cluster);
+        if let Some(service) = req
+            .group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
+        {
+            add(&mut tags, "aws:ecs:serviceName", service);
+        }
+    }
+    Ok(tags)
 }
 
 /// RunTask: resolves the task definition, checks the cluster (and the launch type's
@@ -148,12 +355,44 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     }
     if !local.files {
         super::no_files(&req.task_definition)?;
+        no_local_environment_files(&req.overrides)?;
     }
     check_overrides_size(&req.overrides)?;
-    let launch_type: Option<LaunchType> = enum_member("launchType", req.launch_type.as_deref())?;
+    let mut launch_type: Option<LaunchType> =
+        enum_member("launchType", req.launch_type.as_deref())?;
     checked_tags(&req.tags)?;
+    check_client_token(req.client_token.as_deref())?;
+    check_placement(
+        req.placement_constraints.as_deref(),
+        req.placement_strategy.as_deref(),
+    )?;
+    // Ref: ecs.json `RunTaskRequest.propagateTags`: "An error will be received if you
+    // specify the SERVICE option when running a task."
+    match req.propagate_tags.as_deref() {
+        None | Some("NONE" | "TASK_DEFINITION") => {}
+        Some("SERVICE") => {
+            return Err(EcsError::invalid(
+                "propagateTags SERVICE: a task run by RunTask has no service to propagate tags \
+                 from (use TASK_DEFINITION or NONE)",
+            ));
+        }
+        Some(other) => {
+            return Err(EcsError::invalid(format!(
+                "propagateTags {other:?}: must be TASK_DEFINITION, SERVICE or NONE"
+            )));
+        }
+    }
+    // Ref: ecs.json `RunTaskRequest.capacityProviderStrategy`: "If a
+    // capacityProviderStrategy is specified, the launchType parameter must be omitted."
+    if req.capacity_provider_strategy.is_some() && launch_type.is_some() {
+        return Err(EcsError::invalid(
+            "Specifying both a launch type and capacity provider strategy is not supported. \
+             Remove one and try again.",
+        ));
+    }
     let network_configuration = req
         .network_configuration
+        .as_ref()
         .map(|v| crate::task::network::parse_network_configuration(&v.to_string()))
         .transpose()
         .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
@@ -164,6 +403,52 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         &ctx,
         super::cluster_or_default(req.cluster.as_deref()),
     )?;
+    // Idempotency. Ref: ECS_Idempotency.html: the same token and parameters return the
+    // original result; the same token with other parameters fails with ConflictException;
+    // tokens are per cluster.
+    let digest = request_digest(&req, &cluster);
+    let now = super::now_ms();
+    if let Some(token) = &req.client_token
+        && let Some(used) = store
+            .run_token(&cluster, token, now - CLIENT_TOKEN_TTL_MS)
+            .map_err(anyhow::Error::from)?
+    {
+        if used.request != digest {
+            return Err(EcsError::Conflict(format!(
+                "clientToken {token:?} was already used in cluster {cluster} with different \
+                 parameters (its tasks: {}); use a new token for a different request",
+                used.task_arns.join(", ")
+            )));
+        }
+        return replay(store, &used.task_arns);
+    }
+    // A strategy (the request's, else the cluster's default when no launch type is asked
+    // for) resolves to the FARGATE launch type.
+    let cluster_row = store.cluster(&cluster).map_err(anyhow::Error::from)?;
+    let strategy: Vec<CapacityProviderStrategyItem> =
+        match (&req.capacity_provider_strategy, launch_type) {
+            (Some(s), _) => s.clone(),
+            (None, None) => cluster_row
+                .iter()
+                .flat_map(|c| c.default_capacity_provider_strategy.iter())
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect(),
+            (None, Some(_)) => Vec::new(),
+        };
+    if !strategy.is_empty() {
+        let associated = cluster_row
+            .as_ref()
+            .map(|c| c.capacity_providers.clone())
+            .unwrap_or_default();
+        clusters::check_strategy(
+            "capacityProviderStrategy",
+            &strategy,
+            Some(&associated),
+            &cluster,
+        )?;
+        launch_type = Some(LaunchType::Fargate);
+    }
+    let providers = distribute(&strategy, count);
     let resolved = resolve(&mut store, &req.task_definition, &ctx, launch_type)
         .with_context(|| format!("failed to resolve task definition {}", req.task_definition))?;
     // The coverage warnings of the definition are the task's own (with their paths).
@@ -175,17 +460,54 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             message: w.message.clone(),
         })
         .collect();
+    let def_fargate = resolved
+        .stored
+        .definition
+        .requires_compatibilities
+        .iter()
+        .flatten()
+        .any(|c| *c == taskdef::model::Compatibility::Fargate);
+    let fargate = launch_type.map_or(def_fargate, |l| l == LaunchType::Fargate);
+    // Ref: ecs.json `RunTaskRequest.platformVersion`: "A platform version is only specified
+    // for tasks hosted on Fargate. If one isn't specified, the LATEST platform version is
+    // used."
+    let platform_version = match req.platform_version.as_deref() {
+        Some(_) if !fargate => {
+            return Err(EcsError::invalid(
+                "The platform version must be null when specifying an EC2 launch type.",
+            ));
+        }
+        Some(v) if !PLATFORM_VERSIONS.contains(&v) => {
+            return Err(EcsError::invalid(format!(
+                "platformVersion {v:?}: the specified platform version does not exist (Linux \
+                 Fargate: LATEST, 1.4.0, 1.3.0)"
+            )));
+        }
+        Some("LATEST") | None => fargate.then(|| shape::FARGATE_LATEST.to_string()),
+        Some(v) => Some(v.to_string()),
+    };
+    let mut request_warnings = request_warnings;
+    if let Some(v) = platform_version.as_deref()
+        && v != shape::FARGATE_LATEST
+    {
+        request_warnings.push(format!(
+            "platformVersion: honoured with a local difference: recorded as {v}; the task runs \
+             with what this host does, which follows platform version {}",
+            shape::FARGATE_LATEST
+        ));
+    }
     // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
     if launch_type == Some(LaunchType::Fargate) {
         fargate_check(&req.task_definition, &resolved.stored)?;
     }
+    let tags = task_tags(&store, &req, &resolved.stored, &cluster)?;
     let launch = launch::Request {
-        cluster,
+        cluster: cluster.clone(),
         launch_type: launch_type.map(|l| launch_type_str(l).to_string()),
-        started_by: req.started_by,
-        group: req.group,
-        overrides: req.overrides,
-        tags: req.tags,
+        started_by: req.started_by.clone(),
+        group: req.group.clone(),
+        overrides: req.overrides.clone(),
+        tags,
         enable_execute_command: req.enable_execute_command,
         env_file: local.env_file,
         volume_map: local.volume_map,
@@ -195,6 +517,21 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         warnings: request_warnings,
         image_scope: local.deployment,
         host_execution_credentials: local.host_execution_credentials,
+        launch: LaunchRecord {
+            capacity_provider_name: None,
+            platform_version,
+            reference_id: req.reference_id.clone(),
+            placement_constraints: req
+                .placement_constraints
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
+            placement_strategy: req
+                .placement_strategy
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
+            client_token: req.client_token.clone(),
+            container_instance_arn: None,
+        },
     };
     let supervision = Supervision {
         pull: local.pull,
@@ -207,11 +544,51 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         &resolved.stored,
         &launch,
         count,
+        &providers,
         supervision,
     )?;
+    if let Some(token) = &req.client_token {
+        let used = RunToken {
+            request: digest,
+            task_arns: started
+                .response
+                .tasks
+                .iter()
+                .map(|t| t.task_arn.clone())
+                .collect(),
+            created_at_ms: now,
+        };
+        started
+            .store
+            .save_run_token(&cluster, token, &used, now - CLIENT_TOKEN_TTL_MS)
+            .map_err(anyhow::Error::from)?;
+    }
     warnings.append(&mut started.warnings);
     started.warnings = warnings;
     Ok(started)
+}
+
+/// The answer to a RunTask retried with its clientToken: the tasks the first call started
+/// (those still in the store), and nothing started.
+fn replay(store: Store, arns: &[String]) -> EcsResult<Started> {
+    let tasks = arns
+        .iter()
+        .filter_map(|a| task_by_id(&store, task_id(a)).transpose())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ids = tasks
+        .iter()
+        .map(|t| task_id(&t.task_arn).to_string())
+        .collect();
+    Ok(Started {
+        response: RunTaskResponse {
+            tasks,
+            failures: Vec::new(),
+        },
+        store,
+        ids,
+        warnings: Vec::new(),
+        supervisors: Vec::new(),
+    })
 }
 
 /// A task definition launch type FARGATE must satisfy: every Fargate rule, refused with
@@ -275,7 +652,16 @@ pub fn run_unregistered(
         pull: local.pull,
         follow: local.follow,
     };
-    Ok(spawn(ecs, store, &ctx, &stored, &launch, 1, supervision)?)
+    Ok(spawn(
+        ecs,
+        store,
+        &ctx,
+        &stored,
+        &launch,
+        1,
+        &[],
+        supervision,
+    )?)
 }
 
 /// How supervisors are started: their image pull policy, and whether the caller follows
@@ -286,6 +672,8 @@ struct Supervision {
     follow: bool,
 }
 
+/// Starts `count` tasks; task `i` is placed on capacity provider `providers[i]` when given.
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     ecs: &Ecs,
     store: Store,
@@ -293,6 +681,7 @@ fn spawn(
     stored: &StoredTaskDefinition,
     req: &launch::Request,
     count: u32,
+    providers: &[String],
     sup: Supervision,
 ) -> anyhow::Result<Started> {
     // The supervisor's first cgroup migration waits for an RCU grace period after a quiet
@@ -300,7 +689,7 @@ fn spawn(
     let warm = runtime::Cgroups::detect()
         .ok()
         .and_then(|c| c.warm_migrations_early(Duration::from_millis(30)));
-    let started = spawn_tasks(ecs, store, ctx, stored, req, count, sup);
+    let started = spawn_tasks(ecs, store, ctx, stored, req, count, providers, sup);
     // No task started to remove the cgroup the warmer may have made: it goes now.
     if started.is_err()
         && let Some(w) = warm
@@ -310,6 +699,7 @@ fn spawn(
     started
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_tasks(
     ecs: &Ecs,
     mut store: Store,
@@ -317,6 +707,7 @@ fn spawn_tasks(
     stored: &StoredTaskDefinition,
     req: &launch::Request,
     count: u32,
+    providers: &[String],
     sup: Supervision,
 ) -> anyhow::Result<Started> {
     ecs.reconcile(&mut store);
@@ -342,8 +733,10 @@ fn spawn_tasks(
     let req = &req;
     let mut ids = Vec::new();
     let mut supervisors = Vec::new();
-    for _ in 0..count {
-        let id = launch::create_task(&mut store, ctx, stored, req, &ecs.root)?;
+    for i in 0..count as usize {
+        let mut one = req.clone();
+        one.launch.capacity_provider_name = providers.get(i).cloned();
+        let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root)?;
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
@@ -480,6 +873,15 @@ pub struct ListTasksRequest {
     /// RUNNING (default), PENDING or STOPPED.
     pub desired_status: Option<String>,
     pub started_by: Option<String>,
+    /// The service's tasks (its group `service:NAME`).
+    pub service_name: Option<String>,
+    /// EC2, FARGATE, EXTERNAL or MANAGED_INSTANCES.
+    pub launch_type: Option<String>,
+    /// An id or ARN: this host is the one container instance of each cluster, where every
+    /// task that is not FARGATE runs.
+    pub container_instance: Option<String>,
+    /// Daemons are not a resource of this host: no task belongs to one.
+    pub daemon_name: Option<String>,
     pub max_results: Option<i64>,
     pub next_token: Option<String>,
 }
@@ -503,9 +905,51 @@ pub fn list_task_rows(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<Vec<TaskRo
             ))
         })?,
     };
+    // Ref: ecs.json `LaunchType`.
+    const LAUNCH_TYPES: [&str; 4] = ["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
+    if let Some(l) = req.launch_type.as_deref()
+        && !LAUNCH_TYPES.contains(&l)
+    {
+        return Err(EcsError::invalid(format!(
+            "launchType {l:?}: must be EC2, FARGATE, EXTERNAL or MANAGED_INSTANCES"
+        )));
+    }
     let cluster = cluster_name(super::cluster_or_default(req.cluster.as_deref()));
     let mut store = ecs.open_store()?;
     check_cluster(&store, cluster)?;
+    let mut launch_type = req.launch_type.clone();
+    if let Some(ci) = req.container_instance.as_deref() {
+        let ctx = AwsContext::from_env();
+        let ours = shape::container_instance_arn(&ctx.ecs_arn(&format!("cluster/{cluster}")));
+        if ci != ours && ci != task_id(&ours) {
+            return Err(EcsError::invalid(format!(
+                "containerInstance {ci:?}: not a container instance of cluster {cluster} (this \
+                 host is its one container instance: {ours})"
+            )));
+        }
+        // Tasks on the container instance: the EC2 ones (FARGATE tasks have none).
+        match launch_type.as_deref() {
+            None | Some("EC2") => launch_type = Some("EC2".into()),
+            Some(_) => return Ok(Vec::new()),
+        }
+    }
+    // Ref: ListTasks answers ServiceNotFoundException for a service the cluster lacks.
+    if let Some(svc) = req.service_name.as_deref()
+        && store
+            .service(cluster, super::services::service_name(svc))
+            .map_err(anyhow::Error::from)?
+            .is_none()
+    {
+        return Err(EcsError::ServiceNotFound(format!(
+            "Service not found. ({svc} in cluster {cluster})"
+        )));
+    }
+    if let Some(d) = req.daemon_name.as_deref() {
+        return Err(EcsError::invalid(format!(
+            "daemonName {d:?}: cluster {cluster} has no daemon of that name (this host runs no \
+             daemons)"
+        )));
+    }
     ecs.reconcile(&mut store);
     Ok(store
         .list_tasks(&TaskFilter {
@@ -513,6 +957,11 @@ pub fn list_task_rows(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<Vec<TaskRo
             family: req.family.clone(),
             desired_status: Some(desired),
             started_by: req.started_by.clone(),
+            group: req
+                .service_name
+                .as_deref()
+                .map(|s| format!("service:{}", super::services::service_name(s))),
+            launch_type,
         })
         .map_err(anyhow::Error::from)?)
 }
@@ -640,8 +1089,10 @@ mod tests {
         let req: RunTaskRequest = serde_json::from_str(
             r#"{"taskDefinition":"web","count":1,"propagateTags":"TASK_DEFINITION",
                 "capacityProviderStrategy":[{"capacityProvider":"FARGATE_SPOT"}],
-                "enableECSManagedTags":true,
+                "enableECSManagedTags":true,"clientToken":"t-1","referenceId":"r",
+                "placementConstraints":[{"type":"distinctInstance"}],
                 "overrides":{"executionRoleArn":"arn:aws:iam::1:role/x",
+                  "ephemeralStorage":{"sizeInGiB":30},
                   "containerOverrides":[{"name":"a","command":["x"],
                     "environmentFiles":[{"value":"arn:aws:s3:::b/a.env","type":"s3"}]}]}}"#,
         )
@@ -650,17 +1101,11 @@ mod tests {
         let paths: Vec<&str> = w.iter().map(|w| w.split(':').next().unwrap()).collect();
         assert_eq!(
             paths,
-            [
-                "capacityProviderStrategy",
-                "enableECSManagedTags",
-                "overrides.containerOverrides[0].environmentFiles",
-                "overrides.executionRoleArn",
-                "propagateTags"
-            ],
+            ["overrides.executionRoleArn", "placementConstraints"],
             "{w:#?}"
         );
         assert!(
-            w[0].contains("not applied here: no capacity providers"),
+            w[1].contains("one host, so every task is placed on it"),
             "{w:?}"
         );
         // What the CLI and the scheduler send by default warns about nothing.
@@ -672,6 +1117,59 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    fn item(p: &str, weight: i64, base: i64) -> CapacityProviderStrategyItem {
+        CapacityProviderStrategyItem {
+            capacity_provider: p.into(),
+            weight,
+            base,
+        }
+    }
+
+    #[test]
+    fn a_strategy_places_its_base_first_then_by_weight() {
+        let s = [item("FARGATE", 1, 2), item("FARGATE_SPOT", 3, 0)];
+        let got = distribute(&s, 6);
+        // The base's 2, then 4 by weight 1:3.
+        assert_eq!(got[..2], ["FARGATE", "FARGATE"]);
+        let spot = got[2..].iter().filter(|p| *p == "FARGATE_SPOT").count();
+        assert_eq!((got.len(), spot), (6, 3), "{got:?}");
+        assert_eq!(distribute(&[item("FARGATE_SPOT", 1, 0)], 2).len(), 2);
+        assert!(distribute(&[], 3).is_empty());
+        let assoc = vec!["FARGATE".to_string()];
+        let e = clusters::check_strategy("s", &s, Some(&assoc), "dev").unwrap_err();
+        assert!(
+            e.message().contains("not associated with the cluster"),
+            "{e}"
+        );
+        let e = clusters::check_strategy("s", &[item("FARGATE", 0, 0)], None, "dev").unwrap_err();
+        assert!(e.message().contains("weight greater than zero"), "{e}");
+        let e = clusters::check_strategy("s", &[item("MINE", 1, 0)], None, "dev").unwrap_err();
+        assert!(e.message().contains("does not exist"), "{e}");
+        let two_bases = [item("FARGATE", 1, 1), item("FARGATE_SPOT", 1, 1)];
+        assert!(clusters::check_strategy("s", &two_bases, None, "dev").is_err());
+    }
+
+    #[test]
+    fn client_tokens_and_placement_are_checked() {
+        assert!(check_client_token(Some("abc-123_!~")).is_ok());
+        assert!(check_client_token(Some("has space")).is_err());
+        assert!(check_client_token(Some(&"x".repeat(65))).is_err());
+        assert!(check_client_token(Some("")).is_err());
+        let c = |kind: &str, e: Option<&str>| PlacementConstraint {
+            kind: Some(kind.into()),
+            expression: e.map(str::to_string),
+        };
+        assert!(check_placement(Some(&[c("distinctInstance", None)]), None).is_ok());
+        assert!(check_placement(Some(&[c("memberOf", None)]), None).is_err());
+        assert!(check_placement(Some(&[c("memberOf", Some("attribute:x == y"))]), None).is_ok());
+        assert!(check_placement(Some(&[c("nearby", None)]), None).is_err());
+        let st = PlacementStrategy {
+            kind: Some("binpack".into()),
+            field: Some("memory".into()),
+        };
+        assert!(check_placement(None, Some(&[st])).is_ok());
     }
 
     #[test]

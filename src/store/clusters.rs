@@ -1,7 +1,7 @@
 //! Clusters (CreateCluster, DescribeClusters, ListClusters, DeleteCluster) and the launch
 //! phases of tasks (`run-task --timeline`).
 
-use super::{ClusterStatus, Decoder, Store, StoreError, q};
+use super::{ClusterStatus, Decoder, Store, StoreError, Tag, q, to_json};
 use rusqlite::{OptionalExtension, params};
 
 /// One cluster as stored; task counts are computed from `tasks` when read.
@@ -14,12 +14,32 @@ pub struct ClusterRow {
     pub created_at_ms: i64,
     pub running_tasks: i64,
     pub pending_tasks: i64,
+    /// ACTIVE services (ECS's activeServicesCount).
+    pub active_services: i64,
+    pub tags: Vec<Tag>,
+    /// ClusterSettings entries (`{"name","value"}`), e.g. containerInsights.
+    pub settings: Vec<serde_json::Value>,
+    /// Capacity provider names associated with the cluster.
+    pub capacity_providers: Vec<String>,
+    /// CapacityProviderStrategyItem entries.
+    pub default_capacity_provider_strategy: Vec<serde_json::Value>,
+    /// UpdateCluster's `configuration` and `serviceConnectDefaults` as given (`{}` when unset).
+    pub configuration: serde_json::Value,
+}
+
+/// What UpdateCluster, UpdateClusterSettings and PutClusterCapacityProviders change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterChange {
+    pub settings: Option<Vec<serde_json::Value>>,
+    pub capacity_providers: Option<Vec<String>>,
+    pub default_capacity_provider_strategy: Option<Vec<serde_json::Value>>,
+    pub configuration: Option<serde_json::Value>,
 }
 
 /// What `delete_cluster` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeleteCluster {
-    Deleted(ClusterRow),
+    Deleted(Box<ClusterRow>),
     /// No such cluster (or already INACTIVE).
     NotFound,
     /// Tasks that are not STOPPED yet (ECS's ClusterContainsTasksException).
@@ -40,7 +60,10 @@ pub struct PhaseRow {
 const CLUSTER_SELECT: &str = "SELECT c.name, c.arn, c.status, c.created_at_ms, \
      (SELECT COUNT(*) FROM tasks t WHERE t.cluster = c.name AND t.last_status = 'RUNNING'), \
      (SELECT COUNT(*) FROM tasks t WHERE t.cluster = c.name \
-        AND t.last_status IN ('PROVISIONING', 'PENDING')) \
+        AND t.last_status IN ('PROVISIONING', 'PENDING')), \
+     (SELECT COUNT(*) FROM services s WHERE s.cluster = c.name AND s.status = 'ACTIVE'), \
+     c.tags, c.settings, c.capacity_providers, c.default_capacity_provider_strategy, \
+     c.configuration \
      FROM clusters c";
 
 fn cluster_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClusterRow> {
@@ -52,6 +75,12 @@ fn cluster_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClusterRow> {
         created_at_ms: r.get(3)?,
         running_tasks: r.get(4)?,
         pending_tasks: r.get(5)?,
+        active_services: r.get(6)?,
+        tags: d.json(7, "tags")?,
+        settings: d.json(8, "settings")?,
+        capacity_providers: d.json(9, "capacity_providers")?,
+        default_capacity_provider_strategy: d.json(10, "default_capacity_provider_strategy")?,
+        configuration: d.json(11, "configuration")?,
     })
 }
 
@@ -73,6 +102,69 @@ impl Store {
             )
             .map_err(q("create a cluster"))?;
         Ok(self.cluster(name)?.expect("just written"))
+    }
+
+    /// Changes an existing cluster's settings, capacity providers or configuration (only
+    /// the members `c` sets); false when there is no such cluster.
+    pub fn update_cluster(&mut self, name: &str, c: &ClusterChange) -> Result<bool, StoreError> {
+        let json = |col: &'static str, v: &Option<_>| -> Result<Option<String>, StoreError> {
+            v.as_ref()
+                .map(|v: &serde_json::Value| to_json("clusters", col, name, v))
+                .transpose()
+        };
+        let settings = json("settings", &c.settings.clone().map(serde_json::Value::from))?;
+        let providers = json(
+            "capacity_providers",
+            &c.capacity_providers.clone().map(serde_json::Value::from),
+        )?;
+        let strategy = json(
+            "default_capacity_provider_strategy",
+            &c.default_capacity_provider_strategy
+                .clone()
+                .map(serde_json::Value::from),
+        )?;
+        let configuration = json("configuration", &c.configuration)?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE clusters SET settings = COALESCE(?2, settings), \
+                 capacity_providers = COALESCE(?3, capacity_providers), \
+                 default_capacity_provider_strategy = COALESCE(?4, \
+                 default_capacity_provider_strategy), configuration = COALESCE(?5, \
+                 configuration) WHERE name = ?1",
+                params![name, settings, providers, strategy, configuration],
+            )
+            .map_err(q("update a cluster"))?;
+        Ok(n > 0)
+    }
+
+    /// Every stored account setting as (principal, name, value); principal `""` holds the
+    /// account defaults (PutAccountSettingDefault).
+    pub fn account_settings(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT principal, name, value FROM account_settings ORDER BY name, principal")
+            .map_err(q("read account settings"))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(q("read account settings"))
+    }
+
+    /// Sets account setting `name` of `principal` (`""`: the account default).
+    pub fn put_account_setting(
+        &mut self,
+        principal: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO account_settings (principal, name, value) VALUES \
+                 (?1, ?2, ?3)",
+                params![principal, name, value],
+            )
+            .map_err(q("write an account setting"))?;
+        Ok(())
     }
 
     /// A cluster by name, ACTIVE or INACTIVE.
@@ -128,9 +220,9 @@ impl Store {
         )
         .map_err(q("delete a cluster"))?;
         tx.commit().map_err(q("delete a cluster"))?;
-        Ok(DeleteCluster::Deleted(
+        Ok(DeleteCluster::Deleted(Box::new(
             self.cluster(name)?.expect("still there, INACTIVE"),
-        ))
+        )))
     }
 
     /// Records (or replaces) how long one phase of a task or container took.

@@ -235,6 +235,44 @@ CREATE TABLE image_pins (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 8,
+        name: "RunTask launch record, task protection, idempotency tokens, cluster settings, account settings",
+        sql: r#"
+-- What RunTask/StartTask recorded besides the task's own columns (JSON: capacityProviderName,
+-- platformVersion, referenceId, placementConstraints, placementStrategy, clientToken).
+ALTER TABLE tasks ADD COLUMN launch TEXT NOT NULL DEFAULT '{}';
+-- UpdateTaskProtection: the task is protected from service scale-in and deployments until
+-- this time (epoch ms); NULL when not protected.
+ALTER TABLE tasks ADD COLUMN protected_until_ms INTEGER;
+
+-- RunTask clientToken idempotency: per cluster, 24 hours (ECS_Idempotency.html). `request`
+-- is the request without the token (JSON); `task_arns` the tasks it started (JSON).
+CREATE TABLE run_tokens (
+    cluster       TEXT NOT NULL,
+    token         TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    task_arns     TEXT NOT NULL DEFAULT '[]',
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (cluster, token)
+) STRICT;
+
+-- UpdateCluster/UpdateClusterSettings/PutClusterCapacityProviders (JSON lists; configuration
+-- and serviceConnectDefaults as given).
+ALTER TABLE clusters ADD COLUMN settings TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clusters ADD COLUMN capacity_providers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clusters ADD COLUMN default_capacity_provider_strategy TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clusters ADD COLUMN configuration TEXT NOT NULL DEFAULT '{}';
+
+-- PutAccountSetting (principal = the caller's ARN) and PutAccountSettingDefault (principal '').
+CREATE TABLE account_settings (
+    principal     TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    PRIMARY KEY (principal, name)
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

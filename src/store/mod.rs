@@ -15,7 +15,7 @@ mod taskdefs;
 mod tasks;
 mod values;
 
-pub use clusters::{ClusterRow, DeleteCluster, PhaseRow};
+pub use clusters::{ClusterChange, ClusterRow, DeleteCluster, PhaseRow};
 pub use migrations::MIGRATIONS;
 pub use network::NetworkRow;
 pub use services::{DeploymentRow, EventRow, Resource, ServiceRow};
@@ -24,10 +24,10 @@ pub use states::{
     LastStatus, RolloutState, ServiceStatus, StopCode, UnknownState,
 };
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
-pub use tasks::{ContainerRow, TaskFilter, TaskRow};
+pub use tasks::{ContainerRow, RunToken, TaskFilter, TaskRow};
 pub use values::{
-    Binding, ContainerOverride, DeploymentConfiguration, Recorded, ServiceSpec, StoredBinding, Tag,
-    TaskOverride,
+    Binding, ContainerOverride, DeploymentConfiguration, LaunchRecord, Recorded, ServiceSpec,
+    StoredBinding, Tag, TaskOverride,
 };
 
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};

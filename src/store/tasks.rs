@@ -2,8 +2,8 @@
 //! supervisor updates on every transition; describe/list/stop read them.
 
 use super::{
-    Decoder, DesiredStatus, HealthStatus, LastStatus, StopCode, Store, StoreError, Tag,
-    TaskOverride, q, to_json,
+    Decoder, DesiredStatus, HealthStatus, LastStatus, LaunchRecord, StopCode, Store, StoreError,
+    Tag, TaskOverride, q, to_json,
 };
 use crate::taskdef::TaskDefinition;
 use rusqlite::{OptionalExtension, Row, params};
@@ -49,6 +49,18 @@ pub struct TaskRow {
     /// The tasks that share image digests (versionConsistency): a service deployment's id,
     /// or one RunTask call's `run/<id>`. See [`Store::pin_image`].
     pub image_scope: Option<String>,
+    /// What RunTask/StartTask recorded besides the columns above.
+    pub launch: LaunchRecord,
+    /// UpdateTaskProtection: protected from service scale-in and deployments until then
+    /// (epoch ms).
+    pub protected_until: Option<i64>,
+}
+
+impl TaskRow {
+    /// Whether the task is protected at `now_ms` (an expired protection is none).
+    pub fn protected_at(&self, now_ms: i64) -> bool {
+        self.protected_until.is_some_and(|t| t > now_ms)
+    }
 }
 
 /// One container of a task as stored.
@@ -82,13 +94,26 @@ pub struct TaskFilter {
     pub family: Option<String>,
     pub desired_status: Option<DesiredStatus>,
     pub started_by: Option<String>,
+    /// The task's group (`service:NAME` for a service's tasks).
+    pub group: Option<String>,
+    pub launch_type: Option<String>,
+}
+
+/// A RunTask clientToken already used in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunToken {
+    /// The request it came with, without the token (JSON text).
+    pub request: String,
+    pub task_arns: Vec<String>,
+    pub created_at_ms: i64,
 }
 
 const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, definition, overrides, \
      launch_type, started_by, grp, cpu, memory, last_status, desired_status, stop_code, \
      stopped_reason, warnings, supervisor_pid, supervisor_start_time, created_at_ms, \
      pull_started_at_ms, pull_stopped_at_ms, started_at_ms, stopping_at_ms, \
-     execution_stopped_at_ms, stopped_at_ms, version, tags, enable_execute_command, image_scope";
+     execution_stopped_at_ms, stopped_at_ms, version, tags, enable_execute_command, image_scope, \
+     launch, protected_until_ms";
 
 const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
@@ -126,6 +151,8 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         tags: d.json(27, "tags")?,
         enable_execute_command: r.get(28)?,
         image_scope: r.get(29)?,
+        launch: d.json(30, "launch")?,
+        protected_until: r.get(31)?,
     })
 }
 
@@ -178,12 +205,13 @@ impl Store {
         let overrides = to_json("tasks", "overrides", &t.id, &t.overrides)?;
         let warnings = to_json("tasks", "warnings", &t.id, &t.warnings)?;
         let tags = to_json("tasks", "tags", &t.id, &t.tags)?;
+        let launch = to_json("tasks", "launch", &t.id, &t.launch)?;
         let tx = self.write_tx("insert a task")?;
         tx.execute(
             &format!(
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
                  ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-                 ?26, ?27, ?28, ?29, ?30)"
+                 ?26, ?27, ?28, ?29, ?30, ?31, ?32)"
             ),
             params![
                 t.id,
@@ -215,7 +243,9 @@ impl Store {
                 t.version,
                 tags,
                 t.enable_execute_command,
-                t.image_scope
+                t.image_scope,
+                launch,
+                t.protected_until
             ],
         )
         .map_err(q("insert a task"))?;
@@ -331,11 +361,19 @@ impl Store {
             .prepare(&format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR cluster = ?1) \
                  AND (?2 IS NULL OR family = ?2) AND (?3 IS NULL OR desired_status = ?3) \
-                 AND (?4 IS NULL OR started_by = ?4) ORDER BY created_at_ms DESC, rowid DESC"
+                 AND (?4 IS NULL OR started_by = ?4) AND (?5 IS NULL OR grp = ?5) \
+                 AND (?6 IS NULL OR launch_type = ?6) ORDER BY created_at_ms DESC, rowid DESC"
             ))
             .map_err(q("list tasks"))?;
         stmt.query_map(
-            params![f.cluster, f.family, f.desired_status, f.started_by],
+            params![
+                f.cluster,
+                f.family,
+                f.desired_status,
+                f.started_by,
+                f.group,
+                f.launch_type
+            ],
             task_from_row,
         )
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
@@ -420,6 +458,75 @@ impl Store {
             )
             .optional()
             .map_err(q("read an image pin"))
+    }
+
+    /// Sets (or clears, with `None`) task `id`'s protection; false when there is no such
+    /// task. Only this column is written, so it never races the supervisor's writes.
+    pub fn set_task_protection(
+        &mut self,
+        id: &str,
+        until_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tasks SET protected_until_ms = ?2 WHERE id = ?1",
+                params![id, until_ms],
+            )
+            .map_err(q("update a task's protection"))?;
+        Ok(n > 0)
+    }
+
+    /// The RunTask clientToken `token` of `cluster`, if used since `since_ms`.
+    pub fn run_token(
+        &self,
+        cluster: &str,
+        token: &str,
+        since_ms: i64,
+    ) -> Result<Option<RunToken>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT request, task_arns, created_at_ms FROM run_tokens WHERE cluster = ?1 \
+                 AND token = ?2 AND created_at_ms >= ?3",
+                params![cluster, token, since_ms],
+                |r| {
+                    let d = Decoder::new(r, "run_tokens", token.to_string());
+                    Ok(RunToken {
+                        request: r.get(0)?,
+                        task_arns: d.json(1, "task_arns")?,
+                        created_at_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(q("read a RunTask client token"))?;
+        Ok(row)
+    }
+
+    /// Records RunTask clientToken `token` of `cluster` (replacing an expired use) and
+    /// forgets the ones older than `expired_before_ms`.
+    pub fn save_run_token(
+        &mut self,
+        cluster: &str,
+        token: &str,
+        t: &RunToken,
+        expired_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let arns = to_json("run_tokens", "task_arns", token, &t.task_arns)?;
+        let tx = self.write_tx("record a RunTask client token")?;
+        tx.execute(
+            "DELETE FROM run_tokens WHERE created_at_ms < ?1",
+            [expired_before_ms],
+        )
+        .map_err(q("record a RunTask client token"))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO run_tokens (cluster, token, request, task_arns, \
+             created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![cluster, token, t.request, arns, t.created_at_ms],
+        )
+        .map_err(q("record a RunTask client token"))?;
+        tx.commit().map_err(q("record a RunTask client token"))
     }
 
     /// Tasks that are not STOPPED (candidates for the dead-supervisor check).

@@ -2,7 +2,7 @@
 //! service's settings, what a task's network step made). They live here so rows can carry them typed; `task` and `ecs`
 //! re-export them where the API uses them.
 
-use crate::taskdef::model::KeyValuePair;
+use crate::taskdef::model::{EnvironmentFile, EphemeralStorage, KeyValuePair, ResourceRequirement};
 use serde::{Deserialize, Serialize};
 
 /// One ECS resource tag (clusters, task definitions, tasks, services).
@@ -27,9 +27,11 @@ pub struct TaskOverride {
     pub task_role_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
-    /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.
+    /// Replaces the definition's `ephemeralStorage` (then as the definition's: see
+    /// `task::ephemeral`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<serde_json::Value>,
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inference_accelerator_overrides: Option<serde_json::Value>,
 }
@@ -49,11 +51,30 @@ pub struct ContainerOverride {
     pub memory: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i64>,
-    /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.
+    /// Replace the container's `environmentFiles` (read as the definition's would be).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment_files: Option<serde_json::Value>,
+    pub environment_files: Option<Vec<EnvironmentFile>>,
+    /// Replace the container's `resourceRequirements` (then as the definition's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_requirements: Option<serde_json::Value>,
+    pub resource_requirements: Option<Vec<ResourceRequirement>>,
+}
+
+/// What RunTask (or StartTask) recorded on a task besides its own columns (the `launch`
+/// column): ECS shows the first two on the task; the rest is kept as given.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaunchRecord {
+    /// FARGATE or FARGATE_SPOT when a capacity provider strategy placed the task.
+    pub capacity_provider_name: Option<String>,
+    /// The platform version a FARGATE task reports (`LATEST` resolved).
+    pub platform_version: Option<String>,
+    pub reference_id: Option<String>,
+    pub placement_constraints: Option<serde_json::Value>,
+    pub placement_strategy: Option<serde_json::Value>,
+    pub client_token: Option<String>,
+    /// StartTask: the container instance the caller named (this host's, for the cluster).
+    pub container_instance_arn: Option<String>,
 }
 
 /// A service's settings besides name, task definition and count (the `spec` column).

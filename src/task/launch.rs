@@ -3,7 +3,8 @@
 
 use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
 use crate::store::{
-    ContainerRow, DesiredStatus, LastStatus, Store, StoreError, StoredTaskDefinition, Tag, TaskRow,
+    ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Store, StoreError, StoredTaskDefinition,
+    Tag, TaskRow,
 };
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
@@ -79,6 +80,8 @@ pub struct Request {
     pub image_scope: Option<String>,
     /// `--execution-credentials host`: start-up calls with the host's credentials.
     pub host_execution_credentials: bool,
+    /// What the request recorded on the task (capacity provider, platform version …).
+    pub launch: LaunchRecord,
 }
 
 /// How to start the supervisor: the same binary with the same global options.
@@ -161,6 +164,11 @@ pub fn apply_overrides(
     if let Some(m) = &o.memory {
         def.memory = Some(crate::taskdef::model::SizeValue(m.clone()));
     }
+    // Ref: API_TaskOverride `ephemeralStorage`: "The ephemeral storage setting override for
+    // the task."
+    if let Some(e) = &o.ephemeral_storage {
+        def.ephemeral_storage = Some(e.clone());
+    }
     Ok(def)
 }
 
@@ -188,6 +196,16 @@ fn apply_container(c: &mut crate::taskdef::model::ContainerDefinition, co: &Cont
     }
     if co.memory_reservation.is_some() {
         c.memory_reservation = co.memory_reservation;
+    }
+    // Ref: API_ContainerOverride: `environmentFiles` "A list of files containing the
+    // environment variables to pass to a container, instead of the value from the container
+    // definition"; `resourceRequirements` "The type and amount of a resource to assign to a
+    // container, instead of the default value from the task definition".
+    if let Some(files) = &co.environment_files {
+        c.environment_files = Some(files.clone());
+    }
+    if let Some(r) = &co.resource_requirements {
+        c.resource_requirements = Some(r.clone());
     }
 }
 
@@ -287,6 +305,7 @@ pub fn create_task(
         tags: req.tags.clone(),
         enable_execute_command: req.enable_execute_command,
         image_scope: req.image_scope.clone(),
+        launch: req.launch.clone(),
         ..Default::default()
     };
     let mut rows = Vec::new();

@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod namespaces;
 pub mod network;
 pub mod platform;
+pub mod protection;
 pub mod reconcile;
 pub mod registry_auth;
 pub mod resources;

@@ -24,10 +24,14 @@ fn ts(v: Option<i64>) -> Option<String> {
 pub struct Task {
     pub attachments: Vec<Attachment>,
     pub attributes: Vec<KeyValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
     pub cluster_arn: String,
     pub connectivity: Connectivity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectivity_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_instance_arn: Option<String>,
     pub containers: Vec<Container>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -158,6 +162,28 @@ pub struct Overrides {
 pub fn cluster_arn(task_arn: &str, cluster: &str) -> String {
     let prefix = task_arn.split(":task/").next().unwrap_or("");
     format!("{prefix}:cluster/{cluster}")
+}
+
+/// The Fargate platform version `LATEST` means, and every FARGATE task reports when none
+/// was asked for. Ref: docs.aws.amazon.com/AmazonECS/latest/developerguide/platform-linux-fargate.html
+/// ("1.4.0 ... LATEST").
+pub const FARGATE_LATEST: &str = "1.4.0";
+
+/// The ARN of this host as the one container instance of the cluster `cluster_arn`
+/// (`…:container-instance/<cluster>/<32 hex>`): a stable id derived from the cluster ARN,
+/// so it is the same on every call without being stored.
+/// Ref: API_ContainerInstance `containerInstanceArn` ("arn:aws:ecs:region:aws_account_id:
+/// container-instance/cluster-name/container-instance-id").
+pub fn container_instance_arn(cluster_arn: &str) -> String {
+    let (prefix, name) = cluster_arn
+        .rsplit_once(":cluster/")
+        .unwrap_or((cluster_arn, "default"));
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in cluster_arn.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
+    }
+    format!("{prefix}:container-instance/{name}/{h:032x}")
 }
 
 /// A task's network as describe-tasks shows it.
@@ -299,9 +325,14 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
             .iter()
             .map(|w| KeyValue::new(WARNING_ATTRIBUTE, w.clone()))
             .collect(),
+        capacity_provider_name: t.launch.capacity_provider_name.clone(),
         cluster_arn: cluster_arn(&t.arn, &t.cluster),
         connectivity: Connectivity::Connected,
         connectivity_at: ts(Some(t.created_at)),
+        // EC2 semantics: every task that is not FARGATE runs on this host, the cluster's one
+        // container instance.
+        container_instance_arn: (!fargate)
+            .then(|| container_instance_arn(&cluster_arn(&t.arn, &t.cluster))),
         containers: containers
             .iter()
             .map(|c| container(t, c, view.as_ref()))
@@ -328,7 +359,12 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
             inference_accelerator_overrides: Vec::new(),
         },
         platform_family: fargate.then(|| "Linux".into()),
-        platform_version: fargate.then(|| "1.4.0".into()),
+        platform_version: fargate.then(|| {
+            t.launch
+                .platform_version
+                .clone()
+                .unwrap_or_else(|| FARGATE_LATEST.into())
+        }),
         pull_started_at: ts(t.pull_started_at),
         pull_stopped_at: ts(t.pull_stopped_at),
         started_at: ts(t.started_at),

@@ -353,9 +353,17 @@ pub static RUN_TASK: &[Row] = &[
         "overrides.containerOverrides[].environment[].value",
         "as environment",
     ),
-    na(
+    h(
         "overrides.containerOverrides[].environmentFiles",
-        "not read: only the task definition's environmentFiles are",
+        "replace the container's environmentFiles, read as the task definition's are (S3 objects at task start)",
+    ),
+    h(
+        "overrides.containerOverrides[].environmentFiles[].value",
+        "as environmentFiles",
+    ),
+    h(
+        "overrides.containerOverrides[].environmentFiles[].type",
+        "as environmentFiles",
     ),
     h(
         "overrides.containerOverrides[].cpu",
@@ -369,9 +377,17 @@ pub static RUN_TASK: &[Row] = &[
         "overrides.containerOverrides[].memoryReservation",
         "replaces the container's memoryReservation",
     ),
-    na(
+    h(
         "overrides.containerOverrides[].resourceRequirements",
-        "no GPU or inference accelerator is assigned here",
+        "replace the container's resourceRequirements, then as the task definition's (no GPU is assigned here: the task says so)",
+    ),
+    h(
+        "overrides.containerOverrides[].resourceRequirements[].value",
+        "as resourceRequirements",
+    ),
+    h(
+        "overrides.containerOverrides[].resourceRequirements[].type",
+        "as resourceRequirements",
     ),
     h("overrides.cpu", "replaces the task's cpu"),
     h("overrides.memory", "replaces the task's memory"),
@@ -383,9 +399,13 @@ pub static RUN_TASK: &[Row] = &[
         "overrides.executionRoleArn",
         "the task definition's executionRoleArn is used for the start-up calls (pulls, secrets, environment files)",
     ),
-    na(
+    h(
         "overrides.ephemeralStorage",
-        "the task's storage is not limited here",
+        "replaces the task definition's ephemeralStorage, then as that member (enforced with MINIFARGATE_EPHEMERAL_STORAGE=enforce, else the task says it is not applied)",
+    ),
+    h(
+        "overrides.ephemeralStorage.sizeInGiB",
+        "as overrides.ephemeralStorage",
     ),
     na(
         "overrides.inferenceAcceleratorOverrides",
@@ -408,34 +428,53 @@ pub static RUN_TASK: &[Row] = &[
         "networkConfiguration",
         "the subnet and security groups are recorded in the task's ENI attachment; the task's address comes from this host's bridge subnet and security groups are not enforced",
     ),
-    na(
+    h(
         "capacityProviderStrategy",
-        "no capacity providers: the task runs on this host with the launch type it asks for",
+        "FARGATE and FARGATE_SPOT (associated with the cluster) resolve to the FARGATE launch type; each task records its provider as capacityProviderName (base, then weight); the cluster's default strategy when neither this nor launchType is given",
     ),
-    na(
+    h(
+        "capacityProviderStrategy[].capacityProvider",
+        "as capacityProviderStrategy",
+    ),
+    h(
+        "capacityProviderStrategy[].weight",
+        "as capacityProviderStrategy",
+    ),
+    h(
+        "capacityProviderStrategy[].base",
+        "as capacityProviderStrategy",
+    ),
+    ld(
         "placementConstraints",
-        "one host: there is nowhere else to place the task",
+        "checked and recorded on the task; one host, so every task is placed on it",
     ),
-    na(
+    ld("placementConstraints[].type", "as placementConstraints"),
+    ld(
+        "placementConstraints[].expression",
+        "as placementConstraints",
+    ),
+    ld(
         "placementStrategy",
-        "one host: there is nowhere else to place the task",
+        "checked and recorded on the task; one host, so every task is placed on it",
     ),
-    na(
+    ld("placementStrategy[].type", "as placementStrategy"),
+    ld("placementStrategy[].field", "as placementStrategy"),
+    h(
         "platformVersion",
-        "one platform: a FARGATE task reports platform version 1.4.0",
+        "recorded and shown on a FARGATE task (LATEST is 1.4.0); refused for EC2, as ECS does; a version other than 1.4.0 gets a task warning (this host behaves as 1.4.0)",
     ),
-    na(
+    h(
         "propagateTags",
-        "the tags of the task definition or service are not copied to the task",
+        "TASK_DEFINITION copies the task definition's tags to the task (a key the request sets keeps its value); SERVICE is refused, as ECS does",
     ),
-    na("referenceId", "not recorded"),
-    na(
+    h("referenceId", "recorded on the task"),
+    h(
         "enableECSManagedTags",
-        "no aws:ecs: tags are added to the task",
+        "adds aws:ecs:clusterName (and aws:ecs:serviceName for a service's task) to the task's tags",
     ),
-    na(
+    h(
         "clientToken",
-        "the idempotency token is not checked (the AWS CLI and SDKs send one with every RunTask): a retried request starts another task",
+        "idempotency per cluster for 24 hours: the same token and request return the first call's tasks; the same token with another request is a ConflictException",
     ),
     na(
         "volumeConfigurations",
