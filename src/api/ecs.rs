@@ -1,9 +1,7 @@
 //! The ECS operations: `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`,
 //! a JSON request body, a JSON response or an ECS exception. Each operation decodes its
 //! request shape (ecs.json) and calls the ECS core (`crate::ecs`), as the CLI does.
-//!
-//! SigV4: the `Authorization` header is accepted and not verified (any credentials work);
-//! bind to loopback, as the default does. See docs/serve.md.
+//! Requests reach it through the guard (crate::api::guard: limits, SigV4).
 
 use crate::ecs::{Ecs, EcsError, EcsResult};
 use axum::body::Bytes;

@@ -1,9 +1,14 @@
 //! `minifargate serve`: the ECS API (AWS JSON 1.1) over HTTP, for the AWS CLI and SDKs.
 //! Every operation calls the ECS core (`crate::ecs`), as the CLI verb of the same name
 //! does, over the same store, so tasks started either way are visible both ways; `serve`
-//! also runs the service scheduler (`crate::scheduler`).
+//! also runs the service scheduler (`crate::scheduler`). Every request first passes the
+//! guard (`guard`: body limits, SigV4 verification in `auth`, a request cap), over the
+//! connection loop of `server` (timeouts, TLS).
 
+pub mod auth;
 pub mod ecs;
+pub mod guard;
+pub mod server;
 
 use crate::ecs::Ecs;
 use anyhow::Context;
@@ -12,11 +17,21 @@ use axum::routing::post;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// How `serve` protects the API: the access keys it accepts (None: any request, the
+/// loopback-only mode), TLS, and the bounds.
+#[derive(Default)]
+pub struct Security {
+    pub keys: Option<auth::Keys>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub limits: guard::Limits,
+}
+
 /// Serves the ECS API on `listen` until Ctrl-C or SIGTERM; `listening` is told the bound
 /// address (port 0 picks one) once requests are accepted.
 pub async fn serve(
     g: Ecs,
     listen: SocketAddr,
+    security: Security,
     listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     // Each call opens the store as the CLI verbs do. This connection stays open for the
@@ -29,22 +44,24 @@ pub async fn serve(
     let app = Router::new()
         .route("/", post(ecs::handle))
         .with_state(Arc::new(g));
+    // Last, so that it wraps every route and the fallback.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(guard::Guard::new(security.keys, security.limits)),
+        guard::guard,
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
     listening(addr);
     tracing::info!(%addr, "ECS API listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the HTTP server failed");
+    server::run(listener, security.tls, app, security.limits, shutdown()).await;
     // Services' tasks keep running (they belong to their supervisors); the next `serve`
     // picks the services up from the store.
     tokio::task::spawn_blocking(move || scheduler.stop())
         .await
         .context("failed to stop the service scheduler")?;
-    served
+    Ok(())
 }
 
 async fn shutdown() {
