@@ -69,6 +69,8 @@ struct Memory {
     steady: bool,
     /// Tasks stopped as UNHEALTHY whose replacements are not started yet.
     unhealthy: usize,
+    /// Protected tasks the last pass could not stop (the event is written when it changes).
+    protected: usize,
 }
 
 impl Memory {
@@ -384,13 +386,22 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let (max_total, min_healthy) = spec.deployment_configuration.bounds(desired);
     let is_primary = |l: &Live| l.row.started_by.as_deref() == Some(primary.id.as_str());
 
-    // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest.
+    // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest; a
+    // protected task is kept until its protection lapses (UpdateTaskProtection). Ref:
+    // docs.aws.amazon.com/AmazonECS/latest/developerguide/task-scale-in-protection.html.
+    let at = now_ms();
+    let mut blocked = 0;
     let mut surplus: Vec<usize> = (0..live.len())
         .filter(|&i| live[i].active() && is_primary(&live[i]))
         .collect();
     if surplus.len() as i64 > desired {
         surplus.sort_by_key(|&i| (live[i].running(), std::cmp::Reverse(live[i].row.created_at)));
-        for &i in surplus.iter().take(surplus.len() - desired as usize) {
+        let excess = surplus.len() - desired as usize;
+        let (free, protected): (Vec<usize>, Vec<usize>) = surplus
+            .iter()
+            .partition(|&&i| !live[i].row.protected_at(at));
+        blocked += excess.saturating_sub(free.len()).min(protected.len());
+        for &i in free.iter().take(excess) {
             if stop_task(g, &mut live[i].row, &scaling_reason(&primary.id)) {
                 stopped.push(live[i].row.id.clone());
             }
@@ -454,6 +465,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         if healthy_one && can_stop <= 0 {
             continue;
         }
+        // A protected task of an older deployment stays until its protection lapses.
+        if live[i].row.protected_at(at) {
+            blocked += 1;
+            continue;
+        }
         let d = live[i].row.started_by.clone().unwrap_or_default();
         if stop_task(g, &mut live[i].row, &scaling_reason(&d)) {
             stopped.push(live[i].row.id.clone());
@@ -464,6 +480,20 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     }
     if !stopped.is_empty() {
         stopped_event(store, s, &stopped);
+    }
+    if blocked != m.protected {
+        m.protected = blocked;
+        if blocked > 0 {
+            add_event(
+                store,
+                &s.cluster,
+                name,
+                format!(
+                    "(service {name}) was unable to scale in due to (reason {blocked} tasks \
+                     under protection)."
+                ),
+            );
+        }
     }
 
     // Deployments: an older one is done once none of its tasks is left; failedTasks.

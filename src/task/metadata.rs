@@ -184,7 +184,7 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 16 * 1024];
     let mut len = 0;
-    let (method, path) = loop {
+    let (method, path, body_at, body_len) = loop {
         let n = conn.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -193,10 +193,18 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(at)) => {
+                let body_len = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .unwrap_or(0usize);
                 break (
                     req.method.unwrap_or("").to_string(),
                     req.path.unwrap_or("").to_string(),
+                    at,
+                    body_len,
                 );
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
@@ -204,6 +212,27 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
         }
     };
     let head = method == "HEAD";
+    // The agent API's task protection takes a PUT with a JSON body.
+    if let Route::TaskProtection(id) = route(&path) {
+        if body_at + body_len > buf.len() {
+            return respond(
+                &mut conn,
+                400,
+                &json!({"error": "request too large"}),
+                false,
+            );
+        }
+        while len < body_at + body_len {
+            let n = conn.read(&mut buf[len..])?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        let body = &buf[body_at..(body_at + body_len).min(len)];
+        let (status, v) = ep.task_protection(&id, &method, body);
+        return respond(&mut conn, status, &v, head);
+    }
     if method != "GET" && !head {
         return respond(
             &mut conn,
@@ -216,6 +245,16 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
     respond(&mut conn, status, &body, head)
 }
 
+/// A stored timestamp as Go's `time.Time` marshals it (RFC 3339, `Z`).
+fn rfc3339_utc(stored: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(stored)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+        .unwrap_or_else(|_| stored.to_string())
+}
+
 fn respond(conn: &mut TcpStream, status: u16, body: &Value, head: bool) -> std::io::Result<()> {
     let text = serde_json::to_vec(body).unwrap_or_default();
     let reason = match status {
@@ -223,6 +262,7 @@ fn respond(conn: &mut TcpStream, status: u16, body: &Value, head: bool) -> std::
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         _ => "Internal Server Error",
     };
     let mut out = format!(
@@ -252,6 +292,8 @@ pub enum Route {
     /// Every container's stats by id (`/v4/<id>/task/stats`, `/v2/stats`).
     TaskStats(Option<String>),
     Credentials(String),
+    /// The agent API's task protection (`$ECS_AGENT_URI/task-protection/v1/state`).
+    TaskProtection(String),
     NotFound,
 }
 
@@ -279,6 +321,7 @@ pub fn route(path: &str) -> Route {
         ["v2", "stats"] => Route::TaskStats(None),
         ["v2", "stats", c] => Route::Stats(id(c)),
         ["v2", "credentials", c] => Route::Credentials(id(c)),
+        ["api", c, "task-protection", "v1", "state"] => Route::TaskProtection(id(c)),
         _ => Route::NotFound,
     }
 }
@@ -358,6 +401,9 @@ impl Endpoint {
         if let Route::Credentials(id) = &r {
             return self.credentials.answer(id);
         }
+        if let Route::TaskProtection(id) = &r {
+            return self.task_protection(id, "GET", b"");
+        }
         if r == Route::NotFound {
             return (404, json!({"error": format!("no such endpoint: {path}")}));
         }
@@ -403,7 +449,111 @@ impl Endpoint {
                 }
                 (200, Value::Object(m))
             }
-            Route::Credentials(_) | Route::NotFound => unreachable!("handled above"),
+            Route::Credentials(_) | Route::TaskProtection(_) | Route::NotFound => {
+                unreachable!("handled above")
+            }
+        }
+    }
+
+    /// `GET`/`PUT $ECS_AGENT_URI/task-protection/v1/state` for the container `id`: the task's
+    /// protection, as the ECS agent answers it — `{"protection": ProtectedTask}`, `{"failure":
+    /// Failure}` (404 MISSING, 409 otherwise) or `{"error": {Arn, Code, Message}}`, members
+    /// named as the agent's Go types marshal them. Ref: amazon-ecs-agent
+    /// `agent/handlers/agentapi/taskprotection/v1/handlers/handlers.go` and `…/types`.
+    pub fn task_protection(&mut self, id: &str, method: &str, body: &[u8]) -> (u16, Value) {
+        use super::protection;
+        let error = |status: u16, arn: &str, code: &str, message: String| {
+            let mut e = json!({"Code": code, "Message": message});
+            if !arn.is_empty() {
+                e["Arn"] = json!(arn);
+            }
+            (status, json!({ "error": e }))
+        };
+        let snap = match self.load() {
+            Ok(s) => s,
+            Err(e) => return unavailable(&self.task_id, &e),
+        };
+        if !snap.containers.iter().any(|c| runtime_id(&snap, c) == id) {
+            return error(
+                404,
+                "",
+                "ResourceNotFoundException",
+                "Invalid request: no task was found".into(),
+            );
+        }
+        let task = snap.task.clone();
+        let now = chrono::Utc::now().timestamp_millis();
+        let minutes = match method {
+            "GET" | "HEAD" => None,
+            "PUT" => {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Put {
+                    #[serde(rename = "ProtectionEnabled")]
+                    protection_enabled: Option<bool>,
+                    #[serde(rename = "ExpiresInMinutes")]
+                    expires_in_minutes: Option<i64>,
+                }
+                let Ok(put) = serde_json::from_slice::<Put>(body) else {
+                    return error(
+                        400,
+                        "",
+                        "InvalidParameterException",
+                        "UpdateTaskProtection: failed to decode request".into(),
+                    );
+                };
+                let Some(enabled) = put.protection_enabled else {
+                    return error(
+                        400,
+                        &task.arn,
+                        "InvalidParameterException",
+                        "Invalid request: does not contain 'ProtectionEnabled' field".into(),
+                    );
+                };
+                match protection::minutes(enabled, put.expires_in_minutes) {
+                    Ok(m) => Some(m),
+                    Err(msg) => return error(400, &task.arn, "InvalidParameterException", msg),
+                }
+            }
+            other => {
+                return (
+                    405,
+                    json!({"error": format!("{other} is not allowed; use GET or PUT")}),
+                );
+            }
+        };
+        let outcome = match minutes {
+            None => match protection::eligible(&task) {
+                Err(f) if f.reason == protection::reason::NOT_VALID => Err(f),
+                _ => Ok(protection::state(&task, now)),
+            },
+            Some(m) => {
+                let store = self.store.as_mut().expect("opened by load");
+                match protection::update(store, &task, m, now) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return error(500, &task.arn, "ServerException", crate::error_chain(&e));
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(p) => (
+                200,
+                json!({"protection": {
+                    "ExpirationDate": p.expiration_date.map(|d| rfc3339_utc(&d)),
+                    "ProtectionEnabled": p.protection_enabled,
+                    "TaskArn": p.task_arn,
+                }}),
+            ),
+            Err(f) => (
+                if f.reason == protection::reason::MISSING {
+                    404
+                } else {
+                    409
+                },
+                json!({"failure": {"Arn": f.arn, "Detail": f.detail, "Reason": f.reason}}),
+            ),
         }
     }
 
@@ -907,6 +1057,10 @@ mod tests {
                 id: None,
                 tags: false
             }
+        );
+        assert_eq!(
+            route("/api/t-0/task-protection/v1/state"),
+            Route::TaskProtection("t-0".into())
         );
         assert_eq!(route("/v4"), Route::NotFound);
         assert_eq!(route("/v4/t-0/nope"), Route::NotFound);
