@@ -1,5 +1,6 @@
 //! The default seccomp profile: an allow-list equivalent to Docker's default profile
-//! (Ref: moby/profiles/seccomp/default.json), `EPERM` for everything else.
+//! (Ref: moby/profiles/seccomp/default.json, v0.2.3 as vendored by moby/moby in 2026),
+//! `EPERM` for everything else. docs/security.md compares the two syscall by syscall.
 
 use serde_json::{Value, json};
 
@@ -313,7 +314,6 @@ const ALLOWED: &[&str] = &[
     "signalfd4",
     "sigprocmask",
     "sigreturn",
-    "socket",
     "socketcall",
     "socketpair",
     "splice",
@@ -365,11 +365,8 @@ const ALLOWED: &[&str] = &[
     "writev",
     // Docker allows these on kernels ≥ 4.8, where ptrace can no longer bypass seccomp.
     "ptrace",
-    "kcmp",
     "process_vm_readv",
     "process_vm_writev",
-    "pidfd_getfd",
-    "process_madvise",
 ];
 
 /// x86-only calls Docker allows on amd64.
@@ -419,6 +416,12 @@ const BY_CAPABILITY: &[(&str, &[&str])] = &[
         &["settimeofday", "stime", "clock_settime", "clock_settime64"],
     ),
     ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    // Ref: moby/profiles seccomp v0.2.3 default.json: kcmp, pidfd_getfd and
+    // process_madvise only with CAP_SYS_PTRACE (ptrace itself for everyone, above).
+    (
+        "CAP_SYS_PTRACE",
+        &["kcmp", "pidfd_getfd", "process_madvise"],
+    ),
     (
         "CAP_SYS_NICE",
         &[
@@ -436,6 +439,14 @@ const BY_CAPABILITY: &[(&str, &[&str])] = &[
 /// Namespace flags of clone(2): CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER |
 /// NEWPID | NEWNET. Without CAP_SYS_ADMIN, clone is allowed only without them.
 const CLONE_NS_FLAGS: u64 = 0x7E02_0000;
+/// socket(2) families Docker refuses: AF_ALG (38, the kernel crypto API) and AF_VSOCK
+/// (40, host–guest sockets); every other family is allowed.
+/// Ref: moby/profiles seccomp v0.2.3 default.json (`socket` with arg0 < 38, == 39, > 40).
+const SOCKET_ALLOWED: &[(&str, u64)] = &[
+    ("SCMP_CMP_LT", 38),
+    ("SCMP_CMP_EQ", 39),
+    ("SCMP_CMP_GT", 40),
+];
 /// personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26,
 /// UNAME26|PER_LINUX32, and the query value 0xffffffff.
 const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
@@ -449,6 +460,12 @@ pub fn default_profile(caps: &[String], compat_abis: bool) -> Value {
     let mut syscalls = vec![json!({ "names": ALLOWED, "action": "SCMP_ACT_ALLOW" })];
     if cfg!(target_arch = "x86_64") {
         syscalls.push(json!({ "names": ALLOWED_X86, "action": "SCMP_ACT_ALLOW" }));
+    }
+    for (op, family) in SOCKET_ALLOWED {
+        syscalls.push(json!({
+            "names": ["socket"], "action": "SCMP_ACT_ALLOW",
+            "args": [{ "index": 0, "value": family, "op": op }],
+        }));
     }
     for p in PERSONALITIES {
         syscalls.push(json!({
@@ -531,24 +548,53 @@ mod tests {
             "kexec_load",
             "bpf",
             "userfaultfd",
+            "kcmp",
+            "pidfd_getfd",
+            "io_uring_setup",
         ] {
             assert!(
                 !names.iter().any(|n| n == refused),
                 "{refused} must not be allowed"
             );
         }
-        for needed in ["read", "execve", "futex", "socket", "ptrace", "wait4"] {
+        for needed in ["read", "execve", "futex", "ptrace", "wait4"] {
             assert!(
                 names.iter().any(|n| n == needed),
                 "{needed} must be allowed"
             );
         }
+        // socket: every family but AF_ALG (38) and AF_VSOCK (40), as Docker.
+        let socket: Vec<(String, u64)> = p["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["names"][0] == "socket")
+            .map(|r| {
+                let a = &r["args"][0];
+                (
+                    a["op"].as_str().unwrap().to_string(),
+                    a["value"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            socket,
+            [
+                ("SCMP_CMP_LT".into(), 38),
+                ("SCMP_CMP_EQ".into(), 39),
+                ("SCMP_CMP_GT".into(), 40)
+            ]
+        );
         let oci: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(p).unwrap();
         assert_eq!(oci.default_errno_ret(), Some(EPERM));
     }
 
     #[test]
     fn capabilities_unlock_their_calls() {
+        let ptrace = allowed(&default_profile(&["CAP_SYS_PTRACE".into()], false));
+        for n in ["kcmp", "pidfd_getfd", "process_madvise", "ptrace"] {
+            assert!(ptrace.iter().any(|x| x == n), "{n}");
+        }
         let p = default_profile(&["CAP_SYS_ADMIN".into(), "CAP_SYS_TIME".into()], true);
         let names = allowed(&p);
         for n in ["mount", "unshare", "clone", "clone3", "settimeofday"] {

@@ -353,6 +353,76 @@ fn seccomp_blocks_unshare_mount_keyctl_and_paths_are_masked() {
     );
 }
 
+/// A sample of the calls Docker's default profile refuses, from inside: each is refused
+/// by the filter (the unconfined run of the same probe gets the kernel's own answer), the
+/// CAP_SYS_PTRACE group opens with that capability, and ordinary sockets still work.
+/// The per-syscall comparison with moby's profile is in docs/security.md.
+#[test]
+fn seccomp_refuses_a_sample_of_what_dockers_default_refuses() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let eperm = serde_json::json!(libc::EPERM);
+    let sample = |name: &str, security: Security| {
+        let spec = ContainerSpec {
+            security,
+            ..Default::default()
+        };
+        probe_info(&task, name, spec, rootfs.path())["seccomp_sample"].clone()
+    };
+    let filtered = sample("filtered", Security::default());
+    let open = sample(
+        "unconfined",
+        Security {
+            seccomp: Seccomp::Unconfined,
+            ..Default::default()
+        },
+    );
+    eprintln!("filtered: {filtered}\nunconfined: {open}");
+    for call in [
+        "personality_no_randomize",
+        "kcmp",
+        "socket_alg",
+        "socket_vsock",
+        "io_uring_setup",
+        "bpf",
+        "perf_event_open",
+        "add_key",
+        "userfaultfd",
+    ] {
+        assert_eq!(filtered[call], eperm, "{call} refused by the filter");
+    }
+    // clone3 is answered ENOSYS, so that libcs fall back to clone(2) (which the filter
+    // checks for namespace flags).
+    assert_eq!(filtered["clone3"], serde_json::json!(libc::ENOSYS));
+    assert_eq!(filtered["socket_inet"], 0, "ordinary sockets work");
+    // The refusals are the filter's: without it the kernel answers otherwise.
+    for call in [
+        "personality_no_randomize",
+        "kcmp",
+        "socket_alg",
+        "socket_vsock",
+        "bpf",
+        "perf_event_open",
+        "add_key",
+        "clone3",
+    ] {
+        assert_ne!(
+            open[call], filtered[call],
+            "{call}: the kernel's own answer differs"
+        );
+    }
+    // CAP_SYS_PTRACE (the one capability Fargate lets a task add) opens kcmp.
+    let ptrace = sample(
+        "ptrace",
+        Security {
+            cap_add: vec!["SYS_PTRACE".into()],
+            ..Default::default()
+        },
+    );
+    assert_ne!(ptrace["kcmp"], eperm, "kcmp with CAP_SYS_PTRACE");
+    assert_eq!(ptrace["bpf"], eperm);
+}
+
 #[test]
 fn read_only_rootfs_with_tmpfs_and_shm_size() {
     let rootfs = Rootfs::new();

@@ -61,7 +61,7 @@ pub async fn handle(State(ecs): State<Arc<Ecs>>, headers: HeaderMap, body: Bytes
 }
 
 /// The request body as operation input `T`; an empty body is `{}`.
-fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
+pub(super) fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -76,7 +76,7 @@ fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
 /// The request body as operation input `T`, refusing members `T` does not have with the AWS
 /// CLI's words (it refuses them before sending; a hand-made request gets the same answer
 /// instead of a silent drop).
-fn strict_input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
+pub(super) fn strict_input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
     use crate::taskdef::unknown::{DecodeError, decode};
     let text = std::str::from_utf8(body)
         .map_err(|_| EcsError::Serialization("the body is not UTF-8".into()))?;

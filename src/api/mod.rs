@@ -7,6 +7,8 @@
 
 pub mod auth;
 pub mod ecs;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod server;
 

@@ -143,3 +143,105 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::guard::{Guard, guard};
+    use axum::routing::post;
+    use std::io::{Read, Write};
+
+    /// `app` behind the guard with `limits`, served on a free loopback port until the
+    /// returned sender is dropped.
+    fn start(
+        limits: Limits,
+        app: Router,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(Guard::new(None, limits)),
+            guard,
+        ));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(l.local_addr().unwrap()).unwrap();
+                run(l, None, app, limits, async {
+                    let _ = rx.await;
+                })
+                .await;
+            });
+        });
+        (addr_rx.recv().unwrap(), tx)
+    }
+
+    fn post_raw(addr: std::net::SocketAddr) -> String {
+        let mut t = std::net::TcpStream::connect(addr).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        t.write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .unwrap();
+        let mut s = String::new();
+        let _ = t.read_to_string(&mut s);
+        s
+    }
+
+    /// More requests than the in-flight cap at once: the extra ones are answered
+    /// ThrottlingException at once, the others complete.
+    #[test]
+    fn requests_over_the_in_flight_cap_are_throttled() {
+        let limits = Limits {
+            max_in_flight: 2,
+            ..Limits::default()
+        };
+        let slow = Router::new().route(
+            "/",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "done"
+            }),
+        );
+        let (addr, _stop) = start(limits, slow);
+        let clients: Vec<_> = (0..6)
+            .map(|_| std::thread::spawn(move || post_raw(addr)))
+            .collect();
+        let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let done = replies.iter().filter(|r| r.ends_with("done")).count();
+        let throttled = replies
+            .iter()
+            .filter(|r| r.contains("\"__type\":\"ThrottlingException\""))
+            .count();
+        assert_eq!(done + throttled, 6, "{replies:?}");
+        assert!((1..=2).contains(&done), "at most 2 in flight: {replies:?}");
+        assert!(throttled >= 4, "{replies:?}");
+    }
+
+    /// At the connection cap, a further client waits in the accept queue until a slot
+    /// frees up (here: the first client's idle connection times out).
+    #[test]
+    fn connections_over_the_cap_wait_for_a_slot() {
+        let limits = Limits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let app = Router::new().route("/", post(|| async { "ok" }));
+        let (addr, _stop) = start(limits, app);
+        let _idle = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let reply = post_raw(addr);
+        let waited = started.elapsed();
+        assert!(reply.ends_with("ok"), "{reply}");
+        assert!(
+            waited >= Duration::from_millis(1500),
+            "served after {waited:?}, before the idle connection timed out"
+        );
+    }
+}

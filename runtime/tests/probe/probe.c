@@ -168,6 +168,32 @@ static int info(void) {
     printf(",\"write_sysrq\":%d", errno_of(open("/proc/sysrq-trigger", O_WRONLY)));
     printf("}");
 
+    /* A sample of what Docker's default seccomp profile refuses, chosen so that the
+     * kernel answers differently when the filter lets the call through (harmless
+     * arguments: nothing is created, loaded or changed). errno, 0 = it worked. */
+    printf(",\"seccomp_sample\":{");
+    long rc = syscall(SYS_personality, 0x0040000 /* ADDR_NO_RANDOMIZE */);
+    printf("\"personality_no_randomize\":%d", errno_of(rc));
+    if (rc >= 0) syscall(SYS_personality, rc);
+    printf(",\"kcmp\":%d", errno_of(syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, 1, 1)));
+    int s = socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0);
+    printf(",\"socket_alg\":%d", errno_of(s));
+    if (s >= 0) close(s);
+    s = socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
+    printf(",\"socket_vsock\":%d", errno_of(s));
+    if (s >= 0) close(s);
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    printf(",\"socket_inet\":%d", errno_of(s));
+    if (s >= 0) close(s);
+    /* size 0: EINVAL when it reaches the kernel; ENOSYS is the filter (libcs then use clone). */
+    printf(",\"clone3\":%d", errno_of(syscall(SYS_clone3, NULL, 0)));
+    printf(",\"io_uring_setup\":%d", errno_of(syscall(SYS_io_uring_setup, 0, NULL)));
+    printf(",\"bpf\":%d", errno_of(syscall(SYS_bpf, -1, NULL, 0)));
+    printf(",\"perf_event_open\":%d", errno_of(syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0)));
+    printf(",\"add_key\":%d", errno_of(syscall(SYS_add_key, NULL, NULL, NULL, 0, 0)));
+    printf(",\"userfaultfd\":%d", errno_of(syscall(SYS_userfaultfd, -1)));
+    printf("}");
+
     printf(",\"mounts\":[");
     FILE *m = fopen("/proc/self/mounts", "r");
     int mfirst = 1;
