@@ -29,7 +29,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("minifargate: {}", error_chain(err.as_ref()));
-            ExitCode::FAILURE
+            // Exit statuses: docs/cli.md "Exit status" and `minifargate --help`.
+            if err.downcast_ref::<cli::aws::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Root integration tests of the run-task CLI surface: RunTask flags (tags, group,
 //! startedBy, enableExecuteCommand, --env-file, --timeline), `logs` filters, cluster verbs,
-//! `--output table`, and the `limits` example hitting its Fargate memory limit.
+//! `--output text|table` with `--query`, and the `limits` example hitting its Fargate memory limit.
 
 mod common;
 
@@ -425,27 +425,30 @@ fn clusters_like_ecs_and_table_output() {
         "{e}"
     );
 
-    // Tables: a header and one row per task / cluster.
+    // The AWS CLI's text and table renderings (awscli's text.py / table.py rules).
+    let arn = format!("arn:aws:ecs:us-east-1:000000000000:task/dev/{id}");
+    let out = env.run(&["list-tasks", "--cluster", "dev", "--output", "text"]);
+    assert_eq!(stdout(&out), format!("TASKARNS\t{arn}\n"));
+    let out = env.run(&[
+        "describe-tasks",
+        "--tasks",
+        &id,
+        "--output",
+        "text",
+        "--query",
+        "tasks[].containers[].[name,lastStatus]",
+    ]);
+    assert_eq!(stdout(&out), "web\tRUNNING\n");
     let out = env.run(&["list-tasks", "--cluster", "dev", "--output", "table"]);
     let s = stdout(&out);
     let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(lines.len(), 2, "{s}");
+    assert!(lines[0].chars().all(|c| c == '-'), "{s}");
+    assert_eq!(lines[1].trim_matches(['|', ' ']), "ListTasks", "{s}");
+    assert!(lines.iter().any(|l| l.contains("taskArns")), "{s}");
     assert!(
-        lines[0].split_whitespace().take(2).eq(["TASK", "CLUSTER"]),
-        "{s}"
-    );
-    let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(
-        row[..6],
-        [id.as_str(), "dev", "long:1", "RUNNING", "RUNNING", "-"],
-        "{s}"
-    );
-    let out = env.run(&["describe-tasks", "--tasks", &id, "--output", "table"]);
-    let s = stdout(&out);
-    assert!(s.contains("LAST STATUS") && s.contains("CONTAINER"), "{s}");
-    assert!(
-        s.lines()
-            .any(|l| l.contains(&id) && l.contains("web") && l.contains("RUNNING")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("||  ") && l.contains(&arn) && l.ends_with("||")),
         "{s}"
     );
     let out = env.run(&[
@@ -456,19 +459,29 @@ fn clusters_like_ecs_and_table_output() {
         "table",
     ]);
     let s = stdout(&out);
-    let row: Vec<&str> = s.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(
-        row,
-        [
-            "dev",
-            "ACTIVE",
-            "1",
-            "0",
-            "arn:aws:ecs:us-east-1:000000000000:cluster/dev"
-        ]
+    let row = |name: &str| -> Vec<String> {
+        s.lines()
+            .find(|l| l.split('|').any(|c| c.trim() == name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{s}"))
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    assert_eq!(row("clusterName"), ["clusterName", "dev"]);
+    assert_eq!(row("runningTasksCount"), ["runningTasksCount", "1"]);
+    let out = env.run(&[
+        "list-task-definitions",
+        "--output",
+        "text",
+        "--query",
+        "taskDefinitionArns[?contains(@, 'long')]",
+    ]);
+    assert!(
+        stdout(&out).trim_end().ends_with("task-definition/long:1"),
+        "{}",
+        stdout(&out)
     );
-    let out = env.run(&["list-task-definitions", "--output", "table"]);
-    assert!(stdout(&out).contains("long:1"), "{}", stdout(&out));
 
     // Clusters by name or ARN, as the AWS CLI takes them.
     let dev_arn = "arn:aws:ecs:us-east-1:000000000000:cluster/dev";

@@ -665,8 +665,14 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         "--overrides",
         "{not json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--overrides is not valid"));
+    // A wrong command line (exit 2), in the AWS CLI's words.
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Error parsing parameter '--overrides': Invalid JSON"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // What Fargate refuses, --launch-type FARGATE refuses, with RunTask's exception.
     let td = env.taskdef(
         "ec2only",

@@ -173,6 +173,11 @@ fn completions_and_man_pages_cover_every_verb() {
         for v in verbs {
             assert!(script.contains(v), "{shell} completion lacks {v}");
         }
+        // The internal verb is not offered.
+        assert!(
+            !script.contains("supervise"),
+            "{shell} completion offers supervise"
+        );
     }
     let dir = mf.dir.path().join("man1");
     let out = mf.run(&["man", "--dir", dir.to_str().unwrap()]);
@@ -183,7 +188,13 @@ fn completions_and_man_pages_cover_every_verb() {
         let page = std::fs::read_to_string(dir.join(format!("minifargate-{v}.1")))
             .unwrap_or_else(|e| panic!("minifargate-{v}.1: {e}"));
         assert!(page.contains("Example"), "minifargate-{v}.1 has no example");
+        for section in ["EXIT STATUS", "ENVIRONMENT", "FILES"] {
+            assert!(page.contains(section), "minifargate-{v}.1 has no {section}");
+        }
     }
+    // The verb the top page lists are the pages written (no minifargate-help(1)).
+    assert!(!top.contains("help(1)"), "{top}");
+    assert!(!dir.join("minifargate-supervise.1").exists());
     // `man` without --dir prints the top page.
     let out = mf.run(&["man"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH minifargate"));

@@ -269,7 +269,8 @@ fn a_misspelt_member_is_refused_like_the_aws_cli() {
             r#"{"containerOverrides":[{"name":"app","comand":["true"]}]}"#,
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
+    // A member ECS does not have is a wrong command line: exit 2.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains(
             "Unknown parameter in overrides.containerOverrides[0]: \"comand\", must be one of: \

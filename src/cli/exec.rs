@@ -58,6 +58,102 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// Run a command in a running container of a task, as `aws ecs execute-command` does:
+/// the command line is split into words as a shell would (no shell runs it), stdin is
+/// passed, and it gets a terminal when stdin is one.
+///
+/// Exits with the command's exit code, as `exec` does.
+#[derive(Debug, Args)]
+pub struct ExecuteCommandArgs {
+    /// Cluster name or ARN of the task (default: whichever cluster has it).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The container to run in (required when the task has more than one).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// The command line to run, e.g. `"sh -c 'id; hostname'"` (split into words; use
+    /// `sh -c` for pipes and redirections, as with ECS Exec).
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Run the command interactively (the only mode ECS supports; required, as in the AWS
+    /// CLI).
+    #[arg(long, overrides_with = "non_interactive")]
+    pub interactive: bool,
+    /// Refused, as ECS refuses it: only interactive commands are supported.
+    #[arg(long, overrides_with = "interactive")]
+    pub non_interactive: bool,
+    /// Task id or ARN.
+    #[arg(long)]
+    pub task: Option<String>,
+    #[command(flatten)]
+    pub input: super::aws::InputOpts,
+}
+
+/// ExecuteCommand's request members.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecuteCommandRequest {
+    cluster: Option<String>,
+    container: Option<String>,
+    command: String,
+    interactive: bool,
+    task: String,
+}
+
+/// `execute-command`: ExecuteCommand's options, run as `exec` runs a command.
+pub fn execute_command(g: &GlobalOpts, a: ExecuteCommandArgs) -> anyhow::Result<ExitCode> {
+    use serde_json::{Map, Value, json};
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put("cluster", a.cluster.map(Value::String));
+    put("container", a.container.map(Value::String));
+    put("command", a.command.map(Value::String));
+    put("task", a.task.map(Value::String));
+    put(
+        "interactive",
+        (a.interactive || a.non_interactive).then(|| json!(a.interactive)),
+    );
+    let Some(req) = super::aws::request("ExecuteCommand", m, &a.input)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let req: ExecuteCommandRequest = super::aws::decode("ExecuteCommand", req)?;
+    if !req.interactive {
+        // Ref: ECS answers ExecuteCommand with interactive=false so (API_ExecuteCommand,
+        // `interactive`: "Use this flag to run your command in interactive mode").
+        return Err(crate::ecs::EcsError::invalid(
+            "Interactive is the only mode supported currently.",
+        )
+        .into());
+    }
+    let command = shlex::split(&req.command)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            super::aws::UsageError(format!(
+                "--command {:?}: not a command line (unbalanced quotes, or empty)",
+                req.command
+            ))
+        })?;
+    use std::io::IsTerminal;
+    exec(
+        g,
+        ExecArgs {
+            task: req.task,
+            cluster: req.cluster,
+            container: req.container,
+            interactive: true,
+            tty: std::io::stdin().is_terminal(),
+            user: None,
+            env: Vec::new(),
+            workdir: None,
+            command,
+        },
+    )
+}
+
 /// The container `name`, or the task's only container.
 pub fn pick_container<'a>(
     task: &str,

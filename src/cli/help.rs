@@ -1,6 +1,7 @@
 //! An example for every verb's `--help` (clap's `after_help`), kept here in one table
 //! so the verb definitions stay short; [`command`] is the CLI with them attached, used
-//! by `main` to parse and by `completions`/`man` to generate.
+//! by `main` to parse and by `completions`/`man` to generate. Also the exit statuses,
+//! environment and files the help and the man pages document, and the man pages.
 
 use clap::CommandFactory;
 
@@ -11,7 +12,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "minifargate pull public.ecr.aws/docker/library/busybox:1.36\n  \
          minifargate pull --platform linux/arm64 123456789012.dkr.ecr.us-east-1.amazonaws.com/web:1.2",
     ),
-    ("images", "minifargate images --format json"),
+    ("images", "minifargate images --output json"),
     (
         "rmi",
         "minifargate rmi public.ecr.aws/docker/library/busybox:1.36",
@@ -30,7 +31,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "inspect",
         "minifargate inspect 4f2c1e0d\n  \
-         minifargate inspect 4f2c1e0d --format json",
+         minifargate inspect 4f2c1e0d --output json",
     ),
     (
         "rootfs",
@@ -76,7 +77,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     (
         "list-tasks",
-        "minifargate list-tasks --cluster default --desired-status STOPPED",
+        "minifargate list-tasks --cluster default --desired-status STOPPED --output text",
     ),
     (
         "stop-task",
@@ -98,8 +99,51 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("delete-cluster", "minifargate delete-cluster --cluster dev"),
     (
+        "create-service",
+        "minifargate create-service --service-name web --task-definition web:3 --desired-count 2\n  \
+         minifargate create-service --cli-input-json file://service.json",
+    ),
+    (
+        "update-service",
+        "minifargate update-service --service web --desired-count 0\n  \
+         minifargate update-service --service web --task-definition web:4 \
+         --deployment-configuration maximumPercent=200,minimumHealthyPercent=50",
+    ),
+    (
+        "describe-services",
+        "minifargate describe-services --services web --query 'services[].deployments[].rolloutState'",
+    ),
+    (
+        "list-services",
+        "minifargate list-services --cluster default --output text",
+    ),
+    (
+        "delete-service",
+        "minifargate delete-service --service web --force",
+    ),
+    (
+        "tag-resource",
+        "minifargate tag-resource --resource-arn arn:aws:ecs:us-east-1:000000000000:cluster/dev \
+         --tags key=team,value=core",
+    ),
+    (
+        "untag-resource",
+        "minifargate untag-resource --resource-arn arn:aws:ecs:us-east-1:000000000000:cluster/dev \
+         --tag-keys team",
+    ),
+    (
+        "list-tags-for-resource",
+        "minifargate list-tags-for-resource --resource-arn \
+         arn:aws:ecs:us-east-1:000000000000:cluster/dev --output table",
+    ),
+    (
+        "execute-command",
+        "minifargate execute-command --task 4f2c1e0d --container web --interactive \
+         --command \"sh -c 'id; hostname'\"",
+    ),
+    (
         "system",
-        "minifargate system info\n  minifargate system info --format json\n  \
+        "minifargate system info\n  minifargate system info --output json\n  \
          minifargate system reset --force",
     ),
     (
@@ -108,6 +152,95 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("man", "minifargate man --dir /usr/local/share/man/man1"),
 ];
+
+/// What the exit status means: `minifargate --help`, every man page and docs/cli.md.
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "Success."),
+    (
+        "1",
+        "The verb failed: an ECS error (e.g. ClusterNotFoundException), a task\n\
+         definition `validate` finds invalid, a registry, network or system failure.",
+    ),
+    (
+        "2",
+        "The command line is wrong: an unknown verb or option, a bad value,\n\
+         invalid --cli-input-json, shorthand or --query, a member ECS does not\n\
+         have, a required member missing.",
+    ),
+    (
+        "other",
+        "run-task and run (attached): the essential container's exit code;\n\
+         exec, execute-command: the command's (126: could not run it, 127: not found).",
+    ),
+];
+
+/// The environment variables minifargate reads.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "MINIFARGATE_ROOT",
+        "State directory (--root; default /var/lib/minifargate).",
+    ),
+    (
+        "MINIFARGATE_RUN_ROOT",
+        "Runtime directory (--run-root; default /run/minifargate).",
+    ),
+    (
+        "MINIFARGATE_CONFIG",
+        "Registry configuration file (--config).",
+    ),
+    (
+        "MINIFARGATE_BRIDGE, MINIFARGATE_SUBNET",
+        "The tasks' bridge and subnet (default mfg0, 10.94.0.0/16).",
+    ),
+    (
+        "MINIFARGATE_STOPPED_TASK_RETENTION",
+        "Seconds STOPPED tasks stay describable (default 3600).",
+    ),
+    ("RUST_LOG", "Log filter; wins over --log-level."),
+    ("NO_COLOR", "No colours on a terminal."),
+    (
+        "AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, …",
+        "The AWS credential chain for ECR pulls, secrets, S3 environment files and task roles.",
+    ),
+    (
+        "DOCKER_CONFIG",
+        "Where docker's config.json (registry logins) is.",
+    ),
+];
+
+/// The files minifargate uses.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "/var/lib/minifargate/state.db",
+        "Tasks, task definitions, clusters, services (SQLite).",
+    ),
+    ("/var/lib/minifargate/blobs, layers", "The image cache."),
+    (
+        "/var/lib/minifargate/tasks/ID",
+        "A task's overlay dirs and container logs.",
+    ),
+    ("/run/minifargate", "Sockets, locks, netns mounts."),
+    (
+        "/etc/minifargate/config.toml",
+        "Registry mirrors and insecure registries (--config).",
+    ),
+    (
+        "~/.docker/config.json",
+        "Registry logins (as docker login writes them).",
+    ),
+];
+
+fn exit_status_text() -> String {
+    let mut t = String::from("Exit status:\n");
+    for (code, what) in EXIT_STATUS {
+        // Pre-wrapped lines, indented under the first (clap wraps without a hanging indent).
+        t.push_str(&format!(
+            "  {code:<6} {}\n",
+            what.replace('\n', "\n         ")
+        ));
+    }
+    t
+}
 
 /// The example for `verb`, if it has one.
 pub fn example(verb: &str) -> Option<&'static str> {
@@ -126,7 +259,71 @@ pub fn command() -> clap::Command {
             cmd = cmd.mut_subcommand(verb, |s| s.after_help(format!("Example:\n  {ex}")));
         }
     }
-    cmd
+    cmd.after_help(exit_status_text().trim_end().to_string())
+}
+
+/// `.SH NAME` with `.TP` items, escaped for roff.
+fn roff_section(title: &str, items: &[(&str, &str)]) -> String {
+    let esc = |s: &str| {
+        s.replace('\\', "\\e")
+            .replace('-', "\\-")
+            .replace('\n', " ")
+    };
+    let mut t = format!(".SH \"{title}\"\n");
+    for (k, v) in items {
+        t.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", esc(k), esc(v)));
+    }
+    t
+}
+
+/// Every man page: `minifargate.1` and one `minifargate-VERB.1` per visible verb (and
+/// `minifargate-system-info.1` for nested ones), as `(file name, roff)`. Each has EXIT
+/// STATUS, ENVIRONMENT and FILES, and names in SEE ALSO only pages in this list.
+pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut cmd = command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    fn walk(
+        cmd: &clap::Command,
+        parent: Option<&str>,
+        pages: &mut Vec<(String, Vec<u8>)>,
+    ) -> anyhow::Result<()> {
+        let name = cmd
+            .get_display_name()
+            .unwrap_or_else(|| cmd.get_name())
+            .to_string();
+        let man = clap_mangen::Man::new(cmd.clone());
+        let mut out = Vec::new();
+        man.render_title(&mut out)?;
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut out)?;
+        }
+        if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+            man.render_subcommands_section(&mut out)?;
+        }
+        if cmd.get_after_help().is_some() {
+            man.render_extra_section(&mut out)?;
+        }
+        out.extend(roff_section("EXIT STATUS", EXIT_STATUS).bytes());
+        out.extend(roff_section("ENVIRONMENT", ENVIRONMENT).bytes());
+        out.extend(roff_section("FILES", FILES).bytes());
+        if let Some(p) = parent {
+            out.extend(format!(".SH \"SEE ALSO\"\n\\fB{}\\fR(1)\n", p.replace('-', "\\-")).bytes());
+        }
+        if parent.is_none() {
+            man.render_version_section(&mut out)?;
+        }
+        pages.push((format!("{name}.1"), out));
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, Some(&name), pages)?;
+        }
+        Ok(())
+    }
+    walk(&cmd, None, &mut pages)?;
+    Ok(pages)
 }
 
 /// Parses the process arguments like `Cli::parse`, with the examples in `--help`.
@@ -244,10 +441,353 @@ mod tests {
     fn every_example_parses() {
         for (verb, ex) in EXAMPLES {
             for line in ex.lines() {
-                let line = line.split('>').next().unwrap();
-                let args: Vec<&str> = line.split_whitespace().collect();
+                let line = line.split(" > ").next().unwrap();
+                let args = shlex::split(line).expect("an example is a shell command line");
                 if let Err(e) = command().try_get_matches_from(&args) {
                     panic!("example of {verb} does not parse: {line}\n{e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    use super::*;
+    use crate::cli::model;
+    use std::collections::BTreeSet;
+
+    /// `run-task` → `RunTask`.
+    fn operation_of(verb: &str) -> String {
+        verb.split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The options `aws ecs VERB` takes: each input member in kebab-case (and `--no-X`
+    /// for a boolean), the paginators' options in place of the token and limit members,
+    /// and `--cli-input-json`, `--generate-cli-skeleton`.
+    fn aws_options(op: &model::Operation) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = ["cli-input-json", "generate-cli-skeleton"]
+            .map(String::from)
+            .into();
+        let skip: Vec<&str> = op
+            .paginator
+            .iter()
+            .flat_map(|p| [Some(p.input_token.as_str()), p.limit_key.as_deref()])
+            .flatten()
+            .collect();
+        for m in op
+            .members
+            .iter()
+            .filter(|m| !skip.contains(&m.name.as_str()))
+        {
+            out.insert(model::kebab(&m.name));
+            if m.kind == "boolean" {
+                out.insert(format!("no-{}", model::kebab(&m.name)));
+            }
+        }
+        if op.paginator.is_some() {
+            out.extend(["starting-token", "page-size", "max-items"].map(String::from));
+        }
+        out
+    }
+
+    /// Options of ours that `aws ecs` does not have, or the other way round, with the
+    /// reason each is accepted: `(verb, option, reason)`.
+    const ACCEPTED: &[(&str, &str, &str)] = &[
+        (
+            "run-task",
+            "env-file",
+            "local: variables from a file on this host",
+        ),
+        (
+            "run-task",
+            "timeline",
+            "local: the launch phases after an attached run",
+        ),
+        (
+            "run-task",
+            "detach",
+            "local: run-task follows the task unless told not to",
+        ),
+        (
+            "run-task",
+            "pull",
+            "local: when to pull images into this host's cache",
+        ),
+        (
+            "run-task",
+            "volume-map",
+            "local: EFS/FSx volumes served from local directories",
+        ),
+        (
+            "run-task",
+            "secrets-file",
+            "local: secrets from a file instead of SSM/Secrets Manager",
+        ),
+        (
+            "run-task",
+            "task-credentials",
+            "local: what the task's credentials endpoint serves",
+        ),
+        (
+            "run-task",
+            "execution-credentials",
+            "local: what start-up calls act as",
+        ),
+        (
+            "register-task-definition",
+            "lenient",
+            "local: unknown members warned, not refused",
+        ),
+        (
+            "execute-command",
+            "non-interactive",
+            "the AWS CLI's --no-interactive is spelt so here; refused as ECS refuses it",
+        ),
+        ("execute-command", "no-interactive", "see non-interactive"),
+    ];
+
+    /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.
+    const NOT_HERE: &[(&str, &str, &str)] = &[
+        (
+            "register-task-definition",
+            "container-definitions",
+            "the definition comes as a file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "volumes",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "placement-constraints",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "tags",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "pid-mode",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "ipc-mode",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "proxy-configuration",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "inference-accelerators",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "ephemeral-storage",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "runtime-platform",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "enable-fault-injection",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "no-enable-fault-injection",
+            "in the file (--cli-input-json)",
+        ),
+        (
+            "register-task-definition",
+            "generate-cli-skeleton",
+            "the task definition skeleton: describe-task-definition of a registered one",
+        ),
+    ];
+
+    /// Every verb named after an ECS operation takes the AWS CLI's options for it (from
+    /// botocore's model, checked against the test venv's by `cli::model`).
+    #[test]
+    fn verbs_take_the_aws_clis_options() {
+        let cmd = command();
+        let global: BTreeSet<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(String::from))
+            .collect();
+        let mut differences = Vec::new();
+        let mut verbs = 0;
+        for sub in cmd.get_subcommands() {
+            let verb = sub.get_name();
+            let Some(op) = model::model().operations.get(&operation_of(verb)) else {
+                continue;
+            };
+            verbs += 1;
+            let ours: BTreeSet<String> = sub
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .filter(|l| {
+                    !global.contains(l) && !["help", "output", "query"].contains(&l.as_str())
+                })
+                .collect();
+            let theirs = aws_options(op);
+            let known = |list: &[(&str, &str, &str)], o: &str| {
+                list.iter().any(|(v, opt, _)| *v == verb && *opt == o)
+            };
+            for o in ours.difference(&theirs) {
+                if !known(ACCEPTED, o) {
+                    differences.push(format!("{verb}: --{o} is not an `aws ecs {verb}` option"));
+                }
+            }
+            for o in theirs.difference(&ours) {
+                if !known(NOT_HERE, o) && !known(ACCEPTED, o) {
+                    differences.push(format!(
+                        "{verb}: `aws ecs {verb}` has --{o}, minifargate does not"
+                    ));
+                }
+            }
+        }
+        assert!(
+            verbs >= 20,
+            "only {verbs} verbs are named after ECS operations"
+        );
+        assert!(
+            differences.is_empty(),
+            "option differences with the AWS CLI (add the option, or list it with a reason \
+             in ACCEPTED / NOT_HERE):\n{}",
+            differences.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_option_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.is_hide_set() || ["help", "version"].contains(&a.get_id().as_str()) {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    out.push(format!(
+                        "{path} {}",
+                        a.get_long()
+                            .map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"))
+                    ));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                if s.is_hide_set() {
+                    continue;
+                }
+                if s.get_about().is_none() {
+                    out.push(format!("{path} {} (the verb)", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = command();
+        cmd.build();
+        walk(&cmd, "minifargate", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "options without a description:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn help_groups_global_options_and_shows_exit_status() {
+        let help = command().render_help().to_string();
+        let global = help
+            .find("Global options:")
+            .expect("a Global options heading");
+        assert!(help[global..].contains("--root"), "{help}");
+        assert!(help.contains("Exit status:\n  0      Success."), "{help}");
+        for verb in ["completions", "man"] {
+            assert!(
+                help.contains(&format!("\n  {verb} ")),
+                "{verb} not in --help"
+            );
+        }
+        let mut cmd = command();
+        cmd.build();
+        let sub = cmd
+            .find_subcommand_mut("create-service")
+            .unwrap()
+            .render_help()
+            .to_string();
+        let own = sub.find("--service-name").unwrap();
+        let heading = sub.find("Global options:").unwrap();
+        assert!(own < heading && sub[heading..].contains("--root"), "{sub}");
+    }
+
+    #[test]
+    fn completion_leaves_out_supervise() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut crate::cli::system::completion_command(),
+                "minifargate",
+                &mut out,
+            );
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("supervise"), "{shell}: offers supervise");
+            assert!(text.contains("create-service"), "{shell}");
+        }
+    }
+
+    #[test]
+    fn man_pages_have_exit_status_environment_files_and_only_written_cross_references() {
+        let pages = man_pages().unwrap();
+        let names: BTreeSet<String> = pages.iter().map(|(n, _)| n.clone()).collect();
+        assert!(names.contains("minifargate.1") && names.contains("minifargate-create-service.1"));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("supervise") || n.contains("-help"))
+        );
+        for (name, text) in &pages {
+            let text = String::from_utf8_lossy(text);
+            for section in [
+                ".SH \"EXIT STATUS\"",
+                ".SH \"ENVIRONMENT\"",
+                ".SH \"FILES\"",
+            ] {
+                assert!(text.contains(section), "{name} lacks {section}");
+            }
+            // Every `minifargate-x(1)` it names is a page written.
+            for (i, _) in text.match_indices("(1)") {
+                let start = text[..i]
+                    .rfind(|c: char| c.is_whitespace() || c == 'B')
+                    .map_or(0, |s| s + 1);
+                let page = text[start..i].replace("\\-", "-").replace("\\fR", "");
+                if page.starts_with("minifargate") {
+                    assert!(
+                        names.contains(&format!("{page}.1")),
+                        "{name} names {page}(1), not written"
+                    );
                 }
             }
         }

@@ -36,8 +36,8 @@ pub struct PullArgs {
     /// Print only the manifest digest.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// `text` or `json` summary (`--format` is the old name).
+    #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -46,7 +46,8 @@ pub struct PullArgs {
 /// Example: minifargate images --format json
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// `text` (a table) or `json` (`--format` is the old name).
+    #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -70,7 +71,8 @@ pub struct LoadArgs {
     /// Name to give an image the archive leaves unnamed.
     #[arg(long)]
     pub tag: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// `text` or `json` summary of what was loaded (`--format` is the old name).
+    #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -79,7 +81,8 @@ pub struct LoadArgs {
 /// Example: minifargate rmi busybox && minifargate prune
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// `text` or `json` summary of what was removed (`--format` is the old name).
+    #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -96,14 +99,19 @@ pub enum RootfsCommand {
     ///
     /// Example: minifargate rootfs mount busybox /mnt/rootfs --state /tmp/c1
     Mount {
+        /// The image (a reference in the local cache).
         image: String,
+        /// Where to mount the rootfs (an existing directory).
         target: PathBuf,
         /// Directory for the container's upper and work dirs.
         #[arg(long)]
         state: PathBuf,
     },
     /// Unmount a rootfs mounted by `rootfs mount`.
-    Umount { target: PathBuf },
+    Umount {
+        /// The mount point `rootfs mount` mounted.
+        target: PathBuf,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

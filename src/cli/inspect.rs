@@ -32,8 +32,8 @@ pub struct InspectArgs {
     /// Only a task of this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// `text` (for people) or `json` (`--format` is the old name).
+    #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 

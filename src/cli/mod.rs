@@ -1,19 +1,23 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
-mod clusters;
+pub mod aws;
 mod exec;
 pub mod help;
 mod images;
 mod inspect;
+pub mod model;
 mod output;
+mod render;
 mod run_input;
 mod run_task;
 mod serve;
+mod shorthand;
 mod system;
 mod taskdefs;
 mod tasks;
 
+use aws::{Generic, ops};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Directory holding all state (images, layers, tasks, state.db).
     #[arg(
@@ -75,6 +80,8 @@ pub enum LogFormat {
     Json,
 }
 
+// `execute-command` is the AWS CLI's name for the verb.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pull an image from ECR or any OCI registry into the local cache.
@@ -93,49 +100,68 @@ pub enum Command {
     Validate(taskdefs::ValidateArgs),
     /// Register a task definition as the next revision of its family.
     RegisterTaskDefinition(taskdefs::RegisterArgs),
-    /// Show a registered task definition.
-    DescribeTaskDefinition(taskdefs::DescribeArgs),
-    /// List registered task definition ARNs.
-    ListTaskDefinitions(taskdefs::ListArgs),
-    /// List task definition families.
-    ListTaskDefinitionFamilies(taskdefs::ListFamiliesArgs),
-    /// Mark a task definition revision INACTIVE.
-    DeregisterTaskDefinition(taskdefs::DeregisterArgs),
+    /// Show a registered task definition (aws ecs describe-task-definition).
+    DescribeTaskDefinition(Generic<ops::DescribeTaskDefinition>),
+    /// List registered task definition ARNs (aws ecs list-task-definitions).
+    ListTaskDefinitions(Generic<ops::ListTaskDefinitions>),
+    /// List task definition families (aws ecs list-task-definition-families).
+    ListTaskDefinitionFamilies(Generic<ops::ListTaskDefinitionFamilies>),
+    /// Mark a task definition revision INACTIVE (aws ecs deregister-task-definition).
+    DeregisterTaskDefinition(Generic<ops::DeregisterTaskDefinition>),
     /// Run a task from a task definition (aws ecs run-task).
-    RunTask(run_task::RunTaskArgs),
+    RunTask(Box<run_task::RunTaskArgs>),
     /// Run one container as a task, like `docker run`.
     Run(run_task::RunArgs),
-    /// Describe tasks (aws ecs describe-tasks).
-    DescribeTasks(tasks::DescribeTasksArgs),
+    /// Describe tasks (aws ecs describe-tasks); without --cluster, in any cluster.
+    DescribeTasks(Generic<ops::DescribeTasks>),
     /// List task ARNs (aws ecs list-tasks).
-    ListTasks(tasks::ListTasksArgs),
-    /// Stop a task (aws ecs stop-task).
-    StopTask(tasks::StopTaskArgs),
+    ListTasks(Generic<ops::ListTasks>),
+    /// Stop a task (aws ecs stop-task); without --cluster, in any cluster.
+    StopTask(Generic<ops::StopTask>),
     /// Show a task's container output.
     Logs(tasks::LogsArgs),
     /// Show how long each launch phase of a task took (as run-task --timeline does).
     Timeline(tasks::TimelineArgs),
     /// Create a cluster (aws ecs create-cluster).
-    CreateCluster(clusters::CreateClusterArgs),
+    CreateCluster(Generic<ops::CreateCluster>),
     /// List cluster ARNs (aws ecs list-clusters).
-    ListClusters(clusters::ListClustersArgs),
+    ListClusters(Generic<ops::ListClusters>),
     /// Describe clusters (aws ecs describe-clusters).
-    DescribeClusters(clusters::DescribeClustersArgs),
+    DescribeClusters(Generic<ops::DescribeClusters>),
     /// Delete a cluster without active tasks (aws ecs delete-cluster).
-    DeleteCluster(clusters::DeleteClusterArgs),
+    DeleteCluster(Generic<ops::DeleteCluster>),
+    /// Create a service: keep desiredCount tasks of a task definition running (aws ecs
+    /// create-service; `serve` runs the scheduler).
+    CreateService(Generic<ops::CreateService>),
+    /// Change a service's count, task definition or deployment settings (aws ecs
+    /// update-service).
+    UpdateService(Generic<ops::UpdateService>),
+    /// Describe services (aws ecs describe-services).
+    DescribeServices(Generic<ops::DescribeServices>),
+    /// List service ARNs (aws ecs list-services).
+    ListServices(Generic<ops::ListServices>),
+    /// Delete a service (aws ecs delete-service).
+    DeleteService(Generic<ops::DeleteService>),
+    /// Add tags to a cluster, task definition, task or service (aws ecs tag-resource).
+    TagResource(Generic<ops::TagResource>),
+    /// Remove tags from a resource (aws ecs untag-resource).
+    UntagResource(Generic<ops::UntagResource>),
+    /// List a resource's tags (aws ecs list-tags-for-resource).
+    ListTagsForResource(Generic<ops::ListTagsForResource>),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
-    /// Run a command in a running container of a task (aws ecs execute-command).
+    /// Run a command in a running container of a task, as `aws ecs execute-command`
+    /// (`exec` is the short form, with docker exec's options).
+    ExecuteCommand(exec::ExecuteCommandArgs),
+    /// Run a command in a running container of a task (aws ecs execute-command, docker exec).
     Exec(exec::ExecArgs),
     /// Show how a running task is isolated: namespaces, cgroups, rootfs, network.
     Inspect(inspect::InspectArgs),
     /// Versions, cgroup layout, kernel features and state dirs (for bug reports).
     System(system::SystemArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(hide = true)]
     Completions(system::CompletionsArgs),
     /// Print or write the man pages.
-    #[command(hide = true)]
     Man(system::ManArgs),
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
@@ -192,7 +218,11 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
     // client that disconnects.
     if !matches!(
         command,
-        Command::Serve(_) | Command::RunTask(_) | Command::Run(_) | Command::Exec(_)
+        Command::Serve(_)
+            | Command::RunTask(_)
+            | Command::Run(_)
+            | Command::Exec(_)
+            | Command::ExecuteCommand(_)
     ) {
         runtime::restore_default_sigpipe();
     }
@@ -205,45 +235,37 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::Rootfs(a) => images::rootfs(g, a),
         Command::Validate(a) => taskdefs::validate(g, a),
         Command::RegisterTaskDefinition(a) => taskdefs::register(g, a),
-        Command::DescribeTaskDefinition(a) => taskdefs::describe(g, a),
-        Command::ListTaskDefinitions(a) => taskdefs::list(g, a),
-        Command::ListTaskDefinitionFamilies(a) => taskdefs::list_families(g, a),
-        Command::DeregisterTaskDefinition(a) => taskdefs::deregister(g, a),
-        Command::RunTask(a) => run_task::run_task(g, a),
+        Command::DescribeTaskDefinition(a) => a.run(g),
+        Command::ListTaskDefinitions(a) => a.run(g),
+        Command::ListTaskDefinitionFamilies(a) => a.run(g),
+        Command::DeregisterTaskDefinition(a) => a.run(g),
+        Command::RunTask(a) => run_task::run_task(g, *a),
         Command::Run(a) => run_task::run(g, a),
         Command::DescribeTasks(a) => tasks::describe(g, a),
-        Command::ListTasks(a) => tasks::list(g, a),
+        Command::ListTasks(a) => a.run(g),
         Command::StopTask(a) => tasks::stop_task(g, a),
         Command::Logs(a) => tasks::logs(g, a),
         Command::Timeline(a) => tasks::timeline(g, a),
-        Command::CreateCluster(a) => clusters::create(g, a),
-        Command::ListClusters(a) => clusters::list(g, a),
-        Command::DescribeClusters(a) => clusters::describe(g, a),
-        Command::DeleteCluster(a) => clusters::delete(g, a),
+        Command::CreateCluster(a) => a.run(g),
+        Command::ListClusters(a) => a.run(g),
+        Command::DescribeClusters(a) => a.run(g),
+        Command::DeleteCluster(a) => a.run(g),
+        Command::CreateService(a) => a.run(g),
+        Command::UpdateService(a) => a.run(g),
+        Command::DescribeServices(a) => a.run(g),
+        Command::ListServices(a) => a.run(g),
+        Command::DeleteService(a) => a.run(g),
+        Command::TagResource(a) => a.run(g),
+        Command::UntagResource(a) => a.run(g),
+        Command::ListTagsForResource(a) => a.run(g),
         Command::Serve(a) => serve::serve(g, a),
+        Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),
         Command::Inspect(a) => inspect::inspect(g, a),
         Command::System(a) => system::system(g, a),
         Command::Completions(a) => system::completions(a),
         Command::Man(a) => system::man(a),
         Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
-    }
-}
-
-/// Every page of a paginated ECS list operation, as the AWS CLI gathers them: `page` is
-/// given the `nextToken` of the page to fetch and returns its items and the next token.
-fn all_pages<T>(
-    mut page: impl FnMut(Option<String>) -> crate::ecs::EcsResult<(Vec<T>, Option<String>)>,
-) -> anyhow::Result<Vec<T>> {
-    let mut items = Vec::new();
-    let mut token = None;
-    loop {
-        let (mut got, next) = page(token.take())?;
-        items.append(&mut got);
-        match next {
-            Some(t) => token = Some(t),
-            None => return Ok(items),
-        }
     }
 }
 

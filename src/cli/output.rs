@@ -1,29 +1,8 @@
-//! `--output json|table` of the describe/list verbs (like the AWS CLI's `--output`), the
-//! human tables they print, and the launch timeline of `run-task --timeline`.
+//! Human tables (borderless, like `docker ps`) and the launch timeline of
+//! `run-task --timeline` / `timeline`.
 
-use crate::ecs::clusters::Cluster;
 use crate::store::{ContainerRow, PhaseRow, TaskRow};
-use crate::task::shape::Task;
-use clap::ValueEnum;
 use comfy_table::{CellAlignment, ContentArrangement, Table, TableComponent, presets};
-
-/// How describe/list verbs print their answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// The JSON the AWS CLI prints.
-    #[default]
-    Json,
-    /// A human-readable table.
-    Table,
-}
-
-/// `--output` of the describe/list verbs (as the AWS CLI's).
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
-pub struct OutputArg {
-    /// `json` (what the AWS CLI prints) or a human-readable `table`.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
-    pub output: OutputFormat,
-}
 
 /// A borderless table with the given header, like `docker ps`.
 pub fn table(header: &[&str]) -> Table {
@@ -38,127 +17,6 @@ pub fn table(header: &[&str]) -> Table {
         c.set_padding((0, 2));
     }
     t
-}
-
-/// Prints a table without the trailing blanks of its last column.
-pub fn print_table(t: &Table) {
-    for line in t.to_string().lines() {
-        println!("{}", line.trim_end());
-    }
-}
-
-pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-/// The last path segment of an ARN (`…:task/default/<id>` → `<id>`,
-/// `…:task-definition/web:3` → `web:3`).
-fn tail(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
-/// `describe-tasks` as two tables: tasks, then their containers.
-pub fn tasks_table(tasks: &[Task], failures: &[crate::ecs::clusters::Failure]) {
-    let mut t = table(&[
-        "TASK",
-        "TASK DEFINITION",
-        "LAST STATUS",
-        "DESIRED",
-        "HEALTH",
-        "LAUNCH",
-        "CREATED",
-        "STOP CODE",
-        "STOPPED REASON",
-    ]);
-    let mut c = table(&["TASK", "CONTAINER", "STATUS", "EXIT", "HEALTH", "REASON"]);
-    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    for task in tasks {
-        let id = tail(&task.task_arn);
-        t.add_row(vec![
-            id.to_string(),
-            tail(&task.task_definition_arn).to_string(),
-            task.last_status.to_string(),
-            task.desired_status.to_string(),
-            task.health_status.to_string(),
-            task.launch_type.clone(),
-            text(&task.created_at),
-            task.stop_code.map_or_else(|| "-".into(), |c| c.to_string()),
-            text(&task.stopped_reason),
-        ]);
-        for ctr in &task.containers {
-            c.add_row(vec![
-                id.to_string(),
-                ctr.name.clone(),
-                ctr.last_status.to_string(),
-                ctr.exit_code.map_or("-".to_string(), |v| v.to_string()),
-                ctr.health_status.to_string(),
-                text(&ctr.reason),
-            ]);
-        }
-    }
-    print_table(&t);
-    if !tasks.is_empty() {
-        println!();
-        print_table(&c);
-    }
-    for f in failures {
-        println!("failure: {} {}", f.arn, f.reason);
-    }
-}
-
-/// `list-tasks` as a table of the tasks behind the ARNs.
-pub fn task_rows_table(rows: &[TaskRow]) {
-    let mut t = table(&[
-        "TASK",
-        "CLUSTER",
-        "TASK DEFINITION",
-        "LAST STATUS",
-        "DESIRED",
-        "STARTED BY",
-        "CREATED",
-    ]);
-    for r in rows {
-        t.add_row(vec![
-            r.id.clone(),
-            r.cluster.clone(),
-            tail(&r.task_definition_arn).to_string(),
-            r.last_status.to_string(),
-            r.desired_status.to_string(),
-            r.started_by.clone().unwrap_or_else(|| "-".into()),
-            crate::store::format_timestamp(r.created_at),
-        ]);
-    }
-    print_table(&t);
-}
-
-/// `describe-clusters` / `create-cluster` / `delete-cluster` as a table.
-pub fn clusters_table(clusters: &[Cluster]) {
-    let mut t = table(&["CLUSTER", "STATUS", "RUNNING", "PENDING", "ARN"]);
-    for c in clusters {
-        t.add_row(vec![
-            c.cluster_name.clone(),
-            c.status.to_string(),
-            c.running_tasks_count.to_string(),
-            c.pending_tasks_count.to_string(),
-            c.cluster_arn.clone(),
-        ]);
-    }
-    for col in [2, 3] {
-        if let Some(c) = t.column_mut(col) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    print_table(&t);
-}
-
-/// A list of ARNs (`list-clusters`, `list-task-definitions`) as NAME + ARN.
-pub fn arns_table(header: &str, arns: &[String]) {
-    let mut t = table(&[header, "ARN"]);
-    for a in arns {
-        t.add_row(vec![tail(a).to_string(), a.clone()]);
-    }
-    print_table(&t);
 }
 
 /// `12.3 ms` under a second, `1.23 s` above.

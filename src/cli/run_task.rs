@@ -9,7 +9,7 @@ use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
 use crate::store::{LastStatus, StopCode, Store};
 use crate::supervisor::{Request, request};
 use crate::task::launch;
-use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
+use crate::task::{PullPolicy, TaskPaths, stop};
 use crate::taskdef::{self, LaunchType};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -30,21 +30,57 @@ use std::time::{Duration, Instant};
 ///   minifargate run-task --task-definition web:3 --detach
 #[derive(Debug, Args)]
 pub struct RunTaskArgs {
-    /// Cluster name or ARN: `default` is created on first use, as in ECS; any other must
-    /// exist (`create-cluster`).
-    #[arg(long, default_value = "default")]
-    pub cluster: String,
-    /// `family`, `family:revision`, a task definition ARN, or `file://taskdef.json`.
+    /// Cluster name or ARN (default `default`): `default` is created on first use, as in
+    /// ECS; any other must exist (`create-cluster`).
     #[arg(long)]
-    pub task_definition: String,
-    /// Number of tasks (1-10).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10))]
-    pub count: u32,
-    /// RunTask overrides JSON: `{"containerOverrides":[{"name":…,"command":[…],"environment":[…]}]}`.
+    pub cluster: Option<String>,
+    /// `family`, `family:revision`, a task definition ARN, or `file://taskdef.json` (read,
+    /// registered and run; `~` is $HOME).
+    #[arg(long)]
+    pub task_definition: Option<String>,
+    /// Number of tasks (1-10; default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub count: Option<u32>,
+    /// RunTask overrides, JSON or shorthand:
+    /// `{"containerOverrides":[{"name":…,"command":[…],"environment":[…]}]}`.
     #[arg(long)]
     pub overrides: Option<String>,
+    /// FARGATE or EC2 (default: the definition's requiresCompatibilities rules).
     #[arg(long, value_enum)]
     pub launch_type: Option<LaunchType>,
+    /// Capacity provider strategy items: `capacityProvider=FARGATE,weight=1,base=0` per
+    /// item (shorthand or JSON); FARGATE and FARGATE_SPOT run as the FARGATE launch type.
+    #[arg(long, num_args = 1..)]
+    pub capacity_provider_strategy: Vec<String>,
+    /// Placement constraints (`type=memberOf,expression=…`): recorded; this host is the only
+    /// place a task can go.
+    #[arg(long, num_args = 1..)]
+    pub placement_constraints: Vec<String>,
+    /// Placement strategy (`type=spread,field=…`): recorded; this host is the only place.
+    #[arg(long, num_args = 1..)]
+    pub placement_strategy: Vec<String>,
+    /// Fargate platform version (`LATEST`, `1.4.0`): recorded on the task.
+    #[arg(long)]
+    pub platform_version: Option<String>,
+    /// Copy tags to the tasks from the task definition (`TASK_DEFINITION`), or `NONE`.
+    #[arg(long)]
+    pub propagate_tags: Option<String>,
+    /// Add the `aws:ecs:clusterName` and `aws:ecs:serviceName` tags, as ECS does.
+    #[arg(long, overrides_with = "no_enable_ecs_managed_tags")]
+    pub enable_ecs_managed_tags: bool,
+    /// Do not add ECS-managed tags (the default).
+    #[arg(long)]
+    pub no_enable_ecs_managed_tags: bool,
+    /// An idempotency token: the same request with the same token runs its tasks once.
+    #[arg(long)]
+    pub client_token: Option<String>,
+    /// A reference id recorded on the tasks (ECS's `referenceId`).
+    #[arg(long)]
+    pub reference_id: Option<String>,
+    /// Volume configurations at launch (JSON or shorthand), as RunTask's
+    /// `volumeConfigurations`.
+    #[arg(long, num_args = 1..)]
+    pub volume_configurations: Vec<String>,
     /// Recorded as `startedBy` (list-tasks --started-by filters on it).
     #[arg(long)]
     pub started_by: Option<String>,
@@ -58,48 +94,55 @@ pub struct RunTaskArgs {
     /// Recorded as the task's `enableExecuteCommand`.
     #[arg(long, overrides_with = "no_enable_execute_command")]
     pub enable_execute_command: bool,
-    #[arg(long, hide = true)]
-    pub no_enable_execute_command: bool,
-    /// Variables for every container, from a file of `KEY=VALUE` lines (Docker's
-    /// `--env-file` rules; repeatable, later files win). The task definition's
-    /// `environment` and `environmentFiles` and --overrides win over them.
+    /// Do not record enableExecuteCommand (the default).
     #[arg(long)]
-    pub env_file: Vec<std::path::PathBuf>,
-    /// After the task stops, print how long each launch phase took, per container
-    /// (pull, network, rootfs, create, start, first healthy, stop) on stderr.
-    #[arg(long, conflicts_with = "detach")]
-    pub timeline: bool,
-    /// awsvpc network configuration, JSON or aws-cli shorthand
+    pub no_enable_execute_command: bool,
+    /// awsvpc network configuration, JSON or shorthand
     /// (`awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1]}`); its subnet and
     /// security groups are recorded in the task's ENI attachment.
     #[arg(long)]
     pub network_configuration: Option<String>,
+    #[command(flatten)]
+    pub input: super::aws::InputOpts,
+    /// Variables for every container, from a file of `KEY=VALUE` lines (Docker's
+    /// `--env-file` rules; repeatable, later files win). The task definition's
+    /// `environment` and `environmentFiles` and --overrides win over them.
+    #[arg(long, help_heading = "Local options")]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// After the task stops, print how long each launch phase took, per container
+    /// (pull, network, rootfs, create, start, first healthy, stop) on stderr.
+    #[arg(long, conflicts_with = "detach", help_heading = "Local options")]
+    pub timeline: bool,
     /// Print the RunTask response and return instead of following the task.
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = "Local options")]
     pub detach: bool,
     /// When to pull images: `always`, `missing` (default) or `never`.
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing, help_heading = "Local options")]
     pub pull: PullPolicy,
     /// Serve an EFS/FSx volume (or one configured at launch) from a local directory:
     /// `NAME=/local/dir`, bind-mounted where the task definition mounts volume NAME.
     /// Repeatable. Without it such volumes are an error.
-    #[arg(long = "volume-map", value_name = "NAME=DIR")]
+    #[arg(
+        long = "volume-map",
+        value_name = "NAME=DIR",
+        help_heading = "Local options"
+    )]
     pub volume_map: Vec<String>,
     /// Resolve `secrets` from this local JSON file (`{"<valueFrom>": "<value>", …}`)
     /// instead of SSM Parameter Store / Secrets Manager (offline use).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Local options")]
     pub secrets_file: Option<std::path::PathBuf>,
     /// What the task's credentials endpoint hands out: `role` (default; the taskRoleArn
     /// assumed through STS with this host's credentials, an error without one) or `host`
     /// (a task without a taskRoleArn gets this host's own identity: explicit opt-in).
-    #[arg(long, value_enum, default_value_t = crate::supervisor::TaskCredentialsFrom::Role)]
+    #[arg(long, value_enum, default_value_t = crate::supervisor::TaskCredentialsFrom::Role, help_heading = "Local options")]
     pub task_credentials: crate::supervisor::TaskCredentialsFrom,
     /// What pulls from ECR, `repositoryCredentials`, `secrets` and S3 `environmentFiles`
     /// act as: `role` (default; the executionRoleArn assumed through STS with this host's
     /// credentials, as ECS does, so a permission the role lacks fails here too; this host's
     /// credentials when there is none) or `host` (this host's credentials even when there
     /// is an executionRoleArn: explicit opt-in).
-    #[arg(long, value_enum, default_value_t = crate::supervisor::ExecutionCredentialsFrom::Role)]
+    #[arg(long, value_enum, default_value_t = crate::supervisor::ExecutionCredentialsFrom::Role, help_heading = "Local options")]
     pub execution_credentials: crate::supervisor::ExecutionCredentialsFrom,
 }
 
@@ -108,6 +151,7 @@ pub struct RunTaskArgs {
 /// Example: minifargate run public.ecr.aws/docker/library/busybox:1.36 -- echo hello
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The image to run (pulled unless --pull never).
     pub image: String,
     /// Command (replaces the image's Cmd).
     #[arg(last = true)]
@@ -145,50 +189,123 @@ pub struct RunArgs {
     /// Cluster name or ARN (see run-task --cluster).
     #[arg(long, default_value = "default")]
     pub cluster: String,
+    /// Print the RunTask response and return instead of following the container.
     #[arg(long, short)]
     pub detach: bool,
+    /// When to pull the image: `always`, `missing` (default) or `never`.
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,
 }
 
+/// run-task's options as RunTask request members (JSON), typed by the API model.
+fn run_task_options(a: &RunTaskArgs) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    use super::aws::structured;
+    use serde_json::{Value, json};
+    let shape = super::model::operation("RunTask").input_shape();
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    let list = |name: &str, args: &[String]| -> anyhow::Result<Option<Value>> {
+        if args.is_empty() {
+            return Ok(None);
+        }
+        let option = format!("--{}", super::model::kebab(name));
+        if let [one] = args
+            && one.trim_start().starts_with('[')
+        {
+            return structured(one, &shape[name], &option).map(Some);
+        }
+        let items = args
+            .iter()
+            .map(|x| structured(x, &shape[name][0], &option))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(Value::Array(items)))
+    };
+    put("cluster", a.cluster.clone().map(Value::String));
+    // A `file://` task definition is this host's own (read and registered), not a
+    // parameter file: only `~` is resolved here.
+    put(
+        "taskDefinition",
+        a.task_definition
+            .as_ref()
+            .map(|t| match t.strip_prefix("file://") {
+                Some(p) => json!(format!(
+                    "file://{}",
+                    crate::taskdef::parse::expand_home(p).display()
+                )),
+                None => json!(t),
+            }),
+    );
+    put("count", a.count.map(|c| json!(c)));
+    if let Some(o) = &a.overrides {
+        put(
+            "overrides",
+            Some(structured(o, &shape["overrides"], "--overrides")?),
+        );
+    }
+    put(
+        "launchType",
+        a.launch_type.and_then(super::member).map(Value::String),
+    );
+    put(
+        "capacityProviderStrategy",
+        list("capacityProviderStrategy", &a.capacity_provider_strategy)?,
+    );
+    put(
+        "placementConstraints",
+        list("placementConstraints", &a.placement_constraints)?,
+    );
+    put(
+        "placementStrategy",
+        list("placementStrategy", &a.placement_strategy)?,
+    );
+    put(
+        "platformVersion",
+        a.platform_version.clone().map(Value::String),
+    );
+    put("propagateTags", a.propagate_tags.clone().map(Value::String));
+    put(
+        "enableECSManagedTags",
+        (a.enable_ecs_managed_tags || a.no_enable_ecs_managed_tags)
+            .then(|| json!(a.enable_ecs_managed_tags)),
+    );
+    put("clientToken", a.client_token.clone().map(Value::String));
+    put("referenceId", a.reference_id.clone().map(Value::String));
+    put(
+        "volumeConfigurations",
+        list("volumeConfigurations", &a.volume_configurations)?,
+    );
+    put("startedBy", a.started_by.clone().map(Value::String));
+    put("group", a.group.clone().map(Value::String));
+    if !a.tags.is_empty() {
+        put("tags", Some(serde_json::to_value(parse_tags(&a.tags)?)?));
+    }
+    put(
+        "enableExecuteCommand",
+        (a.enable_execute_command || a.no_enable_execute_command)
+            .then(|| json!(a.enable_execute_command)),
+    );
+    if let Some(n) = &a.network_configuration {
+        put(
+            "networkConfiguration",
+            Some(structured(
+                n,
+                &shape["networkConfiguration"],
+                "--network-configuration",
+            )?),
+        );
+    }
+    Ok(m)
+}
+
 pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
-    let overrides: TaskOverride = match &a.overrides {
-        Some(s) => {
-            let s = match s.strip_prefix("file://") {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("failed to read --overrides file {p}"))?,
-                None => s.clone(),
-            };
-            crate::taskdef::unknown::decode(
-                &s,
-                &crate::taskdef::finding::JsonPath::root().key("overrides"),
-            )
-            .context("--overrides is not valid RunTask overrides JSON")?
-        }
-        None => TaskOverride::default(),
+    let Some(req) = super::aws::request("RunTask", run_task_options(&a)?, &a.input)? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let network_configuration = match a.network_configuration.as_deref() {
-        Some(text) => {
-            let awsvpc = crate::task::network::parse_network_configuration(text)?;
-            let awsvpc: serde_json::Value =
-                serde_json::from_str(&awsvpc).context("--network-configuration does not decode")?;
-            Some(serde_json::json!({ "awsvpcConfiguration": awsvpc }))
-        }
-        None => None,
-    };
-    let req = RunTaskRequest {
-        cluster: Some(a.cluster),
-        task_definition: a.task_definition,
-        count: Some(a.count),
-        overrides,
-        launch_type: a.launch_type.and_then(super::member),
-        started_by: a.started_by,
-        group: a.group,
-        tags: parse_tags(&a.tags)?,
-        enable_execute_command: a.enable_execute_command,
-        network_configuration,
-        ..Default::default()
-    };
+    let req: RunTaskRequest = super::aws::decode("RunTask", req)?;
     let local = Local {
         files: true,
         env_file: read_env_files(&a.env_file)?,

@@ -22,7 +22,8 @@ pub struct SystemArgs {
 pub enum SystemCommand {
     /// Show versions, the cgroup layout, kernel features and state dirs (attach to bug reports).
     Info {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
+        /// `text` or `json` (`--format` is the old name).
+        #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Stop every task and remove all networks, mounts, cgroups, images and state of
@@ -74,24 +75,35 @@ pub fn system(g: &GlobalOpts, a: SystemArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn completions(a: CompletionsArgs) -> anyhow::Result<ExitCode> {
-    let mut cmd = super::help::command();
+    let mut cmd = completion_command();
     clap_complete::generate(a.shell, &mut cmd, "minifargate", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
 }
 
+/// The CLI as shells complete it: without the internal `supervise` verb (the generators
+/// offer hidden verbs too).
+pub fn completion_command() -> clap::Command {
+    let full = super::help::command();
+    clap::Command::new("minifargate")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+}
+
 pub fn man(a: ManArgs) -> anyhow::Result<ExitCode> {
-    let cmd = super::help::command();
+    let pages = super::help::man_pages()?;
     match a.dir {
         None => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(cmd).render(&mut out)?;
-            std::io::stdout().write_all(&out)?;
+            let (_, top) = pages.first().context("no man page")?;
+            std::io::stdout().write_all(top)?;
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("failed to create {}", dir.display()))?;
-            clap_mangen::generate_to(cmd, &dir)
-                .with_context(|| format!("failed to write man pages into {}", dir.display()))?;
+            for (name, text) in &pages {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("failed to write {}", path.display()))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,12 +1,10 @@
-//! Task definition verbs: `validate`, `register-task-definition`, `describe-task-definition`,
-//! `list-task-definitions`, `list-task-definition-families`, `deregister-task-definition`.
-//! The API verbs call the ECS core (crate::ecs::task_definitions) and print what the AWS
-//! CLI prints for the same ECS call.
+//! Task definition verbs that read a file: `validate` and `register-task-definition` (the
+//! ECS core, crate::ecs::task_definitions, registers; the other task definition verbs are
+//! built from the API model, see `super::aws`).
 
 use super::GlobalOpts;
 use crate::ecs::EcsError;
-use crate::ecs::task_definitions::{self as core, ListStatus};
-use crate::store::{FamilyStatus, SortOrder};
+use crate::ecs::task_definitions as core;
 use crate::taskdef::{self, Finding, LaunchType, Source, validate};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -135,60 +133,6 @@ impl TaskLevelFlags {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Include {
-    #[value(name = "TAGS")]
-    Tags,
-}
-
-/// Show a registered task definition.
-///
-/// Example: minifargate describe-task-definition --task-definition web:3
-#[derive(Debug, Args)]
-pub struct DescribeArgs {
-    /// FAMILY (latest ACTIVE revision), FAMILY:REVISION or a task definition ARN.
-    #[arg(long)]
-    pub task_definition: String,
-    /// Include the task definition's tags in the output.
-    #[arg(long, value_enum)]
-    pub include: Vec<Include>,
-}
-
-/// List task definition ARNs, by family then revision.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only this family's revisions (ECS matches the full family name here).
-    #[arg(long)]
-    pub family_prefix: Option<String>,
-    #[arg(long, value_enum, default_value_t = ListStatus::Active)]
-    pub status: ListStatus,
-    #[arg(long, value_enum, default_value_t = SortOrder::Asc)]
-    pub sort: SortOrder,
-    #[command(flatten)]
-    pub output: super::output::OutputArg,
-}
-
-/// List task definition families.
-#[derive(Debug, Args)]
-pub struct ListFamiliesArgs {
-    /// Only families whose name starts with this.
-    #[arg(long)]
-    pub family_prefix: Option<String>,
-    /// ACTIVE: families with an ACTIVE revision; INACTIVE: families without one.
-    #[arg(long, value_enum, default_value_t = FamilyStatus::All)]
-    pub status: FamilyStatus,
-}
-
-/// Mark a task definition revision INACTIVE. Its revision number is never reused.
-///
-/// Example: minifargate deregister-task-definition --task-definition web:3
-#[derive(Debug, Args)]
-pub struct DeregisterArgs {
-    /// FAMILY:REVISION or a task definition ARN.
-    #[arg(long)]
-    pub task_definition: String,
-}
-
 /// JSON as the AWS CLI prints it: four-space indent.
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = Vec::new();
@@ -298,64 +242,4 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-pub fn describe(g: &GlobalOpts, a: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let req = core::DescribeTaskDefinitionRequest {
-        task_definition: a.task_definition,
-        include: a.include.iter().map(|_| "TAGS".to_string()).collect(),
-    };
-    print_json(&core::describe_task_definition(&g.ecs(), &req)?)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn list(g: &GlobalOpts, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let ecs = g.ecs();
-    let mut req = core::ListTaskDefinitionsRequest {
-        family_prefix: a.family_prefix,
-        status: super::member(a.status),
-        sort: super::member(a.sort),
-        ..Default::default()
-    };
-    let arns = super::all_pages(|next_token| {
-        req.next_token = next_token;
-        let r = core::list_task_definitions(&ecs, &req)?;
-        Ok((r.task_definition_arns, r.next_token))
-    })?;
-    if a.output.output == super::output::OutputFormat::Table {
-        super::output::arns_table("TASK DEFINITION", &arns);
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_json(&core::ListTaskDefinitionsResponse {
-        task_definition_arns: arns,
-        next_token: None,
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn list_families(g: &GlobalOpts, a: ListFamiliesArgs) -> anyhow::Result<ExitCode> {
-    let ecs = g.ecs();
-    let mut req = core::ListTaskDefinitionFamiliesRequest {
-        family_prefix: a.family_prefix,
-        status: super::member(a.status),
-        ..Default::default()
-    };
-    let families = super::all_pages(|next_token| {
-        req.next_token = next_token;
-        let r = core::list_task_definition_families(&ecs, &req)?;
-        Ok((r.families, r.next_token))
-    })?;
-    print_json(&core::ListTaskDefinitionFamiliesResponse {
-        families,
-        next_token: None,
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn deregister(g: &GlobalOpts, a: DeregisterArgs) -> anyhow::Result<ExitCode> {
-    let req = core::DeregisterTaskDefinitionRequest {
-        task_definition: a.task_definition,
-    };
-    print_json(&core::deregister_task_definition(&g.ecs(), &req)?)?;
-    Ok(ExitCode::SUCCESS)
 }

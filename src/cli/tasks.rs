@@ -1,11 +1,12 @@
-//! Task verbs: `describe-tasks`, `list-tasks`, `stop-task` (crate::ecs::tasks does the
-//! work), `logs` and `timeline`. Each first notices tasks whose supervisor died (see
+//! Task verbs: `describe-tasks`, `stop-task` (crate::ecs::tasks does the work), `logs` and
+//! `timeline`. Each first notices tasks whose supervisor died (see
 //! task::reconcile).
 
 use super::GlobalOpts;
-use super::output::{self, OutputFormat};
+use super::aws::{self, Generic, ops};
+use super::output;
 use crate::ecs::tasks::{self as core, Unset};
-use crate::store::{DesiredStatus, LastStatus, Store};
+use crate::store::{LastStatus, Store};
 use crate::task::TaskPaths;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -13,53 +14,6 @@ use runtime::{LogEntry, LogFollower};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Describe tasks, like `aws ecs describe-tasks`.
-///
-/// Example: minifargate describe-tasks --tasks 0123456789abcdef0123456789abcdef
-#[derive(Debug, Args)]
-pub struct DescribeTasksArgs {
-    /// Only tasks of this cluster.
-    #[arg(long)]
-    pub cluster: Option<String>,
-    /// Task ids or ARNs.
-    #[arg(long, required = true, num_args = 1..)]
-    pub tasks: Vec<String>,
-    /// `TAGS`: include the tasks' tags (left empty otherwise, as ECS does).
-    #[arg(long, value_parser = ["TAGS"])]
-    pub include: Vec<String>,
-    #[command(flatten)]
-    pub output: output::OutputArg,
-}
-
-/// List task ARNs, like `aws ecs list-tasks` (RUNNING ones unless --desired-status STOPPED).
-#[derive(Debug, Args)]
-pub struct ListTasksArgs {
-    #[arg(long, default_value = "default")]
-    pub cluster: String,
-    #[arg(long)]
-    pub family: Option<String>,
-    #[arg(long, value_enum, default_value_t = DesiredStatus::Running)]
-    pub desired_status: DesiredStatus,
-    #[arg(long)]
-    pub started_by: Option<String>,
-    #[command(flatten)]
-    pub output: output::OutputArg,
-}
-
-/// Stop a task, like `aws ecs stop-task`: containers get SIGTERM in reverse dependency
-/// order, then SIGKILL after their stopTimeout.
-#[derive(Debug, Args)]
-pub struct StopTaskArgs {
-    #[arg(long)]
-    pub cluster: Option<String>,
-    /// Task id or ARN.
-    #[arg(long)]
-    pub task: String,
-    /// The task's stoppedReason (default "Task stopped by user").
-    #[arg(long)]
-    pub reason: Option<String>,
-}
 
 /// Show a task's container output (kept after the task stops).
 ///
@@ -139,48 +93,26 @@ pub fn timeline(g: &GlobalOpts, a: TimelineArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn describe(g: &GlobalOpts, a: DescribeTasksArgs) -> anyhow::Result<ExitCode> {
-    let req = core::DescribeTasksRequest {
-        cluster: a.cluster,
-        tasks: a.tasks,
-        include: a.include,
-    };
-    let r = core::describe_tasks(&g.ecs(), &req, Unset::AnyCluster)?;
-    match a.output.output {
-        OutputFormat::Json => output::print_json(&r)?,
-        OutputFormat::Table => output::tasks_table(&r.tasks, &r.failures),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn list(g: &GlobalOpts, a: ListTasksArgs) -> anyhow::Result<ExitCode> {
-    let req = core::ListTasksRequest {
-        cluster: Some(a.cluster),
-        family: a.family,
-        desired_status: Some(a.desired_status.to_string()),
-        started_by: a.started_by,
-        ..Default::default()
-    };
-    // Every matching task in one query, as the AWS CLI shows them after gathering the
-    // pages (a page each would reconcile the tasks once a page).
-    let rows = core::list_task_rows(&g.ecs(), &req)?;
-    if a.output.output == OutputFormat::Table {
-        output::task_rows_table(&rows);
+/// `describe-tasks`: as DescribeTasks, except that without --cluster a task is found in any
+/// cluster (ids are unique on this host).
+pub fn describe(g: &GlobalOpts, a: Generic<ops::DescribeTasks>) -> anyhow::Result<ExitCode> {
+    let Some(req) = a.request()? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let arns: Vec<_> = rows.into_iter().map(|t| t.arn).collect();
-    output::print_json(&serde_json::json!({ "taskArns": arns }))?;
+    };
+    let req: core::DescribeTasksRequest = aws::decode("DescribeTasks", req)?;
+    let r = core::describe_tasks(&g.ecs(), &req, Unset::AnyCluster)?;
+    aws::print_response("DescribeTasks", &r, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stop_task(g: &GlobalOpts, a: StopTaskArgs) -> anyhow::Result<ExitCode> {
-    let req = core::StopTaskRequest {
-        cluster: a.cluster,
-        task: a.task,
-        reason: a.reason,
+/// `stop-task`: as StopTask, except that without --cluster the task is found in any cluster.
+pub fn stop_task(g: &GlobalOpts, a: Generic<ops::StopTask>) -> anyhow::Result<ExitCode> {
+    let Some(req) = a.request()? else {
+        return Ok(ExitCode::SUCCESS);
     };
+    let req: core::StopTaskRequest = aws::decode("StopTask", req)?;
     let r = core::stop_task(&g.ecs(), &req, Unset::AnyCluster)?;
-    output::print_json(&r)?;
+    aws::print_response("StopTask", &r, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub enum Source {
     File(PathBuf),
     Stdin,
+    /// JSON given inline on the command line (`--cli-input-json '{"family": …}'`, which
+    /// the AWS CLI takes).
+    Inline(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +43,11 @@ impl Source {
         if arg == "-" {
             return Source::Stdin;
         }
+        if arg.trim_start().starts_with(['{', '[']) {
+            return Source::Inline(arg.to_string());
+        }
         match arg.strip_prefix("file://") {
-            Some(p) => Source::File(PathBuf::from(p)),
+            Some(p) => Source::File(expand_home(p)),
             None => Source::File(PathBuf::from(arg)),
         }
     }
@@ -50,6 +56,7 @@ impl Source {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::Stdin => "<stdin>".to_string(),
+            Source::Inline(_) => "<cli-input-json>".to_string(),
         }
     }
 
@@ -66,6 +73,7 @@ impl Source {
                     .map_err(ReadError::ReadStdin)?;
                 buf
             }
+            Source::Inline(text) => return Ok(text.clone()),
         };
         String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8(self.display_name()))
     }
@@ -88,6 +96,22 @@ impl Source {
             .collect();
         (!family.is_empty()).then_some(family)
     }
+}
+
+/// A `file://` path as the AWS CLI resolves it: a leading `~` or `~/` is $HOME (Python's
+/// `os.path.expanduser`), anything else as given (relative to the working directory).
+pub fn expand_home(p: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    if p == "~" {
+        if let Some(h) = home() {
+            return h;
+        }
+    } else if let Some(rest) = p.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    PathBuf::from(p)
 }
 
 /// Which of the accepted layouts the input had.
