@@ -186,8 +186,24 @@ pub enum LogConfig {
     /// Discard output (`/dev/null`).
     #[default]
     Discard,
-    /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`.
-    JsonFile(PathBuf),
+    /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`,
+    /// rotated by size and count.
+    JsonFile {
+        path: PathBuf,
+        rotation: crate::logs::Rotation,
+    },
+    /// Each line handed to the caller's sink (e.g. a log driver).
+    Sink(crate::logs::SinkRef),
+}
+
+impl LogConfig {
+    /// A json-file log at `path` with the default [`crate::Rotation`].
+    pub fn json_file(path: impl Into<PathBuf>) -> Self {
+        LogConfig::JsonFile {
+            path: path.into(),
+            rotation: crate::logs::Rotation::default(),
+        }
+    }
 }
 
 /// A process to run in a running container ([`crate::Container::exec`]).

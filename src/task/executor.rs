@@ -1110,8 +1110,13 @@ impl Executor {
             .as_ref()
             .is_some_and(|l| l.init_process_enabled == Some(true));
         let init = wants_init.then(spec::static_init).flatten();
-        let mut spec =
-            spec::build(def, img, ecs, self.paths.log(&name), init).map_err(|e| e.to_string())?;
+        let rotation = super::logging::rotation(def.log_configuration.as_ref())
+            .map_err(|e| format!("{name}: {e}"))?;
+        let log = runtime::LogConfig::JsonFile {
+            path: self.paths.log(&name),
+            rotation,
+        };
+        let mut spec = spec::build(def, img, ecs, log, init).map_err(|e| e.to_string())?;
         self.namespaces.apply(&mut spec);
         // `apparmor:unconfined` on a host without AppArmor: nothing to lift (libcontainer
         // would refuse any profile there).

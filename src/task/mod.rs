@@ -11,6 +11,7 @@ pub mod ephemeral;
 pub mod executor;
 pub mod health;
 pub mod launch;
+pub mod logging;
 pub mod metadata;
 pub mod namespaces;
 pub mod network;
