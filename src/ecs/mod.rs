@@ -11,6 +11,7 @@
 mod botocore_model;
 pub mod clusters;
 pub mod error;
+pub mod logs;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
