@@ -421,3 +421,169 @@ print(json.dumps({"before": before, "after": after, "rejected": r.get("rejectedL
     );
     assert_eq!(v["still_retention"], false);
 }
+
+/// A one-container busybox task with `logConfiguration`, run detached through the CLI
+/// over the server's root; its task id.
+fn run_logged(api: &Api, name: &str, command: &str, options: Value) -> String {
+    let td = serde_json::json!({
+        "family": name,
+        "networkMode": "none",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "memory": 128,
+            "essential": true,
+            "command": ["sh", "-c", command],
+            "logConfiguration": {"logDriver": "awslogs", "options": options},
+        }],
+    });
+    let td = api.mf.taskdef(name, &td.to_string());
+    let v = api.mf_json(&["run-task", "--task-definition", &td, "--detach"]);
+    assert_eq!(v["failures"], serde_json::json!([]));
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+fn task(api: &Api, id: &str) -> Value {
+    api.mf_json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
+}
+
+fn wait_stopped(api: &Api, id: &str) -> Value {
+    api.wait_for(60, "the task to stop", || {
+        let t = task(api, id);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    })
+}
+
+/// Acceptance: three lines printed by an awslogs container are the events of the agent's
+/// stream `<prefix>/<container>/<task id>`, in order, stamped with the time each was
+/// printed; `awslogs-create-group` made the group.
+#[test]
+fn awslogs_lines_are_events_of_the_agents_stream() {
+    let api = Api::start();
+    let before = now_ms();
+    let id = run_logged(
+        &api,
+        "awslogs-three",
+        "echo first; sleep 0.3; echo second; sleep 0.3; echo third",
+        serde_json::json!({"awslogs-group": "/ecs/three", "awslogs-region": "us-east-1",
+                           "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}),
+    );
+    wait_stopped(&api, &id);
+    let after = now_ms();
+    let stream = format!("ecs/app/{id}");
+    let r = logs_json(
+        &api,
+        &[
+            "get-log-events",
+            "--log-group-name",
+            "/ecs/three",
+            "--log-stream-name",
+            &stream,
+            "--start-from-head",
+        ],
+    );
+    assert_eq!(messages(&r), ["first", "second", "third"]);
+    let ts: Vec<i64> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ts[0] >= before && ts[2] <= after,
+        "{ts:?} not within {before}..{after}"
+    );
+    // The sleeps between the lines show in their timestamps.
+    assert!(ts[1] - ts[0] >= 250 && ts[2] - ts[1] >= 250, "{ts:?}");
+    // The local view has the same lines.
+    let out = api.mf.run(&["logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nthird\n"
+    );
+}
+
+/// Acceptance: a missing group without `awslogs-create-group` fails the container at
+/// start with the agent's reason, and nothing is created.
+#[test]
+fn a_missing_log_group_fails_the_container_with_the_agents_reason() {
+    let api = Api::start();
+    let id = run_logged(
+        &api,
+        "awslogs-missing",
+        "echo never",
+        serde_json::json!({"awslogs-group": "/ecs/missing", "awslogs-region": "us-east-1",
+                           "awslogs-stream-prefix": "ecs"}),
+    );
+    let t = wait_stopped(&api, &id);
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
+    let reason = t["containers"][0]["reason"].as_str().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "CannotStartContainerError: Error response from daemon: failed to initialize logging \
+         driver: failed to create Cloudwatch log stream: ResourceNotFoundException: The \
+         specified log group does not exist.",
+        "{t:#}"
+    );
+    let r = logs_json(&api, &["describe-log-groups"]);
+    assert_eq!(r["logGroups"], serde_json::json!([]));
+}
+
+/// Acceptance: following the group as `aws logs tail --follow` does (FilterLogEvents from
+/// a start time, again and again, skipping event ids already shown — the algorithm of
+/// aws-cli v2 awscli/customizations/logs/tail.py, polled every 0.2 s instead of its 5 s;
+/// the AWS CLI v1 here has no `logs tail`) shows a line printed after it started, within
+/// a second of the line being printed.
+#[test]
+fn following_the_group_shows_a_new_line_within_a_second() {
+    let api = Api::start();
+    let id = run_logged(
+        &api,
+        "awslogs-follow",
+        // busybox date has no %N: the follower measures from the event's timestamp, the
+        // time the driver read the line (within the copier's poll of its printing).
+        "sleep 3; for i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.5; done",
+        serde_json::json!({"awslogs-group": "/ecs/follow", "awslogs-stream-prefix": "ecs",
+                           "awslogs-create-group": "true", "mode": "non-blocking"}),
+    );
+    let v = api.boto3(
+        r#"
+import boto3, json, os, time
+c = boto3.client("logs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                 aws_access_key_id="x", aws_secret_access_key="y")
+start = int(time.time() * 1000)
+seen, delays, kw = set(), [], {"logGroupName": "/ecs/follow", "startTime": start, "interleaved": True}
+deadline = time.time() + 30
+while len(delays) < 5 and time.time() < deadline:
+    r = c.filter_log_events(**kw)
+    for e in r["events"]:
+        if e["eventId"] not in seen:
+            seen.add(e["eventId"])
+            delays.append({"message": e["message"], "delay_ms": int(time.time() * 1000) - e["timestamp"],
+                           "after_start": e["timestamp"] >= start})
+    if "nextToken" in r:
+        kw["nextToken"] = r["nextToken"]
+    else:
+        kw.pop("nextToken", None)
+        if r["events"]:
+            kw["startTime"] = max(e["timestamp"] for e in r["events"])
+        time.sleep(0.2)
+print(json.dumps(delays))
+"#,
+    );
+    wait_stopped(&api, &id);
+    let got: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["tick 1", "tick 2", "tick 3", "tick 4", "tick 5"]);
+    for d in v.as_array().unwrap() {
+        assert_eq!(d["after_start"], true);
+        let ms = d["delay_ms"].as_i64().unwrap();
+        eprintln!("{}: seen {ms} ms after it was printed", d["message"]);
+        assert!(ms <= 1000, "{d}");
+    }
+}

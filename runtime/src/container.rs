@@ -523,13 +523,17 @@ impl Runtime {
             })?;
 
         let log = match &spec.log {
-            LogConfig::JsonFile { path, rotation } => Some(LogOutput::File(
-                LogFile::open(path, *rotation).map_err(|source| RuntimeError::Log {
+            LogConfig::JsonFile {
+                path,
+                rotation,
+                sink,
+            } => Some(LogOutput {
+                file: LogFile::open(path, *rotation).map_err(|source| RuntimeError::Log {
                     id: id.into(),
                     source,
                 })?,
-            )),
-            LogConfig::Sink(sink) => Some(LogOutput::Sink(sink.0.clone())),
+                sink: sink.as_ref().map(|s| s.0.clone()),
+            }),
             LogConfig::Discard => None,
         };
         // Pipes are CLOEXEC: a container created later (forked from this process)

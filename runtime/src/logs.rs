@@ -1,7 +1,7 @@
 //! Container output: Docker json-file logs (one JSON object per line with `log`, `stream`
-//! and `time`, rotated by size and count like Docker's `max-size`/`max-file`) or a caller's
-//! [`LogSink`], written by one thread per container for all its streams; and a reader that
-//! follows the files across rotations.
+//! and `time`, rotated by size and count like Docker's `max-size`/`max-file`) and, when
+//! given, a caller's [`LogSink`] (a log driver), written by one thread per container for
+//! all its streams; and a reader that follows the files across rotations.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -99,24 +99,25 @@ struct Current {
     size: u64,
 }
 
-/// Where the stream threads of one container (and its execs) write.
+/// Where the stream threads of one container (and its execs) write: its json-file, and
+/// its sink when it has one.
 #[derive(Clone)]
-pub(crate) enum LogOutput {
-    File(LogFile),
-    Sink(Arc<dyn LogSink>),
+pub(crate) struct LogOutput {
+    pub(crate) file: LogFile,
+    pub(crate) sink: Option<Arc<dyn LogSink>>,
 }
 
 impl LogOutput {
     fn emit(&self, stream: &'static str, chunk: &[u8]) {
         let now = chrono::Utc::now();
-        match self {
-            LogOutput::File(f) => f.write_entry(stream, chunk, now),
-            LogOutput::Sink(s) => s.write(stream, chunk, now),
+        self.file.write_entry(stream, chunk, now);
+        if let Some(s) = &self.sink {
+            s.write(stream, chunk, now);
         }
     }
 
     fn close(&self) {
-        if let LogOutput::Sink(s) = self {
+        if let Some(s) = &self.sink {
             s.close();
         }
     }
@@ -538,7 +539,10 @@ mod tests {
     fn new_log() -> (tempfile::TempDir, PathBuf, LogOutput) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let log = LogOutput::File(LogFile::open(&path, Rotation::default()).unwrap());
+        let log = LogOutput {
+            file: LogFile::open(&path, Rotation::default()).unwrap(),
+            sink: None,
+        };
         (dir, path, log)
     }
 
@@ -668,7 +672,10 @@ mod tests {
             max_size: 4096,
             max_files: 3,
         };
-        let log = LogOutput::File(LogFile::open(&path, rotation).unwrap());
+        let log = LogOutput {
+            file: LogFile::open(&path, rotation).unwrap(),
+            sink: None,
+        };
         write_lines(&log, 0, 1000);
         let files = log_files(&path);
         assert_eq!(files.len(), 3, "{files:?}");
@@ -706,7 +713,10 @@ mod tests {
             max_size: 2048,
             max_files: 4,
         };
-        let log = LogOutput::File(LogFile::open(&path, rotation).unwrap());
+        let log = LogOutput {
+            file: LogFile::open(&path, rotation).unwrap(),
+            sink: None,
+        };
         write_lines(&log, 0, 10);
         let (_, mut follower) = LogFollower::open_tail(&path, 0).unwrap();
         let mut seen = Vec::new();
@@ -733,7 +743,10 @@ mod tests {
             max_size: 1024,
             max_files: 1,
         };
-        let log = LogOutput::File(LogFile::open(&path, rotation).unwrap());
+        let log = LogOutput {
+            file: LogFile::open(&path, rotation).unwrap(),
+            sink: None,
+        };
         write_lines(&log, 0, 5);
         let mut follower = LogFollower::open(&path).unwrap();
         assert_eq!(follower.drain().unwrap().len(), 5);
@@ -745,7 +758,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sink_gets_each_line_and_the_close() {
+    fn a_sink_gets_each_line_as_the_file_does_and_the_close() {
         #[derive(Default)]
         struct Rec(Mutex<(Vec<(String, String)>, bool)>);
         impl LogSink for Rec {
@@ -758,7 +771,12 @@ mod tests {
             }
         }
         let rec = Arc::new(Rec::default());
-        let out = LogOutput::Sink(rec.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let out = LogOutput {
+            file: LogFile::open(&path, Rotation::default()).unwrap(),
+            sink: Some(rec.clone()),
+        };
         let (r, mut w) = std::io::pipe().unwrap();
         let t = out.spawn_copier("stderr", r);
         w.write_all(b"a\nb").unwrap();
@@ -773,5 +791,6 @@ mod tests {
             ]
         );
         assert!(g.1);
+        assert_eq!(read_log(&path).unwrap().len(), 2);
     }
 }

@@ -187,13 +187,13 @@ pub enum LogConfig {
     #[default]
     Discard,
     /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`,
-    /// rotated by size and count.
+    /// rotated by size and count; and each line to `sink` too, when set (a log driver,
+    /// with the file as Docker's dual-logging local cache).
     JsonFile {
         path: PathBuf,
         rotation: crate::logs::Rotation,
+        sink: Option<crate::logs::SinkRef>,
     },
-    /// Each line handed to the caller's sink (e.g. a log driver).
-    Sink(crate::logs::SinkRef),
 }
 
 impl LogConfig {
@@ -202,6 +202,7 @@ impl LogConfig {
         LogConfig::JsonFile {
             path: path.into(),
             rotation: crate::logs::Rotation::default(),
+            sink: None,
         }
     }
 }
