@@ -82,14 +82,15 @@ fn hello_runs_to_completion_through_the_aws_cli() {
 }
 
 /// Members this host does not apply: placementConstraints and credentialSpecs in the task
-/// definition; awslogs is a local difference (the output stays on this host).
+/// definition; splunk is a local difference (the output stays on this host; awslogs is
+/// honoured, tests/logs_api.rs).
 const NOT_APPLIED: &str = r#"{"family":"not-applied","networkMode":"awsvpc","cpu":"256","memory":"512",
   "placementConstraints":[{"type":"memberOf","expression":"attribute:ecs.instance-type =~ t3.*"}],
   "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
     "essential":true,"command":["echo","hi"],
     "credentialSpecs":["credentialspecdomainless:arn:aws:ssm:us-east-1:000000000000:parameter/gmsa"],
-    "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"/ecs/x",
-      "awslogs-region":"us-east-1","awslogs-stream-prefix":"x"}}}]}"#;
+    "logConfiguration":{"logDriver":"splunk","options":{
+      "splunk-url":"https://splunk.example.com:8088"}}}]}"#;
 
 /// The warnings a task carries, as the task `attributes` named `minifargate.warning`.
 fn warning_attributes(t: &serde_json::Value) -> Vec<String> {
@@ -126,7 +127,7 @@ fn members_not_applied_are_task_warnings_the_aws_cli_shows() {
         "placementConstraints: not applied here: one host",
         "containerDefinitions[0].credentialSpecs: not applied here: no Active Directory",
         "containerDefinitions[0].logConfiguration: honoured with a local difference: the \
-         output is kept on this host",
+         splunk log driver is not used here: the output is kept on this host",
     ] {
         assert!(
             shown.iter().any(|w| w.starts_with(want)),

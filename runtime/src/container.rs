@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, CgroupStats, Cgroups, TaskLimits};
-use crate::logs::{LogError, LogFile};
+use crate::logs::{LogError, LogFile, LogOutput};
 use crate::oci::{self, OciInputs, ProcessLimits, SpecError};
 use crate::spec::{ContainerSpec, ExecSpec, LogConfig};
 use crate::user::{self, UserError};
@@ -523,12 +523,17 @@ impl Runtime {
             })?;
 
         let log = match &spec.log {
-            LogConfig::JsonFile(path) => {
-                Some(LogFile::open(path).map_err(|source| RuntimeError::Log {
+            LogConfig::JsonFile {
+                path,
+                rotation,
+                sink,
+            } => Some(LogOutput {
+                file: LogFile::open(path, *rotation).map_err(|source| RuntimeError::Log {
                     id: id.into(),
                     source,
-                })?)
-            }
+                })?,
+                sink: sink.as_ref().map(|s| s.0.clone()),
+            }),
             LogConfig::Discard => None,
         };
         // Pipes are CLOEXEC: a container created later (forked from this process)
@@ -849,7 +854,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
 
 /// A read end for the copier (when logging) and a write end for the container.
 fn output_pipe(
-    log: &Option<LogFile>,
+    log: &Option<LogOutput>,
     bundle: &Path,
 ) -> Result<(Option<OwnedFd>, OwnedFd), RuntimeError> {
     if log.is_none() {

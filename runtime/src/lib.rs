@@ -15,7 +15,7 @@
 //! let spec = ContainerSpec {
 //!     args: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
 //!     limits: Limits { memory: Some(64 << 20), ..Default::default() },
-//!     log: runtime::LogConfig::JsonFile("/var/lib/minifargate/tasks/task1/web.log".into()),
+//!     log: runtime::LogConfig::json_file("/var/lib/minifargate/tasks/task1/web.log"),
 //!     ..Default::default()
 //! };
 //! let c = rt.create("task1-web", "task1", &spec, "/var/lib/minifargate/tasks/task1/web/rootfs".as_ref(),
@@ -37,7 +37,8 @@
 //!   read-only paths, minimal `/dev`; see [`Security`].
 //! - create/start/exec/delete are serialized within the process: libcontainer changes
 //!   the process's working directory while it works.
-//! - Logs: Docker json-file lines, followed with [`LogFollower`].
+//! - Logs: Docker json-file lines rotated by [`Rotation`], followed with [`LogFollower`]
+//!   across rotations; or each line to a [`LogSink`].
 //! - [`init`]: the minimal pid-1 init behind [`ContainerSpec::init`].
 //! - [`holder`]: a process holding a pid and ipc namespace that several containers join
 //!   ([`NamespaceMode::Join`]), as ECS's pause container does for `pidMode`/`ipcMode` `task`.
@@ -116,7 +117,7 @@ pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
 pub use holder::{HeldNamespaces, HolderError, NamespaceHolder};
-pub use logs::{LogEntry, LogError, LogFollower, read_log};
+pub use logs::{LogEntry, LogError, LogFollower, LogSink, Rotation, SinkRef, log_files, read_log};
 pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};
 pub use nix::sys::signal::Signal;
 pub use oci::SpecError;

@@ -186,8 +186,25 @@ pub enum LogConfig {
     /// Discard output (`/dev/null`).
     #[default]
     Discard,
-    /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`.
-    JsonFile(PathBuf),
+    /// Docker json-file style: one JSON object per line with `log`, `stream`, `time`,
+    /// rotated by size and count; and each line to `sink` too, when set (a log driver,
+    /// with the file as Docker's dual-logging local cache).
+    JsonFile {
+        path: PathBuf,
+        rotation: crate::logs::Rotation,
+        sink: Option<crate::logs::SinkRef>,
+    },
+}
+
+impl LogConfig {
+    /// A json-file log at `path` with the default [`crate::Rotation`].
+    pub fn json_file(path: impl Into<PathBuf>) -> Self {
+        LogConfig::JsonFile {
+            path: path.into(),
+            rotation: crate::logs::Rotation::default(),
+            sink: None,
+        }
+    }
 }
 
 /// A process to run in a running container ([`crate::Container::exec`]).

@@ -10,6 +10,7 @@ pub mod ecs;
 #[cfg(test)]
 mod fuzz;
 pub mod guard;
+pub mod logs;
 pub mod server;
 
 use crate::ecs::Ecs;
@@ -44,7 +45,7 @@ pub async fn serve(
     let scheduler = crate::scheduler::Scheduler::start(g.clone())
         .context("failed to start the service scheduler")?;
     let app = Router::new()
-        .route("/", post(ecs::handle))
+        .route("/", post(dispatch))
         .with_state(Arc::new(g));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
@@ -64,6 +65,23 @@ pub async fn serve(
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// `POST /`: by `X-Amz-Target`, a CloudWatch Logs call (`Logs_20140328.`) or an ECS one.
+async fn dispatch(
+    state: axum::extract::State<Arc<Ecs>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let logs_op = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(logs::TARGET_PREFIX))
+        .map(str::to_string);
+    match logs_op {
+        Some(op) => logs::handle(state.0, op, body).await,
+        None => ecs::handle(state, headers, body).await,
+    }
 }
 
 async fn shutdown() {

@@ -168,11 +168,16 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut entries = Vec::new();
     for (p, path, f) in &mut followers {
         if path.exists() {
-            let mut lf = LogFollower::open(path)?;
-            let mut mine: Vec<LogEntry> = lf.drain()?.into_iter().filter(|e| recent(e)).collect();
-            if let Some(n) = a.tail {
-                mine.drain(..mine.len().saturating_sub(n));
-            }
+            // --tail reads the files from their end (a rotated log of 50 MB answers at
+            // once); otherwise every kept file, oldest first.
+            let (mine, lf) = match a.tail {
+                Some(n) => LogFollower::open_tail(path, n)?,
+                None => {
+                    let mut lf = LogFollower::open(path)?;
+                    (lf.drain()?, lf)
+                }
+            };
+            let mine: Vec<LogEntry> = mine.into_iter().filter(|e| recent(e)).collect();
             entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
             *f = Some(lf);
         }

@@ -12,6 +12,7 @@ pub mod account_settings;
 mod botocore_model;
 pub mod clusters;
 pub mod error;
+pub mod logs;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;

@@ -7,6 +7,7 @@
 //! that upgrades from read to write can fail with SQLITE_BUSY without waiting at all.
 
 mod clusters;
+pub mod logs;
 mod migrations;
 mod network;
 mod services;
@@ -217,6 +218,52 @@ fn to_json<T: serde::Serialize>(
     })
 }
 
+/// Opens (creating) a database file for several processes at once: owner-only, WAL,
+/// waiting for other writers, foreign keys on (`state.db`, and `logs.db` in [`logs`]).
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    // 0600 (SQLite gives the -wal and -shm files the database's mode): it holds
+    // every task's environment. A chmod failure is no reason not to run.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(md) = std::fs::metadata(path)
+            && md.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "failed to make the state database owner-only");
+        }
+    }
+    conn.busy_timeout(LOCK_TIMEOUT).map_err(open_err)?;
+    // Switching to WAL needs an exclusive lock for a moment; when several processes create
+    // the database together SQLite may answer BUSY without calling the busy handler.
+    retry_busy(|| {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+    })
+    .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    // The last connection to close would checkpoint the WAL into the database and
+    // delete it: two fsyncs and an unlink, 30-60 ms on an ext4 root here, paid by every
+    // `run-task` at exit (and the WAL's re-creation fsync by the next one). Checkpoints
+    // then happen as SQLite's auto-checkpoint (every 1000 WAL pages) instead; with
+    // synchronous=NORMAL that is no less durable (commits are not synced either way).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
 /// An open state database.
 pub struct Store {
     conn: Connection,
@@ -242,47 +289,7 @@ impl Store {
 
     /// Opens a database file directly (tests, tools).
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        // 0600 (SQLite gives the -wal and -shm files the database's mode): it holds
-        // every task's environment. A chmod failure is no reason not to run.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(md) = std::fs::metadata(path)
-                && md.permissions().mode() & 0o077 != 0
-                && let Err(e) =
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            {
-                tracing::warn!(path = %path.display(), error = %e, "failed to make the state database owner-only");
-            }
-        }
-        conn.busy_timeout(LOCK_TIMEOUT).map_err(open_err)?;
-        // Switching to WAL needs an exclusive lock for a moment; when several processes create
-        // the database together SQLite may answer BUSY without calling the busy handler.
-        retry_busy(|| {
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-        })
-        .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        // The last connection to close would checkpoint the WAL into the database and
-        // delete it: two fsyncs and an unlink, 30-60 ms on an ext4 root here, paid by every
-        // `run-task` at exit (and the WAL's re-creation fsync by the next one). Checkpoints
-        // then happen as SQLite's auto-checkpoint (every 1000 WAL pages) instead; with
-        // synchronous=NORMAL that is no less durable (commits are not synced either way).
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )
-        .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
+        let conn = connect(path)?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),

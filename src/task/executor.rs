@@ -83,6 +83,8 @@ struct Slot {
     /// (index of the dependency, condition)
     deps: Vec<(usize, crate::taskdef::model::ContainerCondition)>,
     restart: Tracker,
+    /// The awslogs driver of the running container, if it uses awslogs.
+    awslogs: Option<Arc<super::awslogs::Awslogs>>,
 }
 
 pub struct Executor {
@@ -185,6 +187,7 @@ impl Executor {
                     mounted: false,
                     health: None,
                     deps,
+                    awslogs: None,
                 }
             })
             .collect();
@@ -351,6 +354,7 @@ impl Executor {
     fn fail_container(&mut self, idx: usize, why: String) {
         tracing::warn!(task_id = %self.task.id, container = %self.slots[idx].row.name, reason = %why,
             "container failed");
+        self.finish_awslogs(idx);
         let slot = &mut self.slots[idx];
         slot.state = State::Failed;
         slot.row.last_status = LastStatus::Stopped;
@@ -442,6 +446,27 @@ impl Executor {
         next
     }
 
+    /// Commits what the container's awslogs driver still holds; reports the lines a
+    /// non-blocking driver dropped (Docker drops them silently; ECS says nothing either,
+    /// here it is a task warning).
+    fn finish_awslogs(&mut self, idx: usize) {
+        let Some(a) = self.slots[idx].awslogs.take() else {
+            return;
+        };
+        a.finish();
+        let dropped = a.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            let name = &self.slots[idx].row.name;
+            let w = format!(
+                "container {name}: awslogs mode non-blocking dropped {dropped} log line(s): its \
+                 max-buffer-size ({} bytes) was full",
+                a.options().max_buffer
+            );
+            tracing::warn!(task_id = %self.task.id, container = %name, dropped, "awslogs dropped lines");
+            self.warnings.push(w);
+        }
+    }
+
     fn exited(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         let (container, since) = match std::mem::replace(&mut slot.state, State::Failed) {
@@ -453,6 +478,8 @@ impl Executor {
         };
         // Exited: this returns at once (once the log copiers have drained the pipes).
         let st = container.wait().map_err(|e| error_chain(&e));
+        self.finish_awslogs(idx);
+        let slot = &mut self.slots[idx];
         if let Ok(s) = &st
             && slot
                 .restart
@@ -1011,6 +1038,19 @@ impl Executor {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
             }
         };
+        // The log driver, as Docker initialises it at container create.
+        match self.awslogs(idx, &name, &rid) {
+            Ok(Some(a)) => {
+                if let runtime::LogConfig::JsonFile { sink, .. } = &mut spec.log {
+                    *sink = Some(runtime::SinkRef(a.clone()));
+                }
+                self.slots[idx].awslogs = Some(a);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_START));
+            }
+        }
         // `secrets` last: values only the container's environment ever holds.
         spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), self.inside.secrets(idx)]);
         if let Some(a) = &self.attachment {
@@ -1095,6 +1135,21 @@ impl Executor {
         self.save_container(idx);
     }
 
+    /// The awslogs driver of container `idx`, started, when it uses awslogs.
+    fn awslogs(
+        &mut self,
+        idx: usize,
+        name: &str,
+        rid: &str,
+    ) -> Result<Option<Arc<super::awslogs::Awslogs>>, super::awslogs::AwslogsError> {
+        use super::awslogs::{Awslogs, Options};
+        let Some(o) = Options::of(self.slots[idx].def.log_configuration.as_ref())? else {
+            return Ok(None);
+        };
+        let stream = o.stream_name(name, &self.task.id, rid);
+        Awslogs::start(o, self.opts.root.clone(), stream).map(Some)
+    }
+
     /// The runtime spec of container `idx`: its settings, its volumes (filled from the image
     /// when new), and on its first start the warnings about what this host changes.
     fn container_spec(
@@ -1110,8 +1165,14 @@ impl Executor {
             .as_ref()
             .is_some_and(|l| l.init_process_enabled == Some(true));
         let init = wants_init.then(spec::static_init).flatten();
-        let mut spec =
-            spec::build(def, img, ecs, self.paths.log(&name), init).map_err(|e| e.to_string())?;
+        let rotation = super::logging::rotation(def.log_configuration.as_ref())
+            .map_err(|e| format!("{name}: {e}"))?;
+        let log = runtime::LogConfig::JsonFile {
+            path: self.paths.log(&name),
+            rotation,
+            sink: None,
+        };
+        let mut spec = spec::build(def, img, ecs, log, init).map_err(|e| e.to_string())?;
         self.namespaces.apply(&mut spec);
         // `apparmor:unconfined` on a host without AppArmor: nothing to lift (libcontainer
         // would refuse any profile there).
@@ -1255,6 +1316,7 @@ impl Executor {
                 State::Exited { container, .. } => container,
                 _ => None,
             };
+            self.finish_awslogs(idx);
             if let Some(c) = container {
                 // A health check still running holds a reference until its exec ends
                 // (it dies with the container's pid namespace).

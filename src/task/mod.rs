@@ -4,6 +4,7 @@
 //! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
 //! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
 
+pub mod awslogs;
 pub mod credentials;
 pub mod deps;
 pub mod envfiles;
@@ -11,6 +12,7 @@ pub mod ephemeral;
 pub mod executor;
 pub mod health;
 pub mod launch;
+pub mod logging;
 pub mod metadata;
 pub mod namespaces;
 pub mod network;

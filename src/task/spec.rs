@@ -182,7 +182,7 @@ pub fn build(
     def: &ContainerDefinition,
     img: &ImageDefaults,
     ecs: Vec<String>,
-    log: PathBuf,
+    log: LogConfig,
     init: Option<PathBuf>,
 ) -> Result<ContainerSpec, SpecBuildError> {
     let name = def.name_str().to_string();
@@ -316,7 +316,7 @@ pub fn build(
         },
         tty: def.pseudo_terminal.unwrap_or(false),
         interactive: def.interactive.unwrap_or(false),
-        log: LogConfig::JsonFile(log),
+        log,
         ..Default::default()
     })
 }
@@ -370,7 +370,7 @@ mod tests {
             &d,
             &img(),
             ecs_env("us-east-1", "t-0", "FARGATE"),
-            "/x".into(),
+            LogConfig::json_file("/x"),
             None,
         )
         .unwrap();
@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(s.cwd.as_deref(), Some("/app"));
         assert_eq!(s.user.as_deref(), Some("nobody"));
         let d = def(r#"{"name":"a","workingDirectory":"/w","user":"0","memory":64}"#);
-        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
+        let s = build(&d, &img(), vec![], LogConfig::json_file("/x"), None).unwrap();
         assert_eq!(
             (s.cwd.as_deref(), s.user.as_deref()),
             (Some("/w"), Some("0"))
@@ -392,7 +392,7 @@ mod tests {
         assert_eq!(s.limits.memory, Some(64 << 20));
         let d =
             def(r#"{"name":"a","ulimits":[{"name":"nofile","softLimit":1024,"hardLimit":4096}]}"#);
-        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
+        let s = build(&d, &img(), vec![], LogConfig::json_file("/x"), None).unwrap();
         assert_eq!(
             s.rlimits,
             [Rlimit {
@@ -412,7 +412,14 @@ mod tests {
                 "initProcessEnabled":true,"sharedMemorySize":128,
                 "tmpfs":[{"containerPath":"/scratch","size":16,"mountOptions":["noexec","mode=1777"]}]}}"#,
         );
-        let s = build(&d, &img(), vec![], "/x".into(), Some("/init".into())).unwrap();
+        let s = build(
+            &d,
+            &img(),
+            vec![],
+            LogConfig::json_file("/x"),
+            Some("/init".into()),
+        )
+        .unwrap();
         assert_eq!(s.security.cap_add, ["SYS_PTRACE"]);
         assert_eq!(s.security.cap_drop, ["NET_RAW"]);
         assert_eq!(s.devices[0].host_path, PathBuf::from("/dev/fuse"));
@@ -433,13 +440,13 @@ mod tests {
             &def(r#"{"name":"a"}"#),
             &img(),
             vec![],
-            "/x".into(),
+            LogConfig::json_file("/x"),
             Some("/init".into()),
         )
         .unwrap();
         assert_eq!(s.init, None);
         let d = def(r#"{"name":"a","memory":64,"linuxParameters":{"maxSwap":32}}"#);
-        let s = build(&d, &img(), vec![], "/x".into(), None).unwrap();
+        let s = build(&d, &img(), vec![], LogConfig::json_file("/x"), None).unwrap();
         assert_eq!(
             (s.limits.swap, s.limits.swappiness),
             (Some(32 << 20), Some(60))
@@ -486,7 +493,7 @@ mod tests {
             &def(r#"{"name":"web"}"#),
             &ImageDefaults::default(),
             vec![],
-            "/x".into(),
+            LogConfig::json_file("/x"),
             None,
         )
         .unwrap_err();

@@ -296,9 +296,9 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].ulimits[].name", "as ulimits"),
     h("containerDefinitions[].ulimits[].softLimit", "as ulimits"),
     h("containerDefinitions[].ulimits[].hardLimit", "as ulimits"),
-    ld("containerDefinitions[].logConfiguration", "the output is kept on this host (`minifargate logs`) and the log driver is not used: nothing reaches CloudWatch Logs, Splunk or a FireLens router; task metadata shows the driver and options"),
-    ld("containerDefinitions[].logConfiguration.logDriver", "as logConfiguration"),
-    ld("containerDefinitions[].logConfiguration.options", "as logConfiguration"),
+    ld("containerDefinitions[].logConfiguration", "awslogs: events go to this host's CloudWatch Logs store (serve's Logs API, `minifargate logs`), as the agent names them; json-file: rotated by its max-size/max-file; other drivers are not used: the output is kept on this host (`minifargate logs`), nothing reaches Splunk or a FireLens router; task metadata shows the driver and options").by_value(log_configuration),
+    ld("containerDefinitions[].logConfiguration.logDriver", "as logConfiguration").by_value(log_driver),
+    ld("containerDefinitions[].logConfiguration.options", "as logConfiguration").by_value(log_options),
     na("containerDefinitions[].logConfiguration.secretOptions", "not read: the log driver is not used"),
     na("containerDefinitions[].logConfiguration.secretOptions[].name", "as secretOptions"),
     na("containerDefinitions[].logConfiguration.secretOptions[].valueFrom", "as secretOptions"),
@@ -547,6 +547,50 @@ fn security_options(v: &Value) -> Option<(Class, String)> {
         return Some((Class::Honoured, String::new()));
     }
     Some((Class::NotApplied, reasons.join("; ")))
+}
+
+/// The drivers this host runs: awslogs (into the local CloudWatch Logs store) and json-file.
+fn driver_honoured(d: &str) -> bool {
+    matches!(d, "awslogs" | "json-file")
+}
+
+fn log_configuration(v: &Value) -> Option<(Class, String)> {
+    log_driver(v.get("logDriver")?)
+}
+
+fn log_driver(v: &Value) -> Option<(Class, String)> {
+    let d = v.as_str()?;
+    if driver_honoured(d) {
+        return Some((Class::Honoured, String::new()));
+    }
+    Some((
+        Class::LocalDifference,
+        format!(
+            "the {d} log driver is not used here: the output is kept on this host (`minifargate \
+             logs`), nothing reaches Splunk or a FireLens router"
+        ),
+    ))
+}
+
+/// Options of the honoured drivers (awslogs, json-file): honoured; others as their driver.
+fn log_options(v: &Value) -> Option<(Class, String)> {
+    let o = v.as_object()?;
+    let known = |k: &str| {
+        k.starts_with("awslogs-")
+            || matches!(k, "mode" | "max-buffer-size" | "max-size" | "max-file")
+    };
+    let unused: Vec<&str> = o.keys().map(String::as_str).filter(|k| !known(k)).collect();
+    if unused.is_empty() {
+        return Some((Class::Honoured, String::new()));
+    }
+    Some((
+        Class::LocalDifference,
+        format!(
+            "{} not used here (this host runs the awslogs and json-file drivers; other \
+             drivers' output is kept on this host)",
+            unused.join(", ")
+        ),
+    ))
 }
 
 fn environment_file(v: &Value) -> Option<(Class, String)> {
@@ -852,7 +896,7 @@ mod tests {
                     "not-applied"
                 ),
                 (
-                    "containerDefinitions[0].logConfiguration",
+                    "containerDefinitions[0].logConfiguration.options",
                     "local-difference"
                 ),
                 (

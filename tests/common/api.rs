@@ -115,6 +115,11 @@ impl Api {
     /// `aws ecs ARGS` against the server: dummy credentials, no config files, no
     /// instance metadata.
     pub fn aws(&self, args: &[&str]) -> Output {
+        self.aws_in("ecs", args)
+    }
+
+    /// `aws SERVICE ARGS` against the server (e.g. `logs`), as [`Api::aws`].
+    pub fn aws_in(&self, service: &str, args: &[&str]) -> Output {
         let mut c = Command::new(tool("aws"));
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") {
@@ -132,7 +137,7 @@ impl Api {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_PAGER", "")
             .args([
-                "ecs",
+                service,
                 "--endpoint-url",
                 &self.endpoint,
                 "--region",
@@ -144,7 +149,7 @@ impl Api {
             .output()
             .expect("run the aws cli (is awscli in target/test-venv?)");
         eprintln!(
-            "$ aws ecs {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
+            "$ aws {service} {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),

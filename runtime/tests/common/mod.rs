@@ -130,7 +130,7 @@ impl Task {
         netns: Option<&Path>,
     ) -> Guard {
         if spec.log == LogConfig::Discard {
-            spec.log = LogConfig::JsonFile(self.log_path(name));
+            spec.log = LogConfig::json_file(self.log_path(name));
         }
         let id = format!("{}-{name}", self.id);
         Guard(Some(
