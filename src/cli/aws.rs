@@ -654,6 +654,11 @@ pub mod ops {
         TagResource,
         UntagResource,
         ListTagsForResource,
+        UpdateTaskProtection,
+        GetTaskProtection,
+        ListAccountSettings,
+        PutAccountSetting,
+        PutAccountSettingDefault,
     );
 }
 

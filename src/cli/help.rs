@@ -137,6 +137,27 @@ const EXAMPLES: &[(&str, &str)] = &[
          arn:aws:ecs:us-east-1:000000000000:cluster/dev --output table",
     ),
     (
+        "update-task-protection",
+        "minifargate update-task-protection --cluster default --tasks 4f2c1e0d \
+         --protection-enabled --expires-in-minutes 60",
+    ),
+    (
+        "get-task-protection",
+        "minifargate get-task-protection --tasks 4f2c1e0d --output table",
+    ),
+    (
+        "list-account-settings",
+        "minifargate list-account-settings --effective-settings",
+    ),
+    (
+        "put-account-setting",
+        "minifargate put-account-setting --name containerInsights --value enabled",
+    ),
+    (
+        "put-account-setting-default",
+        "minifargate put-account-setting-default --name containerInsights --value enabled",
+    ),
+    (
         "execute-command",
         "minifargate execute-command --task 4f2c1e0d --container web --interactive \
          --command \"sh -c 'id; hostname'\"",
