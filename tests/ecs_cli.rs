@@ -69,6 +69,27 @@ fn services_and_tags_through_the_aws_named_verbs() {
         r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#,
     ]);
     assert_eq!(td["taskDefinition"]["family"], "web");
+    // … or as options only, each member JSON or shorthand, as the AWS CLI takes them.
+    let out = status(
+        &mf,
+        &[
+            "register-task-definition",
+            "--family",
+            "opts",
+            "--container-definitions",
+            r#"[{"name":"app","image":"busybox","memory":64}]"#,
+            "--ephemeral-storage",
+            "sizeInGiB=30",
+            "--tags",
+            "key=team,value=core",
+            "--output",
+            "text",
+            "--query",
+            "[taskDefinition.family, taskDefinition.ephemeralStorage.sizeInGiB, tags[0].key]",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "opts\t30\tteam\n");
 
     // create-service from file://~/… with an option over one of its members.
     std::fs::write(

@@ -576,73 +576,7 @@ mod conformance {
     ];
 
     /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.
-    const NOT_HERE: &[(&str, &str, &str)] = &[
-        (
-            "register-task-definition",
-            "container-definitions",
-            "the definition comes as a file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "volumes",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "placement-constraints",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "tags",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "pid-mode",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "ipc-mode",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "proxy-configuration",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "inference-accelerators",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "ephemeral-storage",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "runtime-platform",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "enable-fault-injection",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "no-enable-fault-injection",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "generate-cli-skeleton",
-            "the task definition skeleton: describe-task-definition of a registered one",
-        ),
-    ];
+    const NOT_HERE: &[(&str, &str, &str)] = &[];
 
     /// Every verb named after an ECS operation takes the AWS CLI's options for it (from
     /// botocore's model, checked against the test venv's by `cli::model`).
