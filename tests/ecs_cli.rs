@@ -69,6 +69,27 @@ fn services_and_tags_through_the_aws_named_verbs() {
         r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#,
     ]);
     assert_eq!(td["taskDefinition"]["family"], "web");
+    // … or as options only, each member JSON or shorthand, as the AWS CLI takes them.
+    let out = status(
+        &mf,
+        &[
+            "register-task-definition",
+            "--family",
+            "opts",
+            "--container-definitions",
+            r#"[{"name":"app","image":"busybox","memory":64}]"#,
+            "--ephemeral-storage",
+            "sizeInGiB=30",
+            "--tags",
+            "key=team,value=core",
+            "--output",
+            "text",
+            "--query",
+            "[taskDefinition.family, taskDefinition.ephemeralStorage.sizeInGiB, tags[0].key]",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "opts\t30\tteam\n");
 
     // create-service from file://~/… with an option over one of its members.
     std::fs::write(
@@ -217,6 +238,29 @@ fn services_and_tags_through_the_aws_named_verbs() {
     );
     assert_eq!(stdout(&out), "DRAINING\n");
 
+    // Account settings.
+    mf.json(&[
+        "put-account-setting",
+        "--name",
+        "containerInsights",
+        "--value",
+        "enabled",
+    ]);
+    let out = status(
+        &mf,
+        &[
+            "list-account-settings",
+            "--name",
+            "containerInsights",
+            "--query",
+            "settings[0].value",
+            "--output",
+            "text",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "enabled\n");
+
     // Exit status 1: ECS answered with an error.
     let e = mf.fail(&[
         "update-service",
@@ -344,9 +388,19 @@ fn execute_command_run_task_members_and_exit_statuses_of_a_task() {
               "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 0.1; done"]}}]}}"#
         ),
     );
-    // RunTask's members as options: accepted (what they do is the core's and the task's).
+    // RunTask's members as options, honoured as the core honours them over the API.
+    mf.json(&[
+        "create-cluster",
+        "--cluster-name",
+        "cp",
+        "--capacity-providers",
+        "FARGATE",
+        "FARGATE_SPOT",
+    ]);
     let v = mf.json(&[
         "run-task",
+        "--cluster",
+        "cp",
         "--task-definition",
         &td,
         "--detach",
@@ -368,6 +422,9 @@ fn execute_command_run_task_members_and_exit_statuses_of_a_task() {
     loop {
         let t = mf.json(&["describe-tasks", "--tasks", &id]);
         if t["tasks"][0]["lastStatus"] == "RUNNING" {
+            let t = &t["tasks"][0];
+            assert_eq!(t["capacityProviderName"], "FARGATE", "{t:#}");
+            assert_eq!(t["launchType"], "FARGATE", "{t:#}");
             break;
         }
         assert!(Instant::now() < deadline, "not RUNNING: {t:#}");
@@ -408,6 +465,21 @@ fn execute_command_run_task_members_and_exit_statuses_of_a_task() {
         "{}",
         stderr(&out)
     );
+
+    // Task protection through its verb (a boolean member is --x / --no-x).
+    let v = mf.json(&[
+        "update-task-protection",
+        "--cluster",
+        "cp",
+        "--tasks",
+        &id,
+        "--protection-enabled",
+        "--expires-in-minutes",
+        "5",
+    ]);
+    // ECS protects only a service's tasks: the failure passes through as ECS words it.
+    assert_eq!(v["failures"][0]["reason"], "TASK_NOT_VALID", "{v:#}");
+    assert_eq!(v["protectedTasks"], json!([]));
 
     mf.json(&["stop-task", "--task", &id]);
     // Attached run-task: the essential container's exit status.

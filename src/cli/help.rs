@@ -137,6 +137,27 @@ const EXAMPLES: &[(&str, &str)] = &[
          arn:aws:ecs:us-east-1:000000000000:cluster/dev --output table",
     ),
     (
+        "update-task-protection",
+        "minifargate update-task-protection --cluster default --tasks 4f2c1e0d \
+         --protection-enabled --expires-in-minutes 60",
+    ),
+    (
+        "get-task-protection",
+        "minifargate get-task-protection --tasks 4f2c1e0d --output table",
+    ),
+    (
+        "list-account-settings",
+        "minifargate list-account-settings --effective-settings",
+    ),
+    (
+        "put-account-setting",
+        "minifargate put-account-setting --name containerInsights --value enabled",
+    ),
+    (
+        "put-account-setting-default",
+        "minifargate put-account-setting-default --name containerInsights --value enabled",
+    ),
+    (
         "execute-command",
         "minifargate execute-command --task 4f2c1e0d --container web --interactive \
          --command \"sh -c 'id; hostname'\"",
@@ -555,73 +576,7 @@ mod conformance {
     ];
 
     /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.
-    const NOT_HERE: &[(&str, &str, &str)] = &[
-        (
-            "register-task-definition",
-            "container-definitions",
-            "the definition comes as a file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "volumes",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "placement-constraints",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "tags",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "pid-mode",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "ipc-mode",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "proxy-configuration",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "inference-accelerators",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "ephemeral-storage",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "runtime-platform",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "enable-fault-injection",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "no-enable-fault-injection",
-            "in the file (--cli-input-json)",
-        ),
-        (
-            "register-task-definition",
-            "generate-cli-skeleton",
-            "the task definition skeleton: describe-task-definition of a registered one",
-        ),
-    ];
+    const NOT_HERE: &[(&str, &str, &str)] = &[];
 
     /// Every verb named after an ECS operation takes the AWS CLI's options for it (from
     /// botocore's model, checked against the test venv's by `cli::model`).

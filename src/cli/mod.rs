@@ -148,6 +148,17 @@ pub enum Command {
     UntagResource(Generic<ops::UntagResource>),
     /// List a resource's tags (aws ecs list-tags-for-resource).
     ListTagsForResource(Generic<ops::ListTagsForResource>),
+    /// Protect tasks from a service's scale-in and deployments for a while (aws ecs
+    /// update-task-protection).
+    UpdateTaskProtection(Generic<ops::UpdateTaskProtection>),
+    /// Show tasks' scale-in protection (aws ecs get-task-protection).
+    GetTaskProtection(Generic<ops::GetTaskProtection>),
+    /// List account settings (aws ecs list-account-settings).
+    ListAccountSettings(Generic<ops::ListAccountSettings>),
+    /// Set an account setting (aws ecs put-account-setting).
+    PutAccountSetting(Generic<ops::PutAccountSetting>),
+    /// Set an account setting's default (aws ecs put-account-setting-default).
+    PutAccountSettingDefault(Generic<ops::PutAccountSettingDefault>),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
     /// Run a command in a running container of a task, as `aws ecs execute-command`
@@ -258,6 +269,11 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::TagResource(a) => a.run(g),
         Command::UntagResource(a) => a.run(g),
         Command::ListTagsForResource(a) => a.run(g),
+        Command::UpdateTaskProtection(a) => a.run(g),
+        Command::GetTaskProtection(a) => a.run(g),
+        Command::ListAccountSettings(a) => a.run(g),
+        Command::PutAccountSetting(a) => a.run(g),
+        Command::PutAccountSettingDefault(a) => a.run(g),
         Command::Serve(a) => serve::serve(g, a),
         Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),

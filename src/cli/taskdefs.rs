@@ -11,6 +11,133 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::process::ExitCode;
 
+/// RegisterTaskDefinition's structure members as options (JSON or shorthand, typed by
+/// the API model), merged over the file as the AWS CLI merges options over
+/// --cli-input-json.
+#[derive(Debug, Args)]
+pub struct DefinitionMembers {
+    /// Container definitions: one JSON list, or one JSON object or shorthand per container.
+    #[arg(long, num_args = 1..)]
+    pub container_definitions: Vec<String>,
+    /// Volumes: one JSON list, or one JSON object or shorthand (`name=data`) per volume.
+    #[arg(long, num_args = 1..)]
+    pub volumes: Vec<String>,
+    /// Placement constraints (`type=memberOf,expression=…`).
+    #[arg(long, num_args = 1..)]
+    pub placement_constraints: Vec<String>,
+    /// Tags: `key=K,value=V` per tag, or JSON.
+    #[arg(long, num_args = 1..)]
+    pub tags: Vec<String>,
+    /// Process namespace: `task`, `host` (or absent: per container).
+    #[arg(long)]
+    pub pid_mode: Option<String>,
+    /// IPC namespace: `task`, `host`, `none`.
+    #[arg(long)]
+    pub ipc_mode: Option<String>,
+    /// App Mesh proxy configuration (JSON or shorthand).
+    #[arg(long)]
+    pub proxy_configuration: Option<String>,
+    /// Elastic Inference accelerators (JSON or shorthand per accelerator).
+    #[arg(long, num_args = 1..)]
+    pub inference_accelerators: Vec<String>,
+    /// Task ephemeral storage (`sizeInGiB=30`).
+    #[arg(long)]
+    pub ephemeral_storage: Option<String>,
+    /// Runtime platform (`cpuArchitecture=ARM64,operatingSystemFamily=LINUX`).
+    #[arg(long)]
+    pub runtime_platform: Option<String>,
+    /// Record enableFaultInjection true.
+    #[arg(long, overrides_with = "no_enable_fault_injection")]
+    pub enable_fault_injection: bool,
+    /// Record enableFaultInjection false.
+    #[arg(long)]
+    pub no_enable_fault_injection: bool,
+}
+
+impl DefinitionMembers {
+    /// The members given, as RegisterTaskDefinition request JSON.
+    fn values(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        use super::aws::structured;
+        use serde_json::{Value, json};
+        let shape = super::model::operation("RegisterTaskDefinition").input_shape();
+        let mut m = serde_json::Map::new();
+        let lists: [(&str, &Vec<String>); 5] = [
+            ("containerDefinitions", &self.container_definitions),
+            ("volumes", &self.volumes),
+            ("placementConstraints", &self.placement_constraints),
+            ("tags", &self.tags),
+            ("inferenceAccelerators", &self.inference_accelerators),
+        ];
+        for (name, args) in lists {
+            let option = format!("--{}", super::model::kebab(name));
+            let v = match args.as_slice() {
+                [] => continue,
+                [one] if super::aws::param_value(one)?.trim_start().starts_with('[') => {
+                    structured(one, &shape[name], &option)?
+                }
+                many => Value::Array(
+                    many.iter()
+                        .map(|a| structured(a, &shape[name][0], &option))
+                        .collect::<anyhow::Result<_>>()?,
+                ),
+            };
+            m.insert(name.to_string(), v);
+        }
+        for (name, arg) in [
+            ("proxyConfiguration", &self.proxy_configuration),
+            ("ephemeralStorage", &self.ephemeral_storage),
+            ("runtimePlatform", &self.runtime_platform),
+        ] {
+            if let Some(a) = arg {
+                let option = format!("--{}", super::model::kebab(name));
+                m.insert(name.to_string(), structured(a, &shape[name], &option)?);
+            }
+        }
+        for (name, arg) in [("pidMode", &self.pid_mode), ("ipcMode", &self.ipc_mode)] {
+            if let Some(a) = arg {
+                m.insert(name.to_string(), json!(a));
+            }
+        }
+        if self.enable_fault_injection || self.no_enable_fault_injection {
+            m.insert(
+                "enableFaultInjection".into(),
+                json!(self.enable_fault_injection),
+            );
+        }
+        Ok(m)
+    }
+
+    /// `text` with the members given merged over it (into a describe output's
+    /// `taskDefinition`); `text` itself when none is given, so that findings keep the
+    /// file's lines and columns.
+    fn merge(&self, text: String) -> anyhow::Result<String> {
+        let members = self.values()?;
+        if members.is_empty() {
+            return Ok(text);
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| super::aws::UsageError(format!("--cli-input-json is not JSON: {e}")))?;
+        let target = match v.get_mut("taskDefinition") {
+            Some(inner) if inner.is_object() => inner,
+            _ => &mut v,
+        };
+        let Some(obj) = target.as_object_mut() else {
+            return Err(super::aws::UsageError(format!(
+                "{}: these options need a task definition object to go into, not a bare \
+                 containerDefinitions array",
+                members
+                    .keys()
+                    .map(|k| format!("--{}", super::model::kebab(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        };
+        obj.extend(members);
+        Ok(v.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum Output {
     #[default]
@@ -44,6 +171,8 @@ pub struct ValidateArgs {
     pub lenient: bool,
     #[command(flatten)]
     pub task: TaskLevelFlags,
+    #[command(flatten)]
+    pub members: DefinitionMembers,
     /// `json` prints the findings as one JSON document on stdout, for tools and CI.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -54,9 +183,23 @@ pub struct ValidateArgs {
 /// Example: minifargate register-task-definition --cli-input-json file://taskdef.json
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
-    /// The task definition JSON: file://PATH, PATH, or - for standard input.
-    #[arg(long, value_name = "FILE")]
-    pub cli_input_json: String,
+    /// The task definition JSON: inline, file://PATH (`~` is $HOME), PATH, or - for
+    /// standard input. The options below win over its members.
+    #[arg(long, value_name = "JSON|FILE")]
+    pub cli_input_json: Option<String>,
+    /// Print a JSON skeleton of the RegisterTaskDefinition request and exit (`input`).
+    #[arg(
+        long,
+        value_name = "KIND",
+        num_args = 0..=1,
+        default_missing_value = "input",
+        value_parser = ["input"]
+    )]
+    pub generate_cli_skeleton: Option<String>,
+    #[command(flatten)]
+    pub members: DefinitionMembers,
+    #[command(flatten)]
+    pub output: super::aws::OutputOpts,
     /// Ignore members the ECS model does not have, with a warning, instead of refusing
     /// them as the AWS CLI does (`Unknown parameter in …`).
     #[arg(long)]
@@ -166,7 +309,7 @@ pub(super) fn print_findings<'a>(name: &str, findings: impl IntoIterator<Item = 
 pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = Source::from_arg(&a.file);
     let name = source.display_name();
-    let mut parsed = taskdef::load(&source)?;
+    let mut parsed = taskdef::parse::parse_str(&a.members.merge(source.read_to_string()?)?);
     if a.lenient {
         parsed.lenient();
     }
@@ -216,9 +359,23 @@ pub fn validate(_g: &GlobalOpts, a: ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let source = Source::from_arg(&a.cli_input_json);
-    let name = source.display_name();
-    let mut parsed = taskdef::load(&source)?;
+    if a.generate_cli_skeleton.is_some() {
+        println!(
+            "{}",
+            super::model::operation("RegisterTaskDefinition").skeleton
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Without --cli-input-json the options are the whole request, as in the AWS CLI.
+    let source = match &a.cli_input_json {
+        Some(arg) => Source::from_arg(arg),
+        None => Source::Inline("{}".into()),
+    };
+    let name = match &a.cli_input_json {
+        Some(_) => source.display_name(),
+        None => "<options>".to_string(),
+    };
+    let mut parsed = taskdef::parse::parse_str(&a.members.merge(source.read_to_string()?)?);
     if a.lenient {
         parsed.lenient();
     }
@@ -231,7 +388,7 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     match core::register_task_definition(&g.ecs(), parsed, origin) {
         Ok(r) => {
             print_findings(&name, &r.warnings);
-            print_json(&r.response)?;
+            super::aws::print_response("RegisterTaskDefinition", &r.response, &a.output)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(EcsError::InvalidTaskDefinition { message, findings }) => {
