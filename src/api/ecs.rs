@@ -112,8 +112,8 @@ fn epoch_timestamps(v: &mut Value) {
 /// the core, encodes its response.
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
     use crate::ecs::{
-        account_settings as acct, clusters, services, tags, task_definitions as td,
-        task_protection as prot, tasks,
+        account_settings as acct, clusters, container_instances as ci, services, tags,
+        task_definitions as td, task_protection as prot, tasks,
     };
     match op {
         "RegisterTaskDefinition" => {
@@ -136,16 +136,33 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         "ListTaskDefinitionFamilies" => {
             encode(td::list_task_definition_families(ecs, &input(body)?)?)
         }
-        "RunTask" => {
-            let started = tasks::run_task(ecs, strict_input(body)?, tasks::Local::default())?;
-            for w in &started.warnings {
-                tracing::warn!(warning = %w.message, "RunTask");
-            }
-            // Reap the supervisors when they exit (they run detached, in their own sessions).
-            for mut sup in started.supervisors {
-                std::thread::spawn(move || sup.child.wait());
-            }
-            encode(started.response)
+        "RunTask" => started(
+            "RunTask",
+            tasks::run_task(ecs, strict_input(body)?, tasks::Local::default())?,
+        ),
+        "StartTask" => started(
+            "StartTask",
+            ci::start_task(ecs, strict_input(body)?, tasks::Local::default())?,
+        ),
+        "ListContainerInstances" => encode(ci::list_container_instances(ecs, &input(body)?)?),
+        "DescribeContainerInstances" => {
+            encode(ci::describe_container_instances(ecs, &input(body)?)?)
+        }
+        "DeleteTaskDefinitions" => encode(td::delete_task_definitions(ecs, &input(body)?)?),
+        "UpdateCluster" => encode(clusters::update_cluster(ecs, &strict_input(body)?)?),
+        "UpdateClusterSettings" => encode(clusters::update_cluster_settings(
+            ecs,
+            &strict_input(body)?,
+        )?),
+        "PutClusterCapacityProviders" => encode(clusters::put_cluster_capacity_providers(
+            ecs,
+            &strict_input(body)?,
+        )?),
+        "DescribeCapacityProviders" => {
+            encode(clusters::describe_capacity_providers(ecs, &input(body)?)?)
+        }
+        "ListServicesByNamespace" => {
+            encode(services::list_services_by_namespace(ecs, &input(body)?)?)
         }
         "DescribeTasks" => encode(tasks::describe_tasks(
             ecs,
@@ -181,6 +198,18 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
             "{other} is not supported by minifargate serve (see docs/serve.md)"
         ))),
     }
+}
+
+/// The answer of RunTask and StartTask; the supervisors are reaped when they exit (they run
+/// detached, in their own sessions).
+fn started(op: &str, started: crate::ecs::tasks::Started) -> EcsResult<Value> {
+    for w in &started.warnings {
+        tracing::warn!(warning = %w.message, "{op}");
+    }
+    for mut sup in started.supervisors {
+        std::thread::spawn(move || sup.child.wait());
+    }
+    encode(started.response)
 }
 
 /// A response shape as JSON.

@@ -18,6 +18,11 @@ fn not_found(detail: String) -> EcsError {
     EcsError::ClusterNotFound(format!("{NOT_FOUND} {detail}"))
 }
 
+/// ClusterNotFoundException for cluster `name`.
+pub fn not_found_cluster(name: &str) -> EcsError {
+    not_found(format!("({name})"))
+}
+
 /// The cluster name in a name or a cluster ARN (`…:cluster/<name>`).
 pub fn cluster_name(s: &str) -> &str {
     s.rsplit_once(":cluster/").map_or(s, |(_, n)| n)
@@ -457,6 +462,193 @@ pub fn delete_cluster(ecs: &Ecs, req: &DeleteClusterRequest) -> EcsResult<Cluste
              not STOPPED: stop them with `minifargate stop-task`)"
         ))),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateClusterRequest {
+    pub cluster: String,
+    pub settings: Option<Vec<ClusterSetting>>,
+    pub configuration: Option<Value>,
+    pub service_connect_defaults: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateClusterSettingsRequest {
+    pub cluster: String,
+    pub settings: Vec<ClusterSetting>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutClusterCapacityProvidersRequest {
+    pub cluster: String,
+    pub capacity_providers: Vec<String>,
+    pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+}
+
+/// The ACTIVE cluster a request names, or ClusterNotFoundException.
+fn active(store: &Store, cluster: &str) -> EcsResult<ClusterRow> {
+    let name = cluster_name(cluster);
+    match store.cluster(name).map_err(anyhow::Error::from)? {
+        Some(c) if c.status == ClusterStatus::Active => Ok(c),
+        _ => Err(not_found(format!("({name})"))),
+    }
+}
+
+fn changed(store: &mut Store, name: &str, change: &ClusterChange) -> EcsResult<ClusterResponse> {
+    store
+        .update_cluster(name, change)
+        .map_err(anyhow::Error::from)?;
+    let row = active(store, name)?;
+    Ok(ClusterResponse {
+        cluster: cluster_json(&row),
+    })
+}
+
+/// UpdateCluster: settings (containerInsights), `configuration` and
+/// `serviceConnectDefaults`, stored and returned (this host acts on none of them: there is
+/// no CloudWatch Container Insights, ECS Exec logging or Cloud Map here).
+pub fn update_cluster(ecs: &Ecs, req: &UpdateClusterRequest) -> EcsResult<ClusterResponse> {
+    if let Some(s) = &req.settings {
+        check_settings(s)?;
+    }
+    let mut store = ecs.open_store()?;
+    let c = active(&store, &req.cluster)?;
+    let mut cfg = if c.configuration.is_object() {
+        c.configuration.clone()
+    } else {
+        json!({})
+    };
+    if let Some(v) = &req.configuration {
+        cfg["configuration"] = v.clone();
+    }
+    if let Some(v) = &req.service_connect_defaults {
+        cfg["serviceConnectDefaults"] = v.clone();
+    }
+    let change = ClusterChange {
+        settings: req.settings.as_deref().map(to_values),
+        configuration: Some(cfg),
+        ..Default::default()
+    };
+    changed(&mut store, &c.name, &change)
+}
+
+/// UpdateClusterSettings. Ref: ecs.json `UpdateClusterSettingsRequest` (`settings`
+/// required; containerInsights enhanced, enabled or disabled).
+pub fn update_cluster_settings(
+    ecs: &Ecs,
+    req: &UpdateClusterSettingsRequest,
+) -> EcsResult<ClusterResponse> {
+    check_settings(&req.settings)?;
+    let mut store = ecs.open_store()?;
+    let c = active(&store, &req.cluster)?;
+    let change = ClusterChange {
+        settings: Some(to_values(&req.settings)),
+        ..Default::default()
+    };
+    changed(&mut store, &c.name, &change)
+}
+
+/// PutClusterCapacityProviders: replaces the cluster's providers and default strategy
+/// (ECS's rule: both are set together; `[]` clears). A provider a running service's
+/// strategy uses cannot be removed in ECS (ResourceInUseException); services here run
+/// with a launch type, so none is in use.
+pub fn put_cluster_capacity_providers(
+    ecs: &Ecs,
+    req: &PutClusterCapacityProvidersRequest,
+) -> EcsResult<ClusterResponse> {
+    check_providers(&req.capacity_providers)?;
+    check_strategy(
+        "defaultCapacityProviderStrategy",
+        &req.default_capacity_provider_strategy,
+        Some(&req.capacity_providers),
+        cluster_name(&req.cluster),
+    )?;
+    let mut store = ecs.open_store()?;
+    let c = active(&store, &req.cluster)?;
+    let change = ClusterChange {
+        capacity_providers: Some(req.capacity_providers.clone()),
+        default_capacity_provider_strategy: Some(to_values(
+            &req.default_capacity_provider_strategy,
+        )),
+        ..Default::default()
+    };
+    changed(&mut store, &c.name, &change)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeCapacityProvidersRequest {
+    pub capacity_providers: Option<Vec<String>>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    pub cluster: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+/// ecs.json `CapacityProvider` (Fargate's have no Auto Scaling group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProvider {
+    pub capacity_provider_arn: String,
+    pub name: String,
+    pub status: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeCapacityProvidersResponse {
+    pub capacity_providers: Vec<CapacityProvider>,
+    pub failures: Vec<Failure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// DescribeCapacityProviders: FARGATE and FARGATE_SPOT (every account has them); a name or
+/// ARN of another is a MISSING failure.
+pub fn describe_capacity_providers(
+    ecs: &Ecs,
+    req: &DescribeCapacityProvidersRequest,
+) -> EcsResult<DescribeCapacityProvidersResponse> {
+    if let Some(i) = req.include.iter().find(|i| *i != "TAGS") {
+        return Err(EcsError::invalid(format!("include {i:?}: must be TAGS")));
+    }
+    let ctx = AwsContext::from_env();
+    if let Some(c) = req.cluster.as_deref() {
+        let store = ecs.open_store()?;
+        active(&store, c)?;
+    }
+    let provider = |n: &str| CapacityProvider {
+        capacity_provider_arn: ctx.ecs_arn(&format!("capacity-provider/{n}")),
+        name: n.into(),
+        status: "ACTIVE".into(),
+        tags: Vec::new(),
+    };
+    let mut failures = Vec::new();
+    let wanted: Vec<String> = match &req.capacity_providers {
+        Some(names) if !names.is_empty() => names.clone(),
+        _ => FARGATE_PROVIDERS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut found = Vec::new();
+    for w in wanted {
+        let name = w.rsplit('/').next().unwrap_or(&w);
+        if FARGATE_PROVIDERS.contains(&name) {
+            found.push(provider(name));
+        } else {
+            failures.push(Failure::missing(w.clone()));
+        }
+    }
+    let (capacity_providers, next_token) =
+        page(found, req.max_results, 10, req.next_token.as_deref())?;
+    Ok(DescribeCapacityProvidersResponse {
+        capacity_providers,
+        failures,
+        next_token,
+    })
 }
 
 /// Items as stored JSON values.

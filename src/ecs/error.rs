@@ -29,6 +29,9 @@ pub enum EcsError {
     ServiceNotFound(String),
     #[error("ServiceNotActiveException: {0}")]
     ServiceNotActive(String),
+    /// A Cloud Map namespace the request names does not exist.
+    #[error("NamespaceNotFoundException: {0}")]
+    NamespaceNotFound(String),
     /// A RunTask clientToken reused with other parameters.
     #[error("ConflictException: {0}")]
     Conflict(String),
@@ -64,6 +67,7 @@ impl EcsError {
             EcsError::ServiceNotFound(_) => "ServiceNotFoundException",
             EcsError::ServiceNotActive(_) => "ServiceNotActiveException",
             EcsError::Conflict(_) => "ConflictException",
+            EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
             EcsError::Serialization(_) => "SerializationException",
             EcsError::UnknownOperation(_) => "UnknownOperationException",
             EcsError::Server(_) => "ServerException",
@@ -90,6 +94,7 @@ impl EcsError {
             | EcsError::ServiceNotFound(m)
             | EcsError::ServiceNotActive(m)
             | EcsError::Conflict(m)
+            | EcsError::NamespaceNotFound(m)
             | EcsError::Serialization(m)
             | EcsError::UnknownOperation(m) => m.clone(),
             EcsError::Server(e) => crate::error_chain(e.as_ref()),
@@ -191,6 +196,7 @@ fn named_copy(e: &EcsError) -> Option<EcsError> {
         EcsError::ServiceNotFound(m) => EcsError::ServiceNotFound(m.clone()),
         EcsError::ServiceNotActive(m) => EcsError::ServiceNotActive(m.clone()),
         EcsError::Conflict(m) => EcsError::Conflict(m.clone()),
+        EcsError::NamespaceNotFound(m) => EcsError::NamespaceNotFound(m.clone()),
         EcsError::Serialization(m) => EcsError::Serialization(m.clone()),
         EcsError::UnknownOperation(m) => EcsError::UnknownOperation(m.clone()),
         EcsError::Server(_) => return None,

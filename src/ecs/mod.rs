@@ -11,6 +11,7 @@ pub mod account_settings;
 #[cfg(test)]
 mod botocore_model;
 pub mod clusters;
+pub mod container_instances;
 pub mod error;
 pub mod logs;
 pub mod services;

@@ -773,6 +773,67 @@ pub fn unhealthy(containers: &[crate::store::ContainerRow]) -> bool {
     task_health(containers) == HealthStatus::Unhealthy
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesByNamespaceRequest {
+    pub namespace: String,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesByNamespaceResponse {
+    pub service_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// ListServicesByNamespace: the services of a Service Connect namespace. This host has no
+/// Cloud Map: the namespaces it knows are the clusters' `serviceConnectDefaults.namespace`
+/// (CreateCluster/UpdateCluster), and no service joins one (Service Connect is not applied
+/// here), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
+/// answers. Ref: ecs.json `ListServicesByNamespaceRequest` (`namespace` required: name or
+/// ARN).
+pub fn list_services_by_namespace(
+    ecs: &Ecs,
+    req: &ListServicesByNamespaceRequest,
+) -> EcsResult<ListServicesByNamespaceResponse> {
+    if req.namespace.is_empty() {
+        return Err(EcsError::invalid(
+            "namespace: a namespace name or ARN is required",
+        ));
+    }
+    let store = ecs.open_store()?;
+    let known = store
+        .list_clusters()
+        .map_err(anyhow::Error::from)?
+        .iter()
+        .filter_map(|c| {
+            c.configuration["serviceConnectDefaults"]["namespace"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .any(|n| n == req.namespace || req.namespace.ends_with(&format!("/{n}")));
+    if !known {
+        return Err(EcsError::NamespaceNotFound(format!(
+            "Namespace {} not found (the namespaces here are the clusters' \
+             serviceConnectDefaults.namespace)",
+            req.namespace
+        )));
+    }
+    let (service_arns, next_token) = super::page(
+        Vec::<String>::new(),
+        req.max_results,
+        10,
+        req.next_token.as_deref(),
+    )?;
+    Ok(ListServicesByNamespaceResponse {
+        service_arns,
+        next_token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

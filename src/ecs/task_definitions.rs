@@ -5,7 +5,7 @@
 
 use super::{Ecs, EcsError, EcsResult, enum_member, page};
 use crate::store::{FamilyStatus, SortOrder, Store, StoreError, StoredTaskDefinition};
-use crate::taskdef::{self, TaskDefRef};
+use crate::taskdef::{self, AwsContext, TaskDefRef};
 use serde::{Deserialize, Serialize};
 
 /// The DescribeTaskDefinition request (also what DeregisterTaskDefinition reads).
@@ -173,6 +173,87 @@ pub fn deregister_task_definition(
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| not_found(reference))?;
     Ok(TaskDefinitionResponse::of(stored, false))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskDefinitionsRequest {
+    #[serde(default)]
+    pub task_definitions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteTaskDefinitionsResponse {
+    pub task_definitions: Vec<taskdef::TaskDefinition>,
+    pub failures: Vec<DeleteFailure>,
+}
+
+/// ecs.json `Failure` of DeleteTaskDefinitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteFailure {
+    pub arn: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// DeleteTaskDefinitions: INACTIVE revisions become DELETE_IN_PROGRESS (their numbers are
+/// never reused); an ACTIVE one is a failure, to be deregistered first. Ref: ecs.json
+/// `DeleteTaskDefinitionsRequest` ("You must specify a revision. You can specify up to 10
+/// task definitions"); API_DeleteTaskDefinitions ("you must deregister a task definition
+/// revision before you delete it"; the revision moves to DELETE_IN_PROGRESS). ECS removes
+/// such a revision once no task or service uses it; here it stays DELETE_IN_PROGRESS.
+pub fn delete_task_definitions(
+    ecs: &Ecs,
+    req: &DeleteTaskDefinitionsRequest,
+) -> EcsResult<DeleteTaskDefinitionsResponse> {
+    use taskdef::model::TaskDefinitionStatus;
+    if req.task_definitions.is_empty() || req.task_definitions.len() > 10 {
+        return Err(EcsError::invalid(format!(
+            "taskDefinitions: {} given; name 1 to 10 task definitions (FAMILY:REVISION or ARN)",
+            req.task_definitions.len()
+        )));
+    }
+    let mut store = ecs.open_store()?;
+    let mut out = DeleteTaskDefinitionsResponse {
+        task_definitions: Vec::new(),
+        failures: Vec::new(),
+    };
+    let ctx = AwsContext::from_env();
+    for reference in &req.task_definitions {
+        super::no_files(reference)?;
+        let (family, revision) = match TaskDefRef::parse(reference) {
+            Ok(TaskDefRef::Revision(f, r)) => (f, r),
+            _ => {
+                return Err(EcsError::invalid(format!(
+                    "taskDefinitions: {reference:?} must name a revision: FAMILY:REVISION or a \
+                     task definition ARN"
+                )));
+            }
+        };
+        let arn = ctx.task_definition_arn(&family, revision);
+        let fail = |reason: &str, detail: &str| DeleteFailure {
+            arn: arn.clone(),
+            reason: reason.into(),
+            detail: detail.into(),
+        };
+        match store
+            .delete_task_definition(&family, revision)
+            .map_err(anyhow::Error::from)?
+        {
+            None => out.failures.push(fail(
+                "TASK_DEFINITION_NOT_FOUND",
+                "The specified task definition does not exist",
+            )),
+            Some(s) if s.status() == TaskDefinitionStatus::Active => out.failures.push(fail(
+                "TASK_DEFINITION_IN_USE",
+                "The specified task definition is still in ACTIVE status. Please deregister \
+                 the target and try again.",
+            )),
+            Some(s) => out.task_definitions.push(s.definition),
+        }
+    }
+    Ok(out)
 }
 
 /// The `status` member of ListTaskDefinitions.

@@ -258,6 +258,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Marks an INACTIVE `family:revision` DELETE_IN_PROGRESS (DeleteTaskDefinitions) and
+    /// returns the revision as it now is (an ACTIVE one is returned unchanged, for the
+    /// caller's failure); `None` if there is no such revision.
+    pub fn delete_task_definition(
+        &mut self,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<StoredTaskDefinition>, StoreError> {
+        let q = |op| move |source| StoreError::Query { op, source };
+        let tx = self.write_tx("delete a task definition")?;
+        tx.execute(
+            "UPDATE task_definitions SET status = 'DELETE_IN_PROGRESS'
+             WHERE family = ?1 AND revision = ?2 AND status = 'INACTIVE'",
+            params![family, revision],
+        )
+        .map_err(q("delete a task definition"))?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM task_definitions WHERE family = ?1 AND revision = ?2"
+                ),
+                params![family, revision],
+                read_row,
+            )
+            .optional()
+            .map_err(q("read a task definition"))?;
+        tx.commit().map_err(q("commit a deletion"))?;
+        row.map(decode).transpose()
+    }
+}
+
 struct RawRow {
     family: String,
     revision: i64,

@@ -1,0 +1,492 @@
+//! The box as a container instance: ListContainerInstances, DescribeContainerInstances and
+//! StartTask. This host is the one container instance of every ACTIVE cluster (EC2
+//! semantics): its registered resources are the host's CPUs and memory, its remaining
+//! ones what the cluster's EC2 tasks that are not STOPPED leave; FARGATE tasks run on no
+//! container instance, as in ECS.
+
+use super::clusters::{cluster_name, not_found_cluster};
+use super::tasks::{Local, RunTaskRequest, Started, run_task, task_by_id, task_id};
+use super::{Ecs, EcsError, EcsResult, cluster_or_default, page};
+use crate::store::{ClusterStatus, LastStatus, Tag, TaskOverride};
+use crate::task::shape;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The ports the ECS agent reserves on every container instance. Ref: amazon-ecs-agent
+/// `agent/config/config.go` (`DefaultReservedPorts`: SSH 22, the Docker daemon 2375/2376,
+/// the agent 51678/51679).
+const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+
+/// The agent version this host reports (the agent release whose behaviour it follows).
+const AGENT_VERSION: &str = "1.4.0";
+
+/// The capabilities and attributes of this host, named as the ECS agent reports them
+/// (`com.amazonaws.ecs.capability.*` for the older ones, `ecs.capability.*` after).
+/// Ref: amazon-ecs-agent `agent/app/agent_capability.go`. Only what this host does.
+const CAPABILITIES: &[&str] = &[
+    "com.amazonaws.ecs.capability.task-iam-role",
+    "com.amazonaws.ecs.capability.task-iam-role-network-host",
+    "com.amazonaws.ecs.capability.logging-driver.awslogs",
+    "com.amazonaws.ecs.capability.logging-driver.json-file",
+    "com.amazonaws.ecs.capability.ecr-auth",
+    "ecs.capability.task-eni",
+    "ecs.capability.task-cpu-mem-limit",
+    "ecs.capability.execution-role-ecr-pull",
+    "ecs.capability.execution-role-awslogs",
+    "ecs.capability.secrets.ssm.environment-variables",
+    "ecs.capability.secrets.asm.environment-variables",
+    "ecs.capability.private-registry-authentication.secretsmanager",
+    "ecs.capability.container-health-check",
+    "ecs.capability.container-ordering",
+    "ecs.capability.env-files.s3",
+    "ecs.capability.execute-command",
+];
+
+/// ecs.json `Attribute`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribute {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// ecs.json `Resource`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub double_value: f64,
+    pub long_value: i64,
+    pub integer_value: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub string_set_value: Vec<String>,
+}
+
+impl Resource {
+    fn integer(name: &str, v: i64) -> Resource {
+        Resource {
+            name: name.into(),
+            kind: "INTEGER".into(),
+            double_value: 0.0,
+            long_value: 0,
+            integer_value: v,
+            string_set_value: Vec::new(),
+        }
+    }
+    fn ports(name: &str, ports: &[u16]) -> Resource {
+        Resource {
+            name: name.into(),
+            kind: "STRINGSET".into(),
+            double_value: 0.0,
+            long_value: 0,
+            integer_value: 0,
+            string_set_value: ports.iter().map(u16::to_string).collect(),
+        }
+    }
+}
+
+/// ecs.json `VersionInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub agent_version: String,
+    pub agent_hash: String,
+}
+
+/// ecs.json `ContainerInstance`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerInstance {
+    pub agent_connected: bool,
+    pub attachments: Vec<Value>,
+    pub attributes: Vec<Attribute>,
+    pub container_instance_arn: String,
+    pub pending_tasks_count: i64,
+    pub registered_at: String,
+    pub registered_resources: Vec<Resource>,
+    pub remaining_resources: Vec<Resource>,
+    pub running_tasks_count: i64,
+    pub status: String,
+    pub tags: Vec<Tag>,
+    pub version: i64,
+    pub version_info: VersionInfo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListContainerInstancesRequest {
+    pub cluster: Option<String>,
+    /// Cluster query language; only `attribute:NAME == VALUE` / `!=` terms are understood.
+    pub filter: Option<String>,
+    pub status: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListContainerInstancesResponse {
+    pub container_instance_arns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeContainerInstancesRequest {
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub container_instances: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeContainerInstancesResponse {
+    pub container_instances: Vec<ContainerInstance>,
+    pub failures: Vec<super::clusters::Failure>,
+}
+
+/// The cluster's ACTIVE row: ClusterNotFoundException otherwise (`default` exists once a
+/// task or CreateCluster made it).
+fn active_cluster(
+    store: &crate::store::Store,
+    cluster: &str,
+) -> EcsResult<crate::store::ClusterRow> {
+    match store.cluster(cluster).map_err(anyhow::Error::from)? {
+        Some(c) if c.status == ClusterStatus::Active => Ok(c),
+        _ => Err(not_found_cluster(cluster)),
+    }
+}
+
+fn attributes() -> Vec<Attribute> {
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut v: Vec<Attribute> = CAPABILITIES
+        .iter()
+        .map(|c| Attribute {
+            name: (*c).into(),
+            value: None,
+        })
+        .collect();
+    // Ref: ECS's built-in attributes (developerguide/task-placement-constraints.html,
+    // "Attributes": ecs.cpu-architecture, ecs.os-type, ecs.os-family).
+    for (n, val) in [
+        ("ecs.cpu-architecture", arch),
+        ("ecs.os-type", "linux"),
+        ("ecs.os-family", "LINUX"),
+    ] {
+        v.push(Attribute {
+            name: n.into(),
+            value: Some(val.into()),
+        });
+    }
+    v
+}
+
+/// The host's CPU units (1,024 a CPU) and memory (MiB), as the agent registers them.
+fn host_resources() -> (i64, i64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    (cpus * 1024, mem_kib / 1024)
+}
+
+fn parse_units(s: Option<&str>) -> i64 {
+    s.and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// This host as cluster `c`'s container instance, with what its EC2 tasks use.
+fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInstance> {
+    let store = ecs.open_store()?;
+    let (cpu, mem) = host_resources();
+    let (mut used_cpu, mut used_mem) = (0i64, 0i64);
+    let (mut running, mut pending) = (0, 0);
+    let mut ports: Vec<u16> = RESERVED_PORTS.to_vec();
+    let mut udp: Vec<u16> = Vec::new();
+    for t in store.unstopped_tasks().map_err(anyhow::Error::from)? {
+        if t.cluster != c.name || t.launch_type == "FARGATE" {
+            continue;
+        }
+        match t.last_status {
+            LastStatus::Running => running += 1,
+            LastStatus::Stopped => continue,
+            _ => pending += 1,
+        }
+        let Some(task) = task_by_id(&store, &t.id)? else {
+            continue;
+        };
+        // Ref: the agent's accounting: task cpu/memory when set, else the containers'
+        // (memory, else memoryReservation).
+        used_cpu += if t.cpu.is_some() {
+            parse_units(t.cpu.as_deref())
+        } else {
+            task.containers
+                .iter()
+                .map(|c| parse_units(c.cpu.as_deref()))
+                .sum()
+        };
+        used_mem += if t.memory.is_some() {
+            parse_units(t.memory.as_deref())
+        } else {
+            task.containers
+                .iter()
+                .map(|c| parse_units(c.memory.as_deref().or(c.memory_reservation.as_deref())))
+                .sum()
+        };
+        for b in task
+            .containers
+            .iter()
+            .flat_map(|c| c.network_bindings.iter())
+        {
+            if let Some(p) = b.host_port {
+                if b.protocol == "udp" {
+                    udp.push(p);
+                } else {
+                    ports.push(p);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    udp.sort_unstable();
+    udp.dedup();
+    let arn = shape::container_instance_arn(&c.arn);
+    Ok(ContainerInstance {
+        agent_connected: true,
+        attachments: Vec::new(),
+        attributes: attributes(),
+        container_instance_arn: arn,
+        pending_tasks_count: pending,
+        registered_at: crate::store::format_timestamp(c.created_at_ms),
+        registered_resources: vec![
+            Resource::integer("CPU", cpu),
+            Resource::integer("MEMORY", mem),
+            Resource::ports("PORTS", &RESERVED_PORTS),
+            Resource::ports("PORTS_UDP", &[]),
+        ],
+        remaining_resources: vec![
+            Resource::integer("CPU", (cpu - used_cpu).max(0)),
+            Resource::integer("MEMORY", (mem - used_mem).max(0)),
+            Resource::ports("PORTS", &ports),
+            Resource::ports("PORTS_UDP", &udp),
+        ],
+        running_tasks_count: running,
+        status: "ACTIVE".into(),
+        tags: Vec::new(),
+        version: 1,
+        version_info: VersionInfo {
+            agent_version: AGENT_VERSION.into(),
+            agent_hash: env!("CARGO_PKG_VERSION").into(),
+        },
+    })
+}
+
+/// Whether `reference` (an id or ARN) names cluster `c`'s container instance.
+fn is_ours(c: &crate::store::ClusterRow, reference: &str) -> bool {
+    let ours = shape::container_instance_arn(&c.arn);
+    reference == ours || reference == task_id(&ours)
+}
+
+/// ListContainerInstances. Ref: ecs.json `ListContainerInstancesRequest.status` (ACTIVE,
+/// DRAINING, REGISTERING, DEREGISTERING, REGISTRATION_FAILED); this host is always ACTIVE.
+pub fn list_container_instances(
+    ecs: &Ecs,
+    req: &ListContainerInstancesRequest,
+) -> EcsResult<ListContainerInstancesResponse> {
+    const STATUSES: [&str; 5] = [
+        "ACTIVE",
+        "DRAINING",
+        "REGISTERING",
+        "DEREGISTERING",
+        "REGISTRATION_FAILED",
+    ];
+    if let Some(s) = req.status.as_deref()
+        && !STATUSES.contains(&s)
+    {
+        return Err(EcsError::invalid(format!(
+            "status {s:?}: must be one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    let cluster = cluster_name(cluster_or_default(req.cluster.as_deref()));
+    let store = ecs.open_store()?;
+    let c = active_cluster(&store, cluster)?;
+    let mut arns = Vec::new();
+    let status_ok = req.status.as_deref().is_none_or(|s| s == "ACTIVE");
+    if status_ok && matches_filter(req.filter.as_deref())? {
+        arns.push(shape::container_instance_arn(&c.arn));
+    }
+    let (container_instance_arns, next_token) =
+        page(arns, req.max_results, 100, req.next_token.as_deref())?;
+    Ok(ListContainerInstancesResponse {
+        container_instance_arns,
+        next_token,
+    })
+}
+
+/// A cluster query language filter against this host's attributes: `attribute:NAME`,
+/// `attribute:NAME == VALUE`, `attribute:NAME != VALUE`, joined with `and`. Ref:
+/// developerguide/cluster-query-language.html. Other expressions are refused, naming
+/// what is understood.
+fn matches_filter(filter: Option<&str>) -> EcsResult<bool> {
+    let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(true);
+    };
+    let attrs = attributes();
+    let mut all = true;
+    for term in f.split(" and ") {
+        let term = term.trim();
+        let (name, op, value) = if let Some((n, v)) = term.split_once("==") {
+            (n.trim(), "==", Some(v.trim()))
+        } else if let Some((n, v)) = term.split_once("!=") {
+            (n.trim(), "!=", Some(v.trim()))
+        } else {
+            (term, "exists", None)
+        };
+        let Some(name) = name.strip_prefix("attribute:") else {
+            return Err(EcsError::invalid(format!(
+                "filter {f:?}: only attribute:NAME [== or != VALUE] terms joined with `and` are \
+                 understood here"
+            )));
+        };
+        let have = attrs.iter().find(|a| a.name == name);
+        let ok = match (op, value) {
+            ("==", Some(v)) => have.is_some_and(|a| a.value.as_deref() == Some(v)),
+            ("!=", Some(v)) => have.is_none_or(|a| a.value.as_deref() != Some(v)),
+            _ => have.is_some(),
+        };
+        all &= ok;
+    }
+    Ok(all)
+}
+
+/// DescribeContainerInstances. Ref: ecs.json `DescribeContainerInstancesRequest`
+/// (`containerInstances` required, up to 100; `include` TAGS or CONTAINER_INSTANCE_HEALTH).
+pub fn describe_container_instances(
+    ecs: &Ecs,
+    req: &DescribeContainerInstancesRequest,
+) -> EcsResult<DescribeContainerInstancesResponse> {
+    if req.container_instances.is_empty() || req.container_instances.len() > 100 {
+        return Err(EcsError::invalid(format!(
+            "containerInstances: {} given; name 1 to 100 container instance ids or ARNs",
+            req.container_instances.len()
+        )));
+    }
+    for i in &req.include {
+        if i != "TAGS" && i != "CONTAINER_INSTANCE_HEALTH" {
+            return Err(EcsError::invalid(format!(
+                "include {i:?}: must be TAGS or CONTAINER_INSTANCE_HEALTH"
+            )));
+        }
+    }
+    let cluster = cluster_name(cluster_or_default(req.cluster.as_deref()));
+    let mut store = ecs.open_store()?;
+    ecs.reconcile(&mut store);
+    let c = active_cluster(&store, cluster)?;
+    let mut out = DescribeContainerInstancesResponse {
+        container_instances: Vec::new(),
+        failures: Vec::new(),
+    };
+    for r in &req.container_instances {
+        if is_ours(&c, r) {
+            out.container_instances.push(instance(ecs, &c)?);
+        } else {
+            out.failures
+                .push(super::clusters::Failure::missing(r.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// ecs.json `StartTaskRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartTaskRequest {
+    pub cluster: Option<String>,
+    pub task_definition: String,
+    /// Up to 10 container instances: one task on each.
+    #[serde(default)]
+    pub container_instances: Vec<String>,
+    #[serde(default)]
+    pub overrides: TaskOverride,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    pub network_configuration: Option<Value>,
+    pub propagate_tags: Option<String>,
+    pub reference_id: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: Option<bool>,
+    pub volume_configurations: Option<Value>,
+}
+
+/// StartTask: one task on each named container instance (EC2 semantics), through RunTask's
+/// path with the EC2 launch type; an instance that is not this host's is a failure
+/// (MISSING), as ECS reports it.
+pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<Started> {
+    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
+        return Err(EcsError::invalid(format!(
+            "containerInstances: {} given; name 1 to 10 container instance ids or ARNs",
+            req.container_instances.len()
+        )));
+    }
+    let cluster = cluster_name(cluster_or_default(req.cluster.as_deref())).to_string();
+    let (ours, failures): (Vec<&String>, Vec<&String>) = {
+        let store = ecs.open_store()?;
+        let c = active_cluster(&store, &cluster)?;
+        req.container_instances.iter().partition(|r| is_ours(&c, r))
+    };
+    let failures: Vec<super::clusters::Failure> = failures
+        .into_iter()
+        .map(|r| super::clusters::Failure::missing(r.clone()))
+        .collect();
+    if ours.is_empty() {
+        let store = ecs.open_store()?;
+        return Ok(Started {
+            response: super::tasks::RunTaskResponse {
+                tasks: Vec::new(),
+                failures,
+            },
+            store,
+            ids: Vec::new(),
+            warnings: Vec::new(),
+            supervisors: Vec::new(),
+        });
+    }
+    let run = RunTaskRequest {
+        cluster: Some(cluster),
+        task_definition: req.task_definition,
+        count: Some(ours.len() as u32),
+        overrides: req.overrides,
+        launch_type: Some("EC2".into()),
+        started_by: req.started_by,
+        group: req.group,
+        tags: req.tags,
+        enable_execute_command: req.enable_execute_command,
+        network_configuration: req.network_configuration,
+        propagate_tags: req.propagate_tags,
+        reference_id: req.reference_id,
+        enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+        volume_configurations: req.volume_configurations,
+        ..Default::default()
+    };
+    let mut started = run_task(ecs, run, local)?;
+    started.response.failures.extend(failures);
+    Ok(started)
+}
