@@ -195,7 +195,8 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
             encode(acct::put_account_setting_default(ecs, &input(body)?)?)
         }
         other => Err(EcsError::UnknownOperation(format!(
-            "{other} is not supported by minifargate serve (see docs/serve.md)"
+            "{other} is not supported by minifargate serve (it answers {}; see docs/serve.md)",
+            super::operations::names()
         ))),
     }
 }

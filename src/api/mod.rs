@@ -11,6 +11,7 @@ pub mod ecs;
 mod fuzz;
 pub mod guard;
 pub mod logs;
+pub mod operations;
 pub mod server;
 
 use crate::ecs::Ecs;

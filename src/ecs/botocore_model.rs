@@ -14,7 +14,7 @@ use std::io::Read;
 
 /// botocore's ECS service model, found through the `python3` on PATH (the test venv's first,
 /// as `scripts/test` sets it).
-fn service_model() -> Value {
+pub(crate) fn service_model() -> Value {
     let out = std::process::Command::new("python3")
         .args([
             "-c",

@@ -9,7 +9,7 @@
 
 pub mod account_settings;
 #[cfg(test)]
-mod botocore_model;
+pub(crate) mod botocore_model;
 pub mod clusters;
 pub mod container_instances;
 pub mod error;
