@@ -189,6 +189,18 @@ impl Options {
     }
 }
 
+/// The group and stream container `idx` of task `task_id` writes with awslogs, when it
+/// uses awslogs (and its options parse).
+pub fn target(
+    def: &crate::taskdef::model::ContainerDefinition,
+    task_id: &str,
+    idx: usize,
+) -> Option<(String, String)> {
+    let o = Options::of(def.log_configuration.as_ref()).ok()??;
+    let stream = o.stream_name(def.name_str(), task_id, &super::runtime_id(task_id, idx));
+    Some((o.group, stream))
+}
+
 /// Go's strconv.ParseBool, which Docker uses for `awslogs-create-group`.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
