@@ -496,12 +496,18 @@ fn awslogs_lines_are_events_of_the_agents_stream() {
     );
     // The sleeps between the lines show in their timestamps.
     assert!(ts[1] - ts[0] >= 250 && ts[2] - ts[1] >= 250, "{ts:?}");
-    // The local view has the same lines.
+    // `minifargate logs` reads the same store: the same events, with their timestamps.
     let out = api.mf.run(&["logs", &id]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "first\nsecond\nthird\n"
     );
+    let out = api.mf.run(&["logs", &id, "--tail", "1", "--timestamps"]);
+    let tail = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (t, line) = tail.trim_end().split_once(' ').unwrap();
+    assert_eq!(line, "third");
+    let t = chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert_eq!(t.timestamp_millis(), ts[2]);
 }
 
 /// Acceptance: a missing group without `awslogs-create-group` fails the container at

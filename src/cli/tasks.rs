@@ -159,28 +159,62 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let recent = |e: &LogEntry| {
         since.is_none_or(|s| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t > s))
     };
+    let def = store.task(&id)?.map(|(t, _)| t.definition);
+    let ecs = g.ecs();
     let mut out = std::io::stdout().lock();
-    // Everything so far, merged by time.
-    let mut followers: Vec<(String, std::path::PathBuf, Option<LogFollower>)> = names
+    // Where each container's output is read: an awslogs container's events from the
+    // local CloudWatch Logs store (what the Logs API serves, multi-line events joined);
+    // others from their json-file (every rotated file kept).
+    let mut sources: Vec<(String, Source)> = names
         .iter()
-        .map(|n| (prefix(n), paths.log(n), None))
-        .collect();
-    let mut entries = Vec::new();
-    for (p, path, f) in &mut followers {
-        if path.exists() {
-            // --tail reads the files from their end (a rotated log of 50 MB answers at
-            // once); otherwise every kept file, oldest first.
-            let (mine, lf) = match a.tail {
-                Some(n) => LogFollower::open_tail(path, n)?,
-                None => {
-                    let mut lf = LogFollower::open(path)?;
-                    (lf.drain()?, lf)
-                }
+        .map(|n| {
+            let target = def.as_ref().and_then(|d| {
+                let defs = d.container_definitions.as_ref()?;
+                let idx = defs.iter().position(|c| c.name_str() == n)?;
+                crate::task::awslogs::target(&defs[idx], &id, idx)
+            });
+            let src = match target {
+                Some((group, stream)) => Source::Events {
+                    group,
+                    stream,
+                    token: None,
+                },
+                None => Source::File {
+                    path: paths.log(n),
+                    follower: None,
+                },
             };
-            let mine: Vec<LogEntry> = mine.into_iter().filter(|e| recent(e)).collect();
-            entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
-            *f = Some(lf);
-        }
+            (prefix(n), src)
+        })
+        .collect();
+    // Everything so far, merged by time.
+    let mut entries = Vec::new();
+    for (p, src) in &mut sources {
+        let mine: Vec<LogEntry> = match src {
+            Source::File { path, follower } => {
+                if !path.exists() {
+                    continue;
+                }
+                // --tail reads the files from their end (a rotated log of 50 MB answers
+                // at once); otherwise every kept file, oldest first.
+                let (mine, lf) = match a.tail {
+                    Some(n) => LogFollower::open_tail(path, n)?,
+                    None => {
+                        let mut lf = LogFollower::open(path)?;
+                        (lf.drain()?, lf)
+                    }
+                };
+                *follower = Some(lf);
+                mine
+            }
+            Source::Events {
+                group,
+                stream,
+                token,
+            } => store_events(&ecs, group, stream, token, Some(a.tail))?,
+        };
+        let mine: Vec<LogEntry> = mine.into_iter().filter(|e| recent(e)).collect();
+        entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, p, e) in &entries {
@@ -194,14 +228,29 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
         let stopped = store
             .task(&id)?
             .is_none_or(|(t, _)| t.last_status == LastStatus::Stopped);
-        for (p, path, f) in &mut followers {
-            if f.is_none() && path.exists() {
-                *f = LogFollower::open(path).ok();
-            }
-            if let Some(f) = f {
-                while let Ok(Some(e)) = f.next_entry() {
-                    if recent(&e) {
-                        show(&mut out, p, &e);
+        for (p, src) in &mut sources {
+            match src {
+                Source::File { path, follower } => {
+                    if follower.is_none() && path.exists() {
+                        *follower = LogFollower::open(path).ok();
+                    }
+                    if let Some(f) = follower {
+                        while let Ok(Some(e)) = f.next_entry() {
+                            if recent(&e) {
+                                show(&mut out, p, &e);
+                            }
+                        }
+                    }
+                }
+                Source::Events {
+                    group,
+                    stream,
+                    token,
+                } => {
+                    for e in store_events(&ecs, group, stream, token, None)? {
+                        if recent(&e) {
+                            show(&mut out, p, &e);
+                        }
                     }
                 }
             }
@@ -212,5 +261,70 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(50));
         reconcile(g, &mut store);
+    }
+}
+
+/// Where `logs` reads one container's output.
+enum Source {
+    File {
+        path: std::path::PathBuf,
+        follower: Option<LogFollower>,
+    },
+    Events {
+        group: String,
+        stream: String,
+        /// GetLogEvents' forward token, once the first read is done.
+        token: Option<String>,
+    },
+}
+
+/// The events of an awslogs stream through the core's GetLogEvents, as log entries: on
+/// the first read (`first` is `Some(tail)`) the last `tail` or all of them; then those
+/// after `token`. A stream not (yet) there has none.
+fn store_events(
+    ecs: &crate::ecs::Ecs,
+    group: &str,
+    stream: &str,
+    token: &mut Option<String>,
+    first: Option<Option<usize>>,
+) -> anyhow::Result<Vec<LogEntry>> {
+    use crate::ecs::logs::{GetLogEventsRequest, LogsError, get_log_events};
+    let mut out = Vec::new();
+    loop {
+        let mut req = GetLogEventsRequest {
+            log_group_name: Some(group.to_string()),
+            log_stream_name: stream.to_string(),
+            next_token: token.clone(),
+            start_from_head: Some(true),
+            ..Default::default()
+        };
+        if token.is_none()
+            && let Some(Some(n)) = first
+        {
+            req.start_from_head = Some(false);
+            req.limit = Some(n.clamp(1, 10_000) as i64);
+        }
+        let r = match get_log_events(ecs, &req) {
+            Ok(r) => r,
+            Err(LogsError::ResourceNotFound(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let events = r["events"].as_array().cloned().unwrap_or_default();
+        *token = r["nextForwardToken"].as_str().map(str::to_string);
+        for e in &events {
+            let ts = e["timestamp"].as_i64().unwrap_or_default();
+            let time = chrono::DateTime::from_timestamp_millis(ts)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            out.push(LogEntry {
+                log: format!("{}\n", e["message"].as_str().unwrap_or_default()),
+                stream: "stdout".into(),
+                time,
+            });
+        }
+        // --tail: one read; otherwise until a read returns nothing more.
+        if events.is_empty() || matches!(first, Some(Some(_))) {
+            return Ok(out);
+        }
     }
 }

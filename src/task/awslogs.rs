@@ -189,6 +189,18 @@ impl Options {
     }
 }
 
+/// The group and stream container `idx` of task `task_id` writes with awslogs, when it
+/// uses awslogs (and its options parse).
+pub fn target(
+    def: &crate::taskdef::model::ContainerDefinition,
+    task_id: &str,
+    idx: usize,
+) -> Option<(String, String)> {
+    let o = Options::of(def.log_configuration.as_ref()).ok()??;
+    let stream = o.stream_name(def.name_str(), task_id, &super::runtime_id(task_id, idx));
+    Some((o.group, stream))
+}
+
 /// Go's strconv.ParseBool, which Docker uses for `awslogs-create-group`.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
@@ -217,6 +229,8 @@ pub struct Awslogs {
     wake: Condvar,
     /// Lines a non-blocking driver dropped because its buffer was full.
     pub dropped: Arc<AtomicU64>,
+    /// Events forwarding gave up on (`super::forward`).
+    pub forward_lost: AtomicU64,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -227,6 +241,7 @@ impl Awslogs {
         opts: Options,
         root: PathBuf,
         stream: String,
+        forward: Option<super::forward::Forwarder>,
     ) -> Result<Arc<Awslogs>, AwslogsError> {
         let mut store = LogStore::open(&root)?;
         // One local store serves every region (docs/logs.md).
@@ -246,12 +261,13 @@ impl Awslogs {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             dropped: Arc::new(AtomicU64::new(0)),
+            forward_lost: AtomicU64::new(0),
             flusher: Mutex::new(None),
         });
         let worker = me.clone();
         let handle = std::thread::Builder::new()
             .name("awslogs".into())
-            .spawn(move || worker.flush_loop(store, stream))
+            .spawn(move || worker.flush_loop(store, stream, forward))
             .map_err(|e| AwslogsError::BadOption {
                 option: "awslogs-group",
                 value: String::new(),
@@ -296,7 +312,12 @@ impl Awslogs {
         q.events.push((ts, msg));
     }
 
-    fn flush_loop(&self, mut store: LogStore, stream: String) {
+    fn flush_loop(
+        &self,
+        mut store: LogStore,
+        stream: String,
+        mut forward: Option<super::forward::Forwarder>,
+    ) {
         loop {
             let (batch, closed) = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -335,6 +356,10 @@ impl Awslogs {
                     Err(e) => {
                         tracing::warn!(group = %self.opts.group, error = %crate::error_chain(&e), lost = batch.len(), "awslogs: failed to store events")
                     }
+                }
+                if let Some(f) = forward.as_mut() {
+                    f.send(&batch);
+                    self.forward_lost.store(f.lost(), Ordering::Relaxed);
                 }
             }
             if closed {
@@ -444,7 +469,7 @@ mod tests {
         let mut s = LogStore::open(d.path()).unwrap();
         s.create_group("g", 0).unwrap();
         drop(s);
-        let a = Awslogs::start(o, d.path().to_path_buf(), "st".into()).unwrap();
+        let a = Awslogs::start(o, d.path().to_path_buf(), "st".into(), None).unwrap();
         let t = chrono::Utc::now();
         for l in [
             "2024-05-01 10:00:00 first\n",
@@ -479,7 +504,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let a = Awslogs::start(o, d.path().to_path_buf(), "st".into()).unwrap();
+        let a = Awslogs::start(o, d.path().to_path_buf(), "st".into(), None).unwrap();
         // Far more than 1 KiB at once, faster than one flush.
         let line = format!("{}\n", "x".repeat(100));
         for _ in 0..100 {
@@ -501,7 +526,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let e = Awslogs::start(o, d.path().to_path_buf(), "st".into())
+        let e = Awslogs::start(o, d.path().to_path_buf(), "st".into(), None)
             .err()
             .unwrap()
             .to_string();

@@ -454,6 +454,14 @@ impl Executor {
             return;
         };
         a.finish();
+        let lost = a.forward_lost.load(std::sync::atomic::Ordering::Relaxed);
+        if lost > 0 {
+            let name = &self.slots[idx].row.name;
+            self.warnings.push(format!(
+                "container {name}: {lost} log event(s) could not be forwarded to CloudWatch \
+                 Logs (see the supervisor log)"
+            ));
+        }
         let dropped = a.dropped.load(std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
             let name = &self.slots[idx].row.name;
@@ -1147,7 +1155,27 @@ impl Executor {
             return Ok(None);
         };
         let stream = o.stream_name(name, &self.task.id, rid);
-        Awslogs::start(o, self.opts.root.clone(), stream).map(Some)
+        let forward = if super::forward::enabled() {
+            let region = o.region.clone().unwrap_or_else(|| self.opts.region.clone());
+            match super::forward::Forwarder::new(
+                self.inside.execution.clone(),
+                &region,
+                &o.group,
+                &stream,
+                o.create_group,
+            ) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.warnings.push(format!(
+                        "container {name}: its logs are not forwarded to CloudWatch Logs: {e}"
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Awslogs::start(o, self.opts.root.clone(), stream, forward).map(Some)
     }
 
     /// The runtime spec of container `idx`: its settings, its volumes (filled from the image

@@ -1,0 +1,234 @@
+//! Forwarding an awslogs container's events to a real CloudWatch Logs, opt-in
+//! (`MINIFARGATE_AWSLOGS_FORWARD=1` in the environment that starts the task): the batches
+//! the driver commits locally also go to PutLogEvents in `awslogs-region`, as the task's
+//! execution role (or the host's credentials without one, or with
+//! `--execution-credentials host`), within the service's limits, retried with backoff.
+//! The forwarder runs on the driver's flush thread, never on the container's output path:
+//! a non-blocking container is never stalled by it.
+
+use super::credentials::Execution;
+use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use std::time::Duration;
+
+/// The opt-in switch.
+pub const ENV: &str = "MINIFARGATE_AWSLOGS_FORWARD";
+
+/// Attempts per batch (the first and the retries), the first backoff (doubling).
+const ATTEMPTS: u32 = 4;
+const BACKOFF: Duration = Duration::from_millis(250);
+
+/// Whether forwarding is on.
+pub fn enabled() -> bool {
+    std::env::var(ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+}
+
+/// A stream in a real CloudWatch Logs.
+pub struct Forwarder {
+    rt: tokio::runtime::Runtime,
+    remote: Remote,
+}
+
+struct Remote {
+    client: Client,
+    group: String,
+    stream: String,
+    create_group: bool,
+    ready: bool,
+    /// Events given up on after every retry.
+    lost: u64,
+}
+
+/// Splits `events` (in time order) into PutLogEvents batches within CloudWatch's limits:
+/// at most [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`] (message + 26 each), no
+/// batch spanning more than 24 h.
+/// Ref: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html
+pub fn batches(events: &[(i64, String)]) -> Vec<&[(i64, String)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, (ts, msg)) in events.iter().enumerate() {
+        let len = msg.len() + 26;
+        let full = i - start >= MAX_BATCH_EVENTS
+            || bytes + len > MAX_BATCH_BYTES
+            || *ts - events[start].0 > MAX_BATCH_SPAN_MS;
+        if full && i > start {
+            out.push(&events[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += len;
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    out
+}
+
+impl Forwarder {
+    pub fn new(
+        mut execution: Execution,
+        region: &str,
+        group: &str,
+        stream: &str,
+        create_group: bool,
+    ) -> Result<Forwarder, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("failed to start the forwarder's runtime: {e}"))?;
+        let cfg = rt.block_on(execution.config(region))?;
+        Ok(Forwarder {
+            rt,
+            remote: Remote {
+                client: Client::new(&cfg),
+                group: group.into(),
+                stream: stream.into(),
+                create_group,
+                ready: false,
+                lost: 0,
+            },
+        })
+    }
+
+    /// Events given up on after every retry.
+    pub fn lost(&self) -> u64 {
+        self.remote.lost
+    }
+
+    /// Sends `events` in as few batches as the limits allow, each retried with backoff;
+    /// what still fails is counted in [`Forwarder::lost`] and logged.
+    pub fn send(&mut self, events: &[(i64, String)]) {
+        if events.is_empty() {
+            return;
+        }
+        // CloudWatch takes a batch's events in time order only.
+        let mut sorted = events.to_vec();
+        sorted.sort_by_key(|(ts, _)| *ts);
+        let Forwarder { rt, remote } = self;
+        rt.block_on(remote.send_all(&sorted));
+    }
+}
+
+impl Remote {
+    /// Creates the group (with `awslogs-create-group`) and the stream, once.
+    async fn prepare(&mut self) -> Result<(), String> {
+        if self.ready {
+            return Ok(());
+        }
+        let exists = |e: &str| e.contains("ResourceAlreadyExistsException");
+        if self.create_group
+            && let Err(e) = self
+                .client
+                .create_log_group()
+                .log_group_name(&self.group)
+                .send()
+                .await
+        {
+            let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
+            if !exists(&e) {
+                return Err(format!("CreateLogGroup {}: {e}", self.group));
+            }
+        }
+        if let Err(e) = self
+            .client
+            .create_log_stream()
+            .log_group_name(&self.group)
+            .log_stream_name(&self.stream)
+            .send()
+            .await
+        {
+            let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
+            if !exists(&e) {
+                return Err(format!(
+                    "CreateLogStream {}/{}: {e}",
+                    self.group, self.stream
+                ));
+            }
+        }
+        self.ready = true;
+        Ok(())
+    }
+
+    async fn send_all(&mut self, sorted: &[(i64, String)]) {
+        for batch in batches(sorted) {
+            let mut delay = BACKOFF;
+            let mut last = String::new();
+            let mut sent = false;
+            for attempt in 1..=ATTEMPTS {
+                match self.put(batch).await {
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(attempt, error = %e, "forwarding log events failed; retrying");
+                        last = e;
+                        if attempt < ATTEMPTS {
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                    }
+                }
+            }
+            if !sent {
+                self.lost += batch.len() as u64;
+                tracing::warn!(group = %self.group, stream = %self.stream, lost = batch.len(), error = %last, "failed to forward log events to CloudWatch Logs");
+            }
+        }
+    }
+
+    async fn put(&mut self, batch: &[(i64, String)]) -> Result<(), String> {
+        self.prepare().await?;
+        let events: Vec<InputLogEvent> = batch
+            .iter()
+            .filter_map(|(ts, msg)| {
+                InputLogEvent::builder()
+                    .timestamp(*ts)
+                    .message(msg)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        self.client
+            .put_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(&self.stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
+                if e.contains("ResourceNotFoundException") {
+                    // The stream (or group) went: create it again on the next attempt.
+                    self.ready = false;
+                }
+                format!("PutLogEvents {}/{}: {e}", self.group, self.stream)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_to_the_limits() {
+        let many: Vec<(i64, String)> = (0..25_000).map(|i| (i, "x".to_string())).collect();
+        let b = batches(&many);
+        assert_eq!(
+            b.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            [10_000, 10_000, 5_000]
+        );
+        let big: Vec<(i64, String)> = (0..5).map(|i| (i, "y".repeat(400_000))).collect();
+        let b = batches(&big);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        let day = 86_400_000;
+        let spread = vec![(0, "a".into()), (day, "b".into()), (day + 1, "c".into())];
+        let b = batches(&spread);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 1]);
+        assert!(batches(&[]).is_empty());
+    }
+}
