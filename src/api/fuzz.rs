@@ -93,6 +93,72 @@ fn seeds() -> Vec<(&'static str, String)> {
         ),
         v("ListTagsForResource", json!({"resourceArn": arn})),
         v(
+            "ListTasks",
+            json!({"cluster": "fz", "serviceName": "web", "launchType": "EC2",
+                   "containerInstance": "0123456789abcdef0123456789abcdef"}),
+        ),
+        v(
+            "UpdateTaskProtection",
+            json!({"cluster": "fz", "tasks": ["0123456789abcdef0123456789abcdef"],
+                   "protectionEnabled": true, "expiresInMinutes": 5}),
+        ),
+        v(
+            "GetTaskProtection",
+            json!({"cluster": "fz", "tasks": ["0123456789abcdef0123456789abcdef"]}),
+        ),
+        v(
+            "ListContainerInstances",
+            json!({"cluster": "fz", "status": "ACTIVE", "maxResults": 1,
+                   "filter": "attribute:ecs.os-type == linux and attribute:ecs.cpu-architecture"}),
+        ),
+        v(
+            "DescribeContainerInstances",
+            json!({"cluster": "fz", "containerInstances": ["x"], "include": ["TAGS"]}),
+        ),
+        v(
+            "DeleteTaskDefinitions",
+            json!({"taskDefinitions": ["hello:1", "web:1"]}),
+        ),
+        v(
+            "UpdateCluster",
+            json!({"cluster": "fz", "settings": [{"name": "containerInsights", "value": "enabled"}],
+                   "serviceConnectDefaults": {"namespace": "ns"}}),
+        ),
+        v(
+            "UpdateClusterSettings",
+            json!({"cluster": "fz", "settings": [{"name": "containerInsights", "value": "enhanced"}]}),
+        ),
+        v(
+            "PutClusterCapacityProviders",
+            json!({"cluster": "fz", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+                   "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1, "base": 1}]}),
+        ),
+        v(
+            "DescribeCapacityProviders",
+            json!({"capacityProviders": ["FARGATE", "x"], "include": ["TAGS"], "maxResults": 1}),
+        ),
+        v(
+            "ListAccountSettings",
+            json!({"name": "containerInsights", "value": "enabled", "effectiveSettings": true}),
+        ),
+        v(
+            "PutAccountSetting",
+            json!({"name": "awsvpcTrunking", "value": "enabled", "principalArn": "arn:aws:iam::1:root"}),
+        ),
+        v(
+            "PutAccountSettingDefault",
+            json!({"name": "containerInsights", "value": "disabled"}),
+        ),
+        v(
+            "ListServicesByNamespace",
+            json!({"namespace": "ns", "maxResults": 2}),
+        ),
+        v(
+            "StartTask",
+            json!({"cluster": "fz", "taskDefinition": "hello", "containerInstances": ["x"],
+                   "propagateTags": "TASK_DEFINITION", "enableECSManagedTags": true}),
+        ),
+        v(
             "RunTask",
             json!({"cluster": "fz", "taskDefinition": "hello", "count": 2, "launchType": "FARGATE",
                    "overrides": {"containerOverrides": [{"name": "hello", "command": ["true"],
@@ -211,6 +277,10 @@ fn decode_only(op: &str, body: &[u8]) {
     use crate::ecs::{services, tasks};
     let _ = match op {
         "RunTask" => super::ecs::strict_input::<tasks::RunTaskRequest>(body).map(drop),
+        "StartTask" => {
+            super::ecs::strict_input::<crate::ecs::container_instances::StartTaskRequest>(body)
+                .map(drop)
+        }
         "CreateService" => super::ecs::input::<services::CreateServiceRequest>(body).map(drop),
         "UpdateService" => super::ecs::input::<services::UpdateServiceRequest>(body).map(drop),
         _ => super::ecs::input::<services::DeleteServiceRequest>(body).map(drop),
@@ -231,7 +301,7 @@ pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
     for (op, body) in &seeds {
         if !matches!(
             *op,
-            "RunTask" | "CreateService" | "UpdateService" | "DeleteService"
+            "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "DeleteService"
         ) {
             let _ = call(&ecs, op, body.as_bytes());
         }
@@ -245,7 +315,7 @@ pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if matches!(
                 *op,
-                "RunTask" | "CreateService" | "UpdateService" | "DeleteService"
+                "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "DeleteService"
             ) {
                 decode_only(op, &input);
             } else if let Ok(v) = call(&ecs, op, &input) {
