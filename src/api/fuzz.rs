@@ -1,4 +1,5 @@
-//! A fuzz loop over the API dispatcher (decode → core → encode), in process over a temp
+//! A fuzz loop over the API dispatchers (ECS and CloudWatch Logs: decode → core →
+//! encode), in process over a temp
 //! store: seed requests of every operation, mutated structurally (a JSON value swapped for
 //! a hostile one: deep nesting, huge numbers, long or odd strings, wrong types) and
 //! byte-wise. Any panic fails, printing the input. The binary has no library target, so
@@ -179,7 +180,55 @@ fn seeds() -> Vec<(&'static str, String)> {
             "DeleteService",
             json!({"cluster": "fz", "service": "web", "force": true}),
         ),
+        // The CloudWatch Logs dispatcher on the same `POST /` (`Logs.` prefix here).
+        v("Logs.CreateLogGroup", json!({"logGroupName": "/ecs/fz"})),
+        v(
+            "Logs.CreateLogStream",
+            json!({"logGroupName": "/ecs/fz", "logStreamName": "s"}),
+        ),
+        v(
+            "Logs.PutLogEvents",
+            json!({"logGroupName": "/ecs/fz", "logStreamName": "s",
+                   "logEvents": [{"timestamp": 1_700_000_000_000_u64, "message": "hi"}]}),
+        ),
+        v(
+            "Logs.GetLogEvents",
+            json!({"logGroupName": "/ecs/fz", "logStreamName": "s", "startFromHead": true, "limit": 10, "nextToken": "f/1"}),
+        ),
+        v(
+            "Logs.FilterLogEvents",
+            json!({"logGroupName": "/ecs/fz", "filterPattern": "hi", "startTime": 0, "endTime": 9_999_999_999_999_u64, "limit": 5}),
+        ),
+        v(
+            "Logs.DescribeLogGroups",
+            json!({"logGroupNamePrefix": "/ecs", "limit": 5}),
+        ),
+        v(
+            "Logs.DescribeLogStreams",
+            json!({"logGroupName": "/ecs/fz", "orderBy": "LastEventTime", "descending": true}),
+        ),
+        v(
+            "Logs.PutRetentionPolicy",
+            json!({"logGroupName": "/ecs/fz", "retentionInDays": 1}),
+        ),
+        v(
+            "Logs.DeleteRetentionPolicy",
+            json!({"logGroupName": "/ecs/fz"}),
+        ),
+        v(
+            "Logs.DeleteLogStream",
+            json!({"logGroupName": "/ecs/fz", "logStreamName": "s"}),
+        ),
+        v("Logs.DeleteLogGroup", json!({"logGroupName": "/ecs/fz"})),
     ]
+}
+
+/// One request through the dispatcher its operation belongs to; the encoded response.
+fn dispatch(ecs: &Ecs, op: &str, body: &[u8]) -> Option<String> {
+    match op.strip_prefix("Logs.") {
+        Some(op) => super::logs::call(ecs, op, body).ok().map(|v| v.to_string()),
+        None => call(ecs, op, body).ok().map(|v| v.to_string()),
+    }
 }
 
 /// A hostile JSON value.
@@ -303,7 +352,7 @@ pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
             *op,
             "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "DeleteService"
         ) {
-            let _ = call(&ecs, op, body.as_bytes());
+            let _ = dispatch(&ecs, op, body.as_bytes());
         }
     }
     let mut r = Rng(seed | 1);
@@ -318,9 +367,8 @@ pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
                 "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "DeleteService"
             ) {
                 decode_only(op, &input);
-            } else if let Ok(v) = call(&ecs, op, &input) {
-                // The encode half: what the handler sends.
-                let _ = v.to_string();
+            } else {
+                let _ = dispatch(&ecs, op, &input);
             }
         }));
         if outcome.is_err() {
