@@ -426,9 +426,9 @@ impl<O: Op> Args for Generic<O> {
                 "list" | "list-of-structure" => cmd.arg(
                     arg.num_args(1..)
                         .action(ArgAction::Append)
-                        .value_name(m.name.to_uppercase()),
+                        .value_name(long.to_uppercase().replace('-', "_")),
                 ),
-                _ => cmd.arg(arg.value_name(m.name.to_uppercase())),
+                _ => cmd.arg(arg.value_name(long.to_uppercase().replace('-', "_"))),
             };
         }
         cmd = InputOpts::augment_args(cmd);
