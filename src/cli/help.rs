@@ -670,6 +670,25 @@ mod conformance {
         );
     }
 
+    /// The CLI has a verb for every ECS operation `serve` answers (one table of them:
+    /// `crate::api::operations`), named as the AWS CLI names it.
+    #[test]
+    fn every_operation_served_has_a_verb() {
+        let cmd = command();
+        let missing: Vec<&str> = crate::api::operations::OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .filter(|op| {
+                !cmd.get_subcommands()
+                    .any(|s| operation_of(s.get_name()) == *op)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "operations served without a CLI verb: {missing:?}"
+        );
+    }
+
     #[test]
     fn every_option_is_described() {
         fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
