@@ -497,3 +497,149 @@ fn execute_command_run_task_members_and_exit_statuses_of_a_task() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn start_task_container_instances_and_cluster_operations() {
+    let (mf, _reg) = busybox_task_env(busybox_layer(Compression::Gzip, "ecs-cli-start"));
+    mf.json(&["create-cluster"]);
+    // This box is the cluster's one container instance.
+    let out = status(
+        &mf,
+        &[
+            "list-container-instances",
+            "--query",
+            "containerInstanceArns[0]",
+            "--output",
+            "text",
+        ],
+        0,
+    );
+    let ci = stdout(&out).trim().to_string();
+    assert!(ci.contains(":container-instance/default/"), "{ci}");
+    let out = status(
+        &mf,
+        &[
+            "describe-container-instances",
+            "--container-instances",
+            &ci,
+            "--query",
+            "containerInstances[0].[agentConnected,status]",
+            "--output",
+            "text",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "True\tACTIVE\n");
+
+    // start-task onto it: EC2 semantics.
+    mf.json(&[
+        "register-task-definition",
+        "--family",
+        "st",
+        "--network-mode",
+        "none",
+        "--container-definitions",
+        &format!(r#"[{{"name":"app","image":"{BUSYBOX}","memory":64,"command":["true"]}}]"#),
+    ]);
+    let v = mf.json(&[
+        "start-task",
+        "--task-definition",
+        "st",
+        "--container-instances",
+        &ci,
+        "--started-by",
+        "cli-test",
+    ]);
+    let t = &v["tasks"][0];
+    assert_eq!(t["launchType"], "EC2", "{v:#}");
+    assert_eq!(t["containerInstanceArn"], ci.as_str(), "{v:#}");
+    assert_eq!(t["startedBy"], "cli-test", "{v:#}");
+    let id = t["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = mf.json(&["describe-tasks", "--tasks", &id]);
+        if d["tasks"][0]["lastStatus"] == "STOPPED" {
+            assert_eq!(d["tasks"][0]["containers"][0]["exitCode"], 0, "{d:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not STOPPED: {d:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // delete-task-definitions: an INACTIVE revision only.
+    let v = mf.json(&["delete-task-definitions", "--task-definitions", "st:1"]);
+    assert_eq!(
+        v["failures"][0]["arn"]
+            .as_str()
+            .map(|a| a.ends_with("st:1")),
+        Some(true),
+        "{v:#}"
+    );
+    mf.json(&["deregister-task-definition", "--task-definition", "st:1"]);
+    let out = status(
+        &mf,
+        &[
+            "delete-task-definitions",
+            "--task-definitions",
+            "st:1",
+            "--query",
+            "taskDefinitions[0].status",
+            "--output",
+            "text",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "DELETE_IN_PROGRESS\n");
+
+    // Capacity providers and cluster settings, shorthand typed by the model.
+    let out = status(
+        &mf,
+        &[
+            "describe-capacity-providers",
+            "--query",
+            "capacityProviders[].name",
+            "--output",
+            "text",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "FARGATE\tFARGATE_SPOT\n");
+    let v = mf.json(&[
+        "put-cluster-capacity-providers",
+        "--cluster",
+        "default",
+        "--capacity-providers",
+        "FARGATE",
+        "--default-capacity-provider-strategy",
+        "capacityProvider=FARGATE,weight=1",
+    ]);
+    assert_eq!(v["cluster"]["capacityProviders"], json!(["FARGATE"]));
+    assert_eq!(
+        v["cluster"]["defaultCapacityProviderStrategy"][0]["weight"], 1,
+        "{v:#}"
+    );
+    let out = status(
+        &mf,
+        &[
+            "update-cluster-settings",
+            "--cluster",
+            "default",
+            "--settings",
+            "name=containerInsights,value=enabled",
+            "--output",
+            "text",
+            "--query",
+            "cluster.settings[0].value",
+        ],
+        0,
+    );
+    assert_eq!(stdout(&out), "enabled\n");
+    let e = mf.fail(&["list-services-by-namespace", "--namespace", "nope"]);
+    assert!(e.contains("NamespaceNotFoundException"), "{e}");
+}

@@ -426,9 +426,9 @@ impl<O: Op> Args for Generic<O> {
                 "list" | "list-of-structure" => cmd.arg(
                     arg.num_args(1..)
                         .action(ArgAction::Append)
-                        .value_name(m.name.to_uppercase()),
+                        .value_name(long.to_uppercase().replace('-', "_")),
                 ),
-                _ => cmd.arg(arg.value_name(m.name.to_uppercase())),
+                _ => cmd.arg(arg.value_name(long.to_uppercase().replace('-', "_"))),
             };
         }
         cmd = InputOpts::augment_args(cmd);
@@ -497,8 +497,8 @@ impl<O: Op> FromArgMatches for Generic<O> {
 /// dropped by the operation table's decoder: the verb says so instead.
 fn core_members(op: &str) -> Option<Vec<String>> {
     use crate::ecs::{
-        account_settings as acct, clusters, services, tags, task_definitions as td,
-        task_protection as prot, tasks,
+        account_settings as acct, clusters, container_instances as ci, services, tags,
+        task_definitions as td, task_protection as prot, tasks,
     };
     use crate::taskdef::members::paths;
     let all = match op {
@@ -526,6 +526,15 @@ fn core_members(op: &str) -> Option<Vec<String>> {
         "ListAccountSettings" => paths::<acct::ListAccountSettingsRequest>(),
         "PutAccountSetting" => paths::<acct::PutAccountSettingRequest>(),
         "PutAccountSettingDefault" => paths::<acct::PutAccountSettingDefaultRequest>(),
+        "StartTask" => paths::<ci::StartTaskRequest>(),
+        "DeleteTaskDefinitions" => paths::<td::DeleteTaskDefinitionsRequest>(),
+        "ListContainerInstances" => paths::<ci::ListContainerInstancesRequest>(),
+        "DescribeContainerInstances" => paths::<ci::DescribeContainerInstancesRequest>(),
+        "UpdateCluster" => paths::<clusters::UpdateClusterRequest>(),
+        "UpdateClusterSettings" => paths::<clusters::UpdateClusterSettingsRequest>(),
+        "PutClusterCapacityProviders" => paths::<clusters::PutClusterCapacityProvidersRequest>(),
+        "DescribeCapacityProviders" => paths::<clusters::DescribeCapacityProvidersRequest>(),
+        "ListServicesByNamespace" => paths::<services::ListServicesByNamespaceRequest>(),
         _ => return None,
     };
     Some(
@@ -720,6 +729,15 @@ pub mod ops {
         ListAccountSettings,
         PutAccountSetting,
         PutAccountSettingDefault,
+        StartTask,
+        DeleteTaskDefinitions,
+        ListContainerInstances,
+        DescribeContainerInstances,
+        UpdateCluster,
+        UpdateClusterSettings,
+        PutClusterCapacityProviders,
+        DescribeCapacityProviders,
+        ListServicesByNamespace,
     );
 }
 

@@ -158,6 +158,45 @@ const EXAMPLES: &[(&str, &str)] = &[
         "minifargate put-account-setting-default --name containerInsights --value enabled",
     ),
     (
+        "start-task",
+        "minifargate start-task --cluster default --task-definition web:3 \
+         --container-instances CONTAINER_INSTANCE_ARN",
+    ),
+    (
+        "delete-task-definitions",
+        "minifargate delete-task-definitions --task-definitions web:1 web:2",
+    ),
+    (
+        "list-container-instances",
+        "minifargate list-container-instances --cluster default",
+    ),
+    (
+        "describe-container-instances",
+        "minifargate describe-container-instances --cluster default --container-instances CONTAINER_INSTANCE_ARN \
+         --query 'containerInstances[].remainingResources'",
+    ),
+    (
+        "update-cluster",
+        "minifargate update-cluster --cluster dev --settings name=containerInsights,value=enabled",
+    ),
+    (
+        "update-cluster-settings",
+        "minifargate update-cluster-settings --cluster dev --settings name=containerInsights,value=enabled",
+    ),
+    (
+        "put-cluster-capacity-providers",
+        "minifargate put-cluster-capacity-providers --cluster dev --capacity-providers FARGATE \
+         FARGATE_SPOT --default-capacity-provider-strategy capacityProvider=FARGATE,weight=1",
+    ),
+    (
+        "describe-capacity-providers",
+        "minifargate describe-capacity-providers --capacity-providers FARGATE FARGATE_SPOT",
+    ),
+    (
+        "list-services-by-namespace",
+        "minifargate list-services-by-namespace --namespace my-namespace",
+    ),
+    (
         "execute-command",
         "minifargate execute-command --task 4f2c1e0d --container web --interactive \
          --command \"sh -c 'id; hostname'\"",
@@ -628,6 +667,25 @@ mod conformance {
             "option differences with the AWS CLI (add the option, or list it with a reason \
              in ACCEPTED / NOT_HERE):\n{}",
             differences.join("\n")
+        );
+    }
+
+    /// The CLI has a verb for every ECS operation `serve` answers (one table of them:
+    /// `crate::api::operations`), named as the AWS CLI names it.
+    #[test]
+    fn every_operation_served_has_a_verb() {
+        let cmd = command();
+        let missing: Vec<&str> = crate::api::operations::OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .filter(|op| {
+                !cmd.get_subcommands()
+                    .any(|s| operation_of(s.get_name()) == *op)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "operations served without a CLI verb: {missing:?}"
         );
     }
 

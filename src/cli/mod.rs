@@ -159,6 +159,29 @@ pub enum Command {
     PutAccountSetting(Generic<ops::PutAccountSetting>),
     /// Set an account setting's default (aws ecs put-account-setting-default).
     PutAccountSettingDefault(Generic<ops::PutAccountSettingDefault>),
+    /// Start a task on this box as the cluster's container instance, with EC2's semantics
+    /// (aws ecs start-task).
+    StartTask(Generic<ops::StartTask>),
+    /// Delete INACTIVE task definition revisions (aws ecs delete-task-definitions).
+    DeleteTaskDefinitions(Generic<ops::DeleteTaskDefinitions>),
+    /// List the cluster's container instances: this box (aws ecs list-container-instances).
+    ListContainerInstances(Generic<ops::ListContainerInstances>),
+    /// Describe container instances: this box's CPU, memory and ports, registered and
+    /// remaining (aws ecs describe-container-instances).
+    DescribeContainerInstances(Generic<ops::DescribeContainerInstances>),
+    /// Change a cluster's settings and configuration (aws ecs update-cluster).
+    UpdateCluster(Generic<ops::UpdateCluster>),
+    /// Change a cluster's settings, e.g. containerInsights (aws ecs update-cluster-settings).
+    UpdateClusterSettings(Generic<ops::UpdateClusterSettings>),
+    /// Set a cluster's capacity providers and default strategy (aws ecs
+    /// put-cluster-capacity-providers).
+    PutClusterCapacityProviders(Generic<ops::PutClusterCapacityProviders>),
+    /// Describe capacity providers: FARGATE and FARGATE_SPOT (aws ecs
+    /// describe-capacity-providers).
+    DescribeCapacityProviders(Generic<ops::DescribeCapacityProviders>),
+    /// List the services of a Service Connect namespace (aws ecs
+    /// list-services-by-namespace).
+    ListServicesByNamespace(Generic<ops::ListServicesByNamespace>),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
     /// Run a command in a running container of a task, as `aws ecs execute-command`
@@ -274,6 +297,15 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::ListAccountSettings(a) => a.run(g),
         Command::PutAccountSetting(a) => a.run(g),
         Command::PutAccountSettingDefault(a) => a.run(g),
+        Command::StartTask(a) => a.run(g),
+        Command::DeleteTaskDefinitions(a) => a.run(g),
+        Command::ListContainerInstances(a) => a.run(g),
+        Command::DescribeContainerInstances(a) => a.run(g),
+        Command::UpdateCluster(a) => a.run(g),
+        Command::UpdateClusterSettings(a) => a.run(g),
+        Command::PutClusterCapacityProviders(a) => a.run(g),
+        Command::DescribeCapacityProviders(a) => a.run(g),
+        Command::ListServicesByNamespace(a) => a.run(g),
         Command::Serve(a) => serve::serve(g, a),
         Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),

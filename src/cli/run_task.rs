@@ -104,6 +104,9 @@ pub struct RunTaskArgs {
     pub network_configuration: Option<String>,
     #[command(flatten)]
     pub input: super::aws::InputOpts,
+    /// With --detach: how to print the RunTask response.
+    #[command(flatten)]
+    pub output: super::aws::OutputOpts,
     /// Variables for every container, from a file of `KEY=VALUE` lines (Docker's
     /// `--env-file` rules; repeatable, later files win). The task definition's
     /// `environment` and `environmentFiles` and --overrides win over them.
@@ -339,7 +342,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    finish(g, started, a.detach, a.timeline)
+    finish(g, started, a.detach, a.timeline, &a.output)
 }
 
 fn family_for(image: &str) -> String {
@@ -417,7 +420,13 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let started = ecs_tasks::run_unregistered(&g.ecs(), &def, &a.cluster, local)?;
-    finish(g, started, a.detach, a.timeline)
+    finish(
+        g,
+        started,
+        a.detach,
+        a.timeline,
+        &super::aws::OutputOpts::default(),
+    )
 }
 
 /// `-v` arguments as task definition `volumes` and `mountPoints`.
@@ -485,12 +494,13 @@ fn finish(
     started: Started,
     detach: bool,
     timeline: bool,
+    output: &super::aws::OutputOpts,
 ) -> anyhow::Result<ExitCode> {
     for w in &started.warnings {
         eprintln!("warning: {}", w.message);
     }
     if detach {
-        println!("{}", serde_json::to_string_pretty(&started.response)?);
+        super::aws::print_response("RunTask", &started.response, output)?;
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }
