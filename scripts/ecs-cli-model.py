@@ -5,6 +5,7 @@
 import json, re, html, random, sys, botocore, botocore.session
 from botocore.utils import ArgumentGenerator
 from awscli.utils import json_encoder
+from awscli.customizations.argrename import ARGUMENT_RENAMES
 
 def first_sentence(doc):
     text = html.unescape(re.sub(r"<[^>]+>", " ", doc or ""))
@@ -47,5 +48,12 @@ for op in m.operation_names:
         entry["paginator"] = {"inputToken": p["input_token"], "outputToken": p["output_token"],
                               "limitKey": p.get("limit_key"), "resultKey": p["result_key"]}
     ops[op] = entry
-json.dump({"botocore": botocore.__version__, "operations": ops}, sys.stdout, indent=1, sort_keys=True)
+# The AWS CLI's own option renames for ECS (`ecs.VERB.OLD` → NEW, VERB may be `*`).
+renames = sorted(
+    [k.split(".", 2)[1], k.split(".", 2)[2], v]
+    for k, v in ARGUMENT_RENAMES.items()
+    if k.startswith("ecs.")
+)
+json.dump({"botocore": botocore.__version__, "operations": ops, "renames": renames},
+          sys.stdout, indent=1, sort_keys=True)
 sys.stdout.write("\n")

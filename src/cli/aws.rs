@@ -414,10 +414,11 @@ impl<O: Op> Args for Generic<O> {
             cmd = match m.kind.as_str() {
                 "boolean" => {
                     let no = format!("no-{long}");
+                    let no_long = model::option_name(&model::kebab(O::NAME), &no);
                     cmd.arg(arg.action(ArgAction::SetTrue).overrides_with(no.clone()))
                         .arg(
                             clap::Arg::new(no.clone())
-                                .long(no)
+                                .long(no_long)
                                 .action(ArgAction::SetTrue)
                                 .help(format!("Sets {} to false.", m.name))
                                 .overrides_with(m.name.clone()),

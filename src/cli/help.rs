@@ -532,7 +532,7 @@ mod conformance {
     /// The options `aws ecs VERB` takes: each input member in kebab-case (and `--no-X`
     /// for a boolean), the paginators' options in place of the token and limit members,
     /// and `--cli-input-json`, `--generate-cli-skeleton`.
-    fn aws_options(op: &model::Operation) -> BTreeSet<String> {
+    fn aws_options(verb: &str, op: &model::Operation) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = ["cli-input-json", "generate-cli-skeleton"]
             .map(String::from)
             .into();
@@ -549,7 +549,10 @@ mod conformance {
         {
             out.insert(model::kebab(&m.name));
             if m.kind == "boolean" {
-                out.insert(format!("no-{}", model::kebab(&m.name)));
+                out.insert(model::option_name(
+                    verb,
+                    &format!("no-{}", model::kebab(&m.name)),
+                ));
             }
         }
         if op.paginator.is_some() {
@@ -606,12 +609,6 @@ mod conformance {
             "lenient",
             "local: unknown members warned, not refused",
         ),
-        (
-            "execute-command",
-            "non-interactive",
-            "the AWS CLI's --no-interactive is spelt so here; refused as ECS refuses it",
-        ),
-        ("execute-command", "no-interactive", "see non-interactive"),
     ];
 
     /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.
@@ -641,7 +638,7 @@ mod conformance {
                     !global.contains(l) && !["help", "output", "query"].contains(&l.as_str())
                 })
                 .collect();
-            let theirs = aws_options(op);
+            let theirs = aws_options(verb, op);
             let known = |list: &[(&str, &str, &str)], o: &str| {
                 list.iter().any(|(v, opt, _)| *v == verb && *opt == o)
             };

@@ -16,6 +16,19 @@ const MODEL: &str = include_str!("ecs_model.json");
 #[derive(Debug, Deserialize)]
 pub struct Model {
     pub operations: BTreeMap<String, Operation>,
+    /// The AWS CLI's renames of ECS options: `(verb or "*", generated name, its name)`,
+    /// e.g. `("*", "no-enable-execute-command", "disable-execute-command")`.
+    /// Ref: awscli `awscli/customizations/argrename.py` (ARGUMENT_RENAMES).
+    pub renames: Vec<(String, String, String)>,
+}
+
+/// Option `name` of `verb` as the AWS CLI spells it, after its renames.
+pub fn option_name(verb: &str, name: &str) -> String {
+    model()
+        .renames
+        .iter()
+        .find(|(v, old, _)| (v == "*" || v == verb) && old == name)
+        .map_or_else(|| name.to_string(), |(_, _, new)| new.clone())
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +201,22 @@ pub fn kebab(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_aws_clis_renames_apply() {
+        assert_eq!(
+            option_name("create-service", "no-enable-execute-command"),
+            "disable-execute-command"
+        );
+        assert_eq!(
+            option_name("execute-command", "no-interactive"),
+            "non-interactive"
+        );
+        assert_eq!(
+            option_name("update-task-protection", "no-protection-enabled"),
+            "no-protection-enabled"
+        );
+    }
 
     #[test]
     fn option_names_are_the_aws_clis() {

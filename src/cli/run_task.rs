@@ -94,8 +94,9 @@ pub struct RunTaskArgs {
     /// Recorded as the task's `enableExecuteCommand`.
     #[arg(long, overrides_with = "no_enable_execute_command")]
     pub enable_execute_command: bool,
-    /// Do not record enableExecuteCommand (the default).
-    #[arg(long)]
+    /// Do not record enableExecuteCommand (the default); the AWS CLI's name for
+    /// `--no-enable-execute-command`, which is accepted too.
+    #[arg(long = "disable-execute-command", alias = "no-enable-execute-command")]
     pub no_enable_execute_command: bool,
     /// awsvpc network configuration, JSON or shorthand
     /// (`awsvpcConfiguration={subnets=[subnet-1],securityGroups=[sg-1]}`); its subnet and
