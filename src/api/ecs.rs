@@ -6,14 +6,13 @@
 use crate::ecs::{Ecs, EcsError, EcsResult};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// `POST /`: one ECS call.
 pub async fn handle(State(ecs): State<Arc<Ecs>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -51,26 +50,12 @@ pub async fn handle(State(ecs): State<Arc<Ecs>>, headers: HeaderMap, body: Bytes
         }
     };
     tracing::info!(target = %target, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "ECS API call");
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    if let Some(kind) = kind {
-        h.insert("x-amzn-errortype", HeaderValue::from_static(kind));
-    }
-    resp
+    super::aws_json(status, &body, kind)
 }
 
 /// The request body as operation input `T`; an empty body is `{}`.
 pub(super) fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        EcsError::Serialization(format!("invalid request body: {}: {}", e.path(), e.inner()))
-    })
+    super::decode_body(body).map_err(EcsError::Serialization)
 }
 
 /// The request body as operation input `T`, refusing members `T` does not have with the AWS

@@ -4,11 +4,12 @@
 //! It wraps the whole router as one layer, so no route can be reached around it.
 
 use super::auth::{Keys, verify};
+use super::aws_error;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
@@ -66,19 +67,6 @@ impl Guard {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         }
     }
-}
-
-/// An AWS JSON error response: `{"__type", "message"}` and `X-Amzn-ErrorType`.
-pub fn aws_error(status: StatusCode, name: &'static str, message: &str) -> Response {
-    let body = serde_json::json!({"__type": name, "message": message}).to_string();
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    h.insert("x-amzn-errortype", HeaderValue::from_static(name));
-    resp
 }
 
 /// The middleware: body within limits → signature → a slot among the requests in flight.

@@ -5,14 +5,13 @@
 
 use crate::ecs::Ecs;
 use crate::ecs::logs::{self as core, LogsError, LogsResult};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const TARGET_PREFIX: &str = "Logs_20140328.";
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// One CloudWatch Logs call, `op` being the operation name after the target prefix.
 pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Response {
@@ -31,25 +30,11 @@ pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Respo
         ),
     };
     tracing::debug!(op = %op, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "Logs API call");
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    if let Some(kind) = kind {
-        h.insert("x-amzn-errortype", HeaderValue::from_static(kind));
-    }
-    resp
+    super::aws_json(status, &body, kind)
 }
 
 fn input<T: DeserializeOwned>(body: &[u8]) -> LogsResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        LogsError::Serialization(format!("invalid request body: {}: {}", e.path(), e.inner()))
-    })
+    super::decode_body(body).map_err(LogsError::Serialization)
 }
 
 /// Runs operation `op` with request `body`.

@@ -85,6 +85,53 @@ async fn dispatch(
     }
 }
 
+/// AWS JSON 1.1's content type, for the ECS and CloudWatch Logs protocols alike.
+const AWS_JSON: &str = "application/x-amz-json-1.1";
+
+/// An AWS JSON 1.1 response: `body` as JSON, and for an error its name in
+/// `X-Amzn-ErrorType` (the SDKs read either that or the body's `__type`).
+pub(crate) fn aws_json(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+    error_type: Option<&'static str>,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(AWS_JSON));
+    if let Some(kind) = error_type {
+        h.insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    }
+    resp
+}
+
+/// An AWS JSON error response: `{"__type", "message"}` and `X-Amzn-ErrorType`.
+pub(crate) fn aws_error(
+    status: axum::http::StatusCode,
+    name: &'static str,
+    message: &str,
+) -> axum::response::Response {
+    aws_json(
+        status,
+        &serde_json::json!({"__type": name, "message": message}),
+        Some(name),
+    )
+}
+
+/// The request body as operation input `T` (an empty body is `{}`), or the message for the
+/// protocol's serialization error.
+pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| format!("invalid request body: {}: {}", e.path(), e.inner()))
+}
+
 async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
