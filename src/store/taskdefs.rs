@@ -234,15 +234,30 @@ impl Store {
         revision: u32,
         now: DateTime<Utc>,
     ) -> Result<Option<StoredTaskDefinition>, StoreError> {
-        let q = |op| move |source| StoreError::Query { op, source };
-        let tx = self.write_tx("deregister a task definition")?;
-        tx.execute(
+        self.change_status(
+            ["deregister a task definition", "commit a deregistration"],
             "UPDATE task_definitions
              SET status = 'INACTIVE', deregistered_at_ms = COALESCE(deregistered_at_ms, ?3)
              WHERE family = ?1 AND revision = ?2 AND status = 'ACTIVE'",
             params![family, revision, now.timestamp_millis()],
+            family,
+            revision,
         )
-        .map_err(q("deregister a task definition"))?;
+    }
+
+    /// Runs `update`, a status change of `family:revision`, and reads the revision back, in
+    /// one write transaction; `ops` name the change and its commit in errors.
+    fn change_status(
+        &mut self,
+        [op, commit_op]: [&'static str; 2],
+        update: &str,
+        update_params: impl rusqlite::Params,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<StoredTaskDefinition>, StoreError> {
+        let q = |op| move |source| StoreError::Query { op, source };
+        let tx = self.write_tx(op)?;
+        tx.execute(update, update_params).map_err(q(op))?;
         let row = tx
             .query_row(
                 &format!(
@@ -253,7 +268,7 @@ impl Store {
             )
             .optional()
             .map_err(q("read a task definition"))?;
-        tx.commit().map_err(q("commit a deregistration"))?;
+        tx.commit().map_err(q(commit_op))?;
         row.map(decode).transpose()
     }
 }
@@ -267,26 +282,14 @@ impl Store {
         family: &str,
         revision: u32,
     ) -> Result<Option<StoredTaskDefinition>, StoreError> {
-        let q = |op| move |source| StoreError::Query { op, source };
-        let tx = self.write_tx("delete a task definition")?;
-        tx.execute(
+        self.change_status(
+            ["delete a task definition", "commit a deletion"],
             "UPDATE task_definitions SET status = 'DELETE_IN_PROGRESS'
              WHERE family = ?1 AND revision = ?2 AND status = 'INACTIVE'",
             params![family, revision],
+            family,
+            revision,
         )
-        .map_err(q("delete a task definition"))?;
-        let row = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM task_definitions WHERE family = ?1 AND revision = ?2"
-                ),
-                params![family, revision],
-                read_row,
-            )
-            .optional()
-            .map_err(q("read a task definition"))?;
-        tx.commit().map_err(q("commit a deletion"))?;
-        row.map(decode).transpose()
     }
 }
 
