@@ -4,6 +4,7 @@
 mod common;
 
 use common::cli::{Mf, assert_layers};
+use common::faultproxy::{Fault, FaultProxy};
 use common::image::{Compression, Entry, Layer, busybox_layer};
 use common::registry::{Registry, RegistryOpts};
 use common::services::Server;
@@ -608,7 +609,7 @@ fn two_concurrent_pulls_of_one_image_into_one_root_both_succeed() {
 fn registry_killed_mid_pull_then_restarted_next_pull_completes() {
     let w = work();
     let mut reg = Registry::start(RegistryOpts::default());
-    let big = random_bytes(11, 160 << 20);
+    let big = random_bytes(11, 48 << 20);
     let big_sha = sha256_hex(&big);
     let img = push_image(
         &reg,
@@ -619,7 +620,18 @@ fn registry_killed_mid_pull_then_restarted_next_pull_completes() {
             Layer::new(Compression::Gzip, vec![Entry::file("big.bin", big)]),
         ],
     );
-    let reference = format!("{}/kill/app:1", reg.host());
+    // Blobs come through a proxy at 12 MiB/s, so the 48 MiB layer is in flight for
+    // about four seconds whatever the load on the machine: the kill below lands while
+    // the pull runs instead of racing a loopback transfer. The proxy passes the
+    // registry's death on (it closes the client's connection when its upstream ends).
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Throttle {
+            path: "/blobs/".into(),
+            bytes_per_sec: 12 << 20,
+        }],
+    );
+    let reference = format!("{}/kill/app:1", proxy.host());
     let mf = Mf::new();
     let mut child = mf
         .cmd()
@@ -673,6 +685,7 @@ fn registry_killed_mid_pull_then_restarted_next_pull_completes() {
     mf.assert_tmp_empty();
 
     reg.restart();
+    proxy.heal();
     let got = mf.pull_json(&reference, &[]);
     assert_eq!(got["digest"], img.manifest_digest.as_str());
     assert_layers(&mf, &got, &img);

@@ -39,6 +39,9 @@ pub enum Fault {
         status: u16,
         times: u32,
     },
+    /// Responses to GET requests whose path contains `path` are relayed at no more
+    /// than `bytes_per_sec`, so a test can act while a large blob is in flight.
+    Throttle { path: String, bytes_per_sec: u64 },
     /// Requests whose path contains `path` are answered 200 with this body and
     /// content type, as a hostile registry would.
     Body {
@@ -134,6 +137,8 @@ struct State {
     /// The cut armed for the response in flight, and the bytes it let through.
     cut: Option<(u64, Cut)>,
     sent: u64,
+    /// The rate limit armed for the response in flight (bytes per second).
+    throttle: Option<u64>,
     /// The response's first bytes have not arrived yet (for latency).
     fresh: bool,
     closed: bool,
@@ -210,6 +215,7 @@ impl Conn {
             let mut answer: Option<Vec<u8>> = None;
             let mut close_after = false;
             let mut cut = None;
+            let mut throttle = None;
             let delay;
             {
                 let mut faults = self.faults.lock().unwrap();
@@ -262,6 +268,13 @@ impl Conn {
                             action = format!("cut {how:?} after {after}");
                             cut = Some((*after, *how));
                         }
+                        Fault::Throttle {
+                            path: p,
+                            bytes_per_sec,
+                        } if method == "GET" && path.contains(p.as_str()) => {
+                            action = format!("throttled to {bytes_per_sec} B/s");
+                            throttle = Some(*bytes_per_sec);
+                        }
                         _ => {}
                     }
                 }
@@ -286,6 +299,7 @@ impl Conn {
             {
                 let mut st = self.state.lock().unwrap();
                 st.cut = cut;
+                st.throttle = throttle;
                 st.sent = 0;
                 st.fresh = true;
             }
@@ -325,9 +339,9 @@ impl Conn {
                 }
                 Ok(n) => n,
             };
-            let (fresh, cut, sent) = {
+            let (fresh, cut, sent, throttle) = {
                 let mut st = self.state.lock().unwrap();
-                let r = (st.fresh, st.cut, st.sent);
+                let r = (st.fresh, st.cut, st.sent, st.throttle);
                 st.fresh = false;
                 r
             };
@@ -346,6 +360,9 @@ impl Conn {
                 return;
             }
             self.state.lock().unwrap().sent += chunk.len() as u64;
+            if let Some(rate) = throttle {
+                std::thread::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate as f64));
+            }
             match fire {
                 None => {}
                 Some(Cut::Reset) => {
