@@ -15,6 +15,7 @@ use crate::store::{
 };
 use crate::supervisor::{Request, request};
 use crate::task::TaskPaths;
+use anyhow::Context;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,6 +248,17 @@ fn launch(
         .network_configuration
         .clone()
         .map(|awsvpc| serde_json::json!({ "awsvpcConfiguration": awsvpc }));
+    // What the service stored was checked when it was written; a value that no longer
+    // decodes is an error for this launch, not a silently dropped member.
+    fn stored<T: serde::de::DeserializeOwned>(
+        v: &Option<serde_json::Value>,
+        member: &str,
+    ) -> anyhow::Result<Option<T>> {
+        v.clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .with_context(|| format!("the service's stored {member} does not decode"))
+    }
     let started = run_task(
         g,
         RunTaskRequest {
@@ -259,6 +271,15 @@ fn launch(
             tags,
             enable_execute_command: spec.enable_execute_command,
             network_configuration,
+            capacity_provider_strategy: stored(
+                &spec.capacity_provider_strategy,
+                "capacityProviderStrategy",
+            )?,
+            placement_constraints: stored(&spec.placement_constraints, "placementConstraints")?,
+            placement_strategy: stored(&spec.placement_strategy, "placementStrategy")?,
+            platform_version: spec.platform_version.clone(),
+            enable_ecs_managed_tags: spec.enable_ecs_managed_tags.then_some(true),
+            volume_configurations: spec.not_applied.get("volumeConfigurations").cloned(),
             ..Default::default()
         },
         Local {

@@ -242,7 +242,13 @@ fn task_definitions_clusters_capacity_providers_and_account_settings() {
         "[]",
     ]);
     assert!(e.contains("InvalidParameterException"), "{e}");
-    let c = &api.aws_json(&["describe-clusters", "--clusters", "c1"])["clusters"][0];
+    let c = &api.aws_json(&[
+        "describe-clusters",
+        "--clusters",
+        "c1",
+        "--include",
+        "SETTINGS",
+    ])["clusters"][0];
     assert_eq!(c["settings"][0]["value"], "enabled", "{c:#}");
     assert_eq!(c["registeredContainerInstancesCount"], 1, "{c:#}");
     let cp = api.aws_json(&["describe-capacity-providers"]);

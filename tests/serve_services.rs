@@ -696,3 +696,149 @@ fn tags_round_trip_and_service_errors() {
         (api.service("tags-dev", "b-svc")["status"] == "INACTIVE").then_some(())
     });
 }
+
+#[test]
+fn a_service_takes_capacity_providers_managed_tags_and_placement_and_says_what_it_does_not_apply() {
+    let api = Api::start();
+    let f = api.file("cp.json", &svc_def("cp", "cp"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "put-cluster-capacity-providers",
+        "--cluster",
+        "default",
+        "--capacity-providers",
+        "FARGATE",
+        "FARGATE_SPOT",
+        "--default-capacity-provider-strategy",
+        "capacityProvider=FARGATE_SPOT,weight=1",
+    ]);
+    let lb = "targetGroupArn=arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/\
+              0123456789abcdef,containerName=app,containerPort=8080";
+    // Neither a launch type nor a strategy: the cluster's default strategy applies.
+    let args = [
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "cp",
+        "--desired-count",
+        "1",
+        "--enable-ecs-managed-tags",
+        "--placement-strategy",
+        "type=spread,field=attribute:ecs.availability-zone",
+        "--load-balancers",
+        lb,
+        "--client-token",
+        "create-web-1",
+    ];
+    let created = api.aws_json(&args);
+    let s = &created["service"];
+    assert_eq!(
+        s["capacityProviderStrategy"],
+        json!([{"capacityProvider": "FARGATE_SPOT", "weight": 1, "base": 0}]),
+        "{s:#}"
+    );
+    assert!(s.get("launchType").is_none(), "{s:#}");
+    assert_eq!(s["enableECSManagedTags"], true);
+    assert_eq!(s["loadBalancers"][0]["containerPort"], 8080, "{s:#}");
+    assert_eq!(s["placementStrategy"][0]["type"], "spread");
+    assert_eq!(s["availabilityZoneRebalancing"], "ENABLED");
+    assert_eq!(s["resourceManagementType"], "CUSTOMER");
+    let said = |s: &Value, member: &str| {
+        events(s)
+            .iter()
+            .any(|e| e.starts_with(&format!("(service web) {member}: not applied here: ")))
+    };
+    assert!(said(s, "loadBalancers"), "{:#?}", events(s));
+    // A retry with the same clientToken is the same service; without it, a second create
+    // of the name is ECS's "not idempotent".
+    let again = api.aws_json(&args);
+    assert_eq!(again["service"]["serviceArn"], s["serviceArn"]);
+    let e = api.aws_err(&args[..args.len() - 2]);
+    assert!(e.contains("not idempotent"), "{e}");
+
+    // The task: placed by the strategy, with ECS's managed tags and the placement recorded.
+    let t = &running_tasks(&api, "web", 1)[0];
+    assert_eq!(t["capacityProviderName"], "FARGATE_SPOT", "{t:#}");
+    assert_eq!(t["launchType"], "FARGATE");
+    let arn = t["taskArn"].as_str().unwrap();
+    let tagged = api.aws_json(&["describe-tasks", "--tasks", arn, "--include", "TAGS"]);
+    let tags = &tagged["tasks"][0]["tags"];
+    for (k, v) in [
+        ("aws:ecs:clusterName", "default"),
+        ("aws:ecs:serviceName", "web"),
+    ] {
+        assert!(
+            tags.as_array()
+                .unwrap()
+                .contains(&json!({"key": k, "value": v})),
+            "{tags:#}"
+        );
+    }
+
+    // DescribeClusters gives the statistics only when asked, as ECS does.
+    let plain = &api.aws_json(&["describe-clusters"])["clusters"][0];
+    assert_eq!(plain["statistics"], json!([]), "{plain:#}");
+    assert_eq!(plain["settings"], json!([]), "{plain:#}");
+    let full =
+        &api.aws_json(&["describe-clusters", "--include", "STATISTICS", "SETTINGS"])["clusters"][0];
+    let stat = |n: &str| {
+        full["statistics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .map(|p| p["value"].clone())
+    };
+    assert_eq!(
+        stat("runningFargateTasksCount"),
+        Some(json!("1")),
+        "{full:#}"
+    );
+    assert_eq!(stat("activeFargateServiceCount"), Some(json!("1")));
+    assert_eq!(stat("activeEC2ServiceCount"), Some(json!("0")));
+    assert_eq!(full["settings"][0]["name"], "containerInsights");
+
+    // Every service here is the customer's own.
+    let list = |t: &str| {
+        api.aws_json(&["list-services", "--resource-management-type", t])["serviceArns"].clone()
+    };
+    assert_eq!(list("ECS"), json!([]));
+    assert_eq!(list("CUSTOMER"), json!([s["serviceArn"]]));
+
+    // Back to the launch type (an empty strategy), and the load balancer removed: ECS
+    // starts a new deployment for the load balancers, not for the strategy.
+    let u = &api.aws_json(&[
+        "update-service",
+        "--service",
+        "web",
+        "--capacity-provider-strategy",
+        "[]",
+        "--load-balancers",
+        "[]",
+    ])["service"];
+    assert_eq!(u["launchType"], "FARGATE", "{u:#}");
+    assert!(u.get("capacityProviderStrategy").is_none(), "{u:#}");
+    assert_eq!(u["loadBalancers"], json!([]));
+    assert_eq!(u["deployments"].as_array().unwrap().len(), 2, "{u:#}");
+
+    // What only CodeDeploy or task sets could do is refused, naming the member.
+    let e = api.aws_err(&[
+        "create-service",
+        "--service-name",
+        "ext",
+        "--task-definition",
+        "cp",
+        "--desired-count",
+        "0",
+        "--deployment-controller",
+        "type=EXTERNAL",
+    ]);
+    assert!(
+        e.contains("InvalidParameterException") && e.contains("EXTERNAL"),
+        "{e}"
+    );
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    running_tasks(&api, "web", 0);
+}

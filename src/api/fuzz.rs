@@ -325,10 +325,9 @@ fn mutate(seed: &str, r: &mut Rng) -> Vec<u8> {
 fn decode_only(op: &str, body: &[u8]) {
     use crate::ecs::{services, tasks};
     let _ = match op {
-        "RunTask" => super::ecs::strict_input::<tasks::RunTaskRequest>(body).map(drop),
+        "RunTask" => super::ecs::input::<tasks::RunTaskRequest>(body).map(drop),
         "StartTask" => {
-            super::ecs::strict_input::<crate::ecs::container_instances::StartTaskRequest>(body)
-                .map(drop)
+            super::ecs::input::<crate::ecs::container_instances::StartTaskRequest>(body).map(drop)
         }
         "CreateService" => super::ecs::input::<services::CreateServiceRequest>(body).map(drop),
         "UpdateService" => super::ecs::input::<services::UpdateServiceRequest>(body).map(drop),

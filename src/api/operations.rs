@@ -75,7 +75,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "DescribeClusters",
-        "task, service and container instance counts",
+        "task, service and container instance counts; `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)",
     ),
     op("ListClusters", ""),
     op("DeleteCluster", "refused while tasks are not STOPPED"),
@@ -101,7 +101,10 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op("UpdateService", "see [Services](#services)"),
     op("DescribeServices", ""),
-    op("ListServices", "paginated"),
+    op(
+        "ListServices",
+        "paginated; `launchType`, `schedulingStrategy`, `resourceManagementType` (every service is CUSTOMER)",
+    ),
     op("DeleteService", "DRAINING, then INACTIVE"),
     op(
         "ListServicesByNamespace",

@@ -493,73 +493,6 @@ impl<O: Op> FromArgMatches for Generic<O> {
     }
 }
 
-/// The top-level members the core's request type for `op` takes (`None` for an operation
-/// without a [`Generic`] verb). A member ECS has and the core does not take would be
-/// dropped by the operation table's decoder: the verb says so instead.
-fn core_members(op: &str) -> Option<Vec<String>> {
-    use crate::ecs::{
-        account_settings as acct, clusters, container_instances as ci, services, tags,
-        task_definitions as td, task_protection as prot, tasks,
-    };
-    use crate::taskdef::members::paths;
-    let all = match op {
-        "CreateCluster" => paths::<clusters::CreateClusterRequest>(),
-        "ListClusters" => paths::<clusters::ListClustersRequest>(),
-        "DescribeClusters" => paths::<clusters::DescribeClustersRequest>(),
-        "DeleteCluster" => paths::<clusters::DeleteClusterRequest>(),
-        "DescribeTaskDefinition" => paths::<td::DescribeTaskDefinitionRequest>(),
-        "ListTaskDefinitions" => paths::<td::ListTaskDefinitionsRequest>(),
-        "ListTaskDefinitionFamilies" => paths::<td::ListTaskDefinitionFamiliesRequest>(),
-        "DeregisterTaskDefinition" => paths::<td::DeregisterTaskDefinitionRequest>(),
-        "DescribeTasks" => paths::<tasks::DescribeTasksRequest>(),
-        "ListTasks" => paths::<tasks::ListTasksRequest>(),
-        "StopTask" => paths::<tasks::StopTaskRequest>(),
-        "CreateService" => paths::<services::CreateServiceRequest>(),
-        "UpdateService" => paths::<services::UpdateServiceRequest>(),
-        "DescribeServices" => paths::<services::DescribeServicesRequest>(),
-        "ListServices" => paths::<services::ListServicesRequest>(),
-        "DeleteService" => paths::<services::DeleteServiceRequest>(),
-        "TagResource" => paths::<tags::TagResourceRequest>(),
-        "UntagResource" => paths::<tags::UntagResourceRequest>(),
-        "ListTagsForResource" => paths::<tags::ListTagsForResourceRequest>(),
-        "UpdateTaskProtection" => paths::<prot::UpdateTaskProtectionRequest>(),
-        "GetTaskProtection" => paths::<prot::GetTaskProtectionRequest>(),
-        "ListAccountSettings" => paths::<acct::ListAccountSettingsRequest>(),
-        "PutAccountSetting" => paths::<acct::PutAccountSettingRequest>(),
-        "PutAccountSettingDefault" => paths::<acct::PutAccountSettingDefaultRequest>(),
-        "StartTask" => paths::<ci::StartTaskRequest>(),
-        "DeleteTaskDefinitions" => paths::<td::DeleteTaskDefinitionsRequest>(),
-        "ListContainerInstances" => paths::<ci::ListContainerInstancesRequest>(),
-        "DescribeContainerInstances" => paths::<ci::DescribeContainerInstancesRequest>(),
-        "UpdateCluster" => paths::<clusters::UpdateClusterRequest>(),
-        "UpdateClusterSettings" => paths::<clusters::UpdateClusterSettingsRequest>(),
-        "PutClusterCapacityProviders" => paths::<clusters::PutClusterCapacityProvidersRequest>(),
-        "DescribeCapacityProviders" => paths::<clusters::DescribeCapacityProvidersRequest>(),
-        "ListServicesByNamespace" => paths::<services::ListServicesByNamespaceRequest>(),
-        _ => return None,
-    };
-    Some(
-        all.into_iter()
-            .filter(|p| !p.contains(['.', '[']))
-            .collect(),
-    )
-}
-
-/// Members of `req` that ECS has and this host's `op` does not take, as warnings.
-fn not_taken(op: &str, req: &Value) -> Vec<String> {
-    let (Some(taken), Value::Object(m)) = (core_members(op), req) else {
-        return Vec::new();
-    };
-    m.keys()
-        .filter(|k| !taken.contains(k))
-        .map(|k| {
-            format!(
-                "{k}: not applied here: minifargate's {op} does not take it (see docs/serve.md)"
-            )
-        })
-        .collect()
-}
-
 impl<O: Op> Generic<O> {
     /// The request (`None` after printing the skeleton).
     pub fn request(&self) -> anyhow::Result<Option<Value>> {
@@ -572,9 +505,6 @@ impl<O: Op> Generic<O> {
         let Some(req) = self.request()? else {
             return Ok(ExitCode::SUCCESS);
         };
-        for w in not_taken(O::NAME, &req) {
-            eprintln!("minifargate: warning: {w}");
-        }
         let ecs = g.ecs();
         let call = |req: &Value| -> anyhow::Result<Value> {
             Ok(crate::api::ecs::call(
@@ -838,25 +768,6 @@ mod tests {
             json_text(&json!({"a": [1]})).unwrap(),
             "{\n    \"a\": [\n        1\n    ]\n}\n"
         );
-    }
-
-    #[test]
-    fn members_the_core_does_not_take_are_said() {
-        for op in ops::ALL {
-            assert!(core_members(op).is_some(), "{op}: no row in core_members");
-        }
-        let w = not_taken(
-            "CreateService",
-            &json!({"serviceName": "web", "loadBalancers": []}),
-        );
-        assert_eq!(
-            w,
-            [
-                "loadBalancers: not applied here: minifargate's CreateService does not take it \
-              (see docs/serve.md)"
-            ]
-        );
-        assert!(not_taken("ListTasks", &json!({"serviceName": "web"})).is_empty());
     }
 
     #[test]

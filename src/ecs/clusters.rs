@@ -3,7 +3,9 @@
 
 use super::tags::checked_tags;
 use super::{Ecs, EcsError, EcsResult, page};
-use crate::store::{ClusterChange, ClusterRow, ClusterStatus, DeleteCluster, Resource, Store, Tag};
+use crate::store::{
+    ClusterChange, ClusterRow, ClusterStatus, DeleteCluster, LastStatus, Resource, Store, Tag,
+};
 use crate::taskdef::AwsContext;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,10 @@ pub fn check_name(member: &str, name: &str) -> EcsResult<()> {
 #[serde(rename_all = "camelCase")]
 pub struct Cluster {
     pub active_services_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments_status: Option<String>,
     pub capacity_providers: Vec<String>,
     pub cluster_arn: String,
     pub cluster_name: String,
@@ -110,6 +116,8 @@ pub fn cluster_json(c: &ClusterRow) -> Cluster {
     let cfg = |k: &str| c.configuration.get(k).filter(|v| !v.is_null()).cloned();
     Cluster {
         active_services_count: c.active_services,
+        attachments: None,
+        attachments_status: None,
         capacity_providers: c.capacity_providers.clone(),
         cluster_arn: c.arn.clone(),
         cluster_name: c.name.clone(),
@@ -288,6 +296,25 @@ pub struct DescribeClustersRequest {
     /// Names or ARNs; `default` when empty.
     #[serde(default)]
     pub clusters: Vec<String>,
+    /// ATTACHMENTS, CONFIGURATIONS, SETTINGS, STATISTICS, TAGS: what is described beyond
+    /// the counts.
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+/// ecs.json `ClusterField`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterField {
+    #[value(name = "ATTACHMENTS")]
+    Attachments,
+    #[value(name = "CONFIGURATIONS")]
+    Configurations,
+    #[value(name = "SETTINGS")]
+    Settings,
+    #[value(name = "STATISTICS")]
+    Statistics,
+    #[value(name = "TAGS")]
+    Tags,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -429,16 +456,101 @@ pub fn describe_clusters(
     } else {
         &req.clusters[..]
     };
+    let include = req
+        .include
+        .iter()
+        .map(|f| Ok(super::enum_member::<ClusterField>("include", Some(f))?.expect("given")))
+        .collect::<EcsResult<Vec<ClusterField>>>()?;
     let mut clusters = Vec::new();
     let mut failures = Vec::new();
     for w in wanted {
         let name = cluster_name(w);
         match store.cluster(name).map_err(anyhow::Error::from)? {
-            Some(c) => clusters.push(cluster_json(&c)),
+            Some(c) => clusters.push(described(&store, &c, &include)?),
             None => failures.push(Failure::missing(ctx.ecs_arn(&format!("cluster/{name}")))),
         }
     }
     Ok(DescribeClustersResponse { clusters, failures })
+}
+
+/// DescribeClusters' view of a cluster: the settings, configuration, statistics, tags and
+/// attachments only where `include` asks for them. Ref: ecs.json
+/// `DescribeClustersRequest.include` ("If this field is omitted, this information isn't
+/// included"); the empty lists are what ECS answers in their place.
+fn described(store: &Store, c: &ClusterRow, include: &[ClusterField]) -> EcsResult<Cluster> {
+    let mut out = cluster_json(c);
+    let has = |f| include.contains(&f);
+    if !has(ClusterField::Settings) {
+        out.settings = Vec::new();
+    }
+    if !has(ClusterField::Configurations) {
+        out.configuration = None;
+    }
+    if !has(ClusterField::Tags) {
+        out.tags = Vec::new();
+    }
+    if has(ClusterField::Statistics) {
+        out.statistics = statistics(store, &c.name)?;
+    }
+    if has(ClusterField::Attachments) {
+        // The Fargate capacity providers have no Auto Scaling group to attach: ECS lists
+        // attachments only for the providers of EC2 capacity.
+        out.attachments = Some(Vec::new());
+        out.attachments_status = Some("UPDATE_COMPLETE".into());
+    }
+    Ok(out)
+}
+
+/// ecs.json `Cluster.statistics`: task and service counts by launch type (a task or
+/// service without FARGATE counts as EC2, the launch type this host stands in for).
+fn statistics(store: &Store, cluster: &str) -> EcsResult<Vec<ClusterSetting>> {
+    let tasks = store
+        .list_tasks(&crate::store::TaskFilter {
+            cluster: Some(cluster.to_string()),
+            ..Default::default()
+        })
+        .map_err(anyhow::Error::from)?;
+    let services = store
+        .list_services(Some(cluster))
+        .map_err(anyhow::Error::from)?;
+    let fargate = |lt: Option<&str>| lt == Some("FARGATE");
+    let tasks_in = |f: bool, st: &[LastStatus]| {
+        tasks
+            .iter()
+            .filter(|t| fargate(Some(t.launch_type.as_str())) == f && st.contains(&t.last_status))
+            .count()
+    };
+    let services_in = |f: bool, st: crate::store::ServiceStatus| {
+        services
+            .iter()
+            .filter(|s| s.spec.fargate() == f && s.status == st)
+            .count()
+    };
+    const PENDING: &[LastStatus] = &[LastStatus::Provisioning, LastStatus::Pending];
+    use crate::store::ServiceStatus::{Active, Draining};
+    let pairs = [
+        (
+            "runningEC2TasksCount",
+            tasks_in(false, &[LastStatus::Running]),
+        ),
+        (
+            "runningFargateTasksCount",
+            tasks_in(true, &[LastStatus::Running]),
+        ),
+        ("pendingEC2TasksCount", tasks_in(false, PENDING)),
+        ("pendingFargateTasksCount", tasks_in(true, PENDING)),
+        ("activeEC2ServiceCount", services_in(false, Active)),
+        ("activeFargateServiceCount", services_in(true, Active)),
+        ("drainingEC2ServiceCount", services_in(false, Draining)),
+        ("drainingFargateServiceCount", services_in(true, Draining)),
+    ];
+    Ok(pairs
+        .into_iter()
+        .map(|(name, n)| ClusterSetting {
+            name: name.into(),
+            value: n.to_string(),
+        })
+        .collect())
 }
 
 /// DeleteCluster: the cluster becomes INACTIVE; refused while it has tasks that are not

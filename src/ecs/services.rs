@@ -2,8 +2,10 @@
 //! These write what a service should be; the scheduler (`crate::scheduler`) does the rest:
 //! it keeps each service's tasks running and writes its deployments' progress and events.
 
+use super::clusters::CapacityProviderStrategyItem;
 use super::clusters::{self, Failure, check_cluster, check_name, cluster_name};
 use super::tags::{Tag, checked_tags};
+use super::tasks::{PlacementConstraint, PlacementStrategy};
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
     DeploymentRow, DeploymentStatus, EventRow, HealthStatus, LastStatus, RolloutState, ServiceRow,
@@ -60,6 +62,19 @@ pub struct CreateServiceRequest {
     scheduling_strategy: Option<String>,
     deployment_controller: Option<Value>,
     health_check_grace_period_seconds: Option<i64>,
+    availability_zone_rebalancing: Option<String>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    client_token: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    placement_constraints: Option<Vec<PlacementConstraint>>,
+    placement_strategy: Option<Vec<PlacementStrategy>>,
+    role: Option<String>,
+    load_balancers: Option<Value>,
+    service_registries: Option<Value>,
+    service_connect_configuration: Option<Value>,
+    volume_configurations: Option<Value>,
+    vpc_lattice_configurations: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -77,6 +92,18 @@ pub struct UpdateServiceRequest {
     enable_execute_command: Option<bool>,
     propagate_tags: Option<String>,
     health_check_grace_period_seconds: Option<i64>,
+    availability_zone_rebalancing: Option<String>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    deployment_controller: Option<Value>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    placement_constraints: Option<Vec<PlacementConstraint>>,
+    placement_strategy: Option<Vec<PlacementStrategy>>,
+    load_balancers: Option<Value>,
+    service_registries: Option<Value>,
+    service_connect_configuration: Option<Value>,
+    volume_configurations: Option<Value>,
+    vpc_lattice_configurations: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +121,7 @@ pub struct ListServicesRequest {
     cluster: Option<String>,
     launch_type: Option<String>,
     scheduling_strategy: Option<String>,
+    resource_management_type: Option<String>,
     pub max_results: Option<i64>,
     pub next_token: Option<String>,
 }
@@ -142,6 +170,198 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
     }
 }
 
+/// Members of CreateService and UpdateService recorded as given and not applied here, each
+/// with the reason its service event gives. Ref: ecs.json `UpdateServiceRequest.*` (each
+/// of these "triggers a new service deployment" when it changes, as here).
+const NOT_APPLIED: &[(&str, &str)] = &[
+    (
+        "loadBalancers",
+        "no load balancer here: each task is reachable at its own address (describe-tasks \
+         shows it)",
+    ),
+    (
+        "serviceRegistries",
+        "no AWS Cloud Map here: nothing registers the tasks' addresses",
+    ),
+    (
+        "serviceConnectConfiguration",
+        "no Service Connect proxy here: tasks reach each other at their own addresses",
+    ),
+    (
+        "vpcLatticeConfigurations",
+        "no VPC Lattice here: nothing routes traffic to the tasks",
+    ),
+    (
+        "volumeConfigurations",
+        "no Amazon EBS here: a task whose definition has a volume configured at launch is \
+         refused when it starts",
+    ),
+];
+
+/// What CreateService and UpdateService both set beyond the basics.
+struct Extras {
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    enable_ecs_managed_tags: Option<bool>,
+    placement_constraints: Option<Vec<PlacementConstraint>>,
+    placement_strategy: Option<Vec<PlacementStrategy>>,
+    availability_zone_rebalancing: Option<String>,
+    deployment_controller: Option<Value>,
+    circuit_breaker: bool,
+    /// The [`NOT_APPLIED`] members, in its order.
+    not_applied: [Option<Value>; 5],
+}
+
+/// Checks `x` and writes it into `spec`. Returns whether a new deployment starts (a
+/// not-applied member that changed, as ECS starts one) and the service events that name
+/// what is not applied. `create`: a launch type and a strategy exclude each other, and the
+/// cluster's default strategy applies when neither is given.
+fn apply_extras(
+    store: &Store,
+    cluster: &str,
+    spec: &mut Spec,
+    x: Extras,
+    create: bool,
+) -> anyhow::Result<(bool, Vec<String>)> {
+    check_deployment_controller(x.deployment_controller.as_ref())?;
+    super::tasks::check_placement(
+        x.placement_constraints.as_deref(),
+        x.placement_strategy.as_deref(),
+    )?;
+    if let Some(z) = x.availability_zone_rebalancing.as_deref()
+        && !matches!(z, "ENABLED" | "DISABLED")
+    {
+        bail!(EcsError::invalid(format!(
+            "availabilityZoneRebalancing {z:?}: must be ENABLED or DISABLED"
+        )));
+    }
+    // Ref: ecs.json `CreateServiceRequest.capacityProviderStrategy`: "If a
+    // capacityProviderStrategy is specified, the launchType parameter must be omitted. If
+    // no capacityProviderStrategy or launchType is specified, the
+    // defaultCapacityProviderStrategy for the cluster is used."
+    let cluster_row = store.cluster(cluster)?;
+    let strategy = match x.capacity_provider_strategy {
+        Some(_) if create && spec.launch_type.is_some() => {
+            bail!(EcsError::invalid(
+                "Specifying both a launch type and capacity provider strategy is not supported. \
+                 Remove one and try again."
+            ));
+        }
+        // Ref: `UpdateServiceRequest.capacityProviderStrategy`: an empty list goes back to
+        // the launch type.
+        Some(s) if s.is_empty() && !create => Some(None),
+        Some(s) => Some(Some(s)),
+        None if create && spec.launch_type.is_none() => {
+            let default: Vec<CapacityProviderStrategyItem> = cluster_row
+                .iter()
+                .flat_map(|c| c.default_capacity_provider_strategy.iter())
+                .map(|v| serde_json::from_value(v.clone()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    anyhow::anyhow!("cluster {cluster}: its stored default capacity provider strategy does not decode: {e}")
+                })?;
+            (!default.is_empty()).then_some(Some(default))
+        }
+        None => None,
+    };
+    if let Some(strategy) = strategy {
+        if let Some(items) = &strategy {
+            let associated = cluster_row
+                .as_ref()
+                .map(|c| c.capacity_providers.clone())
+                .unwrap_or_default();
+            clusters::check_strategy(
+                "capacityProviderStrategy",
+                items,
+                Some(&associated),
+                cluster,
+            )?;
+            // A strategy replaces the launch type (its providers are Fargate's).
+            spec.launch_type = None;
+        } else if spec.capacity_provider_strategy.is_some() {
+            spec.launch_type = Some("FARGATE".into());
+        }
+        spec.capacity_provider_strategy = strategy.map(serde_json::to_value).transpose()?;
+    }
+    if let Some(e) = x.enable_ecs_managed_tags {
+        spec.enable_ecs_managed_tags = e;
+    }
+    if let Some(c) = x.placement_constraints {
+        spec.placement_constraints = Some(serde_json::to_value(c)?);
+    }
+    if let Some(c) = x.placement_strategy {
+        spec.placement_strategy = Some(serde_json::to_value(c)?);
+    }
+    if let Some(z) = x.availability_zone_rebalancing {
+        spec.availability_zone_rebalancing = Some(z);
+    } else if create {
+        // Ref: ecs.json `CreateServiceRequest.availabilityZoneRebalancing`: "For create
+        // service requests, when no value is specified … Amazon ECS defaults the value to
+        // ENABLED."
+        spec.availability_zone_rebalancing = Some("ENABLED".into());
+    }
+    let mut redeploy = false;
+    let mut events = Vec::new();
+    for ((name, why), v) in NOT_APPLIED.iter().zip(x.not_applied) {
+        let Some(v) = v else { continue };
+        let empty = v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+        let old = spec.not_applied.get(*name);
+        redeploy |= old != Some(&v) && !(empty && old.is_none());
+        if empty {
+            spec.not_applied.remove(*name);
+        } else {
+            events.push(format!("{name}: not applied here: {why}"));
+            spec.not_applied.insert((*name).to_string(), v);
+        }
+    }
+    if x.circuit_breaker {
+        events.push(
+            "deploymentConfiguration.deploymentCircuitBreaker: not applied here: a failing \
+             deployment keeps trying and never rolls back"
+                .into(),
+        );
+    }
+    Ok((!create && redeploy, events))
+}
+
+/// Ref: ecs.json `DeploymentControllerType`: ECS, CODE_DEPLOY, EXTERNAL; only ECS's own
+/// rolling update runs here (the others hand deployments to CodeDeploy or the caller's
+/// task sets, which this host has no API for).
+fn check_deployment_controller(c: Option<&Value>) -> anyhow::Result<()> {
+    match c.map(|c| c["type"].as_str()) {
+        None | Some(Some("ECS")) => Ok(()),
+        Some(Some(t @ ("CODE_DEPLOY" | "EXTERNAL"))) => bail!(EcsError::invalid(format!(
+            "deploymentController {t:?}: not supported here: only the ECS rolling update \
+             controller runs deployments (there is no CodeDeploy or task-set API)"
+        ))),
+        Some(t) => bail!(EcsError::invalid(format!(
+            "deploymentController.type {t:?}: must be ECS, CODE_DEPLOY or EXTERNAL"
+        ))),
+    }
+}
+
+/// Ref: ecs.json `CreateServiceRequest.clientToken`: "Up to 36 ASCII characters in the
+/// range of 33-126 (inclusive) are allowed."
+fn check_service_token(t: Option<&str>) -> anyhow::Result<()> {
+    if let Some(t) = t
+        && (t.is_empty() || t.len() > 36 || !t.bytes().all(|b| (33..=126).contains(&b)))
+    {
+        bail!(EcsError::invalid(format!(
+            "clientToken {t:?}: up to 36 ASCII characters in the range 33-126"
+        )));
+    }
+    Ok(())
+}
+
+/// The role's ARN: a name becomes `arn:aws:iam::<account>:role/<name>`, as ECS shows
+/// `roleArn`.
+fn role_arn(ctx: &AwsContext, role: &str) -> String {
+    if role.starts_with("arn:") {
+        role.to_string()
+    } else {
+        format!("arn:aws:iam::{}:role/{role}", ctx.account_id)
+    }
+}
+
 fn check_count(n: i64) -> anyhow::Result<()> {
     if n < 0 {
         bail!(EcsError::invalid(format!(
@@ -153,7 +373,7 @@ fn check_count(n: i64) -> anyhow::Result<()> {
 
 fn deployment_configuration(
     base: DeploymentConfiguration,
-    input: Option<DeploymentConfigurationInput>,
+    input: Option<&DeploymentConfigurationInput>,
 ) -> anyhow::Result<DeploymentConfiguration> {
     let Some(i) = input else { return Ok(base) };
     let c = DeploymentConfiguration {
@@ -162,12 +382,6 @@ fn deployment_configuration(
             .minimum_healthy_percent
             .unwrap_or(base.minimum_healthy_percent),
     };
-    if i.deployment_circuit_breaker
-        .as_ref()
-        .is_some_and(|b| b["enable"] == true)
-    {
-        tracing::warn!("deploymentCircuitBreaker is not supported: deployments never roll back");
-    }
     if !(0..=100).contains(&c.minimum_healthy_percent) {
         bail!(EcsError::invalid(format!(
             "deploymentConfiguration.minimumHealthyPercent {}: must be between 0 and 100",
@@ -256,16 +470,6 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
             "schedulingStrategy {s:?}: only REPLICA is supported (there is one host)"
         )));
     }
-    if let Some(t) = i
-        .deployment_controller
-        .as_ref()
-        .and_then(|c| c["type"].as_str())
-        .filter(|t| *t != "ECS")
-    {
-        bail!(EcsError::invalid(format!(
-            "deploymentController {t:?}: only the ECS rolling update controller is supported"
-        )));
-    }
     let desired = i.desired_count.ok_or_else(|| {
         EcsError::invalid("desiredCount: required for a service with the REPLICA strategy")
     })?;
@@ -274,22 +478,68 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
         .task_definition
         .ok_or_else(|| EcsError::invalid("taskDefinition: required"))?;
     checked_tags(&i.tags)?;
-    let spec = Spec {
+    check_service_token(i.client_token.as_deref())?;
+    // Ref: ecs.json `CreateServiceRequest.role`: "If you specify the role parameter, you
+    // must also specify a load balancer object with the loadBalancers parameter."
+    if i.role.is_some()
+        && i.load_balancers
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        bail!(EcsError::invalid(
+            "role: a role is only for a service with loadBalancers (ECS refuses it without one)"
+        ));
+    }
+    let ctx = AwsContext::from_env();
+    let mut spec = Spec {
         launch_type: launch_type(i.launch_type)?,
-        platform_version: i.platform_version,
         network_configuration: network_configuration(i.network_configuration)?,
         deployment_configuration: deployment_configuration(
             DeploymentConfiguration::default(),
-            i.deployment_configuration,
+            i.deployment_configuration.as_ref(),
         )?,
         enable_execute_command: i.enable_execute_command,
         propagate_tags: propagate_tags(i.propagate_tags)?,
         health_check_grace_period_seconds: i.health_check_grace_period_seconds,
+        role_arn: i.role.as_deref().map(|r| role_arn(&ctx, r)),
+        client_token: i.client_token,
+        ..Default::default()
     };
-    let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
-    let td = resolve_task_definition(&mut store, &ctx, &reference, spec.launch_type.as_deref())?;
+    let (_, events) = apply_extras(
+        &store,
+        &cluster,
+        &mut spec,
+        Extras {
+            capacity_provider_strategy: i.capacity_provider_strategy,
+            enable_ecs_managed_tags: i.enable_ecs_managed_tags,
+            placement_constraints: i.placement_constraints,
+            placement_strategy: i.placement_strategy,
+            availability_zone_rebalancing: i.availability_zone_rebalancing,
+            deployment_controller: i.deployment_controller,
+            circuit_breaker: circuit_breaker(i.deployment_configuration.as_ref()),
+            not_applied: [
+                i.load_balancers,
+                i.service_registries,
+                i.service_connect_configuration,
+                i.vpc_lattice_configurations,
+                i.volume_configurations,
+            ],
+        },
+        true,
+    )?;
+    check_platform_version(&spec, i.platform_version.as_deref())?;
+    spec.platform_version = i.platform_version;
+    let td = resolve_task_definition(
+        &mut store,
+        &ctx,
+        &reference,
+        spec.fargate()
+            .then_some("FARGATE")
+            .or(spec.launch_type.as_deref()),
+    )?;
     let now = now_ms();
     // `default` is created with its first task or service, as ECS does.
     store.ensure_cluster(&cluster, &ctx.ecs_arn(&format!("cluster/{cluster}")), now)?;
@@ -319,6 +569,14 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
         ..Default::default()
     };
     if !store.create_service(&row, &first)? {
+        // Ref: ECS_Idempotency.html: a retried CreateService with the same clientToken
+        // returns the service it created.
+        if let Some(token) = &row.spec.client_token
+            && let Some(s) = store.service(&cluster, &name)?
+            && s.spec.client_token.as_ref() == Some(token)
+        {
+            return service_json(&store, &s, true);
+        }
         // Ref: ECS's answer to a second CreateService of an active name.
         bail!(EcsError::invalid(format!(
             "Creation of service was not idempotent. (service {name} already exists in cluster \
@@ -328,8 +586,25 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
     let mut first = first;
     first.rollout_state_reason = format!("ECS deployment {} in progress.", first.id);
     store.save_deployment(&first)?;
+    for e in events {
+        tracing::warn!(service = %name, "{e}");
+        add_event(&mut store, &cluster, &name, format!("(service {name}) {e}"));
+    }
     changed();
     service_json(&store, &row, true)
+}
+
+/// RunTask's platform-version rule for the service's tasks: refused with the EC2 launch
+/// type, a known version otherwise (the tasks record it).
+fn check_platform_version(spec: &Spec, v: Option<&str>) -> anyhow::Result<()> {
+    super::tasks::platform_version(v, spec.launch_type.as_deref() != Some("EC2"))?;
+    Ok(())
+}
+
+/// Whether a deployment configuration turns the circuit breaker on.
+fn circuit_breaker(c: Option<&DeploymentConfigurationInput>) -> bool {
+    c.and_then(|c| c.deployment_circuit_breaker.as_ref())
+        .is_some_and(|b| b["enable"] == true)
 }
 
 /// UpdateService: the `Service` JSON. A new task definition, network configuration or
@@ -350,11 +625,39 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
         check_count(n)?;
         s.desired_count = n;
     }
-    spec.deployment_configuration =
-        deployment_configuration(spec.deployment_configuration, i.deployment_configuration)?;
-    let mut redeploy = i.force_new_deployment;
+    spec.deployment_configuration = deployment_configuration(
+        spec.deployment_configuration,
+        i.deployment_configuration.as_ref(),
+    )?;
+    let (mut redeploy, events) = apply_extras(
+        &store,
+        &cluster,
+        &mut spec,
+        Extras {
+            capacity_provider_strategy: i.capacity_provider_strategy,
+            enable_ecs_managed_tags: i.enable_ecs_managed_tags,
+            placement_constraints: i.placement_constraints,
+            placement_strategy: i.placement_strategy,
+            availability_zone_rebalancing: i.availability_zone_rebalancing,
+            deployment_controller: i.deployment_controller,
+            circuit_breaker: circuit_breaker(i.deployment_configuration.as_ref()),
+            not_applied: [
+                i.load_balancers,
+                i.service_registries,
+                i.service_connect_configuration,
+                i.vpc_lattice_configurations,
+                i.volume_configurations,
+            ],
+        },
+        false,
+    )?;
+    redeploy |= i.force_new_deployment;
     if let Some(reference) = &i.task_definition {
-        let td = resolve_task_definition(&mut store, &ctx, reference, spec.launch_type.as_deref())?;
+        let lt = spec
+            .fargate()
+            .then_some("FARGATE")
+            .or(spec.launch_type.as_deref());
+        let td = resolve_task_definition(&mut store, &ctx, reference, lt)?;
         redeploy |= td != s.task_definition_arn;
         s.task_definition_arn = td;
     }
@@ -363,6 +666,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
         spec.network_configuration = Some(n);
     }
     if let Some(p) = i.platform_version {
+        check_platform_version(&spec, Some(&p))?;
         spec.platform_version = Some(p);
     }
     if let Some(e) = i.enable_execute_command {
@@ -373,6 +677,15 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
     }
     if let Some(h) = i.health_check_grace_period_seconds {
         spec.health_check_grace_period_seconds = Some(h);
+    }
+    for e in events {
+        tracing::warn!(service = %s.name, "{e}");
+        add_event(
+            &mut store,
+            &cluster,
+            &s.name,
+            format!("(service {}) {e}", s.name),
+        );
     }
     let now = now_ms();
     s.spec = spec;
@@ -474,14 +787,22 @@ fn list_arns(ecs: &Ecs, i: &ListServicesRequest) -> anyhow::Result<Vec<String>> 
         )));
     }
     let daemon = i.scheduling_strategy.as_deref() == Some("DAEMON");
+    // Ref: ecs.json `Service.resourceManagementType`: ECS (an Express Service managed by
+    // ECS) or CUSTOMER; every service here is the caller's own.
+    let ecs_managed = match i.resource_management_type.as_deref() {
+        None | Some("CUSTOMER") => false,
+        Some("ECS") => true,
+        Some(other) => bail!(EcsError::invalid(format!(
+            "resourceManagementType {other:?}: must be CUSTOMER or ECS"
+        ))),
+    };
     Ok(store
         .list_services(Some(&cluster))?
         .into_iter()
-        .filter(|_| !daemon)
+        .filter(|_| !daemon && !ecs_managed)
         .filter(|s| {
-            launch.is_none()
-                || s.spec.launch_type.clone().unwrap_or_else(|| "EC2".into())
-                    == launch.clone().unwrap_or_default()
+            let lt = if s.spec.fargate() { "FARGATE" } else { "EC2" };
+            launch.as_deref().is_none_or(|l| l == lt)
         })
         .map(|s| s.arn)
         .collect())
@@ -581,6 +902,12 @@ pub fn list_services(ecs: &Ecs, req: &ListServicesRequest) -> EcsResult<ListServ
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability_zone_rebalancing: Option<String>,
+    /// Omitted for a service created with a launch type (ecs.json `Service.
+    /// capacityProviderStrategy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_strategy: Option<Value>,
     pub cluster_arn: String,
     pub created_at: String,
     pub created_by: String,
@@ -607,6 +934,10 @@ pub struct Service {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
     pub propagate_tags: String,
+    /// CUSTOMER: every service here is the caller's own (no ECS Express services).
+    pub resource_management_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
     pub running_count: usize,
     pub scheduling_strategy: String,
     pub service_arn: String,
@@ -623,6 +954,8 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_strategy: Option<Value>,
     pub created_at: String,
     pub desired_count: i64,
     pub failed_tasks: i64,
@@ -639,9 +972,15 @@ pub struct Deployment {
     pub rollout_state: RolloutState,
     pub rollout_state_reason: String,
     pub running_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<Value>,
     pub status: DeploymentStatus,
     pub task_definition: String,
     pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_configurations: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_lattice_configurations: Option<Value>,
 }
 
 /// ecs.json `ServiceEvent`.
@@ -694,7 +1033,15 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             .count()
     };
     const PENDING: &[LastStatus] = &[LastStatus::Provisioning, LastStatus::Pending];
-    let fargate = spec.launch_type.as_deref() == Some("FARGATE");
+    let fargate = spec.fargate();
+    let strategy = spec.capacity_provider_strategy.clone();
+    let not_applied = |k: &str| spec.not_applied.get(k).cloned();
+    let list = |v: Option<Value>| -> Vec<Value> {
+        match v {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        }
+    };
     let platform_version =
         fargate.then(|| spec.platform_version.clone().unwrap_or("LATEST".into()));
     let platform_family = fargate.then(|| "Linux".to_string());
@@ -707,6 +1054,10 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             desired_count: d.desired_count,
             failed_tasks: d.failed_tasks,
             launch_type: spec.launch_type.clone(),
+            capacity_provider_strategy: strategy.clone(),
+            service_connect_configuration: not_applied("serviceConnectConfiguration"),
+            volume_configurations: not_applied("volumeConfigurations"),
+            vpc_lattice_configurations: not_applied("vpcLatticeConfigurations"),
             network_configuration: network.clone(),
             pending_count: count(Some(&d.id), PENDING),
             platform_family: platform_family.clone(),
@@ -744,16 +1095,16 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         deployment_controller: DeploymentController { kind: "ECS".into() },
         deployments,
         desired_count: s.desired_count,
-        enable_ecs_managed_tags: false,
+        enable_ecs_managed_tags: spec.enable_ecs_managed_tags,
         enable_execute_command: spec.enable_execute_command,
         events,
         health_check_grace_period_seconds: spec.health_check_grace_period_seconds,
         launch_type: spec.launch_type.clone(),
-        load_balancers: Vec::new(),
+        load_balancers: list(not_applied("loadBalancers")),
         network_configuration: network,
         pending_count: count(None, PENDING),
-        placement_constraints: Vec::new(),
-        placement_strategy: Vec::new(),
+        placement_constraints: list(spec.placement_constraints.clone()),
+        placement_strategy: list(spec.placement_strategy.clone()),
         platform_family,
         platform_version,
         propagate_tags: spec.propagate_tags.clone().unwrap_or_else(|| "NONE".into()),
@@ -761,8 +1112,12 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         scheduling_strategy: "REPLICA".into(),
         service_arn: s.arn.clone(),
         service_name: s.name.clone(),
-        service_registries: Vec::new(),
+        service_registries: list(not_applied("serviceRegistries")),
         status: s.status,
+        availability_zone_rebalancing: spec.availability_zone_rebalancing.clone(),
+        capacity_provider_strategy: strategy,
+        resource_management_type: "CUSTOMER".into(),
+        role_arn: spec.role_arn.clone(),
         tags: with_tags.then(|| s.tags.clone()),
         task_definition: s.task_definition_arn.clone(),
     })
@@ -871,8 +1226,8 @@ mod tests {
             })
         };
         assert_eq!(deployment_configuration(base, None).unwrap(), base);
-        assert!(deployment_configuration(base, input(Some(100), Some(0))).is_ok());
-        assert!(deployment_configuration(base, input(Some(100), None)).is_err());
-        assert!(deployment_configuration(base, input(None, Some(101))).is_err());
+        assert!(deployment_configuration(base, input(Some(100), Some(0)).as_ref()).is_ok());
+        assert!(deployment_configuration(base, input(Some(100), None).as_ref()).is_err());
+        assert!(deployment_configuration(base, input(None, Some(101)).as_ref()).is_err());
     }
 }

@@ -193,7 +193,7 @@ const PLATFORM_VERSIONS: [&str; 3] = ["LATEST", "1.4.0", "1.3.0"];
 
 /// Ref: ecs.json `RunTaskRequest.clientToken`: "Up to 64 characters are allowed. The valid
 /// characters are characters in the range of 33-126, inclusive."
-fn check_client_token(t: Option<&str>) -> EcsResult<()> {
+pub(super) fn check_client_token(t: Option<&str>) -> EcsResult<()> {
     let Some(t) = t else { return Ok(()) };
     if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| (33..=126).contains(&b)) {
         return Err(EcsError::invalid(format!(
@@ -207,7 +207,7 @@ fn check_client_token(t: Option<&str>) -> EcsResult<()> {
 /// Ref: ecs.json `PlacementConstraintType` (distinctInstance, memberOf; memberOf needs an
 /// `expression`), `PlacementStrategyType` (random, spread, binpack); RunTask takes up to 10
 /// constraints and 5 strategy rules (API_RunTask).
-fn check_placement(
+pub(super) fn check_placement(
     constraints: Option<&[PlacementConstraint]>,
     strategy: Option<&[PlacementStrategy]>,
 ) -> EcsResult<()> {
@@ -251,6 +251,28 @@ fn check_placement(
         }
     }
     Ok(())
+}
+
+/// The platform version a task (or a service's tasks) records: `LATEST` resolved, `None`
+/// off Fargate. Ref: ecs.json `RunTaskRequest.platformVersion`: "A platform version is only
+/// specified for tasks hosted on Fargate. If one isn't specified, the LATEST platform
+/// version is used."
+pub(super) fn platform_version(v: Option<&str>, fargate: bool) -> EcsResult<Option<String>> {
+    Ok(match v {
+        Some(_) if !fargate => {
+            return Err(EcsError::invalid(
+                "The platform version must be null when specifying an EC2 launch type.",
+            ));
+        }
+        Some(v) if !PLATFORM_VERSIONS.contains(&v) => {
+            return Err(EcsError::invalid(format!(
+                "platformVersion {v:?}: the specified platform version does not exist (Linux \
+                 Fargate: LATEST, 1.4.0, 1.3.0)"
+            )));
+        }
+        Some("LATEST") | None => fargate.then(|| shape::FARGATE_LATEST.to_string()),
+        Some(v) => Some(v.to_string()),
+    })
 }
 
 /// The capacity provider of each of `count` tasks: a provider's `base` first, then the
@@ -468,24 +490,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         .flatten()
         .any(|c| *c == taskdef::model::Compatibility::Fargate);
     let fargate = launch_type.map_or(def_fargate, |l| l == LaunchType::Fargate);
-    // Ref: ecs.json `RunTaskRequest.platformVersion`: "A platform version is only specified
-    // for tasks hosted on Fargate. If one isn't specified, the LATEST platform version is
-    // used."
-    let platform_version = match req.platform_version.as_deref() {
-        Some(_) if !fargate => {
-            return Err(EcsError::invalid(
-                "The platform version must be null when specifying an EC2 launch type.",
-            ));
-        }
-        Some(v) if !PLATFORM_VERSIONS.contains(&v) => {
-            return Err(EcsError::invalid(format!(
-                "platformVersion {v:?}: the specified platform version does not exist (Linux \
-                 Fargate: LATEST, 1.4.0, 1.3.0)"
-            )));
-        }
-        Some("LATEST") | None => fargate.then(|| shape::FARGATE_LATEST.to_string()),
-        Some(v) => Some(v.to_string()),
-    };
+    let platform_version = platform_version(req.platform_version.as_deref(), fargate)?;
     let mut request_warnings = request_warnings;
     if let Some(v) = platform_version.as_deref()
         && v != shape::FARGATE_LATEST

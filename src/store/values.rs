@@ -93,6 +93,33 @@ pub struct ServiceSpec {
     /// NONE, SERVICE or TASK_DEFINITION.
     pub propagate_tags: Option<String>,
     pub health_check_grace_period_seconds: Option<i64>,
+    /// The checked `capacityProviderStrategy` (the request's, or the cluster's default
+    /// when neither it nor a launch type was given); its tasks resolve to FARGATE.
+    pub capacity_provider_strategy: Option<serde_json::Value>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: bool,
+    /// Checked and passed to each RunTask of the service (recorded on the tasks).
+    pub placement_constraints: Option<serde_json::Value>,
+    pub placement_strategy: Option<serde_json::Value>,
+    /// ENABLED or DISABLED; recorded (one host has no Availability Zones).
+    pub availability_zone_rebalancing: Option<String>,
+    /// The load-balancer role as an ARN; recorded.
+    pub role_arn: Option<String>,
+    /// CreateService's idempotency token.
+    pub client_token: Option<String>,
+    /// Members recorded as given and not applied here, by name (loadBalancers,
+    /// serviceRegistries, serviceConnectConfiguration, vpcLatticeConfigurations,
+    /// volumeConfigurations): shown where ECS shows them, and named in a service event.
+    #[serde(default)]
+    pub not_applied: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl ServiceSpec {
+    /// Whether the service's tasks are FARGATE tasks (its launch type, or a capacity
+    /// provider strategy, which only names Fargate's providers here).
+    pub fn fargate(&self) -> bool {
+        self.launch_type.as_deref() == Some("FARGATE") || self.capacity_provider_strategy.is_some()
+    }
 }
 
 /// One `networkBindings` entry of a container (ecs.json `NetworkBinding`).
