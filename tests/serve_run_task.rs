@@ -136,6 +136,31 @@ fn capacity_providers_platform_version_tags_and_client_tokens() {
     other.extend(["--started-by", "someone-else"]);
     let e = api.aws_err(&other);
     assert!(e.contains("ConflictException"), "{e}");
+    // Four clients retrying one new token at once: one task, and each gets it.
+    let raced = api.boto3(
+        r#"
+import boto3, json, os, threading
+ecs = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+out = []
+def run():
+    r = ecs.run_task(cluster="cp", taskDefinition="rt-long", clientToken="tok-race",
+                     capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+                     networkConfiguration={"awsvpcConfiguration": {"subnets": ["subnet-0abc"]}})
+    out.append([t["taskArn"] for t in r["tasks"]])
+threads = [threading.Thread(target=run) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(out))
+"#,
+    );
+    let raced: Vec<Vec<String>> = serde_json::from_value(raced).unwrap();
+    assert_eq!(raced.len(), 4, "{raced:?}");
+    assert_eq!(raced[0].len(), 1, "{raced:?}");
+    assert!(raced.iter().all(|r| *r == raced[0]), "{raced:?}");
+    let listed = api.aws_json(&["list-tasks", "--cluster", "cp"]);
+    assert_eq!(arns(&listed).len(), 2, "{listed:#}");
+    api.aws_json(&["stop-task", "--cluster", "cp", "--task", &raced[0][0]]);
 
     // ECS's refusals.
     let e = api.aws_err(&[

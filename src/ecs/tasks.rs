@@ -431,128 +431,139 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     let digest = request_digest(&req, &cluster);
     let now = super::now_ms();
     if let Some(token) = &req.client_token
-        && let Some(used) = store
-            .run_token(&cluster, token, now - CLIENT_TOKEN_TTL_MS)
-            .map_err(anyhow::Error::from)?
+        && let Some(used) = claimed(&mut store, &cluster, token, &digest, now)?
     {
-        if used.request != digest {
-            return Err(EcsError::Conflict(format!(
-                "clientToken {token:?} was already used in cluster {cluster} with different \
-                 parameters (its tasks: {}); use a new token for a different request",
-                used.task_arns.join(", ")
-            )));
+        return replay(store, &used);
+    }
+    let token = req.client_token.clone();
+    let launched = (|| -> EcsResult<(Started, Vec<Warning>)> {
+        // A strategy (the request's, else the cluster's default when no launch type is asked
+        // for) resolves to the FARGATE launch type.
+        let cluster_row = store.cluster(&cluster).map_err(anyhow::Error::from)?;
+        let strategy: Vec<CapacityProviderStrategyItem> =
+            match (&req.capacity_provider_strategy, launch_type) {
+                (Some(s), _) => s.clone(),
+                (None, None) => cluster_row
+                    .iter()
+                    .flat_map(|c| c.default_capacity_provider_strategy.iter())
+                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                    .collect(),
+                (None, Some(_)) => Vec::new(),
+            };
+        if !strategy.is_empty() {
+            let associated = cluster_row
+                .as_ref()
+                .map(|c| c.capacity_providers.clone())
+                .unwrap_or_default();
+            clusters::check_strategy(
+                "capacityProviderStrategy",
+                &strategy,
+                Some(&associated),
+                &cluster,
+            )?;
+            launch_type = Some(LaunchType::Fargate);
         }
-        return replay(store, &used.task_arns);
-    }
-    // A strategy (the request's, else the cluster's default when no launch type is asked
-    // for) resolves to the FARGATE launch type.
-    let cluster_row = store.cluster(&cluster).map_err(anyhow::Error::from)?;
-    let strategy: Vec<CapacityProviderStrategyItem> =
-        match (&req.capacity_provider_strategy, launch_type) {
-            (Some(s), _) => s.clone(),
-            (None, None) => cluster_row
-                .iter()
-                .flat_map(|c| c.default_capacity_provider_strategy.iter())
-                .filter_map(|v| serde_json::from_value(v.clone()).ok())
-                .collect(),
-            (None, Some(_)) => Vec::new(),
+        let providers = distribute(&strategy, count);
+        let resolved =
+            resolve(&mut store, &req.task_definition, &ctx, launch_type).with_context(|| {
+                format!("failed to resolve task definition {}", req.task_definition)
+            })?;
+        // The coverage warnings of the definition are the task's own (with their paths).
+        let warnings: Vec<Warning> = resolved
+            .warnings
+            .iter()
+            .filter(|w| !taskdef::coverage::is_coverage_rule(w.rule))
+            .map(|w| Warning {
+                message: w.message.clone(),
+            })
+            .collect();
+        let def_fargate = resolved
+            .stored
+            .definition
+            .requires_compatibilities
+            .iter()
+            .flatten()
+            .any(|c| *c == taskdef::model::Compatibility::Fargate);
+        let fargate = launch_type.map_or(def_fargate, |l| l == LaunchType::Fargate);
+        let platform_version = platform_version(req.platform_version.as_deref(), fargate)?;
+        let mut request_warnings = request_warnings;
+        if let Some(v) = platform_version.as_deref()
+            && v != shape::FARGATE_LATEST
+        {
+            request_warnings.push(format!(
+                "platformVersion: honoured with a local difference: recorded as {v}; the task runs \
+                 with what this host does, which follows platform version {}",
+                shape::FARGATE_LATEST
+            ));
+        }
+        // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
+        if launch_type == Some(LaunchType::Fargate) {
+            fargate_check(&req.task_definition, &resolved.stored)?;
+        }
+        let tags = task_tags(&store, &req, &resolved.stored, &cluster)?;
+        let launch = launch::Request {
+            cluster: cluster.clone(),
+            launch_type: launch_type.map(|l| launch_type_str(l).to_string()),
+            started_by: req.started_by.clone(),
+            group: req.group.clone(),
+            overrides: req.overrides.clone(),
+            tags,
+            enable_execute_command: req.enable_execute_command,
+            env_file: local.env_file,
+            volume_map: local.volume_map,
+            network_configuration,
+            secrets_file: local.secrets_file,
+            host_credentials: local.host_credentials,
+            warnings: request_warnings,
+            image_scope: local.deployment,
+            host_execution_credentials: local.host_execution_credentials,
+            launch: LaunchRecord {
+                capacity_provider_name: None,
+                platform_version,
+                reference_id: req.reference_id.clone(),
+                placement_constraints: req
+                    .placement_constraints
+                    .as_ref()
+                    .and_then(|v| serde_json::to_value(v).ok()),
+                placement_strategy: req
+                    .placement_strategy
+                    .as_ref()
+                    .and_then(|v| serde_json::to_value(v).ok()),
+                client_token: req.client_token.clone(),
+                container_instance_arn: None,
+            },
         };
-    if !strategy.is_empty() {
-        let associated = cluster_row
-            .as_ref()
-            .map(|c| c.capacity_providers.clone())
-            .unwrap_or_default();
-        clusters::check_strategy(
-            "capacityProviderStrategy",
-            &strategy,
-            Some(&associated),
-            &cluster,
+        let supervision = Supervision {
+            pull: local.pull,
+            follow: local.follow,
+        };
+        let started = spawn(
+            ecs,
+            store,
+            &ctx,
+            &resolved.stored,
+            &launch,
+            count,
+            &providers,
+            supervision,
         )?;
-        launch_type = Some(LaunchType::Fargate);
-    }
-    let providers = distribute(&strategy, count);
-    let resolved = resolve(&mut store, &req.task_definition, &ctx, launch_type)
-        .with_context(|| format!("failed to resolve task definition {}", req.task_definition))?;
-    // The coverage warnings of the definition are the task's own (with their paths).
-    let mut warnings: Vec<Warning> = resolved
-        .warnings
-        .iter()
-        .filter(|w| !taskdef::coverage::is_coverage_rule(w.rule))
-        .map(|w| Warning {
-            message: w.message.clone(),
-        })
-        .collect();
-    let def_fargate = resolved
-        .stored
-        .definition
-        .requires_compatibilities
-        .iter()
-        .flatten()
-        .any(|c| *c == taskdef::model::Compatibility::Fargate);
-    let fargate = launch_type.map_or(def_fargate, |l| l == LaunchType::Fargate);
-    let platform_version = platform_version(req.platform_version.as_deref(), fargate)?;
-    let mut request_warnings = request_warnings;
-    if let Some(v) = platform_version.as_deref()
-        && v != shape::FARGATE_LATEST
-    {
-        request_warnings.push(format!(
-            "platformVersion: honoured with a local difference: recorded as {v}; the task runs \
-             with what this host does, which follows platform version {}",
-            shape::FARGATE_LATEST
-        ));
-    }
-    // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
-    if launch_type == Some(LaunchType::Fargate) {
-        fargate_check(&req.task_definition, &resolved.stored)?;
-    }
-    let tags = task_tags(&store, &req, &resolved.stored, &cluster)?;
-    let launch = launch::Request {
-        cluster: cluster.clone(),
-        launch_type: launch_type.map(|l| launch_type_str(l).to_string()),
-        started_by: req.started_by.clone(),
-        group: req.group.clone(),
-        overrides: req.overrides.clone(),
-        tags,
-        enable_execute_command: req.enable_execute_command,
-        env_file: local.env_file,
-        volume_map: local.volume_map,
-        network_configuration,
-        secrets_file: local.secrets_file,
-        host_credentials: local.host_credentials,
-        warnings: request_warnings,
-        image_scope: local.deployment,
-        host_execution_credentials: local.host_execution_credentials,
-        launch: LaunchRecord {
-            capacity_provider_name: None,
-            platform_version,
-            reference_id: req.reference_id.clone(),
-            placement_constraints: req
-                .placement_constraints
-                .as_ref()
-                .and_then(|v| serde_json::to_value(v).ok()),
-            placement_strategy: req
-                .placement_strategy
-                .as_ref()
-                .and_then(|v| serde_json::to_value(v).ok()),
-            client_token: req.client_token.clone(),
-            container_instance_arn: None,
-        },
+        Ok((started, warnings))
+    })();
+    let (mut started, mut warnings) = match launched {
+        Ok(l) => l,
+        Err(e) => {
+            // A claimed token is given up, so a retry runs again.
+            if let Some(token) = &token
+                && let Err(err) = ecs
+                    .open_store()
+                    .and_then(|mut s| Ok(s.release_run_token(&cluster, token)?))
+            {
+                tracing::warn!(error = %err, "failed to release a RunTask client token");
+            }
+            return Err(e);
+        }
     };
-    let supervision = Supervision {
-        pull: local.pull,
-        follow: local.follow,
-    };
-    let mut started = spawn(
-        ecs,
-        store,
-        &ctx,
-        &resolved.stored,
-        &launch,
-        count,
-        &providers,
-        supervision,
-    )?;
-    if let Some(token) = &req.client_token {
+    if let Some(token) = &token {
         let used = RunToken {
             request: digest,
             task_arns: started
@@ -571,6 +582,47 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     warnings.append(&mut started.warnings);
     started.warnings = warnings;
     Ok(started)
+}
+
+/// Claims RunTask clientToken `token` for request `digest` (`None`: this call runs), or
+/// the task ARNs of the call that used it with the same request. Ref: ECS_Idempotency.html:
+/// the same token and parameters return the original result; the same token with other
+/// parameters fails with ConflictException; tokens are per cluster. A call still starting
+/// its tasks is waited for (up to a minute), so two concurrent calls start tasks once.
+fn claimed(
+    store: &mut Store,
+    cluster: &str,
+    token: &str,
+    digest: &str,
+    now: i64,
+) -> EcsResult<Option<Vec<String>>> {
+    let since = now - CLIENT_TOKEN_TTL_MS;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let Some(used) = store
+            .claim_run_token(cluster, token, digest, now, since)
+            .map_err(anyhow::Error::from)?
+        else {
+            return Ok(None);
+        };
+        if used.request != digest {
+            return Err(EcsError::Conflict(format!(
+                "clientToken {token:?} was already used in cluster {cluster} with different \
+                 parameters (its tasks: {}); use a new token for a different request",
+                used.task_arns.join(", ")
+            )));
+        }
+        if !used.task_arns.is_empty() {
+            return Ok(Some(used.task_arns));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(EcsError::Conflict(format!(
+                "clientToken {token:?}: the RunTask that first used it in cluster {cluster} is \
+                 still starting its tasks; retry later"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The answer to a RunTask retried with its clientToken: the tasks the first call started

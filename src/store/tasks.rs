@@ -504,6 +504,52 @@ impl Store {
         Ok(row)
     }
 
+    /// Claims RunTask clientToken `token` of `cluster` for `request` in one write
+    /// transaction, so two calls with one token cannot both start tasks: `None` when this
+    /// call claimed it (its `task_arns` are empty until [`Self::save_run_token`]), else the
+    /// use that holds it (empty `task_arns`: that call is still starting its tasks). Uses
+    /// older than `expired_before_ms` are forgotten first.
+    pub fn claim_run_token(
+        &mut self,
+        cluster: &str,
+        token: &str,
+        request: &str,
+        now_ms: i64,
+        expired_before_ms: i64,
+    ) -> Result<Option<RunToken>, StoreError> {
+        let what = "claim a RunTask client token";
+        let tx = self.write_tx(what)?;
+        tx.execute(
+            "DELETE FROM run_tokens WHERE created_at_ms < ?1",
+            [expired_before_ms],
+        )
+        .map_err(q(what))?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO run_tokens (cluster, token, request, task_arns, \
+                 created_at_ms) VALUES (?1, ?2, ?3, '[]', ?4)",
+                params![cluster, token, request, now_ms],
+            )
+            .map_err(q(what))?;
+        tx.commit().map_err(q(what))?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.run_token(cluster, token, expired_before_ms)
+    }
+
+    /// Gives up a claim of [`Self::claim_run_token`] whose RunTask failed, so a retry with
+    /// the token runs again (as ECS does for a failed call).
+    pub fn release_run_token(&mut self, cluster: &str, token: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM run_tokens WHERE cluster = ?1 AND token = ?2 AND task_arns = '[]'",
+                params![cluster, token],
+            )
+            .map_err(q("release a RunTask client token"))?;
+        Ok(())
+    }
+
     /// Records RunTask clientToken `token` of `cluster` (replacing an expired use) and
     /// forgets the ones older than `expired_before_ms`.
     pub fn save_run_token(
