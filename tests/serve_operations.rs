@@ -15,6 +15,11 @@ const EC2: &str = r#"{"family":"ops-ec2","networkMode":"bridge",
     "portMappings":[{"containerPort":8080,"hostPort":18080}],
     "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 0.1; done"]}]}"#;
 
+const DEL: &str = r#"{"family":"ops-del","networkMode":"bridge",
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"memory":64,
+    "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 0.1; done"]}]}"#;
+
 fn resource<'a>(list: &'a Value, name: &str) -> &'a Value {
     list.as_array()
         .unwrap()
@@ -177,8 +182,43 @@ fn task_definitions_clusters_capacity_providers_and_account_settings() {
             .ends_with("ops-ec2:2"),
         "{d:#}"
     );
-    let listed = api.aws_json(&["list-task-definitions", "--status", "DELETE_IN_PROGRESS"]);
-    assert_eq!(listed["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    // Nothing uses ops-ec2:1: it is gone at the next pass (serve's scheduler runs one a
+    // second), as ECS removes a DELETE_IN_PROGRESS revision once nothing uses it.
+    api.wait_for(30, "ops-ec2:1 to be gone", || {
+        let listed = api.aws_json(&["list-task-definitions", "--status", "DELETE_IN_PROGRESS"]);
+        listed["taskDefinitionArns"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    let gone = api.aws(&["describe-task-definition", "--task-definition", "ops-ec2:1"]);
+    assert!(!gone.status.success());
+
+    // One a task still runs stays DELETE_IN_PROGRESS until the task stops; then it is
+    // gone, and the family's next registration still takes the next number.
+    let del = api.file("del.json", DEL);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &del]);
+    let run = api.aws_json(&["run-task", "--task-definition", "ops-del:1"]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-running", "--tasks", &task]);
+    api.aws_json(&[
+        "deregister-task-definition",
+        "--task-definition",
+        "ops-del:1",
+    ]);
+    api.aws_json(&["delete-task-definitions", "--task-definitions", "ops-del:1"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let kept = api.aws_json(&["describe-task-definition", "--task-definition", "ops-del:1"]);
+    assert_eq!(kept["taskDefinition"]["status"], "DELETE_IN_PROGRESS");
+    api.aws_json(&["stop-task", "--task", &task]);
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &task]);
+    api.wait_for(30, "ops-del:1 to be gone", || {
+        let out = api.aws(&["describe-task-definition", "--task-definition", "ops-del:1"]);
+        (!out.status.success()).then_some(())
+    });
+    let again = api.aws_json(&["register-task-definition", "--cli-input-json", &del]);
+    assert_eq!(again["taskDefinition"]["revision"], 2);
     let e = api.aws_err(&["delete-task-definitions", "--task-definitions", "ops-ec2"]);
     assert!(e.contains("InvalidParameterException"), "{e}");
 

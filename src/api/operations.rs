@@ -31,7 +31,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("DeregisterTaskDefinition", ""),
     op(
         "DeleteTaskDefinitions",
-        "INACTIVE revisions become DELETE_IN_PROGRESS (they stay so here); an ACTIVE one is a failure",
+        "INACTIVE revisions become DELETE_IN_PROGRESS, and are removed once no task, service or deployment uses them (the family keeps counting revisions); an ACTIVE one is a failure",
     ),
     op(
         "RunTask",

@@ -70,6 +70,16 @@ impl Ecs {
         if let Err(e) = rec::prune(store, &self.root, &self.run_root) {
             tracing::error!(error = %crate::error_chain(&e), "failed to prune stopped tasks");
         }
+        match store.purge_deleted_task_definitions() {
+            Ok(arns) => {
+                for arn in arns {
+                    tracing::info!(%arn, "a deleted task definition revision no longer in use is gone");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain(&e), "failed to remove deleted task definitions")
+            }
+        }
     }
 }
 

@@ -201,8 +201,9 @@ pub struct DeleteFailure {
 /// never reused); an ACTIVE one is a failure, to be deregistered first. Ref: ecs.json
 /// `DeleteTaskDefinitionsRequest` ("You must specify a revision. You can specify up to 10
 /// task definitions"); API_DeleteTaskDefinitions ("you must deregister a task definition
-/// revision before you delete it"; the revision moves to DELETE_IN_PROGRESS). ECS removes
-/// such a revision once no task or service uses it; here it stays DELETE_IN_PROGRESS.
+/// revision before you delete it"; the revision moves to DELETE_IN_PROGRESS). The next
+/// reconcile pass removes such a revision once no task or service uses it
+/// (`Store::purge_deleted_task_definitions`).
 pub fn delete_task_definitions(
     ecs: &Ecs,
     req: &DeleteTaskDefinitionsRequest,

@@ -291,6 +291,32 @@ impl Store {
             revision,
         )
     }
+
+    /// Removes the DELETE_IN_PROGRESS revisions nothing uses any more: no task that is not
+    /// STOPPED, no ACTIVE or DRAINING service and no live deployment names them. Returns
+    /// their ARNs. The family keeps its revision counter, so the next registration takes
+    /// the next number. Ref: ecs.json `DeleteTaskDefinitions` ("A task definition revision
+    /// will stay in DELETE_IN_PROGRESS status until all the associated tasks and services
+    /// have been terminated"; "The task definition name is retained by Amazon ECS and the
+    /// revision is incremented the next time").
+    pub fn purge_deleted_task_definitions(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM task_definitions WHERE status = 'DELETE_IN_PROGRESS'
+                 AND arn NOT IN (SELECT task_definition_arn FROM tasks
+                                 WHERE last_status != 'STOPPED')
+                 AND arn NOT IN (SELECT task_definition_arn FROM services
+                                 WHERE status IN ('ACTIVE', 'DRAINING'))
+                 AND arn NOT IN (SELECT task_definition_arn FROM service_deployments
+                                 WHERE status != 'INACTIVE')
+                 RETURNING arn",
+            )
+            .map_err(super::q("remove deleted task definitions"))?;
+        st.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(super::q("remove deleted task definitions"))
+    }
 }
 
 struct RawRow {
