@@ -81,10 +81,14 @@ impl Env {
     }
 
     fn taskdef(&self, family: &str, container: &str) -> String {
+        self.taskdef_in("awsvpc", family, container)
+    }
+
+    fn taskdef_in(&self, mode: &str, family: &str, container: &str) -> String {
         self.mf.taskdef(
             family,
             &format!(
-                r#"{{"family":"{family}","networkMode":"awsvpc","containerDefinitions":[
+                r#"{{"family":"{family}","networkMode":"{mode}","containerDefinitions":[
                 {{"name":"app","image":"{IMAGE}","memory":64,"stopTimeout":2{container}}}]}}"#
             ),
         )
@@ -139,10 +143,43 @@ fn section<'a>(lines: &'a [String], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
-fn a_container_sees_only_its_task_and_cannot_reach_the_host() {
-    let env = Env::new();
-    // Another task on the same bridge, with a marker in its command line.
+/// What a container probes from inside: its probe report, processes, links, addresses,
+/// writes to /proc/sys and cgroups, a module load, its own endpoint (the control that
+/// `wget` works) and the other task's at `other_ip` (51679, where each task's supervisor
+/// listens inside its own namespace). busybox 1.35's `wget -T` crashes: `timeout` bounds
+/// the calls instead.
+fn inside_script(other_ip: &str) -> String {
+    format!(
+        r#"
+echo '--- probe'; /probe info
+echo '--- pids'; ls /proc | grep -E '^[0-9]+$'
+echo '--- cmdlines'; cat /proc/[0-9]*/cmdline | tr '\0\n' '  ' | sed 's/---/-/g'; echo
+echo '--- links'; ls /sys/class/net
+echo '--- addrs'; ip -4 addr show | grep inet | awk '{{print $2}}'
+echo '--- proc/sys'
+(echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo wrote ip_forward
+(echo evil > /proc/sys/kernel/hostname) 2>/dev/null && echo wrote hostname
+echo '--- cgroup before'; cat /proc/self/cgroup
+echo '--- cgroup escape'
+for f in $(find /sys/fs/cgroup -name cgroup.procs 2>/dev/null); do
+  (echo $$ > $f) 2>/dev/null && echo "wrote $f"
+done
+mkdir /sys/fs/cgroup/pids/escape 2>/dev/null && echo made a cgroup
+mount -t cgroup -o pids none /mnt 2>/dev/null && echo mounted cgroup
+echo '--- cgroup after'; cat /proc/self/cgroup
+echo '--- modules'
+insmod /nonexistent.ko 2>/dev/null && echo loaded a module
+echo '--- own endpoint'
+timeout 3 wget -qO- "$ECS_CONTAINER_METADATA_URI_V4" >/dev/null 2>&1 && echo reached
+echo '--- other endpoint'
+timeout 3 wget -qO- http://{other_ip}:51679/v4/ >/dev/null 2>&1 && echo reached {other_ip}:51679
+echo '--- end'
+"#
+    )
+}
+
+/// The other task (awsvpc, a marker in its command line), RUNNING: its id and address.
+fn start_other(env: &Env) -> (String, String) {
     let other = env.taskdef(
         "other",
         r#","command":["sh","-c","trap 'exit 0' TERM; sleep 4242 & wait"]"#,
@@ -162,32 +199,23 @@ fn a_container_sees_only_its_task_and_cannot_reach_the_host() {
         .as_str()
         .unwrap()
         .to_string();
-    let script = r#"
-echo '--- probe'; /probe info
-echo '--- pids'; ls /proc | grep -E '^[0-9]+$'
-echo '--- cmdlines'; cat /proc/[0-9]*/cmdline | tr '\0\n' '  ' | sed 's/---/-/g'; echo
-echo '--- links'; ls /sys/class/net
-echo '--- addrs'; ip -4 addr show | grep inet | awk '{print $2}'
-echo '--- proc/sys'
-(echo 1 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo wrote ip_forward
-(echo evil > /proc/sys/kernel/hostname) 2>/dev/null && echo wrote hostname
-echo '--- cgroup before'; cat /proc/self/cgroup
-echo '--- cgroup escape'
-for f in $(find /sys/fs/cgroup -name cgroup.procs 2>/dev/null); do
-  (echo $$ > $f) 2>/dev/null && echo "wrote $f"
-done
-mkdir /sys/fs/cgroup/pids/escape 2>/dev/null && echo made a cgroup
-mount -t cgroup -o pids none /mnt 2>/dev/null && echo mounted cgroup
-echo '--- cgroup after'; cat /proc/self/cgroup
-echo '--- modules'
-insmod /nonexistent.ko 2>/dev/null && echo loaded a module
-echo '--- end'
-"#;
-    let td = env.taskdef("inside", &format!(r#","command":["sh","-c",{script:?}]"#));
+    (other_id, other_ip)
+}
+
+/// Runs the probe script in a task of network mode `mode` next to the other task, and
+/// checks what holds in every mode; `links` is what the container must see in
+/// /sys/class/net (`None`: the host's own, in host mode).
+fn assert_isolated_in(env: &Env, mode: &str, other_ip: &str, links: Option<&[&str]>) -> String {
+    let script = inside_script(other_ip);
+    let td = env.taskdef_in(
+        mode,
+        &format!("inside-{mode}"),
+        &format!(r#","command":["sh","-c",{script:?}]"#),
+    );
     let (id, lines) = env.run_attached(&td);
     let probe: Value = serde_json::from_str(section(&lines, "probe")[0]).unwrap();
     // Capabilities: Docker's default set, nothing ambient or inheritable.
-    assert_eq!(probe["CapEff"], DEFAULT_CAPS, "{probe:#}");
+    assert_eq!(probe["CapEff"], DEFAULT_CAPS, "{mode}: {probe:#}");
     assert_eq!(probe["CapPrm"], DEFAULT_CAPS);
     assert_eq!(probe["CapBnd"], DEFAULT_CAPS);
     assert_eq!(probe["CapAmb"], "0000000000000000");
@@ -196,7 +224,7 @@ echo '--- end'
     assert_eq!(probe["Seccomp"], "2");
     assert_eq!(probe["NoNewPrivs"], "0");
     for call in ["unshare", "mount", "keyctl", "finit_module"] {
-        assert_eq!(probe["errno"][call], EPERM, "{call}: {probe:#}");
+        assert_eq!(probe["errno"][call], EPERM, "{mode}: {call}: {probe:#}");
     }
     // Masked and read-only paths.
     assert_ne!(probe["errno"]["read_kcore"], 0);
@@ -211,7 +239,7 @@ echo '--- end'
     for ro in ["/proc/sys", "/sys", "/sys/fs/cgroup"] {
         assert!(
             mounts.iter().any(|m| point(m) == ro),
-            "{ro} not mounted: {mounts:#?}"
+            "{mode}: {ro} not mounted: {mounts:#?}"
         );
     }
     // The mount a path resolves to is the last one listed at its mount point (the
@@ -223,44 +251,101 @@ echo '--- end'
     for (p, m) in &top {
         if p == "/proc/sys" || p == "/sys" || p.starts_with("/sys/fs/cgroup") {
             let opts = m.split(' ').nth(3).unwrap();
-            assert!(opts.split(',').any(|o| o == "ro"), "not read-only: {m}");
+            assert!(
+                opts.split(',').any(|o| o == "ro"),
+                "{mode}: not read-only: {m}"
+            );
         }
     }
-    assert!(section(&lines, "proc/sys").is_empty(), "{lines:#?}");
+    // No write to the kernel's settings — in host mode they would be the host's.
+    assert!(section(&lines, "proc/sys").is_empty(), "{mode}: {lines:#?}");
     // Its own pid namespace: a handful of its own processes, none of the host's or of
     // the other task's.
     let pids = section(&lines, "pids");
-    assert!(pids.len() < 10, "sees {} processes: {pids:?}", pids.len());
+    assert!(
+        pids.len() < 10,
+        "{mode}: sees {} processes: {pids:?}",
+        pids.len()
+    );
     assert!(pids.contains(&"1"));
     let cmdlines = section(&lines, "cmdlines").join(" ");
     assert!(
         !cmdlines.contains("4242"),
-        "sees the other task: {cmdlines}"
+        "{mode}: sees the other task: {cmdlines}"
     );
     assert!(
         !cmdlines.contains("minifargate"),
-        "sees the host: {cmdlines}"
+        "{mode}: sees the host: {cmdlines}"
     );
-    // Its own network namespace: lo and its eth0, not the other task's address.
-    let links: BTreeSet<&str> = section(&lines, "links").into_iter().collect();
-    assert_eq!(links, BTreeSet::from(["eth0", "lo"]));
+    let seen: BTreeSet<&str> = section(&lines, "links").into_iter().collect();
     let addrs = section(&lines, "addrs");
-    assert!(
-        !addrs.iter().any(|a| a.starts_with(&format!("{other_ip}/"))),
-        "{addrs:?}"
-    );
+    match links {
+        Some(want) => {
+            // Its own network namespace, without the other task's address.
+            assert_eq!(seen, want.iter().copied().collect(), "{mode}");
+            assert!(
+                !addrs.iter().any(|a| a.starts_with(&format!("{other_ip}/"))),
+                "{mode}: {addrs:?}"
+            );
+        }
+        // The host's namespace, as ECS's host mode gives (the bridge is the host's).
+        None => assert!(seen.iter().any(|l| l.starts_with("mf")), "{mode}: {seen:?}"),
+    }
     // Its cgroup: no cgroup.procs it can write, no new cgroup, no cgroup mount; and
     // it is where it started.
-    assert!(section(&lines, "cgroup escape").is_empty(), "{lines:#?}");
+    assert!(
+        section(&lines, "cgroup escape").is_empty(),
+        "{mode}: {lines:#?}"
+    );
     assert_eq!(
         section(&lines, "cgroup before"),
         section(&lines, "cgroup after")
     );
-    assert!(section(&lines, "modules").is_empty(), "{lines:#?}");
+    assert!(section(&lines, "modules").is_empty(), "{mode}: {lines:#?}");
+    // Its own endpoint answers (in host mode there is none: 169.254.170.2 on the host
+    // would be every host-mode task's, docs/inside-a-task.md); the other task's is the
+    // other task's alone, not reachable from here.
+    let own = if links.is_some() {
+        &["reached"][..]
+    } else {
+        &[][..]
+    };
+    assert_eq!(section(&lines, "own endpoint"), own, "{mode}: {lines:#?}");
+    assert!(
+        section(&lines, "other endpoint").is_empty(),
+        "{mode}: {lines:#?}"
+    );
+    id
+}
+
+#[test]
+fn a_container_sees_only_its_task_and_cannot_reach_the_host() {
+    let env = Env::new();
+    let (other_id, other_ip) = start_other(&env);
+    let id = assert_isolated_in(&env, "awsvpc", &other_ip, Some(&["eth0", "lo"]));
     let out = env.mf.run(&["stop-task", "--task", &other_id]);
     assert!(out.status.success());
     env.wait_status(&other_id, "STOPPED");
     assert_no_leaks(&env.mf, &[&id, &other_id], &[]);
+}
+
+#[test]
+fn every_network_mode_keeps_the_same_walls() {
+    let env = Env::new();
+    let (other_id, other_ip) = start_other(&env);
+    let mut ids = vec![other_id.clone()];
+    for (mode, links) in [
+        ("bridge", Some(&["eth0", "lo"][..])),
+        ("none", Some(&["lo"][..])),
+        ("host", None),
+    ] {
+        ids.push(assert_isolated_in(&env, mode, &other_ip, links));
+    }
+    let out = env.mf.run(&["stop-task", "--task", &other_id]);
+    assert!(out.status.success());
+    env.wait_status(&other_id, "STOPPED");
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_no_leaks(&env.mf, &ids, &[]);
 }
 
 /// `setpriv` as uid/gid 65534 (a `user: nobody` container's uid on the host: there is
