@@ -51,7 +51,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "ListTasks",
-        "`family`, `desiredStatus`, `startedBy`, `serviceName`, `launchType`, `containerInstance`",
+        "`family`, `desiredStatus`, `startedBy`, `serviceName`, `launchType`, `containerInstance`, ANDed (ECS's model says `startedBy` must be the only filter; what ECS answers otherwise is undocumented, so nothing is refused)",
     ),
     op(
         "UpdateTaskProtection",
