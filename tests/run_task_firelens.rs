@@ -11,7 +11,9 @@ mod common;
 use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, busybox_layer};
+use common::leaks::assert_no_leaks;
 use common::registry::Registry;
+use common::services::{Server, aws};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -106,7 +108,7 @@ impl Env {
     }
 }
 
-fn router(options: Value) -> Value {
+fn router(kind: &str, options: Value) -> Value {
     json!({
         "name": "log_router",
         "image": ROUTER_IMAGE,
@@ -115,8 +117,24 @@ fn router(options: Value) -> Value {
         "memoryReservation": 50,
         // The receiver is pid 1 and has no SIGTERM handler.
         "stopTimeout": 2,
-        "firelensConfiguration": {"type": "fluentbit", "options": options},
+        "firelensConfiguration": {"type": kind, "options": options},
     })
+}
+
+impl Env {
+    /// Runs `td` detached (with `extra` run-task flags) until it stops; its id, ARN and
+    /// the stopped task.
+    fn run(&self, family: &str, td: &Value, extra: &[&str]) -> (String, String, Value) {
+        let td = self.mf.taskdef(family, &td.to_string());
+        let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
+        args.extend_from_slice(extra);
+        let v = self.mf.json(&args);
+        assert_eq!(v["failures"], json!([]), "{v:#}");
+        let arn = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+        let id = arn.rsplit('/').next().unwrap().to_string();
+        let task = self.wait_stopped(&id);
+        (id, arn, task)
+    }
 }
 
 #[test]
@@ -129,7 +147,7 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
         "cpu": "256",
         "memory": "512",
         "containerDefinitions": [
-            router(json!({"enable-ecs-log-metadata": "true"})),
+            router("fluentbit", json!({"enable-ecs-log-metadata": "true"})),
             {
                 "name": "app",
                 "image": "public.ecr.aws/docker/library/busybox:1.36",
@@ -143,14 +161,7 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
             }
         ]
     });
-    let td = env.mf.taskdef("firelens-e2e", &td.to_string());
-    let v = env
-        .mf
-        .json(&["run-task", "--task-definition", &td, "--detach"]);
-    assert_eq!(v["failures"], json!([]), "{v:#}");
-    let arn = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    let id = arn.rsplit('/').next().unwrap().to_string();
-    let task = env.wait_stopped(&id);
+    let (id, arn, task) = env.run("firelens-e2e", &td, &[]);
     let app = task["containers"]
         .as_array()
         .unwrap()
@@ -220,6 +231,7 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
     // Nothing was dropped.
     let warnings = task.to_string();
     assert!(!warnings.contains("awsfirelens dropped"), "{task:#}");
+    assert_no_leaks(&env.mf, &[&id], &[]);
 }
 
 #[test]
@@ -255,4 +267,108 @@ fn an_awsfirelens_container_without_a_router_is_refused_with_ecs_words() {
     }
     let listed = mf.json(&["list-task-definitions", "--family-prefix", "no-router"]);
     assert_eq!(listed["taskDefinitionArns"], json!([]));
+}
+
+#[test]
+fn fluentd_router_with_an_s3_config_through_the_execution_role_and_metadata_off() {
+    let mut env = Env::new();
+    let work = tempfile::tempdir().unwrap();
+    let moto = Server::moto(work.path());
+    env.mf.set_env("AWS_ENDPOINT_URL", moto.url());
+    env.mf.set_env("AWS_ACCESS_KEY_ID", "testing");
+    env.mf.set_env("AWS_SECRET_ACCESS_KEY", "testing");
+    env.mf.set_env("AWS_REGION", "us-east-1");
+    let extra = "<match **>\n    @type stdout\n</match>\n";
+    let body = work.path().join("extra.conf");
+    std::fs::write(&body, extra).unwrap();
+    aws(
+        &moto,
+        &["s3api", "create-bucket", "--bucket", "router-config"],
+    );
+    aws(
+        &moto,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "router-config",
+            "--key",
+            "fluentd/extra.conf",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    );
+    // S3 config files are for EC2 (Fargate refuses config-file-type s3 at register).
+    let td = json!({
+        "family": "firelens-fluentd",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+        "containerDefinitions": [
+            router("fluentd", json!({
+                "enable-ecs-log-metadata": "false",
+                "config-file-type": "s3",
+                "config-file-value": "arn:aws:s3:::router-config/fluentd/extra.conf"})),
+            {
+                "name": "web",
+                "image": "public.ecr.aws/docker/library/busybox:1.36",
+                "essential": true,
+                "memory": 64,
+                "command": ["sh", "-c", "echo from-web; sleep 1"],
+                "logConfiguration": {"logDriver": "awsfirelens", "options": {
+                    "@type": "forward", "include-pattern": "from-"}},
+            }
+        ]
+    });
+    let (id, _arn, task) = env.run("firelens-fluentd", &td, &["--launch-type", "EC2"]);
+    assert!(
+        task["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "web" && c["exitCode"] == 0),
+        "{task:#}"
+    );
+    let lines = env.json_lines(&id, "log_router");
+    let file = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l["config_path"] == path)
+            .unwrap_or_else(|| panic!("nothing at {path}: {lines:#?}"))["config"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let main = file("/fluentd/etc/fluent.conf");
+    assert!(
+        main.starts_with("\n<source>\n    @type unix\n    path /var/run/fluent.sock\n</source>\n"),
+        "{main}"
+    );
+    assert!(
+        main.contains("\n@include /fluentd/etc/external.conf\n"),
+        "{main}"
+    );
+    assert!(
+        main.contains("<match web-firelens**>\n    @type forward\n</match>"),
+        "{main}"
+    );
+    assert!(main.contains("pattern from-"), "{main}");
+    assert!(!main.contains("record_transformer"), "{main}");
+    // The S3 object, fetched as the execution role, mounted where the agent mounts it.
+    assert_eq!(file("/fluentd/etc/external.conf"), extra);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["config_path"] != "/fluent-bit/etc/fluent-bit.conf")
+    );
+    let rec = lines
+        .iter()
+        .find(|l| l["record"]["log"] == "from-web")
+        .unwrap_or_else(|| panic!("from-web did not reach the router: {lines:#?}"));
+    assert_eq!(rec["tag"], format!("web-firelens-{id}"));
+    assert_eq!(rec["record"]["container_name"], "web");
+    // enable-ecs-log-metadata false: no ECS fields.
+    assert!(rec["record"].get("ecs_cluster").is_none(), "{rec}");
+    assert!(rec["record"].get("ecs_task_arn").is_none(), "{rec}");
+    assert_no_leaks(&env.mf, &[&id], &[]);
 }

@@ -18,9 +18,12 @@ use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 
 const SOCKET: &str = "/var/run/fluent.sock";
-const CONFIGS: [&str; 2] = [
+/// The generated file's mount points, and the S3 file's (`S3ConfigPathFluentbit`/`…Fluentd`).
+const CONFIGS: [&str; 4] = [
     "/fluent-bit/etc/fluent-bit.conf",
     "/fluentd/etc/fluent.conf",
+    "/fluent-bit/etc/external.conf",
+    "/fluentd/etc/external.conf",
 ];
 
 fn json(v: &Value) -> serde_json::Value {
