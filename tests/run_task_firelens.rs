@@ -10,7 +10,7 @@ mod common;
 
 use common::busybox_task_env;
 use common::cli::Mf;
-use common::image::{Compression, Entry, Layer, busybox_layer};
+use common::image::{Compression, Entry, Layer, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::registry::Registry;
 use common::services::{Server, aws};
@@ -67,7 +67,10 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "firelens-app"));
+        let (mf, reg) = busybox_task_env(Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("firelens-app"),
+        ));
         let work = tempfile::Builder::new()
             .prefix("mf-firelens-img-")
             .tempdir()
@@ -370,5 +373,111 @@ fn fluentd_router_with_an_s3_config_through_the_execution_role_and_metadata_off(
     // enable-ecs-log-metadata false: no ECS fields.
     assert!(rec["record"].get("ecs_cluster").is_none(), "{rec}");
     assert!(rec["record"].get("ecs_task_arn").is_none(), "{rec}");
+    assert_no_leaks(&env.mf, &[&id], &[]);
+}
+
+/// A routed container printing `script`, its options `options`, behind a router started
+/// with `router_args`; the stopped task and the router's JSON lines.
+fn run_routed(
+    env: &Env,
+    family: &str,
+    router_args: Value,
+    script: &str,
+    options: Value,
+) -> (String, Value, Vec<Value>) {
+    let mut r = router("fluentbit", json!({}));
+    r["command"] = router_args;
+    let td = json!({
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [r, {
+            "name": "app",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "essential": true,
+            "command": ["sh", "-c", script],
+            "logConfiguration": {"logDriver": "awsfirelens", "options": options},
+        }]
+    });
+    let (id, _, task) = env.run(family, &td, &[]);
+    let app = task["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "app")
+        .unwrap()
+        .clone();
+    assert_eq!(app["exitCode"], 0, "{task:#}");
+    let lines = env.json_lines(&id, "log_router");
+    (id, task, lines)
+}
+
+#[test]
+fn lines_written_before_the_router_listens_arrive_once_it_does_all_in_order() {
+    let env = Env::new();
+    let n = 20_000u64;
+    let (id, task, lines) = run_routed(
+        &env,
+        "firelens-late",
+        json!(["--delay-ms", "1500"]),
+        &format!("seq 1 {n}; sleep 1"),
+        json!({"Name": "null", "log-driver-buffer-limit": "64m"}),
+    );
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("record").is_some()).collect();
+    let got: Vec<u64> = records
+        .iter()
+        .filter_map(|l| l["record"]["log"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(got.len() as u64, n, "lines lost");
+    assert!(got.iter().copied().eq(1..=n), "lines out of order");
+    // The first line waited in the driver's buffer while the router was not listening.
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let (first, last) = (records[0], records[records.len() - 1]);
+    let waited = f(first, "received") - f(first, "time");
+    assert!(
+        waited > 0.5,
+        "the first line arrived {waited:.3} s after it was written"
+    );
+    let drained = f(last, "received") - f(first, "received");
+    eprintln!(
+        "firelens: {n} lines; the first waited {waited:.2} s for the router; the backlog and \
+         the rest arrived in {drained:.2} s ({:.0} lines/s)",
+        n as f64 / drained.max(1e-3)
+    );
+    assert!(
+        !task.to_string().contains("awsfirelens dropped"),
+        "{task:#}"
+    );
+    assert_no_leaks(&env.mf, &[&id], &[]);
+}
+
+#[test]
+fn an_unreachable_router_never_blocks_the_app_and_its_drops_are_a_task_warning() {
+    let env = Env::new();
+    let (id, task, lines) = run_routed(
+        &env,
+        "firelens-down",
+        json!(["--no-listen"]),
+        "seq 1 2000; echo done",
+        json!({"Name": "null", "log-driver-buffer-limit": "4k"}),
+    );
+    assert!(
+        lines.iter().all(|l| l.get("record").is_none()),
+        "{lines:#?}"
+    );
+    let warnings = task["minifargateWarnings"].to_string();
+    assert!(
+        warnings.contains(
+            "container app: awsfirelens dropped 2001 log line(s): the log router did not \
+             take them and the driver's buffer (4096 bytes, log-driver-buffer-limit) was full"
+        ),
+        "{task:#}"
+    );
+    // The app ran to its end, every line in its local log.
+    let out = env.mf.run(&["logs", &id, "--container", "app"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\n2000\n") && text.contains("done"), "{text}");
     assert_no_leaks(&env.mf, &[&id], &[]);
 }

@@ -686,29 +686,38 @@ impl Sink {
         }
     }
 
+    /// Sends what is queued, all of it in one write (the queue's byte count keeps covering
+    /// a batch until it is written, so the bound holds while the router is away).
     fn send_loop(&self) {
         let mut conn: Option<UnixStream> = None;
         let mut backoff = Duration::from_millis(50);
         let mut closed_at: Option<Instant> = None;
+        // A batch not yet written: the bytes, and how many entries they hold.
+        let mut batch: Vec<u8> = Vec::new();
+        let mut count: u64 = 0;
         loop {
-            let (entry, closed) = {
+            let closed = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                while q.entries.is_empty() && !q.closed {
+                while count == 0 && q.entries.is_empty() && !q.closed {
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                (q.entries.front().cloned(), q.closed)
+                for e in q.entries.drain(..) {
+                    batch.extend_from_slice(&e);
+                    count += 1;
+                }
+                q.closed
             };
+            if count == 0 {
+                return; // closed, and everything was sent
+            }
             if closed && closed_at.is_none() {
                 closed_at = Some(Instant::now());
             }
-            let Some(entry) = entry else { return };
             if closed_at.is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT) {
+                self.dropped.fetch_add(count, Ordering::Relaxed);
+                tracing::warn!(tag = %self.tag, lost = count, "firelens: the log router did not take the last lines");
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                let n = q.entries.len() as u64;
-                self.dropped.fetch_add(n, Ordering::Relaxed);
-                q.entries.clear();
                 q.bytes = 0;
-                tracing::warn!(tag = %self.tag, lost = n, "firelens: the log router did not take the last lines");
                 return;
             }
             if conn.is_none() {
@@ -728,16 +737,18 @@ impl Sink {
                 }
             }
             let Some(s) = conn.as_mut() else { continue };
-            match s.write_all(&entry) {
+            match s.write_all(&batch) {
                 Ok(()) => {
                     let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(e) = q.entries.pop_front() {
-                        q.bytes = q.bytes.saturating_sub(e.len() as u64);
-                    }
-                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    q.bytes = q.bytes.saturating_sub(batch.len() as u64);
+                    drop(q);
+                    self.sent.fetch_add(count, Ordering::Relaxed);
+                    batch.clear();
+                    count = 0;
                 }
                 Err(e) => {
-                    // The router restarted or went away: the entry stays first in line.
+                    // The router restarted or went away: the batch is sent again whole on
+                    // the next connection (a router drops the broken tail of the old one).
                     tracing::debug!(error = %e, "firelens: lost the connection to the router");
                     conn = None;
                 }

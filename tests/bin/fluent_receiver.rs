@@ -6,7 +6,8 @@
 //! which the test reads with `minifargate logs`.
 //!
 //! First it prints what it finds at the config paths the agent mounts, so the test sees
-//! the generated file from inside the container.
+//! the generated file from inside the container; each record is printed with the time it
+//! was received (`received`, seconds since the epoch) besides the entry's own.
 //!
 //! Ref: fluent/fluentd wiki "Forward Protocol Specification v1": Message mode
 //! `[tag, time, record, option?]`, Forward mode `[tag, [[time, record], ...], option?]`,
@@ -61,9 +62,14 @@ fn print(out: &Mutex<std::io::Stdout>, line: serde_json::Value) {
 }
 
 fn entries(tag: &str, time: &Value, record: &Value, via: &str, out: &Mutex<std::io::Stdout>) {
+    let received = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
     print(
         out,
-        serde_json::json!({"tag": tag, "time": json(time), "record": json(record), "via": via}),
+        serde_json::json!({"tag": tag, "time": json(time), "record": json(record), "via": via,
+                           "received": received}),
     );
 }
 
@@ -100,8 +106,24 @@ fn serve(mut conn: impl std::io::Read, via: &str, out: &Mutex<std::io::Stdout>) 
     }
 }
 
+/// `--delay-ms N`: wait before listening (a router that is slow to start);
+/// `--no-listen`: never listen (a router that never comes up).
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
     let out = Arc::new(Mutex::new(std::io::stdout()));
+    if args.iter().any(|a| a == "--no-listen") {
+        print(&out, serde_json::json!({"listening": []}));
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    if let Some(ms) = args
+        .iter()
+        .position(|a| a == "--delay-ms")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     for path in CONFIGS {
         if let Ok(text) = std::fs::read_to_string(path) {
             print(
