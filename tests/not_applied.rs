@@ -60,9 +60,6 @@ fn sample(path: &str) -> Option<(&'static str, Value)> {
             "container",
             json!([{"type": "InferenceAccelerator", "value": "device_1"}]),
         ),
-        "containerDefinitions[].firelensConfiguration" => {
-            ("container", json!({"type": "fluentbit"}))
-        }
         "containerDefinitions[].credentialSpecs" => (
             "container",
             json!(["credentialspec:arn:aws:ssm:us-east-1:123456789012:parameter/gmsa"]),

@@ -292,7 +292,6 @@ fn members_not_applied_here_are_warnings_naming_the_reason() {
         r#"{"family":"na","networkMode":"bridge","memory":"512","enableFaultInjection":true,
             "placementConstraints":[{"type":"memberOf","expression":"attribute:ecs.os-type == linux"}],
             "containerDefinitions":[{"name":"app","image":"busybox","dockerLabels":{"a":"b"},
-              "firelensConfiguration":{"type":"fluentbit"},
               "dockerSecurityOptions":["no-new-privileges","label:type:x"]}],
             "volumes":[{"name":"data","efsVolumeConfiguration":{"fileSystemId":"fs-1"}}]}"#,
     )
@@ -307,7 +306,6 @@ fn members_not_applied_here_are_warnings_naming_the_reason() {
         "warning: placementConstraints: not applied here: one host",
         "warning: networkMode: honoured with a local difference: the task's containers share \
          one network namespace",
-        "warning: containerDefinitions[0].firelensConfiguration: not applied here",
         "warning: containerDefinitions[0].dockerSecurityOptions: not applied here: label:type:x: \
          this host does not label containers for SELinux",
         "warning: volumes[0].efsVolumeConfiguration: refused here by run-task: EFS is not \
@@ -323,7 +321,7 @@ fn members_not_applied_here_are_warnings_naming_the_reason() {
         &["validate", f.to_str().unwrap(), "--output", "json"],
     )));
     assert_eq!(doc["valid"], true);
-    assert_eq!(doc["warnings"], 6, "{doc:#}");
+    assert_eq!(doc["warnings"], 5, "{doc:#}");
     let f = doc["findings"]
         .as_array()
         .unwrap()

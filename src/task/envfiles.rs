@@ -150,17 +150,26 @@ pub fn resolve(
     })
 }
 
+/// Why [`get_object`] failed.
+#[derive(Debug)]
+pub enum ObjectError {
+    /// No credentials or client configuration for the identity.
+    Identity(String),
+    /// GetBucketLocation failed: the client for the bucket could not be set up.
+    Bucket(String),
+    /// GetObject (or reading its body) failed, or the object is too large.
+    Object(String),
+}
+
 /// GetBucketLocation, then GetObject in the bucket's region, as the agent's
 /// `NewS3ClientForBucket` does (the execution role needs s3:GetObject and
-/// s3:GetBucketLocation: docs …/developerguide/use-environment-file.html).
-async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, String> {
-    let who = exec.describe();
-    let fail = |e: String| {
-        format!(
-            "{REASON_PREFIX}: unable to download env file with key {} from bucket {} as {who}: {e}",
-            o.key, o.bucket
-        )
-    };
+/// s3:GetBucketLocation: docs …/developerguide/use-environment-file.html); at most
+/// [`MAX_FILE_BYTES`]. Shared with the FireLens S3 config file (`super::firelens`).
+pub async fn get_object(
+    exec: &mut Execution,
+    region: &str,
+    o: &S3Object,
+) -> Result<Vec<u8>, ObjectError> {
     let client = |cfg: &aws_config::SdkConfig| {
         // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
         let custom =
@@ -174,19 +183,13 @@ async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<Strin
     let cfg = exec
         .config(region)
         .await
-        .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+        .map_err(|e| ObjectError::Identity(e.to_string()))?;
     let loc = client(&cfg)
         .get_bucket_location()
         .bucket(&o.bucket)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "{REASON_PREFIX}: unable to initialize s3 client for bucket {} as {who}: {}",
-                o.bucket,
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            )
-        })?;
+        .map_err(|e| ObjectError::Bucket(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
     // Ref: S3 GetBucketLocation: an empty LocationConstraint is us-east-1.
     let bucket_region = loc
         .location_constraint()
@@ -198,7 +201,7 @@ async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<Strin
     } else {
         exec.config(&bucket_region)
             .await
-            .map_err(|e| format!("{REASON_PREFIX}: {e}"))?
+            .map_err(|e| ObjectError::Identity(e.to_string()))?
     };
     let out = client(&cfg)
         .get_object()
@@ -206,25 +209,48 @@ async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<Strin
         .key(&o.key)
         .send()
         .await
-        .map_err(|e| fail(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| ObjectError::Object(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+    let too_large = || {
+        ObjectError::Object(format!(
+            "it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold"
+        ))
+    };
     if out
         .content_length()
         .is_some_and(|n| n as u64 > MAX_FILE_BYTES)
     {
-        return Err(fail(format!(
-            "it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold"
-        )));
+        return Err(too_large());
     }
     let bytes = out
         .body
         .collect()
         .await
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| ObjectError::Object(e.to_string()))?
         .into_bytes();
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(fail(format!("it is larger than {MAX_FILE_BYTES} bytes")));
+        return Err(too_large());
     }
-    String::from_utf8(bytes.to_vec()).map_err(|_| fail("it is not UTF-8 text".into()))
+    Ok(bytes.to_vec())
+}
+
+/// An environment file's text, with the agent's reasons.
+async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, String> {
+    let who = exec.describe();
+    let fail = |e: String| {
+        format!(
+            "{REASON_PREFIX}: unable to download env file with key {} from bucket {} as {who}: {e}",
+            o.key, o.bucket
+        )
+    };
+    let bytes = get_object(exec, region, o).await.map_err(|e| match e {
+        ObjectError::Identity(e) => format!("{REASON_PREFIX}: {e}"),
+        ObjectError::Bucket(e) => format!(
+            "{REASON_PREFIX}: unable to initialize s3 client for bucket {} as {who}: {e}",
+            o.bucket
+        ),
+        ObjectError::Object(e) => fail(e),
+    })?;
+    String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))
 }
 
 #[cfg(test)]

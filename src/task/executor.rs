@@ -85,6 +85,8 @@ struct Slot {
     restart: Tracker,
     /// The awslogs driver of the running container, if it uses awslogs.
     awslogs: Option<Arc<super::awslogs::Awslogs>>,
+    /// The awsfirelens driver of the running container, if it routes its logs.
+    firelens: Option<Arc<super::firelens::Sink>>,
 }
 
 pub struct Executor {
@@ -121,6 +123,8 @@ pub struct Executor {
     phases: Vec<Phase>,
     /// The task's `pidMode` / `ipcMode` and what they share (`super::namespaces`).
     namespaces: super::namespaces::TaskNamespaces,
+    /// The task's FireLens plan and files, when it has a log router (`super::firelens`).
+    firelens: Option<(super::firelens::Plan, super::firelens::Files)>,
 }
 
 /// A launch phase of the task (`container` empty) or of a container, in µs.
@@ -136,6 +140,36 @@ struct Phase {
 /// back, a long one keeps a small footprint. Every event (an exit, a health check, a
 /// stop) re-arms it.
 const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(5);
+
+/// The START dependency the agent gives every awsfirelens container on the log router,
+/// unless the router depends on others or the container already names it.
+/// Ref: agent/api/task/task.go addFirelensContainerDependency.
+fn firelens_dependencies(slots: &mut [Slot]) {
+    use crate::taskdef::model::ContainerCondition;
+    let Some(router) = slots
+        .iter()
+        .position(|s| s.def.firelens_configuration.is_some())
+    else {
+        return;
+    };
+    if slots[router]
+        .def
+        .depends_on
+        .as_ref()
+        .is_some_and(|d| !d.is_empty())
+    {
+        tracing::warn!(container = %slots[router].row.name, "not adding container dependency to let firelens container start first since it has dependency on other containers");
+        return;
+    }
+    for (idx, slot) in slots.iter_mut().enumerate() {
+        if idx != router
+            && super::firelens::uses_awsfirelens(&slot.def)
+            && !slot.deps.iter().any(|(d, _)| *d == router)
+        {
+            slot.deps.push((router, ContainerCondition::Start));
+        }
+    }
+}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -188,9 +222,12 @@ impl Executor {
                     health: None,
                     deps,
                     awslogs: None,
+                    firelens: None,
                 }
             })
             .collect();
+        let mut slots = slots;
+        firelens_dependencies(&mut slots);
         let order = deps::start_order(
             &slots
                 .iter()
@@ -222,6 +259,7 @@ impl Executor {
             warmer: None,
             phases: Vec::new(),
             namespaces: Default::default(),
+            firelens: None,
         }
     }
 
@@ -450,6 +488,7 @@ impl Executor {
     /// non-blocking driver dropped (Docker drops them silently; ECS says nothing either,
     /// here it is a task warning).
     fn finish_awslogs(&mut self, idx: usize) {
+        self.finish_firelens(idx);
         let Some(a) = self.slots[idx].awslogs.take() else {
             return;
         };
@@ -473,6 +512,93 @@ impl Executor {
             tracing::warn!(task_id = %self.task.id, container = %name, dropped, "awslogs dropped lines");
             self.warnings.push(w);
         }
+    }
+
+    /// Lets the container's awsfirelens driver hand its queued lines to the router;
+    /// reports the lines it dropped (a task warning: Docker's async fluentd driver only
+    /// logs them).
+    fn finish_firelens(&mut self, idx: usize) {
+        let Some(f) = self.slots[idx].firelens.take() else {
+            return;
+        };
+        f.finish();
+        let dropped = f.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            let name = &self.slots[idx].row.name;
+            let w = format!(
+                "container {name}: awsfirelens dropped {dropped} log line(s): the log router \
+                 did not take them and the driver's buffer ({} bytes, log-driver-buffer-limit) \
+                 was full",
+                f.buffer_limit()
+            );
+            tracing::warn!(task_id = %self.task.id, container = %name, dropped, "awsfirelens dropped lines");
+            self.warnings.push(w);
+        }
+    }
+
+    /// Generates the log router's configuration into the task's dir (fetching an S3 config
+    /// file with the execution identity), as the agent creates its FireLens resource
+    /// before the containers. `Err` is the task's stopped reason.
+    fn setup_firelens(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
+        use super::firelens::{self, External, Files, TaskIds};
+        let revision = self
+            .task
+            .task_definition_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or_default();
+        let cluster = self
+            .task
+            .cluster
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let task_definition = format!("{}:{revision}", self.task.family);
+        let ids = TaskIds {
+            cluster: &cluster,
+            task_arn: &self.task.arn,
+            task_definition: &task_definition,
+            task_id: &self.task.id,
+        };
+        let init = |e: &dyn std::fmt::Display| {
+            format!(
+                "{}: unable to initialize firelens resource: {e}",
+                reason::RESOURCE_INIT
+            )
+        };
+        let Some(plan) = firelens::plan(def, mode, &ids).map_err(|e| init(&e))? else {
+            return Ok(());
+        };
+        let files = Files::new(self.paths.dir.join("firelens"));
+        // Ref: sun_path holds 108 bytes with its NUL (unix(7)); the agent notes the same
+        // limit for its data dir (firelens_unix.go createDirectories).
+        let sock = files.socket();
+        if sock.as_os_str().len() > 107 {
+            return Err(init(&format!(
+                "the router's socket path {} is longer than a unix socket path can be (107 \
+                 bytes): use a shorter --root",
+                sock.display()
+            )));
+        }
+        let external = match &plan.external {
+            Some(External::S3(o)) => Some(
+                firelens::fetch_s3(&mut self.inside.execution, &self.opts.region, o)
+                    .map_err(|e| init(&e))?,
+            ),
+            _ => None,
+        };
+        let text = plan.render().map_err(|e| init(&e))?;
+        files.write(&text, external.as_deref()).map_err(|e| {
+            format!(
+                "{}: unable to generate firelens config file: {}",
+                reason::RESOURCE_INIT,
+                error_chain(&e)
+            )
+        })?;
+        tracing::info!(task_id = %self.task.id, config = %files.config().display(), "firelens config generated");
+        self.firelens = Some((plan, files));
+        Ok(())
     }
 
     fn exited(&mut self, idx: usize) {
@@ -623,6 +749,10 @@ impl Executor {
                 reason::RESOURCE_INIT,
                 logs.display()
             ));
+            return false;
+        }
+        if let Err(why) = self.setup_firelens(mode, def) {
+            self.fail_all(&why);
             return false;
         }
         if super::ephemeral::enforced() {
@@ -1057,6 +1187,22 @@ impl Executor {
             Ok(None) => {}
             Err(e) => {
                 return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_START));
+            }
+        }
+        if let Some((plan, files)) = &self.firelens {
+            // The router gets its generated configuration and socket directory.
+            if idx == plan.router {
+                spec.mounts.extend(files.mounts(plan));
+            }
+            // A routed container: its lines go to the router (and its json-file stays, as
+            // with every driver here, for `minifargate logs`).
+            if let Some(r) = plan.routed.iter().find(|r| r.idx == idx) {
+                let sink = super::firelens::Sink::start(plan, r, &rid, files.socket());
+                if let runtime::LogConfig::JsonFile { sink: s, .. } = &mut spec.log {
+                    *s = Some(runtime::SinkRef(sink.clone()));
+                }
+                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.env()]);
+                self.slots[idx].firelens = Some(sink);
             }
         }
         // `secrets` last: values only the container's environment ever holds.

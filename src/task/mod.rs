@@ -10,6 +10,7 @@ pub mod deps;
 pub mod envfiles;
 pub mod ephemeral;
 pub mod executor;
+pub mod firelens;
 pub mod forward;
 pub mod health;
 pub mod launch;

@@ -80,6 +80,9 @@ pub struct Row {
     pub note: &'static str,
     /// Value-dependent classes (e.g. `networkMode` `bridge`).
     pub refine: Option<Refine>,
+    /// `refine` reads the object holding the member (its siblings decide: a log driver's
+    /// options), not the member's own value.
+    pub in_parent: bool,
 }
 
 const fn h(path: &'static str, note: &'static str) -> Row {
@@ -88,6 +91,7 @@ const fn h(path: &'static str, note: &'static str) -> Row {
         class: Class::Honoured,
         note,
         refine: None,
+        in_parent: false,
     }
 }
 const fn ld(path: &'static str, note: &'static str) -> Row {
@@ -96,6 +100,7 @@ const fn ld(path: &'static str, note: &'static str) -> Row {
         class: Class::LocalDifference,
         note,
         refine: None,
+        in_parent: false,
     }
 }
 const fn na(path: &'static str, note: &'static str) -> Row {
@@ -104,6 +109,7 @@ const fn na(path: &'static str, note: &'static str) -> Row {
         class: Class::NotApplied,
         note,
         refine: None,
+        in_parent: false,
     }
 }
 const fn rf(path: &'static str, note: &'static str) -> Row {
@@ -112,6 +118,7 @@ const fn rf(path: &'static str, note: &'static str) -> Row {
         class: Class::Refused,
         note,
         refine: None,
+        in_parent: false,
     }
 }
 const fn ro(path: &'static str) -> Row {
@@ -120,12 +127,20 @@ const fn ro(path: &'static str) -> Row {
         class: Class::ReadOnly,
         note: "describe-task-definition output: accepted, ignored on input, filled in on register",
         refine: None,
+        in_parent: false,
     }
 }
 impl Row {
     const fn by_value(self, f: Refine) -> Row {
         Row {
             refine: Some(f),
+            ..self
+        }
+    }
+    const fn by_parent(self, f: Refine) -> Row {
+        Row {
+            refine: Some(f),
+            in_parent: true,
             ..self
         }
     }
@@ -296,10 +311,10 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].ulimits[].name", "as ulimits"),
     h("containerDefinitions[].ulimits[].softLimit", "as ulimits"),
     h("containerDefinitions[].ulimits[].hardLimit", "as ulimits"),
-    ld("containerDefinitions[].logConfiguration", "awslogs: events go to this host's CloudWatch Logs store (serve's Logs API, `minifargate logs`), as the agent names them; json-file: rotated by its max-size/max-file; other drivers are not used: the output is kept on this host (`minifargate logs`), nothing reaches Splunk or a FireLens router; task metadata shows the driver and options").by_value(log_configuration),
+    ld("containerDefinitions[].logConfiguration", "awslogs: events go to this host's CloudWatch Logs store (serve's Logs API, `minifargate logs`), as the agent names them; awsfirelens: each line goes to the task's log router over the Fluent forward protocol, with the agent's generated router configuration (docs/logs.md); json-file: rotated by its max-size/max-file; other drivers are not used: the output is kept on this host (`minifargate logs`), nothing reaches Splunk; task metadata shows the driver and options").by_value(log_configuration),
     ld("containerDefinitions[].logConfiguration.logDriver", "as logConfiguration").by_value(log_driver),
-    ld("containerDefinitions[].logConfiguration.options", "as logConfiguration").by_value(log_options),
-    na("containerDefinitions[].logConfiguration.secretOptions", "not read: the log driver is not used"),
+    ld("containerDefinitions[].logConfiguration.options", "as logConfiguration").by_parent(log_options),
+    na("containerDefinitions[].logConfiguration.secretOptions", "not read: no log driver here takes secret options (awsfirelens's are not passed to the router as the agent's config variables)"),
     na("containerDefinitions[].logConfiguration.secretOptions[].name", "as secretOptions"),
     na("containerDefinitions[].logConfiguration.secretOptions[].valueFrom", "as secretOptions"),
     h("containerDefinitions[].healthCheck", "run in the container; container and task healthStatus as ECS reports them"),
@@ -314,9 +329,9 @@ pub static TASK_DEFINITION: &[Row] = &[
     na("containerDefinitions[].resourceRequirements", "no GPU or inference accelerator is assigned to the container"),
     na("containerDefinitions[].resourceRequirements[].value", "as resourceRequirements"),
     na("containerDefinitions[].resourceRequirements[].type", "as resourceRequirements"),
-    na("containerDefinitions[].firelensConfiguration", "no FireLens configuration is generated: the log router runs as an ordinary container and receives no logs"),
-    na("containerDefinitions[].firelensConfiguration.type", "as firelensConfiguration"),
-    na("containerDefinitions[].firelensConfiguration.options", "as firelensConfiguration"),
+    h("containerDefinitions[].firelensConfiguration", "the log router: the agent's Fluent Bit / Fluentd configuration is generated and mounted at /fluent-bit/etc/fluent-bit.conf or /fluentd/etc/fluent.conf, its socket directory at /var/run; awsfirelens containers start after it and send it their lines (docs/logs.md)"),
+    h("containerDefinitions[].firelensConfiguration.type", "fluentbit or fluentd: which configuration syntax and mount path"),
+    h("containerDefinitions[].firelensConfiguration.options", "enable-ecs-log-metadata (ecs_cluster, ecs_task_arn, ecs_task_definition added to every record unless false), config-file-type file (@INCLUDE of a path in the router image) or s3 (fetched with the execution role, mounted and included), config-file-value"),
     na("containerDefinitions[].credentialSpecs", "no Active Directory (gMSA) credentials are set up here"),
 ];
 
@@ -549,9 +564,10 @@ fn security_options(v: &Value) -> Option<(Class, String)> {
     Some((Class::NotApplied, reasons.join("; ")))
 }
 
-/// The drivers this host runs: awslogs (into the local CloudWatch Logs store) and json-file.
+/// The drivers this host runs: awslogs (into the local CloudWatch Logs store), awsfirelens
+/// (to the task's log router) and json-file.
 fn driver_honoured(d: &str) -> bool {
-    matches!(d, "awslogs" | "json-file")
+    matches!(d, "awslogs" | "awsfirelens" | "json-file")
 }
 
 fn log_configuration(v: &Value) -> Option<(Class, String)> {
@@ -567,14 +583,19 @@ fn log_driver(v: &Value) -> Option<(Class, String)> {
         Class::LocalDifference,
         format!(
             "the {d} log driver is not used here: the output is kept on this host (`minifargate \
-             logs`), nothing reaches Splunk or a FireLens router"
+             logs`), nothing reaches Splunk or another destination"
         ),
     ))
 }
 
-/// Options of the honoured drivers (awslogs, json-file): honoured; others as their driver.
+/// Options of the honoured drivers: awsfirelens's all go to the router's configuration
+/// (`task::firelens`); awslogs and json-file's known ones are honoured; others as their
+/// driver. `v` is the logConfiguration holding them.
 fn log_options(v: &Value) -> Option<(Class, String)> {
-    let o = v.as_object()?;
+    if v.get("logDriver").and_then(Value::as_str) == Some("awsfirelens") {
+        return Some((Class::Honoured, String::new()));
+    }
+    let o = v.get("options")?.as_object()?;
     let known = |k: &str| {
         k.starts_with("awslogs-")
             || matches!(k, "mode" | "max-buffer-size" | "max-size" | "max-file")
@@ -752,7 +773,10 @@ fn walk(
                 if is_unset(child) {
                     continue;
                 }
-                let (class, reason) = match r.refine.and_then(|f| f(child)) {
+                let refined = r
+                    .refine
+                    .and_then(|f| if r.in_parent { f(v) } else { f(child) });
+                let (class, reason) = match refined {
                     Some((c, why)) => (c, why),
                     None => (r.class, r.note.to_string()),
                 };

@@ -706,6 +706,7 @@ impl Checker {
                 format!("The containers reserve {reserved_sum} MiB in total (memoryReservation, else memory), more than the task's {t} MiB."),
             );
         }
+        self.firelens(containers);
         self.cycles(containers, &index_of, Graph::DependsOn);
         self.cycles(containers, &index_of, Graph::Links);
         if task_level {
@@ -1526,12 +1527,15 @@ impl Checker {
                             );
                         }
                     }
+                    // Ref: RegisterTaskDefinition's ClientException, as users report it
+                    // (turnerlabs/fargate#60, fabfuel/ecs-deploy#164, OctopusDeploy/Issues#7821).
                     if driver == LogDriver::Awsfirelens && !has_router {
-                        self.warn(
+                        self.err(
                             "firelens-router",
                             lp.key("logDriver"),
-                            "The awsfirelens log driver needs a log router container (one with \
-                             firelensConfiguration) in the task.",
+                            "When awsfirelens log driver is specified in log configuration, a \
+                             firelens configuration object must be configured in one of the \
+                             containers.",
                         );
                     }
                 }
@@ -1541,6 +1545,27 @@ impl Checker {
             let fp = p.key("firelensConfiguration");
             if fc.kind.is_none() {
                 self.required(fp.key("type"), "firelensConfiguration type");
+            }
+            // The agent refuses these when it creates the task's FireLens resource (the
+            // task fails to start); ECS is not known to refuse them at register: warnings.
+            // Ref: amazon-ecs-agent agent/taskresource/firelens/firelens_unix.go parseOptions.
+            let opt = |k: &str| fc.options.as_ref().and_then(|o| o.get(k));
+            match opt("config-file-type").map(String::as_str) {
+                Some(t) if t != "s3" && t != "file" => self.warn(
+                    "firelens-config-file-type",
+                    fp.key("options").key("config-file-type"),
+                    format!(
+                        "invalid value {t} is specified for option config-file-type (use file or \
+                         s3): the task will fail to start."
+                    ),
+                ),
+                Some(_) if opt("config-file-value").is_none_or(|v| v.is_empty()) => self.warn(
+                    "firelens-config-file-value",
+                    fp.key("options"),
+                    "option config-file-type is specified but config-file-value is not \
+                     specified: the task will fail to start.",
+                ),
+                _ => {}
             }
             // Ref: ecs.json `FirelensConfiguration.options`: "Tasks hosted on Fargate only
             // support the file configuration file type."
@@ -1557,6 +1582,49 @@ impl Checker {
                      FireLens (not s3).",
                 );
             }
+        }
+    }
+
+    /// Task-wide FireLens rules: one log router, and a router only with a container that
+    /// routes its logs through it.
+    fn firelens(&mut self, containers: &[ContainerDefinition]) {
+        let routers: Vec<usize> = containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.firelens_configuration.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&first) = routers.first() else {
+            return;
+        };
+        // Ref: RegisterTaskDefinition's ClientException (aws/amazon-cloudwatch-logs-for-fluent-bit#20,
+        // cloudposse/terraform-aws-ecs-container-definition#47).
+        let routed = containers.iter().any(|c| {
+            c.log_configuration
+                .as_ref()
+                .is_some_and(|l| l.log_driver == Some(LogDriver::Awsfirelens))
+        });
+        if !routed {
+            self.err(
+                "firelens-unused",
+                cpath(first).key("firelensConfiguration"),
+                "When a firelensConfiguration object is specified, at least one container has \
+                 to be configured with the awsfirelens log driver.",
+            );
+        }
+        // The agent builds one FireLens resource per task, for the first router it finds
+        // (agent/api/task/task.go `initializeFirelensResource`), and ECS documents a single
+        // log router container; ECS's exact words for a second one are not known here.
+        for &i in &routers[1..] {
+            self.err(
+                "firelens-single-router",
+                cpath(i).key("firelensConfiguration"),
+                format!(
+                    "Only one container in a task can have a firelensConfiguration (the log \
+                     router); {} has one already.",
+                    containers[first].name_str()
+                ),
+            );
         }
     }
 
