@@ -3,7 +3,7 @@
 
 APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
 openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
-mount nftables tini qemu-user-static e2fsprogs"
+mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver"
 
 # Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
 # tests/common/services.rs looks for them here.
@@ -82,15 +82,16 @@ fetch_arm64_busybox() {
 AWSCLI_VERSION=1.45.11
 install_test_python() {
     if [ -x "$TEST_VENV/bin/moto_server" ] && [ -x "$TEST_VENV/bin/aws" ] \
-        && "$TEST_VENV/bin/python3" -c "import moto, cryptography, awscli; assert awscli.__version__ == '$AWSCLI_VERSION'" 2>/dev/null; then
+        && "$TEST_VENV/bin/python3" -c "import moto, cryptography, awscli, selenium; assert awscli.__version__ == '$AWSCLI_VERSION'" 2>/dev/null; then
         return 0
     fi
-    log "creating $TEST_VENV with moto[server] and awscli"
+    log "creating $TEST_VENV with moto[server], awscli and selenium"
     rm -rf "$TEST_VENV"
     python3 -m venv "$TEST_VENV" </dev/null
-    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' "awscli==$AWSCLI_VERSION" </dev/null
-    "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli' \
-        || die "moto[server] and awscli did not install into $TEST_VENV"
+    "$TEST_VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' "awscli==$AWSCLI_VERSION" \
+        'selenium>=4.11,<5' </dev/null
+    "$TEST_VENV/bin/python3" -c 'import moto, cryptography, awscli, selenium' \
+        || die "moto[server], awscli and selenium did not install into $TEST_VENV"
 }
 
 # A free TCP port on 127.0.0.1 (the first of FROM.. that nobody listens on).

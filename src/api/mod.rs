@@ -6,6 +6,7 @@
 //! connection loop of `server` (timeouts, TLS).
 
 pub mod auth;
+pub mod console;
 pub mod ecs;
 #[cfg(test)]
 mod fuzz;
@@ -28,6 +29,8 @@ pub struct Security {
     pub keys: Option<auth::Keys>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: guard::Limits,
+    /// The web console's options (crate::api::console).
+    pub console: console::Options,
 }
 
 /// Serves the ECS API on `listen` until Ctrl-C or SIGTERM; `listening` is told the bound
@@ -45,9 +48,11 @@ pub async fn serve(
     let _keep_open = g.open_store()?;
     let scheduler = crate::scheduler::Scheduler::start(g.clone())
         .context("failed to start the service scheduler")?;
+    let g = Arc::new(g);
     let app = Router::new()
-        .route("/", post(dispatch))
-        .with_state(Arc::new(g));
+        .route("/", post(dispatch).get(console::index))
+        .with_state(g.clone())
+        .merge(console::router(g, security.console));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits)),

@@ -80,10 +80,21 @@ const V2_FILES: &[&str] = &[
 ];
 
 pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let report = report(g, &a.task, a.cluster.as_deref())?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", render(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report of task `task` (id or ARN) as JSON: what `inspect --output json` prints and
+/// the web console's isolation picture shows (crate::api::console).
+pub fn report(g: &GlobalOpts, task: &str, cluster: Option<&str>) -> anyhow::Result<Value> {
     let mut store = open_state(g)?;
     reconcile(g, &mut store);
-    let id = task_id(&a.task).to_string();
-    let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
+    let id = task_id(task).to_string();
+    let (task, containers) = find_task(&store, task, cluster)?;
     let net = store.task_network(&id)?;
     let record = serde_json::to_value(shape::task(&task, &containers, net.as_ref()))?;
     let paths = TaskPaths::new(&g.root, &g.run_root, &id);
@@ -137,12 +148,7 @@ pub fn inspect(g: &GlobalOpts, a: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let netns_path = recorded.and_then(|r| r.net.netns_path).unwrap_or_default();
-    let report = build(proc, &mounts, &record, &views, &netns_path);
-    match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", render(&report)),
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(build(proc, &mounts, &record, &views, &netns_path))
 }
 
 /// What the store and the runtime say about one container.

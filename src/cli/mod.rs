@@ -5,7 +5,7 @@ pub mod aws;
 mod exec;
 pub mod help;
 mod images;
-mod inspect;
+pub(crate) mod inspect;
 pub mod model;
 mod output;
 mod render;
@@ -15,7 +15,7 @@ mod serve;
 mod shorthand;
 mod system;
 mod taskdefs;
-mod tasks;
+pub(crate) mod tasks;
 
 use aws::{Generic, ops};
 use clap::{Args, Parser, Subcommand, ValueEnum};

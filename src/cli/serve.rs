@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// can run privileged tasks, i.e. is root on this host.
     #[arg(long)]
     pub insecure_no_auth: bool,
+
+    /// The web console at `/` shows but does not act: no run, stop or scale (the ECS API
+    /// itself is unaffected). On by default on a non-loopback address; `--read-only=false`
+    /// turns the actions on there.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub read_only: Option<bool>,
 }
 
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -97,13 +103,23 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         keys: (!keys.is_empty()).then_some(keys),
         tls,
         limits: Default::default(),
+        console: crate::api::console::Options {
+            read_only: a.read_only.unwrap_or(!loopback),
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
     // The address on stdout, for scripts that pass port 0.
-    let listening = |addr| println!("minifargate: ECS API listening on {scheme}://{addr}");
+    let read_only = security.console.read_only;
+    let listening = move |addr| {
+        println!("minifargate: ECS API listening on {scheme}://{addr}");
+        eprintln!(
+            "minifargate: web console at {scheme}://{addr}/{}",
+            if read_only { " (read-only)" } else { "" }
+        );
+    };
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
 }

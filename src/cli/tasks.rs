@@ -281,7 +281,7 @@ enum Source {
 /// The events of an awslogs stream through the core's GetLogEvents, as log entries: on
 /// the first read (`first` is `Some(tail)`) the last `tail` or all of them; then those
 /// after `token`. A stream not (yet) there has none.
-fn store_events(
+pub(crate) fn store_events(
     ecs: &crate::ecs::Ecs,
     group: &str,
     stream: &str,

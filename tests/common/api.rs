@@ -2,7 +2,7 @@
 //! real clients that talk to it: the AWS CLI and boto3 (from the test venv).
 
 use super::cli::Mf;
-use super::image::{Compression, busybox_layer};
+use super::image::{Compression, Layer, busybox_layer};
 use super::push_image;
 use super::registry::{Registry, RegistryOpts};
 use super::services::tool;
@@ -18,29 +18,31 @@ pub struct Api {
     pub mf: Mf,
     _reg: Registry,
     server: Child,
+    serve_args: Vec<String>,
     pub endpoint: String,
 }
 
 impl Api {
     pub fn start() -> Api {
+        Api::start_with(busybox_layer(Compression::Gzip, "serve"), &[])
+    }
+
+    /// [`Api::start`] with `layer` as the busybox image and more `serve` arguments.
+    pub fn start_with(layer: Layer, serve_args: &[&str]) -> Api {
         let reg = Registry::start(RegistryOpts::default());
         let work = tempfile::Builder::new()
             .prefix("mf-serve-img-")
             .tempdir()
             .unwrap();
-        push_image(
-            &reg,
-            work.path(),
-            "docker/library/busybox:1.36",
-            &[busybox_layer(Compression::Gzip, "serve")],
-        );
+        push_image(&reg, work.path(), "docker/library/busybox:1.36", &[layer]);
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &reg.host(), true);
-        let (server, endpoint) = spawn_server(&mf, "127.0.0.1:0");
+        let (server, endpoint) = spawn_server(&mf, "127.0.0.1:0", serve_args);
         Api {
             mf,
             _reg: reg,
             server,
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
             endpoint,
         }
     }
@@ -55,7 +57,8 @@ impl Api {
     pub fn restart(&mut self) {
         stop_server(&mut self.server);
         let listen = self.endpoint.trim_start_matches("http://").to_string();
-        let (server, endpoint) = spawn_server(&self.mf, &listen);
+        let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
+        let (server, endpoint) = spawn_server(&self.mf, &listen, &args);
         assert_eq!(endpoint, self.endpoint);
         self.server = server;
     }
@@ -207,10 +210,11 @@ impl Drop for Api {
 }
 
 /// `minifargate serve --listen LISTEN`; returns it and the URL it printed.
-fn spawn_server(mf: &Mf, listen: &str) -> (Child, String) {
+fn spawn_server(mf: &Mf, listen: &str, more: &[&str]) -> (Child, String) {
     let mut server = mf
         .cmd()
         .args(["serve", "--listen", listen])
+        .args(more)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

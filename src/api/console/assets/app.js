@@ -1,0 +1,668 @@
+// The minifargate web console (docs/console.md): one page, routed by the URL's fragment.
+// Everything it shows comes from the ECS operations (POST /console/api/ecs/<Operation>,
+// the API's own dispatcher) and the few views ECS has none for (/console/api/tasks/...).
+// Live: the current page polls every 2 s (why polling and not SSE: docs/console.md).
+// No library, no inline script, nothing from another origin (the page's CSP forbids it).
+'use strict';
+(function () {
+  const POLL_MS = 2000;
+  const SVG = 'http://www.w3.org/2000/svg';
+  const DOC = '/assets/how-isolation-works.md';
+  const state = { readOnly: true, refresh: null, busy: false, seq: 0 };
+
+  // ---- DOM helpers: text always goes in as text (task output is not trusted) ----
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    return fill(el, attrs, kids);
+  }
+  function sv(tag, attrs, ...kids) {
+    const el = document.createElementNS(SVG, tag);
+    return fill(el, attrs, kids);
+  }
+  function fill(el, attrs, kids) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return el;
+  }
+  const $ = (sel, el) => (el || document).querySelector(sel);
+  function table(headers, rows, attrs) {
+    return h('div', { class: 'table-wrap' }, h('table', attrs || {},
+      h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, rows)));
+  }
+  function status(s, id) {
+    return h('span', { class: 'status s-' + (s || 'UNKNOWN'), id: id }, s || '-');
+  }
+  function errorBox() { return h('p', { class: 'error', role: 'alert' }); }
+  function showError(box, e) { if (box) box.textContent = e ? String(e.message || e) : ''; }
+
+  // ---- Formatting ----
+  const pad = (n) => String(n).padStart(2, '0');
+  function time(v) {
+    if (v === null || v === undefined || v === '') return '-';
+    const d = typeof v === 'number' ? new Date(v * 1000) : new Date(v);
+    if (isNaN(d)) return String(v);
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+      pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+  function secs(us) { return us === null || us === undefined ? '-' : (us / 1e6).toFixed(us < 1e7 ? 2 : 1) + ' s'; }
+  function mib(bytes) { return (bytes / 1048576).toFixed(1) + ' MiB'; }
+  const lastPart = (arn) => String(arn || '').split('/').pop();
+  const tdName = (arn) => String(arn || '').split('/').pop();
+  const clusterOf = (arn) => { const p = String(arn || '').split('/'); return p.length > 2 ? p[1] : 'default'; };
+
+  // ---- Server calls ----
+  async function ecs(op, body) {
+    const r = await fetch('/console/api/ecs/' + op, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body || {}),
+    });
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.message || (op + ': HTTP ' + r.status));
+    return j;
+  }
+  async function get(path) {
+    const r = await fetch(path);
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(j.message || (path + ': HTTP ' + r.status));
+    return j;
+  }
+  async function listAll(op, body, key) {
+    let out = [], token;
+    do {
+      const r = await ecs(op, Object.assign({}, body, token ? { nextToken: token } : {}));
+      out = out.concat(r[key] || []);
+      token = r.nextToken;
+    } while (token);
+    return out;
+  }
+  async function chunked(items, size, f) {
+    let out = [];
+    for (let i = 0; i < items.length; i += size) out = out.concat(await f(items.slice(i, i + size)));
+    return out;
+  }
+  async function clusterNames() {
+    return (await listAll('ListClusters', {}, 'clusterArns')).map(lastPart);
+  }
+  async function describeTasks(cluster, arns) {
+    return chunked(arns, 100, async (part) => (await ecs('DescribeTasks', { cluster, tasks: part })).tasks || []);
+  }
+
+  // ---- Router ----
+  function parseHash() {
+    const raw = location.hash.replace(/^#\/?/, '');
+    const [path, q] = raw.split('?');
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    return { parts, query: new URLSearchParams(q || '') };
+  }
+  const pages = {
+    clusters: clustersPage, services: servicesPage, service: servicePage, tasks: tasksPage,
+    task: taskPage, taskdefs: taskdefsPage, taskdef: taskdefPage,
+  };
+  async function route() {
+    const { parts, query } = parseHash();
+    const name = pages[parts[0]] ? parts[0] : 'clusters';
+    const seq = ++state.seq;
+    state.refresh = null;
+    const main = $('#main');
+    main.replaceChildren();
+    for (const a of document.querySelectorAll('nav a')) {
+      const on = a.dataset.nav === name || (a.dataset.nav + 's') === name ||
+        a.dataset.nav === name + 's';
+      a.classList.toggle('active', on);
+      if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    }
+    const refresh = pages[name](main, parts.slice(1), query);
+    if (seq !== state.seq) return;
+    state.refresh = refresh;
+    tick();
+  }
+  async function tick() {
+    if (!state.refresh || state.busy || document.hidden) return;
+    const seq = state.seq, f = state.refresh;
+    state.busy = true;
+    try { await f(() => seq === state.seq); } catch (e) { /* each page shows its own errors */ }
+    state.busy = false;
+  }
+
+  // ---- Clusters ----
+  function clustersPage(main) {
+    const cards = h('div', { class: 'cards', id: 'clusters' }), err = errorBox();
+    main.append(h('h1', {}, 'Clusters'), err, cards);
+    return async (current) => {
+      try {
+        const names = await clusterNames();
+        const d = await chunked(names, 100, async (part) => (await ecs('DescribeClusters', { clusters: part })).clusters || []);
+        const stopped = {};
+        for (const c of d) {
+          stopped[c.clusterName] = (await listAll('ListTasks', { cluster: c.clusterName, desiredStatus: 'STOPPED' }, 'taskArns')).length;
+        }
+        if (!current()) return;
+        showError(err);
+        cards.replaceChildren(...d.map((c) => h('section', { class: 'card', 'data-cluster': c.clusterName },
+          h('h2', {}, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(c.clusterName) }, c.clusterName), ' ', status(c.status)),
+          h('div', { class: 'counts' },
+            h('span', {}, h('b', { class: 's-RUNNING' }, c.runningTasksCount), 'running'),
+            h('span', {}, h('b', { class: 's-PENDING' }, c.pendingTasksCount), 'pending'),
+            h('span', {}, h('b', { class: 's-STOPPED' }, stopped[c.clusterName]), 'stopped'),
+            h('span', {}, h('b', {}, h('a', { href: '#/services?cluster=' + encodeURIComponent(c.clusterName) }, c.activeServicesCount)), 'services')))));
+        if (!d.length) cards.append(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
+      } catch (e) { showError(err, e); }
+    };
+  }
+
+  // ---- Tasks ----
+  function tasksPage(main, _parts, query) {
+    const f = { cluster: query.get('cluster') || '', family: query.get('family') || '', status: query.get('status') || '' };
+    const err = errorBox(), body = h('div', { id: 'tasks' }, h('p', { class: 'muted' }, 'Loading…'));
+    const sel = (name, label, opts) => h('label', {}, label, h('select', {
+      name, onchange: (e) => { f[name] = e.target.value; go(); },
+    }, opts.map(([v, t]) => h('option', { value: v, selected: v === f[name] }, t))));
+    const go = () => {
+      const q = new URLSearchParams(Object.entries(f).filter(([, v]) => v));
+      location.hash = '#/tasks' + (q.toString() ? '?' + q : '');
+    };
+    const filters = h('form', { class: 'filters', role: 'search', onsubmit: (e) => e.preventDefault() });
+    main.append(h('h1', {}, 'Tasks'), filters, err, body);
+    let filled = false;
+    return async (current) => {
+      try {
+        if (!filled) {
+          const [clusters, families] = await Promise.all([clusterNames(),
+            listAll('ListTaskDefinitionFamilies', { status: 'ALL' }, 'families')]);
+          filters.replaceChildren(
+            sel('cluster', 'Cluster', [['', 'all']].concat(clusters.map((c) => [c, c]))),
+            sel('family', 'Family', [['', 'all']].concat(families.map((c) => [c, c]))),
+            sel('status', 'Last status', [['', 'all'], ['PROVISIONING', 'PROVISIONING'], ['PENDING', 'PENDING'],
+              ['RUNNING', 'RUNNING'], ['DEPROVISIONING', 'DEPROVISIONING'], ['STOPPED', 'STOPPED']]));
+          filled = true;
+        }
+        const clusters = f.cluster ? [f.cluster] : await clusterNames();
+        let tasks = [];
+        for (const cluster of clusters) {
+          for (const desiredStatus of ['RUNNING', 'STOPPED']) {
+            const q = { cluster, desiredStatus };
+            if (f.family) q.family = f.family;
+            const arns = await listAll('ListTasks', q, 'taskArns');
+            tasks = tasks.concat(await describeTasks(cluster, arns));
+          }
+        }
+        if (f.status) tasks = tasks.filter((t) => t.lastStatus === f.status);
+        tasks.sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+        if (!current()) return;
+        showError(err);
+        body.replaceChildren(tasks.length ? tasksTable(tasks) : h('p', { class: 'muted' }, 'No tasks match.'));
+      } catch (e) { showError(err, e); }
+    };
+  }
+  function containersCell(cs) {
+    return (cs || []).map((c) => h('div', {},
+      h('b', {}, c.name), ' ', status(c.lastStatus),
+      c.exitCode !== undefined && c.exitCode !== null ? ' exit ' + c.exitCode : '',
+      c.healthStatus && c.healthStatus !== 'UNKNOWN' ? [' ', status(c.healthStatus)] : '',
+      c.reason ? h('div', { class: 'muted' }, c.reason) : ''));
+  }
+  function tasksTable(tasks) {
+    return table(['Task', 'Cluster', 'Definition', 'Last', 'Desired', 'Stop code / reason', 'Started', 'Stopped', 'Containers'],
+      tasks.map((t) => {
+        const id = lastPart(t.taskArn), cluster = clusterOf(t.clusterArn);
+        return h('tr', { 'data-task': id },
+          h('td', { class: 'mono' }, h('a', { href: '#/task/' + encodeURIComponent(cluster) + '/' + id }, id.slice(0, 12))),
+          h('td', {}, cluster), h('td', {}, tdName(t.taskDefinitionArn)),
+          h('td', {}, status(t.lastStatus)), h('td', {}, status(t.desiredStatus)),
+          h('td', {}, t.stopCode || '', t.stoppedReason ? h('div', { class: 'muted' }, t.stoppedReason) : ''),
+          h('td', {}, time(t.startedAt)), h('td', {}, time(t.stoppedAt)),
+          h('td', {}, containersCell(t.containers)));
+      }), { id: 'tasks-table' });
+  }
+
+  // ---- One task ----
+  const NS_EXPLAIN = {
+    mnt: 'Its own filesystem view: the overlay rootfs and volumes. Fargate: the microVM has its own kernel and disk.',
+    uts: 'Its own hostname. Fargate: the microVM\'s hostname.',
+    ipc: 'Its own System V IPC and POSIX message queues. Fargate: separate kernel per task.',
+    pid: 'Its own process tree: it sees only its processes (shared with the task for pidMode task). Fargate: the microVM\'s processes.',
+    net: 'The task\'s network namespace: one per task, shared by its containers (awsvpc), like Fargate\'s one ENI per task.',
+    cgroup: 'Its own view of /sys/fs/cgroup: it sees its cgroup as the root.',
+    user: 'The user namespace: the host\'s (uid 0 inside is root outside), as in ECS; Fargate\'s boundary is the microVM, not the uid.',
+  };
+  function taskPage(main, parts) {
+    const cluster = parts[0] || 'default', id = parts[1] || '';
+    const err = errorBox();
+    const head = h('div', {}), containers = h('div', {}), iso = h('div', { id: 'isolation' }, h('p', { class: 'muted' }, 'Loading…'));
+    const cpuBox = h('div', {}), memBox = h('div', {}), gantt = h('div', { id: 'timeline' });
+    const samples = [];
+    const actions = h('div', { class: 'actions' });
+    const logs = logView(id);
+    main.append(h('h1', {}, 'Task ', h('span', { class: 'mono' }, id)), err, head, actions,
+      h('h2', {}, 'Containers'), containers,
+      h('h2', {}, 'Usage against the limits'),
+      h('p', { class: 'explain' }, 'Read from the task\'s cgroups (what the task metadata endpoint\'s stats serve), every 2 s. Fargate reports the same numbers to CloudWatch Container Insights.'),
+      h('div', { class: 'grid2' }, cpuBox, memBox),
+      h('h2', {}, 'Isolation'), iso,
+      h('h2', {}, 'Launch timeline'), gantt,
+      h('h2', {}, 'Logs'), logs.el);
+    if (!state.readOnly) {
+      const reason = h('input', { id: 'stop-reason', value: 'Stopped from the web console', size: 30, 'aria-label': 'Stop reason' });
+      const confirm = h('span', { hidden: true, class: 'actions' }, reason,
+        h('button', { class: 'danger', id: 'stop-confirm', type: 'button', onclick: async (e) => {
+          e.target.disabled = true;
+          try { await ecs('StopTask', { cluster, task: id, reason: reason.value }); showError(err); tick(); } catch (x) { showError(err, x); }
+          e.target.disabled = false;
+        } }, 'Confirm stop'),
+        h('button', { type: 'button', onclick: () => { confirm.hidden = true; } }, 'Cancel'));
+      actions.append(h('button', { class: 'danger', id: 'stop-btn', type: 'button', onclick: () => { confirm.hidden = false; reason.focus(); } }, 'Stop task…'), confirm);
+    }
+    let isoStatus = null, prev = null;
+    return async (current) => {
+      try {
+        const d = await ecs('DescribeTasks', { cluster, tasks: [id] });
+        const t = (d.tasks || [])[0];
+        if (!t) throw new Error('task ' + id + ' not found in cluster ' + cluster + ((d.failures || [])[0] ? ': ' + d.failures[0].reason : ''));
+        if (!current()) return;
+        showError(err);
+        head.replaceChildren(h('dl', { class: 'kv' },
+          h('dt', {}, 'Last status'), h('dd', {}, status(t.lastStatus, 'task-status')),
+          h('dt', {}, 'Desired status'), h('dd', {}, status(t.desiredStatus)),
+          h('dt', {}, 'Stop code'), h('dd', { id: 'stop-code' }, t.stopCode || '-'),
+          h('dt', {}, 'Stopped reason'), h('dd', {}, t.stoppedReason || '-'),
+          h('dt', {}, 'Task definition'), h('dd', {}, h('a', { href: '#/taskdef/' + tdName(t.taskDefinitionArn).replace(':', '/') }, tdName(t.taskDefinitionArn))),
+          h('dt', {}, 'Cluster'), h('dd', {}, cluster),
+          h('dt', {}, 'Size'), h('dd', {}, (t.cpu || '-') + ' CPU units, ' + (t.memory || '-') + ' MiB'),
+          h('dt', {}, 'Created / started / stopped'), h('dd', {}, time(t.createdAt) + ' / ' + time(t.startedAt) + ' / ' + time(t.stoppedAt))));
+        const stopBtn = $('#stop-btn');
+        if (stopBtn) stopBtn.disabled = t.desiredStatus === 'STOPPED';
+        containers.replaceChildren(table(['Name', 'Last status', 'Exit code', 'Reason', 'Health', 'Image'],
+          (t.containers || []).map((c) => h('tr', {},
+            h('td', {}, c.name), h('td', {}, status(c.lastStatus)),
+            h('td', { class: 'num' }, c.exitCode === undefined || c.exitCode === null ? '-' : c.exitCode),
+            h('td', {}, c.reason || '-'), h('td', {}, c.healthStatus ? status(c.healthStatus) : '-'),
+            h('td', { class: 'mono' }, c.image)))));
+        // The isolation picture: once while running (it reads /proc of live processes), and
+        // again when the task's status changes.
+        if (isoStatus !== t.lastStatus) {
+          isoStatus = t.lastStatus;
+          const r = await get('/console/api/tasks/' + id + '/isolation');
+          if (!current()) return;
+          iso.replaceChildren(isolationView(r));
+        }
+        const st = await get('/console/api/tasks/' + id + '/stats');
+        if (!current()) return;
+        addSample(samples, st, prev);
+        prev = st;
+        const cpuLimit = st.taskCpu ? Number(st.taskCpu) / 1024 : null;
+        const memLimit = st.taskMemory ? Number(st.taskMemory) : null;
+        cpuBox.replaceChildren(h('h3', {}, 'CPU (vCPU used', cpuLimit ? ' of ' + cpuLimit : '', ')'),
+          chart('cpu-chart', samples.map((s) => s.cpu).filter((v) => v !== null), cpuLimit, (v) => v.toFixed(2)));
+        memBox.replaceChildren(h('h3', {}, 'Memory (MiB used', memLimit ? ' of ' + memLimit : '', ')'),
+          chart('mem-chart', samples.map((s) => s.mem), memLimit, (v) => v.toFixed(1)));
+        const tl = await get('/console/api/tasks/' + id + '/timeline');
+        if (!current()) return;
+        gantt.replaceChildren(ganttView(tl));
+        await logs.poll(current);
+      } catch (e) { if (current()) showError(err, e); }
+    };
+  }
+  function addSample(samples, st, prev) {
+    const running = (st.containers || []).filter((c) => c.memUsage !== undefined);
+    if (!running.length) return;
+    const mem = running.reduce((a, c) => a + c.memUsage, 0) / 1048576;
+    let cpu = null;
+    if (prev) {
+      let ns = 0, dt = 0;
+      for (const c of running) {
+        const p = (prev.containers || []).find((x) => x.name === c.name && x.cpuTotalNs !== undefined);
+        if (!p) continue;
+        ns += Math.max(0, c.cpuTotalNs - p.cpuTotalNs);
+        dt = Math.max(dt, (new Date(c.read) - new Date(p.read)) * 1e6);
+      }
+      if (dt > 0) cpu = ns / dt;
+    }
+    samples.push({ mem, cpu });
+    if (samples.length > 90) samples.shift();
+  }
+  // A line chart of `values` (oldest first) against `limit`, drawn in SVG by hand.
+  function chart(id, values, limit, fmt) {
+    const W = 600, H = 140, L = 46, R = 8, T = 10, B = 18;
+    const max = Math.max(limit || 0, ...values, 1e-9) * 1.05;
+    const x = (i) => L + (values.length > 1 ? (i * (W - L - R)) / (values.length - 1) : 0);
+    const y = (v) => T + (H - T - B) * (1 - v / max);
+    const svg = sv('svg', { class: 'chart', id, viewBox: `0 0 ${W} ${H}`, role: 'img',
+      'aria-label': id + ': ' + (values.length ? 'latest ' + fmt(values[values.length - 1]) : 'no samples yet') + (limit ? ', limit ' + limit : '') });
+    svg.append(sv('text', { x: 4, y: T + 8 }, fmt(max)), sv('text', { x: 4, y: H - B }, '0'));
+    if (limit) {
+      svg.append(sv('line', { class: 'limit', x1: L, x2: W - R, y1: y(limit), y2: y(limit) }),
+        sv('text', { x: W - R - 70, y: y(limit) - 3 }, 'limit ' + fmt(limit)));
+    }
+    if (values.length) {
+      svg.append(sv('polyline', { class: 'line', points: values.map((v, i) => x(i) + ',' + y(v)).join(' ') }));
+      values.forEach((v, i) => svg.append(sv('circle', { class: 'pt', cx: x(i), cy: y(v), r: 2.5 }, sv('title', {}, fmt(v)))));
+      svg.append(sv('text', { x: L + 4, y: H - 4 }, 'now ' + fmt(values[values.length - 1]) + ' · ' + values.length + ' samples'));
+    } else {
+      svg.append(sv('text', { x: L + 4, y: H / 2 }, 'no samples: the task is not running'));
+    }
+    return svg;
+  }
+  function explain(text, anchor) {
+    return h('div', { class: 'explain' }, text, ' ', h('a', { href: DOC + (anchor ? '#' + anchor : '') }, 'How isolation works'));
+  }
+  function cgroupTable(cgs) {
+    const rows = [];
+    for (const cg of cgs || []) {
+      for (const [k, v] of Object.entries(cg.files || {})) {
+        rows.push(h('tr', {}, h('td', { class: 'mono' }, cg.controllers), h('td', { class: 'mono' }, cg.path), h('td', { class: 'mono' }, k), h('td', { class: 'mono' }, String(v))));
+      }
+    }
+    return rows.length ? table(['Controllers', 'Cgroup', 'File', 'Value'], rows, { class: 'limits' }) : h('p', { class: 'muted' }, 'No cgroup (not running).');
+  }
+  function isolationView(r) {
+    const out = [];
+    out.push(h('p', { class: 'explain' }, 'Fargate runs each task in its own microVM (Firecracker): its own kernel, so every boundary below is a VM boundary there. Here the task runs on this host\'s kernel, and the same boundaries are namespaces, cgroups, an overlay rootfs, capabilities and seccomp. ',
+      h('a', { href: DOC }, 'How isolation works')));
+    out.push(h('h3', {}, 'Task cgroup and limits'), explain('The task\'s cgroup caps all its containers together at the task size (cpu, memory), as the microVM\'s size does on Fargate.', 'the-task-cgroup-and-the-fargate-size'));
+    out.push(h('div', { id: 'limits' }, cgroupTable(r.taskCgroups)));
+    const net = r.network || {};
+    out.push(h('h3', {}, 'Network'), explain('One network namespace per task with one interface, standing in for the ENI Fargate attaches to each task; published ports are forwarded from this host.', 'the-network-one-namespace-per-task'));
+    const att = ((net.attachments || [])[0] || {});
+    const detail = (n) => ((att.details || []).find((d) => d.name === n) || {}).value || '-';
+    out.push(h('dl', { class: 'kv' },
+      h('dt', {}, 'ENI'), h('dd', {}, (att.id || '-') + ' (' + (att.status || '-') + ')'),
+      h('dt', {}, 'IPv4'), h('dd', {}, detail('privateIPv4Address')),
+      h('dt', {}, 'MAC'), h('dd', {}, detail('macAddress')),
+      h('dt', {}, 'Network namespace'), h('dd', { class: 'mono' }, net.netnsPath || 'the host\'s'),
+      h('dt', {}, 'Ports published'), h('dd', {}, (net.networkBindings || []).map((b) => (b.containerName + ' ' + (b.bindIP || '') + ':' + b.hostPort + ' → ' + b.containerPort + '/' + (b.protocol || 'tcp'))).join(', ') || 'none'),
+      h('dt', {}, 'Interfaces'), h('dd', {}, (net.interfaces || []).map((i) => i.name + ' ' + (i.addresses || []).join(' ')).join('; ') || '-')));
+    out.push(h('h3', {}, 'Namespaces'), h('p', { class: 'legend' },
+      h('span', { class: 'ns ns-own' }, 'own'), h('span', { class: 'ns ns-task' }, 'task'), h('span', { class: 'ns ns-host' }, 'host'),
+      ' own: this container only · task: shared with the task\'s other containers · host: the host\'s own'));
+    const kinds = ['mnt', 'uts', 'ipc', 'pid', 'net', 'cgroup', 'user'];
+    const cs = r.containers || [];
+    out.push(table(['Namespace'].concat(cs.map((c) => c.name)).concat(['What it means']),
+      kinds.map((k) => h('tr', { 'data-ns': k },
+        h('th', { scope: 'row', class: 'mono' }, k),
+        cs.map((c) => {
+          const n = (c.namespaces || []).find((x) => x.type === k);
+          return h('td', {}, n ? h('span', { class: 'ns ns-' + n.scope, title: 'inode ' + n.inode + (n.sharedWith.length ? ', shared with ' + n.sharedWith.join(', ') : '') }, n.scope) : h('span', { class: 'muted' }, '-'));
+        }),
+        h('td', {}, explain(NS_EXPLAIN[k], 'a-container-namespaces')))), { id: 'ns-table' }));
+    for (const c of cs) {
+      out.push(h('h3', {}, 'Container ', c.name, ' ', status(c.lastStatus)));
+      if (!c.namespaces) { out.push(h('p', { class: 'muted' }, 'Not running: no processes to look at.')); continue; }
+      out.push(explain('Its own cgroup inside the task\'s: its cpu and memory limits from the container definition.', 'a-container-cgroups'), cgroupTable(c.cgroups));
+      const fs = c.rootfs || {}, p = c.process || {};
+      out.push(explain('Its root filesystem: the image layers as read-only lower dirs and a per-container upper dir, as Fargate unpacks the image on the microVM\'s disk.', 'a-container-rootfs-user-capabilities-seccomp'),
+        h('dl', { class: 'kv' },
+          h('dt', {}, 'Rootfs'), h('dd', { class: 'mono' }, (fs.fsType || '-') + ' ' + (fs.hostPath || '')),
+          h('dt', {}, 'Lower dirs (layers)'), h('dd', { class: 'mono' }, (fs.lowerdirs || []).map((l) => h('div', {}, l))),
+          h('dt', {}, 'Upper dir'), h('dd', { class: 'mono' }, fs.upperdir || '-'),
+          h('dt', {}, 'User'), h('dd', {}, (p.user || p.uid) + ' (uid ' + p.uid + ', gid ' + p.gid + ')'),
+          h('dt', {}, 'Capabilities'), h('dd', { class: 'mono' }, ((p.capabilities || {}).effective || []).join(' ') || 'none'),
+          h('dt', {}, 'Seccomp'), h('dd', {}, String(p.seccomp || '-') + (p.seccompFilters ? ' (' + p.seccompFilters + ' filter)' : '') + (p.noNewPrivs ? ', no_new_privs' : ''))),
+        explain('Capabilities and seccomp bound what root inside may ask the shared kernel; on Fargate the microVM\'s kernel is the task\'s own.', 'a-container-rootfs-user-capabilities-seccomp'));
+    }
+    return h('div', {}, out);
+  }
+  function ganttView(tl) {
+    const rows = [];
+    for (const p of tl.phases || []) rows.push({ label: (p.container || 'task') + ' · ' + p.phase, phase: p.phase, s: p.startUs, e: p.endUs });
+    for (const r of tl.ran || []) if (r.startUs !== null && r.startUs !== undefined) rows.push({ label: r.container + ' · ran', phase: 'ran', s: r.startUs, e: r.endUs, open: r.endUs === null });
+    if (!rows.length) return h('p', { class: 'muted' }, 'No phases recorded yet.');
+    const order = (r) => (tl.containers || []).indexOf(r.label.split(' · ')[0]);
+    rows.sort((a, b) => (order(a) - order(b)) || (a.s - b.s));
+    const ms = tl.milestones || {};
+    const end = Math.max(...rows.map((r) => (r.e === null || r.e === undefined ? 0 : r.e)), ...rows.map((r) => r.s), ms.stoppedUs || 0, 1);
+    const W = 900, L = 170, R = 60, RH = 18, T = 20;
+    const H = T + rows.length * RH + 10;
+    const x = (us) => L + ((W - L - R) * us) / end;
+    const svg = sv('svg', { class: 'gantt', id: 'gantt', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'launch timeline, ' + rows.length + ' phases over ' + secs(end) });
+    svg.append(sv('line', { class: 'axis', x1: L, x2: L, y1: T - 4, y2: H }), sv('text', { x: L, y: 12 }, '0'), sv('text', { x: W - R - 30, y: 12 }, secs(end)));
+    for (const [name, us] of [['RUNNING', ms.runningUs], ['stopping', ms.stoppingUs]]) {
+      if (us === null || us === undefined) continue;
+      svg.append(sv('line', { class: 'axis', x1: x(us), x2: x(us), y1: T - 4, y2: H }), sv('text', { x: x(us) + 2, y: 12 }, name + ' ' + secs(us)));
+    }
+    rows.forEach((r, i) => {
+      const y = T + i * RH;
+      const e = r.e === null || r.e === undefined ? end : r.e;
+      const known = ['pull', 'network', 'rootfs', 'create', 'start', 'healthy', 'stop', 'ran', 'teardown'];
+      svg.append(sv('text', { x: 4, y: y + 12 }, r.label),
+        sv('rect', { class: 'ph-' + (known.includes(r.phase) ? r.phase : 'other'), x: x(r.s), y: y + 2, width: Math.max(2, x(e) - x(r.s)), height: RH - 5 },
+          sv('title', {}, r.label + ': ' + secs(r.s) + ' → ' + (r.open ? 'now' : secs(e)) + ' (' + secs(e - r.s) + ')')),
+        sv('text', { x: Math.min(x(e) + 3, W - R + 2), y: y + 12 }, r.open ? '…' : secs(e - r.s)));
+    });
+    return h('div', {}, h('p', { class: 'explain' }, 'The phases run-task --timeline records (also `minifargate timeline`), from the task\'s creation. On Fargate, the microVM\'s boot takes the place of network and rootfs.'), svg);
+  }
+  function logView(id) {
+    const pre = h('pre', { id: 'logs', tabindex: 0, 'aria-label': 'task output' });
+    const sel = h('select', { id: 'log-container', 'aria-label': 'Container' }, h('option', { value: '' }, 'all containers (merged)'));
+    const follow = h('input', { type: 'checkbox', id: 'log-follow', checked: true });
+    let since = null, seen = new Set(), known = [];
+    const reset = () => { since = null; seen = new Set(); pre.replaceChildren(); };
+    sel.addEventListener('change', () => { reset(); tick(); });
+    const el = h('div', {}, h('div', { class: 'filters' }, h('label', {}, 'Container', sel),
+      h('label', {}, h('span', {}, follow, ' follow'))), pre);
+    return {
+      el,
+      async poll(current) {
+        const c = sel.value;
+        const q = new URLSearchParams();
+        if (c) q.set('container', c);
+        if (since) q.set('since', since);
+        const r = await get('/console/api/tasks/' + id + '/logs' + (q.toString() ? '?' + q : ''));
+        if (!current() || sel.value !== c) return;
+        for (const l of r.lines || []) {
+          if (!known.includes(l.container)) { known.push(l.container); sel.append(h('option', { value: l.container }, l.container)); }
+          const key = l.time + '\u0000' + l.container + '\u0000' + l.log;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          pre.append(h('div', { class: 'log-line' + (l.stream === 'stderr' ? ' log-stderr' : '') },
+            c ? '' : h('span', { class: 'log-c' }, l.container + ' | '), l.log));
+          since = l.time;
+        }
+        if (!(r.lines || []).length && !pre.childNodes.length) pre.textContent = '';
+        if (follow.checked) pre.scrollTop = pre.scrollHeight;
+      },
+    };
+  }
+
+  // ---- Services ----
+  function servicesPage(main, _parts, query) {
+    const only = query.get('cluster');
+    const err = errorBox(), body = h('div', { id: 'services' }, h('p', { class: 'muted' }, 'Loading…'));
+    main.append(h('h1', {}, 'Services', only ? ' in ' + only : ''), err, body);
+    return async (current) => {
+      try {
+        const clusters = only ? [only] : await clusterNames();
+        let all = [];
+        for (const cluster of clusters) {
+          const arns = await listAll('ListServices', { cluster }, 'serviceArns');
+          all = all.concat(await chunked(arns, 10, async (part) => (await ecs('DescribeServices', { cluster, services: part })).services || []));
+        }
+        if (!current()) return;
+        showError(err);
+        body.replaceChildren(all.length ? table(['Service', 'Cluster', 'Status', 'Desired', 'Running', 'Pending', 'Task definition', 'Deployments'],
+          all.map((s) => {
+            const cluster = clusterOf(s.clusterArn);
+            return h('tr', {},
+              h('td', {}, h('a', { href: '#/service/' + encodeURIComponent(cluster) + '/' + encodeURIComponent(s.serviceName) }, s.serviceName)),
+              h('td', {}, cluster), h('td', {}, status(s.status)),
+              h('td', { class: 'num' }, s.desiredCount), h('td', { class: 'num' }, s.runningCount), h('td', { class: 'num' }, s.pendingCount),
+              h('td', {}, tdName(s.taskDefinition)),
+              h('td', {}, (s.deployments || []).map((d) => h('div', {}, status(d.status), ' ', d.rolloutState ? status(d.rolloutState) : '', ' ', d.runningCount + '/' + d.desiredCount))));
+          })) : h('p', { class: 'muted' }, 'No services.'));
+      } catch (e) { showError(err, e); }
+    };
+  }
+  function servicePage(main, parts) {
+    const cluster = parts[0] || 'default', name = parts[1] || '';
+    const err = errorBox(), body = h('div', {}), form = h('div', {});
+    main.append(h('h1', {}, 'Service ', name), err, form, body);
+    if (!state.readOnly) {
+      const count = h('input', { type: 'number', min: 0, id: 'svc-desired', 'aria-label': 'Desired count', style: null });
+      const td = h('input', { id: 'svc-taskdef', placeholder: 'family:revision (unchanged if empty)', size: 32 });
+      const force = h('input', { type: 'checkbox', id: 'svc-force' });
+      const msg = h('span', { class: 'muted', role: 'status' });
+      form.append(h('form', { class: 'filters', onsubmit: async (e) => {
+        e.preventDefault();
+        const req = { cluster, service: name };
+        if (count.value !== '') req.desiredCount = Number(count.value);
+        if (td.value.trim()) req.taskDefinition = td.value.trim();
+        if (force.checked) req.forceNewDeployment = true;
+        try { await ecs('UpdateService', req); showError(err); msg.textContent = 'updated'; tick(); } catch (x) { showError(err, x); }
+      } }, h('label', {}, 'Desired count', count), h('label', {}, 'Task definition', td),
+      h('label', {}, h('span', {}, force, ' force new deployment')), h('button', { class: 'primary', type: 'submit' }, 'Update service'), msg));
+    }
+    let first = true;
+    return async (current) => {
+      try {
+        const d = await ecs('DescribeServices', { cluster, services: [name] });
+        const s = (d.services || [])[0];
+        if (!s) throw new Error('service ' + name + ' not found in cluster ' + cluster);
+        if (!current()) return;
+        showError(err);
+        if (first && $('#svc-desired')) { $('#svc-desired').value = s.desiredCount; first = false; }
+        body.replaceChildren(
+          h('dl', { class: 'kv' }, h('dt', {}, 'Status'), h('dd', {}, status(s.status)),
+            h('dt', {}, 'Desired / running / pending'), h('dd', { id: 'svc-counts' }, s.desiredCount + ' / ' + s.runningCount + ' / ' + s.pendingCount),
+            h('dt', {}, 'Task definition'), h('dd', {}, tdName(s.taskDefinition)),
+            h('dt', {}, 'Tasks'), h('dd', {}, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(cluster) }, 'tasks of ' + cluster))),
+          h('h2', {}, 'Deployments'),
+          table(['Id', 'Status', 'Rollout', 'Task definition', 'Desired', 'Running', 'Pending', 'Failed', 'Updated'],
+            (s.deployments || []).map((x) => h('tr', {}, h('td', { class: 'mono' }, x.id), h('td', {}, status(x.status)),
+              h('td', {}, status(x.rolloutState), x.rolloutStateReason ? h('div', { class: 'muted' }, x.rolloutStateReason) : ''),
+              h('td', {}, tdName(x.taskDefinition)), h('td', { class: 'num' }, x.desiredCount), h('td', { class: 'num' }, x.runningCount),
+              h('td', { class: 'num' }, x.pendingCount), h('td', { class: 'num' }, x.failedTasks || 0), h('td', {}, time(x.updatedAt))))),
+          h('h2', {}, 'Events'),
+          table(['Time', 'Message'], (s.events || []).slice(0, 50).map((e) => h('tr', {}, h('td', {}, time(e.createdAt)), h('td', {}, e.message)))));
+      } catch (e) { showError(err, e); }
+    };
+  }
+
+  // ---- Task definitions ----
+  function taskdefsPage(main) {
+    const err = errorBox(), body = h('div', { id: 'taskdefs' }, h('p', { class: 'muted' }, 'Loading…'));
+    main.append(h('h1', {}, 'Task definitions'), err, body);
+    let done = false;
+    return async (current) => {
+      if (done) return;
+      try {
+        const families = await listAll('ListTaskDefinitionFamilies', { status: 'ALL' }, 'families');
+        const rows = [];
+        for (const f of families) {
+          const arns = (await listAll('ListTaskDefinitions', { familyPrefix: f, status: 'ACTIVE', sort: 'DESC' }, 'taskDefinitionArns'))
+            .filter((a) => tdName(a).split(':')[0] === f);
+          rows.push(h('tr', {}, h('th', { scope: 'row' }, f),
+            h('td', {}, arns.map((a) => [h('a', { href: '#/taskdef/' + tdName(a).replace(':', '/') }, tdName(a).split(':')[1]), ' ']))));
+        }
+        if (!current()) return;
+        done = true;
+        body.replaceChildren(rows.length ? table(['Family', 'Active revisions'], rows) : h('p', { class: 'muted' }, 'None registered.'));
+      } catch (e) { showError(err, e); }
+    };
+  }
+  // Keys sorted, two-space indent: two revisions line up for the diff.
+  function canonical(v) {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical(v[k])]));
+    return v;
+  }
+  function diffLines(a, b) {
+    const n = a.length, m = b.length;
+    if (n * m > 4e6) return [['~', 'too large to diff']];
+    const dp = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+    for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) dp[i][j] = a[i] === b[j] ? dp[i + 1][j + 1] + 1 : Math.max(dp[i + 1][j], dp[i][j + 1]);
+    const out = [];
+    let i = 0, j = 0;
+    while (i < n && j < m) {
+      if (a[i] === b[j]) { out.push([' ', a[i]]); i++; j++; } else if (dp[i + 1][j] >= dp[i][j + 1]) out.push(['-', a[i++]]); else out.push(['+', b[j++]]);
+    }
+    while (i < n) out.push(['-', a[i++]]);
+    while (j < m) out.push(['+', b[j++]]);
+    return out;
+  }
+  function taskdefPage(main, parts) {
+    const family = parts[0] || '', rev = parts[1] || '';
+    const err = errorBox();
+    const json = h('pre', { id: 'taskdef-json', tabindex: 0 }), findings = h('div', { id: 'findings' }), diff = h('div', {}), run = h('div', {});
+    const other = h('select', { id: 'diff-with', 'aria-label': 'Compare with revision' });
+    main.append(h('h1', {}, 'Task definition ', family + ':' + rev), err, run,
+      h('h2', {}, 'Validate findings'), findings,
+      h('h2', {}, 'JSON'), json,
+      h('h2', {}, 'Diff'), h('div', { class: 'filters' }, h('label', {}, 'Compare with revision', other)), diff);
+    let mine = null;
+    const showDiff = async () => {
+      if (!other.value || !mine) { diff.replaceChildren(); return; }
+      try {
+        const o = (await ecs('DescribeTaskDefinition', { taskDefinition: family + ':' + other.value })).taskDefinition;
+        const a = JSON.stringify(canonical(o), null, 2).split('\n'), b = JSON.stringify(canonical(mine), null, 2).split('\n');
+        const d = diffLines(a, b);
+        diff.replaceChildren(h('p', { class: 'muted' }, '- revision ' + other.value + '   + revision ' + rev),
+          h('pre', { id: 'diff' }, d.map(([k, l]) => h('span', { class: k === '+' ? 'diff-add' : k === '-' ? 'diff-del' : 'diff-same' }, k + ' ' + l))));
+      } catch (e) { showError(err, e); }
+    };
+    other.addEventListener('change', showDiff);
+    if (!state.readOnly) {
+      const cluster = h('input', { id: 'run-cluster', value: 'default', size: 14 });
+      const count = h('input', { id: 'run-count', type: 'number', min: 1, max: 10, value: 1 });
+      const overrides = h('textarea', { id: 'run-overrides', placeholder: '{"containerOverrides": [{"name": "app", "command": ["sh", "-c", "echo hi"]}]}', 'aria-label': 'Overrides (JSON)' });
+      const msg = h('span', { role: 'status' });
+      run.append(h('form', { onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const req = { cluster: cluster.value || 'default', taskDefinition: family + ':' + rev, count: Number(count.value || 1) };
+          if (overrides.value.trim()) req.overrides = JSON.parse(overrides.value);
+          const r = await ecs('RunTask', req);
+          showError(err);
+          const ids = (r.tasks || []).map((t) => lastPart(t.taskArn));
+          msg.replaceChildren(h('span', {}, 'started ', ids.map((x) => [h('a', { href: '#/task/' + encodeURIComponent(req.cluster) + '/' + x }, x.slice(0, 12)), ' ']),
+            (r.failures || []).map((f) => ' failure: ' + f.reason)));
+        } catch (x) { showError(err, x); }
+      } }, h('h2', {}, 'Run task'),
+      h('div', { class: 'filters' }, h('label', {}, 'Cluster', cluster), h('label', {}, 'Count', count),
+        h('button', { class: 'primary', type: 'submit', id: 'run-btn' }, 'Run task'), msg),
+      h('label', {}, 'Overrides (RunTask overrides JSON, optional)', overrides)));
+    }
+    let done = false;
+    return async (current) => {
+      if (done) return;
+      try {
+        const d = await ecs('DescribeTaskDefinition', { taskDefinition: family + ':' + rev, include: ['TAGS'] });
+        mine = d.taskDefinition;
+        let arns = [];
+        for (const st of ['ACTIVE', 'INACTIVE']) arns = arns.concat(await listAll('ListTaskDefinitions', { familyPrefix: family, status: st, sort: 'DESC' }, 'taskDefinitionArns'));
+        const revs = arns.map(tdName).filter((n) => n.split(':')[0] === family).map((n) => n.split(':')[1]).filter((r) => r !== rev);
+        const f = await get('/console/api/taskdefs/' + encodeURIComponent(family) + '/' + encodeURIComponent(rev) + '/findings');
+        if (!current()) return;
+        done = true;
+        json.textContent = JSON.stringify(mine, null, 2);
+        other.replaceChildren(h('option', { value: '' }, revs.length ? 'choose a revision' : 'no other revision'), ...revs.map((r) => h('option', { value: r }, r)));
+        const list = f.findings || [];
+        findings.replaceChildren(h('p', {}, f.valid ? 'Valid' : 'Invalid', ' (', f.fargate ? 'ECS and Fargate rules' : 'ECS rules', '): ', f.errors + ' error(s), ' + f.warnings + ' warning(s) — the verdict of `minifargate validate`.'),
+          list.length ? table(['Severity', 'Rule', 'Member', 'Message'], list.map((x) => h('tr', {},
+            h('td', { class: 'sev-' + (x.severity || '') }, x.severity || ''), h('td', { class: 'mono' }, x.rule || x.code || ''),
+            h('td', { class: 'mono' }, x.path || ''), h('td', {}, x.message || '')))) : '');
+      } catch (e) { showError(err, e); }
+    };
+  }
+
+  // ---- Start ----
+  async function start() {
+    try {
+      const c = await get('/console/api/config');
+      state.readOnly = !!c.readOnly;
+      $('#mode').textContent = 'v' + c.version + (c.readOnly ? ' · read-only' : '');
+    } catch (e) { $('#mode').textContent = String(e.message || e); }
+    window.addEventListener('hashchange', route);
+    document.addEventListener('visibilitychange', tick);
+    setInterval(tick, POLL_MS);
+    if (!location.hash) location.replace('#/clusters');
+    route();
+  }
+  document.addEventListener('DOMContentLoaded', start);
+})();

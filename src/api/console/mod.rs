@@ -1,0 +1,325 @@
+//! The web console `serve` answers at `/` (docs/console.md): embedded static pages whose
+//! script reads everything through the ECS core — the ECS operations by name
+//! (`crate::api::ecs::call`, the API's own dispatcher) — plus the few views ECS has no
+//! operation for, each from the source its CLI verb uses: `inspect`'s report, the
+//! metadata endpoint's cgroup stats, `timeline`'s recorded phases, `logs`' readers and
+//! `validate`'s verdict. So the console can never disagree with the CLI or the API.
+
+mod data;
+
+use crate::ecs::{Ecs, EcsError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// How the console is offered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Hide the actions (run, stop, scale) and refuse them (`serve --read-only`).
+    pub read_only: bool,
+}
+
+struct Console {
+    ecs: Arc<Ecs>,
+    opts: Options,
+}
+
+type Shared = State<Arc<Console>>;
+
+/// ECS operations the console reads with.
+const READS: &[&str] = &[
+    "ListClusters",
+    "DescribeClusters",
+    "ListServices",
+    "DescribeServices",
+    "ListTasks",
+    "DescribeTasks",
+    "ListTaskDefinitionFamilies",
+    "ListTaskDefinitions",
+    "DescribeTaskDefinition",
+];
+
+/// ECS operations behind the console's actions; refused when read-only.
+const ACTIONS: &[&str] = &["RunTask", "StopTask", "UpdateService"];
+
+/// The console's routes (everything but `GET /`, which shares its path with the API's
+/// `POST /`: see [`index`]).
+pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
+    Router::new()
+        .route("/assets/{file}", get(asset))
+        .route("/console/api/config", get(config))
+        .route("/console/api/ecs/{op}", post(ecs_call))
+        .route("/console/api/tasks/{id}/isolation", get(isolation))
+        .route("/console/api/tasks/{id}/stats", get(stats))
+        .route("/console/api/tasks/{id}/timeline", get(timeline))
+        .route("/console/api/tasks/{id}/logs", get(logs))
+        .route(
+            "/console/api/taskdefs/{family}/{revision}/findings",
+            get(findings),
+        )
+        .with_state(Arc::new(Console { ecs, opts }))
+}
+
+/// `GET /`: the console's single page.
+pub async fn index() -> Response {
+    asset_response("index.html")
+}
+
+/// The embedded files: built into the binary, nothing fetched at run time (edge boxes are
+/// air-gapped).
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("assets/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/style.css"),
+    ),
+    // The page each isolation row links, readable without the repository at hand.
+    (
+        "how-isolation-works.md",
+        "text/plain; charset=utf-8",
+        include_str!("../../../docs/how-isolation-works.md"),
+    ),
+];
+
+async fn asset(Path(file): Path<String>) -> Response {
+    asset_response(&file)
+}
+
+fn asset_response(file: &str) -> Response {
+    let Some((_, kind, body)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "no such console asset").into_response();
+    };
+    let mut resp = (*body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    // Everything the page loads is its own: no inline script, no other origin.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn config(State(c): Shared) -> Response {
+    reply(Ok(json!({
+        "readOnly": c.opts.read_only,
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+/// `POST /console/api/ecs/<Operation>`: one ECS call, as the API makes it, for the
+/// operations the console uses.
+async fn ecs_call(
+    State(c): Shared,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(f) = same_origin_json(&headers) {
+        return error(f.status, &f.message);
+    }
+    let is_action = ACTIONS.contains(&op.as_str());
+    if !is_action && !READS.contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("the console does not call {op}"),
+        );
+    }
+    if is_action && c.opts.read_only {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "{op} refused: this console is read-only (serve --read-only, the default on a \
+                 non-loopback address; use the ECS API or `serve --read-only=false`)"
+            ),
+        );
+    }
+    let ecs = c.ecs.clone();
+    blocking(move || crate::api::ecs::call(&ecs, &op, &body).map_err(ecs_error)).await
+}
+
+/// Actions are POSTs with a JSON body: a form on another site cannot send one (the
+/// content type forces a CORS preflight, which this server never grants), and a page
+/// from another origin that tries is refused by its Origin header.
+fn same_origin_json(headers: &HeaderMap) -> Result<(), Failure> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(Failure {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "console calls are POSTs with Content-Type: application/json".into(),
+        });
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        if origin_host != host {
+            return Err(Failure {
+                status: StatusCode::FORBIDDEN,
+                message: format!("cross-origin console call from {origin} refused"),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn isolation(State(c): Shared, Path(id): Path<String>) -> Response {
+    blocking(move || data::isolation(&c.ecs, &id)).await
+}
+
+async fn stats(State(c): Shared, Path(id): Path<String>) -> Response {
+    blocking(move || data::stats(&c.ecs, &id)).await
+}
+
+async fn timeline(State(c): Shared, Path(id): Path<String>) -> Response {
+    blocking(move || data::timeline(&c.ecs, &id)).await
+}
+
+async fn logs(State(c): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let q = query(q);
+    blocking(move || {
+        data::logs(
+            &c.ecs,
+            &id,
+            q.get("container").map(String::as_str),
+            q.get("since").map(String::as_str),
+        )
+    })
+    .await
+}
+
+async fn findings(State(c): Shared, Path((family, revision)): Path<(String, String)>) -> Response {
+    blocking(move || data::findings(&c.ecs, &family, &revision)).await
+}
+
+fn query(q: Option<String>) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A console view's failure: the status and the message the page shows.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn not_found(message: String) -> Failure {
+        Failure {
+            status: StatusCode::NOT_FOUND,
+            message,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+fn ecs_error(e: EcsError) -> Failure {
+    Failure {
+        status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        message: format!("{}: {}", e.name(), e.message()),
+    }
+}
+
+/// Runs a store/filesystem read off the async workers.
+async fn blocking(f: impl FnOnce() -> Result<Value, Failure> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => reply(r),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn reply(r: Result<Value, Failure>) -> Response {
+    match r {
+        Ok(v) => {
+            let mut resp = v.to_string().into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(f) => error(f.status, &f.message),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), message, "console request failed");
+    }
+    let mut resp = (status, json!({ "message": message }).to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_embedded_and_unknown_ones_are_404() {
+        for (name, _, body) in ASSETS {
+            assert!(!body.is_empty(), "{name}");
+            assert_eq!(asset_response(name).status(), StatusCode::OK);
+        }
+        assert_eq!(
+            asset_response("../Cargo.toml").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn calls_must_be_json_and_same_origin() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin_json(&h).is_err());
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        h.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin_json(&h).is_ok());
+        h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin_json(&h).is_ok());
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(same_origin_json(&h).is_err());
+    }
+
+    #[test]
+    fn the_page_loads_only_its_own_assets() {
+        let html = ASSETS[0].2;
+        for src in ["/assets/app.js", "/assets/style.css"] {
+            assert!(html.contains(src), "{src}");
+        }
+        assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+}

@@ -1,0 +1,160 @@
+//! Root integration tests of the web console (docs/console.md) in a real browser: Debian's
+//! chromium and chromium-driver, driven over WebDriver by Python selenium
+//! (tests/console/browser.py), against `minifargate serve` over a real registry, the real
+//! kernel and supervisors. The browser talks to loopback only. Screenshots of every page
+//! go to target/console-shots/ (and, with UPDATE_DOCS=1, to docs/console/).
+
+mod common;
+
+use common::api::Api;
+use common::image::{Compression, Layer, busybox_all_applets};
+use common::services::tool;
+use common::util::{free_port, no_proxy};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// examples/web.json as it is but for its port (awsvpc publishes hostPort ==
+/// containerPort on this host, so tests in parallel need their own).
+fn web_taskdef(port: u16) -> String {
+    std::fs::read_to_string(repo("examples/web.json"))
+        .unwrap()
+        .replace("8080", &port.to_string())
+}
+
+/// A small service's task definition (the services page and the scale action).
+const TICK: &str = r#"{"family":"tick","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "requiresCompatibilities":["FARGATE"],
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"stopTimeout":2,
+    "command":["sh","-c","trap 'exit 0' TERM; while :; do echo tick; sleep 1; done"]}]}"#;
+
+/// Runs tests/console/browser.py with `args` (name=value); panics with its output when
+/// it fails.
+fn browser(api: &Api, shots: &Path, args: &[(&str, &str)]) {
+    let mut c = Command::new(tool("python3"));
+    no_proxy(&mut c);
+    c.arg(repo("tests/console/browser.py"))
+        .env("CONSOLE_URL", &api.endpoint)
+        .env("SHOTS", shots);
+    for (k, v) in args {
+        c.env(k, v);
+    }
+    let out = c
+        .output()
+        .expect("run python3 (is selenium in target/test-venv? scripts/test installs it)");
+    eprintln!(
+        "$ python3 tests/console/browser.py\n  exit: {}\n  stdout: {}\n  stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser test failed (see above)");
+}
+
+fn shots_dir() -> PathBuf {
+    let d = repo("target/console-shots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// With UPDATE_DOCS=1, the screenshots become docs/console.md's.
+fn update_docs(shots: &Path) {
+    if std::env::var_os("UPDATE_DOCS").is_none() {
+        return;
+    }
+    let docs = repo("docs/console");
+    std::fs::create_dir_all(&docs).unwrap();
+    for e in std::fs::read_dir(shots).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "png") {
+            std::fs::copy(e.path(), docs.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn arn_id(v: &serde_json::Value) -> String {
+    v.as_str().unwrap().rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
+    let api = Api::start_with(
+        Layer::new(Compression::Gzip, busybox_all_applets("console")),
+        &[],
+    );
+    let port = free_port();
+    let web = api.file("web.json", &web_taskdef(port));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &web]);
+    // A second revision, for the diff: another size.
+    let web2 = api.file(
+        "web2.json",
+        &web_taskdef(port).replace("\"memory\": \"512\"", "\"memory\": \"1024\""),
+    );
+    api.aws_json(&["register-task-definition", "--cli-input-json", &web2]);
+    let tick = api.file("tick.json", TICK);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &tick]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "ticker",
+        "--task-definition",
+        "tick",
+        "--desired-count",
+        "1",
+    ]);
+    let run = api.aws_json(&["run-task", "--task-definition", "web:1"]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let id = arn_id(&run["tasks"][0]["taskArn"]);
+    api.aws_json(&["wait", "tasks-running", "--tasks", &arn]);
+
+    let shots = shots_dir();
+    browser(&api, &shots, &[("TASK_ID", &id), ("CLUSTER", "default")]);
+
+    // What the browser did is what the API says.
+    let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+    assert_eq!(t["stoppedReason"], "Stopped from the web console", "{t:#}");
+    let svc = api.service("default", "ticker");
+    assert_eq!(svc["desiredCount"], 0, "{svc:#}");
+    update_docs(&shots);
+}
+
+#[test]
+fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
+    let api = Api::start_with(
+        Layer::new(Compression::Gzip, busybox_all_applets("console-ro")),
+        &["--read-only"],
+    );
+    let tick = api.file("tick.json", TICK);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &tick]);
+    let run = api.aws_json(&["run-task", "--task-definition", "tick"]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let id = arn_id(&run["tasks"][0]["taskArn"]);
+    api.aws_json(&["wait", "tasks-running", "--tasks", &arn]);
+
+    // The server refuses an action even when asked directly (not only hidden).
+    let out = no_proxy(&mut Command::new("curl"))
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-d", &format!(r#"{{"task":"{arn}"}}"#)])
+        .arg(format!("{}/console/api/ecs/StopTask", api.endpoint))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n403"), "{text}");
+    assert!(text.contains("read-only"), "{text}");
+
+    browser(
+        &api,
+        &shots_dir(),
+        &[("TASK_ID", &id), ("CLUSTER", "default"), ("READ_ONLY", "1")],
+    );
+    let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    api.aws_json(&["stop-task", "--task", &arn]);
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+}

@@ -1,0 +1,205 @@
+"""The web console in a real browser (tests/console.rs runs it): headless Debian chromium
+over chromedriver, loopback only. It looks at what a user would: the task RUNNING, its
+namespaces, limits, a memory chart with points, a log line the task printed, Stop leading
+to STOPPED with UserInitiated, and no error in the browser's JS console. Screenshots of
+each page go to $SHOTS.
+
+Environment: CONSOLE_URL, TASK_ID, CLUSTER, SHOTS, READ_ONLY (1: check the actions are
+hidden instead of using them).
+"""
+
+import base64
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+URL = os.environ["CONSOLE_URL"].rstrip("/")
+TASK = os.environ["TASK_ID"]
+CLUSTER = os.environ.get("CLUSTER", "default")
+SHOTS = os.environ["SHOTS"]
+READ_ONLY = os.environ.get("READ_ONLY") == "1"
+TIMEOUT = 60
+
+
+def browser():
+    o = webdriver.ChromeOptions()
+    o.binary_location = "/usr/bin/chromium"
+    # Root in a container: no sandbox; no proxy for loopback; nothing fetched elsewhere.
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1280,800", "--no-proxy-server", "--disable-extensions",
+              "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"]:
+        o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager (which would download one) never runs.
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+
+
+d = browser()
+errors = []
+
+
+def check_console(page):
+    """Fails on any SEVERE entry of the browser's JS console since the last check."""
+    for e in d.get_log("browser"):
+        print(f"[browser {page}] {e['level']}: {e['message']}")
+        if e["level"] == "SEVERE":
+            errors.append(f"{page}: {e['message']}")
+
+
+def wait(what, f, timeout=TIMEOUT):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            v = f()
+            if v:
+                return v
+        except Exception as e:  # the element may not be there yet
+            last = e
+        time.sleep(0.3)
+    shot("failed-" + what.replace(" ", "-")[:40])
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def shot(name, full=True):
+    """A PNG of the whole page (not only the viewport) at the current width."""
+    path = os.path.join(SHOTS, name + ".png")
+    if full:
+        w = d.execute_script("return window.innerWidth")
+        h = d.execute_script("return Math.min(document.documentElement.scrollHeight, 6000)")
+        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                          {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": w < 700})
+        png = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(png["data"]))
+    else:
+        d.save_screenshot(path)
+    print("screenshot", path)
+
+
+def open_page(fragment):
+    d.get(URL + "/#" + fragment)
+
+
+def text(css):
+    return d.find_element(By.CSS_SELECTOR, css).text
+
+
+try:
+    # Clusters: the default cluster counts the web task and the service's as running.
+    open_page("/clusters")
+    wait("the default cluster card",
+         lambda: int(d.find_element(By.CSS_SELECTOR, f'[data-cluster="{CLUSTER}"] .counts b').text) >= 1)
+    shot("clusters")
+    check_console("clusters")
+
+    # Tasks: the task is listed RUNNING; the filters narrow the list.
+    open_page("/tasks")
+    wait("the task RUNNING in the list",
+         lambda: "RUNNING" in text(f'tr[data-task="{TASK}"] td:nth-child(4)'))
+    if not READ_ONLY:
+        Select(d.find_element(By.NAME, "family")).select_by_value("web")
+        wait("the family filter", lambda: "family=web" in d.current_url)
+        wait("only web tasks", lambda: (rows := d.find_elements(By.CSS_SELECTOR, "#tasks-table tbody tr"))
+             and all("web:" in r.text for r in rows))
+    shot("tasks")
+    check_console("tasks")
+
+    # One task: status, isolation picture, limits, charts, timeline, logs.
+    open_page(f"/task/{CLUSTER}/{TASK}")
+    wait("the task page RUNNING", lambda: text("#task-status") == "RUNNING")
+    wait("the namespaces", lambda: len(d.find_elements(By.CSS_SELECTOR, "#ns-table .ns")) >= 7)
+    net = d.find_elements(By.CSS_SELECTOR, '#ns-table tr[data-ns="net"] .ns')
+    assert net and all(n.text == "task" for n in net), [n.text for n in net]
+    user = d.find_elements(By.CSS_SELECTOR, '#ns-table tr[data-ns="user"] .ns')
+    assert user and all(n.text == "host" for n in user), [n.text for n in user]
+    limits = text("#limits")
+    assert "memory.max" in limits or "memory.limit_in_bytes" in limits, limits
+    wait("a memory chart with points",
+         lambda: len(d.find_elements(By.CSS_SELECTOR, "#mem-chart circle.pt")) >= 2)
+    wait("a CPU chart with points",
+         lambda: len(d.find_elements(By.CSS_SELECTOR, "#cpu-chart circle.pt")) >= 1)
+    wait("the launch timeline", lambda: len(d.find_elements(By.CSS_SELECTOR, "#gantt rect")) >= 3)
+    want = os.environ.get("LOG_LINE", "hello from minifargate" if not READ_ONLY else "tick")
+    wait(f"the log line {want!r}", lambda: want in text("#logs"))
+    shot("task")
+    check_console("task")
+
+    if READ_ONLY:
+        assert not d.find_elements(By.ID, "stop-btn"), "read-only: no Stop button"
+        assert "read-only" in text("#mode")
+        open_page("/taskdefs")
+        wait("the families", lambda: "tick" in text("#taskdefs"))
+        d.find_element(By.LINK_TEXT, "1").click()
+        wait("the findings", lambda: "error(s)" in text("#findings"))
+        assert not d.find_elements(By.ID, "run-btn"), "read-only: no Run task"
+        shot("read-only-taskdef")
+        check_console("read-only")
+    else:
+        # Task definitions: the JSON, validate's verdict and the diff of two revisions.
+        open_page("/taskdefs")
+        wait("the families", lambda: "web" in text("#taskdefs"))
+        shot("taskdefs")
+        open_page("/taskdef/web/2")
+        wait("the findings", lambda: "error(s)" in text("#findings"))
+        wait("the JSON", lambda: '"family": "web"' in text("#taskdef-json"))
+        wait("the other revision", lambda: len(d.find_elements(By.CSS_SELECTOR, "#diff-with option")) >= 2)
+        Select(d.find_element(By.ID, "diff-with")).select_by_value("1")
+        wait("the diff", lambda: any('"1024"' in e.text for e in d.find_elements(By.CSS_SELECTOR, "#diff .diff-add")))
+        shot("taskdef")
+        check_console("taskdef")
+
+        # Services: the service, then scaled to 0 from its page.
+        open_page("/services")
+        wait("the service", lambda: "ticker" in text("#services"))
+        shot("services")
+        d.find_element(By.LINK_TEXT, "ticker").click()
+        wait("the service page", lambda: text("#svc-counts").startswith("1 /"))
+        wait("the desired count filled in", lambda: d.find_element(By.ID, "svc-desired").get_attribute("value") == "1")
+        box = d.find_element(By.ID, "svc-desired")
+        box.clear()
+        box.send_keys("0")
+        d.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait("desired 0", lambda: text("#svc-counts").startswith("0 /"))
+        shot("service")
+        check_console("service")
+
+        # Phone width and the dark theme.
+        d.set_window_size(390, 844)
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                          {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        open_page(f"/task/{CLUSTER}/{TASK}")
+        wait("the task page at phone width", lambda: text("#task-status") == "RUNNING")
+        wait("a memory chart with points (phone)",
+             lambda: len(d.find_elements(By.CSS_SELECTOR, "#mem-chart circle.pt")) >= 2)
+        shot("task-phone-dark")
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        d.set_window_size(1280, 800)
+
+        # Stop, from the task page: STOPPED, UserInitiated.
+        open_page(f"/task/{CLUSTER}/{TASK}")
+        wait("the task page RUNNING", lambda: text("#task-status") == "RUNNING")
+        d.find_element(By.ID, "stop-btn").click()
+        wait("the confirm button", lambda: d.find_element(By.ID, "stop-confirm").is_displayed())
+        d.find_element(By.ID, "stop-confirm").click()
+        wait("STOPPED", lambda: text("#task-status") == "STOPPED", timeout=90)
+        wait("UserInitiated", lambda: text("#stop-code") == "UserInitiated")
+        shot("task-stopped")
+        check_console("stop")
+finally:
+    try:
+        check_console("end")
+    finally:
+        d.quit()
+
+if errors:
+    print("JS console errors:\n" + "\n".join(errors))
+    sys.exit(1)
+print("ok")
