@@ -158,3 +158,84 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     api.aws_json(&["stop-task", "--task", &arn]);
     api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
 }
+
+/// `curl -s -i ARGS URL`: the status line's code and the whole response.
+fn curl(args: &[&str], url: &str) -> (u16, String) {
+    let out = no_proxy(&mut Command::new("curl"))
+        .args(["-s", "-i"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn with_access_keys_the_console_asks_for_one_and_the_api_stays_sigv4() {
+    // The AWS CLI's pair in tests/common/api.rs, so `api.aws` signs with a valid key.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("keys");
+    std::fs::write(
+        &creds,
+        "AKIDEXAMPLE wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let api = Api::start_with(
+        Layer::new(Compression::Gzip, busybox_all_applets("console-keys")),
+        &["--credentials-file", creds.to_str().unwrap()],
+    );
+    let page = format!("{}/", api.endpoint);
+    let (code, text) = curl(&[], &page);
+    assert_eq!(code, 401, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"minifargate console\""),
+        "{text}"
+    );
+    let (code, text) = curl(&["-u", "AKIDEXAMPLE:wrong"], &page);
+    assert_eq!(code, 401, "{text}");
+    let good = "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let (code, text) = curl(&["-u", good], &page);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("/assets/app.js"), "{text}");
+    let call = format!("{}/console/api/ecs/ListClusters", api.endpoint);
+    let json = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        "{}",
+    ];
+    let (code, text) = curl(&json, &call);
+    assert_eq!(code, 401, "{text}");
+    let (code, text) = curl(&[&["-u", good][..], &json[..]].concat(), &call);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("clusterArns"), "{text}");
+    // Basic credentials do not open the ECS API: it still wants SigV4.
+    let (code, text) = curl(
+        &[
+            "-u",
+            good,
+            "-X",
+            "POST",
+            "-H",
+            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters",
+            "-H",
+            "Content-Type: application/x-amz-json-1.1",
+            "-d",
+            "{}",
+        ],
+        &page,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(api.aws_json(&["list-clusters"])["clusterArns"].is_array());
+}

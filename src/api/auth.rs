@@ -85,6 +85,15 @@ impl Keys {
         self.keys.insert(id.into(), secret.into());
     }
 
+    /// Whether `id` and `secret` are one of the pairs, comparing secrets in constant time:
+    /// the web console's sign-in (HTTP Basic), since a browser cannot SigV4-sign.
+    pub fn accepts(&self, id: &str, secret: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.keys
+            .get(id)
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(secret.as_bytes())))
+    }
+
     /// The keys of a credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair a line,
     /// blank lines and `#` comments ignored. The file must not be readable by group or
     /// others (as ssh insists for private keys).

@@ -120,6 +120,13 @@ pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
             }
         };
     if let Some(keys) = &g.keys
+        && super::console::is_console(&parts)
+    {
+        // The web console signs in with HTTP Basic (docs/console.md).
+        if let Some(refused) = super::console::sign_in(keys, &parts) {
+            return refused;
+        }
+    } else if let Some(keys) = &g.keys
         && let Err(e) = verify(keys, &parts, &bytes, SystemTime::now())
     {
         tracing::warn!(error = e.name(), reason = %e, "API request refused: authentication");

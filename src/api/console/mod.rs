@@ -65,6 +65,56 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .with_state(Arc::new(Console { ecs, opts }))
 }
 
+/// Whether a request is the console's (its page, assets and calls) rather than the API's.
+pub fn is_console(req: &axum::http::request::Parts) -> bool {
+    use axum::http::Method;
+    let path = req.uri.path();
+    path.starts_with("/console/")
+        || path.starts_with("/assets/")
+        || (path == "/" && matches!(req.method, Method::GET | Method::HEAD))
+}
+
+/// With access keys, the console's requests carry one pair as HTTP Basic credentials
+/// (`ACCESS_KEY_ID` as the user name, the secret as the password): a browser cannot sign
+/// SigV4, and asks for these itself on the 401 this returns otherwise (None: signed in).
+/// Ref: RFC 7617 (The 'Basic' HTTP Authentication Scheme).
+pub fn sign_in(
+    keys: &crate::api::auth::Keys,
+    req: &axum::http::request::Parts,
+) -> Option<Response> {
+    use base64::Engine;
+    let pair = req
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    if let Some((id, secret)) = pair.as_deref().and_then(|p| p.split_once(':'))
+        && keys.accepts(id, secret)
+    {
+        return None;
+    }
+    tracing::warn!(
+        path = req.uri.path(),
+        "console request refused: no valid access key"
+    );
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        "sign in with one of serve's access keys: the access key id as the user name, \
+         the secret access key as the password",
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Basic realm="minifargate console", charset="UTF-8""#),
+    );
+    Some(resp)
+}
+
 /// `GET /`: the console's single page.
 pub async fn index() -> Response {
     asset_response("index.html")
@@ -312,6 +362,48 @@ mod tests {
         assert!(same_origin_json(&h).is_ok());
         h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
         assert!(same_origin_json(&h).is_err());
+    }
+
+    #[test]
+    fn with_keys_the_console_signs_in_with_basic_credentials() {
+        let mut keys = crate::api::auth::Keys::default();
+        keys.insert("AKID", "s3cret:with:colons");
+        let req = |path: &str, auth: Option<&str>| {
+            let mut b = axum::http::Request::get(path);
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        use base64::Engine;
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let good = basic("AKID:s3cret:with:colons");
+        assert!(sign_in(&keys, &req("/", Some(&good))).is_none());
+        for bad in [
+            None,
+            Some(basic("AKID:wrong")),
+            Some(basic("OTHER:s3cret:with:colons")),
+            Some("Basic !!".to_string()),
+            Some("AWS4-HMAC-SHA256 Credential=AKID".to_string()),
+        ] {
+            let r = sign_in(&keys, &req("/", bad.as_deref())).unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+            assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+        assert!(is_console(&req("/", None)));
+        assert!(is_console(&req("/assets/app.js", None)));
+        assert!(is_console(&req("/console/api/config", None)));
+        let post = axum::http::Request::post("/")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert!(!is_console(&post), "the API's POST / stays SigV4");
     }
 
     #[test]
