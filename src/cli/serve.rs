@@ -113,11 +113,17 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     // The address on stdout, for scripts that pass port 0.
     let read_only = security.console.read_only;
+    let sign_in = security.keys.is_some();
     let listening = move |addr| {
         println!("minifargate: ECS API listening on {scheme}://{addr}");
         eprintln!(
-            "minifargate: web console at {scheme}://{addr}/{}",
-            if read_only { " (read-only)" } else { "" }
+            "minifargate: web console at {scheme}://{addr}/{}{}",
+            if read_only { " (read-only)" } else { "" },
+            if sign_in {
+                " (sign in with an access key: its id as the user name, the secret as the password)"
+            } else {
+                ""
+            }
         );
     };
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
