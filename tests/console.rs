@@ -61,6 +61,23 @@ fn shots_dir() -> PathBuf {
     d
 }
 
+/// The screenshots docs/console.md shows (the others stay under target/).
+const DOC_SHOTS: &[&str] = &[
+    "clusters",
+    "tasks",
+    "task",
+    "task-isolation",
+    "task-timeline",
+    "task-logs",
+    "task-stopped",
+    "task-phone-dark",
+    "taskdefs",
+    "taskdef",
+    "run-task-result",
+    "services",
+    "service",
+];
+
 /// With UPDATE_DOCS=1, the screenshots become docs/console.md's.
 fn update_docs(shots: &Path) {
     if std::env::var_os("UPDATE_DOCS").is_none() {
@@ -68,10 +85,10 @@ fn update_docs(shots: &Path) {
     }
     let docs = repo("docs/console");
     std::fs::create_dir_all(&docs).unwrap();
-    for e in std::fs::read_dir(shots).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "png") {
-            std::fs::copy(e.path(), docs.join(e.file_name())).unwrap();
-        }
+    for name in DOC_SHOTS {
+        let file = format!("{name}.png");
+        std::fs::copy(shots.join(&file), docs.join(&file))
+            .unwrap_or_else(|e| panic!("copy the screenshot {file}: {e}"));
     }
 }
 
@@ -120,6 +137,26 @@ fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
     assert_eq!(t["stoppedReason"], "Stopped from the web console", "{t:#}");
     let svc = api.service("default", "ticker");
     assert_eq!(svc["desiredCount"], 0, "{svc:#}");
+    // The task run from the console, with its overrides.
+    let listed = api.aws_json(&["list-tasks", "--family", "tick"]);
+    let arns: Vec<&str> = listed["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let tasks = api.aws_json(&[&["describe-tasks", "--tasks"][..], &arns[..]].concat());
+    let from_console = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["overrides"]["containerOverrides"][0]["command"][2]
+                .as_str()
+                .is_some_and(|c| c.starts_with("echo from-the-console"))
+        })
+        .unwrap_or_else(|| panic!("no task run from the console: {tasks:#}"));
+    assert_eq!(from_console["lastStatus"], "RUNNING", "{from_console:#}");
     update_docs(&shots);
 }
 

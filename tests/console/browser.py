@@ -84,6 +84,20 @@ def shot(name, full=True):
     print("screenshot", path)
 
 
+def shot_el(name, css):
+    """A PNG of one element of the page, however tall."""
+    r = d.execute_script(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];", css)
+    png = d.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": r[0], "y": r[1], "width": r[2], "height": min(r[3], 6000), "scale": 1}})
+    path = os.path.join(SHOTS, name + ".png")
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(png["data"]))
+    print("screenshot", path)
+
+
 def open_page(fragment):
     d.get(URL + "/#" + fragment)
 
@@ -129,7 +143,12 @@ try:
     wait("the launch timeline", lambda: len(d.find_elements(By.CSS_SELECTOR, "#gantt rect")) >= 3)
     want = os.environ.get("LOG_LINE", "hello from minifargate" if not READ_ONLY else "tick")
     wait(f"the log line {want!r}", lambda: want in text("#logs"))
-    shot("task")
+    shot("task-full")
+    d.execute_script("window.scrollTo(0, 0)")
+    shot("task", full=False)
+    shot_el("task-isolation", "#isolation")
+    shot_el("task-timeline", "#timeline")
+    shot_el("task-logs", "#logs-view")
     check_console("task")
 
     if READ_ONLY:
@@ -171,6 +190,26 @@ try:
         shot("service")
         check_console("service")
 
+        # Run a task from a registered definition, with overrides; its page shows its output.
+        open_page("/taskdef/tick/1")
+        wait("the run form", lambda: d.find_element(By.ID, "run-btn").is_displayed())
+        count = d.find_element(By.ID, "run-count")
+        count.clear()
+        count.send_keys("1")
+        d.find_element(By.ID, "run-overrides").send_keys(
+            '{"containerOverrides": [{"name": "app", "command": ["sh", "-c", '
+            '"echo from-the-console; trap \'exit 0\' TERM; while :; do sleep 1; done"]}]}')
+        d.find_element(By.ID, "run-btn").click()
+        started = wait("the started task's link",
+                       lambda: d.find_element(By.CSS_SELECTOR, "#run-result a"))
+        print("RUN_FROM_CONSOLE", started.text)
+        started.click()
+        wait("the new task RUNNING", lambda: text("#task-status") == "RUNNING")
+        wait("the override's output", lambda: "from-the-console" in text("#logs"))
+        d.execute_script("window.scrollTo(0, 0)")
+        shot("run-task-result", full=False)
+        check_console("run")
+
         # Phone width and the dark theme.
         d.set_window_size(390, 844)
         d.execute_cdp_cmd("Emulation.setEmulatedMedia",
@@ -179,7 +218,9 @@ try:
         wait("the task page at phone width", lambda: text("#task-status") == "RUNNING")
         wait("a memory chart with points (phone)",
              lambda: len(d.find_elements(By.CSS_SELECTOR, "#mem-chart circle.pt")) >= 2)
-        shot("task-phone-dark")
+        shot("task-phone-dark", full=False)
+        d.execute_script("document.getElementById('ns-table').scrollIntoView()")
+        shot("task-phone-dark-namespaces", full=False)
         d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
         d.set_window_size(1280, 800)
 
@@ -191,7 +232,8 @@ try:
         d.find_element(By.ID, "stop-confirm").click()
         wait("STOPPED", lambda: text("#task-status") == "STOPPED", timeout=90)
         wait("UserInitiated", lambda: text("#stop-code") == "UserInitiated")
-        shot("task-stopped")
+        d.execute_script("window.scrollTo(0, 0)")
+        shot("task-stopped", full=False)
         check_console("stop")
 finally:
     try:

@@ -384,14 +384,16 @@
       ' own: this container only · task: shared with the task\'s other containers · host: the host\'s own'));
     const kinds = ['mnt', 'uts', 'ipc', 'pid', 'net', 'cgroup', 'user'];
     const cs = r.containers || [];
-    out.push(table(['Namespace'].concat(cs.map((c) => c.name)).concat(['What it means']),
-      kinds.map((k) => h('tr', { 'data-ns': k },
+    // Each namespace: a row of badges, then a row saying what it means (full width, so it
+    // stays readable at phone width).
+    out.push(table(['Namespace'].concat(cs.map((c) => c.name)),
+      kinds.map((k) => [h('tr', { 'data-ns': k, class: 'ns-row' },
         h('th', { scope: 'row', class: 'mono' }, k),
         cs.map((c) => {
           const n = (c.namespaces || []).find((x) => x.type === k);
           return h('td', {}, n ? h('span', { class: 'ns ns-' + n.scope, title: 'inode ' + n.inode + (n.sharedWith.length ? ', shared with ' + n.sharedWith.join(', ') : '') }, n.scope) : h('span', { class: 'muted' }, '-'));
-        }),
-        h('td', {}, explain(NS_EXPLAIN[k], 'a-container-namespaces')))), { id: 'ns-table' }));
+        })),
+      h('tr', { class: 'ns-explain' }, h('td', { colspan: cs.length + 1 }, explain(NS_EXPLAIN[k], 'a-container-namespaces')))]), { id: 'ns-table' }));
     for (const c of cs) {
       out.push(h('h3', {}, 'Container ', c.name, ' ', status(c.lastStatus)));
       if (!c.namespaces) { out.push(h('p', { class: 'muted' }, 'Not running: no processes to look at.')); continue; }
@@ -419,10 +421,10 @@
     const ms = tl.milestones || {};
     const end = Math.max(...rows.map((r) => (r.e === null || r.e === undefined ? 0 : r.e)), ...rows.map((r) => r.s), ms.stoppedUs || 0, 1);
     const W = 900, L = 170, R = 60, RH = 18, T = 20;
-    const H = T + rows.length * RH + 10;
+    const H = T + rows.length * RH + 18;
     const x = (us) => L + ((W - L - R) * us) / end;
     const svg = sv('svg', { class: 'gantt', id: 'gantt', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'launch timeline, ' + rows.length + ' phases over ' + secs(end) });
-    svg.append(sv('line', { class: 'axis', x1: L, x2: L, y1: T - 4, y2: H }), sv('text', { x: L, y: 12 }, '0'), sv('text', { x: W - R - 30, y: 12 }, secs(end)));
+    svg.append(sv('line', { class: 'axis', x1: L, x2: L, y1: T - 4, y2: H }), sv('text', { x: L, y: H - 4 }, '0'), sv('text', { x: W - R - 30, y: H - 4 }, secs(end)));
     for (const [name, us] of [['RUNNING', ms.runningUs], ['stopping', ms.stoppingUs]]) {
       if (us === null || us === undefined) continue;
       svg.append(sv('line', { class: 'axis', x1: x(us), x2: x(us), y1: T - 4, y2: H }), sv('text', { x: x(us) + 2, y: 12 }, name + ' ' + secs(us)));
@@ -434,7 +436,7 @@
       svg.append(sv('text', { x: 4, y: y + 12 }, r.label),
         sv('rect', { class: 'ph-' + (known.includes(r.phase) ? r.phase : 'other'), x: x(r.s), y: y + 2, width: Math.max(2, x(e) - x(r.s)), height: RH - 5 },
           sv('title', {}, r.label + ': ' + secs(r.s) + ' → ' + (r.open ? 'now' : secs(e)) + ' (' + secs(e - r.s) + ')')),
-        sv('text', { x: Math.min(x(e) + 3, W - R + 2), y: y + 12 }, r.open ? '…' : secs(e - r.s)));
+        sv('text', { x: Math.min(x(e) + 3, W - R + 2), y: y + 12 }, r.open ? 'running' : secs(e - r.s)));
     });
     return h('div', {}, h('p', { class: 'explain' }, 'The phases run-task --timeline records (also `minifargate timeline`), from the task\'s creation. On Fargate, the microVM\'s boot takes the place of network and rootfs.'), svg);
   }
@@ -445,7 +447,7 @@
     let since = null, seen = new Set(), known = [];
     const reset = () => { since = null; seen = new Set(); pre.replaceChildren(); };
     sel.addEventListener('change', () => { reset(); tick(); });
-    const el = h('div', {}, h('div', { class: 'filters' }, h('label', {}, 'Container', sel),
+    const el = h('div', { id: 'logs-view' }, h('div', { class: 'filters' }, h('label', {}, 'Container', sel),
       h('label', {}, h('span', {}, follow, ' follow'))), pre);
     return {
       el,
@@ -611,7 +613,7 @@
       const cluster = h('input', { id: 'run-cluster', value: 'default', size: 14 });
       const count = h('input', { id: 'run-count', type: 'number', min: 1, max: 10, value: 1 });
       const overrides = h('textarea', { id: 'run-overrides', placeholder: '{"containerOverrides": [{"name": "app", "command": ["sh", "-c", "echo hi"]}]}', 'aria-label': 'Overrides (JSON)' });
-      const msg = h('span', { role: 'status' });
+      const msg = h('span', { role: 'status', id: 'run-result' });
       run.append(h('form', { onsubmit: async (e) => {
         e.preventDefault();
         try {
