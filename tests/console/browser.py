@@ -15,7 +15,9 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 URL = os.environ["CONSOLE_URL"].rstrip("/")
@@ -227,9 +229,18 @@ try:
         # Stop, from the task page: STOPPED, UserInitiated.
         open_page(f"/task/{CLUSTER}/{TASK}")
         wait("the task page RUNNING", lambda: text("#task-status") == "RUNNING")
-        d.find_element(By.ID, "stop-btn").click()
-        wait("the confirm button", lambda: d.find_element(By.ID, "stop-confirm").is_displayed())
-        d.find_element(By.ID, "stop-confirm").click()
+        # With the keyboard only: Tab to Stop, Enter, Tab from the reason to Confirm, Enter.
+        d.execute_script("document.querySelector('.skip').focus()")  # the page's first stop
+        for _ in range(40):
+            ActionChains(d).send_keys(Keys.TAB).perform()
+            if d.switch_to.active_element.get_attribute("id") == "stop-btn":
+                break
+        assert d.switch_to.active_element.get_attribute("id") == "stop-btn", "Tab never reached Stop"
+        ActionChains(d).send_keys(Keys.ENTER).perform()
+        wait("the reason focused", lambda: d.switch_to.active_element.get_attribute("id") == "stop-reason")
+        ActionChains(d).send_keys(Keys.TAB).perform()
+        assert d.switch_to.active_element.get_attribute("id") == "stop-confirm"
+        ActionChains(d).send_keys(Keys.ENTER).perform()
         wait("STOPPED", lambda: text("#task-status") == "STOPPED", timeout=90)
         wait("UserInitiated", lambda: text("#stop-code") == "UserInitiated")
         d.execute_script("window.scrollTo(0, 0)")

@@ -353,11 +353,21 @@
   function explain(text, anchor) {
     return h('div', { class: 'explain' }, text, ' ', h('a', { href: DOC + (anchor ? '#' + anchor : '') }, 'How isolation works'));
   }
+  // A cgroup file's value with its meaning: bytes in MiB, "no limit" spelled out.
+  function cgValue(file, v) {
+    v = String(v);
+    if (v === 'max' || v.startsWith('max ') || (file === 'cpu.cfs_quota_us' && v === '-1')) return 'no limit (' + v + ')';
+    if (file.startsWith('memory.') && /^\d+$/.test(v)) {
+      const n = Number(v);
+      return n >= 2 ** 62 ? 'no limit (' + v + ')' : mib(n) + ' (' + v + ')';
+    }
+    return v;
+  }
   function cgroupTable(cgs) {
     const rows = [];
     for (const cg of cgs || []) {
       for (const [k, v] of Object.entries(cg.files || {})) {
-        rows.push(h('tr', {}, h('td', { class: 'mono' }, cg.controllers), h('td', { class: 'mono' }, cg.path), h('td', { class: 'mono' }, k), h('td', { class: 'mono' }, String(v))));
+        rows.push(h('tr', {}, h('td', { class: 'mono' }, cg.controllers), h('td', { class: 'mono' }, cg.path), h('td', { class: 'mono' }, k), h('td', { class: 'mono' }, cgValue(k, v))));
       }
     }
     return rows.length ? table(['Controllers', 'Cgroup', 'File', 'Value'], rows, { class: 'limits' }) : h('p', { class: 'muted' }, 'No cgroup (not running).');
