@@ -185,6 +185,63 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     assert!(text.ends_with("\n403"), "{text}");
     assert!(text.contains("read-only"), "{text}");
 
+    // The views ECS has no operation for, as the page reads them.
+    let view = |path: &str| -> (u16, serde_json::Value) {
+        let (code, text) = curl(&[], &format!("{}/console/api/{path}", api.endpoint));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (code, serde_json::from_str(body).unwrap_or_default())
+    };
+    let (code, stats) = view(&format!("tasks/{id}/stats"));
+    assert_eq!(code, 200, "{stats:#}");
+    let c = &stats["containers"][0];
+    assert_eq!(c["name"], "app", "{stats:#}");
+    assert!(c["memUsage"].as_u64().unwrap() > 0, "{stats:#}");
+    assert!(c["cpuTotalNs"].as_u64().unwrap() > 0, "{stats:#}");
+    assert_eq!(stats["taskMemory"], "512", "{stats:#}");
+    let (code, tl) = view(&format!("tasks/{id}/timeline"));
+    assert_eq!(code, 200, "{tl:#}");
+    let phases: Vec<String> = tl["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["container"].as_str().unwrap(),
+                p["phase"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in ["app/pull", "app/create", "app/start"] {
+        assert!(phases.iter().any(|p| p == want), "{want} in {phases:?}");
+    }
+    assert!(
+        tl["milestones"]["runningUs"].as_i64().unwrap() > 0,
+        "{tl:#}"
+    );
+    // Logs: the last lines first, then only what is newer than a cursor.
+    let (code, logs) = view(&format!("tasks/{id}/logs"));
+    assert_eq!(code, 200, "{logs:#}");
+    let lines = logs["lines"].as_array().unwrap().clone();
+    assert!(lines.iter().any(|l| l["log"] == "tick"), "{logs:#}");
+    let last = lines.last().unwrap()["time"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (_, newer) = view(&format!(
+        "tasks/{id}/logs?container=app&since={}",
+        last.replace('+', "%2B")
+    ));
+    let newer = newer["lines"].as_array().unwrap();
+    assert!(!newer.is_empty(), "a tick a second");
+    assert!(
+        newer
+            .iter()
+            .all(|l| l["time"].as_str().unwrap() >= last.as_str()),
+        "{newer:#?}"
+    );
+    let (code, missing) = view("tasks/0123456789abcdef0123456789abcdef/isolation");
+    assert_eq!(code, 404, "{missing:#}");
+    assert!(missing["message"].as_str().unwrap().contains("not found"));
+
     browser(
         &api,
         &shots_dir(),
