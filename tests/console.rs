@@ -238,6 +238,12 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
             .all(|l| l["time"].as_str().unwrap() >= last.as_str()),
         "{newer:#?}"
     );
+    // A page of another name pointed at 127.0.0.1 (DNS rebinding) gets nothing.
+    let config = format!("{}/console/api/config", api.endpoint);
+    let (code, text) = curl(&["-H", "Host: rebound.example"], &config);
+    assert_eq!(code, 421, "{text}");
+    let (code, text) = curl(&[], &config);
+    assert_eq!(code, 200, "{text}");
     let (code, missing) = view("tasks/0123456789abcdef0123456789abcdef/isolation");
     assert_eq!(code, 404, "{missing:#}");
     assert!(missing["message"].as_str().unwrap().contains("not found"));

@@ -99,12 +99,15 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let no_keys = keys.is_empty();
     let security = crate::api::Security {
         keys: (!keys.is_empty()).then_some(keys),
         tls,
         limits: Default::default(),
         console: crate::api::console::Options {
             read_only: a.read_only.unwrap_or(!loopback),
+            // Loopback without keys: only a rebinding page could reach it from elsewhere.
+            literal_host_only: no_keys && loopback,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
