@@ -598,6 +598,20 @@
     while (j < m) out.push(['+', b[j++]]);
     return out;
   }
+  // The changed lines with `ctx` lines around them; longer unchanged runs become one line.
+  function hunks(d, ctx) {
+    const near = d.map(() => false);
+    d.forEach(([k], i) => { if (k !== ' ') for (let j = Math.max(0, i - ctx); j <= Math.min(d.length - 1, i + ctx); j++) near[j] = true; });
+    const out = [];
+    for (let i = 0; i < d.length;) {
+      if (near[i]) { out.push(d[i++]); continue; }
+      let j = i;
+      while (j < d.length && !near[j]) j++;
+      out.push(['~', '  ⋯ ' + (j - i) + ' unchanged line(s)']);
+      i = j;
+    }
+    return out;
+  }
   function taskdefPage(main, parts) {
     const family = parts[0] || '', rev = parts[1] || '';
     const err = errorBox();
@@ -612,10 +626,14 @@
       if (!other.value || !mine) { diff.replaceChildren(); return; }
       try {
         const o = (await ecs('DescribeTaskDefinition', { taskDefinition: family + ':' + other.value })).taskDefinition;
-        const a = JSON.stringify(canonical(o), null, 2).split('\n'), b = JSON.stringify(canonical(mine), null, 2).split('\n');
+        // Members every revision has its own of are left out: only what was changed shows.
+        const own = ['taskDefinitionArn', 'revision', 'registeredAt', 'registeredBy', 'deregisteredAt'];
+        const strip = (t) => Object.fromEntries(Object.entries(t || {}).filter(([k]) => !own.includes(k)));
+        const a = JSON.stringify(canonical(strip(o)), null, 2).split('\n'), b = JSON.stringify(canonical(strip(mine)), null, 2).split('\n');
         const d = diffLines(a, b);
-        diff.replaceChildren(h('p', { class: 'muted' }, '- revision ' + other.value + '   + revision ' + rev),
-          h('pre', { id: 'diff' }, d.map(([k, l]) => h('span', { class: k === '+' ? 'diff-add' : k === '-' ? 'diff-del' : 'diff-same' }, k + ' ' + l))));
+        const changed = d.filter(([k]) => k !== ' ').length;
+        diff.replaceChildren(h('p', { class: 'muted' }, '- revision ' + other.value + '   + revision ' + rev + ' · ' + changed + ' line(s) differ'),
+          h('pre', { id: 'diff' }, hunks(d, 3).map(([k, l]) => h('span', { class: k === '+' ? 'diff-add' : k === '-' ? 'diff-del' : k === '~' ? 'diff-skip' : 'diff-same' }, k === '~' ? l : k + ' ' + l))));
       } catch (e) { showError(err, e); }
     };
     other.addEventListener('change', showDiff);
