@@ -52,7 +52,11 @@
     return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
       pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
   }
-  function secs(us) { return us === null || us === undefined ? '-' : (us / 1e6).toFixed(us < 1e7 ? 2 : 1) + ' s'; }
+  function secs(us) {
+    if (us === null || us === undefined) return '-';
+    if (Math.abs(us) < 1e6) return (us / 1000).toFixed(Math.abs(us) < 1e4 ? 1 : 0) + ' ms';
+    return (us / 1e6).toFixed(us < 1e7 ? 2 : 1) + ' s';
+  }
   function mib(bytes) { return (bytes / 1048576).toFixed(1) + ' MiB'; }
   const lastPart = (arn) => String(arn || '').split('/').pop();
   const tdName = (arn) => String(arn || '').split('/').pop();
@@ -427,7 +431,10 @@
     for (const r of tl.ran || []) if (r.startUs !== null && r.startUs !== undefined) rows.push({ label: r.container + ' · ran', phase: 'ran', s: r.startUs, e: r.endUs, open: r.endUs === null });
     if (!rows.length) return h('p', { class: 'muted' }, 'No phases recorded yet.');
     const order = (r) => (tl.containers || []).indexOf(r.label.split(' · ')[0]);
-    rows.sort((a, b) => (order(a) - order(b)) || (a.s - b.s));
+    // Per container in launch order: pull, rootfs, create, start, healthy, ran, stop.
+    const PHASES = ['network', 'namespaces', 'pull', 'rootfs', 'create', 'start', 'healthy', 'ran', 'stop', 'teardown'];
+    const rank = (r) => { const i = PHASES.indexOf(r.phase); return i < 0 ? PHASES.length : i; };
+    rows.sort((a, b) => (order(a) - order(b)) || (rank(a) - rank(b)) || (a.s - b.s));
     const ms = tl.milestones || {};
     const end = Math.max(...rows.map((r) => (r.e === null || r.e === undefined ? 0 : r.e)), ...rows.map((r) => r.s), ms.stoppedUs || 0, 1);
     const W = 900, L = 170, R = 60, RH = 18, T = 20;
