@@ -160,11 +160,18 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
                      echo fluent=$FLUENT_HOST:$FLUENT_PORT; sleep 1"],
                 "logConfiguration": {"logDriver": "awsfirelens", "options": {
                     "Name": "cloudwatch_logs", "region": "us-east-1",
-                    "log_group_name": "/ecs/firelens-e2e", "auto_create_group": "true"}},
+                    "log_group_name": "/ecs/firelens-e2e", "auto_create_group": "true"},
+                    "secretOptions": [{"name": "apikey", "valueFrom": "/firelens/apikey"}]},
             }
         ]
     });
-    let (id, arn, task) = env.run("firelens-e2e", &td, &[]);
+    let secrets = env.mf.root.parent().unwrap().join("secrets.json");
+    std::fs::write(&secrets, r#"{"/firelens/apikey": "s3cr3t-key"}"#).unwrap();
+    let (id, arn, task) = env.run(
+        "firelens-e2e",
+        &td,
+        &["--secrets-file", secrets.to_str().unwrap()],
+    );
     let app = task["containers"]
         .as_array()
         .unwrap()
@@ -186,7 +193,7 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
         "    Listen 127.0.0.1\n    Port 24224\n",
         "    Name record_modifier\n    Match *\n    Record ecs_cluster default\n",
         &format!("    Record ecs_task_arn {arn}\n    Record ecs_task_definition firelens-e2e:1\n"),
-        "[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    auto_create_group true\n",
+        "[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    apikey ${apikey_1}\n    auto_create_group true\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -204,6 +211,11 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
             .iter()
             .any(|l| l["listening"][0] == "/var/run/fluent.sock")
     );
+    // The secret option's value is in the router's environment, as the variable its
+    // configuration names (never in the file).
+    let router_env = &lines.iter().find(|l| l.get("env").is_some()).unwrap()["env"];
+    assert_eq!(router_env["apikey_1"], "s3cr3t-key", "{router_env:#}");
+    assert!(!text.contains("s3cr3t-key"));
 
     let record = |log: &str| {
         lines

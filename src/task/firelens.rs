@@ -262,6 +262,24 @@ pub fn plan(
                     value: v.clone(),
                 })?,
         };
+        // Ref: task.go collectFirelensLogEnvOptions: a secret option becomes a config
+        // variable the router resolves from its environment (`super::secrets::wanted`
+        // puts the value there as `<name>_<index>`).
+        let secret_options = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.secret_options.as_deref())
+            .unwrap_or_default();
+        for s in secret_options {
+            if let Some(name) = s.name.as_deref() {
+                let var = format!("{name}_{idx}");
+                let placeholder = match kind {
+                    Kind::FluentBit => format!("${{{var}}}"),
+                    Kind::Fluentd => format!("\"#{{ENV['{var}']}}\""),
+                };
+                options.insert(name.to_string(), placeholder);
+            }
+        }
         routed.push(Routed {
             idx,
             name: c.name_str().to_string(),
@@ -980,6 +998,49 @@ mod tests {
             ]
         );
         assert!(p.env().is_empty());
+    }
+
+    #[test]
+    fn secret_options_become_config_variables_in_the_routers_environment() {
+        let mut d = fixture(serde_json::json!({}), "fluentbit", &["app"]);
+        let app = &mut d.container_definitions.as_mut().unwrap()[1];
+        app.log_configuration.as_mut().unwrap().secret_options = Some(vec![
+            serde_json::from_value(serde_json::json!(
+                {"name": "apikey", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}
+            ))
+            .unwrap(),
+        ]);
+        let p = plan(&d, NetworkMode::Awsvpc, &ids()).unwrap().unwrap();
+        assert!(
+            p.render().unwrap().contains("\n    apikey ${apikey_1}\n"),
+            "{}",
+            p.render().unwrap()
+        );
+        // The value goes to the router (container 0), named as the variable.
+        let w = super::super::secrets::wanted(&d).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].container, w[0].name.as_str()), (0, "apikey_1"));
+        // Fluentd reads it from its environment with Ruby's syntax.
+        let r = &mut d.container_definitions.as_mut().unwrap()[0];
+        r.firelens_configuration.as_mut().unwrap().kind = Some(FirelensType::Fluentd);
+        let app = &mut d.container_definitions.as_mut().unwrap()[1];
+        let o = app
+            .log_configuration
+            .as_mut()
+            .unwrap()
+            .options
+            .as_mut()
+            .unwrap();
+        o.insert("@type".into(), "datadog".into());
+        o.remove("Name");
+        let p = plan(&d, NetworkMode::Awsvpc, &ids()).unwrap().unwrap();
+        assert!(
+            p.render()
+                .unwrap()
+                .contains("\n    apikey \"#{ENV['apikey_1']}\"\n"),
+            "{}",
+            p.render().unwrap()
+        );
     }
 
     #[test]
