@@ -369,6 +369,9 @@ fn fluentd_router_with_an_s3_config_through_the_execution_role_and_metadata_off(
     );
     assert!(main.contains("pattern from-"), "{main}");
     assert!(!main.contains("record_transformer"), "{main}");
+    // The agent runs a Fluentd router as root to reach the socket.
+    let router_env = &lines.iter().find(|l| l.get("env").is_some()).unwrap()["env"];
+    assert_eq!(router_env["FLUENT_UID"], "0", "{router_env:#}");
     // The S3 object, fetched as the execution role, mounted where the agent mounts it.
     assert_eq!(file("/fluentd/etc/external.conf"), extra);
     assert!(

@@ -65,6 +65,9 @@ pub enum FirelensError {
     BufferLimit { container: String, value: String },
     #[error("unable to download firelens s3 config file: {0}")]
     S3Download(String),
+    /// Ref: ecs-agent/utils/firelens/firelens.go SetOwnership.
+    #[error("unable to set socket directory ownership: {why}")]
+    Ownership { why: String },
     #[error("failed to write {path}")]
     Write {
         path: PathBuf,
@@ -152,6 +155,8 @@ pub struct Plan {
     pub task_definition: String,
     pub task_id: String,
     pub routed: Vec<Routed>,
+    /// The router's `user`: its socket directory is given to it.
+    pub router_user: Option<String>,
 }
 
 /// Which of the task's values the metadata fields carry.
@@ -299,6 +304,7 @@ pub fn plan(
         task_definition: ids.task_definition.to_string(),
         task_id: ids.task_id.to_string(),
         routed,
+        router_user: rc.user.clone().filter(|u| !u.is_empty()),
     };
     // Fail now, as the agent fails the resource, rather than at the router's start.
     plan.render()?;
@@ -511,6 +517,15 @@ impl Plan {
         Ok(s)
     }
 
+    /// What the agent adds to the router's environment: a Fluentd router runs as root
+    /// (`FLUENT_UID=0`) to reach the socket. Ref: docker_task_engine.go createContainer.
+    pub fn router_env(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Fluentd => vec!["FLUENT_UID=0".to_string()],
+            Kind::FluentBit => Vec::new(),
+        }
+    }
+
     /// The environment the agent gives a routed container in awsvpc mode (bridge: the
     /// router's address; one netns per task here, so loopback in both).
     /// Ref: docker_task_engine.go `FLUENT_HOST`/`FLUENT_PORT`.
@@ -549,9 +564,15 @@ impl Files {
         self.socket_dir().join("fluent.sock")
     }
 
-    /// Creates the dirs and writes the generated file (and the S3 one, already fetched),
-    /// each through a temp file and a rename, mode 0644 as the agent writes them.
-    pub fn write(&self, config: &str, external: Option<&[u8]>) -> Result<(), FirelensError> {
+    /// Creates the dirs (the socket dir owned by the router's `user`, as the agent sets it)
+    /// and writes the generated file (and the S3 one, already fetched), each through a temp
+    /// file and a rename, mode 0644 as the agent writes them.
+    pub fn write(
+        &self,
+        config: &str,
+        external: Option<&[u8]>,
+        user: Option<&str>,
+    ) -> Result<(), FirelensError> {
         let mk = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|source| FirelensError::Write {
                 path: p.to_path_buf(),
@@ -560,6 +581,11 @@ impl Files {
         };
         mk(&self.dir.join("config"))?;
         mk(&self.socket_dir())?;
+        if let Some(u) = user {
+            let (uid, gid) = socket_owner(u)?;
+            std::os::unix::fs::chown(self.socket_dir(), Some(uid), gid)
+                .map_err(|e| FirelensError::Ownership { why: e.to_string() })?;
+        }
         let put = |path: PathBuf, data: &[u8]| {
             use std::os::unix::fs::PermissionsExt;
             let tmp = path.with_extension("tmp");
@@ -593,6 +619,19 @@ impl Files {
         }
         v
     }
+}
+
+/// The owner of the socket dir for the router's `user`: `uid`, `uid:gid` or `uid:group`
+/// (a group name keeps this process's group), as the agent's SetOwnership parses it.
+fn socket_owner(user: &str) -> Result<(u32, Option<u32>), FirelensError> {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().map_err(|_| FirelensError::Ownership {
+        why: format!(
+            "unable to determine the user ID: {u:?} is not a number (the log router's user \
+             must be uid, uid:gid or uid:group)"
+        ),
+    })?;
+    Ok((uid, g.parse().ok()))
 }
 
 /// Encodes one Fluent forward "Message mode" entry: `[tag, EventTime, record]`, the time
@@ -1041,6 +1080,29 @@ mod tests {
             "{}",
             p.render().unwrap()
         );
+    }
+
+    #[test]
+    fn the_socket_dir_belongs_to_the_routers_user() {
+        assert_eq!(socket_owner("1000").unwrap(), (1000, None));
+        assert_eq!(socket_owner("1000:2000").unwrap(), (1000, Some(2000)));
+        assert_eq!(socket_owner("1000:adm").unwrap(), (1000, None));
+        let e = socket_owner("fluent").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "unable to set socket directory ownership: unable to determine the user ID"
+            ),
+            "{e}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let files = Files::new(d.path().join("firelens"));
+        files.write("x", None, Some("1000:2000")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(files.socket_dir()).unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            assert_eq!((m.uid(), m.gid()), (1000, 2000));
+        }
+        assert_eq!(std::fs::read_to_string(files.config()).unwrap(), "x");
     }
 
     #[test]
