@@ -486,7 +486,8 @@ fn an_unreachable_router_never_blocks_the_app_and_its_drops_are_a_task_warning()
     assert!(
         warnings.contains(
             "container app: awsfirelens dropped 2001 log line(s): the log router did not \
-             take them and the driver's buffer (4096 bytes, log-driver-buffer-limit) was full"
+             take them (the driver holds at most 4096 bytes, log-driver-buffer-limit, and \
+             waits 5 s for the router once the container stops)"
         ),
         "{task:#}"
     );

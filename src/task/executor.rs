@@ -527,8 +527,8 @@ impl Executor {
             let name = &self.slots[idx].row.name;
             let w = format!(
                 "container {name}: awsfirelens dropped {dropped} log line(s): the log router \
-                 did not take them and the driver's buffer ({} bytes, log-driver-buffer-limit) \
-                 was full",
+                 did not take them (the driver holds at most {} bytes, log-driver-buffer-limit, \
+                 and waits 5 s for the router once the container stops)",
                 f.buffer_limit()
             );
             tracing::warn!(task_id = %self.task.id, container = %name, dropped, "awsfirelens dropped lines");
