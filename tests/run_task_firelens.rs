@@ -160,11 +160,18 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
                      echo fluent=$FLUENT_HOST:$FLUENT_PORT; sleep 1"],
                 "logConfiguration": {"logDriver": "awsfirelens", "options": {
                     "Name": "cloudwatch_logs", "region": "us-east-1",
-                    "log_group_name": "/ecs/firelens-e2e", "auto_create_group": "true"}},
+                    "log_group_name": "/ecs/firelens-e2e", "auto_create_group": "true"},
+                    "secretOptions": [{"name": "apikey", "valueFrom": "/firelens/apikey"}]},
             }
         ]
     });
-    let (id, arn, task) = env.run("firelens-e2e", &td, &[]);
+    let secrets = env.mf.root.parent().unwrap().join("secrets.json");
+    std::fs::write(&secrets, r#"{"/firelens/apikey": "s3cr3t-key"}"#).unwrap();
+    let (id, arn, task) = env.run(
+        "firelens-e2e",
+        &td,
+        &["--secrets-file", secrets.to_str().unwrap()],
+    );
     let app = task["containers"]
         .as_array()
         .unwrap()
@@ -186,7 +193,7 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
         "    Listen 127.0.0.1\n    Port 24224\n",
         "    Name record_modifier\n    Match *\n    Record ecs_cluster default\n",
         &format!("    Record ecs_task_arn {arn}\n    Record ecs_task_definition firelens-e2e:1\n"),
-        "[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    auto_create_group true\n",
+        "[OUTPUT]\n    Name cloudwatch_logs\n    Match app-firelens*\n    apikey ${apikey_1}\n    auto_create_group true\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -204,6 +211,11 @@ fn an_app_line_reaches_the_router_with_the_ecs_metadata_fields() {
             .iter()
             .any(|l| l["listening"][0] == "/var/run/fluent.sock")
     );
+    // The secret option's value is in the router's environment, as the variable its
+    // configuration names (never in the file).
+    let router_env = &lines.iter().find(|l| l.get("env").is_some()).unwrap()["env"];
+    assert_eq!(router_env["apikey_1"], "s3cr3t-key", "{router_env:#}");
+    assert!(!text.contains("s3cr3t-key"));
 
     let record = |log: &str| {
         lines
@@ -357,6 +369,9 @@ fn fluentd_router_with_an_s3_config_through_the_execution_role_and_metadata_off(
     );
     assert!(main.contains("pattern from-"), "{main}");
     assert!(!main.contains("record_transformer"), "{main}");
+    // The agent runs a Fluentd router as root to reach the socket.
+    let router_env = &lines.iter().find(|l| l.get("env").is_some()).unwrap()["env"];
+    assert_eq!(router_env["FLUENT_UID"], "0", "{router_env:#}");
     // The S3 object, fetched as the execution role, mounted where the agent mounts it.
     assert_eq!(file("/fluentd/etc/external.conf"), extra);
     assert!(
@@ -471,7 +486,8 @@ fn an_unreachable_router_never_blocks_the_app_and_its_drops_are_a_task_warning()
     assert!(
         warnings.contains(
             "container app: awsfirelens dropped 2001 log line(s): the log router did not \
-             take them and the driver's buffer (4096 bytes, log-driver-buffer-limit) was full"
+             take them (the driver holds at most 4096 bytes, log-driver-buffer-limit, and \
+             waits 5 s for the router once the container stops)"
         ),
         "{task:#}"
     );

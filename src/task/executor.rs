@@ -527,8 +527,8 @@ impl Executor {
             let name = &self.slots[idx].row.name;
             let w = format!(
                 "container {name}: awsfirelens dropped {dropped} log line(s): the log router \
-                 did not take them and the driver's buffer ({} bytes, log-driver-buffer-limit) \
-                 was full",
+                 did not take them (the driver holds at most {} bytes, log-driver-buffer-limit, \
+                 and waits 5 s for the router once the container stops)",
                 f.buffer_limit()
             );
             tracing::warn!(task_id = %self.task.id, container = %name, dropped, "awsfirelens dropped lines");
@@ -589,13 +589,15 @@ impl Executor {
             _ => None,
         };
         let text = plan.render().map_err(|e| init(&e))?;
-        files.write(&text, external.as_deref()).map_err(|e| {
-            format!(
-                "{}: unable to generate firelens config file: {}",
-                reason::RESOURCE_INIT,
-                error_chain(&e)
-            )
-        })?;
+        files
+            .write(&text, external.as_deref(), plan.router_user.as_deref())
+            .map_err(|e| {
+                format!(
+                    "{}: unable to generate firelens config file: {}",
+                    reason::RESOURCE_INIT,
+                    error_chain(&e)
+                )
+            })?;
         tracing::info!(task_id = %self.task.id, config = %files.config().display(), "firelens config generated");
         self.firelens = Some((plan, files));
         Ok(())
@@ -1193,6 +1195,7 @@ impl Executor {
             // The router gets its generated configuration and socket directory.
             if idx == plan.router {
                 spec.mounts.extend(files.mounts(plan));
+                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.router_env()]);
             }
             // A routed container: its lines go to the router (and its json-file stays, as
             // with every driver here, for `minifargate logs`).

@@ -65,6 +65,9 @@ pub enum FirelensError {
     BufferLimit { container: String, value: String },
     #[error("unable to download firelens s3 config file: {0}")]
     S3Download(String),
+    /// Ref: ecs-agent/utils/firelens/firelens.go SetOwnership.
+    #[error("unable to set socket directory ownership: {why}")]
+    Ownership { why: String },
     #[error("failed to write {path}")]
     Write {
         path: PathBuf,
@@ -152,6 +155,8 @@ pub struct Plan {
     pub task_definition: String,
     pub task_id: String,
     pub routed: Vec<Routed>,
+    /// The router's `user`: its socket directory is given to it.
+    pub router_user: Option<String>,
 }
 
 /// Which of the task's values the metadata fields carry.
@@ -262,6 +267,24 @@ pub fn plan(
                     value: v.clone(),
                 })?,
         };
+        // Ref: task.go collectFirelensLogEnvOptions: a secret option becomes a config
+        // variable the router resolves from its environment (`super::secrets::wanted`
+        // puts the value there as `<name>_<index>`).
+        let secret_options = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.secret_options.as_deref())
+            .unwrap_or_default();
+        for s in secret_options {
+            if let Some(name) = s.name.as_deref() {
+                let var = format!("{name}_{idx}");
+                let placeholder = match kind {
+                    Kind::FluentBit => format!("${{{var}}}"),
+                    Kind::Fluentd => format!("\"#{{ENV['{var}']}}\""),
+                };
+                options.insert(name.to_string(), placeholder);
+            }
+        }
         routed.push(Routed {
             idx,
             name: c.name_str().to_string(),
@@ -281,6 +304,7 @@ pub fn plan(
         task_definition: ids.task_definition.to_string(),
         task_id: ids.task_id.to_string(),
         routed,
+        router_user: rc.user.clone().filter(|u| !u.is_empty()),
     };
     // Fail now, as the agent fails the resource, rather than at the router's start.
     plan.render()?;
@@ -493,6 +517,15 @@ impl Plan {
         Ok(s)
     }
 
+    /// What the agent adds to the router's environment: a Fluentd router runs as root
+    /// (`FLUENT_UID=0`) to reach the socket. Ref: docker_task_engine.go createContainer.
+    pub fn router_env(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Fluentd => vec!["FLUENT_UID=0".to_string()],
+            Kind::FluentBit => Vec::new(),
+        }
+    }
+
     /// The environment the agent gives a routed container in awsvpc mode (bridge: the
     /// router's address; one netns per task here, so loopback in both).
     /// Ref: docker_task_engine.go `FLUENT_HOST`/`FLUENT_PORT`.
@@ -531,9 +564,15 @@ impl Files {
         self.socket_dir().join("fluent.sock")
     }
 
-    /// Creates the dirs and writes the generated file (and the S3 one, already fetched),
-    /// each through a temp file and a rename, mode 0644 as the agent writes them.
-    pub fn write(&self, config: &str, external: Option<&[u8]>) -> Result<(), FirelensError> {
+    /// Creates the dirs (the socket dir owned by the router's `user`, as the agent sets it)
+    /// and writes the generated file (and the S3 one, already fetched), each through a temp
+    /// file and a rename, mode 0644 as the agent writes them.
+    pub fn write(
+        &self,
+        config: &str,
+        external: Option<&[u8]>,
+        user: Option<&str>,
+    ) -> Result<(), FirelensError> {
         let mk = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|source| FirelensError::Write {
                 path: p.to_path_buf(),
@@ -542,6 +581,11 @@ impl Files {
         };
         mk(&self.dir.join("config"))?;
         mk(&self.socket_dir())?;
+        if let Some(u) = user {
+            let (uid, gid) = socket_owner(u)?;
+            std::os::unix::fs::chown(self.socket_dir(), Some(uid), gid)
+                .map_err(|e| FirelensError::Ownership { why: e.to_string() })?;
+        }
         let put = |path: PathBuf, data: &[u8]| {
             use std::os::unix::fs::PermissionsExt;
             let tmp = path.with_extension("tmp");
@@ -575,6 +619,19 @@ impl Files {
         }
         v
     }
+}
+
+/// The owner of the socket dir for the router's `user`: `uid`, `uid:gid` or `uid:group`
+/// (a group name keeps this process's group), as the agent's SetOwnership parses it.
+fn socket_owner(user: &str) -> Result<(u32, Option<u32>), FirelensError> {
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().map_err(|_| FirelensError::Ownership {
+        why: format!(
+            "unable to determine the user ID: {u:?} is not a number (the log router's user \
+             must be uid, uid:gid or uid:group)"
+        ),
+    })?;
+    Ok((uid, g.parse().ok()))
 }
 
 /// Encodes one Fluent forward "Message mode" entry: `[tag, EventTime, record]`, the time
@@ -980,6 +1037,72 @@ mod tests {
             ]
         );
         assert!(p.env().is_empty());
+    }
+
+    #[test]
+    fn secret_options_become_config_variables_in_the_routers_environment() {
+        let mut d = fixture(serde_json::json!({}), "fluentbit", &["app"]);
+        let app = &mut d.container_definitions.as_mut().unwrap()[1];
+        app.log_configuration.as_mut().unwrap().secret_options = Some(vec![
+            serde_json::from_value(serde_json::json!(
+                {"name": "apikey", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}
+            ))
+            .unwrap(),
+        ]);
+        let p = plan(&d, NetworkMode::Awsvpc, &ids()).unwrap().unwrap();
+        assert!(
+            p.render().unwrap().contains("\n    apikey ${apikey_1}\n"),
+            "{}",
+            p.render().unwrap()
+        );
+        // The value goes to the router (container 0), named as the variable.
+        let w = super::super::secrets::wanted(&d).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].container, w[0].name.as_str()), (0, "apikey_1"));
+        // Fluentd reads it from its environment with Ruby's syntax.
+        let r = &mut d.container_definitions.as_mut().unwrap()[0];
+        r.firelens_configuration.as_mut().unwrap().kind = Some(FirelensType::Fluentd);
+        let app = &mut d.container_definitions.as_mut().unwrap()[1];
+        let o = app
+            .log_configuration
+            .as_mut()
+            .unwrap()
+            .options
+            .as_mut()
+            .unwrap();
+        o.insert("@type".into(), "datadog".into());
+        o.remove("Name");
+        let p = plan(&d, NetworkMode::Awsvpc, &ids()).unwrap().unwrap();
+        assert!(
+            p.render()
+                .unwrap()
+                .contains("\n    apikey \"#{ENV['apikey_1']}\"\n"),
+            "{}",
+            p.render().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_socket_dir_belongs_to_the_routers_user() {
+        assert_eq!(socket_owner("1000").unwrap(), (1000, None));
+        assert_eq!(socket_owner("1000:2000").unwrap(), (1000, Some(2000)));
+        assert_eq!(socket_owner("1000:adm").unwrap(), (1000, None));
+        let e = socket_owner("fluent").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "unable to set socket directory ownership: unable to determine the user ID"
+            ),
+            "{e}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let files = Files::new(d.path().join("firelens"));
+        files.write("x", None, Some("1000:2000")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(files.socket_dir()).unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            assert_eq!((m.uid(), m.gid()), (1000, 2000));
+        }
+        assert_eq!(std::fs::read_to_string(files.config()).unwrap(), "x");
     }
 
     #[test]

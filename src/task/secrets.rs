@@ -37,16 +37,22 @@ pub enum Source {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecretError {
     #[error(
-        "containerDefinitions[{idx}].secrets[{k}].valueFrom: {value_from:?} is neither an SSM \
+        "containerDefinitions[{idx}].{member}[{k}].valueFrom: {value_from:?} is neither an SSM \
          parameter name or ARN nor a Secrets Manager secret ARN"
     )]
     ValueFrom {
         idx: usize,
+        /// `secrets` or `logConfiguration.secretOptions`.
+        member: &'static str,
         k: usize,
         value_from: String,
     },
-    #[error("containerDefinitions[{idx}].secrets[{k}]: name and valueFrom are required")]
-    Missing { idx: usize, k: usize },
+    #[error("containerDefinitions[{idx}].{member}[{k}]: name and valueFrom are required")]
+    Missing {
+        idx: usize,
+        member: &'static str,
+        k: usize,
+    },
     #[error("--secrets-file {path}: {reason}")]
     File { path: PathBuf, reason: String },
 }
@@ -113,25 +119,53 @@ pub struct Wanted {
     pub source: Source,
 }
 
-/// Every `secrets` entry of the task's containers, parsed (an error names the field).
+/// Every `secrets` entry of the task's containers, parsed (an error names the field), and
+/// the `secretOptions` of each awsfirelens container, which go to the log router as
+/// `<name>_<container index>` (the config variable its generated configuration names).
+/// Ref: amazon-ecs-agent agent/api/task/task.go `firelensConfigVarFmt`,
+/// `collectFirelensLogEnvOptions` and the firelens container's environment (`firelensENVs`).
 pub fn wanted(def: &TaskDefinition) -> Result<Vec<Wanted>, SecretError> {
+    let containers = def.container_definitions.as_deref().unwrap_or_default();
+    let router = containers
+        .iter()
+        .position(|c| c.firelens_configuration.is_some());
     let mut out = Vec::new();
-    for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
-        for (k, s) in c.secrets.iter().flatten().enumerate() {
-            let (Some(name), Some(vf)) = (s.name.as_deref(), s.value_from.as_deref()) else {
-                return Err(SecretError::Missing { idx, k });
-            };
-            let source = parse_value_from(vf).ok_or_else(|| SecretError::ValueFrom {
-                idx,
-                k,
-                value_from: vf.to_string(),
-            })?;
-            out.push(Wanted {
-                container: idx,
-                name: name.to_string(),
-                value_from: vf.to_string(),
-                source,
-            });
+    for (idx, c) in containers.iter().enumerate() {
+        let log_secrets = match router {
+            Some(r) if super::firelens::uses_awsfirelens(c) => c
+                .log_configuration
+                .as_ref()
+                .and_then(|l| l.secret_options.as_deref())
+                .map(|s| (r, s)),
+            _ => None,
+        };
+        let lists = [
+            Some(("secrets", idx, c.secrets.as_deref().unwrap_or_default())),
+            log_secrets.map(|(r, s)| ("logConfiguration.secretOptions", r, s)),
+        ];
+        for (member, target, list) in lists.into_iter().flatten() {
+            for (k, s) in list.iter().enumerate() {
+                let (Some(name), Some(vf)) = (s.name.as_deref(), s.value_from.as_deref()) else {
+                    return Err(SecretError::Missing { idx, member, k });
+                };
+                let source = parse_value_from(vf).ok_or_else(|| SecretError::ValueFrom {
+                    idx,
+                    member,
+                    k,
+                    value_from: vf.to_string(),
+                })?;
+                let name = if member == "secrets" {
+                    name.to_string()
+                } else {
+                    format!("{name}_{idx}")
+                };
+                out.push(Wanted {
+                    container: target,
+                    name,
+                    value_from: vf.to_string(),
+                    source,
+                });
+            }
         }
     }
     Ok(out)

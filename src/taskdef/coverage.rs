@@ -314,9 +314,9 @@ pub static TASK_DEFINITION: &[Row] = &[
     ld("containerDefinitions[].logConfiguration", "awslogs: events go to this host's CloudWatch Logs store (serve's Logs API, `minifargate logs`), as the agent names them; awsfirelens: each line goes to the task's log router over the Fluent forward protocol, with the agent's generated router configuration (docs/logs.md); json-file: rotated by its max-size/max-file; other drivers are not used: the output is kept on this host (`minifargate logs`), nothing reaches Splunk; task metadata shows the driver and options").by_value(log_configuration),
     ld("containerDefinitions[].logConfiguration.logDriver", "as logConfiguration").by_value(log_driver),
     ld("containerDefinitions[].logConfiguration.options", "as logConfiguration").by_parent(log_options),
-    na("containerDefinitions[].logConfiguration.secretOptions", "not read: no log driver here takes secret options (awsfirelens's are not passed to the router as the agent's config variables)"),
-    na("containerDefinitions[].logConfiguration.secretOptions[].name", "as secretOptions"),
-    na("containerDefinitions[].logConfiguration.secretOptions[].valueFrom", "as secretOptions"),
+    na("containerDefinitions[].logConfiguration.secretOptions", "not read for awslogs, json-file and the drivers not used here; awsfirelens: resolved with the execution role and given to the log router as the agent's config variables (`${name_index}` in its generated configuration, the value in its environment)").by_parent(log_secret_options),
+    h("containerDefinitions[].logConfiguration.secretOptions[].name", "as secretOptions"),
+    h("containerDefinitions[].logConfiguration.secretOptions[].valueFrom", "as secretOptions"),
     h("containerDefinitions[].healthCheck", "run in the container; container and task healthStatus as ECS reports them"),
     h("containerDefinitions[].healthCheck.command", "as healthCheck"),
     h("containerDefinitions[].healthCheck.interval", "as healthCheck"),
@@ -614,6 +614,13 @@ fn log_options(v: &Value) -> Option<(Class, String)> {
     ))
 }
 
+/// awsfirelens's secret options go to the router (`task::secrets::wanted`); other drivers'
+/// are not read. `v` is the logConfiguration holding them.
+fn log_secret_options(v: &Value) -> Option<(Class, String)> {
+    (v.get("logDriver").and_then(Value::as_str) == Some("awsfirelens"))
+        .then(|| (Class::Honoured, String::new()))
+}
+
 fn environment_file(v: &Value) -> Option<(Class, String)> {
     let f = v.as_str()?;
     (!(f.starts_with("arn:") || f.starts_with("s3:"))).then(|| {
@@ -898,6 +905,30 @@ mod tests {
             .into_iter()
             .map(|f| (f.path.to_string(), f.rule, f.message))
             .collect()
+    }
+
+    #[test]
+    fn awsfirelens_options_and_secret_options_are_honoured() {
+        let w = warnings(
+            r#"{"networkMode":"awsvpc","containerDefinitions":[
+                {"name":"r","firelensConfiguration":{"type":"fluentbit",
+                  "options":{"enable-ecs-log-metadata":"true"}}},
+                {"name":"a","logConfiguration":{"logDriver":"awsfirelens",
+                  "options":{"Name":"datadog","apikey":"x"},
+                  "secretOptions":[{"name":"apikey","valueFrom":"arn:aws:ssm:us-east-1:1:parameter/k"}]}}]}"#,
+        );
+        assert!(w.is_empty(), "{w:?}");
+        // Another driver's secret options are not read, and say so once.
+        let w = warnings(
+            r#"{"networkMode":"awsvpc","containerDefinitions":[{"name":"a","logConfiguration":
+                {"logDriver":"awslogs","options":{"awslogs-group":"g"},
+                 "secretOptions":[{"name":"k","valueFrom":"p"}]}}]}"#,
+        );
+        let paths: Vec<&str> = w.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["containerDefinitions[0].logConfiguration.secretOptions"]
+        );
     }
 
     #[test]

@@ -111,6 +111,10 @@ fn serve(mut conn: impl std::io::Read, via: &str, out: &Mutex<std::io::Stdout>) 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let out = Arc::new(Mutex::new(std::io::stdout()));
+    // The environment, for the config variables of secret options (`<name>_<index>`).
+    let env: serde_json::Map<String, serde_json::Value> =
+        std::env::vars().map(|(k, v)| (k, v.into())).collect();
+    print(&out, serde_json::json!({ "env": env }));
     if args.iter().any(|a| a == "--no-listen") {
         print(&out, serde_json::json!({"listening": []}));
         loop {
