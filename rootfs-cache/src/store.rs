@@ -314,6 +314,22 @@ impl Store {
         )
     }
 
+    /// The layer's lock if nobody holds it now (`None`: another pull is staging the
+    /// layer). flock locks belong to the open file, so a second pull in this same
+    /// process sees the layer as busy too.
+    pub fn try_layer_lock(&self, diff_id: &Digest) -> Result<Option<Lock>, StoreError> {
+        match self.lock_file(
+            &format!("layer-{}.lock", diff_id.hex()),
+            FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(l) => Ok(Some(l)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn read_blob(&self, d: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.blob_path(d);
         match fs::read(&p) {

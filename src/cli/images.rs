@@ -135,6 +135,7 @@ fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
         client: Arc::new(client),
         config,
         concurrency: 4,
+        limits: Default::default(),
     })
 }
 
