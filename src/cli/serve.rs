@@ -104,6 +104,10 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     // The address on stdout, for scripts that pass port 0.
     let listening = |addr| println!("minifargate: ECS API listening on {scheme}://{addr}");
+    // One connection held open for serve's life, idle: a connection that opens the
+    // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
+    // which each request (each opens the store) otherwise paid (issue 26).
+    let _held = g.ecs().open_store().ok();
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
 }

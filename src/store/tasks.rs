@@ -9,6 +9,10 @@ use crate::taskdef::TaskDefinition;
 use rusqlite::{OptionalExtension, Row, params};
 
 /// One task as stored. Timestamps are epoch milliseconds.
+/// Answered by the covering index `tasks_liveness` alone (migration 9).
+const LIVENESS_SQL: &str = "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms \
+     FROM tasks WHERE last_status <> 'STOPPED'";
+
 /// A task's supervisor as recorded, for [`Store::unstopped_liveness`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Liveness {
@@ -601,10 +605,7 @@ impl Store {
     pub fn unstopped_liveness(&self) -> Result<Vec<Liveness>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms FROM tasks \
-                 WHERE last_status <> 'STOPPED'",
-            )
+            .prepare_cached(LIVENESS_SQL)
             .map_err(q("list running tasks"))?;
         stmt.query_map([], |r| {
             Ok(Liveness {
@@ -753,6 +754,14 @@ mod tests {
             created_at: 5,
         };
         assert_eq!(s.unstopped_liveness().unwrap(), vec![want]);
+        // From the index alone: the rows (with their definitions) are not read.
+        let plan: String = s
+            .conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {LIVENESS_SQL}"), [], |r| {
+                r.get(3)
+            })
+            .unwrap();
+        assert!(plan.contains("COVERING INDEX tasks_liveness"), "{plan}");
         assert_eq!(
             s.unstopped_ids().unwrap(),
             std::collections::HashSet::from(["run".to_string()])
