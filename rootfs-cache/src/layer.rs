@@ -180,7 +180,15 @@ pub async fn fetch(
         observer.layer_cached(&layer.digest);
         return Ok(None);
     }
-    let (free, free_inodes) = check_free_space(store, min_free)?;
+    let (free, free_inodes) = match check_free_space(store, min_free) {
+        // A prune just before may have left the space it frees in the trash, still to
+        // be deleted in the background: delete it now, then look again.
+        Err(LayerError::DiskFull { .. }) if store.has_trash() => {
+            store.empty_trash()?;
+            check_free_space(store, min_free)?
+        }
+        r => r?,
+    };
 
     let store2 = store.clone();
     let layer2 = layer.clone();
