@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::cli::Mf;
+use common::cli::{Mf, assert_layers};
 use common::image::{Compression, Entry, Layer, Layout, busybox_layer};
+use common::leaks::wait_for;
 use common::push_image;
 use common::registry::{Registry, RegistryOpts, skopeo};
 use common::util::{du, list_dir, random_bytes, run_ok, sha256_file};
@@ -223,6 +224,54 @@ fn prune_removes_exactly_the_unreferenced_data() {
     );
     mf.pull_json(&ref_a, &[]);
     assert_eq!(mf.layer_dirs().len(), 3);
+    mf.assert_tmp_empty();
+}
+
+#[test]
+fn prune_frees_layers_through_the_trash_in_the_background_and_a_killed_deleters_trash_goes_too() {
+    let w = work();
+    let reg = Registry::start(RegistryOpts::default());
+    let big = Layer::new(
+        Compression::Gzip,
+        vec![Entry::file("big.bin", random_bytes(9, 2 << 20))],
+    );
+    let a = push_image(&reg, w.path(), "trash/a:1", &[big]);
+    let b = push_image(
+        &reg,
+        w.path(),
+        "trash/b:1",
+        &[busybox_layer(Compression::Gzip, "trash")],
+    );
+    let mut mf = Mf::new();
+    // Long enough to look at the trash before the deleter empties it.
+    mf.set_env("MINIFARGATE_TRASH_DELAY_MS", "5000");
+    let ref_a = format!("{}/trash/a:1", reg.host());
+    mf.pull_json(&ref_a, &[]);
+    assert!(mf.run(&["rmi", &ref_a]).status.success());
+    // What a deleter killed midway leaves: an entry of a process that is gone.
+    let trash = mf.root.join("trash");
+    let stale = trash.join("999999999-0-stale");
+    std::fs::create_dir_all(stale.join("usr/lib")).unwrap();
+    std::fs::write(stale.join("usr/lib/x.so"), b"half deleted").unwrap();
+
+    let r = mf.json(&["prune", "--format", "json"]);
+    assert_eq!(r["layersRemoved"], 1, "{r}");
+    assert!(r["bytesFreed"].as_u64().unwrap() >= 2 << 20, "{r}");
+    let layer = mf.layer_dir(&a.layers[0].diff_id);
+    assert!(!layer.exists(), "the layer left the cache at once");
+    let waiting = list_dir(&trash);
+    assert_eq!(
+        waiting.len(),
+        2,
+        "the layer waits in the trash: {waiting:?}"
+    );
+    // A pull right after the prune works while the trash is still there.
+    let got = mf.pull_json(&format!("{}/trash/b:1", reg.host()), &[]);
+    assert_layers(&mf, &got, &b);
+    // Then the deleter empties the trash, the stale entry included.
+    wait_for("the trash deleted in the background", || {
+        list_dir(&trash).is_empty()
+    });
     mf.assert_tmp_empty();
 }
 

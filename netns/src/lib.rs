@@ -534,6 +534,21 @@ impl Network {
             .collect())
     }
 
+    /// [`Self::tasks`] and [`Self::releasing`] from one read of the state (the GC that
+    /// every command runs wants both).
+    pub fn tasks_and_releasing(&self) -> Result<(Vec<String>, Vec<String>), StateError> {
+        let (releasing, held): (Vec<_>, Vec<_>) = state::lock(&self.cfg.run_root)?
+            .state
+            .tasks
+            .iter()
+            .map(|(id, r)| (id.clone(), r.releasing_since_ms.is_some()))
+            .partition(|(_, releasing)| *releasing);
+        Ok((
+            held.into_iter().map(|(id, _)| id).collect(),
+            releasing.into_iter().map(|(id, _)| id).collect(),
+        ))
+    }
+
     /// Ids of torn-down tasks whose veth the kernel has not freed yet (it does so
     /// asynchronously with the namespace); their addresses stay leased until then.
     pub fn releasing(&self) -> Result<Vec<String>, StateError> {
@@ -615,8 +630,13 @@ impl Network {
                 source,
             }])
         })?;
+        // Reaping only removes leases: the file is rewritten only when one went (this
+        // runs on every command; rewriting the whole state each time cost O(tasks)).
+        let before = l.state.tasks.len();
         let mut errors = self.reap(&mut l.state, false);
-        if let Err(source) = l.save() {
+        if l.state.tasks.len() != before
+            && let Err(source) = l.save()
+        {
             errors.push(Error::State {
                 task: "*".into(),
                 source,
@@ -1282,6 +1302,55 @@ mod tests {
             mac_string(mac_for(Ipv4Addr::new(10, 94, 0, 5))),
             "02:6d:0a:5e:00:05"
         );
+    }
+
+    #[test]
+    fn gc_reads_do_not_rewrite_the_state() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let net = Network::open(NetworkConfig {
+            run_root: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap();
+        {
+            let mut l = state::lock(dir.path()).unwrap();
+            for (id, releasing) in [("held", None), ("going", Some(1))] {
+                l.state.tasks.insert(
+                    id.into(),
+                    state::TaskRecord {
+                        mode: NetworkMode::Awsvpc,
+                        netns: None,
+                        veth: None,
+                        ip: None,
+                        ports: Vec::new(),
+                        nft_ports: false,
+                        files: None,
+                        releasing_since_ms: releasing,
+                    },
+                );
+            }
+            l.save().unwrap();
+        }
+        let (held, releasing) = net.tasks_and_releasing().unwrap();
+        assert_eq!(
+            (held, releasing),
+            (vec!["held".to_string()], vec!["going".to_string()])
+        );
+        // A releasing task without a veth is reaped: the file is written (a new inode).
+        let ino = || {
+            std::fs::metadata(dir.path().join("netns.json"))
+                .unwrap()
+                .ino()
+        };
+        let first = ino();
+        net.reap_released().unwrap();
+        let second = ino();
+        assert_ne!(first, second);
+        assert_eq!(net.tasks_and_releasing().unwrap().1, Vec::<String>::new());
+        // Nothing to reap: the state is not rewritten (every command runs this).
+        net.reap_released().unwrap();
+        assert_eq!(ino(), second);
     }
 
     #[test]

@@ -141,6 +141,29 @@ pub fn lock_all<'d>(
     Ok(locks)
 }
 
+/// Takes, without waiting, the locks of those `diff_ids` nobody holds; the others are
+/// returned busy (another pull is staging them). A pull stages and commits what it got,
+/// releasing every lock, and only then waits for the busy ones with [`lock_all`]: it
+/// never waits while holding a lock, so two pulls sharing a base layer overlap on the
+/// rest and still fetch the shared layer once.
+pub fn lock_free<'d>(
+    store: &Store,
+    diff_ids: impl IntoIterator<Item = &'d Digest>,
+) -> Result<(std::collections::HashMap<Digest, Lock>, Vec<Digest>), StoreError> {
+    let sorted: std::collections::BTreeSet<&Digest> = diff_ids.into_iter().collect();
+    let mut locks = std::collections::HashMap::new();
+    let mut busy = Vec::new();
+    for d in sorted {
+        match store.try_layer_lock(d)? {
+            Some(l) => {
+                locks.insert(d.clone(), l);
+            }
+            None => busy.push(d.clone()),
+        }
+    }
+    Ok((locks, busy))
+}
+
 /// Fetches `layer` unless the cache has it: `Some(staged)` to pass to [`commit_all`].
 /// `lock` is the layer's lock from [`lock_all`]; with it held, another process that
 /// unpacked the layer meanwhile has committed it, and this one finds it there.
@@ -157,7 +180,15 @@ pub async fn fetch(
         observer.layer_cached(&layer.digest);
         return Ok(None);
     }
-    let (free, free_inodes) = check_free_space(store, min_free)?;
+    let (free, free_inodes) = match check_free_space(store, min_free) {
+        // A prune just before may have left the space it frees in the trash, still to
+        // be deleted in the background: delete it now, then look again.
+        Err(LayerError::DiskFull { .. }) if store.has_trash() => {
+            store.empty_trash()?;
+            check_free_space(store, min_free)?
+        }
+        r => r?,
+    };
 
     let store2 = store.clone();
     let layer2 = layer.clone();
@@ -462,6 +493,24 @@ impl Read for ChannelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_free_takes_the_free_locks_and_names_the_busy_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let held = store.layer_lock(&a).unwrap();
+        let (locks, busy) = lock_free(&store, [&a, &b, &b]).unwrap();
+        assert_eq!(busy, vec![a.clone()]);
+        assert_eq!(locks.keys().collect::<Vec<_>>(), vec![&b]);
+        // Taken means held: a second try (another pull) finds b busy too.
+        assert!(store.try_layer_lock(&b).unwrap().is_none());
+        drop((held, locks));
+        let (locks, busy) = lock_free(&store, [&a, &b]).unwrap();
+        assert!(busy.is_empty());
+        assert_eq!(locks.len(), 2);
+    }
 
     #[test]
     fn sniffs_compression() {

@@ -69,8 +69,26 @@ pub struct Puller {
     pub store: Store,
     pub client: Arc<RegistryClient>,
     pub config: RegistriesConfig,
-    /// Layers fetched at once.
+    /// Layers fetched at once from one registry.
     pub concurrency: usize,
+    /// The per-registry bound itself, shared by clones: pullers that run side by side
+    /// (one per set of credentials in a task) share one to keep `concurrency` per registry.
+    pub limits: RegistryLimits,
+}
+
+/// One semaphore of `concurrency` permits per registry host, made on first use.
+#[derive(Clone, Default)]
+pub struct RegistryLimits(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+);
+
+impl RegistryLimits {
+    fn for_host(&self, host: &str, concurrency: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(host.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))))
+            .clone()
+    }
 }
 
 /// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`); its
@@ -284,6 +302,9 @@ impl Puller {
         Ok(record)
     }
 
+    /// Fetches the layers the cache lacks: first those no other pull is staging (their
+    /// locks taken without waiting), committed; then, holding nothing, the rest in the
+    /// global lock order (usually found committed by the pull that held them).
     async fn fetch_layers(
         &self,
         name: &str,
@@ -291,19 +312,49 @@ impl Puller {
         layers: &[LayerRecord],
         observer: Arc<dyn PullObserver>,
     ) -> Result<(), PullError> {
+        let join_err = |e: tokio::task::JoinError| PullError::Join {
+            image: name.to_string(),
+            detail: e.to_string(),
+        };
+        let store_err = |source| PullError::Store {
+            image: name.to_string(),
+            source,
+        };
         let store = self.store.clone();
         let diffs: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-        let mut locks = tokio::task::spawn_blocking(move || layer::lock_all(&store, &diffs))
+        let (locks, busy) = tokio::task::spawn_blocking(move || layer::lock_free(&store, &diffs))
             .await
-            .map_err(|e| PullError::Join {
-                image: name.to_string(),
-                detail: e.to_string(),
-            })?
-            .map_err(|source| PullError::Store {
-                image: name.to_string(),
-                source,
-            })?;
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+            .map_err(join_err)?
+            .map_err(store_err)?;
+        self.fetch_locked(name, ep, layers, locks, observer.clone())
+            .await?;
+        if busy.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let locks = tokio::task::spawn_blocking(move || layer::lock_all(&store, &busy))
+            .await
+            .map_err(join_err)?
+            .map_err(store_err)?;
+        self.fetch_locked(name, ep, layers, locks, observer).await
+    }
+
+    /// Fetches the layers whose locks are in `locks` (the others are skipped) at this
+    /// registry's bounded concurrency, and commits them together.
+    async fn fetch_locked(
+        &self,
+        name: &str,
+        ep: &Endpoint,
+        layers: &[LayerRecord],
+        mut locks: std::collections::HashMap<Digest, crate::store::Lock>,
+        observer: Arc<dyn PullObserver>,
+    ) -> Result<(), PullError> {
+        if locks.is_empty() {
+            return Ok(());
+        }
+        // Shared by every pull of this puller (and of pullers sharing its limits) from
+        // this registry: concurrent pulls of a task's images keep the per-registry bound.
+        let sem = self.limits.for_host(&ep.host, self.concurrency);
         let mut tasks = tokio::task::JoinSet::new();
         for l in layers {
             // The same layer twice in one image (it happens) is fetched once.

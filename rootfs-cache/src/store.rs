@@ -157,6 +157,7 @@ impl Store {
             "layers/implicit",
             "images",
             "tmp",
+            "trash",
             "locks",
         ] {
             let p = root.join(d);
@@ -165,7 +166,7 @@ impl Store {
         // Layers keep what images carry — setuid root binaries, device nodes — as Docker
         // and podman do; like their storage dirs, these are for root only, so no other
         // user of the host can reach them through the cache.
-        for d in ["layers", "tmp"] {
+        for d in ["layers", "tmp", "trash"] {
             let p = root.join(d);
             let md = fs::metadata(&p).map_err(io_err("stat", &p))?;
             if md.permissions().mode() & 0o777 != 0o700
@@ -261,6 +262,59 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a directory of the cache into `trash/` (one rename, under a name of this
+    /// process) for [`Store::empty_trash`] to delete later; a failed rename deletes it now.
+    /// Why: on a journal-less ext4 (these VMs) an inode freed in the last minute is
+    /// skipped, after a check, each time a new one is allocated (`recently_deleted()` in
+    /// fs/ext4/ialloc.c), so a pull right after a prune that deleted in place paid for
+    /// every inode the prune freed (docs/benchmarks.md, "A pull right after a delete").
+    fn to_trash(&self, path: &Path) -> Result<(), StoreError> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = self
+            .root
+            .join("trash")
+            .join(format!("{}-{n}-{name}", std::process::id()));
+        match fs::rename(path, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not move to the trash; deleting now");
+                fs::remove_dir_all(path).map_err(io_err("remove", path))
+            }
+        }
+    }
+
+    /// Whether `trash/` holds anything to delete.
+    pub fn has_trash(&self) -> bool {
+        fs::read_dir(self.root.join("trash")).is_ok_and(|mut d| d.next().is_some())
+    }
+
+    /// Deletes everything in `trash/`: what `prune` moved there and whatever a deleter
+    /// killed midway left (so nothing stays there after the next one). One deleter at a
+    /// time (`trash.lock`); returns how many entries went.
+    pub fn empty_trash(&self) -> Result<usize, StoreError> {
+        let _lock = self.lock_file("trash.lock", FlockOperation::LockExclusive)?;
+        let dir = self.root.join("trash");
+        let mut n = 0;
+        for e in fs::read_dir(&dir).map_err(io_err("read", &dir))?.flatten() {
+            let p = e.path();
+            let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &p)(e)),
+            }
+        }
+        Ok(n)
+    }
+
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         self.layer_path(diff_id).is_dir()
     }
@@ -312,6 +366,22 @@ impl Store {
             &format!("layer-{}.lock", diff_id.hex()),
             FlockOperation::LockExclusive,
         )
+    }
+
+    /// The layer's lock if nobody holds it now (`None`: another pull is staging the
+    /// layer). flock locks belong to the open file, so a second pull in this same
+    /// process sees the layer as busy too.
+    pub fn try_layer_lock(&self, diff_id: &Digest) -> Result<Option<Lock>, StoreError> {
+        match self.lock_file(
+            &format!("layer-{}.lock", diff_id.hex()),
+            FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(l) => Ok(Some(l)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn read_blob(&self, d: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
@@ -504,7 +574,8 @@ impl Store {
             let name = e.file_name().to_string_lossy().into_owned();
             if !layers.contains(&name) {
                 let size = disk_usage(&e.path());
-                fs::remove_dir_all(e.path()).map_err(io_err("remove", &e.path()))?;
+                // Freed later, by empty_trash (the CLI's prune starts it in the background).
+                self.to_trash(&e.path())?;
                 let _ = fs::remove_file(self.root.join("locks").join(format!("layer-{name}.lock")));
                 let _ = fs::remove_file(
                     self.root
@@ -545,6 +616,24 @@ pub fn disk_usage(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_moves_unused_layers_to_the_trash_and_empty_trash_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let unused = s.layer_path(&Digest::of(b"unused"));
+        fs::create_dir_all(unused.join("etc")).unwrap();
+        fs::write(unused.join("etc/x"), b"x").unwrap();
+        let report = s.prune().unwrap();
+        assert_eq!(report.layers_removed, 1);
+        assert!(!unused.exists());
+        assert!(s.has_trash());
+        // An entry left by a deleter that was killed goes with the rest.
+        fs::create_dir_all(dir.path().join("trash/1-0-left/a/b")).unwrap();
+        assert_eq!(s.empty_trash().unwrap(), 2);
+        assert!(!s.has_trash());
+        assert_eq!(s.empty_trash().unwrap(), 0);
+    }
 
     fn record(reference: &str, diff: &Digest, cfg: &Digest) -> ImageRecord {
         ImageRecord {

@@ -135,6 +135,7 @@ fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
         client: Arc::new(client),
         config,
         concurrency: 4,
+        limits: Default::default(),
     })
 }
 
@@ -374,6 +375,9 @@ pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
 pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(g)?;
     let report = store.prune()?;
+    if store.has_trash() {
+        start_trash_deleter(g);
+    }
     match a.format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Text => println!(
@@ -383,6 +387,51 @@ pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
             human_size(report.bytes_freed)
         ),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long the trash deleter waits before it deletes, so that the pull which usually
+/// follows a prune allocates its inodes before the prune's are freed (see
+/// `Store::to_trash`). `MINIFARGATE_TRASH_DELAY_MS` sets it (tests: 0). A pull that finds
+/// too little free space empties the trash itself first.
+const TRASH_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Starts `minifargate empty-trash` detached (its own process group, no terminal), so
+/// `prune` returns once its layers are renamed into the trash. If it cannot start, the
+/// next prune's deleter deletes this trash too.
+fn start_trash_deleter(g: &GlobalOpts) {
+    use std::os::unix::process::CommandExt;
+    let started = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg("--root")
+            .arg(&g.root)
+            .arg("empty-trash")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "could not start the trash deleter; the next prune deletes the trash");
+    }
+}
+
+/// The hidden `empty-trash` verb `prune` starts: waits [`TRASH_DELAY`], then deletes the
+/// image cache's trash.
+pub fn empty_trash(g: &GlobalOpts) -> anyhow::Result<ExitCode> {
+    let delay = std::env::var("MINIFARGATE_TRASH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(TRASH_DELAY);
+    std::thread::sleep(delay);
+    // The cache may be gone meanwhile (`system reset`, a removed test root): nothing to do,
+    // and nothing to create.
+    if !g.root.join("trash").is_dir() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    open_store(g)?.empty_trash()?;
     Ok(ExitCode::SUCCESS)
 }
 

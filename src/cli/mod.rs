@@ -200,6 +200,10 @@ pub enum Command {
     /// The per-task supervisor (started by run-task; not for direct use).
     #[command(hide = true)]
     Supervise(crate::supervisor::SuperviseArgs),
+    /// Deletes what `prune` moved to the image cache's trash (started by prune; not for
+    /// direct use).
+    #[command(hide = true)]
+    EmptyTrash,
 }
 
 pub fn init_tracing(global: &GlobalOpts) {
@@ -313,6 +317,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::System(a) => system::system(g, a),
         Command::Completions(a) => system::completions(a),
         Command::Man(a) => system::man(a),
+        Command::EmptyTrash => images::empty_trash(g),
         Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
     }
 }

@@ -129,6 +129,10 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         );
     };
+    // One connection held open for serve's life, idle: a connection that opens the
+    // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
+    // which each request (each opens the store) otherwise paid (issue 26).
+    let _held = g.ecs().open_store().ok();
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -273,6 +273,20 @@ CREATE TABLE account_settings (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 9,
+        name: "a covering index for the per-command supervisor check",
+        sql: r#"
+-- Every command walks the unstopped tasks' supervisors (reconcile). tasks_not_stopped finds
+-- them, but their pid, start time and creation time sit after the task definition in the
+-- row, on its overflow pages: a few page reads per running task and command (issue 26,
+-- ~0.7 ms at 250 tasks, growing with them). This index answers the walk on its own
+-- (last_status in it too: SQLite covers a query only with every column it names).
+CREATE INDEX tasks_liveness
+    ON tasks (id, supervisor_pid, supervisor_start_time, created_at_ms, last_status)
+    WHERE last_status <> 'STOPPED';
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use states::{
     LastStatus, RolloutState, ServiceStatus, StopCode, UnknownState,
 };
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
-pub use tasks::{ContainerRow, RunToken, TaskFilter, TaskRow};
+pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};
 pub use values::{
     Binding, ContainerOverride, DeploymentConfiguration, LaunchRecord, Recorded, ServiceSpec,
     StoredBinding, Tag, TaskOverride,

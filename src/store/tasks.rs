@@ -9,6 +9,30 @@ use crate::taskdef::TaskDefinition;
 use rusqlite::{OptionalExtension, Row, params};
 
 /// One task as stored. Timestamps are epoch milliseconds.
+/// Answered by the covering index `tasks_liveness` alone (migration 9).
+const LIVENESS_SQL: &str = "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms \
+     FROM tasks WHERE last_status <> 'STOPPED'";
+
+/// A task's supervisor as recorded, for [`Store::unstopped_liveness`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness {
+    pub id: String,
+    pub supervisor_pid: Option<i64>,
+    pub supervisor_start_time: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<&TaskRow> for Liveness {
+    fn from(t: &TaskRow) -> Self {
+        Liveness {
+            id: t.id.clone(),
+            supervisor_pid: t.supervisor_pid,
+            supervisor_start_time: t.supervisor_start_time,
+            created_at: t.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskRow {
     pub id: String,
@@ -576,6 +600,36 @@ impl Store {
     }
 
     /// Tasks that are not STOPPED (candidates for the dead-supervisor check).
+    /// What telling each unstopped task's supervisor alive needs, and nothing more:
+    /// reconcile walks these on every command, so no task definition is decoded.
+    pub fn unstopped_liveness(&self) -> Result<Vec<Liveness>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(LIVENESS_SQL)
+            .map_err(q("list running tasks"))?;
+        stmt.query_map([], |r| {
+            Ok(Liveness {
+                id: r.get(0)?,
+                supervisor_pid: r.get(1)?,
+                supervisor_start_time: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(q("list running tasks"))
+    }
+
+    /// The ids of the tasks not STOPPED, in one query (the network GC's liveness).
+    pub fn unstopped_ids(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM tasks WHERE last_status <> 'STOPPED'")
+            .map_err(q("list running tasks"))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(q("list running tasks"))
+    }
+
     pub fn unstopped_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -671,6 +725,54 @@ mod tests {
         };
         assert!(s.list_tasks(&f).unwrap().is_empty());
         assert_eq!(s.list_tasks(&TaskFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn liveness_reads_only_unstopped_tasks_without_their_definitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        for (id, status) in [("run", LastStatus::Running), ("gone", LastStatus::Stopped)] {
+            let t = TaskRow {
+                id: id.into(),
+                arn: format!("arn:{id}"),
+                cluster: "default".into(),
+                family: "hello".into(),
+                last_status: status,
+                supervisor_pid: Some(42),
+                supervisor_start_time: Some(7),
+                created_at: 5,
+                version: 1,
+                ..Default::default()
+            };
+            s.insert_task(&t, &[]).unwrap();
+        }
+        let want = Liveness {
+            id: "run".into(),
+            supervisor_pid: Some(42),
+            supervisor_start_time: Some(7),
+            created_at: 5,
+        };
+        assert_eq!(s.unstopped_liveness().unwrap(), vec![want]);
+        // From the index alone: the rows (with their definitions) are not read.
+        let plan: String = s
+            .conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {LIVENESS_SQL}"), [], |r| {
+                r.get(3)
+            })
+            .unwrap();
+        assert!(plan.contains("COVERING INDEX tasks_liveness"), "{plan}");
+        assert_eq!(
+            s.unstopped_ids().unwrap(),
+            std::collections::HashSet::from(["run".to_string()])
+        );
+        // A definition that no longer decodes does not stop the liveness walk (it is not
+        // read); the full rows still report it.
+        s.conn
+            .execute("UPDATE tasks SET definition = '{' WHERE id = 'run'", [])
+            .unwrap();
+        assert_eq!(s.unstopped_liveness().unwrap().len(), 1);
+        assert!(s.unstopped_tasks().is_err());
     }
 
     fn bad_row(e: StoreError) -> (&'static str, &'static str, String) {

@@ -869,14 +869,24 @@ impl Executor {
             images,
             rt: None,
             pullers: Default::default(),
+            limits: Default::default(),
+            prefetched: Default::default(),
             // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
             platform: super::platform::wanted_platform(&self.task.definition),
             policy: self.opts.pull,
             root: self.opts.root.clone(),
             config: self.opts.config.clone(),
         };
+        let t_all = now_us();
+        self.prefetch(&mut get);
         for idx in 0..self.slots.len() {
-            let t0 = now_us();
+            // With the images pulled side by side, each container's pull phase spans
+            // from the start of them all to its image being in hand.
+            let t0 = if get.prefetched.is_empty() {
+                now_us()
+            } else {
+                t_all
+            };
             let image = self.slots[idx].row.image.clone();
             let rec = self
                 .resolve_image(idx, &image, &mut get)
@@ -913,23 +923,11 @@ impl Executor {
         image: &str,
         get: &mut ImageGetter,
     ) -> Result<ImageRecord, String> {
-        use crate::taskdef::model::VersionConsistency;
         fn store_err(e: &(dyn std::error::Error + 'static)) -> String {
             format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
         }
         let name = self.slots[idx].row.name.clone();
-        let by_digest = rootfs_cache::pull::parse_reference(image)
-            .map(|r| r.digest().is_some())
-            .unwrap_or(false);
-        let scope = self
-            .task
-            .image_scope
-            .clone()
-            .filter(|_| {
-                self.slots[idx].def.version_consistency != Some(VersionConsistency::Disabled)
-            })
-            .filter(|_| !by_digest);
-        let Some(scope) = scope else {
+        let Some(scope) = self.pin_scope(idx, image) else {
             return self.fetch(idx, image, None, get);
         };
         let pinned = self
@@ -954,6 +952,103 @@ impl Executor {
         self.fetch(idx, image, Some(&winner), get)
     }
 
+    /// The scope whose pinned digest container `idx`'s image runs at (see
+    /// [`Self::resolve_image`]); `None` when the reference is taken as it is.
+    fn pin_scope(&self, idx: usize, image: &str) -> Option<String> {
+        use crate::taskdef::model::VersionConsistency;
+        let by_digest = rootfs_cache::pull::parse_reference(image)
+            .map(|r| r.digest().is_some())
+            .unwrap_or(false);
+        self.task
+            .image_scope
+            .clone()
+            .filter(|_| {
+                self.slots[idx].def.version_consistency != Some(VersionConsistency::Disabled)
+            })
+            .filter(|_| !by_digest)
+    }
+
+    /// Pulls the distinct images the containers ask for first all at once, so a task's
+    /// images download side by side (the layers they share once: rootfs-cache's layer
+    /// locks; the per-registry bound shared: `ImageGetter::limits`). [`Self::fetch`]
+    /// then takes each result from `get.prefetched`, so the containers still resolve in
+    /// order and the first failing one, in definition order, gets the reason. What cannot
+    /// be prepared here (credentials, a store read) is left to that pass, which reports it.
+    fn prefetch(&mut self, get: &mut ImageGetter) {
+        let mut wanted: Vec<(Option<usize>, String)> = Vec::new();
+        for idx in 0..self.slots.len() {
+            let image = self.slots[idx].row.image.clone();
+            let name = self.slots[idx].row.name.clone();
+            let pinned = match self.pin_scope(idx, &image) {
+                None => None,
+                Some(scope) => match self.store.with(|s| s.image_pin(&scope, &name)) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+            };
+            let Ok(Got::Pull(w)) = get.lookup(&image, pinned.as_deref()) else {
+                continue;
+            };
+            let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+            if self.ensure_puller(key, get).is_err() {
+                continue;
+            }
+            if !wanted.contains(&(key, w.clone())) {
+                wanted.push((key, w));
+            }
+        }
+        // One image: the pass in order pulls it as it always did.
+        if wanted.len() < 2 {
+            return;
+        }
+        let Some(rt) = get.rt.as_ref() else { return };
+        tracing::info!(task_id = %self.task.id, images = wanted.len(), "pulling side by side");
+        let pulls: Vec<_> = wanted
+            .iter()
+            .filter_map(|(key, w)| {
+                let p = get.pullers.get(key)?.clone();
+                Some(((*key, w.clone()), p))
+            })
+            .collect();
+        let platform = get.platform.clone();
+        let done = rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (k, p) in pulls {
+                let platform = platform.clone();
+                set.spawn(async move {
+                    let r = p
+                        .pull(&k.1, &platform, Arc::new(rootfs_cache::pull::Quiet))
+                        .await
+                        .map_err(|e| pull_reason(&e));
+                    (k, r)
+                });
+            }
+            let mut done = Vec::new();
+            while let Some(j) = set.join_next().await {
+                // A panicked pull is left out: the pass in order pulls that image again.
+                if let Ok(r) = j {
+                    done.push(r);
+                }
+            }
+            done
+        });
+        get.prefetched.extend(done);
+    }
+
+    /// The registry client for credentials `key` (see `ImageGetter::pullers`), built once.
+    fn ensure_puller(&mut self, key: Option<usize>, get: &mut ImageGetter) -> Result<(), String> {
+        if !get.pullers.contains_key(&key) {
+            let overrides = {
+                let rt = get.runtime()?;
+                self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
+            };
+            let p = make_puller(&get.root, get.config.as_deref(), overrides, &get.limits)
+                .map_err(|e| format!("{}: {}", reason::CANNOT_PULL, error_chain(e.as_ref())))?;
+            get.pullers.insert(key, Arc::new(p));
+        }
+        Ok(())
+    }
+
     /// Container `idx`'s image from the cache, or pulled (`digest`: that digest of it). The
     /// registry clients are only built when something is pulled: one with the task's own
     /// credentials (the execution role for ECR), and one per container with
@@ -971,15 +1066,10 @@ impl Executor {
             Err(e) => return Err(format!("{}: {e}", reason::CANNOT_PULL)),
         };
         let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
-        if !get.pullers.contains_key(&key) {
-            let overrides = {
-                let rt = get.runtime()?;
-                self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
-            };
-            let p = make_puller(&get.root, get.config.as_deref(), overrides)
-                .map_err(|e| format!("{}: {}", reason::CANNOT_PULL, error_chain(e.as_ref())))?;
-            get.pullers.insert(key, p);
+        if let Some(r) = get.prefetched.get(&(key, wanted.clone())) {
+            return r.clone();
         }
+        self.ensure_puller(key, get)?;
         let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
             return Err(format!("{}: no registry client", reason::CANNOT_PULL));
         };
@@ -1634,7 +1724,12 @@ struct ImageGetter {
     rt: Option<tokio::runtime::Runtime>,
     /// One client per credentials: `None` the task's, `Some(idx)` container idx's
     /// `repositoryCredentials`.
-    pullers: std::collections::BTreeMap<Option<usize>, Puller>,
+    pullers: std::collections::BTreeMap<Option<usize>, Arc<Puller>>,
+    /// The per-registry bound on layers fetched at once, shared by all of `pullers`.
+    limits: rootfs_cache::pull::RegistryLimits,
+    /// Images pulled side by side before the containers resolve in order (by puller key
+    /// and reference): the record or the container's reason.
+    prefetched: std::collections::HashMap<(Option<usize>, String), Result<ImageRecord, String>>,
     platform: rootfs_cache::Platform,
     policy: PullPolicy,
     root: PathBuf,
@@ -1699,6 +1794,7 @@ fn make_puller(
     root: &std::path::Path,
     config: Option<&std::path::Path>,
     overrides: rootfs_cache::auth::Overrides,
+    limits: &rootfs_cache::pull::RegistryLimits,
 ) -> anyhow::Result<Puller> {
     let config = RegistriesConfig::load(config)?;
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
@@ -1707,6 +1803,7 @@ fn make_puller(
         client: Arc::new(client),
         config,
         concurrency: 4,
+        limits: limits.clone(),
     })
 }
 

@@ -195,11 +195,13 @@ pub fn process_alive(pid: i64) -> bool {
 }
 
 /// `/proc/<pid>/stat` of a live process; the one reader of that file.
+///
+/// One open and read of the file (not `Process::new(pid)?.stat()`, which opens and stats
+/// `/proc/<pid>` first): every command checks each running task's supervisor with it.
 fn live_stat(pid: i64) -> Option<procfs::process::Stat> {
-    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
-        .ok()?
-        .stat()
-        .ok()?;
+    use procfs::FromRead;
+    let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
+    let stat = procfs::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
     (!matches!(stat.state, 'Z' | 'X')).then_some(stat)
 }
 

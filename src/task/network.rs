@@ -9,7 +9,7 @@
 //! The bridge and subnet come from `MINIFARGATE_BRIDGE` / `MINIFARGATE_SUBNET` (and the
 //! optional `nft` binary from `MINIFARGATE_NFT`); the crate's state lives in `<run-root>/net/<bridge>`.
 
-use crate::store::{AttachmentStatus, LastStatus, NetworkRow, SharedStore, Store};
+use crate::store::{AttachmentStatus, NetworkRow, SharedStore, Store};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -663,23 +663,23 @@ pub fn gc(store: &Store, run_root: &Path) {
         // is; one set up after the list is not in it. (Liveness read first would miss a
         // task that starts in between, and reclaim its new network.) No store access
         // happens under the crate's state lock.
-        let (recorded, releasing) = match (net.tasks(), net.releasing()) {
-            (Ok(r), Ok(g)) => (r, g),
-            (Err(e), _) | (_, Err(e)) => {
+        let (recorded, releasing) = match net.tasks_and_releasing() {
+            Ok(both) => both,
+            Err(e) => {
+                fail(&e);
+                continue;
+            }
+        };
+        // One query for all of them (not one per task: this runs on every command).
+        let unstopped = match store.unstopped_ids() {
+            Ok(u) => u,
+            Err(e) => {
                 fail(&e);
                 continue;
             }
         };
         for id in recorded.iter().filter(|id| !releasing.contains(id)) {
-            let live = match store.task(id) {
-                Ok(Some((t, _))) => t.last_status != LastStatus::Stopped,
-                Ok(None) => false,
-                Err(e) => {
-                    fail(&e);
-                    true
-                }
-            };
-            if live {
+            if unstopped.contains(id) {
                 continue;
             }
             // The list above may predate the task's own teardown (its supervisor, or a
@@ -687,8 +687,8 @@ pub fn gc(store: &Store, run_root: &Path) {
             // is reclaimed (and reported). Seen with 100 concurrent stop-tasks, each GC
             // pass otherwise "reclaimed" tasks that had just released their network.
             let held = matches!(
-                (net.tasks(), net.releasing()),
-                (Ok(t), Ok(r)) if t.contains(id) && !r.contains(id)
+                net.tasks_and_releasing(),
+                Ok((t, r)) if t.contains(id) && !r.contains(id)
             );
             if !held {
                 continue;

@@ -4,7 +4,7 @@
 
 use super::{TaskPaths, cut_reason, network, process_start_time};
 use crate::error_chain;
-use crate::store::{DesiredStatus, LastStatus, StopCode, Store, StoreError, TaskRow};
+use crate::store::{DesiredStatus, LastStatus, Liveness, StopCode, Store, StoreError};
 use runtime::Runtime;
 use std::path::Path;
 
@@ -13,7 +13,7 @@ const STARTING_GRACE_MS: i64 = 60_000;
 
 /// True when the task's supervisor is alive (or still starting: its launcher holds the
 /// task's launch lock, for at most [`STARTING_GRACE_MS`]).
-pub fn supervisor_alive(t: &TaskRow, root: &Path, now_ms: i64) -> bool {
+pub fn supervisor_alive(t: &Liveness, root: &Path, now_ms: i64) -> bool {
     match (t.supervisor_pid, t.supervisor_start_time) {
         (Some(pid), Some(start)) => process_start_time(pid) == Some(start),
         (Some(pid), None) => process_start_time(pid).is_some(),
@@ -57,7 +57,8 @@ pub fn reconcile(
 ) -> Result<Vec<String>, StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut done = Vec::new();
-    for t in store.unstopped_tasks()? {
+    // Every command walks this list: only the columns liveness needs are read.
+    for t in store.unstopped_liveness()? {
         if supervisor_alive(&t, root, now) {
             continue;
         }
@@ -86,7 +87,11 @@ fn finish_dead(
         return Ok(false);
     };
     if t.last_status == LastStatus::Stopped
-        || supervisor_alive(&t, root, chrono::Utc::now().timestamp_millis())
+        || supervisor_alive(
+            &Liveness::from(&t),
+            root,
+            chrono::Utc::now().timestamp_millis(),
+        )
     {
         return Ok(false);
     }

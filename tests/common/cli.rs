@@ -51,6 +51,8 @@ impl Mf {
             env: vec![
                 ("MINIFARGATE_BRIDGE".into(), bridge),
                 ("MINIFARGATE_SUBNET".into(), subnet),
+                // prune's background deleter at once, not 30 s after the test ended.
+                ("MINIFARGATE_TRASH_DELAY_MS".into(), "0".into()),
             ],
             dir,
             _subnet_claim: claim,
