@@ -1,7 +1,7 @@
 //! Builds the OCI runtime `config.json` for a [`ContainerSpec`]: Docker's default
 //! capabilities, mounts, masked paths and seccomp profile, namespaces, rlimits, user.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -119,7 +119,10 @@ pub const MASKED_PATHS: &[&str] = &[
 /// place it in, such as `name=systemd`, move itself into the host's cgroups). Docker and
 /// runc mount them read-only. Parents come first: each is bind-remounted read-only.
 pub fn cgroup_v1_readonly_paths(layout: &CgroupLayout) -> Vec<String> {
-    let subs = layout.v1_under_sys_fs_cgroup();
+    readonly_paths_of(&layout.v1_under_sys_fs_cgroup())
+}
+
+fn readonly_paths_of(subs: &[&Path]) -> Vec<String> {
     if subs.is_empty() {
         return Vec::new();
     }
@@ -576,7 +579,11 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
-        ro.extend(cgroup_v1_readonly_paths(&CgroupLayout::read()));
+        // From statfs, not the mount table (crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup).
+        let v1 = crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup();
+        ro.extend(readonly_paths_of(
+            &v1.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+        ));
         linux["readonlyPaths"] = json!(ro);
         match spec.security.seccomp {
             Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps, false),
