@@ -300,6 +300,18 @@ impl Store {
     /// have been terminated"; "The task definition name is retained by Amazon ECS and the
     /// revision is incremented the next time").
     pub fn purge_deleted_task_definitions(&mut self) -> Result<Vec<String>, StoreError> {
+        // Every command's reconcile calls this: a read first, so the usual case (nothing
+        // deleted) never takes the write lock other commands and supervisors queue on.
+        let any: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM task_definitions WHERE status = 'DELETE_IN_PROGRESS')",
+            )
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(super::q("look for deleted task definitions"))?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let mut st = self
             .conn
             .prepare_cached(
