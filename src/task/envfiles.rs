@@ -170,67 +170,66 @@ pub async fn get_object(
     region: &str,
     o: &S3Object,
 ) -> Result<Vec<u8>, ObjectError> {
-    let client = |cfg: &aws_config::SdkConfig| {
-        // A custom endpoint (moto, LocalStack, MinIO) rarely serves virtual-hosted buckets.
-        let custom =
-            cfg.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(cfg)
-                .force_path_style(custom)
-                .build(),
-        )
-    };
+    use super::aws_http::{Client, Service, location_constraint};
     let cfg = exec
         .config(region)
         .await
         .map_err(|e| ObjectError::Identity(e.to_string()))?;
-    let loc = client(&cfg)
-        .get_bucket_location()
-        .bucket(&o.bucket)
-        .send()
+    let s3 = Client::new(&cfg, Service::S3, region);
+    let loc = s3
+        .send(
+            reqwest::Method::GET,
+            &s3.s3_url(&o.bucket, None, Some("location")),
+            &[],
+            Vec::new(),
+        )
         .await
-        .map_err(|e| ObjectError::Bucket(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| ObjectError::Bucket(e.to_string()))?
+        .text()
+        .await
+        .map_err(|e| ObjectError::Bucket(e.to_string()))?;
     // Ref: S3 GetBucketLocation: an empty LocationConstraint is us-east-1.
-    let bucket_region = loc
-        .location_constraint()
-        .map(|c| c.as_str().to_string())
+    let bucket_region = Some(location_constraint(&loc).map_err(ObjectError::Bucket)?)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "us-east-1".to_string());
-    let cfg = if bucket_region == region {
-        cfg
+    let s3 = if bucket_region == region {
+        s3
     } else {
-        exec.config(&bucket_region)
+        let cfg = exec
+            .config(&bucket_region)
             .await
-            .map_err(|e| ObjectError::Identity(e.to_string()))?
+            .map_err(|e| ObjectError::Identity(e.to_string()))?;
+        Client::new(&cfg, Service::S3, &bucket_region)
     };
-    let out = client(&cfg)
-        .get_object()
-        .bucket(&o.bucket)
-        .key(&o.key)
-        .send()
+    let mut out = s3
+        .send(
+            reqwest::Method::GET,
+            &s3.s3_url(&o.bucket, Some(&o.key), None),
+            &[],
+            Vec::new(),
+        )
         .await
-        .map_err(|e| ObjectError::Object(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| ObjectError::Object(e.to_string()))?;
     let too_large = || {
         ObjectError::Object(format!(
             "it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold"
         ))
     };
-    if out
-        .content_length()
-        .is_some_and(|n| n as u64 > MAX_FILE_BYTES)
-    {
+    if out.content_length().is_some_and(|n| n > MAX_FILE_BYTES) {
         return Err(too_large());
     }
-    let bytes = out
-        .body
-        .collect()
+    let mut bytes = Vec::new();
+    while let Some(chunk) = out
+        .chunk()
         .await
         .map_err(|e| ObjectError::Object(e.to_string()))?
-        .into_bytes();
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large());
+    {
+        if (bytes.len() + chunk.len()) as u64 > MAX_FILE_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 /// An environment file's text, with the agent's reasons.

@@ -6,10 +6,10 @@
 //! The forwarder runs on the driver's flush thread, never on the container's output path:
 //! a non-blocking container is never stalled by it.
 
+use super::aws_http::{AwsError, Client, Service};
 use super::credentials::Execution;
 use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
-use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use serde_json::json;
 use std::time::Duration;
 
 /// The opt-in switch.
@@ -82,7 +82,7 @@ impl Forwarder {
         Ok(Forwarder {
             rt,
             remote: Remote {
-                client: Client::new(&cfg),
+                client: Client::new(&cfg, Service::Logs, region),
                 group: group.into(),
                 stream: stream.into(),
                 create_group,
@@ -112,40 +112,41 @@ impl Forwarder {
 }
 
 impl Remote {
+    /// A CloudWatch Logs (AWS JSON 1.1) call.
+    /// Ref: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/CommonParameters.html
+    async fn call(&self, op: &str, body: serde_json::Value) -> Result<(), AwsError> {
+        self.client
+            .json(&format!("Logs_20140328.{op}"), &body)
+            .await
+            .map(|_| ())
+    }
+
     /// Creates the group (with `awslogs-create-group`) and the stream, once.
     async fn prepare(&mut self) -> Result<(), String> {
         if self.ready {
             return Ok(());
         }
-        let exists = |e: &str| e.contains("ResourceAlreadyExistsException");
+        let exists = |e: &AwsError| e.code() == Some("ResourceAlreadyExistsException");
         if self.create_group
             && let Err(e) = self
-                .client
-                .create_log_group()
-                .log_group_name(&self.group)
-                .send()
+                .call("CreateLogGroup", json!({"logGroupName": self.group}))
                 .await
+            && !exists(&e)
         {
-            let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
-            if !exists(&e) {
-                return Err(format!("CreateLogGroup {}: {e}", self.group));
-            }
+            return Err(format!("CreateLogGroup {}: {e}", self.group));
         }
         if let Err(e) = self
-            .client
-            .create_log_stream()
-            .log_group_name(&self.group)
-            .log_stream_name(&self.stream)
-            .send()
+            .call(
+                "CreateLogStream",
+                json!({"logGroupName": self.group, "logStreamName": self.stream}),
+            )
             .await
+            && !exists(&e)
         {
-            let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
-            if !exists(&e) {
-                return Err(format!(
-                    "CreateLogStream {}/{}: {e}",
-                    self.group, self.stream
-                ));
-            }
+            return Err(format!(
+                "CreateLogStream {}/{}: {e}",
+                self.group, self.stream
+            ));
         }
         self.ready = true;
         Ok(())
@@ -181,32 +182,22 @@ impl Remote {
 
     async fn put(&mut self, batch: &[(i64, String)]) -> Result<(), String> {
         self.prepare().await?;
-        let events: Vec<InputLogEvent> = batch
+        let events: Vec<serde_json::Value> = batch
             .iter()
-            .filter_map(|(ts, msg)| {
-                InputLogEvent::builder()
-                    .timestamp(*ts)
-                    .message(msg)
-                    .build()
-                    .ok()
-            })
+            .map(|(ts, msg)| json!({"timestamp": ts, "message": msg}))
             .collect();
-        self.client
-            .put_log_events()
-            .log_group_name(&self.group)
-            .log_stream_name(&self.stream)
-            .set_log_events(Some(events))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                let e = aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string();
-                if e.contains("ResourceNotFoundException") {
-                    // The stream (or group) went: create it again on the next attempt.
-                    self.ready = false;
-                }
-                format!("PutLogEvents {}/{}: {e}", self.group, self.stream)
-            })
+        let body = json!({
+            "logGroupName": self.group,
+            "logStreamName": self.stream,
+            "logEvents": events,
+        });
+        self.call("PutLogEvents", body).await.map_err(|e| {
+            if e.code() == Some("ResourceNotFoundException") {
+                // The stream (or group) went: create it again on the next attempt.
+                self.ready = false;
+            }
+            format!("PutLogEvents {}/{}: {e}", self.group, self.stream)
+        })
     }
 }
 

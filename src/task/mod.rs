@@ -4,6 +4,7 @@
 //! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
 //! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
 
+pub mod aws_http;
 pub mod awslogs;
 pub mod credentials;
 pub mod deps;
