@@ -11,7 +11,18 @@
 //! builds of docker, containerd and runc. `MINIFARGATE_PIE=1` at build time keeps PIE,
 //! for distributions whose policy requires it. The static musl binaries of
 //! `scripts/release` are unchanged (static-pie).
+//!
+//! Also compresses the CLI's ECS model (`src/cli/ecs_model.json`, 130 KB of JSON) with
+//! zstd into `OUT_DIR`: ~12 KB in the binary, decompressed once on first use
+//! (`cli::model`; binary size, docs/packaging.md "Sizes").
 fn main() {
+    const MODEL: &str = "src/cli/ecs_model.json";
+    println!("cargo:rerun-if-changed={MODEL}");
+    let json = std::fs::read(MODEL).expect("src/cli/ecs_model.json is readable");
+    let packed = zstd::encode_all(&json[..], 19).expect("zstd compresses the ECS model");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("ecs_model.json.zst"), packed).expect("OUT_DIR is writable");
+
     println!("cargo:rerun-if-env-changed=MINIFARGATE_PIE");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let glibc_linux = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";

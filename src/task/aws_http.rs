@@ -1,13 +1,15 @@
 //! Signed AWS requests without a service SDK, for the few calls a task's supervisor makes to
-//! S3 (environment files, the FireLens S3 config: GetBucketLocation, GetObject) and
-//! CloudWatch Logs (awslogs forwarding: CreateLogGroup, CreateLogStream, PutLogEvents).
-//! The two SDK crates cost ~1.5 MB of the static binary's 15 MB budget
-//! (docs/packaging.md "Sizes"); these calls need only SigV4, which the SDK's own signer
-//! (`aws-sigv4`) computes, sent with reqwest over the TLS stack already linked.
+//! S3 (environment files, the FireLens S3 config: GetBucketLocation, GetObject),
+//! CloudWatch Logs (awslogs forwarding: CreateLogGroup, CreateLogStream, PutLogEvents),
+//! SSM (GetParameters) and Secrets Manager (GetSecretValue) for `secrets` and
+//! `repositoryCredentials`. Each SDK crate costs a few hundred KB of the static binary's
+//! 15 MB budget (docs/packaging.md "Sizes"); these calls need only SigV4, which the SDK's
+//! own signer (`aws-sigv4`) computes, sent with reqwest over the TLS stack already linked.
 //!
 //! Credentials and the global endpoint come from the identity's `aws_config::SdkConfig`
 //! (as before); a service's own endpoint variable (`AWS_ENDPOINT_URL_S3`,
-//! `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`) is honoured as the SDK does.
+//! `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`, `AWS_ENDPOINT_URL_SSM`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`) is honoured as the SDK does.
 //! Ref: https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html (the
 //! variable is `AWS_ENDPOINT_URL_` + the service id upper-cased, spaces as `_`;
 //! awslabs/aws-sdk-rust sdk/cloudwatchlogs/src/config.rs loads the id "CloudWatch Logs").
@@ -35,6 +37,8 @@ const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 pub enum Service {
     S3,
     Logs,
+    Ssm,
+    SecretsManager,
 }
 
 impl Service {
@@ -43,6 +47,8 @@ impl Service {
         match self {
             Service::S3 => "s3",
             Service::Logs => "logs",
+            Service::Ssm => "ssm",
+            Service::SecretsManager => "secretsmanager",
         }
     }
 
@@ -51,6 +57,8 @@ impl Service {
         match self {
             Service::S3 => "AWS_ENDPOINT_URL_S3",
             Service::Logs => "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+            Service::Ssm => "AWS_ENDPOINT_URL_SSM",
+            Service::SecretsManager => "AWS_ENDPOINT_URL_SECRETS_MANAGER",
         }
     }
 }
@@ -290,7 +298,7 @@ impl Client {
         let text = resp.text().await.unwrap_or_default();
         let (code, message) = match self.service {
             Service::S3 => s3_error(&text),
-            Service::Logs => json_error(&text),
+            _ => json_error(&text),
         }
         .unwrap_or_else(|| {
             let reason = reqwest::StatusCode::from_u16(status)

@@ -99,19 +99,11 @@ pub fn resolve(
                 .config(region_of(param, region))
                 .await
                 .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-            let got = aws_sdk_secretsmanager::Client::new(&cfg)
-                .get_secret_value()
-                .secret_id(param)
-                .send()
+            let got = super::secrets::get_secret_value(&cfg, region_of(param, region), param, None, None)
                 .await
-                .map_err(|e| {
-                    fail(format!(
-                        "asm fetching secret from the service: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                    ))
-                })?;
+                .map_err(|e| fail(format!("asm fetching secret from the service: {e}")))?;
             let (username, password) =
-                parse_secret(got.secret_string().unwrap_or_default()).map_err(|e| fail(e.into()))?;
+                parse_secret(got.as_deref().unwrap_or_default()).map_err(|e| fail(e.into()))?;
             out.insert(
                 idx,
                 Credentials {

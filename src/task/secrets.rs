@@ -8,8 +8,10 @@
 //! Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets (the reasons ECS prints);
 //! docs …/developerguide/specifying-sensitive-data-secrets.html (the valueFrom forms).
 
+use super::aws_http::{AwsError, Client, Service};
 use super::credentials::Execution;
 use crate::taskdef::model::TaskDefinition;
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -276,26 +278,28 @@ impl Resolver {
                     .config(region)
                     .await
                     .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-                let client = aws_sdk_ssm::Client::new(&cfg);
                 let fail = |e: String| {
                     format!("{REASON_PREFIX}: unable to retrieve secrets from ssm: {e}")
                 };
-                let out = client
-                    .get_parameters()
-                    .names(name)
-                    .with_decryption(true)
-                    .send()
+                // Ref: https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameters.html
+                let out = Client::new(&cfg, Service::Ssm, region)
+                    .json(
+                        "AmazonSSM.GetParameters",
+                        &json!({"Names": [name], "WithDecryption": true}),
+                    )
                     .await
-                    .map_err(|e| fail(aws_sdk_ssm::error::DisplayErrorContext(e).to_string()))?;
-                if !out.invalid_parameters().is_empty() {
-                    return Err(fail(format!(
-                        "invalid parameters: {}",
-                        out.invalid_parameters().join(", ")
-                    )));
+                    .map_err(|e| fail(e.to_string()))?;
+                let invalid: Vec<&str> = out["InvalidParameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                if !invalid.is_empty() {
+                    return Err(fail(format!("invalid parameters: {}", invalid.join(", "))));
                 }
-                out.parameters()
-                    .first()
-                    .and_then(|p| p.value())
+                out["Parameters"][0]["Value"]
+                    .as_str()
                     .map(str::to_string)
                     .ok_or_else(|| fail(format!("invalid parameters: {name}")))
             }
@@ -310,28 +314,27 @@ impl Resolver {
                     .config(region)
                     .await
                     .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-                let client = aws_sdk_secretsmanager::Client::new(&cfg);
                 let fail = |e: String| {
                     format!(
                         "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch \
                          secret {secret_id} from secrets manager: {e}"
                     )
                 };
-                let out = client
-                    .get_secret_value()
-                    .secret_id(secret_id)
-                    .set_version_stage(version_stage.clone())
-                    .set_version_id(version_id.clone())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        fail(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
-                    })?;
-                let text = out.secret_string().ok_or_else(|| {
+                let out = get_secret_value(
+                    &cfg,
+                    region,
+                    secret_id,
+                    version_stage.as_deref(),
+                    version_id.as_deref(),
+                )
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+                let text = out.ok_or_else(|| {
                     fail(
                         "the secret has no SecretString (binary secrets cannot be env vars)".into(),
                     )
                 })?;
+                let text = text.as_str();
                 match key {
                     Some(k) => json_key(secret_id, text, k).map_err(|e| {
                         format!("{REASON_PREFIX}: unable to retrieve secret from asm: {e}")
@@ -341,6 +344,28 @@ impl Resolver {
             }
         }
     }
+}
+
+/// Secrets Manager GetSecretValue: the secret's `SecretString` (None for a binary secret).
+/// Ref: https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html
+pub async fn get_secret_value(
+    cfg: &aws_config::SdkConfig,
+    region: &str,
+    secret_id: &str,
+    version_stage: Option<&str>,
+    version_id: Option<&str>,
+) -> Result<Option<String>, AwsError> {
+    let mut req = json!({"SecretId": secret_id});
+    if let Some(v) = version_stage {
+        req["VersionStage"] = v.into();
+    }
+    if let Some(v) = version_id {
+        req["VersionId"] = v.into();
+    }
+    let out = Client::new(cfg, Service::SecretsManager, region)
+        .json("secretsmanager.GetSecretValue", &req)
+        .await?;
+    Ok(out["SecretString"].as_str().map(str::to_string))
 }
 
 /// A value from `--secrets-file`: the whole `valueFrom` first; for a Secrets Manager
