@@ -9,8 +9,9 @@
 //! relocate and the pages stay shared page cache. The cost: the executable's own image
 //! is not randomised (libraries, heap, stack and mmaps still are), as with Go's default
 //! builds of docker, containerd and runc. `MINIFARGATE_PIE=1` at build time keeps PIE,
-//! for distributions whose policy requires it. The static musl binaries of
-//! `scripts/release` are unchanged (static-pie).
+//! for distributions whose policy requires it. The static musl binaries are linked
+//! static (not static-pie) by `scripts/release` itself (`-C relocation-model=static`, the
+//! same `MINIFARGATE_PIE=1` opt-out), as a link argument here cannot change that.
 //!
 //! Also compresses the CLI's ECS model (`src/cli/ecs_model.json`, 130 KB of JSON) with
 //! zstd into `OUT_DIR`: ~12 KB in the binary, decompressed once on first use
