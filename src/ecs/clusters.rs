@@ -143,6 +143,24 @@ pub fn cluster_json(c: &ClusterRow) -> Cluster {
     }
 }
 
+/// RunTask's and a service's `capacityProviderStrategy`, checked against the providers
+/// associated with the cluster `row` (none when the cluster does not exist yet).
+pub fn check_request_strategy(
+    row: Option<&ClusterRow>,
+    items: &[CapacityProviderStrategyItem],
+    cluster: &str,
+) -> EcsResult<()> {
+    let associated = row
+        .map(|c| c.capacity_providers.clone())
+        .unwrap_or_default();
+    check_strategy(
+        "capacityProviderStrategy",
+        items,
+        Some(&associated),
+        cluster,
+    )
+}
+
 /// Checks a capacity provider strategy. Ref: ecs.json `CapacityProviderStrategyItem` (weight
 /// 0-1,000, base 0-100,000, only one provider with a base, at least one weight above zero,
 /// at most 20 providers); `associated`: the cluster's providers, the only ones a strategy

@@ -211,6 +211,29 @@ struct Extras {
     not_applied: [Option<Value>; 5],
 }
 
+/// The [`Extras`] of a CreateService or UpdateService request `$i` (both name these members
+/// alike).
+macro_rules! extras {
+    ($i:ident) => {
+        Extras {
+            capacity_provider_strategy: $i.capacity_provider_strategy,
+            enable_ecs_managed_tags: $i.enable_ecs_managed_tags,
+            placement_constraints: $i.placement_constraints,
+            placement_strategy: $i.placement_strategy,
+            availability_zone_rebalancing: $i.availability_zone_rebalancing,
+            deployment_controller: $i.deployment_controller,
+            circuit_breaker: circuit_breaker($i.deployment_configuration.as_ref()),
+            not_applied: [
+                $i.load_balancers,
+                $i.service_registries,
+                $i.service_connect_configuration,
+                $i.vpc_lattice_configurations,
+                $i.volume_configurations,
+            ],
+        }
+    };
+}
+
 /// Checks `x` and writes it into `spec`. Returns whether a new deployment starts (a
 /// not-applied member that changed, as ECS starts one) and the service events that name
 /// what is not applied. `create`: a launch type and a strategy exclude each other, and the
@@ -265,16 +288,7 @@ fn apply_extras(
     };
     if let Some(strategy) = strategy {
         if let Some(items) = &strategy {
-            let associated = cluster_row
-                .as_ref()
-                .map(|c| c.capacity_providers.clone())
-                .unwrap_or_default();
-            clusters::check_strategy(
-                "capacityProviderStrategy",
-                items,
-                Some(&associated),
-                cluster,
-            )?;
+            clusters::check_request_strategy(cluster_row.as_ref(), items, cluster)?;
             // A strategy replaces the launch type (its providers are Fargate's).
             spec.launch_type = None;
         } else if spec.capacity_provider_strategy.is_some() {
@@ -508,28 +522,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
     };
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
-    let (_, events) = apply_extras(
-        &store,
-        &cluster,
-        &mut spec,
-        Extras {
-            capacity_provider_strategy: i.capacity_provider_strategy,
-            enable_ecs_managed_tags: i.enable_ecs_managed_tags,
-            placement_constraints: i.placement_constraints,
-            placement_strategy: i.placement_strategy,
-            availability_zone_rebalancing: i.availability_zone_rebalancing,
-            deployment_controller: i.deployment_controller,
-            circuit_breaker: circuit_breaker(i.deployment_configuration.as_ref()),
-            not_applied: [
-                i.load_balancers,
-                i.service_registries,
-                i.service_connect_configuration,
-                i.vpc_lattice_configurations,
-                i.volume_configurations,
-            ],
-        },
-        true,
-    )?;
+    let (_, events) = apply_extras(&store, &cluster, &mut spec, extras!(i), true)?;
     check_platform_version(&spec, i.platform_version.as_deref())?;
     spec.platform_version = i.platform_version;
     let td = resolve_task_definition(
@@ -629,28 +622,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
         spec.deployment_configuration,
         i.deployment_configuration.as_ref(),
     )?;
-    let (mut redeploy, events) = apply_extras(
-        &store,
-        &cluster,
-        &mut spec,
-        Extras {
-            capacity_provider_strategy: i.capacity_provider_strategy,
-            enable_ecs_managed_tags: i.enable_ecs_managed_tags,
-            placement_constraints: i.placement_constraints,
-            placement_strategy: i.placement_strategy,
-            availability_zone_rebalancing: i.availability_zone_rebalancing,
-            deployment_controller: i.deployment_controller,
-            circuit_breaker: circuit_breaker(i.deployment_configuration.as_ref()),
-            not_applied: [
-                i.load_balancers,
-                i.service_registries,
-                i.service_connect_configuration,
-                i.vpc_lattice_configurations,
-                i.volume_configurations,
-            ],
-        },
-        false,
-    )?;
+    let (mut redeploy, events) = apply_extras(&store, &cluster, &mut spec, extras!(i), false)?;
     redeploy |= i.force_new_deployment;
     if let Some(reference) = &i.task_definition {
         let lt = spec

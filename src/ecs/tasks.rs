@@ -451,16 +451,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
                 (None, Some(_)) => Vec::new(),
             };
         if !strategy.is_empty() {
-            let associated = cluster_row
-                .as_ref()
-                .map(|c| c.capacity_providers.clone())
-                .unwrap_or_default();
-            clusters::check_strategy(
-                "capacityProviderStrategy",
-                &strategy,
-                Some(&associated),
-                &cluster,
-            )?;
+            clusters::check_request_strategy(cluster_row.as_ref(), &strategy, &cluster)?;
             launch_type = Some(LaunchType::Fargate);
         }
         let providers = distribute(&strategy, count);
