@@ -268,17 +268,25 @@ mod tests {
     #[test]
     fn every_ecs_member_is_taken() {
         // Each operation the dispatcher serves decodes its request strictly: a member of
-        // ECS's model (botocore's, in src/cli/ecs_model.json) that the core's request type
+        // ECS's model (botocore's, as the AWS CLI carries it) that the core's request type
         // lacked would be refused as unknown. Nothing ECS defines may be missing.
+        let model = crate::ecs::botocore_model::service_model();
         let mut missing = Vec::new();
         for op in crate::api::operations::OPERATIONS {
             let Some(taken) = core_members(op.name) else {
                 assert_eq!(op.name, "RegisterTaskDefinition", "no row in core_members");
                 continue;
             };
-            for m in &crate::cli::model::operation(op.name).members {
-                if !taken.contains(&m.name) {
-                    missing.push(format!("{}.{}", op.name, m.name));
+            let shape = model["operations"][op.name]["input"]["shape"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: not in ECS's model", op.name));
+            for m in model["shapes"][shape]["members"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if !taken.contains(m.0) {
+                    missing.push(format!("{}.{}", op.name, m.0));
                 }
             }
         }

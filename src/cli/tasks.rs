@@ -211,7 +211,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
                 group,
                 stream,
                 token,
-            } => store_events(&ecs, group, stream, token, Some(a.tail))?,
+            } => crate::ecs::logs::stream_entries(&ecs, group, stream, token, Some(a.tail))?,
         };
         let mine: Vec<LogEntry> = mine.into_iter().filter(|e| recent(e)).collect();
         entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
@@ -247,7 +247,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
                     stream,
                     token,
                 } => {
-                    for e in store_events(&ecs, group, stream, token, None)? {
+                    for e in crate::ecs::logs::stream_entries(&ecs, group, stream, token, None)? {
                         if recent(&e) {
                             show(&mut out, p, &e);
                         }
@@ -276,55 +276,4 @@ enum Source {
         /// GetLogEvents' forward token, once the first read is done.
         token: Option<String>,
     },
-}
-
-/// The events of an awslogs stream through the core's GetLogEvents, as log entries: on
-/// the first read (`first` is `Some(tail)`) the last `tail` or all of them; then those
-/// after `token`. A stream not (yet) there has none.
-pub(crate) fn store_events(
-    ecs: &crate::ecs::Ecs,
-    group: &str,
-    stream: &str,
-    token: &mut Option<String>,
-    first: Option<Option<usize>>,
-) -> anyhow::Result<Vec<LogEntry>> {
-    use crate::ecs::logs::{GetLogEventsRequest, LogsError, get_log_events};
-    let mut out = Vec::new();
-    loop {
-        let mut req = GetLogEventsRequest {
-            log_group_name: Some(group.to_string()),
-            log_stream_name: stream.to_string(),
-            next_token: token.clone(),
-            start_from_head: Some(true),
-            ..Default::default()
-        };
-        if token.is_none()
-            && let Some(Some(n)) = first
-        {
-            req.start_from_head = Some(false);
-            req.limit = Some(n.clamp(1, 10_000) as i64);
-        }
-        let r = match get_log_events(ecs, &req) {
-            Ok(r) => r,
-            Err(LogsError::ResourceNotFound(_)) => return Ok(out),
-            Err(e) => return Err(e.into()),
-        };
-        let events = r["events"].as_array().cloned().unwrap_or_default();
-        *token = r["nextForwardToken"].as_str().map(str::to_string);
-        for e in &events {
-            let ts = e["timestamp"].as_i64().unwrap_or_default();
-            let time = chrono::DateTime::from_timestamp_millis(ts)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-            out.push(LogEntry {
-                log: format!("{}\n", e["message"].as_str().unwrap_or_default()),
-                stream: "stdout".into(),
-                time,
-            });
-        }
-        // --tail: one read; otherwise until a read returns nothing more.
-        if events.is_empty() || matches!(first, Some(Some(_))) {
-            return Ok(out);
-        }
-    }
 }

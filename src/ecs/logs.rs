@@ -809,6 +809,57 @@ pub fn put_log_events(ecs: &Ecs, r: &PutLogEventsRequest) -> LogsResult<Value> {
     Ok(v)
 }
 
+/// The events of an awslogs stream through GetLogEvents, as log entries (for `logs` and
+/// the console): on
+/// the first read (`first` is `Some(tail)`) the last `tail` or all of them; then those
+/// after `token`. A stream not (yet) there has none.
+pub fn stream_entries(
+    ecs: &Ecs,
+    group: &str,
+    stream: &str,
+    token: &mut Option<String>,
+    first: Option<Option<usize>>,
+) -> anyhow::Result<Vec<runtime::LogEntry>> {
+    let mut out = Vec::new();
+    loop {
+        let mut req = GetLogEventsRequest {
+            log_group_name: Some(group.to_string()),
+            log_stream_name: stream.to_string(),
+            next_token: token.clone(),
+            start_from_head: Some(true),
+            ..Default::default()
+        };
+        if token.is_none()
+            && let Some(Some(n)) = first
+        {
+            req.start_from_head = Some(false);
+            req.limit = Some(n.clamp(1, 10_000) as i64);
+        }
+        let r = match get_log_events(ecs, &req) {
+            Ok(r) => r,
+            Err(LogsError::ResourceNotFound(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let events = r["events"].as_array().cloned().unwrap_or_default();
+        *token = r["nextForwardToken"].as_str().map(str::to_string);
+        for e in &events {
+            let ts = e["timestamp"].as_i64().unwrap_or_default();
+            let time = chrono::DateTime::from_timestamp_millis(ts)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            out.push(runtime::LogEntry {
+                log: format!("{}\n", e["message"].as_str().unwrap_or_default()),
+                stream: "stdout".into(),
+                time,
+            });
+        }
+        // --tail: one read; otherwise until a read returns nothing more.
+        if events.is_empty() || matches!(first, Some(Some(_))) {
+            return Ok(out);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod executor;
 pub mod firelens;
 pub mod forward;
 pub mod health;
+pub mod inspect;
 pub mod launch;
 pub mod logging;
 pub mod metadata;

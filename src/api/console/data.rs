@@ -4,7 +4,6 @@
 //! `logs` uses, and `validate`'s verdict on a registered revision.
 
 use super::Failure;
-use crate::cli::{GlobalOpts, LogFormat};
 use crate::ecs::Ecs;
 use crate::store::Store;
 use runtime::LogEntry;
@@ -12,16 +11,6 @@ use serde_json::{Value, json};
 
 /// Lines of each container a first logs read returns (later reads return what is newer).
 const LOG_TAIL: usize = 500;
-
-fn opts(ecs: &Ecs) -> GlobalOpts {
-    GlobalOpts {
-        root: ecs.root.clone(),
-        run_root: ecs.run_root.clone(),
-        config: ecs.config.clone(),
-        log_level: ecs.log_level.clone(),
-        log_format: LogFormat::Text,
-    }
-}
 
 fn store(ecs: &Ecs) -> Result<Store, Failure> {
     let mut store = ecs.open_store()?;
@@ -41,10 +30,9 @@ fn task(store: &Store, id: &str) -> Result<Task, Failure> {
 
 /// `inspect --output json` of the task.
 pub fn isolation(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
-    let g = opts(ecs);
     // Not found is the usual failure here (a stopped, pruned task): say so as a 404.
     task(&store(ecs)?, id)?;
-    Ok(crate::cli::inspect::report(&g, id, None)?)
+    Ok(crate::task::inspect::report(ecs, id, None)?)
 }
 
 /// One cgroup reading per container, as the metadata endpoint's `/stats` takes it:
@@ -157,7 +145,7 @@ pub fn logs(
         let mine = match target {
             Some((group, stream)) => {
                 let mut token = None;
-                crate::cli::tasks::store_events(
+                crate::ecs::logs::stream_entries(
                     ecs,
                     &group,
                     &stream,
