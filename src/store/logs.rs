@@ -7,7 +7,7 @@
 //! whenever a retention is set, and the whole store keeps under a byte limit by dropping
 //! the oldest events (`MINIFARGATE_LOGS_MAX_BYTES`, default 1 GiB).
 
-use super::{StoreError, connect};
+use super::{StoreError, connect, q};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
@@ -115,10 +115,6 @@ pub struct LogStore {
     conn: Connection,
 }
 
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
-}
-
 fn stream_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StreamRow> {
     Ok(StreamRow {
         id: r.get(0)?,
@@ -149,15 +145,7 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 impl LogStore {
     /// Opens (creating) `<root>/logs.db`.
     pub fn open(root: &Path) -> Result<LogStore, StoreError> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(|source| StoreError::CreateDir {
-                path: root.to_path_buf(),
-                source,
-            })?;
+        super::create_root(root)?;
         let path = root.join("logs.db");
         let conn = connect(&path)?;
         let version: i64 = conn

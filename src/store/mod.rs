@@ -264,6 +264,20 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Creates the state root owner-only, like podman's storage: task definitions and logs
+/// below it hold environment values a container's uid on the host must not read.
+fn create_root(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|source| StoreError::CreateDir {
+            path: root.to_path_buf(),
+            source,
+        })
+}
+
 /// An open state database.
 pub struct Store {
     conn: Connection,
@@ -273,17 +287,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<root>/state.db` and brings its schema up to date.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        // Owner-only, like podman's storage: task definitions and logs below it hold
-        // environment values a container's uid on the host must not read.
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(|source| StoreError::CreateDir {
-                path: root.to_path_buf(),
-                source,
-            })?;
+        create_root(root)?;
         Self::open_file(&root.join("state.db"))
     }
 
