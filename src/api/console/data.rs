@@ -30,8 +30,9 @@ fn task(store: &Store, id: &str) -> Result<Task, Failure> {
 
 /// `inspect --output json` of the task.
 pub fn isolation(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
-    // Not found is the usual failure here (a stopped, pruned task): say so as a 404.
-    task(&store(ecs)?, id)?;
+    // Not found is the usual failure here (a stopped, pruned task): say so as a 404. The
+    // report runs the reconcile pass itself, so this look-up does not.
+    task(&ecs.open_store()?, id)?;
     Ok(crate::task::inspect::report(ecs, id, None)?)
 }
 
