@@ -178,6 +178,7 @@ pub fn run(
     root: &Path,
     run_root: &Path,
     config: Option<PathBuf>,
+    userns: crate::task::userns::Mode,
     a: SuperviseArgs,
 ) -> anyhow::Result<()> {
     tracing::debug!(task_id = %a.task_id, "supervisor started");
@@ -228,6 +229,7 @@ pub fn run(
         secrets_file: a.secrets_file,
         host_credentials: a.task_credentials == TaskCredentialsFrom::Host,
         host_execution_credentials: a.execution_credentials == ExecutionCredentialsFrom::Host,
+        userns,
     };
     let store = crate::store::SharedStore::new(store);
     let net = Box::new(NetworkStep::new(

@@ -194,6 +194,9 @@ pub struct TaskSpec {
     pub dns_search_domains: Vec<String>,
     /// `extraHosts` as (hostname, address).
     pub extra_hosts: Vec<(String, IpAddr)>,
+    /// Pin this existing network namespace (an nsfs file: the task's namespace holder's,
+    /// owned by the task's user namespace) instead of creating one. Not for host mode.
+    pub adopt_netns: Option<PathBuf>,
 }
 
 impl TaskSpec {
@@ -205,6 +208,7 @@ impl TaskSpec {
             dns_servers: Vec::new(),
             dns_search_domains: Vec::new(),
             extra_hosts: Vec::new(),
+            adopt_netns: None,
         }
     }
 }
@@ -853,10 +857,11 @@ impl Network {
             return Ok(tn); // host mode
         };
 
-        nsfs::create(
-            &self.cfg.netns_dir,
-            &format!("{}-{task}", self.cfg.netns_prefix),
-        )
+        let pin = format!("{}-{task}", self.cfg.netns_prefix);
+        match &spec.adopt_netns {
+            Some(source) => nsfs::adopt(&self.cfg.netns_dir, &pin, source),
+            None => nsfs::create(&self.cfg.netns_dir, &pin),
+        }
         .map_err(|source| Error::Netns { task: t(), source })?;
 
         if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {

@@ -129,10 +129,8 @@ fn ensure_shared_dir(dir: &Path) -> Result<(), NsError> {
     Ok(())
 }
 
-/// Creates a new network namespace pinned at `dir/name` and returns its path.
-/// On failure nothing is left behind.
-pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
-    ensure_shared_dir(dir)?;
+/// Creates the empty file a namespace is pinned on; `Exists` when it is there already.
+fn pin_file(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
     let path = dir.join(name);
     OpenOptions::new()
         .write(true)
@@ -149,6 +147,14 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
                 }
             }
         })?;
+    Ok(path)
+}
+
+/// Creates a new network namespace pinned at `dir/name` and returns its path.
+/// On failure nothing is left behind.
+pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
+    ensure_shared_dir(dir)?;
+    let path = pin_file(dir, name)?;
     // The new namespace belongs to a fresh thread that exits right after pinning it,
     // so no thread of ours is ever left in the wrong namespace.
     let result = std::thread::scope(|s| {
@@ -175,6 +181,26 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
     if let Err(e) = result {
         let _ = fs::remove_file(&path);
         return Err(e);
+    }
+    Ok(path)
+}
+
+/// Pins the existing network namespace `source` (an nsfs file such as
+/// `/proc/<pid>/ns/net`, e.g. of a task's namespace holder, whose namespace is owned by the
+/// task's user namespace) at `dir/name`, as [`create`] pins a new one. On failure nothing
+/// is left behind.
+pub fn adopt(dir: &Path, name: &str, source: &Path) -> Result<PathBuf, NsError> {
+    ensure_shared_dir(dir)?;
+    let path = pin_file(dir, name)?;
+    if let Err(source) = mount(
+        Some(source),
+        &path,
+        Some("none"),
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = fs::remove_file(&path);
+        return Err(NsError::Mount { path, source });
     }
     Ok(path)
 }

@@ -5,6 +5,15 @@
 //! Many layers: the legacy mount(2) data string is limited to one page, so layers are
 //! added one by one with the new mount API (`lowerdir+`, Linux 6.8+); older kernels
 //! get `/proc/self/fd/N` paths (≈19 bytes a layer, ~200 layers in a page).
+//!
+//! A task in its own user namespace ([`Idmap`]) gets each lower layer through an idmapped
+//! bind mount (`open_tree` + `mount_setattr(MOUNT_ATTR_IDMAP)` with the task's user
+//! namespace): the shared layer files, owned by host root on disk, show as owned by the
+//! task's root, with the same inodes, nothing chowned or copied. Those mounts are attached
+//! under the state dir only while the overlay is made (overlayfs keeps private clones of
+//! its layers) and detached right after. Kernel: idmapped mounts 5.12, overlayfs over
+//! idmapped layers 5.19. Ref: mount_setattr(2), Documentation/filesystems/idmappings.rst,
+//! Documentation/filesystems/overlayfs.rst ("Permission model").
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -33,6 +42,17 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "failed to give layer {layer} the task's id mapping (an idmapped bind mount: Linux \
+         5.12+ and a filesystem that supports it; overlayfs over idmapped layers needs 5.19+)"
+    )]
+    Idmap {
+        layer: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("a task in its own user namespace needs overlayfs, which is not available here")]
+    IdmapNeedsOverlay,
     #[error("failed to unmount the rootfs at {target}")]
     Unmount {
         target: PathBuf,
@@ -55,6 +75,15 @@ pub enum RootfsKind {
     Overlay,
     /// Layers copied into the target (no overlayfs here); `unmount` leaves it alone.
     Copy,
+}
+
+/// The user namespace a rootfs is shown through, and the host ids of its root.
+#[derive(Debug, Clone, Copy)]
+pub struct Idmap<'a> {
+    /// The namespace's nsfs file (`/proc/<pid>/ns/user`).
+    pub userns: &'a Path,
+    pub root_uid: u32,
+    pub root_gid: u32,
 }
 
 /// How to try mounting; `Auto` is right outside tests.
@@ -92,6 +121,20 @@ pub fn mount_with(
     api: MountApi,
     volatile: bool,
 ) -> Result<RootfsKind, RootfsError> {
+    mount_mapped(layers, state_dir, target, api, volatile, None)
+}
+
+/// As [`mount_with`], shown through `idmap`'s user namespace when given: idmapped lower
+/// layers, and an upper dir owned by the namespace's root (the rootfs's `/` and every file
+/// the container writes are its root's).
+pub fn mount_mapped(
+    layers: &[PathBuf],
+    state_dir: &Path,
+    target: &Path,
+    api: MountApi,
+    volatile: bool,
+    idmap: Option<Idmap<'_>>,
+) -> Result<RootfsKind, RootfsError> {
     let upper = state_dir.join("upper");
     let work = state_dir.join("work");
     for d in [&upper, &work, &target.to_path_buf()] {
@@ -99,11 +142,21 @@ pub fn mount_with(
     }
     // An image without layers still needs a lower directory.
     let empty = state_dir.join("empty");
-    let lowers: Vec<PathBuf> = if layers.is_empty() {
+    let mut lowers: Vec<PathBuf> = if layers.is_empty() {
         fs::create_dir_all(&empty).map_err(|e| io_err("create", &empty, e))?;
         vec![empty]
     } else {
         layers.to_vec()
+    };
+    let _mapped = match idmap {
+        Some(m) => {
+            std::os::unix::fs::chown(&upper, Some(m.root_uid), Some(m.root_gid))
+                .map_err(|e| io_err("chown", &upper, e))?;
+            let mapped = MappedLayers::attach(&lowers, &state_dir.join("lower"), m.userns)?;
+            lowers = mapped.paths.clone();
+            Some(mapped)
+        }
+        None => None,
     };
     let attempt = |volatile: bool| match api {
         MountApi::Auto => match mount_new_api(&lowers, &upper, &work, target, volatile) {
@@ -125,6 +178,7 @@ pub fn mount_with(
     };
     match res {
         Ok(()) => Ok(RootfsKind::Overlay),
+        Err(e) if e == Errno::NODEV && idmap.is_some() => Err(RootfsError::IdmapNeedsOverlay),
         Err(e) if e == Errno::NODEV => {
             tracing::warn!(target = %target.display(),
                 "overlayfs is not available; copying the layers instead (slower, uses more disk)");
@@ -137,6 +191,119 @@ pub fn mount_with(
             source: e.into(),
         }),
     }
+}
+
+/// Idmapped bind mounts of the lower layers, attached at `dir/<n>` while the overlay is
+/// made; dropping it detaches and removes them (the overlay holds its own clones).
+struct MappedLayers {
+    paths: Vec<PathBuf>,
+    dir: PathBuf,
+}
+
+impl MappedLayers {
+    fn attach(lowers: &[PathBuf], dir: &Path, userns: &Path) -> Result<Self, RootfsError> {
+        let ns = fs::File::open(userns).map_err(|e| io_err("open", userns, e))?;
+        fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+        let mut made = MappedLayers {
+            paths: Vec::with_capacity(lowers.len()),
+            dir: dir.to_path_buf(),
+        };
+        for (i, l) in lowers.iter().enumerate() {
+            let at = dir.join(i.to_string());
+            fs::create_dir_all(&at).map_err(|e| io_err("create", &at, e))?;
+            // Read-only: nothing may write the shared layer through it, and a recursive
+            // delete of a state dir that still has it attached (after a crash) fails with
+            // EROFS instead of emptying the cache's layer.
+            idmapped_bind(l, &at, &ns, true).map_err(|source| RootfsError::Idmap {
+                layer: l.clone(),
+                source,
+            })?;
+            made.paths.push(at);
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for MappedLayers {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            if let Err(e) = rustix::mount::unmount(p, UnmountFlags::DETACH) {
+                tracing::warn!(path = %p.display(), error = %e, "failed to detach an idmapped layer");
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Detaches the idmapped layer mounts a killed process may have left attached under
+/// `state_dir` (see [`mount_mapped`]) and removes their directory; call before deleting
+/// a container's state dir.
+pub fn detach_mapped_layers(state_dir: &Path) -> Result<(), RootfsError> {
+    let dir = state_dir.join("lower");
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("read", &dir, e)),
+    };
+    for e in entries.flatten() {
+        match rustix::mount::unmount(e.path(), UnmountFlags::DETACH) {
+            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(err) => {
+                return Err(RootfsError::Unmount {
+                    target: e.path(),
+                    source: err.into(),
+                });
+            }
+        }
+    }
+    fs::remove_dir_all(&dir).map_err(|e| io_err("remove", &dir, e))
+}
+
+/// A detached copy of the mount of `src` (just that directory's subtree), idmapped with
+/// the user namespace `ns` (and read-only if asked), then attached at `at`.
+#[allow(unsafe_code)]
+pub fn idmapped_bind(src: &Path, at: &Path, ns: &fs::File, read_only: bool) -> io::Result<()> {
+    use rustix::mount::OpenTreeFlags;
+    use std::os::fd::AsRawFd;
+    let tree = rustix::mount::open_tree(
+        rfs::CWD,
+        src,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP
+            | if read_only {
+                libc::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: ns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr(2) reads `attr` (of the size passed) and the empty path; the
+    // descriptors are open for the call. No wrapper in rustix or nix yet.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        rfs::CWD,
+        at,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
 }
 
 fn mount_new_api(
@@ -444,6 +611,88 @@ mod tests {
             fs::write(target.join("written"), "w").unwrap();
             unmount(&target).unwrap();
             assert!(dir.path().join("state/upper/written").exists());
+        }
+    }
+
+    /// A user namespace mapping 0..65536 to `start..`, held by a `sleep` in it.
+    struct Userns(std::process::Child);
+    impl Userns {
+        fn new(start: u32) -> Self {
+            let child = std::process::Command::new("unshare")
+                .args(["--user", "sleep", "100"])
+                .spawn()
+                .unwrap();
+            let ns = format!("/proc/{}/ns/user", child.id());
+            // unshare(1) execs sleep once the namespace exists.
+            let me = fs::read_link("/proc/self/ns/user").unwrap();
+            while fs::read_link(&ns).unwrap() == me {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            for f in ["uid_map", "gid_map"] {
+                fs::write(
+                    format!("/proc/{}/{f}", child.id()),
+                    format!("0 {start} 65536\n"),
+                )
+                .unwrap();
+            }
+            Userns(child)
+        }
+        fn path(&self) -> PathBuf {
+            format!("/proc/{}/ns/user", self.0.id()).into()
+        }
+    }
+    impl Drop for Userns {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn idmapped_layers_show_the_tasks_root_with_the_same_inodes() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let ns = Userns::new(4_200_000);
+        let path = ns.path();
+        for api in [MountApi::Auto, MountApi::Legacy] {
+            let dir = tempfile::tempdir().unwrap();
+            let l = layers(dir.path());
+            let target = dir.path().join("rootfs");
+            let state = dir.path().join("state");
+            let idmap = Idmap {
+                userns: &path,
+                root_uid: 4_200_000,
+                root_gid: 4_200_000,
+            };
+            let kind = mount_mapped(&l, &state, &target, api, true, Some(idmap)).unwrap();
+            assert_eq!(kind, RootfsKind::Overlay);
+            check_view(&target);
+            let seen = fs::metadata(target.join("etc/keep")).unwrap();
+            let on_disk = fs::metadata(l[0].join("etc/keep")).unwrap();
+            assert_eq!(on_disk.uid(), 0);
+            assert_eq!((seen.uid(), seen.gid()), (4_200_000, 4_200_000));
+            assert_eq!(
+                seen.ino(),
+                on_disk.ino(),
+                "the layer's own file, not a copy"
+            );
+            let top = fs::metadata(&target).unwrap();
+            assert_eq!((top.uid(), top.gid()), (4_200_000, 4_200_000));
+            // The helper mounts are gone once the overlay holds its layers.
+            assert!(!state.join("lower").exists());
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+            let lower = state.join("lower");
+            assert!(
+                !mountinfo
+                    .lines()
+                    .filter_map(|l| l.split(' ').nth(4))
+                    .any(|m| Path::new(m).starts_with(&lower)),
+                "{mountinfo}"
+            );
+            unmount(&target).unwrap();
+            assert_eq!(fs::metadata(l[0].join("etc/keep")).unwrap().uid(), 0);
         }
     }
 

@@ -10,6 +10,15 @@
 //! `pidMode`/`ipcMode` `task` share), pid_namespaces(7) ("If the init process of a PID
 //! namespace terminates, the kernel terminates all of the processes in the namespace").
 //!
+//! With a user namespace ([`HeldNamespaces::user`]) the holder also makes the task's own
+//! user namespace, in the same clone(2), so the pid and ipc namespaces it makes are owned
+//! by it and the containers that join it (and the task's network namespace, made inside
+//! it) can use them: a namespace owned by the host's user namespace cannot be joined from
+//! a child one. The caller writes the id maps right after the clone, before anything joins.
+//! Ref: user_namespaces(7) ("When a new user namespace is created with other namespaces in
+//! one clone(2), the user namespace is created first"; "Defining user and group ID
+//! mappings").
+//!
 //! The holder runs a program the caller names (minifargate's own binary, invoked with
 //! [`HOLDER_ARGV0`] so that its `main` calls [`run`]); it dies with the thread that
 //! started it (PR_SET_PDEATHSIG), so a supervisor that crashes leaves no holder behind.
@@ -48,6 +57,13 @@ pub enum HolderError {
         pid: i32,
         waited: std::time::Duration,
     },
+    #[error("failed to write the user namespace's {file} of the namespace holder (pid {pid})")]
+    IdMap {
+        pid: i32,
+        file: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to stop the namespace holder (pid {pid})")]
     Stop {
         pid: i32,
@@ -61,6 +77,18 @@ pub enum HolderError {
 pub struct HeldNamespaces {
     pub pid: bool,
     pub ipc: bool,
+    /// A new user namespace mapping container ids to this host range.
+    pub user: Option<crate::IdRange>,
+    /// A new network namespace (owned by the new user namespace when there is one), for
+    /// the task's network to adopt, as ECS's pause container holds a task's.
+    pub net: bool,
+}
+
+impl HeldNamespaces {
+    /// Whether a holder is needed at all.
+    pub fn any(&self) -> bool {
+        self.pid || self.ipc || self.net || self.user.is_some()
+    }
 }
 
 /// A running holder. [`NamespaceHolder::kill`] kills it, and with it every process of its
@@ -124,17 +152,53 @@ impl NamespaceHolder {
         if held.ipc {
             flags |= CloneFlags::CLONE_NEWIPC;
         }
+        if held.user.is_some() {
+            flags |= CloneFlags::CLONE_NEWUSER;
+        }
+        if held.net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
         let pid =
             crate::sys::clone_exec(&prog, &argv, flags).map_err(|source| HolderError::Start {
                 program: program.to_path_buf(),
                 source,
             })?;
-        tracing::debug!(pid = pid.as_raw(), ?held, "namespace holder started");
-        Ok(NamespaceHolder {
+        let holder = NamespaceHolder {
             pid: pid.as_raw(),
             held,
             killed: false,
             reaped: false,
+        };
+        if let Some(range) = held.user {
+            // Written once, by a process with CAP_SETUID/CAP_SETGID in the parent
+            // namespace (root here): no newuidmap, and setgroups stays allowed. On error
+            // the holder is dropped, which kills it.
+            for file in ["uid_map", "gid_map"] {
+                std::fs::write(format!("/proc/{}/{file}", holder.pid), range.map_line()).map_err(
+                    |source| HolderError::IdMap {
+                        pid: holder.pid,
+                        file,
+                        source,
+                    },
+                )?;
+            }
+        }
+        tracing::debug!(pid = holder.pid, ?held, "namespace holder started");
+        Ok(holder)
+    }
+
+    /// `/proc/<pid>/ns/net`; `None` when the holder made no network namespace.
+    pub fn net_namespace(&self) -> Option<PathBuf> {
+        self.held
+            .net
+            .then(|| PathBuf::from(format!("/proc/{}/ns/net", self.pid)))
+    }
+
+    /// `/proc/<pid>/ns/user` and its range; `None` when the holder made no user namespace.
+    pub fn user_namespace(&self) -> Option<crate::UserNamespace> {
+        self.held.user.map(|range| crate::UserNamespace {
+            path: PathBuf::from(format!("/proc/{}/ns/user", self.pid)),
+            range,
         })
     }
 
@@ -244,6 +308,8 @@ mod tests {
             HeldNamespaces {
                 pid: true,
                 ipc: true,
+                user: None,
+                net: false,
             },
         )
         .unwrap();
@@ -269,6 +335,8 @@ mod tests {
             HeldNamespaces {
                 pid: false,
                 ipc: true,
+                user: None,
+                net: false,
             },
         )
         .unwrap();
@@ -278,6 +346,61 @@ mod tests {
         drop(h);
         // Dropped: killed, reaped when it is gone by then (no waiting in drop).
         let _ = waitpid(Pid::from_raw(pid), None);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    /// Needs root. The user namespace is made first, so the pid namespace is its own.
+    #[test]
+    fn a_holder_with_a_user_namespace_maps_the_range_and_owns_its_pid_namespace() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let range = crate::IdRange {
+            start: 3_100_000,
+            count: 65536,
+        };
+        let h = NamespaceHolder::start(
+            Path::new("/bin/sleep"),
+            &["1000"],
+            HeldNamespaces {
+                pid: true,
+                ipc: false,
+                user: Some(range),
+                net: true,
+            },
+        )
+        .unwrap();
+        let me = std::process::id() as i32;
+        assert_ne!(ns_of(h.pid(), "user"), ns_of(me, "user"));
+        let map = std::fs::read_to_string(format!("/proc/{}/uid_map", h.pid())).unwrap();
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        assert_eq!(fields, ["0", "3100000", "65536"], "{map}");
+        let gmap = std::fs::read_to_string(format!("/proc/{}/gid_map", h.pid())).unwrap();
+        assert_eq!(gmap.split_whitespace().collect::<Vec<_>>(), fields);
+        // The pid and network namespaces belong to the new user namespace: a process that
+        // entered that user namespace (nsenter enters it first) may join them, which it
+        // could not if the host's user namespace owned them.
+        assert_ne!(ns_of(h.pid(), "net"), ns_of(me, "net"));
+        let joined = std::process::Command::new("nsenter")
+            .args([
+                "-t",
+                &h.pid().to_string(),
+                "-U",
+                "-p",
+                "-n",
+                "--",
+                "/bin/true",
+            ])
+            .status()
+            .unwrap();
+        assert!(joined.success(), "nsenter -U -p -n: {joined}");
+        assert_eq!(
+            h.user_namespace().unwrap().path,
+            PathBuf::from(format!("/proc/{}/ns/user", h.pid()))
+        );
+        let pid = h.pid();
+        h.stop().unwrap();
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 }

@@ -122,7 +122,7 @@ pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};
 pub use nix::sys::signal::Signal;
 pub use oci::SpecError;
 pub use spec::{
-    ContainerSpec, DEFAULT_NOFILE, DevShm, Device, ExecSpec, Limits, LogConfig, Mount,
-    NamespaceMode, Namespaces, Rlimit, Seccomp, Security,
+    ContainerSpec, DEFAULT_NOFILE, DevShm, Device, ExecSpec, IdRange, Limits, LogConfig, Mount,
+    NamespaceMode, Namespaces, Rlimit, Seccomp, Security, UserNamespace,
 };
 pub use user::{ResolvedUser, UserError, resolve as resolve_user};

@@ -521,6 +521,13 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         Some(path) => json!({ "type": "network", "path": path }),
         None => json!({ "type": "network" }),
     });
+    // The task's user namespace, made by its holder with the maps below already written:
+    // libcontainer joins it first (before the other namespaces) and writes no map itself.
+    // The maps are stated for readers of the bundle (`inspect`).
+    let user_maps = spec.namespaces.user.as_ref().map(|u| {
+        namespaces.insert(0, json!({ "type": "user", "path": u.path }));
+        json!([{ "containerID": 0, "hostID": u.range.start, "size": u.range.count }])
+    });
 
     // Device cgroup: deny everything, then libcontainer adds its standard nodes; the
     // requested devices are allowed below. Privileged containers get all devices.
@@ -576,6 +583,10 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         "devices": devices,
         "sysctl": sysctl,
     });
+    if let Some(maps) = user_maps {
+        linux["uidMappings"] = maps.clone();
+        linux["gidMappings"] = maps;
+    }
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
@@ -851,6 +862,23 @@ mod tests {
         assert!(ns.contains(&json!({"type": "pid", "path": "/proc/42/ns/pid"})));
         assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
         assert!(!ns.iter().any(|n| n["type"] == "ipc"));
+        assert!(!ns.iter().any(|n| n["type"] == "user"));
+        assert!(v["linux"].get("uidMappings").is_none());
+        s.namespaces.user = Some(crate::UserNamespace {
+            path: "/proc/7/ns/user".into(),
+            range: crate::IdRange {
+                start: 200_000,
+                count: 65536,
+            },
+        });
+        let v = build_with(&s, &FakeHost(u64::MAX));
+        assert_eq!(
+            v["linux"]["namespaces"][0],
+            json!({"type": "user", "path": "/proc/7/ns/user"})
+        );
+        let map = json!([{"containerID": 0, "hostID": 200_000, "size": 65536}]);
+        assert_eq!(v["linux"]["uidMappings"], map);
+        assert_eq!(v["linux"]["gidMappings"], map);
     }
 
     #[test]

@@ -169,6 +169,38 @@ pub struct Namespaces {
     pub pid: NamespaceMode,
     /// Ipc namespace, same choices (Docker's `--ipc`).
     pub ipc: NamespaceMode,
+    /// The task's user namespace to join (`/proc/<holder>/ns/user`, see
+    /// [`crate::NamespaceHolder`]) and the ids it maps; `None`: the host's (container root
+    /// is host root).
+    pub user: Option<UserNamespace>,
+}
+
+/// A user namespace made elsewhere that a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserNamespace {
+    /// Its nsfs file (`/proc/<pid>/ns/user`).
+    pub path: PathBuf,
+    /// The host ids that container ids `0..count` map to.
+    pub range: IdRange,
+}
+
+/// Container ids `0..count` are host ids `start..start + count` (uids and gids alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+impl IdRange {
+    /// The host id of container id `id`, `None` when the range does not map it.
+    pub fn host_id(&self, id: u32) -> Option<u32> {
+        (id < self.count).then(|| self.start + id)
+    }
+
+    /// A `uid_map`/`gid_map` line (user_namespaces(7)).
+    pub fn map_line(&self) -> String {
+        format!("0 {} {}\n", self.start, self.count)
+    }
 }
 
 /// Own, host or joined namespace.

@@ -343,6 +343,7 @@ pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
         run_root: dir.path().join("run"),
         config: None,
         log_level: "error".into(),
+        userns: Default::default(),
     };
     let seeds = seeds();
     // The seeds themselves first, so the store holds what the mutations refer to.

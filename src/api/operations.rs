@@ -160,6 +160,7 @@ mod tests {
             run_root: dir.path().join("run"),
             config: None,
             log_level: "error".into(),
+            userns: Default::default(),
         };
         let ours: BTreeSet<&str> = OPERATIONS.iter().map(|o| o.name).collect();
         assert_eq!(ours.len(), OPERATIONS.len(), "an operation listed twice");

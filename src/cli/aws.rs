@@ -778,6 +778,7 @@ mod tests {
             run_root: d.path().join("run"),
             config: None,
             log_level: "warn".into(),
+            userns: Default::default(),
         };
         for op in ops::ALL {
             model::operation(op);

@@ -270,9 +270,15 @@ pub fn render(r: &Value) -> String {
             );
         }
         let p = &c["process"];
+        let u = &c["userNamespace"];
+        let host_ids = if u["ownRange"] == true {
+            format!(" (host uid {} gid {})", s(&p["hostUid"]), s(&p["hostGid"]))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "  user uid={}({}) gid={}({}) supplementary groups: {}",
+            "  user uid={}({}) gid={}({}){host_ids} supplementary groups: {}",
             s(&p["uid"]),
             s(&p["user"]),
             s(&p["gid"]),
@@ -283,6 +289,27 @@ pub fn render(r: &Value) -> String {
                 .map(|g| g.iter().map(s).collect::<Vec<_>>().join(","))
                 .unwrap_or_else(|| "none".into())
         );
+        let map = |m: &Value| {
+            m.as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("{} -> {} ({} ids)", s(&l[0]), s(&l[1]), s(&l[2])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if u["ownRange"] == true {
+            let _ = writeln!(
+                o,
+                "  user namespace: the task's own: uids {}; gids {}",
+                map(&u["uidMap"]),
+                map(&u["gidMap"])
+            );
+        } else if u.is_object() {
+            let _ = writeln!(
+                o,
+                "  user namespace: the host's (container root is host root)"
+            );
+        }
         let eff: Vec<String> = p["capabilities"]["effective"]
             .as_array()
             .into_iter()

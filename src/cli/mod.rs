@@ -60,6 +60,17 @@ pub struct GlobalOpts {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Per-task user namespaces: container root as an unprivileged host id
+    /// (docs/security.md). `auto`: when an id range is configured (/etc/subuid and
+    /// /etc/subgid for `minifargate`, or MINIFARGATE_USERNS_RANGE=START:COUNT).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MINIFARGATE_USERNS",
+        default_value_t = crate::task::userns::Mode::Auto
+    )]
+    pub userns: crate::task::userns::Mode,
 }
 
 impl GlobalOpts {
@@ -70,6 +81,7 @@ impl GlobalOpts {
             run_root: self.run_root.clone(),
             config: self.config.clone(),
             log_level: self.log_level.clone(),
+            userns: self.userns,
         }
     }
 }
@@ -244,7 +256,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[inline(never)]
 fn supervise(g: GlobalOpts, a: crate::supervisor::SuperviseArgs) -> anyhow::Result<ExitCode> {
-    crate::supervisor::run(&g.root, &g.run_root, g.config, a)?;
+    crate::supervisor::run(&g.root, &g.run_root, g.config, g.userns, a)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -39,6 +39,8 @@ pub struct Ecs {
     pub config: Option<PathBuf>,
     /// The log level the supervisors start with.
     pub log_level: String,
+    /// Whether the supervisors give tasks user namespaces (`--userns`).
+    pub userns: crate::task::userns::Mode,
 }
 
 impl Ecs {

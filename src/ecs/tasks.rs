@@ -765,6 +765,7 @@ fn spawn_tasks(
         run_root: ecs.run_root.clone(),
         config: ecs.config.clone(),
         log_level: ecs.log_level.clone(),
+        userns: ecs.userns,
         pull: sup.pull,
         secrets_file: req.secrets_file.clone(),
         host_credentials: req.host_credentials,
@@ -1113,6 +1114,7 @@ mod tests {
             run_root: dir.join("run"),
             config: None,
             log_level: "warn".into(),
+            userns: Default::default(),
         }
     }
 

@@ -287,6 +287,22 @@ CREATE INDEX tasks_liveness
     WHERE last_status <> 'STOPPED';
 "#,
     },
+    Migration {
+        version: 10,
+        name: "per-task user namespace id ranges",
+        sql: r#"
+-- A task in its own user namespace holds slot N of the configured host id range: ids
+-- start + N * 65536 .. + 65536 (src/task/userns.rs). A slot whose task is STOPPED (or
+-- gone) is free again; claiming reclaims those first, so a dead supervisor's slot is
+-- never lost and two running tasks never share ids.
+CREATE TABLE userns_slots (
+    slot     INTEGER PRIMARY KEY,
+    task_id  TEXT NOT NULL UNIQUE,
+    start    INTEGER NOT NULL,
+    count    INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

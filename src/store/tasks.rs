@@ -562,6 +562,78 @@ impl Store {
         self.run_token(cluster, token, expired_before_ms)
     }
 
+    /// Claims the lowest free slot below `slots` for `task`'s user namespace, returning
+    /// it (the same slot again if the task holds one); `None` when every slot is held by a
+    /// task that is not STOPPED. `range_of(slot)` gives the ids recorded with it.
+    pub fn claim_userns_slot(
+        &mut self,
+        task: &str,
+        slots: u32,
+        range_of: impl Fn(u32) -> (u32, u32),
+    ) -> Result<Option<u32>, StoreError> {
+        let what = "claim a user namespace id range";
+        let tx = self.write_tx(what)?;
+        tx.execute(
+            "DELETE FROM userns_slots WHERE task_id NOT IN \
+             (SELECT id FROM tasks WHERE last_status <> 'STOPPED')",
+            [],
+        )
+        .map_err(q(what))?;
+        let held: Option<u32> = tx
+            .query_row(
+                "SELECT slot FROM userns_slots WHERE task_id = ?1",
+                [task],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q(what))?;
+        if held.is_some() {
+            return Ok(held);
+        }
+        // The first gap: slot 0 if free, else the lowest slot whose successor is free.
+        let free: Option<u32> = tx
+            .query_row(
+                "SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM userns_slots WHERE slot = 0) \
+                 UNION ALL SELECT MIN(slot + 1) FROM userns_slots a WHERE NOT EXISTS \
+                 (SELECT 1 FROM userns_slots b WHERE b.slot = a.slot + 1) LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q(what))?;
+        let Some(slot) = free.filter(|s| *s < slots) else {
+            return Ok(None);
+        };
+        let (start, count) = range_of(slot);
+        tx.execute(
+            "INSERT INTO userns_slots (slot, task_id, start, count) VALUES (?1, ?2, ?3, ?4)",
+            params![slot, task, start, count],
+        )
+        .map_err(q(what))?;
+        tx.commit().map_err(q(what))?;
+        Ok(Some(slot))
+    }
+
+    /// The host ids (start, count) of `task`'s user namespace, if it holds a slot.
+    pub fn userns_range(&self, task: &str) -> Result<Option<(u32, u32)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT start, count FROM userns_slots WHERE task_id = ?1",
+                [task],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(q("read a task's user namespace range"))
+    }
+
+    /// Frees `task`'s slot (at teardown; a dead supervisor's is reclaimed by the next claim).
+    pub fn release_userns_slot(&mut self, task: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM userns_slots WHERE task_id = ?1", [task])
+            .map_err(q("release a user namespace id range"))?;
+        Ok(())
+    }
+
     /// Gives up a claim of [`Self::claim_run_token`] whose RunTask failed, so a retry with
     /// the token runs again (as ECS does for a failed call).
     pub fn release_run_token(&mut self, cluster: &str, token: &str) -> Result<(), StoreError> {
@@ -676,6 +748,49 @@ fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userns_slots_never_overlap_between_unstopped_tasks_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        let mut rows = Vec::new();
+        for id in ["a", "b", "c", "d"] {
+            let t = TaskRow {
+                id: id.into(),
+                arn: format!("arn:{id}"),
+                cluster: "default".into(),
+                family: "f".into(),
+                last_status: LastStatus::Running,
+                desired_status: DesiredStatus::Running,
+                version: 1,
+                ..Default::default()
+            };
+            s.insert_task(&t, &[]).unwrap();
+            rows.push(t);
+        }
+        let range = |slot: u32| (100_000 + slot * 65536, 65536);
+        assert_eq!(s.claim_userns_slot("a", 3, range).unwrap(), Some(0));
+        assert_eq!(s.claim_userns_slot("b", 3, range).unwrap(), Some(1));
+        assert_eq!(s.claim_userns_slot("a", 3, range).unwrap(), Some(0), "held");
+        assert_eq!(s.claim_userns_slot("c", 3, range).unwrap(), Some(2));
+        assert_eq!(
+            s.claim_userns_slot("d", 3, range).unwrap(),
+            None,
+            "all held"
+        );
+        assert_eq!(s.userns_range("b").unwrap(), Some((165_536, 65536)));
+        // b's supervisor died: its task is STOPPED, and its slot is the next one given.
+        rows[1].last_status = LastStatus::Stopped;
+        s.save_task(&rows[1]).unwrap();
+        assert_eq!(s.claim_userns_slot("d", 3, range).unwrap(), Some(1));
+        assert_eq!(s.userns_range("b").unwrap(), None);
+        s.release_userns_slot("a").unwrap();
+        assert_eq!(s.userns_range("a").unwrap(), None);
+        s.release_userns_slot("c").unwrap();
+        assert_eq!(s.claim_userns_slot("a", 3, range).unwrap(), Some(0));
+        assert_eq!(s.claim_userns_slot("c", 3, range).unwrap(), Some(2));
+    }
 
     #[test]
     fn insert_save_read_and_list() {

@@ -57,6 +57,8 @@ pub struct Options {
     /// `--execution-credentials host`: pulls, secrets and environment files with the
     /// host's credentials even when the task has an execution role.
     pub host_execution_credentials: bool,
+    /// `--userns`: whether the task gets a user namespace of its own (`super::userns`).
+    pub userns: super::userns::Mode,
 }
 
 enum State {
@@ -105,6 +107,8 @@ pub struct Executor {
     started: Instant,
     force_stop: bool,
     warnings: Vec<String>,
+    /// The host ids of the task's user namespace, when it has one (`super::userns`).
+    userns: Option<runtime::IdRange>,
     volumes: TaskVolumes,
     /// The task's own filesystem for writable layers and volumes (`super::ephemeral`),
     /// when this host enforces ephemeralStorage.
@@ -253,6 +257,7 @@ impl Executor {
             released: false,
             force_stop: false,
             warnings,
+            userns: None,
             volumes: TaskVolumes::default(),
             ephemeral: None,
             inside: Default::default(),
@@ -590,7 +595,12 @@ impl Executor {
         };
         let text = plan.render().map_err(|e| init(&e))?;
         files
-            .write(&text, external.as_deref(), plan.router_user.as_deref())
+            .write(
+                &text,
+                external.as_deref(),
+                plan.router_user.as_deref(),
+                self.userns,
+            )
             .map_err(|e| {
                 format!(
                     "{}: unable to generate firelens config file: {}",
@@ -688,8 +698,18 @@ impl Executor {
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
     fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
         let task_id = self.task.id.clone();
+        // The user namespace first: the holder makes it with the task's network namespace
+        // owned by it, which the network step then adopts.
         let t0 = now_us();
-        let net = self.net.setup(&task_id, mode);
+        let userns = self.setup_userns(mode, def);
+        self.phase(None, "userns", t0);
+        if let Err(why) = userns {
+            self.fail_all(&why);
+            return false;
+        }
+        let t0 = now_us();
+        let adopt = self.namespaces.net_namespace();
+        let net = self.net.setup(&task_id, mode, adopt.as_deref());
         self.phase(None, "network", t0);
         match net {
             Ok(a) => {
@@ -773,6 +793,14 @@ impl Executor {
                 }
             }
         }
+        if let Err(e) = self.paths.make_rootfs_dir(self.userns.map(|r| r.start)) {
+            self.fail_all(&format!(
+                "{}: failed to create {}: {e}",
+                reason::RESOURCE_INIT,
+                self.paths.rootfs_dir.display()
+            ));
+            return false;
+        }
         let images = rootfs_cache::Store::open(&self.opts.root);
         for idx in 0..self.slots.len() {
             let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
@@ -795,12 +823,18 @@ impl Executor {
             // Volatile: the upper dir lives exactly as long as this mount (a restart
             // keeps the mount; teardown and reconcile delete the upper after the
             // unmount), so the unmount need not sync the host's whole filesystem.
-            let mounted = rootfs_cache::rootfs::mount_with(
+            let user = self.namespaces.user_namespace();
+            let mounted = rootfs_cache::rootfs::mount_mapped(
                 &layers,
                 &state,
                 &target,
                 rootfs_cache::rootfs::MountApi::Auto,
                 true,
+                user.as_ref().map(|u| rootfs_cache::rootfs::Idmap {
+                    userns: &u.path,
+                    root_uid: u.range.start,
+                    root_gid: u.range.start,
+                }),
             );
             self.phase(Some(idx), "rootfs", t0);
             match mounted {
@@ -814,9 +848,16 @@ impl Executor {
                 }
             }
         }
-        if let Err(e) = self.volumes.setup(def, &self.paths.dir, &self.opts.root) {
-            self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-            return false;
+        let user = self.namespaces.user_namespace();
+        match self
+            .volumes
+            .setup(def, &self.paths.dir, &self.opts.root, user.as_ref())
+        {
+            Ok(notes) => self.warnings.extend(notes),
+            Err(e) => {
+                self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+                return false;
+            }
         }
         // The holder of shared pid/ipc namespaces: the calling (main) thread owns the task
         // to its end, so the holder's PR_SET_PDEATHSIG fires only if this process dies.
@@ -828,6 +869,57 @@ impl Executor {
             return false;
         }
         true
+    }
+
+    /// Decides whether the task gets a user namespace (`super::userns`) and, if so,
+    /// claims its ids and starts the holder that makes it. Err: why the task cannot start.
+    fn setup_userns(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
+        use super::userns::{self, Decision};
+        let pool = match userns::decide(
+            self.opts.userns,
+            def,
+            mode,
+            userns::pool(),
+            userns::kernel_supports(),
+        ) {
+            Decision::Host(note) => {
+                self.warnings.extend(note);
+                return Ok(());
+            }
+            Decision::Fail(why) => return Err(format!("{}: {why}", reason::RESOURCE_INIT)),
+            Decision::Isolate(pool) => pool,
+        };
+        let id = self.task.id.clone();
+        let slot = self
+            .store
+            .with(|s| {
+                s.claim_userns_slot(&id, pool.slots(), |n| {
+                    let r = pool.range(n);
+                    (r.start, r.count)
+                })
+            })
+            .map_err(|e| format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)))?
+            .ok_or_else(|| {
+                format!(
+                    "{}: no user namespace id range is free: all {} ranges of {} ids ({}:{} from \
+                     {}) are held by running tasks",
+                    reason::RESOURCE_INIT,
+                    pool.slots(),
+                    userns::TASK_IDS,
+                    pool.start,
+                    pool.count,
+                    pool.source
+                )
+            })?;
+        let range = pool.range(slot);
+        self.userns = Some(range);
+        super::userns::open_task_dir(&self.opts.root, &self.paths.dir, range)
+            .map_err(|e| format!("{}: {e}", reason::RESOURCE_INIT))?;
+        tracing::info!(task_id = %id, host_ids = range.start, count = range.count,
+            "task user namespace");
+        self.namespaces
+            .setup_user(def, &id, range)
+            .map_err(|e| format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)))
     }
 
     /// Every container that has not run gets `why`; the task fails to start with it.
@@ -1611,7 +1703,18 @@ impl Executor {
                 }
             }
         }
+        if let Err(e) = self.paths.remove_rootfs_dir(self.slots.len()) {
+            errors.push(format!(
+                "failed to remove {}: {e}",
+                self.paths.rootfs_dir.display()
+            ));
+        }
         if let Err(e) = self.namespaces.stop() {
+            errors.push(error_chain(&e));
+        }
+        if self.userns.take().is_some()
+            && let Err(e) = self.store.with(|s| s.release_userns_slot(&self.task.id))
+        {
             errors.push(error_chain(&e));
         }
         // After the containers (their mount namespaces held the binds) are gone.

@@ -572,6 +572,7 @@ impl Files {
         config: &str,
         external: Option<&[u8]>,
         user: Option<&str>,
+        ids: Option<runtime::IdRange>,
     ) -> Result<(), FirelensError> {
         let mk = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|source| FirelensError::Write {
@@ -581,9 +582,25 @@ impl Files {
         };
         mk(&self.dir.join("config"))?;
         mk(&self.socket_dir())?;
-        if let Some(u) = user {
-            let (uid, gid) = socket_owner(u)?;
-            std::os::unix::fs::chown(self.socket_dir(), Some(uid), gid)
+        // The router's user, as a host id when the task has a user namespace (`ids`): the
+        // router's root there, without a user.
+        let owner = match (user, ids) {
+            (Some(u), _) => Some(socket_owner(u)?),
+            (None, Some(_)) => Some((0, Some(0))),
+            (None, None) => None,
+        };
+        if let Some((uid, gid)) = owner {
+            let host = |id: u32| match ids {
+                Some(r) => r.host_id(id).ok_or_else(|| FirelensError::Ownership {
+                    why: format!(
+                        "id {id} is outside the task's user namespace (0-{})",
+                        r.count - 1
+                    ),
+                }),
+                None => Ok(id),
+            };
+            let gid = gid.map(host).transpose()?;
+            std::os::unix::fs::chown(self.socket_dir(), Some(host(uid)?), gid)
                 .map_err(|e| FirelensError::Ownership { why: e.to_string() })?;
         }
         let put = |path: PathBuf, data: &[u8]| {
@@ -1096,7 +1113,7 @@ mod tests {
         );
         let d = tempfile::tempdir().unwrap();
         let files = Files::new(d.path().join("firelens"));
-        files.write("x", None, Some("1000:2000")).unwrap();
+        files.write("x", None, Some("1000:2000"), None).unwrap();
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(files.socket_dir()).unwrap();
         if nix::unistd::Uid::effective().is_root() {

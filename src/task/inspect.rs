@@ -115,7 +115,13 @@ pub fn report(ecs: &Ecs, task: &str, cluster: Option<&str>) -> anyhow::Result<Va
         }
     }
     let netns_path = recorded.and_then(|r| r.net.netns_path).unwrap_or_default();
-    Ok(build(proc, &mounts, &record, &views, &netns_path))
+    let mut out = build(proc, &mounts, &record, &views, &netns_path);
+    // The host ids the task holds (while it runs; `null`: the host's, root is root).
+    out["userNamespace"] = match store.userns_range(&id)? {
+        Some((start, count)) => json!({"hostIdStart": start, "hostIdCount": count}),
+        None => Value::Null,
+    };
+    Ok(out)
 }
 
 /// What the store and the runtime say about one container.
@@ -205,7 +211,17 @@ pub fn build(
         v["mounts"] = json!(extra_mounts(&mountinfo));
         let st = std::fs::read_to_string(proc.join(format!("{pid}/status"))).unwrap_or_default();
         let root = proc.join(format!("{pid}/root"));
-        v["process"] = process_security(&st, &root);
+        let map = |f: &str| {
+            id_map(&std::fs::read_to_string(proc.join(format!("{pid}/{f}"))).unwrap_or_default())
+        };
+        let (uid_map, gid_map) = (map("uid_map"), map("gid_map"));
+        v["process"] = process_security(&st, &root, &uid_map, &gid_map);
+        v["userNamespace"] = json!({
+            "uidMap": uid_map,
+            "gidMap": gid_map,
+            // The initial namespace maps every id to itself.
+            "ownRange": uid_map != [[0, 0, u32::MAX]],
+        });
         out.push(v);
     }
     // The task cgroup is the parent of the containers'.
@@ -441,7 +457,35 @@ fn split_lowerdirs(s: &str) -> Vec<String> {
 
 /// User, groups, capabilities, seccomp and no_new_privs from `/proc/<pid>/status`;
 /// names from the container's own `/etc/passwd` and `/etc/group` under `root`.
-pub fn process_security(status: &str, root: &Path) -> Value {
+/// The lines of a `uid_map`/`gid_map` file as [inside, host, count] (user_namespaces(7)).
+pub fn id_map(text: &str) -> Vec<[u32; 3]> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| [f[0], f[1], f[2]])
+        })
+        .collect()
+}
+
+/// The id inside a namespace with map `map` of host id `host`, if mapped.
+fn inside_id(map: &[[u32; 3]], host: u32) -> Option<u32> {
+    map.iter()
+        .find(|[_, h, n]| host >= *h && u64::from(host) < u64::from(*h) + u64::from(*n))
+        .map(|[i, h, _]| i + (host - h))
+}
+
+/// `status` is the process's /proc status as this (host) process reads it; `uid_map` and
+/// `gid_map` its namespace's maps, to show its ids as the container sees them (an empty
+/// map: the host's ids, as given).
+pub fn process_security(
+    status: &str,
+    root: &Path,
+    uid_map: &[[u32; 3]],
+    gid_map: &[[u32; 3]],
+) -> Value {
     let field = |k: &str| {
         status
             .lines()
@@ -457,12 +501,18 @@ pub fn process_security(status: &str, root: &Path) -> Value {
             (f.get(2)?.parse::<u32>().ok()? == id).then(|| f[0].to_string())
         })
     };
-    let uid = first("Uid");
-    let gid = first("Gid");
+    let inside = |map: &[[u32; 3]], id: Option<u32>| match (map.is_empty(), id) {
+        (true, id) => id,
+        (false, Some(id)) => inside_id(map, id),
+        (false, None) => None,
+    };
+    let (host_uid, host_gid) = (first("Uid"), first("Gid"));
+    let uid = inside(uid_map, host_uid);
+    let gid = inside(gid_map, host_gid);
     let groups: Vec<u32> = field("Groups")
         .unwrap_or_default()
         .split_whitespace()
-        .filter_map(|g| g.parse().ok())
+        .filter_map(|g| inside(gid_map, g.parse().ok()))
         .collect();
     let caps = |k: &str| -> Vec<String> {
         let mask = field(k)
@@ -478,6 +528,8 @@ pub fn process_security(status: &str, root: &Path) -> Value {
     };
     json!({
         "uid": uid,
+        "hostUid": host_uid,
+        "hostGid": host_gid,
         "user": uid.and_then(|u| name_of(&passwd, u)),
         "gid": gid,
         "group": gid.and_then(|g| name_of(&group, g)),
@@ -671,7 +723,7 @@ mod tests {
         let status = "Name:\tsh\nUid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\n\
                       Groups:\t10 65534 \nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n\
                       NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n";
-        let v = process_security(status, root.path());
+        let v = process_security(status, root.path(), &[], &[]);
         assert_eq!(v["uid"], 65534);
         assert_eq!(v["user"], "nobody");
         assert_eq!(v["group"], "nogroup");
@@ -684,6 +736,22 @@ mod tests {
         assert_eq!(eff[0], "CAP_CHOWN");
         assert!(eff.contains(&json!("CAP_NET_BIND_SERVICE")));
         assert!(!eff.contains(&json!("CAP_SYS_ADMIN")));
+        // In a task's user namespace the host sees host ids; the report shows both.
+        let status = "Uid:\t1065534\t1065534\t1065534\t1065534\nGid:\t1000000\t1000000\t1000000\t1000000\n\
+                      Groups:\t1000010 \n";
+        let map = id_map("         0    1000000      65536\n");
+        assert_eq!(map, [[0, 1_000_000, 65536]]);
+        let v = process_security(status, root.path(), &map, &map);
+        assert_eq!(
+            (v["uid"].clone(), v["hostUid"].clone()),
+            (json!(65534), json!(1_065_534))
+        );
+        assert_eq!(v["user"], "nobody");
+        assert_eq!(
+            (v["gid"].clone(), v["group"].clone()),
+            (json!(0), json!("root"))
+        );
+        assert_eq!(v["groups"], json!([10]));
     }
 
     #[test]

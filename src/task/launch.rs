@@ -92,6 +92,7 @@ pub struct SupervisorCommand {
     pub run_root: PathBuf,
     pub config: Option<PathBuf>,
     pub log_level: String,
+    pub userns: super::userns::Mode,
     pub pull: PullPolicy,
     pub secrets_file: Option<PathBuf>,
     pub host_credentials: bool,
@@ -420,7 +421,8 @@ pub fn spawn_supervisor(
         .arg("--run-root")
         .arg(&cmd.run_root)
         .arg("--log-level")
-        .arg(&cmd.log_level);
+        .arg(&cmd.log_level)
+        .args(["--userns", cmd.userns.as_str()]);
     if let Some(cfg) = &cmd.config {
         c.arg("--config").arg(cfg);
     }

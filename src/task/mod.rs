@@ -31,6 +31,7 @@ pub mod shape;
 pub mod spec;
 pub mod stats;
 pub mod support;
+pub mod userns;
 pub mod volumes;
 
 pub use crate::store::{ContainerOverride, TaskOverride};
@@ -122,6 +123,12 @@ pub struct TaskPaths {
     pub dir: PathBuf,
     /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops).
     pub run_dir: PathBuf,
+    /// `<run-root>/rootfs/<id>`: the containers' rootfs mount points. Apart from the
+    /// owner-only task dir because a task in its own user namespace must reach its
+    /// rootfs as its own root (libcontainer binds and pivots into it from inside the
+    /// namespace): this dir is owned by that id, mode 0700, under a 0711 parent. Removed
+    /// entry by entry (`remove_dir`), never recursively: a rootfs may still be mounted.
+    pub rootfs_dir: PathBuf,
 }
 
 impl TaskPaths {
@@ -129,6 +136,7 @@ impl TaskPaths {
         TaskPaths {
             dir: root.join("tasks").join(id),
             run_dir: run_root.join("tasks").join(id),
+            rootfs_dir: run_root.join("rootfs").join(id),
         }
     }
     pub fn socket(&self) -> PathBuf {
@@ -156,7 +164,48 @@ impl TaskPaths {
         self.dir.join(format!(".c{idx}.removing"))
     }
     pub fn rootfs(&self, idx: usize) -> PathBuf {
-        self.container_state(idx).join("rootfs")
+        self.rootfs_dir.join(format!("c{idx}"))
+    }
+
+    /// Makes [`Self::rootfs_dir`], owned by `owner` (host uid = gid) when given.
+    pub fn make_rootfs_dir(&self, owner: Option<u32>) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Some(parent) = self.rootfs_dir.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(parent)?;
+        }
+        match std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.rootfs_dir)
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::set_permissions(&self.rootfs_dir, std::fs::Permissions::from_mode(0o700))?;
+        std::os::unix::fs::chown(
+            &self.rootfs_dir,
+            Some(owner.unwrap_or(0)),
+            owner.or(Some(0)),
+        )
+    }
+
+    /// Removes the (unmounted, empty) rootfs mount points and their dir; a mount point
+    /// still mounted stays (`remove_dir` fails with EBUSY), its contents untouched.
+    pub fn remove_rootfs_dir(&self, containers: usize) -> std::io::Result<()> {
+        for idx in 0..containers {
+            match std::fs::remove_dir(self.rootfs(idx)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match std::fs::remove_dir(&self.rootfs_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

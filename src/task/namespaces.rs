@@ -51,22 +51,48 @@ fn shared_shm_size(def: &TaskDefinition) -> u64 {
 }
 
 impl TaskNamespaces {
-    /// Starts the holder when `pidMode` or `ipcMode` is `task`, and the shared /dev/shm
-    /// for `ipcMode: task` (in `volumes`, which unmounts it). What was made before an error
-    /// is kept for [`Self::stop`] and the volumes' teardown.
-    pub fn setup(
+    /// For a task in its own user namespace ([`super::userns`]), before anything else of
+    /// the task is made: starts the holder with the user namespace mapping `range` and the
+    /// task's network namespace owned by it (which the network step adopts), and the pid
+    /// and ipc namespaces the definition shares, all owned by it.
+    pub fn setup_user(
         &mut self,
         def: &TaskDefinition,
         task_id: &str,
-        volumes: &mut TaskVolumes,
+        range: runtime::IdRange,
+    ) -> Result<(), NamespaceError> {
+        self.start_holder(def, task_id, Some(range))
+    }
+
+    /// The task's network namespace, when the holder made it ([`Self::setup_user`]).
+    pub fn net_namespace(&self) -> Option<PathBuf> {
+        self.holder
+            .as_ref()
+            .and_then(NamespaceHolder::net_namespace)
+    }
+
+    /// The task's user namespace, when it has one.
+    pub fn user_namespace(&self) -> Option<runtime::UserNamespace> {
+        self.holder
+            .as_ref()
+            .and_then(NamespaceHolder::user_namespace)
+    }
+
+    fn start_holder(
+        &mut self,
+        def: &TaskDefinition,
+        task_id: &str,
+        user: Option<runtime::IdRange>,
     ) -> Result<(), NamespaceError> {
         self.pid = def.pid_mode;
         self.ipc = def.ipc_mode;
         let held = HeldNamespaces {
             pid: self.pid == Some(PidMode::Task),
             ipc: self.ipc == Some(IpcMode::Task),
+            user,
+            net: user.is_some(),
         };
-        if held.pid || held.ipc {
+        if self.holder.is_none() && held.any() {
             // This very program, even if its file was replaced since it started.
             let h = NamespaceHolder::start(Path::new("/proc/self/exe"), &[task_id], held)?;
             tracing::info!(
@@ -77,7 +103,20 @@ impl TaskNamespaces {
             );
             self.holder = Some(h);
         }
-        if held.ipc {
+        Ok(())
+    }
+
+    /// Starts the holder when `pidMode` or `ipcMode` is `task` (unless [`Self::setup_user`]
+    /// did), and the shared /dev/shm for `ipcMode: task` (in `volumes`, which unmounts it).
+    /// What was made before an error is kept for [`Self::stop`] and the volumes' teardown.
+    pub fn setup(
+        &mut self,
+        def: &TaskDefinition,
+        task_id: &str,
+        volumes: &mut TaskVolumes,
+    ) -> Result<(), NamespaceError> {
+        self.start_holder(def, task_id, None)?;
+        if self.ipc == Some(IpcMode::Task) {
             self.shm = Some(volumes.shared_shm(shared_shm_size(def))?);
         }
         Ok(())
@@ -106,6 +145,7 @@ impl TaskNamespaces {
         };
         spec.namespaces.ipc = ipc;
         spec.dev_shm = shm;
+        spec.namespaces.user = self.user_namespace();
     }
 
     /// Kills the holder, and with it every process left in a shared pid namespace (also

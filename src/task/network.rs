@@ -371,7 +371,14 @@ pub struct Attachment {
 
 /// Sets up and tears down a task's network.
 pub trait TaskNetwork {
-    fn setup(&mut self, task_id: &str, mode: NetworkMode) -> Result<Attachment, NetworkError>;
+    /// `adopt`: the task's network namespace, made by its holder inside the task's user
+    /// namespace, to pin instead of creating one.
+    fn setup(
+        &mut self,
+        task_id: &str,
+        mode: NetworkMode,
+        adopt: Option<&Path>,
+    ) -> Result<Attachment, NetworkError>;
     /// Removes everything `setup` made; every step runs, every error is returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
 }
@@ -413,8 +420,14 @@ impl NetworkStep {
             })
     }
 
-    fn try_setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
-        let (spec, owners) = task_spec(&self.def, mode)?;
+    fn try_setup(
+        &mut self,
+        task: &str,
+        mode: NetworkMode,
+        adopt: Option<&Path>,
+    ) -> Result<Attachment, NetworkError> {
+        let (mut spec, owners) = task_spec(&self.def, mode)?;
+        spec.adopt_netns = adopt.map(Path::to_path_buf);
         let row = self.row.as_ref().expect("row set by setup");
         let settings = match (&row.bridge, &row.subnet) {
             (Some(b), Some(s)) => Settings::parse(b, s)?,
@@ -513,7 +526,12 @@ impl NetworkStep {
 }
 
 impl TaskNetwork for NetworkStep {
-    fn setup(&mut self, task: &str, mode: NetworkMode) -> Result<Attachment, NetworkError> {
+    fn setup(
+        &mut self,
+        task: &str,
+        mode: NetworkMode,
+        adopt: Option<&Path>,
+    ) -> Result<Attachment, NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
         let row = match self.store.with(|s| s.task_network(task)) {
@@ -531,7 +549,7 @@ impl TaskNetwork for NetworkStep {
             ..row
         });
         self.save(task)?;
-        let r = self.try_setup(task, mode);
+        let r = self.try_setup(task, mode, adopt);
         if r.is_err()
             && let Some(row) = self.row.as_mut()
         {

@@ -116,7 +116,9 @@ fn finish_dead(
         Err(e) => errors.push(error_chain(&e)),
     }
     for (idx, _) in containers.iter().enumerate() {
-        if let Err(e) = rootfs_cache::rootfs::unmount(&paths.rootfs(idx)) {
+        if let Err(e) = rootfs_cache::rootfs::unmount(&paths.rootfs(idx))
+            .and_then(|()| rootfs_cache::rootfs::detach_mapped_layers(&paths.container_state(idx)))
+        {
             errors.push(error_chain(&e));
             continue;
         }
@@ -130,6 +132,12 @@ fn finish_dead(
                 errors.push(format!("failed to remove {}: {e}", d.display()));
             }
         }
+    }
+    if let Err(e) = paths.remove_rootfs_dir(containers.len()) {
+        errors.push(format!(
+            "failed to remove {}: {e}",
+            paths.rootfs_dir.display()
+        ));
     }
     errors.extend(
         super::volumes::cleanup_dead(&paths.dir)

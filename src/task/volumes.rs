@@ -325,12 +325,21 @@ pub struct TaskVolumes {
 impl TaskVolumes {
     /// Creates the task's volume directories (tmpfs mounted, shared volumes provisioned).
     /// On error what was made is recorded: [`Self::teardown`] removes it.
+    ///
+    /// With the task's user namespace `user`: the task's own volumes are owned by its root
+    /// (a container's root sees an empty volume as its own, as without one); a shared
+    /// Docker volume, used by tasks with different ranges, is bound through an idmapped
+    /// mount, so its files stay in host-root terms on disk and each task sees them as its
+    /// root's; a host path (`host.sourcePath`) is not mapped: the container's root is no
+    /// one there and cannot write the host's files. Returns the task's notes on that.
     pub fn setup(
         &mut self,
         def: &TaskDefinition,
         task_dir: &Path,
         root: &Path,
-    ) -> Result<(), VolumeError> {
+        user: Option<&runtime::UserNamespace>,
+    ) -> Result<Vec<String>, VolumeError> {
+        let mut notes = Vec::new();
         self.dir = task_dir.join("volumes");
         let mkdir = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|source| VolumeError::Create {
@@ -360,7 +369,7 @@ impl TaskVolumes {
                 },
                 _ => (Kind::TaskDir, false),
             };
-            let path = match &kind {
+            let mut path = match &kind {
                 Kind::TaskDir | Kind::TaskTmpfs { .. } => task_path,
                 Kind::Host(p) | Kind::Shared(p) => p.clone(),
             };
@@ -394,10 +403,41 @@ impl TaskVolumes {
                 })?;
                 self.mounted.push((name.clone(), path.clone()));
             }
+            if let Some(u) = user {
+                match &kind {
+                    Kind::TaskDir | Kind::TaskTmpfs { .. } => {
+                        let id = Some(u.range.start);
+                        std::os::unix::fs::chown(&path, id, id).map_err(|source| {
+                            VolumeError::Create {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
+                    }
+                    Kind::Shared(p) => {
+                        let at = self.dir.join(format!(".idmap-{name}"));
+                        mkdir(&at)?;
+                        let mapped = std::fs::File::open(&u.path)
+                            .and_then(|ns| rootfs_cache::rootfs::idmapped_bind(p, &at, &ns, false));
+                        mapped.map_err(|source| VolumeError::Create {
+                            path: at.clone(),
+                            source,
+                        })?;
+                        self.mounted.push((name.clone(), at.clone()));
+                        path = at;
+                    }
+                    Kind::Host(p) => notes.push(format!(
+                        "volume {name}: host path {} is not mapped into the task's user \
+                         namespace: files of host users show as nobody (65534) and the \
+                         container's root cannot write what host users own",
+                        p.display()
+                    )),
+                }
+            }
             tracing::debug!(volume = %name, ?kind, path = %path.display(), "volume ready");
             self.vols.insert(name, Resolved { kind, docker, path });
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// A tmpfs of `size` bytes for the `/dev/shm` the task's containers share
@@ -758,7 +798,7 @@ mod tests {
               {"name":"bad","mountPoints":[{"sourceVolume":"zz","containerPath":"/z"}]}]}"#,
         );
         let mut tv = TaskVolumes::default();
-        tv.setup(&d, dir.path(), dir.path()).unwrap();
+        tv.setup(&d, dir.path(), dir.path(), None).unwrap();
         assert!(dir.path().join("volumes/a").is_dir());
         let defs = d.container_definitions.unwrap();
         let m = tv.mounts(&defs, 0).unwrap();
@@ -834,7 +874,7 @@ mod tests {
                   {"sourceVolume":"viasym","containerPath":"/link"}]}]}"#,
         );
         let mut tv = TaskVolumes::default();
-        tv.setup(&d, dir.path(), dir.path()).unwrap();
+        tv.setup(&d, dir.path(), dir.path(), None).unwrap();
         let c = &d.container_definitions.as_ref().unwrap()[0];
         tv.populate(c, &rootfs, &[]).unwrap();
         let v = dir.path().join("volumes");

@@ -42,8 +42,8 @@ impl Mf {
             .unwrap();
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
-        let (bridge, subnet, claim) = test_network();
-        Mf {
+        let (bridge, subnet, claim, n) = test_network();
+        let mut mf = Mf {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
             docker_config,
@@ -56,7 +56,30 @@ impl Mf {
             ],
             dir,
             _subnet_claim: claim,
+        };
+        // `MINIFARGATE_TEST_USERNS=on` runs a suite with per-task user namespaces (CI runs
+        // one suite both ways): each Mf gets its own id range, cut by its subnet's number
+        // (unique among live tests), so tests in parallel never share host ids.
+        if let Ok(mode) = std::env::var("MINIFARGATE_TEST_USERNS") {
+            mf.set_env("MINIFARGATE_USERNS", &mode);
+            let (start, count) = test_userns_range(n);
+            mf.set_env("MINIFARGATE_USERNS_RANGE", format!("{start}:{count}"));
         }
+        mf
+    }
+
+    /// Gives this Mf's tasks user namespaces: `mode` (on/auto/off) and its own id range
+    /// (start, count), which it returns.
+    pub fn enable_userns(&mut self, mode: &str) -> (u32, u32) {
+        let n: u32 = self
+            .bridge()
+            .get(7..)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap();
+        let (start, count) = test_userns_range(n);
+        self.set_env("MINIFARGATE_USERNS", mode);
+        self.set_env("MINIFARGATE_USERNS_RANGE", format!("{start}:{count}"));
+        (start, count)
     }
 
     /// This test's own bridge (MINIFARGATE_BRIDGE), so tests run in parallel.
@@ -282,7 +305,12 @@ impl Drop for Mf {
 /// on `/tmp/mf-test-subnets/<n>`, held until the test's `Mf` is dropped, so test processes
 /// running at once (other suites, other worktrees) never share one; the search starts at a
 /// random point. netns's own tests use 10.94.x.0/24.
-fn test_network() -> (String, String, std::fs::File) {
+/// 16 tasks' worth of ids per test network `n` (0–1023), from 10,000,000 up.
+fn test_userns_range(n: u32) -> (u32, u32) {
+    (10_000_000 + n * (16 << 16), 16 << 16)
+}
+
+fn test_network() -> (String, String, std::fs::File, u32) {
     let dir = Path::new("/tmp/mf-test-subnets");
     std::fs::create_dir_all(dir).unwrap();
     let start = (std::process::id()
@@ -301,7 +329,7 @@ fn test_network() -> (String, String, std::fs::File) {
             .unwrap();
         if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
             let bridge = format!("mft{:04x}{n:03x}", std::process::id() & 0xffff);
-            return (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64), f);
+            return (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64), f, n);
         }
     }
     panic!("all 1024 test subnets in 10.97.0.0/16 are claimed");

@@ -94,6 +94,11 @@ pub fn assert_no_leaks(mf: &Mf, ids: &[&str], keep: &[&Path]) {
         wait_for(&format!("run dir {} to go", run_dir.display()), || {
             !run_dir.exists()
         });
+        let rootfs_dir = mf.run_root.join("rootfs").join(id);
+        wait_for(
+            &format!("rootfs dir {} to go", rootfs_dir.display()),
+            || !rootfs_dir.exists(),
+        );
     }
     let left = mounts_under(mf, keep);
     assert!(left.is_empty(), "mounts left behind: {left:#?}");

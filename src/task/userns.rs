@@ -1,0 +1,414 @@
+//! Per-task user namespaces: whether a task gets one, and which host ids it maps.
+//!
+//! A task in its own user namespace runs its containers' root as an unprivileged host id:
+//! the namespace holder ([`runtime::NamespaceHolder`], the task's pause process) makes the
+//! user namespace and, owned by it, the task's network namespace (which the network step
+//! adopts) and shared pid/ipc namespaces; containers join it; their rootfs shows the shared
+//! image layers through idmapped mounts (`rootfs_cache::rootfs::mount_mapped`), so nothing
+//! is copied or chowned. docs/security.md "Per-task user namespaces" has the model.
+//!
+//! **Ids.** The pool is `MINIFARGATE_USERNS_RANGE=START:COUNT`, else the `/etc/subuid` and
+//! `/etc/subgid` entries of `MINIFARGATE_USERNS_USER` (default `minifargate`), as podman's
+//! `--userns=auto` takes the `containers` user's. Each task gets 65,536 ids (container ids
+//! 0–65535, what an image's files can name), slot N of the pool being
+//! `START + N × 65536`; the store hands slots out so running tasks never share one.
+//!
+//! **Mode** (`--userns`, `MINIFARGATE_USERNS`): `auto` (the default) gives every task that
+//! can have one a user namespace when a pool is configured, and none otherwise (container
+//! root is host root, as on an ECS container instance without Docker's userns-remap);
+//! `on` requires it (a task that cannot have one fails to start, naming why); `off` never.
+//! Why `auto` and not `on`: a box without a configured pool would otherwise run nothing,
+//! and the pool is a host-wide decision (`/etc/subuid` is shared with podman and others),
+//! so it is the operator's to make; once made, every eligible task is isolated.
+//! Ref: Docker's `userns-remap` (docs "Isolate containers with a user namespace"), which
+//! likewise maps a whole daemon's containers and excludes host namespaces and privileged
+//! containers; podman `--userns=auto` (one range per container from the subordinate ids).
+
+use crate::taskdef::model::{IpcMode, NetworkMode, PidMode, TaskDefinition};
+use runtime::IdRange;
+use std::path::Path;
+
+/// Ids per task: every id an image's files and `user` can name.
+pub const TASK_IDS: u32 = 65536;
+
+/// The environment variables of the pool.
+pub const ENV_RANGE: &str = "MINIFARGATE_USERNS_RANGE";
+pub const ENV_USER: &str = "MINIFARGATE_USERNS_USER";
+/// The subordinate-id user when `MINIFARGATE_USERNS_USER` is not set.
+pub const DEFAULT_USER: &str = "minifargate";
+
+/// Whether tasks get user namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// Never: container root is host root.
+    Off,
+    /// Every task that can have one, when an id pool is configured.
+    #[default]
+    Auto,
+    /// Every task; one that cannot have one fails to start.
+    On,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Auto => "auto",
+            Mode::On => "on",
+        }
+    }
+}
+
+/// The configured host ids tasks' ranges are cut from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub start: u32,
+    pub count: u32,
+    /// Where it came from, for messages.
+    pub source: &'static str,
+}
+
+impl Pool {
+    /// How many tasks can hold a range at once.
+    pub fn slots(&self) -> u32 {
+        self.count / TASK_IDS
+    }
+
+    /// The ids of slot `slot`.
+    pub fn range(&self, slot: u32) -> IdRange {
+        IdRange {
+            start: self.start + slot * TASK_IDS,
+            count: TASK_IDS,
+        }
+    }
+}
+
+fn parse_range(start: &str, count: &str) -> Result<(u32, u32), String> {
+    let start: u32 = start
+        .trim()
+        .parse()
+        .map_err(|_| format!("{start:?} is not a host id"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("{count:?} is not a number of ids"))?;
+    // Ids below 65536 are the host's own users (root, system accounts, people): a task's
+    // root must never be one of them.
+    if start < TASK_IDS {
+        return Err(format!(
+            "the range starts at {start}, among the host's own users: start at {TASK_IDS} or \
+             above (e.g. 100000, as useradd allocates subordinate ids)"
+        ));
+    }
+    if count < TASK_IDS {
+        return Err(format!(
+            "{count} ids are fewer than one task needs ({TASK_IDS})"
+        ));
+    }
+    if u64::from(start) + u64::from(count) > u64::from(u32::MAX) {
+        return Err(format!("{start}+{count} goes past the largest id"));
+    }
+    Ok((start, count))
+}
+
+/// The first `name:start:count` entry of a subordinate-id file for `user` (by name or
+/// uid), per subuid(5).
+fn subid_entry(text: &str, user: &str, uid: Option<u32>) -> Option<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            let matches = who == user || uid.is_some_and(|u| who == u.to_string());
+            matches.then(|| (start.to_string(), count.to_string()))
+        })
+}
+
+/// The pool from the environment or the subordinate-id files under `etc`; `Ok(None)` when
+/// none is configured.
+pub fn pool_from(
+    range: Option<&str>,
+    user: Option<&str>,
+    etc: &Path,
+) -> Result<Option<Pool>, String> {
+    if let Some(r) = range {
+        let (start, count) = r
+            .split_once(':')
+            .ok_or_else(|| format!("{ENV_RANGE}={r:?}: expected START:COUNT"))?;
+        let (start, count) =
+            parse_range(start, count).map_err(|e| format!("{ENV_RANGE}={r:?}: {e}"))?;
+        return Ok(Some(Pool {
+            start,
+            count,
+            source: ENV_RANGE,
+        }));
+    }
+    let name = user.unwrap_or(DEFAULT_USER);
+    let uid = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw());
+    let read = |f: &str| std::fs::read_to_string(etc.join(f)).unwrap_or_default();
+    let (u, g) = (
+        subid_entry(&read("subuid"), name, uid),
+        subid_entry(&read("subgid"), name, uid),
+    );
+    match (u, g) {
+        (None, None) if user.is_none() => Ok(None),
+        (Some(u), Some(g)) => {
+            let (us, uc) =
+                parse_range(&u.0, &u.1).map_err(|e| format!("/etc/subuid {name}: {e}"))?;
+            let (gs, gc) =
+                parse_range(&g.0, &g.1).map_err(|e| format!("/etc/subgid {name}: {e}"))?;
+            if (us, uc) != (gs, gc) {
+                return Err(format!(
+                    "/etc/subuid gives {name} {us}:{uc} but /etc/subgid {gs}:{gc}: give both the \
+                     same range (a task's uids and gids are mapped alike)"
+                ));
+            }
+            Ok(Some(Pool {
+                start: us,
+                count: uc,
+                source: "/etc/subuid",
+            }))
+        }
+        _ => Err(format!(
+            "{name} needs an entry in both /etc/subuid and /etc/subgid (e.g. \
+             `{name}:100000:65536000`, see subuid(5)), or set {ENV_RANGE}=START:COUNT"
+        )),
+    }
+}
+
+/// The pool this host is configured with.
+pub fn pool() -> Result<Option<Pool>, String> {
+    pool_from(
+        std::env::var(ENV_RANGE).ok().as_deref(),
+        std::env::var(ENV_USER).ok().as_deref(),
+        Path::new("/etc"),
+    )
+}
+
+/// Why `def` cannot run in a user namespace of its own, if it cannot: what needs host
+/// root or the host's namespaces, as Docker's userns-remap excludes them.
+pub fn unfit(def: &TaskDefinition, network: NetworkMode) -> Option<String> {
+    if network == NetworkMode::Host {
+        return Some("networkMode host shares the host's network namespace".into());
+    }
+    if def.pid_mode == Some(PidMode::Host) {
+        return Some("pidMode host shares the host's pid namespace".into());
+    }
+    if def.ipc_mode == Some(IpcMode::Host) {
+        return Some("ipcMode host shares the host's ipc namespace".into());
+    }
+    let defs = || def.container_definitions.iter().flatten();
+    if let Some(c) = defs().find(|c| {
+        c.linux_parameters
+            .as_ref()
+            .and_then(|l| l.devices.as_ref())
+            .is_some_and(|d| !d.is_empty())
+    }) {
+        // A host device node is owned by host root (or a host group): the task's root
+        // could not open it.
+        return Some(format!(
+            "container {} maps host devices (linuxParameters.devices), which host ids own",
+            c.name.as_deref().unwrap_or("?")
+        ));
+    }
+    defs().find(|c| c.privileged == Some(true)).map(|c| {
+        format!(
+            "container {} is privileged (it needs host root)",
+            c.name.as_deref().unwrap_or("?")
+        )
+    })
+}
+
+/// Overlayfs over idmapped layers needs Linux 5.19.
+pub fn kernel_supports() -> Result<(), String> {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (5, 19) {
+        Ok(())
+    } else {
+        Err(format!(
+            "Linux {release} cannot show image layers through a user namespace (overlayfs over \
+             idmapped mounts needs 5.19)"
+        ))
+    }
+}
+
+/// Lets the task's root reach the task dir, whose volumes and FireLens files its
+/// containers bind from inside the user namespace (libcontainer mounts them as the
+/// container's root, before `pivot_root`): the state root and `tasks/` get search
+/// permission for others (0711: no listing; what is below stays owner-only), and the task
+/// dir is 0710 with the task's root group, so only host root and this task's root reach it.
+/// After `pivot_root` no host path is reachable from the container. Ref: containers/storage
+/// makes its layer dirs 0711 for user-namespaced containers for the same reason.
+pub fn open_task_dir(root: &Path, task_dir: &Path, range: IdRange) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("failed to set the mode of {}: {e}", p.display()))
+    };
+    for dir in [root.to_path_buf(), root.join("tasks")] {
+        let mode = std::fs::metadata(&dir)
+            .map_err(|e| format!("failed to read {}: {e}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            set(&dir, (mode & 0o7777) | 0o711)?;
+        }
+    }
+    std::os::unix::fs::chown(task_dir, Some(0), Some(range.start)).map_err(|e| {
+        format!(
+            "failed to give {} the task's group: {e}",
+            task_dir.display()
+        )
+    })?;
+    set(task_dir, 0o710)
+}
+
+/// What a task gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A user namespace with ids cut from this pool.
+    Isolate(Pool),
+    /// None; `Some(note)` is a task warning (a configured isolation that this task lacks).
+    Host(Option<String>),
+    /// The task cannot start (`on` and no user namespace possible).
+    Fail(String),
+}
+
+/// The decision for one task.
+pub fn decide(
+    mode: Mode,
+    def: &TaskDefinition,
+    network: NetworkMode,
+    pool: Result<Option<Pool>, String>,
+    kernel: Result<(), String>,
+) -> Decision {
+    let not = |why: String| match mode {
+        Mode::On => Decision::Fail(format!("user namespaces are required (--userns on): {why}")),
+        _ => Decision::Host(Some(format!(
+            "user namespace: not applied here: {why}; container root is host root in this task"
+        ))),
+    };
+    if mode == Mode::Off {
+        return Decision::Host(None);
+    }
+    let pool = match pool {
+        Ok(Some(p)) => p,
+        Ok(None) if mode == Mode::Auto => return Decision::Host(None),
+        Ok(None) => {
+            return not(format!(
+                "no id range is configured (an entry for {DEFAULT_USER} in /etc/subuid and \
+                 /etc/subgid, or {ENV_RANGE})"
+            ));
+        }
+        Err(e) => return not(e),
+    };
+    if let Err(e) = kernel {
+        return not(e);
+    }
+    match unfit(def, network) {
+        Some(why) => not(why),
+        None => Decision::Isolate(pool),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(json: &str) -> TaskDefinition {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_pool_comes_from_the_range_or_the_subid_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(pool_from(None, None, dir.path()), Ok(None));
+        let p = pool_from(Some("200000:655360"), None, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.start, p.count, p.slots()), (200_000, 655_360, 10));
+        assert_eq!(
+            p.range(2),
+            IdRange {
+                start: 331_072,
+                count: 65536
+            }
+        );
+        for bad in ["0:65536", "1000:70000", "100000:100", "x:1", "100000"] {
+            let e = pool_from(Some(bad), None, dir.path()).unwrap_err();
+            assert!(e.contains(ENV_RANGE), "{bad}: {e}");
+        }
+        std::fs::write(
+            dir.path().join("subuid"),
+            "# comment\nalice:100000:65536\nminifargate:1000000:6553600\n",
+        )
+        .unwrap();
+        // Only one of the two files: an error that names both.
+        let e = pool_from(None, None, dir.path()).unwrap_err();
+        assert!(e.contains("/etc/subgid"), "{e}");
+        std::fs::write(dir.path().join("subgid"), "minifargate:1000000:6553600\n").unwrap();
+        let p = pool_from(None, None, dir.path()).unwrap().unwrap();
+        assert_eq!((p.start, p.slots()), (1_000_000, 100));
+        std::fs::write(dir.path().join("subgid"), "minifargate:2000000:6553600\n").unwrap();
+        let e = pool_from(None, None, dir.path()).unwrap_err();
+        assert!(e.contains("same range"), "{e}");
+        // A named user that has no entry is an error, not "none configured".
+        let e = pool_from(None, Some("bob"), dir.path()).unwrap_err();
+        assert!(e.contains("bob"), "{e}");
+    }
+
+    #[test]
+    fn each_mode_decides_as_documented() {
+        let plain = def(r#"{"containerDefinitions":[{"name":"a"}]}"#);
+        let privileged = def(r#"{"containerDefinitions":[{"name":"a","privileged":true}]}"#);
+        let pool = Pool {
+            start: 100_000,
+            count: 65536 * 4,
+            source: ENV_RANGE,
+        };
+        let aw = NetworkMode::Awsvpc;
+        let d =
+            |m, t: &TaskDefinition, n, p: Result<Option<Pool>, String>| decide(m, t, n, p, Ok(()));
+        assert_eq!(
+            d(Mode::Auto, &plain, aw, Ok(Some(pool))),
+            Decision::Isolate(pool)
+        );
+        assert_eq!(d(Mode::Auto, &plain, aw, Ok(None)), Decision::Host(None));
+        assert_eq!(
+            d(Mode::Off, &plain, aw, Ok(Some(pool))),
+            Decision::Host(None)
+        );
+        let Decision::Host(Some(w)) = d(Mode::Auto, &privileged, aw, Ok(Some(pool))) else {
+            panic!()
+        };
+        assert!(w.contains("privileged") && w.contains("not applied"), "{w}");
+        let Decision::Host(Some(w)) = d(Mode::Auto, &plain, NetworkMode::Host, Ok(Some(pool)))
+        else {
+            panic!()
+        };
+        assert!(w.contains("networkMode host"), "{w}");
+        let Decision::Fail(e) = d(Mode::On, &plain, aw, Ok(None)) else {
+            panic!()
+        };
+        assert!(e.contains("no id range"), "{e}");
+        let Decision::Fail(e) = d(Mode::On, &privileged, aw, Ok(Some(pool))) else {
+            panic!()
+        };
+        assert!(e.contains("privileged"), "{e}");
+        let Decision::Fail(e) = decide(Mode::On, &plain, aw, Ok(Some(pool)), Err("old".into()))
+        else {
+            panic!()
+        };
+        assert!(e.contains("old"), "{e}");
+    }
+}
