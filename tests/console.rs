@@ -164,7 +164,8 @@ fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
 fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     let api = Api::start_with(
         Layer::new(Compression::Gzip, busybox_all_applets("console-ro")),
-        &["--read-only"],
+        // Its task in a user namespace of its own, which the isolation view shows.
+        &["--read-only", "--userns", "on"],
     );
     let tick = api.file("tick.json", TICK);
     api.aws_json(&["register-task-definition", "--cli-input-json", &tick]);
@@ -251,7 +252,12 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     browser(
         &api,
         &shots_dir(),
-        &[("TASK_ID", &id), ("CLUSTER", "default"), ("READ_ONLY", "1")],
+        &[
+            ("TASK_ID", &id),
+            ("CLUSTER", "default"),
+            ("READ_ONLY", "1"),
+            ("USERNS", "1"),
+        ],
     );
     let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
     assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");

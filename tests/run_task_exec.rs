@@ -498,8 +498,13 @@ fn inspect_shows_shared_and_own_namespaces_and_the_limits() {
         assert_ne!(ns(app, kind)["inode"], ns(side, kind)["inode"], "{kind}");
         assert_eq!(ns(app, kind)["scope"], "own", "{kind}");
     }
-    // No user namespace here (Fargate's VM boundary has none either): the host's.
-    assert_eq!(ns(app, "user")["scope"], "host");
+    // Without an id pool, the host's user namespace; with one (the CI run with
+    // MINIFARGATE_TEST_USERNS), the task's, which both containers share.
+    let want = match env.mf.env_value("MINIFARGATE_USERNS").as_deref() {
+        Some("on" | "auto") => "task",
+        _ => "host",
+    };
+    assert_eq!(ns(app, "user")["scope"], want);
     // The pid on the host is real: its ns links match.
     let pid = app["hostPid"].as_i64().unwrap();
     let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();

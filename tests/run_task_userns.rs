@@ -81,6 +81,16 @@ impl Env {
         }
     }
 
+    /// stop-task, then waits until the task is STOPPED (torn down).
+    fn stop(&self, id: &str) {
+        self.mf.run(&["stop-task", "--task", id]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.describe(id)["lastStatus"] != "STOPPED" {
+            assert!(Instant::now() < deadline, "{id} not STOPPED");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn describe(&self, id: &str) -> Value {
         self.mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
     }
@@ -167,14 +177,14 @@ fn each_tasks_root_is_its_own_unprivileged_host_id_over_shared_layers() {
         "{text}"
     );
     for id in [&a, &b] {
-        env.mf.run(&["stop-task", "--task", id]);
+        env.stop(id);
     }
     assert_no_leaks(&env.mf, &[&a, &b], &[]);
     // Stopped: the range is free again, and the next task gets the first one.
     let c = env.start(&td);
     let v = env.inspect(&c);
     assert_eq!(v["userNamespace"]["hostIdStart"], start);
-    env.mf.run(&["stop-task", "--task", &c]);
+    env.stop(&c);
     assert_no_leaks(&env.mf, &[&c], &[]);
 }
 

@@ -37,6 +37,10 @@ impl Api {
         push_image(&reg, work.path(), "docker/library/busybox:1.36", &[layer]);
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        // `--userns MODE` among the arguments: the tasks get this test's own id range.
+        if let Some(i) = serve_args.iter().position(|a| *a == "--userns") {
+            mf.enable_userns(serve_args[i + 1]);
+        }
         let (server, endpoint) = spawn_server(&mf, "127.0.0.1:0", serve_args);
         Api {
             mf,

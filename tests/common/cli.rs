@@ -305,9 +305,10 @@ impl Drop for Mf {
 /// on `/tmp/mf-test-subnets/<n>`, held until the test's `Mf` is dropped, so test processes
 /// running at once (other suites, other worktrees) never share one; the search starts at a
 /// random point. netns's own tests use 10.94.x.0/24.
-/// 16 tasks' worth of ids per test network `n` (0–1023), from 10,000,000 up.
+/// 32 tasks' worth of ids per test network `n` (0–1023), from 10,000,000 up (to
+/// 2,157,483,648: within the 32-bit ids).
 fn test_userns_range(n: u32) -> (u32, u32) {
-    (10_000_000 + n * (16 << 16), 16 << 16)
+    (10_000_000 + n * (32 << 16), 32 << 16)
 }
 
 fn test_network() -> (String, String, std::fs::File, u32) {

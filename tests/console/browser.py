@@ -25,6 +25,7 @@ TASK = os.environ["TASK_ID"]
 CLUSTER = os.environ.get("CLUSTER", "default")
 SHOTS = os.environ["SHOTS"]
 READ_ONLY = os.environ.get("READ_ONLY") == "1"
+USERNS = os.environ.get("USERNS") == "1"
 TIMEOUT = 60
 
 
@@ -135,7 +136,16 @@ try:
     net = d.find_elements(By.CSS_SELECTOR, '#ns-table tr[data-ns="net"] .ns')
     assert net and all(n.text == "task" for n in net), [n.text for n in net]
     user = d.find_elements(By.CSS_SELECTOR, '#ns-table tr[data-ns="user"] .ns')
-    assert user and all(n.text == "host" for n in user), [n.text for n in user]
+    want_user = "own" if USERNS else "host"
+    assert user and all(n.text == want_user for n in user), [n.text for n in user]
+    mapping = d.find_elements(By.CSS_SELECTOR, '[id^="userns-"]')
+    assert mapping, "no user namespace line"
+    if USERNS:
+        assert all("the task's own" in m.text and "host ids" in m.text for m in mapping), \
+            [m.text for m in mapping]
+    else:
+        assert all("root in the container is root on the host" in m.text for m in mapping), \
+            [m.text for m in mapping]
     limits = text("#limits")
     assert "memory.max" in limits or "memory.limit_in_bytes" in limits, limits
     wait("a memory chart with points",

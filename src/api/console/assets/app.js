@@ -354,7 +354,14 @@
     }
     return svg;
   }
-  function explain(text, anchor) {
+  // A container's user namespace as its uid_map says (docs/security.md "Per-task user namespaces").
+function userns(un) {
+  const m = (un.uidMap || [])[0];
+  if (!un.ownRange || !m) return 'the host\'s: root in the container is root on the host';
+  return 'the task\'s own: container ids ' + m[0] + '-' + (m[0] + m[2] - 1) + ' are host ids ' + m[1] + '-' + (m[1] + m[2] - 1) + ' (root inside is an unprivileged id outside)';
+}
+
+function explain(text, anchor) {
     return h('div', { class: 'explain' }, text, ' ', h('a', { href: DOC + (anchor ? '#' + anchor : '') }, 'How isolation works'));
   }
   // A cgroup file's value with its meaning: bytes in MiB, "no limit" spelled out.
@@ -412,13 +419,14 @@
       out.push(h('h3', {}, 'Container ', c.name, ' ', status(c.lastStatus)));
       if (!c.namespaces) { out.push(h('p', { class: 'muted' }, 'Not running: no processes to look at.')); continue; }
       out.push(explain('Its own cgroup inside the task\'s: its cpu and memory limits from the container definition.', 'a-container-cgroups'), cgroupTable(c.cgroups));
-      const fs = c.rootfs || {}, p = c.process || {};
+      const fs = c.rootfs || {}, p = c.process || {}, un = c.userNamespace || {};
       out.push(explain('Its root filesystem: the image layers as read-only lower dirs and a per-container upper dir, as Fargate unpacks the image on the microVM\'s disk.', 'a-container-rootfs-user-capabilities-seccomp'),
         h('dl', { class: 'kv' },
           h('dt', {}, 'Rootfs'), h('dd', { class: 'mono' }, (fs.fsType || '-') + ' ' + (fs.hostPath || '')),
           h('dt', {}, 'Lower dirs (layers)'), h('dd', { class: 'mono' }, (fs.lowerdirs || []).map((l) => h('div', {}, l))),
           h('dt', {}, 'Upper dir'), h('dd', { class: 'mono' }, fs.upperdir || '-'),
-          h('dt', {}, 'User'), h('dd', {}, (p.user || p.uid) + ' (uid ' + p.uid + ', gid ' + p.gid + ')'),
+          h('dt', {}, 'User'), h('dd', {}, (p.user || p.uid) + ' (uid ' + p.uid + ', gid ' + p.gid + ')' + (un.ownRange ? ', host uid ' + p.hostUid + ' gid ' + p.hostGid : '')),
+          h('dt', {}, 'User namespace'), h('dd', { id: 'userns-' + c.name }, userns(un)),
           h('dt', {}, 'Capabilities'), h('dd', { class: 'mono' }, ((p.capabilities || {}).effective || []).join(' ') || 'none'),
           h('dt', {}, 'Seccomp'), h('dd', {}, String(p.seccomp || '-') + (p.seccompFilters ? ' (' + p.seccompFilters + ' filter)' : '') + (p.noNewPrivs ? ', no_new_privs' : ''))),
         explain('Capabilities and seccomp bound what root inside may ask the shared kernel; on Fargate the microVM\'s kernel is the task\'s own.', 'a-container-rootfs-user-capabilities-seccomp'));
