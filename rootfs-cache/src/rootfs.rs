@@ -152,7 +152,7 @@ pub fn mount_mapped(
         Some(m) => {
             std::os::unix::fs::chown(&upper, Some(m.root_uid), Some(m.root_gid))
                 .map_err(|e| io_err("chown", &upper, e))?;
-            let mapped = MappedLayers::attach(&lowers, &state_dir.join("lower"), m.userns)?;
+            let mapped = MappedLayers::attach(&lowers, &mapped_layers_dir(target), m.userns)?;
             lowers = mapped.paths.clone();
             Some(mapped)
         }
@@ -235,11 +235,22 @@ impl Drop for MappedLayers {
     }
 }
 
-/// Detaches the idmapped layer mounts a killed process may have left attached under
-/// `state_dir` (see [`mount_mapped`]) and removes their directory; call before deleting
-/// a container's state dir.
-pub fn detach_mapped_layers(state_dir: &Path) -> Result<(), RootfsError> {
-    let dir = state_dir.join("lower");
+/// Where the idmapped layers of the rootfs at `target` are attached while it is mounted:
+/// `.<name>.lower` next to it (the mount point's directory: tmpfs under /run in production,
+/// where making and removing the attach points costs microseconds, not an ext4 directory
+/// update each).
+fn mapped_layers_dir(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.lower"))
+}
+
+/// Detaches the idmapped layer mounts a killed process may have left attached for the
+/// rootfs at `target` (see [`mount_mapped`]) and removes their directory.
+pub fn detach_mapped_layers(target: &Path) -> Result<(), RootfsError> {
+    let dir = mapped_layers_dir(target);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -681,9 +692,9 @@ mod tests {
             let top = fs::metadata(&target).unwrap();
             assert_eq!((top.uid(), top.gid()), (4_200_000, 4_200_000));
             // The helper mounts are gone once the overlay holds its layers.
-            assert!(!state.join("lower").exists());
+            let lower = mapped_layers_dir(&target);
+            assert!(!lower.exists());
             let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-            let lower = state.join("lower");
             assert!(
                 !mountinfo
                     .lines()

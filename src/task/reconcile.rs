@@ -117,7 +117,7 @@ fn finish_dead(
     }
     for (idx, _) in containers.iter().enumerate() {
         if let Err(e) = rootfs_cache::rootfs::unmount(&paths.rootfs(idx))
-            .and_then(|()| rootfs_cache::rootfs::detach_mapped_layers(&paths.container_state(idx)))
+            .and_then(|()| rootfs_cache::rootfs::detach_mapped_layers(&paths.rootfs(idx)))
         {
             errors.push(error_chain(&e));
             continue;
