@@ -193,7 +193,7 @@ pub fn mount_mapped(
     }
 }
 
-/// Idmapped bind mounts of the lower layers, attached at `dir/<n>` while the overlay is
+/// Idmapped bind mounts of the lower layers, attached at `dir/<n>-<layer>` while the overlay is
 /// made; dropping it detaches and removes them (the overlay holds its own clones).
 struct MappedLayers {
     paths: Vec<PathBuf>,
@@ -209,7 +209,10 @@ impl MappedLayers {
             dir: dir.to_path_buf(),
         };
         for (i, l) in lowers.iter().enumerate() {
-            let at = dir.join(i.to_string());
+            // Named after the layer (its cache directory's name), so the overlay's
+            // lowerdirs, as `inspect` shows them, still say which layer each one is.
+            let name = l.file_name().map(|n| n.to_string_lossy().into_owned());
+            let at = dir.join(format!("{i}-{}", name.unwrap_or_default()));
             fs::create_dir_all(&at).map_err(|e| io_err("create", &at, e))?;
             // Read-only: nothing may write the shared layer through it, and a recursive
             // delete of a state dir that still has it attached (after a crash) fails with
