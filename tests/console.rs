@@ -128,7 +128,17 @@ fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
     api.aws_json(&["wait", "tasks-running", "--tasks", &arn]);
 
     let shots = shots_dir();
-    browser(&api, &shots, &[("TASK_ID", &id), ("CLUSTER", "default")]);
+    // In the CI run with MINIFARGATE_TEST_USERNS the task has a user namespace of its own.
+    let userns = if api.mf.env_value("MINIFARGATE_USERNS").is_some() {
+        "1"
+    } else {
+        "0"
+    };
+    browser(
+        &api,
+        &shots,
+        &[("TASK_ID", &id), ("CLUSTER", "default"), ("USERNS", userns)],
+    );
 
     // What the browser did is what the API says.
     let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
