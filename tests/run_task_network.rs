@@ -619,3 +619,88 @@ fn web_task_whose_server_cannot_start_fails_and_leaves_no_network() {
     assert_eq!(t["attachments"][0]["status"], "DELETED");
     env.assert_network_clean(&[&id]);
 }
+
+/// The lines of `/proc/<pid>/mountinfo` that contain `needle`.
+fn mount_lines(pid: &str, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A task's mounts live in its supervisor's own mount namespace: the host's mount table,
+/// which libcontainer reads whole several times per container create, does not grow with
+/// the running tasks, and one task's supervisor holds no mount of another task (nor its
+/// netns pin). The netns pins stay in the host's table (`ip netns`, reconcile), and the
+/// containers still get their network through the pin bound again inside.
+#[test]
+fn task_mounts_stay_in_their_supervisors_namespace() {
+    let env = Env::new();
+    // `sleep` as pid 1 would ignore stop-task's SIGTERM for its whole stopTimeout.
+    let first = env.detach(&[
+        "run",
+        "--detach",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 1000 & wait",
+    ]);
+    env.wait_status(&first, "RUNNING", Duration::from_secs(60));
+    let second = env.detach(&[
+        "run",
+        "--detach",
+        "--name",
+        "main",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; trap 'exit 0' TERM; sleep 1000 & wait",
+    ]);
+    let t2 = env.wait_status(&second, "RUNNING", Duration::from_secs(60));
+    let ip2 = task_ip(&t2);
+    wait_for("the second task's address in its log", || {
+        env.logs(&second, "main").contains(&format!("inet {ip2}/"))
+    });
+
+    let me = std::process::id().to_string();
+    let root = env.mf.dir.path().to_string_lossy().to_string();
+    assert_eq!(
+        mount_lines(&me, &root),
+        Vec::<String>::new(),
+        "task mounts in the host's mount table"
+    );
+    for id in [&first, &second] {
+        assert_eq!(
+            mount_lines(&me, &format!("/run/netns/mfg-{id} ")).len(),
+            1,
+            "the netns pin of {id} is in the host's table"
+        );
+    }
+    let sup2 = env.supervisor_pid(&second).unwrap().to_string();
+    let rootfs = mount_lines(&sup2, &root);
+    assert!(
+        rootfs
+            .iter()
+            .any(|l| l.contains(&second) && l.contains(" - overlay ")),
+        "the second task's rootfs in its supervisor's table: {rootfs:#?}"
+    );
+    assert!(
+        rootfs.iter().all(|l| !l.contains(&first)),
+        "the first task's mounts in the second supervisor's table: {rootfs:#?}"
+    );
+    assert_eq!(mount_lines(&sup2, &format!("mfg-{second} ")).len(), 1);
+    assert_eq!(
+        mount_lines(&sup2, &format!("mfg-{first} ")),
+        Vec::<String>::new(),
+        "another task's netns pin in the second supervisor's table"
+    );
+
+    env.stop(&first);
+    env.stop(&second);
+    env.assert_network_clean(&[&first, &second]);
+    assert_eq!(mount_lines(&me, &root), Vec::<String>::new());
+}

@@ -527,11 +527,6 @@ fn killed_supervisor_leaves_no_volume_mounts_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let vols = env.task_dir(&id).join("volumes");
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        mountinfo.contains(&vols.join("mem").display().to_string()),
-        "the tmpfs volume is mounted on the host"
-    );
     let pid = std::fs::read_to_string(
         env.mf
             .run_root
@@ -540,6 +535,12 @@ fn killed_supervisor_leaves_no_volume_mounts_behind() {
             .join("supervisor.pid"),
     )
     .unwrap();
+    // In the supervisor's own mount namespace (src/task/mountns.rs).
+    let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", pid.trim())).unwrap();
+    assert!(
+        mountinfo.contains(&vols.join("mem").display().to_string()),
+        "the tmpfs volume is mounted in the supervisor's mount namespace"
+    );
     let st = std::process::Command::new("kill")
         .args(["-KILL", pid.trim()])
         .status()

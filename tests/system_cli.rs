@@ -267,12 +267,14 @@ fn reset_stops_every_task_and_removes_networks_mounts_cgroups_and_state() {
     let bridge = mf.bridge();
     let table = netns::nft::table_name(&bridge);
     let test_dir = mf.dir.path().to_string_lossy().to_string();
+    // The host's mount table and, while they run, the supervisors' own (a task's rootfs is
+    // mounted in its supervisor's mount namespace: src/task/mountns.rs).
     let mounts = || -> Vec<String> {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
+        std::iter::once("self".to_string())
+            .chain(supervisors.iter().cloned())
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/mountinfo")).unwrap_or_default())
+            .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
             .filter(|l| l.contains(&test_dir))
-            .map(str::to_string)
             .collect()
     };
     let cgroups = |id: &str| -> Vec<String> {

@@ -722,6 +722,14 @@ impl Executor {
                 return false;
             }
         }
+        // From here on, the task's mounts go into a mount namespace of this supervisor's
+        // (its netns pin is in the host's table now): the host's table, which libcontainer
+        // reads several times per container, stays the same size however many tasks run.
+        let pin = self.attachment.as_ref().and_then(|a| a.netns.clone());
+        if let Err(e) = super::mountns::enter(pin.as_deref()) {
+            tracing::warn!(task_id = %task_id, error = %error_chain(&e),
+                "the task's mounts stay in the host's mount namespace");
+        }
         super::test_pause(&self.paths.run_dir, "network");
         self.task.last_status = LastStatus::Pending;
         self.save();

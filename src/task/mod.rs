@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod launch;
 pub mod logging;
 pub mod metadata;
+pub mod mountns;
 pub mod namespaces;
 pub mod network;
 pub mod platform;

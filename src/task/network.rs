@@ -48,6 +48,12 @@ pub enum NetworkError {
     Setup(#[from] netns::Error),
     #[error(transparent)]
     Teardown(#[from] netns::TeardownError),
+    #[error("failed to tear down the network of task {task} from the host's mount namespace")]
+    MountNs {
+        task: String,
+        #[source]
+        source: super::mountns::MountNsError,
+    },
     #[error("failed to record the network of task {task}")]
     Store {
         task: String,
@@ -565,8 +571,15 @@ impl TaskNetwork for NetworkStep {
         };
         let started = Instant::now();
         let mut errors = Vec::new();
-        if let Err(e) = net.teardown(task) {
-            errors.push(e.into());
+        // The netns pin is in the host's mount table (the supervisor's own namespace has a
+        // copy of it only): removed from there.
+        match super::mountns::on_host(|| net.teardown(task)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e.into()),
+            Err(e) => errors.push(NetworkError::MountNs {
+                task: task.into(),
+                source: e,
+            }),
         }
         tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
             "task network torn down");
