@@ -202,6 +202,20 @@ pub fn unfit(def: &TaskDefinition, network: NetworkMode) -> Option<String> {
         return Some("ipcMode host shares the host's ipc namespace".into());
     }
     let defs = || def.container_definitions.iter().flatten();
+    // `user` naming a numeric id past the task's 65,536: setuid would fail in the
+    // namespace (names resolve in the image's passwd, whose ids are checked at start).
+    let beyond = |u: &str| {
+        u.split(':')
+            .filter_map(|p| p.parse::<u64>().ok())
+            .any(|id| id >= u64::from(TASK_IDS))
+    };
+    if let Some(c) = defs().find(|c| c.user.as_deref().is_some_and(beyond)) {
+        return Some(format!(
+            "container {} runs as user {}, past the {TASK_IDS} ids a task maps",
+            c.name.as_deref().unwrap_or("?"),
+            c.user.as_deref().unwrap_or_default()
+        ));
+    }
     if let Some(c) = defs().find(|c| {
         c.linux_parameters
             .as_ref()
@@ -405,6 +419,11 @@ mod tests {
             panic!()
         };
         assert!(e.contains("privileged"), "{e}");
+        let big = def(r#"{"containerDefinitions":[{"name":"a","user":"1000:70000"}]}"#);
+        let Decision::Host(Some(w)) = d(Mode::Auto, &big, aw, Ok(Some(pool))) else {
+            panic!()
+        };
+        assert!(w.contains("70000") || w.contains("1000:70000"), "{w}");
         let Decision::Fail(e) = decide(Mode::On, &plain, aw, Ok(Some(pool)), Err("old".into()))
         else {
             panic!()
