@@ -248,12 +248,25 @@ pub fn process_alive(pid: i64) -> bool {
 
 /// `/proc/<pid>/stat` of a live process; the one reader of that file.
 ///
-/// One open and read of the file (not `Process::new(pid)?.stat()`, which opens and stats
-/// `/proc/<pid>` first): every command checks each running task's supervisor with it.
+/// One open and one read of the file (not `Process::new(pid)?.stat()`, which opens and
+/// stats `/proc/<pid>` first, nor `Stat::from_file`, whose buffered reader adds a statx, an
+/// lseek and a second read: 6 system calls instead of 3): every command checks each
+/// running task's supervisor with it, so at 1000 tasks this is most of what a command
+/// costs (docs/benchmarks.md, "N idle tasks"). The kernel formats the whole line in one
+/// read (proc(5): a single line of at most ~52 fields); a line that fills the buffer is
+/// read again through the crate's own reader.
 fn live_stat(pid: i64) -> Option<procfs::process::Stat> {
     use procfs::FromRead;
+    use std::io::Read;
     let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
-    let stat = procfs::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
+    let path = format!("/proc/{pid}/stat");
+    let mut buf = [0u8; 1024];
+    let n = std::fs::File::open(&path).ok()?.read(&mut buf).ok()?;
+    let stat = if n < buf.len() {
+        procfs::process::Stat::from_read(&buf[..n]).ok()?
+    } else {
+        procfs::process::Stat::from_file(&path).ok()?
+    };
     (!matches!(stat.state, 'Z' | 'X')).then_some(stat)
 }
 
