@@ -452,14 +452,12 @@ pub fn spawn_supervisor(
     // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
     // never returns: in a process that lives as long as its task, after setup, that pins
     // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the
-    // cache the task's start costs no measurable time. One malloc arena: each thread that
-    // ran during setup (unpackers, the network worker) otherwise leaves an arena of its
-    // own, partly resident for the life of the task (~25 KiB in all). (Containers get their
-    // environment from the task definition, not from here.)
+    // cache the task's start costs no measurable time. (Containers get their environment
+    // from the task definition, not from here.)
     #[cfg(target_env = "gnu")]
     c.env(
         "GLIBC_TUNABLES",
-        supervisor_tunables(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
+        without_tcache(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
     );
     c.stdin(Stdio::null()).stdout(log).stderr(log2);
     let child = c.spawn().map_err(|source| {
@@ -483,24 +481,15 @@ pub fn spawn_supervisor(
 }
 
 /// `GLIBC_TUNABLES` for the supervisor: the caller's, with glibc's per-thread malloc
-/// cache turned off and one malloc arena, each unless the caller set it.
+/// cache turned off unless the caller set its size.
 #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
-fn supervisor_tunables(inherited: Option<&str>) -> String {
-    const OURS: [(&str, &str); 2] = [
-        ("glibc.malloc.tcache_count=", "0"),
-        ("glibc.malloc.arena_max=", "1"),
-    ];
-    let mut out = inherited.map(str::trim).unwrap_or_default().to_string();
-    for (name, value) in OURS {
-        if !out.contains(name) {
-            if !out.is_empty() {
-                out.push(':');
-            }
-            out.push_str(name);
-            out.push_str(value);
-        }
+fn without_tcache(inherited: Option<&str>) -> String {
+    const OFF: &str = "glibc.malloc.tcache_count=0";
+    match inherited.map(str::trim) {
+        None | Some("") => OFF.into(),
+        Some(t) if t.contains("glibc.malloc.tcache_count=") => t.into(),
+        Some(t) => format!("{t}:{OFF}"),
     }
-    out
 }
 
 #[cfg(test)]
@@ -509,20 +498,15 @@ mod tests {
 
     #[test]
     fn supervisor_tunables_keep_the_callers() {
-        const OURS: &str = "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1";
-        assert_eq!(supervisor_tunables(None), OURS);
-        assert_eq!(supervisor_tunables(Some("")), OURS);
+        assert_eq!(without_tcache(None), "glibc.malloc.tcache_count=0");
+        assert_eq!(without_tcache(Some("")), "glibc.malloc.tcache_count=0");
         assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.arena_max=2")),
+            without_tcache(Some("glibc.malloc.arena_max=2")),
             "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"
         );
         assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.tcache_count=3")),
-            "glibc.malloc.tcache_count=3:glibc.malloc.arena_max=1"
-        );
-        assert_eq!(
-            supervisor_tunables(Some("glibc.mem.tagging=0")),
-            format!("glibc.mem.tagging=0:{OURS}")
+            without_tcache(Some("glibc.malloc.tcache_count=3")),
+            "glibc.malloc.tcache_count=3"
         );
     }
 
