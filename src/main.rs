@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         std::process::exit(runtime::holder::run());
     }
     let cli = cli::help::parse();
-    cli::init_tracing(&cli.global);
+    cli::init_tracing(
+        &cli.global,
+        matches!(cli.command, cli::Command::Supervise(_)),
+    );
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

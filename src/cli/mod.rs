@@ -8,6 +8,7 @@ mod images;
 pub(crate) mod inspect;
 pub mod model;
 mod output;
+mod plain_log;
 mod render;
 mod run_input;
 mod run_task;
@@ -218,7 +219,9 @@ pub enum Command {
     EmptyTrash,
 }
 
-pub fn init_tracing(global: &GlobalOpts) {
+/// Sets up the log subscriber: fmt's, or for a task's supervisor, which lives as long as
+/// its task, [`plain_log::PlainLog`] (the same lines without fmt's span registry).
+pub fn init_tracing(global: &GlobalOpts, supervisor: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // At the default level, not libcgroups' warning about every v1 controller the
@@ -234,6 +237,15 @@ pub fn init_tracing(global: &GlobalOpts) {
     // journal or a CI log (and never with NO_COLOR set).
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if supervisor {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        // try_init, as fmt's init: also the bridge for crates that log through `log`.
+        let _ = plain_log::PlainLog::new(|| Box::new(std::io::stderr()) as Box<dyn std::io::Write>)
+            .with(filter)
+            .try_init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

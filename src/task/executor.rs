@@ -118,10 +118,12 @@ pub struct Executor {
     /// Pays the cgroup migration lock's grace period ahead of the first container's
     /// migration (`runtime::MigrationWarmer`); dropped once that container is created.
     warmer: Option<runtime::MigrationWarmer>,
-    /// When the last event was handled; idle for [`IDLE_RELEASE_AFTER`] after it, a
+    /// When the last event was handled; idle for `idle_release_after` after it, a
     /// running task's supervisor gives memory back (`release_idle_memory`) once.
     last_event: Instant,
     released: bool,
+    /// [`IDLE_RELEASE_AFTER`], or the environment's override.
+    idle_release_after: Duration,
     /// Launch phases ([`Executor::phase`]) not yet written: they go into the store with the
     /// next save of the task or a container, in its transaction.
     phases: Vec<Phase>,
@@ -140,10 +142,21 @@ struct Phase {
 }
 
 /// Quiet time after which a running task's supervisor releases what it no longer uses
-/// (the setup code's pages, caches): a short task never pays the page faults of coming
-/// back, a long one keeps a small footprint. Every event (an exit, a health check, a
-/// stop) re-arms it.
-const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(5);
+/// (the setup code's pages, caches). Every event (an exit, a health check, a stop)
+/// re-arms it. Short, so that what a task costs the host from its first second on is the
+/// idle footprint, not setup's (docs/benchmarks.md, "Supervisor memory": 15 MiB RSS for
+/// 5 s before): a task that ends within it never pays for the release, and one that
+/// lives longer pays 1-2 ms of CPU for it once, plus the minor faults of the code it runs
+/// again (teardown, health checks), read back from the page cache.
+/// `MINIFARGATE_IDLE_RELEASE_MS` overrides it (benchmarks compare the two).
+const IDLE_RELEASE_AFTER: Duration = Duration::from_millis(250);
+
+fn idle_release_after() -> Duration {
+    std::env::var("MINIFARGATE_IDLE_RELEASE_MS")
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(IDLE_RELEASE_AFTER, Duration::from_millis)
+}
 
 /// The START dependency the agent gives every awsfirelens container on the log router,
 /// unless the router depends on others or the container already names it.
@@ -255,6 +268,7 @@ impl Executor {
             started: Instant::now(),
             last_event: Instant::now(),
             released: false,
+            idle_release_after: idle_release_after(),
             force_stop: false,
             warnings,
             userns: None,
@@ -1275,6 +1289,9 @@ impl Executor {
                 self.task.started_at = Some(now_ms());
                 self.save();
                 tracing::info!(task_id = %self.task.id, "task running");
+                // The idle release counts from here, not from the last event before
+                // setup: a task whose containers end at once never pays for it.
+                self.last_event = Instant::now();
             }
             if !pending && !running {
                 // Only non-essential containers ran, and all ended: nothing keeps the task.
@@ -1297,7 +1314,10 @@ impl Executor {
             // raw clone3), and a malloc lock held by the trim at that moment would stay
             // held in the child (docs/reliability.md). Its result, an event, re-arms this.
             if !self.released && !pending && !self.checking() {
-                match IDLE_RELEASE_AFTER.checked_sub(self.last_event.elapsed()) {
+                match self
+                    .idle_release_after
+                    .checked_sub(self.last_event.elapsed())
+                {
                     Some(left) if !left.is_zero() => timeout = timeout.min(left),
                     _ => self.release_idle_memory(),
                 }
