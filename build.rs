@@ -15,13 +15,26 @@
 //!
 //! Also compresses the CLI's ECS model (`src/cli/ecs_model.json`, 130 KB of JSON) with
 //! zstd into `OUT_DIR`: ~12 KB in the binary, decompressed once on first use
-//! (`cli::model`; binary size, docs/packaging.md "Sizes").
+//! (`cli::model`; binary size, docs/packaging.md "Sizes"). The web console's files
+//! (`src/api/console/assets/*`, docs/how-isolation-works.md; ~64 KB) likewise
+//! (`api::console`, decompressed once on the first request).
 fn main() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for (src, name) in [
+        ("src/api/console/assets/index.html", "index.html"),
+        ("src/api/console/assets/app.js", "app.js"),
+        ("src/api/console/assets/style.css", "style.css"),
+        ("docs/how-isolation-works.md", "how-isolation-works.md"),
+    ] {
+        println!("cargo:rerun-if-changed={src}");
+        let text = std::fs::read(src).unwrap_or_else(|e| panic!("{src} is readable: {e}"));
+        let packed = zstd::encode_all(&text[..], 19).expect("zstd compresses a console file");
+        std::fs::write(out.join(format!("{name}.zst")), packed).expect("OUT_DIR is writable");
+    }
     const MODEL: &str = "src/cli/ecs_model.json";
     println!("cargo:rerun-if-changed={MODEL}");
     let json = std::fs::read(MODEL).expect("src/cli/ecs_model.json is readable");
     let packed = zstd::encode_all(&json[..], 19).expect("zstd compresses the ECS model");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("ecs_model.json.zst"), packed).expect("OUT_DIR is writable");
 
     println!("cargo:rerun-if-env-changed=MINIFARGATE_PIE");

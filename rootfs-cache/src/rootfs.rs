@@ -681,6 +681,14 @@ mod tests {
                 root_gid: 4_200_000,
             };
             let kind = mount_mapped(&l, &state, &target, api, true, Some(idmap)).unwrap();
+            // Unmounted also when an assertion below fails (no overlay left on the host).
+            struct Mounted<'a>(&'a Path);
+            impl Drop for Mounted<'_> {
+                fn drop(&mut self) {
+                    let _ = unmount(self.0);
+                }
+            }
+            let _mounted = Mounted(&target);
             assert_eq!(kind, RootfsKind::Overlay);
             check_view(&target);
             let seen = fs::metadata(target.join("etc/keep")).unwrap();

@@ -163,40 +163,56 @@ pub async fn index() -> Response {
 }
 
 /// The embedded files: built into the binary, nothing fetched at run time (edge boxes are
-/// air-gapped).
-const ASSETS: &[(&str, &str, &str)] = &[
+/// air-gapped); zstd-compressed by build.rs (binary size budget, docs/packaging.md),
+/// decompressed once on the first request.
+const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_str!("assets/index.html"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/index.html.zst")),
     ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
-        include_str!("assets/app.js"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/app.js.zst")),
     ),
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_str!("assets/style.css"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/style.css.zst")),
     ),
     // The page each isolation row links, readable without the repository at hand.
     (
         "how-isolation-works.md",
         "text/plain; charset=utf-8",
-        include_str!("../../../docs/how-isolation-works.md"),
+        include_bytes!(concat!(env!("OUT_DIR"), "/how-isolation-works.md.zst")),
     ),
 ];
+
+/// The files of [`ASSETS`], decompressed.
+fn assets() -> &'static [(&'static str, &'static str, Vec<u8>)] {
+    static FILES: std::sync::OnceLock<Vec<(&str, &str, Vec<u8>)>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(name, kind, packed)| {
+                let body =
+                    zstd::decode_all(*packed).expect("an embedded console file decompresses");
+                (*name, *kind, body)
+            })
+            .collect()
+    })
+}
 
 async fn asset(Path(file): Path<String>) -> Response {
     asset_response(&file)
 }
 
 fn asset_response(file: &str) -> Response {
-    let Some((_, kind, body)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+    let Some((_, kind, body)) = assets().iter().find(|(name, _, _)| *name == file) else {
         return (StatusCode::NOT_FOUND, "no such console asset").into_response();
     };
-    let mut resp = (*body).into_response();
+    let mut resp = body.as_slice().into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     // Everything the page loads is its own: no inline script, no other origin.
@@ -383,10 +399,13 @@ mod tests {
 
     #[test]
     fn every_asset_is_embedded_and_unknown_ones_are_404() {
-        for (name, _, body) in ASSETS {
+        for (name, _, body) in assets() {
             assert!(!body.is_empty(), "{name}");
             assert_eq!(asset_response(name).status(), StatusCode::OK);
         }
+        // What is served is the file itself.
+        let js = &assets().iter().find(|a| a.0 == "app.js").unwrap().2;
+        assert_eq!(js.as_slice(), include_bytes!("assets/app.js"));
         assert_eq!(
             asset_response("../Cargo.toml").status(),
             StatusCode::NOT_FOUND
@@ -472,7 +491,7 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_its_own_assets() {
-        let html = ASSETS[0].2;
+        let html = String::from_utf8(assets()[0].2.clone()).unwrap();
         for src in ["/assets/app.js", "/assets/style.css"] {
             assert!(html.contains(src), "{src}");
         }
