@@ -10,9 +10,10 @@ use common::cli::Mf;
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::registry::{Registry, RegistryOpts};
+use common::util::wait_until;
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const IMAGE: &str = "public.ecr.aws/docker/library/busybox:1.36";
 
@@ -69,26 +70,20 @@ impl Env {
             .next()
             .unwrap()
             .to_string();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        wait_until(&format!("{id} RUNNING"), Duration::from_secs(60), || {
             let t = self.describe(&id);
-            if t["lastStatus"] == "RUNNING" {
-                return id;
-            }
             assert_ne!(t["lastStatus"], "STOPPED", "{t:#}");
-            assert!(Instant::now() < deadline, "{id} not RUNNING: {t:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            (t["lastStatus"] == "RUNNING").then_some(())
+        });
+        id
     }
 
     /// stop-task, then waits until the task is STOPPED (torn down).
     fn stop(&self, id: &str) {
         self.mf.run(&["stop-task", "--task", id]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.describe(id)["lastStatus"] != "STOPPED" {
-            assert!(Instant::now() < deadline, "{id} not STOPPED");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(&format!("{id} STOPPED"), Duration::from_secs(60), || {
+            (self.describe(id)["lastStatus"] == "STOPPED").then_some(())
+        });
     }
 
     fn describe(&self, id: &str) -> Value {

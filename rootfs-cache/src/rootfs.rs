@@ -229,12 +229,9 @@ impl MappedLayers {
 
 impl Drop for MappedLayers {
     fn drop(&mut self) {
-        for p in &self.paths {
-            if let Err(e) = rustix::mount::unmount(p, UnmountFlags::DETACH) {
-                tracing::warn!(path = %p.display(), error = %e, "failed to detach an idmapped layer");
-            }
+        if let Err(e) = detach_layers_in(&self.dir) {
+            tracing::warn!(error = %e, "failed to detach the idmapped layers");
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -253,11 +250,16 @@ fn mapped_layers_dir(target: &Path) -> PathBuf {
 /// Detaches the idmapped layer mounts a killed process may have left attached for the
 /// rootfs at `target` (see [`mount_mapped`]) and removes their directory.
 pub fn detach_mapped_layers(target: &Path) -> Result<(), RootfsError> {
-    let dir = mapped_layers_dir(target);
-    let entries = match fs::read_dir(&dir) {
+    detach_layers_in(&mapped_layers_dir(target))
+}
+
+/// Detaches every mount attached at an entry of `dir` and removes `dir`; nothing to do when
+/// it is not there.
+fn detach_layers_in(dir: &Path) -> Result<(), RootfsError> {
+    let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("read", &dir, e)),
+        Err(e) => return Err(io_err("read", dir, e)),
     };
     for e in entries.flatten() {
         match rustix::mount::unmount(e.path(), UnmountFlags::DETACH) {
@@ -270,7 +272,7 @@ pub fn detach_mapped_layers(target: &Path) -> Result<(), RootfsError> {
             }
         }
     }
-    fs::remove_dir_all(&dir).map_err(|e| io_err("remove", &dir, e))
+    fs::remove_dir_all(dir).map_err(|e| io_err("remove", dir, e))
 }
 
 /// A detached copy of the mount of `src` (just that directory's subtree), idmapped with

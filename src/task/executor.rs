@@ -901,8 +901,8 @@ impl Executor {
             self.opts.userns,
             def,
             mode,
-            userns::pool(),
-            userns::kernel_supports(),
+            userns::pool,
+            userns::kernel_supports,
         ) {
             Decision::Host(note) => {
                 self.warnings.extend(note);

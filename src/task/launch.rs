@@ -422,7 +422,12 @@ pub fn spawn_supervisor(
         .arg(&cmd.run_root)
         .arg("--log-level")
         .arg(&cmd.log_level)
-        .args(["--userns", cmd.userns.as_str()]);
+        .arg("--userns")
+        .arg(
+            clap::ValueEnum::to_possible_value(&cmd.userns)
+                .expect("every --userns mode has a name")
+                .get_name(),
+        );
     if let Some(cfg) = &cmd.config {
         c.arg("--config").arg(cfg);
     }

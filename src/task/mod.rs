@@ -186,11 +186,8 @@ impl TaskPaths {
             Err(e) => return Err(e),
         }
         std::fs::set_permissions(&self.rootfs_dir, std::fs::Permissions::from_mode(0o700))?;
-        std::os::unix::fs::chown(
-            &self.rootfs_dir,
-            Some(owner.unwrap_or(0)),
-            owner.or(Some(0)),
-        )
+        let id = owner.unwrap_or(0);
+        std::os::unix::fs::chown(&self.rootfs_dir, Some(id), Some(id))
     }
 
     /// Removes the (unmounted, empty) rootfs mount points and their dir; a mount point

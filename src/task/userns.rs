@@ -49,16 +49,6 @@ pub enum Mode {
     On,
 }
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Off => "off",
-            Mode::Auto => "auto",
-            Mode::On => "on",
-        }
-    }
-}
-
 /// The configured host ids tasks' ranges are cut from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
@@ -111,16 +101,16 @@ fn parse_range(start: &str, count: &str) -> Result<(u32, u32), String> {
     Ok((start, count))
 }
 
-/// The first `name:start:count` entry of a subordinate-id file for `user` (by name or
-/// uid), per subuid(5).
-fn subid_entry(text: &str, user: &str, uid: Option<u32>) -> Option<(String, String)> {
+/// The first `name:start:count` entry of a subordinate-id file for `user` (by name, or by
+/// uid: `uid` is asked only when an entry is numeric), per subuid(5).
+fn subid_entry(text: &str, user: &str, uid: &dyn Fn() -> Option<u32>) -> Option<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .find_map(|l| {
             let mut f = l.split(':');
             let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-            let matches = who == user || uid.is_some_and(|u| who == u.to_string());
+            let matches = who == user || who.parse().ok().is_some_and(|n: u32| uid() == Some(n));
             matches.then(|| (start.to_string(), count.to_string()))
         })
 }
@@ -145,14 +135,20 @@ pub fn pool_from(
         }));
     }
     let name = user.unwrap_or(DEFAULT_USER);
-    let uid = nix::unistd::User::from_name(name)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw());
+    // The user's uid, looked up (passwd) at most once and only for a numeric entry.
+    let looked_up = std::cell::OnceCell::new();
+    let uid = || {
+        *looked_up.get_or_init(|| {
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        })
+    };
     let read = |f: &str| std::fs::read_to_string(etc.join(f)).unwrap_or_default();
     let (u, g) = (
-        subid_entry(&read("subuid"), name, uid),
-        subid_entry(&read("subgid"), name, uid),
+        subid_entry(&read("subuid"), name, &uid),
+        subid_entry(&read("subgid"), name, &uid),
     );
     match (u, g) {
         (None, None) if user.is_none() => Ok(None),
@@ -298,13 +294,14 @@ pub enum Decision {
     Fail(String),
 }
 
-/// The decision for one task.
+/// The decision for one task. `pool` and `kernel` ([`pool`], [`kernel_supports`]) are
+/// asked only when the mode needs them: `off`, the default without a pool, reads nothing.
 pub fn decide(
     mode: Mode,
     def: &TaskDefinition,
     network: NetworkMode,
-    pool: Result<Option<Pool>, String>,
-    kernel: Result<(), String>,
+    pool: impl FnOnce() -> Result<Option<Pool>, String>,
+    kernel: impl FnOnce() -> Result<(), String>,
 ) -> Decision {
     let not = |why: String| match mode {
         Mode::On => Decision::Fail(format!("user namespaces are required (--userns on): {why}")),
@@ -315,7 +312,7 @@ pub fn decide(
     if mode == Mode::Off {
         return Decision::Host(None);
     }
-    let pool = match pool {
+    let pool = match pool() {
         Ok(Some(p)) => p,
         Ok(None) if mode == Mode::Auto => return Decision::Host(None),
         Ok(None) => {
@@ -326,7 +323,7 @@ pub fn decide(
         }
         Err(e) => return not(e),
     };
-    if let Err(e) = kernel {
+    if let Err(e) = kernel() {
         return not(e);
     }
     match unfit(def, network) {
@@ -391,8 +388,9 @@ mod tests {
             source: ENV_RANGE,
         };
         let aw = NetworkMode::Awsvpc;
-        let d =
-            |m, t: &TaskDefinition, n, p: Result<Option<Pool>, String>| decide(m, t, n, p, Ok(()));
+        let d = |m, t: &TaskDefinition, n, p: Result<Option<Pool>, String>| {
+            decide(m, t, n, || p, || Ok(()))
+        };
         assert_eq!(
             d(Mode::Auto, &plain, aw, Ok(Some(pool))),
             Decision::Isolate(pool)
@@ -424,8 +422,13 @@ mod tests {
             panic!()
         };
         assert!(w.contains("70000") || w.contains("1000:70000"), "{w}");
-        let Decision::Fail(e) = decide(Mode::On, &plain, aw, Ok(Some(pool)), Err("old".into()))
-        else {
+        let Decision::Fail(e) = decide(
+            Mode::On,
+            &plain,
+            aw,
+            || Ok(Some(pool)),
+            || Err("old".into()),
+        ) else {
             panic!()
         };
         assert!(e.contains("old"), "{e}");

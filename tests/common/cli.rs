@@ -26,6 +26,9 @@ pub struct Mf {
     pub env: Vec<(String, String)>,
     /// Held while this test owns its subnet (see `test_network`).
     _subnet_claim: std::fs::File,
+    /// That subnet's number (0–1023), unique among live tests: it also picks the test's
+    /// user namespace id range.
+    net_index: u32,
 }
 
 impl Default for Mf {
@@ -56,14 +59,13 @@ impl Mf {
             ],
             dir,
             _subnet_claim: claim,
+            net_index: n,
         };
         // `MINIFARGATE_TEST_USERNS=on` runs a suite with per-task user namespaces (CI runs
         // one suite both ways): each Mf gets its own id range, cut by its subnet's number
         // (unique among live tests), so tests in parallel never share host ids.
         if let Ok(mode) = std::env::var("MINIFARGATE_TEST_USERNS") {
-            mf.set_env("MINIFARGATE_USERNS", &mode);
-            let (start, count) = test_userns_range(n);
-            mf.set_env("MINIFARGATE_USERNS_RANGE", format!("{start}:{count}"));
+            mf.enable_userns(&mode);
         }
         mf
     }
@@ -71,12 +73,7 @@ impl Mf {
     /// Gives this Mf's tasks user namespaces: `mode` (on/auto/off) and its own id range
     /// (start, count), which it returns.
     pub fn enable_userns(&mut self, mode: &str) -> (u32, u32) {
-        let n: u32 = self
-            .bridge()
-            .get(7..)
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .unwrap();
-        let (start, count) = test_userns_range(n);
+        let (start, count) = test_userns_range(self.net_index);
         self.set_env("MINIFARGATE_USERNS", mode);
         self.set_env("MINIFARGATE_USERNS_RANGE", format!("{start}:{count}"));
         (start, count)
