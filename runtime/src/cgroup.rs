@@ -275,24 +275,55 @@ impl Cgroups {
         Ok(())
     }
 
-    fn create_task_v1(&self, rel: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
-        // cpuset children start empty on v1 (clone_children is 0): copy cpus/mems down.
-        if self.root.join("cpuset").is_dir() {
-            let mut parent = self.root.join("cpuset");
-            for part in rel.trim_start_matches('/').split('/') {
-                let dir = parent.join(part);
-                mkdir(&dir)?;
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    if read(&dir.join(file))
-                        .map(|s| s.trim().is_empty())
-                        .unwrap_or(false)
-                    {
-                        write(&dir.join(file), read(&parent.join(file))?.trim())?;
-                    }
-                }
-                parent = dir;
-            }
+    /// Makes `rel` and its parents in the v1 cpuset hierarchy, each new one out of the
+    /// scheduler's load balancing and then given its parent's cpus and mems (v1 cpuset
+    /// children start empty: clone_children is 0).
+    ///
+    /// Why the load balancing flag: a v1 cpuset that has it and is given cpus, or is
+    /// removed with cpus, makes the kernel rebuild the scheduler domains, which walks every
+    /// cpuset on the host (`rebuild_sched_domains_locked`: `update_domain_attr_tree`,
+    /// `dl_rebuild_rd_accounting`), under the cpuset lock, and on removal in the cgroup
+    /// offline worker that holds the cgroup lock the next task's mkdir waits for: that
+    /// was four walks over every task's cpusets per task started and stopped
+    /// (docs/benchmarks.md, "N idle tasks"). Cleared while the cpuset has no cpus, it
+    /// costs no rebuild, and setting the cpus then costs none either. It changes nothing
+    /// for the tasks: the root cpuset keeps load balancing over all cpus, which is what
+    /// the kernel's domains are built from (cpusets(7), "sched_load_balance"). A cpuset
+    /// that already has cpus (made by another task) is left as it is. libcontainer then
+    /// finds the cpus and mems set and writes neither.
+    fn cpuset_v1(&self, rel: &str) -> Result<(), CgroupError> {
+        let mut parent = self.root.join("cpuset");
+        if !parent.is_dir() {
+            return Ok(());
         }
+        for part in rel.trim_start_matches('/').split('/') {
+            let dir = parent.join(part);
+            mkdir(&dir)?;
+            let empty = |file: &str| {
+                read(&dir.join(file))
+                    .map(|s| s.trim().is_empty())
+                    .unwrap_or(false)
+            };
+            if empty("cpuset.cpus") {
+                let balance = dir.join("cpuset.sched_load_balance");
+                if balance.exists()
+                    && let Err(e) = fs::write(&balance, "0")
+                {
+                    tracing::debug!(error = %e, "cpuset load balancing left on");
+                }
+            }
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if empty(file) {
+                    write(&dir.join(file), read(&parent.join(file))?.trim())?;
+                }
+            }
+            parent = dir;
+        }
+        Ok(())
+    }
+
+    fn create_task_v1(&self, rel: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
+        self.cpuset_v1(rel)?;
         let cpu = self.dir("cpu", rel);
         mkdir_all(&cpu)?;
         if let Some(q) = limits.cpu_quota {
@@ -411,6 +442,7 @@ impl Cgroups {
     }
 
     fn create_container_v1(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
+        self.cpuset_v1(rel)?;
         let cpu = self.dir("cpu", rel);
         mkdir_all(&cpu)?;
         if let Some(shares) = limits.cpu_shares {

@@ -129,6 +129,32 @@ fn limits_are_visible_inside_and_from_the_host() {
             mib(256)
         );
         assert_eq!(host_file("pids", &task_rel, "pids.max"), "200");
+        // The task's and the container's cpusets: the root's cpus and mems, out of the
+        // scheduler's load balancing (no domain rebuild per task; the root balances all
+        // cpus), and the container's process in it.
+        if cg_dir("cpuset", "").is_dir() {
+            for r in [&task_rel, &rel] {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    assert_eq!(
+                        host_file("cpuset", r, f),
+                        host_file("cpuset", "", f),
+                        "{r}/{f}"
+                    );
+                }
+                assert_eq!(
+                    host_file("cpuset", r, "cpuset.sched_load_balance"),
+                    "0",
+                    "{r}"
+                );
+            }
+            assert_eq!(
+                host_file("cpuset", "", "cpuset.sched_load_balance"),
+                "1",
+                "the root's untouched"
+            );
+            let procs = host_file("cpuset", &rel, "cgroup.procs");
+            assert!(procs.lines().any(|p| p == c.pid().to_string()), "{procs}");
+        }
     }
     let procs = host_file("memory", &rel, "cgroup.procs");
     assert!(
