@@ -223,6 +223,7 @@ pub fn run(
     let tx2 = tx.clone();
     let opts = Options {
         root: root.to_path_buf(),
+        run_root: run_root.to_path_buf(),
         config,
         pull: a.pull,
         region: AwsContext::from_env().region,

@@ -528,6 +528,50 @@ fn supervisor_killed_while_running() {
     env.assert_new_task_runs(&[]);
 }
 
+/// RunTask does not check every running task's supervisor before it starts one (that
+/// walk grows with the number of tasks): a dead task still holding the only address of
+/// the subnet is found and finished by the new task's supervisor, which then gets it.
+#[test]
+fn a_dead_supervisors_address_goes_to_the_next_task() {
+    let mut env = Env::new();
+    // One task address: the test's own subnet cut to a /30 (network, gateway, task,
+    // broadcast).
+    let subnet = env.mf.env_value("MINIFARGATE_SUBNET").unwrap();
+    let base = subnet.split('/').next().unwrap().to_string();
+    env.mf.set_env("MINIFARGATE_SUBNET", format!("{base}/30"));
+    let td = env.taskdef("onlyip", "awsvpc", BUSYBOX, "sleep 1000", "");
+    let first = env.run_detached(&td);
+    let t = env.wait_status(&first, "RUNNING", Duration::from_secs(60));
+    let ip = t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"].clone();
+    assert!(ip.is_string(), "{t:#}");
+    let pid = env.supervisor_pid(&first);
+    kill9(pid);
+    wait_dead(pid);
+    // No other command in between: the next run-task's own supervisor must free it.
+    let second = env.run_detached(&td);
+    let t2 = env.wait_status(&second, "RUNNING", Duration::from_secs(60));
+    assert_eq!(
+        t2["containers"][0]["networkInterfaces"][0]["privateIpv4Address"], ip,
+        "the second task has the address the dead one held"
+    );
+    assert_supervisor_died(&env.describe(&first), pid);
+    let log = std::fs::read_to_string(
+        env.mf
+            .root
+            .join("tasks")
+            .join(&second)
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(
+        log.contains(&first) && log.contains("held what this task needs"),
+        "{log}"
+    );
+    assert!(env.run(&["stop-task", "--task", &second]).status.success());
+    env.wait_status(&second, "STOPPED", Duration::from_secs(60));
+    assert_no_leaks(&env.mf, &[&first, &second], &[]);
+}
+
 #[test]
 fn supervisor_killed_while_stopping() {
     let env = Env::new();

@@ -369,6 +369,29 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the setup failed for want of something another task holds: every address
+    /// of the subnet leased, a host port reserved by another task or in use on the host,
+    /// no dynamic host port free. A task whose supervisor died still holds these until it
+    /// is cleaned up, so a caller may finish dead tasks and try once more.
+    pub fn held_by_another_task(&self) -> bool {
+        match self {
+            Error::Ipam {
+                source: IpamError::Exhausted { .. },
+                ..
+            } => true,
+            Error::Ports { source, .. } => matches!(
+                source,
+                PortError::TakenByTask { .. }
+                    | PortError::InUse { .. }
+                    | PortError::NoDynamic { .. }
+            ),
+            Error::Setup { source, .. } => source.held_by_another_task(),
+            _ => false,
+        }
+    }
+}
+
 fn cleanup_suffix(cleanup: &[Error]) -> String {
     if cleanup.is_empty() {
         String::new()
@@ -1289,6 +1312,54 @@ pub fn test_link_outside(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn what_another_task_may_hold_is_told_apart() {
+        let subnet: Subnet = "10.99.0.0/30".parse().unwrap();
+        let ipam = Error::Ipam {
+            task: "t".into(),
+            source: IpamError::Exhausted {
+                subnet,
+                capacity: 1,
+            },
+        };
+        assert!(ipam.held_by_another_task());
+        let port = |source| Error::Ports {
+            task: "t".into(),
+            source,
+        };
+        assert!(
+            port(PortError::TakenByTask {
+                protocol: Protocol::Tcp,
+                host_port: 80,
+                task: "u".into()
+            })
+            .held_by_another_task()
+        );
+        assert!(
+            port(PortError::InUse {
+                protocol: Protocol::Udp,
+                host_port: 53
+            })
+            .held_by_another_task()
+        );
+        // The task's own mistakes are not.
+        assert!(
+            !port(PortError::Duplicate {
+                protocol: Protocol::Tcp,
+                host_port: 80
+            })
+            .held_by_another_task()
+        );
+        assert!(!Error::TaskExists { task: "t".into() }.held_by_another_task(),);
+        let wrapped = Error::Setup {
+            task: "t".into(),
+            source: Box::new(ipam),
+            cleanup: Vec::new(),
+        };
+        assert!(wrapped.held_by_another_task());
+    }
+
     use super::*;
 
     #[test]

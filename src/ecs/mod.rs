@@ -58,8 +58,7 @@ impl Ecs {
     /// Finishes tasks whose supervisor died and prunes old stopped ones; failures are
     /// logged, not fatal (see task::reconcile).
     pub fn reconcile(&self, store: &mut Store) {
-        use crate::task::reconcile as rec;
-        match rec::reconcile(store, &self.root, &self.run_root) {
+        match crate::task::reconcile::reconcile(store, &self.root, &self.run_root) {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up");
@@ -69,6 +68,16 @@ impl Ecs {
                 tracing::error!(error = %crate::error_chain(&e), "failed to check task supervisors")
             }
         }
+        self.housekeeping(store);
+    }
+
+    /// What [`Ecs::reconcile`] does besides checking every running task's supervisor:
+    /// prunes stopped tasks past their retention and deleted task definitions no longer
+    /// in use. RunTask does only this: the supervisor walk costs a /proc read per running
+    /// task, and the new task's supervisor finishes dead tasks itself when it finds an
+    /// address, a host port or an id range short (task::executor).
+    pub fn housekeeping(&self, store: &mut Store) {
+        use crate::task::reconcile as rec;
         if let Err(e) = rec::prune(store, &self.root, &self.run_root) {
             tracing::error!(error = %crate::error_chain(&e), "failed to prune stopped tasks");
         }

@@ -758,7 +758,7 @@ fn spawn_tasks(
     providers: &[String],
     sup: Supervision,
 ) -> anyhow::Result<Started> {
-    ecs.reconcile(&mut store);
+    ecs.housekeeping(&mut store);
     let cmd = SupervisorCommand {
         exe: std::env::current_exe().context("failed to find the minifargate binary")?,
         root: ecs.root.clone(),

@@ -47,6 +47,8 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub root: PathBuf,
+    /// `--run-root`: where the other tasks' run dirs are, for [`Executor::finish_dead_tasks`].
+    pub run_root: PathBuf,
     pub config: Option<PathBuf>,
     pub pull: PullPolicy,
     pub region: String,
@@ -709,6 +711,32 @@ impl Executor {
         self.start(idx);
     }
 
+    /// Finishes the tasks whose supervisor died (task::reconcile), which may hold what this
+    /// task could not get: an address, a host port, a user namespace id range. RunTask does
+    /// not walk every running task's supervisor before it starts one (that walk grows with
+    /// the number of tasks, docs/benchmarks.md "N idle tasks"), so it is done here, only
+    /// when something is short. True when a dead task was finished (worth a second try).
+    fn finish_dead_tasks(&self) -> bool {
+        let (root, run_root) = (&self.opts.root, &self.opts.run_root);
+        match self
+            .store
+            .with(|s| super::reconcile::reconcile(s, root, run_root))
+        {
+            Ok(ids) => {
+                for id in &ids {
+                    tracing::warn!(task_id = %self.task.id, dead_task = %id,
+                        "a task whose supervisor had died held what this task needs: it is stopped and cleaned up");
+                }
+                !ids.is_empty()
+            }
+            Err(e) => {
+                tracing::error!(task_id = %self.task.id, error = %error_chain(&e),
+                    "failed to check the other tasks' supervisors");
+                false
+            }
+        }
+    }
+
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
     fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
         let task_id = self.task.id.clone();
@@ -723,7 +751,10 @@ impl Executor {
         }
         let t0 = now_us();
         let adopt = self.namespaces.net_namespace();
-        let net = self.net.setup(&task_id, mode, adopt.as_deref());
+        let mut net = self.net.setup(&task_id, mode, adopt.as_deref());
+        if net.as_ref().is_err_and(|e| e.held_by_another_task()) && self.finish_dead_tasks() {
+            net = self.net.setup(&task_id, mode, adopt.as_deref());
+        }
         self.phase(None, "network", t0);
         match net {
             Ok(a) => {
@@ -912,14 +943,17 @@ impl Executor {
             Decision::Isolate(pool) => pool,
         };
         let id = self.task.id.clone();
-        let slot = self
-            .store
-            .with(|s| {
-                s.claim_userns_slot(&id, pool.slots(), |n| {
-                    let r = pool.range(n);
-                    (r.start, r.count)
-                })
+        let claim = |s: &mut Store| {
+            s.claim_userns_slot(&id, pool.slots(), |n| {
+                let r = pool.range(n);
+                (r.start, r.count)
             })
+        };
+        let mut slot = self.store.with(claim);
+        if matches!(slot, Ok(None)) && self.finish_dead_tasks() {
+            slot = self.store.with(claim);
+        }
+        let slot = slot
             .map_err(|e| format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)))?
             .ok_or_else(|| {
                 format!(

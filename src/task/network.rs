@@ -68,6 +68,14 @@ pub enum NetworkError {
     },
 }
 
+impl NetworkError {
+    /// Whether the setup failed for want of something another task holds (an address, a
+    /// host port): see [`netns::Error::held_by_another_task`].
+    pub fn held_by_another_task(&self) -> bool {
+        matches!(self, NetworkError::Setup(e) if e.held_by_another_task())
+    }
+}
+
 /// Which bridge and subnet tasks go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -701,7 +709,7 @@ pub fn gc(store: &Store, run_root: &Path) {
                 continue;
             }
         };
-        // One query for all of them (not one per task: this runs on every command).
+        // One query for all of them (not one per task: this runs on every command but run-task).
         let unstopped = match store.unstopped_ids() {
             Ok(u) => u,
             Err(e) => {

@@ -57,7 +57,7 @@ pub fn reconcile(
 ) -> Result<Vec<String>, StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut done = Vec::new();
-    // Every command walks this list: only the columns liveness needs are read.
+    // Every command but run-task walks this list: only the columns liveness needs are read.
     for t in store.unstopped_liveness()? {
         if supervisor_alive(&t, root, now) {
             continue;
