@@ -187,6 +187,37 @@ fn two_tasks_get_different_ips_and_talk_over_tcp() {
     links.sort();
     assert_eq!(links, ["eth0", "lo"]);
 
+    // The host end of each veth is a bridge port without IPv6 (no address or route of
+    // its own in the host's table); the task's own eth0 keeps its link-local address.
+    let ipv6_addrs = |netns: Option<&Path>, dev: &str| {
+        let mut cmd = std::process::Command::new("ip");
+        if let Some(ns) = netns {
+            cmd.args(["-n", ns.file_name().unwrap().to_str().unwrap()]);
+        }
+        let out = cmd
+            .args(["-6", "-o", "addr", "show", "dev", dev])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let veth = f.net.veth_name("a");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        ipv6_addrs(None, &veth),
+        "",
+        "host end {veth} has no IPv6 address"
+    );
+    assert!(
+        ipv6_addrs(Some(&ns_a), "eth0").contains("fe80::"),
+        "the task's eth0 has its link-local address"
+    );
+
     let server = peer_echo(
         listen_in(&ns_b, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080)),
         1,
