@@ -327,7 +327,14 @@ impl Cgroups {
         let cpu = self.dir("cpu", rel);
         mkdir_all(&cpu)?;
         if let Some(q) = limits.cpu_quota {
-            write(&cpu.join("cpu.cfs_period_us"), q.period_us)?;
+            // Each write of a CFS bandwidth file checks the whole host's cpu cgroup tree
+            // (`__cfs_schedulable` walks every task group: ~0.4 ms with 1000 tasks), and a
+            // new cgroup already has the kernel's default period (100 ms, the one ECS
+            // uses): the period is written only when it differs.
+            let period = cpu.join("cpu.cfs_period_us");
+            if read_u64(&period).ok() != Some(q.period_us) {
+                write(&period, q.period_us)?;
+            }
             write(&cpu.join("cpu.cfs_quota_us"), q.quota_us)?;
         }
         if let Some(shares) = limits.cpu_shares {
@@ -672,13 +679,17 @@ fn is_cgroupfs(dir: &Path) -> bool {
 /// migration (done by libcontainer) finds the lock warm.
 ///
 /// The warmer is a thread that moves itself, again and again, into the task's own cgroup
-/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted), or into the
-/// `/minifargate` cgroup above all tasks' when started before the task's exists
-/// ([`Cgroups::warm_migrations_early`]): no other process and no cgroup but minifargate's
-/// is touched. A task's warmer is joined when dropped, so its thread is out of the cgroup
-/// (gone) before anything removes the task's cgroups; an early one is not waited for
-/// (its first move may be waiting out the grace period). It stops by itself after `max`.
-/// On v2 it does nothing (moving a single thread needs a threaded subtree there).
+/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted): no other
+/// process and no cgroup but the task's is touched. It is joined when dropped, so its
+/// thread is out of the cgroup (gone) before anything removes the task's cgroups. It
+/// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
+/// threaded subtree there).
+///
+/// It starts only once the task's cgroups exist: its first move holds the kernel's cgroup
+/// mutex through the grace period, and every cgroup mkdir meanwhile waits for it. (A
+/// warmer the CLI started before the supervisor, in the cgroup above all tasks', made the
+/// supervisor's task cgroup mkdirs wait out that grace period instead: at 1000 tasks held,
+/// run-task took ~6 ms longer with it, docs/benchmarks.md.)
 #[derive(Debug)]
 pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
@@ -686,8 +697,6 @@ pub struct MigrationWarmer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The cgroup dir the warmer created (removed on drop when still empty).
     created: Option<PathBuf>,
-    /// `created` is a task's cgroup (its shared parent may go too).
-    in_task: bool,
 }
 
 /// How often the warmer migrates itself: well inside one grace period.
@@ -700,27 +709,13 @@ impl Cgroups {
         if check_name(task_id).is_err() {
             return None;
         }
-        self.warm_in(&Self::task_path(task_id), true, max)
-    }
-
-    /// Starts a [`MigrationWarmer`] in the cgroup every task's sits under
-    /// (`/minifargate`), for a process that is about to start a task's supervisor and
-    /// knows no task cgroup yet: the grace period then starts that much earlier. `None`
-    /// as for [`Cgroups::warm_migrations`].
-    pub fn warm_migrations_early(&self, max: Duration) -> Option<MigrationWarmer> {
-        self.warm_in(&format!("/{CGROUP_PREFIX}"), false, max)
-    }
-
-    /// The warmer thread in cgroup `rel` of one v1 hierarchy; `in_task`: `rel` is a task's
-    /// cgroup, whose parent goes too when the warmer made it and both are left empty.
-    fn warm_in(&self, rel: &str, in_task: bool, max: Duration) -> Option<MigrationWarmer> {
         if self.version != CgroupVersion::V1 {
             return None;
         }
         let ctrl = ["pids", "cpu", "memory"]
             .into_iter()
             .find(|c| self.root.join(c).join("tasks").exists())?;
-        let dir = self.dir(ctrl, rel);
+        let dir = self.dir(ctrl, &Self::task_path(task_id));
         let created = (!dir.exists()).then(|| dir.clone());
         if fs::create_dir_all(&dir).is_err() {
             return None;
@@ -747,7 +742,6 @@ impl Cgroups {
                 stop: Some(stop),
                 thread: Some(t),
                 created,
-                in_task,
             }),
             Err(_) => {
                 if let Some(d) = created {
@@ -759,31 +753,11 @@ impl Cgroups {
     }
 }
 
-impl MigrationWarmer {
-    /// Stops the thread, waits for it (its first move may be waiting out a grace period)
-    /// and removes the cgroup it made when that is left empty: for an early warmer whose
-    /// task never started, when no task's teardown will remove the shared parent.
-    pub fn discard(mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(d) = self.created.take() {
-            let _ = fs::remove_dir(d);
-        }
-    }
-}
-
 impl Drop for MigrationWarmer {
     fn drop(&mut self) {
         drop(self.stop.take());
-        // A task's: joined, the thread has left the task's cgroup before anyone may remove
-        // it. An early one still moving is left to end by itself, and the cgroup it made
-        // stays for the tasks (each task's teardown removes it when it is left empty).
+        // Joined: the thread has left the task's cgroup before anyone may remove it.
         if let Some(t) = self.thread.take() {
-            if !self.in_task && !t.is_finished() {
-                return;
-            }
             let _ = t.join();
         }
         // Made here and still unused (the task never got its cgroup): not left behind,
@@ -791,7 +765,6 @@ impl Drop for MigrationWarmer {
         // task's containers under it, rmdir fails and the dir stays theirs.
         if let Some(d) = self.created.take()
             && fs::remove_dir(&d).is_ok()
-            && self.in_task
             && let Some(parent) = d.parent()
         {
             let _ = fs::remove_dir(parent);

@@ -724,32 +724,6 @@ struct Supervision {
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     ecs: &Ecs,
-    store: Store,
-    ctx: &AwsContext,
-    stored: &StoredTaskDefinition,
-    req: &launch::Request,
-    count: u32,
-    providers: &[String],
-    sup: Supervision,
-) -> anyhow::Result<Started> {
-    // The supervisor's first cgroup migration waits for an RCU grace period after a quiet
-    // spell (runtime::MigrationWarmer): started here, it is ~5 ms further along by then.
-    let warm = runtime::Cgroups::detect()
-        .ok()
-        .and_then(|c| c.warm_migrations_early(Duration::from_millis(30)));
-    let started = spawn_tasks(ecs, store, ctx, stored, req, count, providers, sup);
-    // No task started to remove the cgroup the warmer may have made: it goes now.
-    if started.is_err()
-        && let Some(w) = warm
-    {
-        w.discard();
-    }
-    started
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spawn_tasks(
-    ecs: &Ecs,
     mut store: Store,
     ctx: &AwsContext,
     stored: &StoredTaskDefinition,
