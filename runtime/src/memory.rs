@@ -31,9 +31,14 @@ pub struct Released {
     pub heap_trimmed: bool,
 }
 
-/// Stack kept below the caller's frame: far beyond the 128-byte red zone and any frame
-/// a signal handler or the functions called from here need.
-const STACK_MARGIN: u64 = 16 << 10;
+/// Stack kept below the frames live when the stack is released (the caller's and this
+/// module's, down to the one that makes the `madvise` call: see
+/// `release_all_but_file_pages`): far beyond the 128-byte red zone, that call's own frames
+/// (a system call wrapper) and what the caller runs next on its way back to waiting (the
+/// supervisor: a channel receive). Anything deeper later (a signal handler, an event's
+/// handling) gets zero pages on first touch. 16 KiB kept an idle supervisor's stack 3
+/// dirty pages larger (docs/benchmarks.md, "Supervisor memory").
+const STACK_MARGIN: u64 = 4 << 10;
 
 /// Gives back what an idle process does not need resident (module docs). Call it at a
 /// quiet point; the next use of released code or stack costs a minor page fault.
@@ -89,6 +94,10 @@ unsafe fn drop_file_runs(runs: &[(u64, u64, u64)]) -> u64 {
 /// Plans the release, trims the heap, releases the stack below `frame` (the caller's,
 /// on the main thread); returns the file page runs still to release.
 fn release_all_but_file_pages(frame: u64) -> std::io::Result<(FileRuns, Released)> {
+    // The margin is kept below this frame too, which is deeper than the caller's: the
+    // `madvise` below runs from here, so only its own call lies under this frame then.
+    let here = 0u8;
+    let frame = frame.min(std::ptr::addr_of!(here) as u64);
     let (file_runs, stack) = plan(frame)?;
     let heap_trimmed = trim_heap();
     tracing::debug!(
@@ -103,9 +112,10 @@ fn release_all_but_file_pages(frame: u64) -> std::io::Result<(FileRuns, Released
     };
     if let Some((from, to, resident)) = stack {
         // SAFETY: the range is the main thread's own stack, more than STACK_MARGIN below
-        // `frame`, the frame of our caller, which runs on it: no live data lies there
-        // (the stack grows down), and pages dropped from a private anonymous mapping come
-        // back zeroed when touched.
+        // `frame`, this function's frame or its caller's, whichever is deeper: the only
+        // frames live below it are the `madvise` call's, well inside the margin, so no live
+        // data lies in the range (the stack grows down), and pages dropped from a private
+        // anonymous mapping come back zeroed when touched.
         if unsafe { dontneed(from, to - from) } {
             out.stack = resident;
         }
