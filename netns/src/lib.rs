@@ -1329,6 +1329,7 @@ pub fn test_link_outside(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn what_another_task_may_hold_is_told_apart() {
@@ -1376,8 +1377,6 @@ mod tests {
         };
         assert!(wrapped.held_by_another_task());
     }
-
-    use super::*;
 
     #[test]
     fn names_are_valid_and_stable() {

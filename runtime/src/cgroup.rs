@@ -299,23 +299,20 @@ impl Cgroups {
         for part in rel.trim_start_matches('/').split('/') {
             let dir = parent.join(part);
             mkdir(&dir)?;
-            let empty = |file: &str| {
-                read(&dir.join(file))
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let empty = read(&dir.join(file))
                     .map(|s| s.trim().is_empty())
-                    .unwrap_or(false)
-            };
-            if empty("cpuset.cpus") {
-                let balance = dir.join("cpuset.sched_load_balance");
-                if balance.exists()
-                    && let Err(e) = fs::write(&balance, "0")
+                    .unwrap_or(false);
+                if !empty {
+                    continue;
+                }
+                // Off before the cpus are set; a kernel without the flag only rebuilds.
+                if file == "cpuset.cpus"
+                    && let Err(e) = fs::write(dir.join("cpuset.sched_load_balance"), "0")
                 {
                     tracing::debug!(error = %e, "cpuset load balancing left on");
                 }
-            }
-            for file in ["cpuset.cpus", "cpuset.mems"] {
-                if empty(file) {
-                    write(&dir.join(file), read(&parent.join(file))?.trim())?;
-                }
+                write(&dir.join(file), read(&parent.join(file))?.trim())?;
             }
             parent = dir;
         }
