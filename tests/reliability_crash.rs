@@ -528,6 +528,42 @@ fn supervisor_killed_while_running() {
     env.assert_new_task_runs(&[]);
 }
 
+/// A command about one task (describe-tasks here) checks that task's supervisor only; a
+/// command that lists tasks checks them all. Two supervisors are killed: describing the
+/// first finishes it and leaves the second RUNNING in the store, list-tasks then finishes
+/// the second, and nothing of either is left.
+#[test]
+fn describing_a_task_checks_its_supervisor_and_listing_checks_all() {
+    let env = Env::new();
+    let td = env.taskdef("two", "awsvpc", BUSYBOX, "sleep 1000", "");
+    let a = env.run_detached(&td);
+    let b = env.run_detached(&td);
+    env.wait_status(&a, "RUNNING", Duration::from_secs(60));
+    env.wait_status(&b, "RUNNING", Duration::from_secs(60));
+    let (pa, pb) = (env.supervisor_pid(&a), env.supervisor_pid(&b));
+    kill9(pa);
+    kill9(pb);
+    wait_dead(pa);
+    wait_dead(pb);
+    let ta = env.describe(&a);
+    assert_supervisor_died(&ta, pa);
+    let v = env.json(&[
+        "list-tasks",
+        "--desired-status",
+        "RUNNING",
+        "--query",
+        "taskArns",
+    ]);
+    // list-tasks checked b before it answered: b is no longer among the RUNNING.
+    assert!(
+        v.as_array().unwrap().iter().all(|arn| arn_id(arn) != b),
+        "{v:#}"
+    );
+    let tb = env.describe(&b);
+    assert_supervisor_died(&tb, pb);
+    assert_no_leaks(&env.mf, &[&a, &b], &[]);
+}
+
 /// RunTask does not check every running task's supervisor before it starts one (that
 /// walk grows with the number of tasks): a dead task still holding the only address of
 /// the subnet is found and finished by the new task's supervisor, which then gets it.

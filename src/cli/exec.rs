@@ -6,7 +6,7 @@
 //! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
 
 use super::GlobalOpts;
-use super::tasks::{find_task, open_state, reconcile, task_id};
+use super::tasks::{find_task, open_state, task_id};
 use crate::error_chain;
 use crate::store::{ContainerRow, LastStatus};
 use crate::task::TaskPaths;
@@ -190,8 +190,8 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut store = open_state(g)?;
-    reconcile(g, &mut store);
     let id = task_id(&a.task).to_string();
+    g.ecs().reconcile_tasks(&mut store, [id.as_str()]);
     let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
     if task.last_status != LastStatus::Running {
         let why = task

@@ -71,6 +71,23 @@ impl Ecs {
         self.housekeeping(store);
     }
 
+    /// As [`Ecs::reconcile`] for the tasks `ids` (ids, not ARNs) only: see
+    /// `task::reconcile::reconcile_task`.
+    pub fn reconcile_tasks<'a>(&self, store: &mut Store, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            match crate::task::reconcile::reconcile_task(store, id, &self.root, &self.run_root) {
+                Ok(true) => {
+                    tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(task_id = %id, error = %crate::error_chain(&e), "failed to check the task's supervisor")
+                }
+            }
+        }
+        self.housekeeping(store);
+    }
+
     /// What [`Ecs::reconcile`] does besides checking every running task's supervisor:
     /// prunes stopped tasks past their retention and deleted task definitions no longer
     /// in use. RunTask does only this: the supervisor walk costs a /proc read per running

@@ -673,7 +673,7 @@ impl Store {
 
     /// Tasks that are not STOPPED (candidates for the dead-supervisor check).
     /// What telling each unstopped task's supervisor alive needs, and nothing more:
-    /// reconcile walks these on every command but run-task, so no task definition is decoded.
+    /// reconcile walks these on every command that lists tasks, so no task definition is decoded.
     pub fn unstopped_liveness(&self) -> Result<Vec<Liveness>, StoreError> {
         let mut stmt = self
             .conn

@@ -59,8 +59,8 @@ const V2_FILES: &[&str] = &[
 /// the web console's isolation picture shows.
 pub fn report(ecs: &Ecs, task: &str, cluster: Option<&str>) -> anyhow::Result<Value> {
     let mut store = ecs.open_store()?;
-    ecs.reconcile(&mut store);
     let id = task_id(task).to_string();
+    ecs.reconcile_tasks(&mut store, [id.as_str()]);
     let (task, containers) = find_task(&store, task, cluster)?;
     let net = store.task_network(&id)?;
     let record = serde_json::to_value(shape::task(&task, &containers, net.as_ref()))?;

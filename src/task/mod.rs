@@ -247,9 +247,9 @@ pub fn process_alive(pid: i64) -> bool {
 ///
 /// One open and one read of the file (not `Process::new(pid)?.stat()`, which opens and
 /// stats `/proc/<pid>` first, nor `Stat::from_file`, whose buffered reader adds a statx, an
-/// lseek and a second read: 6 system calls instead of 3): every command but run-task checks each
-/// running task's supervisor with it, so at 1000 tasks this is most of what a command
-/// costs (docs/benchmarks.md, "N idle tasks"). The kernel formats the whole line in one
+/// lseek and a second read: 6 system calls instead of 3): the commands that list tasks check
+/// each running task's supervisor with it, so at 1000 tasks this is most of what they
+/// cost (docs/benchmarks.md, "N idle tasks"). The kernel formats the whole line in one
 /// read (proc(5): a single line of at most ~52 fields); a line that fills the buffer is
 /// read again through the crate's own reader.
 fn live_stat(pid: i64) -> Option<procfs::process::Stat> {

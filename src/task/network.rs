@@ -709,7 +709,7 @@ pub fn gc(store: &Store, run_root: &Path) {
                 continue;
             }
         };
-        // One query for all of them (not one per task: this runs on every command but run-task).
+        // One query for all of them (not one per task: this runs on every listing command).
         let unstopped = match store.unstopped_ids() {
             Ok(u) => u,
             Err(e) => {

@@ -57,7 +57,7 @@ pub fn reconcile(
 ) -> Result<Vec<String>, StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut done = Vec::new();
-    // Every command but run-task walks this list: only the columns liveness needs are read.
+    // The commands that list tasks walk this list: only the columns liveness needs are read.
     for t in store.unstopped_liveness()? {
         if supervisor_alive(&t, root, now) {
             continue;
@@ -71,6 +71,21 @@ pub fn reconcile(
     // (e.g. a supervisor killed between recording and setting up) is given back.
     network::gc(store, run_root);
     Ok(done)
+}
+
+/// As [`reconcile`] for task `id` alone: a command about one task (describe, stop, logs,
+/// exec, inspect, timeline) checks that task's supervisor only, not every running task's
+/// (one /proc read each: ~10 ms with 1000 tasks running). True when the supervisor was
+/// found gone and the task finished. A dead supervisor of another task is noticed by the
+/// next command that lists tasks, by `serve`'s scheduler, or by a new task short of an
+/// address, a host port or an id range.
+pub fn reconcile_task(
+    store: &mut Store,
+    id: &str,
+    root: &Path,
+    run_root: &Path,
+) -> Result<bool, StoreError> {
+    finish_dead(store, id, root, run_root)
 }
 
 /// Cleans up and stops task `id`, whose supervisor was found gone. The row is read again
