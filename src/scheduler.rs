@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
 const TICK: Duration = Duration::from_secs(1);
+/// How often a pass checks every running task's supervisor, not only its services' tasks
+/// (one /proc read per task: ~10 ms a pass with 1000 tasks, 1 % of a CPU at one pass a
+/// second): the dead tasks of no service are only there to be cleaned up.
+const FULL_CHECK: Duration = Duration::from_secs(30);
 /// Failed tasks older than this no longer slow down launches.
 const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const THROTTLE_BASE: Duration = Duration::from_secs(5);
@@ -103,6 +107,7 @@ impl Memory {
 fn run(g: &Ecs, stop: &AtomicBool) {
     let mut memory: HashMap<(String, String), Memory> = HashMap::new();
     let mut store: Option<Store> = None;
+    let mut last_full: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         if store.is_none() {
             match g.open_store() {
@@ -112,8 +117,12 @@ fn run(g: &Ecs, stop: &AtomicBool) {
                 }
             }
         }
+        let full = last_full.is_none_or(|t| t.elapsed() >= FULL_CHECK);
+        if full {
+            last_full = Some(Instant::now());
+        }
         if let Some(s) = store.as_mut()
-            && let Err(e) = pass(g, s, &mut memory)
+            && let Err(e) = pass(g, s, &mut memory, full)
         {
             tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed");
         }
@@ -121,14 +130,25 @@ fn run(g: &Ecs, stop: &AtomicBool) {
     }
 }
 
-/// One pass over every ACTIVE or DRAINING service.
+/// One pass over every ACTIVE or DRAINING service; with `full`, every running task's
+/// supervisor is checked first, otherwise only those of the tasks the services had running
+/// at the last pass (the first pass is a full one, so none is missed).
 fn pass(
     g: &Ecs,
     store: &mut Store,
     memory: &mut HashMap<(String, String), Memory>,
+    full: bool,
 ) -> anyhow::Result<()> {
     // Tasks whose supervisor died are finished first: they need replacing too.
-    g.reconcile(store);
+    if full {
+        g.reconcile(store);
+    } else {
+        let known: Vec<String> = memory
+            .values()
+            .flat_map(|m| m.known.iter().cloned())
+            .collect();
+        g.reconcile_tasks(store, known.iter().map(String::as_str));
+    }
     let services = store.list_services(None)?;
     memory.retain(|(c, n), _| services.iter().any(|s| &s.cluster == c && &s.name == n));
     for s in services {
