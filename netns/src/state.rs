@@ -268,6 +268,41 @@ impl Locked {
         }))
     }
 
+    /// Calls `found` with the names in `<sub>/` until it returns true; returns whether
+    /// it did. Reads the directory 1 KiB at a time (std's `read_dir` asks for 32 KiB,
+    /// ~580 names, on its first call), so stopping at the first name costs the same
+    /// with 1000 names as with one.
+    fn any_name(
+        &self,
+        sub: &str,
+        mut found: impl FnMut(&str) -> Result<bool, StateError>,
+    ) -> Result<bool, StateError> {
+        use rustix::fs::{Mode, OFlags, RawDir};
+        let path = self.dir.join(sub);
+        let read_err = |e: rustix::io::Errno| StateError::Read {
+            path: path.clone(),
+            source: e.into(),
+        };
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(read_err)?;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut dir = RawDir::new(&fd, &mut buf);
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(read_err)?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if !name.starts_with('.') && found(name)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The task id an index file `<sub>/<name>` names, if the file exists.
     fn owner_named(&self, sub: &str, name: &str) -> Result<Option<String>, StateError> {
         let path = self.path(sub, name);
@@ -369,26 +404,22 @@ impl Locked {
 
     /// Whether any address is leased, releasing tasks' included (stops at the first).
     pub fn any_lease(&self) -> Result<bool, StateError> {
-        for name in self.names(IPS)? {
-            if let Ok(ip) = name.parse()
-                && self.lease_owner(ip)?.is_some()
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.any_name(IPS, |name| match name.parse() {
+            Ok(ip) => Ok(self.lease_owner(ip)?.is_some()),
+            Err(_) => Ok(false),
+        })
     }
 
     /// Whether any task that is not releasing holds an address. Stops at the first;
     /// a marker without such a record (left by a crash) met on the way is removed.
     pub fn any_bridged(&self) -> Result<bool, StateError> {
-        for id in self.names(BRIDGED)? {
-            if self.record(&id)?.is_some_and(|r| r.bridged()) {
+        self.any_name(BRIDGED, |id| {
+            if self.record(id)?.is_some_and(|r| r.bridged()) {
                 return Ok(true);
             }
-            self.unlink(BRIDGED, &id)?;
-        }
-        Ok(false)
+            self.unlink(BRIDGED, id)?;
+            Ok(false)
+        })
     }
 
     /// The last address handed out.
@@ -793,6 +824,23 @@ mod tests {
         let l = lock(dir.path()).unwrap();
         l.touch(BRIDGED, "crashed").unwrap();
         l.add("none-mode", &rec(None, &[], None)).unwrap();
+        assert!(!l.any_bridged().unwrap());
+        assert_eq!(l.names(BRIDGED).unwrap().count(), 0);
+        // More stale names than one 1 KiB read holds, and one live task among them.
+        for i in 0..200 {
+            l.touch(BRIDGED, &format!("crashed-{i:03}-{}", "x".repeat(40)))
+                .unwrap();
+        }
+        l.add("live", &rec(Some(A), &[], None)).unwrap();
+        assert!(l.any_bridged().unwrap());
+        assert!(l.names(BRIDGED).unwrap().any(|n| n == "live"));
+        l.sweep().unwrap();
+        assert_eq!(l.names(BRIDGED).unwrap().collect::<Vec<_>>(), ["live"]);
+        l.remove("live", &rec(Some(A), &[], None)).unwrap();
+        for i in 0..200 {
+            l.touch(BRIDGED, &format!("crashed-{i:03}-{}", "x".repeat(40)))
+                .unwrap();
+        }
         assert!(!l.any_bridged().unwrap());
         assert_eq!(l.names(BRIDGED).unwrap().count(), 0);
     }
