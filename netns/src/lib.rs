@@ -43,8 +43,8 @@
 //! *before* anything is created, so a crash at any point leaves a record
 //! [`Network::gc`] can follow. A task's setup, teardown and reaping touch a fixed number
 //! of those files whatever the number of tasks; only the listings ([`Network::tasks`],
-//! [`Network::leased_ips`], [`Network::gc`]) read directories. A `netns.json` left by
-//! 0.1 (the whole state in one file) is converted on first use.
+//! [`Network::leased_ips`], [`Network::gc`]) read directories. The `netns.json` of
+//! earlier builds (the whole state in one file) is converted on first use.
 //! Teardown unpins the namespace and lets the kernel free it and the veth pair
 //! asynchronously (deleting a veth synchronously costs ~25 ms); the task's address
 //! stays leased until the veth is seen gone ([`Network::releasing`]).

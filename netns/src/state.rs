@@ -22,9 +22,10 @@
 //! record's clean-up never frees another task's lease. Every file with content is
 //! written to `tmp/` and renamed into place (no half files).
 //!
-//! Up to 0.1 the state was one JSON file, `<run_root>/netns.json`, read and rewritten
-//! whole by every change (O(tasks) per task start and stop); [`lock`] converts one it
-//! finds into this layout, so tasks running across an upgrade keep their leases.
+//! Earlier builds kept the state in one JSON file, `<run_root>/netns.json`, read and
+//! rewritten whole by every change (O(tasks) per task start and stop); [`lock`]
+//! converts one it finds into this layout, so tasks running across an upgrade keep
+//! their leases.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -113,7 +114,7 @@ impl TaskRecord {
     }
 }
 
-/// The state file of 0.1 (`netns.json`), read only to convert it.
+/// The state file of earlier builds (`netns.json`), read only to convert it.
 #[derive(Deserialize)]
 struct Legacy {
     tasks: BTreeMap<String, TaskRecord>,
@@ -141,7 +142,7 @@ pub struct Locked {
 }
 
 /// Locks the state under `root` (creating `root` and the layout if needed, and
-/// converting a `netns.json` of 0.1).
+/// converting the `netns.json` of an earlier build).
 pub fn lock(root: &Path) -> Result<Locked, StateError> {
     fs::create_dir_all(root).map_err(|source| StateError::CreateRoot {
         path: root.into(),
@@ -571,7 +572,7 @@ impl Locked {
         Ok(())
     }
 
-    /// Converts the single state file of 0.1 at `legacy`, if there is one, into this
+    /// Converts the single state file of an earlier build at `legacy`, if there is one, into this
     /// layout, then removes it. Idempotent: a crash midway converts it again.
     fn migrate(&self, legacy: &Path) -> Result<(), StateError> {
         let body = match fs::read(legacy) {
@@ -717,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn migrates_the_single_file_of_0_1() {
+    fn migrates_the_single_file_of_earlier_builds() {
         let dir = tempfile::tempdir().unwrap();
         let held = rec(Some(A), &[80, 443], None);
         let going = rec(Some(B), &[], Some(5));

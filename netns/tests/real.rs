@@ -902,8 +902,8 @@ fn netlink_table_is_the_nft_script_ruleset() {
     drop(b);
 }
 
-/// Writes the state as 0.1 kept it (one `netns.json`) from the current layout, and
-/// removes the layout: the run root of a host that ran 0.1 when it was upgraded.
+/// Writes the state as earlier builds kept it (one `netns.json`) from the current
+/// layout, and removes the layout: the run root of a host being upgraded.
 fn downgrade_state_to_one_file(root: &Path) {
     let state = root.join("state");
     let mut tasks = serde_json::Map::new();
