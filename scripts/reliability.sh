@@ -57,7 +57,8 @@ rel_cleanup() {
 # rel_counts: one line of what the tasks of this run hold on the host right now.
 # mounts: under W and RUN; netns: /run/netns pins of our tasks; veths: ports of our
 # bridge; cgroups: task cgroup dirs of our tasks (any controller); leases: addresses
-# the netns state holds; procs: processes in our tasks' cgroups.
+# the netns state holds (files in its state/ips, releasing tasks' included); procs:
+# processes in our tasks' cgroups.
 rel_counts() {
     mounts="$(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1' \
         /proc/self/mountinfo | wc -l)"
@@ -71,8 +72,7 @@ rel_counts() {
         done
     done <"$W/ids"
     veths="$(ls "/sys/class/net/$BRIDGE/brif" 2>/dev/null | wc -l)"
-    leases="$(jq '[.tasks[]? | select(.ip != null)] | length' \
-        "$RUN/mf/net/$BRIDGE/netns.json" 2>/dev/null || echo 0)"
+    leases="$(ls "$RUN/mf/net/$BRIDGE/state/ips" 2>/dev/null | wc -l)"
     echo "mounts=$mounts netns=$netns veths=$veths cgroups=$cgroups leases=$leases procs=$procs"
 }
 

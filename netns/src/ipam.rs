@@ -81,6 +81,21 @@ impl Subnet {
         leased: &HashSet<Ipv4Addr>,
         after: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, IpamError> {
+        self.allocate_by(
+            |ip| Ok::<_, std::convert::Infallible>(leased.contains(&ip)),
+            after,
+        )
+        .unwrap_or_else(|never| match never {})
+    }
+
+    /// [`Self::allocate`] asking `is_leased` about each candidate in turn (so a lease
+    /// store can look up one address at a time instead of listing them all). The outer
+    /// error is the first one `is_leased` returned.
+    pub fn allocate_by<E>(
+        &self,
+        mut is_leased: impl FnMut(Ipv4Addr) -> Result<bool, E>,
+        after: Option<Ipv4Addr>,
+    ) -> Result<Result<Ipv4Addr, IpamError>, E> {
         let first = u32::from(self.gateway()) + 1;
         let last = u32::from(self.broadcast()) - 1;
         let start = match after {
@@ -90,13 +105,16 @@ impl Subnet {
             _ => first,
         };
         let span = last - first + 1;
-        (0..span)
-            .map(|i| Ipv4Addr::from(first + (start - first + i) % span))
-            .find(|ip| !leased.contains(ip))
-            .ok_or(IpamError::Exhausted {
-                subnet: *self,
-                capacity: self.capacity(),
-            })
+        for i in 0..span {
+            let ip = Ipv4Addr::from(first + (start - first + i) % span);
+            if !is_leased(ip)? {
+                return Ok(Ok(ip));
+            }
+        }
+        Ok(Err(IpamError::Exhausted {
+            subnet: *self,
+            capacity: self.capacity(),
+        }))
     }
 }
 
@@ -184,6 +202,23 @@ mod tests {
             s.allocate(&leased, last).unwrap(),
             Ipv4Addr::new(10, 94, 1, 3)
         );
+    }
+
+    #[test]
+    fn allocate_by_asks_one_candidate_at_a_time_and_stops_at_an_error() {
+        let s: Subnet = "10.94.1.0/29".parse().unwrap();
+        let mut asked = Vec::new();
+        let got = s.allocate_by(
+            |ip| {
+                asked.push(ip.octets()[3]);
+                Ok::<_, ()>(ip.octets()[3] < 5)
+            },
+            Some(Ipv4Addr::new(10, 94, 1, 2)),
+        );
+        assert_eq!(got, Ok(Ok(Ipv4Addr::new(10, 94, 1, 5))));
+        assert_eq!(asked, [3, 4, 5]);
+        let got = s.allocate_by(|_| Err::<bool, _>("damaged"), None);
+        assert_eq!(got, Err("damaged"));
     }
 
     #[test]

@@ -901,3 +901,117 @@ fn netlink_table_is_the_nft_script_ruleset() {
     );
     drop(b);
 }
+
+/// Writes the state as earlier builds kept it (one `netns.json`) from the current
+/// layout, and removes the layout: the run root of a host being upgraded.
+fn downgrade_state_to_one_file(root: &Path) {
+    let state = root.join("state");
+    let mut tasks = serde_json::Map::new();
+    for e in std::fs::read_dir(state.join("records")).unwrap() {
+        let p = e.unwrap().path();
+        let id = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        tasks.insert(id, rec);
+    }
+    let old = serde_json::json!({
+        "tasks": tasks,
+        "nft_table": state.join("nft_table").exists(),
+        "last_ip": std::fs::read_to_string(state.join("last_ip")).ok(),
+    });
+    std::fs::write(
+        root.join("netns.json"),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[test]
+fn a_task_running_across_the_upgrade_keeps_its_lease_and_port() {
+    let f = fixture();
+    let port = free_port();
+    let spec = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(port)],
+        ..awsvpc()
+    };
+    let old = f.net.setup_task("old", &spec).unwrap();
+    let pinned = f.net.setup_task("pinned", &awsvpc()).unwrap();
+    // A releasing task too: something holds its namespace after teardown.
+    let pin = nsfs::open(pinned.netns_path.as_ref().unwrap()).unwrap();
+    f.net.teardown("pinned").unwrap();
+    let root = f.net.config().run_root.clone();
+    downgrade_state_to_one_file(&root);
+
+    assert_eq!(
+        f.net.tasks_and_releasing().unwrap(),
+        (vec!["old".to_string()], vec!["pinned".to_string()])
+    );
+    assert!(!root.join("netns.json").exists());
+    let mut leased = f.net.leased_ips().unwrap();
+    leased.sort();
+    let mut want = vec![old.ip.unwrap(), pinned.ip.unwrap()];
+    want.sort();
+    assert_eq!(leased, want);
+    let next = f.net.setup_task("next", &awsvpc()).unwrap();
+    assert!(
+        !want.contains(&next.ip.unwrap()),
+        "a lease was handed out twice"
+    );
+    let err = f.net.setup_task("thief", &spec).unwrap_err();
+    assert!(
+        matches!(&err, Error::Ports { source: PortError::TakenByTask { task, .. }, .. } if task == "old"),
+        "{err}"
+    );
+    assert_gone(&f, "thief");
+
+    drop(pin);
+    assert_gone(&f, "pinned");
+    f.net.teardown("old").unwrap();
+    assert_gone(&f, "old");
+    assert!(nft_table_exists(f.net.nft_table()), "next still runs");
+    f.net.teardown("next").unwrap();
+    assert_gone(&f, "next");
+    assert!(
+        !nft_table_exists(f.net.nft_table()),
+        "the table goes with the last task"
+    );
+    assert!(f.net.leased_ips().unwrap().is_empty());
+}
+
+#[test]
+fn a_lease_and_port_left_by_a_crash_are_handed_out_again() {
+    let f = fixture();
+    let root = f.net.config().run_root.clone();
+    let subnet = f.net.config().subnet;
+    let first = Ipv4Addr::from(u32::from(subnet.gateway()) + 1);
+    let port = free_port();
+    f.net.tasks().unwrap(); // makes the layout
+    // A crash between writing the index files and the record of task "ghost".
+    std::fs::write(root.join(format!("state/ips/{first}")), "ghost").unwrap();
+    std::fs::write(root.join(format!("state/ports/tcp-{port}")), "ghost").unwrap();
+    std::fs::write(root.join("state/bridged/ghost"), "").unwrap();
+    assert!(f.net.leased_ips().unwrap().is_empty());
+    let spec = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(port)],
+        ..awsvpc()
+    };
+    let t = f.net.setup_task("t", &spec).unwrap();
+    assert_eq!(t.ip, Some(first));
+    assert_eq!(t.bindings[0].host_port, port);
+    f.net.teardown("t").unwrap();
+    assert_gone(&f, "t");
+    assert!(
+        !nft_table_exists(f.net.nft_table()),
+        "a stale bridged marker does not keep the table"
+    );
+    assert_eq!(f.net.gc(&[]).unwrap(), Vec::<String>::new());
+    for sub in ["ips", "ports", "bridged", "releasing", "records"] {
+        assert_eq!(
+            std::fs::read_dir(root.join("state").join(sub))
+                .unwrap()
+                .count(),
+            0,
+            "{sub}"
+        );
+    }
+}
