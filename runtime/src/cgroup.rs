@@ -445,6 +445,43 @@ impl Cgroups {
         Ok(rel)
     }
 
+    /// Makes the v1 cgroup directories of the task's containers `container_ids` ahead of
+    /// their creation, in every controller hierarchy (the cpuset given its parent's cpus
+    /// and mems), without limits: [`Cgroups::create_container`] writes those later, and
+    /// libcontainer finds every directory it would make already there. Call it before
+    /// [`Cgroups::warm_migrations`]: a mkdir takes the kernel's cgroup mutex, which the
+    /// warmer's first migration holds through an RCU grace period; made before, nothing
+    /// of the containers' creation waits for that grace period but libcontainer's move
+    /// of the container's process, after its own preparation. A no-op on v2 (no warmer
+    /// there). On failure what was made is removed, and the error returned.
+    pub fn precreate_containers(
+        &self,
+        task_id: &str,
+        container_ids: &[String],
+    ) -> Result<(), CgroupError> {
+        if self.version != CgroupVersion::V1 {
+            return Ok(());
+        }
+        check_name(task_id)?;
+        let hierarchies = self.controller_hierarchies();
+        for id in container_ids {
+            check_name(id)?;
+            let rel = Self::container_path(task_id, id);
+            let made = self.cpuset_v1(&rel).and_then(|()| {
+                hierarchies
+                    .iter()
+                    .try_for_each(|h| mkdir(&h.join(rel.trim_start_matches('/'))))
+            });
+            if let Err(e) = made {
+                if let Err(cleanup) = self.remove(&rel) {
+                    tracing::warn!(container_id = %id, error = %cleanup, "failed to remove half-made container cgroup");
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn create_container_v1(&self, rel: &str, limits: &Limits) -> Result<(), CgroupError> {
         self.cpuset_v1(rel)?;
         let cpu = self.dir("cpu", rel);
@@ -876,6 +913,64 @@ mod tests {
         cg.remove(&Cgroups::task_path("t1")).unwrap();
         assert!(!cg.exists(&Cgroups::task_path("t1")));
         assert!(cg.task_ids().is_empty());
+    }
+
+    #[test]
+    fn v1_container_dirs_made_ahead_in_every_hierarchy_then_given_limits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hierarchies = ["cpu", "cpuacct", "memory", "pids", "freezer", "cpuset"];
+        for c in hierarchies {
+            fs::create_dir(tmp.path().join(c)).unwrap();
+            fs::write(tmp.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        fs::write(tmp.path().join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        fs::write(tmp.path().join("cpuset/cpuset.mems"), "0\n").unwrap();
+        let cg = Cgroups::with_root(tmp.path(), CgroupVersion::V1);
+        cg.create_task("t4", &TaskLimits::default()).unwrap();
+        // The kernel gives a new cpuset empty cpus and mems files; these plain dirs do not.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            fs::write(tmp.path().join("cpuset/minifargate/t4").join(f), "0-1\n").unwrap();
+        }
+        let ids = ["t4-0".to_string(), "t4-1".to_string()];
+        cg.precreate_containers("t4", &ids).unwrap();
+        for c in hierarchies {
+            for id in &ids {
+                let d = tmp.path().join(c).join("minifargate/t4").join(id);
+                assert!(d.is_dir(), "{}", d.display());
+                // No limits yet: those are the container create's.
+                assert_eq!(fs::read_dir(&d).unwrap().count(), 0, "{}", d.display());
+            }
+        }
+        // The create then finds its dirs and writes its limits into them.
+        let lim = Limits {
+            memory: Some(64 << 20),
+            pids: Some(50),
+            ..Default::default()
+        };
+        cg.create_container("t4", "t4-0", &lim).unwrap();
+        let c = |ctl: &str, f: &str| tmp.path().join(ctl).join("minifargate/t4/t4-0").join(f);
+        assert_eq!(
+            content(&c("memory", "memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(content(&c("pids", "pids.max")), "50");
+        // A bad id is refused before anything is made.
+        assert!(
+            cg.precreate_containers("t4", &["../x".to_string()])
+                .is_err()
+        );
+        assert!(!tmp.path().join("cpu/minifargate/x").exists());
+        // The task's removal takes the containers' dirs with it.
+        cg.remove(&Cgroups::task_path("t4")).unwrap();
+        for c in hierarchies {
+            assert!(!tmp.path().join(c).join("minifargate/t4").exists(), "{c}");
+        }
+        // v2: nothing is made ahead (no warmer there).
+        let v2 = tempfile::tempdir().unwrap();
+        Cgroups::with_root(v2.path(), CgroupVersion::V2)
+            .precreate_containers("t5", &["t5-0".to_string()])
+            .unwrap();
+        assert_eq!(fs::read_dir(v2.path()).unwrap().count(), 0);
     }
 
     #[test]

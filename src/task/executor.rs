@@ -288,8 +288,9 @@ impl Executor {
     /// cgroup migration lock in it (`runtime::MigrationWarmer`): the ~7 ms grace period
     /// that the first migration after a quiet spell waits for then passes while the
     /// network and the rootfs are set up, instead of inside the first container's create.
-    /// The cgroup is made before the warmer starts: the warmer's first migration holds
-    /// the kernel's cgroup mutex through the grace period, and a mkdir would wait for it.
+    /// The cgroups, the task's and its containers', are made before the warmer starts:
+    /// the warmer's first migration holds the kernel's cgroup mutex through the grace
+    /// period, and a mkdir would wait for it.
     /// On failure nothing is left; `run` tries again and reports the error.
     pub fn prepare_task_cgroup(&mut self, def: &TaskDefinition) {
         if self.task_cgroup {
@@ -305,6 +306,14 @@ impl Executor {
             return;
         }
         self.task_cgroup = true;
+        // The containers' cgroup dirs too, before the warmer (see there). On failure each
+        // container's create makes its own and reports what failed.
+        let ids: Vec<String> = (0..self.slots.len())
+            .map(|idx| runtime_id(&self.task.id, idx))
+            .collect();
+        if let Err(e) = rt.cgroups().precreate_containers(&self.task.id, &ids) {
+            tracing::debug!(task_id = %self.task.id, error = %e, "container cgroups not made ahead");
+        }
         self.warmer = runtime::Cgroups::detect()
             .ok()
             .and_then(|c| c.warm_migrations(&self.task.id, Duration::from_secs(2)));
