@@ -729,7 +729,8 @@ pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The cgroup dir the warmer created (removed on drop when still empty).
+    /// The cgroup dir to remove on drop when empty: the one the warmer created, or the
+    /// shared one of [`Cgroups::warm_migrations_shared`].
     created: Option<PathBuf>,
 }
 
@@ -743,14 +744,28 @@ impl Cgroups {
         if check_name(task_id).is_err() {
             return None;
         }
+        self.warm_in(&Self::task_path(task_id), max, false)
+    }
+
+    /// As [`Cgroups::warm_migrations`], but the thread moves itself into the cgroup above
+    /// every task's (`minifargate`), not into a task's: for a process other than the
+    /// task's supervisor (the launching CLI), which must never be found in the task's
+    /// cgroup when the task is torn down (that kills every process there). A task torn
+    /// down meanwhile cannot remove that shared cgroup while the thread is in it: it is
+    /// removed when the warmer is dropped, if empty by then.
+    pub fn warm_migrations_shared(&self, max: Duration) -> Option<MigrationWarmer> {
+        self.warm_in(&format!("/{CGROUP_PREFIX}"), max, true)
+    }
+
+    fn warm_in(&self, rel: &str, max: Duration, remove_if_empty: bool) -> Option<MigrationWarmer> {
         if self.version != CgroupVersion::V1 {
             return None;
         }
         let ctrl = ["pids", "cpu", "memory"]
             .into_iter()
             .find(|c| self.root.join(c).join("tasks").exists())?;
-        let dir = self.dir(ctrl, &Self::task_path(task_id));
-        let created = (!dir.exists()).then(|| dir.clone());
+        let dir = self.dir(ctrl, rel);
+        let created = (remove_if_empty || !dir.exists()).then(|| dir.clone());
         if fs::create_dir_all(&dir).is_err() {
             return None;
         }

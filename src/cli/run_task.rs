@@ -505,10 +505,12 @@ fn finish(
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }
+    // The launch's warmers run while the supervisor starts (ecs::tasks::warm_ahead).
     let Started {
         ids,
         supervisors,
         mut store,
+        warmers: _warmers,
         ..
     } = started;
     let store = &mut store;

@@ -467,6 +467,7 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
             ids: Vec::new(),
             warnings: Vec::new(),
             supervisors: Vec::new(),
+            warmers: Vec::new(),
         });
     }
     let run = RunTaskRequest {
