@@ -717,13 +717,17 @@ fn is_cgroupfs(dir: &Path) -> bool {
 /// process and no cgroup but the task's is touched. It is joined when dropped, so its
 /// thread is out of the cgroup (gone) before anything removes the task's cgroups. It
 /// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
-/// threaded subtree there).
+/// threaded subtree there). The launching CLI's warmer
+/// ([`Cgroups::warm_migrations_shared`]) moves itself in the cgroup above every task's
+/// instead, as a process found in a task's cgroup at its teardown is killed.
 ///
-/// It starts only once the task's cgroups exist: its first move holds the kernel's cgroup
+/// It starts only once the task's cgroups, and its containers'
+/// ([`Cgroups::precreate_containers`]), exist: its first move holds the kernel's cgroup
 /// mutex through the grace period, and every cgroup mkdir meanwhile waits for it. (A
-/// warmer the CLI started before the supervisor, in the cgroup above all tasks', made the
-/// supervisor's task cgroup mkdirs wait out that grace period instead: at 1000 tasks held,
-/// run-task took ~6 ms longer with it, docs/benchmarks.md.)
+/// warmer the CLI started before the supervisor, before any of the task's cgroups
+/// existed, made the supervisor's task cgroup mkdirs wait out that grace period instead:
+/// at 1000 tasks held, run-task took ~6 ms longer with it, docs/benchmarks.md. The CLI's
+/// warmer now starts after it has made them.)
 #[derive(Debug)]
 pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
