@@ -147,7 +147,8 @@ fn pass(
             .values()
             .flat_map(|m| m.known.iter().cloned())
             .collect();
-        g.reconcile_tasks(store, known.iter().map(String::as_str));
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        g.reconcile_tasks(store, &known);
     }
     let services = store.list_services(None)?;
     memory.retain(|(c, n), _| services.iter().any(|s| &s.cluster == c && &s.name == n));

@@ -191,7 +191,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let mut store = open_state(g)?;
     let id = task_id(&a.task).to_string();
-    g.ecs().reconcile_tasks(&mut store, [id.as_str()]);
+    g.ecs().reconcile_tasks(&mut store, &[id.as_str()]);
     let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
     if task.last_status != LastStatus::Running {
         let why = task

@@ -88,7 +88,7 @@ pub fn timeline_text(store: &Store, id: &str) -> anyhow::Result<String> {
 
 pub fn timeline(g: &GlobalOpts, a: TimelineArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
-    g.ecs().reconcile_tasks(&mut store, [task_id(&a.task)]);
+    g.ecs().reconcile_tasks(&mut store, &[task_id(&a.task)]);
     print!("{}", timeline_text(&store, task_id(&a.task))?);
     Ok(ExitCode::SUCCESS)
 }
@@ -119,7 +119,7 @@ pub fn stop_task(g: &GlobalOpts, a: Generic<ops::StopTask>) -> anyhow::Result<Ex
 pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_state(g)?;
     let id = task_id(&a.task).to_string();
-    g.ecs().reconcile_tasks(&mut store, [id.as_str()]);
+    g.ecs().reconcile_tasks(&mut store, &[id.as_str()]);
     let (_, containers) = store
         .task(&id)?
         .with_context(|| format!("task {} not found", a.task))?;
@@ -260,7 +260,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(50));
-        ecs.reconcile_tasks(&mut store, [id.as_str()]);
+        ecs.reconcile_tasks(&mut store, &[id.as_str()]);
     }
 }
 

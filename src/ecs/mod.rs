@@ -73,7 +73,7 @@ impl Ecs {
 
     /// As [`Ecs::reconcile`] for the tasks `ids` (ids, not ARNs) only: see
     /// `task::reconcile::reconcile_task`.
-    pub fn reconcile_tasks<'a>(&self, store: &mut Store, ids: impl IntoIterator<Item = &'a str>) {
+    pub fn reconcile_tasks(&self, store: &mut Store, ids: &[&str]) {
         for id in ids {
             match crate::task::reconcile::reconcile_task(store, id, &self.root, &self.run_root) {
                 Ok(true) => {

@@ -904,7 +904,8 @@ pub fn describe_tasks(
     if let Some(c) = cluster {
         check_cluster(&store, c)?;
     }
-    ecs.reconcile_tasks(&mut store, req.tasks.iter().map(|t| task_id(t)));
+    let ids: Vec<&str> = req.tasks.iter().map(|t| task_id(t)).collect();
+    ecs.reconcile_tasks(&mut store, &ids);
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for t in &req.tasks {
@@ -1062,7 +1063,7 @@ pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<St
     if let Some(c) = cluster {
         check_cluster(&store, c)?;
     }
-    ecs.reconcile_tasks(&mut store, [task_id(&req.task)]);
+    ecs.reconcile_tasks(&mut store, &[task_id(&req.task)]);
     let task = &req.task;
     let id = task_id(task).to_string();
     let found = store
@@ -1100,7 +1101,7 @@ fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> 
         // It may have just finished; otherwise reconcile notices it is gone.
         Err(e) => {
             tracing::warn!(error = %e, "could not reach the supervisor");
-            ecs.reconcile_tasks(store, [id]);
+            ecs.reconcile_tasks(store, &[id]);
         }
     }
     // StopTask answers once desiredStatus is STOPPED.

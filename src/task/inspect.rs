@@ -60,7 +60,7 @@ const V2_FILES: &[&str] = &[
 pub fn report(ecs: &Ecs, task: &str, cluster: Option<&str>) -> anyhow::Result<Value> {
     let mut store = ecs.open_store()?;
     let id = task_id(task).to_string();
-    ecs.reconcile_tasks(&mut store, [id.as_str()]);
+    ecs.reconcile_tasks(&mut store, &[id.as_str()]);
     let (task, containers) = find_task(&store, task, cluster)?;
     let net = store.task_network(&id)?;
     let record = serde_json::to_value(shape::task(&task, &containers, net.as_ref()))?;
