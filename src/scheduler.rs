@@ -143,11 +143,10 @@ fn pass(
     if full {
         g.reconcile(store);
     } else {
-        let known: Vec<String> = memory
+        let known: Vec<&str> = memory
             .values()
-            .flat_map(|m| m.known.iter().cloned())
+            .flat_map(|m| m.known.iter().map(String::as_str))
             .collect();
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
         g.reconcile_tasks(store, &known);
     }
     let services = store.list_services(None)?;

@@ -72,10 +72,10 @@ impl Ecs {
     }
 
     /// As [`Ecs::reconcile`] for the tasks `ids` (ids, not ARNs) only: see
-    /// `task::reconcile::reconcile_task`.
+    /// `task::reconcile::finish_dead`.
     pub fn reconcile_tasks(&self, store: &mut Store, ids: &[&str]) {
         for id in ids {
-            match crate::task::reconcile::reconcile_task(store, id, &self.root, &self.run_root) {
+            match crate::task::reconcile::finish_dead(store, id, &self.root, &self.run_root) {
                 Ok(true) => {
                     tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up")
                 }

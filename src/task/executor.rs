@@ -314,9 +314,9 @@ impl Executor {
         if let Err(e) = rt.cgroups().precreate_containers(&self.task.id, &ids) {
             tracing::debug!(task_id = %self.task.id, error = %e, "container cgroups not made ahead");
         }
-        self.warmer = runtime::Cgroups::detect()
-            .ok()
-            .and_then(|c| c.warm_migrations(&self.task.id, Duration::from_secs(2)));
+        self.warmer = rt
+            .cgroups()
+            .warm_migrations(&self.task.id, Duration::from_secs(2));
         self.rt = Some(rt);
     }
 

@@ -73,26 +73,17 @@ pub fn reconcile(
     Ok(done)
 }
 
-/// As [`reconcile`] for task `id` alone: a command about one task (describe, stop, logs,
-/// exec, inspect, timeline) checks that task's supervisor only, not every running task's
-/// (one /proc read each: ~10 ms with 1000 tasks running). True when the supervisor was
-/// found gone and the task finished. A dead supervisor of another task is noticed by the
-/// next command that lists tasks, by `serve`'s scheduler, or by a new task short of an
-/// address, a host port or an id range.
-pub fn reconcile_task(
-    store: &mut Store,
-    id: &str,
-    root: &Path,
-    run_root: &Path,
-) -> Result<bool, StoreError> {
-    finish_dead(store, id, root, run_root)
-}
-
-/// Cleans up and stops task `id`, whose supervisor was found gone. The row is read again
-/// first: the list [`reconcile`] walks was read before the liveness check, and a
-/// supervisor that finished normally in between has already stopped its task (that is
-/// not a death to report). False when there was nothing to do.
-fn finish_dead(
+/// Cleans up and stops task `id` if its supervisor is gone; false when there was nothing
+/// to do. The row is read here: the list [`reconcile`] walks was read before its liveness
+/// check, and a supervisor that finished normally in between has already stopped its task
+/// (that is not a death to report).
+///
+/// It is also [`reconcile`] for task `id` alone: a command about one task (describe, stop,
+/// logs, exec, inspect, timeline) checks that task's supervisor only, not every running
+/// task's (one /proc read each: ~10 ms with 1000 tasks running). A dead supervisor of
+/// another task is noticed by the next command that lists tasks, by `serve`'s scheduler,
+/// or by a new task short of an address, a host port or an id range.
+pub fn finish_dead(
     store: &mut Store,
     id: &str,
     root: &Path,
