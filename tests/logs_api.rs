@@ -525,11 +525,17 @@ fn a_missing_log_group_fails_the_container_with_the_agents_reason() {
     let t = wait_stopped(&api, &id);
     assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
     let reason = t["containers"][0]["reason"].as_str().unwrap_or_default();
+    // ECS's words, then the local command that makes the group (tests/logs_cli.rs runs it).
     assert_eq!(
         reason,
-        "CannotStartContainerError: Error response from daemon: failed to initialize logging \
-         driver: failed to create Cloudwatch log stream: ResourceNotFoundException: The \
-         specified log group does not exist.",
+        format!(
+            "CannotStartContainerError: Error response from daemon: failed to initialize \
+             logging driver: failed to create Cloudwatch log stream: \
+             ResourceNotFoundException: The specified log group does not exist. (set \
+             awslogs-create-group to true, or create it: minifargate --root {} \
+             create-log-group --log-group-name /ecs/missing)",
+            api.mf.root.display()
+        ),
         "{t:#}"
     );
     let r = logs_json(&api, &["describe-log-groups"]);

@@ -552,7 +552,7 @@ fn decode_token(s: &str) -> anyhow::Result<(Option<Value>, usize)> {
 }
 
 /// Every page of a paginated call (from `--starting-token`), up to `--max-items`.
-fn paginate(
+pub fn paginate(
     p: &model::Paginator,
     mut req: Value,
     opts: &PageOpts,

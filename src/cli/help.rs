@@ -87,6 +87,26 @@ const EXAMPLES: &[(&str, &str)] = &[
         "logs",
         "minifargate logs 0f3c2a9b8e5d4c1a --follow --since 10m",
     ),
+    (
+        "create-log-group",
+        "minifargate create-log-group --log-group-name /ecs/web",
+    ),
+    (
+        "describe-log-groups",
+        "minifargate describe-log-groups --log-group-name-prefix /ecs/ --query 'logGroups[].logGroupName'",
+    ),
+    (
+        "delete-log-group",
+        "minifargate delete-log-group --log-group-name /ecs/web",
+    ),
+    (
+        "put-retention-policy",
+        "minifargate put-retention-policy --log-group-name /ecs/web --retention-in-days 7",
+    ),
+    (
+        "tail",
+        "minifargate tail /ecs/web --follow --since 1h --format short",
+    ),
     ("timeline", "minifargate timeline 0f3c2a9b8e5d4c1a"),
     (
         "create-cluster",

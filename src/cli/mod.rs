@@ -6,6 +6,7 @@ mod exec;
 pub mod help;
 mod images;
 pub(crate) mod inspect;
+mod logs;
 pub mod model;
 mod output;
 mod plain_log;
@@ -22,6 +23,9 @@ use aws::{Generic, ops};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The state root when neither `--root` nor `MINIFARGATE_ROOT` names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
 
 /// Run Amazon ECS task definitions on a plain Linux box, the way Fargate would.
 #[derive(Debug, Parser)]
@@ -41,7 +45,7 @@ pub struct GlobalOpts {
         long,
         global = true,
         env = "MINIFARGATE_ROOT",
-        default_value = "/var/lib/minifargate"
+        default_value = DEFAULT_ROOT
     )]
     pub root: PathBuf,
     /// Directory for runtime files (sockets, locks, netns mounts).
@@ -133,6 +137,16 @@ pub enum Command {
     StopTask(Generic<ops::StopTask>),
     /// Show a task's container output.
     Logs(tasks::LogsArgs),
+    /// Create a log group in the local CloudWatch Logs store (aws logs create-log-group).
+    CreateLogGroup(logs::CreateLogGroupArgs),
+    /// List the local CloudWatch Logs store's log groups (aws logs describe-log-groups).
+    DescribeLogGroups(logs::DescribeLogGroupsArgs),
+    /// Delete a log group with its streams and events (aws logs delete-log-group).
+    DeleteLogGroup(logs::DeleteLogGroupArgs),
+    /// Set how many days a log group keeps its events (aws logs put-retention-policy).
+    PutRetentionPolicy(logs::PutRetentionPolicyArgs),
+    /// Print a log group's events, and with --follow new ones as they come (aws logs tail).
+    Tail(logs::TailArgs),
     /// Show how long each launch phase of a task took (as run-task --timeline does).
     Timeline(tasks::TimelineArgs),
     /// Create a cluster (aws ecs create-cluster).
@@ -307,6 +321,11 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::ListTasks(a) => a.run(g),
         Command::StopTask(a) => tasks::stop_task(g, a),
         Command::Logs(a) => tasks::logs(g, a),
+        Command::CreateLogGroup(a) => logs::create_log_group(g, a),
+        Command::DescribeLogGroups(a) => logs::describe_log_groups(g, a),
+        Command::DeleteLogGroup(a) => logs::delete_log_group(g, a),
+        Command::PutRetentionPolicy(a) => logs::put_retention_policy(g, a),
+        Command::Tail(a) => logs::tail(g, a),
         Command::Timeline(a) => tasks::timeline(g, a),
         Command::CreateCluster(a) => a.run(g),
         Command::ListClusters(a) => a.run(g),

@@ -38,15 +38,19 @@ const BLOCKING_QUEUE: u64 = 4 << 20;
 pub enum AwslogsError {
     #[error("awslogs-group is required for the awslogs log driver")]
     NoGroup,
-    /// Docker's and the agent's words when the group does not exist and is not created.
+    /// Docker's and the agent's words when the group does not exist and is not created,
+    /// then the local command that makes it (ECS's reason names no fix; here the group is
+    /// made on this host: docs/logs.md).
     /// Ref: the agent's task reason on EC2: "CannotStartContainerError: Error response from
     /// daemon: failed to initialize logging driver: failed to create Cloudwatch log stream:
     /// ResourceNotFoundException: The specified log group does not exist."
     #[error(
         "Error response from daemon: failed to initialize logging driver: failed to create \
-         Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist."
+         Cloudwatch log stream: ResourceNotFoundException: The specified log group does not \
+         exist. (set awslogs-create-group to true, or create it: {})",
+        create_group_command(.group, .root)
     )]
-    GroupMissing { group: String },
+    GroupMissing { group: String, root: PathBuf },
     #[error(
         "Error response from daemon: failed to initialize logging driver: {option} {value:?}: {why}"
     )]
@@ -57,6 +61,21 @@ pub enum AwslogsError {
     },
     #[error("failed to initialize logging driver: the local CloudWatch Logs store")]
     Store(#[from] crate::store::StoreError),
+}
+
+/// The command that creates log group `group` in the store under state root `root`:
+/// `minifargate create-log-group --log-group-name GROUP`, with `--root` when it is not the
+/// default one.
+pub fn create_group_command(group: &str, root: &std::path::Path) -> String {
+    let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| format!("{s:?}"), |q| q.into_owned());
+    let mut cmd = String::from("minifargate");
+    if root != std::path::Path::new(crate::cli::DEFAULT_ROOT) {
+        cmd.push_str(" --root ");
+        cmd.push_str(&quote(&root.to_string_lossy()));
+    }
+    cmd.push_str(" create-log-group --log-group-name ");
+    cmd.push_str(&quote(group));
+    cmd
 }
 
 /// awslogs options, parsed.
@@ -251,6 +270,7 @@ impl Awslogs {
             if !opts.create_group {
                 return Err(AwslogsError::GroupMissing {
                     group: opts.group.clone(),
+                    root,
                 });
             }
             store.create_group(&opts.group, now)?;
@@ -530,9 +550,27 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
+        let root = d.path().display();
         assert!(
-            e.ends_with("failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist."),
+            e.ends_with(&format!(
+                "failed to create Cloudwatch log stream: ResourceNotFoundException: The \
+                 specified log group does not exist. (set awslogs-create-group to true, or \
+                 create it: minifargate --root {root} create-log-group --log-group-name nope)"
+            )),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_fix_names_the_root_only_when_it_is_not_the_default() {
+        let default = std::path::Path::new(crate::cli::DEFAULT_ROOT);
+        assert_eq!(
+            create_group_command("/ecs/web", default),
+            "minifargate create-log-group --log-group-name /ecs/web"
+        );
+        assert_eq!(
+            create_group_command("#logs", std::path::Path::new("/srv/mf state")),
+            "minifargate --root '/srv/mf state' create-log-group --log-group-name '#logs'"
         );
     }
 }
