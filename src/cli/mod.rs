@@ -24,8 +24,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The state root when neither `--root` nor `MINIFARGATE_ROOT` names one.
-pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
+use crate::store::DEFAULT_ROOT;
 
 /// Run Amazon ECS task definitions on a plain Linux box, the way Fargate would.
 #[derive(Debug, Parser)]

@@ -6,6 +6,9 @@
 //! locked", and every write transaction starts with `BEGIN IMMEDIATE`: a deferred transaction
 //! that upgrades from read to write can fail with SQLITE_BUSY without waiting at all.
 
+/// The state root when neither `--root` nor `MINIFARGATE_ROOT` names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
+
 mod clusters;
 pub mod logs;
 mod migrations;

@@ -69,7 +69,7 @@ pub enum AwslogsError {
 pub fn create_group_command(group: &str, root: &std::path::Path) -> String {
     let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| format!("{s:?}"), |q| q.into_owned());
     let mut cmd = String::from("minifargate");
-    if root != std::path::Path::new(crate::cli::DEFAULT_ROOT) {
+    if root != std::path::Path::new(crate::store::DEFAULT_ROOT) {
         cmd.push_str(" --root ");
         cmd.push_str(&quote(&root.to_string_lossy()));
     }
@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn the_fix_names_the_root_only_when_it_is_not_the_default() {
-        let default = std::path::Path::new(crate::cli::DEFAULT_ROOT);
+        let default = std::path::Path::new(crate::store::DEFAULT_ROOT);
         assert_eq!(
             create_group_command("/ecs/web", default),
             "minifargate create-log-group --log-group-name /ecs/web"
