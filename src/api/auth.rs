@@ -81,6 +81,18 @@ impl Keys {
         self.keys.len()
     }
 
+    /// The pair, when there is exactly one.
+    pub fn only(&self) -> Option<(&str, &str)> {
+        match self.keys.len() {
+            1 => self
+                .keys
+                .iter()
+                .next()
+                .map(|(i, s)| (i.as_str(), s.as_str())),
+            _ => None,
+        }
+    }
+
     pub fn insert(&mut self, id: impl Into<String>, secret: impl Into<String>) {
         self.keys.insert(id.into(), secret.into());
     }
