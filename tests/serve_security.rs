@@ -900,8 +900,8 @@ fn replayed_signatures_and_unsigned_operations_or_bodies_are_refused() {
 }
 
 /// A local `environmentFiles` path is refused over the API — at RegisterTaskDefinition, and
-/// at RunTask of a definition the local CLI registered with one — with a ClientException
-/// naming the member; the local CLI (root on this host) keeps local paths.
+/// at RunTask or CreateService of a definition the local CLI registered with one — with a
+/// ClientException naming the member; the local CLI (root on this host) keeps local paths.
 #[test]
 fn local_environment_files_are_refused_over_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -947,6 +947,26 @@ fn local_environment_files_are_refused_over_the_api() {
             SECRET,
             0,
             &["run-task", "--task-definition", "envfile-local"],
+        ),
+        "ClientException",
+    );
+    assert!(err.contains("environmentFiles[0].value"), "{err}");
+    // A service of it, likewise (its scheduler would run such tasks).
+    let err = refused(
+        &aws(
+            &s.endpoint,
+            ID,
+            SECRET,
+            0,
+            &[
+                "create-service",
+                "--service-name",
+                "envfile",
+                "--task-definition",
+                "envfile-local",
+                "--desired-count",
+                "1",
+            ],
         ),
         "ClientException",
     );

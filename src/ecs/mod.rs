@@ -185,7 +185,7 @@ pub fn no_files(reference: &str) -> EcsResult<()> {
 /// object containing the environment variable file."): a local path is read on this host
 /// for its own CLI only (root on the box), never for a remote caller, who would read the
 /// server's files into a container. The one rule for RegisterTaskDefinition and for a
-/// RunTask/StartTask of a definition carrying one.
+/// RunTask, StartTask, CreateService or UpdateService naming a definition that carries one.
 pub fn no_local_environment_files(def: &crate::taskdef::model::TaskDefinition) -> EcsResult<()> {
     for (i, c) in def.container_definitions.iter().flatten().enumerate() {
         for (k, f) in c.environment_files.iter().flatten().enumerate() {
