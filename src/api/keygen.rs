@@ -261,8 +261,16 @@ pub fn write_profile(
                 });
             }
         };
+        // The config keeps its mode (it holds no secret); the credentials are always 0600.
+        let mode = match std::fs::metadata(path) {
+            Ok(m) if *mode != 0o600 => {
+                use std::os::unix::fs::MetadataExt;
+                m.mode() & 0o777
+            }
+            _ => *mode,
+        };
         match put_section(&old, name, section) {
-            Some(new) => edits.push((path, new, *mode)),
+            Some(new) => edits.push((path, new, mode)),
             None => return Ok(ProfileOutcome::Foreign(path.to_path_buf())),
         }
     }
@@ -446,6 +454,12 @@ mod tests {
         let creds = std::fs::read_to_string(&files.credentials).unwrap();
         assert!(creds.contains("aws_secret_access_key = s3cr3t"), "{creds}");
         let mode = std::fs::metadata(&files.credentials).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Rewritten: the config keeps the mode its user gave it.
+        std::fs::set_permissions(&files.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = write_profile(&files, &key(), "http://127.0.0.1:9", "us-east-1").unwrap();
+        assert_eq!(out, ProfileOutcome::Written);
+        let mode = std::fs::metadata(&files.config).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // A foreign credentials profile: the config is left as it was too.
         std::fs::write(&files.credentials, "[minifargate]\naws_access_key_id = X\n").unwrap();
