@@ -106,6 +106,16 @@ free_port() {
     die "no free port"
 }
 
+# serve_key_env ROOT: exports the access key `minifargate serve` generated under state
+# root ROOT (ROOT/api/credentials, root only) as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+# for the AWS CLI, boto3 and curl --aws-sigv4 (scripts start serve with --no-aws-profile,
+# so the invoking user's ~/.aws is left alone).
+serve_key_env() {
+    kline="$(grep -v '^#' "$1/api/credentials" 2>/dev/null | grep -m1 .)" \
+        || die "serve generated no access key in $1/api/credentials"
+    export AWS_ACCESS_KEY_ID="${kline%% *}" AWS_SECRET_ACCESS_KEY="${kline#* }"
+}
+
 # registry_start DIR PORT: Debian's docker-registry on 127.0.0.1:PORT with its
 # storage under DIR; the PID goes to DIR/registry.pid.
 registry_start() {

@@ -37,8 +37,12 @@ const TICK: &str = r#"{"family":"tick","networkMode":"awsvpc","cpu":"256","memor
 fn browser(api: &Api, shots: &Path, args: &[(&str, &str)]) {
     let mut c = Command::new(tool("python3"));
     no_proxy(&mut c);
+    // Signed in with serve's key, as a user types it into the browser's prompt.
+    let (user, password) = api.credentials();
     c.arg(repo("tests/console/browser.py"))
         .env("CONSOLE_URL", &api.endpoint)
+        .env("CONSOLE_USER", user)
+        .env("CONSOLE_PASSWORD", password)
         .env("SHOTS", shots);
     for (k, v) in args {
         c.env(k, v);
@@ -183,9 +187,14 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     let id = arn_id(&run["tasks"][0]["taskArn"]);
     api.aws_json(&["wait", "tasks-running", "--tasks", &arn]);
+    // Signed in with serve's key (HTTP Basic), as the browser is.
+    let (key_id, secret) = api.credentials();
+    let user = format!("{key_id}:{secret}");
+    let signed_in: &[&str] = &["-u", &user];
 
     // The server refuses an action even when asked directly (not only hidden).
     let out = no_proxy(&mut Command::new("curl"))
+        .args(signed_in)
         .args(["-s", "-w", "\n%{http_code}", "-X", "POST"])
         .args(["-H", "Content-Type: application/json"])
         .args(["-d", &format!(r#"{{"task":"{arn}"}}"#)])
@@ -198,7 +207,7 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
 
     // The views ECS has no operation for, as the page reads them.
     let view = |path: &str| -> (u16, serde_json::Value) {
-        let (code, text) = curl(&[], &format!("{}/console/api/{path}", api.endpoint));
+        let (code, text) = curl(signed_in, &format!("{}/console/api/{path}", api.endpoint));
         let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
         (code, serde_json::from_str(body).unwrap_or_default())
     };
@@ -249,12 +258,18 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
             .all(|l| l["time"].as_str().unwrap() >= last.as_str()),
         "{newer:#?}"
     );
-    // A page of another name pointed at 127.0.0.1 (DNS rebinding) gets nothing.
+    // A page of another name pointed at 127.0.0.1 (DNS rebinding) gets nothing, even
+    // with the key.
     let config = format!("{}/console/api/config", api.endpoint);
-    let (code, text) = curl(&["-H", "Host: rebound.example"], &config);
+    let (code, text) = curl(
+        &[signed_in, &["-H", "Host: rebound.example"][..]].concat(),
+        &config,
+    );
     assert_eq!(code, 421, "{text}");
-    let (code, text) = curl(&[], &config);
+    let (code, text) = curl(signed_in, &config);
     assert_eq!(code, 200, "{text}");
+    let (code, text) = curl(&[], &config);
+    assert_eq!(code, 401, "not signed in: {text}");
     let (code, missing) = view("tasks/0123456789abcdef0123456789abcdef/isolation");
     assert_eq!(code, 404, "{missing:#}");
     assert!(missing["message"].as_str().unwrap().contains("not found"));

@@ -356,8 +356,7 @@ fn retention_deletes_old_events_and_pages_with_boto3() {
     let v = api.boto3(
         r#"
 import boto3, json, time
-c = boto3.client("logs", endpoint_url=__import__("os").environ["ENDPOINT"], region_name="us-east-1",
-                 aws_access_key_id="x", aws_secret_access_key="y")
+c = boto3.client("logs", endpoint_url=__import__("os").environ["ENDPOINT"], region_name="us-east-1")
 g = "/mf/retention"
 c.create_log_group(logGroupName=g)
 c.create_log_stream(logGroupName=g, logStreamName="s")
@@ -562,8 +561,7 @@ fn following_the_group_shows_a_new_line_within_a_second() {
     let v = api.boto3(
         r#"
 import boto3, json, os, time
-c = boto3.client("logs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
-                 aws_access_key_id="x", aws_secret_access_key="y")
+c = boto3.client("logs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
 start = int(time.time() * 1000)
 seen, delays, kw = set(), [], {"logGroupName": "/ecs/follow", "startTime": start, "interleaved": True}
 deadline = time.time() + 30

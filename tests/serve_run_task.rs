@@ -140,8 +140,7 @@ fn capacity_providers_platform_version_tags_and_client_tokens() {
     let raced = api.boto3(
         r#"
 import boto3, json, os, threading
-ecs = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
-                   aws_access_key_id="test", aws_secret_access_key="test")
+ecs = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
 out = []
 def run():
     r = ecs.run_task(cluster="cp", taskDefinition="rt-long", clientToken="tok-race",

@@ -70,8 +70,9 @@ struct Verdict {
 /// refuses unknown members and bare arrays before sending): accepted, or the error
 /// findings its message carries.
 fn api_verdict(api: &Api, op: &str, body: &str) -> Verdict {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-X", "POST", &api.endpoint])
+    let out = api
+        .curl()
+        .args(["-X", "POST", &api.endpoint])
         .args([
             "-H",
             &format!("X-Amz-Target: AmazonEC2ContainerServiceV20141113.{op}"),

@@ -81,6 +81,18 @@ impl Keys {
         self.keys.len()
     }
 
+    /// The pair, when there is exactly one.
+    pub fn only(&self) -> Option<(&str, &str)> {
+        match self.keys.len() {
+            1 => self
+                .keys
+                .iter()
+                .next()
+                .map(|(i, s)| (i.as_str(), s.as_str())),
+            _ => None,
+        }
+    }
+
     pub fn insert(&mut self, id: impl Into<String>, secret: impl Into<String>) {
         self.keys.insert(id.into(), secret.into());
     }
@@ -180,6 +192,12 @@ pub enum AuthError {
         now: String,
         window: String,
     },
+    /// The client declared `X-Amz-Content-Sha256: UNSIGNED-PAYLOAD`: the JSON services sign
+    /// the body, so a signature that leaves it out could be replayed with any other body.
+    #[error(
+        "The request signature we calculated does not match the signature you provided: this service signs the request body, and X-Amz-Content-Sha256 UNSIGNED-PAYLOAD leaves it out (sign the body's SHA-256, as the AWS CLI and SDKs do)."
+    )]
+    UnsignedPayload,
     /// Signed too far in the future.
     #[error("Signature not yet current: {signed} is still later than {limit} ({now} + 5 min.)")]
     NotYetCurrent {
@@ -204,9 +222,10 @@ impl AuthError {
             AuthError::Missing => "MissingAuthenticationTokenException",
             AuthError::Incomplete(_) => "IncompleteSignatureException",
             AuthError::UnknownKey => "UnrecognizedClientException",
-            AuthError::Mismatch | AuthError::Expired { .. } | AuthError::NotYetCurrent { .. } => {
-                "InvalidSignatureException"
-            }
+            AuthError::Mismatch
+            | AuthError::UnsignedPayload
+            | AuthError::Expired { .. }
+            | AuthError::NotYetCurrent { .. } => "InvalidSignatureException",
         }
     }
 }
@@ -405,6 +424,27 @@ pub fn verify(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
         ));
     }
+    // The operation is named by X-Amz-Target (AWS JSON 1.1): unsigned, a captured signature
+    // would carry any other operation. The AWS CLI and SDKs sign it (botocore signs every
+    // header but a few transport ones); the words follow AWS's own for Host, above.
+    if parts.headers.contains_key("x-amz-target")
+        && !claim.signed_headers.iter().any(|h| h == "x-amz-target")
+    {
+        return Err(incomplete(
+            "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.",
+        ));
+    }
+    // The body is always part of the signature here, as for every AWS JSON service (only S3
+    // accepts UNSIGNED-PAYLOAD, https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html);
+    // the services hash the body they received whatever the header says, so a signature
+    // over UNSIGNED-PAYLOAD does not match (InvalidSignatureException), said here with why.
+    if parts
+        .headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"UNSIGNED-PAYLOAD"))
+    {
+        return Err(AuthError::UnsignedPayload);
+    }
 
     // The time it was signed, against this host's clock.
     let signed = NaiveDateTime::parse_from_str(claim.date, "%Y%m%dT%H%M%SZ")
@@ -445,8 +485,7 @@ pub fn verify(
     }
 
     // The request as the client signed it: its signed headers only, the path and query as
-    // received (the signer does the canonical encoding), the body's hash or the one the
-    // client declared.
+    // received (the signer does the canonical encoding), the hash of the body received.
     let mut headers: Vec<(&str, &str)> = Vec::new();
     for name in &claim.signed_headers {
         let values: Vec<&str> = parts
@@ -467,14 +506,7 @@ pub fn verify(
         None if query.is_empty() => format!("http://localhost{path}"),
         None => format!("http://localhost{path}?{query}"),
     };
-    let declared = parts
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok());
-    let body = match declared {
-        Some("UNSIGNED-PAYLOAD") => SignableBody::UnsignedPayload,
-        _ => SignableBody::Bytes(body),
-    };
+    let body = SignableBody::Bytes(body);
     let request = SignableRequest::new(parts.method.as_str(), uri, headers.into_iter(), body)
         .map_err(|_| AuthError::Mismatch)?;
 
@@ -526,19 +558,39 @@ mod tests {
         k
     }
 
-    /// A request signed by aws-sigv4 as the Rust SDK signs it, at `at`.
+    /// A ListClusters request signed by aws-sigv4 as the Rust SDK signs it, at `at`.
     fn signed(secret: &str, at: SystemTime, body: &'static str) -> (Parts, &'static [u8]) {
+        signed_with(
+            secret,
+            at,
+            body,
+            &[(
+                "x-amz-target",
+                "AmazonEC2ContainerServiceV20141113.ListClusters",
+            )],
+        )
+    }
+
+    /// A request with `headers` (besides host and content-type) signed at `at`; with
+    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` among them, signed over that.
+    fn signed_with(
+        secret: &str,
+        at: SystemTime,
+        body: &'static str,
+        headers: &[(&str, &str)],
+    ) -> (Parts, &'static [u8]) {
         let mut req = Request::builder()
             .method("POST")
             .uri("http://127.0.0.1:8080/")
             .header("host", "127.0.0.1:8080")
-            .header("content-type", "application/x-amz-json-1.1")
-            .header(
-                "x-amz-target",
-                "AmazonEC2ContainerServiceV20141113.ListClusters",
-            )
-            .body(())
-            .unwrap();
+            .header("content-type", "application/x-amz-json-1.1");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(()).unwrap();
+        let unsigned = headers
+            .iter()
+            .any(|(k, v)| *k == "x-amz-content-sha256" && *v == "UNSIGNED-PAYLOAD");
         let identity =
             aws_credential_types::Credentials::new(ID, secret, None, None, "test").into();
         let params: aws_sigv4::http_request::SigningParams = v4::SigningParams::builder()
@@ -559,7 +611,11 @@ mod tests {
             "POST",
             "http://127.0.0.1:8080/",
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(body.as_bytes()),
+            if unsigned {
+                SignableBody::UnsignedPayload
+            } else {
+                SignableBody::Bytes(body.as_bytes())
+            },
         )
         .unwrap();
         let (instructions, _) = sign(signable, &params).unwrap().into_parts();
@@ -600,6 +656,53 @@ mod tests {
         // Four minutes off is within the window.
         let (parts, body) = signed(SECRET, now - Duration::from_secs(240), "{}");
         assert!(verify(&keys(), &parts, body, now).is_ok());
+    }
+
+    /// A captured signature replayed with another operation or body is refused, as is a
+    /// signature that leaves the operation or the body out.
+    #[test]
+    fn the_operation_and_the_body_are_always_signed() {
+        use axum::http::HeaderValue;
+        let now = SystemTime::now();
+        let (mut parts, body) = signed(SECRET, now, "{}");
+        parts.headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonEC2ContainerServiceV20141113.RunTask"),
+        );
+        assert_eq!(verify(&keys(), &parts, body, now), Err(AuthError::Mismatch));
+        let (parts, _) = signed(SECRET, now, "{}");
+        assert_eq!(
+            verify(&keys(), &parts, br#"{"cluster":"other"}"#, now),
+            Err(AuthError::Mismatch)
+        );
+
+        // Signed without X-Amz-Target, which is added afterwards.
+        let (mut parts, body) = signed_with(SECRET, now, "{}", &[]);
+        parts.headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonEC2ContainerServiceV20141113.RunTask"),
+        );
+        let e = verify(&keys(), &parts, body, now).unwrap_err();
+        assert_eq!(e.name(), "IncompleteSignatureException");
+        assert!(e.to_string().contains("'X-Amz-Target'"), "{e}");
+
+        // Signed over UNSIGNED-PAYLOAD (as S3 allows): refused whatever the body.
+        let (parts, body) = signed_with(
+            SECRET,
+            now,
+            "{}",
+            &[
+                (
+                    "x-amz-target",
+                    "AmazonEC2ContainerServiceV20141113.ListClusters",
+                ),
+                ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+            ],
+        );
+        let e = verify(&keys(), &parts, body, now).unwrap_err();
+        assert_eq!(e, AuthError::UnsignedPayload);
+        assert_eq!(e.name(), "InvalidSignatureException");
+        assert!(e.to_string().contains("UNSIGNED-PAYLOAD"), "{e}");
     }
 
     #[test]

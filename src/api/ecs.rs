@@ -89,9 +89,33 @@ fn epoch_timestamps(v: &mut Value) {
     }
 }
 
+/// What a request brings to RunTask and StartTask here: nothing local; over the API, the
+/// definition's local paths refused.
+fn local(remote: bool) -> crate::ecs::tasks::Local {
+    crate::ecs::tasks::Local {
+        remote,
+        ..Default::default()
+    }
+}
+
+/// Who sends a request to [`call_from`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A request over HTTP (`serve`'s API and console): never reads this host's files.
+    Api,
+    /// This host's own CLI verbs (root on the box): local paths are a convenience.
+    LocalCli,
+}
+
+/// Runs operation `op` with request `body` for a caller over the API.
+pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
+    call_from(ecs, op, body, Caller::Api)
+}
+
 /// Runs operation `op` with request `body`: decodes the operation's request shape, calls
 /// the core, encodes its response.
-pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
+pub fn call_from(ecs: &Ecs, op: &str, body: &[u8], caller: Caller) -> EcsResult<Value> {
+    let remote = caller == Caller::Api;
     use crate::ecs::{
         account_settings as acct, clusters, container_instances as ci, services, tags,
         task_definitions as td, task_protection as prot, tasks,
@@ -103,6 +127,7 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
             let parsed = crate::taskdef::parse::parse_str(text);
             let origin = td::Origin {
                 name: "the request",
+                remote,
                 ..Default::default()
             };
             let r = td::register_task_definition(ecs, parsed, origin)?;
@@ -119,11 +144,11 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         }
         "RunTask" => started(
             "RunTask",
-            tasks::run_task(ecs, input(body)?, tasks::Local::default())?,
+            tasks::run_task(ecs, input(body)?, local(remote))?,
         ),
         "StartTask" => started(
             "StartTask",
-            ci::start_task(ecs, input(body)?, tasks::Local::default())?,
+            ci::start_task(ecs, input(body)?, local(remote))?,
         ),
         "ListContainerInstances" => encode(ci::list_container_instances(ecs, &input(body)?)?),
         "DescribeContainerInstances" => {
@@ -157,8 +182,8 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         "DescribeClusters" => encode(clusters::describe_clusters(ecs, &input(body)?)?),
         "ListClusters" => encode(clusters::list_clusters(ecs, &input(body)?)?),
         "DeleteCluster" => encode(clusters::delete_cluster(ecs, &input(body)?)?),
-        "CreateService" => encode(services::create_service(ecs, input(body)?)?),
-        "UpdateService" => encode(services::update_service(ecs, input(body)?)?),
+        "CreateService" => encode(services::create_service(ecs, input(body)?, remote)?),
+        "UpdateService" => encode(services::update_service(ecs, input(body)?, remote)?),
         "DeleteService" => encode(services::delete_service(ecs, input(body)?)?),
         "DescribeServices" => encode(services::describe_services(ecs, input(body)?)?),
         "ListServices" => encode(services::list_services(ecs, &input(body)?)?),

@@ -1,6 +1,6 @@
-//! The guard in front of every API dispatcher (ECS today, any other `X-Amz-Target` family
-//! added to the router later): reads the body within a size and time limit, verifies its
-//! SigV4 signature when `serve` has access keys, and caps the requests in progress.
+//! The guard in front of every API dispatcher and the console: checks the Host a request
+//! is addressed to (DNS rebinding), reads the body within a size and time limit, verifies
+//! its SigV4 signature when `serve` has access keys, and caps the requests in progress.
 //! It wraps the whole router as one layer, so no route can be reached around it.
 
 use super::auth::{Keys, verify};
@@ -52,26 +52,98 @@ impl Default for Limits {
     }
 }
 
-/// The guard's state: the accepted keys (None: authentication off) and the request cap.
+/// The Host header values the server answers (docs/security.md, "DNS rebinding"). A web
+/// page whose own name is re-pointed at 127.0.0.1 makes the visitor's browser send
+/// same-origin requests to this server with `Host: <that name>`; a request addressed to
+/// an IP address or `localhost` cannot come from such a page.
+#[derive(Debug, Clone, Default)]
+pub struct Hosts {
+    /// Check the Host at all: on a loopback listener (the rebinding target), and on any
+    /// listener without authentication.
+    pub enforce: bool,
+    /// Names allowed besides IP literals and `localhost` (`serve --allowed-host`),
+    /// lowercase, without a port.
+    pub allowed: Vec<String>,
+}
+
+impl Hosts {
+    /// Whether a request with Host `host` (None: no Host header) is answered.
+    pub fn admits(&self, host: Option<&str>) -> bool {
+        if !self.enforce {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        let name = match host.strip_prefix('[') {
+            Some(rest) => {
+                return rest
+                    .split(']')
+                    .next()
+                    .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            }
+            None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+        };
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::Ipv4Addr>().is_ok()
+            || self.allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The guard's state: the accepted keys (None: authentication off), the Host rule and the
+/// request cap.
 pub struct Guard {
     keys: Option<Keys>,
+    hosts: Hosts,
     limits: Limits,
     in_flight: Arc<Semaphore>,
 }
 
 impl Guard {
+    /// A guard that answers any Host; see [`Guard::with_hosts`].
     pub fn new(keys: Option<Keys>, limits: Limits) -> Guard {
         Guard {
             keys,
+            hosts: Hosts::default(),
             limits,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         }
     }
+
+    pub fn with_hosts(mut self, hosts: Hosts) -> Guard {
+        self.hosts = hosts;
+        self
+    }
 }
 
-/// The middleware: body within limits → signature → a slot among the requests in flight.
+/// The middleware: Host → body within limits → signature → a slot among the requests in
+/// flight.
 pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !g.hosts.admits(host) {
+        tracing::warn!(
+            host,
+            path = parts.uri.path(),
+            "API request refused: addressed to a host name"
+        );
+        // Ref: RFC 9110 15.5.20, 421 Misdirected Request: "the request was directed at a
+        // server that is unable or unwilling to produce an authoritative response for the
+        // target URI". AccessDeniedException is ECS's common error for a refused caller
+        // (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/CommonErrors.html).
+        return aws_error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "AccessDeniedException",
+            &format!(
+                "Host {:?}: this server answers requests addressed to an IP address or \
+                 localhost only (a host name pointed at this address is how a DNS-rebinding \
+                 web page reaches it); use the address, or allow the name with \
+                 `serve --allowed-host NAME` (docs/security.md)",
+                host.unwrap_or_default()
+            ),
+        );
+    }
     let max = g.limits.max_body;
     let too_large = || {
         aws_error(
@@ -147,4 +219,42 @@ pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Res
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hosts;
+
+    #[test]
+    fn hosts_literal_addresses_localhost_and_allowed_names() {
+        let h = Hosts {
+            enforce: true,
+            allowed: vec!["ecs.lab".into()],
+        };
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "[::1]:8080",
+            "[::1]",
+            "localhost:8080",
+            "LOCALHOST",
+            "10.0.0.5:80",
+            "ecs.lab:8080",
+            "ECS.lab",
+        ] {
+            assert!(h.admits(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "rebound.example:8080",
+            "rebound.example",
+            "127.0.0.1.nip.io:8080",
+            "localhost.evil:8080",
+            "[not-an-ip]:80",
+            "",
+        ] {
+            assert!(!h.admits(Some(bad)), "{bad}");
+        }
+        assert!(!h.admits(None));
+        assert!(Hosts::default().admits(Some("anything")));
+    }
 }

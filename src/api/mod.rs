@@ -11,6 +11,7 @@ pub mod ecs;
 #[cfg(test)]
 mod fuzz;
 pub mod guard;
+pub mod keygen;
 pub mod logs;
 pub mod operations;
 pub mod server;
@@ -22,13 +23,15 @@ use axum::routing::post;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// How `serve` protects the API: the access keys it accepts (None: any request, the
-/// loopback-only mode), TLS, and the bounds.
+/// How `serve` protects the API: the access keys it accepts (None: any request,
+/// `--insecure-no-auth`), TLS, the Host rule and the bounds.
 #[derive(Default)]
 pub struct Security {
     pub keys: Option<auth::Keys>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub limits: guard::Limits,
+    /// The Host header values answered (DNS rebinding).
+    pub hosts: guard::Hosts,
     /// The web console's options (crate::api::console).
     pub console: console::Options,
 }
@@ -55,7 +58,7 @@ pub async fn serve(
         .merge(console::router(g, security.console));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
-        Arc::new(guard::Guard::new(security.keys, security.limits)),
+        Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
         guard::guard,
     ));
     let listener = tokio::net::TcpListener::bind(listen)

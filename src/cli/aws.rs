@@ -507,10 +507,11 @@ impl<O: Op> Generic<O> {
         };
         let ecs = g.ecs();
         let call = |req: &Value| -> anyhow::Result<Value> {
-            Ok(crate::api::ecs::call(
+            Ok(crate::api::ecs::call_from(
                 &ecs,
                 O::NAME,
                 req.to_string().as_bytes(),
+                crate::api::ecs::Caller::LocalCli,
             )?)
         };
         let resp = match &model::operation(O::NAME).paginator {

@@ -312,6 +312,7 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
     let req: RunTaskRequest = super::aws::decode("RunTask", req)?;
     let local = Local {
         files: true,
+        remote: false,
         env_file: read_env_files(&a.env_file)?,
         volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
         pull: a.pull,

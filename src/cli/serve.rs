@@ -2,6 +2,7 @@
 
 use super::GlobalOpts;
 use crate::api::auth::Keys;
+use crate::api::keygen;
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
@@ -9,12 +10,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs:
-/// `aws ecs --endpoint-url http://127.0.0.1:8080 list-tasks`.
+/// `aws --profile minifargate ecs list-tasks`.
 ///
-/// With access keys (`--credentials-file`, or MINIFARGATE_API_ACCESS_KEY_ID and
-/// MINIFARGATE_API_SECRET_ACCESS_KEY), every request's SigV4 signature is verified. Without
-/// any, requests are not authenticated, which is allowed on a loopback address only
-/// (or with --insecure-no-auth).
+/// Every request's SigV4 signature is verified. Without access keys given
+/// (`--credentials-file`, or MINIFARGATE_API_ACCESS_KEY_ID and
+/// MINIFARGATE_API_SECRET_ACCESS_KEY), serve uses the key pair it generates on its first
+/// start in <root>/api/credentials (root only) and writes the AWS CLI profile `minifargate`
+/// (that key, the region and this endpoint) into the invoking user's ~/.aws, never over a
+/// profile of that name it did not write. `--insecure-no-auth` turns authentication off.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one; the address is printed).
@@ -34,10 +37,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Accept unauthenticated requests on a non-loopback address: anyone who can reach it
-    /// can run privileged tasks, i.e. is root on this host.
-    #[arg(long)]
+    /// Accept unauthenticated requests: anyone who can reach the address (on loopback:
+    /// every local user and every networkMode host task) can run privileged tasks, i.e. is
+    /// root on this host. For a proxy in front that authenticates.
+    #[arg(long, conflicts_with = "credentials_file")]
     pub insecure_no_auth: bool,
+
+    /// A host name requests may be addressed to (the Host header), besides IP addresses
+    /// and localhost, which are all a loopback listener answers otherwise (DNS rebinding,
+    /// docs/security.md). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub allowed_host: Vec<String>,
+
+    /// Do not write the AWS CLI profile `minifargate` into ~/.aws; print its lines.
+    #[arg(long)]
+    pub no_aws_profile: bool,
 
     /// The web console at `/` shows but does not act: no run, stop or scale (the ECS API
     /// itself is unaffected). On by default on a non-loopback address; `--read-only=false`
@@ -47,7 +61,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut keys = Keys::from_env_pair(
+    let mut given = Keys::from_env_pair(
         std::env::var("MINIFARGATE_API_ACCESS_KEY_ID").ok(),
         std::env::var("MINIFARGATE_API_SECRET_ACCESS_KEY").ok(),
     )?;
@@ -58,56 +72,91 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
             "the credentials file {} lists no access key (one `ACCESS_KEY_ID SECRET_ACCESS_KEY` a line)",
             file.display()
         );
-        keys.extend(from_file);
+        given.extend(from_file);
     }
     let loopback = a.listen.ip().is_loopback();
-    if keys.is_empty() && !loopback && !a.insecure_no_auth {
-        anyhow::bail!(
-            "refusing to serve the API on {} without authentication: anyone who can reach it \
-             could run privileged tasks (root on this host). Give access keys \
-             (--credentials-file FILE, or MINIFARGATE_API_ACCESS_KEY_ID and \
-             MINIFARGATE_API_SECRET_ACCESS_KEY), listen on 127.0.0.1, or pass \
-             --insecure-no-auth if something in front authenticates",
-            a.listen
+    let mut generated = None;
+    let keys = if a.insecure_no_auth {
+        anyhow::ensure!(
+            given.is_empty(),
+            "--insecure-no-auth with access keys (MINIFARGATE_API_ACCESS_KEY_ID/\
+             MINIFARGATE_API_SECRET_ACCESS_KEY): choose one"
         );
+        None
+    } else if !given.is_empty() {
+        Some(given)
+    } else {
+        let k = keygen::generated_key(&g.root).with_context(|| {
+            format!(
+                "failed to set up the API's access key under {} (or pass --credentials-file)",
+                g.root.display()
+            )
+        })?;
+        let keys = k.keys();
+        generated = Some(k);
+        Some(keys)
+    };
+    let mut allowed = Vec::new();
+    for name in &a.allowed_host {
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains([':', '/', '[', ']']) && !name.contains(' '),
+            "--allowed-host {name:?}: a host name without a port (e.g. minifargate.lab)"
+        );
+        allowed.push(name.to_ascii_lowercase());
     }
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(crate::api::server::tls_acceptor(cert, key)?),
         _ => None,
     };
     // What protects the API, said at start (stderr: stdout's first line is the address).
-    if keys.is_empty() {
-        eprintln!(
-            "minifargate: API authentication is OFF: any request is accepted, signed or not{}",
+    match (&keys, &generated) {
+        (None, _) => eprintln!(
+            "minifargate: WARNING: API authentication is OFF (--insecure-no-auth): any \
+             request is accepted, signed or not; anyone who can reach {}{} can run privileged \
+             tasks, i.e. is root on this host (docs/security.md)",
+            a.listen,
             if loopback {
-                " (loopback only; see docs/security.md)"
+                " (every local user, every networkMode host task)"
             } else {
-                " (--insecure-no-auth on a non-loopback address)"
+                ""
             }
-        );
-    } else {
-        eprintln!(
+        ),
+        (Some(_), Some(k)) => eprintln!(
+            "minifargate: API requests must be SigV4-signed with the access key {} in {} \
+             ({}; root only)",
+            k.id,
+            k.path.display(),
+            if k.created {
+                "generated now"
+            } else {
+                "generated on the first start"
+            }
+        ),
+        (Some(keys), None) => eprintln!(
             "minifargate: API requests must be SigV4-signed with one of {} access key(s)",
             keys.len()
+        ),
+    }
+    if keys.is_some() && tls.is_none() && !loopback {
+        eprintln!(
+            "minifargate: warning: plain HTTP on {}: requests (task definitions, \
+             environment values) travel unencrypted; use --tls-cert/--tls-key",
+            a.listen
         );
-        if tls.is_none() && !loopback {
-            eprintln!(
-                "minifargate: warning: plain HTTP on {}: requests (task definitions, \
-                 environment values) travel unencrypted; use --tls-cert/--tls-key",
-                a.listen
-            );
-        }
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let no_keys = keys.is_empty();
     let security = crate::api::Security {
-        keys: (!keys.is_empty()).then_some(keys),
+        hosts: crate::api::guard::Hosts {
+            // Loopback: the address a rebinding page points its name at. Without keys on
+            // another address too (nothing else stands in the page's way there).
+            enforce: loopback || keys.is_none(),
+            allowed,
+        },
+        keys,
         tls,
         limits: Default::default(),
         console: crate::api::console::Options {
             read_only: a.read_only.unwrap_or(!loopback),
-            // Loopback without keys: only a rebinding page could reach it from elsewhere.
-            literal_host_only: no_keys && loopback,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -117,7 +166,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // The address on stdout, for scripts that pass port 0.
     let read_only = security.console.read_only;
     let sign_in = security.keys.is_some();
-    let listening = move |addr| {
+    let no_aws_profile = a.no_aws_profile;
+    let listening = move |addr: SocketAddr| {
         println!("minifargate: ECS API listening on {scheme}://{addr}");
         eprintln!(
             "minifargate: web console at {scheme}://{addr}/{}{}",
@@ -128,6 +178,9 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 ""
             }
         );
+        if let Some(k) = &generated {
+            aws_profile(k, &client_endpoint(scheme, addr), no_aws_profile);
+        }
     };
     // One connection held open for serve's life, idle: a connection that opens the
     // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
@@ -135,4 +188,63 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let _held = g.ecs().open_store().ok();
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The URL a client on this host uses: the bound address, with a wildcard listener's
+/// address replaced by loopback.
+fn client_endpoint(scheme: &str, addr: SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Writes (or, when it may not, prints) the AWS CLI profile of the generated key, saying
+/// on stderr what it did.
+fn aws_profile(k: &keygen::Generated, endpoint: &str, no_write: bool) {
+    let region = crate::taskdef::AwsContext::from_env().region;
+    let (config, _) = keygen::profile_sections(k, endpoint, &region);
+    let p = keygen::PROFILE;
+    let print = |why: &str| {
+        eprintln!(
+            "minifargate: {why}. For `aws --profile {p} …`, add to ~/.aws/config:\n{}\
+             and to ~/.aws/credentials:\n[{p}]\naws_access_key_id = {}\n\
+             aws_secret_access_key = <the second word of the last line of {}>",
+            config,
+            k.id,
+            k.path.display()
+        )
+    };
+    if no_write {
+        return print("not writing the AWS CLI profile (--no-aws-profile)");
+    }
+    let Some(files) = keygen::profile_files() else {
+        return print("no home directory ($HOME unset) to write the AWS CLI profile to");
+    };
+    match keygen::write_profile(&files, k, endpoint, &region) {
+        Ok(keygen::ProfileOutcome::Written) => eprintln!(
+            "minifargate: AWS CLI profile `{p}` (this key, region {region}, endpoint \
+             {endpoint}) written to {} and {}{}: `aws --profile {p} ecs list-tasks`, \
+             boto3.Session(profile_name=\"{p}\")",
+            files.config.display(),
+            files.credentials.display(),
+            files
+                .owner
+                .as_ref()
+                .map(|(_, _, user)| format!(" (user {user}, who ran sudo)"))
+                .unwrap_or_default()
+        ),
+        Ok(keygen::ProfileOutcome::Foreign(path)) => print(&format!(
+            "not writing the AWS CLI profile `{p}`: {} has a profile of that name that serve \
+             did not write (left as it is)",
+            path.display()
+        )),
+        Err(e) => print(&format!(
+            "failed to write the AWS CLI profile `{p}`: {:#}",
+            anyhow::Error::from(e)
+        )),
+    }
 }

@@ -384,6 +384,7 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
         name: &name,
         family: a.task.family.as_deref(),
         fallback_family: source.default_family(),
+        remote: false,
     };
     match core::register_task_definition(&g.ecs(), parsed, origin) {
         Ok(r) => {

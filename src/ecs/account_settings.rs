@@ -1,6 +1,7 @@
 //! Account settings: ListAccountSettings, PutAccountSetting, PutAccountSettingDefault,
-//! stored per principal (the account default under principal `""`). The API does not
-//! verify SigV4, so the caller is the account's root user. What this host acts on:
+//! stored per principal (the account default under principal `""`). `serve` verifies
+//! each request's SigV4 signature against its access keys, but has no IAM: every key acts
+//! as the account's root user, which is the caller here. What this host acts on:
 //! `containerInsights` is the setting a new cluster starts with (as in ECS); the others are
 //! stored and returned.
 
@@ -93,7 +94,8 @@ pub struct ListAccountSettingsResponse {
     pub next_token: Option<String>,
 }
 
-/// The caller: the account's root user (credentials are not verified).
+/// The caller: the account's root user (every access key `serve` accepts is the root
+/// user's; there are no IAM users or roles to map a key to).
 fn root(ctx: &AwsContext) -> String {
     format!("arn:aws:iam::{}:root", ctx.account_id)
 }

@@ -180,6 +180,28 @@ pub fn no_files(reference: &str) -> EcsResult<()> {
     Ok(())
 }
 
+/// Over the API, a task definition's `environmentFiles` name S3 objects, as on ECS (Ref:
+/// ecs.json `EnvironmentFile.value`: "The Amazon Resource Name (ARN) of the Amazon S3
+/// object containing the environment variable file."): a local path is read on this host
+/// for its own CLI only (root on the box), never for a remote caller, who would read the
+/// server's files into a container. The one rule for RegisterTaskDefinition and for a
+/// RunTask, StartTask, CreateService or UpdateService naming a definition that carries one.
+pub fn no_local_environment_files(def: &crate::taskdef::model::TaskDefinition) -> EcsResult<()> {
+    for (i, c) in def.container_definitions.iter().flatten().enumerate() {
+        for (k, f) in c.environment_files.iter().flatten().enumerate() {
+            let value = f.value.as_deref().unwrap_or_default();
+            if !crate::task::envfiles::is_s3(value, f.kind) {
+                return Err(EcsError::client(format!(
+                    "containerDefinitions[{i}].environmentFiles[{k}].value {value:?}: not an \
+                     S3 object ARN (arn:aws:s3:::<bucket>/<key>.env); a local file is read \
+                     only for this host's own CLI, never for a request over the API"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

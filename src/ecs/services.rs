@@ -419,6 +419,7 @@ fn resolve_task_definition(
     ctx: &AwsContext,
     reference: &str,
     launch_type: Option<&str>,
+    remote: bool,
 ) -> anyhow::Result<String> {
     if reference.starts_with("file://") {
         bail!(EcsError::client(format!(
@@ -426,6 +427,9 @@ fn resolve_task_definition(
         )));
     }
     let r = super::task_definitions::resolve(store, reference, ctx, None)?;
+    if remote {
+        super::no_local_environment_files(&r.stored.definition)?;
+    }
     if launch_type == Some("FARGATE") {
         super::tasks::fargate_check(reference, &r.stored)?;
     }
@@ -477,7 +481,7 @@ fn existing(store: &Store, cluster: &str, service: &str) -> anyhow::Result<Servi
 }
 
 /// CreateService: the `Service` JSON.
-fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
+fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Service> {
     check_name("serviceName", &i.service_name)?;
     if let Some(s) = i.scheduling_strategy.as_deref().filter(|s| *s != "REPLICA") {
         bail!(EcsError::invalid(format!(
@@ -532,6 +536,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest) -> anyhow::Result<Service> {
         spec.fargate()
             .then_some("FARGATE")
             .or(spec.launch_type.as_deref()),
+        remote,
     )?;
     let now = now_ms();
     // `default` is created with its first task or service, as ECS does.
@@ -602,7 +607,7 @@ fn circuit_breaker(c: Option<&DeploymentConfigurationInput>) -> bool {
 
 /// UpdateService: the `Service` JSON. A new task definition, network configuration or
 /// `forceNewDeployment` starts a deployment; a count alone does not.
-fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
+fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Service> {
     let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let cluster = cluster_of(i.cluster);
@@ -629,7 +634,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest) -> anyhow::Result<Service> {
             .fargate()
             .then_some("FARGATE")
             .or(spec.launch_type.as_deref());
-        let td = resolve_task_definition(&mut store, &ctx, reference, lt)?;
+        let td = resolve_task_definition(&mut store, &ctx, reference, lt, remote)?;
         redeploy |= td != s.task_definition_arn;
         s.task_definition_arn = td;
     }
@@ -829,17 +834,29 @@ pub struct ListServicesResponse {
 }
 
 /// CreateService.
-pub fn create_service(ecs: &Ecs, req: CreateServiceRequest) -> EcsResult<ServiceResponse> {
+///
+/// `remote`: the request came over the API, so a task definition naming a local
+/// `environmentFiles` path is refused ([`super::no_local_environment_files`]).
+pub fn create_service(
+    ecs: &Ecs,
+    req: CreateServiceRequest,
+    remote: bool,
+) -> EcsResult<ServiceResponse> {
     Ok(ServiceResponse {
-        service: create(ecs, req)?,
+        service: create(ecs, req, remote)?,
     })
 }
 
 /// UpdateService: a new task definition, network configuration or `forceNewDeployment`
 /// starts a deployment; a count alone does not.
-pub fn update_service(ecs: &Ecs, req: UpdateServiceRequest) -> EcsResult<ServiceResponse> {
+/// `remote` as for [`create_service`].
+pub fn update_service(
+    ecs: &Ecs,
+    req: UpdateServiceRequest,
+    remote: bool,
+) -> EcsResult<ServiceResponse> {
     Ok(ServiceResponse {
-        service: update(ecs, req)?,
+        service: update(ecs, req, remote)?,
     })
 }
 

@@ -90,6 +90,9 @@ pub struct Origin<'a> {
     pub family: Option<&'a str>,
     /// The family of a bare containerDefinitions array: its file name.
     pub fallback_family: Option<String>,
+    /// The request came over the API: local `environmentFiles` paths are refused
+    /// ([`super::no_local_environment_files`]).
+    pub remote: bool,
 }
 
 /// A registration that went through: the response and the findings that did not stop it.
@@ -107,6 +110,9 @@ pub fn register_task_definition(
     parsed: taskdef::Parsed,
     origin: Origin<'_>,
 ) -> EcsResult<Registration> {
+    if origin.remote {
+        super::no_local_environment_files(&parsed.def)?;
+    }
     let mut store = ecs.open_store()?;
     let ctx = taskdef::AwsContext::from_env();
     let r = register(&mut store, parsed, origin, None, &ctx, chrono::Utc::now())
@@ -426,6 +432,7 @@ pub fn resolve(
                     name: &source.display_name(),
                     family: None,
                     fallback_family: source.default_family(),
+                    remote: false,
                 },
                 launch_type,
                 ctx,

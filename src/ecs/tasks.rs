@@ -102,6 +102,9 @@ pub struct Local {
     /// `file://` task definition references are read and registered first (the CLI on
     /// this host; never for a remote caller, who would read the server's files).
     pub files: bool,
+    /// The request came over the API (`serve`): a task definition naming a local
+    /// `environmentFiles` path is refused ([`super::no_local_environment_files`]).
+    pub remote: bool,
     /// `--env-file` variables, under every container's own.
     pub env_file: Vec<taskdef::model::KeyValuePair>,
     /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
@@ -461,6 +464,9 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             resolve(&mut store, &req.task_definition, &ctx, launch_type).with_context(|| {
                 format!("failed to resolve task definition {}", req.task_definition)
             })?;
+        if local.remote {
+            super::no_local_environment_files(&resolved.stored.definition)?;
+        }
         // The coverage warnings of the definition are the task's own (with their paths).
         let warnings: Vec<Warning> = resolved
             .warnings

@@ -258,7 +258,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].environment[].name", "as environment"),
     h("containerDefinitions[].environment[].value", "as environment"),
     h("containerDefinitions[].environmentFiles", "KEY=VALUE lines under `environment`, as ECS reads them"),
-    h("containerDefinitions[].environmentFiles[].value", "an S3 object ARN, the only form ECS takes, is read at task start with the execution role's credentials, by the ECS agent's file rules; a local path is read from this host's file system instead (a local difference)").by_value(environment_file),
+    h("containerDefinitions[].environmentFiles[].value", "an S3 object ARN, the only form ECS takes, is read at task start with the execution role's credentials, by the ECS agent's file rules; a local path is read from this host's file system instead, for the local CLI only (a local difference; over the API, where ECS takes ARNs only, it is refused)").by_value(environment_file),
     h("containerDefinitions[].environmentFiles[].type", "s3, the only type"),
     h("containerDefinitions[].mountPoints", "bind mounts of the task's volumes"),
     h("containerDefinitions[].mountPoints[].sourceVolume", "as mountPoints"),

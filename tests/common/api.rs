@@ -1,5 +1,9 @@
 //! `minifargate serve` on a free loopback port over a private root and registry, and the
-//! real clients that talk to it: the AWS CLI and boto3 (from the test venv).
+//! real clients that talk to it: the AWS CLI and boto3 (from the test venv), and curl.
+//! `serve` runs as a user would start it: with no key given it generates one and writes
+//! the AWS CLI profile `minifargate` into its HOME (a directory of the test's own), and
+//! every client here signs with that profile; a test that passes `--credentials-file`
+//! or `--insecure-no-auth` gets the dummy pair below instead.
 
 use super::cli::Mf;
 use super::image::{Compression, Layer, busybox_layer};
@@ -20,7 +24,15 @@ pub struct Api {
     server: Child,
     serve_args: Vec<String>,
     pub endpoint: String,
+    /// The HOME `serve` runs with (its AWS CLI profile is written there).
+    pub home: std::path::PathBuf,
+    /// The key `serve` generated (None: the test gave keys or turned them off).
+    key: Option<(String, String)>,
 }
+
+/// The pair clients sign with when `serve` did not generate the key (`--credentials-file`
+/// with this pair, or `--insecure-no-auth`).
+pub const DUMMY_KEY: (&str, &str) = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
 
 impl Api {
     pub fn start() -> Api {
@@ -41,14 +53,68 @@ impl Api {
         if let Some(i) = serve_args.iter().position(|a| *a == "--userns") {
             mf.enable_userns(serve_args[i + 1]);
         }
-        let (server, endpoint) = spawn_server(&mf, "127.0.0.1:0", serve_args);
+        let home = mf.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let (server, endpoint) = spawn_server(&mf, &home, "127.0.0.1:0", serve_args);
+        let generates = !serve_args
+            .iter()
+            .any(|a| *a == "--insecure-no-auth" || a.starts_with("--credentials-file"));
+        let key = generates.then(|| generated_key(&mf.root));
         Api {
             mf,
             _reg: reg,
             server,
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
             endpoint,
+            home,
+            key,
         }
+    }
+
+    /// The access key clients sign with: the generated one, else [`DUMMY_KEY`].
+    pub fn credentials(&self) -> (String, String) {
+        self.key.clone().unwrap_or_else(|| {
+            let (id, secret) = DUMMY_KEY;
+            (id.to_string(), secret.to_string())
+        })
+    }
+
+    /// Sets a client's AWS environment: none of the caller's; the `minifargate` profile
+    /// `serve` wrote when it generated the key, else the dummy pair; no instance metadata.
+    fn aws_env(&self, c: &mut Command) {
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        super::util::no_proxy(c);
+        c.env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_PAGER", "");
+        if self.key.is_some() {
+            let aws = self.home.join(".aws");
+            c.env("AWS_CONFIG_FILE", aws.join("config"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", aws.join("credentials"))
+                .env("AWS_PROFILE", "minifargate");
+        } else {
+            let (id, secret) = DUMMY_KEY;
+            c.env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret)
+                .env("AWS_CONFIG_FILE", "/dev/null")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        }
+    }
+
+    /// `curl -s` for a raw request to the API, SigV4-signed (curl's `--aws-sigv4`, which
+    /// signs the body and every header) with [`Api::credentials`] for ECS in us-east-1;
+    /// add the method, headers, body and URL.
+    pub fn curl(&self) -> Command {
+        let (id, secret) = self.credentials();
+        let mut c = Command::new("curl");
+        super::util::no_proxy(&mut c);
+        c.args(["-s", "--noproxy", "*"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:ecs"])
+            .args(["--user", &format!("{id}:{secret}")]);
+        c
     }
 
     /// The registry behind `public.ecr.aws` (to push more images).
@@ -62,26 +128,19 @@ impl Api {
         stop_server(&mut self.server);
         let listen = self.endpoint.trim_start_matches("http://").to_string();
         let args: Vec<&str> = self.serve_args.iter().map(String::as_str).collect();
-        let (server, endpoint) = spawn_server(&self.mf, &listen, &args);
+        let (server, endpoint) = spawn_server(&self.mf, &self.home, &listen, &args);
         assert_eq!(endpoint, self.endpoint);
         self.server = server;
     }
 
-    /// Runs Python `script` with boto3 from the test venv; `ENDPOINT` is the server's URL.
+    /// Runs Python `script` with boto3 from the test venv; `ENDPOINT` is the server's URL,
+    /// and boto3's default session signs with serve's key (see [`Api::aws_env`]).
     /// Returns its stdout (the script prints JSON).
     pub fn boto3(&self, script: &str) -> Value {
         let mut c = Command::new(tool("python3"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        super::util::no_proxy(&mut c);
+        self.aws_env(&mut c);
         let out = c
             .env("ENDPOINT", &self.endpoint)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .args(["-c", script])
             .output()
             .expect("run python3 (is boto3 in target/test-venv?)");
@@ -119,8 +178,7 @@ impl Api {
         }
     }
 
-    /// `aws ecs ARGS` against the server: dummy credentials, no config files, no
-    /// instance metadata.
+    /// `aws ecs ARGS` against the server, signed with serve's key (see [`Api::aws_env`]).
     pub fn aws(&self, args: &[&str]) -> Output {
         self.aws_in("ecs", args)
     }
@@ -128,30 +186,16 @@ impl Api {
     /// `aws SERVICE ARGS` against the server (e.g. `logs`), as [`Api::aws`].
     pub fn aws_in(&self, service: &str, args: &[&str]) -> Output {
         let mut c = Command::new(tool("aws"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        super::util::no_proxy(&mut c);
-        c.env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_PAGER", "")
-            .args([
-                service,
-                "--endpoint-url",
-                &self.endpoint,
-                "--region",
-                "us-east-1",
-            ])
-            .args(["--output", "json"])
-            .args(args);
+        self.aws_env(&mut c);
+        c.args([
+            service,
+            "--endpoint-url",
+            &self.endpoint,
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--output", "json"])
+        .args(args);
         let out = c
             .output()
             .expect("run the aws cli (is awscli in target/test-venv?)");
@@ -213,11 +257,45 @@ impl Drop for Api {
     }
 }
 
-/// `minifargate serve --listen LISTEN`; returns it and the URL it printed.
-fn spawn_server(mf: &Mf, listen: &str, more: &[&str]) -> (Child, String) {
-    let mut server = mf
-        .cmd()
-        .args(["serve", "--listen", listen])
+/// The key pair `serve` generated under state root `root` (`<root>/api/credentials`:
+/// `#` comments, then `ID SECRET`).
+pub fn generated_key(root: &std::path::Path) -> (String, String) {
+    let path = root.join("api/credentials");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("serve generated no key in {}: {e}", path.display()));
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no key in {}: {text}", path.display()));
+    let (id, secret) = line.split_once(' ').unwrap();
+    (id.to_string(), secret.trim().to_string())
+}
+
+/// `minifargate serve` (add its arguments) as a user starts it, with HOME `home` and no
+/// sudo or AWS file variables, so the AWS CLI profile it writes goes to `home/.aws` and
+/// never to the HOME of whoever runs the tests. Every test that starts `serve` does so
+/// through this.
+pub fn serve_cmd(mf: &Mf, home: &std::path::Path) -> Command {
+    std::fs::create_dir_all(home).unwrap();
+    let mut cmd = mf.cmd();
+    for k in [
+        "SUDO_UID",
+        "SUDO_GID",
+        "SUDO_USER",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", home).arg("serve");
+    cmd
+}
+
+/// `minifargate serve --listen LISTEN` with HOME `home` ([`serve_cmd`]); returns it and
+/// the URL it printed.
+fn spawn_server(mf: &Mf, home: &std::path::Path, listen: &str, more: &[&str]) -> (Child, String) {
+    let mut server = serve_cmd(mf, home)
+        .args(["--listen", listen])
         .args(more)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -5,7 +5,8 @@ to STOPPED with UserInitiated, and no error in the browser's JS console. Screens
 each page go to $SHOTS.
 
 Environment: CONSOLE_URL, TASK_ID, CLUSTER, SHOTS, READ_ONLY (1: check the actions are
-hidden instead of using them).
+hidden instead of using them), CONSOLE_USER and CONSOLE_PASSWORD (serve's access key: the
+browser signs in with it, as HTTP Basic credentials on every request).
 """
 
 import base64
@@ -45,6 +46,12 @@ def browser():
 
 d = browser()
 errors = []
+if os.environ.get("CONSOLE_USER"):
+    # Signed in: what the browser sends once the user typed the key into its Basic prompt.
+    pair = f"{os.environ['CONSOLE_USER']}:{os.environ['CONSOLE_PASSWORD']}".encode()
+    d.execute_cdp_cmd("Network.enable", {})
+    d.execute_cdp_cmd("Network.setExtraHTTPHeaders",
+                      {"headers": {"Authorization": "Basic " + base64.b64encode(pair).decode()}})
 
 
 def check_console(page):

@@ -22,10 +22,6 @@ use std::sync::Arc;
 pub struct Options {
     /// Hide the actions (run, stop, scale) and refuse them (`serve --read-only`).
     pub read_only: bool,
-    /// Answer only requests addressed to an IP address or `localhost`: without access
-    /// keys, a DNS-rebinding page (a name of its own pointed at 127.0.0.1) must not read
-    /// or drive the console from a visitor's browser.
-    pub literal_host_only: bool,
 }
 
 struct Console {
@@ -66,45 +62,7 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
             "/console/api/taskdefs/{family}/{revision}/findings",
             get(findings),
         )
-        .layer(axum::middleware::from_fn_with_state(opts, host_check))
         .with_state(Arc::new(Console { ecs, opts }))
-}
-
-/// Refuses a console request addressed to a host name when `literal_host_only`.
-async fn host_check(
-    State(opts): State<Options>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if opts.literal_host_only && !host.is_some_and(literal_host) {
-        return error(
-            StatusCode::MISDIRECTED_REQUEST,
-            &format!(
-                "this console answers requests to an IP address or localhost only, not {:?} \
-                 (serve has no access keys; see docs/console.md)",
-                host.unwrap_or_default()
-            ),
-        );
-    }
-    next.run(req).await
-}
-
-/// `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080` (a port or not).
-fn literal_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => {
-            return rest
-                .split(']')
-                .next()
-                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
-        }
-        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Whether a request is the console's (its page, assets and calls) rather than the API's.
@@ -465,28 +423,6 @@ mod tests {
             .into_parts()
             .0;
         assert!(!is_console(&post), "the API's POST / stays SigV4");
-    }
-
-    #[test]
-    fn only_literal_hosts_when_asked() {
-        for ok in [
-            "127.0.0.1:8080",
-            "127.0.0.1",
-            "[::1]:8080",
-            "localhost:80",
-            "10.0.0.5:1",
-        ] {
-            assert!(literal_host(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example:8080",
-            "evil.example",
-            "127.0.0.1.nip.io:8080",
-            "[evil]:80",
-            "",
-        ] {
-            assert!(!literal_host(bad), "{bad}");
-        }
     }
 
     #[test]
