@@ -178,7 +178,7 @@ fn a_service_of_three_awsvpc_tasks_with_one_port_mapping_runs_all_three() {
         } else {
             unpublished += 1;
             assert!(
-                warned[0].contains(&format!("already published by task ")),
+                warned[0].contains("already published by task "),
                 "{warned:?}"
             );
             assert!(bindings.is_empty(), "{inspect:#}");
