@@ -302,15 +302,14 @@ fn assert_isolated_in(env: &Env, mode: &str, other_ip: &str, links: Option<&[&st
         section(&lines, "cgroup after")
     );
     assert!(section(&lines, "modules").is_empty(), "{mode}: {lines:#?}");
-    // Its own endpoint answers (in host mode there is none: 169.254.170.2 on the host
-    // would be every host-mode task's, docs/inside-a-task.md); the other task's is the
-    // other task's alone, not reachable from here.
-    let own = if links.is_some() {
-        &["reached"][..]
-    } else {
-        &[][..]
-    };
-    assert_eq!(section(&lines, "own endpoint"), own, "{mode}: {lines:#?}");
+    // Its own endpoint answers, in every mode (host mode: on the host's 127.0.0.1 under
+    // the task's token, docs/inside-a-task.md); the other task's is the other task's
+    // alone, not reachable from here.
+    assert_eq!(
+        section(&lines, "own endpoint"),
+        ["reached"],
+        "{mode}: {lines:#?}"
+    );
     assert!(
         section(&lines, "other endpoint").is_empty(),
         "{mode}: {lines:#?}"

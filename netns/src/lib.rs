@@ -73,7 +73,7 @@ pub use ipam::{IpamError, Subnet};
 pub use netlink::NetlinkError;
 pub use nft::NftError;
 pub use nsfs::NsError;
-pub use ports::{DYNAMIC_PORTS, PortError};
+pub use ports::{DYNAMIC_PORTS, PortError, Unpublished};
 pub use state::StateError;
 
 use state::TaskRecord;
@@ -244,6 +244,10 @@ pub struct TaskNetwork {
     pub private_dns_name: Option<String>,
     pub mtu: Option<u32>,
     pub bindings: Vec<PortBinding>,
+    /// awsvpc port mappings not published on the host because their host port is held
+    /// (by another task, e.g. of the same service, or by something else on the host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpublished: Vec<Unpublished>,
     /// File to bind-mount on `/etc/hosts` (`None` in host mode: use the host's).
     pub hosts_file: Option<PathBuf>,
     /// File to bind-mount on `/etc/resolv.conf` (`None` in host mode).
@@ -695,7 +699,8 @@ impl Network {
 
     /// Builds task `task`'s network as `spec` asks. On any failure everything made for
     /// the task so far is removed, and the error carries both the cause and any cleanup
-    /// failure. A port already in use is refused before anything is created.
+    /// failure. A host port already held is refused before anything is created (bridge and
+    /// host mode) or left unpublished ([`TaskNetwork::unpublished`], awsvpc mode).
     pub fn setup_task(&self, task: &str, spec: &TaskSpec) -> Result<TaskNetwork, Error> {
         if !valid_task_id(task) {
             return Err(Error::InvalidTaskId { id: task.into() });
@@ -739,7 +744,13 @@ impl Network {
         if let Some(source) = damaged.take() {
             return Err(st_err(source));
         }
-        let reservations = reservations.map_err(|source| Error::Ports { task: t(), source })?;
+        let ports::Resolved {
+            reservations,
+            unpublished,
+        } = reservations.map_err(|source| Error::Ports { task: t(), source })?;
+        for u in &unpublished {
+            info!(task, container_port = u.container_port, reason = %u.reason, "port not published on the host");
+        }
         let namespaced = spec.mode != NetworkMode::Host;
         let bridged = matches!(spec.mode, NetworkMode::Awsvpc | NetworkMode::Bridge);
         let ip = if bridged {
@@ -782,7 +793,11 @@ impl Network {
             }
             drop(locked);
             self.build(task, spec, &record)
-        })();
+        })()
+        .map(|mut tn| {
+            tn.unpublished = unpublished;
+            tn
+        });
         match result {
             Ok(tn) => {
                 info!(task, mode = %spec.mode, ip = ?tn.ip, netns = ?tn.netns_path, ports = tn.bindings.len(), "task network ready");
@@ -890,6 +905,7 @@ impl Network {
                     container_port: r.container_port,
                 })
                 .collect(),
+            unpublished: Vec::new(),
             hosts_file: None,
             resolv_conf: None,
             egress: false,

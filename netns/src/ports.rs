@@ -1,8 +1,12 @@
 //! Host port choice for port mappings: awsvpc's `hostPort == containerPort` rule, bridge
-//! mode's dynamic ports (49153–65535, as ECS), and refusing ports already in use.
+//! mode's dynamic ports (49153–65535, as ECS), and ports already in use: refused in bridge
+//! and host mode (a placement failure on ECS), left unpublished in awsvpc mode (the task
+//! has its own address, as on Fargate, where publishing on the host does not exist).
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+
+use serde::{Deserialize, Serialize};
 
 use crate::state::Reservation;
 use crate::{NetworkMode, PortMapping, Protocol};
@@ -66,22 +70,49 @@ pub fn host_port_free(protocol: Protocol, port: u16) -> bool {
     }
 }
 
+/// A port mapping of an awsvpc task that is not published on the host because its host
+/// port is held (by another task or by something else on the host). The task still
+/// answers on that port at its own address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpublished {
+    /// The index of the mapping in [`crate::TaskSpec::port_mappings`].
+    pub mapping: usize,
+    pub protocol: Protocol,
+    /// The first and last container port of the mapping.
+    pub container_port: u16,
+    pub container_port_end: u16,
+    /// Why: the [`PortError`] a bridge-mode task would have failed with.
+    pub reason: String,
+}
+
+/// What [`resolve`] decided: the host ports to reserve and the mappings left unpublished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub reservations: Vec<Reservation>,
+    pub unpublished: Vec<Unpublished>,
+}
+
 /// Resolves `mappings` into host port reservations. `taken` maps reserved
 /// (protocol, host port) to the task holding it; `free` tells whether the host has the
 /// port free (a seam so unit tests need not bind real ports).
+///
+/// In awsvpc mode a mapping whose host port is taken is not an error: it goes to
+/// [`Resolved::unpublished`] (the whole mapping, all ports of a range) and the task runs,
+/// reachable at its own address as each Fargate task is at its ENI's. In bridge and host
+/// mode it fails the task, as a port conflict fails placement on ECS (`RESOURCE:PORTS`).
 pub fn resolve(
     mode: NetworkMode,
     mappings: &[PortMapping],
     taken: &dyn Fn(Protocol, u16) -> Option<String>,
     free: &dyn Fn(Protocol, u16) -> bool,
-) -> Result<Vec<Reservation>, PortError> {
+) -> Result<Resolved, PortError> {
+    let mut resolved = Resolved::default();
     if mappings.is_empty() {
-        return Ok(Vec::new());
+        return Ok(resolved);
     }
     if mode == NetworkMode::None {
         return Err(PortError::NoPorts { mode });
     }
-    let mut out: Vec<Reservation> = Vec::new();
     let mut mine: HashSet<(Protocol, u16)> = HashSet::new();
     let check =
         |p: Protocol, port: u16, mine: &HashSet<(Protocol, u16)>| -> Result<(), PortError> {
@@ -106,7 +137,7 @@ pub fn resolve(
             }
             Ok(())
         };
-    for m in mappings {
+    for (index, m) in mappings.iter().enumerate() {
         let p = m.protocol;
         let last = m.container_port_end.unwrap_or(m.container_port);
         if m.container_port == 0 || last < m.container_port {
@@ -136,21 +167,34 @@ pub fn resolve(
                     host_port: hp,
                 });
             }
-            for i in 0..count {
-                check(p, hp + i as u16, &mine)?;
+            let held = (0..count).try_for_each(|i| check(p, hp + i as u16, &mine));
+            match held {
+                Err(e @ (PortError::TakenByTask { .. } | PortError::InUse { .. }))
+                    if mode == NetworkMode::Awsvpc =>
+                {
+                    resolved.unpublished.push(Unpublished {
+                        mapping: index,
+                        protocol: p,
+                        container_port: m.container_port,
+                        container_port_end: last,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+                other => other?,
             }
             hp
         };
         for i in 0..count as u16 {
             mine.insert((p, host_first + i));
-            out.push(Reservation {
+            resolved.reservations.push(Reservation {
                 protocol: p,
                 host_port: host_first + i,
                 container_port: m.container_port + i,
             });
         }
     }
-    Ok(out)
+    Ok(resolved)
 }
 
 /// Finds `count` consecutive usable ports in the dynamic range, starting at a random
@@ -206,7 +250,8 @@ mod tests {
             &none,
             &yes,
         )
-        .unwrap();
+        .unwrap()
+        .reservations;
         assert_eq!(
             r.iter()
                 .map(|r| (r.host_port, r.container_port))
@@ -241,7 +286,8 @@ mod tests {
             &none,
             &yes,
         )
-        .unwrap();
+        .unwrap()
+        .reservations;
         assert_eq!(r.len(), 12);
         let hosts: HashSet<u16> = r.iter().map(|r| r.host_port).collect();
         assert_eq!(hosts.len(), 12);
@@ -274,14 +320,16 @@ mod tests {
             }
         );
         let busy = |_: Protocol, p: u16| p != 22;
-        let e = resolve(NetworkMode::Awsvpc, &[map(22, None, None)], &none, &busy).unwrap_err();
-        assert_eq!(
-            e,
-            PortError::InUse {
-                protocol: Protocol::Tcp,
-                host_port: 22
-            }
-        );
+        for mode in [NetworkMode::Bridge, NetworkMode::Host] {
+            let e = resolve(mode, &[map(22, None, Some(22))], &none, &busy).unwrap_err();
+            assert_eq!(
+                e,
+                PortError::InUse {
+                    protocol: Protocol::Tcp,
+                    host_port: 22
+                }
+            );
+        }
         let e = resolve(
             NetworkMode::Awsvpc,
             &[map(22, None, None), map(22, None, None)],
@@ -295,9 +343,55 @@ mod tests {
     }
 
     #[test]
+    fn awsvpc_leaves_a_held_host_port_unpublished_and_runs() {
+        // The second and third tasks of a service: the first holds 8080 on the host.
+        let taken = |_: Protocol, p: u16| (p == 8080).then(|| "task-a".to_string());
+        let busy = |_: Protocol, p: u16| p != 9000;
+        let r = resolve(
+            NetworkMode::Awsvpc,
+            &[
+                map(8080, None, None),
+                map(9000, Some(9001), None),
+                map(443, None, None),
+            ],
+            &taken,
+            &busy,
+        )
+        .unwrap();
+        assert_eq!(
+            r.reservations
+                .iter()
+                .map(|r| r.host_port)
+                .collect::<Vec<_>>(),
+            [443]
+        );
+        assert_eq!(
+            r.unpublished
+                .iter()
+                .map(|u| (u.mapping, u.container_port, u.container_port_end))
+                .collect::<Vec<_>>(),
+            [(0, 8080, 8080), (1, 9000, 9001)]
+        );
+        assert!(
+            r.unpublished[0]
+                .reason
+                .contains("already published by task task-a"),
+            "{}",
+            r.unpublished[0].reason
+        );
+        assert!(
+            r.unpublished[1]
+                .reason
+                .contains("already in use on this host")
+        );
+    }
+
+    #[test]
     fn dynamic_search_skips_busy_ports() {
         let busy = |_: Protocol, p: u16| p == 65535;
-        let r = resolve(NetworkMode::Bridge, &[map(80, None, None)], &none, &busy).unwrap();
+        let r = resolve(NetworkMode::Bridge, &[map(80, None, None)], &none, &busy)
+            .unwrap()
+            .reservations;
         assert_eq!(r[0].host_port, 65535);
     }
 }

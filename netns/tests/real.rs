@@ -488,23 +488,50 @@ fn port_conflicts_are_refused_cleanly() {
         port_mappings: vec![PortMapping::tcp(port)],
         ..awsvpc()
     };
-    let err = f.net.setup_task("x", &spec).unwrap_err();
+    // Bridge mode: refused, as a port conflict fails placement on ECS.
+    let bridge = TaskSpec {
+        port_mappings: vec![PortMapping {
+            host_port: Some(port),
+            ..PortMapping::tcp(port)
+        }],
+        ..TaskSpec::new(NetworkMode::Bridge)
+    };
+    let err = f.net.setup_task("x", &bridge).unwrap_err();
     assert!(
         matches!(err, Error::Ports { source: PortError::InUse { host_port, .. }, .. } if host_port == port),
         "{err}"
     );
     assert!(format!("{:#}", std::error::Error::source(&err).unwrap()).contains("already in use"));
     assert_gone(&f, "x");
+    // awsvpc: the task is set up, the mapping left unpublished.
+    let tn = f.net.setup_task("y", &spec).unwrap();
+    assert!(tn.bindings.is_empty(), "{tn:?}");
+    assert_eq!(tn.unpublished.len(), 1, "{tn:?}");
+    assert!(
+        tn.unpublished[0].reason.contains("already in use"),
+        "{tn:?}"
+    );
+    f.net.teardown("y").unwrap();
+    assert_gone(&f, "y");
     drop(holder);
 
     // Another task holds it.
     f.net.setup_task("first", &spec).unwrap();
-    let err = f.net.setup_task("second", &spec).unwrap_err();
+    let err = f.net.setup_task("second", &bridge).unwrap_err();
     assert!(
         matches!(&err, Error::Ports { source: PortError::TakenByTask { task, .. }, .. } if task == "first"),
         "{err}"
     );
     assert_gone(&f, "second");
+    let tn = f.net.setup_task("fourth", &spec).unwrap();
+    assert!(
+        tn.unpublished[0]
+            .reason
+            .contains("already published by task first"),
+        "{tn:?}"
+    );
+    f.net.teardown("fourth").unwrap();
+    assert_gone(&f, "fourth");
     // An awsvpc hostPort different from containerPort is refused too.
     let bad = TaskSpec {
         port_mappings: vec![PortMapping {
@@ -758,10 +785,14 @@ fn killed_mid_setup_then_gc_leaves_nothing() {
     assert!(netns::link_exists(&veth).unwrap());
     assert_eq!(f.net.tasks().unwrap(), ["victim"]);
     assert!(nft_table_exists(f.net.nft_table()));
-    // The port is still reserved for the dead task until GC.
+    // The port is still reserved for the dead task until GC (a bridge task asking for it
+    // is refused; an awsvpc one would run with it unpublished).
     let spec = TaskSpec {
-        port_mappings: vec![PortMapping::tcp(port)],
-        ..awsvpc()
+        port_mappings: vec![PortMapping {
+            host_port: Some(port),
+            ..PortMapping::tcp(port)
+        }],
+        ..TaskSpec::new(NetworkMode::Bridge)
     };
     assert!(matches!(
         f.net.setup_task("other", &spec),
@@ -957,7 +988,15 @@ fn a_task_running_across_the_upgrade_keeps_its_lease_and_port() {
         !want.contains(&next.ip.unwrap()),
         "a lease was handed out twice"
     );
-    let err = f.net.setup_task("thief", &spec).unwrap_err();
+    let thief = TaskSpec {
+        mode: NetworkMode::Bridge,
+        port_mappings: vec![PortMapping {
+            host_port: Some(port),
+            ..PortMapping::tcp(port)
+        }],
+        ..spec.clone()
+    };
+    let err = f.net.setup_task("thief", &thief).unwrap_err();
     assert!(
         matches!(&err, Error::Ports { source: PortError::TakenByTask { task, .. }, .. } if task == "old"),
         "{err}"

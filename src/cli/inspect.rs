@@ -194,6 +194,16 @@ pub fn render(r: &Value) -> String {
         );
     }
 
+    for u in n["portsNotPublished"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  not published {}/{}: {} (reachable at the task's own address)",
+            s(&u["containerPort"]),
+            s(&u["protocol"]),
+            s(&u["reason"])
+        );
+    }
+
     for c in r["containers"].as_array().into_iter().flatten() {
         let _ = writeln!(
             o,

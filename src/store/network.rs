@@ -139,6 +139,7 @@ mod tests {
                 private_dns_name: None,
                 mtu: None,
                 bindings: Vec::new(),
+                unpublished: Vec::new(),
                 hosts_file: None,
                 resolv_conf: None,
                 egress: true,

@@ -1419,7 +1419,12 @@ impl Executor {
     fn start(&mut self, idx: usize) {
         let rid = runtime_id(&self.task.id, idx);
         let name = self.slots[idx].row.name.clone();
-        let mut ecs = spec::ecs_env(&self.opts.region, &rid, &self.task.launch_type);
+        let mut ecs = spec::ecs_env(
+            &self.opts.region,
+            &rid,
+            &self.task.launch_type,
+            self.inside.base(),
+        );
         ecs.extend(self.inside.env());
         // S3 environmentFiles: under `environment` (ECS: "environment … take[s]
         // precedence over the variables contained within an environment file").

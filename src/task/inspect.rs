@@ -114,8 +114,23 @@ pub fn report(ecs: &Ecs, task: &str, cluster: Option<&str>) -> anyhow::Result<Va
             c["networkBindings"] = serde_json::to_value(published)?;
         }
     }
+    // awsvpc mappings whose host port another task (or the host) holds: reachable at
+    // the task's own address only.
+    let unpublished: Vec<Value> = recorded
+        .iter()
+        .flat_map(|r| &r.net.unpublished)
+        .map(|u| {
+            json!({
+                "containerPort": u.container_port,
+                "containerPortEnd": u.container_port_end,
+                "protocol": u.protocol.to_string(),
+                "reason": u.reason,
+            })
+        })
+        .collect();
     let netns_path = recorded.and_then(|r| r.net.netns_path).unwrap_or_default();
     let mut out = build(proc, &mounts, &record, &views, &netns_path);
+    out["network"]["portsNotPublished"] = Value::Array(unpublished);
     // The host ids the task holds (while it runs; `null`: the host's, root is root).
     out["userNamespace"] = match store.userns_range(&id)? {
         Some((start, count)) => json!({"hostIdStart": start, "hostIdCount": count}),

@@ -11,8 +11,14 @@
 //! (docs/benchmarks.md, "Task metadata endpoint"). Data comes from the store and the
 //! task's cgroups at each request, so it is never stale; stored data that does not decode
 //! is a 500 naming its column, never an empty default.
-//! `host` mode has no namespace of its own: no endpoint (binding 169.254.170.2 on the host
-//! would be shared by every host-mode task). `none` mode has one, with only `lo`: served.
+//! `host` mode has no namespace of its own, and binding 169.254.170.2 on the host would be
+//! shared by every host-mode task: the supervisor serves the same endpoint on a port of the
+//! host's 127.0.0.1 instead, every path under a random per-task token
+//! (`http://127.0.0.1:<port>/<token>/v4/<id>`), and containers get the URIs with that base
+//! and the credentials as `AWS_CONTAINER_CREDENTIALS_FULL_URI` (the SDKs take a loopback
+//! full URI). Loopback is open to every local process: only the unguessable token and
+//! credentials id keep other processes out, as the agent's ids do for host-mode tasks on
+//! EC2 (docs/security.md). `none` mode has a namespace, with only `lo`: served there.
 //!
 //! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
 
@@ -56,6 +62,18 @@ pub enum MetadataError {
         netns: PathBuf,
         #[source]
         source: netns::NsError,
+    },
+    #[error("failed to listen on 127.0.0.1 for the endpoint of host-mode task {task}")]
+    ListenLoopback {
+        task: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to make the endpoint token of host-mode task {task}")]
+    Token {
+        task: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("failed to start the metadata endpoint thread")]
     Thread(#[source] std::io::Error),
@@ -136,7 +154,6 @@ impl Server {
                 port,
                 source,
             })?;
-        let stop = Arc::new(AtomicBool::new(false));
         let l2 = listener
             .try_clone()
             .map_err(|source| MetadataError::Listen {
@@ -144,10 +161,41 @@ impl Server {
                 port,
                 source,
             })?;
+        Self::spawn(listener, l2, state, None)
+    }
+
+    /// Serves the endpoint of a host-mode task on a free port of the host's 127.0.0.1,
+    /// every path under `/<token>` with a fresh random token; returns the server and the
+    /// base URL containers get (`http://127.0.0.1:<port>/<token>`).
+    pub fn start_loopback(state: Endpoint) -> Result<(Server, String), MetadataError> {
+        let task = state.task_id.clone();
+        let token = super::new_id().map_err(|source| MetadataError::Token {
+            task: task.clone(),
+            source,
+        })?;
+        let listen_err = |source| MetadataError::ListenLoopback {
+            task: task.clone(),
+            source,
+        };
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(listen_err)?;
+        let port = listener.local_addr().map_err(listen_err)?.port();
+        let l2 = listener.try_clone().map_err(listen_err)?;
+        let prefix = format!("/{token}");
+        let base = format!("http://127.0.0.1:{port}{prefix}");
+        Ok((Self::spawn(listener, l2, state, Some(prefix))?, base))
+    }
+
+    fn spawn(
+        listener: TcpListener,
+        l2: TcpListener,
+        state: Endpoint,
+        prefix: Option<String>,
+    ) -> Result<Server, MetadataError> {
+        let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("metadata".into())
-            .spawn(move || serve(l2, state, &stop2))
+            .spawn(move || serve(l2, state, &stop2, prefix.as_deref()))
             .map_err(MetadataError::Thread)?;
         Ok(Server {
             stop,
@@ -166,20 +214,21 @@ impl Server {
     }
 }
 
-fn serve(listener: TcpListener, mut ep: Endpoint, stop: &AtomicBool) {
+/// `prefix`: every path must start with it (the host-mode token), and is routed without.
+fn serve(listener: TcpListener, mut ep: Endpoint, stop: &AtomicBool, prefix: Option<&str>) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
         let Ok(conn) = conn else { continue };
-        if let Err(e) = answer(conn, &mut ep) {
+        if let Err(e) = answer(conn, &mut ep, prefix) {
             tracing::debug!(task_id = %ep.task_id, error = %e, "metadata request failed");
         }
     }
 }
 
 /// Reads one request (16 KiB at most, 5 s), answers it, closes.
-fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, ep: &mut Endpoint, prefix: Option<&str>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 16 * 1024];
@@ -210,6 +259,16 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint) -> std::io::Result<()> {
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut conn, 400, &json!({"error": "bad HTTP request"}), false),
         }
+    };
+    let path = match prefix {
+        None => path,
+        Some(p) => match path.strip_prefix(p).filter(|rest| rest.starts_with('/')) {
+            Some(rest) => rest.to_string(),
+            // Not this task's token: as if nothing were here (no hint for guessing).
+            None => {
+                return respond(&mut conn, 404, &json!({"error": "no such endpoint"}), false);
+            }
+        },
     };
     let head = method == "HEAD";
     // The agent API's task protection takes a PUT with a JSON body.
@@ -901,6 +960,9 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
 pub struct Inside {
     /// The container env the ECS agent adds for the credentials endpoint.
     creds_uri: Option<String>,
+    /// The endpoint's base URL as containers reach it: `None` for 169.254.170.2 (the
+    /// task's own namespace), `http://127.0.0.1:<port>/<token>` in host mode.
+    base: Option<String>,
     secrets: SecretEnv,
     /// Variables from S3 `environmentFiles` (`super::envfiles`).
     file_env: super::envfiles::FileEnv,
@@ -918,7 +980,8 @@ pub struct Settings<'a> {
     pub task: &'a TaskRow,
     pub def: &'a TaskDefinition,
     pub region: &'a str,
-    /// The task's own namespace (none in host mode: no endpoint then).
+    /// The task's own namespace; `None` in host mode: the endpoint is served on the
+    /// host's 127.0.0.1 ([`Server::start_loopback`]).
     pub netns: Option<&'a Path>,
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: hand a task without a role the host's identity.
@@ -950,9 +1013,6 @@ impl Inside {
         .resolve(s.def, &mut self.execution)?;
         self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
         self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)?;
-        let Some(netns) = s.netns else {
-            return Ok(());
-        };
         let role = s
             .task
             .overrides
@@ -973,7 +1033,11 @@ impl Inside {
         );
         self.creds_uri = Some(creds.relative_uri());
         let ep = Endpoint::new(s.root, &s.task.id, s.region, creds, self.live.clone());
-        let server = Server::start(netns, ep).map_err(|e| {
+        let started = match s.netns {
+            Some(netns) => Server::start(netns, ep).map(|s| (s, None)),
+            None => Server::start_loopback(ep).map(|(s, base)| (s, Some(base))),
+        };
+        let (server, base) = started.map_err(|e| {
             format!(
                 "{}: task metadata endpoint: {}",
                 super::reason::RESOURCE_INIT,
@@ -981,14 +1045,24 @@ impl Inside {
             )
         })?;
         self.server = Some(server);
+        self.base = base;
         Ok(())
     }
 
-    /// Variables for every container (besides [`super::spec::ecs_env`]).
+    /// The endpoint's base URL as containers reach it, for [`super::spec::ecs_env`].
+    pub fn base(&self) -> &str {
+        self.base.as_deref().unwrap_or(super::spec::ENDPOINT_BASE)
+    }
+
+    /// Variables for every container (besides [`super::spec::ecs_env`]): the relative
+    /// credentials URI (SDKs prefix 169.254.170.2), or in host mode the full loopback URI.
     pub fn env(&self) -> Vec<String> {
         self.creds_uri
             .iter()
-            .map(|u| format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={u}"))
+            .map(|u| match &self.base {
+                None => format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI={u}"),
+                Some(base) => format!("AWS_CONTAINER_CREDENTIALS_FULL_URI={base}{u}"),
+            })
             .collect()
     }
 

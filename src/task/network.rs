@@ -334,15 +334,19 @@ impl Recorded {
 }
 
 /// Groups the crate's flat host port list (ranges expanded, in mapping order) back into
-/// one binding per port mapping.
+/// one binding per port mapping; the `unpublished` mappings have no host ports.
 fn bindings(
     spec: &netns::TaskSpec,
     owners: &[String],
     flat: &[netns::PortBinding],
+    unpublished: &[netns::Unpublished],
 ) -> Vec<StoredBinding> {
     let mut out = Vec::new();
     let mut rest = flat.iter();
-    for (m, owner) in spec.port_mappings.iter().zip(owners) {
+    for (i, (m, owner)) in spec.port_mappings.iter().zip(owners).enumerate() {
+        if unpublished.iter().any(|u| u.mapping == i) {
+            continue;
+        }
         let count =
             usize::from(m.container_port_end.unwrap_or(m.container_port) - m.container_port) + 1;
         let taken: Vec<&netns::PortBinding> = rest.by_ref().take(count).collect();
@@ -364,6 +368,25 @@ fn bindings(
         });
     }
     out
+}
+
+/// The task warning for an awsvpc port mapping left unpublished on the host.
+fn unpublished_warning(u: &netns::Unpublished, owners: &[String], ip: Option<Ipv4Addr>) -> String {
+    let ports = if u.container_port_end == u.container_port {
+        u.container_port.to_string()
+    } else {
+        format!("{}-{}", u.container_port, u.container_port_end)
+    };
+    let container = owners.get(u.mapping).map(String::as_str).unwrap_or("?");
+    let at = ip.map_or_else(
+        || "its own address".to_string(),
+        |ip| format!("{ip}:{ports}"),
+    );
+    format!(
+        "network: port {ports}/{} of container {container} is not published on the host ({}); \
+         the task answers at {at}, as each Fargate task does at its own ENI's address",
+        u.protocol, u.reason
+    )
 }
 
 /// What the network step gives the executor for every container of the task.
@@ -524,8 +547,11 @@ impl NetworkStep {
                  (install the nftables package)"
             ));
         }
+        for u in &tn.unpublished {
+            a.warnings.push(unpublished_warning(u, &owners, tn.ip));
+        }
         let recorded = Recorded {
-            bindings: bindings(&spec, &owners, &tn.bindings),
+            bindings: bindings(&spec, &owners, &tn.bindings, &tn.unpublished),
             private_dns_name: dns,
             net: tn,
         };
@@ -895,7 +921,7 @@ mod tests {
             container_port: c,
         })
         .collect();
-        let b = bindings(&spec, &owners, &flat);
+        let b = bindings(&spec, &owners, &flat, &[]);
         assert_eq!(b.len(), 3);
         assert_eq!(
             serde_json::to_value(&b[0].binding).unwrap(),

@@ -158,9 +158,13 @@ pub fn pairs_to_env(pairs: &[KeyValuePair]) -> Vec<String> {
         .collect()
 }
 
-/// The variables Fargate puts in every container.
+/// Where containers reach the task metadata endpoint, in the task's own namespace.
+pub const ENDPOINT_BASE: &str = "http://169.254.170.2";
+
+/// The variables Fargate puts in every container; `base` is where the endpoint is
+/// ([`ENDPOINT_BASE`], or a host-mode task's loopback URL).
 /// Ref: amazon-ecs-agent agent/api/container/container.go L68-71, agent/api/task/task.go.
-pub fn ecs_env(region: &str, runtime_id: &str, launch_type: &str) -> Vec<String> {
+pub fn ecs_env(region: &str, runtime_id: &str, launch_type: &str, base: &str) -> Vec<String> {
     let exec_env = if launch_type == "EC2" {
         "AWS_ECS_EC2"
     } else {
@@ -170,9 +174,9 @@ pub fn ecs_env(region: &str, runtime_id: &str, launch_type: &str) -> Vec<String>
         format!("AWS_REGION={region}"),
         format!("AWS_DEFAULT_REGION={region}"),
         format!("AWS_EXECUTION_ENV={exec_env}"),
-        format!("ECS_CONTAINER_METADATA_URI=http://169.254.170.2/v3/{runtime_id}"),
-        format!("ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/{runtime_id}"),
-        format!("ECS_AGENT_URI=http://169.254.170.2/api/{runtime_id}"),
+        format!("ECS_CONTAINER_METADATA_URI={base}/v3/{runtime_id}"),
+        format!("ECS_CONTAINER_METADATA_URI_V4={base}/v4/{runtime_id}"),
+        format!("ECS_AGENT_URI={base}/api/{runtime_id}"),
     ]
 }
 
@@ -369,7 +373,7 @@ mod tests {
         let s = build(
             &d,
             &img(),
-            ecs_env("us-east-1", "t-0", "FARGATE"),
+            ecs_env("us-east-1", "t-0", "FARGATE", ENDPOINT_BASE),
             LogConfig::json_file("/x"),
             None,
         )

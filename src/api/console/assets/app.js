@@ -399,6 +399,7 @@ function explain(text, anchor) {
       h('dt', {}, 'MAC'), h('dd', {}, detail('macAddress')),
       h('dt', {}, 'Network namespace'), h('dd', { class: 'mono' }, net.netnsPath || 'the host\'s'),
       h('dt', {}, 'Ports published'), h('dd', {}, (net.networkBindings || []).map((b) => (b.containerName + ' ' + (b.bindIP || '') + ':' + b.hostPort + ' → ' + b.containerPort + '/' + (b.protocol || 'tcp'))).join(', ') || 'none'),
+      h('dt', {}, 'Ports not published'), h('dd', {}, (net.portsNotPublished || []).map((u) => (u.containerPort + '/' + u.protocol + ': ' + u.reason + ' (reachable at the task\'s own address)')).join(', ') || 'none'),
       h('dt', {}, 'Interfaces'), h('dd', {}, (net.interfaces || []).map((i) => i.name + ' ' + (i.addresses || []).join(' ')).join('; ') || '-')));
     out.push(h('h3', {}, 'Namespaces'), h('p', { class: 'legend' },
       h('span', { class: 'ns ns-own' }, 'own'), h('span', { class: 'ns ns-task' }, 'task'), h('span', { class: 'ns ns-host' }, 'host'),
