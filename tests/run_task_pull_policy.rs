@@ -8,7 +8,7 @@
 mod common;
 
 use common::cli::Mf;
-use common::image::{Compression, Entry, Layer, busybox_all_applets};
+use common::image::{Compression, Entry, Layer, Layout, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
@@ -202,4 +202,69 @@ fn a_cached_private_image_runs_only_for_a_task_with_its_credentials() {
         &[&with, &without, &again, &cached, &moved, &offline],
         &[],
     );
+}
+
+/// A task of one long-running container of `image`, with no execution role.
+fn plain_taskdef(family: &str, image: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+            "containerDefinitions":[{{"name":"app","image":"{image}","stopTimeout":2,
+              "command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]}}]}}"#
+    )
+}
+
+#[test]
+fn a_loaded_image_runs_when_its_registry_is_unreachable_or_lacks_it() {
+    let mf = Mf::new();
+    let layout = mf.dir.path().join("layout");
+    let mut l = Layout::new(&layout);
+    let img = l.add_image(
+        "linux/amd64",
+        &[Layer::new(Compression::Gzip, busybox_all_applets("loaded"))],
+    );
+    l.tag_image("t", &img);
+    let load = |name: &str| {
+        mf.json(&[
+            "load",
+            "-i",
+            layout.to_str().unwrap(),
+            "--tag",
+            name,
+            "--format",
+            "json",
+        ])
+    };
+
+    // Air-gapped: nothing listens where the image's registry would be.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let offline = format!("127.0.0.1:{port}/air/app:1");
+    load(&offline);
+    let (a, t) = run(&mf, "air", &plain_taskdef("air", &offline), &[]);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    let w = warnings(&t);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("the registry could not be reached")
+                && w.contains(&format!("failed to reach registry 127.0.0.1:{port}"))),
+        "{w:#?}"
+    );
+    stop(&mf, &a);
+
+    // A registry that answers but does not have it (404): the loaded image still runs.
+    let reg = Registry::start(RegistryOpts::default());
+    let absent = format!("{}/air/absent:1", reg.host());
+    load(&absent);
+    let (b, t) = run(&mf, "absent", &plain_taskdef("absent", &absent), &[]);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    let w = warnings(&t);
+    assert!(
+        w.iter().any(|w| w.contains("the registry did not serve it")
+            && w.contains("minifargate load")
+            && w.contains("not found")),
+        "{w:#?}"
+    );
+    stop(&mf, &b);
+    assert_no_leaks(&mf, &[&a, &b], &[]);
 }

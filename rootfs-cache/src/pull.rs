@@ -319,6 +319,7 @@ impl Puller {
             size: layers.iter().map(|l| l.size).sum(),
             pulled_at: chrono::Utc::now(),
             layers,
+            loaded: false,
         };
         self.store.save_image(&record).map_err(wrap_store)?;
         Ok(record)

@@ -1234,6 +1234,18 @@ impl Executor {
                     ));
                     return Ok(*rec);
                 }
+                // An image `load` put in the cache was got with no registry's credentials:
+                // the box's operator placed it for its tasks (as an image baked into an
+                // AMI is for the agent's), so a registry that refuses it or lacks it does
+                // not take it away; the task says so.
+                Checked::Refused(why) if rec.loaded => {
+                    self.warnings.push(format!(
+                        "containerDefinitions[{idx}].image {wanted}: the registry did not serve \
+                         it, so the image loaded into the cache (`minifargate load`) was run: \
+                         {why}"
+                    ));
+                    return Ok(*rec);
+                }
                 Checked::Refused(reason) => return Err(reason),
             },
             Err(e) => return Err(format!("{}: {e}", reason::CANNOT_PULL)),
