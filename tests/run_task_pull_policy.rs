@@ -127,7 +127,8 @@ fn a_cached_private_image_runs_only_for_a_task_with_its_credentials() {
     let reason = t["stoppedReason"].as_str().unwrap();
     assert!(
         reason.starts_with("CannotPullContainerError: ")
-            && reason.contains(&format!("401 Unauthorized from {}", reg.host())),
+            && reason.contains(&format!("401 Unauthorized from {}", reg.host()))
+            && reason.ends_with("or give the container repositoryCredentials"),
         "{reason}"
     );
     assert_eq!(

@@ -2084,6 +2084,18 @@ fn pull_reason(e: &rootfs_cache::PullError) -> String {
             super::secrets::REASON_PREFIX
         );
     }
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(AuthError::NoCredentials { .. }),
+        ..
+    } = e
+    {
+        // The host's Docker config is one source; a task brings its own.
+        return format!(
+            "{}: {}; or give the container repositoryCredentials",
+            reason::CANNOT_PULL,
+            error_chain(e)
+        );
+    }
     format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
 }
 

@@ -285,6 +285,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pull_policies_have_the_agents_names_and_the_old_spelling() {
+        use clap::ValueEnum;
+        assert_eq!(PullPolicy::default(), PullPolicy::Default);
+        for p in PullPolicy::value_variants() {
+            // What the CLI hands the supervisor parses back to the same policy.
+            assert_eq!(PullPolicy::from_str(p.as_str(), false), Ok(*p));
+        }
+        assert_eq!(
+            PullPolicy::from_str("missing", false),
+            Ok(PullPolicy::PreferCached)
+        );
+        assert!(PullPolicy::from_str("once", false).is_err());
+    }
+
+    #[test]
     fn ids_and_uuids_have_the_ecs_shape() {
         let id = new_id().unwrap();
         assert_eq!(id.len(), 32);
