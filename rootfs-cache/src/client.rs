@@ -688,6 +688,68 @@ impl RegistryClient {
 mod tests {
     use super::*;
 
+    /// A registry that cannot be reached said nothing about access; one that answered did.
+    #[test]
+    fn unreachable_is_only_no_answer_or_unavailable() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens on a port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ep = Endpoint {
+            host: format!("127.0.0.1:{port}"),
+            repository: "x".into(),
+            insecure: false,
+            is_mirror: false,
+        };
+        let client = RegistryClient::new(RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = rt
+            .block_on(client.manifest_digest(&ep, "latest", 2))
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::Connect { .. }), "{e:?}");
+        assert!(e.is_unreachable());
+
+        let status = |code: u16| RegistryError::Status {
+            host: "h".into(),
+            url: "u".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            detail: String::new(),
+        };
+        for code in [502, 503, 504] {
+            assert!(status(code).is_unreachable(), "{code}");
+        }
+        for code in [400, 401, 403, 429, 500] {
+            assert!(!status(code).is_unreachable(), "{code}");
+        }
+        let not_found = RegistryError::NotFound {
+            what: "tag".into(),
+            host: "h".into(),
+            repository: "r".into(),
+            detail: String::new(),
+        };
+        assert!(!not_found.is_unreachable());
+        let refused = RegistryError::Auth(AuthError::Rejected {
+            host: "h".into(),
+            source_name: "s".into(),
+        });
+        assert!(!refused.is_unreachable());
+        let ecr_down = RegistryError::Auth(AuthError::EcrUnreachable {
+            host: "h".into(),
+            region: "r".into(),
+            detail: "dispatch failure".into(),
+        });
+        assert!(ecr_down.is_unreachable());
+    }
+
     #[test]
     fn loopback_detection() {
         assert!(is_loopback_host("127.0.0.1:5000"));
