@@ -1281,8 +1281,11 @@ impl Executor {
         if let Err(reason) = self.ensure_puller(key, get) {
             // The execution role is assumed through STS first: an STS that cannot be
             // reached says nothing about access either. The SDK's error reads
-            // "dispatch failure" (no connection) or "timeout" then.
-            return if reason.contains("dispatch failure") || reason.contains(": timeout") {
+            // "dispatch failure" (no connection) or "request has timed out" then
+            // (aws-smithy-runtime-api `SdkError`'s Display).
+            return if reason.contains("dispatch failure")
+                || reason.contains("request has timed out")
+            {
                 Checked::Unreachable(reason)
             } else {
                 Checked::Refused(reason)
