@@ -24,7 +24,7 @@ use std::time::Duration;
 pub struct SuperviseArgs {
     #[arg(long)]
     pub task_id: String,
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    #[arg(long, value_enum, default_value_t = PullPolicy::Default)]
     pub pull: PullPolicy,
     /// The task's secrets from this local file instead of SSM / Secrets Manager.
     #[arg(long)]

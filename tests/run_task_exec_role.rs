@@ -8,7 +8,8 @@
 //! - ECR: with moto's IAM enforcement on, a role without ecr:GetAuthorizationToken fails the
 //!   task even though the host's credentials could pull; `--execution-credentials host`
 //!   uses the host's instead; a role with it gets the token that opens the TLS registry at
-//!   the ECR name on 443 (tests/common/ecr.rs), and the image pulled that way runs.
+//!   the ECR name on 443 (tests/common/ecr.rs), and the image pulled that way runs; a task
+//!   whose role lacks it is refused that image although it is cached.
 
 mod common;
 
@@ -454,5 +455,24 @@ fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
             .is_some_and(|d| d.starts_with("sha256:")),
         "{t:#}"
     );
-    assert_no_leaks(&mf, &[&id], &[]);
+
+    // The image is cached now, but a task whose execution role may not pull from ECR
+    // (role/exec lacks ecr:GetAuthorizationToken) is refused it: the default pull policy
+    // asks the registry with the task's credentials before it runs a cached image.
+    let (denied, t) = run(
+        &mf,
+        "cached",
+        &taskdef("cached", &format!("{ECR_HOST}/web:1"), ""),
+        &[],
+    );
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap();
+    assert!(
+        reason.contains("unable to retrieve ecr registry auth")
+            && reason.contains("role/exec")
+            && reason.contains("ecr:GetAuthorizationToken"),
+        "{reason}"
+    );
+    assert_no_leaks(&mf, &[&id, &denied], &[]);
 }

@@ -437,6 +437,7 @@ fn record(
         size: layers.iter().map(|l| l.size).sum(),
         pulled_at: chrono::Utc::now(),
         layers,
+        loaded: true,
     }
 }
 

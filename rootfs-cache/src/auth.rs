@@ -68,6 +68,14 @@ pub enum AuthError {
         identity: String,
         detail: String,
     },
+    #[error(
+        "failed to reach ECR for an authorization token for {host} (region {region}): {detail}"
+    )]
+    EcrUnreachable {
+        host: String,
+        region: String,
+        detail: String,
+    },
     #[error("ECR returned an unusable authorization token for {host}: {detail}")]
     EcrToken { host: String, detail: String },
     #[error("failed to parse the registry's WWW-Authenticate header {header:?} from {host}")]
@@ -86,6 +94,19 @@ pub enum AuthError {
         status: reqwest::StatusCode,
         hint: &'static str,
     },
+}
+
+impl AuthError {
+    /// Whether the service that issues the credentials could not be reached at all (no
+    /// connection, no answer in time, or 502/503/504): nothing was said about access.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            AuthError::EcrUnreachable { .. } => true,
+            AuthError::Token { source, .. } => source.is_connect() || source.is_timeout(),
+            AuthError::TokenStatus { status, .. } => matches!(status.as_u16(), 502..=504),
+            _ => false,
+        }
+    }
 }
 
 /// An ECR registry host: `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`.
@@ -443,7 +464,16 @@ async fn ecr_token(
     }
     let client = aws_sdk_ecr::Client::from_conf(conf.build());
     let out = client.get_authorization_token().send().await.map_err(|e| {
+        use aws_sdk_ecr::error::SdkError;
+        let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
         let detail = sdk_detail(e);
+        if unreachable {
+            return AuthError::EcrUnreachable {
+                host: host.to_string(),
+                region: ecr.region.clone(),
+                detail,
+            };
+        }
         match identity {
             Some(id) => AuthError::EcrAs {
                 host: host.to_string(),

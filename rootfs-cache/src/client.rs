@@ -102,6 +102,20 @@ pub enum RegistryError {
     Build(#[source] reqwest::Error),
 }
 
+impl RegistryError {
+    /// Whether the registry, or its token service, could not be reached at all: no
+    /// connection (refused, no route, no such name, TLS failed), no answer in time, or
+    /// 502/503/504 after the retries. A registry that answered 401, 403 or 404 was reached.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. } => true,
+            RegistryError::Status { status, .. } => matches!(status.as_u16(), 502..=504),
+            RegistryError::Auth(a) => a.is_unreachable(),
+            _ => false,
+        }
+    }
+}
+
 /// A manifest as fetched: raw bytes (digests are over these) and the server's type.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
@@ -279,6 +293,29 @@ impl RegistryClient {
         accept: Option<&str>,
         range_from: u64,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.send(
+            reqwest::Method::GET,
+            ep,
+            path,
+            accept,
+            range_from,
+            self.retry.attempts,
+        )
+        .await
+    }
+
+    /// Sends `method` `/v2/<repo><path>` with auth; connection errors, 429 and 5xx are
+    /// tried up to `attempts` times in all.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        ep: &Endpoint,
+        path: &str,
+        accept: Option<&str>,
+        range_from: u64,
+        attempts: u32,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let attempts = attempts.max(1);
         let scope = format!("repository:{}:pull", ep.repository);
         self.auth.prime(&ep.host).await?;
         let mut answered_challenge = false;
@@ -292,7 +329,7 @@ impl RegistryClient {
                 .unwrap_or(&false);
             let scheme = if plain { "http" } else { "https" };
             let url = format!("{scheme}://{}/v2/{}{}", ep.host, ep.repository, path);
-            let mut req = self.http_for(ep).get(&url);
+            let mut req = self.http_for(ep).request(method.clone(), &url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
@@ -316,7 +353,7 @@ impl RegistryClient {
                         continue;
                     }
                     attempt += 1;
-                    if attempt >= self.retry.attempts {
+                    if attempt >= attempts {
                         return Err(RegistryError::Connect {
                             host: ep.host.clone(),
                             source: e,
@@ -354,7 +391,7 @@ impl RegistryClient {
             }
             let retriable = status == StatusCode::TOO_MANY_REQUESTS
                 || matches!(status.as_u16(), 500 | 502 | 503 | 504);
-            if retriable && attempt + 1 < self.retry.attempts {
+            if retriable && attempt + 1 < attempts {
                 attempt += 1;
                 let wait = retry_after(&resp)
                     .map(|d| d.min(Duration::from_secs(60)))
@@ -491,6 +528,41 @@ impl RegistryClient {
         })
     }
 
+    /// HEAD a manifest by tag or digest: the digest the registry names for it
+    /// (`Docker-Content-Digest`), or `None` when it names none (the caller then GETs it).
+    /// Connection errors, 429 and 5xx are tried `attempts` times in all.
+    /// Ref: OCI distribution-spec v1.1 "Checking if content exists in the registry".
+    pub async fn manifest_digest(
+        &self,
+        ep: &Endpoint,
+        reference: &str,
+        attempts: u32,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let what = if reference.contains(':') {
+            format!("manifest {reference}")
+        } else {
+            format!("tag {reference:?}")
+        };
+        let resp = self
+            .send(
+                reqwest::Method::HEAD,
+                ep,
+                &format!("/manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+                0,
+                attempts,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail(ep, what, resp).await);
+        }
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
     /// GET a small blob (an image config) whole.
     pub async fn blob_bytes(
         &self,
@@ -615,6 +687,68 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry that cannot be reached said nothing about access; one that answered did.
+    #[test]
+    fn unreachable_is_only_no_answer_or_unavailable() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens on a port just freed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ep = Endpoint {
+            host: format!("127.0.0.1:{port}"),
+            repository: "x".into(),
+            insecure: false,
+            is_mirror: false,
+        };
+        let client = RegistryClient::new(RetryPolicy {
+            base_delay: Duration::from_millis(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = rt
+            .block_on(client.manifest_digest(&ep, "latest", 2))
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::Connect { .. }), "{e:?}");
+        assert!(e.is_unreachable());
+
+        let status = |code: u16| RegistryError::Status {
+            host: "h".into(),
+            url: "u".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            detail: String::new(),
+        };
+        for code in [502, 503, 504] {
+            assert!(status(code).is_unreachable(), "{code}");
+        }
+        for code in [400, 401, 403, 429, 500] {
+            assert!(!status(code).is_unreachable(), "{code}");
+        }
+        let not_found = RegistryError::NotFound {
+            what: "tag".into(),
+            host: "h".into(),
+            repository: "r".into(),
+            detail: String::new(),
+        };
+        assert!(!not_found.is_unreachable());
+        let refused = RegistryError::Auth(AuthError::Rejected {
+            host: "h".into(),
+            source_name: "s".into(),
+        });
+        assert!(!refused.is_unreachable());
+        let ecr_down = RegistryError::Auth(AuthError::EcrUnreachable {
+            host: "h".into(),
+            region: "r".into(),
+            detail: "dispatch failure".into(),
+        });
+        assert!(ecr_down.is_unreachable());
+    }
 
     #[test]
     fn loopback_detection() {

@@ -91,6 +91,28 @@ impl RegistryLimits {
     }
 }
 
+/// What the registry says of a cached image (see [`Puller::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The reference still names the cached manifest (or index).
+    Current,
+    /// The reference now names `digest`: pull it (cached layers are reused).
+    Changed { digest: Digest },
+}
+
+/// How many times [`Puller::check`] tries a registry that does not answer: once more
+/// after a short pause, so a box whose registry is unreachable (air-gapped) waits ~0.5 s
+/// per image rather than a pull's whole backoff (~7.5 s) before it runs the cached one.
+pub const CHECK_ATTEMPTS: u32 = 2;
+
+impl PullError {
+    /// Whether the registry (or the service issuing its credentials) could not be reached
+    /// at all, so nothing was said about access (see [`RegistryError::is_unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, PullError::Registry { source, .. } if source.is_unreachable())
+    }
+}
+
 /// Normalises what a user typed (`busybox`, `host:5000/x`, `x@sha256:…`); its
 /// `to_string()` is the name the image is recorded under.
 pub fn parse_reference(image: &str) -> Result<ImageRef, PullError> {
@@ -297,9 +319,59 @@ impl Puller {
             size: layers.iter().map(|l| l.size).sum(),
             pulled_at: chrono::Utc::now(),
             layers,
+            loaded: false,
         };
         self.store.save_image(&record).map_err(wrap_store)?;
         Ok(record)
+    }
+
+    /// Asks the registry, with this puller's credentials, whether `image` still names
+    /// `cached`: one HEAD of its manifest (a GET when the registry names no digest),
+    /// mirrors first as a pull does. The registry refusing these credentials (401, 403)
+    /// or not knowing the image (404) is an error, as for a pull. Nothing is written.
+    pub async fn check(&self, image: &str, cached: &ImageRecord) -> Result<Freshness, PullError> {
+        let reference = parse_reference(image)?;
+        let name = reference.to_string();
+        let want_ref = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let have = cached.index_digest.as_ref().unwrap_or(&cached.digest);
+        let endpoints = self
+            .config
+            .endpoints(reference.registry(), reference.repository());
+        let mut last_err = None;
+        for ep in &endpoints {
+            let named = match self
+                .client
+                .manifest_digest(ep, &want_ref, CHECK_ATTEMPTS)
+                .await
+            {
+                Ok(Some(d)) => Ok(d),
+                // No Docker-Content-Digest: the manifest's own bytes say it.
+                Ok(None) => self
+                    .client
+                    .manifest(ep, &want_ref)
+                    .await
+                    .map(|m| Digest::of(&m.bytes)),
+                Err(e) => Err(e),
+            };
+            match named {
+                Ok(d) if &d == have => return Ok(Freshness::Current),
+                Ok(digest) => return Ok(Freshness::Changed { digest }),
+                Err(e) => {
+                    if ep.is_mirror {
+                        tracing::warn!(mirror = %ep.host, error = %e, "mirror failed; trying the next source");
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(PullError::Registry {
+            image: name,
+            source: last_err.expect("at least one endpoint"),
+        })
     }
 
     /// Fetches the layers the cache lacks: first those no other pull is staging (their

@@ -98,6 +98,11 @@ pub struct ImageRecord {
     pub size: u64,
     pub pulled_at: chrono::DateTime<chrono::Utc>,
     pub layers: Vec<LayerRecord>,
+    /// Put in the cache by `load` (from an archive or a layout), not pulled from its
+    /// registry: no registry credentials were used to get it. Records written before
+    /// this member existed read as pulled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loaded: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -698,6 +703,7 @@ mod tests {
                 size: 1,
                 media_type: "x".into(),
             }],
+            loaded: false,
         }
     }
 

@@ -120,8 +120,11 @@ pub struct RunTaskArgs {
     /// Print the RunTask response and return instead of following the task.
     #[arg(long, short, help_heading = "Local options")]
     pub detach: bool,
-    /// When to pull images: `always`, `missing` (default) or `never`.
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing, help_heading = "Local options")]
+    /// When to pull images, as the ECS agent's ECS_IMAGE_PULL_BEHAVIOR: `default` asks the
+    /// registry with the task's credentials (the manifest only) and runs a cached image
+    /// only when the registry cannot be reached; `always`; `prefer-cached` (`missing`)
+    /// uses a cached image without asking; `never`.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Default, help_heading = "Local options")]
     pub pull: PullPolicy,
     /// Serve an EFS/FSx volume (or one configured at launch) from a local directory:
     /// `NAME=/local/dir`, bind-mounted where the task definition mounts volume NAME.
@@ -196,8 +199,9 @@ pub struct RunArgs {
     /// Print the RunTask response and return instead of following the container.
     #[arg(long, short)]
     pub detach: bool,
-    /// When to pull the image: `always`, `missing` (default) or `never`.
-    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    /// When to pull the image: `default`, `always`, `prefer-cached` (`missing`) or `never`
+    /// (as run-task's --pull).
+    #[arg(long, value_enum, default_value_t = PullPolicy::Default)]
     pub pull: PullPolicy,
 }
 

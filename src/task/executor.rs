@@ -1220,6 +1220,34 @@ impl Executor {
         let wanted = match get.lookup(image, digest) {
             Ok(Got::Have(rec)) => return Ok(*rec),
             Ok(Got::Pull(wanted)) => wanted,
+            Ok(Got::Check(rec, wanted)) => match self.check_cached(idx, &wanted, &rec, get) {
+                Checked::Current => return Ok(*rec),
+                Checked::Changed => wanted,
+                Checked::Unreachable(why) => {
+                    tracing::warn!(task_id = %self.task.id, image = %wanted, reason = %why,
+                        "registry unreachable; running the cached image");
+                    self.warnings.push(format!(
+                        "containerDefinitions[{idx}].image {wanted}: the registry could not be \
+                         reached, so the cached image {} was run without checking that this \
+                         task may pull it or that the tag still names it: {why}",
+                        rec.index_digest.as_ref().unwrap_or(&rec.digest)
+                    ));
+                    return Ok(*rec);
+                }
+                // An image `load` put in the cache was got with no registry's credentials:
+                // the box's operator placed it for its tasks (as an image baked into an
+                // AMI is for the agent's), so a registry that refuses it or lacks it does
+                // not take it away; the task says so.
+                Checked::Refused(why) if rec.loaded => {
+                    self.warnings.push(format!(
+                        "containerDefinitions[{idx}].image {wanted}: the registry did not serve \
+                         it, so the image loaded into the cache (`minifargate load`) was run: \
+                         {why}"
+                    ));
+                    return Ok(*rec);
+                }
+                Checked::Refused(reason) => return Err(reason),
+            },
             Err(e) => return Err(format!("{}: {e}", reason::CANNOT_PULL)),
         };
         let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
@@ -1233,6 +1261,49 @@ impl Executor {
         tracing::info!(task_id = %self.task.id, image = %wanted, "pulling");
         rt.block_on(p.pull(&wanted, &get.platform, Arc::new(rootfs_cache::pull::Quiet)))
             .map_err(|e| pull_reason(&e))
+    }
+
+    /// `default`'s question for a cached image (`wanted`, cached as `rec`): the registry
+    /// is asked with container `idx`'s credentials (its `repositoryCredentials`, else the
+    /// task's: the execution role for ECR), the manifest only. The ECS agent's default
+    /// falls back to the cache on any failed pull (agent/config/types.go,
+    /// `ImagePullDefaultBehavior`); here only a registry that cannot be reached does:
+    /// one that answers 401/403/404 has refused this task the image, and Fargate, which
+    /// keeps no cache, fails the task then (CannotPullContainerError).
+    fn check_cached(
+        &mut self,
+        idx: usize,
+        wanted: &str,
+        rec: &ImageRecord,
+        get: &mut ImageGetter,
+    ) -> Checked {
+        let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if let Err(reason) = self.ensure_puller(key, get) {
+            // The execution role is assumed through STS first: an STS that cannot be
+            // reached says nothing about access either. The SDK's error reads
+            // "dispatch failure" (no connection) or "request has timed out" then
+            // (aws-smithy-runtime-api `SdkError`'s Display).
+            return if reason.contains("dispatch failure")
+                || reason.contains("request has timed out")
+            {
+                Checked::Unreachable(reason)
+            } else {
+                Checked::Refused(reason)
+            };
+        }
+        let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
+            return Checked::Refused(format!("{}: no registry client", reason::CANNOT_PULL));
+        };
+        match rt.block_on(p.check(wanted, rec)) {
+            Ok(rootfs_cache::pull::Freshness::Current) => Checked::Current,
+            Ok(rootfs_cache::pull::Freshness::Changed { digest }) => {
+                tracing::info!(task_id = %self.task.id, image = %wanted, %digest,
+                    "the reference names another image now; pulling it");
+                Checked::Changed
+            }
+            Err(e) if e.is_unreachable() => Checked::Unreachable(error_chain(&e)),
+            Err(e) => Checked::Refused(pull_reason(&e)),
+        }
     }
 
     /// The credentials a registry client of this task uses instead of the host's: the
@@ -1896,6 +1967,18 @@ fn write_with_phases(
     }
 }
 
+/// What the registry said of a cached image (`Executor::check_cached`).
+enum Checked {
+    /// The reference still names the cached image, and the task may pull it.
+    Current,
+    /// The reference names another image now: pull it.
+    Changed,
+    /// The registry could not be reached (why): the cached image runs, with a warning.
+    Unreachable(String),
+    /// The registry refused: the container's reason.
+    Refused(String),
+}
+
 /// Finds or pulls images for one task, by the pull policy; the registry client (TLS roots,
 /// config) is only built when something is pulled.
 struct ImageGetter {
@@ -1920,6 +2003,9 @@ enum Got {
     Have(Box<ImageRecord>),
     /// Pull this reference.
     Pull(String),
+    /// `default`: this reference is cached; ask the registry whether the task may have it
+    /// and whether it is still the one the reference names.
+    Check(Box<ImageRecord>, String),
 }
 
 impl ImageGetter {
@@ -1936,7 +2022,7 @@ impl ImageGetter {
             None => image.to_string(),
         };
         // A cached image of another platform (pulled for another task) is not this one:
-        // `missing` pulls the right one (`never` reports the mismatch). A pinned digest is
+        // `default` and `prefer-cached` pull the right one (`never` reports the mismatch). A pinned digest is
         // found under the tag too while the tag still names it.
         let cached = match digest {
             None => find_image(&self.images, image).filter(fits),
@@ -1946,7 +2032,10 @@ impl ImageGetter {
                 .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
         };
         match (self.policy, cached) {
-            (PullPolicy::Missing | PullPolicy::Never, Some(rec)) => Ok(Got::Have(Box::new(rec))),
+            (PullPolicy::PreferCached | PullPolicy::Never, Some(rec)) => {
+                Ok(Got::Have(Box::new(rec)))
+            }
+            (PullPolicy::Default, Some(rec)) => Ok(Got::Check(Box::new(rec), wanted)),
             (PullPolicy::Never, None) => Err(format!(
                 "{wanted}: not in the local image cache and --pull never was given \
                  (run `minifargate pull {wanted}`)"
@@ -2001,6 +2090,18 @@ fn pull_reason(e: &rootfs_cache::PullError) -> String {
         return format!(
             "{}: unable to retrieve ecr registry auth: {a}",
             super::secrets::REASON_PREFIX
+        );
+    }
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(AuthError::NoCredentials { .. }),
+        ..
+    } = e
+    {
+        // The host's Docker config is one source; a task brings its own.
+        return format!(
+            "{}: {}; or give the container repositoryCredentials",
+            reason::CANNOT_PULL,
+            error_chain(e)
         );
     }
     format!("{}: {}", reason::CANNOT_PULL, error_chain(e))

@@ -212,20 +212,33 @@ pub fn runtime_id(task_id: &str, idx: usize) -> String {
     format!("{task_id}-{idx}")
 }
 
-/// How run-task gets images: like `docker run --pull`.
+/// How a task gets its images, named as the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
+/// Ref: amazon-ecs-agent agent/config/types.go (`ImagePullDefaultBehavior`, …) and
+/// agent/engine/docker_task_engine.go (`imagePullRequired`, `pullContainerManifest`);
+/// docs.aws.amazon.com/AmazonECS/latest/bestpracticesguide/pull-behavior.html.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum PullPolicy {
-    Always,
+    /// Ask the registry with the task's credentials every time (the manifest only; cached
+    /// layers are reused, a moved tag pulls what is new); run the cached image only when
+    /// the registry cannot be reached, with a task warning saying so.
     #[default]
-    Missing,
+    Default,
+    /// Pull every time; a failed pull fails the task.
+    Always,
+    /// Use a cached image without asking the registry; pull only what is not cached.
+    /// `missing`, this flag's name before, is accepted.
+    #[value(alias = "missing")]
+    PreferCached,
+    /// Never pull: an image not in the cache fails the task.
     Never,
 }
 
 impl PullPolicy {
     pub fn as_str(self) -> &'static str {
         match self {
+            PullPolicy::Default => "default",
             PullPolicy::Always => "always",
-            PullPolicy::Missing => "missing",
+            PullPolicy::PreferCached => "prefer-cached",
             PullPolicy::Never => "never",
         }
     }
@@ -270,6 +283,21 @@ fn live_stat(pid: i64) -> Option<procfs::process::Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_policies_have_the_agents_names_and_the_old_spelling() {
+        use clap::ValueEnum;
+        assert_eq!(PullPolicy::default(), PullPolicy::Default);
+        for p in PullPolicy::value_variants() {
+            // What the CLI hands the supervisor parses back to the same policy.
+            assert_eq!(PullPolicy::from_str(p.as_str(), false), Ok(*p));
+        }
+        assert_eq!(
+            PullPolicy::from_str("missing", false),
+            Ok(PullPolicy::PreferCached)
+        );
+        assert!(PullPolicy::from_str("once", false).is_err());
+    }
 
     #[test]
     fn ids_and_uuids_have_the_ecs_shape() {

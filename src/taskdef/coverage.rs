@@ -233,8 +233,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     ro("registeredBy"),
     // Containers.
     h("containerDefinitions[].name", "the container's name"),
-    h("containerDefinitions[].image", "pulled over the registry API (ECR, Docker Hub, any OCI registry) for this host's platform"),
-    h("containerDefinitions[].repositoryCredentials", "the Secrets Manager secret (ARN or name) is read with the execution role's credentials; its username and password authenticate to the container's registry only"),
+    h("containerDefinitions[].image", "pulled over the registry API (ECR, Docker Hub, any OCI registry) for this host's platform; a cached image is run only after its registry, asked with the task's credentials, still serves it (a registry that cannot be reached runs the cache, with a task warning)"),
+    h("containerDefinitions[].repositoryCredentials", "the Secrets Manager secret (ARN or name) is read with the execution role's credentials; its username and password authenticate to the container's registry only, for a cached image too"),
     h("containerDefinitions[].repositoryCredentials.credentialsParameter", "as repositoryCredentials"),
     h("containerDefinitions[].cpu", "the container cgroup's CPU shares (at least 2), as the ECS agent sets them"),
     h("containerDefinitions[].memory", "the container cgroup's hard memory limit"),

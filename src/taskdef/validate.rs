@@ -98,8 +98,16 @@ pub fn validate(parsed: &Parsed, opts: &Options) -> Report {
         {
             f.severity = Severity::Error;
             f.code = Code::ClientException;
+            // ECS's own words for a placeholder image, which users search for. Ref:
+            // aws-actions/amazon-ecs-render-task-definition#49 (an unexpanded
+            // `$ECR_REGISTRY/…` image refused by RegisterTaskDefinition).
+            let ecs = if f.path.to_string().ends_with(".image") {
+                "Container.image repository contains invalid characters. "
+            } else {
+                ""
+            };
             f.message = format!(
-                "{}; fill it in before registering (or check the template with `validate \
+                "{ecs}{}; fill it in before registering (or check the template with `validate \
                  --template`)",
                 f.message.trim_end_matches(": this member is not checked")
             );
@@ -2188,6 +2196,31 @@ mod tests {
 
     const FARGATE_OK: &str = r#"{"family":"f","networkMode":"awsvpc","requiresCompatibilities":["FARGATE"],
         "cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"busybox"}]}"#;
+
+    #[test]
+    fn a_placeholder_image_is_refused_in_ecs_words() {
+        for img in ["<IMAGE1_NAME>", "{{image}}", "${IMAGE}"] {
+            let r = run(
+                &format!(
+                    r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"{img}","memory":64}}]}}"#
+                ),
+                None,
+            );
+            let f = r
+                .errors()
+                .find(|f| f.rule == "template-placeholder")
+                .unwrap_or_else(|| panic!("{img}: {:?}", r.findings));
+            assert_eq!(f.path.to_string(), "containerDefinitions[0].image");
+            assert_eq!(f.code, Code::ClientException);
+            assert!(
+                f.message.starts_with(&format!(
+                    "Container.image repository contains invalid characters. {img:?} looks like"
+                )),
+                "{}",
+                f.message
+            );
+        }
+    }
 
     #[test]
     fn at_most_ten_environment_files() {
