@@ -296,7 +296,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].user", "the user the process runs as (default the image's)"),
     h("containerDefinitions[].workingDirectory", "the process's working directory (default the image's)"),
     h("containerDefinitions[].disableNetworking", "true: the container gets a network namespace of its own with only the loopback (up), not the task's"),
-    h("containerDefinitions[].privileged", "all capabilities and devices, no seccomp filter"),
+    h("containerDefinitions[].privileged", "all capabilities, every host device under /dev (as Docker's --privileged; the container keeps its own devpts, /dev/shm and console), no seccomp filter, /sys and the cgroup tree writable"),
     h("containerDefinitions[].readonlyRootFilesystem", "the root file system is mounted read-only"),
     h("containerDefinitions[].dnsServers", "the container's /etc/resolv.conf"),
     h("containerDefinitions[].dnsSearchDomains", "the container's /etc/resolv.conf"),
