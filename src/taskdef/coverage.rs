@@ -244,8 +244,8 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].portMappings[].containerPort", "as portMappings"),
     h("containerDefinitions[].portMappings[].hostPort", "the host port (bridge: absent or 0 picks one from 49153-65535, shown in networkBindings)"),
     h("containerDefinitions[].portMappings[].protocol", "tcp or udp"),
-    h("containerDefinitions[].portMappings[].name", "read only by Service Connect, as on ECS: a task does nothing with it"),
-    h("containerDefinitions[].portMappings[].appProtocol", "read only by Service Connect, as on ECS: a task does nothing with it"),
+    na("containerDefinitions[].portMappings[].name", "read only by Service Connect, which is not run here (no proxy; a service's serviceConnectConfiguration is not applied): kept in the task definition and describe output, nothing else"),
+    na("containerDefinitions[].portMappings[].appProtocol", "read only by Service Connect, which is not run here (no proxy; a service's serviceConnectConfiguration is not applied): kept in the task definition and describe output, nothing else"),
     h("containerDefinitions[].portMappings[].containerPortRange", "each port of the range is published"),
     h("containerDefinitions[].essential", "an essential container's exit stops the task (EssentialContainerExited)"),
     h("containerDefinitions[].restartPolicy", "an exited container restarts in place, as the ECS agent does"),
@@ -392,15 +392,15 @@ pub static RUN_TASK: &[Row] = &[
         "overrides.containerOverrides[].memoryReservation",
         "replaces the container's memoryReservation",
     ),
-    h(
+    na(
         "overrides.containerOverrides[].resourceRequirements",
-        "replace the container's resourceRequirements, then as the task definition's (no GPU is assigned here: the task says so)",
+        "no GPU or inference accelerator is assigned to a container here: kept in the task's overrides (describe-tasks), nothing else",
     ),
-    h(
+    na(
         "overrides.containerOverrides[].resourceRequirements[].value",
         "as resourceRequirements",
     ),
-    h(
+    na(
         "overrides.containerOverrides[].resourceRequirements[].type",
         "as resourceRequirements",
     ),
