@@ -11,6 +11,7 @@ use common::image::{Compression, Layer, busybox_all_applets};
 use common::registry::Registry;
 use serde_json::Value;
 use std::process::Output;
+use std::time::Duration;
 
 const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
 
@@ -215,4 +216,96 @@ fn host_mode_keeps_hostname_extra_hosts_and_dns_servers() {
             .any(|l| l.contains("db.internal") || l.contains("10.97.255.55")),
         "{log}"
     );
+}
+
+/// A container that writes to disk shows the bytes in its task metadata stats
+/// (`blkio_stats.io_service_bytes_recursive`, Docker's shape, read from its cgroup).
+///
+/// On cgroup v1 with a kernel that sets blk-throttle up only once a rule exists on the
+/// device (a recent kernel, as this test VM's 6.18), the throttle counters stay at zero without one: the
+/// test gives the container's blkio cgroup a limit no write reaches (1 TiB/s) before the
+/// container writes, as a host whose tasks have I/O limits has.
+#[test]
+fn disk_writes_show_in_the_containers_blkio_stats() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let td = env.mf.taskdef(
+        "io",
+        &format!(
+            r#"{{"family":"io","networkMode":"awsvpc","memory":"256",
+            "volumes":[{{"name":"data"}}],
+            "containerDefinitions":[{{"name":"io","image":"{BUSYBOX}",
+             "mountPoints":[{{"sourceVolume":"data","containerPath":"/data"}}],
+             "command":["sh","-c","r=/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device; n=0; while [ -e $r ] && ! grep -q . $r && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; dd if=/dev/zero of=/data/f bs=1M count=8 oflag=direct conv=fsync 2>&1; echo; echo STATS $(wget -qO- $ECS_CONTAINER_METADATA_URI_V4/stats)"]}}]}}"#
+        ),
+    );
+    let out = env
+        .mf
+        .run(&["run-task", "--task-definition", &td, "--detach"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+    if blkio.is_dir() {
+        let cg = blkio.join("minifargate").join(&id).join(format!("{id}-0"));
+        common::util::wait_until(
+            "the container's blkio cgroup",
+            Duration::from_secs(30),
+            || {
+                cg.join("blkio.throttle.write_bps_device")
+                    .exists()
+                    .then_some(())
+            },
+        );
+        let dev = std::fs::metadata(&env.mf.root).unwrap().dev();
+        let rule = format!(
+            "{}:{} {}",
+            nix::sys::stat::major(dev),
+            nix::sys::stat::minor(dev),
+            1u64 << 40
+        );
+        std::fs::write(cg.join("blkio.throttle.write_bps_device"), rule).unwrap();
+    }
+    common::util::wait_until("the task to stop", Duration::from_secs(60), || {
+        let t = env.mf.json(&["describe-tasks", "--tasks", &arn]);
+        (t["tasks"][0]["lastStatus"] == "STOPPED").then_some(())
+    });
+    let log = String::from_utf8_lossy(&env.mf.run(&["logs", &id]).stdout).into_owned();
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("STATS ").map(|(_, j)| j.to_string()))
+        .unwrap_or_else(|| panic!("no stats: {log}"));
+    let st: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let entries = st["blkio_stats"]["io_service_bytes_recursive"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{st:#}"));
+    for e in entries {
+        assert!(
+            e["major"].is_u64()
+                && e["minor"].is_u64()
+                && e["op"].is_string()
+                && e["value"].is_u64(),
+            "{e}"
+        );
+    }
+    let sum = |list: &str| -> u64 {
+        st["blkio_stats"][list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["op"]
+                    .as_str()
+                    .is_some_and(|o| o.eq_ignore_ascii_case("write"))
+            })
+            .map(|e| e["value"].as_u64().unwrap())
+            .sum()
+    };
+    let written = sum("io_service_bytes_recursive");
+    assert!(
+        written >= 8 << 20,
+        "8 MiB written, stats say {written}: {log}"
+    );
+    assert!(sum("io_serviced_recursive") >= 8, "{st:#}");
 }
