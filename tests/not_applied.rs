@@ -60,6 +60,8 @@ fn sample(path: &str) -> Option<(&'static str, Value)> {
             "container",
             json!([{"type": "InferenceAccelerator", "value": "device_1"}]),
         ),
+        "containerDefinitions[].portMappings[].name" => ("port", json!("web")),
+        "containerDefinitions[].portMappings[].appProtocol" => ("port", json!("http")),
         "containerDefinitions[].credentialSpecs" => (
             "container",
             json!(["credentialspec:arn:aws:ssm:us-east-1:123456789012:parameter/gmsa"]),
@@ -96,6 +98,14 @@ fn definition(members: &[String]) -> (Value, Vec<String>) {
             "" => {
                 def[m.as_str()] = value;
                 paths.push(m.clone());
+            }
+            "port" => {
+                let c = &mut def["containerDefinitions"][0];
+                if c["portMappings"].is_null() {
+                    c["portMappings"] = json!([{"containerPort": 47113}]);
+                }
+                c["portMappings"][0][&leaf] = value;
+                paths.push(m.replace("[]", "[0]"));
             }
             "volume" => {
                 def["volumes"][0]["dockerVolumeConfiguration"][&leaf] = value;

@@ -307,6 +307,12 @@ fn overrides_are_complete_and_list_tasks_finds_a_services_tasks() {
             .any(|w| w.starts_with("containerDefinitions[0].resourceRequirements")),
         "{warnings:#?}"
     );
+    // The override itself is said to do nothing here (no GPU is assigned).
+    assert!(
+        warnings.iter().any(|w| w
+            .starts_with("overrides.containerOverrides[0].resourceRequirements: not applied here")),
+        "{warnings:#?}"
+    );
     assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
     // What the container printed (the logs verb reads the task's output).
     let logs = api.mf.run(&["logs", arn.rsplit('/').next().unwrap()]);

@@ -85,6 +85,7 @@ fn config(rootfs: &str, cgroups_path: &str, args: Vec<String>) {
             cgroup_path: cgroups_path,
             user: &user,
             host: &runtime::oci::ProcessLimits,
+            dev_root: Path::new("/dev"),
         },
     )
     .expect("spec");

@@ -435,6 +435,7 @@ impl Runtime {
                 cgroup_path: &cgroup_path,
                 user: &user,
                 host: &ProcessLimits,
+                dev_root: Path::new("/dev"),
             },
         )
         .map_err(|source| RuntimeError::Spec {

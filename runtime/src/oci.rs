@@ -21,6 +21,12 @@ pub enum SpecError {
         #[source]
         source: nix::Error,
     },
+    #[error("failed to list the host's devices under {path}")]
+    HostDevices {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to build the OCI spec")]
     Oci(#[source] serde_json::Error),
 }
@@ -325,6 +331,87 @@ fn check_abs(field: &str, path: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A device node of the host, as a privileged container gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDevice {
+    /// Its path under `/dev` (the same path inside the container).
+    pub path: PathBuf,
+    /// `c` or `b`.
+    pub kind: &'static str,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Directories under `/dev` whose nodes a container has of its own or that are not
+/// devices to hand on: its own devpts, /dev/shm and /dev/mqueue, the /dev/fd symlinks,
+/// and the bookkeeping directories of udev and LXC/LXD.
+const HOST_DEV_SKIPPED_DIRS: &[&str] =
+    &["pts", "shm", "mqueue", "fd", ".udev", ".lxc", ".lxd-mounts"];
+/// Nodes a container gets its own of: the console is the container's terminal and
+/// `/dev/ptmx` is the container's devpts multiplexer (a link to `pts/ptmx`).
+const HOST_DEV_SKIPPED_NODES: &[&str] = &["console", "ptmx"];
+
+/// Every character and block device under `dev_root` (the host's `/dev`), recursively,
+/// without following links: what Docker's `--privileged` gives a container.
+/// Ref: moby daemon/oci_linux.go (WithDevices: privileged adds all host devices).
+pub fn host_devices(dev_root: &Path) -> Result<Vec<HostDevice>, SpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![dev_root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A subdirectory gone since it was listed (udev renames) is not an error.
+            Err(e) if dir != dev_root && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SpecError::HostDevices { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| SpecError::HostDevices {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if !(dir == dev_root && HOST_DEV_SKIPPED_DIRS.contains(&name.as_ref())) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if dir == dev_root && HOST_DEV_SKIPPED_NODES.contains(&name.as_ref()) {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(HostDevice {
+                path: Path::new("/dev").join(path.strip_prefix(dev_root).unwrap_or(&path)),
+                kind,
+                major: nix::sys::stat::major(rdev),
+                minor: nix::sys::stat::minor(rdev),
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// Inputs besides the spec.
 pub struct OciInputs<'a> {
     pub id: &'a str,
@@ -333,6 +420,9 @@ pub struct OciInputs<'a> {
     pub cgroup_path: &'a str,
     pub user: &'a ResolvedUser,
     pub host: &'a dyn HostLimits,
+    /// The host's `/dev`, whose devices a privileged container gets (a test points it
+    /// elsewhere).
+    pub dev_root: &'a Path,
 }
 
 /// Checks what can be checked without touching the system.
@@ -570,6 +660,23 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         );
         device_rules.push(json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": access }));
     }
+    // Privileged: every host device besides those asked for by path (the device cgroup
+    // already allows them all above).
+    if privileged {
+        let asked: Vec<String> = devices
+            .iter()
+            .filter_map(|d| d["path"].as_str().map(str::to_string))
+            .collect();
+        for d in host_devices(inp.dev_root)? {
+            let path = d.path.to_string_lossy().into_owned();
+            if !asked.contains(&path) {
+                devices.push(
+                    json!({ "path": path, "type": d.kind, "major": d.major, "minor": d.minor,
+                                     "fileMode": d.mode, "uid": d.uid, "gid": d.gid }),
+                );
+            }
+        }
+    }
 
     let sysctl: serde_json::Map<String, Value> = spec
         .sysctls
@@ -657,6 +764,7 @@ mod tests {
                 cgroup_path: "/minifargate/t/c",
                 user: &u,
                 host,
+                dev_root: Path::new("/dev"),
             },
         )
         .unwrap()
@@ -735,6 +843,90 @@ mod tests {
         assert!(v["linux"].get("maskedPaths").is_none());
     }
 
+    /// A fake `/dev` with device nodes (root: mknod), a skipped devpts, console and
+    /// ptmx, a link and a regular file.
+    fn fake_dev() -> tempfile::TempDir {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("net")).unwrap();
+        std::fs::create_dir_all(d.path().join("pts")).unwrap();
+        let node = |p: &str, kind, major, minor| {
+            mknod(
+                &d.path().join(p),
+                kind,
+                Mode::from_bits_truncate(0o660),
+                makedev(major, minor),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.path().join(p), std::fs::Permissions::from_mode(0o660))
+                .unwrap();
+        };
+        node("loop-control", SFlag::S_IFCHR, 10, 237);
+        node("net/tun", SFlag::S_IFCHR, 10, 200);
+        node("loop0", SFlag::S_IFBLK, 7, 0);
+        node("pts/0", SFlag::S_IFCHR, 136, 0);
+        node("console", SFlag::S_IFCHR, 5, 1);
+        node("ptmx", SFlag::S_IFCHR, 5, 2);
+        std::os::unix::fs::symlink("loop-control", d.path().join("lc")).unwrap();
+        std::fs::write(d.path().join("regular"), "x").unwrap();
+        d
+    }
+
+    #[test]
+    fn host_devices_lists_nodes_but_not_the_containers_own() {
+        let d = fake_dev();
+        let got = host_devices(d.path()).unwrap();
+        let paths: Vec<String> = got.iter().map(|d| d.path.display().to_string()).collect();
+        assert_eq!(paths, ["/dev/loop-control", "/dev/loop0", "/dev/net/tun"]);
+        assert_eq!(
+            (got[0].kind, got[0].major, got[0].minor, got[0].mode),
+            ("c", 10, 237, 0o660)
+        );
+        assert_eq!(got[1].kind, "b");
+        let e = host_devices(&d.path().join("absent")).unwrap_err();
+        assert!(e.to_string().contains("absent"), "{e}");
+    }
+
+    #[test]
+    fn privileged_gets_the_host_devices_and_keeps_asked_ones() {
+        let d = fake_dev();
+        let u = user();
+        let mut s = base();
+        s.devices = vec![crate::spec::Device {
+            host_path: d.path().join("net/tun"),
+            container_path: Some("/dev/loop0".into()),
+            permissions: None,
+        }];
+        let inp = OciInputs {
+            id: "c",
+            rootfs: Path::new("/r"),
+            netns: None,
+            cgroup_path: "/m",
+            user: &u,
+            host: &FakeHost(u64::MAX),
+            dev_root: d.path(),
+        };
+        let paths = |v: &Value| -> Vec<String> {
+            v["linux"]["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["path"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let plain = build(&s, &inp).unwrap();
+        assert_eq!(paths(&plain), ["/dev/loop0"]);
+        s.security.privileged = true;
+        let v = build(&s, &inp).unwrap();
+        assert_eq!(
+            paths(&v),
+            ["/dev/loop0", "/dev/loop-control", "/dev/net/tun"]
+        );
+        // The one asked for by path is the asked one (tun's numbers), not the host's loop0.
+        assert_eq!(v["linux"]["devices"][0]["minor"], 200);
+    }
+
     #[test]
     fn cgroup_v1_hierarchies_are_read_only() {
         let mi = "35 25 0:30 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
@@ -790,6 +982,7 @@ mod tests {
             cgroup_path: "/x",
             user: &u,
             host: &FakeHost(1),
+            dev_root: Path::new("/dev"),
         };
         assert!(build(&s, &inp).unwrap_err().to_string().contains("bogus"));
     }
@@ -855,6 +1048,7 @@ mod tests {
                 cgroup_path: "/m",
                 user: &u,
                 host: &FakeHost(u64::MAX),
+                dev_root: Path::new("/dev"),
             },
         )
         .unwrap();

@@ -1540,7 +1540,8 @@ impl Executor {
         // `secrets` last: values only the container's environment ever holds.
         spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), self.inside.secrets(idx)]);
         if let Some(a) = &self.attachment {
-            spec.mounts.extend(a.mounts.iter().cloned());
+            spec.mounts
+                .extend(a.mounts.get(idx).into_iter().flatten().cloned());
             if a.hostname_fixed || spec.hostname.is_none() {
                 spec.hostname = a.hostname.clone().or(spec.hostname.take());
             }

@@ -253,30 +253,58 @@ fn port_mappings(
     Ok(out)
 }
 
-/// The netns crate's view of a task: mode, every container's port mappings (one
-/// namespace per task), and the DNS settings (the union over containers).
+/// One container's own name-resolution members, parsed: what its `/etc/resolv.conf` and
+/// `/etc/hosts` say besides the task's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerDns {
+    /// `dnsServers`: replace the task's (the host's) resolvers when given.
+    pub servers: Vec<IpAddr>,
+    /// `dnsSearchDomains`: replace the host's search list when given.
+    pub search: Vec<String>,
+    /// `extraHosts`, then (bridge mode) the names of its `links`, at 127.0.0.1 here.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+    /// Its own `hostname`, which its hosts file maps to the task (bridge mode, as Docker).
+    pub hostname: Option<String>,
+}
+
+impl ContainerDns {
+    /// Whether the container asks for its own resolvers or search list.
+    pub fn own_resolv(&self) -> bool {
+        !self.servers.is_empty() || !self.search.is_empty()
+    }
+}
+
+/// The netns crate's view of a task (mode and every container's port mappings: one
+/// namespace per task) with each port mapping's container, and each container's own DNS
+/// members (the crate's task-wide files carry only the host's defaults; each container gets
+/// its own files from these).
 pub fn task_spec(
     def: &TaskDefinition,
     mode: NetworkMode,
-) -> Result<(netns::TaskSpec, Vec<String>), NetworkError> {
+) -> Result<(netns::TaskSpec, Vec<String>, Vec<ContainerDns>), NetworkError> {
     let maps = port_mappings(def, mode)?;
     let mut spec = netns::TaskSpec::new(crate_mode(mode));
     let owners = maps.iter().map(|(c, _)| c.clone()).collect();
     spec.port_mappings = maps.into_iter().map(|(_, m)| m).collect();
+    let mut all = Vec::new();
     for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
+        let mut dns = ContainerDns {
+            hostname: c.hostname.clone().filter(|h| !h.is_empty()),
+            ..Default::default()
+        };
         for (j, s) in c.dns_servers.iter().flatten().enumerate() {
             let ip: IpAddr = s.trim().parse().map_err(|_| NetworkError::Field {
                 idx,
                 field: format!("dnsServers[{j}]"),
                 reason: format!("{s:?} is not an IP address"),
             })?;
-            if !spec.dns_servers.contains(&ip) {
-                spec.dns_servers.push(ip);
+            if !dns.servers.contains(&ip) {
+                dns.servers.push(ip);
             }
         }
         for d in c.dns_search_domains.iter().flatten() {
-            if !spec.dns_search_domains.contains(d) {
-                spec.dns_search_domains.push(d.clone());
+            if !dns.search.contains(d) {
+                dns.search.push(d.clone());
             }
         }
         for (j, h) in c.extra_hosts.iter().flatten().enumerate() {
@@ -294,7 +322,7 @@ pub fn task_spec(
                     reason: format!("{name:?} is not a host name"),
                 });
             }
-            spec.extra_hosts.push((name, ip));
+            dns.extra_hosts.push((name, ip));
         }
         // Bridge-mode `links` ("name" or "name:alias"): the task's containers share one
         // namespace here, so a linked container is at 127.0.0.1.
@@ -302,14 +330,56 @@ pub fn task_spec(
             for l in c.links.iter().flatten() {
                 for name in l.split(':').map(str::trim).filter(|n| !n.is_empty()) {
                     let entry = (name.to_string(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-                    if !spec.extra_hosts.contains(&entry) {
-                        spec.extra_hosts.push(entry);
+                    if !dns.extra_hosts.contains(&entry) {
+                        dns.extra_hosts.push(entry);
                     }
                 }
             }
         }
+        all.push(dns);
     }
-    Ok((spec, owners))
+    Ok((spec, owners, all))
+}
+
+/// A host-mode container's resolv.conf: the host's own text (its resolvers are reachable:
+/// the container is in the host's namespace), with its `nameserver` lines replaced by
+/// `servers` and its `search`/`domain` lines by `search`, when given; the rest (options)
+/// kept, as Docker writes a host-network container's file.
+pub fn host_resolv_conf(host: &str, servers: &[IpAddr], search: &[String]) -> String {
+    let mut out = String::new();
+    for ip in servers {
+        out.push_str(&format!("nameserver {ip}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for l in host.lines() {
+        let t = l.trim_start();
+        let word = t.split_whitespace().next().unwrap_or_default();
+        let replaced = match word {
+            "nameserver" => !servers.is_empty(),
+            "search" | "domain" => !search.is_empty(),
+            _ => false,
+        };
+        if !replaced {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A host-mode container's hosts file: the host's, then its `extraHosts` (Docker's
+/// `--add-host` with host networking).
+pub fn host_hosts(host: &str, extra: &[(String, IpAddr)]) -> String {
+    let mut out = host.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for (name, ip) in extra {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
+    out
 }
 
 /// The task's private DNS name as in a VPC: `ip-10-94-0-5.ec2.internal` in us-east-1,
@@ -394,11 +464,13 @@ fn unpublished_warning(u: &netns::Unpublished, owners: &[String], ip: Option<Ipv
 pub struct Attachment {
     /// The namespace containers join (`/proc/<pid>/ns/net` in host mode).
     pub netns: Option<PathBuf>,
-    /// `/etc/hosts` and `/etc/resolv.conf` bind mounts.
-    pub mounts: Vec<runtime::Mount>,
+    /// Each container's `/etc/hosts` and `/etc/resolv.conf` bind mounts, by container
+    /// index: its own files, from its own `extraHosts`, `dnsServers` and
+    /// `dnsSearchDomains` over the task's defaults.
+    pub mounts: Vec<Vec<runtime::Mount>>,
     /// The hostname containers get. In awsvpc mode this is the task's private DNS name
     /// and replaces a container's `hostname` (ECS refuses `hostname` with awsvpc); in
-    /// host mode it is the host's.
+    /// host mode it is the host's unless the container names its own.
     pub hostname: Option<String>,
     /// Whether [`Attachment::hostname`] overrides a container's own `hostname`.
     pub hostname_fixed: bool,
@@ -463,7 +535,7 @@ impl NetworkStep {
         mode: NetworkMode,
         adopt: Option<&Path>,
     ) -> Result<Attachment, NetworkError> {
-        let (mut spec, owners) = task_spec(&self.def, mode)?;
+        let (mut spec, owners, dns) = task_spec(&self.def, mode)?;
         spec.adopt_netns = adopt.map(Path::to_path_buf);
         let row = self.row.as_ref().expect("row set by setup");
         let settings = match (&row.bridge, &row.subnet) {
@@ -475,64 +547,116 @@ impl NetworkStep {
         let tn = net.setup_task(task, &spec)?;
         self.net = Some(net);
         let mut a = Attachment::default();
-        let dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
-        if let (Some(ip), Some(full), Some(hosts)) = (tn.ip, &dns, &tn.hosts_file) {
-            // The crate names the task `ip-a-b-c-d`; add the VPC domain as Fargate does.
-            let mut names = vec![
-                full.clone(),
-                tn.private_dns_name.clone().unwrap_or_default(),
-            ];
-            // Bridge mode: a container's own `hostname` resolves to the task, as Docker
-            // writes it into the container's hosts file.
-            if mode == NetworkMode::Bridge {
-                for c in self.def.container_definitions.iter().flatten() {
-                    if let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h)) {
-                        names.push(h.clone());
-                    }
-                }
-            }
-            let text = netns::files::hosts(Some((ip, &names.join(" "))), &spec.extra_hosts);
-            netns::files::write(hosts, &text).map_err(|source| NetworkError::Hosts {
-                task: task.into(),
-                source,
-            })?;
-        }
+        let private_dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
+        let files_err = |source| NetworkError::Hosts {
+            task: task.into(),
+            source,
+        };
+        let bind = |source: &Path, destination: &str, read_only| runtime::Mount::Bind {
+            source: source.into(),
+            destination: destination.into(),
+            read_only,
+        };
         match mode {
             NetworkMode::Host => {
                 a.netns = Some(format!("/proc/{}/ns/net", std::process::id()).into());
-                // As Docker's host mode: the host's files (read-only here).
-                for f in ["/etc/hosts", "/etc/resolv.conf"] {
-                    if Path::new(f).exists() {
-                        a.mounts.push(runtime::Mount::Bind {
-                            source: f.into(),
-                            destination: f.into(),
-                            read_only: true,
-                        });
-                    }
-                }
+                // As Docker's host mode: the host's hostname unless the container names its
+                // own (its UTS namespace is its own), the host's files (read-only here), or a
+                // copy of them with the container's extraHosts / dnsServers / search domains.
                 a.hostname = nix::unistd::gethostname()
                     .ok()
                     .and_then(|h| h.into_string().ok());
-                a.hostname_fixed = true;
+                let dir = self.run_root.join("tasks").join(task).join("etc");
+                let read = |p: &str| match std::fs::read_to_string(p) {
+                    Ok(t) => Ok(Some(t)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(files_err(netns::FilesError::Read {
+                        path: p.into(),
+                        source,
+                    })),
+                };
+                let (hosts, resolv) = (read("/etc/hosts")?, read("/etc/resolv.conf")?);
+                for (idx, c) in dns.iter().enumerate() {
+                    let mut m = Vec::new();
+                    let own = |name: &str, text: String| -> Result<PathBuf, NetworkError> {
+                        std::fs::create_dir_all(&dir).map_err(|source| {
+                            files_err(netns::FilesError::Write {
+                                path: dir.clone(),
+                                source,
+                            })
+                        })?;
+                        let path = dir.join(format!("c{idx}.{name}"));
+                        netns::files::write(&path, &text).map_err(files_err)?;
+                        Ok(path)
+                    };
+                    if !c.extra_hosts.is_empty() {
+                        let text = host_hosts(hosts.as_deref().unwrap_or_default(), &c.extra_hosts);
+                        m.push(bind(&own("hosts", text)?, "/etc/hosts", false));
+                    } else if hosts.is_some() {
+                        m.push(bind(Path::new("/etc/hosts"), "/etc/hosts", true));
+                    }
+                    if c.own_resolv() {
+                        let text = host_resolv_conf(
+                            resolv.as_deref().unwrap_or_default(),
+                            &c.servers,
+                            &c.search,
+                        );
+                        m.push(bind(&own("resolv.conf", text)?, "/etc/resolv.conf", false));
+                    } else if resolv.is_some() {
+                        m.push(bind(
+                            Path::new("/etc/resolv.conf"),
+                            "/etc/resolv.conf",
+                            true,
+                        ));
+                    }
+                    a.mounts.push(m);
+                }
             }
             _ => {
                 a.netns = tn.netns_path.clone();
-                if let Some(h) = &tn.hosts_file {
-                    a.mounts.push(runtime::Mount::Bind {
-                        source: h.clone(),
-                        destination: "/etc/hosts".into(),
-                        read_only: false,
-                    });
-                }
-                if let Some(r) = &tn.resolv_conf {
-                    a.mounts.push(runtime::Mount::Bind {
-                        source: r.clone(),
-                        destination: "/etc/resolv.conf".into(),
-                        read_only: false,
-                    });
+                // The crate's files are the task's defaults; each container gets its own
+                // next to them (removed with them at teardown), from its own members.
+                let dir = tn.hosts_file.as_deref().and_then(Path::parent);
+                for (idx, c) in dns.iter().enumerate() {
+                    let mut m = Vec::new();
+                    if let Some(dir) = dir {
+                        // The crate names the task `ip-a-b-c-d`; the VPC domain is added as
+                        // Fargate has it. Bridge mode: the container's own `hostname`
+                        // resolves to the task, as Docker writes it into its hosts file.
+                        let mut names: Vec<String> = private_dns
+                            .iter()
+                            .cloned()
+                            .chain(tn.private_dns_name.clone())
+                            .collect();
+                        if mode == NetworkMode::Bridge
+                            && let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h))
+                        {
+                            names.push(h.clone());
+                        }
+                        let joined = names.join(" ");
+                        let own = tn.ip.map(|ip| (ip, joined.as_str()));
+                        let path = dir.join(format!("c{idx}.hosts"));
+                        netns::files::write(&path, &netns::files::hosts(own, &c.extra_hosts))
+                            .map_err(files_err)?;
+                        m.push(bind(&path, "/etc/hosts", false));
+                        if c.own_resolv() {
+                            let (text, _) = netns::files::resolv_conf(
+                                &netns::HostResolv::default(),
+                                &c.servers,
+                                &c.search,
+                            )
+                            .map_err(files_err)?;
+                            let path = dir.join(format!("c{idx}.resolv.conf"));
+                            netns::files::write(&path, &text).map_err(files_err)?;
+                            m.push(bind(&path, "/etc/resolv.conf", false));
+                        } else if let Some(r) = &tn.resolv_conf {
+                            m.push(bind(r, "/etc/resolv.conf", false));
+                        }
+                    }
+                    a.mounts.push(m);
                 }
                 if mode == NetworkMode::Awsvpc {
-                    a.hostname = dns.clone();
+                    a.hostname = private_dns.clone();
                     a.hostname_fixed = true;
                 }
             }
@@ -552,7 +676,7 @@ impl NetworkStep {
         }
         let recorded = Recorded {
             bindings: bindings(&spec, &owners, &tn.bindings, &tn.unpublished),
-            private_dns_name: dns,
+            private_dns_name: private_dns,
             net: tn,
         };
         tracing::debug!(task_id = %task, %mode, ip = ?recorded.net.ip,
@@ -880,26 +1004,37 @@ mod tests {
     }
 
     #[test]
-    fn spec_collects_ports_and_dns_of_all_containers() {
+    fn spec_collects_ports_of_all_containers_and_dns_of_each() {
         let d = def(r#"{"family":"f","containerDefinitions":[
             {"name":"a","portMappings":[{"containerPort":80},{"containerPortRange":"9000-9002","protocol":"udp"}],
              "dnsServers":["10.0.0.2"],"extraHosts":[{"hostname":"db","ipAddress":"10.1.2.3"}]},
-            {"name":"b","portMappings":[{"containerPort":81,"hostPort":0}],"dnsSearchDomains":["corp"]}]}"#);
-        let (spec, owners) = task_spec(&d, NetworkMode::Bridge).unwrap();
+            {"name":"b","portMappings":[{"containerPort":81,"hostPort":0}],"dnsSearchDomains":["corp"],
+             "hostname":"bee"}]}"#);
+        let (spec, owners, dns) = task_spec(&d, NetworkMode::Bridge).unwrap();
         assert_eq!(owners, ["a", "a", "b"]);
         assert_eq!(spec.port_mappings[1].container_port_end, Some(9002));
         assert_eq!(spec.port_mappings[1].protocol, netns::Protocol::Udp);
         assert_eq!(spec.port_mappings[2].host_port, None);
-        assert_eq!(spec.dns_servers, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
-        assert_eq!(spec.dns_search_domains, ["corp"]);
-        assert_eq!(spec.extra_hosts[0].0, "db");
+        // The crate's task-wide files keep the host's defaults; each container has its own.
+        assert!(spec.dns_servers.is_empty() && spec.extra_hosts.is_empty());
+        assert_eq!(dns[0].servers, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(dns[0].extra_hosts[0].0, "db");
+        assert!(dns[0].search.is_empty() && dns[0].own_resolv());
+        assert_eq!(dns[1].search, ["corp"]);
+        assert!(dns[1].servers.is_empty() && dns[1].extra_hosts.is_empty());
+        assert_eq!(dns[1].hostname.as_deref(), Some("bee"));
         let d = def(
-            r#"{"family":"f","containerDefinitions":[{"name":"a","links":["mysql:db","cache"]}]}"#,
+            r#"{"family":"f","containerDefinitions":[{"name":"a","links":["mysql:db","cache"]},{"name":"b"}]}"#,
         );
-        let (linked, _) = task_spec(&d, NetworkMode::Bridge).unwrap();
-        let names: Vec<&str> = linked.extra_hosts.iter().map(|(n, _)| n.as_str()).collect();
+        let (_, _, linked) = task_spec(&d, NetworkMode::Bridge).unwrap();
+        let names: Vec<&str> = linked[0]
+            .extra_hosts
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         assert_eq!(names, ["mysql", "db", "cache"]);
-        assert!(linked.extra_hosts.iter().all(|(_, ip)| ip.is_loopback()));
+        assert!(linked[0].extra_hosts.iter().all(|(_, ip)| ip.is_loopback()));
+        assert_eq!(linked[1], ContainerDns::default());
 
         let flat: Vec<netns::PortBinding> = [
             (80, 49200),
@@ -938,6 +1073,26 @@ mod tests {
             serde_json::from_str::<Vec<StoredBinding>>(&text).unwrap(),
             b
         );
+    }
+
+    #[test]
+    fn host_mode_files_are_the_hosts_with_the_containers_members() {
+        let host = "# generated\nnameserver 127.0.0.53\nsearch lan\noptions edns0 trust-ad\n";
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(host_resolv_conf(host, &[], &[]), host);
+        assert_eq!(
+            host_resolv_conf(host, &[ip("10.0.0.2")], &[]),
+            "nameserver 10.0.0.2\n# generated\nsearch lan\noptions edns0 trust-ad\n"
+        );
+        assert_eq!(
+            host_resolv_conf(host, &[], &["corp".into(), "example".into()]),
+            "search corp example\n# generated\nnameserver 127.0.0.53\noptions edns0 trust-ad\n"
+        );
+        assert_eq!(
+            host_hosts("127.0.0.1 localhost", &[("db".into(), ip("10.1.2.3"))]),
+            "127.0.0.1 localhost\n10.1.2.3\tdb\n"
+        );
+        assert_eq!(host_hosts("", &[]), "");
     }
 
     #[test]
