@@ -405,7 +405,8 @@ pub fn spawn_supervisor(
 ) -> Result<Supervisor, LaunchError> {
     let paths = TaskPaths::new(&cmd.root, &cmd.run_root, id);
     let io = |what: String| move |source| LaunchError::Io { what, source };
-    std::fs::create_dir_all(&paths.run_dir)
+    paths
+        .make_run_dir()
         .map_err(io(format!("create {}", paths.run_dir.display())))?;
     let log = std::fs::OpenOptions::new()
         .create(true)

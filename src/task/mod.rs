@@ -122,7 +122,9 @@ pub fn new_uuid() -> std::io::Result<String> {
 pub struct TaskPaths {
     /// `<root>/tasks/<id>`: rootfs state, logs (kept after the task stops, for `logs`).
     pub dir: PathBuf,
-    /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops).
+    /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops). Owner-only
+    /// (0700, under a 0700 `tasks/`): the OCI bundles below hold the containers'
+    /// environment, resolved secrets included ([`Self::make_run_dir`]).
     pub run_dir: PathBuf,
     /// `<run-root>/rootfs/<id>`: the containers' rootfs mount points. Apart from the
     /// owner-only task dir because a task in its own user namespace must reach its
@@ -168,6 +170,22 @@ impl TaskPaths {
         self.rootfs_dir.join(format!("c{idx}"))
     }
 
+    /// Makes [`Self::run_dir`] and its parent `<run-root>/tasks` owner-only (0700), also
+    /// when they exist with a wider mode (a run root made by an older version): the OCI
+    /// bundles below hold each container's environment, secrets from SSM, Secrets
+    /// Manager and S3 environment files included, and no other user may read them. Nothing
+    /// of a task's user namespace reaches into it: libcontainer reads the bundle and binds
+    /// its sockets as host root before the container's process exists.
+    pub fn make_run_dir(&self) -> std::io::Result<()> {
+        if let Some(tasks) = self.run_dir.parent() {
+            if let Some(run_root) = tasks.parent() {
+                std::fs::create_dir_all(run_root)?;
+            }
+            owner_only_dir(tasks)?;
+        }
+        owner_only_dir(&self.run_dir)
+    }
+
     /// Makes [`Self::rootfs_dir`], owned by `owner` (host uid = gid) when given.
     pub fn make_rootfs_dir(&self, owner: Option<u32>) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -204,6 +222,23 @@ impl TaskPaths {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// Creates `dir` (its parent must exist) mode 0700, or narrows an existing one to 0700
+/// when group or others have any access.
+pub fn owner_only_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7700))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
