@@ -56,15 +56,20 @@ pub mod reason {
     pub const OUT_OF_MEMORY: &str = "OutOfMemoryError: Container killed due to memory usage";
 }
 
-/// For the crash tests only (tests/reliability_crash.rs): when the environment variable
-/// `MINIFARGATE_TEST_PAUSE` names `point`, writes our pid to `<dir>/paused-<point>` (the
-/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed,
-/// so a test can `kill -9` this process at a known phase.
+/// For the crash tests only (tests/reliability_crash.rs), and only in builds with the
+/// tests' hooks: debug assertions (what `cargo test` runs) or the `test-hooks` feature,
+/// never the release profiles by default (Cargo.toml; elsewhere this does nothing and
+/// the variable is not read, as `MINIFARGATE_BINFMT_MISC` of [`platform::binfmt_dir`]
+/// is not). When the environment variable `MINIFARGATE_TEST_PAUSE` names `point`, writes
+/// our pid to `<dir>/paused-<point>` (the run root for the CLI, the task's run dir for its
+/// supervisor) and sleeps until killed, so a test can `kill -9` this process at a known
+/// phase.
 /// Points: `launch` (CLI: task row written, supervisor not started), `network`
 /// (supervisor: network set up, task still PROVISIONING), `teardown` (supervisor:
 /// DEPROVISIONING, containers stopped, nothing removed yet), `stopped` (supervisor: task
 /// STOPPED and torn down, done not yet reported; the file goes to the task's dir, as the
 /// run dir is gone).
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
 pub fn test_pause(dir: &Path, point: &str) {
     let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
         return;
@@ -83,6 +88,11 @@ pub fn test_pause(dir: &Path, point: &str) {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// A build without the tests' hooks: nothing to pause for.
+#[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+#[inline(always)]
+pub fn test_pause(_dir: &Path, _point: &str) {}
 
 /// ECS cuts reasons to 1024 characters before sending them (ecs_client.go L49-50).
 pub fn cut_reason(s: &str) -> String {
