@@ -1699,6 +1699,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_dirs_and_bundle_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        private_dir(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        let f = state.join("config.json");
+        write_json(&f, &serde_json::json!({"process": {"env": ["K=v"]}})).unwrap();
+        assert_eq!(mode(&f), 0o600);
+    }
+
+    #[test]
     fn handles_can_move_between_threads() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Runtime>();

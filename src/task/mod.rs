@@ -317,6 +317,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tasks_run_dir_is_owner_only_also_when_an_older_one_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().unwrap();
+        let run_root = d.path().join("run");
+        let paths = TaskPaths::new(d.path(), &run_root, "t1");
+        paths.make_run_dir().unwrap();
+        assert_eq!(mode(&run_root.join("tasks")), 0o700);
+        assert_eq!(mode(&paths.run_dir), 0o700);
+        // Left 0755 by an older version: narrowed, contents kept.
+        for p in [run_root.join("tasks"), paths.run_dir.clone()] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(paths.pid_file(), "1\n").unwrap();
+        paths.make_run_dir().unwrap();
+        assert_eq!(mode(&run_root.join("tasks")), 0o700);
+        assert_eq!(mode(&paths.run_dir), 0o700);
+        assert!(paths.pid_file().exists());
+    }
+
+    #[test]
     fn ids_and_uuids_have_the_ecs_shape() {
         let id = new_id().unwrap();
         assert_eq!(id.len(), 32);
