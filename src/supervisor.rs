@@ -199,7 +199,8 @@ pub fn run(
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
     let paths = TaskPaths::new(root, run_root, &a.task_id);
-    std::fs::create_dir_all(&paths.run_dir)
+    paths
+        .make_run_dir()
         .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
     let mut store = crate::store::Store::open(root)?;
     let (mut task, containers) = store

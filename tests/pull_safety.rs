@@ -355,8 +355,9 @@ fn device_nodes_setuid_files_and_large_ids_are_kept_out_of_other_users_reach() {
     assert_eq!((big.uid(), big.gid()), (4_294_967_294, 4_294_967_294));
     assert_eq!(std::fs::read_to_string(l.join(&deep)).unwrap(), "deep");
 
-    // The root is reachable by others, its layers and temp data are not.
-    for d in ["layers", "tmp"] {
+    // The root is reachable by others, its layers, temp data, blobs (a private image's
+    // config) and image records are not.
+    for d in ["layers", "tmp", "trash", "blobs", "images"] {
         let mode = std::fs::metadata(mf.root.join(d)).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700, "{d}/ must be private to root");
     }

@@ -402,6 +402,7 @@ fn cli_killed_during_attached_run_task_leaves_the_task_to_its_supervisor() {
 
 #[test]
 fn cli_killed_before_it_started_the_supervisor() {
+    common::cli::assert_test_hooks();
     let env = Env::new();
     let td = env.taskdef("launch", "awsvpc", BUSYBOX, "sleep 1000", "");
     let child = env

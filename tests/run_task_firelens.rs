@@ -497,3 +497,87 @@ fn an_unreachable_router_never_blocks_the_app_and_its_drops_are_a_task_warning()
     assert!(text.contains("\n2000\n") && text.contains("done"), "{text}");
     assert_no_leaks(&env.mf, &[&id], &[]);
 }
+
+/// FireLens `secretOptions` become the log router's environment (its config file names
+/// them as `${name_n}`), so their values are on the host in the router's OCI bundle:
+/// while the task runs, `nobody` walks the test's roots (under a world-searchable dir, as
+/// /var/lib and /run are) and reads none of them; root finds the value there.
+#[test]
+fn a_routers_secret_options_are_not_readable_by_another_user() {
+    use common::util::readable_by_nobody;
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::set_permissions(env.mf.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let td = json!({
+        "family": "firelens-walk",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [
+            router("fluentbit", json!({})),
+            {
+                "name": "app",
+                "image": "public.ecr.aws/docker/library/busybox:1.36",
+                "essential": true,
+                "stopTimeout": 2,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+                "logConfiguration": {"logDriver": "awsfirelens", "options": {
+                    "Name": "cloudwatch_logs", "region": "us-east-1",
+                    "log_group_name": "/ecs/firelens-walk"},
+                    "secretOptions": [{"name": "apikey", "valueFrom": "/firelens/walk"}]},
+            }
+        ]
+    });
+    let secrets = env.mf.dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"/firelens/walk": "fl-walk-s3cr3t"}"#).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let td = env.mf.taskdef("firelens-walk", &td.to_string());
+    let v = env.mf.json(&[
+        "run-task",
+        "--task-definition",
+        &td,
+        "--detach",
+        "--secrets-file",
+        secrets.to_str().unwrap(),
+    ]);
+    let id = v["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = env.status(&id);
+        if t["lastStatus"] == "RUNNING" {
+            break;
+        }
+        assert!(
+            t["lastStatus"] != "STOPPED" && Instant::now() < deadline,
+            "task did not run: {t:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let value = "fl-walk-s3cr3t";
+    let as_root = std::process::Command::new("grep")
+        .args(["-r", "-l", "-F", value])
+        .arg(&env.mf.run_root)
+        .arg(&env.mf.root)
+        .output()
+        .unwrap();
+    let as_root = String::from_utf8_lossy(&as_root.stdout).into_owned();
+    assert!(
+        as_root.lines().any(|l| l.ends_with("config.json")),
+        "the router's bundle does not hold the value: {as_root}"
+    );
+    let (hits, readable) = readable_by_nobody(&[env.mf.dir.path()], &[value]);
+    // The secrets file is the test's own (0600); nothing else may show.
+    assert!(
+        hits.is_empty(),
+        "nobody reads {value} in {hits:?} (root: {as_root}; nobody reads {readable:?})"
+    );
+    assert!(env.mf.run(&["stop-task", "--task", &id]).status.success());
+    env.wait_stopped(&id);
+}

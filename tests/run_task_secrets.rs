@@ -9,6 +9,7 @@ use common::cli::Mf;
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::registry::Registry;
 use common::services::{Server, aws};
+use common::util::readable_by_nobody;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -112,8 +113,9 @@ fn assert_nowhere(env: &Env, id: &str, values: &[&str]) {
         assert!(!logs.contains(v), "{v} in logs");
         for (path, bytes) in env.written_files() {
             // The runtime's OCI bundle holds the container's environment, as Docker's
-            // container config does; it lives under the run root, root-only, and goes
-            // with the task.
+            // container config does; it lives under the run root, owner-only (0600 in
+            // 0700 dirs, another_user_cannot_read_a_running_tasks_secrets), and goes with
+            // the task.
             if path.ends_with("config.json") && path.contains("/runtime/") {
                 continue;
             }
@@ -330,4 +332,126 @@ fn secrets_from_a_local_file() {
         e.contains("containerDefinitions[0].secrets[0].valueFrom"),
         "{e}"
     );
+}
+
+/// A running task's resolved secrets (SSM, Secrets Manager, an S3 environment file) are
+/// in its containers' environment, and so in files of the task on the host (the OCI
+/// bundle's config.json): none of those files, nor any other of the task's, can be read
+/// by another user. The test's roots sit under a world-searchable dir, as /var/lib and
+/// /run do, so the walk as `nobody` reaches whatever the modes minifargate gives let it.
+#[test]
+fn another_user_cannot_read_a_running_tasks_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new();
+    std::fs::set_permissions(env.mf.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let moto = Server::moto(work.path());
+    env.mf.set_env("AWS_ENDPOINT_URL", moto.url());
+    env.mf.set_env("AWS_ACCESS_KEY_ID", "testing");
+    env.mf.set_env("AWS_SECRET_ACCESS_KEY", "testing");
+    env.mf.set_env("AWS_REGION", "us-east-1");
+    aws(
+        &moto,
+        &[
+            "ssm",
+            "put-parameter",
+            "--name",
+            "/walk/password",
+            "--type",
+            "SecureString",
+            "--value",
+            "walk-ssm-Pa55",
+        ],
+    );
+    let sm = aws(
+        &moto,
+        &[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "walk-creds",
+            "--secret-string",
+            r#"{"token":"walk-sm-t0ken"}"#,
+        ],
+    );
+    aws(&moto, &["s3api", "create-bucket", "--bucket", "walk-envs"]);
+    let body = work.path().join("app.env");
+    std::fs::write(&body, "FROM_S3=walk-s3-k3y\n").unwrap();
+    aws(
+        &moto,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "walk-envs",
+            "--key",
+            "app.env",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    );
+    let sm_arn = sm["ARN"].as_str().unwrap();
+    // The container's `secrets`, then (the same member list) its S3 environment file.
+    let secrets = format!(
+        r#"[{{"name":"DB_PASSWORD","valueFrom":"/walk/password"}},
+            {{"name":"TOKEN","valueFrom":"{sm_arn}:token::"}}],
+           "environmentFiles":[{{"value":"arn:aws:s3:::walk-envs/app.env","type":"s3"}}]"#
+    );
+    let (id, t) = env.run(
+        "walk",
+        &taskdef(
+            "walk",
+            r#","executionRoleArn":"arn:aws:iam::123456789012:role/exec""#,
+            &secrets,
+        ),
+        &[],
+    );
+    assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
+    let values = ["walk-ssm-Pa55", "walk-sm-t0ken", "walk-s3-k3y"];
+    let vars = env.printenv(&id);
+    for v in values {
+        assert!(
+            vars.contains(v),
+            "{v} not in the container's environment: {vars}"
+        );
+    }
+    // The control: as root, the walk finds the values on the host (the bundle), so a walk
+    // that finds nothing as nobody means the modes stopped it, not that it looked in the
+    // wrong place.
+    let as_root: Vec<String> = env
+        .written_files()
+        .into_iter()
+        .filter(|(_, b)| {
+            let s = String::from_utf8_lossy(b);
+            values.iter().all(|v| s.contains(v))
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!as_root.is_empty(), "no file of the task holds the values");
+    // Everything the test's minifargate wrote lives under its dir (state root, run root),
+    // besides the task's netns mount, which holds no file.
+    let netns = std::path::PathBuf::from(format!("/run/netns/mfg-{id}"));
+    let mut dirs = vec![env.mf.dir.path()];
+    if netns.exists() {
+        dirs.push(&netns);
+    }
+    let (hits, readable) = readable_by_nobody(&dirs, &values);
+    assert!(
+        hits.is_empty(),
+        "nobody can read secret values in {hits:?} (root sees them in {as_root:?}; nobody \
+         reads {readable:?})"
+    );
+    // And each file that holds them is owner-only itself, whatever the dirs above it.
+    for path in &as_root {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{path} is mode {mode:o}");
+    }
+    // The walk itself worked: nobody reads the files the test left open on purpose.
+    let probe = env.mf.dir.path().join("probe");
+    std::fs::write(&probe, "walk-ssm-Pa55").unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (hits, _) = readable_by_nobody(&dirs, &values);
+    assert_eq!(hits, vec![probe.display().to_string()]);
+    std::fs::remove_file(&probe).unwrap();
+    env.stop(&id);
 }

@@ -170,8 +170,10 @@ impl Store {
         }
         // Layers keep what images carry — setuid root binaries, device nodes — as Docker
         // and podman do; like their storage dirs, these are for root only, so no other
-        // user of the host can reach them through the cache.
-        for d in ["layers", "tmp", "trash"] {
+        // user of the host can reach them through the cache. Blobs and image records too:
+        // a private image's config (its ENV) is no other user's to read, also when the
+        // state root above is searchable for tasks' user namespaces (0711).
+        for d in ["layers", "tmp", "trash", "blobs", "images"] {
             let p = root.join(d);
             let md = fs::metadata(&p).map_err(io_err("stat", &p))?;
             if md.permissions().mode() & 0o777 != 0o700

@@ -2,7 +2,9 @@
 //! stop, exec, stats, delete; and the GC of what a dead process left behind.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -305,12 +307,18 @@ impl Runtime {
         cgroups: Cgroups,
     ) -> Result<Self, RuntimeError> {
         let state_dir = state_dir.into();
+        // Owner-only: a bundle's config.json holds the container's environment (secrets
+        // included), the sockets give a container's console. The parents are the caller's.
+        if let Some(parent) = state_dir.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        }
         for d in [
+            state_dir.clone(),
             state_dir.join("youki"),
             state_dir.join("bundles"),
             state_dir.join("s"),
         ] {
-            std::fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+            private_dir(&d).map_err(io_err("create", &d))?;
         }
         Ok(Self { state_dir, cgroups })
     }
@@ -444,7 +452,8 @@ impl Runtime {
         })?;
 
         // create_dir, not create_dir_all: two creates of one id race here, one wins.
-        match std::fs::create_dir(&bundle) {
+        // Owner-only, as its config.json (the container's environment).
+        match std::fs::DirBuilder::new().mode(0o700).create(&bundle) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(RuntimeError::Exists { id: id.into() });
@@ -850,7 +859,36 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
         path: path.to_path_buf(),
         source: e.into(),
     })?;
-    std::fs::write(path, bytes).map_err(io_err("write", path))
+    write_private(path, &bytes)
+}
+
+/// Writes a file mode 0600 from the start (never briefly the umask's mode): a bundle's
+/// config.json and an exec's process.json hold the container's environment.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io_err("write", path))
+}
+
+/// Creates `dir` mode 0700 (its parent must exist), or narrows an existing one to 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+            if mode & 0o077 == 0 {
+                return Ok(());
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7700))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A read end for the copier (when logging) and a write end for the container.
@@ -1364,7 +1402,7 @@ fn exec_in(t: &ExecTarget<'_>, exec: &ExecSpec) -> Result<ExecProcess, RuntimeEr
     let path = t
         .bundle
         .join(format!("exec-{}-{seq}.json", std::process::id()));
-    std::fs::write(&path, process.to_string()).map_err(io_err("write", &path))?;
+    write_private(&path, process.to_string().as_bytes())?;
     let result = exec_with(t, &path, exec);
     let _ = std::fs::remove_file(&path);
     result
@@ -1660,6 +1698,22 @@ impl libcontainer::workload::Executor for Workload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_dirs_and_bundle_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        private_dir(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        let f = state.join("config.json");
+        write_json(&f, &serde_json::json!({"process": {"env": ["K=v"]}})).unwrap();
+        assert_eq!(mode(&f), 0o600);
+    }
 
     #[test]
     fn handles_can_move_between_threads() {

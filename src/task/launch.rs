@@ -10,7 +10,7 @@ use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -405,11 +405,14 @@ pub fn spawn_supervisor(
 ) -> Result<Supervisor, LaunchError> {
     let paths = TaskPaths::new(&cmd.root, &cmd.run_root, id);
     let io = |what: String| move |source| LaunchError::Io { what, source };
-    std::fs::create_dir_all(&paths.run_dir)
+    paths
+        .make_run_dir()
         .map_err(io(format!("create {}", paths.run_dir.display())))?;
+    // Owner-only, as everything of the task's (docs/security.md, "A task's files").
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(paths.supervisor_log())
         .map_err(io(format!("open {}", paths.supervisor_log().display())))?;
     let log2 = log

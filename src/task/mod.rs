@@ -56,15 +56,20 @@ pub mod reason {
     pub const OUT_OF_MEMORY: &str = "OutOfMemoryError: Container killed due to memory usage";
 }
 
-/// For the crash tests only (tests/reliability_crash.rs): when the environment variable
-/// `MINIFARGATE_TEST_PAUSE` names `point`, writes our pid to `<dir>/paused-<point>` (the
-/// run root for the CLI, the task's run dir for its supervisor) and sleeps until killed,
-/// so a test can `kill -9` this process at a known phase.
+/// For the crash tests only (tests/reliability_crash.rs), and only in builds with the
+/// tests' hooks: debug assertions (what `cargo test` runs) or the `test-hooks` feature,
+/// never the release profiles by default (Cargo.toml; elsewhere this does nothing and
+/// the variable is not read, as `MINIFARGATE_BINFMT_MISC` of [`platform::binfmt_dir`]
+/// is not). When the environment variable `MINIFARGATE_TEST_PAUSE` names `point`, writes
+/// our pid to `<dir>/paused-<point>` (the run root for the CLI, the task's run dir for its
+/// supervisor) and sleeps until killed, so a test can `kill -9` this process at a known
+/// phase.
 /// Points: `launch` (CLI: task row written, supervisor not started), `network`
 /// (supervisor: network set up, task still PROVISIONING), `teardown` (supervisor:
 /// DEPROVISIONING, containers stopped, nothing removed yet), `stopped` (supervisor: task
 /// STOPPED and torn down, done not yet reported; the file goes to the task's dir, as the
 /// run dir is gone).
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
 pub fn test_pause(dir: &Path, point: &str) {
     let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
         return;
@@ -83,6 +88,11 @@ pub fn test_pause(dir: &Path, point: &str) {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// A build without the tests' hooks: nothing to pause for.
+#[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+#[inline(always)]
+pub fn test_pause(_dir: &Path, _point: &str) {}
 
 /// ECS cuts reasons to 1024 characters before sending them (ecs_client.go L49-50).
 pub fn cut_reason(s: &str) -> String {
@@ -122,7 +132,9 @@ pub fn new_uuid() -> std::io::Result<String> {
 pub struct TaskPaths {
     /// `<root>/tasks/<id>`: rootfs state, logs (kept after the task stops, for `logs`).
     pub dir: PathBuf,
-    /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops).
+    /// `<run-root>/tasks/<id>`: socket, runtime state (gone when it stops). Owner-only
+    /// (0700, under a 0700 `tasks/`): the OCI bundles below hold the containers'
+    /// environment, resolved secrets included ([`Self::make_run_dir`]).
     pub run_dir: PathBuf,
     /// `<run-root>/rootfs/<id>`: the containers' rootfs mount points. Apart from the
     /// owner-only task dir because a task in its own user namespace must reach its
@@ -168,6 +180,22 @@ impl TaskPaths {
         self.rootfs_dir.join(format!("c{idx}"))
     }
 
+    /// Makes [`Self::run_dir`] and its parent `<run-root>/tasks` owner-only (0700), also
+    /// when they exist with a wider mode (a run root made by an older version): the OCI
+    /// bundles below hold each container's environment, secrets from SSM, Secrets
+    /// Manager and S3 environment files included, and no other user may read them. Nothing
+    /// of a task's user namespace reaches into it: libcontainer reads the bundle and binds
+    /// its sockets as host root before the container's process exists.
+    pub fn make_run_dir(&self) -> std::io::Result<()> {
+        if let Some(tasks) = self.run_dir.parent() {
+            if let Some(run_root) = tasks.parent() {
+                std::fs::create_dir_all(run_root)?;
+            }
+            owner_only_dir(tasks)?;
+        }
+        owner_only_dir(&self.run_dir)
+    }
+
     /// Makes [`Self::rootfs_dir`], owned by `owner` (host uid = gid) when given.
     pub fn make_rootfs_dir(&self, owner: Option<u32>) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -204,6 +232,23 @@ impl TaskPaths {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// Creates `dir` (its parent must exist) mode 0700, or narrows an existing one to 0700
+/// when group or others have any access.
+pub fn owner_only_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7700))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -297,6 +342,27 @@ mod tests {
             Ok(PullPolicy::PreferCached)
         );
         assert!(PullPolicy::from_str("once", false).is_err());
+    }
+
+    #[test]
+    fn a_tasks_run_dir_is_owner_only_also_when_an_older_one_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().unwrap();
+        let run_root = d.path().join("run");
+        let paths = TaskPaths::new(d.path(), &run_root, "t1");
+        paths.make_run_dir().unwrap();
+        assert_eq!(mode(&run_root.join("tasks")), 0o700);
+        assert_eq!(mode(&paths.run_dir), 0o700);
+        // Left 0755 by an older version: narrowed, contents kept.
+        for p in [run_root.join("tasks"), paths.run_dir.clone()] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(paths.pid_file(), "1\n").unwrap();
+        paths.make_run_dir().unwrap();
+        assert_eq!(mode(&run_root.join("tasks")), 0o700);
+        assert_eq!(mode(&paths.run_dir), 0o700);
+        assert!(paths.pid_file().exists());
     }
 
     #[test]

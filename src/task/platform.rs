@@ -11,12 +11,16 @@ use std::path::Path;
 /// Ref: linux Documentation/admin-guide/binfmt-misc.rst.
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 
-/// The binfmt_misc directory to read: [`BINFMT_MISC`], or `MINIFARGATE_BINFMT_MISC` (the
-/// tests point it at an empty directory to see the refusal on a host that has handlers).
+/// The binfmt_misc directory to read: [`BINFMT_MISC`], or in builds with the tests' hooks
+/// (debug assertions or the `test-hooks` feature, as [`super::test_pause`])
+/// `MINIFARGATE_BINFMT_MISC` (the tests point it at an empty directory to see the refusal
+/// on a host that has handlers).
 pub fn binfmt_dir() -> std::path::PathBuf {
-    std::env::var_os("MINIFARGATE_BINFMT_MISC")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| BINFMT_MISC.into())
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
+    if let Some(dir) = std::env::var_os("MINIFARGATE_BINFMT_MISC") {
+        return dir.into();
+    }
+    BINFMT_MISC.into()
 }
 
 /// How to get a handler on Debian (the package registers its handlers with the `F` flag

@@ -17,6 +17,34 @@ pub fn bin() -> PathBuf {
     }
 }
 
+/// Environment variables the binary reads only when built with the tests' hooks: debug
+/// assertions (the `cargo test` build) or the `test-hooks` feature (src/task/mod.rs
+/// `test_pause`, Cargo.toml).
+pub const TEST_HOOKS: [&str; 2] = ["MINIFARGATE_TEST_PAUSE", "MINIFARGATE_BINFMT_MISC"];
+
+/// Fails, naming the fix, when the binary under test has no test hooks (a release build
+/// given as `MINIFARGATE_TEST_BIN`), rather than letting a test wait for a pause that
+/// never comes: such a binary does not contain the variables' names.
+pub fn assert_test_hooks() {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let bin = bin();
+    let has = *HAS.get_or_init(|| {
+        Command::new("grep")
+            .args(["-q", "-a", "-F", TEST_HOOKS[0]])
+            .arg(&bin)
+            .status()
+            .expect("run grep")
+            .success()
+    });
+    assert!(
+        has,
+        "{} has no test hooks ({}): build it with `--features test-hooks` \
+         (`FEATURES=test-hooks scripts/release` for the static binary)",
+        bin.display(),
+        TEST_HOOKS.join(", ")
+    );
+}
+
 pub struct Mf {
     pub dir: TempDir,
     pub root: PathBuf,
@@ -151,6 +179,9 @@ impl Mf {
     }
 
     pub fn set_env(&mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) {
+        if TEST_HOOKS.contains(&k) {
+            assert_test_hooks();
+        }
         self.env
             .push((k.into(), v.as_ref().to_string_lossy().into_owned()));
     }

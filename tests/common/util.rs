@@ -178,3 +178,32 @@ pub fn du(dir: &Path) -> u64 {
     }
     total
 }
+
+/// Paths under `dirs` that `nobody` can read (regular files) and that hold one of
+/// `values`, found by a walk run as `nobody` (setpriv): what any local user could read
+/// of a task. Also returns every file that walk could read at all.
+pub fn readable_by_nobody(
+    dirs: &[&std::path::Path],
+    values: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let walk = |tail: &[&str]| {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg("find")
+            .args(dirs)
+            .args(["-type", "f"])
+            .args(tail)
+            // What nobody cannot open is what we want: find's complaints are not failures.
+            .stderr(std::process::Stdio::null());
+        let out = c.output().expect("run setpriv (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut grep = vec!["-exec", "grep", "-l", "-s", "-F"];
+    for v in values {
+        grep.extend(["-e", v]);
+    }
+    grep.extend(["{}", "+"]);
+    let hits = walk(&grep).lines().map(str::to_string).collect();
+    let readable = walk(&["-readable"]).lines().map(str::to_string).collect();
+    (hits, readable)
+}
