@@ -566,7 +566,12 @@ start = int(time.time() * 1000)
 seen, delays, kw = set(), [], {"logGroupName": "/ecs/follow", "startTime": start, "interleaved": True}
 deadline = time.time() + 30
 while len(delays) < 5 and time.time() < deadline:
-    r = c.filter_log_events(**kw)
+    try:
+        r = c.filter_log_events(**kw)
+    except c.exceptions.ResourceNotFoundException:
+        # The driver creates the group when the container starts; a follower waits for it.
+        time.sleep(0.2)
+        continue
     for e in r["events"]:
         if e["eventId"] not in seen:
             seen.add(e["eventId"])
