@@ -356,6 +356,15 @@ fn roff_section(title: &str, items: &[(&str, &str)]) -> String {
     t
 }
 
+/// The CLI as shells complete it: without the internal `supervise` verb (the generators
+/// offer hidden verbs too).
+pub fn completion_command() -> clap::Command {
+    let full = command();
+    clap::Command::new("minifargate")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+}
+
 /// Every man page: `minifargate.1` and one `minifargate-VERB.1` per visible verb (and
 /// `minifargate-system-info.1` for nested ones), as `(file name, roff)`. Each has EXIT
 /// STATUS, ENVIRONMENT and FILES, and names in SEE ALSO only pages in this list.
@@ -776,12 +785,7 @@ mod conformance {
             clap_complete::Shell::Fish,
         ] {
             let mut out = Vec::new();
-            clap_complete::generate(
-                shell,
-                &mut crate::cli::system::completion_command(),
-                "minifargate",
-                &mut out,
-            );
+            clap_complete::generate(shell, &mut completion_command(), "minifargate", &mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(!text.contains("supervise"), "{shell}: offers supervise");
             assert!(text.contains("create-service"), "{shell}");

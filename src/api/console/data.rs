@@ -21,7 +21,7 @@ fn store(ecs: &Ecs) -> Result<Store, Failure> {
 type Task = (crate::store::TaskRow, Vec<crate::store::ContainerRow>);
 
 fn task(store: &Store, id: &str) -> Result<Task, Failure> {
-    let id = crate::ecs::tasks::task_id(id);
+    let id = crate::ecs::names::task_id(id);
     store
         .task(id)
         .map_err(anyhow::Error::from)?
