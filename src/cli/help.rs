@@ -448,7 +448,11 @@ where
     }
     use clap::Parser;
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    if !args.iter().skip(1).any(|a| a == "supervise") {
+    if !args
+        .iter()
+        .skip(1)
+        .any(|a| a == crate::supervisor::protocol::VERB)
+    {
         return None;
     }
     let SupervisorCli { global, command } = SupervisorCli::try_parse_from(args).ok()?;
@@ -468,7 +472,15 @@ mod tests {
         use clap::FromArgMatches;
         let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         // As launch::spawn_supervisor writes it.
-        let line = [
+        let a = crate::supervisor::SuperviseArgs {
+            task_id: "abc".into(),
+            pull: crate::task::PullPolicy::Never,
+            secrets_file: None,
+            task_credentials: crate::supervisor::TaskCredentialsFrom::Host,
+            execution_credentials: crate::supervisor::ExecutionCredentialsFrom::Role,
+            done_fd: None,
+        };
+        let mut line = os(&[
             "minifargate",
             "--root",
             "/r",
@@ -476,13 +488,9 @@ mod tests {
             "/rr",
             "--log-level",
             "info",
-            "supervise",
-            "--task-id",
-            "abc",
-            "--pull",
-            "never",
-        ];
-        let fast = parse_supervisor(os(&line)).expect("the supervisor's own line");
+        ]);
+        line.extend(a.argv());
+        let fast = parse_supervisor(line.clone()).expect("the supervisor's own line");
         let full = crate::cli::Cli::from_arg_matches(&command().get_matches_from(line)).unwrap();
         assert_eq!(format!("{fast:?}"), format!("{full:?}"));
         // A command that merely has the word in it goes to the full parser.

@@ -16,12 +16,12 @@ use crate::store::{
     ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Resource, RunToken, StopCode, Store,
     StoredTaskDefinition, TaskFilter, TaskRow,
 };
-use crate::supervisor::{self, Request};
+use crate::supervisor::{Client, ClientError};
 use crate::task::launch::{self, SupervisorCommand};
 use crate::task::shape::{self, Task};
 use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -992,21 +992,15 @@ pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<St
 }
 
 fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> anyhow::Result<()> {
-    let sock = TaskPaths::new(&ecs.root, &ecs.run_root, id).socket();
-    let r = supervisor::request(
-        &sock,
-        &Request::Stop {
-            stop_code: StopCode::UserInitiated,
-            reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
-            force: false,
-        },
+    let client = Client::new(&TaskPaths::new(&ecs.root, &ecs.run_root, id), id);
+    let r = client.stop(
+        StopCode::UserInitiated,
+        reason.unwrap_or(stop::USER_REASON),
+        false,
     );
     match r {
-        Ok(resp) if resp.ok => {}
-        Ok(resp) => bail!(
-            "the supervisor of task {id} refused to stop it: {}",
-            resp.error.unwrap_or_default()
-        ),
+        Ok(()) => {}
+        Err(e @ ClientError::Refused { .. }) => return Err(e.into()),
         // It may have just finished; otherwise reconcile notices it is gone.
         Err(e) => {
             tracing::warn!(error = %e, "could not reach the supervisor");
