@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod ecs;
+mod host;
 mod scheduler;
 mod store;
 mod supervisor;

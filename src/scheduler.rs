@@ -13,7 +13,7 @@ use crate::store::{
     DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
     ServiceStatus, StopCode, Store, TaskRow,
 };
-use crate::supervisor::{Request, request};
+use crate::supervisor::{Client, ClientError};
 use crate::task::TaskPaths;
 use anyhow::Context;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -222,22 +222,15 @@ fn scaling_reason(deployment: &str) -> String {
 /// Asks a task's supervisor to stop it with ServiceSchedulerInitiated; false when it could
 /// not be asked (a later pass tries again).
 fn stop_task(g: &Ecs, t: &mut TaskRow, reason: &str) -> bool {
-    let sock = TaskPaths::new(&g.root, &g.run_root, &t.id).socket();
-    let r = request(
-        &sock,
-        &Request::Stop {
-            stop_code: StopCode::ServiceSchedulerInitiated,
-            reason: reason.into(),
-            force: false,
-        },
-    );
+    let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, &t.id), &t.id);
+    let r = client.stop(StopCode::ServiceSchedulerInitiated, reason, false);
     match r {
-        Ok(resp) if resp.ok => {
+        Ok(()) => {
             t.desired_status = DesiredStatus::Stopped;
             true
         }
-        Ok(resp) => {
-            tracing::warn!(task_id = %t.id, error = ?resp.error, "the supervisor refused to stop a service task");
+        Err(e @ ClientError::Refused { .. }) => {
+            tracing::warn!(task_id = %t.id, error = %e, "the supervisor refused to stop a service task");
             false
         }
         Err(e) => {

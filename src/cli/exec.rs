@@ -6,7 +6,8 @@
 //! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
 
 use super::GlobalOpts;
-use super::tasks::{find_task, open_state, task_id};
+use super::tasks::{find_task, open_state};
+use crate::ecs::names::task_id;
 use crate::error_chain;
 use crate::store::{ContainerRow, LastStatus};
 use crate::task::TaskPaths;

@@ -356,6 +356,15 @@ fn roff_section(title: &str, items: &[(&str, &str)]) -> String {
     t
 }
 
+/// The CLI as shells complete it: without the internal `supervise` verb (the generators
+/// offer hidden verbs too).
+pub fn completion_command() -> clap::Command {
+    let full = command();
+    clap::Command::new("minifargate")
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+}
+
 /// Every man page: `minifargate.1` and one `minifargate-VERB.1` per visible verb (and
 /// `minifargate-system-info.1` for nested ones), as `(file name, roff)`. Each has EXIT
 /// STATUS, ENVIRONMENT and FILES, and names in SEE ALSO only pages in this list.
@@ -439,7 +448,11 @@ where
     }
     use clap::Parser;
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    if !args.iter().skip(1).any(|a| a == "supervise") {
+    if !args
+        .iter()
+        .skip(1)
+        .any(|a| a == crate::supervisor::protocol::VERB)
+    {
         return None;
     }
     let SupervisorCli { global, command } = SupervisorCli::try_parse_from(args).ok()?;
@@ -459,7 +472,15 @@ mod tests {
         use clap::FromArgMatches;
         let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         // As launch::spawn_supervisor writes it.
-        let line = [
+        let a = crate::supervisor::SuperviseArgs {
+            task_id: "abc".into(),
+            pull: crate::task::PullPolicy::Never,
+            secrets_file: None,
+            task_credentials: crate::supervisor::TaskCredentialsFrom::Host,
+            execution_credentials: crate::supervisor::ExecutionCredentialsFrom::Role,
+            done_fd: None,
+        };
+        let mut line = os(&[
             "minifargate",
             "--root",
             "/r",
@@ -467,13 +488,9 @@ mod tests {
             "/rr",
             "--log-level",
             "info",
-            "supervise",
-            "--task-id",
-            "abc",
-            "--pull",
-            "never",
-        ];
-        let fast = parse_supervisor(os(&line)).expect("the supervisor's own line");
+        ]);
+        line.extend(a.argv());
+        let fast = parse_supervisor(line.clone()).expect("the supervisor's own line");
         let full = crate::cli::Cli::from_arg_matches(&command().get_matches_from(line)).unwrap();
         assert_eq!(format!("{fast:?}"), format!("{full:?}"));
         // A command that merely has the word in it goes to the full parser.
@@ -776,12 +793,7 @@ mod conformance {
             clap_complete::Shell::Fish,
         ] {
             let mut out = Vec::new();
-            clap_complete::generate(
-                shell,
-                &mut crate::cli::system::completion_command(),
-                "minifargate",
-                &mut out,
-            );
+            clap_complete::generate(shell, &mut completion_command(), "minifargate", &mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(!text.contains("supervise"), "{shell}: offers supervise");
             assert!(text.contains("create-service"), "{shell}");

@@ -7,7 +7,7 @@ use super::tasks::{print_entry, timeline_text};
 use crate::ecs::EcsError;
 use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
 use crate::store::{LastStatus, StopCode, Store};
-use crate::supervisor::{Request, request};
+use crate::supervisor::Client;
 use crate::task::launch;
 use crate::task::{PullPolicy, TaskPaths, stop};
 use crate::taskdef::{self, LaunchType};
@@ -647,16 +647,8 @@ fn attach(
                 }
             );
             for id in ids {
-                let sock = TaskPaths::new(&g.root, &g.run_root, id).socket();
-                let r = request(
-                    &sock,
-                    &Request::Stop {
-                        stop_code: StopCode::UserInitiated,
-                        reason: stop::USER_REASON.into(),
-                        force,
-                    },
-                );
-                if let Err(e) = r {
+                let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, id), id);
+                if let Err(e) = client.stop(StopCode::UserInitiated, stop::USER_REASON, force) {
                     tracing::warn!(task_id = %id, error = %e, "failed to ask the supervisor to stop");
                 }
             }

@@ -75,18 +75,9 @@ pub fn system(g: &GlobalOpts, a: SystemArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn completions(a: CompletionsArgs) -> anyhow::Result<ExitCode> {
-    let mut cmd = completion_command();
+    let mut cmd = super::help::completion_command();
     clap_complete::generate(a.shell, &mut cmd, "minifargate", &mut std::io::stdout());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The CLI as shells complete it: without the internal `supervise` verb (the generators
-/// offer hidden verbs too).
-pub fn completion_command() -> clap::Command {
-    let full = super::help::command();
-    clap::Command::new("minifargate")
-        .args(full.get_arguments().cloned())
-        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 pub fn man(a: ManArgs) -> anyhow::Result<ExitCode> {

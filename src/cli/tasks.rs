@@ -6,11 +6,12 @@ use super::GlobalOpts;
 use super::aws::{self, Generic, ops};
 use super::output;
 use crate::ecs::tasks::{self as core, Unset};
+use crate::host::logs::{ContainerLog, read_merged};
 use crate::store::{LastStatus, Store};
 use crate::task::TaskPaths;
 use anyhow::{Context, bail};
 use clap::Args;
-use runtime::{LogEntry, LogFollower};
+use runtime::LogEntry;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,7 +63,8 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     Ok(chrono::Utc::now() - d)
 }
 
-pub use crate::ecs::tasks::{find_task, task_id};
+pub use crate::ecs::names::task_id;
+pub use crate::ecs::tasks::find_task;
 
 pub fn open_state(g: &GlobalOpts) -> anyhow::Result<Store> {
     g.ecs().open_store()
@@ -162,63 +164,16 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let def = store.task(&id)?.map(|(t, _)| t.definition);
     let ecs = g.ecs();
     let mut out = std::io::stdout().lock();
-    // Where each container's output is read: an awslogs container's events from the
-    // local CloudWatch Logs store (what the Logs API serves, multi-line events joined);
-    // others from their json-file (every rotated file kept).
-    let mut sources: Vec<(String, Source)> = names
+    let prefixes: Vec<String> = names.iter().map(|n| prefix(n)).collect();
+    let mut logs: Vec<ContainerLog> = names
         .iter()
-        .map(|n| {
-            let target = def.as_ref().and_then(|d| {
-                let defs = d.container_definitions.as_ref()?;
-                let idx = defs.iter().position(|c| c.name_str() == n)?;
-                crate::task::awslogs::target(&defs[idx], &id, idx)
-            });
-            let src = match target {
-                Some((group, stream)) => Source::Events {
-                    group,
-                    stream,
-                    token: None,
-                },
-                None => Source::File {
-                    path: paths.log(n),
-                    follower: None,
-                },
-            };
-            (prefix(n), src)
-        })
+        .map(|n| ContainerLog::new(def.as_ref(), &paths, &id, n))
         .collect();
     // Everything so far, merged by time.
-    let mut entries = Vec::new();
-    for (p, src) in &mut sources {
-        let mine: Vec<LogEntry> = match src {
-            Source::File { path, follower } => {
-                if !path.exists() {
-                    continue;
-                }
-                // --tail reads the files from their end (a rotated log of 50 MB answers
-                // at once); otherwise every kept file, oldest first.
-                let (mine, lf) = match a.tail {
-                    Some(n) => LogFollower::open_tail(path, n)?,
-                    None => {
-                        let mut lf = LogFollower::open(path)?;
-                        (lf.drain()?, lf)
-                    }
-                };
-                *follower = Some(lf);
-                mine
-            }
-            Source::Events {
-                group,
-                stream,
-                token,
-            } => crate::ecs::logs::stream_entries(&ecs, group, stream, token, Some(a.tail))?,
-        };
-        let mine: Vec<LogEntry> = mine.into_iter().filter(|e| recent(e)).collect();
-        entries.extend(mine.into_iter().map(|e| (e.time.clone(), p.clone(), e)));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, p, e) in &entries {
-        show(&mut out, p, e);
+    for (i, e) in read_merged(&mut logs, &ecs, a.tail)? {
+        if recent(&e) {
+            show(&mut out, &prefixes[i], &e);
+        }
     }
     out.flush().ok();
     if !a.follow {
@@ -228,30 +183,10 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
         let stopped = store
             .task(&id)?
             .is_none_or(|(t, _)| t.last_status == LastStatus::Stopped);
-        for (p, src) in &mut sources {
-            match src {
-                Source::File { path, follower } => {
-                    if follower.is_none() && path.exists() {
-                        *follower = LogFollower::open(path).ok();
-                    }
-                    if let Some(f) = follower {
-                        while let Ok(Some(e)) = f.next_entry() {
-                            if recent(&e) {
-                                show(&mut out, p, &e);
-                            }
-                        }
-                    }
-                }
-                Source::Events {
-                    group,
-                    stream,
-                    token,
-                } => {
-                    for e in crate::ecs::logs::stream_entries(&ecs, group, stream, token, None)? {
-                        if recent(&e) {
-                            show(&mut out, p, &e);
-                        }
-                    }
+        for (p, l) in prefixes.iter().zip(&mut logs) {
+            for e in l.more(&ecs)? {
+                if recent(&e) {
+                    show(&mut out, p, &e);
                 }
             }
         }
@@ -262,18 +197,4 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
         ecs.reconcile_tasks(&mut store, &[id.as_str()]);
     }
-}
-
-/// Where `logs` reads one container's output.
-enum Source {
-    File {
-        path: std::path::PathBuf,
-        follower: Option<LogFollower>,
-    },
-    Events {
-        group: String,
-        stream: String,
-        /// GetLogEvents' forward token, once the first read is done.
-        token: Option<String>,
-    },
 }

@@ -1,6 +1,8 @@
 //! Clusters: CreateCluster, ListClusters, DescribeClusters, DeleteCluster, and the
 //! cluster check every task operation makes.
 
+use super::names::{DEFAULT, check_name, cluster_name};
+use super::shapes::{CapacityProviderStrategyItem, Failure};
 use super::tags::checked_tags;
 use super::{Ecs, EcsError, EcsResult, page};
 use crate::store::{
@@ -11,9 +13,6 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The cluster ECS creates by itself on first use.
-pub const DEFAULT: &str = "default";
-
 const NOT_FOUND: &str = "Cluster not found.";
 
 fn not_found(detail: String) -> EcsError {
@@ -23,29 +22,6 @@ fn not_found(detail: String) -> EcsError {
 /// ClusterNotFoundException for cluster `name`.
 pub fn not_found_cluster(name: &str) -> EcsError {
     not_found(format!("({name})"))
-}
-
-/// The cluster name in a name or a cluster ARN (`…:cluster/<name>`).
-pub fn cluster_name(s: &str) -> &str {
-    s.rsplit_once(":cluster/").map_or(s, |(_, n)| n)
-}
-
-/// The name rule of clusters and services. Ref: ecs.json
-/// `CreateClusterRequest.clusterName`, `CreateServiceRequest.serviceName`: up to 255
-/// letters, numbers, underscores and hyphens.
-pub fn check_name(member: &str, name: &str) -> EcsResult<()> {
-    if name.is_empty()
-        || name.len() > 255
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(EcsError::invalid(format!(
-            "{member} {name:?}: up to 255 letters (uppercase and lowercase), numbers, \
-             underscores, and hyphens are allowed"
-        )));
-    }
-    Ok(())
 }
 
 /// ecs.json `Cluster`, members in alphabetical order as the AWS CLI prints them.
@@ -79,17 +55,6 @@ pub struct Cluster {
 pub struct ClusterSetting {
     pub name: String,
     pub value: String,
-}
-
-/// ecs.json `CapacityProviderStrategyItem`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CapacityProviderStrategyItem {
-    pub capacity_provider: String,
-    #[serde(default)]
-    pub weight: i64,
-    #[serde(default)]
-    pub base: i64,
 }
 
 /// The capacity providers every account has: Fargate's. Ref: ecs.json
@@ -353,22 +318,6 @@ pub struct ListClustersResponse {
     pub cluster_arns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-}
-
-/// One resource a Describe operation did not find: `{"arn", "reason": "MISSING"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    pub arn: String,
-    pub reason: String,
-}
-
-impl Failure {
-    pub fn missing(arn: impl Into<String>) -> Failure {
-        Failure {
-            arn: arn.into(),
-            reason: "MISSING".into(),
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -4,8 +4,10 @@
 //! ones what the cluster's EC2 tasks that are not STOPPED leave; FARGATE tasks run on no
 //! container instance, as in ECS.
 
-use super::clusters::{cluster_name, not_found_cluster};
-use super::tasks::{Local, RunTaskRequest, Started, run_task, task_by_id, task_id};
+use super::clusters::not_found_cluster;
+use super::names::cluster_name;
+use super::names::task_id;
+use super::tasks::{Local, RunTaskRequest, Started, run_task, task_by_id};
 use super::{Ecs, EcsError, EcsResult, cluster_or_default, page};
 use crate::store::{ClusterStatus, LastStatus, Tag, TaskOverride};
 use crate::task::shape;
@@ -147,7 +149,7 @@ pub struct DescribeContainerInstancesRequest {
 #[serde(rename_all = "camelCase")]
 pub struct DescribeContainerInstancesResponse {
     pub container_instances: Vec<ContainerInstance>,
-    pub failures: Vec<super::clusters::Failure>,
+    pub failures: Vec<super::shapes::Failure>,
 }
 
 /// The cluster's ACTIVE row: ClusterNotFoundException otherwise (`default` exists once a
@@ -405,7 +407,7 @@ pub fn describe_container_instances(
             out.container_instances.push(instance(ecs, &c)?);
         } else {
             out.failures
-                .push(super::clusters::Failure::missing(r.clone()));
+                .push(super::shapes::Failure::missing(r.clone()));
         }
     }
     Ok(out)
@@ -452,9 +454,9 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
         let c = active_cluster(&store, &cluster)?;
         req.container_instances.iter().partition(|r| is_ours(&c, r))
     };
-    let failures: Vec<super::clusters::Failure> = failures
+    let failures: Vec<super::shapes::Failure> = failures
         .into_iter()
-        .map(|r| super::clusters::Failure::missing(r.clone()))
+        .map(|r| super::shapes::Failure::missing(r.clone()))
         .collect();
     if ours.is_empty() {
         let store = ecs.open_store()?;

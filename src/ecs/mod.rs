@@ -14,7 +14,9 @@ pub mod clusters;
 pub mod container_instances;
 pub mod error;
 pub mod logs;
+pub mod names;
 pub mod services;
+pub mod shapes;
 pub mod tags;
 pub mod task_definitions;
 pub mod task_protection;
@@ -122,7 +124,7 @@ pub struct Warning {
 pub fn cluster_or_default(c: Option<&str>) -> &str {
     match c {
         Some(c) if !c.is_empty() => c,
-        _ => clusters::DEFAULT,
+        _ => names::DEFAULT,
     }
 }
 

@@ -2,10 +2,12 @@
 //! These write what a service should be; the scheduler (`crate::scheduler`) does the rest:
 //! it keeps each service's tasks running and writes its deployments' progress and events.
 
-use super::clusters::CapacityProviderStrategyItem;
-use super::clusters::{self, Failure, check_cluster, check_name, cluster_name};
+use super::clusters::{self, check_cluster};
+use super::names::{self, check_name, cluster_name, service_name};
+use super::shapes::{
+    self, CapacityProviderStrategyItem, Failure, PlacementConstraint, PlacementStrategy,
+};
 use super::tags::{Tag, checked_tags};
-use super::tasks::{PlacementConstraint, PlacementStrategy};
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
     DeploymentRow, DeploymentStatus, EventRow, HealthStatus, LastStatus, RolloutState, ServiceRow,
@@ -138,16 +140,9 @@ pub struct DeleteServiceRequest {
 fn cluster_of(c: Option<String>) -> String {
     cluster_name(
         &c.filter(|c| !c.is_empty())
-            .unwrap_or_else(|| clusters::DEFAULT.to_string()),
+            .unwrap_or_else(|| names::DEFAULT.to_string()),
     )
     .to_string()
-}
-
-/// The service name in a name or a service ARN (`…:service/<cluster>/<name>` or the old
-/// `…:service/<name>`).
-pub fn service_name(s: &str) -> &str {
-    s.rsplit_once(":service/")
-        .map_or(s, |(_, rest)| rest.rsplit('/').next().unwrap_or(rest))
 }
 
 /// A new deployment id as ECS writes them: `ecs-svc/` and 19 digits.
@@ -246,7 +241,7 @@ fn apply_extras(
     create: bool,
 ) -> anyhow::Result<(bool, Vec<String>)> {
     check_deployment_controller(x.deployment_controller.as_ref())?;
-    super::tasks::check_placement(
+    shapes::check_placement(
         x.placement_constraints.as_deref(),
         x.placement_strategy.as_deref(),
     )?;
@@ -595,7 +590,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
 /// RunTask's platform-version rule for the service's tasks: refused with the EC2 launch
 /// type, a known version otherwise (the tasks record it).
 fn check_platform_version(spec: &Spec, v: Option<&str>) -> anyhow::Result<()> {
-    super::tasks::platform_version(v, spec.launch_type.as_deref() != Some("EC2"))?;
+    shapes::platform_version(v, spec.launch_type.as_deref() != Some("EC2"))?;
     Ok(())
 }
 

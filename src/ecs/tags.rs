@@ -2,8 +2,7 @@
 //! (clusters, task definitions, tasks, services), and ECS's tag rules, which RunTask and
 //! CreateService apply too.
 
-use super::clusters;
-use super::tasks::task_id;
+use super::names::{self, task_id};
 use super::{Ecs, EcsError, EcsResult};
 use crate::store::{Resource, Store};
 use serde::{Deserialize, Serialize};
@@ -106,7 +105,7 @@ pub fn resource_of(arn: &str) -> EcsResult<Resource> {
             name: name.to_string(),
         },
         ("service", [name]) => Resource::Service {
-            cluster: clusters::DEFAULT.to_string(),
+            cluster: names::DEFAULT.to_string(),
             name: name.to_string(),
         },
         _ => return Err(bad()),

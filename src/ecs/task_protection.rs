@@ -2,8 +2,8 @@
 //! `task::protection`'s (shared with the in-task endpoint); the service scheduler honours
 //! the stored protection when it scales in or replaces a deployment's tasks.
 
-use super::clusters::{check_cluster, cluster_name};
-use super::tasks::task_id;
+use super::clusters::check_cluster;
+use super::names::{cluster_name, task_id};
 use super::{Ecs, EcsError, EcsResult, cluster_or_default};
 use crate::task::protection::{self, Failure, ProtectedTask, reason};
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,12 @@
 //! other operations read the store and talk to those supervisors. Each first notices tasks
 //! whose supervisor died (see task::reconcile).
 
-use super::clusters::{self, CapacityProviderStrategyItem, check_cluster, cluster_name};
+use super::clusters::{self, check_cluster};
+use super::names::{self, cluster_name, task_id};
+use super::shapes::{
+    CapacityProviderStrategyItem, Failure, PlacementConstraint, PlacementStrategy, check_placement,
+    platform_version,
+};
 use super::tags::{Tag, checked_tags, resource_of};
 use super::task_definitions::resolve;
 use super::{Ecs, EcsError, EcsResult, Warning, enum_member, page};
@@ -11,12 +16,12 @@ use crate::store::{
     ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Resource, RunToken, StopCode, Store,
     StoredTaskDefinition, TaskFilter, TaskRow,
 };
-use crate::supervisor::{self, Request};
+use crate::supervisor::{Client, ClientError};
 use crate::task::launch::{self, SupervisorCommand};
 use crate::task::shape::{self, Task};
 use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -64,28 +69,6 @@ pub struct RunTaskRequest {
     pub volume_configurations: Option<Value>,
 }
 
-/// ecs.json `PlacementConstraint`.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlacementConstraint {
-    /// distinctInstance or memberOf.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub expression: Option<String>,
-}
-
-/// ecs.json `PlacementStrategy`.
-#[serde_with::skip_serializing_none]
-#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlacementStrategy {
-    /// random, spread or binpack.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub field: Option<String>,
-}
-
 /// Task warnings for the members of a RunTask request this host does not apply.
 fn request_warnings(req: &RunTaskRequest) -> Vec<String> {
     let Ok(v) = serde_json::to_value(req) else {
@@ -128,7 +111,7 @@ pub struct Local {
 #[derive(Debug, Serialize)]
 pub struct RunTaskResponse {
     pub tasks: Vec<Task>,
-    pub failures: Vec<super::clusters::Failure>,
+    pub failures: Vec<Failure>,
 }
 
 /// Tasks whose supervisors were started: the response, the warnings on the way, and the
@@ -192,10 +175,6 @@ fn launch_type_str(l: LaunchType) -> &'static str {
 /// of 24 hours").
 const CLIENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
 
-/// The Fargate platform versions a request may name (LATEST is 1.4.0). Ref:
-/// docs.aws.amazon.com/AmazonECS/latest/developerguide/platform-linux-fargate.html.
-const PLATFORM_VERSIONS: [&str; 3] = ["LATEST", "1.4.0", "1.3.0"];
-
 /// Ref: ecs.json `RunTaskRequest.clientToken`: "Up to 64 characters are allowed. The valid
 /// characters are characters in the range of 33-126, inclusive."
 pub(super) fn check_client_token(t: Option<&str>) -> EcsResult<()> {
@@ -207,77 +186,6 @@ pub(super) fn check_client_token(t: Option<&str>) -> EcsResult<()> {
         )));
     }
     Ok(())
-}
-
-/// Ref: ecs.json `PlacementConstraintType` (distinctInstance, memberOf; memberOf needs an
-/// `expression`), `PlacementStrategyType` (random, spread, binpack); RunTask takes up to 10
-/// constraints and 5 strategy rules (API_RunTask).
-pub(super) fn check_placement(
-    constraints: Option<&[PlacementConstraint]>,
-    strategy: Option<&[PlacementStrategy]>,
-) -> EcsResult<()> {
-    let constraints = constraints.unwrap_or_default();
-    let strategy = strategy.unwrap_or_default();
-    if constraints.len() > 10 {
-        return Err(EcsError::invalid(format!(
-            "placementConstraints: {} constraints; at most 10 per task",
-            constraints.len()
-        )));
-    }
-    if strategy.len() > 5 {
-        return Err(EcsError::invalid(format!(
-            "placementStrategy: {} rules; at most 5 per task",
-            strategy.len()
-        )));
-    }
-    for (i, c) in constraints.iter().enumerate() {
-        match c.kind.as_deref() {
-            Some("distinctInstance") => {}
-            Some("memberOf") if c.expression.as_deref().is_some_and(|e| !e.is_empty()) => {}
-            Some("memberOf") => {
-                return Err(EcsError::invalid(format!(
-                    "placementConstraints[{i}]: a memberOf constraint needs an expression"
-                )));
-            }
-            other => {
-                return Err(EcsError::invalid(format!(
-                    "placementConstraints[{i}].type {other:?}: must be distinctInstance or \
-                     memberOf"
-                )));
-            }
-        }
-    }
-    for (i, st) in strategy.iter().enumerate() {
-        if !matches!(st.kind.as_deref(), Some("random" | "spread" | "binpack")) {
-            return Err(EcsError::invalid(format!(
-                "placementStrategy[{i}].type {:?}: must be random, spread or binpack",
-                st.kind
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The platform version a task (or a service's tasks) records: `LATEST` resolved, `None`
-/// off Fargate. Ref: ecs.json `RunTaskRequest.platformVersion`: "A platform version is only
-/// specified for tasks hosted on Fargate. If one isn't specified, the LATEST platform
-/// version is used."
-pub(super) fn platform_version(v: Option<&str>, fargate: bool) -> EcsResult<Option<String>> {
-    Ok(match v {
-        Some(_) if !fargate => {
-            return Err(EcsError::invalid(
-                "The platform version must be null when specifying an EC2 launch type.",
-            ));
-        }
-        Some(v) if !PLATFORM_VERSIONS.contains(&v) => {
-            return Err(EcsError::invalid(format!(
-                "platformVersion {v:?}: the specified platform version does not exist (Linux \
-                 Fargate: LATEST, 1.4.0, 1.3.0)"
-            )));
-        }
-        Some("LATEST") | None => fargate.then(|| shape::FARGATE_LATEST.to_string()),
-        Some(v) => Some(v.to_string()),
-    })
 }
 
 /// The capacity provider of each of `count` tasks: a provider's `base` first, then the
@@ -850,14 +758,9 @@ pub enum Unset {
 fn scope(cluster: Option<&str>, unset: Unset) -> Option<&str> {
     match (cluster.filter(|c| !c.is_empty()), unset) {
         (Some(c), _) => Some(c),
-        (None, Unset::DefaultCluster) => Some(clusters::DEFAULT),
+        (None, Unset::DefaultCluster) => Some(names::DEFAULT),
         (None, Unset::AnyCluster) => None,
     }
-}
-
-/// The task id in an id or a task ARN (`…:task/<cluster>/<id>`).
-pub fn task_id(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
 }
 
 /// Task `task` (an id or ARN), in `cluster` (a name or ARN) when one is given, with its
@@ -895,7 +798,7 @@ pub struct DescribeTasksRequest {
 #[derive(Debug, Serialize)]
 pub struct DescribeTasksResponse {
     pub tasks: Vec<Task>,
-    pub failures: Vec<super::clusters::Failure>,
+    pub failures: Vec<Failure>,
 }
 
 /// DescribeTasks.
@@ -928,7 +831,7 @@ pub fn describe_tasks(
                 }
                 tasks.push(task)
             }
-            None => failures.push(super::clusters::Failure::missing(t.clone())),
+            None => failures.push(Failure::missing(t.clone())),
         }
     }
     Ok(DescribeTasksResponse { tasks, failures })
@@ -1005,7 +908,7 @@ pub fn list_task_rows(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<Vec<TaskRo
     // Ref: ListTasks answers ServiceNotFoundException for a service the cluster lacks.
     if let Some(svc) = req.service_name.as_deref()
         && store
-            .service(cluster, super::services::service_name(svc))
+            .service(cluster, names::service_name(svc))
             .map_err(anyhow::Error::from)?
             .is_none()
     {
@@ -1029,7 +932,7 @@ pub fn list_task_rows(ecs: &Ecs, req: &ListTasksRequest) -> EcsResult<Vec<TaskRo
             group: req
                 .service_name
                 .as_deref()
-                .map(|s| format!("service:{}", super::services::service_name(s))),
+                .map(|s| format!("service:{}", names::service_name(s))),
             launch_type,
         })
         .map_err(anyhow::Error::from)?)
@@ -1089,21 +992,15 @@ pub fn stop_task(ecs: &Ecs, req: &StopTaskRequest, unset: Unset) -> EcsResult<St
 }
 
 fn ask_to_stop(ecs: &Ecs, store: &mut Store, id: &str, reason: Option<&str>) -> anyhow::Result<()> {
-    let sock = TaskPaths::new(&ecs.root, &ecs.run_root, id).socket();
-    let r = supervisor::request(
-        &sock,
-        &Request::Stop {
-            stop_code: StopCode::UserInitiated,
-            reason: reason.map_or_else(|| stop::USER_REASON.into(), str::to_string),
-            force: false,
-        },
+    let client = Client::new(&TaskPaths::new(&ecs.root, &ecs.run_root, id), id);
+    let r = client.stop(
+        StopCode::UserInitiated,
+        reason.unwrap_or(stop::USER_REASON),
+        false,
     );
     match r {
-        Ok(resp) if resp.ok => {}
-        Ok(resp) => bail!(
-            "the supervisor of task {id} refused to stop it: {}",
-            resp.error.unwrap_or_default()
-        ),
+        Ok(()) => {}
+        Err(e @ ClientError::Refused { .. }) => return Err(e.into()),
         // It may have just finished; otherwise reconcile notices it is gone.
         Err(e) => {
             tracing::warn!(error = %e, "could not reach the supervisor");

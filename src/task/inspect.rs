@@ -8,7 +8,8 @@
 //! root so the unit tests run them on a fake tree.
 
 use crate::ecs::Ecs;
-use crate::ecs::tasks::{find_task, task_id};
+use crate::ecs::names::task_id;
+use crate::ecs::tasks::find_task;
 use crate::store::LastStatus;
 use crate::task::{TaskPaths, shape};
 use anyhow::Context;

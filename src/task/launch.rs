@@ -6,6 +6,7 @@ use crate::store::{
     ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Store, StoreError, StoredTaskDefinition,
     Tag, TaskRow,
 };
+use crate::supervisor::protocol::{ExecutionCredentialsFrom, SuperviseArgs, TaskCredentialsFrom};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -434,16 +435,6 @@ pub fn spawn_supervisor(
     if let Some(cfg) = &cmd.config {
         c.arg("--config").arg(cfg);
     }
-    c.args(["supervise", "--task-id", id, "--pull", cmd.pull.as_str()]);
-    if let Some(f) = &cmd.secrets_file {
-        c.arg("--secrets-file").arg(f);
-    }
-    if cmd.host_credentials {
-        c.args(["--task-credentials", "host"]);
-    }
-    if cmd.host_execution_credentials {
-        c.args(["--execution-credentials", "host"]);
-    }
     let done = if cmd.report_done {
         let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;
         // Inherited across exec (std opens pipes close-on-exec); the supervisor takes it
@@ -452,11 +443,27 @@ pub fn spawn_supervisor(
             what: "pass the done pipe to the supervisor".into(),
             source: e.into(),
         })?;
-        c.arg("--done-fd").arg(w.as_raw_fd().to_string());
         Some((r, w))
     } else {
         None
     };
+    let args = SuperviseArgs {
+        task_id: id.to_string(),
+        pull: cmd.pull,
+        secrets_file: cmd.secrets_file.clone(),
+        task_credentials: if cmd.host_credentials {
+            TaskCredentialsFrom::Host
+        } else {
+            TaskCredentialsFrom::Role
+        },
+        execution_credentials: if cmd.host_execution_credentials {
+            ExecutionCredentialsFrom::Host
+        } else {
+            ExecutionCredentialsFrom::Role
+        },
+        done_fd: done.as_ref().map(|(_, w)| w.as_raw_fd()),
+    };
+    c.args(args.argv());
     // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
     // never returns: in a process that lives as long as its task, after setup, that pins
     // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the

@@ -5,8 +5,8 @@
 
 use super::Failure;
 use crate::ecs::Ecs;
+use crate::host::logs::{ContainerLog, read_merged};
 use crate::store::Store;
-use runtime::LogEntry;
 use serde_json::{Value, json};
 
 /// Lines of each container a first logs read returns (later reads return what is newer).
@@ -21,7 +21,7 @@ fn store(ecs: &Ecs) -> Result<Store, Failure> {
 type Task = (crate::store::TaskRow, Vec<crate::store::ContainerRow>);
 
 fn task(store: &Store, id: &str) -> Result<Task, Failure> {
-    let id = crate::ecs::tasks::task_id(id);
+    let id = crate::ecs::names::task_id(id);
     store
         .task(id)
         .map_err(anyhow::Error::from)?
@@ -133,50 +133,22 @@ pub fn logs(
     let store = store(ecs)?;
     let (t, containers) = task(&store, id)?;
     let paths = crate::task::TaskPaths::new(&ecs.root, &ecs.run_root, &t.id);
-    let defs = t.definition.container_definitions.as_ref();
-    let mut entries: Vec<(String, LogEntry)> = Vec::new();
-    for c in containers
+    let mut logs: Vec<ContainerLog> = containers
         .iter()
         .filter(|c| container.is_none_or(|n| n == c.name))
-    {
-        let idx = c.idx as usize;
-        let target = defs
-            .and_then(|d| d.get(idx))
-            .and_then(|d| crate::task::awslogs::target(d, &t.id, idx));
-        let mine = match target {
-            Some((group, stream)) => {
-                let mut token = None;
-                crate::ecs::logs::stream_entries(
-                    ecs,
-                    &group,
-                    &stream,
-                    &mut token,
-                    Some(Some(LOG_TAIL)),
-                )?
-            }
-            None => {
-                let path = paths.log(&c.name);
-                if !path.exists() {
-                    continue;
-                }
-                runtime::LogFollower::open_tail(&path, LOG_TAIL)
-                    .map_err(anyhow::Error::from)?
-                    .0
-            }
-        };
-        entries.extend(mine.into_iter().map(|e| (c.name.clone(), e)));
-    }
+        .map(|c| ContainerLog::new(Some(&t.definition), &paths, &t.id, &c.name))
+        .collect();
+    let mut entries = read_merged(&mut logs, ecs, Some(LOG_TAIL))?;
     // RFC 3339 with nanoseconds in UTC: the strings order as the times do. Lines at the
     // `since` instant itself come again; the page drops the ones it has.
     if let Some(s) = since {
         entries.retain(|(_, e)| e.time.as_str() >= s);
     }
-    entries.sort_by(|a, b| a.1.time.cmp(&b.1.time));
     let lines: Vec<Value> = entries
         .into_iter()
-        .map(|(c, e)| {
+        .map(|(i, e)| {
             json!({
-                "container": c,
+                "container": logs[i].name,
                 "time": e.time,
                 "stream": e.stream,
                 "log": e.log.strip_suffix('\n').unwrap_or(&e.log),

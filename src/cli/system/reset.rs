@@ -8,7 +8,7 @@
 use crate::cli::GlobalOpts;
 use crate::cli::tasks::{open_state, reconcile};
 use crate::store::{LastStatus, StopCode};
-use crate::supervisor::{self, Request};
+use crate::supervisor::Client;
 use crate::task::{TaskPaths, network, process_alive, process_start_time};
 use anyhow::bail;
 use std::collections::BTreeSet;
@@ -261,13 +261,8 @@ fn task_dirs(g: &GlobalOpts) -> BTreeSet<String> {
 
 fn stop_all(g: &GlobalOpts, ids: &[String], force: bool) {
     for id in ids {
-        let sock = TaskPaths::new(&g.root, &g.run_root, id).socket();
-        let req = Request::Stop {
-            stop_code: StopCode::UserInitiated,
-            reason: REASON.into(),
-            force,
-        };
-        if let Err(e) = supervisor::request(&sock, &req) {
+        let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, id), id);
+        if let Err(e) = client.stop(StopCode::UserInitiated, REASON, force) {
             tracing::warn!(task_id = %id, error = %e, "could not reach the task's supervisor");
         }
     }

@@ -1,105 +1,25 @@
 //! `minifargate supervise --task-id ID` (hidden): the per-task supervisor. Detached in its
 //! own session, child subreaper; runs the task's executor and serves its unix socket.
-//!
-//! Socket protocol (`<run-root>/tasks/<id>/sock`): one JSON request per connection, one
-//! JSON line back. `{"op":"stop","stopCode":…,"reason":…,"force":false}` → `{"ok":true}`;
-//! `{"op":"ping"}` → `{"ok":true,"pid":N}`; anything else → `{"ok":false,"error":…}`.
+//! Its command line, socket protocol and client are in [`protocol`].
+
+pub mod protocol;
+
+pub use protocol::{
+    Client, ClientError, ExecutionCredentialsFrom, Request, Response, SuperviseArgs,
+    TaskCredentialsFrom,
+};
 
 use crate::store::{LastStatus, StopCode};
 use crate::task::executor::{Event, Executor, Options};
 use crate::task::network::NetworkStep;
-use crate::task::{PullPolicy, TaskPaths, launch, process_start_time};
+use crate::task::{TaskPaths, launch, process_start_time};
 use crate::taskdef::AwsContext;
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
-
-/// Arguments of the hidden `supervise` verb.
-#[derive(Debug, clap::Args)]
-pub struct SuperviseArgs {
-    #[arg(long)]
-    pub task_id: String,
-    #[arg(long, value_enum, default_value_t = PullPolicy::Default)]
-    pub pull: PullPolicy,
-    /// The task's secrets from this local file instead of SSM / Secrets Manager.
-    #[arg(long)]
-    pub secrets_file: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = TaskCredentialsFrom::Role)]
-    pub task_credentials: TaskCredentialsFrom,
-    #[arg(long, value_enum, default_value_t = ExecutionCredentialsFrom::Role)]
-    pub execution_credentials: ExecutionCredentialsFrom,
-    /// An inherited pipe (its descriptor number) on which to say, with one byte, that the
-    /// task is STOPPED and torn down (`launch::Supervisor::done`).
-    #[arg(long, hide = true)]
-    pub done_fd: Option<i32>,
-}
-
-/// What the credentials endpoint hands a task (run-task `--task-credentials`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum TaskCredentialsFrom {
-    /// The task role only (`taskRoleArn`, assumed through STS); none without one.
-    #[default]
-    Role,
-    /// Without a task role: this host's own identity (temporary credentials).
-    Host,
-}
-
-/// What the task's start-up calls act as (run-task `--execution-credentials`): ECR
-/// GetAuthorizationToken, `repositoryCredentials`, `secrets`, S3 `environmentFiles`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ExecutionCredentialsFrom {
-    /// The executionRoleArn, assumed through STS with this host's credentials (as the ECS
-    /// agent uses it); this host's credentials when the task definition has none.
-    #[default]
-    Role,
-    /// This host's credentials even when the task definition has an executionRoleArn.
-    Host,
-}
-
-/// A request on the supervisor's socket.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum Request {
-    #[serde(rename_all = "camelCase")]
-    Stop {
-        stop_code: StopCode,
-        reason: String,
-        #[serde(default)]
-        force: bool,
-    },
-    Ping,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Sends one request to a task's supervisor.
-pub fn request(socket: &Path, req: &Request) -> anyhow::Result<Response> {
-    let mut s = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "failed to connect to the task supervisor at {}",
-            socket.display()
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = serde_json::to_string(req)?;
-    line.push('\n');
-    s.write_all(line.as_bytes())?;
-    let mut resp = String::new();
-    BufReader::new(s).read_line(&mut resp)?;
-    serde_json::from_str(&resp).with_context(|| format!("the task supervisor answered {resp:?}"))
-}
 
 /// The socket's requests and SIGTERM (shutdown, `kill PID`), in one thread: SIGTERM stops
 /// the task properly instead of leaving it to the next command's clean-up.
@@ -132,45 +52,28 @@ fn answer(listener: &UnixListener, tx: &Sender<Event>) {
     let Ok((conn, _)) = listener.accept() else {
         return;
     };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let resp = match BufReader::new(&conn).read_line(&mut line) {
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Stop {
+    protocol::answer(&conn, |req| match req {
+        Request::Stop {
+            stop_code,
+            reason,
+            force,
+        } => {
+            let sent = tx.send(Event::Stop {
                 stop_code,
                 reason,
                 force,
-            }) => {
-                let sent = tx.send(Event::Stop {
-                    stop_code,
-                    reason,
-                    force,
-                });
-                Response {
-                    ok: sent.is_ok(),
-                    ..Default::default()
-                }
+            });
+            match sent {
+                Ok(()) => Response::ok(),
+                Err(_) => Response::error("the task is already stopped".into()),
             }
-            Ok(Request::Ping) => Response {
-                ok: true,
-                pid: Some(std::process::id()),
-                ..Default::default()
-            },
-            Err(e) => Response {
-                ok: false,
-                error: Some(format!("bad request: {e}")),
-                ..Default::default()
-            },
-        },
-        Err(e) => Response {
-            ok: false,
-            error: Some(e.to_string()),
+        }
+        Request::Ping => Response {
+            ok: true,
+            pid: Some(std::process::id()),
             ..Default::default()
         },
-    };
-    let mut out = serde_json::to_string(&resp).unwrap_or_default();
-    out.push('\n');
-    let _ = (&conn).write_all(out.as_bytes());
+    });
 }
 
 /// Runs the supervisor: returns when the task is STOPPED and torn down.
@@ -274,27 +177,4 @@ pub fn run(
     }
     crate::task::executor::remove_scratch(&a.task_id, &scratch);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_wire_format() {
-        let r = Request::Stop {
-            stop_code: StopCode::UserInitiated,
-            reason: "Task stopped by user".into(),
-            force: false,
-        };
-        let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(
-            s,
-            r#"{"op":"stop","stopCode":"UserInitiated","reason":"Task stopped by user","force":false}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<Request>(r#"{"op":"ping"}"#).unwrap(),
-            Request::Ping
-        );
-    }
 }
