@@ -1134,7 +1134,7 @@ impl Executor {
     /// be prepared here (credentials, a store read) is left to that pass, which reports it.
     fn prefetch(&mut self, get: &mut ImageGetter) {
         let mut wanted: Vec<(Option<usize>, String)> = Vec::new();
-        let mut checks: Vec<((Option<usize>, String), Box<ImageRecord>)> = Vec::new();
+        let mut checks: Vec<(ImageKey, Box<ImageRecord>)> = Vec::new();
         for idx in 0..self.slots.len() {
             let image = self.slots[idx].row.image.clone();
             let name = self.slots[idx].row.name.clone();
@@ -1204,11 +1204,7 @@ impl Executor {
     /// `default`'s registry checks of two or more cached images, asked side by side (the
     /// pass in order then reads their answers): a task's containers wait for one round
     /// trip, not one per image. One image is asked by the pass in order.
-    fn precheck(
-        &mut self,
-        get: &mut ImageGetter,
-        checks: Vec<((Option<usize>, String), Box<ImageRecord>)>,
-    ) {
+    fn precheck(&mut self, get: &mut ImageGetter, checks: Vec<(ImageKey, Box<ImageRecord>)>) {
         if checks.len() < 2 {
             return;
         }
@@ -2063,6 +2059,10 @@ struct ImageGetter {
     root: PathBuf,
     config: Option<PathBuf>,
 }
+
+/// An image as the task asks for it: the puller key (see `ImageGetter::pullers`) and the
+/// reference.
+type ImageKey = (Option<usize>, String);
 
 /// What the cache and the pull policy say of an image.
 enum Got {
