@@ -124,8 +124,11 @@ pub struct FetchedManifest {
 }
 
 pub struct RegistryClient {
-    secure: reqwest::Client,
-    /// Built on first use: loading the system trust store costs ~15 ms per client.
+    /// Verified TLS, built on first use: loading the system trust store costs ~15 ms per
+    /// client, which a check of an `insecure` registry (plain HTTP on loopback, say) never
+    /// needs.
+    secure: std::sync::OnceLock<reqwest::Client>,
+    /// Unverified TLS (`insecure` registries), built on first use; it loads no trust store.
     insecure: std::sync::OnceLock<reqwest::Client>,
     auth: Authenticator,
     /// Hosts found to speak plain HTTP (loopback or insecure registries only).
@@ -248,7 +251,7 @@ impl RegistryClient {
     /// task's execution role and `repositoryCredentials`).
     pub fn with_overrides(retry: RetryPolicy, overrides: Overrides) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
-            secure: Self::build(false, retry.read_timeout)?,
+            secure: std::sync::OnceLock::new(),
             insecure: std::sync::OnceLock::new(),
             auth: Authenticator::with_overrides(overrides),
             plain_http: Mutex::new(HashMap::new()),
@@ -271,14 +274,20 @@ impl RegistryClient {
             .map_err(RegistryError::Build)
     }
 
-    fn http_for(&self, ep: &Endpoint) -> &reqwest::Client {
-        if !ep.insecure {
-            return &self.secure;
+    /// The HTTP client for `ep`: unverified TLS for an `insecure` registry, else verified
+    /// TLS with the system trust store. Each is built the first time it is needed.
+    fn http_for(&self, ep: &Endpoint) -> Result<&reqwest::Client, RegistryError> {
+        let (cell, insecure) = if ep.insecure {
+            (&self.insecure, true)
+        } else {
+            (&self.secure, false)
+        };
+        if let Some(c) = cell.get() {
+            return Ok(c);
         }
-        self.insecure.get_or_init(|| {
-            // Same builder as the secure one, which already succeeded.
-            Self::build(true, self.retry.read_timeout).unwrap_or_else(|_| self.secure.clone())
-        })
+        let built = Self::build(insecure, self.retry.read_timeout)?;
+        // Another request of this client may have built one meanwhile; either will do.
+        Ok(cell.get_or_init(|| built))
     }
 
     fn may_use_plain_http(ep: &Endpoint) -> bool {
@@ -329,7 +338,7 @@ impl RegistryClient {
                 .unwrap_or(&false);
             let scheme = if plain { "http" } else { "https" };
             let url = format!("{scheme}://{}/v2/{}{}", ep.host, ep.repository, path);
-            let mut req = self.http_for(ep).request(method.clone(), &url);
+            let mut req = self.http_for(ep)?.request(method.clone(), &url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
             }
@@ -384,7 +393,7 @@ impl RegistryClient {
                     .unwrap_or("Basic realm=\"registry\"")
                     .to_string();
                 self.auth
-                    .answer_challenge(self.http_for(ep), &ep.host, &www, &scope)
+                    .answer_challenge(self.http_for(ep)?, &ep.host, &www, &scope)
                     .await?;
                 answered_challenge = true;
                 continue;
@@ -748,6 +757,56 @@ mod tests {
             detail: "dispatch failure".into(),
         });
         assert!(ecr_down.is_unreachable());
+    }
+
+    /// A check of an `insecure` registry (plain HTTP on loopback here, as a local registry
+    /// is) builds no verified-TLS client: the system trust store is not loaded for it.
+    #[test]
+    fn an_insecure_registry_needs_no_trust_store() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let answer = digest.clone();
+        let server = std::thread::spawn(move || {
+            // The HTTPS attempt first (its ClientHello is dropped), then plain HTTP.
+            for conn in listener.incoming().take(2) {
+                let mut conn = conn.unwrap();
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                if n == 0 || buf[0] == 0x16 {
+                    continue;
+                }
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(head.starts_with("HEAD /v2/x/manifests/latest "), "{head}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nDocker-Content-Digest: {answer}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                conn.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ep = Endpoint {
+            host: format!("127.0.0.1:{port}"),
+            repository: "x".into(),
+            insecure: true,
+            is_mirror: false,
+        };
+        let client = RegistryClient::new(RetryPolicy::default()).unwrap();
+        let got = rt
+            .block_on(client.manifest_digest(&ep, "latest", 1))
+            .unwrap();
+        server.join().unwrap();
+        assert_eq!(got.map(|d| d.to_string()), Some(digest));
+        assert!(client.insecure.get().is_some());
+        assert!(
+            client.secure.get().is_none(),
+            "the verified-TLS client (system trust store) was built for an insecure registry"
+        );
     }
 
     #[test]

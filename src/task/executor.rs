@@ -1028,6 +1028,7 @@ impl Executor {
             pullers: Default::default(),
             limits: Default::default(),
             prefetched: Default::default(),
+            prechecked: Default::default(),
             // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
             platform: super::platform::wanted_platform(&self.task.definition),
             policy: self.opts.pull,
@@ -1133,6 +1134,7 @@ impl Executor {
     /// be prepared here (credentials, a store read) is left to that pass, which reports it.
     fn prefetch(&mut self, get: &mut ImageGetter) {
         let mut wanted: Vec<(Option<usize>, String)> = Vec::new();
+        let mut checks: Vec<(ImageKey, Box<ImageRecord>)> = Vec::new();
         for idx in 0..self.slots.len() {
             let image = self.slots[idx].row.image.clone();
             let name = self.slots[idx].row.name.clone();
@@ -1143,17 +1145,24 @@ impl Executor {
                     Err(_) => continue,
                 },
             };
-            let Ok(Got::Pull(w)) = get.lookup(&image, pinned.as_deref()) else {
-                continue;
+            let (w, cached) = match get.lookup(&image, pinned.as_deref()) {
+                Ok(Got::Pull(w)) => (w, None),
+                Ok(Got::Check(rec, w)) => (w, Some(rec)),
+                _ => continue,
             };
             let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
             if self.ensure_puller(key, get).is_err() {
                 continue;
             }
-            if !wanted.contains(&(key, w.clone())) {
-                wanted.push((key, w));
+            match cached {
+                None if !wanted.contains(&(key, w.clone())) => wanted.push((key, w)),
+                Some(rec) if !checks.iter().any(|(k, _)| *k == (key, w.clone())) => {
+                    checks.push(((key, w), rec))
+                }
+                _ => {}
             }
         }
+        self.precheck(get, checks);
         // One image: the pass in order pulls it as it always did.
         if wanted.len() < 2 {
             return;
@@ -1190,6 +1199,59 @@ impl Executor {
             done
         });
         get.prefetched.extend(done);
+    }
+
+    /// `default`'s registry checks of two or more cached images, asked side by side (the
+    /// pass in order then reads their answers): a task's containers wait for one round
+    /// trip, not one per image. One image is asked by the pass in order.
+    fn precheck(&mut self, get: &mut ImageGetter, checks: Vec<(ImageKey, Box<ImageRecord>)>) {
+        if checks.len() < 2 {
+            return;
+        }
+        let Some(rt) = get.rt.as_ref() else { return };
+        let asks: Vec<_> = checks
+            .into_iter()
+            .filter_map(|(k, rec)| Some((k.clone(), get.pullers.get(&k.0)?.clone(), rec)))
+            .collect();
+        let done = rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (k, p, rec) in asks {
+                set.spawn(async move {
+                    let r = p.check(&k.1, &rec).await;
+                    (k, r)
+                });
+            }
+            let mut done = Vec::new();
+            while let Some(j) = set.join_next().await {
+                // A panicked check is left out: the pass in order asks again.
+                if let Ok(r) = j {
+                    done.push(r);
+                }
+            }
+            done
+        });
+        for (k, r) in done {
+            let c = self.checked(&k.1, r);
+            get.prechecked.insert(k, c);
+        }
+    }
+
+    /// A registry's answer to `default`'s check of `wanted` as what the task does with it.
+    fn checked(
+        &self,
+        wanted: &str,
+        r: Result<rootfs_cache::pull::Freshness, rootfs_cache::PullError>,
+    ) -> Checked {
+        match r {
+            Ok(rootfs_cache::pull::Freshness::Current) => Checked::Current,
+            Ok(rootfs_cache::pull::Freshness::Changed { digest }) => {
+                tracing::info!(task_id = %self.task.id, image = %wanted, %digest,
+                    "the reference names another image now; pulling it");
+                Checked::Changed
+            }
+            Err(e) if e.is_unreachable() => Checked::Unreachable(error_chain(&e)),
+            Err(e) => Checked::Refused(pull_reason(&e)),
+        }
     }
 
     /// The registry client for credentials `key` (see `ImageGetter::pullers`), built once.
@@ -1278,6 +1340,9 @@ impl Executor {
         get: &mut ImageGetter,
     ) -> Checked {
         let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if let Some(c) = get.prechecked.get(&(key, wanted.to_string())) {
+            return c.clone();
+        }
         if let Err(reason) = self.ensure_puller(key, get) {
             // The execution role is assumed through STS first: an STS that cannot be
             // reached says nothing about access either. The SDK's error reads
@@ -1294,16 +1359,8 @@ impl Executor {
         let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
             return Checked::Refused(format!("{}: no registry client", reason::CANNOT_PULL));
         };
-        match rt.block_on(p.check(wanted, rec)) {
-            Ok(rootfs_cache::pull::Freshness::Current) => Checked::Current,
-            Ok(rootfs_cache::pull::Freshness::Changed { digest }) => {
-                tracing::info!(task_id = %self.task.id, image = %wanted, %digest,
-                    "the reference names another image now; pulling it");
-                Checked::Changed
-            }
-            Err(e) if e.is_unreachable() => Checked::Unreachable(error_chain(&e)),
-            Err(e) => Checked::Refused(pull_reason(&e)),
-        }
+        let r = rt.block_on(p.check(wanted, rec));
+        self.checked(wanted, r)
     }
 
     /// The credentials a registry client of this task uses instead of the host's: the
@@ -1969,6 +2026,7 @@ fn write_with_phases(
 }
 
 /// What the registry said of a cached image (`Executor::check_cached`).
+#[derive(Clone)]
 enum Checked {
     /// The reference still names the cached image, and the task may pull it.
     Current,
@@ -1993,11 +2051,18 @@ struct ImageGetter {
     /// Images pulled side by side before the containers resolve in order (by puller key
     /// and reference): the record or the container's reason.
     prefetched: std::collections::HashMap<(Option<usize>, String), Result<ImageRecord, String>>,
+    /// `default`'s registry answers for cached images, asked side by side before the
+    /// containers resolve in order (by puller key and reference).
+    prechecked: std::collections::HashMap<(Option<usize>, String), Checked>,
     platform: rootfs_cache::Platform,
     policy: PullPolicy,
     root: PathBuf,
     config: Option<PathBuf>,
 }
+
+/// An image as the task asks for it: the puller key (see `ImageGetter::pullers`) and the
+/// reference.
+type ImageKey = (Option<usize>, String);
 
 /// What the cache and the pull policy say of an image.
 enum Got {
