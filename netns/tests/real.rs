@@ -517,7 +517,11 @@ fn port_conflicts_are_refused_cleanly() {
 
     // Another task holds it.
     let first = f.net.setup_task("first", &spec).unwrap();
-    assert_eq!(first.bindings.len(), 1, "the first task publishes it: {first:?}");
+    assert_eq!(
+        first.bindings.len(),
+        1,
+        "the first task publishes it: {first:?}"
+    );
     let err = f.net.setup_task("second", &bridge).unwrap_err();
     assert!(
         matches!(&err, Error::Ports { source: PortError::TakenByTask { task, .. }, .. } if task == "first"),
