@@ -1189,14 +1189,8 @@ impl Executor {
                     (k, r)
                 });
             }
-            let mut done = Vec::new();
-            while let Some(j) = set.join_next().await {
-                // A panicked pull is left out: the pass in order pulls that image again.
-                if let Ok(r) = j {
-                    done.push(r);
-                }
-            }
-            done
+            // A panicked pull is left out: the pass in order pulls that image again.
+            finished(set).await
         });
         get.prefetched.extend(done);
     }
@@ -1221,14 +1215,8 @@ impl Executor {
                     (k, r)
                 });
             }
-            let mut done = Vec::new();
-            while let Some(j) = set.join_next().await {
-                // A panicked check is left out: the pass in order asks again.
-                if let Ok(r) = j {
-                    done.push(r);
-                }
-            }
-            done
+            // A panicked check is left out: the pass in order asks again.
+            finished(set).await
         });
         for (k, r) in done {
             let c = self.checked(&k.1, r);
@@ -2179,4 +2167,16 @@ pub fn find_image(store: &rootfs_cache::Store, image: &str) -> Option<ImageRecor
         .ok()
         .map(|r| r.to_string());
     store.find_image(image, normalised.as_deref()).ok()
+}
+
+/// The results of `set`'s tasks that finished, in the order they did; a task that panicked
+/// is left out (the callers' pass in order does its work again).
+async fn finished<T: 'static>(mut set: tokio::task::JoinSet<T>) -> Vec<T> {
+    let mut done = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok(r) = j {
+            done.push(r);
+        }
+    }
+    done
 }
