@@ -13,51 +13,17 @@
 
 mod common;
 
-use common::cli::Mf;
+use common::cli::{Mf, describe_task as describe, run_settled as run, stop_and_wait as stop};
 use common::ecr::{ECR_PASSWORD, in_private_hosts, lock_port_443};
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
 use common::services::{Server, aws, aws_command};
-use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
 use common::ecr::ECR_HOST;
-
-fn describe(mf: &Mf, id: &str) -> Value {
-    mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
-}
-
-/// Runs `taskdef` detached; waits until it is RUNNING or STOPPED and returns it.
-fn run(mf: &Mf, name: &str, taskdef: &str, extra: &[&str]) -> (String, Value) {
-    let td = mf.taskdef(name, taskdef);
-    let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
-    args.extend_from_slice(extra);
-    let v = mf.json(&args);
-    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
-    let id = arn.rsplit('/').next().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = describe(mf, &id);
-        if t["lastStatus"] == "RUNNING" || t["lastStatus"] == "STOPPED" {
-            return (id, t);
-        }
-        assert!(Instant::now() < deadline, "task did not settle: {t:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stop(mf: &Mf, id: &str) {
-    assert!(mf.run(&["stop-task", "--task", id]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while describe(mf, id)["lastStatus"] != "STOPPED" {
-        assert!(Instant::now() < deadline, "task {id} did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn taskdef(family: &str, image: &str, container_extra: &str) -> String {
     format!(

@@ -7,48 +7,15 @@
 
 mod common;
 
-use common::cli::Mf;
+use common::cli::{Mf, run_settled as run, stop_and_wait as stop};
 use common::image::{Compression, Entry, Layer, Layout, busybox_all_applets};
 use common::leaks::assert_no_leaks;
 use common::push_image;
 use common::registry::{Registry, RegistryOpts};
 use common::services::{Server, aws};
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
-
-fn describe(mf: &Mf, id: &str) -> Value {
-    mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
-}
-
-/// Runs `taskdef` detached; waits until it is RUNNING or STOPPED and returns it.
-fn run(mf: &Mf, name: &str, taskdef: &str, extra: &[&str]) -> (String, Value) {
-    let td = mf.taskdef(name, taskdef);
-    let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
-    args.extend_from_slice(extra);
-    let v = mf.json(&args);
-    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
-    let id = arn.rsplit('/').next().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = describe(mf, &id);
-        if t["lastStatus"] == "RUNNING" || t["lastStatus"] == "STOPPED" {
-            return (id, t);
-        }
-        assert!(Instant::now() < deadline, "task did not settle: {t:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stop(mf: &Mf, id: &str) {
-    assert!(mf.run(&["stop-task", "--task", id]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while describe(mf, id)["lastStatus"] != "STOPPED" {
-        assert!(Instant::now() < deadline, "task {id} did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A task of one long-running container of `image`; `creds` is the ARN of the
 /// Secrets Manager secret for its `repositoryCredentials`, if any.

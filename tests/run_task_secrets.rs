@@ -11,7 +11,6 @@ use common::registry::Registry;
 use common::services::{Server, aws};
 use common::util::readable_by_nobody;
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
 
@@ -30,26 +29,12 @@ impl Env {
     }
 
     fn describe(&self, id: &str) -> Value {
-        self.mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
+        common::cli::describe_task(&self.mf, id)
     }
 
     /// Runs `taskdef` detached; waits until it is RUNNING or STOPPED and returns it.
     fn run(&self, name: &str, taskdef: &str, extra: &[&str]) -> (String, Value) {
-        let td = self.mf.taskdef(name, taskdef);
-        let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
-        args.extend_from_slice(extra);
-        let v = self.mf.json(&args);
-        let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
-        let id = arn.rsplit('/').next().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let t = self.describe(&id);
-            if t["lastStatus"] == "RUNNING" || t["lastStatus"] == "STOPPED" {
-                return (id, t);
-            }
-            assert!(Instant::now() < deadline, "task did not settle: {t:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::cli::run_settled(&self.mf, name, taskdef, extra)
     }
 
     fn printenv(&self, id: &str) -> String {
@@ -59,12 +44,7 @@ impl Env {
     }
 
     fn stop(&self, id: &str) {
-        assert!(self.mf.run(&["stop-task", "--task", id]).status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.describe(id)["lastStatus"] != "STOPPED" {
-            assert!(Instant::now() < deadline, "task {id} did not stop");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::cli::stop_and_wait(&self.mf, id)
     }
 
     /// Every file minifargate wrote (store, logs, task dirs), as bytes, with its path.

@@ -403,3 +403,44 @@ pub fn assert_layers(mf: &Mf, got: &Value, want: &super::image::BuiltImage) {
         assert!(dir.is_dir(), "{} missing", dir.display());
     }
 }
+
+/// `describe-tasks` of task `id`: its Task object.
+pub fn describe_task(mf: &Mf, id: &str) -> Value {
+    mf.json(&["describe-tasks", "--tasks", id])["tasks"][0].clone()
+}
+
+/// Runs `taskdef` (registered as `name`) detached with `extra` arguments; waits until it
+/// is RUNNING or STOPPED and returns its id and Task object.
+pub fn run_settled(mf: &Mf, name: &str, taskdef: &str, extra: &[&str]) -> (String, Value) {
+    let td = mf.taskdef(name, taskdef);
+    let mut args = vec!["run-task", "--task-definition", &td, "--detach"];
+    args.extend_from_slice(extra);
+    let v = mf.json(&args);
+    let arn = v["tasks"][0]["taskArn"].as_str().unwrap();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let t = describe_task(mf, &id);
+        if t["lastStatus"] == "RUNNING" || t["lastStatus"] == "STOPPED" {
+            return (id, t);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task did not settle: {t:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `stop-task` of task `id`, then waits until it is STOPPED.
+pub fn stop_and_wait(mf: &Mf, id: &str) {
+    assert!(mf.run(&["stop-task", "--task", id]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while describe_task(mf, id)["lastStatus"] != "STOPPED" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task {id} did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
