@@ -718,54 +718,74 @@ impl Network {
 
         // Reserve everything under the lock and record it before creating anything.
         let st_err = |source| Error::State { task: t(), source };
-        let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
-        for e in self.reap(&locked, false) {
-            warn!(task, error = %chain(&e), "cannot release an old lease");
-        }
-        if locked.record(task).map_err(st_err)?.is_some() {
-            return Err(Error::TaskExists { task: t() });
-        }
-        // One reservation file looked up per candidate port; a damaged one fails the
-        // setup (reported after `resolve`, whose seam cannot carry it).
-        let damaged = std::cell::RefCell::new(None);
-        let taken = |p: Protocol, port: u16| match locked.port_owner(p, port) {
-            Ok(owner) => owner,
-            Err(e) => {
-                damaged.borrow_mut().get_or_insert(e);
-                Some("?".into())
+        let namespaced = spec.mode != NetworkMode::Host;
+        let bridged = matches!(spec.mode, NetworkMode::Awsvpc | NetworkMode::Bridge);
+        // A torn-down task's address stays leased until the kernel has destroyed its
+        // namespace and veth, asynchronously (see `teardown`): a task short of an address
+        // while some are releasing waits for them, at most until `reap` deletes a veth
+        // that outstays RELEASE_GRACE, rather than failing beside an address about to free.
+        let wait_until = std::time::Instant::now() + RELEASE_GRACE + Duration::from_secs(1);
+        let (locked, reservations, unpublished, ip) = loop {
+            let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
+            for e in self.reap(&locked, false) {
+                warn!(task, error = %chain(&e), "cannot release an old lease");
             }
+            if locked.record(task).map_err(st_err)?.is_some() {
+                return Err(Error::TaskExists { task: t() });
+            }
+            // One reservation file looked up per candidate port; a damaged one fails the
+            // setup (reported after `resolve`, whose seam cannot carry it).
+            let damaged = std::cell::RefCell::new(None);
+            let taken = |p: Protocol, port: u16| match locked.port_owner(p, port) {
+                Ok(owner) => owner,
+                Err(e) => {
+                    damaged.borrow_mut().get_or_insert(e);
+                    Some("?".into())
+                }
+            };
+            let reservations = ports::resolve(
+                spec.mode,
+                &spec.port_mappings,
+                &taken,
+                &ports::host_port_free,
+            );
+            if let Some(source) = damaged.take() {
+                return Err(st_err(source));
+            }
+            let ports::Resolved {
+                reservations,
+                unpublished,
+            } = reservations.map_err(|source| Error::Ports { task: t(), source })?;
+            let ip = if bridged {
+                let after = locked.last_ip().map_err(st_err)?;
+                let found = self
+                    .cfg
+                    .subnet
+                    .allocate_by(|ip| Ok(locked.lease_owner(ip)?.is_some()), after)
+                    .map_err(st_err)?;
+                match found {
+                    Ok(ip) => {
+                        locked.set_last_ip(ip).map_err(st_err)?;
+                        Some(ip)
+                    }
+                    Err(IpamError::Exhausted { .. })
+                        if std::time::Instant::now() < wait_until
+                            && !locked.releasing_marked().map_err(st_err)?.is_empty() =>
+                    {
+                        drop(locked);
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    Err(source) => return Err(Error::Ipam { task: t(), source }),
+                }
+            } else {
+                None
+            };
+            break (locked, reservations, unpublished, ip);
         };
-        let reservations = ports::resolve(
-            spec.mode,
-            &spec.port_mappings,
-            &taken,
-            &ports::host_port_free,
-        );
-        if let Some(source) = damaged.take() {
-            return Err(st_err(source));
-        }
-        let ports::Resolved {
-            reservations,
-            unpublished,
-        } = reservations.map_err(|source| Error::Ports { task: t(), source })?;
         for u in &unpublished {
             info!(task, container_port = u.container_port, reason = %u.reason, "port not published on the host");
         }
-        let namespaced = spec.mode != NetworkMode::Host;
-        let bridged = matches!(spec.mode, NetworkMode::Awsvpc | NetworkMode::Bridge);
-        let ip = if bridged {
-            let after = locked.last_ip().map_err(st_err)?;
-            let ip = self
-                .cfg
-                .subnet
-                .allocate_by(|ip| Ok(locked.lease_owner(ip)?.is_some()), after)
-                .map_err(st_err)?
-                .map_err(|source| Error::Ipam { task: t(), source })?;
-            locked.set_last_ip(ip).map_err(st_err)?;
-            Some(ip)
-        } else {
-            None
-        };
         let use_nft = bridged && self.nft.is_ok();
         let record = TaskRecord {
             mode: spec.mode,

@@ -849,6 +849,34 @@ fn lease_is_held_while_something_pins_the_namespace() {
     assert!(!f.net.leased_ips().unwrap().contains(&ip));
 }
 
+/// A task short of an address while the only one is still releasing (the kernel frees a
+/// torn-down task's veth asynchronously, slower on a loaded host) waits for it rather than
+/// failing with "all addresses are leased" beside an address about to free.
+#[test]
+fn a_task_short_of_an_address_waits_for_one_being_released() {
+    // One task address: network, gateway, task, broadcast.
+    let f = fixture_with(|c| c.subnet = netns::Subnet::new(c.subnet.network(), 30).unwrap());
+    let old = f.net.setup_task("old", &awsvpc()).unwrap();
+    let pin = nsfs::open(old.netns_path.as_ref().unwrap()).unwrap();
+    f.net.teardown("old").unwrap();
+    assert_eq!(f.net.releasing().unwrap(), ["old"]);
+    let unpin = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(pin);
+    });
+    let new = f
+        .net
+        .setup_task("new", &awsvpc())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    unpin.join().unwrap();
+    assert_eq!(
+        new.ip, old.ip,
+        "the released address goes to the waiting task"
+    );
+    assert!(f.net.releasing().unwrap().is_empty());
+    f.net.teardown("new").unwrap();
+}
+
 #[test]
 fn a_failure_late_in_setup_removes_everything_it_made() {
     // An `nft` that creates the table without the tcp port map: the kernel then
