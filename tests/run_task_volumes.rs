@@ -535,7 +535,7 @@ fn killed_supervisor_leaves_no_volume_mounts_behind() {
             .join("supervisor.pid"),
     )
     .unwrap();
-    // In the supervisor's own mount namespace (src/task/mountns.rs).
+    // In the supervisor's own mount namespace (src/supervisor/isolation/mountns.rs).
     let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", pid.trim())).unwrap();
     assert!(
         mountinfo.contains(&vols.join("mem").display().to_string()),

@@ -268,7 +268,7 @@ fn reset_stops_every_task_and_removes_networks_mounts_cgroups_and_state() {
     let table = netns::nft::table_name(&bridge);
     let test_dir = mf.dir.path().to_string_lossy().to_string();
     // The host's mount table and, while they run, the supervisors' own (a task's rootfs is
-    // mounted in its supervisor's mount namespace: src/task/mountns.rs).
+    // mounted in its supervisor's mount namespace: src/supervisor/isolation/mountns.rs).
     let mounts = || -> Vec<String> {
         std::iter::once("self".to_string())
             .chain(supervisors.iter().cloned())

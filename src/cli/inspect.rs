@@ -1,8 +1,8 @@
 //! `inspect`: how a task is isolated on this host, as JSON or rendered as text. The
-//! report is read by `crate::task::inspect` (the web console shows the same one).
+//! report is read by `crate::host::inspect` (the web console shows the same one).
 
 use super::GlobalOpts;
-use crate::task::inspect::*;
+use crate::host::inspect::*;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 use std::fmt::Write as _;

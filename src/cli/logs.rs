@@ -187,7 +187,7 @@ pub struct TailArgs {
 }
 
 /// How often `tail --follow` asks again: the store is local, so much more often than the
-/// AWS CLI's 5 s (the awslogs driver commits every 0.2 s, `task::awslogs::FLUSH_EVERY`).
+/// AWS CLI's 5 s (the awslogs driver commits every 0.2 s, `supervisor::logs::awslogs::FLUSH_EVERY`).
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// `--since` in epoch milliseconds. Ref: aws-cli v2 `awscli/customizations/logs/tail.py`

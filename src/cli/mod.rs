@@ -72,9 +72,9 @@ pub struct GlobalOpts {
         global = true,
         value_enum,
         env = "MINIFARGATE_USERNS",
-        default_value_t = crate::task::userns::Mode::Auto
+        default_value_t = crate::supervisor::isolation::userns::Mode::Auto
     )]
-    pub userns: crate::task::userns::Mode,
+    pub userns: crate::supervisor::isolation::userns::Mode,
 }
 
 impl GlobalOpts {

@@ -318,14 +318,14 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
         files: true,
         remote: false,
         env_file: read_env_files(&a.env_file)?,
-        volume_map: crate::task::volumes::parse_map(&a.volume_map)?,
+        volume_map: crate::supervisor::isolation::volumes::parse_map(&a.volume_map)?,
         pull: a.pull,
         secrets_file: a
             .secrets_file
             .as_deref()
             .map(|p| -> anyhow::Result<std::path::PathBuf> {
                 // Checked now, so a bad file fails run-task before anything exists.
-                crate::task::secrets::read_secrets_file(p)?;
+                crate::supervisor::secrets::read_secrets_file(p)?;
                 Ok(std::path::absolute(p)?)
             })
             .transpose()?,

@@ -42,7 +42,7 @@ pub struct Ecs {
     /// The log level the supervisors start with.
     pub log_level: String,
     /// Whether the supervisors give tasks user namespaces (`--userns`).
-    pub userns: crate::task::userns::Mode,
+    pub userns: crate::supervisor::isolation::userns::Mode,
 }
 
 impl Ecs {
@@ -94,7 +94,7 @@ impl Ecs {
     /// prunes stopped tasks past their retention and deleted task definitions no longer
     /// in use. RunTask does only this: the supervisor walk costs a /proc read per running
     /// task, and the new task's supervisor finishes dead tasks itself when it finds an
-    /// address, a host port or an id range short (task::executor).
+    /// address, a host port or an id range short (supervisor::executor).
     pub fn housekeeping(&self, store: &mut Store) {
         use crate::task::reconcile as rec;
         if let Err(e) = rec::prune(store, &self.root, &self.run_root) {
@@ -192,7 +192,7 @@ pub fn no_local_environment_files(def: &crate::taskdef::model::TaskDefinition) -
     for (i, c) in def.container_definitions.iter().flatten().enumerate() {
         for (k, f) in c.environment_files.iter().flatten().enumerate() {
             let value = f.value.as_deref().unwrap_or_default();
-            if !crate::task::envfiles::is_s3(value, f.kind) {
+            if !crate::supervisor::envfiles::is_s3(value, f.kind) {
                 return Err(EcsError::client(format!(
                     "containerDefinitions[{i}].environmentFiles[{k}].value {value:?}: not an \
                      S3 object ARN (arn:aws:s3:::<bucket>/<key>.env); a local file is read \

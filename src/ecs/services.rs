@@ -437,8 +437,9 @@ fn resolve_task_definition(
 
 fn network_configuration(v: Option<Value>) -> anyhow::Result<Option<Value>> {
     v.map(|v| {
-        let text = crate::task::network::parse_network_configuration(&v.to_string())
-            .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
+        let text =
+            crate::supervisor::isolation::network::parse_network_configuration(&v.to_string())
+                .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
         Ok(serde_json::from_str(&text)?)
     })
     .transpose()

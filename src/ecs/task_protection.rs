@@ -1,11 +1,11 @@
 //! Task scale-in protection: UpdateTaskProtection and GetTaskProtection. The rules are
-//! `task::protection`'s (shared with the in-task endpoint); the service scheduler honours
+//! `supervisor::endpoints::protection`'s (shared with the in-task endpoint); the service scheduler honours
 //! the stored protection when it scales in or replaces a deployment's tasks.
 
 use super::clusters::check_cluster;
 use super::names::{cluster_name, task_id};
 use super::{Ecs, EcsError, EcsResult, cluster_or_default};
-use crate::task::protection::{self, Failure, ProtectedTask, reason};
+use crate::supervisor::endpoints::protection::{self, Failure, ProtectedTask, reason};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize)]

@@ -150,7 +150,7 @@ fn no_local_environment_files(o: &TaskOverride) -> EcsResult<()> {
     for (i, co) in o.container_overrides.iter().enumerate() {
         for (k, f) in co.environment_files.iter().flatten().enumerate() {
             let value = f.value.as_deref().unwrap_or_default();
-            if !crate::task::envfiles::is_s3(value, f.kind) {
+            if !crate::supervisor::envfiles::is_s3(value, f.kind) {
                 return Err(EcsError::invalid(format!(
                     "overrides.containerOverrides[{i}].environmentFiles[{k}].value {value:?}: \
                      not an S3 object ARN (arn:aws:s3:::<bucket>/<key>.env); local files are a \
@@ -328,7 +328,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
     let network_configuration = req
         .network_configuration
         .as_ref()
-        .map(|v| crate::task::network::parse_network_configuration(&v.to_string()))
+        .map(|v| crate::supervisor::isolation::network::parse_network_configuration(&v.to_string()))
         .transpose()
         .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
     let ctx = AwsContext::from_env();

@@ -42,7 +42,7 @@ impl ContainerLog {
         let target = def.and_then(|d| {
             let defs = d.container_definitions.as_ref()?;
             let idx = defs.iter().position(|c| c.name_str() == name)?;
-            crate::task::awslogs::target(&defs[idx], task_id, idx)
+            crate::supervisor::logs::awslogs::target(&defs[idx], task_id, idx)
         });
         let source = match target {
             Some((group, stream)) => Source::Events {

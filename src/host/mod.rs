@@ -1,4 +1,7 @@
 //! Readers of a task's host-side state that more than one front-end shows (the CLI's verbs
-//! and the web console), so the two cannot disagree. They read; they never change a task.
+//! and the web console), so the two cannot disagree. They read; they never change a task:
+//! inspect (namespaces, limits, processes), stats (cgroup counters, Docker's shape) and logs.
 
+pub mod inspect;
 pub mod logs;
+pub mod stats;

@@ -540,7 +540,7 @@ impl LogStore {
 fn max_bytes() -> i64 {
     std::env::var(MAX_BYTES_ENV)
         .ok()
-        .and_then(|v| crate::task::logging::parse_size(&v))
+        .and_then(|v| crate::supervisor::logs::logging::parse_size(&v))
         .and_then(|v| i64::try_from(v).ok())
         .unwrap_or(DEFAULT_MAX_BYTES)
 }

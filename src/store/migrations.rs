@@ -292,7 +292,7 @@ CREATE INDEX tasks_liveness
         name: "per-task user namespace id ranges",
         sql: r#"
 -- A task in its own user namespace holds slot N of the configured host id range: ids
--- start + N * 65536 .. + 65536 (src/task/userns.rs). A slot whose task is STOPPED (or
+-- start + N * 65536 .. + 65536 (src/supervisor/isolation/userns.rs). A slot whose task is STOPPED (or
 -- gone) is free again; claiming reclaims those first, so a dead supervisor's slot is
 -- never lost and two running tasks never share ids.
 CREATE TABLE userns_slots (

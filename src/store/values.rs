@@ -28,7 +28,7 @@ pub struct TaskOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
     /// Replaces the definition's `ephemeralStorage` (then as the definition's: see
-    /// `task::ephemeral`).
+    /// `supervisor::isolation::ephemeral`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<EphemeralStorage>,
     /// Not applied here (`taskdef::coverage::RUN_TASK`); kept as given.

@@ -2,7 +2,19 @@
 //! own session, child subreaper; runs the task's executor and serves its unix socket.
 //! Its command line, socket protocol and client are in [`protocol`].
 
+pub mod aws_http;
+pub mod deps;
+pub mod endpoints;
+pub mod envfiles;
+pub mod executor;
+pub mod health;
+pub mod isolation;
+pub mod logs;
 pub mod protocol;
+pub mod restart;
+pub mod secrets;
+pub mod spec;
+pub mod support;
 
 pub use protocol::{
     Client, ClientError, ExecutionCredentialsFrom, Request, Response, SuperviseArgs,
@@ -10,8 +22,8 @@ pub use protocol::{
 };
 
 use crate::store::{LastStatus, StopCode};
-use crate::task::executor::{Event, Executor, Options};
-use crate::task::network::NetworkStep;
+use crate::supervisor::executor::{Event, Executor, Options};
+use crate::supervisor::isolation::network::NetworkStep;
 use crate::task::{TaskPaths, launch, process_start_time};
 use crate::taskdef::AwsContext;
 use anyhow::Context;
@@ -81,7 +93,7 @@ pub fn run(
     root: &Path,
     run_root: &Path,
     config: Option<PathBuf>,
-    userns: crate::task::userns::Mode,
+    userns: crate::supervisor::isolation::userns::Mode,
     a: SuperviseArgs,
 ) -> anyhow::Result<()> {
     tracing::debug!(task_id = %a.task_id, "supervisor started");
@@ -175,6 +187,6 @@ pub fn run(
     if let Some(mut f) = done {
         let _ = f.write_all(b"1");
     }
-    crate::task::executor::remove_scratch(&a.task_id, &scratch);
+    crate::supervisor::executor::remove_scratch(&a.task_id, &scratch);
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! RunTask on the CLI side: apply overrides, write the task rows (PROVISIONING) and start
 //! one detached supervisor process per task.
 
-use super::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
 use crate::store::{
     ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Store, StoreError, StoredTaskDefinition,
     Tag, TaskRow,
 };
 use crate::supervisor::protocol::{ExecutionCredentialsFrom, SuperviseArgs, TaskCredentialsFrom};
+use crate::task::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -27,11 +27,11 @@ pub enum LaunchError {
         known: String,
     },
     #[error(transparent)]
-    Unsupported(#[from] super::support::SupportError),
+    Unsupported(#[from] crate::supervisor::support::SupportError),
     #[error(transparent)]
-    Volume(#[from] super::volumes::VolumeError),
+    Volume(#[from] crate::supervisor::isolation::volumes::VolumeError),
     #[error(transparent)]
-    Network(#[from] super::network::NetworkError),
+    Network(#[from] crate::supervisor::isolation::network::NetworkError),
     #[error(
         "InvalidParameterException: Network Configuration is not valid for the given \
          networkMode of this task definition ({mode})."
@@ -68,9 +68,9 @@ pub struct Request {
     /// `--volume-map NAME=/dir`: EFS/FSx volumes served from local directories.
     pub volume_map: std::collections::BTreeMap<String, PathBuf>,
     /// `--network-configuration`'s awsvpcConfiguration as JSON text (see
-    /// [`super::network::parse_network_configuration`]).
+    /// [`crate::supervisor::isolation::network::parse_network_configuration`]).
     pub network_configuration: Option<String>,
-    /// `--secrets-file`: the task's secrets from this local file (see `super::secrets`).
+    /// `--secrets-file`: the task's secrets from this local file (see `crate::supervisor::secrets`).
     pub secrets_file: Option<PathBuf>,
     /// `--task-credentials host`: a task without a role gets the host's identity.
     pub host_credentials: bool,
@@ -93,7 +93,7 @@ pub struct SupervisorCommand {
     pub run_root: PathBuf,
     pub config: Option<PathBuf>,
     pub log_level: String,
-    pub userns: super::userns::Mode,
+    pub userns: crate::supervisor::isolation::userns::Mode,
     pub pull: PullPolicy,
     pub secrets_file: Option<PathBuf>,
     pub host_credentials: bool,
@@ -244,9 +244,9 @@ pub fn create_task(
     let name = format!("{}:{}", stored.family(), stored.revision());
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let mut warnings = req.warnings.clone();
-    warnings.extend(super::support::prepare(&mut def)?);
+    warnings.extend(crate::supervisor::support::prepare(&mut def)?);
     apply_env_file(&mut def, &req.env_file);
-    super::volumes::check(&mut def, &req.volume_map, root)?;
+    crate::supervisor::isolation::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);
     // Ref: RunTask refuses a network configuration for a task that is not awsvpc.
     let mode = network_mode(&def, &launch_type);
@@ -261,12 +261,12 @@ pub fn create_task(
             mode: mode.to_string(),
         });
     }
-    let net_row = super::network::new_row(
+    let net_row = crate::supervisor::isolation::network::new_row(
         &id,
         mode,
         req.network_configuration.as_deref().unwrap_or("{}"),
     )?;
-    super::network::task_spec(&def, mode)?;
+    crate::supervisor::isolation::network::task_spec(&def, mode)?;
     let now = chrono::Utc::now().timestamp_millis();
     let store_err = |source| LaunchError::Store {
         id: id.clone(),
@@ -486,7 +486,7 @@ pub fn spawn_supervisor(
     // Ours closed at once: the supervisor's copy is then the only writer.
     let done = done.map(|(r, _w)| r);
     let pid = i64::from(child.id());
-    let recorded = store.set_supervisor(id, pid, super::process_start_time(pid));
+    let recorded = store.set_supervisor(id, pid, crate::task::process_start_time(pid));
     release_launch_lock(&cmd.root, id);
     recorded.map_err(|source| LaunchError::Store {
         id: id.to_string(),

@@ -1,39 +1,12 @@
-//! The task executor: what a RunTask becomes on this host — ids, paths, overrides, the
-//! container spec merge, dependsOn, the lifecycle loop the supervisor runs, and the JSON.
-//!
-//! The supervisor (`src/supervisor.rs`) runs [`executor::Executor`]; the CLI creates the
-//! rows ([`launch`]), reads them ([`json`]) and notices dead supervisors ([`reconcile`]).
+//! The task model every process shares: ids, paths ([`TaskPaths`]), ECS reasons and stop
+//! codes, the pull policy; [`shape`] (a task's ECS JSON), [`launch`] (the rows of a new task
+//! and the start of its supervisor, by the CLI or serve) and [`reconcile`] (finishing a task
+//! whose supervisor died, by whichever process notices). What runs in a task's supervisor
+//! is under `src/supervisor/`; what the front-ends read of a task is under `src/host/`.
 
-pub mod aws_http;
-pub mod awslogs;
-pub mod credentials;
-pub mod deps;
-pub mod envfiles;
-pub mod ephemeral;
-pub mod executor;
-pub mod firelens;
-pub mod forward;
-pub mod health;
-pub mod inspect;
 pub mod launch;
-pub mod logging;
-pub mod metadata;
-pub mod mountns;
-pub mod namespaces;
-pub mod network;
-pub mod platform;
-pub mod protection;
 pub mod reconcile;
-pub mod registry_auth;
-pub mod resources;
-pub mod restart;
-pub mod secrets;
 pub mod shape;
-pub mod spec;
-pub mod stats;
-pub mod support;
-pub mod userns;
-pub mod volumes;
 
 pub use crate::store::{ContainerOverride, TaskOverride};
 use std::path::{Path, PathBuf};
@@ -59,7 +32,7 @@ pub mod reason {
 /// For the crash tests only (tests/reliability_crash.rs), and only in builds with the
 /// tests' hooks: debug assertions (what `cargo test` runs) or the `test-hooks` feature,
 /// never the release profiles by default (Cargo.toml; elsewhere this does nothing and
-/// the variable is not read, as `MINIFARGATE_BINFMT_MISC` of [`platform::binfmt_dir`]
+/// the variable is not read, as `MINIFARGATE_BINFMT_MISC` of [`crate::supervisor::isolation::platform::binfmt_dir`]
 /// is not). When the environment variable `MINIFARGATE_TEST_PAUSE` names `point`, writes
 /// our pid to `<dir>/paused-<point>` (the run root for the CLI, the task's run dir for its
 /// supervisor) and sleeps until killed, so a test can `kill -9` this process at a known

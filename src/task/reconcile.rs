@@ -2,9 +2,10 @@
 //! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and network
 //! (netns, veth, IP lease, published ports) go.
 
-use super::{TaskPaths, cut_reason, network, process_start_time};
 use crate::error_chain;
 use crate::store::{DesiredStatus, LastStatus, Liveness, StopCode, Store, StoreError};
+use crate::supervisor::isolation::network;
+use crate::task::{TaskPaths, cut_reason, process_start_time};
 use runtime::Runtime;
 use std::path::Path;
 
@@ -19,7 +20,7 @@ pub fn supervisor_alive(t: &Liveness, root: &Path, now_ms: i64) -> bool {
         (Some(pid), None) => process_start_time(pid).is_some(),
         (None, _) => {
             now_ms - t.created_at < STARTING_GRACE_MS
-                && super::launch::launch_in_progress(root, &t.id) != Some(false)
+                && crate::task::launch::launch_in_progress(root, &t.id) != Some(false)
         }
     }
 }
@@ -146,11 +147,11 @@ pub fn finish_dead(
         ));
     }
     errors.extend(
-        super::volumes::cleanup_dead(&paths.dir)
+        crate::supervisor::isolation::volumes::cleanup_dead(&paths.dir)
             .iter()
             .map(|e| error_chain(e)),
     );
-    if let Err(e) = super::ephemeral::cleanup_dead(&paths.dir) {
+    if let Err(e) = crate::supervisor::isolation::ephemeral::cleanup_dead(&paths.dir) {
         errors.push(error_chain(&e));
     }
     errors.extend(network::teardown_dead(store, run_root, &t.id));
@@ -159,7 +160,7 @@ pub fn finish_dead(
     {
         errors.push(format!("failed to remove {}: {e}", paths.run_dir.display()));
     }
-    let _ = std::fs::remove_file(super::launch::launch_lock(&paths.dir));
+    let _ = std::fs::remove_file(crate::task::launch::launch_lock(&paths.dir));
     let why = match t.supervisor_pid {
         Some(pid) => format!(
             "Task supervisor (pid {pid}) exited unexpectedly; minifargate stopped the task and \

@@ -1,11 +1,11 @@
 //! The ECS shape of a task (ecs.json `Task`, `Container`, `Attachment`), as RunTask,
 //! DescribeTasks and StopTask answer it; timestamps as the AWS CLI prints them.
 
-use super::network::Recorded;
 use crate::store::{
     AttachmentStatus, Binding, Connectivity, ContainerRow, DesiredStatus, HealthStatus, LastStatus,
     NetworkRow, StopCode, Tag, TaskOverride, TaskRow, format_timestamp,
 };
+use crate::supervisor::isolation::network::Recorded;
 use serde::Serialize;
 
 /// The name of the task `attributes` that carry the task's warnings (ecs.json `Attribute`:
@@ -344,8 +344,10 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
         // Ref: ecs.json `TaskEphemeralStorage`: the definition's size, Fargate's 20 GiB when
         // not set (enforced or not: docs/run-task.md, Ephemeral storage).
         ephemeral_storage: EphemeralStorage {
-            size_in_gib: u32::try_from(super::ephemeral::size_gib(&t.definition))
-                .unwrap_or(super::ephemeral::DEFAULT_GIB as u32),
+            size_in_gib: u32::try_from(crate::supervisor::isolation::ephemeral::size_gib(
+                &t.definition,
+            ))
+            .unwrap_or(crate::supervisor::isolation::ephemeral::DEFAULT_GIB as u32),
         },
         execution_stopped_at: ts(t.execution_stopped_at),
         group: t.group.clone(),

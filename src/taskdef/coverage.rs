@@ -589,7 +589,7 @@ fn log_driver(v: &Value) -> Option<(Class, String)> {
 }
 
 /// Options of the honoured drivers: awsfirelens's all go to the router's configuration
-/// (`task::firelens`); awslogs and json-file's known ones are honoured; others as their
+/// (`supervisor::logs::firelens`); awslogs and json-file's known ones are honoured; others as their
 /// driver. `v` is the logConfiguration holding them.
 fn log_options(v: &Value) -> Option<(Class, String)> {
     if v.get("logDriver").and_then(Value::as_str) == Some("awsfirelens") {
@@ -614,7 +614,7 @@ fn log_options(v: &Value) -> Option<(Class, String)> {
     ))
 }
 
-/// awsfirelens's secret options go to the router (`task::secrets::wanted`); other drivers'
+/// awsfirelens's secret options go to the router (`supervisor::secrets::wanted`); other drivers'
 /// are not read. `v` is the logConfiguration holding them.
 fn log_secret_options(v: &Value) -> Option<(Class, String)> {
     (v.get("logDriver").and_then(Value::as_str) == Some("awsfirelens"))

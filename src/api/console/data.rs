@@ -33,7 +33,7 @@ pub fn isolation(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
     // Not found is the usual failure here (a stopped, pruned task): say so as a 404. The
     // report runs the reconcile pass itself, so this look-up does not.
     task(&ecs.open_store()?, id)?;
-    Ok(crate::task::inspect::report(ecs, id, None)?)
+    Ok(crate::host::inspect::report(ecs, id, None)?)
 }
 
 /// One cgroup reading per container, as the metadata endpoint's `/stats` takes it:
@@ -54,7 +54,7 @@ pub fn stats(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
             .clone()
             .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
         let s = cg.as_ref().and_then(|cg| {
-            crate::task::stats::sample(cg, &t.id, &rid, limit, std::path::Path::new("/proc"))
+            crate::host::stats::sample(cg, &t.id, &rid, limit, std::path::Path::new("/proc"))
         });
         out.push(match s {
             Some(s) => json!({

@@ -9,7 +9,8 @@ use crate::cli::GlobalOpts;
 use crate::cli::tasks::{open_state, reconcile};
 use crate::store::{LastStatus, StopCode};
 use crate::supervisor::Client;
-use crate::task::{TaskPaths, network, process_alive, process_start_time};
+use crate::supervisor::isolation::network;
+use crate::task::{TaskPaths, process_alive, process_start_time};
 use anyhow::bail;
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -163,7 +164,7 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
 
     // 5. The directories, only once nothing is mounted below them any more (removing
     // through a mount would delete what a bind-mounted host directory holds).
-    let still: Vec<PathBuf> = crate::task::volumes::mount_points()
+    let still: Vec<PathBuf> = crate::supervisor::isolation::volumes::mount_points()
         .into_iter()
         .filter(|p| p.starts_with(&g.root) || p.starts_with(&g.run_root))
         .collect();
@@ -291,7 +292,7 @@ fn wait_stopped(g: &GlobalOpts, ids: &[String], timeout: Duration) -> anyhow::Re
 
 /// Detaches every mount at or below `dirs`, deepest first.
 fn unmount_below(dirs: &[&Path]) -> (usize, Vec<String>) {
-    let mut points: Vec<PathBuf> = crate::task::volumes::mount_points()
+    let mut points: Vec<PathBuf> = crate::supervisor::isolation::volumes::mount_points()
         .into_iter()
         .filter(|p| dirs.iter().any(|d| p.starts_with(d)))
         .collect();

@@ -229,7 +229,9 @@ pub fn build(
         hostname: def.hostname.clone(),
         limits: Limits {
             // As the ECS agent: a container without `cpu` gets the minimum shares.
-            cpu_shares: Some(super::resources::container_cpu_shares(def.cpu)),
+            cpu_shares: Some(
+                crate::supervisor::isolation::resources::container_cpu_shares(def.cpu),
+            ),
             memory: mib(def.memory),
             memory_reservation: mib(def.memory_reservation),
             pids: None,

@@ -148,7 +148,7 @@ impl Options {
         };
         let max_buffer = match get("max-buffer-size") {
             None => DEFAULT_MAX_BUFFER,
-            Some(v) => super::logging::parse_size(v)
+            Some(v) => crate::supervisor::logs::logging::parse_size(v)
                 .filter(|n| *n > 0)
                 .ok_or_else(|| bad("max-buffer-size", v, "not a size (e.g. 25m)"))?,
         };
@@ -216,7 +216,11 @@ pub fn target(
     idx: usize,
 ) -> Option<(String, String)> {
     let o = Options::of(def.log_configuration.as_ref()).ok()??;
-    let stream = o.stream_name(def.name_str(), task_id, &super::runtime_id(task_id, idx));
+    let stream = o.stream_name(
+        def.name_str(),
+        task_id,
+        &crate::task::runtime_id(task_id, idx),
+    );
     Some((o.group, stream))
 }
 
@@ -248,7 +252,7 @@ pub struct Awslogs {
     wake: Condvar,
     /// Lines a non-blocking driver dropped because its buffer was full.
     pub dropped: Arc<AtomicU64>,
-    /// Events forwarding gave up on (`super::forward`).
+    /// Events forwarding gave up on (`crate::supervisor::logs::forward`).
     pub forward_lost: AtomicU64,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
@@ -260,7 +264,7 @@ impl Awslogs {
         opts: Options,
         root: PathBuf,
         stream: String,
-        forward: Option<super::forward::Forwarder>,
+        forward: Option<crate::supervisor::logs::forward::Forwarder>,
     ) -> Result<Arc<Awslogs>, AwslogsError> {
         let mut store = LogStore::open(&root)?;
         // One local store serves every region (docs/logs.md).
@@ -336,7 +340,7 @@ impl Awslogs {
         &self,
         mut store: LogStore,
         stream: String,
-        mut forward: Option<super::forward::Forwarder>,
+        mut forward: Option<crate::supervisor::logs::forward::Forwarder>,
     ) {
         loop {
             let (batch, closed) = {

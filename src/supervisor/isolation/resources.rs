@@ -67,7 +67,9 @@ pub fn task_limits(
 /// The ECS container `reason` for how a container ended: the agent's OOM error after
 /// an OOM kill, none otherwise.
 pub fn exit_reason(status: &ExitStatus) -> Option<&'static str> {
-    status.oom_killed.then_some(super::reason::OUT_OF_MEMORY)
+    status
+        .oom_killed
+        .then_some(crate::task::reason::OUT_OF_MEMORY)
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 //! The forwarder runs on the driver's flush thread, never on the container's output path:
 //! a non-blocking container is never stalled by it.
 
-use super::aws_http::{AwsError, Client, Service};
-use super::credentials::Execution;
 use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+use crate::supervisor::aws_http::{AwsError, Client, Service};
+use crate::supervisor::endpoints::credentials::Execution;
 use serde_json::json;
 use std::time::Duration;
 

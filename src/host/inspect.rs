@@ -101,7 +101,9 @@ pub fn report(ecs: &Ecs, task: &str, cluster: Option<&str>) -> anyhow::Result<Va
     // The task's network as the network step recorded it: its namespace (none in host
     // mode) and the ports really published — describe-tasks shows none for awsvpc (ECS
     // puts them on the ENI), the teaching view shows them all.
-    let recorded = net.as_ref().and_then(crate::task::network::Recorded::of);
+    let recorded = net
+        .as_ref()
+        .and_then(crate::supervisor::isolation::network::Recorded::of);
     let mut record = record;
     if let Some(r) = &recorded {
         for c in record["containers"].as_array_mut().into_iter().flatten() {

@@ -1,6 +1,6 @@
 //! Task scale-in protection: the rules UpdateTaskProtection and GetTaskProtection apply,
 //! shared by the ECS core (`ecs::task_protection`) and the in-task agent endpoint
-//! (`$ECS_AGENT_URI/task-protection/v1/state`, `super::metadata`). The service scheduler
+//! (`$ECS_AGENT_URI/task-protection/v1/state`, `crate::supervisor::endpoints::metadata`). The service scheduler
 //! skips a protected task when it scales in or rolls a deployment (`crate::scheduler`).
 //!
 //! Ref: ecs.json `UpdateTaskProtectionRequest` (expiresInMinutes 1-2,880, default 120; the

@@ -52,7 +52,7 @@ pub enum NetworkError {
     MountNs {
         task: String,
         #[source]
-        source: super::mountns::MountNsError,
+        source: crate::supervisor::isolation::mountns::MountNsError,
     },
     #[error("failed to record the network of task {task}")]
     Store {
@@ -731,7 +731,7 @@ impl TaskNetwork for NetworkStep {
         let mut errors = Vec::new();
         // The netns pin is in the host's mount table (the supervisor's own namespace has a
         // copy of it only): removed from there.
-        match super::mountns::on_host(|| net.teardown(task)) {
+        match crate::supervisor::isolation::mountns::on_host(|| net.teardown(task)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => errors.push(e.into()),
             Err(e) => errors.push(NetworkError::MountNs {
@@ -763,7 +763,7 @@ pub fn new_row(
         mode: mode.to_string(),
         bridge: Some(s.bridge),
         subnet: Some(s.subnet.to_string()),
-        attachment_id: super::new_uuid().unwrap_or_else(|_| task.into()),
+        attachment_id: crate::task::new_uuid().unwrap_or_else(|_| task.into()),
         attachment_status: AttachmentStatus::Precreated,
         configuration: serde_json::from_str(configuration).map_err(|e| {
             NetworkError::Configuration {

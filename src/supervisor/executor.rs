@@ -4,19 +4,19 @@
 //! Every transition is written to the store as it happens. Teardown runs every step and
 //! records every error (in the supervisor log and the task's warnings).
 
-use super::deps::{self, Dep, DepState, Verdict};
-use super::health::{self, Check, Health};
-use super::network::{Attachment, TaskNetwork};
-use super::resources;
-use super::restart::{self, Tracker};
-use super::spec::{self, ImageDefaults};
-use super::volumes::TaskVolumes;
-use super::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, stop};
 use crate::error_chain;
 use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, LastStatus, SharedStore, StopCode, Store,
     StoreError, TaskRow,
 };
+use crate::supervisor::deps::{self, Dep, DepState, Verdict};
+use crate::supervisor::health::{self, Check, Health};
+use crate::supervisor::isolation::network::{Attachment, TaskNetwork};
+use crate::supervisor::isolation::resources;
+use crate::supervisor::isolation::volumes::TaskVolumes;
+use crate::supervisor::restart::{self, Tracker};
+use crate::supervisor::spec::{self, ImageDefaults};
+use crate::task::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, stop};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
 use rootfs_cache::{ImageRecord, Puller, RegistriesConfig, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits};
@@ -59,8 +59,8 @@ pub struct Options {
     /// `--execution-credentials host`: pulls, secrets and environment files with the
     /// host's credentials even when the task has an execution role.
     pub host_execution_credentials: bool,
-    /// `--userns`: whether the task gets a user namespace of its own (`super::userns`).
-    pub userns: super::userns::Mode,
+    /// `--userns`: whether the task gets a user namespace of its own (`crate::supervisor::isolation::userns`).
+    pub userns: crate::supervisor::isolation::userns::Mode,
 }
 
 enum State {
@@ -88,9 +88,9 @@ struct Slot {
     deps: Vec<(usize, crate::taskdef::model::ContainerCondition)>,
     restart: Tracker,
     /// The awslogs driver of the running container, if it uses awslogs.
-    awslogs: Option<Arc<super::awslogs::Awslogs>>,
+    awslogs: Option<Arc<crate::supervisor::logs::awslogs::Awslogs>>,
     /// The awsfirelens driver of the running container, if it routes its logs.
-    firelens: Option<Arc<super::firelens::Sink>>,
+    firelens: Option<Arc<crate::supervisor::logs::firelens::Sink>>,
 }
 
 pub struct Executor {
@@ -109,14 +109,14 @@ pub struct Executor {
     started: Instant,
     force_stop: bool,
     warnings: Vec<String>,
-    /// The host ids of the task's user namespace, when it has one (`super::userns`).
+    /// The host ids of the task's user namespace, when it has one (`crate::supervisor::isolation::userns`).
     userns: Option<runtime::IdRange>,
     volumes: TaskVolumes,
-    /// The task's own filesystem for writable layers and volumes (`super::ephemeral`),
+    /// The task's own filesystem for writable layers and volumes (`crate::supervisor::isolation::ephemeral`),
     /// when this host enforces ephemeralStorage.
-    ephemeral: Option<super::ephemeral::Ephemeral>,
-    /// Secrets, the metadata and credentials endpoint (`super::metadata`).
-    inside: super::metadata::Inside,
+    ephemeral: Option<crate::supervisor::isolation::ephemeral::Ephemeral>,
+    /// Secrets, the metadata and credentials endpoint (`crate::supervisor::endpoints::metadata`).
+    inside: crate::supervisor::endpoints::metadata::Inside,
     /// Pays the cgroup migration lock's grace period ahead of the first container's
     /// migration (`runtime::MigrationWarmer`); dropped once that container is created.
     warmer: Option<runtime::MigrationWarmer>,
@@ -129,10 +129,13 @@ pub struct Executor {
     /// Launch phases ([`Executor::phase`]) not yet written: they go into the store with the
     /// next save of the task or a container, in its transaction.
     phases: Vec<Phase>,
-    /// The task's `pidMode` / `ipcMode` and what they share (`super::namespaces`).
-    namespaces: super::namespaces::TaskNamespaces,
-    /// The task's FireLens plan and files, when it has a log router (`super::firelens`).
-    firelens: Option<(super::firelens::Plan, super::firelens::Files)>,
+    /// The task's `pidMode` / `ipcMode` and what they share (`crate::supervisor::isolation::namespaces`).
+    namespaces: crate::supervisor::isolation::namespaces::TaskNamespaces,
+    /// The task's FireLens plan and files, when it has a log router (`crate::supervisor::logs::firelens`).
+    firelens: Option<(
+        crate::supervisor::logs::firelens::Plan,
+        crate::supervisor::logs::firelens::Files,
+    )>,
 }
 
 /// A launch phase of the task (`container` empty) or of a container, in µs.
@@ -182,7 +185,7 @@ fn firelens_dependencies(slots: &mut [Slot]) {
     }
     for (idx, slot) in slots.iter_mut().enumerate() {
         if idx != router
-            && super::firelens::uses_awsfirelens(&slot.def)
+            && crate::supervisor::logs::firelens::uses_awsfirelens(&slot.def)
             && !slot.deps.iter().any(|(d, _)| *d == router)
         {
             slot.deps.push((router, ContainerCondition::Start));
@@ -570,7 +573,7 @@ impl Executor {
     /// file with the execution identity), as the agent creates its FireLens resource
     /// before the containers. `Err` is the task's stopped reason.
     fn setup_firelens(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
-        use super::firelens::{self, External, Files, TaskIds};
+        use crate::supervisor::logs::firelens::{self, External, Files, TaskIds};
         let revision = self
             .task
             .task_definition_arn
@@ -689,7 +692,7 @@ impl Executor {
     }
 
     /// restartPolicy: deletes the exited container and starts it again on the same rootfs
-    /// and network namespace. Ref: `super::restart`.
+    /// and network namespace. Ref: `crate::supervisor::restart`.
     fn restart(&mut self, idx: usize, container: Arc<Container>, code: i32) {
         self.inside.restarted(idx);
         let slot = &mut self.slots[idx];
@@ -729,7 +732,7 @@ impl Executor {
         let (root, run_root) = (&self.opts.root, &self.opts.run_root);
         match self
             .store
-            .with(|s| super::reconcile::reconcile(s, root, run_root))
+            .with(|s| crate::task::reconcile::reconcile(s, root, run_root))
         {
             Ok(ids) => {
                 for id in &ids {
@@ -780,11 +783,11 @@ impl Executor {
         // (its netns pin is in the host's table now): the host's table, which libcontainer
         // reads several times per container, stays the same size however many tasks run.
         let pin = self.attachment.as_ref().and_then(|a| a.netns.clone());
-        if let Err(e) = super::mountns::enter(pin.as_deref()) {
+        if let Err(e) = crate::supervisor::isolation::mountns::enter(pin.as_deref()) {
             tracing::warn!(task_id = %task_id, error = %error_chain(&e),
                 "the task's mounts stay in the host's mount namespace");
         }
-        super::test_pause(&self.paths.run_dir, "network");
+        crate::task::test_pause(&self.paths.run_dir, "network");
         self.task.last_status = LastStatus::Pending;
         self.save();
         // Secrets and the metadata endpoint before the pulls, as ECS resolves secrets
@@ -792,16 +795,18 @@ impl Executor {
         let netns = (mode != NetworkMode::Host)
             .then(|| self.attachment.as_ref().and_then(|a| a.netns.clone()))
             .flatten();
-        let inside = self.inside.provision(super::metadata::Settings {
-            root: &self.opts.root,
-            task: &self.task,
-            def,
-            region: &self.opts.region,
-            netns: netns.as_deref(),
-            secrets_file: self.opts.secrets_file.clone(),
-            host_credentials: self.opts.host_credentials,
-            host_execution_credentials: self.opts.host_execution_credentials,
-        });
+        let inside = self
+            .inside
+            .provision(crate::supervisor::endpoints::metadata::Settings {
+                root: &self.opts.root,
+                task: &self.task,
+                def,
+                region: &self.opts.region,
+                netns: netns.as_deref(),
+                secrets_file: self.opts.secrets_file.clone(),
+                host_credentials: self.opts.host_credentials,
+                host_execution_credentials: self.opts.host_execution_credentials,
+            });
         if let Err(why) = inside {
             self.fail_all(&why);
             return false;
@@ -839,11 +844,11 @@ impl Executor {
             self.fail_all(&why);
             return false;
         }
-        if super::ephemeral::enforced() {
+        if crate::supervisor::isolation::ephemeral::enforced() {
             let t0 = now_us();
-            let made = super::ephemeral::Ephemeral::create(
+            let made = crate::supervisor::isolation::ephemeral::Ephemeral::create(
                 &self.paths.dir,
-                super::ephemeral::size_gib(def),
+                crate::supervisor::isolation::ephemeral::size_gib(def),
                 self.slots.len(),
             );
             self.phase(None, "ephemeral", t0);
@@ -933,10 +938,10 @@ impl Executor {
         true
     }
 
-    /// Decides whether the task gets a user namespace (`super::userns`) and, if so,
+    /// Decides whether the task gets a user namespace (`crate::supervisor::isolation::userns`) and, if so,
     /// claims its ids and starts the holder that makes it. Err: why the task cannot start.
     fn setup_userns(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
-        use super::userns::{self, Decision};
+        use crate::supervisor::isolation::userns::{self, Decision};
         let pool = match userns::decide(
             self.opts.userns,
             def,
@@ -978,8 +983,12 @@ impl Executor {
             })?;
         let range = pool.range(slot);
         self.userns = Some(range);
-        super::userns::open_task_dir(&self.opts.root, &self.paths.dir, range)
-            .map_err(|e| format!("{}: {e}", reason::RESOURCE_INIT))?;
+        crate::supervisor::isolation::userns::open_task_dir(
+            &self.opts.root,
+            &self.paths.dir,
+            range,
+        )
+        .map_err(|e| format!("{}: {e}", reason::RESOURCE_INIT))?;
         tracing::info!(task_id = %id, host_ids = range.start, count = range.count,
             "task user namespace");
         self.namespaces
@@ -1029,8 +1038,10 @@ impl Executor {
             limits: Default::default(),
             prefetched: Default::default(),
             prechecked: Default::default(),
-            // runtimePlatform.cpuArchitecture picks the image from an index (super::platform).
-            platform: super::platform::wanted_platform(&self.task.definition),
+            // runtimePlatform.cpuArchitecture picks the image from an index (crate::supervisor::isolation::platform).
+            platform: crate::supervisor::isolation::platform::wanted_platform(
+                &self.task.definition,
+            ),
             policy: self.opts.pull,
             root: self.opts.root.clone(),
             config: self.opts.config.clone(),
@@ -1051,8 +1062,11 @@ impl Executor {
                 .map_err(|reason| (idx, reason))?;
             // An image whose config says another architecture would fail with ENOEXEC
             // (or run under emulation unasked): refused by name before anything runs.
-            if let Some(why) = super::platform::image_mismatch(&image, &rec.platform, &get.platform)
-            {
+            if let Some(why) = crate::supervisor::isolation::platform::image_mismatch(
+                &image,
+                &rec.platform,
+                &get.platform,
+            ) {
                 return Err(fail(idx, &why));
             }
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
@@ -1370,7 +1384,12 @@ impl Executor {
         if on_ecr {
             o.ecr = rt
                 .block_on(self.inside.execution.ecr_identity())
-                .map_err(|e| (at, format!("{}: {e}", super::secrets::REASON_PREFIX)))?;
+                .map_err(|e| {
+                    (
+                        at,
+                        format!("{}: {e}", crate::supervisor::secrets::REASON_PREFIX),
+                    )
+                })?;
         }
         if let Some(idx) = with_auth
             && let Some(c) = self.inside.registry_auth.get(&idx)
@@ -1574,7 +1593,8 @@ impl Executor {
             // A routed container: its lines go to the router (and its json-file stays, as
             // with every driver here, for `minifargate logs`).
             if let Some(r) = plan.routed.iter().find(|r| r.idx == idx) {
-                let sink = super::firelens::Sink::start(plan, r, &rid, files.socket());
+                let sink =
+                    crate::supervisor::logs::firelens::Sink::start(plan, r, &rid, files.socket());
                 if let runtime::LogConfig::JsonFile { sink: s, .. } = &mut spec.log {
                     *s = Some(runtime::SinkRef(sink.clone()));
                 }
@@ -1673,15 +1693,18 @@ impl Executor {
         idx: usize,
         name: &str,
         rid: &str,
-    ) -> Result<Option<Arc<super::awslogs::Awslogs>>, super::awslogs::AwslogsError> {
-        use super::awslogs::{Awslogs, Options};
+    ) -> Result<
+        Option<Arc<crate::supervisor::logs::awslogs::Awslogs>>,
+        crate::supervisor::logs::awslogs::AwslogsError,
+    > {
+        use crate::supervisor::logs::awslogs::{Awslogs, Options};
         let Some(o) = Options::of(self.slots[idx].def.log_configuration.as_ref())? else {
             return Ok(None);
         };
         let stream = o.stream_name(name, &self.task.id, rid);
-        let forward = if super::forward::enabled() {
+        let forward = if crate::supervisor::logs::forward::enabled() {
             let region = o.region.clone().unwrap_or_else(|| self.opts.region.clone());
-            match super::forward::Forwarder::new(
+            match crate::supervisor::logs::forward::Forwarder::new(
                 self.inside.execution.clone(),
                 &region,
                 &o.group,
@@ -1717,7 +1740,7 @@ impl Executor {
             .as_ref()
             .is_some_and(|l| l.init_process_enabled == Some(true));
         let init = wants_init.then(spec::static_init).flatten();
-        let rotation = super::logging::rotation(def.log_configuration.as_ref())
+        let rotation = crate::supervisor::logs::logging::rotation(def.log_configuration.as_ref())
             .map_err(|e| format!("{name}: {e}"))?;
         let log = runtime::LogConfig::JsonFile {
             path: self.paths.log(&name),
@@ -1729,7 +1752,7 @@ impl Executor {
         // `apparmor:unconfined` on a host without AppArmor: nothing to lift (libcontainer
         // would refuse any profile there).
         if spec.security.apparmor_profile.as_deref() == Some("unconfined")
-            && !super::support::apparmor_enabled(std::path::Path::new("/sys"))
+            && !crate::supervisor::support::apparmor_enabled(std::path::Path::new("/sys"))
         {
             spec.security.apparmor_profile = None;
         }
@@ -1847,7 +1870,7 @@ impl Executor {
         self.warmer.take();
         self.task.last_status = LastStatus::Deprovisioning;
         self.save();
-        super::test_pause(&self.paths.run_dir, "teardown");
+        crate::task::test_pause(&self.paths.run_dir, "teardown");
         self.inside.stop();
         let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
@@ -2069,7 +2092,12 @@ impl ImageGetter {
         let platform = &self.platform;
         let fits = |rec: &ImageRecord| {
             self.policy == PullPolicy::Never
-                || super::platform::image_mismatch(image, &rec.platform, platform).is_none()
+                || crate::supervisor::isolation::platform::image_mismatch(
+                    image,
+                    &rec.platform,
+                    platform,
+                )
+                .is_none()
         };
         let wanted = match digest {
             Some(d) => format!("{image}@{d}"),
@@ -2143,7 +2171,7 @@ fn pull_reason(e: &rootfs_cache::PullError) -> String {
     {
         return format!(
             "{}: unable to retrieve ecr registry auth: {a}",
-            super::secrets::REASON_PREFIX
+            crate::supervisor::secrets::REASON_PREFIX
         );
     }
     if let rootfs_cache::PullError::Registry {

@@ -22,13 +22,13 @@
 //!
 //! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
 
-use super::credentials::{Execution, Source as CredSource, TaskCredentials};
-use super::network::Recorded;
-use super::secrets::{Resolver, SecretEnv};
-use super::stats::{self, Sample};
+use crate::host::stats::{self, Sample};
 use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, StoreError, TaskRow,
 };
+use crate::supervisor::endpoints::credentials::{Execution, Source as CredSource, TaskCredentials};
+use crate::supervisor::isolation::network::Recorded;
+use crate::supervisor::secrets::{Resolver, SecretEnv};
 use crate::taskdef::model::TaskDefinition;
 use crate::taskdef::units::{CpuUnits, MemoryMib, UnitError};
 use serde_json::{Map, Value, json};
@@ -169,7 +169,7 @@ impl Server {
     /// base URL containers get (`http://127.0.0.1:<port>/<token>`).
     pub fn start_loopback(state: Endpoint) -> Result<(Server, String), MetadataError> {
         let task = state.task_id.clone();
-        let token = super::new_id().map_err(|source| MetadataError::Token {
+        let token = crate::task::new_id().map_err(|source| MetadataError::Token {
             task: task.clone(),
             source,
         })?;
@@ -520,7 +520,7 @@ impl Endpoint {
     /// named as the agent's Go types marshal them. Ref: amazon-ecs-agent
     /// `agent/handlers/agentapi/taskprotection/v1/handlers/handlers.go` and `…/types`.
     pub fn task_protection(&mut self, id: &str, method: &str, body: &[u8]) -> (u16, Value) {
-        use super::protection;
+        use crate::supervisor::endpoints::protection;
         let error = |status: u16, arn: &str, code: &str, message: String| {
             let mut e = json!({"Code": code, "Message": message});
             if !arn.is_empty() {
@@ -744,7 +744,7 @@ impl Snapshot {
 fn runtime_id(snap: &Snapshot, c: &ContainerRow) -> String {
     c.runtime_id
         .clone()
-        .unwrap_or_else(|| super::runtime_id(&snap.task.id, c.idx as usize))
+        .unwrap_or_else(|| crate::task::runtime_id(&snap.task.id, c.idx as usize))
 }
 
 /// Timestamps as the agent's Go `time.Time` marshals them (RFC 3339, UTC).
@@ -830,7 +830,7 @@ fn container_meta(snap: &Snapshot, i: usize) -> Value {
         .flatten()
         .find(|d| d.name_str() == c.name);
     let id = runtime_id(snap, c);
-    let cluster = super::shape::cluster_arn(&t.arn, &t.cluster);
+    let cluster = crate::task::shape::cluster_arn(&t.arn, &t.cluster);
     let mut labels = Map::new();
     labels.insert("com.amazonaws.ecs.cluster".into(), json!(cluster));
     labels.insert("com.amazonaws.ecs.container-name".into(), json!(c.name));
@@ -911,7 +911,7 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
     let mut m = Map::new();
     m.insert(
         "Cluster".into(),
-        json!(super::shape::cluster_arn(&t.arn, &t.cluster)),
+        json!(crate::task::shape::cluster_arn(&t.arn, &t.cluster)),
     );
     m.insert("TaskARN".into(), json!(t.arn));
     m.insert("Family".into(), json!(t.family));
@@ -964,10 +964,10 @@ pub struct Inside {
     /// task's own namespace), `http://127.0.0.1:<port>/<token>` in host mode.
     base: Option<String>,
     secrets: SecretEnv,
-    /// Variables from S3 `environmentFiles` (`super::envfiles`).
-    file_env: super::envfiles::FileEnv,
-    /// `repositoryCredentials` per container (`super::registry_auth`).
-    pub registry_auth: super::registry_auth::RegistryAuth,
+    /// Variables from S3 `environmentFiles` (`crate::supervisor::envfiles`).
+    file_env: crate::supervisor::envfiles::FileEnv,
+    /// `repositoryCredentials` per container (`crate::supervisor::endpoints::registry_auth`).
+    pub registry_auth: crate::supervisor::endpoints::registry_auth::RegistryAuth,
     /// What the start-up calls act as: the execution role, or the host's credentials.
     pub execution: Execution,
     pub live: Arc<Live>,
@@ -1011,18 +1011,22 @@ impl Inside {
             region: s.region.to_string(),
         }
         .resolve(s.def, &mut self.execution)?;
-        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
-        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)?;
+        self.registry_auth = crate::supervisor::endpoints::registry_auth::resolve(
+            s.def,
+            &mut self.execution,
+            s.region,
+        )?;
+        self.file_env = crate::supervisor::envfiles::resolve(s.def, &mut self.execution, s.region)?;
         let role = s
             .task
             .overrides
             .task_role_arn
             .as_deref()
             .or(s.def.task_role_arn.as_deref());
-        let id = super::new_uuid().map_err(|e| {
+        let id = crate::task::new_uuid().map_err(|e| {
             format!(
                 "{}: failed to make the credentials id: {e}",
-                super::reason::RESOURCE_INIT
+                crate::task::reason::RESOURCE_INIT
             )
         })?;
         let creds = TaskCredentials::new(
@@ -1040,7 +1044,7 @@ impl Inside {
         let (server, base) = started.map_err(|e| {
             format!(
                 "{}: task metadata endpoint: {}",
-                super::reason::RESOURCE_INIT,
+                crate::task::reason::RESOURCE_INIT,
                 crate::error_chain(&e)
             )
         })?;
@@ -1049,12 +1053,14 @@ impl Inside {
         Ok(())
     }
 
-    /// The endpoint's base URL as containers reach it, for [`super::spec::ecs_env`].
+    /// The endpoint's base URL as containers reach it, for [`crate::supervisor::spec::ecs_env`].
     pub fn base(&self) -> &str {
-        self.base.as_deref().unwrap_or(super::spec::ENDPOINT_BASE)
+        self.base
+            .as_deref()
+            .unwrap_or(crate::supervisor::spec::ENDPOINT_BASE)
     }
 
-    /// Variables for every container (besides [`super::spec::ecs_env`]): the relative
+    /// Variables for every container (besides [`crate::supervisor::spec::ecs_env`]): the relative
     /// credentials URI (SDKs prefix 169.254.170.2), or in host mode the full loopback URI.
     pub fn env(&self) -> Vec<String> {
         self.creds_uri

@@ -9,8 +9,8 @@
 //! `extractASMValue`: Go's case-insensitive JSON field match, an empty username or
 //! password is an error, messages quoted below).
 
-use super::credentials::Execution;
-use super::secrets::REASON_PREFIX;
+use crate::supervisor::endpoints::credentials::Execution;
+use crate::supervisor::secrets::REASON_PREFIX;
 use crate::taskdef::model::TaskDefinition;
 use rootfs_cache::auth::Credentials;
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ pub fn resolve(
                 .config(region_of(param, region))
                 .await
                 .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-            let got = super::secrets::get_secret_value(&cfg, region_of(param, region), param, None, None)
+            let got = crate::supervisor::secrets::get_secret_value(&cfg, region_of(param, region), param, None, None)
                 .await
                 .map_err(|e| fail(format!("asm fetching secret from the service: {e}")))?;
             let (username, password) =

@@ -9,7 +9,7 @@
 //! order, a name already set — by `environment` or an earlier file — is kept);
 //! ecs.json `EnvironmentFile` (up to ten files, `.env` extension, `s3` the only type).
 
-use super::credentials::Execution;
+use crate::supervisor::endpoints::credentials::Execution;
 use crate::taskdef::model::{EnvironmentFileType, TaskDefinition};
 use std::collections::BTreeMap;
 
@@ -52,7 +52,7 @@ pub fn parse_s3_arn(v: &str) -> Option<S3Object> {
 }
 
 /// Whether an `environmentFiles` value names an S3 object (else: a local path, a local
-/// extension of this host; see `super::support`).
+/// extension of this host; see `crate::supervisor::support`).
 pub fn is_s3(value: &str, kind: Option<EnvironmentFileType>) -> bool {
     value.starts_with("arn:") || (kind == Some(EnvironmentFileType::S3) && value.starts_with("s3:"))
 }
@@ -164,13 +164,13 @@ pub enum ObjectError {
 /// GetBucketLocation, then GetObject in the bucket's region, as the agent's
 /// `NewS3ClientForBucket` does (the execution role needs s3:GetObject and
 /// s3:GetBucketLocation: docs …/developerguide/use-environment-file.html); at most
-/// [`MAX_FILE_BYTES`]. Shared with the FireLens S3 config file (`super::firelens`).
+/// [`MAX_FILE_BYTES`]. Shared with the FireLens S3 config file (`crate::supervisor::logs::firelens`).
 pub async fn get_object(
     exec: &mut Execution,
     region: &str,
     o: &S3Object,
 ) -> Result<Vec<u8>, ObjectError> {
-    use super::aws_http::{Client, Service, location_constraint};
+    use crate::supervisor::aws_http::{Client, Service, location_constraint};
     let cfg = exec
         .config(region)
         .await

@@ -126,7 +126,7 @@ pub enum External {
     /// A path inside the router's image.
     File(String),
     /// An S3 object, fetched with the execution role into the task's FireLens dir.
-    S3(super::envfiles::S3Object),
+    S3(crate::supervisor::envfiles::S3Object),
 }
 
 /// A container whose logs go to the router.
@@ -225,7 +225,7 @@ pub fn plan(
                 External::File(v.clone())
             } else {
                 External::S3(
-                    super::envfiles::parse_s3_arn(v)
+                    crate::supervisor::envfiles::parse_s3_arn(v)
                         .ok_or_else(|| FirelensError::S3Arn(v.clone()))?,
                 )
             })
@@ -260,7 +260,7 @@ pub fn plan(
             .unwrap_or_default();
         let buffer_limit = match options.remove(BUFFER_LIMIT_OPTION) {
             None => DEFAULT_BUFFER_LIMIT,
-            Some(v) => super::logging::parse_size(&v)
+            Some(v) => crate::supervisor::logs::logging::parse_size(&v)
                 .filter(|n| *n > 0)
                 .ok_or_else(|| FirelensError::BufferLimit {
                     container: c.name_str().to_string(),
@@ -268,7 +268,7 @@ pub fn plan(
                 })?,
         };
         // Ref: task.go collectFirelensLogEnvOptions: a secret option becomes a config
-        // variable the router resolves from its environment (`super::secrets::wanted`
+        // variable the router resolves from its environment (`crate::supervisor::secrets::wanted`
         // puts the value there as `<name>_<index>`).
         let secret_options = c
             .log_configuration
@@ -861,18 +861,18 @@ impl runtime::LogSink for Sink {
 
 /// Fetches `o` with the execution role, as the agent downloads the S3 config file.
 pub fn fetch_s3(
-    exec: &mut super::credentials::Execution,
+    exec: &mut crate::supervisor::endpoints::credentials::Execution,
     region: &str,
-    o: &super::envfiles::S3Object,
+    o: &crate::supervisor::envfiles::S3Object,
 ) -> Result<Vec<u8>, FirelensError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| FirelensError::S3Download(format!("failed to start the AWS client: {e}")))?;
     let who = exec.describe();
-    rt.block_on(super::envfiles::get_object(exec, region, o))
+    rt.block_on(crate::supervisor::envfiles::get_object(exec, region, o))
         .map_err(|e| {
-            use super::envfiles::ObjectError;
+            use crate::supervisor::envfiles::ObjectError;
             let (ObjectError::Identity(why) | ObjectError::Bucket(why) | ObjectError::Object(why)) =
                 e;
             FirelensError::S3Download(format!(
@@ -1005,7 +1005,7 @@ mod tests {
         let p = plan(&d, NetworkMode::Host, &ids()).unwrap().unwrap();
         assert_eq!(
             p.external,
-            Some(External::S3(super::super::envfiles::S3Object {
+            Some(External::S3(crate::supervisor::envfiles::S3Object {
                 bucket: "cfg".into(),
                 key: "fluent.conf".into()
             }))
@@ -1072,10 +1072,8 @@ mod tests {
             "{}",
             p.render().unwrap()
         );
-        // The value goes to the router (container 0), named as the variable.
-        let w = super::super::secrets::wanted(&d).unwrap();
-        assert_eq!(w.len(), 1);
-        assert_eq!((w[0].container, w[0].name.as_str()), (0, "apikey_1"));
+        // The value goes to the router's environment under that name: the secrets step's
+        // test `a_routed_containers_secret_options_go_to_the_router`.
         // Fluentd reads it from its environment with Ruby's syntax.
         let r = &mut d.container_definitions.as_mut().unwrap()[0];
         r.firelens_configuration.as_mut().unwrap().kind = Some(FirelensType::Fluentd);

@@ -8,8 +8,8 @@
 //! Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets (the reasons ECS prints);
 //! docs …/developerguide/specifying-sensitive-data-secrets.html (the valueFrom forms).
 
-use super::aws_http::{AwsError, Client, Service};
-use super::credentials::Execution;
+use crate::supervisor::aws_http::{AwsError, Client, Service};
+use crate::supervisor::endpoints::credentials::Execution;
 use crate::taskdef::model::TaskDefinition;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -134,7 +134,7 @@ pub fn wanted(def: &TaskDefinition) -> Result<Vec<Wanted>, SecretError> {
     let mut out = Vec::new();
     for (idx, c) in containers.iter().enumerate() {
         let log_secrets = match router {
-            Some(r) if super::firelens::uses_awsfirelens(c) => c
+            Some(r) if crate::supervisor::logs::firelens::uses_awsfirelens(c) => c
                 .log_configuration
                 .as_ref()
                 .and_then(|l| l.secret_options.as_deref())
@@ -398,6 +398,29 @@ fn from_file(map: &BTreeMap<String, String>, w: &Wanted, path: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `secretOptions` of a container whose logs go through FireLens are resolved into
+    /// the router's environment (container 0 here), named `<name>_<index of the container>`:
+    /// the variable the router's configuration refers to (firelens.rs).
+    #[test]
+    fn a_routed_containers_secret_options_go_to_the_router() {
+        let d: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "f",
+            "containerDefinitions": [
+                {"name": "log_router", "image": "fluent-bit", "essential": true,
+                 "firelensConfiguration": {"type": "fluentbit"}},
+                {"name": "app", "image": "app", "essential": true,
+                 "logConfiguration": {"logDriver": "awsfirelens",
+                    "options": {"Name": "datadog"},
+                    "secretOptions": [{"name": "apikey",
+                        "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/k"}]}}
+            ]
+        }))
+        .unwrap();
+        let w = wanted(&d).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].container, w[0].name.as_str()), (0, "apikey_1"));
+    }
 
     #[test]
     fn value_from_forms() {

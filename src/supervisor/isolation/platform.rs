@@ -12,7 +12,7 @@ use std::path::Path;
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 
 /// The binfmt_misc directory to read: [`BINFMT_MISC`], or in builds with the tests' hooks
-/// (debug assertions or the `test-hooks` feature, as [`super::test_pause`])
+/// (debug assertions or the `test-hooks` feature, as [`crate::task::test_pause`])
 /// `MINIFARGATE_BINFMT_MISC` (the tests point it at an empty directory to see the refusal
 /// on a host that has handlers).
 pub fn binfmt_dir() -> std::path::PathBuf {

@@ -4,9 +4,9 @@
 //! (`taskdef::coverage`, `dockerSecurityOptions` entries not applied).
 //! Also reads *local* `environmentFiles` into the environment at RunTask (a local
 //! extension: ECS reads them only from S3; S3 files are read by the supervisor at task
-//! start, `super::envfiles`), by the ECS agent's file rules.
+//! start, `crate::supervisor::envfiles`), by the ECS agent's file rules.
 
-use super::envfiles;
+use crate::supervisor::envfiles;
 use crate::taskdef::coverage;
 use crate::taskdef::finding::JsonPath;
 use crate::taskdef::model::{KeyValuePair, TaskDefinition};
@@ -16,9 +16,9 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
     /// A `secrets` entry that names no SSM parameter or Secrets Manager secret (they are
-    /// resolved by the supervisor at task start: `super::secrets`).
+    /// resolved by the supervisor at task start: `crate::supervisor::secrets`).
     #[error(transparent)]
-    Secret(#[from] super::secrets::SecretError),
+    Secret(#[from] crate::supervisor::secrets::SecretError),
     #[error(
         "containerDefinitions[{idx}].environmentFiles[{k}].value: {value:?} is not an S3 object \
          ARN; ECS takes arn:aws:s3:::<bucket>/<key>.env"
@@ -34,10 +34,10 @@ pub enum SupportError {
         max: usize,
     },
     #[error(transparent)]
-    Setting(#[from] super::spec::SpecBuildError),
+    Setting(#[from] crate::supervisor::spec::SpecBuildError),
     /// A runtimePlatform this host cannot run (refused before anything of the task exists).
     #[error(transparent)]
-    Platform(#[from] super::platform::PlatformError),
+    Platform(#[from] crate::supervisor::isolation::platform::PlatformError),
     #[error("containerDefinitions[{idx}].dockerSecurityOptions[{k}]: apparmor:{profile}: {reason}")]
     AppArmor {
         idx: usize,
@@ -117,9 +117,12 @@ pub fn prepare_on(def: &mut TaskDefinition, sys: &Path) -> Result<Vec<String>, S
         .filter(|f| !f.path.starts_with(&ephemeral))
         .collect();
     let mut warnings = coverage::task_warnings(&members);
-    super::secrets::wanted(def)?;
-    warnings.extend(super::ephemeral::warning(def));
-    super::platform::check(def, &super::platform::binfmt_dir())?;
+    crate::supervisor::secrets::wanted(def)?;
+    warnings.extend(crate::supervisor::isolation::ephemeral::warning(def));
+    crate::supervisor::isolation::platform::check(
+        def,
+        &crate::supervisor::isolation::platform::binfmt_dir(),
+    )?;
     for (idx, c) in def.container_definitions.iter_mut().flatten().enumerate() {
         for (k, o) in c.docker_security_options.iter().flatten().enumerate() {
             let o = SecurityOption::parse(o);
@@ -172,7 +175,7 @@ pub fn prepare_on(def: &mut TaskDefinition, sys: &Path) -> Result<Vec<String>, S
             }
             c.environment_files = (!kept.is_empty()).then_some(kept);
         }
-        super::spec::check_sysctls(idx, c)?;
+        crate::supervisor::spec::check_sysctls(idx, c)?;
     }
     Ok(warnings)
 }

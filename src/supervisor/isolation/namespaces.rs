@@ -11,7 +11,7 @@
 //! docs "IPC settings (--ipc)"): `host` binds the host's /dev/shm, a joined ipc namespace
 //! shares one tmpfs, `none` has no /dev/shm mounted.
 
-use super::volumes::{TaskVolumes, VolumeError};
+use crate::supervisor::isolation::volumes::{TaskVolumes, VolumeError};
 use crate::taskdef::model::{IpcMode, PidMode, TaskDefinition};
 use runtime::{ContainerSpec, DevShm, HeldNamespaces, NamespaceHolder, NamespaceMode};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ fn shared_shm_size(def: &TaskDefinition) -> u64 {
 }
 
 impl TaskNamespaces {
-    /// For a task in its own user namespace ([`super::userns`]), before anything else of
+    /// For a task in its own user namespace ([`crate::supervisor::isolation::userns`]), before anything else of
     /// the task is made: starts the holder with the user namespace mapping `range` and the
     /// task's network namespace owned by it (which the network step adopts), and the pid
     /// and ipc namespaces the definition shares, all owned by it.
