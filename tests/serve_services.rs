@@ -335,18 +335,19 @@ fn secs_between(t: &Value, from: &str, to: &str) -> f64 {
 #[test]
 fn the_health_check_grace_period_spares_a_slow_starter_and_then_ends() {
     let api = Api::start();
-    // `slow` fails its checks until /tmp/ready appears after 12 s: UNHEALTHY at ~5 s, then
-    // HEALTHY. With a 25 s grace period the scheduler leaves it alone.
+    // `slow` fails its checks until /tmp/ready appears after 20 s: UNHEALTHY from ~5 s to
+    // ~25 s (a window wide enough for a poll through the AWS CLI on a loaded host), then
+    // HEALTHY. With a 40 s grace period the scheduler leaves it alone.
     let slow = r#"{"family":"slow","networkMode":"awsvpc","cpu":"256","memory":"512",
       "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
-        "essential":true,"command":["sh","-c","trap 'exit 0' TERM; (sleep 12; touch /tmp/ready) & sleep 3600 & wait"],
+        "essential":true,"command":["sh","-c","trap 'exit 0' TERM; (sleep 20; touch /tmp/ready) & sleep 3600 & wait"],
         "healthCheck":{"command":["CMD-SHELL","test -e /tmp/ready"],"interval":5,"timeout":2,"retries":1}}]}"#;
     // `never` never turns healthy: replaced, but only once its 8 s grace period is over.
     let never = r#"{"family":"never","networkMode":"awsvpc","cpu":"256","memory":"512",
       "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
         "essential":true,"command":["sh","-c","trap 'exit 0' TERM; sleep 3600 & wait"],
         "healthCheck":{"command":["CMD-SHELL","exit 1"],"interval":5,"timeout":2,"retries":1}}]}"#;
-    for (name, def, grace) in [("slow", slow, "25"), ("never", never, "8")] {
+    for (name, def, grace) in [("slow", slow, "40"), ("never", never, "8")] {
         let f = api.file(&format!("{name}.json"), def);
         api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
         api.aws_json(&[
