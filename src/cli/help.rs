@@ -254,40 +254,6 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The environment variables minifargate reads.
-pub const ENVIRONMENT: &[(&str, &str)] = &[
-    (
-        "MINIFARGATE_ROOT",
-        "State directory (--root; default /var/lib/minifargate).",
-    ),
-    (
-        "MINIFARGATE_RUN_ROOT",
-        "Runtime directory (--run-root; default /run/minifargate).",
-    ),
-    (
-        "MINIFARGATE_CONFIG",
-        "Registry configuration file (--config).",
-    ),
-    (
-        "MINIFARGATE_BRIDGE, MINIFARGATE_SUBNET",
-        "The tasks' bridge and subnet (default mfg0, 10.94.0.0/16).",
-    ),
-    (
-        "MINIFARGATE_STOPPED_TASK_RETENTION",
-        "Seconds STOPPED tasks stay describable (default 3600).",
-    ),
-    ("RUST_LOG", "Log filter; wins over --log-level."),
-    ("NO_COLOR", "No colours on a terminal."),
-    (
-        "AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, …",
-        "The AWS credential chain for ECR pulls, secrets, S3 environment files and task roles.",
-    ),
-    (
-        "DOCKER_CONFIG",
-        "Where docker's config.json (registry logins) is.",
-    ),
-];
-
 /// The files minifargate uses.
 pub const FILES: &[(&str, &str)] = &[
     (
@@ -397,7 +363,9 @@ pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
             man.render_extra_section(&mut out)?;
         }
         out.extend(roff_section("EXIT STATUS", EXIT_STATUS).bytes());
-        out.extend(roff_section("ENVIRONMENT", ENVIRONMENT).bytes());
+        let env = crate::config::man_items();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        out.extend(roff_section("ENVIRONMENT", &env).bytes());
         out.extend(roff_section("FILES", FILES).bytes());
         if let Some(p) = parent {
             out.extend(format!(".SH \"SEE ALSO\"\n\\fB{}\\fR(1)\n", p.replace('-', "\\-")).bytes());
