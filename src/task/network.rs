@@ -88,7 +88,7 @@ impl Settings {
         let c = crate::config::get();
         Settings {
             bridge: c.bridge.clone(),
-            subnet: c.subnet.clone(),
+            subnet: c.subnet,
         }
     }
 
