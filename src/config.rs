@@ -785,10 +785,7 @@ mod tests {
     fn every_default_parses_and_matches_what_the_code_used_to_default_to() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.bridge, "mfg0");
-        assert_eq!(
-            c.subnet,
-            crate::task::network::DEFAULT_SUBNET.parse().unwrap()
-        );
+        assert_eq!(c.subnet, "10.94.0.0/16".parse().unwrap());
         assert_eq!(c.log_max_size, runtime::Rotation::default().max_size);
         assert_eq!(c.log_max_files, runtime::Rotation::default().max_files);
         assert_eq!(c.logs_max_bytes, 1 << 30);
@@ -911,7 +908,7 @@ mod tests {
     }
 
     #[test]
-    fn every_variable_is_documented_once_and_clap_reads_the_options_ones() {
+    fn every_variable_is_documented_once() {
         let mut names: Vec<&str> = SETTINGS
             .iter()
             .chain(OPTIONS.iter().map(|(v, _)| v))
@@ -924,28 +921,7 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), n, "a variable is in the tables twice");
-        // clap's `env` of every option, in every verb, is an OPTIONS entry with that
-        // option, and every OPTIONS entry is some option's `env`.
-        let mut seen = Vec::new();
-        fn walk(cmd: &clap::Command, seen: &mut Vec<(String, String)>) {
-            for a in cmd.get_arguments() {
-                if let (Some(env), Some(long)) = (a.get_env(), a.get_long()) {
-                    seen.push((env.to_string_lossy().into_owned(), format!("--{long}")));
-                }
-            }
-            for s in cmd.get_subcommands() {
-                walk(s, seen);
-            }
-        }
-        walk(&crate::cli::help::command(), &mut seen);
-        seen.sort();
-        seen.dedup();
-        let mut want: Vec<(String, String)> = OPTIONS
-            .iter()
-            .map(|(v, o)| (v.name.to_string(), o.to_string()))
-            .collect();
-        want.sort();
-        assert_eq!(seen, want);
+        // That clap reads OPTIONS' variables: cli::help's tests.
     }
 
     #[test]

@@ -469,6 +469,32 @@ mod tests {
         assert!(parse_supervisor(os(&["minifargate", "images"])).is_none());
     }
 
+    /// clap's `env` of every option, in every verb, is a `config::OPTIONS` entry with that
+    /// option, and every entry is some option's `env` (docs/configuration.md).
+    #[test]
+    fn the_options_variables_are_the_config_tables() {
+        fn walk(cmd: &clap::Command, seen: &mut Vec<(String, String)>) {
+            for a in cmd.get_arguments() {
+                if let (Some(env), Some(long)) = (a.get_env(), a.get_long()) {
+                    seen.push((env.to_string_lossy().into_owned(), format!("--{long}")));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                walk(s, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&command(), &mut seen);
+        seen.sort();
+        seen.dedup();
+        let mut want: Vec<(String, String)> = crate::config::OPTIONS
+            .iter()
+            .map(|(v, o)| (v.name.to_string(), o.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(seen, want);
+    }
+
     #[test]
     fn every_visible_verb_has_an_example_in_its_help() {
         let mut cmd = command();

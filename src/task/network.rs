@@ -990,6 +990,11 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(Settings::parse("mfg0", "10.94.0.0/16").is_ok());
+        // The host's default (src/config.rs) is this default.
+        assert_eq!(
+            Settings::configured().subnet,
+            DEFAULT_SUBNET.parse().unwrap()
+        );
         let e = Settings::parse("a-very-long-bridge", "10.94.0.0/16").unwrap_err();
         assert!(e.to_string().contains("MINIFARGATE_BRIDGE"), "{e}");
         let e = Settings::parse("mfg0", "10.94.0.0").unwrap_err();
