@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod config;
 mod ecs;
 mod host;
 mod scheduler;
@@ -25,6 +26,11 @@ fn main() -> ExitCode {
         std::process::exit(runtime::holder::run());
     }
     let cli = cli::help::parse();
+    // Every MINIFARGATE_* variable, parsed once (src/config.rs): a bad value stops here.
+    if let Err(err) = config::init() {
+        eprintln!("minifargate: {}", error_chain(&err));
+        return ExitCode::FAILURE;
+    }
     cli::init_tracing(
         &cli.global,
         matches!(cli.command, cli::Command::Supervise(_)),

@@ -197,7 +197,27 @@ fn completions_and_man_pages_cover_every_verb() {
     assert!(!dir.join("minifargate-supervise.1").exists());
     // `man` without --dir prints the top page.
     let out = mf.run(&["man"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH minifargate"));
+    let top = String::from_utf8_lossy(&out.stdout);
+    assert!(top.contains(".TH minifargate"));
+    // Its ENVIRONMENT is src/config.rs's table: every variable with its default, none of
+    // the tests' hooks.
+    let env = top
+        .split(".SH \"ENVIRONMENT\"")
+        .nth(1)
+        .and_then(|s| s.split(".SH").next())
+        .unwrap_or_else(|| panic!("no ENVIRONMENT: {top}"));
+    for var in [
+        "MINIFARGATE_ROOT",
+        "MINIFARGATE_SUBNET",
+        "MINIFARGATE_LOG_MAX_SIZE",
+        "MINIFARGATE_STOPPED_TASK_RETENTION",
+        "MINIFARGATE_API_ACCESS_KEY_ID",
+        "RUST_LOG",
+    ] {
+        assert!(env.contains(var), "ENVIRONMENT lacks {var}: {env}");
+    }
+    assert!(env.contains("10.94.0.0/16"), "{env}");
+    assert!(!env.contains("MINIFARGATE_TEST"), "{env}");
 }
 
 /// Whether an nftables table `ip NAME` exists (`nft list tables`).

@@ -565,6 +565,46 @@ fn region_and_account_come_from_the_environment() {
     );
 }
 
+/// Every MINIFARGATE_* variable is parsed once at start-up (src/config.rs,
+/// docs/configuration.md): a value that does not parse stops any command before it does
+/// anything, naming the variable and the value (it used to be ignored for the default).
+#[test]
+fn a_bad_setting_stops_every_command_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for (name, value, why) in [
+        (
+            "MINIFARGATE_STOPPED_TASK_RETENTION",
+            "1h",
+            "whole number (seconds)",
+        ),
+        ("MINIFARGATE_LOGS_MAX_BYTES", "lots", "not a size"),
+        ("MINIFARGATE_ACCOUNT_ID", "42", "12 digits"),
+        ("MINIFARGATE_AWSLOGS_FORWARD", "maybe", "expected one of"),
+    ] {
+        let out = cmd(&root)
+            .env(name, value)
+            .args(["list-task-definitions"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}={value}: {err}");
+        assert!(
+            err.starts_with(&format!("minifargate: {name}={value:?}: ")) && err.contains(why),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert!(!root.exists(), "a command with a bad setting did something");
+    // An empty value is an unset one.
+    let out = cmd(&root)
+        .env("MINIFARGATE_STOPPED_TASK_RETENTION", "")
+        .args(["list-task-definitions"])
+        .output()
+        .unwrap();
+    assert_eq!(json(ok(&out))["taskDefinitionArns"], serde_json::json!([]));
+}
+
 #[test]
 fn concurrent_registers_get_distinct_revisions() {
     const N: usize = 16;

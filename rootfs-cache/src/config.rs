@@ -24,10 +24,15 @@ pub struct RegistriesConfig {
     pub registry_read_timeout: Option<f64>,
 }
 
-/// Environment variables that override the config file's keys of the same meaning.
-pub const ENV_MAX_UNPACKED_SIZE: &str = "MINIFARGATE_MAX_UNPACKED_SIZE";
-pub const ENV_MIN_FREE_SPACE: &str = "MINIFARGATE_MIN_FREE_SPACE";
-pub const ENV_REGISTRY_READ_TIMEOUT: &str = "MINIFARGATE_REGISTRY_READ_TIMEOUT";
+/// Values that win over the file's keys of the same meaning: the binary's environment
+/// (`MINIFARGATE_MAX_UNPACKED_SIZE`, `MINIFARGATE_MIN_FREE_SPACE`,
+/// `MINIFARGATE_REGISTRY_READ_TIMEOUT`), parsed where the binary parses its configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overrides {
+    pub max_unpacked_size: Option<u64>,
+    pub min_free_space: Option<u64>,
+    pub registry_read_timeout: Option<f64>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,39 +124,23 @@ impl RegistriesConfig {
     }
 
     /// Reads `path` (or the default path if it exists; no file means no mirrors), then
-    /// applies the `MINIFARGATE_*` overrides from the environment.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    /// applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut c = Self::load_file(path)?;
-        c.apply_env(|k| std::env::var(k).ok())?;
+        c.apply(overrides)?;
         Ok(c)
     }
 
-    /// Overrides from `MINIFARGATE_MAX_UNPACKED_SIZE`, `MINIFARGATE_MIN_FREE_SPACE` (bytes)
-    /// and `MINIFARGATE_REGISTRY_READ_TIMEOUT` (seconds); keys checked as the file's are.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let bad = |key: &str, value: &str, expected| ConfigError::Value {
-            key: key.to_string(),
-            value: value.to_string(),
-            expected,
-        };
-        for (key, slot) in [
-            (ENV_MAX_UNPACKED_SIZE, &mut self.max_unpacked_size),
-            (ENV_MIN_FREE_SPACE, &mut self.min_free_space),
-        ] {
-            if let Some(v) = get(key).filter(|v| !v.trim().is_empty()) {
-                *slot = Some(
-                    v.trim()
-                        .parse()
-                        .map_err(|_| bad(key, &v, "expected a number of bytes"))?,
-                );
-            }
+    /// Applies `o` over the file's keys; the result is checked as the file's are.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        if o.max_unpacked_size.is_some() {
+            self.max_unpacked_size = o.max_unpacked_size;
         }
-        if let Some(v) = get(ENV_REGISTRY_READ_TIMEOUT).filter(|v| !v.trim().is_empty()) {
-            self.registry_read_timeout = Some(
-                v.trim()
-                    .parse()
-                    .map_err(|_| bad(ENV_REGISTRY_READ_TIMEOUT, &v, "expected seconds"))?,
-            );
+        if o.min_free_space.is_some() {
+            self.min_free_space = o.min_free_space;
+        }
+        if o.registry_read_timeout.is_some() {
+            self.registry_read_timeout = o.registry_read_timeout;
         }
         self.check()
     }
@@ -284,15 +273,15 @@ mod tests {
     }
 
     #[test]
-    fn environment_overrides_limits_and_timeout() {
+    fn overrides_win_over_the_file() {
         let mut cfg: RegistriesConfig =
             toml::from_str("max_unpacked_size = 100\nregistry_read_timeout = 5").unwrap();
-        let env = |k: &str| match k {
-            ENV_MAX_UNPACKED_SIZE => Some("4096".to_string()),
-            ENV_REGISTRY_READ_TIMEOUT => Some("0.5".to_string()),
-            _ => None,
-        };
-        cfg.apply_env(env).unwrap();
+        cfg.apply(&Overrides {
+            max_unpacked_size: Some(4096),
+            registry_read_timeout: Some(0.5),
+            ..Overrides::default()
+        })
+        .unwrap();
         assert_eq!(cfg.unpack_options().max_unpacked_bytes, 4096);
         assert_eq!(
             cfg.retry_policy().read_timeout,
@@ -300,14 +289,10 @@ mod tests {
         );
         assert_eq!(cfg.min_free_space(), 256 << 20);
         let e = cfg
-            .apply_env(|k| (k == ENV_MIN_FREE_SPACE).then(|| "lots".to_string()))
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid MINIFARGATE_MIN_FREE_SPACE=\"lots\": expected a number of bytes"
-        );
-        let e = cfg
-            .apply_env(|k| (k == ENV_REGISTRY_READ_TIMEOUT).then(|| "0".to_string()))
+            .apply(&Overrides {
+                registry_read_timeout: Some(0.0),
+                ..Overrides::default()
+            })
             .unwrap_err();
         assert!(e.to_string().contains("registry_read_timeout"), "{e}");
     }

@@ -254,40 +254,6 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The environment variables minifargate reads.
-pub const ENVIRONMENT: &[(&str, &str)] = &[
-    (
-        "MINIFARGATE_ROOT",
-        "State directory (--root; default /var/lib/minifargate).",
-    ),
-    (
-        "MINIFARGATE_RUN_ROOT",
-        "Runtime directory (--run-root; default /run/minifargate).",
-    ),
-    (
-        "MINIFARGATE_CONFIG",
-        "Registry configuration file (--config).",
-    ),
-    (
-        "MINIFARGATE_BRIDGE, MINIFARGATE_SUBNET",
-        "The tasks' bridge and subnet (default mfg0, 10.94.0.0/16).",
-    ),
-    (
-        "MINIFARGATE_STOPPED_TASK_RETENTION",
-        "Seconds STOPPED tasks stay describable (default 3600).",
-    ),
-    ("RUST_LOG", "Log filter; wins over --log-level."),
-    ("NO_COLOR", "No colours on a terminal."),
-    (
-        "AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, …",
-        "The AWS credential chain for ECR pulls, secrets, S3 environment files and task roles.",
-    ),
-    (
-        "DOCKER_CONFIG",
-        "Where docker's config.json (registry logins) is.",
-    ),
-];
-
 /// The files minifargate uses.
 pub const FILES: &[(&str, &str)] = &[
     (
@@ -397,7 +363,9 @@ pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
             man.render_extra_section(&mut out)?;
         }
         out.extend(roff_section("EXIT STATUS", EXIT_STATUS).bytes());
-        out.extend(roff_section("ENVIRONMENT", ENVIRONMENT).bytes());
+        let env = crate::config::man_items();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        out.extend(roff_section("ENVIRONMENT", &env).bytes());
         out.extend(roff_section("FILES", FILES).bytes());
         if let Some(p) = parent {
             out.extend(format!(".SH \"SEE ALSO\"\n\\fB{}\\fR(1)\n", p.replace('-', "\\-")).bytes());
@@ -499,6 +467,32 @@ mod tests {
         );
         assert!(parse_supervisor(os(&["minifargate", "supervise", "--bogus"])).is_none());
         assert!(parse_supervisor(os(&["minifargate", "images"])).is_none());
+    }
+
+    /// clap's `env` of every option, in every verb, is a `config::OPTIONS` entry with that
+    /// option, and every entry is some option's `env` (docs/configuration.md).
+    #[test]
+    fn the_options_variables_are_the_config_tables() {
+        fn walk(cmd: &clap::Command, seen: &mut Vec<(String, String)>) {
+            for a in cmd.get_arguments() {
+                if let (Some(env), Some(long)) = (a.get_env(), a.get_long()) {
+                    seen.push((env.to_string_lossy().into_owned(), format!("--{long}")));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                walk(s, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&command(), &mut seen);
+        seen.sort();
+        seen.dedup();
+        let mut want: Vec<(String, String)> = crate::config::OPTIONS
+            .iter()
+            .map(|(v, o)| (v.name.to_string(), o.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(seen, want);
     }
 
     #[test]

@@ -5,9 +5,7 @@ use super::GlobalOpts;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use rootfs_cache::{
-    Digest, ImageRecord, Platform, PullObserver, Puller, RegistriesConfig, RegistryClient, Store,
-};
+use rootfs_cache::{Digest, ImageRecord, Platform, PullObserver, Puller, RegistryClient, Store};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -128,7 +126,7 @@ fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
 }
 
 fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
-    let config = RegistriesConfig::load(g.config.as_deref())?;
+    let config = crate::config::get().registries(g.config.as_deref())?;
     let client = RegistryClient::new(config.retry_policy())?;
     Ok(Puller {
         store: open_store(g)?,
@@ -341,7 +339,7 @@ pub fn rmi(g: &GlobalOpts, a: RmiArgs) -> anyhow::Result<ExitCode> {
 pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
     use rootfs_cache::archive::{self, LoadOptions};
     let store = open_store(g)?;
-    let config = RegistriesConfig::load(g.config.as_deref())?;
+    let config = crate::config::get().registries(g.config.as_deref())?;
     let platform = Platform::host();
     let opts = LoadOptions {
         tag: a.tag.as_deref(),
@@ -392,9 +390,11 @@ pub fn prune(g: &GlobalOpts, a: PruneArgs) -> anyhow::Result<ExitCode> {
 
 /// How long the trash deleter waits before it deletes, so that the pull which usually
 /// follows a prune allocates its inodes before the prune's are freed (see
-/// `Store::to_trash`). `MINIFARGATE_TRASH_DELAY_MS` sets it (tests: 0). A pull that finds
-/// too little free space empties the trash itself first.
-const TRASH_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+/// `Store::to_trash`): `MINIFARGATE_TRASH_DELAY_MS` (src/config.rs; default 30 s, tests:
+/// 0). A pull that finds too little free space empties the trash itself first.
+fn trash_delay() -> std::time::Duration {
+    crate::config::get().trash_delay
+}
 
 /// Starts `minifargate empty-trash` detached (its own process group, no terminal), so
 /// `prune` returns once its layers are renamed into the trash. If it cannot start, the
@@ -420,12 +420,7 @@ fn start_trash_deleter(g: &GlobalOpts) {
 /// The hidden `empty-trash` verb `prune` starts: waits [`TRASH_DELAY`], then deletes the
 /// image cache's trash.
 pub fn empty_trash(g: &GlobalOpts) -> anyhow::Result<ExitCode> {
-    let delay = std::env::var("MINIFARGATE_TRASH_DELAY_MS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .map(std::time::Duration::from_millis)
-        .unwrap_or(TRASH_DELAY);
-    std::thread::sleep(delay);
+    std::thread::sleep(trash_delay());
     // The cache may be gone meanwhile (`system reset`, a removed test root): nothing to do,
     // and nothing to create.
     if !g.root.join("trash").is_dir() {

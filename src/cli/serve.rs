@@ -61,10 +61,9 @@ pub struct ServeArgs {
 }
 
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut given = Keys::from_env_pair(
-        std::env::var("MINIFARGATE_API_ACCESS_KEY_ID").ok(),
-        std::env::var("MINIFARGATE_API_SECRET_ACCESS_KEY").ok(),
-    )?;
+    let c = crate::config::get();
+    let mut given =
+        Keys::from_env_pair(c.api_access_key_id.clone(), c.api_secret_access_key.clone())?;
     if let Some(file) = &a.credentials_file {
         let from_file = Keys::load_file(file)?;
         anyhow::ensure!(

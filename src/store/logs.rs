@@ -46,10 +46,6 @@ CREATE INDEX IF NOT EXISTS log_events_by_stream_time ON log_events (stream, ts_m
 "#;
 const SCHEMA_VERSION: i64 = 1;
 
-/// The store-wide byte limit (`MINIFARGATE_LOGS_MAX_BYTES`).
-pub const MAX_BYTES_ENV: &str = "MINIFARGATE_LOGS_MAX_BYTES";
-const DEFAULT_MAX_BYTES: i64 = 1 << 30;
-
 /// CloudWatch counts each event as its UTF-8 message plus 26 bytes.
 /// Ref: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html
 pub const EVENT_OVERHEAD: i64 = 26;
@@ -537,12 +533,9 @@ impl LogStore {
     }
 }
 
+/// The store-wide byte limit (`MINIFARGATE_LOGS_MAX_BYTES`, src/config.rs).
 fn max_bytes() -> i64 {
-    std::env::var(MAX_BYTES_ENV)
-        .ok()
-        .and_then(|v| crate::supervisor::logs::logging::parse_size(&v))
-        .and_then(|v| i64::try_from(v).ok())
-        .unwrap_or(DEFAULT_MAX_BYTES)
+    i64::try_from(crate::config::get().logs_max_bytes).unwrap_or(i64::MAX)
 }
 
 fn delete_events(

@@ -18,7 +18,7 @@ use crate::supervisor::restart::{self, Tracker};
 use crate::supervisor::spec::{self, ImageDefaults};
 use crate::task::{PullPolicy, TaskPaths, cut_reason, reason, runtime_id, stop};
 use crate::taskdef::model::{ContainerDefinition, NetworkMode, TaskDefinition};
-use rootfs_cache::{ImageRecord, Puller, RegistriesConfig, RegistryClient};
+use rootfs_cache::{ImageRecord, Puller, RegistryClient};
 use runtime::{Container, Runtime, Signal, TaskLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -153,14 +153,10 @@ struct Phase {
 /// 5 s before): a task that ends within it never pays for the release, and one that
 /// lives longer pays 1-2 ms of CPU for it once, plus the minor faults of the code it runs
 /// again (teardown, health checks), read back from the page cache.
-/// `MINIFARGATE_IDLE_RELEASE_MS` overrides it (benchmarks compare the two).
-const IDLE_RELEASE_AFTER: Duration = Duration::from_millis(250);
-
+/// 250 ms unless `MINIFARGATE_IDLE_RELEASE_MS` says otherwise (benchmarks compare values;
+/// src/config.rs).
 fn idle_release_after() -> Duration {
-    std::env::var("MINIFARGATE_IDLE_RELEASE_MS")
-        .ok()
-        .and_then(|ms| ms.trim().parse().ok())
-        .map_or(IDLE_RELEASE_AFTER, Duration::from_millis)
+    crate::config::get().idle_release
 }
 
 /// The START dependency the agent gives every awsfirelens container on the log router,
@@ -2146,7 +2142,7 @@ fn make_puller(
     overrides: rootfs_cache::auth::Overrides,
     limits: &rootfs_cache::pull::RegistryLimits,
 ) -> anyhow::Result<Puller> {
-    let config = RegistriesConfig::load(config)?;
+    let config = crate::config::get().registries(config)?;
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
     Ok(Puller {
         store: rootfs_cache::Store::open(root)?,

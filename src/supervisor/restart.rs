@@ -13,10 +13,6 @@ use std::time::Duration;
 /// ECS default `restartAttemptPeriod`.
 pub const DEFAULT_ATTEMPT_PERIOD: Duration = Duration::from_secs(300);
 
-/// Overrides every container's `restartAttemptPeriod` (seconds, any value). For tests and
-/// demos: ECS's minimum of 60 s makes a crash loop slow to watch.
-pub const PERIOD_ENV: &str = "MINIFARGATE_RESTART_ATTEMPT_PERIOD";
-
 /// The restart state of one container.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
@@ -72,14 +68,11 @@ impl Tracker {
     }
 }
 
-/// The period override from [`PERIOD_ENV`], read once by the supervisor.
+/// `MINIFARGATE_RESTART_ATTEMPT_PERIOD` (seconds, any value; src/config.rs): replaces every
+/// container's `restartAttemptPeriod`. For tests and demos: ECS's minimum of 60 s makes a
+/// crash loop slow to watch.
 pub fn period_override() -> Option<Duration> {
-    std::env::var(PERIOD_ENV)
-        .ok()?
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    crate::config::get().restart_attempt_period
 }
 
 #[cfg(test)]

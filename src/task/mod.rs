@@ -44,7 +44,7 @@ pub mod reason {
 /// run dir is gone).
 #[cfg(any(debug_assertions, feature = "test-hooks"))]
 pub fn test_pause(dir: &Path, point: &str) {
-    let Ok(v) = std::env::var("MINIFARGATE_TEST_PAUSE") else {
+    let Some(v) = &crate::config::hooks().test_pause else {
         return;
     };
     if !v.split(',').any(|p| p.trim() == point) {

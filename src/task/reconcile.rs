@@ -26,13 +26,10 @@ pub fn supervisor_alive(t: &Liveness, root: &Path, now_ms: i64) -> bool {
 }
 
 /// How long STOPPED tasks stay describable, like ECS (about an hour); the
-/// `MINIFARGATE_STOPPED_TASK_RETENTION` environment variable sets it in seconds.
+/// `MINIFARGATE_STOPPED_TASK_RETENTION` environment variable sets it in seconds
+/// (src/config.rs).
 pub fn retention() -> std::time::Duration {
-    std::env::var("MINIFARGATE_STOPPED_TASK_RETENTION")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .map(std::time::Duration::from_secs)
-        .unwrap_or(std::time::Duration::from_secs(3600))
+    crate::config::get().stopped_task_retention
 }
 
 /// Forgets STOPPED tasks older than [`retention`] and removes their directories (logs).

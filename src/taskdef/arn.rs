@@ -11,6 +11,8 @@ use std::fmt;
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 
+/// The binary's configuration builds it (`AwsContext::from_env`, src/config.rs): this
+/// module reads no environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsContext {
     pub region: String,
@@ -18,17 +20,6 @@ pub struct AwsContext {
 }
 
 impl AwsContext {
-    pub fn from_env() -> AwsContext {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        AwsContext {
-            region: var("AWS_REGION")
-                .or_else(|| var("AWS_DEFAULT_REGION"))
-                .unwrap_or_else(|| DEFAULT_REGION.to_string()),
-            account_id: var("MINIFARGATE_ACCOUNT_ID")
-                .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string()),
-        }
-    }
-
     /// The defaults (`us-east-1`, `000000000000`) whatever the environment says: for tests
     /// that compare ARNs.
     #[cfg(test)]

@@ -46,7 +46,7 @@ pub fn size_gib(def: &TaskDefinition) -> i64 {
 
 /// Whether this host enforces it (`MINIFARGATE_EPHEMERAL_STORAGE=enforce`).
 pub fn enforced() -> bool {
-    std::env::var(ENV).is_ok_and(|v| v == "enforce")
+    crate::config::get().ephemeral_storage == crate::config::EphemeralStorage::Enforce
 }
 
 /// The task warning for a definition that sets ephemeralStorage on a host that does not

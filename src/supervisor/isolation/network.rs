@@ -15,9 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Default host bridge and task subnet (issue 5: not podman's 10.88, Docker's 172.17 or
-/// the default VPC's 172.31).
-pub const DEFAULT_BRIDGE: &str = "mfg0";
+/// The default task subnet (src/config.rs has the host's).
 pub const DEFAULT_SUBNET: &str = "10.94.0.0/16";
 
 #[derive(Debug, thiserror::Error)]
@@ -84,17 +82,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From `MINIFARGATE_BRIDGE` and `MINIFARGATE_SUBNET` (defaults `mfg0`, 10.94.0.0/16).
-    pub fn from_env() -> Result<Settings, NetworkError> {
-        let bridge = std::env::var("MINIFARGATE_BRIDGE")
-            .ok()
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| DEFAULT_BRIDGE.into());
-        let subnet = std::env::var("MINIFARGATE_SUBNET")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_SUBNET.into());
-        Self::parse(&bridge, &subnet)
+    /// This host's: `MINIFARGATE_BRIDGE` and `MINIFARGATE_SUBNET` (defaults `mfg0`,
+    /// 10.94.0.0/16), parsed and checked at start-up (src/config.rs).
+    pub fn configured() -> Settings {
+        let c = crate::config::get();
+        Settings {
+            bridge: c.bridge.clone(),
+            subnet: c.subnet,
+        }
     }
 
     pub fn parse(bridge: &str, subnet: &str) -> Result<Settings, NetworkError> {
@@ -138,9 +133,7 @@ pub fn open(
         subnet,
         // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
         // binary instead; a path that does not exist runs tasks as on a host without nftables.
-        nft: std::env::var_os("MINIFARGATE_NFT")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
+        nft: crate::config::get().nft.clone(),
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
@@ -540,7 +533,7 @@ impl NetworkStep {
         let row = self.row.as_ref().expect("row set by setup");
         let settings = match (&row.bridge, &row.subnet) {
             (Some(b), Some(s)) => Settings::parse(b, s)?,
-            _ => Settings::from_env()?,
+            _ => Settings::configured(),
         };
         let net = open(&self.run_root, &settings.bridge, settings.subnet)?;
         let started = Instant::now();
@@ -757,7 +750,7 @@ pub fn new_row(
     mode: NetworkMode,
     configuration: &str,
 ) -> Result<NetworkRow, NetworkError> {
-    let s = Settings::from_env()?;
+    let s = Settings::configured();
     Ok(NetworkRow {
         task_id: task.into(),
         mode: mode.to_string(),
@@ -997,6 +990,11 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(Settings::parse("mfg0", "10.94.0.0/16").is_ok());
+        // The host's default (src/config.rs) is this default.
+        assert_eq!(
+            Settings::configured().subnet,
+            DEFAULT_SUBNET.parse().unwrap()
+        );
         let e = Settings::parse("a-very-long-bridge", "10.94.0.0/16").unwrap_err();
         assert!(e.to_string().contains("MINIFARGATE_BRIDGE"), "{e}");
         let e = Settings::parse("mfg0", "10.94.0.0").unwrap_err();

@@ -17,8 +17,8 @@ pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 /// on a host that has handlers).
 pub fn binfmt_dir() -> std::path::PathBuf {
     #[cfg(any(debug_assertions, feature = "test-hooks"))]
-    if let Some(dir) = std::env::var_os("MINIFARGATE_BINFMT_MISC") {
-        return dir.into();
+    if let Some(dir) = &crate::config::hooks().binfmt_misc {
+        return dir.clone();
     }
     BINFMT_MISC.into()
 }

@@ -31,9 +31,8 @@ use std::path::Path;
 /// Ids per task: every id an image's files and `user` can name.
 pub const TASK_IDS: u32 = 65536;
 
-/// The environment variables of the pool.
+/// The environment variable of the pool (for messages; src/config.rs reads it).
 pub const ENV_RANGE: &str = "MINIFARGATE_USERNS_RANGE";
-pub const ENV_USER: &str = "MINIFARGATE_USERNS_USER";
 /// The subordinate-id user when `MINIFARGATE_USERNS_USER` is not set.
 pub const DEFAULT_USER: &str = "minifargate";
 
@@ -74,31 +73,9 @@ impl Pool {
 }
 
 fn parse_range(start: &str, count: &str) -> Result<(u32, u32), String> {
-    let start: u32 = start
-        .trim()
-        .parse()
-        .map_err(|_| format!("{start:?} is not a host id"))?;
-    let count: u32 = count
-        .trim()
-        .parse()
-        .map_err(|_| format!("{count:?} is not a number of ids"))?;
-    // Ids below 65536 are the host's own users (root, system accounts, people): a task's
-    // root must never be one of them.
-    if start < TASK_IDS {
-        return Err(format!(
-            "the range starts at {start}, among the host's own users: start at {TASK_IDS} or \
-             above (e.g. 100000, as useradd allocates subordinate ids)"
-        ));
-    }
-    if count < TASK_IDS {
-        return Err(format!(
-            "{count} ids are fewer than one task needs ({TASK_IDS})"
-        ));
-    }
-    if u64::from(start) + u64::from(count) > u64::from(u32::MAX) {
-        return Err(format!("{start}+{count} goes past the largest id"));
-    }
-    Ok((start, count))
+    crate::config::id_range(start, count)
+        .map(|r| (r.start, r.count))
+        .map_err(|e| e.to_string())
 }
 
 /// The first `name:start:count` entry of a subordinate-id file for `user` (by name, or by
@@ -118,19 +95,14 @@ fn subid_entry(text: &str, user: &str, uid: &dyn Fn() -> Option<u32>) -> Option<
 /// The pool from the environment or the subordinate-id files under `etc`; `Ok(None)` when
 /// none is configured.
 pub fn pool_from(
-    range: Option<&str>,
+    range: Option<crate::config::IdRange>,
     user: Option<&str>,
     etc: &Path,
 ) -> Result<Option<Pool>, String> {
     if let Some(r) = range {
-        let (start, count) = r
-            .split_once(':')
-            .ok_or_else(|| format!("{ENV_RANGE}={r:?}: expected START:COUNT"))?;
-        let (start, count) =
-            parse_range(start, count).map_err(|e| format!("{ENV_RANGE}={r:?}: {e}"))?;
         return Ok(Some(Pool {
-            start,
-            count,
+            start: r.start,
+            count: r.count,
             source: ENV_RANGE,
         }));
     }
@@ -176,13 +148,11 @@ pub fn pool_from(
     }
 }
 
-/// The pool this host is configured with.
+/// The pool this host is configured with (`MINIFARGATE_USERNS_RANGE`, checked at
+/// start-up, or `MINIFARGATE_USERNS_USER`'s subordinate ids: src/config.rs).
 pub fn pool() -> Result<Option<Pool>, String> {
-    pool_from(
-        std::env::var(ENV_RANGE).ok().as_deref(),
-        std::env::var(ENV_USER).ok().as_deref(),
-        Path::new("/etc"),
-    )
+    let c = crate::config::get();
+    pool_from(c.userns_range, c.userns_user.as_deref(), Path::new("/etc"))
 }
 
 /// Why `def` cannot run in a user namespace of its own, if it cannot: what needs host
@@ -344,9 +314,8 @@ mod tests {
     fn the_pool_comes_from_the_range_or_the_subid_files() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(pool_from(None, None, dir.path()), Ok(None));
-        let p = pool_from(Some("200000:655360"), None, dir.path())
-            .unwrap()
-            .unwrap();
+        let range = crate::config::id_range("200000", "655360").unwrap();
+        let p = pool_from(Some(range), None, dir.path()).unwrap().unwrap();
         assert_eq!((p.start, p.count, p.slots()), (200_000, 655_360, 10));
         assert_eq!(
             p.range(2),
@@ -355,10 +324,7 @@ mod tests {
                 count: 65536
             }
         );
-        for bad in ["0:65536", "1000:70000", "100000:100", "x:1", "100000"] {
-            let e = pool_from(Some(bad), None, dir.path()).unwrap_err();
-            assert!(e.contains(ENV_RANGE), "{bad}: {e}");
-        }
+        // Bad ranges are refused at start-up: src/config.rs's tests.
         std::fs::write(
             dir.path().join("subuid"),
             "# comment\nalice:100000:65536\nminifargate:1000000:6553600\n",

@@ -12,16 +12,13 @@ use crate::supervisor::endpoints::credentials::Execution;
 use serde_json::json;
 use std::time::Duration;
 
-/// The opt-in switch.
-pub const ENV: &str = "MINIFARGATE_AWSLOGS_FORWARD";
-
 /// Attempts per batch (the first and the retries), the first backoff (doubling).
 const ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(250);
 
-/// Whether forwarding is on.
+/// Whether forwarding is on (`MINIFARGATE_AWSLOGS_FORWARD`, src/config.rs).
 pub fn enabled() -> bool {
-    std::env::var(ENV).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+    crate::config::get().awslogs_forward
 }
 
 /// A stream in a real CloudWatch Logs.

@@ -5,11 +5,6 @@
 use crate::taskdef::model::{LogConfiguration, LogDriver};
 use runtime::Rotation;
 
-/// `MINIFARGATE_LOG_MAX_SIZE`: the default rotation size (`10m`, `512k`, `1g`, bytes).
-pub const MAX_SIZE_ENV: &str = "MINIFARGATE_LOG_MAX_SIZE";
-/// `MINIFARGATE_LOG_MAX_FILES`: the default number of files kept per container.
-pub const MAX_FILES_ENV: &str = "MINIFARGATE_LOG_MAX_FILES";
-
 /// A rotation setting that does not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -29,36 +24,16 @@ pub enum RotationError {
     },
 }
 
-/// Parses a Docker size (`max-size`): bytes, or with a binary unit k/m/g (`10m`, `1.5g`).
-/// Ref: moby daemon/logger/jsonfilelog/jsonfilelog.go parses `max-size` with
-/// go-units `RAMInBytes` (binary multiples, optional `b`/`ib` suffix).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix("ib")
-        .or_else(|| t.strip_suffix('b'))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        't' => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
-}
+pub use crate::config::parse_size;
 
-/// The host's default rotation: [`Rotation::default`] with the environment's overrides.
-pub fn host_rotation() -> Result<Rotation, RotationError> {
-    rotation_from(
-        "environment variable",
-        std::env::var(MAX_SIZE_ENV).ok().as_deref(),
-        MAX_SIZE_ENV,
-        std::env::var(MAX_FILES_ENV).ok().as_deref(),
-        MAX_FILES_ENV,
-        Rotation::default(),
-    )
+/// The host's default rotation: `MINIFARGATE_LOG_MAX_SIZE` × `MINIFARGATE_LOG_MAX_FILES`
+/// (src/config.rs; [`Rotation::default`] unless set).
+pub fn host_rotation() -> Rotation {
+    let c = crate::config::get();
+    Rotation {
+        max_size: c.log_max_size,
+        max_files: c.log_max_files,
+    }
 }
 
 fn rotation_from(
@@ -96,7 +71,7 @@ fn rotation_from(
 /// `max-size`/`max-file` options when the container asks for that driver (as Docker's
 /// json-file driver reads them; on ECS they apply on EC2, Fargate refuses the driver).
 pub fn rotation(lc: Option<&LogConfiguration>) -> Result<Rotation, RotationError> {
-    let host = host_rotation()?;
+    let host = host_rotation();
     let Some(lc) = lc.filter(|lc| lc.log_driver == Some(LogDriver::JsonFile)) else {
         return Ok(host);
     };
@@ -147,7 +122,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rotation(Some(&lc)).unwrap().max_size,
-            host_rotation().unwrap().max_size
+            host_rotation().max_size
         );
         let lc: LogConfiguration = serde_json::from_value(serde_json::json!({
             "logDriver": "json-file", "options": {"max-file": "0"}
