@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cluster;
 mod ecs;
 mod host;
 mod scheduler;
