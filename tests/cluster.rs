@@ -9,7 +9,7 @@ mod common;
 
 use common::api::Api;
 use common::cli::Mf;
-use common::etcd::Etcd;
+use common::etcd::{Etcd, ServerTls};
 use common::image::{Compression, busybox_layer};
 use serde_json::Value;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -24,6 +24,10 @@ struct Agent {
 
 impl Agent {
     fn start(etcd: &Etcd, ttl: u64, attributes: &[&str]) -> Agent {
+        Agent::start_with(etcd, ttl, attributes, &[])
+    }
+
+    fn start_with(etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
         let mut args = vec![
             "agent".to_string(),
             "--cluster".into(),
@@ -31,6 +35,7 @@ impl Agent {
             "--lease-ttl".into(),
             ttl.to_string(),
         ];
+        args.extend(more.iter().map(|a| a.to_string()));
         for a in attributes {
             args.push("--attribute".into());
             args.push(a.to_string());
@@ -238,15 +243,15 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     // The cluster query language.
     assert_eq!(
         list(&api, &["--filter", "attribute:color == blue"]),
-        [a.clone()]
+        [a.as_str()]
     );
     assert_eq!(
         list(&api, &["--filter", "attribute:color != blue"]),
-        [b.clone()]
+        [b.as_str()]
     );
     assert_eq!(
         list(&api, &["--filter", "attribute:gpu exists"]),
-        [a.clone()]
+        [a.as_str()]
     );
     assert_eq!(
         list(&api, &["--filter", "attribute:color in [blue, red]"]),
@@ -260,7 +265,7 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
                 "attribute:color == red or runningTasksCount > 3"
             ]
         ),
-        [b.clone()]
+        [b.as_str()]
     );
     let err = api.aws_err(&[
         "list-container-instances",
@@ -290,7 +295,7 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     assert_eq!(l["attributes"][0]["value"], "prod");
     assert_eq!(
         list(&api, &["--filter", "attribute:stack == prod"]),
-        [b.clone()]
+        [b.as_str()]
     );
     api.aws_json(&[
         "delete-attributes",
@@ -314,8 +319,8 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
         "DRAINING",
     ]);
     assert_eq!(u["containerInstances"][0]["status"], "DRAINING");
-    assert_eq!(list(&api, &["--status", "DRAINING"]), [b.clone()]);
-    assert_eq!(list(&api, &["--status", "ACTIVE"]), [a.clone()]);
+    assert_eq!(list(&api, &["--status", "DRAINING"]), [b.as_str()]);
+    assert_eq!(list(&api, &["--status", "ACTIVE"]), [a.as_str()]);
 
     // A box killed outright is disconnected once its lease (3 s) runs out, not before.
     let killed = Instant::now();
@@ -348,7 +353,7 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     // Deregistered: no longer listed, INACTIVE when described (as ECS answers).
     let d = api.aws_json(&["deregister-container-instance", "--container-instance", &a]);
     assert_eq!(d["containerInstance"]["status"], "INACTIVE");
-    assert_eq!(list(&api, &[]), [b.clone()]);
+    assert_eq!(list(&api, &[]), [b.as_str()]);
     assert_eq!(describe(&api, &a)["status"], "INACTIVE");
     // Its agent, started again, does not bring it back: it says why and stops.
     blue.spawn();
@@ -359,7 +364,7 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     assert!(!status.success());
     let log = std::fs::read_to_string(blue.log()).unwrap();
     assert!(log.contains("was deregistered"), "{log}");
-    assert_eq!(list(&api, &[]), [b.clone()]);
+    assert_eq!(list(&api, &[]), [b.as_str()]);
 }
 
 #[test]
@@ -369,7 +374,7 @@ fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     let agent = Agent::start(&etcd, 2, &[]);
     let arn = agent.arn();
     common::util::wait_until("the box listed", Duration::from_secs(20), || {
-        (list(&api, &[]) == [arn.clone()]).then_some(())
+        (list(&api, &[]) == [arn.as_str()]).then_some(())
     });
 
     etcd.kill();
@@ -398,5 +403,58 @@ fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     // Still connected well after the old lease would have run out: a new one is kept.
     std::thread::sleep(Duration::from_secs(5));
     assert!(connected(&api, &arn));
+    assert_eq!(list(&api, &[]), [arn]);
+}
+
+#[test]
+fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
+    let dir = tempfile::Builder::new()
+        .prefix("mf-etcd-tls-")
+        .tempdir()
+        .unwrap();
+    let ca = common::tls::TestCa::new(dir.path());
+    let server = ca.issue_server_and_client("etcd", &["localhost"], &["127.0.0.1"]);
+    let client = ca.issue("client", &["minifargate"], &[], false);
+    let etcd = Etcd::start_tls(ServerTls {
+        ca: ca.cert.clone(),
+        cert: server.cert,
+        key: server.key,
+        client_cert: client.cert.clone(),
+        client_key: client.key.clone(),
+    });
+    let (cacert, cert, key) = (
+        ca.cert.to_str().unwrap(),
+        client.cert.to_str().unwrap(),
+        client.key.to_str().unwrap(),
+    );
+    let tls = [
+        "--etcd-cacert",
+        cacert,
+        "--etcd-cert",
+        cert,
+        "--etcd-key",
+        key,
+    ];
+    let endpoint = etcd.endpoint();
+    let mut serve_args = vec!["--cluster", endpoint.as_str()];
+    serve_args.extend(tls);
+    let api = Api::start_with(busybox_layer(Compression::Gzip, "cluster-tls"), &serve_args);
+    let agent = Agent::start_with(&etcd, 5, &["zone=lab"], &tls);
+    let arn = agent.arn();
+    common::util::wait_until("the box listed", Duration::from_secs(20), || {
+        (list(&api, &["--filter", "attribute:zone == lab"]) == [arn.as_str()]).then_some(())
+    });
+    assert!(connected(&api, &arn));
+
+    // Without a client certificate, etcd refuses the agent: it registers nothing and
+    // says which endpoint failed.
+    let stranger = Agent::start_with(&etcd, 5, &[], &["--etcd-cacert", cacert]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stranger.registrations(), 0);
+    let log = std::fs::read_to_string(stranger.log()).unwrap();
+    assert!(
+        log.contains(&etcd.endpoint()) && log.contains("retrying"),
+        "{log}"
+    );
     assert_eq!(list(&api, &[]), [arn]);
 }

@@ -429,10 +429,9 @@ impl Expr {
                     Subject::Ec2InstanceId => Some(i.reg.hostname.clone()),
                     Subject::RegisteredAt => Some(i.reg.registered_at_ms.to_string()),
                     Subject::RunningTasksCount => Some("0".into()),
-                    Subject::Attribute(n) => match i.attribute(n) {
-                        None => None,
-                        Some(v) => Some(v.unwrap_or_default().to_string()),
-                    },
+                    Subject::Attribute(n) => {
+                        i.attribute(n).map(|v| v.unwrap_or_default().to_string())
+                    }
                 };
                 let cmp = |h: &str, v: &str| -> Ordering {
                     match subject {

@@ -6,6 +6,7 @@
 use super::util::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,31 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<ServerTls>,
+}
+
+/// etcd serving https and requiring client certificates signed by `ca`.
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A client certificate and key the test may use (signed by `ca`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    /// Starts etcd with TLS client-certificate authentication (`--client-cert-auth`).
+    pub fn start_tls(tls: ServerTls) -> Etcd {
+        Etcd::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("mf-etcd-")
             .tempdir()
@@ -28,14 +49,16 @@ impl Etcd {
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         e.start_again();
         e
     }
 
-    /// The client endpoint (`http://127.0.0.1:PORT`).
+    /// The client endpoint (`http://127.0.0.1:PORT`, https with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Starts etcd over the same data and ports (after [`Etcd::kill`]).
@@ -48,7 +71,17 @@ impl Etcd {
             .append(true)
             .open(self.dir.path().join("etcd.log"))
             .unwrap();
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "t"])
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
@@ -76,6 +109,20 @@ impl Etcd {
 
     /// Whether etcd answers `/health` with `"health":"true"`.
     fn healthy(&self) -> bool {
+        if let Some(t) = &self.tls {
+            let out = Command::new("curl")
+                .args(["-s", "--noproxy", "*", "-m", "2"])
+                .arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key)
+                .arg(format!("{}/health", self.endpoint()))
+                .output()
+                .expect("run curl");
+            return String::from_utf8_lossy(&out.stdout).contains("\"health\":\"true\"");
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
             return false;
         };
