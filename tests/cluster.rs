@@ -370,12 +370,45 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
 #[test]
 fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     let mut etcd = Etcd::start();
-    let api = serve(&etcd);
+    // serve is given an endpoint nobody answers first: it fails over to the next.
+    let dead = format!("http://127.0.0.1:{}", common::util::free_port());
+    let endpoints = format!("{dead},{}", etcd.endpoint());
+    let api = Api::start_with(
+        busybox_layer(Compression::Gzip, "cluster"),
+        &["--cluster", &endpoints],
+    );
     let agent = Agent::start(&etcd, 2, &[]);
     let arn = agent.arn();
     common::util::wait_until("the box listed", Duration::from_secs(20), || {
         (list(&api, &[]) == [arn.as_str()]).then_some(())
     });
+
+    // A frozen etcd (SIGSTOP: connections accepted, nothing answered) is a timeout, not a
+    // hang: one API call answers within the client's 5 s deadline per endpoint.
+    etcd.signal("-STOP");
+    let start = Instant::now();
+    let out = api
+        .curl()
+        .args(["-X", "POST", &api.endpoint])
+        .args([
+            "-H",
+            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListContainerInstances",
+        ])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args(["--data-binary", "{}"])
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    etcd.signal("-CONT");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("ListContainerInstances with etcd frozen: {took:?}: {text}");
+    assert!(
+        text.ends_with("500") && text.contains("ServerException"),
+        "{text}"
+    );
+    assert!(text.contains(&etcd.endpoint()), "{text}");
+    assert!(took < Duration::from_secs(9), "{took:?}");
 
     etcd.kill();
     let start = Instant::now();
@@ -384,8 +417,8 @@ fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     eprintln!("list-container-instances with etcd down failed in {took:?}");
     let port = etcd.endpoint().rsplit(':').next().unwrap().to_string();
     assert!(
-        err.contains("etcd") && err.contains(&format!("127.0.0.1:{port}")),
-        "the error names the endpoint: {err}"
+        err.contains("etcd") && err.contains(&format!("127.0.0.1:{port}")) && err.contains(&dead),
+        "the error names every endpoint tried: {err}"
     );
     assert!(took < Duration::from_secs(30), "{took:?}");
     // The agent keeps trying meanwhile (and says so).

@@ -145,6 +145,16 @@ impl Etcd {
         }
     }
 
+    /// Sends `sig` (e.g. `-STOP`, `-CONT`) to etcd, by its pid.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("etcd runs").id();
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig} {pid}");
+    }
+
     /// `etcdctl ARGS` against this etcd.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         Command::new("etcdctl")
