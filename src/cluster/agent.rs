@@ -70,8 +70,8 @@ pub fn instance_id(root: &Path) -> anyhow::Result<String> {
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(o: Options) -> anyhow::Result<()> {
-    let id = instance_id(&o.root)?;
     let etcd = Etcd::new(&o.endpoints, &o.tls)?;
+    let id = instance_id(&o.root)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
