@@ -310,6 +310,16 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     ]);
     assert!(err.contains("TargetNotFoundException"), "{err}");
 
+    // At most 10 custom attributes on an instance: blue has 2, 9 more is one too many.
+    let many: Vec<String> = (0..9)
+        .map(|n| format!("name=extra{n},value=x,targetId={a}"))
+        .collect();
+    let mut args = vec!["put-attributes", "--attributes"];
+    args.extend(many.iter().map(String::as_str));
+    let err = api.aws_err(&args);
+    assert!(err.contains("AttributeLimitExceededException"), "{err}");
+    assert!(attribute(&describe(&api, &a), "extra0").is_none());
+
     // DRAINING is recorded and filtered on.
     let u = api.aws_json(&[
         "update-container-instances-state",
