@@ -3,7 +3,7 @@
 
 APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
 openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
-mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver"
+mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver etcd-server etcd-client"
 
 # Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
 # tests/common/services.rs looks for them here.
@@ -25,6 +25,15 @@ install_deps() {
         apt-get update -q </dev/null
         # shellcheck disable=SC2086
         apt-get install -y -q --no-install-recommends $missing </dev/null
+        # Debian's etcd-server enables and starts a system etcd on localhost:2379; the
+        # tests start etcds of their own (tests/common/etcd.rs), so one we just
+        # installed is stopped and disabled rather than left running.
+        case " $missing " in
+        *" etcd-server "*)
+            if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+                systemctl disable --now etcd.service >/dev/null 2>&1 || true
+            fi ;;
+        esac
     fi
     register_binfmt
     if ! command -v cargo >/dev/null 2>&1; then

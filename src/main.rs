@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cluster;
 mod config;
 mod ecs;
 mod host;

@@ -115,6 +115,10 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
 /// Runs operation `op` with request `body`: decodes the operation's request shape, calls
 /// the core, encodes its response.
 pub fn call_from(ecs: &Ecs, op: &str, body: &[u8], caller: Caller) -> EcsResult<Value> {
+    // `serve --cluster`: container instances and their attributes come from etcd.
+    if let Some(answer) = crate::cluster::api::call(ecs, op, body) {
+        return answer;
+    }
     let remote = caller == Caller::Api;
     use crate::ecs::{
         account_settings as acct, clusters, container_instances as ci, services, tags,

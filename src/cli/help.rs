@@ -24,6 +24,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("prune", "minifargate prune"),
     ("serve", "minifargate serve --listen 127.0.0.1:8080"),
     (
+        "agent",
+        "minifargate agent --cluster http://127.0.0.1:2379 --attribute color=blue",
+    ),
+    (
         "exec",
         "minifargate exec 4f2c1e0d --container web -- sh -c 'id; hostname'\n  \
          minifargate exec 4f2c1e0d --container web --interactive --tty -- sh",

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
+mod agent;
 pub mod aws;
 mod exec;
 pub mod help;
@@ -210,6 +211,9 @@ pub enum Command {
     ListServicesByNamespace(Generic<ops::ListServicesByNamespace>),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
+    /// Register this box as a container instance of a cluster kept in etcd and keep it
+    /// connected (running tasks placed on it is a later step).
+    Agent(agent::AgentArgs),
     /// Run a command in a running container of a task, as `aws ecs execute-command`
     /// (`exec` is the short form, with docker exec's options).
     ExecuteCommand(exec::ExecuteCommandArgs),
@@ -294,6 +298,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
     if !matches!(
         command,
         Command::Serve(_)
+            | Command::Agent(_)
             | Command::RunTask(_)
             | Command::Run(_)
             | Command::Exec(_)
@@ -353,6 +358,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::DescribeCapacityProviders(a) => a.run(g),
         Command::ListServicesByNamespace(a) => a.run(g),
         Command::Serve(a) => serve::serve(g, a),
+        Command::Agent(a) => agent::agent(g, a),
         Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),
         Command::Inspect(a) => inspect::inspect(g, a),

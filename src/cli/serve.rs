@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// turns the actions on there.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub read_only: Option<bool>,
+
+    /// Answer container instances (list, describe, deregister, state, attributes) from
+    /// the cluster kept in etcd at these endpoints (comma-separated), which `minifargate
+    /// agent --cluster` registers boxes in (docs/cluster.md).
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub cluster: Option<String>,
+
+    #[command(flatten)]
+    pub etcd: super::agent::EtcdTls,
 }
 
 pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -162,6 +171,14 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    if let Some(endpoints) = &a.cluster {
+        cluster(&rt, endpoints, &a.etcd)?;
+    } else {
+        anyhow::ensure!(
+            a.etcd.etcd_cacert.is_none() && a.etcd.etcd_cert.is_none(),
+            "--etcd-cacert/--etcd-cert/--etcd-key are for --cluster"
+        );
+    }
     // The address on stdout, for scripts that pass port 0.
     let read_only = security.console.read_only;
     let sign_in = security.keys.is_some();
@@ -187,6 +204,28 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let _held = g.ecs().open_store().ok();
     rt.block_on(crate::api::serve(g.ecs(), a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cluster mode: container instances answered from etcd (crate::cluster::api). etcd out
+/// of reach at start is a warning, not a failure: each call says so, naming the endpoint.
+fn cluster(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &str,
+    tls: &super::agent::EtcdTls,
+) -> anyhow::Result<()> {
+    let etcd = crate::cluster::etcd::Etcd::new(endpoints, &tls.tls())?;
+    match rt.block_on(etcd.get(crate::cluster::keys::ROOT)) {
+        Ok(_) => eprintln!(
+            "minifargate: cluster mode: container instances from etcd {}",
+            etcd.endpoints().join(",")
+        ),
+        Err(e) => eprintln!(
+            "minifargate: warning: cluster mode, but etcd is out of reach now ({});              container-instance calls fail until it answers",
+            crate::error_chain(&e)
+        ),
+    }
+    crate::cluster::serve_with(etcd);
+    Ok(())
 }
 
 /// The URL a client on this host uses: the bound address, with a wildcard listener's

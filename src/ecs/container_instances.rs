@@ -17,10 +17,10 @@ use serde_json::Value;
 /// The ports the ECS agent reserves on every container instance. Ref: amazon-ecs-agent
 /// `agent/config/config.go` (`DefaultReservedPorts`: SSH 22, the Docker daemon 2375/2376,
 /// the agent 51678/51679).
-const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+pub(crate) const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
 
 /// The agent version this host reports (the agent release whose behaviour it follows).
-const AGENT_VERSION: &str = "1.4.0";
+pub(crate) const AGENT_VERSION: &str = "1.4.0";
 
 /// The capabilities and attributes of this host, named as the ECS agent reports them
 /// (`com.amazonaws.ecs.capability.*` for the older ones, `ecs.capability.*` after).
@@ -67,7 +67,7 @@ pub struct Resource {
 }
 
 impl Resource {
-    fn integer(name: &str, v: i64) -> Resource {
+    pub(crate) fn integer(name: &str, v: i64) -> Resource {
         Resource {
             name: name.into(),
             kind: "INTEGER".into(),
@@ -77,7 +77,7 @@ impl Resource {
             string_set_value: Vec::new(),
         }
     }
-    fn ports(name: &str, ports: &[u16]) -> Resource {
+    pub(crate) fn ports(name: &str, ports: &[u16]) -> Resource {
         Resource {
             name: name.into(),
             kind: "STRINGSET".into(),
@@ -102,6 +102,10 @@ pub struct VersionInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerInstance {
     pub agent_connected: bool,
+    /// The box's host name on a container instance an agent registered (`agent
+    /// --cluster`); none on this host's own instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ec2_instance_id: Option<String>,
     pub attachments: Vec<Value>,
     pub attributes: Vec<Attribute>,
     pub container_instance_arn: String,
@@ -165,10 +169,6 @@ fn active_cluster(
 }
 
 fn attributes() -> Vec<Attribute> {
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        other => other,
-    };
     let mut v: Vec<Attribute> = CAPABILITIES
         .iter()
         .map(|c| Attribute {
@@ -176,23 +176,33 @@ fn attributes() -> Vec<Attribute> {
             value: None,
         })
         .collect();
-    // Ref: ECS's built-in attributes (developerguide/task-placement-constraints.html,
-    // "Attributes": ecs.cpu-architecture, ecs.os-type, ecs.os-family).
-    for (n, val) in [
-        ("ecs.cpu-architecture", arch),
-        ("ecs.os-type", "linux"),
-        ("ecs.os-family", "LINUX"),
-    ] {
-        v.push(Attribute {
-            name: n.into(),
-            value: Some(val.into()),
-        });
-    }
+    v.extend(builtin_attributes());
     v
 }
 
+/// The attributes ECS gives every Linux container instance, with this host's values.
+/// Ref: ECS's built-in attributes (developerguide/task-placement-constraints.html,
+/// "Attributes": ecs.cpu-architecture, ecs.os-type, ecs.os-family).
+pub(crate) fn builtin_attributes() -> Vec<Attribute> {
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    [
+        ("ecs.cpu-architecture", arch),
+        ("ecs.os-type", "linux"),
+        ("ecs.os-family", "LINUX"),
+    ]
+    .into_iter()
+    .map(|(n, val)| Attribute {
+        name: n.into(),
+        value: Some(val.into()),
+    })
+    .collect()
+}
+
 /// The host's CPU units (1,024 a CPU) and memory (MiB), as the agent registers them.
-fn host_resources() -> (i64, i64) {
+pub(crate) fn host_resources() -> (i64, i64) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -268,6 +278,7 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
     let arn = shape::container_instance_arn(&c.arn);
     Ok(ContainerInstance {
         agent_connected: true,
+        ec2_instance_id: None,
         attachments: Vec::new(),
         attributes: attributes(),
         container_instance_arn: arn,

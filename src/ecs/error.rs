@@ -36,6 +36,14 @@ pub enum EcsError {
     #[error("ConflictException: {0}")]
     Conflict(String),
 
+    /// PutAttributes/DeleteAttributes naming a resource that does not exist.
+    #[error("TargetNotFoundException: {0}")]
+    TargetNotFound(String),
+    /// More than 10 custom attributes on one resource. Ref: ecs.json
+    /// `AttributeLimitExceededException`.
+    #[error("AttributeLimitExceededException: {0}")]
+    AttributeLimitExceeded(String),
+
     /// The request body does not decode as the operation's input shape.
     #[error("SerializationException: {0}")]
     Serialization(String),
@@ -68,6 +76,8 @@ impl EcsError {
             EcsError::ServiceNotActive(_) => "ServiceNotActiveException",
             EcsError::Conflict(_) => "ConflictException",
             EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
+            EcsError::TargetNotFound(_) => "TargetNotFoundException",
+            EcsError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             EcsError::Serialization(_) => "SerializationException",
             EcsError::UnknownOperation(_) => "UnknownOperationException",
             EcsError::Server(_) => "ServerException",
@@ -95,6 +105,8 @@ impl EcsError {
             | EcsError::ServiceNotActive(m)
             | EcsError::Conflict(m)
             | EcsError::NamespaceNotFound(m)
+            | EcsError::TargetNotFound(m)
+            | EcsError::AttributeLimitExceeded(m)
             | EcsError::Serialization(m)
             | EcsError::UnknownOperation(m) => m.clone(),
             EcsError::Server(e) => crate::error_chain(e.as_ref()),
@@ -197,6 +209,8 @@ fn named_copy(e: &EcsError) -> Option<EcsError> {
         EcsError::ServiceNotActive(m) => EcsError::ServiceNotActive(m.clone()),
         EcsError::Conflict(m) => EcsError::Conflict(m.clone()),
         EcsError::NamespaceNotFound(m) => EcsError::NamespaceNotFound(m.clone()),
+        EcsError::TargetNotFound(m) => EcsError::TargetNotFound(m.clone()),
+        EcsError::AttributeLimitExceeded(m) => EcsError::AttributeLimitExceeded(m.clone()),
         EcsError::Serialization(m) => EcsError::Serialization(m.clone()),
         EcsError::UnknownOperation(m) => EcsError::UnknownOperation(m.clone()),
         EcsError::Server(_) => return None,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod ecr;
+pub mod etcd;
 pub mod faultproxy;
 pub mod image;
 pub mod leaks;

@@ -60,6 +60,17 @@ impl TestCa {
     /// A leaf certificate named `name`: for a TLS server (`dns`/`ips` as SANs) or,
     /// with `server == false`, for signing tokens.
     pub fn issue(&self, name: &str, dns: &[&str], ips: &[&str], server: bool) -> Issued {
+        self.issue_for(name, dns, ips, server.then_some("serverAuth"))
+    }
+
+    /// A TLS server certificate that is also a client certificate (extended key usage
+    /// serverAuth and clientAuth), as etcd's gateway needs with `--client-cert-auth`: it
+    /// dials etcd's own gRPC server with it.
+    pub fn issue_server_and_client(&self, name: &str, dns: &[&str], ips: &[&str]) -> Issued {
+        self.issue_for(name, dns, ips, Some("serverAuth,clientAuth"))
+    }
+
+    fn issue_for(&self, name: &str, dns: &[&str], ips: &[&str], server: Option<&str>) -> Issued {
         let cert = self.dir.join(format!("{name}.crt"));
         let key = self.dir.join(format!("{name}.key"));
         let csr = self.dir.join(format!("{name}.csr"));
@@ -67,9 +78,9 @@ impl TestCa {
         let mut sans: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
         sans.extend(ips.iter().map(|i| format!("IP:{i}")));
         let mut text = String::from("basicConstraints=critical,CA:FALSE\n");
-        if server {
+        if let Some(usage) = server {
             text.push_str("keyUsage=critical,digitalSignature,keyEncipherment\n");
-            text.push_str("extendedKeyUsage=serverAuth\n");
+            text.push_str(&format!("extendedKeyUsage={usage}\n"));
             text.push_str(&format!("subjectAltName={}\n", sans.join(",")));
         } else {
             text.push_str("keyUsage=critical,digitalSignature\n");

@@ -1,0 +1,102 @@
+//! `agent`: this box as a container instance of a cluster whose state is in etcd
+//! (crate::cluster::agent, docs/cluster.md).
+
+use super::GlobalOpts;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// TLS to etcd, with etcdctl's option names (`serve --cluster` and `agent`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EtcdTls {
+    /// The CA certificate (PEM) that signed etcd's server certificate: https endpoints.
+    #[arg(long, value_name = "PEM")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// This client's certificate (PEM) for etcd's `--client-cert-auth` (with --etcd-key).
+    #[arg(long, value_name = "PEM", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    pub fn tls(&self) -> crate::cluster::etcd::Tls {
+        crate::cluster::etcd::Tls {
+            cacert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+        }
+    }
+}
+
+/// Register this box as a container instance of a cluster kept in etcd, and keep it
+/// connected (a liveness lease) until SIGTERM or SIGINT, which disconnect it at once.
+///
+/// The instance id is kept in <root>/agent/instance-id: a restart registers the same
+/// instance. `serve --cluster` with the same endpoints lists and describes it.
+/// This step registers the box only: running the tasks placed on it comes in a later step
+/// (docs/cluster.md). etcd must be on loopback or require TLS client certificates
+/// (--etcd-cacert, --etcd-cert, --etcd-key).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// etcd's client endpoints, comma-separated, tried in order (e.g.
+    /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379).
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub cluster: String,
+    /// The ECS cluster this box joins.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub cluster_name: String,
+    /// A custom attribute of the instance, `name=value` or `name` (repeatable), as ECS
+    /// agent's ECS_INSTANCE_ATTRIBUTES; for `--filter "attribute:name == value"`.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub attribute: Vec<String>,
+    /// Seconds the liveness lease lives without renewal: how soon a lost box is
+    /// agentConnected false.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_ttl: u64,
+    #[command(flatten)]
+    pub etcd: EtcdTls,
+}
+
+pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
+    let cluster = crate::ecs::names::cluster_name(&a.cluster_name).to_string();
+    anyhow::ensure!(
+        !cluster.is_empty()
+            && cluster.len() <= 255
+            && cluster
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "--cluster-name {:?}: up to 255 letters, numbers, hyphens and underscores (an ECS \
+         cluster name)",
+        a.cluster_name
+    );
+    let mut attributes = Vec::new();
+    for spec in &a.attribute {
+        let (name, value) = match spec.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+            None => (spec.trim(), None),
+        };
+        anyhow::ensure!(
+            !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c))
+                && !name.starts_with("ecs."),
+            "--attribute {spec:?}: a name of up to 128 letters, numbers, hyphens, \
+             underscores, slashes or periods, not starting with `ecs.` (the built-in \
+             attributes)"
+        );
+        attributes.push((name.to_string(), value));
+    }
+    crate::cluster::agent::run(crate::cluster::agent::Options {
+        root: g.root.clone(),
+        endpoints: a.cluster,
+        tls: a.etcd.tls(),
+        cluster,
+        attributes,
+        lease_ttl: a.lease_ttl,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,233 @@
+//! `minifargate agent --cluster`: registers this box as a container instance in etcd and
+//! keeps its liveness lease (docs/cluster.md). It re-registers after etcd comes back (a
+//! new lease, the keys put again) and, on SIGTERM or SIGINT, revokes its lease so the
+//! instance is `agentConnected: false` at once. Running tasks placed on the box is a later
+//! step of issue 38: the agent runs nothing yet.
+
+use super::etcd::{Etcd, EtcdError, Tls};
+use super::instances::{self, Registration, Status};
+use super::keys;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What the agent is started with.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The state root: the instance id is kept in `<root>/agent/instance-id`.
+    pub root: PathBuf,
+    pub endpoints: String,
+    pub tls: Tls,
+    pub cluster: String,
+    /// Custom attributes (`--attribute name=value`, or `name` without a value).
+    pub attributes: Vec<(String, Option<String>)>,
+    /// The liveness lease's TTL (seconds).
+    pub lease_ttl: u64,
+}
+
+/// Why a session with etcd ended.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(
+        "the liveness lease expired before it was renewed (etcd was out of reach for longer than the lease TTL)"
+    )]
+    LeaseExpired,
+    #[error(
+        "container instance {arn} was deregistered (INACTIVE): remove {file} to register \
+         this box as a new container instance"
+    )]
+    Deregistered { arn: String, file: String },
+}
+
+/// The first and the longest wait between two attempts to reach etcd.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(2));
+
+/// The container instance id of the box whose state root is `root`: made once (32 hex,
+/// as ECS's ids), then the same on every start.
+pub fn instance_id(root: &Path) -> anyhow::Result<String> {
+    let file = root.join("agent").join("instance-id");
+    if let Ok(s) = std::fs::read_to_string(&file) {
+        let id = s.trim();
+        anyhow::ensure!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{} holds {id:?}, not a container instance id (32 hex digits)",
+            file.display()
+        );
+        return Ok(id.to_string());
+    }
+    let dir = file.parent().expect("a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let id = crate::task::new_id().context("failed to read /dev/urandom")?;
+    let tmp = dir.join("instance-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(id)
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(o: Options) -> anyhow::Result<()> {
+    let etcd = Etcd::new(&o.endpoints, &o.tls)?;
+    let id = instance_id(&o.root)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    rt.block_on(agent(o, id, etcd))
+}
+
+async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let lease = Mutex::new(None::<i64>);
+    let mut attributes_put = false;
+    let mut backoff = BACKOFF.0;
+    let arn = instances::arn(&o.cluster, &id);
+    let file = o.root.join("agent").join("instance-id");
+    loop {
+        let mut connected = false;
+        let ended = tokio::select! {
+            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file) => r,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        match ended {
+            End::Deregistered { .. } => return Err(ended.into()),
+            e => {
+                if connected {
+                    backoff = BACKOFF.0;
+                }
+                eprintln!(
+                    "minifargate agent: {}; retrying in {} ms",
+                    crate::error_chain(&e),
+                    backoff.as_millis()
+                );
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+    // Stopping: the instance is disconnected at once, not a lease TTL later.
+    let held = lease.lock().expect("lease lock").take();
+    if let Some(l) = held {
+        match tokio::time::timeout(Duration::from_secs(3), etcd.revoke(l)).await {
+            Ok(Ok(())) => eprintln!(
+                "minifargate agent: stopped; lease revoked, {arn} is agentConnected false"
+            ),
+            Ok(Err(e)) => eprintln!(
+                "minifargate agent: stopped; could not revoke the lease ({}): {arn} is \
+                 disconnected when it expires",
+                crate::error_chain(&e)
+            ),
+            Err(_) => eprintln!(
+                "minifargate agent: stopped; etcd did not answer the lease revocation in 3 s: \
+                 {arn} is disconnected when the lease expires"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// One session: registration put, lease granted, liveness key put, then the lease kept
+/// alive until etcd fails. Returns why it ended.
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    etcd: &Etcd,
+    o: &Options,
+    id: &str,
+    lease: &Mutex<Option<i64>>,
+    attributes_put: &mut bool,
+    connected: &mut bool,
+    arn: &str,
+    file: &Path,
+) -> End {
+    match register(etcd, o, id, lease, attributes_put, arn, file).await {
+        Ok(l) => {
+            *connected = true;
+            // Renewed three times a TTL, so one missed renewal does not lose it.
+            let every = Duration::from_millis((o.lease_ttl * 1000 / 3).max(500));
+            loop {
+                tokio::time::sleep(every).await;
+                match etcd.keep_alive(l).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return End::LeaseExpired,
+                    Err(e) => return e.into(),
+                }
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+async fn register(
+    etcd: &Etcd,
+    o: &Options,
+    id: &str,
+    lease: &Mutex<Option<i64>>,
+    attributes_put: &mut bool,
+    arn: &str,
+    file: &Path,
+) -> Result<i64, End> {
+    let c = &o.cluster;
+    // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
+    // deregistered one is not brought back.
+    if !etcd
+        .put_if_absent(&keys::status(c, id), Status::Active.as_str().as_bytes())
+        .await?
+    {
+        let st = etcd.get(&keys::status(c, id)).await?;
+        if st.is_some_and(|kv| kv.value == Status::Inactive.as_str().as_bytes()) {
+            return Err(End::Deregistered {
+                arn: arn.into(),
+                file: file.display().to_string(),
+            });
+        }
+    }
+    let registered_at = match etcd.get(&keys::instance(c, id)).await? {
+        Some(kv) => serde_json::from_slice::<Registration>(&kv.value)
+            .map(|r| r.registered_at_ms)
+            .unwrap_or_else(|_| crate::ecs::now_ms()),
+        None => crate::ecs::now_ms(),
+    };
+    let reg = Registration::of_this_box(id, registered_at);
+    etcd.put(
+        &keys::instance(c, id),
+        &serde_json::to_vec(&reg).expect("a registration encodes"),
+        None,
+    )
+    .await?;
+    if !*attributes_put {
+        for (name, value) in &o.attributes {
+            etcd.put(
+                &keys::attribute(c, id, name),
+                &instances::attribute_bytes(value.as_deref()),
+                None,
+            )
+            .await?;
+        }
+        *attributes_put = true;
+    }
+    let l = etcd.grant(o.lease_ttl).await?;
+    *lease.lock().expect("lease lock") = Some(l);
+    etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
+        .await?;
+    eprintln!(
+        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB) in etcd {}; \
+         liveness lease {} s. Running tasks placed here is a later step: this agent runs \
+         nothing yet (docs/cluster.md)",
+        reg.hostname,
+        reg.cpu,
+        reg.memory,
+        etcd.endpoints().join(","),
+        o.lease_ttl
+    );
+    Ok(l)
+}

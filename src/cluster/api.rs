@@ -1,0 +1,559 @@
+//! The ECS container-instance operations of `serve --cluster`, on etcd: List/Describe/
+//! DeregisterContainerInstance(s), UpdateContainerInstancesState, PutAttributes,
+//! DeleteAttributes, ListAttributes (docs/cluster.md). The API's dispatcher asks [`call`]
+//! first; on one box (no `--cluster`) it answers `None` and nothing changes.
+
+use super::etcd::{Etcd, EtcdError};
+use super::instances::{self, Instance, Status};
+use super::keys;
+use super::query::Query;
+use crate::ecs::container_instances::{
+    ContainerInstance, DescribeContainerInstancesRequest, DescribeContainerInstancesResponse,
+    ListContainerInstancesRequest, ListContainerInstancesResponse,
+};
+use crate::ecs::shapes::Failure;
+use crate::ecs::{Ecs, EcsError, EcsResult, cluster_or_default, page};
+use crate::store::ClusterStatus;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The operations answered from etcd in cluster mode.
+pub const OPERATIONS: &[&str] = &[
+    "ListContainerInstances",
+    "DescribeContainerInstances",
+    "DeregisterContainerInstance",
+    "UpdateContainerInstancesState",
+    "PutAttributes",
+    "DeleteAttributes",
+    "ListAttributes",
+];
+
+/// ECS's limit of custom attributes on one resource. Ref: ecs.json
+/// `AttributeLimitExceededException` ("You can apply up to 10 custom attributes for each
+/// resource").
+const MAX_CUSTOM_ATTRIBUTES: usize = 10;
+
+/// Operation `op` answered from etcd, when `serve` runs with `--cluster` and `op` is one
+/// of [`OPERATIONS`]; `None` otherwise (the one-box path answers).
+pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> Option<EcsResult<Value>> {
+    let etcd = super::serving()?;
+    if !OPERATIONS.contains(&op) {
+        return None;
+    }
+    Some(super::block_on(dispatch(ecs, etcd, op, body)))
+}
+
+async fn dispatch(ecs: &Ecs, etcd: &Etcd, op: &str, body: &[u8]) -> EcsResult<Value> {
+    match op {
+        "ListContainerInstances" => encode(list(ecs, etcd, input(body)?).await?),
+        "DescribeContainerInstances" => encode(describe(ecs, etcd, input(body)?).await?),
+        "DeregisterContainerInstance" => encode(deregister(ecs, etcd, input(body)?).await?),
+        "UpdateContainerInstancesState" => encode(update_state(ecs, etcd, input(body)?).await?),
+        "PutAttributes" => encode(put_attributes(ecs, etcd, input(body)?).await?),
+        "DeleteAttributes" => encode(delete_attributes(ecs, etcd, input(body)?).await?),
+        "ListAttributes" => encode(list_attributes(ecs, etcd, input(body)?).await?),
+        other => Err(EcsError::UnknownOperation(other.into())),
+    }
+}
+
+/// The request body as `T`, members `T` lacks refused (as the API's own decoding does).
+fn input<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
+    use crate::taskdef::unknown::{DecodeError, decode};
+    let text = std::str::from_utf8(body)
+        .map_err(|_| EcsError::Serialization("the body is not UTF-8".into()))?;
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    decode(text, &crate::taskdef::finding::JsonPath::root()).map_err(|e| match e {
+        DecodeError::Malformed(m) => EcsError::Serialization(format!("invalid request body: {m}")),
+        DecodeError::Unknown(_) => EcsError::invalid(e.to_string()),
+    })
+}
+
+fn encode<T: Serialize>(response: T) -> EcsResult<Value> {
+    serde_json::to_value(response).map_err(|e| {
+        EcsError::Server(anyhow::Error::from(e).context("failed to encode the response"))
+    })
+}
+
+/// An etcd failure as the API's ServerException, naming the endpoint and the call.
+fn server(e: EtcdError) -> EcsError {
+    EcsError::Server(anyhow::Error::from(e).context("the cluster state in etcd is unavailable"))
+}
+
+/// The cluster a request names, and its container instances: ClusterNotFoundException
+/// when it has none and this serve's store has no such ACTIVE cluster.
+async fn cluster_instances(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    cluster: Option<&str>,
+) -> EcsResult<(String, Vec<Instance>)> {
+    let name = crate::ecs::names::cluster_name(cluster_or_default(cluster)).to_string();
+    let all = instances::load(etcd, &name).await.map_err(server)?;
+    if all.is_empty() {
+        let store = ecs.open_store()?;
+        match store.cluster(&name).map_err(anyhow::Error::from)? {
+            Some(c) if c.status == ClusterStatus::Active => {}
+            _ => return Err(crate::ecs::clusters::not_found_cluster(&name)),
+        }
+    }
+    Ok((name, all))
+}
+
+/// The instance a reference (id or ARN) names.
+fn find<'a>(all: &'a [Instance], reference: &str) -> Option<&'a Instance> {
+    let id = reference.rsplit('/').next().unwrap_or(reference);
+    all.iter().find(|i| i.reg.id == id)
+}
+
+/// ListContainerInstances. Without `status`, every instance but INACTIVE ones (ECS:
+/// "the default is to include container instances set to all states other than
+/// INACTIVE").
+async fn list(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: ListContainerInstancesRequest,
+) -> EcsResult<ListContainerInstancesResponse> {
+    const STATUSES: [&str; 5] = [
+        "ACTIVE",
+        "DRAINING",
+        "REGISTERING",
+        "DEREGISTERING",
+        "REGISTRATION_FAILED",
+    ];
+    if let Some(s) = req.status.as_deref()
+        && !STATUSES.contains(&s)
+    {
+        return Err(EcsError::invalid(format!(
+            "status {s:?}: must be one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    let query = match req.filter.as_deref().map(str::trim) {
+        Some(f) if !f.is_empty() => {
+            Some(Query::parse(f).map_err(|e| EcsError::invalid(format!("filter {f:?}: {e}")))?)
+        }
+        _ => None,
+    };
+    let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let arns: Vec<String> = all
+        .iter()
+        .filter(|i| i.status != Status::Inactive)
+        .filter(|i| req.status.as_deref().is_none_or(|s| s == i.status.as_str()))
+        .filter(|i| query.as_ref().is_none_or(|q| q.matches(i)))
+        .map(Instance::arn)
+        .collect();
+    let (container_instance_arns, next_token) =
+        page(arns, req.max_results, 100, req.next_token.as_deref())?;
+    Ok(ListContainerInstancesResponse {
+        container_instance_arns,
+        next_token,
+    })
+}
+
+/// DescribeContainerInstances: unknown ones are MISSING failures.
+async fn describe(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: DescribeContainerInstancesRequest,
+) -> EcsResult<DescribeContainerInstancesResponse> {
+    if req.container_instances.is_empty() || req.container_instances.len() > 100 {
+        return Err(EcsError::invalid(format!(
+            "containerInstances: {} given; name 1 to 100 container instance ids or ARNs",
+            req.container_instances.len()
+        )));
+    }
+    for i in &req.include {
+        if i != "TAGS" && i != "CONTAINER_INSTANCE_HEALTH" {
+            return Err(EcsError::invalid(format!(
+                "include {i:?}: must be TAGS or CONTAINER_INSTANCE_HEALTH"
+            )));
+        }
+    }
+    let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let mut out = DescribeContainerInstancesResponse {
+        container_instances: Vec::new(),
+        failures: Vec::new(),
+    };
+    for r in &req.container_instances {
+        match find(&all, r) {
+            Some(i) => out.container_instances.push(i.shape()),
+            None => out.failures.push(Failure::missing(r.clone())),
+        }
+    }
+    Ok(out)
+}
+
+/// ecs.json `DeregisterContainerInstanceRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeregisterContainerInstanceRequest {
+    pub cluster: Option<String>,
+    pub container_instance: String,
+    /// Deregister with tasks still on it: no task runs on cluster instances yet, so there
+    /// is nothing it changes (docs/cluster.md).
+    #[allow(dead_code)]
+    pub force: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeregisterContainerInstanceResponse {
+    pub container_instance: ContainerInstance,
+}
+
+/// DeregisterContainerInstance: the instance becomes INACTIVE (still described, no
+/// longer listed), as in ECS.
+async fn deregister(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: DeregisterContainerInstanceRequest,
+) -> EcsResult<DeregisterContainerInstanceResponse> {
+    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let Some(i) = find(&all, &req.container_instance) else {
+        return Err(EcsError::invalid(format!(
+            "containerInstance {:?}: no such container instance in cluster {cluster}",
+            req.container_instance
+        )));
+    };
+    let mut i = i.clone();
+    etcd.put(
+        &keys::status(&cluster, &i.reg.id),
+        Status::Inactive.as_str().as_bytes(),
+        None,
+    )
+    .await
+    .map_err(server)?;
+    i.status = Status::Inactive;
+    Ok(DeregisterContainerInstanceResponse {
+        container_instance: i.shape(),
+    })
+}
+
+/// ecs.json `UpdateContainerInstancesStateRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateContainerInstancesStateRequest {
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub container_instances: Vec<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateContainerInstancesStateResponse {
+    pub container_instances: Vec<ContainerInstance>,
+    pub failures: Vec<Failure>,
+}
+
+/// UpdateContainerInstancesState: ACTIVE or DRAINING recorded (what DRAINING does to
+/// placement is a later step: docs/cluster.md). Ref: API_UpdateContainerInstancesState
+/// ("You can change the status of a container instance to DRAINING … or ACTIVE").
+async fn update_state(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: UpdateContainerInstancesStateRequest,
+) -> EcsResult<UpdateContainerInstancesStateResponse> {
+    let status = match req.status.as_str() {
+        "ACTIVE" => Status::Active,
+        "DRAINING" => Status::Draining,
+        other => {
+            return Err(EcsError::invalid(format!(
+                "status {other:?}: a container instance's state can be set to ACTIVE or DRAINING"
+            )));
+        }
+    };
+    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
+        return Err(EcsError::invalid(format!(
+            "containerInstances: {} given; name 1 to 10 container instance ids or ARNs",
+            req.container_instances.len()
+        )));
+    }
+    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let mut out = UpdateContainerInstancesStateResponse {
+        container_instances: Vec::new(),
+        failures: Vec::new(),
+    };
+    for r in &req.container_instances {
+        match find(&all, r) {
+            None => out.failures.push(Failure::missing(r.clone())),
+            Some(i) if i.status == Status::Inactive => out.failures.push(Failure {
+                arn: i.arn(),
+                reason: "INACTIVE".into(),
+            }),
+            Some(i) => {
+                etcd.put(
+                    &keys::status(&cluster, &i.reg.id),
+                    status.as_str().as_bytes(),
+                    None,
+                )
+                .await
+                .map_err(server)?;
+                let mut i = i.clone();
+                i.status = status;
+                out.container_instances.push(i.shape());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// ecs.json `Attribute` (with its target).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetAttribute {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+}
+
+/// ecs.json `PutAttributesRequest` and `DeleteAttributesRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributesRequest {
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub attributes: Vec<TargetAttribute>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributesResponse {
+    pub attributes: Vec<TargetAttribute>,
+}
+
+/// The one target type of ECS's attributes. Ref: ecs.json `TargetType`.
+const TARGET_TYPE: &str = "container-instance";
+
+/// An attribute's name and value as ECS allows them. Ref: API_Attribute (`name`: up to
+/// 128 letters, numbers, hyphens, underscores, forward and back slashes, periods;
+/// `value`: up to 128 letters, numbers, hyphens, underscores, periods, at signs, forward
+/// and back slashes, colons, spaces, not starting or ending with a space).
+fn check_attribute(a: &TargetAttribute, with_value: bool) -> EcsResult<()> {
+    let name_ok = !a.name.is_empty()
+        && a.name.len() <= 128
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c));
+    if !name_ok {
+        return Err(EcsError::invalid(format!(
+            "attribute name {:?}: 1 to 128 letters, numbers, hyphens, underscores, slashes, \
+             back slashes or periods",
+            a.name
+        )));
+    }
+    if let (true, Some(v)) = (with_value, &a.value) {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && !v.starts_with(' ')
+            && !v.ends_with(' ')
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c));
+        if !ok {
+            return Err(EcsError::invalid(format!(
+                "attribute {} value {v:?}: 1 to 128 letters, numbers, hyphens, underscores, \
+                 periods, at signs, slashes, back slashes, colons or spaces, not starting or \
+                 ending with a space",
+                a.name
+            )));
+        }
+    }
+    if let Some(t) = &a.target_type
+        && t != TARGET_TYPE
+    {
+        return Err(EcsError::invalid(format!(
+            "attribute {} targetType {t:?}: must be {TARGET_TYPE}",
+            a.name
+        )));
+    }
+    if a.target_id.as_deref().is_none_or(str::is_empty) {
+        return Err(EcsError::invalid(format!(
+            "attribute {}: targetId names the container instance (its id or ARN)",
+            a.name
+        )));
+    }
+    Ok(())
+}
+
+/// The instance an attribute targets: TargetNotFoundException otherwise.
+fn target<'a>(all: &'a [Instance], a: &TargetAttribute) -> EcsResult<&'a Instance> {
+    let r = a.target_id.as_deref().unwrap_or_default();
+    find(all, r)
+        .filter(|i| i.status != Status::Inactive)
+        .ok_or_else(|| {
+            EcsError::TargetNotFound(format!(
+                "Could not find {r}: no ACTIVE or DRAINING container instance of that id"
+            ))
+        })
+}
+
+/// PutAttributes: custom attributes on container instances.
+async fn put_attributes(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: AttributesRequest,
+) -> EcsResult<AttributesResponse> {
+    if req.attributes.is_empty() {
+        return Err(EcsError::invalid("attributes: name at least one attribute"));
+    }
+    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let mut after: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for a in &req.attributes {
+        check_attribute(a, true)?;
+        let i = target(&all, a)?;
+        let names = after
+            .entry(&i.reg.id)
+            .or_insert_with(|| i.custom.keys().map(String::as_str).collect());
+        names.insert(&a.name);
+        if names.len() > MAX_CUSTOM_ATTRIBUTES {
+            return Err(EcsError::AttributeLimitExceeded(format!(
+                "{}: at most {MAX_CUSTOM_ATTRIBUTES} custom attributes on one container instance",
+                i.arn()
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for a in &req.attributes {
+        let i = target(&all, a)?;
+        etcd.put(
+            &keys::attribute(&cluster, &i.reg.id, &a.name),
+            &instances::attribute_bytes(a.value.as_deref()),
+            None,
+        )
+        .await
+        .map_err(server)?;
+        out.push(TargetAttribute {
+            target_type: Some(TARGET_TYPE.into()),
+            target_id: Some(i.arn()),
+            ..a.clone()
+        });
+    }
+    Ok(AttributesResponse { attributes: out })
+}
+
+/// DeleteAttributes: custom attributes removed (an absent one is no error, as in ECS).
+async fn delete_attributes(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: AttributesRequest,
+) -> EcsResult<AttributesResponse> {
+    if req.attributes.is_empty() {
+        return Err(EcsError::invalid("attributes: name at least one attribute"));
+    }
+    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let mut out = Vec::new();
+    for a in &req.attributes {
+        check_attribute(a, false)?;
+        let i = target(&all, a)?;
+        etcd.delete(&keys::attribute(&cluster, &i.reg.id, &a.name))
+            .await
+            .map_err(server)?;
+        out.push(TargetAttribute {
+            target_type: Some(TARGET_TYPE.into()),
+            target_id: Some(i.arn()),
+            ..a.clone()
+        });
+    }
+    Ok(AttributesResponse { attributes: out })
+}
+
+/// ecs.json `ListAttributesRequest`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAttributesRequest {
+    pub cluster: Option<String>,
+    pub target_type: String,
+    pub attribute_name: Option<String>,
+    pub attribute_value: Option<String>,
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAttributesResponse {
+    pub attributes: Vec<TargetAttribute>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// ListAttributes: every attribute (built-in and custom) of the cluster's ACTIVE and
+/// DRAINING container instances, by name and value when given.
+async fn list_attributes(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: ListAttributesRequest,
+) -> EcsResult<ListAttributesResponse> {
+    if req.target_type != TARGET_TYPE {
+        return Err(EcsError::invalid(format!(
+            "targetType {:?}: must be {TARGET_TYPE}",
+            req.target_type
+        )));
+    }
+    if req.attribute_value.is_some() && req.attribute_name.is_none() {
+        return Err(EcsError::invalid(
+            "attributeValue is given only with attributeName",
+        ));
+    }
+    let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let mut items = Vec::new();
+    for i in all.iter().filter(|i| i.status != Status::Inactive) {
+        for a in i.attributes() {
+            if req.attribute_name.as_deref().is_some_and(|n| n != a.name)
+                || req
+                    .attribute_value
+                    .as_deref()
+                    .is_some_and(|v| Some(v) != a.value.as_deref())
+            {
+                continue;
+            }
+            items.push(TargetAttribute {
+                name: a.name,
+                value: a.value,
+                target_type: Some(TARGET_TYPE.into()),
+                target_id: Some(i.arn()),
+            });
+        }
+    }
+    let (attributes, next_token) = page(items, req.max_results, 100, req.next_token.as_deref())?;
+    Ok(ListAttributesResponse {
+        attributes,
+        next_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each request type takes every member of the operation's input in ECS's model
+    /// (botocore's, as the AWS CLI sends them), so none is refused as unknown.
+    #[test]
+    fn every_ecs_member_is_taken() {
+        use super::*;
+        use crate::taskdef::members::paths;
+        let model = crate::ecs::botocore_model::service_model();
+        for (op, ours) in [
+            (
+                "DeregisterContainerInstance",
+                paths::<DeregisterContainerInstanceRequest>(),
+            ),
+            (
+                "UpdateContainerInstancesState",
+                paths::<UpdateContainerInstancesStateRequest>(),
+            ),
+            ("PutAttributes", paths::<AttributesRequest>()),
+            ("DeleteAttributes", paths::<AttributesRequest>()),
+            ("ListAttributes", paths::<ListAttributesRequest>()),
+        ] {
+            let input = model["operations"][op]["input"]["shape"].as_str().unwrap();
+            let members = model["shapes"][input]["members"].as_object().unwrap();
+            for m in members.keys() {
+                assert!(ours.contains(m), "{op}: member {m} not taken");
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! A small etcd v3 client over etcd's JSON gateway (`POST /v3/kv/range`, `/v3/kv/put`,
+//! `/v3/kv/txn`, `/v3/kv/deleterange`, `/v3/lease/grant`, `/v3/lease/keepalive`,
+//! `/v3/lease/revoke`; keys and values base64, 64-bit numbers as strings), through the
+//! reqwest already in the tree. Why the gateway and not the gRPC crate: docs/cluster.md
+//! ("The etcd client"). Ref: etcd.io/docs/v3.4/dev-guide/api_grpc_gateway/.
+//!
+//! Endpoints are tried in order: the first that answers is used until it stops answering
+//! (a connection failure or a timeout moves to the next; an answer from etcd, even an
+//! error, does not). Every call has a deadline, so a stopped etcd is an error naming the
+//! endpoints, never a hang.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long a connection attempt may take before the next endpoint is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a whole call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TLS to etcd, named as etcdctl names its options.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// `--etcd-cacert`: the CA that signed etcd's server certificate.
+    pub cacert: Option<PathBuf>,
+    /// `--etcd-cert`: this client's certificate (etcd's `--client-cert-auth`).
+    pub cert: Option<PathBuf>,
+    /// `--etcd-key`: the private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl Tls {
+    fn any(&self) -> bool {
+        self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+}
+
+/// What went wrong talking to etcd: each names the endpoint and the call.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("--cluster {0:?}: name at least one etcd endpoint (e.g. http://127.0.0.1:2379)")]
+    NoEndpoint(String),
+    #[error("etcd endpoint {endpoint:?}: {why}")]
+    BadEndpoint { endpoint: String, why: String },
+    #[error("etcd TLS: cannot use {path}: {why}")]
+    Tls { path: String, why: String },
+    #[error("etcd {endpoint}: {call} failed: {why}")]
+    Unreachable {
+        endpoint: String,
+        call: &'static str,
+        why: String,
+    },
+    #[error("no etcd endpoint answered {call}: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    AllDown {
+        call: &'static str,
+        errors: Vec<EtcdError>,
+    },
+    #[error("etcd {endpoint}: {call} refused (HTTP {status}): {message}")]
+    Refused {
+        endpoint: String,
+        call: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("etcd {endpoint}: {call} answered what is not etcd's JSON: {why}")]
+    Malformed {
+        endpoint: String,
+        call: &'static str,
+        why: String,
+    },
+}
+
+/// One key-value pair of a range answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
+}
+
+/// An etcd client over the v3 JSON gateway.
+#[derive(Debug)]
+pub struct Etcd {
+    endpoints: Vec<String>,
+    http: reqwest::Client,
+    /// The endpoint that answered last: tried first.
+    current: AtomicUsize,
+}
+
+impl Etcd {
+    /// A client for `endpoints` (comma-separated; `host:port` means http, or https when
+    /// TLS is configured).
+    pub fn new(endpoints: &str, tls: &Tls) -> Result<Etcd, EtcdError> {
+        let scheme = if tls.any() { "https" } else { "http" };
+        let mut list = Vec::new();
+        for e in endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let url = if e.contains("://") {
+                e.trim_end_matches('/').to_string()
+            } else {
+                format!("{scheme}://{e}")
+            };
+            let parsed = reqwest::Url::parse(&url).map_err(|err| EtcdError::BadEndpoint {
+                endpoint: e.into(),
+                why: err.to_string(),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(EtcdError::BadEndpoint {
+                    endpoint: e.into(),
+                    why: "must be http://HOST:PORT or https://HOST:PORT".into(),
+                });
+            }
+            list.push(url);
+        }
+        if list.is_empty() {
+            return Err(EtcdError::NoEndpoint(endpoints.into()));
+        }
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| EtcdError::Tls {
+                path: p.display().to_string(),
+                why: e.to_string(),
+            })
+        };
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .use_rustls_tls();
+        if let Some(ca) = &tls.cacert {
+            let pem = read(ca)?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EtcdError::Tls {
+                path: ca.display().to_string(),
+                why: e.to_string(),
+            })? {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| EtcdError::Tls {
+                    path: format!("{} with {}", cert.display(), key.display()),
+                    why: e.to_string(),
+                })?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            (Some(p), None) | (None, Some(p)) => {
+                return Err(EtcdError::Tls {
+                    path: p.display().to_string(),
+                    why: "--etcd-cert and --etcd-key go together".into(),
+                });
+            }
+        }
+        let http = b.build().map_err(|e| EtcdError::Tls {
+            path: "the TLS configuration".into(),
+            why: e.to_string(),
+        })?;
+        Ok(Etcd {
+            endpoints: list,
+            http,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The endpoints, as given.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// One gateway call, with failover between the endpoints.
+    async fn call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
+        let n = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let at = (first + i) % n;
+            let endpoint = &self.endpoints[at];
+            let sent = self
+                .http
+                .post(format!("{endpoint}{call}"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await;
+            let unreachable = |why: String| EtcdError::Unreachable {
+                endpoint: endpoint.clone(),
+                call,
+                why,
+            };
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(unreachable(crate::error_chain(&e)));
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(unreachable(crate::error_chain(&e)));
+                    continue;
+                }
+            };
+            self.current.store(at, Ordering::Relaxed);
+            let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+            if !status.is_success() {
+                let message = parsed
+                    .ok()
+                    .and_then(|v| {
+                        v.get("message")
+                            .or_else(|| v.get("error"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+                return Err(EtcdError::Refused {
+                    endpoint: endpoint.clone(),
+                    call,
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            return parsed.map_err(|e| EtcdError::Malformed {
+                endpoint: endpoint.clone(),
+                call,
+                why: e.to_string(),
+            });
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            EtcdError::AllDown { call, errors }
+        })
+    }
+
+    fn malformed(&self, call: &'static str, why: impl Into<String>) -> EtcdError {
+        EtcdError::Malformed {
+            endpoint: self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
+                .clone(),
+            call,
+            why: why.into(),
+        }
+    }
+
+    /// The value of `key`, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
+        let v = self
+            .call("/v3/kv/range", json!({ "key": B64.encode(key) }))
+            .await?;
+        Ok(self.kvs("/v3/kv/range", &v)?.into_iter().next())
+    }
+
+    /// Every key under `prefix`, in key order.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Kv>, EtcdError> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                json!({ "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)) }),
+            )
+            .await?;
+        self.kvs("/v3/kv/range", &v)
+    }
+
+    fn kvs(&self, call: &'static str, v: &Value) -> Result<Vec<Kv>, EtcdError> {
+        let mut out = Vec::new();
+        for kv in v["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let key = kv["key"]
+                .as_str()
+                .and_then(|k| B64.decode(k).ok())
+                .and_then(|k| String::from_utf8(k).ok())
+                .ok_or_else(|| self.malformed(call, "a key that is not base64 UTF-8"))?;
+            let value = match kv["value"].as_str() {
+                Some(s) => B64
+                    .decode(s)
+                    .map_err(|_| self.malformed(call, "a value that is not base64"))?,
+                None => Vec::new(),
+            };
+            out.push(Kv {
+                key,
+                value,
+                mod_revision: number(&kv["mod_revision"]),
+                lease: number(&kv["lease"]),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts `key` = `value`, attached to `lease` when given.
+    pub async fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<(), EtcdError> {
+        let mut body = json!({ "key": B64.encode(key), "value": B64.encode(value) });
+        if let Some(l) = lease {
+            body["lease"] = json!(l.to_string());
+        }
+        self.call("/v3/kv/put", body).await.map(drop)
+    }
+
+    /// Puts `key` = `value` only if `key` does not exist (a transaction comparing its
+    /// create revision with 0); whether it was put.
+    pub async fn put_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, EtcdError> {
+        let k = B64.encode(key);
+        let v = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": k, "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
+                    "success": [{"request_put": {"key": k, "value": B64.encode(value)}}],
+                }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, EtcdError> {
+        let v = self
+            .call("/v3/kv/deleterange", json!({ "key": B64.encode(key) }))
+            .await?;
+        Ok(number(&v["deleted"]) > 0)
+    }
+
+    /// A lease of `ttl` seconds: its id.
+    pub async fn grant(&self, ttl: u64) -> Result<i64, EtcdError> {
+        let v = self
+            .call("/v3/lease/grant", json!({ "TTL": ttl.to_string() }))
+            .await?;
+        match number(&v["ID"]) {
+            0 => Err(self.malformed("/v3/lease/grant", "no lease ID in the answer")),
+            id => Ok(id),
+        }
+    }
+
+    /// Renews lease `id`: its TTL again, or `None` when it has expired (or was revoked).
+    pub async fn keep_alive(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        let v = self
+            .call("/v3/lease/keepalive", json!({ "ID": id.to_string() }))
+            .await?;
+        Ok(match number(&v["result"]["TTL"]) {
+            ttl if ttl > 0 => Some(ttl),
+            _ => None,
+        })
+    }
+
+    /// Revokes lease `id`: every key attached to it is deleted at once.
+    pub async fn revoke(&self, id: i64) -> Result<(), EtcdError> {
+        self.call("/v3/lease/revoke", json!({ "ID": id.to_string() }))
+            .await
+            .map(drop)
+    }
+}
+
+/// A 64-bit number of the gateway's JSON (a string, or absent for 0).
+fn number(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The end of the range of keys starting with `prefix` (its last byte incremented).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_urls() {
+        let e = Etcd::new("127.0.0.1:2379, https://10.0.0.2:2379/", &Tls::default()).unwrap();
+        assert_eq!(
+            e.endpoints(),
+            ["http://127.0.0.1:2379", "https://10.0.0.2:2379"]
+        );
+        assert!(matches!(
+            Etcd::new(" , ", &Tls::default()),
+            Err(EtcdError::NoEndpoint(_))
+        ));
+        assert!(matches!(
+            Etcd::new("ftp://x:1", &Tls::default()),
+            Err(EtcdError::BadEndpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_key() {
+        assert_eq!(prefix_end("/a/"), b"/a0");
+        assert_eq!(number(&json!("7587868143")), 7_587_868_143);
+        assert_eq!(number(&Value::Null), 0);
+    }
+}

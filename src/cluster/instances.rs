@@ -1,0 +1,217 @@
+//! Container instances in etcd: the record an agent registers, and the view the API
+//! answers with (the registration, its status, its liveness key, its custom attributes).
+
+use super::etcd::{Etcd, EtcdError};
+use super::keys;
+use crate::ecs::container_instances::{
+    Attribute, ContainerInstance, RESERVED_PORTS, Resource, VersionInfo,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What an agent registers for its box (the RegisterContainerInstance equivalent):
+/// the JSON value of `keys::instance`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    /// The container instance id (32 hex), kept in the agent's state root.
+    pub id: String,
+    /// The box's host name (`ec2InstanceId`).
+    pub hostname: String,
+    /// When the instance first registered (ms since the epoch); kept across restarts.
+    pub registered_at_ms: i64,
+    /// CPU units (1,024 a core).
+    pub cpu: i64,
+    /// MiB of memory (/proc/meminfo's MemTotal).
+    pub memory: i64,
+    /// The built-in attributes (`ecs.os-type`, `ecs.cpu-architecture`, `ecs.os-family`).
+    pub attributes: BTreeMap<String, Option<String>>,
+    pub agent_version: String,
+    pub agent_hash: String,
+}
+
+impl Registration {
+    /// This box's registration as instance `id`.
+    pub fn of_this_box(id: &str, registered_at_ms: i64) -> Registration {
+        let (cpu, memory) = crate::ecs::container_instances::host_resources();
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        Registration {
+            id: id.into(),
+            hostname,
+            registered_at_ms,
+            cpu,
+            memory,
+            attributes: crate::ecs::container_instances::builtin_attributes()
+                .into_iter()
+                .map(|a| (a.name, a.value))
+                .collect(),
+            agent_version: crate::ecs::container_instances::AGENT_VERSION.into(),
+            agent_hash: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// An instance's status (`keys::status`). Ref: ecs.json `ContainerInstance.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Draining,
+    Inactive,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Draining => "DRAINING",
+            Status::Inactive => "INACTIVE",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "ACTIVE" => Some(Status::Active),
+            "DRAINING" => Some(Status::Draining),
+            "INACTIVE" => Some(Status::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// A container instance as the API sees it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub cluster: String,
+    pub reg: Registration,
+    pub status: Status,
+    /// Its liveness key exists: its agent's lease is alive.
+    pub connected: bool,
+    /// Custom attributes (PutAttributes, `agent --attribute`): name → value.
+    pub custom: BTreeMap<String, Option<String>>,
+    /// The etcd revision of the instance's last change (ECS's `version` grows with each).
+    pub version: i64,
+}
+
+impl Instance {
+    /// Its ARN (`…:container-instance/<cluster>/<id>`).
+    pub fn arn(&self) -> String {
+        arn(&self.cluster, &self.reg.id)
+    }
+
+    /// Every attribute: the built-in ones, then the custom ones.
+    pub fn attributes(&self) -> Vec<Attribute> {
+        self.reg
+            .attributes
+            .iter()
+            .chain(self.custom.iter())
+            .map(|(n, v)| Attribute {
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect()
+    }
+
+    /// The attribute `name`'s value: `Some(None)` for one without a value.
+    pub fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        self.custom
+            .get(name)
+            .or_else(|| self.reg.attributes.get(name))
+            .map(Option::as_deref)
+    }
+
+    /// As ECS's `ContainerInstance`. Nothing runs on cluster instances yet (a later step
+    /// of issue 38): no tasks, remaining = registered.
+    pub fn shape(&self) -> ContainerInstance {
+        let resources = vec![
+            Resource::integer("CPU", self.reg.cpu),
+            Resource::integer("MEMORY", self.reg.memory),
+            Resource::ports("PORTS", &RESERVED_PORTS),
+            Resource::ports("PORTS_UDP", &[]),
+        ];
+        ContainerInstance {
+            agent_connected: self.connected,
+            ec2_instance_id: Some(self.reg.hostname.clone()),
+            attachments: Vec::new(),
+            attributes: self.attributes(),
+            container_instance_arn: self.arn(),
+            pending_tasks_count: 0,
+            registered_at: crate::store::format_timestamp(self.reg.registered_at_ms),
+            registered_resources: resources.clone(),
+            remaining_resources: resources,
+            running_tasks_count: 0,
+            status: self.status.as_str().into(),
+            tags: Vec::new(),
+            version: self.version,
+            version_info: VersionInfo {
+                agent_version: self.reg.agent_version.clone(),
+                agent_hash: self.reg.agent_hash.clone(),
+            },
+        }
+    }
+}
+
+/// Container instance `id`'s ARN in `cluster`.
+pub fn arn(cluster: &str, id: &str) -> String {
+    crate::taskdef::AwsContext::from_env().ecs_arn(&format!("container-instance/{cluster}/{id}"))
+}
+
+/// Every container instance of `cluster` (INACTIVE ones included), in id order: four
+/// range reads, one a prefix.
+pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError> {
+    let regs = etcd.get_prefix(&keys::instances(cluster)).await?;
+    let alive = etcd.get_prefix(&keys::alive_all(cluster)).await?;
+    let status = etcd.get_prefix(&keys::status_all(cluster)).await?;
+    let attrs = etcd.get_prefix(&keys::attributes_all(cluster)).await?;
+    let tail = |kv: &super::etcd::Kv, prefix: &str| kv.key[prefix.len()..].to_string();
+    let mut out = Vec::new();
+    for kv in &regs {
+        let Ok(reg) = serde_json::from_slice::<Registration>(&kv.value) else {
+            tracing::warn!(key = %kv.key, "not a container instance registration; left out");
+            continue;
+        };
+        let id = reg.id.clone();
+        let mut version = kv.mod_revision;
+        let st = status
+            .iter()
+            .find(|s| tail(s, &keys::status_all(cluster)) == id);
+        if let Some(s) = st {
+            version = version.max(s.mod_revision);
+        }
+        let live = alive
+            .iter()
+            .find(|s| tail(s, &keys::alive_all(cluster)) == id);
+        if let Some(a) = live {
+            version = version.max(a.mod_revision);
+        }
+        let prefix = keys::attributes(cluster, &id);
+        let mut custom = BTreeMap::new();
+        for a in attrs.iter().filter(|a| a.key.starts_with(&prefix)) {
+            version = version.max(a.mod_revision);
+            custom.insert(tail(a, &prefix), attribute_value(&a.value));
+        }
+        out.push(Instance {
+            cluster: cluster.into(),
+            status: st
+                .and_then(|s| Status::parse(std::str::from_utf8(&s.value).unwrap_or_default()))
+                .unwrap_or(Status::Active),
+            connected: live.is_some(),
+            custom,
+            version,
+            reg,
+        });
+    }
+    Ok(out)
+}
+
+/// A custom attribute's stored value: JSON `null` for an attribute without one.
+pub fn attribute_value(raw: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Option<String>>(raw)
+        .unwrap_or_else(|_| Some(String::from_utf8_lossy(raw).into_owned()))
+}
+
+/// How a custom attribute's value is stored.
+pub fn attribute_bytes(value: Option<&str>) -> Vec<u8> {
+    serde_json::to_vec(&value).unwrap_or_default()
+}

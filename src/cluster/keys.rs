@@ -1,0 +1,83 @@
+//! The key layout in etcd (docs/cluster.md "Key layout"). Everything lives under one
+//! versioned prefix, one subtree per ECS cluster:
+//!
+//! ```text
+//! /minifargate/v1/clusters/<cluster>/instances/<id>           the agent's registration (JSON, written by the agent)
+//! /minifargate/v1/clusters/<cluster>/alive/<id>               attached to the agent's lease: agentConnected
+//! /minifargate/v1/clusters/<cluster>/status/<id>              ACTIVE, DRAINING or INACTIVE (written by the agent once, then by the API)
+//! /minifargate/v1/clusters/<cluster>/attributes/<id>/<name>   a custom attribute's value (PutAttributes, --attribute)
+//! ```
+//!
+//! Who writes what is split so that no two writers race on one key: the agent owns its
+//! registration and its liveness key, the API owns the status (after the agent created
+//! it) and the custom attributes. `<id>` is the container instance id (32 hex, the last
+//! part of its ARN); `<cluster>` an ECS cluster name (letters, digits, `-`, `_`: no `/`).
+
+/// The prefix of every key minifargate writes.
+pub const ROOT: &str = "/minifargate/v1";
+
+fn cluster(cluster: &str) -> String {
+    format!("{ROOT}/clusters/{cluster}")
+}
+
+/// The prefix of cluster `c`'s registrations.
+pub fn instances(c: &str) -> String {
+    format!("{}/instances/", cluster(c))
+}
+
+/// Instance `id`'s registration.
+pub fn instance(c: &str, id: &str) -> String {
+    format!("{}{id}", instances(c))
+}
+
+/// The prefix of cluster `c`'s liveness keys.
+pub fn alive_all(c: &str) -> String {
+    format!("{}/alive/", cluster(c))
+}
+
+/// Instance `id`'s liveness key (exists while its agent's lease lives).
+pub fn alive(c: &str, id: &str) -> String {
+    format!("{}{id}", alive_all(c))
+}
+
+/// The prefix of cluster `c`'s statuses.
+pub fn status_all(c: &str) -> String {
+    format!("{}/status/", cluster(c))
+}
+
+/// Instance `id`'s status.
+pub fn status(c: &str, id: &str) -> String {
+    format!("{}{id}", status_all(c))
+}
+
+/// The prefix of cluster `c`'s custom attributes.
+pub fn attributes_all(c: &str) -> String {
+    format!("{}/attributes/", cluster(c))
+}
+
+/// The prefix of instance `id`'s custom attributes.
+pub fn attributes(c: &str, id: &str) -> String {
+    format!("{}{id}/", attributes_all(c))
+}
+
+/// Instance `id`'s custom attribute `name`.
+pub fn attribute(c: &str, id: &str, name: &str) -> String {
+    format!("{}{name}", attributes(c, id))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layout() {
+        assert_eq!(
+            super::attribute("default", "ab12", "stack/color"),
+            "/minifargate/v1/clusters/default/attributes/ab12/stack/color"
+        );
+        assert_eq!(
+            super::alive("lab", "ab12"),
+            "/minifargate/v1/clusters/lab/alive/ab12"
+        );
+        // One cluster's prefix never covers another's keys.
+        assert!(!super::instance("lab2", "x").starts_with(&super::instances("lab")));
+    }
+}

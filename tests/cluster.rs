@@ -1,0 +1,503 @@
+//! Cluster mode, step 1 (issue 38; docs/cluster.md): boxes registered as container
+//! instances in a real etcd by `minifargate agent --cluster`, and the ECS API of
+//! `minifargate serve --cluster` answering for them, driven with the real AWS CLI. Each
+//! "box" is an agent with a state root of its own (nothing runs on it yet, so no network
+//! namespace is needed). Every process is stopped by its pid and every directory removed,
+//! also when a test fails.
+
+mod common;
+
+use common::api::Api;
+use common::cli::Mf;
+use common::etcd::{Etcd, ServerTls};
+use common::image::{Compression, busybox_layer};
+use serde_json::Value;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// One box: `minifargate agent` over a state root of its own.
+struct Agent {
+    mf: Mf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Agent {
+    fn start(etcd: &Etcd, ttl: u64, attributes: &[&str]) -> Agent {
+        Agent::start_with(etcd, ttl, attributes, &[])
+    }
+
+    fn start_with(etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        let mut args = vec![
+            "agent".to_string(),
+            "--cluster".into(),
+            etcd.endpoint(),
+            "--lease-ttl".into(),
+            ttl.to_string(),
+        ];
+        args.extend(more.iter().map(|a| a.to_string()));
+        for a in attributes {
+            args.push("--attribute".into());
+            args.push(a.to_string());
+        }
+        let mut a = Agent {
+            mf: Mf::new(),
+            child: None,
+            args,
+        };
+        a.spawn();
+        a
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.mf.dir.path().join("agent.log")
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let child = self
+            .mf
+            .cmd()
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start minifargate agent");
+        self.child = Some(child);
+    }
+
+    /// The instance id the agent keeps in its state root (once it has made it).
+    fn id(&self) -> String {
+        let file = self.mf.root.join("agent/instance-id");
+        common::util::wait_until("the agent's instance id", Duration::from_secs(10), || {
+            std::fs::read_to_string(&file)
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+    }
+
+    fn arn(&self) -> String {
+        format!(
+            "arn:aws:ecs:us-east-1:000000000000:container-instance/default/{}",
+            self.id()
+        )
+    }
+
+    fn signal(&mut self, sig: &str) -> ExitStatus {
+        let mut c = self.child.take().expect("the agent runs");
+        let _ = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status();
+        c.wait().unwrap()
+    }
+
+    /// How many times the agent has registered (its log's lines saying so).
+    fn registrations(&self) -> usize {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .matches("minifargate agent: registered")
+            .count()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        eprintln!(
+            "agent log {}:\n{}",
+            self.log().display(),
+            std::fs::read_to_string(self.log()).unwrap_or_default()
+        );
+    }
+}
+
+fn serve(etcd: &Etcd) -> Api {
+    Api::start_with(
+        busybox_layer(Compression::Gzip, "cluster"),
+        &["--cluster", &etcd.endpoint()],
+    )
+}
+
+fn list(api: &Api, more: &[&str]) -> Vec<String> {
+    let mut args = vec!["list-container-instances"];
+    args.extend(more);
+    let v = api.aws_json(&args);
+    let mut arns: Vec<String> = v["containerInstanceArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    arns.sort();
+    arns
+}
+
+fn describe(api: &Api, arn: &str) -> Value {
+    let v = api.aws_json(&["describe-container-instances", "--container-instances", arn]);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v:#}");
+    v["containerInstances"][0].clone()
+}
+
+fn connected(api: &Api, arn: &str) -> bool {
+    describe(api, arn)["agentConnected"].as_bool().unwrap()
+}
+
+/// Polls until `arn`'s agentConnected is `want`; how long that took.
+fn until_connected(api: &Api, arn: &str, want: bool, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if connected(api, arn) == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{arn} not agentConnected {want} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn attribute<'a>(ci: &'a Value, name: &str) -> Option<&'a Value> {
+    ci["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+}
+
+fn resource(ci: &Value, name: &str) -> Value {
+    ci["registeredResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {ci:#}"))
+}
+
+#[test]
+fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let mut blue = Agent::start(&etcd, 3, &["color=blue", "gpu"]);
+    let mut red = Agent::start(&etcd, 10, &["color=red"]);
+    let (a, b) = (blue.arn(), red.arn());
+    assert_ne!(a, b);
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    common::util::wait_until("both boxes listed", Duration::from_secs(20), || {
+        (list(&api, &[]) == both).then_some(())
+    });
+
+    // What each box registered: its resources, ECS's built-in attributes, the custom ones.
+    let ci = describe(&api, &a);
+    assert_eq!(ci["agentConnected"], true);
+    assert_eq!(ci["status"], "ACTIVE");
+    assert_eq!(ci["containerInstanceArn"], a.as_str());
+    let cores = std::thread::available_parallelism().unwrap().get() as i64;
+    assert_eq!(resource(&ci, "CPU")["integerValue"], cores * 1024);
+    let mem_mib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|v| {
+            v.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+                / 1024
+        })
+        .unwrap();
+    assert_eq!(resource(&ci, "MEMORY")["integerValue"], mem_mib);
+    assert!(
+        resource(&ci, "PORTS")["stringSetValue"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("22")),
+        "{ci:#}"
+    );
+    assert_eq!(ci["remainingResources"], ci["registeredResources"]);
+    assert_eq!(ci["runningTasksCount"], 0);
+    assert_eq!(attribute(&ci, "ecs.os-type").unwrap()["value"], "linux");
+    assert_eq!(
+        attribute(&ci, "ecs.cpu-architecture").unwrap()["value"],
+        match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            other => other,
+        }
+    );
+    assert_eq!(attribute(&ci, "color").unwrap()["value"], "blue");
+    assert!(attribute(&ci, "gpu").is_some_and(|g| g.get("value").is_none()));
+    assert_eq!(ci["versionInfo"]["agentVersion"], "1.4.0");
+
+    // The cluster query language.
+    assert_eq!(
+        list(&api, &["--filter", "attribute:color == blue"]),
+        [a.as_str()]
+    );
+    assert_eq!(
+        list(&api, &["--filter", "attribute:color != blue"]),
+        [b.as_str()]
+    );
+    assert_eq!(
+        list(&api, &["--filter", "attribute:gpu exists"]),
+        [a.as_str()]
+    );
+    assert_eq!(
+        list(&api, &["--filter", "attribute:color in [blue, red]"]),
+        both
+    );
+    assert_eq!(
+        list(
+            &api,
+            &[
+                "--filter",
+                "attribute:color == red or runningTasksCount > 3"
+            ]
+        ),
+        [b.as_str()]
+    );
+    let err = api.aws_err(&[
+        "list-container-instances",
+        "--filter",
+        "attribute:color ~= blue",
+    ]);
+    assert!(
+        err.contains("InvalidParameterException") && err.contains("unknown operator"),
+        "{err}"
+    );
+
+    // Custom attributes through the API round-trip.
+    api.aws_json(&[
+        "put-attributes",
+        "--attributes",
+        &format!("name=stack,value=prod,targetId={b}"),
+    ]);
+    let l = api.aws_json(&[
+        "list-attributes",
+        "--target-type",
+        "container-instance",
+        "--attribute-name",
+        "stack",
+    ]);
+    assert_eq!(l["attributes"].as_array().unwrap().len(), 1, "{l:#}");
+    assert_eq!(l["attributes"][0]["targetId"], b.as_str());
+    assert_eq!(l["attributes"][0]["value"], "prod");
+    assert_eq!(
+        list(&api, &["--filter", "attribute:stack == prod"]),
+        [b.as_str()]
+    );
+    api.aws_json(&[
+        "delete-attributes",
+        "--attributes",
+        &format!("name=stack,targetId={b}"),
+    ]);
+    assert!(attribute(&describe(&api, &b), "stack").is_none());
+    let err = api.aws_err(&[
+        "put-attributes",
+        "--attributes",
+        "name=stack,value=prod,targetId=0123456789abcdef0123456789abcdef",
+    ]);
+    assert!(err.contains("TargetNotFoundException"), "{err}");
+
+    // At most 10 custom attributes on an instance: blue has 2, 9 more is one too many.
+    let many: Vec<String> = (0..9)
+        .map(|n| format!("name=extra{n},value=x,targetId={a}"))
+        .collect();
+    let mut args = vec!["put-attributes", "--attributes"];
+    args.extend(many.iter().map(String::as_str));
+    let err = api.aws_err(&args);
+    assert!(err.contains("AttributeLimitExceededException"), "{err}");
+    assert!(attribute(&describe(&api, &a), "extra0").is_none());
+
+    // DRAINING is recorded and filtered on.
+    let u = api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &b,
+        "--status",
+        "DRAINING",
+    ]);
+    assert_eq!(u["containerInstances"][0]["status"], "DRAINING");
+    assert_eq!(list(&api, &["--status", "DRAINING"]), [b.as_str()]);
+    assert_eq!(list(&api, &["--status", "ACTIVE"]), [a.as_str()]);
+
+    // A box killed outright is disconnected once its lease (3 s) runs out, not before.
+    let killed = Instant::now();
+    blue.signal("-KILL");
+    until_connected(&api, &a, false, Duration::from_secs(15));
+    let lost = killed.elapsed();
+    eprintln!("kill -9 → agentConnected false: {lost:?} (lease TTL 3 s)");
+    // The lease had at least 2 s left (renewed every second).
+    assert!(lost >= Duration::from_millis(1500), "{lost:?}");
+
+    // A box stopped with SIGTERM revokes its lease: disconnected at once, not after its
+    // 10 s lease, and the agent exits 0.
+    let stopped = Instant::now();
+    let status = red.signal("-TERM");
+    assert!(status.success(), "agent exit: {status}");
+    let gone = until_connected(&api, &b, false, Duration::from_secs(3));
+    eprintln!(
+        "SIGTERM → agentConnected false: {:?} (lease TTL 10 s)",
+        stopped.elapsed()
+    );
+    assert!(gone < Duration::from_secs(3));
+
+    // Restarted, a box is the same instance, connected again, its DRAINING kept.
+    red.spawn();
+    assert_eq!(red.arn(), b);
+    until_connected(&api, &b, true, Duration::from_secs(10));
+    assert_eq!(describe(&api, &b)["status"], "DRAINING");
+    assert_eq!(list(&api, &[]), both);
+
+    // Deregistered: no longer listed, INACTIVE when described (as ECS answers).
+    let d = api.aws_json(&["deregister-container-instance", "--container-instance", &a]);
+    assert_eq!(d["containerInstance"]["status"], "INACTIVE");
+    assert_eq!(list(&api, &[]), [b.as_str()]);
+    assert_eq!(describe(&api, &a)["status"], "INACTIVE");
+    // Its agent, started again, does not bring it back: it says why and stops.
+    blue.spawn();
+    let status = common::util::wait_until("the agent to stop", Duration::from_secs(10), || {
+        blue.child.as_mut().unwrap().try_wait().unwrap()
+    });
+    blue.child = None;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(blue.log()).unwrap();
+    assert!(log.contains("was deregistered"), "{log}");
+    assert_eq!(list(&api, &[]), [b.as_str()]);
+}
+
+#[test]
+fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
+    let mut etcd = Etcd::start();
+    // serve is given an endpoint nobody answers first: it fails over to the next.
+    let dead = format!("http://127.0.0.1:{}", common::util::free_port());
+    let endpoints = format!("{dead},{}", etcd.endpoint());
+    let api = Api::start_with(
+        busybox_layer(Compression::Gzip, "cluster"),
+        &["--cluster", &endpoints],
+    );
+    let agent = Agent::start(&etcd, 2, &[]);
+    let arn = agent.arn();
+    common::util::wait_until("the box listed", Duration::from_secs(20), || {
+        (list(&api, &[]) == [arn.as_str()]).then_some(())
+    });
+
+    // A frozen etcd (SIGSTOP: connections accepted, nothing answered) is a timeout, not a
+    // hang: one API call answers within the client's 5 s deadline per endpoint.
+    etcd.signal("-STOP");
+    let start = Instant::now();
+    let out = api
+        .curl()
+        .args(["-X", "POST", &api.endpoint])
+        .args([
+            "-H",
+            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListContainerInstances",
+        ])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args(["--data-binary", "{}"])
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    etcd.signal("-CONT");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("ListContainerInstances with etcd frozen: {took:?}: {text}");
+    assert!(
+        text.ends_with("500") && text.contains("ServerException"),
+        "{text}"
+    );
+    assert!(text.contains(&etcd.endpoint()), "{text}");
+    assert!(took < Duration::from_secs(9), "{took:?}");
+
+    etcd.kill();
+    let start = Instant::now();
+    let err = api.aws_err(&["list-container-instances"]);
+    let took = start.elapsed();
+    eprintln!("list-container-instances with etcd down failed in {took:?}");
+    let port = etcd.endpoint().rsplit(':').next().unwrap().to_string();
+    assert!(
+        err.contains("etcd") && err.contains(&format!("127.0.0.1:{port}")) && err.contains(&dead),
+        "the error names every endpoint tried: {err}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // The agent keeps trying meanwhile (and says so).
+    std::thread::sleep(Duration::from_secs(3));
+    let log = std::fs::read_to_string(agent.log()).unwrap();
+    assert!(log.contains("retrying"), "{log}");
+
+    let before = agent.registrations();
+    etcd.start_again();
+    common::util::wait_until(
+        "the agent to register again",
+        Duration::from_secs(20),
+        || (agent.registrations() > before).then_some(()),
+    );
+    // Still connected well after the old lease would have run out: a new one is kept.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(connected(&api, &arn));
+    assert_eq!(list(&api, &[]), [arn]);
+}
+
+#[test]
+fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
+    let dir = tempfile::Builder::new()
+        .prefix("mf-etcd-tls-")
+        .tempdir()
+        .unwrap();
+    let ca = common::tls::TestCa::new(dir.path());
+    let server = ca.issue_server_and_client("etcd", &["localhost"], &["127.0.0.1"]);
+    let client = ca.issue("client", &["minifargate"], &[], false);
+    let etcd = Etcd::start_tls(ServerTls {
+        ca: ca.cert.clone(),
+        cert: server.cert,
+        key: server.key,
+        client_cert: client.cert.clone(),
+        client_key: client.key.clone(),
+    });
+    let (cacert, cert, key) = (
+        ca.cert.to_str().unwrap(),
+        client.cert.to_str().unwrap(),
+        client.key.to_str().unwrap(),
+    );
+    let tls = [
+        "--etcd-cacert",
+        cacert,
+        "--etcd-cert",
+        cert,
+        "--etcd-key",
+        key,
+    ];
+    let endpoint = etcd.endpoint();
+    let mut serve_args = vec!["--cluster", endpoint.as_str()];
+    serve_args.extend(tls);
+    let api = Api::start_with(busybox_layer(Compression::Gzip, "cluster-tls"), &serve_args);
+    let agent = Agent::start_with(&etcd, 5, &["zone=lab"], &tls);
+    let arn = agent.arn();
+    common::util::wait_until("the box listed", Duration::from_secs(20), || {
+        (list(&api, &["--filter", "attribute:zone == lab"]) == [arn.as_str()]).then_some(())
+    });
+    assert!(connected(&api, &arn));
+
+    // Without a client certificate, etcd refuses the agent: it registers nothing and
+    // says which endpoint failed.
+    let stranger = Agent::start_with(&etcd, 5, &[], &["--etcd-cacert", cacert]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stranger.registrations(), 0);
+    let log = std::fs::read_to_string(stranger.log()).unwrap();
+    assert!(
+        log.contains(&etcd.endpoint()) && log.contains("retrying"),
+        "{log}"
+    );
+    assert_eq!(list(&api, &[]), [arn]);
+}
