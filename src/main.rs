@@ -29,7 +29,15 @@ fn main() -> ExitCode {
         &cli.global,
         matches!(cli.command, cli::Command::Supervise(_)),
     );
-    match cli::dispatch(cli) {
+    // `serve` is the API front-end's, which the CLI does not import.
+    let run = match cli.command {
+        cli::Command::Serve(a) => api::start::serve(&cli.global, a),
+        command => cli::dispatch(cli::Cli {
+            global: cli.global,
+            command,
+        }),
+    };
+    match run {
         Ok(code) => code,
         Err(err) => {
             eprintln!("minifargate: {}", error_chain(err.as_ref()));

@@ -9,6 +9,7 @@
 use super::aws_http::{AwsError, Client, Service};
 use super::credentials::Execution;
 use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+use crate::ecs::table::Op;
 use serde_json::json;
 use std::time::Duration;
 
@@ -129,7 +130,10 @@ impl Remote {
         let exists = |e: &AwsError| e.code() == Some("ResourceAlreadyExistsException");
         if self.create_group
             && let Err(e) = self
-                .call("CreateLogGroup", json!({"logGroupName": self.group}))
+                .call(
+                    Op::CreateLogGroup.name(),
+                    json!({"logGroupName": self.group}),
+                )
                 .await
             && !exists(&e)
         {
@@ -137,7 +141,7 @@ impl Remote {
         }
         if let Err(e) = self
             .call(
-                "CreateLogStream",
+                Op::CreateLogStream.name(),
                 json!({"logGroupName": self.group, "logStreamName": self.stream}),
             )
             .await
@@ -191,7 +195,7 @@ impl Remote {
             "logStreamName": self.stream,
             "logEvents": events,
         });
-        self.call("PutLogEvents", body).await.map_err(|e| {
+        self.call(Op::PutLogEvents.name(), body).await.map_err(|e| {
             if e.code() == Some("ResourceNotFoundException") {
                 // The stream (or group) went: create it again on the next attempt.
                 self.ready = false;
