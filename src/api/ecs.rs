@@ -64,40 +64,10 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
     })
 }
 
-/// The JSON 1.1 protocol carries timestamps as epoch seconds: every `…At` string the
-/// shared JSON builders render for the CLI (RFC 3339) becomes a number.
-pub(super) fn epoch_timestamps(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m.iter_mut() {
-                if (k.ends_with("At") || k == "expirationDate")
-                    && let Value::String(s) = v
-                    && let Ok(t) = chrono::DateTime::parse_from_rfc3339(s)
-                {
-                    *v = json!(t.timestamp_millis() as f64 / 1000.0);
-                } else {
-                    epoch_timestamps(v);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(epoch_timestamps),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ecs::operations::{Operation, Visitor};
-
-    #[test]
-    fn timestamps_become_epoch_seconds() {
-        let mut v =
-            json!({"tasks": [{"createdAt": "2024-05-01T10:00:00.250000+00:00", "name": "x"}]});
-        epoch_timestamps(&mut v);
-        assert_eq!(v["tasks"][0]["createdAt"], json!(1714557600.25));
-        assert_eq!(v["tasks"][0]["name"], "x");
-    }
 
     /// The top-level members of an operation's request type (`None` for the operations
     /// checked elsewhere: RegisterTaskDefinition by the task-definition model's own

@@ -129,7 +129,7 @@ pub(crate) fn aws_error(
 
 /// Runs operation `op` of the core's table for a caller over the API: its JSON request
 /// `body` decoded into the operation's request type, its response encoded as AWS JSON 1.1
-/// (timestamps as epoch seconds).
+/// (timestamps as epoch seconds: `taskdef::timestamp`).
 pub fn call_json(
     ecs: &Ecs,
     op: crate::ecs::operations::Op,
@@ -145,7 +145,8 @@ pub fn call_json(
         fn visit<O: Operation>(self) -> Self::Out {
             let req = O::decode(self.body).map_err(Into::into)?;
             let resp = O::call(&self.cx, req).map_err(Into::into)?;
-            let mut v = serde_json::to_value(resp).map_err(|e| match O::OP.service() {
+            let v = crate::taskdef::timestamp::epoch_seconds(|| serde_json::to_value(resp));
+            v.map_err(|e| match O::OP.service() {
                 crate::ecs::operations::Service::Ecs => {
                     ServiceError::Ecs(crate::ecs::EcsError::Server(
                         anyhow::Error::from(e).context("failed to encode the response"),
@@ -154,11 +155,7 @@ pub fn call_json(
                 crate::ecs::operations::Service::Logs => {
                     ServiceError::Logs(crate::ecs::logs::LogsError::Encode(e))
                 }
-            })?;
-            if O::OP.service() == crate::ecs::operations::Service::Ecs {
-                ecs::epoch_timestamps(&mut v);
-            }
-            Ok(v)
+            })
         }
     }
     let cx = Context {
