@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     );
     // `serve` is the API front-end's, which the CLI does not import.
     let run = match cli.command {
-        cli::Command::Serve(a) => api::start::serve(&cli.global, a),
+        cli::Command::Serve(a) => api::start::serve(cli.global.ecs(), serve_options(a)),
         command => cli::dispatch(cli::Cli {
             global: cli.global,
             command,
@@ -48,6 +48,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// `serve`'s flags as the API front-end's options (neither front-end imports the other).
+fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
+    api::start::Options {
+        listen: a.listen,
+        credentials_file: a.credentials_file,
+        tls_cert: a.tls_cert,
+        tls_key: a.tls_key,
+        insecure_no_auth: a.insecure_no_auth,
+        allowed_host: a.allowed_host,
+        no_aws_profile: a.no_aws_profile,
+        read_only: a.read_only,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ECS operations: `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`,
-//! a JSON request body, a JSON response or an ECS exception. Each operation decodes its
-//! request shape (ecs.json) and calls the ECS core (`crate::ecs`), as the CLI does.
+//! a JSON request body, a JSON response or an ECS exception. The operation is a row of the
+//! core's table (`crate::ecs::table`), whose request is decoded, called and encoded by
+//! `super::call_json`, as the CLI calls the same row.
 //! Requests reach it through the guard (crate::api::guard: limits, SigV4).
 
 use crate::ecs::operations::{Op, Service, ServiceError};

@@ -1,7 +1,8 @@
 //! The CloudWatch Logs operations on `serve`'s listener: `X-Amz-Target:
 //! Logs_20140328.<Operation>`, AWS JSON 1.1, epoch-millisecond timestamps, CloudWatch's
-//! exception names. Each operation decodes its request shape and calls the core
-//! (`crate::ecs::logs`), over the store the tasks' awslogs drivers write.
+//! exception names. The operation is a row of the core's table (`Service::Logs`,
+//! `crate::ecs::table`): decoded, called (`crate::ecs::logs`, over the store the tasks'
+//! awslogs drivers write) and encoded by `super::call_json`.
 
 use crate::ecs::Ecs;
 use crate::ecs::logs::{LogsError, LogsResult};

@@ -1,16 +1,32 @@
 //! `minifargate serve` started: the access keys, TLS, the Host rule and the console's mode
-//! from its options ([`crate::cli::serve::ServeArgs`]), what protects the API said on
-//! stderr, the address on stdout, then [`super::serve`] until Ctrl-C or SIGTERM.
+//! from its [`Options`] (`main` fills them from the verb's flags), what protects the API
+//! said on stderr, the address on stdout, then [`super::serve`] until Ctrl-C or SIGTERM.
 
 use super::auth::Keys;
 use super::keygen;
-use crate::cli::GlobalOpts;
-use crate::cli::serve::ServeArgs;
+use crate::ecs::Ecs;
 use anyhow::Context;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
+/// What `serve` is asked for (the flags of `minifargate serve`, docs/serve.md).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Access keys, one `ACCESS_KEY_ID SECRET_ACCESS_KEY` a line.
+    pub credentials_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_no_auth: bool,
+    /// Host names answered besides the listener's address (DNS rebinding).
+    pub allowed_host: Vec<String>,
+    pub no_aws_profile: bool,
+    /// The console's actions off (`None`: off on a non-loopback address).
+    pub read_only: Option<bool>,
+}
+
+pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
     let mut given = Keys::from_env_pair(
         std::env::var("MINIFARGATE_API_ACCESS_KEY_ID").ok(),
         std::env::var("MINIFARGATE_API_SECRET_ACCESS_KEY").ok(),
@@ -36,10 +52,10 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     } else if !given.is_empty() {
         Some(given)
     } else {
-        let k = keygen::generated_key(&g.root).with_context(|| {
+        let k = keygen::generated_key(&ecs.root).with_context(|| {
             format!(
                 "failed to set up the API's access key under {} (or pass --credentials-file)",
-                g.root.display()
+                ecs.root.display()
             )
         })?;
         let keys = k.keys();
@@ -135,8 +151,8 @@ pub fn serve(g: &GlobalOpts, a: ServeArgs) -> anyhow::Result<ExitCode> {
     // One connection held open for serve's life, idle: a connection that opens the
     // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
     // which each request (each opens the store) otherwise paid (issue 26).
-    let _held = g.ecs().open_store().ok();
-    rt.block_on(super::serve(g.ecs(), a.listen, security, listening))?;
+    let _held = ecs.open_store().ok();
+    rt.block_on(super::serve(ecs, a.listen, security, listening))?;
     Ok(ExitCode::SUCCESS)
 }
 
