@@ -36,7 +36,15 @@ fn main() -> ExitCode {
         &cli.global,
         matches!(cli.command, cli::Command::Supervise(_)),
     );
-    match cli::dispatch(cli) {
+    // `serve` is the API front-end's, which the CLI does not import.
+    let run = match cli.command {
+        cli::Command::Serve(a) => api::start::serve(cli.global.ecs(), serve_options(a)),
+        command => cli::dispatch(cli::Cli {
+            global: cli.global,
+            command,
+        }),
+    };
+    match run {
         Ok(code) => code,
         Err(err) => {
             eprintln!("minifargate: {}", error_chain(err.as_ref()));
@@ -47,6 +55,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// `serve`'s flags as the API front-end's options (neither front-end imports the other).
+fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
+    api::start::Options {
+        listen: a.listen,
+        credentials_file: a.credentials_file,
+        tls_cert: a.tls_cert,
+        tls_key: a.tls_key,
+        insecure_no_auth: a.insecure_no_auth,
+        allowed_host: a.allowed_host,
+        no_aws_profile: a.no_aws_profile,
+        read_only: a.read_only,
+        cluster: a.cluster,
+        etcd_tls: a.etcd.tls(),
+        etcd_tls_given: a.etcd.etcd_cacert.is_some() || a.etcd.etcd_cert.is_some(),
     }
 }
 

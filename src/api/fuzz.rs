@@ -325,13 +325,18 @@ fn mutate(seed: &str, r: &mut Rng) -> Vec<u8> {
 fn decode_only(op: &str, body: &[u8]) {
     use crate::ecs::{services, tasks};
     let _ = match op {
-        "RunTask" => super::ecs::input::<tasks::RunTaskRequest>(body).map(drop),
-        "StartTask" => {
-            super::ecs::input::<crate::ecs::container_instances::StartTaskRequest>(body).map(drop)
+        "RunTask" => crate::ecs::operations::ecs_json::<tasks::RunTaskRequest>(body).map(drop),
+        "StartTask" => crate::ecs::operations::ecs_json::<
+            crate::ecs::container_instances::StartTaskRequest,
+        >(body)
+        .map(drop),
+        "CreateService" => {
+            crate::ecs::operations::ecs_json::<services::CreateServiceRequest>(body).map(drop)
         }
-        "CreateService" => super::ecs::input::<services::CreateServiceRequest>(body).map(drop),
-        "UpdateService" => super::ecs::input::<services::UpdateServiceRequest>(body).map(drop),
-        _ => super::ecs::input::<services::DeleteServiceRequest>(body).map(drop),
+        "UpdateService" => {
+            crate::ecs::operations::ecs_json::<services::UpdateServiceRequest>(body).map(drop)
+        }
+        _ => crate::ecs::operations::ecs_json::<services::DeleteServiceRequest>(body).map(drop),
     };
 }
 

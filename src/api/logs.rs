@@ -1,13 +1,14 @@
 //! The CloudWatch Logs operations on `serve`'s listener: `X-Amz-Target:
 //! Logs_20140328.<Operation>`, AWS JSON 1.1, epoch-millisecond timestamps, CloudWatch's
-//! exception names. Each operation decodes its request shape and calls the core
-//! (`crate::ecs::logs`), over the store the tasks' awslogs drivers write.
+//! exception names. The operation is a row of the core's table (`Service::Logs`,
+//! `crate::ecs::table`): decoded, called (`crate::ecs::logs`, over the store the tasks'
+//! awslogs drivers write) and encoded by `super::call_json`.
 
 use crate::ecs::Ecs;
-use crate::ecs::logs::{self as core, LogsError, LogsResult};
+use crate::ecs::logs::{LogsError, LogsResult};
+use crate::ecs::operations::{Op, Service, ServiceError};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -33,26 +34,16 @@ pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Respo
     super::aws_json(status, &body, kind)
 }
 
-fn input<T: DeserializeOwned>(body: &[u8]) -> LogsResult<T> {
-    super::decode_body(body).map_err(LogsError::Serialization)
-}
-
-/// Runs operation `op` with request `body`.
+/// Runs the CloudWatch Logs operation named `op` with request `body`.
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> LogsResult<Value> {
-    match op {
-        "CreateLogGroup" => core::create_log_group(ecs, &input(body)?),
-        "DeleteLogGroup" => core::delete_log_group(ecs, &input(body)?),
-        "CreateLogStream" => core::create_log_stream(ecs, &input(body)?),
-        "DeleteLogStream" => core::delete_log_stream(ecs, &input(body)?),
-        "DescribeLogGroups" => core::describe_log_groups(ecs, &input(body)?),
-        "DescribeLogStreams" => core::describe_log_streams(ecs, &input(body)?),
-        "GetLogEvents" => core::get_log_events(ecs, &input(body)?),
-        "FilterLogEvents" => core::filter_log_events(ecs, &input(body)?),
-        "PutLogEvents" => core::put_log_events(ecs, &input(body)?),
-        "PutRetentionPolicy" => core::put_retention_policy(ecs, &input(body)?),
-        "DeleteRetentionPolicy" => core::delete_retention_policy(ecs, &input(body)?),
-        other => Err(LogsError::UnknownOperation(format!(
-            "{other} is not supported by minifargate's CloudWatch Logs API (see docs/logs.md)"
-        ))),
-    }
+    let Some(o) = Op::named(Service::Logs, op) else {
+        return Err(LogsError::UnknownOperation(format!(
+            "{op} is not supported by minifargate's CloudWatch Logs API (see docs/logs.md)"
+        )));
+    };
+    super::call_json(ecs, o, body).map_err(|e| match e {
+        ServiceError::Logs(e) => e,
+        // No Logs operation fails with ECS's error type.
+        ServiceError::Ecs(e) => LogsError::UnknownOperation(format!("{op}: {}", e.message())),
+    })
 }

@@ -13,8 +13,8 @@ mod fuzz;
 pub mod guard;
 pub mod keygen;
 pub mod logs;
-pub mod operations;
 pub mod server;
+pub mod start;
 
 use crate::ecs::Ecs;
 use anyhow::Context;
@@ -127,17 +127,42 @@ pub(crate) fn aws_error(
     )
 }
 
-/// The request body as operation input `T` (an empty body is `{}`), or the message for the
-/// protocol's serialization error.
-pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
+/// Runs operation `op` of the core's table for a caller over the API: its JSON request
+/// `body` decoded into the operation's request type, its response encoded as AWS JSON 1.1
+/// (timestamps as epoch seconds: `taskdef::timestamp`).
+pub fn call_json(
+    ecs: &Ecs,
+    op: crate::ecs::operations::Op,
+    body: &[u8],
+) -> Result<serde_json::Value, crate::ecs::operations::ServiceError> {
+    use crate::ecs::operations::{Caller, Context, Operation, ServiceError, Visitor};
+    struct Json<'a> {
+        cx: Context<'a>,
+        body: &'a [u8],
+    }
+    impl Visitor for Json<'_> {
+        type Out = Result<serde_json::Value, ServiceError>;
+        fn visit<O: Operation>(self) -> Self::Out {
+            let req = O::decode(self.body).map_err(Into::into)?;
+            let resp = O::call(&self.cx, req).map_err(Into::into)?;
+            let v = crate::taskdef::timestamp::epoch_seconds(|| serde_json::to_value(resp));
+            v.map_err(|e| match O::OP.service() {
+                crate::ecs::operations::Service::Ecs => {
+                    ServiceError::Ecs(crate::ecs::EcsError::Server(
+                        anyhow::Error::from(e).context("failed to encode the response"),
+                    ))
+                }
+                crate::ecs::operations::Service::Logs => {
+                    ServiceError::Logs(crate::ecs::logs::LogsError::Encode(e))
+                }
+            })
+        }
+    }
+    let cx = Context {
+        ecs,
+        caller: Caller::Api,
     };
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("invalid request body: {}: {}", e.path(), e.inner()))
+    op.visit(Json { cx, body })
 }
 
 async fn shutdown() {

@@ -5,10 +5,12 @@
 //! `--page-size`, `--starting-token`, and `--output json|text|table` with `--query`.
 //!
 //! [`Generic`] is a verb built from the model alone: its options are the operation's
-//! members, its request goes to the same operation table the HTTP API serves
-//! (`crate::api::ecs::call`), so a verb cannot drift from the API.
+//! members, its request is decoded into the operation's typed request and handed to the
+//! core's table (`crate::ecs::operations`), the one the HTTP API serves, so a verb cannot
+//! drift from the API.
 
 use super::{GlobalOpts, model, render, shorthand};
+use crate::ecs::operations::{self as core_ops, Caller, Operation};
 use crate::taskdef::finding::JsonPath;
 use anyhow::Context;
 use clap::{ArgAction, ArgMatches, Args, FromArgMatches, ValueEnum};
@@ -341,16 +343,10 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// An ECS operation given its own verb from the model.
-pub trait Op {
-    /// The operation's name in the ECS API (`CreateService`).
-    const NAME: &'static str;
-}
-
 /// A verb whose options are an ECS operation's input members (kebab-case, as the AWS CLI
 /// names them), plus the request input and output options.
 #[derive(Debug, Clone)]
-pub struct Generic<O> {
+pub struct Generic<O: Operation> {
     /// The members given as options, typed by the model.
     pub options: Map<String, Value>,
     pub input: InputOpts,
@@ -399,9 +395,9 @@ fn help_of(m: &model::Member) -> String {
     h
 }
 
-impl<O: Op> Args for Generic<O> {
+impl<O: Operation> Args for Generic<O> {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        let o = model::operation(O::NAME);
+        let o = model::operation(O::OP.name());
         let hidden = hidden_members(o);
         for m in o
             .members
@@ -414,7 +410,7 @@ impl<O: Op> Args for Generic<O> {
             cmd = match m.kind.as_str() {
                 "boolean" => {
                     let no = format!("no-{long}");
-                    let no_long = model::option_name(&model::kebab(O::NAME), &no);
+                    let no_long = model::option_name(&model::kebab(O::OP.name()), &no);
                     cmd.arg(arg.action(ArgAction::SetTrue).overrides_with(no.clone()))
                         .arg(
                             clap::Arg::new(no.clone())
@@ -444,9 +440,9 @@ impl<O: Op> Args for Generic<O> {
     }
 }
 
-impl<O: Op> FromArgMatches for Generic<O> {
+impl<O: Operation> FromArgMatches for Generic<O> {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        let o = model::operation(O::NAME);
+        let o = model::operation(O::OP.name());
         let hidden = hidden_members(o);
         let mut options = Map::new();
         let shape = o.input_shape();
@@ -493,10 +489,10 @@ impl<O: Op> FromArgMatches for Generic<O> {
     }
 }
 
-impl<O: Op> Generic<O> {
+impl<O: Operation> Generic<O> {
     /// The request (`None` after printing the skeleton).
     pub fn request(&self) -> anyhow::Result<Option<Value>> {
-        request(O::NAME, self.options.clone(), &self.input)
+        request(O::OP.name(), self.options.clone(), &self.input)
     }
 
     /// Builds the request, calls the operation (every page of a paginated one, as the AWS
@@ -505,22 +501,27 @@ impl<O: Op> Generic<O> {
         let Some(req) = self.request()? else {
             return Ok(ExitCode::SUCCESS);
         };
-        let ecs = g.ecs();
-        let call = |req: &Value| -> anyhow::Result<Value> {
-            Ok(crate::api::ecs::call_from(
-                &ecs,
-                O::NAME,
-                req.to_string().as_bytes(),
-                crate::api::ecs::Caller::LocalCli,
-            )?)
-        };
-        let resp = match &model::operation(O::NAME).paginator {
+        let call = |req: &Value| call::<O>(g, req);
+        let resp = match &model::operation(O::OP.name()).paginator {
             Some(p) => paginate(p, req, &self.pages, call)?,
             None => call(&req)?,
         };
-        print(O::NAME, resp, &self.output)?;
+        print(O::OP.name(), resp, &self.output)?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Calls operation `O` of the core's table for this host's own CLI: request `req` (checked
+/// JSON) decoded into its typed request, the typed response as JSON.
+pub fn call<O: Operation>(g: &GlobalOpts, req: &Value) -> anyhow::Result<Value> {
+    let ecs = g.ecs();
+    let cx = core_ops::Context {
+        ecs: &ecs,
+        caller: Caller::LocalCli,
+    };
+    let typed = O::decode(req.to_string().as_bytes())?;
+    let resp = O::call(&cx, typed)?;
+    serde_json::to_value(resp).context("failed to encode the response")
 }
 
 /// botocore's pagination token: base64 of `{"nextToken": …, "boto_truncate_amount": N}`.
@@ -615,62 +616,6 @@ pub fn paginate(
         out["NextToken"] = json!(t);
     }
     Ok(out)
-}
-
-/// Declares marker types for the operations that have a [`Generic`] verb.
-macro_rules! ops {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[derive(Debug, Clone)]
-            pub struct $name;
-            impl Op for $name {
-                const NAME: &'static str = stringify!($name);
-            }
-        )*
-        /// Every operation with a [`Generic`] verb.
-        #[cfg(test)]
-        pub const ALL: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-/// The operations whose verb is [`Generic`].
-pub mod ops {
-    use super::Op;
-    ops!(
-        CreateCluster,
-        ListClusters,
-        DescribeClusters,
-        DeleteCluster,
-        DescribeTaskDefinition,
-        ListTaskDefinitions,
-        ListTaskDefinitionFamilies,
-        DeregisterTaskDefinition,
-        DescribeTasks,
-        ListTasks,
-        StopTask,
-        CreateService,
-        UpdateService,
-        DescribeServices,
-        ListServices,
-        DeleteService,
-        TagResource,
-        UntagResource,
-        ListTagsForResource,
-        UpdateTaskProtection,
-        GetTaskProtection,
-        ListAccountSettings,
-        PutAccountSetting,
-        PutAccountSettingDefault,
-        StartTask,
-        DeleteTaskDefinitions,
-        ListContainerInstances,
-        DescribeContainerInstances,
-        UpdateCluster,
-        UpdateClusterSettings,
-        PutClusterCapacityProviders,
-        DescribeCapacityProviders,
-        ListServicesByNamespace,
-    );
 }
 
 #[cfg(test)]
@@ -772,22 +717,12 @@ mod tests {
     }
 
     #[test]
-    fn every_generic_operation_is_served() {
-        let d = tempfile::tempdir().unwrap();
-        let ecs = crate::ecs::Ecs {
-            root: d.path().join("root"),
-            run_root: d.path().join("run"),
-            config: None,
-            log_level: "warn".into(),
-            userns: Default::default(),
-        };
-        for op in ops::ALL {
-            model::operation(op);
-            if let Err(crate::ecs::EcsError::UnknownOperation(m)) =
-                crate::api::ecs::call(&ecs, op, b"{}")
-            {
-                panic!("{op} has a verb but no operation: {m}");
-            }
+    fn every_ecs_operation_is_in_the_clis_model() {
+        // A Generic verb takes its options from the model the CLI carries: every ECS row
+        // of the core's table is one of its operations (model::operation panics if not).
+        use crate::ecs::operations::{Op, Service};
+        for op in Op::of(Service::Ecs) {
+            model::operation(op.name());
         }
     }
 }

@@ -703,13 +703,13 @@ mod conformance {
     }
 
     /// The CLI has a verb for every ECS operation `serve` answers (one table of them:
-    /// `crate::api::operations`), named as the AWS CLI names it.
+    /// `crate::ecs::operations`), named as the AWS CLI names it.
     #[test]
     fn every_operation_served_has_a_verb() {
         let cmd = command();
-        let missing: Vec<&str> = crate::api::operations::OPERATIONS
-            .iter()
-            .map(|o| o.name)
+        use crate::ecs::operations::{Op, Service};
+        let missing: Vec<&str> = Op::of(Service::Ecs)
+            .map(Op::name)
             .filter(|op| {
                 !cmd.get_subcommands()
                     .any(|s| operation_of(s.get_name()) == *op)

@@ -1,32 +1,25 @@
 //! The CloudWatch Logs verbs, named and optioned as the AWS CLI's `aws logs …`:
 //! `create-log-group`, `describe-log-groups`, `delete-log-group`, `put-retention-policy`
-//! and `tail`. Each request goes to the operation table `serve`'s Logs API answers
-//! (`crate::api::logs::call`), over the same store the tasks' awslogs drivers write, so a
+//! and `tail`. Each request goes to the core's operation table `serve`'s Logs API answers
+//! (`crate::ecs::operations`), over the same store the tasks' awslogs drivers write, so a
 //! verb cannot drift from the API. They are top-level verbs like the ECS ones
 //! (`aws ecs create-cluster` is `minifargate create-cluster`); no ECS verb has these
 //! names, and `minifargate logs TASK` (a task's output) keeps its meaning.
 
 use super::GlobalOpts;
 use super::aws::{self, OutputOpts, PageOpts, UsageError};
+use crate::ecs::operations::{self as ops, Operation};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Calls CloudWatch Logs operation `op` of the local store with request `req`.
-fn call(g: &GlobalOpts, op: &str, req: &Value) -> anyhow::Result<Value> {
-    Ok(crate::api::logs::call(
-        &g.ecs(),
-        op,
-        req.to_string().as_bytes(),
-    )?)
-}
-
-/// Calls `op` and prints its response as the AWS CLI does (nothing for `{}`).
-fn run(g: &GlobalOpts, op: &str, req: Value, out: &OutputOpts) -> anyhow::Result<ExitCode> {
-    let resp = call(g, op, &req)?;
-    aws::print(op, resp, out)?;
+/// Calls CloudWatch Logs operation `O` and prints its response as the AWS CLI does
+/// (nothing for `{}`).
+fn run<O: Operation>(g: &GlobalOpts, req: Value, out: &OutputOpts) -> anyhow::Result<ExitCode> {
+    let resp = aws::call::<O>(g, &req)?;
+    aws::print(O::OP.name(), resp, out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,7 +62,7 @@ pub fn create_log_group(g: &GlobalOpts, a: CreateLogGroupArgs) -> anyhow::Result
     if let Some(c) = &a.log_group_class {
         req.insert("logGroupClass".into(), json!(aws::param_value(c)?));
     }
-    run(g, "CreateLogGroup", Value::Object(req), &a.output)
+    run::<ops::CreateLogGroup>(g, Value::Object(req), &a.output)
 }
 
 /// List the log groups of the local CloudWatch Logs store (aws logs describe-log-groups).
@@ -102,8 +95,10 @@ pub fn describe_log_groups(g: &GlobalOpts, a: DescribeLogGroupsArgs) -> anyhow::
         limit_key: Some("limit".into()),
         result_key: "logGroups".into(),
     };
-    let resp = aws::paginate(&p, req, &a.pages, |r| call(g, "DescribeLogGroups", r))?;
-    aws::print("DescribeLogGroups", resp, &a.output)?;
+    let resp = aws::paginate(&p, req, &a.pages, |r| {
+        aws::call::<ops::DescribeLogGroups>(g, r)
+    })?;
+    aws::print(ops::Op::DescribeLogGroups.name(), resp, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,7 +114,7 @@ pub struct DeleteLogGroupArgs {
 
 pub fn delete_log_group(g: &GlobalOpts, a: DeleteLogGroupArgs) -> anyhow::Result<ExitCode> {
     let req = json!({"logGroupName": aws::param_value(&a.log_group_name)?});
-    run(g, "DeleteLogGroup", req, &a.output)
+    run::<ops::DeleteLogGroup>(g, req, &a.output)
 }
 
 /// Keep a log group's events for this many days; older ones are deleted (aws logs
@@ -142,7 +137,7 @@ pub fn put_retention_policy(g: &GlobalOpts, a: PutRetentionPolicyArgs) -> anyhow
         "logGroupName": aws::param_value(&a.log_group_name)?,
         "retentionInDays": a.retention_in_days,
     });
-    run(g, "PutRetentionPolicy", req, &a.output)
+    run::<ops::PutRetentionPolicy>(g, req, &a.output)
 }
 
 /// `tail --format`, as the AWS CLI's.
@@ -308,7 +303,7 @@ pub fn tail(g: &GlobalOpts, a: TailArgs) -> anyhow::Result<ExitCode> {
     // newest timestamp seen, skipping the events of that timestamp already printed.
     let mut newest: Option<(i64, Vec<String>)> = None;
     loop {
-        let resp = call(g, "FilterLogEvents", &req)?;
+        let resp = aws::call::<ops::FilterLogEvents>(g, &req)?;
         for e in resp["events"].as_array().into_iter().flatten() {
             let ts = e["timestamp"].as_i64().unwrap_or_default();
             let id = e["eventId"].as_str().unwrap_or_default().to_string();

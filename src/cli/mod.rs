@@ -14,13 +14,14 @@ mod plain_log;
 mod render;
 mod run_input;
 mod run_task;
-mod serve;
+pub mod serve;
 mod shorthand;
 mod system;
 mod taskdefs;
 pub(crate) mod tasks;
 
-use aws::{Generic, ops};
+use crate::ecs::operations as ops;
+use aws::Generic;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -357,7 +358,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::PutClusterCapacityProviders(a) => a.run(g),
         Command::DescribeCapacityProviders(a) => a.run(g),
         Command::ListServicesByNamespace(a) => a.run(g),
-        Command::Serve(a) => serve::serve(g, a),
+        Command::Serve(_) => unreachable!("`main` starts serve (the API front-end)"),
         Command::Agent(a) => agent::agent(g, a),
         Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),

@@ -5,6 +5,7 @@ use super::GlobalOpts;
 use super::run_input::{parse_tags, read_env_files};
 use super::tasks::{print_entry, timeline_text};
 use crate::ecs::EcsError;
+use crate::ecs::table::Op;
 use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
 use crate::store::{LastStatus, StopCode, Store};
 use crate::supervisor::Client;
@@ -209,7 +210,7 @@ pub struct RunArgs {
 fn run_task_options(a: &RunTaskArgs) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     use super::aws::structured;
     use serde_json::{Value, json};
-    let shape = super::model::operation("RunTask").input_shape();
+    let shape = super::model::operation(Op::RunTask.name()).input_shape();
     let mut m = serde_json::Map::new();
     let mut put = |k: &str, v: Option<Value>| {
         if let Some(v) = v {
@@ -310,10 +311,11 @@ fn run_task_options(a: &RunTaskArgs) -> anyhow::Result<serde_json::Map<String, s
 }
 
 pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
-    let Some(req) = super::aws::request("RunTask", run_task_options(&a)?, &a.input)? else {
+    let Some(req) = super::aws::request(Op::RunTask.name(), run_task_options(&a)?, &a.input)?
+    else {
         return Ok(ExitCode::SUCCESS);
     };
-    let req: RunTaskRequest = super::aws::decode("RunTask", req)?;
+    let req: RunTaskRequest = super::aws::decode(Op::RunTask.name(), req)?;
     let local = Local {
         files: true,
         remote: false,
@@ -506,7 +508,7 @@ fn finish(
         eprintln!("warning: {}", w.message);
     }
     if detach {
-        super::aws::print_response("RunTask", &started.response, output)?;
+        super::aws::print_response(Op::RunTask.name(), &started.response, output)?;
         // The supervisors outlive us (they are in their own sessions).
         return Ok(ExitCode::SUCCESS);
     }

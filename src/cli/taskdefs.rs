@@ -4,6 +4,7 @@
 
 use super::GlobalOpts;
 use crate::ecs::EcsError;
+use crate::ecs::table::Op;
 use crate::ecs::task_definitions as core;
 use crate::taskdef::{self, Finding, LaunchType, Source, validate};
 use anyhow::Context;
@@ -59,7 +60,7 @@ impl DefinitionMembers {
     fn values(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         use super::aws::structured;
         use serde_json::{Value, json};
-        let shape = super::model::operation("RegisterTaskDefinition").input_shape();
+        let shape = super::model::operation(Op::RegisterTaskDefinition.name()).input_shape();
         let mut m = serde_json::Map::new();
         let lists: [(&str, &Vec<String>); 5] = [
             ("containerDefinitions", &self.container_definitions),
@@ -362,7 +363,7 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     if a.generate_cli_skeleton.is_some() {
         println!(
             "{}",
-            super::model::operation("RegisterTaskDefinition").skeleton
+            super::model::operation(Op::RegisterTaskDefinition.name()).skeleton
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -389,7 +390,7 @@ pub fn register(g: &GlobalOpts, a: RegisterArgs) -> anyhow::Result<ExitCode> {
     match core::register_task_definition(&g.ecs(), parsed, origin) {
         Ok(r) => {
             print_findings(&name, &r.warnings);
-            super::aws::print_response("RegisterTaskDefinition", &r.response, &a.output)?;
+            super::aws::print_response(Op::RegisterTaskDefinition.name(), &r.response, &a.output)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(EcsError::InvalidTaskDefinition { message, findings }) => {

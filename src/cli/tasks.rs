@@ -3,8 +3,9 @@
 //! task::reconcile).
 
 use super::GlobalOpts;
-use super::aws::{self, Generic, ops};
+use super::aws::{self, Generic};
 use super::output;
+use crate::ecs::operations::{self as ops, Op};
 use crate::ecs::tasks::{self as core, Unset};
 use crate::host::logs::{ContainerLog, read_merged};
 use crate::store::{LastStatus, Store};
@@ -101,9 +102,9 @@ pub fn describe(g: &GlobalOpts, a: Generic<ops::DescribeTasks>) -> anyhow::Resul
     let Some(req) = a.request()? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let req: core::DescribeTasksRequest = aws::decode("DescribeTasks", req)?;
+    let req: core::DescribeTasksRequest = aws::decode(Op::DescribeTasks.name(), req)?;
     let r = core::describe_tasks(&g.ecs(), &req, Unset::AnyCluster)?;
-    aws::print_response("DescribeTasks", &r, &a.output)?;
+    aws::print_response(Op::DescribeTasks.name(), &r, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -112,9 +113,9 @@ pub fn stop_task(g: &GlobalOpts, a: Generic<ops::StopTask>) -> anyhow::Result<Ex
     let Some(req) = a.request()? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let req: core::StopTaskRequest = aws::decode("StopTask", req)?;
+    let req: core::StopTaskRequest = aws::decode(Op::StopTask.name(), req)?;
     let r = core::stop_task(&g.ecs(), &req, Unset::AnyCluster)?;
-    aws::print_response("StopTask", &r, &a.output)?;
+    aws::print_response(Op::StopTask.name(), &r, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -137,7 +137,7 @@ impl Instance {
             attributes: self.attributes(),
             container_instance_arn: self.arn(),
             pending_tasks_count: 0,
-            registered_at: crate::store::format_timestamp(self.reg.registered_at_ms),
+            registered_at: crate::taskdef::timestamp::Timestamp::from_ms(self.reg.registered_at_ms),
             registered_resources: resources.clone(),
             remaining_resources: resources,
             running_tasks_count: 0,

@@ -110,7 +110,7 @@ pub struct ContainerInstance {
     pub attributes: Vec<Attribute>,
     pub container_instance_arn: String,
     pub pending_tasks_count: i64,
-    pub registered_at: String,
+    pub registered_at: crate::taskdef::timestamp::Timestamp,
     pub registered_resources: Vec<Resource>,
     pub remaining_resources: Vec<Resource>,
     pub running_tasks_count: i64,
@@ -283,7 +283,7 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
         attributes: attributes(),
         container_instance_arn: arn,
         pending_tasks_count: pending,
-        registered_at: crate::store::format_timestamp(c.created_at_ms),
+        registered_at: crate::taskdef::timestamp::Timestamp::from_ms(c.created_at_ms),
         registered_resources: vec![
             Resource::integer("CPU", cpu),
             Resource::integer("MEMORY", mem),

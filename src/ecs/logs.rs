@@ -12,6 +12,7 @@ mod filter;
 pub use filter::Pattern;
 
 use super::Ecs;
+use super::table::Op;
 use crate::store::StoreError;
 use crate::store::logs::{EventRange, EventRow, LogStore, Put, StreamRow};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,9 @@ pub enum LogsError {
     /// A failure of this host's store: CloudWatch's 500 is ServiceUnavailableException.
     #[error("ServiceUnavailableException: {}", crate::error_chain(.0))]
     Store(#[from] StoreError),
+    /// A response that failed to encode as JSON: CloudWatch's 500.
+    #[error("ServiceUnavailableException: failed to encode the response: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 pub type LogsResult<T> = Result<T, LogsError>;
@@ -51,13 +55,13 @@ impl LogsError {
             LogsError::ResourceAlreadyExists(_) => "ResourceAlreadyExistsException",
             LogsError::Serialization(_) => "SerializationException",
             LogsError::UnknownOperation(_) => "UnknownOperationException",
-            LogsError::Store(_) => "ServiceUnavailableException",
+            LogsError::Store(_) | LogsError::Encode(_) => "ServiceUnavailableException",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
-            LogsError::Store(_) => 500,
+            LogsError::Store(_) | LogsError::Encode(_) => 500,
             _ => 400,
         }
     }
@@ -70,6 +74,7 @@ impl LogsError {
             | LogsError::Serialization(m)
             | LogsError::UnknownOperation(m) => m.clone(),
             LogsError::Store(e) => crate::error_chain(e),
+            LogsError::Encode(e) => format!("failed to encode the response: {e}"),
         }
     }
 }
@@ -83,7 +88,7 @@ pub fn store(ecs: &Ecs) -> LogsResult<LogStore> {
 }
 
 /// Members a request carries that this host does not apply: refused by name.
-fn refuse_others(op: &str, others: &BTreeMap<String, Value>) -> LogsResult<()> {
+fn refuse_others(op: Op, others: &BTreeMap<String, Value>) -> LogsResult<()> {
     let set: Vec<&str> = others
         .iter()
         .filter(|(_, v)| !v.is_null())
@@ -93,7 +98,8 @@ fn refuse_others(op: &str, others: &BTreeMap<String, Value>) -> LogsResult<()> {
         return Ok(());
     }
     Err(LogsError::invalid(format!(
-        "{op}: {} not supported by minifargate's local CloudWatch Logs (see docs/logs.md)",
+        "{}: {} not supported by minifargate's local CloudWatch Logs (see docs/logs.md)",
+        op.name(),
         set.join(", ")
     )))
 }
@@ -162,7 +168,7 @@ pub struct CreateLogGroupRequest {
 }
 
 pub fn create_log_group(ecs: &Ecs, r: &CreateLogGroupRequest) -> LogsResult<Value> {
-    refuse_others("CreateLogGroup", &r.others)?;
+    refuse_others(Op::CreateLogGroup, &r.others)?;
     check_group_name(&r.log_group_name)?;
     if !store(ecs)?.create_group(&r.log_group_name, super::now_ms())? {
         return Err(LogsError::ResourceAlreadyExists(
@@ -301,7 +307,7 @@ pub struct LogGroup {
 }
 
 pub fn describe_log_groups(ecs: &Ecs, r: &DescribeLogGroupsRequest) -> LogsResult<Value> {
-    refuse_others("DescribeLogGroups", &r.others)?;
+    refuse_others(Op::DescribeLogGroups, &r.others)?;
     if r.log_group_name_prefix.is_some() && r.log_group_name_pattern.is_some() {
         return Err(LogsError::invalid(
             "LogGroup name prefix and LogGroup name pattern are mutually exclusive parameters.",
@@ -780,7 +786,7 @@ pub fn check_batch(
 }
 
 pub fn put_log_events(ecs: &Ecs, r: &PutLogEventsRequest) -> LogsResult<Value> {
-    refuse_others("PutLogEvents", &r.others)?;
+    refuse_others(Op::PutLogEvents, &r.others)?;
     let now = super::now_ms();
     let mut s = store(ecs)?;
     let group = s

@@ -11,10 +11,11 @@ use super::tags::{Tag, checked_tags};
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
     DeploymentRow, DeploymentStatus, EventRow, HealthStatus, LastStatus, RolloutState, ServiceRow,
-    ServiceStatus, Store, format_timestamp,
+    ServiceStatus, Store,
 };
 use crate::task::shape::task_health;
 use crate::taskdef::AwsContext;
+use crate::taskdef::timestamp::Timestamp;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -894,7 +895,7 @@ pub struct Service {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Value>,
     pub cluster_arn: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub created_by: String,
     pub deployment_configuration: DeploymentConfigurationShape,
     pub deployment_controller: DeploymentController,
@@ -941,7 +942,7 @@ pub struct Service {
 pub struct Deployment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Value>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub desired_count: i64,
     pub failed_tasks: i64,
     pub id: String,
@@ -961,7 +962,7 @@ pub struct Deployment {
     pub service_connect_configuration: Option<Value>,
     pub status: DeploymentStatus,
     pub task_definition: String,
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -972,7 +973,7 @@ pub struct Deployment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEvent {
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub id: String,
     pub message: String,
 }
@@ -1035,7 +1036,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         .deployments(&s.cluster, &s.name)?
         .into_iter()
         .map(|d| Deployment {
-            created_at: format_timestamp(d.created_at_ms),
+            created_at: Timestamp::from_ms(d.created_at_ms),
             desired_count: d.desired_count,
             failed_tasks: d.failed_tasks,
             launch_type: spec.launch_type.clone(),
@@ -1052,7 +1053,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             running_count: count(Some(&d.id), &[LastStatus::Running]),
             status: d.status,
             task_definition: d.task_definition_arn,
-            updated_at: format_timestamp(d.updated_at_ms),
+            updated_at: Timestamp::from_ms(d.updated_at_ms),
             id: d.id,
         })
         .collect();
@@ -1060,14 +1061,14 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         .service_events(&s.cluster, &s.name)?
         .into_iter()
         .map(|e| ServiceEvent {
-            created_at: format_timestamp(e.created_at_ms),
+            created_at: Timestamp::from_ms(e.created_at_ms),
             id: e.id,
             message: e.message,
         })
         .collect();
     Ok(Service {
         cluster_arn,
-        created_at: format_timestamp(s.created_at_ms),
+        created_at: Timestamp::from_ms(s.created_at_ms),
         created_by: AwsContext::from_env().principal(),
         deployment_configuration: DeploymentConfigurationShape {
             deployment_circuit_breaker: CircuitBreaker {

@@ -703,7 +703,7 @@ fn spawn(
         .map(|message| Warning { message })
         .collect();
     for w in &warnings {
-        tracing::info!(warning = %w.message, "RunTask");
+        tracing::info!(warning = %w.message, "{}", super::table::Op::RunTask.name());
     }
     Ok(Started {
         response: RunTaskResponse {

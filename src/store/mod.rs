@@ -27,7 +27,7 @@ pub use states::{
     AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, DesiredStatus, HealthStatus,
     LastStatus, RolloutState, ServiceStatus, StopCode, UnknownState,
 };
-pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition, format_timestamp};
+pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
 pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};
 pub use values::{
     Binding, ContainerOverride, DeploymentConfiguration, LaunchRecord, Recorded, ServiceSpec,

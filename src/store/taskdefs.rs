@@ -8,7 +8,8 @@
 use super::{Store, StoreError};
 use crate::taskdef::arn::AwsContext;
 use crate::taskdef::model::{Tag, TaskDefinition, TaskDefinitionStatus};
-use chrono::{DateTime, TimeZone, Utc};
+use crate::taskdef::timestamp::Timestamp;
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
 /// A registered revision as describe-task-definition shows it, with its tags.
@@ -55,12 +56,6 @@ pub enum FamilyStatus {
     #[default]
     #[value(name = "ALL")]
     All,
-}
-
-/// ISO 8601 with microseconds and a numeric offset, as the AWS CLI prints timestamps.
-pub fn format_timestamp(ms: i64) -> String {
-    let t: DateTime<Utc> = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
-    t.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
 }
 
 const COLUMNS: &str =
@@ -387,11 +382,8 @@ fn materialize(
     deregistered_at_ms: Option<i64>,
 ) -> StoredTaskDefinition {
     def.status = Some(status);
-    def.registered_at = Some(serde_json::Value::String(format_timestamp(
-        registered_at_ms,
-    )));
-    def.deregistered_at =
-        deregistered_at_ms.map(|ms| serde_json::Value::String(format_timestamp(ms)));
+    def.registered_at = Some(Timestamp::from_ms(registered_at_ms));
+    def.deregistered_at = deregistered_at_ms.map(Timestamp::from_ms);
     StoredTaskDefinition {
         definition: def,
         tags,
@@ -420,7 +412,7 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(1_700_000_000_123).unwrap()
+        chrono::TimeZone::timestamp_millis_opt(&Utc, 1_700_000_000_123).unwrap()
     }
 
     #[test]
@@ -439,8 +431,8 @@ mod tests {
             Some("arn:aws:ecs:us-east-1:000000000000:task-definition/web:2")
         );
         assert_eq!(
-            r1.definition.registered_at,
-            Some(serde_json::json!("2023-11-14T22:13:20.123000+00:00"))
+            r1.definition.registered_at.map(|t| t.cli_text()).as_deref(),
+            Some("2023-11-14T22:13:20.123000+00:00")
         );
         // Deregister everything; the next revision is still 3.
         for r in [1, 2] {

@@ -1,24 +1,25 @@
 //! The ECS shape of a task (ecs.json `Task`, `Container`, `Attachment`), as RunTask,
-//! DescribeTasks and StopTask answer it; timestamps as the AWS CLI prints them.
+//! DescribeTasks and StopTask answer it; timestamps rendered by each protocol.
 
 use crate::store::{
     AttachmentStatus, Binding, Connectivity, ContainerRow, DesiredStatus, HealthStatus, LastStatus,
-    NetworkRow, StopCode, Tag, TaskOverride, TaskRow, format_timestamp,
+    NetworkRow, StopCode, Tag, TaskOverride, TaskRow,
 };
 use crate::supervisor::isolation::network::Recorded;
+use crate::taskdef::timestamp::Timestamp;
 use serde::Serialize;
 
 /// The name of the task `attributes` that carry the task's warnings (ecs.json `Attribute`:
 /// name and value; ECS's own task attributes are named like `ecs.cpu-architecture`).
 pub const WARNING_ATTRIBUTE: &str = "minifargate.warning";
 
-fn ts(v: Option<i64>) -> Option<String> {
-    v.map(format_timestamp)
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp::from_ms)
 }
 
 /// ecs.json `Task`, as RunTask, DescribeTasks and StopTask answer it. Members in
-/// alphabetical order, as the AWS CLI prints them; timestamps as RFC 3339 text (the API
-/// turns them into epoch seconds).
+/// alphabetical order, as the AWS CLI prints them; timestamps rendered by each protocol
+/// (`taskdef::timestamp`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
@@ -29,19 +30,19 @@ pub struct Task {
     pub cluster_arn: String,
     pub connectivity: Connectivity,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connectivity_at: Option<String>,
+    pub connectivity_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_instance_arn: Option<String>,
     pub containers: Vec<Container>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    pub created_at: Option<Timestamp>,
     pub desired_status: DesiredStatus,
     pub enable_execute_command: bool,
     pub ephemeral_storage: EphemeralStorage,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub execution_stopped_at: Option<String>,
+    pub execution_stopped_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     pub health_status: HealthStatus,
@@ -58,21 +59,21 @@ pub struct Task {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull_started_at: Option<String>,
+    pub pull_started_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull_stopped_at: Option<String>,
+    pub pull_stopped_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<StopCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<String>,
+    pub stopped_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopping_at: Option<String>,
+    pub stopping_at: Option<Timestamp>,
     pub tags: Vec<Tag>,
     pub task_arn: String,
     pub task_definition_arn: String,

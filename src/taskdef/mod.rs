@@ -13,6 +13,7 @@ pub mod model;
 pub mod normalize;
 pub mod parse;
 pub mod security_options;
+pub mod timestamp;
 pub mod units;
 pub mod unknown;
 pub mod validate;

@@ -43,9 +43,9 @@ pub struct TaskDefinition {
     pub proxy_configuration: Option<ProxyConfiguration>,
     /// Timestamps are kept as whatever JSON the input had (the AWS CLI prints ISO 8601
     /// strings, the API epoch seconds); minifargate writes ISO 8601 strings.
-    pub registered_at: Option<serde_json::Value>,
-    pub deregistered_at: Option<serde_json::Value>,
-    pub delete_requested_at: Option<serde_json::Value>,
+    pub registered_at: Option<super::timestamp::Timestamp>,
+    pub deregistered_at: Option<super::timestamp::Timestamp>,
+    pub delete_requested_at: Option<super::timestamp::Timestamp>,
     pub registered_by: Option<String>,
     pub ephemeral_storage: Option<EphemeralStorage>,
     pub enable_fault_injection: Option<bool>,

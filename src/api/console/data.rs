@@ -165,8 +165,8 @@ pub fn logs(
 /// DescribeTaskDefinition adds left out, as RegisterTaskDefinition takes it).
 pub fn findings(ecs: &Ecs, family: &str, revision: &str) -> Result<Value, Failure> {
     let req = json!({ "taskDefinition": format!("{family}:{revision}") });
-    let d = crate::api::ecs::call(ecs, "DescribeTaskDefinition", req.to_string().as_bytes())
-        .map_err(super::ecs_error)?;
+    let op = crate::ecs::operations::Op::DescribeTaskDefinition;
+    let d = crate::api::call_json(ecs, op, req.to_string().as_bytes()).map_err(super::ecs_error)?;
     let mut def = d["taskDefinition"].clone();
     if let Some(m) = def.as_object_mut() {
         // Ref: DescribeTaskDefinition's TaskDefinition members that RegisterTaskDefinition

@@ -1,13 +1,14 @@
 //! The web console `serve` answers at `/` (docs/console.md): embedded static pages whose
-//! script reads everything through the ECS core — the ECS operations by name
-//! (`crate::api::ecs::call`, the API's own dispatcher) — plus the few views ECS has no
+//! script reads everything through the ECS core — the ECS operations of its table
+//! (`crate::api::call_json`, as the API calls them) — plus the few views ECS has no
 //! operation for, each from the source its CLI verb uses: `inspect`'s report, the
 //! metadata endpoint's cgroup stats, `timeline`'s recorded phases, `logs`' readers and
 //! `validate`'s verdict. So the console can never disagree with the CLI or the API.
 
 mod data;
 
-use crate::ecs::{Ecs, EcsError};
+use crate::ecs::Ecs;
+use crate::ecs::operations::{Op, Service, ServiceError};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -32,20 +33,20 @@ struct Console {
 type Shared = State<Arc<Console>>;
 
 /// ECS operations the console reads with.
-const READS: &[&str] = &[
-    "ListClusters",
-    "DescribeClusters",
-    "ListServices",
-    "DescribeServices",
-    "ListTasks",
-    "DescribeTasks",
-    "ListTaskDefinitionFamilies",
-    "ListTaskDefinitions",
-    "DescribeTaskDefinition",
+const READS: &[Op] = &[
+    Op::ListClusters,
+    Op::DescribeClusters,
+    Op::ListServices,
+    Op::DescribeServices,
+    Op::ListTasks,
+    Op::DescribeTasks,
+    Op::ListTaskDefinitionFamilies,
+    Op::ListTaskDefinitions,
+    Op::DescribeTaskDefinition,
 ];
 
 /// ECS operations behind the console's actions; refused when read-only.
-const ACTIONS: &[&str] = &["RunTask", "StopTask", "UpdateService"];
+const ACTIONS: &[Op] = &[Op::RunTask, Op::StopTask, Op::UpdateService];
 
 /// The console's routes (everything but `GET /`, which shares its path with the API's
 /// `POST /`: see [`index`]).
@@ -203,13 +204,14 @@ async fn ecs_call(
     if let Err(f) = same_origin_json(&headers) {
         return error(f.status, &f.message);
     }
-    let is_action = ACTIONS.contains(&op.as_str());
-    if !is_action && !READS.contains(&op.as_str()) {
+    let called = Op::named(Service::Ecs, &op);
+    let is_action = called.is_some_and(|o| ACTIONS.contains(&o));
+    let Some(called) = called.filter(|o| is_action || READS.contains(o)) else {
         return error(
             StatusCode::NOT_FOUND,
             &format!("the console does not call {op}"),
         );
-    }
+    };
     if is_action && c.opts.read_only {
         return error(
             StatusCode::FORBIDDEN,
@@ -220,7 +222,7 @@ async fn ecs_call(
         );
     }
     let ecs = c.ecs.clone();
-    blocking(move || crate::api::ecs::call(&ecs, &op, &body).map_err(ecs_error)).await
+    blocking(move || super::call_json(&ecs, called, &body).map_err(ecs_error)).await
 }
 
 /// Actions are POSTs with a JSON body: a form on another site cannot send one (the
@@ -310,7 +312,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn ecs_error(e: EcsError) -> Failure {
+fn ecs_error(e: ServiceError) -> Failure {
     Failure {
         status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
         message: format!("{}: {}", e.name(), e.message()),

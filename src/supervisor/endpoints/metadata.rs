@@ -304,14 +304,10 @@ fn answer(mut conn: TcpStream, ep: &mut Endpoint, prefix: Option<&str>) -> std::
     respond(&mut conn, status, &body, head)
 }
 
-/// A stored timestamp as Go's `time.Time` marshals it (RFC 3339, `Z`).
-fn rfc3339_utc(stored: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(stored)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        })
-        .unwrap_or_else(|_| stored.to_string())
+/// A timestamp as Go's `time.Time` marshals it (RFC 3339, `Z`).
+fn rfc3339_utc(t: crate::taskdef::timestamp::Timestamp) -> String {
+    t.to_datetime()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn respond(conn: &mut TcpStream, status: u16, body: &Value, head: bool) -> std::io::Result<()> {
@@ -600,7 +596,7 @@ impl Endpoint {
             Ok(p) => (
                 200,
                 json!({"protection": {
-                    "ExpirationDate": p.expiration_date.map(|d| rfc3339_utc(&d)),
+                    "ExpirationDate": p.expiration_date.map(rfc3339_utc),
                     "ProtectionEnabled": p.protection_enabled,
                     "TaskArn": p.task_arn,
                 }}),

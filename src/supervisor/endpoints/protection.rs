@@ -8,7 +8,8 @@
 //! supported for tasks belonging to an Amazon ECS service … a standalone task will result
 //! in an TASK_NOT_VALID failure").
 
-use crate::store::{DesiredStatus, LastStatus, Store, StoreError, TaskRow, format_timestamp};
+use crate::store::{DesiredStatus, LastStatus, Store, StoreError, TaskRow};
+use crate::taskdef::timestamp::Timestamp;
 use serde::Serialize;
 
 /// The protection a request without `expiresInMinutes` gets.
@@ -22,9 +23,9 @@ pub const MAX_MINUTES: i64 = 2880;
 pub struct ProtectedTask {
     pub task_arn: String,
     pub protection_enabled: bool,
-    /// When the protection lapses (RFC 3339; the API sends epoch seconds).
+    /// When the protection lapses.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expiration_date: Option<String>,
+    pub expiration_date: Option<Timestamp>,
 }
 
 /// ecs.json `Failure` of a protection request.
@@ -65,7 +66,7 @@ pub fn state(t: &TaskRow, now_ms: i64) -> ProtectedTask {
     ProtectedTask {
         task_arn: t.arn.clone(),
         protection_enabled: on,
-        expiration_date: t.protected_until.filter(|_| on).map(format_timestamp),
+        expiration_date: t.protected_until.filter(|_| on).map(Timestamp::from_ms),
     }
 }
 

@@ -7,6 +7,7 @@
 //! a non-blocking container is never stalled by it.
 
 use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+use crate::ecs::table::Op;
 use crate::supervisor::aws_http::{AwsError, Client, Service};
 use crate::supervisor::endpoints::credentials::Execution;
 use serde_json::json;
@@ -126,7 +127,10 @@ impl Remote {
         let exists = |e: &AwsError| e.code() == Some("ResourceAlreadyExistsException");
         if self.create_group
             && let Err(e) = self
-                .call("CreateLogGroup", json!({"logGroupName": self.group}))
+                .call(
+                    Op::CreateLogGroup.name(),
+                    json!({"logGroupName": self.group}),
+                )
                 .await
             && !exists(&e)
         {
@@ -134,7 +138,7 @@ impl Remote {
         }
         if let Err(e) = self
             .call(
-                "CreateLogStream",
+                Op::CreateLogStream.name(),
                 json!({"logGroupName": self.group, "logStreamName": self.stream}),
             )
             .await
@@ -188,7 +192,7 @@ impl Remote {
             "logStreamName": self.stream,
             "logEvents": events,
         });
-        self.call("PutLogEvents", body).await.map_err(|e| {
+        self.call(Op::PutLogEvents.name(), body).await.map_err(|e| {
             if e.code() == Some("ResourceNotFoundException") {
                 // The stream (or group) went: create it again on the next attempt.
                 self.ready = false;

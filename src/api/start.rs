@@ -1,0 +1,252 @@
+//! `minifargate serve` started: the access keys, TLS, the Host rule and the console's mode
+//! from its [`Options`] (`main` fills them from the verb's flags), what protects the API
+//! said on stderr, the address on stdout, then [`super::serve`] until Ctrl-C or SIGTERM.
+
+use super::auth::Keys;
+use super::keygen;
+use crate::ecs::Ecs;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// What `serve` is asked for (the flags of `minifargate serve`, docs/serve.md).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Access keys, one `ACCESS_KEY_ID SECRET_ACCESS_KEY` a line.
+    pub credentials_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_no_auth: bool,
+    /// Host names answered besides the listener's address (DNS rebinding).
+    pub allowed_host: Vec<String>,
+    pub no_aws_profile: bool,
+    /// The console's actions off (`None`: off on a non-loopback address).
+    pub read_only: Option<bool>,
+    /// Cluster mode: container instances from the etcd at these endpoints (comma-separated).
+    pub cluster: Option<String>,
+    /// How etcd is reached (`--etcd-cacert/--etcd-cert/--etcd-key`).
+    pub etcd_tls: crate::cluster::etcd::Tls,
+    /// Whether any etcd TLS option was given (they are for `--cluster` only).
+    pub etcd_tls_given: bool,
+}
+
+pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
+    let c = crate::config::get();
+    let mut given =
+        Keys::from_env_pair(c.api_access_key_id.clone(), c.api_secret_access_key.clone())?;
+    if let Some(file) = &a.credentials_file {
+        let from_file = Keys::load_file(file)?;
+        anyhow::ensure!(
+            !from_file.is_empty(),
+            "the credentials file {} lists no access key (one `ACCESS_KEY_ID SECRET_ACCESS_KEY` a line)",
+            file.display()
+        );
+        given.extend(from_file);
+    }
+    let loopback = a.listen.ip().is_loopback();
+    let mut generated = None;
+    let keys = if a.insecure_no_auth {
+        anyhow::ensure!(
+            given.is_empty(),
+            "--insecure-no-auth with access keys (MINIFARGATE_API_ACCESS_KEY_ID/\
+             MINIFARGATE_API_SECRET_ACCESS_KEY): choose one"
+        );
+        None
+    } else if !given.is_empty() {
+        Some(given)
+    } else {
+        let k = keygen::generated_key(&ecs.root).with_context(|| {
+            format!(
+                "failed to set up the API's access key under {} (or pass --credentials-file)",
+                ecs.root.display()
+            )
+        })?;
+        let keys = k.keys();
+        generated = Some(k);
+        Some(keys)
+    };
+    let mut allowed = Vec::new();
+    for name in &a.allowed_host {
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains([':', '/', '[', ']']) && !name.contains(' '),
+            "--allowed-host {name:?}: a host name without a port (e.g. minifargate.lab)"
+        );
+        allowed.push(name.to_ascii_lowercase());
+    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(super::server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    // What protects the API, said at start (stderr: stdout's first line is the address).
+    match (&keys, &generated) {
+        (None, _) => eprintln!(
+            "minifargate: WARNING: API authentication is OFF (--insecure-no-auth): any \
+             request is accepted, signed or not; anyone who can reach {}{} can run privileged \
+             tasks, i.e. is root on this host (docs/security.md)",
+            a.listen,
+            if loopback {
+                " (every local user, every networkMode host task)"
+            } else {
+                ""
+            }
+        ),
+        (Some(_), Some(k)) => eprintln!(
+            "minifargate: API requests must be SigV4-signed with the access key {} in {} \
+             ({}; root only)",
+            k.id,
+            k.path.display(),
+            if k.created {
+                "generated now"
+            } else {
+                "generated on the first start"
+            }
+        ),
+        (Some(keys), None) => eprintln!(
+            "minifargate: API requests must be SigV4-signed with one of {} access key(s)",
+            keys.len()
+        ),
+    }
+    if keys.is_some() && tls.is_none() && !loopback {
+        eprintln!(
+            "minifargate: warning: plain HTTP on {}: requests (task definitions, \
+             environment values) travel unencrypted; use --tls-cert/--tls-key",
+            a.listen
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let security = super::Security {
+        hosts: super::guard::Hosts {
+            // Loopback: the address a rebinding page points its name at. Without keys on
+            // another address too (nothing else stands in the page's way there).
+            enforce: loopback || keys.is_none(),
+            allowed,
+        },
+        keys,
+        tls,
+        limits: Default::default(),
+        console: super::console::Options {
+            read_only: a.read_only.unwrap_or(!loopback),
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    if let Some(endpoints) = &a.cluster {
+        cluster(&rt, endpoints, &a.etcd_tls)?;
+    } else {
+        anyhow::ensure!(
+            !a.etcd_tls_given,
+            "--etcd-cacert/--etcd-cert/--etcd-key are for --cluster"
+        );
+    }
+    // The address on stdout, for scripts that pass port 0.
+    let read_only = security.console.read_only;
+    let sign_in = security.keys.is_some();
+    let no_aws_profile = a.no_aws_profile;
+    let listening = move |addr: SocketAddr| {
+        println!("minifargate: ECS API listening on {scheme}://{addr}");
+        eprintln!(
+            "minifargate: web console at {scheme}://{addr}/{}{}",
+            if read_only { " (read-only)" } else { "" },
+            if sign_in {
+                " (sign in with an access key: its id as the user name, the secret as the password)"
+            } else {
+                ""
+            }
+        );
+        if let Some(k) = &generated {
+            aws_profile(k, &client_endpoint(scheme, addr), no_aws_profile);
+        }
+    };
+    // One connection held open for serve's life, idle: a connection that opens the
+    // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
+    // which each request (each opens the store) otherwise paid (issue 26).
+    let _held = ecs.open_store().ok();
+    rt.block_on(super::serve(ecs, a.listen, security, listening))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cluster mode: container instances answered from etcd (crate::cluster::api). etcd out
+/// of reach at start is a warning, not a failure: each call says so, naming the endpoint.
+fn cluster(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &str,
+    tls: &crate::cluster::etcd::Tls,
+) -> anyhow::Result<()> {
+    let etcd = crate::cluster::etcd::Etcd::new(endpoints, tls)?;
+    match rt.block_on(etcd.get(crate::cluster::keys::ROOT)) {
+        Ok(_) => eprintln!(
+            "minifargate: cluster mode: container instances from etcd {}",
+            etcd.endpoints().join(",")
+        ),
+        Err(e) => eprintln!(
+            "minifargate: warning: cluster mode, but etcd is out of reach now ({}); \
+             container-instance calls fail until it answers",
+            crate::error_chain(&e)
+        ),
+    }
+    crate::cluster::serve_with(etcd);
+    Ok(())
+}
+
+/// The URL a client on this host uses: the bound address, with a wildcard listener's
+/// address replaced by loopback.
+fn client_endpoint(scheme: &str, addr: SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Writes (or, when it may not, prints) the AWS CLI profile of the generated key, saying
+/// on stderr what it did.
+fn aws_profile(k: &keygen::Generated, endpoint: &str, no_write: bool) {
+    let region = crate::taskdef::AwsContext::from_env().region;
+    let (config, _) = keygen::profile_sections(k, endpoint, &region);
+    let p = keygen::PROFILE;
+    let print = |why: &str| {
+        eprintln!(
+            "minifargate: {why}. For `aws --profile {p} …`, add to ~/.aws/config:\n{}\
+             and to ~/.aws/credentials:\n[{p}]\naws_access_key_id = {}\n\
+             aws_secret_access_key = <the second word of the last line of {}>",
+            config,
+            k.id,
+            k.path.display()
+        )
+    };
+    if no_write {
+        return print("not writing the AWS CLI profile (--no-aws-profile)");
+    }
+    let Some(files) = keygen::profile_files() else {
+        return print("no home directory ($HOME unset) to write the AWS CLI profile to");
+    };
+    match keygen::write_profile(&files, k, endpoint, &region) {
+        Ok(keygen::ProfileOutcome::Written) => eprintln!(
+            "minifargate: AWS CLI profile `{p}` (this key, region {region}, endpoint \
+             {endpoint}) written to {} and {}{}: `aws --profile {p} ecs list-tasks`, \
+             boto3.Session(profile_name=\"{p}\")",
+            files.config.display(),
+            files.credentials.display(),
+            files
+                .owner
+                .as_ref()
+                .map(|(_, _, user)| format!(" (user {user}, who ran sudo)"))
+                .unwrap_or_default()
+        ),
+        Ok(keygen::ProfileOutcome::Foreign(path)) => print(&format!(
+            "not writing the AWS CLI profile `{p}`: {} has a profile of that name that serve \
+             did not write (left as it is)",
+            path.display()
+        )),
+        Err(e) => print(&format!(
+            "failed to write the AWS CLI profile `{p}`: {:#}",
+            anyhow::Error::from(e)
+        )),
+    }
+}
