@@ -26,7 +26,7 @@
 
 use crate::taskdef::model::{IpcMode, NetworkMode, PidMode, TaskDefinition};
 use runtime::IdRange;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Ids per task: every id an image's files and `user` can name.
 pub const TASK_IDS: u32 = 65536;
@@ -73,30 +73,114 @@ impl Pool {
     }
 }
 
-fn parse_range(start: &str, count: &str) -> Result<(u32, u32), String> {
-    let start: u32 = start
+/// A `START:COUNT` range that cannot be a pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("{0:?} is not a host id")]
+    Start(String),
+    #[error("{0:?} is not a number of ids")]
+    Count(String),
+    #[error(
+        "the range starts at {0}, among the host's own users: start at {TASK_IDS} or above \
+         (e.g. 100000, as useradd allocates subordinate ids)"
+    )]
+    AmongHostUsers(u32),
+    #[error("{0} ids are fewer than one task needs ({TASK_IDS})")]
+    TooFew(u32),
+    #[error("{start}+{count} goes past the largest id")]
+    PastLargestId { start: u32, count: u32 },
+}
+
+/// Why the configured id pool cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("{ENV_RANGE}={value:?}: expected START:COUNT")]
+    RangeFormat { value: String },
+    #[error("{ENV_RANGE}={value:?}: {source}")]
+    Range {
+        value: String,
+        #[source]
+        source: RangeError,
+    },
+    /// `file` is `/etc/subuid` or `/etc/subgid` (named so, whatever root was read).
+    #[error("{file} {user}: {source}")]
+    SubidRange {
+        file: &'static str,
+        user: String,
+        #[source]
+        source: RangeError,
+    },
+    #[error(
+        "/etc/subuid gives {user} {uid_start}:{uid_count} but /etc/subgid {gid_start}:{gid_count}: \
+         give both the same range (a task's uids and gids are mapped alike)"
+    )]
+    SubidMismatch {
+        user: String,
+        uid_start: u32,
+        uid_count: u32,
+        gid_start: u32,
+        gid_count: u32,
+    },
+    #[error(
+        "{user} needs an entry in both /etc/subuid and /etc/subgid (e.g. \
+         `{user}:100000:65536000`, see subuid(5)), or set {ENV_RANGE}=START:COUNT"
+    )]
+    NoSubidEntry { user: String },
+}
+
+/// Why this kernel cannot give tasks user namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Linux {release} cannot show image layers through a user namespace (overlayfs over \
+     idmapped mounts needs 5.19)"
+)]
+pub struct KernelError {
+    pub release: String,
+}
+
+/// A step of [`open_task_dir`] that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenTaskDirError {
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to set the mode of {}: {source}", path.display())]
+    SetMode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to give {} the task's group: {source}", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn parse_range(start: &str, count: &str) -> Result<(u32, u32), RangeError> {
+    let start_id: u32 = start
         .trim()
         .parse()
-        .map_err(|_| format!("{start:?} is not a host id"))?;
-    let count: u32 = count
+        .map_err(|_| RangeError::Start(start.to_string()))?;
+    let count_ids: u32 = count
         .trim()
         .parse()
-        .map_err(|_| format!("{count:?} is not a number of ids"))?;
+        .map_err(|_| RangeError::Count(count.to_string()))?;
+    let (start, count) = (start_id, count_ids);
     // Ids below 65536 are the host's own users (root, system accounts, people): a task's
     // root must never be one of them.
     if start < TASK_IDS {
-        return Err(format!(
-            "the range starts at {start}, among the host's own users: start at {TASK_IDS} or \
-             above (e.g. 100000, as useradd allocates subordinate ids)"
-        ));
+        return Err(RangeError::AmongHostUsers(start));
     }
     if count < TASK_IDS {
-        return Err(format!(
-            "{count} ids are fewer than one task needs ({TASK_IDS})"
-        ));
+        return Err(RangeError::TooFew(count));
     }
     if u64::from(start) + u64::from(count) > u64::from(u32::MAX) {
-        return Err(format!("{start}+{count} goes past the largest id"));
+        return Err(RangeError::PastLargestId { start, count });
     }
     Ok((start, count))
 }
@@ -121,13 +205,15 @@ pub fn pool_from(
     range: Option<&str>,
     user: Option<&str>,
     etc: &Path,
-) -> Result<Option<Pool>, String> {
+) -> Result<Option<Pool>, PoolError> {
     if let Some(r) = range {
-        let (start, count) = r
-            .split_once(':')
-            .ok_or_else(|| format!("{ENV_RANGE}={r:?}: expected START:COUNT"))?;
-        let (start, count) =
-            parse_range(start, count).map_err(|e| format!("{ENV_RANGE}={r:?}: {e}"))?;
+        let (start, count) = r.split_once(':').ok_or_else(|| PoolError::RangeFormat {
+            value: r.to_string(),
+        })?;
+        let (start, count) = parse_range(start, count).map_err(|source| PoolError::Range {
+            value: r.to_string(),
+            source,
+        })?;
         return Ok(Some(Pool {
             start,
             count,
@@ -153,15 +239,23 @@ pub fn pool_from(
     match (u, g) {
         (None, None) if user.is_none() => Ok(None),
         (Some(u), Some(g)) => {
-            let (us, uc) =
-                parse_range(&u.0, &u.1).map_err(|e| format!("/etc/subuid {name}: {e}"))?;
-            let (gs, gc) =
-                parse_range(&g.0, &g.1).map_err(|e| format!("/etc/subgid {name}: {e}"))?;
+            let subid = |file, (start, count): &(String, String)| {
+                parse_range(start, count).map_err(|source| PoolError::SubidRange {
+                    file,
+                    user: name.to_string(),
+                    source,
+                })
+            };
+            let (us, uc) = subid("/etc/subuid", &u)?;
+            let (gs, gc) = subid("/etc/subgid", &g)?;
             if (us, uc) != (gs, gc) {
-                return Err(format!(
-                    "/etc/subuid gives {name} {us}:{uc} but /etc/subgid {gs}:{gc}: give both the \
-                     same range (a task's uids and gids are mapped alike)"
-                ));
+                return Err(PoolError::SubidMismatch {
+                    user: name.to_string(),
+                    uid_start: us,
+                    uid_count: uc,
+                    gid_start: gs,
+                    gid_count: gc,
+                });
             }
             Ok(Some(Pool {
                 start: us,
@@ -169,15 +263,14 @@ pub fn pool_from(
                 source: "/etc/subuid",
             }))
         }
-        _ => Err(format!(
-            "{name} needs an entry in both /etc/subuid and /etc/subgid (e.g. \
-             `{name}:100000:65536000`, see subuid(5)), or set {ENV_RANGE}=START:COUNT"
-        )),
+        _ => Err(PoolError::NoSubidEntry {
+            user: name.to_string(),
+        }),
     }
 }
 
 /// The pool this host is configured with.
-pub fn pool() -> Result<Option<Pool>, String> {
+pub fn pool() -> Result<Option<Pool>, PoolError> {
     pool_from(
         std::env::var(ENV_RANGE).ok().as_deref(),
         std::env::var(ENV_USER).ok().as_deref(),
@@ -234,7 +327,7 @@ pub fn unfit(def: &TaskDefinition, network: NetworkMode) -> Option<String> {
 }
 
 /// Overlayfs over idmapped layers needs Linux 5.19.
-pub fn kernel_supports() -> Result<(), String> {
+pub fn kernel_supports() -> Result<(), KernelError> {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -245,10 +338,7 @@ pub fn kernel_supports() -> Result<(), String> {
     if (major, minor) >= (5, 19) {
         Ok(())
     } else {
-        Err(format!(
-            "Linux {release} cannot show image layers through a user namespace (overlayfs over \
-             idmapped mounts needs 5.19)"
-        ))
+        Err(KernelError { release })
     }
 }
 
@@ -259,26 +349,33 @@ pub fn kernel_supports() -> Result<(), String> {
 /// dir is 0710 with the task's root group, so only host root and this task's root reach it.
 /// After `pivot_root` no host path is reachable from the container. Ref: containers/storage
 /// makes its layer dirs 0711 for user-namespaced containers for the same reason.
-pub fn open_task_dir(root: &Path, task_dir: &Path, range: IdRange) -> Result<(), String> {
+pub fn open_task_dir(root: &Path, task_dir: &Path, range: IdRange) -> Result<(), OpenTaskDirError> {
     use std::os::unix::fs::PermissionsExt;
     let set = |p: &Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("failed to set the mode of {}: {e}", p.display()))
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+            OpenTaskDirError::SetMode {
+                path: p.to_path_buf(),
+                source,
+            }
+        })
     };
     for dir in [root.to_path_buf(), root.join("tasks")] {
         let mode = std::fs::metadata(&dir)
-            .map_err(|e| format!("failed to read {}: {e}", dir.display()))?
+            .map_err(|source| OpenTaskDirError::Read {
+                path: dir.clone(),
+                source,
+            })?
             .permissions()
             .mode();
         if mode & 0o001 == 0 {
             set(&dir, (mode & 0o7777) | 0o711)?;
         }
     }
-    std::os::unix::fs::chown(task_dir, Some(0), Some(range.start)).map_err(|e| {
-        format!(
-            "failed to give {} the task's group: {e}",
-            task_dir.display()
-        )
+    std::os::unix::fs::chown(task_dir, Some(0), Some(range.start)).map_err(|source| {
+        OpenTaskDirError::Chown {
+            path: task_dir.to_path_buf(),
+            source,
+        }
     })?;
     set(task_dir, 0o710)
 }
@@ -300,8 +397,8 @@ pub fn decide(
     mode: Mode,
     def: &TaskDefinition,
     network: NetworkMode,
-    pool: impl FnOnce() -> Result<Option<Pool>, String>,
-    kernel: impl FnOnce() -> Result<(), String>,
+    pool: impl FnOnce() -> Result<Option<Pool>, PoolError>,
+    kernel: impl FnOnce() -> Result<(), KernelError>,
 ) -> Decision {
     let not = |why: String| match mode {
         Mode::On => Decision::Fail(format!("user namespaces are required (--userns on): {why}")),
@@ -321,10 +418,10 @@ pub fn decide(
                  /etc/subgid, or {ENV_RANGE})"
             ));
         }
-        Err(e) => return not(e),
+        Err(e) => return not(e.to_string()),
     };
     if let Err(e) = kernel() {
-        return not(e);
+        return not(e.to_string());
     }
     match unfit(def, network) {
         Some(why) => not(why),
@@ -356,7 +453,9 @@ mod tests {
             }
         );
         for bad in ["0:65536", "1000:70000", "100000:100", "x:1", "100000"] {
-            let e = pool_from(Some(bad), None, dir.path()).unwrap_err();
+            let e = pool_from(Some(bad), None, dir.path())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(ENV_RANGE), "{bad}: {e}");
         }
         std::fs::write(
@@ -365,16 +464,18 @@ mod tests {
         )
         .unwrap();
         // Only one of the two files: an error that names both.
-        let e = pool_from(None, None, dir.path()).unwrap_err();
+        let e = pool_from(None, None, dir.path()).unwrap_err().to_string();
         assert!(e.contains("/etc/subgid"), "{e}");
         std::fs::write(dir.path().join("subgid"), "minifargate:1000000:6553600\n").unwrap();
         let p = pool_from(None, None, dir.path()).unwrap().unwrap();
         assert_eq!((p.start, p.slots()), (1_000_000, 100));
         std::fs::write(dir.path().join("subgid"), "minifargate:2000000:6553600\n").unwrap();
-        let e = pool_from(None, None, dir.path()).unwrap_err();
+        let e = pool_from(None, None, dir.path()).unwrap_err().to_string();
         assert!(e.contains("same range"), "{e}");
         // A named user that has no entry is an error, not "none configured".
-        let e = pool_from(None, Some("bob"), dir.path()).unwrap_err();
+        let e = pool_from(None, Some("bob"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bob"), "{e}");
     }
 
@@ -388,7 +489,7 @@ mod tests {
             source: ENV_RANGE,
         };
         let aw = NetworkMode::Awsvpc;
-        let d = |m, t: &TaskDefinition, n, p: Result<Option<Pool>, String>| {
+        let d = |m, t: &TaskDefinition, n, p: Result<Option<Pool>, PoolError>| {
             decide(m, t, n, || p, || Ok(()))
         };
         assert_eq!(
@@ -427,10 +528,93 @@ mod tests {
             &plain,
             aw,
             || Ok(Some(pool)),
-            || Err("old".into()),
+            || {
+                Err(KernelError {
+                    release: "old".into(),
+                })
+            },
         ) else {
             panic!()
         };
         assert!(e.contains("old"), "{e}");
+    }
+
+    /// The errors' text is what `--userns on` tasks stop with and `auto` tasks warn with:
+    /// pinned word for word.
+    #[test]
+    fn each_error_reads_as_before() {
+        let e = |r: &str| pool_from(Some(r), None, Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(
+            e("100000").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\"100000\": expected START:COUNT"
+        );
+        assert_eq!(
+            e(" x:1").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\" x:1\": \" x\" is not a host id"
+        );
+        assert_eq!(
+            e("100000:y").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\"100000:y\": \"y\" is not a number of ids"
+        );
+        assert_eq!(
+            e("1000:70000").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\"1000:70000\": the range starts at 1000, among the host's \
+             own users: start at 65536 or above (e.g. 100000, as useradd allocates subordinate ids)"
+        );
+        assert_eq!(
+            e("100000:100").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\"100000:100\": 100 ids are fewer than one task needs (65536)"
+        );
+        assert_eq!(
+            e("4294900000:100000").to_string(),
+            "MINIFARGATE_USERNS_RANGE=\"4294900000:100000\": 4294900000+100000 goes past the \
+             largest id"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subuid"), "minifargate:100000:10\n").unwrap();
+        std::fs::write(dir.path().join("subgid"), "minifargate:100000:65536\n").unwrap();
+        assert_eq!(
+            pool_from(None, None, dir.path()).unwrap_err().to_string(),
+            "/etc/subuid minifargate: 10 ids are fewer than one task needs (65536)"
+        );
+        std::fs::write(dir.path().join("subuid"), "minifargate:200000:65536\n").unwrap();
+        assert_eq!(
+            pool_from(None, None, dir.path()).unwrap_err().to_string(),
+            "/etc/subuid gives minifargate 200000:65536 but /etc/subgid 100000:65536: give both \
+             the same range (a task's uids and gids are mapped alike)"
+        );
+        assert_eq!(
+            pool_from(None, Some("bob"), dir.path())
+                .unwrap_err()
+                .to_string(),
+            "bob needs an entry in both /etc/subuid and /etc/subgid (e.g. `bob:100000:65536000`, \
+             see subuid(5)), or set MINIFARGATE_USERNS_RANGE=START:COUNT"
+        );
+        assert_eq!(
+            KernelError {
+                release: "5.15.0-1".into()
+            }
+            .to_string(),
+            "Linux 5.15.0-1 cannot show image layers through a user namespace (overlayfs over \
+             idmapped mounts needs 5.19)"
+        );
+        let missing = dir.path().join("none");
+        let e = open_task_dir(
+            &missing,
+            &missing,
+            IdRange {
+                start: 100_000,
+                count: TASK_IDS,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "failed to read {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
     }
 }
