@@ -92,6 +92,55 @@ pub fn merge(files: &[Vec<(String, String)>]) -> Vec<(String, String)> {
     out
 }
 
+/// Why the task's S3 environment files could not be read: the task's stopped reason,
+/// beginning with [`REASON_PREFIX`] as the agent's do; `who` is the identity asked as.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvFileError {
+    #[error(
+        "{REASON_PREFIX}: unable to parse bucket and key from s3 ARN specified in environmentFile \
+         {value}"
+    )]
+    S3Arn { value: String },
+    #[error("{REASON_PREFIX}: failed to start the AWS client: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// No client for the execution identity ([`ObjectError::Identity`]).
+    #[error("{REASON_PREFIX}: {0}")]
+    Identity(#[source] ObjectError),
+    /// GetBucketLocation failed ([`ObjectError::Bucket`]).
+    #[error(
+        "{REASON_PREFIX}: unable to initialize s3 client for bucket {bucket} as {who}: {source}"
+    )]
+    Bucket {
+        bucket: String,
+        who: String,
+        #[source]
+        source: ObjectError,
+    },
+    /// GetObject failed or the object is too large ([`ObjectError::Object`]).
+    #[error(
+        "{REASON_PREFIX}: unable to download env file with key {key} from bucket {bucket} as \
+         {who}: {source}"
+    )]
+    Download {
+        key: String,
+        bucket: String,
+        who: String,
+        #[source]
+        source: ObjectError,
+    },
+    #[error(
+        "{REASON_PREFIX}: unable to download env file with key {key} from bucket {bucket} as \
+         {who}: it is not UTF-8 text"
+    )]
+    NotUtf8 {
+        key: String,
+        bucket: String,
+        who: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+}
+
 /// Per container index, `NAME=value` from its S3 environment files.
 pub type FileEnv = BTreeMap<usize, Vec<String>>;
 
@@ -100,7 +149,7 @@ pub fn resolve(
     def: &TaskDefinition,
     exec: &mut Execution,
     region: &str,
-) -> Result<FileEnv, String> {
+) -> Result<FileEnv, EnvFileError> {
     let mut wanted: Vec<(usize, Vec<S3Object>)> = Vec::new();
     for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
         let objs: Vec<S3Object> = c
@@ -112,11 +161,8 @@ pub fn resolve(
                 is_s3(v, f.kind).then_some(v)
             })
             .map(|v| {
-                parse_s3_arn(v).ok_or_else(|| {
-                    format!(
-                        "{REASON_PREFIX}: unable to parse bucket and key from s3 ARN specified \
-                         in environmentFile {v}"
-                    )
+                parse_s3_arn(v).ok_or_else(|| EnvFileError::S3Arn {
+                    value: v.to_string(),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -130,7 +176,7 @@ pub fn resolve(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+        .map_err(EnvFileError::Runtime)?;
     rt.block_on(async {
         let mut env = FileEnv::new();
         for (idx, objs) in wanted {
@@ -150,14 +196,17 @@ pub fn resolve(
     })
 }
 
-/// Why [`get_object`] failed.
-#[derive(Debug)]
+/// Why [`get_object`] failed (each caller words the step around it).
+#[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// No credentials or client configuration for the identity.
+    #[error("{0}")]
     Identity(String),
     /// GetBucketLocation failed: the client for the bucket could not be set up.
+    #[error("{0}")]
     Bucket(String),
     /// GetObject (or reading its body) failed, or the object is too large.
+    #[error("{0}")]
     Object(String),
 }
 
@@ -189,9 +238,10 @@ pub async fn get_object(
         .await
         .map_err(|e| ObjectError::Bucket(e.to_string()))?;
     // Ref: S3 GetBucketLocation: an empty LocationConstraint is us-east-1.
-    let bucket_region = Some(location_constraint(&loc).map_err(ObjectError::Bucket)?)
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "us-east-1".to_string());
+    let bucket_region =
+        Some(location_constraint(&loc).map_err(|e| ObjectError::Bucket(e.to_string()))?)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string());
     let s3 = if bucket_region == region {
         s3
     } else {
@@ -233,23 +283,28 @@ pub async fn get_object(
 }
 
 /// An environment file's text, with the agent's reasons.
-async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, String> {
+async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, EnvFileError> {
     let who = exec.describe();
-    let fail = |e: String| {
-        format!(
-            "{REASON_PREFIX}: unable to download env file with key {} from bucket {} as {who}: {e}",
-            o.key, o.bucket
-        )
-    };
     let bytes = get_object(exec, region, o).await.map_err(|e| match e {
-        ObjectError::Identity(e) => format!("{REASON_PREFIX}: {e}"),
-        ObjectError::Bucket(e) => format!(
-            "{REASON_PREFIX}: unable to initialize s3 client for bucket {} as {who}: {e}",
-            o.bucket
-        ),
-        ObjectError::Object(e) => fail(e),
+        ObjectError::Identity(_) => EnvFileError::Identity(e),
+        ObjectError::Bucket(_) => EnvFileError::Bucket {
+            bucket: o.bucket.clone(),
+            who: who.clone(),
+            source: e,
+        },
+        ObjectError::Object(_) => EnvFileError::Download {
+            key: o.key.clone(),
+            bucket: o.bucket.clone(),
+            who: who.clone(),
+            source: e,
+        },
     })?;
-    String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))
+    String::from_utf8(bytes).map_err(|source| EnvFileError::NotUtf8 {
+        key: o.key.clone(),
+        bucket: o.bucket.clone(),
+        who,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -303,5 +358,69 @@ mod tests {
                 ("C".into(), "c".into()),
             ]
         );
+    }
+
+    /// The stopped reasons word for word (the agent's wording).
+    #[test]
+    fn stopped_reasons_read_as_before() {
+        let p = REASON_PREFIX;
+        let who = || "the execution role arn:aws:iam::1:role/x".to_string();
+        let cases = [
+            (
+                EnvFileError::S3Arn {
+                    value: "arn:aws:s3:::b".into(),
+                },
+                format!(
+                    "{p}: unable to parse bucket and key from s3 ARN specified in environmentFile \
+                     arn:aws:s3:::b"
+                ),
+            ),
+            (
+                EnvFileError::Runtime(std::io::Error::other("boom")),
+                format!("{p}: failed to start the AWS client: boom"),
+            ),
+            (
+                EnvFileError::Identity(ObjectError::Identity("no creds".into())),
+                format!("{p}: no creds"),
+            ),
+            (
+                EnvFileError::Bucket {
+                    bucket: "b".into(),
+                    who: who(),
+                    source: ObjectError::Bucket("denied".into()),
+                },
+                format!(
+                    "{p}: unable to initialize s3 client for bucket b as the execution role \
+                     arn:aws:iam::1:role/x: denied"
+                ),
+            ),
+            (
+                EnvFileError::Download {
+                    key: "k.env".into(),
+                    bucket: "b".into(),
+                    who: who(),
+                    source: ObjectError::Object("NoSuchKey".into()),
+                },
+                format!(
+                    "{p}: unable to download env file with key k.env from bucket b as the \
+                     execution role arn:aws:iam::1:role/x: NoSuchKey"
+                ),
+            ),
+            (
+                EnvFileError::NotUtf8 {
+                    key: "k.env".into(),
+                    bucket: "b".into(),
+                    who: who(),
+                    source: String::from_utf8(vec![0xff]).unwrap_err(),
+                },
+                format!(
+                    "{p}: unable to download env file with key k.env from bucket b as the \
+                     execution role arn:aws:iam::1:role/x: it is not UTF-8 text"
+                ),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }
