@@ -233,9 +233,12 @@ pub fn wanted(def: &TaskDefinition) -> Result<Vec<Wanted>, SecretError> {
     Ok(out)
 }
 
+/// The values of a `--secrets-file`, by `valueFrom`.
+pub type SecretsFile = BTreeMap<String, String>;
+
 /// `--secrets-file`: a JSON object from `valueFrom` to the value, e.g.
 /// `{"/app/db/password": "…", "arn:aws:secretsmanager:…:secret:db-AbCdEf": "{\"user\":\"…\"}"}`.
-pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, SecretError> {
+pub fn read_secrets_file(path: &Path) -> Result<SecretsFile, SecretError> {
     let err = |reason: String| SecretError::File {
         path: path.to_path_buf(),
         reason,

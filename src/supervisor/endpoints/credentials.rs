@@ -17,7 +17,6 @@ use std::time::Duration;
 /// likewise hands out fresh credentials well before the old ones expire).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(15 * 60);
 
-/// Temporary AWS credentials.
 /// Why credentials could not be had; the text is what the task's stopped reason or the
 /// endpoint's `CredentialsUnavailable` message quotes.
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +25,16 @@ pub enum CredentialsError {
     #[error("{}", aws_sdk_sts::error::DisplayErrorContext(.0))]
     AssumeRole(
         #[source]
-        aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>,
+        Box<aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>>,
     ),
     /// STS GetSessionToken failed.
     #[error("{}", aws_sdk_sts::error::DisplayErrorContext(.0))]
     GetSessionToken(
         #[source]
-        aws_sdk_sts::error::SdkError<
-            aws_sdk_sts::operation::get_session_token::GetSessionTokenError,
+        Box<
+            aws_sdk_sts::error::SdkError<
+                aws_sdk_sts::operation::get_session_token::GetSessionTokenError,
+            >,
         >,
     ),
     /// STS answered `operation` without credentials.
@@ -59,6 +60,7 @@ pub enum CredentialsError {
     },
 }
 
+/// Temporary AWS credentials.
 #[derive(Clone)]
 pub struct Creds {
     pub access_key_id: String,
@@ -207,7 +209,7 @@ pub async fn assume_role(
         .role_session_name(session)
         .send()
         .await
-        .map_err(CredentialsError::AssumeRole)?;
+        .map_err(|e| CredentialsError::AssumeRole(Box::new(e)))?;
     let c = out.credentials().ok_or(CredentialsError::NoCredentials {
         operation: "AssumeRole",
     })?;
@@ -242,7 +244,7 @@ async fn host_credentials(cfg: &aws_config::SdkConfig) -> Result<Creds, Credenti
         .get_session_token()
         .send()
         .await
-        .map_err(CredentialsError::GetSessionToken)?;
+        .map_err(|e| CredentialsError::GetSessionToken(Box::new(e)))?;
     let c = out.credentials().ok_or(CredentialsError::NoCredentials {
         operation: "GetSessionToken",
     })?;

@@ -49,7 +49,7 @@ pub enum PlatformError {
         platform: String,
         images: String,
         #[source]
-        why: HandlerError,
+        why: Box<HandlerError>,
     },
 }
 
@@ -152,7 +152,7 @@ pub fn check(def: &TaskDefinition, binfmt_dir: &Path) -> Result<(), PlatformErro
         host: std::env::consts::ARCH,
         platform: wanted_platform(def).to_string(),
         images,
-        why,
+        why: Box::new(why),
     })
 }
 
