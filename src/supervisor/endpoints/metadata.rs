@@ -571,7 +571,9 @@ impl Endpoint {
                 };
                 match protection::minutes(enabled, put.expires_in_minutes) {
                     Ok(m) => Some(m),
-                    Err(msg) => return error(400, &task.arn, "InvalidParameterException", msg),
+                    Err(e) => {
+                        return error(400, &task.arn, "InvalidParameterException", e.to_string());
+                    }
                 }
             }
             other => {
