@@ -9,6 +9,7 @@
 //! order, a name already set — by `environment` or an earlier file — is kept);
 //! ecs.json `EnvironmentFile` (up to ten files, `.env` extension, `s3` the only type).
 
+use crate::supervisor::aws_http::AwsError;
 use crate::supervisor::endpoints::credentials::Execution;
 use crate::taskdef::model::{EnvironmentFileType, TaskDefinition};
 use std::collections::BTreeMap;
@@ -114,7 +115,7 @@ pub enum EnvFileError {
         bucket: String,
         who: String,
         #[source]
-        source: ObjectError,
+        source: Box<ObjectError>,
     },
     /// GetObject failed or the object is too large ([`ObjectError::Object`]).
     #[error(
@@ -126,7 +127,7 @@ pub enum EnvFileError {
         bucket: String,
         who: String,
         #[source]
-        source: ObjectError,
+        source: Box<ObjectError>,
     },
     #[error(
         "{REASON_PREFIX}: unable to download env file with key {key} from bucket {bucket} as \
@@ -196,18 +197,54 @@ pub fn resolve(
     })
 }
 
-/// Why [`get_object`] failed (each caller words the step around it).
+/// Why [`get_object`] failed (each caller words the step around it; [`ObjectError::step`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// No credentials or client configuration for the identity.
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] crate::supervisor::endpoints::credentials::CredentialsError),
     /// GetBucketLocation failed: the client for the bucket could not be set up.
-    #[error("{0}")]
-    Bucket(String),
-    /// GetObject (or reading its body) failed, or the object is too large.
-    #[error("{0}")]
-    Object(String),
+    #[error(transparent)]
+    Location(AwsError),
+    /// GetBucketLocation's answer could not be read.
+    #[error(transparent)]
+    LocationBody(reqwest::Error),
+    /// GetBucketLocation's answer names no region.
+    #[error(transparent)]
+    LocationAnswer(#[from] crate::supervisor::aws_http::LocationError),
+    /// GetObject failed.
+    #[error(transparent)]
+    Object(AwsError),
+    /// The object's body could not be read.
+    #[error(transparent)]
+    ObjectBody(reqwest::Error),
+    #[error("it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold")]
+    TooLarge,
+}
+
+/// The step of [`get_object`] that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectStep {
+    /// Getting a client for the identity.
+    Identity,
+    /// GetBucketLocation: setting up the client for the bucket.
+    Bucket,
+    /// GetObject.
+    Object,
+}
+
+impl ObjectError {
+    pub fn step(&self) -> ObjectStep {
+        match self {
+            ObjectError::Identity(_) => ObjectStep::Identity,
+            ObjectError::Location(_)
+            | ObjectError::LocationBody(_)
+            | ObjectError::LocationAnswer(_) => ObjectStep::Bucket,
+            ObjectError::Object(_) | ObjectError::ObjectBody(_) | ObjectError::TooLarge => {
+                ObjectStep::Object
+            }
+        }
+    }
 }
 
 /// GetBucketLocation, then GetObject in the bucket's region, as the agent's
@@ -220,10 +257,7 @@ pub async fn get_object(
     o: &S3Object,
 ) -> Result<Vec<u8>, ObjectError> {
     use crate::supervisor::aws_http::{Client, Service, location_constraint};
-    let cfg = exec
-        .config(region)
-        .await
-        .map_err(|e| ObjectError::Identity(e.to_string()))?;
+    let cfg = exec.config(region).await?;
     let s3 = Client::new(&cfg, Service::S3, region);
     let loc = s3
         .send(
@@ -233,22 +267,18 @@ pub async fn get_object(
             Vec::new(),
         )
         .await
-        .map_err(|e| ObjectError::Bucket(e.to_string()))?
+        .map_err(ObjectError::Location)?
         .text()
         .await
-        .map_err(|e| ObjectError::Bucket(e.to_string()))?;
+        .map_err(ObjectError::LocationBody)?;
     // Ref: S3 GetBucketLocation: an empty LocationConstraint is us-east-1.
-    let bucket_region =
-        Some(location_constraint(&loc).map_err(|e| ObjectError::Bucket(e.to_string()))?)
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "us-east-1".to_string());
+    let bucket_region = Some(location_constraint(&loc)?)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".to_string());
     let s3 = if bucket_region == region {
         s3
     } else {
-        let cfg = exec
-            .config(&bucket_region)
-            .await
-            .map_err(|e| ObjectError::Identity(e.to_string()))?;
+        let cfg = exec.config(&bucket_region).await?;
         Client::new(&cfg, Service::S3, &bucket_region)
     };
     let mut out = s3
@@ -259,23 +289,14 @@ pub async fn get_object(
             Vec::new(),
         )
         .await
-        .map_err(|e| ObjectError::Object(e.to_string()))?;
-    let too_large = || {
-        ObjectError::Object(format!(
-            "it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold"
-        ))
-    };
+        .map_err(ObjectError::Object)?;
     if out.content_length().is_some_and(|n| n > MAX_FILE_BYTES) {
-        return Err(too_large());
+        return Err(ObjectError::TooLarge);
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = out
-        .chunk()
-        .await
-        .map_err(|e| ObjectError::Object(e.to_string()))?
-    {
+    while let Some(chunk) = out.chunk().await.map_err(ObjectError::ObjectBody)? {
         if (bytes.len() + chunk.len()) as u64 > MAX_FILE_BYTES {
-            return Err(too_large());
+            return Err(ObjectError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -285,20 +306,22 @@ pub async fn get_object(
 /// An environment file's text, with the agent's reasons.
 async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, EnvFileError> {
     let who = exec.describe();
-    let bytes = get_object(exec, region, o).await.map_err(|e| match e {
-        ObjectError::Identity(_) => EnvFileError::Identity(e),
-        ObjectError::Bucket(_) => EnvFileError::Bucket {
-            bucket: o.bucket.clone(),
-            who: who.clone(),
-            source: e,
-        },
-        ObjectError::Object(_) => EnvFileError::Download {
-            key: o.key.clone(),
-            bucket: o.bucket.clone(),
-            who: who.clone(),
-            source: e,
-        },
-    })?;
+    let bytes = get_object(exec, region, o)
+        .await
+        .map_err(|e| match e.step() {
+            ObjectStep::Identity => EnvFileError::Identity(e),
+            ObjectStep::Bucket => EnvFileError::Bucket {
+                bucket: o.bucket.clone(),
+                who: who.clone(),
+                source: Box::new(e),
+            },
+            ObjectStep::Object => EnvFileError::Download {
+                key: o.key.clone(),
+                bucket: o.bucket.clone(),
+                who: who.clone(),
+                source: Box::new(e),
+            },
+        })?;
     String::from_utf8(bytes).map_err(|source| EnvFileError::NotUtf8 {
         key: o.key.clone(),
         bucket: o.bucket.clone(),
@@ -380,18 +403,24 @@ mod tests {
                 format!("{p}: failed to start the AWS client: boom"),
             ),
             (
-                EnvFileError::Identity(ObjectError::Identity("no creds".into())),
-                format!("{p}: no creds"),
+                EnvFileError::Identity(ObjectError::Identity(
+                    crate::supervisor::endpoints::credentials::CredentialsError::NoHostProvider,
+                )),
+                format!("{p}: no AWS credentials on this host"),
             ),
             (
                 EnvFileError::Bucket {
                     bucket: "b".into(),
                     who: who(),
-                    source: ObjectError::Bucket("denied".into()),
+                    source: Box::new(ObjectError::Location(AwsError::Service {
+                        status: 403,
+                        code: "AccessDenied".into(),
+                        message: "denied".into(),
+                    })),
                 },
                 format!(
                     "{p}: unable to initialize s3 client for bucket b as the execution role \
-                     arn:aws:iam::1:role/x: denied"
+                     arn:aws:iam::1:role/x: AccessDenied: denied (HTTP 403)"
                 ),
             ),
             (
@@ -399,11 +428,12 @@ mod tests {
                     key: "k.env".into(),
                     bucket: "b".into(),
                     who: who(),
-                    source: ObjectError::Object("NoSuchKey".into()),
+                    source: Box::new(ObjectError::TooLarge),
                 },
                 format!(
                     "{p}: unable to download env file with key k.env from bucket b as the \
-                     execution role arn:aws:iam::1:role/x: NoSuchKey"
+                     execution role arn:aws:iam::1:role/x: it is larger than 33554432 bytes, more \
+                     than a task's environment can hold"
                 ),
             ),
             (
