@@ -43,7 +43,8 @@ pub enum RegistryAuthError {
     Secret {
         param: String,
         who: String,
-        reason: &'static str,
+        #[source]
+        reason: AsmSecretError,
     },
 }
 
@@ -62,16 +63,30 @@ fn region_of<'a>(param: &'a str, task_region: &'a str) -> &'a str {
     }
 }
 
-/// The username and password of a secret's JSON text; `Err` is the agent's wording.
-pub fn parse_secret(text: &str) -> Result<(String, String), &'static str> {
+/// A `repositoryCredentials` secret that is not `{"username": …, "password": …}`, in the
+/// agent's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AsmSecretError {
+    #[error("asm fetching authorization data: empty secrets value")]
+    Empty,
+    #[error("asm fetching authorization data: unable to unmarshal secret value, invalid schema")]
+    InvalidSchema,
+    #[error("asm fetching username: AuthorizationData is malformed, empty field")]
+    EmptyUsername,
+    #[error("asm fetching password: AuthorizationData is malformed, empty field")]
+    EmptyPassword,
+}
+
+/// The username and password of a secret's JSON text.
+pub fn parse_secret(text: &str) -> Result<(String, String), AsmSecretError> {
     if text.is_empty() {
-        return Err("asm fetching authorization data: empty secrets value");
+        return Err(AsmSecretError::Empty);
     }
-    let bad = "asm fetching authorization data: unable to unmarshal secret value, invalid schema";
+    let bad = AsmSecretError::InvalidSchema;
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad)?;
     let obj = v.as_object().ok_or(bad)?;
     // Go's encoding/json matches a field name case-insensitively (an exact match first).
-    let field = |name: &str| -> Result<String, &'static str> {
+    let field = |name: &str| -> Result<String, AsmSecretError> {
         let v = obj.get(name).or_else(|| {
             obj.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -85,10 +100,10 @@ pub fn parse_secret(text: &str) -> Result<(String, String), &'static str> {
     };
     let (username, password) = (field("username")?, field("password")?);
     if username.is_empty() {
-        return Err("asm fetching username: AuthorizationData is malformed, empty field");
+        return Err(AsmSecretError::EmptyUsername);
     }
     if password.is_empty() {
-        return Err("asm fetching password: AuthorizationData is malformed, empty field");
+        return Err(AsmSecretError::EmptyPassword);
     }
     Ok((username, password))
 }
@@ -178,26 +193,30 @@ mod tests {
         );
         assert_eq!(
             parse_secret(r#"{"username":"alice"}"#),
-            Err("asm fetching password: AuthorizationData is malformed, empty field")
+            Err(AsmSecretError::EmptyPassword)
         );
         assert_eq!(
             parse_secret(r#"{"password":"x"}"#),
-            Err("asm fetching username: AuthorizationData is malformed, empty field")
+            Err(AsmSecretError::EmptyUsername)
         );
-        assert!(
-            parse_secret("alice:pw")
-                .unwrap_err()
-                .contains("invalid schema")
+        assert_eq!(parse_secret("alice:pw"), Err(AsmSecretError::InvalidSchema));
+        assert_eq!(
+            parse_secret(r#"{"username":1,"password":"x"}"#),
+            Err(AsmSecretError::InvalidSchema)
         );
-        assert!(
-            parse_secret(r#"{"username":1,"password":"x"}"#)
-                .unwrap_err()
-                .contains("invalid schema")
+        assert_eq!(parse_secret(""), Err(AsmSecretError::Empty));
+        // The agent's wording, word for word.
+        assert_eq!(
+            AsmSecretError::InvalidSchema.to_string(),
+            "asm fetching authorization data: unable to unmarshal secret value, invalid schema"
         );
-        assert!(
-            parse_secret("")
-                .unwrap_err()
-                .contains("empty secrets value")
+        assert_eq!(
+            AsmSecretError::EmptyUsername.to_string(),
+            "asm fetching username: AuthorizationData is malformed, empty field"
+        );
+        assert_eq!(
+            AsmSecretError::EmptyPassword.to_string(),
+            "asm fetching password: AuthorizationData is malformed, empty field"
         );
     }
 
