@@ -49,7 +49,7 @@ pub fn update_task_protection(
         )));
     }
     let minutes = protection::minutes(req.protection_enabled, req.expires_in_minutes)
-        .map_err(EcsError::invalid)?;
+        .map_err(|e| EcsError::invalid(e.to_string()))?;
     let cluster = cluster_name(cluster_or_default(req.cluster.as_deref())).to_string();
     let mut store = ecs.open_store()?;
     check_cluster(&store, &cluster)?;

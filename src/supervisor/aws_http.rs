@@ -389,23 +389,29 @@ fn s3_error(xml: &str) -> Option<(String, String)> {
     Some((code?, message))
 }
 
+/// A GetBucketLocation answer that names no region.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// Not XML, or the element's text cannot be read.
+    #[error(transparent)]
+    Xml(#[from] aws_smithy_xml::decode::XmlDecodeError),
+    #[error("unexpected GetBucketLocation answer <{element}>")]
+    Unexpected { element: String },
+}
+
 /// GetBucketLocation's answer: `<LocationConstraint>region</LocationConstraint>`, empty
 /// for us-east-1.
 /// Ref: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketLocation.html
-pub fn location_constraint(xml: &str) -> Result<String, String> {
+pub fn location_constraint(xml: &str) -> Result<String, LocationError> {
     use aws_smithy_xml::decode::{Document, try_data};
     let mut doc = Document::new(xml);
-    let mut root = doc.root_element().map_err(|e| e.to_string())?;
+    let mut root = doc.root_element()?;
     if !root.start_el().matches("LocationConstraint") {
-        return Err(format!(
-            "unexpected GetBucketLocation answer <{}>",
-            root.start_el().local()
-        ));
+        return Err(LocationError::Unexpected {
+            element: root.start_el().local().to_string(),
+        });
     }
-    Ok(try_data(&mut root)
-        .map_err(|e| e.to_string())?
-        .trim()
-        .to_string())
+    Ok(try_data(&mut root)?.trim().to_string())
 }
 
 /// An AWS JSON error body: `{"__type": "…#Code", "message": "…"}`.
@@ -463,18 +469,23 @@ mod tests {
         assert_eq!(
             location_constraint(&format!(
                 "<?xml version=\"1.0\"?>\n<LocationConstraint {ns}>eu-west-1</LocationConstraint>"
-            )),
-            Ok("eu-west-1".to_string())
+            ))
+            .unwrap(),
+            "eu-west-1"
         );
         assert_eq!(
-            location_constraint(&format!("<LocationConstraint {ns}/>")),
-            Ok(String::new())
+            location_constraint(&format!("<LocationConstraint {ns}/>")).unwrap(),
+            ""
         );
         assert_eq!(
-            location_constraint(&format!("<LocationConstraint {ns}></LocationConstraint>")),
-            Ok(String::new())
+            location_constraint(&format!("<LocationConstraint {ns}></LocationConstraint>"))
+                .unwrap(),
+            ""
         );
-        assert!(location_constraint("<Other/>").is_err());
+        assert_eq!(
+            location_constraint("<Other/>").unwrap_err().to_string(),
+            "unexpected GetBucketLocation answer <Other>"
+        );
     }
 
     #[test]

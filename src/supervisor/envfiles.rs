@@ -9,6 +9,7 @@
 //! order, a name already set — by `environment` or an earlier file — is kept);
 //! ecs.json `EnvironmentFile` (up to ten files, `.env` extension, `s3` the only type).
 
+use crate::supervisor::aws_http::AwsError;
 use crate::supervisor::endpoints::credentials::Execution;
 use crate::taskdef::model::{EnvironmentFileType, TaskDefinition};
 use std::collections::BTreeMap;
@@ -92,6 +93,55 @@ pub fn merge(files: &[Vec<(String, String)>]) -> Vec<(String, String)> {
     out
 }
 
+/// Why the task's S3 environment files could not be read: the task's stopped reason,
+/// beginning with [`REASON_PREFIX`] as the agent's do; `who` is the identity asked as.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvFileError {
+    #[error(
+        "{REASON_PREFIX}: unable to parse bucket and key from s3 ARN specified in environmentFile \
+         {value}"
+    )]
+    S3Arn { value: String },
+    #[error("{REASON_PREFIX}: failed to start the AWS client: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// No client for the execution identity ([`ObjectError::Identity`]).
+    #[error("{REASON_PREFIX}: {0}")]
+    Identity(#[source] ObjectError),
+    /// GetBucketLocation failed ([`ObjectError::Bucket`]).
+    #[error(
+        "{REASON_PREFIX}: unable to initialize s3 client for bucket {bucket} as {who}: {source}"
+    )]
+    Bucket {
+        bucket: String,
+        who: String,
+        #[source]
+        source: Box<ObjectError>,
+    },
+    /// GetObject failed or the object is too large ([`ObjectError::Object`]).
+    #[error(
+        "{REASON_PREFIX}: unable to download env file with key {key} from bucket {bucket} as \
+         {who}: {source}"
+    )]
+    Download {
+        key: String,
+        bucket: String,
+        who: String,
+        #[source]
+        source: Box<ObjectError>,
+    },
+    #[error(
+        "{REASON_PREFIX}: unable to download env file with key {key} from bucket {bucket} as \
+         {who}: it is not UTF-8 text"
+    )]
+    NotUtf8 {
+        key: String,
+        bucket: String,
+        who: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+}
+
 /// Per container index, `NAME=value` from its S3 environment files.
 pub type FileEnv = BTreeMap<usize, Vec<String>>;
 
@@ -100,7 +150,7 @@ pub fn resolve(
     def: &TaskDefinition,
     exec: &mut Execution,
     region: &str,
-) -> Result<FileEnv, String> {
+) -> Result<FileEnv, EnvFileError> {
     let mut wanted: Vec<(usize, Vec<S3Object>)> = Vec::new();
     for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
         let objs: Vec<S3Object> = c
@@ -112,11 +162,8 @@ pub fn resolve(
                 is_s3(v, f.kind).then_some(v)
             })
             .map(|v| {
-                parse_s3_arn(v).ok_or_else(|| {
-                    format!(
-                        "{REASON_PREFIX}: unable to parse bucket and key from s3 ARN specified \
-                         in environmentFile {v}"
-                    )
+                parse_s3_arn(v).ok_or_else(|| EnvFileError::S3Arn {
+                    value: v.to_string(),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -130,7 +177,7 @@ pub fn resolve(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+        .map_err(EnvFileError::Runtime)?;
     rt.block_on(async {
         let mut env = FileEnv::new();
         for (idx, objs) in wanted {
@@ -150,15 +197,54 @@ pub fn resolve(
     })
 }
 
-/// Why [`get_object`] failed.
-#[derive(Debug)]
+/// Why [`get_object`] failed (each caller words the step around it; [`ObjectError::step`]).
+#[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// No credentials or client configuration for the identity.
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] crate::supervisor::endpoints::credentials::CredentialsError),
     /// GetBucketLocation failed: the client for the bucket could not be set up.
-    Bucket(String),
-    /// GetObject (or reading its body) failed, or the object is too large.
-    Object(String),
+    #[error(transparent)]
+    Location(AwsError),
+    /// GetBucketLocation's answer could not be read.
+    #[error(transparent)]
+    LocationBody(reqwest::Error),
+    /// GetBucketLocation's answer names no region.
+    #[error(transparent)]
+    LocationAnswer(#[from] crate::supervisor::aws_http::LocationError),
+    /// GetObject failed.
+    #[error(transparent)]
+    Object(AwsError),
+    /// The object's body could not be read.
+    #[error(transparent)]
+    ObjectBody(reqwest::Error),
+    #[error("it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold")]
+    TooLarge,
+}
+
+/// The step of [`get_object`] that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectStep {
+    /// Getting a client for the identity.
+    Identity,
+    /// GetBucketLocation: setting up the client for the bucket.
+    Bucket,
+    /// GetObject.
+    Object,
+}
+
+impl ObjectError {
+    pub fn step(&self) -> ObjectStep {
+        match self {
+            ObjectError::Identity(_) => ObjectStep::Identity,
+            ObjectError::Location(_)
+            | ObjectError::LocationBody(_)
+            | ObjectError::LocationAnswer(_) => ObjectStep::Bucket,
+            ObjectError::Object(_) | ObjectError::ObjectBody(_) | ObjectError::TooLarge => {
+                ObjectStep::Object
+            }
+        }
+    }
 }
 
 /// GetBucketLocation, then GetObject in the bucket's region, as the agent's
@@ -171,10 +257,7 @@ pub async fn get_object(
     o: &S3Object,
 ) -> Result<Vec<u8>, ObjectError> {
     use crate::supervisor::aws_http::{Client, Service, location_constraint};
-    let cfg = exec
-        .config(region)
-        .await
-        .map_err(|e| ObjectError::Identity(e.to_string()))?;
+    let cfg = exec.config(region).await?;
     let s3 = Client::new(&cfg, Service::S3, region);
     let loc = s3
         .send(
@@ -184,21 +267,18 @@ pub async fn get_object(
             Vec::new(),
         )
         .await
-        .map_err(|e| ObjectError::Bucket(e.to_string()))?
+        .map_err(ObjectError::Location)?
         .text()
         .await
-        .map_err(|e| ObjectError::Bucket(e.to_string()))?;
+        .map_err(ObjectError::LocationBody)?;
     // Ref: S3 GetBucketLocation: an empty LocationConstraint is us-east-1.
-    let bucket_region = Some(location_constraint(&loc).map_err(ObjectError::Bucket)?)
+    let bucket_region = Some(location_constraint(&loc)?)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "us-east-1".to_string());
     let s3 = if bucket_region == region {
         s3
     } else {
-        let cfg = exec
-            .config(&bucket_region)
-            .await
-            .map_err(|e| ObjectError::Identity(e.to_string()))?;
+        let cfg = exec.config(&bucket_region).await?;
         Client::new(&cfg, Service::S3, &bucket_region)
     };
     let mut out = s3
@@ -209,23 +289,14 @@ pub async fn get_object(
             Vec::new(),
         )
         .await
-        .map_err(|e| ObjectError::Object(e.to_string()))?;
-    let too_large = || {
-        ObjectError::Object(format!(
-            "it is larger than {MAX_FILE_BYTES} bytes, more than a task's environment can hold"
-        ))
-    };
+        .map_err(ObjectError::Object)?;
     if out.content_length().is_some_and(|n| n > MAX_FILE_BYTES) {
-        return Err(too_large());
+        return Err(ObjectError::TooLarge);
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = out
-        .chunk()
-        .await
-        .map_err(|e| ObjectError::Object(e.to_string()))?
-    {
+    while let Some(chunk) = out.chunk().await.map_err(ObjectError::ObjectBody)? {
         if (bytes.len() + chunk.len()) as u64 > MAX_FILE_BYTES {
-            return Err(too_large());
+            return Err(ObjectError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -233,23 +304,30 @@ pub async fn get_object(
 }
 
 /// An environment file's text, with the agent's reasons.
-async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, String> {
+async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, EnvFileError> {
     let who = exec.describe();
-    let fail = |e: String| {
-        format!(
-            "{REASON_PREFIX}: unable to download env file with key {} from bucket {} as {who}: {e}",
-            o.key, o.bucket
-        )
-    };
-    let bytes = get_object(exec, region, o).await.map_err(|e| match e {
-        ObjectError::Identity(e) => format!("{REASON_PREFIX}: {e}"),
-        ObjectError::Bucket(e) => format!(
-            "{REASON_PREFIX}: unable to initialize s3 client for bucket {} as {who}: {e}",
-            o.bucket
-        ),
-        ObjectError::Object(e) => fail(e),
-    })?;
-    String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))
+    let bytes = get_object(exec, region, o)
+        .await
+        .map_err(|e| match e.step() {
+            ObjectStep::Identity => EnvFileError::Identity(e),
+            ObjectStep::Bucket => EnvFileError::Bucket {
+                bucket: o.bucket.clone(),
+                who: who.clone(),
+                source: Box::new(e),
+            },
+            ObjectStep::Object => EnvFileError::Download {
+                key: o.key.clone(),
+                bucket: o.bucket.clone(),
+                who: who.clone(),
+                source: Box::new(e),
+            },
+        })?;
+    String::from_utf8(bytes).map_err(|source| EnvFileError::NotUtf8 {
+        key: o.key.clone(),
+        bucket: o.bucket.clone(),
+        who,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -303,5 +381,76 @@ mod tests {
                 ("C".into(), "c".into()),
             ]
         );
+    }
+
+    /// The stopped reasons word for word (the agent's wording).
+    #[test]
+    fn stopped_reasons_read_as_before() {
+        let p = REASON_PREFIX;
+        let who = || "the execution role arn:aws:iam::1:role/x".to_string();
+        let cases = [
+            (
+                EnvFileError::S3Arn {
+                    value: "arn:aws:s3:::b".into(),
+                },
+                format!(
+                    "{p}: unable to parse bucket and key from s3 ARN specified in environmentFile \
+                     arn:aws:s3:::b"
+                ),
+            ),
+            (
+                EnvFileError::Runtime(std::io::Error::other("boom")),
+                format!("{p}: failed to start the AWS client: boom"),
+            ),
+            (
+                EnvFileError::Identity(ObjectError::Identity(
+                    crate::supervisor::endpoints::credentials::CredentialsError::NoHostProvider,
+                )),
+                format!("{p}: no AWS credentials on this host"),
+            ),
+            (
+                EnvFileError::Bucket {
+                    bucket: "b".into(),
+                    who: who(),
+                    source: Box::new(ObjectError::Location(AwsError::Service {
+                        status: 403,
+                        code: "AccessDenied".into(),
+                        message: "denied".into(),
+                    })),
+                },
+                format!(
+                    "{p}: unable to initialize s3 client for bucket b as the execution role \
+                     arn:aws:iam::1:role/x: AccessDenied: denied (HTTP 403)"
+                ),
+            ),
+            (
+                EnvFileError::Download {
+                    key: "k.env".into(),
+                    bucket: "b".into(),
+                    who: who(),
+                    source: Box::new(ObjectError::TooLarge),
+                },
+                format!(
+                    "{p}: unable to download env file with key k.env from bucket b as the \
+                     execution role arn:aws:iam::1:role/x: it is larger than 33554432 bytes, more \
+                     than a task's environment can hold"
+                ),
+            ),
+            (
+                EnvFileError::NotUtf8 {
+                    key: "k.env".into(),
+                    bucket: "b".into(),
+                    who: who(),
+                    source: String::from_utf8(vec![0xff]).unwrap_err(),
+                },
+                format!(
+                    "{p}: unable to download env file with key k.env from bucket b as the \
+                     execution role arn:aws:iam::1:role/x: it is not UTF-8 text"
+                ),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! docs …/developerguide/specifying-sensitive-data-secrets.html (the valueFrom forms).
 
 use crate::supervisor::aws_http::{AwsError, Client, Service};
-use crate::supervisor::endpoints::credentials::Execution;
+use crate::supervisor::endpoints::credentials::{CredentialsError, Execution};
 use crate::taskdef::model::TaskDefinition;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -57,6 +57,66 @@ pub enum SecretError {
     },
     #[error("--secrets-file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+}
+
+/// A secret whose `:json-key:` cannot be read from its value.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonKeyError {
+    #[error(
+        "retrieved secret {secret_id} from Secrets Manager is not JSON, so json key {key} cannot \
+         be read"
+    )]
+    NotJson {
+        secret_id: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("retrieved secret {secret_id} from Secrets Manager did not contain json key {key}")]
+    Missing { secret_id: String, key: String },
+}
+
+/// Why the task's secrets could not be resolved: the task's stopped reason, each
+/// beginning with [`REASON_PREFIX`] as ECS's do.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// A malformed entry or an unreadable `--secrets-file`.
+    #[error("{REASON_PREFIX}: {0}")]
+    Invalid(#[source] SecretError),
+    #[error("{REASON_PREFIX}: failed to start the AWS client: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// No client for the execution identity.
+    #[error("{REASON_PREFIX}: {0}")]
+    Identity(#[source] CredentialsError),
+    /// SSM GetParameters failed.
+    #[error("{REASON_PREFIX}: unable to retrieve secrets from ssm: {0}")]
+    Ssm(#[source] AwsError),
+    /// SSM answered without (some of) the parameters.
+    #[error("{REASON_PREFIX}: unable to retrieve secrets from ssm: invalid parameters: {}", .names.join(", "))]
+    SsmInvalid { names: Vec<String> },
+    /// Secrets Manager GetSecretValue failed.
+    #[error(
+        "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch secret {secret_id} \
+         from secrets manager: {source}"
+    )]
+    Asm {
+        secret_id: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error(
+        "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch secret {secret_id} \
+         from secrets manager: the secret has no SecretString (binary secrets cannot be env vars)"
+    )]
+    AsmBinary { secret_id: String },
+    #[error("{REASON_PREFIX}: unable to retrieve secret from asm: {0}")]
+    JsonKey(#[source] JsonKeyError),
+    #[error("{REASON_PREFIX}: secret {name} ({value_from}) is not in --secrets-file {}", .path.display())]
+    NotInFile {
+        name: String,
+        value_from: String,
+        path: PathBuf,
+    },
 }
 
 fn non_empty(s: Option<&&str>) -> Option<String> {
@@ -173,9 +233,12 @@ pub fn wanted(def: &TaskDefinition) -> Result<Vec<Wanted>, SecretError> {
     Ok(out)
 }
 
+/// The values of a `--secrets-file`, by `valueFrom`.
+pub type SecretsFile = BTreeMap<String, String>;
+
 /// `--secrets-file`: a JSON object from `valueFrom` to the value, e.g.
 /// `{"/app/db/password": "…", "arn:aws:secretsmanager:…:secret:db-AbCdEf": "{\"user\":\"…\"}"}`.
-pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, SecretError> {
+pub fn read_secrets_file(path: &Path) -> Result<SecretsFile, SecretError> {
     let err = |reason: String| SecretError::File {
         path: path.to_path_buf(),
         reason,
@@ -200,16 +263,20 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, Secret
 }
 
 /// Picks `key` from a JSON secret string, as ECS does for `:json-key:`.
-fn json_key(secret_id: &str, text: &str, key: &str) -> Result<String, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| {
-        format!("retrieved secret {secret_id} from Secrets Manager is not JSON, so json key {key} cannot be read")
-    })?;
+fn json_key(secret_id: &str, text: &str, key: &str) -> Result<String, JsonKeyError> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| JsonKeyError::NotJson {
+            secret_id: secret_id.to_string(),
+            key: key.to_string(),
+            source,
+        })?;
     match v.get(key) {
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
         Some(other) => Ok(other.to_string()),
-        None => Err(format!(
-            "retrieved secret {secret_id} from Secrets Manager did not contain json key {key}"
-        )),
+        None => Err(JsonKeyError::Missing {
+            secret_id: secret_id.to_string(),
+            key: key.to_string(),
+        }),
     }
 }
 
@@ -228,14 +295,18 @@ pub struct Resolver {
 impl Resolver {
     /// Resolves every secret of `def` (from AWS as `exec`); `Err` is the task's stopped
     /// reason.
-    pub fn resolve(&self, def: &TaskDefinition, exec: &mut Execution) -> Result<SecretEnv, String> {
-        let wanted = wanted(def).map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+    pub fn resolve(
+        &self,
+        def: &TaskDefinition,
+        exec: &mut Execution,
+    ) -> Result<SecretEnv, ResolveError> {
+        let wanted = wanted(def).map_err(ResolveError::Invalid)?;
         if wanted.is_empty() {
             return Ok(SecretEnv::new());
         }
         let values: Vec<String> = match &self.file {
             Some(path) => {
-                let map = read_secrets_file(path).map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
+                let map = read_secrets_file(path).map_err(ResolveError::Invalid)?;
                 wanted
                     .iter()
                     .map(|w| from_file(&map, w, path))
@@ -256,11 +327,11 @@ impl Resolver {
         &self,
         exec: &mut Execution,
         wanted: &[Wanted],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ResolveError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+            .map_err(ResolveError::Runtime)?;
         rt.block_on(async {
             let mut out = Vec::with_capacity(wanted.len());
             for w in wanted {
@@ -270,17 +341,11 @@ impl Resolver {
         })
     }
 
-    async fn fetch(&self, w: &Wanted, exec: &mut Execution) -> Result<String, String> {
+    async fn fetch(&self, w: &Wanted, exec: &mut Execution) -> Result<String, ResolveError> {
         match &w.source {
             Source::Ssm { name, region } => {
                 let region = region.as_deref().unwrap_or(&self.region);
-                let cfg = exec
-                    .config(region)
-                    .await
-                    .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-                let fail = |e: String| {
-                    format!("{REASON_PREFIX}: unable to retrieve secrets from ssm: {e}")
-                };
+                let cfg = exec.config(region).await.map_err(ResolveError::Identity)?;
                 // Ref: https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameters.html
                 let out = Client::new(&cfg, Service::Ssm, region)
                     .json(
@@ -288,20 +353,22 @@ impl Resolver {
                         &json!({"Names": [name], "WithDecryption": true}),
                     )
                     .await
-                    .map_err(|e| fail(e.to_string()))?;
-                let invalid: Vec<&str> = out["InvalidParameters"]
+                    .map_err(ResolveError::Ssm)?;
+                let invalid: Vec<String> = out["InvalidParameters"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(|v| v.as_str())
+                    .filter_map(|v| v.as_str().map(str::to_string))
                     .collect();
                 if !invalid.is_empty() {
-                    return Err(fail(format!("invalid parameters: {}", invalid.join(", "))));
+                    return Err(ResolveError::SsmInvalid { names: invalid });
                 }
                 out["Parameters"][0]["Value"]
                     .as_str()
                     .map(str::to_string)
-                    .ok_or_else(|| fail(format!("invalid parameters: {name}")))
+                    .ok_or_else(|| ResolveError::SsmInvalid {
+                        names: vec![name.clone()],
+                    })
             }
             Source::SecretsManager {
                 secret_id,
@@ -310,16 +377,7 @@ impl Resolver {
                 version_stage,
                 version_id,
             } => {
-                let cfg = exec
-                    .config(region)
-                    .await
-                    .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-                let fail = |e: String| {
-                    format!(
-                        "{REASON_PREFIX}: unable to retrieve secret from asm: failed to fetch \
-                         secret {secret_id} from secrets manager: {e}"
-                    )
-                };
+                let cfg = exec.config(region).await.map_err(ResolveError::Identity)?;
                 let out = get_secret_value(
                     &cfg,
                     region,
@@ -328,17 +386,16 @@ impl Resolver {
                     version_id.as_deref(),
                 )
                 .await
-                .map_err(|e| fail(e.to_string()))?;
-                let text = out.ok_or_else(|| {
-                    fail(
-                        "the secret has no SecretString (binary secrets cannot be env vars)".into(),
-                    )
+                .map_err(|source| ResolveError::Asm {
+                    secret_id: secret_id.clone(),
+                    source,
+                })?;
+                let text = out.ok_or_else(|| ResolveError::AsmBinary {
+                    secret_id: secret_id.clone(),
                 })?;
                 let text = text.as_str();
                 match key {
-                    Some(k) => json_key(secret_id, text, k).map_err(|e| {
-                        format!("{REASON_PREFIX}: unable to retrieve secret from asm: {e}")
-                    }),
+                    Some(k) => json_key(secret_id, text, k).map_err(ResolveError::JsonKey),
                     None => Ok(text.to_string()),
                 }
             }
@@ -370,7 +427,11 @@ pub async fn get_secret_value(
 
 /// A value from `--secrets-file`: the whole `valueFrom` first; for a Secrets Manager
 /// `valueFrom` with suffixes also the bare secret ARN (then `json-key` picks from it).
-fn from_file(map: &BTreeMap<String, String>, w: &Wanted, path: &Path) -> Result<String, String> {
+fn from_file(
+    map: &BTreeMap<String, String>,
+    w: &Wanted,
+    path: &Path,
+) -> Result<String, ResolveError> {
     if let Some(v) = map.get(&w.value_from) {
         return Ok(v.clone());
     }
@@ -382,17 +443,15 @@ fn from_file(map: &BTreeMap<String, String>, w: &Wanted, path: &Path) -> Result<
         && let Some(v) = map.get(secret_id)
     {
         return match key {
-            Some(k) => json_key(secret_id, v, k)
-                .map_err(|e| format!("{REASON_PREFIX}: unable to retrieve secret from asm: {e}")),
+            Some(k) => json_key(secret_id, v, k).map_err(ResolveError::JsonKey),
             None => Ok(v.clone()),
         };
     }
-    Err(format!(
-        "{REASON_PREFIX}: secret {} ({}) is not in --secrets-file {}",
-        w.name,
-        w.value_from,
-        path.display()
-    ))
+    Err(ResolveError::NotInFile {
+        name: w.name.clone(),
+        value_from: w.value_from.clone(),
+        path: path.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -494,7 +553,7 @@ mod tests {
             region: "us-east-1".into(),
         };
         let mut exec = Execution::default();
-        let e = r.resolve(&def, &mut exec).unwrap_err();
+        let e = r.resolve(&def, &mut exec).unwrap_err().to_string();
         assert!(e.starts_with(REASON_PREFIX), "{e}");
         assert!(
             e.contains("secret MISSING (/nope) is not in --secrets-file"),
@@ -506,7 +565,7 @@ mod tests {
         assert_eq!(env[&0], ["TOKEN=t0k3n", "USER=admin", "PORT=5432"]);
         let e = json_key("x", r#"{"a":1}"#, "b").unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "retrieved secret x from Secrets Manager did not contain json key b"
         );
     }
@@ -522,5 +581,85 @@ mod tests {
             e.starts_with("containerDefinitions[0].secrets[0].valueFrom"),
             "{e}"
         );
+    }
+
+    /// The stopped reasons word for word (ECS's wording, matched by users and tests).
+    #[test]
+    fn stopped_reasons_read_as_before() {
+        let p = REASON_PREFIX;
+        let aws = || AwsError::Service {
+            status: 400,
+            code: "AccessDeniedException".into(),
+            message: "no".into(),
+        };
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf";
+        let cases = [
+            (
+                ResolveError::Invalid(SecretError::Missing {
+                    idx: 0,
+                    member: "secrets",
+                    k: 1,
+                }),
+                format!("{p}: containerDefinitions[0].secrets[1]: name and valueFrom are required"),
+            ),
+            (
+                ResolveError::Runtime(std::io::Error::other("boom")),
+                format!("{p}: failed to start the AWS client: boom"),
+            ),
+            (
+                ResolveError::Identity(CredentialsError::NoHostProvider),
+                format!("{p}: no AWS credentials on this host"),
+            ),
+            (
+                ResolveError::Ssm(aws()),
+                format!(
+                    "{p}: unable to retrieve secrets from ssm: AccessDeniedException: no (HTTP 400)"
+                ),
+            ),
+            (
+                ResolveError::SsmInvalid {
+                    names: vec!["/a".into(), "b".into()],
+                },
+                format!("{p}: unable to retrieve secrets from ssm: invalid parameters: /a, b"),
+            ),
+            (
+                ResolveError::Asm {
+                    secret_id: arn.into(),
+                    source: aws(),
+                },
+                format!(
+                    "{p}: unable to retrieve secret from asm: failed to fetch secret {arn} from \
+                     secrets manager: AccessDeniedException: no (HTTP 400)"
+                ),
+            ),
+            (
+                ResolveError::AsmBinary {
+                    secret_id: arn.into(),
+                },
+                format!(
+                    "{p}: unable to retrieve secret from asm: failed to fetch secret {arn} from \
+                     secrets manager: the secret has no SecretString (binary secrets cannot be \
+                     env vars)"
+                ),
+            ),
+            (
+                ResolveError::JsonKey(json_key(arn, "not json", "k").unwrap_err()),
+                format!(
+                    "{p}: unable to retrieve secret from asm: retrieved secret {arn} from Secrets \
+                     Manager is not JSON, so json key k cannot be read"
+                ),
+            ),
+            (
+                ResolveError::NotInFile {
+                    name: "DB".into(),
+                    value_from: "/db".into(),
+                    path: "/etc/s.json".into(),
+                },
+                format!("{p}: secret DB (/db) is not in --secrets-file /etc/s.json"),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::taskdef::coverage;
 use crate::taskdef::finding::JsonPath;
 use crate::taskdef::model::{KeyValuePair, TaskDefinition};
 use crate::taskdef::security_options::SecurityOption;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupportError {
@@ -43,7 +43,8 @@ pub enum SupportError {
         idx: usize,
         k: usize,
         profile: String,
-        reason: String,
+        #[source]
+        reason: AppArmorError,
     },
     #[error("containerDefinitions[{idx}].environmentFiles: failed to read {path}")]
     ReadEnvironmentFile {
@@ -52,6 +53,26 @@ pub enum SupportError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why this host cannot apply an AppArmor profile ([`check_apparmor`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AppArmorError {
+    /// `switch` is sysfs's `module/apparmor/parameters/enabled`.
+    #[error(
+        "AppArmor is not enabled on this host ({} is not Y); on ECS such a task is placed only \
+         on instances registered with ECS_APPARMOR_CAPABLE=true. Remove the option or run the \
+         task on a host with AppArmor",
+        switch.display()
+    )]
+    NotEnabled { switch: PathBuf },
+    /// `list` is securityfs's `kernel/security/apparmor/profiles`.
+    #[error(
+        "profile {profile:?} is not loaded in the kernel (not in {}); load it with \
+         `apparmor_parser -r FILE`",
+        list.display()
+    )]
+    NotLoaded { profile: String, list: PathBuf },
 }
 
 /// Ref: ecs.json `ContainerDefinition.environmentFiles`: "You can specify up to ten
@@ -75,17 +96,14 @@ pub fn apparmor_enabled(sys: &Path) -> bool {
 /// Ref: ecs.json `ContainerDefinition.dockerSecurityOptions`: ECS places such a task only on
 /// an instance whose agent registered with ECS_APPARMOR_CAPABLE=true; Docker fails the
 /// container when the profile is not loaded. `unconfined` needs nothing.
-fn check_apparmor(sys: &Path, profile: &str) -> Result<(), String> {
+fn check_apparmor(sys: &Path, profile: &str) -> Result<(), AppArmorError> {
     if profile == "unconfined" {
         return Ok(());
     }
     if !apparmor_enabled(sys) {
-        return Err(format!(
-            "AppArmor is not enabled on this host ({} is not Y); on ECS such a task is \
-             placed only on instances registered with ECS_APPARMOR_CAPABLE=true. Remove the \
-             option or run the task on a host with AppArmor",
-            sys.join("module/apparmor/parameters/enabled").display()
-        ));
+        return Err(AppArmorError::NotEnabled {
+            switch: sys.join("module/apparmor/parameters/enabled"),
+        });
     }
     // Lines are "NAME (MODE)"; without securityfs the kernel still refuses an unknown
     // profile when the container starts, with its own error.
@@ -99,11 +117,10 @@ fn check_apparmor(sys: &Path, profile: &str) -> Result<(), String> {
     if known {
         Ok(())
     } else {
-        Err(format!(
-            "profile {profile:?} is not loaded in the kernel (not in {}); load it with \
-             `apparmor_parser -r FILE`",
-            list.display()
-        ))
+        Err(AppArmorError::NotLoaded {
+            profile: profile.to_string(),
+            list,
+        })
     }
 }
 
@@ -309,5 +326,44 @@ mod tests {
             })
             .collect();
         assert_eq!(got, ["A=env", "B=file=with=equals"]);
+    }
+
+    /// The AppArmor refusals word for word, through `prepare_on` (a fake sysfs).
+    #[test]
+    fn apparmor_refusals_read_as_before() {
+        let sys = tempfile::tempdir().unwrap();
+        let d = || {
+            def(
+                r#"{"containerDefinitions":[{"name":"a","dockerSecurityOptions":["apparmor:web"]}]}"#,
+            )
+        };
+        let e = prepare_on(&mut d(), sys.path()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "containerDefinitions[0].dockerSecurityOptions[0]: apparmor:web: AppArmor is not \
+                 enabled on this host ({}/module/apparmor/parameters/enabled is not Y); on ECS \
+                 such a task is placed only on instances registered with \
+                 ECS_APPARMOR_CAPABLE=true. Remove the option or run the task on a host with \
+                 AppArmor",
+                sys.path().display()
+            )
+        );
+        let params = sys.path().join("module/apparmor/parameters");
+        std::fs::create_dir_all(&params).unwrap();
+        std::fs::write(params.join("enabled"), "Y\n").unwrap();
+        let sec = sys.path().join("kernel/security/apparmor");
+        std::fs::create_dir_all(&sec).unwrap();
+        std::fs::write(sec.join("profiles"), "other (enforce)\n").unwrap();
+        let e = prepare_on(&mut d(), sys.path()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "containerDefinitions[0].dockerSecurityOptions[0]: apparmor:web: profile \"web\" \
+                 is not loaded in the kernel (not in {}/kernel/security/apparmor/profiles); load \
+                 it with `apparmor_parser -r FILE`",
+                sys.path().display()
+            )
+        );
     }
 }

@@ -17,6 +17,49 @@ use std::time::Duration;
 /// likewise hands out fresh credentials well before the old ones expire).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(15 * 60);
 
+/// Why credentials could not be had; the text is what the task's stopped reason or the
+/// endpoint's `CredentialsUnavailable` message quotes.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// STS AssumeRole failed (the SDK's error with its causes, as the SDK prints them).
+    #[error("{}", aws_sdk_sts::error::DisplayErrorContext(.0))]
+    AssumeRole(
+        #[source]
+        Box<aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>>,
+    ),
+    /// STS GetSessionToken failed.
+    #[error("{}", aws_sdk_sts::error::DisplayErrorContext(.0))]
+    GetSessionToken(
+        #[source]
+        Box<
+            aws_sdk_sts::error::SdkError<
+                aws_sdk_sts::operation::get_session_token::GetSessionTokenError,
+            >,
+        >,
+    ),
+    /// STS answered `operation` without credentials.
+    #[error("STS {operation} returned no credentials")]
+    NoCredentials { operation: &'static str },
+    /// The host's configuration has no credentials provider.
+    #[error("no AWS credentials on this host")]
+    NoHostProvider,
+    /// The host's credentials provider found none.
+    #[error("no AWS credentials on this host: {0}")]
+    HostProvider(#[source] aws_credential_types::provider::error::CredentialsError),
+    #[error("failed to start the AWS client: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Asked for credentials with no source (never reached from the endpoint's `answer`).
+    #[error("no task role")]
+    NoTaskRole,
+    /// The execution role could not be assumed with the host's credentials.
+    #[error("unable to assume the execution role {arn}: {source}")]
+    ExecutionRole {
+        arn: String,
+        #[source]
+        source: Box<CredentialsError>,
+    },
+}
+
 /// Temporary AWS credentials.
 #[derive(Clone)]
 pub struct Creds {
@@ -96,7 +139,7 @@ impl Execution {
 
     /// The role's credentials (assumed on first use, again when they near their expiry);
     /// None: the host's chain. `Err` names the role and what STS said.
-    pub async fn creds(&mut self) -> Result<Option<Creds>, String> {
+    pub async fn creds(&mut self) -> Result<Option<Creds>, CredentialsError> {
         let Some(arn) = &self.role else {
             return Ok(None);
         };
@@ -106,16 +149,22 @@ impl Execution {
         });
         if !fresh {
             let cfg = sdk_config(&self.region).await;
-            let c = assume_role(&cfg, arn, &self.task_id)
-                .await
-                .map_err(|e| format!("unable to assume the execution role {arn}: {e}"))?;
+            let c = assume_role(&cfg, arn, &self.task_id).await.map_err(|e| {
+                CredentialsError::ExecutionRole {
+                    arn: arn.clone(),
+                    source: Box::new(e),
+                }
+            })?;
             self.creds = Some(c);
         }
         Ok(self.creds.clone())
     }
 
     /// The SDK configuration for `region` acting as this identity.
-    pub async fn config(&mut self, region: &str) -> Result<aws_config::SdkConfig, String> {
+    pub async fn config(
+        &mut self,
+        region: &str,
+    ) -> Result<aws_config::SdkConfig, CredentialsError> {
         let creds = self.creds().await?;
         let cfg = sdk_config(region).await;
         Ok(match creds {
@@ -132,7 +181,7 @@ impl Execution {
     /// The registry client's ECR identity (None: the host's chain).
     pub async fn ecr_identity(
         &mut self,
-    ) -> Result<Option<rootfs_cache::auth::AwsIdentity>, String> {
+    ) -> Result<Option<rootfs_cache::auth::AwsIdentity>, CredentialsError> {
         let name = self.describe();
         Ok(self
             .creds()
@@ -153,17 +202,17 @@ pub async fn assume_role(
     cfg: &aws_config::SdkConfig,
     role_arn: &str,
     session: &str,
-) -> Result<Creds, String> {
+) -> Result<Creds, CredentialsError> {
     let out = aws_sdk_sts::Client::new(cfg)
         .assume_role()
         .role_arn(role_arn)
         .role_session_name(session)
         .send()
         .await
-        .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(e).to_string())?;
-    let c = out
-        .credentials()
-        .ok_or("STS AssumeRole returned no credentials")?;
+        .map_err(|e| CredentialsError::AssumeRole(Box::new(e)))?;
+    let c = out.credentials().ok_or(CredentialsError::NoCredentials {
+        operation: "AssumeRole",
+    })?;
     Ok(Creds {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: c.secret_access_key().to_string(),
@@ -174,15 +223,15 @@ pub async fn assume_role(
 
 /// Temporary credentials of the host's own identity: passed through when they already
 /// are temporary, else from STS GetSessionToken (long-term keys never enter a task).
-async fn host_credentials(cfg: &aws_config::SdkConfig) -> Result<Creds, String> {
+async fn host_credentials(cfg: &aws_config::SdkConfig) -> Result<Creds, CredentialsError> {
     use aws_credential_types::provider::ProvideCredentials;
     let provider = cfg
         .credentials_provider()
-        .ok_or("no AWS credentials on this host")?;
+        .ok_or(CredentialsError::NoHostProvider)?;
     let c = provider
         .provide_credentials()
         .await
-        .map_err(|e| format!("no AWS credentials on this host: {e}"))?;
+        .map_err(CredentialsError::HostProvider)?;
     if let (Some(token), Some(exp)) = (c.session_token(), c.expiry()) {
         return Ok(Creds {
             access_key_id: c.access_key_id().to_string(),
@@ -195,10 +244,10 @@ async fn host_credentials(cfg: &aws_config::SdkConfig) -> Result<Creds, String> 
         .get_session_token()
         .send()
         .await
-        .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(e).to_string())?;
-    let c = out
-        .credentials()
-        .ok_or("STS GetSessionToken returned no credentials")?;
+        .map_err(|e| CredentialsError::GetSessionToken(Box::new(e)))?;
+    let c = out.credentials().ok_or(CredentialsError::NoCredentials {
+        operation: "GetSessionToken",
+    })?;
     Ok(Creds {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: c.secret_access_key().to_string(),
@@ -322,13 +371,13 @@ impl TaskCredentials {
         )
     }
 
-    fn fetch(&mut self) -> Result<Creds, String> {
+    fn fetch(&mut self) -> Result<Creds, CredentialsError> {
         if self.rt.is_none() {
             self.rt = Some(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("failed to start the AWS client: {e}"))?,
+                    .map_err(CredentialsError::Runtime)?,
             );
         }
         let rt = self.rt.as_ref().expect("set above");
@@ -338,7 +387,7 @@ impl TaskCredentials {
             match source {
                 Source::TaskRole(arn) => assume_role(&cfg, arn, task_id).await,
                 Source::Host => host_credentials(&cfg).await,
-                Source::None => Err("no task role".into()),
+                Source::None => Err(CredentialsError::NoTaskRole),
             }
         })
     }
@@ -364,5 +413,52 @@ mod tests {
         );
         assert_eq!(Source::pick(Some(""), true), Source::Host);
         assert_eq!(Source::pick(None, false), Source::None);
+    }
+
+    /// The texts a task's stopped reason and the endpoint's message quote, word for word.
+    #[test]
+    fn errors_read_as_before() {
+        let cases = [
+            (
+                CredentialsError::NoCredentials {
+                    operation: "AssumeRole",
+                },
+                "STS AssumeRole returned no credentials",
+            ),
+            (
+                CredentialsError::NoCredentials {
+                    operation: "GetSessionToken",
+                },
+                "STS GetSessionToken returned no credentials",
+            ),
+            (
+                CredentialsError::NoHostProvider,
+                "no AWS credentials on this host",
+            ),
+            (
+                CredentialsError::HostProvider(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded("none"),
+                ),
+                "no AWS credentials on this host: the credential provider was not enabled",
+            ),
+            (
+                CredentialsError::Runtime(std::io::Error::other("boom")),
+                "failed to start the AWS client: boom",
+            ),
+            (CredentialsError::NoTaskRole, "no task role"),
+            (
+                CredentialsError::ExecutionRole {
+                    arn: "arn:aws:iam::1:role/x".into(),
+                    source: Box::new(CredentialsError::NoCredentials {
+                        operation: "AssumeRole",
+                    }),
+                },
+                "unable to assume the execution role arn:aws:iam::1:role/x: STS AssumeRole \
+                 returned no credentials",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

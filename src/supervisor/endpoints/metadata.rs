@@ -567,7 +567,9 @@ impl Endpoint {
                 };
                 match protection::minutes(enabled, put.expires_in_minutes) {
                     Ok(m) => Some(m),
-                    Err(msg) => return error(400, &task.arn, "InvalidParameterException", msg),
+                    Err(e) => {
+                        return error(400, &task.arn, "InvalidParameterException", e.to_string());
+                    }
                 }
             }
             other => {
@@ -970,6 +972,29 @@ pub struct Inside {
     server: Option<Server>,
 }
 
+/// Why [`Inside::provision`] failed: the task's stopped reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Secrets(#[from] crate::supervisor::secrets::ResolveError),
+    #[error(transparent)]
+    RegistryAuth(#[from] crate::supervisor::endpoints::registry_auth::RegistryAuthError),
+    #[error(transparent)]
+    EnvironmentFiles(#[from] crate::supervisor::envfiles::EnvFileError),
+    #[error(
+        "{init}: failed to make the credentials id: {0}",
+        init = crate::task::reason::RESOURCE_INIT
+    )]
+    CredentialsId(#[source] std::io::Error),
+    /// The endpoint could not start (the reason holds the whole chain of causes).
+    #[error(
+        "{init}: task metadata endpoint: {chain}",
+        init = crate::task::reason::RESOURCE_INIT,
+        chain = crate::error_chain(.0)
+    )]
+    Endpoint(#[source] MetadataError),
+}
+
 /// What [`Inside::provision`] needs to know.
 pub struct Settings<'a> {
     pub root: &'a Path,
@@ -991,7 +1016,7 @@ impl Inside {
     /// Resolves the secrets, registry credentials and S3 environment files (with the
     /// execution identity, as ECS does in one step before the pulls) and starts the
     /// endpoint; `Err` is the task's stopped reason.
-    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), String> {
+    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), ProvisionError> {
         let containers = s.def.container_definitions.as_ref().map_or(0, Vec::len);
         self.live = Arc::new(Live {
             restarts: (0..containers).map(|_| AtomicU32::new(0)).collect(),
@@ -1019,12 +1044,7 @@ impl Inside {
             .task_role_arn
             .as_deref()
             .or(s.def.task_role_arn.as_deref());
-        let id = crate::task::new_uuid().map_err(|e| {
-            format!(
-                "{}: failed to make the credentials id: {e}",
-                crate::task::reason::RESOURCE_INIT
-            )
-        })?;
+        let id = crate::task::new_uuid().map_err(ProvisionError::CredentialsId)?;
         let creds = TaskCredentials::new(
             id,
             CredSource::pick(role, s.host_credentials),
@@ -1037,13 +1057,7 @@ impl Inside {
             Some(netns) => Server::start(netns, ep).map(|s| (s, None)),
             None => Server::start_loopback(ep).map(|(s, base)| (s, Some(base))),
         };
-        let (server, base) = started.map_err(|e| {
-            format!(
-                "{}: task metadata endpoint: {}",
-                crate::task::reason::RESOURCE_INIT,
-                crate::error_chain(&e)
-            )
-        })?;
+        let (server, base) = started.map_err(ProvisionError::Endpoint)?;
         self.server = Some(server);
         self.base = base;
         Ok(())

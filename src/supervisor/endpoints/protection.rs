@@ -46,17 +46,25 @@ pub mod reason {
     pub const STOPPED: &str = "TASK_STOPPING_OR_STOPPED";
 }
 
+/// An `expiresInMinutes` out of ECS's bounds (the InvalidParameterException's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expiresInMinutes {minutes}: must be between 1 and {MAX_MINUTES} minutes (48 hours)")]
+pub struct ExpiresInMinutesError {
+    pub minutes: i64,
+}
+
 /// `expiresInMinutes` checked: the protection's length in minutes when enabling.
-pub fn minutes(enabled: bool, expires_in: Option<i64>) -> Result<Option<i64>, String> {
+pub fn minutes(
+    enabled: bool,
+    expires_in: Option<i64>,
+) -> Result<Option<i64>, ExpiresInMinutesError> {
     if !enabled {
         return Ok(None);
     }
     match expires_in {
         None => Ok(Some(DEFAULT_MINUTES)),
         Some(m @ 1..=MAX_MINUTES) => Ok(Some(m)),
-        Some(m) => Err(format!(
-            "expiresInMinutes {m}: must be between 1 and {MAX_MINUTES} minutes (48 hours)"
-        )),
+        Some(m) => Err(ExpiresInMinutesError { minutes: m }),
     }
 }
 
@@ -122,7 +130,10 @@ mod tests {
         assert_eq!(minutes(true, None), Ok(Some(120)));
         assert_eq!(minutes(true, Some(1)), Ok(Some(1)));
         assert_eq!(minutes(true, Some(2880)), Ok(Some(2880)));
-        assert!(minutes(true, Some(0)).is_err());
+        assert_eq!(
+            minutes(true, Some(0)).unwrap_err().to_string(),
+            "expiresInMinutes 0: must be between 1 and 2880 minutes (48 hours)"
+        );
         assert!(minutes(true, Some(2881)).is_err());
         // Unprotecting ignores the length.
         assert_eq!(minutes(false, Some(9999)), Ok(None));

@@ -800,10 +800,22 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
     errors
 }
 
+/// Why one bridge could not be reset; the text holds the whole chain of causes (what
+/// `system reset` prints after "network <bridge>: ").
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// The bridge's network manager could not be opened.
+    #[error("{}", crate::error_chain(.0))]
+    Open(#[source] NetworkError),
+    /// Resetting it left something behind.
+    #[error("{}", crate::error_chain(.0))]
+    Reset(#[source] netns::GcError),
+}
+
 /// `system reset`: every bridge under `<run-root>/net` is reset (the netns crate's
 /// [`netns::Network::reset`]: every task's namespace, veth, lease and ports, then the
 /// bridge and the nftables table). Only call it once no task of this run root is live.
-pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), String>)> {
+pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), ResetError>)> {
     let Ok(dirs) = std::fs::read_dir(run_root.join("net")) else {
         return Vec::new();
     };
@@ -814,8 +826,8 @@ pub fn reset_all(run_root: &Path) -> Vec<(String, Result<(), String>)> {
             continue;
         };
         let r = open(run_root, &s.bridge, s.subnet)
-            .map_err(|e| crate::error_chain(&e))
-            .and_then(|net| net.reset().map_err(|e| crate::error_chain(&e)));
+            .map_err(ResetError::Open)
+            .and_then(|net| net.reset().map_err(ResetError::Reset));
         out.push((bridge, r));
     }
     out
@@ -1134,5 +1146,28 @@ mod tests {
         assert_eq!(v["subnets"][0], "subnet-1");
         assert!(parse_network_configuration("subnets=x").is_err());
         assert!(parse_network_configuration(r#"{"awsvpcConfiguration":{"subnets":"x"}}"#).is_err());
+    }
+
+    /// A bridge's reset failure reads as its whole chain of causes, as `system reset` printed
+    /// it before the error was typed.
+    #[test]
+    fn a_reset_error_reads_as_its_chain() {
+        let e = ResetError::Reset(netns::GcError {
+            reclaimed: Vec::new(),
+            failures: Vec::new(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "failed to reclaim the network of 0 dead task(s): "
+        );
+        let open = NetworkError::Open {
+            bridge: "mf0".into(),
+            source: netns::Error::InvalidBridgeName { name: "-".into() },
+        };
+        assert_eq!(
+            ResetError::Open(open).to_string(),
+            "failed to open the task network on bridge mf0: failed to accept bridge name \"-\": \
+             use 1-15 characters from a-z A-Z 0-9 _ -"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::taskdef::model::{CpuArchitecture, OsFamily, TaskDefinition};
 use rootfs_cache::Platform;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where the kernel lists its binfmt_misc handlers.
 /// Ref: linux Documentation/admin-guide/binfmt-misc.rst.
@@ -48,8 +48,39 @@ pub enum PlatformError {
         /// `os/arch` of the images it would pull.
         platform: String,
         images: String,
-        why: String,
+        #[source]
+        why: Box<HandlerError>,
     },
+}
+
+/// Why no binfmt_misc handler runs `arch`'s executables ([`handler`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(
+        "binfmt_misc is not mounted at {} ({source}), so no handler runs foreign binaries",
+        dir.display()
+    )]
+    NotMounted {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binfmt_misc is disabled ({}/status says {status:?})", dir.display())]
+    Disabled { dir: PathBuf, status: String },
+    #[error("cannot list {}: {source}", dir.display())]
+    List {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the binfmt_misc handler {name:?} ({interpreter}) is registered without the F flag, so \
+         its interpreter is not found inside a container"
+    )]
+    WithoutF { name: String, interpreter: String },
+    /// `machine` is `x86_64` or `aarch64`.
+    #[error("no binfmt_misc handler for {machine} executables is registered in {}", dir.display())]
+    None { machine: &'static str, dir: PathBuf },
 }
 
 /// The ECS name of the host's architecture, if it is one ECS knows.
@@ -121,7 +152,7 @@ pub fn check(def: &TaskDefinition, binfmt_dir: &Path) -> Result<(), PlatformErro
         host: std::env::consts::ARCH,
         platform: wanted_platform(def).to_string(),
         images,
-        why,
+        why: Box::new(why),
     })
 }
 
@@ -187,22 +218,22 @@ impl Handler {
 /// (the kernel opens the interpreter at registration, so it works inside a container's
 /// mount namespace, where its path does not exist); else why not.
 /// Ref: linux Documentation/admin-guide/binfmt-misc.rst (flags `F`, status file).
-fn handler(arch: CpuArchitecture, dir: &Path) -> Result<(), String> {
-    let status = std::fs::read_to_string(dir.join("status")).map_err(|e| {
-        format!(
-            "binfmt_misc is not mounted at {} ({e}), so no handler runs foreign binaries",
-            dir.display()
-        )
-    })?;
+fn handler(arch: CpuArchitecture, dir: &Path) -> Result<(), HandlerError> {
+    let status =
+        std::fs::read_to_string(dir.join("status")).map_err(|source| HandlerError::NotMounted {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     if status.trim() != "enabled" {
-        return Err(format!(
-            "binfmt_misc is disabled ({}/status says {:?})",
-            dir.display(),
-            status.trim()
-        ));
+        return Err(HandlerError::Disabled {
+            dir: dir.to_path_buf(),
+            status: status.trim().to_string(),
+        });
     }
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|source| HandlerError::List {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let exec = elf_header(arch, 2);
     let dyn_ = elf_header(arch, 3);
     let mut without_f = None;
@@ -221,22 +252,17 @@ fn handler(arch: CpuArchitecture, dir: &Path) -> Result<(), String> {
         if h.flags.contains('F') {
             return Ok(());
         }
-        without_f = Some(format!(
-            "the binfmt_misc handler {:?} ({}) is registered without the F flag, so its \
-             interpreter is not found inside a container",
-            name.to_string_lossy(),
-            h.interpreter
-        ));
+        without_f = Some(HandlerError::WithoutF {
+            name: name.to_string_lossy().into_owned(),
+            interpreter: h.interpreter.to_string(),
+        });
     }
-    Err(without_f.unwrap_or_else(|| {
-        format!(
-            "no binfmt_misc handler for {} executables is registered in {}",
-            match arch {
-                CpuArchitecture::X8664 => "x86_64",
-                CpuArchitecture::Arm64 => "aarch64",
-            },
-            dir.display()
-        )
+    Err(without_f.unwrap_or_else(|| HandlerError::None {
+        machine: match arch {
+            CpuArchitecture::X8664 => "x86_64",
+            CpuArchitecture::Arm64 => "aarch64",
+        },
+        dir: dir.to_path_buf(),
     }))
 }
 
@@ -356,5 +382,43 @@ mod tests {
         assert!(image_mismatch("busybox:1", "linux/arm64/v8", &arm).is_none());
         let e = image_mismatch("busybox:1", "linux/amd64", &arm).unwrap();
         assert!(e.contains("busybox:1 is a linux/amd64 image") && e.contains("linux/arm64"));
+    }
+
+    /// Why no handler runs a foreign architecture, word for word.
+    #[test]
+    fn handler_errors_read_as_before() {
+        let arm = CpuArchitecture::Arm64;
+        let missing = tempfile::tempdir().unwrap().path().join("gone");
+        assert_eq!(
+            handler(arm, &missing).unwrap_err().to_string(),
+            format!(
+                "binfmt_misc is not mounted at {} (No such file or directory (os error 2)), so \
+                 no handler runs foreign binaries",
+                missing.display()
+            )
+        );
+        let off = binfmt(&[]);
+        std::fs::write(off.path().join("status"), "disabled\n").unwrap();
+        assert_eq!(
+            handler(arm, off.path()).unwrap_err().to_string(),
+            format!(
+                "binfmt_misc is disabled ({}/status says \"disabled\")",
+                off.path().display()
+            )
+        );
+        let none = binfmt(&[]);
+        assert_eq!(
+            handler(arm, none.path()).unwrap_err().to_string(),
+            format!(
+                "no binfmt_misc handler for aarch64 executables is registered in {}",
+                none.path().display()
+            )
+        );
+        let no_f = binfmt(&[("qemu-aarch64", &QEMU_AARCH64.replace("POCF", "POC"))]);
+        assert_eq!(
+            handler(arm, no_f.path()).unwrap_err().to_string(),
+            "the binfmt_misc handler \"qemu-aarch64\" (/usr/libexec/qemu-binfmt/aarch64-binfmt-P) \
+             is registered without the F flag, so its interpreter is not found inside a container"
+        );
     }
 }

@@ -26,7 +26,7 @@
 
 use crate::taskdef::model::{IpcMode, NetworkMode, PidMode, TaskDefinition};
 use runtime::IdRange;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Ids per task: every id an image's files and `user` can name.
 pub const TASK_IDS: u32 = 65536;
@@ -72,10 +72,74 @@ impl Pool {
     }
 }
 
-fn parse_range(start: &str, count: &str) -> Result<(u32, u32), String> {
-    crate::config::id_range(start, count)
-        .map(|r| (r.start, r.count))
-        .map_err(|e| e.to_string())
+/// A `START:COUNT` range that cannot be a pool (the check is the config's, which
+/// also reads MINIFARGATE_USERNS_RANGE).
+pub use crate::config::IdRangeError as RangeError;
+
+/// Why the configured id pool cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// `file` is `/etc/subuid` or `/etc/subgid` (named so, whatever root was read).
+    #[error("{file} {user}: {source}")]
+    SubidRange {
+        file: &'static str,
+        user: String,
+        #[source]
+        source: RangeError,
+    },
+    #[error(
+        "/etc/subuid gives {user} {uid_start}:{uid_count} but /etc/subgid {gid_start}:{gid_count}: \
+         give both the same range (a task's uids and gids are mapped alike)"
+    )]
+    SubidMismatch {
+        user: String,
+        uid_start: u32,
+        uid_count: u32,
+        gid_start: u32,
+        gid_count: u32,
+    },
+    #[error(
+        "{user} needs an entry in both /etc/subuid and /etc/subgid (e.g. \
+         `{user}:100000:65536000`, see subuid(5)), or set {ENV_RANGE}=START:COUNT"
+    )]
+    NoSubidEntry { user: String },
+}
+
+/// Why this kernel cannot give tasks user namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Linux {release} cannot show image layers through a user namespace (overlayfs over \
+     idmapped mounts needs 5.19)"
+)]
+pub struct KernelError {
+    pub release: String,
+}
+
+/// A step of [`open_task_dir`] that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenTaskDirError {
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to set the mode of {}: {source}", path.display())]
+    SetMode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to give {} the task's group: {source}", path.display())]
+    Chown {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn parse_range(start: &str, count: &str) -> Result<(u32, u32), RangeError> {
+    crate::config::id_range(start, count).map(|r| (r.start, r.count))
 }
 
 /// The first `name:start:count` entry of a subordinate-id file for `user` (by name, or by
@@ -98,7 +162,7 @@ pub fn pool_from(
     range: Option<crate::config::IdRange>,
     user: Option<&str>,
     etc: &Path,
-) -> Result<Option<Pool>, String> {
+) -> Result<Option<Pool>, PoolError> {
     if let Some(r) = range {
         return Ok(Some(Pool {
             start: r.start,
@@ -125,15 +189,23 @@ pub fn pool_from(
     match (u, g) {
         (None, None) if user.is_none() => Ok(None),
         (Some(u), Some(g)) => {
-            let (us, uc) =
-                parse_range(&u.0, &u.1).map_err(|e| format!("/etc/subuid {name}: {e}"))?;
-            let (gs, gc) =
-                parse_range(&g.0, &g.1).map_err(|e| format!("/etc/subgid {name}: {e}"))?;
+            let subid = |file, (start, count): &(String, String)| {
+                parse_range(start, count).map_err(|source| PoolError::SubidRange {
+                    file,
+                    user: name.to_string(),
+                    source,
+                })
+            };
+            let (us, uc) = subid("/etc/subuid", &u)?;
+            let (gs, gc) = subid("/etc/subgid", &g)?;
             if (us, uc) != (gs, gc) {
-                return Err(format!(
-                    "/etc/subuid gives {name} {us}:{uc} but /etc/subgid {gs}:{gc}: give both the \
-                     same range (a task's uids and gids are mapped alike)"
-                ));
+                return Err(PoolError::SubidMismatch {
+                    user: name.to_string(),
+                    uid_start: us,
+                    uid_count: uc,
+                    gid_start: gs,
+                    gid_count: gc,
+                });
             }
             Ok(Some(Pool {
                 start: us,
@@ -141,16 +213,15 @@ pub fn pool_from(
                 source: "/etc/subuid",
             }))
         }
-        _ => Err(format!(
-            "{name} needs an entry in both /etc/subuid and /etc/subgid (e.g. \
-             `{name}:100000:65536000`, see subuid(5)), or set {ENV_RANGE}=START:COUNT"
-        )),
+        _ => Err(PoolError::NoSubidEntry {
+            user: name.to_string(),
+        }),
     }
 }
 
 /// The pool this host is configured with (`MINIFARGATE_USERNS_RANGE`, checked at
 /// start-up, or `MINIFARGATE_USERNS_USER`'s subordinate ids: src/config.rs).
-pub fn pool() -> Result<Option<Pool>, String> {
+pub fn pool() -> Result<Option<Pool>, PoolError> {
     let c = crate::config::get();
     pool_from(c.userns_range, c.userns_user.as_deref(), Path::new("/etc"))
 }
@@ -204,7 +275,7 @@ pub fn unfit(def: &TaskDefinition, network: NetworkMode) -> Option<String> {
 }
 
 /// Overlayfs over idmapped layers needs Linux 5.19.
-pub fn kernel_supports() -> Result<(), String> {
+pub fn kernel_supports() -> Result<(), KernelError> {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -215,10 +286,7 @@ pub fn kernel_supports() -> Result<(), String> {
     if (major, minor) >= (5, 19) {
         Ok(())
     } else {
-        Err(format!(
-            "Linux {release} cannot show image layers through a user namespace (overlayfs over \
-             idmapped mounts needs 5.19)"
-        ))
+        Err(KernelError { release })
     }
 }
 
@@ -229,26 +297,33 @@ pub fn kernel_supports() -> Result<(), String> {
 /// dir is 0710 with the task's root group, so only host root and this task's root reach it.
 /// After `pivot_root` no host path is reachable from the container. Ref: containers/storage
 /// makes its layer dirs 0711 for user-namespaced containers for the same reason.
-pub fn open_task_dir(root: &Path, task_dir: &Path, range: IdRange) -> Result<(), String> {
+pub fn open_task_dir(root: &Path, task_dir: &Path, range: IdRange) -> Result<(), OpenTaskDirError> {
     use std::os::unix::fs::PermissionsExt;
     let set = |p: &Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("failed to set the mode of {}: {e}", p.display()))
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+            OpenTaskDirError::SetMode {
+                path: p.to_path_buf(),
+                source,
+            }
+        })
     };
     for dir in [root.to_path_buf(), root.join("tasks")] {
         let mode = std::fs::metadata(&dir)
-            .map_err(|e| format!("failed to read {}: {e}", dir.display()))?
+            .map_err(|source| OpenTaskDirError::Read {
+                path: dir.clone(),
+                source,
+            })?
             .permissions()
             .mode();
         if mode & 0o001 == 0 {
             set(&dir, (mode & 0o7777) | 0o711)?;
         }
     }
-    std::os::unix::fs::chown(task_dir, Some(0), Some(range.start)).map_err(|e| {
-        format!(
-            "failed to give {} the task's group: {e}",
-            task_dir.display()
-        )
+    std::os::unix::fs::chown(task_dir, Some(0), Some(range.start)).map_err(|source| {
+        OpenTaskDirError::Chown {
+            path: task_dir.to_path_buf(),
+            source,
+        }
     })?;
     set(task_dir, 0o710)
 }
@@ -270,8 +345,8 @@ pub fn decide(
     mode: Mode,
     def: &TaskDefinition,
     network: NetworkMode,
-    pool: impl FnOnce() -> Result<Option<Pool>, String>,
-    kernel: impl FnOnce() -> Result<(), String>,
+    pool: impl FnOnce() -> Result<Option<Pool>, PoolError>,
+    kernel: impl FnOnce() -> Result<(), KernelError>,
 ) -> Decision {
     let not = |why: String| match mode {
         Mode::On => Decision::Fail(format!("user namespaces are required (--userns on): {why}")),
@@ -291,10 +366,10 @@ pub fn decide(
                  /etc/subgid, or {ENV_RANGE})"
             ));
         }
-        Err(e) => return not(e),
+        Err(e) => return not(e.to_string()),
     };
     if let Err(e) = kernel() {
-        return not(e);
+        return not(e.to_string());
     }
     match unfit(def, network) {
         Some(why) => not(why),
@@ -331,16 +406,18 @@ mod tests {
         )
         .unwrap();
         // Only one of the two files: an error that names both.
-        let e = pool_from(None, None, dir.path()).unwrap_err();
+        let e = pool_from(None, None, dir.path()).unwrap_err().to_string();
         assert!(e.contains("/etc/subgid"), "{e}");
         std::fs::write(dir.path().join("subgid"), "minifargate:1000000:6553600\n").unwrap();
         let p = pool_from(None, None, dir.path()).unwrap().unwrap();
         assert_eq!((p.start, p.slots()), (1_000_000, 100));
         std::fs::write(dir.path().join("subgid"), "minifargate:2000000:6553600\n").unwrap();
-        let e = pool_from(None, None, dir.path()).unwrap_err();
+        let e = pool_from(None, None, dir.path()).unwrap_err().to_string();
         assert!(e.contains("same range"), "{e}");
         // A named user that has no entry is an error, not "none configured".
-        let e = pool_from(None, Some("bob"), dir.path()).unwrap_err();
+        let e = pool_from(None, Some("bob"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bob"), "{e}");
     }
 
@@ -354,7 +431,7 @@ mod tests {
             source: ENV_RANGE,
         };
         let aw = NetworkMode::Awsvpc;
-        let d = |m, t: &TaskDefinition, n, p: Result<Option<Pool>, String>| {
+        let d = |m, t: &TaskDefinition, n, p: Result<Option<Pool>, PoolError>| {
             decide(m, t, n, || p, || Ok(()))
         };
         assert_eq!(
@@ -393,10 +470,67 @@ mod tests {
             &plain,
             aw,
             || Ok(Some(pool)),
-            || Err("old".into()),
+            || {
+                Err(KernelError {
+                    release: "old".into(),
+                })
+            },
         ) else {
             panic!()
         };
         assert!(e.contains("old"), "{e}");
+    }
+
+    /// The errors' text is what `--userns on` tasks stop with and `auto` tasks warn with:
+    /// pinned word for word.
+    #[test]
+    fn each_error_reads_as_before() {
+        // A bad MINIFARGATE_USERNS_RANGE is refused at start-up (src/config.rs's tests).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("subuid"), "minifargate:100000:10\n").unwrap();
+        std::fs::write(dir.path().join("subgid"), "minifargate:100000:65536\n").unwrap();
+        assert_eq!(
+            pool_from(None, None, dir.path()).unwrap_err().to_string(),
+            "/etc/subuid minifargate: 10 ids are fewer than one task needs (65536)"
+        );
+        std::fs::write(dir.path().join("subuid"), "minifargate:200000:65536\n").unwrap();
+        assert_eq!(
+            pool_from(None, None, dir.path()).unwrap_err().to_string(),
+            "/etc/subuid gives minifargate 200000:65536 but /etc/subgid 100000:65536: give both \
+             the same range (a task's uids and gids are mapped alike)"
+        );
+        assert_eq!(
+            pool_from(None, Some("bob"), dir.path())
+                .unwrap_err()
+                .to_string(),
+            "bob needs an entry in both /etc/subuid and /etc/subgid (e.g. `bob:100000:65536000`, \
+             see subuid(5)), or set MINIFARGATE_USERNS_RANGE=START:COUNT"
+        );
+        assert_eq!(
+            KernelError {
+                release: "5.15.0-1".into()
+            }
+            .to_string(),
+            "Linux 5.15.0-1 cannot show image layers through a user namespace (overlayfs over \
+             idmapped mounts needs 5.19)"
+        );
+        let missing = dir.path().join("none");
+        let e = open_task_dir(
+            &missing,
+            &missing,
+            IdRange {
+                start: 100_000,
+                count: TASK_IDS,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "failed to read {}: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
     }
 }

@@ -871,10 +871,7 @@ pub fn fetch_s3(
         .map_err(|e| FirelensError::S3Download(format!("failed to start the AWS client: {e}")))?;
     let who = exec.describe();
     rt.block_on(crate::supervisor::envfiles::get_object(exec, region, o))
-        .map_err(|e| {
-            use crate::supervisor::envfiles::ObjectError;
-            let (ObjectError::Identity(why) | ObjectError::Bucket(why) | ObjectError::Object(why)) =
-                e;
+        .map_err(|why| {
             FirelensError::S3Download(format!(
                 "unable to download s3 config {} from bucket {} as {who}: {why}",
                 o.key, o.bucket

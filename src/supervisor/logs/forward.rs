@@ -22,6 +22,36 @@ pub fn enabled() -> bool {
     crate::config::get().awslogs_forward
 }
 
+/// Why forwarding could not start, or a call to CloudWatch Logs failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("failed to start the forwarder's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// No client for the execution identity (the task's warning quotes it).
+    #[error(transparent)]
+    Identity(#[from] crate::supervisor::endpoints::credentials::CredentialsError),
+    #[error("CreateLogGroup {group}: {source}")]
+    CreateLogGroup {
+        group: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("CreateLogStream {group}/{stream}: {source}")]
+    CreateLogStream {
+        group: String,
+        stream: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("PutLogEvents {group}/{stream}: {source}")]
+    PutLogEvents {
+        group: String,
+        stream: String,
+        #[source]
+        source: AwsError,
+    },
+}
+
 /// A stream in a real CloudWatch Logs.
 pub struct Forwarder {
     rt: tokio::runtime::Runtime,
@@ -71,11 +101,11 @@ impl Forwarder {
         group: &str,
         stream: &str,
         create_group: bool,
-    ) -> Result<Forwarder, String> {
+    ) -> Result<Forwarder, ForwardError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("failed to start the forwarder's runtime: {e}"))?;
+            .map_err(ForwardError::Runtime)?;
         let cfg = rt.block_on(execution.config(region))?;
         Ok(Forwarder {
             rt,
@@ -120,7 +150,7 @@ impl Remote {
     }
 
     /// Creates the group (with `awslogs-create-group`) and the stream, once.
-    async fn prepare(&mut self) -> Result<(), String> {
+    async fn prepare(&mut self) -> Result<(), ForwardError> {
         if self.ready {
             return Ok(());
         }
@@ -134,7 +164,10 @@ impl Remote {
                 .await
             && !exists(&e)
         {
-            return Err(format!("CreateLogGroup {}: {e}", self.group));
+            return Err(ForwardError::CreateLogGroup {
+                group: self.group.clone(),
+                source: e,
+            });
         }
         if let Err(e) = self
             .call(
@@ -144,10 +177,11 @@ impl Remote {
             .await
             && !exists(&e)
         {
-            return Err(format!(
-                "CreateLogStream {}/{}: {e}",
-                self.group, self.stream
-            ));
+            return Err(ForwardError::CreateLogStream {
+                group: self.group.clone(),
+                stream: self.stream.clone(),
+                source: e,
+            });
         }
         self.ready = true;
         Ok(())
@@ -156,7 +190,7 @@ impl Remote {
     async fn send_all(&mut self, sorted: &[(i64, String)]) {
         for batch in batches(sorted) {
             let mut delay = BACKOFF;
-            let mut last = String::new();
+            let mut last = None;
             let mut sent = false;
             for attempt in 1..=ATTEMPTS {
                 match self.put(batch).await {
@@ -166,7 +200,7 @@ impl Remote {
                     }
                     Err(e) => {
                         tracing::debug!(attempt, error = %e, "forwarding log events failed; retrying");
-                        last = e;
+                        last = Some(e);
                         if attempt < ATTEMPTS {
                             tokio::time::sleep(delay).await;
                             delay *= 2;
@@ -176,12 +210,12 @@ impl Remote {
             }
             if !sent {
                 self.lost += batch.len() as u64;
-                tracing::warn!(group = %self.group, stream = %self.stream, lost = batch.len(), error = %last, "failed to forward log events to CloudWatch Logs");
+                tracing::warn!(group = %self.group, stream = %self.stream, lost = batch.len(), error = %last.map(|e| e.to_string()).unwrap_or_default(), "failed to forward log events to CloudWatch Logs");
             }
         }
     }
 
-    async fn put(&mut self, batch: &[(i64, String)]) -> Result<(), String> {
+    async fn put(&mut self, batch: &[(i64, String)]) -> Result<(), ForwardError> {
         self.prepare().await?;
         let events: Vec<serde_json::Value> = batch
             .iter()
@@ -197,7 +231,11 @@ impl Remote {
                 // The stream (or group) went: create it again on the next attempt.
                 self.ready = false;
             }
-            format!("PutLogEvents {}/{}: {e}", self.group, self.stream)
+            ForwardError::PutLogEvents {
+                group: self.group.clone(),
+                stream: self.stream.clone(),
+                source: e,
+            }
         })
     }
 }
@@ -222,5 +260,53 @@ mod tests {
         let b = batches(&spread);
         assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), [2, 1]);
         assert!(batches(&[]).is_empty());
+    }
+
+    /// The texts of the task warning and the log line, word for word.
+    #[test]
+    fn errors_read_as_before() {
+        let aws = || AwsError::Service {
+            status: 400,
+            code: "AccessDeniedException".into(),
+            message: "no".into(),
+        };
+        let cases = [
+            (
+                ForwardError::Runtime(std::io::Error::other("boom")),
+                "failed to start the forwarder's runtime: boom",
+            ),
+            (
+                ForwardError::CreateLogGroup {
+                    group: "g".into(),
+                    source: aws(),
+                },
+                "CreateLogGroup g: AccessDeniedException: no (HTTP 400)",
+            ),
+            (
+                ForwardError::CreateLogStream {
+                    group: "g".into(),
+                    stream: "s".into(),
+                    source: aws(),
+                },
+                "CreateLogStream g/s: AccessDeniedException: no (HTTP 400)",
+            ),
+            (
+                ForwardError::PutLogEvents {
+                    group: "g".into(),
+                    stream: "s".into(),
+                    source: aws(),
+                },
+                "PutLogEvents g/s: AccessDeniedException: no (HTTP 400)",
+            ),
+            (
+                ForwardError::Identity(
+                    crate::supervisor::endpoints::credentials::CredentialsError::NoHostProvider,
+                ),
+                "no AWS credentials on this host",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }
