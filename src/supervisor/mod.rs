@@ -2,6 +2,7 @@
 //! own session, child subreaper; runs the task's executor and serves its unix socket.
 //! Its command line, socket protocol and client are in [`protocol`].
 
+pub mod machine;
 pub mod protocol;
 
 pub use protocol::{
