@@ -7,7 +7,6 @@
 pub mod aws_http;
 pub mod awslogs;
 pub mod credentials;
-pub mod deps;
 pub mod envfiles;
 pub mod ephemeral;
 pub mod executor;

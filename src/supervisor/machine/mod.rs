@@ -97,6 +97,8 @@ pub struct Slot {
 
 impl Slot {
     /// An essential container without dependencies, restart policy or health check.
+    // A query the executor has no use for yet (the unit tests do).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new(name: impl Into<String>) -> Slot {
         Slot {
             name: name.into(),
@@ -258,10 +260,6 @@ impl Machine {
         }
     }
 
-    pub fn slots(&self) -> &[Slot] {
-        &self.slots
-    }
-
     pub fn status(&self, idx: usize) -> Status {
         self.status[idx]
     }
@@ -271,6 +269,8 @@ impl Machine {
     }
 
     /// The start order (the stop order is its reverse).
+    // A query the executor has no use for yet (the unit tests do).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn order(&self) -> &[usize] {
         &self.order
     }
@@ -286,6 +286,8 @@ impl Machine {
     }
 
     /// The stop code and reason of the task, once it stops.
+    // A query the executor has no use for yet (the unit tests do).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn stop_reason(&self) -> Option<&(StopCode, String)> {
         self.stop.as_ref()
     }
@@ -297,6 +299,8 @@ impl Machine {
 
     /// The dependencies container `idx` still waits for at `now` (empty when it may start
     /// or never will).
+    // A query the executor has no use for yet (the unit tests do).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn waiting_for(&self, idx: usize, now: Duration) -> Vec<usize> {
         self.slots[idx]
             .depends_on
@@ -433,6 +437,12 @@ impl Machine {
                 }
             },
         }
+    }
+
+    /// The next action an event called for (a failure's records, the task's stop), without
+    /// looking for more: what the executor does at once after each event.
+    pub fn queued(&mut self) -> Option<Action> {
+        self.queue.pop_front()
     }
 
     /// The next thing to do at `now`, or `None` until the next event or [`Self::wakeup`].
