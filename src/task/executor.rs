@@ -25,8 +25,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 mod images;
+mod steps;
 mod teardown;
 
+use steps::SpecStepError;
 use teardown::delete_when_free;
 pub use teardown::remove_scratch;
 
@@ -678,78 +680,6 @@ impl Executor {
         }
     }
 
-    /// Generates the log router's configuration into the task's dir (fetching an S3 config
-    /// file with the execution identity), as the agent creates its FireLens resource
-    /// before the containers. `Err` is the task's stopped reason.
-    fn setup_firelens(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
-        use super::firelens::{self, External, Files, TaskIds};
-        let revision = self
-            .task
-            .task_definition_arn
-            .rsplit(':')
-            .next()
-            .unwrap_or_default();
-        let cluster = self
-            .task
-            .cluster
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let task_definition = format!("{}:{revision}", self.task.family);
-        let ids = TaskIds {
-            cluster: &cluster,
-            task_arn: &self.task.arn,
-            task_definition: &task_definition,
-            task_id: &self.task.id,
-        };
-        let init = |e: &dyn std::fmt::Display| {
-            format!(
-                "{}: unable to initialize firelens resource: {e}",
-                reason::RESOURCE_INIT
-            )
-        };
-        let Some(plan) = firelens::plan(def, mode, &ids).map_err(|e| init(&e))? else {
-            return Ok(());
-        };
-        let files = Files::new(self.paths.dir.join("firelens"));
-        // Ref: sun_path holds 108 bytes with its NUL (unix(7)); the agent notes the same
-        // limit for its data dir (firelens_unix.go createDirectories).
-        let sock = files.socket();
-        if sock.as_os_str().len() > 107 {
-            return Err(init(&format!(
-                "the router's socket path {} is longer than a unix socket path can be (107 \
-                 bytes): use a shorter --root",
-                sock.display()
-            )));
-        }
-        let external = match &plan.external {
-            Some(External::S3(o)) => Some(
-                firelens::fetch_s3(&mut self.inside.execution, &self.opts.region, o)
-                    .map_err(|e| init(&e))?,
-            ),
-            _ => None,
-        };
-        let text = plan.render().map_err(|e| init(&e))?;
-        files
-            .write(
-                &text,
-                external.as_deref(),
-                plan.router_user.as_deref(),
-                self.userns,
-            )
-            .map_err(|e| {
-                format!(
-                    "{}: unable to generate firelens config file: {}",
-                    reason::RESOURCE_INIT,
-                    error_chain(&e)
-                )
-            })?;
-        tracing::info!(task_id = %self.task.id, config = %files.config().display(), "firelens config generated");
-        self.firelens = Some((plan, files));
-        Ok(())
-    }
-
     fn exited(&mut self, idx: usize) {
         if !matches!(self.machine.status(idx), Status::Running { .. }) {
             return;
@@ -830,7 +760,7 @@ impl Executor {
         let userns = self.setup_userns(mode, def);
         self.phase(None, "userns", t0);
         if let Err(why) = userns {
-            self.fail_all(&why);
+            self.fail_all(&why.to_string());
             return false;
         }
         let t0 = now_us();
@@ -911,7 +841,7 @@ impl Executor {
             return false;
         }
         if let Err(why) = self.setup_firelens(mode, def) {
-            self.fail_all(&why);
+            self.fail_all(&why.to_string());
             return false;
         }
         if super::ephemeral::enforced() {
@@ -1006,60 +936,6 @@ impl Executor {
             return false;
         }
         true
-    }
-
-    /// Decides whether the task gets a user namespace (`super::userns`) and, if so,
-    /// claims its ids and starts the holder that makes it. Err: why the task cannot start.
-    fn setup_userns(&mut self, mode: NetworkMode, def: &TaskDefinition) -> Result<(), String> {
-        use super::userns::{self, Decision};
-        let pool = match userns::decide(
-            self.opts.userns,
-            def,
-            mode,
-            userns::pool,
-            userns::kernel_supports,
-        ) {
-            Decision::Host(note) => {
-                self.warnings.extend(note);
-                return Ok(());
-            }
-            Decision::Fail(why) => return Err(format!("{}: {why}", reason::RESOURCE_INIT)),
-            Decision::Isolate(pool) => pool,
-        };
-        let id = self.task.id.clone();
-        let claim = |s: &mut Store| {
-            s.claim_userns_slot(&id, pool.slots(), |n| {
-                let r = pool.range(n);
-                (r.start, r.count)
-            })
-        };
-        let mut slot = self.store.with(claim);
-        if matches!(slot, Ok(None)) && self.finish_dead_tasks() {
-            slot = self.store.with(claim);
-        }
-        let slot = slot
-            .map_err(|e| format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)))?
-            .ok_or_else(|| {
-                format!(
-                    "{}: no user namespace id range is free: all {} ranges of {} ids ({}:{} from \
-                     {}) are held by running tasks",
-                    reason::RESOURCE_INIT,
-                    pool.slots(),
-                    userns::TASK_IDS,
-                    pool.start,
-                    pool.count,
-                    pool.source
-                )
-            })?;
-        let range = pool.range(slot);
-        self.userns = Some(range);
-        super::userns::open_task_dir(&self.opts.root, &self.paths.dir, range)
-            .map_err(|e| format!("{}: {e}", reason::RESOURCE_INIT))?;
-        tracing::info!(task_id = %id, host_ids = range.start, count = range.count,
-            "task user namespace");
-        self.namespaces
-            .setup_user(def, &id, range)
-            .map_err(|e| format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)))
     }
 
     /// Every container that has not run gets `why`; the task fails to start with it.
@@ -1331,7 +1207,7 @@ impl Executor {
         idx: usize,
         img: &ImageDefaults,
         ecs: Vec<String>,
-    ) -> Result<runtime::ContainerSpec, String> {
+    ) -> Result<runtime::ContainerSpec, SpecStepError> {
         let def = &self.slots[idx].def;
         let name = def.name_str().to_string();
         let wants_init = def
@@ -1339,14 +1215,19 @@ impl Executor {
             .as_ref()
             .is_some_and(|l| l.init_process_enabled == Some(true));
         let init = wants_init.then(spec::static_init).flatten();
-        let rotation = super::logging::rotation(def.log_configuration.as_ref())
-            .map_err(|e| format!("{name}: {e}"))?;
+        let rotation = super::logging::rotation(def.log_configuration.as_ref()).map_err(|e| {
+            SpecStepError::LogRotation {
+                container: name.clone(),
+                detail: e.to_string(),
+            }
+        })?;
         let log = runtime::LogConfig::JsonFile {
             path: self.paths.log(&name),
             rotation,
             sink: None,
         };
-        let mut spec = spec::build(def, img, ecs, log, init).map_err(|e| e.to_string())?;
+        let mut spec = spec::build(def, img, ecs, log, init)
+            .map_err(|e| SpecStepError::Settings(e.to_string()))?;
         self.namespaces.apply(&mut spec);
         // `apparmor:unconfined` on a host without AppArmor: nothing to lift (libcontainer
         // would refuse any profile there).
@@ -1356,13 +1237,16 @@ impl Executor {
             spec.security.apparmor_profile = None;
         }
         let defs: Vec<ContainerDefinition> = self.slots.iter().map(|s| s.def.clone()).collect();
-        let mut mounts = self.volumes.mounts(&defs, idx).map_err(|e| e.to_string())?;
+        let mut mounts = self
+            .volumes
+            .mounts(&defs, idx)
+            .map_err(|e| SpecStepError::Mounts(e.to_string()))?;
         // linuxParameters.tmpfs after the volumes: a tmpfs inside a volume stays visible.
         mounts.append(&mut spec.mounts);
         spec.mounts = mounts;
         self.volumes
             .populate(&defs[idx], &self.paths.rootfs(idx), &img.volumes)
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| SpecStepError::Populate(error_chain(&e)))?;
         if self.machine.restart_count(idx) == 0 {
             let host_max = |n: &str| {
                 let (_, res) = runtime::oci::rlimit_resource(n)?;

@@ -21,6 +21,7 @@ impl Executor {
         match result {
             Ok(()) => true,
             Err((idx, why)) => {
+                let why = why.to_string();
                 self.fail_container(idx, why.clone());
                 self.request_stop(StopCode::TaskFailedToStart, &why);
                 false
@@ -28,11 +29,9 @@ impl Executor {
         }
     }
 
-    fn pull_all(&mut self) -> Result<(), (usize, String)> {
-        let fail =
-            |idx: usize, e: &dyn std::fmt::Display| (idx, format!("{}: {e}", reason::CANNOT_PULL));
-        let images =
-            rootfs_cache::Store::open(&self.opts.root).map_err(|e| fail(0, &error_chain(&e)))?;
+    fn pull_all(&mut self) -> Result<(), (usize, ImageError)> {
+        let images = rootfs_cache::Store::open(&self.opts.root)
+            .map_err(|e| (0, ImageError::Store(error_chain(&e))))?;
         let mut get = ImageGetter {
             images,
             rt: None,
@@ -65,7 +64,7 @@ impl Executor {
             if let Some(why) =
                 crate::task::platform::image_mismatch(&image, &rec.platform, &get.platform)
             {
-                return Err(fail(idx, &why));
+                return Err((idx, ImageError::Platform(why.to_string())));
             }
             self.slots[idx].row.image_digest = Some(rec.digest.to_string());
             self.slots[idx].image = Some(rec);
@@ -92,9 +91,9 @@ impl Executor {
         idx: usize,
         image: &str,
         get: &mut ImageGetter,
-    ) -> Result<ImageRecord, String> {
-        fn store_err(e: &(dyn std::error::Error + 'static)) -> String {
-            format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
+    ) -> Result<ImageRecord, ImageError> {
+        fn store_err(e: &(dyn std::error::Error + 'static)) -> ImageError {
+            ImageError::Store(error_chain(e))
         }
         let name = self.slots[idx].row.name.clone();
         let Some(scope) = self.pin_scope(idx, image) else {
@@ -197,7 +196,7 @@ impl Executor {
                     let r = p
                         .pull(&k.1, &platform, Arc::new(rootfs_cache::pull::Quiet))
                         .await
-                        .map_err(|e| pull_reason(&e));
+                        .map_err(|e| ImageError::Registry(pull_reason(&e)));
                     (k, r)
                 });
             }
@@ -250,19 +249,23 @@ impl Executor {
                 Checked::Changed
             }
             Err(e) if e.is_unreachable() => Checked::Unreachable(error_chain(&e)),
-            Err(e) => Checked::Refused(pull_reason(&e)),
+            Err(e) => Checked::Refused(ImageError::Registry(pull_reason(&e))),
         }
     }
 
     /// The registry client for credentials `key` (see `ImageGetter::pullers`), built once.
-    fn ensure_puller(&mut self, key: Option<usize>, get: &mut ImageGetter) -> Result<(), String> {
+    fn ensure_puller(
+        &mut self,
+        key: Option<usize>,
+        get: &mut ImageGetter,
+    ) -> Result<(), ImageError> {
         if !get.pullers.contains_key(&key) {
             let overrides = {
                 let rt = get.runtime()?;
                 self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
             };
             let p = make_puller(&get.root, get.config.as_deref(), overrides, &get.limits)
-                .map_err(|e| format!("{}: {}", reason::CANNOT_PULL, error_chain(e.as_ref())))?;
+                .map_err(|e| ImageError::Client(error_chain(e.as_ref())))?;
             get.pullers.insert(key, Arc::new(p));
         }
         Ok(())
@@ -278,7 +281,7 @@ impl Executor {
         image: &str,
         digest: Option<&str>,
         get: &mut ImageGetter,
-    ) -> Result<ImageRecord, String> {
+    ) -> Result<ImageRecord, ImageError> {
         let wanted = match get.lookup(image, digest) {
             Ok(Got::Have(rec)) => return Ok(*rec),
             Ok(Got::Pull(wanted)) => wanted,
@@ -310,7 +313,7 @@ impl Executor {
                 }
                 Checked::Refused(reason) => return Err(reason),
             },
-            Err(e) => return Err(format!("{}: {e}", reason::CANNOT_PULL)),
+            Err(e) => return Err(e),
         };
         let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
         if let Some(r) = get.prefetched.get(&(key, wanted.clone())) {
@@ -318,11 +321,11 @@ impl Executor {
         }
         self.ensure_puller(key, get)?;
         let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
-            return Err(format!("{}: no registry client", reason::CANNOT_PULL));
+            return Err(ImageError::NoClient);
         };
         tracing::info!(task_id = %self.task.id, image = %wanted, "pulling");
         rt.block_on(p.pull(&wanted, &get.platform, Arc::new(rootfs_cache::pull::Quiet)))
-            .map_err(|e| pull_reason(&e))
+            .map_err(|e| ImageError::Registry(pull_reason(&e)))
     }
 
     /// `default`'s question for a cached image (`wanted`, cached as `rec`): the registry
@@ -343,7 +346,8 @@ impl Executor {
         if let Some(c) = get.prechecked.get(&(key, wanted.to_string())) {
             return c.clone();
         }
-        if let Err(reason) = self.ensure_puller(key, get) {
+        if let Err(e) = self.ensure_puller(key, get) {
+            let reason = e.to_string();
             // The execution role is assumed through STS first: an STS that cannot be
             // reached says nothing about access either. The SDK's error reads
             // "dispatch failure" (no connection) or "request has timed out" then
@@ -353,11 +357,11 @@ impl Executor {
             {
                 Checked::Unreachable(reason)
             } else {
-                Checked::Refused(reason)
+                Checked::Refused(e)
             };
         }
         let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
-            return Checked::Refused(format!("{}: no registry client", reason::CANNOT_PULL));
+            return Checked::Refused(ImageError::NoClient);
         };
         let r = rt.block_on(p.check(wanted, rec));
         self.checked(wanted, r)
@@ -370,7 +374,7 @@ impl Executor {
         &mut self,
         with_auth: Option<usize>,
         rt: &tokio::runtime::Runtime,
-    ) -> Result<rootfs_cache::auth::Overrides, (usize, String)> {
+    ) -> Result<rootfs_cache::auth::Overrides, (usize, ImageError)> {
         let at = with_auth.unwrap_or(0);
         let mut o = rootfs_cache::auth::Overrides::default();
         let on_ecr = self.slots.iter().any(|s| {
@@ -382,18 +386,55 @@ impl Executor {
         if on_ecr {
             o.ecr = rt
                 .block_on(self.inside.execution.ecr_identity())
-                .map_err(|e| (at, format!("{}: {e}", crate::task::secrets::REASON_PREFIX)))?;
+                .map_err(|e| (at, ImageError::EcrIdentity(e.to_string())))?;
         }
         if let Some(idx) = with_auth
             && let Some(c) = self.inside.registry_auth.get(&idx)
         {
             let r = rootfs_cache::pull::parse_reference(&self.slots[idx].row.image)
-                .map_err(|e| (idx, format!("{}: {}", reason::CANNOT_PULL, error_chain(&e))))?;
+                .map_err(|e| (idx, ImageError::Reference(error_chain(&e))))?;
             o.basic
                 .insert(rootfs_cache::config::api_host(r.registry()), c.clone());
         }
         Ok(o)
     }
+}
+
+/// Why a container's image could not be had, by step. Its text is the container's reason
+/// (and the task's stoppedReason), as the ECS agent words it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum ImageError {
+    /// The image cache or the image scope's pinned digests (the store).
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Store(String),
+    /// `--pull never`, and the image is not in the cache.
+    #[error(
+        "{p}: {wanted}: not in the local image cache and --pull never was given \
+         (run `minifargate pull {wanted}`)",
+        p = reason::CANNOT_PULL
+    )]
+    NotCached { wanted: String },
+    /// The runtime the pulls run on could not be made.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Runtime(String),
+    /// The execution identity ECR is asked with could not be had.
+    #[error("{p}: {0}", p = crate::task::secrets::REASON_PREFIX)]
+    EcrIdentity(String),
+    /// The image reference of a container with repositoryCredentials does not parse.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Reference(String),
+    /// The registry client could not be built (its configuration, TLS roots).
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Client(String),
+    /// No registry client for the image's credentials.
+    #[error("{p}: no registry client", p = reason::CANNOT_PULL)]
+    NoClient,
+    /// The registry refused or failed the pull or the check ([`pull_reason`]).
+    #[error("{0}")]
+    Registry(String),
+    /// The image is for another platform than the task's.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Platform(String),
 }
 
 /// What the registry said of a cached image (`Executor::check_cached`).
@@ -406,7 +447,7 @@ enum Checked {
     /// The registry could not be reached (why): the cached image runs, with a warning.
     Unreachable(String),
     /// The registry refused: the container's reason.
-    Refused(String),
+    Refused(ImageError),
 }
 
 /// Finds or pulls images for one task, by the pull policy; the registry client (TLS roots,
@@ -421,7 +462,7 @@ struct ImageGetter {
     limits: rootfs_cache::pull::RegistryLimits,
     /// Images pulled side by side before the containers resolve in order (by puller key
     /// and reference): the record or the container's reason.
-    prefetched: std::collections::HashMap<(Option<usize>, String), Result<ImageRecord, String>>,
+    prefetched: std::collections::HashMap<(Option<usize>, String), Result<ImageRecord, ImageError>>,
     /// `default`'s registry answers for cached images, asked side by side before the
     /// containers resolve in order (by puller key and reference).
     prechecked: std::collections::HashMap<(Option<usize>, String), Checked>,
@@ -448,7 +489,7 @@ enum Got {
 impl ImageGetter {
     /// `image`, or with `digest` the image that digest names (a manifest or an index,
     /// picked for the platform), from the cache, or the reference to pull.
-    fn lookup(&self, image: &str, digest: Option<&str>) -> Result<Got, String> {
+    fn lookup(&self, image: &str, digest: Option<&str>) -> Result<Got, ImageError> {
         let platform = &self.platform;
         let fits = |rec: &ImageRecord| {
             self.policy == PullPolicy::Never
@@ -473,22 +514,19 @@ impl ImageGetter {
                 Ok(Got::Have(Box::new(rec)))
             }
             (PullPolicy::Default, Some(rec)) => Ok(Got::Check(Box::new(rec), wanted)),
-            (PullPolicy::Never, None) => Err(format!(
-                "{wanted}: not in the local image cache and --pull never was given \
-                 (run `minifargate pull {wanted}`)"
-            )),
+            (PullPolicy::Never, None) => Err(ImageError::NotCached { wanted }),
             _ => Ok(Got::Pull(wanted)),
         }
     }
 
     /// The runtime pulls run on, made on the first pull.
-    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, String> {
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, ImageError> {
         if self.rt.is_none() {
             self.rt = Some(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("{}: {e}", reason::CANNOT_PULL))?,
+                    .map_err(|e| ImageError::Runtime(e.to_string()))?,
             );
         }
         Ok(self.rt.as_ref().expect("set above"))
