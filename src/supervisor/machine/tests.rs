@@ -821,3 +821,56 @@ fn a_stopped_task_is_done_for_good() {
     assert_eq!(t.stop(true), []);
     assert_eq!(t.at(1000).poll(), []);
 }
+
+// --- more than one dependency -------------------------------------------------------------
+
+#[test]
+fn every_dependency_must_be_met() {
+    let (mut t, a) = T::run(vec![
+        slot("a").optional(),
+        slot("b").optional(),
+        slot("app").after(0, Complete).after(1, Success),
+    ]);
+    assert_eq!(a, [Start(0), Start(1)]);
+    assert_eq!(t.exit(0, 0), [Exited(0)]);
+    assert_eq!(t.m.waiting_for(2, t.now), [1]);
+    assert_eq!(t.exit(1, 0), [Exited(1), Start(2), TaskRunning]);
+}
+
+#[test]
+fn one_dependency_that_never_will_fails_the_dependent_at_once() {
+    let (mut t, _) = T::run(vec![
+        slot("a").optional(),
+        slot("b").optional(),
+        slot("app").after(0, Complete).after(1, Success),
+    ]);
+    // a still runs, b failed: app will never start.
+    let why = never("b", "app", "did not exit successfully.");
+    assert_eq!(
+        t.exit(1, 2),
+        [
+            Exited(1),
+            fail(2, &why),
+            stop_task(StopCode::TaskFailedToStart, &why),
+            BeginStop,
+            Term(0)
+        ]
+    );
+}
+
+#[test]
+fn task_running_is_reported_once() {
+    let (mut t, a) = T::run(vec![slot("side").optional().restarts(&[], 0), slot("app")]);
+    assert_eq!(a, [Start(0), Start(1), TaskRunning]);
+    assert_eq!(t.exit(0, 1), [Restart(0)]);
+    assert_eq!(t.at(5).poll(), []);
+}
+
+#[test]
+fn an_essential_exit_while_a_dependent_waits_leaves_it_never_ran() {
+    let (mut t, _) = T::run(vec![slot("db"), slot("app").after(0, Complete).optional()]);
+    assert_eq!(
+        t.exit(0, 0),
+        [Exited(0), essential_exited(), BeginStop, NeverRan(1), Done]
+    );
+}
