@@ -808,7 +808,7 @@ impl Executor {
             host_execution_credentials: self.opts.host_execution_credentials,
         });
         if let Err(why) = inside {
-            self.fail_all(&why);
+            self.fail_all(&why.to_string());
             return false;
         }
         self.drain_events();

@@ -991,11 +991,31 @@ pub struct Settings<'a> {
     pub host_execution_credentials: bool,
 }
 
+/// The step of [`Inside::provision`] that failed. Its text is the task's stopped reason.
+#[derive(Debug, thiserror::Error)]
+pub enum InsideError {
+    /// The containers' `secrets` (the reason `super::secrets` words).
+    #[error("{0}")]
+    Secrets(String),
+    /// A container's `repositoryCredentials` (the reason `super::registry_auth` words).
+    #[error("{0}")]
+    RegistryAuth(String),
+    /// The containers' S3 `environmentFiles` (the reason `super::envfiles` words).
+    #[error("{0}")]
+    EnvironmentFiles(String),
+    /// The random id of the task's credentials path.
+    #[error("{ri}: failed to make the credentials id: {0}", ri = super::reason::RESOURCE_INIT)]
+    CredentialsId(String),
+    /// The metadata and credentials endpoint did not start.
+    #[error("{ri}: task metadata endpoint: {0}", ri = super::reason::RESOURCE_INIT)]
+    Endpoint(String),
+}
+
 impl Inside {
     /// Resolves the secrets, registry credentials and S3 environment files (with the
     /// execution identity, as ECS does in one step before the pulls) and starts the
-    /// endpoint; `Err` is the task's stopped reason.
-    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), String> {
+    /// endpoint.
+    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), InsideError> {
         let containers = s.def.container_definitions.as_ref().map_or(0, Vec::len);
         self.live = Arc::new(Live {
             restarts: (0..containers).map(|_| AtomicU32::new(0)).collect(),
@@ -1010,21 +1030,19 @@ impl Inside {
             file: s.secrets_file,
             region: s.region.to_string(),
         }
-        .resolve(s.def, &mut self.execution)?;
-        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
-        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)?;
+        .resolve(s.def, &mut self.execution)
+        .map_err(InsideError::Secrets)?;
+        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)
+            .map_err(InsideError::RegistryAuth)?;
+        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)
+            .map_err(InsideError::EnvironmentFiles)?;
         let role = s
             .task
             .overrides
             .task_role_arn
             .as_deref()
             .or(s.def.task_role_arn.as_deref());
-        let id = super::new_uuid().map_err(|e| {
-            format!(
-                "{}: failed to make the credentials id: {e}",
-                super::reason::RESOURCE_INIT
-            )
-        })?;
+        let id = super::new_uuid().map_err(|e| InsideError::CredentialsId(e.to_string()))?;
         let creds = TaskCredentials::new(
             id,
             CredSource::pick(role, s.host_credentials),
@@ -1037,13 +1055,7 @@ impl Inside {
             Some(netns) => Server::start(netns, ep).map(|s| (s, None)),
             None => Server::start_loopback(ep).map(|(s, base)| (s, Some(base))),
         };
-        let (server, base) = started.map_err(|e| {
-            format!(
-                "{}: task metadata endpoint: {}",
-                super::reason::RESOURCE_INIT,
-                crate::error_chain(&e)
-            )
-        })?;
+        let (server, base) = started.map_err(|e| InsideError::Endpoint(crate::error_chain(&e)))?;
         self.server = Some(server);
         self.base = base;
         Ok(())
