@@ -997,9 +997,9 @@ pub enum InsideError {
     /// The containers' `secrets` (the reason `super::secrets` words).
     #[error("{0}")]
     Secrets(String),
-    /// A container's `repositoryCredentials` (the reason `super::registry_auth` words).
-    #[error("{0}")]
-    RegistryAuth(String),
+    /// A container's `repositoryCredentials`.
+    #[error(transparent)]
+    RegistryAuth(#[from] super::registry_auth::RegistryAuthError),
     /// The containers' S3 `environmentFiles` (the reason `super::envfiles` words).
     #[error("{0}")]
     EnvironmentFiles(String),
@@ -1032,8 +1032,7 @@ impl Inside {
         }
         .resolve(s.def, &mut self.execution)
         .map_err(InsideError::Secrets)?;
-        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)
-            .map_err(InsideError::RegistryAuth)?;
+        self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
         self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)
             .map_err(InsideError::EnvironmentFiles)?;
         let role = s

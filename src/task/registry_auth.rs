@@ -61,12 +61,34 @@ pub fn parse_secret(text: &str) -> Result<(String, String), &'static str> {
     Ok((username, password))
 }
 
-/// Fetches every container's `repositoryCredentials`; `Err` is the task's stopped reason.
+/// Why a container's `repositoryCredentials` could not be had, by step. Its text is the
+/// task's stopped reason, as the ECS agent words it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryAuthError {
+    /// The runtime the AWS calls run on could not be made.
+    #[error("{p}: failed to start the AWS client: {0}", p = REASON_PREFIX)]
+    Runtime(String),
+    /// The execution identity Secrets Manager is asked with.
+    #[error("{p}: {0}", p = REASON_PREFIX)]
+    Identity(String),
+    /// Secrets Manager did not give the secret, or it is not a username and password.
+    #[error(
+        "{p}: unable to get registry auth from asm for secret {param} as {who}: {detail}",
+        p = REASON_PREFIX
+    )]
+    Secret {
+        param: String,
+        who: String,
+        detail: String,
+    },
+}
+
+/// Fetches every container's `repositoryCredentials`.
 pub fn resolve(
     def: &TaskDefinition,
     exec: &mut Execution,
     region: &str,
-) -> Result<RegistryAuth, String> {
+) -> Result<RegistryAuth, RegistryAuthError> {
     let wanted: Vec<(usize, &str)> = def
         .container_definitions
         .iter()
@@ -87,21 +109,24 @@ pub fn resolve(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+        .map_err(|e| RegistryAuthError::Runtime(e.to_string()))?;
     rt.block_on(async {
         let mut out = RegistryAuth::new();
         for (idx, param) in wanted {
             let who = exec.describe();
-            let fail = |e: String| {
-                format!("{REASON_PREFIX}: unable to get registry auth from asm for secret {param} as {who}: {e}")
+            let fail = |detail: String| RegistryAuthError::Secret {
+                param: param.to_string(),
+                who: who.to_string(),
+                detail,
             };
             let cfg = exec
                 .config(region_of(param, region))
                 .await
-                .map_err(|e| format!("{REASON_PREFIX}: {e}"))?;
-            let got = super::secrets::get_secret_value(&cfg, region_of(param, region), param, None, None)
-                .await
-                .map_err(|e| fail(format!("asm fetching secret from the service: {e}")))?;
+                .map_err(|e| RegistryAuthError::Identity(e.to_string()))?;
+            let got =
+                super::secrets::get_secret_value(&cfg, region_of(param, region), param, None, None)
+                    .await
+                    .map_err(|e| fail(format!("asm fetching secret from the service: {e}")))?;
             let (username, password) =
                 parse_secret(got.as_deref().unwrap_or_default()).map_err(|e| fail(e.into()))?;
             out.insert(
