@@ -95,12 +95,51 @@ pub fn merge(files: &[Vec<(String, String)>]) -> Vec<(String, String)> {
 /// Per container index, `NAME=value` from its S3 environment files.
 pub type FileEnv = BTreeMap<usize, Vec<String>>;
 
-/// Reads every container's S3 environment files; `Err` is the task's stopped reason.
+/// Why a container's S3 environment files could not be read, by step. Its text is the
+/// task's stopped reason, as the ECS agent words it.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvFileError {
+    /// An `environmentFiles` value that is not an S3 object ARN.
+    #[error(
+        "{p}: unable to parse bucket and key from s3 ARN specified in environmentFile {0}",
+        p = REASON_PREFIX
+    )]
+    Arn(String),
+    /// The runtime the AWS calls run on could not be made.
+    #[error("{p}: failed to start the AWS client: {0}", p = REASON_PREFIX)]
+    Runtime(String),
+    /// The execution identity S3 is asked with.
+    #[error("{p}: {0}", p = REASON_PREFIX)]
+    Identity(String),
+    /// GetBucketLocation failed.
+    #[error(
+        "{p}: unable to initialize s3 client for bucket {bucket} as {who}: {detail}",
+        p = REASON_PREFIX
+    )]
+    Bucket {
+        bucket: String,
+        who: String,
+        detail: String,
+    },
+    /// GetObject failed, the object is too large or it is not UTF-8 text.
+    #[error(
+        "{p}: unable to download env file with key {key} from bucket {bucket} as {who}: {detail}",
+        p = REASON_PREFIX
+    )]
+    Object {
+        key: String,
+        bucket: String,
+        who: String,
+        detail: String,
+    },
+}
+
+/// Reads every container's S3 environment files.
 pub fn resolve(
     def: &TaskDefinition,
     exec: &mut Execution,
     region: &str,
-) -> Result<FileEnv, String> {
+) -> Result<FileEnv, EnvFileError> {
     let mut wanted: Vec<(usize, Vec<S3Object>)> = Vec::new();
     for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
         let objs: Vec<S3Object> = c
@@ -111,14 +150,7 @@ pub fn resolve(
                 let v = f.value.as_deref().unwrap_or_default();
                 is_s3(v, f.kind).then_some(v)
             })
-            .map(|v| {
-                parse_s3_arn(v).ok_or_else(|| {
-                    format!(
-                        "{REASON_PREFIX}: unable to parse bucket and key from s3 ARN specified \
-                         in environmentFile {v}"
-                    )
-                })
-            })
+            .map(|v| parse_s3_arn(v).ok_or_else(|| EnvFileError::Arn(v.to_string())))
             .collect::<Result<_, _>>()?;
         if !objs.is_empty() {
             wanted.push((idx, objs));
@@ -130,7 +162,7 @@ pub fn resolve(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("{REASON_PREFIX}: failed to start the AWS client: {e}"))?;
+        .map_err(|e| EnvFileError::Runtime(e.to_string()))?;
     rt.block_on(async {
         let mut env = FileEnv::new();
         for (idx, objs) in wanted {
@@ -233,20 +265,21 @@ pub async fn get_object(
 }
 
 /// An environment file's text, with the agent's reasons.
-async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, String> {
+async fn fetch(exec: &mut Execution, region: &str, o: &S3Object) -> Result<String, EnvFileError> {
     let who = exec.describe();
-    let fail = |e: String| {
-        format!(
-            "{REASON_PREFIX}: unable to download env file with key {} from bucket {} as {who}: {e}",
-            o.key, o.bucket
-        )
+    let fail = |detail: String| EnvFileError::Object {
+        key: o.key.clone(),
+        bucket: o.bucket.clone(),
+        who: who.clone(),
+        detail,
     };
     let bytes = get_object(exec, region, o).await.map_err(|e| match e {
-        ObjectError::Identity(e) => format!("{REASON_PREFIX}: {e}"),
-        ObjectError::Bucket(e) => format!(
-            "{REASON_PREFIX}: unable to initialize s3 client for bucket {} as {who}: {e}",
-            o.bucket
-        ),
+        ObjectError::Identity(e) => EnvFileError::Identity(e),
+        ObjectError::Bucket(detail) => EnvFileError::Bucket {
+            bucket: o.bucket.clone(),
+            who: who.clone(),
+            detail,
+        },
         ObjectError::Object(e) => fail(e),
     })?;
     String::from_utf8(bytes).map_err(|_| fail("it is not UTF-8 text".into()))

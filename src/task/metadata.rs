@@ -1000,9 +1000,9 @@ pub enum InsideError {
     /// A container's `repositoryCredentials`.
     #[error(transparent)]
     RegistryAuth(#[from] super::registry_auth::RegistryAuthError),
-    /// The containers' S3 `environmentFiles` (the reason `super::envfiles` words).
-    #[error("{0}")]
-    EnvironmentFiles(String),
+    /// The containers' S3 `environmentFiles`.
+    #[error(transparent)]
+    EnvironmentFiles(#[from] super::envfiles::EnvFileError),
     /// The random id of the task's credentials path.
     #[error("{ri}: failed to make the credentials id: {0}", ri = super::reason::RESOURCE_INIT)]
     CredentialsId(String),
@@ -1033,8 +1033,7 @@ impl Inside {
         .resolve(s.def, &mut self.execution)
         .map_err(InsideError::Secrets)?;
         self.registry_auth = super::registry_auth::resolve(s.def, &mut self.execution, s.region)?;
-        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)
-            .map_err(InsideError::EnvironmentFiles)?;
+        self.file_env = super::envfiles::resolve(s.def, &mut self.execution, s.region)?;
         let role = s
             .task
             .overrides
