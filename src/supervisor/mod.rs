@@ -3,13 +3,13 @@
 //! Its command line, socket protocol and client are in [`protocol`].
 
 pub mod aws_http;
-pub mod deps;
 pub mod endpoints;
 pub mod envfiles;
 pub mod executor;
 pub mod health;
 pub mod isolation;
 pub mod logs;
+pub mod machine;
 pub mod protocol;
 pub mod restart;
 pub mod secrets;

@@ -1,0 +1,612 @@
+//! The executor's images: each container's image found in the cache or pulled, by the
+//! pull policy, with the task's or the container's registry credentials; distinct images
+//! side by side; versionConsistency's pinned digests.
+
+use super::{Executor, now_ms, now_us};
+use crate::error_chain;
+use crate::store::StopCode;
+use crate::task::{PullPolicy, reason};
+use rootfs_cache::{ImageRecord, Puller, RegistryClient};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+impl Executor {
+    /// Pulls (or finds) every image according to the pull policy.
+    pub(super) fn pull_images(&mut self) -> bool {
+        self.task.pull_started_at = Some(now_ms());
+        self.save();
+        let result = self.pull_all();
+        self.task.pull_stopped_at = Some(now_ms());
+        self.save();
+        match result {
+            Ok(()) => true,
+            Err((idx, why)) => {
+                let why = why.to_string();
+                self.fail_container(idx, why.clone());
+                self.request_stop(StopCode::TaskFailedToStart, &why);
+                false
+            }
+        }
+    }
+
+    fn pull_all(&mut self) -> Result<(), (usize, ImageError)> {
+        let images = rootfs_cache::Store::open(&self.opts.root)
+            .map_err(|e| (0, ImageError::Store(error_chain(&e))))?;
+        let mut get = ImageGetter {
+            images,
+            rt: None,
+            pullers: Default::default(),
+            limits: Default::default(),
+            prefetched: Default::default(),
+            prechecked: Default::default(),
+            // runtimePlatform.cpuArchitecture picks the image from an index (crate::supervisor::isolation::platform).
+            platform: crate::supervisor::isolation::platform::wanted_platform(
+                &self.task.definition,
+            ),
+            policy: self.opts.pull,
+            root: self.opts.root.clone(),
+            config: self.opts.config.clone(),
+        };
+        let t_all = now_us();
+        self.prefetch(&mut get);
+        for idx in 0..self.slots.len() {
+            // With the images pulled side by side, each container's pull phase spans
+            // from the start of them all to its image being in hand.
+            let t0 = if get.prefetched.is_empty() {
+                now_us()
+            } else {
+                t_all
+            };
+            let image = self.slots[idx].row.image.clone();
+            let rec = self
+                .resolve_image(idx, &image, &mut get)
+                .map_err(|reason| (idx, reason))?;
+            // An image whose config says another architecture would fail with ENOEXEC
+            // (or run under emulation unasked): refused by name before anything runs.
+            if let Some(why) = crate::supervisor::isolation::platform::image_mismatch(
+                &image,
+                &rec.platform,
+                &get.platform,
+            ) {
+                return Err((idx, ImageError::Platform(why.to_string())));
+            }
+            self.slots[idx].row.image_digest = Some(rec.digest.to_string());
+            self.slots[idx].image = Some(rec);
+            self.phase(Some(idx), "pull", t0);
+            self.save_container(idx);
+            self.drain_events();
+            if self.stopping() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Container `idx`'s image. With versionConsistency (ECS's default) the tag resolves
+    /// once per image scope (a service deployment, one RunTask call): the first task to
+    /// get the image pins the digest the tag named (the index's, for a multi-platform
+    /// image), and every other task of the scope runs that digest even if the tag moved.
+    /// `disabled` takes the tag as it is at each task's start.
+    /// Ref: ecs.json `ContainerDefinition.versionConsistency`, `ContainerImage`;
+    /// docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html
+    /// (Container image resolution).
+    fn resolve_image(
+        &mut self,
+        idx: usize,
+        image: &str,
+        get: &mut ImageGetter,
+    ) -> Result<ImageRecord, ImageError> {
+        fn store_err(e: &(dyn std::error::Error + 'static)) -> ImageError {
+            ImageError::Store(error_chain(e))
+        }
+        let name = self.slots[idx].row.name.clone();
+        let Some(scope) = self.pin_scope(idx, image) else {
+            return self.fetch(idx, image, None, get);
+        };
+        let pinned = self
+            .store
+            .with(|s| s.image_pin(&scope, &name))
+            .map_err(|e| store_err(&e))?;
+        if let Some(d) = pinned {
+            return self.fetch(idx, image, Some(&d), get);
+        }
+        let rec = self.fetch(idx, image, None, get)?;
+        let top = rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string();
+        let winner = self
+            .store
+            .with(|s| s.pin_image(&scope, &name, &top))
+            .map_err(|e| store_err(&e))?;
+        if winner == top {
+            return Ok(rec);
+        }
+        // Another task of the scope resolved the tag first, to another digest (the tag
+        // moved in between): run what it runs.
+        tracing::info!(task_id = %self.task.id, %image, digest = %winner, "taking the deployment's image digest");
+        self.fetch(idx, image, Some(&winner), get)
+    }
+
+    /// The scope whose pinned digest container `idx`'s image runs at (see
+    /// [`Self::resolve_image`]); `None` when the reference is taken as it is.
+    fn pin_scope(&self, idx: usize, image: &str) -> Option<String> {
+        use crate::taskdef::model::VersionConsistency;
+        let by_digest = rootfs_cache::pull::parse_reference(image)
+            .map(|r| r.digest().is_some())
+            .unwrap_or(false);
+        self.task
+            .image_scope
+            .clone()
+            .filter(|_| {
+                self.slots[idx].def.version_consistency != Some(VersionConsistency::Disabled)
+            })
+            .filter(|_| !by_digest)
+    }
+
+    /// Pulls the distinct images the containers ask for first all at once, so a task's
+    /// images download side by side (the layers they share once: rootfs-cache's layer
+    /// locks; the per-registry bound shared: `ImageGetter::limits`). [`Self::fetch`]
+    /// then takes each result from `get.prefetched`, so the containers still resolve in
+    /// order and the first failing one, in definition order, gets the reason. What cannot
+    /// be prepared here (credentials, a store read) is left to that pass, which reports it.
+    fn prefetch(&mut self, get: &mut ImageGetter) {
+        let mut wanted: Vec<(Option<usize>, String)> = Vec::new();
+        let mut checks: Vec<(ImageKey, Box<ImageRecord>)> = Vec::new();
+        for idx in 0..self.slots.len() {
+            let image = self.slots[idx].row.image.clone();
+            let name = self.slots[idx].row.name.clone();
+            let pinned = match self.pin_scope(idx, &image) {
+                None => None,
+                Some(scope) => match self.store.with(|s| s.image_pin(&scope, &name)) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                },
+            };
+            let (w, cached) = match get.lookup(&image, pinned.as_deref()) {
+                Ok(Got::Pull(w)) => (w, None),
+                Ok(Got::Check(rec, w)) => (w, Some(rec)),
+                _ => continue,
+            };
+            let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+            if self.ensure_puller(key, get).is_err() {
+                continue;
+            }
+            match cached {
+                None if !wanted.contains(&(key, w.clone())) => wanted.push((key, w)),
+                Some(rec) if !checks.iter().any(|(k, _)| *k == (key, w.clone())) => {
+                    checks.push(((key, w), rec))
+                }
+                _ => {}
+            }
+        }
+        self.precheck(get, checks);
+        // One image: the pass in order pulls it as it always did.
+        if wanted.len() < 2 {
+            return;
+        }
+        let Some(rt) = get.rt.as_ref() else { return };
+        tracing::info!(task_id = %self.task.id, images = wanted.len(), "pulling side by side");
+        let pulls: Vec<_> = wanted
+            .iter()
+            .filter_map(|(key, w)| {
+                let p = get.pullers.get(key)?.clone();
+                Some(((*key, w.clone()), p))
+            })
+            .collect();
+        let platform = get.platform.clone();
+        let done = rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (k, p) in pulls {
+                let platform = platform.clone();
+                set.spawn(async move {
+                    let r = p
+                        .pull(&k.1, &platform, Arc::new(rootfs_cache::pull::Quiet))
+                        .await
+                        .map_err(|e| ImageError::Registry(pull_reason(&e)));
+                    (k, r)
+                });
+            }
+            // A panicked pull is left out: the pass in order pulls that image again.
+            finished(set).await
+        });
+        get.prefetched.extend(done);
+    }
+
+    /// `default`'s registry checks of two or more cached images, asked side by side (the
+    /// pass in order then reads their answers): a task's containers wait for one round
+    /// trip, not one per image. One image is asked by the pass in order.
+    fn precheck(&mut self, get: &mut ImageGetter, checks: Vec<(ImageKey, Box<ImageRecord>)>) {
+        if checks.len() < 2 {
+            return;
+        }
+        let Some(rt) = get.rt.as_ref() else { return };
+        let asks: Vec<_> = checks
+            .into_iter()
+            .filter_map(|(k, rec)| Some((k.clone(), get.pullers.get(&k.0)?.clone(), rec)))
+            .collect();
+        let done = rt.block_on(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (k, p, rec) in asks {
+                set.spawn(async move {
+                    let r = p.check(&k.1, &rec).await;
+                    (k, r)
+                });
+            }
+            // A panicked check is left out: the pass in order asks again.
+            finished(set).await
+        });
+        for (k, r) in done {
+            let c = self.checked(&k.1, r);
+            get.prechecked.insert(k, c);
+        }
+    }
+
+    /// A registry's answer to `default`'s check of `wanted` as what the task does with it.
+    fn checked(
+        &self,
+        wanted: &str,
+        r: Result<rootfs_cache::pull::Freshness, rootfs_cache::PullError>,
+    ) -> Checked {
+        match r {
+            Ok(rootfs_cache::pull::Freshness::Current) => Checked::Current,
+            Ok(rootfs_cache::pull::Freshness::Changed { digest }) => {
+                tracing::info!(task_id = %self.task.id, image = %wanted, %digest,
+                    "the reference names another image now; pulling it");
+                Checked::Changed
+            }
+            Err(e) if e.is_unreachable() => Checked::Unreachable(error_chain(&e)),
+            Err(e) => Checked::Refused(ImageError::Registry(pull_reason(&e))),
+        }
+    }
+
+    /// The registry client for credentials `key` (see `ImageGetter::pullers`), built once.
+    fn ensure_puller(
+        &mut self,
+        key: Option<usize>,
+        get: &mut ImageGetter,
+    ) -> Result<(), ImageError> {
+        if !get.pullers.contains_key(&key) {
+            let overrides = {
+                let rt = get.runtime()?;
+                self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
+            };
+            let p = make_puller(&get.root, get.config.as_deref(), overrides, &get.limits)
+                .map_err(|e| ImageError::Client(error_chain(e.as_ref())))?;
+            get.pullers.insert(key, Arc::new(p));
+        }
+        Ok(())
+    }
+
+    /// Container `idx`'s image from the cache, or pulled (`digest`: that digest of it). The
+    /// registry clients are only built when something is pulled: one with the task's own
+    /// credentials (the execution role for ECR), and one per container with
+    /// `repositoryCredentials`, which apply to its registry only. An error is the reason.
+    fn fetch(
+        &mut self,
+        idx: usize,
+        image: &str,
+        digest: Option<&str>,
+        get: &mut ImageGetter,
+    ) -> Result<ImageRecord, ImageError> {
+        let wanted = match get.lookup(image, digest) {
+            Ok(Got::Have(rec)) => return Ok(*rec),
+            Ok(Got::Pull(wanted)) => wanted,
+            Ok(Got::Check(rec, wanted)) => match self.check_cached(idx, &wanted, &rec, get) {
+                Checked::Current => return Ok(*rec),
+                Checked::Changed => wanted,
+                Checked::Unreachable(why) => {
+                    tracing::warn!(task_id = %self.task.id, image = %wanted, reason = %why,
+                        "registry unreachable; running the cached image");
+                    self.warnings.push(format!(
+                        "containerDefinitions[{idx}].image {wanted}: the registry could not be \
+                         reached, so the cached image {} was run without checking that this \
+                         task may pull it or that the tag still names it: {why}",
+                        rec.index_digest.as_ref().unwrap_or(&rec.digest)
+                    ));
+                    return Ok(*rec);
+                }
+                // An image `load` put in the cache was got with no registry's credentials:
+                // the box's operator placed it for its tasks (as an image baked into an
+                // AMI is for the agent's), so a registry that refuses it or lacks it does
+                // not take it away; the task says so.
+                Checked::Refused(why) if rec.loaded => {
+                    self.warnings.push(format!(
+                        "containerDefinitions[{idx}].image {wanted}: the registry did not serve \
+                         it, so the image loaded into the cache (`minifargate load`) was run: \
+                         {why}"
+                    ));
+                    return Ok(*rec);
+                }
+                Checked::Refused(reason) => return Err(reason),
+            },
+            Err(e) => return Err(e),
+        };
+        let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if let Some(r) = get.prefetched.get(&(key, wanted.clone())) {
+            return r.clone();
+        }
+        self.ensure_puller(key, get)?;
+        let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
+            return Err(ImageError::NoClient);
+        };
+        tracing::info!(task_id = %self.task.id, image = %wanted, "pulling");
+        rt.block_on(p.pull(&wanted, &get.platform, Arc::new(rootfs_cache::pull::Quiet)))
+            .map_err(|e| ImageError::Registry(pull_reason(&e)))
+    }
+
+    /// `default`'s question for a cached image (`wanted`, cached as `rec`): the registry
+    /// is asked with container `idx`'s credentials (its `repositoryCredentials`, else the
+    /// task's: the execution role for ECR), the manifest only. The ECS agent's default
+    /// falls back to the cache on any failed pull (agent/config/types.go,
+    /// `ImagePullDefaultBehavior`); here only a registry that cannot be reached does:
+    /// one that answers 401/403/404 has refused this task the image, and Fargate, which
+    /// keeps no cache, fails the task then (CannotPullContainerError).
+    fn check_cached(
+        &mut self,
+        idx: usize,
+        wanted: &str,
+        rec: &ImageRecord,
+        get: &mut ImageGetter,
+    ) -> Checked {
+        let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if let Some(c) = get.prechecked.get(&(key, wanted.to_string())) {
+            return c.clone();
+        }
+        if let Err(e) = self.ensure_puller(key, get) {
+            let reason = e.to_string();
+            // The execution role is assumed through STS first: an STS that cannot be
+            // reached says nothing about access either. The SDK's error reads
+            // "dispatch failure" (no connection) or "request has timed out" then
+            // (aws-smithy-runtime-api `SdkError`'s Display).
+            return if reason.contains("dispatch failure")
+                || reason.contains("request has timed out")
+            {
+                Checked::Unreachable(reason)
+            } else {
+                Checked::Refused(e)
+            };
+        }
+        let (Some(rt), Some(p)) = (get.rt.as_ref(), get.pullers.get(&key)) else {
+            return Checked::Refused(ImageError::NoClient);
+        };
+        let r = rt.block_on(p.check(wanted, rec));
+        self.checked(wanted, r)
+    }
+
+    /// The credentials a registry client of this task uses instead of the host's: the
+    /// execution identity for ECR (assumed now, only when some image is on ECR) and, for
+    /// container `with_auth`, its `repositoryCredentials` for its image's registry.
+    fn pull_overrides(
+        &mut self,
+        with_auth: Option<usize>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<rootfs_cache::auth::Overrides, (usize, ImageError)> {
+        let at = with_auth.unwrap_or(0);
+        let mut o = rootfs_cache::auth::Overrides::default();
+        let on_ecr = self.slots.iter().any(|s| {
+            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
+                let host = rootfs_cache::config::api_host(r.registry());
+                rootfs_cache::auth::parse_ecr_host(&host).is_some()
+            })
+        });
+        if on_ecr {
+            o.ecr = rt
+                .block_on(self.inside.execution.ecr_identity())
+                .map_err(|e| (at, ImageError::EcrIdentity(e.to_string())))?;
+        }
+        if let Some(idx) = with_auth
+            && let Some(c) = self.inside.registry_auth.get(&idx)
+        {
+            let r = rootfs_cache::pull::parse_reference(&self.slots[idx].row.image)
+                .map_err(|e| (idx, ImageError::Reference(error_chain(&e))))?;
+            o.basic
+                .insert(rootfs_cache::config::api_host(r.registry()), c.clone());
+        }
+        Ok(o)
+    }
+}
+
+/// Why a container's image could not be had, by step. Its text is the container's reason
+/// (and the task's stoppedReason), as the ECS agent words it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum ImageError {
+    /// The image cache or the image scope's pinned digests (the store).
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Store(String),
+    /// `--pull never`, and the image is not in the cache.
+    #[error(
+        "{p}: {wanted}: not in the local image cache and --pull never was given \
+         (run `minifargate pull {wanted}`)",
+        p = reason::CANNOT_PULL
+    )]
+    NotCached { wanted: String },
+    /// The runtime the pulls run on could not be made.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Runtime(String),
+    /// The execution identity ECR is asked with could not be had.
+    #[error("{p}: {0}", p = crate::supervisor::secrets::REASON_PREFIX)]
+    EcrIdentity(String),
+    /// The image reference of a container with repositoryCredentials does not parse.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Reference(String),
+    /// The registry client could not be built (its configuration, TLS roots).
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Client(String),
+    /// No registry client for the image's credentials.
+    #[error("{p}: no registry client", p = reason::CANNOT_PULL)]
+    NoClient,
+    /// The registry refused or failed the pull or the check ([`pull_reason`]).
+    #[error("{0}")]
+    Registry(String),
+    /// The image is for another platform than the task's.
+    #[error("{p}: {0}", p = reason::CANNOT_PULL)]
+    Platform(String),
+}
+
+/// What the registry said of a cached image (`Executor::check_cached`).
+#[derive(Clone)]
+enum Checked {
+    /// The reference still names the cached image, and the task may pull it.
+    Current,
+    /// The reference names another image now: pull it.
+    Changed,
+    /// The registry could not be reached (why): the cached image runs, with a warning.
+    Unreachable(String),
+    /// The registry refused: the container's reason.
+    Refused(ImageError),
+}
+
+/// Finds or pulls images for one task, by the pull policy; the registry client (TLS roots,
+/// config) is only built when something is pulled.
+struct ImageGetter {
+    images: rootfs_cache::Store,
+    rt: Option<tokio::runtime::Runtime>,
+    /// One client per credentials: `None` the task's, `Some(idx)` container idx's
+    /// `repositoryCredentials`.
+    pullers: std::collections::BTreeMap<Option<usize>, Arc<Puller>>,
+    /// The per-registry bound on layers fetched at once, shared by all of `pullers`.
+    limits: rootfs_cache::pull::RegistryLimits,
+    /// Images pulled side by side before the containers resolve in order (by puller key
+    /// and reference): the record or the container's reason.
+    prefetched: std::collections::HashMap<(Option<usize>, String), Result<ImageRecord, ImageError>>,
+    /// `default`'s registry answers for cached images, asked side by side before the
+    /// containers resolve in order (by puller key and reference).
+    prechecked: std::collections::HashMap<(Option<usize>, String), Checked>,
+    platform: rootfs_cache::Platform,
+    policy: PullPolicy,
+    root: PathBuf,
+    config: Option<PathBuf>,
+}
+
+/// An image as the task asks for it: the puller key (see `ImageGetter::pullers`) and the
+/// reference.
+type ImageKey = (Option<usize>, String);
+
+/// What the cache and the pull policy say of an image.
+enum Got {
+    Have(Box<ImageRecord>),
+    /// Pull this reference.
+    Pull(String),
+    /// `default`: this reference is cached; ask the registry whether the task may have it
+    /// and whether it is still the one the reference names.
+    Check(Box<ImageRecord>, String),
+}
+
+impl ImageGetter {
+    /// `image`, or with `digest` the image that digest names (a manifest or an index,
+    /// picked for the platform), from the cache, or the reference to pull.
+    fn lookup(&self, image: &str, digest: Option<&str>) -> Result<Got, ImageError> {
+        let platform = &self.platform;
+        let fits = |rec: &ImageRecord| {
+            self.policy == PullPolicy::Never
+                || crate::supervisor::isolation::platform::image_mismatch(
+                    image,
+                    &rec.platform,
+                    platform,
+                )
+                .is_none()
+        };
+        let wanted = match digest {
+            Some(d) => format!("{image}@{d}"),
+            None => image.to_string(),
+        };
+        // A cached image of another platform (pulled for another task) is not this one:
+        // `default` and `prefer-cached` pull the right one (`never` reports the mismatch). A pinned digest is
+        // found under the tag too while the tag still names it.
+        let cached = match digest {
+            None => find_image(&self.images, image).filter(fits),
+            Some(d) => find_image(&self.images, &wanted)
+                .into_iter()
+                .chain(find_image(&self.images, image))
+                .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
+        };
+        match (self.policy, cached) {
+            (PullPolicy::PreferCached | PullPolicy::Never, Some(rec)) => {
+                Ok(Got::Have(Box::new(rec)))
+            }
+            (PullPolicy::Default, Some(rec)) => Ok(Got::Check(Box::new(rec), wanted)),
+            (PullPolicy::Never, None) => Err(ImageError::NotCached { wanted }),
+            _ => Ok(Got::Pull(wanted)),
+        }
+    }
+
+    /// The runtime pulls run on, made on the first pull.
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, ImageError> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| ImageError::Runtime(e.to_string()))?,
+            );
+        }
+        Ok(self.rt.as_ref().expect("set above"))
+    }
+}
+
+fn make_puller(
+    root: &std::path::Path,
+    config: Option<&std::path::Path>,
+    overrides: rootfs_cache::auth::Overrides,
+    limits: &rootfs_cache::pull::RegistryLimits,
+) -> anyhow::Result<Puller> {
+    let config = crate::config::get().registries(config)?;
+    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
+    Ok(Puller {
+        store: rootfs_cache::Store::open(root)?,
+        client: Arc::new(client),
+        config,
+        concurrency: 4,
+        limits: limits.clone(),
+    })
+}
+
+/// A failed pull as the container's reason. ECR refusing the execution role's token
+/// request is, as on ECS, a failure to get the registry auth, not of the pull itself.
+/// Ref: repost.aws/knowledge-center/ecs-unable-to-pull-secrets ("unable to retrieve ecr
+/// registry auth").
+fn pull_reason(e: &rootfs_cache::PullError) -> String {
+    use rootfs_cache::auth::AuthError;
+    use rootfs_cache::client::RegistryError;
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(a @ AuthError::EcrAs { .. }),
+        ..
+    } = e
+    {
+        return format!(
+            "{}: unable to retrieve ecr registry auth: {a}",
+            crate::supervisor::secrets::REASON_PREFIX
+        );
+    }
+    if let rootfs_cache::PullError::Registry {
+        source: RegistryError::Auth(AuthError::NoCredentials { .. }),
+        ..
+    } = e
+    {
+        // The host's Docker config is one source; a task brings its own.
+        return format!(
+            "{}: {}; or give the container repositoryCredentials",
+            reason::CANNOT_PULL,
+            error_chain(e)
+        );
+    }
+    format!("{}: {}", reason::CANNOT_PULL, error_chain(e))
+}
+
+/// The cached image a reference names, if any.
+pub fn find_image(store: &rootfs_cache::Store, image: &str) -> Option<ImageRecord> {
+    let normalised = rootfs_cache::pull::parse_reference(image)
+        .ok()
+        .map(|r| r.to_string());
+    store.find_image(image, normalised.as_deref()).ok()
+}
+
+/// The results of `set`'s tasks that finished, in the order they did; a task that panicked
+/// is left out (the callers' pass in order does its work again).
+async fn finished<T: 'static>(mut set: tokio::task::JoinSet<T>) -> Vec<T> {
+    let mut done = Vec::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok(r) = j {
+            done.push(r);
+        }
+    }
+    done
+}
