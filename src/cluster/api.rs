@@ -18,16 +18,34 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The operations answered from etcd in cluster mode.
-pub const OPERATIONS: &[&str] = &[
-    "ListContainerInstances",
-    "DescribeContainerInstances",
-    "DeregisterContainerInstance",
-    "UpdateContainerInstancesState",
-    "PutAttributes",
-    "DeleteAttributes",
-    "ListAttributes",
-];
+/// The operations answered from etcd in cluster mode, each declared once: its name, the
+/// function that answers it (request and response types are that function's), listed in
+/// [`OPERATIONS`] and dispatched by [`dispatch`].
+macro_rules! cluster_operations {
+    ($($op:ident => $call:ident),* $(,)?) => {
+        /// The operations answered from etcd in cluster mode.
+        pub const OPERATIONS: &[&str] = &[$(stringify!($op)),*];
+
+        async fn dispatch(ecs: &Ecs, etcd: &Etcd, op: &str, body: &[u8]) -> EcsResult<Value> {
+            $(
+                if op == stringify!($op) {
+                    return encode($call(ecs, etcd, input(body)?).await?);
+                }
+            )*
+            Err(EcsError::UnknownOperation(op.into()))
+        }
+    };
+}
+
+cluster_operations! {
+    ListContainerInstances => list,
+    DescribeContainerInstances => describe,
+    DeregisterContainerInstance => deregister,
+    UpdateContainerInstancesState => update_state,
+    PutAttributes => put_attributes,
+    DeleteAttributes => delete_attributes,
+    ListAttributes => list_attributes,
+}
 
 /// ECS's limit of custom attributes on one resource. Ref: ecs.json
 /// `AttributeLimitExceededException` ("You can apply up to 10 custom attributes for each
@@ -42,19 +60,6 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> Option<EcsResult<Value>> {
         return None;
     }
     Some(super::block_on(dispatch(ecs, etcd, op, body)))
-}
-
-async fn dispatch(ecs: &Ecs, etcd: &Etcd, op: &str, body: &[u8]) -> EcsResult<Value> {
-    match op {
-        "ListContainerInstances" => encode(list(ecs, etcd, input(body)?).await?),
-        "DescribeContainerInstances" => encode(describe(ecs, etcd, input(body)?).await?),
-        "DeregisterContainerInstance" => encode(deregister(ecs, etcd, input(body)?).await?),
-        "UpdateContainerInstancesState" => encode(update_state(ecs, etcd, input(body)?).await?),
-        "PutAttributes" => encode(put_attributes(ecs, etcd, input(body)?).await?),
-        "DeleteAttributes" => encode(delete_attributes(ecs, etcd, input(body)?).await?),
-        "ListAttributes" => encode(list_attributes(ecs, etcd, input(body)?).await?),
-        other => Err(EcsError::UnknownOperation(other.into())),
-    }
 }
 
 /// The request body as `T`, members `T` lacks refused (as the API's own decoding does).
