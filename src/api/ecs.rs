@@ -128,13 +128,7 @@ mod tests {
         // Every ECS operation of the model the AWS CLI carries is either a row of the
         // table, answered, or UnknownOperationException; every row is one of the model.
         let dir = tempfile::tempdir().unwrap();
-        let ecs = Ecs {
-            root: dir.path().join("root"),
-            run_root: dir.path().join("run"),
-            config: None,
-            log_level: "error".into(),
-            userns: Default::default(),
-        };
+        let ecs = Ecs::scratch(dir.path());
         let model = crate::ecs::botocore_model::service_model();
         let all: std::collections::BTreeSet<String> = model["operations"]
             .as_object()

@@ -343,13 +343,7 @@ fn decode_only(op: &str, body: &[u8]) {
 /// Runs mutated requests for `budget` (or `iterations`, whichever ends first).
 pub fn run(iterations: u64, budget: Duration, seed: u64) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let ecs = Ecs {
-        root: dir.path().join("root"),
-        run_root: dir.path().join("run"),
-        config: None,
-        log_level: "error".into(),
-        userns: Default::default(),
-    };
+    let ecs = Ecs::scratch(dir.path());
     let seeds = seeds();
     // The seeds themselves first, so the store holds what the mutations refer to.
     for (op, body) in &seeds {

@@ -48,6 +48,19 @@ pub struct Ecs {
 }
 
 impl Ecs {
+    /// A core over a scratch directory (`<dir>/root`, `<dir>/run`), quiet supervisors: for
+    /// the tests and the API fuzzer, which drive the operations without a host set up.
+    #[cfg(test)]
+    pub fn scratch(dir: &std::path::Path) -> Ecs {
+        Ecs {
+            root: dir.join("root"),
+            run_root: dir.join("run"),
+            config: None,
+            log_level: "error".into(),
+            userns: Default::default(),
+        }
+    }
+
     /// The state store.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         Store::open(&self.root).with_context(|| {

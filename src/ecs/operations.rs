@@ -274,13 +274,7 @@ mod tests {
         // What the docs list (ecs_names, ecs_markdown) is the table, and each row decodes
         // `{}` and calls its core function: none answers UnknownOperation.
         let dir = tempfile::tempdir().unwrap();
-        let ecs = Ecs {
-            root: dir.path().join("root"),
-            run_root: dir.path().join("run"),
-            config: None,
-            log_level: "error".into(),
-            userns: Default::default(),
-        };
+        let ecs = Ecs::scratch(dir.path());
         struct Call<'a>(Context<'a>);
         impl Visitor for Call<'_> {
             type Out = Option<ServiceError>;
