@@ -3,7 +3,7 @@
 //! same way — the API as `{"__type": "<Name>", "message": …}` with ECS's HTTP status, the
 //! CLI as `<Name>: <message>`.
 
-use super::task_definitions::{RegisterError, ResolveError};
+use super::task_definition_errors::{RegisterError, ResolveError};
 use crate::taskdef::{Finding, arn::BadRef};
 
 /// An ECS exception. The message of each named exception is what ECS users see; a

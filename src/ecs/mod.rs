@@ -20,6 +20,7 @@ pub mod services;
 pub mod shapes;
 pub mod table;
 pub mod tags;
+pub mod task_definition_errors;
 pub mod task_definitions;
 pub mod task_protection;
 pub mod tasks;

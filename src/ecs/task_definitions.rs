@@ -3,8 +3,9 @@
 //! RunTask and CreateService resolve a task definition reference. Validation is
 //! `crate::taskdef`'s; this file stores what it lets through.
 
+pub use super::task_definition_errors::{RegisterError, ResolveError};
 use super::{Ecs, EcsError, EcsResult, enum_member, page};
-use crate::store::{FamilyStatus, SortOrder, Store, StoreError, StoredTaskDefinition};
+use crate::store::{FamilyStatus, SortOrder, Store, StoredTaskDefinition};
 use crate::taskdef::{self, AwsContext, TaskDefRef};
 use serde::{Deserialize, Serialize};
 
@@ -315,23 +316,6 @@ pub fn list_task_definition_families(
     })
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error(transparent)]
-    Read(#[from] taskdef::ReadError),
-    #[error("task definition {name} is invalid: {} error(s)", report.errors)]
-    Invalid {
-        name: String,
-        report: Box<taskdef::Report>,
-    },
-    #[error("failed to register task definition family {family}")]
-    Store {
-        family: String,
-        #[source]
-        source: StoreError,
-    },
-}
-
 /// A registration that went through, with the warnings validation raised.
 #[derive(Debug)]
 pub struct Registered {
@@ -379,27 +363,6 @@ pub fn register(
         stored,
         warnings: report.findings,
     })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error(transparent)]
-    BadRef(#[from] taskdef::arn::BadRef),
-    #[error(
-        "ClientException: Unable to describe task definition {0}: it is not registered (see \
-         `minifargate list-task-definitions`)"
-    )]
-    NotFound(String),
-    #[error("ClientException: TaskDefinition {0} is inactive")]
-    Inactive(String),
-    #[error(transparent)]
-    Register(#[from] RegisterError),
-    #[error("failed to look up task definition {reference}")]
-    Store {
-        reference: String,
-        #[source]
-        source: StoreError,
-    },
 }
 
 /// The task definition a run-task will use.
