@@ -8,8 +8,9 @@ use super::instances::{self, Instance, Status};
 use super::keys;
 use super::query::Query;
 use crate::ecs::container_instances::{
-    ContainerInstance, DescribeContainerInstancesRequest, DescribeContainerInstancesResponse,
-    ListContainerInstancesRequest, ListContainerInstancesResponse,
+    Attribute, ContainerInstance, DescribeContainerInstancesRequest,
+    DescribeContainerInstancesResponse, ListContainerInstancesRequest,
+    ListContainerInstancesResponse,
 };
 use crate::ecs::shapes::Failure;
 use crate::ecs::{Ecs, EcsError, EcsResult, cluster_or_default, page};
@@ -303,32 +304,19 @@ async fn update_state(
     Ok(out)
 }
 
-/// ecs.json `Attribute` (with its target).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetAttribute {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_id: Option<String>,
-}
-
 /// ecs.json `PutAttributesRequest` and `DeleteAttributesRequest`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttributesRequest {
     pub cluster: Option<String>,
     #[serde(default)]
-    pub attributes: Vec<TargetAttribute>,
+    pub attributes: Vec<Attribute>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttributesResponse {
-    pub attributes: Vec<TargetAttribute>,
+    pub attributes: Vec<Attribute>,
 }
 
 /// The one target type of ECS's attributes. Ref: ecs.json `TargetType`.
@@ -338,7 +326,7 @@ const TARGET_TYPE: &str = "container-instance";
 /// 128 letters, numbers, hyphens, underscores, forward and back slashes, periods;
 /// `value`: up to 128 letters, numbers, hyphens, underscores, periods, at signs, forward
 /// and back slashes, colons, spaces, not starting or ending with a space).
-fn check_attribute(a: &TargetAttribute, with_value: bool) -> EcsResult<()> {
+fn check_attribute(a: &Attribute, with_value: bool) -> EcsResult<()> {
     let name_ok = !a.name.is_empty()
         && a.name.len() <= 128
         && a.name
@@ -385,7 +373,7 @@ fn check_attribute(a: &TargetAttribute, with_value: bool) -> EcsResult<()> {
 }
 
 /// The instance an attribute targets: TargetNotFoundException otherwise.
-fn target<'a>(all: &'a [Instance], a: &TargetAttribute) -> EcsResult<&'a Instance> {
+fn target<'a>(all: &'a [Instance], a: &Attribute) -> EcsResult<&'a Instance> {
     let r = a.target_id.as_deref().unwrap_or_default();
     find(all, r)
         .filter(|i| i.status != Status::Inactive)
@@ -432,7 +420,7 @@ async fn put_attributes(
         )
         .await
         .map_err(server)?;
-        out.push(TargetAttribute {
+        out.push(Attribute {
             target_type: Some(TARGET_TYPE.into()),
             target_id: Some(i.arn()),
             ..a.clone()
@@ -458,7 +446,7 @@ async fn delete_attributes(
         etcd.delete(&keys::attribute(&cluster, &i.reg.id, &a.name))
             .await
             .map_err(server)?;
-        out.push(TargetAttribute {
+        out.push(Attribute {
             target_type: Some(TARGET_TYPE.into()),
             target_id: Some(i.arn()),
             ..a.clone()
@@ -482,7 +470,7 @@ pub struct ListAttributesRequest {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListAttributesResponse {
-    pub attributes: Vec<TargetAttribute>,
+    pub attributes: Vec<Attribute>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -517,7 +505,7 @@ async fn list_attributes(
             {
                 continue;
             }
-            items.push(TargetAttribute {
+            items.push(Attribute {
                 name: a.name,
                 value: a.value,
                 target_type: Some(TARGET_TYPE.into()),

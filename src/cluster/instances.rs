@@ -109,6 +109,7 @@ impl Instance {
             .map(|(n, v)| Attribute {
                 name: n.clone(),
                 value: v.clone(),
+                ..Default::default()
             })
             .collect()
     }

@@ -67,17 +67,19 @@ pub fn attribute(c: &str, id: &str, name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn layout() {
         assert_eq!(
-            super::attribute("default", "ab12", "stack/color"),
+            attribute("default", "ab12", "stack/color"),
             "/minifargate/v1/clusters/default/attributes/ab12/stack/color"
         );
         assert_eq!(
-            super::alive("lab", "ab12"),
+            alive("lab", "ab12"),
             "/minifargate/v1/clusters/lab/alive/ab12"
         );
         // One cluster's prefix never covers another's keys.
-        assert!(!super::instance("lab2", "x").starts_with(&super::instances("lab")));
+        assert!(!instance("lab2", "x").starts_with(&instances("lab")));
     }
 }

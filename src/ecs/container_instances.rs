@@ -44,12 +44,18 @@ const CAPABILITIES: &[&str] = &[
     "ecs.capability.execute-command",
 ];
 
-/// ecs.json `Attribute`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// ecs.json `Attribute`: on a container instance its name and value; PutAttributes,
+/// DeleteAttributes and ListAttributes also carry its target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Attribute {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
 }
 
 /// ecs.json `Resource`.
@@ -173,7 +179,7 @@ fn attributes() -> Vec<Attribute> {
         .iter()
         .map(|c| Attribute {
             name: (*c).into(),
-            value: None,
+            ..Default::default()
         })
         .collect();
     v.extend(builtin_attributes());
@@ -197,6 +203,7 @@ pub(crate) fn builtin_attributes() -> Vec<Attribute> {
     .map(|(n, val)| Attribute {
         name: n.into(),
         value: Some(val.into()),
+        ..Default::default()
     })
     .collect()
 }
