@@ -213,12 +213,17 @@ pub async fn assume_role(
     let c = out.credentials().ok_or(CredentialsError::NoCredentials {
         operation: "AssumeRole",
     })?;
-    Ok(Creds {
+    Ok(sts_creds(c))
+}
+
+/// The temporary credentials an STS call answered with.
+fn sts_creds(c: &aws_sdk_sts::types::Credentials) -> Creds {
+    Creds {
         access_key_id: c.access_key_id().to_string(),
         secret_access_key: c.secret_access_key().to_string(),
         token: c.session_token().to_string(),
         expiration: to_chrono(c.expiration()),
-    })
+    }
 }
 
 /// Temporary credentials of the host's own identity: passed through when they already
@@ -248,12 +253,7 @@ async fn host_credentials(cfg: &aws_config::SdkConfig) -> Result<Creds, Credenti
     let c = out.credentials().ok_or(CredentialsError::NoCredentials {
         operation: "GetSessionToken",
     })?;
-    Ok(Creds {
-        access_key_id: c.access_key_id().to_string(),
-        secret_access_key: c.secret_access_key().to_string(),
-        token: c.session_token().to_string(),
-        expiration: to_chrono(c.expiration()),
-    })
+    Ok(sts_creds(c))
 }
 
 /// Where a task's credentials come from.
