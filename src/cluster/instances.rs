@@ -153,6 +153,33 @@ impl Instance {
     }
 }
 
+/// What the cluster query language asks of a registered instance (ListContainerInstances
+/// `filter`). Nothing runs on an instance in this record (its tasks are placement's
+/// [`super::placement::Candidate::tasks`]): no task group, no running task.
+impl super::query::Subjects for Instance {
+    fn agent_connected(&self) -> bool {
+        self.connected
+    }
+    fn agent_version(&self) -> &str {
+        &self.reg.agent_version
+    }
+    fn ec2_instance_id(&self) -> &str {
+        &self.reg.hostname
+    }
+    fn registered_at_ms(&self) -> i64 {
+        self.reg.registered_at_ms
+    }
+    fn running_tasks_count(&self) -> i64 {
+        0
+    }
+    fn attribute_value(&self, name: &str) -> Option<Option<&str>> {
+        self.attribute(name)
+    }
+    fn task_groups(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
 /// Container instance `id`'s ARN in `cluster`.
 pub fn arn(cluster: &str, id: &str) -> String {
     crate::taskdef::AwsContext::from_env().ecs_arn(&format!("container-instance/{cluster}/{id}"))

@@ -9,6 +9,7 @@
 //! - [`keys`]: the key layout.
 //! - [`instances`]: the container-instance records and the view the API shapes.
 //! - [`query`]: ECS's cluster query language.
+//! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
 
@@ -17,6 +18,7 @@ pub mod api;
 pub mod etcd;
 pub mod instances;
 pub mod keys;
+pub mod placement;
 pub mod query;
 
 use std::sync::OnceLock;

@@ -8,8 +8,50 @@
 //! `>`/`greater_than`, `>=`/`greater_than_equal`, `<`/`less_than`,
 //! `<=`/`less_than_equal`, `exists`, `!exists`/`not_exists`, `in`, `!in`/`not_in`,
 //! `=~`/`matches`, `!~`/`not_matches`; lists as `[a, b]` or `(a, b)`.
+//!
+//! A query is answered by anything that implements [`Subjects`]: a registered
+//! [`super::instances::Instance`] (ListContainerInstances) or a placement
+//! [`super::placement::Candidate`] (`memberOf`, where `task:group` names the groups of the
+//! tasks the instance runs).
 
-use super::instances::Instance;
+/// What a query asks of a container instance: one value per subject, and the groups of
+/// the tasks it runs (`task:group`).
+pub trait Subjects {
+    fn agent_connected(&self) -> bool;
+    fn agent_version(&self) -> &str;
+    /// `ec2InstanceId` (the box's host name here).
+    fn ec2_instance_id(&self) -> &str;
+    fn registered_at_ms(&self) -> i64;
+    fn running_tasks_count(&self) -> i64;
+    /// The attribute `name`'s value: `Some(None)` for one without a value.
+    fn attribute_value(&self, name: &str) -> Option<Option<&str>>;
+    /// The `group` of every task that runs (or is to run) on the instance.
+    fn task_groups(&self) -> Vec<&str>;
+}
+
+impl<T: Subjects + ?Sized> Subjects for &T {
+    fn agent_connected(&self) -> bool {
+        (**self).agent_connected()
+    }
+    fn agent_version(&self) -> &str {
+        (**self).agent_version()
+    }
+    fn ec2_instance_id(&self) -> &str {
+        (**self).ec2_instance_id()
+    }
+    fn registered_at_ms(&self) -> i64 {
+        (**self).registered_at_ms()
+    }
+    fn running_tasks_count(&self) -> i64 {
+        (**self).running_tasks_count()
+    }
+    fn attribute_value(&self, name: &str) -> Option<Option<&str>> {
+        (**self).attribute_value(name)
+    }
+    fn task_groups(&self) -> Vec<&str> {
+        (**self).task_groups()
+    }
+}
 
 /// Why a filter was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,11 +77,6 @@ pub enum QueryError {
     },
     #[error("{pattern:?} is not a regular expression: {why}")]
     BadPattern { pattern: String, why: String },
-    #[error(
-        "task:group is not answered yet: no task runs on a cluster's container instances \
-         in this step (docs/cluster.md)"
-    )]
-    TaskGroup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +142,7 @@ enum Subject {
     Ec2InstanceId,
     RegisteredAt,
     RunningTasksCount,
+    TaskGroup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +300,7 @@ impl Parser {
             "ec2InstanceId" => Subject::Ec2InstanceId,
             "registeredAt" => Subject::RegisteredAt,
             "runningTasksCount" => Subject::RunningTasksCount,
-            "task:group" => return Err(QueryError::TaskGroup),
+            "task:group" => Subject::TaskGroup,
             other => match other.strip_prefix("attribute:") {
                 Some(n) if !n.is_empty() => Subject::Attribute(n.into()),
                 _ => return Err(QueryError::UnknownSubject(other.into())),
@@ -271,7 +309,7 @@ impl Parser {
         let o = self.next().ok_or_else(|| self.unexpected("an operator"))?;
         let op = Op::parse(&o).ok_or(QueryError::UnknownOperator(o))?;
         let allowed = match &subject {
-            Subject::Attribute(_) => true,
+            Subject::Attribute(_) | Subject::TaskGroup => true,
             Subject::AgentConnected | Subject::Ec2InstanceId => matches!(
                 op,
                 Op::Eq | Op::Ne | Op::In | Op::NotIn | Op::Matches | Op::NotMatches
@@ -405,13 +443,13 @@ impl Query {
     }
 
     /// Whether instance `i` is selected.
-    pub fn matches(&self, i: &Instance) -> bool {
+    pub fn matches(&self, i: &impl Subjects) -> bool {
         self.0.matches(i)
     }
 }
 
 impl Expr {
-    fn matches(&self, i: &Instance) -> bool {
+    fn matches(&self, i: &impl Subjects) -> bool {
         match self {
             Expr::And(a, b) => a.matches(i) && b.matches(i),
             Expr::Or(a, b) => a.matches(i) || b.matches(i),
@@ -423,15 +461,20 @@ impl Expr {
                 pattern,
             } => {
                 use std::cmp::Ordering;
-                let have: Option<String> = match subject {
-                    Subject::AgentConnected => Some(i.connected.to_string()),
-                    Subject::AgentVersion => Some(i.reg.agent_version.clone()),
-                    Subject::Ec2InstanceId => Some(i.reg.hostname.clone()),
-                    Subject::RegisteredAt => Some(i.reg.registered_at_ms.to_string()),
-                    Subject::RunningTasksCount => Some("0".into()),
-                    Subject::Attribute(n) => {
-                        i.attribute(n).map(|v| v.unwrap_or_default().to_string())
-                    }
+                // Every value the instance has for the subject: none when it lacks it;
+                // several for task:group (one per task).
+                let have: Vec<String> = match subject {
+                    Subject::AgentConnected => vec![i.agent_connected().to_string()],
+                    Subject::AgentVersion => vec![i.agent_version().to_string()],
+                    Subject::Ec2InstanceId => vec![i.ec2_instance_id().to_string()],
+                    Subject::RegisteredAt => vec![i.registered_at_ms().to_string()],
+                    Subject::RunningTasksCount => vec![i.running_tasks_count().to_string()],
+                    Subject::Attribute(n) => i
+                        .attribute_value(n)
+                        .map(|v| v.unwrap_or_default().to_string())
+                        .into_iter()
+                        .collect(),
+                    Subject::TaskGroup => i.task_groups().into_iter().map(String::from).collect(),
                 };
                 let cmp = |h: &str, v: &str| -> Ordering {
                     match subject {
@@ -457,21 +500,22 @@ impl Expr {
                     Arg::List(l) => l.iter().any(|v| cmp(h, v) == Ordering::Equal),
                     _ => false,
                 };
-                match (op, have.as_deref()) {
-                    (Op::Exists, h) => h.is_some(),
-                    (Op::NotExists, h) => h.is_none(),
-                    (Op::Ne, None) | (Op::NotIn, None) | (Op::NotMatches, None) => true,
-                    (_, None) => false,
-                    (Op::Eq, Some(h)) => cmp(h, one()) == Ordering::Equal,
-                    (Op::Ne, Some(h)) => cmp(h, one()) != Ordering::Equal,
-                    (Op::Gt, Some(h)) => cmp(h, one()) == Ordering::Greater,
-                    (Op::Ge, Some(h)) => cmp(h, one()) != Ordering::Less,
-                    (Op::Lt, Some(h)) => cmp(h, one()) == Ordering::Less,
-                    (Op::Le, Some(h)) => cmp(h, one()) != Ordering::Greater,
-                    (Op::In, Some(h)) => in_list(h),
-                    (Op::NotIn, Some(h)) => !in_list(h),
-                    (Op::Matches, Some(h)) => pattern.as_ref().is_some_and(|p| p.is_match(h)),
-                    (Op::NotMatches, Some(h)) => !pattern.as_ref().is_some_and(|p| p.is_match(h)),
+                // A positive test holds when one of the values passes it; its negation
+                // (`!=`, `!in`, `!~`) when none does (so also when there is no value).
+                let any = |f: &dyn Fn(&str) -> bool| have.iter().any(|h| f(h));
+                match op {
+                    Op::Exists => !have.is_empty(),
+                    Op::NotExists => have.is_empty(),
+                    Op::Eq => any(&|h| cmp(h, one()) == Ordering::Equal),
+                    Op::Ne => !any(&|h| cmp(h, one()) == Ordering::Equal),
+                    Op::Gt => any(&|h| cmp(h, one()) == Ordering::Greater),
+                    Op::Ge => any(&|h| cmp(h, one()) != Ordering::Less),
+                    Op::Lt => any(&|h| cmp(h, one()) == Ordering::Less),
+                    Op::Le => any(&|h| cmp(h, one()) != Ordering::Greater),
+                    Op::In => any(&in_list),
+                    Op::NotIn => !any(&in_list),
+                    Op::Matches => any(&|h| pattern.as_ref().is_some_and(|p| p.is_match(h))),
+                    Op::NotMatches => !any(&|h| pattern.as_ref().is_some_and(|p| p.is_match(h))),
                 }
             }
         }
@@ -481,24 +525,51 @@ impl Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::instances::{Instance, Registration, Status};
     use std::collections::BTreeMap;
 
-    fn box_(color: Option<&str>, connected: bool) -> Instance {
-        let mut reg = Registration::of_this_box("ab", 1_700_000_000_000);
-        reg.hostname = "edge-1".into();
-        let mut custom = BTreeMap::new();
-        if let Some(c) = color {
-            custom.insert("color".to_string(), Some(c.to_string()));
+    /// A container instance as a query sees it (a test double of `Subjects`, so that these
+    /// tests need neither an etcd record nor a placement candidate).
+    struct Box_ {
+        connected: bool,
+        attributes: BTreeMap<String, Option<String>>,
+        groups: Vec<&'static str>,
+    }
+
+    impl Subjects for Box_ {
+        fn agent_connected(&self) -> bool {
+            self.connected
         }
-        custom.insert("gpu".to_string(), None);
-        Instance {
-            cluster: "default".into(),
-            reg,
-            status: Status::Active,
+        fn agent_version(&self) -> &str {
+            "1.4.0"
+        }
+        fn ec2_instance_id(&self) -> &str {
+            "edge-1"
+        }
+        fn registered_at_ms(&self) -> i64 {
+            1_700_000_000_000
+        }
+        fn running_tasks_count(&self) -> i64 {
+            self.groups.len() as i64
+        }
+        fn attribute_value(&self, name: &str) -> Option<Option<&str>> {
+            self.attributes.get(name).map(Option::as_deref)
+        }
+        fn task_groups(&self) -> Vec<&str> {
+            self.groups.clone()
+        }
+    }
+
+    fn box_(color: Option<&str>, connected: bool) -> Box_ {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("ecs.os-type".to_string(), Some("linux".to_string()));
+        if let Some(c) = color {
+            attributes.insert("color".to_string(), Some(c.to_string()));
+        }
+        attributes.insert("gpu".to_string(), None);
+        Box_ {
             connected,
-            custom,
-            version: 1,
+            attributes,
+            groups: Vec::new(),
         }
     }
 
@@ -571,7 +642,6 @@ mod tests {
                     op: ">",
                 },
             ),
-            ("task:group == web", QueryError::TaskGroup),
         ] {
             assert_eq!(Query::parse(f).unwrap_err(), want, "{f}");
         }
@@ -594,5 +664,24 @@ mod tests {
             Query::parse("attribute:a =~ '('"),
             Err(QueryError::BadPattern { .. })
         ));
+    }
+
+    #[test]
+    fn task_group_is_any_task_of_the_instance() {
+        let mut web = box_(None, true);
+        web.groups = vec!["service:web", "family:batch"];
+        let idle = box_(None, true);
+        for (f, want) in [
+            ("task:group == service:web", [true, false]),
+            ("task:group == family:batch", [true, false]),
+            ("task:group != service:web", [false, true]),
+            ("task:group exists", [true, false]),
+            ("task:group in [service:api, service:web]", [true, false]),
+            ("not task:group =~ service:.*", [false, true]),
+            ("runningTasksCount == 2", [true, false]),
+        ] {
+            let query = q(f);
+            assert_eq!([&web, &idle].map(|i| query.matches(i)), want, "{f}");
+        }
     }
 }
