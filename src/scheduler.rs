@@ -76,6 +76,9 @@ struct Memory {
     unhealthy: usize,
     /// Protected tasks the last pass could not stop (the event is written when it changes).
     protected: usize,
+    /// The last "unable to place a task" event: written again only when it changes, as
+    /// ECS omits duplicate events until the cause is resolved.
+    unplaced: Option<String>,
 }
 
 impl Memory {
@@ -248,7 +251,7 @@ fn launch(
     spec: &Spec,
     d: &DeploymentRow,
     n: i64,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<(Vec<String>, Vec<crate::ecs::shapes::Failure>)> {
     let tags = match spec.propagate_tags.as_deref() {
         Some("SERVICE") => s.tags.clone(),
         Some("TASK_DEFINITION") => match resource_of(&d.task_definition_arn) {
@@ -307,7 +310,7 @@ fn launch(
     for mut sup in started.supervisors {
         std::thread::spawn(move || sup.child.wait());
     }
-    Ok(started.ids)
+    Ok((started.ids, started.response.failures))
 }
 
 /// One service: replace, launch, stop, and record what happened.
@@ -452,22 +455,35 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     }
     if n > 0 {
         match launch(g, store, s, spec, &primary, n) {
-            Ok(ids) => {
-                let mut msg = format!(
-                    "(service {name}) has started {} tasks: {}.",
-                    ids.len(),
-                    task_list(&ids)
-                );
-                if m.unhealthy > 0 {
-                    let r = m.unhealthy.min(ids.len());
-                    msg.push_str(&format!(
-                        " Amazon ECS replaced {r} tasks due to an unhealthy status."
-                    ));
-                    m.unhealthy -= r;
+            Ok((ids, failures)) => {
+                // Tasks that fit nowhere: ECS's service event, and the next pass retries.
+                if failures.is_empty() {
+                    m.unplaced = None;
+                } else {
+                    let event = crate::cluster::placement::service_event(name, &failures);
+                    if m.unplaced.as_ref() != Some(&event) {
+                        tracing::warn!(service = %name, event = %event, "service task not placed");
+                        add_event(store, &s.cluster, name, event.clone());
+                        m.unplaced = Some(event);
+                    }
                 }
-                add_event(store, &s.cluster, name, msg);
-                m.known.extend(ids.iter().cloned());
-                started = ids;
+                if !ids.is_empty() {
+                    let mut msg = format!(
+                        "(service {name}) has started {} tasks: {}.",
+                        ids.len(),
+                        task_list(&ids)
+                    );
+                    if m.unhealthy > 0 {
+                        let r = m.unhealthy.min(ids.len());
+                        msg.push_str(&format!(
+                            " Amazon ECS replaced {r} tasks due to an unhealthy status."
+                        ));
+                        m.unhealthy -= r;
+                    }
+                    add_event(store, &s.cluster, name, msg);
+                    m.known.extend(ids.iter().cloned());
+                    started = ids;
+                }
             }
             Err(e) => {
                 let why = crate::error_chain(e.as_ref());

@@ -326,10 +326,10 @@ fn decode_only(op: &str, body: &[u8]) {
     use crate::ecs::{services, tasks};
     let _ = match op {
         "RunTask" => crate::ecs::operations::ecs_json::<tasks::RunTaskRequest>(body).map(drop),
-        "StartTask" => crate::ecs::operations::ecs_json::<
-            crate::ecs::container_instances::StartTaskRequest,
-        >(body)
-        .map(drop),
+        "StartTask" => {
+            crate::ecs::operations::ecs_json::<crate::ecs::start_task::StartTaskRequest>(body)
+                .map(drop)
+        }
         "CreateService" => {
             crate::ecs::operations::ecs_json::<services::CreateServiceRequest>(body).map(drop)
         }

@@ -53,11 +53,12 @@ pub struct RunTaskArgs {
     /// item (shorthand or JSON); FARGATE and FARGATE_SPOT run as the FARGATE launch type.
     #[arg(long, num_args = 1..)]
     pub capacity_provider_strategy: Vec<String>,
-    /// Placement constraints (`type=memberOf,expression=…`): recorded; this host is the only
-    /// place a task can go.
+    /// Placement constraints (`type=memberOf,expression=…`): the cluster's container
+    /// instance (this host) must satisfy them, or the task is a failure and not started.
     #[arg(long, num_args = 1..)]
     pub placement_constraints: Vec<String>,
-    /// Placement strategy (`type=spread,field=…`): recorded; this host is the only place.
+    /// Placement strategy (`type=spread,field=…`): checked and recorded; with one container
+    /// instance (this host) every strategy chooses it.
     #[arg(long, num_args = 1..)]
     pub placement_strategy: Vec<String>,
     /// Fargate platform version (`LATEST`, `1.4.0`): recorded on the task.
@@ -507,10 +508,23 @@ fn finish(
     for w in &started.warnings {
         eprintln!("warning: {}", w.message);
     }
-    if detach {
+    // Tasks placement refused (ECS's RunTask failures): said on stderr, and a run that
+    // started nothing fails.
+    for f in &started.response.failures {
+        eprintln!(
+            "error: a task was not started: {} (container instance {})",
+            f.reason, f.arn
+        );
+    }
+    let none_started = started.ids.is_empty() && !started.response.failures.is_empty();
+    if detach || none_started {
         super::aws::print_response(Op::RunTask.name(), &started.response, output)?;
         // The supervisors outlive us (they are in their own sessions).
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if none_started {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     // The launch's warmers run while the supervisor starts (ecs::tasks::warm_ahead).
     let Started {

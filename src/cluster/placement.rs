@@ -54,7 +54,7 @@ pub const NO_CONTAINER_INSTANCES: &str = "No Container Instances were found in y
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     /// No ACTIVE container instance in the cluster.
-    #[error("No Container Instances were found in your cluster.")]
+    #[error("{}", NO_CONTAINER_INSTANCES)]
     NoContainerInstances,
     #[error("placementConstraints[{index}].expression {expression:?}: {source}")]
     Expression {
@@ -449,13 +449,15 @@ pub fn random() -> u64 {
 
 /// The service event ECS writes when a service's task fits nowhere. Ref: developerguide
 /// service-event-messages-list.html: "service (service-name) was unable to place a task
-/// because no container instance met all of its requirements." followed, for the closest
-/// matching instance, by "The closest matching container-instance container-instance-id
-/// has insufficient memory available." (or "insufficient CPU units available", "is
-/// already using a port required by your task", "encountered error "AGENT"").
+/// because no container instance met all of its requirements." and, naming the closest
+/// matching instance, "... The closest matching container-instance container-instance-id
+/// has insufficient memory available." (or "insufficient CPU units available", "is already
+/// using a port required by your task", "encountered error "AGENT""). Written as ECS's
+/// event messages print (`(service NAME) ...`, `(container-instance ID)`), like the
+/// scheduler's other events.
 pub fn service_event(service: &str, failures: &[Failure]) -> String {
     let head = format!(
-        "service {service} was unable to place a task because no container instance met all \
+        "(service {service}) was unable to place a task because no container instance met all \
          of its requirements."
     );
     let Some(f) = failures.first() else {
@@ -463,15 +465,16 @@ pub fn service_event(service: &str, failures: &[Failure]) -> String {
     };
     let id = f.arn.rsplit('/').next().unwrap_or(&f.arn);
     let why = match f.reason.as_str() {
-        RESOURCE_MEMORY => "has insufficient memory available.".to_string(),
-        RESOURCE_CPU => "has insufficient CPU units available.".to_string(),
-        RESOURCE_PORTS | RESOURCE_PORTS_UDP => {
-            "is already using a port required by your task.".to_string()
-        }
-        AGENT => "encountered error \"AGENT\".".to_string(),
+        RESOURCE_MEMORY => "has insufficient memory available.",
+        RESOURCE_CPU => "has insufficient CPU units available.",
+        RESOURCE_PORTS | RESOURCE_PORTS_UDP => "is already using a port required by your task.",
+        AGENT => "encountered error \"AGENT\".",
         _ => return head,
     };
-    format!("{head} The closest matching container-instance {id} {why}")
+    format!(
+        "{head} The closest matching (container-instance {id}) {why} For more information, see \
+         the Troubleshooting section of the Amazon ECS Developer Guide."
+    )
 }
 
 #[cfg(test)]

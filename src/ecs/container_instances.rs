@@ -2,14 +2,16 @@
 //! StartTask. This host is the one container instance of every ACTIVE cluster (EC2
 //! semantics): its registered resources are the host's CPUs and memory, its remaining
 //! ones what the cluster's EC2 tasks that are not STOPPED leave; FARGATE tasks run on no
-//! container instance, as in ECS.
+//! container instance, as in ECS. RunTask and StartTask of an EC2 task place it on this
+//! instance through `cluster::placement` ([`on_box`] is the candidate), so remaining
+//! resources and placement use one accounting ([`Need::of`]).
 
 use super::clusters::not_found_cluster;
 use super::names::cluster_name;
 use super::names::task_id;
-use super::tasks::{Local, RunTaskRequest, Started, run_task, task_by_id};
 use super::{Ecs, EcsError, EcsResult, cluster_or_default, page};
-use crate::store::{ClusterStatus, LastStatus, Tag, TaskOverride};
+use crate::cluster::placement::{Candidate, Need};
+use crate::store::{ClusterStatus, DesiredStatus, LastStatus, Tag};
 use crate::task::shape;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -164,7 +166,7 @@ pub struct DescribeContainerInstancesResponse {
 
 /// The cluster's ACTIVE row: ClusterNotFoundException otherwise (`default` exists once a
 /// task or CreateCluster made it).
-fn active_cluster(
+pub(crate) fn active_cluster(
     store: &crate::store::Store,
     cluster: &str,
 ) -> EcsResult<crate::store::ClusterRow> {
@@ -222,18 +224,48 @@ pub(crate) fn host_resources() -> (i64, i64) {
     (cpus * 1024, mem_kib / 1024)
 }
 
-fn parse_units(s: Option<&str>) -> i64 {
-    s.and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+/// This host as cluster `c`'s container instance, as placement sees it, with how many of
+/// the cluster's EC2 tasks run and are pending on it.
+pub(crate) struct BoxUse {
+    pub candidate: Candidate,
+    pub registered_cpu: i64,
+    pub registered_memory: i64,
+    pub running: i64,
+    pub pending: i64,
 }
 
-/// This host as cluster `c`'s container instance, with what its EC2 tasks use.
-fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInstance> {
-    let store = ecs.open_store()?;
+/// What cluster `c`'s EC2 tasks that are not STOPPED take from this host (their
+/// [`Need::of`], the same accounting RunTask places with): a task's resources come back
+/// when it is STOPPED, as the agent frees them; distinctInstance and `task:group` count the
+/// tasks whose desired status is not STOPPED (ECS: "looks at the desired status").
+pub(crate) fn on_box(
+    store: &crate::store::Store,
+    c: &crate::store::ClusterRow,
+) -> EcsResult<BoxUse> {
     let (cpu, mem) = host_resources();
-    let (mut used_cpu, mut used_mem) = (0i64, 0i64);
+    let arn = shape::container_instance_arn(&c.arn);
+    let mut candidate = Candidate {
+        id: task_id(&arn).to_string(),
+        arn,
+        host: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+        attributes: attributes()
+            .into_iter()
+            .map(|a| (a.name, a.value))
+            .collect(),
+        active: true,
+        connected: true,
+        agent_version: AGENT_VERSION.into(),
+        registered_at_ms: c.created_at_ms,
+        remaining_cpu: cpu,
+        remaining_memory: mem,
+        used_ports: RESERVED_PORTS.into_iter().collect(),
+        used_udp_ports: Default::default(),
+        tasks: Vec::new(),
+    };
     let (mut running, mut pending) = (0, 0);
-    let mut ports: Vec<u16> = RESERVED_PORTS.to_vec();
-    let mut udp: Vec<u16> = Vec::new();
     for t in store.unstopped_tasks().map_err(anyhow::Error::from)? {
         if t.cluster != c.name || t.launch_type == "FARGATE" {
             continue;
@@ -243,52 +275,44 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
             LastStatus::Stopped => continue,
             _ => pending += 1,
         }
-        let Some(task) = task_by_id(&store, &t.id)? else {
-            continue;
-        };
-        // Ref: the agent's accounting: task cpu/memory when set, else the containers'
-        // (memory, else memoryReservation).
-        used_cpu += if t.cpu.is_some() {
-            parse_units(t.cpu.as_deref())
-        } else {
-            task.containers
-                .iter()
-                .map(|c| parse_units(c.cpu.as_deref()))
-                .sum()
-        };
-        used_mem += if t.memory.is_some() {
-            parse_units(t.memory.as_deref())
-        } else {
-            task.containers
-                .iter()
-                .map(|c| parse_units(c.memory.as_deref().or(c.memory_reservation.as_deref())))
-                .sum()
-        };
-        for b in task
-            .containers
-            .iter()
-            .flat_map(|c| c.network_bindings.iter())
-        {
-            if let Some(p) = b.host_port {
-                if b.protocol == "udp" {
-                    udp.push(p);
-                } else {
-                    ports.push(p);
-                }
-            }
+        let group = t
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", t.family));
+        let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
+        let need = Need::of(&t.definition, mode, group.clone());
+        need.take(&mut candidate);
+        if t.desired_status == DesiredStatus::Stopped {
+            candidate.tasks.pop();
         }
     }
-    ports.sort_unstable();
-    ports.dedup();
-    udp.sort_unstable();
-    udp.dedup();
-    let arn = shape::container_instance_arn(&c.arn);
+    Ok(BoxUse {
+        candidate,
+        registered_cpu: cpu,
+        registered_memory: mem,
+        running,
+        pending,
+    })
+}
+
+/// This host as cluster `c`'s container instance, with what its EC2 tasks use.
+fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInstance> {
+    let store = ecs.open_store()?;
+    let BoxUse {
+        candidate: b,
+        registered_cpu: cpu,
+        registered_memory: mem,
+        running,
+        pending,
+    } = on_box(&store, c)?;
+    let ports: Vec<u16> = b.used_ports.iter().copied().collect();
+    let udp: Vec<u16> = b.used_udp_ports.iter().copied().collect();
     Ok(ContainerInstance {
         agent_connected: true,
         ec2_instance_id: None,
         attachments: Vec::new(),
         attributes: attributes(),
-        container_instance_arn: arn,
+        container_instance_arn: b.arn,
         pending_tasks_count: pending,
         registered_at: crate::taskdef::timestamp::Timestamp::from_ms(c.created_at_ms),
         registered_resources: vec![
@@ -298,8 +322,8 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
             Resource::ports("PORTS_UDP", &[]),
         ],
         remaining_resources: vec![
-            Resource::integer("CPU", (cpu - used_cpu).max(0)),
-            Resource::integer("MEMORY", (mem - used_mem).max(0)),
+            Resource::integer("CPU", b.remaining_cpu.max(0)),
+            Resource::integer("MEMORY", b.remaining_memory.max(0)),
             Resource::ports("PORTS", &ports),
             Resource::ports("PORTS_UDP", &udp),
         ],
@@ -315,7 +339,7 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
 }
 
 /// Whether `reference` (an id or ARN) names cluster `c`'s container instance.
-fn is_ours(c: &crate::store::ClusterRow, reference: &str) -> bool {
+pub(crate) fn is_ours(c: &crate::store::ClusterRow, reference: &str) -> bool {
     let ours = shape::container_instance_arn(&c.arn);
     reference == ours || reference == task_id(&ours)
 }
@@ -429,85 +453,4 @@ pub fn describe_container_instances(
         }
     }
     Ok(out)
-}
-
-/// ecs.json `StartTaskRequest`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StartTaskRequest {
-    pub cluster: Option<String>,
-    pub task_definition: String,
-    /// Up to 10 container instances: one task on each.
-    #[serde(default)]
-    pub container_instances: Vec<String>,
-    #[serde(default)]
-    pub overrides: TaskOverride,
-    pub started_by: Option<String>,
-    pub group: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<Tag>,
-    #[serde(default)]
-    pub enable_execute_command: bool,
-    pub network_configuration: Option<Value>,
-    pub propagate_tags: Option<String>,
-    pub reference_id: Option<String>,
-    #[serde(rename = "enableECSManagedTags")]
-    pub enable_ecs_managed_tags: Option<bool>,
-    pub volume_configurations: Option<Value>,
-}
-
-/// StartTask: one task on each named container instance (EC2 semantics), through RunTask's
-/// path with the EC2 launch type; an instance that is not this host's is a failure
-/// (MISSING), as ECS reports it.
-pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<Started> {
-    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
-        return Err(EcsError::invalid(format!(
-            "containerInstances: {} given; name 1 to 10 container instance ids or ARNs",
-            req.container_instances.len()
-        )));
-    }
-    let cluster = cluster_name(cluster_or_default(req.cluster.as_deref())).to_string();
-    let (ours, failures): (Vec<&String>, Vec<&String>) = {
-        let store = ecs.open_store()?;
-        let c = active_cluster(&store, &cluster)?;
-        req.container_instances.iter().partition(|r| is_ours(&c, r))
-    };
-    let failures: Vec<super::shapes::Failure> = failures
-        .into_iter()
-        .map(|r| super::shapes::Failure::missing(r.clone()))
-        .collect();
-    if ours.is_empty() {
-        let store = ecs.open_store()?;
-        return Ok(Started {
-            response: super::tasks::RunTaskResponse {
-                tasks: Vec::new(),
-                failures,
-            },
-            store,
-            ids: Vec::new(),
-            warnings: Vec::new(),
-            supervisors: Vec::new(),
-            warmers: Vec::new(),
-        });
-    }
-    let run = RunTaskRequest {
-        cluster: Some(cluster),
-        task_definition: req.task_definition,
-        count: Some(ours.len() as u32),
-        overrides: req.overrides,
-        launch_type: Some("EC2".into()),
-        started_by: req.started_by,
-        group: req.group,
-        tags: req.tags,
-        enable_execute_command: req.enable_execute_command,
-        network_configuration: req.network_configuration,
-        propagate_tags: req.propagate_tags,
-        reference_id: req.reference_id,
-        enable_ecs_managed_tags: req.enable_ecs_managed_tags,
-        volume_configurations: req.volume_configurations,
-        ..Default::default()
-    };
-    let mut started = run_task(ecs, run, local)?;
-    started.response.failures.extend(failures);
-    Ok(started)
 }

@@ -246,6 +246,10 @@ fn apply_extras(
         x.placement_constraints.as_deref(),
         x.placement_strategy.as_deref(),
     )?;
+    super::on_box::plan(
+        x.placement_constraints.as_deref(),
+        x.placement_strategy.as_deref(),
+    )?;
     if let Some(z) = x.availability_zone_rebalancing.as_deref()
         && !matches!(z, "ENABLED" | "DISABLED")
     {

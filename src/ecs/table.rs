@@ -35,8 +35,8 @@ macro_rules! rows {
             RunTask(Ecs): tasks::RunTaskRequest => tasks::RunTaskResponse,
                 call |cx, r| Ok(detached(Op::RunTask, tasks::run_task(cx.ecs, r, local(cx))?)),
                 "every member; what each does here is in [taskdefs.md](taskdefs.md#what-this-host-does-with-each-member) (RunTask table): capacity provider strategies resolve to FARGATE (`capacityProviderName`), `platformVersion`, `propagateTags`, ECS managed tags, `clientToken` idempotency (24 h, per cluster), placement recorded with a warning";
-            StartTask(Ecs): ci::StartTaskRequest => tasks::RunTaskResponse,
-                call |cx, r| Ok(detached(Op::StartTask, ci::start_task(cx.ecs, r, local(cx))?)),
+            StartTask(Ecs): st::StartTaskRequest => tasks::RunTaskResponse,
+                call |cx, r| Ok(detached(Op::StartTask, st::start_task(cx.ecs, r, local(cx))?)),
                 "one EC2 task on each named container instance (this host; any other is a MISSING failure)";
             StopTask(Ecs): tasks::StopTaskRequest => tasks::StopTaskResponse,
                 call |cx, r| tasks::stop_task(cx.ecs, &r, tasks::Unset::DefaultCluster),

@@ -53,7 +53,8 @@ pub struct RunTaskRequest {
     pub network_configuration: Option<Value>,
     /// FARGATE / FARGATE_SPOT: launch type FARGATE, recorded as `capacityProviderName`.
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    /// Checked and recorded; one host, so nothing to place (a task warning says so).
+    /// Checked, recorded, and applied when the task is placed on this box's container
+    /// instance (`super::on_box`); not for FARGATE (a task warning says so).
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// LATEST or a Fargate platform version; recorded, shown on the task.
@@ -301,6 +302,10 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         req.placement_constraints.as_deref(),
         req.placement_strategy.as_deref(),
     )?;
+    super::on_box::plan(
+        req.placement_constraints.as_deref(),
+        req.placement_strategy.as_deref(),
+    )?;
     // Ref: ecs.json `RunTaskRequest.propagateTags`: "An error will be received if you
     // specify the SERVICE option when running a task."
     match req.propagate_tags.as_deref() {
@@ -403,6 +408,30 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
                 shape::FARGATE_LATEST
             ));
         }
+        if fargate
+            && req
+                .placement_constraints
+                .as_ref()
+                .is_some_and(|c| !c.is_empty())
+        {
+            request_warnings.push(
+                "placementConstraints: not applied here: a FARGATE task runs on no container \
+                 instance (ECS: task placement constraints are not supported with Fargate)"
+                    .into(),
+            );
+        }
+        if fargate
+            && req
+                .placement_strategy
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
+        {
+            request_warnings.push(
+                "placementStrategy: not applied here: a FARGATE task runs on no container \
+                 instance"
+                    .into(),
+            );
+        }
         // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
         if launch_type == Some(LaunchType::Fargate) {
             fargate_check(&req.task_definition, &resolved.stored)?;
@@ -444,7 +473,45 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             pull: local.pull,
             follow: local.follow,
         };
-        let started = spawn(
+        // A task on this box's container instance is placed there first (resources,
+        // constraints): the lock is held until its rows are written, so two RunTasks
+        // (API or CLI) never both take the last memory. FARGATE tasks use no container
+        // instance, as in ECS.
+        let (count, failures, _lock) = if fargate {
+            (count, Vec::new(), None)
+        } else {
+            let lock = super::on_box::lock(&ecs.root)?;
+            let (placed, failures) = super::on_box::place(
+                &store,
+                &cluster,
+                &resolved.stored,
+                &super::on_box::Asked {
+                    overrides: &req.overrides,
+                    group: req.group.as_deref(),
+                    constraints: req.placement_constraints.as_deref().unwrap_or_default(),
+                    strategy: req.placement_strategy.as_deref().unwrap_or_default(),
+                    count,
+                },
+            )?;
+            (placed, failures, Some(lock))
+        };
+        if count == 0 {
+            return Ok((
+                Started {
+                    response: RunTaskResponse {
+                        tasks: Vec::new(),
+                        failures,
+                    },
+                    store,
+                    ids: Vec::new(),
+                    warnings: Vec::new(),
+                    supervisors: Vec::new(),
+                    warmers: Vec::new(),
+                },
+                warnings,
+            ));
+        }
+        let mut started = spawn(
             ecs,
             store,
             &ctx,
@@ -454,6 +521,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             &providers,
             supervision,
         )?;
+        started.response.failures = failures;
         Ok((started, warnings))
     })();
     let (mut started, mut warnings) = match launched {
@@ -470,7 +538,14 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             return Err(e);
         }
     };
-    if let Some(token) = &token {
+    if let Some(token) = &token
+        && started.response.tasks.is_empty()
+    {
+        // Nothing was placed: a retry with the token places again.
+        if let Err(err) = started.store.release_run_token(&cluster, token) {
+            tracing::warn!(error = %err, "failed to release a RunTask client token");
+        }
+    } else if let Some(token) = &token {
         let used = RunToken {
             request: digest,
             task_arns: started

@@ -242,7 +242,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     h("containerDefinitions[].links", "the linked name and alias resolve to 127.0.0.1 in the linking container's own /etc/hosts: a task's containers share one network namespace here"),
     h("containerDefinitions[].portMappings", "the task answers at its own address; also published on the host from the task's network namespace (awsvpc: when the host port is free, else not published and said in a task warning, inspect and the console, the task still running)"),
     h("containerDefinitions[].portMappings[].containerPort", "as portMappings"),
-    h("containerDefinitions[].portMappings[].hostPort", "the host port (bridge: absent or 0 picks one from 49153-65535, shown in networkBindings; bridge and host: a host port already taken fails the task, as a port conflict fails placement on ECS; awsvpc: the first task holding it keeps it, the others of the same port run unpublished with a warning)"),
+    h("containerDefinitions[].portMappings[].hostPort", "the host port (bridge: absent or 0 picks one from 49153-65535, shown in networkBindings; bridge and host: another EC2 task's static host port is RunTask's `RESOURCE:PORTS` failure (placement, as ECS), a port a host process holds fails the task; awsvpc: the first task holding it keeps it, the others of the same port run unpublished with a warning)"),
     h("containerDefinitions[].portMappings[].protocol", "tcp or udp"),
     na("containerDefinitions[].portMappings[].name", "read only by Service Connect, which is not run here (no proxy; a service's serviceConnectConfiguration is not applied): kept in the task definition and describe output, nothing else"),
     na("containerDefinitions[].portMappings[].appProtocol", "read only by Service Connect, which is not run here (no proxy; a service's serviceConnectConfiguration is not applied): kept in the task definition and describe output, nothing else"),
@@ -459,21 +459,21 @@ pub static RUN_TASK: &[Row] = &[
         "capacityProviderStrategy[].base",
         "as capacityProviderStrategy",
     ),
-    ld(
+    h(
         "placementConstraints",
-        "checked and recorded on the task; one host, so every task is placed on it",
+        "an EC2 task is placed on the cluster's container instance (this host) only if it satisfies them: memberOf in the cluster query language (attributes, task:group, ...), distinctInstance per group; otherwise a `MemberOf placement constraint unsatisfied.` / `DistinctInstance placement constraint unsatisfied.` failure and no task; recorded on the task; a FARGATE task gets a warning (no container instance)",
     ),
-    ld("placementConstraints[].type", "as placementConstraints"),
-    ld(
+    h("placementConstraints[].type", "as placementConstraints"),
+    h(
         "placementConstraints[].expression",
         "as placementConstraints",
     ),
-    ld(
+    h(
         "placementStrategy",
-        "checked and recorded on the task; one host, so every task is placed on it",
+        "checked (spread on instanceId, host or attribute:NAME; binpack on cpu or memory; random) and recorded; with one container instance every strategy chooses it (cluster placement: docs/cluster.md); a FARGATE task gets a warning",
     ),
-    ld("placementStrategy[].type", "as placementStrategy"),
-    ld("placementStrategy[].field", "as placementStrategy"),
+    h("placementStrategy[].type", "as placementStrategy"),
+    h("placementStrategy[].field", "as placementStrategy"),
     h(
         "platformVersion",
         "recorded and shown on a FARGATE task (LATEST is 1.4.0); refused for EC2, as ECS does; a version other than 1.4.0 gets a task warning (this host behaves as 1.4.0)",

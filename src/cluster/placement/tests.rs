@@ -382,9 +382,10 @@ fn service_events_name_the_closest_instance() {
     };
     assert_eq!(
         service_event("web", &f(RESOURCE_MEMORY)),
-        "service web was unable to place a task because no container instance met all of its \
-         requirements. The closest matching container-instance abc has insufficient memory \
-         available."
+        "(service web) was unable to place a task because no container instance met all of its \
+         requirements. The closest matching (container-instance abc) has insufficient memory \
+         available. For more information, see the Troubleshooting section of the Amazon ECS \
+         Developer Guide."
     );
     assert!(service_event("web", &f(MEMBER_OF)).ends_with("of its requirements."));
 }
