@@ -240,10 +240,12 @@ pub(crate) struct BoxUse {
 /// tasks whose desired status is not STOPPED (ECS: "looks at the desired status").
 pub(crate) fn on_box(
     store: &crate::store::Store,
-    c: &crate::store::ClusterRow,
+    cluster: &str,
+    cluster_arn: &str,
+    registered_at_ms: i64,
 ) -> EcsResult<BoxUse> {
     let (cpu, mem) = host_resources();
-    let arn = shape::container_instance_arn(&c.arn);
+    let arn = shape::container_instance_arn(cluster_arn);
     let mut candidate = Candidate {
         id: task_id(&arn).to_string(),
         arn,
@@ -258,7 +260,7 @@ pub(crate) fn on_box(
         active: true,
         connected: true,
         agent_version: AGENT_VERSION.into(),
-        registered_at_ms: c.created_at_ms,
+        registered_at_ms,
         remaining_cpu: cpu,
         remaining_memory: mem,
         used_ports: RESERVED_PORTS.into_iter().collect(),
@@ -267,7 +269,7 @@ pub(crate) fn on_box(
     };
     let (mut running, mut pending) = (0, 0);
     for t in store.unstopped_tasks().map_err(anyhow::Error::from)? {
-        if t.cluster != c.name || t.launch_type == "FARGATE" {
+        if t.cluster != cluster || t.launch_type == "FARGATE" {
             continue;
         }
         match t.last_status {
@@ -304,7 +306,7 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
         registered_memory: mem,
         running,
         pending,
-    } = on_box(&store, c)?;
+    } = on_box(&store, &c.name, &c.arn, c.created_at_ms)?;
     let ports: Vec<u16> = b.used_ports.iter().copied().collect();
     let udp: Vec<u16> = b.used_udp_ports.iter().copied().collect();
     Ok(ContainerInstance {

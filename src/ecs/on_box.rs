@@ -63,7 +63,17 @@ pub fn place(
     stored: &StoredTaskDefinition,
     asked: &Asked,
 ) -> EcsResult<(u32, Vec<Failure>)> {
-    let c = active_cluster(store, cluster)?;
+    // `default` has no row until its first task is written: its instance is this box too.
+    let (arn, registered_at_ms) = match store.cluster(cluster).map_err(anyhow::Error::from)? {
+        Some(_) => {
+            let c = active_cluster(store, cluster)?;
+            (c.arn, c.created_at_ms)
+        }
+        None => (
+            crate::taskdef::AwsContext::from_env().ecs_arn(&format!("cluster/{cluster}")),
+            super::now_ms(),
+        ),
+    };
     // The definition as the task will run it (overrides applied); an override naming no
     // container is refused later, by the launch, with its own error.
     let def = crate::task::launch::apply_overrides(&stored.definition, asked.overrides, "")
@@ -74,7 +84,7 @@ pub fn place(
         .map_or_else(|| format!("family:{}", stored.family()), String::from);
     let need = Need::of(&def, mode, group);
     let plan = plan(Some(asked.constraints), Some(asked.strategy))?;
-    let mut cands = [on_box(store, &c)?.candidate];
+    let mut cands = [on_box(store, cluster, &arn, registered_at_ms)?.candidate];
     let placed = placement::place(
         &mut cands,
         &need,
