@@ -481,6 +481,8 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             (count, Vec::new(), None)
         } else {
             let lock = super::on_box::lock(&ecs.root)?;
+            // Tasks whose supervisor died give their resources back first.
+            ecs.reconcile(&mut store);
             let (placed, failures) = super::on_box::place(
                 &store,
                 &cluster,
