@@ -215,12 +215,13 @@ fn each_resource_failure_has_ecs_words() {
     let mut base = cand(0);
     base.used_udp_ports.insert(53);
     let p = plan(&[], &[]);
-    let cases: [(Box<dyn Fn(&mut Need)>, &str); 5] = [
-        (Box::new(|n| n.cpu = 5000), RESOURCE_CPU),
-        (Box::new(|n| n.memory = 9000), RESOURCE_MEMORY),
-        (Box::new(|n| n.ports = vec![22]), RESOURCE_PORTS),
-        (Box::new(|n| n.udp_ports = vec![53]), RESOURCE_PORTS_UDP),
-        (Box::new(|n| n.ports = vec![8080]), ""),
+    type Change = fn(&mut Need);
+    let cases: [(Change, &str); 5] = [
+        (|n| n.cpu = 5000, RESOURCE_CPU),
+        (|n| n.memory = 9000, RESOURCE_MEMORY),
+        (|n| n.ports = vec![22], RESOURCE_PORTS),
+        (|n| n.udp_ports = vec![53], RESOURCE_PORTS_UDP),
+        (|n| n.ports = vec![8080], ""),
     ];
     for (change, want) in cases {
         let mut n = need(10);
