@@ -201,6 +201,35 @@ fn ec2_tasks_that_do_not_fit_are_run_task_failures_with_ecs_reasons() {
         ports.as_array().unwrap().contains(&json!(port.to_string())),
         "{ports}"
     );
+    // The query language (ListContainerInstances' filter, memberOf) sees the box's tasks.
+    let filter = |f: &str| {
+        api.aws_json(&[
+            "list-container-instances",
+            "--cluster",
+            "place",
+            "--filter",
+            f,
+        ])["containerInstanceArns"]
+            .clone()
+    };
+    assert_eq!(
+        filter("task:group == family:place-port"),
+        json!([b.instance])
+    );
+    assert_eq!(filter("task:group == family:other"), json!([]));
+    assert_eq!(
+        filter("runningTasksCount >= 1 and attribute:ecs.os-type == linux"),
+        json!([b.instance])
+    );
+    let r = b.run(
+        "place-third",
+        &[
+            "--placement-constraints",
+            "type=memberOf,expression=task:group == family:place-port",
+        ],
+    );
+    assert_eq!(Box_::task_arns(&r).len(), 1, "{r:#}");
+    b.stop_all(&Box_::task_arns(&r));
     b.stop_all(&first);
 }
 

@@ -132,7 +132,7 @@ pub struct ContainerInstance {
 #[serde(rename_all = "camelCase")]
 pub struct ListContainerInstancesRequest {
     pub cluster: Option<String>,
-    /// Cluster query language; only `attribute:NAME == VALUE` / `!=` terms are understood.
+    /// Cluster query language (`crate::cluster::query`).
     pub filter: Option<String>,
     pub status: Option<String>,
     pub max_results: Option<i64>,
@@ -372,7 +372,7 @@ pub fn list_container_instances(
     let c = active_cluster(&store, cluster)?;
     let mut arns = Vec::new();
     let status_ok = req.status.as_deref().is_none_or(|s| s == "ACTIVE");
-    if status_ok && matches_filter(req.filter.as_deref())? {
+    if status_ok && matches_filter(&store, &c, req.filter.as_deref())? {
         arns.push(shape::container_instance_arn(&c.arn));
     }
     let (container_instance_arns, next_token) =
@@ -383,40 +383,23 @@ pub fn list_container_instances(
     })
 }
 
-/// A cluster query language filter against this host's attributes: `attribute:NAME`,
-/// `attribute:NAME == VALUE`, `attribute:NAME != VALUE`, joined with `and`. Ref:
-/// developerguide/cluster-query-language.html. Other expressions are refused, naming
-/// what is understood.
-fn matches_filter(filter: Option<&str>) -> EcsResult<bool> {
+/// Whether this host, as cluster `c`'s container instance, is selected by `filter`, in the
+/// cluster query language (`crate::cluster::query`: attributes, `agentConnected`,
+/// `ec2InstanceId`, `runningTasksCount`, `task:group`, ...). Ref:
+/// developerguide/cluster-query-language.html. A filter that does not parse is
+/// InvalidParameterException naming what was expected.
+fn matches_filter(
+    store: &crate::store::Store,
+    c: &crate::store::ClusterRow,
+    filter: Option<&str>,
+) -> EcsResult<bool> {
     let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
         return Ok(true);
     };
-    let attrs = attributes();
-    let mut all = true;
-    for term in f.split(" and ") {
-        let term = term.trim();
-        let (name, op, value) = if let Some((n, v)) = term.split_once("==") {
-            (n.trim(), "==", Some(v.trim()))
-        } else if let Some((n, v)) = term.split_once("!=") {
-            (n.trim(), "!=", Some(v.trim()))
-        } else {
-            (term, "exists", None)
-        };
-        let Some(name) = name.strip_prefix("attribute:") else {
-            return Err(EcsError::invalid(format!(
-                "filter {f:?}: only attribute:NAME [== or != VALUE] terms joined with `and` are \
-                 understood here"
-            )));
-        };
-        let have = attrs.iter().find(|a| a.name == name);
-        let ok = match (op, value) {
-            ("==", Some(v)) => have.is_some_and(|a| a.value.as_deref() == Some(v)),
-            ("!=", Some(v)) => have.is_none_or(|a| a.value.as_deref() != Some(v)),
-            _ => have.is_some(),
-        };
-        all &= ok;
-    }
-    Ok(all)
+    let q = crate::cluster::query::Query::parse(f)
+        .map_err(|e| EcsError::invalid(format!("filter {f:?}: {e}")))?;
+    let b = on_box(store, &c.name, &c.arn, c.created_at_ms)?;
+    Ok(q.matches(&b.candidate))
 }
 
 /// DescribeContainerInstances. Ref: ecs.json `DescribeContainerInstancesRequest`
