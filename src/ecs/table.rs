@@ -34,10 +34,10 @@ macro_rules! rows {
                 "INACTIVE revisions become DELETE_IN_PROGRESS, and are removed once no task, service or deployment uses them (the family keeps counting revisions); an ACTIVE one is a failure";
             RunTask(Ecs): tasks::RunTaskRequest => tasks::RunTaskResponse,
                 call |cx, r| Ok(detached(Op::RunTask, tasks::run_task(cx.ecs, r, local(cx))?)),
-                "every member; what each does here is in [taskdefs.md](taskdefs.md#what-this-host-does-with-each-member) (RunTask table): capacity provider strategies resolve to FARGATE (`capacityProviderName`), `platformVersion`, `propagateTags`, ECS managed tags, `clientToken` idempotency (24 h, per cluster), placement recorded with a warning";
+                "every member; what each does here is in [taskdefs.md](taskdefs.md#what-this-host-does-with-each-member) (RunTask table): capacity provider strategies resolve to FARGATE (`capacityProviderName`), `platformVersion`, `propagateTags`, ECS managed tags, `clientToken` idempotency (24 h, per cluster); an EC2 task is placed on the cluster's container instance (this host): one that does not fit (CPU, memory, host ports) or whose `memberOf`/`distinctInstance` it does not satisfy is a `failures[]` entry with ECS's reason ([cluster.md](cluster.md#placement))";
             StartTask(Ecs): st::StartTaskRequest => tasks::RunTaskResponse,
                 call |cx, r| Ok(detached(Op::StartTask, st::start_task(cx.ecs, r, local(cx))?)),
-                "one EC2 task on each named container instance (this host; any other is a MISSING failure)";
+                "one EC2 task on each named container instance (this host; any other is a MISSING failure), placed as RunTask's (a task that does not fit is a `RESOURCE:*` failure)";
             StopTask(Ecs): tasks::StopTaskRequest => tasks::StopTaskResponse,
                 call |cx, r| tasks::stop_task(cx.ecs, &r, tasks::Unset::DefaultCluster),
                 "`reason` becomes `stoppedReason`; answers once `desiredStatus` is STOPPED";
@@ -57,7 +57,7 @@ macro_rules! rows {
             ListContainerInstances(Ecs):
                 ci::ListContainerInstancesRequest => ci::ListContainerInstancesResponse,
                 call |cx, r| ci::list_container_instances(cx.ecs, &r),
-                "this host, the one container instance of each ACTIVE cluster; `filter` on its attributes";
+                "this host, the one container instance of each ACTIVE cluster; `filter` in the cluster query language (attributes, `task:group`, `runningTasksCount`, ...)";
             DescribeContainerInstances(Ecs):
                 ci::DescribeContainerInstancesRequest => ci::DescribeContainerInstancesResponse,
                 call |cx, r| ci::describe_container_instances(cx.ecs, &r),
