@@ -146,6 +146,23 @@ fn ec2_tasks_that_do_not_fit_are_run_task_failures_with_ecs_reasons() {
     );
     assert_eq!(b.listed(), 0);
 
+    // StartTask onto the instance is placed the same way.
+    let r = api.aws_json(&[
+        "start-task",
+        "--cluster",
+        "place",
+        "--task-definition",
+        "place-big",
+        "--container-instances",
+        &b.instance,
+    ]);
+    assert_eq!(
+        r["failures"],
+        json!([{"arn": b.instance, "reason": "RESOURCE:MEMORY"}]),
+        "{r:#}"
+    );
+    assert_eq!(r["tasks"], json!([]));
+
     // The CLI's run-task takes the same path: it says why and exits non-zero.
     let out = api.mf.run(&[
         "run-task",
