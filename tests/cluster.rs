@@ -27,7 +27,18 @@ impl Agent {
         Agent::start_with(etcd, ttl, attributes, &[])
     }
 
+    /// An agent whose tasks pull `api`'s images (its registry as public.ecr.aws's mirror).
+    fn start_for(etcd: &Etcd, api: &Api, ttl: u64) -> Agent {
+        let mut mf = Mf::new();
+        mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+        Agent::start_in(mf, etcd, ttl, &[], &[])
+    }
+
     fn start_with(etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        Agent::start_in(Mf::new(), etcd, ttl, attributes, more)
+    }
+
+    fn start_in(mf: Mf, etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
         let mut args = vec![
             "agent".to_string(),
             "--cluster".into(),
@@ -41,7 +52,7 @@ impl Agent {
             args.push(a.to_string());
         }
         let mut a = Agent {
-            mf: Mf::new(),
+            mf,
             child: None,
             args,
         };
@@ -112,6 +123,7 @@ impl Drop for Agent {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.mf.kill_supervisors();
         eprintln!(
             "agent log {}:\n{}",
             self.log().display(),
@@ -500,4 +512,177 @@ fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
         "{log}"
     );
     assert_eq!(list(&api, &[]), [arn]);
+}
+
+/// The task definition of the task tests: one busybox container that sleeps, 256 CPU
+/// units and 128 MiB, awsvpc.
+const SLEEPER: &str = r#"{
+  "family": "cluster-sleeper",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["EC2"],
+  "cpu": "256",
+  "memory": "128",
+  "containerDefinitions": [{
+    "name": "main",
+    "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sleep", "300"],
+    "essential": true
+  }]
+}"#;
+
+fn describe_task(api: &Api, arn: &str) -> Value {
+    let v = api.aws_json(&["describe-tasks", "--tasks", arn]);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v:#}");
+    v["tasks"][0].clone()
+}
+
+fn remaining(ci: &Value, name: &str) -> Value {
+    ci["remainingResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {ci:#}"))
+}
+
+#[test]
+fn run_task_places_tasks_on_the_agents_which_run_stop_and_report_them() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+
+    // Four tasks over two instances: each runs on the box its containerInstanceArn names.
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "4",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]), "{run:#}");
+    let tasks: Vec<(String, String)> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["lastStatus"], "PROVISIONING", "{t:#}");
+            (
+                t["taskArn"].as_str().unwrap().to_string(),
+                t["containerInstanceArn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tasks.len(), 4);
+    let on_a = tasks.iter().filter(|(_, ci)| *ci == arn_a).count();
+    let on_b = tasks.iter().filter(|(_, ci)| *ci == arn_b).count();
+    assert_eq!((on_a, on_b), (2, 2), "{tasks:?}");
+    for (arn, ci) in &tasks {
+        let t = api.wait_for(60, "the task RUNNING on its box", || {
+            let t = describe_task(&api, arn);
+            (t["lastStatus"] == "RUNNING").then_some(t)
+        });
+        assert_eq!(t["containerInstanceArn"], ci.as_str());
+        assert_eq!(t["containers"][0]["lastStatus"], "RUNNING", "{t:#}");
+        // The box that runs it has it in its own store, and no other box does.
+        let (mine, other) = if *ci == arn_a { (&a, &b) } else { (&b, &a) };
+        let id = arn.rsplit('/').next().unwrap();
+        let local = mine.mf.json(&["describe-tasks", "--tasks", id]);
+        assert_eq!(local["tasks"][0]["lastStatus"], "RUNNING", "{local:#}");
+        let elsewhere = other.mf.json(&["describe-tasks", "--tasks", id]);
+        assert_eq!(elsewhere["tasks"], serde_json::json!([]), "{elsewhere:#}");
+    }
+    let listed = api.aws_json(&["list-tasks", "--container-instance", &arn_a]);
+    assert_eq!(
+        listed["taskArns"].as_array().unwrap().len(),
+        2,
+        "{listed:#}"
+    );
+
+    // The instance's remaining resources add up: two tasks of 256 units and 128 MiB.
+    let ci = describe(&api, &arn_a);
+    let reg_mem = resource(&ci, "MEMORY")["integerValue"].as_i64().unwrap();
+    let reg_cpu = resource(&ci, "CPU")["integerValue"].as_i64().unwrap();
+    assert_eq!(
+        remaining(&ci, "MEMORY")["integerValue"].as_i64().unwrap(),
+        reg_mem - 256
+    );
+    assert_eq!(
+        remaining(&ci, "CPU")["integerValue"].as_i64().unwrap(),
+        reg_cpu - 512
+    );
+    assert_eq!(ci["runningTasksCount"], 2);
+
+    // StopTask: answered at once with desiredStatus STOPPED; the box stops the task and
+    // its record, reservation and count follow.
+    let (stop_arn, stop_ci) = tasks.iter().find(|(_, ci)| *ci == arn_a).unwrap();
+    let stopped = api.aws_json(&[
+        "stop-task",
+        "--task",
+        stop_arn,
+        "--reason",
+        "cluster test stop",
+    ]);
+    assert_eq!(stopped["task"]["desiredStatus"], "STOPPED", "{stopped:#}");
+    let t = api.wait_for(60, "the stopped task STOPPED", || {
+        let t = describe_task(&api, stop_arn);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stoppedReason"], "cluster test stop", "{t:#}");
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+    assert_eq!(t["containerInstanceArn"], stop_ci.as_str());
+    api.wait_for(20, "the reservation released", || {
+        let ci = describe(&api, &arn_a);
+        (ci["runningTasksCount"] == 1
+            && remaining(&ci, "MEMORY")["integerValue"].as_i64() == Some(reg_mem - 128))
+        .then_some(())
+    });
+    let listed = api.aws_json(&["list-tasks", "--desired-status", "STOPPED"]);
+    assert_eq!(
+        listed["taskArns"],
+        serde_json::json!([stop_arn]),
+        "{listed:#}"
+    );
+
+    // A task that fits nowhere: one failure per instance, with ECS's reason, and no task.
+    let big = SLEEPER
+        .replace("cluster-sleeper", "cluster-big")
+        .replace("\"memory\": \"128\"", "\"memory\": \"120000000\"");
+    let big = api.file("big.json", &big);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &big]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-big",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(run["tasks"], serde_json::json!([]), "{run:#}");
+    let mut failures: Vec<(String, String)> = run["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["arn"].as_str().unwrap().into(),
+                f["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    failures.sort();
+    let mut want = vec![
+        (arn_a.clone(), "RESOURCE:MEMORY".to_string()),
+        (arn_b.clone(), "RESOURCE:MEMORY".to_string()),
+    ];
+    want.sort();
+    assert_eq!(failures, want);
 }

@@ -35,8 +35,8 @@ impl EtcdTls {
 ///
 /// The instance id is kept in <root>/agent/instance-id: a restart registers the same
 /// instance. `serve --cluster` with the same endpoints lists and describes it.
-/// This step registers the box only: running the tasks placed on it comes in a later step
-/// (docs/cluster.md). etcd must be on loopback or require TLS client certificates
+/// The tasks `serve --cluster` places on the instance run here, through this box's own
+/// store and supervisors, and their state goes back to etcd (docs/cluster.md). etcd must be on loopback or require TLS client certificates
 /// (--etcd-cacert, --etcd-cert, --etcd-key).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -97,6 +97,7 @@ pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
         cluster,
         attributes,
         lease_ttl: a.lease_ttl,
+        ecs: g.ecs(),
     })?;
     Ok(ExitCode::SUCCESS)
 }

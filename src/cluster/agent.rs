@@ -1,8 +1,8 @@
 //! `minifargate agent --cluster`: registers this box as a container instance in etcd and
 //! keeps its liveness lease (docs/cluster.md). It re-registers after etcd comes back (a
 //! new lease, the keys put again) and, on SIGTERM or SIGINT, revokes its lease so the
-//! instance is `agentConnected: false` at once. Running tasks placed on the box is a later
-//! step of issue 38: the agent runs nothing yet.
+//! instance is `agentConnected: false` at once. Meanwhile it runs the tasks placed on
+//! the box ([`super::work`]).
 
 use super::etcd::{Etcd, EtcdError, Tls};
 use super::instances::{self, Registration, Status};
@@ -24,6 +24,8 @@ pub struct Options {
     pub attributes: Vec<(String, Option<String>)>,
     /// The liveness lease's TTL (seconds).
     pub lease_ttl: u64,
+    /// This box's stores and supervisors (the assigned tasks run through them).
+    pub ecs: crate::ecs::Ecs,
 }
 
 /// Why a session with etcd ended.
@@ -31,6 +33,8 @@ pub struct Options {
 enum End {
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Work(#[from] super::work::WorkError),
     #[error(
         "the liveness lease expired before it was renewed (etcd was out of reach for longer than the lease TTL)"
     )]
@@ -88,10 +92,11 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     let mut backoff = BACKOFF.0;
     let arn = instances::arn(&o.cluster, &id);
     let file = o.root.join("agent").join("instance-id");
+    let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
     loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file) => r,
+            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work) => r,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -148,19 +153,26 @@ async fn session(
     connected: &mut bool,
     arn: &str,
     file: &Path,
+    work: &mut super::work::Work,
 ) -> End {
     match register(etcd, o, id, lease, attributes_put, arn, file).await {
         Ok(l) => {
             *connected = true;
             // Renewed three times a TTL, so one missed renewal does not lose it.
             let every = Duration::from_millis((o.lease_ttl * 1000 / 3).max(500));
-            loop {
-                tokio::time::sleep(every).await;
-                match etcd.keep_alive(l).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return End::LeaseExpired,
-                    Err(e) => return e.into(),
+            let keep = async {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match etcd.keep_alive(l).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return End::LeaseExpired,
+                        Err(e) => return e.into(),
+                    }
                 }
+            };
+            tokio::select! {
+                e = keep => e,
+                e = work.run(etcd) => e.into(),
             }
         }
         Err(e) => e,
@@ -221,8 +233,7 @@ async fn register(
         .await?;
     eprintln!(
         "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB) in etcd {}; \
-         liveness lease {} s. Running tasks placed here is a later step: this agent runs \
-         nothing yet (docs/cluster.md)",
+         liveness lease {} s; running the tasks placed here",
         reg.hostname,
         reg.cpu,
         reg.memory,

@@ -7,6 +7,7 @@ use super::etcd::{Etcd, EtcdError};
 use super::instances::{self, Instance, Status};
 use super::keys;
 use super::query::Query;
+use super::task_api::{describe_tasks, list_tasks, stop_task};
 use crate::ecs::container_instances::{
     Attribute, ContainerInstance, DescribeContainerInstancesRequest,
     DescribeContainerInstancesResponse, ListContainerInstancesRequest,
@@ -46,6 +47,9 @@ cluster_operations! {
     PutAttributes => put_attributes,
     DeleteAttributes => delete_attributes,
     ListAttributes => list_attributes,
+    DescribeTasks => describe_tasks,
+    ListTasks => list_tasks,
+    StopTask => stop_task,
 }
 
 /// ECS's limit of custom attributes on one resource. Ref: ecs.json
@@ -57,6 +61,13 @@ const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 /// of [`OPERATIONS`]; `None` otherwise (the one-box path answers).
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> Option<EcsResult<Value>> {
     let etcd = super::serving()?;
+    if op == "RunTask" {
+        // Placement blocks on etcd itself (this is one of the API's blocking threads).
+        return Some(input(body).and_then(|req| super::task_api::run_task(ecs, req)));
+    }
+    if super::task_api::REFUSED.contains(&op) {
+        return Some(Err(super::task_api::refused(op)));
+    }
     if !OPERATIONS.contains(&op) {
         return None;
     }

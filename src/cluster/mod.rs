@@ -18,6 +18,10 @@ pub mod etcd;
 pub mod instances;
 pub mod keys;
 pub mod query;
+pub mod records;
+pub mod task_api;
+pub mod tasks;
+pub mod work;
 
 use std::sync::OnceLock;
 

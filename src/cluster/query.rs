@@ -428,7 +428,7 @@ impl Expr {
                     Subject::AgentVersion => Some(i.reg.agent_version.clone()),
                     Subject::Ec2InstanceId => Some(i.reg.hostname.clone()),
                     Subject::RegisteredAt => Some(i.reg.registered_at_ms.to_string()),
-                    Subject::RunningTasksCount => Some("0".into()),
+                    Subject::RunningTasksCount => Some(i.ledger.tasks.len().to_string()),
                     Subject::Attribute(n) => {
                         i.attribute(n).map(|v| v.unwrap_or_default().to_string())
                     }
@@ -493,6 +493,7 @@ mod tests {
         }
         custom.insert("gpu".to_string(), None);
         Instance {
+            ledger: Default::default(),
             cluster: "default".into(),
             reg,
             status: Status::Active,
