@@ -133,10 +133,14 @@ impl Drop for Agent {
 }
 
 fn serve(etcd: &Etcd) -> Api {
-    Api::start_with(
-        busybox_layer(Compression::Gzip, "cluster"),
-        &["--cluster", &etcd.endpoint()],
-    )
+    serve_with(etcd, &[])
+}
+
+fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
+    let endpoint = etcd.endpoint();
+    let mut args = vec!["--cluster", &endpoint];
+    args.extend(more);
+    Api::start_with(busybox_layer(Compression::Gzip, "cluster"), &args)
 }
 
 fn list(api: &Api, more: &[&str]) -> Vec<String> {
@@ -685,4 +689,118 @@ fn run_task_places_tasks_on_the_agents_which_run_stop_and_report_them() {
     ];
     want.sort();
     assert_eq!(failures, want);
+}
+
+/// The serve the leader key names (its value is "HOST pid PID").
+fn leader_pid(etcd: &Etcd) -> Option<u32> {
+    let out = etcd.etcdctl(&["get", "/minifargate/v1/leader", "--print-value-only"]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+}
+
+#[test]
+fn a_lost_box_s_tasks_are_stopped_by_the_leader_which_fails_over_and_the_box_stops_them_when_back()
+{
+    let etcd = Etcd::start();
+    let fast = ["--leader-ttl", "2", "--lost-instance-after", "2"];
+    let api1 = serve_with(&etcd, &fast);
+    let api2 = serve_with(&etcd, &fast);
+    let mut a = Agent::start_for(&etcd, &api1, 3);
+    let b = Agent::start_for(&etcd, &api1, 3);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api1.wait_for(20, "both instances listed", || {
+        (list(&api1, &[]).len() == 2).then_some(())
+    });
+    let def = api1.file("sleeper.json", SLEEPER);
+    api1.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api1.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "2",
+    ]);
+    let on = |ci: &str| -> String {
+        run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["containerInstanceArn"] == ci)
+            .unwrap_or_else(|| panic!("no task on {ci}: {run:#}"))["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (task_a, task_b) = (on(&arn_a), on(&arn_b));
+    for t in [&task_a, &task_b] {
+        api1.wait_for(60, "the task RUNNING", || {
+            (describe_task(&api1, t)["lastStatus"] == "RUNNING").then_some(())
+        });
+    }
+
+    // The leader is killed outright: the other serve takes the role within a lease TTL.
+    let pids = [api1.server_pid(), api2.server_pid()];
+    let leader = api1.wait_for(10, "a leader", || leader_pid(&etcd));
+    assert!(pids.contains(&leader), "{leader} not in {pids:?}");
+    let (dead, survivor) = if leader == pids[0] {
+        (&api1, &api2)
+    } else {
+        (&api2, &api1)
+    };
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-KILL", &dead.server_pid().to_string()])
+        .status();
+    survivor.wait_for(15, "the other serve leading", || {
+        (leader_pid(&etcd) == Some(survivor.server_pid())).then_some(())
+    });
+    let failover = killed.elapsed();
+    eprintln!("leader failover: {failover:?}");
+    assert!(failover < Duration::from_secs(2 + 3), "{failover:?}");
+
+    // Box a is cut off (its agent frozen, its task still running there): once its lease
+    // has expired and the grace has passed, the new leader stops its task in the cluster.
+    let a_pid = a.child.as_ref().unwrap().id().to_string();
+    let _ = Command::new("kill").args(["-STOP", &a_pid]).status();
+    let t = survivor.wait_for(30, "the lost box's task STOPPED", || {
+        let t = describe_task(survivor, &task_a);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stopCode"], "TerminationNotice", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&arn_a) && reason.contains("lost"),
+        "{reason}"
+    );
+    assert_eq!(describe_task(survivor, &task_b)["lastStatus"], "RUNNING");
+    let ci = describe(survivor, &arn_a);
+    assert_eq!(ci["agentConnected"], false, "{ci:#}");
+    assert_eq!(ci["runningTasksCount"], 0, "{ci:#}");
+    let id_a = task_a.rsplit('/').next().unwrap();
+    let local = a.mf.json(&["describe-tasks", "--tasks", id_a]);
+    assert_eq!(local["tasks"][0]["lastStatus"], "RUNNING", "{local:#}");
+
+    // Box a comes back: it finds the task no longer assigned to it and stops it; the
+    // cluster's record keeps the leader's reason.
+    let _ = Command::new("kill").args(["-CONT", &a_pid]).status();
+    let local = survivor.wait_for(30, "the returned box stopping its task", || {
+        let v = a.mf.json(&["describe-tasks", "--tasks", id_a]);
+        (v["tasks"][0]["lastStatus"] == "STOPPED").then_some(v)
+    });
+    let local_reason = local["tasks"][0]["stoppedReason"].as_str().unwrap();
+    assert!(
+        local_reason.contains("no longer assigned"),
+        "{local_reason}"
+    );
+    until_connected(survivor, &arn_a, true, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let t = describe_task(survivor, &task_a);
+    assert_eq!(t["stoppedReason"], reason.as_str(), "{t:#}");
+    assert_eq!(describe(survivor, &arn_a)["runningTasksCount"], 0);
+    let _ = a.signal("-TERM");
 }

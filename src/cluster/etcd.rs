@@ -314,6 +314,46 @@ impl Etcd {
         })
     }
 
+    /// The keys (without values) under `prefix`, in key order.
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                json!({
+                    "key": B64.encode(prefix),
+                    "range_end": B64.encode(prefix_end(prefix)),
+                    "keys_only": true,
+                }),
+            )
+            .await?;
+        Ok(self
+            .kvs("/v3/kv/range", &v)?
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect())
+    }
+
+    /// Puts `key` = `value` attached to `lease` only if `key` does not exist; whether it
+    /// was put.
+    pub async fn put_if_absent_with_lease(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+    ) -> Result<bool, EtcdError> {
+        let k = B64.encode(key);
+        let v = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": k, "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
+                    "success": [{"request_put": {"key": k, "value": B64.encode(value), "lease": lease.to_string()}}],
+                }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
     /// Every key under `prefix`, and the store's revision they were read at (a watch from
     /// the next revision misses nothing).
     pub async fn get_prefix_at(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {

@@ -72,6 +72,16 @@ pub fn attribute(c: &str, id: &str, name: &str) -> String {
     format!("{}{name}", attributes(c, id))
 }
 
+/// The prefix of every cluster's keys.
+pub fn clusters() -> String {
+    format!("{ROOT}/clusters/")
+}
+
+/// The key the serves elect their leader with (attached to the leader's lease).
+pub fn leader() -> String {
+    format!("{ROOT}/leader")
+}
+
 /// Instance `id`'s ledger: the resources its placed tasks reserve.
 pub fn ledger(c: &str, id: &str) -> String {
     format!("{}/ledger/{id}", cluster(c))

@@ -17,6 +17,7 @@ pub mod api;
 pub mod etcd;
 pub mod instances;
 pub mod keys;
+pub mod leader;
 pub mod query;
 pub mod records;
 pub mod task_api;

@@ -168,3 +168,21 @@ pub fn task_json(task: &crate::task::shape::Task) -> Value {
 pub fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("a cluster record encodes as JSON")
 }
+
+/// Marks a record's task STOPPED now, with `code` and `reason` (its containers too).
+pub fn mark_stopped(task: &mut Value, code: &str, reason: &str) {
+    let now = serde_json::json!(crate::ecs::now_ms() as f64 / 1000.0);
+    task["lastStatus"] = "STOPPED".into();
+    task["desiredStatus"] = "STOPPED".into();
+    task["stopCode"] = code.into();
+    task["stoppedReason"] = crate::task::cut_reason(reason).into();
+    if task["stoppingAt"].is_null() {
+        task["stoppingAt"] = now.clone();
+    }
+    task["stoppedAt"] = now;
+    if let Some(cs) = task["containers"].as_array_mut() {
+        for c in cs {
+            c["lastStatus"] = "STOPPED".into();
+        }
+    }
+}

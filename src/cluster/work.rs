@@ -8,12 +8,11 @@
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
-use super::records::{Assignment, Ledger, Record, decode, json_bytes, task_json};
+use super::records::{Assignment, Ledger, Record, decode, json_bytes, mark_stopped, task_json};
 use crate::ecs::Ecs;
 use crate::ecs::tasks::{StopTaskRequest, Unset};
 use crate::store::{DesiredStatus, LastStatus};
 use crate::task::PullPolicy;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -72,6 +71,8 @@ impl Work {
             assigned.insert(id.clone());
             self.assignment(etcd, &id, &kv.key, &kv.value).await?;
         }
+        // What is no longer assigned here is no longer this agent's to record.
+        self.tracked.retain(|id, _| assigned.contains(id));
         self.stop_unassigned(&assigned);
         let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(REPORT_EVERY);
@@ -233,6 +234,9 @@ impl Work {
                 && !assigned.contains(&t.id)
                 && t.desired_status != DesiredStatus::Stopped
             {
+                // Its record is no longer this agent's to write (the leader stopped it
+                // there, or another box runs its replacement).
+                self.tracked.remove(&t.id);
                 self.stop(
                     &t.id,
                     &format!(
@@ -339,19 +343,7 @@ impl Work {
         if let Some(kv) = etcd.get(&key).await? {
             match decode::<Record>(&key, &kv.value) {
                 Ok(mut r) => {
-                    let now = crate::ecs::now_ms() as f64 / 1000.0;
-                    let t = &mut r.task;
-                    t["lastStatus"] = json!("STOPPED");
-                    t["desiredStatus"] = json!("STOPPED");
-                    t["stopCode"] = json!(code);
-                    t["stoppedReason"] = json!(crate::task::cut_reason(reason));
-                    t["stoppingAt"] = json!(now);
-                    t["stoppedAt"] = json!(now);
-                    if let Some(cs) = t["containers"].as_array_mut() {
-                        for c in cs {
-                            c["lastStatus"] = json!("STOPPED");
-                        }
-                    }
+                    mark_stopped(&mut r.task, code, reason);
                     etcd.put(&key, &json_bytes(&r), None).await?;
                 }
                 Err(e) => eprintln!("minifargate agent: {e}"),

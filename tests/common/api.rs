@@ -122,6 +122,11 @@ impl Api {
         &self._reg
     }
 
+    /// The `serve` process's pid.
+    pub fn server_pid(&self) -> u32 {
+        self.server.id()
+    }
+
     /// Stops `serve` (SIGTERM, as systemd would) and starts it again on the same port over
     /// the same root; tasks keep running meanwhile.
     pub fn restart(&mut self) {
