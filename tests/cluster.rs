@@ -518,8 +518,8 @@ fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
     assert_eq!(list(&api, &[]), [arn]);
 }
 
-/// The task definition of the task tests: one busybox container that sleeps, 256 CPU
-/// units and 128 MiB, awsvpc.
+/// The task definition of the task tests: one busybox container that sleeps (and, as PID
+/// 1, ignores SIGTERM: it is killed 2 s after a stop), 256 CPU units and 128 MiB, awsvpc.
 const SLEEPER: &str = r#"{
   "family": "cluster-sleeper",
   "networkMode": "awsvpc",
@@ -530,6 +530,7 @@ const SLEEPER: &str = r#"{
     "name": "main",
     "image": "public.ecr.aws/docker/library/busybox:1.36",
     "command": ["sleep", "300"],
+    "stopTimeout": 2,
     "essential": true
   }]
 }"#;
@@ -803,4 +804,103 @@ fn a_lost_box_s_tasks_are_stopped_by_the_leader_which_fails_over_and_the_box_sto
     assert_eq!(t["stoppedReason"], reason.as_str(), "{t:#}");
     assert_eq!(describe(survivor, &arn_a)["runningTasksCount"], 0);
     let _ = a.signal("-TERM");
+}
+
+/// The instance each RUNNING task of service `name` is on.
+fn service_placement(api: &Api, name: &str) -> Vec<String> {
+    let arns = api.aws_json(&["list-tasks", "--service-name", name]);
+    let arns: Vec<&str> = arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(&arns);
+    let v = api.aws_json(&args);
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .map(|t| t["containerInstanceArn"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_service_spreads_over_the_boxes_and_replaces_a_lost_box_s_tasks_on_the_others() {
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &["--lost-instance-after", "1"]);
+    let mut a = Agent::start_for(&etcd, &api, 3);
+    let b = Agent::start_for(&etcd, &api, 3);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "cluster-sleeper",
+        "--desired-count",
+        "4",
+        "--launch-type",
+        "EC2",
+    ]);
+    let placed = api.wait_for(90, "4 tasks RUNNING", || {
+        let p = service_placement(&api, "web");
+        (p.len() == 4).then_some(p)
+    });
+    let on = |p: &[String], arn: &str| p.iter().filter(|c| *c == arn).count();
+    assert_eq!(
+        (on(&placed, &arn_a), on(&placed, &arn_b)),
+        (2, 2),
+        "{placed:?}"
+    );
+    let svc = api.service("default", "web");
+    assert_eq!(svc["runningCount"], 4, "{svc:#}");
+
+    // Box a's agent is killed: its tasks are stopped in the cluster once its lease and
+    // the grace have run out, and the service starts their replacements on box b.
+    let killed = Instant::now();
+    let _ = a.signal("-KILL");
+    let placed = api.wait_for(90, "4 tasks RUNNING on box b", || {
+        let p = service_placement(&api, "web");
+        (p.len() == 4 && on(&p, &arn_b) == 4).then_some(p)
+    });
+    eprintln!(
+        "killed box -> its service tasks RUNNING elsewhere: {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(on(&placed, &arn_a), 0);
+    let svc = api.service("default", "web");
+    assert_eq!(svc["runningCount"], 4, "{svc:#}");
+    let events: Vec<&str> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.iter().filter(|m| m.contains("has started")).count() >= 2,
+        "{events:#?}"
+    );
+
+    // Scaled to 0: every task stops, on the box that runs it.
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.wait_for(60, "no task RUNNING", || {
+        service_placement(&api, "web").is_empty().then_some(())
+    });
+    let ci = describe(&api, &arn_b);
+    api.wait_for(20, "box b's reservations released", || {
+        (describe(&api, &arn_b)["runningTasksCount"] == 0).then_some(())
+    });
+    assert_eq!(ci["agentConnected"], true);
 }

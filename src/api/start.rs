@@ -193,7 +193,7 @@ fn cluster(rt: &tokio::runtime::Runtime, endpoints: &str, a: &Options) -> anyhow
             crate::error_chain(&e)
         ),
     }
-    crate::cluster::serve_with(etcd);
+    crate::cluster::serve_with(etcd, rt.handle().clone());
     if let Some(etcd) = crate::cluster::serving() {
         let host = nix::unistd::gethostname()
             .ok()

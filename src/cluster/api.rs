@@ -61,10 +61,6 @@ const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 /// of [`OPERATIONS`]; `None` otherwise (the one-box path answers).
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> Option<EcsResult<Value>> {
     let etcd = super::serving()?;
-    if op == "RunTask" {
-        // Placement blocks on etcd itself (this is one of the API's blocking threads).
-        return Some(input(body).and_then(|req| super::task_api::run_task(ecs, req)));
-    }
     if super::task_api::REFUSED.contains(&op) {
         return Some(Err(super::task_api::refused(op)));
     }

@@ -26,6 +26,9 @@ pub struct Assignment {
     pub desired_status: DesiredStatus,
     /// StopTask's reason, once the desired status is STOPPED.
     pub stopped_reason: Option<String>,
+    /// Who asked: UserInitiated (StopTask, the default) or ServiceSchedulerInitiated.
+    #[serde(default)]
+    pub stop_code: Option<crate::store::StopCode>,
 }
 
 impl Assignment {

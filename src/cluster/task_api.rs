@@ -1,43 +1,23 @@
 //! The task operations of `serve --cluster` (docs/cluster.md "Tasks"): RunTask places
-//! through [`super::tasks::Placer`]; DescribeTasks and ListTasks read the task records the
+//! through [`super::tasks::Placer`] (the cluster's fleet, `super::fleet`); DescribeTasks and ListTasks read the task records the
 //! agents keep up to date; StopTask sets the assignment's desired status, which the task's
-//! agent acts on. Operations that would start tasks on this serve's own box (StartTask,
-//! services) are refused in cluster mode until they place through the cluster too.
+//! agent acts on. StartTask, which names instances, is refused in cluster mode until it
+//! places through the cluster too.
 
 use super::etcd::Etcd;
 use super::keys;
-use super::records::{Assignment, Record, decode, json_bytes};
-use super::tasks::{Placer, server};
+use super::records::{Record, decode};
+use super::tasks::server;
 use crate::ecs::shapes::Failure;
 use crate::ecs::tasks::{
-    DescribeTasksRequest, ListTasksRequest, ListTasksResponse, Local, RunTaskRequest,
-    StopTaskRequest,
+    DescribeTasksRequest, ListTasksRequest, ListTasksResponse, StopTaskRequest,
 };
 use crate::ecs::{Ecs, EcsError, EcsResult, cluster_or_default, names, page};
 use crate::store::DesiredStatus;
 use serde_json::{Value, json};
 
 /// The operations that cannot run in cluster mode yet, and why.
-pub const REFUSED: &[&str] = &[
-    "StartTask",
-    "CreateService",
-    "UpdateService",
-    "DeleteService",
-];
-
-/// RunTask in cluster mode: ECS's checks, then placement on the cluster's instances.
-pub fn run_task(ecs: &Ecs, req: RunTaskRequest) -> EcsResult<Value> {
-    let local = Local {
-        remote: true,
-        ..Default::default()
-    };
-    let started = crate::ecs::tasks::run_task_with(ecs, req, local, &Placer)?;
-    for w in &started.warnings {
-        tracing::warn!(warning = %w.message, "RunTask");
-    }
-    crate::taskdef::timestamp::epoch_seconds(|| serde_json::to_value(&started.response))
-        .map_err(|e| EcsError::Server(e.into()))
-}
+pub const REFUSED: &[&str] = &["StartTask"];
 
 /// The refusal of an operation in [`REFUSED`].
 pub fn refused(op: &str) -> EcsError {
@@ -177,24 +157,15 @@ pub async fn stop_task(_ecs: &Ecs, etcd: &Etcd, req: StopTaskRequest) -> EcsResu
         .reason
         .clone()
         .unwrap_or_else(|| "Task stopped by user".into());
-    let key = keys::assignment(&cluster, &r.instance, &id);
-    if let Some(kv) = etcd.get(&key).await.map_err(server)? {
-        let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
-        if a.desired_status != DesiredStatus::Stopped {
-            a.desired_status = DesiredStatus::Stopped;
-            a.stopped_reason = Some(reason.clone());
-            // Only if the agent has not removed it meanwhile (its task ended).
-            etcd.txn(
-                &[super::etcd::Compare::ModRevision(
-                    key.clone(),
-                    kv.mod_revision,
-                )],
-                &[super::etcd::Op::Put(key, json_bytes(&a))],
-            )
-            .await
-            .map_err(server)?;
-        }
-    }
+    super::tasks::desire_stopped(
+        etcd,
+        &cluster,
+        &r.instance,
+        &id,
+        crate::store::StopCode::UserInitiated,
+        &reason,
+    )
+    .await?;
     // The answer shows what was asked, as ECS's does at once; the record follows as the
     // agent stops the task.
     let mut task = r.task;

@@ -135,6 +135,7 @@ async fn place_all(
                 request: assigned,
                 desired_status: DesiredStatus::Running,
                 stopped_reason: None,
+                stop_code: None,
             };
             let record = Record {
                 instance: id.clone(),
@@ -301,4 +302,36 @@ fn choose(
         }
     }
     best.map(|(i, _)| i).ok_or(failures)
+}
+
+/// Sets task `id`'s assignment to desired STOPPED with `code` and `reason` (its agent
+/// stops the task); nothing when it is already, or when the assignment is gone (the task
+/// has ended).
+pub async fn desire_stopped(
+    etcd: &Etcd,
+    cluster: &str,
+    instance: &str,
+    id: &str,
+    code: crate::store::StopCode,
+    reason: &str,
+) -> EcsResult<()> {
+    let key = keys::assignment(cluster, instance, id);
+    let Some(kv) = etcd.get(&key).await.map_err(server)? else {
+        return Ok(());
+    };
+    let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+    if a.desired_status == DesiredStatus::Stopped {
+        return Ok(());
+    }
+    a.desired_status = DesiredStatus::Stopped;
+    a.stopped_reason = Some(reason.into());
+    a.stop_code = Some(code);
+    // Only if the agent has not removed it meanwhile (its task ended).
+    etcd.txn(
+        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
+        &[Op::Put(key, json_bytes(&a))],
+    )
+    .await
+    .map_err(server)?;
+    Ok(())
 }

@@ -10,8 +10,7 @@ use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
 use super::records::{Assignment, Ledger, Record, decode, json_bytes, mark_stopped, task_json};
 use crate::ecs::Ecs;
-use crate::ecs::tasks::{StopTaskRequest, Unset};
-use crate::store::{DesiredStatus, LastStatus};
+use crate::store::{DesiredStatus, LastStatus, StopCode};
 use crate::task::PullPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -125,7 +124,8 @@ impl Work {
                 let reason = a
                     .stopped_reason
                     .unwrap_or_else(|| "Task stopped by user".into());
-                self.never_started(etcd, id, "UserInitiated", &reason).await
+                let code = a.stop_code.unwrap_or(StopCode::UserInitiated);
+                self.never_started(etcd, id, code.as_str(), &reason).await
             }
             (_, None) => match self.start(&a) {
                 Ok(()) => {
@@ -144,7 +144,7 @@ impl Work {
                     let reason = a
                         .stopped_reason
                         .unwrap_or_else(|| "Task stopped by user".into());
-                    self.stop(id, &reason);
+                    self.stop(id, a.stop_code.unwrap_or(StopCode::UserInitiated), &reason);
                 }
                 self.tracked.entry(id.into()).or_insert(-1);
                 Ok(())
@@ -188,14 +188,14 @@ impl Work {
         Ok(())
     }
 
-    fn stop(&self, id: &str, reason: &str) {
-        let req = StopTaskRequest {
-            cluster: None,
-            task: id.into(),
-            reason: Some(reason.into()),
+    fn stop(&self, id: &str, code: StopCode, reason: &str) {
+        use crate::ecs::fleet::Fleet;
+        let t = crate::store::TaskRow {
+            id: id.into(),
+            ..Default::default()
         };
-        if let Err(e) = crate::ecs::tasks::stop_task(&self.ecs, &req, Unset::AnyCluster) {
-            eprintln!("minifargate agent: cannot stop task {id}: {e}");
+        if !crate::ecs::fleet::Local.stop(&self.ecs, &t, code, reason) {
+            eprintln!("minifargate agent: could not ask task {id}'s supervisor to stop it");
         }
     }
 
@@ -211,6 +211,7 @@ impl Work {
         {
             self.stop(
                 id,
+                StopCode::TerminationNotice,
                 &format!(
                     "Task is no longer assigned to container instance {}",
                     self.arn
@@ -239,6 +240,7 @@ impl Work {
                 self.tracked.remove(&t.id);
                 self.stop(
                     &t.id,
+                    StopCode::TerminationNotice,
                     &format!(
                         "Task is no longer assigned to container instance {}",
                         self.arn

@@ -778,7 +778,7 @@ fn spawn(
         .map(|message| Warning { message })
         .collect();
     for w in &warnings {
-        tracing::info!(warning = %w.message, "{}", super::table::Op::RunTask.name());
+        tracing::info!(warning = %w.message, "RunTask");
     }
     Ok(Started {
         response: RunTaskResponse {
