@@ -166,6 +166,8 @@ fn pass(
 struct Live {
     row: TaskRow,
     unhealthy: bool,
+    /// On a DRAINING container instance: replaced like an older deployment's task.
+    draining: bool,
 }
 
 impl Live {
@@ -325,8 +327,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         return Ok(());
     };
     let mut live = Vec::new();
-    for (row, containers) in
-        fleet::get().group_tasks(store, &s.cluster, &format!("service:{name}"))?
+    for fleet::FleetTask {
+        row,
+        containers,
+        draining,
+    } in fleet::get().group_tasks(store, &s.cluster, &format!("service:{name}"))?
     {
         // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as
         // neither failed nor replaced.
@@ -337,7 +342,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 spec.health_check_grace_period_seconds,
                 now_ms(),
             );
-        live.push(Live { row, unhealthy });
+        live.push(Live {
+            row,
+            unhealthy,
+            draining,
+        });
     }
 
     // Tasks that stopped on their own since the last pass (an essential container exited,
@@ -426,7 +435,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
 
     let desired = s.desired_count;
     let (max_total, min_healthy) = spec.deployment_configuration.bounds(desired);
-    let is_primary = |l: &Live| l.row.started_by.as_deref() == Some(primary.id.as_str());
+    // A task on a DRAINING instance counts as an older deployment's: its replacement
+    // starts first, within maximumPercent, and it stops as minimumHealthyPercent allows.
+    // Ref: developerguide/container-instance-draining.html.
+    let is_primary =
+        |l: &Live| !l.draining && l.row.started_by.as_deref() == Some(primary.id.as_str());
 
     // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest; a
     // protected task is kept until its protection lapses (UpdateTaskProtection). Ref:

@@ -904,3 +904,181 @@ fn a_service_spreads_over_the_boxes_and_replaces_a_lost_box_s_tasks_on_the_other
     });
     assert_eq!(ci["agentConnected"], true);
 }
+
+#[test]
+fn draining_moves_a_service_off_an_instance_and_deregistering_one_with_tasks_needs_force() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "drain",
+        "--task-definition",
+        "cluster-sleeper",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+    ]);
+    let on = |p: &[String], arn: &str| p.iter().filter(|c| *c == arn).count();
+    api.wait_for(90, "1 task RUNNING on each box", || {
+        let p = service_placement(&api, "drain");
+        (on(&p, &arn_a) == 1 && on(&p, &arn_b) == 1).then_some(())
+    });
+
+    // DRAINING: the service's task moves off a, and nothing new is placed there.
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &arn_a,
+        "--status",
+        "DRAINING",
+    ]);
+    api.wait_for(90, "both tasks RUNNING on b", || {
+        let p = service_placement(&api, "drain");
+        (p.len() == 2 && on(&p, &arn_b) == 2).then_some(())
+    });
+    api.wait_for(30, "a empty", || {
+        (describe(&api, &arn_a)["runningTasksCount"] == 0).then_some(())
+    });
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(
+        run["tasks"][0]["containerInstanceArn"],
+        arn_b.as_str(),
+        "{run:#}"
+    );
+    let lone = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+
+    // b has tasks: deregistering it needs force, which stops them; the service's move to
+    // a once a is ACTIVE again.
+    let err = api.aws_err(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &arn_b,
+    ]);
+    assert!(
+        err.contains("InvalidParameterException") && err.contains("force"),
+        "{err}"
+    );
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &arn_a,
+        "--status",
+        "ACTIVE",
+    ]);
+    let gone = api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &arn_b,
+        "--force",
+    ]);
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
+    let t = describe_task(&api, &lone);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("deregistered with force"),
+        "{t:#}"
+    );
+    api.wait_for(90, "both service tasks RUNNING on a", || {
+        let p = service_placement(&api, "drain");
+        (p.len() == 2 && on(&p, &arn_a) == 2).then_some(())
+    });
+    // b's agent stops what it ran: nothing is left running there.
+    let id = lone.rsplit('/').next().unwrap();
+    api.wait_for(30, "b's box stopping the task", || {
+        let v = b.mf.json(&["describe-tasks", "--tasks", id]);
+        (v["tasks"][0]["lastStatus"] == "STOPPED").then_some(())
+    });
+}
+
+#[test]
+fn concurrent_run_tasks_through_two_serves_never_double_book_an_instance() {
+    let etcd = Etcd::start();
+    let api1 = serve(&etcd);
+    let api2 = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api1, 5);
+    let b = Agent::start_for(&etcd, &api1, 5);
+    api1.wait_for(20, "both instances listed", || {
+        (list(&api1, &[]).len() == 2).then_some(())
+    });
+    // Tasks of a third of an instance's memory: three fit on each, six in all.
+    let memory = resource(&describe(&api1, &a.arn()), "MEMORY")["integerValue"]
+        .as_i64()
+        .unwrap();
+    let third = memory / 3;
+    let big = SLEEPER
+        .replace("cluster-sleeper", "cluster-third")
+        .replace("\"memory\": \"128\"", &format!("\"memory\": \"{third}\""));
+    for api in [&api1, &api2] {
+        let def = api.file("third.json", &big);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    }
+    // Four streams of three RunTasks each, two through each serve, at once.
+    let placed: Vec<(String, String)> = std::thread::scope(|s| {
+        let streams: Vec<_> = (0..4)
+            .map(|i| {
+                let api = if i % 2 == 0 { &api1 } else { &api2 };
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..3 {
+                        let run = api.aws_json(&[
+                            "run-task",
+                            "--task-definition",
+                            "cluster-third",
+                            "--launch-type",
+                            "EC2",
+                        ]);
+                        for t in run["tasks"].as_array().unwrap() {
+                            got.push((
+                                t["taskArn"].as_str().unwrap().to_string(),
+                                t["containerInstanceArn"].as_str().unwrap().to_string(),
+                            ));
+                        }
+                        for f in run["failures"].as_array().unwrap() {
+                            assert_eq!(f["reason"], "RESOURCE:MEMORY", "{run:#}");
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        streams
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let on = |arn: &str| placed.iter().filter(|(_, c)| c == arn).count();
+    assert_eq!((on(&a.arn()), on(&b.arn())), (3, 3), "{placed:?}");
+    for box_ in [&a, &b] {
+        let ci = describe(&api2, &box_.arn());
+        assert_eq!(ci["runningTasksCount"], 3, "{ci:#}");
+        assert_eq!(
+            remaining(&ci, "MEMORY")["integerValue"].as_i64().unwrap(),
+            memory - 3 * third
+        );
+    }
+    for (arn, _) in &placed {
+        api2.wait_for(60, "the task RUNNING", || {
+            (describe_task(&api2, arn)["lastStatus"] == "RUNNING").then_some(())
+        });
+    }
+}

@@ -202,9 +202,7 @@ async fn describe(
 pub struct DeregisterContainerInstanceRequest {
     pub cluster: Option<String>,
     pub container_instance: String,
-    /// Deregister with tasks still on it: no task runs on cluster instances yet, so there
-    /// is nothing it changes (docs/cluster.md).
-    #[allow(dead_code)]
+    /// Deregister with tasks still on it: they are stopped (docs/cluster.md).
     pub force: Option<bool>,
 }
 
@@ -229,6 +227,24 @@ async fn deregister(
         )));
     };
     let mut i = i.clone();
+    // Ref: an ECS maintainer (aws/amazon-ecs-agent#125): "the API won't let you succeed
+    // unless you have [stopped all tasks] or use the force flag".
+    if !i.ledger.tasks.is_empty() && req.force != Some(true) {
+        return Err(EcsError::invalid(format!(
+            "container instance {} has {} task(s) placed on it that are not STOPPED: stop \
+             them first, or deregister it with force (its tasks are then stopped, and \
+             services replace theirs elsewhere)",
+            i.arn(),
+            i.ledger.tasks.len()
+        )));
+    }
+    if !i.ledger.tasks.is_empty() {
+        let reason = format!("Container instance {} was deregistered with force", i.arn());
+        super::leader::stop_instance_tasks(etcd, &cluster, &i.reg.id, &reason, false)
+            .await
+            .map_err(server)?;
+        i.ledger = Default::default();
+    }
     etcd.put(
         &keys::status(&cluster, &i.reg.id),
         Status::Inactive.as_str().as_bytes(),

@@ -3,11 +3,12 @@
 //! write, stopped through their assignments. With it, RunTask, the service scheduler and
 //! DescribeServices work on the cluster's boxes as they do on one box.
 
+use super::instances::Status;
 use super::records::{Record, decode};
 use super::tasks::{Placer, desire_stopped};
 use super::{block_on, keys, serving};
 use crate::ecs::Ecs;
-use crate::ecs::fleet::Fleet;
+use crate::ecs::fleet::{Fleet, FleetTask};
 use crate::ecs::tasks::Launcher;
 use crate::store::{ContainerRow, HealthStatus, StopCode, Store, TaskRow};
 use anyhow::Context;
@@ -73,17 +74,27 @@ impl Fleet for Cluster {
         _store: &Store,
         cluster: &str,
         group: &str,
-    ) -> anyhow::Result<Vec<(TaskRow, Vec<ContainerRow>)>> {
+    ) -> anyhow::Result<Vec<FleetTask>> {
+        let etcd = serving().context("cluster mode without an etcd client")?;
+        let draining: Vec<String> = block_on(etcd.get_prefix(&keys::status_all(cluster)))?
+            .into_iter()
+            .filter(|kv| kv.value == Status::Draining.as_str().as_bytes())
+            .map(|kv| kv.key[keys::status_all(cluster).len()..].to_string())
+            .collect();
         let mut out = Vec::new();
         for r in records(cluster)? {
-            let (t, c) = rows(&r)?;
-            if t.group.as_deref() == Some(group)
-                && t.last_status != crate::store::LastStatus::Stopped
+            let (row, containers) = rows(&r)?;
+            if row.group.as_deref() == Some(group)
+                && row.last_status != crate::store::LastStatus::Stopped
             {
-                out.push((t, c));
+                out.push(FleetTask {
+                    row,
+                    containers,
+                    draining: draining.contains(&r.instance),
+                });
             }
         }
-        out.sort_by_key(|(t, _)| t.created_at);
+        out.sort_by_key(|t| t.row.created_at);
         Ok(out)
     }
 

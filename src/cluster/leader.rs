@@ -160,9 +160,7 @@ impl Reaper {
     }
 }
 
-/// Stops every task of instance `id` (its records STOPPED, its assignments deleted, its
-/// ledger emptied), in transactions that hold only while the instance is still
-/// disconnected and its ledger unchanged.
+/// Stops every task of lost instance `id`, while it is still disconnected.
 async fn reap(etcd: &Etcd, cluster: &str, id: &str, lost_after: Duration) -> Result<(), EtcdError> {
     let arn = super::instances::arn(cluster, id);
     let host = match etcd.get(&keys::instance(cluster, id)).await? {
@@ -176,20 +174,39 @@ async fn reap(etcd: &Etcd, cluster: &str, id: &str, lost_after: Duration) -> Res
          than {} s",
         lost_after.as_secs_f64()
     );
+    let n = stop_instance_tasks(etcd, cluster, id, &reason, true).await?;
+    if n > 0 {
+        eprintln!("minifargate: cluster reaper: {n} task(s) of lost instance {arn} STOPPED");
+    }
+    Ok(())
+}
+
+/// Stops every task placed on instance `id` in the cluster (records STOPPED with
+/// `TerminationNotice` and `reason`, assignments deleted, ledger emptied), in
+/// transactions that hold only while its ledger is unchanged (and, with
+/// `while_disconnected`, its agent still disconnected); how many it stopped.
+pub async fn stop_instance_tasks(
+    etcd: &Etcd,
+    cluster: &str,
+    id: &str,
+    reason: &str,
+    while_disconnected: bool,
+) -> Result<usize, EtcdError> {
     let ledger_key = keys::ledger(cluster, id);
+    let mut stopped = 0;
     loop {
         let Some(kv) = etcd.get(&ledger_key).await? else {
-            return Ok(());
+            return Ok(stopped);
         };
         let mut ledger: Ledger = match decode(&ledger_key, &kv.value) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("minifargate: cluster reaper: {e}: instance {arn} left as it is");
-                return Ok(());
+                eprintln!("minifargate: cluster: {e}: instance {id}'s tasks left as they are");
+                return Ok(stopped);
             }
         };
         if ledger.tasks.is_empty() {
-            return Ok(());
+            return Ok(stopped);
         }
         let batch: Vec<String> = ledger.tasks.keys().take(REAP_BATCH).cloned().collect();
         let mut ops = Vec::new();
@@ -201,32 +218,24 @@ async fn reap(etcd: &Etcd, cluster: &str, id: &str, lost_after: Duration) -> Res
                 match decode::<Record>(&rkey, &r.value) {
                     Ok(mut rec) => {
                         if rec.task["lastStatus"] != "STOPPED" {
-                            mark_stopped(&mut rec.task, "TerminationNotice", &reason);
+                            mark_stopped(&mut rec.task, "TerminationNotice", reason);
                             ops.push(Op::Put(rkey, json_bytes(&rec)));
                         }
                     }
-                    Err(e) => eprintln!("minifargate: cluster reaper: {e}"),
+                    Err(e) => eprintln!("minifargate: cluster: {e}"),
                 }
             }
         }
         ops.push(Op::Put(ledger_key.clone(), json_bytes(&ledger)));
-        let held = etcd
-            .txn(
-                &[
-                    Compare::ModRevision(ledger_key.clone(), kv.mod_revision),
-                    Compare::Absent(keys::alive(cluster, id)),
-                ],
-                &ops,
-            )
-            .await?;
-        if held {
-            eprintln!(
-                "minifargate: cluster reaper: {} task(s) of lost instance {arn} STOPPED",
-                batch.len()
-            );
-        } else if etcd.get(&keys::alive(cluster, id)).await?.is_some() {
+        let mut compares = vec![Compare::ModRevision(ledger_key.clone(), kv.mod_revision)];
+        if while_disconnected {
+            compares.push(Compare::Absent(keys::alive(cluster, id)));
+        }
+        if etcd.txn(&compares, &ops).await? {
+            stopped += batch.len();
+        } else if while_disconnected && etcd.get(&keys::alive(cluster, id)).await?.is_some() {
             // The agent came back meanwhile: its tasks stay.
-            return Ok(());
+            return Ok(stopped);
         }
     }
 }

@@ -10,6 +10,16 @@ use crate::supervisor::{Client, ClientError};
 use crate::task::TaskPaths;
 use std::sync::OnceLock;
 
+/// A task as the service scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct FleetTask {
+    pub row: TaskRow,
+    pub containers: Vec<ContainerRow>,
+    /// It runs on a DRAINING container instance: its service replaces it elsewhere, as a
+    /// task of an older deployment is (within minimumHealthyPercent and maximumPercent).
+    pub draining: bool,
+}
+
 /// The tasks a server starts, follows and stops.
 pub trait Fleet: Send + Sync {
     /// Where RunTask's checked tasks start.
@@ -22,7 +32,7 @@ pub trait Fleet: Send + Sync {
         store: &Store,
         cluster: &str,
         group: &str,
-    ) -> anyhow::Result<Vec<(TaskRow, Vec<ContainerRow>)>>;
+    ) -> anyhow::Result<Vec<FleetTask>>;
 
     /// Task `id` of `cluster`, in any state, if there is one.
     fn task(&self, store: &Store, cluster: &str, id: &str) -> anyhow::Result<Option<TaskRow>>;
@@ -57,11 +67,15 @@ impl Fleet for Local {
         store: &Store,
         cluster: &str,
         group: &str,
-    ) -> anyhow::Result<Vec<(TaskRow, Vec<ContainerRow>)>> {
+    ) -> anyhow::Result<Vec<FleetTask>> {
         let mut out = Vec::new();
         for row in store.group_tasks(cluster, group)? {
             let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
-            out.push((row, containers));
+            out.push(FleetTask {
+                row,
+                containers,
+                draining: false,
+            });
         }
         Ok(out)
     }

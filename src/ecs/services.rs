@@ -1013,7 +1013,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
     let tasks: Vec<crate::store::TaskRow> = super::fleet::get()
         .group_tasks(store, &s.cluster, &format!("service:{}", s.name))?
         .into_iter()
-        .map(|(t, _)| t)
+        .map(|t| t.row)
         .collect();
     let count = |d: Option<&str>, st: &[LastStatus]| {
         tasks
