@@ -1082,3 +1082,173 @@ fn concurrent_run_tasks_through_two_serves_never_double_book_an_instance() {
         });
     }
 }
+
+fn logs(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("logs", args);
+    assert!(out.status.success(), "aws logs {args:?} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = serde_json::json!({
+        "family": "cluster-logger",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "256",
+        "memory": "128",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", "echo hello from $(hostname); sleep 300"],
+            "stopTimeout": 2,
+            "essential": true,
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/cluster/logger", "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}}
+        }]
+    });
+    let def = api.file("logger.json", &def.to_string());
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-logger",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "2",
+    ]);
+    let ids: Vec<String> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_ne!(t["containerInstanceArn"], Value::Null);
+            t["taskArn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let boxes: std::collections::BTreeSet<&str> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(boxes.len(), 2, "one task on each box: {run:#}");
+    // Each task's stream is read through serve, from the box that runs it.
+    for id in &ids {
+        let stream = format!("ecs/app/{id}");
+        let events = api.wait_for(60, "the task's first line", || {
+            let v = logs(
+                &api,
+                &[
+                    "get-log-events",
+                    "--log-group-name",
+                    "/cluster/logger",
+                    "--log-stream-name",
+                    &stream,
+                ],
+            );
+            let e = v["events"].as_array().cloned().unwrap_or_default();
+            (!e.is_empty()).then_some(e)
+        });
+        assert!(
+            events[0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("hello from"),
+            "{events:?}"
+        );
+    }
+    // Streams and filtered events of both boxes, in one answer each.
+    let streams = logs(
+        &api,
+        &[
+            "describe-log-streams",
+            "--log-group-name",
+            "/cluster/logger",
+        ],
+    );
+    let mut names: Vec<&str> = streams["logStreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["logStreamName"].as_str().unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = ids.iter().map(|id| format!("ecs/app/{id}")).collect();
+    want.sort();
+    assert_eq!(names, want);
+    let filtered = logs(
+        &api,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            "/cluster/logger",
+            "--filter-pattern",
+            "hello",
+        ],
+    );
+    assert_eq!(
+        filtered["events"].as_array().unwrap().len(),
+        2,
+        "{filtered:#}"
+    );
+    // The boxes' endpoints answer nothing unsigned, or signed with another token.
+    let endpoint = |agent: &Agent| -> String {
+        let log = std::fs::read_to_string(agent.log()).unwrap();
+        log.split("endpoint ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap()
+            .to_string()
+    };
+    for agent in [&a, &b] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-d",
+            ])
+            .arg(r#"{"logGroupName":"/cluster/logger"}"#)
+            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+            ])
+            .arg("x-minifargate-signature: 1:00")
+            .args(["-d", "{}"])
+            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    }
+}

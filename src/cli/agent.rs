@@ -55,6 +55,11 @@ pub struct AgentArgs {
     /// agentConnected false.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_ttl: u64,
+    /// Where the agent's endpoint listens: serves read the box's task logs there, with
+    /// requests signed by the cluster's token (docs/cluster.md). Give the box's address
+    /// on the boxes' network (e.g. 10.0.0.5:51680) when serves run on other boxes.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub etcd: EtcdTls,
 }
@@ -98,6 +103,7 @@ pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
         attributes,
         lease_ttl: a.lease_ttl,
         ecs: g.ecs(),
+        listen: a.listen,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,8 @@ pub struct Options {
     pub lease_ttl: u64,
     /// This box's stores and supervisors (the assigned tasks run through them).
     pub ecs: crate::ecs::Ecs,
+    /// Where the agent's endpoint listens (serves read the box's logs there).
+    pub listen: std::net::SocketAddr,
 }
 
 /// Why a session with etcd ended.
@@ -87,6 +89,16 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let listener = tokio::net::TcpListener::bind(o.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen there", o.listen))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    tokio::spawn(super::endpoint::serve(
+        listener,
+        o.ecs.clone(),
+        token.clone(),
+    ));
     let lease = Mutex::new(None::<i64>);
     let mut attributes_put = false;
     let mut backoff = BACKOFF.0;
@@ -96,7 +108,7 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work) => r,
+            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, &token)) => r,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -154,8 +166,13 @@ async fn session(
     arn: &str,
     file: &Path,
     work: &mut super::work::Work,
+    endpoint: (&str, &std::sync::RwLock<Vec<u8>>),
 ) -> End {
-    match register(etcd, o, id, lease, attributes_put, arn, file).await {
+    match super::endpoint::token(etcd).await {
+        Ok(t) => *endpoint.1.write().expect("token lock") = t,
+        Err(e) => return e.into(),
+    }
+    match register(etcd, o, id, lease, attributes_put, arn, file, endpoint.0).await {
         Ok(l) => {
             *connected = true;
             // Renewed three times a TTL, so one missed renewal does not lose it.
@@ -179,6 +196,7 @@ async fn session(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn register(
     etcd: &Etcd,
     o: &Options,
@@ -187,6 +205,7 @@ async fn register(
     attributes_put: &mut bool,
     arn: &str,
     file: &Path,
+    endpoint: &str,
 ) -> Result<i64, End> {
     let c = &o.cluster;
     // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
@@ -209,7 +228,8 @@ async fn register(
             .unwrap_or_else(|_| crate::ecs::now_ms()),
         None => crate::ecs::now_ms(),
     };
-    let reg = Registration::of_this_box(id, registered_at);
+    let mut reg = Registration::of_this_box(id, registered_at);
+    reg.endpoint = Some(endpoint.to_string());
     etcd.put(
         &keys::instance(c, id),
         &serde_json::to_vec(&reg).expect("a registration encodes"),
@@ -232,8 +252,8 @@ async fn register(
     etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
         .await?;
     eprintln!(
-        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB) in etcd {}; \
-         liveness lease {} s; running the tasks placed here",
+        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB, endpoint {endpoint}) \
+         in etcd {}; liveness lease {} s; running the tasks placed here",
         reg.hostname,
         reg.cpu,
         reg.memory,

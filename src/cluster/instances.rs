@@ -28,6 +28,10 @@ pub struct Registration {
     pub attributes: BTreeMap<String, Option<String>>,
     pub agent_version: String,
     pub agent_hash: String,
+    /// The agent's endpoint (`http://ADDR:PORT`, `agent --listen`): serves reach the
+    /// box's logs there.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 impl Registration {
@@ -50,6 +54,7 @@ impl Registration {
                 .collect(),
             agent_version: crate::ecs::container_instances::AGENT_VERSION.into(),
             agent_hash: env!("CARGO_PKG_VERSION").into(),
+            endpoint: None,
         }
     }
 }

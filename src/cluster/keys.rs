@@ -77,6 +77,11 @@ pub fn clusters() -> String {
     format!("{ROOT}/clusters/")
 }
 
+/// The cluster's token: agents' endpoints take requests signed with it.
+pub fn token() -> String {
+    format!("{ROOT}/token")
+}
+
 /// The key the serves elect their leader with (attached to the leader's lease).
 pub fn leader() -> String {
     format!("{ROOT}/leader")

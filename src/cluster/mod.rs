@@ -14,11 +14,13 @@
 
 pub mod agent;
 pub mod api;
+pub mod endpoint;
 pub mod etcd;
 pub mod fleet;
 pub mod instances;
 pub mod keys;
 pub mod leader;
+pub mod logs;
 pub mod query;
 pub mod records;
 pub mod task_api;
