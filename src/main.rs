@@ -70,6 +70,8 @@ fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
         no_aws_profile: a.no_aws_profile,
         read_only: a.read_only,
         cluster: a.cluster,
+        leader_ttl: a.leader_ttl,
+        lost_instance_after: a.lost_instance_after,
         etcd_tls: a.etcd.tls(),
         etcd_tls_given: a.etcd.etcd_cacert.is_some() || a.etcd.etcd_cert.is_some(),
     }

@@ -5,16 +5,15 @@
 //! the deployments' progress and the service events. Tasks are started with RunTask's
 //! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
+use crate::ecs::fleet;
 use crate::ecs::services::{Spec, add_event, unhealthy};
 use crate::ecs::tags::resource_of;
-use crate::ecs::tasks::{Local, RunTaskRequest, run_task};
+use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
 use crate::ecs::{Ecs, now_ms};
 use crate::store::{
     DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
     ServiceStatus, StopCode, Store, TaskRow,
 };
-use crate::supervisor::{Client, ClientError};
-use crate::task::TaskPaths;
 use anyhow::Context;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -144,13 +143,13 @@ fn pass(
 ) -> anyhow::Result<()> {
     // Tasks whose supervisor died are finished first: they need replacing too.
     if full {
-        g.reconcile(store);
+        fleet::get().reconcile(g, store, None);
     } else {
         let known: Vec<&str> = memory
             .values()
             .flat_map(|m| m.known.iter().map(String::as_str))
             .collect();
-        g.reconcile_tasks(store, &known);
+        fleet::get().reconcile(g, store, Some(&known));
     }
     let services = store.list_services(None)?;
     memory.retain(|(c, n), _| services.iter().any(|s| &s.cluster == c && &s.name == n));
@@ -170,6 +169,8 @@ fn pass(
 struct Live {
     row: TaskRow,
     unhealthy: bool,
+    /// On a DRAINING container instance: replaced like an older deployment's task.
+    draining: bool,
 }
 
 impl Live {
@@ -222,25 +223,14 @@ fn scaling_reason(deployment: &str) -> String {
     format!("Scaling activity initiated by (deployment {deployment})")
 }
 
-/// Asks a task's supervisor to stop it with ServiceSchedulerInitiated; false when it could
-/// not be asked (a later pass tries again).
+/// Asks for a task to stop with ServiceSchedulerInitiated; false when it could not be
+/// asked (a later pass tries again).
 fn stop_task(g: &Ecs, t: &mut TaskRow, reason: &str) -> bool {
-    let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, &t.id), &t.id);
-    let r = client.stop(StopCode::ServiceSchedulerInitiated, reason, false);
-    match r {
-        Ok(()) => {
-            t.desired_status = DesiredStatus::Stopped;
-            true
-        }
-        Err(e @ ClientError::Refused { .. }) => {
-            tracing::warn!(task_id = %t.id, error = %e, "the supervisor refused to stop a service task");
-            false
-        }
-        Err(e) => {
-            tracing::warn!(task_id = %t.id, error = %e, "could not ask a service task's supervisor to stop it");
-            false
-        }
+    let asked = fleet::get().stop(g, t, StopCode::ServiceSchedulerInitiated, reason);
+    if asked {
+        t.desired_status = DesiredStatus::Stopped;
     }
+    asked
 }
 
 /// Starts `n` tasks of deployment `d` through RunTask's path; returns their ids.
@@ -275,7 +265,7 @@ fn launch(
             .transpose()
             .with_context(|| format!("the service's stored {member} does not decode"))
     }
-    let started = run_task(
+    let started = run_task_with(
         g,
         RunTaskRequest {
             cluster: Some(s.cluster.clone()),
@@ -302,9 +292,22 @@ fn launch(
             deployment: Some(d.id.clone()),
             ..Default::default()
         },
+        fleet::get().launcher(),
     )?;
     for w in &started.warnings {
         tracing::warn!(service = %s.name, warning = %w.message, "service task");
+    }
+    if started.ids.is_empty() && !started.response.failures.is_empty() {
+        let reasons: Vec<String> = started
+            .response
+            .failures
+            .iter()
+            .map(|f| format!("{} {}", f.arn, f.reason))
+            .collect();
+        anyhow::bail!(
+            "no container instance met all of its requirements ({})",
+            reasons.join(", ")
+        );
     }
     // Reap the supervisors when they exit (they run detached, in their own sessions).
     for mut sup in started.supervisors {
@@ -327,8 +330,12 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         return Ok(());
     };
     let mut live = Vec::new();
-    for row in store.group_tasks(&s.cluster, &format!("service:{name}"))? {
-        let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
+    for fleet::FleetTask {
+        row,
+        containers,
+        draining,
+    } in fleet::get().group_tasks(store, &s.cluster, &format!("service:{name}"))?
+    {
         // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as
         // neither failed nor replaced.
         let unhealthy = row.last_status == LastStatus::Running
@@ -338,19 +345,29 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 spec.health_check_grace_period_seconds,
                 now_ms(),
             );
-        live.push(Live { row, unhealthy });
+        live.push(Live {
+            row,
+            unhealthy,
+            draining,
+        });
     }
 
     // Tasks that stopped on their own since the last pass (an essential container exited,
     // the task failed to start, its supervisor died): failures, for throttling.
     let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
-        let Some((t, _)) = store.task(&gone)? else {
+        let Some(t) = fleet::get().task(store, &s.cluster, &gone)? else {
             continue;
         };
+        // A task stopped because its host went away (a lost container instance in cluster
+        // mode) did not fail: its replacement is not throttled.
         let by_us_or_user = matches!(
             t.stop_code,
-            Some(StopCode::ServiceSchedulerInitiated | StopCode::UserInitiated)
+            Some(
+                StopCode::ServiceSchedulerInitiated
+                    | StopCode::UserInitiated
+                    | StopCode::TerminationNotice
+            )
         );
         if t.last_status == LastStatus::Stopped && !by_us_or_user {
             let n = m.failed(now);
@@ -421,7 +438,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
 
     let desired = s.desired_count;
     let (max_total, min_healthy) = spec.deployment_configuration.bounds(desired);
-    let is_primary = |l: &Live| l.row.started_by.as_deref() == Some(primary.id.as_str());
+    // A task on a DRAINING instance counts as an older deployment's: its replacement
+    // starts first, within maximumPercent, and it stops as minimumHealthyPercent allows.
+    // Ref: developerguide/container-instance-draining.html.
+    let is_primary =
+        |l: &Live| !l.draining && l.row.started_by.as_deref() == Some(primary.id.as_str());
 
     // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest; a
     // protected task is kept until its protection lapses (UpdateTaskProtection). Ref:
@@ -562,7 +583,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 dirty = true;
             }
         }
-        let failed = store.failed_deployment_tasks(&d.id)?;
+        let failed = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
         if failed != d.failed_tasks {
             d.failed_tasks = failed;
             dirty = true;

@@ -27,7 +27,18 @@ impl Agent {
         Agent::start_with(etcd, ttl, attributes, &[])
     }
 
+    /// An agent whose tasks pull `api`'s images (its registry as public.ecr.aws's mirror).
+    fn start_for(etcd: &Etcd, api: &Api, ttl: u64) -> Agent {
+        let mut mf = Mf::new();
+        mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+        Agent::start_in(mf, etcd, ttl, &[], &[])
+    }
+
     fn start_with(etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        Agent::start_in(Mf::new(), etcd, ttl, attributes, more)
+    }
+
+    fn start_in(mf: Mf, etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
         let mut args = vec![
             "agent".to_string(),
             "--cluster".into(),
@@ -41,7 +52,7 @@ impl Agent {
             args.push(a.to_string());
         }
         let mut a = Agent {
-            mf: Mf::new(),
+            mf,
             child: None,
             args,
         };
@@ -112,6 +123,7 @@ impl Drop for Agent {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.mf.kill_supervisors();
         eprintln!(
             "agent log {}:\n{}",
             self.log().display(),
@@ -121,10 +133,14 @@ impl Drop for Agent {
 }
 
 fn serve(etcd: &Etcd) -> Api {
-    Api::start_with(
-        busybox_layer(Compression::Gzip, "cluster"),
-        &["--cluster", &etcd.endpoint()],
-    )
+    serve_with(etcd, &[])
+}
+
+fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
+    let endpoint = etcd.endpoint();
+    let mut args = vec!["--cluster", &endpoint];
+    args.extend(more);
+    Api::start_with(busybox_layer(Compression::Gzip, "cluster"), &args)
 }
 
 fn list(api: &Api, more: &[&str]) -> Vec<String> {
@@ -500,4 +516,746 @@ fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
         "{log}"
     );
     assert_eq!(list(&api, &[]), [arn]);
+}
+
+/// The task definition of the task tests: one busybox container that sleeps (and, as PID
+/// 1, ignores SIGTERM: it is killed 2 s after a stop), 256 CPU units and 128 MiB, awsvpc.
+const SLEEPER: &str = r#"{
+  "family": "cluster-sleeper",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["EC2"],
+  "cpu": "256",
+  "memory": "128",
+  "containerDefinitions": [{
+    "name": "main",
+    "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sleep", "300"],
+    "stopTimeout": 2,
+    "essential": true
+  }]
+}"#;
+
+fn describe_task(api: &Api, arn: &str) -> Value {
+    let v = api.aws_json(&["describe-tasks", "--tasks", arn]);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v:#}");
+    v["tasks"][0].clone()
+}
+
+fn remaining(ci: &Value, name: &str) -> Value {
+    ci["remainingResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {ci:#}"))
+}
+
+#[test]
+fn run_task_places_tasks_on_the_agents_which_run_stop_and_report_them() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+
+    // Four tasks spread over two instances: each runs on the box its containerInstanceArn
+    // names.
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "4",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]), "{run:#}");
+    let tasks: Vec<(String, String)> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["lastStatus"], "PROVISIONING", "{t:#}");
+            (
+                t["taskArn"].as_str().unwrap().to_string(),
+                t["containerInstanceArn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tasks.len(), 4);
+    let on_a = tasks.iter().filter(|(_, ci)| *ci == arn_a).count();
+    let on_b = tasks.iter().filter(|(_, ci)| *ci == arn_b).count();
+    assert_eq!((on_a, on_b), (2, 2), "{tasks:?}");
+    for (arn, ci) in &tasks {
+        let t = api.wait_for(60, "the task RUNNING on its box", || {
+            let t = describe_task(&api, arn);
+            (t["lastStatus"] == "RUNNING").then_some(t)
+        });
+        assert_eq!(t["containerInstanceArn"], ci.as_str());
+        assert_eq!(t["containers"][0]["lastStatus"], "RUNNING", "{t:#}");
+        // The box that runs it has it in its own store, and no other box does.
+        let (mine, other) = if *ci == arn_a { (&a, &b) } else { (&b, &a) };
+        let id = arn.rsplit('/').next().unwrap();
+        let local = mine.mf.json(&["describe-tasks", "--tasks", id]);
+        assert_eq!(local["tasks"][0]["lastStatus"], "RUNNING", "{local:#}");
+        let elsewhere = other.mf.json(&["describe-tasks", "--tasks", id]);
+        assert_eq!(elsewhere["tasks"], serde_json::json!([]), "{elsewhere:#}");
+    }
+    let listed = api.aws_json(&["list-tasks", "--container-instance", &arn_a]);
+    assert_eq!(
+        listed["taskArns"].as_array().unwrap().len(),
+        2,
+        "{listed:#}"
+    );
+
+    // The instance's remaining resources add up: two tasks of 256 units and 128 MiB.
+    let ci = describe(&api, &arn_a);
+    let reg_mem = resource(&ci, "MEMORY")["integerValue"].as_i64().unwrap();
+    let reg_cpu = resource(&ci, "CPU")["integerValue"].as_i64().unwrap();
+    assert_eq!(
+        remaining(&ci, "MEMORY")["integerValue"].as_i64().unwrap(),
+        reg_mem - 256
+    );
+    assert_eq!(
+        remaining(&ci, "CPU")["integerValue"].as_i64().unwrap(),
+        reg_cpu - 512
+    );
+    assert_eq!(ci["runningTasksCount"], 2);
+
+    // StopTask: answered at once with desiredStatus STOPPED; the box stops the task and
+    // its record, reservation and count follow.
+    let (stop_arn, stop_ci) = tasks.iter().find(|(_, ci)| *ci == arn_a).unwrap();
+    let stopped = api.aws_json(&[
+        "stop-task",
+        "--task",
+        stop_arn,
+        "--reason",
+        "cluster test stop",
+    ]);
+    assert_eq!(stopped["task"]["desiredStatus"], "STOPPED", "{stopped:#}");
+    let t = api.wait_for(60, "the stopped task STOPPED", || {
+        let t = describe_task(&api, stop_arn);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stoppedReason"], "cluster test stop", "{t:#}");
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+    assert_eq!(t["containerInstanceArn"], stop_ci.as_str());
+    api.wait_for(20, "the reservation released", || {
+        let ci = describe(&api, &arn_a);
+        (ci["runningTasksCount"] == 1
+            && remaining(&ci, "MEMORY")["integerValue"].as_i64() == Some(reg_mem - 128))
+        .then_some(())
+    });
+    let listed = api.aws_json(&["list-tasks", "--desired-status", "STOPPED"]);
+    assert_eq!(
+        listed["taskArns"],
+        serde_json::json!([stop_arn]),
+        "{listed:#}"
+    );
+
+    // A task that fits nowhere: one failure per instance, with ECS's reason, and no task.
+    let big = SLEEPER
+        .replace("cluster-sleeper", "cluster-big")
+        .replace("\"memory\": \"128\"", "\"memory\": \"120000000\"");
+    let big = api.file("big.json", &big);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &big]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-big",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(run["tasks"], serde_json::json!([]), "{run:#}");
+    let mut failures: Vec<(String, String)> = run["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["arn"].as_str().unwrap().into(),
+                f["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    failures.sort();
+    let mut want = vec![
+        (arn_a.clone(), "RESOURCE:MEMORY".to_string()),
+        (arn_b.clone(), "RESOURCE:MEMORY".to_string()),
+    ];
+    want.sort();
+    assert_eq!(failures, want);
+}
+
+/// The serve the leader key names (its value is "HOST pid PID").
+fn leader_pid(etcd: &Etcd) -> Option<u32> {
+    let out = etcd.etcdctl(&["get", "/minifargate/v1/leader", "--print-value-only"]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+}
+
+#[test]
+fn a_lost_box_s_tasks_are_stopped_by_the_leader_which_fails_over_and_the_box_stops_them_when_back()
+{
+    let etcd = Etcd::start();
+    let fast = ["--leader-ttl", "2", "--lost-instance-after", "2"];
+    let api1 = serve_with(&etcd, &fast);
+    let api2 = serve_with(&etcd, &fast);
+    let mut a = Agent::start_for(&etcd, &api1, 3);
+    let b = Agent::start_for(&etcd, &api1, 3);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api1.wait_for(20, "both instances listed", || {
+        (list(&api1, &[]).len() == 2).then_some(())
+    });
+    let def = api1.file("sleeper.json", SLEEPER);
+    api1.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api1.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "2",
+        "--placement-constraints",
+        "type=distinctInstance",
+    ]);
+    let on = |ci: &str| -> String {
+        run["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["containerInstanceArn"] == ci)
+            .unwrap_or_else(|| panic!("no task on {ci}: {run:#}"))["taskArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (task_a, task_b) = (on(&arn_a), on(&arn_b));
+    for t in [&task_a, &task_b] {
+        api1.wait_for(60, "the task RUNNING", || {
+            (describe_task(&api1, t)["lastStatus"] == "RUNNING").then_some(())
+        });
+    }
+
+    // The leader is killed outright: the other serve takes the role within a lease TTL.
+    let pids = [api1.server_pid(), api2.server_pid()];
+    let leader = api1.wait_for(10, "a leader", || leader_pid(&etcd));
+    assert!(pids.contains(&leader), "{leader} not in {pids:?}");
+    let (dead, survivor) = if leader == pids[0] {
+        (&api1, &api2)
+    } else {
+        (&api2, &api1)
+    };
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-KILL", &dead.server_pid().to_string()])
+        .status();
+    survivor.wait_for(15, "the other serve leading", || {
+        (leader_pid(&etcd) == Some(survivor.server_pid())).then_some(())
+    });
+    let failover = killed.elapsed();
+    eprintln!("leader failover: {failover:?}");
+    assert!(failover < Duration::from_secs(2 + 3), "{failover:?}");
+
+    // Box a is cut off (its agent frozen, its task still running there): once its lease
+    // has expired and the grace has passed, the new leader stops its task in the cluster.
+    let a_pid = a.child.as_ref().unwrap().id().to_string();
+    let _ = Command::new("kill").args(["-STOP", &a_pid]).status();
+    let t = survivor.wait_for(30, "the lost box's task STOPPED", || {
+        let t = describe_task(survivor, &task_a);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stopCode"], "TerminationNotice", "{t:#}");
+    let reason = t["stoppedReason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&arn_a) && reason.contains("lost"),
+        "{reason}"
+    );
+    assert_eq!(describe_task(survivor, &task_b)["lastStatus"], "RUNNING");
+    let ci = describe(survivor, &arn_a);
+    assert_eq!(ci["agentConnected"], false, "{ci:#}");
+    assert_eq!(ci["runningTasksCount"], 0, "{ci:#}");
+    let id_a = task_a.rsplit('/').next().unwrap();
+    let local = a.mf.json(&["describe-tasks", "--tasks", id_a]);
+    assert_eq!(local["tasks"][0]["lastStatus"], "RUNNING", "{local:#}");
+
+    // Box a comes back: it finds the task no longer assigned to it and stops it; the
+    // cluster's record keeps the leader's reason.
+    let _ = Command::new("kill").args(["-CONT", &a_pid]).status();
+    let local = survivor.wait_for(30, "the returned box stopping its task", || {
+        let v = a.mf.json(&["describe-tasks", "--tasks", id_a]);
+        (v["tasks"][0]["lastStatus"] == "STOPPED").then_some(v)
+    });
+    let local_reason = local["tasks"][0]["stoppedReason"].as_str().unwrap();
+    assert!(
+        local_reason.contains("no longer assigned"),
+        "{local_reason}"
+    );
+    until_connected(survivor, &arn_a, true, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let t = describe_task(survivor, &task_a);
+    assert_eq!(t["stoppedReason"], reason.as_str(), "{t:#}");
+    assert_eq!(describe(survivor, &arn_a)["runningTasksCount"], 0);
+    let _ = a.signal("-TERM");
+}
+
+/// The instance each RUNNING task of service `name` is on.
+fn service_placement(api: &Api, name: &str) -> Vec<String> {
+    let arns = api.aws_json(&["list-tasks", "--service-name", name]);
+    let arns: Vec<&str> = arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(&arns);
+    let v = api.aws_json(&args);
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .map(|t| t["containerInstanceArn"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_service_spreads_over_the_boxes_and_replaces_a_lost_box_s_tasks_on_the_others() {
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &["--lost-instance-after", "1"]);
+    let mut a = Agent::start_for(&etcd, &api, 3);
+    let b = Agent::start_for(&etcd, &api, 3);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "cluster-sleeper",
+        "--desired-count",
+        "4",
+        "--launch-type",
+        "EC2",
+    ]);
+    let placed = api.wait_for(90, "4 tasks RUNNING", || {
+        let p = service_placement(&api, "web");
+        (p.len() == 4).then_some(p)
+    });
+    let on = |p: &[String], arn: &str| p.iter().filter(|c| *c == arn).count();
+    assert_eq!(
+        (on(&placed, &arn_a), on(&placed, &arn_b)),
+        (2, 2),
+        "{placed:?}"
+    );
+    let svc = api.service("default", "web");
+    assert_eq!(svc["runningCount"], 4, "{svc:#}");
+
+    // Box a's agent is killed: its tasks are stopped in the cluster once its lease and
+    // the grace have run out, and the service starts their replacements on box b.
+    let killed = Instant::now();
+    let _ = a.signal("-KILL");
+    let placed = api.wait_for(90, "4 tasks RUNNING on box b", || {
+        let p = service_placement(&api, "web");
+        (p.len() == 4 && on(&p, &arn_b) == 4).then_some(p)
+    });
+    eprintln!(
+        "killed box -> its service tasks RUNNING elsewhere: {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(on(&placed, &arn_a), 0);
+    let svc = api.service("default", "web");
+    assert_eq!(svc["runningCount"], 4, "{svc:#}");
+    let events: Vec<&str> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.iter().filter(|m| m.contains("has started")).count() >= 2,
+        "{events:#?}"
+    );
+
+    // Scaled to 0: every task stops, on the box that runs it.
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.wait_for(60, "no task RUNNING", || {
+        service_placement(&api, "web").is_empty().then_some(())
+    });
+    let ci = describe(&api, &arn_b);
+    api.wait_for(20, "box b's reservations released", || {
+        (describe(&api, &arn_b)["runningTasksCount"] == 0).then_some(())
+    });
+    assert_eq!(ci["agentConnected"], true);
+}
+
+#[test]
+fn draining_moves_a_service_off_an_instance_and_deregistering_one_with_tasks_needs_force() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    let (arn_a, arn_b) = (a.arn(), b.arn());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "drain",
+        "--task-definition",
+        "cluster-sleeper",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+    ]);
+    let on = |p: &[String], arn: &str| p.iter().filter(|c| *c == arn).count();
+    api.wait_for(90, "1 task RUNNING on each box", || {
+        let p = service_placement(&api, "drain");
+        (on(&p, &arn_a) == 1 && on(&p, &arn_b) == 1).then_some(())
+    });
+
+    // DRAINING: the service's task moves off a, and nothing new is placed there.
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &arn_a,
+        "--status",
+        "DRAINING",
+    ]);
+    api.wait_for(90, "both tasks RUNNING on b", || {
+        let p = service_placement(&api, "drain");
+        (p.len() == 2 && on(&p, &arn_b) == 2).then_some(())
+    });
+    api.wait_for(30, "a empty", || {
+        (describe(&api, &arn_a)["runningTasksCount"] == 0).then_some(())
+    });
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(
+        run["tasks"][0]["containerInstanceArn"],
+        arn_b.as_str(),
+        "{run:#}"
+    );
+    let lone = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+
+    // b has tasks: deregistering it needs force, which stops them; the service's move to
+    // a once a is ACTIVE again.
+    let err = api.aws_err(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &arn_b,
+    ]);
+    assert!(
+        err.contains("InvalidParameterException") && err.contains("force"),
+        "{err}"
+    );
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &arn_a,
+        "--status",
+        "ACTIVE",
+    ]);
+    let gone = api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &arn_b,
+        "--force",
+    ]);
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
+    let t = describe_task(&api, &lone);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("deregistered with force"),
+        "{t:#}"
+    );
+    api.wait_for(90, "both service tasks RUNNING on a", || {
+        let p = service_placement(&api, "drain");
+        (p.len() == 2 && on(&p, &arn_a) == 2).then_some(())
+    });
+    // b's agent stops what it ran: nothing is left running there.
+    let id = lone.rsplit('/').next().unwrap();
+    api.wait_for(30, "b's box stopping the task", || {
+        let v = b.mf.json(&["describe-tasks", "--tasks", id]);
+        (v["tasks"][0]["lastStatus"] == "STOPPED").then_some(())
+    });
+}
+
+#[test]
+fn concurrent_run_tasks_through_two_serves_never_double_book_an_instance() {
+    let etcd = Etcd::start();
+    let api1 = serve(&etcd);
+    let api2 = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api1, 5);
+    let b = Agent::start_for(&etcd, &api1, 5);
+    api1.wait_for(20, "both instances listed", || {
+        (list(&api1, &[]).len() == 2).then_some(())
+    });
+    // Tasks of a third of an instance's memory: three fit on each, six in all.
+    let memory = resource(&describe(&api1, &a.arn()), "MEMORY")["integerValue"]
+        .as_i64()
+        .unwrap();
+    let third = memory / 3;
+    let big = SLEEPER
+        .replace("cluster-sleeper", "cluster-third")
+        .replace("\"memory\": \"128\"", &format!("\"memory\": \"{third}\""));
+    for api in [&api1, &api2] {
+        let def = api.file("third.json", &big);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    }
+    // Four streams of three RunTasks each, two through each serve, at once.
+    let placed: Vec<(String, String)> = std::thread::scope(|s| {
+        let streams: Vec<_> = (0..4)
+            .map(|i| {
+                let api = if i % 2 == 0 { &api1 } else { &api2 };
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..3 {
+                        let run = api.aws_json(&[
+                            "run-task",
+                            "--task-definition",
+                            "cluster-third",
+                            "--launch-type",
+                            "EC2",
+                        ]);
+                        for t in run["tasks"].as_array().unwrap() {
+                            got.push((
+                                t["taskArn"].as_str().unwrap().to_string(),
+                                t["containerInstanceArn"].as_str().unwrap().to_string(),
+                            ));
+                        }
+                        for f in run["failures"].as_array().unwrap() {
+                            assert_eq!(f["reason"], "RESOURCE:MEMORY", "{run:#}");
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        streams
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let on = |arn: &str| placed.iter().filter(|(_, c)| c == arn).count();
+    assert_eq!((on(&a.arn()), on(&b.arn())), (3, 3), "{placed:?}");
+    for box_ in [&a, &b] {
+        let ci = describe(&api2, &box_.arn());
+        assert_eq!(ci["runningTasksCount"], 3, "{ci:#}");
+        assert_eq!(
+            remaining(&ci, "MEMORY")["integerValue"].as_i64().unwrap(),
+            memory - 3 * third
+        );
+    }
+    for (arn, _) in &placed {
+        api2.wait_for(60, "the task RUNNING", || {
+            (describe_task(&api2, arn)["lastStatus"] == "RUNNING").then_some(())
+        });
+    }
+}
+
+fn logs(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("logs", args);
+    assert!(out.status.success(), "aws logs {args:?} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5);
+    let b = Agent::start_for(&etcd, &api, 5);
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = serde_json::json!({
+        "family": "cluster-logger",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "256",
+        "memory": "128",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", "echo hello from $(hostname); sleep 300"],
+            "stopTimeout": 2,
+            "essential": true,
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/cluster/logger", "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}}
+        }]
+    });
+    let def = api.file("logger.json", &def.to_string());
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-logger",
+        "--launch-type",
+        "EC2",
+        "--count",
+        "2",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+    ]);
+    let ids: Vec<String> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_ne!(t["containerInstanceArn"], Value::Null);
+            t["taskArn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let boxes: std::collections::BTreeSet<&str> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap())
+        .collect();
+    assert_eq!(boxes.len(), 2, "one task on each box: {run:#}");
+    // Each task's stream is read through serve, from the box that runs it.
+    for id in &ids {
+        let stream = format!("ecs/app/{id}");
+        let events = api.wait_for(60, "the task's first line", || {
+            let v = logs(
+                &api,
+                &[
+                    "get-log-events",
+                    "--log-group-name",
+                    "/cluster/logger",
+                    "--log-stream-name",
+                    &stream,
+                ],
+            );
+            let e = v["events"].as_array().cloned().unwrap_or_default();
+            (!e.is_empty()).then_some(e)
+        });
+        assert!(
+            events[0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("hello from"),
+            "{events:?}"
+        );
+    }
+    // Streams and filtered events of both boxes, in one answer each.
+    let streams = logs(
+        &api,
+        &[
+            "describe-log-streams",
+            "--log-group-name",
+            "/cluster/logger",
+        ],
+    );
+    let mut names: Vec<&str> = streams["logStreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["logStreamName"].as_str().unwrap())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = ids.iter().map(|id| format!("ecs/app/{id}")).collect();
+    want.sort();
+    assert_eq!(names, want);
+    let filtered = logs(
+        &api,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            "/cluster/logger",
+            "--filter-pattern",
+            "hello",
+        ],
+    );
+    assert_eq!(
+        filtered["events"].as_array().unwrap().len(),
+        2,
+        "{filtered:#}"
+    );
+    // The boxes' endpoints answer nothing unsigned, or signed with another token.
+    let endpoint = |agent: &Agent| -> String {
+        let log = std::fs::read_to_string(agent.log()).unwrap();
+        log.split("endpoint ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap()
+            .to_string()
+    };
+    for agent in [&a, &b] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-d",
+            ])
+            .arg(r#"{"logGroupName":"/cluster/logger"}"#)
+            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+            ])
+            .arg("x-minifargate-signature: 1:00")
+            .args(["-d", "{}"])
+            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    }
 }

@@ -26,6 +26,10 @@ pub struct Options {
     pub read_only: Option<bool>,
     /// Cluster mode: container instances from the etcd at these endpoints (comma-separated).
     pub cluster: Option<String>,
+    /// The leader's lease TTL (seconds).
+    pub leader_ttl: u64,
+    /// Seconds an instance may stay disconnected before its tasks are STOPPED.
+    pub lost_instance_after: f64,
     /// How etcd is reached (`--etcd-cacert/--etcd-cert/--etcd-key`).
     pub etcd_tls: crate::cluster::etcd::Tls,
     /// Whether any etcd TLS option was given (they are for `--cluster` only).
@@ -135,7 +139,12 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the async runtime")?;
     if let Some(endpoints) = &a.cluster {
-        cluster(&rt, endpoints, &a.etcd_tls)?;
+        anyhow::ensure!(
+            a.lost_instance_after.is_finite() && a.lost_instance_after >= 0.0,
+            "--lost-instance-after {}: a number of seconds, 0 or more",
+            a.lost_instance_after
+        );
+        cluster(&rt, endpoints, &a)?;
     } else {
         anyhow::ensure!(
             !a.etcd_tls_given,
@@ -171,12 +180,8 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
 
 /// Cluster mode: container instances answered from etcd (crate::cluster::api). etcd out
 /// of reach at start is a warning, not a failure: each call says so, naming the endpoint.
-fn cluster(
-    rt: &tokio::runtime::Runtime,
-    endpoints: &str,
-    tls: &crate::cluster::etcd::Tls,
-) -> anyhow::Result<()> {
-    let etcd = crate::cluster::etcd::Etcd::new(endpoints, tls)?;
+fn cluster(rt: &tokio::runtime::Runtime, endpoints: &str, a: &Options) -> anyhow::Result<()> {
+    let etcd = crate::cluster::etcd::Etcd::new(endpoints, &a.etcd_tls)?;
     match rt.block_on(etcd.get(crate::cluster::keys::ROOT)) {
         Ok(_) => eprintln!(
             "minifargate: cluster mode: container instances from etcd {}",
@@ -188,7 +193,21 @@ fn cluster(
             crate::error_chain(&e)
         ),
     }
-    crate::cluster::serve_with(etcd);
+    crate::cluster::serve_with(etcd, rt.handle().clone());
+    if let Some(etcd) = crate::cluster::serving() {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        rt.spawn(crate::cluster::leader::run(
+            etcd,
+            crate::cluster::leader::Options {
+                name: format!("{host} pid {}", std::process::id()),
+                ttl: a.leader_ttl,
+                lost_after: std::time::Duration::from_secs_f64(a.lost_instance_after),
+            },
+        ));
+    }
     Ok(())
 }
 

@@ -35,8 +35,8 @@ impl EtcdTls {
 ///
 /// The instance id is kept in <root>/agent/instance-id: a restart registers the same
 /// instance. `serve --cluster` with the same endpoints lists and describes it.
-/// This step registers the box only: running the tasks placed on it comes in a later step
-/// (docs/cluster.md). etcd must be on loopback or require TLS client certificates
+/// The tasks `serve --cluster` places on the instance run here, through this box's own
+/// store and supervisors, and their state goes back to etcd (docs/cluster.md). etcd must be on loopback or require TLS client certificates
 /// (--etcd-cacert, --etcd-cert, --etcd-key).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -55,6 +55,11 @@ pub struct AgentArgs {
     /// agentConnected false.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_ttl: u64,
+    /// Where the agent's endpoint listens: serves read the box's task logs there, with
+    /// requests signed by the cluster's token (docs/cluster.md). Give the box's address
+    /// on the boxes' network (e.g. 10.0.0.5:51680) when serves run on other boxes.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub etcd: EtcdTls,
 }
@@ -97,6 +102,8 @@ pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
         cluster,
         attributes,
         lease_ttl: a.lease_ttl,
+        ecs: g.ecs(),
+        listen: a.listen,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ENDPOINTS")]
     pub cluster: Option<String>,
 
+    /// With --cluster: seconds the elected leader's lease lives without renewal (how soon
+    /// another serve takes over when the leader dies).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=600), requires = "cluster")]
+    pub leader_ttl: u64,
+
+    /// With --cluster: seconds an instance's agent may stay disconnected before the
+    /// leader stops its tasks (services then replace them elsewhere).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        requires = "cluster"
+    )]
+    pub lost_instance_after: f64,
+
     #[command(flatten)]
     pub etcd: super::agent::EtcdTls,
 }

@@ -1,8 +1,8 @@
 //! `minifargate agent --cluster`: registers this box as a container instance in etcd and
 //! keeps its liveness lease (docs/cluster.md). It re-registers after etcd comes back (a
 //! new lease, the keys put again) and, on SIGTERM or SIGINT, revokes its lease so the
-//! instance is `agentConnected: false` at once. Running tasks placed on the box is a later
-//! step of issue 38: the agent runs nothing yet.
+//! instance is `agentConnected: false` at once. Meanwhile it runs the tasks placed on
+//! the box ([`super::work`]).
 
 use super::etcd::{Etcd, EtcdError, Tls};
 use super::instances::{self, Registration, Status};
@@ -24,6 +24,10 @@ pub struct Options {
     pub attributes: Vec<(String, Option<String>)>,
     /// The liveness lease's TTL (seconds).
     pub lease_ttl: u64,
+    /// This box's stores and supervisors (the assigned tasks run through them).
+    pub ecs: crate::ecs::Ecs,
+    /// Where the agent's endpoint listens (serves read the box's logs there).
+    pub listen: std::net::SocketAddr,
 }
 
 /// Why a session with etcd ended.
@@ -31,6 +35,8 @@ pub struct Options {
 enum End {
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Work(#[from] super::work::WorkError),
     #[error(
         "the liveness lease expired before it was renewed (etcd was out of reach for longer than the lease TTL)"
     )]
@@ -83,15 +89,26 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let listener = tokio::net::TcpListener::bind(o.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen there", o.listen))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    tokio::spawn(super::endpoint::serve(
+        listener,
+        o.ecs.clone(),
+        token.clone(),
+    ));
     let lease = Mutex::new(None::<i64>);
     let mut attributes_put = false;
     let mut backoff = BACKOFF.0;
     let arn = instances::arn(&o.cluster, &id);
     let file = o.root.join("agent").join("instance-id");
+    let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
     loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file) => r,
+            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, &token)) => r,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -148,25 +165,38 @@ async fn session(
     connected: &mut bool,
     arn: &str,
     file: &Path,
+    work: &mut super::work::Work,
+    endpoint: (&str, &std::sync::RwLock<Vec<u8>>),
 ) -> End {
-    match register(etcd, o, id, lease, attributes_put, arn, file).await {
+    match super::endpoint::token(etcd).await {
+        Ok(t) => *endpoint.1.write().expect("token lock") = t,
+        Err(e) => return e.into(),
+    }
+    match register(etcd, o, id, lease, attributes_put, arn, file, endpoint.0).await {
         Ok(l) => {
             *connected = true;
             // Renewed three times a TTL, so one missed renewal does not lose it.
             let every = Duration::from_millis((o.lease_ttl * 1000 / 3).max(500));
-            loop {
-                tokio::time::sleep(every).await;
-                match etcd.keep_alive(l).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return End::LeaseExpired,
-                    Err(e) => return e.into(),
+            let keep = async {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match etcd.keep_alive(l).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return End::LeaseExpired,
+                        Err(e) => return e.into(),
+                    }
                 }
+            };
+            tokio::select! {
+                e = keep => e,
+                e = work.run(etcd) => e.into(),
             }
         }
         Err(e) => e,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn register(
     etcd: &Etcd,
     o: &Options,
@@ -175,6 +205,7 @@ async fn register(
     attributes_put: &mut bool,
     arn: &str,
     file: &Path,
+    endpoint: &str,
 ) -> Result<i64, End> {
     let c = &o.cluster;
     // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
@@ -197,7 +228,8 @@ async fn register(
             .unwrap_or_else(|_| crate::ecs::now_ms()),
         None => crate::ecs::now_ms(),
     };
-    let reg = Registration::of_this_box(id, registered_at);
+    let mut reg = Registration::of_this_box(id, registered_at);
+    reg.endpoint = Some(endpoint.to_string());
     etcd.put(
         &keys::instance(c, id),
         &serde_json::to_vec(&reg).expect("a registration encodes"),
@@ -220,9 +252,8 @@ async fn register(
     etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
         .await?;
     eprintln!(
-        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB) in etcd {}; \
-         liveness lease {} s. Running tasks placed here is a later step: this agent runs \
-         nothing yet (docs/cluster.md)",
+        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB, endpoint {endpoint}) \
+         in etcd {}; liveness lease {} s; running the tasks placed here",
         reg.hostname,
         reg.cpu,
         reg.memory,

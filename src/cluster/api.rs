@@ -7,6 +7,7 @@ use super::etcd::{Etcd, EtcdError};
 use super::instances::{self, Instance, Status};
 use super::keys;
 use super::query::Query;
+use super::task_api::{describe_tasks, list_tasks, stop_task};
 use crate::ecs::container_instances::{
     Attribute, ContainerInstance, DescribeContainerInstancesRequest,
     DescribeContainerInstancesResponse, ListContainerInstancesRequest,
@@ -46,6 +47,9 @@ cluster_operations! {
     PutAttributes => put_attributes,
     DeleteAttributes => delete_attributes,
     ListAttributes => list_attributes,
+    DescribeTasks => describe_tasks,
+    ListTasks => list_tasks,
+    StopTask => stop_task,
 }
 
 /// ECS's limit of custom attributes on one resource. Ref: ecs.json
@@ -57,6 +61,9 @@ const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 /// of [`OPERATIONS`]; `None` otherwise (the one-box path answers).
 pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> Option<EcsResult<Value>> {
     let etcd = super::serving()?;
+    if super::task_api::REFUSED.contains(&op) {
+        return Some(Err(super::task_api::refused(op)));
+    }
     if !OPERATIONS.contains(&op) {
         return None;
     }
@@ -195,9 +202,7 @@ async fn describe(
 pub struct DeregisterContainerInstanceRequest {
     pub cluster: Option<String>,
     pub container_instance: String,
-    /// Deregister with tasks still on it: no task runs on cluster instances yet, so there
-    /// is nothing it changes (docs/cluster.md).
-    #[allow(dead_code)]
+    /// Deregister with tasks still on it: they are stopped (docs/cluster.md).
     pub force: Option<bool>,
 }
 
@@ -222,6 +227,24 @@ async fn deregister(
         )));
     };
     let mut i = i.clone();
+    // Ref: an ECS maintainer (aws/amazon-ecs-agent#125): "the API won't let you succeed
+    // unless you have [stopped all tasks] or use the force flag".
+    if !i.ledger.tasks.is_empty() && req.force != Some(true) {
+        return Err(EcsError::invalid(format!(
+            "container instance {} has {} task(s) placed on it that are not STOPPED: stop \
+             them first, or deregister it with force (its tasks are then stopped, and \
+             services replace theirs elsewhere)",
+            i.arn(),
+            i.ledger.tasks.len()
+        )));
+    }
+    if !i.ledger.tasks.is_empty() {
+        let reason = format!("Container instance {} was deregistered with force", i.arn());
+        super::leader::stop_instance_tasks(etcd, &cluster, &i.reg.id, &reason, false)
+            .await
+            .map_err(server)?;
+        i.ledger = Default::default();
+    }
     etcd.put(
         &keys::status(&cluster, &i.reg.id),
         Status::Inactive.as_str().as_bytes(),

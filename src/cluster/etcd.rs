@@ -88,6 +88,8 @@ pub struct Kv {
 pub struct Etcd {
     endpoints: Vec<String>,
     http: reqwest::Client,
+    /// The same client without the overall deadline: a watch is one long response.
+    streaming: reqwest::Client,
     /// The endpoint that answered last: tried first.
     current: AtomicUsize,
 }
@@ -123,51 +125,12 @@ impl Etcd {
         if list.is_empty() {
             return Err(EtcdError::NoEndpoint(endpoints.into()));
         }
-        let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|e| EtcdError::Tls {
-                path: p.display().to_string(),
-                why: e.to_string(),
-            })
-        };
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .use_rustls_tls();
-        if let Some(ca) = &tls.cacert {
-            let pem = read(ca)?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EtcdError::Tls {
-                path: ca.display().to_string(),
-                why: e.to_string(),
-            })? {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        match (&tls.cert, &tls.key) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read(cert)?;
-                pem.push(b'\n');
-                pem.extend(read(key)?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| EtcdError::Tls {
-                    path: format!("{} with {}", cert.display(), key.display()),
-                    why: e.to_string(),
-                })?;
-                b = b.identity(id);
-            }
-            (None, None) => {}
-            (Some(p), None) | (None, Some(p)) => {
-                return Err(EtcdError::Tls {
-                    path: p.display().to_string(),
-                    why: "--etcd-cert and --etcd-key go together".into(),
-                });
-            }
-        }
-        let http = b.build().map_err(|e| EtcdError::Tls {
-            path: "the TLS configuration".into(),
-            why: e.to_string(),
-        })?;
+        let http = client(tls, Some(CALL_TIMEOUT))?;
+        let streaming = client(tls, None)?;
         Ok(Etcd {
             endpoints: list,
             http,
+            streaming,
             current: AtomicUsize::new(0),
         })
     }
@@ -351,11 +314,339 @@ impl Etcd {
         })
     }
 
+    /// The keys (without values) under `prefix`, in key order.
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                json!({
+                    "key": B64.encode(prefix),
+                    "range_end": B64.encode(prefix_end(prefix)),
+                    "keys_only": true,
+                }),
+            )
+            .await?;
+        Ok(self
+            .kvs("/v3/kv/range", &v)?
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect())
+    }
+
+    /// Puts `key` = `value` attached to `lease` only if `key` does not exist; whether it
+    /// was put.
+    pub async fn put_if_absent_with_lease(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+    ) -> Result<bool, EtcdError> {
+        let k = B64.encode(key);
+        let v = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": k, "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
+                    "success": [{"request_put": {"key": k, "value": B64.encode(value), "lease": lease.to_string()}}],
+                }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Every key under `prefix`, and the store's revision they were read at (a watch from
+    /// the next revision misses nothing).
+    pub async fn get_prefix_at(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                json!({ "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)) }),
+            )
+            .await?;
+        Ok((
+            self.kvs("/v3/kv/range", &v)?,
+            number(&v["header"]["revision"]),
+        ))
+    }
+
+    /// A transaction: when every compare holds, the ops run (all or nothing); whether they
+    /// did.
+    pub async fn txn(&self, compares: &[Compare], ops: &[Op]) -> Result<bool, EtcdError> {
+        let compare: Vec<Value> = compares.iter().map(Compare::json).collect();
+        let success: Vec<Value> = ops.iter().map(Op::json).collect();
+        let v = self
+            .call(
+                "/v3/kv/txn",
+                json!({ "compare": compare, "success": success }),
+            )
+            .await?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Watches every key under `prefix` from revision `from` (inclusive): the changes come
+    /// from [`Watch::next`] in revision order.
+    pub async fn watch(&self, prefix: &str, from: i64) -> Result<Watch, EtcdError> {
+        const CALL: &str = "/v3/watch";
+        let body = json!({ "create_request": {
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "start_revision": from.to_string(),
+        }});
+        let n = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let at = (first + i) % n;
+            let endpoint = self.endpoints[at].clone();
+            let sent = self
+                .streaming
+                .post(format!("{endpoint}{CALL}"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(Watch {
+                        endpoint,
+                        response: r,
+                        buffer: Vec::new(),
+                    });
+                }
+                Ok(r) => {
+                    return Err(EtcdError::Refused {
+                        endpoint,
+                        call: CALL,
+                        status: r.status().as_u16(),
+                        message: r.text().await.unwrap_or_default(),
+                    });
+                }
+                Err(e) => errors.push(EtcdError::Unreachable {
+                    endpoint,
+                    call: CALL,
+                    why: crate::error_chain(&e),
+                }),
+            }
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            EtcdError::AllDown { call: CALL, errors }
+        })
+    }
+
     /// Revokes lease `id`: every key attached to it is deleted at once.
     pub async fn revoke(&self, id: i64) -> Result<(), EtcdError> {
         self.call("/v3/lease/revoke", json!({ "ID": id.to_string() }))
             .await
             .map(drop)
+    }
+}
+
+/// An HTTP client for etcd with `tls`, and an overall deadline per call when given.
+fn client(tls: &Tls, timeout: Option<Duration>) -> Result<reqwest::Client, EtcdError> {
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| EtcdError::Tls {
+            path: p.display().to_string(),
+            why: e.to_string(),
+        })
+    };
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .use_rustls_tls();
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    if let Some(ca) = &tls.cacert {
+        let pem = read(ca)?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EtcdError::Tls {
+            path: ca.display().to_string(),
+            why: e.to_string(),
+        })? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| EtcdError::Tls {
+                path: format!("{} with {}", cert.display(), key.display()),
+                why: e.to_string(),
+            })?;
+            b = b.identity(id);
+        }
+        (None, None) => {}
+        (Some(p), None) | (None, Some(p)) => {
+            return Err(EtcdError::Tls {
+                path: p.display().to_string(),
+                why: "--etcd-cert and --etcd-key go together".into(),
+            });
+        }
+    }
+    b.build().map_err(|e| EtcdError::Tls {
+        path: "the TLS configuration".into(),
+        why: e.to_string(),
+    })
+}
+
+/// A condition of a [`Etcd::txn`].
+#[derive(Debug, Clone)]
+pub enum Compare {
+    /// The key was last changed at this revision (0: it does not exist).
+    ModRevision(String, i64),
+    /// The key does not exist.
+    Absent(String),
+}
+
+impl Compare {
+    fn json(&self) -> Value {
+        match self {
+            Compare::ModRevision(k, rev) => json!({
+                "key": B64.encode(k), "target": "MOD", "mod_revision": rev.to_string(), "result": "EQUAL"
+            }),
+            Compare::Absent(k) => json!({
+                "key": B64.encode(k), "target": "CREATE", "create_revision": "0", "result": "EQUAL"
+            }),
+        }
+    }
+}
+
+/// An operation of a [`Etcd::txn`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+impl Op {
+    fn json(&self) -> Value {
+        match self {
+            Op::Put(k, v) => json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}),
+            Op::Delete(k) => json!({"request_delete_range": {"key": B64.encode(k)}}),
+        }
+    }
+}
+
+/// One change a watch saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The key's new value (its `mod_revision` is the change's revision).
+    Put(Kv),
+    /// The key was deleted at `revision`.
+    Delete { key: String, revision: i64 },
+}
+
+/// A watch's stream of changes (etcd's gateway answers one JSON object a line).
+#[derive(Debug)]
+pub struct Watch {
+    endpoint: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+/// Why a watch ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchEnd {
+    #[error("etcd {endpoint}: the watch stream ended: {why}")]
+    Broken { endpoint: String, why: String },
+    /// The revision asked for was compacted away: read the keys again, then watch anew.
+    #[error(
+        "etcd {endpoint}: the watch's start revision was compacted (now at {compact_revision})"
+    )]
+    Compacted {
+        endpoint: String,
+        compact_revision: i64,
+    },
+}
+
+impl Watch {
+    /// The next batch of changes (empty for etcd's own notices: the watch's creation,
+    /// progress).
+    pub async fn next(&mut self) -> Result<Vec<Event>, WatchEnd> {
+        loop {
+            if let Some(nl) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=nl).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return self.parse(&line);
+            }
+            match self.response.chunk().await {
+                Ok(Some(c)) => self.buffer.extend_from_slice(&c),
+                Ok(None) => {
+                    return Err(WatchEnd::Broken {
+                        endpoint: self.endpoint.clone(),
+                        why: "etcd closed it".into(),
+                    });
+                }
+                Err(e) => {
+                    return Err(WatchEnd::Broken {
+                        endpoint: self.endpoint.clone(),
+                        why: crate::error_chain(&e),
+                    });
+                }
+            }
+        }
+    }
+
+    fn parse(&self, line: &[u8]) -> Result<Vec<Event>, WatchEnd> {
+        let broken = |why: String| WatchEnd::Broken {
+            endpoint: self.endpoint.clone(),
+            why,
+        };
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| broken(format!("a line that is not JSON: {e}")))?;
+        if let Some(err) = v.get("error") {
+            return Err(broken(format!("etcd said {err}")));
+        }
+        let r = &v["result"];
+        let compact = number(&r["compact_revision"]);
+        if compact > 0 {
+            return Err(WatchEnd::Compacted {
+                endpoint: self.endpoint.clone(),
+                compact_revision: compact,
+            });
+        }
+        if r["canceled"].as_bool() == Some(true) {
+            return Err(broken(format!(
+                "etcd canceled it: {}",
+                r["cancel_reason"].as_str().unwrap_or("no reason given")
+            )));
+        }
+        let mut out = Vec::new();
+        for e in r["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let kv = &e["kv"];
+            let key = kv["key"]
+                .as_str()
+                .and_then(|k| B64.decode(k).ok())
+                .and_then(|k| String::from_utf8(k).ok())
+                .ok_or_else(|| broken("an event whose key is not base64 UTF-8".into()))?;
+            let revision = number(&kv["mod_revision"]);
+            if e["type"].as_str() == Some("DELETE") {
+                out.push(Event::Delete { key, revision });
+            } else {
+                let value = match kv["value"].as_str() {
+                    Some(s) => B64
+                        .decode(s)
+                        .map_err(|_| broken("an event whose value is not base64".into()))?,
+                    None => Vec::new(),
+                };
+                out.push(Event::Put(Kv {
+                    key,
+                    value,
+                    mod_revision: revision,
+                    lease: number(&kv["lease"]),
+                }));
+            }
+        }
+        Ok(out)
     }
 }
 

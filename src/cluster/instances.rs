@@ -28,6 +28,10 @@ pub struct Registration {
     pub attributes: BTreeMap<String, Option<String>>,
     pub agent_version: String,
     pub agent_hash: String,
+    /// The agent's endpoint (`http://ADDR:PORT`, `agent --listen`): serves reach the
+    /// box's logs there.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 impl Registration {
@@ -50,6 +54,7 @@ impl Registration {
                 .collect(),
             agent_version: crate::ecs::container_instances::AGENT_VERSION.into(),
             agent_hash: env!("CARGO_PKG_VERSION").into(),
+            endpoint: None,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Instance {
     pub custom: BTreeMap<String, Option<String>>,
     /// The etcd revision of the instance's last change (ECS's `version` grows with each).
     pub version: i64,
+    /// What the tasks placed on it and not yet STOPPED reserve.
+    pub ledger: super::records::Ledger,
 }
 
 impl Instance {
@@ -122,14 +129,30 @@ impl Instance {
             .map(Option::as_deref)
     }
 
-    /// As ECS's `ContainerInstance`. Nothing runs on cluster instances yet (a later step
-    /// of issue 38): no tasks, remaining = registered.
+    /// As ECS's `ContainerInstance`: remaining = registered − the ledger's reservations;
+    /// `runningTasksCount` counts the tasks placed and not yet STOPPED.
     pub fn shape(&self) -> ContainerInstance {
         let resources = vec![
             Resource::integer("CPU", self.reg.cpu),
             Resource::integer("MEMORY", self.reg.memory),
             Resource::ports("PORTS", &RESERVED_PORTS),
             Resource::ports("PORTS_UDP", &[]),
+        ];
+        let mut ports: Vec<u16> = RESERVED_PORTS.to_vec();
+        let mut udp: Vec<u16> = Vec::new();
+        for r in self.ledger.tasks.values() {
+            ports.extend(&r.ports);
+            udp.extend(&r.udp_ports);
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        udp.sort_unstable();
+        udp.dedup();
+        let remaining = vec![
+            Resource::integer("CPU", self.reg.cpu - self.ledger.cpu()),
+            Resource::integer("MEMORY", self.reg.memory - self.ledger.memory()),
+            Resource::ports("PORTS", &ports),
+            Resource::ports("PORTS_UDP", &udp),
         ];
         ContainerInstance {
             agent_connected: self.connected,
@@ -139,9 +162,9 @@ impl Instance {
             container_instance_arn: self.arn(),
             pending_tasks_count: 0,
             registered_at: crate::taskdef::timestamp::Timestamp::from_ms(self.reg.registered_at_ms),
-            registered_resources: resources.clone(),
-            remaining_resources: resources,
-            running_tasks_count: 0,
+            registered_resources: resources,
+            remaining_resources: remaining,
+            running_tasks_count: self.ledger.tasks.len() as i64,
             status: self.status.as_str().into(),
             tags: Vec::new(),
             version: self.version,
@@ -170,13 +193,17 @@ impl super::query::Subjects for Instance {
         self.reg.registered_at_ms
     }
     fn running_tasks_count(&self) -> i64 {
-        0
+        self.ledger.tasks.len() as i64
     }
     fn attribute_value(&self, name: &str) -> Option<Option<&str>> {
         self.attribute(name)
     }
     fn task_groups(&self) -> Vec<&str> {
-        Vec::new()
+        self.ledger
+            .tasks
+            .values()
+            .map(|r| r.group.as_str())
+            .collect()
     }
 }
 
@@ -185,9 +212,10 @@ pub fn arn(cluster: &str, id: &str) -> String {
     crate::taskdef::AwsContext::from_env().ecs_arn(&format!("container-instance/{cluster}/{id}"))
 }
 
-/// Every container instance of `cluster` (INACTIVE ones included), in id order: four
+/// Every container instance of `cluster` (INACTIVE ones included), in id order: five
 /// range reads, one a prefix.
 pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError> {
+    let ledgers = etcd.get_prefix(&keys::ledger_all(cluster)).await?;
     let regs = etcd.get_prefix(&keys::instances(cluster)).await?;
     let alive = etcd.get_prefix(&keys::alive_all(cluster)).await?;
     let status = etcd.get_prefix(&keys::status_all(cluster)).await?;
@@ -219,7 +247,19 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
             version = version.max(a.mod_revision);
             custom.insert(tail(a, &prefix), attribute_value(&a.value));
         }
+        let ledger_key = keys::ledger(cluster, &id);
+        let ledger = match ledgers.iter().find(|l| l.key == ledger_key) {
+            Some(l) => {
+                version = version.max(l.mod_revision);
+                super::records::decode(&l.key, &l.value).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a ledger that does not decode: counted as empty");
+                    Default::default()
+                })
+            }
+            None => Default::default(),
+        };
         out.push(Instance {
+            ledger,
             cluster: cluster.into(),
             status: st
                 .and_then(|s| Status::parse(std::str::from_utf8(&s.value).unwrap_or_default()))

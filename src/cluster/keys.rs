@@ -6,11 +6,18 @@
 //! /minifargate/v1/clusters/<cluster>/alive/<id>               attached to the agent's lease: agentConnected
 //! /minifargate/v1/clusters/<cluster>/status/<id>              ACTIVE, DRAINING or INACTIVE (written by the agent once, then by the API)
 //! /minifargate/v1/clusters/<cluster>/attributes/<id>/<name>   a custom attribute's value (PutAttributes, --attribute)
+//! /minifargate/v1/clusters/<cluster>/ledger/<id>              what is placed on the instance: its reservations (JSON)
+//! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
+//! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
 //! registration and its liveness key, the API owns the status (after the agent created
-//! it) and the custom attributes. `<id>` is the container instance id (32 hex, the last
+//! it) and the custom attributes. The placer writes an assignment, the task's first
+//! record and its reservation in one transaction that compares the ledger's revision, so
+//! two placers never book the same resources; after that the API writes only the
+//! assignment (a desired status) and the agent the task record; the agent takes the
+//! reservation out (a transaction again) once the task is STOPPED. `<id>` is the container instance id (32 hex, the last
 //! part of its ARN); `<cluster>` an ECS cluster name (letters, digits, `-`, `_`: no `/`).
 
 /// The prefix of every key minifargate writes.
@@ -63,6 +70,51 @@ pub fn attributes(c: &str, id: &str) -> String {
 /// Instance `id`'s custom attribute `name`.
 pub fn attribute(c: &str, id: &str, name: &str) -> String {
     format!("{}{name}", attributes(c, id))
+}
+
+/// The prefix of every cluster's keys.
+pub fn clusters() -> String {
+    format!("{ROOT}/clusters/")
+}
+
+/// The cluster's token: agents' endpoints take requests signed with it.
+pub fn token() -> String {
+    format!("{ROOT}/token")
+}
+
+/// The key the serves elect their leader with (attached to the leader's lease).
+pub fn leader() -> String {
+    format!("{ROOT}/leader")
+}
+
+/// Instance `id`'s ledger: the resources its placed tasks reserve.
+pub fn ledger(c: &str, id: &str) -> String {
+    format!("{}/ledger/{id}", cluster(c))
+}
+
+/// The prefix of cluster `c`'s ledgers.
+pub fn ledger_all(c: &str) -> String {
+    format!("{}/ledger/", cluster(c))
+}
+
+/// The prefix of the tasks assigned to instance `id`.
+pub fn assignments(c: &str, id: &str) -> String {
+    format!("{}/assignments/{id}/", cluster(c))
+}
+
+/// Task `task`'s assignment to instance `id`.
+pub fn assignment(c: &str, id: &str, task: &str) -> String {
+    format!("{}{task}", assignments(c, id))
+}
+
+/// The prefix of cluster `c`'s task records.
+pub fn tasks(c: &str) -> String {
+    format!("{}/tasks/", cluster(c))
+}
+
+/// Task `task`'s record.
+pub fn task(c: &str, task: &str) -> String {
+    format!("{}{task}", tasks(c))
 }
 
 #[cfg(test)]

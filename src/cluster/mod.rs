@@ -15,20 +15,34 @@
 
 pub mod agent;
 pub mod api;
+pub mod endpoint;
 pub mod etcd;
+pub mod fleet;
 pub mod instances;
 pub mod keys;
+pub mod leader;
+pub mod logs;
 pub mod placement;
 pub mod query;
+pub mod records;
+pub mod task_api;
+pub mod tasks;
+pub mod work;
 
 use std::sync::OnceLock;
 
 /// The etcd `serve --cluster` answers container instances from; unset on one box.
 static SERVING: OnceLock<etcd::Etcd> = OnceLock::new();
 
-/// Makes `serve` answer container instances from `etcd` (once, at its start).
-pub fn serve_with(etcd: etcd::Etcd) {
+/// serve's runtime, for the etcd calls of threads outside it (the service scheduler's).
+static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// Makes `serve` answer from `etcd` (once, at its start), its tasks run on the cluster's
+/// boxes, its etcd calls made on `runtime`.
+pub fn serve_with(etcd: etcd::Etcd, runtime: tokio::runtime::Handle) {
     let _ = SERVING.set(etcd);
+    let _ = RUNTIME.set(runtime);
+    crate::ecs::fleet::set(Box::new(fleet::Cluster));
 }
 
 /// The etcd `serve --cluster` uses, if any.
@@ -39,9 +53,14 @@ pub fn serving() -> Option<&'static etcd::Etcd> {
 /// Runs an etcd call from one of the API's blocking threads (inside serve's runtime), or
 /// on a runtime of its own elsewhere.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => h.block_on(f),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
+    // The etcd client's pooled connections live on the runtime that made them: serve's
+    // calls all run on serve's.
+    match tokio::runtime::Handle::try_current()
+        .ok()
+        .or_else(|| RUNTIME.get().cloned())
+    {
+        Some(h) => h.block_on(f),
+        None => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a current-thread runtime")

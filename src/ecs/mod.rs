@@ -13,6 +13,7 @@ pub(crate) mod botocore_model;
 pub mod clusters;
 pub mod container_instances;
 pub mod error;
+pub mod fleet;
 pub mod logs;
 pub mod names;
 pub mod on_box;

@@ -1014,7 +1014,11 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         .next()
         .map(|p| format!("{p}:cluster/{}", s.cluster))
         .unwrap_or_default();
-    let tasks = store.group_tasks(&s.cluster, &format!("service:{}", s.name))?;
+    let tasks: Vec<crate::store::TaskRow> = super::fleet::get()
+        .group_tasks(store, &s.cluster, &format!("service:{}", s.name))?
+        .into_iter()
+        .map(|t| t.row)
+        .collect();
     let count = |d: Option<&str>, st: &[LastStatus]| {
         tasks
             .iter()

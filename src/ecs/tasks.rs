@@ -282,6 +282,17 @@ fn task_tags(
 /// RunTask: resolves the task definition, checks the cluster (and the launch type's
 /// rules), writes the tasks and starts one supervisor each.
 pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Started> {
+    run_task_with(ecs, req, local, &ThisBox)
+}
+
+/// RunTask with the tasks started by `launcher` once the request is checked: this box,
+/// or a cluster's boxes (`serve --cluster`).
+pub fn run_task_with(
+    ecs: &Ecs,
+    req: RunTaskRequest,
+    local: Local,
+    launcher: &dyn Launcher,
+) -> EcsResult<Started> {
     let request_warnings = request_warnings(&req);
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
@@ -477,7 +488,8 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
         // constraints): the lock is held until its rows are written, so two RunTasks
         // (API or CLI) never both take the last memory. FARGATE tasks use no container
         // instance, as in ECS.
-        let (count, failures, _lock) = if fargate {
+        // In cluster mode the launcher places on the cluster's instances itself.
+        let (count, failures, _lock) = if fargate || !launcher.on_this_box() {
             (count, Vec::new(), None)
         } else {
             let lock = super::on_box::lock(&ecs.root)?;
@@ -513,7 +525,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
                 warnings,
             ));
         }
-        let mut started = spawn(
+        let mut started = launcher.launch(
             ecs,
             store,
             &ctx,
@@ -523,7 +535,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
             &providers,
             supervision,
         )?;
-        started.response.failures = failures;
+        started.response.failures.extend(failures);
         Ok((started, warnings))
     })();
     let (mut started, mut warnings) = match launched {
@@ -709,9 +721,94 @@ pub fn run_unregistered(
 /// How supervisors are started: their image pull policy, and whether the caller follows
 /// the tasks to their end (see [`Local::follow`]).
 #[derive(Debug, Clone, Copy)]
-struct Supervision {
+pub struct Supervision {
+    pub pull: PullPolicy,
+    pub follow: bool,
+}
+
+/// Where RunTask's checked tasks start.
+pub trait Launcher {
+    /// Whether its tasks run on this box (which RunTask then places them on first).
+    fn on_this_box(&self) -> bool {
+        false
+    }
+
+    /// Starts `count` tasks of `stored` as `req` says; task `i` on capacity provider
+    /// `providers[i]` when given.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        ecs: &Ecs,
+        store: Store,
+        ctx: &AwsContext,
+        stored: &StoredTaskDefinition,
+        req: &launch::Request,
+        count: u32,
+        providers: &[String],
+        sup: Supervision,
+    ) -> EcsResult<Started>;
+}
+
+/// This box: one supervisor process per task.
+pub struct ThisBox;
+
+impl Launcher for ThisBox {
+    fn on_this_box(&self) -> bool {
+        true
+    }
+
+    fn launch(
+        &self,
+        ecs: &Ecs,
+        store: Store,
+        ctx: &AwsContext,
+        stored: &StoredTaskDefinition,
+        req: &launch::Request,
+        count: u32,
+        providers: &[String],
+        sup: Supervision,
+    ) -> EcsResult<Started> {
+        Ok(spawn(ecs, store, ctx, stored, req, count, providers, sup)?)
+    }
+}
+
+/// Writes a task prepared elsewhere (cluster mode: by the placer, with its ids) and starts
+/// its supervisor, detached; a thread reaps the supervisor when it exits.
+pub fn start_prepared(
+    ecs: &Ecs,
+    ctx: &AwsContext,
+    prepared: &launch::Prepared,
     pull: PullPolicy,
-    follow: bool,
+) -> anyhow::Result<()> {
+    let mut store = ecs.open_store()?;
+    ecs.housekeeping(&mut store);
+    let cmd = supervisor_command(ecs, &launch::Request::default(), pull, false)?;
+    launch::insert_task(&mut store, ctx, prepared, &ecs.root)?;
+    let mut sup = launch::spawn_supervisor(&mut store, &cmd, &prepared.task.id)?;
+    std::thread::spawn(move || sup.child.wait());
+    Ok(())
+}
+
+/// How `ecs`'s supervisors are started for tasks launched as `req` says.
+fn supervisor_command(
+    ecs: &Ecs,
+    req: &launch::Request,
+    pull: PullPolicy,
+    report_done: bool,
+) -> anyhow::Result<SupervisorCommand> {
+    Ok(SupervisorCommand {
+        exe: std::env::current_exe().context("failed to find the minifargate binary")?,
+        root: ecs.root.clone(),
+        run_root: ecs.run_root.clone(),
+        config: ecs.config.clone(),
+        log_level: ecs.log_level.clone(),
+        userns: ecs.userns,
+        pull,
+        secrets_file: req.secrets_file.clone(),
+        host_credentials: req.host_credentials,
+        host_execution_credentials: req.host_execution_credentials,
+        report_done,
+    })
 }
 
 /// Starts `count` tasks; task `i` is placed on capacity provider `providers[i]` when given.
@@ -727,19 +824,7 @@ fn spawn(
     sup: Supervision,
 ) -> anyhow::Result<Started> {
     ecs.housekeeping(&mut store);
-    let cmd = SupervisorCommand {
-        exe: std::env::current_exe().context("failed to find the minifargate binary")?,
-        root: ecs.root.clone(),
-        run_root: ecs.run_root.clone(),
-        config: ecs.config.clone(),
-        log_level: ecs.log_level.clone(),
-        userns: ecs.userns,
-        pull: sup.pull,
-        secrets_file: req.secrets_file.clone(),
-        host_credentials: req.host_credentials,
-        host_execution_credentials: req.host_execution_credentials,
-        report_done: sup.follow,
-    };
+    let cmd = supervisor_command(ecs, req, sup.pull, sup.follow)?;
     // versionConsistency: the tasks of one RunTask call (or of one service deployment)
     // run one digest per container, whichever resolves the tag first.
     let mut req = req.clone();
@@ -780,7 +865,7 @@ fn spawn(
         .map(|message| Warning { message })
         .collect();
     for w in &warnings {
-        tracing::info!(warning = %w.message, "{}", super::table::Op::RunTask.name());
+        tracing::info!(warning = %w.message, "RunTask");
     }
     Ok(Started {
         response: RunTaskResponse {

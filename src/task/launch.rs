@@ -37,6 +37,15 @@ pub enum LaunchError {
          networkMode of this task definition ({mode})."
     )]
     NetworkConfigurationNotAwsvpc { mode: String },
+    #[error(
+        "task {id}: {given} container ids were given for a task definition of {containers} \
+         containers"
+    )]
+    Ids {
+        id: String,
+        given: usize,
+        containers: usize,
+    },
     #[error("failed to record task {id}")]
     Store {
         id: String,
@@ -236,11 +245,66 @@ pub fn create_task(
     req: &Request,
     root: &Path,
 ) -> Result<String, LaunchError> {
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| LaunchError::Io { what, source }
-    };
-    let id = new_id().map_err(io("read /dev/urandom"))?;
+    let containers = stored
+        .definition
+        .container_definitions
+        .as_ref()
+        .map_or(0, Vec::len);
+    let ids = Ids::new(containers).map_err(|source| LaunchError::Io {
+        what: "read /dev/urandom".into(),
+        source,
+    })?;
+    let task = prepare_task(ctx, stored, req, root, &ids)?;
+    insert_task(store, ctx, &task, root)?;
+    Ok(ids.task)
+}
+
+/// The ids and the creation time a task is made with: new ones on this box, or, in
+/// cluster mode, the ones its placer chose, so that the task an agent creates is the one
+/// the RunTask answer showed (same ARNs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ids {
+    pub task: String,
+    /// One UUID per container (its ARN's last part), in definition order.
+    pub containers: Vec<String>,
+    /// The ENI attachment's id.
+    pub attachment: String,
+    pub created_at_ms: i64,
+}
+
+impl Ids {
+    /// New ids for a task of `containers` containers, created now.
+    pub fn new(containers: usize) -> std::io::Result<Ids> {
+        Ok(Ids {
+            task: new_id()?,
+            containers: (0..containers)
+                .map(|_| new_uuid())
+                .collect::<std::io::Result<_>>()?,
+            attachment: new_uuid()?,
+            created_at_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    }
+}
+
+/// A task's rows before they are written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub task: TaskRow,
+    pub containers: Vec<ContainerRow>,
+    pub network: crate::store::NetworkRow,
+}
+
+/// The rows of one task (PROVISIONING, desired RUNNING), checked, with the ids `ids`;
+/// nothing written.
+pub fn prepare_task(
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &Request,
+    root: &Path,
+    ids: &Ids,
+) -> Result<Prepared, LaunchError> {
+    let id = ids.task.clone();
     let name = format!("{}:{}", stored.family(), stored.revision());
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let mut warnings = req.warnings.clone();
@@ -261,24 +325,14 @@ pub fn create_task(
             mode: mode.to_string(),
         });
     }
-    let net_row = crate::supervisor::isolation::network::new_row(
+    let mut net_row = crate::supervisor::isolation::network::new_row(
         &id,
         mode,
         req.network_configuration.as_deref().unwrap_or("{}"),
     )?;
+    net_row.attachment_id = ids.attachment.clone();
     crate::supervisor::isolation::network::task_spec(&def, mode)?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let store_err = |source| LaunchError::Store {
-        id: id.clone(),
-        source,
-    };
-    store
-        .ensure_cluster(
-            &req.cluster,
-            &ctx.ecs_arn(&format!("cluster/{}", req.cluster)),
-            now,
-        )
-        .map_err(store_err)?;
+    let now = ids.created_at_ms;
     let task = TaskRow {
         id: id.clone(),
         arn: ctx.ecs_arn(&format!("task/{}/{id}", req.cluster)),
@@ -312,7 +366,13 @@ pub fn create_task(
     };
     let mut rows = Vec::new();
     for (idx, c) in def.container_definitions.iter().flatten().enumerate() {
-        let uuid = new_uuid().map_err(io("read /dev/urandom"))?;
+        let Some(uuid) = ids.containers.get(idx) else {
+            return Err(LaunchError::Ids {
+                id,
+                given: ids.containers.len(),
+                containers: def.container_definitions.as_ref().map_or(0, Vec::len),
+            });
+        };
         rows.push(ContainerRow {
             task_id: id.clone(),
             idx: idx as i64,
@@ -327,22 +387,53 @@ pub fn create_task(
             ..Default::default()
         });
     }
-    let dir = TaskPaths::new(root, Path::new("/"), &id).dir;
+    Ok(Prepared {
+        task,
+        containers: rows,
+        network: net_row,
+    })
+}
+
+/// Writes a prepared task: its cluster (made if need be), its directory, its launch lock
+/// (held until its supervisor is recorded) and its rows.
+pub fn insert_task(
+    store: &mut Store,
+    ctx: &AwsContext,
+    p: &Prepared,
+    root: &Path,
+) -> Result<(), LaunchError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| LaunchError::Io { what, source }
+    };
+    let id = &p.task.id;
+    let store_err = |source| LaunchError::Store {
+        id: id.clone(),
+        source,
+    };
+    store
+        .ensure_cluster(
+            &p.task.cluster,
+            &ctx.ecs_arn(&format!("cluster/{}", p.task.cluster)),
+            p.task.created_at,
+        )
+        .map_err(store_err)?;
+    let dir = TaskPaths::new(root, Path::new("/"), id).dir;
     // Owner-only: logs and volumes of the task are not for other users of the host.
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
         .map_err(io(&format!("create {}", dir.display())))?;
-    hold_launch_lock(&dir, &id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
+    hold_launch_lock(&dir, id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
     let inserted = store
-        .insert_task(&task, &rows)
-        .and_then(|()| store.save_network(&net_row));
+        .insert_task(&p.task, &p.containers)
+        .and_then(|()| store.save_network(&p.network));
     if let Err(e) = inserted {
-        release_launch_lock(root, &id);
+        release_launch_lock(root, id);
         return Err(store_err(e));
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Tasks this process wrote whose supervisor it has not recorded yet, each with the

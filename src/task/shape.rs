@@ -331,9 +331,11 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
         connectivity: Connectivity::Connected,
         connectivity_at: ts(Some(t.created_at)),
         // EC2 semantics: every task that is not FARGATE runs on this host, the cluster's one
-        // container instance.
-        container_instance_arn: (!fargate)
-            .then(|| container_instance_arn(&cluster_arn(&t.arn, &t.cluster))),
+        // container instance. In cluster mode every task names the instance it was placed on
+        // (FARGATE ones too: a box of the cluster runs them).
+        container_instance_arn: t.launch.container_instance_arn.clone().or_else(|| {
+            (!fargate).then(|| container_instance_arn(&cluster_arn(&t.arn, &t.cluster)))
+        }),
         containers: containers
             .iter()
             .map(|c| container(t, c, view.as_ref()))

@@ -122,6 +122,11 @@ impl Api {
         &self._reg
     }
 
+    /// The `serve` process's pid.
+    pub fn server_pid(&self) -> u32 {
+        self.server.id()
+    }
+
     /// Stops `serve` (SIGTERM, as systemd would) and starts it again on the same port over
     /// the same root; tasks keep running meanwhile.
     pub fn restart(&mut self) {
@@ -241,19 +246,7 @@ impl Api {
 impl Drop for Api {
     fn drop(&mut self) {
         stop_server(&mut self.server);
-        let tasks = self.mf.run_root.join("tasks");
-        let mut killed = false;
-        for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
-            if let Ok(pid) = std::fs::read_to_string(e.path().join("supervisor.pid")) {
-                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
-                killed = true;
-            }
-        }
-        if killed {
-            std::thread::sleep(Duration::from_millis(200));
-            // The next command notices the dead supervisors and cleans up after them.
-            let _ = self.mf.cmd().args(["list-tasks"]).output();
-        }
+        self.mf.kill_supervisors();
     }
 }
 

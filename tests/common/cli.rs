@@ -211,6 +211,24 @@ impl Mf {
         self.config = Some(path);
     }
 
+    /// Kills every supervisor still running under this root (by its recorded pid), then
+    /// lets one command clean up after them (netns, mounts, cgroups, leases).
+    pub fn kill_supervisors(&self) {
+        let tasks = self.run_root.join("tasks");
+        let mut killed = false;
+        for e in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("supervisor.pid")) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+                killed = true;
+            }
+        }
+        if killed {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            // The next command notices the dead supervisors and cleans up after them.
+            let _ = self.cmd().args(["list-tasks"]).output();
+        }
+    }
+
     /// Writes a task definition into the test dir; returns its `file://` reference.
     pub fn taskdef(&self, name: &str, json: &str) -> String {
         let p = self.dir.path().join(format!("{name}.json"));

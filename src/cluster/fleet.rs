@@ -1,0 +1,156 @@
+//! The tasks of `serve --cluster` ([`crate::ecs::fleet::Fleet`]): launched through
+//! placement ([`super::tasks::Placer`]), followed through the task records the agents
+//! write, stopped through their assignments. With it, RunTask, the service scheduler and
+//! DescribeServices work on the cluster's boxes as they do on one box.
+
+use super::instances::Status;
+use super::records::{Record, decode};
+use super::tasks::{Placer, desire_stopped};
+use super::{block_on, keys, serving};
+use crate::ecs::Ecs;
+use crate::ecs::fleet::{Fleet, FleetTask};
+use crate::ecs::tasks::Launcher;
+use crate::store::{ContainerRow, HealthStatus, StopCode, Store, TaskRow};
+use anyhow::Context;
+
+/// The cluster's tasks, from etcd.
+pub struct Cluster;
+
+fn records(cluster: &str) -> anyhow::Result<Vec<Record>> {
+    let etcd = serving().context("cluster mode without an etcd client")?;
+    let kvs = block_on(etcd.get_prefix(&keys::tasks(cluster)))?;
+    kvs.iter()
+        .map(|kv| decode::<Record>(&kv.key, &kv.value).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// A record's task as the rows the scheduler reads (the members it uses).
+fn rows(r: &Record) -> anyhow::Result<(TaskRow, Vec<ContainerRow>)> {
+    let t = &r.task;
+    let text = |k: &str| t[k].as_str().map(str::to_string);
+    let ms = |k: &str| t[k].as_f64().map(|s| (s * 1000.0).round() as i64);
+    let arn = text("taskArn").context("a task record without taskArn")?;
+    let parse = |k: &str| -> anyhow::Result<String> {
+        text(k).with_context(|| format!("task record {arn} without {k}"))
+    };
+    let row = TaskRow {
+        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+        cluster: text("clusterArn")
+            .and_then(|c| c.rsplit('/').next().map(str::to_string))
+            .unwrap_or_default(),
+        task_definition_arn: text("taskDefinitionArn").unwrap_or_default(),
+        launch_type: text("launchType").unwrap_or_default(),
+        started_by: text("startedBy"),
+        group: text("group"),
+        last_status: parse("lastStatus")?.parse()?,
+        desired_status: parse("desiredStatus")?.parse()?,
+        stop_code: text("stopCode").map(|c| c.parse()).transpose()?,
+        stopped_reason: text("stoppedReason"),
+        created_at: ms("createdAt").unwrap_or_default(),
+        started_at: ms("startedAt"),
+        stopped_at: ms("stoppedAt"),
+        arn,
+        ..Default::default()
+    };
+    // The task's health is its essential containers' (what the scheduler replaces on).
+    let health: Option<HealthStatus> = text("healthStatus").map(|h| h.parse()).transpose()?;
+    let containers = vec![ContainerRow {
+        task_id: row.id.clone(),
+        essential: true,
+        last_status: row.last_status,
+        health_status: health,
+        ..Default::default()
+    }];
+    Ok((row, containers))
+}
+
+impl Fleet for Cluster {
+    fn launcher(&self) -> &dyn Launcher {
+        &Placer
+    }
+
+    fn group_tasks(
+        &self,
+        _store: &Store,
+        cluster: &str,
+        group: &str,
+    ) -> anyhow::Result<Vec<FleetTask>> {
+        let etcd = serving().context("cluster mode without an etcd client")?;
+        let draining: Vec<String> = block_on(etcd.get_prefix(&keys::status_all(cluster)))?
+            .into_iter()
+            .filter(|kv| kv.value == Status::Draining.as_str().as_bytes())
+            .map(|kv| kv.key[keys::status_all(cluster).len()..].to_string())
+            .collect();
+        let mut out = Vec::new();
+        for r in records(cluster)? {
+            let (row, containers) = rows(&r)?;
+            if row.group.as_deref() == Some(group)
+                && row.last_status != crate::store::LastStatus::Stopped
+            {
+                out.push(FleetTask {
+                    row,
+                    containers,
+                    draining: draining.contains(&r.instance),
+                });
+            }
+        }
+        out.sort_by_key(|t| t.row.created_at);
+        Ok(out)
+    }
+
+    fn task(&self, _store: &Store, cluster: &str, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        let etcd = serving().context("cluster mode without an etcd client")?;
+        let key = keys::task(cluster, id);
+        match block_on(etcd.get(&key))? {
+            Some(kv) => Ok(Some(rows(&decode::<Record>(&key, &kv.value)?)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    fn stop(&self, _ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool {
+        let Some(etcd) = serving() else {
+            return false;
+        };
+        let key = keys::task(&t.cluster, &t.id);
+        let asked = block_on(async {
+            let kv = etcd.get(&key).await.map_err(super::tasks::server)?;
+            let Some(kv) = kv else {
+                return Ok(false);
+            };
+            let r: Record =
+                decode(&key, &kv.value).map_err(|e| crate::ecs::EcsError::Server(e.into()))?;
+            desire_stopped(etcd, &t.cluster, &r.instance, &t.id, code, reason).await?;
+            Ok::<bool, crate::ecs::EcsError>(true)
+        });
+        match asked {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(task_id = %t.id, error = %e, "could not ask the cluster to stop a task");
+                false
+            }
+        }
+    }
+
+    fn reconcile(&self, _ecs: &Ecs, _store: &mut Store, _ids: Option<&[&str]>) {
+        // The agents find their dead supervisors; the leader reaps lost boxes.
+    }
+
+    fn failed_deployment_tasks(
+        &self,
+        _store: &Store,
+        cluster: &str,
+        id: &str,
+    ) -> anyhow::Result<i64> {
+        let mut n = 0;
+        for r in records(cluster)? {
+            let (t, _) = rows(&r)?;
+            if t.started_by.as_deref() == Some(id)
+                && t.last_status == crate::store::LastStatus::Stopped
+                && t.started_at.is_none()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

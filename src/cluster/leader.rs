@@ -1,0 +1,241 @@
+//! The serves' leader (docs/cluster.md "The leader"): every `serve --cluster` answers the
+//! API; one of them, elected through etcd, also runs what must run once — the reaper of
+//! lost instances ([`Reaper`]). The election is etcd's usual one: a key created only if
+//! absent (a transaction), attached to the candidate's lease; the others watch the key
+//! and campaign again when it is deleted (the leader stopped and revoked its lease) or
+//! expires with the lease (the leader died or was cut off). Killing the leader moves the
+//! role within one lease TTL.
+
+use super::etcd::{Compare, Etcd, EtcdError, Event, Op};
+use super::keys;
+use super::records::{Ledger, Record, decode, json_bytes, mark_stopped};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How the leader is elected and what it does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This serve's name in the leader key (host name and pid).
+    pub name: String,
+    /// The leadership lease's TTL (seconds).
+    pub ttl: u64,
+    /// How long an instance's agent may be disconnected before its tasks are STOPPED.
+    pub lost_after: Duration,
+}
+
+/// How often the reaper looks at the instances.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How many tasks one reaping transaction stops (3 operations each: etcd takes 128 per
+/// transaction by default).
+const REAP_BATCH: usize = 40;
+
+/// Campaigns, leads while elected, campaigns again when the role is lost; forever.
+pub async fn run(etcd: &'static Etcd, o: Options) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match term(etcd, &o).await {
+            Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) => {
+                eprintln!(
+                    "minifargate: cluster leader election: {}; again in {} ms",
+                    crate::error_chain(&e),
+                    backoff.as_millis()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TermError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Watch(#[from] super::etcd::WatchEnd),
+}
+
+/// One campaign: wins and leads until the lease is lost, or waits for the leader key to
+/// go.
+async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
+    let key = keys::leader();
+    let lease = etcd.grant(o.ttl).await?;
+    if etcd
+        .put_if_absent_with_lease(&key, o.name.as_bytes(), lease)
+        .await?
+    {
+        eprintln!(
+            "minifargate: cluster leader: this serve ({}); reaping instances disconnected \
+             for {} s",
+            o.name,
+            o.lost_after.as_secs_f64()
+        );
+        let ended = lead(etcd, o, lease).await;
+        let _ = etcd.revoke(lease).await;
+        eprintln!("minifargate: cluster leader: this serve is no longer the leader ({ended})");
+        return Ok(());
+    }
+    let _ = etcd.revoke(lease).await;
+    // Someone else leads: wait for the key to go.
+    let Some(kv) = etcd.get(&key).await? else {
+        return Ok(());
+    };
+    eprintln!(
+        "minifargate: cluster leader: {}",
+        String::from_utf8_lossy(&kv.value)
+    );
+    let mut watch = etcd.watch(&key, kv.mod_revision + 1).await?;
+    loop {
+        for e in watch.next().await? {
+            if matches!(e, Event::Delete { .. }) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Leads: keeps the lease alive and reaps, until the lease is lost; why it ended.
+async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
+    let every = Duration::from_millis((o.ttl * 1000 / 3).max(300));
+    let mut renew = tokio::time::interval(every);
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    let mut reaper = Reaper::default();
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = renew.tick() => match etcd.keep_alive(lease).await {
+                Ok(Some(_)) => renewed = Instant::now(),
+                Ok(None) => return "its lease expired".into(),
+                Err(e) => {
+                    if renewed.elapsed() >= Duration::from_secs(o.ttl) {
+                        return format!("etcd out of reach for a lease TTL: {}", crate::error_chain(&e));
+                    }
+                }
+            },
+            _ = reap.tick() => {
+                if let Err(e) = reaper.pass(etcd, o.lost_after).await {
+                    eprintln!("minifargate: cluster reaper: {}", crate::error_chain(&e));
+                }
+            }
+        }
+    }
+}
+
+/// Stops the tasks of instances whose agent has been disconnected for longer than the
+/// grace, so that they can be replaced elsewhere; a box that comes back finds them no
+/// longer assigned and stops them (`super::work`).
+#[derive(Debug, Default)]
+pub struct Reaper {
+    /// (cluster, instance) → when this leader first saw it disconnected with tasks.
+    since: BTreeMap<(String, String), Instant>,
+}
+
+impl Reaper {
+    pub async fn pass(&mut self, etcd: &Etcd, lost_after: Duration) -> Result<(), EtcdError> {
+        let prefix = keys::clusters();
+        let mut ledgers = BTreeSet::new();
+        let mut alive = BTreeSet::new();
+        for k in etcd.keys_with_prefix(&prefix).await? {
+            let mut parts = k[prefix.len()..].splitn(3, '/');
+            let (Some(c), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            match kind {
+                "ledger" => ledgers.insert((c.to_string(), id.to_string())),
+                "alive" => alive.insert((c.to_string(), id.to_string())),
+                _ => false,
+            };
+        }
+        let now = Instant::now();
+        self.since
+            .retain(|k, _| ledgers.contains(k) && !alive.contains(k));
+        for k in ledgers.difference(&alive) {
+            let since = *self.since.entry(k.clone()).or_insert(now);
+            if now.duration_since(since) >= lost_after {
+                reap(etcd, &k.0, &k.1, lost_after).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops every task of lost instance `id`, while it is still disconnected.
+async fn reap(etcd: &Etcd, cluster: &str, id: &str, lost_after: Duration) -> Result<(), EtcdError> {
+    let arn = super::instances::arn(cluster, id);
+    let host = match etcd.get(&keys::instance(cluster, id)).await? {
+        Some(kv) => serde_json::from_slice::<super::instances::Registration>(&kv.value)
+            .map(|r| r.hostname)
+            .unwrap_or_else(|_| id.to_string()),
+        None => id.to_string(),
+    };
+    let reason = format!(
+        "Host {host} (container instance {arn}) lost: its agent was disconnected for more \
+         than {} s",
+        lost_after.as_secs_f64()
+    );
+    let n = stop_instance_tasks(etcd, cluster, id, &reason, true).await?;
+    if n > 0 {
+        eprintln!("minifargate: cluster reaper: {n} task(s) of lost instance {arn} STOPPED");
+    }
+    Ok(())
+}
+
+/// Stops every task placed on instance `id` in the cluster (records STOPPED with
+/// `TerminationNotice` and `reason`, assignments deleted, ledger emptied), in
+/// transactions that hold only while its ledger is unchanged (and, with
+/// `while_disconnected`, its agent still disconnected); how many it stopped.
+pub async fn stop_instance_tasks(
+    etcd: &Etcd,
+    cluster: &str,
+    id: &str,
+    reason: &str,
+    while_disconnected: bool,
+) -> Result<usize, EtcdError> {
+    let ledger_key = keys::ledger(cluster, id);
+    let mut stopped = 0;
+    loop {
+        let Some(kv) = etcd.get(&ledger_key).await? else {
+            return Ok(stopped);
+        };
+        let mut ledger: Ledger = match decode(&ledger_key, &kv.value) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("minifargate: cluster: {e}: instance {id}'s tasks left as they are");
+                return Ok(stopped);
+            }
+        };
+        if ledger.tasks.is_empty() {
+            return Ok(stopped);
+        }
+        let batch: Vec<String> = ledger.tasks.keys().take(REAP_BATCH).cloned().collect();
+        let mut ops = Vec::new();
+        for task in &batch {
+            ledger.tasks.remove(task);
+            ops.push(Op::Delete(keys::assignment(cluster, id, task)));
+            let rkey = keys::task(cluster, task);
+            if let Some(r) = etcd.get(&rkey).await? {
+                match decode::<Record>(&rkey, &r.value) {
+                    Ok(mut rec) => {
+                        if rec.task["lastStatus"] != "STOPPED" {
+                            mark_stopped(&mut rec.task, "TerminationNotice", reason);
+                            ops.push(Op::Put(rkey, json_bytes(&rec)));
+                        }
+                    }
+                    Err(e) => eprintln!("minifargate: cluster: {e}"),
+                }
+            }
+        }
+        ops.push(Op::Put(ledger_key.clone(), json_bytes(&ledger)));
+        let mut compares = vec![Compare::ModRevision(ledger_key.clone(), kv.mod_revision)];
+        if while_disconnected {
+            compares.push(Compare::Absent(keys::alive(cluster, id)));
+        }
+        if etcd.txn(&compares, &ops).await? {
+            stopped += batch.len();
+        } else if while_disconnected && etcd.get(&keys::alive(cluster, id)).await?.is_some() {
+            // The agent came back meanwhile: its tasks stay.
+            return Ok(stopped);
+        }
+    }
+}

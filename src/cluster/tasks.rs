@@ -1,0 +1,347 @@
+//! Tasks in cluster mode (docs/cluster.md "Tasks"): RunTask places each task on a
+//! container instance and writes, in one etcd transaction that compares the instance's
+//! ledger, the task's reservation, its assignment (what the instance's agent creates and
+//! runs: the ACS payload's equivalent) and its first record (what DescribeTasks shows).
+//! The agent ([`super::work`]) runs the assignment through the same supervisor path as one
+//! box and writes each state change back into the record. StopTask sets the assignment's
+//! desired status; DescribeTasks and ListTasks read the records.
+
+use super::etcd::{Compare, Etcd, EtcdError, Op};
+use super::instances::{self, Instance, Status};
+use super::keys;
+use super::placement;
+use super::records::{
+    Assigned, Assignment, Ledger, Record, Reservation, decode, json_bytes, task_json,
+};
+use crate::ecs::shapes::Failure;
+use crate::ecs::tasks::{Launcher, RunTaskResponse, Started, Supervision};
+use crate::ecs::{Ecs, EcsError, EcsResult};
+use crate::store::{DesiredStatus, Store, StoredTaskDefinition};
+use crate::task::launch::{self, Ids, Prepared};
+use crate::taskdef::AwsContext;
+use crate::taskdef::model::NetworkMode;
+use std::collections::BTreeMap;
+
+/// RunTask's launcher in cluster mode: places each task and writes its assignment.
+pub struct Placer;
+
+impl Launcher for Placer {
+    fn launch(
+        &self,
+        ecs: &Ecs,
+        store: Store,
+        ctx: &AwsContext,
+        stored: &StoredTaskDefinition,
+        req: &launch::Request,
+        count: u32,
+        _providers: &[String],
+        _sup: Supervision,
+    ) -> EcsResult<Started> {
+        let etcd = super::serving().ok_or_else(|| {
+            EcsError::Server(anyhow::anyhow!("cluster mode without an etcd client"))
+        })?;
+        let containers = stored
+            .definition
+            .container_definitions
+            .as_ref()
+            .map_or(0, Vec::len);
+        let mut prepared = Vec::new();
+        for _ in 0..count {
+            let ids = Ids::new(containers).map_err(|e| {
+                EcsError::Server(anyhow::Error::from(e).context("failed to read /dev/urandom"))
+            })?;
+            prepared.push(
+                launch::prepare_task(ctx, stored, req, &ecs.root, &ids)
+                    .map_err(|e| EcsError::Server(anyhow::Error::from(e)))?,
+            );
+        }
+        let placed = super::block_on(place_all(etcd, ctx, stored, req, prepared))?;
+        let warnings = placed
+            .tasks
+            .first()
+            .map(|t| t.minifargate_warnings.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|message| crate::ecs::Warning { message })
+            .collect();
+        Ok(Started {
+            ids: placed.ids,
+            response: RunTaskResponse {
+                tasks: placed.tasks,
+                failures: placed.failures,
+            },
+            store,
+            warnings,
+            supervisors: Vec::new(),
+            warmers: Vec::new(),
+        })
+    }
+}
+
+struct Placed {
+    ids: Vec<String>,
+    tasks: Vec<crate::task::shape::Task>,
+    failures: Vec<Failure>,
+}
+
+/// How many times a placement is tried again after another placer changed the chosen
+/// instance's ledger first.
+const PLACEMENT_ATTEMPTS: usize = 32;
+
+async fn place_all(
+    etcd: &Etcd,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &launch::Request,
+    prepared: Vec<Prepared>,
+) -> EcsResult<Placed> {
+    let cluster = &req.cluster;
+    let mut out = Placed {
+        ids: Vec::new(),
+        tasks: Vec::new(),
+        failures: Vec::new(),
+    };
+    let plan = plan_of(req)?;
+    for mut p in prepared {
+        let (need, reservation) = need_of(&p);
+        let mut attempt = 0;
+        loop {
+            let instances = instances::load(etcd, cluster).await.map_err(server)?;
+            let ledgers = load_ledgers(etcd, cluster).await?;
+            let mut cands = candidates(&instances, &ledgers);
+            let placed = placement::place(&mut cands, &need, &plan, 1, &mut placement::random)
+                .map_err(|e| EcsError::invalid(e.to_string()))?;
+            let chosen = match placed.into_iter().next() {
+                Some(Ok(i)) => &instances[i],
+                Some(Err(f)) => {
+                    out.failures.extend(f);
+                    break;
+                }
+                None => break,
+            };
+            let id = &chosen.reg.id;
+            let (mut ledger, rev) = ledgers.get(id).cloned().unwrap_or_default();
+            ledger.tasks.insert(p.task.id.clone(), reservation.clone());
+            p.task.launch.container_instance_arn = Some(chosen.arn());
+            let shaped = crate::task::shape::task(&p.task, &p.containers, Some(&p.network));
+            let mut assigned = Assigned::of(req);
+            assigned.launch.container_instance_arn = Some(chosen.arn());
+            let assignment = Assignment {
+                ids: ids_of(&p),
+                account_id: ctx.account_id.clone(),
+                region: ctx.region.clone(),
+                definition: stored.definition.clone(),
+                request: assigned,
+                desired_status: DesiredStatus::Running,
+                stopped_reason: None,
+                stop_code: None,
+            };
+            let record = Record {
+                instance: id.clone(),
+                task: task_json(&shaped),
+            };
+            let ledger_key = keys::ledger(cluster, id);
+            let compare = if rev == 0 {
+                Compare::Absent(ledger_key.clone())
+            } else {
+                Compare::ModRevision(ledger_key.clone(), rev)
+            };
+            let ops = [
+                Op::Put(ledger_key, json_bytes(&ledger)),
+                Op::Put(
+                    keys::assignment(cluster, id, &p.task.id),
+                    json_bytes(&assignment),
+                ),
+                Op::Put(keys::task(cluster, &p.task.id), json_bytes(&record)),
+            ];
+            if etcd.txn(&[compare], &ops).await.map_err(server)? {
+                out.ids.push(p.task.id.clone());
+                out.tasks.push(shaped);
+                break;
+            }
+            attempt += 1;
+            if attempt >= PLACEMENT_ATTEMPTS {
+                return Err(EcsError::Server(anyhow::anyhow!(
+                    "task {}: container instance {id}'s resources changed under {attempt} \
+                     placements in a row (other placers are busy): try again",
+                    p.task.id
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn ids_of(p: &Prepared) -> Ids {
+    Ids {
+        task: p.task.id.clone(),
+        containers: p
+            .containers
+            .iter()
+            .map(|c| c.arn.rsplit('/').next().unwrap_or_default().to_string())
+            .collect(),
+        attachment: p.network.attachment_id.clone(),
+        created_at_ms: p.task.created_at,
+    }
+}
+
+pub(crate) fn server(e: EtcdError) -> EcsError {
+    EcsError::Server(anyhow::Error::from(e).context("the cluster state in etcd is unavailable"))
+}
+
+/// Every instance's ledger and its revision (0: none yet).
+async fn load_ledgers(etcd: &Etcd, cluster: &str) -> EcsResult<BTreeMap<String, (Ledger, i64)>> {
+    let prefix = keys::ledger_all(cluster);
+    let mut out = BTreeMap::new();
+    for kv in etcd.get_prefix(&prefix).await.map_err(server)? {
+        let ledger: Ledger =
+            decode(&kv.key, &kv.value).map_err(|e| EcsError::Server(anyhow::Error::from(e)))?;
+        out.insert(
+            kv.key[prefix.len()..].to_string(),
+            (ledger, kv.mod_revision),
+        );
+    }
+    Ok(out)
+}
+
+/// What a task reserves ([`placement::Need`], the ECS agent's accounting) as its
+/// ledger entry.
+fn need_of(p: &Prepared) -> (placement::Need, Reservation) {
+    let mode = [
+        NetworkMode::Awsvpc,
+        NetworkMode::Bridge,
+        NetworkMode::Host,
+        NetworkMode::None,
+    ]
+    .into_iter()
+    .find(|m| m.as_str() == p.network.mode)
+    .unwrap_or(NetworkMode::Awsvpc);
+    let group = p.task.group.clone().unwrap_or_default();
+    let need = placement::Need::of(&p.task.definition, mode, group.clone());
+    let reservation = Reservation {
+        cpu: need.cpu,
+        memory: need.memory,
+        ports: need.ports.clone(),
+        udp_ports: need.udp_ports.clone(),
+        group,
+        task_definition_arn: p.task.task_definition_arn.clone(),
+    };
+    (need, reservation)
+}
+
+/// The cluster's instances as placement sees them, each with what its ledger holds.
+fn candidates(
+    instances: &[Instance],
+    ledgers: &BTreeMap<String, (Ledger, i64)>,
+) -> Vec<placement::Candidate> {
+    let empty = Ledger::default();
+    instances
+        .iter()
+        .map(|i| {
+            let ledger = ledgers.get(&i.reg.id).map_or(&empty, |(l, _)| l);
+            placement::Candidate {
+                arn: i.arn(),
+                id: i.reg.id.clone(),
+                host: i.reg.hostname.clone(),
+                attributes: i
+                    .reg
+                    .attributes
+                    .iter()
+                    .chain(i.custom.iter())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                active: i.status == Status::Active,
+                connected: i.connected,
+                agent_version: i.reg.agent_version.clone(),
+                registered_at_ms: i.reg.registered_at_ms,
+                remaining_cpu: i.reg.cpu - ledger.cpu(),
+                remaining_memory: i.reg.memory - ledger.memory(),
+                used_ports: ledger
+                    .tasks
+                    .values()
+                    .flat_map(|r| r.ports.iter().copied())
+                    .chain(crate::ecs::container_instances::RESERVED_PORTS)
+                    .collect(),
+                used_udp_ports: ledger
+                    .tasks
+                    .values()
+                    .flat_map(|r| r.udp_ports.iter().copied())
+                    .collect(),
+                tasks: ledger
+                    .tasks
+                    .values()
+                    .map(|r| placement::Placed {
+                        group: r.group.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The constraints and strategy RunTask recorded on the launch (checked there). A
+/// service's tasks without a strategy spread over Availability Zones, then instances, as
+/// ECS's services do by default (developerguide/task-placement-strategies.html); a
+/// RunTask's are placed at random (its default).
+fn plan_of(req: &launch::Request) -> EcsResult<placement::Plan> {
+    use crate::ecs::shapes::{PlacementConstraint, PlacementStrategy};
+    fn stored<T: serde::de::DeserializeOwned>(v: &Option<serde_json::Value>) -> EcsResult<Vec<T>> {
+        v.clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| {
+                EcsError::Server(
+                    anyhow::Error::from(e).context("a recorded placement does not decode"),
+                )
+            })
+            .map(Option::unwrap_or_default)
+    }
+    let constraints: Vec<PlacementConstraint> = stored(&req.launch.placement_constraints)?;
+    let mut strategy: Vec<PlacementStrategy> = stored(&req.launch.placement_strategy)?;
+    if strategy.is_empty()
+        && req
+            .group
+            .as_deref()
+            .is_some_and(|g| g.starts_with("service:"))
+    {
+        for field in ["attribute:ecs.availability-zone", "instanceId"] {
+            strategy.push(PlacementStrategy {
+                kind: Some("spread".into()),
+                field: Some(field.into()),
+            });
+        }
+    }
+    placement::Plan::parse(&constraints, &strategy).map_err(|e| EcsError::invalid(e.to_string()))
+}
+
+/// Sets task `id`'s assignment to desired STOPPED with `code` and `reason` (its agent
+/// stops the task); nothing when it is already, or when the assignment is gone (the task
+/// has ended).
+pub async fn desire_stopped(
+    etcd: &Etcd,
+    cluster: &str,
+    instance: &str,
+    id: &str,
+    code: crate::store::StopCode,
+    reason: &str,
+) -> EcsResult<()> {
+    let key = keys::assignment(cluster, instance, id);
+    let Some(kv) = etcd.get(&key).await.map_err(server)? else {
+        return Ok(());
+    };
+    let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+    if a.desired_status == DesiredStatus::Stopped {
+        return Ok(());
+    }
+    a.desired_status = DesiredStatus::Stopped;
+    a.stopped_reason = Some(reason.into());
+    a.stop_code = Some(code);
+    // Only if the agent has not removed it meanwhile (its task ended).
+    etcd.txn(
+        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
+        &[Op::Put(key, json_bytes(&a))],
+    )
+    .await
+    .map_err(server)?;
+    Ok(())
+}

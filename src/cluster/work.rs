@@ -1,0 +1,357 @@
+//! The agent's work (docs/cluster.md "Tasks"): it reads the tasks assigned to its
+//! instance, then watches them from the next revision (so nothing is missed across a
+//! reconnect), creates each new one with the ids the placer chose and starts its
+//! supervisor exactly as one box does, stops the ones whose desired status turns STOPPED
+//! (or whose assignment disappears), and writes each local change of a task back into
+//! its record (the SubmitTaskStateChange equivalent). Once a task is STOPPED and recorded,
+//! its reservation leaves the instance's ledger and its assignment is deleted.
+
+use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
+use super::keys;
+use super::records::{Assignment, Ledger, Record, decode, json_bytes, mark_stopped, task_json};
+use crate::ecs::Ecs;
+use crate::store::{DesiredStatus, LastStatus, StopCode};
+use crate::task::PullPolicy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How often local task changes are written back.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// Every this many reports, dead supervisors are looked for (one /proc read a task).
+const RECONCILE_EVERY: u32 = 4;
+
+/// Why the work loop ended (the session restarts it).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Watch(#[from] WatchEnd),
+}
+
+/// The tasks one agent runs for its instance.
+pub struct Work {
+    pub ecs: Ecs,
+    pub cluster: String,
+    pub instance: String,
+    pub arn: String,
+    /// The tasks followed, with the local version last written to their records (-1:
+    /// none yet).
+    tracked: BTreeMap<String, i64>,
+    ticks: u32,
+}
+
+impl Work {
+    pub fn new(ecs: Ecs, cluster: &str, instance: &str, arn: &str) -> Work {
+        Work {
+            ecs,
+            cluster: cluster.into(),
+            instance: instance.into(),
+            arn: arn.into(),
+            tracked: BTreeMap::new(),
+            ticks: 0,
+        }
+    }
+
+    /// Reads the assignments, acts on them, then follows them until etcd fails.
+    pub async fn run(&mut self, etcd: &Etcd) -> WorkError {
+        match self.session(etcd).await {
+            Ok(never) => match never {},
+            Err(e) => e,
+        }
+    }
+
+    async fn session(&mut self, etcd: &Etcd) -> Result<std::convert::Infallible, WorkError> {
+        let prefix = keys::assignments(&self.cluster, &self.instance);
+        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let mut assigned = BTreeSet::new();
+        for kv in &kvs {
+            let id = kv.key[prefix.len()..].to_string();
+            assigned.insert(id.clone());
+            self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+        }
+        // What is no longer assigned here is no longer this agent's to record.
+        self.tracked.retain(|id, _| assigned.contains(id));
+        self.stop_unassigned(&assigned);
+        let mut watch = etcd.watch(&prefix, revision + 1).await?;
+        let mut tick = tokio::time::interval(REPORT_EVERY);
+        loop {
+            tokio::select! {
+                events = watch.next() => {
+                    for e in events? {
+                        match e {
+                            Event::Put(kv) => {
+                                let id = kv.key[prefix.len()..].to_string();
+                                self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+                            }
+                            Event::Delete { key, .. } => {
+                                let id = key[prefix.len()..].to_string();
+                                self.unassigned(&id);
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => self.report(etcd).await?,
+            }
+        }
+    }
+
+    /// Acts on task `id`'s assignment.
+    async fn assignment(
+        &mut self,
+        etcd: &Etcd,
+        id: &str,
+        key: &str,
+        raw: &[u8],
+    ) -> Result<(), WorkError> {
+        let a: Assignment = match decode(key, raw) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("minifargate agent: task {id}: {e}");
+                return self
+                    .never_started(
+                        etcd,
+                        id,
+                        "TaskFailedToStart",
+                        &format!("the agent could not read its assignment: {e}"),
+                    )
+                    .await;
+            }
+        };
+        let local = self.local(id);
+        match (a.desired_status, local) {
+            (DesiredStatus::Stopped, None) => {
+                let reason = a
+                    .stopped_reason
+                    .unwrap_or_else(|| "Task stopped by user".into());
+                let code = a.stop_code.unwrap_or(StopCode::UserInitiated);
+                self.never_started(etcd, id, code.as_str(), &reason).await
+            }
+            (_, None) => match self.start(&a) {
+                Ok(()) => {
+                    self.tracked.insert(id.into(), -1);
+                    Ok(())
+                }
+                Err(e) => {
+                    let why = crate::error_chain(&*e);
+                    eprintln!("minifargate agent: task {id} failed to start: {why}");
+                    self.never_started(etcd, id, "TaskFailedToStart", &why)
+                        .await
+                }
+            },
+            (DesiredStatus::Stopped, Some((last, desired))) => {
+                if last != LastStatus::Stopped && desired != DesiredStatus::Stopped {
+                    let reason = a
+                        .stopped_reason
+                        .unwrap_or_else(|| "Task stopped by user".into());
+                    self.stop(id, a.stop_code.unwrap_or(StopCode::UserInitiated), &reason);
+                }
+                self.tracked.entry(id.into()).or_insert(-1);
+                Ok(())
+            }
+            (_, Some(_)) => {
+                self.tracked.entry(id.into()).or_insert(-1);
+                Ok(())
+            }
+        }
+    }
+
+    /// Task `id`'s local statuses, if this box has it.
+    fn local(&self, id: &str) -> Option<(LastStatus, DesiredStatus)> {
+        let store = self.ecs.open_store().ok()?;
+        store
+            .task(id)
+            .ok()
+            .flatten()
+            .map(|(t, _)| (t.last_status, t.desired_status))
+    }
+
+    /// Creates the assigned task with the placer's ids and starts its supervisor.
+    fn start(&self, a: &Assignment) -> anyhow::Result<()> {
+        let ctx = a.context();
+        let prepared = crate::task::launch::prepare_task(
+            &ctx,
+            &a.stored(),
+            &a.request.request(),
+            &self.ecs.root,
+            &a.ids,
+        )?;
+        crate::ecs::tasks::start_prepared(&self.ecs, &ctx, &prepared, PullPolicy::default())?;
+        eprintln!(
+            "minifargate agent: started task {} ({})",
+            a.ids.task,
+            a.definition
+                .task_definition_arn
+                .as_deref()
+                .unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    fn stop(&self, id: &str, code: StopCode, reason: &str) {
+        use crate::ecs::fleet::Fleet;
+        let t = crate::store::TaskRow {
+            id: id.into(),
+            ..Default::default()
+        };
+        if !crate::ecs::fleet::Local.stop(&self.ecs, &t, code, reason) {
+            eprintln!("minifargate agent: could not ask task {id}'s supervisor to stop it");
+        }
+    }
+
+    /// Task `id`'s assignment is gone while this box still runs it: it was taken off this
+    /// instance (a lost box's task replaced elsewhere), so it stops here.
+    fn unassigned(&mut self, id: &str) {
+        if !self.tracked.contains_key(id) {
+            return;
+        }
+        if let Some((last, desired)) = self.local(id)
+            && last != LastStatus::Stopped
+            && desired != DesiredStatus::Stopped
+        {
+            self.stop(
+                id,
+                StopCode::TerminationNotice,
+                &format!(
+                    "Task is no longer assigned to container instance {}",
+                    self.arn
+                ),
+            );
+        }
+        self.tracked.remove(id);
+    }
+
+    /// After a restart: the local tasks placed on this instance that are no longer
+    /// assigned to it stop.
+    fn stop_unassigned(&mut self, assigned: &BTreeSet<String>) {
+        let Ok(store) = self.ecs.open_store() else {
+            return;
+        };
+        let Ok(rows) = store.unstopped_tasks() else {
+            return;
+        };
+        for t in rows {
+            if t.launch.container_instance_arn.as_deref() == Some(self.arn.as_str())
+                && !assigned.contains(&t.id)
+                && t.desired_status != DesiredStatus::Stopped
+            {
+                // Its record is no longer this agent's to write (the leader stopped it
+                // there, or another box runs its replacement).
+                self.tracked.remove(&t.id);
+                self.stop(
+                    &t.id,
+                    StopCode::TerminationNotice,
+                    &format!(
+                        "Task is no longer assigned to container instance {}",
+                        self.arn
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Writes the followed tasks' local changes to their records; a STOPPED one leaves
+    /// the ledger and its assignment is deleted.
+    async fn report(&mut self, etcd: &Etcd) -> Result<(), WorkError> {
+        if self.tracked.is_empty() {
+            return Ok(());
+        }
+        let mut store = match self.ecs.open_store() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("minifargate agent: {}", crate::error_chain(&*e));
+                return Ok(());
+            }
+        };
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(RECONCILE_EVERY) {
+            let ids: Vec<&str> = self.tracked.keys().map(String::as_str).collect();
+            self.ecs.reconcile_tasks(&mut store, &ids);
+        }
+        let mut done = Vec::new();
+        for (id, reported) in self.tracked.iter_mut() {
+            let Ok(Some((row, _))) = store.task(id) else {
+                continue;
+            };
+            if row.version == *reported {
+                continue;
+            }
+            let Ok(Some(task)) = crate::ecs::tasks::task_by_id(&store, id) else {
+                continue;
+            };
+            let record = Record {
+                instance: self.instance.clone(),
+                task: task_json(&task),
+            };
+            etcd.put(&keys::task(&self.cluster, id), &json_bytes(&record), None)
+                .await?;
+            *reported = row.version;
+            if row.last_status == LastStatus::Stopped {
+                done.push(id.clone());
+            }
+        }
+        for id in done {
+            self.release(etcd, &id).await?;
+            self.tracked.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Takes task `id`'s reservation out of the ledger and deletes its assignment (one
+    /// transaction).
+    async fn release(&self, etcd: &Etcd, id: &str) -> Result<(), WorkError> {
+        let key = keys::ledger(&self.cluster, &self.instance);
+        let assignment = keys::assignment(&self.cluster, &self.instance, id);
+        loop {
+            let held = match etcd.get(&key).await? {
+                Some(kv) => match decode::<Ledger>(&key, &kv.value) {
+                    Ok(mut ledger) => ledger.tasks.remove(id).map(|_| (ledger, kv.mod_revision)),
+                    Err(e) => {
+                        eprintln!("minifargate agent: {e}: the reservation of task {id} stays");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let Some((ledger, rev)) = held else {
+                etcd.delete(&assignment).await?;
+                return Ok(());
+            };
+            if etcd
+                .txn(
+                    &[Compare::ModRevision(key.clone(), rev)],
+                    &[
+                        Op::Put(key.clone(), json_bytes(&ledger)),
+                        Op::Delete(assignment.clone()),
+                    ],
+                )
+                .await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Records task `id`, which this box never started, as STOPPED with `reason`, and
+    /// releases it.
+    async fn never_started(
+        &mut self,
+        etcd: &Etcd,
+        id: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<(), WorkError> {
+        let key = keys::task(&self.cluster, id);
+        if let Some(kv) = etcd.get(&key).await? {
+            match decode::<Record>(&key, &kv.value) {
+                Ok(mut r) => {
+                    mark_stopped(&mut r.task, code, reason);
+                    etcd.put(&key, &json_bytes(&r), None).await?;
+                }
+                Err(e) => eprintln!("minifargate agent: {e}"),
+            }
+        }
+        self.tracked.remove(id);
+        self.release(etcd, id).await
+    }
+}

@@ -1,0 +1,129 @@
+//! Where a server's tasks are: on this box (its store and supervisors, the default), or
+//! on a cluster's boxes (`serve --cluster`: `crate::cluster::fleet`, set once at start).
+//! RunTask's launch, the service scheduler and DescribeServices' counts go through it,
+//! so a service behaves the same whichever runs its tasks.
+
+use super::Ecs;
+use super::tasks::{Launcher, ThisBox};
+use crate::store::{ContainerRow, StopCode, Store, TaskRow};
+use crate::supervisor::{Client, ClientError};
+use crate::task::TaskPaths;
+use std::sync::OnceLock;
+
+/// A task as the service scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct FleetTask {
+    pub row: TaskRow,
+    pub containers: Vec<ContainerRow>,
+    /// It runs on a DRAINING container instance: its service replaces it elsewhere, as a
+    /// task of an older deployment is (within minimumHealthyPercent and maximumPercent).
+    pub draining: bool,
+}
+
+/// The tasks a server starts, follows and stops.
+pub trait Fleet: Send + Sync {
+    /// Where RunTask's checked tasks start.
+    fn launcher(&self) -> &dyn Launcher;
+
+    /// The tasks of `group` (`service:NAME`) in `cluster` that are not STOPPED, oldest
+    /// first, with their containers.
+    fn group_tasks(
+        &self,
+        store: &Store,
+        cluster: &str,
+        group: &str,
+    ) -> anyhow::Result<Vec<FleetTask>>;
+
+    /// Task `id` of `cluster`, in any state, if there is one.
+    fn task(&self, store: &Store, cluster: &str, id: &str) -> anyhow::Result<Option<TaskRow>>;
+
+    /// Asks for task `t` to stop with `code` and `reason`; false when it could not be
+    /// asked (a later pass tries again).
+    fn stop(&self, ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool;
+
+    /// Finishes the tasks whose supervisor died: every task's (`ids` None) or these.
+    fn reconcile(&self, ecs: &Ecs, store: &mut Store, ids: Option<&[&str]>);
+
+    /// How many tasks of deployment `id` (in `cluster`) stopped without ever reaching
+    /// RUNNING.
+    fn failed_deployment_tasks(
+        &self,
+        store: &Store,
+        cluster: &str,
+        id: &str,
+    ) -> anyhow::Result<i64>;
+}
+
+/// This box: the store's rows and the supervisors' sockets.
+pub struct Local;
+
+impl Fleet for Local {
+    fn launcher(&self) -> &dyn Launcher {
+        &ThisBox
+    }
+
+    fn group_tasks(
+        &self,
+        store: &Store,
+        cluster: &str,
+        group: &str,
+    ) -> anyhow::Result<Vec<FleetTask>> {
+        let mut out = Vec::new();
+        for row in store.group_tasks(cluster, group)? {
+            let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
+            out.push(FleetTask {
+                row,
+                containers,
+                draining: false,
+            });
+        }
+        Ok(out)
+    }
+
+    fn task(&self, store: &Store, _cluster: &str, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        Ok(store.task(id)?.map(|(t, _)| t))
+    }
+
+    fn stop(&self, ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool {
+        let client = Client::new(&TaskPaths::new(&ecs.root, &ecs.run_root, &t.id), &t.id);
+        match client.stop(code, reason, false) {
+            Ok(()) => true,
+            Err(e @ ClientError::Refused { .. }) => {
+                tracing::warn!(task_id = %t.id, error = %e, "the supervisor refused to stop a task");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %t.id, error = %e, "could not ask a task's supervisor to stop it");
+                false
+            }
+        }
+    }
+
+    fn reconcile(&self, ecs: &Ecs, store: &mut Store, ids: Option<&[&str]>) {
+        match ids {
+            None => ecs.reconcile(store),
+            Some(ids) => ecs.reconcile_tasks(store, ids),
+        }
+    }
+
+    fn failed_deployment_tasks(
+        &self,
+        store: &Store,
+        _cluster: &str,
+        id: &str,
+    ) -> anyhow::Result<i64> {
+        Ok(store.failed_deployment_tasks(id)?)
+    }
+}
+
+static FLEET: OnceLock<Box<dyn Fleet>> = OnceLock::new();
+
+/// Makes this process's tasks `f`'s (once, at `serve --cluster`'s start).
+pub fn set(f: Box<dyn Fleet>) {
+    let _ = FLEET.set(f);
+}
+
+/// This process's fleet: [`Local`] unless [`set`].
+pub fn get() -> &'static dyn Fleet {
+    FLEET.get().map_or(&Local as &dyn Fleet, |f| f.as_ref())
+}
