@@ -26,6 +26,13 @@ cl_setup() {
     CL_N=$(($$ % 9000))
     CL_NET=$(($$ % 20 * 12))
     AWS_BIN="$(cl_aws_cli)"
+    # One access key for every serve of the run (MINIFARGATE_API_ACCESS_KEY_ID), which
+    # the AWS CLI and curl --aws-sigv4 sign with; ~/.aws is left alone.
+    AWS_ACCESS_KEY_ID="AKIA$(openssl rand -hex 8 | tr a-f A-F)"
+    AWS_SECRET_ACCESS_KEY="$(openssl rand -hex 20)"
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    export AWS_CONFIG_FILE="$W/no-aws-config" AWS_SHARED_CREDENTIALS_FILE="$W/no-aws-credentials"
     PORT="$(free_port 5300)"
     registry_start "$W/registry" "$PORT"
     build_busybox_image "$W/layout" 1.36 >/dev/null
@@ -84,13 +91,20 @@ etcd_revision() {
 # serve_start N [ARGS…]: `serve --cluster` number N (its own root under box0's when N is
 # 0, else serveN) on a free loopback port; sets SERVE_PID_N and, for N=0, ENDPOINT and the
 # AWS_* variables for the CLI.
+# CL_PLAIN=1: a plain one-box `serve` (no --cluster) that runs its tasks itself, on box
+# CL_BOX's bridge and subnet (default 0).
 serve_start() {
     n="$1"; shift
     sp="$(free_port $((8300 + n * 7)))"
     mkdir -p "$W/serve$n"
-    MINIFARGATE_BRIDGE="$(cl_bridge 0)" MINIFARGATE_SUBNET="$(cl_subnet 0)" HOME="$W/serve$n" \
+    echo "${CL_BOX:-0}" >"$W/serve$n/box"
+    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" "$@"; fi
+    MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \
+        HOME="$W/serve$n" \
+        MINIFARGATE_API_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+        MINIFARGATE_API_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
         "$MF" --root "$W/serve$n/root" --run-root "$RUN/serve$n" --config "$W/config.toml" \
-        serve --listen "127.0.0.1:$sp" --cluster "$ETCD" --no-aws-profile "$@" \
+        serve --listen "127.0.0.1:$sp" --no-aws-profile "$@" \
         >"$W/serve$n/serve.log" 2>&1 </dev/null &
     pid=$!
     echo "serve $pid $n" >>"$W/pids"
@@ -103,13 +117,9 @@ serve_start() {
         fi
         sleep 0.1
     done
-    if [ "$n" = 0 ]; then
-        ENDPOINT="http://127.0.0.1:$sp"
-        serve_key_env "$W/serve0/root"
-        export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-        export AWS_CONFIG_FILE="$W/no-aws-config" AWS_SHARED_CREDENTIALS_FILE="$W/no-aws-credentials"
-    fi
-    log "serve --cluster $n on http://127.0.0.1:$sp (pid $pid)"
+    eval "SERVE_URL_$n=http://127.0.0.1:$sp"
+    [ "$n" = 0 ] && ENDPOINT="http://127.0.0.1:$sp"
+    log "serve $n on http://127.0.0.1:$sp (pid $pid)"
 }
 
 # `aws ecs …` against serve 0.
@@ -151,7 +161,7 @@ box_kill() {
 
 # Every task id a box's store knows (for the leak check).
 cl_record_ids() {
-    for d in "$RUN"/box*/tasks/*; do
+    for d in "$RUN"/box*/tasks/* "$RUN"/serve*/tasks/*; do
         [ -d "$d" ] && basename "$d" >>"$W/ids"
     done
     sort -u "$W/ids" -o "$W/ids"
@@ -196,7 +206,16 @@ cl_cleanup() {
         case "$name" in
         box*) i="${name#box}"; cl_mf "$i" list-tasks >/dev/null 2>&1
               cl_mf "$i" system reset -f >/dev/null 2>&1 ;;
-        serve*) MINIFARGATE_BRIDGE="$(cl_bridge 0)" MINIFARGATE_SUBNET="$(cl_subnet 0)" \
+        serve*) sb="$(cat "$box/box" 2>/dev/null || echo 0)"
+              for t in $(MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" "$MF" --root "$box/root" \
+                  --run-root "$RUN/$name" list-tasks 2>/dev/null | jq -r '.taskArns[]?' 2>/dev/null); do
+                  MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" "$MF" --root "$box/root" \
+                      --run-root "$RUN/$name" stop-task --task "$t" >/dev/null 2>&1
+              done
+              for p in $(cat "$RUN/$name"/tasks/*/supervisor.pid 2>/dev/null); do
+                  j=0; while kill -0 "$p" 2>/dev/null && [ "$j" -lt 200 ]; do sleep 0.05; j=$((j + 1)); done
+              done
+              MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" MINIFARGATE_SUBNET="$(cl_subnet "$sb")" \
               "$MF" --root "$box/root" --run-root "$RUN/$name" system reset -f >/dev/null 2>&1 ;;
         esac
     done
