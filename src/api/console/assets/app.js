@@ -175,8 +175,7 @@
       err, body);
     return async (current) => {
       try {
-        let clusters = only ? [only] : await clusterNames();
-        if (!clusters.length) clusters = ['default'];
+        const clusters = only ? [only] : await clusterNames();
         const found = [];
         for (const cluster of clusters) {
           const arns = await listAll('ListContainerInstances', { cluster }, 'containerInstanceArns');
@@ -186,7 +185,8 @@
         }
         if (!current()) return;
         showError(err);
-        body.replaceChildren(...found.map(([cluster, cis]) => h('section', { 'data-cluster': cluster },
+        if (!found.length) body.replaceChildren(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
+        else body.replaceChildren(...found.map(([cluster, cis]) => h('section', { 'data-cluster': cluster },
           h('h2', {}, cluster),
           cis.length ? instancesTable(cluster, cis) : h('p', { class: 'muted' }, 'No container instances.'))));
       } catch (e) { showError(err, e); }
