@@ -253,7 +253,8 @@ cl_leaks() {
             [ -d "$d" ] && left="$left cgroup:$d"
         done
     done <"$W/ids"
-    ip -o link show | grep -q "mfcl${CL_N}b" && left="$left links:$(ip -o link show | grep -c "mfcl${CL_N}b")"
+    links="$(ip -o link show 2>/dev/null | grep -c "mfcl${CL_N}b")"
+    [ "$links" = 0 ] || left="$left links:$links"
     nft list tables 2>/dev/null | grep -q "minifargate_mfcl${CL_N}b" && left="$left nft-tables"
     if [ -z "$left" ]; then
         log "clean-up: nothing left ($(wc -l <"$W/ids") tasks' netns, cgroups, mounts; links, nft tables, processes)"
