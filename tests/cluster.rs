@@ -1259,3 +1259,109 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
     }
 }
+
+/// tests/console/instances.py in the real browser (Debian's chromium over chromedriver,
+/// as tests/console.rs), signed in with serve's key; panics with its output on failure.
+fn console_instances(api: &Api, env: &[(&str, String)]) {
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (user, password) = api.credentials();
+    let mut c = Command::new(common::services::tool("python3"));
+    common::util::no_proxy(&mut c);
+    c.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/instances.py"))
+        .env("CONSOLE_URL", &api.endpoint)
+        .env("CONSOLE_USER", user)
+        .env("CONSOLE_PASSWORD", password)
+        .env("SHOTS", &shots);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c
+        .output()
+        .expect("run python3 (selenium in target/test-venv)");
+    eprintln!(
+        "$ python3 tests/console/instances.py\n  exit: {}\n  stdout: {}\n  stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser test failed (see above)");
+}
+
+#[test]
+fn the_console_shows_the_cluster_s_instances_their_tasks_and_a_lost_agent() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let mut a = Agent::start_for(&etcd, &api, 3);
+    let b = Agent::start_for(&etcd, &api, 3);
+    let (id_a, id_b) = (a.id(), b.id());
+    api.wait_for(20, "both instances listed", || {
+        (list(&api, &[]).len() == 2).then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // Three tasks: placed 2 on one box, 1 on the other (the one with fewer tasks first).
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--count",
+        "3",
+        "--launch-type",
+        "EC2",
+    ]);
+    let tasks: Vec<Value> = run["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 3, "{run:#}");
+    for t in &tasks {
+        let arn = t["taskArn"].as_str().unwrap();
+        api.wait_for(90, "the task RUNNING", || {
+            (describe_task(&api, arn)["lastStatus"] == "RUNNING").then_some(())
+        });
+    }
+    let on = |id: &str| {
+        tasks
+            .iter()
+            .filter(|t| t["containerInstanceArn"].as_str().unwrap().ends_with(id))
+            .count()
+    };
+    let (n_a, n_b) = (on(&id_a), on(&id_b));
+    assert_eq!(n_a + n_b, 3);
+    let task_id = tasks[0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let task_instance = tasks[0]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Both instances CONNECTED with their runningTasksCount, and a task's detail names its
+    // instance.
+    console_instances(
+        &api,
+        &[
+            ("PHASE", "connected".into()),
+            ("CONNECTED", format!("{id_a},{id_b}")),
+            ("COUNTS", format!("{id_a}={n_a},{id_b}={n_b}")),
+            ("TASK_ID", task_id),
+            ("TASK_INSTANCE", task_instance),
+        ],
+    );
+    // Box a's agent killed: the view shows it disconnected once its lease has run out.
+    let _ = a.signal("-KILL");
+    a.mf.kill_supervisors();
+    console_instances(
+        &api,
+        &[
+            ("PHASE", "disconnected".into()),
+            ("CONNECTED", id_b.clone()),
+            ("DISCONNECTED", id_a.clone()),
+        ],
+    );
+}

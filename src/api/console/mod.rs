@@ -43,6 +43,8 @@ const READS: &[Op] = &[
     Op::ListTaskDefinitionFamilies,
     Op::ListTaskDefinitions,
     Op::DescribeTaskDefinition,
+    Op::ListContainerInstances,
+    Op::DescribeContainerInstances,
 ];
 
 /// ECS operations behind the console's actions; refused when read-only.
@@ -222,7 +224,12 @@ async fn ecs_call(
         );
     }
     let ecs = c.ecs.clone();
-    blocking(move || super::call_json(&ecs, called, &body).map_err(ecs_error)).await
+    // The API's own entry point (`serve --cluster`: the cluster's operations first), so the
+    // console shows what the ECS API answers.
+    blocking(move || {
+        super::ecs::call(&ecs, called.name(), &body).map_err(|e| ecs_error(ServiceError::Ecs(e)))
+    })
+    .await
 }
 
 /// Actions are POSTs with a JSON body: a form on another site cannot send one (the

@@ -108,7 +108,7 @@
   }
   const pages = {
     clusters: clustersPage, services: servicesPage, service: servicePage, tasks: tasksPage,
-    task: taskPage, taskdefs: taskdefsPage, taskdef: taskdefPage,
+    task: taskPage, taskdefs: taskdefsPage, taskdef: taskdefPage, instances: instancesPage,
   };
   async function route() {
     const { parts, query } = parseHash();
@@ -160,6 +160,55 @@
         if (!d.length) cards.append(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
       } catch (e) { showError(err, e); }
     };
+  }
+
+  // ---- Container instances ----
+  function resourceOf(list, name) {
+    const r = (list || []).find((x) => x.name === name);
+    return r ? r.integerValue : undefined;
+  }
+  function instancesPage(main, parts, query) {
+    const only = parts[0] || query.get('cluster') || '';
+    const err = errorBox(), body = h('div', { id: 'instances' }, h('p', { class: 'muted' }, 'Loading…'));
+    main.append(h('h1', {}, 'Container instances', only ? ' in ' + only : ''),
+      h('p', { class: 'explain' }, 'ListContainerInstances and DescribeContainerInstances: with serve --cluster, the boxes whose agents joined the cluster (docs/cluster.md); on one box, this box. Remaining is registered minus what the tasks placed there reserve.'),
+      err, body);
+    return async (current) => {
+      try {
+        const clusters = only ? [only] : await clusterNames();
+        const found = [];
+        for (const cluster of clusters) {
+          const arns = await listAll('ListContainerInstances', { cluster }, 'containerInstanceArns');
+          const cis = await chunked(arns, 100, async (part) =>
+            (await ecs('DescribeContainerInstances', { cluster, containerInstances: part })).containerInstances || []);
+          found.push([cluster, cis]);
+        }
+        if (!current()) return;
+        showError(err);
+        if (!found.length) body.replaceChildren(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
+        else body.replaceChildren(...found.map(([cluster, cis]) => h('section', { 'data-cluster': cluster },
+          h('h2', {}, cluster),
+          cis.length ? instancesTable(cluster, cis) : h('p', { class: 'muted' }, 'No container instances.'))));
+      } catch (e) { showError(err, e); }
+    };
+  }
+  function instancesTable(cluster, cis) {
+    const pair = (ci, name, unit) => {
+      const rem = resourceOf(ci.remainingResources, name), reg = resourceOf(ci.registeredResources, name);
+      return h('td', { class: 'num', 'data-resource': name }, (rem === undefined ? '-' : rem) + ' / ' + (reg === undefined ? '-' : reg) + unit);
+    };
+    return table(['Instance', 'Host', 'Status', 'Agent', 'Running tasks', 'CPU remaining / registered', 'Memory remaining / registered', 'Attributes'],
+      cis.map((ci) => {
+        const id = lastPart(ci.containerInstanceArn);
+        return h('tr', { 'data-instance': id },
+          h('td', { class: 'mono', title: ci.containerInstanceArn }, id.slice(0, 12)),
+          h('td', {}, ci.ec2InstanceId || '-'),
+          h('td', {}, status(ci.status)),
+          h('td', { class: 'agent' }, ci.agentConnected ? status('CONNECTED') : status('DISCONNECTED')),
+          h('td', { class: 'num running-tasks' }, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(cluster) }, ci.runningTasksCount)),
+          pair(ci, 'CPU', ''), pair(ci, 'MEMORY', ' MiB'),
+          h('td', { class: 'mono' }, (ci.attributes || []).map((a) => h('div', {}, a.name + (a.value !== undefined && a.value !== null ? '=' + a.value : '')))));
+      }), { id: 'instances-table' });
   }
 
   // ---- Tasks ----
@@ -279,6 +328,8 @@
           h('dt', {}, 'Stopped reason'), h('dd', {}, t.stoppedReason || '-'),
           h('dt', {}, 'Task definition'), h('dd', {}, h('a', { href: '#/taskdef/' + tdName(t.taskDefinitionArn).replace(':', '/') }, tdName(t.taskDefinitionArn))),
           h('dt', {}, 'Cluster'), h('dd', {}, cluster),
+          h('dt', {}, 'Container instance'), h('dd', { id: 'task-instance', class: 'mono', title: t.containerInstanceArn || '' },
+            t.containerInstanceArn ? h('a', { href: '#/instances/' + encodeURIComponent(cluster) }, lastPart(t.containerInstanceArn)) : '-'),
           h('dt', {}, 'Size'), h('dd', {}, (t.cpu || '-') + ' CPU units, ' + (t.memory || '-') + ' MiB'),
           h('dt', {}, 'Created / started / stopped'), h('dd', {}, time(t.createdAt) + ' / ' + time(t.startedAt) + ' / ' + time(t.stoppedAt))));
         const stopBtn = $('#stop-btn');

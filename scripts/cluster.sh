@@ -1,0 +1,267 @@
+# Shared by scripts/demo-cluster and scripts/bench-cluster (POSIX sh, sourced after
+# scripts/lib.sh): "boxes" of one cluster on this machine. A private etcd on loopback
+# (its own data dir and free ports), `minifargate serve --cluster` on loopback, and agents
+# each with a box's own state root, run root, bridge, subnet (so its own nftables table,
+# minifargate_<bridge>) and the registries config whose mirror is the local registry.
+# Everything is stopped by its pid and removed by cl_cleanup, which the scripts run from
+# their EXIT trap (also on Ctrl-C and failure); cl_leaks says what is left.
+#
+# Call cl_setup first (sets W, RUN, MF, AWS; needs MF set), then etcd_start,
+# serve_start N [ARGS…], agent_start I [ARGS…].
+
+# The AWS CLI: the test venv's (scripts/lib.sh install_test_python), else the one on PATH.
+cl_aws_cli() {
+    if [ -x "$TEST_VENV/bin/aws" ]; then echo "$TEST_VENV/bin/aws"
+    elif command -v aws >/dev/null 2>&1; then command -v aws
+    else install_test_python; echo "$TEST_VENV/bin/aws"; fi
+}
+
+cl_setup() {
+    prefix="$1"
+    W="$(mktemp -d "/var/tmp/$prefix.XXXXXX")"
+    RUN="$(mktemp -d "/run/$prefix.XXXXXX")"
+    : >"$W/ids"; : >"$W/pids"
+    # One number per run: the boxes' bridges and subnets (10.92.0.0/16, apart from the
+    # default 10.94.0.0/16, the tests' 10.97.0.0/16 and the reliability scripts' 10.93).
+    CL_N=$(($$ % 9000))
+    CL_NET=$(($$ % 20 * 12))
+    AWS_BIN="$(cl_aws_cli)"
+    # One access key for every serve of the run (MINIFARGATE_API_ACCESS_KEY_ID), which
+    # the AWS CLI and curl --aws-sigv4 sign with; ~/.aws is left alone.
+    AWS_ACCESS_KEY_ID="AKIA$(openssl rand -hex 8 | tr a-f A-F)"
+    AWS_SECRET_ACCESS_KEY="$(openssl rand -hex 20)"
+    export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    export AWS_CONFIG_FILE="$W/no-aws-config" AWS_SHARED_CREDENTIALS_FILE="$W/no-aws-credentials"
+    PORT="$(free_port 5300)"
+    registry_start "$W/registry" "$PORT"
+    build_busybox_image "$W/layout" 1.36 >/dev/null
+    push_layout "$W/layout" 1.36 "127.0.0.1:$PORT/docker/library/busybox:1.36" >/dev/null
+    log "busybox pushed to 127.0.0.1:$PORT, the mirror of public.ecr.aws"
+    cat >"$W/config.toml" <<CONF
+[[registry]]
+prefix = "public.ecr.aws"
+insecure = false
+
+[[registry.mirror]]
+location = "127.0.0.1:$PORT"
+insecure = true
+CONF
+}
+
+# Box I (0 is serve's own; 1.. are agents): its bridge and subnet.
+cl_bridge() { echo "mfcl${CL_N}b$1"; }
+cl_subnet() { echo "10.92.$((CL_NET + $1)).0/24"; }
+
+# `minifargate` as box I: its own root, run root, config, bridge, subnet.
+cl_mf() {
+    _b="$1"; shift
+    MINIFARGATE_BRIDGE="$(cl_bridge "$_b")" MINIFARGATE_SUBNET="$(cl_subnet "$_b")" \
+        "$MF" --root "$W/box$_b/root" --run-root "$RUN/box$_b" --config "$W/config.toml" "$@"
+}
+
+etcd_start() {
+    ETCD_PORT="$(free_port 23790)"
+    peer="$(free_port $((ETCD_PORT + 1)))"
+    ETCD="http://127.0.0.1:$ETCD_PORT"
+    mkdir -p "$W/etcd"
+    etcd --name mfcl --data-dir "$W/etcd/data" \
+        --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+        --listen-peer-urls "http://127.0.0.1:$peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "mfcl=http://127.0.0.1:$peer" \
+        >"$W/etcd/etcd.log" 2>&1 </dev/null &
+    ETCD_PID=$!
+    echo "etcd $ETCD_PID" >>"$W/pids"
+    i=0
+    until curl -s --noproxy '*' -m 1 "$ETCD/health" 2>/dev/null | grep -q '"health":"true"'; do
+        i=$((i + 1))
+        [ "$i" -lt 200 ] || { cat "$W/etcd/etcd.log" >&2; die "etcd did not start"; }
+        sleep 0.1
+    done
+    log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd)"
+}
+
+# etcd's current revision (the header of `endpoint status`).
+etcd_revision() {
+    ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint status -w json \
+        | jq -r '.[0].Status.header.revision'
+}
+
+# serve_start N [ARGS…]: `serve --cluster` number N (its own root under box0's when N is
+# 0, else serveN) on a free loopback port; sets SERVE_PID_N and, for N=0, ENDPOINT and the
+# AWS_* variables for the CLI.
+# CL_PLAIN=1: a plain one-box `serve` (no --cluster) that runs its tasks itself, on box
+# CL_BOX's bridge and subnet (default 0).
+serve_start() {
+    n="$1"; shift
+    sp="$(free_port $((8300 + n * 7)))"
+    mkdir -p "$W/serve$n"
+    echo "${CL_BOX:-0}" >"$W/serve$n/box"
+    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" "$@"; fi
+    MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \
+        HOME="$W/serve$n" \
+        MINIFARGATE_API_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+        MINIFARGATE_API_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+        "$MF" --root "$W/serve$n/root" --run-root "$RUN/serve$n" --config "$W/config.toml" \
+        serve --listen "127.0.0.1:$sp" --no-aws-profile "$@" \
+        >"$W/serve$n/serve.log" 2>&1 </dev/null &
+    pid=$!
+    echo "serve $pid $n" >>"$W/pids"
+    eval "SERVE_PID_$n=$pid"
+    i=0
+    until [ "$(curl -s --noproxy '*' -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$sp/" 2>/dev/null)" = 401 ]; do
+        i=$((i + 1))
+        if [ "$i" -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
+            cat "$W/serve$n/serve.log" >&2; die "serve $n did not start"
+        fi
+        sleep 0.1
+    done
+    eval "SERVE_URL_$n=http://127.0.0.1:$sp"
+    [ "$n" = 0 ] && ENDPOINT="http://127.0.0.1:$sp"
+    log "serve $n on http://127.0.0.1:$sp (pid $pid)"
+}
+
+# `aws ecs …` against serve 0.
+ecs() { "$AWS_BIN" ecs --endpoint-url "$ENDPOINT" --region us-east-1 --output json "$@"; }
+
+# agent_start I [ARGS…]: box I's agent; sets AGENT_PID_I.
+agent_start() {
+    _a="$1"; shift
+    mkdir -p "$W/box$_a"
+    # A simple command (not the cl_mf function) in the background: $! is the agent itself.
+    MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
+        "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
+        agent --cluster "$ETCD" "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+    _p=$!
+    echo "agent $_p $_a" >>"$W/pids"
+    eval "AGENT_PID_$_a=$_p"
+}
+
+# The container instance ARN of box I (once its agent has registered).
+agent_arn() {
+    f="$W/box$1/root/agent/instance-id"
+    i=0
+    until [ -s "$f" ]; do
+        i=$((i + 1)); [ "$i" -lt 200 ] || { cat "$W/box$1/agent.log" >&2; die "box $1 did not register"; }
+        sleep 0.1
+    done
+    echo "arn:aws:ecs:us-east-1:000000000000:container-instance/default/$(cat "$f")"
+}
+
+# The supervisors' pids of box I (its run root's tasks).
+box_supervisors() { cat "$RUN/box$1"/tasks/*/supervisor.pid 2>/dev/null || true; }
+
+# box_kill I: the box dies: kill -9 its agent and every supervisor it started.
+box_kill() {
+    eval "pid=\${AGENT_PID_$1:-}"
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    for p in $(box_supervisors "$1"); do kill -9 "$p" 2>/dev/null || true; done
+}
+
+# Every task id a box's store knows (for the leak check).
+cl_record_ids() {
+    for d in "$RUN"/box*/tasks/* "$RUN"/serve*/tasks/*; do
+        [ -d "$d" ] && basename "$d" >>"$W/ids"
+    done
+    sort -u "$W/ids" -o "$W/ids"
+}
+
+cl_cleanup() {
+    [ -n "${W:-}" ] || return 0
+    set +e
+    cl_record_ids
+    # Agents first (SIGTERM: they revoke their lease), then each box's tasks stopped on
+    # the box, dead supervisors cleaned up after, and the box's network (bridge, nftables
+    # table, namespaces) and store removed with `system reset`.
+    while read -r kind pid _; do
+        [ "$kind" = agent ] && kill "$pid" 2>/dev/null
+    done <"$W/pids"
+    while read -r kind pid _; do
+        [ "$kind" = agent ] || continue
+        i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+        kill -9 "$pid" 2>/dev/null
+    done <"$W/pids"
+    for box in "$W"/box*; do
+        [ -d "$box/root" ] || continue
+        i="${box##*/box}"
+        cl_mf "$i" list-tasks 2>/dev/null | jq -r '.taskArns[]?' 2>/dev/null \
+            | while read -r t; do cl_mf "$i" stop-task --task "$t" >/dev/null 2>&1; done
+    done
+    for p in $(cat "$RUN"/box*/tasks/*/supervisor.pid 2>/dev/null); do
+        i=0; while kill -0 "$p" 2>/dev/null && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+        kill -9 "$p" 2>/dev/null
+    done
+    while read -r kind pid _; do
+        case "$kind" in serve|etcd) kill "$pid" 2>/dev/null ;; esac
+    done <"$W/pids"
+    while read -r kind pid _; do
+        case "$kind" in serve|etcd) ;; *) continue ;; esac
+        i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+        kill -9 "$pid" 2>/dev/null
+    done <"$W/pids"
+    for box in "$W"/box* "$W"/serve*; do
+        [ -d "$box/root" ] || continue
+        name="${box##*/}"
+        case "$name" in
+        box*) i="${name#box}"; cl_mf "$i" list-tasks >/dev/null 2>&1
+              cl_mf "$i" system reset -f >/dev/null 2>&1 ;;
+        serve*) sb="$(cat "$box/box" 2>/dev/null || echo 0)"
+              for t in $(MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" "$MF" --root "$box/root" \
+                  --run-root "$RUN/$name" list-tasks 2>/dev/null | jq -r '.taskArns[]?' 2>/dev/null); do
+                  MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" "$MF" --root "$box/root" \
+                      --run-root "$RUN/$name" stop-task --task "$t" >/dev/null 2>&1
+              done
+              for p in $(cat "$RUN/$name"/tasks/*/supervisor.pid 2>/dev/null); do
+                  j=0; while kill -0 "$p" 2>/dev/null && [ "$j" -lt 200 ]; do sleep 0.05; j=$((j + 1)); done
+              done
+              MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" MINIFARGATE_SUBNET="$(cl_subnet "$sb")" \
+              "$MF" --root "$box/root" --run-root "$RUN/$name" system reset -f >/dev/null 2>&1 ;;
+        esac
+    done
+    for m in $(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1 {print $5}' \
+        /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null; done
+    while read -r id; do
+        [ -n "$id" ] || continue
+        ip netns delete "mfg-$id" 2>/dev/null
+        for d in /sys/fs/cgroup/*/minifargate/"$id"; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+        done
+    done <"$W/ids"
+    for i in $(seq 0 11); do
+        ip link del "$(cl_bridge "$i")" 2>/dev/null
+        nft delete table ip "minifargate_$(cl_bridge "$i")" 2>/dev/null
+    done
+    registry_stop "$W/registry"
+    cl_leaks
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $W and $RUN"; else rm -rf "$W" "$RUN"; fi
+}
+
+# What this run left on the host: processes, mounts, netns pins, links, cgroup dirs (any
+# v1 hierarchy and v2), nftables tables. Prints "nothing left" or what is.
+cl_leaks() {
+    left=""
+    while read -r kind pid _; do
+        kill -0 "$pid" 2>/dev/null && left="$left $kind:$pid"
+    done <"$W/pids"
+    n="$(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1' /proc/self/mountinfo | wc -l)"
+    [ "$n" = 0 ] || left="$left mounts:$n"
+    while read -r id; do
+        [ -n "$id" ] || continue
+        [ -e "/run/netns/mfg-$id" ] && left="$left netns:mfg-$id"
+        for d in /sys/fs/cgroup/*/minifargate/"$id" /sys/fs/cgroup/minifargate/"$id"; do
+            [ -d "$d" ] && left="$left cgroup:$d"
+        done
+    done <"$W/ids"
+    links="$(ip -o link show 2>/dev/null | grep -c "mfcl${CL_N}b")"
+    [ "$links" = 0 ] || left="$left links:$links"
+    nft list tables 2>/dev/null | grep -q "minifargate_mfcl${CL_N}b" && left="$left nft-tables"
+    if [ -z "$left" ]; then
+        log "clean-up: nothing left ($(wc -l <"$W/ids") tasks' netns, cgroups, mounts; links, nft tables, processes)"
+    else
+        log "clean-up: LEFT BEHIND:$left"
+    fi
+}
+
+# ms since the epoch.
+now_ms() { date +%s%3N; }
