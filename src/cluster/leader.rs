@@ -25,6 +25,8 @@ pub struct Options {
 
 /// How often the reaper looks at the instances.
 const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How often the leader removes the records of tasks STOPPED longer than the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How many tasks one reaping transaction stops (3 operations each: etcd takes 128 per
 /// transaction by default).
 const REAP_BATCH: usize = 40;
@@ -102,8 +104,15 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
     let mut reap = tokio::time::interval(REAP_EVERY);
     let mut reaper = Reaper::default();
     let mut renewed = Instant::now();
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
+            _ = prune.tick() => {
+                let keep = crate::config::get().stopped_task_retention;
+                if let Err(e) = prune_stopped(etcd, keep).await {
+                    eprintln!("minifargate: cluster: pruning stopped tasks: {}", crate::error_chain(&e));
+                }
+            }
             _ = renew.tick() => match etcd.keep_alive(lease).await {
                 Ok(Some(_)) => renewed = Instant::now(),
                 Ok(None) => return "its lease expired".into(),
@@ -238,4 +247,41 @@ pub async fn stop_instance_tasks(
             return Ok(stopped);
         }
     }
+}
+
+/// Deletes the records of tasks STOPPED for longer than `keep` (MINIFARGATE_STOPPED_TASK_
+/// RETENTION, an hour by default: ECS shows stopped tasks about that long), each only if
+/// unchanged since it was read.
+async fn prune_stopped(etcd: &Etcd, keep: Duration) -> Result<(), EtcdError> {
+    let prefix = keys::clusters();
+    let mut clusters: Vec<String> = etcd
+        .keys_with_prefix(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|k| {
+            let mut p = k[prefix.len()..].splitn(3, '/');
+            match (p.next(), p.next()) {
+                (Some(c), Some("tasks")) => Some(c.to_string()),
+                _ => None,
+            }
+        })
+        .collect();
+    clusters.dedup();
+    let cutoff = (crate::ecs::now_ms() - keep.as_millis() as i64) as f64 / 1000.0;
+    for c in clusters {
+        for kv in etcd.get_prefix(&keys::tasks(&c)).await? {
+            let Ok(r) = decode::<Record>(&kv.key, &kv.value) else {
+                continue;
+            };
+            let stopped_at = r.task["stoppedAt"].as_f64();
+            if r.task["lastStatus"] == "STOPPED" && stopped_at.is_some_and(|t| t < cutoff) {
+                etcd.txn(
+                    &[Compare::ModRevision(kv.key.clone(), kv.mod_revision)],
+                    &[Op::Delete(kv.key.clone())],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }

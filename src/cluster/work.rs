@@ -15,10 +15,11 @@ use crate::task::PullPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// How often local task changes are written back.
-const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// Every this many reports, dead supervisors are looked for (one /proc read a task).
-const RECONCILE_EVERY: u32 = 4;
+/// How often the agent looks for local task changes (one `PRAGMA data_version`: the
+/// tasks are read again only when a supervisor has committed something).
+const REPORT_EVERY: Duration = Duration::from_millis(20);
+/// Every this many looks, dead supervisors are looked for (one /proc read a task).
+const RECONCILE_EVERY: u32 = 50;
 
 /// Why the work loop ended (the session restarts it).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,11 @@ pub struct Work {
     /// none yet).
     tracked: BTreeMap<String, i64>,
     ticks: u32,
+    /// The connection changes are watched through, and the store's `data_version` at the
+    /// last look.
+    store: Option<(crate::store::Store, i64)>,
+    /// A task was taken up since the last report: its first record is due.
+    fresh: bool,
 }
 
 impl Work {
@@ -50,6 +56,8 @@ impl Work {
             arn: arn.into(),
             tracked: BTreeMap::new(),
             ticks: 0,
+            store: None,
+            fresh: false,
         }
     }
 
@@ -119,6 +127,8 @@ impl Work {
             }
         };
         let local = self.local(id);
+        // Whatever this does, the records are looked at on the next report.
+        self.fresh = true;
         match (a.desired_status, local) {
             (DesiredStatus::Stopped, None) => {
                 let reason = a
@@ -130,6 +140,7 @@ impl Work {
             (_, None) => match self.start(&a) {
                 Ok(()) => {
                     self.tracked.insert(id.into(), -1);
+                    self.fresh = true;
                     Ok(())
                 }
                 Err(e) => {
@@ -256,18 +267,30 @@ impl Work {
         if self.tracked.is_empty() {
             return Ok(());
         }
-        let mut store = match self.ecs.open_store() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("minifargate agent: {}", crate::error_chain(&*e));
-                return Ok(());
+        if self.store.is_none() {
+            match self.ecs.open_store() {
+                Ok(s) => self.store = Some((s, -1)),
+                Err(e) => {
+                    eprintln!("minifargate agent: {}", crate::error_chain(&*e));
+                    return Ok(());
+                }
             }
+        }
+        let Some((store, seen)) = self.store.as_mut() else {
+            return Ok(());
         };
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks.is_multiple_of(RECONCILE_EVERY) {
+        let reconcile = self.ticks.is_multiple_of(RECONCILE_EVERY);
+        if reconcile {
             let ids: Vec<&str> = self.tracked.keys().map(String::as_str).collect();
-            self.ecs.reconcile_tasks(&mut store, &ids);
+            self.ecs.reconcile_tasks(store, &ids);
         }
+        let now = store.data_version().unwrap_or(-1);
+        if now == *seen && now != -1 && !reconcile && !std::mem::take(&mut self.fresh) {
+            return Ok(());
+        }
+        *seen = now;
+        let store = &*store;
         let mut done = Vec::new();
         for (id, reported) in self.tracked.iter_mut() {
             let Ok(Some((row, _))) = store.task(id) else {
