@@ -465,7 +465,7 @@ where
     #[derive(clap::Subcommand)]
     enum LaunchVerb {
         RunTask(Box<super::run_task::RunTaskArgs>),
-        Run(super::run_task::RunArgs),
+        Run(Box<super::run_task::RunArgs>),
     }
     use clap::Parser;
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
@@ -476,7 +476,7 @@ where
     let LaunchCli { global, command } = LaunchCli::try_parse_from(args).ok()?;
     let command = match command {
         LaunchVerb::RunTask(a) => super::Command::RunTask(a),
-        LaunchVerb::Run(a) => super::Command::Run(a),
+        LaunchVerb::Run(a) => super::Command::Run(*a),
     };
     Some(super::Cli { global, command })
 }
