@@ -393,6 +393,9 @@ pub fn parse() -> super::Cli {
     if let Some(cli) = parse_supervisor(std::env::args_os()) {
         return cli;
     }
+    if let Some(cli) = parse_launch(std::env::args_os()) {
+        return cli;
+    }
     let matches = command().get_matches();
     super::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
@@ -435,6 +438,49 @@ where
     })
 }
 
+/// `run-task` and `run`, parsed with only those two verbs: the whole CLI decodes the
+/// ECS model (the AWS-named verbs' options come from it) and builds every verb's
+/// arguments, ~2 ms of CPU before a task can start (docs/benchmarks.md, "Where the time
+/// goes, 2026-11-25"). The result is the full parser's for any line this parser accepts:
+/// the same global options and verb arguments, and the verb is the first positional
+/// argument in both. Help, `--version`, the `help` verb and every error go to the full
+/// parser (`None`), which prints them with the examples and the exit statuses.
+fn parse_launch<I>(args: I) -> Option<super::Cli>
+where
+    I: IntoIterator<Item = std::ffi::OsString>,
+{
+    #[derive(clap::Parser)]
+    #[command(
+        name = "minifargate",
+        disable_help_flag = true,
+        disable_help_subcommand = true,
+        disable_version_flag = true
+    )]
+    struct LaunchCli {
+        #[command(flatten)]
+        global: super::GlobalOpts,
+        #[command(subcommand)]
+        command: LaunchVerb,
+    }
+    #[derive(clap::Subcommand)]
+    enum LaunchVerb {
+        RunTask(Box<super::run_task::RunTaskArgs>),
+        Run(Box<super::run_task::RunArgs>),
+    }
+    use clap::Parser;
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    // Cheap pre-check: a line without either verb name never builds even this parser.
+    if !args.iter().skip(1).any(|a| a == "run-task" || a == "run") {
+        return None;
+    }
+    let LaunchCli { global, command } = LaunchCli::try_parse_from(args).ok()?;
+    let command = match command {
+        LaunchVerb::RunTask(a) => super::Command::RunTask(a),
+        LaunchVerb::Run(a) => super::Command::Run(*a),
+    };
+    Some(super::Cli { global, command })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +517,80 @@ mod tests {
         );
         assert!(parse_supervisor(os(&["minifargate", "supervise", "--bogus"])).is_none());
         assert!(parse_supervisor(os(&["minifargate", "images"])).is_none());
+    }
+
+    #[test]
+    fn run_task_and_run_take_the_short_path_with_the_full_parsers_result() {
+        use clap::FromArgMatches;
+        let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        for line in [
+            &["minifargate", "run-task", "--task-definition", "hello"][..],
+            &[
+                "minifargate",
+                "--root",
+                "/r",
+                "--log-level",
+                "debug",
+                "run-task",
+                "--task-definition",
+                "file://td.json",
+                "--count",
+                "2",
+                "--timeline",
+                "--pull",
+                "never",
+                "--overrides",
+                r#"{"containerOverrides":[{"name":"c","command":["true"]}]}"#,
+            ],
+            &[
+                "minifargate",
+                "run-task",
+                "--task-definition",
+                "run",
+                "--root",
+                "/x",
+            ],
+            &[
+                "minifargate",
+                "run",
+                "busybox",
+                "--",
+                "echo",
+                "run-task",
+                "--help",
+            ],
+            &[
+                "minifargate",
+                "run",
+                "--network",
+                "none",
+                "busybox",
+                "--",
+                "true",
+            ],
+        ] {
+            let line = os(line);
+            let fast = parse_launch(line.clone()).unwrap_or_else(|| panic!("{line:?}"));
+            let full =
+                crate::cli::Cli::from_arg_matches(&command().get_matches_from(line)).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"));
+        }
+        // Help, the version, the `help` verb, errors and other verbs: the full parser.
+        for line in [
+            &["minifargate", "run-task", "--help"][..],
+            &["minifargate", "run", "-h"],
+            &["minifargate", "--help", "run"],
+            &["minifargate", "--version", "run"],
+            &["minifargate", "-V", "run"],
+            &["minifargate", "help", "run-task"],
+            &["minifargate", "run"],
+            &["minifargate", "run-task", "--bogus", "x"],
+            &["minifargate", "list-tasks", "--cluster", "run"],
+            &["minifargate", "--root", "run", "images"],
+            &["minifargate", "images"],
+        ] {
+            assert!(parse_launch(os(line)).is_none(), "{line:?}");
+        }
     }
 
     /// clap's `env` of every option, in every verb, is a `config::OPTIONS` entry with that

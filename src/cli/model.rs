@@ -8,30 +8,43 @@
 //! (`UPDATE_DOCS=1 cargo test --bin minifargate cli::model` rewrites it).
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// `ecs_model.json`, zstd-compressed by build.rs (130 KB → ~12 KB in the binary).
 const MODEL_ZST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ecs_model.json.zst"));
 
-/// The model's JSON text.
-fn model_json() -> Vec<u8> {
-    zstd::decode_all(MODEL_ZST).expect("the embedded ECS model decompresses")
+// `OPERATIONS` and `RENAMES`: where each operation and the renames lie in the model's text
+// (build.rs), so that a verb decodes its own operation only, not all 77 of them.
+include!(concat!(env!("OUT_DIR"), "/ecs_model_index.rs"));
+
+/// The model's JSON text, decompressed once.
+fn model_json() -> &'static [u8] {
+    static T: OnceLock<Vec<u8>> = OnceLock::new();
+    T.get_or_init(|| zstd::decode_all(MODEL_ZST).expect("the embedded ECS model decompresses"))
 }
 
+#[cfg(test)]
 #[derive(Debug, Deserialize)]
 pub struct Model {
-    pub operations: BTreeMap<String, Operation>,
+    pub operations: std::collections::BTreeMap<String, Operation>,
     /// The AWS CLI's renames of ECS options: `(verb or "*", generated name, its name)`,
     /// e.g. `("*", "no-enable-execute-command", "disable-execute-command")`.
     /// Ref: awscli `awscli/customizations/argrename.py` (ARGUMENT_RENAMES).
     pub renames: Vec<(String, String, String)>,
 }
 
+/// The AWS CLI's renames (`Model::renames`), decoded once.
+fn renames() -> &'static [(String, String, String)] {
+    static R: OnceLock<Vec<(String, String, String)>> = OnceLock::new();
+    R.get_or_init(|| {
+        let (start, end) = RENAMES;
+        serde_json::from_slice(&model_json()[start..end]).expect("the model's renames decode")
+    })
+}
+
 /// Option `name` of `verb` as the AWS CLI spells it, after its renames.
 pub fn option_name(verb: &str, name: &str) -> String {
-    model()
-        .renames
+    renames()
         .iter()
         .find(|(v, old, _)| (v == "*" || v == verb) && old == name)
         .map_or_else(|| name.to_string(), |(_, _, new)| new.clone())
@@ -68,18 +81,28 @@ pub struct Paginator {
     pub result_key: String,
 }
 
+/// The whole model, every operation decoded (the help's checks in tests); the CLI's
+/// verbs use [`operation`], which decodes only the one asked for.
+#[cfg(test)]
 pub fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| serde_json::from_slice(&model_json()).expect("src/cli/ecs_model.json decodes"))
+    M.get_or_init(|| serde_json::from_slice(model_json()).expect("src/cli/ecs_model.json decodes"))
 }
 
-/// Operation `name` (`CreateService`); panics for a name the model does not have (a verb
-/// table naming an operation botocore does not know is a programming error).
+/// Operation `name` (`CreateService`), decoded on first use; panics for a name the model
+/// does not have (a verb table naming an operation botocore does not know is a
+/// programming error).
 pub fn operation(name: &str) -> &'static Operation {
-    model()
-        .operations
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not an ECS operation in src/cli/ecs_model.json"))
+    static DECODED: [OnceLock<Operation>; OPERATIONS.len()] =
+        [const { OnceLock::new() }; OPERATIONS.len()];
+    let i = OPERATIONS
+        .binary_search_by(|(op, _, _)| (*op).cmp(name))
+        .unwrap_or_else(|_| panic!("{name} is not an ECS operation in src/cli/ecs_model.json"));
+    DECODED[i].get_or_init(|| {
+        let (_, start, end) = OPERATIONS[i];
+        serde_json::from_slice(&model_json()[start..end])
+            .unwrap_or_else(|e| panic!("operation {name} of src/cli/ecs_model.json decodes: {e}"))
+    })
 }
 
 impl Operation {
@@ -244,6 +267,20 @@ mod tests {
         ] {
             assert!(m.operations.contains_key(op), "{op}");
         }
+        // The index (build.rs) names every operation, and each decodes alone to what the
+        // whole model holds.
+        let names: Vec<&str> = OPERATIONS.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(
+            names,
+            m.operations.keys().map(String::as_str).collect::<Vec<_>>()
+        );
+        for name in names {
+            assert_eq!(
+                format!("{:?}", operation(name)),
+                format!("{:?}", m.operations[name])
+            );
+        }
+        assert_eq!(renames(), &m.renames[..]);
         let run = operation("RunTask");
         let names = run.names_at(&["overrides", "containerOverrides"]);
         assert_eq!(names[..3], ["name", "command", "environment"]);
