@@ -299,7 +299,7 @@ impl Work {
             if row.version == *reported {
                 continue;
             }
-            let Ok(Some(task)) = crate::ecs::tasks::task_by_id(&store, id) else {
+            let Ok(Some(task)) = crate::ecs::tasks::task_by_id(store, id) else {
                 continue;
             };
             let record = Record {
