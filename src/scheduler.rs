@@ -297,18 +297,6 @@ fn launch(
     for w in &started.warnings {
         tracing::warn!(service = %s.name, warning = %w.message, "service task");
     }
-    if started.ids.is_empty() && !started.response.failures.is_empty() {
-        let reasons: Vec<String> = started
-            .response
-            .failures
-            .iter()
-            .map(|f| format!("{} {}", f.arn, f.reason))
-            .collect();
-        anyhow::bail!(
-            "no container instance met all of its requirements ({})",
-            reasons.join(", ")
-        );
-    }
     // Reap the supervisors when they exit (they run detached, in their own sessions).
     for mut sup in started.supervisors {
         std::thread::spawn(move || sup.child.wait());

@@ -493,20 +493,22 @@ pub fn run_task_with(
             (count, Vec::new(), None)
         } else {
             let lock = super::on_box::lock(&ecs.root)?;
-            // Tasks whose supervisor died give their resources back first.
-            ecs.reconcile(&mut store);
-            let (placed, failures) = super::on_box::place(
-                &store,
-                &cluster,
-                &resolved.stored,
-                &super::on_box::Asked {
-                    overrides: &req.overrides,
-                    group: req.group.as_deref(),
-                    constraints: req.placement_constraints.as_deref().unwrap_or_default(),
-                    strategy: req.placement_strategy.as_deref().unwrap_or_default(),
-                    count,
-                },
-            )?;
+            let asked = super::on_box::Asked {
+                overrides: &req.overrides,
+                group: req.group.as_deref(),
+                constraints: req.placement_constraints.as_deref().unwrap_or_default(),
+                strategy: req.placement_strategy.as_deref().unwrap_or_default(),
+                count,
+            };
+            let mut placed = super::on_box::place(&store, &cluster, &resolved.stored, &asked)?;
+            if !placed.1.is_empty() {
+                // Tasks whose supervisor died give their resources back, then placement
+                // is tried again; only then, so a launch that fits does not walk every
+                // task's supervisor (that walk grows with the number of tasks).
+                ecs.reconcile(&mut store);
+                placed = super::on_box::place(&store, &cluster, &resolved.stored, &asked)?;
+            }
+            let (placed, failures) = placed;
             (placed, failures, Some(lock))
         };
         if count == 0 {
