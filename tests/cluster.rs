@@ -555,14 +555,9 @@ fn remaining(ci: &Value, name: &str) -> Value {
 fn run_task_places_tasks_on_the_agents_which_run_stop_and_report_them() {
     let etcd = Etcd::start();
     let api = serve(&etcd);
-    let a = Agent::start_for(&etcd, &api, 5);
-    let b = Agent::start_for(&etcd, &api, 5);
+    let (a, b) = two_boxes(&etcd, &api, 5);
     let (arn_a, arn_b) = (a.arn(), b.arn());
-    api.wait_for(20, "both instances listed", || {
-        (list(&api, &[]).len() == 2).then_some(())
-    });
-    let def = api.file("sleeper.json", SLEEPER);
-    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    register(&api, "sleeper.json", SLEEPER);
 
     // Four tasks spread over two instances: each runs on the box its containerInstanceArn
     // names.
@@ -712,14 +707,9 @@ fn a_lost_box_s_tasks_are_stopped_by_the_leader_which_fails_over_and_the_box_sto
     let fast = ["--leader-ttl", "2", "--lost-instance-after", "2"];
     let api1 = serve_with(&etcd, &fast);
     let api2 = serve_with(&etcd, &fast);
-    let mut a = Agent::start_for(&etcd, &api1, 3);
-    let b = Agent::start_for(&etcd, &api1, 3);
+    let (mut a, b) = two_boxes(&etcd, &api1, 3);
     let (arn_a, arn_b) = (a.arn(), b.arn());
-    api1.wait_for(20, "both instances listed", || {
-        (list(&api1, &[]).len() == 2).then_some(())
-    });
-    let def = api1.file("sleeper.json", SLEEPER);
-    api1.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    register(&api1, "sleeper.json", SLEEPER);
     let run = api1.aws_json(&[
         "run-task",
         "--task-definition",
@@ -811,6 +801,23 @@ fn a_lost_box_s_tasks_are_stopped_by_the_leader_which_fails_over_and_the_box_sto
     let _ = a.signal("-TERM");
 }
 
+/// Two boxes whose tasks pull `api`'s images, with agent leases of `ttl` seconds, once
+/// `api` lists both.
+fn two_boxes(etcd: &Etcd, api: &Api, ttl: u64) -> (Agent, Agent) {
+    let a = Agent::start_for(etcd, api, ttl);
+    let b = Agent::start_for(etcd, api, ttl);
+    api.wait_for(20, "both instances listed", || {
+        (list(api, &[]).len() == 2).then_some(())
+    });
+    (a, b)
+}
+
+/// Registers task definition `json` (written to `file`) through `api`.
+fn register(api: &Api, file: &str, json: &str) {
+    let def = api.file(file, json);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+}
+
 /// The instance each RUNNING task of service `name` is on.
 fn service_placement(api: &Api, name: &str) -> Vec<String> {
     let arns = api.aws_json(&["list-tasks", "--service-name", name]);
@@ -839,14 +846,9 @@ fn service_placement(api: &Api, name: &str) -> Vec<String> {
 fn a_service_spreads_over_the_boxes_and_replaces_a_lost_box_s_tasks_on_the_others() {
     let etcd = Etcd::start();
     let api = serve_with(&etcd, &["--lost-instance-after", "1"]);
-    let mut a = Agent::start_for(&etcd, &api, 3);
-    let b = Agent::start_for(&etcd, &api, 3);
+    let (mut a, b) = two_boxes(&etcd, &api, 3);
     let (arn_a, arn_b) = (a.arn(), b.arn());
-    api.wait_for(20, "both instances listed", || {
-        (list(&api, &[]).len() == 2).then_some(())
-    });
-    let def = api.file("sleeper.json", SLEEPER);
-    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    register(&api, "sleeper.json", SLEEPER);
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
     api.aws_json(&[
         "create-service",
@@ -914,14 +916,9 @@ fn a_service_spreads_over_the_boxes_and_replaces_a_lost_box_s_tasks_on_the_other
 fn draining_moves_a_service_off_an_instance_and_deregistering_one_with_tasks_needs_force() {
     let etcd = Etcd::start();
     let api = serve(&etcd);
-    let a = Agent::start_for(&etcd, &api, 5);
-    let b = Agent::start_for(&etcd, &api, 5);
+    let (a, b) = two_boxes(&etcd, &api, 5);
     let (arn_a, arn_b) = (a.arn(), b.arn());
-    api.wait_for(20, "both instances listed", || {
-        (list(&api, &[]).len() == 2).then_some(())
-    });
-    let def = api.file("sleeper.json", SLEEPER);
-    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    register(&api, "sleeper.json", SLEEPER);
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
     api.aws_json(&[
         "create-service",
@@ -1020,11 +1017,7 @@ fn concurrent_run_tasks_through_two_serves_never_double_book_an_instance() {
     let etcd = Etcd::start();
     let api1 = serve(&etcd);
     let api2 = serve(&etcd);
-    let a = Agent::start_for(&etcd, &api1, 5);
-    let b = Agent::start_for(&etcd, &api1, 5);
-    api1.wait_for(20, "both instances listed", || {
-        (list(&api1, &[]).len() == 2).then_some(())
-    });
+    let (a, b) = two_boxes(&etcd, &api1, 5);
     // Tasks of a third of an instance's memory: three fit on each, six in all.
     let memory = resource(&describe(&api1, &a.arn()), "MEMORY")["integerValue"]
         .as_i64()
@@ -1098,11 +1091,7 @@ fn logs(api: &Api, args: &[&str]) -> Value {
 fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
     let etcd = Etcd::start();
     let api = serve(&etcd);
-    let a = Agent::start_for(&etcd, &api, 5);
-    let b = Agent::start_for(&etcd, &api, 5);
-    api.wait_for(20, "both instances listed", || {
-        (list(&api, &[]).len() == 2).then_some(())
-    });
+    let (a, b) = two_boxes(&etcd, &api, 5);
     let def = serde_json::json!({
         "family": "cluster-logger",
         "networkMode": "awsvpc",
@@ -1298,8 +1287,7 @@ fn the_console_shows_the_cluster_s_instances_their_tasks_and_a_lost_agent() {
     api.wait_for(20, "both instances listed", || {
         (list(&api, &[]).len() == 2).then_some(())
     });
-    let def = api.file("sleeper.json", SLEEPER);
-    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    register(&api, "sleeper.json", SLEEPER);
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
     // Three tasks: placed 2 on one box, 1 on the other (the one with fewer tasks first).
     let run = api.aws_json(&[

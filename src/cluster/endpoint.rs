@@ -180,20 +180,10 @@ pub async fn ask_agents(
     body: &[u8],
 ) -> Result<(Vec<Answer>, Vec<String>), EtcdError> {
     let token = token(etcd).await?;
-    let prefix = keys::clusters();
-    let mut clusters: Vec<String> = etcd
-        .keys_with_prefix(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|k| {
-            let mut p = k[prefix.len()..].splitn(3, '/');
-            match (p.next(), p.next()) {
-                (Some(c), Some("instances")) => Some(c.to_string()),
-                _ => None,
-            }
-        })
-        .collect();
-    clusters.dedup();
+    let clusters = keys::cluster_names(
+        &etcd.keys_with_prefix(&keys::clusters()).await?,
+        "instances",
+    );
     let mut endpoints = Vec::new();
     for c in &clusters {
         for i in super::instances::load(etcd, c).await? {

@@ -77,6 +77,24 @@ pub fn clusters() -> String {
     format!("{ROOT}/clusters/")
 }
 
+/// A key under [`clusters`] as (cluster, kind, rest): `("lab", "ledger", "<id>")`.
+pub fn parse(key: &str) -> Option<(&str, &str, &str)> {
+    let mut p = key.strip_prefix(&clusters())?.splitn(3, '/');
+    Some((p.next()?, p.next()?, p.next()?))
+}
+
+/// The clusters that have keys of `kind` (`instances`, `tasks` …) among `keys`, each once.
+pub fn cluster_names(keys: &[String], kind: &str) -> Vec<String> {
+    let mut out: Vec<String> = keys
+        .iter()
+        .filter_map(|k| parse(k))
+        .filter(|(_, k, _)| *k == kind)
+        .map(|(c, _, _)| c.to_string())
+        .collect();
+    out.dedup();
+    out
+}
+
 /// The cluster's token: agents' endpoints take requests signed with it.
 pub fn token() -> String {
     format!("{ROOT}/token")
@@ -130,6 +148,22 @@ mod tests {
         assert_eq!(
             alive("lab", "ab12"),
             "/minifargate/v1/clusters/lab/alive/ab12"
+        );
+        assert_eq!(
+            parse(&ledger("lab", "ab12")),
+            Some(("lab", "ledger", "ab12"))
+        );
+        assert_eq!(
+            cluster_names(
+                &[
+                    task("a", "1"),
+                    task("a", "2"),
+                    instance("b", "x"),
+                    task("c", "3")
+                ],
+                "tasks"
+            ),
+            ["a", "c"]
         );
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));

@@ -142,12 +142,10 @@ pub struct Reaper {
 
 impl Reaper {
     pub async fn pass(&mut self, etcd: &Etcd, lost_after: Duration) -> Result<(), EtcdError> {
-        let prefix = keys::clusters();
         let mut ledgers = BTreeSet::new();
         let mut alive = BTreeSet::new();
-        for k in etcd.keys_with_prefix(&prefix).await? {
-            let mut parts = k[prefix.len()..].splitn(3, '/');
-            let (Some(c), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        for k in etcd.keys_with_prefix(&keys::clusters()).await? {
+            let Some((c, kind, id)) = keys::parse(&k) else {
                 continue;
             };
             match kind {
@@ -253,20 +251,7 @@ pub async fn stop_instance_tasks(
 /// RETENTION, an hour by default: ECS shows stopped tasks about that long), each only if
 /// unchanged since it was read.
 async fn prune_stopped(etcd: &Etcd, keep: Duration) -> Result<(), EtcdError> {
-    let prefix = keys::clusters();
-    let mut clusters: Vec<String> = etcd
-        .keys_with_prefix(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|k| {
-            let mut p = k[prefix.len()..].splitn(3, '/');
-            match (p.next(), p.next()) {
-                (Some(c), Some("tasks")) => Some(c.to_string()),
-                _ => None,
-            }
-        })
-        .collect();
-    clusters.dedup();
+    let clusters = keys::cluster_names(&etcd.keys_with_prefix(&keys::clusters()).await?, "tasks");
     let cutoff = (crate::ecs::now_ms() - keep.as_millis() as i64) as f64 / 1000.0;
     for c in clusters {
         for kv in etcd.get_prefix(&keys::tasks(&c)).await? {
