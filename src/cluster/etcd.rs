@@ -65,6 +65,9 @@ pub enum EtcdError {
         status: u16,
         message: String,
     },
+    /// A key holds what minifargate does not write there.
+    #[error(transparent)]
+    Undecodable(#[from] super::records::Undecodable),
     #[error("etcd {endpoint}: {call} answered what is not etcd's JSON: {why}")]
     Malformed {
         endpoint: String,

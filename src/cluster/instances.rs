@@ -99,6 +99,9 @@ pub struct Instance {
     pub version: i64,
     /// What the tasks placed on it and not yet STOPPED reserve.
     pub ledger: super::records::Ledger,
+    /// The revision its ledger was read at (0: it has none yet): a placement's
+    /// transaction holds only if it is unchanged.
+    pub ledger_revision: i64,
 }
 
 impl Instance {
@@ -248,18 +251,16 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
             custom.insert(tail(a, &prefix), attribute_value(&a.value));
         }
         let ledger_key = keys::ledger(cluster, &id);
-        let ledger = match ledgers.iter().find(|l| l.key == ledger_key) {
+        let (ledger, ledger_revision) = match ledgers.iter().find(|l| l.key == ledger_key) {
             Some(l) => {
                 version = version.max(l.mod_revision);
-                super::records::decode(&l.key, &l.value).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "a ledger that does not decode: counted as empty");
-                    Default::default()
-                })
+                (super::records::decode(&l.key, &l.value)?, l.mod_revision)
             }
             None => Default::default(),
         };
         out.push(Instance {
             ledger,
+            ledger_revision,
             cluster: cluster.into(),
             status: st
                 .and_then(|s| Status::parse(std::str::from_utf8(&s.value).unwrap_or_default()))

@@ -10,9 +10,7 @@ use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::instances::{self, Instance, Status};
 use super::keys;
 use super::placement;
-use super::records::{
-    Assigned, Assignment, Ledger, Record, Reservation, decode, json_bytes, task_json,
-};
+use super::records::{Assigned, Assignment, Record, Reservation, decode, json_bytes, task_json};
 use crate::ecs::shapes::Failure;
 use crate::ecs::tasks::{Launcher, RunTaskResponse, Started, Supervision};
 use crate::ecs::{Ecs, EcsError, EcsResult};
@@ -20,7 +18,6 @@ use crate::store::{DesiredStatus, Store, StoredTaskDefinition};
 use crate::task::launch::{self, Ids, Prepared};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::NetworkMode;
-use std::collections::BTreeMap;
 
 /// RunTask's launcher in cluster mode: places each task and writes its assignment.
 pub struct Placer;
@@ -107,8 +104,7 @@ async fn place_all(
         let mut attempt = 0;
         loop {
             let instances = instances::load(etcd, cluster).await.map_err(server)?;
-            let ledgers = load_ledgers(etcd, cluster).await?;
-            let mut cands = candidates(&instances, &ledgers);
+            let mut cands = candidates(&instances);
             let placed = placement::place(&mut cands, &need, &plan, 1, &mut placement::random)
                 .map_err(|e| EcsError::invalid(e.to_string()))?;
             let chosen = match placed.into_iter().next() {
@@ -120,7 +116,7 @@ async fn place_all(
                 None => break,
             };
             let id = &chosen.reg.id;
-            let (mut ledger, rev) = ledgers.get(id).cloned().unwrap_or_default();
+            let (mut ledger, rev) = (chosen.ledger.clone(), chosen.ledger_revision);
             ledger.tasks.insert(p.task.id.clone(), reservation.clone());
             p.task.launch.container_instance_arn = Some(chosen.arn());
             let shaped = crate::task::shape::task(&p.task, &p.containers, Some(&p.network));
@@ -189,21 +185,6 @@ pub(crate) fn server(e: EtcdError) -> EcsError {
     EcsError::Server(anyhow::Error::from(e).context("the cluster state in etcd is unavailable"))
 }
 
-/// Every instance's ledger and its revision (0: none yet).
-async fn load_ledgers(etcd: &Etcd, cluster: &str) -> EcsResult<BTreeMap<String, (Ledger, i64)>> {
-    let prefix = keys::ledger_all(cluster);
-    let mut out = BTreeMap::new();
-    for kv in etcd.get_prefix(&prefix).await.map_err(server)? {
-        let ledger: Ledger =
-            decode(&kv.key, &kv.value).map_err(|e| EcsError::Server(anyhow::Error::from(e)))?;
-        out.insert(
-            kv.key[prefix.len()..].to_string(),
-            (ledger, kv.mod_revision),
-        );
-    }
-    Ok(out)
-}
-
 /// What a task reserves ([`placement::Need`], the ECS agent's accounting) as its
 /// ledger entry.
 fn need_of(p: &Prepared) -> (placement::Need, Reservation) {
@@ -230,15 +211,11 @@ fn need_of(p: &Prepared) -> (placement::Need, Reservation) {
 }
 
 /// The cluster's instances as placement sees them, each with what its ledger holds.
-fn candidates(
-    instances: &[Instance],
-    ledgers: &BTreeMap<String, (Ledger, i64)>,
-) -> Vec<placement::Candidate> {
-    let empty = Ledger::default();
+fn candidates(instances: &[Instance]) -> Vec<placement::Candidate> {
     instances
         .iter()
         .map(|i| {
-            let ledger = ledgers.get(&i.reg.id).map_or(&empty, |(l, _)| l);
+            let ledger = &i.ledger;
             placement::Candidate {
                 arn: i.arn(),
                 id: i.reg.id.clone(),

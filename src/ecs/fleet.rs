@@ -6,7 +6,7 @@
 use super::Ecs;
 use super::tasks::{Launcher, ThisBox};
 use crate::store::{ContainerRow, StopCode, Store, TaskRow};
-use crate::supervisor::{Client, ClientError};
+use crate::supervisor::protocol::{Client, ClientError};
 use crate::task::TaskPaths;
 use std::sync::OnceLock;
 

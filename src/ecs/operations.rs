@@ -5,7 +5,7 @@
 
 use super::logs::{self, LogsError};
 use super::{
-    Ecs, EcsError, EcsResult, account_settings as acct, clusters, container_instances as ci,
+    Ecs, EcsError, EcsResult, account_settings as acct, clusters, container_instances as ci, fleet,
     services, start_task as st, tags, task_definitions as td, task_protection as prot, tasks,
 };
 use serde::de::DeserializeOwned;

@@ -56,17 +56,7 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
         .collect();
     if ours.is_empty() {
         let store = ecs.open_store()?;
-        return Ok(Started {
-            response: super::tasks::RunTaskResponse {
-                tasks: Vec::new(),
-                failures,
-            },
-            store,
-            ids: Vec::new(),
-            warnings: Vec::new(),
-            supervisors: Vec::new(),
-            warmers: Vec::new(),
-        });
+        return Ok(Started::none(store, failures));
     }
     let run = RunTaskRequest {
         cluster: Some(cluster),

@@ -33,7 +33,7 @@ macro_rules! rows {
                 call |cx, r| td::delete_task_definitions(cx.ecs, &r),
                 "INACTIVE revisions become DELETE_IN_PROGRESS, and are removed once no task, service or deployment uses them (the family keeps counting revisions); an ACTIVE one is a failure";
             RunTask(Ecs): tasks::RunTaskRequest => tasks::RunTaskResponse,
-                call |cx, r| Ok(detached(Op::RunTask, tasks::run_task_with(cx.ecs, r, local(cx), super::fleet::get().launcher())?)),
+                call |cx, r| Ok(detached(Op::RunTask, tasks::run_task_with(cx.ecs, r, local(cx), fleet::get().launcher())?)),
                 "every member; what each does here is in [taskdefs.md](taskdefs.md#what-this-host-does-with-each-member) (RunTask table): capacity provider strategies resolve to FARGATE (`capacityProviderName`), `platformVersion`, `propagateTags`, ECS managed tags, `clientToken` idempotency (24 h, per cluster); an EC2 task is placed on the cluster's container instance (this host): one that does not fit (CPU, memory, host ports) or whose `memberOf`/`distinctInstance` it does not satisfy is a `failures[]` entry with ECS's reason ([cluster.md](cluster.md#placement))";
             StartTask(Ecs): st::StartTaskRequest => tasks::RunTaskResponse,
                 call |cx, r| Ok(detached(Op::StartTask, st::start_task(cx.ecs, r, local(cx))?)),

@@ -128,6 +128,23 @@ pub struct Started {
     pub warmers: Vec<runtime::MigrationWarmer>,
 }
 
+impl Started {
+    /// No task started: the answer is `failures`.
+    pub fn none(store: Store, failures: Vec<Failure>) -> Started {
+        Started {
+            response: RunTaskResponse {
+                tasks: Vec::new(),
+                failures,
+            },
+            store,
+            ids: Vec::new(),
+            warnings: Vec::new(),
+            supervisors: Vec::new(),
+            warmers: Vec::new(),
+        }
+    }
+}
+
 /// ECS's cap on the size of RunTask `overrides`.
 /// Ref: API_RunTask, `overrides`: "A total of 8192 characters are allowed for overrides.
 /// This limit includes the JSON formatting characters of the override structure."; the
@@ -512,20 +529,7 @@ pub fn run_task_with(
             (placed, failures, Some(lock))
         };
         if count == 0 {
-            return Ok((
-                Started {
-                    response: RunTaskResponse {
-                        tasks: Vec::new(),
-                        failures,
-                    },
-                    store,
-                    ids: Vec::new(),
-                    warnings: Vec::new(),
-                    supervisors: Vec::new(),
-                    warmers: Vec::new(),
-                },
-                warnings,
-            ));
+            return Ok((Started::none(store, failures), warnings));
         }
         let mut started = launcher.launch(
             ecs,
