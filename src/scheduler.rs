@@ -123,10 +123,17 @@ fn run(g: &Ecs, stop: &AtomicBool) {
         if full {
             last_full = Some(Instant::now());
         }
-        if let Some(s) = store.as_mut()
-            && let Err(e) = pass(g, s, &mut memory, full)
-        {
-            tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed");
+        if let Some(s) = store.as_mut() {
+            let scheduled = fleet::get().schedule(&mut || pass(g, s, &mut memory, full));
+            match scheduled {
+                Ok(true) => {}
+                // Another serve schedules: what this one remembers is stale when it
+                // schedules again.
+                Ok(false) => memory.clear(),
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed")
+                }
+            }
         }
         crate::ecs::services::wait_for_change(TICK);
     }

@@ -66,10 +66,28 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
             crate::ecs::operations::ecs_names()
         )));
     };
-    super::call_json(ecs, o, body).map_err(|e| match e {
-        ServiceError::Ecs(e) => e,
-        ServiceError::Logs(e) => EcsError::Server(anyhow::Error::from(e)),
-    })
+    let run = || {
+        super::call_json(ecs, o, body).map_err(|e| match e {
+            ServiceError::Ecs(e) => e,
+            ServiceError::Logs(e) => EcsError::Server(anyhow::Error::from(e)),
+        })
+    };
+    // `serve --cluster`: task definitions, clusters and services are the cluster's
+    // (crate::cluster::replica): a write runs under its lock and is published.
+    let Some(replica) = crate::cluster::replica::get() else {
+        return run();
+    };
+    let unwritten = |e: crate::cluster::replica::Error| {
+        EcsError::Server(
+            anyhow::Error::from(e).context(format!("{op}: the cluster's state in etcd")),
+        )
+    };
+    if crate::cluster::replica::writes(op, body) {
+        return replica.write(run).map_err(unwritten)?;
+    }
+    let answer = run();
+    replica.publish_leftovers().map_err(unwritten)?;
+    answer
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
             "--lost-instance-after {}: a number of seconds, 0 or more",
             a.lost_instance_after
         );
-        cluster(&rt, endpoints, &a)?;
+        cluster(&rt, endpoints, &a, &ecs.root)?;
     } else {
         anyhow::ensure!(
             !a.etcd_tls_given,
@@ -180,7 +180,12 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
 
 /// Cluster mode: container instances answered from etcd (crate::cluster::api). etcd out
 /// of reach at start is a warning, not a failure: each call says so, naming the endpoint.
-fn cluster(rt: &tokio::runtime::Runtime, endpoints: &str, a: &Options) -> anyhow::Result<()> {
+fn cluster(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &str,
+    a: &Options,
+    root: &std::path::Path,
+) -> anyhow::Result<()> {
     let etcd = crate::cluster::etcd::Etcd::new(endpoints, &a.etcd_tls)?;
     match rt.block_on(etcd.get(crate::cluster::keys::ROOT)) {
         Ok(_) => eprintln!(
@@ -199,10 +204,14 @@ fn cluster(rt: &tokio::runtime::Runtime, endpoints: &str, a: &Options) -> anyhow
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into());
+        let name = format!("{host} pid {}", std::process::id());
+        // Task definitions, clusters and services: the cluster's, in etcd.
+        crate::cluster::replica::start(etcd, root, name.clone(), rt.handle())
+            .context("failed to keep the control plane's rows in etcd")?;
         rt.spawn(crate::cluster::leader::run(
             etcd,
             crate::cluster::leader::Options {
-                name: format!("{host} pid {}", std::process::id()),
+                name,
                 ttl: a.leader_ttl,
                 lost_after: std::time::Duration::from_secs_f64(a.lost_instance_after),
             },

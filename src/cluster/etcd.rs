@@ -20,6 +20,8 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a whole call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A key read only for the revision in the answer's header.
+const ROOT_PROBE: &str = "/minifargate";
 
 /// TLS to etcd, named as etcdctl names its options.
 #[derive(Debug, Clone, Default)]
@@ -375,6 +377,12 @@ impl Etcd {
     /// A transaction: when every compare holds, the ops run (all or nothing); whether they
     /// did.
     pub async fn txn(&self, compares: &[Compare], ops: &[Op]) -> Result<bool, EtcdError> {
+        Ok(self.txn_at(compares, ops).await?.0)
+    }
+
+    /// [`Etcd::txn`], and the store's revision after it (the revision of what it wrote,
+    /// when it succeeded and wrote something).
+    pub async fn txn_at(&self, compares: &[Compare], ops: &[Op]) -> Result<(bool, i64), EtcdError> {
         let compare: Vec<Value> = compares.iter().map(Compare::json).collect();
         let success: Vec<Value> = ops.iter().map(Op::json).collect();
         let v = self
@@ -383,7 +391,29 @@ impl Etcd {
                 json!({ "compare": compare, "success": success }),
             )
             .await?;
-        Ok(v["succeeded"].as_bool().unwrap_or(false))
+        Ok((
+            v["succeeded"].as_bool().unwrap_or(false),
+            number(&v["header"]["revision"]),
+        ))
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<i64, EtcdError> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                json!({ "key": B64.encode(ROOT_PROBE), "count_only": true }),
+            )
+            .await?;
+        Ok(number(&v["header"]["revision"]))
+    }
+
+    /// Drops the history before revision `rev` (etcd keeps every revision until
+    /// compacted); watches from an older revision then end with [`WatchEnd::Compacted`].
+    pub async fn compact(&self, rev: i64) -> Result<(), EtcdError> {
+        self.call("/v3/kv/compaction", json!({ "revision": rev.to_string() }))
+            .await
+            .map(drop)
     }
 
     /// Watches every key under `prefix` from revision `from` (inclusive): the changes come
@@ -521,6 +551,8 @@ impl Compare {
 #[derive(Debug, Clone)]
 pub enum Op {
     Put(String, Vec<u8>),
+    /// A put attached to a lease: the key goes when the lease does.
+    PutWithLease(String, Vec<u8>, i64),
     Delete(String),
 }
 
@@ -528,6 +560,9 @@ impl Op {
     fn json(&self) -> Value {
         match self {
             Op::Put(k, v) => json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}),
+            Op::PutWithLease(k, v, lease) => json!({"request_put": {
+                "key": B64.encode(k), "value": B64.encode(v), "lease": lease.to_string()
+            }}),
             Op::Delete(k) => json!({"request_delete_range": {"key": B64.encode(k)}}),
         }
     }

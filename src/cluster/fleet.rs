@@ -69,6 +69,21 @@ impl Fleet for Cluster {
         &Placer
     }
 
+    fn schedule(&self, pass: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow::Result<bool> {
+        if !super::leader::leading() {
+            return Ok(false);
+        }
+        let Some(r) = super::replica::get() else {
+            return pass().map(|()| true);
+        };
+        // No service: no pass, and no lock (two etcd revisions each).
+        if !r.has_services()? {
+            return Ok(true);
+        }
+        r.write(pass)??;
+        Ok(true)
+    }
+
     fn group_tasks(
         &self,
         _store: &Store,

@@ -9,6 +9,10 @@
 //! /minifargate/v1/clusters/<cluster>/ledger/<id>              what is placed on the instance: its reservations (JSON)
 //! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
 //! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON)
+//! /minifargate/v1/leader                                       the serves' leader (attached to its lease)
+//! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
+//! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
+//! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -103,6 +107,38 @@ pub fn token() -> String {
 /// The key the serves elect their leader with (attached to the leader's lease).
 pub fn leader() -> String {
     format!("{ROOT}/leader")
+}
+
+/// The prefix of the control plane's rows and of [`db_written`].
+pub fn db() -> String {
+    format!("{ROOT}/db/")
+}
+
+/// The prefix of the control plane's rows.
+pub fn db_rows() -> String {
+    format!("{ROOT}/db/rows/")
+}
+
+/// Row `key` (its primary key as a JSON array) of table `table`.
+pub fn db_row(table: &str, key: &str) -> String {
+    format!("{}{table}/{key}", db_rows())
+}
+
+/// The (table, primary key) of a row's key; `None` for another key.
+pub fn parse_db_row(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(ROOT)?
+        .strip_prefix("/db/rows/")?
+        .split_once('/')
+}
+
+/// Written with every publication of rows.
+pub fn db_written() -> String {
+    format!("{ROOT}/db/written")
+}
+
+/// The control plane's write lock.
+pub fn db_lock() -> String {
+    format!("{ROOT}/db-lock")
 }
 
 /// Instance `id`'s ledger: the resources its placed tasks reserve.

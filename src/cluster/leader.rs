@@ -23,6 +23,19 @@ pub struct Options {
     pub lost_after: Duration,
 }
 
+/// Whether this serve leads now (its service scheduler runs only then).
+static LEADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this serve is the cluster's leader now.
+pub fn leading() -> bool {
+    LEADING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// How often the leader compacts etcd's history (to the revision it saw at the previous
+/// compaction, so a watcher may fall this far behind and still resume), as
+/// kube-apiserver does for its etcd.
+const COMPACT_EVERY: Duration = Duration::from_secs(300);
+
 /// How often the reaper looks at the instances.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// How often the leader removes the records of tasks STOPPED longer than the retention.
@@ -73,7 +86,10 @@ async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
             o.name,
             o.lost_after.as_secs_f64()
         );
+        LEADING.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::ecs::services::changed();
         let ended = lead(etcd, o, lease).await;
+        LEADING.store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = etcd.revoke(lease).await;
         eprintln!("minifargate: cluster leader: this serve is no longer the leader ({ended})");
         return Ok(());
@@ -105,8 +121,19 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
     let mut reaper = Reaper::default();
     let mut renewed = Instant::now();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut compact = tokio::time::interval(COMPACT_EVERY);
+    let mut compact_to: Option<i64> = None;
     loop {
         tokio::select! {
+            _ = compact.tick() => {
+                if let Some(rev) = compact_to.take()
+                    && let Err(e) = etcd.compact(rev).await
+                    && !crate::error_chain(&e).contains("compacted")
+                {
+                    eprintln!("minifargate: cluster: compacting etcd's history: {}", crate::error_chain(&e));
+                }
+                compact_to = etcd.revision().await.ok();
+            }
             _ = prune.tick() => {
                 let keep = crate::config::get().stopped_task_retention;
                 if let Err(e) = prune_stopped(etcd, keep).await {

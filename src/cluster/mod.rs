@@ -25,6 +25,7 @@ pub mod logs;
 pub mod placement;
 pub mod query;
 pub mod records;
+pub mod replica;
 pub mod task_api;
 pub mod tasks;
 pub mod work;

@@ -52,6 +52,13 @@ pub trait Fleet: Send + Sync {
         cluster: &str,
         id: &str,
     ) -> anyhow::Result<i64>;
+
+    /// Runs one pass of the service scheduler, `pass`, as this fleet needs: on this box
+    /// at once; in a cluster only on the leader serve, as a write of the control plane.
+    /// `Ok(false)` when this server does not schedule now.
+    fn schedule(&self, pass: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow::Result<bool> {
+        pass().map(|()| true)
+    }
 }
 
 /// This box: the store's rows and the supervisors' sockets.

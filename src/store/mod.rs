@@ -13,6 +13,7 @@ mod clusters;
 pub mod logs;
 mod migrations;
 mod network;
+pub mod replica;
 mod services;
 mod states;
 mod taskdefs;
@@ -310,6 +311,9 @@ impl Store {
             path: path.to_path_buf(),
         };
         store.migrate()?;
+        if replica::logging() {
+            store.install_triggers()?;
+        }
         Ok(store)
     }
 
