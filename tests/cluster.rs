@@ -9,7 +9,7 @@ mod common;
 
 use common::api::Api;
 use common::cli::Mf;
-use common::etcd::{Etcd, ServerTls};
+use common::etcd::{Etcd, EtcdCluster, ServerTls};
 use common::image::{Compression, busybox_layer};
 use serde_json::Value;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -39,10 +39,15 @@ impl Agent {
     }
 
     fn start_in(mf: Mf, etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        Agent::start_on(mf, &etcd.endpoint(), ttl, attributes, more)
+    }
+
+    /// An agent of the etcd at `endpoints` (comma-separated).
+    fn start_on(mf: Mf, endpoints: &str, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
         let mut args = vec![
             "agent".to_string(),
             "--cluster".into(),
-            etcd.endpoint(),
+            endpoints.to_string(),
             "--lease-ttl".into(),
             ttl.to_string(),
         ];
@@ -137,8 +142,12 @@ fn serve(etcd: &Etcd) -> Api {
 }
 
 fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
-    let endpoint = etcd.endpoint();
-    let mut args = vec!["--cluster", &endpoint];
+    serve_on(&etcd.endpoint(), more)
+}
+
+/// `serve --cluster endpoints MORE`.
+fn serve_on(endpoints: &str, more: &[&str]) -> Api {
+    let mut args = vec!["--cluster", endpoints];
     args.extend(more);
     Api::start_with(busybox_layer(Compression::Gzip, "cluster"), &args)
 }
@@ -1548,4 +1557,94 @@ fn a_cluster_s_first_serve_publishes_its_rows_and_a_later_one_takes_the_cluster_
         serde_json::json!(["cluster-sleeper"]),
         "{v:#}"
     );
+}
+
+#[test]
+fn one_etcd_member_killed_changes_nothing_and_without_a_quorum_calls_fail_naming_etcd() {
+    let mut etcd = EtcdCluster::start(3);
+    let endpoints = etcd.endpoints();
+    let api = serve_on(&endpoints, &[]);
+    let mut mf = Mf::new();
+    mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+    let agent = Agent::start_on(mf, &endpoints, 3, &[], &[]);
+    let arn = agent.arn();
+    api.wait_for(20, "the box listed", || {
+        (list(&api, &[]) == [arn.as_str()]).then_some(())
+    });
+    register(&api, "sleeper.json", SLEEPER);
+    let run = |api: &Api| {
+        let v = api.aws_json(&[
+            "run-task",
+            "--task-definition",
+            "cluster-sleeper",
+            "--launch-type",
+            "EC2",
+        ]);
+        let task = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+        api.wait_for(60, "the task RUNNING", || {
+            (describe_task(api, &task)["lastStatus"] == "RUNNING").then_some(())
+        });
+        task
+    };
+    let first = run(&api);
+
+    // The member every client tries first dies: for longer than the agent's lease the
+    // box stays connected (its keep-alives go to the next member), tasks run and stop,
+    // and the control plane takes writes.
+    etcd.kill(0);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(connected(&api, &arn));
+    let second = run(&api);
+    let v = api.aws_json(&["stop-task", "--task", &first]);
+    assert_eq!(v["task"]["desiredStatus"], "STOPPED");
+    api.wait_for(30, "the first task STOPPED", || {
+        (describe_task(&api, &first)["lastStatus"] == "STOPPED").then_some(())
+    });
+    let def = api.file("sleeper.json", SLEEPER);
+    let v = api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    assert_eq!(v["taskDefinition"]["revision"], 2, "{v:#}");
+
+    // A second one dies: no quorum. A call is a ServerException naming etcd, in bounded
+    // time, and a write keeps nothing.
+    etcd.kill(1);
+    let start = Instant::now();
+    let out = api
+        .curl()
+        .args(["-X", "POST", &api.endpoint])
+        .args([
+            "-H",
+            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.RegisterTaskDefinition",
+        ])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args([
+            "--data-binary",
+            &SLEEPER.replace("cluster-sleeper", "no-quorum"),
+        ])
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("RegisterTaskDefinition without a quorum: {took:?}: {text}");
+    assert!(
+        text.ends_with("500") && text.contains("ServerException") && text.contains("etcd"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    // Both back: the box reconnects, its task still RUNNING, nothing of the failed write.
+    etcd.start_again(0);
+    etcd.start_again(1);
+    until_connected(&api, &arn, true, Duration::from_secs(30));
+    assert_eq!(describe_task(&api, &second)["lastStatus"], "RUNNING");
+    let v = api.aws_json(&["list-task-definition-families"]);
+    assert_eq!(
+        v["families"],
+        serde_json::json!(["cluster-sleeper"]),
+        "{v:#}"
+    );
+    api.aws_json(&["stop-task", "--task", &second]);
+    api.wait_for(30, "the second task STOPPED", || {
+        (describe_task(&api, &second)["lastStatus"] == "STOPPED").then_some(())
+    });
 }

@@ -171,3 +171,151 @@ impl Drop for Etcd {
         self.kill();
     }
 }
+
+/// A private etcd cluster of several members on loopback (each its own data directory and
+/// free ports), for the faults of one member; every member killed by its pid and the data
+/// removed on drop, also when the test panics.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members together and waits until each answers healthy.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-etcds-")
+            .tempdir()
+            .unwrap();
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = EtcdCluster { members, dir };
+        for i in 0..n {
+            c.spawn(i, "new");
+        }
+        for i in 0..n {
+            c.wait_healthy(i);
+        }
+        c
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let initial = self.initial_cluster();
+        let m = &self.members[i];
+        assert!(m.child.is_none(), "member {} runs", m.name);
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", m.name)))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "mf-test"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (Debian's etcd-server: scripts/lib.sh install_deps)");
+        self.members[i].child = Some(child);
+    }
+
+    fn wait_healthy(&self, i: usize) {
+        let m = &self.members[i];
+        let start = Instant::now();
+        loop {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &self.endpoint(i), "endpoint", "health"])
+                .args(["--command-timeout", "2s"])
+                .output()
+                .expect("run etcdctl (Debian's etcd-client)");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd member {} did not become healthy in 30 s; its log:\n{}",
+                m.name,
+                std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Member `i`'s client endpoint.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Every member's endpoint, comma-separated (as `--cluster` takes them).
+    pub fn endpoints(&self) -> String {
+        (0..self.members.len())
+            .map(|i| self.endpoint(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills member `i` (SIGKILL, by its pid) and waits for it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts member `i` again over its data (it rejoins the cluster).
+    pub fn start_again(&mut self, i: usize) {
+        self.spawn(i, "existing");
+        self.wait_healthy(i);
+    }
+
+    /// `etcdctl ARGS` against every member.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints()])
+            .args(args)
+            .output()
+            .expect("run etcdctl (Debian's etcd-client)")
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
