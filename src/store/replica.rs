@@ -57,6 +57,13 @@ pub enum ReplicaError {
         key: String,
         why: String,
     },
+    #[error(
+        "rows of {child} in this serve's state root refer to {parent} rows the cluster's \
+         state does not have (a root used by a one-box serve before?): give serve \
+         --cluster a state root of its own, or start it first in a new cluster so that it \
+         publishes its rows"
+    )]
+    Dangling { child: String, parent: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -316,6 +323,23 @@ impl Store {
             tx.execute("DELETE FROM replica_changes WHERE seq > ?1", [before])
                 .map_err(q("apply replicated rows"))?;
         }
+        // Rows of this store's own (its tasks) that point at a cluster the cluster's
+        // state lacks: an error naming them, not SQLite's bare "constraint failed".
+        let dangling: Vec<(String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT \"table\", parent FROM pragma_foreign_key_check LIMIT 5")
+                .map_err(q("check replicated rows"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(q("check replicated rows"))?
+                .collect::<Result<_, _>>()
+                .map_err(q("check replicated rows"))?
+        };
+        if let Some((child, parent)) = dangling.first() {
+            return Err(ReplicaError::Dangling {
+                child: child.clone(),
+                parent: parent.clone(),
+            });
+        }
         tx.commit().map_err(q("apply replicated rows"))?;
         Ok(())
     }
@@ -502,6 +526,21 @@ mod tests {
         // A snapshot replaces everything.
         b.apply_replicated(&[], true).unwrap();
         assert_eq!(rows(&b), vec![]);
+
+        // ... but not under the rows of B's own that refer to them (a task of a cluster
+        // the snapshot lacks): an error naming them, and B unchanged.
+        b.conn
+            .execute_batch(
+                "INSERT INTO clusters (name, arn, created_at_ms) VALUES ('mine', 'arn:m', 1);
+                 INSERT INTO tasks (id, arn, cluster, task_definition_arn, family, definition,
+                     launch_type, last_status, desired_status, created_at_ms)
+                     VALUES ('t', 'arn:t', 'mine', 'arn:td', 'f', '{}', 'FARGATE', 'STOPPED',
+                     'STOPPED', 1);",
+            )
+            .unwrap();
+        let e = b.apply_replicated(&[], true).unwrap_err();
+        assert!(e.to_string().contains("rows of tasks"), "{e}");
+        assert_eq!(rows(&b).len(), 1);
     }
 
     #[test]
