@@ -20,6 +20,17 @@ pub struct FleetTask {
     pub draining: bool,
 }
 
+/// DescribeClusters' counts of a cluster whose tasks are elsewhere than this box's store.
+/// Ref: ecs.json `Cluster.registeredContainerInstancesCount` ("This includes container
+/// instances in both ACTIVE and DRAINING status"), `runningTasksCount` ("in the RUNNING
+/// state"), `pendingTasksCount` ("in the PENDING state").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub registered_container_instances: i64,
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+}
+
 /// The tasks a server starts, follows and stops.
 pub trait Fleet: Send + Sync {
     /// Where RunTask's checked tasks start.
@@ -43,6 +54,19 @@ pub trait Fleet: Send + Sync {
 
     /// Finishes the tasks whose supervisor died: every task's (`ids` None) or these.
     fn reconcile(&self, ecs: &Ecs, store: &mut Store, ids: Option<&[&str]>);
+
+    /// StartTask's launcher for the container instances `instances` names (ids or ARNs,
+    /// one task each), when they are a cluster's; `None` on one box, where this host is
+    /// the only container instance (StartTask checks the names against it).
+    fn launcher_onto(&self, _instances: &[String]) -> Option<Box<dyn Launcher>> {
+        None
+    }
+
+    /// Cluster `cluster`'s DescribeClusters counts, when they are not this box's store's;
+    /// `None` on one box.
+    fn counts(&self, _cluster: &str) -> anyhow::Result<Option<Counts>> {
+        Ok(None)
+    }
 
     /// How many tasks of deployment `id` (in `cluster`) stopped without ever reaching
     /// RUNNING.
@@ -126,4 +150,19 @@ pub fn set(f: Box<dyn Fleet>) {
 /// This process's fleet: [`Local`] unless [`set`].
 pub fn get() -> &'static dyn Fleet {
     FLEET.get().map_or(&Local as &dyn Fleet, |f| f.as_ref())
+}
+
+/// DescribeClusters' answer with each cluster's instance and task counts taken from where
+/// its tasks are (the cluster's etcd in `serve --cluster`); on one box, as it is.
+pub fn with_counts(
+    mut r: super::clusters::DescribeClustersResponse,
+) -> super::EcsResult<super::clusters::DescribeClustersResponse> {
+    for c in &mut r.clusters {
+        if let Some(n) = get().counts(&c.cluster_name)? {
+            c.registered_container_instances_count = n.registered_container_instances;
+            c.running_tasks_count = n.running_tasks;
+            c.pending_tasks_count = n.pending_tasks;
+        }
+    }
+    Ok(r)
 }
