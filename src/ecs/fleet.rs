@@ -153,7 +153,10 @@ pub fn get() -> &'static dyn Fleet {
 }
 
 /// DescribeClusters' answer with each cluster's instance and task counts taken from where
-/// its tasks are (the cluster's etcd in `serve --cluster`); on one box, as it is.
+/// its tasks are (the cluster's etcd in `serve --cluster`); on one box, as it is. A cluster
+/// this serve has no row of but whose instances are registered in etcd (`agent
+/// --cluster-name`, as ECS's agent creates `default` on its first registration) is
+/// described, not MISSING, as the container-instance operations answer for it.
 pub fn with_counts(
     mut r: super::clusters::DescribeClustersResponse,
 ) -> super::EcsResult<super::clusters::DescribeClustersResponse> {
@@ -162,6 +165,37 @@ pub fn with_counts(
             c.registered_container_instances_count = n.registered_container_instances;
             c.running_tasks_count = n.running_tasks;
             c.pending_tasks_count = n.pending_tasks;
+        }
+    }
+    for f in std::mem::take(&mut r.failures) {
+        let name = f.arn.rsplit('/').next().unwrap_or(&f.arn).to_string();
+        let counts = match f.reason.as_str() {
+            "MISSING" => get().counts(&name)?,
+            _ => None,
+        };
+        match counts {
+            Some(n) if n.registered_container_instances > 0 => {
+                let row = crate::store::ClusterRow {
+                    name,
+                    arn: f.arn.clone(),
+                    status: crate::store::ClusterStatus::Active,
+                    created_at_ms: 0,
+                    running_tasks: n.running_tasks,
+                    pending_tasks: n.pending_tasks,
+                    active_services: 0,
+                    tags: Vec::new(),
+                    settings: Vec::new(),
+                    capacity_providers: Vec::new(),
+                    default_capacity_provider_strategy: Vec::new(),
+                    configuration: serde_json::json!({}),
+                };
+                let mut c = super::clusters::cluster_json(&row);
+                c.registered_container_instances_count = n.registered_container_instances;
+                // As DescribeClusters shows a cluster without `include`.
+                c.settings = Vec::new();
+                r.clusters.push(c);
+            }
+            _ => r.failures.push(f),
         }
     }
     Ok(r)
