@@ -435,3 +435,95 @@ fn start_task_places_onto_the_named_instances_or_says_why_not() {
     assert_eq!(lost["tasks"], json!([]), "{lost:#}");
     assert_eq!(failures(&lost), [(a.clone(), "AGENT".to_string())]);
 }
+
+#[test]
+fn a_service_places_by_its_constraints_and_the_task_definition_s_together() {
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let agents = boxes(
+        &etcd,
+        &api,
+        5,
+        &[&["disk=hdd"], &["disk=hdd"], &["disk=ssd"]],
+    );
+    register(
+        &api,
+        "hdd.json",
+        &sleeper(
+            "pl-hdd",
+            128,
+            64,
+            r#","placementConstraints": [{"type": "memberOf", "expression": "attribute:disk == hdd"}]"#,
+        ),
+    );
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // ECS's limit counts the definition's constraint.
+    let mut args = vec![
+        "create-service",
+        "--service-name",
+        "too-many",
+        "--task-definition",
+        "pl-hdd",
+        "--desired-count",
+        "1",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+    ];
+    args.extend(std::iter::repeat_n("type=distinctInstance", 10));
+    let err = api.aws_err(&args);
+    assert!(
+        err.contains("10 given and 1 in task definition pl-hdd:1; at most 10 per task"),
+        "{err}"
+    );
+    // distinctInstance (the service's) and memberOf hdd (the definition's): three tasks
+    // wanted, two hdd boxes, so two run, one on each, and the service says why the third
+    // is not placed.
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "pl-hdd",
+        "--desired-count",
+        "3",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=distinctInstance",
+    ]);
+    let running = api.wait_for(90, "2 service tasks RUNNING and an event", || {
+        let svc = api.service("default", "web");
+        let unable = svc["events"].as_array().unwrap().iter().any(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("was unable to place a task")
+        });
+        let arns = api.aws_json(&["list-tasks", "--service-name", "web"]);
+        let arns: Vec<String> = arns["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let on: Vec<String> = arns
+            .iter()
+            .map(|a| describe_task(&api, a))
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .map(|t| t["containerInstanceArn"].as_str().unwrap().to_string())
+            .collect();
+        (unable && on.len() == 2).then_some(on)
+    });
+    let mut want = vec![agents[0].arn(), agents[1].arn()];
+    want.sort();
+    let mut got = running.clone();
+    got.sort();
+    assert_eq!(got, want, "never on the ssd box, never two on one box");
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    for a in &agents {
+        api.wait_for(60, "the instance's tasks stopped", || {
+            (instance(&api, &a.arn())["runningTasksCount"] == 0).then_some(())
+        });
+    }
+}
