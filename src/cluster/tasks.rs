@@ -1,5 +1,5 @@
-//! Tasks in cluster mode (docs/cluster.md "Tasks"): RunTask places each task on a
-//! container instance and writes, in one etcd transaction that compares the instance's
+//! Tasks in cluster mode (docs/cluster.md "Tasks"): RunTask ([`Placer`]) places each task
+//! on a container instance, StartTask ([`Onto`]) on the one it names, and each writes, in one etcd transaction that compares the instance's
 //! ledger, the task's reservation, its assignment (what the instance's agent creates and
 //! runs: the ACS payload's equivalent) and its first record (what DescribeTasks shows).
 //! The agent ([`super::work`]) runs the assignment through the same supervisor path as one
@@ -212,8 +212,8 @@ async fn place_all(
     Ok(out)
 }
 
-/// The instance task of `need` goes on for `target`, or the failures saying why none can
-/// take it.
+/// The instance a task of `need` goes on for `target`, or the failures saying why none
+/// can take it.
 fn choose(
     instances: &[Instance],
     need: &placement::Need,
