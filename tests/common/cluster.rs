@@ -15,7 +15,6 @@ use std::time::Duration;
 pub struct Agent {
     pub mf: Mf,
     child: Option<Child>,
-    args: Vec<String>,
 }
 
 impl Agent {
@@ -47,7 +46,6 @@ impl Agent {
         Agent {
             mf,
             child: Some(child),
-            args,
         }
     }
 
@@ -76,11 +74,6 @@ impl Agent {
             .args([sig, &c.id().to_string()])
             .status();
         c.wait().unwrap()
-    }
-
-    /// The arguments it was started with.
-    pub fn args(&self) -> &[String] {
-        &self.args
     }
 }
 
