@@ -171,6 +171,21 @@ fn binpack_fills_one_box_first_spread_balances_and_resources_fail_with_ecs_words
     assert_eq!(c["registeredContainerInstancesCount"], 2, "{c:#}");
     assert_eq!(c["runningTasksCount"], 6, "{c:#}");
     assert_eq!(c["pendingTasksCount"], 0, "{c:#}");
+    let c = &api.aws_json(&["describe-clusters", "--include", "STATISTICS"])["clusters"][0];
+    let stat = |name: &str| {
+        c["statistics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(stat("runningEC2TasksCount").as_deref(), Some("6"), "{c:#}");
+    assert_eq!(
+        stat("runningFargateTasksCount").as_deref(),
+        Some("0"),
+        "{c:#}"
+    );
     stop_all(&api, &all, &agents);
 
     // spread on instanceId over 5 tasks: max - min <= 1.

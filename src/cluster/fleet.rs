@@ -151,9 +151,16 @@ impl Fleet for Cluster {
         };
         for r in records(cluster)? {
             // As one box counts them: every state before RUNNING is pending.
+            let fargate = i64::from(r.task["launchType"] == "FARGATE");
             match r.task["lastStatus"].as_str() {
-                Some("RUNNING") => counts.running_tasks += 1,
-                Some("PROVISIONING" | "PENDING") => counts.pending_tasks += 1,
+                Some("RUNNING") => {
+                    counts.running_tasks += 1;
+                    counts.running_fargate_tasks += fargate;
+                }
+                Some("PROVISIONING" | "PENDING") => {
+                    counts.pending_tasks += 1;
+                    counts.pending_fargate_tasks += fargate;
+                }
                 _ => {}
             }
         }

@@ -29,6 +29,35 @@ pub struct Counts {
     pub registered_container_instances: i64,
     pub running_tasks: i64,
     pub pending_tasks: i64,
+    /// Of those, the FARGATE launch type's (`statistics`: the rest are EC2's).
+    pub running_fargate_tasks: i64,
+    pub pending_fargate_tasks: i64,
+}
+
+impl Counts {
+    /// ecs.json `Cluster.statistics`' names, in the order DescribeClusters lists them.
+    const STATISTICS: [&'static str; 8] = [
+        "runningEC2TasksCount",
+        "runningFargateTasksCount",
+        "pendingEC2TasksCount",
+        "pendingFargateTasksCount",
+        "activeEC2ServiceCount",
+        "activeFargateServiceCount",
+        "drainingEC2ServiceCount",
+        "drainingFargateServiceCount",
+    ];
+
+    /// DescribeClusters' task `statistics` entry `name` (`include` STATISTICS), if it is
+    /// one of the task counts.
+    fn statistic(&self, name: &str) -> Option<i64> {
+        Some(match name {
+            "runningEC2TasksCount" => self.running_tasks - self.running_fargate_tasks,
+            "runningFargateTasksCount" => self.running_fargate_tasks,
+            "pendingEC2TasksCount" => self.pending_tasks - self.pending_fargate_tasks,
+            "pendingFargateTasksCount" => self.pending_fargate_tasks,
+            _ => return None,
+        })
+    }
 }
 
 /// The tasks a server starts, follows and stops.
@@ -159,12 +188,18 @@ pub fn get() -> &'static dyn Fleet {
 /// described, not MISSING, as the container-instance operations answer for it.
 pub fn with_counts(
     mut r: super::clusters::DescribeClustersResponse,
+    req: &super::clusters::DescribeClustersRequest,
 ) -> super::EcsResult<super::clusters::DescribeClustersResponse> {
     for c in &mut r.clusters {
         if let Some(n) = get().counts(&c.cluster_name)? {
             c.registered_container_instances_count = n.registered_container_instances;
             c.running_tasks_count = n.running_tasks;
             c.pending_tasks_count = n.pending_tasks;
+            for st in &mut c.statistics {
+                if let Some(v) = n.statistic(&st.name) {
+                    st.value = v.to_string();
+                }
+            }
         }
     }
     for f in std::mem::take(&mut r.failures) {
@@ -191,8 +226,18 @@ pub fn with_counts(
                 };
                 let mut c = super::clusters::cluster_json(&row);
                 c.registered_container_instances_count = n.registered_container_instances;
-                // As DescribeClusters shows a cluster without `include`.
+                // As DescribeClusters shows a cluster without `include`, but STATISTICS.
                 c.settings = Vec::new();
+                if req.include.iter().any(|i| i == "STATISTICS") {
+                    c.statistics = Counts::STATISTICS
+                        .iter()
+                        .map(|name| super::clusters::ClusterSetting {
+                            name: name.to_string(),
+                            // The services are this serve's: a cluster without a row has none.
+                            value: n.statistic(name).unwrap_or(0).to_string(),
+                        })
+                        .collect();
+                }
                 r.clusters.push(c);
             }
             _ => r.failures.push(f),

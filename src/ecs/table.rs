@@ -66,7 +66,7 @@ macro_rules! rows {
                 call |cx, r| clusters::create_cluster(cx.ecs, &r),
                 "`settings`, `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` and `tags` stored";
             DescribeClusters(Ecs): clusters::DescribeClustersRequest => clusters::DescribeClustersResponse,
-                call |cx, r| fleet::with_counts(clusters::describe_clusters(cx.ecs, &r)?),
+                call |cx, r| fleet::with_counts(clusters::describe_clusters(cx.ecs, &r)?, &r),
                 "task, service and container instance counts (with `serve --cluster`, the instances and tasks in etcd: [cluster.md](cluster.md#what-works-in-this-step)); `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)";
             ListClusters(Ecs): clusters::ListClustersRequest => clusters::ListClustersResponse,
                 call |cx, r| clusters::list_clusters(cx.ecs, &r),
