@@ -5,10 +5,10 @@
 
 use super::instances::Status;
 use super::records::{Record, decode};
-use super::tasks::{Placer, desire_stopped};
+use super::tasks::{Onto, Placer, desire_stopped};
 use super::{block_on, keys, serving};
 use crate::ecs::Ecs;
-use crate::ecs::fleet::{Fleet, FleetTask};
+use crate::ecs::fleet::{Counts, Fleet, FleetTask};
 use crate::ecs::tasks::Launcher;
 use crate::store::{ContainerRow, HealthStatus, StopCode, Store, TaskRow};
 use anyhow::Context;
@@ -148,6 +148,38 @@ impl Fleet for Cluster {
 
     fn reconcile(&self, _ecs: &Ecs, _store: &mut Store, _ids: Option<&[&str]>) {
         // The agents find their dead supervisors; the leader reaps lost boxes.
+    }
+
+    fn launcher_onto(&self, instances: &[String]) -> Option<Box<dyn Launcher>> {
+        Some(Box::new(Onto(instances.to_vec())))
+    }
+
+    fn counts(&self, cluster: &str) -> anyhow::Result<Option<Counts>> {
+        let etcd = serving().context("cluster mode without an etcd client")?;
+        let instances = block_on(super::instances::load(etcd, cluster))?;
+        let mut counts = Counts {
+            registered_container_instances: instances
+                .iter()
+                .filter(|i| matches!(i.status, Status::Active | Status::Draining))
+                .count() as i64,
+            ..Counts::default()
+        };
+        for r in records(cluster)? {
+            // As one box counts them: every state before RUNNING is pending.
+            let fargate = i64::from(r.task["launchType"] == "FARGATE");
+            match r.task["lastStatus"].as_str() {
+                Some("RUNNING") => {
+                    counts.running_tasks += 1;
+                    counts.running_fargate_tasks += fargate;
+                }
+                Some("PROVISIONING" | "PENDING") => {
+                    counts.pending_tasks += 1;
+                    counts.pending_fargate_tasks += fargate;
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(counts))
     }
 
     fn failed_deployment_tasks(

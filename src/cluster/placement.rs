@@ -64,6 +64,15 @@ pub enum PlacementError {
     },
     #[error("placementConstraints[{index}].type {kind:?}: must be distinctInstance or memberOf")]
     ConstraintType { index: usize, kind: String },
+    /// A memberOf constraint of the task definition whose expression does not parse.
+    #[error(
+        "the task definition's placementConstraints[{index}].expression {expression:?}: {source}"
+    )]
+    DefinitionExpression {
+        index: usize,
+        expression: String,
+        source: QueryError,
+    },
     #[error("placementStrategy[{index}]: {kind} field {field:?}: {expected}")]
     StrategyField {
         index: usize,
@@ -336,6 +345,33 @@ impl Plan {
             });
         }
         Ok(plan)
+    }
+
+    /// This plan with the task definition's constraints added (each `memberOf`, the only
+    /// type a task definition takes; one without a type constrains nothing, as `validate`
+    /// says). ECS applies both: "Task placement constraints ... are the constraints in the
+    /// task definition and those specified at runtime" (ecs.json
+    /// `RunTaskRequest.placementConstraints`: "up to 10 constraints for each task
+    /// (including constraints in the task definition and those specified at runtime)").
+    pub fn and_definition(
+        mut self,
+        constraints: &[crate::taskdef::model::PlacementConstraint],
+    ) -> Result<Plan, PlacementError> {
+        for (index, c) in constraints.iter().enumerate() {
+            if c.kind.is_none() {
+                continue;
+            }
+            let expression = c.expression.clone().unwrap_or_default();
+            let q = Query::parse(&expression).map_err(|source| {
+                PlacementError::DefinitionExpression {
+                    index,
+                    expression: expression.clone(),
+                    source,
+                }
+            })?;
+            self.constraints.push(Constraint::MemberOf(q));
+        }
+        Ok(self)
     }
 
     /// Which constraint `c` breaks for a task of `need`, if any.

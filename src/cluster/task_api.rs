@@ -1,8 +1,8 @@
 //! The task operations of `serve --cluster` (docs/cluster.md "Tasks"): RunTask places
 //! through [`super::tasks::Placer`] (the cluster's fleet, `super::fleet`); DescribeTasks and ListTasks read the task records the
 //! agents keep up to date; StopTask sets the assignment's desired status, which the task's
-//! agent acts on. StartTask, which names instances, is refused in cluster mode until it
-//! places through the cluster too.
+//! agent acts on. StartTask goes through RunTask's path with [`super::tasks::Onto`], which
+//! places each task on the instance it names.
 
 use super::etcd::Etcd;
 use super::keys;
@@ -15,18 +15,6 @@ use crate::ecs::tasks::{
 use crate::ecs::{Ecs, EcsError, EcsResult, cluster_or_default, names, page};
 use crate::store::DesiredStatus;
 use serde_json::{Value, json};
-
-/// The operations that cannot run in cluster mode yet, and why.
-pub const REFUSED: &[&str] = &["StartTask"];
-
-/// The refusal of an operation in [`REFUSED`].
-pub fn refused(op: &str) -> EcsError {
-    EcsError::client(format!(
-        "{op} is not available in cluster mode yet: this serve places tasks through etcd \
-         (RunTask), and {op} would start them on its own box (docs/cluster.md, \"What comes \
-         next\")"
-    ))
-}
 
 fn cluster_of(c: Option<&str>) -> String {
     names::cluster_name(cluster_or_default(c)).to_string()

@@ -1,5 +1,5 @@
-//! Tasks in cluster mode (docs/cluster.md "Tasks"): RunTask places each task on a
-//! container instance and writes, in one etcd transaction that compares the instance's
+//! Tasks in cluster mode (docs/cluster.md "Tasks"): RunTask ([`Placer`]) places each task
+//! on a container instance, StartTask ([`Onto`]) on the one it names, and each writes, in one etcd transaction that compares the instance's
 //! ledger, the task's reservation, its assignment (what the instance's agent creates and
 //! runs: the ACS payload's equivalent) and its first record (what DescribeTasks shows).
 //! The agent ([`super::work`]) runs the assignment through the same supervisor path as one
@@ -17,10 +17,14 @@ use crate::ecs::{Ecs, EcsError, EcsResult};
 use crate::store::{DesiredStatus, Store, StoredTaskDefinition};
 use crate::task::launch::{self, Ids, Prepared};
 use crate::taskdef::AwsContext;
-use crate::taskdef::model::NetworkMode;
+use crate::taskdef::model::{NetworkMode, TaskDefinition};
 
 /// RunTask's launcher in cluster mode: places each task and writes its assignment.
 pub struct Placer;
+
+/// StartTask's launcher in cluster mode: task `i` goes on the container instance
+/// `instances[i]` names (an id or an ARN), if it can take it; no strategy.
+pub struct Onto(pub Vec<String>);
 
 impl Launcher for Placer {
     fn launch(
@@ -34,45 +38,84 @@ impl Launcher for Placer {
         _providers: &[String],
         _sup: Supervision,
     ) -> EcsResult<Started> {
-        let etcd = super::serving().ok_or_else(|| {
-            EcsError::Server(anyhow::anyhow!("cluster mode without an etcd client"))
-        })?;
-        let containers = stored
-            .definition
-            .container_definitions
-            .as_ref()
-            .map_or(0, Vec::len);
-        let mut prepared = Vec::new();
-        for _ in 0..count {
-            let ids = Ids::new(containers).map_err(|e| {
-                EcsError::Server(anyhow::Error::from(e).context("failed to read /dev/urandom"))
-            })?;
-            prepared.push(
-                launch::prepare_task(ctx, stored, req, &ecs.root, &ids)
-                    .map_err(|e| EcsError::Server(anyhow::Error::from(e)))?,
-            );
-        }
-        let placed = super::block_on(place_all(etcd, ctx, stored, req, prepared))?;
-        let warnings = placed
-            .tasks
-            .first()
-            .map(|t| t.minifargate_warnings.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|message| crate::ecs::Warning { message })
-            .collect();
-        Ok(Started {
-            ids: placed.ids,
-            response: RunTaskResponse {
-                tasks: placed.tasks,
-                failures: placed.failures,
-            },
-            store,
-            warnings,
-            supervisors: Vec::new(),
-            warmers: Vec::new(),
-        })
+        let targets = vec![Target::Anywhere; count as usize];
+        launch_on(ecs, store, ctx, stored, req, &targets)
     }
+}
+
+impl Launcher for Onto {
+    fn launch(
+        &self,
+        ecs: &Ecs,
+        store: Store,
+        ctx: &AwsContext,
+        stored: &StoredTaskDefinition,
+        req: &launch::Request,
+        _count: u32,
+        _providers: &[String],
+        _sup: Supervision,
+    ) -> EcsResult<Started> {
+        let targets: Vec<Target> = self.0.iter().map(|r| Target::Onto(r)).collect();
+        launch_on(ecs, store, ctx, stored, req, &targets)
+    }
+}
+
+/// Where one task may go.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// Wherever placement chooses (RunTask, a service).
+    Anywhere,
+    /// On the instance this id or ARN names (StartTask).
+    Onto(&'a str),
+}
+
+/// Prepares one task per target and places each.
+fn launch_on(
+    ecs: &Ecs,
+    store: Store,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &launch::Request,
+    targets: &[Target],
+) -> EcsResult<Started> {
+    let etcd = super::serving()
+        .ok_or_else(|| EcsError::Server(anyhow::anyhow!("cluster mode without an etcd client")))?;
+    let containers = stored
+        .definition
+        .container_definitions
+        .as_ref()
+        .map_or(0, Vec::len);
+    let mut prepared = Vec::new();
+    for _ in targets {
+        let ids = Ids::new(containers).map_err(|e| {
+            EcsError::Server(anyhow::Error::from(e).context("failed to read /dev/urandom"))
+        })?;
+        let mut p = launch::prepare_task(ctx, stored, req, &ecs.root, &ids)
+            .map_err(|e| EcsError::Server(anyhow::Error::from(e)))?;
+        // Placement applies the definition's constraints: no "not applied" warning.
+        crate::taskdef::coverage::applied_placement_constraints(&mut p.task.warnings);
+        prepared.push(p);
+    }
+    let placed = super::block_on(place_all(etcd, ctx, stored, req, prepared, targets))?;
+    let warnings = placed
+        .tasks
+        .first()
+        .map(|t| t.minifargate_warnings.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|message| crate::ecs::Warning { message })
+        .collect();
+    Ok(Started {
+        ids: placed.ids,
+        response: RunTaskResponse {
+            tasks: placed.tasks,
+            failures: placed.failures,
+        },
+        store,
+        warnings,
+        supervisors: Vec::new(),
+        warmers: Vec::new(),
+    })
 }
 
 struct Placed {
@@ -91,6 +134,7 @@ async fn place_all(
     stored: &StoredTaskDefinition,
     req: &launch::Request,
     prepared: Vec<Prepared>,
+    targets: &[Target<'_>],
 ) -> EcsResult<Placed> {
     let cluster = &req.cluster;
     let mut out = Placed {
@@ -98,22 +142,22 @@ async fn place_all(
         tasks: Vec::new(),
         failures: Vec::new(),
     };
-    let plan = plan_of(req)?;
-    for mut p in prepared {
+    let plan = plan_of(req, &stored.definition)?;
+    for (mut p, target) in prepared.into_iter().zip(targets.iter().copied()) {
         let (need, reservation) = need_of(&p);
         let mut attempt = 0;
         loop {
             let instances = instances::load(etcd, cluster).await.map_err(server)?;
-            let mut cands = candidates(&instances);
-            let placed = placement::place(&mut cands, &need, &plan, 1, &mut placement::random)
-                .map_err(|e| EcsError::invalid(e.to_string()))?;
-            let chosen = match placed.into_iter().next() {
-                Some(Ok(i)) => &instances[i],
-                Some(Err(f)) => {
-                    out.failures.extend(f);
+            let chosen = match choose(&instances, &need, &plan, target)? {
+                Ok(i) => &instances[i],
+                Err(f) => {
+                    for f in f {
+                        if !out.failures.contains(&f) {
+                            out.failures.push(f);
+                        }
+                    }
                     break;
                 }
-                None => break,
             };
             let id = &chosen.reg.id;
             let (mut ledger, rev) = (chosen.ledger.clone(), chosen.ledger_revision);
@@ -166,6 +210,49 @@ async fn place_all(
         }
     }
     Ok(out)
+}
+
+/// The instance a task of `need` goes on for `target`, or the failures saying why none
+/// can take it.
+fn choose(
+    instances: &[Instance],
+    need: &placement::Need,
+    plan: &placement::Plan,
+    target: Target<'_>,
+) -> EcsResult<Result<usize, Vec<Failure>>> {
+    let placed = match target {
+        Target::Anywhere => {
+            let mut cands = candidates(instances);
+            placement::place(&mut cands, need, plan, 1, &mut placement::random)
+                .map_err(|e| EcsError::invalid(e.to_string()))?
+        }
+        Target::Onto(reference) => {
+            let id = reference.rsplit('/').next().unwrap_or(reference);
+            let Some(i) = instances.iter().position(|i| i.reg.id == id) else {
+                return Ok(Err(vec![Failure::missing(reference)]));
+            };
+            // Ref: developerguide/api_failures_messages.html: INACTIVE, "the container
+            // instance that you attempted to launch a task onto has been previously
+            // deregistered". ECS documents no reason for a DRAINING one (which takes no new
+            // task): the failure names its status the same way.
+            let status = instances[i].status;
+            if status != Status::Active {
+                return Ok(Err(vec![Failure {
+                    arn: instances[i].arn(),
+                    reason: status.as_str().to_string(),
+                }]));
+            }
+            // Placement on this one instance: its agent, resources and the constraints
+            // (the task definition's), no strategy.
+            let mut one = candidates(&instances[i..=i]);
+            placement::place(&mut one, need, plan, 1, &mut placement::random)
+                .map_err(|e| EcsError::invalid(e.to_string()))?
+                .into_iter()
+                .map(|r| r.map(|_| i))
+                .collect()
+        }
+    };
+    Ok(placed.into_iter().next().unwrap_or(Err(Vec::new())))
 }
 
 fn ids_of(p: &Prepared) -> Ids {
@@ -256,11 +343,12 @@ fn candidates(instances: &[Instance]) -> Vec<placement::Candidate> {
         .collect()
 }
 
-/// The constraints and strategy RunTask recorded on the launch (checked there). A
+/// The constraints and strategy RunTask recorded on the launch (checked there), with the
+/// task definition's constraints (`def`, the registered one: overrides do not touch them). A
 /// service's tasks without a strategy spread over Availability Zones, then instances, as
 /// ECS's services do by default (developerguide/task-placement-strategies.html); a
 /// RunTask's are placed at random (its default).
-fn plan_of(req: &launch::Request) -> EcsResult<placement::Plan> {
+fn plan_of(req: &launch::Request, def: &TaskDefinition) -> EcsResult<placement::Plan> {
     use crate::ecs::shapes::{PlacementConstraint, PlacementStrategy};
     fn stored<T: serde::de::DeserializeOwned>(v: &Option<serde_json::Value>) -> EcsResult<Vec<T>> {
         v.clone()
@@ -288,7 +376,9 @@ fn plan_of(req: &launch::Request) -> EcsResult<placement::Plan> {
             });
         }
     }
-    placement::Plan::parse(&constraints, &strategy).map_err(|e| EcsError::invalid(e.to_string()))
+    placement::Plan::parse(&constraints, &strategy)
+        .and_then(|p| p.and_definition(def.placement_constraints.as_deref().unwrap_or_default()))
+        .map_err(|e| EcsError::invalid(e.to_string()))
 }
 
 /// Sets task `id`'s assignment to desired STOPPED with `code` and `reason` (its agent

@@ -20,6 +20,46 @@ pub struct FleetTask {
     pub draining: bool,
 }
 
+/// DescribeClusters' counts of a cluster whose tasks are elsewhere than this box's store.
+/// Ref: ecs.json `Cluster.registeredContainerInstancesCount` ("This includes container
+/// instances in both ACTIVE and DRAINING status"), `runningTasksCount` ("in the RUNNING
+/// state"), `pendingTasksCount` ("in the PENDING state").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub registered_container_instances: i64,
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+    /// Of those, the FARGATE launch type's (`statistics`: the rest are EC2's).
+    pub running_fargate_tasks: i64,
+    pub pending_fargate_tasks: i64,
+}
+
+impl Counts {
+    /// ecs.json `Cluster.statistics`' names, in the order DescribeClusters lists them.
+    const STATISTICS: [&'static str; 8] = [
+        "runningEC2TasksCount",
+        "runningFargateTasksCount",
+        "pendingEC2TasksCount",
+        "pendingFargateTasksCount",
+        "activeEC2ServiceCount",
+        "activeFargateServiceCount",
+        "drainingEC2ServiceCount",
+        "drainingFargateServiceCount",
+    ];
+
+    /// DescribeClusters' task `statistics` entry `name` (`include` STATISTICS), if it is
+    /// one of the task counts.
+    fn statistic(&self, name: &str) -> Option<i64> {
+        Some(match name {
+            "runningEC2TasksCount" => self.running_tasks - self.running_fargate_tasks,
+            "runningFargateTasksCount" => self.running_fargate_tasks,
+            "pendingEC2TasksCount" => self.pending_tasks - self.pending_fargate_tasks,
+            "pendingFargateTasksCount" => self.pending_fargate_tasks,
+            _ => return None,
+        })
+    }
+}
+
 /// The tasks a server starts, follows and stops.
 pub trait Fleet: Send + Sync {
     /// Where RunTask's checked tasks start.
@@ -43,6 +83,19 @@ pub trait Fleet: Send + Sync {
 
     /// Finishes the tasks whose supervisor died: every task's (`ids` None) or these.
     fn reconcile(&self, ecs: &Ecs, store: &mut Store, ids: Option<&[&str]>);
+
+    /// StartTask's launcher for the container instances `instances` names (ids or ARNs,
+    /// one task each), when they are a cluster's; `None` on one box, where this host is
+    /// the only container instance (StartTask checks the names against it).
+    fn launcher_onto(&self, _instances: &[String]) -> Option<Box<dyn Launcher>> {
+        None
+    }
+
+    /// Cluster `cluster`'s DescribeClusters counts, when they are not this box's store's;
+    /// `None` on one box.
+    fn counts(&self, _cluster: &str) -> anyhow::Result<Option<Counts>> {
+        Ok(None)
+    }
 
     /// How many tasks of deployment `id` (in `cluster`) stopped without ever reaching
     /// RUNNING.
@@ -133,4 +186,69 @@ pub fn set(f: Box<dyn Fleet>) {
 /// This process's fleet: [`Local`] unless [`set`].
 pub fn get() -> &'static dyn Fleet {
     FLEET.get().map_or(&Local as &dyn Fleet, |f| f.as_ref())
+}
+
+/// DescribeClusters' answer with each cluster's instance and task counts taken from where
+/// its tasks are (the cluster's etcd in `serve --cluster`); on one box, as it is. A cluster
+/// this serve has no row of but whose instances are registered in etcd (`agent
+/// --cluster-name`, as ECS's agent creates `default` on its first registration) is
+/// described, not MISSING, as the container-instance operations answer for it.
+pub fn with_counts(
+    mut r: super::clusters::DescribeClustersResponse,
+    req: &super::clusters::DescribeClustersRequest,
+) -> super::EcsResult<super::clusters::DescribeClustersResponse> {
+    for c in &mut r.clusters {
+        if let Some(n) = get().counts(&c.cluster_name)? {
+            c.registered_container_instances_count = n.registered_container_instances;
+            c.running_tasks_count = n.running_tasks;
+            c.pending_tasks_count = n.pending_tasks;
+            for st in &mut c.statistics {
+                if let Some(v) = n.statistic(&st.name) {
+                    st.value = v.to_string();
+                }
+            }
+        }
+    }
+    for f in std::mem::take(&mut r.failures) {
+        let name = f.arn.rsplit('/').next().unwrap_or(&f.arn).to_string();
+        let counts = match f.reason.as_str() {
+            "MISSING" => get().counts(&name)?,
+            _ => None,
+        };
+        match counts {
+            Some(n) if n.registered_container_instances > 0 => {
+                let row = crate::store::ClusterRow {
+                    name,
+                    arn: f.arn.clone(),
+                    status: crate::store::ClusterStatus::Active,
+                    created_at_ms: 0,
+                    running_tasks: n.running_tasks,
+                    pending_tasks: n.pending_tasks,
+                    active_services: 0,
+                    tags: Vec::new(),
+                    settings: Vec::new(),
+                    capacity_providers: Vec::new(),
+                    default_capacity_provider_strategy: Vec::new(),
+                    configuration: serde_json::json!({}),
+                };
+                let mut c = super::clusters::cluster_json(&row);
+                c.registered_container_instances_count = n.registered_container_instances;
+                // As DescribeClusters shows a cluster without `include`, but STATISTICS.
+                c.settings = Vec::new();
+                if req.include.iter().any(|i| i == "STATISTICS") {
+                    c.statistics = Counts::STATISTICS
+                        .iter()
+                        .map(|name| super::clusters::ClusterSetting {
+                            name: name.to_string(),
+                            // The services are this serve's: a cluster without a row has none.
+                            value: n.statistic(name).unwrap_or(0).to_string(),
+                        })
+                        .collect();
+                }
+                r.clusters.push(c);
+            }
+            _ => r.failures.push(f),
+        }
+    }
+    Ok(r)
 }

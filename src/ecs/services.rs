@@ -420,6 +420,7 @@ fn resolve_task_definition(
     reference: &str,
     launch_type: Option<&str>,
     remote: bool,
+    constraints: Option<&Value>,
 ) -> anyhow::Result<String> {
     if reference.starts_with("file://") {
         bail!(EcsError::client(format!(
@@ -433,6 +434,13 @@ fn resolve_task_definition(
     if launch_type == Some("FARGATE") {
         super::tasks::fargate_check(reference, &r.stored)?;
     }
+    // The service's constraints and the definition's: at most 10 per task, as RunTask's.
+    let asked: Vec<PlacementConstraint> = constraints
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()?
+        .unwrap_or_default();
+    super::tasks::check_constraint_count(&asked, &r.stored)?;
     Ok(r.stored
         .definition
         .task_definition_arn
@@ -538,6 +546,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
             .then_some("FARGATE")
             .or(spec.launch_type.as_deref()),
         remote,
+        spec.placement_constraints.as_ref(),
     )?;
     let now = now_ms();
     // `default` is created with its first task or service, as ECS does.
@@ -635,7 +644,14 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
             .fargate()
             .then_some("FARGATE")
             .or(spec.launch_type.as_deref());
-        let td = resolve_task_definition(&mut store, &ctx, reference, lt, remote)?;
+        let td = resolve_task_definition(
+            &mut store,
+            &ctx,
+            reference,
+            lt,
+            remote,
+            spec.placement_constraints.as_ref(),
+        )?;
         redeploy |= td != s.task_definition_arn;
         s.task_definition_arn = td;
     }

@@ -1,9 +1,11 @@
 //! StartTask: one task on each named container instance (EC2 semantics), through RunTask's
-//! path with the EC2 launch type, so it is placed (resources checked) as RunTask's are.
+//! path with the EC2 launch type, so it is placed (resources checked) as RunTask's are: on
+//! this host (one box), or on the named instances of the cluster (`serve --cluster`,
+//! `crate::cluster::tasks::Onto`).
 
 use super::container_instances::{active_cluster, is_ours};
 use super::names::cluster_name;
-use super::tasks::{Local, RunTaskRequest, Started, run_task};
+use super::tasks::{Local, RunTaskRequest, Started, run_task, run_task_with};
 use super::{Ecs, EcsError, EcsResult, cluster_or_default};
 use crate::store::{Tag, TaskOverride};
 use serde::Deserialize;
@@ -45,6 +47,11 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
         )));
     }
     let cluster = cluster_name(cluster_or_default(req.cluster.as_deref())).to_string();
+    // In cluster mode each task goes on the instance it names, wherever it is.
+    if let Some(onto) = super::fleet::get().launcher_onto(&req.container_instances) {
+        let count = req.container_instances.len() as u32;
+        return run_task_with(ecs, run_request(cluster, req, count), local, &*onto);
+    }
     let (ours, failures): (Vec<&String>, Vec<&String>) = {
         let store = ecs.open_store()?;
         let c = active_cluster(&store, &cluster)?;
@@ -58,10 +65,19 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
         let store = ecs.open_store()?;
         return Ok(Started::none(store, failures));
     }
-    let run = RunTaskRequest {
+    let count = ours.len() as u32;
+    let run = run_request(cluster, req, count);
+    let mut started = run_task(ecs, run, local)?;
+    started.response.failures.extend(failures);
+    Ok(started)
+}
+
+/// StartTask's request as RunTask's: `count` tasks of the EC2 launch type.
+fn run_request(cluster: String, req: StartTaskRequest, count: u32) -> RunTaskRequest {
+    RunTaskRequest {
         cluster: Some(cluster),
         task_definition: req.task_definition,
-        count: Some(ours.len() as u32),
+        count: Some(count),
         overrides: req.overrides,
         launch_type: Some("EC2".into()),
         started_by: req.started_by,
@@ -74,8 +90,5 @@ pub fn start_task(ecs: &Ecs, req: StartTaskRequest, local: Local) -> EcsResult<S
         enable_ecs_managed_tags: req.enable_ecs_managed_tags,
         volume_configurations: req.volume_configurations,
         ..Default::default()
-    };
-    let mut started = run_task(ecs, run, local)?;
-    started.response.failures.extend(failures);
-    Ok(started)
+    }
 }

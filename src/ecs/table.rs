@@ -37,7 +37,7 @@ macro_rules! rows {
                 "every member; what each does here is in [taskdefs.md](taskdefs.md#what-this-host-does-with-each-member) (RunTask table): capacity provider strategies resolve to FARGATE (`capacityProviderName`), `platformVersion`, `propagateTags`, ECS managed tags, `clientToken` idempotency (24 h, per cluster); an EC2 task is placed on the cluster's container instance (this host): one that does not fit (CPU, memory, host ports) or whose `memberOf`/`distinctInstance` it does not satisfy is a `failures[]` entry with ECS's reason ([cluster.md](cluster.md#placement))";
             StartTask(Ecs): st::StartTaskRequest => tasks::RunTaskResponse,
                 call |cx, r| Ok(detached(Op::StartTask, st::start_task(cx.ecs, r, local(cx))?)),
-                "one EC2 task on each named container instance (this host; any other is a MISSING failure), placed as RunTask's (a task that does not fit is a `RESOURCE:*` failure)";
+                "one EC2 task on each named container instance (this host; any other is a MISSING failure), placed as RunTask's (a task that does not fit is a `RESOURCE:*` failure); with `serve --cluster`, on each named instance of the cluster, or a failure saying why not (`MISSING`, `INACTIVE`, `DRAINING`, `AGENT`, `RESOURCE:*`, the task definition's memberOf: [cluster.md](cluster.md#tasks))";
             StopTask(Ecs): tasks::StopTaskRequest => tasks::StopTaskResponse,
                 call |cx, r| tasks::stop_task(cx.ecs, &r, tasks::Unset::DefaultCluster),
                 "`reason` becomes `stoppedReason`; answers once `desiredStatus` is STOPPED";
@@ -66,8 +66,8 @@ macro_rules! rows {
                 call |cx, r| clusters::create_cluster(cx.ecs, &r),
                 "`settings`, `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` and `tags` stored";
             DescribeClusters(Ecs): clusters::DescribeClustersRequest => clusters::DescribeClustersResponse,
-                call |cx, r| clusters::describe_clusters(cx.ecs, &r),
-                "task, service and container instance counts; `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)";
+                call |cx, r| fleet::with_counts(clusters::describe_clusters(cx.ecs, &r)?, &r),
+                "task, service and container instance counts (with `serve --cluster`, the instances and tasks in etcd: [cluster.md](cluster.md#what-works-in-this-step)); `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)";
             ListClusters(Ecs): clusters::ListClustersRequest => clusters::ListClustersResponse,
                 call |cx, r| clusters::list_clusters(cx.ecs, &r),
                 "";

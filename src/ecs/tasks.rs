@@ -408,6 +408,10 @@ pub fn run_task_with(
         if local.remote {
             super::no_local_environment_files(&resolved.stored.definition)?;
         }
+        check_constraint_count(
+            req.placement_constraints.as_deref().unwrap_or_default(),
+            &resolved.stored,
+        )?;
         // The coverage warnings of the definition are the task's own (with their paths).
         let warnings: Vec<Warning> = resolved
             .warnings
@@ -584,6 +588,31 @@ pub fn run_task_with(
     warnings.append(&mut started.warnings);
     started.warnings = warnings;
     Ok(started)
+}
+
+/// ECS's limit on a task's placement constraints, the task definition's included. Ref:
+/// ecs.json `RunTaskRequest.placementConstraints` ("You can specify up to 10 constraints for
+/// each task (including constraints in the task definition and those specified at
+/// runtime)"), the same for `CreateServiceRequest`.
+pub fn check_constraint_count(
+    asked: &[super::shapes::PlacementConstraint],
+    stored: &StoredTaskDefinition,
+) -> EcsResult<()> {
+    let defined = stored
+        .definition
+        .placement_constraints
+        .as_deref()
+        .map_or(0, <[_]>::len);
+    if asked.len() + defined > 10 {
+        return Err(EcsError::invalid(format!(
+            "placementConstraints: {} given and {defined} in task definition {}:{}; at most 10 \
+             per task, the task definition's included",
+            asked.len(),
+            stored.family(),
+            stored.revision()
+        )));
+    }
+    Ok(())
 }
 
 /// Claims RunTask clientToken `token` for request `digest` (`None`: this call runs), or

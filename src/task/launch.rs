@@ -309,6 +309,11 @@ pub fn prepare_task(
     let mut def = apply_overrides(&stored.definition, &req.overrides, &name)?;
     let mut warnings = req.warnings.clone();
     warnings.extend(crate::supervisor::support::prepare(&mut def)?);
+    if req.launch.container_instance_arn.is_some() {
+        // Placed by cluster placement (`serve --cluster`), which applied the definition's
+        // placementConstraints.
+        crate::taskdef::coverage::applied_placement_constraints(&mut warnings);
+    }
     apply_env_file(&mut def, &req.env_file);
     crate::supervisor::isolation::volumes::check(&mut def, &req.volume_map, root)?;
     let launch_type = launch_type(req, &def);

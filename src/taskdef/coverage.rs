@@ -155,6 +155,23 @@ const FSX: &str = "FSx for Windows File Server is not reachable from this host: 
                    refuses the volume unless `--volume-map NAME=/local/dir` serves it from a \
                    local directory";
 
+/// What happens to a task definition's `placementConstraints`: on one box they are not
+/// evaluated (the RunTask request's are, against this host); cluster placement applies
+/// them.
+const PLACEMENT_CONSTRAINTS_NOTE: &str = "one host (no `serve --cluster`): the task \
+    definition's memberOf constraints are not evaluated against this host, the cluster's one \
+    container instance (a RunTask request's or a service's constraints are); with `serve \
+    --cluster` they are applied on the cluster's instances together with the request's or \
+    the service's, and a task that satisfies them nowhere is a `MemberOf placement constraint \
+    unsatisfied.` failure (docs/cluster.md)";
+
+/// Removes, from a task's warnings, the one saying its definition's `placementConstraints`
+/// are not applied: cluster placement (`serve --cluster`) has applied them.
+pub fn applied_placement_constraints(warnings: &mut Vec<String>) {
+    let lead = format!("placementConstraints: {}", Class::NotApplied.lead());
+    warnings.retain(|w| !w.starts_with(&lead));
+}
+
 /// Every member of a task definition (`model::TaskDefinition`), in the order of the docs.
 pub static TASK_DEFINITION: &[Row] = &[
     h("family", "names the family; revisions are kept as ECS keeps them"),
@@ -192,7 +209,7 @@ pub static TASK_DEFINITION: &[Row] = &[
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.credentialsParameter", FSX),
     rf("volumes[].fsxWindowsFileServerVolumeConfiguration.authorizationConfig.domain", FSX),
     h("volumes[].configuredAtLaunch", "false: an ordinary volume; true: run-task refuses the volume unless `--volume-map` serves it").by_value(configured_at_launch),
-    na("placementConstraints", "one host: there is nowhere else to place the task, so the constraint is not evaluated"),
+    na("placementConstraints", PLACEMENT_CONSTRAINTS_NOTE),
     na("placementConstraints[].type", "as placementConstraints"),
     na("placementConstraints[].expression", "as placementConstraints"),
     h("requiresCompatibilities", "FARGATE applies the Fargate rules and makes FARGATE the task's launch type"),
@@ -461,7 +478,7 @@ pub static RUN_TASK: &[Row] = &[
     ),
     h(
         "placementConstraints",
-        "an EC2 task is placed on the cluster's container instance (this host) only if it satisfies them: memberOf in the cluster query language (attributes, task:group, ...), distinctInstance per group; otherwise a `MemberOf placement constraint unsatisfied.` / `DistinctInstance placement constraint unsatisfied.` failure and no task; recorded on the task; a FARGATE task gets a warning (no container instance)",
+        "an EC2 task is placed on the cluster's container instance (this host) only if it satisfies them: memberOf in the cluster query language (attributes, task:group, ...), distinctInstance per group; otherwise a `MemberOf placement constraint unsatisfied.` / `DistinctInstance placement constraint unsatisfied.` failure and no task; recorded on the task; a FARGATE task gets a warning (no container instance); with `serve --cluster`, applied on the cluster's instances together with the task definition's, at most 10 in all",
     ),
     h("placementConstraints[].type", "as placementConstraints"),
     h(

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod ecr;
 pub mod etcd;
 pub mod faultproxy;

@@ -211,6 +211,56 @@ fn member_of_is_honoured_with_attributes_and_task_group() {
 }
 
 #[test]
+fn the_task_definition_s_member_of_constraints_apply_with_the_request_s() {
+    use crate::taskdef::model::{PlacementConstraint as Defined, PlacementConstraintType};
+    let defined = |e: &str| Defined {
+        kind: Some(PlacementConstraintType::MemberOf),
+        expression: Some(e.into()),
+    };
+    let mut cands: Vec<_> = (0..3).map(cand).collect();
+    cands[1].attributes.insert("zone".into(), Some("a".into()));
+    cands[2].attributes.insert("zone".into(), Some("a".into()));
+    cands[2]
+        .attributes
+        .insert("disk".into(), Some("ssd".into()));
+    // The request's alone would allow 1 and 2; the definition's keeps 2 only.
+    let p = plan(&[constraint("memberOf", Some("attribute:zone == a"))], &[])
+        .and_definition(&[defined("attribute:disk == ssd")])
+        .unwrap();
+    let r = place(&mut cands, &need(10), &p, 3, &mut seq()).unwrap();
+    assert_eq!(placed(&r), [2, 2, 2]);
+    // Unsatisfiable together: ECS's words on every instance.
+    let p = Plan::parse(&[], &[])
+        .unwrap()
+        .and_definition(&[defined("attribute:disk == nvme")])
+        .unwrap();
+    let f = place(&mut cands, &need(10), &p, 1, &mut seq()).unwrap()[0]
+        .clone()
+        .unwrap_err();
+    assert_eq!(f.len(), 3);
+    assert!(f.iter().all(|f| f.reason == MEMBER_OF), "{f:?}");
+    // One without a type constrains nothing; a bad expression names the definition's.
+    let none = Defined {
+        kind: None,
+        expression: Some("attribute:disk == nvme".into()),
+    };
+    let p = Plan::parse(&[], &[])
+        .unwrap()
+        .and_definition(&[none])
+        .unwrap();
+    assert!(place(&mut cands, &need(10), &p, 1, &mut seq()).unwrap()[0].is_ok());
+    let e = Plan::parse(&[], &[])
+        .unwrap()
+        .and_definition(&[defined("attribute:disk ==")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("the task definition's placementConstraints[0].expression"),
+        "{e}"
+    );
+}
+
+#[test]
 fn each_resource_failure_has_ecs_words() {
     let mut base = cand(0);
     base.used_udp_ports.insert(53);

@@ -891,6 +891,23 @@ impl Checker {
                     root().key("placementConstraints").index(k).key("type"),
                     "placementConstraints entry without a type (memberOf): it constrains nothing.",
                 );
+            } else if let Err(e) =
+                crate::cluster::query::Query::parse(pc.expression.as_deref().unwrap_or_default())
+            {
+                // Ref: ecs.json `TaskDefinitionPlacementConstraint.expression` ("A cluster
+                // query language expression"); ECS documents no refusal at registration,
+                // so a warning: cluster placement refuses the tasks of this definition.
+                self.warn(
+                    "placement-constraint-expression",
+                    root()
+                        .key("placementConstraints")
+                        .index(k)
+                        .key("expression"),
+                    format!(
+                        "not a cluster query language expression ({e}): RunTask and \
+                         StartTask with `serve --cluster` refuse this definition's tasks."
+                    ),
+                );
             }
         }
         // Ref: ecs.json `InferenceAccelerator` requires deviceName and deviceType.

@@ -294,3 +294,31 @@ fn compatibility_with_fargate() {
             .def;
     assert!(!fargate_compatible(&bridge));
 }
+
+#[test]
+fn a_member_of_expression_outside_the_query_language_is_a_warning() {
+    let def = |e: &str| {
+        format!(
+            r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"busybox","memory":64}}],
+            "placementConstraints":[{{"type":"memberOf","expression":"{e}"}}]}}"#
+        )
+    };
+    let r = run(&def("attribute:disk =="), None);
+    assert!(rules(&r).is_empty(), "{:?}", r.findings);
+    let w: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == "placement-constraint-expression")
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", r.findings);
+    assert_eq!(w[0].path.to_string(), "placementConstraints[0].expression");
+    assert!(w[0].message.contains("serve --cluster"), "{}", w[0].message);
+    let r = run(&def("attribute:disk == ssd"), None);
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.rule == "placement-constraint-expression"),
+        "{:?}",
+        r.findings
+    );
+}
