@@ -57,6 +57,7 @@ mod nfnl;
 pub mod nft;
 pub mod nsfs;
 pub mod ports;
+pub mod routes;
 mod state;
 
 use std::fmt;
@@ -74,6 +75,7 @@ pub use netlink::NetlinkError;
 pub use nft::NftError;
 pub use nsfs::NsError;
 pub use ports::{DYNAMIC_PORTS, PortError, Unpublished};
+pub use routes::{PEER_PROTOCOL, PEER_REALM, PeerRoute};
 pub use state::StateError;
 
 use state::TaskRecord;

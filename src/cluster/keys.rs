@@ -9,6 +9,7 @@
 //! /minifargate/v1/clusters/<cluster>/ledger/<id>              what is placed on the instance: its reservations (JSON)
 //! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
 //! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON)
+//! /minifargate/v1/subnets/<network>-<prefix>                  a box's task subnet: its holder and address (JSON, written by that agent)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -98,6 +99,17 @@ pub fn cluster_names(keys: &[String], kind: &str) -> Vec<String> {
 /// The cluster's token: agents' endpoints take requests signed with it.
 pub fn token() -> String {
     format!("{ROOT}/token")
+}
+
+/// The prefix of the boxes' task subnets (one key a subnet, whatever the ECS cluster:
+/// the boxes share one network).
+pub fn subnets() -> String {
+    format!("{ROOT}/subnets/")
+}
+
+/// The key of task subnet `network/prefix` (`10.94.3.0-24`: no `/` in a key's last part).
+pub fn subnet(s: netns::Subnet) -> String {
+    format!("{}{}-{}", subnets(), s.network(), s.prefix())
 }
 
 /// The key the serves elect their leader with (attached to the leader's lease).
