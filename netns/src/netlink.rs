@@ -13,9 +13,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE,
-    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, parse_u32,
+    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, parse_u32,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -501,7 +501,12 @@ impl Netlink {
 
     /// Deletes the main table's route to `dst/prefix` of protocol `protocol`; false when
     /// there was none.
-    pub fn del_route(&mut self, dst: Ipv4Addr, prefix: u8, protocol: u8) -> Result<bool, NetlinkError> {
+    pub fn del_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        protocol: u8,
+    ) -> Result<bool, NetlinkError> {
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
         m.header.table = RouteHeader::RT_TABLE_MAIN;

@@ -53,7 +53,9 @@ pub fn peer_routes() -> Result<Vec<PeerRoute>, NetlinkError> {
 /// Makes the peer routes exactly `want`: adds or replaces what differs, deletes the
 /// peer routes to subnets not in `want`. Every change is tried; the failures are
 /// returned with the route each concerns.
-pub fn sync_peer_routes(want: &[PeerRoute]) -> Result<Vec<(PeerRoute, NetlinkError)>, NetlinkError> {
+pub fn sync_peer_routes(
+    want: &[PeerRoute],
+) -> Result<Vec<(PeerRoute, NetlinkError)>, NetlinkError> {
     let have = peer_routes()?;
     let mut nl = Netlink::open()?;
     let mut failed = Vec::new();
@@ -70,9 +72,13 @@ pub fn sync_peer_routes(want: &[PeerRoute]) -> Result<Vec<(PeerRoute, NetlinkErr
             continue;
         }
         let net = w.subnet;
-        if let Err(e) =
-            nl.replace_route(net.network(), net.prefix(), w.via, PEER_PROTOCOL, PEER_REALM)
-        {
+        if let Err(e) = nl.replace_route(
+            net.network(),
+            net.prefix(),
+            w.via,
+            PEER_PROTOCOL,
+            PEER_REALM,
+        ) {
             failed.push((*w, e));
         }
     }

@@ -225,7 +225,19 @@ async fn session(
         );
     }
     let box_net = (me.address, own);
-    match register(etcd, o, id, lease, attributes_put, arn, file, endpoint.0, box_net).await {
+    match register(
+        etcd,
+        o,
+        id,
+        lease,
+        attributes_put,
+        arn,
+        file,
+        endpoint.0,
+        box_net,
+    )
+    .await
+    {
         Ok(l) => {
             *connected = true;
             // Renewed three times a TTL, so one missed renewal does not lose it.

@@ -25,8 +25,8 @@ pub mod logs;
 pub mod placement;
 pub mod query;
 pub mod records;
-pub mod task_api;
 pub mod subnets;
+pub mod task_api;
 pub mod tasks;
 pub mod work;
 

@@ -147,9 +147,7 @@ pub async fn claim(
         };
         let value = serde_json::to_vec(me).expect("a holder encodes");
         let key = keys::subnet(target);
-        let up_to_date = all
-            .get(&target)
-            .is_some_and(|(_, h)| h == me);
+        let up_to_date = all.get(&target).is_some_and(|(_, h)| h == me);
         let stale: Vec<Op> = all
             .iter()
             .filter(|(s, (_, h))| mine(h) && **s != target)
@@ -342,9 +340,15 @@ mod tests {
         let me = holder("a", Some([192, 0, 2, 10]));
         let mut all = BTreeMap::new();
         all.insert(s("10.94.0.0/24"), ("k0".into(), me.clone()));
-        all.insert(s("10.94.1.0/24"), ("k1".into(), holder("b", Some([198, 51, 100, 7]))));
+        all.insert(
+            s("10.94.1.0/24"),
+            ("k1".into(), holder("b", Some([198, 51, 100, 7]))),
+        );
         // On this namespace's own loopback: the same host network, nothing to route.
-        all.insert(s("10.94.2.0/24"), ("k2".into(), holder("c", Some([127, 0, 0, 1]))));
+        all.insert(
+            s("10.94.2.0/24"),
+            ("k2".into(), holder("c", Some([127, 0, 0, 1]))),
+        );
         all.insert(s("10.94.3.0/24"), ("k3".into(), holder("d", None)));
         let want = wanted(&all, &me, s("10.94.0.0/24"));
         assert_eq!(
