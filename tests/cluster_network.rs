@@ -102,11 +102,13 @@ fn web() -> Value {
 
 /// Asks `http://$TARGET:8080/cgi-bin/who` (busybox's `wget -T` crashes: `timeout`
 /// bounds each try); exits 0 when the server saw this task's own
-/// address, 3 when it saw another (NAT), 1 when it never answered.
+/// address, 3 when it saw another (NAT), 1 when it never answered, 4 when the other
+/// task's metadata endpoint (its supervisor's port 51679) answered at the task's address.
 fn client() -> Value {
     let script = "me=$(busybox ip -4 -o addr show eth0 | busybox awk '{print $4}' | busybox cut -d/ -f1); \
         for i in $(busybox seq 1 60); do r=$(busybox timeout 3 busybox wget -q -O - http://$TARGET:8080/cgi-bin/who) && break; sleep 0.25; done; \
         echo \"me=$me got=$r\"; [ -n \"$r\" ] || exit 1; \
+        busybox timeout 3 busybox nc $TARGET 51679 </dev/null && exit 4; \
         case \"$r\" in *=$me|*:$me|*:$me]) exit 0;; esac; exit 3";
     json!({
         "family": "netbox-client",
@@ -238,6 +240,38 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
         assert!(routes[0].contains("realm 109"), "{routes:?}");
     }
 
+    // A box pinned (MINIFARGATE_SUBNET) to a subnet overlapping another box's is
+    // refused, naming that box, before it registers.
+    let mut third = common::cli::Mf::new();
+    let overlapping = format!("{}/24", subnets[1].split('/').next().unwrap());
+    third.set_env("MINIFARGATE_SUBNET", &overlapping);
+    let mut agent = third
+        .cmd()
+        .args(["agent", "--cluster", &etcd.endpoint()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = api.wait_for(20, "the overlapping agent to exit", || {
+        agent.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let want = format!(
+        "MINIFARGATE_SUBNET={} overlaps {}, the task subnet of container instance {}",
+        overlapping.parse::<netns::Subnet>().unwrap(),
+        subnets[1],
+        boxes[1].id()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(
+        api.aws_json(&["list-container-instances"])["containerInstanceArns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
     register(&api, "web.json", &web());
     register(&api, "client.json", &client());
     let servers = [
@@ -262,7 +296,8 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
         let t = wait_status(&api, c, "STOPPED");
         assert_eq!(
             t["containers"][0]["exitCode"], 0,
-            "the client (0: reached, no NAT; 3: reached through NAT; 1: never reached): {t:#}"
+            "the client (0: reached, no NAT; 3: reached through NAT; 1: never reached; 4: the \
+             other task's metadata endpoint reached): {t:#}"
         );
     }
     for s in &servers {
