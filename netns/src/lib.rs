@@ -26,6 +26,9 @@
 //! whose other end sits on the bridge. Shared by all tasks: the bridge (default `mfg0`,
 //! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
 //! the egress masquerade and the port DNAT maps; the table goes away with the last task.
+//! The egress masquerade skips packets routed by a route of realm [`PEER_REALM`]: the
+//! routes to other boxes' task subnets ([`routes`]), so tasks of different boxes talk by
+//! their own addresses.
 //!
 //! Every change to the nftables table — creating it, a task's port map elements,
 //! dropping it — is one nf_tables netlink batch on a socket the [`Network`] keeps

@@ -215,7 +215,8 @@ pub fn wanted(
 ) -> Vec<PeerRoute> {
     all.iter()
         .filter(|(s, (_, h))| {
-            !(h.instance == me.instance && h.cluster == me.cluster) && !s.overlaps(&own)
+            let mine = h.instance == me.instance && h.cluster == me.cluster;
+            !mine && !s.overlaps(&own)
         })
         .filter_map(|(s, (_, h))| {
             let via = h.address?;
