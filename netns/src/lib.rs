@@ -26,9 +26,6 @@
 //! whose other end sits on the bridge. Shared by all tasks: the bridge (default `mfg0`,
 //! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
 //! the egress masquerade and the port DNAT maps; the table goes away with the last task.
-//! The egress masquerade skips packets routed by a route of realm [`PEER_REALM`]: the
-//! routes to other boxes' task subnets ([`routes`]), so tasks of different boxes talk by
-//! their own addresses.
 //!
 //! Every change to the nftables table — creating it, a task's port map elements,
 //! dropping it — is one nf_tables netlink batch on a socket the [`Network`] keeps
@@ -63,7 +60,6 @@ pub mod ports;
 pub mod routes;
 mod state;
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -78,9 +74,7 @@ pub use netlink::NetlinkError;
 pub use nft::NftError;
 pub use nsfs::NsError;
 pub use ports::{DYNAMIC_PORTS, PortError, Unpublished};
-pub use routes::{PEER_PROTOCOL, PEER_REALM, PeerRoute};
 pub use state::StateError;
-
 use state::TaskRecord;
 
 /// How long a torn-down task's veth may outlive its namespace before GC deletes it.
@@ -140,8 +134,8 @@ pub enum NetworkMode {
     None,
 }
 
-impl fmt::Display for NetworkMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             NetworkMode::Awsvpc => "awsvpc",
             NetworkMode::Bridge => "bridge",
@@ -159,8 +153,8 @@ pub enum Protocol {
     Udp,
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",

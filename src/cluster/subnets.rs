@@ -11,7 +11,8 @@
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
-use netns::{PeerRoute, Subnet};
+use netns::Subnet;
+use netns::routes::PeerRoute;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
