@@ -20,15 +20,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// serve on the host, its etcd and registry relayed onto the Lan, and `n` boxes whose
-/// agents (leases of `ttl` s, attribute `box=<i>`) are listed by the API. Box 0 leases
-/// its task subnet (a /28 of the Lan's range), the others keep their own /26
-/// (MINIFARGATE_SUBNET, pinned).
+/// agents (leases of `ttl` s, attribute `box=<i>`), started at once, are listed by the
+/// API. Box 0 leases its task subnet (a /28 of the Lan's range); the others keep their
+/// own /26 (MINIFARGATE_SUBNET) when `pinned`, else lease one too.
 fn cluster(
     lan: &mut Lan,
     etcd: &Etcd,
     serve_args: &[&str],
     n: usize,
     ttl: u64,
+    pinned: bool,
 ) -> (Api, Vec<NetBox>) {
     let endpoint = etcd.endpoint();
     let mut args = vec!["--cluster", &endpoint];
@@ -39,7 +40,7 @@ fn cluster(
     let mut boxes = Vec::new();
     for i in 0..n {
         let mut b = NetBox::new(lan);
-        b.pinned = i > 0;
+        b.pinned = pinned && i > 0;
         b.mf.mirror_config("public.ecr.aws", &registry_on_lan.to_string(), true);
         let args: Vec<String> = [
             "--cluster",
@@ -220,7 +221,7 @@ fn assert_box_clean(b: &NetBox, ids: &[String]) {
 fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
     let mut lan = Lan::new();
     let etcd = Etcd::start();
-    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5);
+    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, true);
     let subnets = [task_subnet(&boxes[0]), task_subnet(&boxes[1])];
     // Box 0 leased the first /28 of the range; box 1 kept its own /26.
     let range: netns::Subnet = lan.task_range().parse().unwrap();
@@ -455,7 +456,27 @@ fn lose_and_return(
 fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
     let mut lan = Lan::new();
     let etcd = Etcd::start();
-    let (api, mut boxes) = cluster(&mut lan, &etcd, &["--lost-instance-after", "1"], 2, 3);
+    let (api, mut boxes) = cluster(
+        &mut lan,
+        &etcd,
+        &["--lost-instance-after", "1"],
+        2,
+        3,
+        false,
+    );
+    // Both boxes leased a subnet of the range at once: two different /28s of it.
+    let range: netns::Subnet = lan.task_range().parse().unwrap();
+    let leased: Vec<netns::Subnet> = boxes
+        .iter()
+        .map(|b| task_subnet(b).parse().unwrap())
+        .collect();
+    assert_ne!(leased[0], leased[1]);
+    for s in &leased {
+        assert!(
+            s.prefix() == 28 && range.overlaps(s),
+            "{s} is not a /28 of {range}"
+        );
+    }
     register(
         &api,
         "sleeper.json",
