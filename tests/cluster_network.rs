@@ -308,13 +308,13 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
         wait_status(&api, s, "STOPPED");
     }
 
-    // The agents stop: their routes go with them; the subnets stay leased (the boxes'
-    // tasks would keep their addresses) until the instances are deregistered.
-    let arns = [boxes[0].arn(), boxes[1].arn()];
-    for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
-        assert!(st.success(), "{st:?}");
-    }
+    // Box 0's agent stops: its routes go with it; its subnet stays leased (the box's
+    // tasks would keep their addresses) and box 1 keeps routing it, until box 0's
+    // instance is deregistered: then its subnet is released and box 1's route to it goes.
+    let arn0 = boxes[0].arn();
+    let st = boxes[0].signal("-TERM").unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(boxes[0].peer_routes(), Vec::<String>::new());
     let keys = || {
         let out = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/minifargate/v1/subnets/"]);
         String::from_utf8_lossy(&out.stdout)
@@ -323,12 +323,18 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
             .count()
     };
     assert_eq!(keys(), 2);
+    assert_eq!(boxes[1].peer_routes().len(), 1);
     api.aws_json(&[
         "deregister-container-instance",
         "--container-instance",
-        &arns[0],
+        &arn0,
     ]);
     assert_eq!(keys(), 1, "box 0's subnet released at deregistration");
+    api.wait_for(10, "box 1's route to box 0 removed", || {
+        boxes[1].peer_routes().is_empty().then_some(())
+    });
+    let st = boxes[1].signal("-TERM").unwrap();
+    assert!(st.success(), "{st:?}");
     for i in 0..2 {
         assert_box_clean(&boxes[i], &[id_of(&servers[i]), id_of(&clients[i])]);
     }
