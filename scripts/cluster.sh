@@ -8,6 +8,14 @@
 #
 # Call cl_setup first (sets W, RUN, MF, AWS; needs MF set), then etcd_start,
 # serve_start N [ARGS…], agent_start I [ARGS…].
+#
+# CL_NETNS=1 (set before cl_setup): each agent's box is a network namespace instead
+# (mfcl<N>b<I>, joined by a veth to a bridge of the run, mfcl<N>l, 10.91.<NET>.0/24, the
+# host .1, box I .1<I>), with its own links, routes and nftables: the boxes lease their
+# task subnets from 10.92.<NET+4>.0/22 and route each other's (docs/cluster.md, "Task
+# addresses across boxes"). etcd and the registry then also listen on the bridge's host
+# address, which a host nftables table of the run (mfcl<N>_lan) lets only the boxes and
+# the host itself reach.
 
 # The AWS CLI: the test venv's (scripts/lib.sh install_test_python), else the one on PATH.
 cl_aws_cli() {
@@ -34,19 +42,65 @@ cl_setup() {
     export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
     export AWS_CONFIG_FILE="$W/no-aws-config" AWS_SHARED_CREDENTIALS_FILE="$W/no-aws-credentials"
     PORT="$(free_port 5300)"
-    registry_start "$W/registry" "$PORT"
+    REG_ADDR=127.0.0.1
+    if [ "${CL_NETNS:-0}" = 1 ]; then
+        cl_lan_setup
+        REG_ADDR="$CL_GW"
+    fi
+    registry_start "$W/registry" "$PORT" "$REG_ADDR"
     build_busybox_image "$W/layout" 1.36 >/dev/null
-    push_layout "$W/layout" 1.36 "127.0.0.1:$PORT/docker/library/busybox:1.36" >/dev/null
-    log "busybox pushed to 127.0.0.1:$PORT, the mirror of public.ecr.aws"
+    push_layout "$W/layout" 1.36 "$REG_ADDR:$PORT/docker/library/busybox:1.36" >/dev/null
+    log "busybox pushed to $REG_ADDR:$PORT, the mirror of public.ecr.aws"
     cat >"$W/config.toml" <<CONF
 [[registry]]
 prefix = "public.ecr.aws"
 insecure = false
 
 [[registry.mirror]]
-location = "127.0.0.1:$PORT"
+location = "$REG_ADDR:$PORT"
 insecure = true
 CONF
+}
+
+# CL_NETNS=1: the boxes' network: a bridge with the host's address on it, and a host
+# nftables table that drops what reaches that address from anywhere but the bridge and
+# the host itself (other bridges' tasks).
+cl_lan_setup() {
+    CL_LAN="mfcl${CL_N}l"
+    CL_GW="10.91.$CL_NET.1"
+    ip link add "$CL_LAN" type bridge
+    ip addr add "$CL_GW/24" dev "$CL_LAN"
+    ip link set "$CL_LAN" up
+    nft -f - <<NFT
+table ip mfcl${CL_N}_lan {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip daddr $CL_GW iifname != { "$CL_LAN", "lo" } drop
+  }
+}
+NFT
+    log "boxes' network: bridge $CL_LAN, host address $CL_GW (table ip mfcl${CL_N}_lan)"
+}
+
+# Box I's network namespace (CL_NETNS=1) and its address on the bridge.
+cl_ns() { echo "mfcl${CL_N}b$1"; }
+cl_box_addr() { echo "10.91.$CL_NET.1$1"; }
+
+# CL_NETNS=1: box I's namespace, veth (eth0 inside), address and default route.
+cl_box_netns() {
+    ns="$(cl_ns "$1")"
+    ip netns add "$ns"
+    ip link add "mfcl${CL_N}v$1" type veth peer name eth0 netns "$ns"
+    ip link set "mfcl${CL_N}v$1" master "$CL_LAN" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$(cl_box_addr "$1")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add default via "$CL_GW"
+}
+
+# The command prefix that runs in box I's namespace (nothing without one).
+cl_in() {
+    if [ -e "/run/netns/$(cl_ns "$1")" ]; then echo "nsenter --net=/run/netns/$(cl_ns "$1")"; fi
 }
 
 # Box I (0 is serve's own; 1.. are agents): its bridge and subnet.
@@ -56,17 +110,25 @@ cl_subnet() { echo "10.92.$((CL_NET + $1)).0/24"; }
 # `minifargate` as box I: its own root, run root, config, bridge, subnet.
 cl_mf() {
     _b="$1"; shift
+    # shellcheck disable=SC2046
     MINIFARGATE_BRIDGE="$(cl_bridge "$_b")" MINIFARGATE_SUBNET="$(cl_subnet "$_b")" \
-        "$MF" --root "$W/box$_b/root" --run-root "$RUN/box$_b" --config "$W/config.toml" "$@"
+        $(cl_in "$_b") "$MF" --root "$W/box$_b/root" --run-root "$RUN/box$_b" --config "$W/config.toml" "$@"
 }
 
 etcd_start() {
     ETCD_PORT="$(free_port 23790)"
     peer="$(free_port $((ETCD_PORT + 1)))"
     ETCD="http://127.0.0.1:$ETCD_PORT"
+    # The agents' endpoint: the host's address on the boxes' bridge with CL_NETNS=1.
+    ETCD_BOXES="$ETCD"
+    listen="$ETCD"
+    if [ "${CL_NETNS:-0}" = 1 ]; then
+        ETCD_BOXES="http://$CL_GW:$ETCD_PORT"
+        listen="$ETCD,$ETCD_BOXES"
+    fi
     mkdir -p "$W/etcd"
     etcd --name mfcl --data-dir "$W/etcd/data" \
-        --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+        --listen-client-urls "$listen" --advertise-client-urls "$ETCD" \
         --listen-peer-urls "http://127.0.0.1:$peer" \
         --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
         --initial-cluster "mfcl=http://127.0.0.1:$peer" \
@@ -129,10 +191,20 @@ ecs() { "$AWS_BIN" ecs --endpoint-url "$ENDPOINT" --region us-east-1 --output js
 agent_start() {
     _a="$1"; shift
     mkdir -p "$W/box$_a"
-    # A simple command (not the cl_mf function) in the background: $! is the agent itself.
-    MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
-        "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-        agent --cluster "$ETCD" "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+    # A simple command (not the cl_mf function) in the background: $! is the agent itself
+    # (nsenter execs it).
+    if [ "${CL_NETNS:-0}" = 1 ]; then
+        [ -e "/run/netns/$(cl_ns "$_a")" ] || cl_box_netns "$_a"
+        MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" \
+            nsenter --net="/run/netns/$(cl_ns "$_a")" \
+            "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
+            agent --cluster "$ETCD_BOXES" --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
+            >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+    else
+        MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
+            "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
+            agent --cluster "$ETCD" "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+    fi
     _p=$!
     echo "agent $_p $_a" >>"$W/pids"
     eval "AGENT_PID_$_a=$_p"
@@ -231,7 +303,13 @@ cl_cleanup() {
     for i in $(seq 0 11); do
         ip link del "$(cl_bridge "$i")" 2>/dev/null
         nft delete table ip "minifargate_$(cl_bridge "$i")" 2>/dev/null
+        # CL_NETNS=1: the box's namespace (with it its veth, task bridge, routes and
+        # nftables table).
+        ip netns del "$(cl_ns "$i")" 2>/dev/null
+        ip link del "mfcl${CL_N}v$i" 2>/dev/null
     done
+    ip link del "mfcl${CL_N}l" 2>/dev/null
+    nft delete table ip "mfcl${CL_N}_lan" 2>/dev/null
     registry_stop "$W/registry"
     cl_leaks
     if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $W and $RUN"; else rm -rf "$W" "$RUN"; fi
@@ -253,9 +331,11 @@ cl_leaks() {
             [ -d "$d" ] && left="$left cgroup:$d"
         done
     done <"$W/ids"
-    links="$(ip -o link show 2>/dev/null | grep -c "mfcl${CL_N}b")"
+    links="$(ip -o link show 2>/dev/null | grep -c "mfcl${CL_N}[blv]")"
     [ "$links" = 0 ] || left="$left links:$links"
-    nft list tables 2>/dev/null | grep -q "minifargate_mfcl${CL_N}b" && left="$left nft-tables"
+    nft list tables 2>/dev/null | grep -q "mfcl${CL_N}[b_]" && left="$left nft-tables"
+    ns="$(ip netns list 2>/dev/null | grep -c "^mfcl${CL_N}b")"
+    [ "$ns" = 0 ] || left="$left box-netns:$ns"
     if [ -z "$left" ]; then
         log "clean-up: nothing left ($(wc -l <"$W/ids") tasks' netns, cgroups, mounts; links, nft tables, processes)"
     else

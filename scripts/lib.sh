@@ -125,10 +125,10 @@ serve_key_env() {
     export AWS_ACCESS_KEY_ID="${kline%% *}" AWS_SECRET_ACCESS_KEY="${kline#* }"
 }
 
-# registry_start DIR PORT: Debian's docker-registry on 127.0.0.1:PORT with its
-# storage under DIR; the PID goes to DIR/registry.pid.
+# registry_start DIR PORT [ADDR]: Debian's docker-registry on ADDR:PORT (ADDR
+# 127.0.0.1 by default) with its storage under DIR; the PID goes to DIR/registry.pid.
 registry_start() {
-    dir="$1"; port="$2"
+    dir="$1"; port="$2"; raddr="${3:-127.0.0.1}"
     mkdir -p "$dir/storage"
     cat >"$dir/config.yml" <<EOF
 version: 0.1
@@ -142,21 +142,21 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:$port
+  addr: $raddr:$port
   secret: minifargate-local-$port
 EOF
     /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 </dev/null &
     echo $! >"$dir/registry.pid"
     i=0
-    until curl -sf -o /dev/null "http://127.0.0.1:$port/v2/"; do
+    until curl -sf --noproxy '*' -o /dev/null "http://$raddr:$port/v2/"; do
         i=$((i + 1))
         if [ "$i" -gt 100 ] || ! kill -0 "$(cat "$dir/registry.pid")" 2>/dev/null; then
             cat "$dir/registry.log" >&2
-            die "registry on 127.0.0.1:$port did not start"
+            die "registry on $raddr:$port did not start"
         fi
         sleep 0.1
     done
-    log "registry on 127.0.0.1:$port (pid $(cat "$dir/registry.pid"))"
+    log "registry on $raddr:$port (pid $(cat "$dir/registry.pid"))"
 }
 
 # registry_stop DIR: stop the registry registry_start started there (by its PID).

@@ -129,8 +129,11 @@ table! {
             name: "MINIFARGATE_SUBNET",
             kind: "IPv4 CIDR",
             default: Some("10.94.0.0/16"),
-            meaning: "The tasks' subnet on that bridge (the bridge has its first address).",
-            read_by: "run-task, run, serve, a task's supervisor, the clean-up of dead tasks",
+            meaning: "The tasks' subnet on that bridge (the bridge has its first address). \
+                      `agent --cluster`: given, this box's subnet (refused if another box \
+                      holds one overlapping it); unset, the agent leases one from \
+                      `--task-range`.",
+            read_by: "run-task, run, serve, agent, a task's supervisor, the clean-up of dead tasks",
         };
         nft: Option<PathBuf> = opt_path, Var {
             name: "MINIFARGATE_NFT",
@@ -688,6 +691,12 @@ pub fn init() -> Result<&'static Config, ConfigError> {
         let _ = HOOKS_SET.set(h);
     }
     Ok(CONFIG.get_or_init(|| c))
+}
+
+/// Whether the environment gives variable `name` (not empty) rather than leaving it to
+/// its default: `agent --cluster` leases a task subnet unless MINIFARGATE_SUBNET is given.
+pub fn given(name: &str) -> bool {
+    env(name).is_some_and(|v| !v.is_empty())
 }
 
 /// The configuration [`init`] parsed. Unit tests, which do not run `main`, get it parsed

@@ -20,7 +20,7 @@ pub enum IpamError {
 }
 
 /// An IPv4 network given in CIDR notation; host bits are cleared on parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Subnet {
     network: Ipv4Addr,
     prefix: u8,
@@ -42,6 +42,27 @@ impl Subnet {
             return Err(IpamError::PrefixLength { subnet: s });
         }
         Ok(s)
+    }
+
+    /// Whether the two subnets share an address (one holds the other, or they are equal).
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        u32::from(self.network) & mask(p) == u32::from(other.network) & mask(p)
+    }
+
+    /// The `prefix`-long subnets this one divides into, in address order (none when
+    /// `prefix` is shorter than this subnet's or not a valid subnet length).
+    pub fn split(&self, prefix: u8) -> impl Iterator<Item = Subnet> + use<> {
+        let base = u32::from(self.network);
+        let count: u64 = if prefix >= self.prefix && prefix <= 30 {
+            1u64 << (prefix - self.prefix)
+        } else {
+            0
+        };
+        (0..count).filter_map(move |i| {
+            let net = base + (i << (32 - u32::from(prefix))) as u32;
+            Subnet::new(Ipv4Addr::from(net), prefix).ok()
+        })
     }
 
     /// The network address.
@@ -154,6 +175,28 @@ pub fn host_name(ip: Ipv4Addr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlaps_and_splits() {
+        let n = |s: &str| s.parse::<Subnet>().unwrap();
+        assert!(n("10.94.0.0/16").overlaps(&n("10.94.3.0/24")));
+        assert!(n("10.94.3.0/24").overlaps(&n("10.94.0.0/16")));
+        assert!(n("10.94.3.64/26").overlaps(&n("10.94.3.0/24")));
+        assert!(!n("10.94.3.0/24").overlaps(&n("10.94.4.0/24")));
+        assert!(!n("10.94.3.0/26").overlaps(&n("10.94.3.64/26")));
+        let parts: Vec<String> = n("10.97.1.0/24").split(26).map(|s| s.to_string()).collect();
+        assert_eq!(
+            parts,
+            [
+                "10.97.1.0/26",
+                "10.97.1.64/26",
+                "10.97.1.128/26",
+                "10.97.1.192/26"
+            ]
+        );
+        assert_eq!(n("10.94.0.0/16").split(24).count(), 256);
+        assert_eq!(n("10.94.0.0/24").split(16).count(), 0);
+    }
 
     #[test]
     fn parses_and_normalises() {

@@ -57,9 +57,9 @@ mod nfnl;
 pub mod nft;
 pub mod nsfs;
 pub mod ports;
+pub mod routes;
 mod state;
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -75,7 +75,6 @@ pub use nft::NftError;
 pub use nsfs::NsError;
 pub use ports::{DYNAMIC_PORTS, PortError, Unpublished};
 pub use state::StateError;
-
 use state::TaskRecord;
 
 /// How long a torn-down task's veth may outlive its namespace before GC deletes it.
@@ -135,8 +134,8 @@ pub enum NetworkMode {
     None,
 }
 
-impl fmt::Display for NetworkMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             NetworkMode::Awsvpc => "awsvpc",
             NetworkMode::Bridge => "bridge",
@@ -154,8 +153,8 @@ pub enum Protocol {
     Udp,
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",

@@ -13,9 +13,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE,
-    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, parse_u32,
+    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, parse_u32,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -23,7 +23,8 @@ use netlink_packet_route::link::{
     LinkMessageBuffer,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteRealm, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -427,6 +428,101 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
+    }
+
+    /// The IPv4 routes of the main table whose protocol is `protocol`: destination,
+    /// prefix length and gateway.
+    pub fn routes_of(
+        &mut self,
+        protocol: u8,
+    ) -> Result<Vec<(Ipv4Addr, u8, Option<Ipv4Addr>)>, NetlinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        let replies = self.run(
+            || "list IPv4 routes".into(),
+            RouteNetlinkMessage::GetRoute(m),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.table == RouteHeader::RT_TABLE_MAIN
+                        && u8::from(r.header.protocol) == protocol =>
+                {
+                    let mut dst = Ipv4Addr::UNSPECIFIED;
+                    let mut via = None;
+                    for a in r.attributes {
+                        match a {
+                            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = d,
+                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(g),
+                            _ => {}
+                        }
+                    }
+                    Some((dst, r.header.destination_prefix_length, via))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds, or replaces, the main table's route to `dst/prefix` via `gateway`, with
+    /// protocol `protocol` and destination realm `realm`.
+    pub fn replace_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        protocol: u8,
+        realm: u16,
+    ) -> Result<(), NetlinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::from(protocol);
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.header.destination_prefix_length = prefix;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        m.attributes.push(RouteAttribute::Realm(RouteRealm {
+            source: 0,
+            destination: realm,
+        }));
+        self.run(
+            || format!("add route {dst}/{prefix} via {gateway}"),
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the main table's route to `dst/prefix` of protocol `protocol`; false when
+    /// there was none.
+    pub fn del_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix: u8,
+        protocol: u8,
+    ) -> Result<bool, NetlinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::from(protocol);
+        m.header.scope = RouteScope::NoWhere;
+        m.header.destination_prefix_length = prefix;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        match self.request(RouteNetlinkMessage::DelRoute(m), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(false),
+            Err(source) => Err(NetlinkError::Request {
+                what: format!("delete route {dst}/{prefix}"),
+                source,
+            }),
+        }
     }
 
     /// Names of all links in this namespace.

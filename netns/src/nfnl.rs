@@ -190,6 +190,8 @@ pub enum Expr {
     MetaOifname,
     /// `ct status`.
     CtStatus,
+    /// `rt classid`: the realm of the route the packet takes.
+    RtClassid,
     /// Load `len` bytes at `offset` of the network (`transport: false`) or transport
     /// header.
     Payload {
@@ -454,6 +456,7 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
         Expr::FibDaddrType => "fib",
         Expr::MetaL4proto | Expr::MetaOifname => "meta",
         Expr::CtStatus => "ct",
+        Expr::RtClassid => "rt",
         Expr::Payload { .. } => "payload",
         Expr::And { .. } => "bitwise",
         Expr::Cmp { .. } => "cmp",
@@ -480,6 +483,10 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
             // NFTA_CT_DREG, _KEY (NFT_CT_STATUS)
             Expr::CtStatus => {
                 m.attr(1, &be(REG_1)).attr(2, &be(2));
+            }
+            // NFTA_RT_DREG, _KEY (NFT_RT_CLASSID)
+            Expr::RtClassid => {
+                m.attr(1, &be(REG_1)).attr(2, &be(0));
             }
             // NFTA_PAYLOAD_DREG, _BASE (network 1, transport 2), _OFFSET, _LEN
             Expr::Payload {
@@ -635,6 +642,14 @@ pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
     }
     let mut egress = match_subnet(false, subnet, true).to_vec();
     egress.extend(match_subnet(true, subnet, false));
+    // Not what a route to another box's task subnet carries (crate::routes).
+    egress.extend([
+        Expr::RtClassid,
+        Expr::Cmp {
+            eq: false,
+            data: u32::from(crate::routes::PEER_REALM).to_ne_bytes().to_vec(),
+        },
+    ]);
     egress.push(Expr::Masquerade);
     let mut local = match_oifname(bridge).to_vec();
     local.extend(match_subnet(

@@ -70,12 +70,13 @@ pub fn create_table_script(table: &str, bridge: &str, subnet: Subnet) -> String 
   }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    ip saddr {subnet} ip daddr != {subnet} masquerade
+    ip saddr {subnet} ip daddr != {subnet} rt classid != {realm} masquerade
     oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade
     oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade
   }}
 }}
-"#
+"#,
+        realm = crate::routes::PEER_REALM
     )
 }
 
@@ -115,7 +116,9 @@ mod tests {
     #[test]
     fn table_script_masquerades_only_our_subnet() {
         let s = create_table_script("minifargate_mfg0", "mfg0", "10.94.0.0/16".parse().unwrap());
-        assert!(s.contains("ip saddr 10.94.0.0/16 ip daddr != 10.94.0.0/16 masquerade"));
+        assert!(s.contains(
+            "ip saddr 10.94.0.0/16 ip daddr != 10.94.0.0/16 rt classid != 109 masquerade"
+        ));
         assert!(s.starts_with("table ip minifargate_mfg0 {\n"));
         assert!(!s.contains("delete"));
         assert!(!s.contains("flush"));

@@ -60,6 +60,19 @@ pub struct AgentArgs {
     /// on the boxes' network (e.g. 10.0.0.5:51680) when serves run on other boxes.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
+    /// The boxes' task address range: unless MINIFARGATE_SUBNET pins this box's subnet,
+    /// the agent leases a /--box-prefix of it no other box holds (docs/cluster.md, "Task
+    /// addresses across boxes").
+    #[arg(long, value_name = "CIDR", default_value = "10.94.0.0/16")]
+    pub task_range: netns::Subnet,
+    /// The length of the subnet a box leases from --task-range (24: 253 tasks a box,
+    /// 256 boxes in the default range).
+    #[arg(long, value_name = "BITS", default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    pub box_prefix: u8,
+    /// This box's address on the boxes' network: the other boxes route its task subnet
+    /// via it. Default: the source address of this box's route to the first etcd endpoint.
+    #[arg(long, value_name = "IPV4")]
+    pub advertise_address: Option<std::net::Ipv4Addr>,
     #[command(flatten)]
     pub etcd: EtcdTls,
 }
@@ -104,6 +117,15 @@ pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
         lease_ttl: a.lease_ttl,
         ecs: g.ecs(),
         listen: a.listen,
+        subnet: if crate::config::given("MINIFARGATE_SUBNET") {
+            crate::cluster::subnets::Want::Pinned(crate::config::get().subnet)
+        } else {
+            crate::cluster::subnets::Want::Lease {
+                range: a.task_range,
+                prefix: a.box_prefix,
+            }
+        },
+        advertise: a.advertise_address,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,11 @@ pub struct Options {
     pub ecs: crate::ecs::Ecs,
     /// Where the agent's endpoint listens (serves read the box's logs there).
     pub listen: std::net::SocketAddr,
+    /// Where the box's task subnet comes from (pinned, or leased from the cluster's range).
+    pub subnet: super::subnets::Want,
+    /// The box's address for the other boxes (`--advertise-address`); `None`: the source
+    /// address of the route to etcd.
+    pub advertise: Option<std::net::Ipv4Addr>,
 }
 
 /// Why a session with etcd ended.
@@ -37,6 +42,8 @@ enum End {
     Etcd(#[from] EtcdError),
     #[error(transparent)]
     Work(#[from] super::work::WorkError),
+    #[error(transparent)]
+    Subnet(#[from] super::subnets::SubnetError),
     #[error(
         "the liveness lease expired before it was renewed (etcd was out of reach for longer than the lease TTL)"
     )]
@@ -105,15 +112,36 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     let arn = instances::arn(&o.cluster, &id);
     let file = o.root.join("agent").join("instance-id");
     let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
-    loop {
+    let me = super::subnets::Holder {
+        cluster: o.cluster.clone(),
+        instance: id.clone(),
+        address: super::subnets::box_address(o.advertise, &etcd),
+    };
+    let stopped = loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &id, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, &token)) => r,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            r = session(&etcd, &o, &me, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, &token)) => r,
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
         };
         match ended {
-            End::Deregistered { .. } => return Err(ended.into()),
+            End::Deregistered { .. } => {
+                // Its subnet goes with the instance (the API released it too, unless the
+                // agent was away then).
+                if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id).await {
+                    eprintln!(
+                        "minifargate agent: cannot release the task subnet: {}",
+                        crate::error_chain(&e)
+                    );
+                }
+                break Some(ended);
+            }
+            End::Subnet(
+                super::subnets::SubnetError::Overlaps { .. }
+                | super::subnets::SubnetError::Taken { .. }
+                | super::subnets::SubnetError::Exhausted { .. }
+                | super::subnets::SubnetError::BadPrefix { .. },
+            ) => break Some(ended),
             e => {
                 if connected {
                     backoff = BACKOFF.0;
@@ -127,11 +155,14 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
         }
         backoff = (backoff * 2).min(BACKOFF.1);
-    }
+    };
+    // Stopping: the routes to the other boxes go (the subnet stays leased: the box's
+    // tasks keep their addresses until the instance is deregistered).
+    super::subnets::remove_routes();
     // Stopping: the instance is disconnected at once, not a lease TTL later.
     let held = lease.lock().expect("lease lock").take();
     if let Some(l) = held {
@@ -150,7 +181,10 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
             ),
         }
     }
-    Ok(())
+    match stopped {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// One session: registration put, lease granted, liveness key put, then the lease kept
@@ -159,7 +193,7 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
 async fn session(
     etcd: &Etcd,
     o: &Options,
-    id: &str,
+    me: &super::subnets::Holder,
     lease: &Mutex<Option<i64>>,
     attributes_put: &mut bool,
     connected: &mut bool,
@@ -172,7 +206,38 @@ async fn session(
         Ok(t) => *endpoint.1.write().expect("token lock") = t,
         Err(e) => return e.into(),
     }
-    match register(etcd, o, id, lease, attributes_put, arn, file, endpoint.0).await {
+    let id = me.instance.as_str();
+    let current = crate::supervisor::isolation::network::box_subnet();
+    let own = match super::subnets::claim(etcd, o.subnet, me, current).await {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    if current.is_none() {
+        let _ = crate::supervisor::isolation::network::use_box_subnet(own);
+        eprintln!(
+            "minifargate agent: task subnet {own} ({}), box address {}",
+            match o.subnet {
+                super::subnets::Want::Pinned(_) => "MINIFARGATE_SUBNET".to_string(),
+                super::subnets::Want::Lease { range, .. } => format!("leased from {range}"),
+            },
+            me.address
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+        );
+    }
+    let box_net = (me.address, own);
+    match register(
+        etcd,
+        o,
+        id,
+        lease,
+        attributes_put,
+        arn,
+        file,
+        endpoint.0,
+        box_net,
+    )
+    .await
+    {
         Ok(l) => {
             *connected = true;
             // Renewed three times a TTL, so one missed renewal does not lose it.
@@ -190,6 +255,7 @@ async fn session(
             tokio::select! {
                 e = keep => e,
                 e = work.run(etcd) => e.into(),
+                e = super::subnets::follow(etcd, me, own) => e.into(),
             }
         }
         Err(e) => e,
@@ -206,6 +272,7 @@ async fn register(
     arn: &str,
     file: &Path,
     endpoint: &str,
+    box_net: (Option<std::net::Ipv4Addr>, netns::Subnet),
 ) -> Result<i64, End> {
     let c = &o.cluster;
     // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
@@ -230,6 +297,8 @@ async fn register(
     };
     let mut reg = Registration::of_this_box(id, registered_at);
     reg.endpoint = Some(endpoint.to_string());
+    reg.address = box_net.0;
+    reg.task_subnet = Some(box_net.1.to_string());
     etcd.put(
         &keys::instance(c, id),
         &serde_json::to_vec(&reg).expect("a registration encodes"),

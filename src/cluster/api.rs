@@ -249,6 +249,10 @@ async fn deregister(
     )
     .await
     .map_err(server)?;
+    // Its task subnet goes with it: the other boxes drop their routes to it.
+    super::subnets::release(etcd, &cluster, &i.reg.id)
+        .await
+        .map_err(server)?;
     i.status = Status::Inactive;
     Ok(DeregisterContainerInstanceResponse {
         container_instance: i.shape(),

@@ -532,6 +532,8 @@ pub enum Compare {
     ModRevision(String, i64),
     /// The key does not exist.
     Absent(String),
+    /// No key under the prefix was created or changed after this revision.
+    UnchangedUnderSince(String, i64),
 }
 
 impl Compare {
@@ -542,6 +544,11 @@ impl Compare {
             }),
             Compare::Absent(k) => json!({
                 "key": B64.encode(k), "target": "CREATE", "create_revision": "0", "result": "EQUAL"
+            }),
+            // A compare over a range holds when it holds for every key in it (etcd 3.3+).
+            Compare::UnchangedUnderSince(prefix, rev) => json!({
+                "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)),
+                "target": "MOD", "mod_revision": (rev + 1).to_string(), "result": "LESS"
             }),
         }
     }

@@ -32,6 +32,13 @@ pub struct Registration {
     /// box's logs there.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The box's address on the boxes' network (`agent --advertise-address`): the other
+    /// boxes route its task subnet via it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
+    /// The task subnet the box holds (docs/cluster.md "Task addresses across boxes").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_subnet: Option<String>,
 }
 
 impl Registration {
@@ -55,6 +62,8 @@ impl Registration {
             agent_version: crate::ecs::container_instances::AGENT_VERSION.into(),
             agent_hash: env!("CARGO_PKG_VERSION").into(),
             endpoint: None,
+            address: None,
+            task_subnet: None,
         }
     }
 }

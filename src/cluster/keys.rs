@@ -13,6 +13,7 @@
 //! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
 //! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
+//! /minifargate/v1/subnets/<network>-<prefix>                  a box's task subnet: its holder and address (JSON, written by that agent)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -102,6 +103,17 @@ pub fn cluster_names(keys: &[String], kind: &str) -> Vec<String> {
 /// The cluster's token: agents' endpoints take requests signed with it.
 pub fn token() -> String {
     format!("{ROOT}/token")
+}
+
+/// The prefix of the boxes' task subnets (one key a subnet, whatever the ECS cluster:
+/// the boxes share one network).
+pub fn subnets() -> String {
+    format!("{ROOT}/subnets/")
+}
+
+/// The key of task subnet `network/prefix` (`10.94.3.0-24`: no `/` in a key's last part).
+pub fn subnet(s: netns::Subnet) -> String {
+    format!("{}{}-{}", subnets(), s.network(), s.prefix())
 }
 
 /// The key the serves elect their leader with (attached to the leader's lease).

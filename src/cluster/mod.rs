@@ -26,6 +26,7 @@ pub mod placement;
 pub mod query;
 pub mod records;
 pub mod replica;
+pub mod subnets;
 pub mod task_api;
 pub mod tasks;
 pub mod work;

@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod faultproxy;
 pub mod image;
 pub mod leaks;
+pub mod netbox;
 pub mod registry;
 pub mod services;
 pub mod tls;

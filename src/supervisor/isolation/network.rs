@@ -84,11 +84,13 @@ pub struct Settings {
 impl Settings {
     /// This host's: `MINIFARGATE_BRIDGE` and `MINIFARGATE_SUBNET` (defaults `mfg0`,
     /// 10.94.0.0/16), parsed and checked at start-up (src/config.rs).
+    /// In `agent --cluster`, the subnet is the one the box holds in the cluster
+    /// ([`use_box_subnet`]).
     pub fn configured() -> Settings {
         let c = crate::config::get();
         Settings {
             bridge: c.bridge.clone(),
-            subnet: c.subnet,
+            subnet: BOX_SUBNET.get().copied().unwrap_or(c.subnet),
         }
     }
 
@@ -114,6 +116,22 @@ impl Settings {
             subnet,
         })
     }
+}
+
+/// The task subnet this box holds in its cluster (`agent --cluster`, docs/cluster.md).
+static BOX_SUBNET: std::sync::OnceLock<netns::Subnet> = std::sync::OnceLock::new();
+
+/// `agent --cluster`: the tasks this process starts from now on take their addresses
+/// from `s`, the subnet the box holds in the cluster. Set once: a later call with
+/// another subnet is refused with the one in use.
+pub fn use_box_subnet(s: netns::Subnet) -> Result<(), netns::Subnet> {
+    let held = *BOX_SUBNET.get_or_init(|| s);
+    if held == s { Ok(()) } else { Err(held) }
+}
+
+/// The subnet [`use_box_subnet`] set, if any.
+pub fn box_subnet() -> Option<netns::Subnet> {
+    BOX_SUBNET.get().copied()
 }
 
 /// Where the netns crate keeps the state of `bridge` (leases, ports, per-task files).

@@ -1,0 +1,364 @@
+//! Task addresses across boxes (docs/cluster.md "Task addresses across boxes"): each
+//! agent holds a task subnet of its own in etcd, leased from the cluster's range (or the
+//! one the operator pinned with `MINIFARGATE_SUBNET`, checked against every other box's),
+//! and routes every other box's subnet via that box's address (netns::routes), so a task
+//! reaches a task of another box at its own address, with no NAT in between.
+//!
+//! The lease is one key a subnet (`keys::subnet`), created only if no key under the
+//! prefix changed since it was read (a transaction), and attached to no etcd lease: the
+//! box's tasks keep their addresses while its agent is away. It goes when the instance
+//! is deregistered.
+
+use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
+use super::keys;
+use netns::Subnet;
+use netns::routes::PeerRoute;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The JSON value of a subnet's key: who holds it and where its tasks are routed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    pub cluster: String,
+    pub instance: String,
+    /// The box's address (`agent --advertise-address`): other boxes route the subnet
+    /// via it.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Where this box's task subnet comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// `MINIFARGATE_SUBNET`, given: that one, if no other box holds one overlapping it.
+    Pinned(Subnet),
+    /// A `/prefix` of `range` (`agent --task-range`, `--box-prefix`) no other box holds.
+    Lease { range: Subnet, prefix: u8 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubnetError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Watch(#[from] WatchEnd),
+    #[error(
+        "MINIFARGATE_SUBNET={wanted} overlaps {held}, the task subnet of container instance \
+         {instance} (cluster {cluster}): give this box a subnet no other box holds, or leave \
+         MINIFARGATE_SUBNET unset to lease one from --task-range"
+    )]
+    Overlaps {
+        wanted: Subnet,
+        held: Subnet,
+        instance: String,
+        cluster: String,
+    },
+    #[error(
+        "task subnet {subnet}, which this agent's tasks use, is now held by container \
+         instance {instance} (cluster {cluster}): restart the agent to lease another"
+    )]
+    Taken {
+        subnet: Subnet,
+        instance: String,
+        cluster: String,
+    },
+    #[error(
+        "--task-range {range}: every /{prefix} of it overlaps a subnet another box holds: \
+         give a larger range or a longer --box-prefix"
+    )]
+    Exhausted { range: Subnet, prefix: u8 },
+    #[error("--box-prefix {prefix}: not within --task-range {range} (a /{prefix} of it)")]
+    BadPrefix { range: Subnet, prefix: u8 },
+    #[error("etcd changed the subnets {0} times while this box claimed one: giving up for now")]
+    Contended(u32),
+}
+
+/// The subnets in etcd, by subnet, with their holders (undecodable keys left out).
+fn held(kvs: &[super::etcd::Kv]) -> BTreeMap<Subnet, (String, Holder)> {
+    let prefix = keys::subnets();
+    kvs.iter()
+        .filter_map(|kv| {
+            let (net, len) = kv.key.strip_prefix(&prefix)?.split_once('-')?;
+            let s = Subnet::new(net.parse().ok()?, len.parse().ok()?).ok()?;
+            let h: Holder = serde_json::from_slice(&kv.value).ok()?;
+            Some((s, (kv.key.clone(), h)))
+        })
+        .collect()
+}
+
+/// Claims this box's task subnet (`current`: the one this process's tasks already use,
+/// kept): creates its key, or updates the address in it; drops the other keys that name
+/// this instance. Returns the subnet.
+pub async fn claim(
+    etcd: &Etcd,
+    want: Want,
+    me: &Holder,
+    current: Option<Subnet>,
+) -> Result<Subnet, SubnetError> {
+    if let Want::Lease { range, prefix } = want
+        && (prefix < range.prefix() || prefix > 30)
+    {
+        return Err(SubnetError::BadPrefix { range, prefix });
+    }
+    const ATTEMPTS: u32 = 8;
+    for _ in 0..ATTEMPTS {
+        let (kvs, rev) = etcd.get_prefix_at(&keys::subnets()).await?;
+        let all = held(&kvs);
+        let mine = |h: &Holder| h.instance == me.instance && h.cluster == me.cluster;
+        let others: Vec<(&Subnet, &Holder)> = all
+            .iter()
+            .filter(|(_, (_, h))| !mine(h))
+            .map(|(s, (_, h))| (s, h))
+            .collect();
+        let clash = |s: &Subnet| others.iter().find(|(o, _)| o.overlaps(s)).copied();
+        let target = match (want, current) {
+            (_, Some(cur)) | (Want::Pinned(cur), None) => {
+                if let Some((o, h)) = clash(&cur) {
+                    return Err(match want {
+                        Want::Pinned(wanted) if current.is_none() => SubnetError::Overlaps {
+                            wanted,
+                            held: *o,
+                            instance: h.instance.clone(),
+                            cluster: h.cluster.clone(),
+                        },
+                        _ => SubnetError::Taken {
+                            subnet: cur,
+                            instance: h.instance.clone(),
+                            cluster: h.cluster.clone(),
+                        },
+                    });
+                }
+                cur
+            }
+            (Want::Lease { range, prefix }, None) => {
+                // The one this instance held before (a restarted agent), else the first
+                // free one.
+                let before = all.iter().find(|(s, (_, h))| {
+                    mine(h) && s.prefix() == prefix && range.overlaps(s) && clash(s).is_none()
+                });
+                match before {
+                    Some((s, _)) => *s,
+                    None => range
+                        .split(prefix)
+                        .find(|s| clash(s).is_none())
+                        .ok_or(SubnetError::Exhausted { range, prefix })?,
+                }
+            }
+        };
+        let value = serde_json::to_vec(me).expect("a holder encodes");
+        let key = keys::subnet(target);
+        let up_to_date = all.get(&target).is_some_and(|(_, h)| h == me);
+        let stale: Vec<Op> = all
+            .iter()
+            .filter(|(s, (_, h))| mine(h) && **s != target)
+            .map(|(_, (k, _))| Op::Delete(k.clone()))
+            .collect();
+        if up_to_date && stale.is_empty() {
+            return Ok(target);
+        }
+        let mut ops = stale;
+        ops.push(Op::Put(key, value));
+        if etcd
+            .txn(&[Compare::UnchangedUnderSince(keys::subnets(), rev)], &ops)
+            .await?
+        {
+            return Ok(target);
+        }
+    }
+    Err(SubnetError::Contended(ATTEMPTS))
+}
+
+/// Deletes the subnet keys of instance `instance` of `cluster` (its deregistration).
+pub async fn release(etcd: &Etcd, cluster: &str, instance: &str) -> Result<usize, EtcdError> {
+    let kvs = etcd.get_prefix(&keys::subnets()).await?;
+    let mut n = 0;
+    for (_, (key, h)) in held(&kvs) {
+        if h.instance == instance && h.cluster == cluster && etcd.delete(&key).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The address this box gives the others: `advertise`, else the source address of its
+/// route to the first etcd endpoint (no packet is sent).
+pub fn box_address(advertise: Option<Ipv4Addr>, etcd: &Etcd) -> Option<Ipv4Addr> {
+    if advertise.is_some() {
+        return advertise;
+    }
+    let first = etcd.endpoints().first()?;
+    let url = reqwest::Url::parse(first).ok()?;
+    let port = url.port_or_known_default()?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(url.host_str()?, port))
+        .ok()?
+        .find(|a| a.is_ipv4())?;
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect(target).ok()?;
+    match s.local_addr().ok()?.ip() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// Whether `a` is one of this network namespace's own addresses (a box on the same host
+/// network: nothing to route).
+fn local(a: Ipv4Addr) -> bool {
+    a.is_loopback() || a.is_unspecified() || std::net::UdpSocket::bind((a, 0)).is_ok()
+}
+
+/// The routes this box wants: every other box's subnet via its address, but for boxes
+/// on this very network namespace (or without an address) and subnets overlapping ours.
+pub fn wanted(
+    all: &BTreeMap<Subnet, (String, Holder)>,
+    me: &Holder,
+    own: Subnet,
+) -> Vec<PeerRoute> {
+    all.iter()
+        .filter(|(s, (_, h))| {
+            let mine = h.instance == me.instance && h.cluster == me.cluster;
+            !mine && !s.overlaps(&own)
+        })
+        .filter_map(|(s, (_, h))| {
+            let via = h.address?;
+            (!local(via)).then_some(PeerRoute { subnet: *s, via })
+        })
+        .collect()
+}
+
+/// Keeps this box's routes to the other boxes' subnets as etcd says, until etcd fails
+/// (the routes stay: the session after it syncs them again).
+pub async fn follow(etcd: &Etcd, me: &Holder, own: Subnet) -> SubnetError {
+    match follow_inner(etcd, me, own).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn follow_inner(
+    etcd: &Etcd,
+    me: &Holder,
+    own: Subnet,
+) -> Result<std::convert::Infallible, SubnetError> {
+    let prefix = keys::subnets();
+    let (kvs, rev) = etcd.get_prefix_at(&prefix).await?;
+    let mut kv: BTreeMap<String, super::etcd::Kv> =
+        kvs.into_iter().map(|k| (k.key.clone(), k)).collect();
+    let mut applied = None;
+    apply(&kv, me, own, &mut applied);
+    let mut watch = etcd.watch(&prefix, rev + 1).await?;
+    loop {
+        for e in watch.next().await? {
+            match e {
+                Event::Put(k) => {
+                    kv.insert(k.key.clone(), k);
+                }
+                Event::Delete { key, .. } => {
+                    kv.remove(&key);
+                }
+            }
+        }
+        apply(&kv, me, own, &mut applied);
+    }
+}
+
+fn apply(
+    kv: &BTreeMap<String, super::etcd::Kv>,
+    me: &Holder,
+    own: Subnet,
+    applied: &mut Option<Vec<PeerRoute>>,
+) {
+    let all = held(&kv.values().cloned().collect::<Vec<_>>());
+    let want = wanted(&all, me, own);
+    if applied.as_ref() == Some(&want) {
+        return;
+    }
+    if !want.is_empty() {
+        forwarding_on();
+    }
+    match netns::routes::sync_peer_routes(&want) {
+        Ok(failed) => {
+            for (r, e) in &failed {
+                eprintln!(
+                    "minifargate agent: cannot route {r} (another box's task subnet): {}",
+                    crate::error_chain(e)
+                );
+            }
+            let shown: Vec<String> = want.iter().map(|r| r.to_string()).collect();
+            eprintln!(
+                "minifargate agent: routes to the other boxes' task subnets: [{}]",
+                shown.join(", ")
+            );
+            if failed.is_empty() {
+                *applied = Some(want);
+            }
+        }
+        Err(e) => eprintln!(
+            "minifargate agent: cannot list this box's routes: {}",
+            crate::error_chain(&e)
+        ),
+    }
+}
+
+/// Packets between the boxes' uplink and the task bridge are forwarded (a host-wide
+/// switch, left on, as the task networks leave it).
+fn forwarding_on() {
+    const F: &str = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(F).is_ok_and(|v| v.trim() == "1") {
+        return;
+    }
+    if let Err(e) = std::fs::write(F, "1") {
+        eprintln!("minifargate agent: cannot enable {F}: {e}");
+    }
+}
+
+/// Removes this box's routes to the other boxes (the agent stops, or was deregistered).
+pub fn remove_routes() {
+    match netns::routes::remove_peer_routes() {
+        Ok(0) => {}
+        Ok(n) => eprintln!("minifargate agent: removed {n} route(s) to other boxes' task subnets"),
+        Err(e) => eprintln!(
+            "minifargate agent: cannot remove the routes to other boxes' task subnets: {}",
+            crate::error_chain(&e)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(i: &str, a: Option<[u8; 4]>) -> Holder {
+        Holder {
+            cluster: "c".into(),
+            instance: i.into(),
+            address: a.map(Ipv4Addr::from),
+        }
+    }
+
+    #[test]
+    fn routes_go_to_the_other_boxes_on_other_addresses() {
+        let s = |t: &str| t.parse::<Subnet>().unwrap();
+        let me = holder("a", Some([192, 0, 2, 10]));
+        let mut all = BTreeMap::new();
+        all.insert(s("10.94.0.0/24"), ("k0".into(), me.clone()));
+        all.insert(
+            s("10.94.1.0/24"),
+            ("k1".into(), holder("b", Some([198, 51, 100, 7]))),
+        );
+        // On this namespace's own loopback: the same host network, nothing to route.
+        all.insert(
+            s("10.94.2.0/24"),
+            ("k2".into(), holder("c", Some([127, 0, 0, 1]))),
+        );
+        all.insert(s("10.94.3.0/24"), ("k3".into(), holder("d", None)));
+        let want = wanted(&all, &me, s("10.94.0.0/24"));
+        assert_eq!(
+            want,
+            [PeerRoute {
+                subnet: s("10.94.1.0/24"),
+                via: Ipv4Addr::new(198, 51, 100, 7)
+            }]
+        );
+    }
+}

@@ -1,0 +1,543 @@
+//! Cluster mode across boxes that are network namespaces (issue 38, "How to test it on
+//! one machine"; tests/common/netbox.rs): each box is a namespace on a test bridge with
+//! its own agent, state and run roots, task bridge, task subnet and nftables table; etcd
+//! and the registry are relayed onto that bridge; `serve --cluster` runs on the host and
+//! the real AWS CLI drives it. What is checked is what a user would: a task on one box
+//! reaches a task on the other at its own address and sees the other's address (no NAT);
+//! a box whose cable is pulled, or whose agent is frozen, is lost, its service tasks are
+//! replaced on the other box, and once back it stops what was replaced; nothing is left
+//! on any box.
+
+mod common;
+
+use common::api::Api;
+use common::etcd::Etcd;
+use common::image::{Compression, busybox_layer};
+use common::leaks::{mounts_under, task_cgroups, task_processes};
+use common::netbox::{Lan, NetBox};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// serve on the host, its etcd and registry relayed onto the Lan, and `n` boxes whose
+/// agents (leases of `ttl` s, attribute `box=<i>`), started at once, are listed by the
+/// API. Box 0 leases its task subnet (a /28 of the Lan's range); the others keep their
+/// own /26 (MINIFARGATE_SUBNET) when `pinned`, else lease one too.
+fn cluster(
+    lan: &mut Lan,
+    etcd: &Etcd,
+    serve_args: &[&str],
+    n: usize,
+    ttl: u64,
+    pinned: bool,
+) -> (Api, Vec<NetBox>) {
+    let endpoint = etcd.endpoint();
+    let mut args = vec!["--cluster", &endpoint];
+    args.extend(serve_args);
+    let api = Api::start_with(busybox_layer(Compression::Gzip, "netbox"), &args);
+    let etcd_on_lan = lan.forward_url(&endpoint);
+    let registry_on_lan = lan.forward(api.registry().host().parse().unwrap());
+    let mut boxes = Vec::new();
+    for i in 0..n {
+        let mut b = NetBox::new(lan);
+        b.pinned = pinned && i > 0;
+        b.mf.mirror_config("public.ecr.aws", &registry_on_lan.to_string(), true);
+        let args: Vec<String> = [
+            "--cluster",
+            &etcd_on_lan,
+            "--lease-ttl",
+            &ttl.to_string(),
+            "--attribute",
+            &format!("box={i}"),
+            "--task-range",
+            &lan.task_range(),
+            "--box-prefix",
+            "28",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        b.start_agent(&args);
+        boxes.push(b);
+    }
+    api.wait_for(30, "every box listed", || {
+        let v = api.aws_json(&["list-container-instances"]);
+        (v["containerInstanceArns"].as_array().unwrap().len() == n).then_some(())
+    });
+    (api, boxes)
+}
+
+/// The task subnet box `b` holds, as its agent logged it.
+fn task_subnet(b: &NetBox) -> String {
+    common::util::wait_until("the box's task subnet", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(b.log()).ok()?;
+        let line = log.lines().find(|l| l.contains("task subnet "))?;
+        let s = line.split("task subnet ").nth(1)?.split(' ').next()?;
+        Some(s.to_string())
+    })
+}
+
+fn register(api: &Api, name: &str, def: &Value) {
+    let f = api.file(name, &def.to_string());
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+}
+
+/// A web server answering `/cgi-bin/who` with `peer=<the client's address as it sees it>`.
+fn web() -> Value {
+    let script = "busybox mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho peer=$REMOTE_ADDR\\n' > /www/cgi-bin/who && busybox chmod +x /www/cgi-bin/who && exec busybox httpd -f -p 8080 -h /www";
+    json!({
+        "family": "netbox-web",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+/// Asks `http://$TARGET:8080/cgi-bin/who` (busybox's `wget -T` crashes: `timeout`
+/// bounds each try); exits 0 when the server saw this task's own
+/// address, 3 when it saw another (NAT), 1 when it never answered, 4 when the other
+/// task's metadata endpoint (its supervisor's port 51679) answered at the task's address.
+fn client() -> Value {
+    let script = "me=$(busybox ip -4 -o addr show eth0 | busybox awk '{print $4}' | busybox cut -d/ -f1); \
+        for i in $(busybox seq 1 60); do r=$(busybox timeout 3 busybox wget -q -O - http://$TARGET:8080/cgi-bin/who) && break; sleep 0.25; done; \
+        echo \"me=$me got=$r\"; [ -n \"$r\" ] || exit 1; \
+        busybox timeout 3 busybox nc $TARGET 51679 </dev/null && exit 4; \
+        case \"$r\" in *=$me|*:$me|*:$me]) exit 0;; esac; exit 3";
+    json!({
+        "family": "netbox-client",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "essential": true
+        }]
+    })
+}
+
+fn describe_task(api: &Api, arn: &str) -> Value {
+    let v = api.aws_json(&["describe-tasks", "--tasks", arn]);
+    v["tasks"][0].clone()
+}
+
+fn wait_status(api: &Api, arn: &str, status: &str) -> Value {
+    api.wait_for(90, &format!("task {arn} {status}"), || {
+        let t = describe_task(api, arn);
+        (t["lastStatus"] == status).then_some(t)
+    })
+}
+
+/// The task's private address (its ENI attachment).
+fn private_ip(t: &Value) -> String {
+    t["attachments"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "privateIPv4Address")
+        .unwrap_or_else(|| panic!("no private address in {t:#}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs `family` on the box with attribute `box=<i>`; returns the task's ARN.
+fn run_on(api: &Api, family: &str, i: usize, env: Option<(&str, &str)>) -> String {
+    let constraint = format!("type=memberOf,expression=attribute:box=={i}");
+    let mut args = vec![
+        "run-task",
+        "--task-definition",
+        family,
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        &constraint,
+    ];
+    let overrides;
+    if let Some((k, v)) = env {
+        overrides = json!({"containerOverrides": [{"name": "main", "environment": [{"name": k, "value": v}]}]})
+            .to_string();
+        args.extend(["--overrides", &overrides]);
+    }
+    let v = api.aws_json(&args);
+    assert_eq!(v["failures"], json!([]), "{v:#}");
+    v["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+}
+
+fn id_of(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+/// Nothing of tasks `ids` is left on box `b`, and (its agent stopped) no route to the
+/// other boxes, no nftables table of minifargate's, no link but lo, eth0 and its task
+/// bridge (which outlives its tasks by design, like docker0).
+fn assert_box_clean(b: &NetBox, ids: &[String]) {
+    for id in ids {
+        common::leaks::wait_for(&format!("the processes of task {id} to go"), || {
+            task_processes(id).is_empty()
+        });
+        assert!(
+            task_cgroups(id).is_empty(),
+            "cgroups of {id} left: {:?}",
+            task_cgroups(id)
+        );
+        let pin = Path::new("/run/netns").join(format!("mfg-{id}"));
+        common::leaks::wait_for(&format!("{} to go", pin.display()), || {
+            let _ = b.cmd().arg("list-tasks").output();
+            !pin.exists()
+        });
+    }
+    let bridge = b.mf.bridge();
+    common::leaks::wait_for(&format!("the task veths of {} to go", b.name), || {
+        b.links()
+            .iter()
+            .all(|l| l == "lo" || l == "eth0" || *l == bridge)
+    });
+    assert_eq!(
+        b.peer_routes(),
+        Vec::<String>::new(),
+        "routes left in {}",
+        b.name
+    );
+    common::leaks::wait_for(&format!("the nftables table of {} to go", b.name), || {
+        let _ = b.cmd().arg("list-tasks").output();
+        !b.nft_tables().contains("minifargate_")
+    });
+    let left = mounts_under(&b.mf, &[]);
+    assert!(left.is_empty(), "mounts left in {}: {left:#?}", b.name);
+}
+
+#[test]
+fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start();
+    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, true);
+    let subnets = [task_subnet(&boxes[0]), task_subnet(&boxes[1])];
+    // Box 0 leased the first /28 of the range; box 1 kept its own /26.
+    let range: netns::Subnet = lan.task_range().parse().unwrap();
+    assert_eq!(subnets[0], range.split(28).next().unwrap().to_string());
+    assert_eq!(
+        subnets[1],
+        boxes[1].mf.env_value("MINIFARGATE_SUBNET").unwrap()
+    );
+    // Each box routes the other's subnet via the other's address (tagged: proto 109,
+    // realm 109), and nothing else.
+    for (me, other) in [(0, 1), (1, 0)] {
+        let want = format!("{} via {} dev eth0", subnets[other], boxes[other].address);
+        let routes = api.wait_for(20, "the route to the other box", || {
+            let r = boxes[me].peer_routes();
+            (r.len() == 1 && r[0].starts_with(&want)).then_some(r)
+        });
+        assert!(routes[0].contains("realm 109"), "{routes:?}");
+    }
+
+    // A box pinned (MINIFARGATE_SUBNET) to a subnet overlapping another box's is
+    // refused, naming that box, before it registers.
+    let mut third = common::cli::Mf::new();
+    let overlapping = format!("{}/24", subnets[1].split('/').next().unwrap());
+    third.set_env("MINIFARGATE_SUBNET", &overlapping);
+    let mut agent = third
+        .cmd()
+        .args(["agent", "--cluster", &etcd.endpoint()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = api.wait_for(20, "the overlapping agent to exit", || {
+        agent.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut agent.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let want = format!(
+        "MINIFARGATE_SUBNET={} overlaps {}, the task subnet of container instance {}",
+        overlapping.parse::<netns::Subnet>().unwrap(),
+        subnets[1],
+        boxes[1].id()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(
+        api.aws_json(&["list-container-instances"])["containerInstanceArns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    register(&api, "web.json", &web());
+    register(&api, "client.json", &client());
+    let servers = [
+        run_on(&api, "netbox-web", 0, None),
+        run_on(&api, "netbox-web", 1, None),
+    ];
+    let ips: Vec<String> = servers
+        .iter()
+        .map(|s| private_ip(&wait_status(&api, s, "RUNNING")))
+        .collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let s: netns::Subnet = subnets[i].parse().unwrap();
+        assert!(s.contains(ip.parse().unwrap()), "{ip} not in box {i}'s {s}");
+    }
+    // A client on each box asks the server on the other one, by its private address: it
+    // answers, and it saw the client's own address.
+    let clients = [
+        run_on(&api, "netbox-client", 0, Some(("TARGET", &ips[1]))),
+        run_on(&api, "netbox-client", 1, Some(("TARGET", &ips[0]))),
+    ];
+    for c in &clients {
+        let t = wait_status(&api, c, "STOPPED");
+        assert_eq!(
+            t["containers"][0]["exitCode"], 0,
+            "the client (0: reached, no NAT; 3: reached through NAT; 1: never reached; 4: the \
+             other task's metadata endpoint reached): {t:#}"
+        );
+    }
+    for s in &servers {
+        api.aws_json(&["stop-task", "--task", s]);
+    }
+    for s in &servers {
+        wait_status(&api, s, "STOPPED");
+    }
+
+    // Box 0's agent stops: its routes go with it; its subnet stays leased (the box's
+    // tasks would keep their addresses) and box 1 keeps routing it, until box 0's
+    // instance is deregistered: then its subnet is released and box 1's route to it goes.
+    let arn0 = boxes[0].arn();
+    let st = boxes[0].signal("-TERM").unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(boxes[0].peer_routes(), Vec::<String>::new());
+    let keys = || {
+        let out = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/minifargate/v1/subnets/"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    };
+    assert_eq!(keys(), 2);
+    assert_eq!(boxes[1].peer_routes().len(), 1);
+    api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &arn0,
+    ]);
+    assert_eq!(keys(), 1, "box 0's subnet released at deregistration");
+    api.wait_for(10, "box 1's route to box 0 removed", || {
+        boxes[1].peer_routes().is_empty().then_some(())
+    });
+    let st = boxes[1].signal("-TERM").unwrap();
+    assert!(st.success(), "{st:?}");
+    for i in 0..2 {
+        assert_box_clean(&boxes[i], &[id_of(&servers[i]), id_of(&clients[i])]);
+    }
+}
+
+const SLEEPER: &str = r#"{
+  "family": "netbox-sleeper",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["EC2"],
+  "cpu": "128",
+  "memory": "64",
+  "containerDefinitions": [{
+    "name": "main",
+    "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sleep", "300"],
+    "stopTimeout": 2,
+    "essential": true
+  }]
+}"#;
+
+/// The instance of each RUNNING task of service `name`.
+fn service_placement(api: &Api, name: &str) -> Vec<(String, String)> {
+    let arns = api.aws_json(&["list-tasks", "--service-name", name]);
+    let arns: Vec<&str> = arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(&arns);
+    let v = api.aws_json(&args);
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .map(|t| {
+            (
+                t["taskArn"].as_str().unwrap().to_string(),
+                t["containerInstanceArn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn connected(api: &Api, arn: &str) -> bool {
+    let v = api.aws_json(&["describe-container-instances", "--container-instances", arn]);
+    v["containerInstances"][0]["agentConnected"] == true
+}
+
+/// The status of task `id` in box `b`'s own store.
+fn local_status(b: &NetBox, id: &str) -> (String, String) {
+    let v = b.json(&["describe-tasks", "--tasks", id]);
+    let t = &v["tasks"][0];
+    (
+        t["lastStatus"].as_str().unwrap_or_default().to_string(),
+        t["stoppedReason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Box `lost` is cut off by `cut` and back by `heal`: its agent is disconnected, its
+/// service task is replaced on the other box, it keeps running on the lost box until it
+/// is back, which then stops it. Returns the ids of the tasks that ran on it.
+fn lose_and_return(
+    api: &Api,
+    boxes: &[NetBox],
+    lost: usize,
+    cut: &dyn Fn(),
+    heal: &dyn Fn(),
+) -> Vec<String> {
+    let arn = boxes[lost].arn();
+    let other = boxes[1 - lost].arn();
+    let before = api.wait_for(90, "2 service tasks RUNNING", || {
+        let p = service_placement(api, "web");
+        (p.len() == 2).then_some(p)
+    });
+    let mine: Vec<String> = before
+        .iter()
+        .filter(|(_, ci)| *ci == arn)
+        .map(|(t, _)| id_of(t))
+        .collect();
+    assert!(!mine.is_empty(), "no task on the box to lose: {before:?}");
+    let t0 = Instant::now();
+    cut();
+    api.wait_for(30, "the cut-off box disconnected", || {
+        (!connected(api, &arn)).then_some(())
+    });
+    let disconnected = t0.elapsed();
+    api.wait_for(
+        90,
+        "the service's tasks all RUNNING on the other box",
+        || {
+            let p = service_placement(api, "web");
+            (p.len() == 2 && p.iter().all(|(_, ci)| *ci == other)).then_some(())
+        },
+    );
+    let replaced = t0.elapsed();
+    eprintln!(
+        "box {lost} cut off: agentConnected false at {disconnected:?}, its tasks replaced at {replaced:?}"
+    );
+    // Still running there: the box cannot know yet.
+    for id in &mine {
+        assert_eq!(local_status(&boxes[lost], id).0, "RUNNING");
+    }
+    heal();
+    for id in &mine {
+        let (status, reason) =
+            api.wait_for(60, "the returned box stopping its replaced task", || {
+                let s = local_status(&boxes[lost], id);
+                (s.0 == "STOPPED").then_some(s)
+            });
+        assert!(reason.contains("no longer assigned"), "{status}: {reason}");
+    }
+    api.wait_for(30, "the box connected again", || {
+        connected(api, &arn).then_some(())
+    });
+    mine
+}
+
+#[test]
+fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start();
+    let (api, mut boxes) = cluster(
+        &mut lan,
+        &etcd,
+        &["--lost-instance-after", "1"],
+        2,
+        3,
+        false,
+    );
+    // Both boxes leased a subnet of the range at once: two different /28s of it.
+    let range: netns::Subnet = lan.task_range().parse().unwrap();
+    let leased: Vec<netns::Subnet> = boxes
+        .iter()
+        .map(|b| task_subnet(b).parse().unwrap())
+        .collect();
+    assert_ne!(leased[0], leased[1]);
+    for s in &leased {
+        assert!(
+            s.prefix() == 28 && range.overlaps(s),
+            "{s} is not a /28 of {range}"
+        );
+    }
+    register(
+        &api,
+        "sleeper.json",
+        &serde_json::from_str(SLEEPER).unwrap(),
+    );
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "netbox-sleeper",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+    ]);
+
+    // Box 0's cable is pulled (its link down: a partition), then plugged back.
+    let (b0, b1) = (&boxes[0], &boxes[1]);
+    let mut gone = lose_and_return(&api, &boxes, 0, &|| b0.link(false), &|| b0.link(true));
+    // Box 1's agent is frozen (SIGSTOP), then resumes (SIGCONT): the same, without a kill.
+    let pid = b1.agent_pid().to_string();
+    let signal = |sig: &'static str| {
+        let pid = pid.clone();
+        move || {
+            let _ = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status();
+        }
+    };
+    gone.extend(lose_and_return(
+        &api,
+        &boxes,
+        1,
+        &signal("-STOP"),
+        &signal("-CONT"),
+    ));
+
+    // Scaled to 0, the agents stopped: nothing left on either box.
+    let last: Vec<String> = service_placement(&api, "web")
+        .into_iter()
+        .map(|(t, _)| id_of(&t))
+        .collect();
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.wait_for(60, "no service task RUNNING", || {
+        service_placement(&api, "web").is_empty().then_some(())
+    });
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    let all: Vec<String> = gone.into_iter().chain(last).collect();
+    for b in &boxes {
+        // Each box's check covers every task: a task that ran elsewhere has nothing here.
+        assert_box_clean(b, &all);
+    }
+}
