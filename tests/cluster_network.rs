@@ -11,6 +11,7 @@
 mod common;
 
 use common::api::Api;
+use common::cluster::{connected, service_tasks};
 use common::etcd::Etcd;
 use common::image::{Compression, busybox_layer};
 use common::leaks::{mounts_under, task_cgroups, task_processes};
@@ -355,40 +356,6 @@ const SLEEPER: &str = r#"{
   }]
 }"#;
 
-/// The instance of each RUNNING task of service `name`.
-fn service_placement(api: &Api, name: &str) -> Vec<(String, String)> {
-    let arns = api.aws_json(&["list-tasks", "--service-name", name]);
-    let arns: Vec<&str> = arns["taskArns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    if arns.is_empty() {
-        return Vec::new();
-    }
-    let mut args = vec!["describe-tasks", "--tasks"];
-    args.extend(&arns);
-    let v = api.aws_json(&args);
-    v["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["lastStatus"] == "RUNNING")
-        .map(|t| {
-            (
-                t["taskArn"].as_str().unwrap().to_string(),
-                t["containerInstanceArn"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn connected(api: &Api, arn: &str) -> bool {
-    let v = api.aws_json(&["describe-container-instances", "--container-instances", arn]);
-    v["containerInstances"][0]["agentConnected"] == true
-}
-
 /// The status of task `id` in box `b`'s own store.
 fn local_status(b: &NetBox, id: &str) -> (String, String) {
     let v = b.json(&["describe-tasks", "--tasks", id]);
@@ -412,7 +379,7 @@ fn lose_and_return(
     let arn = boxes[lost].arn();
     let other = boxes[1 - lost].arn();
     let before = api.wait_for(90, "2 service tasks RUNNING", || {
-        let p = service_placement(api, "web");
+        let p = service_tasks(api, "web");
         (p.len() == 2).then_some(p)
     });
     let mine: Vec<String> = before
@@ -431,7 +398,7 @@ fn lose_and_return(
         90,
         "the service's tasks all RUNNING on the other box",
         || {
-            let p = service_placement(api, "web");
+            let p = service_tasks(api, "web");
             (p.len() == 2 && p.iter().all(|(_, ci)| *ci == other)).then_some(())
         },
     );
@@ -523,13 +490,13 @@ fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
     ));
 
     // Scaled to 0, the agents stopped: nothing left on either box.
-    let last: Vec<String> = service_placement(&api, "web")
+    let last: Vec<String> = service_tasks(&api, "web")
         .into_iter()
         .map(|(t, _)| id_of(&t))
         .collect();
     api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
     api.wait_for(60, "no service task RUNNING", || {
-        service_placement(&api, "web").is_empty().then_some(())
+        service_tasks(&api, "web").is_empty().then_some(())
     });
     for b in boxes.iter_mut() {
         let st = b.signal("-TERM").unwrap();

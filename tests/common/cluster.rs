@@ -9,71 +9,112 @@ use super::etcd::Etcd;
 use super::image::{Compression, busybox_layer};
 use serde_json::Value;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One box: `minifargate agent` over a state root of its own.
 pub struct Agent {
     pub mf: Mf,
-    child: Option<Child>,
+    pub child: Option<Child>,
+    args: Vec<String>,
 }
 
 impl Agent {
-    /// A box in cluster `default` whose tasks pull `api`'s images (its registry as
-    /// public.ecr.aws's mirror), with custom `attributes` (`name=value`).
+    pub fn start(etcd: &Etcd, ttl: u64, attributes: &[&str]) -> Agent {
+        Agent::start_with(etcd, ttl, attributes, &[])
+    }
+
+    /// An agent whose tasks pull `api`'s images (its registry as public.ecr.aws's mirror).
     pub fn start_for(etcd: &Etcd, api: &Api, ttl: u64, attributes: &[&str]) -> Agent {
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+        Agent::start_in(mf, etcd, ttl, attributes, &[])
+    }
+
+    pub fn start_with(etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        Agent::start_in(Mf::new(), etcd, ttl, attributes, more)
+    }
+
+    pub fn start_in(mf: Mf, etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        Agent::start_on(mf, &etcd.endpoint(), ttl, attributes, more)
+    }
+
+    /// An agent of the etcd at `endpoints` (comma-separated).
+    pub fn start_on(
+        mf: Mf,
+        endpoints: &str,
+        ttl: u64,
+        attributes: &[&str],
+        more: &[&str],
+    ) -> Agent {
         let mut args = vec![
             "agent".to_string(),
             "--cluster".into(),
-            etcd.endpoint(),
+            endpoints.to_string(),
             "--lease-ttl".into(),
             ttl.to_string(),
         ];
+        args.extend(more.iter().map(|a| a.to_string()));
         for a in attributes {
             args.push("--attribute".into());
             args.push(a.to_string());
         }
-        let log = std::fs::File::create(mf.dir.path().join("agent.log")).unwrap();
-        let child = mf
+        let mut a = Agent {
+            mf,
+            child: None,
+            args,
+        };
+        a.spawn();
+        a
+    }
+
+    pub fn log(&self) -> std::path::PathBuf {
+        self.mf.dir.path().join("agent.log")
+    }
+
+    /// Starts the agent (again, after [`Agent::signal`]).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        let child = self
+            .mf
             .cmd()
-            .args(&args)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start minifargate agent");
-        Agent {
-            mf,
-            child: Some(child),
-        }
+        self.child = Some(child);
     }
 
     /// The instance id the agent keeps in its state root (once it has made it).
     pub fn id(&self) -> String {
-        let file = self.mf.root.join("agent/instance-id");
-        super::util::wait_until("the agent's instance id", Duration::from_secs(10), || {
-            std::fs::read_to_string(&file)
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
+        instance_id(&self.mf.root)
     }
 
     /// Its container-instance ARN in cluster `default`.
     pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:ecs:us-east-1:000000000000:container-instance/default/{}",
-            self.id()
-        )
+        instance_arn(&self.mf.root)
     }
 
-    /// Sends `sig` (`-TERM`, `-KILL`) to the agent and waits for it.
     pub fn signal(&mut self, sig: &str) -> ExitStatus {
         let mut c = self.child.take().expect("the agent runs");
         let _ = Command::new("kill")
             .args([sig, &c.id().to_string()])
             .status();
         c.wait().unwrap()
+    }
+
+    /// How many times the agent has registered (its log's lines saying so).
+    pub fn registrations(&self) -> usize {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .matches("minifargate agent: registered")
+            .count()
     }
 }
 
@@ -84,21 +125,159 @@ impl Drop for Agent {
             let _ = c.wait();
         }
         self.mf.kill_supervisors();
-        let log = self.mf.dir.path().join("agent.log");
         eprintln!(
             "agent log {}:\n{}",
-            log.display(),
-            std::fs::read_to_string(&log).unwrap_or_default()
+            self.log().display(),
+            std::fs::read_to_string(self.log()).unwrap_or_default()
         );
     }
 }
 
-/// `minifargate serve --cluster` on `etcd`, with `more` arguments.
+/// The instance id an agent keeps in state root `root` (once it has made it).
+pub fn instance_id(root: &std::path::Path) -> String {
+    let file = root.join("agent/instance-id");
+    super::util::wait_until("the agent's instance id", Duration::from_secs(10), || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+/// The container-instance ARN, in cluster `default`, of the agent over state root `root`.
+pub fn instance_arn(root: &std::path::Path) -> String {
+    format!(
+        "arn:aws:ecs:us-east-1:000000000000:container-instance/default/{}",
+        instance_id(root)
+    )
+}
+
+pub fn serve(etcd: &Etcd) -> Api {
+    serve_with(etcd, &[])
+}
+
 pub fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
-    let endpoint = etcd.endpoint();
-    let mut args = vec!["--cluster", &endpoint];
+    serve_on(&etcd.endpoint(), more)
+}
+
+/// `serve --cluster endpoints MORE`.
+pub fn serve_on(endpoints: &str, more: &[&str]) -> Api {
+    let mut args = vec!["--cluster", endpoints];
     args.extend(more);
     Api::start_with(busybox_layer(Compression::Gzip, "cluster"), &args)
+}
+
+pub fn list(api: &Api, more: &[&str]) -> Vec<String> {
+    let mut args = vec!["list-container-instances"];
+    args.extend(more);
+    let v = api.aws_json(&args);
+    let mut arns: Vec<String> = v["containerInstanceArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    arns.sort();
+    arns
+}
+
+pub fn describe(api: &Api, arn: &str) -> Value {
+    let v = api.aws_json(&["describe-container-instances", "--container-instances", arn]);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v:#}");
+    v["containerInstances"][0].clone()
+}
+
+pub fn connected(api: &Api, arn: &str) -> bool {
+    describe(api, arn)["agentConnected"].as_bool().unwrap()
+}
+
+/// Polls until `arn`'s agentConnected is `want`; how long that took.
+pub fn until_connected(api: &Api, arn: &str, want: bool, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if connected(api, arn) == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{arn} not agentConnected {want} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The task definition of the task tests: one busybox container that sleeps (and, as PID
+/// 1, ignores SIGTERM: it is killed 2 s after a stop), 256 CPU units and 128 MiB, awsvpc.
+pub const SLEEPER: &str = r#"{
+  "family": "cluster-sleeper",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["EC2"],
+  "cpu": "256",
+  "memory": "128",
+  "containerDefinitions": [{
+    "name": "main",
+    "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sleep", "300"],
+    "stopTimeout": 2,
+    "essential": true
+  }]
+}"#;
+
+/// The serve the leader key names (its value is "HOST pid PID").
+pub fn leader_pid(etcd: &Etcd) -> Option<u32> {
+    let out = etcd.etcdctl(&["get", "/minifargate/v1/leader", "--print-value-only"]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+}
+
+/// Two boxes whose tasks pull `api`'s images, with agent leases of `ttl` seconds, once
+/// `api` lists both.
+pub fn two_boxes(etcd: &Etcd, api: &Api, ttl: u64) -> (Agent, Agent) {
+    let a = Agent::start_for(etcd, api, ttl, &[]);
+    let b = Agent::start_for(etcd, api, ttl, &[]);
+    api.wait_for(20, "both instances listed", || {
+        (list(api, &[]).len() == 2).then_some(())
+    });
+    (a, b)
+}
+
+/// Each RUNNING task of service `name` and the instance it is on.
+pub fn service_tasks(api: &Api, name: &str) -> Vec<(String, String)> {
+    let arns = api.aws_json(&["list-tasks", "--service-name", name]);
+    let arns: Vec<&str> = arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(&arns);
+    let v = api.aws_json(&args);
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .map(|t| {
+            (
+                t["taskArn"].as_str().unwrap().to_string(),
+                t["containerInstanceArn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The instance each RUNNING task of service `name` is on.
+pub fn service_placement(api: &Api, name: &str) -> Vec<String> {
+    service_tasks(api, name)
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect()
 }
 
 /// Boxes with these attributes each, once `api` lists them all.

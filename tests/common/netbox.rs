@@ -363,21 +363,14 @@ impl NetBox {
         ]);
     }
 
-    /// The instance id the agent keeps in its state root (once it has made it).
+    /// The instance id the box's agent keeps in its state root (once it has made it).
     pub fn id(&self) -> String {
-        let file = self.mf.root.join("agent/instance-id");
-        super::util::wait_until("the agent's instance id", Duration::from_secs(10), || {
-            std::fs::read_to_string(&file)
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
+        super::cluster::instance_id(&self.mf.root)
     }
 
+    /// The box's container-instance ARN in cluster `default`.
     pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:ecs:us-east-1:000000000000:container-instance/default/{}",
-            self.id()
-        )
+        super::cluster::instance_arn(&self.mf.root)
     }
 
     /// The box's routes to other boxes' task subnets (`ip route show proto 109`).
