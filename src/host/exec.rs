@@ -88,7 +88,7 @@ pub enum ExecError {
     Attach {
         task: String,
         #[source]
-        source: runtime::RuntimeError,
+        source: Box<runtime::RuntimeError>,
     },
     /// The runtime could not start the command (docker exec's 126).
     #[error("failed to exec in container {container} of task {task}")]
@@ -96,7 +96,7 @@ pub enum ExecError {
         task: String,
         container: String,
         #[source]
-        source: runtime::RuntimeError,
+        source: Box<runtime::RuntimeError>,
     },
 }
 
@@ -226,7 +226,7 @@ pub fn start(ecs: &Ecs, req: &Request, kill_with_caller: bool) -> Result<Started
     }
     let rt = Runtime::attach(&state).map_err(|source| ExecError::Attach {
         task: id.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let spec = ExecSpec {
         args: req.command.clone(),
@@ -240,7 +240,7 @@ pub fn start(ecs: &Ecs, req: &Request, kill_with_caller: bool) -> Result<Started
     let process = rt.exec(&rid, &spec).map_err(|source| ExecError::Exec {
         task: id.clone(),
         container: c.name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     tracing::debug!(task_id = %id, container = %c.name, pid = process.pid, "exec started");
     Ok(Started {
