@@ -92,7 +92,7 @@ pub struct ExecuteCommandArgs {
     pub task: Option<String>,
     /// The task runs on a box of a cluster whose state is in etcd at these endpoints:
     /// reach it through its box's agent (docs/cluster.md "exec across boxes").
-    #[arg(long, value_name = "ENDPOINTS")]
+    #[arg(long, value_name = "ENDPOINTS", help_heading = "Local options")]
     pub etcd: Option<String>,
     #[command(flatten)]
     pub etcd_tls: super::agent::EtcdTls,
