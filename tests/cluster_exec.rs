@@ -255,6 +255,25 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stdout), "out\n");
     assert_eq!(text(&out.stderr), "err\n");
+    // What the hop costs: `exec -- true` from box A (etcd look-up, signed request, stream)
+    // against the same on box B itself, five of each, medians printed.
+    let median = |mf: &Mf, args: &[&str]| {
+        let mut ms: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let out = mf.cmd().args(args).output().unwrap();
+                assert!(out.status.success(), "{out:?}");
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[2]
+    };
+    let remote = median(&a, &["exec", "--etcd", &ep, &id, "--", "true"]);
+    let local = median(&b.mf, &["exec", &id, "--", "true"]);
+    eprintln!(
+        "exec -- true: {remote:.1} ms from another box, {local:.1} ms on the box (medians of 5)"
+    );
     // Piped stdin (-i), 300,000 bytes of it, and the user and environment options.
     let input: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let out = from_a(

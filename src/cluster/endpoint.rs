@@ -208,6 +208,11 @@ pub async fn serve(
             token,
             seen: Default::default(),
         }));
+    // An exec's stream is small frames both ways: no Nagle delay on them.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("minifargate agent: its endpoint stopped: {e}");
     }

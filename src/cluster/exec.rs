@@ -10,7 +10,7 @@
 //! request seen before is refused.
 
 use super::etcd::Etcd;
-use super::remote::{Located, RemoteError, client, locate};
+use super::remote::{Located, RemoteError, locate};
 use super::signing::{SIGNATURE, sign, token};
 use crate::host::exec::{ExecError, Request};
 use std::fs::File;
@@ -42,11 +42,12 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     kind: u8,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    let mut head = [0u8; 5];
-    head[0] = kind;
-    head[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
-    w.write_all(&head).await?;
-    w.write_all(payload).await?;
+    // One write a frame: its head and payload in one segment.
+    let mut frame = Vec::with_capacity(5 + payload.len());
+    frame.push(kind);
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame).await?;
     w.flush().await
 }
 
@@ -298,14 +299,116 @@ pub enum RemoteExecError {
     },
 }
 
-/// An exec the agent started: the upgraded connection, and where it is.
+/// An exec the agent started: the upgraded connection (what was read past the 101's
+/// head first), and where it is.
 pub struct Opened {
-    io: reqwest::Upgraded,
+    rd: tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::net::tcp::OwnedReadHalf>,
+    wr: tokio::net::tcp::OwnedWriteHalf,
     pub at: Located,
 }
 
 /// The error type the agent answers an exec that failed in the runtime with.
 pub const EXEC_FAILED: &str = "ExecFailedException";
+
+/// How long the agent may take to answer an exec's request (its start included).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an agent answered an upgrade request with.
+enum Answer {
+    /// 101: the stream, and what was read past the head.
+    Upgraded(tokio::net::TcpStream, Vec<u8>),
+    /// Anything else: the status and the JSON body.
+    Refused(u16, serde_json::Value),
+}
+
+/// `GET /v1/exec` with `Upgrade:` over a plain TCP connection to `endpoint`
+/// (`http://HOST:PORT`, as agents register it). HTTP/1.1 by hand: one request, its
+/// answer's head, then the raw stream — cheaper than an HTTP client for it (no TLS roots
+/// to load: the endpoint is plain HTTP).
+async fn upgrade(endpoint: &str, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
+    use std::io::{Error, ErrorKind};
+    let addr = endpoint.strip_prefix("http://").ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("{endpoint}: an agent's endpoint is http://HOST:PORT"),
+        )
+    })?;
+    let mut tcp =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::new(ErrorKind::TimedOut, "no connection within 2 s"))??;
+    tcp.set_nodelay(true)?;
+    let mut head = format!(
+        "GET /v1/exec HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: {PROTOCOL}\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await?;
+    let answer = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if got.len() > 64 * 1024 {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    "an answer head over 64 KiB",
+                ));
+            }
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "closed before an answer",
+                ));
+            }
+            got.extend_from_slice(&buf[..n]);
+        };
+        let text = String::from_utf8_lossy(&got[..end]).to_string();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP answer"))?;
+        let rest = got[end..].to_vec();
+        if status == 101 {
+            return Ok(Answer::Upgraded(tcp, rest));
+        }
+        let length = text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        });
+        let mut body = rest;
+        match length {
+            Some(n) if n <= 1 << 20 => {
+                while body.len() < n {
+                    let got = tcp.read(&mut buf).await?;
+                    if got == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&buf[..got]);
+                }
+            }
+            _ => {
+                tcp.read_to_end(&mut body).await?;
+            }
+        }
+        Ok(Answer::Refused(
+            status,
+            serde_json::from_slice(&body).unwrap_or_default(),
+        ))
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .map_err(|_| Error::new(ErrorKind::TimedOut, "no answer within 30 s"))?
+}
 
 /// Finds `req`'s task and asks its agent to start the command.
 pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError> {
@@ -328,32 +431,28 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
     let body = serde_json::to_vec(&req).expect("an exec request encodes");
     let sig = sign(&token, crate::ecs::now_ms(), CALL, &body);
     use base64::Engine;
-    let r = client(None)
-        .get(format!("{endpoint}/v1/exec"))
-        .header(SIGNATURE, sig)
-        .header(
-            REQUEST,
-            base64::engine::general_purpose::STANDARD.encode(&body),
-        )
-        .header(reqwest::header::CONNECTION, "upgrade")
-        .header(reqwest::header::UPGRADE, PROTOCOL)
-        .send()
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+    let answer = upgrade(&endpoint, &[(SIGNATURE, &sig), (REQUEST, &encoded)])
         .await
         .map_err(|e| at.unreachable(e))?;
-    let status = r.status().as_u16();
-    if status != 101 {
-        let body: serde_json::Value = r.json().await.unwrap_or_default();
-        if body["__type"] == EXEC_FAILED {
-            return Err(RemoteExecError::ExecFailed {
+    match answer {
+        Answer::Upgraded(tcp, rest) => {
+            let (rd, wr) = tcp.into_split();
+            Ok(Opened {
+                rd: AsyncReadExt::chain(std::io::Cursor::new(rest), rd),
+                wr,
+                at,
+            })
+        }
+        Answer::Refused(_, body) if body["__type"] == EXEC_FAILED => {
+            Err(RemoteExecError::ExecFailed {
                 instance: at.instance.clone(),
                 host: at.hostname.clone(),
                 message: body["message"].as_str().unwrap_or_default().into(),
-            });
+            })
         }
-        return Err(at.answered(status, &body).into());
+        Answer::Refused(status, body) => Err(at.answered(status, &body).into()),
     }
-    let io = r.upgrade().await.map_err(|e| at.unreachable(e))?;
-    Ok(Opened { io, at })
 }
 
 /// Our stdin in chunks (None at its end), read on a thread.
@@ -388,7 +487,7 @@ pub async fn run(o: Opened, interactive: bool, tty: bool) -> Result<i32, RemoteE
         endpoint: endpoint.clone(),
         source,
     };
-    let (mut rd, mut wr) = tokio::io::split(o.io);
+    let (mut rd, mut wr) = (o.rd, o.wr);
     // Frames are read on a task of their own: a read cut by select! would lose bytes.
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {

@@ -61,7 +61,7 @@ pub enum RemoteError {
         instance: String,
         endpoint: String,
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "the agent of container instance {instance} at {endpoint} refused the request (HTTP \
@@ -194,18 +194,21 @@ impl Located {
         }
     }
 
-    pub fn unreachable(&self, source: reqwest::Error) -> RemoteError {
+    pub fn unreachable(
+        &self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> RemoteError {
         RemoteError::Unreachable {
             instance: self.instance.clone(),
             endpoint: self.endpoint.clone().unwrap_or_default(),
-            source,
+            source: source.into(),
         }
     }
 }
 
 /// An HTTP client for agents' endpoints: straight to the box (no proxy), a 2 s connect
 /// deadline, and `total` for the whole call if given.
-pub fn client(total: Option<Duration>) -> reqwest::Client {
+fn client(total: Option<Duration>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2));
