@@ -361,6 +361,26 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     assert!(shown.contains("33 101"), "{shown}");
     assert!(shown.contains("got:typed"), "{shown}");
     assert_eq!(out.status.code(), Some(0));
+    // A caller that goes away (kill -9) takes its command with it, as on one box.
+    let mut gone = a
+        .cmd()
+        .args(["exec", "--etcd", &ep, &id, "--", "sleep", "171"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Seen from the host: the task's processes running `sleep 171`.
+    let sleeping = || {
+        common::leaks::task_processes(&id).into_iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00171\x00")
+        })
+    };
+    api.wait_for(20, "the exec'd sleep running", || sleeping().then_some(()));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    api.wait_for(20, "the exec'd sleep killed", || {
+        (!sleeping()).then_some(())
+    });
     // execute-command as the AWS CLI's options say it.
     let out = from_a(
         &a,
@@ -477,6 +497,9 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
             && stderr.contains("whose agent is not connected"),
         "{stderr}"
     );
+    // Nothing of either task, or of the execs in them, is left on box B.
+    b.mf.kill_supervisors();
+    common::leaks::assert_no_leaks(&b.mf, &[&id, &id2], &[]);
 }
 
 /// A console view through serve (HTTP Basic with serve's key, as the page signs in).
