@@ -549,6 +549,18 @@ fn the_console_s_task_views_of_a_task_on_another_box_are_answered_by_its_agent()
         (!v["lines"].as_array().unwrap().is_empty()).then_some(v)
     });
     assert_eq!(v["lines"][0]["log"], "sleeper up");
+    // `since` (the page's last line time) travels as the page wrote it: only newer lines.
+    let last = v["lines"][0]["time"].as_str().unwrap().to_string();
+    let (code, newer) = console(
+        &api,
+        &format!("/console/api/tasks/{id}/logs?container=main&since={last}"),
+    );
+    assert_eq!(code, 200, "{newer:#}");
+    assert_eq!(
+        newer["lines"],
+        serde_json::json!([v["lines"][0]]),
+        "{newer:#}"
+    );
     // A task no box has: a 404 naming it, not a blank page.
     let (code, v) = console(
         &api,

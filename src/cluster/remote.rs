@@ -236,12 +236,13 @@ pub async fn console_view(
     let endpoint = at.reachable()?.to_string();
     let token = token(etcd).await?;
     let call = view_call(view, &at.task);
-    let sig = sign(&token, crate::ecs::now_ms(), &call, query.as_bytes());
-    let mut url = format!("{endpoint}/v1/{call}");
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
+    let mut url =
+        reqwest::Url::parse(&format!("{endpoint}/v1/{call}")).map_err(|e| at.unreachable(e))?;
+    url.set_query((!query.is_empty()).then_some(query));
+    // Signed over the query as it goes on the wire (the URL may re-encode it), which is
+    // what the agent sees.
+    let sent = url.query().unwrap_or_default().to_string();
+    let sig = sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes());
     let r = client(Some(Duration::from_secs(10)))
         .get(url)
         .header(SIGNATURE, sig)
