@@ -322,10 +322,11 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("no-such-cmd"), "{out:?}");
     // -it under a terminal (util-linux's `script` gives us one, 33 rows × 101 columns):
-    // the command gets a pty of that size, typed input reaches it.
+    // the command gets a pty of that size, typed input reaches it, and the terminal
+    // resized to 40 × 120 while it runs (SIGWINCH) resizes its pty.
     let mut c = a.cmd();
     c.args(["exec", "-it", "--etcd", &ep, &id, "--", "sh", "-c"])
-        .arg("tty; stty size; read line; echo got:$line");
+        .arg("tty; stty size; read line; echo got:$line; sleep 3; stty size");
     let line = std::iter::once(c.get_program())
         .chain(c.get_args())
         .map(|s| shlex::try_quote(&s.to_string_lossy()).unwrap().into_owned())
@@ -341,7 +342,7 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     let out = script
         .args([
             "-qec",
-            &format!("stty rows 33 cols 101; {line}"),
+            &format!("stty rows 33 cols 101; (sleep 4; stty rows 40 cols 120 </dev/tty) & {line}"),
             "/dev/null",
         ])
         .stdin(Stdio::piped())
@@ -360,6 +361,7 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     assert!(shown.contains("/dev/pts/"), "{shown}");
     assert!(shown.contains("33 101"), "{shown}");
     assert!(shown.contains("got:typed"), "{shown}");
+    assert!(shown.contains("40 120"), "{shown}");
     assert_eq!(out.status.code(), Some(0));
     // A caller that goes away (kill -9) takes its command with it, as on one box.
     let mut gone = a
