@@ -4,6 +4,9 @@
 //! The CLI execs itself (through the runtime crate, on the task's runtime state dir)
 //! rather than asking the supervisor: the command's stdio is this process's, its exit
 //! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
+//! The start is `crate::host::exec`'s, which an agent also runs for an exec sent from
+//! another box: with `--etcd` this command is that sender (`crate::cluster::exec`,
+//! docs/cluster.md "exec across boxes").
 
 use super::GlobalOpts;
 use crate::error_chain;
