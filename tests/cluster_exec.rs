@@ -446,6 +446,25 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     let refused = b.log().matches("refused").count();
     assert!(refused >= 5, "the agent logs each refusal:\n{}", b.log());
 
+    // A caller whose etcd holds another token (another cluster's etcd, say): the agent's
+    // 403, named as such.
+    let good = text(&token);
+    assert!(
+        etcd.etcdctl(&["put", "/minifargate/v1/token", "0badc0de"])
+            .status
+            .success()
+    );
+    let out = from_a(&a, &["exec", "--etcd", &ep, &id, "--", "true"], b"");
+    assert!(
+        etcd.etcdctl(&["put", "/minifargate/v1/token", &good])
+            .status
+            .success()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("refused the request (HTTP 403): the signature does not match"),
+        "{out:?}"
+    );
     // A task that is not in the cluster.
     let out = from_a(
         &a,
