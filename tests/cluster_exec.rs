@@ -462,7 +462,9 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("refused the request (HTTP 403): the signature does not match"),
+        text(&out.stderr).contains(&format!("task {id}: the agent of container instance"))
+            && text(&out.stderr)
+                .contains("refused the request (HTTP 403): the signature does not match"),
         "{out:?}"
     );
     // A task that is not in the cluster.

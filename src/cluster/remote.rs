@@ -56,19 +56,23 @@ pub enum RemoteError {
          endpoints): restart it with this version"
     )]
     NoEndpoint { instance: String, host: String },
-    #[error("the agent of container instance {instance} at {endpoint} could not be reached")]
+    #[error(
+        "task {task}: the agent of container instance {instance} at {endpoint} could not be reached"
+    )]
     Unreachable {
+        task: String,
         instance: String,
         endpoint: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "the agent of container instance {instance} at {endpoint} refused the request (HTTP \
-         403): {message} (is this etcd the cluster the agent reads its token from, and are \
-         the clocks within a minute?)"
+        "task {task}: the agent of container instance {instance} at {endpoint} refused the \
+         request (HTTP 403): {message} (is this etcd the cluster the agent reads its token \
+         from, and are the clocks within a minute?)"
     )]
     Refused {
+        task: String,
         instance: String,
         endpoint: String,
         message: String,
@@ -180,6 +184,7 @@ impl Located {
             .unwrap_or_else(|| body.to_string());
         if status == 403 {
             return RemoteError::Refused {
+                task: self.task.clone(),
                 instance: self.instance.clone(),
                 endpoint: self.endpoint.clone().unwrap_or_default(),
                 message,
@@ -199,6 +204,7 @@ impl Located {
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> RemoteError {
         RemoteError::Unreachable {
+            task: self.task.clone(),
             instance: self.instance.clone(),
             endpoint: self.endpoint.clone().unwrap_or_default(),
             source: source.into(),
