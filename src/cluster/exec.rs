@@ -483,7 +483,9 @@ fn read_stdin() -> tokio::sync::mpsc::Receiver<Option<Vec<u8>>> {
 /// stdout and stderr. The command's exit code.
 pub async fn run(o: Opened, interactive: bool, tty: bool) -> Result<i32, RemoteExecError> {
     let endpoint = o.at.endpoint.clone().unwrap_or_default();
+    let task = o.at.task.clone();
     let lost = |source| RemoteError::Lost {
+        task: task.clone(),
         endpoint: endpoint.clone(),
         source,
     };

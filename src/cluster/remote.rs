@@ -86,8 +86,12 @@ pub enum RemoteError {
         kind: String,
         message: String,
     },
-    #[error("the connection to the agent at {endpoint} ended before the command's exit code")]
+    #[error(
+        "task {task}: the connection to the agent at {endpoint} ended before the command's \
+         exit code"
+    )]
     Lost {
+        task: String,
         endpoint: String,
         #[source]
         source: Option<std::io::Error>,
