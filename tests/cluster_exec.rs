@@ -499,7 +499,31 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     );
     // A task whose box's agent is gone.
     let id2 = run_sleeper(&api);
+    // An exec running when its box's agent dies: the caller says the stream ended (exit
+    // 1), and the command dies with the agent.
+    let running = a
+        .cmd()
+        .args(["exec", "--etcd", &ep, &id2, "--", "sleep", "172"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        common::leaks::task_processes(&id2).into_iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x00172\x00")
+        })
+    };
+    api.wait_for(20, "the exec'd sleep running", || sleeping().then_some(()));
     b.kill();
+    let out = running.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("ended before the command's exit code"),
+        "{out:?}"
+    );
+    api.wait_for(20, "the exec'd sleep killed with the agent", || {
+        (!sleeping()).then_some(())
+    });
     let instance = api.aws_json(&["list-container-instances"])["containerInstanceArns"][0]
         .as_str()
         .unwrap()
