@@ -4,16 +4,16 @@
 //! The CLI execs itself (through the runtime crate, on the task's runtime state dir)
 //! rather than asking the supervisor: the command's stdio is this process's, its exit
 //! status comes from waitpid, and it dies with this process (see docs/run-task.md, "exec").
+//! The start is `crate::host::exec`'s, which an agent also runs for an exec sent from
+//! another box: with `--etcd` this command is that sender (`crate::cluster::exec`,
+//! docs/cluster.md "exec across boxes").
 
 use super::GlobalOpts;
-use super::tasks::{find_task, open_state};
-use crate::ecs::names::task_id;
 use crate::error_chain;
-use crate::store::{ContainerRow, LastStatus};
-use crate::task::TaskPaths;
-use anyhow::{Context, anyhow, bail};
+use crate::host::exec::Request;
+use anyhow::{Context, anyhow};
 use clap::Args;
-use runtime::{ExecProcess, ExecSpec, Runtime};
+use runtime::ExecProcess;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -54,6 +54,13 @@ pub struct ExecArgs {
     /// Working directory inside the container (default: the container's).
     #[arg(long, short = 'w')]
     pub workdir: Option<String>,
+    /// The task runs on a box of a cluster whose state is in etcd at these endpoints
+    /// (comma-separated, as `agent --cluster`): reach it through its box's agent
+    /// (docs/cluster.md "exec across boxes").
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub etcd: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: super::agent::EtcdTls,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -86,6 +93,12 @@ pub struct ExecuteCommandArgs {
     /// Task id or ARN.
     #[arg(long)]
     pub task: Option<String>,
+    /// The task runs on a box of a cluster whose state is in etcd at these endpoints:
+    /// reach it through its box's agent (docs/cluster.md "exec across boxes").
+    #[arg(long, value_name = "ENDPOINTS", help_heading = "Local options")]
+    pub etcd: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: super::agent::EtcdTls,
     #[command(flatten)]
     pub input: super::aws::InputOpts,
 }
@@ -150,117 +163,88 @@ pub fn execute_command(g: &GlobalOpts, a: ExecuteCommandArgs) -> anyhow::Result<
             user: None,
             env: Vec::new(),
             workdir: None,
+            etcd: a.etcd,
+            etcd_tls: a.etcd_tls,
             command,
         },
     )
 }
 
-/// The container `name`, or the task's only container.
-pub fn pick_container<'a>(
-    task: &str,
-    containers: &'a [ContainerRow],
-    name: Option<&str>,
-) -> anyhow::Result<&'a ContainerRow> {
-    let names = || {
-        containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match name {
-        Some(n) => containers.iter().find(|c| c.name == n).ok_or_else(|| {
-            anyhow!(
-                "task {task} has no container named {n:?} (its containers: {})",
-                names()
-            )
-        }),
-        None if containers.len() == 1 => Ok(&containers[0]),
-        None => Err(anyhow!(
-            "task {task} has {} containers ({}): choose one with --container NAME",
-            containers.len(),
-            names()
-        )),
-    }
+/// The size of our terminal, if stdin is one.
+fn window_size() -> Option<(u16, u16)> {
+    rustix::termios::tcgetwinsize(std::io::stdin())
+        .ok()
+        .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+        .map(|w| (w.ws_row, w.ws_col))
 }
 
 pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
-    for e in &a.env {
-        if !e.contains('=') || e.starts_with('=') {
-            bail!("--env {e:?}: expected KEY=VALUE");
-        }
-    }
-    let mut store = open_state(g)?;
-    let id = task_id(&a.task).to_string();
-    g.ecs().reconcile_tasks(&mut store, &[id.as_str()]);
-    let (task, containers) = find_task(&store, &a.task, a.cluster.as_deref())?;
-    if task.last_status != LastStatus::Running {
-        let why = task
-            .stopped_reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        bail!(
-            "task {id} is {}{why}: exec needs a RUNNING task",
-            task.last_status
-        );
-    }
-    let c = pick_container(&id, &containers, a.container.as_deref())?;
-    let rid = match (&c.runtime_id, c.last_status) {
-        (Some(rid), LastStatus::Running) => rid.clone(),
-        _ => {
-            let why = c
-                .reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .or_else(|| c.exit_code.map(|x| format!(" (exit code {x})")))
-                .unwrap_or_default();
-            bail!(
-                "container {} of task {id} is {}{why}: exec needs a RUNNING container",
-                c.name,
-                c.last_status
-            );
-        }
-    };
-    let state = TaskPaths::new(&g.root, &g.run_root, &id).runtime_state();
-    if !state.is_dir() {
-        bail!(
-            "task {id} has no runtime state at {} (is --run-root the one it was started with?)",
-            state.display()
-        );
-    }
-    let rt = Runtime::attach(&state)
-        .with_context(|| format!("failed to open the runtime state of task {id}"))?;
-    let spec = ExecSpec {
-        args: a.command.clone(),
-        env: a.env.clone(),
-        cwd: a.workdir.clone(),
+    let req = Request {
+        task: a.task.clone(),
+        cluster: a.cluster.clone(),
+        container: a.container.clone(),
+        command: a.command.clone(),
         user: a.user.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
         tty: a.tty,
-        tty_size: rustix::termios::tcgetwinsize(std::io::stdin())
-            .ok()
-            .filter(|w| w.ws_row > 0 && w.ws_col > 0)
-            .map(|w| (w.ws_row, w.ws_col)),
-        kill_with_caller: true,
+        tty_size: window_size(),
+        interactive: a.interactive,
+        nonce: String::new(),
     };
-    let proc = match rt.exec(&rid, &spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "minifargate: failed to exec in container {} of task {id}: {}",
-                c.name,
-                error_chain(&e)
-            );
+    crate::host::exec::check(&req)?;
+    let tls = &a.etcd_tls;
+    if a.etcd.is_none()
+        && (tls.etcd_cacert.is_some() || tls.etcd_cert.is_some() || tls.etcd_key.is_some())
+    {
+        return Err(super::aws::UsageError(
+            "--etcd-cacert, --etcd-cert and --etcd-key are for --etcd (a task on another box \
+             of a cluster)"
+                .into(),
+        )
+        .into());
+    }
+    if let Some(endpoints) = &a.etcd {
+        return remote(endpoints, &a.etcd_tls, &req);
+    }
+    let started = match crate::host::exec::start(&g.ecs(), &req, true) {
+        Ok(s) => s,
+        Err(e) if e.is_exec_failure() => {
+            eprintln!("minifargate: {}", error_chain(&e));
             return Ok(ExitCode::from(EXEC_FAILED));
         }
+        Err(e) => return Err(e.into()),
     };
-    tracing::debug!(task_id = %id, container = %c.name, pid = proc.pid, "exec started");
     let code = if a.tty {
-        run_tty(proc, a.interactive)?
+        run_tty(started.process, a.interactive)?
     } else {
-        run_pipes(proc, a.interactive)?
+        run_pipes(started.process, a.interactive)?
     };
     Ok(ExitCode::from(code))
+}
+
+/// `exec --etcd`: the task's box found in etcd, the command run by its agent.
+fn remote(endpoints: &str, tls: &super::agent::EtcdTls, req: &Request) -> anyhow::Result<ExitCode> {
+    use crate::cluster::exec::{RemoteExecError, open, run};
+    let etcd = crate::cluster::etcd::Etcd::new(endpoints, &tls.tls())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let opened = match rt.block_on(open(&etcd, req)) {
+        Ok(o) => o,
+        Err(e @ RemoteExecError::ExecFailed { .. }) => {
+            eprintln!("minifargate: {}", error_chain(&e));
+            return Ok(ExitCode::from(EXEC_FAILED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::debug!(task_id = %req.task, cluster = %opened.at.cluster, instance = %opened.at.instance, "remote exec started");
+    // The terminal raw only once the command runs (errors before print as usual).
+    let raw = if req.tty { RawTerminal::enter() } else { None };
+    let code = rt.block_on(run(opened, req.interactive, req.tty && raw.is_some()));
+    drop(raw);
+    Ok(ExitCode::from(u8::try_from(code?).unwrap_or(255)))
 }
 
 /// Copies `from` to our stdout or stderr until EOF (or an error such as EIO on a pty
@@ -417,39 +401,4 @@ fn run_tty(mut p: ExecProcess, interactive: bool) -> anyhow::Result<u8> {
     drain(rx, 1);
     drop(raw);
     code
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(name: &str) -> ContainerRow {
-        ContainerRow {
-            name: name.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn container_choice_names_the_candidates() {
-        let one = [row("app")];
-        assert_eq!(pick_container("t", &one, None).unwrap().name, "app");
-        let two = [row("app"), row("sidecar")];
-        let e = pick_container("t", &two, None).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "task t has 2 containers (app, sidecar): choose one with --container NAME"
-        );
-        assert_eq!(
-            pick_container("t", &two, Some("sidecar")).unwrap().name,
-            "sidecar"
-        );
-        let e = pick_container("t", &two, Some("db"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "task t has no container named \"db\" (its containers: app, sidecar)"
-        );
-    }
 }

@@ -764,6 +764,22 @@ mod conformance {
             "lenient",
             "local: unknown members warned, not refused",
         ),
+        (
+            "execute-command",
+            "etcd",
+            "local: a task on another box of a cluster, through its agent",
+        ),
+        (
+            "execute-command",
+            "etcd-cacert",
+            "local: TLS to etcd (--etcd)",
+        ),
+        (
+            "execute-command",
+            "etcd-cert",
+            "local: TLS to etcd (--etcd)",
+        ),
+        ("execute-command", "etcd-key", "local: TLS to etcd (--etcd)"),
     ];
 
     /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.

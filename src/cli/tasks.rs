@@ -65,7 +65,6 @@ fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 }
 
 pub use crate::ecs::names::task_id;
-pub use crate::ecs::tasks::find_task;
 
 pub fn open_state(g: &GlobalOpts) -> anyhow::Result<Store> {
     g.ecs().open_store()

@@ -202,7 +202,7 @@ async fn session(
     work: &mut super::work::Work,
     endpoint: (&str, &std::sync::RwLock<Vec<u8>>),
 ) -> End {
-    match super::endpoint::token(etcd).await {
+    match super::signing::token(etcd).await {
         Ok(t) => *endpoint.1.write().expect("token lock") = t,
         Err(e) => return e.into(),
     }

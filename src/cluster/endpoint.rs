@@ -1,92 +1,74 @@
-//! The agent's endpoint (docs/cluster.md "Logs across boxes"): what a serve asks of a
-//! box — the CloudWatch Logs its tasks' awslogs drivers wrote into the box's own store.
+//! The agent's endpoint (docs/cluster.md "Logs across boxes", "exec across boxes"): what
+//! a serve or an operator asks of a box — the CloudWatch Logs its tasks' awslogs drivers
+//! wrote into the box's own store, the console's views of its tasks, and execs in them.
 //! Every request is signed with the cluster's token (HMAC-SHA256 over the time, the call
-//! and the body; a signature more than [`SKEW`] old or ahead is refused), so the endpoint
-//! answers no one who cannot read the cluster's state in etcd, and the token never
-//! crosses the network.
+//! and the body; a signature more than [`super::signing::SKEW`] old or ahead is refused;
+//! an exec is taken once), so the endpoint answers no one who cannot read the cluster's
+//! state in etcd, and the token never crosses the network.
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
+use super::signing::{SIGNATURE, SignatureError, sign, token, verify};
 use crate::ecs::Ecs;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use std::time::Duration;
 
-/// The header that carries a request's signature: `MS:HEX`.
-pub const SIGNATURE: &str = "x-minifargate-signature";
-/// How far a signature's time may be from the receiver's clock.
-pub const SKEW: Duration = Duration::from_secs(60);
 /// The CloudWatch Logs operations an agent answers for its box.
 pub const LOGS_OPERATIONS: [&str; 3] = ["GetLogEvents", "FilterLogEvents", "DescribeLogStreams"];
 
-/// The cluster's token (32 random bytes, hex), made by whoever needs it first.
-pub async fn token(etcd: &Etcd) -> Result<Vec<u8>, EtcdError> {
-    let key = keys::token();
-    if let Some(kv) = etcd.get(&key).await? {
-        return Ok(kv.value);
+/// What the endpoint's routes share.
+struct Shared {
+    ecs: Ecs,
+    /// The cluster's token, once the agent has read it (empty until then).
+    token: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
+    /// The execs already taken (each signed exec runs once).
+    seen: super::signing::Seen,
+}
+
+impl Shared {
+    /// Checks a request's signature (and, with `once`, that it was not seen before).
+    fn check(
+        &self,
+        headers: &axum::http::HeaderMap,
+        call: &str,
+        body: &[u8],
+        once: bool,
+    ) -> Result<(), SignatureError> {
+        let sig = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
+        let token = self.token.read().expect("token lock").clone();
+        if token.is_empty() {
+            return Err(SignatureError::Mismatch);
+        }
+        let now = crate::ecs::now_ms();
+        if once {
+            self.seen.verify_once(&token, sig, call, body, now)
+        } else {
+            verify(&token, sig, call, body, now)
+        }
     }
-    let fresh = format!(
-        "{}{}",
-        crate::task::new_id().unwrap_or_default(),
-        crate::task::new_id().unwrap_or_default()
-    );
-    etcd.put_if_absent(&key, fresh.as_bytes()).await?;
-    Ok(etcd.get(&key).await?.map(|kv| kv.value).unwrap_or_default())
 }
 
-fn mac(token: &[u8], ms: i64, call: &str, body: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(token).expect("HMAC takes any key length");
-    m.update(ms.to_string().as_bytes());
-    m.update(b"\n");
-    m.update(call.as_bytes());
-    m.update(b"\n");
-    m.update(body);
-    m
+fn reply(status: axum::http::StatusCode, v: &Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
-/// The signature of `call` with `body` at `ms` (epoch milliseconds).
-pub fn sign(token: &[u8], ms: i64, call: &str, body: &[u8]) -> String {
-    format!(
-        "{ms}:{}",
-        hex::encode(mac(token, ms, call, body).finalize().into_bytes())
+fn denied(call: &str, e: SignatureError) -> axum::response::Response {
+    tracing::warn!(call, error = %e, "a request to the agent's endpoint refused");
+    reply(
+        axum::http::StatusCode::FORBIDDEN,
+        &json!({"__type": "AccessDeniedException", "message": e.to_string()}),
     )
 }
 
-/// Why a request's signature was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SignatureError {
-    #[error("no {SIGNATURE} header")]
-    Missing,
-    #[error("the {SIGNATURE} header is not MS:HEX")]
-    Malformed,
-    #[error("the signature's time is more than {} s from this box's clock", SKEW.as_secs())]
-    Stale,
-    #[error("the signature does not match (another cluster's token?)")]
-    Mismatch,
-}
-
-/// Checks `header` for `call` with `body` at `now_ms`.
-pub fn verify(
-    token: &[u8],
-    header: Option<&str>,
-    call: &str,
-    body: &[u8],
-    now_ms: i64,
-) -> Result<(), SignatureError> {
-    let h = header.ok_or(SignatureError::Missing)?;
-    let (ms, sig) = h.split_once(':').ok_or(SignatureError::Malformed)?;
-    let ms: i64 = ms.parse().map_err(|_| SignatureError::Malformed)?;
-    let sig = hex::decode(sig).map_err(|_| SignatureError::Malformed)?;
-    if (now_ms - ms).unsigned_abs() > SKEW.as_millis() as u64 {
-        return Err(SignatureError::Stale);
-    }
-    mac(token, ms, call, body)
-        .verify_slice(&sig)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-/// The agent's endpoint on `listener` until the process ends.
+/// The agent's endpoint on `listener` until the process ends: the box's CloudWatch Logs
+/// (`POST /v1/logs/{op}`), the console's views of its tasks (`GET
+/// /v1/console/{view}/{id}`) and execs in them (`GET /v1/exec`, upgraded).
 /// `token` is the cluster's, once the agent has read it (empty until then: every request
 /// is refused).
 pub async fn serve(
@@ -94,41 +76,22 @@ pub async fn serve(
     ecs: Ecs,
     token: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
 ) {
-    use axum::extract::{Path, State};
+    use axum::extract::{Path, RawQuery, State};
     use axum::http::{HeaderMap, StatusCode};
-    use axum::response::IntoResponse;
     use std::sync::Arc;
-    type Shared = State<Arc<(Ecs, Arc<std::sync::RwLock<Vec<u8>>>)>>;
-    fn reply(status: StatusCode, v: &Value) -> axum::response::Response {
-        (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            v.to_string(),
-        )
-            .into_response()
-    }
+    type St = State<Arc<Shared>>;
     async fn logs(
-        State(s): Shared,
+        State(s): St,
         Path(op): Path<String>,
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> axum::response::Response {
-        let sig = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
         let call = format!("logs/{op}");
-        let token = s.1.read().expect("token lock").clone();
-        let checked = if token.is_empty() {
-            Err(SignatureError::Mismatch)
-        } else {
-            verify(&token, sig, &call, &body, crate::ecs::now_ms())
-        };
-        if let Err(e) = checked {
-            return reply(
-                StatusCode::FORBIDDEN,
-                &json!({"__type": "AccessDeniedException", "message": e.to_string()}),
-            );
+        if let Err(e) = s.check(&headers, &call, &body, false) {
+            return denied(&call, e);
         }
         let s2 = s.clone();
-        let answer = tokio::task::spawn_blocking(move || logs_call(&s2.0, &op, &body)).await;
+        let answer = tokio::task::spawn_blocking(move || logs_call(&s2.ecs, &op, &body)).await;
         match answer {
             Ok(Ok(v)) => reply(StatusCode::OK, &v),
             Ok(Err(e)) => reply(
@@ -141,9 +104,115 @@ pub async fn serve(
             ),
         }
     }
+    async fn console(
+        State(s): St,
+        Path((view, id)): Path<(String, String)>,
+        RawQuery(query): RawQuery,
+        headers: HeaderMap,
+    ) -> axum::response::Response {
+        let query = query.unwrap_or_default();
+        let call = super::remote::view_call(&view, &id);
+        if let Err(e) = s.check(&headers, &call, query.as_bytes(), false) {
+            return denied(&call, e);
+        }
+        let s2 = s.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::api::console::task_view(&s2.ecs, &view, &id, &query)
+        })
+        .await;
+        match answer {
+            Ok((status, v)) => reply(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &v,
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"message": e.to_string()}),
+            ),
+        }
+    }
+    async fn exec(State(s): St, req: axum::extract::Request) -> axum::response::Response {
+        use super::exec::{CALL, EXEC_FAILED, PROTOCOL, REQUEST};
+        use base64::Engine;
+        let (mut parts, _) = req.into_parts();
+        let body = parts
+            .headers
+            .get(REQUEST)
+            .and_then(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.as_bytes())
+                    .ok()
+            })
+            .unwrap_or_default();
+        // Nothing is looked at, let alone started, before the signature holds.
+        if let Err(e) = s.check(&parts.headers, CALL, &body, true) {
+            return denied(CALL, e);
+        }
+        let bad = |m: String| {
+            reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"__type": "InvalidParameterException", "message": m}),
+            )
+        };
+        let upgrade = parts
+            .headers
+            .get(axum::http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok());
+        if upgrade != Some(PROTOCOL) {
+            return bad(format!("an exec is a GET with `Upgrade: {PROTOCOL}`"));
+        }
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return bad("this connection cannot be upgraded (HTTP/1.1 only)".into());
+        };
+        let req: crate::host::exec::Request = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return bad(format!("{REQUEST}: not an exec request: {e}")),
+        };
+        let session = match super::exec::start(s.ecs.clone(), req).await {
+            Ok(session) => session,
+            Err(e) => {
+                let kind = if e.is_exec_failure() {
+                    EXEC_FAILED
+                } else {
+                    "ClientException"
+                };
+                return reply(
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    &json!({"__type": kind, "message": crate::error_chain(&e)}),
+                );
+            }
+        };
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(io) => super::exec::pump(session, hyper_util::rt::TokioIo::new(io)).await,
+                // The caller left before the stream began: so does its command.
+                Err(e) => {
+                    tracing::warn!(error = %e, "an exec's connection was not upgraded");
+                    session.abort()
+                }
+            }
+        });
+        axum::http::Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(axum::http::header::CONNECTION, "upgrade")
+            .header(axum::http::header::UPGRADE, PROTOCOL)
+            .body(axum::body::Body::empty())
+            .expect("a 101 response")
+    }
     let app = axum::Router::new()
         .route("/v1/logs/{op}", axum::routing::post(logs))
-        .with_state(Arc::new((ecs, token)));
+        .route("/v1/console/{view}/{id}", axum::routing::get(console))
+        .route("/v1/exec", axum::routing::get(exec))
+        .with_state(Arc::new(Shared {
+            ecs,
+            token,
+            seen: Default::default(),
+        }));
+    // An exec's stream is small frames both ways: no Nagle delay on them.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("minifargate agent: its endpoint stopped: {e}");
     }
@@ -234,43 +303,4 @@ pub async fn ask_agents(
         }
     }
     Ok((answers, errors))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_bind_the_token_the_call_the_body_and_the_time() {
-        let t = b"token";
-        let s = sign(t, 1_000_000, "logs/GetLogEvents", b"{}");
-        assert_eq!(
-            verify(t, Some(&s), "logs/GetLogEvents", b"{}", 1_000_500),
-            Ok(())
-        );
-        assert_eq!(
-            verify(b"other", Some(&s), "logs/GetLogEvents", b"{}", 1_000_500),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(t, Some(&s), "logs/FilterLogEvents", b"{}", 1_000_500),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(t, Some(&s), "logs/GetLogEvents", b"{\"a\":1}", 1_000_500),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(t, Some(&s), "logs/GetLogEvents", b"{}", 1_000_000 + 61_000),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            verify(t, None, "logs/GetLogEvents", b"{}", 0),
-            Err(SignatureError::Missing)
-        );
-        assert_eq!(
-            verify(t, Some("12"), "logs/GetLogEvents", b"{}", 0),
-            Err(SignatureError::Malformed)
-        );
-    }
 }

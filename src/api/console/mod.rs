@@ -260,28 +260,82 @@ fn same_origin_json(headers: &HeaderMap) -> Result<(), Failure> {
 }
 
 async fn isolation(State(c): Shared, Path(id): Path<String>) -> Response {
-    blocking(move || data::isolation(&c.ecs, &id)).await
+    task_view_here_or_there(c, "isolation", id, None).await
 }
 
 async fn stats(State(c): Shared, Path(id): Path<String>) -> Response {
-    blocking(move || data::stats(&c.ecs, &id)).await
+    task_view_here_or_there(c, "stats", id, None).await
 }
 
 async fn timeline(State(c): Shared, Path(id): Path<String>) -> Response {
-    blocking(move || data::timeline(&c.ecs, &id)).await
+    task_view_here_or_there(c, "timeline", id, None).await
 }
 
 async fn logs(State(c): Shared, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
-    let q = query(q);
-    blocking(move || {
-        data::logs(
-            &c.ecs,
-            &id,
+    task_view_here_or_there(c, "logs", id, q).await
+}
+
+/// The task views the console has besides ECS's operations.
+pub const TASK_VIEWS: [&str; 4] = ["isolation", "stats", "timeline", "logs"];
+
+/// Task view `view` of task `id` from this box's store (`query`: the page's query
+/// string): the HTTP status and the JSON body the page reads. Also what an agent answers
+/// a serve that asks for a task of its box (docs/cluster.md "The console across boxes").
+pub fn task_view(ecs: &Ecs, view: &str, id: &str, query: &str) -> (u16, Value) {
+    let q = self::query(Some(query.to_string()));
+    let r = match view {
+        "isolation" => data::isolation(ecs, id),
+        "stats" => data::stats(ecs, id),
+        "timeline" => data::timeline(ecs, id),
+        "logs" => data::logs(
+            ecs,
+            id,
             q.get("container").map(String::as_str),
             q.get("since").map(String::as_str),
-        )
-    })
-    .await
+        ),
+        _ => Err(Failure::not_found(format!(
+            "no task view {view:?} (the views: {})",
+            TASK_VIEWS.join(", ")
+        ))),
+    };
+    match r {
+        Ok(v) => (200, v),
+        Err(f) => (f.status.as_u16(), json!({ "message": f.message })),
+    }
+}
+
+/// A task view from this box's store; in `serve --cluster`, a task this box does not have
+/// is asked of the agent of the box that runs it (its record in etcd names it).
+async fn task_view_here_or_there(
+    c: Arc<Console>,
+    view: &'static str,
+    id: String,
+    query: Option<String>,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let (ecs, q, i) = (c.ecs.clone(), query.clone(), id.clone());
+    let here = match tokio::task::spawn_blocking(move || task_view(&ecs, view, &i, &q)).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let there = match (here.0, crate::cluster::serving()) {
+        (404, Some(etcd)) => crate::cluster::remote::console_view(etcd, view, &id, &query).await,
+        _ => Ok(here),
+    };
+    match there {
+        Ok((status, v)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if status.is_success() {
+                reply(Ok(v))
+            } else {
+                error(status, v["message"].as_str().unwrap_or("failed"))
+            }
+        }
+        Err(e) => error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
+            &crate::error_chain(&e),
+        ),
+    }
 }
 
 async fn findings(State(c): Shared, Path((family, revision)): Path<(String, String)>) -> Response {
