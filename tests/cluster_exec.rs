@@ -10,69 +10,12 @@ mod common;
 
 use common::api::Api;
 use common::cli::Mf;
+use common::cluster::{Agent, serve_with};
 use common::etcd::Etcd;
-use common::image::{Compression, busybox_layer};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// One box: `minifargate agent` over a state root of its own, pulling `api`'s images.
-struct Agent {
-    mf: Mf,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn start(etcd: &Etcd, api: &Api, ttl: u64) -> Agent {
-        let mut mf = Mf::new();
-        mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
-        let log = std::fs::File::create(mf.dir.path().join("agent.log")).unwrap();
-        let child = mf
-            .cmd()
-            .args(["agent", "--cluster", &etcd.endpoint(), "--lease-ttl"])
-            .arg(ttl.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start minifargate agent");
-        Agent {
-            mf,
-            child: Some(child),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.mf.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    /// The agent's endpoint, as its log names it once registered.
-    fn endpoint(&self) -> String {
-        common::util::wait_until("the agent registered", Duration::from_secs(20), || {
-            self.log()
-                .split("endpoint ")
-                .nth(1)
-                .and_then(|r| r.split(')').next())
-                .map(str::to_string)
-        })
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-        self.mf.kill_supervisors();
-        eprintln!("agent log:\n{}", self.log());
-    }
-}
 
 /// One busybox container that sleeps, awsvpc.
 const SLEEPER: &str = r#"{
@@ -94,12 +37,8 @@ const SLEEPER: &str = r#"{
 /// registered.
 fn cluster(ttl: u64) -> (Etcd, Api, Agent) {
     let etcd = Etcd::start();
-    let endpoint = etcd.endpoint();
-    let api = Api::start_with(
-        busybox_layer(Compression::Gzip, "xbox"),
-        &["--cluster", &endpoint],
-    );
-    let b = Agent::start(&etcd, &api, ttl);
+    let api = serve_with(&etcd, &[]);
+    let b = Agent::start_for(&etcd, &api, ttl, &[]);
     b.endpoint();
     api.wait_for(20, "the instance listed", || {
         let v = api.aws_json(&["list-container-instances"]);
@@ -443,8 +382,12 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
         "once\n",
         "only the signed exec ran, once"
     );
-    let refused = b.log().matches("refused").count();
-    assert!(refused >= 5, "the agent logs each refusal:\n{}", b.log());
+    let refused = b.log_text().matches("refused").count();
+    assert!(
+        refused >= 5,
+        "the agent logs each refusal:\n{}",
+        b.log_text()
+    );
 
     // A caller whose etcd holds another token (another cluster's etcd, say): the agent's
     // 403, named as such.

@@ -109,6 +109,30 @@ impl Agent {
         c.wait().unwrap()
     }
 
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// The agent's endpoint, as its log names it once registered.
+    pub fn endpoint(&self) -> String {
+        super::util::wait_until("the agent registered", Duration::from_secs(20), || {
+            self.log_text()
+                .split("endpoint ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .map(str::to_string)
+        })
+    }
+
+    /// Kills the agent (SIGKILL, by its pid) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// How many times the agent has registered (its log's lines saying so).
     pub fn registrations(&self) -> usize {
         std::fs::read_to_string(self.log())
