@@ -187,11 +187,10 @@ fn assert_box_clean(b: &NetBox, ids: &[String]) {
         common::leaks::wait_for(&format!("the processes of task {id} to go"), || {
             task_processes(id).is_empty()
         });
-        assert!(
-            task_cgroups(id).is_empty(),
-            "cgroups of {id} left: {:?}",
-            task_cgroups(id)
-        );
+        // The supervisor removes them after its processes are gone.
+        common::leaks::wait_for(&format!("the cgroups of task {id} to go"), || {
+            task_cgroups(id).is_empty()
+        });
         let pin = Path::new("/run/netns").join(format!("mfg-{id}"));
         common::leaks::wait_for(&format!("{} to go", pin.display()), || {
             let _ = b.cmd().arg("list-tasks").output();
