@@ -589,3 +589,51 @@ fn the_console_s_task_views_of_a_task_on_another_box_are_answered_by_its_agent()
         "{v:#}"
     );
 }
+
+#[test]
+fn logs_of_a_task_on_another_box_come_from_its_agent_and_follow_it_until_it_stops() {
+    let (etcd, api, _b) = cluster(5);
+    let ep = etcd.endpoint();
+    let counter = SLEEPER.replace("xbox-sleeper", "xbox-counter").replace(
+        r#""command": ["sh", "-c", "echo sleeper up; sleep 300"]"#,
+        r#""command": ["sh", "-c", "for i in 1 2 3; do echo line $i; sleep 1; done; echo oops >&2"]"#,
+    );
+    let def = api.file("counter.json", &counter);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "xbox-counter",
+        "--launch-type",
+        "EC2",
+    ]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    let a = Mf::new();
+    // Followed from box A at once (before the box has made the task): every line, both
+    // streams, then it returns when the task stops.
+    let out = from_a(&a, &["logs", "--etcd", &ep, "--follow", &id], b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "line 1\nline 2\nline 3\noops\n");
+    assert_eq!(status(&api, &arn), "STOPPED");
+    // The last line with its time, and the lines newer than a time.
+    let out = from_a(&a, &["logs", "--etcd", &ep, "--tail", "1", "-t", &id], b"");
+    let last = text(&out.stdout);
+    let (time, line) = last.trim_end().split_once(' ').unwrap();
+    assert_eq!(line, "oops", "{last}");
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{last}");
+    let out = from_a(&a, &["logs", "--etcd", &ep, "--since", time, &id], b"");
+    assert_eq!(text(&out.stdout), "", "nothing newer than the last line");
+    // A task in no record: an error naming it.
+    let out = from_a(
+        &a,
+        &["logs", "--etcd", &ep, "0123456789abcdef0123456789abcdef"],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("0123456789abcdef0123456789abcdef"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -11,6 +11,7 @@ mod logs;
 pub mod model;
 mod output;
 mod plain_log;
+mod remote_logs;
 mod render;
 mod run_input;
 mod run_task;

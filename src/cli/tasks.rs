@@ -40,6 +40,13 @@ pub struct LogsArgs {
     /// Only the last N lines of each container (before following).
     #[arg(long, short = 'n')]
     pub tail: Option<usize>,
+    /// The task runs on a box of a cluster whose state is in etcd at these endpoints
+    /// (comma-separated, as `agent --cluster`): its lines come from its box's agent
+    /// (docs/cluster.md "Logs across boxes").
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub etcd: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: super::agent::EtcdTls,
 }
 
 /// Show how long each launch phase of a task took: pull, network, rootfs, create, start,
@@ -119,6 +126,15 @@ pub fn stop_task(g: &GlobalOpts, a: Generic<ops::StopTask>) -> anyhow::Result<Ex
 }
 
 pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
+    let tls = &a.etcd_tls;
+    if a.etcd.is_none()
+        && (tls.etcd_cacert.is_some() || tls.etcd_cert.is_some() || tls.etcd_key.is_some())
+    {
+        bail!("--etcd-cacert, --etcd-cert and --etcd-key are for --etcd (a task on another box)");
+    }
+    if let Some(endpoints) = &a.etcd {
+        return super::remote_logs::logs(&a, endpoints);
+    }
     let mut store = open_state(g)?;
     let id = task_id(&a.task).to_string();
     g.ecs().reconcile_tasks(&mut store, &[id.as_str()]);

@@ -129,7 +129,18 @@ pub fn logs(
     id: &str,
     container: Option<&str>,
     since: Option<&str>,
+    tail: Option<&str>,
 ) -> Result<Value, Failure> {
+    // `tail`: at most this many lines of each container, `all` for every line (what
+    // `minifargate logs --etcd` asks a task's box for); the page's last LOG_TAIL without.
+    let tail =
+        match tail {
+            None => Some(LOG_TAIL),
+            Some("all") => None,
+            Some(n) => Some(n.parse::<usize>().map_err(|_| {
+                Failure::bad_request(format!("tail {n:?}: a number of lines, or all"))
+            })?),
+        };
     let store = store(ecs)?;
     let (t, containers) = task(&store, id)?;
     let paths = crate::task::TaskPaths::new(&ecs.root, &ecs.run_root, &t.id);
@@ -138,7 +149,7 @@ pub fn logs(
         .filter(|c| container.is_none_or(|n| n == c.name))
         .map(|c| ContainerLog::new(Some(&t.definition), &paths, &t.id, &c.name))
         .collect();
-    let mut entries = read_merged(&mut logs, ecs, Some(LOG_TAIL))?;
+    let mut entries = read_merged(&mut logs, ecs, tail)?;
     // RFC 3339 with nanoseconds in UTC: the strings order as the times do. Lines at the
     // `since` instant itself come again; the page drops the ones it has.
     if let Some(s) = since {
@@ -157,6 +168,7 @@ pub fn logs(
         .collect();
     Ok(json!({
         "lastStatus": t.last_status.to_string(),
+        "containers": containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         "lines": lines,
     }))
 }

@@ -292,6 +292,7 @@ pub fn task_view(ecs: &Ecs, view: &str, id: &str, query: &str) -> (u16, Value) {
             id,
             q.get("container").map(String::as_str),
             q.get("since").map(String::as_str),
+            q.get("tail").map(String::as_str),
         ),
         _ => Err(Failure::not_found(format!(
             "no task view {view:?} (the views: {})",
@@ -359,6 +360,13 @@ impl Failure {
     fn not_found(message: String) -> Failure {
         Failure {
             status: StatusCode::NOT_FOUND,
+            message,
+        }
+    }
+
+    fn bad_request(message: String) -> Failure {
+        Failure {
+            status: StatusCode::BAD_REQUEST,
             message,
         }
     }
