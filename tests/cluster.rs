@@ -875,7 +875,7 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
         "containerDefinitions": [{
             "name": "app",
             "image": "public.ecr.aws/docker/library/busybox:1.36",
-            "command": ["sh", "-c", "echo hello from $(hostname); sleep 300"],
+            "command": ["sh", "-c", "echo hello from $(hostname); echo second; echo third; sleep 300"],
             "stopTimeout": 2,
             "essential": true,
             "logConfiguration": {"logDriver": "awslogs", "options": {
@@ -922,8 +922,9 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
     for id in &ids {
         let stream = format!("ecs/app/{id}");
         let events = api.wait_for(60, "the task's first line", || {
-            let v = logs(
-                &api,
+            // (ResourceNotFoundException until the task has made its stream.)
+            let out = api.aws_in(
+                "logs",
                 &[
                     "get-log-events",
                     "--log-group-name",
@@ -932,8 +933,9 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
                     &stream,
                 ],
             );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let e = v["events"].as_array().cloned().unwrap_or_default();
-            (!e.is_empty()).then_some(e)
+            (out.status.success() && !e.is_empty()).then_some(e)
         });
         assert!(
             events[0]["message"]
@@ -977,15 +979,50 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
         2,
         "{filtered:#}"
     );
-    // The boxes' endpoints answer nothing unsigned, or signed with another token.
-    let endpoint = |agent: &Agent| -> String {
-        let log = std::fs::read_to_string(agent.log()).unwrap();
-        log.split("endpoint ")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
+    // Paged one item at a time (the AWS CLI follows nextToken): every event and stream of
+    // both boxes, each once, in the order of the unpaged answer.
+    let ids_of = |v: &Value, list: &str, key: &str| -> Vec<String> {
+        v[list]
+            .as_array()
             .unwrap()
-            .to_string()
+            .iter()
+            .map(|e| e[key].as_str().unwrap().to_string())
+            .collect()
     };
+    let all = logs(
+        &api,
+        &["filter-log-events", "--log-group-name", "/cluster/logger"],
+    );
+    let paged = logs(
+        &api,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            "/cluster/logger",
+            "--page-size",
+            "1",
+        ],
+    );
+    let all_ids = ids_of(&all, "events", "eventId");
+    assert_eq!(all_ids.len(), 6, "three lines of each task: {all:#}");
+    let unique: std::collections::BTreeSet<&String> = all_ids.iter().collect();
+    assert_eq!(unique.len(), 6, "each event its own id: {all_ids:?}");
+    assert_eq!(ids_of(&paged, "events", "eventId"), all_ids);
+    let paged = logs(
+        &api,
+        &[
+            "describe-log-streams",
+            "--log-group-name",
+            "/cluster/logger",
+            "--page-size",
+            "1",
+        ],
+    );
+    let mut paged_names = ids_of(&paged, "logStreams", "logStreamName");
+    paged_names.sort();
+    assert_eq!(paged_names, want);
+    // The boxes' endpoints answer nothing unsigned, or signed with another token.
+    let endpoint = |agent: &Agent| agent.endpoint();
     for agent in [&a, &b] {
         let out = Command::new("curl")
             .args([

@@ -41,14 +41,16 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> LogsResult<Value> {
             "{op} is not supported by minifargate's CloudWatch Logs API (see docs/logs.md)"
         )));
     };
-    let local = super::call_json(ecs, o, body).map_err(|e| match e {
-        ServiceError::Logs(e) => e,
-        // No Logs operation fails with ECS's error type.
-        ServiceError::Ecs(e) => LogsError::UnknownOperation(format!("{op}: {}", e.message())),
-    });
+    let local = |body: &[u8]| {
+        super::call_json(ecs, o, body).map_err(|e| match e {
+            ServiceError::Logs(e) => e,
+            // No Logs operation fails with ECS's error type.
+            ServiceError::Ecs(e) => LogsError::UnknownOperation(format!("{op}: {}", e.message())),
+        })
+    };
     // `serve --cluster`: the tasks' logs are on the boxes that run them.
-    match crate::cluster::logs::across_boxes(op, body, &local) {
+    match crate::cluster::logs::across_boxes(op, body, local) {
         Some(answer) => answer,
-        None => local,
+        None => local(body),
     }
 }

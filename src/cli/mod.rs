@@ -326,7 +326,10 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::DescribeTasks(a) => tasks::describe(g, a),
         Command::ListTasks(a) => a.run(g),
         Command::StopTask(a) => tasks::stop_task(g, a),
-        Command::Logs(a) => tasks::logs(g, a),
+        Command::Logs(a) => match a.etcd.clone() {
+            Some(endpoints) => remote_logs::logs(&a, &endpoints),
+            None => tasks::logs(g, a),
+        },
         Command::CreateLogGroup(a) => logs::create_log_group(g, a),
         Command::DescribeLogGroups(a) => logs::describe_log_groups(g, a),
         Command::DeleteLogGroup(a) => logs::delete_log_group(g, a),

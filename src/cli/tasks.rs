@@ -132,9 +132,6 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--etcd-cacert, --etcd-cert and --etcd-key are for --etcd (a task on another box)");
     }
-    if let Some(endpoints) = &a.etcd {
-        return super::remote_logs::logs(&a, endpoints);
-    }
     let mut store = open_state(g)?;
     let id = task_id(&a.task).to_string();
     g.ecs().reconcile_tasks(&mut store, &[id.as_str()]);

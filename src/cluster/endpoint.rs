@@ -241,14 +241,8 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Asks every connected agent of every cluster `op` with `body` (signed), side by side;
-/// the answers of those that could be reached, and the errors of those that could not.
-pub async fn ask_agents(
-    etcd: &Etcd,
-    op: &str,
-    body: &[u8],
-) -> Result<(Vec<Answer>, Vec<String>), EtcdError> {
-    let token = token(etcd).await?;
+/// The endpoints of every connected agent of every cluster.
+pub async fn agent_endpoints(etcd: &Etcd) -> Result<Vec<String>, EtcdError> {
     let clusters = keys::cluster_names(
         &etcd.keys_with_prefix(&keys::clusters()).await?,
         "instances",
@@ -261,46 +255,61 @@ pub async fn ask_agents(
             }
         }
     }
+    Ok(endpoints)
+}
+
+/// Asks each agent of `asks` (endpoint, request body) `op` (signed), side by side: each
+/// endpoint with its answer, or why it could not be reached.
+pub async fn ask_agents(
+    etcd: &Etcd,
+    op: &str,
+    asks: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<(String, Result<Answer, String>)>, EtcdError> {
+    let token = token(etcd).await?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .build()
         .expect("an HTTP client");
     let call = format!("logs/{op}");
-    let mut asks = tokio::task::JoinSet::new();
-    for endpoint in endpoints {
+    let mut running = tokio::task::JoinSet::new();
+    for (endpoint, body) in asks {
         let http = http.clone();
-        let sig = sign(&token, crate::ecs::now_ms(), &call, body);
-        let body = body.to_vec();
+        let sig = sign(&token, crate::ecs::now_ms(), &call, &body);
         let op = op.to_string();
-        asks.spawn(async move {
-            let sent = http
-                .post(format!("{endpoint}/v1/logs/{op}"))
-                .header(SIGNATURE, sig)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            match sent {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    match r.json::<Value>().await {
-                        Ok(body) => Ok(Answer { status, body }),
-                        Err(e) => Err(format!("agent {endpoint}: {}", crate::error_chain(&e))),
-                    }
-                }
-                Err(e) => Err(format!("agent {endpoint}: {}", crate::error_chain(&e))),
-            }
+        running.spawn(async move {
+            let answer = ask(&http, &endpoint, &op, sig, body).await;
+            (endpoint, answer)
         });
     }
-    let mut answers = Vec::new();
-    let mut errors = Vec::new();
-    while let Some(r) = asks.join_next().await {
+    let mut out = Vec::new();
+    while let Some(r) = running.join_next().await {
         match r {
-            Ok(Ok(a)) => answers.push(a),
-            Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(format!("an agent call failed: {e}")),
+            Ok(a) => out.push(a),
+            Err(e) => out.push((String::new(), Err(format!("an agent call failed: {e}")))),
         }
     }
-    Ok((answers, errors))
+    Ok(out)
+}
+
+/// One signed call to the agent at `endpoint`.
+async fn ask(
+    http: &reqwest::Client,
+    endpoint: &str,
+    op: &str,
+    sig: String,
+    body: Vec<u8>,
+) -> Result<Answer, String> {
+    let failed = |e: reqwest::Error| format!("agent {endpoint}: {}", crate::error_chain(&e));
+    let r = http
+        .post(format!("{endpoint}/v1/logs/{op}"))
+        .header(SIGNATURE, sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = r.status().as_u16();
+    let body = r.json::<Value>().await.map_err(failed)?;
+    Ok(Answer { status, body })
 }
