@@ -10,8 +10,8 @@ mod common;
 
 use common::api::Api;
 use common::cluster::{
-    Agent, SLEEPER, connected, describe, describe_task, leader_pid, list, register, serve,
-    serve_with, service_placement, two_boxes, until_connected,
+    Agent, SLEEPER, connected, describe, describe_task, ecs_call, leader_pid, list, register,
+    serve, serve_with, service_placement, two_boxes, until_connected,
 };
 use common::etcd::{Etcd, ServerTls};
 use common::image::{Compression, busybox_layer};
@@ -249,22 +249,8 @@ fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     // A frozen etcd (SIGSTOP: connections accepted, nothing answered) is a timeout, not a
     // hang: one API call answers within the client's 5 s deadline per endpoint.
     etcd.signal("-STOP");
-    let start = Instant::now();
-    let out = api
-        .curl()
-        .args(["-X", "POST", &api.endpoint])
-        .args([
-            "-H",
-            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListContainerInstances",
-        ])
-        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
-        .args(["--data-binary", "{}"])
-        .args(["-w", "\n%{http_code}"])
-        .output()
-        .unwrap();
-    let took = start.elapsed();
+    let (text, took) = ecs_call(&api, "ListContainerInstances", "{}");
     etcd.signal("-CONT");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
     eprintln!("ListContainerInstances with etcd frozen: {took:?}: {text}");
     assert!(
         text.ends_with("500") && text.contains("ServerException"),

@@ -10,13 +10,21 @@ mod common;
 use common::api::Api;
 use common::cli::Mf;
 use common::cluster::{
-    Agent, SLEEPER, connected, describe_task, leader_pid, list, register, serve, serve_on,
-    serve_with, service_placement, two_boxes, until_connected,
+    Agent, SLEEPER, connected, describe_task, ecs_call, leader_pid, list, register, serve,
+    serve_on, serve_with, service_placement, two_boxes, until_connected,
 };
 use common::etcd::{Etcd, EtcdCluster};
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Task definition `family` as `api` describes it, once it has it.
+fn described(api: &Api, family: &str) -> Option<Value> {
+    let out = api.aws(&["describe-task-definition", "--task-definition", family]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
 
 /// The serve of `pids` that leads now, and the other one.
 fn leader_and_other<'a>(etcd: &Etcd, api1: &'a Api, api2: &'a Api) -> (&'a Api, &'a Api) {
@@ -43,14 +51,7 @@ fn task_definitions_and_services_are_the_cluster_s_whichever_serve_answers_and_s
     // cluster-wide.
     register(&api1, "sleeper.json", SLEEPER);
     let td = api2.wait_for(10, "the task definition on the other serve", || {
-        let out = api2.aws(&[
-            "describe-task-definition",
-            "--task-definition",
-            "cluster-sleeper",
-        ]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        described(&api2, "cluster-sleeper")
     });
     assert_eq!(td["taskDefinition"]["revision"], 1, "{td:#}");
     register(&api2, "sleeper.json", SLEEPER);
@@ -177,14 +178,7 @@ fn a_cluster_s_first_serve_publishes_its_rows_and_a_later_one_takes_the_cluster_
     let lone = api2.file("lone.json", &SLEEPER.replace("cluster-sleeper", "lone"));
     api2.mf_json(&["register-task-definition", "--cli-input-json", &lone]);
     let td = api2.wait_for(10, "api1's task definition on api2", || {
-        let out = api2.aws(&[
-            "describe-task-definition",
-            "--task-definition",
-            "cluster-sleeper",
-        ]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        described(&api2, "cluster-sleeper")
     });
     assert_eq!(td["taskDefinition"]["revision"], 1);
     // api2's own row, never published, is not the cluster's: at its restart its copy
@@ -251,24 +245,11 @@ fn one_etcd_member_killed_changes_nothing_and_without_a_quorum_calls_fail_naming
     // A second one dies: no quorum. A call is a ServerException naming etcd, in bounded
     // time, and a write keeps nothing.
     etcd.kill(1);
-    let start = Instant::now();
-    let out = api
-        .curl()
-        .args(["-X", "POST", &api.endpoint])
-        .args([
-            "-H",
-            "X-Amz-Target: AmazonEC2ContainerServiceV20141113.RegisterTaskDefinition",
-        ])
-        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
-        .args([
-            "--data-binary",
-            &SLEEPER.replace("cluster-sleeper", "no-quorum"),
-        ])
-        .args(["-w", "\n%{http_code}"])
-        .output()
-        .unwrap();
-    let took = start.elapsed();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (text, took) = ecs_call(
+        &api,
+        "RegisterTaskDefinition",
+        &SLEEPER.replace("cluster-sleeper", "no-quorum"),
+    );
     eprintln!("RegisterTaskDefinition without a quorum: {took:?}: {text}");
     assert!(
         text.ends_with("500") && text.contains("ServerException") && text.contains("etcd"),

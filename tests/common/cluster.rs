@@ -157,6 +157,28 @@ impl Drop for Agent {
     }
 }
 
+/// ECS operation `op` with request `body`, signed, straight to `api` (no AWS CLI and its
+/// retries): the response body, a newline and the HTTP status; how long it took.
+pub fn ecs_call(api: &Api, op: &str, body: &str) -> (String, std::time::Duration) {
+    let start = Instant::now();
+    let out = api
+        .curl()
+        .args(["-X", "POST", &api.endpoint])
+        .args([
+            "-H",
+            &format!("X-Amz-Target: AmazonEC2ContainerServiceV20141113.{op}"),
+        ])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args(["--data-binary", body])
+        .args(["-w", "\n%{http_code}"])
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        start.elapsed(),
+    )
+}
+
 /// The instance id an agent keeps in state root `root` (once it has made it).
 pub fn instance_id(root: &std::path::Path) -> String {
     let file = root.join("agent/instance-id");
