@@ -73,7 +73,7 @@ fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
         leader_ttl: a.leader_ttl,
         lost_instance_after: a.lost_instance_after,
         etcd_tls: a.etcd.tls(),
-        etcd_tls_given: a.etcd.etcd_cacert.is_some() || a.etcd.etcd_cert.is_some(),
+        etcd_tls_given: a.etcd.given(),
     }
 }
 

@@ -21,6 +21,11 @@ pub struct EtcdTls {
 }
 
 impl EtcdTls {
+    /// Whether any of the flags was given.
+    pub fn given(&self) -> bool {
+        self.etcd_cacert.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some()
+    }
+
     pub fn tls(&self) -> crate::cluster::etcd::Tls {
         crate::cluster::etcd::Tls {
             cacert: self.etcd_cacert.clone(),

@@ -193,10 +193,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> anyhow::Result<ExitCode> {
         nonce: String::new(),
     };
     crate::host::exec::check(&req)?;
-    let tls = &a.etcd_tls;
-    if a.etcd.is_none()
-        && (tls.etcd_cacert.is_some() || tls.etcd_cert.is_some() || tls.etcd_key.is_some())
-    {
+    if a.etcd.is_none() && a.etcd_tls.given() {
         return Err(super::aws::UsageError(
             "--etcd-cacert, --etcd-cert and --etcd-key are for --etcd (a task on another box \
              of a cluster)"

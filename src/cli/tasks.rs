@@ -126,10 +126,7 @@ pub fn stop_task(g: &GlobalOpts, a: Generic<ops::StopTask>) -> anyhow::Result<Ex
 }
 
 pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
-    let tls = &a.etcd_tls;
-    if a.etcd.is_none()
-        && (tls.etcd_cacert.is_some() || tls.etcd_cert.is_some() || tls.etcd_key.is_some())
-    {
+    if a.etcd.is_none() && a.etcd_tls.given() {
         bail!("--etcd-cacert, --etcd-cert and --etcd-key are for --etcd (a task on another box)");
     }
     let mut store = open_state(g)?;

@@ -68,12 +68,44 @@ pub enum ReplicaError {
     Store(#[from] StoreError),
 }
 
-fn columns_of(table: &str) -> Result<&'static [&'static str], ReplicaError> {
+/// Replicated table `table`: its name as the schema has it and its primary key's columns.
+fn table_of(table: &str) -> Result<(&'static str, &'static [&'static str]), ReplicaError> {
     TABLES
         .iter()
         .find(|(t, _)| *t == table)
-        .map(|(_, k)| *k)
+        .copied()
         .ok_or_else(|| ReplicaError::UnknownTable(table.into()))
+}
+
+/// The `WHERE` clause and parameters that select the row of `table` with primary key `key`
+/// (a JSON array of the key's values).
+fn key_filter(table: &str, key: &str) -> Result<(&'static str, String, Vec<Sql>), ReplicaError> {
+    let (name, cols) = table_of(table)?;
+    let bad = |why: String| ReplicaError::BadRow {
+        table: table.into(),
+        key: key.into(),
+        why,
+    };
+    let values: Vec<Value> =
+        serde_json::from_str(key).map_err(|e| bad(format!("the key is not JSON: {e}")))?;
+    if values.len() != cols.len() {
+        return Err(bad(format!(
+            "the key has {} values, not {}",
+            values.len(),
+            cols.len()
+        )));
+    }
+    let params: Vec<Sql> = values
+        .iter()
+        .map(sql_of)
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    let filter: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect();
+    Ok((name, filter.join(" AND "), params))
 }
 
 fn json_of(v: ValueRef<'_>) -> Result<Value, String> {
@@ -162,37 +194,15 @@ impl Store {
         table: &str,
         key: &str,
     ) -> Result<Option<Map<String, Value>>, ReplicaError> {
-        let cols = columns_of(table)?;
+        let (table, filter, params) = key_filter(table, key)?;
         let bad = |why: String| ReplicaError::BadRow {
             table: table.into(),
             key: key.into(),
             why,
         };
-        let values: Vec<Value> =
-            serde_json::from_str(key).map_err(|e| bad(format!("the key is not JSON: {e}")))?;
-        if values.len() != cols.len() {
-            return Err(bad(format!(
-                "the key has {} values, not {}",
-                values.len(),
-                cols.len()
-            )));
-        }
-        let params: Vec<Sql> = values
-            .iter()
-            .map(sql_of)
-            .collect::<Result<_, _>>()
-            .map_err(bad)?;
-        let filter: Vec<String> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ?{}", i + 1))
-            .collect();
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT * FROM main.{table} WHERE {}",
-                filter.join(" AND ")
-            ))
+            .prepare(&format!("SELECT * FROM main.{table} WHERE {filter}"))
             .map_err(|e| ReplicaError::Store(q("read a replicated row")(e)))?;
         let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut rows = stmt
@@ -358,12 +368,7 @@ fn order(c: &RowChange) -> (bool, isize) {
 }
 
 fn write_row(tx: &rusqlite::Transaction<'_>, c: &RowChange) -> Result<(), ReplicaError> {
-    let key_cols = columns_of(&c.table)?;
-    let table = TABLES
-        .iter()
-        .find(|(t, _)| *t == c.table)
-        .map(|(t, _)| *t)
-        .ok_or_else(|| ReplicaError::UnknownTable(c.table.clone()))?;
+    let (table, key_cols) = table_of(&c.table)?;
     let bad = |why: String| ReplicaError::BadRow {
         table: c.table.clone(),
         key: c.key.clone(),
@@ -372,23 +377,9 @@ fn write_row(tx: &rusqlite::Transaction<'_>, c: &RowChange) -> Result<(), Replic
     let failed = |e| ReplicaError::Store(q("apply a replicated row")(e));
     match &c.row {
         None => {
-            let values: Vec<Value> = serde_json::from_str(&c.key)
-                .map_err(|e| bad(format!("the key is not JSON: {e}")))?;
-            if values.len() != key_cols.len() {
-                return Err(bad("the key does not match the table's primary key".into()));
-            }
-            let params: Vec<Sql> = values
-                .iter()
-                .map(sql_of)
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
-            let filter: Vec<String> = key_cols
-                .iter()
-                .enumerate()
-                .map(|(i, col)| format!("{col} = ?{}", i + 1))
-                .collect();
+            let (_, filter, params) = key_filter(table, &c.key)?;
             tx.execute(
-                &format!("DELETE FROM main.{table} WHERE {}", filter.join(" AND ")),
+                &format!("DELETE FROM main.{table} WHERE {filter}"),
                 rusqlite::params_from_iter(params),
             )
             .map_err(failed)?;
