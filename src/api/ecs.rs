@@ -86,7 +86,11 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         return replica.write(run).map_err(unwritten)?;
     }
     let answer = run();
-    replica.publish_leftovers().map_err(unwritten)?;
+    // A launch without a token may still create its cluster (`default`); reads write no
+    // row of the control plane (and a stray one would go with the next write).
+    if op == "RunTask" || op == "StartTask" {
+        replica.publish_leftovers().map_err(unwritten)?;
+    }
     answer
 }
 

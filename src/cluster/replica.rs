@@ -163,8 +163,8 @@ impl Replica {
         }
     }
 
-    /// Publishes what this serve changed outside a write (an operation that is not one
-    /// but created the default cluster, say), when it changed anything.
+    /// Publishes what this serve changed outside a write (a RunTask without a token that
+    /// created the default cluster), when it changed anything.
     pub fn publish_leftovers(&self) -> Result<(), Error> {
         if Store::open(&self.root)?.pending_changes()?.1.is_empty() {
             return Ok(());
