@@ -70,6 +70,7 @@
 mod cgroup;
 mod cgroup_layout;
 mod container;
+mod filter;
 pub mod holder;
 pub mod init;
 mod logs;
@@ -79,6 +80,7 @@ pub mod oci;
 mod seccomp;
 mod spec;
 mod sys;
+mod workload;
 
 /// For a CLI verb that only prints: SIGPIPE ends the process quietly when the reader of
 /// its output goes away (`minifargate list-tasks | head -1`) instead of every write
@@ -116,6 +118,7 @@ pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
+pub use filter::FilterError;
 pub use holder::{HeldNamespaces, HolderError, NamespaceHolder};
 pub use logs::{LogEntry, LogError, LogFollower, LogSink, Rotation, SinkRef, log_files, read_log};
 pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};
