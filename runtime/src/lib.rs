@@ -59,6 +59,9 @@
 //!   thread); [`Seccomp::DefaultWithCompatAbis`] is Docker's exact list, slower to load.
 //! - Processes started with [`Container::exec`] in a container with a seccomp filter get
 //!   `no_new_privs` (needed to load the filter after capabilities are dropped).
+//! - A container's seccomp profile is compiled once (libseccomp, libcontainer's rules)
+//!   and kept in a cache directory ([`Runtime::with_filter_cache`]; share one between
+//!   runtimes); the init loads the program itself. See `filter.rs` for the order kept.
 //! - Privileged containers get every capability this process holds, no seccomp, no
 //!   masked paths and a device cgroup allowing everything, but no host device nodes
 //!   unless listed in [`ContainerSpec::devices`].
