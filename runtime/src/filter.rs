@@ -156,12 +156,6 @@ fn cached(dir: &Path, profile: &LinuxSeccomp) -> Result<Vec<u8>, FilterError> {
         return Ok(bpf);
     }
     let bpf = compile(profile)?;
-    let cache = |action, source| FilterError::Cache {
-        action,
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| cache("create the directory of", e))?;
     // Written aside and renamed: a reader sees a whole file or none.
     let tmp = dir.join(format!(
         ".{}-{:?}.tmp",
@@ -169,6 +163,7 @@ fn cached(dir: &Path, profile: &LinuxSeccomp) -> Result<Vec<u8>, FilterError> {
         std::thread::current().id()
     ));
     let written = (|| {
+        std::fs::create_dir_all(dir)?;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(MAGIC)?;
         f.write_all(&(key.len() as u32).to_le_bytes())?;
@@ -176,9 +171,10 @@ fn cached(dir: &Path, profile: &LinuxSeccomp) -> Result<Vec<u8>, FilterError> {
         f.write_all(&bpf)?;
         std::fs::rename(&tmp, &path)
     })();
+    // Not kept: the next create compiles it again, this one goes on.
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(cache("write", e));
+        tracing::warn!(path = %path.display(), error = %e, "failed to keep the compiled seccomp filter");
     }
     Ok(bpf)
 }
@@ -375,6 +371,16 @@ mod tests {
         std::fs::write(&file, &bytes).unwrap();
         assert!(read_cached(&file, &key(&p).unwrap()).is_none());
         assert_eq!(cached(d.path(), &p).unwrap(), first);
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_still_gives_the_program() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let p = default_profile();
+        let bpf = cached(&file.join("seccomp"), &p).unwrap();
+        assert_eq!(bpf, compile(&p).unwrap());
     }
 
     #[test]
