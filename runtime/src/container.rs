@@ -24,6 +24,7 @@ use crate::logs::{LogError, LogFile, LogOutput};
 use crate::oci::{self, OciInputs, ProcessLimits, SpecError};
 use crate::spec::{ContainerSpec, ExecSpec, LogConfig};
 use crate::user::{self, UserError};
+use crate::workload::Workload;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -50,6 +51,12 @@ pub enum RuntimeError {
     },
     #[error("failed to detect the host's cgroup setup")]
     DetectCgroups(#[source] CgroupError),
+    #[error("failed to prepare the seccomp filter of container {id}")]
+    Filter {
+        id: String,
+        #[source]
+        source: crate::filter::FilterError,
+    },
     #[error("failed to set up the cgroup of {id}")]
     Cgroup {
         id: String,
@@ -291,6 +298,8 @@ fn open_null(read: bool) -> Result<File, RuntimeError> {
 pub struct Runtime {
     state_dir: PathBuf,
     cgroups: Cgroups,
+    /// Where compiled seccomp filters are kept ([`Runtime::with_filter_cache`]).
+    filter_cache: PathBuf,
 }
 
 impl Runtime {
@@ -320,7 +329,12 @@ impl Runtime {
         ] {
             private_dir(&d).map_err(io_err("create", &d))?;
         }
-        Ok(Self { state_dir, cgroups })
+        let filter_cache = state_dir.join("seccomp");
+        Ok(Self {
+            state_dir,
+            cgroups,
+            filter_cache,
+        })
     }
 
     /// A runtime on an existing state dir that another process (a task's supervisor)
@@ -338,7 +352,21 @@ impl Runtime {
             }
         }
         let cgroups = Cgroups::detect().map_err(RuntimeError::DetectCgroups)?;
-        Ok(Self { state_dir, cgroups })
+        let filter_cache = state_dir.join("seccomp");
+        Ok(Self {
+            state_dir,
+            cgroups,
+            filter_cache,
+        })
+    }
+
+    /// Keeps the seccomp programs compiled for containers' profiles in `dir` (default:
+    /// `seccomp/` in the state dir) instead, e.g. a directory every task's runtime shares
+    /// so each profile is compiled once per host. Root-only, like the state dir: a
+    /// program found there is loaded into containers (after its stored profile matched).
+    pub fn with_filter_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.filter_cache = dir.into();
+        self
     }
 
     pub fn cgroups(&self) -> &Cgroups {
@@ -524,6 +552,21 @@ impl Runtime {
         };
         write_json(&bundle.join("meta.json"), &meta)?;
         write_json(&bundle.join("config.json"), config)?;
+        // With a filter compiled ahead, libcontainer runs a spec of its own (`lc/`); the
+        // bundle's config.json stays the container's, for exec and readers.
+        let (lc_bundle, init_filter) = match crate::filter::prepare(config, &self.filter_cache)
+            .map_err(|source| RuntimeError::Filter {
+                id: id.into(),
+                source,
+            })? {
+            Some((lc_config, filter)) => {
+                let dir = bundle.join("lc");
+                private_dir(&dir).map_err(io_err("create", &dir))?;
+                write_json(&dir.join("config.json"), &lc_config)?;
+                (dir, Some(filter))
+            }
+            None => (bundle.to_path_buf(), None),
+        };
 
         self.cgroups
             .create_container(task_id, id, &spec.limits)
@@ -569,6 +612,7 @@ impl Runtime {
             })?
             .with_executor(Workload {
                 exec_seccomp: None,
+                init_filter,
                 exec: false,
                 kill_with_caller: false,
                 tty_size: None,
@@ -591,7 +635,7 @@ impl Runtime {
         let lc = {
             let _g = LifecycleGuard::take();
             builder
-                .as_init(bundle)
+                .as_init(&lc_bundle)
                 .with_systemd(false)
                 .with_detach(true)
                 .build()
@@ -1427,6 +1471,7 @@ fn exec_with(
         .map_err(|e| err(Box::new(e)))?
         .with_executor(Workload {
             exec_seccomp: seccomp,
+            init_filter: None,
             exec: true,
             kill_with_caller: exec.kill_with_caller,
             tty_size: exec.tty.then_some(exec.tty_size).flatten(),
@@ -1553,145 +1598,6 @@ impl Drop for ExecProcess {
         let pid = Pid::from_raw(self.pid);
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         while let Err(nix::Error::EINTR) = waitpid(pid, None) {}
-    }
-}
-
-/// The workload executor: what libcontainer runs in the container process, after
-/// namespaces, mounts, user and capabilities are set up, to exec the payload.
-///
-/// Two reasons for our own instead of libcontainer's default:
-/// - Fork safety. libcontainer forks this (multi-threaded) process; the default
-///   executor then rewrites the environment with `std::env::set_var`, which takes
-///   std's environment write lock. If another thread held that lock when we forked
-///   (any `Command::spawn` takes it to read), the child waits forever. This executor
-///   never touches the process environment: it `execve`s with the spec's env.
-/// - Seccomp for exec. libcontainer 0.7 builds an exec's spec without the container's
-///   `linux.seccomp`, so an exec would run unfiltered; this loads the container's filter
-///   right before the exec. Loading a filter after capabilities are dropped needs
-///   no_new_privs, so exec'd processes of a filtered container always get it.
-#[derive(Clone)]
-struct Workload {
-    /// The container's filter, for exec'd processes (None for the init process, whose
-    /// spec carries its own filter, which libcontainer loads).
-    exec_seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-    /// An exec'd process: a command that cannot run exits 127/126 with a message on
-    /// stderr, like a shell or `docker exec`, instead of failing the exec call.
-    exec: bool,
-    /// `PR_SET_PDEATHSIG` SIGKILL ([`ExecSpec::kill_with_caller`]).
-    kill_with_caller: bool,
-    /// (rows, columns) of the pty on stdin ([`ExecSpec::tty_size`]).
-    tty_size: Option<(u16, u16)>,
-}
-
-impl Workload {
-    fn fail(msg: String) -> libcontainer::workload::ExecutorError {
-        libcontainer::workload::ExecutorError::Execution(msg.into())
-    }
-
-    /// For an exec'd process: print `msg` on its stderr and exit with `code` (127: not
-    /// found, 126: found but not executable). Otherwise the error goes to libcontainer.
-    fn cannot_run(&self, code: i32, msg: String) -> libcontainer::workload::ExecutorError {
-        if self.exec {
-            let line = format!("minifargate exec: {msg}\n");
-            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
-            crate::sys::exit_now(code);
-        }
-        Self::fail(msg)
-    }
-}
-
-impl libcontainer::workload::Executor for Workload {
-    fn exec(
-        &self,
-        spec: &oci_spec::runtime::Spec,
-    ) -> Result<(), libcontainer::workload::ExecutorError> {
-        use std::ffi::CString;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Self::fail("the spec has no process".into()))?;
-        let filtered = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.seccomp().as_ref())
-            .is_some();
-        if let Some((rows, cols)) = self.tty_size {
-            let size = rustix::termios::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // stdin is the pty's slave here (libcontainer set up the console).
-            let _ = rustix::termios::tcsetwinsize(std::io::stdin(), size);
-        }
-        if self.kill_with_caller {
-            // Ref: prctl(2) PR_SET_PDEATHSIG: sent when the thread that forked us ends.
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(|e| Self::fail(format!("set the parent-death signal: {e}")))?;
-        }
-        if let (false, Some(seccomp)) = (filtered, &self.exec_seccomp) {
-            nix::sys::prctl::set_no_new_privs()
-                .map_err(|e| Self::fail(format!("set no_new_privs: {e}")))?;
-            libcontainer::seccomp::initialize_seccomp(seccomp)
-                .map_err(|e| Self::fail(format!("load seccomp: {e}")))?;
-        }
-        let args = process.args().clone().unwrap_or_default();
-        let env = process.env().clone().unwrap_or_default();
-        let first = args
-            .first()
-            .ok_or_else(|| Self::fail("the command is empty".into()))?;
-        let path = if first.contains('/') {
-            PathBuf::from(first)
-        } else {
-            let path_var = env
-                .iter()
-                .find_map(|e| e.strip_prefix("PATH="))
-                .unwrap_or(crate::oci::DEFAULT_PATH);
-            let found = path_var
-                .split(':')
-                .map(|dir| Path::new(dir).join(first))
-                .find(|p| p.is_file());
-            match found {
-                Some(p) => p,
-                None => {
-                    return Err(self.cannot_run(
-                        127,
-                        format!("executable {first:?} not found in PATH {path_var:?}"),
-                    ));
-                }
-            }
-        };
-        let cstr = |s: &str| CString::new(s).map_err(|_| Self::fail(format!("NUL byte in {s:?}")));
-        let c_path = cstr(&path.to_string_lossy())?;
-        let c_args = args
-            .iter()
-            .map(|a| cstr(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let c_env = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
-        let err = nix::unistd::execve(&c_path, &c_args, &c_env).unwrap_err();
-        let code = if err == nix::Error::ENOENT { 127 } else { 126 };
-        Err(self.cannot_run(code, format!("exec {}: {err}", path.display())))
-    }
-
-    fn validate(
-        &self,
-        spec: &oci_spec::runtime::Spec,
-    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
-        // An exec'd command that cannot run exits 127/126 from `exec` (as a shell
-        // would); the default validation would fail the exec call instead.
-        if self.exec {
-            return Ok(());
-        }
-        libcontainer::workload::default::get_executor().validate(spec)
-    }
-
-    fn setup_envs(
-        &self,
-        _envs: std::collections::HashMap<String, String>,
-    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
-        // Deliberately nothing: see the type's doc (exec passes the spec's env).
-        Ok(())
     }
 }
 

@@ -59,6 +59,9 @@
 //!   thread); [`Seccomp::DefaultWithCompatAbis`] is Docker's exact list, slower to load.
 //! - Processes started with [`Container::exec`] in a container with a seccomp filter get
 //!   `no_new_privs` (needed to load the filter after capabilities are dropped).
+//! - A container's seccomp profile is compiled once (libseccomp, libcontainer's rules)
+//!   and kept in a cache directory ([`Runtime::with_filter_cache`]; share one between
+//!   runtimes); the init loads the program itself. See `filter.rs` for the order kept.
 //! - Privileged containers get every capability this process holds, no seccomp, no
 //!   masked paths and a device cgroup allowing everything, but no host device nodes
 //!   unless listed in [`ContainerSpec::devices`].
@@ -70,6 +73,7 @@
 mod cgroup;
 mod cgroup_layout;
 mod container;
+mod filter;
 pub mod holder;
 pub mod init;
 mod logs;
@@ -79,6 +83,7 @@ pub mod oci;
 mod seccomp;
 mod spec;
 mod sys;
+mod workload;
 
 /// For a CLI verb that only prints: SIGPIPE ends the process quietly when the reader of
 /// its output goes away (`minifargate list-tasks | head -1`) instead of every write
@@ -116,6 +121,7 @@ pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
     Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
+pub use filter::FilterError;
 pub use holder::{HeldNamespaces, HolderError, NamespaceHolder};
 pub use logs::{LogEntry, LogError, LogFollower, LogSink, Rotation, SinkRef, log_files, read_log};
 pub use memory::{Released, release_idle_memory, release_idle_memory_deferred};

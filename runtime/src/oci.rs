@@ -678,18 +678,23 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         }
     }
 
-    let sysctl: serde_json::Map<String, Value> = spec
-        .sysctls
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
     let mut linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": inp.cgroup_path,
         "resources": { "devices": device_rules },
         "devices": devices,
-        "sysctl": sysctl,
     });
+    // Only when there are some: libcontainer 0.7 mounts a fresh, unmasked procfs instance
+    // in the container's init (fsopen + fsmount, and pathrs' checks of it) whenever the
+    // field is present, even empty, to write nothing.
+    if !spec.sysctls.is_empty() {
+        let sysctl: serde_json::Map<String, Value> = spec
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        linux["sysctl"] = Value::Object(sysctl);
+    }
     if let Some(maps) = user_maps {
         linux["uidMappings"] = maps.clone();
         linux["gidMappings"] = maps;
@@ -768,6 +773,17 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn sysctl_only_when_given() {
+        // An empty `sysctl` still makes libcontainer mount a procfs instance in init.
+        let v = build_with(&base(), &FakeHost(u64::MAX));
+        assert!(v["linux"].get("sysctl").is_none(), "{}", v["linux"]);
+        let mut s = base();
+        s.sysctls = vec![("net.ipv4.ip_forward".into(), "1".into())];
+        let v = build_with(&s, &FakeHost(u64::MAX));
+        assert_eq!(v["linux"]["sysctl"], json!({"net.ipv4.ip_forward": "1"}));
     }
 
     #[test]

@@ -243,6 +243,46 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>]) -> std::io::Result<Vec<bool>
     }
 }
 
+/// Installs the classic-BPF seccomp program `bpf` (an array of `struct sock_filter`, as
+/// libseccomp exports it) on the calling thread with seccomp(2), no flags: what
+/// libseccomp's `seccomp_load` does for a filter without flags. Needs no_new_privs or
+/// CAP_SYS_ADMIN. Ref: seccomp(2) SECCOMP_SET_MODE_FILTER.
+pub(crate) fn load_seccomp_filter(bpf: &[u8]) -> std::io::Result<()> {
+    let len = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    if bpf.is_empty()
+        || !bpf
+            .len()
+            .is_multiple_of(std::mem::size_of::<libc::sock_filter>())
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a whole number of BPF instructions",
+        ));
+    }
+    let len = u16::try_from(len).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "BPF program too long")
+    })?;
+    // The kernel copies the instructions (copy_from_user): no alignment needed.
+    let prog = libc::sock_fprog {
+        len,
+        filter: bpf.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `len` instructions inside `bpf`, alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

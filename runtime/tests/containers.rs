@@ -379,6 +379,56 @@ fn seccomp_blocks_unshare_mount_keyctl_and_paths_are_masked() {
     );
 }
 
+/// The filter is compiled once per profile and loaded by the init itself (runtime
+/// src/filter.rs), not by libcontainer: the container still gets exactly the profile (a
+/// refused call answered with the profile's errno, clone3 with ENOSYS, an allowed one
+/// working) and exactly its capabilities and no_new_privs, with and without
+/// noNewPrivileges, as root and as another user (whose sets end empty).
+#[test]
+fn the_filter_compiled_ahead_keeps_the_profile_capabilities_and_no_new_privs() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    let default = cap_mask(runtime::oci::DEFAULT_CAPS);
+    let eperm = serde_json::json!(libc::EPERM);
+    for nnp in [false, true] {
+        for user in [None, Some("1000:1000")] {
+            let name = format!(
+                "nnp{}-{}",
+                nnp as u8,
+                if user.is_some() { "user" } else { "root" }
+            );
+            let spec = ContainerSpec {
+                user: user.map(str::to_string),
+                security: Security {
+                    no_new_privileges: nnp,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let info = probe_info(&task, &name, spec, rootfs.path());
+            assert_eq!(info["Seccomp"], "2", "{name}: filter mode");
+            assert_eq!(info["NoNewPrivs"], if nnp { "1" } else { "0" }, "{name}");
+            assert_eq!(info["errno"]["keyctl"], eperm, "{name}: keyctl refused");
+            assert_eq!(info["errno"]["unshare"], eperm, "{name}: unshare refused");
+            let sample = &info["seccomp_sample"];
+            assert_eq!(sample["bpf"], eperm, "{name}: bpf refused");
+            assert_eq!(sample["socket_alg"], eperm, "{name}: AF_ALG refused");
+            assert_eq!(sample["clone3"], serde_json::json!(libc::ENOSYS), "{name}");
+            assert_eq!(sample["socket_inet"], 0, "{name}: ordinary sockets work");
+            let want = if user.is_some() { 0 } else { default };
+            assert_eq!(hex(&info["CapEff"]), want, "{name}: effective");
+            assert_eq!(hex(&info["CapPrm"]), want, "{name}: permitted");
+            assert_eq!(hex(&info["CapBnd"]), default, "{name}: bounding");
+        }
+    }
+    // Compiled once, in the runtime's cache: one program for these four containers.
+    let cached: Vec<_> = std::fs::read_dir(task.state.path().join("seccomp"))
+        .expect("the filter cache")
+        .flatten()
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+}
+
 /// A sample of the calls Docker's default profile refuses, from inside: each is refused
 /// by the filter (the unconfined run of the same probe gets the kernel's own answer), the
 /// CAP_SYS_PTRACE group opens with that capability, and ordinary sockets still work.

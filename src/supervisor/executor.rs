@@ -296,6 +296,13 @@ impl Executor {
         }
     }
 
+    /// The task's runtime; seccomp programs in `<run-root>/seccomp`, compiled once per
+    /// profile for every task of the host (runtime's `with_filter_cache`).
+    fn new_runtime(&self) -> Result<Runtime, runtime::RuntimeError> {
+        Runtime::new(self.paths.runtime_state())
+            .map(|rt| rt.with_filter_cache(self.opts.run_root.join("seccomp")))
+    }
+
     /// Creates the task's cgroup now, ahead of `run`, and starts warming the kernel's
     /// cgroup migration lock in it (`runtime::MigrationWarmer`): the ~7 ms grace period
     /// that the first migration after a quiet spell waits for then passes while the
@@ -308,7 +315,7 @@ impl Executor {
         if self.task_cgroup {
             return;
         }
-        let Ok(rt) = Runtime::new(self.paths.runtime_state()) else {
+        let Ok(rt) = self.new_runtime() else {
             return;
         };
         if rt
@@ -817,7 +824,7 @@ impl Executor {
             return false;
         }
         if !self.task_cgroup {
-            let rt = match Runtime::new(self.paths.runtime_state()) {
+            let rt = match self.new_runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
