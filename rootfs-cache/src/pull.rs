@@ -317,21 +317,20 @@ impl Puller {
                 layer,
                 source: Box::new(source),
             })?;
-            let wrap_store = |source| PullError::Store {
-                image: image.clone(),
-                source,
-            };
-            // Manifests and config are stored last: a record never points at missing data.
+            // Manifests and config are stored last, the record after them: a record
+            // never points at missing data.
+            let mut blobs: Vec<(&Digest, &[u8])> = Vec::new();
             if let Some(i) = &index_digest {
-                store.write_blob(i, &top.bytes).map_err(wrap_store)?;
+                blobs.push((i, &top.bytes));
             }
+            blobs.push((&manifest_digest, &manifest_bytes));
+            blobs.push((&config_digest, &config_bytes));
             store
-                .write_blob(&manifest_digest, &manifest_bytes)
-                .map_err(wrap_store)?;
-            store
-                .write_blob(&config_digest, &config_bytes)
-                .map_err(wrap_store)?;
-            store.save_image(&record).map_err(wrap_store)?;
+                .save_image_with_blobs(&blobs, &record)
+                .map_err(|source| PullError::Store {
+                    image: image.clone(),
+                    source,
+                })?;
             Ok(record)
         })
         .await
