@@ -291,38 +291,53 @@ impl Puller {
             .map_err(wrap_store)?;
 
         self.fetch_layers(&name, &ep, &layers, observer).await?;
-        check_stack(&self.store, &layers).map_err(|(layer, source)| PullError::Layer {
-            image: name.clone(),
-            layer,
-            source: Box::new(source),
-        })?;
 
-        // Manifests and config are stored last: a record never points at missing data.
-        if let Some(i) = &index_digest {
-            self.store.write_blob(i, &top.bytes).map_err(wrap_store)?;
-        }
-        self.store
-            .write_blob(&manifest_digest, &manifest_bytes)
-            .map_err(wrap_store)?;
-        self.store
-            .write_blob(&config_digest, &config_bytes)
-            .map_err(wrap_store)?;
+        // The stack check and the fsynced writes below block: they run on a blocking
+        // thread, so the pulls that share this runtime (a task's images, pulled side by
+        // side on the supervisor's one-thread runtime) keep downloading meanwhile.
+        let store = self.store.clone();
         let record = ImageRecord {
             reference: name.clone(),
             repository: format!("{}/{}", reference.registry(), reference.repository()),
             tag: reference.tag().map(str::to_string),
-            digest: manifest_digest,
-            index_digest,
+            digest: manifest_digest.clone(),
+            index_digest: index_digest.clone(),
             media_type: parsed.media_type,
-            config: config_digest,
+            config: config_digest.clone(),
             platform: config.platform.to_string(),
             size: layers.iter().map(|l| l.size).sum(),
             pulled_at: chrono::Utc::now(),
             layers,
             loaded: false,
         };
-        self.store.save_image(&record).map_err(wrap_store)?;
-        Ok(record)
+        let image = name.clone();
+        tokio::task::spawn_blocking(move || {
+            check_stack(&store, &record.layers).map_err(|(layer, source)| PullError::Layer {
+                image: image.clone(),
+                layer,
+                source: Box::new(source),
+            })?;
+            // Manifests and config are stored last, the record after them: a record
+            // never points at missing data.
+            let mut blobs: Vec<(&Digest, &[u8])> = Vec::new();
+            if let Some(i) = &index_digest {
+                blobs.push((i, &top.bytes));
+            }
+            blobs.push((&manifest_digest, &manifest_bytes));
+            blobs.push((&config_digest, &config_bytes));
+            store
+                .save_image_with_blobs(&blobs, &record)
+                .map_err(|source| PullError::Store {
+                    image: image.clone(),
+                    source,
+                })?;
+            Ok(record)
+        })
+        .await
+        .map_err(|e| PullError::Join {
+            image: name.clone(),
+            detail: e.to_string(),
+        })?
     }
 
     /// Asks the registry, with this puller's credentials, whether `image` still names

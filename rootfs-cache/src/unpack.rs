@@ -215,6 +215,26 @@ fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW
 }
 
+/// A big file's data is handed to the disk in chunks of this size while it is written
+/// (see [`start_writeback`]).
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// Starts the disk writing `len` bytes of `fd` from `offset`, without waiting: the pull's
+/// `syncfs` before its layers are committed then finds a big file mostly written, rather
+/// than waiting for all of it after the CPU work is done (a 50 MiB layer: ~40-70 ms
+/// here). `POSIX_FADV_DONTNEED` queues the range's writeback (the kernel's
+/// `generic_fadvise`), then drops from the page cache only the pages already clean:
+/// those just written are dirty or under writeback then, and stay cached. Advice only:
+/// an error changes nothing.
+fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        fd,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
+}
+
 /// Set once `openat2` turned out to be missing (kernels before 5.6, qemu-user 7.2).
 static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -662,6 +682,8 @@ impl Unpacker<'_> {
         file: &mut File,
         raw: &[u8],
     ) -> Result<(), UnpackError> {
+        // Bytes written, and how many of them the disk was asked to start writing.
+        let (mut written, mut started) = (0u64, 0u64);
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
@@ -671,6 +693,11 @@ impl Unpacker<'_> {
             };
             file.write_all(&self.buf[..n])
                 .map_err(|e| entry_io("write", raw, e))?;
+            written += n as u64;
+            if written - started >= WRITEBACK_CHUNK {
+                start_writeback(file.as_fd(), started, written - started);
+                started = written;
+            }
         }
     }
 
