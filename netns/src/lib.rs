@@ -258,6 +258,28 @@ pub struct TaskNetwork {
     pub egress: bool,
 }
 
+/// A task's network half built by [`Network::prepare_task`], to finish with
+/// [`Network::wire_task`] (on any thread).
+#[derive(Debug)]
+pub struct PreparedTask {
+    spec: TaskSpec,
+    rec: TaskRecord,
+    network: TaskNetwork,
+}
+
+impl PreparedTask {
+    /// The task's network as it will be once wired (all but [`TaskNetwork::mtu`]): the
+    /// namespace to join, the address, the files to bind-mount.
+    pub fn network(&self) -> &TaskNetwork {
+        &self.network
+    }
+
+    /// Whether [`Network::wire_task`] has anything to do (not in host mode).
+    pub fn needs_wiring(&self) -> bool {
+        self.rec.netns.is_some()
+    }
+}
+
 /// Where and how the network is built.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
@@ -551,11 +573,23 @@ impl Network {
         self.cfg.run_root.join("tasks").join(task)
     }
 
-    /// Builds task `task`'s network as `spec` asks. On any failure everything made for
-    /// the task so far is removed, and the error carries both the cause and any cleanup
-    /// failure. A host port already held is refused before anything is created (bridge and
-    /// host mode) or left unpublished ([`TaskNetwork::unpublished`], awsvpc mode).
+    /// Builds task `task`'s network as `spec` asks: [`Network::prepare_task`], then
+    /// [`Network::wire_task`]. On any failure everything made for the task so far is
+    /// removed, and the error carries both the cause and any cleanup failure. A host port
+    /// already held is refused before anything is created (bridge and host mode) or left
+    /// unpublished ([`TaskNetwork::unpublished`], awsvpc mode).
     pub fn setup_task(&self, task: &str, spec: &TaskSpec) -> Result<TaskNetwork, Error> {
+        let prepared = self.prepare_task(task, spec)?;
+        self.wire_task(&prepared)
+    }
+
+    /// The first half of [`Network::setup_task`], what a container needs before it is
+    /// created: the address leased and the host ports reserved (recorded before anything
+    /// is made), the namespace pinned, the task's hosts and resolv.conf files written. The
+    /// links, addresses, routes and published ports are [`Network::wire_task`]'s, which
+    /// may run on another thread while the containers are created in the namespace. On
+    /// failure everything made so far is removed (as [`Network::setup_task`]).
+    pub fn prepare_task(&self, task: &str, spec: &TaskSpec) -> Result<PreparedTask, Error> {
         if !valid_task_id(task) {
             return Err(Error::InvalidTaskId { id: task.into() });
         }
@@ -666,30 +700,54 @@ impl Network {
                 self.create_table(task)?;
             }
             drop(locked);
-            self.build(task, spec, &record)
+            self.pin(task, spec, &record)
         })()
         .map(|mut tn| {
             tn.unpublished = unpublished;
             tn
         });
         match result {
-            Ok(tn) => {
-                info!(task, mode = %spec.mode, ip = ?tn.ip, netns = ?tn.netns_path, ports = tn.bindings.len(), "task network ready");
-                Ok(tn)
+            Ok(network) => Ok(PreparedTask {
+                spec: spec.clone(),
+                rec: record,
+                network,
+            }),
+            Err(e) => Err(self.failed(task, e)),
+        }
+    }
+
+    /// The second half of [`Network::setup_task`] for a task [`Network::prepare_task`]
+    /// prepared: its veth pair on the bridge (made with the bridge if need be), `lo` and
+    /// `eth0` up with their addresses, the default route, its published ports. Nothing
+    /// for a host-mode task. On failure everything made for the task is removed,
+    /// the prepared part too (as [`Network::setup_task`]).
+    /// Borrows `prepared` (nothing of it is freed on the wiring thread: the caller keeps
+    /// it) and returns the wired network as a copy.
+    pub fn wire_task(&self, prepared: &PreparedTask) -> Result<TaskNetwork, Error> {
+        let mut network = prepared.network.clone();
+        let task = network.task_id.clone();
+        match self.wire(&task, &prepared.rec, &mut network) {
+            Ok(()) => {
+                info!(task, mode = %prepared.spec.mode, ip = ?network.ip, netns = ?network.netns_path, ports = network.bindings.len(), "task network ready");
+                Ok(network)
             }
-            Err(e) => {
-                warn!(task, error = %chain(&e), "task network setup failed, cleaning up");
-                let cleanup = self
-                    .teardown(task)
-                    .err()
-                    .map(|te| te.errors)
-                    .unwrap_or_default();
-                Err(Error::Setup {
-                    task: t(),
-                    source: Box::new(e),
-                    cleanup,
-                })
-            }
+            Err(e) => Err(self.failed(&task, e)),
+        }
+    }
+
+    /// A setup step failed with `e`: what was made for the task goes again; the error
+    /// carries the cause and what the cleanup could not remove.
+    fn failed(&self, task: &str, e: Error) -> Error {
+        warn!(task, error = %chain(&e), "task network setup failed, cleaning up");
+        let cleanup = self
+            .teardown(task)
+            .err()
+            .map(|te| te.errors)
+            .unwrap_or_default();
+        Error::Setup {
+            task: task.into(),
+            source: Box::new(e),
+            cleanup,
         }
     }
 
@@ -756,9 +814,12 @@ impl Network {
         })
     }
 
-    fn build(&self, task: &str, spec: &TaskSpec, rec: &TaskRecord) -> Result<TaskNetwork, Error> {
+    /// [`Network::prepare_task`]'s part once the reservations are recorded: the namespace
+    /// pinned (made, or `spec.adopt_netns` adopted) and the task's hosts and resolv.conf
+    /// files; the returned network is complete but for [`TaskNetwork::mtu`], which
+    /// [`Network::wire`] reads with the links.
+    fn pin(&self, task: &str, spec: &TaskSpec, rec: &TaskRecord) -> Result<TaskNetwork, Error> {
         let t = || task.to_string();
-        let nl_err = |source| Error::Netlink { task: t(), source };
         let mut tn = TaskNetwork {
             task_id: t(),
             mode: spec.mode,
@@ -784,9 +845,9 @@ impl Network {
             resolv_conf: None,
             egress: false,
         };
-        let Some(ns_path) = &rec.netns else {
+        if rec.netns.is_none() {
             return Ok(tn); // host mode
-        };
+        }
 
         let pin = format!("{}-{task}", self.cfg.netns_prefix);
         match &spec.adopt_netns {
@@ -795,6 +856,64 @@ impl Network {
         }
         .map_err(|source| Error::Netns { task: t(), source })?;
 
+        if let (Some(ip), Some(_)) = (rec.ip, &rec.veth) {
+            let subnet = self.cfg.subnet;
+            tn.prefix_len = Some(subnet.prefix());
+            tn.gateway = Some(subnet.gateway());
+            tn.mac = Some(mac_string(mac_for(ip)));
+            tn.private_dns_name = Some(ipam::host_name(ip));
+            tn.egress = self.nft.is_ok();
+            if let Err(reason) = &self.nft {
+                warn!(task, reason = %reason, "nftables unavailable: task runs without egress NAT");
+            }
+        }
+
+        let dir = rec
+            .files
+            .as_ref()
+            .expect("namespaced tasks have a files dir");
+        let files_err = |source| Error::Files { task: t(), source };
+        std::fs::create_dir_all(dir).map_err(|source| {
+            files_err(FilesError::Write {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+        let own = rec.ip.map(|ip| (ip, ipam::host_name(ip)));
+        let hosts = files::hosts(
+            own.as_ref().map(|(ip, n)| (*ip, n.as_str())),
+            &spec.extra_hosts,
+        );
+        let hosts_path = dir.join("hosts");
+        files::write(&hosts_path, &hosts).map_err(files_err)?;
+        let (resolv, fell_back) = files::resolv_conf(
+            &self.cfg.host_resolv,
+            &spec.dns_servers,
+            &spec.dns_search_domains,
+        )
+        .map_err(files_err)?;
+        if fell_back {
+            warn!(
+                task,
+                "the host has only loopback resolvers; the task uses 8.8.8.8 and 8.8.4.4"
+            );
+        }
+        let resolv_path = dir.join("resolv.conf");
+        files::write(&resolv_path, &resolv).map_err(files_err)?;
+        tn.hosts_file = Some(hosts_path);
+        tn.resolv_conf = Some(resolv_path);
+        Ok(tn)
+    }
+
+    /// [`Network::wire_task`]'s steps: the links, addresses, routes and published ports of
+    /// the namespace [`Network::pin`] pinned (`lo` with the metadata address only, in
+    /// none mode); sets `tn.mtu`.
+    fn wire(&self, task: &str, rec: &TaskRecord, tn: &mut TaskNetwork) -> Result<(), Error> {
+        let t = || task.to_string();
+        let nl_err = |source| Error::Netlink { task: t(), source };
+        let Some(ns_path) = &rec.netns else {
+            return Ok(()); // host mode
+        };
         if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
             let subnet = self.cfg.subnet;
             let mut host = netlink::Netlink::open().map_err(nl_err)?;
@@ -845,15 +964,7 @@ impl Network {
                 )
                 .map_err(|source| Error::Nft { task: t(), source })?;
             }
-            tn.prefix_len = Some(subnet.prefix());
-            tn.gateway = Some(subnet.gateway());
-            tn.mac = Some(mac_string(mac));
-            tn.private_dns_name = Some(ipam::host_name(ip));
             tn.mtu = Some(mtu);
-            tn.egress = self.nft.is_ok();
-            if let Err(reason) = &self.nft {
-                warn!(task, reason = %reason, "nftables unavailable: task runs without egress NAT");
-            }
             debug!(task, %veth, %ip, mtu, "veth and addresses configured");
         } else {
             // none mode: loopback only (and the metadata address on it).
@@ -861,42 +972,7 @@ impl Network {
             inner.set_up(1).map_err(nl_err)?;
             inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
         }
-
-        let dir = rec
-            .files
-            .as_ref()
-            .expect("namespaced tasks have a files dir");
-        let files_err = |source| Error::Files { task: t(), source };
-        std::fs::create_dir_all(dir).map_err(|source| {
-            files_err(FilesError::Write {
-                path: dir.clone(),
-                source,
-            })
-        })?;
-        let own = rec.ip.map(|ip| (ip, ipam::host_name(ip)));
-        let hosts = files::hosts(
-            own.as_ref().map(|(ip, n)| (*ip, n.as_str())),
-            &spec.extra_hosts,
-        );
-        let hosts_path = dir.join("hosts");
-        files::write(&hosts_path, &hosts).map_err(files_err)?;
-        let (resolv, fell_back) = files::resolv_conf(
-            &self.cfg.host_resolv,
-            &spec.dns_servers,
-            &spec.dns_search_domains,
-        )
-        .map_err(files_err)?;
-        if fell_back {
-            warn!(
-                task,
-                "the host has only loopback resolvers; the task uses 8.8.8.8 and 8.8.4.4"
-            );
-        }
-        let resolv_path = dir.join("resolv.conf");
-        files::write(&resolv_path, &resolv).map_err(files_err)?;
-        tn.hosts_file = Some(hosts_path);
-        tn.resolv_conf = Some(resolv_path);
-        Ok(tn)
+        Ok(())
     }
 
     /// Removes task `task`'s network: namespace (the kernel then frees the veth pair),
