@@ -154,12 +154,24 @@ pub fn open(
         // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
         // binary instead; a path that does not exist runs tasks as on a host without nftables.
         nft: crate::config::get().nft.clone(),
+        pause_mid_setup: test_network_delay(),
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
         bridge: bridge.into(),
         source,
     })
+}
+
+/// `MINIFARGATE_TEST_NETWORK_DELAY` (a test hook, src/config.rs).
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
+fn test_network_delay() -> Option<std::time::Duration> {
+    crate::config::hooks().test_network_delay
+}
+
+#[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+fn test_network_delay() -> Option<std::time::Duration> {
+    None
 }
 
 fn crate_mode(m: NetworkMode) -> netns::NetworkMode {
@@ -828,7 +840,11 @@ impl TaskNetwork for NetworkStep {
         tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
             "task network torn down");
         if let Some(row) = self.row.as_mut() {
-            row.attachment_status = AttachmentStatus::Deleted;
+            // A network that failed stays FAILED (as one that failed before anything was
+            // made for it, which teardown does not see).
+            if row.attachment_status != AttachmentStatus::Failed {
+                row.attachment_status = AttachmentStatus::Deleted;
+            }
             if let Err(e) = self.save(task) {
                 errors.push(e);
             }
