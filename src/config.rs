@@ -404,9 +404,8 @@ table! {
             name: "MINIFARGATE_TEST_NETWORK_DELAY",
             kind: "milliseconds",
             default: None,
-            meaning: "How long a task's network configuration waits once its veth pair is \
-                      made, before its addresses (tests/run_task_overlap.rs: a failure \
-                      beside it).",
+            meaning: "How long a task's network configuration waits before it makes the \
+                      veth pair (tests/run_task_overlap.rs: what happens beside it).",
             read_by: "a task's supervisor",
         };
         binfmt_misc: Option<PathBuf> = opt_path, Var {

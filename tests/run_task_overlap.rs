@@ -1,9 +1,9 @@
 //! The task network's configuration runs beside the pull, rootfs and create (issue 39):
 //! a failure on either side fails the task with the reason it had when the steps ran one
 //! after the other, once the other side is done, and leaves nothing behind. The
-//! configuration is held up by the tests' hook (`MINIFARGATE_TEST_NETWORK_DELAY`, after
-//! the veth pair is made), so the other side's step happens while it runs. Each test has
-//! its own bridge and subnet (tests/common/cli.rs).
+//! configuration is held up by the tests' hook (`MINIFARGATE_TEST_NETWORK_DELAY`, before
+//! it makes the veth pair), so the other side's step happens while it waits. Each test
+//! has its own bridge and subnet (tests/common/cli.rs).
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
 
-/// How long the network configuration is held up after its veth pair is made.
+/// How long the network configuration is held up before it makes the veth pair.
 const DELAY_MS: u64 = 3000;
 
 fn env() -> (Mf, Registry) {
@@ -135,9 +135,10 @@ fn a_pull_that_fails_while_the_network_is_configured_fails_as_before_and_leaves_
     assert_no_leaks(&mf, &[&id], &[]);
 }
 
-/// The network's configuration fails (its veth pair is deleted under it) after the
-/// container was created in the namespace: the task fails with the network's
-/// ResourceInitializationError as before, the container never runs, and nothing is left.
+/// The network's configuration fails (a link of its veth's name appears on the host while
+/// it waits) after the container was created in the namespace: the task fails with the
+/// network's ResourceInitializationError as before, the container never runs, and
+/// nothing is left.
 #[test]
 fn a_network_that_fails_while_the_container_is_created_fails_as_before_and_leaves_nothing() {
     let (mf, _reg) = env();
@@ -155,9 +156,6 @@ fn a_network_that_fails_while_the_container_is_created_fails_as_before_and_leave
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = arn_id(&v["tasks"][0]["taskArn"]);
     let veth = mf.network().veth_name(&id);
-    wait_for(&format!("veth {veth}"), || {
-        netns::link_exists(&veth).unwrap()
-    });
     // The container is created (its init is in its cgroup) while the configuration waits.
     let container_cgroup = format!("/{id}/{id}-0");
     wait_for("the container's create", || {
@@ -166,12 +164,14 @@ fn a_network_that_fails_while_the_container_is_created_fails_as_before_and_leave
                 .is_ok_and(|c| c.contains(&container_cgroup))
         })
     });
-    let del = Command::new("ip")
-        .args(["link", "del", &veth])
-        .status()
-        .unwrap();
-    assert!(del.success());
+    assert!(!netns::link_exists(&veth).unwrap(), "the veth came first");
+    let ip = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&["link", "add", &veth, "type", "bridge"]);
     let t = wait_stopped(&mf, &id);
+    ip(&["link", "del", &veth]);
     assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
     let reason = t["stoppedReason"].as_str().unwrap();
     assert!(
@@ -189,5 +189,28 @@ fn a_network_that_fails_while_the_container_is_created_fails_as_before_and_leave
         !String::from_utf8_lossy(&logs.stdout).contains("it ran"),
         "the container ran: {logs:?}"
     );
+    assert_no_leaks(&mf, &[&id], &[]);
+}
+
+/// A `net.*` systemControl is written into the task's namespace at the container's create,
+/// so the create waits for the network's configuration: a key of `eth0` (which the
+/// configuration makes, after its delay) is set.
+#[test]
+fn a_net_system_control_waits_for_the_network_before_the_create() {
+    let (mf, _reg) = env();
+    let td = mf.taskdef(
+        "overlap-sysctl",
+        &format!(
+            r#"{{"family":"overlap-sysctl","networkMode":"awsvpc","containerDefinitions":[
+            {{"name":"app","image":"{BUSYBOX}","memory":32,
+              "systemControls":[{{"namespace":"net.ipv4.conf.eth0.rp_filter","value":"2"}}],
+              "command":["cat","/proc/sys/net/ipv4/conf/eth0/rp_filter"]}}]}}"#
+        ),
+    );
+    let out = mf.run(&["run-task", "--task-definition", &td]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text.trim(), "app | 2", "{out:?}");
+    let id = arn_id(&mf.json(&["list-tasks", "--desired-status", "STOPPED"])["taskArns"][0]);
     assert_no_leaks(&mf, &[&id], &[]);
 }

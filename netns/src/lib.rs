@@ -306,6 +306,9 @@ pub struct NetworkConfig {
     #[doc(hidden)]
     /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
     pub pause_mid_setup: Option<Duration>,
+    #[doc(hidden)]
+    /// Test hook: sleep this long before [`Network::wire_task`] makes anything.
+    pub pause_before_wiring: Option<Duration>,
 }
 
 impl Default for NetworkConfig {
@@ -320,6 +323,7 @@ impl Default for NetworkConfig {
             disable_nft: false,
             host_resolv: HostResolv::default(),
             pause_mid_setup: None,
+            pause_before_wiring: None,
         }
     }
 }
@@ -914,6 +918,9 @@ impl Network {
         let Some(ns_path) = &rec.netns else {
             return Ok(()); // host mode
         };
+        if let Some(d) = self.cfg.pause_before_wiring {
+            std::thread::sleep(d);
+        }
         if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
             let subnet = self.cfg.subnet;
             let mut host = netlink::Netlink::open().map_err(nl_err)?;

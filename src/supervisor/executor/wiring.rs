@@ -14,8 +14,8 @@
 //! libcontainer starts each container's intermediate process with a raw `clone3` from this
 //! thread (docs/reliability.md, "Known problems"): the child inherits every malloc lock as
 //! it is at that instant. So the wiring thread, which runs during those creates, frees
-//! nothing this thread allocated (glibc's arena of this thread would be locked for it):
-//! what it works on is borrowed and handed back ([`Wired`], [`PendingEndpoint`]), and the
+//! none of what this thread hands it (glibc's arena of this thread could be locked for
+//! it at that instant): what it works on is borrowed and handed back ([`Wired`], [`PendingEndpoint`]), and the
 //! thread does not exit (its exit hands its cached chunks back to their arenas) until the
 //! launch joins it, after the creates.
 

@@ -154,7 +154,7 @@ pub fn open(
         // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
         // binary instead; a path that does not exist runs tasks as on a host without nftables.
         nft: crate::config::get().nft.clone(),
-        pause_mid_setup: test_network_delay(),
+        pause_before_wiring: test_network_delay(),
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
