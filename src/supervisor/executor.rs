@@ -1140,11 +1140,12 @@ impl Executor {
         };
         // A net.* sysctl is written into the namespace at create: its links must be there
         // (eth0's own keys, the defaults eth0 would inherit), as they are under ECS.
-        if !no_network && spec.sysctls.iter().any(|(k, _)| k.starts_with("net.")) {
-            if let Err(why) = self.join_wiring() {
-                self.fail_container(idx, why.clone());
-                return self.fail_all(&why);
-            }
+        if !no_network
+            && spec.sysctls.iter().any(|(k, _)| k.starts_with("net."))
+            && let Err(why) = self.join_wiring()
+        {
+            self.fail_container(idx, why.clone());
+            return self.fail_all(&why);
         }
         let rt = self.rt.as_ref().expect("runtime set in provision");
         let t0 = now_us();
