@@ -689,24 +689,13 @@ impl Network {
             files: namespaced.then(|| self.task_dir(task)),
             releasing_since_ms: None,
         };
-        let need_table = use_nft && !locked.nft_table().map_err(st_err)?;
+        // The nftables table is made by the wiring if missing ([`Network::ensure_table`]):
+        // recorded as bridged from here on, this task keeps any other task's teardown
+        // from dropping it.
         locked.add(task, &record).map_err(st_err)?;
-        if need_table && let Err(source) = locked.set_nft_table(true) {
-            // Nothing was created yet: the record goes again.
-            if let Err(e) = locked.remove(task, &record) {
-                warn!(task, error = %chain(&e), "cannot remove the record of a failed setup");
-            }
-            return Err(st_err(source));
-        }
+        drop(locked);
 
-        let result = (|| {
-            if need_table {
-                self.create_table(task)?;
-            }
-            drop(locked);
-            self.pin(task, spec, &record)
-        })()
-        .map(|mut tn| {
+        let result = self.pin(task, spec, &record).map(|mut tn| {
             tn.unpublished = unpublished;
             tn
         });
@@ -772,6 +761,23 @@ impl Network {
             &nfnl::delete_table_ops(),
             &format!("delete table ip {}", self.table),
         )
+    }
+
+    /// Makes our nftables table unless the state says it is there, under the state lock
+    /// (recorded before it is made, as every change: a crash in between leaves a record
+    /// that teardown and gc follow). Run by the wiring of a bridged task, which is
+    /// recorded as such: no teardown drops the table while that task lives.
+    fn ensure_table(&self, task: &str) -> Result<(), Error> {
+        let st_err = |source| Error::State {
+            task: task.into(),
+            source,
+        };
+        let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
+        if locked.nft_table().map_err(st_err)? {
+            return Ok(());
+        }
+        locked.set_nft_table(true).map_err(st_err)?;
+        self.create_table(task)
     }
 
     fn create_table(&self, task: &str) -> Result<(), Error> {
@@ -922,6 +928,9 @@ impl Network {
             std::thread::sleep(d);
         }
         if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
+            if self.nft.is_ok() {
+                self.ensure_table(task)?;
+            }
             let subnet = self.cfg.subnet;
             let mut host = netlink::Netlink::open().map_err(nl_err)?;
             let br = match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
