@@ -710,9 +710,9 @@ impl Network {
     }
 
     /// The second half of [`Network::setup_task`] for a task [`Network::prepare_task`]
-    /// prepared: its veth pair on the bridge (made with the bridge if need be), `lo` and
-    /// `eth0` up with their addresses, the default route, its published ports. Nothing
-    /// for a host-mode task. On failure everything made for the task is removed,
+    /// prepared: the nftables table if it is missing, its veth pair on the bridge (made
+    /// with the bridge if need be), `lo` and `eth0` up with their addresses, the default
+    /// route, its published ports. Nothing for a host-mode task. On failure everything made for the task is removed,
     /// the prepared part too (as [`Network::setup_task`]).
     /// Borrows `prepared` (nothing of it is freed on the wiring thread: the caller keeps
     /// it) and returns the wired network as a copy.
