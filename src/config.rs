@@ -400,6 +400,14 @@ table! {
                       killed (tests/reliability_crash.rs).",
             read_by: "run-task, run, a task's supervisor",
         };
+        test_network_delay: Option<Duration> = opt_millis, Var {
+            name: "MINIFARGATE_TEST_NETWORK_DELAY",
+            kind: "milliseconds",
+            default: None,
+            meaning: "How long a task's network configuration waits before it makes the \
+                      veth pair (tests/run_task_overlap.rs: what happens beside it).",
+            read_by: "a task's supervisor",
+        };
         binfmt_misc: Option<PathBuf> = opt_path, Var {
             name: "MINIFARGATE_BINFMT_MISC",
             kind: "path",
@@ -587,6 +595,14 @@ fn opt_timeout(s: &str) -> Result<Option<f64>, BadValue> {
     (v > 0.0 && v <= 86_400.0)
         .then_some(Some(v))
         .ok_or(BadValue::Timeout)
+}
+
+#[cfg(any(debug_assertions, feature = "test-hooks", test))]
+fn opt_millis(s: &str) -> Result<Option<Duration>, BadValue> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    millis(s).map(Some)
 }
 
 fn millis(s: &str) -> Result<Duration, BadValue> {

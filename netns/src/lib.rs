@@ -60,6 +60,7 @@ pub mod nsfs;
 pub mod ports;
 pub mod routes;
 mod state;
+mod wiring;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -258,6 +259,28 @@ pub struct TaskNetwork {
     pub egress: bool,
 }
 
+/// A task's network half built by [`Network::prepare_task`], to finish with
+/// [`Network::wire_task`] (on any thread).
+#[derive(Debug)]
+pub struct PreparedTask {
+    spec: TaskSpec,
+    rec: TaskRecord,
+    network: TaskNetwork,
+}
+
+impl PreparedTask {
+    /// The task's network as it will be once wired (all but [`TaskNetwork::mtu`]): the
+    /// namespace to join, the address, the files to bind-mount.
+    pub fn network(&self) -> &TaskNetwork {
+        &self.network
+    }
+
+    /// Whether [`Network::wire_task`] has anything to do (not in host mode).
+    pub fn needs_wiring(&self) -> bool {
+        self.rec.netns.is_some()
+    }
+}
+
 /// Where and how the network is built.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
@@ -284,6 +307,9 @@ pub struct NetworkConfig {
     #[doc(hidden)]
     /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
     pub pause_mid_setup: Option<Duration>,
+    #[doc(hidden)]
+    /// Test hook: sleep this long before [`Network::wire_task`] makes anything.
+    pub pause_before_wiring: Option<Duration>,
 }
 
 impl Default for NetworkConfig {
@@ -298,6 +324,7 @@ impl Default for NetworkConfig {
             disable_nft: false,
             host_resolv: HostResolv::default(),
             pause_mid_setup: None,
+            pause_before_wiring: None,
         }
     }
 }
@@ -551,11 +578,23 @@ impl Network {
         self.cfg.run_root.join("tasks").join(task)
     }
 
-    /// Builds task `task`'s network as `spec` asks. On any failure everything made for
-    /// the task so far is removed, and the error carries both the cause and any cleanup
-    /// failure. A host port already held is refused before anything is created (bridge and
-    /// host mode) or left unpublished ([`TaskNetwork::unpublished`], awsvpc mode).
+    /// Builds task `task`'s network as `spec` asks: [`Network::prepare_task`], then
+    /// [`Network::wire_task`]. On any failure everything made for the task so far is
+    /// removed, and the error carries both the cause and any cleanup failure. A host port
+    /// already held is refused before anything is created (bridge and host mode) or left
+    /// unpublished ([`TaskNetwork::unpublished`], awsvpc mode).
     pub fn setup_task(&self, task: &str, spec: &TaskSpec) -> Result<TaskNetwork, Error> {
+        let prepared = self.prepare_task(task, spec)?;
+        self.wire_task(&prepared)
+    }
+
+    /// The first half of [`Network::setup_task`], what a container needs before it is
+    /// created: the address leased and the host ports reserved (recorded before anything
+    /// is made), the namespace pinned, the task's hosts and resolv.conf files written. The
+    /// links, addresses, routes and published ports are [`Network::wire_task`]'s, which
+    /// may run on another thread while the containers are created in the namespace. On
+    /// failure everything made so far is removed (as [`Network::setup_task`]).
+    pub fn prepare_task(&self, task: &str, spec: &TaskSpec) -> Result<PreparedTask, Error> {
         if !valid_task_id(task) {
             return Err(Error::InvalidTaskId { id: task.into() });
         }
@@ -651,45 +690,58 @@ impl Network {
             files: namespaced.then(|| self.task_dir(task)),
             releasing_since_ms: None,
         };
-        let need_table = use_nft && !locked.nft_table().map_err(st_err)?;
+        // The nftables table is made by the wiring if missing ([`Network::ensure_table`]):
+        // recorded as bridged from here on, this task keeps any other task's teardown
+        // from dropping it.
         locked.add(task, &record).map_err(st_err)?;
-        if need_table && let Err(source) = locked.set_nft_table(true) {
-            // Nothing was created yet: the record goes again.
-            if let Err(e) = locked.remove(task, &record) {
-                warn!(task, error = %chain(&e), "cannot remove the record of a failed setup");
-            }
-            return Err(st_err(source));
-        }
+        drop(locked);
 
-        let result = (|| {
-            if need_table {
-                self.create_table(task)?;
-            }
-            drop(locked);
-            self.build(task, spec, &record)
-        })()
-        .map(|mut tn| {
+        let result = self.pin(task, spec, &record).map(|mut tn| {
             tn.unpublished = unpublished;
             tn
         });
         match result {
-            Ok(tn) => {
-                info!(task, mode = %spec.mode, ip = ?tn.ip, netns = ?tn.netns_path, ports = tn.bindings.len(), "task network ready");
-                Ok(tn)
+            Ok(network) => Ok(PreparedTask {
+                spec: spec.clone(),
+                rec: record,
+                network,
+            }),
+            Err(e) => Err(self.failed(task, e)),
+        }
+    }
+
+    /// The second half of [`Network::setup_task`] for a task [`Network::prepare_task`]
+    /// prepared: the nftables table if it is missing, its veth pair on the bridge (made
+    /// with the bridge if need be), `lo` and `eth0` up with their addresses, the default
+    /// route, its published ports. Nothing for a host-mode task. On failure everything made for the task is removed,
+    /// the prepared part too (as [`Network::setup_task`]).
+    /// Borrows `prepared` (nothing of it is freed on the wiring thread: the caller keeps
+    /// it) and returns the wired network as a copy.
+    pub fn wire_task(&self, prepared: &PreparedTask) -> Result<TaskNetwork, Error> {
+        let mut network = prepared.network.clone();
+        let task = network.task_id.clone();
+        match self.wire(&task, &prepared.rec, &mut network) {
+            Ok(()) => {
+                info!(task, mode = %prepared.spec.mode, ip = ?network.ip, netns = ?network.netns_path, ports = network.bindings.len(), "task network ready");
+                Ok(network)
             }
-            Err(e) => {
-                warn!(task, error = %chain(&e), "task network setup failed, cleaning up");
-                let cleanup = self
-                    .teardown(task)
-                    .err()
-                    .map(|te| te.errors)
-                    .unwrap_or_default();
-                Err(Error::Setup {
-                    task: t(),
-                    source: Box::new(e),
-                    cleanup,
-                })
-            }
+            Err(e) => Err(self.failed(&task, e)),
+        }
+    }
+
+    /// A setup step failed with `e`: what was made for the task goes again; the error
+    /// carries the cause and what the cleanup could not remove.
+    fn failed(&self, task: &str, e: Error) -> Error {
+        warn!(task, error = %chain(&e), "task network setup failed, cleaning up");
+        let cleanup = self
+            .teardown(task)
+            .err()
+            .map(|te| te.errors)
+            .unwrap_or_default();
+        Error::Setup {
+            task: task.into(),
+            source: Box::new(e),
+            cleanup,
         }
     }
 
@@ -710,6 +762,23 @@ impl Network {
             &nfnl::delete_table_ops(),
             &format!("delete table ip {}", self.table),
         )
+    }
+
+    /// Makes our nftables table unless the state says it is there, under the state lock
+    /// (recorded before it is made, as every change: a crash in between leaves a record
+    /// that teardown and gc follow). Run by the wiring of a bridged task, which is
+    /// recorded as such: no teardown drops the table while that task lives.
+    fn ensure_table(&self, task: &str) -> Result<(), Error> {
+        let st_err = |source| Error::State {
+            task: task.into(),
+            source,
+        };
+        let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
+        if locked.nft_table().map_err(st_err)? {
+            return Ok(());
+        }
+        locked.set_nft_table(true).map_err(st_err)?;
+        self.create_table(task)
     }
 
     fn create_table(&self, task: &str) -> Result<(), Error> {
@@ -754,149 +823,6 @@ impl Network {
                 1500
             }
         })
-    }
-
-    fn build(&self, task: &str, spec: &TaskSpec, rec: &TaskRecord) -> Result<TaskNetwork, Error> {
-        let t = || task.to_string();
-        let nl_err = |source| Error::Netlink { task: t(), source };
-        let mut tn = TaskNetwork {
-            task_id: t(),
-            mode: spec.mode,
-            netns_path: rec.netns.clone(),
-            ip: rec.ip,
-            prefix_len: None,
-            gateway: None,
-            mac: None,
-            private_dns_name: None,
-            mtu: None,
-            bindings: rec
-                .ports
-                .iter()
-                .map(|r| PortBinding {
-                    bind_ip: Ipv4Addr::UNSPECIFIED,
-                    protocol: r.protocol,
-                    host_port: r.host_port,
-                    container_port: r.container_port,
-                })
-                .collect(),
-            unpublished: Vec::new(),
-            hosts_file: None,
-            resolv_conf: None,
-            egress: false,
-        };
-        let Some(ns_path) = &rec.netns else {
-            return Ok(tn); // host mode
-        };
-
-        let pin = format!("{}-{task}", self.cfg.netns_prefix);
-        match &spec.adopt_netns {
-            Some(source) => nsfs::adopt(&self.cfg.netns_dir, &pin, source),
-            None => nsfs::create(&self.cfg.netns_dir, &pin),
-        }
-        .map_err(|source| Error::Netns { task: t(), source })?;
-
-        if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
-            let subnet = self.cfg.subnet;
-            let mut host = netlink::Netlink::open().map_err(nl_err)?;
-            let br = match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
-                Some(i) => i,
-                None => {
-                    let i = host
-                        .ensure_bridge(&self.cfg.bridge, mac_for(subnet.gateway()))
-                        .map_err(nl_err)?;
-                    host.add_addr(i, subnet.gateway(), subnet.prefix())
-                        .map_err(nl_err)?;
-                    // Ref: DNAT of 127.0.0.1:<hostPort> sends packets from 127.0.0.1 out
-                    // the bridge; the kernel drops such "martians" unless route_localnet.
-                    write_sysctl(
-                        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
-                        "1",
-                    )?;
-                    info!(bridge = %self.cfg.bridge, gateway = %subnet.gateway(), "created bridge");
-                    i
-                }
-            };
-            let mtu = self.host_mtu(&mut host);
-            let mac = mac_for(ip);
-            let ns = nsfs::open(ns_path).map_err(|source| Error::Netns { task: t(), source })?;
-            host.add_veth(veth, br, mtu, "eth0", mac, std::os::fd::AsFd::as_fd(&ns))
-                .map_err(nl_err)?;
-            drop(ns);
-            host_port_without_ipv6(task, veth);
-            if let Some(d) = self.cfg.pause_mid_setup {
-                std::thread::sleep(d);
-            }
-            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
-            inner.set_up(1).map_err(nl_err)?;
-            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
-            let eth0 = inner.link_index("eth0").map_err(nl_err)?.ok_or_else(|| {
-                nl_err(NetlinkError::Request {
-                    what: "find eth0 inside the task namespace".into(),
-                    source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
-                })
-            })?;
-            inner.set_up(eth0).map_err(nl_err)?;
-            inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
-            inner.add_default_route(subnet.gateway()).map_err(nl_err)?;
-            if rec.nft_ports {
-                self.nft_apply(
-                    &nfnl::publish_ops(ip, &rec.ports),
-                    &format!("publish ports in table ip {}", self.table),
-                )
-                .map_err(|source| Error::Nft { task: t(), source })?;
-            }
-            tn.prefix_len = Some(subnet.prefix());
-            tn.gateway = Some(subnet.gateway());
-            tn.mac = Some(mac_string(mac));
-            tn.private_dns_name = Some(ipam::host_name(ip));
-            tn.mtu = Some(mtu);
-            tn.egress = self.nft.is_ok();
-            if let Err(reason) = &self.nft {
-                warn!(task, reason = %reason, "nftables unavailable: task runs without egress NAT");
-            }
-            debug!(task, %veth, %ip, mtu, "veth and addresses configured");
-        } else {
-            // none mode: loopback only (and the metadata address on it).
-            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
-            inner.set_up(1).map_err(nl_err)?;
-            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
-        }
-
-        let dir = rec
-            .files
-            .as_ref()
-            .expect("namespaced tasks have a files dir");
-        let files_err = |source| Error::Files { task: t(), source };
-        std::fs::create_dir_all(dir).map_err(|source| {
-            files_err(FilesError::Write {
-                path: dir.clone(),
-                source,
-            })
-        })?;
-        let own = rec.ip.map(|ip| (ip, ipam::host_name(ip)));
-        let hosts = files::hosts(
-            own.as_ref().map(|(ip, n)| (*ip, n.as_str())),
-            &spec.extra_hosts,
-        );
-        let hosts_path = dir.join("hosts");
-        files::write(&hosts_path, &hosts).map_err(files_err)?;
-        let (resolv, fell_back) = files::resolv_conf(
-            &self.cfg.host_resolv,
-            &spec.dns_servers,
-            &spec.dns_search_domains,
-        )
-        .map_err(files_err)?;
-        if fell_back {
-            warn!(
-                task,
-                "the host has only loopback resolvers; the task uses 8.8.8.8 and 8.8.4.4"
-            );
-        }
-        let resolv_path = dir.join("resolv.conf");
-        files::write(&resolv_path, &resolv).map_err(files_err)?;
-        tn.hosts_file = Some(hosts_path);
-        tn.resolv_conf = Some(resolv_path);
-        Ok(tn)
     }
 
     /// Removes task `task`'s network: namespace (the kernel then frees the veth pair),

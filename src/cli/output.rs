@@ -54,7 +54,16 @@ pub fn timeline(t: &TaskRow, containers: &[ContainerRow], phases: &[PhaseRow]) -
         "RAN",
         "STOP",
     ]);
-    let network = phase("", "network");
+    // The network's first half runs before the pull; its configuration (links, addresses,
+    // routes, ports) beside the pull, rootfs and create: the column is their sum, the
+    // line under the table says when the configuration ran.
+    let config = phases
+        .iter()
+        .find(|p| p.container.is_empty() && p.phase == "network-config");
+    let network = match (phase("", "network"), config) {
+        (Some(a), Some(c)) => Some(a + c.ended_at_us - c.started_at_us),
+        (a, c) => a.or(c.map(|c| c.ended_at_us - c.started_at_us)),
+    };
     for c in containers {
         let ran = match (c.started_at, c.finished_at.or(t.execution_stopped_at)) {
             (Some(a), Some(b)) => Some((b - a) * 1000),
@@ -82,6 +91,15 @@ pub fn timeline(t: &TaskRow, containers: &[ContainerRow], phases: &[PhaseRow]) -
     for line in tbl.to_string().lines() {
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    if let Some(c) = config {
+        out.push_str(&format!(
+            "network configuration: {}, beside the pull, rootfs and create (from {} to {} \
+             after createdAt)\n",
+            duration_us(c.ended_at_us - c.started_at_us),
+            duration_us(c.started_at_us - created_us),
+            duration_us(c.ended_at_us - created_us)
+        ));
     }
     let mut milestones = Vec::new();
     if let Some(v) = since_created(t.started_at) {
@@ -174,6 +192,28 @@ mod tests {
             lines[3],
             "task (from createdAt): RUNNING at 50.0 ms, stopping at 1.00 s, teardown 90.0 ms, \
              STOPPED at 1.10 s"
+        );
+
+        // The network configured beside the pull and create: NETWORK is both halves, and
+        // a line says when the second one ran.
+        let phases = [
+            p("", "network", 1_001_000, 1_001_500),
+            p("", "network-config", 1_001_600, 1_004_100),
+            p("app", "pull", 1_001_600, 1_003_600),
+            p("app", "create", 1_004_000, 1_013_000),
+        ];
+        let c = ContainerRow {
+            name: "app".into(),
+            ..Default::default()
+        };
+        let out = timeline(&t, &[c], &phases);
+        let lines: Vec<&str> = out.lines().collect();
+        let row: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&row[..5], ["app", "2.0", "ms", "3.0", "ms"], "{out}");
+        assert_eq!(
+            lines[3],
+            "network configuration: 2.5 ms, beside the pull, rootfs and create (from 1.6 ms to \
+             4.1 ms after createdAt)"
         );
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 mod images;
 mod steps;
 mod teardown;
+mod wiring;
 
 use steps::SpecStepError;
 use teardown::delete_when_free;
@@ -99,6 +100,9 @@ pub struct Executor {
     rt: Option<Runtime>,
     net: Box<dyn TaskNetwork>,
     attachment: Option<Attachment>,
+    /// The network's wiring and the metadata endpoint's start, on a thread beside the
+    /// launch until the first container starts (`wiring`).
+    wiring: Option<wiring::Beside>,
     task_cgroup: bool,
     warnings: Vec<String>,
     /// The host ids of the task's user namespace, when it has one (`crate::supervisor::isolation::userns`).
@@ -280,6 +284,7 @@ impl Executor {
             rt: None,
             net,
             attachment: None,
+            wiring: None,
             task_cgroup: false,
             last_event: Instant::now(),
             released: false,
@@ -378,6 +383,12 @@ impl Executor {
             self.request_stop(StopCode::TaskFailedToStart, "Task failed to start");
         }
         self.drive();
+        // A task stopped before its first container started: the wiring ends before
+        // teardown removes what it made.
+        if let Err(why) = self.join_wiring() {
+            tracing::warn!(task_id = %self.task.id, reason = %why, "the task network failed while the task stopped");
+            self.warnings.push(format!("network: {why}"));
+        }
         let scratch = self.deprovision();
         tracing::info!(task_id = %self.task.id, stop_code = ?self.task.stop_code,
             reason = ?self.task.stopped_reason, "task stopped");
@@ -447,9 +458,19 @@ impl Executor {
         });
     }
 
-    /// Container `idx` never runs (again): the task stops if it is essential.
+    /// Container `idx` never runs (again): the task stops if it is essential. While the
+    /// network is wired beside, its failure is the reason (`wiring`).
     fn fail_container(&mut self, idx: usize, why: String) {
-        self.feed(machine::Event::StartFailed { idx, reason: why });
+        match self.join_wiring() {
+            Ok(()) => self.feed(machine::Event::StartFailed { idx, reason: why }),
+            Err(net) => {
+                self.feed(machine::Event::StartFailed {
+                    idx,
+                    reason: net.clone(),
+                });
+                self.fail_all(&net);
+            }
+        }
     }
 
     /// Does what the machine asks for; true once the task is done.
@@ -769,24 +790,27 @@ impl Executor {
             self.fail_all(&why.to_string());
             return false;
         }
+        // The network's first half: what a container needs before its create. The rest
+        // (links, addresses, routes, ports) is wired beside the launch (`wiring`).
         let t0 = now_us();
         let adopt = self.namespaces.net_namespace();
-        let mut net = self.net.setup(&task_id, mode, adopt.as_deref());
+        let mut net = self.net.prepare(&task_id, mode, adopt.as_deref());
         if net.as_ref().is_err_and(|e| e.held_by_another_task()) && self.finish_dead_tasks() {
-            net = self.net.setup(&task_id, mode, adopt.as_deref());
+            net = self.net.prepare(&task_id, mode, adopt.as_deref());
         }
         self.phase(None, "network", t0);
-        match net {
-            Ok(a) => {
+        let wiring = match net {
+            Ok((a, w)) => {
                 self.warnings.extend(a.warnings.iter().cloned());
                 self.attachment = Some(a);
+                w
             }
             Err(e) => {
                 let why = format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e));
                 self.fail_all(&why);
                 return false;
             }
-        }
+        };
         // From here on, the task's mounts go into a mount namespace of this supervisor's
         // (its netns pin is in the host's table now): the host's table, which libcontainer
         // reads several times per container, stays the same size however many tasks run.
@@ -794,6 +818,16 @@ impl Executor {
         if let Err(e) = crate::supervisor::isolation::mountns::enter(pin.as_deref()) {
             tracing::warn!(task_id = %task_id, error = %error_chain(&e),
                 "the task's mounts stay in the host's mount namespace");
+        }
+        // After the mount namespace: the thread starts in it (and finds the pin there).
+        if let Some(w) = wiring {
+            match wiring::spawn(w, &task_id) {
+                Ok(b) => self.wiring = Some(b),
+                Err(e) => {
+                    self.fail_all(&error_chain(&e));
+                    return false;
+                }
+            }
         }
         crate::task::test_pause(&self.paths.run_dir, "network");
         self.task.last_status = LastStatus::Pending;
@@ -815,8 +849,12 @@ impl Executor {
                 host_credentials: self.opts.host_credentials,
                 host_execution_credentials: self.opts.host_execution_credentials,
             });
-        if let Err(why) = inside {
-            self.fail_all(&why.to_string());
+        let endpoint = match inside {
+            Ok(pending) => pending.map(|p| self.start_endpoint(p)),
+            Err(why) => Some(Err(why.to_string())),
+        };
+        if let Some(Err(why)) = endpoint {
+            self.fail_all(&why);
             return false;
         }
         self.drain_events();
@@ -946,11 +984,11 @@ impl Executor {
         true
     }
 
-    /// Every container that has not run gets `why`; the task fails to start with it.
+    /// Every container that has not run gets `why`; the task fails to start with it. While
+    /// the network is wired beside, its failure is the reason (`wiring`).
     fn fail_all(&mut self, why: &str) {
-        self.feed(machine::Event::ProvisionFailed {
-            reason: why.to_string(),
-        });
+        let reason = self.join_wiring().err().unwrap_or_else(|| why.to_string());
+        self.feed(machine::Event::ProvisionFailed { reason });
     }
 
     /// Runs the task's containers to their end as the machine says: starts in dependsOn
@@ -1107,6 +1145,15 @@ impl Executor {
         } else {
             self.attachment.as_ref().and_then(|a| a.netns.clone())
         };
+        // A net.* sysctl is written into the namespace at create: its links must be there
+        // (eth0's own keys, the defaults eth0 would inherit), as they are under ECS.
+        if !no_network
+            && spec.sysctls.iter().any(|(k, _)| k.starts_with("net."))
+            && let Err(why) = self.join_wiring()
+        {
+            self.fail_container(idx, why.clone());
+            return self.fail_all(&why);
+        }
         let rt = self.rt.as_ref().expect("runtime set in provision");
         let t0 = now_us();
         let created = rt.create(
@@ -1142,6 +1189,16 @@ impl Executor {
                 }
                 return self.fail_container(idx, why);
             }
+        }
+        // The network's wiring and the endpoint, before any of the task's code runs.
+        if let Err(why) = self.join_wiring() {
+            if let Ok(c) = Arc::try_unwrap(container)
+                && let Err(d) = c.delete()
+            {
+                self.warnings.push(format!("teardown: {}", error_chain(&d)));
+            }
+            self.fail_container(idx, why.clone());
+            return self.fail_all(&why);
         }
         let t0 = now_us();
         let started = container.start();

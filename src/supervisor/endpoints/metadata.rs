@@ -952,8 +952,10 @@ fn task_meta(snap: &Snapshot, with_tags: bool) -> Value {
 }
 
 /// Everything "inside the task" the executor drives: secrets, the credentials id, the
-/// endpoint. The executor calls [`Inside::provision`] once the network exists,
-/// [`Inside::env`] / [`Inside::secrets`] for each container, [`Inside::stop`] in teardown.
+/// endpoint. The executor calls [`Inside::provision`] once the network exists (and, in a
+/// task namespace, starts the endpoint it returns once `lo` has its address:
+/// [`PendingEndpoint::start`], [`Inside::serving`]), [`Inside::env`] / [`Inside::secrets`]
+/// for each container, [`Inside::stop`] in teardown.
 #[derive(Default)]
 pub struct Inside {
     /// The container env the ECS agent adds for the credentials endpoint.
@@ -1012,11 +1014,33 @@ pub struct Settings<'a> {
     pub host_execution_credentials: bool,
 }
 
+/// The endpoint of a task with a namespace of its own, made but not yet listening: it
+/// listens on 169.254.170.2, which the network's wiring puts on the namespace's `lo`.
+pub struct PendingEndpoint {
+    netns: PathBuf,
+    endpoint: Option<Endpoint>,
+}
+
+impl PendingEndpoint {
+    /// Starts serving ([`Server::start`]); `None` once started. The path stays here, so
+    /// a thread that starts the endpoint frees nothing the caller's thread allocated but
+    /// on failure.
+    pub fn start(&mut self) -> Option<Result<Server, ProvisionError>> {
+        let ep = self.endpoint.take()?;
+        Some(Server::start(&self.netns, ep).map_err(ProvisionError::Endpoint))
+    }
+}
+
 impl Inside {
     /// Resolves the secrets, registry credentials and S3 environment files (with the
-    /// execution identity, as ECS does in one step before the pulls) and starts the
-    /// endpoint; `Err` is the task's stopped reason.
-    pub fn provision(&mut self, s: Settings<'_>) -> Result<(), ProvisionError> {
+    /// execution identity, as ECS does in one step before the pulls) and makes the
+    /// endpoint: started on the host's loopback in host mode; returned, to start once the
+    /// task namespace's `lo` has its address, otherwise. `Err` is the task's stopped
+    /// reason.
+    pub fn provision(
+        &mut self,
+        s: Settings<'_>,
+    ) -> Result<Option<PendingEndpoint>, ProvisionError> {
         let containers = s.def.container_definitions.as_ref().map_or(0, Vec::len);
         self.live = Arc::new(Live {
             restarts: (0..containers).map(|_| AtomicU32::new(0)).collect(),
@@ -1053,14 +1077,21 @@ impl Inside {
         );
         self.creds_uri = Some(creds.relative_uri());
         let ep = Endpoint::new(s.root, &s.task.id, s.region, creds, self.live.clone());
-        let started = match s.netns {
-            Some(netns) => Server::start(netns, ep).map(|s| (s, None)),
-            None => Server::start_loopback(ep).map(|(s, base)| (s, Some(base))),
-        };
-        let (server, base) = started.map_err(ProvisionError::Endpoint)?;
+        if let Some(netns) = s.netns {
+            return Ok(Some(PendingEndpoint {
+                netns: netns.to_path_buf(),
+                endpoint: Some(ep),
+            }));
+        }
+        let (server, base) = Server::start_loopback(ep).map_err(ProvisionError::Endpoint)?;
         self.server = Some(server);
-        self.base = base;
-        Ok(())
+        self.base = Some(base);
+        Ok(None)
+    }
+
+    /// The endpoint [`Inside::provision`] returned, now serving.
+    pub fn serving(&mut self, server: Server) {
+        self.server = Some(server);
     }
 
     /// The endpoint's base URL as containers reach it, for [`crate::supervisor::spec::ecs_env`].

@@ -58,6 +58,8 @@ pub enum NetworkError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error("the thread that configured the network of task {task} panicked")]
+    WiringPanicked { task: String },
     #[error("failed to write the hosts file of task {task}")]
     Hosts {
         task: String,
@@ -152,12 +154,24 @@ pub fn open(
         // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
         // binary instead; a path that does not exist runs tasks as on a host without nftables.
         nft: crate::config::get().nft.clone(),
+        pause_before_wiring: test_network_delay(),
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
         bridge: bridge.into(),
         source,
     })
+}
+
+/// `MINIFARGATE_TEST_NETWORK_DELAY` (a test hook, src/config.rs).
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
+fn test_network_delay() -> Option<std::time::Duration> {
+    crate::config::hooks().test_network_delay
+}
+
+#[cfg(not(any(debug_assertions, feature = "test-hooks")))]
+fn test_network_delay() -> Option<std::time::Duration> {
+    None
 }
 
 fn crate_mode(m: NetworkMode) -> netns::NetworkMode {
@@ -489,18 +503,63 @@ pub struct Attachment {
     pub warnings: Vec<String>,
 }
 
-/// Sets up and tears down a task's network.
+/// Sets up and tears down a task's network, in two halves: [`TaskNetwork::prepare`] makes
+/// what a container needs before it is created (the namespace, the address, the files it
+/// bind-mounts) and hands back the rest, a [`Wiring`] (links, addresses, routes, published
+/// ports) that may run on another thread while the containers are created;
+/// [`TaskNetwork::finish`] records how it went.
 pub trait TaskNetwork {
     /// `adopt`: the task's network namespace, made by its holder inside the task's user
-    /// namespace, to pin instead of creating one.
-    fn setup(
+    /// namespace, to pin instead of creating one. The wiring is `None` when nothing is left
+    /// to do (host mode).
+    fn prepare(
         &mut self,
         task_id: &str,
         mode: NetworkMode,
         adopt: Option<&Path>,
-    ) -> Result<Attachment, NetworkError>;
-    /// Removes everything `setup` made; every step runs, every error is returned.
+    ) -> Result<(Attachment, Option<Wiring>), NetworkError>;
+    /// Records what the wiring did: ATTACHED, or FAILED (its own error is the caller's to
+    /// report; `Err` here is the store's).
+    fn finish(
+        &mut self,
+        task_id: &str,
+        wired: Result<&netns::TaskNetwork, &NetworkError>,
+    ) -> Result<(), NetworkError>;
+    /// Removes everything `prepare` and the wiring made; every step runs, every error is
+    /// returned.
     fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
+}
+
+/// The second half of a task's network step ([`TaskNetwork::prepare`]): runs on any
+/// thread. It borrows what it works on and returns it with the result ([`Wired`]), so
+/// the thread that runs it frees nothing the launch's thread allocated (see
+/// `crate::supervisor::executor` on why that matters during a container's create).
+pub struct Wiring {
+    net: std::sync::Arc<netns::Network>,
+    prepared: netns::PreparedTask,
+}
+
+/// What [`Wiring::run`] did, and what it worked on, to drop where it came from.
+pub struct Wired {
+    pub result: Result<netns::TaskNetwork, NetworkError>,
+    /// The wiring itself, handed back.
+    pub wiring: Wiring,
+}
+
+impl Wiring {
+    /// The task's veth pair, addresses, routes and published ports (`netns`'s
+    /// `wire_task`); on failure everything of the task's network is gone, as after a
+    /// failed setup.
+    pub fn run(self) -> Wired {
+        let result = self
+            .net
+            .wire_task(&self.prepared)
+            .map_err(NetworkError::Setup);
+        Wired {
+            result,
+            wiring: self,
+        }
+    }
 }
 
 /// The real network step, run by the task's supervisor.
@@ -509,7 +568,7 @@ pub struct NetworkStep {
     run_root: PathBuf,
     def: TaskDefinition,
     region: String,
-    net: Option<netns::Network>,
+    net: Option<std::sync::Arc<netns::Network>>,
     row: Option<NetworkRow>,
 }
 
@@ -540,12 +599,12 @@ impl NetworkStep {
             })
     }
 
-    fn try_setup(
+    fn try_prepare(
         &mut self,
         task: &str,
         mode: NetworkMode,
         adopt: Option<&Path>,
-    ) -> Result<Attachment, NetworkError> {
+    ) -> Result<(Attachment, Option<Wiring>), NetworkError> {
         let (mut spec, owners, dns) = task_spec(&self.def, mode)?;
         spec.adopt_netns = adopt.map(Path::to_path_buf);
         let row = self.row.as_ref().expect("row set by setup");
@@ -553,10 +612,11 @@ impl NetworkStep {
             (Some(b), Some(s)) => Settings::parse(b, s)?,
             _ => Settings::configured(),
         };
-        let net = open(&self.run_root, &settings.bridge, settings.subnet)?;
+        let net = std::sync::Arc::new(open(&self.run_root, &settings.bridge, settings.subnet)?);
         let started = Instant::now();
-        let tn = net.setup_task(task, &spec)?;
-        self.net = Some(net);
+        let prepared = net.prepare_task(task, &spec)?;
+        let tn = prepared.network().clone();
+        self.net = Some(net.clone());
         let mut a = Attachment::default();
         let private_dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
         let files_err = |source| NetworkError::Hosts {
@@ -692,21 +752,28 @@ impl NetworkStep {
         };
         tracing::debug!(task_id = %task, %mode, ip = ?recorded.net.ip,
             setup_ms = started.elapsed().as_secs_f64() * 1000.0, "task network set up");
+        let wiring = prepared.needs_wiring().then_some(Wiring { net, prepared });
         let row = self.row.as_mut().expect("row set by setup");
         row.network = Some(recorded);
-        row.attachment_status = AttachmentStatus::Attached;
+        // ATTACHING until the wiring is done: the address and names are the task's
+        // already (describe-tasks shows them while the images are pulled).
+        row.attachment_status = if wiring.is_some() {
+            AttachmentStatus::Attaching
+        } else {
+            AttachmentStatus::Attached
+        };
         self.save(task)?;
-        Ok(a)
+        Ok((a, wiring))
     }
 }
 
 impl TaskNetwork for NetworkStep {
-    fn setup(
+    fn prepare(
         &mut self,
         task: &str,
         mode: NetworkMode,
         adopt: Option<&Path>,
-    ) -> Result<Attachment, NetworkError> {
+    ) -> Result<(Attachment, Option<Wiring>), NetworkError> {
         // The row is written before anything is made, so a dead supervisor's network can
         // always be found again (by reconcile) from the store.
         let row = match self.store.with(|s| s.task_network(task)) {
@@ -724,7 +791,7 @@ impl TaskNetwork for NetworkStep {
             ..row
         });
         self.save(task)?;
-        let r = self.try_setup(task, mode, adopt);
+        let r = self.try_prepare(task, mode, adopt);
         if r.is_err()
             && let Some(row) = self.row.as_mut()
         {
@@ -732,6 +799,26 @@ impl TaskNetwork for NetworkStep {
             let _ = self.save(task);
         }
         r
+    }
+
+    fn finish(
+        &mut self,
+        task: &str,
+        wired: Result<&netns::TaskNetwork, &NetworkError>,
+    ) -> Result<(), NetworkError> {
+        let Some(row) = self.row.as_mut() else {
+            return Ok(());
+        };
+        match wired {
+            Ok(tn) => {
+                if let Some(r) = row.network.as_mut() {
+                    r.net.mtu = tn.mtu;
+                }
+                row.attachment_status = AttachmentStatus::Attached;
+            }
+            Err(_) => row.attachment_status = AttachmentStatus::Failed,
+        }
+        self.save(task)
     }
 
     fn teardown(&mut self, task: &str) -> Vec<NetworkError> {
@@ -753,7 +840,11 @@ impl TaskNetwork for NetworkStep {
         tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
             "task network torn down");
         if let Some(row) = self.row.as_mut() {
-            row.attachment_status = AttachmentStatus::Deleted;
+            // A network that failed stays FAILED (as one that failed before anything was
+            // made for it, which teardown does not see).
+            if row.attachment_status != AttachmentStatus::Failed {
+                row.attachment_status = AttachmentStatus::Deleted;
+            }
             if let Err(e) = self.save(task) {
                 errors.push(e);
             }

@@ -492,7 +492,8 @@ function explain(text, anchor) {
     if (!rows.length) return h('p', { class: 'muted' }, 'No phases recorded yet.');
     const order = (r) => (tl.containers || []).indexOf(r.label.split(' · ')[0]);
     // Per container in launch order: pull, rootfs, create, start, healthy, ran, stop.
-    const PHASES = ['network', 'namespaces', 'pull', 'rootfs', 'create', 'start', 'healthy', 'ran', 'stop', 'teardown'];
+    // network-config: the network's wiring, beside the pull, rootfs and create.
+    const PHASES = ['network', 'network-config', 'namespaces', 'pull', 'rootfs', 'create', 'start', 'healthy', 'ran', 'stop', 'teardown'];
     const rank = (r) => { const i = PHASES.indexOf(r.phase); return i < 0 ? PHASES.length : i; };
     rows.sort((a, b) => (order(a) - order(b)) || (rank(a) - rank(b)) || (a.s - b.s));
     const ms = tl.milestones || {};
@@ -511,7 +512,7 @@ function explain(text, anchor) {
       const e = r.e === null || r.e === undefined ? end : r.e;
       const known = ['pull', 'network', 'rootfs', 'create', 'start', 'healthy', 'stop', 'ran', 'teardown'];
       svg.append(sv('text', { x: 4, y: y + 12 }, r.label),
-        sv('rect', { class: 'ph-' + (known.includes(r.phase) ? r.phase : 'other'), x: x(r.s), y: y + 2, width: Math.max(2, x(e) - x(r.s)), height: RH - 5 },
+        sv('rect', { class: 'ph-' + (r.phase === 'network-config' ? 'network' : known.includes(r.phase) ? r.phase : 'other'), x: x(r.s), y: y + 2, width: Math.max(2, x(e) - x(r.s)), height: RH - 5 },
           sv('title', {}, r.label + ': ' + secs(r.s) + ' → ' + (r.open ? 'now' : secs(e)) + ' (' + secs(e - r.s) + ')')),
         sv('text', { x: Math.min(x(e) + 3, W - R + 2), y: y + 12 }, r.open ? 'running' : secs(e - r.s)));
     });

@@ -1,0 +1,189 @@
+//! The two halves of a task's network setup ([`Network::prepare_task`]'s pinning and
+//! files, [`Network::wire_task`]'s links, addresses, routes and ports).
+
+use crate::state::TaskRecord;
+use crate::{
+    Error, FilesError, METADATA_ADDRESS, NetlinkError, Network, PortBinding, TaskNetwork, TaskSpec,
+    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs, write_sysctl,
+};
+use std::net::Ipv4Addr;
+use tracing::{debug, info, warn};
+
+impl Network {
+    /// [`Network::prepare_task`]'s part once the reservations are recorded: the namespace
+    /// pinned (made, or `spec.adopt_netns` adopted) and the task's hosts and resolv.conf
+    /// files; the returned network is complete but for [`TaskNetwork::mtu`], which
+    /// [`Network::wire`] reads with the links.
+    pub(crate) fn pin(
+        &self,
+        task: &str,
+        spec: &TaskSpec,
+        rec: &TaskRecord,
+    ) -> Result<TaskNetwork, Error> {
+        let t = || task.to_string();
+        let mut tn = TaskNetwork {
+            task_id: t(),
+            mode: spec.mode,
+            netns_path: rec.netns.clone(),
+            ip: rec.ip,
+            prefix_len: None,
+            gateway: None,
+            mac: None,
+            private_dns_name: None,
+            mtu: None,
+            bindings: rec
+                .ports
+                .iter()
+                .map(|r| PortBinding {
+                    bind_ip: Ipv4Addr::UNSPECIFIED,
+                    protocol: r.protocol,
+                    host_port: r.host_port,
+                    container_port: r.container_port,
+                })
+                .collect(),
+            unpublished: Vec::new(),
+            hosts_file: None,
+            resolv_conf: None,
+            egress: false,
+        };
+        if rec.netns.is_none() {
+            return Ok(tn); // host mode
+        }
+
+        let pin = format!("{}-{task}", self.cfg.netns_prefix);
+        match &spec.adopt_netns {
+            Some(source) => nsfs::adopt(&self.cfg.netns_dir, &pin, source),
+            None => nsfs::create(&self.cfg.netns_dir, &pin),
+        }
+        .map_err(|source| Error::Netns { task: t(), source })?;
+
+        if let (Some(ip), Some(_)) = (rec.ip, &rec.veth) {
+            let subnet = self.cfg.subnet;
+            tn.prefix_len = Some(subnet.prefix());
+            tn.gateway = Some(subnet.gateway());
+            tn.mac = Some(mac_string(mac_for(ip)));
+            tn.private_dns_name = Some(ipam::host_name(ip));
+            tn.egress = self.nft.is_ok();
+            if let Err(reason) = &self.nft {
+                warn!(task, reason = %reason, "nftables unavailable: task runs without egress NAT");
+            }
+        }
+
+        let dir = rec
+            .files
+            .as_ref()
+            .expect("namespaced tasks have a files dir");
+        let files_err = |source| Error::Files { task: t(), source };
+        std::fs::create_dir_all(dir).map_err(|source| {
+            files_err(FilesError::Write {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+        let own = rec.ip.map(|ip| (ip, ipam::host_name(ip)));
+        let hosts = files::hosts(
+            own.as_ref().map(|(ip, n)| (*ip, n.as_str())),
+            &spec.extra_hosts,
+        );
+        let hosts_path = dir.join("hosts");
+        files::write(&hosts_path, &hosts).map_err(files_err)?;
+        let (resolv, fell_back) = files::resolv_conf(
+            &self.cfg.host_resolv,
+            &spec.dns_servers,
+            &spec.dns_search_domains,
+        )
+        .map_err(files_err)?;
+        if fell_back {
+            warn!(
+                task,
+                "the host has only loopback resolvers; the task uses 8.8.8.8 and 8.8.4.4"
+            );
+        }
+        let resolv_path = dir.join("resolv.conf");
+        files::write(&resolv_path, &resolv).map_err(files_err)?;
+        tn.hosts_file = Some(hosts_path);
+        tn.resolv_conf = Some(resolv_path);
+        Ok(tn)
+    }
+
+    /// [`Network::wire_task`]'s steps: the links, addresses, routes and published ports of
+    /// the namespace [`Network::pin`] pinned (`lo` with the metadata address only, in
+    /// none mode); sets `tn.mtu`.
+    pub(crate) fn wire(
+        &self,
+        task: &str,
+        rec: &TaskRecord,
+        tn: &mut TaskNetwork,
+    ) -> Result<(), Error> {
+        let t = || task.to_string();
+        let nl_err = |source| Error::Netlink { task: t(), source };
+        let Some(ns_path) = &rec.netns else {
+            return Ok(()); // host mode
+        };
+        if let Some(d) = self.cfg.pause_before_wiring {
+            std::thread::sleep(d);
+        }
+        if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
+            if self.nft.is_ok() {
+                self.ensure_table(task)?;
+            }
+            let subnet = self.cfg.subnet;
+            let mut host = netlink::Netlink::open().map_err(nl_err)?;
+            let br = match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
+                Some(i) => i,
+                None => {
+                    let i = host
+                        .ensure_bridge(&self.cfg.bridge, mac_for(subnet.gateway()))
+                        .map_err(nl_err)?;
+                    host.add_addr(i, subnet.gateway(), subnet.prefix())
+                        .map_err(nl_err)?;
+                    // Ref: DNAT of 127.0.0.1:<hostPort> sends packets from 127.0.0.1 out
+                    // the bridge; the kernel drops such "martians" unless route_localnet.
+                    write_sysctl(
+                        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
+                        "1",
+                    )?;
+                    info!(bridge = %self.cfg.bridge, gateway = %subnet.gateway(), "created bridge");
+                    i
+                }
+            };
+            let mtu = self.host_mtu(&mut host);
+            let mac = mac_for(ip);
+            let ns = nsfs::open(ns_path).map_err(|source| Error::Netns { task: t(), source })?;
+            host.add_veth(veth, br, mtu, "eth0", mac, std::os::fd::AsFd::as_fd(&ns))
+                .map_err(nl_err)?;
+            drop(ns);
+            host_port_without_ipv6(task, veth);
+            if let Some(d) = self.cfg.pause_mid_setup {
+                std::thread::sleep(d);
+            }
+            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
+            inner.set_up(1).map_err(nl_err)?;
+            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
+            let eth0 = inner.link_index("eth0").map_err(nl_err)?.ok_or_else(|| {
+                nl_err(NetlinkError::Request {
+                    what: "find eth0 inside the task namespace".into(),
+                    source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+                })
+            })?;
+            inner.set_up(eth0).map_err(nl_err)?;
+            inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
+            inner.add_default_route(subnet.gateway()).map_err(nl_err)?;
+            if rec.nft_ports {
+                self.nft_apply(
+                    &nfnl::publish_ops(ip, &rec.ports),
+                    &format!("publish ports in table ip {}", self.table),
+                )
+                .map_err(|source| Error::Nft { task: t(), source })?;
+            }
+            tn.mtu = Some(mtu);
+            debug!(task, %veth, %ip, mtu, "veth and addresses configured");
+        } else {
+            // none mode: loopback only (and the metadata address on it).
+            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
+            inner.set_up(1).map_err(nl_err)?;
+            inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
+        }
+        Ok(())
+    }
+}
