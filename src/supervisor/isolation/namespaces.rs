@@ -148,6 +148,11 @@ impl TaskNamespaces {
         spec.namespaces.user = self.user_namespace();
     }
 
+    /// Whether a holder process runs (shared pid or ipc namespaces, or the user namespace).
+    pub fn has_holder(&self) -> bool {
+        self.holder.is_some()
+    }
+
     /// Kills the holder, and with it every process left in a shared pid namespace (also
     /// those an exited container's main process left behind). Teardown's first step.
     pub fn kill(&mut self) -> Result<(), runtime::HolderError> {
