@@ -373,7 +373,7 @@ impl Executor {
     /// the task done ([`remove_scratch`]): on this host's ext4, freeing their blocks
     /// waits for a discard each (~1 ms per task).
     #[must_use = "the scratch dirs are to be removed (remove_scratch)"]
-    pub fn run(mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
+    pub fn run(&mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
         tracing::info!(task_id = %self.task.id, "task provisioning");
         if self.provision(network_mode, def) {
             self.machine.handle(self.now(), machine::Event::Provisioned);
