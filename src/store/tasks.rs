@@ -219,11 +219,26 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a new task with its containers in one transaction.
+    /// Inserts a new task with its containers in one transaction (the tests' shorthand
+    /// for [`Store::insert_launch`]).
+    #[cfg(test)]
     pub fn insert_task(
         &mut self,
         t: &TaskRow,
         containers: &[ContainerRow],
+    ) -> Result<(), StoreError> {
+        self.insert_launch(None, t, containers, None)
+    }
+
+    /// As [`Store::insert_task`], and in the same transaction: the task's cluster made
+    /// unless it exists (`cluster`: its name, ARN and creation time; RunTask on `default`
+    /// creates it, like ECS) and the task's network row. Nothing is written if any fails.
+    pub fn insert_launch(
+        &mut self,
+        cluster: Option<(&str, &str, i64)>,
+        t: &TaskRow,
+        containers: &[ContainerRow],
+        network: Option<&super::NetworkRow>,
     ) -> Result<(), StoreError> {
         let definition = to_json("tasks", "definition", &t.id, &t.definition)?;
         let overrides = to_json("tasks", "overrides", &t.id, &t.overrides)?;
@@ -231,6 +246,13 @@ impl Store {
         let tags = to_json("tasks", "tags", &t.id, &t.tags)?;
         let launch = to_json("tasks", "launch", &t.id, &t.launch)?;
         let tx = self.write_tx("insert a task")?;
+        if let Some((name, arn, now_ms)) = cluster {
+            tx.execute(
+                "INSERT OR IGNORE INTO clusters (name, arn, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![name, arn, now_ms],
+            )
+            .map_err(q("create a cluster"))?;
+        }
         tx.execute(
             &format!(
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
@@ -275,6 +297,9 @@ impl Store {
         .map_err(q("insert a task"))?;
         for c in containers {
             insert_container(&tx, c)?;
+        }
+        if let Some(n) = network {
+            super::network::upsert_network(&tx, n)?;
         }
         tx.commit().map_err(q("insert a task"))
     }
