@@ -23,6 +23,23 @@ pub struct NetworkRow {
 }
 
 impl Store {
+    /// Inserts a new task with its containers ([`Store::insert_task`]), its cluster unless
+    /// it exists (`cluster`: name, ARN, creation time) and its network row `network`, in
+    /// one transaction: RunTask's writes before its supervisor starts. Nothing is written
+    /// if any fails.
+    pub fn insert_launch(
+        &mut self,
+        cluster: Option<(&str, &str, i64)>,
+        t: &super::TaskRow,
+        containers: &[super::ContainerRow],
+        network: &NetworkRow,
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx("insert a task")?;
+        super::tasks::insert_task_rows(&tx, cluster, t, containers)?;
+        upsert_network(&tx, network)?;
+        tx.commit().map_err(q("insert a task"))
+    }
+
     /// Records (or replaces) a task's network row.
     pub fn save_network(&mut self, n: &NetworkRow) -> Result<(), StoreError> {
         upsert_network(&self.conn, n)
@@ -55,10 +72,7 @@ impl Store {
 }
 
 /// Writes network row `n` with `conn` (a transaction of the caller's, or none).
-pub(super) fn upsert_network(
-    conn: &rusqlite::Connection,
-    n: &NetworkRow,
-) -> Result<(), StoreError> {
+fn upsert_network(conn: &rusqlite::Connection, n: &NetworkRow) -> Result<(), StoreError> {
     let configuration = to_json(
         "task_networks",
         "configuration",
@@ -133,7 +147,7 @@ mod tests {
             Some(("dev", "arn:dev", 1)),
             &task("t1", "dev"),
             &[],
-            Some(&net("t1")),
+            &net("t1"),
         )
         .unwrap();
         assert!(s.cluster("dev").unwrap().is_some());
@@ -146,7 +160,7 @@ mod tests {
                 Some(("prod", "arn:prod", 2)),
                 &task("t1", "prod"),
                 &[],
-                Some(&again)
+                &again
             )
             .is_err()
         );

@@ -431,7 +431,7 @@ pub fn insert_task(
         Some((&p.task.cluster, &cluster_arn, p.task.created_at)),
         &p.task,
         &p.containers,
-        Some(&p.network),
+        &p.network,
     );
     if let Err(e) = inserted {
         release_launch_lock(root, id);
