@@ -1303,28 +1303,18 @@ impl Container {
         }
         if let Some(lc) = self.lc.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _g = LifecycleGuard::take();
-            let exited = self
-                .shared
-                .exit
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
+            // pid 1 has exited: of libcontainer's delete only its state dir is left to
+            // remove (no hooks, no Intel RDT; the cgroup goes below), without the v1 cgroup
+            // manager it builds (docs/benchmarks.md, "Teardown": 592 of 1048 calls).
+            let exited = self.shared.exit.lock().is_ok_and(|e| e.is_some());
             if exited {
-                // pid 1 has exited (the waiter saw it): of libcontainer's delete only the
-                // removal of its state dir is left to do. Its other steps have nothing to
-                // do here (no poststop hooks, no Intel RDT: neither is ever configured)
-                // or are done below (the cgroup, by `Cgroups::remove`). Its cgroup
-                // manager alone, made to remove the cgroup, parses /proc/self/mountinfo
-                // and /proc/self/cgroup once per v1 controller through the safe procfs:
-                // 592 of the 1048 system calls a task's teardown made (docs/benchmarks.md,
-                // "Teardown").
-                match std::fs::remove_dir_all(&lc.root) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => errors.push(RuntimeError::Gc {
+                if let Err(e) = std::fs::remove_dir_all(&lc.root)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    errors.push(RuntimeError::Gc {
                         what: format!("libcontainer state of {}", self.id),
                         source: Box::new(e),
-                    }),
+                    });
                 }
             } else if let Err(e) = lc.delete(true) {
                 errors.push(RuntimeError::Gc {
