@@ -46,11 +46,13 @@ impl Executor {
         // the rest runs in three parts side by side, each in its order. The network (in
         // the host's mount namespace) and the rootfs unmounts on threads of their own; the
         // containers' state and cgroups, the holder, the volumes and the task's cgroup
-        // here. With a holder, processes of its shared pid namespace may still be dying:
-        // the unmounts wait until it is reaped, as before.
+        // here. When other processes may outlive a pid 1 (a shared or the host's pid
+        // namespace), the network and the unmounts start once the containers' deletes have
+        // killed what is left in their cgroups and the holder is reaped, as before.
         let task_id = self.task.id.clone();
-        let net = self.net.begin_teardown(&task_id);
-        let mut unmount = (!self.namespaces.has_holder()).then(|| self.begin_unmount());
+        let early = !self.namespaces.processes_may_outlive_pid1();
+        let mut net = early.then(|| self.net.begin_teardown(&task_id));
+        let mut unmount = early.then(|| self.begin_unmount());
         for idx in 0..self.slots.len() {
             let container = self.slots[idx].container.take();
             // A health check still running holds a reference until its exec ends (it dies
@@ -68,6 +70,9 @@ impl Executor {
         if let Err(e) = self.namespaces.stop() {
             errors.push(error_chain(&e));
         }
+        let net = net
+            .take()
+            .unwrap_or_else(|| self.net.begin_teardown(&task_id));
         let unmount = unmount.take().unwrap_or_else(|| self.begin_unmount());
         if self.userns.take().is_some()
             && let Err(e) = self.store.with(|s| s.release_userns_slot(&task_id))

@@ -148,9 +148,11 @@ impl TaskNamespaces {
         spec.namespaces.user = self.user_namespace();
     }
 
-    /// Whether a holder process runs (shared pid or ipc namespaces, or the user namespace).
-    pub fn has_holder(&self) -> bool {
-        self.holder.is_some()
+    /// Whether a container's processes may outlive its pid 1: in the task's shared pid
+    /// namespace (its holder's, which also stands for `ipcMode` and user namespaces) or
+    /// the host's (`pidMode` `host`), pid 1's exit does not end the others.
+    pub fn processes_may_outlive_pid1(&self) -> bool {
+        self.holder.is_some() || self.pid == Some(PidMode::Host)
     }
 
     /// Kills the holder, and with it every process left in a shared pid namespace (also
