@@ -603,7 +603,7 @@ impl Cgroups {
     /// every hierarchy, deepest first. Every directory is tried; the first error is returned.
     pub fn remove(&self, rel: &str) -> Result<(), CgroupError> {
         let mut first_err = None;
-        for top in self.all_dirs(rel) {
+        for top in self.remaining_dirs(rel) {
             let mut dirs = Vec::new();
             collect_dirs(&top, &mut dirs);
             // Deepest first.
@@ -618,11 +618,38 @@ impl Cgroups {
         // The last task out removes the shared `minifargate` parent; with other tasks
         // under it, rmdir fails (EBUSY/ENOTEMPTY) and it stays.
         if Path::new(rel.trim_start_matches('/')).parent() == Some(Path::new(CGROUP_PREFIX)) {
-            for prefix in self.all_dirs(CGROUP_PREFIX) {
-                let _ = fs::remove_dir(prefix);
-            }
+            let _ = self.remaining_dirs(CGROUP_PREFIX);
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// The directories of `rel` (as [`Cgroups::all_dirs`]) that a plain `rmdir` did not
+    /// remove: the common case at a teardown is an empty cgroup without children, which
+    /// goes at the first try, without first listing its directory and reading its
+    /// `cgroup.procs`. What is left (processes or child cgroups in it, EBUSY; files in a
+    /// plain directory, ENOTEMPTY) is for [`Cgroups::remove`]'s walk.
+    fn remaining_dirs(&self, rel: &str) -> Vec<PathBuf> {
+        let rel = rel.trim_start_matches('/');
+        let tops: Vec<PathBuf> = match self.version {
+            CgroupVersion::V2 => vec![self.root.join(rel)],
+            // cpu and cpuacct are often symlinks to one "cpu,cpuacct" mount: the second
+            // rmdir finds nothing.
+            CgroupVersion::V1 => fs::read_dir(&self.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join(rel))
+                .collect(),
+        };
+        let mut left: Vec<PathBuf> = tops
+            .into_iter()
+            .filter(|dir| match fs::remove_dir(dir) {
+                Ok(()) => false,
+                Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)),
+            })
+            .collect();
+        left.sort();
+        left
     }
 
     /// Ids of the tasks that have a cgroup under `/minifargate` in any hierarchy.

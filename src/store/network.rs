@@ -23,38 +23,26 @@ pub struct NetworkRow {
 }
 
 impl Store {
+    /// Inserts a new task with its containers ([`Store::insert_task`]), its cluster unless
+    /// it exists (`cluster`: name, ARN, creation time) and its network row `network`, in
+    /// one transaction: RunTask's writes before its supervisor starts. Nothing is written
+    /// if any fails.
+    pub fn insert_launch(
+        &mut self,
+        cluster: Option<(&str, &str, i64)>,
+        t: &super::TaskRow,
+        containers: &[super::ContainerRow],
+        network: &NetworkRow,
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx("insert a task")?;
+        super::tasks::insert_task_rows(&tx, cluster, t, containers)?;
+        upsert_network(&tx, network)?;
+        tx.commit().map_err(q("insert a task"))
+    }
+
     /// Records (or replaces) a task's network row.
     pub fn save_network(&mut self, n: &NetworkRow) -> Result<(), StoreError> {
-        let configuration = to_json(
-            "task_networks",
-            "configuration",
-            &n.task_id,
-            &n.configuration,
-        )?;
-        let network = n
-            .network
-            .as_ref()
-            .map(|r| to_json("task_networks", "network", &n.task_id, r))
-            .transpose()?;
-        self.conn
-            .execute(
-                "INSERT INTO task_networks (task_id, mode, bridge, subnet, attachment_id, \
-                 attachment_status, configuration, network) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (task_id) DO UPDATE SET mode = ?2, bridge = ?3, subnet = ?4, \
-                 attachment_id = ?5, attachment_status = ?6, configuration = ?7, network = ?8",
-                params![
-                    n.task_id,
-                    n.mode,
-                    n.bridge,
-                    n.subnet,
-                    n.attachment_id,
-                    n.attachment_status,
-                    configuration,
-                    network
-                ],
-            )
-            .map_err(q("record a task network"))?;
-        Ok(())
+        upsert_network(&self.conn, n)
     }
 
     /// A task's network row, if it has one.
@@ -83,6 +71,39 @@ impl Store {
     }
 }
 
+/// Writes network row `n` with `conn` (a transaction of the caller's, or none).
+fn upsert_network(conn: &rusqlite::Connection, n: &NetworkRow) -> Result<(), StoreError> {
+    let configuration = to_json(
+        "task_networks",
+        "configuration",
+        &n.task_id,
+        &n.configuration,
+    )?;
+    let network = n
+        .network
+        .as_ref()
+        .map(|r| to_json("task_networks", "network", &n.task_id, r))
+        .transpose()?;
+    conn.execute(
+        "INSERT INTO task_networks (task_id, mode, bridge, subnet, attachment_id, \
+         attachment_status, configuration, network) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (task_id) DO UPDATE SET mode = ?2, bridge = ?3, subnet = ?4, \
+         attachment_id = ?5, attachment_status = ?6, configuration = ?7, network = ?8",
+        params![
+            n.task_id,
+            n.mode,
+            n.bridge,
+            n.subnet,
+            n.attachment_id,
+            n.attachment_status,
+            configuration,
+            network
+        ],
+    )
+    .map_err(q("record a task network"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +121,51 @@ mod tests {
         };
         s.insert_task(&t, &[]).unwrap();
         s
+    }
+
+    /// RunTask's writes before its supervisor starts are one transaction: the cluster,
+    /// the task and its network row are all there, or none is (here the task's insert
+    /// fails: its id is taken).
+    #[test]
+    fn a_launch_writes_cluster_task_and_network_together_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let net = |id: &str| NetworkRow {
+            task_id: id.into(),
+            mode: "awsvpc".into(),
+            attachment_id: format!("a-{id}"),
+            configuration: serde_json::json!({}),
+            ..Default::default()
+        };
+        let task = |id: &str, cluster: &str| TaskRow {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: cluster.into(),
+            ..Default::default()
+        };
+        s.insert_launch(
+            Some(("dev", "arn:dev", 1)),
+            &task("t1", "dev"),
+            &[],
+            &net("t1"),
+        )
+        .unwrap();
+        assert!(s.cluster("dev").unwrap().is_some());
+        assert_eq!(s.task_network("t1").unwrap().unwrap().attachment_id, "a-t1");
+        // t1 again, in a cluster not made yet, with another network row: refused whole.
+        let mut again = net("t1");
+        again.attachment_id = "other".into();
+        assert!(
+            s.insert_launch(
+                Some(("prod", "arn:prod", 2)),
+                &task("t1", "prod"),
+                &[],
+                &again
+            )
+            .is_err()
+        );
+        assert!(s.cluster("prod").unwrap().is_none());
+        assert_eq!(s.task_network("t1").unwrap().unwrap().attachment_id, "a-t1");
     }
 
     #[test]

@@ -219,63 +219,16 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a new task with its containers in one transaction.
+    /// Inserts a new task with its containers in one transaction (the tests' shorthand
+    /// for [`Store::insert_launch`]).
+    #[cfg(test)]
     pub fn insert_task(
         &mut self,
         t: &TaskRow,
         containers: &[ContainerRow],
     ) -> Result<(), StoreError> {
-        let definition = to_json("tasks", "definition", &t.id, &t.definition)?;
-        let overrides = to_json("tasks", "overrides", &t.id, &t.overrides)?;
-        let warnings = to_json("tasks", "warnings", &t.id, &t.warnings)?;
-        let tags = to_json("tasks", "tags", &t.id, &t.tags)?;
-        let launch = to_json("tasks", "launch", &t.id, &t.launch)?;
         let tx = self.write_tx("insert a task")?;
-        tx.execute(
-            &format!(
-                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                 ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
-                 ?26, ?27, ?28, ?29, ?30, ?31, ?32)"
-            ),
-            params![
-                t.id,
-                t.arn,
-                t.cluster,
-                t.task_definition_arn,
-                t.family,
-                definition,
-                overrides,
-                t.launch_type,
-                t.started_by,
-                t.group,
-                t.cpu,
-                t.memory,
-                t.last_status,
-                t.desired_status,
-                t.stop_code,
-                t.stopped_reason,
-                warnings,
-                t.supervisor_pid,
-                t.supervisor_start_time,
-                t.created_at,
-                t.pull_started_at,
-                t.pull_stopped_at,
-                t.started_at,
-                t.stopping_at,
-                t.execution_stopped_at,
-                t.stopped_at,
-                t.version,
-                tags,
-                t.enable_execute_command,
-                t.image_scope,
-                launch,
-                t.protected_until
-            ],
-        )
-        .map_err(q("insert a task"))?;
-        for c in containers {
-            insert_container(&tx, c)?;
-        }
+        insert_task_rows(&tx, None, t, containers)?;
         tx.commit().map_err(q("insert a task"))
     }
 
@@ -713,6 +666,75 @@ impl Store {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(q("list running tasks"))
     }
+}
+
+/// Inserts task `t` and its `containers` in transaction `tx`, its cluster first unless it
+/// exists (`cluster`: its name, ARN and creation time; RunTask on `default` creates it,
+/// like ECS).
+pub(super) fn insert_task_rows(
+    tx: &rusqlite::Transaction<'_>,
+    cluster: Option<(&str, &str, i64)>,
+    t: &TaskRow,
+    containers: &[ContainerRow],
+) -> Result<(), StoreError> {
+    let definition = to_json("tasks", "definition", &t.id, &t.definition)?;
+    let overrides = to_json("tasks", "overrides", &t.id, &t.overrides)?;
+    let warnings = to_json("tasks", "warnings", &t.id, &t.warnings)?;
+    let tags = to_json("tasks", "tags", &t.id, &t.tags)?;
+    let launch = to_json("tasks", "launch", &t.id, &t.launch)?;
+    if let Some((name, arn, now_ms)) = cluster {
+        tx.execute(
+            "INSERT OR IGNORE INTO clusters (name, arn, created_at_ms) VALUES (?1, ?2, ?3)",
+            params![name, arn, now_ms],
+        )
+        .map_err(q("create a cluster"))?;
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+             ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
+             ?26, ?27, ?28, ?29, ?30, ?31, ?32)"
+        ),
+        params![
+            t.id,
+            t.arn,
+            t.cluster,
+            t.task_definition_arn,
+            t.family,
+            definition,
+            overrides,
+            t.launch_type,
+            t.started_by,
+            t.group,
+            t.cpu,
+            t.memory,
+            t.last_status,
+            t.desired_status,
+            t.stop_code,
+            t.stopped_reason,
+            warnings,
+            t.supervisor_pid,
+            t.supervisor_start_time,
+            t.created_at,
+            t.pull_started_at,
+            t.pull_stopped_at,
+            t.started_at,
+            t.stopping_at,
+            t.execution_stopped_at,
+            t.stopped_at,
+            t.version,
+            tags,
+            t.enable_execute_command,
+            t.image_scope,
+            launch,
+            t.protected_until
+        ],
+    )
+    .map_err(q("insert a task"))?;
+    for c in containers {
+        insert_container(tx, c)?;
+    }
+    Ok(())
 }
 
 fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<(), StoreError> {

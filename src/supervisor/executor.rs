@@ -125,6 +125,14 @@ pub struct Executor {
     /// Launch phases ([`Executor::phase`]) not yet written: they go into the store with the
     /// next save of the task or a container, in its transaction.
     phases: Vec<Phase>,
+    /// Saves wait ([`Executor::drive`]): while it does the machine's bookkeeping actions
+    /// (exits, the stop, the end), which come in bursts, the task's and containers' rows
+    /// are written together, in one transaction, before anything slow or blocking.
+    defer_saves: bool,
+    /// The task's row has changes not yet written (with `defer_saves`).
+    task_dirty: bool,
+    /// The containers whose rows have changes not yet written (with `defer_saves`).
+    containers_dirty: Vec<usize>,
     /// The task's `pidMode` / `ipcMode` and what they share (`crate::supervisor::isolation::namespaces`).
     namespaces: crate::supervisor::isolation::namespaces::TaskNamespaces,
     /// The task's FireLens plan and files, when it has a log router (`crate::supervisor::logs::firelens`).
@@ -296,6 +304,9 @@ impl Executor {
             inside: Default::default(),
             warmer: None,
             phases: Vec::new(),
+            defer_saves: false,
+            task_dirty: false,
+            containers_dirty: Vec::new(),
             namespaces: Default::default(),
             firelens: None,
         }
@@ -374,7 +385,7 @@ impl Executor {
     /// the task done ([`remove_scratch`]): on this host's ext4, freeing their blocks
     /// waits for a discard each (~1 ms per task).
     #[must_use = "the scratch dirs are to be removed (remove_scratch)"]
-    pub fn run(mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
+    pub fn run(&mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
         tracing::info!(task_id = %self.task.id, "task provisioning");
         if self.provision(network_mode, def) {
             self.machine.handle(self.now(), machine::Event::Provisioned);
@@ -396,26 +407,63 @@ impl Executor {
     }
 
     fn save(&mut self) {
-        self.task.warnings.clone_from(&self.warnings);
-        let task = &self.task;
-        write_with_phases(
-            &self.store,
-            &mut self.phases,
-            &task.id,
-            "save the task",
-            |s| s.save_task(task),
-        );
+        self.save_with(None);
+    }
+
+    /// Saves the task, and `network` (its network row) in the same transaction, with
+    /// the containers whose rows wait (`defer_saves`).
+    fn save_with(&mut self, network: Option<&crate::store::NetworkRow>) {
+        if self.defer_saves && network.is_none() {
+            self.task_dirty = true;
+            return;
+        }
+        self.task_dirty = true;
+        self.write(network);
     }
 
     fn save_container(&mut self, idx: usize) {
-        let row = &self.slots[idx].row;
-        write_with_phases(
-            &self.store,
-            &mut self.phases,
-            &self.task.id,
-            "save a container",
-            |s| s.save_container(row),
-        );
+        if !self.containers_dirty.contains(&idx) {
+            self.containers_dirty.push(idx);
+        }
+        if !self.defer_saves {
+            self.write(None);
+        }
+    }
+
+    /// Writes what waits (see `defer_saves`), if anything does.
+    fn flush_saves(&mut self) {
+        if self.task_dirty || !self.containers_dirty.is_empty() {
+            self.write(None);
+        }
+    }
+
+    /// Writes the task's row (when it changed), the changed containers' rows, `network`
+    /// and the pending phases, in one transaction.
+    fn write(&mut self, network: Option<&crate::store::NetworkRow>) {
+        if self.task_dirty {
+            self.task.warnings.clone_from(&self.warnings);
+        }
+        let (task, slots) = (&self.task, &self.slots);
+        let (task_dirty, dirty) = (self.task_dirty, &self.containers_dirty);
+        let what = if task_dirty {
+            "save the task"
+        } else {
+            "save a container"
+        };
+        write_with_phases(&self.store, &mut self.phases, &task.id, what, |s| {
+            for &idx in dirty {
+                s.save_container(&slots[idx].row)?;
+            }
+            if let Some(row) = network {
+                s.save_network(row)?;
+            }
+            if task_dirty {
+                s.save_task(task)?;
+            }
+            Ok(())
+        });
+        self.task_dirty = false;
+        self.containers_dirty.clear();
     }
 
     /// Notes that `phase` of container `idx` (the task's when `None`) ran from `start`
@@ -475,6 +523,10 @@ impl Executor {
 
     /// Does what the machine asks for; true once the task is done.
     fn apply(&mut self, action: Action) -> bool {
+        // A container's start takes milliseconds: what waits is written before.
+        if matches!(action, Action::Start(_) | Action::Restart(_)) {
+            self.flush_saves();
+        }
         match action {
             Action::Start(idx) => self.start(idx),
             Action::Restart(idx) => self.restart(idx),
@@ -995,6 +1047,7 @@ impl Executor {
     /// order, exits, restarts, health checks, then the stop (dependents first, SIGTERM,
     /// SIGKILL after stopTimeout).
     fn drive(&mut self) {
+        self.defer_saves = true;
         loop {
             // Events between the actions of one batch wait: a pass over the containers
             // starts what it can before it looks at what they did (the task is RUNNING
@@ -1002,9 +1055,12 @@ impl Executor {
             self.drain_events();
             while let Some(a) = self.machine.poll(self.now()) {
                 if self.apply(a) {
+                    // What waits is written with DEPROVISIONING, the teardown's first save.
+                    self.defer_saves = false;
                     return;
                 }
             }
+            self.flush_saves();
             let now = self.now();
             let mut timeout = self
                 .machine

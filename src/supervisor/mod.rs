@@ -183,10 +183,13 @@ pub fn run(
     crate::task::test_pause(&paths.dir, "stopped");
     // Done: whoever follows the task need not wait for this process to end, which takes a
     // few milliseconds more (closing its netfilter socket waits for an RCU grace period),
-    // nor for the containers' unmounted scratch dirs to be deleted.
+    // nor for the containers' unmounted scratch dirs to be deleted, nor for the executor's
+    // drop (the store's connection closed, a thread started to close the netfilter socket
+    // once its grace period is over: ~1 ms here, after the done byte).
     if let Some(mut f) = done {
         let _ = f.write_all(b"1");
     }
     crate::supervisor::executor::remove_scratch(&a.task_id, &scratch);
+    drop(exec);
     Ok(())
 }

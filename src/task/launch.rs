@@ -416,13 +416,6 @@ pub fn insert_task(
         id: id.clone(),
         source,
     };
-    store
-        .ensure_cluster(
-            &p.task.cluster,
-            &ctx.ecs_arn(&format!("cluster/{}", p.task.cluster)),
-            p.task.created_at,
-        )
-        .map_err(store_err)?;
     let dir = TaskPaths::new(root, Path::new("/"), id).dir;
     // Owner-only: logs and volumes of the task are not for other users of the host.
     std::fs::DirBuilder::new()
@@ -431,9 +424,15 @@ pub fn insert_task(
         .create(&dir)
         .map_err(io(&format!("create {}", dir.display())))?;
     hold_launch_lock(&dir, id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
-    let inserted = store
-        .insert_task(&p.task, &p.containers)
-        .and_then(|()| store.save_network(&p.network));
+    // The cluster (made unless it exists), the task, its containers and its network: one
+    // transaction.
+    let cluster_arn = ctx.ecs_arn(&format!("cluster/{}", p.task.cluster));
+    let inserted = store.insert_launch(
+        Some((&p.task.cluster, &cluster_arn, p.task.created_at)),
+        &p.task,
+        &p.containers,
+        &p.network,
+    );
     if let Err(e) = inserted {
         release_launch_lock(root, id);
         return Err(store_err(e));

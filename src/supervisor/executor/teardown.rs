@@ -15,12 +15,15 @@ impl Executor {
     /// Returns the containers' state dirs, renamed to `.c<N>.removing` for the caller to
     /// delete (see [`Executor::run`]).
     pub(super) fn deprovision(&mut self) -> Vec<PathBuf> {
+        let mut steps = Steps::new();
         // Its thread leaves the task's cgroup before the cgroup is removed below.
         self.warmer.take();
         self.task.last_status = LastStatus::Deprovisioning;
         self.save();
+        steps.mark("save DEPROVISIONING");
         crate::task::test_pause(&self.paths.run_dir, "teardown");
         self.inside.stop();
+        steps.mark("endpoint stop");
         let t0 = now_us();
         let mut errors: Vec<String> = Vec::new();
         // First: killing the holder (pid 1 of a shared pid namespace) kills every process
@@ -30,14 +33,28 @@ impl Executor {
             errors.push(error_chain(&e));
         }
         for idx in 0..self.slots.len() {
-            let container = self.slots[idx].container.take();
-            if let Some(c) = &container
+            if let Some(c) = &self.slots[idx].container
                 && matches!(self.machine.status(idx), Status::Running { .. })
             {
                 let _ = c.kill(Signal::SIGKILL);
                 let _ = c.wait();
             }
             self.finish_awslogs(idx);
+        }
+        steps.mark("kill, logs");
+        // Every container's pid 1 has exited (and with it its pid namespace's processes):
+        // the rest runs in three parts side by side, each in its order. The network (in
+        // the host's mount namespace) and the rootfs unmounts on threads of their own; the
+        // containers' state and cgroups, the holder, the volumes and the task's cgroup
+        // here. When other processes may outlive a pid 1 (a shared or the host's pid
+        // namespace), the network and the unmounts start once the containers' deletes have
+        // killed what is left in their cgroups and the holder is reaped, as before.
+        let task_id = self.task.id.clone();
+        let early = !self.namespaces.processes_may_outlive_pid1();
+        let mut net = early.then(|| self.net.begin_teardown(&task_id));
+        let mut unmount = early.then(|| self.begin_unmount());
+        for idx in 0..self.slots.len() {
+            let container = self.slots[idx].container.take();
             // A health check still running holds a reference until its exec ends (it dies
             // with the container's pid namespace).
             match container.map(delete_when_free) {
@@ -48,25 +65,17 @@ impl Executor {
                 Some(Err(e)) => errors.push(e.to_string()),
                 _ => {}
             }
-            if self.slots[idx].mounted {
-                let target = self.paths.rootfs(idx);
-                match rootfs_cache::rootfs::unmount(&target) {
-                    Ok(()) => self.slots[idx].mounted = false,
-                    Err(e) => errors.push(error_chain(&e)),
-                }
-            }
         }
-        if let Err(e) = self.paths.remove_rootfs_dir(self.slots.len()) {
-            errors.push(format!(
-                "failed to remove {}: {e}",
-                self.paths.rootfs_dir.display()
-            ));
-        }
+        steps.mark("delete");
         if let Err(e) = self.namespaces.stop() {
             errors.push(error_chain(&e));
         }
+        let net = net
+            .take()
+            .unwrap_or_else(|| self.net.begin_teardown(&task_id));
+        let unmount = unmount.take().unwrap_or_else(|| self.begin_unmount());
         if self.userns.take().is_some()
-            && let Err(e) = self.store.with(|s| s.release_userns_slot(&self.task.id))
+            && let Err(e) = self.store.with(|s| s.release_userns_slot(&task_id))
         {
             errors.push(error_chain(&e));
         }
@@ -76,13 +85,13 @@ impl Executor {
         }
         if self.task_cgroup
             && let Some(rt) = &self.rt
-            && let Err(e) = rt.remove_task_cgroup(&self.task.id)
+            && let Err(e) = rt.remove_task_cgroup(&task_id)
         {
             errors.push(error_chain(&e));
         }
-        for e in self.net.teardown(&self.task.id) {
-            errors.push(error_chain(&e));
-        }
+        steps.mark("holder, volumes, task cgroup");
+        self.end_unmount(unmount, &mut errors);
+        steps.mark("unmount (wait)");
         // Upper/work dirs go with the task (after the task is reported done, renamed out of
         // the way now); logs stay for `minifargate logs`.
         let mut scratch = Vec::new();
@@ -120,6 +129,10 @@ impl Executor {
                 self.paths.run_dir.display()
             ));
         }
+        steps.mark("scratch rename, run dir");
+        let (net_errors, network_row) = self.net.end_teardown(&task_id, net);
+        errors.extend(net_errors.iter().map(|e| error_chain(e)));
+        steps.mark("network (wait)");
         for e in &errors {
             tracing::error!(task_id = %self.task.id, error = %e, "teardown step failed");
             self.warnings.push(format!("teardown: {e}"));
@@ -128,9 +141,71 @@ impl Executor {
         self.task.last_status = LastStatus::Stopped;
         self.task.desired_status = DesiredStatus::Stopped;
         self.task.stopped_at = Some(now_ms());
-        self.save();
+        // With the network's row, DELETED, in one transaction.
+        self.save_with(network_row.as_ref());
+        steps.mark("save STOPPED");
+        tracing::debug!(task_id = %self.task.id, steps = %steps, "teardown steps (µs)");
         scratch
     }
+
+    /// Starts unmounting the containers' rootfs and removing their mount points on a
+    /// thread of its own (in this process's mount namespace, where they are mounted).
+    fn begin_unmount(&self) -> Unmount {
+        let targets: Vec<(usize, PathBuf)> = (0..self.slots.len())
+            .filter(|&idx| self.slots[idx].mounted)
+            .map(|idx| (idx, self.paths.rootfs(idx)))
+            .collect();
+        let paths = self.paths.clone();
+        let containers = self.slots.len();
+        let work = move || {
+            let unmounted: Vec<(usize, Result<(), String>)> = targets
+                .iter()
+                .map(|(idx, target)| {
+                    let r = rootfs_cache::rootfs::unmount(target).map_err(|e| error_chain(&e));
+                    (*idx, r)
+                })
+                .collect();
+            let dir = paths
+                .remove_rootfs_dir(containers)
+                .map_err(|e| format!("failed to remove {}: {e}", paths.rootfs_dir.display()));
+            (unmounted, dir)
+        };
+        match std::thread::Builder::new()
+            .name("unmount".into())
+            .spawn(work.clone())
+        {
+            Ok(h) => Unmount::Running(h),
+            // No thread: done here and now.
+            Err(_) => Unmount::Done(work()),
+        }
+    }
+
+    /// Waits for [`Executor::begin_unmount`]'s work; records what it unmounted and its errors.
+    fn end_unmount(&mut self, unmount: Unmount, errors: &mut Vec<String>) {
+        let (unmounted, dir) = match unmount {
+            Unmount::Running(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Unmount::Done(r) => r,
+        };
+        for (idx, r) in unmounted {
+            match r {
+                Ok(()) => self.slots[idx].mounted = false,
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Err(e) = dir {
+            errors.push(e);
+        }
+    }
+}
+
+/// What [`Executor::begin_unmount`] reports: each container's unmount, then the removal of
+/// the rootfs dir.
+type Unmounted = (Vec<(usize, Result<(), String>)>, Result<(), String>);
+
+/// The rootfs unmounts, running or done.
+enum Unmount {
+    Running(std::thread::JoinHandle<Unmounted>),
+    Done(Unmounted),
 }
 
 /// Why a container was not deleted.
@@ -166,5 +241,40 @@ pub fn remove_scratch(task_id: &str, dirs: &[PathBuf]) {
         if let Err(e) = removed {
             tracing::warn!(task_id, path = %d.display(), error = %e, "failed to remove a container's scratch dir");
         }
+    }
+}
+
+/// How long each teardown step took, for the supervisor's debug log (`scripts/bench-phases`
+/// and docs/benchmarks.md, "Teardown").
+struct Steps {
+    last: Instant,
+    steps: Vec<(&'static str, u128)>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps
+            .push((step, now.duration_since(self.last).as_micros()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, us)) in self.steps.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{step} {us}")?;
+        }
+        Ok(())
     }
 }

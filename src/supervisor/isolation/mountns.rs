@@ -146,6 +146,26 @@ pub fn enter(pin: Option<&Path>) -> Result<(), MountNsError> {
     Ok(())
 }
 
+/// As [`on_host`], without waiting for `f`: it runs on a new thread named `name` (in the
+/// host's mount namespace after [`enter`], else in the caller's), whose handle gives its
+/// result. Err: no thread could be started.
+pub fn spawn_on_host<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<Result<T, MountNsError>>> {
+    let host = HOST.get();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(host) = host {
+                unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the filesystem context"))?;
+                setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
+                    .map_err(sys("enter the host's mount namespace"))?;
+            }
+            Ok(f())
+        })
+}
+
 /// Runs `f` in the host's mount namespace: on a short-lived thread after [`enter`]
 /// (its own filesystem context, then `setns`), on the calling thread otherwise.
 pub fn on_host<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, MountNsError> {

@@ -148,6 +148,13 @@ impl TaskNamespaces {
         spec.namespaces.user = self.user_namespace();
     }
 
+    /// Whether a container's processes may outlive its pid 1: in the task's shared pid
+    /// namespace (its holder's, which also stands for `ipcMode` and user namespaces) or
+    /// the host's (`pidMode` `host`), pid 1's exit does not end the others.
+    pub fn processes_may_outlive_pid1(&self) -> bool {
+        self.holder.is_some() || self.pid == Some(PidMode::Host)
+    }
+
     /// Kills the holder, and with it every process left in a shared pid namespace (also
     /// those an exited container's main process left behind). Teardown's first step.
     pub fn kill(&mut self) -> Result<(), runtime::HolderError> {

@@ -525,9 +525,46 @@ pub trait TaskNetwork {
         task_id: &str,
         wired: Result<&netns::TaskNetwork, &NetworkError>,
     ) -> Result<(), NetworkError>;
-    /// Removes everything `prepare` and the wiring made; every step runs, every error is
-    /// returned.
-    fn teardown(&mut self, task_id: &str) -> Vec<NetworkError>;
+    /// Starts removing from the host what `prepare` and the wiring made (namespace pin, veth, files,
+    /// address lease, nftables entries) on a thread of its own, so the rest of the
+    /// teardown runs meanwhile. Call it once the task's processes are gone.
+    fn begin_teardown(&mut self, task_id: &str) -> PendingTeardown;
+    /// Waits for what [`TaskNetwork::begin_teardown`] started; every step has run. Returns
+    /// every error, and the task's network row, DELETED, when it has one: the caller
+    /// writes it with the task's STOPPED row, in one transaction.
+    fn end_teardown(
+        &mut self,
+        task_id: &str,
+        pending: PendingTeardown,
+    ) -> (Vec<NetworkError>, Option<NetworkRow>);
+}
+
+/// The host's part of a task's network teardown, running
+/// ([`TaskNetwork::begin_teardown`]).
+pub struct PendingTeardown {
+    started: Instant,
+    job: Job,
+}
+
+type HostTeardown =
+    Result<Result<(), netns::TeardownError>, crate::supervisor::isolation::mountns::MountNsError>;
+
+enum Job {
+    /// No network was set up.
+    Nothing,
+    Running(std::thread::JoinHandle<HostTeardown>),
+    /// Done on the calling thread (no thread could be started).
+    Done(HostTeardown),
+}
+
+impl PendingTeardown {
+    /// Nothing to wait for (no network was set up).
+    pub fn none() -> PendingTeardown {
+        PendingTeardown {
+            started: Instant::now(),
+            job: Job::Nothing,
+        }
+    }
 }
 
 /// The second half of a task's network step ([`TaskNetwork::prepare`]): runs on any
@@ -568,6 +605,8 @@ pub struct NetworkStep {
     run_root: PathBuf,
     def: TaskDefinition,
     region: String,
+    /// Shared with the teardown's thread; its last reference (and with it the
+    /// netfilter socket) goes with this process.
     net: Option<std::sync::Arc<netns::Network>>,
     row: Option<NetworkRow>,
 }
@@ -821,15 +860,44 @@ impl TaskNetwork for NetworkStep {
         self.save(task)
     }
 
-    fn teardown(&mut self, task: &str) -> Vec<NetworkError> {
+    fn begin_teardown(&mut self, task: &str) -> PendingTeardown {
         let Some(net) = &self.net else {
-            return Vec::new();
+            return PendingTeardown::none();
         };
         let started = Instant::now();
-        let mut errors = Vec::new();
         // The netns pin is in the host's mount table (the supervisor's own namespace has a
         // copy of it only): removed from there.
-        match crate::supervisor::isolation::mountns::on_host(|| net.teardown(task)) {
+        let (shared, id) = (net.clone(), task.to_string());
+        let job =
+            match crate::supervisor::isolation::mountns::spawn_on_host("net-teardown", move || {
+                shared.teardown(&id)
+            }) {
+                Ok(handle) => Job::Running(handle),
+                Err(e) => {
+                    tracing::warn!(task_id = %task, error = %e,
+                    "no thread for the network teardown: done before the rest");
+                    Job::Done(crate::supervisor::isolation::mountns::on_host(|| {
+                        net.teardown(task)
+                    }))
+                }
+            };
+        PendingTeardown { started, job }
+    }
+
+    fn end_teardown(
+        &mut self,
+        task: &str,
+        pending: PendingTeardown,
+    ) -> (Vec<NetworkError>, Option<NetworkRow>) {
+        let done = match pending.job {
+            Job::Nothing => return (Vec::new(), None),
+            Job::Running(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Job::Done(r) => r,
+        };
+        let mut errors = Vec::new();
+        match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => errors.push(e.into()),
             Err(e) => errors.push(NetworkError::MountNs {
@@ -837,19 +905,17 @@ impl TaskNetwork for NetworkStep {
                 source: e,
             }),
         }
-        tracing::debug!(task_id = %task, teardown_ms = started.elapsed().as_secs_f64() * 1000.0,
+        tracing::debug!(task_id = %task, teardown_ms = pending.started.elapsed().as_secs_f64() * 1000.0,
             "task network torn down");
-        if let Some(row) = self.row.as_mut() {
+        let row = self.row.as_mut().map(|row| {
             // A network that failed stays FAILED (as one that failed before anything was
             // made for it, which teardown does not see).
             if row.attachment_status != AttachmentStatus::Failed {
                 row.attachment_status = AttachmentStatus::Deleted;
             }
-            if let Err(e) = self.save(task) {
-                errors.push(e);
-            }
-        }
-        errors
+            row.clone()
+        });
+        (errors, row)
     }
 }
 
