@@ -159,7 +159,11 @@ pub struct Need {
 impl Need {
     /// What a task of `def` (its overrides applied) in network mode `mode` reserves, as
     /// the ECS agent accounts it: the task-level `cpu`/`memory` when set, else the sum of
-    /// the containers' (`memory`, else `memoryReservation`); the host ports of `host`
+    /// the containers' (`memoryReservation` when set, else `memory`: the API reference's
+    /// ContainerDefinition.memoryReservation, "If you specify memoryReservation, then that
+    /// value is subtracted from the available memory resources for the container instance
+    /// where the container is placed. Otherwise, the value of memory is used."); the host
+    /// ports of `host`
     /// (the container port) and `bridge` (a `hostPort` other than 0; 0 or none is a
     /// dynamic port, which reserves nothing ahead) mappings; `awsvpc` and `none` reserve no
     /// host port (each awsvpc task has its own address). Ref: amazon-ecs-agent's task
@@ -183,7 +187,7 @@ impl Need {
             Some(m) => m.0 as i64,
             None => containers
                 .iter()
-                .map(|c| c.memory.or(c.memory_reservation).unwrap_or(0))
+                .map(|c| c.memory_reservation.or(c.memory).unwrap_or(0))
                 .sum(),
         };
         let (mut ports, mut udp_ports) = (Vec::new(), Vec::new());

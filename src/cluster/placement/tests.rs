@@ -415,6 +415,14 @@ fn needs_are_the_agents_accounting() {
     assert_eq!(n.udp_ports, [53]);
     let n = Need::of(&def, NetworkMode::Awsvpc, "family:f");
     assert!(n.ports.is_empty() && n.udp_ports.is_empty());
+    // A container with both reserves its memoryReservation, not its hard limit.
+    let both: TaskDefinition = serde_json::from_str(
+        r#"{"family":"f","containerDefinitions":[
+            {"name":"a","image":"x","memory":512,"memoryReservation":128},
+            {"name":"b","image":"x","memory":64}]}"#,
+    )
+    .unwrap();
+    assert_eq!(Need::of(&both, NetworkMode::Awsvpc, "family:f").memory, 192);
     // Task-level sizes win.
     let mut def = def;
     def.cpu = Some(crate::taskdef::model::SizeValue("1 vCPU".into()));
