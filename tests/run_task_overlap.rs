@@ -9,6 +9,7 @@ mod common;
 
 use common::busybox_task_env;
 use common::cli::Mf;
+use common::faultproxy::FaultProxy;
 use common::image::{Compression, Layer, busybox_entries};
 use common::leaks::{assert_no_leaks, task_processes, wait_for};
 use common::registry::Registry;
@@ -212,5 +213,54 @@ fn a_net_system_control_waits_for_the_network_before_the_create() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text.trim(), "app | 2", "{out:?}");
     let id = arn_id(&mf.json(&["list-tasks", "--desired-status", "STOPPED"])["taskArns"][0]);
+    assert_no_leaks(&mf, &[&id], &[]);
+}
+
+/// `default`'s registry check of a cached image is asked from the supervisor's start,
+/// beside the network's first half: with the supervisor held at the end of that step
+/// (`MINIFARGATE_TEST_PAUSE=network`), the registry has already been asked for the
+/// image's manifest. The supervisor killed there leaves nothing behind.
+#[test]
+fn the_image_check_is_asked_beside_the_network() {
+    let (mut mf, reg) = busybox_task_env(Layer::new(
+        Compression::Gzip,
+        busybox_entries("run-task-overlap-check"),
+    ));
+    let proxy = FaultProxy::start(&reg.host(), Vec::new());
+    mf.mirror_config("public.ecr.aws", &proxy.host(), true);
+    let out = mf.run(&["pull", BUSYBOX]);
+    assert!(out.status.success(), "{out:?}");
+    let manifests = |p: &FaultProxy| {
+        p.seen()
+            .iter()
+            .filter(|s| s.path.ends_with("/manifests/1.36"))
+            .count()
+    };
+    let before = manifests(&proxy);
+    let td = mf.taskdef(
+        "overlap-check",
+        r#"{"family":"overlap-check","networkMode":"awsvpc","containerDefinitions":[
+            {"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36","memory":32,
+             "command":["sleep","1000"]}]}"#,
+    );
+    mf.set_env("MINIFARGATE_TEST_PAUSE", "network");
+    let out = mf.run(&["run-task", "--task-definition", &td, "--detach"]);
+    mf.env.retain(|(k, _)| k != "MINIFARGATE_TEST_PAUSE");
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = arn_id(&v["tasks"][0]["taskArn"]);
+    let paused = mf.run_root.join("tasks").join(&id).join("paused-network");
+    wait_for("the supervisor to pause after the network step", || {
+        paused.exists()
+    });
+    wait_for("the registry to be asked for the manifest", || {
+        manifests(&proxy) > before
+    });
+    let t = describe(&mf, &id);
+    assert_eq!(t["lastStatus"], "PROVISIONING", "{t:#}");
+    assert!(t["pullStartedAt"].is_null(), "{t:#}");
+    mf.kill_supervisors();
+    let t = wait_stopped(&mf, &id);
+    assert_eq!(t["stopCode"], "TaskFailedToStart", "{t:#}");
     assert_no_leaks(&mf, &[&id], &[]);
 }

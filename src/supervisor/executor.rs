@@ -133,6 +133,9 @@ pub struct Executor {
     task_dirty: bool,
     /// The containers whose rows have changes not yet written (with `defer_saves`).
     containers_dirty: Vec<usize>,
+    /// `default`'s registry checks asked from the start, beside the network
+    /// (`images::EarlyChecks`); taken by the pulls.
+    early_checks: Option<images::EarlyChecks>,
     /// The task's `pidMode` / `ipcMode` and what they share (`crate::supervisor::isolation::namespaces`).
     namespaces: crate::supervisor::isolation::namespaces::TaskNamespaces,
     /// The task's FireLens plan and files, when it has a log router (`crate::supervisor::logs::firelens`).
@@ -309,6 +312,7 @@ impl Executor {
             containers_dirty: Vec::new(),
             namespaces: Default::default(),
             firelens: None,
+            early_checks: None,
         }
     }
 
@@ -387,6 +391,7 @@ impl Executor {
     #[must_use = "the scratch dirs are to be removed (remove_scratch)"]
     pub fn run(&mut self, network_mode: NetworkMode, def: &TaskDefinition) -> Vec<PathBuf> {
         tracing::info!(task_id = %self.task.id, "task provisioning");
+        self.early_checks = self.start_early_checks();
         if self.provision(network_mode, def) {
             self.machine.handle(self.now(), machine::Event::Provisioned);
         } else {

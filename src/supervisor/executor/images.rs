@@ -39,14 +39,20 @@ impl Executor {
             limits: Default::default(),
             prefetched: Default::default(),
             prechecked: Default::default(),
+            early: Default::default(),
             // runtimePlatform.cpuArchitecture picks the image from an index (crate::supervisor::isolation::platform).
             platform: crate::supervisor::isolation::platform::wanted_platform(
                 &self.task.definition,
             ),
             policy: self.opts.pull,
-            root: self.opts.root.clone(),
             config: self.opts.config.clone(),
         };
+        if let Some(early) = self.early_checks.take() {
+            for (wanted, have, r) in early.join() {
+                let c = self.checked(&wanted, r);
+                get.early.insert(wanted, (have, c));
+            }
+        }
         let t_all = now_us();
         self.prefetch(&mut get);
         for idx in 0..self.slots.len() {
@@ -171,7 +177,10 @@ impl Executor {
             }
             match cached {
                 None if !wanted.contains(&(key, w.clone())) => wanted.push((key, w)),
-                Some(rec) if !checks.iter().any(|(k, _)| *k == (key, w.clone())) => {
+                Some(rec)
+                    if get.early_answer(key, &w, &rec).is_none()
+                        && !checks.iter().any(|(k, _)| *k == (key, w.clone())) =>
+                {
                     checks.push(((key, w), rec))
                 }
                 _ => {}
@@ -268,8 +277,13 @@ impl Executor {
                 let rt = get.runtime()?;
                 self.pull_overrides(key, rt).map_err(|(_, reason)| reason)?
             };
-            let p = make_puller(&get.root, get.config.as_deref(), overrides, &get.limits)
-                .map_err(|e| ImageError::Client(error_chain(e.as_ref())))?;
+            let p = make_puller(
+                get.images.clone(),
+                get.config.as_deref(),
+                overrides,
+                &get.limits,
+            )
+            .map_err(|e| ImageError::Client(error_chain(e.as_ref())))?;
             get.pullers.insert(key, Arc::new(p));
         }
         Ok(())
@@ -347,6 +361,9 @@ impl Executor {
         get: &mut ImageGetter,
     ) -> Checked {
         let key = self.inside.registry_auth.contains_key(&idx).then_some(idx);
+        if let Some(c) = get.early_answer(key, wanted, rec) {
+            return c;
+        }
         if let Some(c) = get.prechecked.get(&(key, wanted.to_string())) {
             return c.clone();
         }
@@ -470,9 +487,11 @@ struct ImageGetter {
     /// `default`'s registry answers for cached images, asked side by side before the
     /// containers resolve in order (by puller key and reference).
     prechecked: std::collections::HashMap<(Option<usize>, String), Checked>,
+    /// `default`'s registry answers asked before the network step ([`EarlyChecks`]), by
+    /// reference: the digest of the cached image that was checked, and the answer.
+    early: std::collections::HashMap<String, (String, Checked)>,
     platform: rootfs_cache::Platform,
     policy: PullPolicy,
-    root: PathBuf,
     config: Option<PathBuf>,
 }
 
@@ -491,6 +510,13 @@ enum Got {
 }
 
 impl ImageGetter {
+    /// The early answer for `wanted` with the task's own credentials (`key` `None`), if
+    /// it was asked of the image cached now as `rec` (the cache may have moved since).
+    fn early_answer(&self, key: Option<usize>, wanted: &str, rec: &ImageRecord) -> Option<Checked> {
+        let (have, c) = self.early.get(wanted).filter(|_| key.is_none())?;
+        (*have == top_digest(rec)).then(|| c.clone())
+    }
+
     /// `image`, or with `digest` the image that digest names (a manifest or an index,
     /// picked for the platform), from the cache, or the reference to pull.
     fn lookup(&self, image: &str, digest: Option<&str>) -> Result<Got, ImageError> {
@@ -542,8 +568,162 @@ impl ImageGetter {
     }
 }
 
+/// `default`'s registry checks of the cached images, asked on a thread of their own from
+/// the supervisor's start, beside the user namespace, the network's first half and the
+/// secrets, instead of after them (docs/benchmarks.md, "The image check beside the
+/// network"): the HEAD of each manifest and the registry client's making (its TLS
+/// roots) leave the launch's critical path. Only what needs nothing the task resolves
+/// first is asked early: with the host's registry credentials (a container with
+/// `repositoryCredentials` waits for its secret; a task with an image on ECR for its
+/// execution role), at the digest the image scope pinned when the launch began. The pass
+/// in order takes an answer only for the image it then finds cached (the same digest), and
+/// words it as before (`Executor::checked`); what was not asked early is asked there. A
+/// task that fails before its pulls leaves the thread to end on its own (its requests
+/// have the registry client's timeouts).
+pub(super) struct EarlyChecks {
+    thread: std::thread::JoinHandle<Vec<EarlyAnswer>>,
+}
+
+/// The reference checked, the digest of the cached image it was checked against, and the
+/// registry's answer.
+type EarlyAnswer = (
+    String,
+    String,
+    Result<rootfs_cache::pull::Freshness, rootfs_cache::PullError>,
+);
+
+impl EarlyChecks {
+    /// The answers; none if the thread panicked (the pass in order asks then).
+    fn join(self) -> Vec<EarlyAnswer> {
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+impl Executor {
+    /// Starts [`EarlyChecks`] when the pull policy is `default` and some image can be
+    /// asked for now; `None` otherwise (nothing to ask, or the thread could not start).
+    pub(super) fn start_early_checks(&self) -> Option<EarlyChecks> {
+        if self.opts.pull != PullPolicy::Default {
+            return None;
+        }
+        let on_ecr = self.slots.iter().any(|s| {
+            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
+                let host = rootfs_cache::config::api_host(r.registry());
+                rootfs_cache::auth::parse_ecr_host(&host).is_some()
+            })
+        });
+        if on_ecr {
+            return None;
+        }
+        let mut asks: Vec<(String, Option<String>)> = Vec::new();
+        for (idx, slot) in self.slots.iter().enumerate() {
+            if slot.def.repository_credentials.is_some() {
+                continue;
+            }
+            let image = slot.row.image.clone();
+            let pinned = match self.pin_scope(idx, &image) {
+                None => None,
+                Some(scope) => self
+                    .store
+                    .with(|s| s.image_pin(&scope, &slot.row.name))
+                    .ok()?,
+            };
+            if !asks.contains(&(image.clone(), pinned.clone())) {
+                asks.push((image, pinned));
+            }
+        }
+        if asks.is_empty() {
+            return None;
+        }
+        let platform =
+            crate::supervisor::isolation::platform::wanted_platform(&self.task.definition);
+        let (root, config) = (self.opts.root.clone(), self.opts.config.clone());
+        let task_id = self.task.id.clone();
+        let thread = std::thread::Builder::new()
+            .name("image-check".into())
+            .spawn(move || early_checks(root, config, platform, asks, &task_id))
+            .ok()?;
+        Some(EarlyChecks { thread })
+    }
+}
+
+/// The body of [`EarlyChecks`]' thread: the cached images among `asks` (image, pinned
+/// digest), each asked of its registry, side by side.
+fn early_checks(
+    root: PathBuf,
+    config: Option<PathBuf>,
+    platform: rootfs_cache::Platform,
+    asks: Vec<(String, Option<String>)>,
+    task_id: &str,
+) -> Vec<EarlyAnswer> {
+    let Ok(images) = rootfs_cache::Store::open(&root) else {
+        return Vec::new();
+    };
+    let get = ImageGetter {
+        images,
+        rt: None,
+        pullers: Default::default(),
+        limits: Default::default(),
+        prefetched: Default::default(),
+        prechecked: Default::default(),
+        early: Default::default(),
+        platform,
+        policy: PullPolicy::Default,
+        config,
+    };
+    let cached: Vec<(String, Box<ImageRecord>)> = asks
+        .iter()
+        .filter_map(
+            |(image, pinned)| match get.lookup(image, pinned.as_deref()) {
+                Ok(Got::Check(rec, wanted)) => Some((wanted, rec)),
+                _ => None,
+            },
+        )
+        .collect();
+    if cached.is_empty() {
+        return Vec::new();
+    }
+    let puller = match make_puller(
+        get.images.clone(),
+        get.config.as_deref(),
+        rootfs_cache::auth::Overrides::default(),
+        &get.limits,
+    ) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            // The pass in order makes its own client and reports the error.
+            tracing::debug!(task_id, error = %error_chain(e.as_ref()), "no early image check");
+            return Vec::new();
+        }
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (wanted, rec) in cached {
+            let p = puller.clone();
+            set.spawn(async move {
+                let r = p.check(&wanted, &rec).await;
+                (wanted, top_digest(&rec), r)
+            });
+        }
+        finished(set).await
+    })
+}
+
+/// The digest a cached image is known by: its index's, else its manifest's.
+fn top_digest(rec: &ImageRecord) -> String {
+    rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string()
+}
+
+/// A registry client for pulls into `store` (an open cache: no second open, which makes
+/// its dirs and sweeps its temp dir again).
 fn make_puller(
-    root: &std::path::Path,
+    store: rootfs_cache::Store,
     config: Option<&std::path::Path>,
     overrides: rootfs_cache::auth::Overrides,
     limits: &rootfs_cache::pull::RegistryLimits,
@@ -551,7 +731,7 @@ fn make_puller(
     let config = crate::config::get().registries(config)?;
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
     Ok(Puller {
-        store: rootfs_cache::Store::open(root)?,
+        store,
         client: Arc::new(client),
         config,
         concurrency: 4,
