@@ -142,8 +142,13 @@ impl CgroupLayout {
 /// it (the spec's read-only paths), and the kernel formats the whole of
 /// `/proc/self/mountinfo` on each read, which grows by two mounts per running task
 /// (31 ms a read with 1000 tasks here; docs/benchmarks.md, "Where the time still goes").
+/// Looked at once per process (a directory read and a statfs(2) per entry, ~17 system
+/// calls): the host mounts its hierarchies at boot, and a process that creates
+/// containers (a task's supervisor) lives for one task.
 pub fn v1_mounts_under_sys_fs_cgroup() -> Vec<PathBuf> {
-    v1_mounts_under(Path::new("/sys/fs/cgroup"))
+    static V1: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    V1.get_or_init(|| v1_mounts_under(Path::new("/sys/fs/cgroup")))
+        .clone()
 }
 
 fn v1_mounts_under(base: &Path) -> Vec<PathBuf> {

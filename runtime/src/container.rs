@@ -488,7 +488,7 @@ impl Runtime {
             }
             Err(e) => return Err(io_err("create", &bundle)(e)),
         }
-        match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, &config) {
+        match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, config) {
             Ok(c) => Ok(c),
             Err(e) => {
                 let mut cleanup = Vec::new();
@@ -544,17 +544,17 @@ impl Runtime {
         spec: &ContainerSpec,
         bundle: &Path,
         cgroup_path: &str,
-        config: &serde_json::Value,
+        config: serde_json::Value,
     ) -> Result<Container, RuntimeError> {
         let meta = Meta {
             task_id: task_id.into(),
             cgroup_path: cgroup_path.into(),
         };
         write_json(&bundle.join("meta.json"), &meta)?;
-        write_json(&bundle.join("config.json"), config)?;
+        write_json(&bundle.join("config.json"), &config)?;
         // With a filter compiled ahead, libcontainer runs a spec of its own (`lc/`); the
         // bundle's config.json stays the container's, for exec and readers.
-        let (lc_bundle, init_filter) = match crate::filter::prepare(config, &self.filter_cache)
+        let (lc_bundle, init_filter) = match crate::filter::prepare(&config, &self.filter_cache)
             .map_err(|source| RuntimeError::Filter {
                 id: id.into(),
                 source,
@@ -704,11 +704,11 @@ impl Runtime {
             tty: Mutex::new(tty),
             youki_root: self.youki_root(),
             sock_dir: self.state_dir.join("s"),
-            spec: config.clone(),
             rootfs: config["root"]["path"]
                 .as_str()
                 .map(PathBuf::from)
                 .unwrap_or_default(),
+            spec: config,
         })
     }
 
@@ -897,8 +897,11 @@ fn read_config(bundle: &Path) -> Result<serde_json::Value, RuntimeError> {
     })
 }
 
+/// Compact: every reader parses these files (libcontainer, `info`, `exec`, `gc`), and the
+/// pretty form of a config.json is 1.6× the bytes and its formatting the larger part of
+/// the serialisation, at every create.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RuntimeError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RuntimeError::Io {
+    let bytes = serde_json::to_vec(value).map_err(|e| RuntimeError::Io {
         action: "serialize",
         path: path.to_path_buf(),
         source: e.into(),

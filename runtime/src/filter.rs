@@ -30,6 +30,7 @@ use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilter
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompOperator as Op,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Errors of compiling, caching or loading a filter.
@@ -92,16 +93,12 @@ pub(crate) fn prepare(
     let Some(profile) = config["linux"].get("seccomp") else {
         return Ok(None);
     };
-    let profile: LinuxSeccomp =
-        serde_json::from_value(profile.clone()).map_err(FilterError::Profile)?;
+    let profile = LinuxSeccomp::deserialize(profile).map_err(FilterError::Profile)?;
     if !covered(&profile) {
         return Ok(None);
     }
     let bpf = cached(cache_dir, &profile)?;
-    let mut lc = config.clone();
-    if let Some(linux) = lc["linux"].as_object_mut() {
-        linux.remove("seccomp");
-    }
+    let mut lc = without_seccomp(config);
     let nnp = config["process"]["noNewPrivileges"].as_bool() == Some(true);
     let effective = cap_set(&config["process"]["capabilities"]["effective"])?;
     let restore = if nnp || effective.contains(&Capability::CAP_SYS_ADMIN) {
@@ -118,6 +115,31 @@ pub(crate) fn prepare(
         Some((effective, permitted))
     };
     Ok(Some((lc, InitFilter { bpf, restore })))
+}
+
+/// A copy of `config` but its `linux.seccomp`, which is most of it (the default
+/// profile's ~370 names): it is not copied to be dropped.
+fn without_seccomp(config: &Value) -> Value {
+    let Some(top) = config.as_object() else {
+        return config.clone();
+    };
+    let copy = top
+        .iter()
+        .map(|(k, v)| {
+            let v = match (k.as_str(), v.as_object()) {
+                ("linux", Some(linux)) => Value::Object(
+                    linux
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "seccomp")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Object(copy)
 }
 
 fn cap_set(list: &Value) -> Result<CapsHashSet, FilterError> {
@@ -433,5 +455,24 @@ mod tests {
         let mut flagged = config(false, &caps);
         flagged["linux"]["seccomp"]["flags"] = serde_json::json!(["SECCOMP_FILTER_FLAG_LOG"]);
         assert!(prepare(&flagged, d.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn libcontainers_spec_is_the_containers_but_the_filter() {
+        let d = tempfile::tempdir().unwrap();
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/r", "readonly": false},
+            "process": {"args": ["/bin/true"], "noNewPrivileges": true,
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]}},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {"maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                      "namespaces": [{"type": "pid"}],
+                      "seccomp": crate::seccomp::default_profile(&[], false)},
+        });
+        let (lc, _) = prepare(&config, d.path()).unwrap().unwrap();
+        let mut want = config.clone();
+        want["linux"].as_object_mut().unwrap().remove("seccomp");
+        assert_eq!(lc, want);
     }
 }

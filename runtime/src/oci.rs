@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cgroup_layout::CgroupLayout;
@@ -250,20 +251,19 @@ pub trait HostLimits {
     fn max_hard(&self, resource: nix::sys::resource::Resource) -> u64;
 }
 
-/// The real host: `getrlimit` + CAP_SYS_RESOURCE from `/proc/self/status`.
+/// The real host: `getrlimit` + CAP_SYS_RESOURCE in this thread's effective set
+/// (capget(2): one system call, where reading `/proc/self/status` took ten, per rlimit
+/// of every create).
 pub struct ProcessLimits;
 
 impl HostLimits for ProcessLimits {
     fn max_hard(&self, resource: nix::sys::resource::Resource) -> u64 {
-        const CAP_SYS_RESOURCE: u32 = 24;
-        let has_cap = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
-            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+        let has_cap = caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap_or(false);
         if has_cap {
             return u64::MAX;
         }
@@ -725,9 +725,12 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         "mounts": mounts,
         "linux": linux,
     });
-    // Round-trip through oci-spec so a malformed document fails here, not in the child.
-    let typed: oci_spec::runtime::Spec = serde_json::from_value(doc).map_err(SpecError::Oci)?;
-    serde_json::to_value(typed).map_err(SpecError::Oci)
+    // Read by oci-spec, as libcontainer will, so a malformed document fails here, not in
+    // the child. The document itself is what oci-spec would give back
+    // (`the_document_is_what_oci_spec_gives_back`), so it is not rebuilt from the typed
+    // form at every create.
+    oci_spec::runtime::Spec::deserialize(&doc).map_err(SpecError::Oci)?;
+    Ok(doc)
 }
 
 #[cfg(test)]
@@ -773,6 +776,82 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// `build` returns its document after oci-spec has read it, not oci-spec's
+    /// serialisation of what it read: the two must not differ, for any spec this crate
+    /// makes (libcontainer, exec and `info` read the file).
+    #[test]
+    fn the_document_is_what_oci_spec_gives_back() {
+        let mut specs = vec![base()];
+        let mut s = base();
+        s.security.privileged = true;
+        s.sysctls = vec![("net.ipv4.ip_forward".into(), "1".into())];
+        specs.push(s);
+        let mut s = base();
+        s.rlimits = vec![Rlimit {
+            name: "nproc".into(),
+            soft: 100,
+            hard: 200,
+        }];
+        s.security = Security {
+            read_only_rootfs: true,
+            no_new_privileges: true,
+            cap_add: vec!["SYS_PTRACE".into()],
+            cap_drop: vec!["NET_RAW".into()],
+            seccomp: Seccomp::DefaultWithCompatAbis,
+            ..Default::default()
+        };
+        s.hostname = Some("web".into());
+        s.env = vec!["A=1".into()];
+        s.tty = true;
+        specs.push(s);
+        let mut s = base();
+        s.security.seccomp = Seccomp::Unconfined;
+        s.limits.memory = Some(64 << 20);
+        specs.push(s);
+        for spec in &specs {
+            let v = build_with(spec, &FakeHost(u64::MAX));
+            let typed: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
+            let mut back = serde_json::to_value(typed).unwrap();
+            // oci-spec keeps the capability sets in hash sets: its order is random, the
+            // document's is the order they were listed in.
+            let mut v = v;
+            for doc in [&mut back, &mut v] {
+                if let Some(sets) = doc["process"]["capabilities"].as_object_mut() {
+                    for list in sets.values_mut() {
+                        list.as_array_mut().unwrap().sort_by_key(|c| c.to_string());
+                    }
+                }
+            }
+            assert!(back == v, "{spec:?}: {}", first_difference("", &back, &v));
+        }
+    }
+
+    /// Where two documents first differ, as `path: oci-spec's / ours`.
+    fn first_difference(at: &str, a: &Value, b: &Value) -> String {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                for k in x.keys().chain(y.keys()) {
+                    let (l, r) = (x.get(k), y.get(k));
+                    if l != r {
+                        return match (l, r) {
+                            (Some(l), Some(r)) => first_difference(&format!("{at}.{k}"), l, r),
+                            _ => format!("{at}.{k}: {l:?} / {r:?}"),
+                        };
+                    }
+                }
+                String::new()
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find(|(_, (l, r))| l != r)
+                .map(|(i, (l, r))| first_difference(&format!("{at}[{i}]"), l, r))
+                .unwrap_or_default(),
+            _ => format!("{at}: {a} / {b}"),
+        }
     }
 
     #[test]

@@ -296,6 +296,50 @@ fn default_capabilities_and_add_drop() {
     assert_eq!(info["NoNewPrivs"], "1");
 }
 
+/// A container's command, and an exec's, start with their stdio and nothing else: no
+/// descriptor of the process that created them (this test's own open files, the pipes
+/// and log files of the containers before, libcontainer's and pathrs' handles to /proc
+/// kept by the caller) reaches them, on a process's first create or a later one.
+/// Ref: libcontainer 0.7 `process/init/process.rs` (close_range(…, CLOSE_RANGE_CLOEXEC)
+/// before the exec).
+#[test]
+fn the_command_starts_with_its_stdio_only() {
+    let rootfs = Rootfs::new();
+    let task = Task::new(TaskLimits::default());
+    // Held open across the creates below, without close-on-exec (std opens files with
+    // O_CLOEXEC; dup(2) makes a copy without it): only libcontainer's close_range keeps it
+    // from the containers.
+    let held = std::fs::File::open("/proc/self/status").unwrap();
+    let raw = nix::unistd::dup(std::os::fd::AsRawFd::as_raw_fd(&held)).unwrap();
+    let stdio = serde_json::json!([0, 1, 2]);
+    for name in ["first", "second"] {
+        let info = probe_info(&task, name, ContainerSpec::default(), rootfs.path());
+        assert_eq!(info["fds"], stdio, "{name}: descriptors of the command");
+    }
+
+    let c = task.create(
+        "main",
+        ContainerSpec {
+            args: vec!["/bin/sleep".into(), "30".into()],
+            ..Default::default()
+        },
+        rootfs.path(),
+        None,
+    );
+    c.start().unwrap();
+    let mut p = c
+        .exec(&ExecSpec {
+            args: vec!["/probe".into(), "info".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    let (status, out, err) = p.output().unwrap();
+    assert_eq!(status.code, 0, "{}", String::from_utf8_lossy(&err));
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(info["fds"], stdio, "descriptors of an exec");
+    nix::unistd::close(raw).unwrap();
+}
+
 #[test]
 fn seccomp_blocks_unshare_mount_keyctl_and_paths_are_masked() {
     let rootfs = Rootfs::new();

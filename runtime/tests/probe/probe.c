@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -218,6 +219,19 @@ static int info(void) {
     if (c) { size_t n = fread(cg, 1, sizeof cg - 1, c); cg[n] = 0; fclose(c); }
     printf(",\"proc_cgroup\":");
     json_str(cg);
+    /* The descriptors the container's command was started with (the directory stream's
+     * own left out): its stdio and nothing of the runtime's. */
+    printf(",\"fds\":[");
+    DIR *d = opendir("/proc/self/fd");
+    int ffirst = 1;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) continue;
+        printf("%s%s", ffirst ? "" : ",", e->d_name);
+        ffirst = 0;
+    }
+    if (d) closedir(d);
+    printf("]");
     printf(",\"pid\":%d}\n", getpid());
     return 0;
 }
