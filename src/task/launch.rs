@@ -6,7 +6,7 @@ use crate::store::{
     Tag, TaskRow,
 };
 use crate::supervisor::protocol::{ExecutionCredentialsFrom, SuperviseArgs, TaskCredentialsFrom};
-use crate::task::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
+use crate::task::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -251,7 +251,7 @@ pub fn create_task(
         .as_ref()
         .map_or(0, Vec::len);
     let ids = Ids::new(containers).map_err(|source| LaunchError::Io {
-        what: "read /dev/urandom".into(),
+        what: "draw the task's ids from the kernel's random pool".into(),
         source,
     })?;
     let task = prepare_task(ctx, stored, req, root, &ids)?;
@@ -274,14 +274,20 @@ pub struct Ids {
 }
 
 impl Ids {
-    /// New ids for a task of `containers` containers, created now.
+    /// New ids for a task of `containers` containers, created now: the random bytes of
+    /// them all from one `getrandom(2)`.
     pub fn new(containers: usize) -> std::io::Result<Ids> {
+        // The task id, the attachment's, then one per container.
+        let mut bytes = vec![0u8; 16 * (containers + 2)];
+        crate::task::fill_random(&mut bytes)?;
+        let mut chunks = bytes.chunks_exact(16);
+        let mut next = || chunks.next().unwrap_or_default();
+        let task = crate::task::hex_id(next());
+        let attachment = crate::task::uuid(next());
         Ok(Ids {
-            task: new_id()?,
-            containers: (0..containers)
-                .map(|_| new_uuid())
-                .collect::<std::io::Result<_>>()?,
-            attachment: new_uuid()?,
+            task,
+            containers: (0..containers).map(|_| crate::task::uuid(next())).collect(),
+            attachment,
             created_at_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
@@ -618,6 +624,27 @@ mod tests {
             without_tcache(Some("glibc.malloc.tcache_count=3")),
             "glibc.malloc.tcache_count=3"
         );
+    }
+
+    #[test]
+    fn ids_are_drawn_fresh_and_shaped_like_ecs_ids() {
+        let a = Ids::new(3).unwrap();
+        let b = Ids::new(3).unwrap();
+        assert_eq!(a.task.len(), 32);
+        assert!(a.task.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.containers.len(), 3);
+        let mut all: Vec<&str> = vec![&a.task, &a.attachment, &b.task, &b.attachment];
+        all.extend(a.containers.iter().chain(&b.containers).map(String::as_str));
+        for u in all.iter().skip(1).filter(|u| u.contains('-')) {
+            let parts: Vec<usize> = u.split('-').map(str::len).collect();
+            assert_eq!(parts, [8, 4, 4, 4, 12], "{u}");
+            assert_eq!(&u[14..15], "4", "{u}");
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "every id differs");
+        assert!(Ids::new(0).unwrap().containers.is_empty());
     }
 
     #[test]
