@@ -815,12 +815,13 @@ pub fn start_prepared(
     prepared: &launch::Prepared,
     pull: PullPolicy,
 ) -> anyhow::Result<()> {
+    let began = super::now_ms();
     let mut store = ecs.open_store()?;
-    ecs.housekeeping(&mut store);
     let cmd = supervisor_command(ecs, &launch::Request::default(), pull, false)?;
     launch::insert_task(&mut store, ctx, prepared, &ecs.root)?;
     let mut sup = launch::spawn_supervisor(&mut store, &cmd, &prepared.task.id)?;
     std::thread::spawn(move || sup.child.wait());
+    ecs.housekeeping_before(&mut store, began);
     Ok(())
 }
 
@@ -858,7 +859,8 @@ fn spawn(
     providers: &[String],
     sup: Supervision,
 ) -> anyhow::Result<Started> {
-    ecs.housekeeping(&mut store);
+    // Housekeeping waits until the supervisors are started (below).
+    let began = super::now_ms();
     let cmd = supervisor_command(ecs, req, sup.pull, sup.follow)?;
     // versionConsistency: the tasks of one RunTask call (or of one service deployment)
     // run one digest per container, whichever resolves the tag first.
@@ -887,6 +889,7 @@ fn spawn(
         supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
         ids.push(id);
     }
+    ecs.housekeeping_before(&mut store, began);
     let tasks = ids
         .iter()
         .filter_map(|id| task_by_id(&store, id).transpose())
