@@ -15,7 +15,7 @@ mod common;
 
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, busybox_entries};
-use common::leaks::{assert_no_leaks, task_processes, wait_for};
+use common::leaks::{assert_no_leaks, supervisors_of, task_processes, wait_for};
 use common::registry::{Registry, RegistryOpts};
 use common::util::random_bytes;
 use serde_json::Value;
@@ -416,7 +416,16 @@ fn cli_killed_before_it_started_the_supervisor() {
     let id = env.task_ids().remove(0);
     // While the CLI lives (holding the task's launch lock) the task is starting.
     assert_eq!(env.describe(&id)["lastStatus"], "PROVISIONING");
+    // The supervisor the CLI started ahead waits for its task (launch::prestart_supervisor).
+    let waiting = supervisors_of(&env.mf.root);
+    assert_eq!(waiting.len(), 1, "one supervisor waits: {waiting:?}");
     kill9_child(child);
+    // Its pipe's end of file: it exits having made nothing.
+    wait_dead(waiting[0]);
+    assert!(
+        !env.mf.run_root.join("tasks").join(&id).exists(),
+        "the waiting supervisor made the task's run dir"
+    );
     // Noticed by the next command at once, not after the 60 s start grace.
     let t = env.describe(&id);
     assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");

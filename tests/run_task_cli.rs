@@ -135,6 +135,30 @@ fn timeline_row(text: &str, container: &str) -> Vec<String> {
         .collect()
 }
 
+/// The CLI starts a supervisor before it checks the request (`launch::prestart_supervisor`);
+/// a launch that then fails leaves it nothing to do: it exits, and nothing of a task is
+/// made (no row, no run dir, no log).
+#[test]
+fn a_failed_launch_leaves_no_supervisor_behind() {
+    let env = Env::new();
+    for args in [
+        &["run-task", "--task-definition", "nosuch:9"][..],
+        &["run-task", "--task-definition", "nosuch:9", "--detach"],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}: {}", stderr(&out));
+        common::leaks::wait_for("the supervisor started ahead to exit", || {
+            common::leaks::supervisors_of(&env.mf.root).is_empty()
+        });
+    }
+    for dir in [env.mf.root.join("tasks"), env.mf.run_root.join("tasks")] {
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+    }
+}
+
 #[test]
 fn limits_example_is_oom_killed_at_its_fargate_memory() {
     let env = Env::new();

@@ -105,7 +105,7 @@ pub fn poll_readable(fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<Vec
 }
 
 /// Takes ownership of the pipe a parent process passed down as descriptor `fd` (checked to
-/// be an open pipe) and marks it close-on-exec. Once per process, early: from then on the
+/// be an open pipe) and marks it close-on-exec. Once per descriptor, early: from then on the
 /// returned handle is its only owner.
 pub fn take_inherited_pipe(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
     sys::take_inherited_pipe(fd)

@@ -42,12 +42,12 @@ pub(crate) fn recv_fd(stream: &UnixStream) -> std::io::Result<OwnedFd> {
     ))
 }
 
-/// Set once [`take_inherited_pipe`] has handed out its descriptor.
-static INHERITED_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The descriptors [`take_inherited_pipe`] has handed out: each has one owner.
+static INHERITED_TAKEN: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
 
 /// Takes ownership of descriptor `fd`, inherited from the parent process, which must be a
 /// pipe; marks it close-on-exec so that nothing this process starts inherits it. Once per
-/// process.
+/// descriptor (a supervisor takes two: its done pipe and the pipe its task comes on).
 pub(crate) fn take_inherited_pipe(fd: RawFd) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     use nix::sys::stat::{SFlag, fstat};
@@ -64,10 +64,14 @@ pub(crate) fn take_inherited_pipe(fd: RawFd) -> std::io::Result<OwnedFd> {
             format!("descriptor {fd} is not a pipe"),
         ));
     }
-    if INHERITED_TAKEN.swap(true, Ordering::SeqCst) {
-        return Err(std::io::Error::other(
-            "the inherited pipe was taken already",
-        ));
+    {
+        let mut taken = INHERITED_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.contains(&fd) {
+            return Err(std::io::Error::other(format!(
+                "the inherited pipe {fd} was taken already"
+            )));
+        }
+        taken.push(fd);
     }
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     // SAFETY: `fd` is open (fstat succeeded) and is the descriptor the parent passed down for
@@ -287,8 +291,8 @@ pub(crate) fn load_seccomp_filter(bpf: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// The one test that takes the inherited pipe (once per process); the refusals before
-    /// the take leave it takeable.
+    /// The one test that takes inherited pipes (once per descriptor); the refusals before
+    /// the take leave them takeable.
     #[test]
     fn an_inherited_pipe_is_taken_once_and_closed_on_exec() {
         use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -305,8 +309,13 @@ mod tests {
         let taken = take_inherited_pipe(raw).unwrap();
         let flags = FdFlag::from_bits_truncate(fcntl(raw, FcntlArg::F_GETFD).unwrap());
         assert!(flags.contains(FdFlag::FD_CLOEXEC));
+        // A second pipe is taken too (a supervisor's done pipe and its task pipe); the
+        // same descriptor never twice.
         let (_r2, w2) = nix::unistd::pipe2(nix::fcntl::OFlag::empty()).unwrap();
-        let e = take_inherited_pipe(w2.as_raw_fd()).unwrap_err();
+        let raw2 = w2.as_raw_fd();
+        std::mem::forget(w2);
+        let _taken2 = take_inherited_pipe(raw2).unwrap();
+        let e = take_inherited_pipe(raw).unwrap_err();
         assert!(e.to_string().contains("taken already"), "{e}");
         // The handle writes to the pipe and closes it when dropped.
         let mut f = std::fs::File::from(taken);

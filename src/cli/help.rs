@@ -491,7 +491,8 @@ mod tests {
         let os = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         // As launch::spawn_supervisor writes it.
         let a = crate::supervisor::SuperviseArgs {
-            task_id: "abc".into(),
+            task_id: Some("abc".into()),
+            wait_fd: None,
             pull: crate::task::PullPolicy::Never,
             secrets_file: None,
             task_credentials: crate::supervisor::TaskCredentialsFrom::Host,

@@ -312,12 +312,8 @@ fn run_task_options(a: &RunTaskArgs) -> anyhow::Result<serde_json::Map<String, s
 }
 
 pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
-    let Some(req) = super::aws::request(Op::RunTask.name(), run_task_options(&a)?, &a.input)?
-    else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    let req: RunTaskRequest = super::aws::decode(Op::RunTask.name(), req)?;
-    let local = Local {
+    let ecs = g.ecs();
+    let mut local = Local {
         files: true,
         remote: false,
         env_file: read_env_files(&a.env_file)?,
@@ -337,12 +333,20 @@ pub fn run_task(g: &GlobalOpts, a: RunTaskArgs) -> anyhow::Result<ExitCode> {
             == crate::supervisor::ExecutionCredentialsFrom::Host,
         follow: !a.detach,
         deployment: None,
+        early: None,
     };
+    // Its exec and start overlap what follows (ecs::tasks::prestart).
+    local.early = ecs_tasks::prestart(&ecs, &local);
+    let Some(req) = super::aws::request(Op::RunTask.name(), run_task_options(&a)?, &a.input)?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let req: RunTaskRequest = super::aws::decode(Op::RunTask.name(), req)?;
     let name = match req.task_definition.strip_prefix("file://") {
         Some(_) => crate::taskdef::Source::from_arg(&req.task_definition).display_name(),
         None => req.task_definition.clone(),
     };
-    let started = match ecs_tasks::run_task(&g.ecs(), req, local) {
+    let started = match ecs_tasks::run_task(&ecs, req, local) {
         Ok(started) => started,
         Err(EcsError::InvalidTaskDefinition { message, findings }) => {
             // Every finding, not just the first the message names, as validate prints them.
@@ -375,7 +379,15 @@ fn family_for(image: &str) -> String {
 }
 
 pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
-    let env_file = read_env_files(&a.env_file)?;
+    let ecs = g.ecs();
+    let mut local = Local {
+        env_file: read_env_files(&a.env_file)?,
+        pull: a.pull,
+        follow: !a.detach,
+        ..Default::default()
+    };
+    // Its exec and start overlap what follows (ecs::tasks::prestart).
+    local.early = ecs_tasks::prestart(&ecs, &local);
     let name = a.name.clone().unwrap_or_else(|| family_for(&a.image));
     let mut env = Vec::new();
     for kv in &a.env {
@@ -422,13 +434,7 @@ pub fn run(g: &GlobalOpts, a: RunArgs) -> anyhow::Result<ExitCode> {
         def["memory"] = serde_json::json!(m.to_string());
     }
     let def: taskdef::TaskDefinition = serde_json::from_value(def)?;
-    let local = Local {
-        env_file,
-        pull: a.pull,
-        follow: !a.detach,
-        ..Default::default()
-    };
-    let started = ecs_tasks::run_unregistered(&g.ecs(), &def, &a.cluster, local)?;
+    let started = ecs_tasks::run_unregistered(&ecs, &def, &a.cluster, local)?;
     finish(
         g,
         started,

@@ -115,8 +115,17 @@ impl Ecs {
     /// task, and the new task's supervisor finishes dead tasks itself when it finds an
     /// address, a host port or an id range short (supervisor::executor).
     pub fn housekeeping(&self, store: &mut Store) {
+        self.housekeeping_before(store, i64::MAX);
+    }
+
+    /// [`Ecs::housekeeping`] after a launch that began at `began_ms` (epoch ms) started
+    /// its supervisors: off the launch's path, and blind to what stopped since it began.
+    /// At a retention of 0 (`MINIFARGATE_STOPPED_TASK_RETENTION=0`) a task of this very
+    /// launch may already be STOPPED; its launcher, which may be following it, must not
+    /// forget it.
+    pub fn housekeeping_before(&self, store: &mut Store, began_ms: i64) {
         use crate::task::reconcile as rec;
-        if let Err(e) = rec::prune(store, &self.root, &self.run_root) {
+        if let Err(e) = rec::prune(store, &self.root, &self.run_root, began_ms) {
             tracing::error!(error = %crate::error_chain(&e), "failed to prune stopped tasks");
         }
         match store.purge_deleted_task_definitions() {

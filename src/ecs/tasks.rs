@@ -106,6 +106,32 @@ pub struct Local {
     /// The service deployment the tasks belong to (the scheduler's): its tasks share
     /// image digests (versionConsistency), as the tasks of one RunTask call do otherwise.
     pub deployment: Option<String>,
+    /// A supervisor started ahead for the first task ([`prestart`]): the CLI's.
+    pub early: Option<launch::Waiting>,
+}
+
+/// For a caller that makes one launch and starts no other process meanwhile (the CLI's
+/// `run-task` and `run`): a supervisor started now, before the request is checked, whose
+/// exec and start then overlap the launch's checks and store writes instead of following
+/// them; the first task is handed to it (`launch::hand_over`). Nothing when it cannot
+/// start: the task's supervisor is then started the usual way.
+pub fn prestart(ecs: &Ecs, local: &Local) -> Option<launch::Waiting> {
+    let req = launch::Request {
+        secrets_file: local.secrets_file.clone(),
+        host_credentials: local.host_credentials,
+        host_execution_credentials: local.host_execution_credentials,
+        ..Default::default()
+    };
+    let started = supervisor_command(ecs, &req, local.pull, local.follow)
+        .map_err(|e| crate::error_chain(e.as_ref()))
+        .and_then(|cmd| launch::prestart_supervisor(&cmd).map_err(|e| crate::error_chain(&e)));
+    match started {
+        Ok(w) => Some(w),
+        Err(error) => {
+            tracing::debug!(%error, "no supervisor started ahead");
+            None
+        }
+    }
 }
 
 /// The RunTask response: `{"tasks": […], "failures": []}`.
@@ -504,6 +530,7 @@ pub fn run_task_with(
         let supervision = Supervision {
             pull: local.pull,
             follow: local.follow,
+            early: local.early,
         };
         // A task on this box's container instance is placed there first (resources,
         // constraints): the lock is held until its rows are written, so two RunTasks
@@ -740,6 +767,7 @@ pub fn run_unregistered(
     let supervision = Supervision {
         pull: local.pull,
         follow: local.follow,
+        early: local.early,
     };
     Ok(spawn(
         ecs,
@@ -753,12 +781,14 @@ pub fn run_unregistered(
     )?)
 }
 
-/// How supervisors are started: their image pull policy, and whether the caller follows
-/// the tasks to their end (see [`Local::follow`]).
-#[derive(Debug, Clone, Copy)]
+/// How supervisors are started: their image pull policy, whether the caller follows
+/// the tasks to their end (see [`Local::follow`]), and the supervisor started ahead for
+/// the first task, if any ([`Local::early`]).
+#[derive(Debug)]
 pub struct Supervision {
     pub pull: PullPolicy,
     pub follow: bool,
+    pub early: Option<launch::Waiting>,
 }
 
 /// Where RunTask's checked tasks start.
@@ -815,12 +845,13 @@ pub fn start_prepared(
     prepared: &launch::Prepared,
     pull: PullPolicy,
 ) -> anyhow::Result<()> {
+    let began = super::now_ms();
     let mut store = ecs.open_store()?;
-    ecs.housekeeping(&mut store);
     let cmd = supervisor_command(ecs, &launch::Request::default(), pull, false)?;
     launch::insert_task(&mut store, ctx, prepared, &ecs.root)?;
     let mut sup = launch::spawn_supervisor(&mut store, &cmd, &prepared.task.id)?;
     std::thread::spawn(move || sup.child.wait());
+    ecs.housekeeping_before(&mut store, began);
     Ok(())
 }
 
@@ -856,9 +887,10 @@ fn spawn(
     req: &launch::Request,
     count: u32,
     providers: &[String],
-    sup: Supervision,
+    mut sup: Supervision,
 ) -> anyhow::Result<Started> {
-    ecs.housekeeping(&mut store);
+    // Housekeeping waits until the supervisors are started (below).
+    let began = super::now_ms();
     let cmd = supervisor_command(ecs, req, sup.pull, sup.follow)?;
     // versionConsistency: the tasks of one RunTask call (or of one service deployment)
     // run one digest per container, whichever resolves the tag first.
@@ -884,9 +916,13 @@ fn spawn(
             warmers.extend(warm_ahead(&id, containers));
         }
         crate::task::test_pause(&ecs.run_root, "launch");
-        supervisors.push(launch::spawn_supervisor(&mut store, &cmd, &id)?);
+        supervisors.push(match sup.early.take() {
+            Some(waiting) => launch::hand_over(&mut store, &cmd, waiting, &id)?,
+            None => launch::spawn_supervisor(&mut store, &cmd, &id)?,
+        });
         ids.push(id);
     }
+    ecs.housekeeping_before(&mut store, began);
     let tasks = ids
         .iter()
         .filter_map(|id| task_by_id(&store, id).transpose())

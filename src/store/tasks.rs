@@ -360,6 +360,19 @@ impl Store {
     /// Deletes STOPPED tasks (and their containers) that stopped before `before_ms`;
     /// returns their ids so their directories can go too.
     pub fn prune_stopped_tasks(&mut self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        // Every RunTask prunes: a read first, so the usual case (nothing to forget) never
+        // takes the write lock other commands and supervisors queue on.
+        let any: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE last_status = 'STOPPED' \
+                 AND stopped_at_ms < ?1)",
+            )
+            .and_then(|mut st| st.query_row([before_ms], |r| r.get(0)))
+            .map_err(q("look for stopped tasks to prune"))?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let tx = self.write_tx("prune stopped tasks")?;
         let ids = {
             let mut stmt = tx

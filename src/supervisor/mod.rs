@@ -88,6 +88,22 @@ fn answer(listener: &UnixListener, tx: &Sender<Event>) {
     });
 }
 
+/// The task id the launcher writes on the `--wait-fd` pipe (one line), or `None` at end
+/// of file or for anything that is not a task id (32 hex digits, a path component).
+fn read_task_id(mut pipe: std::fs::File) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(33);
+    let mut b = [0u8; 64];
+    while !buf.contains(&b'\n') && buf.len() < 64 {
+        match pipe.read(&mut b) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&b[..n]),
+        }
+    }
+    let line = std::str::from_utf8(&buf).ok()?.lines().next()?;
+    (line.len() == 32 && line.bytes().all(|c| c.is_ascii_hexdigit())).then(|| line.to_string())
+}
+
 /// Runs the supervisor: returns when the task is STOPPED and torn down.
 pub fn run(
     root: &Path,
@@ -96,8 +112,8 @@ pub fn run(
     userns: crate::supervisor::isolation::userns::Mode,
     a: SuperviseArgs,
 ) -> anyhow::Result<()> {
-    tracing::debug!(task_id = %a.task_id, "supervisor started");
-    // First, before anything starts a process that could inherit it.
+    tracing::debug!(task_id = ?a.task_id, "supervisor started");
+    // First, before anything starts a process that could inherit them.
     let done = match a.done_fd {
         Some(fd) => Some(std::fs::File::from(
             runtime::take_inherited_pipe(fd)
@@ -105,31 +121,73 @@ pub fn run(
         )),
         None => None,
     };
+    let wait = match a.wait_fd {
+        Some(fd) => Some(std::fs::File::from(
+            runtime::take_inherited_pipe(fd)
+                .with_context(|| format!("--wait-fd {fd}: not an inherited pipe"))?,
+        )),
+        None => None,
+    };
     // Own session: a terminal's Ctrl-C or hangup never reaches the task.
     if let Err(e) = nix::unistd::setsid() {
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");
     }
+    let (task_id, store) = match (a.task_id, wait) {
+        (Some(id), _) => (id, None),
+        (None, Some(pipe)) => {
+            // Started ahead of the task (launch::prestart_supervisor): the store is opened
+            // while the launcher writes the task, if there is one to open (a first launch
+            // on a new root makes it; a launch that fails must leave nothing behind).
+            let store = if root.join("state.db").exists() {
+                crate::store::Store::open(root).ok()
+            } else {
+                None
+            };
+            let Some(id) = read_task_id(pipe) else {
+                // No task: the launch failed or its launcher died. Nothing was made.
+                return Ok(());
+            };
+            // From now on, the task's own log (the launcher left us /dev/null).
+            let paths = TaskPaths::new(root, run_root, &id);
+            let log = launch::open_supervisor_log(&paths.supervisor_log())?;
+            for fd in [1, 2] {
+                nix::unistd::dup2(log.as_raw_fd(), fd).with_context(|| {
+                    format!("failed to write to {}", paths.supervisor_log().display())
+                })?;
+            }
+            tracing::debug!(task_id = %id, "supervisor given its task");
+            (id, store)
+        }
+        (None, None) => anyhow::bail!("supervise: neither --task-id nor --wait-fd"),
+    };
     // Orphaned processes of the containers are reparented here, not to init.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
-    let paths = TaskPaths::new(root, run_root, &a.task_id);
+    let paths = TaskPaths::new(root, run_root, &task_id);
     paths
         .make_run_dir()
         .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
-    let mut store = crate::store::Store::open(root)?;
+    let mut store = match store {
+        Some(s) => s,
+        None => crate::store::Store::open(root)?,
+    };
     let (mut task, containers) = store
-        .task(&a.task_id)?
-        .with_context(|| format!("task {} is not in the store", a.task_id))?;
+        .task(&task_id)?
+        .with_context(|| format!("task {task_id} is not in the store"))?;
     if task.last_status == LastStatus::Stopped {
         // Reconcile stopped it while we were starting (its launcher had died): nothing to run.
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         anyhow::bail!("task {} is already STOPPED", task.id);
     }
     let pid = std::process::id();
-    task.supervisor_pid = Some(i64::from(pid));
-    task.supervisor_start_time = process_start_time(i64::from(pid));
-    store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
+    let start_time = process_start_time(i64::from(pid));
+    // A launcher that started us ahead recorded us already (launch::hand_over).
+    if task.supervisor_pid != Some(i64::from(pid)) || task.supervisor_start_time != start_time {
+        task.supervisor_pid = Some(i64::from(pid));
+        task.supervisor_start_time = start_time;
+        store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
+    }
     std::fs::write(paths.pid_file(), format!("{pid}\n"))
         .with_context(|| format!("failed to write {}", paths.pid_file().display()))?;
     let def = task.definition.clone();
@@ -189,7 +247,34 @@ pub fn run(
     if let Some(mut f) = done {
         let _ = f.write_all(b"1");
     }
-    crate::supervisor::executor::remove_scratch(&a.task_id, &scratch);
+    crate::supervisor::executor::remove_scratch(&task_id, &scratch);
     drop(exec);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_with(bytes: &[u8]) -> std::fs::File {
+        let (r, mut w) = std::io::pipe().unwrap();
+        w.write_all(bytes).unwrap();
+        drop(w);
+        std::fs::File::from(OwnedFd::from(r))
+    }
+
+    #[test]
+    fn the_task_id_on_the_wait_pipe_is_one_line_of_32_hex_digits() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            read_task_id(pipe_with(format!("{id}\n").as_bytes())).as_deref(),
+            Some(id)
+        );
+        // End of file first: the launch failed; nothing to run.
+        assert_eq!(read_task_id(pipe_with(b"")), None);
+        // Anything else is not taken for a task (it becomes a path).
+        assert_eq!(read_task_id(pipe_with(b"../../etc\n")), None);
+        assert_eq!(read_task_id(pipe_with(&id.as_bytes()[..31])), None);
+        assert_eq!(read_task_id(pipe_with(&[b'a'; 80])), None);
+    }
 }

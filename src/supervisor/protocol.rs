@@ -20,8 +20,15 @@ use std::time::Duration;
 /// Arguments of the hidden `supervise` verb.
 #[derive(Debug, clap::Args)]
 pub struct SuperviseArgs {
-    #[arg(long)]
-    pub task_id: String,
+    /// The task to run; without it, `--wait-fd` says where it comes from.
+    #[arg(long, required_unless_present = "wait_fd")]
+    pub task_id: Option<String>,
+    /// An inherited pipe (its descriptor number) on which the launcher writes the task's
+    /// id, one line, once the task's rows are written: the supervisor is started before
+    /// it (`launch::prestart_supervisor`). End of file instead: there is no task, and the
+    /// supervisor exits having made nothing.
+    #[arg(long, hide = true, conflicts_with = "task_id")]
+    pub wait_fd: Option<i32>,
     #[arg(long, value_enum, default_value_t = PullPolicy::Default)]
     pub pull: PullPolicy,
     /// The task's secrets from this local file instead of SSM / Secrets Manager.
@@ -89,11 +96,14 @@ impl SuperviseArgs {
     /// The verb and its options as `minifargate` parses them back into this struct (the
     /// global options, `--root` and the rest, come before it).
     pub fn argv(&self) -> Vec<OsString> {
-        let mut v: Vec<OsString> = [VERB, "--task-id", &self.task_id, "--pull"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        v.push(self.pull.as_str().into());
+        let mut v: Vec<OsString> = vec![VERB.into()];
+        if let Some(id) = &self.task_id {
+            v.extend(["--task-id".into(), id.into()]);
+        }
+        if let Some(fd) = self.wait_fd {
+            v.extend(["--wait-fd".into(), fd.to_string().into()]);
+        }
+        v.extend(["--pull".into(), self.pull.as_str().into()]);
         if let Some(f) = &self.secrets_file {
             v.push("--secrets-file".into());
             v.push(f.into());
@@ -421,7 +431,8 @@ mod tests {
             Supervise(SuperviseArgs),
         }
         let a = SuperviseArgs {
-            task_id: "abc".into(),
+            task_id: Some("abc".into()),
+            wait_fd: None,
             pull: PullPolicy::Never,
             secrets_file: Some("/s/f".into()),
             task_credentials: TaskCredentialsFrom::Host,
@@ -442,6 +453,34 @@ mod tests {
         assert_eq!(
             plain.argv(),
             ["supervise", "--task-id", "abc", "--pull", "never"]
+        );
+        // A supervisor started before its task: the id comes on the pipe.
+        let waiting = SuperviseArgs {
+            task_id: None,
+            wait_fd: Some(5),
+            ..plain
+        };
+        let cmd = Verb::augment_subcommands(clap::Command::new("minifargate"));
+        let argv = std::iter::once(OsString::from("minifargate")).chain(waiting.argv());
+        let Verb::Supervise(back) = Verb::from_arg_matches(&cmd.get_matches_from(argv)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{waiting:?}"));
+        // One of the two, never both, never neither.
+        let cmd = Verb::augment_subcommands(clap::Command::new("minifargate"));
+        assert!(
+            cmd.clone()
+                .try_get_matches_from(["minifargate", "supervise"])
+                .is_err()
+        );
+        assert!(
+            cmd.try_get_matches_from([
+                "minifargate",
+                "supervise",
+                "--task-id",
+                "abc",
+                "--wait-fd",
+                "5"
+            ])
+            .is_err()
         );
     }
 }

@@ -6,7 +6,7 @@ use crate::store::{
     Tag, TaskRow,
 };
 use crate::supervisor::protocol::{ExecutionCredentialsFrom, SuperviseArgs, TaskCredentialsFrom};
-use crate::task::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths, new_id, new_uuid};
+use crate::task::{ContainerOverride, PullPolicy, TaskOverride, TaskPaths};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{Compatibility, KeyValuePair, NetworkMode, TaskDefinition};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
@@ -251,7 +251,7 @@ pub fn create_task(
         .as_ref()
         .map_or(0, Vec::len);
     let ids = Ids::new(containers).map_err(|source| LaunchError::Io {
-        what: "read /dev/urandom".into(),
+        what: "draw the task's ids from the kernel's random pool".into(),
         source,
     })?;
     let task = prepare_task(ctx, stored, req, root, &ids)?;
@@ -274,14 +274,20 @@ pub struct Ids {
 }
 
 impl Ids {
-    /// New ids for a task of `containers` containers, created now.
+    /// New ids for a task of `containers` containers, created now: the random bytes of
+    /// them all from one `getrandom(2)`.
     pub fn new(containers: usize) -> std::io::Result<Ids> {
+        // The task id, the attachment's, then one per container.
+        let mut bytes = vec![0u8; 16 * (containers + 2)];
+        crate::task::fill_random(&mut bytes)?;
+        let mut chunks = bytes.chunks_exact(16);
+        let mut next = || chunks.next().unwrap_or_default();
+        let task = crate::task::hex_id(next());
+        let attachment = crate::task::uuid(next());
         Ok(Ids {
-            task: new_id()?,
-            containers: (0..containers)
-                .map(|_| new_uuid())
-                .collect::<std::io::Result<_>>()?,
-            attachment: new_uuid()?,
+            task,
+            containers: (0..containers).map(|_| crate::task::uuid(next())).collect(),
+            attachment,
             created_at_ms: chrono::Utc::now().timestamp_millis(),
         })
     }
@@ -500,75 +506,16 @@ pub fn spawn_supervisor(
     id: &str,
 ) -> Result<Supervisor, LaunchError> {
     let paths = TaskPaths::new(&cmd.root, &cmd.run_root, id);
-    let io = |what: String| move |source| LaunchError::Io { what, source };
     paths
         .make_run_dir()
         .map_err(io(format!("create {}", paths.run_dir.display())))?;
-    // Owner-only, as everything of the task's (docs/security.md, "A task's files").
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(paths.supervisor_log())
-        .map_err(io(format!("open {}", paths.supervisor_log().display())))?;
+    let log = open_supervisor_log(&paths.supervisor_log())?;
     let log2 = log
         .try_clone()
         .map_err(io("duplicate the log file handle".into()))?;
-    let mut c = Command::new(&cmd.exe);
-    c.arg("--root")
-        .arg(&cmd.root)
-        .arg("--run-root")
-        .arg(&cmd.run_root)
-        .arg("--log-level")
-        .arg(&cmd.log_level)
-        .arg("--userns")
-        .arg(
-            clap::ValueEnum::to_possible_value(&cmd.userns)
-                .expect("every --userns mode has a name")
-                .get_name(),
-        );
-    if let Some(cfg) = &cmd.config {
-        c.arg("--config").arg(cfg);
-    }
-    let done = if cmd.report_done {
-        let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;
-        // Inherited across exec (std opens pipes close-on-exec); the supervisor takes it
-        // and closes it on exec again.
-        fcntl(w.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| LaunchError::Io {
-            what: "pass the done pipe to the supervisor".into(),
-            source: e.into(),
-        })?;
-        Some((r, w))
-    } else {
-        None
-    };
-    let args = SuperviseArgs {
-        task_id: id.to_string(),
-        pull: cmd.pull,
-        secrets_file: cmd.secrets_file.clone(),
-        task_credentials: if cmd.host_credentials {
-            TaskCredentialsFrom::Host
-        } else {
-            TaskCredentialsFrom::Role
-        },
-        execution_credentials: if cmd.host_execution_credentials {
-            ExecutionCredentialsFrom::Host
-        } else {
-            ExecutionCredentialsFrom::Role
-        },
-        done_fd: done.as_ref().map(|(_, w)| w.as_raw_fd()),
-    };
-    c.args(args.argv());
-    // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
-    // never returns: in a process that lives as long as its task, after setup, that pins
-    // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the
-    // cache the task's start costs no measurable time. (Containers get their environment
-    // from the task definition, not from here.)
-    #[cfg(target_env = "gnu")]
-    c.env(
-        "GLIBC_TUNABLES",
-        without_tcache(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
-    );
+    let done = done_pipe(cmd)?;
+    let args = supervise_args(cmd, Some(id), None, done.as_ref());
+    let mut c = supervisor_process(cmd, &args);
     c.stdin(Stdio::null()).stdout(log).stderr(log2);
     let child = c.spawn().map_err(|source| {
         release_launch_lock(&cmd.root, id);
@@ -588,6 +535,183 @@ pub fn spawn_supervisor(
         source,
     })?;
     Ok(Supervisor { child, done })
+}
+
+/// A supervisor started before its task exists ([`prestart_supervisor`]): it execs, starts
+/// its runtime and opens the store while its launcher checks the request and writes the
+/// task's rows, then waits on a pipe for the task's id ([`hand_over`]). Dropped without
+/// that (the launch failed, or was killed): the pipe's end of file tells it there is no
+/// task, and it exits having made nothing.
+#[derive(Debug)]
+pub struct Waiting {
+    child: Child,
+    /// Where the task's id goes.
+    task: std::io::PipeWriter,
+    done: Option<std::io::PipeReader>,
+}
+
+/// Starts a supervisor that waits for its task (`supervise --wait-fd`): `cmd` as for
+/// [`spawn_supervisor`]. Output to /dev/null until it has its task, then to the task's
+/// supervisor log. As with [`SupervisorCommand::report_done`]: for a caller with no other
+/// thread that starts processes meanwhile (the pipe's read end is inheritable while the
+/// supervisor starts).
+pub fn prestart_supervisor(cmd: &SupervisorCommand) -> Result<Waiting, LaunchError> {
+    let (r, w) = std::io::pipe().map_err(io("create the supervisor's task pipe".into()))?;
+    inheritable(r.as_raw_fd(), "pass the task pipe to the supervisor")?;
+    let done = done_pipe(cmd)?;
+    let args = supervise_args(cmd, None, Some(r.as_raw_fd()), done.as_ref());
+    let mut c = supervisor_process(cmd, &args);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = c.spawn().map_err(|source| LaunchError::Io {
+        what: format!("start the supervisor {}", cmd.exe.display()),
+        source,
+    })?;
+    // Ours closed at once: the supervisor's copies are then the only ones.
+    drop(r);
+    Ok(Waiting {
+        child,
+        task: w,
+        done: done.map(|(r, _w)| r),
+    })
+}
+
+/// Gives task `id` (its rows written, its launch lock held) to the supervisor `waiting`:
+/// records its pid, writes the id on its pipe and releases the launch lock, as
+/// [`spawn_supervisor`] does after its fork. A supervisor that is gone (it could not
+/// start) is replaced by one started the usual way.
+pub fn hand_over(
+    store: &mut Store,
+    cmd: &SupervisorCommand,
+    waiting: Waiting,
+    id: &str,
+) -> Result<Supervisor, LaunchError> {
+    use std::io::Write;
+    let Waiting {
+        child,
+        mut task,
+        done,
+    } = waiting;
+    let pid = i64::from(child.id());
+    // Recorded before the id is written, so the supervisor finds its pid in its row and
+    // need not write it again.
+    if let Err(source) = store.set_supervisor(id, pid, crate::task::process_start_time(pid)) {
+        release_launch_lock(&cmd.root, id);
+        return Err(LaunchError::Store {
+            id: id.to_string(),
+            source,
+        });
+    }
+    let written = task.write_all(format!("{id}\n").as_bytes());
+    drop(task);
+    match written {
+        Ok(()) => {
+            release_launch_lock(&cmd.root, id);
+            Ok(Supervisor { child, done })
+        }
+        Err(e) => {
+            tracing::warn!(task_id = %id, error = %e, "the supervisor started ahead is gone: starting another");
+            spawn_supervisor(store, cmd, id)
+        }
+    }
+}
+
+/// `LaunchError::Io` for `what`.
+fn io(what: String) -> impl FnOnce(std::io::Error) -> LaunchError {
+    move |source| LaunchError::Io { what, source }
+}
+
+/// The supervisor's log file, owner-only, as everything of the task's (docs/security.md,
+/// "A task's files"). The supervisor of [`prestart_supervisor`] opens it itself.
+pub fn open_supervisor_log(path: &Path) -> Result<std::fs::File, LaunchError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("open {}", path.display())))
+}
+
+/// Clears close-on-exec on `fd` (std opens pipes close-on-exec): the supervisor takes it
+/// and sets it again.
+fn inheritable(fd: std::os::fd::RawFd, what: &str) -> Result<(), LaunchError> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| LaunchError::Io {
+        what: what.into(),
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// The done pipe of [`SupervisorCommand::report_done`], its write end inheritable.
+fn done_pipe(
+    cmd: &SupervisorCommand,
+) -> Result<Option<(std::io::PipeReader, std::io::PipeWriter)>, LaunchError> {
+    if !cmd.report_done {
+        return Ok(None);
+    }
+    let (r, w) = std::io::pipe().map_err(io("create the supervisor's done pipe".into()))?;
+    inheritable(w.as_raw_fd(), "pass the done pipe to the supervisor")?;
+    Ok(Some((r, w)))
+}
+
+/// The `supervise` verb's arguments: for task `task_id`, or waiting on `wait_fd` for one.
+fn supervise_args(
+    cmd: &SupervisorCommand,
+    task_id: Option<&str>,
+    wait_fd: Option<std::os::fd::RawFd>,
+    done: Option<&(std::io::PipeReader, std::io::PipeWriter)>,
+) -> SuperviseArgs {
+    SuperviseArgs {
+        task_id: task_id.map(str::to_string),
+        wait_fd,
+        pull: cmd.pull,
+        secrets_file: cmd.secrets_file.clone(),
+        task_credentials: if cmd.host_credentials {
+            TaskCredentialsFrom::Host
+        } else {
+            TaskCredentialsFrom::Role
+        },
+        execution_credentials: if cmd.host_execution_credentials {
+            ExecutionCredentialsFrom::Host
+        } else {
+            ExecutionCredentialsFrom::Role
+        },
+        done_fd: done.map(|(_, w)| w.as_raw_fd()),
+    }
+}
+
+/// The supervisor's command line (the same binary with the same global options) and
+/// environment; its stdio is the caller's to set.
+fn supervisor_process(cmd: &SupervisorCommand, args: &SuperviseArgs) -> Command {
+    let mut c = Command::new(&cmd.exe);
+    c.arg("--root")
+        .arg(&cmd.root)
+        .arg("--run-root")
+        .arg(&cmd.run_root)
+        .arg("--log-level")
+        .arg(&cmd.log_level)
+        .arg("--userns")
+        .arg(
+            clap::ValueEnum::to_possible_value(&cmd.userns)
+                .expect("every --userns mode has a name")
+                .get_name(),
+        );
+    if let Some(cfg) = &cmd.config {
+        c.arg("--config").arg(cfg);
+    }
+    c.args(args.argv());
+    // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
+    // never returns: in a process that lives as long as its task, after setup, that pins
+    // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the
+    // cache the task's start costs no measurable time. (Containers get their environment
+    // from the task definition, not from here.)
+    #[cfg(target_env = "gnu")]
+    c.env(
+        "GLIBC_TUNABLES",
+        without_tcache(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
+    );
+    c
 }
 
 /// `GLIBC_TUNABLES` for the supervisor: the caller's, with glibc's per-thread malloc
@@ -618,6 +742,27 @@ mod tests {
             without_tcache(Some("glibc.malloc.tcache_count=3")),
             "glibc.malloc.tcache_count=3"
         );
+    }
+
+    #[test]
+    fn ids_are_drawn_fresh_and_shaped_like_ecs_ids() {
+        let a = Ids::new(3).unwrap();
+        let b = Ids::new(3).unwrap();
+        assert_eq!(a.task.len(), 32);
+        assert!(a.task.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.containers.len(), 3);
+        let mut all: Vec<&str> = vec![&a.task, &a.attachment, &b.task, &b.attachment];
+        all.extend(a.containers.iter().chain(&b.containers).map(String::as_str));
+        for u in all.iter().skip(1).filter(|u| u.contains('-')) {
+            let parts: Vec<usize> = u.split('-').map(str::len).collect();
+            assert_eq!(parts, [8, 4, 4, 4, 12], "{u}");
+            assert_eq!(&u[14..15], "4", "{u}");
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "every id differs");
+        assert!(Ids::new(0).unwrap().containers.is_empty());
     }
 
     #[test]

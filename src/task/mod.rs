@@ -81,23 +81,48 @@ pub fn cut_reason(s: &str) -> String {
 
 /// A fresh 32-hex task id (what ECS puts at the end of a task ARN).
 pub fn new_id() -> std::io::Result<String> {
-    use std::io::Read;
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    fill_random(&mut b)?;
+    Ok(hex_id(&b))
 }
 
 /// A random UUID (v4 layout) for container ARNs and attachments.
 pub fn new_uuid() -> std::io::Result<String> {
-    let h = new_id()?;
-    Ok(format!(
+    let mut b = [0u8; 16];
+    fill_random(&mut b)?;
+    Ok(uuid(&b))
+}
+
+/// Fills `buf` from the kernel's random pool: one `getrandom(2)`, not an open, read and
+/// close of `/dev/urandom` (a launch takes several ids: [`launch::Ids::new`] draws them
+/// all at once).
+pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
+    getrandom::getrandom(buf).map_err(|e| match e.raw_os_error() {
+        Some(errno) => std::io::Error::from_raw_os_error(errno),
+        None => std::io::Error::other(e.to_string()),
+    })
+}
+
+/// 16 random bytes as a 32-hex id ([`new_id`]).
+pub fn hex_id(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter().fold(String::with_capacity(32), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// 16 random bytes as a UUID, version 4 layout ([`new_uuid`]).
+pub fn uuid(b: &[u8]) -> String {
+    let h = hex_id(b);
+    format!(
         "{}-{}-4{}-a{}-{}",
         &h[0..8],
         &h[8..12],
         &h[13..16],
         &h[17..20],
         &h[20..32]
-    ))
+    )
 }
 
 /// Where one task keeps its files.

@@ -32,9 +32,19 @@ pub fn retention() -> std::time::Duration {
     crate::config::get().stopped_task_retention
 }
 
-/// Forgets STOPPED tasks older than [`retention`] and removes their directories (logs).
-pub fn prune(store: &mut Store, root: &Path, run_root: &Path) -> Result<Vec<String>, StoreError> {
-    let before = chrono::Utc::now().timestamp_millis() - retention().as_millis() as i64;
+/// Forgets STOPPED tasks older than [`retention`] that stopped before `stopped_before_ms`
+/// (epoch ms; `i64::MAX`: no such bound) and removes their directories (logs).
+pub fn prune(
+    store: &mut Store,
+    root: &Path,
+    run_root: &Path,
+    stopped_before_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    let before = prune_before(
+        chrono::Utc::now().timestamp_millis(),
+        retention(),
+        stopped_before_ms,
+    );
     let ids = store.prune_stopped_tasks(before)?;
     for id in &ids {
         let paths = TaskPaths::new(root, run_root, id);
@@ -45,6 +55,13 @@ pub fn prune(store: &mut Store, root: &Path, run_root: &Path) -> Result<Vec<Stri
         }
     }
     Ok(ids)
+}
+
+/// The bound of [`prune`]: tasks that stopped before it go.
+fn prune_before(now_ms: i64, retention: std::time::Duration, stopped_before_ms: i64) -> i64 {
+    now_ms
+        .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+        .min(stopped_before_ms)
 }
 
 /// Finishes every unstopped task whose supervisor is gone; returns their ids.
@@ -191,4 +208,27 @@ pub fn finish_dead(
     t.stopped_at = Some(now);
     store.save_task(&t)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_launch_prunes_only_what_stopped_before_it_began() {
+        // Retention 0 (the tests'): everything stopped before now, but not what stopped
+        // after the launch began (a task of that very launch).
+        assert_eq!(prune_before(1_000, Duration::ZERO, 900), 900);
+        // Otherwise the retention is the tighter bound.
+        assert_eq!(
+            prune_before(4_000_000, Duration::from_secs(3600), 3_999_000),
+            400_000
+        );
+        assert_eq!(prune_before(1_000, Duration::ZERO, i64::MAX), 1_000);
+        assert_eq!(
+            prune_before(1_000, Duration::MAX, i64::MAX),
+            i64::MIN + 1_001
+        );
+    }
 }

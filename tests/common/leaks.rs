@@ -61,6 +61,28 @@ pub fn task_processes(id: &str) -> Vec<i32> {
     pids
 }
 
+/// The supervisors of this test's root (`minifargate --root <root> … supervise …`),
+/// running or waiting for a task: their pids.
+pub fn supervisors_of(root: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let root = root.as_os_str().as_encoded_bytes();
+        if args.windows(2).any(|w| w[0] == b"--root" && w[1] == root)
+            && args.contains(&&b"supervise"[..])
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// `PRAGMA integrity_check` of the test's state.db, as the sqlite3 shell prints it.
 pub fn integrity(mf: &Mf) -> String {
     let out = Command::new("sqlite3")
