@@ -639,9 +639,17 @@ impl Executor {
             crate::supervisor::isolation::platform::wanted_platform(&self.task.definition);
         let (root, config) = (self.opts.root.clone(), self.opts.config.clone());
         let task_id = self.task.id.clone();
+        // Made here, not on the thread: the first runtime of the process sets up tokio's
+        // process-wide state (its signal registry), which lives as long as the process;
+        // made on the thread it would stay in that thread's malloc arena, beside nothing
+        // else, and the idle supervisor would keep those pages (docs/benchmarks.md).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         let thread = std::thread::Builder::new()
             .name("image-check".into())
-            .spawn(move || early_checks(root, config, platform, asks, &task_id))
+            .spawn(move || early_checks(root, config, platform, asks, &task_id, rt))
             .ok()?;
         Some(EarlyChecks { thread })
     }
@@ -655,6 +663,7 @@ fn early_checks(
     platform: rootfs_cache::Platform,
     asks: Vec<(String, Option<String>)>,
     task_id: &str,
+    rt: tokio::runtime::Runtime,
 ) -> Vec<EarlyAnswer> {
     let Ok(images) = rootfs_cache::Store::open(&root) else {
         return Vec::new();
@@ -695,12 +704,6 @@ fn early_checks(
             tracing::debug!(task_id, error = %error_chain(e.as_ref()), "no early image check");
             return Vec::new();
         }
-    };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return Vec::new();
     };
     rt.block_on(async move {
         let mut set = tokio::task::JoinSet::new();
