@@ -262,6 +262,22 @@ impl Drop for LifecycleGuard {
     }
 }
 
+/// The lifecycle lock (see [`LifecycleGuard`]) for code outside this crate that starts a
+/// thread in a process that may be creating containers on another thread: held from
+/// before the spawn until the new thread runs, no libcontainer clone happens meanwhile.
+/// A thread starting (or ending) holds std's own thread-info lock for a moment; a clone at
+/// that instant leaves the child a lock nobody releases, and the container's intermediate
+/// process waits for it forever (docs/reliability.md, "Known problems": seen with the task
+/// metadata endpoint's thread started beside a create).
+#[must_use = "the lock is released when this is dropped"]
+pub struct LifecycleLock(#[allow(dead_code)] LifecycleGuard);
+
+/// Takes the [`LifecycleLock`]; waits while this process creates, starts, execs into or
+/// deletes a container.
+pub fn lifecycle_lock() -> LifecycleLock {
+    LifecycleLock(LifecycleGuard::take())
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
