@@ -639,10 +639,10 @@ impl Executor {
             crate::supervisor::isolation::platform::wanted_platform(&self.task.definition);
         let (root, config) = (self.opts.root.clone(), self.opts.config.clone());
         let task_id = self.task.id.clone();
-        // Made here, not on the thread: the first runtime of the process sets up tokio's
-        // process-wide state (its signal registry), which lives as long as the process;
-        // made on the thread it would stay in that thread's malloc arena, beside nothing
-        // else, and the idle supervisor would keep those pages (docs/benchmarks.md).
+        // Made here, not on the thread: the first runtime of the process sets up state
+        // that lives as long as the process; made on the thread, it stayed in that
+        // thread's malloc arena (44 KiB in use there, `malloc_stats`), whose pages the idle
+        // supervisor then kept (docs/benchmarks.md, "Stop 44").
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
