@@ -29,9 +29,12 @@ rel_setup() {
     MFG="$MF --root $W/root --run-root $RUN/mf --config $W/config.toml"
     $MFG pull "$IMAGE" >/dev/null
     # A sleeper that stops at once on SIGTERM (sleep as pid 1 would wait stopTimeout).
+    # It reserves 16 MiB on the box (memoryReservation, as ECS places it) under a 32 MiB
+    # hard limit: 1000 of them fit a 24 GiB box (with `memory` alone, 32 MiB each, ~750).
     cat >"$W/td.json" <<JSON
 {"family": "$family", "networkMode": "awsvpc", "containerDefinitions": [
-  {"name": "app", "image": "$IMAGE", "essential": true, "memory": 32, "stopTimeout": 2,
+  {"name": "app", "image": "$IMAGE", "essential": true, "memory": 32,
+   "memoryReservation": 16, "stopTimeout": 2,
    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}
 JSON
     $MFG register-task-definition --cli-input-json "file://$W/td.json" >/dev/null
