@@ -32,21 +32,13 @@ impl Executor {
     fn pull_all(&mut self) -> Result<(), (usize, ImageError)> {
         let images = rootfs_cache::Store::open(&self.opts.root)
             .map_err(|e| (0, ImageError::Store(error_chain(&e))))?;
-        let mut get = ImageGetter {
+        let mut get = ImageGetter::new(
             images,
-            rt: None,
-            pullers: Default::default(),
-            limits: Default::default(),
-            prefetched: Default::default(),
-            prechecked: Default::default(),
-            early: Default::default(),
             // runtimePlatform.cpuArchitecture picks the image from an index (crate::supervisor::isolation::platform).
-            platform: crate::supervisor::isolation::platform::wanted_platform(
-                &self.task.definition,
-            ),
-            policy: self.opts.pull,
-            config: self.opts.config.clone(),
-        };
+            crate::supervisor::isolation::platform::wanted_platform(&self.task.definition),
+            self.opts.pull,
+            self.opts.config.clone(),
+        );
         if let Some(early) = self.early_checks.take() {
             for (wanted, have, r) in early.join() {
                 let c = self.checked(&wanted, r);
@@ -129,6 +121,17 @@ impl Executor {
         // moved in between): run what it runs.
         tracing::info!(task_id = %self.task.id, %image, digest = %winner, "taking the deployment's image digest");
         self.fetch(idx, image, Some(&winner), get)
+    }
+
+    /// Whether an image of the task is on ECR: its registry clients then carry the
+    /// execution identity, assumed after the secrets.
+    fn task_on_ecr(&self) -> bool {
+        self.slots.iter().any(|s| {
+            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
+                let host = rootfs_cache::config::api_host(r.registry());
+                rootfs_cache::auth::parse_ecr_host(&host).is_some()
+            })
+        })
     }
 
     /// The scope whose pinned digest container `idx`'s image runs at (see
@@ -398,13 +401,7 @@ impl Executor {
     ) -> Result<rootfs_cache::auth::Overrides, (usize, ImageError)> {
         let at = with_auth.unwrap_or(0);
         let mut o = rootfs_cache::auth::Overrides::default();
-        let on_ecr = self.slots.iter().any(|s| {
-            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
-                let host = rootfs_cache::config::api_host(r.registry());
-                rootfs_cache::auth::parse_ecr_host(&host).is_some()
-            })
-        });
-        if on_ecr {
+        if self.task_on_ecr() {
             o.ecr = rt
                 .block_on(self.inside.execution.ecr_identity())
                 .map_err(|e| (at, ImageError::EcrIdentity(e.to_string())))?;
@@ -510,6 +507,26 @@ enum Got {
 }
 
 impl ImageGetter {
+    fn new(
+        images: rootfs_cache::Store,
+        platform: rootfs_cache::Platform,
+        policy: PullPolicy,
+        config: Option<PathBuf>,
+    ) -> Self {
+        ImageGetter {
+            images,
+            rt: None,
+            pullers: Default::default(),
+            limits: Default::default(),
+            prefetched: Default::default(),
+            prechecked: Default::default(),
+            early: Default::default(),
+            platform,
+            policy,
+            config,
+        }
+    }
+
     /// The early answer for `wanted` with the task's own credentials (`key` `None`), if
     /// it was asked of the image cached now as `rec` (the cache may have moved since).
     fn early_answer(&self, key: Option<usize>, wanted: &str, rec: &ImageRecord) -> Option<Checked> {
@@ -606,13 +623,7 @@ impl Executor {
         if self.opts.pull != PullPolicy::Default {
             return None;
         }
-        let on_ecr = self.slots.iter().any(|s| {
-            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
-                let host = rootfs_cache::config::api_host(r.registry());
-                rootfs_cache::auth::parse_ecr_host(&host).is_some()
-            })
-        });
-        if on_ecr {
+        if self.task_on_ecr() {
             return None;
         }
         let mut asks: Vec<(String, Option<String>)> = Vec::new();
@@ -668,18 +679,7 @@ fn early_checks(
     let Ok(images) = rootfs_cache::Store::open(&root) else {
         return Vec::new();
     };
-    let get = ImageGetter {
-        images,
-        rt: None,
-        pullers: Default::default(),
-        limits: Default::default(),
-        prefetched: Default::default(),
-        prechecked: Default::default(),
-        early: Default::default(),
-        platform,
-        policy: PullPolicy::Default,
-        config,
-    };
+    let get = ImageGetter::new(images, platform, PullPolicy::Default, config);
     let cached: Vec<(String, Box<ImageRecord>)> = asks
         .iter()
         .filter_map(
