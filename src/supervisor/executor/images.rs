@@ -30,8 +30,16 @@ impl Executor {
     }
 
     fn pull_all(&mut self) -> Result<(), (usize, ImageError)> {
-        let images = rootfs_cache::Store::open(&self.opts.root)
-            .map_err(|e| (0, ImageError::Store(error_chain(&e))))?;
+        // The cache the check's thread opened, else opened here (once per task either way).
+        let (opened, early) = match self.early_checks.take() {
+            Some(e) => e.join(),
+            None => (None, Vec::new()),
+        };
+        let images = match opened {
+            Some(images) => images,
+            None => rootfs_cache::Store::open(&self.opts.root)
+                .map_err(|e| (0, ImageError::Store(error_chain(&e))))?,
+        };
         let mut get = ImageGetter::new(
             images,
             // runtimePlatform.cpuArchitecture picks the image from an index (crate::supervisor::isolation::platform).
@@ -39,11 +47,9 @@ impl Executor {
             self.opts.pull,
             self.opts.config.clone(),
         );
-        if let Some(early) = self.early_checks.take() {
-            for (wanted, have, r) in early.join() {
-                let c = self.checked(&wanted, r);
-                get.early.insert(wanted, (have, c));
-            }
+        for (wanted, have, r) in early {
+            let c = self.checked(&wanted, r);
+            get.early.insert(wanted, (have, c));
         }
         let t_all = now_us();
         self.prefetch(&mut get);
@@ -109,7 +115,7 @@ impl Executor {
             return self.fetch(idx, image, Some(&d), get);
         }
         let rec = self.fetch(idx, image, None, get)?;
-        let top = rec.index_digest.as_ref().unwrap_or(&rec.digest).to_string();
+        let top = top_digest(&rec);
         let winner = self
             .store
             .with(|s| s.pin_image(&scope, &name, &top))
@@ -316,7 +322,7 @@ impl Executor {
                         "containerDefinitions[{idx}].image {wanted}: the registry could not be \
                          reached, so the cached image {} was run without checking that this \
                          task may pull it or that the tag still names it: {why}",
-                        rec.index_digest.as_ref().unwrap_or(&rec.digest)
+                        top_digest(&rec)
                     ));
                     return Ok(*rec);
                 }
@@ -559,7 +565,7 @@ impl ImageGetter {
             Some(d) => find_image(&self.images, &wanted)
                 .into_iter()
                 .chain(find_image(&self.images, image))
-                .find(|r| r.index_digest.as_ref().unwrap_or(&r.digest).to_string() == d && fits(r)),
+                .find(|r| top_digest(r) == d && fits(r)),
         };
         match (self.policy, cached) {
             (PullPolicy::PreferCached | PullPolicy::Never, Some(rec)) => {
@@ -598,7 +604,8 @@ impl ImageGetter {
 /// task that fails before its pulls leaves the thread to end on its own (its requests
 /// have the registry client's timeouts).
 pub(super) struct EarlyChecks {
-    thread: std::thread::JoinHandle<Vec<EarlyAnswer>>,
+    /// The image cache it opened (the pulls take it), and its answers.
+    thread: std::thread::JoinHandle<(Option<rootfs_cache::Store>, Vec<EarlyAnswer>)>,
 }
 
 /// The reference checked, the digest of the cached image it was checked against, and the
@@ -610,8 +617,9 @@ type EarlyAnswer = (
 );
 
 impl EarlyChecks {
-    /// The answers; none if the thread panicked (the pass in order asks then).
-    fn join(self) -> Vec<EarlyAnswer> {
+    /// The cache it opened and the answers; neither if the thread panicked (the pass in
+    /// order opens the cache and asks then).
+    fn join(self) -> (Option<rootfs_cache::Store>, Vec<EarlyAnswer>) {
         self.thread.join().unwrap_or_default()
     }
 }
@@ -666,8 +674,8 @@ impl Executor {
     }
 }
 
-/// The body of [`EarlyChecks`]' thread: the cached images among `asks` (image, pinned
-/// digest), each asked of its registry, side by side.
+/// The body of [`EarlyChecks`]' thread: the image cache opened, and the cached images
+/// among `asks` (image, pinned digest) each asked of its registry, side by side.
 fn early_checks(
     root: PathBuf,
     config: Option<PathBuf>,
@@ -675,10 +683,23 @@ fn early_checks(
     asks: Vec<(String, Option<String>)>,
     task_id: &str,
     rt: tokio::runtime::Runtime,
-) -> Vec<EarlyAnswer> {
+) -> (Option<rootfs_cache::Store>, Vec<EarlyAnswer>) {
     let Ok(images) = rootfs_cache::Store::open(&root) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
+    let answers = ask_early(images.clone(), config, platform, asks, task_id, rt);
+    (Some(images), answers)
+}
+
+/// [`early_checks`] once the cache is open.
+fn ask_early(
+    images: rootfs_cache::Store,
+    config: Option<PathBuf>,
+    platform: rootfs_cache::Platform,
+    asks: Vec<(String, Option<String>)>,
+    task_id: &str,
+    rt: tokio::runtime::Runtime,
+) -> Vec<EarlyAnswer> {
     let get = ImageGetter::new(images, platform, PullPolicy::Default, config);
     let cached: Vec<(String, Box<ImageRecord>)> = asks
         .iter()
