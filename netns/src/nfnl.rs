@@ -849,12 +849,13 @@ impl Drop for Nfnl {
         else {
             return;
         };
-        let spawned = std::thread::Builder::new()
-            .name("nfnl-close".into())
-            .spawn(move || {
+        let spawned = threadgate::spawn(
+            std::thread::Builder::new().name("nfnl-close".into()),
+            move || {
                 std::thread::sleep(wait);
                 drop(sock);
-            });
+            },
+        );
         if let Err(e) = spawned {
             tracing::debug!(error = %e, "closed the nf_tables socket inline");
         }

@@ -76,6 +76,12 @@ pub enum NsError {
     },
     #[error("a thread working in network namespace {path} panicked")]
     ThreadPanicked { path: PathBuf },
+    #[error("failed to start a thread to work in network namespace {path}")]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Directories already made shared by this process.
@@ -158,7 +164,7 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
     // The new namespace belongs to a fresh thread that exits right after pinning it,
     // so no thread of ours is ever left in the wrong namespace.
     let result = std::thread::scope(|s| {
-        s.spawn(|| {
+        threadgate::spawn_scoped(s, std::thread::Builder::new(), || {
             unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Unshare {
                 path: path.clone(),
                 source,
@@ -175,6 +181,10 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
                 source,
             })
         })
+        .map_err(|source| NsError::Thread {
+            path: path.clone(),
+            source,
+        })?
         .join()
         .unwrap_or_else(|_| Err(NsError::ThreadPanicked { path: path.clone() }))
     });
@@ -241,13 +251,17 @@ pub fn open(path: &Path) -> Result<File, NsError> {
 pub fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, NsError> {
     let ns = open(path)?;
     std::thread::scope(|s| {
-        s.spawn(|| {
+        threadgate::spawn_scoped(s, std::thread::Builder::new(), || {
             setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Enter {
                 path: path.into(),
                 source,
             })?;
             Ok(f())
         })
+        .map_err(|source| NsError::Thread {
+            path: path.into(),
+            source,
+        })?
         .join()
         .unwrap_or_else(|_| Err(NsError::ThreadPanicked { path: path.into() }))
     })

@@ -57,13 +57,20 @@ fn write_synced(files: &[(PathBuf, PathBuf, &[u8])]) -> Result<(), StoreError> {
     std::thread::scope(|scope| {
         let mut rest = open.iter();
         let last = rest.next_back();
-        let others: Vec<_> = rest
-            .map(|(f, dest)| scope.spawn(move || f.sync_all().map_err(io_err("sync", dest))))
-            .collect();
-        let mut result = match last {
-            Some((f, dest)) => f.sync_all().map_err(io_err("sync", dest)),
-            None => Ok(()),
-        };
+        // Through the thread gate: a supervisor may be creating a container meanwhile.
+        let mut result = Ok(());
+        let mut others = Vec::new();
+        for (f, dest) in rest {
+            let sync = move || f.sync_all().map_err(io_err("sync", dest));
+            match threadgate::spawn_scoped(scope, std::thread::Builder::new(), sync) {
+                Ok(t) => others.push(t),
+                // No thread: synced here.
+                Err(_) => result = result.and(f.sync_all().map_err(io_err("sync", dest))),
+            }
+        }
+        if let Some((f, dest)) = last {
+            result = result.and(f.sync_all().map_err(io_err("sync", dest)));
+        }
         for t in others {
             let r = t.join().unwrap_or_else(|_| {
                 Err(StoreError::Io {

@@ -802,9 +802,9 @@ impl Cgroups {
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let tasks = dir.join("tasks");
-        let thread = std::thread::Builder::new()
-            .name("cgroup-warm".into())
-            .spawn(move || {
+        let thread = threadgate::spawn(
+            std::thread::Builder::new().name("cgroup-warm".into()),
+            move || {
                 let tid = nix::unistd::gettid().as_raw().to_string();
                 let until = Instant::now() + max;
                 while Instant::now() < until {
@@ -816,7 +816,8 @@ impl Cgroups {
                         _ => return,
                     }
                 }
-            });
+            },
+        );
         match thread {
             Ok(t) => Some(MigrationWarmer {
                 stop: Some(stop),

@@ -229,10 +229,11 @@ static LIFECYCLE: Mutex<()> = Mutex::new(());
 /// (reentrant) locks here makes the cloning thread their owner in the child too.
 ///
 /// The same exit path also takes std's internal thread-info lock, held briefly by any
-/// thread that starts or ends. This crate starts its threads under this guard and
-/// waits for them to run; threads *ending* (or other code's threads starting) while
-/// libcontainer clones can still, rarely, hang a create: a libcontainer fix (`_exit`
-/// in its cloned child) or a single-threaded process for these calls removes it.
+/// thread that starts or ends: the calls that clone (a create's and an exec's build) also
+/// close the [`threadgate`], through which this crate, the netns crate and the supervisor
+/// start their threads, so none starts or ends at the instant of the clone. Threads
+/// started otherwise (a tokio runtime's blocking pool) are not covered; a libcontainer
+/// fix (`_exit` in its cloned child) would cover everything.
 struct LifecycleGuard {
     _stderr: std::io::StderrLock<'static>,
     _stdout: std::io::StdoutLock<'static>,
@@ -260,22 +261,6 @@ impl Drop for LifecycleGuard {
             let _ = std::env::set_current_dir(cwd);
         }
     }
-}
-
-/// The lifecycle lock (see [`LifecycleGuard`]) for code outside this crate that starts a
-/// thread in a process that may be creating containers on another thread: held from
-/// before the spawn until the new thread runs, no libcontainer clone happens meanwhile.
-/// A thread starting (or ending) holds std's own thread-info lock for a moment; a clone at
-/// that instant leaves the child a lock nobody releases, and the container's intermediate
-/// process waits for it forever (docs/reliability.md, "Known problems": seen with the task
-/// metadata endpoint's thread started beside a create).
-#[must_use = "the lock is released when this is dropped"]
-pub struct LifecycleLock(#[allow(dead_code)] LifecycleGuard);
-
-/// Takes the [`LifecycleLock`]; waits while this process creates, starts, execs into or
-/// deletes a container.
-pub fn lifecycle_lock() -> LifecycleLock {
-    LifecycleLock(LifecycleGuard::take())
 }
 
 fn valid_id(id: &str) -> bool {
@@ -650,6 +635,8 @@ impl Runtime {
 
         let lc = {
             let _g = LifecycleGuard::take();
+            // The build clones this process: no thread starts or ends meanwhile.
+            let _gate = threadgate::close();
             builder
                 .as_init(&lc_bundle)
                 .with_systemd(false)
@@ -662,11 +649,10 @@ impl Runtime {
                 })?
         };
         let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
-        // Threads start under the lifecycle lock (see LifecycleGuard). Output written
+        // Threads start through the thread gate (see LifecycleGuard). Output written
         // before they run waits in the pipes.
         let shared = Arc::new(Shared::default());
         let waiter = {
-            let _g = LifecycleGuard::take();
             if let Some(log) = &log {
                 let sources: Vec<_> = readers.into_iter().flatten().collect();
                 if !sources.is_empty() {
@@ -687,7 +673,6 @@ impl Runtime {
                 Ok(master) => {
                     let master = File::from(master);
                     if let (Some(log), Ok(reader)) = (&log, master.try_clone()) {
-                        let _g = LifecycleGuard::take();
                         copiers.push(log.spawn_copiers(vec![("stdout", reader.into())]));
                     }
                     tty = Some(master);
@@ -1078,11 +1063,9 @@ fn spawn_waiter(
     cgroup_path: String,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
-    let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
-    let handle = std::thread::Builder::new()
-        .name(format!("wait-{pid}"))
-        .spawn(move || {
-            let _ = started_tx.send(());
+    threadgate::spawn(
+        std::thread::Builder::new().name(format!("wait-{pid}")),
+        move || {
             let result = loop {
                 match waitid(
                     Id::Pid(Pid::from_raw(pid)),
@@ -1107,10 +1090,9 @@ fn spawn_waiter(
                 }
             };
             shared.set_exit(result);
-        })
-        .expect("spawning a thread");
-    let _ = started_rx.recv();
-    handle
+        },
+    )
+    .expect("spawning a thread")
 }
 
 /// A created container. Dropping it does not delete it: call [`Container::delete`].
@@ -1524,6 +1506,8 @@ fn exec_with(
     }
     let pid = {
         let _g = LifecycleGuard::take();
+        // The build clones this process: no thread starts or ends meanwhile.
+        let _gate = threadgate::close();
         builder
             .as_tenant()
             .with_process(Some(process))
@@ -1604,11 +1588,15 @@ impl ExecProcess {
         use std::io::Read;
         self.stdin.take();
         let err_reader = self.stderr.take().map(|mut f| {
-            std::thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = f.read_to_end(&mut v);
-                v
-            })
+            threadgate::spawn(
+                std::thread::Builder::new().name("stderr".into()),
+                move || {
+                    let mut v = Vec::new();
+                    let _ = f.read_to_end(&mut v);
+                    v
+                },
+            )
+            .expect("failed to spawn thread")
         });
         let mut out = Vec::new();
         if let Some(mut f) = self.stdout.take() {

@@ -119,8 +119,7 @@ pub use cgroup::{
 };
 pub use cgroup_layout::{CgroupLayout, CgroupMount, LayoutKind};
 pub use container::{
-    Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, LifecycleLock, Runtime,
-    RuntimeError, error_chain, lifecycle_lock,
+    Container, ContainerInfo, ExecProcess, ExitStatus, GcReport, Runtime, RuntimeError, error_chain,
 };
 pub use filter::FilterError;
 pub use holder::{HeldNamespaces, HolderError, NamespaceHolder};

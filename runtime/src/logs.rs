@@ -142,23 +142,15 @@ impl LogOutput {
         sources: Vec<(&'static str, std::os::fd::OwnedFd)>,
     ) -> JoinHandle<()> {
         let log = self.clone();
-        let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let name = match sources.as_slice() {
             [(stream, _)] => format!("log-{stream}"),
             _ => "logs".to_string(),
         };
-        let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || {
-                let _ = started_tx.send(());
-                log.copy_all(sources);
-                log.close();
-            })
-            .expect("spawning a thread");
-        // Return only once the thread runs: see container::LifecycleGuard on thread
-        // start-up racing with libcontainer's clone.
-        let _ = started_rx.recv();
-        handle
+        threadgate::spawn(std::thread::Builder::new().name(name), move || {
+            log.copy_all(sources);
+            log.close();
+        })
+        .expect("spawning a thread")
     }
 
     fn copy_all(&self, sources: Vec<(&'static str, std::os::fd::OwnedFd)>) {

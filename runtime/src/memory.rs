@@ -142,9 +142,10 @@ fn releaser() -> std::io::Result<&'static Releaser> {
         settle: AtomicU64::new(0),
         wake: write,
     });
-    std::thread::Builder::new()
-        .name("release".into())
-        .spawn(move || release_loop(read, r))?;
+    threadgate::spawn(
+        std::thread::Builder::new().name("release".into()),
+        move || release_loop(read, r),
+    )?;
     Ok(r)
 }
 

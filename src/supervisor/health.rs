@@ -101,38 +101,46 @@ pub fn run_check(
         ..Default::default()
     };
     let timeout = check.timeout;
-    std::thread::spawn(move || {
-        let mut p = match container.exec(&spec) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %crate::error_chain(&e), "health check did not start");
-                return done(false);
-            }
-        };
-        let finished = Arc::new(AtomicBool::new(false));
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let (f, t, pid) = (finished.clone(), timed_out.clone(), p.pid);
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + timeout;
-            while Instant::now() < deadline {
-                if f.load(Ordering::SeqCst) {
-                    return;
+    threadgate::spawn(
+        std::thread::Builder::new().name("health".into()),
+        move || {
+            let mut p = match container.exec(&spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(error = %crate::error_chain(&e), "health check did not start");
+                    return done(false);
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !f.load(Ordering::SeqCst) {
-                t.store(true, Ordering::SeqCst);
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        });
-        let ok = matches!(p.output(), Ok((s, _, _)) if s.code == 0);
-        finished.store(true, Ordering::SeqCst);
-        drop(container);
-        done(ok && !timed_out.load(Ordering::SeqCst));
-    });
+            };
+            let finished = Arc::new(AtomicBool::new(false));
+            let timed_out = Arc::new(AtomicBool::new(false));
+            let (f, t, pid) = (finished.clone(), timed_out.clone(), p.pid);
+            threadgate::spawn(
+                std::thread::Builder::new().name("health".into()),
+                move || {
+                    let deadline = Instant::now() + timeout;
+                    while Instant::now() < deadline {
+                        if f.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if !f.load(Ordering::SeqCst) {
+                        t.store(true, Ordering::SeqCst);
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                },
+            )
+            .expect("failed to spawn thread");
+            let ok = matches!(p.output(), Ok((s, _, _)) if s.code == 0);
+            finished.store(true, Ordering::SeqCst);
+            drop(container);
+            done(ok && !timed_out.load(Ordering::SeqCst));
+        },
+    )
+    .expect("failed to spawn thread");
 }
 
 #[cfg(test)]

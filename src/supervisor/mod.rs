@@ -232,10 +232,11 @@ pub fn run(
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("failed to listen on {}", socket.display()))?;
     let sigterm = runtime::sigterm_pipe().context("failed to handle SIGTERM")?;
-    std::thread::Builder::new()
-        .name("socket".into())
-        .spawn(move || serve(listener, sigterm, tx2))
-        .context("failed to start the socket thread")?;
+    threadgate::spawn(
+        std::thread::Builder::new().name("socket".into()),
+        move || serve(listener, sigterm, tx2),
+    )
+    .context("failed to start the socket thread")?;
     // Returns STOPPED and torn down, the run dir included.
     let scratch = exec.run(mode, &def);
     crate::task::test_pause(&paths.dir, "stopped");

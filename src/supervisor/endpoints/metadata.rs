@@ -193,20 +193,14 @@ impl Server {
     ) -> Result<Server, MetadataError> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        // The endpoint starts beside the containers' creates (executor/wiring.rs): under
-        // the runtime's lifecycle lock, until the thread runs, so that no create clones
-        // this process while the thread is starting (runtime::LifecycleLock).
-        let (running, started) = std::sync::mpsc::channel::<()>();
-        let lock = runtime::lifecycle_lock();
-        let thread = std::thread::Builder::new()
-            .name("metadata".into())
-            .spawn(move || {
-                let _ = running.send(());
-                serve(l2, state, &stop2, prefix.as_deref())
-            })
-            .map_err(MetadataError::Thread)?;
-        let _ = started.recv();
-        drop(lock);
+        // The endpoint starts beside the containers' creates (executor/wiring.rs): through
+        // the thread gate, so that no create clones this process while the thread starts
+        // or ends (threadgate).
+        let thread = threadgate::spawn(
+            std::thread::Builder::new().name("metadata".into()),
+            move || serve(l2, state, &stop2, prefix.as_deref()),
+        )
+        .map_err(MetadataError::Thread)?;
         Ok(Server {
             stop,
             listener,

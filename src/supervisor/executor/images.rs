@@ -666,10 +666,11 @@ impl Executor {
             .enable_all()
             .build()
             .ok()?;
-        let thread = std::thread::Builder::new()
-            .name("image-check".into())
-            .spawn(move || early_checks(root, config, platform, asks, &task_id, rt))
-            .ok()?;
+        let thread = threadgate::spawn(
+            std::thread::Builder::new().name("image-check".into()),
+            move || early_checks(root, config, platform, asks, &task_id, rt),
+        )
+        .ok()?;
         Some(EarlyChecks { thread })
     }
 }

@@ -170,10 +170,10 @@ impl Executor {
                 .map_err(|e| format!("failed to remove {}: {e}", paths.rootfs_dir.display()));
             (unmounted, dir)
         };
-        match std::thread::Builder::new()
-            .name("unmount".into())
-            .spawn(work.clone())
-        {
+        match threadgate::spawn(
+            std::thread::Builder::new().name("unmount".into()),
+            work.clone(),
+        ) {
             Ok(h) => Unmount::Running(h),
             // No thread: done here and now.
             Err(_) => Unmount::Done(work()),

@@ -90,9 +90,9 @@ pub(super) fn spawn(wiring: Wiring, task_id: &str) -> Result<Beside, SpawnError>
     let gate = Arc::new(Gate::default());
     let g = gate.clone();
     let task = task_id.to_string();
-    let handle = std::thread::Builder::new()
-        .name("net-wiring".into())
-        .spawn(move || {
+    let handle = threadgate::spawn(
+        std::thread::Builder::new().name("net-wiring".into()),
+        move || {
             let start_us = now_us();
             let wired = wiring.run();
             let end_us = now_us();
@@ -116,8 +116,9 @@ pub(super) fn spawn(wiring: Wiring, task_id: &str) -> Result<Beside, SpawnError>
                 pending,
                 endpoint,
             }
-        })
-        .map_err(SpawnError)?;
+        },
+    )
+    .map_err(SpawnError)?;
     Ok(Beside { handle, gate })
 }
 

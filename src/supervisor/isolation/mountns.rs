@@ -59,6 +59,11 @@ pub enum MountNsError {
         #[source]
         source: Errno,
     },
+    #[error("failed to start a thread in the host's mount namespace")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> MountNsError {
@@ -154,16 +159,14 @@ pub fn spawn_on_host<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<Result<T, MountNsError>>> {
     let host = HOST.get();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            if let Some(host) = host {
-                unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the filesystem context"))?;
-                setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
-                    .map_err(sys("enter the host's mount namespace"))?;
-            }
-            Ok(f())
-        })
+    threadgate::spawn(std::thread::Builder::new().name(name.into()), move || {
+        if let Some(host) = host {
+            unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the filesystem context"))?;
+            setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
+                .map_err(sys("enter the host's mount namespace"))?;
+        }
+        Ok(f())
+    })
 }
 
 /// Runs `f` in the host's mount namespace: on a short-lived thread after [`enter`]
@@ -173,13 +176,14 @@ pub fn on_host<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, MountNsError>
         return Ok(f());
     };
     std::thread::scope(|s| {
-        s.spawn(|| {
+        threadgate::spawn_scoped(s, std::thread::Builder::new(), || {
             // setns into a mount namespace needs a filesystem context of our own.
             unshare(CloneFlags::CLONE_FS).map_err(sys("unshare the filesystem context"))?;
             setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
                 .map_err(sys("enter the host's mount namespace"))?;
             Ok(f())
         })
+        .map_err(|source| MountNsError::Thread { source })?
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })

@@ -289,14 +289,15 @@ impl Awslogs {
             flusher: Mutex::new(None),
         });
         let worker = me.clone();
-        let handle = std::thread::Builder::new()
-            .name("awslogs".into())
-            .spawn(move || worker.flush_loop(store, stream, forward))
-            .map_err(|e| AwslogsError::BadOption {
-                option: "awslogs-group",
-                value: String::new(),
-                why: format!("failed to start the log thread: {e}"),
-            })?;
+        let handle = threadgate::spawn(
+            std::thread::Builder::new().name("awslogs".into()),
+            move || worker.flush_loop(store, stream, forward),
+        )
+        .map_err(|e| AwslogsError::BadOption {
+            option: "awslogs-group",
+            value: String::new(),
+            why: format!("failed to start the log thread: {e}"),
+        })?;
         *me.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(me)
     }

@@ -730,10 +730,10 @@ impl Sink {
             sender: Mutex::new(None),
         });
         let worker = me.clone();
-        match std::thread::Builder::new()
-            .name("firelens".into())
-            .spawn(move || worker.send_loop())
-        {
+        match threadgate::spawn(
+            std::thread::Builder::new().name("firelens".into()),
+            move || worker.send_loop(),
+        ) {
             Ok(h) => *me.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
             Err(e) => {
                 tracing::warn!(error = %e, "firelens: failed to start the sender thread");
