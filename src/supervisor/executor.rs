@@ -383,6 +383,13 @@ impl Executor {
         resources::task_limits(task_cpu_units, &container_cpu_units, memory)
     }
 
+    /// After the task stopped: the store's WAL checkpointed and truncated if it has grown
+    /// (`Store::trim_wal`), so that the next process to open the store first has little to
+    /// read.
+    pub fn trim_store(&self) {
+        let _ = self.store.with(|s| Ok(s.trim_wal()));
+    }
+
     /// Runs the task to STOPPED and tears it down (never returns early: teardown always
     /// happens). Returns the containers' scratch directories (upper and work dirs,
     /// unmounted, renamed out of the way) for the caller to delete once it has reported

@@ -248,6 +248,7 @@ pub fn run(
     if let Some(mut f) = done {
         let _ = f.write_all(b"1");
     }
+    exec.trim_store();
     crate::supervisor::executor::remove_scratch(&task_id, &scratch);
     drop(exec);
     Ok(())
