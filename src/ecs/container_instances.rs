@@ -268,10 +268,7 @@ pub(crate) fn on_box(
         tasks: Vec::new(),
     };
     let (mut running, mut pending) = (0, 0);
-    for t in store.unstopped_tasks().map_err(anyhow::Error::from)? {
-        if t.cluster != cluster || t.launch_type == "FARGATE" {
-            continue;
-        }
+    for t in store.placement_rows(cluster).map_err(anyhow::Error::from)? {
         match t.last_status {
             LastStatus::Running => running += 1,
             LastStatus::Stopped => continue,

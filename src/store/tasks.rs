@@ -13,6 +13,17 @@ use rusqlite::{OptionalExtension, Row, params};
 const LIVENESS_SQL: &str = "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms \
      FROM tasks WHERE last_status <> 'STOPPED'";
 
+/// A task as one-box placement accounts it ([`Store::placement_rows`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementRow {
+    pub family: String,
+    pub definition: TaskDefinition,
+    pub launch_type: String,
+    pub group: Option<String>,
+    pub last_status: LastStatus,
+    pub desired_status: DesiredStatus,
+}
+
 /// A task's supervisor as recorded, for [`Store::unstopped_liveness`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Liveness {
@@ -668,6 +679,34 @@ impl Store {
             .map_err(q("list running tasks"))
     }
 
+    /// What placement on this box needs of cluster `cluster`'s EC2 tasks that are not
+    /// STOPPED, and nothing more: at 1000 running tasks, decoding every row whole on each
+    /// RunTask (overrides, tags, warnings, launch record, and the FARGATE tasks that take
+    /// nothing from the box) cost the launch ~5 ms (docs/benchmarks.md, "Stop 45").
+    pub fn placement_rows(&self, cluster: &str) -> Result<Vec<PlacementRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, family, definition, launch_type, grp, last_status, desired_status \
+                 FROM tasks WHERE cluster = ?1 AND last_status <> 'STOPPED' \
+                 AND launch_type <> 'FARGATE'",
+            )
+            .map_err(q("list the box's tasks"))?;
+        stmt.query_map([cluster], |r| {
+            let d = Decoder::new(r, "tasks", r.get(0)?);
+            Ok(PlacementRow {
+                family: r.get(1)?,
+                definition: d.json(2, "definition")?,
+                launch_type: r.get(3)?,
+                group: r.get(4)?,
+                last_status: d.state(5, "last_status")?,
+                desired_status: d.state(6, "desired_status")?,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(q("list the box's tasks"))
+    }
+
     pub fn unstopped_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let mut stmt = self
             .conn
@@ -825,6 +864,49 @@ mod tests {
         s.release_userns_slot("c").unwrap();
         assert_eq!(s.claim_userns_slot("a", 3, range).unwrap(), Some(0));
         assert_eq!(s.claim_userns_slot("c", 3, range).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn placement_rows_are_the_clusters_unstopped_ec2_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        s.ensure_cluster("other", "arn:o", 1).unwrap();
+        let row = |id: &str, cluster: &str, launch: &str, last: LastStatus| TaskRow {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: cluster.into(),
+            family: format!("fam-{id}"),
+            launch_type: launch.into(),
+            group: Some(format!("group-{id}")),
+            last_status: last,
+            desired_status: DesiredStatus::Running,
+            created_at: 1,
+            version: 1,
+            definition: TaskDefinition {
+                memory: Some(crate::taskdef::model::SizeValue("512".into())),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for t in [
+            row("a", "default", "EC2", LastStatus::Running),
+            row("b", "default", "EC2", LastStatus::Pending),
+            row("c", "default", "FARGATE", LastStatus::Running),
+            row("d", "other", "EC2", LastStatus::Running),
+            row("e", "default", "EC2", LastStatus::Stopped),
+        ] {
+            s.insert_task(&t, &[]).unwrap();
+        }
+        let mut got = s.placement_rows("default").unwrap();
+        got.sort_by(|x, y| x.family.cmp(&y.family));
+        let ids: Vec<_> = got.iter().map(|r| r.family.as_str()).collect();
+        assert_eq!(ids, ["fam-a", "fam-b"]);
+        assert_eq!(got[1].last_status, LastStatus::Pending);
+        assert_eq!(got[0].group.as_deref(), Some("group-a"));
+        assert_eq!(got[0].launch_type, "EC2");
+        let memory = got[0].definition.memory.as_ref().map(|m| m.as_str());
+        assert_eq!(memory, Some("512"));
     }
 
     #[test]
