@@ -113,6 +113,19 @@ fn gated<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
     }
 }
 
+/// Spawns a thread with `spawn` while the calling thread holds it in motion: the new
+/// thread ends that at its start ([`gated`]), or the caller does if there is no thread.
+fn through_gate<H>(spawn: impl FnOnce() -> std::io::Result<H>) -> std::io::Result<H> {
+    let me = std::thread::current().id();
+    set_moving(me);
+    let spawned = spawn();
+    match &spawned {
+        Ok(_) => settle_if_closer(me),
+        Err(_) => clear_moving(),
+    }
+    spawned
+}
+
 /// [`Builder::spawn`] through the gate: the thread neither starts nor ends while the
 /// process is cloned under [`close`].
 pub fn spawn<F, T>(builder: Builder, f: F) -> std::io::Result<JoinHandle<T>>
@@ -120,18 +133,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let me = std::thread::current().id();
-    set_moving(me);
-    match builder.spawn(gated(f)) {
-        Ok(h) => {
-            settle_if_closer(me);
-            Ok(h)
-        }
-        Err(e) => {
-            clear_moving();
-            Err(e)
-        }
-    }
+    through_gate(|| builder.spawn(gated(f)))
 }
 
 /// [`Builder::spawn_scoped`] through the gate (see [`spawn`]).
@@ -144,18 +146,7 @@ where
     F: FnOnce() -> T + Send + 'scope,
     T: Send + 'scope,
 {
-    let me = std::thread::current().id();
-    set_moving(me);
-    match builder.spawn_scoped(scope, gated(f)) {
-        Ok(h) => {
-            settle_if_closer(me);
-            Ok(h)
-        }
-        Err(e) => {
-            clear_moving();
-            Err(e)
-        }
-    }
+    through_gate(|| builder.spawn_scoped(scope, gated(f)))
 }
 
 /// The gate held closed (see the crate doc); opened again when dropped. Not `Send`: the
