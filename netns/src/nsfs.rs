@@ -163,30 +163,22 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
     let path = pin_file(dir, name)?;
     // The new namespace belongs to a fresh thread that exits right after pinning it,
     // so no thread of ours is ever left in the wrong namespace.
-    let result = std::thread::scope(|s| {
-        threadgate::spawn_scoped(s, std::thread::Builder::new(), || {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Unshare {
-                path: path.clone(),
-                source,
-            })?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &path,
-                Some("none"),
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|source| NsError::Mount {
-                path: path.clone(),
-                source,
-            })
-        })
-        .map_err(|source| NsError::Thread {
+    let result = on_fresh_thread(&path, || {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Unshare {
             path: path.clone(),
             source,
-        })?
-        .join()
-        .unwrap_or_else(|_| Err(NsError::ThreadPanicked { path: path.clone() }))
+        })?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|source| NsError::Mount {
+            path: path.clone(),
+            source,
+        })
     });
     if let Err(e) = result {
         let _ = fs::remove_file(&path);
@@ -250,19 +242,29 @@ pub fn open(path: &Path) -> Result<File, NsError> {
 /// when `f` returns. Sockets `f` opens stay in that namespace wherever they are used.
 pub fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, NsError> {
     let ns = open(path)?;
-    std::thread::scope(|s| {
-        threadgate::spawn_scoped(s, std::thread::Builder::new(), || {
-            setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Enter {
-                path: path.into(),
-                source,
-            })?;
-            Ok(f())
-        })
-        .map_err(|source| NsError::Thread {
+    on_fresh_thread(path, || {
+        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|source| NsError::Enter {
             path: path.into(),
             source,
-        })?
-        .join()
-        .unwrap_or_else(|_| Err(NsError::ThreadPanicked { path: path.into() }))
+        })?;
+        Ok(f())
+    })
+}
+
+/// Runs `f` on a thread of its own (through the thread gate), which ends when `f`
+/// returns: what `f` does to its thread's namespaces goes with it. `path` names the
+/// namespace in the errors.
+fn on_fresh_thread<T: Send>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, NsError> + Send,
+) -> Result<T, NsError> {
+    std::thread::scope(|s| {
+        threadgate::spawn_scoped(s, std::thread::Builder::new(), f)
+            .map_err(|source| NsError::Thread {
+                path: path.into(),
+                source,
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(NsError::ThreadPanicked { path: path.into() }))
     })
 }

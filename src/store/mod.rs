@@ -48,21 +48,28 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// recovery (strace, 2026-11-25). Waits of 50 µs first, then 0.5 ms, then 5 ms, for
 /// [`LOCK_TIMEOUT`] in all.
 fn busy_wait(tries: i32) -> bool {
-    const FINE: i32 = 20; // 20 × 50 µs = 1 ms
-    const MEDIUM: i32 = FINE + 100; // + 100 × 0.5 ms = 50 ms
-    let wait = match tries {
-        t if t < FINE => Duration::from_micros(50),
-        t if t < MEDIUM => Duration::from_micros(500),
-        _ => Duration::from_millis(5),
-    };
-    let waited = Duration::from_micros(50) * tries.clamp(0, FINE) as u32
-        + Duration::from_micros(500) * (tries.clamp(FINE, MEDIUM) - FINE) as u32
-        + Duration::from_millis(5) * (tries.max(MEDIUM) - MEDIUM) as u32;
-    if waited >= LOCK_TIMEOUT {
-        return false;
+    // (how many tries, each wait): 20 × 50 µs = 1 ms, 100 × 0.5 ms = 50 ms, then 5 ms.
+    const TIERS: [(u32, Duration); 3] = [
+        (20, Duration::from_micros(50)),
+        (100, Duration::from_micros(500)),
+        (u32::MAX, Duration::from_millis(5)),
+    ];
+    let (mut left, mut waited) = (u32::try_from(tries).unwrap_or(0), Duration::ZERO);
+    for (count, wait) in TIERS {
+        if left < count {
+            if wait
+                .checked_mul(left)
+                .is_none_or(|w| waited + w >= LOCK_TIMEOUT)
+            {
+                return false;
+            }
+            std::thread::sleep(wait);
+            return true;
+        }
+        waited += wait * count;
+        left -= count;
     }
-    std::thread::sleep(wait);
-    true
+    false
 }
 
 /// A WAL file larger than this is checkpointed and truncated by [`Store::trim_wal`].
