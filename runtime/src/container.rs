@@ -489,6 +489,9 @@ impl Runtime {
             }
             Err(e) => return Err(io_err("create", &bundle)(e)),
         }
+        // Here, not in the init: charged to this process's cgroup, not the container's
+        // (src/mountpoints.rs says why that matters).
+        crate::mountpoints::premake(rootfs, &config);
         match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, config) {
             Ok(c) => Ok(c),
             Err(e) => {

@@ -79,6 +79,7 @@ pub mod init;
 mod logs;
 mod memory;
 pub mod mountinfo;
+mod mountpoints;
 pub mod oci;
 mod seccomp;
 mod spec;

@@ -1713,3 +1713,119 @@ fn stdin_is_dev_null_unless_interactive() {
     c.delete();
     assert_eq!(task.stdout("open"), "hello\ndone\n");
 }
+
+/// A fresh ext4 filesystem on a loop device, mounted at a temp dir; unmounted (and the
+/// loop device detached) on drop.
+struct LoopFs {
+    dir: tempfile::TempDir,
+    _image: tempfile::TempDir,
+}
+
+impl LoopFs {
+    fn new() -> Option<Self> {
+        let image = tempfile::Builder::new()
+            .prefix("mfrt-img-")
+            .tempdir()
+            .unwrap();
+        let file = image.path().join("fs.img");
+        let ok = |c: &mut std::process::Command| c.output().is_ok_and(|o| o.status.success());
+        if !ok(std::process::Command::new("truncate")
+            .args(["-s", "64M"])
+            .arg(&file))
+            || !ok(std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-b", "4096"])
+                .arg(&file))
+        {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mfrt-fs-")
+            .tempdir()
+            .unwrap();
+        if !ok(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&file)
+            .arg(dir.path()))
+        {
+            return None;
+        }
+        Some(Self { dir, _image: image })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // `-d`: the loop device goes with the mount (autoclear).
+        let _ = std::process::Command::new("umount")
+            .arg("-d")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A container that writes nothing has no file pages charged to its memory cgroup: the
+/// mount points its init would have made in the rootfs (new inodes and directory blocks
+/// in the filesystem's page cache, which would stay charged to the container's cgroup
+/// after its removal and keep it, and the task's above it, in the kernel as dying
+/// cgroups) are made by the caller before the create (src/mountpoints.rs). On a fresh
+/// filesystem nothing of those blocks is cached before, so the charge cannot hide.
+#[test]
+fn mount_points_are_not_charged_to_the_container() {
+    let Some(fs) = LoopFs::new() else {
+        eprintln!("skipped: no loop device or mkfs.ext4 here");
+        return;
+    };
+    let rootfs = Rootfs::new();
+    // The image's files on the fresh filesystem, without /proc, /sys and /dev.
+    let root = fs.dir.path().join("rootfs");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rootfs.path())
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for d in ["proc", "sys", "dev"] {
+        std::fs::remove_dir(root.join(d)).unwrap();
+    }
+    // Written out and dropped from the cache: what the container reads comes from disk
+    // (charged to it as a file read, as any task's first read of its image would be) —
+    // only what it creates is in question here, so read it all first, from this process.
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sync; find \"$0\" -type f -exec cat {} + >/dev/null")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let task = Task::new(TaskLimits::default());
+    let c = task.create(
+        "c",
+        ContainerSpec {
+            args: vec!["/bin/true".into()],
+            ..Default::default()
+        },
+        &root,
+        None,
+    );
+    // Created: the init has made its mounts and waits for the start.
+    assert!(root.join("proc").is_dir() && root.join("dev").is_dir());
+    let stat = std::fs::read_to_string(
+        cg_dir("memory", &format!("minifargate/{}/{}-c", task.id, task.id)).join("memory.stat"),
+    )
+    .unwrap();
+    let file_pages: u64 = stat
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| matches!(*k, "cache" | "file"))
+        .map(|(_, v)| v.trim().parse::<u64>().unwrap())
+        .sum();
+    c.start().unwrap();
+    assert_eq!(c.wait().unwrap().code, 0);
+    c.delete();
+    drop(task);
+    assert_eq!(
+        file_pages, 0,
+        "file pages charged to the container's memory cgroup by its create:\n{stat}"
+    );
+}
