@@ -845,11 +845,13 @@ impl Executor {
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
     fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
         let task_id = self.task.id.clone();
+        let mut steps = Steps::new();
         // The user namespace first: the holder makes it with the task's network namespace
         // owned by it, which the network step then adopts.
         let t0 = now_us();
         let userns = self.setup_userns(mode, def);
         self.phase(None, "userns", t0);
+        steps.mark("userns");
         if let Err(why) = userns {
             self.fail_all(&why.to_string());
             return false;
@@ -863,6 +865,7 @@ impl Executor {
             net = self.net.prepare(&task_id, mode, adopt.as_deref());
         }
         self.phase(None, "network", t0);
+        steps.mark("network");
         let wiring = match net {
             Ok((a, w)) => {
                 self.warnings.extend(a.warnings.iter().cloned());
@@ -883,6 +886,7 @@ impl Executor {
             tracing::warn!(task_id = %task_id, error = %error_chain(&e),
                 "the task's mounts stay in the host's mount namespace");
         }
+        steps.mark("mount namespace");
         // After the mount namespace: the thread starts in it (and finds the pin there).
         if let Some(w) = wiring {
             match wiring::spawn(w, &task_id) {
@@ -894,8 +898,10 @@ impl Executor {
             }
         }
         crate::task::test_pause(&self.paths.run_dir, "network");
+        steps.mark("wiring thread");
         self.task.last_status = LastStatus::Pending;
         self.save();
+        steps.mark("save PENDING");
         // Secrets and the metadata endpoint before the pulls, as ECS resolves secrets
         // and registry auth in one step ("unable to pull secrets or registry auth").
         let netns = (mode != NetworkMode::Host)
@@ -921,10 +927,12 @@ impl Executor {
             self.fail_all(&why);
             return false;
         }
+        steps.mark("secrets, endpoint");
         self.drain_events();
         if self.stopping() || !self.pull_images() {
             return false;
         }
+        steps.mark("images");
         if !self.task_cgroup {
             let rt = match self.new_runtime() {
                 Ok(rt) => rt,
@@ -941,6 +949,7 @@ impl Executor {
             self.task_cgroup = true;
             self.rt = Some(rt);
         }
+        steps.mark("task cgroup");
         let logs = self.paths.dir.join("logs");
         if let Err(e) = std::fs::create_dir_all(&logs) {
             self.fail_all(&format!(
@@ -978,6 +987,7 @@ impl Executor {
             ));
             return false;
         }
+        steps.mark("logs, firelens, ephemeral, rootfs dir");
         let images = rootfs_cache::Store::open(&self.opts.root);
         for idx in 0..self.slots.len() {
             let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
@@ -1025,6 +1035,7 @@ impl Executor {
                 }
             }
         }
+        steps.mark("rootfs");
         let user = self.namespaces.user_namespace();
         match self
             .volumes
@@ -1038,6 +1049,7 @@ impl Executor {
         }
         // The holder of shared pid/ipc namespaces: the calling (main) thread owns the task
         // to its end, so the holder's PR_SET_PDEATHSIG fires only if this process dies.
+        steps.mark("volumes");
         let t0 = now_us();
         let shared = self.namespaces.setup(def, &self.task.id, &mut self.volumes);
         self.phase(None, "namespaces", t0);
@@ -1045,6 +1057,8 @@ impl Executor {
             self.fail_all(&format!("{}: {e}", reason::RESOURCE_INIT));
             return false;
         }
+        steps.mark("namespaces");
+        tracing::debug!(task_id = %task_id, steps = %steps, "provision steps (µs)");
         true
     }
 
@@ -1430,5 +1444,40 @@ fn write_with_phases(
     match r {
         Ok(()) => phases.clear(),
         Err(e) => tracing::error!(task_id, error = %error_chain(&e), "failed to {what}"),
+    }
+}
+
+/// How long each step of the launch (`provision`) or the teardown took, for the
+/// supervisor's debug log (`scripts/bench-phases` and docs/benchmarks.md, "Teardown").
+struct Steps {
+    last: Instant,
+    steps: Vec<(&'static str, u128)>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps
+            .push((step, now.duration_since(self.last).as_micros()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, us)) in self.steps.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{step} {us}")?;
+        }
+        Ok(())
     }
 }

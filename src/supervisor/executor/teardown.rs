@@ -1,7 +1,7 @@
 //! The executor's teardown: every step runs, in reverse order of the setup, and every
 //! error is recorded (the supervisor log and the task's warnings).
 
-use super::{Executor, now_ms, now_us};
+use super::{Executor, Steps, now_ms, now_us};
 use crate::error_chain;
 use crate::store::{DesiredStatus, LastStatus};
 use crate::supervisor::machine::Status;
@@ -241,40 +241,5 @@ pub fn remove_scratch(task_id: &str, dirs: &[PathBuf]) {
         if let Err(e) = removed {
             tracing::warn!(task_id, path = %d.display(), error = %e, "failed to remove a container's scratch dir");
         }
-    }
-}
-
-/// How long each teardown step took, for the supervisor's debug log (`scripts/bench-phases`
-/// and docs/benchmarks.md, "Teardown").
-struct Steps {
-    last: Instant,
-    steps: Vec<(&'static str, u128)>,
-}
-
-impl Steps {
-    fn new() -> Steps {
-        Steps {
-            last: Instant::now(),
-            steps: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, step: &'static str) {
-        let now = Instant::now();
-        self.steps
-            .push((step, now.duration_since(self.last).as_micros()));
-        self.last = now;
-    }
-}
-
-impl std::fmt::Display for Steps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (step, us)) in self.steps.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{step} {us}")?;
-        }
-        Ok(())
     }
 }
