@@ -17,7 +17,9 @@ const LIVENESS_SQL: &str = "SELECT id, supervisor_pid, supervisor_start_time, cr
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacementRow {
     pub family: String,
-    pub definition: TaskDefinition,
+    /// Shared by the rows whose stored definition is the same text (the copies of one
+    /// service or `--count`): decoded once.
+    pub definition: std::rc::Rc<TaskDefinition>,
     pub launch_type: String,
     pub group: Option<String>,
     pub last_status: LastStatus,
@@ -682,8 +684,12 @@ impl Store {
     /// What placement on this box needs of cluster `cluster`'s EC2 tasks that are not
     /// STOPPED, and nothing more: at 1000 running tasks, decoding every row whole on each
     /// RunTask (overrides, tags, warnings, launch record, and the FARGATE tasks that take
-    /// nothing from the box) cost the launch ~5 ms (docs/benchmarks.md, "Stop 45").
+    /// nothing from the box) cost the launch ~5 ms (docs/benchmarks.md, "Stop 45"). A
+    /// definition is decoded once per distinct stored text: N copies of one task
+    /// definition (a service, an idle fleet) cost one decode and N text comparisons.
     pub fn placement_rows(&self, cluster: &str) -> Result<Vec<PlacementRow>, StoreError> {
+        let mut decoded: std::collections::HashMap<String, std::rc::Rc<TaskDefinition>> =
+            Default::default();
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -692,19 +698,35 @@ impl Store {
                  AND launch_type <> 'FARGATE'",
             )
             .map_err(q("list the box's tasks"))?;
-        stmt.query_map([cluster], |r| {
+        let mut rows = stmt.query([cluster]).map_err(q("list the box's tasks"))?;
+        let mut out = Vec::new();
+        let mut row = || -> rusqlite::Result<Option<PlacementRow>> {
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
             let d = Decoder::new(r, "tasks", r.get(0)?);
-            Ok(PlacementRow {
+            let text = r.get_ref(2)?.as_str()?;
+            let definition = match decoded.get(text) {
+                Some(def) => def.clone(),
+                None => {
+                    let def = std::rc::Rc::new(d.json::<TaskDefinition>(2, "definition")?);
+                    decoded.insert(text.to_owned(), def.clone());
+                    def
+                }
+            };
+            Ok(Some(PlacementRow {
                 family: r.get(1)?,
-                definition: d.json(2, "definition")?,
+                definition,
                 launch_type: r.get(3)?,
                 group: r.get(4)?,
                 last_status: d.state(5, "last_status")?,
                 desired_status: d.state(6, "desired_status")?,
-            })
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(q("list the box's tasks"))
+            }))
+        };
+        while let Some(r) = row().map_err(q("list the box's tasks"))? {
+            out.push(r);
+        }
+        Ok(out)
     }
 
     pub fn unstopped_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
@@ -907,6 +929,19 @@ mod tests {
         assert_eq!(got[0].launch_type, "EC2");
         let memory = got[0].definition.memory.as_ref().map(|m| m.as_str());
         assert_eq!(memory, Some("512"));
+        // One definition text, decoded once for both rows.
+        assert!(std::rc::Rc::ptr_eq(&got[0].definition, &got[1].definition));
+        let mut other = row("f", "default", "EC2", LastStatus::Running);
+        other.definition.memory = Some(crate::taskdef::model::SizeValue("1024".into()));
+        s.insert_task(&other, &[]).unwrap();
+        let got = s.placement_rows("default").unwrap();
+        let f = got.iter().find(|r| r.family == "fam-f").unwrap();
+        let a = got.iter().find(|r| r.family == "fam-a").unwrap();
+        assert!(!std::rc::Rc::ptr_eq(&f.definition, &a.definition));
+        assert_eq!(
+            f.definition.memory.as_ref().map(|m| m.as_str()),
+            Some("1024")
+        );
     }
 
     #[test]
