@@ -88,6 +88,11 @@ pub enum MountNsError {
         #[source]
         source: Errno,
     },
+    #[error("failed to return to the host's mount namespace")]
+    Return {
+        #[source]
+        source: Errno,
+    },
     #[error("failed to start a thread in the host's mount namespace")]
     Thread {
         #[source]
@@ -141,8 +146,9 @@ pub enum Entered {
 
 /// Moves the calling thread into a mount namespace of its own, as described in the module
 /// header; `pin` is the task's netns pin (`None` without one, e.g. host networking).
-/// Call it once, before the task's first mount. On failure the thread is back in the
-/// host's namespace, and the error says which step failed.
+/// Call it once, before the task's first mount; `from`: the template to copy (`None`: the
+/// host's table). On failure the thread is back in the host's namespace (unless the way
+/// back failed: [`MountNsError::Return`]), and the error says which step failed.
 pub fn enter(pin: Option<&Path>, from: Option<FromTemplate>) -> Result<Entered, MountNsError> {
     if HOST.get().is_some() {
         return Ok(Entered::Already);
@@ -168,6 +174,8 @@ pub fn enter(pin: Option<&Path>, from: Option<FromTemplate>) -> Result<Entered, 
                 let _ = HOST.set(host);
                 return Ok(Entered::Template);
             }
+            // Stuck elsewhere than on the host: no second try from there.
+            Err(e @ MountNsError::Return { .. }) => return Err(e),
             Err(e) => not_used = Some(e),
         }
     }
@@ -181,7 +189,7 @@ pub fn enter(pin: Option<&Path>, from: Option<FromTemplate>) -> Result<Entered, 
     };
     if let Err(e) = inside() {
         setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
-            .map_err(sys("return to the host's mount namespace"))?;
+            .map_err(|source| MountNsError::Return { source })?;
         return Err(e);
     }
     let _ = HOST.set(host);
@@ -248,7 +256,7 @@ fn enter_template(
         let result = copied();
         if let Err(e) = result {
             setns(host.as_fd(), CloneFlags::CLONE_NEWNS)
-                .map_err(sys("return to the host's mount namespace"))?;
+                .map_err(|source| MountNsError::Return { source })?;
             std::env::set_current_dir(&cwd).map_err(|source| MountNsError::Open {
                 path: cwd.clone(),
                 source,
