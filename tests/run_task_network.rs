@@ -894,6 +894,11 @@ fn supervisors_copy_a_template_mount_namespace_without_pins() {
     env.wait_status(&second, "RUNNING", Duration::from_secs(60));
     let sup2 = env.supervisor_pid(&second).unwrap().to_string();
     assert_eq!(mount_lines(&sup2, "/shared/late ").len(), 1);
+    // A copy of the template, not of the host's table (which has the mark).
+    assert_eq!(
+        mount_lines(&sup2, &format!(" {} ", mark.display())),
+        Vec::<String>::new()
+    );
     assert_eq!(mount_lines(&sup2, &format!("mfg-{second} ")).len(), 1);
     assert_eq!(
         mount_lines(&sup2, &format!("mfg-{first} ")),
