@@ -322,7 +322,9 @@ cl_leaks() {
     while read -r kind pid _; do
         kill -0 "$pid" 2>/dev/null && left="$left $kind:$pid"
     done <"$W/pids"
-    n="$(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1' /proc/self/mountinfo | wc -l)"
+    # Not a run root's template mount namespace (kept until `system reset`).
+    n="$(awk -v p="$W" -v r="$RUN" '(index($5, p "/") == 1 || index($5, r "/") == 1) &&
+        $5 !~ /\/mntns(\/ns)?$/' /proc/self/mountinfo | wc -l)"
     [ "$n" = 0 ] || left="$left mounts:$n"
     while read -r id; do
         [ -n "$id" ] || continue

@@ -63,8 +63,10 @@ rel_cleanup() {
 # the netns state holds (files in its state/ips, releasing tasks' included); procs:
 # processes in our tasks' cgroups.
 rel_counts() {
-    mounts="$(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1' \
-        /proc/self/mountinfo | wc -l)"
+    # Not the run root's template mount namespace (its dir and pin, kept until `system
+    # reset`: src/supervisor/isolation/mountns/template.rs).
+    mounts="$(awk -v p="$W" -v r="$RUN" '(index($5, p "/") == 1 || index($5, r "/") == 1) &&
+        $5 !~ /\/mntns(\/ns)?$/' /proc/self/mountinfo | wc -l)"
     netns=0; cgroups=0; procs=0
     while read -r id; do
         [ -e "/run/netns/mfg-$id" ] && netns=$((netns + 1))

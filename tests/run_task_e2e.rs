@@ -107,9 +107,7 @@ impl Env {
 
     /// Nothing of task `id` is left: no mounts, cgroups, run dir or supervisor.
     fn assert_clean(&self, id: &str) {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = self.mf.dir.path().to_string_lossy().to_string();
-        let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+        let left = common::leaks::task_mount_lines(&self.mf);
         assert!(left.is_empty(), "mounts left behind: {left:#?}");
         for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let cg = entry.path().join("minifargate").join(id);

@@ -709,7 +709,7 @@ fn task_mounts_stay_in_their_supervisors_namespace() {
     let me = std::process::id().to_string();
     let root = env.mf.dir.path().to_string_lossy().to_string();
     assert_eq!(
-        mount_lines(&me, &root),
+        common::leaks::task_mount_lines(&env.mf),
         Vec::<String>::new(),
         "task mounts in the host's mount table"
     );
@@ -742,5 +742,221 @@ fn task_mounts_stay_in_their_supervisors_namespace() {
     env.stop(&first);
     env.stop(&second);
     env.assert_network_clean(&[&first, &second]);
-    assert_eq!(mount_lines(&me, &root), Vec::<String>::new());
+    assert_eq!(
+        common::leaks::task_mount_lines(&env.mf),
+        Vec::<String>::new()
+    );
+}
+
+/// A mount of the test's own, unmounted (lazily) when dropped, deepest first.
+struct Mounted(Vec<std::path::PathBuf>);
+
+impl Mounted {
+    /// `dir` made a bind mount of itself with `propagation` (MS_SHARED or MS_PRIVATE).
+    fn bind_self(&mut self, dir: &Path, propagation: nix::mount::MsFlags) {
+        use nix::mount::{MsFlags, mount};
+        std::fs::create_dir_all(dir).unwrap();
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        self.0.push(dir.into());
+        mount(None::<&str>, dir, None::<&str>, propagation, None::<&str>).unwrap();
+    }
+
+    fn tmpfs(&mut self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+        self.0.push(dir.into());
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for m in self.0.iter().rev() {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Netns pins of the test's own in /run/netns (other tasks' pins, as the host's table has
+/// with N tasks running), removed when dropped.
+struct Pins(Vec<std::path::PathBuf>);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = netns::nsfs::remove(p);
+        }
+    }
+}
+
+/// The inode of the template's pinned namespace. (A template made again may get the inode
+/// number its predecessor freed: [`template_table`] tells them apart.)
+fn template_ino(mf: &Mf) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(mf.run_root.join("mntns/ns"))
+        .unwrap()
+        .ino()
+}
+
+/// The mount table of the run root's template mount namespace.
+fn template_table(mf: &Mf) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!(
+            "--mount={}",
+            mf.run_root.join("mntns/ns").display()
+        ))
+        .args(["cat", "/proc/self/mountinfo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 39: supervisors copy the run root's template mount namespace (the host's table
+/// without the netns pins), made once, instead of the host's whole table. A supervisor's
+/// table holds its own task's pin and no other; the template holds none; a host mount made
+/// after the template under a shared mount reaches new supervisors through propagation; a
+/// mount the template cannot see (under a private mount) makes it stale, and it is made
+/// again (never twice); a deleted template is made again; `system reset` removes it.
+#[test]
+fn supervisors_copy_a_template_mount_namespace_without_pins() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let mf = &env.mf;
+    let dir = mf.dir.path();
+    // Before the template: a shared mount and a private one of the test's.
+    let mut mounted = Mounted(Vec::new());
+    mounted.bind_self(&dir.join("shared"), nix::mount::MsFlags::MS_SHARED);
+    mounted.bind_self(&dir.join("priv"), nix::mount::MsFlags::MS_PRIVATE);
+    // Other netns pins in the host's table.
+    let tag = format!("mft-tpl-{}", std::process::id());
+    let mut pins = Pins(Vec::new());
+    for i in 0..5 {
+        let name = format!("{tag}-{i}");
+        pins.0
+            .push(netns::nsfs::create(Path::new("/run/netns"), &name).unwrap());
+    }
+    assert_eq!(common::leaks::template_mounts(mf), Vec::<String>::new());
+
+    let first = env.detach(&[
+        "run",
+        "--detach",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 1000 & wait",
+    ]);
+    env.wait_status(&first, "RUNNING", Duration::from_secs(60));
+    assert_eq!(
+        common::leaks::template_mounts(mf).len(),
+        2,
+        "the template's dir and pin"
+    );
+    let sup1 = env.supervisor_pid(&first).unwrap().to_string();
+    assert_eq!(mount_lines(&sup1, &format!("mfg-{first} ")).len(), 1);
+    assert_eq!(mount_lines(&sup1, &tag), Vec::<String>::new());
+    assert_eq!(mount_lines(&sup1, "/run/netns "), Vec::<String>::new());
+    let own = mf.run_root.join("mntns").display().to_string();
+    assert_eq!(mount_lines(&sup1, &own), Vec::<String>::new());
+    // The template itself: no pin, no pin dir, no template dir.
+    let pin = mf.run_root.join("mntns/ns");
+    let table = template_table(mf);
+    assert!(table.lines().count() > 1, "{table}");
+    for l in table.lines() {
+        assert!(
+            !l.contains("/run/netns") && !l.contains(&own) && !l.contains(&first),
+            "in the template: {l}"
+        );
+    }
+    let ino = template_ino(mf);
+
+    // A host mount made after the template, under a shared mount: propagated. (And one
+    // under the private mount, which the task does not use: the template stays.)
+    mounted.tmpfs(&dir.join("shared/late"));
+    let mark = dir.join("priv/mark");
+    mounted.tmpfs(&mark);
+    let second = env.detach(&[
+        "run",
+        "--detach",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 1000 & wait",
+    ]);
+    env.wait_status(&second, "RUNNING", Duration::from_secs(60));
+    let sup2 = env.supervisor_pid(&second).unwrap().to_string();
+    assert_eq!(mount_lines(&sup2, "/shared/late ").len(), 1);
+    // A copy of the template, not of the host's table (which has the mark).
+    assert_eq!(
+        mount_lines(&sup2, &format!(" {} ", mark.display())),
+        Vec::<String>::new()
+    );
+    assert_eq!(mount_lines(&sup2, &format!("mfg-{second} ")).len(), 1);
+    assert_eq!(
+        mount_lines(&sup2, &format!("mfg-{first} ")),
+        Vec::<String>::new()
+    );
+    assert_eq!(mount_lines(&sup2, &tag), Vec::<String>::new());
+    assert_eq!(template_ino(mf), ino);
+    let table = template_table(mf);
+    assert!(
+        !table.contains(&format!(" {} ", mark.display())),
+        "the template was made again: {table}"
+    );
+    assert!(table.contains("/shared/late "), "{table}");
+    assert_eq!(common::leaks::template_mounts(mf).len(), 2);
+
+    // A host mount made after the template under a private mount does not reach it: a
+    // task whose host volume is there finds the template stale, which is made again.
+    let vol = dir.join("priv/vol");
+    mounted.tmpfs(&vol);
+    assert!(!template_table(mf).contains(&format!(" {} ", vol.display())));
+    std::fs::write(vol.join("in"), "on the late tmpfs\n").unwrap();
+    let td = env.taskdef(
+        "latevol",
+        &format!(
+            r#"{{"family":"latevol","networkMode":"awsvpc","memory":"512",
+            "volumes":[{{"name":"h","host":{{"sourcePath":"{}"}}}}],
+            "containerDefinitions":[{{"name":"app","image":"{BUSYBOX}",
+              "mountPoints":[{{"sourceVolume":"h","containerPath":"/mnt/h"}}],
+              "command":["cat","/mnt/h/in"]}}]}}"#,
+            vol.display()
+        ),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td, "--launch-type", "EC2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("app | on the late tmpfs"), "{text}");
+    assert!(
+        template_table(mf).contains(&format!(" {} ", vol.display())),
+        "the stale template was made again"
+    );
+    assert_eq!(common::leaks::template_mounts(mf).len(), 2);
+
+    // Deleted (unpinned, its file gone): made again at the next launch.
+    nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    std::fs::remove_file(&pin).unwrap();
+    let out = env.run(&["run", BUSYBOX, "--", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(common::leaks::template_mounts(mf).len(), 2);
+    assert!(std::fs::metadata(&pin).unwrap().ino() != 0);
+
+    env.stop(&first);
+    env.stop(&second);
+    let out = env.run(&["system", "reset", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::leaks::template_mounts(mf), Vec::<String>::new());
+    assert!(!mf.run_root.join("mntns").exists());
 }

@@ -66,7 +66,7 @@ impl Env {
     /// Nothing of task `id` is left: no mounts under this test's dirs, no cgroups, no run
     /// dir, no task volumes, no teardown warnings.
     fn assert_clean(&self, id: &str) {
-        assert_no_mounts(self.mf.dir.path());
+        assert_no_mounts(&self.mf);
         for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let cg = entry.path().join("minifargate").join(id);
             assert!(!cg.exists(), "cgroup left behind: {}", cg.display());
@@ -82,10 +82,8 @@ impl Env {
     }
 }
 
-fn assert_no_mounts(under: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = under.to_string_lossy().to_string();
-    let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+fn assert_no_mounts(mf: &Mf) {
+    let left = common::leaks::task_mount_lines(mf);
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
 }
 
@@ -294,7 +292,7 @@ fn efs_is_a_clear_error_unless_mapped_to_a_local_dir() {
         "task dirs left in {}",
         tasks.display()
     );
-    assert_no_mounts(env.mf.dir.path());
+    assert_no_mounts(&env.mf);
 
     let local = env.mf.dir.path().join("efs-local");
     std::fs::create_dir(&local).unwrap();

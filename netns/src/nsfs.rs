@@ -135,6 +135,14 @@ fn ensure_shared_dir(dir: &Path) -> Result<(), NsError> {
     Ok(())
 }
 
+/// Makes `dir` exist and be a shared mount of its own, as [`create`] does before its first
+/// pin. A mount namespace copied from the host after this call drops every pin under
+/// `dir`, present and future, by detaching `dir` in it: a pin made later on the host lands
+/// on the host's mount of `dir`, which the copy no longer has.
+pub fn prepare_dir(dir: &Path) -> Result<(), NsError> {
+    ensure_shared_dir(dir)
+}
+
 /// Creates the empty file a namespace is pinned on; `Exists` when it is there already.
 fn pin_file(dir: &Path, name: &str) -> Result<PathBuf, NsError> {
     let path = dir.join(name);

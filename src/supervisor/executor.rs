@@ -10,6 +10,7 @@ use crate::store::{
     StoreError, TaskRow,
 };
 use crate::supervisor::health::{self, Check, Health};
+use crate::supervisor::isolation::mountns;
 use crate::supervisor::isolation::network::{Attachment, TaskNetwork};
 use crate::supervisor::isolation::resources;
 use crate::supervisor::isolation::volumes::TaskVolumes;
@@ -842,6 +843,29 @@ impl Executor {
         }
     }
 
+    /// The paths this task's mounts and containers use, which a copy of the template mount
+    /// namespace must show as the host does (mountns::FromTemplate).
+    fn mount_needs(&self, def: &TaskDefinition) -> Vec<PathBuf> {
+        let (root, run_root) = (&self.opts.root, &self.opts.run_root);
+        let mut needs = vec![
+            root.clone(),
+            run_root.clone(),
+            root.join("layers"),
+            self.paths.dir.clone(),
+            self.paths.run_dir.clone(),
+            self.paths.rootfs_dir.clone(),
+        ];
+        needs.extend(
+            def.volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| v.host.as_ref()?.source_path.as_deref())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        );
+        needs
+    }
+
     /// Network, images, task cgroup, rootfs. False when the task cannot start.
     fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
         let task_id = self.task.id.clone();
@@ -881,10 +905,25 @@ impl Executor {
         // From here on, the task's mounts go into a mount namespace of this supervisor's
         // (its netns pin is in the host's table now): the host's table, which libcontainer
         // reads several times per container, stays the same size however many tasks run.
+        // It is a copy of the run root's template (the host's table without the netns
+        // pins), made once: copying the host's would cost O(tasks running) per launch.
         let pin = self.attachment.as_ref().and_then(|a| a.netns.clone());
-        if let Err(e) = crate::supervisor::isolation::mountns::enter(pin.as_deref()) {
-            tracing::warn!(task_id = %task_id, error = %error_chain(&e),
-                "the task's mounts stay in the host's mount namespace");
+        let template = mountns::Template::of(&self.opts.run_root);
+        let needs = self.mount_needs(def);
+        let from = mountns::FromTemplate {
+            template: &template,
+            needs: &needs,
+        };
+        match mountns::enter(pin.as_deref(), Some(from)) {
+            Ok(mountns::Entered::Host(Some(e))) => {
+                tracing::warn!(task_id = %task_id, error = %error_chain(&e),
+                    "the task's mount namespace is a copy of the host's, not of the template");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(task_id = %task_id, error = %error_chain(&e),
+                    "the task's mounts stay in the host's mount namespace");
+            }
         }
         steps.mark("mount namespace");
         // After the mount namespace: the thread starts in it (and finds the pin there).

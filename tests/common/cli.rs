@@ -338,6 +338,12 @@ impl Drop for Mf {
             std::thread::sleep(std::time::Duration::from_millis(200));
             let _ = self.cmd().args(["list-tasks"]).output();
         }
+        // The run root's template mount namespace (kept until `system reset`): its pin,
+        // then its dir's bind mount, so the test dir can be removed.
+        let template = self.run_root.join("mntns");
+        for m in [template.join("ns"), template] {
+            while nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+        }
         let state = self.run_root.join("net").join(self.bridge());
         if state.exists()
             && let Err(e) = self.network().reset()

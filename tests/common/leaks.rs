@@ -18,7 +18,8 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Mount points under this test's directory, except `keep` (e.g. a tmpfs run root
-/// the test mounted itself).
+/// the test mounted itself) and the run root's template mount namespace
+/// ([`is_template_mount`]).
 pub fn mounts_under(mf: &Mf, keep: &[&Path]) -> Vec<String> {
     let root = mf.dir.path().to_string_lossy().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -26,8 +27,44 @@ pub fn mounts_under(mf: &Mf, keep: &[&Path]) -> Vec<String> {
         .lines()
         .filter(|l| {
             let point = l.split(' ').nth(4).unwrap_or_default();
-            point.starts_with(&root) && !keep.iter().any(|k| Path::new(point) == *k)
+            point.starts_with(&root)
+                && !keep.iter().any(|k| Path::new(point) == *k)
+                && !is_template_mount(mf, point)
         })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The lines of the host's mountinfo that name `mf`'s directory, but the template mount
+/// namespace's ([`is_template_mount`]).
+pub fn task_mount_lines(mf: &Mf) -> Vec<String> {
+    let root = mf.dir.path().to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .filter(|l| !is_template_mount(mf, l.split(' ').nth(4).unwrap_or_default()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A mount point of the run root's template mount namespace (src/supervisor/isolation/
+/// mountns/template.rs): `<run-root>/mntns`, a private bind mount of itself, and the pin
+/// `<run-root>/mntns/ns` in it. The first task of a run root makes them; they stay until
+/// `system reset` (or the test's `Mf` is dropped), and belong to no task.
+pub fn is_template_mount(mf: &Mf, point: &str) -> bool {
+    let dir = mf.run_root.join("mntns");
+    Path::new(point) == dir || Path::new(point) == dir.join("ns")
+}
+
+/// The host's mount points of `mf`'s template mount namespace (none before its first task;
+/// two after: the dir and the pin).
+pub fn template_mounts(mf: &Mf) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| is_template_mount(mf, p))
         .map(str::to_string)
         .collect()
 }

@@ -9,7 +9,7 @@ use crate::cli::GlobalOpts;
 use crate::cli::tasks::{open_state, reconcile};
 use crate::store::{LastStatus, StopCode};
 use crate::supervisor::Client;
-use crate::supervisor::isolation::network;
+use crate::supervisor::isolation::{mountns, network};
 use crate::task::{TaskPaths, process_alive, process_start_time};
 use anyhow::bail;
 use std::collections::BTreeSet;
@@ -152,7 +152,18 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
         tracing::debug!("the shared cgroup stays: another root's tasks are under it");
     }
 
-    // 3. Mounts under the root and run root (overlay rootfs, tmpfs volumes, netns pins).
+    // 3. Mounts under the root and run root: the template mount namespace supervisors copy
+    // (its pin, its dir), then whatever else is left (overlay rootfs, tmpfs volumes, netns
+    // pins).
+    let template = mountns::Template::of(&g.run_root);
+    match template.remove() {
+        Ok(true) => println!(
+            "removed the template mount namespace {}",
+            template.pin().display()
+        ),
+        Ok(false) => {}
+        Err(e) => errors.push(crate::error_chain(&e)),
+    }
     let (unmounted, mount_errors) = unmount_below(&[&g.root, &g.run_root]);
     errors.extend(mount_errors);
     if unmounted > 0 {
