@@ -109,9 +109,9 @@ pub const METADATA_TABLE: &str = "minifargate_metadata";
 /// otherwise get EADDRINUSE). The table goes away with the namespace.
 ///
 /// The ports are rewritten in place by a `filter` output chain on `lo`, with no
-/// connection tracking (a DNAT made the kernel turn conntrack on in every task
-/// namespace, ~0.8 ms of CPU at launch and as much at removal); see `nfnl::redirect_ops`
-/// for the packet path. Only for IPv4: the endpoint has no IPv6 address. What that
+/// connection tracking (a DNAT turned it on in every task namespace: every packet of
+/// the task tracked, and a walk of the whole conntrack table when a namespace holding
+/// entries is removed); see `nfnl::redirect_ops` for the packet path. Only for IPv4: the endpoint has no IPv6 address. What that
 /// costs: connecting to `169.254.170.2:`[`METADATA_LISTEN_PORT`] directly does not
 /// work (the answers come from port 80); real Fargate serves only port 80.
 pub fn redirect_metadata_port(ns_path: &Path) -> Result<(), NftError> {

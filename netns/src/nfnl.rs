@@ -12,7 +12,8 @@
 //!
 //! Only the messages the crate needs are encoded here: the table with its port maps,
 //! chains and rules ([`create_table_ops`], once per network), `NEWSETELEM`/`DELSETELEM`
-//! for the `inet_service : ipv4_addr . inet_service` maps, and `DELTABLE`. The `nft`
+//! for the `inet_service : ipv4_addr . inet_service` maps, `DELTABLE`, and the metadata
+//! port rewrite inside each task namespace ([`redirect_ops`]). The `nft`
 //! binary writes the table only when a configuration names one (`NetworkConfig::nft`,
 //! see [`crate::nft`]). No pure-Rust crate
 //! with a licence compatible with ours covers nf_tables set elements (`rustables` is
@@ -765,10 +766,12 @@ pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
 /// no state: a client that connects to `addr:to` directly gets its answers from
 /// `addr:from` and never connects (real Fargate serves only port 80).
 ///
-/// Why not DNAT (as until issue 39): a `nat` chain or expression makes the kernel turn
-/// connection tracking on in the namespace, and its `nf_ct_iterate_cleanup` over the
-/// whole conntrack table (262 144 buckets here) cost ~0.8 ms of CPU per task launch,
-/// and as much again in a kworker when the namespace went away.
+/// Why not DNAT (as until issue 39): a `nat` chain or expression turns connection
+/// tracking on in the namespace. Its hooks then see every IPv4 packet of the task, each
+/// of the task's connections leaves an entry, and removing a namespace that holds
+/// entries walks the whole conntrack table (262 144 buckets here, shared by all
+/// namespaces) in a kworker: 0.6–0.8 ms of CPU per task (docs/benchmarks.md, "The
+/// metadata redirect without conntrack").
 pub fn redirect_ops(addr: Ipv4Addr, from: u16, to: u16) -> Vec<Op> {
     let rewrite = |addr_offset: u32, port_offset: u32, match_port: u16, set_port: u16| {
         vec![
