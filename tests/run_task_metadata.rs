@@ -318,9 +318,12 @@ fn credentials_endpoint_assumes_the_task_role_and_refuses_other_tasks() {
     env.stop_all(&ids);
 }
 
-/// Port 80 is the task's: a container's web server binding `0.0.0.0:80` starts, serves,
-/// and the endpoint at 169.254.170.2:80 still answers next to it (it listens on 51679
-/// behind a DNAT inside the task's namespace) — in awsvpc and in bridge mode.
+/// Port 80 is the task's: a container's web server binding `0.0.0.0:80` starts, serves
+/// on the task's own address, and the endpoint at 169.254.170.2:80 still answers next to
+/// it (it listens on 51679 behind a stateless port rewrite inside the task's namespace)
+/// — in awsvpc and in bridge mode. Nothing turned connection tracking on in the task's
+/// namespace (a DNAT did; its entries cost a walk of the whole conntrack table when the
+/// namespace is removed, issue 39).
 #[test]
 fn a_web_server_on_port_80_runs_next_to_the_endpoint() {
     let env = Env::new();
@@ -338,6 +341,15 @@ fn a_web_server_on_port_80_runs_next_to_the_endpoint() {
         // The server owns port 80 on every address of the namespace...
         let page = env.sh_ok(id, "wget -qO- http://127.0.0.1:80/");
         assert_eq!(page.trim(), "served-on-80", "{mode}");
+        let page = env.sh_ok(
+            id,
+            "wget -qO- http://$(ip -4 -o addr show eth0 | awk '{split($4, a, \"/\"); print a[1]}'):80/",
+        );
+        assert_eq!(
+            page.trim(),
+            "served-on-80",
+            "{mode}: on the task's own address"
+        );
         let netstat = env.sh_ok(id, "netstat -ltn");
         assert!(
             netstat
@@ -352,6 +364,13 @@ fn a_web_server_on_port_80_runs_next_to_the_endpoint() {
             task["TaskARN"],
             env.describe(id)["taskArn"],
             "{mode}: {task:#}"
+        );
+        // Connection tracking would have kept these connections (TIME_WAIT, 120 s).
+        let tracked = env.sh_ok(id, "cat /proc/sys/net/netfilter/nf_conntrack_count");
+        assert_eq!(
+            tracked.trim(),
+            "0",
+            "{mode}: no connection tracked in the task's namespace"
         );
         env.stop_all(&ids);
     }

@@ -95,17 +95,25 @@ fn now_ms() -> u64 {
 pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 
 /// The port the task metadata endpoint really listens on inside a task namespace (the
-/// ECS agent's port); [`redirect_metadata_port`] sends `METADATA_ADDRESS:80` there.
+/// ECS agent's port); [`redirect_metadata_port`] sends `METADATA_ADDRESS:80` there. Not
+/// reachable directly: its answers go out as from port 80.
 pub const METADATA_LISTEN_PORT: u16 = 51679;
 
 /// The nftables table, inside a task's namespace, of [`redirect_metadata_port`].
 pub const METADATA_TABLE: &str = "minifargate_metadata";
 
-/// Inside the task namespace at `ns_path`, DNATs TCP to `169.254.170.2:80` onto
-/// `169.254.170.2:`[`METADATA_LISTEN_PORT`], as the ECS agent does on EC2 hosts: the
-/// endpoint keeps its documented URL while port 80 stays free for the task's own
-/// servers (a container binding `0.0.0.0:80` would otherwise get EADDRINUSE). The table
-/// goes away with the namespace.
+/// Inside the task namespace at `ns_path`, sends TCP to `169.254.170.2:80` to
+/// `169.254.170.2:`[`METADATA_LISTEN_PORT`] and answers it from port 80 (the ECS agent
+/// DNATs to its 51679 on EC2 hosts): the endpoint keeps its documented URL while port 80
+/// stays free for the task's own servers (a container binding `0.0.0.0:80` would
+/// otherwise get EADDRINUSE). The table goes away with the namespace.
+///
+/// The ports are rewritten in place by a `filter` output chain on `lo`, with no
+/// connection tracking (a DNAT turned it on in every task namespace: every packet of
+/// the task tracked, and a walk of the whole conntrack table when a namespace holding
+/// entries is removed); see `nfnl::redirect_ops` for the packet path. Only for IPv4: the endpoint has no IPv6 address. What that
+/// costs: connecting to `169.254.170.2:`[`METADATA_LISTEN_PORT`] directly does not
+/// work (the answers come from port 80); real Fargate serves only port 80.
 pub fn redirect_metadata_port(ns_path: &Path) -> Result<(), NftError> {
     let ops = nfnl::redirect_ops(METADATA_ADDRESS, 80, METADATA_LISTEN_PORT);
     let what = format!(

@@ -12,7 +12,8 @@
 //!
 //! Only the messages the crate needs are encoded here: the table with its port maps,
 //! chains and rules ([`create_table_ops`], once per network), `NEWSETELEM`/`DELSETELEM`
-//! for the `inet_service : ipv4_addr . inet_service` maps, and `DELTABLE`. The `nft`
+//! for the `inet_service : ipv4_addr . inet_service` maps, `DELTABLE`, and the metadata
+//! port rewrite inside each task namespace ([`redirect_ops`]). The `nft`
 //! binary writes the table only when a configuration names one (`NetworkConfig::nft`,
 //! see [`crate::nft`]). No pure-Rust crate
 //! with a licence compatible with ours covers nf_tables set elements (`rustables` is
@@ -78,6 +79,10 @@ const NFTA_EXPR_DATA: u16 = 2;
 const TYPE_INET_SERVICE: u32 = 13;
 const TYPE_IPV4_ADDR: u32 = 7;
 const NF_ACCEPT: u32 = 1;
+/// Where the checksum is in a TCP header (RFC 9293 3.1).
+const TCP_CHECKSUM_OFFSET: u32 = 16;
+/// The loopback device's index, the same in every network namespace (LOOPBACK_IFINDEX).
+const LOOPBACK_IFINDEX: u32 = 1;
 /// The 16-byte register 1 and the 32-bit register 9 (the second word of register 1).
 const REG_1: u32 = 1;
 const REG32_01: u32 = 9;
@@ -88,6 +93,8 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
 
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
@@ -179,7 +186,25 @@ pub enum Hook {
     Postrouting = 4,
 }
 
-/// The nf_tables expressions our rules use; all load into and compare register 1.
+/// The type of a base chain: `nat` chains make the kernel track connections in the
+/// namespace (nf_conntrack's hooks), `filter` chains see packets without any state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainType {
+    Nat,
+    Filter,
+}
+
+impl ChainType {
+    fn name(self) -> &'static str {
+        match self {
+            ChainType::Nat => "nat",
+            ChainType::Filter => "filter",
+        }
+    }
+}
+
+/// The nf_tables expressions our rules use; all load into, compare and write from
+/// register 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
     /// `fib daddr type`: the route type of the destination address.
@@ -188,6 +213,8 @@ pub enum Expr {
     MetaL4proto,
     /// `meta oifname`.
     MetaOifname,
+    /// `meta oif`: the output interface's index.
+    MetaOif,
     /// `ct status`.
     CtStatus,
     /// `rt classid`: the realm of the route the packet takes.
@@ -217,6 +244,14 @@ pub enum Expr {
     Immediate {
         data: Vec<u8>,
     },
+    /// Write register 1 over `len` bytes at `offset` of the TCP header, updating the TCP
+    /// checksum for the change (`tcp dport set …`). Stateless: no connection tracking.
+    WriteTcp {
+        offset: u32,
+        len: u32,
+    },
+    /// The verdict `accept`: the rest of the chain is skipped.
+    Accept,
     /// DNAT to address register 1, port register 9.
     Dnat,
     Masquerade,
@@ -231,9 +266,10 @@ pub enum Op {
         name: &'static str,
         id: u32,
     },
-    /// A nat base chain with policy accept.
-    NewNatChain {
+    /// A base chain with policy accept.
+    NewChain {
         name: &'static str,
+        kind: ChainType,
         hook: Hook,
         priority: i32,
     },
@@ -378,8 +414,9 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
                     .attr(NFTA_SET_ID, &id.to_be_bytes());
                 m
             }
-            Op::NewNatChain {
+            Op::NewChain {
                 name,
+                kind,
                 hook,
                 priority,
             } => {
@@ -397,7 +434,7 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
                     .attr(NFTA_HOOK_PRIORITY, &priority.to_be_bytes())
                     .end()
                     .attr(NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes())
-                    .str_attr(NFTA_CHAIN_TYPE, "nat");
+                    .str_attr(NFTA_CHAIN_TYPE, kind.name());
                 m
             }
             Op::NewRule { chain, exprs } => {
@@ -454,14 +491,14 @@ fn be(v: u32) -> [u8; 4] {
 fn encode_expr(m: &mut Msg, e: &Expr) {
     let name = match e {
         Expr::FibDaddrType => "fib",
-        Expr::MetaL4proto | Expr::MetaOifname => "meta",
+        Expr::MetaL4proto | Expr::MetaOifname | Expr::MetaOif => "meta",
         Expr::CtStatus => "ct",
         Expr::RtClassid => "rt",
-        Expr::Payload { .. } => "payload",
+        Expr::Payload { .. } | Expr::WriteTcp { .. } => "payload",
         Expr::And { .. } => "bitwise",
         Expr::Cmp { .. } => "cmp",
         Expr::Lookup { .. } => "lookup",
-        Expr::Immediate { .. } => "immediate",
+        Expr::Immediate { .. } | Expr::Accept => "immediate",
         Expr::Dnat => "nat",
         Expr::Masquerade => "masq",
     };
@@ -473,12 +510,15 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
             Expr::FibDaddrType => {
                 m.attr(1, &be(REG_1)).attr(2, &be(3)).attr(3, &be(1 << 1));
             }
-            // NFTA_META_DREG, _KEY (NFT_META_L4PROTO / NFT_META_OIFNAME)
+            // NFTA_META_DREG, _KEY (NFT_META_L4PROTO / NFT_META_OIFNAME / NFT_META_OIF)
             Expr::MetaL4proto => {
                 m.attr(1, &be(REG_1)).attr(2, &be(16));
             }
             Expr::MetaOifname => {
                 m.attr(1, &be(REG_1)).attr(2, &be(7));
+            }
+            Expr::MetaOif => {
+                m.attr(1, &be(REG_1)).attr(2, &be(5));
             }
             // NFTA_CT_DREG, _KEY (NFT_CT_STATUS)
             Expr::CtStatus => {
@@ -498,6 +538,21 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
                     .attr(2, &be(if *transport { 2 } else { 1 }))
                     .attr(3, &be(*offset))
                     .attr(4, &be(*len));
+            }
+            // NFTA_PAYLOAD_SREG, _BASE (transport), _OFFSET, _LEN, _CSUM_TYPE
+            // (NFT_PAYLOAD_CSUM_INET: the RFC 1624 incremental update), _CSUM_OFFSET (of
+            // the checksum in the TCP header, `struct tcphdr` `check`). No
+            // NFTA_PAYLOAD_CSUM_FLAGS: ports are not in the pseudo-header. The kernel
+            // leaves the checksum alone on CHECKSUM_PARTIAL packets (local TCP on `lo`),
+            // whose sum the device or `skb_checksum_help` completes after the write.
+            // Ref: net/netfilter/nft_payload.c (`nft_payload_set_eval`).
+            Expr::WriteTcp { offset, len } => {
+                m.attr(5, &be(REG_1))
+                    .attr(2, &be(2))
+                    .attr(3, &be(*offset))
+                    .attr(4, &be(*len))
+                    .attr(6, &be(1))
+                    .attr(7, &be(TCP_CHECKSUM_OFFSET));
             }
             // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK { value }, _XOR { value }
             Expr::And { mask } => {
@@ -531,6 +586,16 @@ fn encode_expr(m: &mut Msg, e: &Expr) {
                 m.attr(1, &be(REG_1))
                     .begin(2)
                     .attr(NFTA_DATA_VALUE, data)
+                    .end();
+            }
+            // NFTA_IMMEDIATE_DREG (NFT_REG_VERDICT), _DATA { NFTA_DATA_VERDICT {
+            // NFTA_VERDICT_CODE } }
+            Expr::Accept => {
+                m.attr(1, &be(0))
+                    .begin(2)
+                    .begin(NFTA_DATA_VERDICT)
+                    .attr(NFTA_VERDICT_CODE, &be(NF_ACCEPT))
+                    .end()
                     .end();
             }
             // NFTA_NAT_TYPE (NFT_NAT_DNAT), _FAMILY (NFPROTO_IPV4), _REG_ADDR_MIN,
@@ -626,8 +691,9 @@ pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
         ("output", Hook::Output, -100),
         ("postrouting", Hook::Postrouting, 100),
     ] {
-        ops.push(Op::NewNatChain {
+        ops.push(Op::NewChain {
             name: chain,
+            kind: ChainType::Nat,
             hook,
             priority,
         });
@@ -681,29 +747,47 @@ pub fn create_table_ops(bridge: &str, subnet: Subnet) -> Vec<Op> {
     ops
 }
 
-/// The batch, applied inside a task's own namespace, that sends the containers' TCP
-/// connections to `addr:from` on to `addr:to` (a nat output chain: their traffic is
-/// generated locally in that namespace). The task metadata endpoint listens on `to`, so
-/// `from` (80) stays free for the task's own servers that bind `0.0.0.0:80`.
+/// The batch, applied inside a task's own namespace, that answers TCP to `addr:from`
+/// from a server listening on `addr:to`, without connection tracking: a `filter` output
+/// chain rewrites ports in place. The task metadata endpoint listens on `to`, so `from`
+/// (80) stays free for the task's own servers that bind `0.0.0.0:80`.
+///
+/// `addr` is on the namespace's `lo`, so a connection to it is local: each segment of
+/// it, either way, is generated in the namespace and crosses output → postrouting →
+/// (`lo`) → prerouting → input, and the socket lookup comes last (`tcp_v4_rcv`). One
+/// output chain therefore sees both directions before any socket does:
+/// - to `addr:from` on `lo`: destination port set to `to` (the client's segments);
+/// - from `addr:to` on `lo`: source port set to `from` (the server's segments, its
+///   resets and TIME_WAIT acks included), so the client sees its peer as `addr:from`.
+///
+/// Each rewrite ends the chain (`accept`), so a segment is rewritten at most once.
+/// Nothing else can send from `addr:to`: the listener holds that port in the namespace,
+/// which also keeps it out of the ephemeral ports `connect` picks. The price of having
+/// no state: a client that connects to `addr:to` directly gets its answers from
+/// `addr:from` and never connects (real Fargate serves only port 80).
+///
+/// Why not DNAT (as until issue 39): a `nat` chain or expression turns connection
+/// tracking on in the namespace. Its hooks then see every IPv4 packet of the task, each
+/// of the task's connections leaves an entry, and removing a namespace that holds
+/// entries walks the whole conntrack table (262 144 buckets here, shared by all
+/// namespaces) in a kworker: 0.6–0.8 ms of CPU per task (docs/benchmarks.md, "The
+/// metadata redirect without conntrack").
 pub fn redirect_ops(addr: Ipv4Addr, from: u16, to: u16) -> Vec<Op> {
-    let mut ops = delete_table_ops();
-    ops.push(Op::NewTable);
-    ops.push(Op::NewNatChain {
-        name: "output",
-        hook: Hook::Output,
-        priority: -100,
-    });
-    ops.push(Op::NewRule {
-        chain: "output",
-        exprs: vec![
+    let rewrite = |addr_offset: u32, port_offset: u32, match_port: u16, set_port: u16| {
+        vec![
             Expr::Payload {
                 transport: false,
-                offset: 16,
+                offset: addr_offset,
                 len: 4,
             },
             Expr::Cmp {
                 eq: true,
                 data: addr.octets().to_vec(),
+            },
+            Expr::MetaOif,
+            Expr::Cmp {
+                eq: true,
+                data: LOOPBACK_IFINDEX.to_ne_bytes().to_vec(),
             },
             Expr::MetaL4proto,
             Expr::Cmp {
@@ -712,19 +796,39 @@ pub fn redirect_ops(addr: Ipv4Addr, from: u16, to: u16) -> Vec<Op> {
             },
             Expr::Payload {
                 transport: true,
-                offset: 2,
+                offset: port_offset,
                 len: 2,
             },
             Expr::Cmp {
                 eq: true,
-                data: from.to_be_bytes().to_vec(),
+                data: match_port.to_be_bytes().to_vec(),
             },
             Expr::Immediate {
-                data: dnat_data(addr, to),
+                data: set_port.to_be_bytes().to_vec(),
             },
-            Expr::Dnat,
-        ],
+            Expr::WriteTcp {
+                offset: port_offset,
+                len: 2,
+            },
+            Expr::Accept,
+        ]
+    };
+    let mut ops = delete_table_ops();
+    ops.push(Op::NewTable);
+    ops.push(Op::NewChain {
+        name: "output",
+        kind: ChainType::Filter,
+        hook: Hook::Output,
+        priority: 0,
     });
+    // `ip daddr` is at offset 16 of the IPv4 header, `ip saddr` at 12; `tcp dport` at
+    // offset 2 of the TCP header, `tcp sport` at 0.
+    for exprs in [rewrite(16, 2, from, to), rewrite(12, 0, to, from)] {
+        ops.push(Op::NewRule {
+            chain: "output",
+            exprs,
+        });
+    }
     ops
 }
 
@@ -929,6 +1033,153 @@ mod tests {
             0x10, 0, 1, 0x80, 0x0c, 0, 1, 0x80, 6, 0, 1, 0, 0x14, 0xe9, 0, 0,
         ];
         assert!(bytes.windows(del.len()).any(|w| w == del));
+    }
+
+    /// The metadata redirect: a filter chain (no nat chain, no nat or ct expression, so
+    /// no connection tracking in the namespace), one rule per direction, on `lo`.
+    #[test]
+    fn redirect_rewrites_ports_in_a_filter_chain() {
+        let addr = Ipv4Addr::new(169, 254, 170, 2);
+        let ops = redirect_ops(addr, 80, 51679);
+        assert_eq!(ops[..3], [Op::NewTable, Op::DelTable, Op::NewTable]);
+        assert_eq!(
+            ops[3],
+            Op::NewChain {
+                name: "output",
+                kind: ChainType::Filter,
+                hook: Hook::Output,
+                priority: 0,
+            }
+        );
+        let rules: Vec<&Vec<Expr>> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::NewRule { chain, exprs } => {
+                    assert_eq!(*chain, "output");
+                    Some(exprs)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rules.len(), 2);
+        // (address offset, port offset, port matched, port written) of each direction.
+        for (rule, (addr_off, port_off, from, to)) in rules
+            .iter()
+            .zip([(16, 2, 80u16, 51679u16), (12, 0, 51679, 80)])
+        {
+            assert_eq!(
+                rule[0],
+                Expr::Payload {
+                    transport: false,
+                    offset: addr_off,
+                    len: 4
+                }
+            );
+            assert_eq!(
+                rule[1],
+                Expr::Cmp {
+                    eq: true,
+                    data: vec![169, 254, 170, 2]
+                }
+            );
+            assert_eq!(rule[2], Expr::MetaOif);
+            assert_eq!(
+                rule[3],
+                Expr::Cmp {
+                    eq: true,
+                    data: 1u32.to_ne_bytes().to_vec()
+                }
+            );
+            assert_eq!(
+                rule[5],
+                Expr::Cmp {
+                    eq: true,
+                    data: vec![6]
+                }
+            );
+            assert_eq!(
+                rule[6],
+                Expr::Payload {
+                    transport: true,
+                    offset: port_off,
+                    len: 2
+                }
+            );
+            assert_eq!(
+                rule[7],
+                Expr::Cmp {
+                    eq: true,
+                    data: from.to_be_bytes().to_vec()
+                }
+            );
+            assert_eq!(
+                rule[8],
+                Expr::Immediate {
+                    data: to.to_be_bytes().to_vec()
+                }
+            );
+            assert_eq!(
+                rule[9],
+                Expr::WriteTcp {
+                    offset: port_off,
+                    len: 2
+                }
+            );
+            assert_eq!(rule[10], Expr::Accept);
+            assert!(
+                !rule
+                    .iter()
+                    .any(|e| matches!(e, Expr::Dnat | Expr::Masquerade | Expr::CtStatus)),
+                "nothing that needs connection tracking: {rule:?}"
+            );
+        }
+        let (bytes, _) = encode_batch(crate::METADATA_TABLE, &ops, 1);
+        let has = |s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
+        assert!(has(b"\x0b\x00\x07\x00filter\x00"), "chain type filter");
+        assert!(!has(b"nat\x00"), "no nat chain or expression");
+        assert!(!has(b"\x07\x00\x01\x00ct\x00"), "no ct expression");
+    }
+
+    /// What `nft` 1.0.6 sends (`--debug=mnl`) for `tcp dport set 51679` (an immediate,
+    /// then a payload write with the TCP checksum update) and for `accept`.
+    #[test]
+    fn tcp_port_write_matches_what_nft_sends() {
+        let ops = [Op::NewRule {
+            chain: "output",
+            exprs: vec![
+                Expr::Immediate {
+                    data: 51679u16.to_be_bytes().to_vec(),
+                },
+                Expr::WriteTcp { offset: 2, len: 2 },
+                Expr::Accept,
+            ],
+        }];
+        let (bytes, _) = encode_batch("t", &ops, 1);
+        let mut want = Vec::new();
+        // immediate: DREG 1, DATA { VALUE c9 df }
+        want.extend_from_slice(b"\x2c\x00\x01\x80\x0e\x00\x01\x00immediate\x00\x00\x00");
+        want.extend_from_slice(b"\x18\x00\x02\x80\x08\x00\x01\x00\x00\x00\x00\x01");
+        want.extend_from_slice(b"\x0c\x00\x02\x80\x06\x00\x01\x00\xc9\xdf\x00\x00");
+        // payload write: SREG 1, BASE transport, OFFSET 2, LEN 2, CSUM_TYPE inet,
+        // CSUM_OFFSET 16
+        want.extend_from_slice(b"\x44\x00\x01\x80\x0c\x00\x01\x00payload\x00\x34\x00\x02\x80");
+        for (kind, value) in [(5u8, 1u8), (2, 2), (3, 2), (4, 2), (6, 1), (7, 16)] {
+            want.extend_from_slice(&[8, 0, kind, 0, 0, 0, 0, value]);
+        }
+        // immediate verdict: DREG 0 (verdict), DATA { VERDICT { CODE NF_ACCEPT } }
+        want.extend_from_slice(b"\x30\x00\x01\x80\x0e\x00\x01\x00immediate\x00\x00\x00");
+        want.extend_from_slice(b"\x1c\x00\x02\x80\x08\x00\x01\x00\x00\x00\x00\x00");
+        want.extend_from_slice(b"\x10\x00\x02\x80\x0c\x00\x02\x80\x08\x00\x01\x00\x00\x00\x00\x01");
+        let at = bytes
+            .windows(4)
+            .position(|w| w == [0x2c, 0, 1, 0x80])
+            .expect("the first expression");
+        assert_eq!(&bytes[at..at + want.len()], &want[..]);
+        // Nested in NFTA_RULE_EXPRESSIONS, which holds exactly these three.
+        assert_eq!(
+            u16::from_ne_bytes(bytes[at - 4..at - 2].try_into().unwrap()) as usize,
+            4 + want.len()
+        );
     }
 
     #[test]

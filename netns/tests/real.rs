@@ -272,6 +272,97 @@ fn metadata_address_is_private_to_each_task() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
+/// The number of connections the kernel tracks in the namespace at `ns`: stays 0 unless
+/// something (a nat chain, a ct expression) turned connection tracking on there.
+fn conntrack_count(ns: &Path) -> u64 {
+    nsfs::in_netns(ns, || {
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    })
+    .unwrap()
+}
+
+/// Like [`connect_from`], from a socket bound to `local` first.
+fn connect_bound(ns: &Path, local: Ipv4Addr, addr: SocketAddrV4) -> std::io::Result<TcpStream> {
+    nsfs::in_netns(ns, || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&SocketAddrV4::new(local, 0).into())?;
+        s.connect_timeout(&addr.into(), Duration::from_secs(2))?;
+        Ok(s.into())
+    })
+    .unwrap()
+}
+
+#[test]
+fn metadata_port_80_is_rewritten_without_connection_tracking() {
+    let f = fixture();
+    let t = f.net.setup_task("t", &awsvpc()).unwrap();
+    let ns = t.netns_path.unwrap();
+    let ip = t.ip.unwrap();
+    netns::redirect_metadata_port(&ns).unwrap();
+    let listen = SocketAddrV4::new(netns::METADATA_ADDRESS, netns::METADATA_LISTEN_PORT);
+    let md = SocketAddrV4::new(netns::METADATA_ADDRESS, 80);
+    // The endpoint on 51679 and the task's own server on 0.0.0.0:80, side by side.
+    let endpoint = listen_in(&ns, listen);
+    let own = listen_in(&ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80));
+    let endpoint = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut s, peer) = endpoint.accept().unwrap();
+            s.write_all(format!("endpoint {peer}").as_bytes()).unwrap();
+        }
+        endpoint
+    });
+    let own = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = own.accept().unwrap();
+            s.write_all(b"own").unwrap();
+        }
+    });
+    let got = ask(connect_from(&ns, md));
+    assert!(got.starts_with("endpoint 169.254.170.2:"), "{got}");
+    // A client with another local address (eth0's, or 127.0.0.1) reaches it too: the
+    // answers are rewritten by their source, whatever their destination.
+    for local in [ip, Ipv4Addr::LOCALHOST] {
+        let got = ask(connect_bound(&ns, local, md));
+        assert!(got.starts_with(&format!("endpoint {local}:")), "{got}");
+    }
+    // The task's server answers on port 80 of its other addresses.
+    assert_eq!(ask(connect_from(&ns, SocketAddrV4::new(ip, 80))), "own");
+    assert_eq!(
+        ask(connect_from(
+            &ns,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80)
+        )),
+        "own"
+    );
+    let _endpoint = endpoint.join().unwrap();
+    own.join().unwrap();
+    // The documented price of a stateless rewrite: the listener on 51679 answers as
+    // port 80, so a direct connection to 51679 never completes.
+    let direct = nsfs::in_netns(&ns, || {
+        TcpStream::connect_timeout(&listen.into(), Duration::from_millis(500))
+    })
+    .unwrap();
+    assert!(direct.is_err(), "{direct:?}");
+    assert_eq!(
+        conntrack_count(&ns),
+        0,
+        "no connection tracked in the task namespace"
+    );
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["nft", "list", "ruleset"])
+        .output()
+        .unwrap();
+    let ruleset = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(ruleset.contains("type filter hook output"), "{ruleset}");
+    assert!(!ruleset.contains("nat"), "{ruleset}");
+}
+
 #[test]
 fn two_processes_in_one_task_talk_over_localhost() {
     let f = fixture();

@@ -44,8 +44,9 @@ use std::time::Duration;
 /// The endpoint's address and port inside every task namespace, as containers see it.
 pub const ADDRESS: Ipv4Addr = netns::METADATA_ADDRESS;
 pub const PORT: u16 = 80;
-/// The port the endpoint really listens on; a nat rule in the task namespace sends
-/// `ADDRESS:PORT` there (see [`netns::redirect_metadata_port`]).
+/// The port the endpoint really listens on; a stateless port rewrite in the task
+/// namespace sends `ADDRESS:PORT` there and answers from `PORT` (see
+/// [`netns::redirect_metadata_port`]).
 pub const LISTEN_PORT: u16 = netns::METADATA_LISTEN_PORT;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +131,9 @@ pub struct Server {
 
 impl Server {
     /// Serves 169.254.170.2:80 inside `netns_path` from a thread: it listens on
-    /// [`LISTEN_PORT`] behind a DNAT of port 80, so port 80 stays free for the task's own
-    /// servers; where nf_tables refuses the rule it listens on port 80 itself, with a
-    /// warning.
+    /// [`LISTEN_PORT`] behind a rewrite of port 80 (no connection tracking), so port 80
+    /// stays free for the task's own servers; where nf_tables refuses the rule it listens
+    /// on port 80 itself, with a warning.
     pub fn start(netns_path: &Path, state: Endpoint) -> Result<Server, MetadataError> {
         let port = match netns::redirect_metadata_port(netns_path) {
             Ok(()) => LISTEN_PORT,
