@@ -259,9 +259,8 @@ impl Cgroups {
             CgroupVersion::V2 => self.create_task_v2(&rel, limits),
         };
         let mut result = create();
-        // `system reset` of another root may have removed the shared, then empty,
-        // `minifargate` parent between our mkdirs of parent and child: once more finds
-        // it settled.
+        // Another task's teardown may have removed the shared, then empty, `minifargate`
+        // parent between our mkdirs of parent and child: once more finds it settled.
         if let Err(CgroupError::Create { source, .. }) = &result
             && source.kind() == std::io::ErrorKind::NotFound
         {
@@ -616,18 +615,12 @@ impl Cgroups {
                 }
             }
         }
+        // The last task out removes the shared `minifargate` parent; with other tasks
+        // under it, rmdir fails (EBUSY/ENOTEMPTY) and it stays.
+        if Path::new(rel.trim_start_matches('/')).parent() == Some(Path::new(CGROUP_PREFIX)) {
+            let _ = self.remaining_dirs(CGROUP_PREFIX);
+        }
         first_err.map_or(Ok(()), Err)
-    }
-
-    /// Removes the shared `minifargate` parent in every hierarchy where it is empty (no
-    /// task under it, of this root or another): `system reset`'s last step. A task's
-    /// teardown leaves it, as podman leaves `libpod_parent` and Docker `/docker`: made
-    /// again by the next task it cost a mkdir and, in v1 cpuset, two copies per
-    /// hierarchy on every launch of an otherwise idle box, and each one removed stayed in
-    /// the kernel as a dying memory cgroup for as long as a dying child did
-    /// (docs/benchmarks.md, "Dying memory cgroups"). True when none is left.
-    pub fn remove_parent_if_empty(&self) -> bool {
-        self.remaining_dirs(CGROUP_PREFIX).is_empty()
     }
 
     /// The directories of `rel` (as [`Cgroups::all_dirs`]) that a plain `rmdir` did not
@@ -767,9 +760,8 @@ pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The task cgroup dir the warmer created, removed on drop when still empty (the
-    /// task never got its cgroup). The shared parent is never removed here (it stays,
-    /// see [`Cgroups::remove_parent_if_empty`]).
+    /// The cgroup dir to remove on drop when empty: the one the warmer created, or the
+    /// shared one of [`Cgroups::warm_migrations_shared`].
     created: Option<PathBuf>,
 }
 
@@ -783,19 +775,20 @@ impl Cgroups {
         if check_name(task_id).is_err() {
             return None;
         }
-        self.warm_in(&Self::task_path(task_id), max, true)
+        self.warm_in(&Self::task_path(task_id), max, false)
     }
 
     /// As [`Cgroups::warm_migrations`], but the thread moves itself into the cgroup above
     /// every task's (`minifargate`), not into a task's: for a process other than the
     /// task's supervisor (the launching CLI), which must never be found in the task's
-    /// cgroup when the task is torn down (that kills every process there). It makes
-    /// the shared cgroup if missing and leaves it, as every task does.
+    /// cgroup when the task is torn down (that kills every process there). A task torn
+    /// down meanwhile cannot remove that shared cgroup while the thread is in it: it is
+    /// removed when the warmer is dropped, if empty by then.
     pub fn warm_migrations_shared(&self, max: Duration) -> Option<MigrationWarmer> {
-        self.warm_in(&format!("/{CGROUP_PREFIX}"), max, false)
+        self.warm_in(&format!("/{CGROUP_PREFIX}"), max, true)
     }
 
-    fn warm_in(&self, rel: &str, max: Duration, remove_unused: bool) -> Option<MigrationWarmer> {
+    fn warm_in(&self, rel: &str, max: Duration, remove_if_empty: bool) -> Option<MigrationWarmer> {
         if self.version != CgroupVersion::V1 {
             return None;
         }
@@ -803,7 +796,7 @@ impl Cgroups {
             .into_iter()
             .find(|c| self.root.join(c).join("tasks").exists())?;
         let dir = self.dir(ctrl, rel);
-        let created = (remove_unused && !dir.exists()).then(|| dir.clone());
+        let created = (remove_if_empty || !dir.exists()).then(|| dir.clone());
         if fs::create_dir_all(&dir).is_err() {
             return None;
         }
@@ -848,10 +841,14 @@ impl Drop for MigrationWarmer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        // Made here and still unused (the task never got its cgroup): not left behind.
-        // With the task's containers under it, rmdir fails and the dir stays theirs.
-        if let Some(d) = self.created.take() {
-            let _ = fs::remove_dir(&d);
+        // Made here and still unused (the task never got its cgroup): not left behind,
+        // nor the shared parent when it is empty (as `Cgroups::remove` does). With the
+        // task's containers under it, rmdir fails and the dir stays theirs.
+        if let Some(d) = self.created.take()
+            && fs::remove_dir(&d).is_ok()
+            && let Some(parent) = d.parent()
+        {
+            let _ = fs::remove_dir(parent);
         }
     }
 }
@@ -1123,15 +1120,10 @@ mod tests {
 
         cg.remove(&Cgroups::task_path("t3")).unwrap();
         assert!(!t.exists());
-        // The last task out leaves the shared parent for the next; `system reset` takes
-        // it, and not while a task is under it.
-        assert!(tmp.path().join("minifargate").is_dir());
-        fs::create_dir(tmp.path().join("minifargate/t4")).unwrap();
-        assert!(!cg.remove_parent_if_empty());
-        assert!(tmp.path().join("minifargate").is_dir());
-        fs::remove_dir(tmp.path().join("minifargate/t4")).unwrap();
-        assert!(cg.remove_parent_if_empty());
-        assert!(!tmp.path().join("minifargate").exists());
+        assert!(
+            !tmp.path().join("minifargate").exists(),
+            "the last task out removes the shared prefix dir"
+        );
     }
 
     #[test]

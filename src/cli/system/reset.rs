@@ -144,14 +144,6 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
         );
     }
 
-    // The `minifargate` cgroup above every task's, which tasks leave for the next one:
-    // removed where no task (of any root) is under it any more.
-    if let Ok(cg) = runtime::Cgroups::detect()
-        && !cg.remove_parent_if_empty()
-    {
-        tracing::debug!("the shared cgroup stays: another root's tasks are under it");
-    }
-
     // 3. Mounts under the root and run root: the template mount namespace supervisors copy
     // (its pin, its dir), then whatever else is left (overlay rootfs, tmpfs volumes, netns
     // pins).
