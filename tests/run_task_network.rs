@@ -48,6 +48,23 @@ impl Env {
         arn_id(&v["tasks"][0]["taskArn"])
     }
 
+    /// A detached busybox task that sleeps until stopped (its shell traps SIGTERM:
+    /// `sleep` as pid 1 would ignore stop-task's SIGTERM for its whole stopTimeout),
+    /// RUNNING; its id.
+    fn sleeper(&self) -> String {
+        let id = self.detach(&[
+            "run",
+            "--detach",
+            BUSYBOX,
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 1000 & wait",
+        ]);
+        self.wait_status(&id, "RUNNING", Duration::from_secs(60));
+        id
+    }
+
     fn describe(&self, id: &str) -> Value {
         let out = self.run(&["describe-tasks", "--tasks", id]);
         assert!(out.status.success());
@@ -678,17 +695,7 @@ fn mount_lines(pid: &str, needle: &str) -> Vec<String> {
 #[test]
 fn task_mounts_stay_in_their_supervisors_namespace() {
     let env = Env::new();
-    // `sleep` as pid 1 would ignore stop-task's SIGTERM for its whole stopTimeout.
-    let first = env.detach(&[
-        "run",
-        "--detach",
-        BUSYBOX,
-        "--",
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; sleep 1000 & wait",
-    ]);
-    env.wait_status(&first, "RUNNING", Duration::from_secs(60));
+    let first = env.sleeper();
     let second = env.detach(&[
         "run",
         "--detach",
@@ -844,16 +851,7 @@ fn supervisors_copy_a_template_mount_namespace_without_pins() {
     }
     assert_eq!(common::leaks::template_mounts(mf), Vec::<String>::new());
 
-    let first = env.detach(&[
-        "run",
-        "--detach",
-        BUSYBOX,
-        "--",
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; sleep 1000 & wait",
-    ]);
-    env.wait_status(&first, "RUNNING", Duration::from_secs(60));
+    let first = env.sleeper();
     assert_eq!(
         common::leaks::template_mounts(mf).len(),
         2,
@@ -882,16 +880,7 @@ fn supervisors_copy_a_template_mount_namespace_without_pins() {
     mounted.tmpfs(&dir.join("shared/late"));
     let mark = dir.join("priv/mark");
     mounted.tmpfs(&mark);
-    let second = env.detach(&[
-        "run",
-        "--detach",
-        BUSYBOX,
-        "--",
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; sleep 1000 & wait",
-    ]);
-    env.wait_status(&second, "RUNNING", Duration::from_secs(60));
+    let second = env.sleeper();
     let sup2 = env.supervisor_pid(&second).unwrap().to_string();
     assert_eq!(mount_lines(&sup2, "/shared/late ").len(), 1);
     // A copy of the template, not of the host's table (which has the mark).

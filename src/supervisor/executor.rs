@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 mod images;
 mod steps;
 mod teardown;
+mod timing;
 mod wiring;
+
+use timing::Steps;
 
 use steps::SpecStepError;
 use teardown::delete_when_free;
@@ -1483,40 +1486,5 @@ fn write_with_phases(
     match r {
         Ok(()) => phases.clear(),
         Err(e) => tracing::error!(task_id, error = %error_chain(&e), "failed to {what}"),
-    }
-}
-
-/// How long each step of the launch (`provision`) or the teardown took, for the
-/// supervisor's debug log (`scripts/bench-phases` and docs/benchmarks.md, "Teardown").
-struct Steps {
-    last: Instant,
-    steps: Vec<(&'static str, u128)>,
-}
-
-impl Steps {
-    fn new() -> Steps {
-        Steps {
-            last: Instant::now(),
-            steps: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, step: &'static str) {
-        let now = Instant::now();
-        self.steps
-            .push((step, now.duration_since(self.last).as_micros()));
-        self.last = now;
-    }
-}
-
-impl std::fmt::Display for Steps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (step, us)) in self.steps.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{step} {us}")?;
-        }
-        Ok(())
     }
 }

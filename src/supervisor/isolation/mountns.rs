@@ -183,7 +183,7 @@ pub fn enter(pin: Option<&Path>, from: Option<FromTemplate>) -> Result<Entered, 
     // Right after the unshare no thread shares this thread's filesystem context yet, so
     // setns back to the host's namespace is allowed (setns(2): EINVAL otherwise).
     let inside = || -> Result<(), MountNsError> {
-        slave_root()?;
+        slave_root().map_err(sys("make / a slave mount"))?;
         template::detach_all(netns_dir).map_err(sys(format!("detach {}", netns_dir.display())))?;
         bind_task_pin(netns_dir, task_pin)
     };
@@ -240,7 +240,7 @@ fn enter_template(
             })?;
             // Copies of the template's slaves are slaves of the same masters already; this
             // also covers a shared mount the template got by propagation.
-            slave_root()?;
+            slave_root().map_err(sys("make / a slave mount"))?;
             if let Some((path, _)) = needs.iter().find(|(p, id)| file_id(p) != Some(*id)) {
                 return Err(MountNsError::Stale {
                     pin: pin.clone(),
@@ -281,8 +281,8 @@ fn file_id(p: &Path) -> Option<(u64, u64)> {
 }
 
 /// `/` and everything below it made a recursive slave: the host's later mounts and
-/// unmounts still reach us, ours never reach the host.
-fn slave_root() -> Result<(), MountNsError> {
+/// unmounts still reach us, ours never reach the host. (Also the template's first step.)
+fn slave_root() -> nix::Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -290,7 +290,6 @@ fn slave_root() -> Result<(), MountNsError> {
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(sys("make / a slave mount"))
 }
 
 /// Binds the task's netns (open as `fd`) on its pin's path again, in a namespace where the

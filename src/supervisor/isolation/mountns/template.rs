@@ -259,14 +259,7 @@ pub(super) fn detach_all(path: &Path) -> Result<(), Errno> {
 /// slave, the netns pin dir and the template dir detached; its nsfs file, open.
 fn new_template(netns_dir: &Path, template_dir: &Path) -> Result<File, TemplateError> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(sys("create the template mount namespace"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(sys("make / a slave mount in the template"))?;
+    super::slave_root().map_err(sys("make / a slave mount in the template"))?;
     for dir in [netns_dir, template_dir] {
         detach_all(dir).map_err(sys(format!("detach {} in the template", dir.display())))?;
     }
