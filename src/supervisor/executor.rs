@@ -103,6 +103,9 @@ pub struct Executor {
     tx: Sender<Event>,
     rt: Option<Runtime>,
     net: Box<dyn TaskNetwork>,
+    /// The network namespace made while the supervisor waited for its task, if it was
+    /// (`crate::supervisor::isolation::netns_ahead`): the network step pins it.
+    netns_ahead: Option<crate::supervisor::isolation::netns_ahead::Ahead>,
     attachment: Option<Attachment>,
     /// The network's wiring and the metadata endpoint's start, on a thread beside the
     /// launch until the first container starts (`wiring`).
@@ -298,6 +301,7 @@ impl Executor {
             tx: channel.0,
             rt: None,
             net,
+            netns_ahead: None,
             attachment: None,
             wiring: None,
             task_cgroup: false,
@@ -325,6 +329,15 @@ impl Executor {
     fn new_runtime(&self) -> Result<Runtime, runtime::RuntimeError> {
         Runtime::new(self.paths.runtime_state())
             .map(|rt| rt.with_filter_cache(self.opts.run_root.join("seccomp")))
+    }
+
+    /// Hands the executor the network namespace its supervisor made while it waited for
+    /// the task (`crate::supervisor::isolation::netns_ahead`).
+    pub fn set_netns_ahead(
+        &mut self,
+        ahead: Option<crate::supervisor::isolation::netns_ahead::Ahead>,
+    ) {
+        self.netns_ahead = ahead;
     }
 
     /// Creates the task's cgroup now, ahead of `run`, and starts warming the kernel's
@@ -886,11 +899,20 @@ impl Executor {
         // The network's first half: what a container needs before its create. The rest
         // (links, addresses, routes, ports) is wired beside the launch (`wiring`).
         let t0 = now_us();
-        let adopt = self.namespaces.net_namespace();
+        // The namespace to pin: the holder's (made inside the task's user namespace), else
+        // the one made while this process waited for its task, else none (one is made).
+        let ahead = self.netns_ahead.take().and_then(|a| a.take());
+        let adopt = self.namespaces.net_namespace().or_else(|| {
+            (mode != NetworkMode::Host)
+                .then(|| ahead.as_ref().map(|m| m.path()))
+                .flatten()
+        });
         let mut net = self.net.prepare(&task_id, mode, adopt.as_deref());
         if net.as_ref().is_err_and(|e| e.held_by_another_task()) && self.finish_dead_tasks() {
             net = self.net.prepare(&task_id, mode, adopt.as_deref());
         }
+        // Pinned now, or not wanted: the descriptor goes.
+        drop(ahead);
         self.phase(None, "network", t0);
         steps.mark("network");
         let wiring = match net {

@@ -132,9 +132,16 @@ pub fn run(
     if let Err(e) = nix::unistd::setsid() {
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");
     }
+    let mut netns_ahead = None;
     let (task_id, store) = match (a.task_id, wait) {
         (Some(id), _) => (id, None),
         (None, Some(pipe)) => {
+            // The task's network namespace, made while its launcher records the task
+            // (isolation::netns_ahead); not when every task gets a user namespace, whose
+            // holder makes it.
+            if userns != crate::supervisor::isolation::userns::Mode::On {
+                netns_ahead = crate::supervisor::isolation::netns_ahead::Ahead::start();
+            }
             // Started ahead of the task (launch::prestart_supervisor): the store is opened
             // while the launcher writes the task, if there is one to open (a first launch
             // on a new root makes it; a launch that fails must leave nothing behind).
@@ -223,6 +230,7 @@ pub fn run(
         net,
         (tx, rx),
     );
+    exec.set_netns_ahead(netns_ahead);
     // As early as possible (see there). Should this process fail before `run`, the next
     // command's reconcile removes the cgroup with the rest of the dead task.
     exec.prepare_task_cgroup(&def);

@@ -5,6 +5,7 @@
 pub mod ephemeral;
 pub mod mountns;
 pub mod namespaces;
+pub mod netns_ahead;
 pub mod network;
 pub mod platform;
 pub mod resources;
