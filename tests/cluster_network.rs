@@ -209,10 +209,15 @@ fn assert_box_clean(b: &NetBox, ids: &[String]) {
         "routes left in {}",
         b.name
     );
-    common::leaks::wait_for(&format!("the nftables table of {} to go", b.name), || {
-        let _ = b.cmd().arg("list-tasks").output();
-        !b.nft_tables().contains("minifargate_")
-    });
+    // The table stays (until `system reset`), holding nothing of the tasks.
+    let table = netns::nft::table_name(&bridge);
+    common::leaks::wait_for(
+        &format!("the tasks' nftables elements of {} to go", b.name),
+        || {
+            let _ = b.cmd().arg("list-tasks").output();
+            common::leaks::table_leftovers(b.exec("nft"), &table).is_empty()
+        },
+    );
     let left = mounts_under(&b.mf, &[]);
     assert!(left.is_empty(), "mounts left in {}: {left:#?}", b.name);
 }

@@ -109,8 +109,9 @@ impl Env {
         std::fs::read_to_string(p).ok()?.trim().parse().ok()
     }
 
-    /// Nothing of the tasks' networks is left: namespace, veth, lease, published ports,
-    /// the nftables table (the bridge itself stays, like docker0; Mf's drop removes it).
+    /// Nothing of the tasks' networks is left: namespace, veth, lease, published ports
+    /// (the bridge and the nftables table stay, emptied, like docker0 and Docker's
+    /// rules; Mf's drop removes them).
     fn assert_network_clean(&self, ids: &[&str]) {
         let net = self.mf.network();
         for id in ids {
@@ -126,13 +127,11 @@ impl Env {
             let _ = self.mf.cmd().arg("list-tasks").output();
             net.leased_ips().unwrap().is_empty() && net.tasks().unwrap().is_empty()
         });
-        let nft = std::process::Command::new("nft")
-            .args(["list", "table", "ip", net.nft_table()])
-            .output()
-            .unwrap();
+        let left =
+            common::leaks::table_leftovers(std::process::Command::new("nft"), net.nft_table());
         assert!(
-            !nft.status.success(),
-            "nft table {} left behind",
+            left.is_empty(),
+            "task rules or elements left in table ip {}: {left:#?}",
             net.nft_table()
         );
     }

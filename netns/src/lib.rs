@@ -25,10 +25,16 @@
 //! task metadata address, private to the task), and `eth0` — one end of a veth pair
 //! whose other end sits on the bridge. Shared by all tasks: the bridge (default `mfg0`,
 //! holding the gateway address) and one nftables table `ip minifargate_<bridge>` with
-//! the egress masquerade and the port DNAT maps; the table goes away with the last task.
+//! the egress masquerade and the port DNAT maps. Both stay after the last task (as
+//! docker0 and Docker's and netavark's tables do) until [`Network::reset`]; the last
+//! task's teardown empties the port maps, so no task's element outlives it (there are no
+//! per-task rules). Making the table again for every task after an idle moment cost
+//! ~0.5 ms of CPU on the wiring thread (registering its NAT chains turns the host's
+//! connection tracking on again); the price of keeping it is that conntrack stays on
+//! for the host's traffic once a bridged task has run.
 //!
 //! Every change to the nftables table — creating it, a task's port map elements,
-//! dropping it — is one nf_tables netlink batch on a socket the [`Network`] keeps
+//! emptying the maps, dropping it — is one nf_tables netlink batch on a socket the [`Network`] keeps
 //! (`nfnl` module), committed by the kernel in 10–110 µs. Spawning `nft -f -` instead
 //! cost 2–15 ms per change, plus an RCU grace period (7–16 ms) when its socket closed
 //! after a batch that deleted something; a failed batch costs a grace period too, so
@@ -347,6 +353,10 @@ pub struct Network {
     /// binary; Ok(None): through netlink, like every per-task change.
     nft: Result<Option<PathBuf>, String>,
     table: String,
+    /// The id of the ruleset this build makes ([`nfnl::ruleset_id`]), recorded with the
+    /// table: a table made with another (an earlier build, another subnet) is made again
+    /// once no task uses it.
+    ruleset: String,
     mtu: OnceLock<u32>,
     nfnl: Mutex<Option<nfnl::Nfnl>>,
 }
@@ -369,8 +379,12 @@ fn valid_task_id(id: &str) -> bool {
 
 /// FNV-1a, for short stable interface names.
 fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    fnv_bytes(s.as_bytes())
+}
+
+fn fnv_bytes(s: &[u8]) -> u32 {
+    s.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })
 }
 
@@ -403,6 +417,22 @@ fn host_port_without_ipv6(task: &str, veth: &str) {
     }
 }
 
+/// Turns IPv4 forwarding on if it is off: checked by every bridged task's wiring, not
+/// only when the table is made (something else may have turned it off since).
+/// Ref: without forwarding the host drops the tasks' outbound packets. This is a
+/// host-wide switch; it is left on (other bridges may depend on it too).
+fn ip_forward_on() -> Result<(), Error> {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read(PATH)
+        .map(|v| v.first() != Some(&b'1'))
+        .unwrap_or(true)
+    {
+        info!("enabling net.ipv4.ip_forward for task egress");
+        write_sysctl(PATH, "1")?;
+    }
+    Ok(())
+}
+
 fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {
     std::fs::write(path, value).map_err(|source| Error::Sysctl {
         path: path.into(),
@@ -433,10 +463,18 @@ impl Network {
             }
         };
         let table = nft::table_name(&cfg.bridge);
+        let ruleset = match &nft {
+            Ok(Some(_)) => format!(
+                "nft-{:08x}",
+                fnv(&nft::create_table_script(&table, &cfg.bridge, cfg.subnet))
+            ),
+            _ => nfnl::ruleset_id(&table, &nfnl::create_table_ops(&cfg.bridge, cfg.subnet)),
+        };
         Ok(Self {
             cfg,
             nft,
             table,
+            ruleset,
             mtu: OnceLock::new(),
             nfnl: Mutex::new(None),
         })
@@ -772,21 +810,52 @@ impl Network {
         )
     }
 
-    /// Makes our nftables table unless the state says it is there, under the state lock
-    /// (recorded before it is made, as every change: a crash in between leaves a record
-    /// that teardown and gc follow). Run by the wiring of a bridged task, which is
-    /// recorded as such: no teardown drops the table while that task lives.
+    /// Makes our nftables table unless it is there, under the state lock (recorded
+    /// before it is made, as every change: a crash in between leaves a record that
+    /// teardown and gc follow). Run by the wiring of a bridged task, which is recorded as
+    /// such: no teardown empties the maps while that task lives.
+    ///
+    /// Once made the table stays, so the state's word is checked: one lookup in the
+    /// kernel (the table may have gone since, e.g. with a reboot that kept the run root,
+    /// or `nft flush ruleset` from a firewall reload). A table recorded with another
+    /// ruleset (made by an earlier build, or for another subnet) is made again when no
+    /// other task uses it, and kept meanwhile.
     fn ensure_table(&self, task: &str) -> Result<(), Error> {
         let st_err = |source| Error::State {
             task: task.into(),
             source,
         };
+        let nft_err = |source| Error::Nft {
+            task: task.into(),
+            source,
+        };
         let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
-        if locked.nft_table().map_err(st_err)? {
-            return Ok(());
+        match locked.nft_table().map_err(st_err)? {
+            Some(id) if id == self.ruleset => {
+                if self.table_exists().map_err(nft_err)? {
+                    return ip_forward_on();
+                }
+                warn!(table = %self.table, "our nftables table is gone (flushed outside minifargate?); making it again");
+            }
+            Some(id) if locked.any_bridged_but(task).map_err(st_err)? => {
+                debug!(table = %self.table, recorded = %id, "the table was made with another ruleset; kept while other tasks use it");
+                return ip_forward_on();
+            }
+            _ => {}
         }
-        locked.set_nft_table(true).map_err(st_err)?;
+        locked.set_nft_table(Some(&self.ruleset)).map_err(st_err)?;
         self.create_table(task)
+    }
+
+    fn table_exists(&self) -> Result<bool, NftError> {
+        let mut guard = self.nfnl.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(nfnl::Nfnl::open()?);
+        }
+        guard
+            .as_mut()
+            .expect("opened above")
+            .table_exists(&self.table)
     }
 
     fn create_table(&self, task: &str) -> Result<(), Error> {
@@ -810,16 +879,7 @@ impl Network {
                 )
                 .map_err(nft_err)?,
         }
-        // Ref: without forwarding the host drops the tasks' outbound packets. This is a
-        // host-wide switch; it is left on (other bridges may depend on it too).
-        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
-            .map(|v| v.trim() != "1")
-            .unwrap_or(true)
-        {
-            info!("enabling net.ipv4.ip_forward for task egress");
-            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-        }
-        Ok(())
+        ip_forward_on()
     }
 
     fn host_mtu(&self, nl: &mut netlink::Netlink) -> u32 {
@@ -834,7 +894,8 @@ impl Network {
     }
 
     /// Removes task `task`'s network: namespace (the kernel then frees the veth pair),
-    /// files, port rules and lease; the last task also removes the nftables table.
+    /// files, port map elements and lease; the last task empties the port maps (the
+    /// table and the bridge stay, until [`Network::reset`]).
     /// Every step runs even if an earlier one failed; all failures are returned.
     /// Tearing down a task that has no network is a no-op.
     pub fn teardown(&self, task: &str) -> Result<(), TeardownError> {
@@ -888,7 +949,7 @@ impl Network {
                 }),
             }
         }
-        // Release the lease and reservations; the last task takes the table with it.
+        // Release the lease and reservations; the last task empties the port maps.
         match state::lock(&self.cfg.run_root) {
             Ok(l) => {
                 let st_err = |source| Error::State { task: t(), source };
@@ -909,18 +970,30 @@ impl Network {
                 }
                 // Ports are withdrawn here, under the lock, so no task can reserve them
                 // again before the map no longer points at this task. The last task
-                // just drops the whole table. Both are one netlink batch (~50 µs).
-                // (A state that cannot be read keeps the table.)
+                // empties both maps instead, which also drops any element an earlier
+                // failed withdrawal left; the table's chains and rules stay. Either is
+                // one netlink batch (~50 µs).
+                // (A state that cannot be read keeps the elements.)
                 let table = l.nft_table().map_err(|source| errors.push(st_err(source)));
-                if table == Ok(true) && self.nft.is_ok() {
+                if let Ok(Some(_)) = table
+                    && self.nft.is_ok()
+                {
                     let bridged_left = l.any_bridged().unwrap_or_else(|source| {
                         errors.push(st_err(source));
                         true
                     });
                     if !bridged_left {
-                        match self.delete_table() {
-                            Ok(()) => {
-                                if let Err(source) = l.set_nft_table(false) {
+                        match self.nft_apply(
+                            &nfnl::flush_maps_ops(),
+                            &format!("empty the port maps of table ip {}", self.table),
+                        ) {
+                            Ok(()) => {}
+                            // The table (or a map of it) is gone: nothing of any task
+                            // is left in it, and the state says so now.
+                            Err(NftError::Netlink { source, .. })
+                                if source.raw_os_error() == Some(nix::libc::ENOENT) =>
+                            {
+                                if let Err(source) = l.set_nft_table(None) {
                                     errors.push(st_err(source));
                                 }
                             }
@@ -955,9 +1028,10 @@ impl Network {
     /// whose run root is not a tmpfs, or when the run root was lost while the kernel
     /// objects stayed (the crash tests' simulated reboot), [`Network::teardown`] finds
     /// nothing. The namespace pin and host veth are found by name; the nftables table
-    /// goes when no task on this network holds an address any more (the state says
-    /// there is none; a stale one would be replaced by the next task anyway). Every step
-    /// runs; a task the state does record is left to [`Network::teardown`].
+    /// goes when no task on this network holds an address any more and the state has
+    /// no record of the table (a stale one, maybe holding the lost task's port elements;
+    /// the next task would replace it anyway). Every step runs; a task the state does
+    /// record is left to [`Network::teardown`].
     pub fn teardown_lost(&self, task: &str) -> Result<(), TeardownError> {
         let t = || task.to_string();
         let fail = |errors| TeardownError { task: t(), errors };
@@ -994,7 +1068,7 @@ impl Network {
         // (A state that cannot be read keeps the table.)
         let no_table_here = l
             .any_lease()
-            .and_then(|leased| Ok(!leased && !l.nft_table()?))
+            .and_then(|leased| Ok(!leased && l.nft_table()?.is_none()))
             .unwrap_or_else(|source| {
                 errors.push(st_err(source));
                 false
@@ -1095,7 +1169,7 @@ impl Network {
         }
         if let Ok(l) = state::lock(&self.cfg.run_root) {
             errors.extend(self.reap(&l, true));
-            if let Err(source) = l.set_nft_table(false).and_then(|()| l.sweep()) {
+            if let Err(source) = l.set_nft_table(None).and_then(|()| l.sweep()) {
                 errors.push(Error::State {
                     task: "*".into(),
                     source,

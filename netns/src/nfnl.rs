@@ -45,6 +45,7 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -286,6 +287,10 @@ pub enum Op {
         set: &'static str,
         key: Vec<u8>,
     },
+    /// Every element of a map (`nft flush map`).
+    FlushMap {
+        set: &'static str,
+    },
     DelTable,
 }
 
@@ -380,6 +385,20 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
                     .end()
                     .end()
                     .end();
+                m
+            }
+            // DELSETELEM without a list of elements flushes the set. Ref: linux
+            // net/netfilter/nf_tables_api.c, nf_tables_delsetelem (`nft_set_flush`).
+            Op::FlushMap { set } => {
+                let mut m = Msg::new(
+                    nft_type(NFT_MSG_DELSETELEM),
+                    NLM_F_REQUEST | NLM_F_ACK,
+                    seq,
+                    AF_INET,
+                    0,
+                );
+                m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
+                    .str_attr(NFTA_SET_ELEM_LIST_SET, set);
                 m
             }
             Op::NewTable => {
@@ -646,6 +665,23 @@ pub fn delete_table_ops() -> Vec<Op> {
     vec![Op::NewTable, Op::DelTable]
 }
 
+/// The batch that empties our table's port maps: every task's published ports, and any
+/// element a failed withdrawal left. The last task's teardown runs it; the table, its
+/// chains and rules stay for the next task.
+pub fn flush_maps_ops() -> Vec<Op> {
+    [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .map(|p| Op::FlushMap { set: map_name(p) })
+        .collect()
+}
+
+/// A short id of the batch `ops` on table `table` (FNV-1a of its bytes): two ids differ
+/// when the rulesets do (another subnet or bridge, or a build that writes other rules).
+pub fn ruleset_id(table: &str, ops: &[Op]) -> String {
+    let (bytes, _) = encode_batch(table, ops, 0);
+    format!("netlink-{:08x}", crate::fnv_bytes(&bytes))
+}
+
 /// The batch that creates our table — the same ruleset as
 /// [`crate::nft::create_table_script`] (a test compares the two as `nft` lists them):
 /// port maps, DNAT of local destinations in prerouting and output, and masquerade of
@@ -874,7 +910,7 @@ impl Nfnl {
             .map_err(err)?;
         if ops
             .iter()
-            .any(|o| matches!(o, Op::Del { .. } | Op::DelTable))
+            .any(|o| matches!(o, Op::Del { .. } | Op::FlushMap { .. } | Op::DelTable))
         {
             self.deleted_at = Some(Instant::now());
         }
@@ -908,6 +944,55 @@ impl Nfnl {
         match first_error {
             None => Ok(()),
             Some(c) => Err(err(io::Error::from_raw_os_error(-c))),
+        }
+    }
+}
+
+impl Nfnl {
+    /// Whether table `table` exists in this socket's namespace: one `GETTABLE` request
+    /// (answered in `sendmsg`, as a batch is); it changes nothing.
+    pub fn table_exists(&mut self, table: &str) -> Result<bool, NftError> {
+        let err = |source| NftError::Netlink {
+            what: format!("look up table ip {table}"),
+            source,
+        };
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut m = Msg::new(
+            nft_type(NFT_MSG_GETTABLE),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            AF_INET,
+            0,
+        );
+        m.str_attr(NFTA_TABLE_NAME, table);
+        let sock = self.sock.as_ref().expect("open until dropped");
+        sock.send_to(&m.finish(), &SocketAddr::new(0, 0), 0)
+            .map_err(err)?;
+        // The table (NEWTABLE) if found, then the ack, or only the error.
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            buf.clear();
+            let n = sock.recv(&mut buf, nix::libc::MSG_DONTWAIT).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the kernel did not answer the lookup",
+                    ))
+                } else {
+                    err(e)
+                }
+            })?;
+            for (s, code) in parse_acks(&buf[..n]).map_err(err)? {
+                if s != seq {
+                    continue;
+                }
+                return match code {
+                    0 => Ok(true),
+                    c if -c == nix::libc::ENOENT => Ok(false),
+                    c => Err(err(io::Error::from_raw_os_error(-c))),
+                };
+            }
         }
     }
 }
@@ -1033,6 +1118,46 @@ mod tests {
             0x10, 0, 1, 0x80, 0x0c, 0, 1, 0x80, 6, 0, 1, 0, 0x14, 0xe9, 0, 0,
         ];
         assert!(bytes.windows(del.len()).any(|w| w == del));
+    }
+
+    /// `nft flush map`: a DELSETELEM naming the table and the map and no element.
+    #[test]
+    fn flushing_the_maps_names_each_map_and_no_element() {
+        let ops = flush_maps_ops();
+        assert_eq!(
+            ops,
+            [
+                Op::FlushMap { set: "tcp_ports" },
+                Op::FlushMap { set: "udp_ports" }
+            ]
+        );
+        let (bytes, seqs) = encode_batch("t", &ops, 1);
+        assert_eq!(seqs, [2, 3]);
+        // Header 16, nfgenmsg 4, the table "t" (8) and the map "tcp_ports" (16).
+        assert_eq!(bytes.len(), 20 + 2 * 44 + 20);
+        let m = &bytes[20..64];
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 44);
+        assert_eq!(&m[4..6], &((10u16 << 8) | 14).to_ne_bytes());
+        assert_eq!(u16::from_ne_bytes(m[6..8].try_into().unwrap()), 0x5);
+        assert_eq!(&m[20..28], b"\x06\x00\x01\x00t\x00\x00\x00");
+        assert_eq!(&m[28..44], b"\x0e\x00\x02\x00tcp_ports\x00\x00\x00");
+    }
+
+    #[test]
+    fn the_ruleset_id_changes_with_the_ruleset_only() {
+        let subnet: Subnet = "10.94.0.0/16".parse().unwrap();
+        let id = |table: &str, bridge: &str, subnet| {
+            ruleset_id(table, &create_table_ops(bridge, subnet))
+        };
+        let ours = id("minifargate_mfg0", "mfg0", subnet);
+        assert!(ours.starts_with("netlink-") && ours.len() == 16, "{ours}");
+        assert_eq!(ours, id("minifargate_mfg0", "mfg0", subnet), "stable");
+        assert_ne!(
+            ours,
+            id("minifargate_mfg0", "mfg0", "10.95.0.0/16".parse().unwrap())
+        );
+        assert_ne!(ours, id("minifargate_mfg0", "mfg1", subnet));
+        assert_ne!(ours, id("minifargate_mfg1", "mfg0", subnet));
     }
 
     /// The metadata redirect: a filter chain (no nat chain, no nat or ct expression, so

@@ -9,7 +9,8 @@
 //!                  ips/<a.b.c.d>        the lease; content: the owning task id
 //!                  ports/<tcp|udp>-<n>  a host port reservation; content: the owning task id
 //!                  last_ip              the last address handed out
-//!                  nft_table            empty: our nftables table exists
+//!                  nft_table            our nftables table was made; content: its ruleset's id
+//!                                       (empty: made by an earlier build, ruleset unknown)
 //!                  tmp/                 files being written (then renamed into place)
 //! ```
 //!
@@ -249,12 +250,6 @@ impl Locked {
         }
     }
 
-    fn exists(&self, sub: &str, name: &str) -> Result<bool, StateError> {
-        let path = self.path(sub, name);
-        path.try_exists()
-            .map_err(|source| StateError::Read { path, source })
-    }
-
     /// The names in `<sub>/` (ours are ASCII and never start with '.').
     fn names(&self, sub: &str) -> Result<impl Iterator<Item = String>, StateError> {
         let path = self.dir.join(sub);
@@ -414,7 +409,15 @@ impl Locked {
     /// Whether any task that is not releasing holds an address. Stops at the first;
     /// a marker without such a record (left by a crash) met on the way is removed.
     pub fn any_bridged(&self) -> Result<bool, StateError> {
+        self.any_bridged_but("")
+    }
+
+    /// [`Self::any_bridged`], not counting task `task`.
+    pub fn any_bridged_but(&self, task: &str) -> Result<bool, StateError> {
         self.any_name(BRIDGED, |id| {
+            if id == task {
+                return Ok(false);
+            }
             if self.record(id)?.is_some_and(|r| r.bridged()) {
                 return Ok(true);
             }
@@ -444,21 +447,32 @@ impl Locked {
         self.write("", LAST_IP, ip.to_string().as_bytes())
     }
 
-    /// Whether our nftables table exists (created with the first task, removed with the
-    /// last).
-    pub fn nft_table(&self) -> Result<bool, StateError> {
-        self.exists("", NFT_TABLE)
-    }
-
-    pub fn set_nft_table(&self, exists: bool) -> Result<(), StateError> {
-        if exists {
-            self.touch("", NFT_TABLE)
-        } else {
-            self.unlink("", NFT_TABLE)
+    /// The ruleset id our nftables table was made with, if we made it (it stays once made,
+    /// until `system reset`; an empty id: made by an earlier build, whose flag was an empty
+    /// file). The kernel may have lost it since (a reboot, `nft flush ruleset`): the
+    /// wiring checks before it relies on it.
+    pub fn nft_table(&self) -> Result<Option<String>, StateError> {
+        let path = self.dir.join(NFT_TABLE);
+        match fs::read(&path) {
+            Ok(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| StateError::Damaged {
+                    path,
+                    reason: "expected a ruleset id".into(),
+                }),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(source) => Err(StateError::Read { path, source }),
         }
     }
 
-    /// Records `task` as `rec` says: its index files first, then the record.
+    /// Records our table as made with ruleset `id`, or (`None`) as not there.
+    pub fn set_nft_table(&self, id: Option<&str>) -> Result<(), StateError> {
+        match id {
+            Some(id) => self.write("", NFT_TABLE, id.as_bytes()),
+            None => self.unlink("", NFT_TABLE),
+        }
+    }
+
     pub fn add(&self, task: &str, rec: &TaskRecord) -> Result<(), StateError> {
         debug_assert!(valid_task_id(task));
         if let Some(ip) = rec.ip {
@@ -601,7 +615,8 @@ impl Locked {
         if let Some(ip) = old.last_ip {
             self.set_last_ip(ip)?;
         }
-        self.set_nft_table(old.nft_table)?;
+        // The single-file state knew only whether the table existed.
+        self.set_nft_table(old.nft_table.then_some(""))?;
         fs::remove_file(legacy).map_err(|source| StateError::Write {
             path: legacy.into(),
             source,
@@ -646,10 +661,10 @@ mod tests {
             let l = lock(dir.path()).unwrap();
             assert_eq!(l.tasks().unwrap(), (vec![], vec![]));
             assert_eq!(l.last_ip().unwrap(), None);
-            assert!(!l.nft_table().unwrap());
+            assert_eq!(l.nft_table().unwrap(), None);
             l.add("t1", &r).unwrap();
             l.set_last_ip(A.into()).unwrap();
-            l.set_nft_table(true).unwrap();
+            l.set_nft_table(Some("netlink-0123abcd")).unwrap();
         }
         let l = lock(dir.path()).unwrap();
         assert_eq!(l.record("t1").unwrap(), Some(r.clone()));
@@ -664,8 +679,10 @@ mod tests {
         );
         assert_eq!(l.port_owner(Protocol::Udp, 80).unwrap(), None);
         assert_eq!(l.last_ip().unwrap(), Some(A.into()));
-        assert!(l.nft_table().unwrap());
+        assert_eq!(l.nft_table().unwrap().as_deref(), Some("netlink-0123abcd"));
         assert!(l.any_bridged().unwrap());
+        assert!(!l.any_bridged_but("t1").unwrap());
+        assert!(l.any_bridged_but("t2").unwrap());
 
         // Releasing keeps the lease and drops the ports and the bridged marker.
         l.release("t1", &r, 7).unwrap();
@@ -749,7 +766,8 @@ mod tests {
         }
         assert_eq!(l.releasing_marked().unwrap(), vec!["going".to_string()]);
         assert!(l.any_bridged().unwrap());
-        assert!(l.nft_table().unwrap());
+        // Made by that build, with a ruleset this one does not know.
+        assert_eq!(l.nft_table().unwrap().as_deref(), Some(""));
         assert_eq!(l.last_ip().unwrap(), Some(B.into()));
         drop(l);
         // Nothing to convert the second time.

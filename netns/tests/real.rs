@@ -136,6 +136,55 @@ fn nft_table_exists(table: &str) -> bool {
         .success()
 }
 
+/// The rules of our table, none of them a task's: per protocol a DNAT in prerouting and
+/// one in output, and three masquerades in postrouting (netns::nft::create_table_script).
+const TABLE_RULES: usize = 7;
+
+/// `nft -j list table ip <table>`: the table's objects (maps, chains, rules).
+fn nft_json(table: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "ip", table])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nftables"].as_array().unwrap().clone()
+}
+
+/// What a user checks once the last task is gone: the table is still there (it stays
+/// until `reset`, as the bridge does) and holds nothing of any task: no map element, no
+/// rule but the table's own.
+fn assert_table_holds_no_task(table: &str) {
+    let objects = nft_json(table);
+    for m in objects.iter().filter_map(|o| o.get("map")) {
+        assert!(
+            m.get("elem").is_none(),
+            "elements left in map {} of {table}: {}",
+            m["name"],
+            m["elem"]
+        );
+    }
+    let rules: Vec<_> = objects.iter().filter_map(|o| o.get("rule")).collect();
+    assert_eq!(rules.len(), TABLE_RULES, "rules of {table}: {rules:#?}");
+}
+
+/// Adds the element `host_port : ip . 80` to our tcp map behind the crate's back (what a
+/// withdrawal that failed would leave).
+fn nft_add_tcp_element(table: &str, host_port: u16, ip: Ipv4Addr) {
+    let st = Command::new("nft")
+        .args([
+            "add",
+            "element",
+            "ip",
+            table,
+            "tcp_ports",
+            &format!("{{ {host_port} : {ip} . 80 }}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 /// Asserts nothing of `task` is left: netns file, veth, lease, files. The kernel frees
 /// the veth with the namespace asynchronously, so that part is polled (up to 3 s).
 fn assert_gone(f: &Fixture, task: &str) {
@@ -245,11 +294,12 @@ fn two_tasks_get_different_ips_and_talk_over_tcp() {
     f.net.teardown("b").unwrap();
     assert_gone(&f, "a");
     assert_gone(&f, "b");
-    assert!(
-        !nft_table_exists(f.net.nft_table()),
-        "table removed with the last task"
-    );
+    assert_table_holds_no_task(f.net.nft_table());
     f.net.teardown("a").unwrap(); // a second teardown is a no-op
+    // `system reset` takes the table with the bridge.
+    f.net.reset().unwrap();
+    assert!(!nft_table_exists(f.net.nft_table()), "table left by reset");
+    assert!(!netns::link_exists(&f.net.config().bridge).unwrap());
 }
 
 #[test]
@@ -808,7 +858,7 @@ fn fifty_concurrent_allocations_get_fifty_unique_ips() {
         }
     });
     assert!(f.net.tasks().unwrap().is_empty());
-    assert!(!nft_table_exists(f.net.nft_table()));
+    assert_table_holds_no_task(f.net.nft_table());
 }
 
 const CHILD_ENV: &str = "MFG_NETNS_TEST_CHILD";
@@ -897,10 +947,8 @@ fn killed_mid_setup_then_gc_leaves_nothing() {
 
     assert_eq!(f.net.gc(&["someone-alive"]).unwrap(), ["victim"]);
     assert_gone(&f, "victim");
-    assert!(
-        !nft_table_exists(f.net.nft_table()),
-        "rules removed with the last task"
-    );
+    // The dead task's port element went with it.
+    assert_table_holds_no_task(f.net.nft_table());
     // And the port is free again.
     f.net.setup_task("other", &spec).unwrap();
 }
@@ -1007,9 +1055,12 @@ fn a_failure_late_in_setup_removes_everything_it_made() {
         "the kernel's ENOENT is kept: {err:?}"
     );
     assert_gone(&f, "doomed");
+    // The table made for it stays, holding nothing of it; its maps are not the crate's,
+    // so the state no longer vouches for it and the next task makes it again.
+    assert_table_holds_no_task(f.net.nft_table());
     assert!(
-        !nft_table_exists(f.net.nft_table()),
-        "the table made for it is gone too"
+        !f.net.config().run_root.join("state/nft_table").exists(),
+        "a table whose maps could not be emptied is not recorded as ours"
     );
 }
 
@@ -1134,10 +1185,7 @@ fn a_task_running_across_the_upgrade_keeps_its_lease_and_port() {
     assert!(nft_table_exists(f.net.nft_table()), "next still runs");
     f.net.teardown("next").unwrap();
     assert_gone(&f, "next");
-    assert!(
-        !nft_table_exists(f.net.nft_table()),
-        "the table goes with the last task"
-    );
+    assert_table_holds_no_task(f.net.nft_table());
     assert!(f.net.leased_ips().unwrap().is_empty());
 }
 
@@ -1161,12 +1209,12 @@ fn a_lease_and_port_left_by_a_crash_are_handed_out_again() {
     let t = f.net.setup_task("t", &spec).unwrap();
     assert_eq!(t.ip, Some(first));
     assert_eq!(t.bindings[0].host_port, port);
+    // An element no withdrawal will remove: only the last task's emptying of the maps does.
+    nft_add_tcp_element(f.net.nft_table(), free_port(), first);
     f.net.teardown("t").unwrap();
     assert_gone(&f, "t");
-    assert!(
-        !nft_table_exists(f.net.nft_table()),
-        "a stale bridged marker does not keep the table"
-    );
+    // The stale bridged marker did not make "t" look like it was not the last task.
+    assert_table_holds_no_task(f.net.nft_table());
     assert_eq!(f.net.gc(&[]).unwrap(), Vec::<String>::new());
     for sub in ["ips", "ports", "bridged", "releasing", "records"] {
         assert_eq!(
@@ -1177,4 +1225,159 @@ fn a_lease_and_port_left_by_a_crash_are_handed_out_again() {
             "{sub}"
         );
     }
+}
+
+/// A task's port element, and one a failed withdrawal left, are gone after the last task;
+/// the table's rules are what they were (a task adds no rule); the table stays.
+#[test]
+fn the_table_stays_after_the_last_task_holding_nothing_of_it() {
+    let f = fixture();
+    let table = f.net.nft_table().to_string();
+    let spec = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(free_port()), PortMapping::tcp(free_port())],
+        ..awsvpc()
+    };
+    let a = f.net.setup_task("a", &spec).unwrap();
+    let b = f.net.setup_task("b", &awsvpc()).unwrap();
+    let rules = |t: &str| -> Vec<serde_json::Value> {
+        nft_json(t)
+            .into_iter()
+            .filter_map(|o| o.get("rule").cloned())
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("handle");
+                r
+            })
+            .collect()
+    };
+    let before = rules(&table);
+    assert_eq!(before.len(), TABLE_RULES);
+    let elems = nft_json(&table)
+        .iter()
+        .filter_map(|o| o.get("map"))
+        .filter_map(|m| m.get("elem"))
+        .map(|e| e.as_array().unwrap().len())
+        .sum::<usize>();
+    assert_eq!(elems, 2, "a's two ports are published");
+    // A leak: an element of b's address that no record names.
+    nft_add_tcp_element(&table, free_port(), b.ip.unwrap());
+    f.net.teardown("a").unwrap();
+    f.net.teardown("b").unwrap();
+    assert_gone(&f, "a");
+    assert_gone(&f, "b");
+    assert_table_holds_no_task(&table);
+    assert_eq!(rules(&table), before, "the table's rules are untouched");
+    drop(a);
+    // The next task uses the kept table: its port is published there.
+    let port = free_port();
+    let c = f
+        .net
+        .setup_task(
+            "c",
+            &TaskSpec {
+                port_mappings: vec![PortMapping::tcp(port)],
+                ..awsvpc()
+            },
+        )
+        .unwrap();
+    assert!(
+        nft_list_table(&table).contains(&format!("{port} : {} . {port}", c.ip.unwrap())),
+        "{}",
+        nft_list_table(&table)
+    );
+    f.net.teardown("c").unwrap();
+    assert_table_holds_no_task(&table);
+    // A second gc with nothing left changes nothing.
+    assert_eq!(f.net.gc(&[]).unwrap(), Vec::<String>::new());
+    assert_table_holds_no_task(&table);
+}
+
+/// The state says the table is there, but it was deleted behind our back (a firewall
+/// reload's `flush ruleset`, a reboot that kept the run root): the next task makes it
+/// again rather than running without egress NAT.
+#[test]
+fn a_table_deleted_behind_our_back_is_made_again() {
+    let f = fixture();
+    let table = f.net.nft_table().to_string();
+    f.net.setup_task("a", &awsvpc()).unwrap();
+    f.net.teardown("a").unwrap();
+    assert!(nft_table_exists(&table));
+    let st = Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = free_port();
+    let b = f
+        .net
+        .setup_task(
+            "b",
+            &TaskSpec {
+                port_mappings: vec![PortMapping::tcp(port)],
+                ..awsvpc()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        nft_json(&table)
+            .iter()
+            .filter(|o| o.get("rule").is_some())
+            .count(),
+        TABLE_RULES
+    );
+    assert!(nft_list_table(&table).contains(&format!("{port} : {} . {port}", b.ip.unwrap())));
+    // Deleted again while b runs: b's teardown finds nothing to empty, which is no error,
+    // and the state no longer claims a table.
+    let st = Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    f.net.teardown("b").unwrap();
+    assert!(!f.net.config().run_root.join("state/nft_table").exists());
+    f.net.setup_task("c", &awsvpc()).unwrap();
+    assert!(nft_table_exists(&table));
+    f.net.teardown("c").unwrap();
+}
+
+/// A table made by an earlier build (whose state recorded no ruleset id) or with another
+/// ruleset is kept while tasks use it, and made again by the first task that finds no
+/// other task on it.
+#[test]
+fn a_table_of_another_ruleset_is_made_again_when_no_task_uses_it() {
+    let f = fixture();
+    let table = f.net.nft_table().to_string();
+    let flag = f.net.config().run_root.join("state/nft_table");
+    let ours = |f: &Fixture| {
+        f.net.setup_task("probe", &awsvpc()).unwrap();
+        f.net.teardown("probe").unwrap();
+        std::fs::read_to_string(&flag).unwrap()
+    };
+    let id = ours(&f);
+    assert!(id.starts_with("netlink-"), "{id:?}");
+    let old = f.net.setup_task("old", &awsvpc()).unwrap();
+    // What an earlier build left: an empty flag, and a table this build would not make
+    // (a chain of its own marks it).
+    std::fs::write(&flag, "").unwrap();
+    let st = Command::new("nft")
+        .args(["add", "chain", "ip", &table, "earlier_build"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    f.net.setup_task("new", &awsvpc()).unwrap();
+    assert!(
+        nft_list_table(&table).contains("earlier_build"),
+        "kept while old uses it"
+    );
+    assert_eq!(std::fs::read_to_string(&flag).unwrap(), "");
+    f.net.teardown("old").unwrap();
+    f.net.teardown("new").unwrap();
+    drop(old);
+    f.net.setup_task("next", &awsvpc()).unwrap();
+    assert!(
+        !nft_list_table(&table).contains("earlier_build"),
+        "made again"
+    );
+    assert_eq!(std::fs::read_to_string(&flag).unwrap(), id);
+    f.net.teardown("next").unwrap();
+    assert_table_holds_no_task(&table);
 }

@@ -120,6 +120,42 @@ pub fn supervisors_of(root: &Path) -> Vec<i32> {
     pids
 }
 
+/// The rules of our nftables table, none of them a task's (netns::nft::create_table_script):
+/// per protocol a DNAT in prerouting and one in output, and three masquerades in
+/// postrouting.
+pub const TABLE_RULES: usize = 7;
+
+/// What tasks left in our nftables table `table`, as `nft` (`nft`: the command that runs
+/// it, e.g. inside a box's namespace) lists it: every map element, and the rules if they
+/// are not the table's own [`TABLE_RULES`]. Empty if there is no such table. The table
+/// outlives its last task (until `system reset`, like the bridge); its contents must not.
+pub fn table_leftovers(mut nft: Command, table: &str) -> Vec<String> {
+    let out = nft
+        .args(["-j", "list", "table", "ip", table])
+        .output()
+        .expect("run nft (apt-get install nftables)");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No such file or directory"), "nft: {err}");
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = v["nftables"].as_array().unwrap();
+    let mut left: Vec<String> = objects
+        .iter()
+        .filter_map(|o| o.get("map"))
+        .filter_map(|m| Some(format!("map {}: {}", m["name"], m.get("elem")?)))
+        .collect();
+    let rules: Vec<_> = objects.iter().filter_map(|o| o.get("rule")).collect();
+    if rules.len() != TABLE_RULES {
+        left.push(format!(
+            "{} rules, not the table's own {TABLE_RULES}: {rules:?}",
+            rules.len()
+        ));
+    }
+    left
+}
+
 /// `PRAGMA integrity_check` of the test's state.db, as the sqlite3 shell prints it.
 pub fn integrity(mf: &Mf) -> String {
     let out = Command::new("sqlite3")
@@ -131,8 +167,9 @@ pub fn integrity(mf: &Mf) -> String {
 }
 
 /// Nothing of tasks `ids` is left on the host: no mounts under the test dir (but
-/// `keep`), processes, cgroups, netns pins, veths, IP leases, nftables table or run
-/// dirs; and the state database is intact. Runs `list-tasks` (a reconcile pass) while
+/// `keep`), processes, cgroups, netns pins, veths, IP leases, nftables map elements or
+/// rules (the table itself stays, as the bridge does) or run dirs; and the state database
+/// is intact. Runs `list-tasks` (a reconcile pass) while
 /// waiting for what the kernel frees asynchronously (veths, then their leases).
 pub fn assert_no_leaks(mf: &Mf, ids: &[&str], keep: &[&Path]) {
     let net = mf.network();
@@ -165,13 +202,10 @@ pub fn assert_no_leaks(mf: &Mf, ids: &[&str], keep: &[&Path]) {
         let _ = mf.cmd().arg("list-tasks").output();
         net.leased_ips().unwrap().is_empty() && net.tasks().unwrap().is_empty()
     });
-    let nft = Command::new("nft")
-        .args(["list", "table", "ip", net.nft_table()])
-        .output()
-        .unwrap();
+    let left = table_leftovers(Command::new("nft"), net.nft_table());
     assert!(
-        !nft.status.success(),
-        "nft table {} left behind",
+        left.is_empty(),
+        "task rules or elements left in table ip {}: {left:#?}",
         net.nft_table()
     );
     assert_eq!(integrity(mf), "ok", "PRAGMA integrity_check");
