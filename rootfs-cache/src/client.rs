@@ -618,6 +618,10 @@ impl RegistryClient {
         let what = format!("blob {digest}");
         let mut offset = 0u64;
         let mut drops = 0u32;
+        // For the debug log: when the first bytes came, and how long the unpacker, its
+        // channel full, kept this download waiting.
+        let t0 = std::time::Instant::now();
+        let (mut chunks, mut full_us, mut first_us) = (0u64, 0u64, 0u64);
         'request: loop {
             let resp = self
                 .get(ep, &format!("/blobs/{digest}"), None, offset)
@@ -669,9 +673,24 @@ impl RegistryClient {
                         expected: size,
                     });
                 }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return Ok(());
+                chunks += 1;
+                if first_us == 0 {
+                    first_us = t0.elapsed().as_micros() as u64;
                 }
+                let permit = match tx.try_reserve() {
+                    Ok(p) => Ok(p),
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        let t1 = std::time::Instant::now();
+                        let p = tx.reserve().await;
+                        full_us += t1.elapsed().as_micros() as u64;
+                        p.map_err(|_| ())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => Err(()),
+                };
+                let Ok(permit) = permit else {
+                    return Ok(());
+                };
+                permit.send(Ok(chunk));
                 progress(offset);
             }
             if offset < size {
@@ -688,6 +707,9 @@ impl RegistryClient {
                 tokio::time::sleep(self.retry.backoff(drops)).await;
                 continue;
             }
+            tracing::debug!(host = %ep.host, %digest, size, chunks,
+                first_byte_ms = first_us / 1000, download_ms = t0.elapsed().as_millis() as u64,
+                unpacker_full_ms = full_us / 1000, "blob downloaded");
             return Ok(());
         }
     }

@@ -10,6 +10,9 @@ use crate::store::{LayerRecord, Lock, Store, StoreError, TempDir};
 use crate::unpack::{self, UnpackError, UnpackOptions};
 use bytes::Bytes;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
@@ -206,16 +209,34 @@ pub async fn fetch(
             // A few chunks (hyper reads up to ~400 kB at a time) keep download and unpack
             // overlapping; more only grows memory.
             let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+            // Where the layer's time went, for the debug log (docs/benchmarks.md, "Stop
+            // 47"): the unpacker's waits for bytes; the download's waits for the
+            // unpacker are logged by `blob_stream`.
+            let starved = Arc::new(AtomicU64::new(0));
+            let starved2 = starved.clone();
+            let t0 = Instant::now();
             let worker = tokio::task::spawn_blocking(move || {
-                unpack_verify(&store2, Box::new(ChannelReader::new(rx)), &layer2, &opts2)
+                let r = unpack_verify(
+                    &store2,
+                    Box::new(ChannelReader::new(rx, starved2)),
+                    &layer2,
+                    &opts2,
+                );
+                (r, t0.elapsed())
             });
             let progress = |n: u64| observer.layer_progress(&layer.digest, n);
             let download = client
                 .blob_stream(endpoint, &layer.digest, layer.size, tx, &progress)
                 .await;
-            let worked = worker
+            let downloaded = t0.elapsed();
+            let (worked, unpacked) = worker
                 .await
                 .map_err(|e| LayerError::Worker(e.to_string()))?;
+            tracing::debug!(layer = %layer.digest, size = layer.size,
+                download_ms = downloaded.as_millis() as u64,
+                unpack_ms = unpacked.as_millis() as u64,
+                starved_ms = starved.load(Ordering::Relaxed) / 1000,
+                "layer fetched");
             // A failed download also fails the worker; report the cause.
             download.map_err(LayerError::Download)?;
             worked?
@@ -463,13 +484,16 @@ fn drain(mut plain: HashingReader<Decoder>) -> Drained {
 struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     cur: Bytes,
+    /// Microseconds spent waiting for the download (for the debug log).
+    starved_us: Arc<AtomicU64>,
 }
 
 impl ChannelReader {
-    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>, starved_us: Arc<AtomicU64>) -> Self {
         ChannelReader {
             rx,
             cur: Bytes::new(),
+            starved_us,
         }
     }
 }
@@ -477,7 +501,18 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
+            let got = match self.rx.try_recv() {
+                Ok(g) => Some(g),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let t0 = Instant::now();
+                    let g = self.rx.blocking_recv();
+                    let waited = t0.elapsed().as_micros() as u64;
+                    self.starved_us.fetch_add(waited, Ordering::Relaxed);
+                    g
+                }
+            };
+            match got {
                 None => return Ok(0),
                 Some(Ok(b)) => self.cur = b,
                 Some(Err(e)) => return Err(e),

@@ -154,6 +154,7 @@ impl Puller {
     ) -> Result<ImageRecord, PullError> {
         let reference = parse_reference(image)?;
         let name = reference.to_string();
+        let t0 = std::time::Instant::now();
         let wrap_reg = |source| PullError::Registry {
             image: name.clone(),
             source,
@@ -290,7 +291,9 @@ impl Puller {
             })?
             .map_err(wrap_store)?;
 
+        let resolved = t0.elapsed();
         self.fetch_layers(&name, &ep, &layers, observer).await?;
+        let fetched = t0.elapsed();
 
         // The stack check and the fsynced writes below block: they run on a blocking
         // thread, so the pulls that share this runtime (a task's images, pulled side by
@@ -331,6 +334,9 @@ impl Puller {
                     image: image.clone(),
                     source,
                 })?;
+            tracing::debug!(%image, resolved_ms = resolved.as_millis() as u64,
+                layers_ms = fetched.as_millis() as u64, saved_ms = t0.elapsed().as_millis() as u64,
+                "image pulled");
             Ok(record)
         })
         .await
@@ -511,15 +517,23 @@ impl Puller {
             return Err(e);
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || layer::commit_all(&store, staged))
-            .await
-            .map_err(|e| PullError::Join {
-                image: name.to_string(),
-                detail: e.to_string(),
-            })?
-            .map_err(|source| PullError::Store {
-                image: name.to_string(),
-                source,
-            })
+        let n = staged.len();
+        let image = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let t0 = std::time::Instant::now();
+            let r = layer::commit_all(&store, staged);
+            tracing::debug!(%image, layers = n, commit_ms = t0.elapsed().as_millis() as u64,
+                "layers committed");
+            r
+        })
+        .await
+        .map_err(|e| PullError::Join {
+            image: name.to_string(),
+            detail: e.to_string(),
+        })?
+        .map_err(|source| PullError::Store {
+            image: name.to_string(),
+            source,
+        })
     }
 }
