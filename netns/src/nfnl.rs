@@ -921,16 +921,12 @@ impl Nfnl {
         let mut buf = Vec::with_capacity(16 * 1024);
         while !pending.is_empty() {
             buf.clear();
-            let n = sock.recv(&mut buf, nix::libc::MSG_DONTWAIT).map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the kernel did not acknowledge every message of the batch",
-                    ))
-                } else {
-                    err(e)
-                }
-            })?;
+            let n = recv_now(
+                sock,
+                &mut buf,
+                "the kernel did not acknowledge every message of the batch",
+            )
+            .map_err(err)?;
             for (seq, code) in parse_acks(&buf[..n]).map_err(err)? {
                 if seq == first && code != 0 {
                     return Err(err(io::Error::from_raw_os_error(-code)));
@@ -973,16 +969,8 @@ impl Nfnl {
         let mut buf = Vec::with_capacity(4096);
         loop {
             buf.clear();
-            let n = sock.recv(&mut buf, nix::libc::MSG_DONTWAIT).map_err(|e| {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the kernel did not answer the lookup",
-                    ))
-                } else {
-                    err(e)
-                }
-            })?;
+            let n =
+                recv_now(sock, &mut buf, "the kernel did not answer the lookup").map_err(err)?;
             for (s, code) in parse_acks(&buf[..n]).map_err(err)? {
                 if s != seq {
                     continue;
@@ -995,6 +983,18 @@ impl Nfnl {
             }
         }
     }
+}
+
+/// Reads what the kernel has queued for `sock` without blocking: it answers a request
+/// within the `sendmsg` that sent it, so nothing queued means `missing` (an error).
+fn recv_now(sock: &Socket, buf: &mut Vec<u8>, missing: &str) -> io::Result<usize> {
+    sock.recv(buf, nix::libc::MSG_DONTWAIT).map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            io::Error::new(io::ErrorKind::UnexpectedEof, missing.to_string())
+        } else {
+            e
+        }
+    })
 }
 
 /// The (sequence, error code) of every `NLMSG_ERROR` (code 0: an ack) in `buf`.
