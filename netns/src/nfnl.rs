@@ -369,16 +369,8 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
                 m
             }
             Op::Del { set, key } => {
-                let mut m = Msg::new(
-                    nft_type(NFT_MSG_DELSETELEM),
-                    NLM_F_REQUEST | NLM_F_ACK,
-                    seq,
-                    AF_INET,
-                    0,
-                );
-                m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
-                    .str_attr(NFTA_SET_ELEM_LIST_SET, set)
-                    .begin(NFTA_SET_ELEM_LIST_ELEMENTS)
+                let mut m = delsetelem(table, set, seq);
+                m.begin(NFTA_SET_ELEM_LIST_ELEMENTS)
                     .begin(NFTA_LIST_ELEM)
                     .begin(NFTA_SET_ELEM_KEY)
                     .attr(NFTA_DATA_VALUE, key)
@@ -389,18 +381,7 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
             }
             // DELSETELEM without a list of elements flushes the set. Ref: linux
             // net/netfilter/nf_tables_api.c, nf_tables_delsetelem (`nft_set_flush`).
-            Op::FlushMap { set } => {
-                let mut m = Msg::new(
-                    nft_type(NFT_MSG_DELSETELEM),
-                    NLM_F_REQUEST | NLM_F_ACK,
-                    seq,
-                    AF_INET,
-                    0,
-                );
-                m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
-                    .str_attr(NFTA_SET_ELEM_LIST_SET, set);
-                m
-            }
+            Op::FlushMap { set } => delsetelem(table, set, seq),
             Op::NewTable => {
                 let mut m = Msg::new(
                     nft_type(NFT_MSG_NEWTABLE),
@@ -499,6 +480,21 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
         .finish(),
     );
     (out, seqs)
+}
+
+/// A DELSETELEM message naming `table` and `set`: with elements added it deletes them,
+/// without it flushes the set.
+fn delsetelem(table: &str, set: &str, seq: u32) -> Msg {
+    let mut m = Msg::new(
+        nft_type(NFT_MSG_DELSETELEM),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        AF_INET,
+        0,
+    );
+    m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
+        .str_attr(NFTA_SET_ELEM_LIST_SET, set);
+    m
 }
 
 fn be(v: u32) -> [u8; 4] {

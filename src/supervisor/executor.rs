@@ -331,15 +331,6 @@ impl Executor {
             .map(|rt| rt.with_filter_cache(self.opts.run_root.join("seccomp")))
     }
 
-    /// Hands the executor the network namespace its supervisor made while it waited for
-    /// the task (`crate::supervisor::isolation::netns_ahead`).
-    pub fn set_netns_ahead(
-        &mut self,
-        ahead: Option<crate::supervisor::isolation::netns_ahead::Ahead>,
-    ) {
-        self.netns_ahead = ahead;
-    }
-
     /// Creates the task's cgroup now, ahead of `run`, and starts warming the kernel's
     /// cgroup migration lock in it (`runtime::MigrationWarmer`): the ~7 ms grace period
     /// that the first migration after a quiet spell waits for then passes while the
@@ -899,14 +890,7 @@ impl Executor {
         // The network's first half: what a container needs before its create. The rest
         // (links, addresses, routes, ports) is wired beside the launch (`wiring`).
         let t0 = now_us();
-        // The namespace to pin: the holder's (made inside the task's user namespace), else
-        // the one made while this process waited for its task, else none (one is made).
-        let ahead = self.netns_ahead.take().and_then(|a| a.take());
-        let adopt = self.namespaces.net_namespace().or_else(|| {
-            (mode != NetworkMode::Host)
-                .then(|| ahead.as_ref().map(|m| m.path()))
-                .flatten()
-        });
+        let (ahead, adopt) = self.netns_to_pin(mode);
         let mut net = self.net.prepare(&task_id, mode, adopt.as_deref());
         if net.as_ref().is_err_and(|e| e.held_by_another_task()) && self.finish_dead_tasks() {
             net = self.net.prepare(&task_id, mode, adopt.as_deref());

@@ -64,6 +64,35 @@ pub(super) enum SpecStepError {
 }
 
 impl Executor {
+    /// Hands the executor the network namespace its supervisor made while it waited for
+    /// the task (`crate::supervisor::isolation::netns_ahead`).
+    pub fn set_netns_ahead(
+        &mut self,
+        ahead: Option<crate::supervisor::isolation::netns_ahead::Ahead>,
+    ) {
+        self.netns_ahead = ahead;
+    }
+
+    /// The network namespace for the network step to pin: the holder's (made inside the
+    /// task's user namespace), else the one made while this process waited for its task,
+    /// else none (the step makes one). The descriptor returned beside keeps the second
+    /// alive: drop it once the step has pinned it.
+    pub(super) fn netns_to_pin(
+        &mut self,
+        mode: NetworkMode,
+    ) -> (
+        Option<crate::supervisor::isolation::netns_ahead::Made>,
+        Option<std::path::PathBuf>,
+    ) {
+        let ahead = self.netns_ahead.take().and_then(|a| a.take());
+        let adopt = self.namespaces.net_namespace().or_else(|| {
+            (mode != NetworkMode::Host)
+                .then(|| ahead.as_ref().map(|m| m.path()))
+                .flatten()
+        });
+        (ahead, adopt)
+    }
+
     /// Decides whether the task gets a user namespace (`super::userns`) and, if so,
     /// claims its ids and starts the holder that makes it.
     pub(super) fn setup_userns(
