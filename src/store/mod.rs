@@ -48,28 +48,34 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// recovery (strace, 2026-11-25). Waits of 50 µs first, then 0.5 ms, then 5 ms, for
 /// [`LOCK_TIMEOUT`] in all.
 fn busy_wait(tries: i32) -> bool {
+    match busy_delay(tries) {
+        Some(wait) => {
+            std::thread::sleep(wait);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The wait before SQLite's try number `tries` (from 0), or `None` once the waits so far
+/// reach [`LOCK_TIMEOUT`].
+fn busy_delay(tries: i32) -> Option<Duration> {
     // (how many tries, each wait): 20 × 50 µs = 1 ms, 100 × 0.5 ms = 50 ms, then 5 ms.
     const TIERS: [(u32, Duration); 3] = [
         (20, Duration::from_micros(50)),
         (100, Duration::from_micros(500)),
         (u32::MAX, Duration::from_millis(5)),
     ];
-    let (mut left, mut waited) = (u32::try_from(tries).unwrap_or(0), Duration::ZERO);
+    let (mut left, mut waited) = (u32::try_from(tries).ok()?, Duration::ZERO);
     for (count, wait) in TIERS {
         if left < count {
-            if wait
-                .checked_mul(left)
-                .is_none_or(|w| waited + w >= LOCK_TIMEOUT)
-            {
-                return false;
-            }
-            std::thread::sleep(wait);
-            return true;
+            let before = wait.checked_mul(left)?;
+            return (waited + before < LOCK_TIMEOUT).then_some(wait);
         }
         waited += wait * count;
         left -= count;
     }
-    false
+    None
 }
 
 /// A WAL file larger than this is checkpointed and truncated by [`Store::trim_wal`].
@@ -572,11 +578,27 @@ mod tests {
 
     #[test]
     fn the_busy_handler_waits_finely_first_and_gives_up_at_the_lock_timeout() {
-        let t = Instant::now();
+        let us = Duration::from_micros;
+        assert_eq!(busy_delay(0), Some(us(50)));
+        assert_eq!(busy_delay(19), Some(us(50)));
+        assert_eq!(busy_delay(20), Some(us(500)));
+        assert_eq!(busy_delay(119), Some(us(500)));
+        assert_eq!(busy_delay(120), Some(us(5000)));
+        // The waits add up to the lock timeout, and not beyond: 20 × 50 µs + 100 × 0.5 ms
+        // + n × 5 ms reaches 60 s at n = 11 990.
+        let total: Duration = (0..)
+            .map_while(busy_delay)
+            .fold(Duration::ZERO, |sum, w| sum + w);
+        assert!(
+            total >= LOCK_TIMEOUT && total < LOCK_TIMEOUT + us(5000),
+            "{total:?}"
+        );
+        assert_eq!(busy_delay(20 + 100 + 11_989), Some(us(5000)));
+        assert_eq!(busy_delay(20 + 100 + 11_990), None);
+        assert_eq!(busy_delay(i32::MAX), None);
+        assert_eq!(busy_delay(-1), None);
+        // The handler itself: a first try sleeps and asks SQLite to try again.
         assert!(busy_wait(0));
-        assert!(t.elapsed() < Duration::from_millis(1), "{:?}", t.elapsed());
-        // 20 × 50 µs + 100 × 0.5 ms + n × 5 ms reaches 60 s at n = 11 990.
-        assert!(!busy_wait(20 + 100 + 11_990));
         assert!(!busy_wait(i32::MAX));
     }
 
@@ -598,7 +620,8 @@ mod tests {
                 .unwrap();
         }
         assert!(std::fs::metadata(&wal).unwrap().len() > WAL_TRIM_BYTES);
-        // Another connection in a read transaction: given up at once.
+        // Another connection in a read transaction: given up at once, not after waiting
+        // for the lock (a bound far above a give-up and far below the lock timeout).
         let reader = connect(&dir.path().join("state.db")).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let n: i64 = reader
@@ -607,7 +630,7 @@ mod tests {
         assert_eq!(n, 300);
         let t = Instant::now();
         assert!(!store.trim_wal());
-        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(t.elapsed() < LOCK_TIMEOUT / 4, "{:?}", t.elapsed());
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
         assert!(store.trim_wal());
