@@ -422,6 +422,7 @@ impl Runtime {
         rootfs: &Path,
         netns: Option<&Path>,
     ) -> Result<Container, RuntimeError> {
+        let mut steps = crate::Steps::new();
         if !valid_id(id) {
             return Err(RuntimeError::InvalidId { id: id.into() });
         }
@@ -458,6 +459,7 @@ impl Runtime {
                 source,
             },
         )?;
+        steps.mark("checks, user");
         let bundle = self.bundle_dir(id);
         if bundle.exists() || self.youki_root().join(id).exists() {
             return Err(RuntimeError::Exists { id: id.into() });
@@ -479,6 +481,7 @@ impl Runtime {
             id: id.into(),
             source,
         })?;
+        steps.mark("spec");
 
         // create_dir, not create_dir_all: two creates of one id race here, one wins.
         // Owner-only, as its config.json (the container's environment).
@@ -492,7 +495,11 @@ impl Runtime {
         // Here, not in the init: charged to this process's cgroup, not the container's
         // (src/mountpoints.rs says why that matters).
         crate::mountpoints::premake(rootfs, &config);
-        match self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, config) {
+        steps.mark("bundle dir, mount points");
+        let created =
+            self.create_in_bundle(id, task_id, spec, &bundle, &cgroup_path, config, &mut steps);
+        tracing::debug!(container_id = id, steps = %steps, "create steps (µs)");
+        match created {
             Ok(c) => Ok(c),
             Err(e) => {
                 let mut cleanup = Vec::new();
@@ -541,6 +548,7 @@ impl Runtime {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_in_bundle(
         &self,
         id: &str,
@@ -549,6 +557,7 @@ impl Runtime {
         bundle: &Path,
         cgroup_path: &str,
         config: serde_json::Value,
+        steps: &mut crate::Steps,
     ) -> Result<Container, RuntimeError> {
         let meta = Meta {
             task_id: task_id.into(),
@@ -571,6 +580,7 @@ impl Runtime {
             }
             None => (bundle.to_path_buf(), None),
         };
+        steps.mark("config, filter");
 
         self.cgroups
             .create_container(task_id, id, &spec.limits)
@@ -578,6 +588,7 @@ impl Runtime {
                 id: id.into(),
                 source,
             })?;
+        steps.mark("cgroup");
 
         let log = match &spec.log {
             LogConfig::JsonFile {
@@ -636,10 +647,12 @@ impl Runtime {
             readers = [out_r.map(|r| ("stdout", r)), err_r.map(|r| ("stderr", r))];
         }
 
+        steps.mark("log, pipes");
         let lc = {
             let _g = LifecycleGuard::take();
             // The build clones this process: no thread starts or ends meanwhile.
             let _gate = threadgate::close();
+            steps.mark("gate");
             builder
                 .as_init(&lc_bundle)
                 .with_systemd(false)
@@ -651,6 +664,7 @@ impl Runtime {
                     cleanup: vec![],
                 })?
         };
+        steps.mark("libcontainer");
         let pid = lc.pid().map(|p| p.as_raw()).unwrap_or(0);
         // Threads start through the thread gate (see LifecycleGuard). Output written
         // before they run waits in the pipes.

@@ -134,6 +134,23 @@ pub fn prestart(ecs: &Ecs, local: &Local) -> Option<launch::Waiting> {
     }
 }
 
+/// Names to the supervisor started ahead, if any, the images its task will have checked
+/// (`images_to_check_ahead`): it asks their registries while this process places the task
+/// and writes its rows. Not for a service deployment's tasks, whose pinned digests the
+/// supervisor reads once the task is written.
+fn announce_images(
+    early: &mut Option<launch::Waiting>,
+    def: &taskdef::TaskDefinition,
+    pull: crate::task::PullPolicy,
+) {
+    if let Some(w) = early
+        && let Some(images) = crate::supervisor::executor::images_to_check_ahead(def, pull)
+    {
+        let platform = crate::supervisor::isolation::platform::wanted_platform(def);
+        w.announce_images(&platform, &images);
+    }
+}
+
 /// The RunTask response: `{"tasks": […], "failures": []}`.
 #[derive(Debug, Serialize)]
 pub struct RunTaskResponse {
@@ -333,7 +350,7 @@ pub fn run_task(ecs: &Ecs, req: RunTaskRequest, local: Local) -> EcsResult<Start
 pub fn run_task_with(
     ecs: &Ecs,
     req: RunTaskRequest,
-    local: Local,
+    mut local: Local,
     launcher: &dyn Launcher,
 ) -> EcsResult<Started> {
     let request_warnings = request_warnings(&req);
@@ -433,6 +450,9 @@ pub fn run_task_with(
             })?;
         if local.remote {
             super::no_local_environment_files(&resolved.stored.definition)?;
+        }
+        if local.deployment.is_none() {
+            announce_images(&mut local.early, &resolved.stored.definition, local.pull);
         }
         check_constraint_count(
             req.placement_constraints.as_deref().unwrap_or_default(),
@@ -749,10 +769,11 @@ pub fn run_unregistered(
     ecs: &Ecs,
     def: &taskdef::TaskDefinition,
     cluster: &str,
-    local: Local,
+    mut local: Local,
 ) -> EcsResult<Started> {
     let ctx = AwsContext::from_env();
     let def = taskdef::normalize::for_register(def);
+    announce_images(&mut local.early, &def, local.pull);
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, cluster)?;
     let stored = store

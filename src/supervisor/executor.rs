@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 mod images;
 mod steps;
 mod teardown;
-mod timing;
 mod wiring;
 
-use timing::Steps;
+use runtime::Steps;
 
+pub use images::{EarlyChecks, images_to_check_ahead};
 use steps::SpecStepError;
 use teardown::delete_when_free;
 pub use teardown::remove_scratch;
@@ -143,6 +143,9 @@ pub struct Executor {
     /// `default`'s registry checks asked from the start, beside the network
     /// (`images::EarlyChecks`); taken by the pulls.
     early_checks: Option<images::EarlyChecks>,
+    /// The checks started while the supervisor waited for the task, if they were
+    /// (`images::images_to_check_ahead`); taken by `start_early_checks`.
+    early_checks_ahead: Option<images::EarlyChecks>,
     /// The task's `pidMode` / `ipcMode` and what they share (`crate::supervisor::isolation::namespaces`).
     namespaces: crate::supervisor::isolation::namespaces::TaskNamespaces,
     /// The task's FireLens plan and files, when it has a log router (`crate::supervisor::logs::firelens`).
@@ -321,6 +324,7 @@ impl Executor {
             namespaces: Default::default(),
             firelens: None,
             early_checks: None,
+            early_checks_ahead: None,
         }
     }
 

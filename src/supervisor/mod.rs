@@ -90,18 +90,30 @@ fn answer(listener: &UnixListener, tx: &Sender<Event>) {
 
 /// The task id the launcher writes on the `--wait-fd` pipe (one line), or `None` at end
 /// of file or for anything that is not a task id (32 hex digits, a path component).
-fn read_task_id(mut pipe: std::fs::File) -> Option<String> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(33);
-    let mut b = [0u8; 64];
-    while !buf.contains(&b'\n') && buf.len() < 64 {
-        match pipe.read(&mut b) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&b[..n]),
+/// Before it, the launcher may name the images its task will have checked
+/// (`launch::Waiting::announce_images`): each such line goes to `on_images` as it comes.
+fn read_hand_over(
+    pipe: std::fs::File,
+    mut on_images: impl FnMut(rootfs_cache::Platform, Vec<String>),
+) -> Option<String> {
+    use std::io::{BufRead, Read};
+    let mut pipe = std::io::BufReader::new(pipe);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        (&mut pipe)
+            .take(launch::MAX_WAIT_LINE)
+            .read_line(&mut line)
+            .ok()?;
+        let l = line.strip_suffix('\n')?;
+        match launch::parse_images_line(l) {
+            Some((platform, images)) => on_images(platform, images),
+            None => {
+                return (l.len() == 32 && l.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .then(|| l.to_string());
+            }
         }
     }
-    let line = std::str::from_utf8(&buf).ok()?.lines().next()?;
-    (line.len() == 32 && line.bytes().all(|c| c.is_ascii_hexdigit())).then(|| line.to_string())
 }
 
 /// Runs the supervisor: returns when the task is STOPPED and torn down.
@@ -133,6 +145,7 @@ pub fn run(
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");
     }
     let mut netns_ahead = None;
+    let mut checks_ahead = None;
     let (task_id, store) = match (a.task_id, wait) {
         (Some(id), _) => (id, None),
         (None, Some(pipe)) => {
@@ -141,6 +154,8 @@ pub fn run(
             // holder makes it.
             if userns != crate::supervisor::isolation::userns::Mode::On {
                 netns_ahead = crate::supervisor::isolation::netns_ahead::Ahead::start();
+                // As libcontainer's create would make it, off the launch's path.
+                runtime::prepare_procfs();
             }
             // Started ahead of the task (launch::prestart_supervisor): the store is opened
             // while the launcher writes the task, if there is one to open (a first launch
@@ -150,7 +165,25 @@ pub fn run(
             } else {
                 None
             };
-            let Some(id) = read_task_id(pipe) else {
+            // The images its launcher names, asked of their registries while it writes
+            // the task (executor::images_to_check_ahead); only with a cache to look in.
+            let checks = |platform, images: Vec<String>| {
+                if a.pull != crate::task::PullPolicy::Default
+                    || checks_ahead.is_some()
+                    || !root.join("images").is_dir()
+                {
+                    return;
+                }
+                let asks = images.into_iter().map(|i| (i, None)).collect();
+                checks_ahead = crate::supervisor::executor::EarlyChecks::start(
+                    root.to_path_buf(),
+                    config.clone(),
+                    platform,
+                    asks,
+                    String::new(),
+                );
+            };
+            let Some(id) = read_hand_over(pipe, checks) else {
                 // No task: the launch failed or its launcher died. Nothing was made.
                 return Ok(());
             };
@@ -231,6 +264,7 @@ pub fn run(
         (tx, rx),
     );
     exec.set_netns_ahead(netns_ahead);
+    exec.set_early_checks_ahead(checks_ahead);
     // As early as possible (see there). Should this process fail before `run`, the next
     // command's reconcile removes the cgroup with the rest of the dead task.
     exec.prepare_task_cgroup(&def);
@@ -275,6 +309,7 @@ mod tests {
 
     #[test]
     fn the_task_id_on_the_wait_pipe_is_one_line_of_32_hex_digits() {
+        let read_task_id = |pipe| read_hand_over(pipe, |_, _| panic!("no images named"));
         let id = "0123456789abcdef0123456789abcdef";
         assert_eq!(
             read_task_id(pipe_with(format!("{id}\n").as_bytes())).as_deref(),
@@ -286,5 +321,53 @@ mod tests {
         assert_eq!(read_task_id(pipe_with(b"../../etc\n")), None);
         assert_eq!(read_task_id(pipe_with(&id.as_bytes()[..31])), None);
         assert_eq!(read_task_id(pipe_with(&[b'a'; 80])), None);
+        assert_eq!(read_task_id(pipe_with(format!("{id}x\n").as_bytes())), None);
+    }
+
+    #[test]
+    fn the_images_to_check_come_before_the_task_id_and_are_not_taken_for_it() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let mut named = Vec::new();
+        let got = read_hand_over(
+            pipe_with(
+                format!(
+                    "images linux/arm64 127.0.0.1:5000/a/b:1 busybox@sha256:{}\n{id}\n",
+                    "0".repeat(64)
+                )
+                .as_bytes(),
+            ),
+            |p, i| named.push((p.to_string(), i)),
+        );
+        assert_eq!(got.as_deref(), Some(id));
+        assert_eq!(
+            named,
+            [(
+                "linux/arm64".to_string(),
+                vec![
+                    "127.0.0.1:5000/a/b:1".to_string(),
+                    format!("busybox@sha256:{}", "0".repeat(64))
+                ]
+            )]
+        );
+        // The images but no task (the launch failed after naming them): nothing to run.
+        let mut calls = 0;
+        assert_eq!(
+            read_hand_over(pipe_with(b"images linux/amd64 busybox\n"), |_, _| calls +=
+                1),
+            None
+        );
+        assert_eq!(calls, 1);
+        // A line that names no valid image, or a line longer than the pipe carries, is
+        // no task either.
+        for bad in [
+            "images linux/amd64\n".to_string(),
+            "images amd64 busybox\n".to_string(),
+            format!("images linux/amd64 {}\n", "a".repeat(20_000)),
+        ] {
+            let got = read_hand_over(pipe_with(format!("{bad}{id}\n").as_bytes()), |_, _| {
+                panic!("not an images line: {bad:?}")
+            });
+            assert_eq!(got, None, "{bad:?}");
+        }
     }
 }

@@ -577,6 +577,55 @@ pub fn prestart_supervisor(cmd: &SupervisorCommand) -> Result<Waiting, LaunchErr
     })
 }
 
+impl Waiting {
+    /// Names the images the task will have checked (`images_to_check_ahead`) before the
+    /// task is written, so that the supervisor asks its registries while this process
+    /// places the task and writes its rows. Best effort: a supervisor that is gone is
+    /// found by [`hand_over`].
+    pub fn announce_images(&mut self, platform: &rootfs_cache::Platform, images: &[String]) {
+        use std::io::Write;
+        if let Some(line) = images_line(platform, images) {
+            let _ = self.task.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// The first word of the line that names the images to check ahead on the wait pipe.
+const IMAGES_LINE: &str = "images";
+
+/// The longest line the wait pipe carries (a task has at most 10 containers).
+pub const MAX_WAIT_LINE: u64 = 16 * 1024;
+
+/// `images <platform> <image>…` and a newline; `None` when an image could not be read
+/// back from it (not a reference, or the line too long).
+fn images_line(platform: &rootfs_cache::Platform, images: &[String]) -> Option<String> {
+    if images.is_empty()
+        || images.iter().any(|i| {
+            rootfs_cache::pull::parse_reference(i).is_err() || i.contains(char::is_whitespace)
+        })
+    {
+        return None;
+    }
+    let line = format!("{IMAGES_LINE} {platform} {}\n", images.join(" "));
+    (line.len() as u64 <= MAX_WAIT_LINE).then_some(line)
+}
+
+/// The platform and images of an [`images_line`] (without its newline); `None` for any
+/// other line.
+pub fn parse_images_line(line: &str) -> Option<(rootfs_cache::Platform, Vec<String>)> {
+    let mut words = line.split(' ');
+    if words.next()? != IMAGES_LINE {
+        return None;
+    }
+    let platform = words.next()?.parse().ok()?;
+    let images: Vec<String> = words.map(str::to_string).collect();
+    let valid = !images.is_empty()
+        && images
+            .iter()
+            .all(|i| rootfs_cache::pull::parse_reference(i).is_ok());
+    valid.then_some((platform, images))
+}
+
 /// Gives task `id` (its rows written, its launch lock held) to the supervisor `waiting`:
 /// records its pid, writes the id on its pipe and releases the launch lock, as
 /// [`spawn_supervisor`] does after its fork. A supervisor that is gone (it could not
@@ -729,6 +778,29 @@ fn without_tcache(inherited: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_images_line_reads_back_as_written() {
+        let platform: rootfs_cache::Platform = "linux/arm64/v8".parse().unwrap();
+        let images = vec![
+            "127.0.0.1:5000/a/b:1".to_string(),
+            format!("busybox@sha256:{}", "0".repeat(64)),
+        ];
+        let line = images_line(&platform, &images).unwrap();
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        assert_eq!(
+            parse_images_line(line.trim_end()),
+            Some((platform.clone(), images))
+        );
+        // What could not be read back is not written.
+        assert_eq!(images_line(&platform, &[]), None);
+        assert_eq!(images_line(&platform, &["a b".to_string()]), None);
+        assert_eq!(images_line(&platform, &["Not/A:ref:!".to_string()]), None);
+        let many = vec![format!("registry.example/{}:1", "a".repeat(200)); 100];
+        assert_eq!(images_line(&platform, &many), None);
+        // A task id is no images line.
+        assert_eq!(parse_images_line("0123456789abcdef0123456789abcdef"), None);
+    }
 
     #[test]
     fn supervisor_tunables_keep_the_callers() {

@@ -132,12 +132,7 @@ impl Executor {
     /// Whether an image of the task is on ECR: its registry clients then carry the
     /// execution identity, assumed after the secrets.
     fn task_on_ecr(&self) -> bool {
-        self.slots.iter().any(|s| {
-            rootfs_cache::pull::parse_reference(&s.row.image).is_ok_and(|r| {
-                let host = rootfs_cache::config::api_host(r.registry());
-                rootfs_cache::auth::parse_ecr_host(&host).is_some()
-            })
-        })
+        self.slots.iter().any(|s| on_ecr(&s.row.image))
     }
 
     /// The scope whose pinned digest container `idx`'s image runs at (see
@@ -603,7 +598,11 @@ impl ImageGetter {
 /// words it as before (`Executor::checked`); what was not asked early is asked there. A
 /// task that fails before its pulls leaves the thread to end on its own (its requests
 /// have the registry client's timeouts).
-pub(super) struct EarlyChecks {
+pub struct EarlyChecks {
+    /// What it asks: each image with the digest it is pinned at, if any.
+    asks: Vec<(String, Option<String>)>,
+    /// The platform the cached images were looked up for.
+    platform: rootfs_cache::Platform,
     /// The image cache it opened (the pulls take it), and its answers.
     thread: std::thread::JoinHandle<(Option<rootfs_cache::Store>, Vec<EarlyAnswer>)>,
 }
@@ -617,6 +616,51 @@ type EarlyAnswer = (
 );
 
 impl EarlyChecks {
+    /// Asks `asks` (image, pinned digest) of their registries for `platform` on a thread
+    /// of its own, with the host's registry credentials and `config`'s registries, the
+    /// image cache under `root`; `None` when the thread could not start.
+    pub fn start(
+        root: PathBuf,
+        config: Option<PathBuf>,
+        platform: rootfs_cache::Platform,
+        asks: Vec<(String, Option<String>)>,
+        task_id: String,
+    ) -> Option<EarlyChecks> {
+        // Made here, not on the thread: the first runtime of the process sets up state
+        // that lives as long as the process; made on the thread, it stayed in that
+        // thread's malloc arena (44 KiB in use there, `malloc_stats`), whose pages the idle
+        // supervisor then kept (docs/benchmarks.md, "Stop 44").
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let (a, p) = (asks.clone(), platform.clone());
+        let thread = threadgate::spawn(
+            std::thread::Builder::new().name("image-check".into()),
+            move || early_checks(root, config, p, a, &task_id, rt),
+        )
+        .ok()?;
+        Some(EarlyChecks {
+            asks,
+            platform,
+            thread,
+        })
+    }
+
+    /// Whether it asks exactly `asks` (in any order) for `platform`.
+    fn asks_for(
+        &self,
+        asks: &[(String, Option<String>)],
+        platform: &rootfs_cache::Platform,
+    ) -> bool {
+        let sorted = |a: &[(String, Option<String>)]| {
+            let mut v = a.to_vec();
+            v.sort();
+            v
+        };
+        self.platform == *platform && sorted(&self.asks) == sorted(asks)
+    }
+
     /// The cache it opened and the answers; neither if the thread panicked (the pass in
     /// order opens the cache and asks then).
     fn join(self) -> (Option<rootfs_cache::Store>, Vec<EarlyAnswer>) {
@@ -624,10 +668,82 @@ impl EarlyChecks {
     }
 }
 
+/// Whether `image` names a repository on ECR (its pull needs the execution role).
+fn on_ecr(image: &str) -> bool {
+    rootfs_cache::pull::parse_reference(image).is_ok_and(|r| {
+        let host = rootfs_cache::config::api_host(r.registry());
+        rootfs_cache::auth::parse_ecr_host(&host).is_some()
+    })
+}
+
+/// The images a task of `def` will ask its registries about before it can know anything
+/// else (see [`EarlyChecks`]), with no pinned digest: for its launcher to name before the
+/// task is written (`task::launch::Waiting::announce_images`), so that its supervisor,
+/// started ahead, asks while the launcher works. `None` when there is none: a pull policy
+/// other than `default`, an image on ECR, or only containers with
+/// `repositoryCredentials`. Each image once, in definition order; the supervisor asks
+/// again for itself whatever its task then asks differently (a pinned digest).
+pub fn images_to_check_ahead(
+    def: &crate::taskdef::TaskDefinition,
+    pull: PullPolicy,
+) -> Option<Vec<String>> {
+    if pull != PullPolicy::Default {
+        return None;
+    }
+    let containers = def.container_definitions.as_deref().unwrap_or_default();
+    let mut all = Vec::new();
+    for c in containers {
+        let image = c.image.as_deref()?;
+        if on_ecr(image) {
+            return None;
+        }
+        all.push((image, c.repository_credentials.is_none()));
+    }
+    let mut images: Vec<String> = Vec::new();
+    for (image, _) in all.into_iter().filter(|(_, plain)| *plain) {
+        if !images.iter().any(|i| i == image) {
+            images.push(image.to_string());
+        }
+    }
+    (!images.is_empty()).then_some(images)
+}
+
 impl Executor {
-    /// Starts [`EarlyChecks`] when the pull policy is `default` and some image can be
-    /// asked for now; `None` otherwise (nothing to ask, or the thread could not start).
-    pub(super) fn start_early_checks(&self) -> Option<EarlyChecks> {
+    /// Hands the executor the checks its supervisor started while it waited for the
+    /// task, from the images its launcher named ([`images_to_check_ahead`]).
+    pub fn set_early_checks_ahead(&mut self, ahead: Option<EarlyChecks>) {
+        self.early_checks_ahead = ahead;
+    }
+
+    /// [`EarlyChecks`] when the pull policy is `default` and some image can be asked for
+    /// now: those started while the supervisor waited, when they ask what the task asks,
+    /// else started now; `None` otherwise (nothing to ask, or the thread could not start).
+    pub(super) fn start_early_checks(&mut self) -> Option<EarlyChecks> {
+        let ahead = self.early_checks_ahead.take();
+        let asks = self.early_asks()?;
+        let platform =
+            crate::supervisor::isolation::platform::wanted_platform(&self.task.definition);
+        if let Some(a) = ahead {
+            if a.asks_for(&asks, &platform) {
+                tracing::debug!(task_id = %self.task.id, "image checks asked ahead");
+                return Some(a);
+            }
+            // Its answers would not be taken (the pass keys them by reference and
+            // digest); it ends on its own.
+            tracing::debug!(task_id = %self.task.id, "image checks asked ahead differ: asked again");
+        }
+        EarlyChecks::start(
+            self.opts.root.clone(),
+            self.opts.config.clone(),
+            platform,
+            asks,
+            self.task.id.clone(),
+        )
+    }
+
+    /// What [`EarlyChecks`] asks for this task: each image, with the digest pinned for
+    /// it, that can be asked now.
+    fn early_asks(&self) -> Option<Vec<(String, Option<String>)>> {
         if self.opts.pull != PullPolicy::Default {
             return None;
         }
@@ -651,27 +767,7 @@ impl Executor {
                 asks.push((image, pinned));
             }
         }
-        if asks.is_empty() {
-            return None;
-        }
-        let platform =
-            crate::supervisor::isolation::platform::wanted_platform(&self.task.definition);
-        let (root, config) = (self.opts.root.clone(), self.opts.config.clone());
-        let task_id = self.task.id.clone();
-        // Made here, not on the thread: the first runtime of the process sets up state
-        // that lives as long as the process; made on the thread, it stayed in that
-        // thread's malloc arena (44 KiB in use there, `malloc_stats`), whose pages the idle
-        // supervisor then kept (docs/benchmarks.md, "Stop 44").
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let thread = threadgate::spawn(
-            std::thread::Builder::new().name("image-check".into()),
-            move || early_checks(root, config, platform, asks, &task_id, rt),
-        )
-        .ok()?;
-        Some(EarlyChecks { thread })
+        (!asks.is_empty()).then_some(asks)
     }
 }
 
@@ -685,10 +781,21 @@ fn early_checks(
     task_id: &str,
     rt: tokio::runtime::Runtime,
 ) -> (Option<rootfs_cache::Store>, Vec<EarlyAnswer>) {
+    let mut steps = runtime::Steps::new();
     let Ok(images) = rootfs_cache::Store::open(&root) else {
         return (None, Vec::new());
     };
-    let answers = ask_early(images.clone(), config, platform, asks, task_id, rt);
+    steps.mark("cache open");
+    let answers = ask_early(
+        images.clone(),
+        config,
+        platform,
+        asks,
+        task_id,
+        rt,
+        &mut steps,
+    );
+    tracing::debug!(task_id, steps = %steps, "early image check steps (µs)");
     (Some(images), answers)
 }
 
@@ -700,6 +807,7 @@ fn ask_early(
     asks: Vec<(String, Option<String>)>,
     task_id: &str,
     rt: tokio::runtime::Runtime,
+    steps: &mut runtime::Steps,
 ) -> Vec<EarlyAnswer> {
     let get = ImageGetter::new(images, platform, PullPolicy::Default, config);
     let cached: Vec<(String, Box<ImageRecord>)> = asks
@@ -711,6 +819,7 @@ fn ask_early(
             },
         )
         .collect();
+    steps.mark("lookup");
     if cached.is_empty() {
         return Vec::new();
     }
@@ -727,7 +836,8 @@ fn ask_early(
             return Vec::new();
         }
     };
-    rt.block_on(async move {
+    steps.mark("client");
+    let answers = rt.block_on(async move {
         let mut set = tokio::task::JoinSet::new();
         for (wanted, rec) in cached {
             let p = puller.clone();
@@ -737,7 +847,9 @@ fn ask_early(
             });
         }
         finished(set).await
-    })
+    });
+    steps.mark("requests");
+    answers
 }
 
 /// The digest a cached image is known by: its index's, else its manifest's.
@@ -814,4 +926,59 @@ async fn finished<T: 'static>(mut set: tokio::task::JoinSet<T>) -> Vec<T> {
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(containers: serde_json::Value) -> crate::taskdef::TaskDefinition {
+        serde_json::from_value(serde_json::json!({
+            "family": "f",
+            "containerDefinitions": containers,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_images_checked_ahead_are_those_default_asks_with_the_hosts_credentials() {
+        let d = def(serde_json::json!([
+            {"name": "a", "image": "127.0.0.1:5000/app:1"},
+            {"name": "b", "image": "127.0.0.1:5000/app:1"},
+            {"name": "c", "image": "busybox"},
+            {"name": "d", "image": "private.example/app:2",
+             "repositoryCredentials": {"credentialsParameter": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}},
+        ]));
+        // Each once, in definition order; a container with its own credentials waits for
+        // its secret.
+        assert_eq!(
+            images_to_check_ahead(&d, PullPolicy::Default),
+            Some(vec![
+                "127.0.0.1:5000/app:1".to_string(),
+                "busybox".to_string()
+            ])
+        );
+        // Only `default` asks the registry of a cached image.
+        for other in [
+            PullPolicy::Always,
+            PullPolicy::PreferCached,
+            PullPolicy::Never,
+        ] {
+            assert_eq!(images_to_check_ahead(&d, other), None, "{other:?}");
+        }
+        // An image on ECR: the whole task waits for its execution role.
+        let ecr = def(serde_json::json!([
+            {"name": "a", "image": "busybox"},
+            {"name": "b", "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"},
+        ]));
+        assert_eq!(images_to_check_ahead(&ecr, PullPolicy::Default), None);
+        // Nothing to ask.
+        let creds = def(serde_json::json!([
+            {"name": "d", "image": "private.example/app:2",
+             "repositoryCredentials": {"credentialsParameter": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}},
+        ]));
+        assert_eq!(images_to_check_ahead(&creds, PullPolicy::Default), None);
+        let no_image = def(serde_json::json!([{"name": "a"}]));
+        assert_eq!(images_to_check_ahead(&no_image, PullPolicy::Default), None);
+    }
 }

@@ -1,23 +1,31 @@
-//! Step timings of a launch and a teardown, for the supervisor's debug log.
+//! Step timings, for debug logs: a launch's and a teardown's in the supervisor, a
+//! container create's here.
 
 use std::time::Instant;
 
-/// How long each step of the launch (`provision`) or the teardown took, for the
-/// supervisor's debug log (`scripts/bench-phases` and docs/benchmarks.md, "Teardown").
-pub(super) struct Steps {
+/// How long each step took, in µs, since the previous mark (or the start): the
+/// supervisor's launch (`provision`) and teardown, and [`crate::Runtime::create`], for
+/// their debug logs (`scripts/bench-phases` and docs/benchmarks.md, "Teardown").
+pub struct Steps {
     last: Instant,
     steps: Vec<(&'static str, u128)>,
 }
 
+impl Default for Steps {
+    fn default() -> Steps {
+        Steps::new()
+    }
+}
+
 impl Steps {
-    pub(super) fn new() -> Steps {
+    pub fn new() -> Steps {
         Steps {
             last: Instant::now(),
             steps: Vec::new(),
         }
     }
 
-    pub(super) fn mark(&mut self, step: &'static str) {
+    pub fn mark(&mut self, step: &'static str) {
         let now = Instant::now();
         self.steps
             .push((step, now.duration_since(self.last).as_micros()));
