@@ -139,12 +139,34 @@ fn timeline_row(text: &str, container: &str) -> Vec<String> {
 #[test]
 fn a_failed_launch_leaves_no_supervisor_behind() {
     let env = Env::new();
+    // Refused once the definition is read, after the CLI named its image to the waiting
+    // supervisor (which then asks the registry about the cached image): FARGATE refuses a
+    // bridge network.
+    let pulled = env.run(&["pull", BUSYBOX]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let bridge = env.taskdef(
+        "bridge",
+        &json!({"family": "bridge", "networkMode": "bridge", "cpu": "256", "memory": "512",
+                "containerDefinitions": [{"name": "app", "image": BUSYBOX, "essential": true,
+                                          "command": ["true"]}]})
+        .to_string(),
+    );
     for args in [
         &["run-task", "--task-definition", "nosuch:9"][..],
         &["run-task", "--task-definition", "nosuch:9", "--detach"],
+        &[
+            "run-task",
+            "--task-definition",
+            &bridge,
+            "--launch-type",
+            "FARGATE",
+        ],
     ] {
         let out = env.run(args);
         assert!(!out.status.success(), "{args:?}: {}", stderr(&out));
+        if args.contains(&"FARGATE") {
+            assert!(stderr(&out).contains("awsvpc"), "{}", stderr(&out));
+        }
         common::leaks::wait_for("the supervisor started ahead to exit", || {
             common::leaks::supervisors_of(&env.mf.root).is_empty()
         });
