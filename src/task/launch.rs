@@ -753,39 +753,26 @@ fn supervisor_process(cmd: &SupervisorCommand, args: &SuperviseArgs) -> Command 
     // glibc keeps up to 7 freed chunks per size class in a per-thread cache, which malloc_trim
     // never returns: in a process that lives as long as its task, after setup, that pins
     // ~70 KiB of scattered heap pages (docs/benchmarks.md, supervisor memory). Without the
-    // cache the task's start costs no measurable time. And one malloc arena for all its
-    // threads: a thread's own arena outlives the thread (the image check's, the network's
-    // wiring), and a later long-lived thread takes it over with a few KiB live spread over
-    // its pages (~90 KiB of private dirty memory per idle supervisor; no launch time
-    // measured, docs/benchmarks.md "Stop 48"). (Containers get their environment from
-    // the task definition, not from here.)
+    // cache the task's start costs no measurable time. (Containers get their environment
+    // from the task definition, not from here.)
     #[cfg(target_env = "gnu")]
     c.env(
         "GLIBC_TUNABLES",
-        supervisor_tunables(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
+        without_tcache(std::env::var("GLIBC_TUNABLES").ok().as_deref()),
     );
     c
 }
 
 /// `GLIBC_TUNABLES` for the supervisor: the caller's, with glibc's per-thread malloc
-/// cache turned off and one malloc arena, each unless the caller set it.
+/// cache turned off unless the caller set its size.
 #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
-fn supervisor_tunables(inherited: Option<&str>) -> String {
-    const OURS: [(&str, &str); 2] = [
-        ("glibc.malloc.tcache_count=", "0"),
-        ("glibc.malloc.arena_max=", "1"),
-    ];
-    let mut t: Vec<String> = inherited
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| vec![t.to_string()])
-        .unwrap_or_default();
-    for (name, value) in OURS {
-        if !inherited.is_some_and(|i| i.contains(name)) {
-            t.push(format!("{name}{value}"));
-        }
+fn without_tcache(inherited: Option<&str>) -> String {
+    const OFF: &str = "glibc.malloc.tcache_count=0";
+    match inherited.map(str::trim) {
+        None | Some("") => OFF.into(),
+        Some(t) if t.contains("glibc.malloc.tcache_count=") => t.into(),
+        Some(t) => format!("{t}:{OFF}"),
     }
-    t.join(":")
 }
 
 #[cfg(test)]
@@ -817,24 +804,15 @@ mod tests {
 
     #[test]
     fn supervisor_tunables_keep_the_callers() {
-        let ours = "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1";
-        assert_eq!(supervisor_tunables(None), ours);
-        assert_eq!(supervisor_tunables(Some("")), ours);
+        assert_eq!(without_tcache(None), "glibc.malloc.tcache_count=0");
+        assert_eq!(without_tcache(Some("")), "glibc.malloc.tcache_count=0");
         assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.arena_max=2")),
+            without_tcache(Some("glibc.malloc.arena_max=2")),
             "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"
         );
         assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.tcache_count=3")),
-            "glibc.malloc.tcache_count=3:glibc.malloc.arena_max=1"
-        );
-        assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.check=0")),
-            format!("glibc.malloc.check=0:{ours}")
-        );
-        assert_eq!(
-            supervisor_tunables(Some("glibc.malloc.tcache_count=1:glibc.malloc.arena_max=4")),
-            "glibc.malloc.tcache_count=1:glibc.malloc.arena_max=4"
+            without_tcache(Some("glibc.malloc.tcache_count=3")),
+            "glibc.malloc.tcache_count=3"
         );
     }
 
