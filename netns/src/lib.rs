@@ -793,14 +793,19 @@ impl Network {
 
     /// Commits `ops` on our table in one nf_tables batch over the kept socket.
     fn nft_apply(&self, ops: &[nfnl::Op], what: &str) -> Result<(), NftError> {
+        self.with_nfnl(|n| n.apply(&self.table, ops, what))
+    }
+
+    /// Runs `f` on the network's nf_tables socket, opened on first use.
+    fn with_nfnl<T>(
+        &self,
+        f: impl FnOnce(&mut nfnl::Nfnl) -> Result<T, NftError>,
+    ) -> Result<T, NftError> {
         let mut guard = self.nfnl.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = Some(nfnl::Nfnl::open()?);
         }
-        guard
-            .as_mut()
-            .expect("opened above")
-            .apply(&self.table, ops, what)
+        f(guard.as_mut().expect("opened above"))
     }
 
     fn delete_table(&self) -> Result<(), NftError> {
@@ -848,14 +853,7 @@ impl Network {
     }
 
     fn table_exists(&self) -> Result<bool, NftError> {
-        let mut guard = self.nfnl.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(nfnl::Nfnl::open()?);
-        }
-        guard
-            .as_mut()
-            .expect("opened above")
-            .table_exists(&self.table)
+        self.with_nfnl(|n| n.table_exists(&self.table))
     }
 
     fn create_table(&self, task: &str) -> Result<(), Error> {

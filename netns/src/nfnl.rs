@@ -382,17 +382,7 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
             // DELSETELEM without a list of elements flushes the set. Ref: linux
             // net/netfilter/nf_tables_api.c, nf_tables_delsetelem (`nft_set_flush`).
             Op::FlushMap { set } => delsetelem(table, set, seq),
-            Op::NewTable => {
-                let mut m = Msg::new(
-                    nft_type(NFT_MSG_NEWTABLE),
-                    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-                    seq,
-                    AF_INET,
-                    0,
-                );
-                m.str_attr(NFTA_TABLE_NAME, table);
-                m
-            }
+            Op::NewTable => table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE, table, seq),
             Op::NewPortMap { name, id } => {
                 let mut m = Msg::new(
                     nft_type(NFT_MSG_NEWSET),
@@ -454,17 +444,7 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
                 m.end();
                 m
             }
-            Op::DelTable => {
-                let mut m = Msg::new(
-                    nft_type(NFT_MSG_DELTABLE),
-                    NLM_F_REQUEST | NLM_F_ACK,
-                    seq,
-                    AF_INET,
-                    0,
-                );
-                m.str_attr(NFTA_TABLE_NAME, table);
-                m
-            }
+            Op::DelTable => table_msg(NFT_MSG_DELTABLE, 0, table, seq),
         };
         out.extend_from_slice(&m.finish());
     }
@@ -480,6 +460,19 @@ fn encode_batch(table: &str, ops: &[Op], first_seq: u32) -> (Vec<u8>, Vec<u32>) 
         .finish(),
     );
     (out, seqs)
+}
+
+/// A table message (`kind`, acked, with `flags` besides) naming `table` alone.
+fn table_msg(kind: u16, flags: u16, table: &str, seq: u32) -> Msg {
+    let mut m = Msg::new(
+        nft_type(kind),
+        NLM_F_REQUEST | NLM_F_ACK | flags,
+        seq,
+        AF_INET,
+        0,
+    );
+    m.str_attr(NFTA_TABLE_NAME, table);
+    m
 }
 
 /// A DELSETELEM message naming `table` and `set`: with elements added it deletes them,
@@ -950,14 +943,7 @@ impl Nfnl {
         };
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        let mut m = Msg::new(
-            nft_type(NFT_MSG_GETTABLE),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            AF_INET,
-            0,
-        );
-        m.str_attr(NFTA_TABLE_NAME, table);
+        let m = table_msg(NFT_MSG_GETTABLE, 0, table, seq);
         let sock = self.sock.as_ref().expect("open until dropped");
         sock.send_to(&m.finish(), &SocketAddr::new(0, 0), 0)
             .map_err(err)?;
