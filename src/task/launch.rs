@@ -596,18 +596,13 @@ const IMAGES_LINE: &str = "images";
 /// The longest line the wait pipe carries (a task has at most 10 containers).
 pub const MAX_WAIT_LINE: u64 = 16 * 1024;
 
-/// `images <platform> <image>…` and a newline; `None` when an image could not be read
-/// back from it (not a reference, or the line too long).
+/// `images <platform> <image>…` and a newline; `None` when it would not read back as
+/// written ([`parse_images_line`]: no image, one that is not a reference) or is too long.
 fn images_line(platform: &rootfs_cache::Platform, images: &[String]) -> Option<String> {
-    if images.is_empty()
-        || images.iter().any(|i| {
-            rootfs_cache::pull::parse_reference(i).is_err() || i.contains(char::is_whitespace)
-        })
-    {
-        return None;
-    }
     let line = format!("{IMAGES_LINE} {platform} {}\n", images.join(" "));
-    (line.len() as u64 <= MAX_WAIT_LINE).then_some(line)
+    let reads_back = parse_images_line(&line[..line.len() - 1])
+        .is_some_and(|(p, i)| p == *platform && i == images);
+    (reads_back && line.len() as u64 <= MAX_WAIT_LINE).then_some(line)
 }
 
 /// The platform and images of an [`images_line`] (without its newline); `None` for any

@@ -687,25 +687,48 @@ pub fn images_to_check_ahead(
     def: &crate::taskdef::TaskDefinition,
     pull: PullPolicy,
 ) -> Option<Vec<String>> {
+    let containers = def.container_definitions.as_deref().unwrap_or_default();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c.image.as_deref())
+        .collect::<Option<_>>()?;
+    let asked = asked_early(
+        pull,
+        containers
+            .iter()
+            .zip(&images)
+            .map(|(c, image)| (*image, c.repository_credentials.is_some())),
+    )?;
+    let mut once: Vec<String> = Vec::new();
+    for idx in asked {
+        if !once.iter().any(|i| i == images[idx]) {
+            once.push(images[idx].to_string());
+        }
+    }
+    (!once.is_empty()).then_some(once)
+}
+
+/// Which of a task's containers, given as (image, has `repositoryCredentials`), have
+/// their images asked before the task resolves anything ([`EarlyChecks`]): their indices,
+/// those without credentials of their own; `None` for a pull policy other than `default`
+/// or a task with an image on ECR (its execution role is assumed first).
+fn asked_early<'a>(
+    pull: PullPolicy,
+    containers: impl IntoIterator<Item = (&'a str, bool)>,
+) -> Option<Vec<usize>> {
     if pull != PullPolicy::Default {
         return None;
     }
-    let containers = def.container_definitions.as_deref().unwrap_or_default();
-    let mut all = Vec::new();
-    for c in containers {
-        let image = c.image.as_deref()?;
+    let mut asked = Vec::new();
+    for (idx, (image, own_credentials)) in containers.into_iter().enumerate() {
         if on_ecr(image) {
             return None;
         }
-        all.push((image, c.repository_credentials.is_none()));
-    }
-    let mut images: Vec<String> = Vec::new();
-    for (image, _) in all.into_iter().filter(|(_, plain)| *plain) {
-        if !images.iter().any(|i| i == image) {
-            images.push(image.to_string());
+        if !own_credentials {
+            asked.push(idx);
         }
     }
-    (!images.is_empty()).then_some(images)
+    Some(asked)
 }
 
 impl Executor {
@@ -744,17 +767,15 @@ impl Executor {
     /// What [`EarlyChecks`] asks for this task: each image, with the digest pinned for
     /// it, that can be asked now.
     fn early_asks(&self) -> Option<Vec<(String, Option<String>)>> {
-        if self.opts.pull != PullPolicy::Default {
-            return None;
-        }
-        if self.task_on_ecr() {
-            return None;
-        }
+        let asked = asked_early(
+            self.opts.pull,
+            self.slots
+                .iter()
+                .map(|s| (s.row.image.as_str(), s.def.repository_credentials.is_some())),
+        )?;
         let mut asks: Vec<(String, Option<String>)> = Vec::new();
-        for (idx, slot) in self.slots.iter().enumerate() {
-            if slot.def.repository_credentials.is_some() {
-                continue;
-            }
+        for idx in asked {
+            let slot = &self.slots[idx];
             let image = slot.row.image.clone();
             let pinned = match self.pin_scope(idx, &image) {
                 None => None,
