@@ -71,7 +71,8 @@ pub fn premake(rootfs: &Path, config: &serde_json::Value) -> usize {
         if !on_rootfs || present(&dir, dest) {
             continue;
         }
-        if make_in_parent(&dir, m, dest) {
+        let file = source_is_file(m);
+        if make_in_parent(&dir, file, dest) {
             made += 1;
             continue;
         }
@@ -85,9 +86,8 @@ pub fn premake(rootfs: &Path, config: &serde_json::Value) -> usize {
             }
         }
         let root = root.as_ref().expect("opened above");
-        match make_one(root, m, dest) {
-            Ok(true) => made += 1,
-            Ok(false) => {}
+        match make_one(root, file, dest) {
+            Ok(()) => made += 1,
             Err(e) => {
                 tracing::debug!(destination = %dest.display(), error = %e, "mount point left to the init")
             }
@@ -113,7 +113,7 @@ fn present(dir: &OwnedFd, dest: &Path) -> bool {
 /// parent resolved by the kernel inside the rootfs, then a directory or an empty file
 /// made there under its name, never through a symlink. False when the parent is not
 /// there, or the making failed (then libpathrs' way tries, which makes parents too).
-fn make_in_parent(dir: &OwnedFd, m: &serde_json::Value, dest: &Path) -> bool {
+fn make_in_parent(dir: &OwnedFd, file: bool, dest: &Path) -> bool {
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
         return false;
     };
@@ -126,7 +126,7 @@ fn make_in_parent(dir: &OwnedFd, m: &serde_json::Value, dest: &Path) -> bool {
     ) else {
         return false;
     };
-    if source_is_file(m) {
+    if file {
         rustix::fs::openat(
             &parent,
             name,
@@ -163,13 +163,11 @@ fn plain_absolute(p: &Path) -> bool {
         && comps.all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// True when something was made; false when it was there already.
-fn make_one(root: &Root, m: &serde_json::Value, dest: &Path) -> Result<bool, pathrs::error::Error> {
-    if root.resolve_nofollow(dest).is_ok() {
-        return Ok(false);
-    }
+/// Makes `dest` (missing: [`present`] said so) with libpathrs, its parents too: a
+/// directory, or an empty file for a file's bind mount.
+fn make_one(root: &Root, file: bool, dest: &Path) -> Result<(), pathrs::error::Error> {
     let dir_perm = Permissions::from_mode(0o755);
-    if source_is_file(m) {
+    if file {
         if let Some(parent) = dest.parent() {
             root.mkdir_all(parent, &dir_perm)?;
         }
@@ -181,7 +179,7 @@ fn make_one(root: &Root, m: &serde_json::Value, dest: &Path) -> Result<bool, pat
     } else {
         root.mkdir_all(dest, &dir_perm)?;
     }
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
