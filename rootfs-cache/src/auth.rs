@@ -153,18 +153,34 @@ pub fn parse_challenge(www_authenticate: &str) -> Option<Challenge> {
     })
 }
 
+/// The account and region of an ECR registry host: `<12 digits>.dkr.ecr[-fips].<region>.
+/// amazonaws.com[.cn][:443]`, the region of lower-case letters, digits and hyphens.
+///
+/// Read by hand, not with a regex: a compiled regex is heap that lives as long as the
+/// process, and the supervisor first asks this on a short-lived thread (the image check),
+/// whose malloc arena that heap then kept for the idle task (~36 KiB, docs/benchmarks.md
+/// "Stop 49"); compiling it also cost every launch.
 pub fn parse_ecr_host(host: &str) -> Option<EcrHost> {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?(?::443)?$",
-        )
-        .expect("static regex")
-    });
-    let c = re.captures(host)?;
+    let host = host.strip_suffix(":443").unwrap_or(host);
+    let (account, rest) = host.split_once('.')?;
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest.strip_prefix("dkr.ecr")?;
+    let rest = rest
+        .strip_prefix("-fips")
+        .unwrap_or(rest)
+        .strip_prefix('.')?;
+    let region = rest
+        .strip_suffix(".amazonaws.com.cn")
+        .or_else(|| rest.strip_suffix(".amazonaws.com"))?;
+    let region_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if region.is_empty() || !region.bytes().all(region_char) {
+        return None;
+    }
     Some(EcrHost {
-        account: c[1].to_string(),
-        region: c[2].to_string(),
+        account: account.to_string(),
+        region: region.to_string(),
     })
 }
 
@@ -568,6 +584,28 @@ mod tests {
         assert!(parse_ecr_host("public.ecr.aws").is_none());
         assert!(parse_ecr_host("12345.dkr.ecr.us-east-1.amazonaws.com").is_none());
         assert!(parse_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io").is_none());
+        // The port ECR answers on, and no other.
+        assert_eq!(
+            parse_ecr_host("123456789012.dkr.ecr.eu-west-3.amazonaws.com.cn:443")
+                .unwrap()
+                .region,
+            "eu-west-3"
+        );
+        for not_ecr in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:444",
+            "123456789012.dkr.ecr..amazonaws.com",
+            "123456789012.dkr.ecr.US-EAST-1.amazonaws.com",
+            "123456789012.dkr.ecr.us.east.amazonaws.com",
+            "123456789012.dkr.ecrfips.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr-fips-us-east-1.amazonaws.com",
+            "1234567890123.dkr.ecr.us-east-1.amazonaws.com",
+            "12345678901a.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn.cn",
+            "x123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:443:443",
+        ] {
+            assert!(parse_ecr_host(not_ecr).is_none(), "{not_ecr}");
+        }
     }
 
     #[test]

@@ -233,6 +233,12 @@ fn serve(listener: TcpListener, mut ep: Endpoint, stop: &AtomicBool, prefix: Opt
 }
 
 /// Reads one request (16 KiB at most, 5 s), answers it, closes.
+///
+/// Never inlined: its frame (~45 KiB in the release build, the snapshot and its JSON) would
+/// become `serve`'s, whose stack probe touches every page of it before the first accept,
+/// and the idle supervisor would keep those pages for the task's life (docs/benchmarks.md
+/// "Stop 49"). Apart, they are touched only while a request is answered.
+#[inline(never)]
 fn answer(mut conn: TcpStream, ep: &mut Endpoint, prefix: Option<&str>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
