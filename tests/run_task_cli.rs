@@ -179,6 +179,36 @@ fn a_failed_launch_leaves_no_supervisor_behind() {
     }
 }
 
+/// Each task's dirs are placed as ext4 places top-level dirs (`chattr +T` on their
+/// parents), so that launches do not all make and free their inodes in one block group
+/// (docs/benchmarks.md "Stop 49"); where the filesystem has no inode flags, nothing is
+/// asked.
+#[test]
+fn a_tasks_dirs_are_spread_over_the_block_groups() {
+    use rustix::fs::{IFlags, ioctl_getflags};
+    let env = Env::new();
+    let td = env.taskdef(
+        "spread",
+        &json!({"family": "spread", "networkMode": "awsvpc", "cpu": "256", "memory": "512",
+                "containerDefinitions": [{"name": "app", "image": BUSYBOX, "essential": true,
+                                          "command": ["true"]}]})
+        .to_string(),
+    );
+    let out = env.run(&["run-task", "--task-definition", &td]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let flags = |p: &Path| ioctl_getflags(std::fs::File::open(p).unwrap());
+    for (fs_root, parent) in [
+        (&env.mf.root, env.mf.root.join("tasks")),
+        (&env.mf.run_root, env.mf.run_root.join("tasks")),
+        (&env.mf.run_root, env.mf.run_root.join("rootfs")),
+    ] {
+        if flags(fs_root).is_ok() {
+            let f = flags(&parent).unwrap();
+            assert!(f.contains(IFlags::TOPDIR), "{}: {f:?}", parent.display());
+        }
+    }
+}
+
 #[test]
 fn limits_example_is_oom_killed_at_its_fargate_memory() {
     let env = Env::new();

@@ -724,9 +724,11 @@ pub fn disk_usage(path: &Path) -> u64 {
 /// for every new inode (`recently_deleted()` in find_inode_bit). A pull right after
 /// `prune` freed the previous layers' ~10 000 inodes in that same group spent 2-3 s of
 /// system CPU in that scan; spread to other groups, it spends 0.2 s
-/// (docs/benchmarks.md, "A pull right after a delete"). Filesystems without the flag
-/// (tmpfs, overlayfs, …) are left as they are.
-fn spread_new_dirs(dir: &Path) {
+/// (docs/benchmarks.md, "A pull right after a delete"). The same churn comes from
+/// launching tasks: each makes and later removes its dirs under one parent (minifargate's
+/// `tasks/` dirs). Filesystems without the flag (tmpfs, overlayfs, …) are left as they
+/// are.
+pub fn spread_new_dirs(dir: &Path) {
     use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
     let Ok(f) = File::open(dir) else { return };
     match ioctl_getflags(&f) {

@@ -424,9 +424,18 @@ pub fn insert_task(
     };
     let dir = TaskPaths::new(root, Path::new("/"), id).dir;
     // Owner-only: logs and volumes of the task are not for other users of the host.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
+    let builder = || {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true).mode(0o700);
+        b
+    };
+    if let Some(tasks) = dir.parent() {
+        builder()
+            .create(tasks)
+            .map_err(io(&format!("create {}", tasks.display())))?;
+        super::spread_task_dirs(tasks);
+    }
+    builder()
         .create(&dir)
         .map_err(io(&format!("create {}", dir.display())))?;
     hold_launch_lock(&dir, id).map_err(io(&format!("lock {}", launch_lock(&dir).display())))?;
