@@ -744,24 +744,20 @@ fn is_cgroupfs(dir: &Path) -> bool {
 /// process and no cgroup but the task's is touched. It is joined when dropped, so its
 /// thread is out of the cgroup (gone) before anything removes the task's cgroups. It
 /// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
-/// threaded subtree there). The launching CLI's warmer
-/// ([`Cgroups::warm_migrations_shared`]) moves itself in the cgroup above every task's
-/// instead, as a process found in a task's cgroup at its teardown is killed.
+/// threaded subtree there).
 ///
 /// It starts only once the task's cgroups, and its containers'
 /// ([`Cgroups::precreate_containers`]), exist: its first move holds the kernel's cgroup
 /// mutex through the grace period, and every cgroup mkdir meanwhile waits for it. (A
-/// warmer the CLI started before the supervisor, before any of the task's cgroups
-/// existed, made the supervisor's task cgroup mkdirs wait out that grace period instead:
-/// at 1000 tasks held, run-task took ~6 ms longer with it, docs/benchmarks.md. The CLI's
-/// warmer now starts after it has made them.)
+/// warmer started before any of the task's cgroups existed made their mkdirs wait out
+/// that grace period instead: at 1000 tasks held, run-task took ~6 ms longer with it,
+/// docs/benchmarks.md.)
 #[derive(Debug)]
 pub struct MigrationWarmer {
     /// Dropped to stop the thread (it wakes at once).
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The cgroup dir to remove on drop when empty: the one the warmer created, or the
-    /// shared one of [`Cgroups::warm_migrations_shared`].
+    /// The cgroup dir the warmer created, removed on drop when empty.
     created: Option<PathBuf>,
 }
 
@@ -775,20 +771,10 @@ impl Cgroups {
         if check_name(task_id).is_err() {
             return None;
         }
-        self.warm_in(&Self::task_path(task_id), max, false)
+        self.warm_in(&Self::task_path(task_id), max)
     }
 
-    /// As [`Cgroups::warm_migrations`], but the thread moves itself into the cgroup above
-    /// every task's (`minifargate`), not into a task's: for a process other than the
-    /// task's supervisor (the launching CLI), which must never be found in the task's
-    /// cgroup when the task is torn down (that kills every process there). A task torn
-    /// down meanwhile cannot remove that shared cgroup while the thread is in it: it is
-    /// removed when the warmer is dropped, if empty by then.
-    pub fn warm_migrations_shared(&self, max: Duration) -> Option<MigrationWarmer> {
-        self.warm_in(&format!("/{CGROUP_PREFIX}"), max, true)
-    }
-
-    fn warm_in(&self, rel: &str, max: Duration, remove_if_empty: bool) -> Option<MigrationWarmer> {
+    fn warm_in(&self, rel: &str, max: Duration) -> Option<MigrationWarmer> {
         if self.version != CgroupVersion::V1 {
             return None;
         }
@@ -796,7 +782,7 @@ impl Cgroups {
             .into_iter()
             .find(|c| self.root.join(c).join("tasks").exists())?;
         let dir = self.dir(ctrl, rel);
-        let created = (remove_if_empty || !dir.exists()).then(|| dir.clone());
+        let created = (!dir.exists()).then(|| dir.clone());
         if fs::create_dir_all(&dir).is_err() {
             return None;
         }

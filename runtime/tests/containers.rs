@@ -929,46 +929,6 @@ fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     assert_eq!(std::fs::read_to_string(dir.join("tasks")).unwrap(), "");
 }
 
-/// The launching CLI's warmer (`warm_migrations_shared`) sits in the cgroup above every
-/// task's, never in a task's own (whose teardown kills every process there), and leaves
-/// it when dropped.
-#[test]
-fn shared_migration_warmer_stays_out_of_the_task_cgroups() {
-    if unified() {
-        return;
-    }
-    let cg = runtime::Cgroups::detect().unwrap();
-    let task = Task::new(TaskLimits::default());
-    let warmer = cg
-        .warm_migrations_shared(Duration::from_secs(10))
-        .expect("a warmer on v1");
-    let ctrl = warmer_hierarchy();
-    let parent = cg_dir(ctrl, "minifargate");
-    let ours = |t: &str| Path::new("/proc/self/task").join(t.trim()).exists();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(parent.join("tasks"))
-        .unwrap()
-        .lines()
-        .any(ours)
-    {
-        assert!(Instant::now() < deadline, "the warmer never moved in");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let own = cg_dir(ctrl, &format!("minifargate/{}", task.id));
-    assert_eq!(std::fs::read_to_string(own.join("tasks")).unwrap(), "");
-    drop(warmer);
-    assert!(
-        !std::fs::read_to_string(parent.join("tasks"))
-            .unwrap_or_default()
-            .lines()
-            .any(ours),
-        "a thread of ours is still in {}",
-        parent.display()
-    );
-    // The task's cgroup is the task's: the warmer removed nothing of it.
-    assert!(own.exists());
-}
-
 #[test]
 fn another_handle_finds_and_execs_a_container_with_shell_exit_codes() {
     let rootfs = Rootfs::new();

@@ -532,12 +532,10 @@ fn finish(
             ExitCode::SUCCESS
         });
     }
-    // The launch's warmers run while the supervisor starts (ecs::tasks::warm_ahead).
     let Started {
         ids,
         supervisors,
         mut store,
-        warmers: _warmers,
         ..
     } = started;
     let store = &mut store;

@@ -114,7 +114,6 @@ fn launch_on(
         store,
         warnings,
         supervisors: Vec::new(),
-        warmers: Vec::new(),
     })
 }
 

@@ -167,8 +167,6 @@ pub struct Started {
     pub ids: Vec<String>,
     pub warnings: Vec<Warning>,
     pub supervisors: Vec<launch::Supervisor>,
-    /// Kept while the caller follows its task (see [`warm_ahead`]); stops by itself.
-    pub warmers: Vec<runtime::MigrationWarmer>,
 }
 
 impl Started {
@@ -183,7 +181,6 @@ impl Started {
             ids: Vec::new(),
             warnings: Vec::new(),
             supervisors: Vec::new(),
-            warmers: Vec::new(),
         }
     }
 }
@@ -723,7 +720,6 @@ fn replay(store: Store, arns: &[String]) -> EcsResult<Started> {
         ids,
         warnings: Vec::new(),
         supervisors: Vec::new(),
-        warmers: Vec::new(),
     })
 }
 
@@ -923,19 +919,10 @@ fn spawn(
     let req = &req;
     let mut ids = Vec::new();
     let mut supervisors = Vec::new();
-    let mut warmers = Vec::new();
     for i in 0..count as usize {
         let mut one = req.clone();
         one.launch.capacity_provider_name = providers.get(i).cloned();
         let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root)?;
-        if sup.follow && count == 1 {
-            let containers = stored
-                .definition
-                .container_definitions
-                .as_ref()
-                .map_or(0, Vec::len);
-            warmers.extend(warm_ahead(&id, containers));
-        }
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(match sup.early.take() {
             Some(waiting) => launch::hand_over(&mut store, &cmd, waiting, &id)?,
@@ -968,34 +955,7 @@ fn spawn(
         ids,
         warnings,
         supervisors,
-        warmers,
     })
-}
-
-/// For a launch whose caller follows its one task (an attached run-task): the task's and
-/// its containers' cgroup directories are made here, without limits, and the kernel's
-/// cgroup migration lock is warmed from this process (`runtime::MigrationWarmer`, in the
-/// cgroup above every task's: a process found in the task's own cgroup at its teardown
-/// is killed), so that the RCU grace period the first migration after a quiet spell
-/// waits for runs while the supervisor starts (its exec, its store, its network) rather
-/// than after. The dirs come first: the warmer's first move holds the kernel's cgroup
-/// mutex through the grace period, which a mkdir would wait for; the supervisor finds
-/// them made and writes its limits into them. Not for a detached launch: this process ends at once, and its exit
-/// would wait out the grace period. Cgroup v1 only (no warmer on v2); nothing on failure
-/// (the supervisor makes what is missing and reports errors). The warmer stops by itself
-/// once the supervisor's own has taken over.
-fn warm_ahead(task_id: &str, containers: usize) -> Option<runtime::MigrationWarmer> {
-    let cg = runtime::Cgroups::detect().ok()?;
-    if cg.version() != runtime::CgroupVersion::V1 {
-        return None;
-    }
-    cg.create_task(task_id, &runtime::TaskLimits::default())
-        .ok()?;
-    let ids: Vec<String> = (0..containers)
-        .map(|idx| crate::task::runtime_id(task_id, idx))
-        .collect();
-    cg.precreate_containers(task_id, &ids).ok()?;
-    cg.warm_migrations_shared(Duration::from_millis(50))
 }
 
 /// Where a request without a cluster looks for its tasks.

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+mod cgroup_ahead;
 mod images;
 mod steps;
 mod teardown;
@@ -111,6 +112,8 @@ pub struct Executor {
     /// launch until the first container starts (`wiring`).
     wiring: Option<wiring::Beside>,
     task_cgroup: bool,
+    /// The task's cgroups being made beside the first steps (`cgroup_ahead`).
+    cgroup_ahead: Option<cgroup_ahead::CgroupAhead>,
     warnings: Vec<String>,
     /// The host ids of the task's user namespace, when it has one (`crate::supervisor::isolation::userns`).
     userns: Option<runtime::IdRange>,
@@ -308,6 +311,7 @@ impl Executor {
             attachment: None,
             wiring: None,
             task_cgroup: false,
+            cgroup_ahead: None,
             last_event: Instant::now(),
             released: false,
             idle_release_after: idle_release_after(),
@@ -335,40 +339,36 @@ impl Executor {
             .map(|rt| rt.with_filter_cache(self.opts.run_root.join("seccomp")))
     }
 
-    /// Creates the task's cgroup now, ahead of `run`, and starts warming the kernel's
-    /// cgroup migration lock in it (`runtime::MigrationWarmer`): the ~7 ms grace period
-    /// that the first migration after a quiet spell waits for then passes while the
-    /// network and the rootfs are set up, instead of inside the first container's create.
-    /// The cgroups, the task's and its containers', are made before the warmer starts:
-    /// the warmer's first migration holds the kernel's cgroup mutex through the grace
-    /// period, and a mkdir would wait for it.
-    /// On failure nothing is left; `run` tries again and reports the error.
+    /// Starts making the task's cgroups, with their limits, on a thread beside the first
+    /// steps, and the cgroup migration lock warmed there once they exist (`cgroup_ahead`):
+    /// the ~7 ms grace period the first migration after a quiet spell waits for passes
+    /// while the network and the rootfs are set up. The "task cgroup" step joins it.
     pub fn prepare_task_cgroup(&mut self, def: &TaskDefinition) {
-        if self.task_cgroup {
+        if self.task_cgroup || self.cgroup_ahead.is_some() {
             return;
         }
         let Ok(rt) = self.new_runtime() else {
             return;
         };
-        if rt
-            .create_task_cgroup(&self.task.id, &self.limits(def))
-            .is_err()
-        {
-            return;
-        }
-        self.task_cgroup = true;
-        // The containers' cgroup dirs too, before the warmer (see there). On failure each
-        // container's create makes its own and reports what failed.
-        let ids: Vec<String> = (0..self.slots.len())
+        let containers = (0..self.slots.len())
             .map(|idx| runtime_id(&self.task.id, idx))
             .collect();
-        if let Err(e) = rt.cgroups().precreate_containers(&self.task.id, &ids) {
-            tracing::debug!(task_id = %self.task.id, error = %e, "container cgroups not made ahead");
-        }
-        self.warmer = rt
-            .cgroups()
-            .warm_migrations(&self.task.id, Duration::from_secs(2));
+        self.cgroup_ahead = cgroup_ahead::CgroupAhead::start(
+            rt.cgroups().clone(),
+            self.task.id.clone(),
+            self.limits(def),
+            containers,
+        );
         self.rt = Some(rt);
+    }
+
+    /// Waits for the cgroups made ahead, if any; `task_cgroup` then says if they exist.
+    fn join_cgroup_ahead(&mut self) {
+        if let Some(ahead) = self.cgroup_ahead.take() {
+            let made = ahead.join();
+            self.task_cgroup |= made.task_cgroup;
+            self.warmer = made.warmer.or(self.warmer.take());
+        }
     }
 
     /// The task's cgroup limits: task cpu and memory (overrides first), container cpu.
@@ -985,6 +985,7 @@ impl Executor {
             return false;
         }
         steps.mark("images");
+        self.join_cgroup_ahead();
         if !self.task_cgroup {
             let rt = match self.new_runtime() {
                 Ok(rt) => rt,

@@ -16,7 +16,9 @@ impl Executor {
     /// delete (see [`Executor::run`]).
     pub(super) fn deprovision(&mut self) -> Vec<PathBuf> {
         let mut steps = Steps::new();
-        // Its thread leaves the task's cgroup before the cgroup is removed below.
+        // Whatever the thread making the cgroups ahead made is removed below, and the
+        // warmer's thread leaves the task's cgroup before that.
+        self.join_cgroup_ahead();
         self.warmer.take();
         self.task.last_status = LastStatus::Deprovisioning;
         self.save();
