@@ -149,6 +149,8 @@ pub struct Executor {
     /// The checks started while the supervisor waited for the task, if they were
     /// (`images::images_to_check_ahead`); taken by `start_early_checks`.
     early_checks_ahead: Option<images::EarlyChecks>,
+    /// The image cache, once opened (its set-up is ~30 system calls; once per task).
+    image_store: Option<rootfs_cache::Store>,
     /// The task's `pidMode` / `ipcMode` and what they share (`crate::supervisor::isolation::namespaces`).
     namespaces: crate::supervisor::isolation::namespaces::TaskNamespaces,
     /// The task's FireLens plan and files, when it has a log router (`crate::supervisor::logs::firelens`).
@@ -329,6 +331,7 @@ impl Executor {
             firelens: None,
             early_checks: None,
             early_checks_ahead: None,
+            image_store: None,
         }
     }
 
@@ -1041,7 +1044,7 @@ impl Executor {
             return false;
         }
         steps.mark("logs, firelens, ephemeral, rootfs dir");
-        let images = rootfs_cache::Store::open(&self.opts.root);
+        let images = self.image_store();
         for idx in 0..self.slots.len() {
             let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
                 (Ok(store), Some(rec)) => rec
@@ -1192,7 +1195,7 @@ impl Executor {
         let Some(rec) = &self.slots[idx].image else {
             return ImageDefaults::default();
         };
-        let cfg = rootfs_cache::Store::open(&self.opts.root).and_then(|s| s.image_config(rec));
+        let cfg = self.image_store_now().and_then(|s| s.image_config(rec));
         match cfg {
             Ok(cfg) => match cfg.config() {
                 Some(c) => ImageDefaults {

@@ -6,6 +6,7 @@ use super::{Executor, now_ms, now_us};
 use crate::error_chain;
 use crate::store::StopCode;
 use crate::task::{PullPolicy, reason};
+use rootfs_cache::store::StoreError;
 use rootfs_cache::{ImageRecord, Puller, RegistryClient};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,22 @@ impl Executor {
         }
     }
 
+    /// The image cache: opened (its dirs made or checked) once per task, by the image
+    /// check's thread or by the first step that needs it, then the same handle.
+    pub(super) fn image_store(&mut self) -> Result<rootfs_cache::Store, StoreError> {
+        let s = self.image_store_now()?;
+        self.image_store = Some(s.clone());
+        Ok(s)
+    }
+
+    /// [`Self::image_store`] without keeping what it opened.
+    pub(super) fn image_store_now(&self) -> Result<rootfs_cache::Store, StoreError> {
+        match &self.image_store {
+            Some(s) => Ok(s.clone()),
+            None => rootfs_cache::Store::open(&self.opts.root),
+        }
+    }
+
     fn pull_all(&mut self) -> Result<(), (usize, ImageError)> {
         // The cache the check's thread opened, else opened here (once per task either way).
         let (opened, early) = match self.early_checks.take() {
@@ -36,8 +53,12 @@ impl Executor {
             None => (None, Vec::new()),
         };
         let images = match opened {
-            Some(images) => images,
-            None => rootfs_cache::Store::open(&self.opts.root)
+            Some(images) => {
+                self.image_store = Some(images.clone());
+                images
+            }
+            None => self
+                .image_store()
                 .map_err(|e| (0, ImageError::Store(error_chain(&e))))?,
         };
         let mut get = ImageGetter::new(
