@@ -342,38 +342,6 @@ impl Executor {
             .map(|rt| rt.with_filter_cache(self.opts.run_root.join("seccomp")))
     }
 
-    /// Starts making the task's cgroups, with their limits, on a thread beside the first
-    /// steps, and the cgroup migration lock warmed there once they exist (`cgroup_ahead`):
-    /// the ~7 ms grace period the first migration after a quiet spell waits for passes
-    /// while the network and the rootfs are set up. The "task cgroup" step joins it.
-    pub fn prepare_task_cgroup(&mut self, def: &TaskDefinition) {
-        if self.task_cgroup || self.cgroup_ahead.is_some() {
-            return;
-        }
-        let Ok(rt) = self.new_runtime() else {
-            return;
-        };
-        let containers = (0..self.slots.len())
-            .map(|idx| runtime_id(&self.task.id, idx))
-            .collect();
-        self.cgroup_ahead = cgroup_ahead::CgroupAhead::start(
-            rt.cgroups().clone(),
-            self.task.id.clone(),
-            self.limits(def),
-            containers,
-        );
-        self.rt = Some(rt);
-    }
-
-    /// Waits for the cgroups made ahead, if any; `task_cgroup` then says if they exist.
-    fn join_cgroup_ahead(&mut self) {
-        if let Some(ahead) = self.cgroup_ahead.take() {
-            let made = ahead.join();
-            self.task_cgroup |= made.task_cgroup;
-            self.warmer = made.warmer.or(self.warmer.take());
-        }
-    }
-
     /// The task's cgroup limits: task cpu and memory (overrides first), container cpu.
     fn limits(&self, def: &TaskDefinition) -> TaskLimits {
         let mib = |v: Option<&crate::taskdef::model::SizeValue>| {

@@ -8,6 +8,8 @@
 //! reports what failed by making the rest itself; teardown joins it before it removes
 //! the task's cgroup, so nothing the thread makes outlives the task.
 
+use crate::task::runtime_id;
+use crate::taskdef::model::TaskDefinition;
 use runtime::{Cgroups, MigrationWarmer, TaskLimits};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -62,5 +64,39 @@ fn make(cgroups: &Cgroups, task_id: &str, limits: &TaskLimits, containers: &[Str
     Made {
         task_cgroup: true,
         warmer: cgroups.warm_migrations(task_id, Duration::from_secs(2)),
+    }
+}
+
+impl super::Executor {
+    /// Starts making the task's cgroups, with their limits, on a thread beside the first
+    /// steps, and the cgroup migration lock warmed there once they exist (`cgroup_ahead`):
+    /// the ~7 ms grace period the first migration after a quiet spell waits for passes
+    /// while the network and the rootfs are set up. The "task cgroup" step joins it.
+    pub fn prepare_task_cgroup(&mut self, def: &TaskDefinition) {
+        if self.task_cgroup || self.cgroup_ahead.is_some() {
+            return;
+        }
+        let Ok(rt) = self.new_runtime() else {
+            return;
+        };
+        let containers = (0..self.slots.len())
+            .map(|idx| runtime_id(&self.task.id, idx))
+            .collect();
+        self.cgroup_ahead = CgroupAhead::start(
+            rt.cgroups().clone(),
+            self.task.id.clone(),
+            self.limits(def),
+            containers,
+        );
+        self.rt = Some(rt);
+    }
+
+    /// Waits for the cgroups made ahead, if any; `task_cgroup` then says if they exist.
+    pub(super) fn join_cgroup_ahead(&mut self) {
+        if let Some(ahead) = self.cgroup_ahead.take() {
+            let made = ahead.join();
+            self.task_cgroup |= made.task_cgroup;
+            self.warmer = made.warmer;
+        }
     }
 }
