@@ -252,27 +252,35 @@ impl Cgroups {
     /// their v2 weight), memory hard limit (no swap beyond it), pids.
     /// On failure the half-made cgroup is removed.
     pub fn create_task(&self, task_id: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
+        if let Err(e) = self.update_task(task_id, limits) {
+            if let Err(cleanup) = self.remove(&Self::task_path(task_id)) {
+                tracing::warn!(task_id, error = %cleanup, "failed to remove half-made task cgroup");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// As [`Cgroups::create_task`] for a task cgroup that may exist already (made ahead,
+    /// before the limits were known): makes what is missing and writes the limits, and on
+    /// failure removes nothing (the caller may have a thread in the cgroup, which
+    /// [`Cgroups::remove`] would kill).
+    pub fn update_task(&self, task_id: &str, limits: &TaskLimits) -> Result<(), CgroupError> {
         check_name(task_id)?;
         let rel = Self::task_path(task_id);
         let create = || match self.version {
             CgroupVersion::V1 => self.create_task_v1(&rel, limits),
             CgroupVersion::V2 => self.create_task_v2(&rel, limits),
         };
-        let mut result = create();
+        let result = create();
         // Another task's teardown may have removed the shared, then empty, `minifargate`
         // parent between our mkdirs of parent and child: once more finds it settled.
         if let Err(CgroupError::Create { source, .. }) = &result
             && source.kind() == std::io::ErrorKind::NotFound
         {
-            result = create();
+            return create();
         }
-        if let Err(e) = result {
-            if let Err(cleanup) = self.remove(&rel) {
-                tracing::warn!(task_id, error = %cleanup, "failed to remove half-made task cgroup");
-            }
-            return Err(e);
-        }
-        Ok(())
+        result
     }
 
     /// Makes `rel` and its parents in the v1 cpuset hierarchy, each new one out of the

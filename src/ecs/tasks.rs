@@ -134,6 +134,15 @@ pub fn prestart(ecs: &Ecs, local: &Local) -> Option<launch::Waiting> {
     }
 }
 
+/// Tells the supervisor started ahead, if any, the id its task will have and its number
+/// of containers, so that it makes the task's cgroups while this process places the task
+/// and writes its rows (`launch::Waiting::announce_cgroups`).
+fn announce_cgroups(early: &mut Option<launch::Waiting>, def: &taskdef::TaskDefinition) {
+    if let Some(w) = early {
+        w.announce_cgroups(def.container_definitions.as_ref().map_or(0, Vec::len));
+    }
+}
+
 /// Names to the supervisor started ahead, if any, the images its task will have checked
 /// (`images_to_check_ahead`): it asks their registries while this process places the task
 /// and writes its rows. Not for a service deployment's tasks, whose pinned digests the
@@ -448,6 +457,7 @@ pub fn run_task_with(
         if local.remote {
             super::no_local_environment_files(&resolved.stored.definition)?;
         }
+        announce_cgroups(&mut local.early, &resolved.stored.definition);
         if local.deployment.is_none() {
             announce_images(&mut local.early, &resolved.stored.definition, local.pull);
         }
@@ -769,6 +779,7 @@ pub fn run_unregistered(
 ) -> EcsResult<Started> {
     let ctx = AwsContext::from_env();
     let def = taskdef::normalize::for_register(def);
+    announce_cgroups(&mut local.early, &def);
     announce_images(&mut local.early, &def, local.pull);
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, cluster)?;
@@ -922,7 +933,12 @@ fn spawn(
     for i in 0..count as usize {
         let mut one = req.clone();
         one.launch.capacity_provider_name = providers.get(i).cloned();
-        let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root)?;
+        // The first task goes to the supervisor started ahead, under the id it was told.
+        let ahead = match (i, &sup.early) {
+            (0, Some(w)) => w.ahead_id().map(str::to_string),
+            _ => None,
+        };
+        let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root, ahead.as_deref())?;
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(match sup.early.take() {
             Some(waiting) => launch::hand_over(&mut store, &cmd, waiting, &id)?,

@@ -33,6 +33,7 @@ mod wiring;
 
 use runtime::Steps;
 
+pub(crate) use cgroup_ahead::CgroupAhead;
 pub use images::{EarlyChecks, images_to_check_ahead};
 use steps::SpecStepError;
 use teardown::delete_when_free;
@@ -114,6 +115,9 @@ pub struct Executor {
     task_cgroup: bool,
     /// The task's cgroups being made beside the first steps (`cgroup_ahead`).
     cgroup_ahead: Option<cgroup_ahead::CgroupAhead>,
+    /// Their first stage, made while the supervisor waited for its task, until
+    /// `prepare_task_cgroup` hands it to the second (`cgroup_ahead`).
+    early_cgroups: Option<cgroup_ahead::CgroupAhead>,
     warnings: Vec<String>,
     /// The host ids of the task's user namespace, when it has one (`crate::supervisor::isolation::userns`).
     userns: Option<runtime::IdRange>,
@@ -314,6 +318,7 @@ impl Executor {
             wiring: None,
             task_cgroup: false,
             cgroup_ahead: None,
+            early_cgroups: None,
             last_event: Instant::now(),
             released: false,
             idle_release_after: idle_release_after(),

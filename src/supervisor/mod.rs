@@ -91,10 +91,13 @@ fn answer(listener: &UnixListener, tx: &Sender<Event>) {
 /// The task id the launcher writes on the `--wait-fd` pipe (one line), or `None` at end
 /// of file or for anything that is not a task id (32 hex digits, a path component).
 /// Before it, the launcher may name the images its task will have checked
-/// (`launch::Waiting::announce_images`): each such line goes to `on_images` as it comes.
+/// (`launch::Waiting::announce_images`) and tell the task's id and number of containers
+/// (`launch::Waiting::announce_cgroups`): each such line goes to `on_images` or
+/// `on_cgroups` as it comes.
 fn read_hand_over(
     pipe: std::fs::File,
     mut on_images: impl FnMut(rootfs_cache::Platform, Vec<String>),
+    mut on_cgroups: impl FnMut(String, usize),
 ) -> Option<String> {
     use std::io::{BufRead, Read};
     let mut pipe = std::io::BufReader::new(pipe);
@@ -106,6 +109,10 @@ fn read_hand_over(
             .read_line(&mut line)
             .ok()?;
         let l = line.strip_suffix('\n')?;
+        if let Some((id, containers)) = launch::parse_cgroups_line(l) {
+            on_cgroups(id, containers);
+            continue;
+        }
         match launch::parse_images_line(l) {
             Some((platform, images)) => on_images(platform, images),
             None => {
@@ -146,6 +153,7 @@ pub fn run(
     }
     let mut netns_ahead = None;
     let mut checks_ahead = None;
+    let mut cgroups_ahead: Option<crate::supervisor::executor::CgroupAhead> = None;
     let (task_id, store) = match (a.task_id, wait) {
         (Some(id), _) => (id, None),
         (None, Some(pipe)) => {
@@ -183,10 +191,24 @@ pub fn run(
                     String::new(),
                 );
             };
-            let Some(id) = read_hand_over(pipe, checks) else {
-                // No task: the launch failed or its launcher died. Nothing was made.
+            // The task's cgroups, made and the migration lock warmed while its launcher
+            // writes the task (executor::CgroupAhead::start_early).
+            let cgroups = |id: String, containers: usize| {
+                if cgroups_ahead.is_none() {
+                    cgroups_ahead =
+                        crate::supervisor::executor::CgroupAhead::start_early(id, containers);
+                }
+            };
+            let Some(id) = read_hand_over(pipe, checks, cgroups) else {
+                // No task: the launch failed or its launcher died. Nothing is left: the
+                // cgroups made ahead go with their handle.
+                drop(cgroups_ahead);
                 return Ok(());
             };
+            // Made for another task than the one given (no launcher does that): gone.
+            if cgroups_ahead.as_ref().is_some_and(|c| c.task_id() != id) {
+                cgroups_ahead = None;
+            }
             // From now on, the task's own log (the launcher left us /dev/null).
             let paths = TaskPaths::new(root, run_root, &id);
             let log = launch::open_supervisor_log(&paths.supervisor_log())?;
@@ -265,6 +287,7 @@ pub fn run(
     );
     exec.set_netns_ahead(netns_ahead);
     exec.set_early_checks_ahead(checks_ahead);
+    exec.set_cgroups_ahead(cgroups_ahead);
     // As early as possible (see there). Should this process fail before `run`, the next
     // command's reconcile removes the cgroup with the rest of the dead task.
     exec.prepare_task_cgroup(&def);
@@ -309,7 +332,13 @@ mod tests {
 
     #[test]
     fn the_task_id_on_the_wait_pipe_is_one_line_of_32_hex_digits() {
-        let read_task_id = |pipe| read_hand_over(pipe, |_, _| panic!("no images named"));
+        let read_task_id = |pipe| {
+            read_hand_over(
+                pipe,
+                |_, _| panic!("no images named"),
+                |_, _| panic!("no cgroups announced"),
+            )
+        };
         let id = "0123456789abcdef0123456789abcdef";
         assert_eq!(
             read_task_id(pipe_with(format!("{id}\n").as_bytes())).as_deref(),
@@ -337,6 +366,7 @@ mod tests {
                 .as_bytes(),
             ),
             |p, i| named.push((p.to_string(), i)),
+            |_, _| panic!("no cgroups announced"),
         );
         assert_eq!(got.as_deref(), Some(id));
         assert_eq!(
@@ -352,8 +382,11 @@ mod tests {
         // The images but no task (the launch failed after naming them): nothing to run.
         let mut calls = 0;
         assert_eq!(
-            read_hand_over(pipe_with(b"images linux/amd64 busybox\n"), |_, _| calls +=
-                1),
+            read_hand_over(
+                pipe_with(b"images linux/amd64 busybox\n"),
+                |_, _| calls += 1,
+                |_, _| panic!("no cgroups announced")
+            ),
             None
         );
         assert_eq!(calls, 1);
@@ -364,10 +397,33 @@ mod tests {
             "images amd64 busybox\n".to_string(),
             format!("images linux/amd64 {}\n", "a".repeat(20_000)),
         ] {
-            let got = read_hand_over(pipe_with(format!("{bad}{id}\n").as_bytes()), |_, _| {
-                panic!("not an images line: {bad:?}")
-            });
+            let got = read_hand_over(
+                pipe_with(format!("{bad}{id}\n").as_bytes()),
+                |_, _| panic!("not an images line: {bad:?}"),
+                |_, _| panic!("not a cgroups line: {bad:?}"),
+            );
             assert_eq!(got, None, "{bad:?}");
         }
+    }
+
+    /// The task's id and number of containers come before the task id (with the images
+    /// or without them); a line that is almost one is no task.
+    #[test]
+    fn the_cgroups_line_comes_before_the_task_id_and_is_not_taken_for_it() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let mut told = Vec::new();
+        let got = read_hand_over(
+            pipe_with(format!("cgroups {id} 2\nimages linux/amd64 busybox:1\n{id}\n").as_bytes()),
+            |_, _| {},
+            |i, n| told.push((i, n)),
+        );
+        assert_eq!(got.as_deref(), Some(id));
+        assert_eq!(told, [(id.to_string(), 2)]);
+        let got = read_hand_over(
+            pipe_with(format!("cgroups {id} 0\n{id}\n").as_bytes()),
+            |_, _| {},
+            |_, _| panic!("not a cgroups line"),
+        );
+        assert_eq!(got, None);
     }
 }

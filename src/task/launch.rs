@@ -237,23 +237,29 @@ pub fn apply_env_file(def: &mut TaskDefinition, vars: &[KeyValuePair]) {
     }
 }
 
-/// Writes one task (PROVISIONING, desired RUNNING) and its containers; returns its id.
+/// Writes one task (PROVISIONING, desired RUNNING) and its containers; returns its id:
+/// `task_id` when given (the one announced to its supervisor started ahead), else a new
+/// one.
 pub fn create_task(
     store: &mut Store,
     ctx: &AwsContext,
     stored: &StoredTaskDefinition,
     req: &Request,
     root: &Path,
+    task_id: Option<&str>,
 ) -> Result<String, LaunchError> {
     let containers = stored
         .definition
         .container_definitions
         .as_ref()
         .map_or(0, Vec::len);
-    let ids = Ids::new(containers).map_err(|source| LaunchError::Io {
+    let mut ids = Ids::new(containers).map_err(|source| LaunchError::Io {
         what: "draw the task's ids from the kernel's random pool".into(),
         source,
     })?;
+    if let Some(id) = task_id {
+        ids.task = id.to_string();
+    }
     let task = prepare_task(ctx, stored, req, root, &ids)?;
     insert_task(store, ctx, &task, root)?;
     Ok(ids.task)
@@ -557,6 +563,8 @@ pub struct Waiting {
     /// Where the task's id goes.
     task: std::io::PipeWriter,
     done: Option<std::io::PipeReader>,
+    /// The id its task will have, once told to it (`announce_cgroups`).
+    ahead_id: Option<String>,
 }
 
 /// Starts a supervisor that waits for its task (`supervise --wait-fd`): `cmd` as for
@@ -583,6 +591,7 @@ pub fn prestart_supervisor(cmd: &SupervisorCommand) -> Result<Waiting, LaunchErr
         child,
         task: w,
         done: done.map(|(r, _w)| r),
+        ahead_id: None,
     })
 }
 
@@ -597,6 +606,61 @@ impl Waiting {
             let _ = self.task.write_all(line.as_bytes());
         }
     }
+
+    /// Chooses the id of the task this supervisor will be given and tells it, with the
+    /// number of its `containers`, so that it makes the task's cgroups and warms the
+    /// cgroup migration lock while this process places the task and writes its rows
+    /// (`executor::CgroupAhead::start_early`). Once only; the task written for this
+    /// supervisor must then take [`Waiting::ahead_id`]. A supervisor that is never given
+    /// that task removes what it made when its pipe closes.
+    pub fn announce_cgroups(&mut self, containers: usize) {
+        use std::io::Write;
+        if self.ahead_id.is_some() || containers == 0 || containers > MAX_CONTAINERS {
+            return;
+        }
+        let Ok(id) = crate::task::new_id() else {
+            return;
+        };
+        if self
+            .task
+            .write_all(format!("{CGROUPS_LINE} {id} {containers}\n").as_bytes())
+            .is_ok()
+        {
+            self.ahead_id = Some(id);
+        }
+    }
+
+    /// The id announced to the supervisor ([`Waiting::announce_cgroups`]), if any.
+    pub fn ahead_id(&self) -> Option<&str> {
+        self.ahead_id.as_deref()
+    }
+}
+
+/// The first word of the line that names the task's id and its number of containers
+/// on the wait pipe, for its cgroups made ahead.
+const CGROUPS_LINE: &str = "cgroups";
+
+/// ECS's most containers in one task definition.
+const MAX_CONTAINERS: usize = 10;
+
+/// The task id and the number of containers of a `cgroups` line (without its newline);
+/// `None` for any other line.
+pub fn parse_cgroups_line(line: &str) -> Option<(String, usize)> {
+    let mut words = line.split(' ');
+    if words.next()? != CGROUPS_LINE {
+        return None;
+    }
+    let id = words.next()?;
+    let n: usize = words.next()?.parse().ok()?;
+    let valid = words.next().is_none() && is_task_id(id) && (1..=MAX_CONTAINERS).contains(&n);
+    valid.then(|| (id.to_string(), n))
+}
+
+/// A task id as this box makes them: 32 lowercase hex digits (a path component).
+pub fn is_task_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// The first word of the line that names the images to check ahead on the wait pipe.
@@ -645,6 +709,7 @@ pub fn hand_over(
         child,
         mut task,
         done,
+        ..
     } = waiting;
     let pid = i64::from(child.id());
     // Recorded before the id is written, so the supervisor finds its pid in its row and
@@ -804,6 +869,27 @@ mod tests {
         assert_eq!(images_line(&platform, &many), None);
         // A task id is no images line.
         assert_eq!(parse_images_line("0123456789abcdef0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn a_cgroups_line_reads_back_only_as_written() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse_cgroups_line(&format!("cgroups {id} 3")),
+            Some((id.to_string(), 3))
+        );
+        for bad in [
+            format!("cgroups {id} 0"),
+            format!("cgroups {id} 11"),
+            format!("cgroups {id} 1 2"),
+            format!("cgroups {id}"),
+            format!("cgroups {} 1", id.to_uppercase()),
+            "cgroups ../../etc 1".to_string(),
+            format!("images {id} 1"),
+            id.to_string(),
+        ] {
+            assert_eq!(parse_cgroups_line(&bad), None, "{bad}");
+        }
     }
 
     #[test]
