@@ -11,7 +11,7 @@
 //! number of containers as soon as its launcher has read the definition (the `cgroups`
 //! line of the wait pipe, `launch::Waiting::announce_cgroups`): it makes the dirs then,
 //! without limits, and starts the warmer ([`CgroupAhead::start_early`]). The first
-//! migration after a quiet spell waits for an RCU grace period (9–16 ms measured here,
+//! migration after a quiet spell waits for an RCU grace period (4–18 ms measured here,
 //! docs/benchmarks.md "Stop 50"), and the earlier the warmer pays it, the less of it is
 //! left for the container's own migration, inside libcontainer's create. Once the task
 //! is handed over, [`CgroupAhead::start`] writes the limits into those dirs (or makes
