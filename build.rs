@@ -13,14 +13,14 @@
 //! static (not static-pie) by `scripts/release` itself (`-C relocation-model=static`, the
 //! same `MINIFARGATE_PIE=1` opt-out), as a link argument here cannot change that.
 //!
-//! Also compresses the CLI's ECS model (`src/cli/ecs_model.json`, 130 KB of JSON) with
-//! zstd into `OUT_DIR`: ~12 KB in the binary, decompressed once on first use
-//! (`cli::model`; binary size, docs/packaging.md "Sizes"), with an index of where each
-//! operation's JSON and the renames lie in that text, so that a verb decodes only its own
-//! operation (`run-task` decoded all 77 at every start: docs/benchmarks.md, "Where the
-//! time goes, 2026-11-25"). The web console's files
-//! (`src/api/console/assets/*`, docs/how-isolation-works.md; ~64 KB) likewise
-//! (`api::console`, decompressed once on the first request).
+//! Also writes an index of where each operation's JSON and the renames lie in the CLI's
+//! ECS model (`src/cli/ecs_model.json`, 130 KB of JSON, included as it is by
+//! `cli::model`), so that a verb decodes only its own operation (`run-task` decoded all 77
+//! at every start: docs/benchmarks.md, "Where the time goes, 2026-11-25"; it was also
+//! zstd-compressed, and decompressed whole at every start, until "Stop 50"). The web
+//! console's files (`src/api/console/assets/*`, docs/how-isolation-works.md; ~64 KB) are
+//! zstd-compressed into `OUT_DIR` (`api::console`, decompressed once on the first request;
+//! binary size, docs/packaging.md "Sizes").
 fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for (src, name) in [
@@ -37,8 +37,6 @@ fn main() {
     const MODEL: &str = "src/cli/ecs_model.json";
     println!("cargo:rerun-if-changed={MODEL}");
     let json = std::fs::read(MODEL).expect("src/cli/ecs_model.json is readable");
-    let packed = zstd::encode_all(&json[..], 19).expect("zstd compresses the ECS model");
-    std::fs::write(out.join("ecs_model.json.zst"), packed).expect("OUT_DIR is writable");
     std::fs::write(out.join("ecs_model_index.rs"), model_index(&json))
         .expect("OUT_DIR is writable");
 

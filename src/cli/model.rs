@@ -10,17 +10,19 @@
 use serde::Deserialize;
 use std::sync::OnceLock;
 
-/// `ecs_model.json`, zstd-compressed by build.rs (130 KB → ~12 KB in the binary).
-const MODEL_ZST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ecs_model.json.zst"));
+/// `ecs_model.json` as it is (130 KB in the binary): a verb reads its own operation's
+/// JSON straight from the binary's image, with nothing to decompress at start (it was
+/// zstd-compressed until 2026-11-26, and every `run-task` decompressed all of it:
+/// docs/benchmarks.md "Stop 50").
+const MODEL_JSON: &[u8] = include_bytes!("ecs_model.json");
 
 // `OPERATIONS` and `RENAMES`: where each operation and the renames lie in the model's text
 // (build.rs), so that a verb decodes its own operation only, not all 77 of them.
 include!(concat!(env!("OUT_DIR"), "/ecs_model_index.rs"));
 
-/// The model's JSON text, decompressed once.
+/// The model's JSON text.
 fn model_json() -> &'static [u8] {
-    static T: OnceLock<Vec<u8>> = OnceLock::new();
-    T.get_or_init(|| zstd::decode_all(MODEL_ZST).expect("the embedded ECS model decompresses"))
+    MODEL_JSON
 }
 
 #[cfg(test)]
