@@ -419,8 +419,14 @@ fn cli_killed_before_it_started_the_supervisor() {
     // The supervisor the CLI started ahead waits for its task (launch::prestart_supervisor).
     let waiting = supervisors_of(&env.mf.root);
     assert_eq!(waiting.len(), 1, "one supervisor waits: {waiting:?}");
+    // Told the task's id once the definition was read, it has made the task's cgroups
+    // (executor::CgroupAhead::start_early).
+    wait_for("the cgroups made ahead", || {
+        !common::leaks::task_cgroups(&id).is_empty()
+    });
     kill9_child(child);
-    // Its pipe's end of file: it exits having made nothing.
+    // Its pipe's end of file: it exits leaving nothing (the cgroups it made ahead go,
+    // checked below).
     wait_dead(waiting[0]);
     assert!(
         !env.mf.run_root.join("tasks").join(&id).exists(),
