@@ -20,11 +20,6 @@ const MODEL_JSON: &[u8] = include_bytes!("ecs_model.json");
 // (build.rs), so that a verb decodes its own operation only, not all 77 of them.
 include!(concat!(env!("OUT_DIR"), "/ecs_model_index.rs"));
 
-/// The model's JSON text.
-fn model_json() -> &'static [u8] {
-    MODEL_JSON
-}
-
 #[cfg(test)]
 #[derive(Debug, Deserialize)]
 pub struct Model {
@@ -40,7 +35,7 @@ fn renames() -> &'static [(String, String, String)] {
     static R: OnceLock<Vec<(String, String, String)>> = OnceLock::new();
     R.get_or_init(|| {
         let (start, end) = RENAMES;
-        serde_json::from_slice(&model_json()[start..end]).expect("the model's renames decode")
+        serde_json::from_slice(&MODEL_JSON[start..end]).expect("the model's renames decode")
     })
 }
 
@@ -88,7 +83,7 @@ pub struct Paginator {
 #[cfg(test)]
 pub fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| serde_json::from_slice(model_json()).expect("src/cli/ecs_model.json decodes"))
+    M.get_or_init(|| serde_json::from_slice(MODEL_JSON).expect("src/cli/ecs_model.json decodes"))
 }
 
 /// Operation `name` (`CreateService`), decoded on first use; panics for a name the model
@@ -102,7 +97,7 @@ pub fn operation(name: &str) -> &'static Operation {
         .unwrap_or_else(|_| panic!("{name} is not an ECS operation in src/cli/ecs_model.json"));
     DECODED[i].get_or_init(|| {
         let (_, start, end) = OPERATIONS[i];
-        serde_json::from_slice(&model_json()[start..end])
+        serde_json::from_slice(&MODEL_JSON[start..end])
             .unwrap_or_else(|e| panic!("operation {name} of src/cli/ecs_model.json decodes: {e}"))
     })
 }
@@ -319,7 +314,7 @@ mod tests {
             return;
         }
         assert!(
-            fresh.as_bytes() == model_json(),
+            fresh.as_bytes() == MODEL_JSON,
             "src/cli/ecs_model.json is not what this botocore says (run \
              UPDATE_DOCS=1 cargo test --bin minifargate cli::model)"
         );

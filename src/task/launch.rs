@@ -657,7 +657,7 @@ pub fn parse_cgroups_line(line: &str) -> Option<(String, usize)> {
 }
 
 /// A task id as this box makes them: 32 lowercase hex digits (a path component).
-pub fn is_task_id(s: &str) -> bool {
+fn is_task_id(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))

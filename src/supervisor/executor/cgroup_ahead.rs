@@ -34,6 +34,8 @@ use std::time::Duration;
 pub(crate) struct Made {
     pub task_cgroup: bool,
     pub warmer: Option<MigrationWarmer>,
+    /// How many of the containers' dirs it made (the first ones).
+    pub containers: usize,
 }
 
 /// The thread at work; [`CgroupAhead::join`] waits for it.
@@ -140,9 +142,10 @@ fn make(
         // the cgroup itself and reports what failed.
         let limits = limits.cloned().unwrap_or_default();
         let updated = cgroups.update_task(task_id, &limits).and_then(|()| {
-            // Already made, unless the definition has more containers than the
-            // launcher announced: those are made now.
-            cgroups.precreate_containers(task_id, containers)
+            // Only the containers beyond those the launcher announced (none, when the
+            // definition is the one it read).
+            let rest = containers.get(made.containers..).unwrap_or_default();
+            cgroups.precreate_containers(task_id, rest)
         });
         if let Err(e) = updated {
             tracing::debug!(task_id, error = %e, "limits not written ahead");
@@ -150,7 +153,10 @@ fn make(
             let _ = cgroups.remove(&Cgroups::task_path(task_id));
             return Made::default();
         }
-        return made;
+        return Made {
+            containers: containers.len(),
+            ..made
+        };
     }
     let limits = limits.cloned().unwrap_or_default();
     if let Err(e) = cgroups.create_task(task_id, &limits) {
@@ -160,12 +166,17 @@ fn make(
     // The containers' dirs before the warmer: its first migration holds the kernel's
     // cgroup mutex through an RCU grace period, which a mkdir would wait for. On failure
     // each container's create makes its own and reports what failed.
-    if let Err(e) = cgroups.precreate_containers(task_id, containers) {
-        tracing::debug!(task_id, error = %e, "container cgroups not made ahead");
-    }
+    let made = match cgroups.precreate_containers(task_id, containers) {
+        Ok(()) => containers.len(),
+        Err(e) => {
+            tracing::debug!(task_id, error = %e, "container cgroups not made ahead");
+            0
+        }
+    };
     Made {
         task_cgroup: true,
         warmer: cgroups.warm_migrations(task_id, Duration::from_secs(2)),
+        containers: made,
     }
 }
 
