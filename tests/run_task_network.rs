@@ -247,7 +247,7 @@ fn describe_tasks_shows_the_eni_and_containers_see_their_hostname_and_hosts() {
         "probe",
         r#"{"family":"probe","networkMode":"awsvpc","memory":"256","containerDefinitions":[
             {"name":"probe","image":"public.ecr.aws/docker/library/busybox:1.36","stopTimeout":2,
-             "command":["sh","-c","hostname; cat /etc/hosts /etc/resolv.conf; ls /sys/class/net; sleep 1000"]},
+             "command":["sh","-c","hostname; cat /etc/hosts /etc/resolv.conf; echo ipv6 eth0=$(cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6) lo=$(cat /proc/sys/net/ipv6/conf/lo/disable_ipv6); ip -6 -o addr; ls /sys/class/net; sleep 1000"]},
             {"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36","essential":false,
              "stopTimeout":2,"command":["sleep","1000"]}]}"#,
     );
@@ -315,7 +315,7 @@ fn describe_tasks_shows_the_eni_and_containers_see_their_hostname_and_hosts() {
     let mut log = String::new();
     wait_for("the probe output", || {
         log = env.logs(&id, "probe");
-        log.contains("eth0")
+        log.lines().any(|l| l == "eth0")
     });
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines[0], dns, "{log}");
@@ -324,6 +324,14 @@ fn describe_tasks_shows_the_eni_and_containers_see_their_hostname_and_hosts() {
     assert!(log.contains("nameserver "), "{log}");
     assert!(!log.contains("nameserver 127."), "{log}");
     assert!(lines.contains(&"lo") && lines.contains(&"eth0"), "{log}");
+    // IPv4 only, as an ENI in an IPv4 subnet: no IPv6 on eth0 (no address, so nothing
+    // flooded to the other tasks), while lo keeps ::1.
+    assert!(lines.contains(&"ipv6 eth0=1 lo=0"), "{log}");
+    let v6: Vec<&&str> = lines.iter().filter(|l| l.contains("inet6")).collect();
+    assert!(
+        v6.len() == 1 && v6[0].contains(" lo ") && v6[0].contains("::1/128"),
+        "{log}"
+    );
 
     let t = env.stop(&id);
     assert_eq!(t["attachments"][0]["status"], "DELETED");

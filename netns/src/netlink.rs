@@ -79,7 +79,20 @@ impl Netlink {
 
     /// Opens a socket inside the network namespace bind-mounted at `ns_path`.
     pub fn open_in(ns_path: &Path) -> Result<Self, NetlinkError> {
-        nsfs::in_netns(ns_path, Self::open).map_err(|source| NetlinkError::OpenIn {
+        Self::open_in_after(ns_path, || {})
+    }
+
+    /// As [`Netlink::open_in`], after running `first` on the thread that entered the
+    /// namespace: what it opens under `/proc/sys/net` is that namespace's.
+    pub fn open_in_after(
+        ns_path: &Path,
+        first: impl FnOnce() + Send,
+    ) -> Result<Self, NetlinkError> {
+        let open = || {
+            first();
+            Self::open()
+        };
+        nsfs::in_netns(ns_path, open).map_err(|source| NetlinkError::OpenIn {
             path: ns_path.display().to_string(),
             source,
         })?

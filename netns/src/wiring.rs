@@ -4,7 +4,8 @@
 use crate::state::TaskRecord;
 use crate::{
     Error, FilesError, METADATA_ADDRESS, NetlinkError, Network, PortBinding, TaskNetwork, TaskSpec,
-    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs, write_sysctl,
+    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs,
+    task_port_without_ipv6, write_sysctl,
 };
 use std::net::Ipv4Addr;
 use tracing::{debug, info, warn};
@@ -157,7 +158,9 @@ impl Network {
             if let Some(d) = self.cfg.pause_mid_setup {
                 std::thread::sleep(d);
             }
-            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
+            let mut inner =
+                netlink::Netlink::open_in_after(ns_path, || task_port_without_ipv6(task))
+                    .map_err(nl_err)?;
             inner.set_up(1).map_err(nl_err)?;
             inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
             let eth0 = inner.link_index("eth0").map_err(nl_err)?.ok_or_else(|| {
