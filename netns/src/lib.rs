@@ -409,27 +409,11 @@ fn mac_string(m: [u8; 6]) -> String {
 /// duplicate address detection and router solicitation on the bridge. A host without
 /// IPv6 has no such file; any other failure is only a warning.
 fn host_port_without_ipv6(task: &str, veth: &str) {
-    ipv6_off(task, veth, "the task's bridge port");
-}
-
-/// Turns IPv6 off on the task's `eth0` while it is still down; to be called on a thread
-/// inside the task's namespace (`/proc/sys/net` is the calling thread's namespace's).
-/// The task's network is IPv4 only, as an ENI in an IPv4-only subnet and as Docker's
-/// IPv4-only bridge networks (which turn IPv6 off on a container's `eth0` too); `lo`
-/// keeps `::1`, and a socket bound to `[::]` still takes IPv4 connections. Left on, every
-/// new `eth0` runs duplicate address detection, router solicitation and MLD reports to
-/// multicast groups, which the bridge floods to every other task's namespace: at 1000
-/// tasks that was ~4 % of the box's CPU per launch (docs/benchmarks.md, stop 51).
-fn task_port_without_ipv6(task: &str) {
-    ipv6_off(task, "eth0", "the task's eth0");
-}
-
-fn ipv6_off(task: &str, ifname: &str, what: &str) {
-    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
     match std::fs::write(&path, "1") {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(task, %path, error = %e, "cannot turn IPv6 off on {what}"),
+        Err(e) => warn!(task, %path, error = %e, "cannot turn IPv6 off on the task's bridge port"),
     }
 }
 

@@ -4,8 +4,7 @@
 use crate::state::TaskRecord;
 use crate::{
     Error, FilesError, METADATA_ADDRESS, NetlinkError, Network, PortBinding, TaskNetwork, TaskSpec,
-    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs,
-    task_port_without_ipv6, write_sysctl,
+    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs, write_sysctl,
 };
 use std::net::Ipv4Addr;
 use tracing::{debug, info, warn};
@@ -158,9 +157,7 @@ impl Network {
             if let Some(d) = self.cfg.pause_mid_setup {
                 std::thread::sleep(d);
             }
-            let mut inner =
-                netlink::Netlink::open_in_after(ns_path, || task_port_without_ipv6(task))
-                    .map_err(nl_err)?;
+            let mut inner = netlink::Netlink::open_in(ns_path).map_err(nl_err)?;
             inner.set_up(1).map_err(nl_err)?;
             inner.add_addr(1, METADATA_ADDRESS, 32).map_err(nl_err)?;
             let eth0 = inner.link_index("eth0").map_err(nl_err)?.ok_or_else(|| {
@@ -169,6 +166,11 @@ impl Network {
                     source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
                 })
             })?;
+            // IPv4 only, as an ENI in an IPv4-only subnet: no IPv6 address on eth0, so
+            // nothing sent to IPv6 multicast groups, which the bridge floods to every
+            // other task's namespace (at 1000 tasks ~4 % of the box's CPU per launch:
+            // docs/benchmarks.md, stop 51). `lo` keeps ::1.
+            inner.set_no_ipv6_address(eth0).map_err(nl_err)?;
             inner.set_up(eth0).map_err(nl_err)?;
             inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
             inner.add_default_route(subnet.gateway()).map_err(nl_err)?;
