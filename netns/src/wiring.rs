@@ -168,8 +168,10 @@ impl Network {
             })?;
             // IPv4 only, as an ENI in an IPv4-only subnet: no IPv6 address on eth0, so
             // nothing sent to IPv6 multicast groups, which the bridge floods to every
-            // other task's namespace (at 1000 tasks ~4 % of the box's CPU per launch:
-            // docs/benchmarks.md, stop 51). `lo` keeps ::1.
+            // other task's namespace (at 1000 tasks ~11 % of the box's CPU: docs/
+            // benchmarks.md, stop 51). `lo` keeps ::1. (The host end keeps its
+            // `disable_ipv6` write: it also spares the host's table a multicast route per
+            // port, which no netlink attribute does, and its name is unique.)
             inner.set_no_ipv6_address(eth0).map_err(nl_err)?;
             inner.set_up(eth0).map_err(nl_err)?;
             inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;
