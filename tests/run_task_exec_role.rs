@@ -442,3 +442,128 @@ fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
     );
     assert_no_leaks(&mf, &[&id, &denied], &[]);
 }
+
+/// A task's ECR token is kept for the next task asked as the same identity, as the ECS
+/// agent keeps it for the tasks that follow (by role ARN, region, registry and endpoint):
+/// GetAuthorizationToken is asked once per role, once for the host's credentials, and
+/// again when the kept file does not decode. ECR's API is tests/fixtures/
+/// ecr_token_server.py here: moto's tokens expired in 2015, so none would be kept.
+#[test]
+fn an_ecr_token_is_kept_for_the_next_task_of_the_same_identity() {
+    let _lock = lock_port_443();
+    let work = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new(work.path());
+    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let moto = Server::moto(work.path());
+    let ecr = Server::ecr_tokens(work.path(), ECR_PASSWORD);
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
+        tls: Some((srv.cert.clone(), srv.key.clone())),
+        port: Some(443),
+        ..Default::default()
+    });
+    push_image(
+        &reg,
+        work.path(),
+        "web:1",
+        &[Layer::new(
+            Compression::Gzip,
+            busybox_all_applets("ecr-kept"),
+        )],
+    );
+    let hosts = work.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
+    )
+    .unwrap();
+    let mut mf = Mf::new();
+    pointed_at(&mut mf, &moto);
+    mf.set_env("AWS_ENDPOINT_URL_ECR", ecr.url());
+    mf.set_env("SSL_CERT_FILE", &ca.cert);
+    let def = |role: &str| {
+        taskdef("kept", &format!("{ECR_HOST}/web:1"), "")
+            .replace("role/exec", role)
+            .replace(
+                r#""command":["sh","-c","trap 'exit 0' TERM; while true; do sleep 1; done"]"#,
+                r#""command":["sh","-c","echo ran"]"#,
+            )
+    };
+    let runs = std::cell::Cell::new(0);
+    let run_as = |role: &str, extra: &[&str]| {
+        runs.set(runs.get() + 1);
+        let td = mf.taskdef("kept", &def(role));
+        let mut args = vec!["run-task", "--task-definition", td.as_str()];
+        args.extend_from_slice(extra);
+        let out = in_private_hosts(&mf, &hosts, &args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("app | ran"),
+            "run {} as {role}: {stdout}{}",
+            runs.get(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let kept_dir = mf.root.join("ecr-tokens");
+    let kept = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&kept_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // The first task of role/puller asks ECR (as the role's assumed session); the token
+    // is kept: one file, 0600, in a 0700 directory of the root.
+    run_as("role/puller", &[]);
+    assert_eq!(ecr.ecr_token_askers().len(), 1);
+    assert_eq!(mode(&kept_dir), 0o700);
+    let first = kept();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(mode(&first[0]), 0o600);
+    // The next task of the same role does not ask again (its image is checked with the
+    // kept token: the registry still answers it).
+    run_as("role/puller", &[]);
+    assert_eq!(ecr.ecr_token_askers().len(), 1);
+    // Another role asks for its own token, kept beside.
+    run_as("role/other", &[]);
+    assert_eq!(ecr.ecr_token_askers().len(), 2);
+    assert_eq!(kept().len(), 2);
+    // The host's credentials (`--execution-credentials host`) ask as the host's key, never
+    // with a role's token; then theirs is kept too.
+    run_as("role/puller", &["--execution-credentials", "host"]);
+    let askers = ecr.ecr_token_askers();
+    assert_eq!(askers.len(), 3, "{askers:?}");
+    assert_eq!(askers[2], "testing");
+    assert_ne!(askers[0], "testing");
+    run_as("role/puller", &["--execution-credentials", "host"]);
+    assert_eq!(ecr.ecr_token_askers().len(), 3);
+    assert_eq!(kept().len(), 3);
+    // A kept file that does not decode is not used: said in the supervisor's log,
+    // removed, and ECR asked again; the new token is kept in its place.
+    std::fs::write(&first[0], b"{\"host\":").unwrap();
+    run_as("role/puller", &[]);
+    assert_eq!(ecr.ecr_token_askers().len(), 4);
+    let warned = std::fs::read_dir(mf.root.join("tasks"))
+        .unwrap()
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("supervisor.log")).ok())
+        .any(|log| log.contains("a kept ECR token does not decode"));
+    assert!(warned, "no task said that the kept token did not decode");
+    let text = std::fs::read_to_string(&first[0]).unwrap();
+    assert!(text.contains("\"expiresAt\""), "{text}");
+    assert_eq!(mode(&first[0]), 0o600);
+    let ids: Vec<String> = mf.json(&["list-tasks", "--desired-status", "STOPPED"])["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), runs.get());
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_no_leaks(&mf, &refs, &[]);
+}

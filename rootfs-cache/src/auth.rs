@@ -226,6 +226,10 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<(String, String), Token>>,
     ecr: Mutex<HashMap<String, EcrCreds>>,
     overrides: Overrides,
+    /// ECR tokens kept between processes ([`crate::ecr_tokens`]), if asked to.
+    token_dir: Option<crate::ecr_tokens::TokenDir>,
+    /// Hosts whose credentials came from `token_dir`, with the identity they were kept as.
+    kept: Mutex<HashMap<String, String>>,
 }
 
 impl Authenticator {
@@ -235,6 +239,12 @@ impl Authenticator {
             overrides,
             ..Authenticator::default()
         }
+    }
+
+    /// Keeps ECR tokens in `dir` for the processes that follow, and takes them from there
+    /// ([`crate::ecr_tokens`]).
+    pub fn keep_ecr_tokens_in(&mut self, dir: std::path::PathBuf) {
+        self.token_dir = Some(crate::ecr_tokens::TokenDir::new(dir));
     }
 
     /// The header to send with a request to `host` for `scope`, if one is known.
@@ -263,12 +273,23 @@ impl Authenticator {
     }
 
     /// Drops what is cached for `host` (after it rejected it).
-    pub fn forget(&self, host: &str) {
+    /// True when what was forgotten was an ECR token kept from an earlier process: it is
+    /// removed from its file too, and the next [`Self::prime`] asks ECR.
+    pub fn forget(&self, host: &str) -> bool {
         self.basic_hosts.lock().expect("auth lock").remove(host);
         self.tokens
             .lock()
             .expect("auth lock")
             .retain(|(h, _), _| h != host);
+        let kept = self.kept.lock().expect("auth lock").remove(host);
+        match (kept, &self.token_dir) {
+            (Some(identity), Some(dir)) => {
+                self.ecr.lock().expect("auth lock").remove(host);
+                dir.remove(host, &identity);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Answers a 401's `WWW-Authenticate` challenge; afterwards `header_for` has a header.
@@ -347,7 +368,31 @@ impl Authenticator {
         {
             return Ok(c.creds.clone());
         }
+        let kept_as = match &self.token_dir {
+            Some(_) => self.ecr_identity_key(host).await,
+            None => None,
+        };
+        if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as)
+            && let Some((creds, expires_at)) = dir.get(host, identity)
+        {
+            tracing::debug!(host, "ECR token kept from an earlier pull");
+            self.kept
+                .lock()
+                .expect("auth lock")
+                .insert(host.to_string(), identity.clone());
+            self.ecr.lock().expect("auth lock").insert(
+                host.to_string(),
+                EcrCreds {
+                    creds: creds.clone(),
+                    expires_at,
+                },
+            );
+            return Ok(creds);
+        }
         let (creds, expires_at) = ecr_token(host, self.overrides.ecr.as_ref()).await?;
+        if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as) {
+            dir.put(host, identity, &creds, expires_at);
+        }
         if expires_at <= SystemTime::now() {
             tracing::warn!(
                 host,
@@ -362,6 +407,27 @@ impl Authenticator {
             },
         );
         Ok(creds)
+    }
+}
+
+impl Authenticator {
+    /// Whom ECR is asked as for `host`, as the key of a kept token: the identity handed in
+    /// (an execution role: its name carries the ARN), else the access key id the host's
+    /// credential chain resolves to. None when the chain resolves to nothing (ECR is then
+    /// asked, and says why).
+    async fn ecr_identity_key(&self, host: &str) -> Option<String> {
+        if let Some(id) = &self.overrides.ecr {
+            return Some(format!("as {}", id.name));
+        }
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let ecr = parse_ecr_host(host)?;
+        let cfg = aws_config(&ecr.region).await;
+        let creds = cfg
+            .credentials_provider()?
+            .provide_credentials()
+            .await
+            .ok()?;
+        Some(format!("host {}", creds.access_key_id()))
     }
 }
 

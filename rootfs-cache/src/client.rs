@@ -259,6 +259,12 @@ impl RegistryClient {
         })
     }
 
+    /// Keeps ECR tokens in `dir` from one process to the next ([`crate::ecr_tokens`]).
+    pub fn keep_ecr_tokens_in(mut self, dir: std::path::PathBuf) -> Self {
+        self.auth.keep_ecr_tokens_in(dir);
+        self
+    }
+
     fn build(insecure: bool, read_timeout: Duration) -> Result<reqwest::Client, RegistryError> {
         with_env_proxies(reqwest::Client::builder())
             .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
@@ -328,6 +334,7 @@ impl RegistryClient {
         let scope = format!("repository:{}:pull", ep.repository);
         self.auth.prime(&ep.host).await?;
         let mut answered_challenge = false;
+        let mut renewed_kept = false;
         let mut attempt = 0u32;
         loop {
             let plain = *self
@@ -379,7 +386,15 @@ impl RegistryClient {
             if status == StatusCode::UNAUTHORIZED {
                 if answered_challenge {
                     let source_name = self.auth.source_of(&ep.host);
-                    self.auth.forget(&ep.host);
+                    // An ECR token kept from an earlier process that the registry refuses
+                    // is thrown away and asked of ECR anew, once.
+                    if self.auth.forget(&ep.host) && !renewed_kept {
+                        tracing::info!(host = %ep.host, "the registry refused the kept ECR token; asking ECR for a new one");
+                        renewed_kept = true;
+                        answered_challenge = false;
+                        self.auth.prime(&ep.host).await?;
+                        continue;
+                    }
                     return Err(AuthError::Rejected {
                         host: ep.host.clone(),
                         source_name,

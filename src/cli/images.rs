@@ -127,9 +127,11 @@ fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
 
 fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
     let config = crate::config::get().registries(g.config.as_deref())?;
-    let client = RegistryClient::new(config.retry_policy())?;
+    let store = open_store(g)?;
+    let client = RegistryClient::new(config.retry_policy())?
+        .keep_ecr_tokens_in(store.root().join(rootfs_cache::ecr_tokens::DIR));
     Ok(Puller {
-        store: open_store(g)?,
+        store,
         client: Arc::new(client),
         config,
         concurrency: 4,

@@ -123,6 +123,38 @@ impl Server {
         Server::spawn(make, &dir.join("proxy.log"), "/healthz")
     }
 
+    /// tests/fixtures/ecr_token_server.py: ECR's GetAuthorizationToken answering with a
+    /// token for `password` good for 12 hours (moto's expired in 2015).
+    pub fn ecr_tokens(dir: &Path, password: &str) -> Server {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ecr_token_server.py");
+        let make = |port: u16| {
+            let mut cmd = Command::new(tool("python3"));
+            cmd.arg(&script)
+                .args(["--port", &port.to_string(), "--password", password])
+                .arg("--log")
+                .arg(dir.join("ecr-token-requests.jsonl"));
+            cmd
+        };
+        Server::spawn(make, &dir.join("ecr-tokens.log"), "/healthz")
+    }
+
+    /// The access key ids GetAuthorizationToken was asked with, in order.
+    pub fn ecr_token_askers(&self) -> Vec<String> {
+        let p = self.log.with_file_name("ecr-token-requests.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| {
+                v["target"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(".GetAuthorizationToken"))
+            })
+            .map(|v| v["key"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Requests the fault proxy saw, one JSON object each.
     pub fn proxy_requests(&self) -> Vec<serde_json::Value> {
         let p = self.log.with_file_name("proxy-requests.jsonl");

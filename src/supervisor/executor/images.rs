@@ -908,7 +908,8 @@ fn make_puller(
     limits: &rootfs_cache::pull::RegistryLimits,
 ) -> anyhow::Result<Puller> {
     let config = crate::config::get().registries(config)?;
-    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?;
+    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
+        .keep_ecr_tokens_in(store.root().join(rootfs_cache::ecr_tokens::DIR));
     Ok(Puller {
         store,
         client: Arc::new(client),

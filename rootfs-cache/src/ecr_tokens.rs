@@ -1,0 +1,258 @@
+//! ECR authorization tokens kept on disk from one process to the next.
+//!
+//! The ECS agent asks ECR for a token once and keeps it in memory for the tasks that
+//! follow, keyed by the execution role's ARN, the region, the registry and the endpoint
+//! override, until 30 minutes before its `expiresAt` (amazon-ecs-agent
+//! `agent/dockerclient/dockerauth/ecr.go`, `cacheKey` and `IsTokenValid`). Each task here
+//! has a supervisor process of its own, so the same keeping is a file per key: a task
+//! whose image was checked or pulled a minute ago with the same identity skips the
+//! `GetAuthorizationToken` round trip (a TLS handshake and a signed call to the ECR API).
+//!
+//! The key is the registry host (account and region are in it), the identity ECR is asked
+//! as (the execution role's name, which carries its ARN; for the host's credential chain,
+//! the access key id it resolves to, so that another set of host credentials never gets
+//! this one's token) and the endpoint override variables. A token only opens the registry
+//! door: ECR checks the identity's pull permissions on every request it serves with it.
+//! What a kept token skips is the permission to *ask* for one, as on ECS.
+//!
+//! Files are 0600 in a 0700 directory of the cache's root; written whole and renamed into
+//! place. A file that does not read or decode is said (a warning naming it) and removed;
+//! the token is then asked of ECR as if none was kept.
+
+use crate::auth::Credentials;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The directory under the cache's root that keeps them.
+pub const DIR: &str = "ecr-tokens";
+
+/// A kept token is used until this long before it expires (the ECS agent's
+/// `MinimumJitterDuration`): a pull that starts with it still has it valid at its end.
+pub const REFRESH_BEFORE: Duration = Duration::from_secs(30 * 60);
+
+/// The text `Credentials::source` carries for a kept token (in messages about it).
+pub const SOURCE: &str = "ECR GetAuthorizationToken (kept from an earlier pull)";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Kept {
+    host: String,
+    identity: String,
+    username: String,
+    password: String,
+    /// Seconds since the epoch.
+    expires_at: u64,
+}
+
+/// The directory tokens are kept in (`<root>/ecr-tokens`).
+#[derive(Debug, Clone)]
+pub struct TokenDir {
+    dir: PathBuf,
+}
+
+impl TokenDir {
+    pub fn new(dir: PathBuf) -> TokenDir {
+        TokenDir { dir }
+    }
+
+    /// The file of the token for `host` asked as `identity`.
+    pub fn file(&self, host: &str, identity: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        let overrides = ["AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL"]
+            .map(|v| std::env::var(v).unwrap_or_default());
+        for part in ["v1", host, identity, &overrides[0], &overrides[1]] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        self.dir.join(format!("{:x}.json", h.finalize()))
+    }
+
+    /// The token kept for `host` and `identity`, if one is and it is good for more than
+    /// [`REFRESH_BEFORE`]; with its expiry.
+    pub fn get(&self, host: &str, identity: &str) -> Option<(Credentials, SystemTime)> {
+        let path = self.file(host, identity);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "a kept ECR token could not be read; asking ECR for a new one");
+                return None;
+            }
+        };
+        let kept = match serde_json::from_slice::<Kept>(&bytes) {
+            Ok(k) if k.host == host && k.identity == identity => k,
+            Ok(_) => {
+                forget(&path, "is for another registry or identity");
+                return None;
+            }
+            Err(e) => {
+                forget(&path, &format!("does not decode ({e})"));
+                return None;
+            }
+        };
+        let expires = UNIX_EPOCH + Duration::from_secs(kept.expires_at);
+        let left = expires.duration_since(SystemTime::now()).ok()?;
+        (left > REFRESH_BEFORE).then(|| {
+            (
+                Credentials {
+                    username: kept.username,
+                    password: kept.password,
+                    source: SOURCE.to_string(),
+                },
+                expires,
+            )
+        })
+    }
+
+    /// Keeps `creds` for `host` and `identity` until `expires`. A token that would not be
+    /// used again (it expires within [`REFRESH_BEFORE`]) is not written. Failures are
+    /// warnings: the pull goes on with the token in hand.
+    pub fn put(&self, host: &str, identity: &str, creds: &Credentials, expires: SystemTime) {
+        let Ok(left) = expires.duration_since(SystemTime::now()) else {
+            return;
+        };
+        if left <= REFRESH_BEFORE {
+            return;
+        }
+        let kept = Kept {
+            host: host.to_string(),
+            identity: identity.to_string(),
+            username: creds.username.clone(),
+            password: creds.password.clone(),
+            expires_at: expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let path = self.file(host, identity);
+        if let Err(e) = write_private(&self.dir, &path, &kept) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "the ECR token could not be kept for the next pull");
+        }
+    }
+
+    /// Removes the token kept for `host` and `identity` (the registry refused it).
+    pub fn remove(&self, host: &str, identity: &str) {
+        let path = self.file(host, identity);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "a refused ECR token could not be removed");
+        }
+    }
+}
+
+fn forget(path: &Path, why: &str) {
+    tracing::warn!(path = %path.display(),
+        "a kept ECR token {why}: removed; asking ECR for a new one");
+    let _ = std::fs::remove_file(path);
+}
+
+fn write_private(dir: &Path, path: &Path, kept: &Kept) -> std::io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("token");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec(kept).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn creds(p: &str) -> Credentials {
+        Credentials {
+            username: "AWS".into(),
+            password: p.into(),
+            source: "ECR GetAuthorizationToken".into(),
+        }
+    }
+
+    #[test]
+    fn a_kept_token_comes_back_for_its_host_and_identity_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = TokenDir::new(d.path().join("ecr-tokens"));
+        let later = SystemTime::now() + Duration::from_secs(12 * 3600);
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        dir.put(host, "role:a", &creds("pa"), later);
+        let (c, exp) = dir.get(host, "role:a").unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("AWS", "pa"));
+        assert_eq!(c.source, SOURCE);
+        assert_eq!(
+            exp.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            later.duration_since(UNIX_EPOCH).unwrap().as_secs()
+        );
+        assert!(dir.get(host, "role:b").is_none());
+        assert!(
+            dir.get("210987654321.dkr.ecr.us-east-1.amazonaws.com", "role:a")
+                .is_none()
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.path().join("ecr-tokens")), 0o700);
+        assert_eq!(mode(&dir.file(host, "role:a")), 0o600);
+        // Only the token: no temporary file left beside it.
+        assert_eq!(
+            std::fs::read_dir(d.path().join("ecr-tokens"))
+                .unwrap()
+                .count(),
+            1
+        );
+        dir.remove(host, "role:a");
+        assert!(dir.get(host, "role:a").is_none());
+    }
+
+    #[test]
+    fn a_token_near_its_expiry_is_neither_kept_nor_used() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = TokenDir::new(d.path().to_path_buf());
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let soon = SystemTime::now() + REFRESH_BEFORE - Duration::from_secs(60);
+        dir.put(host, "host:AKIA", &creds("p"), soon);
+        assert!(!dir.file(host, "host:AKIA").exists());
+        // Written by an earlier process while it was fresh, near its expiry now.
+        let kept = Kept {
+            host: host.into(),
+            identity: "host:AKIA".into(),
+            username: "AWS".into(),
+            password: "p".into(),
+            expires_at: soon.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+        };
+        std::fs::write(
+            dir.file(host, "host:AKIA"),
+            serde_json::to_vec(&kept).unwrap(),
+        )
+        .unwrap();
+        assert!(dir.get(host, "host:AKIA").is_none());
+    }
+
+    #[test]
+    fn a_kept_file_that_does_not_decode_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = TokenDir::new(d.path().to_path_buf());
+        let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+        let f = dir.file(host, "role:a");
+        std::fs::write(&f, b"{\"host\":").unwrap();
+        assert!(dir.get(host, "role:a").is_none());
+        assert!(!f.exists());
+    }
+}
