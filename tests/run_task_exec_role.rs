@@ -543,11 +543,22 @@ fn an_ecr_token_is_kept_for_the_next_task_of_the_same_identity() {
     run_as("role/puller", &["--execution-credentials", "host"]);
     assert_eq!(ecr.ecr_token_askers().len(), 3);
     assert_eq!(kept().len(), 3);
+    // A kept token the registry refuses is thrown away and asked of ECR again, once: the
+    // task runs with the new one, which is kept in its place.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&first[0]).unwrap()).unwrap();
+    v["password"] = "not-the-password".into();
+    std::fs::write(&first[0], serde_json::to_vec(&v).unwrap()).unwrap();
+    run_as("role/puller", &[]);
+    assert_eq!(ecr.ecr_token_askers().len(), 4);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&first[0]).unwrap()).unwrap();
+    assert_eq!(v["password"], ECR_PASSWORD);
     // A kept file that does not decode is not used: said in the supervisor's log,
     // removed, and ECR asked again; the new token is kept in its place.
     std::fs::write(&first[0], b"{\"host\":").unwrap();
     run_as("role/puller", &[]);
-    assert_eq!(ecr.ecr_token_askers().len(), 4);
+    assert_eq!(ecr.ecr_token_askers().len(), 5);
     let warned = std::fs::read_dir(mf.root.join("tasks"))
         .unwrap()
         .flatten()

@@ -368,9 +368,9 @@ impl Authenticator {
         {
             return Ok(c.creds.clone());
         }
-        let kept_as = match &self.token_dir {
+        let (kept_as, resolved) = match &self.token_dir {
             Some(_) => self.ecr_identity_key(host).await,
-            None => None,
+            None => (None, None),
         };
         if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as)
             && let Some((creds, expires_at)) = dir.get(host, identity)
@@ -389,7 +389,7 @@ impl Authenticator {
             );
             return Ok(creds);
         }
-        let (creds, expires_at) = ecr_token(host, self.overrides.ecr.as_ref()).await?;
+        let (creds, expires_at) = ecr_token(host, self.overrides.ecr.as_ref(), resolved).await?;
         if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as) {
             dir.put(host, identity, &creds, expires_at);
         }
@@ -413,21 +413,28 @@ impl Authenticator {
 impl Authenticator {
     /// Whom ECR is asked as for `host`, as the key of a kept token: the identity handed in
     /// (an execution role: its name carries the ARN), else the access key id the host's
-    /// credential chain resolves to. None when the chain resolves to nothing (ECR is then
-    /// asked, and says why).
-    async fn ecr_identity_key(&self, host: &str) -> Option<String> {
+    /// credential chain resolves to, with those credentials (resolved once: ECR is asked
+    /// with them). No key when the chain resolves to nothing: ECR is then asked through
+    /// the chain, and says why.
+    async fn ecr_identity_key(
+        &self,
+        host: &str,
+    ) -> (Option<String>, Option<aws_credential_types::Credentials>) {
         if let Some(id) = &self.overrides.ecr {
-            return Some(format!("as {}", id.name));
+            return (Some(format!("as {}", id.name)), None);
         }
         use aws_credential_types::provider::ProvideCredentials as _;
-        let ecr = parse_ecr_host(host)?;
+        let Some(ecr) = parse_ecr_host(host) else {
+            return (None, None);
+        };
         let cfg = aws_config(&ecr.region).await;
-        let creds = cfg
-            .credentials_provider()?
-            .provide_credentials()
-            .await
-            .ok()?;
-        Some(format!("host {}", creds.access_key_id()))
+        let Some(chain) = cfg.credentials_provider() else {
+            return (None, None);
+        };
+        match chain.provide_credentials().await {
+            Ok(c) => (Some(format!("host {}", c.access_key_id())), Some(c)),
+            Err(_) => (None, None),
+        }
     }
 }
 
@@ -531,18 +538,21 @@ pub async fn aws_config(region: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// Calls ECR GetAuthorizationToken with `identity`'s credentials, else the whole AWS
-/// credential chain. Endpoint overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are
-/// honoured by aws-config.
+/// Calls ECR GetAuthorizationToken with `identity`'s credentials, else the host's
+/// (`resolved` from its chain already, else the whole AWS credential chain). Endpoint
+/// overrides (`AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL`) are honoured by aws-config.
 async fn ecr_token(
     host: &str,
     identity: Option<&AwsIdentity>,
+    resolved: Option<aws_credential_types::Credentials>,
 ) -> Result<(Credentials, SystemTime), AuthError> {
     let ecr = parse_ecr_host(host).expect("caller checked the host");
     let cfg = aws_config(&ecr.region).await;
     let mut conf = aws_sdk_ecr::config::Builder::from(&cfg);
     if let Some(id) = identity {
         conf = conf.credentials_provider(id.credentials.clone());
+    } else if let Some(c) = resolved {
+        conf = conf.credentials_provider(c);
     }
     let client = aws_sdk_ecr::Client::from_conf(conf.build());
     let out = client.get_authorization_token().send().await.map_err(|e| {
