@@ -365,6 +365,44 @@ fn bearer_token_flow_with_token_service() {
                 .any(|s| s == "repository:tok/app:pull")),
         "the client asked the realm for repository:tok/app:pull as tokenuser: {ours:?}"
     );
+    // The token is kept for the next process that pulls the repository with the same
+    // credentials (docs/images.md): a second pull asks the registry with it, not the
+    // realm. The file holds a digest of the credentials, not them.
+    let asked = token.token_requests().len();
+    let again = mf.pull_json(&reference, &[]);
+    assert_eq!(again["digest"], img.manifest_digest.as_str());
+    let after: Vec<_> = token.token_requests()[asked..].to_vec();
+    assert!(after.is_empty(), "the realm was asked again: {after:?}");
+    let kept: Vec<_> = std::fs::read_dir(mf.root.join("registry-tokens"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !std::fs::read_to_string(&kept[0])
+            .unwrap()
+            .contains("tokenpass")
+    );
+    // Other credentials for the same registry are not given that token: the realm is
+    // asked as them, and refuses the wrong password.
+    mf.docker_login(&reg.host(), "tokenuser", "nope");
+    let msg = mf.fail(&["pull", &reference]);
+    assert!(
+        msg.contains("401") || msg.to_lowercase().contains("unauthorized"),
+        "{msg}"
+    );
+    assert!(
+        token.token_requests()[asked..]
+            .iter()
+            .any(|r| r["status"] == 401),
+        "the realm was not asked with the other credentials"
+    );
 
     // Wrong password at the token service: a clear 401.
     let bad = Mf::new();

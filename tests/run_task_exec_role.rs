@@ -506,7 +506,7 @@ fn an_ecr_token_is_kept_for_the_next_task_of_the_same_identity() {
     };
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let kept_dir = mf.root.join("ecr-tokens");
+    let kept_dir = mf.root.join("registry-tokens");
     let kept = || -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(&kept_dir)
             .unwrap()
@@ -563,7 +563,7 @@ fn an_ecr_token_is_kept_for_the_next_task_of_the_same_identity() {
         .unwrap()
         .flatten()
         .filter_map(|d| std::fs::read_to_string(d.path().join("supervisor.log")).ok())
-        .any(|log| log.contains("a kept ECR token does not decode"));
+        .any(|log| log.contains("a kept registry token does not decode"));
     assert!(warned, "no task said that the kept token did not decode");
     let text = std::fs::read_to_string(&first[0]).unwrap();
     assert!(text.contains("\"expiresAt\""), "{text}");

@@ -209,6 +209,9 @@ pub struct Overrides {
 struct Token {
     header: HeaderValue,
     expires: Instant,
+    /// The token itself and when it expires, for keeping it ([`crate::kept_tokens`]).
+    value: String,
+    expires_at: SystemTime,
 }
 
 #[derive(Clone)]
@@ -226,8 +229,8 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<(String, String), Token>>,
     ecr: Mutex<HashMap<String, EcrCreds>>,
     overrides: Overrides,
-    /// ECR tokens kept between processes ([`crate::ecr_tokens`]), if asked to.
-    token_dir: Option<crate::ecr_tokens::TokenDir>,
+    /// ECR tokens kept between processes ([`crate::kept_tokens`]), if asked to.
+    token_dir: Option<crate::kept_tokens::TokenDir>,
     /// Hosts whose credentials came from `token_dir`, with the identity they were kept as.
     kept: Mutex<HashMap<String, String>>,
 }
@@ -242,9 +245,9 @@ impl Authenticator {
     }
 
     /// Keeps ECR tokens in `dir` for the processes that follow, and takes them from there
-    /// ([`crate::ecr_tokens`]).
-    pub fn keep_ecr_tokens_in(&mut self, dir: std::path::PathBuf) {
-        self.token_dir = Some(crate::ecr_tokens::TokenDir::new(dir));
+    /// ([`crate::kept_tokens`]).
+    pub fn keep_tokens_in(&mut self, dir: std::path::PathBuf) {
+        self.token_dir = Some(crate::kept_tokens::TokenDir::new(dir));
     }
 
     /// The header to send with a request to `host` for `scope`, if one is known.
@@ -255,6 +258,42 @@ impl Authenticator {
         let tokens = self.tokens.lock().ok()?;
         let t = tokens.get(&(host.to_string(), scope.to_string()))?;
         (t.expires > Instant::now()).then(|| t.header.clone())
+    }
+
+    /// A Bearer token for `scope` on `host` kept by an earlier process
+    /// ([`crate::kept_tokens`]), asked as the credentials this one would use: afterwards
+    /// `header_for` has it, and the first request goes with it instead of being refused
+    /// and sent again after a round trip to the token service. A token the registry
+    /// refuses is answered as any 401 is: a new one is asked (and kept).
+    pub async fn prime_kept_bearer(&self, host: &str, scope: &str) {
+        let Some(dir) = &self.token_dir else { return };
+        if parse_ecr_host(host).is_some() || !dir.has_bearer(host, scope) {
+            return;
+        }
+        let Ok(creds) = self.credentials(host).await else {
+            return;
+        };
+        let who = crate::kept_tokens::who(creds.as_ref());
+        let Some((value, expires_at)) = dir.get_bearer(host, scope, &who) else {
+            return;
+        };
+        let Ok(mut header) = HeaderValue::from_str(&format!("Bearer {value}")) else {
+            return;
+        };
+        header.set_sensitive(true);
+        let left = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tracing::debug!(host, scope, "registry token kept from an earlier pull");
+        self.tokens.lock().expect("auth lock").insert(
+            (host.to_string(), scope.to_string()),
+            Token {
+                header,
+                expires: Instant::now() + left,
+                value: String::new(),
+                expires_at,
+            },
+        );
     }
 
     /// Pre-authenticates hosts whose scheme is known without a round trip (ECR: Basic).
@@ -312,7 +351,7 @@ impl Authenticator {
         {
             let scope_param = scope_param.unwrap_or_else(|| scope.to_string());
             let creds = self.credentials(host).await?;
-            let token = fetch_token(
+            let mut token = fetch_token(
                 http,
                 host,
                 &realm,
@@ -321,6 +360,11 @@ impl Authenticator {
                 creds.as_ref(),
             )
             .await?;
+            if let Some(dir) = &self.token_dir {
+                let who = crate::kept_tokens::who(creds.as_ref());
+                dir.put_bearer(host, scope, &who, &token.value, token.expires_at);
+            }
+            token.value.clear();
             self.tokens
                 .lock()
                 .expect("auth lock")
@@ -514,10 +558,13 @@ async fn fetch_token(
     let mut header = HeaderValue::from_str(&format!("Bearer {value}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""));
     header.set_sensitive(true);
+    let early = ttl.saturating_sub(Duration::from_secs(5));
     Ok(Token {
         header,
         // Renew a little early so a token never expires mid-request.
-        expires: Instant::now() + ttl.saturating_sub(Duration::from_secs(5)),
+        expires: Instant::now() + early,
+        value,
+        expires_at: SystemTime::now() + early,
     })
 }
 

@@ -259,9 +259,9 @@ impl RegistryClient {
         })
     }
 
-    /// Keeps ECR tokens in `dir` from one process to the next ([`crate::ecr_tokens`]).
-    pub fn keep_ecr_tokens_in(mut self, dir: std::path::PathBuf) -> Self {
-        self.auth.keep_ecr_tokens_in(dir);
+    /// Keeps ECR tokens in `dir` from one process to the next ([`crate::kept_tokens`]).
+    pub fn keep_tokens_in(mut self, dir: std::path::PathBuf) -> Self {
+        self.auth.keep_tokens_in(dir);
         self
     }
 
@@ -333,6 +333,9 @@ impl RegistryClient {
         let attempts = attempts.max(1);
         let scope = format!("repository:{}:pull", ep.repository);
         self.auth.prime(&ep.host).await?;
+        if self.auth.header_for(&ep.host, &scope).is_none() {
+            self.auth.prime_kept_bearer(&ep.host, &scope).await;
+        }
         let mut answered_challenge = false;
         let mut renewed_kept = false;
         let mut attempt = 0u32;

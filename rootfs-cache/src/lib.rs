@@ -7,7 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod digest;
-pub mod ecr_tokens;
+pub mod kept_tokens;
 pub mod layer;
 pub mod manifest;
 pub mod pull;

@@ -129,7 +129,7 @@ fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
     let config = crate::config::get().registries(g.config.as_deref())?;
     let store = open_store(g)?;
     let client = RegistryClient::new(config.retry_policy())?
-        .keep_ecr_tokens_in(store.root().join(rootfs_cache::ecr_tokens::DIR));
+        .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {
         store,
         client: Arc::new(client),

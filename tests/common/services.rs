@@ -136,7 +136,7 @@ impl Server {
                 .arg(dir.join("ecr-token-requests.jsonl"));
             cmd
         };
-        Server::spawn(make, &dir.join("ecr-tokens.log"), "/healthz")
+        Server::spawn(make, &dir.join("registry-tokens.log"), "/healthz")
     }
 
     /// The access key ids GetAuthorizationToken was asked with, in order.

@@ -909,7 +909,7 @@ fn make_puller(
 ) -> anyhow::Result<Puller> {
     let config = crate::config::get().registries(config)?;
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
-        .keep_ecr_tokens_in(store.root().join(rootfs_cache::ecr_tokens::DIR));
+        .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {
         store,
         client: Arc::new(client),

@@ -1,23 +1,29 @@
-//! ECR authorization tokens kept on disk from one process to the next.
+//! Registry tokens kept on disk from one process to the next: ECR authorization tokens
+//! and the Bearer tokens of the distribution token flow.
 //!
 //! The ECS agent asks ECR for a token once and keeps it in memory for the tasks that
 //! follow, keyed by the execution role's ARN, the region, the registry and the endpoint
 //! override, until 30 minutes before its `expiresAt` (amazon-ecs-agent
-//! `agent/dockerclient/dockerauth/ecr.go`, `cacheKey` and `IsTokenValid`). Each task here
-//! has a supervisor process of its own, so the same keeping is a file per key: a task
-//! whose image was checked or pulled a minute ago with the same identity skips the
-//! `GetAuthorizationToken` round trip (a TLS handshake and a signed call to the ECR API).
+//! `agent/dockerclient/dockerauth/ecr.go`, `cacheKey` and `IsTokenValid`); Docker's daemon
+//! keeps a registry's Bearer tokens in memory the same way. Each task here has a
+//! supervisor process of its own, so the same keeping is a file per key: a task whose
+//! image was checked or pulled a minute ago with the same identity skips the
+//! `GetAuthorizationToken` call (a TLS handshake and a signed call to the ECR API), or the
+//! refused first request and the round trip to the registry's token service.
 //!
-//! The key is the registry host (account and region are in it), the identity ECR is asked
-//! as (the execution role's name, which carries its ARN; for the host's credential chain,
-//! the access key id it resolves to, so that another set of host credentials never gets
-//! this one's token) and the endpoint override variables. A token only opens the registry
-//! door: ECR checks the identity's pull permissions on every request it serves with it.
-//! What a kept token skips is the permission to *ask* for one, as on ECS.
+//! An ECR token's key is the registry host (account and region are in it), the identity
+//! ECR is asked as (the execution role's name, which carries its ARN; for the host's
+//! credential chain, the access key id it resolves to, so that another set of host
+//! credentials never gets this one's token) and the endpoint override variables. A token
+//! only opens the registry door: ECR checks the identity's pull permissions on every
+//! request it serves with it. What a kept token skips is the permission to *ask* for one,
+//! as on ECS. A Bearer token's key is the registry host and the repository scope; the file
+//! says whose credentials it was asked with (a digest of them, or `anonymous`), and only
+//! a process about to ask with the same ones takes it.
 //!
 //! Files are 0600 in a 0700 directory of the cache's root; written whole and renamed into
 //! place. A file that does not read or decode is said (a warning naming it) and removed;
-//! the token is then asked of ECR as if none was kept.
+//! the token is then asked for as if none was kept.
 
 use crate::auth::Credentials;
 use serde::{Deserialize, Serialize};
@@ -28,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The directory under the cache's root that keeps them.
-pub const DIR: &str = "ecr-tokens";
+pub const DIR: &str = "registry-tokens";
 
 /// A kept token is used until this long before it expires (the ECS agent's
 /// `MinimumJitterDuration`): a pull that starts with it still has it valid at its end.
@@ -48,7 +54,7 @@ struct Kept {
     expires_at: u64,
 }
 
-/// The directory tokens are kept in (`<root>/ecr-tokens`).
+/// The directory tokens are kept in (`<root>/registry-tokens`).
 #[derive(Debug, Clone)]
 pub struct TokenDir {
     dir: PathBuf,
@@ -146,13 +152,114 @@ impl TokenDir {
     }
 }
 
+/// A registry's Bearer token (the distribution token flow: Docker Hub, GHCR, ECR Public,
+/// …) kept for the next process that pulls the same repository as the same client, until
+/// a few seconds before it expires (`expires_in`, 60 s by default; Docker Hub's last 300).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeptBearer {
+    host: String,
+    scope: String,
+    /// [`who`] of the credentials the token was asked with.
+    who: String,
+    token: String,
+    /// Seconds since the epoch.
+    expires_at: u64,
+}
+
+/// Whose a Bearer token is: a digest of the Basic credentials it was asked with, or
+/// `anonymous`. The credentials themselves are never written.
+pub fn who(creds: Option<&Credentials>) -> String {
+    match creds {
+        None => "anonymous".to_string(),
+        Some(c) => {
+            let mut h = Sha256::new();
+            for part in [c.username.as_str(), c.password.as_str()] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            format!("{:x}", h.finalize())
+        }
+    }
+}
+
+impl TokenDir {
+    /// The file of the Bearer token for `scope` on `host`.
+    pub fn bearer_file(&self, host: &str, scope: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        for part in ["bearer v1", host, scope] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        self.dir.join(format!("bearer-{:x}.json", h.finalize()))
+    }
+
+    /// Whether a Bearer token may be kept for `scope` on `host` (a file exists): the
+    /// caller then finds whose credentials it would be asked with, for [`Self::get_bearer`].
+    pub fn has_bearer(&self, host: &str, scope: &str) -> bool {
+        self.bearer_file(host, scope).exists()
+    }
+
+    /// The Bearer token kept for `scope` on `host` and `who`, if it is good for more than
+    /// a few seconds; with its expiry.
+    pub fn get_bearer(&self, host: &str, scope: &str, who: &str) -> Option<(String, SystemTime)> {
+        let path = self.bearer_file(host, scope);
+        let bytes = std::fs::read(&path).ok()?;
+        let kept = match serde_json::from_slice::<KeptBearer>(&bytes) {
+            Ok(k) if k.host == host && k.scope == scope => k,
+            Ok(_) => {
+                forget(&path, "is for another registry or repository");
+                return None;
+            }
+            Err(e) => {
+                forget(&path, &format!("does not decode ({e})"));
+                return None;
+            }
+        };
+        if kept.who != who {
+            return None;
+        }
+        let expires = UNIX_EPOCH + Duration::from_secs(kept.expires_at);
+        let left = expires.duration_since(SystemTime::now()).ok()?;
+        (left > BEARER_MARGIN).then_some((kept.token, expires))
+    }
+
+    /// Keeps the Bearer `token` for `scope` on `host`, asked as `who`, until `expires`.
+    pub fn put_bearer(&self, host: &str, scope: &str, who: &str, token: &str, expires: SystemTime) {
+        let Ok(left) = expires.duration_since(SystemTime::now()) else {
+            return;
+        };
+        if left <= BEARER_MARGIN {
+            return;
+        }
+        let kept = KeptBearer {
+            host: host.to_string(),
+            scope: scope.to_string(),
+            who: who.to_string(),
+            token: token.to_string(),
+            expires_at: expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let path = self.bearer_file(host, scope);
+        if let Err(e) = write_private(&self.dir, &path, &kept) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "the registry's token could not be kept for the next pull");
+        }
+    }
+}
+
+/// A kept Bearer token is used until this long before it expires: a request that starts
+/// with it is answered before it does.
+pub const BEARER_MARGIN: Duration = Duration::from_secs(10);
+
 fn forget(path: &Path, why: &str) {
     tracing::warn!(path = %path.display(),
-        "a kept ECR token {why}: removed; asking ECR for a new one");
+        "a kept registry token {why}: removed; asking for a new one");
     let _ = std::fs::remove_file(path);
 }
 
-fn write_private(dir: &Path, path: &Path, kept: &Kept) -> std::io::Result<()> {
+fn write_private(dir: &Path, path: &Path, kept: &impl Serialize) -> std::io::Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -191,7 +298,7 @@ mod tests {
     #[test]
     fn a_kept_token_comes_back_for_its_host_and_identity_only() {
         let d = tempfile::tempdir().unwrap();
-        let dir = TokenDir::new(d.path().join("ecr-tokens"));
+        let dir = TokenDir::new(d.path().join("registry-tokens"));
         let later = SystemTime::now() + Duration::from_secs(12 * 3600);
         let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
         dir.put(host, "role:a", &creds("pa"), later);
@@ -208,11 +315,11 @@ mod tests {
                 .is_none()
         );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&d.path().join("ecr-tokens")), 0o700);
+        assert_eq!(mode(&d.path().join("registry-tokens")), 0o700);
         assert_eq!(mode(&dir.file(host, "role:a")), 0o600);
         // Only the token: no temporary file left beside it.
         assert_eq!(
-            std::fs::read_dir(d.path().join("ecr-tokens"))
+            std::fs::read_dir(d.path().join("registry-tokens"))
                 .unwrap()
                 .count(),
             1
@@ -246,6 +353,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bearer_token_comes_back_for_its_scope_and_credentials_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = TokenDir::new(d.path().join("t"));
+        let later = SystemTime::now() + Duration::from_secs(300);
+        let alice = who(Some(&creds("pw")));
+        assert_ne!(alice, who(None));
+        assert_ne!(alice, who(Some(&creds("other"))));
+        assert!(!dir.has_bearer("r.example", "repository:a:pull"));
+        dir.put_bearer("r.example", "repository:a:pull", &alice, "tok", later);
+        assert!(dir.has_bearer("r.example", "repository:a:pull"));
+        let (t, _) = dir
+            .get_bearer("r.example", "repository:a:pull", &alice)
+            .unwrap();
+        assert_eq!(t, "tok");
+        assert!(
+            dir.get_bearer("r.example", "repository:a:pull", &who(None))
+                .is_none()
+        );
+        assert!(
+            dir.get_bearer("r.example", "repository:b:pull", &alice)
+                .is_none()
+        );
+        assert!(
+            dir.get_bearer("s.example", "repository:a:pull", &alice)
+                .is_none()
+        );
+        // The credentials are not in the file, only the digest of them.
+        let text =
+            std::fs::read_to_string(dir.bearer_file("r.example", "repository:a:pull")).unwrap();
+        assert!(!text.contains("pw"), "{text}");
+        // Near its expiry: neither kept nor used.
+        let soon = SystemTime::now() + BEARER_MARGIN - Duration::from_secs(1);
+        dir.put_bearer("r.example", "repository:c:pull", &alice, "tok", soon);
+        assert!(!dir.has_bearer("r.example", "repository:c:pull"));
+    }
+
+    #[test]
     fn a_kept_file_that_does_not_decode_is_removed() {
         let d = tempfile::tempdir().unwrap();
         let dir = TokenDir::new(d.path().to_path_buf());
@@ -254,5 +398,12 @@ mod tests {
         std::fs::write(&f, b"{\"host\":").unwrap();
         assert!(dir.get(host, "role:a").is_none());
         assert!(!f.exists());
+        let b = dir.bearer_file(host, "repository:a:pull");
+        std::fs::write(&b, b"[").unwrap();
+        assert!(
+            dir.get_bearer(host, "repository:a:pull", "anonymous")
+                .is_none()
+        );
+        assert!(!b.exists());
     }
 }
