@@ -363,30 +363,8 @@ fn ecr_auth_acts_as_the_execution_role() {
 fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
     let _lock = lock_port_443();
     let work = tempfile::tempdir().unwrap();
-    let ca = common::tls::TestCa::new(work.path());
-    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let (ca, _reg, hosts) = ecr_registry(work.path(), "ecr-role");
     let moto = Server::moto(work.path());
-    let reg = Registry::start(RegistryOpts {
-        htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
-        tls: Some((srv.cert.clone(), srv.key.clone())),
-        port: Some(443),
-        ..Default::default()
-    });
-    push_image(
-        &reg,
-        work.path(),
-        "web:1",
-        &[Layer::new(
-            Compression::Gzip,
-            busybox_all_applets("ecr-role"),
-        )],
-    );
-    let hosts = work.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
-    )
-    .unwrap();
     let (key, secret) = iam_enforced(&moto);
 
     let mut mf = Mf::new();
@@ -443,6 +421,36 @@ fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
     assert_no_leaks(&mf, &[&id, &denied], &[]);
 }
 
+/// A registry standing in for ECR: TLS on 443 for [`ECR_HOST`] (certificate of a test CA),
+/// Basic auth with the password moto's tokens carry, `web:1` pushed (a busybox layer
+/// marked `seed`); and a hosts file naming ECR_HOST loopback, for `in_private_hosts`.
+fn ecr_registry(
+    dir: &std::path::Path,
+    seed: &str,
+) -> (common::tls::TestCa, Registry, std::path::PathBuf) {
+    let ca = common::tls::TestCa::new(dir);
+    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
+        tls: Some((srv.cert.clone(), srv.key.clone())),
+        port: Some(443),
+        ..Default::default()
+    });
+    push_image(
+        &reg,
+        dir,
+        "web:1",
+        &[Layer::new(Compression::Gzip, busybox_all_applets(seed))],
+    );
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
+    )
+    .unwrap();
+    (ca, reg, hosts)
+}
+
 /// A task's ECR token is kept for the next task asked as the same identity, as the ECS
 /// agent keeps it for the tasks that follow (by role ARN, region, registry and endpoint):
 /// GetAuthorizationToken is asked once per role, once for the host's credentials, and
@@ -452,31 +460,9 @@ fn an_ecr_image_pulled_with_the_execution_roles_token_runs() {
 fn an_ecr_token_is_kept_for_the_next_task_of_the_same_identity() {
     let _lock = lock_port_443();
     let work = tempfile::tempdir().unwrap();
-    let ca = common::tls::TestCa::new(work.path());
-    let srv = ca.issue("ecr", &[ECR_HOST], &["127.0.0.1"], true);
+    let (ca, _reg, hosts) = ecr_registry(work.path(), "ecr-kept");
     let moto = Server::moto(work.path());
     let ecr = Server::ecr_tokens(work.path(), ECR_PASSWORD);
-    let reg = Registry::start(RegistryOpts {
-        htpasswd: Some(("AWS".into(), ECR_PASSWORD.into())),
-        tls: Some((srv.cert.clone(), srv.key.clone())),
-        port: Some(443),
-        ..Default::default()
-    });
-    push_image(
-        &reg,
-        work.path(),
-        "web:1",
-        &[Layer::new(
-            Compression::Gzip,
-            busybox_all_applets("ecr-kept"),
-        )],
-    );
-    let hosts = work.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {ECR_HOST}\n"),
-    )
-    .unwrap();
     let mut mf = Mf::new();
     pointed_at(&mut mf, &moto);
     mf.set_env("AWS_ENDPOINT_URL_ECR", ecr.url());
