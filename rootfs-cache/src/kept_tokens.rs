@@ -81,38 +81,16 @@ impl TokenDir {
     /// [`REFRESH_BEFORE`]; with its expiry.
     pub fn get(&self, host: &str, identity: &str) -> Option<(Credentials, SystemTime)> {
         let path = self.file(host, identity);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e,
-                    "a kept ECR token could not be read; asking ECR for a new one");
-                return None;
-            }
-        };
-        let kept = match serde_json::from_slice::<Kept>(&bytes) {
-            Ok(k) if k.host == host && k.identity == identity => k,
-            Ok(_) => {
-                forget(&path, "is for another registry or identity");
-                return None;
-            }
-            Err(e) => {
-                forget(&path, &format!("does not decode ({e})"));
-                return None;
-            }
-        };
-        let expires = UNIX_EPOCH + Duration::from_secs(kept.expires_at);
-        let left = expires.duration_since(SystemTime::now()).ok()?;
-        (left > REFRESH_BEFORE).then(|| {
-            (
-                Credentials {
-                    username: kept.username,
-                    password: kept.password,
-                    source: SOURCE.to_string(),
-                },
-                expires,
-            )
-        })
+        let kept: Kept = read_kept(&path, |k: &Kept| k.host == host && k.identity == identity)?;
+        let expires = good_for_more_than(kept.expires_at, REFRESH_BEFORE)?;
+        Some((
+            Credentials {
+                username: kept.username,
+                password: kept.password,
+                source: SOURCE.to_string(),
+            },
+            expires,
+        ))
     }
 
     /// Keeps `creds` for `host` and `identity` until `expires`. A token that would not be
@@ -204,24 +182,13 @@ impl TokenDir {
     /// a few seconds; with its expiry.
     pub fn get_bearer(&self, host: &str, scope: &str, who: &str) -> Option<(String, SystemTime)> {
         let path = self.bearer_file(host, scope);
-        let bytes = std::fs::read(&path).ok()?;
-        let kept = match serde_json::from_slice::<KeptBearer>(&bytes) {
-            Ok(k) if k.host == host && k.scope == scope => k,
-            Ok(_) => {
-                forget(&path, "is for another registry or repository");
-                return None;
-            }
-            Err(e) => {
-                forget(&path, &format!("does not decode ({e})"));
-                return None;
-            }
-        };
+        let kept: KeptBearer =
+            read_kept(&path, |k: &KeptBearer| k.host == host && k.scope == scope)?;
         if kept.who != who {
             return None;
         }
-        let expires = UNIX_EPOCH + Duration::from_secs(kept.expires_at);
-        let left = expires.duration_since(SystemTime::now()).ok()?;
-        (left > BEARER_MARGIN).then_some((kept.token, expires))
+        let expires = good_for_more_than(kept.expires_at, BEARER_MARGIN)?;
+        Some((kept.token, expires))
     }
 
     /// Keeps the Bearer `token` for `scope` on `host`, asked as `who`, until `expires`.
@@ -252,6 +219,42 @@ impl TokenDir {
 /// A kept Bearer token is used until this long before it expires: a request that starts
 /// with it is answered before it does.
 pub const BEARER_MARGIN: Duration = Duration::from_secs(10);
+
+/// The kept token in `path`, if there is one that reads, decodes and is `for_this` key.
+/// No file is the common case and says nothing; anything else is said, and a file that
+/// does not decode or is for another key is removed. The caller then asks for a token.
+fn read_kept<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    for_this: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e,
+                "a kept registry token could not be read; asking for a new one");
+            return None;
+        }
+    };
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(k) if for_this(&k) => Some(k),
+        Ok(_) => {
+            forget(path, "is for another registry, repository or identity");
+            None
+        }
+        Err(e) => {
+            forget(path, &format!("does not decode ({e})"));
+            None
+        }
+    }
+}
+
+/// `expires_at` (seconds since the epoch) as a time, if that is more than `margin` away.
+fn good_for_more_than(expires_at: u64, margin: Duration) -> Option<SystemTime> {
+    let expires = UNIX_EPOCH + Duration::from_secs(expires_at);
+    let left = expires.duration_since(SystemTime::now()).ok()?;
+    (left > margin).then_some(expires)
+}
 
 fn forget(path: &Path, why: &str) {
     tracing::warn!(path = %path.display(),
