@@ -209,9 +209,13 @@ pub struct Overrides {
 struct Token {
     header: HeaderValue,
     expires: Instant,
-    /// The token itself and when it expires, for keeping it ([`crate::kept_tokens`]).
-    value: String,
-    expires_at: SystemTime,
+}
+
+/// The `Authorization` header of Bearer token `value`, if it makes one.
+fn bearer_header(value: &str) -> Option<HeaderValue> {
+    let mut header = HeaderValue::from_str(&format!("Bearer {value}")).ok()?;
+    header.set_sensitive(true);
+    Some(header)
 }
 
 #[derive(Clone)]
@@ -229,7 +233,7 @@ pub struct Authenticator {
     tokens: Mutex<HashMap<(String, String), Token>>,
     ecr: Mutex<HashMap<String, EcrCreds>>,
     overrides: Overrides,
-    /// ECR tokens kept between processes ([`crate::kept_tokens`]), if asked to.
+    /// Registry tokens kept between processes ([`crate::kept_tokens`]), if asked to.
     token_dir: Option<crate::kept_tokens::TokenDir>,
     /// Hosts whose credentials came from `token_dir`, with the identity they were kept as.
     kept: Mutex<HashMap<String, String>>,
@@ -244,8 +248,8 @@ impl Authenticator {
         }
     }
 
-    /// Keeps ECR tokens in `dir` for the processes that follow, and takes them from there
-    /// ([`crate::kept_tokens`]).
+    /// Keeps registry tokens in `dir` for the processes that follow, and takes them from
+    /// there ([`crate::kept_tokens`]).
     pub fn keep_tokens_in(&mut self, dir: std::path::PathBuf) {
         self.token_dir = Some(crate::kept_tokens::TokenDir::new(dir));
     }
@@ -267,21 +271,24 @@ impl Authenticator {
     /// refuses is answered as any 401 is: a new one is asked (and kept).
     pub async fn prime_kept_bearer(&self, host: &str, scope: &str) {
         let Some(dir) = &self.token_dir else { return };
-        if parse_ecr_host(host).is_some() || !dir.has_bearer(host, scope) {
+        if parse_ecr_host(host).is_some() {
             return;
         }
+        // The file first: only a kept token is worth finding this process's credentials.
+        let Some(kept) = dir.get_bearer(host, scope) else {
+            return;
+        };
         let Ok(creds) = self.credentials(host).await else {
             return;
         };
-        let who = crate::kept_tokens::who(creds.as_ref());
-        let Some((value, expires_at)) = dir.get_bearer(host, scope, &who) else {
+        if kept.who != crate::kept_tokens::who(creds.as_ref()) {
+            return;
+        }
+        let Some(header) = bearer_header(&kept.token) else {
             return;
         };
-        let Ok(mut header) = HeaderValue::from_str(&format!("Bearer {value}")) else {
-            return;
-        };
-        header.set_sensitive(true);
-        let left = expires_at
+        let left = kept
+            .expires
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         tracing::debug!(host, scope, "registry token kept from an earlier pull");
@@ -290,8 +297,6 @@ impl Authenticator {
             Token {
                 header,
                 expires: Instant::now() + left,
-                value: String::new(),
-                expires_at,
             },
         );
     }
@@ -351,7 +356,7 @@ impl Authenticator {
         {
             let scope_param = scope_param.unwrap_or_else(|| scope.to_string());
             let creds = self.credentials(host).await?;
-            let mut token = fetch_token(
+            let (value, life) = fetch_token(
                 http,
                 host,
                 &realm,
@@ -362,9 +367,12 @@ impl Authenticator {
             .await?;
             if let Some(dir) = &self.token_dir {
                 let who = crate::kept_tokens::who(creds.as_ref());
-                dir.put_bearer(host, scope, &who, &token.value, token.expires_at);
+                dir.put_bearer(host, scope, &who, &value, SystemTime::now() + life);
             }
-            token.value.clear();
+            let token = Token {
+                header: bearer_header(&value).unwrap_or_else(|| HeaderValue::from_static("")),
+                expires: Instant::now() + life,
+            };
             self.tokens
                 .lock()
                 .expect("auth lock")
@@ -416,33 +424,33 @@ impl Authenticator {
             Some(_) => self.ecr_identity_key(host).await,
             None => (None, None),
         };
-        if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as)
-            && let Some((creds, expires_at)) = dir.get(host, identity)
-        {
+        let kept = match (&self.token_dir, &kept_as) {
+            (Some(dir), Some(identity)) => dir.get(host, identity),
+            _ => None,
+        };
+        let (creds, expires_at) = if let Some(kept) = kept {
             tracing::debug!(host, "ECR token kept from an earlier pull");
-            self.kept
-                .lock()
-                .expect("auth lock")
-                .insert(host.to_string(), identity.clone());
-            self.ecr.lock().expect("auth lock").insert(
-                host.to_string(),
-                EcrCreds {
-                    creds: creds.clone(),
-                    expires_at,
-                },
-            );
-            return Ok(creds);
-        }
-        let (creds, expires_at) = ecr_token(host, self.overrides.ecr.as_ref(), resolved).await?;
-        if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as) {
-            dir.put(host, identity, &creds, expires_at);
-        }
-        if expires_at <= SystemTime::now() {
-            tracing::warn!(
-                host,
-                "ECR authorization token arrived already expired; using it once"
-            );
-        }
+            if let Some(identity) = kept_as {
+                self.kept
+                    .lock()
+                    .expect("auth lock")
+                    .insert(host.to_string(), identity);
+            }
+            kept
+        } else {
+            let (creds, expires_at) =
+                ecr_token(host, self.overrides.ecr.as_ref(), resolved).await?;
+            if let (Some(dir), Some(identity)) = (&self.token_dir, &kept_as) {
+                dir.put(host, identity, &creds, expires_at);
+            }
+            if expires_at <= SystemTime::now() {
+                tracing::warn!(
+                    host,
+                    "ECR authorization token arrived already expired; using it once"
+                );
+            }
+            (creds, expires_at)
+        };
         self.ecr.lock().expect("auth lock").insert(
             host.to_string(),
             EcrCreds {
@@ -510,6 +518,7 @@ fn docker_config_credentials(host: &str) -> Result<Option<Credentials>, AuthErro
     }
 }
 
+/// A Bearer token from the realm, and how long to use it.
 async fn fetch_token(
     http: &reqwest::Client,
     host: &str,
@@ -517,7 +526,7 @@ async fn fetch_token(
     service: Option<&str>,
     scope: &str,
     creds: Option<&Credentials>,
-) -> Result<Token, AuthError> {
+) -> Result<(String, Duration), AuthError> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         token: Option<String>,
@@ -555,17 +564,8 @@ async fn fetch_token(
     let value = body.token.or(body.access_token).unwrap_or_default();
     // Ref: distribution token spec: expires_in defaults to 60 s.
     let ttl = Duration::from_secs(body.expires_in.unwrap_or(60).max(10));
-    let mut header = HeaderValue::from_str(&format!("Bearer {value}"))
-        .unwrap_or_else(|_| HeaderValue::from_static(""));
-    header.set_sensitive(true);
-    let early = ttl.saturating_sub(Duration::from_secs(5));
-    Ok(Token {
-        header,
-        // Renew a little early so a token never expires mid-request.
-        expires: Instant::now() + early,
-        value,
-        expires_at: SystemTime::now() + early,
-    })
+    // Renew a little early so a token never expires mid-request.
+    Ok((value, ttl.saturating_sub(Duration::from_secs(5))))
 }
 
 /// The AWS SDK configuration for `region` with the whole credential chain, over the

@@ -259,7 +259,7 @@ impl RegistryClient {
         })
     }
 
-    /// Keeps ECR tokens in `dir` from one process to the next ([`crate::kept_tokens`]).
+    /// Keeps registry tokens in `dir` from one process to the next ([`crate::kept_tokens`]).
     pub fn keep_tokens_in(mut self, dir: std::path::PathBuf) -> Self {
         self.auth.keep_tokens_in(dir);
         self

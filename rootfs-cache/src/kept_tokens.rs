@@ -67,14 +67,44 @@ impl TokenDir {
 
     /// The file of the token for `host` asked as `identity`.
     pub fn file(&self, host: &str, identity: &str) -> PathBuf {
-        let mut h = Sha256::new();
         let overrides = ["AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL"]
             .map(|v| std::env::var(v).unwrap_or_default());
-        for part in ["v1", host, identity, &overrides[0], &overrides[1]] {
+        self.hashed("", &["v1", host, identity, &overrides[0], &overrides[1]])
+    }
+
+    /// `<dir>/<prefix><sha256 of the parts>.json`.
+    fn hashed(&self, prefix: &str, parts: &[&str]) -> PathBuf {
+        let mut h = Sha256::new();
+        for part in parts {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        self.dir.join(format!("{:x}.json", h.finalize()))
+        self.dir.join(format!("{prefix}{:x}.json", h.finalize()))
+    }
+
+    /// Writes `kept` (made with its expiry in seconds since the epoch) to `path` if
+    /// `expires` is more than `margin` away: a token that would not be used again is not
+    /// written. Failures are warnings: the pull goes on with the token in hand.
+    fn keep<T: Serialize>(
+        &self,
+        path: &Path,
+        expires: SystemTime,
+        margin: Duration,
+        kept: impl FnOnce(u64) -> T,
+    ) {
+        let Ok(left) = expires.duration_since(SystemTime::now()) else {
+            return;
+        };
+        if left <= margin {
+            return;
+        }
+        let secs = expires
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = write_private(&self.dir, path, &kept(secs)) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "the registry's token could not be kept for the next pull");
+        }
     }
 
     /// The token kept for `host` and `identity`, if one is and it is good for more than
@@ -93,30 +123,17 @@ impl TokenDir {
         ))
     }
 
-    /// Keeps `creds` for `host` and `identity` until `expires`. A token that would not be
-    /// used again (it expires within [`REFRESH_BEFORE`]) is not written. Failures are
-    /// warnings: the pull goes on with the token in hand.
+    /// Keeps `creds` for `host` and `identity` until `expires` (not when it expires within
+    /// [`REFRESH_BEFORE`]).
     pub fn put(&self, host: &str, identity: &str, creds: &Credentials, expires: SystemTime) {
-        let Ok(left) = expires.duration_since(SystemTime::now()) else {
-            return;
-        };
-        if left <= REFRESH_BEFORE {
-            return;
-        }
-        let kept = Kept {
+        let path = self.file(host, identity);
+        self.keep(&path, expires, REFRESH_BEFORE, |expires_at| Kept {
             host: host.to_string(),
             identity: identity.to_string(),
             username: creds.username.clone(),
             password: creds.password.clone(),
-            expires_at: expires
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let path = self.file(host, identity);
-        if let Err(e) = write_private(&self.dir, &path, &kept) {
-            tracing::warn!(path = %path.display(), error = %e,
-                "the ECR token could not be kept for the next pull");
-        }
+            expires_at,
+        });
     }
 
     /// Removes the token kept for `host` and `identity` (the registry refused it).
@@ -161,58 +178,45 @@ pub fn who(creds: Option<&Credentials>) -> String {
     }
 }
 
+/// A Bearer token kept by an earlier process ([`TokenDir::get_bearer`]).
+pub struct BearerToken {
+    /// [`who`] of the credentials it was asked with: the caller takes it only if its own
+    /// credentials are the same.
+    pub who: String,
+    pub token: String,
+    pub expires: SystemTime,
+}
+
 impl TokenDir {
     /// The file of the Bearer token for `scope` on `host`.
     pub fn bearer_file(&self, host: &str, scope: &str) -> PathBuf {
-        let mut h = Sha256::new();
-        for part in ["bearer v1", host, scope] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        self.dir.join(format!("bearer-{:x}.json", h.finalize()))
+        self.hashed("bearer-", &["bearer v1", host, scope])
     }
 
-    /// Whether a Bearer token may be kept for `scope` on `host` (a file exists): the
-    /// caller then finds whose credentials it would be asked with, for [`Self::get_bearer`].
-    pub fn has_bearer(&self, host: &str, scope: &str) -> bool {
-        self.bearer_file(host, scope).exists()
-    }
-
-    /// The Bearer token kept for `scope` on `host` and `who`, if it is good for more than
-    /// a few seconds; with its expiry.
-    pub fn get_bearer(&self, host: &str, scope: &str, who: &str) -> Option<(String, SystemTime)> {
+    /// The Bearer token kept for `scope` on `host`, if it is good for more than a few
+    /// seconds.
+    pub fn get_bearer(&self, host: &str, scope: &str) -> Option<BearerToken> {
         let path = self.bearer_file(host, scope);
         let kept: KeptBearer =
             read_kept(&path, |k: &KeptBearer| k.host == host && k.scope == scope)?;
-        if kept.who != who {
-            return None;
-        }
-        let expires = good_for_more_than(kept.expires_at, BEARER_MARGIN)?;
-        Some((kept.token, expires))
+        Some(BearerToken {
+            expires: good_for_more_than(kept.expires_at, BEARER_MARGIN)?,
+            who: kept.who,
+            token: kept.token,
+        })
     }
 
-    /// Keeps the Bearer `token` for `scope` on `host`, asked as `who`, until `expires`.
+    /// Keeps the Bearer `token` for `scope` on `host`, asked as `who`, until `expires` (not
+    /// when it expires within [`BEARER_MARGIN`]).
     pub fn put_bearer(&self, host: &str, scope: &str, who: &str, token: &str, expires: SystemTime) {
-        let Ok(left) = expires.duration_since(SystemTime::now()) else {
-            return;
-        };
-        if left <= BEARER_MARGIN {
-            return;
-        }
-        let kept = KeptBearer {
+        let path = self.bearer_file(host, scope);
+        self.keep(&path, expires, BEARER_MARGIN, |expires_at| KeptBearer {
             host: host.to_string(),
             scope: scope.to_string(),
             who: who.to_string(),
             token: token.to_string(),
-            expires_at: expires
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let path = self.bearer_file(host, scope);
-        if let Err(e) = write_private(&self.dir, &path, &kept) {
-            tracing::warn!(path = %path.display(), error = %e,
-                "the registry's token could not be kept for the next pull");
-        }
+            expires_at,
+        });
     }
 }
 
@@ -363,25 +367,16 @@ mod tests {
         let alice = who(Some(&creds("pw")));
         assert_ne!(alice, who(None));
         assert_ne!(alice, who(Some(&creds("other"))));
-        assert!(!dir.has_bearer("r.example", "repository:a:pull"));
+        assert!(!dir.bearer_file("r.example", "repository:a:pull").exists());
         dir.put_bearer("r.example", "repository:a:pull", &alice, "tok", later);
-        assert!(dir.has_bearer("r.example", "repository:a:pull"));
-        let (t, _) = dir
-            .get_bearer("r.example", "repository:a:pull", &alice)
-            .unwrap();
-        assert_eq!(t, "tok");
-        assert!(
-            dir.get_bearer("r.example", "repository:a:pull", &who(None))
-                .is_none()
-        );
-        assert!(
-            dir.get_bearer("r.example", "repository:b:pull", &alice)
-                .is_none()
-        );
-        assert!(
-            dir.get_bearer("s.example", "repository:a:pull", &alice)
-                .is_none()
-        );
+        assert!(dir.bearer_file("r.example", "repository:a:pull").exists());
+        let kept = dir.get_bearer("r.example", "repository:a:pull").unwrap();
+        assert_eq!(kept.token, "tok");
+        // Whose it is: the caller compares its own credentials' digest.
+        assert_eq!(kept.who, alice);
+        assert_ne!(kept.who, who(None));
+        assert!(dir.get_bearer("r.example", "repository:b:pull").is_none());
+        assert!(dir.get_bearer("s.example", "repository:a:pull").is_none());
         // The credentials are not in the file, only the digest of them.
         let text =
             std::fs::read_to_string(dir.bearer_file("r.example", "repository:a:pull")).unwrap();
@@ -389,7 +384,7 @@ mod tests {
         // Near its expiry: neither kept nor used.
         let soon = SystemTime::now() + BEARER_MARGIN - Duration::from_secs(1);
         dir.put_bearer("r.example", "repository:c:pull", &alice, "tok", soon);
-        assert!(!dir.has_bearer("r.example", "repository:c:pull"));
+        assert!(!dir.bearer_file("r.example", "repository:c:pull").exists());
     }
 
     #[test]
@@ -403,10 +398,7 @@ mod tests {
         assert!(!f.exists());
         let b = dir.bearer_file(host, "repository:a:pull");
         std::fs::write(&b, b"[").unwrap();
-        assert!(
-            dir.get_bearer(host, "repository:a:pull", "anonymous")
-                .is_none()
-        );
+        assert!(dir.get_bearer(host, "repository:a:pull").is_none());
         assert!(!b.exists());
     }
 }
