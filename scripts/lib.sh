@@ -159,6 +159,30 @@ EOF
     log "registry on $raddr:$port (pid $(cat "$dir/registry.pid"))"
 }
 
+# bench_run_dir NAME: a new directory for a benchmark's run state (/run/NAME.XXXXXX), on
+# a tmpfs of its own when /run is not one. Every tool's state goes there (minifargate's run
+# root, crun's and runc's roots, podman's runroot): the production layout, /run on tmpfs as
+# systemd mounts it. Some hosts (this project's VM) have /run on the root filesystem, where
+# each directory made and removed is a block allocated and discarded.
+bench_run_dir() {
+    d="$(mktemp -d "/run/$1.XXXXXX")"
+    if [ "$(stat -f -c %T "$d")" != tmpfs ]; then
+        mount -t tmpfs -o mode=0700 "$1" "$d" || die "cannot mount a tmpfs on $d"
+    fi
+    echo "$d"
+}
+
+# bench_run_dir_remove DIR: unmounts what bench_run_dir mounted (and anything below it),
+# then removes the directory.
+bench_run_dir_remove() {
+    [ -n "$1" ] && [ -d "$1" ] || return 0
+    for m in $(awk -v r="$1" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo \
+        | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf "$1"
+}
+
 # registry_stop DIR: stop the registry registry_start started there (by its PID).
 registry_stop() {
     pidfile="$1/registry.pid"
