@@ -559,7 +559,7 @@ pub fn spawn_supervisor(
 /// task, and it exits having made nothing.
 #[derive(Debug)]
 pub struct Waiting {
-    child: Child,
+    child: Spawning,
     /// Where the task's id goes.
     task: std::io::PipeWriter,
     done: Option<std::io::PipeReader>,
@@ -581,18 +581,53 @@ pub fn prestart_supervisor(cmd: &SupervisorCommand) -> Result<Waiting, LaunchErr
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = c.spawn().map_err(|source| LaunchError::Io {
-        what: format!("start the supervisor {}", cmd.exe.display()),
-        source,
-    })?;
-    // Ours closed at once: the supervisor's copies are then the only ones.
-    drop(r);
+    let (done_r, done_w) = match done {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let exe = cmd.exe.clone();
+    // The supervisor's ends: ours closed once it has them, so that its copies are then
+    // the only ones.
+    let spawn = move || {
+        let child = c.spawn().map_err(|source| LaunchError::Io {
+            what: format!("start the supervisor {}", exe.display()),
+            source,
+        });
+        drop((r, done_w));
+        child
+    };
+    // On a thread of its own: a spawn returns once the child has exec'd (vfork), and
+    // the exec of this binary, with the wake-up after it, kept the launch waiting
+    // ~0.9 ms (docs/benchmarks.md, "Stop 53"). The launch goes on meanwhile; the child
+    // is joined when it is needed (its pid, at the hand-over). No thread: no supervisor
+    // ahead (the task's is then started the usual way).
+    let child = std::thread::Builder::new()
+        .name("spawn-supervisor".into())
+        .spawn(spawn)
+        .map(Spawning)
+        .map_err(io("start a thread to start the supervisor".into()))?;
     Ok(Waiting {
         child,
         task: w,
-        done: done.map(|(r, _w)| r),
+        done: done_r,
         ahead_id: None,
     })
+}
+
+/// The supervisor of a [`Waiting`], being spawned on a thread.
+#[derive(Debug)]
+struct Spawning(std::thread::JoinHandle<Result<Child, LaunchError>>);
+
+impl Spawning {
+    /// The child, once spawned; the spawn's error, or a panic of its thread as one.
+    fn join(self) -> Result<Child, LaunchError> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(LaunchError::Io {
+                what: "start the supervisor".into(),
+                source: std::io::Error::other("the thread that started it panicked"),
+            })
+        })
+    }
 }
 
 impl Waiting {
@@ -711,6 +746,14 @@ pub fn hand_over(
         done,
         ..
     } = waiting;
+    let child = match child.join() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(task_id = %id, error = %crate::error_chain(&e), "the supervisor started ahead could not start: starting another");
+            drop(task);
+            return spawn_supervisor(store, cmd, id);
+        }
+    };
     let pid = i64::from(child.id());
     // Recorded before the id is written, so the supervisor finds its pid in its row and
     // need not write it again.
