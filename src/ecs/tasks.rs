@@ -929,6 +929,7 @@ fn spawn(
     }
     let req = &req;
     let mut ids = Vec::new();
+    let mut tasks = Vec::new();
     let mut supervisors = Vec::new();
     for i in 0..count as usize {
         let mut one = req.clone();
@@ -939,6 +940,9 @@ fn spawn(
             _ => None,
         };
         let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root, ahead.as_deref())?;
+        // The answer shows the task as written (PROVISIONING, its ENI PRECREATED), as
+        // ECS's does: read before its supervisor can move it on.
+        tasks.extend(task_by_id(&store, &id)?);
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(match sup.early.take() {
             Some(waiting) => launch::hand_over(&mut store, &cmd, waiting, &id)?,
@@ -947,10 +951,6 @@ fn spawn(
         ids.push(id);
     }
     ecs.housekeeping_before(&mut store, began);
-    let tasks = ids
-        .iter()
-        .filter_map(|id| task_by_id(&store, id).transpose())
-        .collect::<anyhow::Result<Vec<_>>>()?;
     // Every task of one RunTask has the same definition, so the same warnings.
     let warnings: Vec<Warning> = tasks
         .first()
