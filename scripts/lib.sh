@@ -167,7 +167,7 @@ EOF
 bench_run_dir() {
     d="$(mktemp -d "/run/$1.XXXXXX")"
     if [ "$(stat -f -c %T "$d")" != tmpfs ]; then
-        mount -t tmpfs -o mode=0700 "$1" "$d" || die "cannot mount a tmpfs on $d"
+        mount -t tmpfs -o mode=0700 "$1" "$d" || { rmdir "$d"; die "cannot mount a tmpfs on $d"; }
     fi
     echo "$d"
 }
