@@ -941,13 +941,15 @@ fn spawn(
         };
         let id = launch::create_task(&mut store, ctx, stored, &one, &ecs.root, ahead.as_deref())?;
         // The answer shows the task as written (PROVISIONING, its ENI PRECREATED), as
-        // ECS's does: read before its supervisor can move it on.
-        tasks.extend(task_by_id(&store, &id)?);
+        // ECS's does: read before its supervisor can move it on. A failed read fails the
+        // call once the task has its supervisor, not before (no task left unsupervised).
+        let written = task_by_id(&store, &id);
         crate::task::test_pause(&ecs.run_root, "launch");
         supervisors.push(match sup.early.take() {
             Some(waiting) => launch::hand_over(&mut store, &cmd, waiting, &id)?,
             None => launch::spawn_supervisor(&mut store, &cmd, &id)?,
         });
+        tasks.extend(written?);
         ids.push(id);
     }
     ecs.housekeeping_before(&mut store, began);
