@@ -1046,32 +1046,10 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
     }
 }
 
-/// tests/console/instances.py in the real browser (Debian's chromium over chromedriver,
-/// as tests/console.rs), signed in with serve's key; panics with its output on failure.
+/// tests/console/instances.py in the real browser, as tests/console.rs runs browser.py.
 fn console_instances(api: &Api, env: &[(&str, String)]) {
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-shots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let (user, password) = api.credentials();
-    let mut c = Command::new(common::services::tool("python3"));
-    common::util::no_proxy(&mut c);
-    c.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/instances.py"))
-        .env("CONSOLE_URL", &api.endpoint)
-        .env("CONSOLE_USER", user)
-        .env("CONSOLE_PASSWORD", password)
-        .env("SHOTS", &shots);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c
-        .output()
-        .expect("run python3 (selenium in target/test-venv)");
-    eprintln!(
-        "$ python3 tests/console/instances.py\n  exit: {}\n  stdout: {}\n  stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the browser test failed (see above)");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    api.browser("instances.py", &env);
 }
 
 #[test]

@@ -8,7 +8,6 @@ mod common;
 
 use common::api::Api;
 use common::image::{Compression, Layer, busybox_all_applets};
-use common::services::tool;
 use common::util::{free_port, no_proxy};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,31 +31,9 @@ const TICK: &str = r#"{"family":"tick","networkMode":"awsvpc","cpu":"256","memor
     "essential":true,"stopTimeout":2,
     "command":["sh","-c","trap 'exit 0' TERM; while :; do echo tick; sleep 1; done"]}]}"#;
 
-/// Runs tests/console/browser.py with `args` (name=value); panics with its output when
-/// it fails.
-fn browser(api: &Api, shots: &Path, args: &[(&str, &str)]) {
-    let mut c = Command::new(tool("python3"));
-    no_proxy(&mut c);
-    // Signed in with serve's key, as a user types it into the browser's prompt.
-    let (user, password) = api.credentials();
-    c.arg(repo("tests/console/browser.py"))
-        .env("CONSOLE_URL", &api.endpoint)
-        .env("CONSOLE_USER", user)
-        .env("CONSOLE_PASSWORD", password)
-        .env("SHOTS", shots);
-    for (k, v) in args {
-        c.env(k, v);
-    }
-    let out = c
-        .output()
-        .expect("run python3 (is selenium in target/test-venv? scripts/test installs it)");
-    eprintln!(
-        "$ python3 tests/console/browser.py\n  exit: {}\n  stdout: {}\n  stderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the browser test failed (see above)");
+/// Runs tests/console/browser.py against `api` with `args` (name=value).
+fn browser(api: &Api, args: &[(&str, &str)]) {
+    api.browser("browser.py", args);
 }
 
 fn shots_dir() -> PathBuf {
@@ -140,7 +117,6 @@ fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
     };
     browser(
         &api,
-        &shots,
         &[("TASK_ID", &id), ("CLUSTER", "default"), ("USERNS", userns)],
     );
 
@@ -276,7 +252,6 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
 
     browser(
         &api,
-        &shots_dir(),
         &[
             ("TASK_ID", &id),
             ("CLUSTER", "default"),

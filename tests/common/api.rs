@@ -204,11 +204,14 @@ impl Api {
         let out = c
             .output()
             .expect("run the aws cli (is awscli in target/test-venv?)");
+        // The command, its status and the start of its answer: a failing test's output
+        // stays short enough to read whole in CI's log (the assertions print what they
+        // compared).
         eprintln!(
             "$ aws {service} {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
             args.join(" "),
             out.status,
-            String::from_utf8_lossy(&out.stdout),
+            clipped(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         out
@@ -216,7 +219,12 @@ impl Api {
 
     pub fn aws_json(&self, args: &[&str]) -> Value {
         let out = self.aws(args);
-        assert!(out.status.success(), "aws ecs {args:?} failed");
+        assert!(
+            out.status.success(),
+            "aws ecs {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         if out.stdout.is_empty() {
             return Value::Null;
         }
@@ -234,6 +242,54 @@ impl Api {
         let out = self.mf.run(args);
         assert!(out.status.success(), "minifargate {args:?} failed");
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs `tests/console/SCRIPT` (Python selenium driving Debian's chromium over
+    /// chromedriver) against this server, signed in with serve's key, with `env` set; its
+    /// screenshots go to target/console-shots. Panics when it fails, with the reason in
+    /// the message: the traceback's last lines (the wait or assertion that failed) and
+    /// the script's last words (where JS console errors are printed).
+    pub fn browser(&self, script: &str, env: &[(&str, &str)]) {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shots = repo.join("target/console-shots");
+        std::fs::create_dir_all(&shots).unwrap();
+        // Chromium's own temporary files (a SingletonSocket directory per browser) in the
+        // test's directory, removed with it rather than left in /tmp.
+        let tmp = self.mf.dir.path().join("browser-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let (user, password) = self.credentials();
+        let mut c = Command::new(tool("python3"));
+        super::util::no_proxy(&mut c);
+        c.arg(repo.join("tests/console").join(script))
+            .env("CONSOLE_URL", &self.endpoint)
+            .env("CONSOLE_USER", user)
+            .env("CONSOLE_PASSWORD", password)
+            .env("SHOTS", &shots)
+            .env("TMPDIR", &tmp);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c
+            .output()
+            .expect("run python3 (is selenium in target/test-venv? scripts/test installs it)");
+        eprintln!(
+            "$ python3 tests/console/{script}\n  exit: {}\n  stdout: {}\n  stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tail = |b: &[u8], n: usize| {
+            let text = String::from_utf8_lossy(b).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        assert!(
+            out.status.success(),
+            "tests/console/{script} failed ({}):\n{}\n{}",
+            out.status,
+            tail(&out.stdout, 4),
+            tail(&out.stderr, 4)
+        );
     }
 
     pub fn file(&self, name: &str, json: &str) -> String {
@@ -313,4 +369,14 @@ fn stop_server(server: &mut Child) {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+}
+
+/// The first 400 bytes of a command's output, with how much was left out.
+fn clipped(out: &[u8]) -> String {
+    const KEEP: usize = 400;
+    let text = String::from_utf8_lossy(out);
+    match text.char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], out.len()),
+        None => text.into_owned(),
+    }
 }

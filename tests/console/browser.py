@@ -28,6 +28,7 @@ SHOTS = os.environ["SHOTS"]
 READ_ONLY = os.environ.get("READ_ONLY") == "1"
 USERNS = os.environ.get("USERNS") == "1"
 TIMEOUT = 60
+STARTED = time.time()
 
 
 def browser():
@@ -69,12 +70,24 @@ def wait(what, f, timeout=TIMEOUT):
         try:
             v = f()
             if v:
+                # When each step was reached: a failure's output says how far it got.
+                print(f"{time.time() - STARTED:6.2f} s: {what}")
                 return v
         except Exception as e:  # the element may not be there yet
             last = e
         time.sleep(0.3)
     shot("failed-" + what.replace(" ", "-")[:40])
     raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def click(what, by, value):
+    """Clicks an element found afresh at each try: a list the page refreshes may replace
+    it between the find and the click (Selenium's stale element), where a person's click
+    would land on its replacement."""
+    def once():
+        d.find_element(by, value).click()
+        return True
+    wait(what, once)
 
 
 def shot(name, full=True):
@@ -176,7 +189,7 @@ try:
         assert "read-only" in text("#mode")
         open_page("/taskdefs")
         wait("the families", lambda: "tick" in text("#taskdefs"))
-        d.find_element(By.LINK_TEXT, "1").click()
+        click("the revision 1 link", By.LINK_TEXT, "1")
         wait("the findings", lambda: "error(s)" in text("#findings"))
         assert not d.find_elements(By.ID, "run-btn"), "read-only: no Run task"
         shot("read-only-taskdef")
@@ -199,7 +212,7 @@ try:
         open_page("/services")
         wait("the service", lambda: "ticker" in text("#services"))
         shot("services")
-        d.find_element(By.LINK_TEXT, "ticker").click()
+        click("the ticker link", By.LINK_TEXT, "ticker")
         wait("the service page", lambda: text("#svc-counts").startswith("1 /"))
         wait("the desired count filled in", lambda: d.find_element(By.ID, "svc-desired").get_attribute("value") == "1")
         box = d.find_element(By.ID, "svc-desired")
@@ -221,9 +234,9 @@ try:
             '"echo from-the-console; trap \'exit 0\' TERM; while :; do sleep 1; done"]}]}')
         d.find_element(By.ID, "run-btn").click()
         started = wait("the started task's link",
-                       lambda: d.find_element(By.CSS_SELECTOR, "#run-result a"))
-        print("RUN_FROM_CONSOLE", started.text)
-        started.click()
+                       lambda: d.find_element(By.CSS_SELECTOR, "#run-result a").text)
+        print("RUN_FROM_CONSOLE", started)
+        click("the started task's link", By.CSS_SELECTOR, "#run-result a")
         wait("the new task RUNNING", lambda: text("#task-status") == "RUNNING")
         wait("the override's output", lambda: "from-the-console" in text("#logs"))
         d.execute_script("window.scrollTo(0, 0)")

@@ -32,6 +32,15 @@
     return el;
   }
   const $ = (sel, el) => (el || document).querySelector(sel);
+  // A view refreshed every POLL_MS: its children are replaced only when what they show
+  // changed, so the link, row or text a user is on (focus, selection, a click on its
+  // way) is not swapped from under them every two seconds. Views with listeners of their
+  // own are replaced with replaceChildren.
+  function update(el, ...kids) {
+    const next = fill(document.createElement('div'), null, kids);
+    if (next.innerHTML === el.innerHTML) return;
+    el.replaceChildren(...next.childNodes);
+  }
   function table(headers, rows, attrs) {
     return h('div', { class: 'table-wrap' }, h('table', attrs || {},
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
@@ -150,14 +159,14 @@
         }
         if (!current()) return;
         showError(err);
-        cards.replaceChildren(...d.map((c) => h('section', { class: 'card', 'data-cluster': c.clusterName },
+        update(cards, ...d.map((c) => h('section', { class: 'card', 'data-cluster': c.clusterName },
           h('h2', {}, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(c.clusterName) }, c.clusterName), ' ', status(c.status)),
           h('div', { class: 'counts' },
             h('span', {}, h('b', { class: 's-RUNNING' }, c.runningTasksCount), 'running'),
             h('span', {}, h('b', { class: 's-PENDING' }, c.pendingTasksCount), 'pending'),
             h('span', {}, h('b', { class: 's-STOPPED' }, stopped[c.clusterName]), 'stopped'),
-            h('span', {}, h('b', {}, h('a', { href: '#/services?cluster=' + encodeURIComponent(c.clusterName) }, c.activeServicesCount)), 'services')))));
-        if (!d.length) cards.append(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
+            h('span', {}, h('b', {}, h('a', { href: '#/services?cluster=' + encodeURIComponent(c.clusterName) }, c.activeServicesCount)), 'services')))),
+          d.length ? null : h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
       } catch (e) { showError(err, e); }
     };
   }
@@ -185,8 +194,8 @@
         }
         if (!current()) return;
         showError(err);
-        if (!found.length) body.replaceChildren(h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
-        else body.replaceChildren(...found.map(([cluster, cis]) => h('section', { 'data-cluster': cluster },
+        if (!found.length) update(body, h('p', { class: 'muted' }, 'No clusters yet: run a task and the default cluster appears.'));
+        else update(body, ...found.map(([cluster, cis]) => h('section', { 'data-cluster': cluster },
           h('h2', {}, cluster),
           cis.length ? instancesTable(cluster, cis) : h('p', { class: 'muted' }, 'No container instances.'))));
       } catch (e) { showError(err, e); }
@@ -251,7 +260,7 @@
         tasks.sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
         if (!current()) return;
         showError(err);
-        body.replaceChildren(tasks.length ? tasksTable(tasks) : h('p', { class: 'muted' }, 'No tasks match.'));
+        update(body, tasks.length ? tasksTable(tasks) : h('p', { class: 'muted' }, 'No tasks match.'));
       } catch (e) { showError(err, e); }
     };
   }
@@ -321,7 +330,7 @@
         if (!t) throw new Error('task ' + id + ' not found in cluster ' + cluster + ((d.failures || [])[0] ? ': ' + d.failures[0].reason : ''));
         if (!current()) return;
         showError(err);
-        head.replaceChildren(h('dl', { class: 'kv' },
+        update(head, h('dl', { class: 'kv' },
           h('dt', {}, 'Last status'), h('dd', {}, status(t.lastStatus, 'task-status')),
           h('dt', {}, 'Desired status'), h('dd', {}, status(t.desiredStatus)),
           h('dt', {}, 'Stop code'), h('dd', { id: 'stop-code' }, t.stopCode || '-'),
@@ -334,7 +343,7 @@
           h('dt', {}, 'Created / started / stopped'), h('dd', {}, time(t.createdAt) + ' / ' + time(t.startedAt) + ' / ' + time(t.stoppedAt))));
         const stopBtn = $('#stop-btn');
         if (stopBtn) stopBtn.disabled = t.desiredStatus === 'STOPPED';
-        containers.replaceChildren(table(['Name', 'Last status', 'Exit code', 'Reason', 'Health', 'Image'],
+        update(containers, table(['Name', 'Last status', 'Exit code', 'Reason', 'Health', 'Image'],
           (t.containers || []).map((c) => h('tr', {},
             h('td', {}, c.name), h('td', {}, status(c.lastStatus)),
             h('td', { class: 'num' }, c.exitCode === undefined || c.exitCode === null ? '-' : c.exitCode),
@@ -360,7 +369,7 @@
           chart('mem-chart', samples.map((s) => s.mem), memLimit, (v) => v.toFixed(1)));
         const tl = await get('/console/api/tasks/' + id + '/timeline');
         if (!current()) return;
-        gantt.replaceChildren(ganttView(tl));
+        update(gantt, ganttView(tl));
         await logs.poll(current);
       } catch (e) { if (current()) showError(err, e); }
     };
@@ -566,7 +575,7 @@ function explain(text, anchor) {
         }
         if (!current()) return;
         showError(err);
-        body.replaceChildren(all.length ? table(['Service', 'Cluster', 'Status', 'Desired', 'Running', 'Pending', 'Task definition', 'Deployments'],
+        update(body, all.length ? table(['Service', 'Cluster', 'Status', 'Desired', 'Running', 'Pending', 'Task definition', 'Deployments'],
           all.map((s) => {
             const cluster = clusterOf(s.clusterArn);
             return h('tr', {},
@@ -607,7 +616,7 @@ function explain(text, anchor) {
         if (!current()) return;
         showError(err);
         if (first && $('#svc-desired')) { $('#svc-desired').value = s.desiredCount; first = false; }
-        body.replaceChildren(
+        update(body,
           h('dl', { class: 'kv' }, h('dt', {}, 'Status'), h('dd', {}, status(s.status)),
             h('dt', {}, 'Desired / running / pending'), h('dd', { id: 'svc-counts' }, s.desiredCount + ' / ' + s.runningCount + ' / ' + s.pendingCount),
             h('dt', {}, 'Task definition'), h('dd', {}, tdName(s.taskDefinition)),
