@@ -169,13 +169,10 @@ impl Store {
 
     /// A cluster by name, ACTIVE or INACTIVE.
     pub fn cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
+        // Cached: a launch looks its cluster up several times.
         self.conn
-            .query_row(
-                &format!("{CLUSTER_SELECT} WHERE c.name = ?1"),
-                [name],
-                cluster_from_row,
-            )
-            .optional()
+            .prepare_cached(&format!("{CLUSTER_SELECT} WHERE c.name = ?1"))
+            .and_then(|mut stmt| stmt.query_row([name], cluster_from_row).optional())
             .map_err(q("read a cluster"))
     }
 

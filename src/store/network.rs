@@ -84,12 +84,15 @@ fn upsert_network(conn: &rusqlite::Connection, n: &NetworkRow) -> Result<(), Sto
         .as_ref()
         .map(|r| to_json("task_networks", "network", &n.task_id, r))
         .transpose()?;
-    conn.execute(
+    // Cached: the supervisor writes the row at each step of the network's life.
+    conn.prepare_cached(
         "INSERT INTO task_networks (task_id, mode, bridge, subnet, attachment_id, \
          attachment_status, configuration, network) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT (task_id) DO UPDATE SET mode = ?2, bridge = ?3, subnet = ?4, \
          attachment_id = ?5, attachment_status = ?6, configuration = ?7, network = ?8",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             n.task_id,
             n.mode,
             n.bridge,
@@ -98,8 +101,8 @@ fn upsert_network(conn: &rusqlite::Connection, n: &NetworkRow) -> Result<(), Sto
             n.attachment_status,
             configuration,
             network
-        ],
-    )
+        ])
+    })
     .map_err(q("record a task network"))?;
     Ok(())
 }

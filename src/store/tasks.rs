@@ -145,6 +145,9 @@ pub struct RunToken {
     pub created_at_ms: i64,
 }
 
+/// A scope's pinned digest for a container: read several times in a launch (cached).
+const PIN_SELECT: &str = "SELECT digest FROM image_pins WHERE scope = ?1 AND container = ?2";
+
 const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, definition, overrides, \
      launch_type, started_by, grp, cpu, memory, last_status, desired_status, stop_code, \
      stopped_reason, warnings, supervisor_pid, supervisor_start_time, created_at_ms, \
@@ -442,11 +445,8 @@ impl Store {
                 )
                 .map_err(q("pin an image digest"))?;
             s.conn
-                .query_row(
-                    "SELECT digest FROM image_pins WHERE scope = ?1 AND container = ?2",
-                    params![scope, container],
-                    |r| r.get(0),
-                )
+                .prepare_cached(PIN_SELECT)
+                .and_then(|mut stmt| stmt.query_row(params![scope, container], |r| r.get(0)))
                 .map_err(q("pin an image digest"))
         })
     }
@@ -454,12 +454,11 @@ impl Store {
     /// The digest pinned for `container` in `scope`, if a task of the scope resolved it.
     pub fn image_pin(&self, scope: &str, container: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row(
-                "SELECT digest FROM image_pins WHERE scope = ?1 AND container = ?2",
-                params![scope, container],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached(PIN_SELECT)
+            .and_then(|mut stmt| {
+                stmt.query_row(params![scope, container], |r| r.get(0))
+                    .optional()
+            })
             .map_err(q("read an image pin"))
     }
 
