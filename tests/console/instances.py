@@ -85,8 +85,9 @@ try:
         wait(f"{i} CONNECTED", lambda: cell(i, "td.agent") == "CONNECTED")
         if i in counts:
             wait(f"{i} running {counts[i]}", lambda: cell(i, "td.running-tasks") == counts[i])
-        # Registered and remaining CPU and memory are shown as numbers.
-        assert "/" in cell(i, 'td[data-resource="MEMORY"]'), cell(i, 'td[data-resource="MEMORY"]')
+        # Registered and remaining CPU and memory are shown as numbers (read in a wait: a
+        # refreshed row may replace the cell between Selenium's find and its read).
+        wait(f"{i}'s memory remaining / registered", lambda: "/" in cell(i, 'td[data-resource="MEMORY"]'))
     for i in ids("DISCONNECTED"):
         wait(f"{i} DISCONNECTED", lambda: cell(i, "td.agent") == "DISCONNECTED")
     rows = d.find_elements(By.CSS_SELECTOR, "#instances-table tbody tr")
