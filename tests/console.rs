@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::api::Api;
+use common::api::{Api, console_shots};
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::util::{free_port, no_proxy};
 use std::path::{Path, PathBuf};
@@ -30,17 +30,6 @@ const TICK: &str = r#"{"family":"tick","networkMode":"awsvpc","cpu":"256","memor
   "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
     "essential":true,"stopTimeout":2,
     "command":["sh","-c","trap 'exit 0' TERM; while :; do echo tick; sleep 1; done"]}]}"#;
-
-/// Runs tests/console/browser.py against `api` with `args` (name=value).
-fn browser(api: &Api, args: &[(&str, &str)]) {
-    api.browser("browser.py", args);
-}
-
-fn shots_dir() -> PathBuf {
-    let d = repo("target/console-shots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The screenshots docs/console.md shows (the others stay under target/).
 const DOC_SHOTS: &[&str] = &[
@@ -108,15 +97,15 @@ fn the_web_example_is_watched_and_stopped_in_a_real_browser() {
     let id = arn_id(&run["tasks"][0]["taskArn"]);
     api.aws_json(&["wait", "tasks-running", "--tasks", &arn]);
 
-    let shots = shots_dir();
+    let shots = console_shots();
     // In the CI run with MINIFARGATE_TEST_USERNS the task has a user namespace of its own.
     let userns = if api.mf.env_value("MINIFARGATE_USERNS").is_some() {
         "1"
     } else {
         "0"
     };
-    browser(
-        &api,
+    api.browser(
+        "browser.py",
         &[("TASK_ID", &id), ("CLUSTER", "default"), ("USERNS", userns)],
     );
 
@@ -250,8 +239,8 @@ fn a_read_only_console_hides_the_actions_and_the_server_refuses_them() {
     assert_eq!(code, 404, "{missing:#}");
     assert!(missing["message"].as_str().unwrap().contains("not found"));
 
-    browser(
-        &api,
+    api.browser(
+        "browser.py",
         &[
             ("TASK_ID", &id),
             ("CLUSTER", "default"),

@@ -149,11 +149,10 @@ impl Api {
             .args(["-c", script])
             .output()
             .expect("run python3 (is boto3 in target/test-venv?)");
-        eprintln!(
-            "$ python3 (boto3)\n  exit: {}\n  stdout: {}\n  stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        show(
+            "python3 (boto3)",
+            &out,
+            &String::from_utf8_lossy(&out.stdout),
         );
         assert!(out.status.success(), "the boto3 script failed");
         serde_json::from_slice(&out.stdout).unwrap()
@@ -207,12 +206,10 @@ impl Api {
         // The command, its status and the start of its answer: a failing test's output
         // stays short enough to read whole in CI's log (the assertions print what they
         // compared).
-        eprintln!(
-            "$ aws {service} {}\n  exit: {}\n  stdout: {}\n  stderr: {}",
-            args.join(" "),
-            out.status,
-            clipped(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        show(
+            &format!("aws {service} {}", args.join(" ")),
+            &out,
+            &clipped(&out.stdout),
         );
         out
     }
@@ -250,9 +247,7 @@ impl Api {
     /// the message: the traceback's last lines (the wait or assertion that failed) and
     /// the script's last words (where JS console errors are printed).
     pub fn browser(&self, script: &str, env: &[(&str, &str)]) {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let shots = repo.join("target/console-shots");
-        std::fs::create_dir_all(&shots).unwrap();
+        let shots = console_shots();
         // Chromium's own temporary files (a SingletonSocket directory per browser) in the
         // test's directory, removed with it rather than left in /tmp.
         let tmp = self.mf.dir.path().join("browser-tmp");
@@ -260,23 +255,26 @@ impl Api {
         let (user, password) = self.credentials();
         let mut c = Command::new(tool("python3"));
         super::util::no_proxy(&mut c);
-        c.arg(repo.join("tests/console").join(script))
-            .env("CONSOLE_URL", &self.endpoint)
-            .env("CONSOLE_USER", user)
-            .env("CONSOLE_PASSWORD", password)
-            .env("SHOTS", &shots)
-            .env("TMPDIR", &tmp);
+        c.arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/console")
+                .join(script),
+        )
+        .env("CONSOLE_URL", &self.endpoint)
+        .env("CONSOLE_USER", user)
+        .env("CONSOLE_PASSWORD", password)
+        .env("SHOTS", &shots)
+        .env("TMPDIR", &tmp);
         for (k, v) in env {
             c.env(k, v);
         }
         let out = c
             .output()
             .expect("run python3 (is selenium in target/test-venv? scripts/test installs it)");
-        eprintln!(
-            "$ python3 tests/console/{script}\n  exit: {}\n  stdout: {}\n  stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        show(
+            &format!("python3 tests/console/{script}"),
+            &out,
+            &String::from_utf8_lossy(&out.stdout),
         );
         let tail = |b: &[u8], n: usize| {
             let text = String::from_utf8_lossy(b).into_owned();
@@ -371,7 +369,23 @@ fn stop_server(server: &mut Child) {
     let _ = server.wait();
 }
 
-/// The first 400 bytes of a command's output, with how much was left out.
+/// Where the browser tests' screenshots go (made if missing): target/console-shots.
+pub fn console_shots() -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-shots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Prints a command that ran (`what`), its status, `stdout` as given and its stderr.
+fn show(what: &str, out: &Output, stdout: &str) {
+    eprintln!(
+        "$ {what}\n  exit: {}\n  stdout: {stdout}\n  stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first 400 characters of a command's output, with its size when cut.
 fn clipped(out: &[u8]) -> String {
     const KEEP: usize = 400;
     let text = String::from_utf8_lossy(out);
