@@ -457,10 +457,12 @@ pub fn run_task_with(
         if local.remote {
             super::no_local_environment_files(&resolved.stored.definition)?;
         }
-        announce_cgroups(&mut local.early, &resolved.stored.definition);
+        // The images first: their registry round trip is the longest of what the
+        // supervisor does ahead (docs/benchmarks.md, "Stop 55").
         if local.deployment.is_none() {
             announce_images(&mut local.early, &resolved.stored.definition, local.pull);
         }
+        announce_cgroups(&mut local.early, &resolved.stored.definition);
         check_constraint_count(
             req.placement_constraints.as_deref().unwrap_or_default(),
             &resolved.stored,
@@ -779,8 +781,8 @@ pub fn run_unregistered(
 ) -> EcsResult<Started> {
     let ctx = AwsContext::from_env();
     let def = taskdef::normalize::for_register(def);
-    announce_cgroups(&mut local.early, &def);
     announce_images(&mut local.early, &def, local.pull);
+    announce_cgroups(&mut local.early, &def);
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, cluster)?;
     let stored = store
