@@ -134,30 +134,22 @@ pub fn prestart(ecs: &Ecs, local: &Local) -> Option<launch::Waiting> {
     }
 }
 
-/// Tells the supervisor started ahead, if any, the id its task will have and its number
-/// of containers, so that it makes the task's cgroups while this process places the task
-/// and writes its rows (`launch::Waiting::announce_cgroups`).
-fn announce_cgroups(early: &mut Option<launch::Waiting>, def: &taskdef::TaskDefinition) {
-    if let Some(w) = early {
-        w.announce_cgroups(def.container_definitions.as_ref().map_or(0, Vec::len));
-    }
-}
-
-/// Names to the supervisor started ahead, if any, the images its task will have checked
-/// (`images_to_check_ahead`): it asks their registries while this process places the task
-/// and writes its rows. Not for a service deployment's tasks, whose pinned digests the
-/// supervisor reads once the task is written.
-fn announce_images(
-    early: &mut Option<launch::Waiting>,
-    def: &taskdef::TaskDefinition,
-    pull: crate::task::PullPolicy,
-) {
-    if let Some(w) = early
-        && let Some(images) = crate::supervisor::executor::images_to_check_ahead(def, pull)
+/// Tells the supervisor started ahead, if any, what it can do while this process places
+/// the task and writes its rows. First the images its task will have checked
+/// (`images_to_check_ahead`, `launch::Waiting::announce_images`), so that it asks their
+/// registries at once: that round trip is the longest of what it does ahead
+/// (docs/benchmarks.md, "Stop 55"); not for a service deployment's tasks, whose pinned
+/// digests the supervisor reads once the task is written. Then the id the task will have
+/// and its number of containers, for its cgroups (`launch::Waiting::announce_cgroups`).
+fn announce_ahead(local: &mut Local, def: &taskdef::TaskDefinition) {
+    let Some(w) = &mut local.early else { return };
+    if local.deployment.is_none()
+        && let Some(images) = crate::supervisor::executor::images_to_check_ahead(def, local.pull)
     {
         let platform = crate::supervisor::isolation::platform::wanted_platform(def);
         w.announce_images(&platform, &images);
     }
+    w.announce_cgroups(def.container_definitions.as_ref().map_or(0, Vec::len));
 }
 
 /// The RunTask response: `{"tasks": […], "failures": []}`.
@@ -457,12 +449,7 @@ pub fn run_task_with(
         if local.remote {
             super::no_local_environment_files(&resolved.stored.definition)?;
         }
-        // The images first: their registry round trip is the longest of what the
-        // supervisor does ahead (docs/benchmarks.md, "Stop 55").
-        if local.deployment.is_none() {
-            announce_images(&mut local.early, &resolved.stored.definition, local.pull);
-        }
-        announce_cgroups(&mut local.early, &resolved.stored.definition);
+        announce_ahead(&mut local, &resolved.stored.definition);
         check_constraint_count(
             req.placement_constraints.as_deref().unwrap_or_default(),
             &resolved.stored,
@@ -781,8 +768,7 @@ pub fn run_unregistered(
 ) -> EcsResult<Started> {
     let ctx = AwsContext::from_env();
     let def = taskdef::normalize::for_register(def);
-    announce_images(&mut local.early, &def, local.pull);
-    announce_cgroups(&mut local.early, &def);
+    announce_ahead(&mut local, &def);
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, cluster)?;
     let stored = store
