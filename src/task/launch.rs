@@ -556,12 +556,14 @@ pub fn spawn_supervisor(
 /// its runtime and opens the store while its launcher checks the request and writes the
 /// task's rows, then waits on a pipe for the task's id ([`hand_over`]). Dropped without
 /// that (the launch failed, or was killed): the pipe's end of file tells it there is no
-/// task, and it exits having made nothing.
+/// task, and it exits having made nothing. The drop waits for that exit (see its `Drop`),
+/// so that a launch that failed answers only once what was made ahead is gone.
 #[derive(Debug)]
 pub struct Waiting {
-    child: Spawning,
+    /// Taken by [`hand_over`]; still here at the drop: no task was handed over.
+    child: Option<Spawning>,
     /// Where the task's id goes.
-    task: std::io::PipeWriter,
+    task: Option<std::io::PipeWriter>,
     done: Option<std::io::PipeReader>,
     /// The id its task will have, once told to it (`announce_cgroups`).
     ahead_id: Option<String>,
@@ -607,11 +609,49 @@ pub fn prestart_supervisor(cmd: &SupervisorCommand) -> Result<Waiting, LaunchErr
         .map(Spawning)
         .map_err(io("start a thread to start the supervisor".into()))?;
     Ok(Waiting {
-        child,
-        task: w,
+        child: Some(child),
+        task: Some(w),
         done: done_r,
         ahead_id: None,
     })
+}
+
+/// How long the drop of a [`Waiting`] that was never handed a task waits for its
+/// supervisor to exit (it removes what it made ahead, then exits: a few ms) before it
+/// kills it.
+const ABANDONED_EXIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Drop for Waiting {
+    /// No task for this supervisor (the launch failed): the pipe's end of file tells it,
+    /// and this waits until it has removed what it made ahead (its cgroups, its network
+    /// namespace) and exited, so that the failed launch answers with nothing of the task
+    /// left on the box (issue 59). A supervisor that does not exit within
+    /// [`ABANDONED_EXIT`] is killed; it is this process's child.
+    fn drop(&mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        drop(self.task.take());
+        let Ok(mut child) = child.join() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + ABANDONED_EXIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    tracing::warn!(
+                        pid = child.id(),
+                        "the supervisor started ahead did not exit after its launch failed: killing it"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+    }
 }
 
 /// The supervisor of a [`Waiting`], being spawned on a thread.
@@ -637,8 +677,8 @@ impl Waiting {
     /// found by [`hand_over`].
     pub fn announce_images(&mut self, platform: &rootfs_cache::Platform, images: &[String]) {
         use std::io::Write;
-        if let Some(line) = images_line(platform, images) {
-            let _ = self.task.write_all(line.as_bytes());
+        if let (Some(line), Some(task)) = (images_line(platform, images), self.task.as_mut()) {
+            let _ = task.write_all(line.as_bytes());
         }
     }
 
@@ -653,11 +693,10 @@ impl Waiting {
         if self.ahead_id.is_some() || containers == 0 || containers > MAX_CONTAINERS {
             return;
         }
-        let Ok(id) = crate::task::new_id() else {
+        let (Ok(id), Some(task)) = (crate::task::new_id(), self.task.as_mut()) else {
             return;
         };
-        if self
-            .task
+        if task
             .write_all(format!("{CGROUPS_LINE} {id} {containers}\n").as_bytes())
             .is_ok()
         {
@@ -740,12 +779,12 @@ pub fn hand_over(
     id: &str,
 ) -> Result<Supervisor, LaunchError> {
     use std::io::Write;
-    let Waiting {
-        child,
-        mut task,
-        done,
-        ..
-    } = waiting;
+    let mut waiting = waiting;
+    let (Some(child), Some(mut task)) = (waiting.child.take(), waiting.task.take()) else {
+        unreachable!("a Waiting is handed over once: hand_over takes it by value")
+    };
+    let done = waiting.done.take();
+    drop(waiting);
     let child = match child.join() {
         Ok(c) => c,
         Err(e) => {
