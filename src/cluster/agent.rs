@@ -1,15 +1,19 @@
 //! `minifargate agent --cluster`: registers this box as a container instance in etcd and
-//! keeps its liveness lease (docs/cluster.md). It re-registers after etcd comes back (a
-//! new lease, the keys put again) and, on SIGTERM or SIGINT, revokes its lease so the
-//! instance is `agentConnected: false` at once. Meanwhile it runs the tasks placed on
-//! the box ([`super::work`]).
+//! keeps its liveness lease (docs/cluster.md). The lease is renewed on a thread of its
+//! own, with its own runtime and etcd connections ([`Liveness`]): nothing the work does
+//! (SQLite waits, teardown, supervisors) can delay a renewal. It re-registers after etcd
+//! comes back (a new lease once the old one expired, the keys put again) and, on SIGTERM
+//! or SIGINT, revokes its lease so the instance is `agentConnected: false` at once (its
+//! tasks keep running; the leader replaces them only after `serve
+//! --lost-instance-after`). Meanwhile it runs the tasks placed on the box
+//! ([`super::work`]).
 
 use super::etcd::{Etcd, EtcdError, Tls};
 use super::instances::{self, Registration, Status};
 use super::keys;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the agent is started with.
@@ -85,14 +89,109 @@ pub fn instance_id(root: &Path) -> anyhow::Result<String> {
 pub fn run(o: Options) -> anyhow::Result<()> {
     let etcd = Etcd::new(&o.endpoints, &o.tls)?;
     let id = instance_id(&o.root)?;
+    let liveness = Liveness::start(Etcd::new(&o.endpoints, &o.tls)?, o.lease_ttl)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    rt.block_on(agent(o, id, etcd))
+    rt.block_on(agent(o, id, etcd, liveness))
 }
 
-async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
+/// The liveness lease the agent holds: which one (`None`: none granted yet, or lost),
+/// renewed by a thread of its own that touches neither the store nor a supervisor, on a
+/// runtime of its own with its own etcd client (so its own connections): however long
+/// the work loop blocks its thread, the lease is renewed. The session learns here that
+/// the lease is lost (etcd answered it expired), and re-registers.
+pub struct Liveness {
+    lease: tokio::sync::watch::Sender<Option<i64>>,
+}
+
+impl Liveness {
+    /// Starts the renewing thread (renewals every third of `ttl`).
+    fn start(etcd: Etcd, ttl: u64) -> anyhow::Result<Arc<Liveness>> {
+        let live = Arc::new(Liveness {
+            lease: tokio::sync::watch::channel(None).0,
+        });
+        let keeper = live.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the liveness thread's async runtime")?;
+        std::thread::Builder::new()
+            .name("liveness".into())
+            .spawn(move || rt.block_on(keeper.renew(etcd, ttl)))
+            .context("failed to start the liveness thread")?;
+        Ok(live)
+    }
+
+    /// The lease held now.
+    fn current(&self) -> Option<i64> {
+        *self.lease.borrow()
+    }
+
+    /// Holds lease `l` from now on (the thread renews it).
+    fn hold(&self, l: i64) {
+        self.lease.send_replace(Some(l));
+    }
+
+    /// Gives the lease up (to revoke it): the thread stops renewing it.
+    fn take(&self) -> Option<i64> {
+        self.lease.send_replace(None)
+    }
+
+    /// Returns once lease `l` is no longer held (etcd said it expired).
+    async fn lost(&self, l: i64) {
+        let mut rx = self.lease.subscribe();
+        let _ = rx.wait_for(|held| *held != Some(l)).await;
+    }
+
+    /// Renews the lease held, every third of `ttl`, forever. A renewal that fails (etcd
+    /// out of reach) is tried again at the next period; only etcd saying the lease is gone
+    /// makes it lost.
+    async fn renew(self: Arc<Self>, etcd: Etcd, ttl: u64) {
+        let every = Duration::from_millis((ttl * 1000 / 3).max(500));
+        let mut rx = self.lease.subscribe();
+        let mut failing = false;
+        loop {
+            let held = *rx.borrow_and_update();
+            if let Some(l) = held {
+                match etcd.keep_alive(l).await {
+                    Ok(Some(_)) => {
+                        if std::mem::take(&mut failing) {
+                            eprintln!("minifargate agent: liveness lease {l:x} renewed again");
+                        }
+                    }
+                    Ok(None) => {
+                        self.lease.send_if_modified(|h| {
+                            let mine = *h == Some(l);
+                            if mine {
+                                *h = None;
+                            }
+                            mine
+                        });
+                        continue;
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            eprintln!(
+                                "minifargate agent: cannot renew the liveness lease: {}; \
+                                 trying again every {} ms",
+                                crate::error_chain(&e),
+                                every.as_millis()
+                            );
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = rx.changed() => {}
+            }
+        }
+    }
+}
+
+async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -106,7 +205,6 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
         o.ecs.clone(),
         token.clone(),
     ));
-    let lease = Mutex::new(None::<i64>);
     let mut attributes_put = false;
     let mut backoff = BACKOFF.0;
     let arn = instances::arn(&o.cluster, &id);
@@ -164,7 +262,7 @@ async fn agent(o: Options, id: String, etcd: Etcd) -> anyhow::Result<()> {
     // tasks keep their addresses until the instance is deregistered).
     super::subnets::remove_routes();
     // Stopping: the instance is disconnected at once, not a lease TTL later.
-    let held = lease.lock().expect("lease lock").take();
+    let held = lease.take();
     if let Some(l) = held {
         match tokio::time::timeout(Duration::from_secs(3), etcd.revoke(l)).await {
             Ok(Ok(())) => eprintln!(
@@ -194,7 +292,7 @@ async fn session(
     etcd: &Etcd,
     o: &Options,
     me: &super::subnets::Holder,
-    lease: &Mutex<Option<i64>>,
+    lease: &Liveness,
     attributes_put: &mut bool,
     connected: &mut bool,
     arn: &str,
@@ -225,6 +323,9 @@ async fn session(
         );
     }
     let box_net = (me.address, own);
+    if let Err(e) = work.before_connect(etcd).await {
+        return e.into();
+    }
     match register(
         etcd,
         o,
@@ -240,20 +341,10 @@ async fn session(
     {
         Ok(l) => {
             *connected = true;
-            // Renewed three times a TTL, so one missed renewal does not lose it.
-            let every = Duration::from_millis((o.lease_ttl * 1000 / 3).max(500));
-            let keep = async {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match etcd.keep_alive(l).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => return End::LeaseExpired,
-                        Err(e) => return e.into(),
-                    }
-                }
-            };
+            // The lease is renewed by the liveness thread; a failing work session does not
+            // lose it (the next session keeps it), and a lost lease ends the session.
             tokio::select! {
-                e = keep => e,
+                () = lease.lost(l) => End::LeaseExpired,
                 e = work.run(etcd) => e.into(),
                 e = super::subnets::follow(etcd, me, own) => e.into(),
             }
@@ -267,7 +358,7 @@ async fn register(
     etcd: &Etcd,
     o: &Options,
     id: &str,
-    lease: &Mutex<Option<i64>>,
+    lease: &Liveness,
     attributes_put: &mut bool,
     arn: &str,
     file: &Path,
@@ -316,8 +407,16 @@ async fn register(
         }
         *attributes_put = true;
     }
-    let l = etcd.grant(o.lease_ttl).await?;
-    *lease.lock().expect("lease lock") = Some(l);
+    // The lease still held (the previous session ended on a work error, not a lost
+    // lease) is kept: the instance stays connected throughout.
+    let l = match lease.current() {
+        Some(l) if etcd.keep_alive(l).await?.is_some() => l,
+        _ => {
+            let l = etcd.grant(o.lease_ttl).await?;
+            lease.hold(l);
+            l
+        }
+    };
     etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
         .await?;
     eprintln!(

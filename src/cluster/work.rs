@@ -8,7 +8,9 @@
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
-use super::records::{Assignment, Ledger, Record, decode, json_bytes, mark_stopped, task_json};
+use super::records::{
+    Assignment, Ledger, Record, Reservation, decode, json_bytes, mark_stopped, task_json,
+};
 use crate::ecs::Ecs;
 use crate::store::{DesiredStatus, LastStatus, StopCode};
 use crate::task::PullPolicy;
@@ -28,6 +30,16 @@ pub enum WorkError {
     Etcd(#[from] EtcdError),
     #[error(transparent)]
     Watch(#[from] WatchEnd),
+    /// This box's store could not be read: whether the task runs here is unknown, so
+    /// nothing is decided on it (the session starts again and reads it again).
+    #[error(
+        "failed to read task {task} from this box's state store (read again when the agent's session restarts)"
+    )]
+    Store {
+        task: String,
+        #[source]
+        source: anyhow::Error,
+    },
 }
 
 /// The tasks one agent runs for its instance.
@@ -45,6 +57,11 @@ pub struct Work {
     store: Option<(crate::store::Store, i64)>,
     /// A task was taken up since the last report: its first record is due.
     fresh: bool,
+    /// Tasks this box still runs that are no longer assigned to it (a lost box's tasks,
+    /// stopped in the cluster while it was away): their reservations stay in the
+    /// instance's ledger until they are STOPPED here, so placement does not book their
+    /// memory and ports twice.
+    leaving: BTreeMap<String, Reservation>,
 }
 
 impl Work {
@@ -58,6 +75,7 @@ impl Work {
             ticks: 0,
             store: None,
             fresh: false,
+            leaving: BTreeMap::new(),
         }
     }
 
@@ -67,6 +85,22 @@ impl Work {
             Ok(never) => match never {},
             Err(e) => e,
         }
+    }
+
+    /// Before the instance is connected again: the local tasks no longer assigned here
+    /// (stopped in the cluster while the box was away) are stopped and their reservations
+    /// put back into the ledger, so placement never sees their memory and ports free
+    /// while they still run.
+    pub async fn before_connect(&mut self, etcd: &Etcd) -> Result<(), WorkError> {
+        let prefix = keys::assignments(&self.cluster, &self.instance);
+        let assigned: BTreeSet<String> = etcd
+            .keys_with_prefix(&prefix)
+            .await?
+            .into_iter()
+            .map(|k| k[prefix.len()..].to_string())
+            .collect();
+        self.stop_unassigned(&assigned)?;
+        self.square_ledger(etcd).await
     }
 
     async fn session(&mut self, etcd: &Etcd) -> Result<std::convert::Infallible, WorkError> {
@@ -80,7 +114,8 @@ impl Work {
         }
         // What is no longer assigned here is no longer this agent's to record.
         self.tracked.retain(|id, _| assigned.contains(id));
-        self.stop_unassigned(&assigned);
+        self.stop_unassigned(&assigned)?;
+        self.square_ledger(etcd).await?;
         let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         loop {
@@ -94,12 +129,19 @@ impl Work {
                             }
                             Event::Delete { key, .. } => {
                                 let id = key[prefix.len()..].to_string();
-                                self.unassigned(&id);
+                                let leaving = self.leaving.len();
+                                self.unassigned(&id)?;
+                                if self.leaving.len() != leaving {
+                                    self.square_ledger(etcd).await?;
+                                }
                             }
                         }
                     }
                 }
-                _ = tick.tick() => self.report(etcd).await?,
+                _ = tick.tick() => {
+                    self.report(etcd).await?;
+                    self.settle_leaving(etcd).await?;
+                }
             }
         }
     }
@@ -126,7 +168,7 @@ impl Work {
                     .await;
             }
         };
-        let local = self.local(id);
+        let local = self.local(id)?;
         // Whatever this does, the records are looked at on the next report.
         self.fresh = true;
         match (a.desired_status, local) {
@@ -167,14 +209,17 @@ impl Work {
         }
     }
 
-    /// Task `id`'s local statuses, if this box has it.
-    fn local(&self, id: &str) -> Option<(LastStatus, DesiredStatus)> {
-        let store = self.ecs.open_store().ok()?;
-        store
-            .task(id)
-            .ok()
-            .flatten()
-            .map(|(t, _)| (t.last_status, t.desired_status))
+    /// Task `id`'s local statuses, if this box has it. A store that cannot be read is an
+    /// error, never "not here": a running task taken for absent would be recorded
+    /// STOPPED and forgotten while it runs.
+    fn local(&self, id: &str) -> Result<Option<(LastStatus, DesiredStatus)>, WorkError> {
+        let failed = |source: anyhow::Error| WorkError::Store {
+            task: id.into(),
+            source,
+        };
+        let store = self.ecs.open_store().map_err(failed)?;
+        let row = store.task(id).map_err(|e| failed(e.into()))?;
+        Ok(row.map(|(t, _)| (t.last_status, t.desired_status)))
     }
 
     /// Creates the assigned task with the placer's ids and starts its supervisor.
@@ -212,16 +257,55 @@ impl Work {
 
     /// Task `id`'s assignment is gone while this box still runs it: it was taken off this
     /// instance (a lost box's task replaced elsewhere), so it stops here.
-    fn unassigned(&mut self, id: &str) {
+    fn unassigned(&mut self, id: &str) -> Result<(), WorkError> {
         if !self.tracked.contains_key(id) {
-            return;
+            return Ok(());
         }
-        if let Some((last, desired)) = self.local(id)
-            && last != LastStatus::Stopped
-            && desired != DesiredStatus::Stopped
+        let store = self.ecs.open_store().map_err(|source| WorkError::Store {
+            task: id.into(),
+            source,
+        })?;
+        let row = store.task(id).map_err(|e| WorkError::Store {
+            task: id.into(),
+            source: e.into(),
+        })?;
+        if let Some((t, _)) = row
+            && t.last_status != LastStatus::Stopped
         {
+            self.leave(&t);
+        }
+        self.tracked.remove(id);
+        Ok(())
+    }
+
+    /// After a restart: the local tasks placed on this instance that are no longer
+    /// assigned to it stop.
+    fn stop_unassigned(&mut self, assigned: &BTreeSet<String>) -> Result<(), WorkError> {
+        let failed = |source: anyhow::Error| WorkError::Store {
+            task: "(every task not STOPPED)".into(),
+            source,
+        };
+        let store = self.ecs.open_store().map_err(failed)?;
+        let rows = store.unstopped_tasks().map_err(|e| failed(e.into()))?;
+        for t in rows {
+            if t.launch.container_instance_arn.as_deref() == Some(self.arn.as_str())
+                && !assigned.contains(&t.id)
+            {
+                // Its record is no longer this agent's to write (the leader stopped it
+                // there, or another box runs its replacement).
+                self.tracked.remove(&t.id);
+                self.leave(&t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops local task `t`, no longer assigned here, and counts its reservation until it
+    /// is STOPPED.
+    fn leave(&mut self, t: &crate::store::TaskRow) {
+        if t.desired_status != DesiredStatus::Stopped {
             self.stop(
-                id,
+                &t.id,
                 StopCode::TerminationNotice,
                 &format!(
                     "Task is no longer assigned to container instance {}",
@@ -229,42 +313,96 @@ impl Work {
                 ),
             );
         }
-        self.tracked.remove(id);
+        self.leaving
+            .entry(t.id.clone())
+            .or_insert_with(|| reservation_of(t));
     }
 
-    /// After a restart: the local tasks placed on this instance that are no longer
-    /// assigned to it stop.
-    fn stop_unassigned(&mut self, assigned: &BTreeSet<String>) {
-        let Ok(store) = self.ecs.open_store() else {
-            return;
-        };
-        let Ok(rows) = store.unstopped_tasks() else {
-            return;
-        };
-        for t in rows {
-            if t.launch.container_instance_arn.as_deref() == Some(self.arn.as_str())
-                && !assigned.contains(&t.id)
-                && t.desired_status != DesiredStatus::Stopped
+    /// Squares the instance's ledger with what the box holds: the leaving tasks'
+    /// reservations are put back (the leader took them out when it stopped them in the
+    /// cluster), and a reservation of a task neither assigned here nor leaving (one that
+    /// stopped while this agent was down) is taken out; one transaction on the ledger as
+    /// read, each taken-out task's assignment still absent.
+    async fn square_ledger(&self, etcd: &Etcd) -> Result<(), WorkError> {
+        let key = keys::ledger(&self.cluster, &self.instance);
+        let prefix = keys::assignments(&self.cluster, &self.instance);
+        loop {
+            let assigned: BTreeSet<String> = etcd
+                .keys_with_prefix(&prefix)
+                .await?
+                .into_iter()
+                .map(|k| k[prefix.len()..].to_string())
+                .collect();
+            let (mut ledger, rev) = match etcd.get(&key).await? {
+                Some(kv) => match decode::<Ledger>(&key, &kv.value) {
+                    Ok(l) => (l, kv.mod_revision),
+                    Err(e) => {
+                        eprintln!(
+                            "minifargate agent: {e}: the reservations of the tasks stopping \
+                             here are not counted"
+                        );
+                        return Ok(());
+                    }
+                },
+                None => (Ledger::default(), 0),
+            };
+            let stale: Vec<String> = ledger
+                .tasks
+                .keys()
+                .filter(|id| !assigned.contains(*id) && !self.leaving.contains_key(*id))
+                .cloned()
+                .collect();
+            let mut changed = !stale.is_empty();
+            for id in &stale {
+                ledger.tasks.remove(id);
+            }
+            for (id, r) in &self.leaving {
+                if !ledger.tasks.contains_key(id) {
+                    ledger.tasks.insert(id.clone(), r.clone());
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(());
+            }
+            let mut compares = vec![Compare::ModRevision(key.clone(), rev)];
+            compares.extend(
+                stale
+                    .iter()
+                    .map(|id| Compare::Absent(keys::assignment(&self.cluster, &self.instance, id))),
+            );
+            if etcd
+                .txn(&compares, &[Op::Put(key.clone(), json_bytes(&ledger))])
+                .await?
             {
-                // Its record is no longer this agent's to write (the leader stopped it
-                // there, or another box runs its replacement).
-                self.tracked.remove(&t.id);
-                self.stop(
-                    &t.id,
-                    StopCode::TerminationNotice,
-                    &format!(
-                        "Task is no longer assigned to container instance {}",
-                        self.arn
-                    ),
-                );
+                return Ok(());
             }
         }
+    }
+
+    /// Releases the reservation of each leaving task that is STOPPED here (or no longer
+    /// here at all).
+    async fn settle_leaving(&mut self, etcd: &Etcd) -> Result<(), WorkError> {
+        if self.leaving.is_empty() || !self.ticks.is_multiple_of(5) {
+            return Ok(());
+        }
+        let mut gone = Vec::new();
+        for id in self.leaving.keys() {
+            if !matches!(self.local(id)?, Some((last, _)) if last != LastStatus::Stopped) {
+                gone.push(id.clone());
+            }
+        }
+        for id in gone {
+            self.release(etcd, &id).await?;
+            self.leaving.remove(&id);
+        }
+        Ok(())
     }
 
     /// Writes the followed tasks' local changes to their records; a STOPPED one leaves
     /// the ledger and its assignment is deleted.
     async fn report(&mut self, etcd: &Etcd) -> Result<(), WorkError> {
-        if self.tracked.is_empty() {
+        if self.tracked.is_empty() && self.leaving.is_empty() {
             return Ok(());
         }
         if self.store.is_none() {
@@ -282,7 +420,12 @@ impl Work {
         self.ticks = self.ticks.wrapping_add(1);
         let reconcile = self.ticks.is_multiple_of(RECONCILE_EVERY);
         if reconcile {
-            let ids: Vec<&str> = self.tracked.keys().map(String::as_str).collect();
+            let ids: Vec<&str> = self
+                .tracked
+                .keys()
+                .chain(self.leaving.keys())
+                .map(String::as_str)
+                .collect();
             self.ecs.reconcile_tasks(store, &ids);
         }
         let now = store.data_version().unwrap_or(-1);
@@ -376,5 +519,46 @@ impl Work {
         }
         self.tracked.remove(id);
         self.release(etcd, id).await
+    }
+}
+
+/// What local task `t` reserves on its instance, as placement booked it.
+fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
+    let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
+    let group = t.group.clone().unwrap_or_default();
+    let need = super::placement::Need::of(&t.definition, mode, group.clone());
+    Reservation {
+        cpu: need.cpu,
+        memory: need.memory,
+        ports: need.ports,
+        udp_ports: need.udp_ports,
+        group,
+        task_definition_arn: t.task_definition_arn.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_cannot_be_read_is_an_error_never_an_absent_task() {
+        let dir = tempfile::tempdir().unwrap();
+        // A state root under a file: the store cannot be opened.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "not a directory").unwrap();
+        let work = Work::new(Ecs::scratch(&file), "default", "i", "arn");
+        match work.local("0123456789abcdef0123456789abcdef") {
+            Err(WorkError::Store { task, .. }) => {
+                assert_eq!(task, "0123456789abcdef0123456789abcdef")
+            }
+            other => panic!("a store error read as {other:?}"),
+        }
+        // A store that opens and has no such task: absent.
+        let work = Work::new(Ecs::scratch(dir.path()), "default", "i", "arn");
+        assert!(matches!(
+            work.local("0123456789abcdef0123456789abcdef"),
+            Ok(None)
+        ));
     }
 }
