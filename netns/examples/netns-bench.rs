@@ -160,7 +160,7 @@ fn main() {
         run_root: root.clone(),
         netns_prefix: bridge.clone(),
         bridge,
-        subnet: format!("10.94.{}.0/24", fastrand::u8(201..=250))
+        subnet: format!("10.91.{}.0/24", fastrand::u8(201..=250))
             .parse()
             .unwrap(),
         ..NetworkConfig::default()

@@ -1,7 +1,9 @@
 //! Real-kernel tests of task networking (root): namespaces, veths, bridge, nftables.
-//! Each test owns a bridge `mfgt<hex>`, a /24 of 10.94/16 and its own run root; a Drop
-//! guard resets all of it even when the test panics. Traffic goes only to loopback and
-//! to namespaces these tests create.
+//! Each test owns a bridge `mfgt<hex>`, a /24 of 10.95/16 and its own run root; a Drop
+//! guard resets all of it even when the test panics. 10.95/16 is apart from the product's
+//! default 10.94.0.0/16: a box where minifargate already ran tasks on its default bridge
+//! keeps that bridge's table (`minifargate_mfg0`), which masquerades 10.94/16 (issue 54).
+//! Traffic goes only to loopback and to namespaces these tests create.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -48,7 +50,7 @@ fn config(root: &Path) -> NetworkConfig {
         run_root: root.into(),
         netns_prefix: bridge.clone(),
         bridge,
-        subnet: format!("10.94.{octet}.0/24").parse().unwrap(),
+        subnet: format!("10.95.{octet}.0/24").parse().unwrap(),
         ..NetworkConfig::default()
     }
 }

@@ -356,7 +356,8 @@ impl Drop for Mf {
 /// A bridge name and a /26 of 10.97.0.0/16 for one test. The /26 is claimed with a flock
 /// on `/tmp/mf-test-subnets/<n>`, held until the test's `Mf` is dropped, so test processes
 /// running at once (other suites, other worktrees) never share one; the search starts at a
-/// random point. netns's own tests use 10.94.x.0/24.
+/// random point. netns's own tests use 10.95.x.0/24; neither range is the product's
+/// default 10.94.0.0/16, which a box that already ran a task keeps masqueraded.
 /// 32 tasks' worth of ids per test network `n` (0–1023), from 10,000,000 up (to
 /// 2,157,483,648: within the 32-bit ids).
 fn test_userns_range(n: u32) -> (u32, u32) {
