@@ -632,6 +632,45 @@ ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1h30m
     }
 
     #[test]
+    fn applied_to_the_registration_and_the_tasks() {
+        let c = parse(
+            "ECS_RESERVED_MEMORY=256\nECS_RESERVED_PORTS=[22]\nECS_RESERVED_PORTS_UDP=[53]\n\
+             ECS_IMAGE_PULL_BEHAVIOR=always\nECS_CONTAINER_STOP_TIMEOUT=2m\n",
+        )
+        .unwrap();
+        let a = Applied::from(Some(&c));
+        assert_eq!(a.pull, PullPolicy::Always);
+        let mut reg = super::super::instances::Registration::of_this_box(&"0".repeat(32), 0);
+        let total = reg.memory;
+        a.apply(&mut reg);
+        assert_eq!(reg.memory, total - 256);
+        assert_eq!(
+            (reg.reserved_tcp(), reg.reserved_udp()),
+            (vec![22], vec![53])
+        );
+        // Without the file: ECS's defaults.
+        let mut plain = super::super::instances::Registration::of_this_box(&"0".repeat(32), 0);
+        Applied::from(None).apply(&mut plain);
+        assert_eq!(plain.memory, total);
+        assert_eq!(plain.reserved_tcp(), [22, 2375, 2376, 51678, 51679]);
+        assert!(plain.reserved_udp().is_empty());
+        // The stop timeout fills only the containers that set none.
+        let mut d: crate::taskdef::model::TaskDefinition = serde_json::from_str(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i"},
+                {"name":"b","image":"i","stopTimeout":5}]}"#,
+        )
+        .unwrap();
+        a.fill(&mut d);
+        let t: Vec<_> = d
+            .container_definitions
+            .unwrap()
+            .iter()
+            .map(|c| c.stop_timeout)
+            .collect();
+        assert_eq!(t, [Some(120), Some(5)]);
+    }
+
+    #[test]
     fn go_durations() {
         for (s, ms) in [
             ("0", 0),
