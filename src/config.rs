@@ -698,9 +698,10 @@ fn env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-/// Parses the environment: `main` calls it once, before any verb runs.
-pub fn init() -> Result<&'static Config, ConfigError> {
-    let c = Config::from_lookup(&env)?;
+/// Parses the environment: `main` calls it once, before any verb runs. `fallback` answers
+/// for a variable the environment leaves unset (`agent`: what /etc/ecs/ecs.config sets).
+pub fn init(fallback: &dyn Fn(&str) -> Option<String>) -> Result<&'static Config, ConfigError> {
+    let c = Config::from_lookup(&|name| env(name).or_else(|| fallback(name)))?;
     #[cfg(any(debug_assertions, feature = "test-hooks", test))]
     {
         let h = Hooks::from_lookup(&env)?;

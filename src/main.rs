@@ -26,9 +26,27 @@ fn main() -> ExitCode {
     if runtime::holder::is_holder_invocation() {
         std::process::exit(runtime::holder::run());
     }
-    let cli = cli::help::parse();
+    let mut cli = cli::help::parse();
+    // `agent` reads /etc/ecs/ecs.config first: its log level and task cleanup wait are
+    // settings of this process (flags and MINIFARGATE_* variables win over it).
+    let fallback = match &mut cli.command {
+        cli::Command::Agent(a) => match cli::agent::read_ecs_config(&mut cli.global, a) {
+            Ok(f) => f,
+            Err(err) => {
+                eprintln!("minifargate: {}", error_chain(err.as_ref()));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Vec::new(),
+    };
+    let fallback = |name: &str| {
+        fallback
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
     // Every MINIFARGATE_* variable, parsed once (src/config.rs): a bad value stops here.
-    if let Err(err) = config::init() {
+    if let Err(err) = config::init(&fallback) {
         eprintln!("minifargate: {}", error_chain(&err));
         return ExitCode::FAILURE;
     }

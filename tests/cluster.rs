@@ -91,7 +91,8 @@ fn two_boxes_register_and_the_api_lists_filters_and_tracks_them() {
     );
     assert_eq!(attribute(&ci, "color").unwrap()["value"], "blue");
     assert!(attribute(&ci, "gpu").is_some_and(|g| g.get("value").is_none()));
-    assert_eq!(ci["versionInfo"]["agentVersion"], "1.4.0");
+    // This product's own version (semver), not a constant borrowed from ECS's agent.
+    assert_eq!(ci["versionInfo"]["agentVersion"], env!("CARGO_PKG_VERSION"));
 
     // The cluster query language.
     assert_eq!(
@@ -1127,4 +1128,130 @@ fn the_console_shows_the_cluster_s_instances_their_tasks_and_a_lost_agent() {
             ("DISCONNECTED", id_a.clone()),
         ],
     );
+}
+
+/// MemTotal in MiB, as ECS's agent reads it.
+fn mem_total_mib() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|v| {
+            v.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+                / 1024
+        })
+        .unwrap()
+}
+
+/// Issue 54: an agent configured as ECS's is, with /etc/ecs/ecs.config (here a file of
+/// the test's own, --ecs-config), registers what the file says: the cluster, the custom
+/// attributes (a flag winning over the file's), MEMORY less ECS_RESERVED_MEMORY, the
+/// reserved TCP and UDP ports replacing the defaults; a key this host does not apply is
+/// said at start; `memberOf(agentVersion >= …)` compares this product's version.
+#[test]
+fn an_agent_registers_what_its_ecs_config_says() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let mf = common::cli::Mf::new();
+    let file = mf.dir.path().join("ecs.config");
+    std::fs::write(
+        &file,
+        "# as user data writes it\n\
+         ECS_CLUSTER=prod\n\
+         ECS_INSTANCE_ATTRIBUTES={\"stack\": \"blue\", \"zone\": \"a\"}\n\
+         ECS_RESERVED_MEMORY=256\n\
+         ECS_RESERVED_PORTS=[22, 8080]\n\
+         ECS_RESERVED_PORTS_UDP=[\"53\"]\n",
+    )
+    .unwrap();
+    // A JSON array of numbers, as ECS reads it: "53" is refused, naming key and line.
+    let out = mf
+        .cmd()
+        .args(["agent", "--cluster", &etcd.endpoint(), "--ecs-config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:6: ECS_RESERVED_PORTS_UDP=\"[\\\"53\\\"]\": expected a JSON array",
+            file.display()
+        )),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[\"53\"]", "[53]")
+        + "ECS_CONTAINER_START_TIMEOUT=3m\n";
+    std::fs::write(&file, text).unwrap();
+    let file_arg = file.display().to_string();
+    let agent = Agent::start_in(mf, &etcd, 10, &["zone=b"], &["--ecs-config", &file_arg]);
+    let listed =
+        common::util::wait_until("the box listed in prod", Duration::from_secs(20), || {
+            let v = api.aws_json(&["list-container-instances", "--cluster", "prod"]);
+            v["containerInstanceArns"][0].as_str().map(str::to_string)
+        });
+    assert!(listed.contains(":container-instance/prod/"), "{listed}");
+    let v = api.aws_json(&[
+        "describe-container-instances",
+        "--cluster",
+        "prod",
+        "--container-instances",
+        &listed,
+    ]);
+    let ci = &v["containerInstances"][0];
+    assert_eq!(attribute(ci, "stack").unwrap()["value"], "blue", "{ci:#}");
+    assert_eq!(
+        attribute(ci, "zone").unwrap()["value"],
+        "b",
+        "the flag wins: {ci:#}"
+    );
+    assert_eq!(
+        resource(ci, "MEMORY")["integerValue"],
+        mem_total_mib() - 256
+    );
+    assert_eq!(
+        resource(ci, "PORTS")["stringSetValue"],
+        serde_json::json!(["22", "8080"]),
+        "ECS_RESERVED_PORTS replaces the defaults: {ci:#}"
+    );
+    assert_eq!(
+        resource(ci, "PORTS_UDP")["stringSetValue"],
+        serde_json::json!(["53"])
+    );
+    assert_eq!(ci["remainingResources"], ci["registeredResources"]);
+    // Said at start: the file read, and the key this host does not apply.
+    let log = agent.log_text();
+    assert!(log.contains(&format!("read {file_arg}")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "{file_arg}:7: ECS_CONTAINER_START_TIMEOUT is not applied here"
+        )),
+        "{log}"
+    );
+    // agentVersion is this product's version: memberOf compares it.
+    let pv = env!("CARGO_PKG_VERSION");
+    for (expr, want) in [
+        (format!("agentVersion >= {pv}"), 1),
+        (format!("agentVersion > {pv}"), 0),
+        ("agentVersion >= 0.0.1".to_string(), 1),
+    ] {
+        let v = api.aws_json(&[
+            "list-container-instances",
+            "--cluster",
+            "prod",
+            "--filter",
+            &expr,
+        ]);
+        assert_eq!(
+            v["containerInstanceArns"].as_array().unwrap().len(),
+            want,
+            "{expr}: {v:#}"
+        );
+    }
 }

@@ -49,13 +49,24 @@ pub struct AgentArgs {
     /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379).
     #[arg(long, value_name = "ENDPOINTS")]
     pub cluster: String,
-    /// The ECS cluster this box joins.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub cluster_name: String,
+    /// The ECS cluster this box joins (default: ECS_CLUSTER of --ecs-config, else
+    /// `default`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
     /// A custom attribute of the instance, `name=value` or `name` (repeatable), as ECS
-    /// agent's ECS_INSTANCE_ATTRIBUTES; for `--filter "attribute:name == value"`.
+    /// agent's ECS_INSTANCE_ATTRIBUTES; for `--filter "attribute:name == value"`. Added to
+    /// the file's, and wins over one of the same name.
     #[arg(long, value_name = "NAME=VALUE")]
     pub attribute: Vec<String>,
+    /// The ECS agent's configuration file (KEY=VALUE lines: ECS_CLUSTER,
+    /// ECS_INSTANCE_ATTRIBUTES, ECS_RESERVED_MEMORY, ECS_RESERVED_PORTS, … ; docs/cluster.md
+    /// lists what is applied). Read if present at the default path; a path given must exist.
+    /// Flags win over it.
+    #[arg(long, value_name = "PATH")]
+    pub ecs_config: Option<PathBuf>,
+    /// The file as read before start-up (`read_ecs_config`).
+    #[arg(skip)]
+    pub loaded: Option<crate::cluster::ecs_config::EcsConfig>,
     /// Seconds the liveness lease lives without renewal: how soon a lost box is
     /// agentConnected false.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
@@ -82,37 +93,100 @@ pub struct AgentArgs {
     pub etcd: EtcdTls,
 }
 
-pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
-    let cluster = crate::ecs::names::cluster_name(&a.cluster_name).to_string();
+/// Reads --ecs-config (or /etc/ecs/ecs.config if present) before `main` sets up logging
+/// and the MINIFARGATE_* settings: ECS_LOGLEVEL sets the log level unless --log-level or
+/// RUST_LOG is given; ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION is the stopped-task retention
+/// unless MINIFARGATE_STOPPED_TASK_RETENTION is set (the returned fallback variables).
+pub fn read_ecs_config(
+    g: &mut GlobalOpts,
+    a: &mut AgentArgs,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    use crate::cluster::ecs_config::{DEFAULT_PATH, EcsConfig};
+    let (path, required) = match &a.ecs_config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let Some(mut c) = EcsConfig::load(&path, required)? else {
+        return Ok(Vec::new());
+    };
+    if let Some(level) = c.log_level {
+        let flag = std::env::args().any(|x| x == "--log-level" || x.starts_with("--log-level="));
+        if flag || std::env::var_os("RUST_LOG").is_some() {
+            c.notes.push(format!(
+                "{}: ECS_LOGLEVEL={level}: --log-level or RUST_LOG is given and wins",
+                path.display()
+            ));
+        } else {
+            g.log_level = level.into();
+        }
+    }
+    let fallback = c
+        .task_cleanup_wait
+        .map(|d| {
+            (
+                "MINIFARGATE_STOPPED_TASK_RETENTION",
+                d.as_secs().to_string(),
+            )
+        })
+        .into_iter()
+        .collect();
+    a.loaded = Some(c);
+    Ok(fallback)
+}
+
+pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
+    let file = a.loaded.take();
+    if let Some(c) = &file {
+        eprintln!("minifargate agent: read {}", c.path.display());
+        for note in &c.notes {
+            eprintln!("minifargate agent: {note}");
+        }
+    }
+    let name = a
+        .cluster_name
+        .clone()
+        .or_else(|| file.as_ref().and_then(|c| c.cluster.clone()))
+        .unwrap_or_else(|| "default".into());
+    let cluster = crate::ecs::names::cluster_name(&name).to_string();
     anyhow::ensure!(
         !cluster.is_empty()
             && cluster.len() <= 255
             && cluster
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-        "--cluster-name {:?}: up to 255 letters, numbers, hyphens and underscores (an ECS \
-         cluster name)",
-        a.cluster_name
+        "--cluster-name (or ECS_CLUSTER) {name:?}: up to 255 letters, numbers, hyphens and \
+         underscores (an ECS cluster name)"
     );
-    let mut attributes = Vec::new();
+    let mut attributes: Vec<(String, Option<String>)> = file
+        .iter()
+        .flat_map(|c| c.instance_attributes.iter().flatten())
+        .map(|(n, v)| (n.clone(), Some(v.clone())))
+        .collect();
     for spec in &a.attribute {
         let (name, value) = match spec.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
             None => (spec.trim(), None),
         };
         anyhow::ensure!(
-            !name.is_empty()
-                && name.len() <= 128
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c))
-                && !name.starts_with("ecs."),
+            crate::cluster::ecs_config::valid_attribute_name(name),
             "--attribute {spec:?}: a name of up to 128 letters, numbers, hyphens, \
              underscores, slashes or periods, not starting with `ecs.` (the built-in \
              attributes)"
         );
+        attributes.retain(|(n, _)| n != name);
         attributes.push((name.to_string(), value));
     }
+    let applied = crate::cluster::ecs_config::Applied::from(file.as_ref());
+    let (_, memory) = crate::ecs::container_instances::host_resources();
+    anyhow::ensure!(
+        applied.reserved_memory <= memory,
+        "ECS_RESERVED_MEMORY={} in {} is more than this host's memory ({memory} MiB): \
+         reserve less",
+        applied.reserved_memory,
+        file.as_ref()
+            .map(|c| c.path.display().to_string())
+            .unwrap_or_default()
+    );
     crate::cluster::agent::run(crate::cluster::agent::Options {
         root: g.root.clone(),
         endpoints: a.cluster,
@@ -131,6 +205,7 @@ pub fn agent(g: &GlobalOpts, a: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         },
         advertise: a.advertise_address,
+        ecs_config: applied,
     })?;
     Ok(ExitCode::SUCCESS)
 }

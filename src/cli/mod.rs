@@ -1,7 +1,7 @@
 //! Command-line interface: one file per verb group; this module holds the global
 //! options, the verb enum and the dispatch to each verb's `run`.
 
-mod agent;
+pub mod agent;
 pub mod aws;
 mod exec;
 pub mod help;

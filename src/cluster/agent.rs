@@ -37,6 +37,8 @@ pub struct Options {
     /// The box's address for the other boxes (`--advertise-address`); `None`: the source
     /// address of the route to etcd.
     pub advertise: Option<std::net::Ipv4Addr>,
+    /// What /etc/ecs/ecs.config sets for the registration and the tasks ([`super::ecs_config`]).
+    pub ecs_config: super::ecs_config::Applied,
 }
 
 /// Why a session with etcd ended.
@@ -210,6 +212,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let arn = instances::arn(&o.cluster, &id);
     let file = o.root.join("agent").join("instance-id");
     let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
+    work.applied = o.ecs_config.clone();
     let me = super::subnets::Holder {
         cluster: o.cluster.clone(),
         instance: id.clone(),
@@ -387,6 +390,7 @@ async fn register(
         None => crate::ecs::now_ms(),
     };
     let mut reg = Registration::of_this_box(id, registered_at);
+    o.ecs_config.apply(&mut reg);
     reg.endpoint = Some(endpoint.to_string());
     reg.address = box_net.0;
     reg.task_subnet = Some(box_net.1.to_string());

@@ -22,7 +22,8 @@ pub struct Registration {
     pub registered_at_ms: i64,
     /// CPU units (1,024 a core).
     pub cpu: i64,
-    /// MiB of memory (/proc/meminfo's MemTotal).
+    /// MiB of memory: /proc/meminfo's MemTotal less `ECS_RESERVED_MEMORY`, as ECS's
+    /// agent registers it.
     pub memory: i64,
     /// The built-in attributes (`ecs.os-type`, `ecs.cpu-architecture`, `ecs.os-family`).
     pub attributes: BTreeMap<String, Option<String>>,
@@ -39,6 +40,12 @@ pub struct Registration {
     /// The task subnet the box holds (docs/cluster.md "Task addresses across boxes").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_subnet: Option<String>,
+    /// The registered PORTS (`ECS_RESERVED_PORTS`; absent: ECS's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_ports: Option<Vec<u16>>,
+    /// The registered PORTS_UDP (`ECS_RESERVED_PORTS_UDP`; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_ports_udp: Option<Vec<u16>>,
 }
 
 impl Registration {
@@ -64,7 +71,21 @@ impl Registration {
             endpoint: None,
             address: None,
             task_subnet: None,
+            reserved_ports: None,
+            reserved_ports_udp: None,
         }
+    }
+
+    /// The TCP ports no task may take here.
+    pub fn reserved_tcp(&self) -> Vec<u16> {
+        self.reserved_ports
+            .clone()
+            .unwrap_or_else(|| RESERVED_PORTS.to_vec())
+    }
+
+    /// The UDP ports no task may take here.
+    pub fn reserved_udp(&self) -> Vec<u16> {
+        self.reserved_ports_udp.clone().unwrap_or_default()
     }
 }
 
@@ -147,11 +168,11 @@ impl Instance {
         let resources = vec![
             Resource::integer("CPU", self.reg.cpu),
             Resource::integer("MEMORY", self.reg.memory),
-            Resource::ports("PORTS", &RESERVED_PORTS),
-            Resource::ports("PORTS_UDP", &[]),
+            Resource::ports("PORTS", &self.reg.reserved_tcp()),
+            Resource::ports("PORTS_UDP", &self.reg.reserved_udp()),
         ];
-        let mut ports: Vec<u16> = RESERVED_PORTS.to_vec();
-        let mut udp: Vec<u16> = Vec::new();
+        let mut ports: Vec<u16> = self.reg.reserved_tcp();
+        let mut udp: Vec<u16> = self.reg.reserved_udp();
         for r in self.ledger.tasks.values() {
             ports.extend(&r.ports);
             udp.extend(&r.udp_ports);

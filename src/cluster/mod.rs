@@ -11,10 +11,12 @@
 //! - [`query`]: ECS's cluster query language.
 //! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
+//! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
 
 pub mod agent;
 pub mod api;
+pub mod ecs_config;
 pub mod endpoint;
 pub mod etcd;
 pub mod exec;

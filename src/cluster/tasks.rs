@@ -323,12 +323,13 @@ fn candidates(instances: &[Instance]) -> Vec<placement::Candidate> {
                     .tasks
                     .values()
                     .flat_map(|r| r.ports.iter().copied())
-                    .chain(crate::ecs::container_instances::RESERVED_PORTS)
+                    .chain(i.reg.reserved_tcp())
                     .collect(),
                 used_udp_ports: ledger
                     .tasks
                     .values()
                     .flat_map(|r| r.udp_ports.iter().copied())
+                    .chain(i.reg.reserved_udp())
                     .collect(),
                 tasks: ledger
                     .tasks

@@ -13,7 +13,6 @@ use super::records::{
 };
 use crate::ecs::Ecs;
 use crate::store::{DesiredStatus, LastStatus, StopCode};
-use crate::task::PullPolicy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -62,6 +61,8 @@ pub struct Work {
     /// instance's ledger until they are STOPPED here, so placement does not book their
     /// memory and ports twice.
     leaving: BTreeMap<String, Reservation>,
+    /// The pull policy and default stop timeout of /etc/ecs/ecs.config.
+    pub applied: super::ecs_config::Applied,
 }
 
 impl Work {
@@ -76,6 +77,7 @@ impl Work {
             store: None,
             fresh: false,
             leaving: BTreeMap::new(),
+            applied: Default::default(),
         }
     }
 
@@ -225,14 +227,16 @@ impl Work {
     /// Creates the assigned task with the placer's ids and starts its supervisor.
     fn start(&self, a: &Assignment) -> anyhow::Result<()> {
         let ctx = a.context();
+        let mut stored = a.stored();
+        self.applied.fill(&mut stored.definition);
         let prepared = crate::task::launch::prepare_task(
             &ctx,
-            &a.stored(),
+            &stored,
             &a.request.request(),
             &self.ecs.root,
             &a.ids,
         )?;
-        crate::ecs::tasks::start_prepared(&self.ecs, &ctx, &prepared, PullPolicy::default())?;
+        crate::ecs::tasks::start_prepared(&self.ecs, &ctx, &prepared, self.applied.pull)?;
         eprintln!(
             "minifargate agent: started task {} ({})",
             a.ids.task,

@@ -21,8 +21,9 @@ use serde_json::Value;
 /// the agent 51678/51679).
 pub(crate) const RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
 
-/// The agent version this host reports (the agent release whose behaviour it follows).
-pub(crate) const AGENT_VERSION: &str = "1.4.0";
+/// The agent version this host reports: this product's own (semver, Cargo.toml's
+/// `version`), so `memberOf(agentVersion >= …)` tells builds apart.
+pub(crate) const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The capabilities and attributes of this host, named as the ECS agent reports them
 /// (`com.amazonaws.ecs.capability.*` for the older ones, `ecs.capability.*` after).

@@ -54,6 +54,14 @@ impl Agent {
             ttl.to_string(),
         ];
         args.extend(more.iter().map(|a| a.to_string()));
+        // Not the host's /etc/ecs/ecs.config: an empty file of the test's own, unless the
+        // test gives one.
+        if !more.contains(&"--ecs-config") {
+            let empty = mf.dir.path().join("ecs.config");
+            std::fs::write(&empty, "").unwrap();
+            args.push("--ecs-config".into());
+            args.push(empty.display().to_string());
+        }
         for a in attributes {
             args.push("--attribute".into());
             args.push(a.to_string());

@@ -325,9 +325,14 @@ impl NetBox {
             .append(true)
             .open(self.log())
             .unwrap();
+        // Not the host's /etc/ecs/ecs.config: an empty file of the box's own.
+        let ecs_config = self.mf.dir.path().join("ecs.config");
+        std::fs::write(&ecs_config, "").unwrap();
         let child = self
             .cmd()
             .arg("agent")
+            .arg("--ecs-config")
+            .arg(&ecs_config)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
