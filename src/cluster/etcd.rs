@@ -5,9 +5,11 @@
 //! ("The etcd client"). Ref: etcd.io/docs/v3.4/dev-guide/api_grpc_gateway/.
 //!
 //! Endpoints are tried in order: the first that answers is used until it stops answering
-//! (a connection failure or a timeout moves to the next; an answer from etcd, even an
-//! error, does not). Every call has a deadline, so a stopped etcd is an error naming the
-//! endpoints, never a hang.
+//! (a connection failure moves to the next; an answer from etcd, even an error, does not).
+//! A write whose request may have reached etcd (a timeout or a reset after it was sent) is
+//! never sent again: it ends in [`EtcdError::OutcomeUnknown`], and the caller reads back
+//! what happened (docs/cluster.md "The etcd client"). Every call has a deadline, so a
+//! stopped etcd is an error naming the endpoints, never a hang.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -59,6 +61,17 @@ pub enum EtcdError {
     AllDown {
         call: &'static str,
         errors: Vec<EtcdError>,
+    },
+    /// The request may have been applied: it was sent, and no answer came back (a timeout,
+    /// a connection reset). Sending it again could apply it twice: read back instead.
+    #[error(
+        "etcd {endpoint}: {call} sent but not answered ({why}): it may or may not have been \
+         applied"
+    )]
+    OutcomeUnknown {
+        endpoint: String,
+        call: &'static str,
+        why: String,
     },
     #[error("etcd {endpoint}: {call} refused (HTTP {status}): {message}")]
     Refused {
@@ -145,8 +158,16 @@ impl Etcd {
         &self.endpoints
     }
 
-    /// One gateway call, with failover between the endpoints.
+    /// One gateway call, with failover between the endpoints: a read ([`Resend::Yes`]) goes
+    /// to the next endpoint on any failure, a write only when its request was not sent (a
+    /// connection that could not be made).
     async fn call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
+        // Renewing a lease twice is renewing it.
+        let resend = if matches!(call, "/v3/kv/range" | "/v3/lease/keepalive") {
+            Resend::Yes
+        } else {
+            Resend::OnlyUnsent
+        };
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
@@ -165,20 +186,36 @@ impl Etcd {
                 call,
                 why,
             };
+            let unknown = |why: String| {
+                // The next call starts at the next endpoint: this one may be hung.
+                self.current.store((at + 1) % n, Ordering::Relaxed);
+                EtcdError::OutcomeUnknown {
+                    endpoint: endpoint.clone(),
+                    call,
+                    why,
+                }
+            };
             let resp = match sent {
                 Ok(r) => r,
-                Err(e) => {
+                // Nothing reached etcd: any call may go to the next endpoint.
+                Err(e) if e.is_connect() => {
                     errors.push(unreachable(crate::error_chain(&e)));
                     continue;
                 }
+                Err(e) if resend == Resend::Yes => {
+                    errors.push(unreachable(crate::error_chain(&e)));
+                    continue;
+                }
+                Err(e) => return Err(unknown(crate::error_chain(&e))),
             };
             let status = resp.status();
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
-                Err(e) => {
+                Err(e) if resend == Resend::Yes => {
                     errors.push(unreachable(crate::error_chain(&e)));
                     continue;
                 }
+                Err(e) => return Err(unknown(crate::error_chain(&e))),
             };
             self.current.store(at, Ordering::Relaxed);
             let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
@@ -475,6 +512,15 @@ impl Etcd {
             .await
             .map(drop)
     }
+}
+
+/// Whether a call may be sent again (to the next endpoint) after its request was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A read: sending it twice changes nothing.
+    Yes,
+    /// A write: only when it was not sent (the connection could not be made).
+    OnlyUnsent,
 }
 
 /// An HTTP client for etcd with `tls`, and an overall deadline per call when given.

@@ -127,6 +127,9 @@ struct Placed {
 /// instance's ledger first.
 const PLACEMENT_ATTEMPTS: usize = 32;
 
+/// Places each prepared task on its target. A task placed is answered even when a later
+/// one fails (it is committed and will run): the failure is answered for the rest, in
+/// `failures` (an error only when no task was placed).
 async fn place_all(
     etcd: &Etcd,
     ctx: &AwsContext,
@@ -135,80 +138,154 @@ async fn place_all(
     prepared: Vec<Prepared>,
     targets: &[Target<'_>],
 ) -> EcsResult<Placed> {
-    let cluster = &req.cluster;
     let mut out = Placed {
         ids: Vec::new(),
         tasks: Vec::new(),
         failures: Vec::new(),
     };
     let plan = plan_of(req, &stored.definition)?;
-    for (mut p, target) in prepared.into_iter().zip(targets.iter().copied()) {
-        let (need, reservation) = need_of(&p);
-        let mut attempt = 0;
-        loop {
-            let instances = instances::load(etcd, cluster).await.map_err(server)?;
-            let chosen = match choose(&instances, &need, &plan, target)? {
-                Ok(i) => &instances[i],
-                Err(f) => {
-                    for f in f {
-                        if !out.failures.contains(&f) {
-                            out.failures.push(f);
-                        }
-                    }
-                    break;
-                }
-            };
-            let id = &chosen.reg.id;
-            let (mut ledger, rev) = (chosen.ledger.clone(), chosen.ledger_revision);
-            ledger.tasks.insert(p.task.id.clone(), reservation.clone());
-            p.task.launch.container_instance_arn = Some(chosen.arn());
-            let shaped = crate::task::shape::task(&p.task, &p.containers, Some(&p.network));
-            let mut assigned = Assigned::of(req);
-            assigned.launch.container_instance_arn = Some(chosen.arn());
-            let assignment = Assignment {
-                ids: ids_of(&p),
-                account_id: ctx.account_id.clone(),
-                region: ctx.region.clone(),
-                definition: stored.definition.clone(),
-                request: assigned,
-                desired_status: DesiredStatus::Running,
-                stopped_reason: None,
-                stop_code: None,
-            };
-            let record = Record {
-                instance: id.clone(),
-                task: task_json(&shaped),
-            };
-            let ledger_key = keys::ledger(cluster, id);
-            let compare = if rev == 0 {
-                Compare::Absent(ledger_key.clone())
-            } else {
-                Compare::ModRevision(ledger_key.clone(), rev)
-            };
-            let ops = [
-                Op::Put(ledger_key, json_bytes(&ledger)),
-                Op::Put(
-                    keys::assignment(cluster, id, &p.task.id),
-                    json_bytes(&assignment),
-                ),
-                Op::Put(keys::task(cluster, &p.task.id), json_bytes(&record)),
-            ];
-            if etcd.txn(&[compare], &ops).await.map_err(server)? {
-                out.ids.push(p.task.id.clone());
-                out.tasks.push(shaped);
-                break;
+    let mut failed: Option<String> = None;
+    for (p, target) in prepared.into_iter().zip(targets.iter().copied()) {
+        if let Some(reason) = &failed {
+            out.failures.push(Failure {
+                arn: p.task.arn.clone(),
+                reason: reason.clone(),
+            });
+            continue;
+        }
+        let (arn, id) = (p.task.arn.clone(), p.task.id.clone());
+        match place_one(etcd, ctx, stored, req, &plan, p, target).await {
+            Ok(Ok(task)) => {
+                out.ids.push(id);
+                out.tasks.push(task);
             }
-            attempt += 1;
-            if attempt >= PLACEMENT_ATTEMPTS {
-                return Err(EcsError::Server(anyhow::anyhow!(
-                    "task {}: container instance {id}'s resources changed under {attempt} \
-                     placements in a row (other placers are busy): try again",
-                    p.task.id
-                )));
+            Ok(Err(f)) => {
+                for f in f {
+                    if !out.failures.contains(&f) {
+                        out.failures.push(f);
+                    }
+                }
+            }
+            Err(e) if out.tasks.is_empty() => return Err(e),
+            Err(e) => {
+                let reason = format!("not placed: {}", crate::error_chain(&e));
+                out.failures.push(Failure {
+                    arn,
+                    reason: reason.clone(),
+                });
+                failed = Some(reason);
             }
         }
     }
     Ok(out)
+}
+
+/// Places one task: the task as RunTask answers it, or the failures saying why no
+/// instance can take it.
+///
+/// Idempotent: the transaction also requires the task's record absent, so it commits at
+/// most once; after a failed compare or a lost answer ([`EtcdError::OutcomeUnknown`]) the
+/// record is read back first, and a record there is this placement's own earlier commit
+/// (task ids are random): that is the answer, never a second instance.
+async fn place_one(
+    etcd: &Etcd,
+    ctx: &AwsContext,
+    stored: &StoredTaskDefinition,
+    req: &launch::Request,
+    plan: &placement::Plan,
+    mut p: Prepared,
+    target: Target<'_>,
+) -> EcsResult<Result<crate::task::shape::Task, Vec<Failure>>> {
+    let cluster = &req.cluster;
+    let (need, reservation) = need_of(&p);
+    let record_key = keys::task(cluster, &p.task.id);
+    // Each attempt's instance and the task as it would be answered there.
+    let mut tried: Vec<(String, crate::task::shape::Task)> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        let instances = instances::load(etcd, cluster).await.map_err(server)?;
+        let chosen = match choose(&instances, &need, plan, target)? {
+            Ok(i) => &instances[i],
+            Err(f) => return Ok(Err(f)),
+        };
+        let id = &chosen.reg.id;
+        let (mut ledger, rev) = (chosen.ledger.clone(), chosen.ledger_revision);
+        ledger.tasks.insert(p.task.id.clone(), reservation.clone());
+        p.task.launch.container_instance_arn = Some(chosen.arn());
+        let shaped = crate::task::shape::task(&p.task, &p.containers, Some(&p.network));
+        let mut assigned = Assigned::of(req);
+        assigned.launch.container_instance_arn = Some(chosen.arn());
+        let assignment = Assignment {
+            ids: ids_of(&p),
+            account_id: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+            definition: stored.definition.clone(),
+            request: assigned,
+            desired_status: DesiredStatus::Running,
+            stopped_reason: None,
+            stop_code: None,
+        };
+        let record = Record {
+            instance: id.clone(),
+            task: task_json(&shaped),
+        };
+        let ledger_key = keys::ledger(cluster, id);
+        let compares = [
+            if rev == 0 {
+                Compare::Absent(ledger_key.clone())
+            } else {
+                Compare::ModRevision(ledger_key.clone(), rev)
+            },
+            Compare::Absent(record_key.clone()),
+        ];
+        let ops = [
+            Op::Put(ledger_key, json_bytes(&ledger)),
+            Op::Put(
+                keys::assignment(cluster, id, &p.task.id),
+                json_bytes(&assignment),
+            ),
+            Op::Put(record_key.clone(), json_bytes(&record)),
+        ];
+        match etcd.txn(&compares, &ops).await {
+            Ok(true) => return Ok(Ok(shaped)),
+            Ok(false) => {}
+            Err(e @ EtcdError::OutcomeUnknown { .. }) => {
+                tracing::warn!(task = %p.task.id, instance = %id, error = %e,
+                    "placement's answer lost: reading back whether it committed");
+            }
+            Err(e) => return Err(server(e)),
+        }
+        tried.push((id.clone(), shaped));
+        // Did an earlier attempt of this task commit (its answer lost, or late)?
+        let landed = etcd.get(&record_key).await.map_err(|e| {
+            EcsError::Server(anyhow::Error::from(e).context(format!(
+                "task {}: whether its placement committed is unknown (etcd did not answer); \
+                 describe-tasks shows it if it did",
+                p.task.id
+            )))
+        })?;
+        if let Some(kv) = landed {
+            let r: Record =
+                decode(&record_key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+            return match tried.into_iter().find(|(i, _)| *i == r.instance) {
+                Some((_, task)) => Ok(Ok(task)),
+                None => Err(EcsError::Server(anyhow::anyhow!(
+                    "task {}: its record names container instance {}, where this placement \
+                     did not put it",
+                    p.task.id,
+                    r.instance
+                ))),
+            };
+        }
+        attempt += 1;
+        if attempt >= PLACEMENT_ATTEMPTS {
+            return Err(EcsError::Server(anyhow::anyhow!(
+                "task {}: container instance {id}'s resources changed under {attempt} \
+                 placements in a row (other placers are busy): try again",
+                p.task.id
+            )));
+        }
+    }
 }
 
 /// The instance a task of `need` goes on for `target`, or the failures saying why none

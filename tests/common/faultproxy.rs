@@ -1,7 +1,7 @@
-//! A fault-injecting TCP proxy in front of the real registry, in the test process
-//! (toxiproxy is not packaged in Debian 12). It reads each HTTP/1.1 request head on
-//! its way up, so faults can pick requests by path; responses are relayed as raw bytes
-//! and cut, stalled, reset or delayed at the TCP level.
+//! A fault-injecting TCP proxy in front of the real registry or etcd's JSON gateway, in
+//! the test process (toxiproxy is not packaged in Debian 12). It reads each HTTP/1.1
+//! request head on its way up, so faults can pick requests by path (and size); responses
+//! are relayed as raw bytes and cut, stalled, reset or delayed at the TCP level.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -42,6 +42,17 @@ pub enum Fault {
     /// Responses to GET requests whose path contains `path` are relayed at no more
     /// than `bytes_per_sec`, so a test can act while a large blob is in flight.
     Throttle { path: String, bytes_per_sec: u64 },
+    /// Requests of any method whose path contains `path` and whose body is at least
+    /// `min_body` bytes: the first `skip` pass, the `times` after them get `then`.
+    /// (etcd's gateway takes every call as a POST; a placement transaction is kilobytes,
+    /// the cluster's other calls are not.)
+    Request {
+        path: String,
+        min_body: u64,
+        skip: u32,
+        times: u32,
+        then: Then,
+    },
     /// Requests whose path contains `path` are answered 200 with this body and
     /// content type, as a hostile registry would.
     Body {
@@ -49,6 +60,16 @@ pub enum Fault {
         content_type: String,
         body: Arc<Vec<u8>>,
     },
+}
+
+/// What a [`Fault::Request`] does to a request it picks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Then {
+    /// The request is forwarded (upstream applies it), and its answer is cut `how`
+    /// after `after` bytes: with 0, the client never learns what happened.
+    Lose { after: u64, how: Cut },
+    /// Answered `status` without being forwarded (nothing is applied).
+    Refuse(u16),
 }
 
 /// One request the proxy saw and what it did to it.
@@ -116,6 +137,11 @@ impl FaultProxy {
             .into_iter()
             .filter(|s| s.path.ends_with(suffix))
             .collect()
+    }
+
+    /// Adds `fault` to those in force.
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().unwrap().push(fault);
     }
 
     /// Removes every fault: what follows is forwarded untouched.
@@ -267,6 +293,37 @@ impl Conn {
                             *times -= 1;
                             action = format!("cut {how:?} after {after}");
                             cut = Some((*after, *how));
+                        }
+                        Fault::Request {
+                            path: p,
+                            min_body,
+                            skip,
+                            times,
+                            then,
+                        } if *times > 0 && body_len >= *min_body && path.contains(p.as_str()) => {
+                            if *skip > 0 {
+                                *skip -= 1;
+                                continue;
+                            }
+                            *times -= 1;
+                            match *then {
+                                Then::Lose { after, how } => {
+                                    action = format!("answer cut {how:?} after {after}");
+                                    cut = Some((after, how));
+                                }
+                                Then::Refuse(status) => {
+                                    action = format!("status {status}");
+                                    answer = Some(
+                                        format!(
+                                            "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n\
+                                             Connection: close\r\n\r\n"
+                                        )
+                                        .into_bytes(),
+                                    );
+                                    close_after = true;
+                                    break;
+                                }
+                            }
                         }
                         Fault::Throttle {
                             path: p,

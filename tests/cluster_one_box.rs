@@ -1,0 +1,172 @@
+//! One task, one box (issue 54; docs/cluster.md "One task, one box"): every decision the
+//! cluster takes on what it read is a transaction on what it read, so a lost answer, a
+//! retry or a concurrent change never puts one task id on two instances. Faults come from
+//! the in-process proxy (tests/common/faultproxy.rs) between `serve` and a real etcd.
+
+mod common;
+
+use common::cluster::{Agent, ecs_call, register, serve_on, two_boxes};
+use common::etcd::Etcd;
+use common::faultproxy::{Cut, Fault, FaultProxy, Then};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// A task definition of one busybox container that sleeps until stopped, 128 CPU units
+/// and 64 MiB, awsvpc.
+fn sleeper(family: &str) -> String {
+    format!(
+        r#"{{
+  "family": "{family}",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["EC2"],
+  "cpu": "128",
+  "memory": "64",
+  "containerDefinitions": [{{
+    "name": "main",
+    "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+    "essential": true
+  }}]
+}}"#
+    )
+}
+
+/// Every task id in etcd with the instances it is assigned to.
+fn assignments(etcd: &Etcd) -> BTreeMap<String, Vec<String>> {
+    let out = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "/minifargate/v1/clusters/default/assignments/",
+        "--keys-only",
+    ]);
+    let mut by_task: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        let mut parts = key.rsplit('/');
+        let task = parts.next().unwrap().to_string();
+        let instance = parts.next().unwrap().to_string();
+        by_task.entry(task).or_default().push(instance);
+    }
+    by_task
+}
+
+/// RunTask straight to the API (no AWS CLI retries): the answer and its HTTP status.
+fn run_task(api: &common::api::Api, family: &str, count: u32) -> (Value, u16) {
+    let body = json!({
+        "taskDefinition": family,
+        "launchType": "EC2",
+        "count": count,
+        "placementStrategy": [{"type": "spread", "field": "instanceId"}],
+    });
+    let (out, _) = ecs_call(api, "RunTask", &body.to_string());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    (
+        serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+        status.parse().unwrap(),
+    )
+}
+
+fn task_ids(run: &Value) -> Vec<String> {
+    run["tasks"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|t| {
+                    let arn = t["taskArn"].as_str().unwrap();
+                    arn.rsplit('/').next().unwrap().to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answered() {
+    let etcd = Etcd::start();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    // serve talks to the one etcd through two proxies, as to two endpoints: a client that
+    // moves to the next endpoint after a lost answer sends the same transaction again.
+    let proxies = [
+        FaultProxy::start(&upstream, Vec::new()),
+        FaultProxy::start(&upstream, Vec::new()),
+    ];
+    let proxy = &proxies[0];
+    let api = serve_on(
+        &format!("http://{},http://{}", proxies[0].host(), proxies[1].host()),
+        &[],
+    );
+    let (a, b) = two_boxes(&etcd, &api, 5);
+    let boxes: [&Agent; 2] = [&a, &b];
+    register(&api, "one.json", &sleeper("one-box"));
+    // A placement transaction (kilobytes: the task definition travels in it) is applied by
+    // etcd, and its answer never reaches serve.
+    const PLACEMENT: u64 = 2000;
+    proxy.inject(Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: PLACEMENT,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    });
+    let (run, status) = run_task(&api, "one-box", 1);
+    let lost: Vec<_> = proxy
+        .seen_for("/v3/kv/txn")
+        .into_iter()
+        .filter(|s| s.action.starts_with("answer cut"))
+        .collect();
+    assert_eq!(lost.len(), 1, "the fault fired: {:?}", proxy.seen());
+    let placed = assignments(&etcd);
+    eprintln!("RunTask {status}: {run:#}\nassignments: {placed:#?}");
+    // One task id, exactly one instance; the answer names it.
+    for (task, on) in &placed {
+        assert_eq!(on.len(), 1, "task {task} assigned to {on:?}");
+    }
+    assert_eq!(status, 200, "{run:#}");
+    let ids = task_ids(&run);
+    assert_eq!(ids.len(), 1, "{run:#}");
+    assert_eq!(placed.keys().cloned().collect::<Vec<_>>(), ids);
+    let on = &placed[&ids[0]][0];
+    assert!(
+        run["tasks"][0]["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(on.as_str()),
+        "{run:#}"
+    );
+    assert!(boxes.iter().any(|x| x.id() == *on));
+
+    // count 2, the second placement refused: the first is committed and will run, so it
+    // is answered, with the failure for the second.
+    // (serve now talks to either proxy: both refuse.)
+    for p in &proxies {
+        p.inject(Fault::Request {
+            path: "/v3/kv/txn".into(),
+            min_body: PLACEMENT,
+            skip: 1,
+            times: 1,
+            then: Then::Refuse(503),
+        });
+    }
+    let (run2, status) = run_task(&api, "one-box", 2);
+    eprintln!("RunTask {status}: {run2:#}");
+    let after = assignments(&etcd);
+    let new: Vec<String> = after
+        .keys()
+        .filter(|k| !placed.contains_key(*k))
+        .cloned()
+        .collect();
+    assert_eq!(new.len(), 1, "{after:#?}");
+    assert_eq!(status, 200, "the placed task is answered: {run2:#}");
+    assert_eq!(task_ids(&run2), new, "{run2:#}");
+    let failures = run2["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{run2:#}");
+    assert!(
+        failures[0]["reason"].as_str().unwrap().contains("503"),
+        "{run2:#}"
+    );
+}
