@@ -78,6 +78,8 @@ def local(box):
         for tid in os.listdir(tasks_dir):
             live[tid] = alive_supervisor(os.path.join(tasks_dir, tid, "supervisor.pid"))
     arns = mf(box, "list-tasks", "--cluster", "default").get("taskArns", [])
+    arns += mf(box, "list-tasks", "--cluster", "default",
+               "--desired-status", "STOPPED").get("taskArns", [])
     ids = {a.rsplit("/", 1)[-1] for a in arns} | {t for t, p in live.items() if p}
     ids = sorted(ids)
     for i in range(0, len(ids), 100):
@@ -234,6 +236,30 @@ def main():
             if missing:
                 detail += f"; placed but not reserved: {', '.join(missing[:5])}"
             violation("ledger is not the sum of its tasks' reservations", detail)
+
+    # RunTask's answers: a call answered an error placed nothing (one answered OK placed
+    # what it said).
+    outcomes = {}
+    f = os.path.join(W, "run-task-outcomes")
+    if os.path.exists(f):
+        for line in open(f):
+            parts = line.split()
+            if len(parts) == 3:
+                outcomes[parts[0]] = (parts[1], int(parts[2]))
+    placed_by = {}
+    for tid, r in view.records.items():
+        sb = r.get("task", {}).get("startedBy")
+        if sb in outcomes:
+            placed_by.setdefault(sb, []).append(tid)
+    for sb, tids in sorted(placed_by.items()):
+        outcome, answered = outcomes[sb]
+        if outcome not in ("ok", "unreachable"):
+            violation("RunTask answered an error, yet placed tasks",
+                      f"startedBy {sb}: answered {outcome}, {len(tids)} task(s) placed: "
+                      + ", ".join(f"{t} ({view.records[t]['task'].get('lastStatus')})" for t in tids))
+        elif outcome == "ok" and len(tids) > answered:
+            violation("RunTask placed more tasks than it answered",
+                      f"startedBy {sb}: answered {answered}, placed {len(tids)}")
 
     # Services.
     svcs = services(view) or {}

@@ -65,11 +65,22 @@ class View:
                 self.undecodable.append(f"{key}: {ex}")
 
     def service_tasks(self, service):
-        """Records of the service's tasks that are not STOPPED and wanted RUNNING."""
+        """The service's tasks the scheduler wants: an assignment wanted RUNNING (StopTask
+        and the scheduler set it STOPPED at once; the record follows when the box
+        reports) whose record is not STOPPED."""
         out = []
-        for tid, r in self.records.items():
-            t = r.get("task", {})
-            if t.get("group") == f"service:{service}" and t.get("lastStatus") != "STOPPED" \
-                    and t.get("desiredStatus") == "RUNNING":
-                out.append(tid)
+        for tid, insts in self.assignments.items():
+            for a in insts.values():
+                if a.get("request", {}).get("group") == f"service:{service}" \
+                        and str(a.get("desiredStatus", "")).upper() == "RUNNING" \
+                        and self.records.get(tid, {}).get("task", {}).get("lastStatus") != "STOPPED":
+                    out.append(tid)
+                    break
         return out
+
+    def created_at(self, tid):
+        """The task's createdAt (epoch seconds), 0 if unknown."""
+        try:
+            return float(self.records.get(tid, {}).get("task", {}).get("createdAt") or 0)
+        except (TypeError, ValueError):
+            return 0.0

@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""An etcd member's client port behind a proxy that loses answers after commit.
+"""etcd members' client ports behind a proxy that loses answers after commit.
 
-scripts/chaos-cluster puts it in front of one etcd member: every request is forwarded
-to the member whole and its answer read whole (so a write is committed), then, while
+scripts/chaos-cluster puts it in front of each etcd member (clients reach the members
+through it only: a client that lost an answer moves to the next member, which must be
+able to lose one too): every request is forwarded to its member whole and the answer
+read whole (so a write is committed), then, while
 the file DROP exists and for a fraction of the writes (/v3/kv/txn, /v3/kv/put,
 /v3/kv/deleterange), the client's connection is closed instead of the answer being
 relayed: the client sees a send error for a write etcd did take. A watch
 (/v3/watch, a streaming answer) is relayed as it comes, never cut. One request a
 connection (the answer is relayed with `Connection: close`).
 
-Usage: proxy.py LISTEN_ADDR[,LISTEN_ADDR…] PORT UPSTREAM_PORT DROP_FILE FRACTION LOG
-Each cut is one line "drop PATH" in LOG; each relayed write, "pass PATH".
+Usage: proxy.py LISTEN_ADDR[,LISTEN_ADDR…] DROP_FILE FRACTION LOG PORT:UPSTREAM_PORT…
+(each PORT on each LISTEN_ADDR forwards to 127.0.0.1:UPSTREAM_PORT). Each cut is one
+line "drop PORT PATH" in LOG; each relayed write, "pass PORT PATH".
 """
 import os
 import random
 import socket
+import struct
 import sys
 import threading
 
+LOCK = threading.Lock()
 WRITES = ("/v3/kv/txn", "/v3/kv/put", "/v3/kv/deleterange")
 
 
@@ -49,12 +54,13 @@ def pipe(src, dst):
 
 
 class Proxy:
-    def __init__(self, upstream, drop_file, fraction, log):
+    def __init__(self, port, upstream, drop_file, fraction, log):
+        self.port = port
         self.upstream = upstream
         self.drop_file = drop_file
         self.fraction = fraction
-        self.log = open(log, "a", buffering=1)
-        self.lock = threading.Lock()
+        self.log = log
+        self.lock = LOCK
 
     def note(self, line):
         with self.lock:
@@ -101,12 +107,12 @@ class Proxy:
                 answer += b
             write = path.startswith(WRITES)
             if write and os.path.exists(self.drop_file) and random.random() < self.fraction:
-                self.note(f"drop {path}")
+                self.note(f"drop {self.port} {path}")
                 # RST, not FIN: the client's read fails at once.
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return
             if write:
-                self.note(f"pass {path}")
+                self.note(f"pass {self.port} {path}")
             client.sendall(answer)
         except OSError:
             pass
@@ -119,10 +125,10 @@ class Proxy:
                         pass
 
 
-def listen(addr, port, proxy):
+def listen(addr, proxy):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
+    s.bind((addr, proxy.port))
     s.listen(256)
     while True:
         c, _ = s.accept()
@@ -130,12 +136,14 @@ def listen(addr, port, proxy):
 
 
 def main():
-    addrs, port, upstream, drop_file, fraction, log = sys.argv[1:7]
-    proxy = Proxy(int(upstream), drop_file, float(fraction), log)
-    threads = [
-        threading.Thread(target=listen, args=(a, int(port), proxy), daemon=True)
-        for a in addrs.split(",")
-    ]
+    addrs, drop_file, fraction, log = sys.argv[1:5]
+    logf = open(log, "a", buffering=1)
+    threads = []
+    for pair in sys.argv[5:]:
+        port, upstream = (int(x) for x in pair.split(":"))
+        proxy = Proxy(port, upstream, drop_file, float(fraction), logf)
+        threads += [threading.Thread(target=listen, args=(a, proxy), daemon=True)
+                    for a in addrs.split(",")]
     for t in threads:
         t.start()
     for t in threads:
