@@ -237,7 +237,22 @@ def deregister_stream():
         busy = [b for b in BOXES if os.path.exists(os.path.join(W, f"reprovision-{b}"))]
         if iid and not busy:
             note(f"box{box} ({iid}) deregistered with force")
-            if call("deregister_container_instance", containerInstance=iid, force=True):
+            done = call("deregister_container_instance", containerInstance=iid, force=True)
+            outcome = last_outcome.get(threading.get_ident())
+            if not done:
+                # An error answer: was it done all the same?
+                for _ in range(10):
+                    d = call("describe_container_instances", containerInstances=[iid])
+                    if d:
+                        break
+                    time.sleep(1)
+                st = [i.get("status") for i in (d or {}).get("containerInstances", [])]
+                if st == ["INACTIVE"]:
+                    if outcome != "unreachable":
+                        violation("DeregisterContainerInstance answered an error, yet took effect",
+                                  f"answered {outcome}; instance {iid} (box{box}) is INACTIVE")
+                    done = True
+            if done:
                 # The script stops the box's agent and starts it as a new instance.
                 open(os.path.join(W, f"reprovision-{box}"), "w").write(iid + "\n")
         pace(DEREGISTER_EVERY * 0.75, DEREGISTER_EVERY * 1.25)
