@@ -291,6 +291,9 @@ cl_cleanup() {
               "$MF" --root "$box/root" --run-root "$RUN/$name" system reset -f >/dev/null 2>&1 ;;
         esac
     done
+    # CL_BEFORE_FORCED_CLEANUP: a function run here, to see what the product's own
+    # teardown left before the lines below remove it (scripts/chaos-cluster).
+    [ -z "${CL_BEFORE_FORCED_CLEANUP:-}" ] || "$CL_BEFORE_FORCED_CLEANUP"
     for m in $(awk -v p="$W" -v r="$RUN" 'index($5, p "/") == 1 || index($5, r "/") == 1 {print $5}' \
         /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null; done
     while read -r id; do

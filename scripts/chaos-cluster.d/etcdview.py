@@ -1,0 +1,86 @@
+"""Reads the cluster's keys from etcd through its v3 JSON gateway (shared by ops.py and
+check.py): one range read of a prefix, decoded into the records src/cluster/keys.rs and
+records.rs lay out."""
+import base64
+import json
+import urllib.request
+
+ROOT = "/minifargate/v1"
+
+
+def _b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def prefix_end(p):
+    b = bytearray(p.encode())
+    b[-1] += 1
+    return base64.b64encode(bytes(b)).decode()
+
+
+def range_prefix(endpoints, prefix, timeout=5):
+    """[(key, value bytes, mod_revision)] under prefix, and the revision read at."""
+    body = json.dumps({"key": _b64(prefix), "range_end": prefix_end(prefix)}).encode()
+    last = None
+    for e in endpoints:
+        try:
+            req = urllib.request.Request(e + "/v3/kv/range", data=body,
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                v = json.load(r)
+            kvs = [(base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value", "")),
+                    int(kv.get("mod_revision", 0))) for kv in v.get("kvs", [])]
+            return kvs, int(v["header"]["revision"])
+        except Exception as ex:  # noqa: BLE001 - any failure: the next member
+            last = ex
+    raise RuntimeError(f"no etcd member answered a range of {prefix}: {last}")
+
+
+class View:
+    """One cluster's keys at one revision."""
+
+    def __init__(self, endpoints, cluster="default"):
+        base = f"{ROOT}/clusters/{cluster}/"
+        kvs, self.revision = range_prefix(endpoints, base)
+        self.instances, self.alive, self.status = {}, set(), {}
+        self.ledgers, self.assignments, self.records = {}, {}, {}
+        self.undecodable = []
+        for key, raw, _ in kvs:
+            kind, _, rest = key[len(base):].partition("/")
+            try:
+                if kind == "instances":
+                    self.instances[rest] = json.loads(raw)
+                elif kind == "alive":
+                    self.alive.add(rest)
+                elif kind == "status":
+                    self.status[rest] = raw.decode()
+                elif kind == "ledger":
+                    self.ledgers[rest] = json.loads(raw).get("tasks", {})
+                elif kind == "assignments":
+                    inst, _, task = rest.partition("/")
+                    self.assignments.setdefault(task, {})[inst] = json.loads(raw)
+                elif kind == "tasks":
+                    self.records[rest] = json.loads(raw)
+            except ValueError as ex:
+                self.undecodable.append(f"{key}: {ex}")
+
+    def service_tasks(self, service):
+        """The service's tasks the scheduler wants: an assignment wanted RUNNING (StopTask
+        and the scheduler set it STOPPED at once; the record follows when the box
+        reports) whose record is not STOPPED."""
+        out = []
+        for tid, insts in self.assignments.items():
+            for a in insts.values():
+                if a.get("request", {}).get("group") == f"service:{service}" \
+                        and str(a.get("desiredStatus", "")).upper() == "RUNNING" \
+                        and self.records.get(tid, {}).get("task", {}).get("lastStatus") != "STOPPED":
+                    out.append(tid)
+                    break
+        return out
+
+    def created_at(self, tid):
+        """The task's createdAt (epoch seconds), 0 if unknown."""
+        try:
+            return float(self.records.get(tid, {}).get("task", {}).get("createdAt") or 0)
+        except (TypeError, ValueError):
+            return 0.0
