@@ -9,6 +9,13 @@
 # Call cl_setup first (sets W, RUN, MF, AWS; needs MF set), then etcd_start,
 # serve_start N [ARGS…], agent_start I [ARGS…].
 #
+# etcd runs as docs/cluster.md tells a user to run it: https with client-certificate
+# authentication, the certificates made by `minifargate cluster init` in $W/pki (serve
+# with its bundle, each box with its own from `cluster add-box boxI`; etcdctl and
+# cl_etcd_curl as the operator through ETCDCTL_CACERT/CERT/KEY). CL_ETCD_PLAIN=1 (set
+# before etcd_start): plain http as before (with CL_NETNS=1 the agents then need
+# --etcd-insecure-plaintext, which agent_start gives).
+#
 # CL_NETNS=1 (set before cl_setup): each agent's box is a network namespace instead
 # (mfcl<N>b<I>, joined by a veth to a bridge of the run, mfcl<N>l, 10.91.<NET>.0/24, the
 # host .1, box I .1<I>), with its own links, routes and nftables: the boxes lease their
@@ -118,16 +125,30 @@ cl_mf() {
 etcd_start() {
     ETCD_PORT="$(free_port 23790)"
     peer="$(free_port $((ETCD_PORT + 1)))"
-    ETCD="http://127.0.0.1:$ETCD_PORT"
+    mkdir -p "$W/etcd"
+    CL_ETCD_TLS=""; CL_CURL_TLS=""
+    scheme=http; tls=""
+    if [ "${CL_ETCD_PLAIN:-0}" != 1 ]; then
+        scheme=https
+        hosts=""; [ "${CL_NETNS:-0}" = 1 ] && hosts="--etcd-host $CL_GW"
+        # shellcheck disable=SC2086
+        "$MF" cluster init --dir "$W/pki" $hosts >/dev/null
+        P="$W/pki"
+        tls="--client-cert-auth --trusted-ca-file $P/etcd/ca.crt --cert-file $P/etcd/server.crt --key-file $P/etcd/server.key"
+        CL_ETCD_TLS=1
+        CL_CURL_TLS="--cacert $P/admin/ca.crt --cert $P/admin/client.crt --key $P/admin/client.key"
+        export ETCDCTL_CACERT="$P/admin/ca.crt" ETCDCTL_CERT="$P/admin/client.crt" ETCDCTL_KEY="$P/admin/client.key"
+    fi
+    ETCD="$scheme://127.0.0.1:$ETCD_PORT"
     # The agents' endpoint: the host's address on the boxes' bridge with CL_NETNS=1.
     ETCD_BOXES="$ETCD"
     listen="$ETCD"
     if [ "${CL_NETNS:-0}" = 1 ]; then
-        ETCD_BOXES="http://$CL_GW:$ETCD_PORT"
+        ETCD_BOXES="$scheme://$CL_GW:$ETCD_PORT"
         listen="$ETCD,$ETCD_BOXES"
     fi
-    mkdir -p "$W/etcd"
-    etcd --name mfcl --data-dir "$W/etcd/data" \
+    # shellcheck disable=SC2086
+    etcd --name mfcl --data-dir "$W/etcd/data" $tls \
         --listen-client-urls "$listen" --advertise-client-urls "$ETCD" \
         --listen-peer-urls "http://127.0.0.1:$peer" \
         --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
@@ -136,12 +157,32 @@ etcd_start() {
     ETCD_PID=$!
     echo "etcd $ETCD_PID" >>"$W/pids"
     i=0
-    until curl -s --noproxy '*' -m 1 "$ETCD/health" 2>/dev/null | grep -q '"health":"true"'; do
+    until cl_etcd_curl -m 1 "$ETCD/health" 2>/dev/null | grep -q '"health":"true"'; do
         i=$((i + 1))
         [ "$i" -lt 200 ] || { cat "$W/etcd/etcd.log" >&2; die "etcd did not start"; }
         sleep 0.1
     done
-    log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd)"
+    if [ -n "$CL_ETCD_TLS" ]; then
+        log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd; client certificates from minifargate cluster init in $W/pki)"
+    else
+        log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd; plain http: CL_ETCD_PLAIN=1)"
+    fi
+}
+
+# curl ARGS… to etcd as the operator (its client certificate unless CL_ETCD_PLAIN=1).
+# shellcheck disable=SC2086
+cl_etcd_curl() { curl -s --noproxy '*' $CL_CURL_TLS "$@"; }
+
+# The etcd TLS flags of serve (no argument) or of box I's agent: its own certificate,
+# issued on first use (`cluster add-box boxI`).
+cl_etcd_flags() {
+    if [ -z "${CL_ETCD_TLS:-}" ]; then
+        if [ "${CL_NETNS:-0}" = 1 ] && [ -n "${1:-}" ]; then echo "--etcd-insecure-plaintext"; fi
+        return 0
+    fi
+    if [ -z "${1:-}" ]; then echo "--etcd-certs $W/pki/serve"; return 0; fi
+    [ -d "$W/pki/boxes/box$1" ] || "$MF" cluster add-box "box$1" --dir "$W/pki" >/dev/null
+    echo "--etcd-certs $W/pki/boxes/box$1"
 }
 
 # etcd's current revision (the header of `endpoint status`).
@@ -160,7 +201,8 @@ serve_start() {
     sp="$(free_port $((8300 + n * 7)))"
     mkdir -p "$W/serve$n"
     echo "${CL_BOX:-0}" >"$W/serve$n/box"
-    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" "$@"; fi
+    # shellcheck disable=SC2046
+    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" $(cl_etcd_flags) "$@"; fi
     MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \
         HOME="$W/serve$n" \
         MINIFARGATE_API_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
@@ -192,18 +234,21 @@ agent_start() {
     _a="$1"; shift
     mkdir -p "$W/box$_a"
     # A simple command (not the cl_mf function) in the background: $! is the agent itself
-    # (nsenter execs it).
+    # (nsenter execs it). Its etcd certificate is issued first, here, not in the $(…)
+    # below (a subshell).
+    cl_etcd_flags "$_a" >/dev/null
+    # shellcheck disable=SC2046
     if [ "${CL_NETNS:-0}" = 1 ]; then
         [ -e "/run/netns/$(cl_ns "$_a")" ] || cl_box_netns "$_a"
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" \
             nsenter --net="/run/netns/$(cl_ns "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-            agent --cluster "$ETCD_BOXES" --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
+            agent --cluster "$ETCD_BOXES" $(cl_etcd_flags "$_a") --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
             >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     else
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-            agent --cluster "$ETCD" "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+            agent --cluster "$ETCD" $(cl_etcd_flags "$_a") "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     fi
     _p=$!
     echo "agent $_p $_a" >>"$W/pids"

@@ -350,6 +350,17 @@ pub const OPTIONS: &[(Var, &str)] = &[
         },
         "--credentials-file",
     ),
+    (
+        Var {
+            name: "MINIFARGATE_ETCD_CERTS",
+            kind: "path",
+            default: None,
+            meaning: "A client bundle of `minifargate cluster init`/`add-box` (ca.crt, \
+                      client.crt, client.key) for etcd (docs/cluster.md \"Security\").",
+            read_by: "serve --cluster, agent, exec --etcd, logs --etcd",
+        },
+        "--etcd-certs",
+    ),
 ];
 
 /// Variables minifargate honours that libraries or conventions define.
@@ -422,6 +433,14 @@ table! {
 /// The tests' variables the binary does not read: documented beside its hooks.
 #[cfg(test)]
 pub const TEST_ONLY: &[Var] = &[
+    Var {
+        name: "MINIFARGATE_TEST_ETCD",
+        kind: "plain",
+        default: None,
+        meaning: "The cluster tests' etcd over plain http on loopback, without `cluster \
+                  init`'s client certificates (tests/common/etcd.rs).",
+        read_by: "tests/",
+    },
     Var {
         name: "MINIFARGATE_TEST_BIN",
         kind: "path",

@@ -237,10 +237,10 @@ fn a_stopped_etcd_is_an_error_naming_it_and_the_agent_reconnects() {
     // serve is given an endpoint nobody answers first: it fails over to the next.
     let dead = format!("http://127.0.0.1:{}", common::util::free_port());
     let endpoints = format!("{dead},{}", etcd.endpoint());
-    let api = Api::start_with(
-        busybox_layer(Compression::Gzip, "cluster"),
-        &["--cluster", &endpoints],
-    );
+    let mut args = vec!["--cluster".to_string(), endpoints];
+    args.extend(etcd.serve_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let api = Api::start_with(busybox_layer(Compression::Gzip, "cluster"), &args);
     let agent = Agent::start(&etcd, 2, &[]);
     let arn = agent.arn();
     common::util::wait_until("the box listed", Duration::from_secs(20), || {
@@ -351,6 +351,116 @@ fn an_etcd_that_requires_client_certificates_is_reached_with_them_only() {
         "{log}"
     );
     assert_eq!(list(&api, &[]), [arn]);
+}
+
+/// `ARGS` run as the unprivileged user `nobody` (as any local user, or a host-network task
+/// running as a non-root user, would).
+fn as_nobody(args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .current_dir("/")
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_endpoint() {
+    let etcd = Etcd::start();
+    let pki = etcd
+        .pki()
+        .expect("the tests' etcd requires client certificates (unset MINIFARGATE_TEST_ETCD)")
+        .to_path_buf();
+    let api = serve(&etcd);
+    let agent = Agent::start(&etcd, 5, &[]);
+    let arn = agent.arn();
+    common::util::wait_until("the box listed", Duration::from_secs(20), || {
+        (list(&api, &[]) == [arn.as_str()]).then_some(())
+    });
+    let endpoint = etcd.endpoint();
+    let port = endpoint.rsplit(':').next().unwrap().to_string();
+
+    // etcd on loopback: reachable by every local user, but without a client certificate
+    // of the cluster's CA it answers nothing, over https or plain http.
+    let etcdctl = [
+        "etcdctl",
+        "--endpoints",
+        &endpoint,
+        "--command-timeout",
+        "3s",
+    ];
+    let read = as_nobody(&[&etcdctl[..], &["get", "--prefix", "/minifargate"]].concat());
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        !read.status.success() && !text.contains("/minifargate/"),
+        "{read:?}"
+    );
+    let write = as_nobody(&[&etcdctl[..], &["put", "/minifargate/v1/nobody", "was here"]].concat());
+    assert!(!write.status.success(), "{write:?}");
+    let plain = format!("http://127.0.0.1:{port}/v3/kv/range");
+    let curl = as_nobody(&[
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        "--noproxy",
+        "*",
+        "-d",
+        r#"{"key":"Lw==","range_end":"MA=="}"#,
+        &plain,
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&curl.stdout).contains("\"kvs\""),
+        "{curl:?}"
+    );
+    assert_eq!(
+        etcd.etcdctl(&["get", "/minifargate/v1/nobody"]).stdout,
+        b"",
+        "nothing was written"
+    );
+    // The operator still reads it (the cluster's token among its keys).
+    let admin = etcd.etcdctl(&["get", "--prefix", "/minifargate/v1/", "--keys-only"]);
+    assert!(
+        String::from_utf8_lossy(&admin.stdout).contains("/minifargate/v1/"),
+        "{admin:?}"
+    );
+
+    // The certificates `cluster init` made are root's only: not one is readable.
+    for f in [
+        "ca.key",
+        "ca.crt",
+        "admin/client.key",
+        "serve/client.key",
+        "boxes/tests/client.key",
+        "etcd/server.key",
+    ] {
+        let path = pki.join(f);
+        let cat = as_nobody(&["cat", path.to_str().unwrap()]);
+        assert!(
+            !cat.status.success() && cat.stdout.is_empty(),
+            "{f}: {cat:?}"
+        );
+    }
+
+    // The box's endpoint answers no one who cannot sign with the cluster's token.
+    let url = format!("{}/v1/logs/DescribeLogStreams", agent.endpoint());
+    let ask = as_nobody(&[
+        "curl",
+        "-s",
+        "-m",
+        "3",
+        "--noproxy",
+        "*",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-d",
+        "{}",
+        &url,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&ask.stdout), "403", "{ask:?}");
 }
 
 fn remaining(ci: &Value, name: &str) -> Value {

@@ -49,6 +49,16 @@ fn cluster(ttl: u64) -> (Etcd, Api, Agent) {
     (etcd, api, b)
 }
 
+/// Another box's root, with the operator's certificates for etcd (MINIFARGATE_ETCD_CERTS,
+/// which `exec --etcd` and `logs --etcd` read as --etcd-certs).
+fn operator(etcd: &Etcd) -> Mf {
+    let mut a = Mf::new();
+    if let Some(p) = etcd.pki() {
+        a.set_env("MINIFARGATE_ETCD_CERTS", p.join("admin"));
+    }
+    a
+}
+
 /// A SLEEPER task placed on box B, once RUNNING: its id.
 fn run_sleeper(api: &Api) -> String {
     let run = api.aws_json(&[
@@ -175,7 +185,7 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     let (etcd, api, mut b) = cluster(3);
     let id = run_sleeper(&api);
     let ep = etcd.endpoint();
-    let a = Mf::new();
+    let a = operator(&etcd);
     // stdout, stderr and the exit code of the command, from another box's root.
     let out = from_a(
         &a,
@@ -609,7 +619,7 @@ fn logs_of_a_task_on_another_box_come_from_its_agent_and_follow_it_until_it_stop
     ]);
     let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     let id = arn.rsplit('/').next().unwrap().to_string();
-    let a = Mf::new();
+    let a = operator(&etcd);
     // Followed from box A at once (before the box has made the task): every line, both
     // streams, then it returns when the task stops.
     let out = from_a(&a, &["logs", "--etcd", &ep, "--follow", &id], b"");

@@ -33,7 +33,9 @@ fn cluster(
     pinned: bool,
 ) -> (Api, Vec<NetBox>) {
     let endpoint = etcd.endpoint();
+    let serve_tls = etcd.serve_args();
     let mut args = vec!["--cluster", &endpoint];
+    args.extend(serve_tls.iter().map(String::as_str));
     args.extend(serve_args);
     let api = Api::start_with(busybox_layer(Compression::Gzip, "netbox"), &args);
     let etcd_on_lan = lan.forward_url(&endpoint);
@@ -43,21 +45,23 @@ fn cluster(
         let mut b = NetBox::new(lan);
         b.pinned = pinned && i > 0;
         b.mf.mirror_config("public.ecr.aws", &registry_on_lan.to_string(), true);
-        let args: Vec<String> = [
-            "--cluster",
-            &etcd_on_lan,
-            "--lease-ttl",
-            &ttl.to_string(),
-            "--attribute",
-            &format!("box={i}"),
-            "--task-range",
-            &lan.task_range(),
-            "--box-prefix",
-            "28",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = etcd.agent_args();
+        args.extend(
+            [
+                "--cluster",
+                &etcd_on_lan,
+                "--lease-ttl",
+                &ttl.to_string(),
+                "--attribute",
+                &format!("box={i}"),
+                "--task-range",
+                &lan.task_range(),
+                "--box-prefix",
+                "28",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         b.start_agent(&args);
         boxes.push(b);
     }
@@ -225,7 +229,7 @@ fn assert_box_clean(b: &NetBox, ids: &[String]) {
 #[test]
 fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
     let mut lan = Lan::new();
-    let etcd = Etcd::start();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, true);
     let subnets = [task_subnet(&boxes[0]), task_subnet(&boxes[1])];
     // Box 0 leased the first /28 of the range; box 1 kept its own /26.
@@ -254,6 +258,7 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
     let mut agent = third
         .cmd()
         .args(["agent", "--cluster", &etcd.endpoint()])
+        .args(etcd.agent_args())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -432,7 +437,7 @@ fn lose_and_return(
 #[test]
 fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
     let mut lan = Lan::new();
-    let etcd = Etcd::start();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(
         &mut lan,
         &etcd,

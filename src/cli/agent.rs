@@ -9,6 +9,10 @@ use std::process::ExitCode;
 /// TLS to etcd, with etcdctl's option names (`serve --cluster` and `agent`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct EtcdTls {
+    /// A client bundle made by `minifargate cluster init` or `cluster add-box`: DIR/ca.crt,
+    /// DIR/client.crt and DIR/client.key (the three flags below in one).
+    #[arg(long, env = "MINIFARGATE_ETCD_CERTS", value_name = "DIR", conflicts_with_all = ["etcd_cacert", "etcd_cert", "etcd_key"])]
+    pub etcd_certs: Option<PathBuf>,
     /// The CA certificate (PEM) that signed etcd's server certificate: https endpoints.
     #[arg(long, value_name = "PEM")]
     pub etcd_cacert: Option<PathBuf>,
@@ -18,19 +22,36 @@ pub struct EtcdTls {
     /// The private key (PEM) of --etcd-cert.
     #[arg(long, value_name = "PEM", requires = "etcd_cert")]
     pub etcd_key: Option<PathBuf>,
+    /// Allow a plain-http etcd endpoint that is not on loopback (refused otherwise: whoever
+    /// reaches it reads the cluster's token and can run any task on any box).
+    #[arg(long)]
+    pub etcd_insecure_plaintext: bool,
 }
 
 impl EtcdTls {
     /// Whether any of the flags was given.
     pub fn given(&self) -> bool {
-        self.etcd_cacert.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some()
+        self.etcd_certs.is_some()
+            || self.etcd_cacert.is_some()
+            || self.etcd_cert.is_some()
+            || self.etcd_key.is_some()
+            || self.etcd_insecure_plaintext
     }
 
     pub fn tls(&self) -> crate::cluster::etcd::Tls {
+        if let Some(d) = &self.etcd_certs {
+            return crate::cluster::etcd::Tls {
+                cacert: Some(d.join("ca.crt")),
+                cert: Some(d.join("client.crt")),
+                key: Some(d.join("client.key")),
+                insecure_plaintext: self.etcd_insecure_plaintext,
+            };
+        }
         crate::cluster::etcd::Tls {
             cacert: self.etcd_cacert.clone(),
             cert: self.etcd_cert.clone(),
             key: self.etcd_key.clone(),
+            insecure_plaintext: self.etcd_insecure_plaintext,
         }
     }
 }
@@ -42,7 +63,7 @@ impl EtcdTls {
 /// instance. `serve --cluster` with the same endpoints lists and describes it.
 /// The tasks `serve --cluster` places on the instance run here, through this box's own
 /// store and supervisors, and their state goes back to etcd (docs/cluster.md). etcd must be on loopback or require TLS client certificates
-/// (--etcd-cacert, --etcd-cert, --etcd-key).
+/// (--etcd-certs, or --etcd-cacert, --etcd-cert, --etcd-key: `minifargate cluster init`).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// etcd's client endpoints, comma-separated, tried in order (e.g.

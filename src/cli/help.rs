@@ -25,7 +25,13 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("serve", "minifargate serve --listen 127.0.0.1:8080"),
     (
         "agent",
-        "minifargate agent --cluster http://127.0.0.1:2379 --attribute color=blue",
+        "minifargate agent --cluster https://10.0.0.1:2379 --etcd-certs \
+         /etc/minifargate/cluster/boxes/box1 --attribute color=blue",
+    ),
+    (
+        "cluster",
+        "minifargate cluster init --etcd-host 10.0.0.1\n  \
+         minifargate cluster add-box box1",
     ),
     (
         "exec",
@@ -781,6 +787,16 @@ mod conformance {
             "local: TLS to etcd (--etcd)",
         ),
         ("execute-command", "etcd-key", "local: TLS to etcd (--etcd)"),
+        (
+            "execute-command",
+            "etcd-certs",
+            "local: TLS to etcd (--etcd), a `cluster init` bundle",
+        ),
+        (
+            "execute-command",
+            "etcd-insecure-plaintext",
+            "local: plain http to etcd off loopback (--etcd)",
+        ),
     ];
 
     /// The AWS CLI's options missing here, with the reason: `(verb, option, reason)`.

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod aws;
+mod cluster;
 mod exec;
 pub mod help;
 mod images;
@@ -216,6 +217,8 @@ pub enum Command {
     /// Register this box as a container instance of a cluster kept in etcd and keep it
     /// connected (running tasks placed on it is a later step).
     Agent(agent::AgentArgs),
+    /// Make a cluster's certificates (`cluster init`) and a box's (`cluster add-box`).
+    Cluster(cluster::ClusterArgs),
     /// Run a command in a running container of a task, as `aws ecs execute-command`
     /// (`exec` is the short form, with docker exec's options).
     ExecuteCommand(exec::ExecuteCommandArgs),
@@ -364,6 +367,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::ListServicesByNamespace(a) => a.run(g),
         Command::Serve(_) => unreachable!("`main` starts serve (the API front-end)"),
         Command::Agent(a) => agent::agent(g, a),
+        Command::Cluster(a) => cluster::cluster(a),
         Command::ExecuteCommand(a) => exec::execute_command(g, a),
         Command::Exec(a) => exec::exec(g, a),
         Command::Inspect(a) => inspect::inspect(g, a),

@@ -34,6 +34,8 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     /// `--etcd-key`: the private key of `cert`.
     pub key: Option<PathBuf>,
+    /// `--etcd-insecure-plaintext`: a plain-http endpoint off loopback is allowed.
+    pub insecure_plaintext: bool,
 }
 
 impl Tls {
@@ -49,6 +51,13 @@ pub enum EtcdError {
     NoEndpoint(String),
     #[error("etcd endpoint {endpoint:?}: {why}")]
     BadEndpoint { endpoint: String, why: String },
+    #[error(
+        "etcd endpoint {0:?} is plain http off loopback: whoever reaches it reads the \
+         cluster's token and can run any task on any box. Run etcd with client certificates \
+         (`minifargate cluster init`, then https:// endpoints and --etcd-certs), or give \
+         --etcd-insecure-plaintext on a network only the boxes reach"
+    )]
+    PlainRemote(String),
     #[error("etcd TLS: cannot use {path}: {why}")]
     Tls { path: String, why: String },
     #[error("etcd {endpoint}: {call} failed: {why}")]
@@ -137,6 +146,16 @@ impl Etcd {
                     endpoint: e.into(),
                     why: "must be http://HOST:PORT or https://HOST:PORT".into(),
                 });
+            }
+            if parsed.scheme() == "http" && !on_loopback(&parsed) {
+                if !tls.insecure_plaintext {
+                    return Err(EtcdError::PlainRemote(url));
+                }
+                tracing::warn!(
+                    endpoint = %url,
+                    "etcd over plain http off loopback (--etcd-insecure-plaintext): its \
+                     traffic, the cluster's token included, can be read and changed on the way"
+                );
             }
             list.push(url);
         }
@@ -523,6 +542,16 @@ enum Resend {
     OnlyUnsent,
 }
 
+/// Whether `url`'s host is this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
+fn on_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
 /// An HTTP client for etcd with `tls`, and an overall deadline per call when given.
 fn client(tls: &Tls, timeout: Option<Duration>) -> Result<reqwest::Client, EtcdError> {
     let read = |p: &PathBuf| {
@@ -781,6 +810,18 @@ mod tests {
             Etcd::new("ftp://x:1", &Tls::default()),
             Err(EtcdError::BadEndpoint { .. })
         ));
+        // Plain http off loopback only when asked for; https anywhere.
+        assert!(matches!(
+            Etcd::new("http://127.0.0.1:2379,http://10.0.0.2:2379", &Tls::default()),
+            Err(EtcdError::PlainRemote(e)) if e == "http://10.0.0.2:2379"
+        ));
+        let insecure = Tls {
+            insecure_plaintext: true,
+            ..Tls::default()
+        };
+        assert!(Etcd::new("http://10.0.0.2:2379", &insecure).is_ok());
+        assert!(Etcd::new("http://localhost:2379,http://[::1]:2379", &Tls::default()).is_ok());
+        assert!(Etcd::new("https://10.0.0.2:2379", &Tls::default()).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`instances`]: the container-instance records and the view the API shapes.
 //! - [`query`]: ECS's cluster query language.
 //! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
+//! - [`pki`]: the cluster's CA and certificates (`cluster init`, `cluster add-box`).
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
@@ -25,6 +26,7 @@ pub mod instances;
 pub mod keys;
 pub mod leader;
 pub mod logs;
+pub mod pki;
 pub mod placement;
 pub mod query;
 pub mod records;

@@ -35,7 +35,15 @@ impl Agent {
     }
 
     pub fn start_in(mf: Mf, etcd: &Etcd, ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
-        Agent::start_on(mf, &etcd.endpoint(), ttl, attributes, more)
+        // The box's certificate, unless the test brings its own TLS flags.
+        let tls = etcd.agent_args();
+        let mut all: Vec<&str> = if more.iter().any(|a| a.starts_with("--etcd-")) {
+            Vec::new()
+        } else {
+            tls.iter().map(String::as_str).collect()
+        };
+        all.extend(more);
+        Agent::start_on(mf, &etcd.endpoint(), ttl, attributes, &all)
     }
 
     /// An agent of the etcd at `endpoints` (comma-separated).
@@ -210,7 +218,10 @@ pub fn serve(etcd: &Etcd) -> Api {
 }
 
 pub fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
-    serve_on(&etcd.endpoint(), more)
+    let tls = etcd.serve_args();
+    let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+    all.extend(more);
+    serve_on(&etcd.endpoint(), &all)
 }
 
 /// `serve --cluster endpoints MORE`.

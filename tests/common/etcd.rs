@@ -2,6 +2,12 @@
 //! own data directory and free loopback ports; killed by its pid and its data removed on
 //! drop, also when the test panics. It can be stopped and started again over the same
 //! data and ports (an etcd restart).
+//!
+//! As docs/cluster.md tells a user to run it: https with client-certificate
+//! authentication, the certificates made by `minifargate cluster init` (serve's bundle
+//! for serve, one `cluster add-box` bundle for the agents, the operator's for etcdctl and
+//! `exec --etcd`). `MINIFARGATE_TEST_ETCD=plain` runs it as before (plain http on
+//! loopback), e.g. to tell a TLS problem from another.
 
 use super::util::free_port;
 use std::io::{Read, Write};
@@ -16,6 +22,8 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     tls: Option<ServerTls>,
+    /// The directory `minifargate cluster init` made (None: plain, or [`Etcd::start_tls`]).
+    pki: Option<PathBuf>,
 }
 
 /// etcd serving https and requiring client certificates signed by `ca`.
@@ -29,30 +37,94 @@ pub struct ServerTls {
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it answers.
+    /// Starts etcd (with the cluster's certificates unless `MINIFARGATE_TEST_ETCD=plain`)
+    /// and waits until it answers.
     pub fn start() -> Etcd {
-        Etcd::start_with(None)
+        Etcd::start_for(&[])
     }
 
-    /// Starts etcd with TLS client-certificate authentication (`--client-cert-auth`).
-    pub fn start_tls(tls: ServerTls) -> Etcd {
-        Etcd::start_with(Some(tls))
-    }
-
-    fn start_with(tls: Option<ServerTls>) -> Etcd {
+    /// [`Etcd::start`], its server certificate also valid for `hosts` (addresses etcd is
+    /// relayed to, e.g. a [`super::netbox::Lan`]'s gateway).
+    pub fn start_for(hosts: &[&str]) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("mf-etcd-")
             .tempdir()
             .unwrap();
+        if std::env::var("MINIFARGATE_TEST_ETCD").as_deref() == Ok("plain") {
+            return Etcd::start_in(dir, None, None);
+        }
+        let pki = dir.path().join("pki");
+        let mut init = Command::new(super::cli::bin());
+        init.args(["cluster", "init", "--dir"]).arg(&pki);
+        for h in hosts {
+            init.args(["--etcd-host", h]);
+        }
+        super::util::run_ok(&mut init);
+        super::util::run_ok(
+            Command::new(super::cli::bin())
+                .args(["cluster", "add-box", "tests", "--dir"])
+                .arg(&pki),
+        );
+        let tls = ServerTls {
+            ca: pki.join("etcd/ca.crt"),
+            cert: pki.join("etcd/server.crt"),
+            key: pki.join("etcd/server.key"),
+            client_cert: pki.join("admin/client.crt"),
+            client_key: pki.join("admin/client.key"),
+        };
+        Etcd::start_in(dir, Some(tls), Some(pki))
+    }
+
+    /// Starts etcd with TLS client-certificate authentication (`--client-cert-auth`).
+    pub fn start_tls(tls: ServerTls) -> Etcd {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-etcd-")
+            .tempdir()
+            .unwrap();
+        Etcd::start_in(dir, Some(tls), None)
+    }
+
+    fn start_in(dir: tempfile::TempDir, tls: Option<ServerTls>, pki: Option<PathBuf>) -> Etcd {
         let mut e = Etcd {
             child: None,
             dir,
             client_port: free_port(),
             peer_port: free_port(),
             tls,
+            pki,
         };
         e.start_again();
         e
+    }
+
+    fn bundle(&self, which: &str) -> Vec<String> {
+        match &self.pki {
+            Some(p) => vec![
+                "--etcd-certs".into(),
+                p.join(which).to_string_lossy().into_owned(),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// serve's TLS flags for this etcd (`--etcd-certs DIR`; none when plain).
+    pub fn serve_args(&self) -> Vec<String> {
+        self.bundle("serve")
+    }
+
+    /// An agent's TLS flags for this etcd (a `cluster add-box` bundle).
+    pub fn agent_args(&self) -> Vec<String> {
+        self.bundle("boxes/tests")
+    }
+
+    /// The operator's TLS flags (`exec --etcd`, `logs --etcd`).
+    pub fn admin_args(&self) -> Vec<String> {
+        self.bundle("admin")
+    }
+
+    /// The directory `minifargate cluster init` made, when it did.
+    pub fn pki(&self) -> Option<&std::path::Path> {
+        self.pki.as_deref()
     }
 
     /// The client endpoint (`http://127.0.0.1:PORT`, https with TLS).
@@ -155,12 +227,20 @@ impl Etcd {
         assert!(st.success(), "kill {sig} {pid}");
     }
 
-    /// `etcdctl ARGS` against this etcd.
+    /// `etcdctl ARGS` against this etcd (as the operator, with client certificates).
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.endpoint()])
-            .args(args)
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint()]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        cmd.args(args)
             .output()
             .expect("run etcdctl (Debian's etcd-client)")
     }

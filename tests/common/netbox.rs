@@ -178,16 +178,11 @@ impl Lan {
         a
     }
 
-    /// `http://HOST:PORT` of `url`'s host relayed onto the Lan.
+    /// `url` (`SCHEME://HOST:PORT`) with its host relayed onto the Lan.
     pub fn forward_url(&mut self, url: &str) -> String {
-        let hostport = url
-            .split("://")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
-        let up: SocketAddr = hostport.parse().unwrap();
-        format!("http://{}", self.forward(up))
+        let (scheme, hostport) = url.split_once("://").unwrap();
+        let up: SocketAddr = hostport.trim_end_matches('/').parse().unwrap();
+        format!("{scheme}://{}", self.forward(up))
     }
 }
 

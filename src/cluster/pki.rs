@@ -1,0 +1,395 @@
+//! The cluster's certificates (docs/cluster.md "Security"): `cluster init` makes a CA,
+//! etcd's server and peer certificates and client certificates for serve and the operator;
+//! `cluster add-box` one box's client certificate, named for the box. Every file is
+//! root-only (directories 0700, files 0600); the CA's key never leaves the machine that
+//! made it.
+//!
+//! Each client's bundle is a directory of `ca.crt`, `client.crt` and `client.key`, which
+//! `--etcd-certs DIR` reads (`src/cli/agent.rs`). Keys are ECDSA P-256 (rcgen's default,
+//! ring underneath as for the rest of the TLS in the binary).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long the CA and the certificates it signs are valid (no rotation yet: a box's
+/// certificate is issued again with `cluster add-box`).
+const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How far back a certificate is valid from: boxes whose clocks are a little behind.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// The common name (etcd's user name under `--client-cert-auth`) of serve's certificate.
+pub const SERVE_CN: &str = "minifargate-serve";
+/// The common name of the operator's certificate (etcd's `root` user, for etcdctl).
+pub const ADMIN_CN: &str = "root";
+
+/// The common name of box `name`'s certificate.
+pub fn box_cn(name: &str) -> String {
+    format!("minifargate-box-{name}")
+}
+
+/// What went wrong making or issuing the cluster's certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error(
+        "{0} exists: this directory already holds a cluster's CA (remove it to start a new \
+         cluster, or use `cluster add-box` to issue a box's certificate from it)"
+    )]
+    CaExists(PathBuf),
+    #[error(
+        "{0} exists: box {1:?} already has a certificate (remove that directory to issue a new one)"
+    )]
+    BoxExists(PathBuf, String),
+    #[error("failed to read {path} (made by `minifargate cluster init`?)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to make {what}")]
+    Generate {
+        what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("{0}: not the key of a CA made by `minifargate cluster init`")]
+    BadCaKey(PathBuf),
+    #[error(
+        "box name {0:?}: 1 to 63 letters, digits, hyphens, underscores or periods (it becomes \
+         the certificate's common name, etcd's user)"
+    )]
+    BadName(String),
+    #[error("host {0:?}: an IP address or a DNS name etcd is reached at")]
+    BadHost(String),
+}
+
+/// The files of a cluster's directory (`cluster init --dir`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// etcd's own certificates: `server.crt/.key` (clients and etcd's gateway) and
+    /// `peer.crt/.key` (between members).
+    pub fn etcd(&self) -> PathBuf {
+        self.dir.join("etcd")
+    }
+    /// Serve's client bundle.
+    pub fn serve(&self) -> PathBuf {
+        self.dir.join("serve")
+    }
+    /// The operator's client bundle (etcdctl; `exec --etcd`, `logs --etcd`).
+    pub fn admin(&self) -> PathBuf {
+        self.dir.join("admin")
+    }
+    /// Box `name`'s client bundle, to copy to the box.
+    pub fn box_bundle(&self, name: &str) -> PathBuf {
+        self.dir.join("boxes").join(name)
+    }
+}
+
+/// What `init` made, for the operator.
+#[derive(Debug)]
+pub struct Made {
+    pub files: Vec<PathBuf>,
+}
+
+fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut b = [0u8; 16];
+    crate::task::fill_random(&mut b).map_err(|e| PkiError::Write {
+        path: "/dev/urandom".into(),
+        source: e,
+    })?;
+    // A positive DER integer.
+    b[0] &= 0x7f;
+    Ok(SerialNumber::from_slice(&b))
+}
+
+fn generate(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
+    move |source| PkiError::Generate {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// The CA's parameters, which depend on its key only: a box's certificate issued later
+/// (from `ca.key` alone) names the same issuer as `ca.crt`.
+fn ca_params(key: &KeyPair) -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::default();
+    let id = hex::encode(Sha256::digest(key.public_key_der()));
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(
+        DnType::CommonName,
+        format!("minifargate cluster CA {}", &id[..16]),
+    );
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut p);
+    Ok(p)
+}
+
+fn validity(p: &mut CertificateParams) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    p.not_before = epoch + now.saturating_sub(BACKDATE);
+    p.not_after = epoch + now + VALIDITY;
+}
+
+/// The CA, loaded from its key.
+struct Ca {
+    key: KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Ca {
+    fn load(layout: &Layout) -> Result<Ca, PkiError> {
+        let path = layout.ca_key();
+        let pem = std::fs::read_to_string(&path).map_err(|source| PkiError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let key = KeyPair::from_pem(&pem).map_err(|_| PkiError::BadCaKey(path.clone()))?;
+        let cert = ca_params(&key)?
+            .self_signed(&key)
+            .map_err(generate("the CA"))?;
+        Ok(Ca { key, cert })
+    }
+
+    /// A leaf certificate and its key (PEM): `cn`, `sans` (IP addresses or DNS names),
+    /// for a TLS server and client (`server`) or a client only.
+    fn issue(&self, cn: &str, sans: &[String], server: bool) -> Result<(String, String), PkiError> {
+        let what = format!("the certificate of {cn}");
+        let mut p = CertificateParams::new(sans.to_vec()).map_err(generate(&what))?;
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(random_serial()?);
+        p.use_authority_key_identifier_extension = true;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        // etcd 3.4's JSON gateway dials etcd's gRPC with the server's own certificate:
+        // a server certificate must be a client one too (docs/cluster.md "Security").
+        p.extended_key_usages = if server {
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        } else {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        };
+        validity(&mut p);
+        let key = KeyPair::generate().map_err(generate(&what))?;
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(generate(&what))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// A root-only directory (0700), with its parents.
+fn private_dir(path: &Path) -> Result<(), PkiError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|source| PkiError::Write {
+            path: path.into(),
+            source,
+        })
+}
+
+/// A new root-only file (0600); never over an existing one.
+fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiError> {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|source| PkiError::Write {
+        path: path.into(),
+        source,
+    })?;
+    made.files.push(path.into());
+    Ok(())
+}
+
+/// A client bundle in `dir`: the CA's certificate and `cn`'s certificate and key.
+fn bundle(ca: &Ca, ca_pem: &str, dir: &Path, cn: &str, made: &mut Made) -> Result<(), PkiError> {
+    private_dir(dir)?;
+    let (cert, key) = ca.issue(cn, &[], false)?;
+    private_file(&dir.join("ca.crt"), ca_pem, made)?;
+    private_file(&dir.join("client.crt"), &cert, made)?;
+    private_file(&dir.join("client.key"), &key, made)
+}
+
+/// Checks an etcd host name for a certificate's subject alternative names.
+fn check_host(h: &str) -> Result<String, PkiError> {
+    let ok = h.parse::<std::net::IpAddr>().is_ok()
+        || (!h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }));
+    if ok {
+        Ok(h.to_string())
+    } else {
+        Err(PkiError::BadHost(h.into()))
+    }
+}
+
+/// `cluster init`: the CA, etcd's server and peer certificates (valid for loopback and
+/// `hosts`), serve's and the operator's client bundles, in `layout.dir`.
+pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
+    let mut sans = vec!["127.0.0.1".to_string(), "::1".into(), "localhost".into()];
+    for h in hosts {
+        let h = check_host(h)?;
+        if !sans.contains(&h) {
+            sans.push(h);
+        }
+    }
+    if layout.ca_key().exists() {
+        return Err(PkiError::CaExists(layout.ca_key()));
+    }
+    private_dir(&layout.dir)?;
+    let mut made = Made { files: Vec::new() };
+    let key = KeyPair::generate().map_err(generate("the CA's key"))?;
+    let mut params = ca_params(&key)?;
+    params.serial_number = Some(random_serial()?);
+    let cert = params.self_signed(&key).map_err(generate("the CA"))?;
+    let ca_pem = cert.pem();
+    private_file(&layout.ca_key(), &key.serialize_pem(), &mut made)?;
+    private_file(&layout.ca_cert(), &ca_pem, &mut made)?;
+    let ca = Ca { key, cert };
+    let etcd = layout.etcd();
+    private_dir(&etcd)?;
+    for name in ["server", "peer"] {
+        let (cert, key) = ca.issue(&format!("minifargate-etcd-{name}"), &sans, true)?;
+        private_file(&etcd.join(format!("{name}.crt")), &cert, &mut made)?;
+        private_file(&etcd.join(format!("{name}.key")), &key, &mut made)?;
+    }
+    private_file(&etcd.join("ca.crt"), &ca_pem, &mut made)?;
+    bundle(&ca, &ca_pem, &layout.serve(), SERVE_CN, &mut made)?;
+    bundle(&ca, &ca_pem, &layout.admin(), ADMIN_CN, &mut made)?;
+    Ok(made)
+}
+
+/// `cluster add-box NAME`: box `name`'s client bundle, issued by the CA in `layout.dir`.
+pub fn add_box(layout: &Layout, name: &str) -> Result<Made, PkiError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if !valid {
+        return Err(PkiError::BadName(name.into()));
+    }
+    let ca = Ca::load(layout)?;
+    let ca_pem = std::fs::read_to_string(layout.ca_cert()).map_err(|source| PkiError::Read {
+        path: layout.ca_cert(),
+        source,
+    })?;
+    let dir = layout.box_bundle(name);
+    if dir.exists() {
+        return Err(PkiError::BoxExists(dir, name.into()));
+    }
+    let mut made = Made { files: Vec::new() };
+    private_dir(&dir.with_file_name(""))?;
+    bundle(&ca, &ca_pem, &dir, &box_cn(name), &mut made)?;
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::pem::PemObject;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn init_makes_root_only_files_and_a_box_is_issued_by_the_same_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            dir: tmp.path().join("cluster"),
+        };
+        let made = init(&layout, &["10.0.0.1".into(), "etcd.lab".into()]).unwrap();
+        assert!(made.files.len() >= 12, "{made:?}");
+        for f in &made.files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        assert_eq!(mode(&layout.dir), 0o700);
+        assert!(matches!(init(&layout, &[]), Err(PkiError::CaExists(_))));
+        let b = add_box(&layout, "box-1").unwrap();
+        assert_eq!(b.files.len(), 3);
+        assert_eq!(mode(&layout.box_bundle("box-1")), 0o700);
+        assert!(matches!(
+            add_box(&layout, "box-1"),
+            Err(PkiError::BoxExists(..))
+        ));
+        assert!(matches!(
+            add_box(&layout, "../x"),
+            Err(PkiError::BadName(_))
+        ));
+        assert!(matches!(
+            init(&layout, &["a b".into()]),
+            Err(PkiError::BadHost(_))
+        ));
+
+        // The box's certificate chains to the CA made by init (issuer and key id match):
+        // rustls, as etcd's clients use it, accepts the pair.
+        let ca_pem = std::fs::read(layout.ca_cert()).unwrap();
+        let ca = rustls_pki_types::CertificateDer::from_pem_slice(&ca_pem).unwrap();
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let leaf_pem = std::fs::read(layout.box_bundle("box-1").join("client.crt")).unwrap();
+        let leaf = rustls_pki_types::CertificateDer::from_pem_slice(&leaf_pem).unwrap();
+        let verifier = tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        verifier
+            .verify_client_cert(&leaf, &[], rustls_pki_types::UnixTime::now())
+            .expect("the box's certificate is trusted by the cluster's CA");
+    }
+}
