@@ -71,8 +71,9 @@ fn a_box_whose_work_is_blocked_for_three_leases_stays_connected_and_keeps_its_ta
     register(&api, "sleeper.json", SLEEPER);
     let task = run_one(&api, "cluster-sleeper", &[]);
 
-    // Another process holds the box's store's write lock for three lease TTLs: every
-    // write of the agent's work (its housekeeping, once a second) waits for it.
+    // Another process holds the box's store's write lock for three lease TTLs, and a
+    // second task is placed on the box meanwhile: the agent's work waits for the lock
+    // to write it into the box's store (SQLite's busy wait, up to 60 s).
     let db = a.mf.root.join("state.db");
     let hold = Duration::from_secs(3 * ttl);
     let (locked, is_locked) = std::sync::mpsc::channel();
@@ -86,6 +87,15 @@ fn a_box_whose_work_is_blocked_for_three_leases_stays_connected_and_keeps_its_ta
     });
     is_locked.recv().unwrap();
     let start = Instant::now();
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]), "{run:#}");
+    let second = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     let mut looks = 0;
     while start.elapsed() < hold + Duration::from_secs(2) {
         let ci = describe(&api, &arn);
@@ -95,18 +105,24 @@ fn a_box_whose_work_is_blocked_for_three_leases_stays_connected_and_keeps_its_ta
             "{:?} after the store was locked: {ci:#}",
             start.elapsed()
         );
-        assert_eq!(ci["runningTasksCount"], 1, "{ci:#}");
-        let t = describe_task(&api, &task);
-        assert_eq!(t["lastStatus"], "RUNNING", "{t:#}");
         looks += 1;
     }
     locker.join().unwrap();
-    assert!(looks >= 3, "only {looks} looks in {hold:?}");
+    // (One AWS CLI call takes 1-3 s on a loaded machine.)
+    assert!(looks >= 2, "only {looks} looks in {hold:?}");
 
-    // Nothing was stopped or replaced: the one task, RUNNING in the cluster and on the box.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(all_tasks(&api), BTreeSet::from([task.clone()]));
+    // Nothing was stopped or replaced (a box declared lost even for a moment would have
+    // had its tasks stopped by the 1 s grace): the first task RUNNING in the cluster and
+    // on the box, the second one started once the lock was released.
+    api.wait_for(60, "the second task RUNNING", || {
+        (describe_task(&api, &second)["lastStatus"] == "RUNNING").then_some(())
+    });
+    assert_eq!(
+        all_tasks(&api),
+        BTreeSet::from([task.clone(), second.clone()])
+    );
     assert_eq!(describe_task(&api, &task)["lastStatus"], "RUNNING");
+    assert_eq!(describe(&api, &arn)["runningTasksCount"], 2);
     let id = task.rsplit('/').next().unwrap();
     let local = a.mf.json(&["describe-tasks", "--tasks", id]);
     assert_eq!(local["tasks"][0]["lastStatus"], "RUNNING", "{local:#}");
