@@ -647,3 +647,58 @@ fn logs_of_a_task_on_another_box_come_from_its_agent_and_follow_it_until_it_stop
         text(&out.stderr)
     );
 }
+
+/// The agent's endpoint has serve's bounds (docs/security.md "Bounds"): a client that
+/// never finishes its request head is cut off, a body over 256 KiB is refused before it is
+/// read (and before any signature is looked at).
+#[test]
+fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
+    let etcd = Etcd::start();
+    let b = Agent::start(&etcd, 5, &[]);
+    let endpoint = b.endpoint();
+    let addr = endpoint.trim_start_matches("http://").to_string();
+
+    // Slow-loris: half a request head, then nothing.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"GET /v1/exec HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = slow.read_to_end(&mut rest);
+    let took = start.elapsed();
+    eprintln!("a slow client cut off after {took:?}: {read:?}");
+    assert!(read.is_ok(), "the agent closed the connection: {read:?}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "cut off at serve's 10 s header timeout: {took:?}"
+    );
+
+    // A body over 256 KiB: 413 from its Content-Length, nothing read.
+    let mut big = std::net::TcpStream::connect(&addr).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    big.write_all(
+        b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\
+          Connection: close\r\n\r\n{",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // A well-formed unsigned request is still refused for its signature.
+    let mut unsigned = std::net::TcpStream::connect(&addr).unwrap();
+    unsigned
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    unsigned
+        .write_all(
+            b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\
+              Connection: close\r\n\r\n{}",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    let _ = unsigned.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}

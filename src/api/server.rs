@@ -129,7 +129,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_head)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), service)
+        // An agent's exec is an upgraded connection (src/cluster/endpoint.rs); the API's
+        // routes never upgrade, so for them this changes nothing.
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

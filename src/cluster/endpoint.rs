@@ -199,6 +199,11 @@ pub async fn serve(
             .body(axum::body::Body::empty())
             .expect("a 101 response")
     }
+    // serve's bounds (docs/security.md "Bounds"): its guard without keys (the body's
+    // size and time, the requests in progress; the signature is checked per route) and
+    // its connection loop (open connections, header and idle timeouts, head size; every
+    // connection without Nagle's delay, as an exec's small frames need).
+    let limits = crate::api::guard::Limits::default();
     let app = axum::Router::new()
         .route("/v1/logs/{op}", axum::routing::post(logs))
         .route("/v1/console/{view}/{id}", axum::routing::get(console))
@@ -207,15 +212,12 @@ pub async fn serve(
             ecs,
             token,
             seen: Default::default(),
-        }));
-    // An exec's stream is small frames both ways: no Nagle delay on them.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("minifargate agent: its endpoint stopped: {e}");
-    }
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::api::guard::Guard::new(None, limits)),
+            crate::api::guard::guard,
+        ));
+    crate::api::server::run(listener, None, app, limits, std::future::pending()).await;
 }
 
 /// One CloudWatch Logs operation of [`LOGS_OPERATIONS`] on this box's store.
