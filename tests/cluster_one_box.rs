@@ -170,3 +170,40 @@ fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answ
         "{run2:#}"
     );
 }
+
+#[test]
+fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key_not_active() {
+    let etcd = Etcd::start();
+    let api = serve_on(&etcd.endpoint(), &[]);
+    let a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "one.json", &sleeper("one-status"));
+    let key = format!("/minifargate/v1/clusters/default/status/{}", a.id());
+    for (what, change) in [
+        ("undecodable", vec!["put", key.as_str(), "ACTVE"]),
+        ("missing", vec!["del", key.as_str()]),
+    ] {
+        let out = etcd.etcdctl(&change);
+        assert!(out.status.success(), "{out:?}");
+        let (run, status) = run_task(&api, "one-status", 1);
+        assert!(
+            assignments(&etcd).is_empty(),
+            "{what} status taken for ACTIVE: {run:#}"
+        );
+        assert_eq!(status, 500, "{what}: {run:#}");
+        assert!(run.to_string().contains(&key), "{what}: {run:#}");
+        let err = api.aws_err(&[
+            "describe-container-instances",
+            "--container-instances",
+            &a.arn(),
+        ]);
+        assert!(err.contains(&key), "{what}: {err}");
+    }
+    // Set again, the instance is placed on.
+    etcd.etcdctl(&["put", &key, "ACTIVE"]);
+    let (run, status) = run_task(&api, "one-status", 1);
+    assert_eq!(status, 200, "{run:#}");
+    assert_eq!(task_ids(&run).len(), 1, "{run:#}");
+}

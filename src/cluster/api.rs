@@ -3,7 +3,7 @@
 //! DeleteAttributes, ListAttributes (docs/cluster.md). The API's dispatcher asks [`call`]
 //! first; on one box (no `--cluster`) it answers `None` and nothing changes.
 
-use super::etcd::{Etcd, EtcdError};
+use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::instances::{self, Instance, Status};
 use super::keys;
 use super::query::Query;
@@ -216,39 +216,56 @@ async fn deregister(
     etcd: &Etcd,
     req: DeregisterContainerInstanceRequest,
 ) -> EcsResult<DeregisterContainerInstanceResponse> {
-    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
-    let Some(i) = find(&all, &req.container_instance) else {
-        return Err(EcsError::invalid(format!(
-            "containerInstance {:?}: no such container instance in cluster {cluster}",
-            req.container_instance
-        )));
+    // INACTIVE is written only while the status and the ledger are as read (a task placed
+    // meanwhile changes the ledger: read again and decide again).
+    let mut attempt = 0;
+    let (cluster, mut i) = loop {
+        let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+        let Some(i) = find(&all, &req.container_instance) else {
+            return Err(EcsError::invalid(format!(
+                "containerInstance {:?}: no such container instance in cluster {cluster}",
+                req.container_instance
+            )));
+        };
+        let i = i.clone();
+        // Ref: an ECS maintainer (aws/amazon-ecs-agent#125): "the API won't let you succeed
+        // unless you have [stopped all tasks] or use the force flag".
+        if !i.ledger.tasks.is_empty() && req.force != Some(true) {
+            return Err(EcsError::invalid(format!(
+                "container instance {} has {} task(s) placed on it that are not STOPPED: stop \
+                 them first, or deregister it with force (its tasks are then stopped, and \
+                 services replace theirs elsewhere)",
+                i.arn(),
+                i.ledger.tasks.len()
+            )));
+        }
+        let status_key = keys::status(&cluster, &i.reg.id);
+        let mut compares = vec![Compare::ModRevision(status_key.clone(), i.status_revision)];
+        if req.force != Some(true) {
+            let ledger = keys::ledger(&cluster, &i.reg.id);
+            compares.push(match i.ledger_revision {
+                0 => Compare::Absent(ledger),
+                rev => Compare::ModRevision(ledger, rev),
+            });
+        }
+        let put = Op::Put(status_key, Status::Inactive.as_str().as_bytes().to_vec());
+        if etcd.txn(&compares, &[put]).await.map_err(server)? {
+            break (cluster, i);
+        }
+        attempt += 1;
+        if attempt >= CHANGED_ATTEMPTS {
+            return Err(changed_under(&i, attempt));
+        }
     };
-    let mut i = i.clone();
-    // Ref: an ECS maintainer (aws/amazon-ecs-agent#125): "the API won't let you succeed
-    // unless you have [stopped all tasks] or use the force flag".
-    if !i.ledger.tasks.is_empty() && req.force != Some(true) {
-        return Err(EcsError::invalid(format!(
-            "container instance {} has {} task(s) placed on it that are not STOPPED: stop \
-             them first, or deregister it with force (its tasks are then stopped, and \
-             services replace theirs elsewhere)",
-            i.arn(),
-            i.ledger.tasks.len()
-        )));
-    }
-    if !i.ledger.tasks.is_empty() {
+    // With force: INACTIVE first (no placement lands after it: placement compares the
+    // status), then every task its ledger holds is stopped.
+    if req.force == Some(true) {
         let reason = format!("Container instance {} was deregistered with force", i.arn());
         super::leader::stop_instance_tasks(etcd, &cluster, &i.reg.id, &reason, false)
             .await
             .map_err(server)?;
         i.ledger = Default::default();
     }
-    etcd.put(
-        &keys::status(&cluster, &i.reg.id),
-        Status::Inactive.as_str().as_bytes(),
-        None,
-    )
-    .await
-    .map_err(server)?;
     // Its task subnet goes with it: the other boxes drop their routes to it.
     super::subnets::release(etcd, &cluster, &i.reg.id)
         .await
@@ -299,7 +316,7 @@ async fn update_state(
             req.container_instances.len()
         )));
     }
-    let (cluster, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+    let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
     let mut out = UpdateContainerInstancesStateResponse {
         container_instances: Vec::new(),
         failures: Vec::new(),
@@ -311,21 +328,63 @@ async fn update_state(
                 arn: i.arn(),
                 reason: "INACTIVE".into(),
             }),
-            Some(i) => {
-                etcd.put(
-                    &keys::status(&cluster, &i.reg.id),
-                    status.as_str().as_bytes(),
-                    None,
-                )
-                .await
-                .map_err(server)?;
-                let mut i = i.clone();
-                i.status = status;
-                out.container_instances.push(i.shape());
-            }
+            Some(i) => match set_status(ecs, etcd, &req, i.clone(), status).await? {
+                Ok(i) => out.container_instances.push(i.shape()),
+                Err(f) => out.failures.push(f),
+            },
         }
     }
     Ok(out)
+}
+
+/// How many times a decision on an instance is read and taken again after it changed
+/// under it.
+const CHANGED_ATTEMPTS: usize = 8;
+
+fn changed_under(i: &Instance, attempts: usize) -> EcsError {
+    EcsError::Server(anyhow::anyhow!(
+        "container instance {} changed under {attempts} attempts in a row (others are \
+         changing it): try again",
+        i.arn()
+    ))
+}
+
+/// Sets `i`'s status to `status` only while it is the status read (a transaction on its
+/// revision): after a change under it, the instance is read again, and one that became
+/// INACTIVE meanwhile is a failure, never brought back.
+async fn set_status(
+    ecs: &Ecs,
+    etcd: &Etcd,
+    req: &UpdateContainerInstancesStateRequest,
+    mut i: Instance,
+    status: Status,
+) -> EcsResult<Result<Instance, Failure>> {
+    for _ in 0..CHANGED_ATTEMPTS {
+        if i.status == Status::Inactive {
+            return Ok(Err(Failure {
+                arn: i.arn(),
+                reason: "INACTIVE".into(),
+            }));
+        }
+        let key = keys::status(&i.cluster, &i.reg.id);
+        if etcd
+            .txn(
+                &[Compare::ModRevision(key.clone(), i.status_revision)],
+                &[Op::Put(key, status.as_str().as_bytes().to_vec())],
+            )
+            .await
+            .map_err(server)?
+        {
+            i.status = status;
+            return Ok(Ok(i));
+        }
+        let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
+        match all.into_iter().find(|x| x.reg.id == i.reg.id) {
+            Some(x) => i = x,
+            None => return Ok(Err(Failure::missing(i.arn()))),
+        }
+    }
+    Err(changed_under(&i, CHANGED_ATTEMPTS))
 }
 
 /// ecs.json `PutAttributesRequest` and `DeleteAttributesRequest`.

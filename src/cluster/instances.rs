@@ -3,6 +3,7 @@
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
+use super::records::Undecodable;
 use crate::ecs::container_instances::{
     Attribute, ContainerInstance, RESERVED_PORTS, Resource, VersionInfo,
 };
@@ -121,6 +122,9 @@ pub struct Instance {
     pub cluster: String,
     pub reg: Registration,
     pub status: Status,
+    /// The revision its status key was read at: a decision on the status (placement,
+    /// deregistration, a state change) holds only if it is unchanged.
+    pub status_revision: i64,
     /// Its liveness key exists: its agent's lease is alive.
     pub connected: bool,
     /// Custom attributes (PutAttributes, `agent --attribute`): name → value.
@@ -262,12 +266,34 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
         };
         let id = reg.id.clone();
         let mut version = kv.mod_revision;
+        // The agent creates the status before its registration: a registration without
+        // one, or a status that is none of the three, is not taken for ACTIVE.
+        let status_key = keys::status(cluster, &id);
         let st = status
             .iter()
-            .find(|s| tail(s, &keys::status_all(cluster)) == id);
-        if let Some(s) = st {
-            version = version.max(s.mod_revision);
-        }
+            .find(|s| s.key == status_key)
+            .ok_or_else(|| Undecodable {
+                key: status_key.clone(),
+                why: format!(
+                    "missing, while instance {id} is registered: set it (`etcdctl put \
+                     {status_key} ACTIVE`, DRAINING or INACTIVE)"
+                ),
+            })?;
+        let (st, status_revision) =
+            match std::str::from_utf8(&st.value).ok().and_then(Status::parse) {
+                Some(v) => (v, st.mod_revision),
+                None => {
+                    return Err(Undecodable {
+                        key: status_key,
+                        why: format!(
+                            "{:?} is not ACTIVE, DRAINING or INACTIVE: set one with etcdctl put",
+                            String::from_utf8_lossy(&st.value)
+                        ),
+                    }
+                    .into());
+                }
+            };
+        version = version.max(status_revision);
         let live = alive
             .iter()
             .find(|s| tail(s, &keys::alive_all(cluster)) == id);
@@ -292,9 +318,8 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
             ledger,
             ledger_revision,
             cluster: cluster.into(),
-            status: st
-                .and_then(|s| Status::parse(std::str::from_utf8(&s.value).unwrap_or_default()))
-                .unwrap_or(Status::Active),
+            status: st,
+            status_revision,
             connected: live.is_some(),
             custom,
             version,

@@ -237,6 +237,8 @@ async fn place_one(
                 Compare::ModRevision(ledger_key.clone(), rev)
             },
             Compare::Absent(record_key.clone()),
+            // Still the status placement chose it in (not DRAINING or INACTIVE since).
+            Compare::ModRevision(keys::status(cluster, id), chosen.status_revision),
         ];
         let ops = [
             Op::Put(ledger_key, json_bytes(&ledger)),
