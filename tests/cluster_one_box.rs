@@ -207,3 +207,41 @@ fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key
     assert_eq!(status, 200, "{run:#}");
     assert_eq!(task_ids(&run).len(), 1, "{run:#}");
 }
+
+#[test]
+fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest() {
+    let etcd = Etcd::start();
+    let api = serve_on(&etcd.endpoint(), &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "one.json", &sleeper("one-svc"));
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // One record that is not minifargate's, before the service's first pass.
+    let bad = "/minifargate/v1/clusters/default/tasks/0123456789abcdef0123456789abcdef";
+    assert!(etcd.etcdctl(&["put", bad, "{not json"]).status.success());
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "one-svc",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+    ]);
+    api.wait_for(90, "the service's 2 tasks RUNNING", || {
+        (common::cluster::service_placement(&api, "web").len() == 2).then_some(())
+    });
+    // The other records are still counted.
+    let c = &api.aws_json(&["describe-clusters"])["clusters"][0];
+    assert_eq!(c["runningTasksCount"], 2, "{c:#}");
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.wait_for(60, "the service's tasks stopped", || {
+        common::cluster::service_placement(&api, "web")
+            .is_empty()
+            .then_some(())
+    });
+}

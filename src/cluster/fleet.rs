@@ -16,12 +16,35 @@ use anyhow::Context;
 /// The cluster's tasks, from etcd.
 pub struct Cluster;
 
-fn records(cluster: &str) -> anyhow::Result<Vec<Record>> {
+/// The cluster's task records that decode, as records and as the scheduler's rows. One
+/// that does not is reported (its key, once per serve) and left out: it does not stop
+/// the scheduler for the rest of the cluster.
+fn records(cluster: &str) -> anyhow::Result<Vec<(Record, TaskRow, Vec<ContainerRow>)>> {
     let etcd = serving().context("cluster mode without an etcd client")?;
     let kvs = block_on(etcd.get_prefix(&keys::tasks(cluster)))?;
-    kvs.iter()
-        .map(|kv| decode::<Record>(&kv.key, &kv.value).map_err(anyhow::Error::from))
-        .collect()
+    let mut out = Vec::new();
+    for kv in &kvs {
+        let decoded = decode::<Record>(&kv.key, &kv.value)
+            .map_err(anyhow::Error::from)
+            .and_then(|r| rows(&r).map(|(row, cs)| (r, row, cs)));
+        match decoded {
+            Ok(d) => out.push(d),
+            Err(e) => undecodable(&kv.key, &e),
+        }
+    }
+    Ok(out)
+}
+
+/// Reports a task record that does not decode, once per key and serve.
+fn undecodable(key: &str, e: &anyhow::Error) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.iter().any(|k| k == key) {
+        seen.push(key.to_string());
+        tracing::error!(key, error = %format!("{e:#}"),
+            "a task record in etcd does not decode: left out of the scheduler and the counts \
+             (fix or delete the key with etcdctl)");
+    }
 }
 
 /// A record's task as the rows the scheduler reads (the members it uses).
@@ -97,8 +120,7 @@ impl Fleet for Cluster {
             .map(|kv| kv.key[keys::status_all(cluster).len()..].to_string())
             .collect();
         let mut out = Vec::new();
-        for r in records(cluster)? {
-            let (row, containers) = rows(&r)?;
+        for (r, row, containers) in records(cluster)? {
             if row.group.as_deref() == Some(group)
                 && row.last_status != crate::store::LastStatus::Stopped
             {
@@ -164,7 +186,7 @@ impl Fleet for Cluster {
                 .count() as i64,
             ..Counts::default()
         };
-        for r in records(cluster)? {
+        for (r, _, _) in records(cluster)? {
             // As one box counts them: every state before RUNNING is pending.
             let fargate = i64::from(r.task["launchType"] == "FARGATE");
             match r.task["lastStatus"].as_str() {
@@ -189,8 +211,7 @@ impl Fleet for Cluster {
         id: &str,
     ) -> anyhow::Result<i64> {
         let mut n = 0;
-        for r in records(cluster)? {
-            let (t, _) = rows(&r)?;
+        for (_, t, _) in records(cluster)? {
             if t.started_by.as_deref() == Some(id)
                 && t.last_status == crate::store::LastStatus::Stopped
                 && t.started_at.is_none()

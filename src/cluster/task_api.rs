@@ -86,7 +86,15 @@ pub async fn list_tasks(_ecs: &Ecs, etcd: &Etcd, req: ListTasksRequest) -> EcsRe
     let prefix = keys::tasks(&cluster);
     let mut found: Vec<(f64, String)> = Vec::new();
     for kv in etcd.get_prefix(&prefix).await.map_err(server)? {
-        let r: Record = decode(&kv.key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+        // One record that does not decode is not a failure of the whole list: it is left
+        // out and named (DescribeTasks on its id says what is wrong with it).
+        let r: Record = match decode(&kv.key, &kv.value) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(key = %kv.key, error = %e, "a task record that does not decode: not listed");
+                continue;
+            }
+        };
         let t = &r.task;
         let s = |k: &str| t[k].as_str();
         if s("desiredStatus") != Some(desired.as_str()) {
