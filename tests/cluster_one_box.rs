@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{Agent, ecs_call, register, serve_on, two_boxes};
+use common::cluster::{Agent, ecs_call, register, serve_on, serve_with, two_boxes};
 use common::etcd::Etcd;
 use common::faultproxy::{Cut, Fault, FaultProxy, Then};
 use serde_json::{Value, json};
@@ -84,7 +84,8 @@ fn task_ids(run: &Value) -> Vec<String> {
 
 #[test]
 fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answered() {
-    let etcd = Etcd::start();
+    // Plain http: the proxy reads the requests.
+    let etcd = Etcd::start_plain();
     let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
     // serve talks to the one etcd through two proxies, as to two endpoints: a client that
     // moves to the next endpoint after a lost answer sends the same transaction again.
@@ -174,7 +175,7 @@ fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answ
 #[test]
 fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key_not_active() {
     let etcd = Etcd::start();
-    let api = serve_on(&etcd.endpoint(), &[]);
+    let api = serve_with(&etcd, &[]);
     let a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
         (common::cluster::list(&api, &[]).len() == 1).then_some(())
@@ -211,7 +212,7 @@ fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key
 #[test]
 fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest() {
     let etcd = Etcd::start();
-    let api = serve_on(&etcd.endpoint(), &[]);
+    let api = serve_with(&etcd, &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
         (common::cluster::list(&api, &[]).len() == 1).then_some(())

@@ -75,6 +75,16 @@ impl Etcd {
         Etcd::start_in(dir, Some(tls), Some(pki))
     }
 
+    /// Starts etcd over plain http on loopback (a fault proxy in front of it reads the
+    /// requests).
+    pub fn start_plain() -> Etcd {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-etcd-")
+            .tempdir()
+            .unwrap();
+        Etcd::start_in(dir, None, None)
+    }
+
     /// Starts etcd with TLS client-certificate authentication (`--client-cert-auth`).
     pub fn start_tls(tls: ServerTls) -> Etcd {
         let dir = tempfile::Builder::new()
