@@ -257,6 +257,13 @@ fn a_box_that_comes_back_counts_the_tasks_it_still_stops_until_they_are_gone() {
         assert_eq!(ci["agentConnected"], true, "{ci:#}");
         assert_eq!(ci["runningTasksCount"], 1, "{ci:#}");
         assert_eq!(remaining(&ci, "MEMORY"), memory - 128, "{ci:#}");
+        // The leader's STOPPED stands: the box's reports of its own stop (DEPROVISIONING)
+        // do not bring the record back.
+        let t = describe_task(&api, &task);
+        assert_eq!(
+            t["lastStatus"], "STOPPED",
+            "the cluster's record reverted: {t:#}"
+        );
         looks += 1;
         assert!(looks < 120, "the task never stopped on the box");
         std::thread::sleep(Duration::from_millis(200));
@@ -271,6 +278,7 @@ fn a_box_that_comes_back_counts_the_tasks_it_still_stops_until_they_are_gone() {
         (ci["runningTasksCount"] == 0 && remaining(&ci, "MEMORY") == memory).then_some(())
     });
     let t = describe_task(&api, &task);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
     assert_eq!(t["stopCode"], "TerminationNotice", "{t:#}");
     let _ = a.signal("-TERM");
 }

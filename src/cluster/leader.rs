@@ -244,6 +244,7 @@ pub async fn stop_instance_tasks(
         }
         let batch: Vec<String> = ledger.tasks.keys().take(REAP_BATCH).cloned().collect();
         let mut ops = Vec::new();
+        let mut record_compares = Vec::new();
         for task in &batch {
             ledger.tasks.remove(task);
             ops.push(Op::Delete(keys::assignment(cluster, id, task)));
@@ -251,8 +252,12 @@ pub async fn stop_instance_tasks(
             if let Some(r) = etcd.get(&rkey).await? {
                 match decode::<Record>(&rkey, &r.value) {
                     Ok(mut rec) => {
+                        // Written only as read: a box's own STOPPED (with its exit
+                        // codes) reported meanwhile is not replaced by this verdict.
                         if rec.task["lastStatus"] != "STOPPED" {
                             mark_stopped(&mut rec.task, "TerminationNotice", reason);
+                            record_compares
+                                .push(Compare::ModRevision(rkey.clone(), r.mod_revision));
                             ops.push(Op::Put(rkey, json_bytes(&rec)));
                         }
                     }
@@ -262,6 +267,7 @@ pub async fn stop_instance_tasks(
         }
         ops.push(Op::Put(ledger_key.clone(), json_bytes(&ledger)));
         let mut compares = vec![Compare::ModRevision(ledger_key.clone(), kv.mod_revision)];
+        compares.extend(record_compares);
         if while_disconnected {
             compares.push(Compare::Absent(keys::alive(cluster, id)));
         }

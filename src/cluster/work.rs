@@ -453,8 +453,27 @@ impl Work {
                 instance: self.instance.clone(),
                 task: task_json(&task),
             };
-            etcd.put(&keys::task(&self.cluster, id), &json_bytes(&record), None)
-                .await?;
+            // A STOPPED record is final, whoever wrote it first (the leader's verdict on a
+            // lost box, or this box's real exit codes): a later report never reverts or
+            // rewrites it; a record gone (pruned) is not written again; any other record
+            // is replaced only as it was read (issue 54, "one task, one box").
+            let key = keys::task(&self.cluster, id);
+            let written = match etcd.get(&key).await? {
+                None => true,
+                Some(kv) if record_stopped(&kv.value) => true,
+                Some(kv) => {
+                    etcd.txn(
+                        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
+                        &[Op::Put(key, json_bytes(&record))],
+                    )
+                    .await?
+                }
+            };
+            if !written {
+                // Changed since it was read: read again at the next pass.
+                self.fresh = true;
+                continue;
+            }
             *reported = row.version;
             if row.last_status == LastStatus::Stopped {
                 done.push(id.clone());
@@ -539,6 +558,12 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         group,
         task_definition_arn: t.task_definition_arn.clone(),
     }
+}
+
+/// Whether a task record in etcd says STOPPED (one that does not decode does not: the
+/// box's report replaces it).
+fn record_stopped(value: &[u8]) -> bool {
+    serde_json::from_slice::<Record>(value).is_ok_and(|r| r.task["lastStatus"] == "STOPPED")
 }
 
 #[cfg(test)]
