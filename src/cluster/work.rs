@@ -94,13 +94,7 @@ impl Work {
     /// put back into the ledger, so placement never sees their memory and ports free
     /// while they still run.
     pub async fn before_connect(&mut self, etcd: &Etcd) -> Result<(), WorkError> {
-        let prefix = keys::assignments(&self.cluster, &self.instance);
-        let assigned: BTreeSet<String> = etcd
-            .keys_with_prefix(&prefix)
-            .await?
-            .into_iter()
-            .map(|k| k[prefix.len()..].to_string())
-            .collect();
+        let assigned = self.assigned_ids(etcd).await?;
         self.stop_unassigned(&assigned)?;
         self.square_ledger(etcd).await
     }
@@ -322,6 +316,17 @@ impl Work {
             .or_insert_with(|| reservation_of(t));
     }
 
+    /// The ids of the tasks assigned to this instance in etcd now.
+    async fn assigned_ids(&self, etcd: &Etcd) -> Result<BTreeSet<String>, WorkError> {
+        let prefix = keys::assignments(&self.cluster, &self.instance);
+        Ok(etcd
+            .keys_with_prefix(&prefix)
+            .await?
+            .into_iter()
+            .map(|k| k[prefix.len()..].to_string())
+            .collect())
+    }
+
     /// Squares the instance's ledger with what the box holds: the leaving tasks'
     /// reservations are put back (the leader took them out when it stopped them in the
     /// cluster), and a reservation of a task neither assigned here nor leaving (one that
@@ -329,14 +334,8 @@ impl Work {
     /// read, each taken-out task's assignment still absent.
     async fn square_ledger(&self, etcd: &Etcd) -> Result<(), WorkError> {
         let key = keys::ledger(&self.cluster, &self.instance);
-        let prefix = keys::assignments(&self.cluster, &self.instance);
         loop {
-            let assigned: BTreeSet<String> = etcd
-                .keys_with_prefix(&prefix)
-                .await?
-                .into_iter()
-                .map(|k| k[prefix.len()..].to_string())
-                .collect();
+            let assigned = self.assigned_ids(etcd).await?;
             let (mut ledger, rev) = match etcd.get(&key).await? {
                 Some(kv) => match decode::<Ledger>(&key, &kv.value) {
                     Ok(l) => (l, kv.mod_revision),

@@ -255,13 +255,7 @@ impl Conn {
                         } if *times > 0 && path.contains(p.as_str()) => {
                             *times -= 1;
                             action = format!("status {status}");
-                            answer = Some(
-                                format!(
-                                    "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n\
-                                     Connection: close\r\n\r\n"
-                                )
-                                .into_bytes(),
-                            );
+                            answer = Some(injected_status(*status));
                             close_after = true;
                             break;
                         }
@@ -313,13 +307,7 @@ impl Conn {
                                 }
                                 Then::Refuse(status) => {
                                     action = format!("status {status}");
-                                    answer = Some(
-                                        format!(
-                                            "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n\
-                                             Connection: close\r\n\r\n"
-                                        )
-                                        .into_bytes(),
-                                    );
+                                    answer = Some(injected_status(status));
                                     close_after = true;
                                     break;
                                 }
@@ -451,4 +439,10 @@ impl Conn {
             }
         }
     }
+}
+
+/// The empty answer with `status` a fault injects (the connection closed after it).
+fn injected_status(status: u16) -> Vec<u8> {
+    format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .into_bytes()
 }
