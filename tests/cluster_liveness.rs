@@ -16,15 +16,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What is left of resource `name` on the instance `ci` describes.
 fn remaining(ci: &Value, name: &str) -> i64 {
-    ci["remainingResources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap()["integerValue"]
-        .as_i64()
-        .unwrap()
+    resource(ci, "remainingResources", name)
 }
 
 /// Every task of the cluster (any status), as ARNs.
