@@ -1303,8 +1303,7 @@ fn an_agent_registers_what_its_ecs_config_says() {
     let agent = Agent::start_in(mf, &etcd, 10, &["zone=b"], &["--ecs-config", &file_arg]);
     let listed =
         common::util::wait_until("the box listed in prod", Duration::from_secs(20), || {
-            let v = api.aws_json(&["list-container-instances", "--cluster", "prod"]);
-            v["containerInstanceArns"][0].as_str().map(str::to_string)
+            api.instances_listed(Some("prod")).into_iter().next()
         });
     assert!(listed.contains(":container-instance/prod/"), "{listed}");
     let v = api.aws_json(&[

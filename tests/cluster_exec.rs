@@ -41,8 +41,7 @@ fn cluster(ttl: u64) -> (Etcd, Api, Agent) {
     let b = Agent::start_for(&etcd, &api, ttl, &[]);
     b.endpoint();
     api.wait_for(20, "the instance listed", || {
-        let v = api.aws_json(&["list-container-instances"]);
-        (v["containerInstanceArns"].as_array().unwrap().len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     let def = api.file("sleeper.json", SLEEPER);
     api.aws_json(&["register-task-definition", "--cli-input-json", &def]);

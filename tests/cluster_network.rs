@@ -66,8 +66,7 @@ fn cluster(
         boxes.push(b);
     }
     api.wait_for(30, "every box listed", || {
-        let v = api.aws_json(&["list-container-instances"]);
-        (v["containerInstanceArns"].as_array().unwrap().len() == n).then_some(())
+        (api.instances_listed(None).len() == n).then_some(())
     });
     (api, boxes)
 }

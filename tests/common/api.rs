@@ -228,6 +228,29 @@ impl Api {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The container instances `cluster` (default: `default`) lists now. A cluster that
+    /// does not exist yet lists none: the first agent's registration makes it, and a
+    /// test that waits for its boxes may ask before any has registered.
+    pub fn instances_listed(&self, cluster: Option<&str>) -> Vec<String> {
+        let mut args = vec!["list-container-instances"];
+        if let Some(c) = cluster {
+            args.extend(["--cluster", c]);
+        }
+        let out = self.aws(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && err.contains("ClusterNotFoundException") {
+            return Vec::new();
+        }
+        assert!(out.status.success(), "aws ecs {args:?} failed: {err}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["containerInstanceArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// The stderr of a failing `aws ecs ARGS`.
     pub fn aws_err(&self, args: &[&str]) -> String {
         let out = self.aws(args);

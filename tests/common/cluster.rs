@@ -352,8 +352,7 @@ pub fn boxes(etcd: &Etcd, api: &Api, ttl: u64, attributes: &[&[&str]]) -> Vec<Ag
         .map(|a| Agent::start_for(etcd, api, ttl, a))
         .collect();
     api.wait_for(20, "every instance listed", || {
-        let v = api.aws_json(&["list-container-instances"]);
-        (v["containerInstanceArns"].as_array().unwrap().len() == agents.len()).then_some(())
+        (api.instances_listed(None).len() == agents.len()).then_some(())
     });
     agents
 }
