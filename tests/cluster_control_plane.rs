@@ -14,6 +14,7 @@ use common::cluster::{
     serve_on, serve_with, service_placement, two_boxes, until_connected,
 };
 use common::etcd::{Etcd, EtcdCluster};
+use common::faultproxy::{Cut, Fault, FaultProxy, Then};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -272,4 +273,57 @@ fn one_etcd_member_killed_changes_nothing_and_without_a_quorum_calls_fail_naming
     api.wait_for(30, "the second task STOPPED", || {
         (describe_task(&api, &second)["lastStatus"] == "STOPPED").then_some(())
     });
+}
+
+/// Issue 54: a follower's watch on a connection that stays open but passes nothing (a
+/// half-open TCP connection: the far end gone without a FIN) never hears the leader's key
+/// go, so without a deadline the follower never campaigns. With one, the silent watch is
+/// made again (on a new connection) and the follower takes over.
+#[test]
+fn a_follower_whose_watch_goes_silent_still_takes_over_from_a_dead_leader() {
+    let etcd = Etcd::start_plain();
+    let fast = ["--leader-ttl", "2"];
+    let first = serve_with(&etcd, &fast);
+    first.wait_for(15, "the first serve leading", || {
+        (leader_pid(&etcd) == Some(first.server_pid())).then_some(())
+    });
+    // The follower reaches etcd through a proxy that, for now, forwards each watch request
+    // and passes nothing back, its connection open.
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(
+        &upstream,
+        vec![Fault::Request {
+            path: "/v3/watch".into(),
+            min_body: 0,
+            skip: 0,
+            times: u32::MAX,
+            then: Then::Lose {
+                after: 0,
+                how: Cut::Stall,
+            },
+        }],
+    );
+    let follower = serve_on(&format!("http://{}", proxy.host()), &fast);
+    // Its campaign lost (a lease granted, then revoked), it watches the leader's key.
+    follower.wait_for(20, "the follower watching the leader's key", || {
+        let paths: Vec<String> = proxy.seen().into_iter().map(|s| s.path).collect();
+        let revoked = paths.iter().position(|p| p.ends_with("/v3/lease/revoke"))?;
+        paths[revoked..]
+            .iter()
+            .any(|p| p.ends_with("/v3/watch"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // From now on the proxy passes everything; the watches made so far stay silent.
+    proxy.heal();
+    let _ = Command::new("kill")
+        .args(["-KILL", &first.server_pid().to_string()])
+        .status();
+    follower.wait_for(30, "the follower leading", || {
+        (leader_pid(&etcd) == Some(follower.server_pid())).then_some(())
+    });
+    // It answers as the cluster's serve: the control plane is readable through it.
+    follower.aws_json(&["create-cluster", "--cluster-name", "after-silence"]);
+    let v = follower.aws_json(&["describe-clusters", "--clusters", "after-silence"]);
+    assert_eq!(v["clusters"][0]["status"], "ACTIVE", "{v:#}");
 }
