@@ -135,14 +135,73 @@ fn signature(token: &[u8], ms: i64, call: &str, body: &[u8]) -> String {
     format!("{ms}:{}", hex::encode(m.finalize().into_bytes()))
 }
 
+/// A raw connection to an agent's endpoint: TCP for `http://`, and for `https://` TLS by
+/// `openssl s_client`, checking the endpoint's certificate (and its address) with
+/// `etcd`'s cluster CA. Reads end when the agent closes (or after 20 s on TCP).
+struct Raw {
+    rd: Box<dyn Read>,
+    wr: Box<dyn Write>,
+    child: Option<std::process::Child>,
+}
+
+impl Raw {
+    fn connect(etcd: &Etcd, endpoint: &str) -> Raw {
+        if let Some(addr) = endpoint.strip_prefix("https://") {
+            let ca = etcd
+                .pki()
+                .expect("an https endpoint in a cluster with a CA")
+                .join("ca.crt");
+            let ip = addr.rsplit_once(':').unwrap().0;
+            let mut child = Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-quiet",
+                    "-verify_return_error",
+                    "-connect",
+                    addr,
+                ])
+                .arg("-CAfile")
+                .arg(&ca)
+                .args(["-verify_ip", ip])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let (rd, wr) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+            return Raw {
+                rd: Box::new(rd),
+                wr: Box::new(wr),
+                child: Some(child),
+            };
+        }
+        let addr = endpoint.trim_start_matches("http://");
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Raw {
+            rd: Box::new(s.try_clone().unwrap()),
+            wr: Box::new(s),
+            child: None,
+        }
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A raw exec request to an agent's endpoint (`sig`: the signature header, if any): the
 /// status line of the answer and, after a 101, everything the stream carried until the
 /// agent closed it.
-fn raw_exec(endpoint: &str, body: &[u8], sig: Option<&str>) -> (String, Vec<u8>) {
+fn raw_exec(etcd: &Etcd, endpoint: &str, body: &[u8], sig: Option<&str>) -> (String, Vec<u8>) {
     use base64::Engine;
-    let addr = endpoint.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let addr = endpoint.split("://").nth(1).unwrap_or(endpoint);
+    let mut raw = Raw::connect(etcd, endpoint);
     let mut req = format!(
         "GET /v1/exec HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: \
          minifargate-exec\r\nx-minifargate-exec: {}\r\n",
@@ -152,11 +211,12 @@ fn raw_exec(endpoint: &str, body: &[u8], sig: Option<&str>) -> (String, Vec<u8>)
         req.push_str(&format!("x-minifargate-signature: {sig}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    raw.wr.write_all(req.as_bytes()).unwrap();
+    raw.wr.flush().unwrap();
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match s.read(&mut buf) {
+        match raw.rd.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => all.extend_from_slice(&buf[..n]),
         }
@@ -357,28 +417,28 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
             .into_bytes()
     };
     let unsigned = body("echo unsigned >> /tmp/ran", "n1");
-    let (line, all) = raw_exec(&endpoint, &unsigned, None);
+    let (line, all) = raw_exec(&etcd, &endpoint, &unsigned, None);
     assert!(line.contains(" 403 "), "{line}: {}", text(&all));
     let other = signature(b"not the cluster's token", now_ms(), "exec", &unsigned);
-    let (line, _) = raw_exec(&endpoint, &unsigned, Some(&other));
+    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&other));
     assert!(line.contains(" 403 "), "{line}");
     let token = token(&etcd);
     let stale = signature(&token, now_ms() - 120_000, "exec", &unsigned);
-    let (line, _) = raw_exec(&endpoint, &unsigned, Some(&stale));
+    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&stale));
     assert!(line.contains(" 403 "), "{line}");
     // Signed for another body: refused too.
     let signed_other = signature(&token, now_ms(), "exec", &body("true", "n2"));
-    let (line, _) = raw_exec(&endpoint, &unsigned, Some(&signed_other));
+    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&signed_other));
     assert!(line.contains(" 403 "), "{line}");
     // Well signed: it runs (the stream ends with its exit code) …
     let once = body("echo once >> /tmp/ran", "n3");
     let sig = signature(&token, now_ms(), "exec", &once);
-    let (line, all) = raw_exec(&endpoint, &once, Some(&sig));
+    let (line, all) = raw_exec(&etcd, &endpoint, &once, Some(&sig));
     assert!(line.contains(" 101 "), "{line}: {}", text(&all));
     let exit_frame = [3u8, 0, 0, 0, 4, 0, 0, 0, 0];
     assert!(all.ends_with(&exit_frame), "{all:?}");
     // … once: the same request again is a replay.
-    let (line, all) = raw_exec(&endpoint, &once, Some(&sig));
+    let (line, all) = raw_exec(&etcd, &endpoint, &once, Some(&sig));
     assert!(line.contains(" 403 "), "{line}");
     assert!(text(&all).contains("replay"), "{}", text(&all));
     let out = from_a(
@@ -655,17 +715,16 @@ fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
     let etcd = Etcd::start();
     let b = Agent::start(&etcd, 5, &[]);
     let endpoint = b.endpoint();
-    let addr = endpoint.trim_start_matches("http://").to_string();
 
     // Slow-loris: half a request head, then nothing.
-    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(30)))
+    let mut slow = Raw::connect(&etcd, &endpoint);
+    slow.wr
+        .write_all(b"GET /v1/exec HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    slow.write_all(b"GET /v1/exec HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    slow.wr.flush().unwrap();
     let start = std::time::Instant::now();
     let mut rest = Vec::new();
-    let read = slow.read_to_end(&mut rest);
+    let read = slow.rd.read_to_end(&mut rest);
     let took = start.elapsed();
     eprintln!("a slow client cut off after {took:?}: {read:?}");
     assert!(read.is_ok(), "the agent closed the connection: {read:?}");
@@ -675,29 +734,102 @@ fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
     );
 
     // A body over 256 KiB: 413 from its Content-Length, nothing read.
-    let mut big = std::net::TcpStream::connect(&addr).unwrap();
-    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    big.write_all(
-        b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\
+    let mut big = Raw::connect(&etcd, &endpoint);
+    big.wr
+        .write_all(
+            b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\
           Connection: close\r\n\r\n{",
-    )
-    .unwrap();
+        )
+        .unwrap();
+    big.wr.flush().unwrap();
     let mut answer = String::new();
-    let _ = big.read_to_string(&mut answer);
+    let _ = big.rd.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A well-formed unsigned request is still refused for its signature.
-    let mut unsigned = std::net::TcpStream::connect(&addr).unwrap();
+    let mut unsigned = Raw::connect(&etcd, &endpoint);
     unsigned
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    unsigned
+        .wr
         .write_all(
             b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\
               Connection: close\r\n\r\n{}",
         )
         .unwrap();
+    unsigned.wr.flush().unwrap();
     let mut answer = String::new();
-    let _ = unsigned.read_to_string(&mut answer);
+    let _ = unsigned.rd.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+/// issue 54: the boxes' traffic has integrity and secrecy, not only a signed request: a
+/// box with its bundle (`cluster add-box`) serves its endpoint over TLS with its own
+/// certificate, which only the cluster's CA vouches for. A plain-HTTP client and a client
+/// that trusts the public CAs only are refused before any route; one that trusts the
+/// cluster's CA reaches the endpoint, whose signature check still holds.
+#[test]
+fn the_agent_s_endpoint_speaks_tls_only_to_clients_that_trust_the_cluster_s_ca() {
+    let etcd = Etcd::start();
+    let Some(pki) = etcd.pki().map(std::path::Path::to_path_buf) else {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no cluster CA, nothing to check");
+        return;
+    };
+    let b = Agent::start(&etcd, 5, &[]);
+    let endpoint = b.endpoint();
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    let url = format!("{endpoint}/v1/logs/GetLogEvents");
+    let curl = |args: &[&str], url: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(["-X", "POST", "-d", "{}"])
+            .args(args)
+            .arg(url)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout))
+    };
+    // Plain HTTP to the TLS port: no HTTP answer at all.
+    let plain = url.replacen("https://", "http://", 1);
+    let (code, status) = curl(&[], &plain);
+    assert!(
+        code != Some(0) && status == "000",
+        "plain http: {code:?} {status}"
+    );
+    // The public CAs do not vouch for a box: curl refuses the certificate (60).
+    let (code, status) = curl(&[], &url);
+    assert_eq!(
+        (code, status.as_str()),
+        (Some(60), "000"),
+        "without the cluster's CA"
+    );
+    // Another CA's client: the same.
+    let other = tempfile::tempdir().unwrap();
+    let mf = Mf::new();
+    let made = mf.run(&[
+        "cluster",
+        "init",
+        "--dir",
+        &other.path().join("c").display().to_string(),
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let other_ca = other.path().join("c/ca.crt");
+    let (code, _) = curl(&["--cacert", &other_ca.display().to_string()], &url);
+    assert_eq!(code, Some(60), "with another cluster's CA");
+    // The cluster's CA: TLS holds, and an unsigned request is still refused.
+    let (code, status) = curl(
+        &["--cacert", &pki.join("ca.crt").display().to_string()],
+        &url,
+    );
+    assert_eq!(
+        (code, status.as_str()),
+        (Some(0), "403"),
+        "with the cluster's CA"
+    );
 }

@@ -44,6 +44,11 @@ pub struct AddBoxArgs {
     /// The cluster's directory (`cluster init --dir`), holding ca.key.
     #[arg(long, value_name = "DIR", default_value = "/etc/minifargate/cluster")]
     pub dir: PathBuf,
+    /// The box's address (or DNS name) on the boxes' network, its agent's `--listen`
+    /// (repeatable), besides 127.0.0.1, ::1 and localhost: its certificate is also its
+    /// agent's endpoint's TLS certificate, valid for these names.
+    #[arg(long = "address", value_name = "HOST")]
+    pub addresses: Vec<String>,
 }
 
 pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +73,7 @@ pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
         }
         ClusterCommand::AddBox(b) => {
             let layout = Layout { dir: b.dir };
-            pki::add_box(&layout, &b.name)?;
+            pki::add_box(&layout, &b.name, &b.addresses)?;
             println!("{}", layout.box_bundle(&b.name).display());
         }
     }

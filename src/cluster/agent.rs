@@ -200,10 +200,21 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let listener = tokio::net::TcpListener::bind(o.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen there", o.listen))?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    // With the box's bundle (the cluster's CA, its certificate and key) the endpoint
+    // serves TLS with the box's certificate: callers check it with the cluster's CA.
+    let tls = match (&o.tls.cacert, &o.tls.cert, &o.tls.key) {
+        (Some(_), Some(cert), Some(key)) => Some(
+            crate::api::server::tls_acceptor(cert, key)
+                .context("the agent's endpoint serves TLS with the box's etcd certificate")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
     tokio::spawn(super::endpoint::serve(
         listener,
+        tls,
         o.ecs.clone(),
         token.clone(),
     ));

@@ -119,6 +119,9 @@ pub struct Etcd {
     streaming: reqwest::Client,
     /// The endpoint that answered last: tried first.
     current: AtomicUsize,
+    /// The CA etcd's certificate is checked with (`--etcd-cacert`): the cluster's, which
+    /// the agents' endpoints are checked with too.
+    ca: Option<PathBuf>,
 }
 
 impl Etcd {
@@ -169,7 +172,13 @@ impl Etcd {
             http,
             streaming,
             current: AtomicUsize::new(0),
+            ca: tls.cacert.clone(),
         })
+    }
+
+    /// The cluster's CA (`--etcd-cacert`), if etcd is reached over TLS.
+    pub fn ca(&self) -> Option<&std::path::Path> {
+        self.ca.as_deref()
     }
 
     /// The endpoints, as given.

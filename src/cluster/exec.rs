@@ -302,10 +302,17 @@ pub enum RemoteExecError {
 /// An exec the agent started: the upgraded connection (what was read past the 101's
 /// head first), and where it is.
 pub struct Opened {
-    rd: tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::net::tcp::OwnedReadHalf>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    rd: tokio::io::Chain<std::io::Cursor<Vec<u8>>, tokio::io::ReadHalf<Stream>>,
+    wr: tokio::io::WriteHalf<Stream>,
     pub at: Located,
 }
+
+/// The connection to an agent: TCP, or TLS over it for an `https://` endpoint.
+type Stream = Box<dyn Io>;
+
+/// What a connection to an agent is.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The error type the agent answers an exec that failed in the runtime with.
 pub const EXEC_FAILED: &str = "ExecFailedException";
@@ -316,28 +323,64 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an agent answered an upgrade request with.
 enum Answer {
     /// 101: the stream, and what was read past the head.
-    Upgraded(tokio::net::TcpStream, Vec<u8>),
+    Upgraded(Stream, Vec<u8>),
     /// Anything else: the status and the JSON body.
     Refused(u16, serde_json::Value),
 }
 
-/// `GET /v1/exec` with `Upgrade:` over a plain TCP connection to `endpoint`
-/// (`http://HOST:PORT`, as agents register it). HTTP/1.1 by hand: one request, its
-/// answer's head, then the raw stream — cheaper than an HTTP client for it (no TLS roots
-/// to load: the endpoint is plain HTTP).
-async fn upgrade(endpoint: &str, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
+/// `GET /v1/exec` with `Upgrade:` over a connection to `endpoint` (`https://HOST:PORT` as
+/// agents with the box's certificate register it, checked by `tls`, the cluster's CA;
+/// `http://HOST:PORT` without). HTTP/1.1 by hand: one request, its answer's head, then
+/// the raw stream — the stream is then TLS's, with its integrity and secrecy.
+async fn upgrade(
+    endpoint: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
     use std::io::{Error, ErrorKind};
-    let addr = endpoint.strip_prefix("http://").ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!("{endpoint}: an agent's endpoint is http://HOST:PORT"),
-        )
-    })?;
-    let mut tcp =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::new(ErrorKind::TimedOut, "no connection within 2 s"))??;
+    let (addr, secure) = match (
+        endpoint.strip_prefix("https://"),
+        endpoint.strip_prefix("http://"),
+    ) {
+        (Some(a), _) => (a, true),
+        (None, Some(a)) => (a, false),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{endpoint}: an agent's endpoint is https://HOST:PORT or http://HOST:PORT"),
+            ));
+        }
+    };
+    let tcp = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| Error::new(ErrorKind::TimedOut, "no connection within 2 s"))??;
     tcp.set_nodelay(true)?;
+    let mut tcp: Stream = if secure {
+        let connector = tls.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{endpoint} serves TLS: give the cluster's CA (--etcd-certs DIR or \
+                     --etcd-cacert) to check it"
+                ),
+            )
+        })?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let name = rustls_pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{endpoint}: {e}")))?;
+        let handshake = connector.connect(name, tcp);
+        Box::new(
+            tokio::time::timeout(Duration::from_secs(5), handshake)
+                .await
+                .map_err(|_| Error::new(ErrorKind::TimedOut, "no TLS handshake within 5 s"))??,
+        )
+    } else {
+        Box::new(tcp)
+    };
     let mut head = format!(
         "GET /v1/exec HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: {PROTOCOL}\r\n"
     );
@@ -432,12 +475,17 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
     let sig = sign(&token, crate::ecs::now_ms(), CALL, &body);
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
-    let answer = upgrade(&endpoint, &[(SIGNATURE, &sig), (REQUEST, &encoded)])
-        .await
-        .map_err(|e| at.unreachable(e))?;
+    let tls = super::endpoint::agents_tls(etcd).map_err(RemoteError::from)?;
+    let answer = upgrade(
+        &endpoint,
+        tls.as_ref(),
+        &[(SIGNATURE, &sig), (REQUEST, &encoded)],
+    )
+    .await
+    .map_err(|e| at.unreachable(e))?;
     match answer {
-        Answer::Upgraded(tcp, rest) => {
-            let (rd, wr) = tcp.into_split();
+        Answer::Upgraded(stream, rest) => {
+            let (rd, wr) = tokio::io::split(stream);
             Ok(Opened {
                 rd: AsyncReadExt::chain(std::io::Cursor::new(rest), rd),
                 wr,

@@ -249,8 +249,21 @@ fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiEr
 
 /// A client bundle in `dir`: the CA's certificate and `cn`'s certificate and key.
 fn bundle(ca: &Ca, ca_pem: &str, dir: &Path, cn: &str, made: &mut Made) -> Result<(), PkiError> {
+    bundle_for(ca, ca_pem, dir, cn, None, made)
+}
+
+/// A bundle whose certificate is also a server's for `server` (its names), as a box's is:
+/// its agent's endpoint serves TLS with it.
+fn bundle_for(
+    ca: &Ca,
+    ca_pem: &str,
+    dir: &Path,
+    cn: &str,
+    server: Option<&[String]>,
+    made: &mut Made,
+) -> Result<(), PkiError> {
     private_dir(dir)?;
-    let (cert, key) = ca.issue(cn, &[], false)?;
+    let (cert, key) = ca.issue(cn, server.unwrap_or_default(), server.is_some())?;
     private_file(&dir.join("ca.crt"), ca_pem, made)?;
     private_file(&dir.join("client.crt"), &cert, made)?;
     private_file(&dir.join("client.key"), &key, made)
@@ -309,8 +322,17 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     Ok(made)
 }
 
-/// `cluster add-box NAME`: box `name`'s client bundle, issued by the CA in `layout.dir`.
-pub fn add_box(layout: &Layout, name: &str) -> Result<Made, PkiError> {
+/// `cluster add-box NAME`: box `name`'s bundle, issued by the CA in `layout.dir`: its
+/// certificate is etcd's client certificate and its agent's endpoint's server certificate,
+/// valid for loopback and `addresses` (the box's addresses on the boxes' network).
+pub fn add_box(layout: &Layout, name: &str, addresses: &[String]) -> Result<Made, PkiError> {
+    let mut sans = vec!["127.0.0.1".to_string(), "::1".into(), "localhost".into()];
+    for h in addresses {
+        let h = check_host(h)?;
+        if !sans.contains(&h) {
+            sans.push(h);
+        }
+    }
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -331,7 +353,7 @@ pub fn add_box(layout: &Layout, name: &str) -> Result<Made, PkiError> {
     }
     let mut made = Made { files: Vec::new() };
     private_dir(&dir.with_file_name(""))?;
-    bundle(&ca, &ca_pem, &dir, &box_cn(name), &mut made)?;
+    bundle_for(&ca, &ca_pem, &dir, &box_cn(name), Some(&sans), &mut made)?;
     Ok(made)
 }
 
@@ -358,15 +380,15 @@ mod tests {
         }
         assert_eq!(mode(&layout.dir), 0o700);
         assert!(matches!(init(&layout, &[]), Err(PkiError::CaExists(_))));
-        let b = add_box(&layout, "box-1").unwrap();
+        let b = add_box(&layout, "box-1", &[]).unwrap();
         assert_eq!(b.files.len(), 3);
         assert_eq!(mode(&layout.box_bundle("box-1")), 0o700);
         assert!(matches!(
-            add_box(&layout, "box-1"),
+            add_box(&layout, "box-1", &[]),
             Err(PkiError::BoxExists(..))
         ));
         assert!(matches!(
-            add_box(&layout, "../x"),
+            add_box(&layout, "../x", &[]),
             Err(PkiError::BadName(_))
         ));
         assert!(matches!(

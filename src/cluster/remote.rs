@@ -216,18 +216,6 @@ impl Located {
     }
 }
 
-/// An HTTP client for agents' endpoints: straight to the box (no proxy), a 2 s connect
-/// deadline, and `total` for the whole call if given.
-fn client(total: Option<Duration>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(2));
-    if let Some(t) = total {
-        b = b.timeout(t);
-    }
-    b.build().expect("an HTTP client")
-}
-
 /// The call a console view of task `id` is signed as.
 pub fn view_call(view: &str, id: &str) -> String {
     format!("console/{view}/{id}")
@@ -253,7 +241,7 @@ pub async fn console_view(
     // what the agent sees.
     let sent = url.query().unwrap_or_default().to_string();
     let sig = sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes());
-    let r = client(Some(Duration::from_secs(10)))
+    let r = super::endpoint::agents_http(etcd, Some(Duration::from_secs(10)))?
         .get(url)
         .header(SIGNATURE, sig)
         .send()
