@@ -480,6 +480,72 @@ fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_en
     );
 }
 
+/// issue 54 ("Test each as an unprivileged local user and as a task: refused"): a task
+/// on the box's own network (`networkMode: host`, so on its loopback, where etcd and the
+/// agent's endpoint listen) reaches neither: etcd wants a client certificate of the
+/// cluster's CA, which is not in the task's filesystem, and the endpoint wants TLS with
+/// that CA and the cluster's signature. The task tries each over plain http and https
+/// (its certificate checks off) and counts what answered: its exit code.
+#[test]
+fn a_host_network_task_can_neither_use_the_cluster_s_etcd_nor_a_box_s_endpoint() {
+    let etcd = Etcd::start();
+    let api = serve(&etcd);
+    let agent = Agent::start_for(&etcd, &api, 5, &[]);
+    let arn = agent.arn();
+    common::util::wait_until("the box listed", Duration::from_secs(20), || {
+        (list(&api, &[]) == [arn.as_str()]).then_some(())
+    });
+    let etcd_at = etcd.endpoint();
+    let etcd_at = etcd_at.split("://").nth(1).unwrap().to_string();
+    let agent_at = agent.endpoint();
+    let agent_at = agent_at.split("://").nth(1).unwrap().to_string();
+    // The control: serve, on the same loopback, does answer the task (its page or an
+    // HTTP error: an answer).
+    let api_at = api.endpoint.clone();
+    // The token's key, base64: what a task would want from etcd.
+    let script = format!(
+        r#"r=0
+try() {{ busybox timeout 5 busybox wget -q -O - --no-check-certificate --post-data "$2" "$1" && echo "ANSWERED $1"; }}
+try http://{etcd_at}/v3/kv/range '{{"key":"L21pbmlmYXJnYXRlL3YxL3Rva2Vu"}}' && r=$((r+1))
+try https://{etcd_at}/v3/kv/range '{{"key":"L21pbmlmYXJnYXRlL3YxL3Rva2Vu"}}' && r=$((r+2))
+try http://{agent_at}/v1/logs/DescribeLogStreams '{{}}' && r=$((r+4))
+try https://{agent_at}/v1/logs/DescribeLogStreams '{{}}' && r=$((r+8))
+ls /etc/minifargate 2>/dev/null && r=$((r+16))
+c=$(busybox timeout 5 busybox wget -q -O /dev/null {api_at}/ 2>&1) || case "$c" in *"server returned error"*) ;; *) echo "control: $c"; r=$((r+32));; esac
+echo "answered: $r"
+exit $r"#
+    );
+    let def = serde_json::json!({
+        "family": "host-prober",
+        "networkMode": "host",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "essential": true
+        }]
+    });
+    register(&api, "host-prober.json", &def.to_string());
+    let run = api.aws_json(&["run-task", "--task-definition", "host-prober"]);
+    let task = run["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{run:#}"))
+        .to_string();
+    let t = api.wait_for(90, "the prober STOPPED", || {
+        let t = describe_task(&api, &task);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(
+        t["containers"][0]["exitCode"], 0,
+        "the task reached etcd or the agent (exit code: 1 etcd http, 2 etcd https, 4 agent \
+         http, 8 agent https, 16 the certificates' directory; 32: the control, serve's \
+         console on the same loopback, did not answer): {t:#}"
+    );
+}
+
 fn remaining(ci: &Value, name: &str) -> Value {
     ci["remainingResources"]
         .as_array()
