@@ -311,7 +311,7 @@ pub struct Opened {
 type Stream = Box<dyn Io>;
 
 /// What a connection to an agent is.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The error type the agent answers an exec that failed in the runtime with.
