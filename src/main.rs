@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod ecs;
 mod host;
+mod logs;
 mod scheduler;
 mod store;
 mod supervisor;

@@ -153,7 +153,7 @@ pub fn call_json(
                     ))
                 }
                 crate::ecs::operations::Service::Logs => {
-                    ServiceError::Logs(crate::ecs::logs::LogsError::Encode(e))
+                    ServiceError::Logs(crate::logs::LogsError::Encode(e))
                 }
             })
         }

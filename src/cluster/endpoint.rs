@@ -221,8 +221,8 @@ pub async fn serve(
 }
 
 /// One CloudWatch Logs operation of [`LOGS_OPERATIONS`] on this box's store.
-fn logs_call(ecs: &Ecs, op: &str, body: &[u8]) -> crate::ecs::logs::LogsResult<Value> {
-    use crate::ecs::logs::{self as l, LogsError};
+fn logs_call(ecs: &Ecs, op: &str, body: &[u8]) -> crate::logs::LogsResult<Value> {
+    use crate::logs::{self as l, LogsError};
     fn input<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, LogsError> {
         serde_json::from_slice(body).map_err(|e| LogsError::Serialization(e.to_string()))
     }

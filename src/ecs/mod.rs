@@ -14,7 +14,6 @@ pub mod clusters;
 pub mod container_instances;
 pub mod error;
 pub mod fleet;
-pub mod logs;
 pub mod names;
 pub mod on_box;
 pub mod operations;

@@ -6,8 +6,8 @@
 //! The forwarder runs on the driver's flush thread, never on the container's output path:
 //! a non-blocking container is never stalled by it.
 
-use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
 use crate::ecs::table::Op;
+use crate::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
 use crate::supervisor::aws_http::{AwsError, Client, Service};
 use crate::supervisor::endpoints::credentials::Execution;
 use serde_json::json;

@@ -11,8 +11,8 @@ mod filter;
 
 pub use filter::Pattern;
 
-use super::Ecs;
-use super::table::Op;
+use crate::ecs::Ecs;
+use crate::ecs::table::Op;
 use crate::store::StoreError;
 use crate::store::logs::{EventRange, EventRow, LogStore, Put, StreamRow};
 use serde::{Deserialize, Serialize};
@@ -170,7 +170,7 @@ pub struct CreateLogGroupRequest {
 pub fn create_log_group(ecs: &Ecs, r: &CreateLogGroupRequest) -> LogsResult<Value> {
     refuse_others(Op::CreateLogGroup, &r.others)?;
     check_group_name(&r.log_group_name)?;
-    if !store(ecs)?.create_group(&r.log_group_name, super::now_ms())? {
+    if !store(ecs)?.create_group(&r.log_group_name, crate::ecs::now_ms())? {
         return Err(LogsError::ResourceAlreadyExists(
             "The specified log group already exists".into(),
         ));
@@ -200,7 +200,7 @@ pub struct LogStreamRequest {
 
 pub fn create_log_stream(ecs: &Ecs, r: &LogStreamRequest) -> LogsResult<Value> {
     check_stream_name(&r.log_stream_name)?;
-    match store(ecs)?.create_stream(&r.log_group_name, &r.log_stream_name, super::now_ms())? {
+    match store(ecs)?.create_stream(&r.log_group_name, &r.log_stream_name, crate::ecs::now_ms())? {
         None => Err(LogsError::ResourceNotFound(NO_GROUP.into())),
         Some(false) => Err(LogsError::ResourceAlreadyExists(
             "The specified log stream already exists".into(),
@@ -244,7 +244,7 @@ pub fn put_retention_policy(ecs: &Ecs, r: &PutRetentionPolicyRequest) -> LogsRes
     if !store(ecs)?.set_retention(
         &r.log_group_name,
         Some(r.retention_in_days),
-        super::now_ms(),
+        crate::ecs::now_ms(),
     )? {
         return Err(LogsError::ResourceNotFound(NO_GROUP.into()));
     }
@@ -252,7 +252,7 @@ pub fn put_retention_policy(ecs: &Ecs, r: &PutRetentionPolicyRequest) -> LogsRes
 }
 
 pub fn delete_retention_policy(ecs: &Ecs, r: &LogGroupRequest) -> LogsResult<Value> {
-    if !store(ecs)?.set_retention(&r.log_group_name, None, super::now_ms())? {
+    if !store(ecs)?.set_retention(&r.log_group_name, None, crate::ecs::now_ms())? {
         return Err(LogsError::ResourceNotFound(NO_GROUP.into()));
     }
     Ok(serde_json::json!({}))
@@ -787,7 +787,7 @@ pub fn check_batch(
 
 pub fn put_log_events(ecs: &Ecs, r: &PutLogEventsRequest) -> LogsResult<Value> {
     refuse_others(Op::PutLogEvents, &r.others)?;
-    let now = super::now_ms();
+    let now = crate::ecs::now_ms();
     let mut s = store(ecs)?;
     let group = s
         .group(&r.log_group_name)?
