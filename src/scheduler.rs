@@ -476,7 +476,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 if failures.is_empty() {
                     m.unplaced = None;
                 } else {
-                    let event = crate::cluster::placement::service_event(name, &failures);
+                    let event = crate::ecs::placement::service_event(name, &failures);
                     if m.unplaced.as_ref() != Some(&event) {
                         tracing::warn!(service = %name, event = %event, "service task not placed");
                         add_event(store, &s.cluster, name, event.clone());

@@ -548,7 +548,7 @@ impl Work {
 fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
     let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
     let group = t.group.clone().unwrap_or_default();
-    let need = super::placement::Need::of(&t.definition, mode, group.clone());
+    let need = crate::ecs::placement::Need::of(&t.definition, mode, group.clone());
     Reservation {
         cpu: need.cpu,
         memory: need.memory,

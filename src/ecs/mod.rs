@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod names;
 pub mod on_box;
 pub mod operations;
+pub mod placement;
 pub mod services;
 pub mod shapes;
 pub mod start_task;

@@ -7,6 +7,7 @@
 pub mod launch;
 pub mod reconcile;
 pub mod shape;
+pub mod stats;
 
 pub use crate::store::{ContainerOverride, TaskOverride};
 use std::path::{Path, PathBuf};

@@ -22,13 +22,13 @@
 //!
 //! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
 
-use crate::host::stats::{self, Sample};
 use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, StoreError, TaskRow,
 };
 use crate::supervisor::endpoints::credentials::{Execution, Source as CredSource, TaskCredentials};
 use crate::supervisor::isolation::network::Recorded;
 use crate::supervisor::secrets::{Resolver, SecretEnv};
+use crate::task::stats::{self, Sample};
 use crate::taskdef::model::TaskDefinition;
 use crate::taskdef::units::{CpuUnits, MemoryMib, UnitError};
 use serde_json::{Map, Value, json};
