@@ -115,7 +115,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
             match g.open_store() {
                 Ok(s) => store = Some(s),
                 Err(e) => {
-                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler")
+                    tracing::error!(error = %crate::errors::error_chain(e.as_ref()), "service scheduler")
                 }
             }
         }
@@ -131,7 +131,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
                 // schedules again.
                 Ok(false) => memory.clear(),
                 Err(e) => {
-                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed")
+                    tracing::error!(error = %crate::errors::error_chain(e.as_ref()), "service scheduler pass failed")
                 }
             }
         }
@@ -166,7 +166,7 @@ fn pass(
             .or_default();
         if let Err(e) = schedule(g, store, &s, m) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
-                error = %crate::error_chain(e.as_ref()), "failed to schedule a service");
+                error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
     }
     Ok(())
@@ -502,7 +502,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 }
             }
             Err(e) => {
-                let why = crate::error_chain(e.as_ref());
+                let why = crate::errors::error_chain(e.as_ref());
                 tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
                 add_event(
                     store,

@@ -178,7 +178,7 @@ pub async fn serve(
                 };
                 return reply(
                     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                    &json!({"__type": kind, "message": crate::error_chain(&e)}),
+                    &json!({"__type": kind, "message": crate::errors::error_chain(&e)}),
                 );
             }
         };
@@ -302,7 +302,8 @@ async fn ask(
     sig: String,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
-    let failed = |e: reqwest::Error| format!("agent {endpoint}: {}", crate::error_chain(&e));
+    let failed =
+        |e: reqwest::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
     let r = http
         .post(format!("{endpoint}/v1/logs/{op}"))
         .header(SIGNATURE, sig)

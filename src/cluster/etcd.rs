@@ -218,23 +218,23 @@ impl Etcd {
                 Ok(r) => r,
                 // Nothing reached etcd: any call may go to the next endpoint.
                 Err(e) if e.is_connect() => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
                 Err(e) if resend == Resend::Yes => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
             };
             let status = resp.status();
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) if resend == Resend::Yes => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
             };
             self.current.store(at, Ordering::Relaxed);
             let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
@@ -514,7 +514,7 @@ impl Etcd {
                 Err(e) => errors.push(EtcdError::Unreachable {
                     endpoint,
                     call: CALL,
-                    why: crate::error_chain(&e),
+                    why: crate::errors::error_chain(&e),
                 }),
             }
         }
@@ -705,7 +705,7 @@ impl Watch {
                 Err(e) => {
                     return Err(WatchEnd::Broken {
                         endpoint: self.endpoint.clone(),
-                        why: crate::error_chain(&e),
+                        why: crate::errors::error_chain(&e),
                     });
                 }
             }

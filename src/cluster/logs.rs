@@ -81,7 +81,7 @@ async fn answer(
     let unreachable = |e: super::etcd::EtcdError| {
         LogsError::InvalidParameter(format!(
             "the cluster's boxes could not be asked: {}",
-            crate::error_chain(&e)
+            crate::errors::error_chain(&e)
         ))
     };
     let request: Value = serde_json::from_slice(body)

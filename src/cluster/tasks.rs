@@ -168,7 +168,7 @@ async fn place_all(
             }
             Err(e) if out.tasks.is_empty() => return Err(e),
             Err(e) => {
-                let reason = format!("not placed: {}", crate::error_chain(&e));
+                let reason = format!("not placed: {}", crate::errors::error_chain(&e));
                 out.failures.push(Failure {
                     arn,
                     reason: reason.clone(),

@@ -33,7 +33,7 @@ pub enum LogsError {
     #[error("UnknownOperationException: {0}")]
     UnknownOperation(String),
     /// A failure of this host's store: CloudWatch's 500 is ServiceUnavailableException.
-    #[error("ServiceUnavailableException: {}", crate::error_chain(.0))]
+    #[error("ServiceUnavailableException: {}", crate::errors::error_chain(.0))]
     Store(#[from] StoreError),
     /// A response that failed to encode as JSON: CloudWatch's 500.
     #[error("ServiceUnavailableException: failed to encode the response: {0}")]
@@ -73,7 +73,7 @@ impl LogsError {
             | LogsError::ResourceAlreadyExists(m)
             | LogsError::Serialization(m)
             | LogsError::UnknownOperation(m) => m.clone(),
-            LogsError::Store(e) => crate::error_chain(e),
+            LogsError::Store(e) => crate::errors::error_chain(e),
             LogsError::Encode(e) => format!("failed to encode the response: {e}"),
         }
     }
@@ -717,15 +717,11 @@ pub struct PutLogEventsRequest {
     pub others: BTreeMap<String, Value>,
 }
 
-/// Ref: PutLogEvents quotas: "The maximum batch size is 1,048,576 bytes … the sum of all
-/// event messages in UTF-8, plus 26 bytes for each log event", "The maximum number of log
-/// events in a batch is 10,000", "A batch of log events in a single request cannot span
-/// more than 24 hours", "None of the log events in the batch can be more than 2 hours in
-/// the future", "… more than 14 days in the past … [or] older than the retention period",
-/// "The log events in the batch must be in chronological order by their timestamp".
-pub const MAX_BATCH_BYTES: usize = 1_048_576;
-pub const MAX_BATCH_EVENTS: usize = 10_000;
-pub const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
+/// PutLogEvents' batch limits, with their reference: beside the store
+/// (`crate::store::logs`), below the supervisor, whose forwarder to CloudWatch keeps them
+/// too.
+pub use crate::store::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+// Ref: PutLogEvents quotas (quoted at `crate::store::logs::MAX_BATCH_BYTES`).
 const MAX_FUTURE_MS: i64 = 2 * 3_600_000;
 const MAX_PAST_MS: i64 = 14 * 86_400_000;
 
