@@ -12,8 +12,6 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-pub const TARGET_PREFIX: &str = "Logs_20140328.";
-
 /// One CloudWatch Logs call, `op` being the operation name after the target prefix.
 pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Response {
     let started = std::time::Instant::now();
