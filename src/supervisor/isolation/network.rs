@@ -421,13 +421,6 @@ pub fn private_dns_name(ip: Ipv4Addr, region: &str) -> String {
 
 pub use crate::store::{Binding, Recorded, StoredBinding};
 
-impl Recorded {
-    /// What the network step stored for the task of `row` (`None` before it ran).
-    pub fn of(row: &NetworkRow) -> Option<Recorded> {
-        row.network.clone()
-    }
-}
-
 /// Groups the crate's flat host port list (ranges expanded, in mapping order) back into
 /// one binding per port mapping; the `unpublished` mappings have no host ports.
 fn bindings(
