@@ -918,7 +918,7 @@ mod tests {
             ("MINIFARGATE_USERNS_RANGE", "x:1", "not a host id"),
         ] {
             let e = parse(&[(name, bad)]).unwrap_err();
-            let text = crate::error_chain(&e);
+            let text = crate::errors::error_chain(&e);
             assert!(
                 text.starts_with(&format!("{name}={bad:?}: ")) && text.contains(why),
                 "{name}={bad}: {text}"

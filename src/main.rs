@@ -7,13 +7,16 @@ mod cli;
 mod cluster;
 mod config;
 mod ecs;
+mod errors;
 mod host;
+mod logs;
 mod scheduler;
 mod store;
 mod supervisor;
 mod task;
 mod taskdef;
 
+use errors::error_chain;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -93,21 +96,4 @@ fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
         etcd_tls: a.etcd.tls(),
         etcd_tls_given: a.etcd.given(),
     }
-}
-
-/// An error and its causes on one line, "outer: cause: root cause", leaving out a cause
-/// whose text the line already holds (a context that quotes its source). The one
-/// renderer of the binary: the CLI, the API's ServerException messages and the logs.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cause = c.source();
-    }
-    out
 }

@@ -115,7 +115,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
             match g.open_store() {
                 Ok(s) => store = Some(s),
                 Err(e) => {
-                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler")
+                    tracing::error!(error = %crate::errors::error_chain(e.as_ref()), "service scheduler")
                 }
             }
         }
@@ -131,7 +131,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
                 // schedules again.
                 Ok(false) => memory.clear(),
                 Err(e) => {
-                    tracing::error!(error = %crate::error_chain(e.as_ref()), "service scheduler pass failed")
+                    tracing::error!(error = %crate::errors::error_chain(e.as_ref()), "service scheduler pass failed")
                 }
             }
         }
@@ -166,7 +166,7 @@ fn pass(
             .or_default();
         if let Err(e) = schedule(g, store, &s, m) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
-                error = %crate::error_chain(e.as_ref()), "failed to schedule a service");
+                error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
     }
     Ok(())
@@ -476,7 +476,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 if failures.is_empty() {
                     m.unplaced = None;
                 } else {
-                    let event = crate::cluster::placement::service_event(name, &failures);
+                    let event = crate::ecs::placement::service_event(name, &failures);
                     if m.unplaced.as_ref() != Some(&event) {
                         tracing::warn!(service = %name, event = %event, "service task not placed");
                         add_event(store, &s.cluster, name, event.clone());
@@ -502,7 +502,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 }
             }
             Err(e) => {
-                let why = crate::error_chain(e.as_ref());
+                let why = crate::errors::error_chain(e.as_ref());
                 tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
                 add_event(
                     store,

@@ -26,33 +26,7 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// How long one read may wait for bytes before the connection counts as stalled
-    /// (config `registry_read_timeout`).
-    pub read_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 5,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let d = self.base_delay.saturating_mul(1u32 << attempt.min(10));
-        d.min(self.max_delay)
-    }
-}
+pub use crate::config::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the configuration is read from when no path is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/minifargate/config.toml";
@@ -115,10 +116,10 @@ impl RegistriesConfig {
     }
 
     /// Retries and timeouts for the registry client (`registry_read_timeout`).
-    pub fn retry_policy(&self) -> crate::client::RetryPolicy {
-        let mut p = crate::client::RetryPolicy::default();
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let mut p = RetryPolicy::default();
         if let Some(t) = self.registry_read_timeout {
-            p.read_timeout = std::time::Duration::from_secs_f64(t);
+            p.read_timeout = Duration::from_secs_f64(t);
         }
         p
     }
@@ -223,6 +224,35 @@ impl RegistriesConfig {
             is_mirror: false,
         });
         out
+    }
+}
+
+/// Retries and timeouts of the registry client (`crate::client`).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// How long one read may wait for bytes before the connection counts as stalled
+    /// (config `registry_read_timeout`).
+    pub read_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let d = self.base_delay.saturating_mul(1u32 << attempt.min(10));
+        d.min(self.max_delay)
     }
 }
 

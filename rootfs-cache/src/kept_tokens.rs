@@ -25,7 +25,7 @@
 //! place. A file that does not read or decode is said (a warning naming it) and removed;
 //! the token is then asked for as if none was kept.
 
-use crate::auth::Credentials;
+use crate::credentials::Credentials;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write as _;

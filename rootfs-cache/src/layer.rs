@@ -5,7 +5,7 @@
 use crate::client::{RegistryClient, RegistryError};
 use crate::config::Endpoint;
 use crate::digest::{Digest, HashingReader};
-use crate::pull::PullObserver;
+use crate::progress::PullObserver;
 use crate::store::{LayerRecord, Lock, Store, StoreError, TempDir};
 use crate::unpack::{self, UnpackError, UnpackOptions};
 use bytes::Bytes;

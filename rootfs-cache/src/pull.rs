@@ -11,21 +11,7 @@ use crate::reference::{ImageRef, RefError};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
 use std::sync::Arc;
 
-/// Receives progress while a pull runs (the CLI draws bars from it).
-pub trait PullObserver: Send + Sync {
-    /// The manifest is resolved; `layers` are (blob digest, compressed size).
-    fn resolved(&self, _reference: &str, _digest: &Digest, _layers: &[(Digest, u64)]) {}
-    /// This layer is already unpacked in the cache.
-    fn layer_cached(&self, _layer: &Digest) {}
-    /// Compressed bytes received so far for this layer.
-    fn layer_progress(&self, _layer: &Digest, _bytes: u64) {}
-    /// The layer is downloaded, verified and unpacked.
-    fn layer_done(&self, _layer: &Digest) {}
-}
-
-/// An observer that ignores everything.
-pub struct Quiet;
-impl PullObserver for Quiet {}
+pub use crate::progress::{PullObserver, Quiet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {

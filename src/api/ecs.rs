@@ -13,7 +13,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// ECS's `X-Amz-Target` prefix (its row of `super::protocol::ENDPOINTS`).
+const TARGET_PREFIX: &str = super::protocol::ENDPOINTS[0].target_prefix;
 
 /// `POST /`: one ECS call.
 pub async fn handle(State(ecs): State<Arc<Ecs>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -1,18 +1,16 @@
 //! The CloudWatch Logs operations on `serve`'s listener: `X-Amz-Target:
 //! Logs_20140328.<Operation>`, AWS JSON 1.1, epoch-millisecond timestamps, CloudWatch's
 //! exception names. The operation is a row of the core's table (`Service::Logs`,
-//! `crate::ecs::table`): decoded, called (`crate::ecs::logs`, over the store the tasks'
+//! `crate::ecs::table`): decoded, called (`crate::logs`, over the store the tasks'
 //! awslogs drivers write) and encoded by `super::call_json`.
 
 use crate::ecs::Ecs;
-use crate::ecs::logs::{LogsError, LogsResult};
 use crate::ecs::operations::{Op, Service, ServiceError};
+use crate::logs::{LogsError, LogsResult};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-pub const TARGET_PREFIX: &str = "Logs_20140328.";
 
 /// One CloudWatch Logs call, `op` being the operation name after the target prefix.
 pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Response {

@@ -13,6 +13,7 @@ mod fuzz;
 pub mod guard;
 pub mod keygen;
 pub mod logs;
+pub mod protocol;
 pub mod server;
 pub mod start;
 
@@ -76,56 +77,36 @@ pub async fn serve(
     Ok(())
 }
 
-/// `POST /`: by `X-Amz-Target`, a CloudWatch Logs call (`Logs_20140328.`) or an ECS one.
+/// `POST /`: the service and protocol the request speaks (`protocol::route`), then that
+/// service's dispatcher: CloudWatch Logs (`Logs_20140328.`), ECS, or the awsQuery answer
+/// that no service here speaks it yet.
 async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
-    let logs_op = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(logs::TARGET_PREFIX))
-        .map(str::to_string);
-    match logs_op {
-        Some(op) => logs::handle(state.0, op, body).await,
-        None => ecs::handle(state, headers, body).await,
+    use crate::ecs::table::Service;
+    use protocol::Route;
+    match protocol::route(&headers, &body) {
+        Route::Json {
+            service: Service::Logs,
+            operation,
+            ..
+        } => logs::handle(state.0, operation, body).await,
+        Route::Query {
+            signing_name,
+            action,
+            ..
+        } => protocol::no_query_service(signing_name.as_deref(), &action),
+        Route::Json {
+            service: Service::Ecs,
+            ..
+        }
+        | Route::Unknown => ecs::handle(state, headers, body).await,
     }
 }
 
-/// AWS JSON 1.1's content type, for the ECS and CloudWatch Logs protocols alike.
-const AWS_JSON: &str = "application/x-amz-json-1.1";
-
-/// An AWS JSON 1.1 response: `body` as JSON, and for an error its name in
-/// `X-Amzn-ErrorType` (the SDKs read either that or the body's `__type`).
-pub(crate) fn aws_json(
-    status: axum::http::StatusCode,
-    body: &serde_json::Value,
-    error_type: Option<&'static str>,
-) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
-    use axum::response::IntoResponse;
-    let mut resp = (status, body.to_string()).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(AWS_JSON));
-    if let Some(kind) = error_type {
-        h.insert("x-amzn-errortype", HeaderValue::from_static(kind));
-    }
-    resp
-}
-
-/// An AWS JSON error response: `{"__type", "message"}` and `X-Amzn-ErrorType`.
-pub(crate) fn aws_error(
-    status: axum::http::StatusCode,
-    name: &'static str,
-    message: &str,
-) -> axum::response::Response {
-    aws_json(
-        status,
-        &serde_json::json!({"__type": name, "message": message}),
-        Some(name),
-    )
-}
+pub(crate) use protocol::{aws_error, aws_json};
 
 /// Runs operation `op` of the core's table for a caller over the API: its JSON request
 /// `body` decoded into the operation's request type, its response encoded as AWS JSON 1.1
@@ -153,7 +134,7 @@ pub fn call_json(
                     ))
                 }
                 crate::ecs::operations::Service::Logs => {
-                    ServiceError::Logs(crate::ecs::logs::LogsError::Encode(e))
+                    ServiceError::Logs(crate::logs::LogsError::Encode(e))
                 }
             })
         }

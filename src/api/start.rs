@@ -195,7 +195,7 @@ fn cluster(
         Err(e) => eprintln!(
             "minifargate: warning: cluster mode, but etcd is out of reach now ({}); \
              container-instance calls fail until it answers",
-            crate::error_chain(&e)
+            crate::errors::error_chain(&e)
         ),
     }
     crate::cluster::serve_with(etcd, rt.handle().clone());

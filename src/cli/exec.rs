@@ -9,7 +9,7 @@
 //! docs/cluster.md "exec across boxes").
 
 use super::GlobalOpts;
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::host::exec::Request;
 use anyhow::{Context, anyhow};
 use clap::Args;

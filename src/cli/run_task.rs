@@ -683,7 +683,7 @@ fn attach(
                 // A supervisor exited and its task is not STOPPED: it died. Dead supervisors
                 // only: no pruning of the tasks we follow.
                 if let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root) {
-                    tracing::error!(error = %crate::error_chain(&e), "failed to check task supervisors");
+                    tracing::error!(error = %crate::errors::error_chain(&e), "failed to check task supervisors");
                 }
                 if all_stopped(store, ids)? {
                     break;

@@ -178,7 +178,7 @@ impl Liveness {
                             eprintln!(
                                 "minifargate agent: cannot renew the liveness lease: {}; \
                                  trying again every {} ms",
-                                crate::error_chain(&e),
+                                crate::errors::error_chain(&e),
                                 every.as_millis()
                             );
                         }
@@ -204,7 +204,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     // serves TLS with the box's certificate: callers check it with the cluster's CA.
     let tls = match (&o.tls.cacert, &o.tls.cert, &o.tls.key) {
         (Some(_), Some(cert), Some(key)) => Some(
-            crate::api::server::tls_acceptor(cert, key)
+            super::endpoint::tls_acceptor(cert, key)
                 .context("the agent's endpoint serves TLS with the box's etcd certificate")?,
         ),
         _ => None,
@@ -243,7 +243,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id).await {
                     eprintln!(
                         "minifargate agent: cannot release the task subnet: {}",
-                        crate::error_chain(&e)
+                        crate::errors::error_chain(&e)
                     );
                 }
                 break Some(ended);
@@ -260,7 +260,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 }
                 eprintln!(
                     "minifargate agent: {}; retrying in {} ms",
-                    crate::error_chain(&e),
+                    crate::errors::error_chain(&e),
                     backoff.as_millis()
                 );
             }
@@ -285,7 +285,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
             Ok(Err(e)) => eprintln!(
                 "minifargate agent: stopped; could not revoke the lease ({}): {arn} is \
                  disconnected when it expires",
-                crate::error_chain(&e)
+                crate::errors::error_chain(&e)
             ),
             Err(_) => eprintln!(
                 "minifargate agent: stopped; etcd did not answer the lease revocation in 3 s: \

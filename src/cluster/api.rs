@@ -6,7 +6,6 @@
 use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::instances::{self, Instance, Status};
 use super::keys;
-use super::query::Query;
 use super::task_api::{describe_tasks, list_tasks, stop_task};
 use crate::ecs::container_instances::{
     Attribute, ContainerInstance, DescribeContainerInstancesRequest,
@@ -16,6 +15,7 @@ use crate::ecs::container_instances::{
 use crate::ecs::shapes::Failure;
 use crate::ecs::{Ecs, EcsError, EcsResult, cluster_or_default, page};
 use crate::store::ClusterStatus;
+use crate::taskdef::query::Query;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -66,6 +66,15 @@ fn denied(call: &str, e: SignatureError) -> axum::response::Response {
     )
 }
 
+/// The TLS acceptor of the endpoint for the box's certificate and key (serve's own, so
+/// the agent's endpoint and serve's API speak TLS the same way).
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    crate::api::server::tls_acceptor(cert, key)
+}
+
 /// The agent's endpoint on `listener` until the process ends: the box's CloudWatch Logs
 /// (`POST /v1/logs/{op}`), the console's views of its tasks (`GET
 /// /v1/console/{view}/{id}`) and execs in them (`GET /v1/exec`, upgraded).
@@ -179,7 +188,7 @@ pub async fn serve(
                 };
                 return reply(
                     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                    &json!({"__type": kind, "message": crate::error_chain(&e)}),
+                    &json!({"__type": kind, "message": crate::errors::error_chain(&e)}),
                 );
             }
         };
@@ -222,8 +231,8 @@ pub async fn serve(
 }
 
 /// One CloudWatch Logs operation of [`LOGS_OPERATIONS`] on this box's store.
-fn logs_call(ecs: &Ecs, op: &str, body: &[u8]) -> crate::ecs::logs::LogsResult<Value> {
-    use crate::ecs::logs::{self as l, LogsError};
+fn logs_call(ecs: &Ecs, op: &str, body: &[u8]) -> crate::logs::LogsResult<Value> {
+    use crate::logs::{self as l, LogsError};
     fn input<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, LogsError> {
         serde_json::from_slice(body).map_err(|e| LogsError::Serialization(e.to_string()))
     }
@@ -299,7 +308,8 @@ async fn ask(
     sig: String,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
-    let failed = |e: reqwest::Error| format!("agent {endpoint}: {}", crate::error_chain(&e));
+    let failed =
+        |e: reqwest::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
     let r = http
         .post(format!("{endpoint}/v1/logs/{op}"))
         .header(SIGNATURE, sig)

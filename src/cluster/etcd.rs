@@ -227,23 +227,23 @@ impl Etcd {
                 Ok(r) => r,
                 // Nothing reached etcd: any call may go to the next endpoint.
                 Err(e) if e.is_connect() => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
                 Err(e) if resend == Resend::Yes => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
             };
             let status = resp.status();
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) if resend == Resend::Yes => {
-                    errors.push(unreachable(crate::error_chain(&e)));
+                    errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
             };
             self.current.store(at, Ordering::Relaxed);
             let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
@@ -724,7 +724,7 @@ impl Watch {
                 Ok(Err(e)) => {
                     return Err(WatchEnd::Broken {
                         endpoint: self.endpoint.clone(),
-                        why: crate::error_chain(&e),
+                        why: crate::errors::error_chain(&e),
                     });
                 }
             }
@@ -752,7 +752,7 @@ impl Watch {
                 why: format!(
                     "nothing heard for {:.1} s, and watching again failed: {}",
                     self.idle.as_secs_f64(),
-                    crate::error_chain(&e)
+                    crate::errors::error_chain(&e)
                 ),
             })
     }
@@ -798,7 +798,7 @@ impl Watch {
                 Ok(Err(e)) => errors.push(EtcdError::Unreachable {
                     endpoint,
                     call: CALL,
-                    why: crate::error_chain(&e),
+                    why: crate::errors::error_chain(&e),
                 }),
                 Err(_) => errors.push(EtcdError::Unreachable {
                     endpoint,

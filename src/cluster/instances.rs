@@ -215,8 +215,8 @@ impl Instance {
 
 /// What the cluster query language asks of a registered instance (ListContainerInstances
 /// `filter`). Nothing runs on an instance in this record (its tasks are placement's
-/// [`super::placement::Candidate::tasks`]): no task group, no running task.
-impl super::query::Subjects for Instance {
+/// [`crate::ecs::placement::Candidate::tasks`]): no task group, no running task.
+impl crate::taskdef::query::Subjects for Instance {
     fn agent_connected(&self) -> bool {
         self.connected
     }

@@ -53,7 +53,7 @@ pub async fn run(etcd: &'static Etcd, o: Options) {
             Err(e) => {
                 eprintln!(
                     "minifargate: cluster leader election: {}; again in {} ms",
-                    crate::error_chain(&e),
+                    crate::errors::error_chain(&e),
                     backoff.as_millis()
                 );
                 tokio::time::sleep(backoff).await;
@@ -128,16 +128,16 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
             _ = compact.tick() => {
                 if let Some(rev) = compact_to.take()
                     && let Err(e) = etcd.compact(rev).await
-                    && !crate::error_chain(&e).contains("compacted")
+                    && !crate::errors::error_chain(&e).contains("compacted")
                 {
-                    eprintln!("minifargate: cluster: compacting etcd's history: {}", crate::error_chain(&e));
+                    eprintln!("minifargate: cluster: compacting etcd's history: {}", crate::errors::error_chain(&e));
                 }
                 compact_to = etcd.revision().await.ok();
             }
             _ = prune.tick() => {
                 let keep = crate::config::get().stopped_task_retention;
                 if let Err(e) = prune_stopped(etcd, keep).await {
-                    eprintln!("minifargate: cluster: pruning stopped tasks: {}", crate::error_chain(&e));
+                    eprintln!("minifargate: cluster: pruning stopped tasks: {}", crate::errors::error_chain(&e));
                 }
             }
             _ = renew.tick() => match etcd.keep_alive(lease).await {
@@ -145,13 +145,13 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
                 Ok(None) => return "its lease expired".into(),
                 Err(e) => {
                     if renewed.elapsed() >= Duration::from_secs(o.ttl) {
-                        return format!("etcd out of reach for a lease TTL: {}", crate::error_chain(&e));
+                        return format!("etcd out of reach for a lease TTL: {}", crate::errors::error_chain(&e));
                     }
                 }
             },
             _ = reap.tick() => {
                 if let Err(e) = reaper.pass(etcd, o.lost_after).await {
-                    eprintln!("minifargate: cluster reaper: {}", crate::error_chain(&e));
+                    eprintln!("minifargate: cluster reaper: {}", crate::errors::error_chain(&e));
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! So no item is dropped or repeated between pages, whatever the boxes hold.
 
 use super::endpoint::{Answer, LOGS_OPERATIONS, agent_endpoints, ask_agents};
-use crate::ecs::logs::{LogsError, LogsResult};
+use crate::logs::{LogsError, LogsResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ async fn answer(
     let unreachable = |e: super::etcd::EtcdError| {
         LogsError::InvalidParameter(format!(
             "the cluster's boxes could not be asked: {}",
-            crate::error_chain(&e)
+            crate::errors::error_chain(&e)
         ))
     };
     let request: Value = serde_json::from_slice(body)

@@ -27,8 +27,6 @@ pub mod keys;
 pub mod leader;
 pub mod logs;
 pub mod pki;
-pub mod placement;
-pub mod query;
 pub mod records;
 pub mod remote;
 pub mod replica;

@@ -391,7 +391,7 @@ async fn follow_forever(r: &'static Replica) {
             Err(e) => {
                 eprintln!(
                     "minifargate: cluster control plane: {}; following etcd again in {} ms",
-                    crate::error_chain(&e),
+                    crate::errors::error_chain(&e),
                     backoff.as_millis()
                 );
                 tokio::time::sleep(backoff).await;

@@ -281,7 +281,7 @@ fn apply(
             for (r, e) in &failed {
                 eprintln!(
                     "minifargate agent: cannot route {r} (another box's task subnet): {}",
-                    crate::error_chain(e)
+                    crate::errors::error_chain(e)
                 );
             }
             let shown: Vec<String> = want.iter().map(|r| r.to_string()).collect();
@@ -295,7 +295,7 @@ fn apply(
         }
         Err(e) => eprintln!(
             "minifargate agent: cannot list this box's routes: {}",
-            crate::error_chain(&e)
+            crate::errors::error_chain(&e)
         ),
     }
 }
@@ -319,7 +319,7 @@ pub fn remove_routes() {
         Ok(n) => eprintln!("minifargate agent: removed {n} route(s) to other boxes' task subnets"),
         Err(e) => eprintln!(
             "minifargate agent: cannot remove the routes to other boxes' task subnets: {}",
-            crate::error_chain(&e)
+            crate::errors::error_chain(&e)
         ),
     }
 }

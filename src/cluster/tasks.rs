@@ -9,8 +9,8 @@
 use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::instances::{self, Instance, Status};
 use super::keys;
-use super::placement;
 use super::records::{Assigned, Assignment, Record, Reservation, decode, json_bytes, task_json};
+use crate::ecs::placement;
 use crate::ecs::shapes::Failure;
 use crate::ecs::tasks::{Launcher, RunTaskResponse, Started, Supervision};
 use crate::ecs::{Ecs, EcsError, EcsResult};
@@ -168,7 +168,7 @@ async fn place_all(
             }
             Err(e) if out.tasks.is_empty() => return Err(e),
             Err(e) => {
-                let reason = format!("not placed: {}", crate::error_chain(&e));
+                let reason = format!("not placed: {}", crate::errors::error_chain(&e));
                 out.failures.push(Failure {
                     arn,
                     reason: reason.clone(),

@@ -182,7 +182,7 @@ impl Work {
                     Ok(())
                 }
                 Err(e) => {
-                    let why = crate::error_chain(&*e);
+                    let why = crate::errors::error_chain(&*e);
                     eprintln!("minifargate agent: task {id} failed to start: {why}");
                     self.never_started(etcd, id, "TaskFailedToStart", &why)
                         .await
@@ -412,7 +412,7 @@ impl Work {
             match self.ecs.open_store() {
                 Ok(s) => self.store = Some((s, -1)),
                 Err(e) => {
-                    eprintln!("minifargate agent: {}", crate::error_chain(&*e));
+                    eprintln!("minifargate agent: {}", crate::errors::error_chain(&*e));
                     return Ok(());
                 }
             }
@@ -548,7 +548,7 @@ impl Work {
 fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
     let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
     let group = t.group.clone().unwrap_or_default();
-    let need = super::placement::Need::of(&t.definition, mode, group.clone());
+    let need = crate::ecs::placement::Need::of(&t.definition, mode, group.clone());
     Reservation {
         cpu: need.cpu,
         memory: need.memory,

@@ -10,7 +10,7 @@ use super::clusters::not_found_cluster;
 use super::names::cluster_name;
 use super::names::task_id;
 use super::{Ecs, EcsError, EcsResult, cluster_or_default, page};
-use crate::cluster::placement::{Candidate, Need};
+use crate::ecs::placement::{Candidate, Need};
 use crate::store::{ClusterStatus, DesiredStatus, LastStatus, Tag};
 use crate::task::shape;
 use serde::{Deserialize, Serialize};
@@ -133,7 +133,7 @@ pub struct ContainerInstance {
 #[serde(rename_all = "camelCase")]
 pub struct ListContainerInstancesRequest {
     pub cluster: Option<String>,
-    /// Cluster query language (`crate::cluster::query`).
+    /// Cluster query language (`crate::taskdef::query`).
     pub filter: Option<String>,
     pub status: Option<String>,
     pub max_results: Option<i64>,
@@ -382,7 +382,7 @@ pub fn list_container_instances(
 }
 
 /// Whether this host, as cluster `c`'s container instance, is selected by `filter`, in the
-/// cluster query language (`crate::cluster::query`: attributes, `agentConnected`,
+/// cluster query language (`crate::taskdef::query`: attributes, `agentConnected`,
 /// `ec2InstanceId`, `runningTasksCount`, `task:group`, ...). Ref:
 /// developerguide/cluster-query-language.html. A filter that does not parse is
 /// InvalidParameterException naming what was expected.
@@ -394,7 +394,7 @@ fn matches_filter(
     let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
         return Ok(true);
     };
-    let q = crate::cluster::query::Query::parse(f)
+    let q = crate::taskdef::query::Query::parse(f)
         .map_err(|e| EcsError::invalid(format!("filter {f:?}: {e}")))?;
     let b = on_box(store, &c.name, &c.arn, c.created_at_ms)?;
     Ok(q.matches(&b.candidate))

@@ -109,7 +109,7 @@ impl EcsError {
             | EcsError::AttributeLimitExceeded(m)
             | EcsError::Serialization(m)
             | EcsError::UnknownOperation(m) => m.clone(),
-            EcsError::Server(e) => crate::error_chain(e.as_ref()),
+            EcsError::Server(e) => crate::errors::error_chain(e.as_ref()),
         }
     }
 
@@ -145,7 +145,7 @@ impl From<anyhow::Error> for EcsError {
                 break;
             }
             if cause.downcast_ref::<BadRef>().is_some() {
-                named = Some(EcsError::invalid(crate::error_chain(err.as_ref())));
+                named = Some(EcsError::invalid(crate::errors::error_chain(err.as_ref())));
                 break;
             }
             if let Some(e) = cause.downcast_ref::<ResolveError>() {
@@ -160,7 +160,7 @@ impl From<anyhow::Error> for EcsError {
                         })
                     }
                     ResolveError::BadRef(_) => {
-                        Some(EcsError::invalid(crate::error_chain(err.as_ref())))
+                        Some(EcsError::invalid(crate::errors::error_chain(err.as_ref())))
                     }
                     ResolveError::NotFound(_) | ResolveError::Inactive(_) => {
                         Some(EcsError::client(
@@ -169,7 +169,7 @@ impl From<anyhow::Error> for EcsError {
                                 .to_string(),
                         ))
                     }
-                    _ => Some(EcsError::client(crate::error_chain(err.as_ref()))),
+                    _ => Some(EcsError::client(crate::errors::error_chain(err.as_ref()))),
                 };
                 break;
             }
@@ -183,7 +183,7 @@ impl From<anyhow::Error> for EcsError {
                         })
                     }
                     RegisterError::Read(_) => {
-                        Some(EcsError::client(crate::error_chain(err.as_ref())))
+                        Some(EcsError::client(crate::errors::error_chain(err.as_ref())))
                     }
                 };
                 break;

@@ -14,10 +14,10 @@ pub mod clusters;
 pub mod container_instances;
 pub mod error;
 pub mod fleet;
-pub mod logs;
 pub mod names;
 pub mod on_box;
 pub mod operations;
+pub mod placement;
 pub mod services;
 pub mod shapes;
 pub mod start_task;
@@ -86,7 +86,7 @@ impl Ecs {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "failed to check task supervisors")
+                tracing::error!(error = %crate::errors::error_chain(&e), "failed to check task supervisors")
             }
         }
         self.housekeeping(store);
@@ -102,7 +102,7 @@ impl Ecs {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(task_id = %id, error = %crate::error_chain(&e), "failed to check the task's supervisor")
+                    tracing::error!(task_id = %id, error = %crate::errors::error_chain(&e), "failed to check the task's supervisor")
                 }
             }
         }
@@ -126,7 +126,7 @@ impl Ecs {
     pub fn housekeeping_before(&self, store: &mut Store, began_ms: i64) {
         use crate::task::reconcile as rec;
         if let Err(e) = rec::prune(store, &self.root, &self.run_root, began_ms) {
-            tracing::error!(error = %crate::error_chain(&e), "failed to prune stopped tasks");
+            tracing::error!(error = %crate::errors::error_chain(&e), "failed to prune stopped tasks");
         }
         match store.purge_deleted_task_definitions() {
             Ok(arns) => {
@@ -135,7 +135,7 @@ impl Ecs {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "failed to remove deleted task definitions")
+                tracing::error!(error = %crate::errors::error_chain(&e), "failed to remove deleted task definitions")
             }
         }
     }

@@ -8,7 +8,7 @@
 use super::container_instances::{active_cluster, on_box};
 use super::shapes::{Failure, PlacementConstraint, PlacementStrategy};
 use super::{EcsError, EcsResult};
-use crate::cluster::placement::{self, Need, PlacementError, Plan};
+use crate::ecs::placement::{self, Need, PlacementError, Plan};
 use crate::store::{Store, StoredTaskDefinition, TaskOverride};
 use std::path::Path;
 

@@ -3,11 +3,11 @@
 //! types, decoding, the call). The API's dispatch, the CLI's verbs, the lists docs render
 //! and the member tests all come from those rows; front-ends hand the core typed values.
 
-use super::logs::{self, LogsError};
 use super::{
     Ecs, EcsError, EcsResult, account_settings as acct, clusters, container_instances as ci, fleet,
     services, start_task as st, tags, task_definitions as td, task_protection as prot, tasks,
 };
+use crate::logs::{self, LogsError};
 use serde::de::DeserializeOwned;
 
 pub use super::table::{Op, Service, ecs_names};
@@ -113,7 +113,7 @@ pub fn ecs_json<T: DeserializeOwned>(body: &[u8]) -> EcsResult<T> {
 }
 
 /// A JSON body as CloudWatch Logs request `T` (an empty body is `{}`); the request types
-/// name the members CloudWatch has and this host refuses (`ecs::logs`).
+/// name the members CloudWatch has and this host refuses (`crate::logs`).
 pub fn logs_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, LogsError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()

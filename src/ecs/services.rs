@@ -162,7 +162,7 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
         message,
     };
     if let Err(err) = store.add_service_event(cluster, service, &e) {
-        tracing::error!(service, error = %crate::error_chain(&err), "failed to record a service event");
+        tracing::error!(service, error = %crate::errors::error_chain(&err), "failed to record a service event");
     }
 }
 

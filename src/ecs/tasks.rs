@@ -123,8 +123,10 @@ pub fn prestart(ecs: &Ecs, local: &Local) -> Option<launch::Waiting> {
         ..Default::default()
     };
     let started = supervisor_command(ecs, &req, local.pull, local.follow)
-        .map_err(|e| crate::error_chain(e.as_ref()))
-        .and_then(|cmd| launch::prestart_supervisor(&cmd).map_err(|e| crate::error_chain(&e)));
+        .map_err(|e| crate::errors::error_chain(e.as_ref()))
+        .and_then(|cmd| {
+            launch::prestart_supervisor(&cmd).map_err(|e| crate::errors::error_chain(&e))
+        });
     match started {
         Ok(w) => Some(w),
         Err(error) => {

@@ -85,7 +85,7 @@ impl ContainerLog {
                 group,
                 stream,
                 token,
-            } => crate::ecs::logs::stream_entries(ecs, group, stream, token, Some(tail)),
+            } => crate::logs::stream_entries(ecs, group, stream, token, Some(tail)),
         }
     }
 
@@ -109,7 +109,7 @@ impl ContainerLog {
                 group,
                 stream,
                 token,
-            } => crate::ecs::logs::stream_entries(ecs, group, stream, token, None),
+            } => crate::logs::stream_entries(ecs, group, stream, token, None),
         }
     }
 }

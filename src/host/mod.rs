@@ -7,4 +7,3 @@
 pub mod exec;
 pub mod inspect;
 pub mod logs;
-pub mod stats;

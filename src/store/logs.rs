@@ -11,6 +11,16 @@ use super::{StoreError, connect, q};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
+/// Ref: PutLogEvents quotas: "The maximum batch size is 1,048,576 bytes … the sum of all
+/// event messages in UTF-8, plus 26 bytes for each log event", "The maximum number of log
+/// events in a batch is 10,000", "A batch of log events in a single request cannot span
+/// more than 24 hours", "None of the log events in the batch can be more than 2 hours in
+/// the future", "… more than 14 days in the past … [or] older than the retention period",
+/// "The log events in the batch must be in chronological order by their timestamp".
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+pub const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
+
 /// The store's schema, as one migration (versions go in `user_version`).
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS log_groups (

@@ -107,6 +107,13 @@ fn upsert_network(conn: &rusqlite::Connection, n: &NetworkRow) -> Result<(), Sto
     Ok(())
 }
 
+impl Recorded {
+    /// What the network step stored for the task of `row` (`None` before it ran).
+    pub fn of(row: &NetworkRow) -> Option<Recorded> {
+        row.network.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! Every transition is written to the store as it happens. Teardown runs every step and
 //! records every error (in the supervisor log and the task's warnings).
 
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, LastStatus, SharedStore, StopCode, Store,
     StoreError, TaskRow,
@@ -512,6 +512,7 @@ impl Executor {
         match self.join_wiring() {
             Ok(()) => self.feed(machine::Event::StartFailed { idx, reason: why }),
             Err(net) => {
+                let net = net.to_string();
                 self.feed(machine::Event::StartFailed {
                     idx,
                     reason: net.clone(),
@@ -949,10 +950,10 @@ impl Executor {
             });
         let endpoint = match inside {
             Ok(pending) => pending.map(|p| self.start_endpoint(p)),
-            Err(why) => Some(Err(why.to_string())),
+            Err(why) => Some(Err(wiring::WiringError::from(why))),
         };
         if let Some(Err(why)) = endpoint {
-            self.fail_all(&why);
+            self.fail_all(&why.to_string());
             return false;
         }
         steps.mark("secrets, endpoint");
@@ -1094,7 +1095,10 @@ impl Executor {
     /// Every container that has not run gets `why`; the task fails to start with it. While
     /// the network is wired beside, its failure is the reason (`wiring`).
     fn fail_all(&mut self, why: &str) {
-        let reason = self.join_wiring().err().unwrap_or_else(|| why.to_string());
+        let reason = match self.join_wiring() {
+            Err(net) => net.to_string(),
+            Ok(()) => why.to_string(),
+        };
         self.feed(machine::Event::ProvisionFailed { reason });
     }
 
@@ -1262,6 +1266,7 @@ impl Executor {
             && spec.sysctls.iter().any(|(k, _)| k.starts_with("net."))
             && let Err(why) = self.join_wiring()
         {
+            let why = why.to_string();
             self.fail_container(idx, why.clone());
             return self.fail_all(&why);
         }
@@ -1303,6 +1308,7 @@ impl Executor {
         }
         // The network's wiring and the endpoint, before any of the task's code runs.
         if let Err(why) = self.join_wiring() {
+            let why = why.to_string();
             if let Ok(c) = Arc::try_unwrap(container)
                 && let Err(d) = c.delete()
             {

@@ -107,7 +107,7 @@ pub fn run_check(
             let mut p = match container.exec(&spec) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::debug!(error = %crate::error_chain(&e), "health check did not start");
+                    tracing::debug!(error = %crate::errors::error_chain(&e), "health check did not start");
                     return done(false);
                 }
             };

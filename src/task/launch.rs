@@ -788,7 +788,7 @@ pub fn hand_over(
     let child = match child.join() {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(task_id = %id, error = %crate::error_chain(&e), "the supervisor started ahead could not start: starting another");
+            tracing::warn!(task_id = %id, error = %crate::errors::error_chain(&e), "the supervisor started ahead could not start: starting another");
             drop(task);
             return spawn_supervisor(store, cmd, id);
         }

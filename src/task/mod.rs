@@ -4,9 +4,11 @@
 //! whose supervisor died, by whichever process notices). What runs in a task's supervisor
 //! is under `src/supervisor/`; what the front-ends read of a task is under `src/host/`.
 
+pub mod ephemeral;
 pub mod launch;
 pub mod reconcile;
 pub mod shape;
+pub mod stats;
 
 pub use crate::store::{ContainerOverride, TaskOverride};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! the task becomes STOPPED with a clear reason; its containers, cgroups, mounts and network
 //! (netns, veth, IP lease, published ports) go.
 
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::store::{DesiredStatus, LastStatus, Liveness, StopCode, Store, StoreError};
 use crate::supervisor::isolation::network;
 use crate::task::{TaskPaths, cut_reason, process_start_time};

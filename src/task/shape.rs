@@ -1,11 +1,11 @@
 //! The ECS shape of a task (ecs.json `Task`, `Container`, `Attachment`), as RunTask,
 //! DescribeTasks and StopTask answer it; timestamps rendered by each protocol.
 
+use crate::store::Recorded;
 use crate::store::{
     AttachmentStatus, Binding, Connectivity, ContainerRow, DesiredStatus, HealthStatus, LastStatus,
     NetworkRow, StopCode, Tag, TaskOverride, TaskRow,
 };
-use crate::supervisor::isolation::network::Recorded;
 use crate::taskdef::timestamp::Timestamp;
 use serde::Serialize;
 
@@ -347,10 +347,8 @@ pub fn task(t: &TaskRow, containers: &[ContainerRow], net: Option<&NetworkRow>) 
         // Ref: ecs.json `TaskEphemeralStorage`: the definition's size, Fargate's 20 GiB when
         // not set (enforced or not: docs/run-task.md, Ephemeral storage).
         ephemeral_storage: EphemeralStorage {
-            size_in_gib: u32::try_from(crate::supervisor::isolation::ephemeral::size_gib(
-                &t.definition,
-            ))
-            .unwrap_or(crate::supervisor::isolation::ephemeral::DEFAULT_GIB as u32),
+            size_in_gib: u32::try_from(crate::task::ephemeral::size_gib(&t.definition))
+                .unwrap_or(crate::task::ephemeral::DEFAULT_GIB as u32),
         },
         execution_stopped_at: ts(t.execution_stopped_at),
         group: t.group.clone(),

@@ -12,6 +12,7 @@ pub mod members;
 pub mod model;
 pub mod normalize;
 pub mod parse;
+pub mod query;
 pub mod security_options;
 pub mod timestamp;
 pub mod units;

@@ -54,7 +54,7 @@ pub fn stats(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
             .clone()
             .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
         let s = cg.as_ref().and_then(|cg| {
-            crate::host::stats::sample(cg, &t.id, &rid, limit, std::path::Path::new("/proc"))
+            crate::task::stats::sample(cg, &t.id, &rid, limit, std::path::Path::new("/proc"))
         });
         out.push(match s {
             Some(s) => json!({

@@ -334,7 +334,7 @@ async fn task_view_here_or_there(
         }
         Err(e) => error(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY),
-            &crate::error_chain(&e),
+            &crate::errors::error_chain(&e),
         ),
     }
 }

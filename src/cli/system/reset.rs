@@ -131,9 +131,9 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
                     std::thread::sleep(Duration::from_millis(100));
                     report = rt.gc(&|t| !ours.contains(t));
                 }
-                errors.extend(report.errors.iter().map(|e| crate::error_chain(e)));
+                errors.extend(report.errors.iter().map(|e| crate::errors::error_chain(e)));
             }
-            Err(e) => errors.push(crate::error_chain(&e)),
+            Err(e) => errors.push(crate::errors::error_chain(&e)),
         }
     }
     if containers + cgroups > 0 {
@@ -154,7 +154,7 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
             template.pin().display()
         ),
         Ok(false) => {}
-        Err(e) => errors.push(crate::error_chain(&e)),
+        Err(e) => errors.push(crate::errors::error_chain(&e)),
     }
     let (unmounted, mount_errors) = unmount_below(&[&g.root, &g.run_root]);
     errors.extend(mount_errors);

@@ -22,13 +22,13 @@
 //!
 //! Ref: ecs-reference.md §3 (paths, Task/Container JSON keys, stats shape, credentials JSON).
 
-use crate::host::stats::{self, Sample};
 use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, NetworkRow, Store, StoreError, TaskRow,
 };
 use crate::supervisor::endpoints::credentials::{Execution, Source as CredSource, TaskCredentials};
 use crate::supervisor::isolation::network::Recorded;
 use crate::supervisor::secrets::{Resolver, SecretEnv};
+use crate::task::stats::{self, Sample};
 use crate::taskdef::model::TaskDefinition;
 use crate::taskdef::units::{CpuUnits, MemoryMib, UnitError};
 use serde_json::{Map, Value, json};
@@ -139,7 +139,7 @@ impl Server {
             Ok(()) => LISTEN_PORT,
             Err(e) => {
                 tracing::warn!(
-                    error = %crate::error_chain(&e),
+                    error = %crate::errors::error_chain(&e),
                     "the metadata endpoint listens on port 80 itself: a container cannot bind port 80"
                 );
                 PORT
@@ -600,7 +600,12 @@ impl Endpoint {
                 match protection::update(store, &task, m, now) {
                     Ok(o) => o,
                     Err(e) => {
-                        return error(500, &task.arn, "ServerException", crate::error_chain(&e));
+                        return error(
+                            500,
+                            &task.arn,
+                            "ServerException",
+                            crate::errors::error_chain(&e),
+                        );
                     }
                 }
             }
@@ -646,7 +651,7 @@ impl Endpoint {
 
 /// The 500 for a store that cannot be read or decoded, logged where it happens.
 fn unavailable(task_id: &str, e: &SnapshotError) -> (u16, Value) {
-    let error = crate::error_chain(e);
+    let error = crate::errors::error_chain(e);
     tracing::error!(task_id, error = %error, "task metadata unavailable");
     (
         500,
@@ -1003,7 +1008,7 @@ pub enum ProvisionError {
     #[error(
         "{init}: task metadata endpoint: {chain}",
         init = crate::task::reason::RESOURCE_INIT,
-        chain = crate::error_chain(.0)
+        chain = crate::errors::error_chain(.0)
     )]
     Endpoint(#[source] MetadataError),
 }

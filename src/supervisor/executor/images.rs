@@ -3,7 +3,7 @@
 //! side by side; versionConsistency's pinned digests.
 
 use super::{Executor, now_ms, now_us};
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::store::StopCode;
 use crate::task::{PullPolicy, reason};
 use rootfs_cache::store::StoreError;

@@ -2,7 +2,7 @@
 //! FireLens configuration), each failure a [`StepError`] naming the step.
 
 use super::Executor;
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::store::Store;
 use crate::task::reason;
 use crate::taskdef::model::{NetworkMode, TaskDefinition};

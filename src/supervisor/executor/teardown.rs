@@ -2,7 +2,7 @@
 //! error is recorded (the supervisor log and the task's warnings).
 
 use super::{Executor, Steps, now_ms, now_us};
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::store::{DesiredStatus, LastStatus};
 use crate::supervisor::machine::Status;
 use runtime::{Container, Signal};
@@ -160,16 +160,20 @@ impl Executor {
         let paths = self.paths.clone();
         let containers = self.slots.len();
         let work = move || {
-            let unmounted: Vec<(usize, Result<(), String>)> = targets
+            let unmounted: Vec<(usize, Result<(), UnmountError>)> = targets
                 .iter()
                 .map(|(idx, target)| {
-                    let r = rootfs_cache::rootfs::unmount(target).map_err(|e| error_chain(&e));
+                    let r = rootfs_cache::rootfs::unmount(target).map_err(UnmountError::Unmount);
                     (*idx, r)
                 })
                 .collect();
-            let dir = paths
-                .remove_rootfs_dir(containers)
-                .map_err(|e| format!("failed to remove {}: {e}", paths.rootfs_dir.display()));
+            let dir =
+                paths
+                    .remove_rootfs_dir(containers)
+                    .map_err(|source| UnmountError::RemoveDir {
+                        dir: paths.rootfs_dir.clone(),
+                        source,
+                    });
             (unmounted, dir)
         };
         match threadgate::spawn(
@@ -191,18 +195,36 @@ impl Executor {
         for (idx, r) in unmounted {
             match r {
                 Ok(()) => self.slots[idx].mounted = false,
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         if let Err(e) = dir {
-            errors.push(e);
+            errors.push(e.to_string());
         }
     }
 }
 
 /// What [`Executor::begin_unmount`] reports: each container's unmount, then the removal of
 /// the rootfs dir.
-type Unmounted = (Vec<(usize, Result<(), String>)>, Result<(), String>);
+type Unmounted = (
+    Vec<(usize, Result<(), UnmountError>)>,
+    Result<(), UnmountError>,
+);
+
+/// A step of [`Executor::begin_unmount`] that failed; its text is one of the task's
+/// teardown warnings.
+#[derive(Debug, thiserror::Error)]
+enum UnmountError {
+    /// A container's rootfs did not unmount (the text holds the whole chain of causes).
+    #[error("{}", error_chain(.0))]
+    Unmount(#[source] rootfs_cache::rootfs::RootfsError),
+    #[error("failed to remove {}: {source}", .dir.display())]
+    RemoveDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The rootfs unmounts, running or done.
 enum Unmount {

@@ -20,12 +20,27 @@
 //! launch joins it, after the creates.
 
 use super::{Executor, Phase, now_us};
-use crate::error_chain;
+use crate::errors::error_chain;
 use crate::supervisor::endpoints::metadata::{PendingEndpoint, ProvisionError, Server};
 use crate::supervisor::isolation::network::{NetworkError, Wired, Wiring};
 use crate::task::reason;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+
+/// Why the task's network or its metadata endpoint did not come up. Its text is the
+/// task's reason, as when the steps ran one after the other.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WiringError {
+    /// The wiring thread panicked.
+    #[error("{init}: {0}", init = reason::RESOURCE_INIT)]
+    Panicked(#[source] NetworkError),
+    /// The wiring, or recording what it made, failed (the text holds the whole chain).
+    #[error("{init}: {chain}", init = reason::RESOURCE_INIT, chain = error_chain(.0))]
+    Network(#[source] NetworkError),
+    /// The task metadata endpoint did not start (its text says so, with the reason).
+    #[error(transparent)]
+    Endpoint(#[from] ProvisionError),
+}
 
 /// The wiring thread, until joined.
 pub(super) struct Beside {
@@ -125,7 +140,10 @@ pub(super) fn spawn(wiring: Wiring, task_id: &str) -> Result<Beside, SpawnError>
 impl Executor {
     /// Hands the task's endpoint to the wiring thread, which starts it once `lo` has its
     /// address; without one (the wiring already joined), it is started here.
-    pub(super) fn start_endpoint(&mut self, mut pending: PendingEndpoint) -> Result<(), String> {
+    pub(super) fn start_endpoint(
+        &mut self,
+        mut pending: PendingEndpoint,
+    ) -> Result<(), WiringError> {
         if let Some(b) = &self.wiring {
             b.gate.update(|st| st.endpoint = Some(pending));
             return Ok(());
@@ -135,7 +153,7 @@ impl Executor {
                 self.inside.serving(server);
                 Ok(())
             }
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(e)) => Err(WiringError::Endpoint(e)),
             None => Ok(()),
         }
     }
@@ -143,7 +161,7 @@ impl Executor {
     /// Waits for the wiring thread, if one runs, and takes in what it did: the
     /// `network-config` phase, the attachment's status, the endpoint. `Err` is the task's
     /// reason (the network's or the endpoint's, as when they ran in line).
-    pub(super) fn join_wiring(&mut self) -> Result<(), String> {
+    pub(super) fn join_wiring(&mut self) -> Result<(), WiringError> {
         let Some(b) = self.wiring.take() else {
             return Ok(());
         };
@@ -161,7 +179,7 @@ impl Executor {
             if let Err(e) = self.net.finish(&self.task.id, Err(&err)) {
                 tracing::error!(task_id = %self.task.id, error = %error_chain(&e), "failed to record the network");
             }
-            return Err(format!("{}: {err}", reason::RESOURCE_INIT));
+            return Err(WiringError::Panicked(err));
         };
         tracing::debug!(task_id = %self.task.id, waited_ms = waited as f64 / 1000.0,
             "task network configuration joined");
@@ -180,15 +198,15 @@ impl Executor {
         // Dropped here, where they were made.
         drop((wiring, pending));
         let finished = self.net.finish(&self.task.id, result.as_ref());
-        if let Err(e) = &result {
-            return Err(format!("{}: {}", reason::RESOURCE_INIT, error_chain(e)));
+        if let Err(e) = result {
+            return Err(WiringError::Network(e));
         }
         if let Err(e) = finished {
-            return Err(format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
+            return Err(WiringError::Network(e));
         }
         match endpoint {
             Some(Ok(server)) => self.inside.serving(server),
-            Some(Err(e)) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(WiringError::Endpoint(e)),
             None => {}
         }
         Ok(())

@@ -8,9 +8,7 @@ use crate::taskdef::model::TaskDefinition;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Fargate's default and minimum. Ref: ecs.json `EphemeralStorage` (20–200 GiB);
-/// docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-task-storage.html.
-pub const DEFAULT_GIB: i64 = 20;
+pub use crate::task::ephemeral::size_gib;
 
 /// The environment variable that turns enforcement on (`enforce`).
 pub const ENV: &str = "MINIFARGATE_EPHEMERAL_STORAGE";
@@ -34,14 +32,6 @@ pub enum EphemeralError {
         #[source]
         source: nix::Error,
     },
-}
-
-/// The size a task's ephemeral storage has: the definition's, else Fargate's 20 GiB.
-pub fn size_gib(def: &TaskDefinition) -> i64 {
-    def.ephemeral_storage
-        .as_ref()
-        .and_then(|e| e.size_in_gib)
-        .unwrap_or(DEFAULT_GIB)
 }
 
 /// Whether this host enforces it (`MINIFARGATE_EPHEMERAL_STORAGE=enforce`).

@@ -421,13 +421,6 @@ pub fn private_dns_name(ip: Ipv4Addr, region: &str) -> String {
 
 pub use crate::store::{Binding, Recorded, StoredBinding};
 
-impl Recorded {
-    /// What the network step stored for the task of `row` (`None` before it ran).
-    pub fn of(row: &NetworkRow) -> Option<Recorded> {
-        row.network.clone()
-    }
-}
-
 /// Groups the crate's flat host port list (ranges expanded, in mapping order) back into
 /// one binding per port mapping; the `unpublished` mappings have no host ports.
 fn bindings(
@@ -948,29 +941,29 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
     let mut row = match store.task_network(task) {
         Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![crate::error_chain(&e)],
+        Err(e) => return vec![crate::errors::error_chain(&e)],
     };
     let mut errors = Vec::new();
     if let (Some(b), Some(s)) = (&row.bridge, &row.subnet) {
         match Settings::parse(b, s).and_then(|st| open(run_root, &st.bridge, st.subnet)) {
             Ok(net) => {
                 if let Err(e) = net.teardown(task) {
-                    errors.push(crate::error_chain(&e));
+                    errors.push(crate::errors::error_chain(&e));
                 }
                 // The run root (the network's state) may have been lost with the task,
                 // e.g. by a reboot: what is left is found by name.
                 if let Err(e) = net.teardown_lost(task) {
-                    errors.push(crate::error_chain(&e));
+                    errors.push(crate::errors::error_chain(&e));
                 }
             }
-            Err(e) => errors.push(crate::error_chain(&e)),
+            Err(e) => errors.push(crate::errors::error_chain(&e)),
         }
     }
     if row.attachment_status != AttachmentStatus::Failed {
         row.attachment_status = AttachmentStatus::Deleted;
     }
     if let Err(e) = store.save_network(&row) {
-        errors.push(crate::error_chain(&e));
+        errors.push(crate::errors::error_chain(&e));
     }
     errors
 }
@@ -980,10 +973,10 @@ pub fn teardown_dead(store: &mut Store, run_root: &Path, task: &str) -> Vec<Stri
 #[derive(Debug, thiserror::Error)]
 pub enum ResetError {
     /// The bridge's network manager could not be opened.
-    #[error("{}", crate::error_chain(.0))]
+    #[error("{}", crate::errors::error_chain(.0))]
     Open(#[source] NetworkError),
     /// Resetting it left something behind.
-    #[error("{}", crate::error_chain(.0))]
+    #[error("{}", crate::errors::error_chain(.0))]
     Reset(#[source] netns::GcError),
 }
 
@@ -1019,7 +1012,7 @@ pub fn gc(store: &Store, run_root: &Path) {
         let Ok(s) = Settings::parse(&bridge, DEFAULT_SUBNET) else {
             continue;
         };
-        let fail = |e: &(dyn std::error::Error + 'static)| tracing::error!(%bridge, error = %crate::error_chain(e), "network GC failed");
+        let fail = |e: &(dyn std::error::Error + 'static)| tracing::error!(%bridge, error = %crate::errors::error_chain(e), "network GC failed");
         let net = match open(run_root, &s.bridge, s.subnet) {
             Ok(n) => n,
             Err(e) => {

@@ -379,7 +379,7 @@ impl Awslogs {
                         tracing::warn!(group = %self.opts.group, stream = %stream, lost = batch.len(), "awslogs: the log group was deleted; events dropped")
                     }
                     Err(e) => {
-                        tracing::warn!(group = %self.opts.group, error = %crate::error_chain(&e), lost = batch.len(), "awslogs: failed to store events")
+                        tracing::warn!(group = %self.opts.group, error = %crate::errors::error_chain(&e), lost = batch.len(), "awslogs: failed to store events")
                     }
                 }
                 if let Some(f) = forward.as_mut() {

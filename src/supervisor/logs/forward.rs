@@ -6,8 +6,7 @@
 //! The forwarder runs on the driver's flush thread, never on the container's output path:
 //! a non-blocking container is never stalled by it.
 
-use crate::ecs::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
-use crate::ecs::table::Op;
+use crate::store::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
 use crate::supervisor::aws_http::{AwsError, Client, Service};
 use crate::supervisor::endpoints::credentials::Execution;
 use serde_json::json;
@@ -157,10 +156,7 @@ impl Remote {
         let exists = |e: &AwsError| e.code() == Some("ResourceAlreadyExistsException");
         if self.create_group
             && let Err(e) = self
-                .call(
-                    Op::CreateLogGroup.name(),
-                    json!({"logGroupName": self.group}),
-                )
+                .call("CreateLogGroup", json!({"logGroupName": self.group}))
                 .await
             && !exists(&e)
         {
@@ -171,7 +167,7 @@ impl Remote {
         }
         if let Err(e) = self
             .call(
-                Op::CreateLogStream.name(),
+                "CreateLogStream",
                 json!({"logGroupName": self.group, "logStreamName": self.stream}),
             )
             .await
@@ -226,7 +222,7 @@ impl Remote {
             "logStreamName": self.stream,
             "logEvents": events,
         });
-        self.call(Op::PutLogEvents.name(), body).await.map_err(|e| {
+        self.call("PutLogEvents", body).await.map_err(|e| {
             if e.code() == Some("ResourceNotFoundException") {
                 // The stream (or group) went: create it again on the next attempt.
                 self.ready = false;

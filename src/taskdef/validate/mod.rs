@@ -892,7 +892,7 @@ impl Checker {
                     "placementConstraints entry without a type (memberOf): it constrains nothing.",
                 );
             } else if let Err(e) =
-                crate::cluster::query::Query::parse(pc.expression.as_deref().unwrap_or_default())
+                crate::taskdef::query::Query::parse(pc.expression.as_deref().unwrap_or_default())
             {
                 // Ref: ecs.json `TaskDefinitionPlacementConstraint.expression` ("A cluster
                 // query language expression"); ECS documents no refusal at registration,

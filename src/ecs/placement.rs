@@ -15,7 +15,7 @@
 //!   ("Place each task on a different container instance"; ECS counts the tasks whose
 //!   desired status is not STOPPED, so callers leave those out of [`Candidate::tasks`]; the
 //!   API reference: "each task in a particular group") and `memberOf` (a cluster query
-//!   language expression, [`super::query`], `task:group` included).
+//!   language expression, [`crate::taskdef::query`], `task:group` included).
 //! - **Strategies** (developerguide/task-placement-strategies.html, ecs.json
 //!   `PlacementStrategy`): `random`; `spread` on `instanceId` (or `host`, "which has the
 //!   same effect") or `attribute:NAME` (the tasks of the group counted per value; instances
@@ -32,9 +32,9 @@
 //!   instance is [`PlacementError::NoContainerInstances`] (RunTask's
 //!   InvalidParameterException "No Container Instances were found in your cluster.").
 
-use super::query::{Query, QueryError, Subjects};
 use crate::ecs::shapes::{Failure, PlacementConstraint, PlacementStrategy};
 use crate::taskdef::model::{NetworkMode, TaskDefinition, TransportProtocol};
+use crate::taskdef::query::{Query, QueryError, Subjects};
 use crate::taskdef::units::{CpuUnits, MemoryMib};
 use std::collections::{BTreeMap, BTreeSet};
 

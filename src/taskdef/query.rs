@@ -11,7 +11,7 @@
 //!
 //! A query is answered by anything that implements [`Subjects`]: a registered
 //! [`super::instances::Instance`] (ListContainerInstances) or a placement
-//! [`super::placement::Candidate`] (`memberOf`, where `task:group` names the groups of the
+//! [`crate::ecs::placement::Candidate`] (`memberOf`, where `task:group` names the groups of the
 //! tasks the instance runs).
 
 /// What a query asks of a container instance: one value per subject, and the groups of

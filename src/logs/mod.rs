@@ -11,8 +11,8 @@ mod filter;
 
 pub use filter::Pattern;
 
-use super::Ecs;
-use super::table::Op;
+use crate::ecs::Ecs;
+use crate::ecs::table::Op;
 use crate::store::StoreError;
 use crate::store::logs::{EventRange, EventRow, LogStore, Put, StreamRow};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub enum LogsError {
     #[error("UnknownOperationException: {0}")]
     UnknownOperation(String),
     /// A failure of this host's store: CloudWatch's 500 is ServiceUnavailableException.
-    #[error("ServiceUnavailableException: {}", crate::error_chain(.0))]
+    #[error("ServiceUnavailableException: {}", crate::errors::error_chain(.0))]
     Store(#[from] StoreError),
     /// A response that failed to encode as JSON: CloudWatch's 500.
     #[error("ServiceUnavailableException: failed to encode the response: {0}")]
@@ -73,7 +73,7 @@ impl LogsError {
             | LogsError::ResourceAlreadyExists(m)
             | LogsError::Serialization(m)
             | LogsError::UnknownOperation(m) => m.clone(),
-            LogsError::Store(e) => crate::error_chain(e),
+            LogsError::Store(e) => crate::errors::error_chain(e),
             LogsError::Encode(e) => format!("failed to encode the response: {e}"),
         }
     }
@@ -170,7 +170,7 @@ pub struct CreateLogGroupRequest {
 pub fn create_log_group(ecs: &Ecs, r: &CreateLogGroupRequest) -> LogsResult<Value> {
     refuse_others(Op::CreateLogGroup, &r.others)?;
     check_group_name(&r.log_group_name)?;
-    if !store(ecs)?.create_group(&r.log_group_name, super::now_ms())? {
+    if !store(ecs)?.create_group(&r.log_group_name, crate::ecs::now_ms())? {
         return Err(LogsError::ResourceAlreadyExists(
             "The specified log group already exists".into(),
         ));
@@ -200,7 +200,7 @@ pub struct LogStreamRequest {
 
 pub fn create_log_stream(ecs: &Ecs, r: &LogStreamRequest) -> LogsResult<Value> {
     check_stream_name(&r.log_stream_name)?;
-    match store(ecs)?.create_stream(&r.log_group_name, &r.log_stream_name, super::now_ms())? {
+    match store(ecs)?.create_stream(&r.log_group_name, &r.log_stream_name, crate::ecs::now_ms())? {
         None => Err(LogsError::ResourceNotFound(NO_GROUP.into())),
         Some(false) => Err(LogsError::ResourceAlreadyExists(
             "The specified log stream already exists".into(),
@@ -244,7 +244,7 @@ pub fn put_retention_policy(ecs: &Ecs, r: &PutRetentionPolicyRequest) -> LogsRes
     if !store(ecs)?.set_retention(
         &r.log_group_name,
         Some(r.retention_in_days),
-        super::now_ms(),
+        crate::ecs::now_ms(),
     )? {
         return Err(LogsError::ResourceNotFound(NO_GROUP.into()));
     }
@@ -252,7 +252,7 @@ pub fn put_retention_policy(ecs: &Ecs, r: &PutRetentionPolicyRequest) -> LogsRes
 }
 
 pub fn delete_retention_policy(ecs: &Ecs, r: &LogGroupRequest) -> LogsResult<Value> {
-    if !store(ecs)?.set_retention(&r.log_group_name, None, super::now_ms())? {
+    if !store(ecs)?.set_retention(&r.log_group_name, None, crate::ecs::now_ms())? {
         return Err(LogsError::ResourceNotFound(NO_GROUP.into()));
     }
     Ok(serde_json::json!({}))
@@ -717,15 +717,11 @@ pub struct PutLogEventsRequest {
     pub others: BTreeMap<String, Value>,
 }
 
-/// Ref: PutLogEvents quotas: "The maximum batch size is 1,048,576 bytes … the sum of all
-/// event messages in UTF-8, plus 26 bytes for each log event", "The maximum number of log
-/// events in a batch is 10,000", "A batch of log events in a single request cannot span
-/// more than 24 hours", "None of the log events in the batch can be more than 2 hours in
-/// the future", "… more than 14 days in the past … [or] older than the retention period",
-/// "The log events in the batch must be in chronological order by their timestamp".
-pub const MAX_BATCH_BYTES: usize = 1_048_576;
-pub const MAX_BATCH_EVENTS: usize = 10_000;
-pub const MAX_BATCH_SPAN_MS: i64 = 24 * 3_600_000;
+/// PutLogEvents' batch limits, with their reference: beside the store
+/// (`crate::store::logs`), below the supervisor, whose forwarder to CloudWatch keeps them
+/// too.
+pub use crate::store::logs::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_SPAN_MS};
+// Ref: PutLogEvents quotas (quoted at `crate::store::logs::MAX_BATCH_BYTES`).
 const MAX_FUTURE_MS: i64 = 2 * 3_600_000;
 const MAX_PAST_MS: i64 = 14 * 86_400_000;
 
@@ -787,7 +783,7 @@ pub fn check_batch(
 
 pub fn put_log_events(ecs: &Ecs, r: &PutLogEventsRequest) -> LogsResult<Value> {
     refuse_others(Op::PutLogEvents, &r.others)?;
-    let now = super::now_ms();
+    let now = crate::ecs::now_ms();
     let mut s = store(ecs)?;
     let group = s
         .group(&r.log_group_name)?
