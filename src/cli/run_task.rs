@@ -9,7 +9,7 @@ use crate::ecs::table::Op;
 use crate::ecs::tasks::{self as ecs_tasks, Local, RunTaskRequest, Started};
 use crate::store::{LastStatus, StopCode, Store};
 use crate::supervisor::Client;
-use crate::task::launch;
+use crate::supervisor::launch;
 use crate::task::{PullPolicy, TaskPaths, stop};
 use crate::taskdef::{self, LaunchType};
 use anyhow::{Context, bail};
@@ -682,7 +682,8 @@ fn attach(
             if std::mem::take(&mut supervisor_exited) {
                 // A supervisor exited and its task is not STOPPED: it died. Dead supervisors
                 // only: no pruning of the tasks we follow.
-                if let Err(e) = crate::task::reconcile::reconcile(store, &g.root, &g.run_root) {
+                if let Err(e) = crate::supervisor::reconcile::reconcile(store, &g.root, &g.run_root)
+                {
                     tracing::error!(error = %crate::errors::error_chain(&e), "failed to check task supervisors");
                 }
                 if all_stopped(store, ids)? {

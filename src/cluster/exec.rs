@@ -475,7 +475,7 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
     let sig = sign(&token, crate::ecs::now_ms(), CALL, &body);
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
-    let tls = super::endpoint::agents_tls(etcd).map_err(RemoteError::from)?;
+    let tls = super::agents_client::agents_tls(etcd).map_err(RemoteError::from)?;
     let answer = upgrade(
         &endpoint,
         tls.as_ref(),

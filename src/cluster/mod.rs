@@ -16,6 +16,7 @@
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
 
 pub mod agent;
+pub mod agents_client;
 pub mod api;
 pub mod ecs_config;
 pub mod endpoint;

@@ -3,7 +3,7 @@
 //! task's record; and how they are encoded and decoded.
 
 use crate::store::{DesiredStatus, LaunchRecord, StoredTaskDefinition, Tag, TaskOverride};
-use crate::task::launch::{self, Ids};
+use crate::supervisor::launch::{self, Ids};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::TaskDefinition;
 use serde::{Deserialize, Serialize};

@@ -241,7 +241,7 @@ pub async fn console_view(
     // what the agent sees.
     let sent = url.query().unwrap_or_default().to_string();
     let sig = sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes());
-    let r = super::endpoint::agents_http(etcd, Some(Duration::from_secs(10)))?
+    let r = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?
         .get(url)
         .header(SIGNATURE, sig)
         .send()

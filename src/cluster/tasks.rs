@@ -15,7 +15,7 @@ use crate::ecs::shapes::Failure;
 use crate::ecs::tasks::{Launcher, RunTaskResponse, Started, Supervision};
 use crate::ecs::{Ecs, EcsError, EcsResult};
 use crate::store::{DesiredStatus, Store, StoredTaskDefinition};
-use crate::task::launch::{self, Ids, Prepared};
+use crate::supervisor::launch::{self, Ids, Prepared};
 use crate::taskdef::AwsContext;
 use crate::taskdef::model::{NetworkMode, TaskDefinition};
 

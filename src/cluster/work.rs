@@ -223,7 +223,7 @@ impl Work {
         let ctx = a.context();
         let mut stored = a.stored();
         self.applied.fill(&mut stored.definition);
-        let prepared = crate::task::launch::prepare_task(
+        let prepared = crate::supervisor::launch::prepare_task(
             &ctx,
             &stored,
             &a.request.request(),
@@ -546,7 +546,7 @@ impl Work {
 
 /// What local task `t` reserves on its instance, as placement booked it.
 fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
-    let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
+    let mode = crate::supervisor::launch::network_mode(&t.definition, &t.launch_type);
     let group = t.group.clone().unwrap_or_default();
     let need = crate::ecs::placement::Need::of(&t.definition, mode, group.clone());
     Reservation {

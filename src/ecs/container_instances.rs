@@ -279,7 +279,7 @@ pub(crate) fn on_box(
             .group
             .clone()
             .unwrap_or_else(|| format!("family:{}", t.family));
-        let mode = crate::task::launch::network_mode(&t.definition, &t.launch_type);
+        let mode = crate::supervisor::launch::network_mode(&t.definition, &t.launch_type);
         let need = Need::of(&t.definition, mode, group.clone());
         need.take(&mut candidate);
         if t.desired_status == DesiredStatus::Stopped {

@@ -137,9 +137,9 @@ impl From<anyhow::Error> for EcsError {
             }
             // A runtimePlatform this host cannot run: refused like a request ECS cannot place.
             // (The launch's errors are transparent: the platform error is matched inside.)
-            if let Some(crate::task::launch::LaunchError::Unsupported(
+            if let Some(crate::supervisor::launch::LaunchError::Unsupported(
                 crate::supervisor::support::SupportError::Platform(e),
-            )) = cause.downcast_ref::<crate::task::launch::LaunchError>()
+            )) = cause.downcast_ref::<crate::supervisor::launch::LaunchError>()
             {
                 named = Some(EcsError::client(e.to_string()));
                 break;

@@ -79,7 +79,7 @@ impl Ecs {
     /// Finishes tasks whose supervisor died and prunes old stopped ones; failures are
     /// logged, not fatal (see task::reconcile).
     pub fn reconcile(&self, store: &mut Store) {
-        match crate::task::reconcile::reconcile(store, &self.root, &self.run_root) {
+        match crate::supervisor::reconcile::reconcile(store, &self.root, &self.run_root) {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up");
@@ -93,10 +93,10 @@ impl Ecs {
     }
 
     /// As [`Ecs::reconcile`] for the tasks `ids` (ids, not ARNs) only: see
-    /// `task::reconcile::finish_dead`.
+    /// `supervisor::reconcile::finish_dead`.
     pub fn reconcile_tasks(&self, store: &mut Store, ids: &[&str]) {
         for id in ids {
-            match crate::task::reconcile::finish_dead(store, id, &self.root, &self.run_root) {
+            match crate::supervisor::reconcile::finish_dead(store, id, &self.root, &self.run_root) {
                 Ok(true) => {
                     tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up")
                 }
@@ -124,7 +124,7 @@ impl Ecs {
     /// launch may already be STOPPED; its launcher, which may be following it, must not
     /// forget it.
     pub fn housekeeping_before(&self, store: &mut Store, began_ms: i64) {
-        use crate::task::reconcile as rec;
+        use crate::supervisor::reconcile as rec;
         if let Err(e) = rec::prune(store, &self.root, &self.run_root, began_ms) {
             tracing::error!(error = %crate::errors::error_chain(&e), "failed to prune stopped tasks");
         }

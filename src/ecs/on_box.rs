@@ -76,9 +76,9 @@ pub fn place(
     };
     // The definition as the task will run it (overrides applied); an override naming no
     // container is refused later, by the launch, with its own error.
-    let def = crate::task::launch::apply_overrides(&stored.definition, asked.overrides, "")
+    let def = crate::supervisor::launch::apply_overrides(&stored.definition, asked.overrides, "")
         .unwrap_or_else(|_| stored.definition.clone());
-    let mode = crate::task::launch::network_mode(&def, "EC2");
+    let mode = crate::supervisor::launch::network_mode(&def, "EC2");
     let group = asked
         .group
         .map_or_else(|| format!("family:{}", stored.family()), String::from);

@@ -16,8 +16,8 @@ use crate::store::{
     ContainerRow, DesiredStatus, LastStatus, LaunchRecord, Resource, RunToken, StopCode, Store,
     StoredTaskDefinition, TaskFilter, TaskRow,
 };
+use crate::supervisor::launch::{self, SupervisorCommand};
 use crate::supervisor::{Client, ClientError};
-use crate::task::launch::{self, SupervisorCommand};
 use crate::task::shape::{self, Task};
 use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};

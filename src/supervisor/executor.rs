@@ -814,7 +814,7 @@ impl Executor {
         let (root, run_root) = (&self.opts.root, &self.opts.run_root);
         match self
             .store
-            .with(|s| crate::task::reconcile::reconcile(s, root, run_root))
+            .with(|s| crate::supervisor::reconcile::reconcile(s, root, run_root))
         {
             Ok(ids) => {
                 for id in &ids {

@@ -5,8 +5,6 @@
 //! is under `src/supervisor/`; what the front-ends read of a task is under `src/host/`.
 
 pub mod ephemeral;
-pub mod launch;
-pub mod reconcile;
 pub mod shape;
 pub mod stats;
 

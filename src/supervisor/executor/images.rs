@@ -699,7 +699,7 @@ fn on_ecr(image: &str) -> bool {
 
 /// The images a task of `def` will ask its registries about before it can know anything
 /// else (see [`EarlyChecks`]), with no pinned digest: for its launcher to name before the
-/// task is written (`task::launch::Waiting::announce_images`), so that its supervisor,
+/// task is written (`supervisor::launch::Waiting::announce_images`), so that its supervisor,
 /// started ahead, asks while the launcher works. `None` when there is none: a pull policy
 /// other than `default`, an image on ECR, or only containers with
 /// `repositoryCredentials`. Each image once, in definition order; the supervisor asks

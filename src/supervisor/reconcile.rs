@@ -20,7 +20,7 @@ pub fn supervisor_alive(t: &Liveness, root: &Path, now_ms: i64) -> bool {
         (Some(pid), None) => process_start_time(pid).is_some(),
         (None, _) => {
             now_ms - t.created_at < STARTING_GRACE_MS
-                && crate::task::launch::launch_in_progress(root, &t.id) != Some(false)
+                && crate::supervisor::launch::launch_in_progress(root, &t.id) != Some(false)
         }
     }
 }
@@ -174,7 +174,7 @@ pub fn finish_dead(
     {
         errors.push(format!("failed to remove {}: {e}", paths.run_dir.display()));
     }
-    let _ = std::fs::remove_file(crate::task::launch::launch_lock(&paths.dir));
+    let _ = std::fs::remove_file(crate::supervisor::launch::launch_lock(&paths.dir));
     let why = match t.supervisor_pid {
         Some(pid) => format!(
             "Task supervisor (pid {pid}) exited unexpectedly; minifargate stopped the task and \

@@ -439,7 +439,7 @@ pub fn insert_task(
         builder()
             .create(tasks)
             .map_err(io(&format!("create {}", tasks.display())))?;
-        super::spread_task_dirs(tasks);
+        crate::task::spread_task_dirs(tasks);
     }
     builder()
         .create(&dir)

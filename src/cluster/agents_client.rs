@@ -1,0 +1,75 @@
+//! How serve, the CLI and other boxes reach an agent's endpoint: an HTTP client and a
+//! TLS connector that trust the cluster's CA only (the endpoint itself is
+//! [`super::endpoint`]).
+
+use super::etcd::{Etcd, EtcdError};
+use std::time::Duration;
+
+/// The cluster's CA, read from `etcd`'s `--etcd-cacert`: the only root an agent's
+/// `https://` endpoint is checked against (docs/cluster.md "Security").
+fn cluster_ca(etcd: &Etcd) -> Result<Option<(std::path::PathBuf, Vec<u8>)>, EtcdError> {
+    let Some(ca) = etcd.ca() else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(ca).map_err(|e| EtcdError::Tls {
+        path: ca.display().to_string(),
+        why: e.to_string(),
+    })?;
+    Ok(Some((ca.to_path_buf(), pem)))
+}
+
+/// An HTTP client for agents' endpoints: straight to the box (no proxy), a 2 s connect
+/// deadline, `total` for the whole call if given, and for `https://` endpoints the
+/// cluster's CA as its only root (no public CA vouches for a box).
+pub fn agents_http(etcd: &Etcd, total: Option<Duration>) -> Result<reqwest::Client, EtcdError> {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(t) = total {
+        b = b.timeout(t);
+    }
+    if let Some((path, pem)) = cluster_ca(etcd)? {
+        b = b.tls_built_in_root_certs(false);
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EtcdError::Tls {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().map_err(|e| EtcdError::Tls {
+        path: "the agents' TLS configuration".into(),
+        why: e.to_string(),
+    })
+}
+
+/// A TLS connector for agents' `https://` endpoints that trusts the cluster's CA only
+/// (`exec`'s stream, which is not an HTTP client's); `None` without a CA.
+pub fn agents_tls(etcd: &Etcd) -> Result<Option<tokio_rustls::TlsConnector>, EtcdError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let Some((path, pem)) = cluster_ca(etcd)? else {
+        return Ok(None);
+    };
+    let bad = |why: String| EtcdError::Tls {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    ))))
+}
