@@ -68,6 +68,22 @@ fn run_task(api: &common::api::Api, family: &str, count: u32) -> (Value, u16) {
     )
 }
 
+/// RunTask with `clientToken` `token`, straight to the API: the answer and its status.
+fn run_task_with_token(api: &common::api::Api, family: &str, token: &str) -> (Value, u16) {
+    let body = json!({
+        "taskDefinition": family,
+        "launchType": "EC2",
+        "count": 1,
+        "clientToken": token,
+    });
+    let (out, _) = ecs_call(api, "RunTask", &body.to_string());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    (
+        serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+        status.parse().unwrap(),
+    )
+}
+
 fn task_ids(run: &Value) -> Vec<String> {
     run["tasks"]
         .as_array()
@@ -245,4 +261,156 @@ fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest()
             .is_empty()
             .then_some(())
     });
+}
+
+#[test]
+fn a_run_task_with_a_token_whose_publish_is_lost_or_refused_answers_its_placed_task_once() {
+    // botocore sends a clientToken with every RunTask, so each runs under the control
+    // plane's write lock and its token's row is published after the placement: a lost or
+    // refused publish must not turn a placed task into an error (the client would launch
+    // it again), and the token must still bring back that task, not a new one.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let (_a, _b) = two_boxes(&etcd, &api, 5);
+    register(&api, "tok.json", &sleeper("one-token"));
+    // The lock's transaction is a few hundred bytes; the placement (kilobytes) and then
+    // the token's row are the next two larger ones: the second is the publish.
+    let publish = |then| Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 500,
+        skip: 1,
+        times: 1,
+        then,
+    };
+    for (token, then, what) in [
+        (
+            "tok-lost",
+            Then::Lose {
+                after: 0,
+                how: Cut::Reset,
+            },
+            "answer cut",
+        ),
+        ("tok-refused", Then::Refuse(503), "status 503"),
+    ] {
+        let before = assignments(&etcd);
+        proxy.inject(publish(then));
+        let (run, status) = run_task_with_token(&api, "one-token", token);
+        let fired = proxy
+            .seen_for("/v3/kv/txn")
+            .into_iter()
+            .filter(|s| s.action.starts_with(what))
+            .count();
+        assert_eq!(
+            fired,
+            1,
+            "{token}: the fault fired once: {:?}",
+            proxy.seen()
+        );
+        proxy.heal();
+        let placed: Vec<String> = assignments(&etcd)
+            .into_keys()
+            .filter(|k| !before.contains_key(k))
+            .collect();
+        eprintln!("{token}: RunTask {status}: {run:#}\nplaced: {placed:?}");
+        assert_eq!(placed.len(), 1, "{token}: one task placed");
+        assert_eq!(status, 200, "{token}: the placed task is answered: {run:#}");
+        assert_eq!(task_ids(&run), placed, "{token}: {run:#}");
+        // The same token again: nothing new placed (the token's row was kept).
+        let (again, status) = run_task_with_token(&api, "one-token", token);
+        assert_eq!(status, 200, "{token}: {again:#}");
+        assert!(
+            task_ids(&again).iter().all(|t| placed.contains(t)),
+            "{token}: {again:#}"
+        );
+        let now: Vec<String> = assignments(&etcd)
+            .into_keys()
+            .filter(|k| !before.contains_key(k))
+            .collect();
+        assert_eq!(now, placed, "{token}: the retry placed another task");
+    }
+}
+
+#[test]
+fn instance_state_changes_whose_answers_are_lost_answer_what_took_effect() {
+    // UpdateContainerInstancesState and DeregisterContainerInstance write in etcd
+    // transactions: one that committed but whose answer was lost took effect, and is
+    // answered so (read back), never as a ServerException.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let (a, b) = two_boxes(&etcd, &api, 5);
+    let lose = |path: &str| Fault::Request {
+        path: path.into(),
+        min_body: 0,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    };
+    let call = |op: &str, body: Value| -> (Value, u16) {
+        let (out, _) = ecs_call(&api, op, &body.to_string());
+        let (json, status) = out.rsplit_once('\n').unwrap();
+        (
+            serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+            status.parse().unwrap(),
+        )
+    };
+    let fired = |path: &str| {
+        proxy
+            .seen_for(path)
+            .iter()
+            .filter(|s| s.action.starts_with("answer cut"))
+            .count()
+    };
+    let status_in_etcd = |id: String| {
+        let key = format!("/minifargate/v1/clusters/default/status/{id}");
+        let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    // DRAINING, its answer lost.
+    proxy.inject(lose("/v3/kv/txn"));
+    let (drained, status) = call(
+        "UpdateContainerInstancesState",
+        json!({"containerInstances": [b.arn()], "status": "DRAINING"}),
+    );
+    assert_eq!(fired("/v3/kv/txn"), 1, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(b.id()), "DRAINING");
+    assert_eq!(status, 200, "it took effect: {drained:#}");
+    assert_eq!(
+        drained["containerInstances"][0]["status"], "DRAINING",
+        "{drained:#}"
+    );
+    assert_eq!(drained["failures"], json!([]), "{drained:#}");
+
+    // Deregistered, the answer of its INACTIVE lost.
+    proxy.inject(lose("/v3/kv/txn"));
+    let (gone, status) = call(
+        "DeregisterContainerInstance",
+        json!({"containerInstance": a.arn()}),
+    );
+    assert_eq!(fired("/v3/kv/txn"), 2, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(a.id()), "INACTIVE");
+    assert_eq!(status, 200, "it took effect: {gone:#}");
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
+
+    // Deregistered with force, the answer of its subnet's release lost.
+    proxy.inject(lose("/v3/kv/deleterange"));
+    let (gone, status) = call(
+        "DeregisterContainerInstance",
+        json!({"containerInstance": b.arn(), "force": true}),
+    );
+    assert_eq!(fired("/v3/kv/deleterange"), 1, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(b.id()), "INACTIVE");
+    assert_eq!(status, 200, "it took effect: {gone:#}");
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
 }

@@ -141,13 +141,31 @@ impl Replica {
     /// copy that has applied every earlier write, its changes published before the lock
     /// goes.
     pub fn write<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
+        self.write_effects(f, |_| false)
+    }
+
+    /// [`Self::write`] for an operation with effects outside these rows (RunTask's tasks,
+    /// placed in their own transactions): when `happened` says the answer's effects took
+    /// place, the answer is the answer even if the rows could not be published under the
+    /// lock it ran with (the lock's lease expired, etcd refused); they are then published
+    /// under a new lock, each only where nobody changed it since (RunTask's idempotency
+    /// token, so a retry with it gets these tasks, not new ones). Never an error for what
+    /// happened.
+    pub fn write_effects<T>(
+        &self,
+        f: impl FnOnce() -> T,
+        happened: impl FnOnce(&T) -> bool,
+    ) -> Result<T, Error> {
         let _one = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let held = super::block_on(self.lock())?;
         let caught_up = self.wait_applied(held.written);
         let (out, published) = match caught_up {
             Ok(()) => {
                 let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                let out = f();
+                let out = {
+                    let _held = HeldHere::set(held.revision);
+                    f()
+                };
                 (Ok(out), Some(self.publish(held.revision)))
             }
             Err(e) => (Err(e), None),
@@ -158,9 +176,58 @@ impl Replica {
         });
         let out = out?;
         match published {
-            Some(Err(e)) => Err(e),
+            Some(Err(Unpublished { error, rows })) => {
+                if !happened(&out) {
+                    return Err(*error);
+                }
+                tracing::warn!(error = %crate::error_chain(&error),
+                    "a write whose effects took place could not publish its rows under its \
+                     lock: publishing them under a new one");
+                if let Err(e) = self.republish(&rows) {
+                    tracing::warn!(error = %crate::error_chain(&e),
+                        "rows of a write whose effects took place not published (an \
+                         idempotency token may not be remembered)");
+                }
+                Ok(out)
+            }
             _ => Ok(out),
         }
+    }
+
+    /// Publishes `rows` (etcd's revision of each as read back, 0: absent) under a new
+    /// lock, each only while etcd still has it as read back; applies them here too.
+    fn republish(&self, rows: &[(RowChange, i64)]) -> Result<(), Error> {
+        let held = super::block_on(self.lock())?;
+        let result = (|| -> Result<(), Error> {
+            self.wait_applied(held.written)?;
+            let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut compares = vec![Compare::ModRevision(keys::db_lock(), held.revision)];
+            let mut ops = Vec::new();
+            for (c, rev) in rows {
+                let key = keys::db_row(&c.table, &c.key);
+                compares.push(match rev {
+                    0 => Compare::Absent(key.clone()),
+                    rev => Compare::ModRevision(key.clone(), *rev),
+                });
+                ops.push(match &c.row {
+                    Some(row) => Op::Put(key, Value::Object(row.clone()).to_string().into_bytes()),
+                    None => Op::Delete(key),
+                });
+            }
+            ops.push(Op::Put(keys::db_written(), self.name.as_bytes().to_vec()));
+            if !super::block_on(self.etcd.txn(&compares, &ops))? {
+                return Err(Error::LockLost);
+            }
+            let changes: Vec<RowChange> = rows.iter().map(|(c, _)| c.clone()).collect();
+            let mut store = Store::open(&self.root)?;
+            store.apply_replicated(&changes, false)?;
+            Ok(())
+        })();
+        super::block_on(async {
+            held.keeper.abort();
+            let _ = self.etcd.revoke(held.lease).await;
+        });
+        result
     }
 
     /// Publishes what this serve changed outside a write (a RunTask without a token that
@@ -271,26 +338,97 @@ impl Replica {
 
     /// Publishes the rows this serve changed, while the lock taken at `lock_rev` is still
     /// its own; when it is not, the rows are read back from etcd.
-    fn publish(&self, lock_rev: i64) -> Result<(), Error> {
-        let mut store = Store::open(&self.root)?;
-        let (last, changes) = store.pending_changes()?;
+    ///
+    /// A publish whose outcome is unknown (its answer lost, the lock's lease expired
+    /// meanwhile) is read back: when etcd has every row as sent, the write took effect.
+    fn publish(&self, lock_rev: i64) -> Result<(), Unpublished> {
+        let unpublished = |error: Error| Unpublished {
+            error: Box::new(error),
+            rows: Vec::new(),
+        };
+        let mut store = Store::open(&self.root).map_err(|e| unpublished(e.into()))?;
+        let (last, changes) = store.pending_changes().map_err(|e| unpublished(e.into()))?;
         if changes.is_empty() {
             return Ok(());
         }
         let sent = super::block_on(put_rows(self.etcd, &self.name, &changes, Some(lock_rev)));
-        match sent {
+        let error = match sent {
             Ok(()) => {
-                store.forget_changes(last)?;
-                Ok(())
+                store
+                    .forget_changes(last)
+                    .map_err(|e| unpublished(e.into()))?;
+                return Ok(());
             }
+            Err(e) => e,
+        };
+        // What etcd has is the truth: the local copy takes it back.
+        let back = match super::block_on(read_back(self.etcd, &changes)) {
+            Ok(back) => back,
             Err(e) => {
-                // What etcd has is the truth: the local copy takes it back.
-                let back = super::block_on(read_back(self.etcd, &changes))?;
-                store.apply_replicated(&back, false)?;
-                store.forget_changes(last)?;
-                Err(e)
+                tracing::warn!(error = %crate::error_chain(&e), "publishing this serve's \
+                    rows failed and etcd could not be read back: the rows stay pending");
+                return Err(unpublished(error));
             }
+        };
+        let taken = back.iter().zip(&changes).all(|((b, _), c)| b.row == c.row);
+        let rows: Vec<RowChange> = back.iter().map(|(b, _)| b.clone()).collect();
+        let applied = store
+            .apply_replicated(&rows, false)
+            .map_err(Error::from)
+            .and_then(|()| store.forget_changes(last).map_err(Error::from));
+        if let Err(e) = applied {
+            return Err(unpublished(e));
         }
+        if taken {
+            tracing::info!(error = %crate::error_chain(&error),
+                "publishing this serve's rows looked failed, yet etcd has every one: taken");
+            return Ok(());
+        }
+        Err(Unpublished {
+            error: Box::new(error),
+            rows: changes
+                .into_iter()
+                .zip(back)
+                .map(|(c, (_, rev))| (c, rev))
+                .collect(),
+        })
+    }
+}
+
+/// A publish that did not take: why, and the rows it sent with etcd's revision of each
+/// as read back (0: absent; empty when etcd could not be read back).
+struct Unpublished {
+    error: Box<Error>,
+    rows: Vec<(RowChange, i64)>,
+}
+
+thread_local! {
+    /// The revision of the control plane's write lock the write running on this thread
+    /// holds.
+    static HELD: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The revision of the control plane's write lock (`keys::db_lock()`) held by the write
+/// running on this thread, if any: a placement made under it compares it, so a write
+/// whose lock was lost (its lease expired, another serve writes now) places nothing
+/// (a service's scale-down published meanwhile is never raced by a stale pass).
+pub fn held_lock() -> Option<i64> {
+    HELD.with(|h| h.get())
+}
+
+/// Sets [`held_lock`] for this thread while it lives.
+struct HeldHere;
+
+impl HeldHere {
+    fn set(rev: i64) -> HeldHere {
+        HELD.with(|h| h.set(Some(rev)));
+        HeldHere
+    }
+}
+
+impl Drop for HeldHere {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(None));
     }
 }
 
@@ -338,20 +476,23 @@ async fn put_rows(
     Ok(())
 }
 
-/// The rows of `changes` as etcd has them.
-async fn read_back(etcd: &Etcd, changes: &[RowChange]) -> Result<Vec<RowChange>, Error> {
+/// The rows of `changes` as etcd has them, each with its revision (0: absent).
+async fn read_back(etcd: &Etcd, changes: &[RowChange]) -> Result<Vec<(RowChange, i64)>, Error> {
     let mut out = Vec::new();
     for c in changes {
         let key = keys::db_row(&c.table, &c.key);
-        let row = match etcd.get(&key).await? {
-            Some(kv) => Some(decode_row(&key, &kv.value)?),
-            None => None,
+        let (row, rev) = match etcd.get(&key).await? {
+            Some(kv) => (Some(decode_row(&key, &kv.value)?), kv.mod_revision),
+            None => (None, 0),
         };
-        out.push(RowChange {
-            table: c.table.clone(),
-            key: c.key.clone(),
-            row,
-        });
+        out.push((
+            RowChange {
+                table: c.table.clone(),
+                key: c.key.clone(),
+                row,
+            },
+            rev,
+        ));
     }
     Ok(out)
 }
