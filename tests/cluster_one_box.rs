@@ -414,3 +414,60 @@ fn instance_state_changes_whose_answers_are_lost_answer_what_took_effect() {
     assert_eq!(status, 200, "it took effect: {gone:#}");
     assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
 }
+
+#[test]
+fn an_agent_sees_its_instance_drained_and_deregistered_at_once() {
+    // The agent watches its own instance's status: DRAINING is seen when it is set, and
+    // INACTIVE (deregistered with force) stops what the box runs of it and ends the
+    // agent, as a restarted agent of an INACTIVE instance does, without waiting for a
+    // reconnection that may never come.
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let mut a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "watch.json", &sleeper("one-watch"));
+    let (run, status) = run_task(&api, "one-watch", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    let local = |a: &Agent| {
+        a.mf.json(&["describe-tasks", "--tasks", &id])["tasks"][0]["lastStatus"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    api.wait_for(60, "the task RUNNING on its box", || {
+        (local(&a) == "RUNNING").then_some(())
+    });
+
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &a.arn(),
+        "--status",
+        "DRAINING",
+    ]);
+    api.wait_for(3, "the agent seeing DRAINING", || {
+        a.log_text().contains("is now DRAINING").then_some(())
+    });
+
+    api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &a.arn(),
+        "--force",
+    ]);
+    let status = common::util::wait_until(
+        "the agent of the INACTIVE instance to end",
+        std::time::Duration::from_secs(15),
+        || a.child.as_mut().unwrap().try_wait().unwrap(),
+    );
+    a.child = None;
+    assert!(!status.success());
+    let log = a.log_text();
+    assert!(log.contains("was deregistered"), "{log}");
+    api.wait_for(30, "the box's task STOPPED", || {
+        (local(&a) == "STOPPED").then_some(())
+    });
+}
