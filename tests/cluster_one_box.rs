@@ -471,3 +471,49 @@ fn an_agent_sees_its_instance_drained_and_deregistered_at_once() {
         (local(&a) == "STOPPED").then_some(())
     });
 }
+
+#[test]
+fn a_stop_task_whose_answer_is_lost_answers_that_the_stop_was_asked() {
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "stop.json", &sleeper("one-stop"));
+    let (run, status) = run_task(&api, "one-stop", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    // The assignment's transaction (kilobytes: it carries the task definition) is applied
+    // and its answer lost.
+    proxy.inject(Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 2000,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    });
+    let (out, _) = ecs_call(&api, "StopTask", &json!({ "task": id }).to_string());
+    let cut = proxy
+        .seen_for("/v3/kv/txn")
+        .iter()
+        .filter(|s| s.action.starts_with("answer cut"))
+        .count();
+    proxy.heal();
+    assert_eq!(cut, 1, "{:?}", proxy.seen());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "the stop was asked: {json}");
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["task"]["desiredStatus"], "STOPPED", "{v:#}");
+    api.wait_for(60, "the task STOPPED", || {
+        (common::cluster::describe_task(&api, run["tasks"][0]["taskArn"].as_str().unwrap())
+            ["lastStatus"]
+            == "STOPPED")
+            .then_some(())
+    });
+}

@@ -495,22 +495,34 @@ pub async fn desire_stopped(
     reason: &str,
 ) -> EcsResult<()> {
     let key = keys::assignment(cluster, instance, id);
-    let Some(kv) = etcd.get(&key).await.map_err(server)? else {
-        return Ok(());
-    };
-    let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
-    if a.desired_status == DesiredStatus::Stopped {
-        return Ok(());
+    // A transaction whose answer was lost is read back: STOPPED wanted (or the assignment
+    // gone) is the answer; otherwise it is asked again, on what is read now.
+    let mut attempts = 0;
+    loop {
+        let Some(kv) = etcd.get(&key).await.map_err(server)? else {
+            return Ok(());
+        };
+        let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+        if a.desired_status == DesiredStatus::Stopped {
+            return Ok(());
+        }
+        a.desired_status = DesiredStatus::Stopped;
+        a.stopped_reason = Some(reason.into());
+        a.stop_code = Some(code);
+        // Only if the agent has not removed it meanwhile (its task ended).
+        match etcd
+            .txn(
+                &[Compare::ModRevision(key.clone(), kv.mod_revision)],
+                &[Op::Put(key.clone(), json_bytes(&a))],
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e @ EtcdError::OutcomeUnknown { .. }) if attempts < 3 => {
+                tracing::warn!(task = %id, error = %e, "StopTask: etcd's answer lost: reading back");
+                attempts += 1;
+            }
+            Err(e) => return Err(server(e)),
+        }
     }
-    a.desired_status = DesiredStatus::Stopped;
-    a.stopped_reason = Some(reason.into());
-    a.stop_code = Some(code);
-    // Only if the agent has not removed it meanwhile (its task ended).
-    etcd.txn(
-        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
-        &[Op::Put(key, json_bytes(&a))],
-    )
-    .await
-    .map_err(server)?;
-    Ok(())
 }
