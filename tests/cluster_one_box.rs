@@ -517,3 +517,49 @@ fn a_stop_task_whose_answer_is_lost_answers_that_the_stop_was_asked() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_write_whose_lock_answer_is_lost_goes_on_with_the_lock_it_took() {
+    // Every control-plane write first takes the cluster's write lock in a transaction:
+    // one that committed with its answer lost holds the lock for this serve (its lease),
+    // so the write goes on, rather than failing and leaving the lock to block every other
+    // writer until its lease expires.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "lock.json", &sleeper("one-lock"));
+    proxy.inject(Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 0,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    });
+    let (out, took) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-lock"));
+    let cut = proxy
+        .seen_for("/v3/kv/txn")
+        .iter()
+        .filter(|s| s.action.starts_with("answer cut"))
+        .count();
+    proxy.heal();
+    assert_eq!(cut, 1, "{:?}", proxy.seen());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{json}");
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["taskDefinition"]["revision"], 2, "{v:#}");
+    // The lock was released: the next write does not wait for a lease to expire.
+    let (out, again) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-lock"));
+    assert!(out.ends_with("\n200"), "{out}");
+    assert!(
+        again < std::time::Duration::from_secs(5),
+        "the next write waited {again:?} (the first took {took:?})"
+    );
+}

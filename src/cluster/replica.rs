@@ -247,10 +247,15 @@ impl Replica {
     /// Takes the lock: (its revision, the lease, the revision of the last write before).
     async fn lock(&self) -> Result<Held, Error> {
         let key = keys::db_lock();
-        let lease = self.etcd.grant(LOCK_TTL).await?;
+        // A grant whose answer was lost is granted again (the lost one, if any, expires
+        // unused within its TTL).
+        let lease = match self.etcd.grant(LOCK_TTL).await {
+            Err(EtcdError::OutcomeUnknown { .. }) => self.etcd.grant(LOCK_TTL).await?,
+            other => other?,
+        };
         let deadline = tokio::time::Instant::now() + WAIT;
         let revision = loop {
-            let (won, rev) = self
+            let taken = self
                 .etcd
                 .txn_at(
                     &[Compare::Absent(key.clone())],
@@ -260,13 +265,30 @@ impl Replica {
                         lease,
                     )],
                 )
-                .await?;
-            if won {
-                break rev;
+                .await;
+            match taken {
+                Ok((true, rev)) => break rev,
+                Ok((false, _)) => {}
+                // Its answer lost: the lock is this writer's if it holds this lease.
+                Err(EtcdError::OutcomeUnknown { .. }) => {}
+                Err(e) => {
+                    let _ = self.etcd.revoke(lease).await;
+                    return Err(e.into());
+                }
             }
-            let Some(kv) = self.etcd.get(&key).await? else {
+            let kv = match self.etcd.get(&key).await {
+                Ok(kv) => kv,
+                Err(e) => {
+                    let _ = self.etcd.revoke(lease).await;
+                    return Err(e.into());
+                }
+            };
+            let Some(kv) = kv else {
                 continue;
             };
+            if kv.lease == lease {
+                break kv.mod_revision;
+            }
             let holder = String::from_utf8_lossy(&kv.value).into_owned();
             let mut watch = self.etcd.watch(&key, kv.mod_revision + 1).await?;
             let gone = async {
