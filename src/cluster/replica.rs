@@ -197,6 +197,10 @@ impl Replica {
     /// Publishes `rows` (etcd's revision of each as read back, 0: absent) under a new
     /// lock, each only while etcd still has it as read back; applies them here too.
     fn republish(&self, rows: &[(RowChange, i64)]) -> Result<(), Error> {
+        if rows.is_empty() {
+            // Not read back: they are still pending here, and go with the next write.
+            return Ok(());
+        }
         let held = super::block_on(self.lock())?;
         let result = (|| -> Result<(), Error> {
             self.wait_applied(held.written)?;
