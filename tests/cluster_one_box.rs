@@ -342,7 +342,7 @@ fn instance_state_changes_whose_answers_are_lost_answer_what_took_effect() {
     let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
     let proxy = FaultProxy::start(&upstream, Vec::new());
     let api = serve_on(&format!("http://{}", proxy.host()), &[]);
-    let (a, b) = two_boxes(&etcd, &api, 5);
+    let (a, mut b) = two_boxes(&etcd, &api, 5);
     let lose = |path: &str| Fault::Request {
         path: path.into(),
         min_body: 0,
@@ -402,7 +402,10 @@ fn instance_state_changes_whose_answers_are_lost_answer_what_took_effect() {
     assert_eq!(status, 200, "it took effect: {gone:#}");
     assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
 
-    // Deregistered with force, the answer of its subnet's release lost.
+    // Deregistered with force, the answer of its subnet's release lost. (Its agent is
+    // stopped first: a running one releases its own subnet as soon as it sees INACTIVE,
+    // and the API's release would then find nothing to delete.)
+    assert!(b.signal("-TERM").success());
     proxy.inject(lose("/v3/kv/deleterange"));
     let (gone, status) = call(
         "DeregisterContainerInstance",
