@@ -566,3 +566,46 @@ fn a_write_whose_lock_answer_is_lost_goes_on_with_the_lock_it_took() {
         "the next write waited {again:?} (the first took {took:?})"
     );
 }
+
+#[test]
+fn a_write_that_waits_longer_than_the_lock_ttl_for_another_writer_still_takes_the_lock() {
+    // The control plane's write lock is waited for up to 30 s while another serve holds
+    // it; the waiter's own lease (TTL 10 s) must live that long, or its lock transaction
+    // fails with etcd's "requested lease not found".
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+    });
+    register(&api, "wait.json", &sleeper("one-wait"));
+    // Another writer holds the lock (its own lease) for 13 s.
+    let out = etcd.etcdctl(&["lease", "grant", "60"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lease = text
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_string();
+    let put = etcd.etcdctl(&[
+        "put",
+        "/minifargate/v1/db-lock",
+        "another-serve",
+        &format!("--lease={lease}"),
+    ]);
+    assert!(put.status.success(), "{put:?}");
+    let (out, took, revoked) = std::thread::scope(|s| {
+        let releaser = s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(13));
+            etcd.etcdctl(&["lease", "revoke", &lease])
+        });
+        let (out, took) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-wait"));
+        (out, took, releaser.join().unwrap())
+    });
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert!(out.ends_with("\n200"), "after {took:?}: {out}");
+    assert!(
+        took >= std::time::Duration::from_secs(12),
+        "{took:?}: {out}"
+    );
+}

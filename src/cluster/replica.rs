@@ -250,15 +250,52 @@ impl Replica {
 
     /// Takes the lock: (its revision, the lease, the revision of the last write before).
     async fn lock(&self) -> Result<Held, Error> {
-        let key = keys::db_lock();
         // A grant whose answer was lost is granted again (the lost one, if any, expires
         // unused within its TTL).
         let lease = match self.etcd.grant(LOCK_TTL).await {
             Err(EtcdError::OutcomeUnknown { .. }) => self.etcd.grant(LOCK_TTL).await?,
             other => other?,
         };
+        // Kept alive from now on, also while another writer's lock is waited for (up to
+        // WAIT, longer than its TTL: a lease that expired meanwhile would make the lock's
+        // transaction fail with "requested lease not found").
+        let etcd = self.etcd;
+        let keeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(LOCK_TTL / 3)).await;
+                let _ = etcd.keep_alive(lease).await;
+            }
+        });
+        let taken = async {
+            let revision = self.take_lock(lease).await?;
+            let written = self
+                .etcd
+                .get(&keys::db_written())
+                .await?
+                .map_or(0, |kv| kv.mod_revision);
+            Ok::<_, Error>((revision, written))
+        };
+        match taken.await {
+            Ok((revision, written)) => Ok(Held {
+                revision,
+                lease,
+                written,
+                keeper,
+            }),
+            Err(e) => {
+                keeper.abort();
+                let _ = self.etcd.revoke(lease).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the lock with `lease`, waiting up to [`WAIT`] for another holder to release
+    /// it: the lock's revision.
+    async fn take_lock(&self, lease: i64) -> Result<i64, Error> {
+        let key = keys::db_lock();
         let deadline = tokio::time::Instant::now() + WAIT;
-        let revision = loop {
+        loop {
             let taken = self
                 .etcd
                 .txn_at(
@@ -271,27 +308,17 @@ impl Replica {
                 )
                 .await;
             match taken {
-                Ok((true, rev)) => break rev,
+                Ok((true, rev)) => return Ok(rev),
                 Ok((false, _)) => {}
                 // Its answer lost: the lock is this writer's if it holds this lease.
                 Err(EtcdError::OutcomeUnknown { .. }) => {}
-                Err(e) => {
-                    let _ = self.etcd.revoke(lease).await;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
-            let kv = match self.etcd.get(&key).await {
-                Ok(kv) => kv,
-                Err(e) => {
-                    let _ = self.etcd.revoke(lease).await;
-                    return Err(e.into());
-                }
-            };
-            let Some(kv) = kv else {
+            let Some(kv) = self.etcd.get(&key).await? else {
                 continue;
             };
             if kv.lease == lease {
-                break kv.mod_revision;
+                return Ok(kv.mod_revision);
             }
             let holder = String::from_utf8_lossy(&kv.value).into_owned();
             let mut watch = self.etcd.watch(&key, kv.mod_revision + 1).await?;
@@ -309,33 +336,9 @@ impl Replica {
             };
             match tokio::time::timeout_at(deadline, gone).await {
                 Ok(r) => r?,
-                Err(_) => {
-                    let _ = self.etcd.revoke(lease).await;
-                    return Err(Error::LockBusy { holder });
-                }
+                Err(_) => return Err(Error::LockBusy { holder }),
             }
-        };
-        let etcd = self.etcd;
-        let keeper = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(LOCK_TTL / 3)).await;
-                let _ = etcd.keep_alive(lease).await;
-            }
-        });
-        let written = match self.etcd.get(&keys::db_written()).await {
-            Ok(kv) => kv.map_or(0, |kv| kv.mod_revision),
-            Err(e) => {
-                keeper.abort();
-                let _ = self.etcd.revoke(lease).await;
-                return Err(e.into());
-            }
-        };
-        Ok(Held {
-            revision,
-            lease,
-            written,
-            keeper,
-        })
+        }
     }
 
     /// Waits until this serve's copy has applied revision `want`.
