@@ -194,7 +194,7 @@ fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key
     let api = serve_with(&etcd, &[]);
     let a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "one.json", &sleeper("one-status"));
     let key = format!("/minifargate/v1/clusters/default/status/{}", a.id());
@@ -231,7 +231,7 @@ fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest()
     let api = serve_with(&etcd, &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "one.json", &sleeper("one-svc"));
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
@@ -428,7 +428,7 @@ fn an_agent_sees_its_instance_drained_and_deregistered_at_once() {
     let api = serve_with(&etcd, &[]);
     let mut a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "watch.json", &sleeper("one-watch"));
     let (run, status) = run_task(&api, "one-watch", 1);
@@ -483,7 +483,7 @@ fn a_stop_task_whose_answer_is_lost_answers_that_the_stop_was_asked() {
     let api = serve_on(&format!("http://{}", proxy.host()), &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "stop.json", &sleeper("one-stop"));
     let (run, status) = run_task(&api, "one-stop", 1);
@@ -533,7 +533,7 @@ fn a_write_whose_lock_answer_is_lost_goes_on_with_the_lock_it_took() {
     let api = serve_on(&format!("http://{}", proxy.host()), &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "lock.json", &sleeper("one-lock"));
     proxy.inject(Fault::Request {
@@ -576,7 +576,7 @@ fn a_write_that_waits_longer_than_the_lock_ttl_for_another_writer_still_takes_th
     let api = serve_with(&etcd, &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "wait.json", &sleeper("one-wait"));
     // Another writer holds the lock (its own lease) for 13 s.
