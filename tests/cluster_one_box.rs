@@ -68,6 +68,22 @@ fn run_task(api: &common::api::Api, family: &str, count: u32) -> (Value, u16) {
     )
 }
 
+/// RunTask with `clientToken` `token`, straight to the API: the answer and its status.
+fn run_task_with_token(api: &common::api::Api, family: &str, token: &str) -> (Value, u16) {
+    let body = json!({
+        "taskDefinition": family,
+        "launchType": "EC2",
+        "count": 1,
+        "clientToken": token,
+    });
+    let (out, _) = ecs_call(api, "RunTask", &body.to_string());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    (
+        serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+        status.parse().unwrap(),
+    )
+}
+
 fn task_ids(run: &Value) -> Vec<String> {
     run["tasks"]
         .as_array()
@@ -178,7 +194,7 @@ fn an_instance_whose_status_is_missing_or_undecodable_is_an_error_naming_its_key
     let api = serve_with(&etcd, &[]);
     let a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "one.json", &sleeper("one-status"));
     let key = format!("/minifargate/v1/clusters/default/status/{}", a.id());
@@ -215,7 +231,7 @@ fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest()
     let api = serve_with(&etcd, &[]);
     let _a = Agent::start_for(&etcd, &api, 5, &[]);
     api.wait_for(20, "the instance listed", || {
-        (common::cluster::list(&api, &[]).len() == 1).then_some(())
+        (api.instances_listed(None).len() == 1).then_some(())
     });
     register(&api, "one.json", &sleeper("one-svc"));
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
@@ -245,4 +261,351 @@ fn a_task_record_that_does_not_decode_does_not_stop_the_scheduler_for_the_rest()
             .is_empty()
             .then_some(())
     });
+}
+
+#[test]
+fn a_run_task_with_a_token_whose_publish_is_lost_or_refused_answers_its_placed_task_once() {
+    // botocore sends a clientToken with every RunTask, so each runs under the control
+    // plane's write lock and its token's row is published after the placement: a lost or
+    // refused publish must not turn a placed task into an error (the client would launch
+    // it again), and the token must still bring back that task, not a new one.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let (_a, _b) = two_boxes(&etcd, &api, 5);
+    register(&api, "tok.json", &sleeper("one-token"));
+    // The lock's transaction is a few hundred bytes; the placement (kilobytes) and then
+    // the token's row are the next two larger ones: the second is the publish.
+    let publish = |then| Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 500,
+        skip: 1,
+        times: 1,
+        then,
+    };
+    for (token, then, what) in [
+        (
+            "tok-lost",
+            Then::Lose {
+                after: 0,
+                how: Cut::Reset,
+            },
+            "answer cut",
+        ),
+        ("tok-refused", Then::Refuse(503), "status 503"),
+    ] {
+        let before = assignments(&etcd);
+        proxy.inject(publish(then));
+        let (run, status) = run_task_with_token(&api, "one-token", token);
+        let fired = proxy
+            .seen_for("/v3/kv/txn")
+            .into_iter()
+            .filter(|s| s.action.starts_with(what))
+            .count();
+        assert_eq!(
+            fired,
+            1,
+            "{token}: the fault fired once: {:?}",
+            proxy.seen()
+        );
+        proxy.heal();
+        let placed: Vec<String> = assignments(&etcd)
+            .into_keys()
+            .filter(|k| !before.contains_key(k))
+            .collect();
+        eprintln!("{token}: RunTask {status}: {run:#}\nplaced: {placed:?}");
+        assert_eq!(placed.len(), 1, "{token}: one task placed");
+        assert_eq!(status, 200, "{token}: the placed task is answered: {run:#}");
+        assert_eq!(task_ids(&run), placed, "{token}: {run:#}");
+        // The same token again: nothing new placed (the token's row was kept).
+        let (again, status) = run_task_with_token(&api, "one-token", token);
+        assert_eq!(status, 200, "{token}: {again:#}");
+        assert!(
+            task_ids(&again).iter().all(|t| placed.contains(t)),
+            "{token}: {again:#}"
+        );
+        let now: Vec<String> = assignments(&etcd)
+            .into_keys()
+            .filter(|k| !before.contains_key(k))
+            .collect();
+        assert_eq!(now, placed, "{token}: the retry placed another task");
+    }
+}
+
+#[test]
+fn instance_state_changes_whose_answers_are_lost_answer_what_took_effect() {
+    // UpdateContainerInstancesState and DeregisterContainerInstance write in etcd
+    // transactions: one that committed but whose answer was lost took effect, and is
+    // answered so (read back), never as a ServerException.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let (a, mut b) = two_boxes(&etcd, &api, 5);
+    let lose = |path: &str| Fault::Request {
+        path: path.into(),
+        min_body: 0,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    };
+    let call = |op: &str, body: Value| -> (Value, u16) {
+        let (out, _) = ecs_call(&api, op, &body.to_string());
+        let (json, status) = out.rsplit_once('\n').unwrap();
+        (
+            serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+            status.parse().unwrap(),
+        )
+    };
+    let fired = |path: &str| {
+        proxy
+            .seen_for(path)
+            .iter()
+            .filter(|s| s.action.starts_with("answer cut"))
+            .count()
+    };
+    let status_in_etcd = |id: String| {
+        let key = format!("/minifargate/v1/clusters/default/status/{id}");
+        let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    // DRAINING, its answer lost.
+    proxy.inject(lose("/v3/kv/txn"));
+    let (drained, status) = call(
+        "UpdateContainerInstancesState",
+        json!({"containerInstances": [b.arn()], "status": "DRAINING"}),
+    );
+    assert_eq!(fired("/v3/kv/txn"), 1, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(b.id()), "DRAINING");
+    assert_eq!(status, 200, "it took effect: {drained:#}");
+    assert_eq!(
+        drained["containerInstances"][0]["status"], "DRAINING",
+        "{drained:#}"
+    );
+    assert_eq!(drained["failures"], json!([]), "{drained:#}");
+
+    // Deregistered, the answer of its INACTIVE lost.
+    proxy.inject(lose("/v3/kv/txn"));
+    let (gone, status) = call(
+        "DeregisterContainerInstance",
+        json!({"containerInstance": a.arn()}),
+    );
+    assert_eq!(fired("/v3/kv/txn"), 2, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(a.id()), "INACTIVE");
+    assert_eq!(status, 200, "it took effect: {gone:#}");
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
+
+    // Deregistered with force, the answer of its subnet's release lost. (Its agent is
+    // stopped first: a running one releases its own subnet as soon as it sees INACTIVE,
+    // and the API's release would then find nothing to delete.)
+    assert!(b.signal("-TERM").success());
+    proxy.inject(lose("/v3/kv/deleterange"));
+    let (gone, status) = call(
+        "DeregisterContainerInstance",
+        json!({"containerInstance": b.arn(), "force": true}),
+    );
+    assert_eq!(fired("/v3/kv/deleterange"), 1, "{:?}", proxy.seen());
+    proxy.heal();
+    assert_eq!(status_in_etcd(b.id()), "INACTIVE");
+    assert_eq!(status, 200, "it took effect: {gone:#}");
+    assert_eq!(gone["containerInstance"]["status"], "INACTIVE", "{gone:#}");
+}
+
+#[test]
+fn an_agent_sees_its_instance_drained_and_deregistered_at_once() {
+    // The agent watches its own instance's status: DRAINING is seen when it is set, and
+    // INACTIVE (deregistered with force) stops what the box runs of it and ends the
+    // agent, as a restarted agent of an INACTIVE instance does, without waiting for a
+    // reconnection that may never come.
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let mut a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    register(&api, "watch.json", &sleeper("one-watch"));
+    let (run, status) = run_task(&api, "one-watch", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    let local = |a: &Agent| {
+        a.mf.json(&["describe-tasks", "--tasks", &id])["tasks"][0]["lastStatus"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    api.wait_for(60, "the task RUNNING on its box", || {
+        (local(&a) == "RUNNING").then_some(())
+    });
+
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &a.arn(),
+        "--status",
+        "DRAINING",
+    ]);
+    api.wait_for(3, "the agent seeing DRAINING", || {
+        a.log_text().contains("is now DRAINING").then_some(())
+    });
+
+    api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &a.arn(),
+        "--force",
+    ]);
+    let status = common::util::wait_until(
+        "the agent of the INACTIVE instance to end",
+        std::time::Duration::from_secs(15),
+        || a.child.as_mut().unwrap().try_wait().unwrap(),
+    );
+    a.child = None;
+    assert!(!status.success());
+    let log = a.log_text();
+    assert!(log.contains("was deregistered"), "{log}");
+    api.wait_for(30, "the box's task STOPPED", || {
+        (local(&a) == "STOPPED").then_some(())
+    });
+}
+
+#[test]
+fn a_stop_task_whose_answer_is_lost_answers_that_the_stop_was_asked() {
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    register(&api, "stop.json", &sleeper("one-stop"));
+    let (run, status) = run_task(&api, "one-stop", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    // The assignment's transaction (kilobytes: it carries the task definition) is applied
+    // and its answer lost.
+    proxy.inject(Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 2000,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    });
+    let (out, _) = ecs_call(&api, "StopTask", &json!({ "task": id }).to_string());
+    let cut = proxy
+        .seen_for("/v3/kv/txn")
+        .iter()
+        .filter(|s| s.action.starts_with("answer cut"))
+        .count();
+    proxy.heal();
+    assert_eq!(cut, 1, "{:?}", proxy.seen());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "the stop was asked: {json}");
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["task"]["desiredStatus"], "STOPPED", "{v:#}");
+    api.wait_for(60, "the task STOPPED", || {
+        (common::cluster::describe_task(&api, run["tasks"][0]["taskArn"].as_str().unwrap())
+            ["lastStatus"]
+            == "STOPPED")
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_write_whose_lock_answer_is_lost_goes_on_with_the_lock_it_took() {
+    // Every control-plane write first takes the cluster's write lock in a transaction:
+    // one that committed with its answer lost holds the lock for this serve (its lease),
+    // so the write goes on, rather than failing and leaving the lock to block every other
+    // writer until its lease expires.
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    register(&api, "lock.json", &sleeper("one-lock"));
+    proxy.inject(Fault::Request {
+        path: "/v3/kv/txn".into(),
+        min_body: 0,
+        skip: 0,
+        times: 1,
+        then: Then::Lose {
+            after: 0,
+            how: Cut::Reset,
+        },
+    });
+    let (out, took) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-lock"));
+    let cut = proxy
+        .seen_for("/v3/kv/txn")
+        .iter()
+        .filter(|s| s.action.starts_with("answer cut"))
+        .count();
+    proxy.heal();
+    assert_eq!(cut, 1, "{:?}", proxy.seen());
+    let (json, status) = out.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{json}");
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["taskDefinition"]["revision"], 2, "{v:#}");
+    // The lock was released: the next write does not wait for a lease to expire.
+    let (out, again) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-lock"));
+    assert!(out.ends_with("\n200"), "{out}");
+    assert!(
+        again < std::time::Duration::from_secs(5),
+        "the next write waited {again:?} (the first took {took:?})"
+    );
+}
+
+#[test]
+fn a_write_that_waits_longer_than_the_lock_ttl_for_another_writer_still_takes_the_lock() {
+    // The control plane's write lock is waited for up to 30 s while another serve holds
+    // it; the waiter's own lease (TTL 10 s) must live that long, or its lock transaction
+    // fails with etcd's "requested lease not found".
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let _a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    register(&api, "wait.json", &sleeper("one-wait"));
+    // Another writer holds the lock (its own lease) for 13 s.
+    let out = etcd.etcdctl(&["lease", "grant", "60"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lease = text
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_string();
+    let put = etcd.etcdctl(&[
+        "put",
+        "/minifargate/v1/db-lock",
+        "another-serve",
+        &format!("--lease={lease}"),
+    ]);
+    assert!(put.status.success(), "{put:?}");
+    let (out, took, revoked) = std::thread::scope(|s| {
+        let releaser = s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(13));
+            etcd.etcdctl(&["lease", "revoke", &lease])
+        });
+        let (out, took) = ecs_call(&api, "RegisterTaskDefinition", &sleeper("one-wait"));
+        (out, took, releaser.join().unwrap())
+    });
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert!(out.ends_with("\n200"), "after {took:?}: {out}");
+    assert!(
+        took >= std::time::Duration::from_secs(12),
+        "{took:?}: {out}"
+    );
 }

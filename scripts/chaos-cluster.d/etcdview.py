@@ -84,3 +84,18 @@ class View:
             return float(self.records.get(tid, {}).get("task", {}).get("createdAt") or 0)
         except (TypeError, ValueError):
             return 0.0
+
+
+def desired_counts(endpoints, cluster="default"):
+    """{service name: desiredCount} as the control plane's rows in etcd have them (the
+    truth, whichever serve answered)."""
+    kvs, _ = range_prefix(endpoints, f"{ROOT}/db/rows/services/")
+    out = {}
+    for _, raw, _ in kvs:
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if row.get("cluster") == cluster:
+            out[row.get("name")] = row.get("desired_count")
+    return out

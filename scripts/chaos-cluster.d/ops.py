@@ -209,10 +209,35 @@ def scale_stream():
         pace(4, 9)
         s = random.choice(SERVICES)
         n = random.randint(0, MAX_DESIRED)
+        try:
+            was = etcdview.desired_counts(ETCD).get(s)
+        except Exception:  # noqa: BLE001 - etcd down is a fault, not a finding
+            was = None
         # Logged before the call: a call whose answer is lost may still have been taken.
+        entry = (time.time(), n)
         with lock:
-            desired_log[s].append((time.time(), n))
-        call("update_service", service=s, desiredCount=n)
+            desired_log[s].append(entry)
+        answered = call("update_service", service=s, desiredCount=n) is not None
+        outcome = last_outcome.get(threading.get_ident())
+        note(f"update_service {s} desiredCount {was} -> {n}: {outcome}")
+        if answered:
+            continue
+        if outcome == "unreachable" or was is None:
+            continue  # no answer: it may yet be taken; the logged count stays
+        # An error answer: was it taken all the same? What etcd has is the count in force
+        # (the limit is judged on it, not on a change that was refused).
+        try:
+            now = etcdview.desired_counts(ETCD).get(s)
+        except Exception:  # noqa: BLE001
+            continue
+        if now == n and was != n:
+            violation("UpdateService answered an error, yet took effect",
+                      f"{s}: answered {outcome}; desiredCount {was} -> {n} in etcd")
+        elif now is not None:
+            with lock:
+                log = desired_log[s]
+                if entry in log:
+                    log[log.index(entry)] = (entry[0], now)
 
 
 def drain_stream():

@@ -84,6 +84,15 @@ pub fn call(ecs: &Ecs, op: &str, body: &[u8]) -> EcsResult<Value> {
         )
     };
     if crate::cluster::replica::writes(op, body) {
+        if op == "RunTask" || op == "StartTask" {
+            // Its tasks are placed in transactions of their own: once one is placed, the
+            // launch happened, whatever becomes of its token's row (issue 54).
+            let placed = |a: &EcsResult<Value>| {
+                a.as_ref()
+                    .is_ok_and(|v| v["tasks"].as_array().is_some_and(|t| !t.is_empty()))
+            };
+            return replica.write_effects(run, placed).map_err(unwritten)?;
+        }
         return replica.write(run).map_err(unwritten)?;
     }
     let answer = run();

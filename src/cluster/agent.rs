@@ -238,6 +238,14 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
         };
         match ended {
             End::Deregistered { .. } => {
+                // An INACTIVE instance runs nothing: what this box still runs of it stops
+                // (with force the API stops their records; without, there were none).
+                if let Err(e) = work.stop_all() {
+                    eprintln!(
+                        "minifargate agent: cannot stop this instance's tasks: {}",
+                        crate::error_chain(&e)
+                    );
+                }
                 // Its subnet goes with the instance (the API released it too, unless the
                 // agent was away then).
                 if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id).await {
@@ -361,9 +369,64 @@ async fn session(
                 () = lease.lost(l) => End::LeaseExpired,
                 e = work.run(etcd) => e.into(),
                 e = super::subnets::follow(etcd, me, own) => e.into(),
+                e = own_status(etcd, &o.cluster, id, arn, file) => e,
             }
         }
         Err(e) => e,
+    }
+}
+
+/// Watches this instance's own status key, so a change is seen at once rather than at
+/// the next registration: DRAINING and ACTIVE are said, INACTIVE (deregistered) ends the
+/// session (the agent then stops the instance's tasks and exits). A watch that breaks
+/// is made again from the key's current value.
+async fn own_status(etcd: &Etcd, cluster: &str, id: &str, arn: &str, file: &Path) -> End {
+    let key = keys::status(cluster, id);
+    let deregistered = || End::Deregistered {
+        arn: arn.into(),
+        file: file.display().to_string(),
+    };
+    let mut said: Option<Vec<u8>> = None;
+    loop {
+        let from = match etcd.get(&key).await {
+            Ok(Some(kv)) => {
+                if kv.value == Status::Inactive.as_str().as_bytes() {
+                    return deregistered();
+                }
+                said = Some(kv.value);
+                kv.mod_revision + 1
+            }
+            Ok(None) => match etcd.revision().await {
+                Ok(r) => r + 1,
+                Err(e) => return e.into(),
+            },
+            Err(e) => return e.into(),
+        };
+        let mut watch = match etcd.watch(&key, from).await {
+            Ok(w) => w,
+            Err(e) => return e.into(),
+        };
+        while let Ok(events) = watch.next().await {
+            for e in events {
+                let super::etcd::Event::Put(kv) = e else {
+                    eprintln!(
+                        "minifargate agent: container instance {arn}: its status key {key} was deleted"
+                    );
+                    continue;
+                };
+                if kv.value == Status::Inactive.as_str().as_bytes() {
+                    return deregistered();
+                }
+                if said.as_ref() != Some(&kv.value) {
+                    eprintln!(
+                        "minifargate agent: container instance {arn} is now {}",
+                        String::from_utf8_lossy(&kv.value)
+                    );
+                    said = Some(kv.value);
+                }
+            }
+        }
+        tokio::time::sleep(BACKOFF.0).await;
     }
 }
 

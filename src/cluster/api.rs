@@ -249,8 +249,16 @@ async fn deregister(
             });
         }
         let put = Op::Put(status_key, Status::Inactive.as_str().as_bytes().to_vec());
-        if etcd.txn(&compares, &[put]).await.map_err(server)? {
-            break (cluster, i);
+        match etcd.txn(&compares, &[put]).await {
+            Ok(true) => break (cluster, i),
+            Ok(false) => {}
+            // Its answer lost: read again and decide again (INACTIVE by this very write is
+            // then found as read, and written so once more).
+            Err(e) if may_have_applied(&e) => {
+                tracing::warn!(instance = %i.reg.id, error = %e,
+                    "DeregisterContainerInstance: etcd's answer lost: reading back");
+            }
+            Err(e) => return Err(server(e)),
         }
         attempt += 1;
         if attempt >= CHANGED_ATTEMPTS {
@@ -259,17 +267,22 @@ async fn deregister(
     };
     // With force: INACTIVE first (no placement lands after it: placement compares the
     // status), then every task its ledger holds is stopped.
+    // Both steps read what is left and are done again after a lost answer: the instance is
+    // INACTIVE (the deregistration took effect), so a passing etcd fault is waited out
+    // rather than answered as an error.
     if req.force == Some(true) {
         let reason = format!("Container instance {} was deregistered with force", i.arn());
-        super::leader::stop_instance_tasks(etcd, &cluster, &i.reg.id, &reason, false)
-            .await
-            .map_err(server)?;
+        until_done("stop its tasks", &i, || {
+            super::leader::stop_instance_tasks(etcd, &cluster, &i.reg.id, &reason, false)
+        })
+        .await?;
         i.ledger = Default::default();
     }
     // Its task subnet goes with it: the other boxes drop their routes to it.
-    super::subnets::release(etcd, &cluster, &i.reg.id)
-        .await
-        .map_err(server)?;
+    until_done("release its task subnet", &i, || {
+        super::subnets::release(etcd, &cluster, &i.reg.id)
+    })
+    .await?;
     i.status = Status::Inactive;
     Ok(DeregisterContainerInstanceResponse {
         container_instance: i.shape(),
@@ -341,6 +354,48 @@ async fn update_state(
 /// under it.
 const CHANGED_ATTEMPTS: usize = 8;
 
+/// How long an idempotent step of a write that already took effect is tried again.
+const FINISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Whether a write that failed with `e` may still have been applied: its answer was lost
+/// after it was sent, or etcd answered it unavailable (a proposal that timed out or
+/// whose leader changed may still commit). Ref: etcd's api/v3rpc/rpctypes
+/// (`ErrTimeout`, `ErrLeaderChanged`: codes.Unavailable, HTTP 503 on the gateway).
+fn may_have_applied(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::OutcomeUnknown { .. } => true,
+        EtcdError::Refused { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Runs `step` (idempotent: it reads what is left to do) until it succeeds, for at most
+/// [`FINISH_WITHIN`]; its last error names `what` was left undone on `i`.
+async fn until_done<T, F, Fut>(what: &str, i: &Instance, mut step: F) -> EcsResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, EtcdError>>,
+{
+    let deadline = tokio::time::Instant::now() + FINISH_WITHIN;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(instance = %i.reg.id, error = %e, "{what}: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(EcsError::Server(anyhow::Error::from(e).context(format!(
+                    "container instance {} is INACTIVE, but this call could not {what} \
+                     (etcd out of reach for {} s): deregister it again to finish",
+                    i.arn(),
+                    FINISH_WITHIN.as_secs()
+                ))));
+            }
+        }
+    }
+}
+
 fn changed_under(i: &Instance, attempts: usize) -> EcsError {
     EcsError::Server(anyhow::anyhow!(
         "container instance {} changed under {attempts} attempts in a row (others are \
@@ -359,6 +414,7 @@ async fn set_status(
     mut i: Instance,
     status: Status,
 ) -> EcsResult<Result<Instance, Failure>> {
+    let mut lost = false;
     for _ in 0..CHANGED_ATTEMPTS {
         if i.status == Status::Inactive {
             return Ok(Err(Failure {
@@ -366,17 +422,29 @@ async fn set_status(
                 reason: "INACTIVE".into(),
             }));
         }
+        // Read back after a lost answer: already what was asked is the answer.
+        if lost && i.status == status {
+            return Ok(Ok(i));
+        }
         let key = keys::status(&i.cluster, &i.reg.id);
-        if etcd
+        match etcd
             .txn(
                 &[Compare::ModRevision(key.clone(), i.status_revision)],
                 &[Op::Put(key, status.as_str().as_bytes().to_vec())],
             )
             .await
-            .map_err(server)?
         {
-            i.status = status;
-            return Ok(Ok(i));
+            Ok(true) => {
+                i.status = status;
+                return Ok(Ok(i));
+            }
+            Ok(false) => {}
+            Err(e) if may_have_applied(&e) => {
+                tracing::warn!(instance = %i.reg.id, error = %e,
+                    "UpdateContainerInstancesState: etcd's answer lost: reading back");
+                lost = true;
+            }
+            Err(e) => return Err(server(e)),
         }
         let (_, all) = cluster_instances(ecs, etcd, req.cluster.as_deref()).await?;
         match all.into_iter().find(|x| x.reg.id == i.reg.id) {

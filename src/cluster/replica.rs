@@ -141,13 +141,31 @@ impl Replica {
     /// copy that has applied every earlier write, its changes published before the lock
     /// goes.
     pub fn write<T>(&self, f: impl FnOnce() -> T) -> Result<T, Error> {
+        self.write_effects(f, |_| false)
+    }
+
+    /// [`Self::write`] for an operation with effects outside these rows (RunTask's tasks,
+    /// placed in their own transactions): when `happened` says the answer's effects took
+    /// place, the answer is the answer even if the rows could not be published under the
+    /// lock it ran with (the lock's lease expired, etcd refused); they are then published
+    /// under a new lock, each only where nobody changed it since (RunTask's idempotency
+    /// token, so a retry with it gets these tasks, not new ones). Never an error for what
+    /// happened.
+    pub fn write_effects<T>(
+        &self,
+        f: impl FnOnce() -> T,
+        happened: impl FnOnce(&T) -> bool,
+    ) -> Result<T, Error> {
         let _one = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let held = super::block_on(self.lock())?;
         let caught_up = self.wait_applied(held.written);
         let (out, published) = match caught_up {
             Ok(()) => {
                 let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-                let out = f();
+                let out = {
+                    let _held = HeldHere::set(held.revision);
+                    f()
+                };
                 (Ok(out), Some(self.publish(held.revision)))
             }
             Err(e) => (Err(e), None),
@@ -158,9 +176,62 @@ impl Replica {
         });
         let out = out?;
         match published {
-            Some(Err(e)) => Err(e),
+            Some(Err(Unpublished { error, rows })) => {
+                if !happened(&out) {
+                    return Err(*error);
+                }
+                tracing::warn!(error = %crate::error_chain(&error),
+                    "a write whose effects took place could not publish its rows under its \
+                     lock: publishing them under a new one");
+                if let Err(e) = self.republish(&rows) {
+                    tracing::warn!(error = %crate::error_chain(&e),
+                        "rows of a write whose effects took place not published (an \
+                         idempotency token may not be remembered)");
+                }
+                Ok(out)
+            }
             _ => Ok(out),
         }
+    }
+
+    /// Publishes `rows` (etcd's revision of each as read back, 0: absent) under a new
+    /// lock, each only while etcd still has it as read back; applies them here too.
+    fn republish(&self, rows: &[(RowChange, i64)]) -> Result<(), Error> {
+        if rows.is_empty() {
+            // Not read back: they are still pending here, and go with the next write.
+            return Ok(());
+        }
+        let held = super::block_on(self.lock())?;
+        let result = (|| -> Result<(), Error> {
+            self.wait_applied(held.written)?;
+            let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut compares = vec![Compare::ModRevision(keys::db_lock(), held.revision)];
+            let mut ops = Vec::new();
+            for (c, rev) in rows {
+                let key = keys::db_row(&c.table, &c.key);
+                compares.push(match rev {
+                    0 => Compare::Absent(key.clone()),
+                    rev => Compare::ModRevision(key.clone(), *rev),
+                });
+                ops.push(match &c.row {
+                    Some(row) => Op::Put(key, Value::Object(row.clone()).to_string().into_bytes()),
+                    None => Op::Delete(key),
+                });
+            }
+            ops.push(Op::Put(keys::db_written(), self.name.as_bytes().to_vec()));
+            if !super::block_on(self.etcd.txn(&compares, &ops))? {
+                return Err(Error::LockLost);
+            }
+            let changes: Vec<RowChange> = rows.iter().map(|(c, _)| c.clone()).collect();
+            let mut store = Store::open(&self.root)?;
+            store.apply_replicated(&changes, false)?;
+            Ok(())
+        })();
+        super::block_on(async {
+            held.keeper.abort();
+            let _ = self.etcd.revoke(held.lease).await;
+        });
+        result
     }
 
     /// Publishes what this serve changed outside a write (a RunTask without a token that
@@ -179,11 +250,53 @@ impl Replica {
 
     /// Takes the lock: (its revision, the lease, the revision of the last write before).
     async fn lock(&self) -> Result<Held, Error> {
+        // A grant whose answer was lost is granted again (the lost one, if any, expires
+        // unused within its TTL).
+        let lease = match self.etcd.grant(LOCK_TTL).await {
+            Err(EtcdError::OutcomeUnknown { .. }) => self.etcd.grant(LOCK_TTL).await?,
+            other => other?,
+        };
+        // Kept alive from now on, also while another writer's lock is waited for (up to
+        // WAIT, longer than its TTL: a lease that expired meanwhile would make the lock's
+        // transaction fail with "requested lease not found").
+        let etcd = self.etcd;
+        let keeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(LOCK_TTL / 3)).await;
+                let _ = etcd.keep_alive(lease).await;
+            }
+        });
+        let taken = async {
+            let revision = self.take_lock(lease).await?;
+            let written = self
+                .etcd
+                .get(&keys::db_written())
+                .await?
+                .map_or(0, |kv| kv.mod_revision);
+            Ok::<_, Error>((revision, written))
+        };
+        match taken.await {
+            Ok((revision, written)) => Ok(Held {
+                revision,
+                lease,
+                written,
+                keeper,
+            }),
+            Err(e) => {
+                keeper.abort();
+                let _ = self.etcd.revoke(lease).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the lock with `lease`, waiting up to [`WAIT`] for another holder to release
+    /// it: the lock's revision.
+    async fn take_lock(&self, lease: i64) -> Result<i64, Error> {
         let key = keys::db_lock();
-        let lease = self.etcd.grant(LOCK_TTL).await?;
         let deadline = tokio::time::Instant::now() + WAIT;
-        let revision = loop {
-            let (won, rev) = self
+        loop {
+            let taken = self
                 .etcd
                 .txn_at(
                     &[Compare::Absent(key.clone())],
@@ -193,13 +306,20 @@ impl Replica {
                         lease,
                     )],
                 )
-                .await?;
-            if won {
-                break rev;
+                .await;
+            match taken {
+                Ok((true, rev)) => return Ok(rev),
+                Ok((false, _)) => {}
+                // Its answer lost: the lock is this writer's if it holds this lease.
+                Err(EtcdError::OutcomeUnknown { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
             let Some(kv) = self.etcd.get(&key).await? else {
                 continue;
             };
+            if kv.lease == lease {
+                return Ok(kv.mod_revision);
+            }
             let holder = String::from_utf8_lossy(&kv.value).into_owned();
             let mut watch = self.etcd.watch(&key, kv.mod_revision + 1).await?;
             let gone = async {
@@ -216,33 +336,9 @@ impl Replica {
             };
             match tokio::time::timeout_at(deadline, gone).await {
                 Ok(r) => r?,
-                Err(_) => {
-                    let _ = self.etcd.revoke(lease).await;
-                    return Err(Error::LockBusy { holder });
-                }
+                Err(_) => return Err(Error::LockBusy { holder }),
             }
-        };
-        let etcd = self.etcd;
-        let keeper = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(LOCK_TTL / 3)).await;
-                let _ = etcd.keep_alive(lease).await;
-            }
-        });
-        let written = match self.etcd.get(&keys::db_written()).await {
-            Ok(kv) => kv.map_or(0, |kv| kv.mod_revision),
-            Err(e) => {
-                keeper.abort();
-                let _ = self.etcd.revoke(lease).await;
-                return Err(e.into());
-            }
-        };
-        Ok(Held {
-            revision,
-            lease,
-            written,
-            keeper,
-        })
+        }
     }
 
     /// Waits until this serve's copy has applied revision `want`.
@@ -271,26 +367,97 @@ impl Replica {
 
     /// Publishes the rows this serve changed, while the lock taken at `lock_rev` is still
     /// its own; when it is not, the rows are read back from etcd.
-    fn publish(&self, lock_rev: i64) -> Result<(), Error> {
-        let mut store = Store::open(&self.root)?;
-        let (last, changes) = store.pending_changes()?;
+    ///
+    /// A publish whose outcome is unknown (its answer lost, the lock's lease expired
+    /// meanwhile) is read back: when etcd has every row as sent, the write took effect.
+    fn publish(&self, lock_rev: i64) -> Result<(), Unpublished> {
+        let unpublished = |error: Error| Unpublished {
+            error: Box::new(error),
+            rows: Vec::new(),
+        };
+        let mut store = Store::open(&self.root).map_err(|e| unpublished(e.into()))?;
+        let (last, changes) = store.pending_changes().map_err(|e| unpublished(e.into()))?;
         if changes.is_empty() {
             return Ok(());
         }
         let sent = super::block_on(put_rows(self.etcd, &self.name, &changes, Some(lock_rev)));
-        match sent {
+        let error = match sent {
             Ok(()) => {
-                store.forget_changes(last)?;
-                Ok(())
+                store
+                    .forget_changes(last)
+                    .map_err(|e| unpublished(e.into()))?;
+                return Ok(());
             }
+            Err(e) => e,
+        };
+        // What etcd has is the truth: the local copy takes it back.
+        let back = match super::block_on(read_back(self.etcd, &changes)) {
+            Ok(back) => back,
             Err(e) => {
-                // What etcd has is the truth: the local copy takes it back.
-                let back = super::block_on(read_back(self.etcd, &changes))?;
-                store.apply_replicated(&back, false)?;
-                store.forget_changes(last)?;
-                Err(e)
+                tracing::warn!(error = %crate::error_chain(&e), "publishing this serve's \
+                    rows failed and etcd could not be read back: the rows stay pending");
+                return Err(unpublished(error));
             }
+        };
+        let taken = back.iter().zip(&changes).all(|((b, _), c)| b.row == c.row);
+        let rows: Vec<RowChange> = back.iter().map(|(b, _)| b.clone()).collect();
+        let applied = store
+            .apply_replicated(&rows, false)
+            .map_err(Error::from)
+            .and_then(|()| store.forget_changes(last).map_err(Error::from));
+        if let Err(e) = applied {
+            return Err(unpublished(e));
         }
+        if taken {
+            tracing::info!(error = %crate::error_chain(&error),
+                "publishing this serve's rows looked failed, yet etcd has every one: taken");
+            return Ok(());
+        }
+        Err(Unpublished {
+            error: Box::new(error),
+            rows: changes
+                .into_iter()
+                .zip(back)
+                .map(|(c, (_, rev))| (c, rev))
+                .collect(),
+        })
+    }
+}
+
+/// A publish that did not take: why, and the rows it sent with etcd's revision of each
+/// as read back (0: absent; empty when etcd could not be read back).
+struct Unpublished {
+    error: Box<Error>,
+    rows: Vec<(RowChange, i64)>,
+}
+
+thread_local! {
+    /// The revision of the control plane's write lock the write running on this thread
+    /// holds.
+    static HELD: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The revision of the control plane's write lock (`keys::db_lock()`) held by the write
+/// running on this thread, if any: a placement made under it compares it, so a write
+/// whose lock was lost (its lease expired, another serve writes now) places nothing
+/// (a service's scale-down published meanwhile is never raced by a stale pass).
+pub fn held_lock() -> Option<i64> {
+    HELD.with(|h| h.get())
+}
+
+/// Sets [`held_lock`] for this thread while it lives.
+struct HeldHere;
+
+impl HeldHere {
+    fn set(rev: i64) -> HeldHere {
+        HELD.with(|h| h.set(Some(rev)));
+        HeldHere
+    }
+}
+
+impl Drop for HeldHere {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(None));
     }
 }
 
@@ -338,20 +505,23 @@ async fn put_rows(
     Ok(())
 }
 
-/// The rows of `changes` as etcd has them.
-async fn read_back(etcd: &Etcd, changes: &[RowChange]) -> Result<Vec<RowChange>, Error> {
+/// The rows of `changes` as etcd has them, each with its revision (0: absent).
+async fn read_back(etcd: &Etcd, changes: &[RowChange]) -> Result<Vec<(RowChange, i64)>, Error> {
     let mut out = Vec::new();
     for c in changes {
         let key = keys::db_row(&c.table, &c.key);
-        let row = match etcd.get(&key).await? {
-            Some(kv) => Some(decode_row(&key, &kv.value)?),
-            None => None,
+        let (row, rev) = match etcd.get(&key).await? {
+            Some(kv) => (Some(decode_row(&key, &kv.value)?), kv.mod_revision),
+            None => (None, 0),
         };
-        out.push(RowChange {
-            table: c.table.clone(),
-            key: c.key.clone(),
-            row,
-        });
+        out.push((
+            RowChange {
+                table: c.table.clone(),
+                key: c.key.clone(),
+                row,
+            },
+            rev,
+        ));
     }
     Ok(out)
 }

@@ -96,7 +96,10 @@ fn launch_on(
         crate::taskdef::coverage::applied_placement_constraints(&mut p.task.warnings);
         prepared.push(p);
     }
-    let placed = super::block_on(place_all(etcd, ctx, stored, req, prepared, targets))?;
+    // Under the control plane's write lock (a service's pass, a RunTask with a token):
+    // each placement holds only while that lock does.
+    let lock = super::replica::held_lock();
+    let placed = super::block_on(place_all(etcd, ctx, stored, req, prepared, targets, lock))?;
     let warnings = placed
         .tasks
         .first()
@@ -137,6 +140,7 @@ async fn place_all(
     req: &launch::Request,
     prepared: Vec<Prepared>,
     targets: &[Target<'_>],
+    lock: Option<i64>,
 ) -> EcsResult<Placed> {
     let mut out = Placed {
         ids: Vec::new(),
@@ -154,7 +158,7 @@ async fn place_all(
             continue;
         }
         let (arn, id) = (p.task.arn.clone(), p.task.id.clone());
-        match place_one(etcd, ctx, stored, req, &plan, p, target).await {
+        match place_one(etcd, ctx, stored, req, &plan, p, target, lock).await {
             Ok(Ok(task)) => {
                 out.ids.push(id);
                 out.tasks.push(task);
@@ -187,6 +191,11 @@ async fn place_all(
 /// most once; after a failed compare or a lost answer ([`EtcdError::OutcomeUnknown`]) the
 /// record is read back first, and a record there is this placement's own earlier commit
 /// (task ids are random): that is the answer, never a second instance.
+///
+/// With `lock` (the revision of the control plane's write lock the caller holds), the
+/// transaction holds only while that lock is unchanged: a write whose lock was lost
+/// places nothing.
+#[allow(clippy::too_many_arguments)]
 async fn place_one(
     etcd: &Etcd,
     ctx: &AwsContext,
@@ -195,6 +204,7 @@ async fn place_one(
     plan: &placement::Plan,
     mut p: Prepared,
     target: Target<'_>,
+    lock: Option<i64>,
 ) -> EcsResult<Result<crate::task::shape::Task, Vec<Failure>>> {
     let cluster = &req.cluster;
     let (need, reservation) = need_of(&p);
@@ -230,7 +240,7 @@ async fn place_one(
             task: task_json(&shaped),
         };
         let ledger_key = keys::ledger(cluster, id);
-        let compares = [
+        let mut compares = vec![
             if rev == 0 {
                 Compare::Absent(ledger_key.clone())
             } else {
@@ -240,6 +250,7 @@ async fn place_one(
             // Still the status placement chose it in (not DRAINING or INACTIVE since).
             Compare::ModRevision(keys::status(cluster, id), chosen.status_revision),
         ];
+        compares.extend(lock.map(|rev| Compare::ModRevision(keys::db_lock(), rev)));
         let ops = [
             Op::Put(ledger_key, json_bytes(&ledger)),
             Op::Put(
@@ -266,6 +277,18 @@ async fn place_one(
                 p.task.id
             )))
         })?;
+        if landed.is_none()
+            && let Some(rev) = lock
+        {
+            let now = etcd.get(&keys::db_lock()).await.map_err(server)?;
+            if now.is_none_or(|kv| kv.mod_revision != rev) {
+                return Err(EcsError::Server(anyhow::anyhow!(
+                    "task {}: not placed: the control plane's write lock this launch ran \
+                     under was lost (its lease expired: etcd out of reach?); try again",
+                    p.task.id
+                )));
+            }
+        }
         if let Some(kv) = landed {
             let r: Record =
                 decode(&record_key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
@@ -472,22 +495,34 @@ pub async fn desire_stopped(
     reason: &str,
 ) -> EcsResult<()> {
     let key = keys::assignment(cluster, instance, id);
-    let Some(kv) = etcd.get(&key).await.map_err(server)? else {
-        return Ok(());
-    };
-    let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
-    if a.desired_status == DesiredStatus::Stopped {
-        return Ok(());
+    // A transaction whose answer was lost is read back: STOPPED wanted (or the assignment
+    // gone) is the answer; otherwise it is asked again, on what is read now.
+    let mut attempts = 0;
+    loop {
+        let Some(kv) = etcd.get(&key).await.map_err(server)? else {
+            return Ok(());
+        };
+        let mut a: Assignment = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+        if a.desired_status == DesiredStatus::Stopped {
+            return Ok(());
+        }
+        a.desired_status = DesiredStatus::Stopped;
+        a.stopped_reason = Some(reason.into());
+        a.stop_code = Some(code);
+        // Only if the agent has not removed it meanwhile (its task ended).
+        match etcd
+            .txn(
+                &[Compare::ModRevision(key.clone(), kv.mod_revision)],
+                &[Op::Put(key.clone(), json_bytes(&a))],
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e @ EtcdError::OutcomeUnknown { .. }) if attempts < 3 => {
+                tracing::warn!(task = %id, error = %e, "StopTask: etcd's answer lost: reading back");
+                attempts += 1;
+            }
+            Err(e) => return Err(server(e)),
+        }
     }
-    a.desired_status = DesiredStatus::Stopped;
-    a.stopped_reason = Some(reason.into());
-    a.stop_code = Some(code);
-    // Only if the agent has not removed it meanwhile (its task ended).
-    etcd.txn(
-        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
-        &[Op::Put(key, json_bytes(&a))],
-    )
-    .await
-    .map_err(server)?;
-    Ok(())
 }

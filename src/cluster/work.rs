@@ -276,6 +276,11 @@ impl Work {
         Ok(())
     }
 
+    /// This instance is INACTIVE (deregistered): every local task placed on it stops.
+    pub fn stop_all(&mut self) -> Result<(), WorkError> {
+        self.stop_unassigned(&BTreeSet::new())
+    }
+
     /// After a restart: the local tasks placed on this instance that are no longer
     /// assigned to it stop.
     fn stop_unassigned(&mut self, assigned: &BTreeSet<String>) -> Result<(), WorkError> {
