@@ -1,6 +1,6 @@
 //! Task verbs: `describe-tasks`, `stop-task` (crate::ecs::tasks does the work), `logs` and
 //! `timeline`. Each first notices tasks whose supervisor died (see
-//! task::reconcile).
+//! supervisor::reconcile).
 
 use super::GlobalOpts;
 use super::aws::{self, Generic};

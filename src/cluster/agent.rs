@@ -243,7 +243,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 if let Err(e) = work.stop_all() {
                     eprintln!(
                         "minifargate agent: cannot stop this instance's tasks: {}",
-                        crate::error_chain(&e)
+                        crate::errors::error_chain(&e)
                     );
                 }
                 // Its subnet goes with the instance (the API released it too, unless the

@@ -180,11 +180,11 @@ impl Replica {
                 if !happened(&out) {
                     return Err(*error);
                 }
-                tracing::warn!(error = %crate::error_chain(&error),
+                tracing::warn!(error = %crate::errors::error_chain(&error),
                     "a write whose effects took place could not publish its rows under its \
                      lock: publishing them under a new one");
                 if let Err(e) = self.republish(&rows) {
-                    tracing::warn!(error = %crate::error_chain(&e),
+                    tracing::warn!(error = %crate::errors::error_chain(&e),
                         "rows of a write whose effects took place not published (an \
                          idempotency token may not be remembered)");
                 }
@@ -394,7 +394,7 @@ impl Replica {
         let back = match super::block_on(read_back(self.etcd, &changes)) {
             Ok(back) => back,
             Err(e) => {
-                tracing::warn!(error = %crate::error_chain(&e), "publishing this serve's \
+                tracing::warn!(error = %crate::errors::error_chain(&e), "publishing this serve's \
                     rows failed and etcd could not be read back: the rows stay pending");
                 return Err(unpublished(error));
             }
@@ -409,7 +409,7 @@ impl Replica {
             return Err(unpublished(e));
         }
         if taken {
-            tracing::info!(error = %crate::error_chain(&error),
+            tracing::info!(error = %crate::errors::error_chain(&error),
                 "publishing this serve's rows looked failed, yet etcd has every one: taken");
             return Ok(());
         }

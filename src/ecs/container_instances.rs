@@ -3,7 +3,7 @@
 //! semantics): its registered resources are the host's CPUs and memory, its remaining
 //! ones what the cluster's EC2 tasks that are not STOPPED leave; FARGATE tasks run on no
 //! container instance, as in ECS. RunTask and StartTask of an EC2 task place it on this
-//! instance through `cluster::placement` ([`on_box`] is the candidate), so remaining
+//! instance through `ecs::placement` ([`on_box`] is the candidate), so remaining
 //! resources and placement use one accounting ([`Need::of`]).
 
 use super::clusters::not_found_cluster;

@@ -77,7 +77,7 @@ impl Ecs {
     }
 
     /// Finishes tasks whose supervisor died and prunes old stopped ones; failures are
-    /// logged, not fatal (see task::reconcile).
+    /// logged, not fatal (see supervisor::reconcile).
     pub fn reconcile(&self, store: &mut Store) {
         match crate::supervisor::reconcile::reconcile(store, &self.root, &self.run_root) {
             Ok(ids) => {

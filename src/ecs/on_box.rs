@@ -1,6 +1,6 @@
 //! Placement on one box (no `--cluster`): each cluster's one container instance is this
 //! host ([`super::container_instances::on_box`]), and RunTask/StartTask of a task that is
-//! not FARGATE is placed on it through `cluster::placement`, as ECS places on a
+//! not FARGATE is placed on it through `ecs::placement`, as ECS places on a
 //! cluster of one instance: a task that does not fit (CPU, memory, host ports) or whose
 //! `memberOf`/`distinctInstance` this host does not satisfy is not started and comes back
 //! in `failures[]` with the instance's ARN and ECS's reason (docs/cluster.md, "Placement").

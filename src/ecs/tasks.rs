@@ -1,7 +1,7 @@
 //! Tasks: RunTask, DescribeTasks, ListTasks, StopTask. RunTask writes the tasks and starts
 //! one supervisor process each (`crate::supervisor`), which owns its task from there; the
 //! other operations read the store and talk to those supervisors. Each first notices tasks
-//! whose supervisor died (see task::reconcile).
+//! whose supervisor died (see supervisor::reconcile).
 
 use super::clusters::{self, check_cluster};
 use super::names::{self, cluster_name, task_id};

@@ -805,7 +805,7 @@ impl Executor {
         self.start(idx);
     }
 
-    /// Finishes the tasks whose supervisor died (task::reconcile), which may hold what this
+    /// Finishes the tasks whose supervisor died (supervisor::reconcile), which may hold what this
     /// task could not get: an address, a host port, a user namespace id range. RunTask does
     /// not walk every running task's supervisor before it starts one (that walk grows with
     /// the number of tasks, docs/benchmarks.md "N idle tasks"), so it is done here, only
