@@ -609,3 +609,66 @@ fn a_write_that_waits_longer_than_the_lock_ttl_for_another_writer_still_takes_th
         "{took:?}: {out}"
     );
 }
+
+#[test]
+fn a_box_whose_release_of_a_stopped_task_fails_releases_it_in_its_next_session() {
+    // The box reports its task STOPPED, then its transaction that takes the task's
+    // reservation out of the ledger and deletes its assignment is refused (etcd 503):
+    // the session ends on that error. The next session releases the task: the
+    // instance's memory is free again and the assignment gone (before, the report was
+    // counted as done and the release never tried again: the ledger kept the task).
+    let etcd = Etcd::start_plain();
+    let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
+    let proxy = FaultProxy::start(&upstream, Vec::new());
+    let api = serve_with(&etcd, &[]);
+    let mut mf = common::cli::Mf::new();
+    mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+    let a = Agent::start_on(mf, &format!("http://{}", proxy.host()), 5, &[], &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    let memory = || {
+        common::cluster::resource(
+            &common::cluster::describe(&api, &a.arn()),
+            "remainingResources",
+            "MEMORY",
+        )
+    };
+    let free = memory();
+    register(&api, "release.json", &sleeper("one-release"));
+    let (run, status) = run_task(&api, "one-release", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the task RUNNING", || {
+        (common::cluster::describe_task(&api, &arn)["lastStatus"] == "RUNNING").then_some(())
+    });
+    assert_eq!(memory(), free - 64, "the task's 64 MiB booked");
+
+    let instance = a.arn().rsplit('/').next().unwrap().to_string();
+    let key = format!("/minifargate/v1/clusters/default/assignments/{instance}/{id}");
+    use base64::Engine;
+    let needle = base64::engine::general_purpose::STANDARD
+        .encode(&key)
+        .into_bytes();
+    proxy.inject(Fault::RequestWith {
+        path: "/v3/kv/txn".into(),
+        needle,
+        times: 1,
+        then: Then::Refuse(503),
+    });
+    api.aws_json(&["stop-task", "--task", &arn]);
+    api.wait_for(60, "the task STOPPED", || {
+        (common::cluster::describe_task(&api, &arn)["lastStatus"] == "STOPPED").then_some(())
+    });
+    api.wait_for(30, "the release refused once", || {
+        proxy
+            .seen_for("/v3/kv/txn")
+            .iter()
+            .any(|s| s.action == "status 503")
+            .then_some(())
+    });
+    api.wait_for(40, "the task's reservation released", || {
+        (memory() == free && !assignments(&etcd).contains_key(&id)).then_some(())
+    });
+}

@@ -175,6 +175,13 @@ impl Work {
                 let code = a.stop_code.unwrap_or(StopCode::UserInitiated);
                 self.never_started(etcd, id, code.as_str(), &reason).await
             }
+            // A record already STOPPED is final: its task is not started (a box that
+            // recorded a start failure and then failed to release the assignment sees
+            // it again in its next session).
+            (_, None) if self.record_stopped(etcd, id).await? => {
+                self.tracked.remove(id);
+                self.release(etcd, id).await
+            }
             (_, None) => match self.start(&a) {
                 Ok(()) => {
                     self.tracked.insert(id.into(), -1);
@@ -203,6 +210,14 @@ impl Work {
                 Ok(())
             }
         }
+    }
+
+    /// Whether task `id`'s record in etcd is STOPPED.
+    async fn record_stopped(&self, etcd: &Etcd, id: &str) -> Result<bool, WorkError> {
+        Ok(etcd
+            .get(&keys::task(&self.cluster, id))
+            .await?
+            .is_some_and(|kv| record_stopped(&kv.value)))
     }
 
     /// Task `id`'s local statuses, if this box has it. A store that cannot be read is an
@@ -448,6 +463,11 @@ impl Work {
                 continue;
             };
             if row.version == *reported {
+                // Reported STOPPED, its release not done (an etcd error ended the session
+                // that reported it): released now, or the ledger keeps its reservation.
+                if row.last_status == LastStatus::Stopped {
+                    done.push(id.clone());
+                }
                 continue;
             }
             let Ok(Some(task)) = crate::ecs::tasks::task_by_id(store, id) else {

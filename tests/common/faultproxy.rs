@@ -53,6 +53,16 @@ pub enum Fault {
         times: u32,
         then: Then,
     },
+    /// Requests whose path contains `path` and whose body contains `needle` (etcd's
+    /// gateway carries keys base64-encoded: pass a key as encoded): the first `times`
+    /// get `then`. Picks one write among many of the same size (a box's release of a
+    /// task's assignment among its reports).
+    RequestWith {
+        path: String,
+        needle: Vec<u8>,
+        times: u32,
+        then: Then,
+    },
     /// Requests whose path contains `path` are answered 200 with this body and
     /// content type, as a hostile registry would.
     Body {
@@ -237,6 +247,17 @@ impl Conn {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
 
+            // Small bodies (etcd's calls, token requests) are read before the faults are
+            // chosen, so a fault can pick a request by what it carries; large ones
+            // (blob uploads) stream through as they come.
+            let mut small_body: Option<Vec<u8>> = None;
+            if body_len > 0 && body_len <= 1 << 20 {
+                let mut b = Vec::with_capacity(body_len as usize);
+                if (&mut reader).take(body_len).read_to_end(&mut b).is_err() {
+                    return self.close(&client, &up);
+                }
+                small_body = Some(b);
+            }
             let mut action = "forwarded".to_string();
             let mut answer: Option<Vec<u8>> = None;
             let mut close_after = false;
@@ -313,6 +334,31 @@ impl Conn {
                                 }
                             }
                         }
+                        Fault::RequestWith {
+                            path: p,
+                            needle,
+                            times,
+                            then,
+                        } if *times > 0
+                            && path.contains(p.as_str())
+                            && small_body
+                                .as_deref()
+                                .is_some_and(|b| b.windows(needle.len()).any(|w| w == needle)) =>
+                        {
+                            *times -= 1;
+                            match *then {
+                                Then::Lose { after, how } => {
+                                    action = format!("answer cut {how:?} after {after}");
+                                    cut = Some((after, how));
+                                }
+                                Then::Refuse(status) => {
+                                    action = format!("status {status}");
+                                    answer = Some(injected_status(status));
+                                    close_after = true;
+                                    break;
+                                }
+                            }
+                        }
                         Fault::Throttle {
                             path: p,
                             bytes_per_sec,
@@ -351,7 +397,11 @@ impl Conn {
             if up.write_all(&head).is_err() {
                 return self.close(&client, &up);
             }
-            if body_len > 0 {
+            if let Some(b) = &small_body {
+                if up.write_all(b).is_err() {
+                    return self.close(&client, &up);
+                }
+            } else if body_len > 0 {
                 let mut body = (&mut reader).take(body_len);
                 if std::io::copy(&mut body, &mut up).is_err() {
                     return self.close(&client, &up);
