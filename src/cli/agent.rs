@@ -227,6 +227,7 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         advertise: a.advertise_address,
         ecs_config: applied,
+        front: crate::api::agent_front(),
     })?;
     Ok(ExitCode::SUCCESS)
 }

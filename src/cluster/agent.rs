@@ -39,6 +39,8 @@ pub struct Options {
     pub advertise: Option<std::net::Ipv4Addr>,
     /// What /etc/ecs/ecs.config sets for the registration and the tasks ([`super::ecs_config`]).
     pub ecs_config: super::ecs_config::Applied,
+    /// The HTTP front-end the agent's endpoint runs behind (serve's, from the CLI).
+    pub front: super::endpoint::Front,
 }
 
 /// Why a session with etcd ended.
@@ -204,7 +206,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     // serves TLS with the box's certificate: callers check it with the cluster's CA.
     let tls = match (&o.tls.cacert, &o.tls.cert, &o.tls.key) {
         (Some(_), Some(cert), Some(key)) => Some(
-            super::endpoint::tls_acceptor(cert, key)
+            (o.front.tls_acceptor)(cert, key)
                 .context("the agent's endpoint serves TLS with the box's etcd certificate")?,
         ),
         _ => None,
@@ -213,6 +215,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
     tokio::spawn(super::endpoint::serve(
+        o.front,
         listener,
         tls,
         o.ecs.clone(),
