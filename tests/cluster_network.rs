@@ -75,8 +75,8 @@ fn cluster(
 fn task_subnet(b: &NetBox) -> String {
     common::util::wait_until("the box's task subnet", Duration::from_secs(20), || {
         let log = std::fs::read_to_string(b.log()).ok()?;
-        let line = log.lines().find(|l| l.contains("task subnet "))?;
-        let s = line.split("task subnet ").nth(1)?.split(' ').next()?;
+        let line = log.lines().find(|l| l.contains("task_subnet="))?;
+        let s = line.split("task_subnet=").nth(1)?.split(' ').next()?;
         Some(s.to_string())
     })
 }

@@ -159,3 +159,27 @@ async fn shutdown() {
         _ = term.recv() => {}
     }
 }
+
+/// The front-end a cluster agent's endpoint runs behind: serve's TLS, guard (without keys:
+/// the endpoint checks the cluster's signature per route) and connection loop, and the
+/// console's task views ([`crate::cluster::endpoint::Front`]).
+pub fn agent_front() -> crate::cluster::endpoint::Front {
+    crate::cluster::endpoint::Front {
+        tls_acceptor: server::tls_acceptor,
+        task_view: console::task_view,
+        run: |listener, tls, app| {
+            let limits = guard::Limits::default();
+            let app = app.layer(axum::middleware::from_fn_with_state(
+                std::sync::Arc::new(guard::Guard::new(None, limits)),
+                guard::guard,
+            ));
+            Box::pin(server::run(
+                listener,
+                tls,
+                app,
+                limits,
+                std::future::pending(),
+            ))
+        },
+    }
+}

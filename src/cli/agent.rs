@@ -114,8 +114,13 @@ pub struct AgentArgs {
     pub etcd: EtcdTls,
 }
 
+/// The agent's log filter without --log-level or ECS_LOGLEVEL: the cluster's own events
+/// at info, the rest at warn.
+pub const AGENT_LOG_LEVEL: &str = "warn,minifargate::cluster=info";
+
 /// Reads --ecs-config (or /etc/ecs/ecs.config if present) before `main` sets up logging
-/// and the MINIFARGATE_* settings: ECS_LOGLEVEL sets the log level unless --log-level or
+/// and the MINIFARGATE_* settings: the log level is [`AGENT_LOG_LEVEL`] (info for the
+/// cluster's events, as ECS's agent's default), or ECS_LOGLEVEL's, unless --log-level or
 /// RUST_LOG is given; ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION is the stopped-task retention
 /// unless MINIFARGATE_STOPPED_TASK_RETENTION is set (the returned fallback variables).
 pub fn read_ecs_config(
@@ -123,6 +128,14 @@ pub fn read_ecs_config(
     a: &mut AgentArgs,
 ) -> anyhow::Result<Vec<(&'static str, String)>> {
     use crate::cluster::ecs_config::{DEFAULT_PATH, EcsConfig};
+    // ECS's agent logs at `info` unless ECS_LOGLEVEL says otherwise: so does this one's
+    // own work (its registration, task subnet, starts, routes), unless --log-level is
+    // given; the rest (and the tasks' supervisors, which take the agent's level) stay at
+    // the product's `warn`.
+    let flag = std::env::args().any(|x| x == "--log-level" || x.starts_with("--log-level="));
+    if !flag {
+        g.log_level = AGENT_LOG_LEVEL.into();
+    }
     let (path, required) = match &a.ecs_config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_PATH), false),
@@ -131,7 +144,6 @@ pub fn read_ecs_config(
         return Ok(Vec::new());
     };
     if let Some(level) = c.log_level {
-        let flag = std::env::args().any(|x| x == "--log-level" || x.starts_with("--log-level="));
         if flag || std::env::var_os("RUST_LOG").is_some() {
             c.notes.push(format!(
                 "{}: ECS_LOGLEVEL={level}: --log-level or RUST_LOG is given and wins",
@@ -227,6 +239,7 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         },
         advertise: a.advertise_address,
         ecs_config: applied,
+        front: crate::api::agent_front(),
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -248,7 +248,7 @@ pub fn init_tracing(global: &GlobalOpts, supervisor: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // At the default level, not libcgroups' warning about every v1 controller the
         // host lacks, on each exec (--log-level info or lower shows them).
-        let quiet = if global.log_level == "warn" {
+        let quiet = if global.log_level.split(',').next() == Some("warn") {
             ",libcgroups=error"
         } else {
             ""

@@ -39,6 +39,8 @@ pub struct Options {
     pub advertise: Option<std::net::Ipv4Addr>,
     /// What /etc/ecs/ecs.config sets for the registration and the tasks ([`super::ecs_config`]).
     pub ecs_config: super::ecs_config::Applied,
+    /// The HTTP front-end the agent's endpoint runs behind (serve's, from the CLI).
+    pub front: super::endpoint::Front,
 }
 
 /// Why a session with etcd ended.
@@ -160,7 +162,7 @@ impl Liveness {
                 match etcd.keep_alive(l).await {
                     Ok(Some(_)) => {
                         if std::mem::take(&mut failing) {
-                            eprintln!("minifargate agent: liveness lease {l:x} renewed again");
+                            tracing::info!(lease = %format!("{l:x}"), "liveness lease renewed again");
                         }
                     }
                     Ok(None) => {
@@ -175,12 +177,9 @@ impl Liveness {
                     }
                     Err(e) => {
                         if !std::mem::replace(&mut failing, true) {
-                            eprintln!(
-                                "minifargate agent: cannot renew the liveness lease: {}; \
-                                 trying again every {} ms",
-                                crate::errors::error_chain(&e),
-                                every.as_millis()
-                            );
+                            tracing::warn!(error = %crate::errors::error_chain(&e),
+                                retry_ms = every.as_millis() as u64,
+                                "cannot renew the liveness lease: trying again");
                         }
                     }
                 }
@@ -204,7 +203,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     // serves TLS with the box's certificate: callers check it with the cluster's CA.
     let tls = match (&o.tls.cacert, &o.tls.cert, &o.tls.key) {
         (Some(_), Some(cert), Some(key)) => Some(
-            super::endpoint::tls_acceptor(cert, key)
+            (o.front.tls_acceptor)(cert, key)
                 .context("the agent's endpoint serves TLS with the box's etcd certificate")?,
         ),
         _ => None,
@@ -213,6 +212,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
     tokio::spawn(super::endpoint::serve(
+        o.front,
         listener,
         tls,
         o.ecs.clone(),
@@ -241,18 +241,14 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 // An INACTIVE instance runs nothing: what this box still runs of it stops
                 // (with force the API stops their records; without, there were none).
                 if let Err(e) = work.stop_all() {
-                    eprintln!(
-                        "minifargate agent: cannot stop this instance's tasks: {}",
-                        crate::errors::error_chain(&e)
-                    );
+                    tracing::error!(error = %crate::errors::error_chain(&e),
+                        "cannot stop this instance's tasks");
                 }
                 // Its subnet goes with the instance (the API released it too, unless the
                 // agent was away then).
                 if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id).await {
-                    eprintln!(
-                        "minifargate agent: cannot release the task subnet: {}",
-                        crate::errors::error_chain(&e)
-                    );
+                    tracing::warn!(error = %crate::errors::error_chain(&e),
+                        "cannot release the task subnet");
                 }
                 break Some(ended);
             }
@@ -266,11 +262,8 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 if connected {
                     backoff = BACKOFF.0;
                 }
-                eprintln!(
-                    "minifargate agent: {}; retrying in {} ms",
-                    crate::errors::error_chain(&e),
-                    backoff.as_millis()
-                );
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    retry_ms = backoff.as_millis() as u64, "session with etcd ended: retrying");
             }
         }
         tokio::select! {
@@ -287,17 +280,18 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let held = lease.take();
     if let Some(l) = held {
         match tokio::time::timeout(Duration::from_secs(3), etcd.revoke(l)).await {
-            Ok(Ok(())) => eprintln!(
-                "minifargate agent: stopped; lease revoked, {arn} is agentConnected false"
+            Ok(Ok(())) => tracing::info!(
+                instance = %arn,
+                "stopped; lease revoked, the instance is agentConnected false"
             ),
-            Ok(Err(e)) => eprintln!(
-                "minifargate agent: stopped; could not revoke the lease ({}): {arn} is \
-                 disconnected when it expires",
-                crate::errors::error_chain(&e)
+            Ok(Err(e)) => tracing::warn!(
+                instance = %arn, error = %crate::errors::error_chain(&e),
+                "stopped; could not revoke the lease: the instance is disconnected when it expires"
             ),
-            Err(_) => eprintln!(
-                "minifargate agent: stopped; etcd did not answer the lease revocation in 3 s: \
-                 {arn} is disconnected when the lease expires"
+            Err(_) => tracing::warn!(
+                instance = %arn,
+                "stopped; etcd did not answer the lease revocation in 3 s: the instance is \
+                 disconnected when the lease expires"
             ),
         }
     }
@@ -334,14 +328,16 @@ async fn session(
     };
     if current.is_none() {
         let _ = crate::supervisor::isolation::network::use_box_subnet(own);
-        eprintln!(
-            "minifargate agent: task subnet {own} ({}), box address {}",
-            match o.subnet {
+        tracing::info!(
+            task_subnet = %own,
+            from = %match o.subnet {
                 super::subnets::Want::Pinned(_) => "MINIFARGATE_SUBNET".to_string(),
                 super::subnets::Want::Lease { range, .. } => format!("leased from {range}"),
             },
-            me.address
-                .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+            box_address = %me
+                .address
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string()),
+            "task subnet"
         );
     }
     let box_net = (me.address, own);
@@ -409,17 +405,16 @@ async fn own_status(etcd: &Etcd, cluster: &str, id: &str, arn: &str, file: &Path
         while let Ok(events) = watch.next().await {
             for e in events {
                 let super::etcd::Event::Put(kv) = e else {
-                    eprintln!(
-                        "minifargate agent: container instance {arn}: its status key {key} was deleted"
-                    );
+                    tracing::warn!(instance = %arn, key = %key, "the instance's status key was deleted");
                     continue;
                 };
                 if kv.value == Status::Inactive.as_str().as_bytes() {
                     return deregistered();
                 }
                 if said.as_ref() != Some(&kv.value) {
-                    eprintln!(
-                        "minifargate agent: container instance {arn} is now {}",
+                    tracing::info!(
+                        instance = %arn,
+                        "container instance is now {}",
                         String::from_utf8_lossy(&kv.value)
                     );
                     said = Some(kv.value);
@@ -497,14 +492,15 @@ async fn register(
     };
     etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
         .await?;
-    eprintln!(
-        "minifargate agent: registered {arn} ({}, {} CPU units, {} MiB, endpoint {endpoint}) \
-         in etcd {}; liveness lease {} s; running the tasks placed here",
-        reg.hostname,
-        reg.cpu,
-        reg.memory,
-        etcd.endpoints().join(","),
-        o.lease_ttl
+    tracing::info!(
+        instance = %arn,
+        hostname = %reg.hostname,
+        cpu = reg.cpu,
+        memory_mib = reg.memory,
+        endpoint = %endpoint,
+        etcd = %etcd.endpoints().join(","),
+        lease_s = o.lease_ttl,
+        "registered: running the tasks placed here"
     );
     Ok(l)
 }

@@ -19,6 +19,7 @@ pub const LOGS_OPERATIONS: [&str; 3] = ["GetLogEvents", "FilterLogEvents", "Desc
 /// What the endpoint's routes share.
 struct Shared {
     ecs: Ecs,
+    front: Front,
     /// The cluster's token, once the agent has read it (empty until then).
     token: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
     /// The execs already taken (each signed exec runs once).
@@ -66,13 +67,30 @@ fn denied(call: &str, e: SignatureError) -> axum::response::Response {
     )
 }
 
-/// The TLS acceptor of the endpoint for the box's certificate and key (serve's own, so
-/// the agent's endpoint and serve's API speak TLS the same way).
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    crate::api::server::tls_acceptor(cert, key)
+/// What the agent's endpoint takes from the HTTP front-end above the cluster layer,
+/// handed in by the CLI that starts the agent (serve's: [`crate::api::agent_front`]), so
+/// the endpoint speaks TLS, bounds its connections and shows a task as serve does
+/// without the cluster importing `api`.
+#[derive(Clone, Copy)]
+pub struct Front {
+    /// The TLS acceptor for a certificate and its key.
+    pub tls_acceptor:
+        fn(&std::path::Path, &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor>,
+    /// One of the console's views of a task on this box: (HTTP status, JSON).
+    pub task_view: fn(&Ecs, &str, &str, &str) -> (u16, Value),
+    /// Serves `app` on the listener (TLS when given) behind serve's guard (no keys: the
+    /// signature is checked per route) and its connection loop, until the process ends.
+    pub run:
+        fn(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>, axum::Router) -> Serving,
+}
+
+/// The endpoint being served ([`Front::run`]).
+pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Front")
+    }
 }
 
 /// The agent's endpoint on `listener` until the process ends: the box's CloudWatch Logs
@@ -81,6 +99,7 @@ pub fn tls_acceptor(
 /// `token` is the cluster's, once the agent has read it (empty until then: every request
 /// is refused).
 pub async fn serve(
+    front: Front,
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     ecs: Ecs,
@@ -126,10 +145,9 @@ pub async fn serve(
             return denied(&call, e);
         }
         let s2 = s.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            crate::api::console::task_view(&s2.ecs, &view, &id, &query)
-        })
-        .await;
+        let answer =
+            tokio::task::spawn_blocking(move || (s2.front.task_view)(&s2.ecs, &view, &id, &query))
+                .await;
         match answer {
             Ok((status, v)) => reply(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -209,25 +227,21 @@ pub async fn serve(
             .body(axum::body::Body::empty())
             .expect("a 101 response")
     }
-    // serve's bounds (docs/security.md "Bounds"): its guard without keys (the body's
-    // size and time, the requests in progress; the signature is checked per route) and
-    // its connection loop (open connections, header and idle timeouts, head size; every
-    // connection without Nagle's delay, as an exec's small frames need).
-    let limits = crate::api::guard::Limits::default();
+    // serve's bounds (docs/security.md "Bounds"), through the front: its guard without
+    // keys (the body's size and time, the requests in progress; the signature is checked
+    // per route) and its connection loop (open connections, header and idle timeouts,
+    // head size; every connection without Nagle's delay, as an exec's small frames need).
     let app = axum::Router::new()
         .route("/v1/logs/{op}", axum::routing::post(logs))
         .route("/v1/console/{view}/{id}", axum::routing::get(console))
         .route("/v1/exec", axum::routing::get(exec))
         .with_state(Arc::new(Shared {
             ecs,
+            front,
             token,
             seen: Default::default(),
-        }))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(crate::api::guard::Guard::new(None, limits)),
-            crate::api::guard::guard,
-        ));
-    crate::api::server::run(listener, tls, app, limits, std::future::pending()).await;
+        }));
+    (front.run)(listener, tls, app).await;
 }
 
 /// One CloudWatch Logs operation of [`LOGS_OPERATIONS`] on this box's store.

@@ -51,11 +51,8 @@ pub async fn run(etcd: &'static Etcd, o: Options) {
         match term(etcd, &o).await {
             Ok(()) => backoff = Duration::from_millis(250),
             Err(e) => {
-                eprintln!(
-                    "minifargate: cluster leader election: {}; again in {} ms",
-                    crate::errors::error_chain(&e),
-                    backoff.as_millis()
-                );
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    retry_ms = backoff.as_millis() as u64, "cluster leader election failed: again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -80,18 +77,17 @@ async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
         .put_if_absent_with_lease(&key, o.name.as_bytes(), lease)
         .await?
     {
-        eprintln!(
-            "minifargate: cluster leader: this serve ({}); reaping instances disconnected \
-             for {} s",
-            o.name,
-            o.lost_after.as_secs_f64()
+        tracing::info!(
+            serve = %o.name,
+            lost_after_s = o.lost_after.as_secs_f64(),
+            "cluster leader: this serve; reaping instances disconnected that long"
         );
         LEADING.store(true, std::sync::atomic::Ordering::SeqCst);
         crate::ecs::services::changed();
         let ended = lead(etcd, o, lease).await;
         LEADING.store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = etcd.revoke(lease).await;
-        eprintln!("minifargate: cluster leader: this serve is no longer the leader ({ended})");
+        tracing::warn!(why = %ended, "cluster leader: this serve is no longer the leader");
         return Ok(());
     }
     let _ = etcd.revoke(lease).await;
@@ -99,10 +95,7 @@ async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
     let Some(kv) = etcd.get(&key).await? else {
         return Ok(());
     };
-    eprintln!(
-        "minifargate: cluster leader: {}",
-        String::from_utf8_lossy(&kv.value)
-    );
+    tracing::info!(leader = %String::from_utf8_lossy(&kv.value), "cluster leader: another serve");
     let mut watch = etcd.watch(&key, kv.mod_revision + 1).await?;
     loop {
         for e in watch.next().await? {
@@ -130,14 +123,14 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
                     && let Err(e) = etcd.compact(rev).await
                     && !crate::errors::error_chain(&e).contains("compacted")
                 {
-                    eprintln!("minifargate: cluster: compacting etcd's history: {}", crate::errors::error_chain(&e));
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: compacting etcd's history failed");
                 }
                 compact_to = etcd.revision().await.ok();
             }
             _ = prune.tick() => {
                 let keep = crate::config::get().stopped_task_retention;
                 if let Err(e) = prune_stopped(etcd, keep).await {
-                    eprintln!("minifargate: cluster: pruning stopped tasks: {}", crate::errors::error_chain(&e));
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: pruning stopped tasks failed");
                 }
             }
             _ = renew.tick() => match etcd.keep_alive(lease).await {
@@ -151,7 +144,7 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
             },
             _ = reap.tick() => {
                 if let Err(e) = reaper.pass(etcd, o.lost_after).await {
-                    eprintln!("minifargate: cluster reaper: {}", crate::errors::error_chain(&e));
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "cluster reaper failed");
                 }
             }
         }
@@ -210,7 +203,7 @@ async fn reap(etcd: &Etcd, cluster: &str, id: &str, lost_after: Duration) -> Res
     );
     let n = stop_instance_tasks(etcd, cluster, id, &reason, true).await?;
     if n > 0 {
-        eprintln!("minifargate: cluster reaper: {n} task(s) of lost instance {arn} STOPPED");
+        tracing::warn!(instance = %arn, tasks = n, "cluster reaper: the lost instance's tasks STOPPED");
     }
     Ok(())
 }
@@ -235,7 +228,7 @@ pub async fn stop_instance_tasks(
         let mut ledger: Ledger = match decode(&ledger_key, &kv.value) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("minifargate: cluster: {e}: instance {id}'s tasks left as they are");
+                tracing::error!(instance = %id, error = %e, "cluster reaper: the instance's ledger does not decode: its tasks left as they are");
                 return Ok(stopped);
             }
         };
@@ -261,7 +254,9 @@ pub async fn stop_instance_tasks(
                             ops.push(Op::Put(rkey, json_bytes(&rec)));
                         }
                     }
-                    Err(e) => eprintln!("minifargate: cluster: {e}"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cluster reaper: a task record that does not decode")
+                    }
                 }
             }
         }

@@ -559,11 +559,9 @@ async fn follow_forever(r: &'static Replica) {
         match follow(r).await {
             Ok(()) => backoff = Duration::from_millis(250),
             Err(e) => {
-                eprintln!(
-                    "minifargate: cluster control plane: {}; following etcd again in {} ms",
-                    crate::errors::error_chain(&e),
-                    backoff.as_millis()
-                );
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    retry_ms = backoff.as_millis() as u64,
+                    "cluster control plane: following etcd again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -637,9 +635,9 @@ async fn seed(r: &'static Replica) -> Result<(), Error> {
             super::block_on(put_rows(r.etcd, &r.name, &rows, Some(held.revision)))?;
             let (last, _) = store.pending_changes()?;
             store.forget_changes(last)?;
-            eprintln!(
-                "minifargate: cluster control plane: this serve's {} rows are the cluster's",
-                rows.len()
+            tracing::info!(
+                rows = rows.len(),
+                "cluster control plane: this serve's rows are the cluster's"
             );
             Ok(())
         })();

@@ -279,24 +279,19 @@ fn apply(
     match netns::routes::sync_peer_routes(&want) {
         Ok(failed) => {
             for (r, e) in &failed {
-                eprintln!(
-                    "minifargate agent: cannot route {r} (another box's task subnet): {}",
-                    crate::errors::error_chain(e)
-                );
+                tracing::warn!(subnet = %r, error = %crate::errors::error_chain(e),
+                    "cannot route another box's task subnet");
             }
             let shown: Vec<String> = want.iter().map(|r| r.to_string()).collect();
-            eprintln!(
-                "minifargate agent: routes to the other boxes' task subnets: [{}]",
-                shown.join(", ")
-            );
+            tracing::info!(subnets = %format!("[{}]", shown.join(", ")),
+                "routes to the other boxes' task subnets");
             if failed.is_empty() {
                 *applied = Some(want);
             }
         }
-        Err(e) => eprintln!(
-            "minifargate agent: cannot list this box's routes: {}",
-            crate::errors::error_chain(&e)
-        ),
+        Err(e) => {
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot list this box's routes")
+        }
     }
 }
 
@@ -308,7 +303,7 @@ fn forwarding_on() {
         return;
     }
     if let Err(e) = std::fs::write(F, "1") {
-        eprintln!("minifargate agent: cannot enable {F}: {e}");
+        tracing::warn!(file = F, error = %e, "cannot enable IP forwarding");
     }
 }
 
@@ -316,11 +311,12 @@ fn forwarding_on() {
 pub fn remove_routes() {
     match netns::routes::remove_peer_routes() {
         Ok(0) => {}
-        Ok(n) => eprintln!("minifargate agent: removed {n} route(s) to other boxes' task subnets"),
-        Err(e) => eprintln!(
-            "minifargate agent: cannot remove the routes to other boxes' task subnets: {}",
-            crate::errors::error_chain(&e)
+        Ok(n) => tracing::info!(
+            routes = n,
+            "removed the routes to other boxes' task subnets"
         ),
+        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+            "cannot remove the routes to other boxes' task subnets"),
     }
 }
 

@@ -153,7 +153,7 @@ impl Work {
         let a: Assignment = match decode(key, raw) {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("minifargate agent: task {id}: {e}");
+                tracing::error!(task = %id, error = %e, "an assignment that does not decode");
                 return self
                     .never_started(
                         etcd,
@@ -190,7 +190,7 @@ impl Work {
                 }
                 Err(e) => {
                     let why = crate::errors::error_chain(&*e);
-                    eprintln!("minifargate agent: task {id} failed to start: {why}");
+                    tracing::warn!(task = %id, error = %why, "task failed to start");
                     self.never_started(etcd, id, "TaskFailedToStart", &why)
                         .await
                 }
@@ -246,13 +246,10 @@ impl Work {
             &a.ids,
         )?;
         crate::ecs::tasks::start_prepared(&self.ecs, &ctx, &prepared, self.applied.pull)?;
-        eprintln!(
-            "minifargate agent: started task {} ({})",
-            a.ids.task,
-            a.definition
-                .task_definition_arn
-                .as_deref()
-                .unwrap_or_default()
+        tracing::info!(
+            task = %a.ids.task,
+            definition = a.definition.task_definition_arn.as_deref().unwrap_or_default(),
+            "started task"
         );
         Ok(())
     }
@@ -264,7 +261,7 @@ impl Work {
             ..Default::default()
         };
         if !crate::ecs::fleet::Local.stop(&self.ecs, &t, code, reason) {
-            eprintln!("minifargate agent: could not ask task {id}'s supervisor to stop it");
+            tracing::warn!(task = %id, "could not ask the task's supervisor to stop it");
         }
     }
 
@@ -360,10 +357,9 @@ impl Work {
                 Some(kv) => match decode::<Ledger>(&key, &kv.value) {
                     Ok(l) => (l, kv.mod_revision),
                     Err(e) => {
-                        eprintln!(
-                            "minifargate agent: {e}: the reservations of the tasks stopping \
-                             here are not counted"
-                        );
+                        tracing::error!(error = %e,
+                            "the ledger does not decode: the reservations of the tasks \
+                             stopping here are not counted");
                         return Ok(());
                     }
                 },
@@ -432,7 +428,7 @@ impl Work {
             match self.ecs.open_store() {
                 Ok(s) => self.store = Some((s, -1)),
                 Err(e) => {
-                    eprintln!("minifargate agent: {}", crate::errors::error_chain(&*e));
+                    tracing::warn!(error = %crate::errors::error_chain(&*e), "cannot open the box's store to report");
                     return Ok(());
                 }
             }
@@ -520,7 +516,7 @@ impl Work {
                 Some(kv) => match decode::<Ledger>(&key, &kv.value) {
                     Ok(mut ledger) => ledger.tasks.remove(id).map(|_| (ledger, kv.mod_revision)),
                     Err(e) => {
-                        eprintln!("minifargate agent: {e}: the reservation of task {id} stays");
+                        tracing::error!(task = %id, error = %e, "the ledger does not decode: the task's reservation stays");
                         None
                     }
                 },
@@ -561,7 +557,9 @@ impl Work {
                     mark_stopped(&mut r.task, code, reason);
                     etcd.put(&key, &json_bytes(&r), None).await?;
                 }
-                Err(e) => eprintln!("minifargate agent: {e}"),
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "a task record that does not decode")
+                }
             }
         }
         self.tracked.remove(id);

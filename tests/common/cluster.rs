@@ -153,7 +153,7 @@ impl Agent {
     pub fn registrations(&self) -> usize {
         std::fs::read_to_string(self.log())
             .unwrap_or_default()
-            .matches("minifargate agent: registered")
+            .matches("registered: running the tasks placed here")
             .count()
     }
 }
