@@ -134,9 +134,9 @@ impl Agent {
     pub fn endpoint(&self) -> String {
         super::util::wait_until("the agent registered", Duration::from_secs(20), || {
             self.log_text()
-                .split("endpoint ")
+                .split(" endpoint=")
                 .nth(1)
-                .and_then(|r| r.split(')').next())
+                .and_then(|r| r.split(' ').next())
                 .map(str::to_string)
         })
     }
