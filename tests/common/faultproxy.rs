@@ -268,6 +268,8 @@ impl Conn {
                 let mut faults = self.faults.lock().unwrap();
                 delay = latency(&faults);
                 for f in faults.iter_mut() {
+                    // What a Request or RequestWith fault that picked this request does.
+                    let mut picked: Option<Then> = None;
                     match f {
                         Fault::Status {
                             path: p,
@@ -321,18 +323,7 @@ impl Conn {
                                 continue;
                             }
                             *times -= 1;
-                            match *then {
-                                Then::Lose { after, how } => {
-                                    action = format!("answer cut {how:?} after {after}");
-                                    cut = Some((after, how));
-                                }
-                                Then::Refuse(status) => {
-                                    action = format!("status {status}");
-                                    answer = Some(injected_status(status));
-                                    close_after = true;
-                                    break;
-                                }
-                            }
+                            picked = Some(*then);
                         }
                         Fault::RequestWith {
                             path: p,
@@ -346,18 +337,7 @@ impl Conn {
                                 .is_some_and(|b| b.windows(needle.len()).any(|w| w == needle)) =>
                         {
                             *times -= 1;
-                            match *then {
-                                Then::Lose { after, how } => {
-                                    action = format!("answer cut {how:?} after {after}");
-                                    cut = Some((after, how));
-                                }
-                                Then::Refuse(status) => {
-                                    action = format!("status {status}");
-                                    answer = Some(injected_status(status));
-                                    close_after = true;
-                                    break;
-                                }
-                            }
+                            picked = Some(*then);
                         }
                         Fault::Throttle {
                             path: p,
@@ -367,6 +347,19 @@ impl Conn {
                             throttle = Some(*bytes_per_sec);
                         }
                         _ => {}
+                    }
+                    match picked {
+                        Some(Then::Lose { after, how }) => {
+                            action = format!("answer cut {how:?} after {after}");
+                            cut = Some((after, how));
+                        }
+                        Some(Then::Refuse(status)) => {
+                            action = format!("status {status}");
+                            answer = Some(injected_status(status));
+                            close_after = true;
+                            break;
+                        }
+                        None => {}
                     }
                 }
             }
