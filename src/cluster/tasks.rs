@@ -27,6 +27,10 @@ pub struct Placer;
 pub struct Onto(pub Vec<String>);
 
 impl Launcher for Placer {
+    fn replay(&self, _ecs: &Ecs, store: Store, arns: &[String]) -> EcsResult<Started> {
+        replay(store, arns)
+    }
+
     fn launch(
         &self,
         ecs: &Ecs,
@@ -44,6 +48,10 @@ impl Launcher for Placer {
 }
 
 impl Launcher for Onto {
+    fn replay(&self, _ecs: &Ecs, store: Store, arns: &[String]) -> EcsResult<Started> {
+        replay(store, arns)
+    }
+
     fn launch(
         &self,
         ecs: &Ecs,
@@ -58,6 +66,40 @@ impl Launcher for Onto {
         let targets: Vec<Target> = self.0.iter().map(|r| Target::Onto(r)).collect();
         launch_on(ecs, store, ctx, stored, req, &targets)
     }
+}
+
+/// A RunTask retried with its clientToken in cluster mode: the tasks the first call
+/// placed, as their records in etcd say now (the answer ECS gives: the same tasks; this
+/// box's store has none of them). A record that does not decode is an error naming its
+/// key; a task whose record is gone (deleted with its cluster) is left out, as one box
+/// leaves out a task no longer in its store.
+fn replay(store: Store, arns: &[String]) -> EcsResult<Started> {
+    let etcd = super::serving()
+        .ok_or_else(|| EcsError::Server(anyhow::anyhow!("cluster mode without an etcd client")))?;
+    let mut tasks = Vec::new();
+    for arn in arns {
+        let (cluster, id) = arn
+            .rsplit_once(":task/")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .ok_or_else(|| {
+                EcsError::Server(anyhow::anyhow!(
+                    "a RunTask client token names task {arn:?}, not a task ARN of a cluster"
+                ))
+            })?;
+        let key = keys::task(cluster, id);
+        let Some(kv) = super::block_on(etcd.get(&key)).map_err(server)? else {
+            continue;
+        };
+        let record: Record = decode(&key, &kv.value).map_err(|e| EcsError::Server(e.into()))?;
+        let task = serde_json::from_value(record.task).map_err(|e| {
+            EcsError::Server(anyhow::Error::from(super::records::Undecodable {
+                key: key.clone(),
+                why: e.to_string(),
+            }))
+        })?;
+        tasks.push(task);
+    }
+    Ok(crate::ecs::tasks::replayed(store, tasks))
 }
 
 /// Where one task may go.

@@ -422,7 +422,7 @@ pub fn run_task_with(
     if let Some(token) = &req.client_token
         && let Some(used) = claimed(&mut store, &cluster, token, &digest, now)?
     {
-        return replay(store, &used);
+        return launcher.replay(ecs, store, &used);
     }
     let token = req.client_token.clone();
     let launched = (|| -> EcsResult<(Started, Vec<Warning>)> {
@@ -701,18 +701,14 @@ fn claimed(
     }
 }
 
-/// The answer to a RunTask retried with its clientToken: the tasks the first call started
-/// (those still in the store), and nothing started.
-fn replay(store: Store, arns: &[String]) -> EcsResult<Started> {
-    let tasks = arns
-        .iter()
-        .filter_map(|a| task_by_id(&store, task_id(a)).transpose())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+/// The answer to a RunTask retried with its clientToken: `tasks`, those the first call
+/// started (as they are now), and nothing started.
+pub fn replayed(store: Store, tasks: Vec<Task>) -> Started {
     let ids = tasks
         .iter()
         .map(|t| task_id(&t.task_arn).to_string())
         .collect();
-    Ok(Started {
+    Started {
         response: RunTaskResponse {
             tasks,
             failures: Vec::new(),
@@ -721,7 +717,7 @@ fn replay(store: Store, arns: &[String]) -> EcsResult<Started> {
         ids,
         warnings: Vec::new(),
         supervisors: Vec::new(),
-    })
+    }
 }
 
 /// A task definition launch type FARGATE must satisfy: every Fargate rule, refused with
@@ -814,6 +810,17 @@ pub trait Launcher {
     /// Whether its tasks run on this box (which RunTask then places them on first).
     fn on_this_box(&self) -> bool {
         false
+    }
+
+    /// The answer to a RunTask retried with its clientToken: the tasks `arns` the first
+    /// call started, as they are now, read where this launcher keeps them (this box's
+    /// store by default).
+    fn replay(&self, _ecs: &Ecs, store: Store, arns: &[String]) -> EcsResult<Started> {
+        let tasks = arns
+            .iter()
+            .filter_map(|a| task_by_id(&store, task_id(a)).transpose())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(replayed(store, tasks))
     }
 
     /// Starts `count` tasks of `stored` as `req` says; task `i` on capacity provider

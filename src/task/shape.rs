@@ -7,7 +7,7 @@ use crate::store::{
     NetworkRow, StopCode, Tag, TaskOverride, TaskRow,
 };
 use crate::taskdef::timestamp::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The name of the task `attributes` that carry the task's warnings (ecs.json `Attribute`:
 /// name and value; ECS's own task attributes are named like `ecs.cpu-architecture`).
@@ -20,7 +20,7 @@ fn ts(v: Option<i64>) -> Option<Timestamp> {
 /// ecs.json `Task`, as RunTask, DescribeTasks and StopTask answer it. Members in
 /// alphabetical order, as the AWS CLI prints them; timestamps rendered by each protocol
 /// (`taskdef::timestamp`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     pub attachments: Vec<Attachment>,
@@ -51,7 +51,11 @@ pub struct Task {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// Not an ECS member: what this host does differently, so nobody is misled.
-    #[serde(rename = "minifargateWarnings", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "minifargateWarnings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub minifargate_warnings: Vec<String>,
     pub overrides: Overrides,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,7 +85,7 @@ pub struct Task {
 }
 
 /// ecs.json `Container`, within a [`Task`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub container_arn: String,
@@ -109,7 +113,7 @@ pub struct Container {
 }
 
 /// ecs.json `Attachment`: the ENI of an awsvpc task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub details: Vec<KeyValue>,
     pub id: String,
@@ -119,7 +123,7 @@ pub struct Attachment {
 }
 
 /// ecs.json `KeyValuePair` (attachment details) and `Attribute` without a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     pub name: String,
     pub value: String,
@@ -135,7 +139,7 @@ impl KeyValue {
 }
 
 /// ecs.json `NetworkInterface` of a container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkInterface {
     pub attachment_id: String,
@@ -143,7 +147,7 @@ pub struct NetworkInterface {
 }
 
 /// ecs.json `TaskEphemeralStorage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EphemeralStorage {
     #[serde(rename = "sizeInGiB")]
     pub size_in_gib: u32,
@@ -151,7 +155,7 @@ pub struct EphemeralStorage {
 
 /// ecs.json `TaskOverride` as a task reports it: the RunTask overrides, with the lists
 /// ECS always shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Overrides {
     #[serde(flatten)]
