@@ -185,8 +185,27 @@ def stop_stream():
         pace(1.5, 4)
         with lock:
             pick = random.choice(sorted(standalone)) if standalone else None
-        if pick:
-            call("stop_task", task=pick, reason="chaos: StopTask")
+        if not pick:
+            continue
+        # Each call's own reason: an answer that was an error, yet took effect, shows it in
+        # the task's assignment or record.
+        with lock:
+            reason = f"chaos: StopTask #{next(serial)}"
+        if call("stop_task", task=pick, reason=reason) is not None:
+            continue
+        outcome = last_outcome.get(threading.get_ident())
+        if outcome == "unreachable" or outcome == "InvalidParameterException":
+            continue  # no answer (it may yet be taken), or the task is gone: nothing to judge
+        tid = pick.rsplit("/", 1)[-1]
+        try:
+            v = etcdview.View(ETCD)
+        except Exception:  # noqa: BLE001 - etcd down is a fault, not a finding
+            continue
+        reasons = [a.get("stoppedReason") for a in v.assignments.get(tid, {}).values()]
+        reasons.append(v.records.get(tid, {}).get("task", {}).get("stoppedReason"))
+        if reason in reasons:
+            violation("StopTask answered an error, yet took effect",
+                      f"task {tid}: answered {outcome}; its stoppedReason is {reason!r} in etcd")
 
 
 def prune_stream():
@@ -248,10 +267,31 @@ def drain_stream():
         if not iid or os.path.exists(os.path.join(W, f"reprovision-{box}")):
             continue
         note(f"box{box} ({iid}) DRAINING")
-        call("update_container_instances_state", containerInstances=[iid], status="DRAINING")
+        state_change(iid, "DRAINING")
         pace(5, 12)
-        call("update_container_instances_state", containerInstances=[iid], status="ACTIVE")
+        state_change(iid, "ACTIVE")
         note(f"box{box} ({iid}) ACTIVE")
+
+
+def state_change(iid, status):
+    """UpdateContainerInstancesState to `status`; an error answer (not a lost one) is
+    judged against etcd: the instance's status must not have become `status` by this call.
+    Only a change is judged (an instance already at `status` tells nothing)."""
+    try:
+        was = etcdview.View(ETCD).status.get(iid)
+    except Exception:  # noqa: BLE001 - etcd down is a fault, not a finding
+        was = None
+    r = call("update_container_instances_state", containerInstances=[iid], status=status)
+    outcome = last_outcome.get(threading.get_ident())
+    if r is not None or outcome == "unreachable" or was is None or was == status:
+        return
+    try:
+        now = etcdview.View(ETCD).status.get(iid)
+    except Exception:  # noqa: BLE001
+        return
+    if now == status:
+        violation("UpdateContainerInstancesState answered an error, yet took effect",
+                  f"instance {iid}: answered {outcome}; status {was} -> {now} in etcd")
 
 
 def deregister_stream():
