@@ -12,7 +12,9 @@
 # etcd runs as docs/cluster.md tells a user to run it: https with client-certificate
 # authentication, the certificates made by `minifargate cluster init` in $W/pki (serve
 # with its bundle, each box with its own from `cluster add-box boxI`; etcdctl and
-# cl_etcd_curl as the operator through ETCDCTL_CACERT/CERT/KEY). CL_ETCD_PLAIN=1 (set
+# cl_etcd_curl as the operator through ETCDCTL_CACERT/CERT/KEY, etcdctl as etcd's user
+# root through ETCDCTL_USER: `cluster enable-auth` turns etcd's users and roles on).
+# CL_ETCD_PLAIN=1 (set
 # before etcd_start): plain http as before (with CL_NETNS=1 the agents then need
 # --etcd-insecure-plaintext, which agent_start gives).
 #
@@ -163,7 +165,12 @@ etcd_start() {
         sleep 0.1
     done
     if [ -n "$CL_ETCD_TLS" ]; then
-        log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd; client certificates from minifargate cluster init in $W/pki)"
+        # etcd's users and roles from the bundles, then its authentication on; etcdctl
+        # as root.
+        "$MF" cluster enable-auth --dir "$P" --cluster "$ETCD" >/dev/null
+        ETCDCTL_USER="root:$(cat "$P/admin/etcd-password")"
+        export ETCDCTL_USER
+        log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd; client certificates and etcd users from minifargate cluster init in $W/pki)"
     else
         log "etcd on $ETCD (pid $ETCD_PID, data in $W/etcd; plain http: CL_ETCD_PLAIN=1)"
     fi
@@ -181,7 +188,7 @@ cl_etcd_flags() {
         return 0
     fi
     if [ -z "${1:-}" ]; then echo "--etcd-certs $W/pki/serve"; return 0; fi
-    [ -d "$W/pki/boxes/box$1" ] || "$MF" cluster add-box "box$1" --dir "$W/pki" >/dev/null
+    [ -d "$W/pki/boxes/box$1" ] || "$MF" cluster add-box "box$1" --dir "$W/pki" --cluster "$ETCD" >/dev/null
     echo "--etcd-certs $W/pki/boxes/box$1"
 }
 

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, Default, Args)]
 pub struct EtcdTls {
     /// A client bundle made by `minifargate cluster init` or `cluster add-box`: DIR/ca.crt,
-    /// DIR/client.crt and DIR/client.key (the three flags below in one).
+    /// DIR/client.crt and DIR/client.key (the three flags below in one), and the etcd user
+    /// DIR/etcd-user with its password DIR/etcd-password.
     #[arg(long, env = "MINIFARGATE_ETCD_CERTS", value_name = "DIR", conflicts_with_all = ["etcd_cacert", "etcd_cert", "etcd_key"])]
     pub etcd_certs: Option<PathBuf>,
     /// The CA certificate (PEM) that signed etcd's server certificate: https endpoints.
@@ -45,6 +46,8 @@ impl EtcdTls {
                 cert: Some(d.join("client.crt")),
                 key: Some(d.join("client.key")),
                 insecure_plaintext: self.etcd_insecure_plaintext,
+                // A bundle made before etcd users has no password: its certificate alone.
+                credentials: d.join("etcd-password").exists().then(|| d.clone()),
             };
         }
         crate::cluster::etcd::Tls {
@@ -52,6 +55,7 @@ impl EtcdTls {
             cert: self.etcd_cert.clone(),
             key: self.etcd_key.clone(),
             insecure_plaintext: self.etcd_insecure_plaintext,
+            credentials: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub struct Tls {
     pub key: Option<PathBuf>,
     /// `--etcd-insecure-plaintext`: a plain-http endpoint off loopback is allowed.
     pub insecure_plaintext: bool,
+    /// A bundle directory holding `etcd-user` and `etcd-password` (`cluster init`,
+    /// `cluster add-box`): the etcd user this client authenticates as (etcd's RBAC).
+    pub credentials: Option<PathBuf>,
 }
 
 impl Tls {
@@ -122,6 +126,139 @@ pub struct Etcd {
     /// The CA etcd's certificate is checked with (`--etcd-cacert`): the cluster's, which
     /// the agents' endpoints are checked with too.
     ca: Option<PathBuf>,
+    /// The etcd user this client authenticates as, and its token.
+    auth: Option<Arc<Auth>>,
+}
+
+/// An etcd user (`POST /v3/auth/authenticate`) and the token etcd gave it, sent in
+/// `Authorization` with every call. etcd 3.4's JSON gateway refuses a client certificate
+/// with a common name once authentication is on, so the certificate proves membership of
+/// the cluster and the password the identity (docs/cluster.md "Security").
+#[derive(Debug)]
+struct Auth {
+    user: String,
+    password: String,
+    http: reqwest::Client,
+    state: tokio::sync::Mutex<AuthState>,
+    /// Set where the state cannot be locked (a watch canceled for its token): the next
+    /// call authenticates again.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthState {
+    /// Not authenticated yet, or the token lapsed.
+    None,
+    Token(String),
+    /// etcd's authentication is off: calls go without a token until etcd asks for one.
+    Disabled,
+}
+
+impl Auth {
+    /// The token to send (`None`: etcd's authentication is off), authenticating when there
+    /// is none. One authentication at a time: etcd checks a password with bcrypt.
+    async fn token(&self, endpoints: &[String], first: usize) -> Result<Option<String>, EtcdError> {
+        const CALL: &str = "/v3/auth/authenticate";
+        let mut state = self.state.lock().await;
+        if self.stale.swap(false, Ordering::Relaxed) {
+            *state = AuthState::None;
+        }
+        match &*state {
+            AuthState::Token(t) => return Ok(Some(t.clone())),
+            AuthState::Disabled => return Ok(None),
+            AuthState::None => {}
+        }
+        let body = json!({ "name": self.user, "password": self.password }).to_string();
+        let n = endpoints.len();
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let endpoint = &endpoints[(first + i) % n];
+            let answer = async {
+                let r = self
+                    .http
+                    .post(format!("{endpoint}{CALL}"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let status = r.status();
+                Ok::<_, reqwest::Error>((status, r.bytes().await?))
+            }
+            .await;
+            let (status, bytes) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(EtcdError::Unreachable {
+                        endpoint: endpoint.clone(),
+                        call: CALL,
+                        why: crate::errors::error_chain(&e),
+                    });
+                    continue;
+                }
+            };
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if status.is_success() {
+                let Some(token) = v["token"].as_str() else {
+                    return Err(EtcdError::Malformed {
+                        endpoint: endpoint.clone(),
+                        call: CALL,
+                        why: "no token in the answer".into(),
+                    });
+                };
+                *state = AuthState::Token(token.to_string());
+                return Ok(Some(token.to_string()));
+            }
+            let message = v["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            if message.contains("authentication is not enabled") {
+                *state = AuthState::Disabled;
+                return Ok(None);
+            }
+            return Err(EtcdError::Refused {
+                endpoint: endpoint.clone(),
+                call: CALL,
+                status: status.as_u16(),
+                message: format!("as etcd user {:?}: {message}", self.user),
+            });
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            EtcdError::AllDown { call: CALL, errors }
+        })
+    }
+
+    /// Forgets `token` (etcd said it is no longer valid, or asked for one while the
+    /// client thought authentication off): the next call authenticates again.
+    async fn forget(&self, token: Option<&str>) {
+        let mut state = self.state.lock().await;
+        let stale = match token {
+            Some(t) => AuthState::Token(t.to_string()),
+            None => AuthState::Disabled,
+        };
+        if *state == stale {
+            *state = AuthState::None;
+        }
+    }
+}
+
+/// Whether etcd refused a call for its token (lapsed after `--auth-token-ttl`, made before
+/// the auth store changed, or missing while authentication is on): authenticating again
+/// and resending is safe, the call was not applied.
+fn token_refused(e: &EtcdError) -> bool {
+    match e {
+        EtcdError::Refused {
+            status, message, ..
+        } => {
+            *status == 401
+                || message.contains("invalid auth token")
+                || message.contains("auth store is old")
+                || message.contains("user name is empty")
+        }
+        _ => false,
+    }
 }
 
 impl Etcd {
@@ -167,12 +304,34 @@ impl Etcd {
         }
         let http = client(tls, Some(CALL_TIMEOUT))?;
         let streaming = client(tls, None)?;
+        let auth = match &tls.credentials {
+            Some(dir) => {
+                let read = |name: &str| {
+                    let p = dir.join(name);
+                    std::fs::read_to_string(&p)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| EtcdError::Tls {
+                            path: p.display().to_string(),
+                            why: e.to_string(),
+                        })
+                };
+                Some(Arc::new(Auth {
+                    user: read("etcd-user")?,
+                    password: read("etcd-password")?,
+                    http: http.clone(),
+                    state: tokio::sync::Mutex::new(AuthState::None),
+                    stale: std::sync::atomic::AtomicBool::new(false),
+                }))
+            }
+            None => None,
+        };
         Ok(Etcd {
             endpoints: list,
             http,
             streaming,
             current: AtomicUsize::new(0),
             ca: tls.cacert.clone(),
+            auth,
         })
     }
 
@@ -186,10 +345,36 @@ impl Etcd {
         &self.endpoints
     }
 
+    /// One gateway call as this client's etcd user: authenticated on the first call, and
+    /// again (the call resent once) when etcd refuses the token.
+    async fn call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
+        let Some(auth) = &self.auth else {
+            return self.send(call, &body, None).await;
+        };
+        let mut again = true;
+        loop {
+            let first = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+            let token = auth.token(&self.endpoints, first).await?;
+            match self.send(call, &body, token.as_deref()).await {
+                Err(e) if again && token_refused(&e) => {
+                    tracing::debug!(user = %auth.user, error = %e, "etcd refused the token: authenticating again");
+                    auth.forget(token.as_deref()).await;
+                    again = false;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// One gateway call, with failover between the endpoints: a read ([`Resend::Yes`]) goes
     /// to the next endpoint on any failure, a write only when its request was not sent (a
     /// connection that could not be made).
-    async fn call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
+    async fn send(
+        &self,
+        call: &'static str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Value, EtcdError> {
         // Renewing a lease twice is renewing it.
         let resend = if matches!(call, "/v3/kv/range" | "/v3/lease/keepalive") {
             Resend::Yes
@@ -202,13 +387,14 @@ impl Etcd {
         for i in 0..n {
             let at = (first + i) % n;
             let endpoint = &self.endpoints[at];
-            let sent = self
+            let mut request = self
                 .http
                 .post(format!("{endpoint}{call}"))
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await;
+                .header("content-type", "application/json");
+            if let Some(t) = token {
+                request = request.header("authorization", t);
+            }
+            let sent = request.body(body.to_string()).send().await;
             let unreachable = |why: String| EtcdError::Unreachable {
                 endpoint: endpoint.clone(),
                 call,
@@ -497,10 +683,37 @@ impl Etcd {
             next: from,
             idle: WATCH_IDLE,
             rewatches: 0,
+            auth: self.auth.clone(),
+            token: None,
         };
         let at = w.open(first).await?;
         self.current.store(at, Ordering::Relaxed);
         Ok(w)
+    }
+
+    /// One call of etcd's authentication API (`/v3/auth/...`: users, roles, `enable`),
+    /// as this client's user (root, to change users and roles once authentication is on).
+    pub async fn auth_call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
+        self.call(call, body).await
+    }
+
+    /// Grants `role` read (or read and write) on every key under `prefix`.
+    pub async fn grant_prefix(
+        &self,
+        role: &str,
+        prefix: &str,
+        write: bool,
+    ) -> Result<(), EtcdError> {
+        self.call(
+            "/v3/auth/role/grant",
+            json!({ "name": role, "perm": {
+                "permType": if write { "READWRITE" } else { "READ" },
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix)),
+            }}),
+        )
+        .await
+        .map(drop)
     }
 
     /// Revokes lease `id`: every key attached to it is deleted at once.
@@ -675,6 +888,9 @@ pub struct Watch {
     idle: Duration,
     /// How many times it was made again after a silence.
     rewatches: u64,
+    /// The client's etcd user, and the token the watch was made with.
+    auth: Option<Arc<Auth>>,
+    token: Option<String>,
 }
 
 /// Why a watch ended.
@@ -769,18 +985,24 @@ impl Watch {
         }});
         let n = self.endpoints.len();
         let mut errors = Vec::new();
-        for i in 0..n {
+        let mut reauthenticate = true;
+        let mut i = 0;
+        while i < n {
             let at = (first + i) % n;
+            i += 1;
             let endpoint = self.endpoints[at].clone();
-            let sent = tokio::time::timeout(
-                self.idle,
-                self.client
-                    .post(format!("{endpoint}{CALL}"))
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send(),
-            )
-            .await;
+            self.token = match &self.auth {
+                Some(a) => a.token(&self.endpoints, at).await?,
+                None => None,
+            };
+            let mut request = self
+                .client
+                .post(format!("{endpoint}{CALL}"))
+                .header("content-type", "application/json");
+            if let Some(t) = &self.token {
+                request = request.header("authorization", t);
+            }
+            let sent = tokio::time::timeout(self.idle, request.body(body.to_string()).send()).await;
             match sent {
                 Ok(Ok(r)) if r.status().is_success() => {
                     self.endpoint = endpoint;
@@ -788,12 +1010,28 @@ impl Watch {
                     return Ok(at);
                 }
                 Ok(Ok(r)) => {
-                    return Err(EtcdError::Refused {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    let message = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_string))
+                        .unwrap_or(text);
+                    let e = EtcdError::Refused {
                         endpoint,
                         call: CALL,
-                        status: r.status().as_u16(),
-                        message: r.text().await.unwrap_or_default(),
-                    });
+                        status,
+                        message,
+                    };
+                    if reauthenticate
+                        && token_refused(&e)
+                        && let Some(a) = &self.auth
+                    {
+                        a.forget(self.token.as_deref()).await;
+                        reauthenticate = false;
+                        i -= 1;
+                        continue;
+                    }
+                    return Err(e);
                 }
                 Ok(Err(e)) => errors.push(EtcdError::Unreachable {
                     endpoint,
@@ -833,10 +1071,14 @@ impl Watch {
             });
         }
         if r["canceled"].as_bool() == Some(true) {
-            return Err(broken(format!(
-                "etcd canceled it: {}",
-                r["cancel_reason"].as_str().unwrap_or("no reason given")
-            )));
+            let reason = r["cancel_reason"].as_str().unwrap_or("no reason given");
+            if reason.contains("auth token") || reason.contains("auth store is old") {
+                // Made again by the caller: with a new token.
+                if let Some(a) = &self.auth {
+                    a.stale.store(true, Ordering::Relaxed);
+                }
+            }
+            return Err(broken(format!("etcd canceled it: {reason}")));
         }
         let mut out = Vec::new();
         for e in r["events"]

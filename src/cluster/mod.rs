@@ -11,6 +11,7 @@
 //! - [`query`]: ECS's cluster query language.
 //! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
 //! - [`pki`]: the cluster's CA and certificates (`cluster init`, `cluster add-box`).
+//! - [`users`]: etcd's users and roles (`cluster enable-auth`).
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
@@ -35,6 +36,7 @@ pub mod signing;
 pub mod subnets;
 pub mod task_api;
 pub mod tasks;
+pub mod users;
 pub mod work;
 
 use std::sync::OnceLock;

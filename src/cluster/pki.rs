@@ -24,15 +24,20 @@ const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How far back a certificate is valid from: boxes whose clocks are a little behind.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
-/// The common name (etcd's user name under `--client-cert-auth`) of serve's certificate.
-pub const SERVE_CN: &str = "minifargate-serve";
-/// The common name of the operator's certificate (etcd's `root` user, for etcdctl).
-pub const ADMIN_CN: &str = "root";
+/// Serve's etcd user (role `root`: serve is the control plane).
+pub const SERVE_USER: &str = "minifargate-serve";
+/// The operator's etcd user (etcdctl, `exec --etcd`, `logs --etcd`).
+pub const ADMIN_USER: &str = "root";
 
-/// The common name of box `name`'s certificate.
-pub fn box_cn(name: &str) -> String {
+/// Box `name`'s etcd user (and its role).
+pub fn box_user(name: &str) -> String {
     format!("minifargate-box-{name}")
 }
+
+/// The file of a bundle naming its etcd user.
+pub const USER_FILE: &str = "etcd-user";
+/// The file of a bundle holding its etcd user's password.
+pub const PASSWORD_FILE: &str = "etcd-password";
 
 /// What went wrong making or issuing the cluster's certificates.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +73,7 @@ pub enum PkiError {
     BadCaKey(PathBuf),
     #[error(
         "box name {0:?}: 1 to 63 letters, digits, hyphens, underscores or periods (it becomes \
-         the certificate's common name, etcd's user)"
+         its etcd user's and role's name)"
     )]
     BadName(String),
     #[error("host {0:?}: an IP address or a DNS name etcd is reached at")]
@@ -180,13 +185,24 @@ impl Ca {
         Ok(Ca { key, cert })
     }
 
-    /// A leaf certificate and its key (PEM): `cn`, `sans` (IP addresses or DNS names),
-    /// for a TLS server and client (`server`) or a client only.
-    fn issue(&self, cn: &str, sans: &[String], server: bool) -> Result<(String, String), PkiError> {
-        let what = format!("the certificate of {cn}");
+    /// A leaf certificate and its key (PEM) for `who`, with common name `cn` when given,
+    /// `sans` (IP addresses or DNS names), for a TLS server and client (`server`) or a
+    /// client only. A client of etcd's JSON gateway has no common name: with etcd's
+    /// authentication on, the gateway refuses a certificate that has one (its etcd user
+    /// is a password user instead, docs/cluster.md "Security").
+    fn issue(
+        &self,
+        who: &str,
+        cn: Option<&str>,
+        sans: &[String],
+        server: bool,
+    ) -> Result<(String, String), PkiError> {
+        let what = format!("the certificate of {who}");
         let mut p = CertificateParams::new(sans.to_vec()).map_err(generate(&what))?;
         p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(cn) = cn {
+            p.distinguished_name.push(DnType::CommonName, cn);
+        }
         p.serial_number = Some(random_serial()?);
         p.use_authority_key_identifier_extension = true;
         p.key_usages = vec![
@@ -247,9 +263,31 @@ fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiEr
     Ok(())
 }
 
-/// A client bundle in `dir`: the CA's certificate and `cn`'s certificate and key.
-fn bundle(ca: &Ca, ca_pem: &str, dir: &Path, cn: &str, made: &mut Made) -> Result<(), PkiError> {
-    bundle_for(ca, ca_pem, dir, cn, None, made)
+/// A client bundle in `dir`: the CA's certificate, a client certificate and key, etcd
+/// user `user` and a new password of its own.
+fn bundle(ca: &Ca, ca_pem: &str, dir: &Path, user: &str, made: &mut Made) -> Result<(), PkiError> {
+    bundle_for(ca, ca_pem, dir, user, None, made)
+}
+
+/// A new password: 32 random bytes, hex.
+fn password() -> Result<String, PkiError> {
+    let mut b = [0u8; 32];
+    crate::task::fill_random(&mut b).map_err(|e| PkiError::Write {
+        path: "/dev/urandom".into(),
+        source: e,
+    })?;
+    Ok(hex::encode(b))
+}
+
+/// The etcd user and password of the bundle in `dir`.
+pub fn credentials(dir: &Path) -> Result<(String, String), PkiError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|source| PkiError::Read { path, source })
+    };
+    Ok((read(USER_FILE)?, read(PASSWORD_FILE)?))
 }
 
 /// A bundle whose certificate is also a server's for `server` (its names), as a box's is:
@@ -258,15 +296,21 @@ fn bundle_for(
     ca: &Ca,
     ca_pem: &str,
     dir: &Path,
-    cn: &str,
+    user: &str,
     server: Option<&[String]>,
     made: &mut Made,
 ) -> Result<(), PkiError> {
     private_dir(dir)?;
-    let (cert, key) = ca.issue(cn, server.unwrap_or_default(), server.is_some())?;
+    let (cert, key) = ca.issue(user, None, server.unwrap_or_default(), server.is_some())?;
     private_file(&dir.join("ca.crt"), ca_pem, made)?;
     private_file(&dir.join("client.crt"), &cert, made)?;
-    private_file(&dir.join("client.key"), &key, made)
+    private_file(&dir.join("client.key"), &key, made)?;
+    private_file(&dir.join(USER_FILE), &format!("{user}\n"), made)?;
+    private_file(
+        &dir.join(PASSWORD_FILE),
+        &format!("{}\n", password()?),
+        made,
+    )
 }
 
 /// Checks an etcd host name for a certificate's subject alternative names.
@@ -312,13 +356,14 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     let etcd = layout.etcd();
     private_dir(&etcd)?;
     for name in ["server", "peer"] {
-        let (cert, key) = ca.issue(&format!("minifargate-etcd-{name}"), &sans, true)?;
+        let cn = format!("minifargate-etcd-{name}");
+        let (cert, key) = ca.issue(&cn, Some(&cn), &sans, true)?;
         private_file(&etcd.join(format!("{name}.crt")), &cert, &mut made)?;
         private_file(&etcd.join(format!("{name}.key")), &key, &mut made)?;
     }
     private_file(&etcd.join("ca.crt"), &ca_pem, &mut made)?;
-    bundle(&ca, &ca_pem, &layout.serve(), SERVE_CN, &mut made)?;
-    bundle(&ca, &ca_pem, &layout.admin(), ADMIN_CN, &mut made)?;
+    bundle(&ca, &ca_pem, &layout.serve(), SERVE_USER, &mut made)?;
+    bundle(&ca, &ca_pem, &layout.admin(), ADMIN_USER, &mut made)?;
     Ok(made)
 }
 
@@ -353,7 +398,7 @@ pub fn add_box(layout: &Layout, name: &str, addresses: &[String]) -> Result<Made
     }
     let mut made = Made { files: Vec::new() };
     private_dir(&dir.with_file_name(""))?;
-    bundle_for(&ca, &ca_pem, &dir, &box_cn(name), Some(&sans), &mut made)?;
+    bundle_for(&ca, &ca_pem, &dir, &box_user(name), Some(&sans), &mut made)?;
     Ok(made)
 }
 
@@ -381,7 +426,11 @@ mod tests {
         assert_eq!(mode(&layout.dir), 0o700);
         assert!(matches!(init(&layout, &[]), Err(PkiError::CaExists(_))));
         let b = add_box(&layout, "box-1", &[]).unwrap();
-        assert_eq!(b.files.len(), 3);
+        assert_eq!(b.files.len(), 5);
+        let (user, pw) = credentials(&layout.box_bundle("box-1")).unwrap();
+        assert_eq!(user, "minifargate-box-box-1");
+        assert_eq!(pw.len(), 64);
+        assert_ne!(credentials(&layout.serve()).unwrap().1, pw);
         assert_eq!(mode(&layout.box_bundle("box-1")), 0o700);
         assert!(matches!(
             add_box(&layout, "box-1", &[]),

@@ -6,7 +6,8 @@
 //! As docs/cluster.md tells a user to run it: https with client-certificate
 //! authentication, the certificates made by `minifargate cluster init` (serve's bundle
 //! for serve, one `cluster add-box` bundle for the agents, the operator's for etcdctl and
-//! `exec --etcd`). `MINIFARGATE_TEST_ETCD=plain` runs it as before (plain http on
+//! `exec --etcd`), and etcd's users and roles on (`minifargate cluster enable-auth`: each
+//! bundle's password is its etcd user's). `MINIFARGATE_TEST_ETCD=plain` runs it as before (plain http on
 //! loopback), e.g. to tell a TLS problem from another.
 
 use super::util::free_port;
@@ -72,7 +73,49 @@ impl Etcd {
             client_cert: pki.join("admin/client.crt"),
             client_key: pki.join("admin/client.key"),
         };
-        Etcd::start_in(dir, Some(tls), Some(pki))
+        let e = Etcd::start_in(dir, Some(tls), Some(pki.clone()));
+        super::util::run_ok(
+            Command::new(super::cli::bin())
+                .args(["cluster", "enable-auth", "--dir"])
+                .arg(&pki)
+                .args(["--cluster", &e.endpoint()]),
+        );
+        e
+    }
+
+    /// Issues box `name`'s bundle (`cluster add-box NAME --cluster`: its etcd user made
+    /// too): its `--etcd-certs` flags.
+    pub fn add_box(&self, name: &str) -> Vec<String> {
+        let Some(pki) = &self.pki else {
+            return Vec::new();
+        };
+        super::util::run_ok(
+            Command::new(super::cli::bin())
+                .args(["cluster", "add-box", name, "--dir"])
+                .arg(pki)
+                .args(["--cluster", &self.endpoint()]),
+        );
+        self.bundle(&format!("boxes/{name}"))
+    }
+
+    /// `--user USER:PASSWORD` of bundle `which` for etcdctl (none without etcd users).
+    pub fn etcdctl_user(&self, which: &str) -> Vec<String> {
+        match &self.pki {
+            Some(p) => {
+                let dir = p.join(which);
+                let read = |f: &str| {
+                    std::fs::read_to_string(dir.join(f))
+                        .unwrap()
+                        .trim()
+                        .to_string()
+                };
+                vec![
+                    "--user".into(),
+                    format!("{}:{}", read("etcd-user"), read("etcd-password")),
+                ]
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Starts etcd over plain http on loopback (a fault proxy in front of it reads the
@@ -250,6 +293,7 @@ impl Etcd {
                 .arg("--key")
                 .arg(&t.client_key);
         }
+        cmd.args(self.etcdctl_user("admin"));
         cmd.args(args)
             .output()
             .expect("run etcdctl (Debian's etcd-client)")
