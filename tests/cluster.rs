@@ -480,6 +480,155 @@ fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_en
     );
 }
 
+/// `etcdctl ARGS` as box `name` (its bundle from `cluster add-box`: certificate and etcd
+/// user), as whoever is root on that box could run it.
+fn etcdctl_as_box(etcd: &Etcd, name: &str, args: &[&str]) -> std::process::Output {
+    let dir = etcd.pki().unwrap().join("boxes").join(name);
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(dir.join("client.crt"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .args(etcd.etcdctl_user(&format!("boxes/{name}")))
+        .args(args)
+        .output()
+        .expect("run etcdctl")
+}
+
+fn refused(out: &std::process::Output, what: &str) {
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{what}: {out:?}"
+    );
+}
+
+/// issue 54 ("root on one box is not the whole cluster"): a box's etcd user writes its
+/// own instance's keys only. With one box's bundle (what root on that box holds), writing
+/// another box's assignment (a task that box would run, e.g. privileged with `/` mounted),
+/// registration, status or ledger, the control plane's rows or the leader key is
+/// `permission denied`; claiming another box's instance binds nothing. The box itself
+/// registers and runs its task.
+#[test]
+fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
+    let etcd = Etcd::start();
+    if etcd.pki().is_none() {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no etcd users, nothing to check");
+        return;
+    }
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5, &[]);
+    let arn = a.arn();
+    api.wait_for(30, "the box listed", || {
+        (api.instances_listed(None) == [arn.clone()]).then_some(())
+    });
+    let id = arn.rsplit('/').next().unwrap().to_string();
+    register(&api, "sleeper.json", SLEEPER);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the task RUNNING on the box", || {
+        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+
+    // Another box, with its own bundle and etcd user: none of box a's keys is its to write.
+    etcd.add_box("intruder");
+    let privileged = r#"{"taskDefinition":{"containerDefinitions":[{"privileged":true}]}}"#;
+    let theirs = [
+        format!("/minifargate/v1/clusters/default/assignments/{id}/evil"),
+        format!("/minifargate/v1/clusters/default/instances/{id}"),
+        format!("/minifargate/v1/clusters/default/status/{id}"),
+        format!("/minifargate/v1/clusters/default/ledger/{id}"),
+        "/minifargate/v1/clusters/default/assignments/0123456789abcdef0123456789abcdef/x".into(),
+        "/minifargate/v1/db/rows/task_definitions/x".into(),
+        "/minifargate/v1/leader".into(),
+        "/minifargate/v1/bindings/0123456789abcdef0123456789abcdef".into(),
+    ];
+    for key in &theirs {
+        refused(
+            &etcdctl_as_box(&etcd, "intruder", &["put", key, privileged]),
+            key,
+        );
+    }
+    refused(
+        &etcdctl_as_box(
+            &etcd,
+            "intruder",
+            &["del", "--prefix", "/minifargate/v1/clusters/"],
+        ),
+        "delete every instance",
+    );
+    refused(
+        &etcdctl_as_box(
+            &etcd,
+            "intruder",
+            &["get", "--prefix", "/minifargate/v1/db/"],
+        ),
+        "read the control plane",
+    );
+    // Its own prefix is its own; claiming box a's instance there binds nothing.
+    let claim = format!("/minifargate/v1/boxes/intruder/claims/default/{id}");
+    let put = etcdctl_as_box(&etcd, "intruder", &["put", &claim, ""]);
+    assert!(put.status.success(), "{put:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["put", &theirs[0], privileged]),
+        "after claiming box a's instance",
+    );
+    let bound = etcd.etcdctl(&[
+        "get",
+        &format!("/minifargate/v1/bindings/{id}"),
+        "--print-value-only",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&bound.stdout).trim(),
+        "tests",
+        "{bound:?}"
+    );
+
+    // Box a's own user writes its own instance's assignments (the agent deletes one it is
+    // done with), still not another instance's nor the control plane.
+    let own = format!("/minifargate/v1/clusters/default/assignments/{id}/probe");
+    assert!(
+        etcdctl_as_box(&etcd, "tests", &["del", &own])
+            .status
+            .success()
+    );
+    refused(
+        &etcdctl_as_box(&etcd, "tests", &["put", &theirs[4], privileged]),
+        "box a: another instance's assignment",
+    );
+    refused(
+        &etcdctl_as_box(&etcd, "tests", &["put", &theirs[5], "{}"]),
+        "box a: a control-plane row",
+    );
+    // Without its password, its certificate alone is nobody.
+    let dir = etcd.pki().unwrap().join("boxes/tests");
+    let anonymous = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(dir.join("client.crt"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .args(["get", "--prefix", "/minifargate/"])
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success(), "{anonymous:?}");
+    // The task still runs, and its box still reports it.
+    assert_eq!(describe_task(&api, &task)["lastStatus"], "RUNNING");
+}
+
 /// issue 54 ("Test each as an unprivileged local user and as a task: refused"): a task
 /// on the box's own network (`networkMode: host`, so on its loopback, where etcd and the
 /// agent's endpoint listen) reaches neither: etcd wants a client certificate of the

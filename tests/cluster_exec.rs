@@ -713,6 +713,8 @@ fn logs_of_a_task_on_another_box_come_from_its_agent_and_follow_it_until_it_stop
 #[test]
 fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
     let etcd = Etcd::start();
+    // A serve leads: it binds the box's instance to it, so the box registers.
+    let _api = serve_with(&etcd, &[]);
     let b = Agent::start(&etcd, 5, &[]);
     let endpoint = b.endpoint();
 
@@ -773,6 +775,7 @@ fn the_agent_s_endpoint_speaks_tls_only_to_clients_that_trust_the_cluster_s_ca()
         eprintln!("MINIFARGATE_TEST_ETCD=plain: no cluster CA, nothing to check");
         return;
     };
+    let _api = serve_with(&etcd, &[]);
     let b = Agent::start(&etcd, 5, &[]);
     let endpoint = b.endpoint();
     assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");

@@ -31,7 +31,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "cluster",
         "minifargate cluster init --etcd-host 10.0.0.1\n  \
-         minifargate cluster add-box box1",
+         minifargate cluster add-box box1\n  \
+         minifargate cluster enable-auth --cluster https://10.0.0.1:2379",
     ),
     (
         "exec",

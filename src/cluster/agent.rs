@@ -321,6 +321,11 @@ async fn session(
         Err(e) => return e.into(),
     }
     let id = me.instance.as_str();
+    if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-"))
+        && let Err(e) = bound(etcd, name, &o.cluster, id).await
+    {
+        return e.into();
+    }
     let current = crate::supervisor::isolation::network::box_subnet();
     let own = match super::subnets::claim(etcd, o.subnet, me, current).await {
         Ok(s) => s,
@@ -369,6 +374,29 @@ async fn session(
             }
         }
         Err(e) => e,
+    }
+}
+
+/// Claims instance `id` for box `name` (its etcd user's) and waits until serve's leader
+/// bound it to the box: only then may the box's etcd user write the instance's keys
+/// (docs/cluster.md "Security").
+async fn bound(etcd: &Etcd, name: &str, cluster: &str, id: &str) -> Result<(), EtcdError> {
+    let done = keys::box_bound(name, cluster, id);
+    if etcd.get(&done).await?.is_some() {
+        return Ok(());
+    }
+    etcd.put(&keys::box_claim(name, cluster, id), b"", None)
+        .await?;
+    let mut said = false;
+    loop {
+        if etcd.get(&done).await?.is_some() {
+            return Ok(());
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::info!(instance = %id, r#box = %name,
+                "waiting for serve's leader to bind this instance to this box (it grants the box's etcd user the instance's keys)");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -340,6 +340,11 @@ impl Etcd {
         self.ca.as_deref()
     }
 
+    /// The etcd user this client authenticates as (its bundle's), if any.
+    pub fn user(&self) -> Option<&str> {
+        self.auth.as_deref().map(|a| a.user.as_str())
+    }
+
     /// The endpoints, as given.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
@@ -710,6 +715,19 @@ impl Etcd {
                 "permType": if write { "READWRITE" } else { "READ" },
                 "key": B64.encode(prefix),
                 "range_end": B64.encode(prefix_end(prefix)),
+            }}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Grants `role` read (or read and write) on the one key `key`.
+    pub async fn grant_key(&self, role: &str, key: &str, write: bool) -> Result<(), EtcdError> {
+        self.call(
+            "/v3/auth/role/grant",
+            json!({ "name": role, "perm": {
+                "permType": if write { "READWRITE" } else { "READ" },
+                "key": B64.encode(key),
             }}),
         )
         .await

@@ -14,6 +14,9 @@
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
 //! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
 //! /minifargate/v1/subnets/<network>-<prefix>                  a box's task subnet: its holder and address (JSON, written by that agent)
+//! /minifargate/v1/boxes/<name>/claims/<cluster>/<id>          box <name>'s agent claims instance <id> (written by the agent)
+//! /minifargate/v1/boxes/<name>/bound/<cluster>/<id>           the leader bound it: the box's role writes the instance's keys
+//! /minifargate/v1/bindings/<id>                               the box instance <id> is bound to (written by the leader, once)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -116,6 +119,42 @@ pub fn subnet(s: netns::Subnet) -> String {
     format!("{}{}-{}", subnets(), s.network(), s.prefix())
 }
 
+/// The prefix box `name`'s etcd role may write (`cluster add-box`): its claims of
+/// instances and the leader's word that it bound them.
+pub fn box_prefix(name: &str) -> String {
+    format!("{ROOT}/boxes/{name}/")
+}
+
+/// The prefix of every box's keys.
+pub fn boxes() -> String {
+    format!("{ROOT}/boxes/")
+}
+
+/// Box `name`'s claim of instance `id` of cluster `c` (written by its agent).
+pub fn box_claim(name: &str, c: &str, id: &str) -> String {
+    format!("{}claims/{c}/{id}", box_prefix(name))
+}
+
+/// The leader's word that instance `id` of cluster `c` is box `name`'s and its role may
+/// write the instance's keys (written by serve, after the grant).
+pub fn box_bound(name: &str, c: &str, id: &str) -> String {
+    format!("{}bound/{c}/{id}", box_prefix(name))
+}
+
+/// A claim's (box, cluster, instance) from its key; `None` for another key.
+pub fn parse_box_claim(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix(&boxes())?;
+    let (name, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("claims/")?;
+    let (c, id) = rest.split_once('/')?;
+    (!id.contains('/')).then_some((name, c, id))
+}
+
+/// The box instance `id` is bound to (its name; written by serve only, once).
+pub fn binding(id: &str) -> String {
+    format!("{ROOT}/bindings/{id}")
+}
+
 /// The key the serves elect their leader with (attached to the leader's lease).
 pub fn leader() -> String {
     format!("{ROOT}/leader")
@@ -183,6 +222,24 @@ pub fn task(c: &str, task: &str) -> String {
     format!("{}{task}", tasks(c))
 }
 
+/// The keys (`true`) and prefixes (`false`) of instance `id` its box writes once the
+/// leader bound it: registration, liveness, status, attributes, ledger, assignments (the
+/// agent deletes one it finished with), and the cluster's task records (the agent reports
+/// its tasks there; not yet moved under the box's prefix).
+pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool)> {
+    vec![
+        (instance(c, id), true),
+        (alive(c, id), true),
+        // A range: the agent watches it (a watch is a range; a key's own permission does
+        // not cover it). Longer keys it covers name no instance.
+        (status(c, id), false),
+        (attributes(c, id), false),
+        (ledger(c, id), true),
+        (assignments(c, id), false),
+        (tasks(c), false),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +270,11 @@ mod tests {
             ),
             ["a", "c"]
         );
+        assert_eq!(
+            parse_box_claim(&box_claim("b1", "lab", "ab12")),
+            Some(("b1", "lab", "ab12"))
+        );
+        assert_eq!(parse_box_claim(&box_bound("b1", "lab", "ab12")), None);
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));
     }

@@ -36,6 +36,9 @@ pub fn leading() -> bool {
 /// kube-apiserver does for its etcd.
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
 
+/// How often the leader looks for boxes' claims of instances (`super::users::bind`).
+const BIND_EVERY: Duration = Duration::from_millis(300);
+
 /// How often the reaper looks at the instances.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// How often the leader removes the records of tasks STOPPED longer than the retention.
@@ -71,6 +74,8 @@ enum TermError {
 /// One campaign: wins and leads until the lease is lost, or waits for the leader key to
 /// go.
 async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
+    // The cluster's token is made by a serve: a box's etcd user may read it, not make it.
+    super::signing::token(etcd).await?;
     let key = keys::leader();
     let lease = etcd.grant(o.ttl).await?;
     if etcd
@@ -116,8 +121,15 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut compact = tokio::time::interval(COMPACT_EVERY);
     let mut compact_to: Option<i64> = None;
+    let mut bind = tokio::time::interval(BIND_EVERY);
+    let mut bound = BTreeSet::new();
     loop {
         tokio::select! {
+            _ = bind.tick() => {
+                if let Err(e) = super::users::bind(etcd, &mut bound).await {
+                    tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: binding the boxes' instances failed");
+                }
+            }
             _ = compact.tick() => {
                 if let Some(rev) = compact_to.take()
                     && let Err(e) = etcd.compact(rev).await

@@ -6,9 +6,11 @@
 //!
 //! - `root` (the operator) and `minifargate-serve` have etcd's role `root`: serve is the
 //!   control plane (and only root may change users and roles).
-//! - `minifargate-box-NAME` has a role of the same name, granted every key of the
-//!   cluster for now (docs/cluster.md "Security": what a box's role is kept to is the
-//!   next step).
+//! - `minifargate-box-NAME` has a role of the same name. `cluster add-box` grants it its
+//!   own prefix (`boxes/NAME/`: its agent claims its instances there), the task subnets,
+//!   and reading the cluster's token; serve's leader grants it an instance's keys once it
+//!   bound the instance to the box ([`bind`]): it writes no other instance's
+//!   registration, status, ledger or assignments.
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
@@ -76,9 +78,77 @@ pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), Use
     let (u, password) = pki::credentials(&layout.box_bundle(name))?;
     let r = pki::box_user(name);
     role(etcd, &r).await?;
-    etcd.grant_prefix(&r, &format!("{}/", keys::ROOT), true)
-        .await?;
+    etcd.grant_prefix(&r, &keys::box_prefix(name), true).await?;
+    etcd.grant_prefix(&r, &keys::subnets(), true).await?;
+    etcd.grant_key(&r, &keys::token(), false).await?;
+    // The key read for the store's revision alone.
+    etcd.grant_key(&r, "/minifargate", false).await?;
     user(etcd, &u, &password, &r).await?;
+    Ok(())
+}
+
+/// Whether `id` is an instance id (32 lowercase hex) and `cluster` an ECS cluster name: a
+/// claim names nothing else (no `/`, so no prefix of other keys).
+fn claimable(cluster: &str, id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !cluster.is_empty()
+        && cluster.len() <= 255
+        && cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One pass of serve's leader over the boxes' claims: an instance no box holds yet is
+/// bound to the box that claims it (`bindings/<id>`, created only if absent), its role
+/// granted the instance's keys ([`keys::instance_keys`]), then `boxes/NAME/bound/...`
+/// written for the agent. A claim of an instance bound to another box is refused (said
+/// once). `done` holds the claims settled by this leader (each granted once a term).
+pub async fn bind(
+    etcd: &Etcd,
+    done: &mut std::collections::BTreeSet<String>,
+) -> Result<(), EtcdError> {
+    for kv in etcd.get_prefix(&keys::boxes()).await? {
+        let Some((name, c, id)) = keys::parse_box_claim(&kv.key) else {
+            continue;
+        };
+        if done.contains(&kv.key) {
+            continue;
+        }
+        if !claimable(c, id) {
+            tracing::warn!(key = %kv.key, "a box's claim that names no instance: ignored");
+            done.insert(kv.key.clone());
+            continue;
+        }
+        let binding = keys::binding(id);
+        etcd.put_if_absent(&binding, name.as_bytes()).await?;
+        let owner = etcd
+            .get(&binding)
+            .await?
+            .map(|b| b.value)
+            .unwrap_or_default();
+        if owner != name.as_bytes() {
+            tracing::warn!(
+                claimed_by = %name, bound_to = %String::from_utf8_lossy(&owner), instance = %id,
+                "a box claims an instance bound to another box: refused"
+            );
+            done.insert(kv.key.clone());
+            continue;
+        }
+        let role = pki::box_user(name);
+        for (key, exact) in keys::instance_keys(c, id) {
+            if exact {
+                etcd.grant_key(&role, &key, true).await?;
+            } else {
+                etcd.grant_prefix(&role, &key, true).await?;
+            }
+        }
+        etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
+        tracing::info!(instance = %id, cluster = %c, etcd_user = %role, "instance bound to its box");
+        done.insert(kv.key.clone());
+    }
     Ok(())
 }
 
