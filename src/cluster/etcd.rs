@@ -1256,6 +1256,115 @@ mod tests {
         );
     }
 
+    /// A gateway with authentication on: `/v3/auth/authenticate` gives `t1`, then `t2`
+    /// (its password checked); a call with `t1` is refused as etcd refuses a lapsed
+    /// token, one with `t2` answered. What it was asked, in order.
+    async fn auth_gateway() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            let mut tokens = 0;
+            loop {
+                let (mut c, _) = listener.accept().await.unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = c.read(&mut buf).await.unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len || n == 0 {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let path = text.split(' ').nth(1).unwrap_or_default().to_string();
+                let token = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("authorization: ")
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                log.lock().unwrap().push(format!("{path} {token}"));
+                let (status, body) = if path == "/v3/auth/authenticate" {
+                    if text.contains(r#""password":"pw""#) {
+                        tokens += 1;
+                        ("200 OK", format!(r#"{{"token":"t{tokens}"}}"#))
+                    } else {
+                        ("400 Bad Request", r#"{"message":"etcdserver: authentication failed, invalid user ID or password"}"#.to_string())
+                    }
+                } else if token == "t2" {
+                    ("200 OK", r#"{"header":{"revision":"5"}}"#.to_string())
+                } else if token.is_empty() {
+                    (
+                        "400 Bad Request",
+                        r#"{"message":"etcdserver: user name is empty"}"#.to_string(),
+                    )
+                } else {
+                    (
+                        "401 Unauthorized",
+                        r#"{"message":"etcdserver: invalid auth token","code":16}"#.to_string(),
+                    )
+                };
+                let out = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                c.write_all(out.as_bytes()).await.unwrap();
+            }
+        });
+        (format!("http://{addr}"), asked)
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_replaced_and_the_call_sent_again_once() {
+        let (endpoint, asked) = auth_gateway().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("etcd-user"), "minifargate-box-b1\n").unwrap();
+        std::fs::write(dir.path().join("etcd-password"), "pw\n").unwrap();
+        let tls = Tls {
+            credentials: Some(dir.path().to_path_buf()),
+            ..Tls::default()
+        };
+        let etcd = Etcd::new(&endpoint, &tls).unwrap();
+        assert_eq!(etcd.user(), Some("minifargate-box-b1"));
+        // t1 is refused (lapsed): authenticated again, the put sent again with t2.
+        etcd.put("/k", b"v", None).await.unwrap();
+        etcd.put("/k", b"w", None).await.unwrap();
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [
+                "/v3/auth/authenticate ",
+                "/v3/kv/put t1",
+                "/v3/auth/authenticate ",
+                "/v3/kv/put t2",
+                "/v3/kv/put t2",
+            ]
+        );
+        // A wrong password is an error naming the user.
+        std::fs::write(dir.path().join("etcd-password"), "nope\n").unwrap();
+        let wrong = Etcd::new(&endpoint, &tls).unwrap();
+        let e = wrong.get("/k").await.unwrap_err().to_string();
+        assert!(
+            e.contains("minifargate-box-b1") && e.contains("invalid user ID or password"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn prefix_end_is_the_next_key() {
         assert_eq!(prefix_end("/a/"), b"/a0");
