@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod cluster;
 mod config;
+mod ecr;
 mod ecs;
 mod errors;
 mod host;

@@ -118,6 +118,21 @@ impl Guard {
 /// flight.
 pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    let host_ok = || {
+        g.hosts.admits(
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        )
+    };
+    if super::registry::is_registry(&parts) && (g.keys.is_some() || host_ok()) {
+        // The registry's routes stream blobs of any size and check ECR's token themselves
+        // (api::registry); in flight they count against the connection cap only. The Host
+        // is not checked with authentication on: clients address
+        // the registry by its ECR name, and a rebinding page cannot know a token.
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let host = parts
         .headers
         .get(header::HOST)

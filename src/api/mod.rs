@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod ecr;
 pub mod ecs;
 #[cfg(test)]
 mod fuzz;
@@ -14,6 +15,7 @@ pub mod guard;
 pub mod keygen;
 pub mod logs;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod start;
 
@@ -52,11 +54,28 @@ pub async fn serve(
     let _keep_open = g.open_store()?;
     let scheduler = crate::scheduler::Scheduler::start(g.clone())
         .context("failed to start the service scheduler")?;
+    let ctx = crate::taskdef::AwsContext::from_env();
+    let reg = Arc::new(
+        crate::ecr::Registry::open(&g.root, &ctx.account_id, &ctx.region)
+            .context("failed to open the registry (ECR)")?,
+    );
+    let tokens = match security.keys {
+        Some(_) => Some(Arc::new(
+            crate::ecr::tokens::Tokens::load_or_create(reg.dir())
+                .context("failed to set up the registry's token key")?,
+        )),
+        None => None,
+    };
+    let _ = REGISTRY.set(reg.clone());
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
         .with_state(g.clone())
-        .merge(console::router(g, security.console));
+        .merge(console::router(g, security.console))
+        .merge(registry::router(Arc::new(registry::Front {
+            registry: reg,
+            tokens,
+        })));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
@@ -77,6 +96,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// The registry `serve` opened (ECR's API and the `/v2/` routes share it).
+static REGISTRY: std::sync::OnceLock<Arc<crate::ecr::Registry>> = std::sync::OnceLock::new();
+
+pub fn registry() -> Option<Arc<crate::ecr::Registry>> {
+    REGISTRY.get().cloned()
+}
+
 /// `POST /`: the service and protocol the request speaks (`protocol::route`), then that
 /// service's dispatcher: CloudWatch Logs (`Logs_20140328.`), ECS, or the awsQuery answer
 /// that no service here speaks it yet.
@@ -93,6 +119,11 @@ async fn dispatch(
             operation,
             ..
         } => logs::handle(state.0, operation, body).await,
+        Route::Json {
+            service: Service::Ecr,
+            operation,
+            ..
+        } => ecr::handle(state.0, operation, body).await,
         Route::Query {
             signing_name,
             action,
@@ -135,6 +166,12 @@ pub fn call_json(
                 }
                 crate::ecs::operations::Service::Logs => {
                     ServiceError::Logs(crate::logs::LogsError::Encode(e))
+                }
+                // No row of the table is ECR's (crate::ecr::api has its own).
+                crate::ecs::operations::Service::Ecr => {
+                    ServiceError::Ecs(crate::ecs::EcsError::Server(
+                        anyhow::Error::from(e).context("failed to encode the response"),
+                    ))
                 }
             })
         }

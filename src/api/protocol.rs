@@ -51,6 +51,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         signing_name: "logs",
         protocol: Protocol::Json11,
     },
+    Endpoint {
+        service: Service::Ecr,
+        target_prefix: "AmazonEC2ContainerRegistry_V20150921.",
+        signing_name: "ecr",
+        protocol: Protocol::Json11,
+    },
 ];
 
 /// Where a request goes.
@@ -322,6 +328,10 @@ mod tests {
                     "AmazonEC2ContainerServiceV20141113",
                 ),
                 Service::Logs => continue,
+                Service::Ecr => (
+                    crate::ecr::api::service_model(),
+                    "AmazonEC2ContainerRegistry_V20150921",
+                ),
             };
             let m = &model["metadata"];
             assert_eq!(

@@ -172,6 +172,9 @@ pub enum Service {
     Ecs,
     /// CloudWatch Logs (`Logs_20140328.`).
     Logs,
+    /// Amazon ECR (`AmazonEC2ContainerRegistry_V20150921.`): its operations are
+    /// `crate::ecr::api`'s, none of them a row here.
+    Ecr,
 }
 
 /// [`Op`] from the rows.

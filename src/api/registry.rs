@@ -1,0 +1,541 @@
+//! The registry's `/v2/` routes on serve's listener: the OCI distribution spec's pull,
+//! push, content discovery and management endpoints over the ECR core (`crate::ecr`).
+//! The guard lets these paths through unbuffered and unsigned (`is_registry`): blobs are
+//! streamed to disk here, and the caller is checked here against ECR's token (HTTP Basic,
+//! `AWS:<password>`), with a 401 and `WWW-Authenticate: Basic` that makes podman, skopeo
+//! and docker log in. Ref: opencontainers/distribution-spec `spec.md`.
+
+use crate::ecr::tokens::Tokens;
+use crate::ecr::{Digest, Reference, Registry, RegistryError, RepoName};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an upload may wait for its next bytes before it is cut.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The registry's front: the core and who may use it (None: no authentication,
+/// `serve --insecure-no-auth`).
+pub struct Front {
+    pub registry: Arc<Registry>,
+    pub tokens: Option<Arc<Tokens>>,
+}
+
+/// Whether a request is the registry's (`/v2/…`).
+pub fn is_registry(req: &axum::http::request::Parts) -> bool {
+    let p = req.uri.path();
+    p == "/v2" || p.starts_with("/v2/")
+}
+
+pub fn router(front: Arc<Front>) -> axum::Router {
+    axum::Router::new()
+        .route("/v2", axum::routing::any(handle))
+        .route("/v2/", axum::routing::any(handle))
+        .route("/v2/{*rest}", axum::routing::any(handle))
+        .with_state(front)
+}
+
+/// What a `/v2/` path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Base,
+    Tags(String),
+    Manifest(String, String),
+    /// `…/blobs/uploads/` (None) or `…/blobs/uploads/<id>`.
+    Upload(String, Option<String>),
+    Blob(String, String),
+    Referrers(String, String),
+}
+
+fn target(path: &str) -> Option<Target> {
+    let rest = path.strip_prefix("/v2")?;
+    let rest = match rest {
+        "" | "/" => return Some(Target::Base),
+        r => r.strip_prefix('/')?,
+    };
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return Some(Target::Tags(name.into()));
+    }
+    if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
+        return Some(Target::Upload(
+            name.into(),
+            (!id.is_empty()).then(|| id.to_string()),
+        ));
+    }
+    if let Some(name) = rest.strip_suffix("/blobs/uploads") {
+        return Some(Target::Upload(name.into(), None));
+    }
+    for (mark, f) in [
+        (
+            "/manifests/",
+            Target::Manifest as fn(String, String) -> Target,
+        ),
+        ("/blobs/", Target::Blob),
+        ("/referrers/", Target::Referrers),
+    ] {
+        if let Some((name, r)) = rest.rsplit_once(mark)
+            && !r.is_empty()
+            && !r.contains('/')
+        {
+            return Some(f(name.into(), r.into()));
+        }
+    }
+    None
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// A spec error body: `{"errors":[{"code","message","detail"}]}`.
+fn error(e: &RegistryError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::error!(error = %crate::errors::error_chain(e), "registry request failed");
+    } else {
+        tracing::debug!(code = e.code(), error = %e, "registry request refused");
+    }
+    let body = serde_json::json!({"errors": [{
+        "code": e.code(),
+        "message": crate::errors::error_chain(e),
+        "detail": null,
+    }]});
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn with_headers(mut r: Response, headers: &[(&'static str, String)]) -> Response {
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().insert(*k, v);
+        }
+    }
+    r
+}
+
+/// The spec's `Range` of an upload holding `size` bytes (`0-<last byte>`; `0-0` for none,
+/// as CNCF distribution answers).
+fn range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+fn upload_headers(name: &RepoName, id: &str, size: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("location", format!("/v2/{name}/blobs/uploads/{id}")),
+        ("range", range(size)),
+        ("docker-upload-uuid", id.to_string()),
+    ]
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RegistryError::Storage {
+            what: "run a registry step".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+async fn handle(
+    State(front): State<Arc<Front>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut r = match route(&front, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            let unauthorized = matches!(e, RegistryError::Unauthorized(_));
+            let r = error(&e);
+            if let RegistryError::RangeInvalid { size, .. } = &e {
+                // Where the upload stands, so the client resends from there.
+                with_headers(r, &[("range", range(*size))])
+            } else if unauthorized {
+                // Ref: RFC 7617; ECR answers `Basic realm="https://<registry>/",service="ecr.amazonaws.com"`.
+                let realm = format!(
+                    "Basic realm=\"https://{}/\",service=\"ecr.amazonaws.com\"",
+                    front.registry.host()
+                );
+                with_headers(r, &[("www-authenticate", realm)])
+            } else {
+                r
+            }
+        }
+    };
+    r.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
+}
+
+async fn route(
+    front: &Front,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    if let Some(tokens) = &front.tokens {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        tokens.verify(auth, now).map_err(|why| {
+            tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
+            RegistryError::Unauthorized(why)
+        })?;
+    }
+    let Some(t) = target(uri.path()) else {
+        return Err(RegistryError::NameInvalid(format!(
+            "{}: not a path of the distribution API",
+            uri.path()
+        )));
+    };
+    let reg = front.registry.clone();
+    let name = |n: &str| {
+        let reg = reg.clone();
+        let n = n.to_string();
+        async move { blocking(move || reg.registry_repo(&n)).await }
+    };
+    let q = query(uri);
+    use Method as M;
+    match (t, method.clone()) {
+        (Target::Base, M::GET | M::HEAD) => Ok((StatusCode::OK, "{}").into_response()),
+        (Target::Tags(n), M::GET) => {
+            let repo = name(&n).await?;
+            let n_param =
+                match param(&q, "n") {
+                    Some(v) => Some(v.parse::<usize>().map_err(|_| {
+                        RegistryError::Unsupported(format!("n={v:?}: not a number"))
+                    })?),
+                    None => None,
+                };
+            let last = param(&q, "last").map(str::to_string);
+            let r2 = repo.clone();
+            let (tags, more) = blocking(move || reg.tags(&r2, n_param, last.as_deref())).await?;
+            let body = serde_json::json!({"name": repo.as_str(), "tags": tags});
+            let mut out = vec![("content-type", "application/json".to_string())];
+            if more && let (Some(n), Some(last)) = (n_param, tags.last()) {
+                out.push((
+                    "link",
+                    format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""),
+                ));
+            }
+            Ok(with_headers(
+                (StatusCode::OK, body.to_string()).into_response(),
+                &out,
+            ))
+        }
+        (Target::Blob(n, d), m @ (M::GET | M::HEAD)) => {
+            let repo = name(&n).await?;
+            let d = Digest::parse(&d)?;
+            let d2 = d.clone();
+            let blob = blocking(move || reg.blob(&repo, &d2)).await?;
+            let hdrs = [
+                ("content-length", blob.size.to_string()),
+                ("docker-content-digest", d.to_string()),
+                ("content-type", "application/octet-stream".to_string()),
+            ];
+            if m == M::HEAD {
+                return Ok(with_headers(StatusCode::OK.into_response(), &hdrs));
+            }
+            let f = tokio::fs::File::open(&blob.path).await.map_err(|source| {
+                RegistryError::Storage {
+                    what: format!("open blob {}", blob.path.display()),
+                    source,
+                }
+            })?;
+            let body =
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+            Ok(with_headers((StatusCode::OK, body).into_response(), &hdrs))
+        }
+        (Target::Blob(n, d), M::DELETE) => {
+            let repo = name(&n).await?;
+            let d = Digest::parse(&d)?;
+            blocking(move || reg.delete_blob(&repo, &d)).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Target::Upload(n, None), M::POST) => {
+            let repo = name(&n).await?;
+            if let (Some(mount), from) = (param(&q, "mount"), param(&q, "from")) {
+                let d = Digest::parse(mount)?;
+                let from = from.and_then(|f| RepoName::parse(f).ok());
+                if let Some(from) = from {
+                    let (r2, d2) = (repo.clone(), d.clone());
+                    let reg2 = reg.clone();
+                    if blocking(move || reg2.mount(&r2, &d2, &from)).await? {
+                        return Ok(created_blob(&repo, &d));
+                    }
+                }
+                // Not mountable: an ordinary upload session, as the spec says.
+            }
+            let r2 = repo.clone();
+            let reg2 = reg.clone();
+            let id = blocking(move || reg2.start_upload(&r2)).await?;
+            if let Some(d) = param(&q, "digest") {
+                // Monolithic: the whole blob in this POST.
+                return monolithic(reg, repo, id, d, body).await;
+            }
+            Ok(with_headers(
+                StatusCode::ACCEPTED.into_response(),
+                &upload_headers(&repo, &id, 0),
+            ))
+        }
+        (Target::Upload(n, Some(id)), M::GET) => {
+            let repo = name(&n).await?;
+            let (r2, id2) = (repo.clone(), id.clone());
+            let size = blocking(move || reg.upload_size(&r2, &id2)).await?;
+            Ok(with_headers(
+                StatusCode::NO_CONTENT.into_response(),
+                &upload_headers(&repo, &id, size),
+            ))
+        }
+        (Target::Upload(n, Some(id)), M::PATCH) => {
+            let repo = name(&n).await?;
+            let start = content_range_start(headers)?;
+            let size = append(&reg, &repo, &id, start, body).await?;
+            Ok(with_headers(
+                StatusCode::ACCEPTED.into_response(),
+                &upload_headers(&repo, &id, size),
+            ))
+        }
+        (Target::Upload(n, Some(id)), M::PUT) => {
+            let repo = name(&n).await?;
+            let Some(d) = param(&q, "digest") else {
+                return Err(RegistryError::DigestInvalid(
+                    "the closing PUT of an upload needs ?digest=<digest>".into(),
+                ));
+            };
+            let d = Digest::parse(d)?;
+            let start = content_range_start(headers)?;
+            append(&reg, &repo, &id, start, body).await?;
+            let (r2, d2) = (repo.clone(), d.clone());
+            blocking(move || reg.finish_upload(&r2, &id, &d2)).await?;
+            Ok(created_blob(&repo, &d))
+        }
+        (Target::Upload(n, Some(id)), M::DELETE) => {
+            let repo = name(&n).await?;
+            blocking(move || reg.cancel_upload(&repo, &id)).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Target::Manifest(n, r), m @ (M::GET | M::HEAD)) => {
+            let repo = name(&n).await?;
+            let r = Reference::parse(&r)?;
+            let pull = m == M::GET;
+            let man = blocking(move || reg.manifest(&repo, &r, pull)).await?;
+            let hdrs = [
+                ("content-type", man.media_type.clone()),
+                ("docker-content-digest", man.digest.to_string()),
+                ("content-length", man.bytes.len().to_string()),
+            ];
+            let resp = if pull {
+                (StatusCode::OK, man.bytes).into_response()
+            } else {
+                StatusCode::OK.into_response()
+            };
+            Ok(with_headers(resp, &hdrs))
+        }
+        (Target::Manifest(n, r), M::PUT) => {
+            let repo = name(&n).await?;
+            let r = Reference::parse(&r)?;
+            let bytes = read_limited(body, crate::ecr::manifests_max()).await?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let r2 = repo.clone();
+            let d = blocking(move || reg.put_manifest(&r2, &r, ct.as_deref(), &bytes)).await?;
+            Ok(with_headers(
+                StatusCode::CREATED.into_response(),
+                &[
+                    ("location", format!("/v2/{repo}/manifests/{d}")),
+                    ("docker-content-digest", d.to_string()),
+                ],
+            ))
+        }
+        (Target::Manifest(n, r), M::DELETE) => {
+            let repo = name(&n).await?;
+            let r = Reference::parse(&r)?;
+            blocking(move || reg.delete_manifest(&repo, &r)).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Target::Referrers(..), _) => Err(RegistryError::Unsupported(
+            "the referrers API is not served yet (docs/registry.md)".into(),
+        )),
+        (_, m) => Err(RegistryError::Unsupported(format!(
+            "{m} {}: not an operation of the distribution API",
+            uri.path()
+        ))),
+    }
+}
+
+fn created_blob(repo: &RepoName, d: &Digest) -> Response {
+    with_headers(
+        StatusCode::CREATED.into_response(),
+        &[
+            ("location", format!("/v2/{repo}/blobs/{d}")),
+            ("docker-content-digest", d.to_string()),
+        ],
+    )
+}
+
+/// A POST carrying the whole blob: written, checked, stored; on any failure the upload is
+/// dropped, so nothing is left.
+async fn monolithic(
+    reg: Arc<Registry>,
+    repo: RepoName,
+    id: String,
+    digest: &str,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let result = async {
+        let d = Digest::parse(digest)?;
+        append(&reg, &repo, &id, None, body).await?;
+        let (reg2, r2, id2, d2) = (reg.clone(), repo.clone(), id.clone(), d.clone());
+        blocking(move || reg2.finish_upload(&r2, &id2, &d2)).await?;
+        Ok(d)
+    }
+    .await;
+    match result {
+        Ok(d) => Ok(created_blob(&repo, &d)),
+        Err(e) => {
+            let _ = blocking(move || reg.cancel_upload(&repo, &id)).await;
+            Err(e)
+        }
+    }
+}
+
+/// The first byte of a chunk's `Content-Range: <start>-<end>` (None without one).
+fn content_range_start(headers: &HeaderMap) -> Result<Option<u64>, RegistryError> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("");
+    let s = s.strip_prefix("bytes ").unwrap_or(s);
+    let start = s
+        .split_once('-')
+        .and_then(|(a, _)| a.trim().parse::<u64>().ok());
+    match start {
+        Some(n) => Ok(Some(n)),
+        None => Err(RegistryError::BlobUploadInvalid(format!(
+            "Content-Range {s:?}: expected <start>-<end>"
+        ))),
+    }
+}
+
+/// Appends `body` to upload `id` (starting at `start` when given); the upload's size after.
+/// A body cut off leaves the bytes received in the upload (it can be resumed, as the spec
+/// allows, or cancelled), never in the blob store.
+async fn append(
+    reg: &Arc<Registry>,
+    repo: &RepoName,
+    id: &str,
+    start: Option<u64>,
+    mut body: Body,
+) -> Result<u64, RegistryError> {
+    let (reg2, r2, id2) = (reg.clone(), repo.clone(), id.to_string());
+    let (file, mut size) = blocking(move || reg2.upload_writer(&r2, &id2, start)).await?;
+    let mut file = tokio::fs::File::from_std(file);
+    let cut = |why: String| RegistryError::BlobUploadInvalid(why);
+    loop {
+        let frame = match tokio::time::timeout(IDLE, body.frame()).await {
+            Err(_) => {
+                return Err(cut(format!(
+                    "no bytes for {} s after {size} bytes; the upload keeps what came",
+                    IDLE.as_secs()
+                )));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(cut(format!(
+                    "the request body was cut off after {size} bytes ({e})"
+                )));
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            use tokio::io::AsyncWriteExt;
+            file.write_all(&data)
+                .await
+                .map_err(|source| RegistryError::Storage {
+                    what: format!("write upload {id}"),
+                    source,
+                })?;
+            size += data.len() as u64;
+        }
+    }
+    use tokio::io::AsyncWriteExt;
+    file.flush()
+        .await
+        .map_err(|source| RegistryError::Storage {
+            what: format!("write upload {id}"),
+            source,
+        })?;
+    Ok(size)
+}
+
+async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, RegistryError> {
+    match tokio::time::timeout(IDLE, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(b)) => Ok(b.to_vec()),
+        Ok(Err(e)) => Err(RegistryError::SizeInvalid(format!(
+            "the manifest could not be read within {max} bytes: {e}"
+        ))),
+        Err(_) => Err(RegistryError::BlobUploadInvalid(
+            "the manifest was not received in time".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_targets() {
+        assert_eq!(target("/v2/"), Some(Target::Base));
+        assert_eq!(target("/v2"), Some(Target::Base));
+        assert_eq!(
+            target("/v2/a/b/tags/list"),
+            Some(Target::Tags("a/b".into()))
+        );
+        assert_eq!(
+            target("/v2/a/b/manifests/v1"),
+            Some(Target::Manifest("a/b".into(), "v1".into()))
+        );
+        assert_eq!(
+            target("/v2/web/blobs/uploads/"),
+            Some(Target::Upload("web".into(), None))
+        );
+        assert_eq!(
+            target("/v2/web/blobs/uploads/abc"),
+            Some(Target::Upload("web".into(), Some("abc".into())))
+        );
+        assert_eq!(
+            target("/v2/web/blobs/sha256:00"),
+            Some(Target::Blob("web".into(), "sha256:00".into()))
+        );
+        assert_eq!(target("/v2/web/other"), None);
+        assert_eq!(target("/v3/web"), None);
+    }
+}

@@ -1,0 +1,738 @@
+//! ECR's own API (AWS JSON 1.1, `AmazonEC2ContainerRegistry_V20150921.<Op>`): each
+//! operation's request and response shapes as the model names them, and the call over the
+//! [`Registry`]. The front-end (`api::ecr`) only decodes the body and encodes the answer.
+//! Members the model knows and this host does not apply are accepted and said in
+//! docs/registry.md; unknown members are refused as the AWS CLI refuses them.
+
+use super::{Digest, EcrError, Reference, Registry, RepoName, meta};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+type Result<T> = std::result::Result<T, EcrError>;
+
+/// The operations served, in the order docs/registry.md lists them.
+pub const OPERATIONS: &[&str] = &[
+    "GetAuthorizationToken",
+    "CreateRepository",
+    "DescribeRepositories",
+    "DeleteRepository",
+    "PutImageTagMutability",
+    "ListImages",
+    "DescribeImages",
+    "BatchGetImage",
+    "BatchDeleteImage",
+    "BatchCheckLayerAvailability",
+];
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let body = if body.is_empty() {
+        b"{}" as &[u8]
+    } else {
+        body
+    };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        EcrError::InvalidParameter(format!("invalid request body: {}: {}", e.path(), e.inner()))
+    })
+}
+
+fn server(what: &str) -> impl FnOnce(super::RegistryError) -> EcrError {
+    let what = what.to_string();
+    move |source| EcrError::Server { what, source }
+}
+
+/// Runs ECR operation `op` with JSON `body`; the answer as JSON.
+pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
+    match op {
+        "GetAuthorizationToken" => get_authorization_token(r, decode(body)?, now),
+        "CreateRepository" => create_repository(r, decode(body)?),
+        "DescribeRepositories" => describe_repositories(r, decode(body)?),
+        "DeleteRepository" => delete_repository(r, decode(body)?),
+        "PutImageTagMutability" => put_image_tag_mutability(r, decode(body)?),
+        "ListImages" => list_images(r, decode(body)?),
+        "DescribeImages" => describe_images(r, decode(body)?),
+        "BatchGetImage" => batch_get_image(r, decode(body)?),
+        "BatchDeleteImage" => batch_delete_image(r, decode(body)?),
+        "BatchCheckLayerAvailability" => batch_check_layer_availability(r, decode(body)?),
+        other => Err(EcrError::UnknownOperation(format!(
+            "{other} is not supported by minifargate's ECR API (it serves {}; see \
+             docs/registry.md)",
+            OPERATIONS.join(", ")
+        ))),
+    }
+}
+
+/// `registryId`, when given, must be this registry's account.
+fn check_registry(r: &Registry, id: Option<&str>) -> Result<()> {
+    match id {
+        Some(id) if id != r.account_id => Err(EcrError::InvalidParameter(format!(
+            "registryId {id}: this registry is account {}'s",
+            r.account_id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn repo_name(name: &str) -> Result<RepoName> {
+    RepoName::parse(name).map_err(|why| {
+        EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: {why}"
+        ))
+    })
+}
+
+/// The repository `name`, which must exist.
+fn existing(r: &Registry, name: &str) -> Result<(RepoName, meta::RepositoryRow)> {
+    let repo = repo_name(name)?;
+    match meta::repository(&r.db(), &repo).map_err(server("read a repository"))? {
+        Some(row) => Ok((repo, row)),
+        None => Err(EcrError::RepositoryNotFound {
+            name: name.into(),
+            registry: r.account_id.clone(),
+        }),
+    }
+}
+
+fn repository_json(r: &Registry, row: &meta::RepositoryRow) -> Value {
+    let mut enc = json!({"encryptionType": row.encryption_type});
+    if let Some(k) = &row.kms_key {
+        enc["kmsKey"] = json!(k);
+    }
+    json!({
+        "repositoryArn": r.repository_arn(&row.name),
+        "registryId": r.account_id,
+        "repositoryName": row.name,
+        "repositoryUri": r.repository_uri(&row.name),
+        "createdAt": row.created_at,
+        "imageTagMutability": row.tag_mutability,
+        "imageScanningConfiguration": {"scanOnPush": row.scan_on_push},
+        "encryptionConfiguration": enc,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetAuthorizationTokenRequest {
+    #[serde(default)]
+    registry_ids: Vec<String>,
+}
+
+fn get_authorization_token(
+    r: &Registry,
+    req: GetAuthorizationTokenRequest,
+    now: u64,
+) -> Result<Value> {
+    for id in &req.registry_ids {
+        check_registry(r, Some(id))?;
+    }
+    let tokens = super::tokens::Tokens::load_or_create(r.dir())
+        .map_err(server("read the registry's token key"))?;
+    let t = tokens.issue(now);
+    Ok(json!({"authorizationData": [{
+        "authorizationToken": t.authorization_token,
+        "expiresAt": t.expires_at,
+        "proxyEndpoint": format!("https://{}", r.host()),
+    }]}))
+}
+
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Value", default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScanningConfiguration {
+    #[serde(default)]
+    scan_on_push: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EncryptionConfiguration {
+    encryption_type: String,
+    kms_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateRepositoryRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    image_tag_mutability: Option<String>,
+    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+    image_scanning_configuration: Option<ScanningConfiguration>,
+    encryption_configuration: Option<EncryptionConfiguration>,
+}
+
+fn mutability(m: &str, filters: &Option<Vec<Value>>) -> Result<String> {
+    match m {
+        "MUTABLE" | "IMMUTABLE" if filters.as_ref().is_none_or(|f| f.is_empty()) => {
+            Ok(m.to_string())
+        }
+        "MUTABLE" | "IMMUTABLE" => Err(EcrError::InvalidParameter(
+            "imageTagMutabilityExclusionFilters are for IMMUTABLE_WITH_EXCLUSION and \
+             MUTABLE_WITH_EXCLUSION"
+                .into(),
+        )),
+        "IMMUTABLE_WITH_EXCLUSION" | "MUTABLE_WITH_EXCLUSION" => {
+            Err(EcrError::InvalidParameter(format!(
+                "imageTagMutability {m}: exclusion filters are not served yet here (docs/registry.md)"
+            )))
+        }
+        other => Err(EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member \
+             must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, \
+             MUTABLE_WITH_EXCLUSION]' ({other:?})"
+        ))),
+    }
+}
+
+fn create_repository(r: &Registry, req: CreateRepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let repo = repo_name(&req.repository_name)?;
+    let tag_mutability = mutability(
+        req.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
+        &req.image_tag_mutability_exclusion_filters,
+    )?;
+    let (encryption_type, kms_key) = match req.encryption_configuration {
+        None => ("AES256".to_string(), None),
+        Some(e) => match e.encryption_type.as_str() {
+            "AES256" if e.kms_key.is_none() => ("AES256".to_string(), None),
+            "AES256" => {
+                return Err(EcrError::InvalidParameter(
+                    "kmsKey is for encryptionType KMS".into(),
+                ));
+            }
+            "KMS" | "KMS_DSSE" => (e.encryption_type.clone(), e.kms_key.clone()),
+            other => {
+                return Err(EcrError::InvalidParameter(format!(
+                    "encryptionType {other:?}: one of AES256, KMS, KMS_DSSE"
+                )));
+            }
+        },
+    };
+    let row = meta::RepositoryRow {
+        name: repo.as_str().to_string(),
+        created_at: meta::now(),
+        tag_mutability,
+        scan_on_push: req
+            .image_scanning_configuration
+            .is_some_and(|c| c.scan_on_push),
+        encryption_type,
+        kms_key,
+        tags: serde_json::to_string(&req.tags).unwrap_or_else(|_| "[]".into()),
+    };
+    if !meta::insert_repository(&r.db(), &row).map_err(server("create a repository"))? {
+        return Err(EcrError::RepositoryAlreadyExists {
+            name: row.name,
+            registry: r.account_id.clone(),
+        });
+    }
+    Ok(json!({"repository": repository_json(r, &row)}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DescribeRepositoriesRequest {
+    registry_id: Option<String>,
+    repository_names: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// One page of `items` from `next_token` (the index of its first item, base64).
+fn page<T>(
+    items: Vec<T>,
+    next_token: Option<&str>,
+    max_results: Option<i64>,
+    default: usize,
+) -> Result<(Vec<T>, Option<String>)> {
+    let max = match max_results {
+        None => default,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(EcrError::InvalidParameter(format!(
+                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must \
+                 have value between 1 and 1000' ({n})"
+            )));
+        }
+    };
+    let start = match next_token {
+        None => 0,
+        Some(t) => base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<usize>().ok())
+            .ok_or_else(|| {
+                EcrError::InvalidParameter(format!("nextToken {t:?} is not one this registry gave"))
+            })?,
+    };
+    let total = items.len();
+    let out: Vec<T> = items.into_iter().skip(start).take(max).collect();
+    let next = (start + out.len() < total)
+        .then(|| base64::engine::general_purpose::STANDARD.encode((start + out.len()).to_string()));
+    Ok((out, next))
+}
+
+fn describe_repositories(r: &Registry, req: DescribeRepositoriesRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let rows = match &req.repository_names {
+        Some(names) => {
+            if req.next_token.is_some() || req.max_results.is_some() {
+                return Err(EcrError::InvalidParameter(
+                    "maxResults and nextToken cannot be used with repositoryNames".into(),
+                ));
+            }
+            names
+                .iter()
+                .map(|n| existing(r, n).map(|(_, row)| row))
+                .collect::<Result<Vec<_>>>()?
+        }
+        None => meta::repositories(&r.db()).map_err(server("list repositories"))?,
+    };
+    let (rows, next) = page(rows, req.next_token.as_deref(), req.max_results, 1000)?;
+    let repos: Vec<Value> = rows.iter().map(|row| repository_json(r, row)).collect();
+    let mut out = json!({"repositories": repos});
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteRepositoryRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn delete_repository(r: &Registry, req: DeleteRepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, row) = existing(r, &req.repository_name)?;
+    let images = meta::images(&r.db(), &repo).map_err(server("list images"))?;
+    if !images.is_empty() && !req.force {
+        return Err(EcrError::RepositoryNotEmpty {
+            name: row.name,
+            registry: r.account_id.clone(),
+        });
+    }
+    meta::delete_repository(&mut r.db(), &repo).map_err(server("delete a repository"))?;
+    Ok(json!({"repository": repository_json(r, &row)}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutImageTagMutabilityRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_tag_mutability: String,
+    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+}
+
+fn put_image_tag_mutability(r: &Registry, req: PutImageTagMutabilityRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let m = mutability(
+        &req.image_tag_mutability,
+        &req.image_tag_mutability_exclusion_filters,
+    )?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    meta::set_tag_mutability(&r.db(), &repo, &m).map_err(server("set tag mutability"))?;
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "imageTagMutability": m,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageFilter {
+    tag_status: Option<String>,
+    image_status: Option<String>,
+}
+
+impl ImageFilter {
+    /// Whether image `i` passes (`tagStatus` TAGGED, UNTAGGED or ANY; `imageStatus`: every
+    /// image here is ACTIVE, archiving is not served).
+    fn admits(&self, i: &meta::ImageRow) -> Result<bool> {
+        let tags_ok = match self.tag_status.as_deref() {
+            None | Some("ANY") => true,
+            Some("TAGGED") => !i.tags.is_empty(),
+            Some("UNTAGGED") => i.tags.is_empty(),
+            Some(other) => {
+                return Err(EcrError::InvalidParameter(format!(
+                    "tagStatus {other:?}: one of TAGGED, UNTAGGED, ANY"
+                )));
+            }
+        };
+        let status_ok = match self.image_status.as_deref() {
+            None | Some("ACTIVE") | Some("ANY") => true,
+            Some("ARCHIVED") | Some("ACTIVATING") => false,
+            Some(other) => {
+                return Err(EcrError::InvalidParameter(format!(
+                    "imageStatus {other:?}: one of ACTIVE, ARCHIVED, ACTIVATING, ANY"
+                )));
+            }
+        };
+        Ok(tags_ok && status_ok)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListImagesRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    #[serde(default)]
+    filter: ImageFilter,
+}
+
+fn filtered_images(r: &Registry, repo: &RepoName, f: &ImageFilter) -> Result<Vec<meta::ImageRow>> {
+    let all = meta::images(&r.db(), repo).map_err(server("list images"))?;
+    let mut out = Vec::new();
+    for i in all {
+        if f.admits(&i)? {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+fn list_images(r: &Registry, req: ListImagesRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    // One id per tag, and one without a tag for an untagged image (as ECR lists them).
+    let mut ids = Vec::new();
+    for i in filtered_images(r, &repo, &req.filter)? {
+        if i.tags.is_empty() {
+            ids.push(json!({"imageDigest": i.digest}));
+        }
+        for t in &i.tags {
+            ids.push(json!({"imageDigest": i.digest, "imageTag": t}));
+        }
+    }
+    let (ids, next) = page(ids, req.next_token.as_deref(), req.max_results, 1000)?;
+    let mut out = json!({"imageIds": ids});
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImageId {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_tag: Option<String>,
+}
+
+/// What an image id names: the manifest's digest, or a failure (ECR's codes).
+fn resolve(r: &Registry, repo: &RepoName, id: &ImageId) -> std::result::Result<Digest, Value> {
+    let fail = |code: &str, reason: String| json!({"imageId": id, "failureCode": code, "failureReason": reason});
+    let by_digest = match &id.image_digest {
+        Some(d) => Some(
+            Digest::parse(d)
+                .map_err(|_| fail("InvalidImageDigest", "Invalid image digest".into()))?,
+        ),
+        None => None,
+    };
+    let by_tag = match &id.image_tag {
+        Some(t) => {
+            if !super::names::tag_ok(t) {
+                return Err(fail("InvalidImageTag", "Invalid image tag".into()));
+            }
+            let d = meta::tag_digest(&r.db(), repo, t)
+                .map_err(|e| fail("ImageNotFound", crate::errors::error_chain(&e)))?;
+            Some(d.ok_or_else(|| fail("ImageNotFound", "Requested image not found".into()))?)
+        }
+        None => None,
+    };
+    let d = match (by_digest, by_tag) {
+        (None, None) => {
+            return Err(fail(
+                "MissingDigestAndTag",
+                "Missing image digest and tag".into(),
+            ));
+        }
+        (Some(a), Some(b)) if a != b => {
+            return Err(fail(
+                "ImageTagDoesNotMatchDigest",
+                "Tag does not match digest".into(),
+            ));
+        }
+        (Some(d), _) | (None, Some(d)) => d,
+    };
+    match meta::manifest_type(&r.db(), repo, &d) {
+        Ok(Some(_)) => Ok(d),
+        _ => Err(fail("ImageNotFound", "Requested image not found".into())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DescribeImagesRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Option<Vec<ImageId>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    #[serde(default)]
+    filter: ImageFilter,
+}
+
+fn image_detail(r: &Registry, repo: &RepoName, i: &meta::ImageRow) -> Value {
+    let mut v = json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "imageDigest": i.digest,
+        "imageSizeInBytes": i.image_size,
+        "imagePushedAt": i.pushed_at,
+        "imageManifestMediaType": i.media_type,
+        "imageStatus": "ACTIVE",
+    });
+    if !i.tags.is_empty() {
+        v["imageTags"] = json!(i.tags);
+    }
+    if let Some(a) = &i.artifact_media_type {
+        v["artifactMediaType"] = json!(a);
+    }
+    if let Some(p) = i.last_pull {
+        v["lastRecordedPullTime"] = json!(p);
+    }
+    v
+}
+
+fn describe_images(r: &Registry, req: DescribeImagesRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let images = filtered_images(r, &repo, &req.filter)?;
+    let details: Vec<Value> = match &req.image_ids {
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                let d = resolve(r, &repo, id).map_err(|f| {
+                    EcrError::ImageNotFound(format!(
+                        "The image with imageId {} does not exist within the repository with \
+                         name '{repo}' in the registry with id '{}' ({})",
+                        serde_json::to_string(id).unwrap_or_default(),
+                        r.account_id,
+                        f["failureReason"].as_str().unwrap_or_default()
+                    ))
+                })?;
+                if let Some(i) = images.iter().find(|i| i.digest == d.as_str()) {
+                    out.push(image_detail(r, &repo, i));
+                }
+            }
+            out
+        }
+        None => images.iter().map(|i| image_detail(r, &repo, i)).collect(),
+    };
+    let (details, next) = page(details, req.next_token.as_deref(), req.max_results, 100)?;
+    let mut out = json!({"imageDetails": details});
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BatchGetImageRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Vec<ImageId>,
+    accepted_media_types: Option<Vec<String>>,
+}
+
+fn batch_get_image(r: &Registry, req: BatchGetImageRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let (mut images, mut failures) = (Vec::new(), Vec::new());
+    for id in &req.image_ids {
+        let d = match resolve(r, &repo, id) {
+            Ok(d) => d,
+            Err(f) => {
+                failures.push(f);
+                continue;
+            }
+        };
+        let m = r
+            .manifest(&repo, &Reference::Digest(d.clone()), false)
+            .map_err(server("read a manifest"))?;
+        if let Some(accepted) = &req.accepted_media_types
+            && !accepted.contains(&m.media_type)
+        {
+            failures.push(json!({"imageId": id, "failureCode": "ImageNotFound",
+                "failureReason": format!("the manifest is {}, not of acceptedMediaTypes", m.media_type)}));
+            continue;
+        }
+        let mut image_id = id.clone();
+        image_id.image_digest = Some(d.to_string());
+        images.push(json!({
+            "registryId": r.account_id,
+            "repositoryName": repo.as_str(),
+            "imageId": image_id,
+            "imageManifest": String::from_utf8_lossy(&m.bytes),
+            "imageManifestMediaType": m.media_type,
+        }));
+    }
+    Ok(json!({"images": images, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BatchDeleteImageRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Vec<ImageId>,
+}
+
+fn batch_delete_image(r: &Registry, req: BatchDeleteImageRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let (mut deleted, mut failures) = (Vec::new(), Vec::new());
+    for id in &req.image_ids {
+        let d = match resolve(r, &repo, id) {
+            Ok(d) => d,
+            Err(f) => {
+                failures.push(f);
+                continue;
+            }
+        };
+        // By tag: the tag only (the image stays, untagged or under its other tags); by
+        // digest alone: the image and all its tags. Ref: ECR API, BatchDeleteImage.
+        let reference = match (&id.image_tag, &id.image_digest) {
+            (Some(t), _) => Reference::Tag(t.clone()),
+            (None, _) => Reference::Digest(d.clone()),
+        };
+        let tags = meta::images(&r.db(), &repo)
+            .map_err(server("list images"))?
+            .into_iter()
+            .find(|i| i.digest == d.as_str())
+            .map(|i| i.tags)
+            .unwrap_or_default();
+        r.delete_manifest(&repo, &reference)
+            .map_err(server("delete an image"))?;
+        match reference {
+            Reference::Tag(t) => deleted.push(json!({"imageDigest": d.as_str(), "imageTag": t})),
+            Reference::Digest(_) if tags.is_empty() => {
+                deleted.push(json!({"imageDigest": d.as_str()}))
+            }
+            Reference::Digest(_) => {
+                for t in tags {
+                    deleted.push(json!({"imageDigest": d.as_str(), "imageTag": t}));
+                }
+            }
+        }
+    }
+    Ok(json!({"imageIds": deleted, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BatchCheckLayerAvailabilityRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    layer_digests: Vec<String>,
+}
+
+fn batch_check_layer_availability(
+    r: &Registry,
+    req: BatchCheckLayerAvailabilityRequest,
+) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let (mut layers, mut failures) = (Vec::new(), Vec::new());
+    for l in &req.layer_digests {
+        let Ok(d) = Digest::parse(l) else {
+            failures.push(
+                json!({"layerDigest": l, "failureCode": "InvalidLayerDigest",
+                "failureReason": "Invalid layer digest"}),
+            );
+            continue;
+        };
+        match r.blob(&repo, &d) {
+            Ok(b) => layers.push(json!({"layerDigest": l, "layerAvailability": "AVAILABLE",
+                "layerSize": b.size, "mediaType": "application/octet-stream"})),
+            Err(super::RegistryError::BlobUnknown(_)) => failures.push(
+                json!({"layerDigest": l, "failureCode": "MissingLayerDigest",
+                    "failureReason": "Could not find layer"}),
+            ),
+            Err(e) => return Err(server("read a layer")(e)),
+        }
+    }
+    Ok(json!({"layers": layers, "failures": failures}))
+}
+
+/// botocore's ECR service model, found through the `python3` on PATH (the test venv's).
+#[cfg(test)]
+pub(crate) fn service_model() -> Value {
+    use std::io::Read;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import botocore, os; print(os.path.dirname(botocore.__file__))",
+        ])
+        .output()
+        .expect("python3 is needed to find botocore (scripts/test installs the test venv)");
+    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        .join("data/ecr/2015-09-21");
+    let plain = dir.join("service-2.json");
+    let text = if plain.exists() {
+        std::fs::read_to_string(&plain).unwrap()
+    } else {
+        let gz = std::fs::File::open(dir.join("service-2.json.gz"))
+            .unwrap_or_else(|e| panic!("no ECR service model under {}: {e}", dir.display()));
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_is_the_model_s_and_its_errors_are_declared() {
+        let m = service_model();
+        for op in OPERATIONS {
+            assert!(
+                m["operations"][op].is_object(),
+                "{op} is not in ECR's model"
+            );
+        }
+        // Each exception name EcrError answers is a shape of the model.
+        for name in [
+            "InvalidParameterException",
+            "RepositoryNotFoundException",
+            "RepositoryAlreadyExistsException",
+            "RepositoryNotEmptyException",
+            "ImageNotFoundException",
+            "ServerException",
+        ] {
+            assert!(
+                m["shapes"][name]["exception"].as_bool() == Some(true),
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Manifests and tags: a pushed manifest is checked (its media type, that every blob or
+//! child manifest it names is in the repository, a digest reference that matches its
+//! bytes, the repository's tag immutability) before it is stored and tagged.
+//! Ref: opencontainers/distribution-spec `spec.md` ("Pushing Manifests"), image-spec
+//! `manifest.md` and `image-index.md`; Docker's image manifest v2 schema 2.
+
+use super::{Digest, Reference, Registry, RegistryError, RegistryResult, RepoName, meta};
+use serde::Deserialize;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The largest manifest accepted: the spec's "registries SHOULD accept at least 4 MiB".
+pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    schema_version: Option<i64>,
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+    config: Option<Descriptor>,
+    layers: Option<Vec<Descriptor>>,
+    manifests: Option<Vec<Descriptor>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: Option<String>,
+    digest: String,
+    size: i64,
+}
+
+/// A stored manifest as a pull answers it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Registry {
+    /// Stores manifest `bytes` (sent with Content-Type `content_type`) under `reference`.
+    pub fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: &[u8],
+    ) -> RegistryResult<Digest> {
+        if bytes.len() > MAX_MANIFEST {
+            return Err(RegistryError::SizeInvalid(format!(
+                "the manifest is {} bytes; this registry takes at most {MAX_MANIFEST}",
+                bytes.len()
+            )));
+        }
+        let digest = Digest::of(bytes);
+        if let Reference::Digest(d) = reference
+            && d != &digest
+        {
+            return Err(RegistryError::DigestInvalid(format!(
+                "the manifest's bytes hash to {digest}, not {d}"
+            )));
+        }
+        let doc: Doc = serde_json::from_slice(bytes).map_err(|e| {
+            RegistryError::ManifestInvalid(format!("the manifest is not JSON of a manifest: {e}"))
+        })?;
+        let content_type = content_type.map(|t| t.split(';').next().unwrap_or(t).trim());
+        let media_type = match (content_type, doc.media_type.as_deref()) {
+            (Some(t), Some(m)) if t != m => {
+                return Err(RegistryError::ManifestInvalid(format!(
+                    "Content-Type {t} differs from the manifest's mediaType {m}"
+                )));
+            }
+            (Some(t), _) => t.to_string(),
+            (None, Some(m)) => m.to_string(),
+            (None, None) => {
+                return Err(RegistryError::ManifestInvalid(
+                    "no Content-Type and no mediaType in the manifest".into(),
+                ));
+            }
+        };
+        if doc.schema_version != Some(2) {
+            return Err(RegistryError::ManifestInvalid(format!(
+                "schemaVersion {:?}: only 2 is accepted (Docker schema 1 is not)",
+                doc.schema_version
+            )));
+        }
+        let db = self.db();
+        let (artifact_type, image_size) = match media_type.as_str() {
+            OCI_MANIFEST | DOCKER_MANIFEST => {
+                let config = doc.config.as_ref().ok_or_else(|| {
+                    RegistryError::ManifestInvalid("an image manifest without config".into())
+                })?;
+                let layers = doc.layers.as_deref().unwrap_or_default();
+                for d in std::iter::once(config).chain(layers) {
+                    let digest = Digest::parse(&d.digest)?;
+                    if !meta::has_blob(&db, repo, &digest)? {
+                        return Err(RegistryError::ManifestBlobUnknown(format!(
+                            "blob {digest} is not in repository {repo} (push it first)"
+                        )));
+                    }
+                }
+                // ECR's imageSizeInBytes: the layers as pushed (compressed).
+                let size = layers.iter().map(|l| l.size.max(0)).sum();
+                let artifact = doc
+                    .artifact_type
+                    .clone()
+                    .or_else(|| config.media_type.clone());
+                (artifact, size)
+            }
+            OCI_INDEX | DOCKER_LIST => {
+                // ECR's imageSizeInBytes of a manifest list: the largest of its manifests'.
+                let mut size = 0;
+                for d in doc.manifests.as_deref().unwrap_or_default() {
+                    let digest = Digest::parse(&d.digest)?;
+                    let Some(child) = meta::image_size(&db, repo, &digest)? else {
+                        return Err(RegistryError::ManifestBlobUnknown(format!(
+                            "manifest {digest} is not in repository {repo} (push it first)"
+                        )));
+                    };
+                    size = size.max(child);
+                }
+                (doc.artifact_type.clone(), size)
+            }
+            other => {
+                return Err(RegistryError::ManifestInvalid(format!(
+                    "media type {other:?}: this registry stores {OCI_MANIFEST}, {OCI_INDEX}, \
+                     {DOCKER_MANIFEST} and {DOCKER_LIST}"
+                )));
+            }
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        if let Some(tag) = tag
+            && let Some(repo_row) = meta::repository(&db, repo)?
+            && repo_row.tag_mutability == "IMMUTABLE"
+            && let Some(old) = meta::tag_digest(&db, repo, tag)?
+            && old != digest
+        {
+            // ECR's answer to a push over an immutable tag.
+            return Err(RegistryError::TagInvalid(format!(
+                "The image tag '{tag}' already exists in the '{repo}' repository and cannot \
+                 be overwritten because the repository is immutable."
+            )));
+        }
+        drop(db);
+        self.store_bytes(bytes)?;
+        let m = meta::NewManifest {
+            digest: &digest,
+            media_type: &media_type,
+            artifact_media_type: artifact_type.as_deref(),
+            size: bytes.len() as i64,
+            image_size,
+        };
+        meta::put_manifest(&mut self.db(), repo, &m, tag)?;
+        Ok(digest)
+    }
+
+    /// The manifest `reference` names in `repo`; `pull` records the pull time (a GET,
+    /// not a HEAD: ECR's `lastRecordedPullTime`).
+    pub fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        pull: bool,
+    ) -> RegistryResult<Manifest> {
+        let unknown = || RegistryError::ManifestUnknown(format!("{reference:?} in {repo}"));
+        let (digest, media_type) = {
+            let db = self.db();
+            let digest = match reference {
+                Reference::Tag(t) => meta::tag_digest(&db, repo, t)?.ok_or_else(unknown)?,
+                Reference::Digest(d) => d.clone(),
+            };
+            let media_type = meta::manifest_type(&db, repo, &digest)?.ok_or_else(unknown)?;
+            if pull {
+                meta::record_pull(&db, repo, &digest)?;
+            }
+            (digest, media_type)
+        };
+        let bytes = self.read_blob(&digest)?;
+        Ok(Manifest {
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+
+    /// DELETE of a manifest: by digest the manifest and its tags; by tag the tag only.
+    pub fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> RegistryResult<()> {
+        let found = match reference {
+            Reference::Digest(d) => meta::delete_manifest(&mut self.db(), repo, d)?,
+            Reference::Tag(t) => meta::delete_tag(&self.db(), repo, t)?,
+        };
+        if !found {
+            return Err(RegistryError::ManifestUnknown(format!(
+                "{reference:?} in {repo}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Up to `n` tags after `last` (lexical order) and whether more follow.
+    pub fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> RegistryResult<(Vec<String>, bool)> {
+        meta::tags_page(&self.db(), repo, n, last)
+    }
+}

@@ -1,0 +1,422 @@
+//! The registry's rows in `registry.db`: repositories, which blobs each repository holds,
+//! manifests, tags and uploads in progress. Plain SQL functions over one connection; the
+//! rules are the callers'.
+
+use super::{Digest, RegistryError, RegistryResult, RepoName};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS repositories (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    tag_mutability TEXT NOT NULL,
+    scan_on_push INTEGER NOT NULL,
+    encryption_type TEXT NOT NULL,
+    kms_key TEXT,
+    tags TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE TABLE IF NOT EXISTS manifests (
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    artifact_media_type TEXT,
+    size INTEGER NOT NULL,
+    image_size INTEGER NOT NULL,
+    pushed_at REAL NOT NULL,
+    last_pull REAL,
+    PRIMARY KEY (repo, digest)
+);
+CREATE TABLE IF NOT EXISTS tags (
+    repo TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, tag)
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    started REAL NOT NULL
+);
+";
+
+pub(super) fn open(path: &Path) -> RegistryResult<Connection> {
+    let db = |what| move |source| RegistryError::Database { what, source };
+    let c = Connection::open(path).map_err(db("open registry.db"))?;
+    c.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db("set WAL mode"))?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db("set the busy timeout"))?;
+    c.execute_batch(SCHEMA).map_err(db("create the tables"))?;
+    Ok(c)
+}
+
+pub(super) fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> RegistryError {
+    move |source| RegistryError::Database { what, source }
+}
+
+/// A repository's row.
+#[derive(Debug, Clone)]
+pub struct RepositoryRow {
+    pub name: String,
+    pub created_at: f64,
+    /// MUTABLE or IMMUTABLE.
+    pub tag_mutability: String,
+    pub scan_on_push: bool,
+    /// AES256 or KMS.
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    /// The ECR tags, `[{"Key","Value"}]` as JSON.
+    pub tags: String,
+}
+
+fn repo_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
+    Ok(RepositoryRow {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        tag_mutability: r.get(2)?,
+        scan_on_push: r.get(3)?,
+        encryption_type: r.get(4)?,
+        kms_key: r.get(5)?,
+        tags: r.get(6)?,
+    })
+}
+
+const REPO_COLS: &str =
+    "name, created_at, tag_mutability, scan_on_push, encryption_type, kms_key, tags";
+
+pub(super) fn repository(c: &Connection, name: &RepoName) -> RegistryResult<Option<RepositoryRow>> {
+    c.query_row(
+        &format!("SELECT {REPO_COLS} FROM repositories WHERE name = ?1"),
+        [name.as_str()],
+        repo_row,
+    )
+    .optional()
+    .map_err(err("read a repository"))
+}
+
+pub(super) fn repositories(c: &Connection) -> RegistryResult<Vec<RepositoryRow>> {
+    let mut s = c
+        .prepare(&format!(
+            "SELECT {REPO_COLS} FROM repositories ORDER BY name"
+        ))
+        .map_err(err("list repositories"))?;
+    s.query_map([], repo_row)
+        .and_then(|rows| rows.collect())
+        .map_err(err("list repositories"))
+}
+
+/// Inserts `row`; false if the name exists.
+pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> RegistryResult<bool> {
+    let n = c
+        .execute(
+            &format!(
+                "INSERT OR IGNORE INTO repositories ({REPO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            params![
+                row.name,
+                row.created_at,
+                row.tag_mutability,
+                row.scan_on_push,
+                row.encryption_type,
+                row.kms_key,
+                row.tags
+            ],
+        )
+        .map_err(err("create a repository"))?;
+    Ok(n == 1)
+}
+
+pub(super) fn set_tag_mutability(c: &Connection, repo: &RepoName, m: &str) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE repositories SET tag_mutability = ?2 WHERE name = ?1",
+        params![repo.as_str(), m],
+    )
+    .map_err(err("set tag mutability"))?;
+    Ok(())
+}
+
+/// Removes the repository and every row of it.
+pub(super) fn delete_repository(c: &mut Connection, repo: &RepoName) -> RegistryResult<()> {
+    let tx = c.transaction().map_err(err("delete a repository"))?;
+    for table in [
+        "repositories WHERE name",
+        "repo_blobs WHERE repo",
+        "manifests WHERE repo",
+        "tags WHERE repo",
+        "uploads WHERE repo",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} = ?1"), [repo.as_str()])
+            .map_err(err("delete a repository"))?;
+    }
+    tx.commit().map_err(err("delete a repository"))
+}
+
+pub(super) fn has_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<bool> {
+    c.query_row(
+        "SELECT 1 FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+        [repo.as_str(), d.as_str()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(err("look a blob up"))
+}
+
+pub(super) fn link_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
+        [repo.as_str(), d.as_str()],
+    )
+    .map_err(err("link a blob"))?;
+    Ok(())
+}
+
+pub(super) fn unlink_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<bool> {
+    c.execute(
+        "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+        [repo.as_str(), d.as_str()],
+    )
+    .map(|n| n > 0)
+    .map_err(err("unlink a blob"))
+}
+
+pub(super) fn add_upload(c: &Connection, id: &str, repo: &RepoName) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO uploads (id, repo, started) VALUES (?1, ?2, ?3)",
+        params![id, repo.as_str(), now()],
+    )
+    .map_err(err("record an upload"))?;
+    Ok(())
+}
+
+pub(super) fn upload_repo(c: &Connection, id: &str) -> RegistryResult<Option<RepoName>> {
+    let name: Option<String> = c
+        .query_row("SELECT repo FROM uploads WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(err("read an upload"))?;
+    Ok(name.and_then(|n| RepoName::parse(&n).ok()))
+}
+
+pub(super) fn remove_upload(c: &Connection, id: &str) -> RegistryResult<()> {
+    c.execute("DELETE FROM uploads WHERE id = ?1", [id])
+        .map_err(err("forget an upload"))?;
+    Ok(())
+}
+
+pub(super) fn uploads(c: &Connection) -> RegistryResult<Vec<(String, f64)>> {
+    let mut s = c
+        .prepare("SELECT id, started FROM uploads")
+        .map_err(err("list uploads"))?;
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list uploads"))
+}
+
+/// A manifest (an image, for the ECR API) of a repository, with its tags.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_media_type: Option<String>,
+    pub image_size: i64,
+    pub pushed_at: f64,
+    pub last_pull: Option<f64>,
+    pub tags: Vec<String>,
+}
+
+pub(super) struct NewManifest<'a> {
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_media_type: Option<&'a str>,
+    pub size: i64,
+    pub image_size: i64,
+}
+
+/// Records manifest `m` of `repo` (kept as it was if already there) and points `tag` at
+/// it, in one transaction.
+pub(super) fn put_manifest(
+    c: &mut Connection,
+    repo: &RepoName,
+    m: &NewManifest,
+    tag: Option<&str>,
+) -> RegistryResult<()> {
+    let tx = c.transaction().map_err(err("record a manifest"))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO manifests (repo, digest, media_type, artifact_media_type, size, \
+         image_size, pushed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            repo.as_str(),
+            m.digest.as_str(),
+            m.media_type,
+            m.artifact_media_type,
+            m.size,
+            m.image_size,
+            now()
+        ],
+    )
+    .map_err(err("record a manifest"))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
+        [repo.as_str(), m.digest.as_str()],
+    )
+    .map_err(err("record a manifest"))?;
+    if let Some(tag) = tag {
+        tx.execute(
+            "INSERT INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest",
+            [repo.as_str(), tag, m.digest.as_str()],
+        )
+        .map_err(err("tag a manifest"))?;
+    }
+    tx.commit().map_err(err("record a manifest"))
+}
+
+pub(super) fn tag_digest(
+    c: &Connection,
+    repo: &RepoName,
+    tag: &str,
+) -> RegistryResult<Option<Digest>> {
+    let d: Option<String> = c
+        .query_row(
+            "SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2",
+            [repo.as_str(), tag],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err("read a tag"))?;
+    Ok(d.and_then(|d| Digest::parse(&d).ok()))
+}
+
+/// The manifest's media type, if `repo` has manifest `d`.
+pub(super) fn manifest_type(
+    c: &Connection,
+    repo: &RepoName,
+    d: &Digest,
+) -> RegistryResult<Option<String>> {
+    c.query_row(
+        "SELECT media_type FROM manifests WHERE repo = ?1 AND digest = ?2",
+        [repo.as_str(), d.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err("read a manifest"))
+}
+
+/// The ECR image size of manifest `d` of `repo`, if it has it.
+pub(super) fn image_size(
+    c: &Connection,
+    repo: &RepoName,
+    d: &Digest,
+) -> RegistryResult<Option<i64>> {
+    c.query_row(
+        "SELECT image_size FROM manifests WHERE repo = ?1 AND digest = ?2",
+        [repo.as_str(), d.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err("read a manifest"))
+}
+
+pub(super) fn record_pull(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE manifests SET last_pull = ?3 WHERE repo = ?1 AND digest = ?2",
+        params![repo.as_str(), d.as_str(), now()],
+    )
+    .map_err(err("record a pull"))?;
+    Ok(())
+}
+
+/// Removes manifest `d` of `repo` and the tags that point at it.
+pub(super) fn delete_manifest(
+    c: &mut Connection,
+    repo: &RepoName,
+    d: &Digest,
+) -> RegistryResult<bool> {
+    let tx = c.transaction().map_err(err("delete a manifest"))?;
+    let n = tx
+        .execute(
+            "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+            [repo.as_str(), d.as_str()],
+        )
+        .map_err(err("delete a manifest"))?;
+    for sql in [
+        "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+        "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+    ] {
+        tx.execute(sql, [repo.as_str(), d.as_str()])
+            .map_err(err("delete a manifest"))?;
+    }
+    tx.commit().map_err(err("delete a manifest"))?;
+    Ok(n > 0)
+}
+
+pub(super) fn delete_tag(c: &Connection, repo: &RepoName, tag: &str) -> RegistryResult<bool> {
+    c.execute(
+        "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
+        [repo.as_str(), tag],
+    )
+    .map(|n| n > 0)
+    .map_err(err("delete a tag"))
+}
+
+/// Up to `n` tags of `repo` after `last`, in lexical order, and whether more follow.
+pub(super) fn tags_page(
+    c: &Connection,
+    repo: &RepoName,
+    n: Option<usize>,
+    last: Option<&str>,
+) -> RegistryResult<(Vec<String>, bool)> {
+    let mut s = c
+        .prepare("SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag")
+        .map_err(err("list tags"))?;
+    let all: Vec<String> = s
+        .query_map([repo.as_str(), last.unwrap_or("")], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list tags"))?;
+    Ok(match n {
+        Some(n) if all.len() > n => (all[..n].to_vec(), true),
+        _ => (all, false),
+    })
+}
+
+/// Every manifest of `repo` with its tags, newest push first.
+pub(super) fn images(c: &Connection, repo: &RepoName) -> RegistryResult<Vec<ImageRow>> {
+    let mut s = c
+        .prepare(
+            "SELECT m.digest, m.media_type, m.artifact_media_type, m.image_size, \
+             m.pushed_at, m.last_pull, \
+             (SELECT group_concat(t.tag, char(10)) FROM (SELECT tag FROM tags t WHERE t.repo = m.repo \
+              AND t.digest = m.digest ORDER BY tag) t) \
+             FROM manifests m WHERE m.repo = ?1 ORDER BY m.pushed_at DESC, m.digest",
+        )
+        .map_err(err("list images"))?;
+    s.query_map([repo.as_str()], |r| {
+        let tags: Option<String> = r.get(6)?;
+        Ok(ImageRow {
+            digest: r.get(0)?,
+            media_type: r.get(1)?,
+            artifact_media_type: r.get(2)?,
+            image_size: r.get(3)?,
+            pushed_at: r.get(4)?,
+            last_pull: r.get(5)?,
+            tags: tags
+                .map(|t| t.split('\n').map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(err("list images"))
+}

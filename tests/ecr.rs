@@ -1,0 +1,449 @@
+//! Root integration tests of ECR on the box: `serve`'s registry (`/v2/`) and ECR's API,
+//! with the real AWS CLI, skopeo and curl: create a repository, log in with
+//! `get-login-password`, push and pull, and the refusals (anonymous, forged token, wrong
+//! digest, chunk out of order, immutable tag).
+
+mod common;
+
+use common::api::Api;
+use common::image::{Compression, Layout, busybox_layer};
+use common::registry::skopeo;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `aws ecr ARGS` as JSON (the call must succeed).
+fn ecr(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("ecr", args);
+    assert!(
+        out.status.success(),
+        "aws ecr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ecr_err(api: &Api, args: &[&str]) -> String {
+    let out = api.aws_in("ecr", args);
+    assert!(!out.status.success(), "aws ecr {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The registry's `host:port` (serve's listener).
+fn registry_host(api: &Api) -> String {
+    api.endpoint.trim_start_matches("http://").to_string()
+}
+
+fn password(api: &Api) -> String {
+    let out = api.aws_in("ecr", &["get-login-password"]);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An OCI layout with one busybox image tagged `t` whose marker file says `marker`.
+fn layout(dir: &Path, marker: &str) -> (Layout, common::image::BuiltImage) {
+    let mut l = Layout::new(dir);
+    let img = l.add_image("linux/amd64", &[busybox_layer(Compression::Gzip, marker)]);
+    l.tag_image("t", &img);
+    (l, img)
+}
+
+fn push(layout: &Path, dest: &str, creds: &str) -> Output {
+    let mut c = skopeo();
+    c.args(["copy", "--dest-tls-verify=false", "--dest-creds", creds])
+        .args(["--preserve-digests"])
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg(format!("docker://{dest}"));
+    c.output().unwrap()
+}
+
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let mut c = Command::new("curl");
+    common::util::no_proxy(&mut c);
+    c.args([
+        "-s",
+        "--noproxy",
+        "*",
+        "-D",
+        "-",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args(args);
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (rest, code) = text.trim_end().rsplit_once('\n').unwrap();
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (
+        code.parse().unwrap(),
+        head.to_ascii_lowercase(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn push_pull_and_the_ecr_api_through_the_aws_cli_and_skopeo() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    let repo = ecr(
+        &api,
+        &["create-repository", "--repository-name", "team-a/web"],
+    );
+    assert_eq!(
+        repo["repository"]["repositoryUri"],
+        "000000000000.dkr.ecr.us-east-1.amazonaws.com/team-a/web"
+    );
+    assert_eq!(repo["repository"]["imageTagMutability"], "MUTABLE");
+    assert!(
+        ecr_err(
+            &api,
+            &["create-repository", "--repository-name", "team-a/web"]
+        )
+        .contains("RepositoryAlreadyExistsException")
+    );
+    assert!(
+        ecr_err(
+            &api,
+            &["create-repository", "--repository-name", "Bad_Name"]
+        )
+        .contains("InvalidParameterException")
+    );
+
+    // get-login-password, as `podman login` takes it, and a push with it.
+    let pw = password(&api);
+    let creds = format!("AWS:{pw}");
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("one"), "ecr-one");
+    let out = push(
+        &work.path().join("one"),
+        &format!("{host}/team-a/web:v1"),
+        &creds,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Pulled back with skopeo: the same manifest.
+    let pulled = work.path().join("pulled");
+    let mut c = skopeo();
+    c.args(["copy", "--src-tls-verify=false", "--src-creds", &creds])
+        .args(["--preserve-digests"])
+        .arg(format!("docker://{host}/team-a/web:v1"))
+        .arg(format!("oci:{}:p", pulled.display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        img.manifest_digest.as_str()
+    );
+
+    // The ECR API sees the image.
+    let images = ecr(&api, &["list-images", "--repository-name", "team-a/web"]);
+    assert_eq!(images["imageIds"][0]["imageTag"], "v1");
+    assert_eq!(
+        images["imageIds"][0]["imageDigest"],
+        img.manifest_digest.as_str()
+    );
+    let d = ecr(
+        &api,
+        &["describe-images", "--repository-name", "team-a/web"],
+    );
+    let detail = &d["imageDetails"][0];
+    assert_eq!(detail["imageSizeInBytes"].as_u64(), Some(img.size()));
+    assert_eq!(
+        detail["imageManifestMediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(detail["lastRecordedPullTime"].is_number(), "{detail}");
+    let layers = ecr(
+        &api,
+        &[
+            "batch-check-layer-availability",
+            "--repository-name",
+            "team-a/web",
+            "--layer-digests",
+            &img.layers[0].digest,
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+    );
+    assert_eq!(layers["layers"][0]["layerAvailability"], "AVAILABLE");
+    assert_eq!(layers["failures"][0]["failureCode"], "MissingLayerDigest");
+    let got = ecr(
+        &api,
+        &[
+            "batch-get-image",
+            "--repository-name",
+            "team-a/web",
+            "--image-ids",
+            "imageTag=v1",
+        ],
+    );
+    let m: Value =
+        serde_json::from_str(got["images"][0]["imageManifest"].as_str().unwrap()).unwrap();
+    assert_eq!(m["config"]["digest"], img.config_digest.as_str());
+
+    // Immutable tags: a different image over v1 is refused; a new tag is not.
+    ecr(
+        &api,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            "team-a/web",
+            "--image-tag-mutability",
+            "IMMUTABLE",
+        ],
+    );
+    let (_l2, img2) = layout(&work.path().join("two"), "ecr-two");
+    let out = push(
+        &work.path().join("two"),
+        &format!("{host}/team-a/web:v1"),
+        &creds,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be overwritten because the repository is immutable"),
+        "{err}"
+    );
+    let out = push(
+        &work.path().join("two"),
+        &format!("{host}/team-a/web:v2"),
+        &creds,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // BatchDeleteImage by tag, then delete-repository needs --force.
+    let del = ecr(
+        &api,
+        &[
+            "batch-delete-image",
+            "--repository-name",
+            "team-a/web",
+            "--image-ids",
+            "imageTag=v2",
+        ],
+    );
+    assert_eq!(
+        del["imageIds"][0]["imageDigest"],
+        img2.manifest_digest.as_str()
+    );
+    let untagged = ecr(
+        &api,
+        &[
+            "list-images",
+            "--repository-name",
+            "team-a/web",
+            "--filter",
+            "tagStatus=UNTAGGED",
+        ],
+    );
+    assert_eq!(
+        untagged["imageIds"],
+        serde_json::json!([{"imageDigest": img2.manifest_digest}])
+    );
+    assert!(
+        ecr_err(
+            &api,
+            &["delete-repository", "--repository-name", "team-a/web"]
+        )
+        .contains("RepositoryNotEmptyException")
+    );
+    ecr(
+        &api,
+        &[
+            "delete-repository",
+            "--repository-name",
+            "team-a/web",
+            "--force",
+        ],
+    );
+    assert!(
+        ecr_err(
+            &api,
+            &["describe-repositories", "--repository-names", "team-a/web"]
+        )
+        .contains("RepositoryNotFoundException")
+    );
+}
+
+#[test]
+fn the_registry_refuses_anonymous_and_forged_callers_and_bad_uploads() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(
+        &api,
+        &["create-repository", "--repository-name", "bad-input"],
+    );
+    let base = format!("http://{host}/v2/");
+
+    // Anonymous: 401 with the challenge podman and skopeo answer by logging in.
+    let (code, head, body) = curl(&[&base]);
+    assert_eq!(code, 401, "{body}");
+    assert!(head.contains("www-authenticate: basic realm="), "{head}");
+    assert!(body.contains("\"UNAUTHORIZED\""), "{body}");
+
+    // A forged token: a password of the right shape under another key.
+    let pw = password(&api);
+    let (payload, _mac) = pw.rsplit_once('.').unwrap();
+    let forged = format!("AWS:{payload}.{}", "0".repeat(64));
+    let (code, _, body) = curl(&["-u", &forged, &base]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("forged"), "{body}");
+    let work = tempfile::tempdir().unwrap();
+    layout(&work.path().join("one"), "forged");
+    let out = push(
+        &work.path().join("one"),
+        &format!("{host}/bad-input:v1"),
+        &forged,
+    );
+    assert!(!out.status.success());
+
+    let good = format!("AWS:{pw}");
+    let (code, _, _) = curl(&["-u", &good, &base]);
+    assert_eq!(code, 200);
+
+    // A monolithic upload whose bytes do not match its digest: DIGEST_INVALID, no blob,
+    // no upload left.
+    let wrong = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        "hello",
+        &format!("http://{host}/v2/bad-input/blobs/uploads/?digest={wrong}"),
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("DIGEST_INVALID"), "{body}");
+    let uploads = api.mf.root.join("registry/uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(api.mf.root.join("registry/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // A chunked upload: a chunk out of order is 416 with the upload's Range.
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/bad-input/blobs/uploads/"),
+    ]);
+    assert_eq!(code, 202);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = format!("http://{host}{location}");
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Range: 0-4",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        "hello",
+        &url,
+    ]);
+    assert_eq!(code, 202);
+    assert!(head.contains("range: 0-4"), "{head}");
+    let (code, head, body) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Range: 9-14",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        "world",
+        &url,
+    ]);
+    assert_eq!(code, 416, "{body}");
+    assert!(head.contains("range: 0-4"), "{head}");
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Range: 5-9",
+        "--data-binary",
+        "world",
+        &url,
+    ]);
+    assert_eq!(code, 202);
+    let digest = format!("sha256:{}", common::util::sha256_hex(b"helloworld"));
+    let (code, head, body) = curl(&["-u", &good, "-X", "PUT", &format!("{url}?digest={digest}")]);
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        head.contains(&format!("docker-content-digest: {digest}")),
+        "{head}"
+    );
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/bad-input/blobs/{digest}"),
+    ]);
+    assert_eq!((code, body.as_str()), (200, "helloworld"));
+
+    // A manifest naming a blob the repository lacks: MANIFEST_BLOB_UNKNOWN.
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": wrong, "size": 2},
+        "layers": [],
+    })
+    .to_string();
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &manifest,
+        &format!("http://{host}/v2/bad-input/manifests/v1"),
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("MANIFEST_BLOB_UNKNOWN"), "{body}");
+
+    // A repository that does not exist: NAME_UNKNOWN.
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/nothing-here/tags/list"),
+    ]);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("NAME_UNKNOWN"), "{body}");
+}
