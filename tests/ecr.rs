@@ -447,3 +447,108 @@ fn the_registry_refuses_anonymous_and_forged_callers_and_bad_uploads() {
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("NAME_UNKNOWN"), "{body}");
 }
+
+/// The loop of the ECS guides: create-repository, get-login-password | podman login,
+/// push, a task definition naming the repositoryUri, run-task: the task's image comes
+/// from the box's own registry, found under its ECR name with nothing configured.
+#[test]
+fn a_task_naming_the_repository_uri_runs_the_image_pushed_to_serve() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    let repo = ecr(
+        &api,
+        &["create-repository", "--repository-name", "loop/app"],
+    );
+    let uri = repo["repository"]["repositoryUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // podman login reads the password from stdin, as the ECR guide pipes it.
+    let auth = tempfile::tempdir().unwrap();
+    let authfile = auth.path().join("auth.json");
+    let pw = password(&api);
+    let mut login = Command::new("podman");
+    common::util::no_proxy(&mut login);
+    login
+        .args([
+            "login",
+            "--tls-verify=false",
+            "--username",
+            "AWS",
+            "--password-stdin",
+        ])
+        .arg("--authfile")
+        .arg(&authfile)
+        .arg(&host)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(pw.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "podman login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
+
+    // Pushed with the credentials podman login stored.
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "from-serve-ecr");
+    let mut c = skopeo();
+    c.args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+        .arg("--dest-authfile")
+        .arg(&authfile)
+        .arg(format!("oci:{}:t", work.path().join("app").display()))
+        .arg(format!("docker://{host}/loop/app:v1"));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let td = format!(
+        r#"{{"family":"ecr-loop","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "requiresCompatibilities":["FARGATE"],
+  "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
+  "containerDefinitions":[{{"name":"app","image":"{uri}:v1","essential":true,
+    "command":["sh","-c","grep -q from-serve-ecr /etc/minifargate-marker"]}}]}}"#
+    );
+    let file = api.file("ecr-loop.json", &td);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "ecr-loop",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-0abc],securityGroups=[sg-0def]}",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]));
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+    let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
+    let t = &d["tasks"][0];
+    assert_eq!(t["stopCode"], "EssentialContainerExited", "{t:#}");
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    assert_eq!(
+        t["containers"][0]["imageDigest"],
+        img.manifest_digest.as_str(),
+        "{t:#}"
+    );
+    // The pull is the registry's: ECR records it.
+    let images = ecr(&api, &["describe-images", "--repository-name", "loop/app"]);
+    assert!(images["imageDetails"][0]["lastRecordedPullTime"].is_number());
+}

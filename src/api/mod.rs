@@ -67,15 +67,17 @@ pub async fn serve(
         None => None,
     };
     let _ = REGISTRY.set(reg.clone());
+    let front = Arc::new(registry::Front {
+        registry: reg,
+        tokens,
+    });
+    let root = g.root.clone();
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
         .with_state(g.clone())
         .merge(console::router(g, security.console))
-        .merge(registry::router(Arc::new(registry::Front {
-            registry: reg,
-            tokens,
-        })));
+        .merge(registry::router(front.clone()));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
@@ -86,6 +88,7 @@ pub async fn serve(
         .with_context(|| format!("failed to listen on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
     listening(addr);
+    let _advertised = registry::Advertised::start(&root, &front, addr);
     tracing::info!(%addr, "ECS API listening");
     server::run(listener, security.tls, app, security.limits, shutdown()).await;
     // Services' tasks keep running (they belong to their supervisors); the next `serve`

@@ -202,7 +202,13 @@ async fn route(
             .map(|d| d.as_secs())
             .unwrap_or_default();
         tokens.verify(auth, now).map_err(|why| {
-            tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
+            // A client's first request carries no credentials: the challenge asks for
+            // them (not worth a warning); wrong ones are.
+            if auth.is_some() {
+                tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
+            } else {
+                tracing::debug!(path = uri.path(), "registry request without credentials: challenged");
+            }
             RegistryError::Unauthorized(why)
         })?;
     }
@@ -504,6 +510,89 @@ async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, RegistryError> 
         Err(_) => Err(RegistryError::BlobUploadInvalid(
             "the manifest was not received in time".into(),
         )),
+    }
+}
+
+/// Tells the pulls on this box where the registry answers (`task::local_registry`):
+/// written now and every hour with a fresh token (valid 12 h), removed when serve stops.
+pub struct Advertised {
+    root: std::path::PathBuf,
+    refresh: tokio::task::JoinHandle<()>,
+}
+
+impl Advertised {
+    pub fn start(root: &std::path::Path, front: &Front, addr: std::net::SocketAddr) -> Advertised {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let ip = match addr.ip() {
+            IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let endpoint = std::net::SocketAddr::new(ip, addr.port()).to_string();
+        let (root2, host, tokens) = (
+            root.to_path_buf(),
+            front.registry.host(),
+            front.tokens.clone(),
+        );
+        let write = move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let (username, password, expires_at) = match &tokens {
+                Some(t) => {
+                    let issued = t.issue(now);
+                    let plain = base64::Engine::decode(
+                        &base64::engine::general_purpose::STANDARD,
+                        &issued.authorization_token,
+                    )
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default();
+                    let pw = plain.split_once(':').map(|(_, p)| p.to_string());
+                    (
+                        Some(crate::ecr::tokens::USER.to_string()),
+                        pw,
+                        issued.expires_at,
+                    )
+                }
+                None => (None, None, now + crate::ecr::tokens::VALIDITY_SECS),
+            };
+            let l = crate::task::local_registry::LocalRegistry {
+                host: host.clone(),
+                endpoint: endpoint.clone(),
+                // Loopback: plain HTTP, or TLS with serve's own certificate.
+                insecure: true,
+                username,
+                password,
+                expires_at,
+                pid: std::process::id(),
+            };
+            if let Err(e) = l.write(&root2) {
+                tracing::warn!(error = %e, "failed to write registry/local.json: this box's pulls will not find its registry");
+            }
+        };
+        write();
+        let refresh = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let w = write.clone();
+                let _ = tokio::task::spawn_blocking(w).await;
+            }
+        });
+        Advertised {
+            root: root.to_path_buf(),
+            refresh,
+        }
+    }
+}
+
+impl Drop for Advertised {
+    fn drop(&mut self) {
+        self.refresh.abort();
+        let _ = std::fs::remove_file(crate::task::local_registry::path(&self.root));
     }
 }
 

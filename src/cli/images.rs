@@ -126,9 +126,14 @@ fn open_store(g: &GlobalOpts) -> anyhow::Result<Store> {
 }
 
 fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
-    let config = crate::config::get().registries(g.config.as_deref())?;
+    let mut config = crate::config::get().registries(g.config.as_deref())?;
     let store = open_store(g)?;
-    let client = RegistryClient::new(config.retry_policy())?
+    // This box's registry (serve's ECR) answers its repository URIs.
+    let mut overrides = rootfs_cache::auth::Overrides::default();
+    if let Some(local) = crate::task::local_registry::LocalRegistry::read(store.root()) {
+        local.apply(&mut config, &mut overrides);
+    }
+    let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
         .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {
         store,

@@ -5,6 +5,7 @@
 //! is under `src/supervisor/`; what the front-ends read of a task is under `src/host/`.
 
 pub mod ephemeral;
+pub mod local_registry;
 pub mod shape;
 pub mod stats;
 

@@ -153,7 +153,11 @@ impl Executor {
     /// Whether an image of the task is on ECR: its registry clients then carry the
     /// execution identity, assumed after the secrets.
     fn task_on_ecr(&self) -> bool {
-        self.slots.iter().any(|s| on_ecr(&s.row.image))
+        // An image of this box's own registry is pulled with its token, not the role.
+        let local = crate::task::local_registry::LocalRegistry::read(&self.opts.root);
+        self.slots.iter().any(|s| {
+            on_ecr(&s.row.image) && !local.as_ref().is_some_and(|l| l.serves(&s.row.image))
+        })
     }
 
     /// The scope whose pinned digest container `idx`'s image runs at (see
@@ -907,7 +911,11 @@ fn make_puller(
     overrides: rootfs_cache::auth::Overrides,
     limits: &rootfs_cache::pull::RegistryLimits,
 ) -> anyhow::Result<Puller> {
-    let config = crate::config::get().registries(config)?;
+    let mut config = crate::config::get().registries(config)?;
+    let mut overrides = overrides;
+    if let Some(local) = crate::task::local_registry::LocalRegistry::read(store.root()) {
+        local.apply(&mut config, &mut overrides);
+    }
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
         .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {
