@@ -764,6 +764,8 @@ fn a_rebound_host_is_refused_on_every_route() {
         ("GET", "/"),
         ("GET", "/console/api/config"),
         ("POST", "/console/api/ecs/ListClusters"),
+        // The registry, open without authentication: the Host rule holds there too.
+        ("GET", "/v2/"),
     ] {
         let reply = with_host(&addr, &rebound, method, path, "RegisterTaskDefinition");
         assert!(
