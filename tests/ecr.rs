@@ -552,3 +552,265 @@ fn a_task_naming_the_repository_uri_runs_the_image_pushed_to_serve() {
     let images = ecr(&api, &["describe-images", "--repository-name", "loop/app"]);
     assert!(images["imageDetails"][0]["lastRecordedPullTime"].is_number());
 }
+
+/// The distribution spec's content discovery and management scenarios the other tests do
+/// not cover: a cross-repository mount, an image index and a Docker schema 2 push, tags
+/// listed in pages, deletes; and an upload cut off half way leaves nothing.
+#[test]
+fn mounts_indexes_docker_schema_2_tag_pages_deletes_and_a_cut_upload() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    for r in ["conf/a", "conf/b"] {
+        ecr(&api, &["create-repository", "--repository-name", r]);
+    }
+    let good = format!("AWS:{}", password(&api));
+    let work = tempfile::tempdir().unwrap();
+
+    // An index of two platforms, pushed whole; then the same image as Docker schema 2.
+    let mut l = Layout::new(&work.path().join("multi"));
+    let amd = l.add_image("linux/amd64", &[busybox_layer(Compression::Gzip, "amd")]);
+    let arm = l.add_image("linux/arm64", &[busybox_layer(Compression::Gzip, "arm")]);
+    let idx = l.tag_index("t", &[amd.clone(), arm]);
+    let mut c = skopeo();
+    c.args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ])
+    .args(["--dest-creds", &good])
+    .arg(format!("oci:{}:t", work.path().join("multi").display()))
+    .arg(format!("docker://{host}/conf/a:multi"));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-I",
+        "-H",
+        "Accept: application/vnd.oci.image.index.v1+json",
+        &format!("http://{host}/v2/conf/a/manifests/multi"),
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        head.contains(&format!("docker-content-digest: {}", idx.digest)),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-type: application/vnd.oci.image.index.v1+json"),
+        "{head}"
+    );
+    layout(&work.path().join("one"), "docker-v2s2");
+    let mut c = skopeo();
+    c.args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
+        .args(["--dest-creds", &good])
+        .arg(format!("oci:{}:t", work.path().join("one").display()))
+        .arg(format!("docker://{host}/conf/a:docker"));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-I",
+        &format!("http://{host}/v2/conf/a/manifests/docker"),
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-type: application/vnd.docker.distribution.manifest.v2+json"),
+        "{head}"
+    );
+
+    // Cross-repository mount: a layer of conf/a into conf/b without its bytes.
+    let layer = &amd.layers[0].digest;
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-I",
+        &format!("http://{host}/v2/conf/b/blobs/{layer}"),
+    ]);
+    assert_eq!(code, 404);
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/conf/b/blobs/uploads/?mount={layer}&from=conf/a"),
+    ]);
+    assert_eq!(code, 201, "{head}");
+    assert!(
+        head.contains(&format!("location: /v2/conf/b/blobs/{layer}")),
+        "{head}"
+    );
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-I",
+        &format!("http://{host}/v2/conf/b/blobs/{layer}"),
+    ]);
+    assert_eq!(code, 200);
+    assert!(
+        head.contains(&format!("content-length: {}", amd.layers[0].size)),
+        "{head}"
+    );
+    // From a repository that lacks it: an ordinary upload session instead (202), which
+    // DELETE cancels.
+    let missing = "sha256:".to_string() + &"2".repeat(64);
+    let (code, head, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/conf/b/blobs/uploads/?mount={missing}&from=conf/a"),
+    ]);
+    assert_eq!(code, 202);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("http://{host}{location}"),
+    ]);
+    assert_eq!(code, 204);
+    let (code, _, body) = curl(&["-u", &good, &format!("http://{host}{location}")]);
+    assert_eq!(code, 404);
+    assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{body}");
+
+    // Tags in pages of 1: lexical order, a Link to the next page.
+    let (code, head, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/conf/a/tags/list?n=1"),
+    ]);
+    assert_eq!(code, 200);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        page,
+        serde_json::json!({"name": "conf/a", "tags": ["docker"]})
+    );
+    assert!(
+        head.contains("link: </v2/conf/a/tags/list?n=1&last=docker>; rel=\"next\""),
+        "{head}"
+    );
+    let (_, head, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/conf/a/tags/list?n=1&last=docker"),
+    ]);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["tags"], serde_json::json!(["multi"]));
+    assert!(!head.contains("link:"), "{head}");
+
+    // Deletes: a tag, then a manifest by digest (its tags go with it), then a blob.
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("http://{host}/v2/conf/a/manifests/docker"),
+    ]);
+    assert_eq!(code, 202);
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/conf/a/manifests/docker"),
+    ]);
+    assert_eq!(code, 404);
+    assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("http://{host}/v2/conf/a/manifests/{}", idx.digest),
+    ]);
+    assert_eq!(code, 202);
+    let (_, _, body) = curl(&["-u", &good, &format!("http://{host}/v2/conf/a/tags/list")]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["tags"],
+        serde_json::json!([])
+    );
+    let (code, _, _) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("http://{host}/v2/conf/b/blobs/{layer}"),
+    ]);
+    assert_eq!(code, 202);
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/conf/b/blobs/{layer}"),
+    ]);
+    assert_eq!(code, 404);
+    assert!(body.contains("BLOB_UNKNOWN"), "{body}");
+
+    // A monolithic upload of 64 MiB announced, cut off after 1 MiB: no blob, no upload.
+    let blobs_before = std::fs::read_dir(api.mf.root.join("registry/blobs/sha256"))
+        .unwrap()
+        .count();
+    {
+        use std::io::Write;
+        let mut t = std::net::TcpStream::connect(&host).unwrap();
+        let digest = "sha256:".to_string() + &"3".repeat(64);
+        write!(
+            t,
+            "POST /v2/conf/b/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {host}\r\n\
+             Authorization: Basic {}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {}\r\n\r\n",
+            base64_of(&good),
+            64 << 20
+        )
+        .unwrap();
+        t.write_all(&vec![7u8; 1 << 20]).unwrap();
+        // The upload is under way (its bytes on disk) before the client goes away.
+        let uploads = api.mf.root.join("registry/uploads");
+        api.wait_for(10, "the upload to have its first MiB", || {
+            std::fs::read_dir(&uploads)
+                .unwrap()
+                .flatten()
+                .any(|e| e.metadata().unwrap().len() >= 1 << 20)
+                .then_some(())
+        });
+        t.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let uploads = api.mf.root.join("registry/uploads");
+    api.wait_for(10, "the cut upload to be removed", || {
+        (std::fs::read_dir(&uploads).unwrap().count() == 0).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_dir(api.mf.root.join("registry/blobs/sha256"))
+            .unwrap()
+            .count(),
+        blobs_before
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(s.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -406,8 +406,30 @@ fn created_blob(repo: &RepoName, d: &Digest) -> Response {
     )
 }
 
-/// A POST carrying the whole blob: written, checked, stored; on any failure the upload is
-/// dropped, so nothing is left.
+/// Cancels an upload when dropped armed: a monolithic upload that fails, or whose
+/// request is dropped with its connection (hyper drops the handler of a connection that
+/// closes mid-body, so cleanup cannot wait for an error to come back).
+struct CancelOnDrop(Option<(Arc<Registry>, RepoName, String)>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((reg, repo, id)) = self.0.take() else {
+            return;
+        };
+        let cancel = move || {
+            if let Err(e) = reg.cancel_upload(&repo, &id) {
+                tracing::warn!(upload = %id, error = %e, "failed to remove a failed upload");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(cancel)),
+            Err(_) => cancel(),
+        }
+    }
+}
+
+/// A POST carrying the whole blob: written, checked, stored; on any failure, or when the
+/// client goes away, the upload is dropped, so nothing is left.
 async fn monolithic(
     reg: Arc<Registry>,
     repo: RepoName,
@@ -415,21 +437,14 @@ async fn monolithic(
     digest: &str,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    let result = async {
-        let d = Digest::parse(digest)?;
-        append(&reg, &repo, &id, None, body).await?;
-        let (reg2, r2, id2, d2) = (reg.clone(), repo.clone(), id.clone(), d.clone());
-        blocking(move || reg2.finish_upload(&r2, &id2, &d2)).await?;
-        Ok(d)
-    }
-    .await;
-    match result {
-        Ok(d) => Ok(created_blob(&repo, &d)),
-        Err(e) => {
-            let _ = blocking(move || reg.cancel_upload(&repo, &id)).await;
-            Err(e)
-        }
-    }
+    let mut armed = CancelOnDrop(Some((reg.clone(), repo.clone(), id.clone())));
+    let d = Digest::parse(digest)?;
+    append(&reg, &repo, &id, None, body).await?;
+    let (reg2, r2, id2, d2) = (reg.clone(), repo.clone(), id.clone(), d.clone());
+    // finish_upload removes the upload itself on a wrong digest; past it, nothing to cancel.
+    armed.0 = None;
+    blocking(move || reg2.finish_upload(&r2, &id2, &d2)).await?;
+    Ok(created_blob(&repo, &d))
 }
 
 /// The first byte of a chunk's `Content-Range: <start>-<end>` (None without one).
