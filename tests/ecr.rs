@@ -229,6 +229,63 @@ fn push_pull_and_the_ecr_api_through_the_aws_cli_and_skopeo() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // PutImage, the guide's retag: v1's manifest under a new tag; again: nothing new;
+    // v2's manifest over the immutable v1: ImageTagAlreadyExistsException.
+    let manifest = got["images"][0]["imageManifest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = ecr(
+        &api,
+        &[
+            "put-image",
+            "--repository-name",
+            "team-a/web",
+            "--image-tag",
+            "release",
+            "--image-manifest",
+            &manifest,
+        ],
+    );
+    assert_eq!(
+        put["image"]["imageId"]["imageDigest"],
+        img.manifest_digest.as_str()
+    );
+    let again = [
+        "put-image",
+        "--repository-name",
+        "team-a/web",
+        "--image-tag",
+        "release",
+        "--image-manifest",
+        &manifest,
+    ];
+    assert!(ecr_err(&api, &again).contains("ImageAlreadyExistsException"));
+    let got2 = ecr(
+        &api,
+        &[
+            "batch-get-image",
+            "--repository-name",
+            "team-a/web",
+            "--image-ids",
+            "imageTag=v2",
+        ],
+    );
+    let manifest2 = got2["images"][0]["imageManifest"].as_str().unwrap();
+    let err = ecr_err(
+        &api,
+        &[
+            "put-image",
+            "--repository-name",
+            "team-a/web",
+            "--image-tag",
+            "v1",
+            "--image-manifest",
+            manifest2,
+        ],
+    );
+    assert!(err.contains("ImageTagAlreadyExistsException"), "{err}");
+
     // BatchDeleteImage by tag, then delete-repository needs --force.
     let del = ecr(
         &api,

@@ -23,6 +23,7 @@ pub const OPERATIONS: &[&str] = &[
     "BatchGetImage",
     "BatchDeleteImage",
     "BatchCheckLayerAvailability",
+    "PutImage",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -55,6 +56,7 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "BatchGetImage" => batch_get_image(r, decode(body)?),
         "BatchDeleteImage" => batch_delete_image(r, decode(body)?),
         "BatchCheckLayerAvailability" => batch_check_layer_availability(r, decode(body)?),
+        "PutImage" => put_image(r, decode(body)?),
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -679,6 +681,104 @@ fn batch_check_layer_availability(
     Ok(json!({"layers": layers, "failures": failures}))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutImageRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_manifest: String,
+    image_manifest_media_type: Option<String>,
+    image_tag: Option<String>,
+    image_digest: Option<String>,
+}
+
+/// PutImage: a manifest (and tag) pushed through the API, as `aws ecr put-image` retags an
+/// image with the manifest BatchGetImage gave. The registry's own checks, with ECR's
+/// exception names. Ref: ECR API, PutImage.
+fn put_image(r: &Registry, req: PutImageRequest) -> Result<Value> {
+    use super::RegistryError as R;
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let bytes = req.image_manifest.as_bytes();
+    let computed = Digest::of(bytes);
+    if let Some(d) = &req.image_digest
+        && d != computed.as_str()
+    {
+        return Err(EcrError::ImageDigestDoesNotMatch(format!(
+            "Provided digest {d} does not match the digest {computed} that Amazon ECR \
+             calculated for the image"
+        )));
+    }
+    if let Some(t) = &req.image_tag
+        && !super::names::tag_ok(t)
+    {
+        return Err(EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'imageTag' failed to satisfy constraint: {t:?} is not a tag"
+        )));
+    }
+    // Nothing new: the same manifest under the same tag (or untagged, already there).
+    let db_tag = match &req.image_tag {
+        Some(t) => meta::tag_digest(&r.db(), &repo, t).map_err(server("read a tag"))?,
+        None => None,
+    };
+    let exists = meta::manifest_type(&r.db(), &repo, &computed)
+        .map_err(server("read a manifest"))?
+        .is_some();
+    if exists && (req.image_tag.is_none() || db_tag.as_ref() == Some(&computed)) {
+        return Err(EcrError::ImageAlreadyExists(format!(
+            "Image with digest '{computed}'{} already exists in the repository with name \
+             '{repo}' in registry with id '{}'",
+            req.image_tag
+                .as_deref()
+                .map(|t| format!(" and tag '{t}'"))
+                .unwrap_or_default(),
+            r.account_id
+        )));
+    }
+    let reference = match &req.image_tag {
+        Some(t) => Reference::Tag(t.clone()),
+        None => Reference::Digest(computed.clone()),
+    };
+    let media = req.image_manifest_media_type.as_deref();
+    let is_list = |m: &str| m.contains("index") || m.contains("manifest.list");
+    let d = r
+        .put_manifest(&repo, &reference, media, bytes)
+        .map_err(|e| match e {
+            R::TagInvalid(_) => EcrError::ImageTagAlreadyExists(format!(
+                "The image tag '{}' already exists in the '{repo}' repository and cannot be \
+                 overwritten because the repository is immutable.",
+                req.image_tag.as_deref().unwrap_or_default()
+            )),
+            R::ManifestBlobUnknown(m)
+                if media.is_some_and(is_list) || m.starts_with("manifest ") =>
+            {
+                EcrError::ReferencedImagesNotFound(m)
+            }
+            R::ManifestBlobUnknown(m) => EcrError::LayersNotFound(m),
+            R::DigestInvalid(m) | R::ManifestInvalid(m) | R::SizeInvalid(m) | R::Unsupported(m) => {
+                EcrError::InvalidParameter(m)
+            }
+            e => EcrError::Server {
+                what: "store the image".into(),
+                source: e,
+            },
+        })?;
+    let m = r
+        .manifest(&repo, &Reference::Digest(d.clone()), false)
+        .map_err(server("read the image back"))?;
+    let mut image_id = json!({"imageDigest": d.as_str()});
+    if let Some(t) = &req.image_tag {
+        image_id["imageTag"] = json!(t);
+    }
+    Ok(json!({"image": {
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "imageId": image_id,
+        "imageManifest": req.image_manifest,
+        "imageManifestMediaType": m.media_type,
+    }}))
+}
+
 /// botocore's ECR service model, found through the `python3` on PATH (the test venv's).
 #[cfg(test)]
 pub(crate) fn service_model() -> Value {
@@ -727,6 +827,11 @@ mod tests {
             "RepositoryAlreadyExistsException",
             "RepositoryNotEmptyException",
             "ImageNotFoundException",
+            "ImageAlreadyExistsException",
+            "ImageTagAlreadyExistsException",
+            "ImageDigestDoesNotMatchException",
+            "LayersNotFoundException",
+            "ReferencedImagesNotFoundException",
             "ServerException",
         ] {
             assert!(

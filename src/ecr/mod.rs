@@ -127,6 +127,16 @@ pub enum EcrError {
     #[error("{0}")]
     ImageNotFound(String),
     #[error("{0}")]
+    ImageAlreadyExists(String),
+    #[error("{0}")]
+    ImageTagAlreadyExists(String),
+    #[error("{0}")]
+    ImageDigestDoesNotMatch(String),
+    #[error("{0}")]
+    LayersNotFound(String),
+    #[error("{0}")]
+    ReferencedImagesNotFound(String),
+    #[error("{0}")]
     /// The protocol's common error for a target no operation of the service has.
     UnknownOperation(String),
     #[error("failed to {what}")]
@@ -147,6 +157,11 @@ impl EcrError {
             RepositoryAlreadyExists { .. } => "RepositoryAlreadyExistsException",
             RepositoryNotEmpty { .. } => "RepositoryNotEmptyException",
             ImageNotFound(_) => "ImageNotFoundException",
+            ImageAlreadyExists(_) => "ImageAlreadyExistsException",
+            ImageTagAlreadyExists(_) => "ImageTagAlreadyExistsException",
+            ImageDigestDoesNotMatch(_) => "ImageDigestDoesNotMatchException",
+            LayersNotFound(_) => "LayersNotFoundException",
+            ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             UnknownOperation(_) => "UnknownOperationException",
             Server { .. } => "ServerException",
         }
