@@ -472,6 +472,16 @@ fn the_registry_refuses_anonymous_and_forged_callers_and_bad_uploads() {
         &format!("http://{host}/v2/bad-input/blobs/{digest}"),
     ]);
     assert_eq!((code, body.as_str()), (200, "helloworld"));
+    // A resumed download: the rest from byte 5 (206 with its Content-Range).
+    let (code, head, body) = curl(&[
+        "-u",
+        &good,
+        "-H",
+        "Range: bytes=5-",
+        &format!("http://{host}/v2/bad-input/blobs/{digest}"),
+    ]);
+    assert_eq!((code, body.as_str()), (206, "world"));
+    assert!(head.contains("content-range: bytes 5-9/10"), "{head}");
 
     // A manifest naming a blob the repository lacks: MANIFEST_BLOB_UNKNOWN.
     let manifest = serde_json::json!({

@@ -266,15 +266,49 @@ async fn route(
             if m == M::HEAD {
                 return Ok(with_headers(StatusCode::OK.into_response(), &hdrs));
             }
-            let f = tokio::fs::File::open(&blob.path).await.map_err(|source| {
+            let mut f = tokio::fs::File::open(&blob.path).await.map_err(|source| {
                 RegistryError::Storage {
                     what: format!("open blob {}", blob.path.display()),
                     source,
                 }
             })?;
-            let body =
-                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
-            Ok(with_headers((StatusCode::OK, body).into_response(), &hdrs))
+            // A client resuming a download asks for the rest (`Range: bytes=N-`).
+            // Ref: RFC 9110 §14.2; distribution-spec "Pulling blobs" (Range is optional).
+            let range = headers
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(|r| byte_range(r, blob.size));
+            let (status, start, len, mut hdrs) = match range {
+                None => (StatusCode::OK, 0, blob.size, hdrs.to_vec()),
+                Some(None) => {
+                    return Ok(with_headers(
+                        StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
+                        &[("content-range", format!("bytes */{}", blob.size))],
+                    ));
+                }
+                Some(Some((a, b))) => {
+                    let mut h = hdrs.to_vec();
+                    h[0].1 = (b - a + 1).to_string();
+                    h.push(("content-range", format!("bytes {a}-{b}/{}", blob.size)));
+                    (StatusCode::PARTIAL_CONTENT, a, b - a + 1, h)
+                }
+            };
+            if start > 0 {
+                use tokio::io::AsyncSeekExt;
+                f.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(|source| RegistryError::Storage {
+                        what: format!("seek blob {}", blob.path.display()),
+                        source,
+                    })?;
+            }
+            use tokio::io::AsyncReadExt;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                f.take(len),
+                256 * 1024,
+            ));
+            hdrs.push(("accept-ranges", "bytes".to_string()));
+            Ok(with_headers((status, body).into_response(), &hdrs))
         }
         (Target::Blob(n, d), M::DELETE) => {
             let repo = name(&n).await?;
@@ -394,6 +428,25 @@ async fn route(
             uri.path()
         ))),
     }
+}
+
+/// The first and last byte of `Range: bytes=<a>-[<b>]` (or `bytes=-<n>`, the last n)
+/// within a blob of `size` bytes; None when it is not satisfiable or not one range.
+fn byte_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.checked_sub(n.min(size))?, size - 1)
+        }
+        (a, "") => (a.parse().ok()?, size - 1),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (a <= b && a < size).then_some((a, b))
 }
 
 fn created_blob(repo: &RepoName, d: &Digest) -> Response {
@@ -614,6 +667,19 @@ impl Drop for Advertised {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-", 10), Some((0, 9)));
+        assert_eq!(byte_range("bytes=4-", 10), Some((4, 9)));
+        assert_eq!(byte_range("bytes=2-5", 10), Some((2, 5)));
+        assert_eq!(byte_range("bytes=2-50", 10), Some((2, 9)));
+        assert_eq!(byte_range("bytes=-3", 10), Some((7, 9)));
+        assert_eq!(byte_range("bytes=10-", 10), None);
+        assert_eq!(byte_range("bytes=5-2", 10), None);
+        assert_eq!(byte_range("bytes=0-1,4-5", 10), None);
+        assert_eq!(byte_range("items=0-1", 10), None);
+    }
 
     #[test]
     fn paths_name_their_targets() {
