@@ -301,7 +301,8 @@ fn describe_repositories(r: &Registry, req: DescribeRepositoriesRequest) -> Resu
         }
         None => meta::repositories(&r.db()).map_err(server("list repositories"))?,
     };
-    let (rows, next) = page(rows, req.next_token.as_deref(), req.max_results, 1000)?;
+    // Ref: the model's maxResults: "up to 100 results and a nextToken" when not given.
+    let (rows, next) = page(rows, req.next_token.as_deref(), req.max_results, 100)?;
     let repos: Vec<Value> = rows.iter().map(|row| repository_json(r, row)).collect();
     let mut out = json!({"repositories": repos});
     if let Some(n) = next {
@@ -426,7 +427,7 @@ fn list_images(r: &Registry, req: ListImagesRequest) -> Result<Value> {
             ids.push(json!({"imageDigest": i.digest, "imageTag": t}));
         }
     }
-    let (ids, next) = page(ids, req.next_token.as_deref(), req.max_results, 1000)?;
+    let (ids, next) = page(ids, req.next_token.as_deref(), req.max_results, 100)?;
     let mut out = json!({"imageIds": ids});
     if let Some(n) = next {
         out["nextToken"] = json!(n);
@@ -522,6 +523,11 @@ fn image_detail(r: &Registry, repo: &RepoName, i: &meta::ImageRow) -> Value {
 fn describe_images(r: &Registry, req: DescribeImagesRequest) -> Result<Value> {
     check_registry(r, req.registry_id.as_deref())?;
     let (repo, _) = existing(r, &req.repository_name)?;
+    if req.image_ids.is_some() && (req.max_results.is_some() || req.next_token.is_some()) {
+        return Err(EcrError::InvalidParameter(
+            "maxResults and nextToken cannot be used with imageIds".into(),
+        ));
+    }
     let images = filtered_images(r, &repo, &req.filter)?;
     let details: Vec<Value> = match &req.image_ids {
         Some(ids) => {
@@ -810,6 +816,56 @@ pub(crate) fn service_model() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path(), "123456789012", "eu-west-1").unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn repositories_page_by_100_and_name_errors_are_ecr_s() {
+        let (_d, r) = registry();
+        for i in 0..101 {
+            let body = format!(r#"{{"repositoryName":"repo-{i:03}"}}"#);
+            call(&r, "CreateRepository", body.as_bytes(), 0).unwrap();
+        }
+        let first = call(&r, "DescribeRepositories", b"{}", 0).unwrap();
+        assert_eq!(first["repositories"].as_array().unwrap().len(), 100);
+        assert_eq!(
+            first["repositories"][0]["repositoryUri"],
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo-000"
+        );
+        let token = first["nextToken"].as_str().unwrap();
+        let body = format!(r#"{{"nextToken":"{token}"}}"#);
+        let rest = call(&r, "DescribeRepositories", body.as_bytes(), 0).unwrap();
+        assert_eq!(rest["repositories"][0]["repositoryName"], "repo-100");
+        assert!(rest.get("nextToken").is_none());
+        for (body, name) in [
+            (
+                r#"{"repositoryName":"repo-000"}"#,
+                "RepositoryAlreadyExistsException",
+            ),
+            (r#"{"repositoryName":"UPPER"}"#, "InvalidParameterException"),
+            (
+                r#"{"repositoryName":"ok-name","imageTagMutability":"SOMETIMES"}"#,
+                "InvalidParameterException",
+            ),
+            (
+                r#"{"repositoryName":"ok-name","unknownMember":1}"#,
+                "InvalidParameterException",
+            ),
+        ] {
+            let e = call(&r, "CreateRepository", body.as_bytes(), 0).unwrap_err();
+            assert_eq!(e.name(), name, "{body}: {e}");
+        }
+        let e = call(&r, "DeleteRepository", br#"{"repositoryName":"nope-1"}"#, 0).unwrap_err();
+        assert_eq!(e.name(), "RepositoryNotFoundException");
+        let e = call(&r, "StartImageScan", b"{}", 0).unwrap_err();
+        assert_eq!(e.name(), "UnknownOperationException");
+        let e = call(&r, "DescribeRepositories", br#"{"maxResults":1001}"#, 0).unwrap_err();
+        assert_eq!(e.name(), "InvalidParameterException");
+    }
 
     #[test]
     fn every_operation_is_the_model_s_and_its_errors_are_declared() {
