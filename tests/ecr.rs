@@ -342,7 +342,7 @@ fn push_pull_and_the_ecr_api_through_the_aws_cli_and_skopeo() {
 
 #[test]
 fn the_registry_refuses_anonymous_and_forged_callers_and_bad_uploads() {
-    let api = Api::start();
+    let mut api = Api::start();
     let host = registry_host(&api);
     ecr(
         &api,
@@ -482,6 +482,14 @@ fn the_registry_refuses_anonymous_and_forged_callers_and_bad_uploads() {
     ]);
     assert_eq!((code, body.as_str()), (206, "world"));
     assert!(head.contains("content-range: bytes 5-9/10"), "{head}");
+    // A restart of serve keeps the blob, and the token (checked, not remembered) works.
+    api.restart();
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/bad-input/blobs/{digest}"),
+    ]);
+    assert_eq!((code, body.as_str()), (200, "helloworld"));
 
     // A manifest naming a blob the repository lacks: MANIFEST_BLOB_UNKNOWN.
     let manifest = serde_json::json!({
