@@ -169,6 +169,16 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         if let Some(k) = &generated {
             aws_profile(k, &client_endpoint(scheme, addr), no_aws_profile);
         }
+        let ctx = crate::taskdef::AwsContext::from_env();
+        let at = client_endpoint(scheme, addr);
+        let at = at.split_once("://").map_or(at.as_str(), |(_, a)| a);
+        eprintln!(
+            "minifargate: ECR registry at {at}: repository URIs \
+             {}.dkr.ecr.{}.amazonaws.com/<name> resolve to it for this box's pulls; log in \
+             with `aws ecr get-login-password | podman login --username AWS \
+             --password-stdin {at}` (docs/registry.md)",
+            ctx.account_id, ctx.region
+        );
     };
     // One connection held open for serve's life, idle: a connection that opens the
     // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
