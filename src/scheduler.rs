@@ -5,11 +5,11 @@
 //! the deployments' progress and the service events. Tasks are started with RunTask's
 //! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
-use crate::ecs::fleet;
 use crate::ecs::services::{Spec, add_event, unhealthy};
 use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
 use crate::ecs::{Ecs, now_ms};
+use crate::ecs::{deployments, fleet};
 use crate::store::{
     DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
     ServiceStatus, StopCode, Store, TaskRow,
@@ -348,7 +348,9 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     }
 
     // Tasks that stopped on their own since the last pass (an essential container exited,
-    // the task failed to start, its supervisor died): failures, for throttling.
+    // the task failed to start, its supervisor died): failures, for throttling and for
+    // their deployment's circuit breaker (`failed`, by deployment id).
+    let mut failed: HashMap<String, i64> = HashMap::new();
     let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
         let Some(t) = fleet::get().task(store, &s.cluster, &gone)? else {
@@ -365,6 +367,9 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             )
         );
         if t.last_status == LastStatus::Stopped && !by_us_or_user {
+            if let Some(d) = &t.started_by {
+                *failed.entry(d.clone()).or_default() += 1;
+            }
             let n = m.failed(now);
             tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
             if n >= THROTTLE_WARN_AT && !m.warned {
@@ -426,6 +431,9 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             format!("(service {name}) (task {id}) failed container health checks."),
         );
         if stop_task(g, &mut l.row, UNHEALTHY_REASON) {
+            if let Some(d) = &l.row.started_by {
+                *failed.entry(d.clone()).or_default() += 1;
+            }
             m.unhealthy += 1;
             stopped.push(id);
         }
@@ -465,6 +473,10 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let primary_active = live.iter().filter(|l| l.active() && is_primary(l)).count() as i64;
     let room = max_total - live.len() as i64;
     let mut n = (desired - primary_active).min(room).min(10);
+    // A deployment the circuit breaker failed launches no more tasks.
+    if primary.rollout_state == RolloutState::Failed {
+        n = 0;
+    }
     if n > 0 && m.next_launch.is_some_and(|t| now < t) {
         tracing::debug!(service = %name, "launch throttled");
         n = 0;
@@ -510,6 +522,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                     name,
                     format!("(service {name}) failed to launch a task with (error {why})."),
                 );
+                *failed.entry(primary.id.clone()).or_default() += 1;
                 m.failed(now);
             }
         }
@@ -578,15 +591,41 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 dirty = true;
             }
         }
-        let failed = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
-        if failed != d.failed_tasks {
-            d.failed_tasks = failed;
+        // Those seen failing now, and at least those that never reached RUNNING (seen by
+        // an earlier serve too).
+        let never_ran = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
+        let n = (d.failed_tasks + failed.get(&d.id).copied().unwrap_or(0)).max(never_ran);
+        if n != d.failed_tasks {
+            d.failed_tasks = n;
             dirty = true;
         }
         if dirty {
             d.updated_at_ms = now_ms();
             store.save_deployment(d)?;
         }
+    }
+    // The circuit breaker: the PRIMARY deployment fails at its threshold of failed tasks.
+    let breaker = spec
+        .deployment_configuration
+        .deployment_circuit_breaker
+        .filter(|b| b.enable);
+    if let Some(b) = breaker
+        && let Some(p) = deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        && p.rollout_state == RolloutState::InProgress
+        && p.failed_tasks >= deployments::threshold(desired)
+    {
+        tracing::warn!(service = %name, deployment = %p.id, failed = p.failed_tasks,
+            rollback = b.rollback, "the deployment circuit breaker tripped");
+        if deployments::trip(store, s, p, b.rollback)? {
+            // The rollback's tasks start at once, not after the failed ones' backoff.
+            m.failures.clear();
+            m.next_launch = None;
+            m.steady = false;
+            crate::ecs::services::changed();
+        }
+        return Ok(());
     }
     let running = live
         .iter()
@@ -605,6 +644,7 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
         p.rollout_state = RolloutState::Completed;
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
         p.updated_at_ms = now_ms();
+        deployments::completed(store, p)?;
         store.save_deployment(p)?;
         add_event(
             store,

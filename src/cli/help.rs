@@ -228,6 +228,25 @@ const EXAMPLES: &[(&str, &str)] = &[
         "minifargate list-services-by-namespace --namespace my-namespace",
     ),
     (
+        "list-service-deployments",
+        "minifargate list-service-deployments --service web --status IN_PROGRESS",
+    ),
+    (
+        "describe-service-deployments",
+        "minifargate describe-service-deployments --service-deployment-arns \
+         arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/r9i43YFjvgF_xlg7m2eJ1r",
+    ),
+    (
+        "stop-service-deployment",
+        "minifargate stop-service-deployment --stop-type ROLLBACK --service-deployment-arn \
+         arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/r9i43YFjvgF_xlg7m2eJ1r",
+    ),
+    (
+        "describe-service-revisions",
+        "minifargate describe-service-revisions --service-revision-arns \
+         arn:aws:ecs:us-east-1:000000000000:service-revision/default/web/4980306466373577095",
+    ),
+    (
         "execute-command",
         "minifargate execute-command --task 4f2c1e0d --container web --interactive \
          --command \"sh -c 'id; hostname'\"",

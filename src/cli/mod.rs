@@ -212,6 +212,17 @@ pub enum Command {
     /// List the services of a Service Connect namespace (aws ecs
     /// list-services-by-namespace).
     ListServicesByNamespace(Generic<ops::ListServicesByNamespace>),
+    /// List a service's deployments, newest first (aws ecs list-service-deployments).
+    ListServiceDeployments(Generic<ops::ListServiceDeployments>),
+    /// Describe service deployments: revisions, circuit breaker, rollback (aws ecs
+    /// describe-service-deployments).
+    DescribeServiceDeployments(Generic<ops::DescribeServiceDeployments>),
+    /// Stop a service deployment in progress by rolling it back (aws ecs
+    /// stop-service-deployment).
+    StopServiceDeployment(Generic<ops::StopServiceDeployment>),
+    /// Describe service revisions: a deployment's task definition and settings (aws ecs
+    /// describe-service-revisions).
+    DescribeServiceRevisions(Generic<ops::DescribeServiceRevisions>),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
     /// Register this box as a container instance of a cluster kept in etcd and keep it
@@ -365,6 +376,10 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::PutClusterCapacityProviders(a) => a.run(g),
         Command::DescribeCapacityProviders(a) => a.run(g),
         Command::ListServicesByNamespace(a) => a.run(g),
+        Command::ListServiceDeployments(a) => a.run(g),
+        Command::DescribeServiceDeployments(a) => a.run(g),
+        Command::StopServiceDeployment(a) => a.run(g),
+        Command::DescribeServiceRevisions(a) => a.run(g),
         Command::Serve(_) => unreachable!("`main` starts serve (the API front-end)"),
         Command::Agent(a) => agent::agent(g, a),
         Command::Cluster(a) => cluster::cluster(a),

@@ -36,6 +36,10 @@ pub enum EcsError {
     #[error("ConflictException: {0}")]
     Conflict(String),
 
+    /// StopServiceDeployment naming a service deployment that does not exist.
+    #[error("ServiceDeploymentNotFoundException: {0}")]
+    ServiceDeploymentNotFound(String),
+
     /// PutAttributes/DeleteAttributes naming a resource that does not exist.
     #[error("TargetNotFoundException: {0}")]
     TargetNotFound(String),
@@ -75,6 +79,7 @@ impl EcsError {
             EcsError::ServiceNotFound(_) => "ServiceNotFoundException",
             EcsError::ServiceNotActive(_) => "ServiceNotActiveException",
             EcsError::Conflict(_) => "ConflictException",
+            EcsError::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
             EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
             EcsError::TargetNotFound(_) => "TargetNotFoundException",
             EcsError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
@@ -104,6 +109,7 @@ impl EcsError {
             | EcsError::ServiceNotFound(m)
             | EcsError::ServiceNotActive(m)
             | EcsError::Conflict(m)
+            | EcsError::ServiceDeploymentNotFound(m)
             | EcsError::NamespaceNotFound(m)
             | EcsError::TargetNotFound(m)
             | EcsError::AttributeLimitExceeded(m)
@@ -208,6 +214,7 @@ fn named_copy(e: &EcsError) -> Option<EcsError> {
         EcsError::ServiceNotFound(m) => EcsError::ServiceNotFound(m.clone()),
         EcsError::ServiceNotActive(m) => EcsError::ServiceNotActive(m.clone()),
         EcsError::Conflict(m) => EcsError::Conflict(m.clone()),
+        EcsError::ServiceDeploymentNotFound(m) => EcsError::ServiceDeploymentNotFound(m.clone()),
         EcsError::NamespaceNotFound(m) => EcsError::NamespaceNotFound(m.clone()),
         EcsError::TargetNotFound(m) => EcsError::TargetNotFound(m.clone()),
         EcsError::AttributeLimitExceeded(m) => EcsError::AttributeLimitExceeded(m.clone()),

@@ -12,6 +12,7 @@ pub mod account_settings;
 pub(crate) mod botocore_model;
 pub mod clusters;
 pub mod container_instances;
+pub mod deployments;
 pub mod error;
 pub mod fleet;
 pub mod names;

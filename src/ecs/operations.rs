@@ -4,8 +4,9 @@
 //! and the member tests all come from those rows; front-ends hand the core typed values.
 
 use super::{
-    Ecs, EcsError, EcsResult, account_settings as acct, clusters, container_instances as ci, fleet,
-    services, start_task as st, tags, task_definitions as td, task_protection as prot, tasks,
+    Ecs, EcsError, EcsResult, account_settings as acct, clusters, container_instances as ci,
+    deployments as deps, fleet, services, start_task as st, tags, task_definitions as td,
+    task_protection as prot, tasks,
 };
 use crate::logs::{self, LogsError};
 use serde::de::DeserializeOwned;

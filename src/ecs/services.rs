@@ -43,7 +43,7 @@ impl DeploymentConfiguration {
 struct DeploymentConfigurationInput {
     maximum_percent: Option<i64>,
     minimum_healthy_percent: Option<i64>,
-    deployment_circuit_breaker: Option<Value>,
+    deployment_circuit_breaker: Option<crate::store::CircuitBreakerConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,7 +202,6 @@ struct Extras {
     placement_strategy: Option<Vec<PlacementStrategy>>,
     availability_zone_rebalancing: Option<String>,
     deployment_controller: Option<Value>,
-    circuit_breaker: bool,
     /// The [`NOT_APPLIED`] members, in its order.
     not_applied: [Option<Value>; 5],
 }
@@ -218,7 +217,6 @@ macro_rules! extras {
             placement_strategy: $i.placement_strategy,
             availability_zone_rebalancing: $i.availability_zone_rebalancing,
             deployment_controller: $i.deployment_controller,
-            circuit_breaker: circuit_breaker($i.deployment_configuration.as_ref()),
             not_applied: [
                 $i.load_balancers,
                 $i.service_registries,
@@ -327,13 +325,6 @@ fn apply_extras(
             spec.not_applied.insert((*name).to_string(), v);
         }
     }
-    if x.circuit_breaker {
-        events.push(
-            "deploymentConfiguration.deploymentCircuitBreaker: not applied here: a failing \
-             deployment keeps trying and never rolls back"
-                .into(),
-        );
-    }
     Ok((!create && redeploy, events))
 }
 
@@ -395,6 +386,11 @@ fn deployment_configuration(
         minimum_healthy_percent: i
             .minimum_healthy_percent
             .unwrap_or(base.minimum_healthy_percent),
+        // Ref: ecs.json `DeploymentCircuitBreaker`: applied by the scheduler
+        // (`ecs::deployments`).
+        deployment_circuit_breaker: i
+            .deployment_circuit_breaker
+            .or(base.deployment_circuit_breaker),
     };
     if !(0..=100).contains(&c.minimum_healthy_percent) {
         bail!(EcsError::invalid(format!(
@@ -564,7 +560,9 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
         created_at_ms: now,
         updated_at_ms: now,
     };
+    let sd = super::deployments::new_record(&store, &cluster, &name, &row.spec)?;
     let first = DeploymentRow {
+        sd,
         id: new_deployment_id()?,
         cluster: cluster.clone(),
         service: name.clone(),
@@ -607,12 +605,6 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
 fn check_platform_version(spec: &Spec, v: Option<&str>) -> anyhow::Result<()> {
     shapes::platform_version(v, spec.launch_type.as_deref() != Some("EC2"))?;
     Ok(())
-}
-
-/// Whether a deployment configuration turns the circuit breaker on.
-fn circuit_breaker(c: Option<&DeploymentConfigurationInput>) -> bool {
-    c.and_then(|c| c.deployment_circuit_breaker.as_ref())
-        .is_some_and(|b| b["enable"] == true)
 }
 
 /// UpdateService: the `Service` JSON. A new task definition, network configuration or
@@ -687,7 +679,10 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
     store.save_service(&s)?;
     if redeploy {
         let id = new_deployment_id()?;
+        let sd = super::deployments::new_record(&store, &s.cluster, &s.name, &s.spec)?;
+        super::deployments::supersede(&mut store, &s.cluster, &s.name)?;
         store.start_deployment(&DeploymentRow {
+            sd,
             rollout_state_reason: format!("ECS deployment {id} in progress."),
             id,
             cluster: s.cluster.clone(),
@@ -1007,7 +1002,7 @@ pub struct DeploymentConfigurationShape {
     pub minimum_healthy_percent: i64,
 }
 
-/// ecs.json `DeploymentCircuitBreaker`: never enabled here (see CreateService).
+/// ecs.json `DeploymentCircuitBreaker`: off unless the service turned it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CircuitBreaker {
     pub enable: bool,
@@ -1095,9 +1090,15 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         created_at: Timestamp::from_ms(s.created_at_ms),
         created_by: AwsContext::from_env().principal(),
         deployment_configuration: DeploymentConfigurationShape {
-            deployment_circuit_breaker: CircuitBreaker {
-                enable: false,
-                rollback: false,
+            deployment_circuit_breaker: {
+                let b = spec
+                    .deployment_configuration
+                    .deployment_circuit_breaker
+                    .unwrap_or_default();
+                CircuitBreaker {
+                    enable: b.enable,
+                    rollback: b.rollback,
+                }
             },
             maximum_percent: spec.deployment_configuration.maximum_percent,
             minimum_healthy_percent: spec.deployment_configuration.minimum_healthy_percent,
@@ -1218,6 +1219,7 @@ mod tests {
         let c = DeploymentConfiguration {
             maximum_percent: 150,
             minimum_healthy_percent: 50,
+            deployment_circuit_breaker: None,
         };
         assert_eq!(c.bounds(3), (4, 2));
         assert_eq!(c.bounds(0), (0, 0));

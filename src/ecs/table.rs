@@ -107,6 +107,22 @@ macro_rules! rows {
                 services::ListServicesByNamespaceRequest => services::ListServicesByNamespaceResponse,
                 call |cx, r| services::list_services_by_namespace(cx.ecs, &r),
                 "the clusters' `serviceConnectDefaults` namespaces (no Cloud Map here); others are NamespaceNotFoundException";
+            ListServiceDeployments(Ecs):
+                deps::ListServiceDeploymentsRequest => deps::ListServiceDeploymentsResponse,
+                call |cx, r| deps::list_service_deployments(cx.ecs, &r),
+                "newest first, 20 a page unless asked; `status`, `createdAt`; see [Deployments](#deployments)";
+            DescribeServiceDeployments(Ecs):
+                deps::DescribeServiceDeploymentsRequest => deps::DescribeServiceDeploymentsResponse,
+                call |cx, r| deps::describe_service_deployments(cx.ecs, &r),
+                "source and target revisions with their task counts, `rollback`, `deploymentCircuitBreaker` (status, failures, threshold); `alarms` DISABLED (deployment alarms are not applied)";
+            StopServiceDeployment(Ecs):
+                deps::StopServiceDeploymentRequest => deps::StopServiceDeploymentResponse,
+                call |cx, r| deps::stop_service_deployment(cx.ecs, &r),
+                "ROLLBACK (the default) to the last completed deployment; ABORT is InvalidParameterException, a finished deployment ConflictException";
+            DescribeServiceRevisions(Ecs):
+                deps::DescribeServiceRevisionsRequest => deps::DescribeServiceRevisionsResponse,
+                call |cx, r| deps::describe_service_revisions(cx.ecs, &r),
+                "a revision per deployment (`service-revision/<cluster>/<service>/<the deployment's digits>`): task definition, launch type, network configuration, container images";
             TagResource(Ecs): tags::TagResourceRequest => tags::Empty,
                 call |cx, r| tags::tag_resource(cx.ecs, r),
                 "clusters, task definitions, tasks and services, by ARN";

@@ -303,6 +303,16 @@ CREATE TABLE userns_slots (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 11,
+        name: "service deployments: the service deployment API's record of each deployment",
+        sql: r#"
+-- ListServiceDeployments … DescribeServiceRevisions and the circuit breaker: the service
+-- deployment's id, status, reason, times, source revisions, the service's settings when it
+-- started and its rollback, as JSON (ServiceDeploymentRecord). '{}' for older rows.
+ALTER TABLE service_deployments ADD COLUMN service_deployment TEXT NOT NULL DEFAULT '{}';
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ pub use states::{
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
 pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};
 pub use values::{
-    Binding, ContainerOverride, DeploymentConfiguration, LaunchRecord, Recorded, ServiceSpec,
+    Binding, CircuitBreakerConfig, ContainerOverride, DeploymentConfiguration, LaunchRecord,
+    Recorded, RollbackRecord, ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceSpec,
     StoredBinding, Tag, TaskOverride,
 };
 

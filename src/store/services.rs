@@ -3,8 +3,8 @@
 //! (TagResource, UntagResource, ListTagsForResource).
 
 use super::{
-    Decoder, DeploymentStatus, RolloutState, ServiceSpec, ServiceStatus, Store, StoreError, Tag,
-    TaskRow, q, to_json,
+    Decoder, DeploymentStatus, RolloutState, ServiceDeploymentRecord, ServiceSpec, ServiceStatus,
+    Store, StoreError, Tag, TaskRow, q, to_json,
 };
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -39,6 +39,8 @@ pub struct DeploymentRow {
     pub rollout_state_reason: String,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// What the service deployment API shows of it.
+    pub sd: ServiceDeploymentRecord,
 }
 
 /// One service event, as DescribeServices lists them (newest first).
@@ -79,7 +81,7 @@ const SERVICE_COLUMNS: &str = "cluster, name, arn, status, task_definition_arn, 
 
 const DEPLOYMENT_COLUMNS: &str = "id, cluster, service, status, task_definition_arn, \
      desired_count, failed_tasks, rollout_state, rollout_state_reason, created_at_ms, \
-     updated_at_ms";
+     updated_at_ms, service_deployment";
 
 fn service_from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
     let d = Decoder::new(
@@ -115,14 +117,23 @@ fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<DeploymentRow> {
         rollout_state_reason: r.get(8)?,
         created_at_ms: r.get(9)?,
         updated_at_ms: r.get(10)?,
+        sd: d.json(11, "service_deployment")?,
     })
 }
 
-fn insert_deployment(tx: &rusqlite::Transaction<'_>, d: &DeploymentRow) -> rusqlite::Result<()> {
+fn sd_json(d: &DeploymentRow) -> Result<String, StoreError> {
+    to_json("service_deployments", "service_deployment", &d.id, &d.sd)
+}
+
+fn insert_deployment(
+    tx: &rusqlite::Transaction<'_>,
+    d: &DeploymentRow,
+    sd: &str,
+) -> rusqlite::Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO service_deployments ({DEPLOYMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, \
-             ?6, ?7, ?8, ?9, ?10, ?11)"
+             ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         params![
             d.id,
@@ -135,7 +146,8 @@ fn insert_deployment(tx: &rusqlite::Transaction<'_>, d: &DeploymentRow) -> rusql
             d.rollout_state,
             d.rollout_state_reason,
             d.created_at_ms,
-            d.updated_at_ms
+            d.updated_at_ms,
+            sd
         ],
     )?;
     Ok(())
@@ -152,6 +164,7 @@ impl Store {
         let id = format!("{}/{}", s.cluster, s.name);
         let spec = to_json("services", "spec", &id, &s.spec)?;
         let tags = to_json("services", "tags", &id, &s.tags)?;
+        let sd = sd_json(first)?;
         let tx = self.write_tx("create a service")?;
         let status: Option<ServiceStatus> = tx
             .query_row(
@@ -191,7 +204,7 @@ impl Store {
             ],
         )
         .map_err(q("create a service"))?;
-        insert_deployment(&tx, first).map_err(q("create a deployment"))?;
+        insert_deployment(&tx, first, &sd).map_err(q("create a deployment"))?;
         tx.commit().map_err(q("create a service"))?;
         Ok(true)
     }
@@ -248,6 +261,7 @@ impl Store {
 
     /// Makes `d` the PRIMARY deployment of its service; the previous PRIMARY becomes ACTIVE.
     pub fn start_deployment(&mut self, d: &DeploymentRow) -> Result<(), StoreError> {
+        let sd = sd_json(d)?;
         let tx = self.write_tx("start a deployment")?;
         tx.execute(
             "UPDATE service_deployments SET status = 'ACTIVE', desired_count = 0, updated_at_ms = ?3 \
@@ -255,7 +269,7 @@ impl Store {
             params![d.cluster, d.service, d.created_at_ms],
         )
         .map_err(q("start a deployment"))?;
-        insert_deployment(&tx, d).map_err(q("start a deployment"))?;
+        insert_deployment(&tx, d, &sd).map_err(q("start a deployment"))?;
         tx.commit().map_err(q("start a deployment"))
     }
 
@@ -278,12 +292,43 @@ impl Store {
             .map_err(q("read deployments"))
     }
 
+    /// Every deployment of a service, INACTIVE ones too, newest first.
+    pub fn all_deployments(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<DeploymentRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM service_deployments WHERE cluster = ?1 \
+                 AND service = ?2 ORDER BY created_at_ms DESC, rowid DESC"
+            ))
+            .map_err(q("read deployments"))?;
+        stmt.query_map(params![cluster, service], deployment_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(q("read deployments"))
+    }
+
+    /// Deployment `id` (`ecs-svc/…`), in any status.
+    pub fn deployment(&self, id: &str) -> Result<Option<DeploymentRow>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {DEPLOYMENT_COLUMNS} FROM service_deployments WHERE id = ?1"),
+                [id],
+                deployment_from_row,
+            )
+            .optional()
+            .map_err(q("read a deployment"))
+    }
+
     pub fn save_deployment(&mut self, d: &DeploymentRow) -> Result<(), StoreError> {
+        let sd = sd_json(d)?;
         self.conn
             .execute(
                 "UPDATE service_deployments SET status = ?2, desired_count = ?3, \
                  failed_tasks = ?4, rollout_state = ?5, rollout_state_reason = ?6, \
-                 updated_at_ms = ?7 WHERE id = ?1",
+                 updated_at_ms = ?7, service_deployment = ?8 WHERE id = ?1",
                 params![
                     d.id,
                     d.status,
@@ -291,7 +336,8 @@ impl Store {
                     d.failed_tasks,
                     d.rollout_state,
                     d.rollout_state_reason,
-                    d.updated_at_ms
+                    d.updated_at_ms,
+                    sd
                 ],
             )
             .map_err(q("update a deployment"))?;

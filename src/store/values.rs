@@ -182,6 +182,9 @@ mod json_text {
 pub struct DeploymentConfiguration {
     pub maximum_percent: i64,
     pub minimum_healthy_percent: i64,
+    /// Absent: off (ECS's default for a service created through the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 impl Default for DeploymentConfiguration {
@@ -189,6 +192,93 @@ impl Default for DeploymentConfiguration {
         DeploymentConfiguration {
             maximum_percent: 200,
             minimum_healthy_percent: 100,
+            deployment_circuit_breaker: None,
         }
     }
+}
+
+/// Ref: ecs.json `DeploymentCircuitBreaker` (`enable`, `rollback`, both required).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CircuitBreakerConfig {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+/// A service deployment's status. Ref: ecs.json `ServiceDeploymentStatus`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceDeploymentStatus {
+    Pending,
+    Successful,
+    Stopped,
+    StopRequested,
+    InProgress,
+    RollbackRequested,
+    RollbackInProgress,
+    RollbackSuccessful,
+    RollbackFailed,
+}
+
+impl ServiceDeploymentStatus {
+    /// The name ECS writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Successful => "SUCCESSFUL",
+            Self::Stopped => "STOPPED",
+            Self::StopRequested => "STOP_REQUESTED",
+            Self::InProgress => "IN_PROGRESS",
+            Self::RollbackRequested => "ROLLBACK_REQUESTED",
+            Self::RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+            Self::RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+            Self::RollbackFailed => "ROLLBACK_FAILED",
+        }
+    }
+}
+
+/// What a deployment keeps for the service deployment API (ListServiceDeployments …
+/// DescribeServiceRevisions): the `service_deployment` column, JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDeploymentRecord {
+    /// The service deployment's id (the last part of its ARN). Empty for the deployment a
+    /// rollback starts: it is part of the failed one's service deployment, as on ECS.
+    #[serde(default)]
+    pub id: String,
+    /// Set once the deployment is stopped, rolled back or superseded; an IN_PROGRESS or
+    /// SUCCESSFUL one follows its rolloutState.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServiceDeploymentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at_ms: Option<i64>,
+    /// The deployments (ids) whose tasks ran when it started: its source revisions.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// The service's settings when it started: its service revision and configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ServiceSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    /// On the deployment a rollback started: the failed deployment's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+    /// The circuit breaker tripped on it.
+    #[serde(default)]
+    pub circuit_breaker_triggered: bool,
+}
+
+/// A rollback of a service deployment. Ref: ecs.json `Rollback`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRecord {
+    pub reason: String,
+    pub started_at_ms: i64,
+    /// The deployment whose revision the service goes back to.
+    pub to: String,
+    /// The deployment that runs the rollback.
+    pub by: String,
 }

@@ -1,0 +1,853 @@
+//! Service deployments as ECS runs them: the deployment circuit breaker (its threshold, the
+//! FAILED rollout, the rollback to the last completed deployment) and the service
+//! deployment API (ListServiceDeployments, DescribeServiceDeployments,
+//! StopServiceDeployment, DescribeServiceRevisions). The scheduler (`crate::scheduler`)
+//! counts the failed tasks and calls [`trip`] and [`completed`].
+
+use super::names::{self, cluster_name, service_name};
+use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
+use super::shapes::Failure;
+use super::{Ecs, EcsError, EcsResult, now_ms};
+use crate::store::{
+    DeploymentRow, DeploymentStatus, LastStatus, RollbackRecord, RolloutState,
+    ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceRow, ServiceSpec, Store,
+};
+use crate::taskdef::AwsContext;
+use crate::taskdef::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The rolloutStateReason of a deployment the circuit breaker failed (ECS's words).
+pub const FAILED_REASON: &str = "ECS deployment circuit breaker: tasks failed to start.";
+/// The service deployment's statusReason and rollback reason when the circuit breaker
+/// rolled it back (ECS's words, API_DescribeServiceDeployments' example).
+pub const ROLLED_BACK_REASON: &str =
+    "Service deployment rolled back because the circuit breaker threshold was exceeded.";
+/// Without rollback (this host's words: ECS documents no text for it).
+const STOPPED_REASON: &str =
+    "Service deployment stopped because the circuit breaker threshold was exceeded.";
+/// StopServiceDeployment's rollback (this host's words).
+const STOP_REQUEST_REASON: &str = "Service deployment rolled back by StopServiceDeployment.";
+
+/// The number of failed tasks that fails a deployment: half the desired count, rounded
+/// up, at least 3 and at most 200. Ref: API_ServiceDeploymentCircuitBreaker `threshold`
+/// ("minimum threshold of 3 and a maximum threshold of 200 … 0.5 * desired task count").
+pub fn threshold(desired: i64) -> i64 {
+    ((desired.max(0) + 1) / 2).clamp(3, 200)
+}
+
+/// A new service deployment id: 22 characters of `[A-Za-z0-9_-]`, as ECS's
+/// (`…/service-deployment/MyCluster/MyService/r9i43YFjvgF_xlg7m2eJ1r`).
+fn new_id() -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    crate::task::fill_random(&mut b)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// The record of a new deployment of service `service`: its id, the deployments running
+/// now (its sources) and the service's settings (its revision).
+pub fn new_record(
+    store: &Store,
+    cluster: &str,
+    service: &str,
+    spec: &ServiceSpec,
+) -> anyhow::Result<ServiceDeploymentRecord> {
+    let sources = store
+        .deployments(cluster, service)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    Ok(ServiceDeploymentRecord {
+        id: new_id()?,
+        sources,
+        spec: Some(spec.clone()),
+        ..Default::default()
+    })
+}
+
+/// Before a new deployment of the service starts: the PRIMARY one, if still in progress,
+/// is STOPPED (superseded).
+pub fn supersede(store: &mut Store, cluster: &str, service: &str) -> anyhow::Result<()> {
+    let now = now_ms();
+    for mut d in store.deployments(cluster, service)? {
+        if d.status == DeploymentStatus::Primary
+            && d.rollout_state == RolloutState::InProgress
+            && d.sd.status.is_none()
+        {
+            d.sd.status = Some(ServiceDeploymentStatus::Stopped);
+            d.sd.stopped_at_ms = Some(now);
+            d.sd.finished_at_ms = Some(now);
+            d.updated_at_ms = now;
+            store.save_deployment(&d)?;
+        }
+    }
+    Ok(())
+}
+
+/// The last deployment of the service that COMPLETED, other than `not`.
+fn last_completed(
+    store: &Store,
+    s: &ServiceRow,
+    not: &str,
+) -> anyhow::Result<Option<DeploymentRow>> {
+    Ok(store
+        .all_deployments(&s.cluster, &s.name)?
+        .into_iter()
+        .find(|d| d.id != not && d.rollout_state == RolloutState::Completed))
+}
+
+/// Starts the deployment that takes service `s` back from `d` to `target`'s task
+/// definition: `d` becomes ACTIVE (its tasks stop as the new one's run), its service
+/// deployment ROLLBACK_IN_PROGRESS.
+fn roll_back(
+    store: &mut Store,
+    s: &ServiceRow,
+    d: &mut DeploymentRow,
+    target: &DeploymentRow,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    let id = new_deployment_id()?;
+    d.sd.status = Some(ServiceDeploymentStatus::RollbackInProgress);
+    d.sd.status_reason = Some(reason.to_string());
+    d.sd.rollback = Some(RollbackRecord {
+        reason: reason.to_string(),
+        started_at_ms: now,
+        to: target.id.clone(),
+        by: id.clone(),
+    });
+    d.updated_at_ms = now;
+    store.save_deployment(d)?;
+    let spec = target.sd.spec.clone().unwrap_or_else(|| s.spec.clone());
+    store.start_deployment(&DeploymentRow {
+        rollout_state_reason: format!(
+            "ECS deployment circuit breaker: rolling back to deploymentId {}.",
+            target.id
+        ),
+        id,
+        cluster: s.cluster.clone(),
+        service: s.name.clone(),
+        status: DeploymentStatus::Primary,
+        task_definition_arn: target.task_definition_arn.clone(),
+        desired_count: s.desired_count,
+        rollout_state: RolloutState::InProgress,
+        created_at_ms: now,
+        updated_at_ms: now,
+        sd: ServiceDeploymentRecord {
+            sources: vec![d.id.clone()],
+            spec: Some(spec),
+            rollback_of: Some(d.id.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })?;
+    d.status = DeploymentStatus::Active;
+    let mut svc = s.clone();
+    svc.task_definition_arn = target.task_definition_arn.clone();
+    svc.updated_at_ms = now;
+    store.save_service(&svc)?;
+    add_event(
+        store,
+        &s.cluster,
+        &s.name,
+        format!(
+            "(service {}) rolling back to deployment {}.",
+            s.name, target.id
+        ),
+    );
+    Ok(())
+}
+
+/// The circuit breaker trips on deployment `d` (the PRIMARY, IN_PROGRESS) of service `s`:
+/// `d` is FAILED and launches no more tasks; with `rollback`, a new deployment takes the
+/// service back to the last COMPLETED one's task definition. A rollback that fails is not
+/// rolled back again: the failed deployment's service deployment is ROLLBACK_FAILED.
+/// Returns whether a rollback started. Ref: API_DeploymentCircuitBreaker ("a service
+/// deployment will transition to a failed state and stop launching new tasks … roll back
+/// your service to the last completed deployment after a failure").
+pub fn trip(
+    store: &mut Store,
+    s: &ServiceRow,
+    d: &mut DeploymentRow,
+    rollback: bool,
+) -> anyhow::Result<bool> {
+    let now = now_ms();
+    d.rollout_state = RolloutState::Failed;
+    d.rollout_state_reason = FAILED_REASON.into();
+    d.sd.circuit_breaker_triggered = true;
+    d.updated_at_ms = now;
+    add_event(
+        store,
+        &s.cluster,
+        &s.name,
+        format!(
+            "(service {}) (deployment {}) deployment failed: tasks failed to start.",
+            s.name, d.id
+        ),
+    );
+    if let Some(of) = d.sd.rollback_of.clone() {
+        store.save_deployment(d)?;
+        if let Some(mut failed) = store.deployment(&of)? {
+            failed.sd.status = Some(ServiceDeploymentStatus::RollbackFailed);
+            failed.sd.finished_at_ms = Some(now);
+            failed.updated_at_ms = now;
+            store.save_deployment(&failed)?;
+        }
+        return Ok(false);
+    }
+    if rollback && let Some(target) = last_completed(store, s, &d.id)? {
+        roll_back(store, s, d, &target, ROLLED_BACK_REASON)?;
+        return Ok(true);
+    }
+    d.sd.status = Some(ServiceDeploymentStatus::Stopped);
+    d.sd.status_reason = Some(STOPPED_REASON.into());
+    d.sd.stopped_at_ms = Some(now);
+    d.sd.finished_at_ms = Some(now);
+    store.save_deployment(d)?;
+    Ok(false)
+}
+
+/// Deployment `d` reached a steady state (COMPLETED, saved by the caller): its service
+/// deployment finished; the one it rolled back is ROLLBACK_SUCCESSFUL.
+pub fn completed(store: &mut Store, d: &mut DeploymentRow) -> anyhow::Result<()> {
+    let now = now_ms();
+    d.sd.finished_at_ms = Some(now);
+    if let Some(of) = d.sd.rollback_of.clone()
+        && let Some(mut failed) = store.deployment(&of)?
+    {
+        failed.sd.status = Some(ServiceDeploymentStatus::RollbackSuccessful);
+        failed.sd.finished_at_ms = Some(now);
+        failed.updated_at_ms = now;
+        store.save_deployment(&failed)?;
+    }
+    Ok(())
+}
+
+/// A deployment's service deployment status: the one set, or its rolloutState's.
+pub fn status(d: &DeploymentRow) -> ServiceDeploymentStatus {
+    d.sd.status.unwrap_or(match d.rollout_state {
+        RolloutState::InProgress => ServiceDeploymentStatus::InProgress,
+        RolloutState::Completed => ServiceDeploymentStatus::Successful,
+        RolloutState::Failed => ServiceDeploymentStatus::Stopped,
+    })
+}
+
+/// The service deployment id of `d`; none for the deployment a rollback started (part of
+/// the failed one's). A deployment from before this record existed uses its digits.
+fn sd_id(d: &DeploymentRow) -> Option<String> {
+    if d.sd.rollback_of.is_some() {
+        None
+    } else if d.sd.id.is_empty() {
+        Some(digits(&d.id).to_string())
+    } else {
+        Some(d.sd.id.clone())
+    }
+}
+
+/// `ecs-svc/4980306466373577095` → `4980306466373577095`: the service revision's id.
+fn digits(deployment: &str) -> &str {
+    deployment.strip_prefix("ecs-svc/").unwrap_or(deployment)
+}
+
+fn sd_arn(ctx: &AwsContext, d: &DeploymentRow, id: &str) -> String {
+    ctx.ecs_arn(&format!(
+        "service-deployment/{}/{}/{id}",
+        d.cluster, d.service
+    ))
+}
+
+fn revision_arn(ctx: &AwsContext, cluster: &str, service: &str, deployment: &str) -> String {
+    ctx.ecs_arn(&format!(
+        "service-revision/{cluster}/{service}/{}",
+        digits(deployment)
+    ))
+}
+
+/// `arn:…:service-deployment/<cluster>/<service>/<id>` (or `service-revision/…`) → its
+/// three parts.
+fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    let rest = arn.split_once(&format!(":{kind}/"))?.1;
+    let mut parts = rest.splitn(3, '/');
+    let (c, s, id) = (parts.next()?, parts.next()?, parts.next()?);
+    (!c.is_empty() && !s.is_empty() && !id.is_empty() && !id.contains('/')).then_some((c, s, id))
+}
+
+fn cluster_of(c: Option<&str>) -> String {
+    cluster_name(c.filter(|c| !c.is_empty()).unwrap_or(names::DEFAULT)).to_string()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAtFilter {
+    before: Option<Timestamp>,
+    after: Option<Timestamp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServiceDeploymentsRequest {
+    service: String,
+    cluster: Option<String>,
+    status: Option<Vec<String>>,
+    created_at: Option<CreatedAtFilter>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ecs.json `ServiceDeploymentBrief`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDeploymentBrief {
+    service_deployment_arn: String,
+    service_arn: String,
+    cluster_arn: String,
+    started_at: Timestamp,
+    created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<Timestamp>,
+    target_service_revision_arn: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServiceDeploymentsResponse {
+    service_deployments: Vec<ServiceDeploymentBrief>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+fn cluster_arn(ctx: &AwsContext, cluster: &str) -> String {
+    ctx.ecs_arn(&format!("cluster/{cluster}"))
+}
+
+/// A service of the request, in any status (a deleted service's deployments stay
+/// listed), or ServiceNotFoundException.
+fn service_row(store: &Store, cluster: &str, service: &str) -> EcsResult<ServiceRow> {
+    super::clusters::check_cluster(store, cluster)?;
+    store
+        .service(cluster, service_name(service))
+        .map_err(|e| EcsError::Server(e.into()))?
+        .ok_or_else(|| {
+            EcsError::ServiceNotFound(format!(
+                "{SERVICE_NOT_FOUND} ({} in cluster {cluster})",
+                service_name(service)
+            ))
+        })
+}
+
+/// ListServiceDeployments: the service's deployments, newest first, 20 a page unless
+/// asked. Ref: ecs.json `ListServiceDeploymentsRequest`.
+pub fn list_service_deployments(
+    ecs: &Ecs,
+    req: &ListServiceDeploymentsRequest,
+) -> EcsResult<ListServiceDeploymentsResponse> {
+    if req.service.is_empty() {
+        return Err(EcsError::invalid(
+            "service: a service name or ARN is required",
+        ));
+    }
+    let wanted: Option<Vec<ServiceDeploymentStatus>> = req
+        .status
+        .as_ref()
+        .map(|l| {
+            l.iter()
+                .map(|s| {
+                    serde_json::from_value(Value::String(s.clone())).map_err(|_| {
+                        EcsError::invalid(format!(
+                            "status {s:?}: must be one of PENDING, SUCCESSFUL, STOPPED, \
+                             STOP_REQUESTED, IN_PROGRESS, ROLLBACK_REQUESTED, \
+                             ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED"
+                        ))
+                    })
+                })
+                .collect::<EcsResult<Vec<_>>>()
+        })
+        .transpose()?;
+    let ctx = AwsContext::from_env();
+    let store = ecs.open_store()?;
+    let cluster = cluster_of(req.cluster.as_deref());
+    let s = service_row(&store, &cluster, &req.service)?;
+    let all = store
+        .all_deployments(&s.cluster, &s.name)
+        .map_err(|e| EcsError::Server(e.into()))?;
+    let (before, after) = req
+        .created_at
+        .as_ref()
+        .map(|c| (c.before, c.after))
+        .unwrap_or_default();
+    let briefs: Vec<ServiceDeploymentBrief> = all
+        .iter()
+        .filter(|d| wanted.as_ref().is_none_or(|w| w.contains(&status(d))))
+        .filter(|d| before.is_none_or(|b| Timestamp::from_ms(d.created_at_ms) <= b))
+        .filter(|d| after.is_none_or(|a| Timestamp::from_ms(d.created_at_ms) >= a))
+        .filter_map(|d| {
+            let id = sd_id(d)?;
+            Some(ServiceDeploymentBrief {
+                service_deployment_arn: sd_arn(&ctx, d, &id),
+                service_arn: s.arn.clone(),
+                cluster_arn: cluster_arn(&ctx, &s.cluster),
+                started_at: Timestamp::from_ms(d.created_at_ms),
+                created_at: Timestamp::from_ms(d.created_at_ms),
+                finished_at: d.sd.finished_at_ms.map(Timestamp::from_ms),
+                target_service_revision_arn: revision_arn(&ctx, &s.cluster, &s.name, &d.id),
+                status: status(d).as_str(),
+                status_reason: d.sd.status_reason.clone(),
+            })
+        })
+        .collect();
+    let (service_deployments, next_token) =
+        super::page(briefs, req.max_results, 20, req.next_token.as_deref())?;
+    Ok(ListServiceDeploymentsResponse {
+        service_deployments,
+        next_token,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServiceDeploymentsRequest {
+    service_deployment_arns: Vec<String>,
+}
+
+/// ecs.json `ServiceRevisionSummary`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRevisionSummary {
+    arn: String,
+    requested_task_count: i64,
+    running_task_count: usize,
+    pending_task_count: usize,
+}
+
+/// ecs.json `Rollback`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackShape {
+    reason: String,
+    started_at: Timestamp,
+    service_revision_arn: String,
+}
+
+/// ecs.json `ServiceDeploymentCircuitBreaker`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreakerState {
+    status: &'static str,
+    failure_count: i64,
+    threshold: i64,
+}
+
+/// ecs.json `ServiceDeployment`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDeployment {
+    service_deployment_arn: String,
+    service_arn: String,
+    cluster_arn: String,
+    created_at: Timestamp,
+    started_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_at: Option<Timestamp>,
+    updated_at: Timestamp,
+    source_service_revisions: Vec<ServiceRevisionSummary>,
+    target_service_revision: ServiceRevisionSummary,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_reason: Option<String>,
+    deployment_configuration: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<RollbackShape>,
+    deployment_circuit_breaker: CircuitBreakerState,
+    alarms: Value,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServiceDeploymentsResponse {
+    service_deployments: Vec<ServiceDeployment>,
+    failures: Vec<Failure>,
+}
+
+/// Deployment `id`'s tasks: (RUNNING, PROVISIONING or PENDING).
+fn task_counts(store: &Store, d: &DeploymentRow) -> anyhow::Result<(usize, usize)> {
+    let tasks =
+        super::fleet::get().group_tasks(store, &d.cluster, &format!("service:{}", d.service))?;
+    let mine = tasks
+        .iter()
+        .filter(|t| t.row.started_by.as_deref() == Some(d.id.as_str()));
+    let running = mine
+        .clone()
+        .filter(|t| t.row.last_status == LastStatus::Running)
+        .count();
+    let pending = mine
+        .filter(|t| {
+            matches!(
+                t.row.last_status,
+                LastStatus::Provisioning | LastStatus::Pending
+            )
+        })
+        .count();
+    Ok((running, pending))
+}
+
+fn summary(
+    ctx: &AwsContext,
+    store: &Store,
+    d: &DeploymentRow,
+) -> anyhow::Result<ServiceRevisionSummary> {
+    let (running, pending) = task_counts(store, d)?;
+    Ok(ServiceRevisionSummary {
+        arn: revision_arn(ctx, &d.cluster, &d.service, &d.id),
+        requested_task_count: d.desired_count,
+        running_task_count: running,
+        pending_task_count: pending,
+    })
+}
+
+/// The deployment of service deployment `arn`, if there is one.
+fn find_sd(store: &Store, arn: &str) -> anyhow::Result<Option<DeploymentRow>> {
+    let Some((cluster, service, id)) = parse_arn(arn, "service-deployment") else {
+        return Ok(None);
+    };
+    Ok(store
+        .all_deployments(cluster, service)?
+        .into_iter()
+        .find(|d| sd_id(d).as_deref() == Some(id)))
+}
+
+fn describe_one(
+    ctx: &AwsContext,
+    store: &Store,
+    d: &DeploymentRow,
+) -> anyhow::Result<ServiceDeployment> {
+    let id = sd_id(d).unwrap_or_default();
+    let service_arn = ctx.ecs_arn(&format!("service/{}/{}", d.cluster, d.service));
+    let mut sources = Vec::new();
+    for s in &d.sd.sources {
+        if let Some(src) = store.deployment(s)? {
+            sources.push(summary(ctx, store, &src)?);
+        }
+    }
+    let config =
+        d.sd.spec
+            .as_ref()
+            .map(|s| s.deployment_configuration)
+            .unwrap_or_default();
+    let breaker = config.deployment_circuit_breaker.unwrap_or_default();
+    let cb_status = if !breaker.enable {
+        "DISABLED"
+    } else if d.sd.circuit_breaker_triggered {
+        "TRIGGERED"
+    } else if d.rollout_state == RolloutState::InProgress {
+        "MONITORING"
+    } else {
+        "MONITORING_COMPLETE"
+    };
+    let rollback = d.sd.rollback.as_ref().map(|r| RollbackShape {
+        reason: r.reason.clone(),
+        started_at: Timestamp::from_ms(r.started_at_ms),
+        service_revision_arn: revision_arn(ctx, &d.cluster, &d.service, &r.to),
+    });
+    Ok(ServiceDeployment {
+        service_deployment_arn: sd_arn(ctx, d, &id),
+        service_arn,
+        cluster_arn: cluster_arn(ctx, &d.cluster),
+        created_at: Timestamp::from_ms(d.created_at_ms),
+        started_at: Timestamp::from_ms(d.created_at_ms),
+        finished_at: d.sd.finished_at_ms.map(Timestamp::from_ms),
+        stopped_at: d.sd.stopped_at_ms.map(Timestamp::from_ms),
+        updated_at: Timestamp::from_ms(d.updated_at_ms),
+        source_service_revisions: sources,
+        target_service_revision: summary(ctx, store, d)?,
+        status: status(d).as_str(),
+        status_reason: d.sd.status_reason.clone(),
+        deployment_configuration: serde_json::json!({
+            "deploymentCircuitBreaker": {"enable": breaker.enable, "rollback": breaker.rollback},
+            "maximumPercent": config.maximum_percent,
+            "minimumHealthyPercent": config.minimum_healthy_percent,
+        }),
+        rollback,
+        deployment_circuit_breaker: CircuitBreakerState {
+            status: cb_status,
+            failure_count: d.failed_tasks,
+            threshold: threshold(d.desired_count),
+        },
+        alarms: serde_json::json!({"status": "DISABLED"}),
+    })
+}
+
+fn check_arn_count(n: usize, member: &str) -> EcsResult<()> {
+    if n == 0 || n > 20 {
+        return Err(EcsError::invalid(format!(
+            "{member}: between 1 and 20 ARNs (got {n})"
+        )));
+    }
+    Ok(())
+}
+
+/// DescribeServiceDeployments: up to 20; an unknown ARN is a MISSING failure.
+pub fn describe_service_deployments(
+    ecs: &Ecs,
+    req: &DescribeServiceDeploymentsRequest,
+) -> EcsResult<DescribeServiceDeploymentsResponse> {
+    check_arn_count(req.service_deployment_arns.len(), "serviceDeploymentArns")?;
+    let ctx = AwsContext::from_env();
+    let mut store = ecs.open_store()?;
+    ecs.reconcile(&mut store);
+    let mut service_deployments = Vec::new();
+    let mut failures = Vec::new();
+    for arn in &req.service_deployment_arns {
+        match find_sd(&store, arn)? {
+            Some(d) => service_deployments.push(describe_one(&ctx, &store, &d)?),
+            None => failures.push(Failure::missing(arn.clone())),
+        }
+    }
+    Ok(DescribeServiceDeploymentsResponse {
+        service_deployments,
+        failures,
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopServiceDeploymentRequest {
+    service_deployment_arn: String,
+    stop_type: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopServiceDeploymentResponse {
+    service_deployment_arn: String,
+}
+
+/// StopServiceDeployment with the ROLLBACK stop type (the default; ECS's only valid
+/// value): an IN_PROGRESS deployment rolls back to the last completed one; one already
+/// rolling back continues. Ref: developerguide/stop-service-deployment.html.
+pub fn stop_service_deployment(
+    ecs: &Ecs,
+    req: &StopServiceDeploymentRequest,
+) -> EcsResult<StopServiceDeploymentResponse> {
+    match req.stop_type.as_deref() {
+        None | Some("ROLLBACK") => {}
+        Some("ABORT") => {
+            return Err(EcsError::invalid(
+                "stopType ABORT: not supported for a rolling update deployment (the valid \
+                 value is ROLLBACK)",
+            ));
+        }
+        Some(o) => {
+            return Err(EcsError::invalid(format!(
+                "stopType {o:?}: must be ROLLBACK"
+            )));
+        }
+    }
+    let arn = &req.service_deployment_arn;
+    let mut store = ecs.open_store()?;
+    let Some(mut d) = find_sd(&store, arn)? else {
+        return Err(EcsError::ServiceDeploymentNotFound(format!(
+            "The service deployment does not exist. ({arn})"
+        )));
+    };
+    let answer = StopServiceDeploymentResponse {
+        service_deployment_arn: arn.clone(),
+    };
+    match status(&d) {
+        ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress => {}
+        ServiceDeploymentStatus::StopRequested
+        | ServiceDeploymentStatus::RollbackRequested
+        | ServiceDeploymentStatus::RollbackInProgress => return Ok(answer),
+        other => {
+            return Err(EcsError::Conflict(format!(
+                "The service deployment is {}: only a PENDING or IN_PROGRESS one can be \
+                 stopped. ({arn})",
+                other.as_str()
+            )));
+        }
+    }
+    let s = store
+        .service(&d.cluster, &d.service)
+        .map_err(|e| EcsError::Server(e.into()))?
+        .filter(|s| s.status == crate::store::ServiceStatus::Active)
+        .ok_or_else(|| EcsError::Conflict(format!("The service of {arn} is not ACTIVE.")))?;
+    let Some(target) = last_completed(&store, &s, &d.id)? else {
+        return Err(EcsError::Conflict(format!(
+            "The service has no completed deployment to roll back to. ({arn})"
+        )));
+    };
+    if d.status != DeploymentStatus::Primary {
+        return Err(EcsError::Conflict(format!(
+            "A newer deployment of the service has started. ({arn})"
+        )));
+    }
+    d.rollout_state = RolloutState::Failed;
+    d.rollout_state_reason = STOP_REQUEST_REASON.into();
+    roll_back(&mut store, &s, &mut d, &target, STOP_REQUEST_REASON)?;
+    changed();
+    Ok(answer)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServiceRevisionsRequest {
+    service_revision_arns: Vec<String>,
+}
+
+/// ecs.json `ServiceRevision` (the members this host has).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRevision {
+    service_revision_arn: String,
+    service_arn: String,
+    cluster_arn: String,
+    task_definition: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity_provider_strategy: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    launch_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform_family: Option<String>,
+    load_balancers: Vec<Value>,
+    service_registries: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_configuration: Option<Value>,
+    container_images: Vec<Value>,
+    guard_duty_enabled: bool,
+    created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServiceRevisionsResponse {
+    service_revisions: Vec<ServiceRevision>,
+    failures: Vec<Failure>,
+}
+
+fn revision(
+    ctx: &AwsContext,
+    store: &Store,
+    d: &DeploymentRow,
+    current: &ServiceSpec,
+) -> anyhow::Result<ServiceRevision> {
+    let spec = d.sd.spec.as_ref().unwrap_or(current);
+    let fargate = spec.fargate();
+    let list = |k: &str| match spec.not_applied.get(k) {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    let container_images = match crate::taskdef::arn::TaskDefRef::parse(&d.task_definition_arn) {
+        Ok(crate::taskdef::arn::TaskDefRef::Revision(family, rev)) => store
+            .task_definition(&family, Some(rev))?
+            .and_then(|t| t.definition.container_definitions)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| serde_json::json!({"containerName": c.name, "image": c.image}))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ServiceRevision {
+        service_revision_arn: revision_arn(ctx, &d.cluster, &d.service, &d.id),
+        service_arn: ctx.ecs_arn(&format!("service/{}/{}", d.cluster, d.service)),
+        cluster_arn: cluster_arn(ctx, &d.cluster),
+        task_definition: d.task_definition_arn.clone(),
+        capacity_provider_strategy: spec.capacity_provider_strategy.clone(),
+        launch_type: spec.launch_type.clone(),
+        platform_version: fargate.then(|| spec.platform_version.clone().unwrap_or("LATEST".into())),
+        platform_family: fargate.then(|| "Linux".to_string()),
+        load_balancers: list("loadBalancers"),
+        service_registries: list("serviceRegistries"),
+        network_configuration: spec
+            .network_configuration
+            .clone()
+            .map(|a| serde_json::json!({ "awsvpcConfiguration": a })),
+        container_images,
+        guard_duty_enabled: false,
+        created_at: Timestamp::from_ms(d.created_at_ms),
+    })
+}
+
+/// DescribeServiceRevisions: a service revision is a deployment's settings; its id is the
+/// deployment's digits (`ecs-svc/<id>`). An unknown ARN is a MISSING failure.
+pub fn describe_service_revisions(
+    ecs: &Ecs,
+    req: &DescribeServiceRevisionsRequest,
+) -> EcsResult<DescribeServiceRevisionsResponse> {
+    check_arn_count(req.service_revision_arns.len(), "serviceRevisionArns")?;
+    let ctx = AwsContext::from_env();
+    let store = ecs.open_store()?;
+    let mut service_revisions = Vec::new();
+    let mut failures = Vec::new();
+    for arn in &req.service_revision_arns {
+        let found = match parse_arn(arn, "service-revision") {
+            Some((cluster, service, id)) => store
+                .deployment(&format!("ecs-svc/{id}"))
+                .map_err(|e| EcsError::Server(e.into()))?
+                .filter(|d| d.cluster == cluster && d.service == service)
+                .zip(
+                    store
+                        .service(cluster, service)
+                        .map_err(|e| EcsError::Server(e.into()))?,
+                ),
+            None => None,
+        };
+        match found {
+            Some((d, s)) => service_revisions.push(revision(&ctx, &store, &d, &s.spec)?),
+            None => failures.push(Failure::missing(arn.clone())),
+        }
+    }
+    Ok(DescribeServiceRevisionsResponse {
+        service_revisions,
+        failures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_is_half_the_desired_count_within_3_and_200() {
+        assert_eq!(threshold(0), 3);
+        assert_eq!(threshold(1), 3);
+        assert_eq!(threshold(6), 3);
+        assert_eq!(threshold(7), 4);
+        assert_eq!(threshold(25), 13);
+        assert_eq!(threshold(400), 200);
+        assert_eq!(threshold(1000), 200);
+    }
+
+    #[test]
+    fn arns_parse_into_cluster_service_and_id() {
+        assert_eq!(
+            parse_arn(
+                "arn:aws:ecs:us-east-1:1:service-deployment/c/web/r9i43YFjvgF_xlg7m2eJ1r",
+                "service-deployment"
+            ),
+            Some(("c", "web", "r9i43YFjvgF_xlg7m2eJ1r"))
+        );
+        assert_eq!(
+            parse_arn(
+                "arn:aws:ecs:us-east-1:1:service-revision/c/web/12",
+                "service-revision"
+            ),
+            Some(("c", "web", "12"))
+        );
+        assert_eq!(
+            parse_arn("arn:aws:ecs:us-east-1:1:service/c/web", "service-revision"),
+            None
+        );
+        assert_eq!(
+            parse_arn("x:service-revision/c/web/1/2", "service-revision"),
+            None
+        );
+        assert_eq!(new_id().unwrap().len(), 22);
+    }
+}
