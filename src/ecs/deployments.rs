@@ -2,7 +2,8 @@
 //! FAILED rollout, the rollback to the last completed deployment) and the service
 //! deployment API (ListServiceDeployments, DescribeServiceDeployments,
 //! StopServiceDeployment, DescribeServiceRevisions). The scheduler (`crate::scheduler`)
-//! counts the failed tasks and calls [`trip`] and [`completed`].
+//! counts the failed tasks and calls [`trip`] and [`completed`]; a new deployment's record
+//! is made by `services::new_record`.
 
 use super::names::{self, cluster_name, service_name};
 use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
@@ -34,55 +35,6 @@ const STOP_REQUEST_REASON: &str = "Service deployment rolled back by StopService
 /// ("minimum threshold of 3 and a maximum threshold of 200 … 0.5 * desired task count").
 pub fn threshold(desired: i64) -> i64 {
     ((desired.max(0) + 1) / 2).clamp(3, 200)
-}
-
-/// A new service deployment id: 22 characters of `[A-Za-z0-9_-]`, as ECS's
-/// (`…/service-deployment/MyCluster/MyService/r9i43YFjvgF_xlg7m2eJ1r`).
-fn new_id() -> anyhow::Result<String> {
-    use base64::Engine;
-    let mut b = [0u8; 16];
-    crate::task::fill_random(&mut b)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
-}
-
-/// The record of a new deployment of service `service`: its id, the deployments running
-/// now (its sources) and the service's settings (its revision).
-pub fn new_record(
-    store: &Store,
-    cluster: &str,
-    service: &str,
-    spec: &ServiceSpec,
-) -> anyhow::Result<ServiceDeploymentRecord> {
-    let sources = store
-        .deployments(cluster, service)?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
-    Ok(ServiceDeploymentRecord {
-        id: new_id()?,
-        sources,
-        spec: Some(spec.clone()),
-        ..Default::default()
-    })
-}
-
-/// Before a new deployment of the service starts: the PRIMARY one, if still in progress,
-/// is STOPPED (superseded).
-pub fn supersede(store: &mut Store, cluster: &str, service: &str) -> anyhow::Result<()> {
-    let now = now_ms();
-    for mut d in store.deployments(cluster, service)? {
-        if d.status == DeploymentStatus::Primary
-            && d.rollout_state == RolloutState::InProgress
-            && d.sd.status.is_none()
-        {
-            d.sd.status = Some(ServiceDeploymentStatus::Stopped);
-            d.sd.stopped_at_ms = Some(now);
-            d.sd.finished_at_ms = Some(now);
-            d.updated_at_ms = now;
-            store.save_deployment(&d)?;
-        }
-    }
-    Ok(())
 }
 
 /// The last deployment of the service that COMPLETED, other than `not`.
@@ -848,6 +800,11 @@ mod tests {
             parse_arn("x:service-revision/c/web/1/2", "service-revision"),
             None
         );
-        assert_eq!(new_id().unwrap().len(), 22);
+        assert_eq!(
+            super::super::services::new_service_deployment_id()
+                .unwrap()
+                .len(),
+            22
+        );
     }
 }

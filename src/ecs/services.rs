@@ -153,6 +153,55 @@ pub fn new_deployment_id() -> anyhow::Result<String> {
     Ok(format!("ecs-svc/{n:019}"))
 }
 
+/// A new service deployment id: 22 characters of `[A-Za-z0-9_-]`, as ECS's
+/// (`…/service-deployment/MyCluster/MyService/r9i43YFjvgF_xlg7m2eJ1r`).
+pub fn new_service_deployment_id() -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    crate::task::fill_random(&mut b)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// The record of a new deployment of service `service`: its id, the deployments running
+/// now (its sources) and the service's settings (its revision).
+pub fn new_record(
+    store: &Store,
+    cluster: &str,
+    service: &str,
+    spec: &Spec,
+) -> anyhow::Result<crate::store::ServiceDeploymentRecord> {
+    let sources = store
+        .deployments(cluster, service)?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    Ok(crate::store::ServiceDeploymentRecord {
+        id: new_service_deployment_id()?,
+        sources,
+        spec: Some(spec.clone()),
+        ..Default::default()
+    })
+}
+
+/// Before a new deployment of the service starts: the PRIMARY one, if still in progress,
+/// is STOPPED (superseded).
+pub fn supersede(store: &mut Store, cluster: &str, service: &str) -> anyhow::Result<()> {
+    let now = now_ms();
+    for mut d in store.deployments(cluster, service)? {
+        if d.status == DeploymentStatus::Primary
+            && d.rollout_state == RolloutState::InProgress
+            && d.sd.status.is_none()
+        {
+            d.sd.status = Some(crate::store::ServiceDeploymentStatus::Stopped);
+            d.sd.stopped_at_ms = Some(now);
+            d.sd.finished_at_ms = Some(now);
+            d.updated_at_ms = now;
+            store.save_deployment(&d)?;
+        }
+    }
+    Ok(())
+}
+
 /// Records event `message` for a service.
 pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: String) {
     let id = crate::task::new_uuid().unwrap_or_else(|_| format!("{}", now_ms()));
@@ -560,7 +609,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
         created_at_ms: now,
         updated_at_ms: now,
     };
-    let sd = super::deployments::new_record(&store, &cluster, &name, &row.spec)?;
+    let sd = new_record(&store, &cluster, &name, &row.spec)?;
     let first = DeploymentRow {
         sd,
         id: new_deployment_id()?,
@@ -679,8 +728,8 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
     store.save_service(&s)?;
     if redeploy {
         let id = new_deployment_id()?;
-        let sd = super::deployments::new_record(&store, &s.cluster, &s.name, &s.spec)?;
-        super::deployments::supersede(&mut store, &s.cluster, &s.name)?;
+        let sd = new_record(&store, &s.cluster, &s.name, &s.spec)?;
+        supersede(&mut store, &s.cluster, &s.name)?;
         store.start_deployment(&DeploymentRow {
             sd,
             rollout_state_reason: format!("ECS deployment {id} in progress."),
