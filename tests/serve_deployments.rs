@@ -230,6 +230,32 @@ fn a_failing_deployment_trips_the_circuit_breaker_and_rolls_back() {
     );
     assert_eq!(revs[1]["containerImages"][0]["containerName"], "app");
 
+    // boto3: the services_stable waiter and the deployment API agree with the service.
+    let out = api.boto3(
+        r#"
+import json, os, boto3
+ecs = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+ecs.get_waiter("services_stable").wait(services=["cb"], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+s = ecs.describe_services(services=["cb"])["services"][0]
+sds = ecs.list_service_deployments(service="cb")["serviceDeployments"]
+d = ecs.describe_service_deployments(serviceDeploymentArns=[sds[0]["serviceDeploymentArn"]])
+print(json.dumps({"running": s["runningCount"], "deployments": len(s["deployments"]),
+    "td": s["taskDefinition"], "statuses": [x["status"] for x in sds],
+    "rollbackTo": d["serviceDeployments"][0]["rollback"]["serviceRevisionArn"]}))
+"#,
+    );
+    assert_eq!(out["running"], 1, "{out:#}");
+    assert_eq!(out["deployments"], 1);
+    assert_eq!(
+        out["td"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/cb:1"
+    );
+    assert_eq!(
+        out["statuses"],
+        serde_json::json!(["ROLLBACK_SUCCESSFUL", "SUCCESSFUL"])
+    );
+    assert_eq!(out["rollbackTo"], rev(&good).as_str());
+
     // A finished service deployment cannot be stopped.
     let e = api.aws_err(&[
         "stop-service-deployment",
@@ -347,5 +373,68 @@ fn without_rollback_a_failed_deployment_stops_launching_and_a_stop_rolls_back() 
     api.aws_json(&["delete-service", "--service", "nr", "--force"]);
     api.wait_for(60, "the service to be INACTIVE", || {
         (api.service("default", "nr")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn tasks_that_fail_their_health_checks_trip_the_circuit_breaker() {
+    let api = Api::start();
+    register(&api, "good.json", "hc", "sleep");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "hc",
+        "--task-definition",
+        "hc:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        "deploymentCircuitBreaker={enable=true,rollback=true}",
+    ]);
+    let good = completed(&api, "hc");
+    // Runs, but its container health check always fails: each task turns UNHEALTHY and
+    // is replaced, a failed task of the deployment.
+    let sick = r#"{"family":"hc","networkMode":"awsvpc","cpu":"256","memory":"512",
+      "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+        "essential":true,"command":["sh","-c","trap 'exit 0' TERM; sleep 3600 & wait"],
+        "healthCheck":{"command":["CMD-SHELL","exit 1"],"interval":5,"timeout":2,"retries":1}}]}"#;
+    let f = api.file("sick.json", sick);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "hc",
+        "--task-definition",
+        "hc:2",
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = api.wait_for(150, "the circuit breaker to trip on health checks", || {
+        let ev = events(&api.service("default", "hc"));
+        ev.contains(&format!(
+            "(service hc) (deployment {bad}) deployment failed: tasks failed to start."
+        ))
+        .then_some(ev)
+    });
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("failed container health checks.")),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.contains(&format!("(service hc) rolling back to deployment {good}.")),
+        "{ev:#?}"
+    );
+    completed(&api, "hc");
+    let s = api.service("default", "hc");
+    assert_eq!(
+        s["taskDefinition"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/hc:1"
+    );
+    api.aws_json(&["delete-service", "--service", "hc", "--force"]);
+    api.wait_for(60, "the service to be INACTIVE", || {
+        (api.service("default", "hc")["status"] == "INACTIVE").then_some(())
     });
 }

@@ -44,6 +44,42 @@ struct DeploymentConfigurationInput {
     maximum_percent: Option<i64>,
     minimum_healthy_percent: Option<i64>,
     deployment_circuit_breaker: Option<crate::store::CircuitBreakerConfig>,
+    alarms: Option<Value>,
+    strategy: Option<String>,
+    bake_time_in_minutes: Option<Value>,
+    lifecycle_hooks: Option<Value>,
+    linear_configuration: Option<Value>,
+    canary_configuration: Option<Value>,
+}
+
+impl DeploymentConfigurationInput {
+    /// The members given that this host accepts and does not apply, as service events.
+    /// Ref: ecs.json `DeploymentConfiguration`.
+    fn not_applied(&self) -> Vec<String> {
+        let mut events = Vec::new();
+        if self.alarms.as_ref().is_some_and(|a| a["enable"] == true) {
+            events.push(
+                "deploymentConfiguration.alarms: not applied here: no CloudWatch alarms \
+                 here: a deployment is never failed or rolled back for an alarm (the \
+                 deploymentCircuitBreaker is applied)"
+                    .to_string(),
+            );
+        }
+        for (name, v) in [
+            ("bakeTimeInMinutes", &self.bake_time_in_minutes),
+            ("lifecycleHooks", &self.lifecycle_hooks),
+            ("linearConfiguration", &self.linear_configuration),
+            ("canaryConfiguration", &self.canary_configuration),
+        ] {
+            if v.as_ref().is_some_and(|v| !v.is_null()) {
+                events.push(format!(
+                    "deploymentConfiguration.{name}: not applied here: only the ROLLING \
+                     strategy runs (no load balancer to shift traffic between revisions)"
+                ));
+            }
+        }
+        events
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -430,6 +466,20 @@ fn deployment_configuration(
     input: Option<&DeploymentConfigurationInput>,
 ) -> anyhow::Result<DeploymentConfiguration> {
     let Some(i) = input else { return Ok(base) };
+    // Ref: ecs.json `DeploymentStrategy`: ROLLING, BLUE_GREEN, LINEAR, CANARY; the others
+    // shift a load balancer's traffic between revisions, which this host has no balancer
+    // for.
+    match i.strategy.as_deref() {
+        None | Some("ROLLING") => {}
+        Some(s @ ("BLUE_GREEN" | "LINEAR" | "CANARY")) => bail!(EcsError::invalid(format!(
+            "deploymentConfiguration.strategy {s}: not supported here: only the ROLLING \
+             strategy runs (no load balancer to shift traffic between revisions)"
+        ))),
+        Some(s) => bail!(EcsError::invalid(format!(
+            "deploymentConfiguration.strategy {s:?}: must be ROLLING, BLUE_GREEN, LINEAR or \
+             CANARY"
+        ))),
+    }
     let c = DeploymentConfiguration {
         maximum_percent: i.maximum_percent.unwrap_or(base.maximum_percent),
         minimum_healthy_percent: i
@@ -580,7 +630,13 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
     };
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(&mut store, &ctx, &cluster_of(i.cluster))?;
-    let (_, events) = apply_extras(&store, &cluster, &mut spec, extras!(i), true)?;
+    let not_applied = i
+        .deployment_configuration
+        .as_ref()
+        .map(DeploymentConfigurationInput::not_applied)
+        .unwrap_or_default();
+    let (_, mut events) = apply_extras(&store, &cluster, &mut spec, extras!(i), true)?;
+    events.extend(not_applied);
     check_platform_version(&spec, i.platform_version.as_deref())?;
     spec.platform_version = i.platform_version;
     let td = resolve_task_definition(
@@ -678,7 +734,13 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
         spec.deployment_configuration,
         i.deployment_configuration.as_ref(),
     )?;
-    let (mut redeploy, events) = apply_extras(&store, &cluster, &mut spec, extras!(i), false)?;
+    let not_applied = i
+        .deployment_configuration
+        .as_ref()
+        .map(DeploymentConfigurationInput::not_applied)
+        .unwrap_or_default();
+    let (mut redeploy, mut events) = apply_extras(&store, &cluster, &mut spec, extras!(i), false)?;
+    events.extend(not_applied);
     redeploy |= i.force_new_deployment;
     if let Some(reference) = &i.task_definition {
         let lt = spec
@@ -1283,12 +1345,44 @@ mod tests {
             Some(DeploymentConfigurationInput {
                 maximum_percent: max,
                 minimum_healthy_percent: min,
-                deployment_circuit_breaker: None,
+                ..Default::default()
             })
         };
         assert_eq!(deployment_configuration(base, None).unwrap(), base);
         assert!(deployment_configuration(base, input(Some(100), Some(0)).as_ref()).is_ok());
         assert!(deployment_configuration(base, input(Some(100), None).as_ref()).is_err());
         assert!(deployment_configuration(base, input(None, Some(101)).as_ref()).is_err());
+        // Only the rolling update runs; deployment alarms and the other strategies' members
+        // are accepted and said not applied.
+        let blue = DeploymentConfigurationInput {
+            strategy: Some("BLUE_GREEN".into()),
+            ..Default::default()
+        };
+        assert!(deployment_configuration(base, Some(&blue)).is_err());
+        let alarms = DeploymentConfigurationInput {
+            strategy: Some("ROLLING".into()),
+            alarms: Some(
+                serde_json::json!({"alarmNames": ["a"], "enable": true, "rollback": true}),
+            ),
+            bake_time_in_minutes: Some(serde_json::json!(5)),
+            ..Default::default()
+        };
+        assert!(deployment_configuration(base, Some(&alarms)).is_ok());
+        let said = alarms.not_applied();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].starts_with("deploymentConfiguration.alarms: not applied here"));
+        let breaker = DeploymentConfigurationInput {
+            deployment_circuit_breaker: Some(crate::store::CircuitBreakerConfig {
+                enable: true,
+                rollback: true,
+            }),
+            ..Default::default()
+        };
+        let c = deployment_configuration(base, Some(&breaker)).unwrap();
+        assert!(
+            c.deployment_circuit_breaker
+                .is_some_and(|b| b.enable && b.rollback)
+        );
+        assert!(breaker.not_applied().is_empty());
     }
 }
