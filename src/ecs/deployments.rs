@@ -776,6 +776,110 @@ mod tests {
         assert_eq!(threshold(1000), 200);
     }
 
+    fn service(td: &str) -> ServiceRow {
+        ServiceRow {
+            cluster: "default".into(),
+            name: "web".into(),
+            arn: "arn:aws:ecs:us-east-1:1:service/default/web".into(),
+            task_definition_arn: td.into(),
+            desired_count: 1,
+            ..Default::default()
+        }
+    }
+
+    fn deployment(id: &str, td: &str, at: i64) -> DeploymentRow {
+        DeploymentRow {
+            id: id.into(),
+            cluster: "default".into(),
+            service: "web".into(),
+            task_definition_arn: td.into(),
+            desired_count: 1,
+            created_at_ms: at,
+            updated_at_ms: at,
+            sd: ServiceDeploymentRecord {
+                id: format!("sd-{at}"),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tripped_deployment_rolls_back_to_the_last_completed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.create_cluster("default", "arn:c", 1).unwrap();
+        let mut good = deployment("ecs-svc/1", "td:1", 1);
+        assert!(store.create_service(&service("td:1"), &good).unwrap());
+        good.rollout_state = RolloutState::Completed;
+        store.save_deployment(&good).unwrap();
+        store
+            .start_deployment(&deployment("ecs-svc/2", "td:2", 2))
+            .unwrap();
+        let s = service("td:2");
+        let mut bad = store.deployment("ecs-svc/2").unwrap().unwrap();
+        assert!(trip(&mut store, &s, &mut bad, true).unwrap());
+
+        let failed = store.deployment("ecs-svc/2").unwrap().unwrap();
+        assert_eq!(failed.status, DeploymentStatus::Active);
+        assert_eq!(failed.rollout_state, RolloutState::Failed);
+        assert_eq!(failed.rollout_state_reason, FAILED_REASON);
+        assert_eq!(status(&failed), ServiceDeploymentStatus::RollbackInProgress);
+        let r = failed.sd.rollback.clone().unwrap();
+        assert_eq!(
+            (r.to.as_str(), r.reason.as_str()),
+            ("ecs-svc/1", ROLLED_BACK_REASON)
+        );
+        let ds = store.deployments("default", "web").unwrap();
+        let mut back = ds[0].clone();
+        assert_eq!(back.id, r.by);
+        assert_eq!(back.status, DeploymentStatus::Primary);
+        assert_eq!(back.task_definition_arn, "td:1");
+        assert_eq!(back.sd.rollback_of.as_deref(), Some("ecs-svc/2"));
+        assert_eq!(sd_id(&back), None, "part of the failed service deployment");
+        let svc = store.service("default", "web").unwrap().unwrap();
+        assert_eq!(svc.task_definition_arn, "td:1");
+        let events: Vec<String> = store
+            .service_events("default", "web")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "(service web) rolling back to deployment ecs-svc/1.",
+                "(service web) (deployment ecs-svc/2) deployment failed: tasks failed to start.",
+            ]
+        );
+
+        back.rollout_state = RolloutState::Completed;
+        completed(&mut store, &mut back).unwrap();
+        let failed = store.deployment("ecs-svc/2").unwrap().unwrap();
+        assert_eq!(status(&failed), ServiceDeploymentStatus::RollbackSuccessful);
+        assert!(failed.sd.finished_at_ms.is_some());
+    }
+
+    #[test]
+    fn without_a_completed_deployment_or_rollback_a_trip_only_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.create_cluster("default", "arn:c", 1).unwrap();
+        assert!(
+            store
+                .create_service(&service("td:1"), &deployment("ecs-svc/1", "td:1", 1))
+                .unwrap()
+        );
+        let s = service("td:1");
+        let mut d = store.deployment("ecs-svc/1").unwrap().unwrap();
+        assert!(!trip(&mut store, &s, &mut d, true).unwrap());
+        let d = store.deployment("ecs-svc/1").unwrap().unwrap();
+        assert_eq!(d.status, DeploymentStatus::Primary);
+        assert_eq!(d.rollout_state, RolloutState::Failed);
+        assert_eq!(status(&d), ServiceDeploymentStatus::Stopped);
+        assert_eq!(store.deployments("default", "web").unwrap().len(), 1);
+    }
+
     #[test]
     fn arns_parse_into_cluster_service_and_id() {
         assert_eq!(

@@ -220,7 +220,8 @@ pub fn new_record(
 }
 
 /// Before a new deployment of the service starts: the PRIMARY one, if still in progress,
-/// is STOPPED (superseded).
+/// is STOPPED (superseded), and so is the service deployment a rollback in progress rolls
+/// back.
 pub fn supersede(store: &mut Store, cluster: &str, service: &str) -> anyhow::Result<()> {
     let now = now_ms();
     for mut d in store.deployments(cluster, service)? {
@@ -233,6 +234,19 @@ pub fn supersede(store: &mut Store, cluster: &str, service: &str) -> anyhow::Res
             d.sd.finished_at_ms = Some(now);
             d.updated_at_ms = now;
             store.save_deployment(&d)?;
+            // A rollback in progress is stopped with it: the service deployment it rolls
+            // back is STOPPED, not left ROLLBACK_IN_PROGRESS.
+            if let Some(of) = &d.sd.rollback_of
+                && let Some(mut failed) = store.deployment(of)?
+                && failed.sd.status
+                    == Some(crate::store::ServiceDeploymentStatus::RollbackInProgress)
+            {
+                failed.sd.status = Some(crate::store::ServiceDeploymentStatus::Stopped);
+                failed.sd.stopped_at_ms = Some(now);
+                failed.sd.finished_at_ms = Some(now);
+                failed.updated_at_ms = now;
+                store.save_deployment(&failed)?;
+            }
         }
     }
     Ok(())
