@@ -360,6 +360,10 @@ fn skeletons_are_the_aws_clis() {
         "update-service",
         "tag-resource",
         "list-tasks",
+        "list-service-deployments",
+        "describe-service-deployments",
+        "stop-service-deployment",
+        "describe-service-revisions",
     ] {
         let ours = mf.json(&[verb, "--generate-cli-skeleton"]);
         let out = std::process::Command::new(tool("aws"))
@@ -374,6 +378,18 @@ fn skeletons_are_the_aws_clis() {
         key_paths(&theirs, "", &mut b);
         assert_eq!(a, b, "{verb}");
     }
+    // The service deployment verbs answer from this host's store as `serve` does.
+    let e = mf.fail(&["list-service-deployments", "--service", "nope"]);
+    assert!(
+        e.contains("ClusterNotFoundException") || e.contains("ServiceNotFoundException"),
+        "{e}"
+    );
+    let d = mf.json(&[
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        "arn:aws:ecs:us-east-1:000000000000:service-deployment/default/nope/x",
+    ]);
+    assert_eq!(d["failures"][0]["reason"], "MISSING", "{d:#}");
 }
 
 #[test]
