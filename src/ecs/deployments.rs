@@ -835,6 +835,10 @@ mod tests {
         assert_eq!(back.id, r.by);
         assert_eq!(back.status, DeploymentStatus::Primary);
         assert_eq!(back.task_definition_arn, "td:1");
+        assert_eq!(
+            back.rollout_state_reason,
+            "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1."
+        );
         assert_eq!(back.sd.rollback_of.as_deref(), Some("ecs-svc/2"));
         assert_eq!(sd_id(&back), None, "part of the failed service deployment");
         let svc = store.service("default", "web").unwrap().unwrap();
