@@ -3,7 +3,8 @@
 //! tasks exit at once (at ECS's threshold) and rolls back to the last completed one, or,
 //! without rollback, stops launching; the service deployment API
 //! (list-service-deployments, describe-service-deployments, stop-service-deployment,
-//! describe-service-revisions) shows it as ECS would.
+//! describe-service-revisions) shows it as ECS would; also in cluster mode (`serve
+//! --cluster`, one box).
 
 mod common;
 
@@ -449,5 +450,72 @@ fn tasks_that_fail_their_health_checks_trip_the_circuit_breaker() {
     api.aws_json(&["delete-service", "--service", "hc", "--force"]);
     api.wait_for(60, "the service to be INACTIVE", || {
         (api.service("default", "hc")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn in_a_cluster_the_leader_s_scheduler_trips_the_breaker_and_rolls_back() {
+    use common::cluster::{Agent, SLEEPER, list, register as put};
+    let etcd = common::etcd::Etcd::start();
+    let api = common::cluster::serve(&etcd);
+    let _box = Agent::start_for(&etcd, &api, 3, &[]);
+    api.wait_for(30, "the box listed", || {
+        (list(&api, &[]).len() == 1).then_some(())
+    });
+    put(&api, "sleeper.json", SLEEPER);
+    put(
+        &api,
+        "exits.json",
+        &SLEEPER.replace(r#"["sleep", "300"]"#, r#"["sh", "-c", "exit 1"]"#),
+    );
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "cb",
+        "--task-definition",
+        "cluster-sleeper:1",
+        "--desired-count",
+        "1",
+        "--launch-type",
+        "EC2",
+        "--deployment-configuration",
+        "deploymentCircuitBreaker={enable=true,rollback=true}",
+    ]);
+    let good = completed(&api, "cb");
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "cb",
+        "--task-definition",
+        "cluster-sleeper:2",
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(150, "the circuit breaker to trip", || {
+        let ev = events(&api.service("default", "cb"));
+        (ev.contains(&format!(
+            "(service cb) (deployment {bad}) deployment failed: tasks failed to start."
+        )) && ev.contains(&format!("(service cb) rolling back to deployment {good}.")))
+        .then_some(())
+    });
+    completed(&api, "cb");
+    let s = api.service("default", "cb");
+    assert_eq!(
+        s["taskDefinition"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/cluster-sleeper:1"
+    );
+    let l = api.aws_json(&["list-service-deployments", "--service", "cb"]);
+    let statuses: Vec<&str> = l["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ROLLBACK_SUCCESSFUL", "SUCCESSFUL"], "{l:#}");
+    api.aws_json(&["update-service", "--service", "cb", "--desired-count", "0"]);
+    api.wait_for(60, "no task RUNNING", || {
+        (api.service("default", "cb")["runningCount"] == 0).then_some(())
     });
 }
