@@ -591,10 +591,14 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 dirty = true;
             }
         }
-        // Those seen failing now, and at least those that never reached RUNNING (seen by
-        // an earlier serve too).
+        // The circuit breaker's count: the failures seen now. `failedTasks` shows it, and
+        // at least the tasks that never reached RUNNING (seen by an earlier serve too).
+        if let Some(&seen) = failed.get(&d.id) {
+            d.sd.failure_count += seen;
+            dirty = true;
+        }
         let never_ran = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
-        let n = (d.failed_tasks + failed.get(&d.id).copied().unwrap_or(0)).max(never_ran);
+        let n = d.sd.failure_count.max(never_ran);
         if n != d.failed_tasks {
             d.failed_tasks = n;
             dirty = true;
@@ -614,9 +618,9 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             .iter_mut()
             .find(|d| d.status == DeploymentStatus::Primary)
         && p.rollout_state == RolloutState::InProgress
-        && p.failed_tasks >= deployments::threshold(desired)
+        && p.sd.failure_count >= deployments::threshold(desired)
     {
-        tracing::warn!(service = %name, deployment = %p.id, failed = p.failed_tasks,
+        tracing::warn!(service = %name, deployment = %p.id, failed = p.sd.failure_count,
             rollback = b.rollback, "the deployment circuit breaker tripped");
         if deployments::trip(store, s, p, b.rollback)? {
             // The rollback's tasks start at once, not after the failed ones' backoff.

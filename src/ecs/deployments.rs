@@ -527,7 +527,7 @@ fn describe_one(
         rollback,
         deployment_circuit_breaker: CircuitBreakerState {
             status: cb_status,
-            failure_count: d.failed_tasks,
+            failure_count: d.sd.failure_count,
             threshold: threshold(d.desired_count),
         },
         alarms: serde_json::json!({"status": "DISABLED"}),

@@ -269,6 +269,11 @@ pub struct ServiceDeploymentRecord {
     /// The circuit breaker tripped on it.
     #[serde(default)]
     pub circuit_breaker_triggered: bool,
+    /// Its tasks the circuit breaker counts as failed: those that stopped on their own,
+    /// were stopped for failing their health checks, or failed to launch (not those the
+    /// scheduler or a user stopped, e.g. a scale-in of PENDING tasks).
+    #[serde(default)]
+    pub failure_count: i64,
 }
 
 /// A rollback of a service deployment. Ref: ecs.json `Rollback`.
