@@ -443,9 +443,9 @@ fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_en
         );
     }
 
-    // The box's endpoint answers no one who cannot sign with the cluster's token; over
-    // TLS (the box's certificate, the cluster's CA) it does not even finish a handshake
-    // with a client that does not trust that CA, and plain HTTP gets no answer.
+    // The box's endpoint answers no one without serve's or the operator's certificate
+    // (over TLS: the box's certificate, the cluster's CA): it does not even finish a
+    // handshake with a client that does not trust that CA, and plain HTTP gets no answer.
     let url = format!("{}/v1/logs/DescribeLogStreams", agent.endpoint());
     let ask = |more: &[&str], url: &str| {
         let mut args = vec![
@@ -472,10 +472,18 @@ fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_en
         let plain = ask(&[], &url.replacen("https://", "http://", 1));
         assert_eq!(String::from_utf8_lossy(&plain.stdout), "000", "{plain:?}");
     }
+    // Without a certificate of the cluster's (its keys are root's): over TLS the
+    // handshake is refused, even with the endpoint's certificate unchecked (-k); plain
+    // HTTP is refused for want of the token's signature.
     let unsigned = ask(&["-k"], &url);
+    let expected = if url.starts_with("https://") {
+        "000"
+    } else {
+        "403"
+    };
     assert_eq!(
         String::from_utf8_lossy(&unsigned.stdout),
-        "403",
+        expected,
         "{unsigned:?}"
     );
 }
@@ -573,6 +581,32 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
             &["get", "--prefix", "/minifargate/v1/db/"],
         ),
         "read the control plane",
+    );
+    // Neither this box's user nor box a's reads the cluster's token (their agents'
+    // endpoints know serve and the operator by their certificates).
+    for b in ["intruder", "tests"] {
+        refused(
+            &etcdctl_as_box(&etcd, b, &["get", "/minifargate/v1/token"]),
+            &format!("{b}: read the cluster's token"),
+        );
+    }
+    // Nor does a box's certificate open another box's endpoint: refused at the handshake.
+    let ca = etcd.pki().unwrap().join("ca.crt");
+    let intruder = etcd.pki().unwrap().join("boxes/intruder");
+    let curl = Command::new("curl")
+        .args(["-s", "-m", "5", "--noproxy", "*", "-o", "/dev/null"])
+        .args(["-w", "%{http_code}", "-d", "{}", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(intruder.join("client.crt"))
+        .arg("--key")
+        .arg(intruder.join("client.key"))
+        .arg(format!("{}/v1/logs/DescribeLogStreams", a.endpoint()))
+        .output()
+        .unwrap();
+    assert!(
+        !curl.status.success() && curl.stdout == b"000",
+        "box intruder's certificate at box a's endpoint: {curl:?}"
     );
     // Its own prefix is its own; claiming box a's instance there binds nothing.
     let claim = format!("/minifargate/v1/boxes/intruder/claims/default/{id}");
@@ -1350,45 +1384,29 @@ fn the_logs_of_tasks_on_other_boxes_are_read_through_serve() {
     let mut paged_names = ids_of(&paged, "logStreams", "logStreamName");
     paged_names.sort();
     assert_eq!(paged_names, want);
-    // The boxes' endpoints answer nothing unsigned, or signed with another token (`-k`:
-    // the signature is what is checked here; their TLS in tests/cluster_exec.rs).
+    // The boxes' endpoints answer nothing to a caller without serve's or the operator's
+    // certificate: over TLS its handshake is refused (no HTTP status; `-k`: the caller's
+    // certificate is what is checked here, the box's in tests/cluster_exec.rs), without
+    // TLS an unsigned request or one signed with another token is a 403.
     let endpoint = |agent: &Agent| agent.endpoint();
     for agent in [&a, &b] {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-k",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "POST",
-                "-d",
-            ])
-            .arg(r#"{"logGroupName":"/cluster/logger"}"#)
-            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-k",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "POST",
-                "-H",
-            ])
-            .arg("x-minifargate-signature: 1:00")
-            .args(["-d", "{}"])
-            .arg(format!("{}/v1/logs/DescribeLogStreams", endpoint(agent)))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+        let url = format!("{}/v1/logs/DescribeLogStreams", endpoint(agent));
+        let expected = if url.starts_with("https://") {
+            "000"
+        } else {
+            "403"
+        };
+        for sig in [None, Some("x-minifargate-signature: 1:00")] {
+            let mut curl = Command::new("curl");
+            curl.args(["-s", "-k", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(["-X", "POST", "-d"])
+                .arg(r#"{"logGroupName":"/cluster/logger"}"#);
+            if let Some(h) = sig {
+                curl.args(["-H", h]);
+            }
+            let out = curl.arg(&url).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{sig:?}");
+        }
     }
 }
 

@@ -137,7 +137,8 @@ fn signature(token: &[u8], ms: i64, call: &str, body: &[u8]) -> String {
 
 /// A raw connection to an agent's endpoint: TCP for `http://`, and for `https://` TLS by
 /// `openssl s_client`, checking the endpoint's certificate (and its address) with
-/// `etcd`'s cluster CA. Reads end when the agent closes (or after 20 s on TCP).
+/// `etcd`'s cluster CA and presenting bundle `as_who`'s certificate (`serve`, `admin`,
+/// `boxes/NAME`; none when None). Reads end when the agent closes (or after 20 s on TCP).
 struct Raw {
     rd: Box<dyn Read>,
     wr: Box<dyn Write>,
@@ -146,23 +147,33 @@ struct Raw {
 
 impl Raw {
     fn connect(etcd: &Etcd, endpoint: &str) -> Raw {
+        Raw::connect_as(etcd, endpoint, Some("serve"))
+    }
+
+    fn connect_as(etcd: &Etcd, endpoint: &str, as_who: Option<&str>) -> Raw {
         if let Some(addr) = endpoint.strip_prefix("https://") {
-            let ca = etcd
+            let pki = etcd
                 .pki()
-                .expect("an https endpoint in a cluster with a CA")
-                .join("ca.crt");
+                .expect("an https endpoint in a cluster with a CA");
             let ip = addr.rsplit_once(':').unwrap().0;
-            let mut child = Command::new("openssl")
-                .args([
-                    "s_client",
-                    "-quiet",
-                    "-verify_return_error",
-                    "-connect",
-                    addr,
-                ])
-                .arg("-CAfile")
-                .arg(&ca)
-                .args(["-verify_ip", ip])
+            let mut cmd = Command::new("openssl");
+            cmd.args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                "-connect",
+                addr,
+            ])
+            .arg("-CAfile")
+            .arg(pki.join("ca.crt"))
+            .args(["-verify_ip", ip]);
+            if let Some(who) = as_who {
+                cmd.arg("-cert")
+                    .arg(pki.join(who).join("client.crt"))
+                    .arg("-key")
+                    .arg(pki.join(who).join("client.key"));
+            }
+            let mut child = cmd
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -199,9 +210,20 @@ impl Drop for Raw {
 /// status line of the answer and, after a 101, everything the stream carried until the
 /// agent closed it.
 fn raw_exec(etcd: &Etcd, endpoint: &str, body: &[u8], sig: Option<&str>) -> (String, Vec<u8>) {
+    raw_exec_as(etcd, endpoint, body, sig, Some("serve"))
+}
+
+/// [`raw_exec`] over TLS as bundle `as_who` ([`Raw::connect_as`]).
+fn raw_exec_as(
+    etcd: &Etcd,
+    endpoint: &str,
+    body: &[u8],
+    sig: Option<&str>,
+    as_who: Option<&str>,
+) -> (String, Vec<u8>) {
     use base64::Engine;
     let addr = endpoint.split("://").nth(1).unwrap_or(endpoint);
-    let mut raw = Raw::connect(etcd, endpoint);
+    let mut raw = Raw::connect_as(etcd, endpoint, as_who);
     let mut req = format!(
         "GET /v1/exec HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: \
          minifargate-exec\r\nx-minifargate-exec: {}\r\n",
@@ -211,8 +233,11 @@ fn raw_exec(etcd: &Etcd, endpoint: &str, body: &[u8], sig: Option<&str>) -> (Str
         req.push_str(&format!("x-minifargate-signature: {sig}\r\n"));
     }
     req.push_str("\r\n");
-    raw.wr.write_all(req.as_bytes()).unwrap();
-    raw.wr.flush().unwrap();
+    // A refused handshake: s_client is gone, its pipe closed.
+    let _ = raw
+        .wr
+        .write_all(req.as_bytes())
+        .and_then(|()| raw.wr.flush());
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -409,76 +434,69 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(text(&out.stdout), "via execute-command\n");
 
-    // The endpoint: nothing unsigned or badly signed runs; a signed exec runs once.
+    // The endpoint: over TLS it knows its caller by its certificate (serve's or the
+    // operator's run an exec; none, or a box's, is refused at the handshake: root on one
+    // box reaches no other box's tasks); without TLS nothing unsigned or badly signed runs
+    // and a signed exec runs once.
     let endpoint = b.endpoint();
     let body = |cmd: &str, nonce: &str| {
         serde_json::json!({"task": id, "command": ["sh", "-c", cmd], "nonce": nonce})
             .to_string()
             .into_bytes()
     };
-    let unsigned = body("echo unsigned >> /tmp/ran", "n1");
-    let (line, all) = raw_exec(&etcd, &endpoint, &unsigned, None);
-    assert!(line.contains(" 403 "), "{line}: {}", text(&all));
-    let other = signature(b"not the cluster's token", now_ms(), "exec", &unsigned);
-    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&other));
-    assert!(line.contains(" 403 "), "{line}");
-    let token = token(&etcd);
-    let stale = signature(&token, now_ms() - 120_000, "exec", &unsigned);
-    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&stale));
-    assert!(line.contains(" 403 "), "{line}");
-    // Signed for another body: refused too.
-    let signed_other = signature(&token, now_ms(), "exec", &body("true", "n2"));
-    let (line, _) = raw_exec(&etcd, &endpoint, &unsigned, Some(&signed_other));
-    assert!(line.contains(" 403 "), "{line}");
-    // Well signed: it runs (the stream ends with its exit code) …
-    let once = body("echo once >> /tmp/ran", "n3");
-    let sig = signature(&token, now_ms(), "exec", &once);
-    let (line, all) = raw_exec(&etcd, &endpoint, &once, Some(&sig));
-    assert!(line.contains(" 101 "), "{line}: {}", text(&all));
-    let exit_frame = [3u8, 0, 0, 0, 4, 0, 0, 0, 0];
-    assert!(all.ends_with(&exit_frame), "{all:?}");
-    // … once: the same request again is a replay.
-    let (line, all) = raw_exec(&etcd, &endpoint, &once, Some(&sig));
-    assert!(line.contains(" 403 "), "{line}");
-    assert!(text(&all).contains("replay"), "{}", text(&all));
-    let out = from_a(
-        &a,
-        &["exec", "--etcd", &ep, &id, "--", "cat", "/tmp/ran"],
-        b"",
-    );
-    assert_eq!(
-        text(&out.stdout),
-        "once\n",
-        "only the signed exec ran, once"
-    );
-    let refused = b.log_text().matches("refused").count();
-    assert!(
-        refused >= 5,
-        "the agent logs each refusal:\n{}",
-        b.log_text()
-    );
-
-    // A caller whose etcd holds another token (another cluster's etcd, say): the agent's
-    // 403, named as such.
-    let good = text(&token);
-    assert!(
-        etcd.etcdctl(&["put", "/minifargate/v1/token", "0badc0de"])
-            .status
-            .success()
-    );
-    let out = from_a(&a, &["exec", "--etcd", &ep, &id, "--", "true"], b"");
-    assert!(
-        etcd.etcdctl(&["put", "/minifargate/v1/token", &good])
-            .status
-            .success()
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains(&format!("task {id}: the agent of container instance"))
-            && text(&out.stderr)
-                .contains("refused the request (HTTP 403): the signature does not match"),
-        "{out:?}"
-    );
+    if endpoint.starts_with("https://") {
+        etcd.add_box("other");
+        for who in [None, Some("boxes/other"), Some("boxes/tests")] {
+            let (line, all) = raw_exec_as(
+                &etcd,
+                &endpoint,
+                &body("echo refused >> /tmp/ran", "t1"),
+                None,
+                who,
+            );
+            assert!(
+                !line.starts_with("HTTP/1.1"),
+                "{who:?}: no HTTP answer: {line}: {}",
+                text(&all)
+            );
+        }
+        for (who, n) in [("serve", "t2"), ("admin", "t3")] {
+            let (line, all) = raw_exec_as(
+                &etcd,
+                &endpoint,
+                &body(&format!("echo {who} >> /tmp/ran"), n),
+                None,
+                Some(who),
+            );
+            assert!(line.contains(" 101 "), "{who}: {line}: {}", text(&all));
+        }
+        let out = from_a(
+            &a,
+            &["exec", "--etcd", &ep, &id, "--", "cat", "/tmp/ran"],
+            b"",
+        );
+        assert_eq!(
+            text(&out.stdout),
+            "serve\nadmin\n",
+            "only serve's and the operator's execs ran"
+        );
+        let refused = b.log_text().matches("refused at the handshake").count();
+        assert!(
+            refused >= 2,
+            "the agent logs each box's certificate refused:\n{}",
+            b.log_text()
+        );
+        // The token is no part of it: another one in etcd changes nothing.
+        assert!(
+            etcd.etcdctl(&["put", "/minifargate/v1/token", "0badc0de"])
+                .status
+                .success()
+        );
+        let out = from_a(&a, &["exec", "--etcd", &ep, &id, "--", "true"], b"");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    } else {
+        signed_execs_only_once(&etcd, &a, &b, &ep, &id, &endpoint, &body);
+    }
     // A task that is not in the cluster.
     let out = from_a(
         &a,
@@ -559,6 +577,78 @@ fn exec_reaches_a_task_on_another_box_through_its_agent_which_takes_only_signed_
     // Nothing of either task, or of the execs in them, is left on box B.
     b.mf.kill_supervisors();
     common::leaks::assert_no_leaks(&b.mf, &[&id, &id2], &[]);
+}
+
+/// Without TLS: nothing unsigned or badly signed runs; a signed exec runs once; a caller
+/// whose etcd holds another token gets the agent's 403, named as such.
+fn signed_execs_only_once(
+    etcd: &Etcd,
+    a: &Mf,
+    b: &Agent,
+    ep: &str,
+    id: &str,
+    endpoint: &str,
+    body: &dyn Fn(&str, &str) -> Vec<u8>,
+) {
+    let unsigned = body("echo unsigned >> /tmp/ran", "n1");
+    let (line, all) = raw_exec(etcd, endpoint, &unsigned, None);
+    assert!(line.contains(" 403 "), "{line}: {}", text(&all));
+    let other = signature(b"not the cluster's token", now_ms(), "exec", &unsigned);
+    let (line, _) = raw_exec(etcd, endpoint, &unsigned, Some(&other));
+    assert!(line.contains(" 403 "), "{line}");
+    let token = token(etcd);
+    let stale = signature(&token, now_ms() - 120_000, "exec", &unsigned);
+    let (line, _) = raw_exec(etcd, endpoint, &unsigned, Some(&stale));
+    assert!(line.contains(" 403 "), "{line}");
+    // Signed for another body: refused too.
+    let signed_other = signature(&token, now_ms(), "exec", &body("true", "n2"));
+    let (line, _) = raw_exec(etcd, endpoint, &unsigned, Some(&signed_other));
+    assert!(line.contains(" 403 "), "{line}");
+    // Well signed: it runs (the stream ends with its exit code) …
+    let once = body("echo once >> /tmp/ran", "n3");
+    let sig = signature(&token, now_ms(), "exec", &once);
+    let (line, all) = raw_exec(etcd, endpoint, &once, Some(&sig));
+    assert!(line.contains(" 101 "), "{line}: {}", text(&all));
+    let exit_frame = [3u8, 0, 0, 0, 4, 0, 0, 0, 0];
+    assert!(all.ends_with(&exit_frame), "{all:?}");
+    // … once: the same request again is a replay.
+    let (line, all) = raw_exec(etcd, endpoint, &once, Some(&sig));
+    assert!(line.contains(" 403 "), "{line}");
+    assert!(text(&all).contains("replay"), "{}", text(&all));
+    let out = from_a(a, &["exec", "--etcd", ep, id, "--", "cat", "/tmp/ran"], b"");
+    assert_eq!(
+        text(&out.stdout),
+        "once\n",
+        "only the signed exec ran, once"
+    );
+    let refused = b.log_text().matches("refused").count();
+    assert!(
+        refused >= 5,
+        "the agent logs each refusal:\n{}",
+        b.log_text()
+    );
+
+    // A caller whose etcd holds another token (another cluster's etcd, say): the agent's
+    // 403, named as such.
+    let good = text(&token);
+    assert!(
+        etcd.etcdctl(&["put", "/minifargate/v1/token", "0badc0de"])
+            .status
+            .success()
+    );
+    let out = from_a(a, &["exec", "--etcd", ep, id, "--", "true"], b"");
+    assert!(
+        etcd.etcdctl(&["put", "/minifargate/v1/token", &good])
+            .status
+            .success()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("task {id}: the agent of container instance"))
+            && text(&out.stderr)
+                .contains("refused the request (HTTP 403): the signature does not match"),
+        "{out:?}"
+    );
 }
 
 /// A console view through serve (HTTP Basic with serve's key, as the page signs in).
@@ -748,7 +838,19 @@ fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
     let _ = big.rd.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
-    // A well-formed unsigned request is still refused for its signature.
+    // A well-formed request from no one: over TLS, without a certificate, no HTTP answer;
+    // without TLS, refused for its signature.
+    if endpoint.starts_with("https://") {
+        let mut nobody = Raw::connect_as(&etcd, &endpoint, None);
+        let _ = nobody
+            .wr
+            .write_all(b"POST /v1/logs/GetLogEvents HTTP/1.1\r\nHost: x\r\n\r\n");
+        let _ = nobody.wr.flush();
+        let mut answer = String::new();
+        let _ = nobody.rd.read_to_string(&mut answer);
+        assert!(!answer.contains("HTTP/1.1"), "{answer}");
+        return;
+    }
     let mut unsigned = Raw::connect(&etcd, &endpoint);
     unsigned
         .wr
@@ -766,10 +868,11 @@ fn the_agent_s_endpoint_cuts_off_a_slow_client_and_refuses_an_oversized_body() {
 /// issue 54: the boxes' traffic has integrity and secrecy, not only a signed request: a
 /// box with its bundle (`cluster add-box`) serves its endpoint over TLS with its own
 /// certificate, which only the cluster's CA vouches for. A plain-HTTP client and a client
-/// that trusts the public CAs only are refused before any route; one that trusts the
-/// cluster's CA reaches the endpoint, whose signature check still holds.
+/// that trusts the public CAs only are refused before any route; so is one that trusts
+/// the cluster's CA but presents no certificate of it, or a box's: only serve's and the
+/// operator's (their certificates' roles) reach the endpoint.
 #[test]
-fn the_agent_s_endpoint_speaks_tls_only_to_clients_that_trust_the_cluster_s_ca() {
+fn the_agent_s_endpoint_speaks_tls_only_with_the_cluster_s_ca_and_to_serve_and_the_operator() {
     let etcd = Etcd::start();
     let Some(pki) = etcd.pki().map(std::path::Path::to_path_buf) else {
         eprintln!("MINIFARGATE_TEST_ETCD=plain: no cluster CA, nothing to check");
@@ -825,14 +928,44 @@ fn the_agent_s_endpoint_speaks_tls_only_to_clients_that_trust_the_cluster_s_ca()
     let other_ca = other.path().join("c/ca.crt");
     let (code, _) = curl(&["--cacert", &other_ca.display().to_string()], &url);
     assert_eq!(code, Some(60), "with another cluster's CA");
-    // The cluster's CA: TLS holds, and an unsigned request is still refused.
-    let (code, status) = curl(
-        &["--cacert", &pki.join("ca.crt").display().to_string()],
-        &url,
+    // The cluster's CA checks the box, and the box checks its caller: without a client
+    // certificate, with another cluster's serve's, or with a box's of this cluster (root
+    // on another box, or on this one), the handshake is refused (no HTTP status).
+    let ca = pki.join("ca.crt").display().to_string();
+    etcd.add_box("b");
+    let with = |dir: std::path::PathBuf| {
+        curl(
+            &[
+                "--cacert",
+                &ca,
+                "--cert",
+                &dir.join("client.crt").display().to_string(),
+                "--key",
+                &dir.join("client.key").display().to_string(),
+            ],
+            &url,
+        )
+    };
+    let (code, status) = curl(&["--cacert", &ca], &url);
+    assert!(
+        code != Some(0) && status == "000",
+        "no client certificate: {code:?} {status}"
     );
-    assert_eq!(
-        (code, status.as_str()),
-        (Some(0), "403"),
-        "with the cluster's CA"
-    );
+    for dir in [
+        other.path().join("c/serve"),
+        pki.join("boxes/b"),
+        pki.join("boxes/tests"),
+    ] {
+        let (code, status) = with(dir.clone());
+        assert!(
+            code != Some(0) && status == "000",
+            "{}: {code:?} {status}",
+            dir.display()
+        );
+    }
+    // serve's and the operator's certificates: answered, no token's signature needed.
+    for who in ["serve", "admin"] {
+        let (code, status) = with(pki.join(who));
+        assert_eq!((code, status.as_str()), (Some(0), "400"), "{who}");
+    }
 }

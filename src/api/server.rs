@@ -19,8 +19,13 @@ use tokio_rustls::rustls;
 /// How long a stop waits for requests in progress (a RunTask is writing its tasks).
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// A TLS acceptor from a PEM certificate chain and private key.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// A TLS acceptor from a PEM certificate chain and private key; with `clients`, a client
+/// certificate it accepts is required (a cluster agent's endpoint).
+pub fn tls_acceptor(
+    cert: &Path,
+    key: &Path,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -43,17 +48,19 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         )
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("failed to set up TLS")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "the TLS certificate {} and key do not make a usable pair",
-                cert.display()
-            )
-        })?;
+        .context("failed to set up TLS")?;
+    let config = match clients {
+        Some(v) => config.with_client_cert_verifier(v),
+        None => config.with_no_client_auth(),
+    };
+    let mut config = config.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "the TLS certificate {} and key do not make a usable pair",
+            cert.display()
+        )
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -80,7 +80,7 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         allowed.push(name.to_ascii_lowercase());
     }
     let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(super::server::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(super::server::tls_acceptor(cert, key, None)?),
         _ => None,
     };
     // What protects the API, said at start (stderr: stdout's first line is the address).

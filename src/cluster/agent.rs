@@ -200,17 +200,22 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
         .await
         .with_context(|| format!("--listen {}: cannot listen there", o.listen))?;
     // With the box's bundle (the cluster's CA, its certificate and key) the endpoint
-    // serves TLS with the box's certificate: callers check it with the cluster's CA.
+    // serves TLS with the box's certificate: callers check it with the cluster's CA, and
+    // it takes callers whose certificate of that CA is serve's or the operator's (no
+    // token then: the box's etcd user cannot read it). Without, requests are signed with
+    // the cluster's token.
     let tls = match (&o.tls.cacert, &o.tls.cert, &o.tls.key) {
-        (Some(_), Some(cert), Some(key)) => Some(
-            (o.front.tls_acceptor)(cert, key)
+        (Some(ca), Some(cert), Some(key)) => Some(
+            (o.front.tls_acceptor)(cert, key, Some(super::endpoint::callers(ca)?))
                 .context("the agent's endpoint serves TLS with the box's etcd certificate")?,
         ),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = format!("{scheme}://{}", listener.local_addr()?);
-    let token = std::sync::Arc::new(std::sync::RwLock::new(Vec::new()));
+    let token = tls
+        .is_none()
+        .then(|| std::sync::Arc::new(std::sync::RwLock::new(Vec::new())));
     tokio::spawn(super::endpoint::serve(
         o.front,
         listener,
@@ -232,7 +237,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let stopped = loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &me, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, &token)) => r,
+            r = session(&etcd, &o, &me, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, token.as_deref())) => r,
             _ = term.recv() => break None,
             _ = int.recv() => break None,
         };
@@ -314,11 +319,14 @@ async fn session(
     arn: &str,
     file: &Path,
     work: &mut super::work::Work,
-    endpoint: (&str, &std::sync::RwLock<Vec<u8>>),
+    endpoint: (&str, Option<&std::sync::RwLock<Vec<u8>>>),
 ) -> End {
-    match super::signing::token(etcd).await {
-        Ok(t) => *endpoint.1.write().expect("token lock") = t,
-        Err(e) => return e.into(),
+    // The token, for an endpoint without TLS only.
+    if let Some(token) = endpoint.1 {
+        match super::signing::token(etcd).await {
+            Ok(t) => *token.write().expect("token lock") = t,
+            Err(e) => return e.into(),
+        }
     }
     let id = me.instance.as_str();
     if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-"))

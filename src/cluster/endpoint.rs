@@ -1,17 +1,26 @@
 //! The agent's endpoint (docs/cluster.md "Logs across boxes", "exec across boxes"): what
 //! a serve or an operator asks of a box — the CloudWatch Logs its tasks' awslogs drivers
 //! wrote into the box's own store, the console's views of its tasks, and execs in them.
-//! Every request is signed with the cluster's token (HMAC-SHA256 over the time, the call
-//! and the body; a signature more than [`super::signing::SKEW`] old or ahead is refused;
-//! an exec is taken once), so the endpoint answers no one who cannot read the cluster's
+//!
+//! Over TLS (the box has its bundle) a caller is who its client certificate says: one
+//! of the cluster's CA whose role is serve's or the operator's ([`callers`]); a box's
+//! certificate, another CA's or none is refused at the handshake, and no token is used
+//! (boxes cannot read it). Without TLS (plain etcd, not secure: docs/security.md) every
+//! request is signed with the cluster's token (HMAC-SHA256 over the time, the call and
+//! the body; a signature more than [`super::signing::SKEW`] old or ahead is refused; an
+//! exec is taken once), so the endpoint answers no one who cannot read the cluster's
 //! state in etcd, and the token never crosses the network.
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
+use super::pki;
 use super::signing::{SIGNATURE, SignatureError, sign, token, verify};
 use crate::ecs::Ecs;
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
 /// The CloudWatch Logs operations an agent answers for its box.
 pub const LOGS_OPERATIONS: [&str; 3] = ["GetLogEvents", "FilterLogEvents", "DescribeLogStreams"];
@@ -20,8 +29,9 @@ pub const LOGS_OPERATIONS: [&str; 3] = ["GetLogEvents", "FilterLogEvents", "Desc
 struct Shared {
     ecs: Ecs,
     front: Front,
-    /// The cluster's token, once the agent has read it (empty until then).
-    token: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
+    /// The cluster's token, once the agent has read it (empty until then); None over
+    /// TLS, where the handshake checked the caller's certificate and role.
+    token: Option<std::sync::Arc<std::sync::RwLock<Vec<u8>>>>,
     /// The execs already taken (each signed exec runs once).
     seen: super::signing::Seen,
 }
@@ -35,8 +45,12 @@ impl Shared {
         body: &[u8],
         once: bool,
     ) -> Result<(), SignatureError> {
+        let Some(token) = &self.token else {
+            // TLS: the caller's certificate is serve's or the operator's ([`callers`]).
+            return Ok(());
+        };
         let sig = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
-        let token = self.token.read().expect("token lock").clone();
+        let token = token.read().expect("token lock").clone();
         if token.is_empty() {
             return Err(SignatureError::Mismatch);
         }
@@ -73,9 +87,13 @@ fn denied(call: &str, e: SignatureError) -> axum::response::Response {
 /// without the cluster importing `api`.
 #[derive(Clone, Copy)]
 pub struct Front {
-    /// The TLS acceptor for a certificate and its key.
-    pub tls_acceptor:
-        fn(&std::path::Path, &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor>,
+    /// The TLS acceptor for a certificate and its key, requiring a client certificate
+    /// that the verifier accepts when given.
+    pub tls_acceptor: fn(
+        &std::path::Path,
+        &std::path::Path,
+        Option<Verifier>,
+    ) -> anyhow::Result<tokio_rustls::TlsAcceptor>,
     /// One of the console's views of a task on this box: (HTTP status, JSON).
     pub task_view: fn(&Ecs, &str, &str, &str) -> (u16, Value),
     /// Serves `app` on the listener (TLS when given) behind serve's guard (no keys: the
@@ -83,6 +101,9 @@ pub struct Front {
     pub run:
         fn(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>, axum::Router) -> Serving,
 }
+
+/// A check of the client certificates a TLS acceptor takes ([`callers`]).
+pub type Verifier = std::sync::Arc<dyn ClientCertVerifier>;
 
 /// The endpoint being served ([`Front::run`]).
 pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -97,13 +118,13 @@ impl std::fmt::Debug for Front {
 /// (`POST /v1/logs/{op}`), the console's views of its tasks (`GET
 /// /v1/console/{view}/{id}`) and execs in them (`GET /v1/exec`, upgraded).
 /// `token` is the cluster's, once the agent has read it (empty until then: every request
-/// is refused).
+/// is refused); None when `tls` checks the callers' certificates ([`callers`]).
 pub async fn serve(
     front: Front,
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     ecs: Ecs,
-    token: std::sync::Arc<std::sync::RwLock<Vec<u8>>>,
+    token: Option<std::sync::Arc<std::sync::RwLock<Vec<u8>>>>,
 ) {
     use axum::extract::{Path, RawQuery, State};
     use axum::http::{HeaderMap, StatusCode};
@@ -244,6 +265,104 @@ pub async fn serve(
     (front.run)(listener, tls, app).await;
 }
 
+/// Why the endpoint refused a caller's certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("the agent's endpoint refuses {0}")]
+struct NotACaller(String);
+
+/// The endpoint's check of its callers over TLS: a certificate of the cluster's CA (the
+/// WebPKI checks, as rustls makes them) whose role ([`pki::uri_names`]) is serve's or the
+/// operator's. A box's certificate is refused: root on one box does not reach the tasks
+/// of another.
+#[derive(Debug)]
+struct Callers(std::sync::Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for Callers {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)?;
+        let uris = pki::uri_names(end_entity);
+        if uris
+            .iter()
+            .any(|u| u == pki::ROLE_SERVE || u == pki::ROLE_OPERATOR)
+        {
+            return Ok(rustls::server::danger::ClientCertVerified::assertion());
+        }
+        let why = match uris.iter().find(|u| u.starts_with(pki::ROLE_BOX)) {
+            Some(b) => format!("a box's certificate ({b}): boxes do not call other boxes"),
+            None => format!(
+                "a certificate of the cluster's CA with neither {} nor {} among its names \
+                 (issued before roles: issue serve's and the operator's bundles again)",
+                pki::ROLE_SERVE,
+                pki::ROLE_OPERATOR
+            ),
+        };
+        tracing::warn!(
+            why,
+            "a caller of the agent's endpoint refused at the handshake"
+        );
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Other(rustls::OtherError(std::sync::Arc::new(NotACaller(
+                why,
+            )))),
+        ))
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The check of the endpoint's callers ([`Callers`]) against the cluster's CA in `ca`.
+pub fn callers(ca: &std::path::Path) -> Result<std::sync::Arc<dyn ClientCertVerifier>, EtcdError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |why: String| EtcdError::Tls {
+        path: ca.display().to_string(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(std::sync::Arc::new(Callers(webpki)))
+}
+
 /// One CloudWatch Logs operation of [`LOGS_OPERATIONS`] on this box's store.
 fn logs_call(ecs: &Ecs, op: &str, body: &[u8]) -> crate::logs::LogsResult<Value> {
     use crate::logs::{self as l, LogsError};
@@ -291,13 +410,19 @@ pub async fn ask_agents(
     op: &str,
     asks: Vec<(String, Vec<u8>)>,
 ) -> Result<Vec<(String, Result<Answer, String>)>, EtcdError> {
-    let token = token(etcd).await?;
+    // An https:// endpoint knows its caller by its certificate; a plain one by the
+    // token's signature.
+    let token = match asks.iter().any(|(e, _)| !e.starts_with("https://")) {
+        true => token(etcd).await?,
+        false => Vec::new(),
+    };
     let http = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?;
     let call = format!("logs/{op}");
     let mut running = tokio::task::JoinSet::new();
     for (endpoint, body) in asks {
         let http = http.clone();
-        let sig = sign(&token, crate::ecs::now_ms(), &call, &body);
+        let sig = (!endpoint.starts_with("https://"))
+            .then(|| sign(&token, crate::ecs::now_ms(), &call, &body));
         let op = op.to_string();
         running.spawn(async move {
             let answer = ask(&http, &endpoint, &op, sig, body).await;
@@ -314,19 +439,21 @@ pub async fn ask_agents(
     Ok(out)
 }
 
-/// One signed call to the agent at `endpoint`.
+/// One call to the agent at `endpoint` (signed when `sig` is given).
 async fn ask(
     http: &reqwest::Client,
     endpoint: &str,
     op: &str,
-    sig: String,
+    sig: Option<String>,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
     let failed =
         |e: reqwest::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
-    let r = http
-        .post(format!("{endpoint}/v1/logs/{op}"))
-        .header(SIGNATURE, sig)
+    let mut r = http.post(format!("{endpoint}/v1/logs/{op}"));
+    if let Some(sig) = sig {
+        r = r.header(SIGNATURE, sig);
+    }
+    let r = r
         .header("content-type", "application/json")
         .body(body)
         .send()

@@ -126,6 +126,9 @@ pub struct Etcd {
     /// The CA etcd's certificate is checked with (`--etcd-cacert`): the cluster's, which
     /// the agents' endpoints are checked with too.
     ca: Option<PathBuf>,
+    /// This client's certificate and key (`--etcd-cert`, `--etcd-key`), which it presents
+    /// to the agents' endpoints too.
+    identity: Option<(PathBuf, PathBuf)>,
     /// The etcd user this client authenticates as, and its token.
     auth: Option<Arc<Auth>>,
 }
@@ -331,6 +334,7 @@ impl Etcd {
             streaming,
             current: AtomicUsize::new(0),
             ca: tls.cacert.clone(),
+            identity: tls.cert.clone().zip(tls.key.clone()),
             auth,
         })
     }
@@ -338,6 +342,13 @@ impl Etcd {
     /// The cluster's CA (`--etcd-cacert`), if etcd is reached over TLS.
     pub fn ca(&self) -> Option<&std::path::Path> {
         self.ca.as_deref()
+    }
+
+    /// This client's certificate and key (`--etcd-cert`, `--etcd-key`), if it has them.
+    pub fn identity(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        self.identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()))
     }
 
     /// The etcd user this client authenticates as (its bundle's), if any.

@@ -1,13 +1,14 @@
 //! exec across boxes (docs/cluster.md "exec across boxes"): `minifargate exec --etcd …`
-//! finds the box that runs a task ([`super::remote::locate`]) and sends its agent a
-//! signed exec; the agent starts the command as a local `exec` does
-//! ([`crate::host::exec::start`]) and the HTTP/1.1 connection is upgraded to a stream of
+//! finds the box that runs a task ([`super::remote::locate`]) and sends its agent an
+//! exec (over TLS with the operator's certificate, or signed without TLS); the agent
+//! starts the command as a local `exec` does ([`crate::host::exec::start`]) and the HTTP/1.1 connection is upgraded to a stream of
 //! frames both ways: the command's stdout, stderr and exit code to the caller; stdin, its
 //! end and the terminal's size to the command.
 //!
-//! A frame is one byte of kind, four of length (big-endian) and the payload. An exec is
-//! taken once ([`super::signing::Seen`]): its request carries a nonce, and a signed
-//! request seen before is refused.
+//! A frame is one byte of kind, four of length (big-endian) and the payload. Without TLS
+//! an exec is taken once ([`super::signing::Seen`]): its request carries a nonce, and a
+//! signed request seen before is refused. Over TLS no one but its sender sees a request
+//! to send it again.
 
 use super::etcd::Etcd;
 use super::remote::{Located, RemoteError, locate};
@@ -468,21 +469,22 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
         .into());
     }
     let endpoint = at.reachable()?.to_string();
-    let token = token(etcd).await.map_err(RemoteError::from)?;
     let mut req = req.clone();
     req.nonce = crate::task::new_id().unwrap_or_default();
     let body = serde_json::to_vec(&req).expect("an exec request encodes");
-    let sig = sign(&token, crate::ecs::now_ms(), CALL, &body);
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+    let mut headers = vec![(REQUEST, encoded)];
+    // Over TLS the agent knows the caller by its certificate; without, by the signature.
+    if !endpoint.starts_with("https://") {
+        let token = token(etcd).await.map_err(RemoteError::from)?;
+        headers.push((SIGNATURE, sign(&token, crate::ecs::now_ms(), CALL, &body)));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let tls = super::agents_client::agents_tls(etcd).map_err(RemoteError::from)?;
-    let answer = upgrade(
-        &endpoint,
-        tls.as_ref(),
-        &[(SIGNATURE, &sig), (REQUEST, &encoded)],
-    )
-    .await
-    .map_err(|e| at.unreachable(e))?;
+    let answer = upgrade(&endpoint, tls.as_ref(), &headers)
+        .await
+        .map_err(|e| at.unreachable(e))?;
     match answer {
         Answer::Upgraded(stream, rest) => {
             let (rd, wr) = tokio::io::split(stream);

@@ -34,6 +34,14 @@ pub fn box_user(name: &str) -> String {
     format!("minifargate-box-{name}")
 }
 
+/// The role a client certificate carries (a URI in its subject alternative names): what
+/// an agent's endpoint lets call it (docs/cluster.md "Between boxes"). Serve's and the
+/// operator's may; a box's (`urn:minifargate:box:NAME`) and one without a role may not.
+pub const ROLE_SERVE: &str = "urn:minifargate:role:serve";
+pub const ROLE_OPERATOR: &str = "urn:minifargate:role:operator";
+/// The prefix of a box's certificate's role, followed by its name.
+pub const ROLE_BOX: &str = "urn:minifargate:box:";
+
 /// The file of a bundle naming its etcd user.
 pub const USER_FILE: &str = "etcd-user";
 /// The file of a bundle holding its etcd user's password.
@@ -186,7 +194,7 @@ impl Ca {
     }
 
     /// A leaf certificate and its key (PEM) for `who`, with common name `cn` when given,
-    /// `sans` (IP addresses or DNS names), for a TLS server and client (`server`) or a
+    /// `sans` (IP addresses or DNS names), `role` (a URI name, [`ROLE_SERVE`] …), for a TLS server and client (`server`) or a
     /// client only. A client of etcd's JSON gateway has no common name: with etcd's
     /// authentication on, the gateway refuses a certificate that has one (its etcd user
     /// is a password user instead, docs/cluster.md "Security").
@@ -195,10 +203,15 @@ impl Ca {
         who: &str,
         cn: Option<&str>,
         sans: &[String],
+        role: Option<&str>,
         server: bool,
     ) -> Result<(String, String), PkiError> {
         let what = format!("the certificate of {who}");
         let mut p = CertificateParams::new(sans.to_vec()).map_err(generate(&what))?;
+        if let Some(role) = role {
+            let uri = role.try_into().map_err(generate(&what))?;
+            p.subject_alt_names.push(rcgen::SanType::URI(uri));
+        }
         p.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(cn) = cn {
             p.distinguished_name.push(DnType::CommonName, cn);
@@ -265,8 +278,15 @@ fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiEr
 
 /// A client bundle in `dir`: the CA's certificate, a client certificate and key, etcd
 /// user `user` and a new password of its own.
-fn bundle(ca: &Ca, ca_pem: &str, dir: &Path, user: &str, made: &mut Made) -> Result<(), PkiError> {
-    bundle_for(ca, ca_pem, dir, user, None, made)
+fn bundle(
+    ca: &Ca,
+    ca_pem: &str,
+    dir: &Path,
+    user: &str,
+    role: &str,
+    made: &mut Made,
+) -> Result<(), PkiError> {
+    bundle_for(ca, ca_pem, dir, user, role, None, made)
 }
 
 /// A new password: 32 random bytes, hex.
@@ -297,11 +317,18 @@ fn bundle_for(
     ca_pem: &str,
     dir: &Path,
     user: &str,
+    role: &str,
     server: Option<&[String]>,
     made: &mut Made,
 ) -> Result<(), PkiError> {
     private_dir(dir)?;
-    let (cert, key) = ca.issue(user, None, server.unwrap_or_default(), server.is_some())?;
+    let (cert, key) = ca.issue(
+        user,
+        None,
+        server.unwrap_or_default(),
+        Some(role),
+        server.is_some(),
+    )?;
     private_file(&dir.join("ca.crt"), ca_pem, made)?;
     private_file(&dir.join("client.crt"), &cert, made)?;
     private_file(&dir.join("client.key"), &key, made)?;
@@ -357,13 +384,27 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     private_dir(&etcd)?;
     for name in ["server", "peer"] {
         let cn = format!("minifargate-etcd-{name}");
-        let (cert, key) = ca.issue(&cn, Some(&cn), &sans, true)?;
+        let (cert, key) = ca.issue(&cn, Some(&cn), &sans, None, true)?;
         private_file(&etcd.join(format!("{name}.crt")), &cert, &mut made)?;
         private_file(&etcd.join(format!("{name}.key")), &key, &mut made)?;
     }
     private_file(&etcd.join("ca.crt"), &ca_pem, &mut made)?;
-    bundle(&ca, &ca_pem, &layout.serve(), SERVE_USER, &mut made)?;
-    bundle(&ca, &ca_pem, &layout.admin(), ADMIN_USER, &mut made)?;
+    bundle(
+        &ca,
+        &ca_pem,
+        &layout.serve(),
+        SERVE_USER,
+        ROLE_SERVE,
+        &mut made,
+    )?;
+    bundle(
+        &ca,
+        &ca_pem,
+        &layout.admin(),
+        ADMIN_USER,
+        ROLE_OPERATOR,
+        &mut made,
+    )?;
     Ok(made)
 }
 
@@ -398,8 +439,82 @@ pub fn add_box(layout: &Layout, name: &str, addresses: &[String]) -> Result<Made
     }
     let mut made = Made { files: Vec::new() };
     private_dir(&dir.with_file_name(""))?;
-    bundle_for(&ca, &ca_pem, &dir, &box_user(name), Some(&sans), &mut made)?;
+    bundle_for(
+        &ca,
+        &ca_pem,
+        &dir,
+        &box_user(name),
+        &format!("{ROLE_BOX}{name}"),
+        Some(&sans),
+        &mut made,
+    )?;
     Ok(made)
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |l, &d| (l << 8) | d as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The URI names (subject alternative names) of DER certificate `cert`: where a
+/// certificate of the cluster carries its role. Empty if it has none or does not parse.
+pub fn uri_names(cert: &[u8]) -> Vec<String> {
+    let walk = || -> Option<Vec<String>> {
+        let (_, certificate, _) = der(cert)?;
+        let (_, mut tbs, _) = der(certificate)?;
+        // tbsCertificate's fields up to [3] extensions.
+        let mut extensions = None;
+        while !tbs.is_empty() {
+            let (tag, content, rest) = der(tbs)?;
+            if tag == 0xa3 {
+                extensions = Some(der(content)?.1);
+            }
+            tbs = rest;
+        }
+        let mut exts = extensions?;
+        let mut uris = Vec::new();
+        while !exts.is_empty() {
+            let (_, mut ext, rest) = der(exts)?;
+            exts = rest;
+            let (_, oid, after) = der(ext)?;
+            // subjectAltName, 2.5.29.17.
+            if oid != [0x55, 0x1d, 0x11] {
+                continue;
+            }
+            ext = after;
+            let mut value = None;
+            while !ext.is_empty() {
+                let (tag, content, rest) = der(ext)?;
+                if tag == 0x04 {
+                    value = Some(content);
+                }
+                ext = rest;
+            }
+            let (_, mut names, _) = der(value?)?;
+            while !names.is_empty() {
+                let (tag, content, rest) = der(names)?;
+                // uniformResourceIdentifier [6] IA5String.
+                if tag == 0x86 {
+                    uris.push(String::from_utf8_lossy(content).into_owned());
+                }
+                names = rest;
+            }
+        }
+        Some(uris)
+    };
+    walk().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -462,5 +577,18 @@ mod tests {
         verifier
             .verify_client_cert(&leaf, &[], rustls_pki_types::UnixTime::now())
             .expect("the box's certificate is trusted by the cluster's CA");
+        // Each client certificate names its role; etcd's own certificates none.
+        let uris = |p: PathBuf| {
+            let pem = std::fs::read(p).unwrap();
+            uri_names(&rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+        };
+        assert_eq!(uris(layout.serve().join("client.crt")), [ROLE_SERVE]);
+        assert_eq!(uris(layout.admin().join("client.crt")), [ROLE_OPERATOR]);
+        assert_eq!(
+            uris(layout.box_bundle("box-1").join("client.crt")),
+            ["urn:minifargate:box:box-1"]
+        );
+        assert!(uris(layout.etcd().join("server.crt")).is_empty());
+        assert!(uri_names(b"not a certificate").is_empty());
     }
 }

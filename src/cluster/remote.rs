@@ -1,7 +1,8 @@
 //! Reaching the box that runs a task (docs/cluster.md "exec across boxes", "The console
 //! across boxes"): its record in etcd names its container instance, whose registration
-//! names the agent's endpoint; requests there are signed with the cluster's token
-//! ([`super::signing`]).
+//! names the agent's endpoint; over TLS the caller presents its bundle's certificate
+//! (serve's or the operator's, [`super::endpoint::callers`]), without TLS requests are
+//! signed with the cluster's token ([`super::signing`]).
 
 use super::etcd::{Etcd, EtcdError};
 use super::instances::Registration;
@@ -232,7 +233,6 @@ pub async fn console_view(
 ) -> Result<(u16, Value), RemoteError> {
     let at = locate(etcd, None, id).await?;
     let endpoint = at.reachable()?.to_string();
-    let token = token(etcd).await?;
     let call = view_call(view, &at.task);
     let mut url =
         reqwest::Url::parse(&format!("{endpoint}/v1/{call}")).map_err(|e| at.unreachable(e))?;
@@ -240,13 +240,16 @@ pub async fn console_view(
     // Signed over the query as it goes on the wire (the URL may re-encode it), which is
     // what the agent sees.
     let sent = url.query().unwrap_or_default().to_string();
-    let sig = sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes());
-    let r = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?
-        .get(url)
-        .header(SIGNATURE, sig)
-        .send()
-        .await
-        .map_err(|e| at.unreachable(e))?;
+    let mut r = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?.get(url);
+    // Over TLS the agent knows serve by its certificate; without, by the signature.
+    if !endpoint.starts_with("https://") {
+        let token = token(etcd).await?;
+        r = r.header(
+            SIGNATURE,
+            sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes()),
+        );
+    }
+    let r = r.send().await.map_err(|e| at.unreachable(e))?;
     let status = r.status().as_u16();
     let body: Value = r.json().await.map_err(|e| at.unreachable(e))?;
     if status == 403 {

@@ -7,8 +7,9 @@
 //! - `root` (the operator) and `minifargate-serve` have etcd's role `root`: serve is the
 //!   control plane (and only root may change users and roles).
 //! - `minifargate-box-NAME` has a role of the same name. `cluster add-box` grants it its
-//!   own prefix (`boxes/NAME/`: its agent claims its instances there), the task subnets,
-//!   and reading the cluster's token; serve's leader grants it an instance's keys once it
+//!   own prefix (`boxes/NAME/`: its agent claims its instances there) and the task
+//!   subnets, not the cluster's token (its agent's endpoint knows serve and the operator
+//!   by their certificates' roles, [`super::endpoint::callers`]); serve's leader grants it an instance's keys once it
 //!   bound the instance to the box ([`bind`]): it writes no other instance's
 //!   registration, status, ledger or assignments.
 
@@ -80,7 +81,6 @@ pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), Use
     role(etcd, &r).await?;
     etcd.grant_prefix(&r, &keys::box_prefix(name), true).await?;
     etcd.grant_prefix(&r, &keys::subnets(), true).await?;
-    etcd.grant_key(&r, &keys::token(), false).await?;
     // The key read for the store's revision alone.
     etcd.grant_key(&r, "/minifargate", false).await?;
     user(etcd, &u, &password, &r).await?;
