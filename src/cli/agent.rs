@@ -96,8 +96,9 @@ pub struct AgentArgs {
     /// agentConnected false.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_ttl: u64,
-    /// Where the agent's endpoint listens: serves read the box's task logs there, with
-    /// requests signed by the cluster's token (docs/cluster.md). Give the box's address
+    /// Where the agent's endpoint listens: serves read the box's task logs there (over
+    /// TLS with serve's or the operator's certificate; without a bundle, requests signed
+    /// by the cluster's token: docs/cluster.md). Give the box's address
     /// on the boxes' network (e.g. 10.0.0.5:51680) when serves run on other boxes.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,

@@ -110,6 +110,8 @@ pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
                  serve:\n  --cluster https://HOST:2379 --etcd-certs {d}/serve\n\
                  etcdctl (the operator):\n  --cacert {d}/admin/ca.crt --cert {d}/admin/client.crt \
                  --key {d}/admin/client.key --user root:$(cat {d}/admin/etcd-password)\n\
+                 exec --etcd / logs --etcd (the operator; agents admit only serve's and \
+                 this bundle's certificates):\n  --etcd-certs {d}/admin\n\
                  once etcd runs: minifargate cluster enable-auth --dir {d} --cluster https://HOST:2379\n\
                  each box: minifargate cluster add-box NAME --dir {d}, copy {d}/boxes/NAME to \
                  the box, then\n  agent --cluster https://HOST:2379 --etcd-certs DIR"
