@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod ecr;
 mod ecs;
+mod elb;
 mod errors;
 mod host;
 mod logs;

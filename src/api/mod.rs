@@ -9,6 +9,7 @@ pub mod auth;
 pub mod console;
 pub mod ecr;
 pub mod ecs;
+pub mod elb;
 #[cfg(test)]
 mod fuzz;
 pub mod guard;
@@ -72,12 +73,17 @@ pub async fn serve(
         tokens,
     });
     let root = g.root.clone();
+    let elb = Arc::new(
+        crate::elb::Elb::open(g.root.clone())
+            .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
+    );
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
         .with_state(g.clone())
         .merge(console::router(g, security.console))
-        .merge(registry::router(front.clone()));
+        .merge(registry::router(front.clone()))
+        .layer(axum::Extension(elb));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
@@ -111,6 +117,7 @@ pub fn registry() -> Option<Arc<crate::ecr::Registry>> {
 /// that no service here speaks it yet.
 async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
+    elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
@@ -130,10 +137,16 @@ async fn dispatch(
         Route::Query {
             signing_name,
             action,
-            ..
-        } => protocol::no_query_service(signing_name.as_deref(), &action),
+            version,
+        } => match protocol::query_service(signing_name.as_deref(), version.as_deref()) {
+            Some(Service::Elb) => match elb.as_ref() {
+                Some(axum::Extension(elb)) => elb::handle(elb.clone(), action, body).await,
+                None => protocol::no_query_service(signing_name.as_deref(), &action),
+            },
+            _ => protocol::no_query_service(signing_name.as_deref(), &action),
+        },
         Route::Json {
-            service: Service::Ecs,
+            service: Service::Ecs | Service::Elb,
             ..
         }
         | Route::Unknown => ecs::handle(state, headers, body).await,
@@ -170,8 +183,9 @@ pub fn call_json(
                 crate::ecs::operations::Service::Logs => {
                     ServiceError::Logs(crate::logs::LogsError::Encode(e))
                 }
-                // No row of the table is ECR's (crate::ecr::api has its own).
-                crate::ecs::operations::Service::Ecr => {
+                // No row of the table is ECR's (crate::ecr::api has its own), nor ELB's
+                // (crate::elb::ops answers it).
+                crate::ecs::operations::Service::Ecr | crate::ecs::operations::Service::Elb => {
                     ServiceError::Ecs(crate::ecs::EcsError::Server(
                         anyhow::Error::from(e).context("failed to encode the response"),
                     ))

@@ -1,8 +1,8 @@
 //! The protocol layer of `serve`'s `POST /`: which service and wire protocol a request
 //! speaks ([`route`]: `X-Amz-Target` for AWS JSON 1.0/1.1, `Action`/`Version` for awsQuery,
 //! the SigV4 credential scope's service name), and each protocol's encoding of answers and
-//! errors ([`aws_json`], [`aws_error`] for JSON; [`query_error`] for awsQuery, whose
-//! operations no service here answers yet). A new service is a row of [`ENDPOINTS`] and
+//! errors ([`aws_json`], [`aws_error`] for JSON; [`query_error`] for awsQuery, which
+//! Elastic Load Balancing v2 speaks). A new service is a row of [`ENDPOINTS`] and
 //! its operations' table, not a new parser (docs/architecture.md, "The protocol layer").
 //!
 //! Ref: botocore `serialize.py` (`JSONSerializer`: `X-Amz-Target: <targetPrefix>.<Op>`,
@@ -21,9 +21,7 @@ pub enum Protocol {
     Json10,
     /// AWS JSON 1.1 (`application/x-amz-json-1.1`): ECS, CloudWatch Logs.
     Json11,
-    /// awsQuery: a form body, XML answers (Elastic Load Balancing v2): the slot ELBv2's
-    /// endpoint row takes when it lands.
-    #[allow(dead_code)]
+    /// awsQuery: a form body, XML answers (Elastic Load Balancing v2).
     Query,
 }
 
@@ -57,7 +55,17 @@ pub const ENDPOINTS: &[Endpoint] = &[
         signing_name: "ecr",
         protocol: Protocol::Json11,
     },
+    Endpoint {
+        service: Service::Elb,
+        // awsQuery has no target header: the form's `Version` and the signing name say it.
+        target_prefix: "",
+        signing_name: "elasticloadbalancing",
+        protocol: Protocol::Query,
+    },
 ];
+
+/// ELBv2's API version (the form's `Version`; the model's `metadata.apiVersion`).
+pub const ELB_VERSION: &str = "2015-12-01";
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +92,7 @@ pub enum Route {
 pub fn route(headers: &HeaderMap, body: &[u8]) -> Route {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(target) = text("x-amz-target") {
-        for e in ENDPOINTS {
+        for e in ENDPOINTS.iter().filter(|e| e.protocol != Protocol::Query) {
             if let Some(op) = target.strip_prefix(e.target_prefix) {
                 let protocol = match text("content-type") {
                     Some(t) if t.starts_with("application/x-amz-json-1.0") => Protocol::Json10,
@@ -121,6 +129,19 @@ pub fn route(headers: &HeaderMap, body: &[u8]) -> Route {
             version,
         },
         None => Route::Unknown,
+    }
+}
+
+/// The awsQuery service of a call: the one its SigV4 scope names, else (unsigned, with
+/// `--insecure-no-auth`) the one whose API version the form's `Version` is.
+pub fn query_service(signing_name: Option<&str>, version: Option<&str>) -> Option<Service> {
+    let rows = ENDPOINTS.iter().filter(|e| e.protocol == Protocol::Query);
+    match signing_name {
+        Some(name) => rows
+            .into_iter()
+            .find(|e| e.signing_name == name)
+            .map(|e| e.service),
+        None => (version == Some(ELB_VERSION)).then_some(Service::Elb),
     }
 }
 
@@ -166,8 +187,7 @@ pub fn aws_error(status: StatusCode, name: &'static str, message: &str) -> Respo
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     Sender,
-    /// A failure of this host (a service's 500s, once one speaks awsQuery).
-    #[allow(dead_code)]
+    /// A failure of this host (a service's 500s).
     Receiver,
 }
 
@@ -213,8 +233,8 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// The answer to an awsQuery call: no service here speaks awsQuery yet, so every action
-/// is AWS's `InvalidAction` (400, the caller's fault), naming the service it was for.
+/// The answer to an awsQuery call for a service not served here: AWS's `InvalidAction`
+/// (400, the caller's fault), naming the service it was for.
 pub fn no_query_service(signing_name: Option<&str>, action: &str) -> Response {
     let service = signing_name.unwrap_or("an unsigned request's service");
     query_error(
@@ -222,7 +242,7 @@ pub fn no_query_service(signing_name: Option<&str>, action: &str) -> Response {
         Fault::Sender,
         "InvalidAction",
         &format!(
-            "{action}: no awsQuery service ({service}) is served by minifargate serve (it \
+            "{action}: this awsQuery service ({service}) is not served by minifargate serve (it \
              answers {}; see docs/serve.md)",
             ENDPOINTS
                 .iter()
@@ -327,7 +347,7 @@ mod tests {
                     crate::ecs::botocore_model::service_model(),
                     "AmazonEC2ContainerServiceV20141113",
                 ),
-                Service::Logs => continue,
+                Service::Logs | Service::Elb => continue,
                 Service::Ecr => (
                     crate::ecr::api::service_model(),
                     "AmazonEC2ContainerRegistry_V20150921",

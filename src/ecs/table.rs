@@ -191,6 +191,9 @@ pub enum Service {
     /// Amazon ECR (`AmazonEC2ContainerRegistry_V20150921.`): its operations are
     /// `crate::ecr::api`'s, none of them a row here.
     Ecr,
+    /// Elastic Load Balancing v2 (awsQuery; its operations are `crate::elb::ops`, not rows
+    /// of this table).
+    Elb,
 }
 
 /// [`Op`] from the rows.

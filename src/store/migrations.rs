@@ -313,6 +313,20 @@ CREATE TABLE userns_slots (
 ALTER TABLE service_deployments ADD COLUMN service_deployment TEXT NOT NULL DEFAULT '{}';
 "#,
     },
+    Migration {
+        version: 12,
+        name: "elastic load balancing resources",
+        sql: r#"
+-- ELBv2's load balancers, target groups (with their registered targets) and listeners, one
+-- row each, the resource as JSON (src/elb/model.rs). `serve` keeps them in memory and
+-- writes each change through; target health is not stored (health checks find it again).
+CREATE TABLE elb_resources (
+    arn   TEXT PRIMARY KEY NOT NULL,
+    kind  TEXT NOT NULL CHECK (kind IN ('loadbalancer', 'targetgroup', 'listener')),
+    doc   TEXT NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
 
 mod clusters;
+pub mod elb;
 pub mod logs;
 mod migrations;
 mod network;

@@ -1,0 +1,55 @@
+//! The Elastic Load Balancing v2 operations on `serve`'s listener: awsQuery (a form body
+//! with `Action` and `Version=2015-12-01`), XML answers in ELB's namespace, ELB's error
+//! codes in awsQuery's `ErrorResponse` (`super::protocol::query_error`). The core is
+//! `crate::elb` (its operations: `crate::elb::ops`).
+
+use crate::elb::query::{Params, response};
+use crate::elb::{Elb, ElbError};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// One ELBv2 call: action `op` with the form `body`.
+pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let op2 = op.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::elb::ops::call(&elb, &op2, &Params::from_form(&body))
+    })
+    .await
+    .unwrap_or_else(|e| Err(ElbError::Internal(format!("{op} failed: {e}"))));
+    tracing::debug!(op = %op, ok = result.is_ok(), ms = started.elapsed().as_millis() as u64, "ELB API call");
+    match result {
+        Ok(x) => {
+            let mut id = [0u8; 16];
+            let _ = getrandom::getrandom(&mut id);
+            let mut resp = (StatusCode::OK, response(&op, x, &uuid_like(&id))).into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            resp
+        }
+        Err(e) => super::protocol::query_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            if e.sender_fault() {
+                super::protocol::Fault::Sender
+            } else {
+                super::protocol::Fault::Receiver
+            },
+            e.code(),
+            e.message(),
+        ),
+    }
+}
+
+/// A request id in the UUID form AWS's request ids have.
+fn uuid_like(b: &[u8; 16]) -> String {
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}

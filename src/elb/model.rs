@@ -1,0 +1,234 @@
+//! ELBv2's resources as this host keeps them (persisted as JSON rows, `crate::store::elb`)
+//! and as the API writes them (the model's `LoadBalancer`, `TargetGroup`, `Listener`,
+//! `Action` shapes).
+
+use super::query::Xml;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// `application` or `network` (`gateway` is refused: no GENEVE here).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LbType {
+    Application,
+    Network,
+}
+
+impl LbType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbType::Application => "application",
+            LbType::Network => "network",
+        }
+    }
+
+    /// The ARN's and the listener ARN's type segment.
+    pub fn arn_segment(self) -> &'static str {
+        match self {
+            LbType::Application => "app",
+            LbType::Network => "net",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub kind: LbType,
+    pub scheme: String,
+    pub dns_name: String,
+    pub hosted_zone: String,
+    pub created_ms: i64,
+    pub vpc_id: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub ip_address_type: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    pub protocol: String,
+    /// `traffic-port` or a port number.
+    pub port: String,
+    pub enabled: bool,
+    /// HTTP health checks only.
+    pub path: Option<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub healthy: i64,
+    pub unhealthy: i64,
+    /// HTTP health checks only (`Matcher.HttpCode`).
+    pub matcher: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub protocol: String,
+    pub port: u16,
+    pub vpc_id: String,
+    pub target_type: String,
+    pub protocol_version: Option<String>,
+    pub ip_address_type: String,
+    pub health: HealthCheck,
+    /// Every attribute with its value (defaults included), in key order.
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub targets: Vec<Target>,
+    pub tags: Vec<Tag>,
+}
+
+/// A registered target: an IP address (target type `ip`) or an instance id (`instance`)
+/// and the port it receives traffic on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub id: String,
+    pub port: u16,
+    pub availability_zone: Option<String>,
+}
+
+/// One target group of a forward action, with its weight.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WeightedGroup {
+    pub arn: String,
+    pub weight: Option<i64>,
+}
+
+/// A listener's (or rule's) action; only `forward` is served in this step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Action {
+    pub kind: String,
+    pub order: Option<i64>,
+    /// `TargetGroupArn` as given (a forward to one group).
+    pub target_group_arn: Option<String>,
+    /// `ForwardConfig.TargetGroups` as given.
+    pub forward: Option<Vec<WeightedGroup>>,
+}
+
+impl Action {
+    /// The target groups it forwards to.
+    pub fn groups(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.target_group_arn.iter().map(String::as_str).collect();
+        for g in self.forward.iter().flatten() {
+            if !out.contains(&g.arn.as_str()) {
+                out.push(&g.arn);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listener {
+    pub arn: String,
+    pub load_balancer_arn: String,
+    pub port: u16,
+    pub protocol: String,
+    pub default_actions: Vec<Action>,
+    pub tags: Vec<Tag>,
+}
+
+/// ISO 8601 with milliseconds, as ELB writes `CreatedTime`.
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+impl LoadBalancer {
+    /// The `LoadBalancer` shape; `state` is `provisioning` in CreateLoadBalancer's answer
+    /// and `active` after, as AWS answers.
+    pub fn write(&self, x: &mut Xml, state: &str) {
+        x.leaf("LoadBalancerArn", &self.arn)
+            .leaf("DNSName", &self.dns_name)
+            .leaf("CanonicalHostedZoneId", &self.hosted_zone)
+            .leaf("CreatedTime", iso(self.created_ms))
+            .leaf("LoadBalancerName", &self.name)
+            .leaf("Scheme", &self.scheme)
+            .leaf("VpcId", &self.vpc_id)
+            .node("State", |x| {
+                x.leaf("Code", state);
+            })
+            .leaf("Type", self.kind.as_str())
+            .list("AvailabilityZones", &self.subnets, |x, s| {
+                x.leaf("ZoneName", zone_of(s)).leaf("SubnetId", s);
+            });
+        if self.kind == LbType::Application || !self.security_groups.is_empty() {
+            x.strings("SecurityGroups", &self.security_groups);
+        }
+        x.leaf("IpAddressType", &self.ip_address_type);
+    }
+}
+
+/// The availability zone a subnet is said to be in: subnets are not checked here (there
+/// is no VPC), so the n-th distinct subnet is in zone `a`, `b`, … of the region, by a
+/// stable hash of its id.
+pub fn zone_of(subnet: &str) -> String {
+    let region = crate::config::get().region().to_string();
+    let h = subnet
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    format!("{region}{}", (b'a' + (h % 3) as u8) as char)
+}
+
+impl TargetGroup {
+    /// The `TargetGroup` shape; `lbs` are the load balancers whose listeners forward to it.
+    pub fn write(&self, x: &mut Xml, lbs: &[String]) {
+        let h = &self.health;
+        x.leaf("TargetGroupArn", &self.arn)
+            .leaf("TargetGroupName", &self.name)
+            .leaf("Protocol", &self.protocol)
+            .leaf("Port", self.port)
+            .leaf("VpcId", &self.vpc_id)
+            .leaf("HealthCheckProtocol", &h.protocol)
+            .leaf("HealthCheckPort", &h.port)
+            .leaf("HealthCheckEnabled", h.enabled)
+            .leaf("HealthCheckIntervalSeconds", h.interval)
+            .leaf("HealthCheckTimeoutSeconds", h.timeout)
+            .leaf("HealthyThresholdCount", h.healthy)
+            .leaf("UnhealthyThresholdCount", h.unhealthy)
+            .opt("HealthCheckPath", h.path.as_ref());
+        if let Some(m) = &h.matcher {
+            x.node("Matcher", |x| {
+                x.leaf("HttpCode", m);
+            });
+        }
+        x.strings("LoadBalancerArns", lbs)
+            .leaf("TargetType", &self.target_type)
+            .opt("ProtocolVersion", self.protocol_version.as_ref())
+            .leaf("IpAddressType", &self.ip_address_type);
+    }
+}
+
+impl Action {
+    pub fn write(&self, x: &mut Xml) {
+        x.leaf("Type", &self.kind)
+            .opt("TargetGroupArn", self.target_group_arn.as_ref())
+            .opt("Order", self.order);
+        if let Some(groups) = &self.forward {
+            x.node("ForwardConfig", |x| {
+                x.list("TargetGroups", groups, |x, g| {
+                    x.leaf("TargetGroupArn", &g.arn).opt("Weight", g.weight);
+                });
+            });
+        }
+    }
+}
+
+impl Listener {
+    pub fn write(&self, x: &mut Xml) {
+        x.leaf("ListenerArn", &self.arn)
+            .leaf("LoadBalancerArn", &self.load_balancer_arn)
+            .leaf("Port", self.port)
+            .leaf("Protocol", &self.protocol)
+            .list("DefaultActions", &self.default_actions, |x, a| a.write(x));
+    }
+}

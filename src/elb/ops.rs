@@ -1,0 +1,1237 @@
+//! The ELBv2 operations this host answers, each reading its members from the form
+//! (`query::Params`) and writing its result shape (`query::Xml`), with ELB's defaults,
+//! bounds and error codes (the botocore model's documentation of each member, and
+//! API_CreateTargetGroup / API_CreateLoadBalancer / API_CreateListener).
+
+use super::error::{ElbError, ElbResult};
+use super::model::{
+    Action, HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup, WeightedGroup,
+};
+use super::query::{Params, Xml};
+use super::{Draining, Elb, Health, State, random_hex};
+use std::time::{Duration, Instant};
+
+/// The operations, in the order docs/load-balancing.md lists them, with what each does here.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    (
+        "CreateLoadBalancer",
+        "`application` and `network`; `Subnets`/`SubnetMappings`, `SecurityGroups`, `IpAddressType` and `Tags` kept (subnets are not checked: no VPC here); `gateway` refused",
+    ),
+    (
+        "DescribeLoadBalancers",
+        "by `LoadBalancerArns` or `Names`; `Marker`/`PageSize`",
+    ),
+    (
+        "DeleteLoadBalancer",
+        "its listeners too; a load balancer that does not exist is a success, as on AWS",
+    ),
+    (
+        "CreateTargetGroup",
+        "target types `ip` and `instance`, protocols HTTP and TCP; every health-check member with ELB's defaults and bounds",
+    ),
+    (
+        "DescribeTargetGroups",
+        "by `TargetGroupArns`, `Names` or `LoadBalancerArn`; `Marker`/`PageSize`",
+    ),
+    ("ModifyTargetGroup", "every health-check member"),
+    (
+        "DeleteTargetGroup",
+        "refused (ResourceInUse) while a listener forwards to it",
+    ),
+    (
+        "DescribeTargetGroupAttributes",
+        "every attribute ELB lists for the group's protocol, with ELB's defaults",
+    ),
+    (
+        "ModifyTargetGroupAttributes",
+        "`deregistration_delay.timeout_seconds` (0-3600) applied; the others stored and returned",
+    ),
+    ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
+    (
+        "DeregisterTargets",
+        "a target of a group in use drains for the deregistration delay",
+    ),
+    (
+        "DescribeTargetHealth",
+        "initial, healthy, unhealthy, unused, draining with ELB's reason codes",
+    ),
+    (
+        "CreateListener",
+        "HTTP on application, TCP on network load balancers; a `forward` default action (one target group or `ForwardConfig` with weights)",
+    ),
+    (
+        "DescribeListeners",
+        "by `LoadBalancerArn` or `ListenerArns`",
+    ),
+    ("DeleteListener", ""),
+];
+
+/// Runs ELBv2 action `op` with the request's members.
+pub fn call(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
+    match op {
+        "CreateLoadBalancer" => elb.with(|s| create_load_balancer(elb, s, p)),
+        "DescribeLoadBalancers" => elb.with(|s| describe_load_balancers(s, p)),
+        "DeleteLoadBalancer" => elb.with(|s| delete_load_balancer(s, p)),
+        "CreateTargetGroup" => elb.with(|s| create_target_group(elb, s, p)),
+        "DescribeTargetGroups" => elb.with(|s| describe_target_groups(s, p)),
+        "ModifyTargetGroup" => elb.with(|s| modify_target_group(s, p)),
+        "DeleteTargetGroup" => elb.with(|s| delete_target_group(s, p)),
+        "DescribeTargetGroupAttributes" => elb.with(|s| describe_attributes(s, p)),
+        "ModifyTargetGroupAttributes" => elb.with(|s| modify_attributes(s, p)),
+        "RegisterTargets" => elb.with(|s| register_targets(s, p)),
+        "DeregisterTargets" => elb.with(|s| deregister_targets(s, p)),
+        "DescribeTargetHealth" => elb.with(|s| describe_target_health(s, p)),
+        "CreateListener" => elb.with(|s| create_listener(elb, s, p)),
+        "DescribeListeners" => elb.with(|s| describe_listeners(s, p)),
+        "DeleteListener" => elb.with(|s| delete_listener(s, p)),
+        _ => Err(ElbError::InvalidAction(format!(
+            "{op} is not an Elastic Load Balancing v2 action served by minifargate (it serves {}; see docs/load-balancing.md)",
+            OPERATIONS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn validation(msg: impl Into<String>) -> ElbError {
+    ElbError::Validation(msg.into())
+}
+
+/// ELB's rule for load balancer and target group names: 1-32 alphanumerics or hyphens,
+/// not beginning or ending with a hyphen.
+fn check_name(what: &str, name: &str) -> ElbResult<()> {
+    if name.is_empty() || name.len() > 32 {
+        return Err(validation(format!(
+            "{what} name '{name}' cannot be longer than '32' characters"
+        )));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(validation(format!(
+            "{what} name '{name}' can only contain characters that are alphanumeric characters or hyphens(-)"
+        )));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(validation(format!(
+            "{what} name '{name}' cannot begin or end with '-' character"
+        )));
+    }
+    Ok(())
+}
+
+fn tags(p: &Params) -> ElbResult<Vec<Tag>> {
+    let mut out: Vec<Tag> = Vec::new();
+    for t in p.structs("Tags") {
+        let key = t.required("Key")?.to_string();
+        if out.iter().any(|o| o.key == key) {
+            return Err(ElbError::Validation(format!("Duplicate tag key '{key}'")));
+        }
+        out.push(Tag {
+            key,
+            value: t.str("Value").unwrap_or("").to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Route 53's hosted zone of ELB's DNS names in the region (the AWS General Reference's
+/// "Elastic Load Balancing endpoints and quotas"); a region not listed gets us-east-1's.
+fn hosted_zone(kind: LbType, region: &str) -> &'static str {
+    match (kind, region) {
+        (LbType::Application, "us-east-2") => "Z3AADJGX6KTTL2",
+        (LbType::Application, "us-west-2") => "Z1H1FL5HABSF5",
+        (LbType::Application, "eu-west-1") => "Z32O12XQLNTSW2",
+        (LbType::Application, _) => "Z35SXDOTRQ7X7K",
+        (LbType::Network, "us-east-2") => "ZLMOA37VPKANP",
+        (LbType::Network, "us-west-2") => "Z18D5FSROUN65G",
+        (LbType::Network, "eu-west-1") => "Z2IFOLAFXWLO4F",
+        (LbType::Network, _) => "Z26RNL4JYFTOTI",
+    }
+}
+
+fn create_load_balancer(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let name = p.required("Name")?;
+    check_name("Load balancer", name)?;
+    if name.starts_with("internal-") {
+        return Err(validation(format!(
+            "Load balancer name '{name}' cannot begin with 'internal-'"
+        )));
+    }
+    let kind = match p.str("Type").unwrap_or("application") {
+        "application" => LbType::Application,
+        "network" => LbType::Network,
+        "gateway" => {
+            return Err(ElbError::OperationNotPermitted(
+                "Gateway Load Balancers (GENEVE) are not served by minifargate: it serves application and network load balancers".into(),
+            ));
+        }
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [application, network, gateway]"
+            )));
+        }
+    };
+    let scheme = p.str("Scheme").unwrap_or("internet-facing");
+    if !matches!(scheme, "internet-facing" | "internal") {
+        return Err(ElbError::InvalidScheme(format!(
+            "Scheme '{scheme}' is not valid: it must be internet-facing or internal"
+        )));
+    }
+    let ip_address_type = p.str("IpAddressType").unwrap_or("ipv4");
+    if !matches!(
+        ip_address_type,
+        "ipv4" | "dualstack" | "dualstack-without-public-ipv4"
+    ) {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{ip_address_type}' at 'ipAddressType' failed to satisfy constraint: Member must satisfy enum value set: [ipv4, dualstack, dualstack-without-public-ipv4]"
+        )));
+    }
+    let mut subnets = p.list("Subnets");
+    for m in p.structs("SubnetMappings") {
+        subnets.push(m.required("SubnetId")?.to_string());
+    }
+    let tags = tags(p)?;
+    if s.lbs.values().any(|l| l.name == name) {
+        return Err(ElbError::DuplicateLoadBalancerName(
+            "A load balancer with the same name already exists".into(),
+        ));
+    }
+    let region = elb.aws.region.clone();
+    let id = random_hex(8);
+    let arn = format!(
+        "arn:aws:elasticloadbalancing:{region}:{}:loadbalancer/{}/{name}/{id}",
+        elb.aws.account_id,
+        kind.arn_segment()
+    );
+    let internal = if scheme == "internal" {
+        "internal-"
+    } else {
+        ""
+    };
+    let dns_name = match kind {
+        // my-load-balancer-1234567890.us-west-2.elb.amazonaws.com
+        LbType::Application => {
+            let n = u64::from_str_radix(&id[..8], 16).unwrap_or(0) % 9_000_000_000 + 1_000_000_000;
+            format!("{internal}{name}-{n}.{region}.elb.amazonaws.com")
+        }
+        // my-network-load-balancer-1234567890abcdef.elb.us-west-2.amazonaws.com
+        LbType::Network => format!("{internal}{name}-{id}.elb.{region}.amazonaws.com"),
+    };
+    let lb = LoadBalancer {
+        arn: arn.clone(),
+        name: name.to_string(),
+        kind,
+        scheme: scheme.to_string(),
+        dns_name,
+        hosted_zone: hosted_zone(kind, &region).to_string(),
+        created_ms: now_ms(),
+        vpc_id: "vpc-minifargate".to_string(),
+        subnets,
+        security_groups: p.list("SecurityGroups"),
+        ip_address_type: ip_address_type.to_string(),
+        tags,
+    };
+    s.save_lb(&lb)?;
+    let mut x = Xml::new();
+    x.list("LoadBalancers", std::slice::from_ref(&lb), |x, l| {
+        l.write(x, "provisioning")
+    });
+    s.lbs.insert(arn, lb);
+    Ok(x)
+}
+
+/// One page of `items`: `Marker` is the index to start at, `PageSize` 1-400 (default:
+/// all, as ELB answers up to 400 without one).
+fn page<T: Clone>(items: Vec<T>, p: &Params) -> ElbResult<(Vec<T>, Option<String>)> {
+    let size = p.int("PageSize", 1, 400)?.unwrap_or(400) as usize;
+    let start = match p.str("Marker") {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| validation(format!("Marker '{m}' is not valid")))?,
+    };
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((items.get(start..end).unwrap_or(&[]).to_vec(), next))
+}
+
+fn describe_load_balancers(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("LoadBalancerArns");
+    let names = p.list("Names");
+    if !arns.is_empty() && !names.is_empty() {
+        return Err(validation(
+            "Load balancer names and load balancer ARNs cannot be specified at the same time",
+        ));
+    }
+    let found: Vec<LoadBalancer> = if !arns.is_empty() {
+        let missing: Vec<&String> = arns.iter().filter(|a| !s.lbs.contains_key(*a)).collect();
+        if !missing.is_empty() {
+            return Err(ElbError::LoadBalancerNotFound(format!(
+                "Load balancers '{missing:?}' not found"
+            )));
+        }
+        arns.iter().map(|a| s.lbs[a].clone()).collect()
+    } else if !names.is_empty() {
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !s.lbs.values().any(|l| &l.name == *n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ElbError::LoadBalancerNotFound(format!(
+                "Load balancers '{missing:?}' not found"
+            )));
+        }
+        s.lbs
+            .values()
+            .filter(|l| names.contains(&l.name))
+            .cloned()
+            .collect()
+    } else {
+        s.lbs.values().cloned().collect()
+    };
+    let (items, next) = page(found, p)?;
+    let mut x = Xml::new();
+    x.list("LoadBalancers", &items, |x, l| l.write(x, "active"))
+        .opt("NextMarker", next);
+    Ok(x)
+}
+
+fn delete_load_balancer(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arn = p.required("LoadBalancerArn")?.to_string();
+    if s.lbs.contains_key(&arn) {
+        let listeners: Vec<String> = s
+            .listeners
+            .values()
+            .filter(|l| l.load_balancer_arn == arn)
+            .map(|l| l.arn.clone())
+            .collect();
+        for l in listeners {
+            s.delete(&l)?;
+            s.listeners.remove(&l);
+        }
+        s.delete(&arn)?;
+        s.lbs.remove(&arn);
+        s.refresh_health();
+    }
+    Ok(Xml::new())
+}
+
+/// Health-check members from `p` over `base` (CreateTargetGroup's defaults or the
+/// group's current settings), checked against ELB's bounds.
+fn health_check(p: &Params, protocol: &str, base: &HealthCheck) -> ElbResult<HealthCheck> {
+    let hc_protocol = p
+        .str("HealthCheckProtocol")
+        .unwrap_or(&base.protocol)
+        .to_string();
+    match (protocol, hc_protocol.as_str()) {
+        (_, "HTTP") | ("TCP", "TCP") => {}
+        ("HTTP", "TCP") => {
+            return Err(validation(
+                "Health check protocol 'TCP' is not supported for target groups with the protocol 'HTTP'",
+            ));
+        }
+        (_, "HTTPS") => {
+            return Err(ElbError::InvalidConfigurationRequest(
+                "HTTPS health checks are not served by minifargate (no TLS to targets); use HTTP"
+                    .into(),
+            ));
+        }
+        (_, other) => {
+            return Err(validation(format!(
+                "Health check protocol '{other}' is not supported"
+            )));
+        }
+    }
+    let http = hc_protocol == "HTTP";
+    let port = p.str("HealthCheckPort").unwrap_or(&base.port).to_string();
+    if port != "traffic-port" && !port.parse::<u16>().is_ok_and(|n| n >= 1) {
+        return Err(validation(format!(
+            "Health check port '{port}' must be 'traffic-port' or a port number from 1 to 65535"
+        )));
+    }
+    if let Some(false) = p.bool("HealthCheckEnabled")? {
+        return Err(ElbError::InvalidConfigurationRequest(
+            "Health checks cannot be disabled for target groups with target type 'instance' or 'ip'".into(),
+        ));
+    }
+    let interval = p
+        .int("HealthCheckIntervalSeconds", 5, 300)?
+        .unwrap_or(base.interval);
+    let timeout = p
+        .int("HealthCheckTimeoutSeconds", 2, 120)?
+        .unwrap_or(base.timeout);
+    if timeout >= interval {
+        return Err(validation(
+            "Health check timeout must be smaller than the interval",
+        ));
+    }
+    let healthy = p
+        .int("HealthyThresholdCount", 2, 10)?
+        .unwrap_or(base.healthy);
+    let unhealthy = p
+        .int("UnhealthyThresholdCount", 2, 10)?
+        .unwrap_or(base.unhealthy);
+    let path = match p.str("HealthCheckPath") {
+        Some(_) if !http => {
+            return Err(validation(
+                "A health check path cannot be set for TCP health checks",
+            ));
+        }
+        Some(path) if !path.starts_with('/') || path.len() > 1024 => {
+            return Err(validation(format!(
+                "Health check path '{path}' must begin with '/' and be at most 1024 characters"
+            )));
+        }
+        Some(path) => Some(path.to_string()),
+        None if http => Some(base.path.clone().unwrap_or_else(|| "/".into())),
+        None => None,
+    };
+    // ALB: 200-499, default 200; an HTTP check of a TCP group (NLB): 200-599, default 200-399.
+    let (max, default) = if protocol == "HTTP" {
+        (499, "200")
+    } else {
+        (599, "200-399")
+    };
+    let matcher = match p.sub("Matcher").str("HttpCode") {
+        Some(_) if !http => {
+            return Err(validation("A matcher cannot be set for TCP health checks"));
+        }
+        Some(code) => {
+            check_codes(code, max)?;
+            Some(code.to_string())
+        }
+        None if http => Some(base.matcher.clone().unwrap_or_else(|| default.into())),
+        None => None,
+    };
+    if p.sub("Matcher").str("GrpcCode").is_some() {
+        return Err(validation(
+            "A gRPC matcher is only valid for target groups with protocol version GRPC",
+        ));
+    }
+    Ok(HealthCheck {
+        protocol: hc_protocol,
+        port,
+        enabled: true,
+        path,
+        interval,
+        timeout,
+        healthy,
+        unhealthy,
+        matcher,
+    })
+}
+
+/// A matcher's codes: `200`, `200,202`, `200-299`, each within 200..=max.
+pub fn check_codes(codes: &str, max: u16) -> ElbResult<()> {
+    let bad = || {
+        validation(format!(
+            "Health check matcher HTTP code '{codes}' must be codes or ranges of codes from 200 to {max} (for example 200,202 or 200-299)"
+        ))
+    };
+    for part in codes.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+        if lo < 200 || hi > max || lo > hi {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+/// Whether HTTP status `code` is one of a matcher's codes.
+#[cfg(test)]
+pub fn code_matches(codes: &str, code: u16) -> bool {
+    codes.split(',').any(|part| {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        matches!((lo.trim().parse::<u16>(), hi.trim().parse::<u16>()), (Ok(lo), Ok(hi)) if lo <= code && code <= hi)
+    })
+}
+
+/// The attributes of a new group of `protocol`, with ELB's defaults (API
+/// TargetGroupAttribute).
+fn default_attributes(protocol: &str) -> std::collections::BTreeMap<String, String> {
+    let mut a: Vec<(&str, &str)> = vec![
+        ("deregistration_delay.timeout_seconds", "300"),
+        ("stickiness.enabled", "false"),
+        (
+            "load_balancing.cross_zone.enabled",
+            "use_load_balancer_configuration",
+        ),
+        (
+            "target_group_health.dns_failover.minimum_healthy_targets.count",
+            "1",
+        ),
+        (
+            "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+            "off",
+        ),
+        (
+            "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+            "1",
+        ),
+        (
+            "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+            "off",
+        ),
+    ];
+    if protocol == "HTTP" {
+        a.extend([
+            ("stickiness.type", "lb_cookie"),
+            ("stickiness.lb_cookie.duration_seconds", "86400"),
+            ("stickiness.app_cookie.cookie_name", ""),
+            ("stickiness.app_cookie.duration_seconds", "86400"),
+            ("slow_start.duration_seconds", "0"),
+            ("load_balancing.algorithm.type", "round_robin"),
+            ("load_balancing.algorithm.anomaly_mitigation", "off"),
+        ]);
+    } else {
+        a.extend([
+            ("stickiness.type", "source_ip"),
+            (
+                "deregistration_delay.connection_termination.enabled",
+                "false",
+            ),
+            ("preserve_client_ip.enabled", "true"),
+            ("proxy_protocol_v2.enabled", "false"),
+            (
+                "target_health_state.unhealthy.connection_termination.enabled",
+                "true",
+            ),
+            (
+                "target_health_state.unhealthy.draining_interval_seconds",
+                "0",
+            ),
+        ]);
+    }
+    a.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn create_target_group(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let name = p.required("Name")?;
+    check_name("Target group", name)?;
+    let target_type = p.str("TargetType").unwrap_or("instance");
+    match target_type {
+        "instance" | "ip" => {}
+        "lambda" | "alb" => {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "Target type '{target_type}' is not served by minifargate: it serves 'instance' and 'ip'"
+            )));
+        }
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'targetType' failed to satisfy constraint: Member must satisfy enum value set: [instance, ip, lambda, alb]"
+            )));
+        }
+    }
+    let protocol = p
+        .str("Protocol")
+        .ok_or_else(|| validation("A protocol must be specified"))?;
+    match protocol {
+        "HTTP" | "TCP" => {}
+        "HTTPS" | "TLS" | "UDP" | "TCP_UDP" | "GENEVE" | "QUIC" | "TCP_QUIC" => {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "Target group protocol '{protocol}' is not served by minifargate: it serves HTTP and TCP"
+            )));
+        }
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'protocol' failed to satisfy constraint: Member must satisfy enum value set: [HTTP, HTTPS, TCP, TLS, UDP, TCP_UDP, GENEVE, QUIC, TCP_QUIC]"
+            )));
+        }
+    }
+    let port = p
+        .int("Port", 1, 65535)?
+        .ok_or_else(|| validation("A port must be specified"))? as u16;
+    let vpc_id = p
+        .str("VpcId")
+        .ok_or_else(|| validation("A VPC ID must be specified"))?;
+    let protocol_version = match p.str("ProtocolVersion") {
+        Some(_) if protocol != "HTTP" => {
+            return Err(validation(
+                "A protocol version can only be specified for HTTP and HTTPS target groups",
+            ));
+        }
+        Some("HTTP1") | None if protocol == "HTTP" => Some("HTTP1".to_string()),
+        Some(v @ ("HTTP2" | "GRPC")) => {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "Protocol version '{v}' is not served by minifargate: targets are sent HTTP/1.1 (HTTP1)"
+            )));
+        }
+        Some(v) if protocol == "HTTP" => {
+            return Err(validation(format!(
+                "Protocol version '{v}' is not valid: it must be HTTP1, HTTP2 or GRPC"
+            )));
+        }
+        _ => None,
+    };
+    let ip_address_type = p.str("IpAddressType").unwrap_or("ipv4");
+    if ip_address_type != "ipv4" {
+        return Err(ElbError::InvalidConfigurationRequest(format!(
+            "IP address type '{ip_address_type}' is not served by minifargate: task addresses are IPv4"
+        )));
+    }
+    // API_CreateTargetGroup's defaults: HTTP groups check HTTP, TCP groups TCP; every
+    // protocol here: interval 30, healthy 5, unhealthy 2; timeout 6 for HTTP, 10 for TCP.
+    let base = HealthCheck {
+        protocol: if protocol == "HTTP" { "HTTP" } else { "TCP" }.to_string(),
+        port: "traffic-port".into(),
+        enabled: true,
+        path: None,
+        interval: 30,
+        timeout: if protocol == "HTTP" { 6 } else { 10 },
+        healthy: 5,
+        unhealthy: 2,
+        matcher: None,
+    };
+    let health = health_check(p, protocol, &base)?;
+    let tags = tags(p)?;
+    if let Some(g) = s.groups.values().find(|g| g.name == name) {
+        // ELB answers the existing group when every setting is the same.
+        if g.protocol == protocol && g.port == port && g.vpc_id == vpc_id && g.health == health {
+            let mut x = Xml::new();
+            let lbs = s.lbs_of_group(&g.arn);
+            x.list("TargetGroups", std::slice::from_ref(g), |x, g| {
+                g.write(x, &lbs)
+            });
+            return Ok(x);
+        }
+        return Err(ElbError::DuplicateTargetGroupName(
+            "A target group with the same name exists, but with different settings".into(),
+        ));
+    }
+    let arn = format!(
+        "arn:aws:elasticloadbalancing:{}:{}:targetgroup/{name}/{}",
+        elb.aws.region,
+        elb.aws.account_id,
+        random_hex(8)
+    );
+    let g = TargetGroup {
+        arn: arn.clone(),
+        name: name.to_string(),
+        protocol: protocol.to_string(),
+        port,
+        vpc_id: vpc_id.to_string(),
+        target_type: target_type.to_string(),
+        protocol_version,
+        ip_address_type: ip_address_type.to_string(),
+        health,
+        attributes: default_attributes(protocol),
+        targets: Vec::new(),
+        tags,
+    };
+    s.save_group(&g)?;
+    let mut x = Xml::new();
+    x.list("TargetGroups", std::slice::from_ref(&g), |x, g| {
+        g.write(x, &[])
+    });
+    s.groups.insert(arn, g);
+    Ok(x)
+}
+
+fn group<'a>(s: &'a State, arn: &str) -> ElbResult<&'a TargetGroup> {
+    s.groups
+        .get(arn)
+        .ok_or_else(|| ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found")))
+}
+
+fn describe_target_groups(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("TargetGroupArns");
+    let names = p.list("Names");
+    let lb = p.str("LoadBalancerArn");
+    if [!arns.is_empty(), !names.is_empty(), lb.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count()
+        > 1
+    {
+        return Err(validation(
+            "Only one of load balancer ARN, target group ARNs or names can be specified",
+        ));
+    }
+    let found: Vec<TargetGroup> = if !arns.is_empty() {
+        if arns.iter().any(|a| !s.groups.contains_key(a)) {
+            return Err(ElbError::TargetGroupNotFound(
+                "One or more target groups not found".into(),
+            ));
+        }
+        arns.iter().map(|a| s.groups[a].clone()).collect()
+    } else if !names.is_empty() {
+        if names
+            .iter()
+            .any(|n| !s.groups.values().any(|g| &g.name == n))
+        {
+            return Err(ElbError::TargetGroupNotFound(
+                "One or more target groups not found".into(),
+            ));
+        }
+        s.groups
+            .values()
+            .filter(|g| names.contains(&g.name))
+            .cloned()
+            .collect()
+    } else if let Some(lb) = lb {
+        if !s.lbs.contains_key(lb) {
+            return Err(ElbError::LoadBalancerNotFound(format!(
+                "Load balancer '{lb}' not found"
+            )));
+        }
+        s.groups
+            .values()
+            .filter(|g| s.lbs_of_group(&g.arn).iter().any(|l| l == lb))
+            .cloned()
+            .collect()
+    } else {
+        s.groups.values().cloned().collect()
+    };
+    let (items, next) = page(found, p)?;
+    let mut x = Xml::new();
+    x.list("TargetGroups", &items, |x, g| {
+        g.write(x, &s.lbs_of_group(&g.arn))
+    })
+    .opt("NextMarker", next);
+    Ok(x)
+}
+
+fn modify_target_group(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arn = p.required("TargetGroupArn")?;
+    let mut g = group(s, arn)?.clone();
+    g.health = health_check(p, &g.protocol, &g.health)?;
+    s.save_group(&g)?;
+    let mut x = Xml::new();
+    let lbs = s.lbs_of_group(&g.arn);
+    x.list("TargetGroups", std::slice::from_ref(&g), |x, g| {
+        g.write(x, &lbs)
+    });
+    s.groups.insert(g.arn.clone(), g);
+    Ok(x)
+}
+
+fn delete_target_group(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arn = p.required("TargetGroupArn")?.to_string();
+    if !s.lbs_of_group(&arn).is_empty() {
+        return Err(ElbError::ResourceInUse(format!(
+            "Target group '{arn}' is currently in use by a listener or a rule"
+        )));
+    }
+    if s.groups.contains_key(&arn) {
+        s.delete(&arn)?;
+        s.groups.remove(&arn);
+        s.refresh_health();
+    }
+    Ok(Xml::new())
+}
+
+fn write_attributes(x: &mut Xml, g: &TargetGroup) {
+    let attrs: Vec<(&String, &String)> = g.attributes.iter().collect();
+    x.list("Attributes", &attrs, |x, (k, v)| {
+        x.leaf("Key", k).leaf("Value", v);
+    });
+}
+
+fn describe_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let g = group(s, p.required("TargetGroupArn")?)?;
+    let mut x = Xml::new();
+    write_attributes(&mut x, g);
+    Ok(x)
+}
+
+fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let mut g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let attrs = p.structs("Attributes");
+    if attrs.is_empty() {
+        return Err(validation("Attributes must not be empty"));
+    }
+    for a in attrs {
+        let key = a.required("Key")?;
+        let value = a.str("Value").unwrap_or("");
+        if !g.attributes.contains_key(key) {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "The attribute '{key}' is not supported for target groups with the protocol '{}'",
+                g.protocol
+            )));
+        }
+        let int_in = |lo: i64, hi: i64| {
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .is_some()
+        };
+        let ok = match key {
+            "deregistration_delay.timeout_seconds" => int_in(0, 3600),
+            "slow_start.duration_seconds" => value == "0" || int_in(30, 900),
+            "stickiness.lb_cookie.duration_seconds" | "stickiness.app_cookie.duration_seconds" => {
+                int_in(1, 604800)
+            }
+            k if k.ends_with(".enabled") && k != "load_balancing.cross_zone.enabled" => {
+                matches!(value, "true" | "false")
+            }
+            "load_balancing.cross_zone.enabled" => {
+                matches!(value, "true" | "false" | "use_load_balancer_configuration")
+            }
+            "load_balancing.algorithm.type" => {
+                matches!(
+                    value,
+                    "round_robin" | "least_outstanding_requests" | "weighted_random"
+                )
+            }
+            _ => true,
+        };
+        if !ok {
+            return Err(validation(format!(
+                "'{value}' is not a valid value for the attribute '{key}'"
+            )));
+        }
+        g.attributes.insert(key.to_string(), value.to_string());
+    }
+    s.save_group(&g)?;
+    let mut x = Xml::new();
+    write_attributes(&mut x, &g);
+    s.groups.insert(g.arn.clone(), g);
+    Ok(x)
+}
+
+/// The targets of a Register/Deregister/DescribeTargetHealth request, ports defaulting to
+/// the group's.
+fn targets(p: &Params, g: &TargetGroup) -> ElbResult<Vec<Target>> {
+    let mut out = Vec::new();
+    for t in p.structs("Targets") {
+        let id = t.required("Id")?.to_string();
+        let port = t.int("Port", 1, 65535)?.map(|n| n as u16).unwrap_or(g.port);
+        if g.target_type == "ip" && id.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(ElbError::InvalidTarget(format!(
+                "The IP address '{id}' is not a valid IPv4 address"
+            )));
+        }
+        if g.target_type == "instance" && !id.starts_with("i-") {
+            return Err(ElbError::InvalidTarget(format!(
+                "The following targets are not valid instances: '{id}'"
+            )));
+        }
+        out.push(Target {
+            id,
+            port,
+            availability_zone: t.str("AvailabilityZone").map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// Targets are the same target when their id and port are (the zone is an annotation).
+fn same(a: &Target, b: &Target) -> bool {
+    a.id == b.id && a.port == b.port
+}
+
+fn register_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let mut g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let new = targets(p, &g)?;
+    if new.is_empty() {
+        return Err(validation("Targets must not be empty"));
+    }
+    for t in new {
+        s.draining
+            .retain(|d| !(d.group == g.arn && same(&d.target, &t)));
+        if !g.targets.iter().any(|o| same(o, &t)) {
+            g.targets.push(t);
+        }
+    }
+    s.save_group(&g)?;
+    s.groups.insert(g.arn.clone(), g);
+    s.refresh_health();
+    Ok(Xml::new())
+}
+
+fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let mut g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let gone = targets(p, &g)?;
+    if gone.is_empty() {
+        return Err(validation("Targets must not be empty"));
+    }
+    for t in &gone {
+        if !g.targets.iter().any(|o| same(o, t)) {
+            return Err(ElbError::InvalidTarget(format!(
+                "The following targets are not registered: '{}'",
+                t.id
+            )));
+        }
+    }
+    let in_use = !s.lbs_of_group(&g.arn).is_empty();
+    let delay: u64 = g.attributes["deregistration_delay.timeout_seconds"]
+        .parse()
+        .unwrap_or(300);
+    let until = Instant::now() + Duration::from_secs(delay);
+    for t in gone {
+        let Some(i) = g.targets.iter().position(|o| same(o, &t)) else {
+            continue;
+        };
+        let t = g.targets.remove(i);
+        if in_use && delay > 0 {
+            s.draining.push(Draining {
+                group: g.arn.clone(),
+                target: t,
+                until,
+            });
+        }
+    }
+    s.save_group(&g)?;
+    s.groups.insert(g.arn.clone(), g);
+    s.refresh_health();
+    Ok(Xml::new())
+}
+
+fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let now = Instant::now();
+    s.draining.retain(|d| d.until > now);
+    let asked = targets(p, &g)?;
+    let list: Vec<Target> = if asked.is_empty() {
+        let mut all = g.targets.clone();
+        for d in s.draining.iter().filter(|d| d.group == g.arn) {
+            if !all.iter().any(|t| same(t, &d.target)) {
+                all.push(d.target.clone());
+            }
+        }
+        all
+    } else {
+        asked
+            .into_iter()
+            .map(|t| {
+                g.targets
+                    .iter()
+                    .chain(s.draining.iter().map(|d| &d.target))
+                    .find(|o| same(o, &t))
+                    .cloned()
+                    .unwrap_or(t)
+            })
+            .collect()
+    };
+    let rows: Vec<(Target, Health)> = list
+        .into_iter()
+        .map(|t| {
+            let h = s.health_of(&g, &t, now);
+            (t, h)
+        })
+        .collect();
+    let hc_port = |t: &Target| {
+        if g.health.port == "traffic-port" {
+            t.port.to_string()
+        } else {
+            g.health.port.clone()
+        }
+    };
+    let mut x = Xml::new();
+    x.list("TargetHealthDescriptions", &rows, |x, (t, h)| {
+        x.node("Target", |x| {
+            x.leaf("Id", &t.id)
+                .leaf("Port", t.port)
+                .opt("AvailabilityZone", t.availability_zone.as_ref());
+        })
+        .leaf("HealthCheckPort", hc_port(t))
+        .node("TargetHealth", |x| {
+            x.leaf("State", h.state)
+                .opt("Reason", h.reason)
+                .opt("Description", h.description.as_ref());
+        });
+    });
+    Ok(x)
+}
+
+fn actions(s: &State, p: &Params, lb: &LoadBalancer, protocol: &str) -> ElbResult<Vec<Action>> {
+    let given = p.structs("DefaultActions");
+    if given.is_empty() {
+        return Err(validation(
+            "A listener must have at least one default action",
+        ));
+    }
+    let mut out = Vec::new();
+    for a in given {
+        let kind = a.required("Type")?;
+        if kind != "forward" {
+            return Err(ElbError::InvalidLoadBalancerAction(format!(
+                "Action type '{kind}' is not served by minifargate yet: it serves 'forward' (see docs/load-balancing.md)"
+            )));
+        }
+        let forward: Option<Vec<WeightedGroup>> = {
+            let groups = a.sub("ForwardConfig").structs("TargetGroups");
+            if groups.is_empty() {
+                None
+            } else {
+                let mut v = Vec::new();
+                for g in groups {
+                    v.push(WeightedGroup {
+                        arn: g.required("TargetGroupArn")?.to_string(),
+                        weight: g.int("Weight", 0, 999)?,
+                    });
+                }
+                Some(v)
+            }
+        };
+        let action = Action {
+            kind: kind.to_string(),
+            order: a.int("Order", 1, 50000)?,
+            target_group_arn: a.str("TargetGroupArn").map(str::to_string),
+            forward,
+        };
+        if action.groups().is_empty() {
+            return Err(validation(
+                "A target group ARN must be specified for a forward action",
+            ));
+        }
+        if lb.kind == LbType::Network && action.groups().len() > 1 {
+            return Err(ElbError::InvalidLoadBalancerAction(
+                "A network load balancer's forward action can have only one target group".into(),
+            ));
+        }
+        for arn in action.groups() {
+            let g = group(s, arn)?;
+            if g.protocol != protocol {
+                return Err(ElbError::IncompatibleProtocols(format!(
+                    "The protocol of the target group '{arn}' ({}) is not compatible with the listener protocol ({protocol})",
+                    g.protocol
+                )));
+            }
+            // A target group is associated with one load balancer at most (ELB's rule).
+            if let Some(other) = s.lbs_of_group(arn).iter().find(|l| **l != lb.arn) {
+                return Err(ElbError::TargetGroupAssociationLimit(format!(
+                    "The following target groups cannot be associated with more than one load balancer: '{arn}' (already with '{other}')"
+                )));
+            }
+        }
+        out.push(action);
+    }
+    Ok(out)
+}
+
+fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let lb_arn = p.required("LoadBalancerArn")?;
+    let lb = s
+        .lbs
+        .get(lb_arn)
+        .ok_or_else(|| {
+            ElbError::LoadBalancerNotFound(format!("Load balancer '{lb_arn}' not found"))
+        })?
+        .clone();
+    let protocol = p
+        .str("Protocol")
+        .ok_or_else(|| validation("A listener protocol must be specified"))?;
+    match (lb.kind, protocol) {
+        (LbType::Application, "HTTP") | (LbType::Network, "TCP") => {}
+        (LbType::Application, "HTTPS") | (LbType::Network, "TLS") => {
+            return Err(ElbError::UnsupportedProtocol(format!(
+                "Protocol '{protocol}' is not served by minifargate (no ACM certificates here): use {}",
+                if lb.kind == LbType::Application {
+                    "HTTP"
+                } else {
+                    "TCP"
+                }
+            )));
+        }
+        (LbType::Network, "UDP" | "TCP_UDP" | "QUIC" | "TCP_QUIC") => {
+            return Err(ElbError::UnsupportedProtocol(format!(
+                "Protocol '{protocol}' is not served by minifargate: network load balancers here serve TCP"
+            )));
+        }
+        _ => {
+            return Err(ElbError::UnsupportedProtocol(format!(
+                "Protocol '{protocol}' is not supported for load balancer type '{}'",
+                lb.kind.as_str()
+            )));
+        }
+    }
+    let port = p
+        .int("Port", 1, 65535)?
+        .ok_or_else(|| validation("A listener port must be specified"))? as u16;
+    if !p.list("Certificates").is_empty() || !p.structs("Certificates").is_empty() {
+        return Err(ElbError::UnsupportedProtocol(
+            "Certificates are only for HTTPS and TLS listeners".into(),
+        ));
+    }
+    let default_actions = actions(s, p, &lb, protocol)?;
+    let tags = tags(p)?;
+    if let Some(l) = s
+        .listeners
+        .values()
+        .find(|l| l.load_balancer_arn == lb.arn && l.port == port)
+    {
+        if l.protocol == protocol && l.default_actions == default_actions {
+            let mut x = Xml::new();
+            x.list("Listeners", std::slice::from_ref(l), |x, l| l.write(x));
+            return Ok(x);
+        }
+        return Err(ElbError::DuplicateListener(
+            "A listener already exists on this port for this load balancer".into(),
+        ));
+    }
+    // arn:…:listener/app/<lb name>/<lb id>/<listener id>
+    let lb_tail = lb.arn.split_once(":loadbalancer/").map_or("", |(_, t)| t);
+    let arn = format!(
+        "arn:aws:elasticloadbalancing:{}:{}:listener/{lb_tail}/{}",
+        elb.aws.region,
+        elb.aws.account_id,
+        random_hex(8)
+    );
+    let l = Listener {
+        arn: arn.clone(),
+        load_balancer_arn: lb.arn.clone(),
+        port,
+        protocol: protocol.to_string(),
+        default_actions,
+        tags,
+    };
+    s.save_listener(&l)?;
+    let mut x = Xml::new();
+    x.list("Listeners", std::slice::from_ref(&l), |x, l| l.write(x));
+    s.listeners.insert(arn, l);
+    s.refresh_health();
+    Ok(x)
+}
+
+fn describe_listeners(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("ListenerArns");
+    let lb = p.str("LoadBalancerArn");
+    let found: Vec<Listener> = match (lb, arns.is_empty()) {
+        (Some(_), false) => {
+            return Err(validation(
+                "Listener ARNs and a load balancer ARN cannot be specified at the same time",
+            ));
+        }
+        (Some(lb), true) => {
+            if !s.lbs.contains_key(lb) {
+                return Err(ElbError::LoadBalancerNotFound(format!(
+                    "Load balancer '{lb}' not found"
+                )));
+            }
+            s.listeners
+                .values()
+                .filter(|l| l.load_balancer_arn == lb)
+                .cloned()
+                .collect()
+        }
+        (None, false) => {
+            if let Some(a) = arns.iter().find(|a| !s.listeners.contains_key(*a)) {
+                return Err(ElbError::ListenerNotFound(format!(
+                    "One or more listeners not found ('{a}')"
+                )));
+            }
+            arns.iter().map(|a| s.listeners[a].clone()).collect()
+        }
+        (None, true) => {
+            return Err(validation(
+                "You must specify either listener ARNs or a load balancer ARN",
+            ));
+        }
+    };
+    let (items, next) = page(found, p)?;
+    let mut x = Xml::new();
+    x.list("Listeners", &items, |x, l| l.write(x))
+        .opt("NextMarker", next);
+    Ok(x)
+}
+
+fn delete_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arn = p.required("ListenerArn")?.to_string();
+    if !s.listeners.contains_key(&arn) {
+        return Err(ElbError::ListenerNotFound(format!(
+            "Listener '{arn}' not found"
+        )));
+    }
+    s.delete(&arn)?;
+    s.listeners.remove(&arn);
+    s.refresh_health();
+    Ok(Xml::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_codes_are_single_lists_or_ranges_within_bounds() {
+        assert!(check_codes("200", 499).is_ok());
+        assert!(check_codes("200,202", 499).is_ok());
+        assert!(check_codes("200-299", 499).is_ok());
+        assert!(check_codes("200-599", 499).is_err());
+        assert!(check_codes("199", 499).is_err());
+        assert!(check_codes("abc", 499).is_err());
+        assert!(code_matches("200,202", 202));
+        assert!(code_matches("200-399", 302));
+        assert!(!code_matches("200", 503));
+    }
+
+    #[test]
+    fn health_check_bounds_are_elb_s() {
+        // The AWS CLI checks the model's minimums and maximums itself; SDKs without
+        // parameter validation reach these.
+        let base = HealthCheck {
+            protocol: "HTTP".into(),
+            port: "traffic-port".into(),
+            enabled: true,
+            path: None,
+            interval: 30,
+            timeout: 6,
+            healthy: 5,
+            unhealthy: 2,
+            matcher: None,
+        };
+        for (k, v) in [
+            ("HealthCheckIntervalSeconds", "4"),
+            ("HealthCheckIntervalSeconds", "301"),
+            ("HealthCheckTimeoutSeconds", "1"),
+            ("HealthyThresholdCount", "11"),
+            ("UnhealthyThresholdCount", "1"),
+            ("HealthCheckPort", "0"),
+            ("HealthCheckPath", "health"),
+        ] {
+            let p = Params::of(&[(k, v)]);
+            assert!(
+                matches!(
+                    health_check(&p, "HTTP", &base),
+                    Err(ElbError::Validation(_))
+                ),
+                "{k}={v}"
+            );
+        }
+        let h = health_check(&Params::of(&[]), "HTTP", &base).unwrap();
+        assert_eq!(h.path.as_deref(), Some("/"));
+        assert_eq!(h.matcher.as_deref(), Some("200"));
+        let tcp = HealthCheck {
+            protocol: "TCP".into(),
+            timeout: 10,
+            ..base
+        };
+        let h = health_check(&Params::of(&[]), "TCP", &tcp).unwrap();
+        assert_eq!((h.path, h.matcher), (None, None));
+        let h = health_check(&Params::of(&[("HealthCheckProtocol", "HTTP")]), "TCP", &tcp).unwrap();
+        assert_eq!(h.matcher.as_deref(), Some("200-399"));
+    }
+
+    #[test]
+    fn load_balancing_md_lists_the_operations() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/load-balancing.md")).unwrap();
+        let mut want = String::from("| Operation | Notes |\n|---|---|\n");
+        for (name, notes) in OPERATIONS {
+            want.push_str(&format!("| {name} | {notes} |\n"));
+        }
+        assert!(
+            doc.contains(&want),
+            "docs/load-balancing.md's table differs from OPERATIONS; it should be:\n{want}"
+        );
+    }
+
+    #[test]
+    fn names_follow_elb_s_rule() {
+        assert!(check_name("Load balancer", "my-lb-1").is_ok());
+        assert!(check_name("Load balancer", "-x").is_err());
+        assert!(check_name("Load balancer", "a_b").is_err());
+        assert!(check_name("Load balancer", &"a".repeat(33)).is_err());
+    }
+}

@@ -1,0 +1,422 @@
+//! Root integration tests of the Elastic Load Balancing v2 API on `serve`'s listener,
+//! driven by the real AWS CLI (`aws elbv2 … --endpoint-url`) and boto3: load balancers,
+//! target groups with ELB's health-check defaults and bounds, attributes, targets and
+//! their health, listeners, ELB's error codes in awsQuery's ErrorResponse.
+
+mod common;
+
+use common::api::Api;
+use serde_json::Value;
+
+fn elb_json(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("elbv2", args);
+    assert!(
+        out.status.success(),
+        "aws elbv2 {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn elb_err(api: &Api, args: &[&str]) -> String {
+    let out = api.aws_in("elbv2", args);
+    assert!(
+        !out.status.success(),
+        "aws elbv2 {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+#[test]
+fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
+    let api = Api::start();
+
+    // A load balancer: ARN and DNS name as AWS forms them.
+    let lb = elb_json(
+        &api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "web-lb",
+            "--subnets",
+            "subnet-aaaa",
+            "subnet-bbbb",
+            "--tags",
+            "Key=team,Value=web",
+        ],
+    );
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    assert!(
+        lb_arn.starts_with("arn:aws:elasticloadbalancing:us-east-1:")
+            && lb_arn.contains(":loadbalancer/app/web-lb/"),
+        "{lb_arn}"
+    );
+    let dns = s(&lb["DNSName"]);
+    assert!(
+        dns.starts_with("web-lb-") && dns.ends_with(".us-east-1.elb.amazonaws.com"),
+        "{dns}"
+    );
+    assert_eq!(lb["Type"], "application");
+    assert_eq!(lb["Scheme"], "internet-facing");
+    assert_eq!(lb["State"]["Code"], "provisioning");
+    assert_eq!(lb["AvailabilityZones"].as_array().unwrap().len(), 2);
+    let err = elb_err(&api, &["create-load-balancer", "--name", "web-lb"]);
+    assert!(err.contains("(DuplicateLoadBalancerName)"), "{err}");
+    let err = elb_err(&api, &["create-load-balancer", "--name", "bad_name"]);
+    assert!(err.contains("(ValidationError)"), "{err}");
+
+    let nlb = elb_json(
+        &api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "tcp-lb",
+            "--type",
+            "network",
+            "--scheme",
+            "internal",
+        ],
+    );
+    let nlb = &nlb["LoadBalancers"][0];
+    assert!(s(&nlb["LoadBalancerArn"]).contains(":loadbalancer/net/tcp-lb/"));
+    let ndns = s(&nlb["DNSName"]);
+    assert!(
+        ndns.starts_with("internal-tcp-lb-") && ndns.ends_with(".elb.us-east-1.amazonaws.com"),
+        "{ndns}"
+    );
+
+    let d = elb_json(&api, &["describe-load-balancers", "--names", "web-lb"]);
+    assert_eq!(d["LoadBalancers"].as_array().unwrap().len(), 1);
+    assert_eq!(d["LoadBalancers"][0]["State"]["Code"], "active");
+    assert_eq!(d["LoadBalancers"][0]["LoadBalancerArn"], lb_arn.as_str());
+    let err = elb_err(&api, &["describe-load-balancers", "--names", "nope"]);
+    assert!(err.contains("(LoadBalancerNotFound)"), "{err}");
+    let all = elb_json(&api, &["describe-load-balancers"]);
+    assert_eq!(all["LoadBalancers"].as_array().unwrap().len(), 2);
+
+    // A target group: ELB's health-check defaults for HTTP.
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "web-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+        ],
+    );
+    let tg = &tg["TargetGroups"][0];
+    let tg_arn = s(&tg["TargetGroupArn"]).to_string();
+    assert!(tg_arn.contains(":targetgroup/web-tg/"), "{tg_arn}");
+    assert_eq!(tg["HealthCheckProtocol"], "HTTP");
+    assert_eq!(tg["HealthCheckPort"], "traffic-port");
+    assert_eq!(tg["HealthCheckEnabled"], true);
+    assert_eq!(tg["HealthCheckIntervalSeconds"], 30);
+    assert_eq!(tg["HealthCheckTimeoutSeconds"], 6);
+    assert_eq!(tg["HealthyThresholdCount"], 5);
+    assert_eq!(tg["UnhealthyThresholdCount"], 2);
+    assert_eq!(tg["HealthCheckPath"], "/");
+    assert_eq!(tg["Matcher"]["HttpCode"], "200");
+    assert_eq!(tg["TargetType"], "ip");
+    assert_eq!(tg["LoadBalancerArns"], serde_json::json!([]));
+    // ELB's rules the CLI does not check itself (it checks the model's minimums and
+    // maximums before sending): timeout below the interval, matcher codes 200-499, no TCP
+    // check of an HTTP group.
+    for bad in [
+        &["--health-check-protocol", "TCP"][..],
+        &[
+            "--health-check-timeout-seconds",
+            "30",
+            "--health-check-interval-seconds",
+            "10",
+        ],
+        &["--matcher", "HttpCode=600"],
+    ] {
+        let mut args = vec![
+            "create-target-group",
+            "--name",
+            "bad-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+        ];
+        args.extend_from_slice(bad);
+        let err = elb_err(&api, &args);
+        assert!(err.contains("(ValidationError)"), "{bad:?}: {err}");
+    }
+    let tcp = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "tcp-tg",
+            "--protocol",
+            "TCP",
+            "--port",
+            "9000",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+        ],
+    );
+    let tcp = &tcp["TargetGroups"][0];
+    assert_eq!(tcp["HealthCheckProtocol"], "TCP");
+    assert_eq!(tcp["HealthCheckTimeoutSeconds"], 10);
+    assert!(tcp.get("HealthCheckPath").is_none() && tcp.get("Matcher").is_none());
+
+    let m = elb_json(
+        &api,
+        &[
+            "modify-target-group",
+            "--target-group-arn",
+            &tg_arn,
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+            "--matcher",
+            "HttpCode=200-299",
+        ],
+    );
+    assert_eq!(m["TargetGroups"][0]["HealthCheckPath"], "/health");
+    assert_eq!(m["TargetGroups"][0]["HealthCheckIntervalSeconds"], 5);
+    assert_eq!(m["TargetGroups"][0]["Matcher"]["HttpCode"], "200-299");
+
+    // Attributes: the deregistration delay defaults to 300 s, 0-3600.
+    let a = elb_json(
+        &api,
+        &[
+            "describe-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+        ],
+    );
+    let attr = |v: &Value, k: &str| {
+        v["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Key"] == k)
+            .map(|a| a["Value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        attr(&a, "deregistration_delay.timeout_seconds").as_deref(),
+        Some("300")
+    );
+    let a = elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=30",
+        ],
+    );
+    assert_eq!(
+        attr(&a, "deregistration_delay.timeout_seconds").as_deref(),
+        Some("30")
+    );
+    let err = elb_err(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=3601",
+        ],
+    );
+    assert!(err.contains("(ValidationError)"), "{err}");
+
+    // Targets of a group no listener uses are unused (Target.NotInUse).
+    elb_json(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.9.0.2",
+            "Id=10.9.0.3,Port=8081",
+        ],
+    );
+    let err = elb_err(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=not-an-ip",
+        ],
+    );
+    assert!(err.contains("(InvalidTarget)"), "{err}");
+    let h = elb_json(
+        &api,
+        &["describe-target-health", "--target-group-arn", &tg_arn],
+    );
+    let rows = h["TargetHealthDescriptions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["Target"]["Port"], 8081);
+    assert_eq!(rows[0]["Target"]["Port"], 8080);
+    for r in rows {
+        assert_eq!(r["TargetHealth"]["State"], "unused");
+        assert_eq!(r["TargetHealth"]["Reason"], "Target.NotInUse");
+    }
+
+    // A listener forwarding to it: the group is in use, its targets initial.
+    let err = elb_err(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={}", s(&tcp["TargetGroupArn"])),
+        ],
+    );
+    assert!(err.contains("(IncompatibleProtocols)"), "{err}");
+    let l = elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let l = &l["Listeners"][0];
+    let l_arn = s(&l["ListenerArn"]).to_string();
+    assert!(l_arn.contains(":listener/app/web-lb/"), "{l_arn}");
+    assert_eq!(l["DefaultActions"][0]["Type"], "forward");
+    assert_eq!(l["DefaultActions"][0]["TargetGroupArn"], tg_arn.as_str());
+    let d = elb_json(
+        &api,
+        &["describe-listeners", "--load-balancer-arn", &lb_arn],
+    );
+    assert_eq!(d["Listeners"][0]["ListenerArn"], l_arn.as_str());
+    let d = elb_json(
+        &api,
+        &["describe-target-groups", "--load-balancer-arn", &lb_arn],
+    );
+    assert_eq!(d["TargetGroups"][0]["LoadBalancerArns"][0], lb_arn.as_str());
+    let h = elb_json(
+        &api,
+        &["describe-target-health", "--target-group-arn", &tg_arn],
+    );
+    assert_eq!(
+        h["TargetHealthDescriptions"][0]["TargetHealth"]["State"],
+        "initial"
+    );
+    let err = elb_err(
+        &api,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+    );
+    assert!(err.contains("(ResourceInUse)"), "{err}");
+
+    // Deregistering drains for the delay (30 s here); a target never registered is unused.
+    elb_json(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.9.0.2",
+        ],
+    );
+    let h = elb_json(
+        &api,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.9.0.2",
+            "Id=10.9.0.9",
+        ],
+    );
+    let rows = h["TargetHealthDescriptions"].as_array().unwrap();
+    assert_eq!(rows[0]["TargetHealth"]["State"], "draining");
+    assert_eq!(
+        rows[0]["TargetHealth"]["Reason"],
+        "Target.DeregistrationInProgress"
+    );
+    assert_eq!(rows[1]["TargetHealth"]["State"], "unused");
+    assert_eq!(rows[1]["TargetHealth"]["Reason"], "Target.NotRegistered");
+
+    // boto3 sees the same, and ELB's error codes as its modeled exceptions.
+    let v = api.boto3(
+        r#"
+import boto3, json, os
+c = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+lbs = c.describe_load_balancers()["LoadBalancers"]
+try:
+    c.describe_target_groups(TargetGroupArns=["arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/0123456789abcdef"])
+    err = None
+except c.exceptions.TargetGroupNotFoundException as e:
+    err = e.response["Error"]["Code"]
+try:
+    c.delete_listener(ListenerArn="arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/x/1/2")
+    err2 = None
+except c.exceptions.ListenerNotFoundException as e:
+    err2 = e.response["Error"]["Code"]
+print(json.dumps({"names": sorted(l["LoadBalancerName"] for l in lbs), "err": err, "err2": err2,
+                  "created": str(lbs[0]["CreatedTime"].year)}))
+"#,
+    );
+    assert_eq!(v["names"], serde_json::json!(["tcp-lb", "web-lb"]));
+    assert_eq!(v["err"], "TargetGroupNotFound");
+    assert_eq!(v["err2"], "ListenerNotFound");
+    assert!(v["created"].as_str().unwrap().starts_with("20"));
+
+    // Survives a restart of serve; deleting the load balancer deletes its listeners.
+    let mut api = api;
+    api.restart();
+    let d = elb_json(&api, &["describe-listeners", "--listener-arns", &l_arn]);
+    assert_eq!(d["Listeners"][0]["Port"], 80);
+    elb_json(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    let err = elb_err(&api, &["describe-listeners", "--listener-arns", &l_arn]);
+    assert!(err.contains("(ListenerNotFound)"), "{err}");
+    elb_json(
+        &api,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+    );
+    let err = elb_err(&api, &["describe-target-groups", "--names", "web-tg"]);
+    assert!(err.contains("(TargetGroupNotFound)"), "{err}");
+}
