@@ -420,3 +420,448 @@ print(json.dumps({"names": sorted(l["LoadBalancerName"] for l in lbs), "err": er
     let err = elb_err(&api, &["describe-target-groups", "--names", "web-tg"]);
     assert!(err.contains("(TargetGroupNotFound)"), "{err}");
 }
+
+/// Three HTTP servers on loopback (the targets), each answering `GET /` with its name
+/// and the X-Forwarded headers it got, and `GET /health` with 200, or 503 while the file
+/// `<dir>/<name>.sick` exists. Killed on drop.
+struct Targets {
+    dir: tempfile::TempDir,
+    procs: Vec<std::process::Child>,
+    ports: Vec<u16>,
+}
+
+const TARGET_PY: &str = r#"
+import http.server, json, os, sys
+name, port, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/health":
+            code = 503 if os.path.exists(os.path.join(d, name + ".sick")) else 200
+            body = b"ok"
+        else:
+            code = 200
+            body = json.dumps({"name": name, "xff": self.headers.get("X-Forwarded-For"),
+                               "proto": self.headers.get("X-Forwarded-Proto"),
+                               "port": self.headers.get("X-Forwarded-Port"),
+                               "host": self.headers.get("Host"), "path": self.path}).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+impl Targets {
+    fn start(names: &[&str]) -> Targets {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-elb-")
+            .tempdir()
+            .unwrap();
+        let mut procs = Vec::new();
+        let mut ports = Vec::new();
+        for n in names {
+            let port = common::util::free_port();
+            let child = std::process::Command::new("python3")
+                .args(["-c", TARGET_PY, n, &port.to_string()])
+                .arg(dir.path())
+                .spawn()
+                .unwrap();
+            procs.push(child);
+            ports.push(port);
+        }
+        for p in &ports {
+            common::util::wait_until(
+                "a target listens",
+                std::time::Duration::from_secs(10),
+                || std::net::TcpStream::connect(("127.0.0.1", *p)).ok(),
+            );
+        }
+        Targets { dir, procs, ports }
+    }
+
+    fn sick(&self, name: &str, sick: bool) {
+        let f = self.dir.path().join(format!("{name}.sick"));
+        if sick {
+            std::fs::write(f, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// `GET url` with curl: (status, body).
+fn get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "-m",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn names_of(url: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let (code, body) = get(url);
+            assert_eq!(code, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn health_states(api: &Api, tg: &str) -> Vec<(u64, String, String)> {
+    let h = elb_json(api, &["describe-target-health", "--target-group-arn", tg]);
+    let mut v: Vec<(u64, String, String)> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["Target"]["Port"].as_u64().unwrap(),
+                d["TargetHealth"]["State"].as_str().unwrap().to_string(),
+                d["TargetHealth"]["Reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
+    let api = Api::start();
+    let t = Targets::start(&["a", "b", "c"]);
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "traffic"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    assert!(ip.starts_with("127."), "{ip}");
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "traffic",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+            "--unhealthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=6",
+        ],
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let url = format!("http://{ip}:{port}/hello?x=1");
+    // No registered target: ALB's 503.
+    api.wait_for(10, "the listener", || {
+        std::net::TcpStream::connect((ip.as_str(), port)).ok()
+    });
+    let (code, body) = get(&url);
+    assert_eq!(code, 503, "{body}");
+
+    let targets: Vec<String> = t
+        .ports
+        .iter()
+        .map(|p| format!("Id=127.0.0.1,Port={p}"))
+        .collect();
+    let mut args = vec![
+        "register-targets",
+        "--target-group-arn",
+        &tg_arn,
+        "--targets",
+    ];
+    args.extend(targets.iter().map(String::as_str));
+    elb_json(&api, &args);
+    api.wait_for(20, "3 healthy targets", || {
+        health_states(&api, &tg_arn)
+            .iter()
+            .all(|(_, s, _)| s == "healthy")
+            .then_some(())
+    });
+
+    // Round robin over the three, with the X-Forwarded headers.
+    let mut names = names_of(&url, 6);
+    names.sort();
+    assert_eq!(names, ["a", "a", "b", "b", "c", "c"]);
+    let (_, body) = get(&url);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["xff"], "127.0.0.1");
+    assert_eq!(v["proto"], "http");
+    assert_eq!(v["port"], port.to_string());
+    assert_eq!(v["path"], "/hello?x=1");
+    assert_eq!(v["host"], format!("{ip}:{port}"));
+
+    // Keep-alive: one client connection, many requests.
+    let py = format!(
+        r#"
+import http.client, json
+c = http.client.HTTPConnection("{ip}", {port}, timeout=10)
+seen = []
+for i in range(9):
+    c.request("GET", "/")
+    r = c.getresponse()
+    seen.append(json.loads(r.read())["name"])
+print(json.dumps(sorted(seen)))
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen, ["a", "a", "a", "b", "b", "b", "c", "c", "c"]);
+
+    // c fails its health check: unhealthy with ELB's reason, then no request reaches it.
+    t.sick("c", true);
+    let c_port = t.ports[2] as u64;
+    api.wait_for(20, "c unhealthy", || {
+        health_states(&api, &tg_arn)
+            .into_iter()
+            .find(|(p, s, _)| *p == c_port && s == "unhealthy")
+    });
+    let h = elb_json(
+        &api,
+        &["describe-target-health", "--target-group-arn", &tg_arn],
+    );
+    let c = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["Target"]["Port"] == c_port)
+        .unwrap()
+        .clone();
+    assert_eq!(c["TargetHealth"]["Reason"], "Target.ResponseCodeMismatch");
+    assert_eq!(
+        c["TargetHealth"]["Description"],
+        "Health checks failed with these codes: [503]"
+    );
+    let names = names_of(&url, 8);
+    assert!(!names.contains(&"c".to_string()), "{names:?}");
+
+    // Every target unhealthy: ELB fails open, all three answer.
+    t.sick("a", true);
+    t.sick("b", true);
+    api.wait_for(20, "all unhealthy", || {
+        health_states(&api, &tg_arn)
+            .iter()
+            .all(|(_, s, _)| s == "unhealthy")
+            .then_some(())
+    });
+    let mut names = names_of(&url, 6);
+    names.sort();
+    names.dedup();
+    assert_eq!(names, ["a", "b", "c"]);
+    for n in ["a", "b", "c"] {
+        t.sick(n, false);
+    }
+
+    // A deregistered target drains (no new requests), then is gone.
+    let a = format!("Id=127.0.0.1,Port={}", t.ports[0]);
+    elb_json(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &a,
+        ],
+    );
+    let states = health_states(&api, &tg_arn);
+    assert!(
+        states.contains(&(
+            t.ports[0] as u64,
+            "draining".into(),
+            "Target.DeregistrationInProgress".into()
+        )),
+        "{states:?}"
+    );
+    let names = names_of(&url, 6);
+    assert!(!names.contains(&"a".to_string()), "{names:?}");
+    api.wait_for(15, "a drained", || {
+        (!health_states(&api, &tg_arn)
+            .iter()
+            .any(|(p, _, _)| *p == t.ports[0] as u64))
+        .then_some(())
+    });
+
+    // A target that refuses connections: ALB's 502.
+    let dead = common::util::free_port();
+    let mut args = vec![
+        "deregister-targets",
+        "--target-group-arn",
+        &tg_arn,
+        "--targets",
+    ];
+    args.extend(targets[1..].iter().map(String::as_str));
+    elb_json(&api, &args);
+    let dead_target = format!("Id=127.0.0.1,Port={dead}");
+    elb_json(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &dead_target,
+        ],
+    );
+    let (code, body) = get(&url);
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("502 Bad Gateway"), "{body}");
+
+    // Deleting the listener stops it listening.
+    elb_json(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    api.wait_for(10, "the listener closed", || {
+        std::net::TcpStream::connect((ip.as_str(), port))
+            .is_err()
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_tcp_listener_passes_bytes_through_to_healthy_targets() {
+    let api = Api::start();
+    let t = Targets::start(&["x", "y"]);
+    let lb = elb_json(
+        &api,
+        &["create-load-balancer", "--name", "tcp", "--type", "network"],
+    );
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "tcp",
+            "--protocol",
+            "TCP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let targets: Vec<String> = t
+        .ports
+        .iter()
+        .map(|p| format!("Id=127.0.0.1,Port={p}"))
+        .collect();
+    let mut args = vec![
+        "register-targets",
+        "--target-group-arn",
+        &tg_arn,
+        "--targets",
+    ];
+    args.extend(targets.iter().map(String::as_str));
+    elb_json(&api, &args);
+    api.wait_for(20, "2 healthy targets (TCP checks)", || {
+        health_states(&api, &tg_arn)
+            .iter()
+            .all(|(_, s, _)| s == "healthy")
+            .then_some(())
+    });
+    // Bytes pass through unchanged: the targets see no X-Forwarded header.
+    let url = format!("http://{ip}:{port}/");
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        let (code, body) = get(&url);
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["xff"], Value::Null);
+        names.push(v["name"].as_str().unwrap().to_string());
+    }
+    names.sort();
+    assert_eq!(names, ["x", "x", "y", "y"]);
+}

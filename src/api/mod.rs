@@ -77,6 +77,10 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
+    let dataplane = (
+        tokio::spawn(crate::elb::dataplane::run(elb.clone())),
+        tokio::spawn(crate::elb::health::run(elb.clone())),
+    );
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
@@ -97,6 +101,8 @@ pub async fn serve(
     let _advertised = registry::Advertised::start(&root, &front, addr);
     tracing::info!(%addr, "ECS API listening");
     server::run(listener, security.tls, app, security.limits, shutdown()).await;
+    dataplane.0.abort();
+    dataplane.1.abort();
     // Services' tasks keep running (they belong to their supervisors); the next `serve`
     // picks the services up from the store.
     tokio::task::spawn_blocking(move || scheduler.stop())

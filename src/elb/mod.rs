@@ -5,7 +5,9 @@
 //! (`elb_resources`), so a restarted `serve` has the same resources. docs/load-balancing.md
 //! says what is served and what is not.
 
+pub mod dataplane;
 pub mod error;
+pub mod health;
 pub mod model;
 pub mod ops;
 pub mod query;
@@ -22,6 +24,9 @@ pub struct Elb {
     root: PathBuf,
     aws: crate::taskdef::AwsContext,
     state: Mutex<State>,
+    /// Counts the changes of the resources: the data plane's listeners and health checks
+    /// follow it.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// A target's health as the load balancer sees it (API_TargetHealth).
@@ -30,6 +35,9 @@ pub struct Health {
     pub state: &'static str,
     pub reason: Option<&'static str>,
     pub description: Option<String>,
+    /// Consecutive passed and failed checks (the thresholds count them).
+    pub passed: i64,
+    pub failed: i64,
 }
 
 impl Health {
@@ -38,6 +46,8 @@ impl Health {
             state: "initial",
             reason: Some("Elb.RegistrationInProgress"),
             description: Some("Target registration is in progress".into()),
+            passed: 0,
+            failed: 0,
         }
     }
 
@@ -48,6 +58,8 @@ impl Health {
             description: Some(
                 "Target group is not configured to receive traffic from the load balancer".into(),
             ),
+            passed: 0,
+            failed: 0,
         }
     }
 
@@ -56,6 +68,8 @@ impl Health {
             state: "unused",
             reason: Some("Target.NotRegistered"),
             description: Some("Target is not registered to the target group".into()),
+            passed: 0,
+            failed: 0,
         }
     }
 
@@ -64,6 +78,8 @@ impl Health {
             state: "draining",
             reason: Some("Target.DeregistrationInProgress"),
             description: Some("Target deregistration is in progress".into()),
+            passed: 0,
+            failed: 0,
         }
     }
 }
@@ -84,6 +100,8 @@ struct State {
     /// The health of each registered target of a group in use, by (group, target).
     health: HashMap<(String, Target), Health>,
     draining: Vec<Draining>,
+    /// The next target of each group (round robin).
+    next: HashMap<String, usize>,
     store: Option<crate::store::Store>,
 }
 
@@ -120,6 +138,7 @@ impl Elb {
             root,
             aws: crate::taskdef::AwsContext::from_env(),
             state: Mutex::new(state),
+            generation: tokio::sync::watch::Sender::new(0),
         };
         elb.with(|s| {
             s.refresh_health();
@@ -127,6 +146,16 @@ impl Elb {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(elb)
+    }
+
+    /// Tells the data plane the resources changed.
+    fn changed(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Follows the changes (a new value on each).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> ElbResult<T>) -> ElbResult<T> {
@@ -225,4 +254,190 @@ fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = getrandom::getrandom(&mut b);
     hex::encode(b)
+}
+
+/// Where a new request or connection goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick {
+    Target(std::net::SocketAddr),
+    /// The group has no registered target (ALB answers 503).
+    NoTarget,
+    /// The listener is gone.
+    Gone,
+}
+
+/// A listener the data plane runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub listener: String,
+    pub addr: std::net::SocketAddr,
+    pub protocol: String,
+}
+
+/// A health check the data plane runs: group, target, its settings, where it connects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Check {
+    pub group: String,
+    pub target: Target,
+    pub settings: model::HealthCheck,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Where traffic for target `t` goes: its IP address (`ip` groups), or this box
+/// (`instance` groups: the box is the one instance here).
+fn target_addr(g: &TargetGroup, t: &Target, port: u16) -> std::net::SocketAddr {
+    let ip = if g.target_type == "ip" {
+        t.id.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        std::net::Ipv4Addr::LOCALHOST
+    };
+    std::net::SocketAddr::from((ip, port))
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::getrandom(&mut b);
+    u32::from_le_bytes(b)
+}
+
+impl Elb {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The listeners to run, each on its load balancer's address.
+    pub fn bindings(&self) -> Vec<Binding> {
+        let s = self.lock();
+        s.listeners
+            .values()
+            .filter_map(|l| {
+                let lb = s.lbs.get(&l.load_balancer_arn)?;
+                Some(Binding {
+                    listener: l.arn.clone(),
+                    addr: (model::address(lb), l.port).into(),
+                    protocol: l.protocol.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The target a new request (or connection) on `listener` goes to: a forward action's
+    /// group (by weight), then its healthy targets in turn; when none is healthy, every
+    /// registered one (ELB fails open); a group without targets is [`Pick::NoTarget`].
+    pub fn pick(&self, listener: &str) -> Pick {
+        let mut s = self.lock();
+        let Some(l) = s.listeners.get(listener) else {
+            return Pick::Gone;
+        };
+        let Some(action) = l.default_actions.iter().find(|a| a.kind == "forward") else {
+            return Pick::NoTarget;
+        };
+        let group = match &action.forward {
+            Some(groups) if groups.len() > 1 => {
+                let total: i64 = groups.iter().map(|g| g.weight.unwrap_or(1).max(0)).sum();
+                if total == 0 {
+                    return Pick::NoTarget;
+                }
+                let mut r = (random_u32() as i64) % total;
+                groups
+                    .iter()
+                    .find(|g| {
+                        r -= g.weight.unwrap_or(1).max(0);
+                        r < 0
+                    })
+                    .map(|g| g.arn.clone())
+            }
+            _ => action.groups().first().map(|g| g.to_string()),
+        };
+        let Some(g) = group.and_then(|a| s.groups.get(&a)) else {
+            return Pick::NoTarget;
+        };
+        if g.targets.is_empty() {
+            return Pick::NoTarget;
+        }
+        let healthy: Vec<&Target> = g
+            .targets
+            .iter()
+            .filter(|t| {
+                s.health
+                    .get(&(g.arn.clone(), (*t).clone()))
+                    .is_some_and(|h| h.state == "healthy")
+            })
+            .collect();
+        let from: Vec<&Target> = if healthy.is_empty() {
+            g.targets.iter().collect()
+        } else {
+            healthy
+        };
+        let arn = g.arn.clone();
+        let n = s.next.get(&arn).copied().unwrap_or(0);
+        let t = from[n % from.len()];
+        let addr = target_addr(g, t, t.port);
+        s.next.insert(arn, n.wrapping_add(1));
+        Pick::Target(addr)
+    }
+
+    /// The health checks to run: each registered target of each group in use.
+    pub fn checks(&self) -> Vec<Check> {
+        let s = self.lock();
+        let mut out = Vec::new();
+        for g in s.groups.values() {
+            if s.lbs_of_group(&g.arn).is_empty() {
+                continue;
+            }
+            for t in &g.targets {
+                let port = g.health.port.parse().unwrap_or(t.port);
+                out.push(Check {
+                    group: g.arn.clone(),
+                    target: t.clone(),
+                    settings: g.health.clone(),
+                    addr: target_addr(g, t, port),
+                });
+            }
+        }
+        out
+    }
+
+    /// One health check's outcome: Ok, or the reason code and description of the failure.
+    /// A new target is healthy after one passed check; a target becomes unhealthy after
+    /// the unhealthy threshold of failed checks, and healthy again after the healthy
+    /// threshold of passed ones (API_TargetHealth, target-group-health-checks.html).
+    pub fn report(&self, c: &Check, outcome: Result<(), (&'static str, String)>) {
+        let mut s = self.lock();
+        let key = (c.group.clone(), c.target.clone());
+        let Some(h) = s.health.get_mut(&key) else {
+            return;
+        };
+        let was = h.state;
+        match outcome {
+            Ok(()) => {
+                h.failed = 0;
+                h.passed += 1;
+                if h.state == "initial" || h.passed >= c.settings.healthy {
+                    *h = Health {
+                        state: "healthy",
+                        reason: None,
+                        description: None,
+                        passed: h.passed,
+                        failed: 0,
+                    };
+                }
+            }
+            Err((reason, description)) => {
+                h.passed = 0;
+                h.failed += 1;
+                if h.state == "initial" && h.failed < c.settings.unhealthy {
+                    h.reason = Some("Elb.InitialHealthChecking");
+                    h.description = Some("Initial health checks in progress".into());
+                } else if h.state == "unhealthy" || h.failed >= c.settings.unhealthy {
+                    h.state = "unhealthy";
+                    h.reason = Some(reason);
+                    h.description = Some(description);
+                }
+            }
+        }
+        if was != h.state {
+            tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = h.state, "target health changed");
+        }
+    }
 }

@@ -52,7 +52,7 @@ pub struct LoadBalancer {
     pub tags: Vec<Tag>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct HealthCheck {
     pub protocol: String,
     /// `traffic-port` or a port number.
@@ -144,6 +144,16 @@ fn iso(ms: i64) -> String {
 }
 
 impl LoadBalancer {
+    /// The subnets its zones are listed by: those given, else `subnet-minifargate` (the
+    /// listeners' address is written in each zone's `LoadBalancerAddresses`).
+    fn zones(&self) -> Vec<String> {
+        if self.subnets.is_empty() {
+            vec!["subnet-minifargate".to_string()]
+        } else {
+            self.subnets.clone()
+        }
+    }
+
     /// The `LoadBalancer` shape; `state` is `provisioning` in CreateLoadBalancer's answer
     /// and `active` after, as AWS answers.
     pub fn write(&self, x: &mut Xml, state: &str) {
@@ -158,8 +168,14 @@ impl LoadBalancer {
                 x.leaf("Code", state);
             })
             .leaf("Type", self.kind.as_str())
-            .list("AvailabilityZones", &self.subnets, |x, s| {
-                x.leaf("ZoneName", zone_of(s)).leaf("SubnetId", s);
+            .list("AvailabilityZones", &self.zones(), |x, s| {
+                x.leaf("ZoneName", zone_of(s)).leaf("SubnetId", s).list(
+                    "LoadBalancerAddresses",
+                    &[address(self)],
+                    |x, a| {
+                        x.leaf("IpAddress", a);
+                    },
+                );
             });
         if self.kind == LbType::Application || !self.security_groups.is_empty() {
             x.strings("SecurityGroups", &self.security_groups);
@@ -231,4 +247,15 @@ impl Listener {
             .leaf("Protocol", &self.protocol)
             .list("DefaultActions", &self.default_actions, |x, a| a.write(x));
     }
+}
+
+/// The address a load balancer's listeners listen on: its own loopback address
+/// 127.64-191.x.y, from its ARN's id (stable across restarts, unique in practice, so
+/// several load balancers can each listen on port 80). docs/load-balancing.md, "Where it
+/// listens".
+pub fn address(lb: &LoadBalancer) -> std::net::Ipv4Addr {
+    let id = lb.arn.rsplit('/').next().unwrap_or("");
+    let b = hex::decode(id).unwrap_or_default();
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    std::net::Ipv4Addr::new(127, 64 + at(0) % 128, at(1), 1 + at(2) % 254)
 }

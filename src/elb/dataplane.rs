@@ -1,0 +1,295 @@
+//! The listeners: each on its load balancer's own loopback address (`super::address`) and
+//! its port, in `serve`'s tokio runtime. An HTTP listener proxies each request to the
+//! next target of its forward action (`Elb::pick`: healthy targets in turn, all of them
+//! when none is healthy) over kept-alive connections, adding `X-Forwarded-For`,
+//! `X-Forwarded-Proto` and `X-Forwarded-Port`; it answers 503 when the group has no
+//! registered target, 502 when the target refuses or breaks the connection, 504 when it
+//! does not answer within the idle timeout (60 s, ALB's default). A TCP listener passes
+//! each connection's bytes through to a target. Which listeners run follows the
+//! resources (`Elb::changes`).
+
+use super::{Binding, Elb, Pick};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// ALB's default idle timeout: a target that sends nothing for this long is a 504.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection to a target may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle kept-alive connections kept per target.
+const IDLE_PER_TARGET: usize = 64;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Runs the listeners until the runtime stops.
+pub async fn run(elb: Arc<Elb>) {
+    let mut changes = elb.changes();
+    let mut running: HashMap<Binding, JoinHandle<()>> = HashMap::new();
+    let pool = Arc::new(Pool::default());
+    loop {
+        let want = elb.bindings();
+        running.retain(|b, h| {
+            let keep = want.contains(b) && !h.is_finished();
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for b in want {
+            if running.contains_key(&b) {
+                continue;
+            }
+            match TcpListener::bind(b.addr).await {
+                Ok(tcp) => {
+                    tracing::info!(listener = %b.listener, addr = %b.addr, protocol = %b.protocol, "load balancer listening");
+                    let task = if b.protocol == "TCP" {
+                        tokio::spawn(serve_tcp(elb.clone(), b.listener.clone(), tcp))
+                    } else {
+                        tokio::spawn(serve_http(
+                            elb.clone(),
+                            b.listener.clone(),
+                            b.addr.port(),
+                            tcp,
+                            pool.clone(),
+                        ))
+                    };
+                    running.insert(b, task);
+                }
+                Err(e) => {
+                    tracing::warn!(listener = %b.listener, addr = %b.addr, error = %e, "a load balancer's listener cannot listen");
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            break;
+        }
+    }
+    for (_, h) in running {
+        h.abort();
+    }
+}
+
+async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match tcp.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "a load balancer failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
+    loop {
+        let (mut client, _) = accept(&tcp).await;
+        let _ = client.set_nodelay(true);
+        let Pick::Target(addr) = elb.pick(&listener) else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let Ok(Ok(mut target)) =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+            else {
+                return;
+            };
+            let _ = target.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut target).await;
+        });
+    }
+}
+
+async fn serve_http(elb: Arc<Elb>, listener: String, port: u16, tcp: TcpListener, pool: Arc<Pool>) {
+    let listener: Arc<str> = listener.into();
+    loop {
+        let (stream, peer) = accept(&tcp).await;
+        let _ = stream.set_nodelay(true);
+        let (elb, listener, pool) = (elb.clone(), listener.clone(), pool.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let (elb, listener, pool) = (elb.clone(), listener.clone(), pool.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        proxy(&elb, &listener, port, peer, &pool, req).await,
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// ALB's own answers (503, 502, 504): its HTML page and `Server: awselb/2.0`.
+fn answer(status: StatusCode) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let code = status.as_u16();
+    let html = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(html)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::SERVER,
+        header::HeaderValue::from_static("awselb/2.0"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html"),
+    );
+    r
+}
+
+/// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+async fn proxy(
+    elb: &Elb,
+    listener: &str,
+    port: u16,
+    peer: SocketAddr,
+    pool: &Pool,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let addr = match elb.pick(listener) {
+        Pick::Target(a) => a,
+        Pick::NoTarget | Pick::Gone => return answer(StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let (mut parts, body) = req.into_parts();
+    if let Some(c) = parts.headers.get(header::CONNECTION).cloned() {
+        for name in c.to_str().unwrap_or("").split(',') {
+            parts.headers.remove(name.trim());
+        }
+    }
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    let hv = |s: String| header::HeaderValue::from_str(&s).ok();
+    if let Some(v) = hv(xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts.headers.insert(
+        "x-forwarded-proto",
+        header::HeaderValue::from_static("http"),
+    );
+    if let Some(v) = hv(port.to_string()) {
+        parts.headers.insert("x-forwarded-port", v);
+    }
+    // Origin form to the target (`/path?query`), whatever form the client used.
+    if let Some(pq) = parts.uri.path_and_query().cloned() {
+        parts.uri = pq.as_str().parse().unwrap_or_default();
+    }
+    parts.version = hyper::Version::HTTP_11;
+    // A body-less request may be sent again on a fresh connection when a kept-alive one
+    // turns out closed by the target.
+    let again = hyper::body::Body::is_end_stream(&body).then(|| parts.clone());
+    let (sender, reused) = match pool.take(addr) {
+        Some(s) => (s, true),
+        None => match connect(addr).await {
+            Ok(s) => (s, false),
+            Err(status) => return answer(status),
+        },
+    };
+    match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
+        Ok(r) => r,
+        Err(_) if reused && again.is_some() => {
+            let parts = again.expect("checked");
+            let empty = http_body_util::Empty::new().map_err(|e| match e {}).boxed();
+            match connect(addr).await {
+                Ok(s) => send(s, Request::from_parts(parts, empty), pool, addr)
+                    .await
+                    .unwrap_or_else(answer),
+                Err(status) => answer(status),
+            }
+        }
+        Err(status) => answer(status),
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Body>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender, StatusCode> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return Err(StatusCode::BAD_GATEWAY),
+        Err(_) => return Err(StatusCode::GATEWAY_TIMEOUT),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| StatusCode::BAD_GATEWAY)?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn send(
+    mut sender: Sender,
+    req: Request<Body>,
+    pool: &Pool,
+    addr: SocketAddr,
+) -> Result<Response<Body>, StatusCode> {
+    match tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req)).await {
+        Ok(Ok(resp)) => {
+            pool.put(addr, sender);
+            Ok(resp.map(|b| b.boxed()))
+        }
+        Ok(Err(_)) => Err(StatusCode::BAD_GATEWAY),
+        Err(_) => Err(StatusCode::GATEWAY_TIMEOUT),
+    }
+}
+
+/// Kept-alive connections to the targets, by address. A connection goes back as soon as
+/// its response's head is in; it is taken again once its response body is done (hyper's
+/// `is_ready`).
+#[derive(Default)]
+struct Pool(Mutex<HashMap<SocketAddr, Vec<Sender>>>);
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<Sender> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.get_mut(&addr)?;
+        v.retain(|s| !s.is_closed());
+        let i = v.iter().position(|s| s.is_ready())?;
+        Some(v.swap_remove(i))
+    }
+
+    fn put(&self, addr: SocketAddr, s: Sender) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(addr).or_default();
+        v.retain(|s| !s.is_closed());
+        if v.len() < IDLE_PER_TARGET {
+            v.push(s);
+        }
+    }
+}
