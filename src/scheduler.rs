@@ -10,6 +10,7 @@ use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
 use crate::ecs::{Ecs, now_ms};
 use crate::ecs::{deployments, fleet};
+use crate::elb::Elb;
 use crate::store::{
     DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
     ServiceStatus, StopCode, Store, TaskRow,
@@ -22,6 +23,54 @@ use std::time::{Duration, Instant};
 
 /// stoppedReason of a task replaced for failing its health checks (ECS's string).
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
+/// One of a service's `loadBalancers` the scheduler applies: a target group of type `ip`
+/// gets each RUNNING task's `<task IP>:<containerPort>`.
+#[derive(Debug, Clone, PartialEq)]
+struct LbTarget {
+    group: String,
+    port: u16,
+}
+
+/// The service's `loadBalancers` (stored as given: `ecs::services` keeps them with the
+/// members it passes on): those naming a target group and a container port.
+fn lb_targets(spec: &Spec) -> Vec<LbTarget> {
+    let Some(list) = spec
+        .not_applied
+        .get("loadBalancers")
+        .and_then(|v| v.as_array())
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|l| {
+            Some(LbTarget {
+                group: l["targetGroupArn"].as_str()?.to_string(),
+                port: u16::try_from(l["containerPort"].as_u64()?).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// What the scheduler remembers of a service's load balancing between passes.
+#[derive(Default)]
+struct Balanced {
+    /// The tasks it registered: their address.
+    registered: HashMap<String, String>,
+    /// Tasks deregistered and draining: when they stop, and why.
+    draining: HashMap<String, (Instant, String)>,
+    /// Events to write (deregistrations made while stopping tasks).
+    events: Vec<String>,
+    /// Target groups a registration failed in (the event is written once).
+    failing: HashSet<String>,
+}
+
+/// The task's awsvpc address, once its network is set up.
+fn task_ip(store: &Store, id: &str) -> Option<String> {
+    let n = store.task_network(id).ok()??;
+    (n.mode == "awsvpc").then_some(())?;
+    n.network?.net.ip.map(|ip| ip.to_string())
+}
 
 const TICK: Duration = Duration::from_secs(1);
 /// How often a pass checks every running task's supervisor, not only its services' tasks
@@ -43,12 +92,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn start(g: Ecs) -> std::io::Result<Scheduler> {
+    /// Starts the scheduler; with `elb`, services' `loadBalancers` are applied.
+    pub fn start(g: Ecs, elb: Option<Arc<Elb>>) -> std::io::Result<Scheduler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("service-scheduler".into())
-            .spawn(move || run(&g, &flag))?;
+            .spawn(move || run(&g, &flag, elb.as_deref()))?;
         Ok(Scheduler { stop, thread })
     }
 
@@ -78,6 +128,7 @@ struct Memory {
     /// The last "unable to place a task" event: written again only when it changes, as
     /// ECS omits duplicate events until the cause is resolved.
     unplaced: Option<String>,
+    lb: Balanced,
 }
 
 impl Memory {
@@ -106,7 +157,7 @@ impl Memory {
     }
 }
 
-fn run(g: &Ecs, stop: &AtomicBool) {
+fn run(g: &Ecs, stop: &AtomicBool, elb: Option<&Elb>) {
     let mut memory: HashMap<(String, String), Memory> = HashMap::new();
     let mut store: Option<Store> = None;
     let mut last_full: Option<Instant> = None;
@@ -124,7 +175,7 @@ fn run(g: &Ecs, stop: &AtomicBool) {
             last_full = Some(Instant::now());
         }
         if let Some(s) = store.as_mut() {
-            let scheduled = fleet::get().schedule(&mut || pass(g, s, &mut memory, full));
+            let scheduled = fleet::get().schedule(&mut || pass(g, s, &mut memory, full, elb));
             match scheduled {
                 Ok(true) => {}
                 // Another serve schedules: what this one remembers is stale when it
@@ -147,6 +198,7 @@ fn pass(
     store: &mut Store,
     memory: &mut HashMap<(String, String), Memory>,
     full: bool,
+    elb: Option<&Elb>,
 ) -> anyhow::Result<()> {
     // Tasks whose supervisor died are finished first: they need replacing too.
     if full {
@@ -164,7 +216,7 @@ fn pass(
         let m = memory
             .entry((s.cluster.clone(), s.name.clone()))
             .or_default();
-        if let Err(e) = schedule(g, store, &s, m) {
+        if let Err(e) = schedule(g, store, &s, m, elb) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
                 error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
@@ -225,14 +277,63 @@ fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
     );
 }
 
+/// Writes the load-balancing events of this pass, and keeps the tasks now draining out of
+/// `stopped` (their "has stopped" event comes when they stop, after the delay).
+fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
+    let name = &s.name;
+    for e in m.lb.events.drain(..) {
+        add_event(store, &s.cluster, name, format!("(service {name}) {e}"));
+    }
+    stopped.retain(|id| !m.lb.draining.contains_key(id));
+}
+
 fn scaling_reason(deployment: &str) -> String {
     // Ref: the stoppedReason ECS gives tasks its scheduler stops.
     format!("Scaling activity initiated by (deployment {deployment})")
 }
 
 /// Asks for a task to stop with ServiceSchedulerInitiated; false when it could not be
-/// asked (a later pass tries again).
-fn stop_task(g: &Ecs, t: &mut TaskRow, reason: &str) -> bool {
+/// asked (a later pass tries again). A task registered in the service's target groups is
+/// deregistered first and stops after the deregistration delay (a later pass stops it), as
+/// ECS does; it counts as stopping meanwhile.
+fn stop_task(
+    g: &Ecs,
+    lb: (Option<&Elb>, &[LbTarget], &mut Balanced),
+    t: &mut TaskRow,
+    reason: &str,
+) -> bool {
+    let (elb, groups, mem) = lb;
+    if let (Some(elb), Some(ip)) = (elb, mem.registered.get(&t.id).cloned()) {
+        let mut delay = Duration::ZERO;
+        for l in groups {
+            match elb.deregister_ip(&l.group, &ip, l.port) {
+                Ok(Some(d)) => {
+                    delay = delay.max(d);
+                    mem.events.push(format!(
+                        "deregistered 1 targets in (target-group {})",
+                        l.group
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task_id = %t.id, group = %l.group, error = %e, "failed to deregister a task")
+                }
+            }
+        }
+        mem.registered.remove(&t.id);
+        if !delay.is_zero() {
+            mem.events
+                .push("has begun draining connections on 1 tasks.".to_string());
+            mem.draining
+                .insert(t.id.clone(), (Instant::now() + delay, reason.to_string()));
+            t.desired_status = DesiredStatus::Stopped;
+            return true;
+        }
+    }
+    if mem.draining.contains_key(&t.id) {
+        t.desired_status = DesiredStatus::Stopped;
+        return true;
+    }
     let asked = fleet::get().stop(g, t, StopCode::ServiceSchedulerInitiated, reason);
     if asked {
         t.desired_status = DesiredStatus::Stopped;
@@ -312,7 +413,13 @@ fn launch(
 }
 
 /// One service: replace, launch, stop, and record what happened.
-fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyhow::Result<()> {
+fn schedule(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+) -> anyhow::Result<()> {
     let now = Instant::now();
     let name = &s.name;
     let spec = &s.spec;
@@ -392,6 +499,93 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     let mut stopped = Vec::new();
     let mut started = Vec::new();
 
+    // Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop
+    // once their delay is over and count as stopping until then; tasks that stopped on
+    // their own leave their target groups; RUNNING tasks join them.
+    let lbs = if elb.is_some() {
+        lb_targets(spec)
+    } else {
+        Vec::new()
+    };
+    let live_ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
+    m.lb.draining.retain(|id, _| live_ids.contains(id));
+    for l in live.iter_mut() {
+        let Some((until, reason)) = m.lb.draining.get(&l.row.id).cloned() else {
+            continue;
+        };
+        if now >= until
+            && fleet::get().stop(g, &l.row, StopCode::ServiceSchedulerInitiated, &reason)
+        {
+            m.lb.draining.remove(&l.row.id);
+            stopped.push(l.row.id.clone());
+        }
+        l.row.desired_status = DesiredStatus::Stopped;
+    }
+    if let Some(elb) = elb.filter(|_| !lbs.is_empty()) {
+        let gone: Vec<String> =
+            m.lb.registered
+                .keys()
+                .filter(|id| !live_ids.contains(*id))
+                .cloned()
+                .collect();
+        for id in gone {
+            let Some(ip) = m.lb.registered.remove(&id) else {
+                continue;
+            };
+            for t in &lbs {
+                if let Ok(Some(_)) = elb.deregister_ip(&t.group, &ip, t.port) {
+                    m.lb.events.push(format!(
+                        "deregistered 1 targets in (target-group {})",
+                        t.group
+                    ));
+                }
+            }
+        }
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for l in live
+            .iter()
+            .filter(|l| l.active() && l.running() && !l.unhealthy)
+        {
+            if m.lb.registered.contains_key(&l.row.id) {
+                continue;
+            }
+            let Some(ip) = task_ip(store, &l.row.id) else {
+                continue;
+            };
+            let mut all = true;
+            for t in &lbs {
+                match elb.register_ip(&t.group, &ip, t.port) {
+                    Ok(new) => {
+                        m.lb.failing.remove(&t.group);
+                        if new {
+                            match counts.iter_mut().find(|(g, _)| *g == t.group) {
+                                Some((_, n)) => *n += 1,
+                                None => counts.push((t.group.clone(), 1)),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        all = false;
+                        if m.lb.failing.insert(t.group.clone()) {
+                            m.lb.events.push(format!(
+                                "failed to register targets in (target-group {}) (error {})",
+                                t.group,
+                                e.message()
+                            ));
+                        }
+                    }
+                }
+            }
+            if all {
+                m.lb.registered.insert(l.row.id.clone(), ip);
+            }
+        }
+        for (group, n) in counts {
+            m.lb.events
+                .push(format!("registered {n} targets in (target-group {group})"));
+        }
+    }
+
     if s.status == ServiceStatus::Draining {
         for l in live.iter_mut().filter(|l| l.active()) {
             let d = l
@@ -399,10 +593,11 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
                 .started_by
                 .clone()
                 .unwrap_or_else(|| primary.id.clone());
-            if stop_task(g, &mut l.row, &scaling_reason(&d)) {
+            if stop_task(g, (elb, &lbs, &mut m.lb), &mut l.row, &scaling_reason(&d)) {
                 stopped.push(l.row.id.clone());
             }
         }
+        flush_lb_events(store, s, m, &mut stopped);
         if !stopped.is_empty() {
             stopped_event(store, s, &stopped);
         }
@@ -430,12 +625,58 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             name,
             format!("(service {name}) (task {id}) failed container health checks."),
         );
-        if stop_task(g, &mut l.row, UNHEALTHY_REASON) {
+        if stop_task(g, (elb, &lbs, &mut m.lb), &mut l.row, UNHEALTHY_REASON) {
             if let Some(d) = &l.row.started_by {
                 *failed.entry(d.clone()).or_default() += 1;
             }
             m.unhealthy += 1;
             stopped.push(id);
+        }
+    }
+
+    // A registered task its target group finds unhealthy is replaced (after the service's
+    // healthCheckGracePeriodSeconds), with ECS's reason.
+    if let Some(elb) = elb {
+        for l in live
+            .iter_mut()
+            .filter(|l| l.active() && l.running() && !l.unhealthy)
+        {
+            let Some(ip) = m.lb.registered.get(&l.row.id).cloned() else {
+                continue;
+            };
+            if in_grace_period(
+                l.row.started_at,
+                spec.health_check_grace_period_seconds,
+                now_ms(),
+            ) {
+                continue;
+            }
+            let Some((t, h)) = lbs.iter().find_map(|t| {
+                let h = elb.health_of_ip(&t.group, &ip, t.port)?;
+                (h.state == "unhealthy").then_some((t, h))
+            }) else {
+                continue;
+            };
+            let id = l.row.id.clone();
+            add_event(
+                store,
+                &s.cluster,
+                name,
+                format!(
+                    "(service {name}) (task {id}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
+                    t.port,
+                    t.group,
+                    h.description.as_deref().unwrap_or("Health checks failed")
+                ),
+            );
+            let reason = format!(
+                "Task failed ELB health checks in (target-group {})",
+                t.group
+            );
+            if stop_task(g, (Some(elb), &lbs, &mut m.lb), &mut l.row, &reason) {
+                m.unhealthy += 1;
+                stopped.push(id);
+            }
         }
     }
 
@@ -463,7 +704,12 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             .partition(|&&i| !live[i].row.protected_at(at));
         blocked += excess.saturating_sub(free.len()).min(protected.len());
         for &i in free.iter().take(excess) {
-            if stop_task(g, &mut live[i].row, &scaling_reason(&primary.id)) {
+            if stop_task(
+                g,
+                (elb, &lbs, &mut m.lb),
+                &mut live[i].row,
+                &scaling_reason(&primary.id),
+            ) {
                 stopped.push(live[i].row.id.clone());
             }
         }
@@ -550,13 +796,20 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
             continue;
         }
         let d = live[i].row.started_by.clone().unwrap_or_default();
-        if stop_task(g, &mut live[i].row, &scaling_reason(&d)) {
+        if stop_task(
+            g,
+            (elb, &lbs, &mut m.lb),
+            &mut live[i].row,
+            &scaling_reason(&d),
+        ) {
             stopped.push(live[i].row.id.clone());
             if healthy_one {
                 can_stop -= 1;
             }
         }
     }
+    let changed = !stopped.is_empty() || !started.is_empty();
+    flush_lb_events(store, s, m, &mut stopped);
     if !stopped.is_empty() {
         stopped_event(store, s, &stopped);
     }
@@ -576,7 +829,6 @@ fn schedule(g: &Ecs, store: &mut Store, s: &ServiceRow, m: &mut Memory) -> anyho
     }
 
     // Deployments: an older one is done once none of its tasks is left; failedTasks.
-    let changed = !stopped.is_empty() || !started.is_empty();
     let mut olds_left = false;
     for d in &mut deployments {
         let mut dirty = false;

@@ -865,3 +865,202 @@ fn a_tcp_listener_passes_bytes_through_to_healthy_targets() {
     names.sort();
     assert_eq!(names, ["x", "x", "y", "y"]);
 }
+
+/// A service task answering `GET /` on 8080 with an id of its own (busybox httpd).
+fn web_def(family: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{{"containerPort":8080}}],
+    "command":["sh","-c","mkdir -p /www && cat /proc/sys/kernel/random/uuid > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}}]}}"#
+    )
+}
+
+fn service_events(api: &Api, name: &str) -> Vec<String> {
+    api.service("default", name)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_ecs_service_registers_its_tasks_and_drains_them_before_stopping() {
+    let api = Api::start();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "svc"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "svc",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=8",
+        ],
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let f = api.file("web.json", &web_def("web"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let lbs = format!("targetGroupArn={tg_arn},containerName=web,containerPort=8080");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "web",
+        "--desired-count",
+        "2",
+        "--load-balancers",
+        &lbs,
+    ]);
+
+    // Both tasks registered at their address and port, healthy; traffic reaches both.
+    let healthy = api.wait_for(90, "2 healthy targets", || {
+        let h = health_states(&api, &tg_arn);
+        (h.len() == 2 && h.iter().all(|(p, s, _)| *p == 8080 && s == "healthy")).then_some(h)
+    });
+    assert_eq!(healthy.len(), 2);
+    let h = elb_json(
+        &api,
+        &["describe-target-health", "--target-group-arn", &tg_arn],
+    );
+    let mut target_ips: Vec<String> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["Target"]["Id"].as_str().unwrap().to_string())
+        .collect();
+    target_ips.sort();
+    let tasks = api.aws_json(&["list-tasks", "--service-name", "web"]);
+    let arns: Vec<&str> = tasks["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(arns.iter().copied());
+    let described = api.aws_json(&args);
+    let mut task_ips: Vec<String> = described["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    task_ips.sort();
+    assert_eq!(target_ips, task_ips);
+    let url = format!("http://{ip}:{port}/");
+    let mut bodies: Vec<String> = (0..4)
+        .map(|_| {
+            let (code, body) = get(&url);
+            assert_eq!(code, 200, "{body}");
+            body
+        })
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let ev = service_events(&api, "web");
+    assert!(
+        ev.iter().any(|e| e.starts_with("(service web) registered ")
+            && e.ends_with(&format!("targets in (target-group {tg_arn})"))),
+        "{ev:#?}"
+    );
+
+    // Scale in: the task leaves the group first, drains for the delay (still RUNNING,
+    // getting no new request), then stops; no request fails meanwhile.
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "1"]);
+    let draining = api.wait_for(20, "a draining target", || {
+        health_states(&api, &tg_arn)
+            .into_iter()
+            .find(|(_, s, _)| s == "draining")
+    });
+    assert_eq!(draining.2, "Target.DeregistrationInProgress");
+    let ev = service_events(&api, "web");
+    assert!(
+        ev.iter()
+            .any(|e| e
+                == &format!("(service web) deregistered 1 targets in (target-group {tg_arn})")),
+        "{ev:#?}"
+    );
+    assert!(
+        !ev.iter().any(|e| e.contains("has stopped")),
+        "stopped before its delay: {ev:#?}"
+    );
+    let running = api.aws_json(&[
+        "list-tasks",
+        "--service-name",
+        "web",
+        "--desired-status",
+        "RUNNING",
+    ]);
+    assert_eq!(
+        running["taskArns"].as_array().unwrap().len(),
+        2,
+        "{running}"
+    );
+    for _ in 0..10 {
+        let (code, body) = get(&url);
+        assert_eq!(code, 200, "{body}");
+    }
+    api.wait_for(30, "the drained task stopped", || {
+        service_events(&api, "web")
+            .iter()
+            .any(|e| e.starts_with("(service web) has stopped 1 running tasks"))
+            .then_some(())
+    });
+    let h = health_states(&api, &tg_arn);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].1, "healthy");
+    api.aws_json(&["delete-service", "--service", "web", "--force"]);
+    api.wait_for(60, "web INACTIVE", || {
+        (api.service("default", "web")["status"] == "INACTIVE").then_some(())
+    });
+}

@@ -53,8 +53,6 @@ pub async fn serve(
     // would checkpoint the WAL and fsync on every request (16 ms a call here, see
     // docs/serve.md); SQLite checkpoints by itself as the WAL grows.
     let _keep_open = g.open_store()?;
-    let scheduler = crate::scheduler::Scheduler::start(g.clone())
-        .context("failed to start the service scheduler")?;
     let ctx = crate::taskdef::AwsContext::from_env();
     let reg = Arc::new(
         crate::ecr::Registry::open(&g.root, &ctx.account_id, &ctx.region)
@@ -77,6 +75,8 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
+    let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
+        .context("failed to start the service scheduler")?;
     let dataplane = (
         tokio::spawn(crate::elb::dataplane::run(elb.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),

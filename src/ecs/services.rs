@@ -265,15 +265,13 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
     }
 }
 
-/// Members of CreateService and UpdateService recorded as given and not applied here, each
-/// with the reason its service event gives. Ref: ecs.json `UpdateServiceRequest.*` (each
-/// of these "triggers a new service deployment" when it changes, as here).
+/// Members of CreateService and UpdateService recorded as given (in `Spec::not_applied`)
+/// and not applied here, each with the reason its service event gives; an empty reason is
+/// a member `serve`'s scheduler applies from there (`loadBalancers`: crate::scheduler,
+/// docs/load-balancing.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
+/// "triggers a new service deployment" when it changes, as here).
 const NOT_APPLIED: &[(&str, &str)] = &[
-    (
-        "loadBalancers",
-        "no load balancer here: each task is reachable at its own address (describe-tasks \
-         shows it)",
-    ),
+    ("loadBalancers", ""),
     (
         "serviceRegistries",
         "no AWS Cloud Map here: nothing registers the tasks' addresses",
@@ -420,7 +418,9 @@ fn apply_extras(
         if empty {
             spec.not_applied.remove(*name);
         } else {
-            events.push(format!("{name}: not applied here: {why}"));
+            if !why.is_empty() {
+                events.push(format!("{name}: not applied here: {why}"));
+            }
             spec.not_applied.insert((*name).to_string(), v);
         }
     }

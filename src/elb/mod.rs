@@ -441,3 +441,73 @@ impl Elb {
         }
     }
 }
+
+/// What ECS's service scheduler asks of the load balancers (`crate::scheduler`): targets
+/// registered and deregistered through the same operations as the API's, and their health.
+impl Elb {
+    /// Registers `ip:port` in `group`; true when it was not registered before.
+    pub fn register_ip(&self, group: &str, ip: &str, port: u16) -> ElbResult<bool> {
+        let known = self
+            .lock()
+            .groups
+            .get(group)
+            .is_some_and(|g| g.targets.iter().any(|t| t.id == ip && t.port == port));
+        let port = port.to_string();
+        ops::call(
+            self,
+            "RegisterTargets",
+            &query::Params::of(&[
+                ("TargetGroupArn", group),
+                ("Targets.member.1.Id", ip),
+                ("Targets.member.1.Port", &port),
+            ]),
+        )?;
+        Ok(!known)
+    }
+
+    /// Deregisters `ip:port` from `group`: how long it drains (zero when the group is not
+    /// in use), or None when it was not registered.
+    pub fn deregister_ip(
+        &self,
+        group: &str,
+        ip: &str,
+        port: u16,
+    ) -> ElbResult<Option<std::time::Duration>> {
+        let delay = {
+            let s = self.lock();
+            let Some(g) = s.groups.get(group) else {
+                return Ok(None);
+            };
+            if !g.targets.iter().any(|t| t.id == ip && t.port == port) {
+                return Ok(None);
+            }
+            if s.lbs_of_group(group).is_empty() {
+                0
+            } else {
+                g.attributes
+                    .get("deregistration_delay.timeout_seconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(300)
+            }
+        };
+        let port = port.to_string();
+        ops::call(
+            self,
+            "DeregisterTargets",
+            &query::Params::of(&[
+                ("TargetGroupArn", group),
+                ("Targets.member.1.Id", ip),
+                ("Targets.member.1.Port", &port),
+            ]),
+        )?;
+        Ok(Some(std::time::Duration::from_secs(delay)))
+    }
+
+    /// The health of registered target `ip:port` of `group` (None: not registered).
+    pub fn health_of_ip(&self, group: &str, ip: &str, port: u16) -> Option<Health> {
+        let s = self.lock();
+        let g = s.groups.get(group)?;
+        let t = g.targets.iter().find(|t| t.id == ip && t.port == port)?;
+        Some(s.health_of(g, t, Instant::now()))
+    }
+}

@@ -25,7 +25,7 @@ impl Params {
         )
     }
 
-    #[cfg(test)]
+    /// A request's members given by name (the core's own callers: the service scheduler).
     pub fn of(pairs: &[(&str, &str)]) -> Params {
         Params(
             pairs
