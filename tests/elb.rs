@@ -1064,3 +1064,127 @@ fn an_ecs_service_registers_its_tasks_and_drains_them_before_stopping() {
         (api.service("default", "web")["status"] == "INACTIVE").then_some(())
     });
 }
+
+#[test]
+fn a_task_failing_its_target_group_health_check_is_replaced_with_ecs_s_reason() {
+    let api = Api::start();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "sick"]);
+    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]).to_string();
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "sick",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--unhealthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=0",
+        ],
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    // Healthy for its first 12 s, then /health is gone (404).
+    let def = r#"{"family":"sick","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080}],
+    "command":["sh","-c","mkdir -p /www && echo ok > /www/health && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & (sleep 12; rm /www/health) & wait"]}]}"#;
+    let f = api.file("sick.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let lbs = format!("targetGroupArn={tg_arn},containerName=web,containerPort=8080");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "sick",
+        "--task-definition",
+        "sick",
+        "--desired-count",
+        "1",
+        "--load-balancers",
+        &lbs,
+    ]);
+    let reason = format!("Task failed ELB health checks in (target-group {tg_arn})");
+    let stopped = api.wait_for(120, "a task replaced for its ELB health", || {
+        let t = api.aws_json(&[
+            "list-tasks",
+            "--service-name",
+            "sick",
+            "--desired-status",
+            "STOPPED",
+        ]);
+        let arns: Vec<String> = t["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        if arns.is_empty() {
+            return None;
+        }
+        let mut args = vec!["describe-tasks", "--tasks"];
+        args.extend(arns.iter().map(String::as_str));
+        let d = api.aws_json(&args);
+        d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["stoppedReason"] == reason.as_str())
+            .cloned()
+    });
+    assert_eq!(stopped["stopCode"], "ServiceSchedulerInitiated");
+    let ev = service_events(&api, "sick");
+    assert!(
+        ev.iter().any(|e| e.contains(&format!(
+            "(port 8080) is unhealthy in (target-group {tg_arn}) due to (reason Health checks failed with these codes: [404])."
+        ))),
+        "{ev:#?}"
+    );
+    // The replacement starts and registers.
+    api.wait_for(60, "a replacement registered", || {
+        health_states(&api, &tg_arn)
+            .iter()
+            .any(|(_, s, _)| s == "healthy")
+            .then_some(())
+    });
+    api.aws_json(&["delete-service", "--service", "sick", "--force"]);
+    api.wait_for(60, "sick INACTIVE", || {
+        (api.service("default", "sick")["status"] == "INACTIVE").then_some(())
+    });
+}
