@@ -1188,3 +1188,111 @@ fn a_task_failing_its_target_group_health_check_is_replaced_with_ecs_s_reason() 
         (api.service("default", "sick")["status"] == "INACTIVE").then_some(())
     });
 }
+
+#[test]
+fn tags_and_load_balancer_attributes_through_the_cli_and_boto3() {
+    let api = Api::start();
+    let lb = elb_json(
+        &api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "tagged",
+            "--tags",
+            "Key=a,Value=1",
+        ],
+    );
+    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "add-tags",
+            "--resource-arns",
+            &lb_arn,
+            "--tags",
+            "Key=b,Value=2",
+            "Key=a,Value=3",
+        ],
+    );
+    elb_json(
+        &api,
+        &["remove-tags", "--resource-arns", &lb_arn, "--tag-keys", "b"],
+    );
+    let t = elb_json(&api, &["describe-tags", "--resource-arns", &lb_arn]);
+    assert_eq!(t["TagDescriptions"][0]["ResourceArn"], lb_arn.as_str());
+    assert_eq!(
+        t["TagDescriptions"][0]["Tags"],
+        serde_json::json!([{"Key": "a", "Value": "3"}])
+    );
+    let err = elb_err(
+        &api,
+        &[
+            "describe-tags",
+            "--resource-arns",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/0123456789abcdef",
+        ],
+    );
+    assert!(err.contains("(TargetGroupNotFound)"), "{err}");
+
+    let a = elb_json(
+        &api,
+        &[
+            "describe-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    );
+    let attr = |v: &Value, k: &str| {
+        v["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Key"] == k)
+            .map(|a| a["Value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        attr(&a, "idle_timeout.timeout_seconds").as_deref(),
+        Some("60")
+    );
+    assert_eq!(
+        attr(&a, "deletion_protection.enabled").as_deref(),
+        Some("false")
+    );
+    elb_json(
+        &api,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=deletion_protection.enabled,Value=true",
+        ],
+    );
+    let err = elb_err(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    assert!(err.contains("(OperationNotPermitted)"), "{err}");
+    let err = elb_err(
+        &api,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=access_logs.s3.enabled,Value=true",
+        ],
+    );
+    assert!(err.contains("(InvalidConfigurationRequest)"), "{err}");
+    let v = api.boto3(&format!(
+        r#"
+import boto3, json, os
+c = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+c.modify_load_balancer_attributes(LoadBalancerArn="{lb_arn}",
+    Attributes=[{{"Key": "deletion_protection.enabled", "Value": "false"}}])
+c.delete_load_balancer(LoadBalancerArn="{lb_arn}")
+print(json.dumps(len(c.describe_load_balancers()["LoadBalancers"])))
+"#
+    ));
+    assert_eq!(v, 0);
+}

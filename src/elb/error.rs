@@ -41,6 +41,8 @@ pub enum ElbError {
     TargetGroupAssociationLimit(String),
     #[error("OperationNotPermitted: {0}")]
     OperationNotPermitted(String),
+    #[error("TooManyTags: {0}")]
+    TooManyTags(String),
     /// An action this endpoint does not answer (AWS's query services' `InvalidAction`).
     #[error("InvalidAction: {0}")]
     InvalidAction(String),
@@ -72,6 +74,7 @@ impl ElbError {
             InvalidScheme(_) => "InvalidScheme",
             TargetGroupAssociationLimit(_) => "TargetGroupAssociationLimit",
             OperationNotPermitted(_) => "OperationNotPermitted",
+            TooManyTags(_) => "TooManyTags",
             InvalidAction(_) => "InvalidAction",
             Internal(_) => "InternalFailure",
         }
@@ -97,6 +100,7 @@ impl ElbError {
             | InvalidScheme(m)
             | TargetGroupAssociationLimit(m)
             | OperationNotPermitted(m)
+            | TooManyTags(m)
             | InvalidAction(m)
             | Internal(m) => m,
         }

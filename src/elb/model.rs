@@ -50,6 +50,10 @@ pub struct LoadBalancer {
     pub security_groups: Vec<String>,
     pub ip_address_type: String,
     pub tags: Vec<Tag>,
+    /// The attributes set by ModifyLoadBalancerAttributes (the others have ELB's
+    /// defaults: `ops::lb_attributes`).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]

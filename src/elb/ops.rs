@@ -64,6 +64,20 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         "by `LoadBalancerArn` or `ListenerArns`",
     ),
     ("DeleteListener", ""),
+    (
+        "DescribeLoadBalancerAttributes",
+        "every attribute ELB lists for the load balancer's type, with ELB's defaults",
+    ),
+    (
+        "ModifyLoadBalancerAttributes",
+        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); access and connection logs refused (no S3 here); the others stored and returned",
+    ),
+    (
+        "AddTags",
+        "load balancers, target groups and listeners, by ARN; at most 50 tags a resource",
+    ),
+    ("RemoveTags", ""),
+    ("DescribeTags", "up to 20 resources"),
 ];
 
 /// Runs ELBv2 action `op` with the request's members.
@@ -92,6 +106,11 @@ fn dispatch(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
         "CreateListener" => elb.with(|s| create_listener(elb, s, p)),
         "DescribeListeners" => elb.with(|s| describe_listeners(s, p)),
         "DeleteListener" => elb.with(|s| delete_listener(s, p)),
+        "DescribeLoadBalancerAttributes" => elb.with(|s| describe_lb_attributes(s, p)),
+        "ModifyLoadBalancerAttributes" => elb.with(|s| modify_lb_attributes(s, p)),
+        "AddTags" => elb.with(|s| add_tags(s, p)),
+        "RemoveTags" => elb.with(|s| remove_tags(s, p)),
+        "DescribeTags" => elb.with(|s| describe_tags(s, p)),
         _ => Err(ElbError::InvalidAction(format!(
             "{op} is not an Elastic Load Balancing v2 action served by minifargate (it serves {}; see docs/load-balancing.md)",
             OPERATIONS
@@ -243,6 +262,7 @@ fn create_load_balancer(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> 
         security_groups: p.list("SecurityGroups"),
         ip_address_type: ip_address_type.to_string(),
         tags,
+        attributes: Default::default(),
     };
     s.save_lb(&lb)?;
     let mut x = Xml::new();
@@ -311,6 +331,13 @@ fn describe_load_balancers(s: &mut State, p: &Params) -> ElbResult<Xml> {
 
 fn delete_load_balancer(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let arn = p.required("LoadBalancerArn")?.to_string();
+    if let Some(lb) = s.lbs.get(&arn)
+        && lb_attributes(lb)["deletion_protection.enabled"] == "true"
+    {
+        return Err(ElbError::OperationNotPermitted(format!(
+            "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+        )));
+    }
     if s.lbs.contains_key(&arn) {
         let listeners: Vec<String> = s
             .listeners
@@ -1154,6 +1181,235 @@ fn delete_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
     s.listeners.remove(&arn);
     s.refresh_health();
     Ok(Xml::new())
+}
+
+/// A load balancer's attributes: ELB's defaults for its type (the model's
+/// `LoadBalancerAttribute.Key` documentation), with those set over them.
+pub fn lb_attributes(lb: &LoadBalancer) -> std::collections::BTreeMap<String, String> {
+    let internal = if lb.scheme == "internal" {
+        "true"
+    } else {
+        "false"
+    };
+    let mut a: Vec<(&str, &str)> = vec![
+        ("deletion_protection.enabled", "false"),
+        ("access_logs.s3.enabled", "false"),
+        ("access_logs.s3.bucket", ""),
+        ("access_logs.s3.prefix", ""),
+        ("ipv6.deny_all_igw_traffic", internal),
+        ("zonal_shift.config.enabled", "false"),
+    ];
+    match lb.kind {
+        LbType::Application => a.extend([
+            ("load_balancing.cross_zone.enabled", "true"),
+            ("idle_timeout.timeout_seconds", "60"),
+            ("client_keep_alive.seconds", "3600"),
+            ("connection_logs.s3.enabled", "false"),
+            ("connection_logs.s3.bucket", ""),
+            ("connection_logs.s3.prefix", ""),
+            ("routing.http.desync_mitigation_mode", "defensive"),
+            ("routing.http.drop_invalid_header_fields.enabled", "false"),
+            ("routing.http.preserve_host_header.enabled", "false"),
+            (
+                "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+                "false",
+            ),
+            ("routing.http.xff_client_port.enabled", "false"),
+            ("routing.http.xff_header_processing.mode", "append"),
+            ("routing.http2.enabled", "true"),
+            ("waf.fail_open.enabled", "false"),
+        ]),
+        LbType::Network => a.extend([
+            ("load_balancing.cross_zone.enabled", "false"),
+            ("dns_record.client_routing_policy", "any_availability_zone"),
+        ]),
+    }
+    let mut out: std::collections::BTreeMap<String, String> = a
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.extend(lb.attributes.clone());
+    out
+}
+
+fn lb<'a>(s: &'a State, arn: &str) -> ElbResult<&'a LoadBalancer> {
+    s.lbs
+        .get(arn)
+        .ok_or_else(|| ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found")))
+}
+
+fn write_lb_attributes(x: &mut Xml, lb: &LoadBalancer) {
+    let attrs: Vec<(String, String)> = lb_attributes(lb).into_iter().collect();
+    x.list("Attributes", &attrs, |x, (k, v)| {
+        x.leaf("Key", k).leaf("Value", v);
+    });
+}
+
+fn describe_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let lb = lb(s, p.required("LoadBalancerArn")?)?;
+    let mut x = Xml::new();
+    write_lb_attributes(&mut x, lb);
+    Ok(x)
+}
+
+fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let mut lb = lb(s, p.required("LoadBalancerArn")?)?.clone();
+    let known = lb_attributes(&lb);
+    let attrs = p.structs("Attributes");
+    if attrs.is_empty() {
+        return Err(validation("Attributes must not be empty"));
+    }
+    for a in attrs {
+        let key = a.required("Key")?;
+        let value = a.str("Value").unwrap_or("");
+        if !known.contains_key(key) {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "Key {key} not valid for a load balancer of type '{}'",
+                lb.kind.as_str()
+            )));
+        }
+        let boolean = key.ends_with(".enabled") || key == "ipv6.deny_all_igw_traffic";
+        if boolean && !matches!(value, "true" | "false") {
+            return Err(validation(format!(
+                "'{value}' is not a valid value for the attribute '{key}': it must be true or false"
+            )));
+        }
+        if matches!(key, "access_logs.s3.enabled" | "connection_logs.s3.enabled") && value == "true"
+        {
+            return Err(ElbError::InvalidConfigurationRequest(format!(
+                "{key}: logs to Amazon S3 are not served by minifargate (no S3 here)"
+            )));
+        }
+        if key == "idle_timeout.timeout_seconds"
+            && !value.parse::<u32>().is_ok_and(|n| (1..=4000).contains(&n))
+        {
+            return Err(validation(format!(
+                "'{value}' is not a valid idle timeout: it must be 1-4000 seconds"
+            )));
+        }
+        if key == "load_balancing.cross_zone.enabled"
+            && lb.kind == LbType::Application
+            && value != "true"
+        {
+            return Err(ElbError::InvalidConfigurationRequest(
+                "Cross-zone load balancing cannot be disabled for Application Load Balancers"
+                    .into(),
+            ));
+        }
+        lb.attributes.insert(key.to_string(), value.to_string());
+    }
+    s.save_lb(&lb)?;
+    let mut x = Xml::new();
+    write_lb_attributes(&mut x, &lb);
+    s.lbs.insert(lb.arn.clone(), lb);
+    Ok(x)
+}
+
+/// The tags of the resource `arn` (a load balancer, target group or listener), for
+/// changing; the error names the kind the ARN says.
+fn tags_of<'a>(s: &'a mut State, arn: &str) -> ElbResult<&'a mut Vec<Tag>> {
+    if let Some(l) = s.lbs.get_mut(arn) {
+        return Ok(&mut l.tags);
+    }
+    if let Some(g) = s.groups.get_mut(arn) {
+        return Ok(&mut g.tags);
+    }
+    if let Some(l) = s.listeners.get_mut(arn) {
+        return Ok(&mut l.tags);
+    }
+    Err(if arn.contains(":targetgroup/") {
+        ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found"))
+    } else if arn.contains(":listener/") {
+        ElbError::ListenerNotFound(format!("Listener '{arn}' not found"))
+    } else {
+        ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found"))
+    })
+}
+
+fn save_resource(s: &State, arn: &str) -> ElbResult<()> {
+    if let Some(l) = s.lbs.get(arn) {
+        s.save_lb(l)
+    } else if let Some(g) = s.groups.get(arn) {
+        s.save_group(g)
+    } else if let Some(l) = s.listeners.get(arn) {
+        s.save_listener(l)
+    } else {
+        Ok(())
+    }
+}
+
+/// ELB's limit of tags on one resource.
+const MAX_TAGS: usize = 50;
+
+fn add_tags(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("ResourceArns");
+    let new = tags(p)?;
+    if arns.is_empty() || new.is_empty() {
+        return Err(validation("ResourceArns and Tags must not be empty"));
+    }
+    for arn in &arns {
+        let have = tags_of(s, arn)?;
+        let mut next = have.clone();
+        for t in &new {
+            match next.iter_mut().find(|o| o.key == t.key) {
+                Some(o) => o.value = t.value.clone(),
+                None => next.push(t.clone()),
+            }
+        }
+        if next.len() > MAX_TAGS {
+            return Err(ElbError::TooManyTags(format!(
+                "The quota for the number of tags that can be assigned to a load balancer, target group or listener ({MAX_TAGS}) would be exceeded for '{arn}'"
+            )));
+        }
+    }
+    for arn in &arns {
+        let have = tags_of(s, arn)?;
+        for t in &new {
+            match have.iter_mut().find(|o| o.key == t.key) {
+                Some(o) => o.value = t.value.clone(),
+                None => have.push(t.clone()),
+            }
+        }
+        save_resource(s, arn)?;
+    }
+    Ok(Xml::new())
+}
+
+fn remove_tags(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("ResourceArns");
+    let keys = p.list("TagKeys");
+    if arns.is_empty() {
+        return Err(validation("ResourceArns must not be empty"));
+    }
+    for arn in &arns {
+        tags_of(s, arn)?;
+    }
+    for arn in &arns {
+        tags_of(s, arn)?.retain(|t| !keys.contains(&t.key));
+        save_resource(s, arn)?;
+    }
+    Ok(Xml::new())
+}
+
+fn describe_tags(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let arns = p.list("ResourceArns");
+    if arns.is_empty() || arns.len() > 20 {
+        return Err(validation(
+            "ResourceArns must have between 1 and 20 members",
+        ));
+    }
+    let mut rows = Vec::new();
+    for arn in arns {
+        let tags = tags_of(s, &arn)?.clone();
+        rows.push((arn, tags));
+    }
+    let mut x = Xml::new();
+    x.list("TagDescriptions", &rows, |x, (arn, tags)| {
+        x.leaf("ResourceArn", arn).list("Tags", tags, |x, t| {
+            x.leaf("Key", &t.key).leaf("Value", &t.value);
+        });
+    });
+    Ok(x)
 }
 
 #[cfg(test)]
