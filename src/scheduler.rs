@@ -776,17 +776,30 @@ fn schedule(
 
     // Stop older deployments' tasks while minimumHealthyPercent stays healthy: tasks not
     // RUNNING at once, RUNNING ones (oldest first) only as the healthy surplus allows.
-    let healthy = live
+    // With load balancers, a task counts as healthy once it is healthy in each of the
+    // service's target groups (ECS: "healthy … and, with a load balancer, passing its
+    // health checks"), so a deployment never takes away the targets serving traffic
+    // before their replacements can.
+    let lb_ok = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
+        _ if lbs.is_empty() => true,
+        (Some(elb), Some(ip)) => lbs.iter().all(|t| {
+            elb.health_of_ip(&t.group, ip, t.port)
+                .is_some_and(|h| h.state == "healthy")
+        }),
+        _ => false,
+    };
+    let healthy_now: Vec<bool> = live
         .iter()
-        .filter(|l| l.active() && l.running() && !l.unhealthy)
-        .count() as i64;
+        .map(|l| l.active() && l.running() && !l.unhealthy && lb_ok(l))
+        .collect();
+    let healthy = healthy_now.iter().filter(|h| **h).count() as i64;
     let mut can_stop = healthy - min_healthy;
     let mut old: Vec<usize> = (0..live.len())
         .filter(|&i| live[i].active() && !is_primary(&live[i]))
         .collect();
     old.sort_by_key(|&i| (live[i].running(), live[i].row.created_at));
     for i in old {
-        let healthy_one = live[i].running() && !live[i].unhealthy;
+        let healthy_one = healthy_now[i];
         if healthy_one && can_stop <= 0 {
             continue;
         }

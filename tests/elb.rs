@@ -1296,3 +1296,153 @@ print(json.dumps(len(c.describe_load_balancers()["LoadBalancers"])))
     ));
     assert_eq!(v, 0);
 }
+
+#[test]
+fn a_rolling_deployment_behind_the_load_balancer_loses_no_request() {
+    let api = Api::start();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "roll"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "roll",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=5",
+        ],
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let f = api.file("roll.json", &web_def("roll"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let lbs = format!("targetGroupArn={tg_arn},containerName=web,containerPort=8080");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "roll",
+        "--task-definition",
+        "roll",
+        "--desired-count",
+        "2",
+        "--deployment-configuration",
+        "minimumHealthyPercent=100,maximumPercent=200",
+        "--load-balancers",
+        &lbs,
+    ]);
+    api.wait_for(90, "2 healthy targets", || {
+        let h = health_states(&api, &tg_arn);
+        (h.len() == 2 && h.iter().all(|(_, s, _)| s == "healthy")).then_some(())
+    });
+    let before: std::collections::BTreeSet<String> =
+        health_states_ids(&api, &tg_arn).into_iter().collect();
+
+    // A client sends requests all through the deployment.
+    let client = std::process::Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import http.client, json, sys, time
+host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ok, errors, bodies = 0, {}, set()
+end = time.time() + secs
+c = http.client.HTTPConnection(host, port, timeout=10)
+while time.time() < end:
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        b = r.read()
+        if r.status == 200:
+            ok += 1
+            bodies.add(b.decode().strip())
+        else:
+            errors[str(r.status)] = errors.get(str(r.status), 0) + 1
+    except Exception as e:
+        errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+        c.close()
+        c = http.client.HTTPConnection(host, port, timeout=10)
+print(json.dumps({"ok": ok, "errors": errors, "bodies": len(bodies)}))
+"#,
+            &ip,
+            &port.to_string(),
+            "75",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "roll",
+        "--force-new-deployment",
+    ]);
+    api.wait_for(70, "the deployment completed", || {
+        service_events(&api, "roll")
+            .iter()
+            .any(|e| e.contains("deployment completed"))
+            .then_some(())
+    });
+    let out = client.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("the client through the deployment: {v}");
+    assert_eq!(v["errors"], serde_json::json!({}), "{v}");
+    assert!(v["ok"].as_u64().unwrap() >= 1000, "{v}");
+    // The requests were answered by the old tasks and then the new ones.
+    assert!(v["bodies"].as_u64().unwrap() >= 3, "{v}");
+    let after: std::collections::BTreeSet<String> =
+        health_states_ids(&api, &tg_arn).into_iter().collect();
+    assert_eq!(after.len(), 2);
+    assert!(before.is_disjoint(&after), "{before:?} {after:?}");
+    api.aws_json(&["delete-service", "--service", "roll", "--force"]);
+    api.wait_for(60, "roll INACTIVE", || {
+        (api.service("default", "roll")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+fn health_states_ids(api: &Api, tg: &str) -> Vec<String> {
+    let h = elb_json(api, &["describe-target-health", "--target-group-arn", tg]);
+    h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .map(|d| d["Target"]["Id"].as_str().unwrap().to_string())
+        .collect()
+}
