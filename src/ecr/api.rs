@@ -785,32 +785,10 @@ fn put_image(r: &Registry, req: PutImageRequest) -> Result<Value> {
     }}))
 }
 
-/// botocore's ECR service model, found through the `python3` on PATH (the test venv's).
+/// botocore's ECR service model (the test venv's, as the AWS CLI carries it).
 #[cfg(test)]
 pub(crate) fn service_model() -> Value {
-    use std::io::Read;
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import botocore, os; print(os.path.dirname(botocore.__file__))",
-        ])
-        .output()
-        .expect("python3 is needed to find botocore (scripts/test installs the test venv)");
-    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        .join("data/ecr/2015-09-21");
-    let plain = dir.join("service-2.json");
-    let text = if plain.exists() {
-        std::fs::read_to_string(&plain).unwrap()
-    } else {
-        let gz = std::fs::File::open(dir.join("service-2.json.gz"))
-            .unwrap_or_else(|e| panic!("no ECR service model under {}: {e}", dir.display()));
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(gz)
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    };
-    serde_json::from_str(&text).unwrap()
+    crate::ecs::botocore_model::model_of("ecr", "2015-09-21")
 }
 
 #[cfg(test)]

@@ -15,6 +15,12 @@ use std::io::Read;
 /// botocore's ECS service model, found through the `python3` on PATH (the test venv's first,
 /// as `scripts/test` sets it).
 pub(crate) fn service_model() -> Value {
+    model_of("ecs", "2014-11-13")
+}
+
+/// botocore's model of `service` (its `data/<service>/<version>/service-2.json`, plain or
+/// gzipped), found as [`service_model`] finds ECS's.
+pub(crate) fn model_of(service: &str, version: &str) -> Value {
     let out = std::process::Command::new("python3")
         .args([
             "-c",
@@ -28,13 +34,13 @@ pub(crate) fn service_model() -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        .join("data/ecs/2014-11-13");
+        .join(format!("data/{service}/{version}"));
     let plain = dir.join("service-2.json");
     let text = if plain.exists() {
         std::fs::read_to_string(&plain).unwrap()
     } else {
         let gz = std::fs::File::open(dir.join("service-2.json.gz"))
-            .unwrap_or_else(|e| panic!("no ECS service model under {}: {e}", dir.display()));
+            .unwrap_or_else(|e| panic!("no {service} service model under {}: {e}", dir.display()));
         let mut s = String::new();
         flate2::read::GzDecoder::new(gz)
             .read_to_string(&mut s)
