@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod cloudwatch;
 mod cluster;
 mod config;
 mod ecr;

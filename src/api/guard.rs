@@ -115,8 +115,21 @@ impl Guard {
 }
 
 /// The middleware: Host → body within limits → signature → a slot among the requests in
-/// flight.
-pub async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+/// flight. An RPC v2 CBOR caller gets the guard's refusals in CBOR.
+pub async fn guard(state: State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let cbor = super::cloudwatch::is_cbor(req.headers());
+    let resp = checked(state, req, next).await;
+    let refused = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/x-amz-json"));
+    if cbor && refused && !resp.status().is_success() {
+        return super::cloudwatch::cbor_error(resp).await;
+    }
+    resp
+}
+
+async fn checked(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let host_ok = || {
         g.hosts.admits(

@@ -6,6 +6,8 @@
 //! connection loop of `server` (timeouts, TLS).
 
 pub mod auth;
+pub mod cbor;
+pub mod cloudwatch;
 pub mod console;
 pub mod ecr;
 pub mod ecs;
@@ -81,13 +83,16 @@ pub async fn serve(
         tokio::spawn(crate::elb::dataplane::run(elb.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
+    let metrics = Arc::new(crate::cloudwatch::Metrics::new());
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
+        .route("/service/{service}/operation/{operation}", post(rpc_v2))
         .with_state(g.clone())
         .merge(console::router(g, security.console))
         .merge(registry::router(front.clone()))
-        .layer(axum::Extension(elb));
+        .layer(axum::Extension(elb))
+        .layer(axum::Extension(metrics));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
@@ -124,12 +129,25 @@ pub fn registry() -> Option<Arc<crate::ecr::Registry>> {
 async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
     elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
+    metrics: Option<axum::Extension<Arc<crate::cloudwatch::Metrics>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use crate::ecs::table::Service;
     use protocol::Route;
     match protocol::route(&headers, &body) {
+        Route::Json {
+            service: Service::CloudWatch,
+            protocol,
+            operation,
+        } => match metrics {
+            Some(axum::Extension(m)) => cloudwatch::handle(m, protocol, operation, body).await,
+            None => aws_error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServiceFault",
+                "CloudWatch's metric store is not open on this serve",
+            ),
+        },
         Route::Json {
             service: Service::Logs,
             operation,
@@ -156,6 +174,33 @@ async fn dispatch(
             ..
         }
         | Route::Unknown => ecs::handle(state, headers, body).await,
+    }
+}
+
+/// `POST /service/<service>/operation/<op>`: an RPC v2 CBOR call (CloudWatch's first
+/// protocol); a service that does not speak it here is answered as RPC v2 answers an
+/// unknown operation.
+async fn rpc_v2(
+    axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
+    metrics: Option<axum::Extension<Arc<crate::cloudwatch::Metrics>>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use crate::ecs::table::Service;
+    match (protocol::rpc_v2_route(&service, &operation), metrics) {
+        (Some((Service::CloudWatch, op)), Some(axum::Extension(m))) => {
+            cloudwatch::handle(m, protocol::Protocol::RpcV2Cbor, op, body).await
+        }
+        _ => {
+            cloudwatch::cbor_error(aws_error(
+                axum::http::StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                &format!(
+                    "{service}.{operation}: no service answers this RPC v2 CBOR operation here \
+                 (CloudWatch's GraniteServiceVersion20100801 does; see docs/serve.md)"
+                ),
+            ))
+            .await
+        }
     }
 }
 
@@ -191,7 +236,9 @@ pub fn call_json(
                 }
                 // No row of the table is ECR's (crate::ecr::api has its own), nor ELB's
                 // (crate::elb::ops answers it).
-                crate::ecs::operations::Service::Ecr | crate::ecs::operations::Service::Elb => {
+                crate::ecs::operations::Service::Ecr
+                | crate::ecs::operations::Service::Elb
+                | crate::ecs::operations::Service::CloudWatch => {
                     ServiceError::Ecs(crate::ecs::EcsError::Server(
                         anyhow::Error::from(e).context("failed to encode the response"),
                     ))

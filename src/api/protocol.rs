@@ -23,6 +23,9 @@ pub enum Protocol {
     Json11,
     /// awsQuery: a form body, XML answers (Elastic Load Balancing v2).
     Query,
+    /// Smithy RPC v2 CBOR: `POST /service/<targetPrefix>/operation/<Op>`, CBOR bodies
+    /// (CloudWatch, whose model lists it first: botocore speaks it).
+    RpcV2Cbor,
 }
 
 /// How one service is reached: its JSON target prefix, its SigV4 signing name, the
@@ -62,6 +65,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         signing_name: "elasticloadbalancing",
         protocol: Protocol::Query,
     },
+    Endpoint {
+        service: Service::CloudWatch,
+        // Also reached as AWS JSON 1.0 with this target (the model's second protocol).
+        target_prefix: "GraniteServiceVersion20100801.",
+        signing_name: "monitoring",
+        protocol: Protocol::RpcV2Cbor,
+    },
 ];
 
 /// ELBv2's API version (the form's `Version`; the model's `metadata.apiVersion`).
@@ -96,6 +106,8 @@ pub fn route(headers: &HeaderMap, body: &[u8]) -> Route {
             if let Some(op) = target.strip_prefix(e.target_prefix) {
                 let protocol = match text("content-type") {
                     Some(t) if t.starts_with("application/x-amz-json-1.0") => Protocol::Json10,
+                    // A target header is the JSON protocol, whatever the service's first.
+                    _ if e.protocol == Protocol::RpcV2Cbor => Protocol::Json10,
                     _ => e.protocol,
                 };
                 return Route::Json {
@@ -130,6 +142,16 @@ pub fn route(headers: &HeaderMap, body: &[u8]) -> Route {
         },
         None => Route::Unknown,
     }
+}
+
+/// The service and operation of an RPC v2 CBOR call's path
+/// (`/service/<targetPrefix>/operation/<Op>`), for a service that speaks it here.
+pub fn rpc_v2_route(service: &str, operation: &str) -> Option<(Service, String)> {
+    let e = ENDPOINTS.iter().find(|e| {
+        e.protocol == Protocol::RpcV2Cbor && e.target_prefix.strip_suffix('.') == Some(service)
+    })?;
+    let valid = !operation.is_empty() && operation.chars().all(|c| c.is_ascii_alphanumeric());
+    valid.then(|| (e.service, operation.to_string()))
 }
 
 /// The awsQuery service of a call: the one its SigV4 scope names, else (unsigned, with
@@ -347,7 +369,7 @@ mod tests {
                     crate::ecs::botocore_model::service_model(),
                     "AmazonEC2ContainerServiceV20141113",
                 ),
-                Service::Logs | Service::Elb => continue,
+                Service::Logs | Service::Elb | Service::CloudWatch => continue,
                 Service::Ecr => (
                     crate::ecr::api::service_model(),
                     "AmazonEC2ContainerRegistry_V20150921",

@@ -194,6 +194,9 @@ pub enum Service {
     /// Elastic Load Balancing v2 (awsQuery; its operations are `crate::elb::ops`, not rows
     /// of this table).
     Elb,
+    /// Amazon CloudWatch metrics (RPC v2 CBOR and AWS JSON 1.0; its operations are
+    /// `crate::cloudwatch::ops`, not rows of this table).
+    CloudWatch,
 }
 
 /// [`Op`] from the rows.

@@ -1,0 +1,129 @@
+//! Amazon CloudWatch (metrics) on `serve`'s listener, in the protocols its model lists
+//! (`metadata.protocols`: smithy-rpc-v2-cbor, json, query):
+//! - RPC v2 CBOR, which the AWS CLI and boto3 speak: `POST
+//!   /service/GraniteServiceVersion20100801/operation/<Op>`, `smithy-protocol:
+//!   rpc-v2-cbor`, CBOR bodies (`super::cbor`);
+//! - AWS JSON 1.0: `X-Amz-Target: GraniteServiceVersion20100801.<Op>`.
+//!
+//! awsQuery (form bodies, XML answers: older SDKs) is answered `InvalidAction` naming the
+//! two that are served (docs/cloudwatch.md). The service is `awsQueryCompatible`: an
+//! error carries `x-amzn-query-error: <code>;Sender`, from which the SDKs report
+//! CloudWatch's query error codes (`InvalidParameterValue`, …) as on AWS.
+
+use super::protocol::Protocol;
+use crate::cloudwatch::{CwError, Metrics, ops};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// One CloudWatch call in `protocol` (RPC v2 CBOR or AWS JSON 1.0).
+pub async fn handle(
+    metrics: Arc<Metrics>,
+    protocol: Protocol,
+    op: String,
+    body: axum::body::Bytes,
+) -> Response {
+    let request = match protocol {
+        Protocol::RpcV2Cbor => {
+            super::cbor::to_json(&body).map_err(|e| CwError::Serialization(format!("{op}: {e}")))
+        }
+        _ if body.is_empty() => Ok(json!({})),
+        _ => serde_json::from_slice::<Value>(&body)
+            .map_err(|e| CwError::Serialization(format!("{op}: the body is not JSON: {e}"))),
+    };
+    let op2 = op.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let result = match request {
+        Ok(req) => {
+            match tokio::task::spawn_blocking(move || ops::call(&metrics, &op2, req, now)).await {
+                Ok(r) => r,
+                Err(e) => Err(CwError::Internal(format!("{op} failed: {e}"))),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let (status, answer, error) = match result {
+        Ok(v) => (StatusCode::OK, v, None),
+        Err(e) => (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            json!({"__type": e.name(), "message": e.message()}),
+            Some(e),
+        ),
+    };
+    tracing::debug!(op = %op, status = status.as_u16(), "CloudWatch API call");
+    let query_error = error.as_ref().map(|e| {
+        format!(
+            "{};{}",
+            e.query_code(),
+            if e.sender_fault() {
+                "Sender"
+            } else {
+                "Receiver"
+            }
+        )
+    });
+    encode(protocol, status, &answer, query_error.as_deref())
+}
+
+/// An answer in `protocol`; `query_error` the `x-amzn-query-error` of an error.
+fn encode(
+    protocol: Protocol,
+    status: StatusCode,
+    answer: &Value,
+    query_error: Option<&str>,
+) -> Response {
+    let mut resp = match protocol {
+        Protocol::RpcV2Cbor => {
+            let mut r = (
+                status,
+                super::cbor::from_json(answer, ops::TIMESTAMP_MEMBERS),
+            )
+                .into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/cbor"),
+            );
+            h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+            r
+        }
+        _ => {
+            let mut r = (status, answer.to_string()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            r
+        }
+    };
+    if let Some(q) = query_error
+        && let Ok(v) = HeaderValue::from_str(q)
+    {
+        resp.headers_mut().insert("x-amzn-query-error", v);
+    }
+    resp
+}
+
+/// Whether a request speaks RPC v2 CBOR (its `smithy-protocol` header).
+pub fn is_cbor(headers: &HeaderMap) -> bool {
+    headers
+        .get("smithy-protocol")
+        .is_some_and(|v| v.as_bytes() == b"rpc-v2-cbor")
+}
+
+/// An AWS JSON error answer of the guard (`{"__type", "message"}`) re-encoded for an RPC
+/// v2 CBOR caller, which cannot read JSON.
+pub async fn cbor_error(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    encode(Protocol::RpcV2Cbor, parts.status, &v, None)
+}

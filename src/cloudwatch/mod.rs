@@ -1,0 +1,94 @@
+//! Amazon CloudWatch (metrics) in the core: the box's metric store ([`Metrics`]) and
+//! CloudWatch's operations on it ([`ops`]), with the model's member names (cloudwatch
+//! service-2.json, API version 2010-08-01) and exception names. `serve` answers them as
+//! `GraniteServiceVersion20100801` in each protocol the model lists
+//! (`api::cloudwatch`); the metrics ECS publishes and alarms build on the same store.
+//!
+//! Local differences (said, not silent; docs/cloudwatch.md): one store per box, for every
+//! account and region; metrics live in serve's memory (a restart starts empty) with
+//! CloudWatch's retention for high-resolution data (3 hours, then rolled up to the
+//! minute) and 15 days for minute data; metric math and entity association are not
+//! evaluated.
+
+pub mod metrics;
+pub mod ops;
+
+pub use metrics::Metrics;
+
+/// A CloudWatch exception: the model's shape name (`__type` of the JSON and CBOR
+/// protocols) and its awsQuery error code (what botocore reports as the error's `Code`:
+/// the service is `awsQueryCompatible`).
+#[derive(Debug, thiserror::Error)]
+pub enum CwError {
+    #[error("InvalidParameterValue: {0}")]
+    InvalidParameterValue(String),
+    #[error("MissingParameter: {0}")]
+    MissingParameter(String),
+    #[error("InvalidParameterCombination: {0}")]
+    InvalidParameterCombination(String),
+    #[error("InvalidNextToken: {0}")]
+    InvalidNextToken(String),
+    #[error("InvalidAction: {0}")]
+    UnknownOperation(String),
+    /// A request body that does not decode (CBOR or JSON), or whose members do not have
+    /// the model's types.
+    #[error("SerializationException: {0}")]
+    Serialization(String),
+    #[error("InternalServiceError: {0}")]
+    Internal(String),
+}
+
+pub type CwResult<T> = Result<T, CwError>;
+
+impl CwError {
+    /// The exception's shape name in the model (`__type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CwError::InvalidParameterValue(_) => "InvalidParameterValueException",
+            CwError::MissingParameter(_) => "MissingRequiredParameterException",
+            CwError::InvalidParameterCombination(_) => "InvalidParameterCombinationException",
+            CwError::InvalidNextToken(_) => "InvalidNextToken",
+            CwError::UnknownOperation(_) => "UnknownOperationException",
+            CwError::Serialization(_) => "SerializationException",
+            CwError::Internal(_) => "InternalServiceFault",
+        }
+    }
+
+    /// The awsQuery error code (the model's `error.code`), which the SDKs report when the
+    /// answer carries `x-amzn-query-error`.
+    pub fn query_code(&self) -> &'static str {
+        match self {
+            CwError::InvalidParameterValue(_) => "InvalidParameterValue",
+            CwError::MissingParameter(_) => "MissingParameter",
+            CwError::InvalidParameterCombination(_) => "InvalidParameterCombination",
+            CwError::InvalidNextToken(_) => "InvalidNextToken",
+            CwError::UnknownOperation(_) => "InvalidAction",
+            CwError::Serialization(_) => "SerializationException",
+            CwError::Internal(_) => "InternalServiceError",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            CwError::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// Whose fault (awsQuery's `Sender`/`Receiver`).
+    pub fn sender_fault(&self) -> bool {
+        !matches!(self, CwError::Internal(_))
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            CwError::InvalidParameterValue(m)
+            | CwError::MissingParameter(m)
+            | CwError::InvalidParameterCombination(m)
+            | CwError::InvalidNextToken(m)
+            | CwError::UnknownOperation(m)
+            | CwError::Serialization(m)
+            | CwError::Internal(m) => m.clone(),
+        }
+    }
+}

@@ -1,0 +1,1153 @@
+//! CloudWatch's metric operations over the box's [`Metrics`]: PutMetricData,
+//! GetMetricStatistics, GetMetricData, ListMetrics. A request arrives as JSON (the JSON
+//! protocol's body, or a CBOR body read into JSON by the front-end: timestamps as epoch
+//! seconds, doubles CloudWatch refuses as the strings `NaN`/`Infinity`); the answer is
+//! JSON with timestamps as epoch seconds ([`TIMESTAMP_MEMBERS`] names them for the
+//! encoders that need to know).
+//!
+//! Ref: Amazon CloudWatch API Reference, PutMetricData, GetMetricStatistics,
+//! GetMetricData, ListMetrics (limits, rounding of StartTime, retention).
+
+use super::metrics::{Datum, MetricId, Millis, PeriodStats, Stats};
+use super::{CwError, CwResult, Metrics};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The operations served, in the order docs/cloudwatch.md lists them.
+pub const OPERATIONS: &[&str] = &[
+    "PutMetricData",
+    "GetMetricStatistics",
+    "GetMetricData",
+    "ListMetrics",
+];
+
+/// The members of the answers that are timestamps (the model's `timestamp` shapes, and
+/// `Timestamps`, a list of them): the CBOR encoder tags them (tag 1, epoch seconds).
+pub const TIMESTAMP_MEMBERS: &[&str] = &["Timestamp", "Timestamps"];
+
+/// CloudWatch's units (the model's `StandardUnit`).
+const UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// Runs CloudWatch operation `op` with request `body` at `now`.
+pub fn call(m: &Metrics, op: &str, body: Value, now: Millis) -> CwResult<Value> {
+    m.age(now);
+    match op {
+        "PutMetricData" => put_metric_data(m, decode(body)?, now),
+        "GetMetricStatistics" => get_metric_statistics(m, decode(body)?, now),
+        "GetMetricData" => get_metric_data(m, decode(body)?, now),
+        "ListMetrics" => list_metrics(m, decode(body)?, now),
+        other => Err(CwError::UnknownOperation(format!(
+            "{other} is not supported by minifargate's CloudWatch API (it serves {}; see \
+             docs/cloudwatch.md)",
+            OPERATIONS.join(", ")
+        ))),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: Value) -> CwResult<T> {
+    let body = if body.is_null() { json!({}) } else { body };
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        CwError::Serialization(format!("invalid request: {}: {}", e.path(), e.inner()))
+    })
+}
+
+fn invalid(m: impl Into<String>) -> CwError {
+    CwError::InvalidParameterValue(m.into())
+}
+
+/// A double of the request: a number, or the strings the JSON protocols use for the
+/// values JSON has no number for (refused where CloudWatch refuses them).
+#[derive(Debug, Clone, Copy)]
+struct Double(f64);
+
+impl<'de> Deserialize<'de> for Double {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Double, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(f64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(v) => Ok(Double(v)),
+            Raw::S(s) => match s.as_str() {
+                "NaN" => Ok(Double(f64::NAN)),
+                "Infinity" => Ok(Double(f64::INFINITY)),
+                "-Infinity" => Ok(Double(f64::NEG_INFINITY)),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, got the string {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct Dimension {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct StatisticSet {
+    sample_count: Double,
+    sum: Double,
+    minimum: Double,
+    maximum: Double,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct MetricDatum {
+    metric_name: String,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    timestamp: Option<f64>,
+    value: Option<Double>,
+    statistic_values: Option<StatisticSet>,
+    values: Option<Vec<Double>>,
+    counts: Option<Vec<Double>>,
+    unit: Option<String>,
+    storage_resolution: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct EntityMetricData {
+    #[allow(dead_code)]
+    entity: Option<Value>,
+    #[serde(default)]
+    metric_data: Vec<MetricDatum>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct PutMetricDataInput {
+    namespace: Option<String>,
+    #[serde(default)]
+    metric_data: Vec<MetricDatum>,
+    #[serde(default)]
+    entity_metric_data: Vec<EntityMetricData>,
+    #[allow(dead_code)]
+    strict_entity_validation: Option<bool>,
+}
+
+/// CloudWatch's bound of a value: |v| ≤ 2^360, and no NaN or infinity.
+fn check_value(v: f64, what: &str) -> CwResult<f64> {
+    if !v.is_finite() || v.abs() > 2f64.powi(360) {
+        return Err(invalid(format!(
+            "The value {v} for parameter {what} is invalid: values must be finite numbers \
+             between -2^360 and 2^360 (NaN and infinities are not supported)"
+        )));
+    }
+    Ok(v)
+}
+
+fn check_len(s: &str, what: &str, max: usize) -> CwResult<()> {
+    if s.is_empty() || s.chars().count() > max {
+        return Err(invalid(format!(
+            "The parameter {what} must be between 1 and {max} characters long"
+        )));
+    }
+    Ok(())
+}
+
+fn dimensions(dims: &[Dimension], what: &str) -> CwResult<BTreeMap<String, String>> {
+    if dims.len() > 30 {
+        return Err(invalid(format!(
+            "The collection {what} must not have a size greater than 30."
+        )));
+    }
+    let mut out = BTreeMap::new();
+    for (i, d) in dims.iter().enumerate() {
+        check_len(&d.name, &format!("{what}.member.{}.Name", i + 1), 255)?;
+        check_len(&d.value, &format!("{what}.member.{}.Value", i + 1), 1024)?;
+        if out.insert(d.name.clone(), d.value.clone()).is_some() {
+            return Err(invalid(format!(
+                "The dimension name {:?} appears more than once in {what}",
+                d.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn unit(u: Option<&str>, what: &str) -> CwResult<String> {
+    match u {
+        None => Ok("None".into()),
+        Some(u) if UNITS.contains(&u) => Ok(u.to_string()),
+        Some(u) => Err(invalid(format!(
+            "The value {u} for parameter {what} is invalid: it must be one of {}",
+            UNITS.join(", ")
+        ))),
+    }
+}
+
+fn namespace(ns: Option<&str>) -> CwResult<String> {
+    let ns =
+        ns.ok_or_else(|| CwError::MissingParameter("The parameter Namespace is required.".into()))?;
+    check_len(ns, "Namespace", 255)?;
+    if ns.starts_with(':') {
+        return Err(invalid(format!(
+            "The value {ns} for parameter Namespace is invalid: it must not start with ':'"
+        )));
+    }
+    Ok(ns.to_string())
+}
+
+fn millis(seconds: f64) -> Millis {
+    (seconds * 1000.0).round() as Millis
+}
+
+fn seconds(ms: Millis) -> Value {
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
+fn datum(d: &MetricDatum, what: &str, now: Millis) -> CwResult<Datum> {
+    let at = d.timestamp.map_or(now, millis);
+    // PutMetricData: a time stamp up to two weeks in the past and two hours ahead.
+    if at < now - 14 * 24 * 3600 * 1000 || at > now + 2 * 3600 * 1000 {
+        return Err(invalid(format!(
+            "The parameter {what}.Timestamp must specify a time no more than two weeks in \
+             the past and no more than two hours in the future"
+        )));
+    }
+    let high_resolution = match d.storage_resolution {
+        None | Some(60) => false,
+        Some(1) => true,
+        Some(r) => {
+            return Err(invalid(format!(
+                "The value {r} for parameter {what}.StorageResolution is invalid: it must be \
+                 1 (high resolution) or 60 (standard)"
+            )));
+        }
+    };
+    let given = [
+        d.value.is_some(),
+        d.statistic_values.is_some(),
+        d.values.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given > 1 {
+        return Err(CwError::InvalidParameterCombination(format!(
+            "The parameters {what}.Value, {what}.StatisticValues and {what}.Values are \
+             mutually exclusive: give one"
+        )));
+    }
+    if d.counts.is_some() && d.values.is_none() {
+        return Err(CwError::InvalidParameterCombination(format!(
+            "The parameter {what}.Counts is given without {what}.Values"
+        )));
+    }
+    let (stats, raw) = if let Some(v) = d.value {
+        let v = check_value(v.0, &format!("{what}.Value"))?;
+        (Stats::one(v), Some(vec![(v, 1.0)]))
+    } else if let Some(s) = &d.statistic_values {
+        let [count, sum, min, max] = [
+            (s.sample_count.0, "SampleCount"),
+            (s.sum.0, "Sum"),
+            (s.minimum.0, "Minimum"),
+            (s.maximum.0, "Maximum"),
+        ]
+        .map(|(v, n)| check_value(v, &format!("{what}.StatisticValues.{n}")));
+        let (count, sum, min, max) = (count?, sum?, min?, max?);
+        if count <= 0.0 || min > max {
+            return Err(invalid(format!(
+                "The parameter {what}.StatisticValues is invalid: SampleCount must be \
+                 positive and Minimum at most Maximum"
+            )));
+        }
+        // Percentiles from a statistic set only when its samples are one value
+        // (GetMetricStatistics: SampleCount 1, or Minimum equal to Maximum).
+        let raw = (count == 1.0 || min == max).then(|| vec![(min, count)]);
+        (
+            Stats {
+                count,
+                sum,
+                min,
+                max,
+            },
+            raw,
+        )
+    } else if let Some(values) = &d.values {
+        if values.is_empty() || values.len() > 150 {
+            return Err(invalid(format!(
+                "The collection {what}.Values must have between 1 and 150 values"
+            )));
+        }
+        let counts: Vec<f64> = match &d.counts {
+            Some(c) if c.len() != values.len() => {
+                return Err(CwError::InvalidParameterCombination(format!(
+                    "The parameters {what}.Values and {what}.Counts must have the same number \
+                     of members"
+                )));
+            }
+            Some(c) => c.iter().map(|x| x.0).collect(),
+            None => vec![1.0; values.len()],
+        };
+        let mut stats: Option<Stats> = None;
+        let mut raw = Vec::with_capacity(values.len());
+        for (i, (v, c)) in values.iter().zip(&counts).enumerate() {
+            let v = check_value(v.0, &format!("{what}.Values.member.{}", i + 1))?;
+            let c = check_value(*c, &format!("{what}.Counts.member.{}", i + 1))?;
+            if c < 0.0 {
+                return Err(invalid(format!(
+                    "The parameter {what}.Counts.member.{} must not be negative",
+                    i + 1
+                )));
+            }
+            if c == 0.0 {
+                continue;
+            }
+            let s = Stats {
+                count: c,
+                sum: v * c,
+                min: v,
+                max: v,
+            };
+            match &mut stats {
+                Some(t) => t.merge(&s),
+                None => stats = Some(s),
+            }
+            raw.push((v, c));
+        }
+        match stats {
+            Some(s) => (s, Some(raw)),
+            None => {
+                return Err(invalid(format!(
+                    "The parameter {what}.Counts gives no value a positive count"
+                )));
+            }
+        }
+    } else {
+        return Err(CwError::InvalidParameterCombination(format!(
+            "The parameter {what} must specify one of Value, StatisticValues or Values"
+        )));
+    };
+    Ok(Datum {
+        at,
+        unit: unit(d.unit.as_deref(), &format!("{what}.Unit"))?,
+        stats,
+        raw,
+        high_resolution,
+    })
+}
+
+fn put_metric_data(m: &Metrics, req: PutMetricDataInput, now: Millis) -> CwResult<Value> {
+    let ns = namespace(req.namespace.as_deref())?;
+    if ns.starts_with("AWS/") {
+        return Err(invalid(format!(
+            "The value {ns} for parameter Namespace is invalid: namespaces starting with \
+             AWS/ are reserved for AWS services"
+        )));
+    }
+    let entity: Vec<(&MetricDatum, String)> = req
+        .entity_metric_data
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| {
+            e.metric_data.iter().enumerate().map(move |(j, d)| {
+                (
+                    d,
+                    format!(
+                        "EntityMetricData.member.{}.MetricData.member.{}",
+                        i + 1,
+                        j + 1
+                    ),
+                )
+            })
+        })
+        .collect();
+    let all: Vec<(&MetricDatum, String)> = req
+        .metric_data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d, format!("MetricData.member.{}", i + 1)))
+        .chain(entity)
+        .collect();
+    if all.is_empty() {
+        return Err(CwError::MissingParameter(
+            "The parameter MetricData is required.".into(),
+        ));
+    }
+    if all.len() > 1000 {
+        return Err(invalid(
+            "The collection MetricData must not have a size greater than 1000.",
+        ));
+    }
+    // Every datum is checked before any is stored: a request is taken whole or not at all.
+    let mut checked = Vec::with_capacity(all.len());
+    for (d, what) in &all {
+        check_len(&d.metric_name, &format!("{what}.MetricName"), 255)?;
+        let id = MetricId {
+            namespace: ns.clone(),
+            name: d.metric_name.clone(),
+            dimensions: dimensions(&d.dimensions, &format!("{what}.Dimensions"))?,
+        };
+        checked.push((id, datum(d, what, now)?));
+    }
+    for (id, d) in &checked {
+        m.put(id, std::slice::from_ref(d), now);
+    }
+    Ok(json!({}))
+}
+
+/// GetMetricStatistics and GetMetricData: a period is 1, 5, 10, 20, 30 or a multiple of
+/// 60 seconds.
+fn period(p: i64, what: &str) -> CwResult<Millis> {
+    if matches!(p, 1 | 5 | 10 | 20 | 30) || (p >= 60 && p % 60 == 0) {
+        Ok(p * 1000)
+    } else {
+        Err(invalid(format!(
+            "The parameter {what} must be 1, 5, 10, 20, 30, or a multiple of 60 (got {p})"
+        )))
+    }
+}
+
+/// The start of a query, rounded down as CloudWatch rounds it: to the minute, or for a
+/// period under a minute to that period's divisions of the minute; older starts to 5
+/// minutes (15–63 days ago) or the hour (older).
+fn round_start(start: Millis, period: Millis, now: Millis) -> Millis {
+    let age = now - start;
+    let unit = if age > 63 * 24 * 3600 * 1000 {
+        3_600_000
+    } else if age > 15 * 24 * 3600 * 1000 {
+        300_000
+    } else {
+        period.min(60_000)
+    };
+    start.div_euclid(unit) * unit
+}
+
+fn time_range(start: f64, end: f64, period_ms: Millis, now: Millis) -> CwResult<(Millis, Millis)> {
+    let (start, end) = (millis(start), millis(end));
+    if start >= end {
+        return Err(invalid(
+            "The parameter StartTime must be less than the parameter EndTime.",
+        ));
+    }
+    Ok((round_start(start, period_ms, now), end))
+}
+
+/// A statistic of a period: the five of [`Statistic`] or a percentile `pNN.NN`.
+#[derive(Debug, Clone, PartialEq)]
+enum Stat {
+    SampleCount,
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+    Percentile(f64),
+}
+
+impl Stat {
+    fn parse(s: &str) -> Option<Stat> {
+        Some(match s {
+            "SampleCount" => Stat::SampleCount,
+            "Average" => Stat::Average,
+            "Sum" => Stat::Sum,
+            "Minimum" => Stat::Minimum,
+            "Maximum" => Stat::Maximum,
+            _ => {
+                let p = s.strip_prefix('p')?;
+                let digits = p.split_once('.').map_or(p.len() <= 3, |(a, b)| {
+                    a.len() <= 3 && !b.is_empty() && b.len() <= 10
+                });
+                let v: f64 = p.parse().ok().filter(|_| digits)?;
+                if !(0.0..=100.0).contains(&v) || p.starts_with('+') {
+                    return None;
+                }
+                Stat::Percentile(v)
+            }
+        })
+    }
+
+    fn of(&self, p: &PeriodStats) -> Option<f64> {
+        Some(match self {
+            Stat::SampleCount => p.stats.count,
+            Stat::Average => p.stats.average(),
+            Stat::Sum => p.stats.sum,
+            Stat::Minimum => p.stats.min,
+            Stat::Maximum => p.stats.max,
+            Stat::Percentile(q) => return p.percentile(*q),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GetMetricStatisticsInput {
+    namespace: Option<String>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    period: Option<i64>,
+    statistics: Option<Vec<String>>,
+    extended_statistics: Option<Vec<String>>,
+    unit: Option<String>,
+}
+
+fn required<T>(v: Option<T>, name: &str) -> CwResult<T> {
+    v.ok_or_else(|| CwError::MissingParameter(format!("The parameter {name} is required.")))
+}
+
+fn get_metric_statistics(
+    m: &Metrics,
+    req: GetMetricStatisticsInput,
+    now: Millis,
+) -> CwResult<Value> {
+    let ns = namespace(req.namespace.as_deref())?;
+    let name = required(req.metric_name, "MetricName")?;
+    check_len(&name, "MetricName", 255)?;
+    let period_ms = period(required(req.period, "Period")?, "Period")?;
+    let (start, end) = time_range(
+        required(req.start_time, "StartTime")?,
+        required(req.end_time, "EndTime")?,
+        period_ms,
+        now,
+    )?;
+    let stats: Vec<(String, Stat, bool)> = match (req.statistics, req.extended_statistics) {
+        (Some(_), Some(_)) => {
+            return Err(CwError::InvalidParameterCombination(
+                "The parameters Statistics and ExtendedStatistics are mutually exclusive: give \
+                 one."
+                    .into(),
+            ));
+        }
+        (None, None) => {
+            return Err(CwError::MissingParameter(
+                "Either the parameter Statistics or ExtendedStatistics is required.".into(),
+            ));
+        }
+        (Some(s), None) => {
+            if s.is_empty() || s.len() > 5 {
+                return Err(invalid(
+                    "The collection Statistics must have between 1 and 5 members.",
+                ));
+            }
+            s.into_iter()
+                .map(|n| match Stat::parse(&n) {
+                    Some(st) if !matches!(st, Stat::Percentile(_)) => Ok((n, st, false)),
+                    _ => Err(invalid(format!(
+                        "The value {n} for parameter Statistics is invalid: it must be one of \
+                         SampleCount, Average, Sum, Minimum, Maximum"
+                    ))),
+                })
+                .collect::<CwResult<_>>()?
+        }
+        (None, Some(e)) => {
+            if e.is_empty() || e.len() > 10 {
+                return Err(invalid(
+                    "The collection ExtendedStatistics must have between 1 and 10 members.",
+                ));
+            }
+            e.into_iter()
+                .map(|n| match Stat::parse(&n) {
+                    Some(st @ Stat::Percentile(_)) => Ok((n, st, true)),
+                    _ => Err(invalid(format!(
+                        "The value {n} for parameter ExtendedStatistics is invalid: a \
+                         percentile p0.0 to p100 is expected"
+                    ))),
+                })
+                .collect::<CwResult<_>>()?
+        }
+    };
+    let unit_filter = match req.unit.as_deref() {
+        Some(u) => Some(unit(Some(u), "Unit")?),
+        None => None,
+    };
+    if (end - start).div_euclid(period_ms) > 1440 {
+        return Err(CwError::InvalidParameterCombination(
+            "You have requested up to 1,440 datapoints, which exceeds the limit of 1,440. You \
+             may reduce the datapoints requested by increasing Period, or decreasing the time \
+             range."
+                .into(),
+        ));
+    }
+    let id = MetricId {
+        namespace: ns,
+        name: name.clone(),
+        dimensions: dimensions(&req.dimensions, "Dimensions")?,
+    };
+    let mut points = Vec::new();
+    for p in m.query(&id, start, end, period_ms, unit_filter.as_deref()) {
+        let mut dp = serde_json::Map::new();
+        dp.insert("Timestamp".into(), seconds(p.start));
+        let mut extended = serde_json::Map::new();
+        for (n, st, ext) in &stats {
+            if let Some(v) = st.of(&p) {
+                if *ext {
+                    extended.insert(n.clone(), json!(v));
+                } else {
+                    dp.insert(n.clone(), json!(v));
+                }
+            }
+        }
+        if !extended.is_empty() {
+            dp.insert("ExtendedStatistics".into(), Value::Object(extended));
+        }
+        dp.insert("Unit".into(), json!(p.unit));
+        points.push(Value::Object(dp));
+    }
+    Ok(json!({"Label": name, "Datapoints": points}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct Metric {
+    namespace: Option<String>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct MetricStat {
+    metric: Metric,
+    period: i64,
+    stat: String,
+    unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct MetricDataQuery {
+    id: String,
+    metric_stat: Option<MetricStat>,
+    expression: Option<String>,
+    label: Option<String>,
+    return_data: Option<bool>,
+    #[allow(dead_code)]
+    period: Option<i64>,
+    account_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GetMetricDataInput {
+    #[serde(default)]
+    metric_data_queries: Vec<MetricDataQuery>,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    next_token: Option<String>,
+    scan_by: Option<String>,
+    max_datapoints: Option<i64>,
+    #[allow(dead_code)]
+    label_options: Option<Value>,
+}
+
+fn metric_id_ok(id: &str) -> bool {
+    let mut c = id.chars();
+    c.next().is_some_and(|f| f.is_ascii_lowercase())
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResult<Value> {
+    let queries = req.metric_data_queries;
+    if queries.is_empty() || queries.len() > 500 {
+        return Err(invalid(
+            "The collection MetricDataQueries must have between 1 and 500 members.",
+        ));
+    }
+    let (start_s, end_s) = (
+        required(req.start_time, "StartTime")?,
+        required(req.end_time, "EndTime")?,
+    );
+    let descending = match req.scan_by.as_deref() {
+        None | Some("TimestampDescending") => true,
+        Some("TimestampAscending") => false,
+        Some(o) => {
+            return Err(invalid(format!(
+                "The value {o} for parameter ScanBy is invalid: TimestampDescending or \
+                 TimestampAscending"
+            )));
+        }
+    };
+    let max = match req.max_datapoints {
+        None => 100_800,
+        Some(n) if n > 0 => n as usize,
+        Some(n) => return Err(invalid(format!("MaxDatapoints must be positive (got {n})"))),
+    };
+    let skip: usize = match req.next_token.as_deref() {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("mf1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
+    };
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut results = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let what = format!("MetricDataQueries.member.{}", i + 1);
+        if !metric_id_ok(&q.id) || q.id.len() > 255 {
+            return Err(invalid(format!(
+                "The value {} for parameter {what}.Id is invalid: it must start with a \
+                 lowercase letter and hold only letters, digits and underscores",
+                q.id
+            )));
+        }
+        if !seen_ids.insert(q.id.clone()) {
+            return Err(invalid(format!(
+                "The value {} for parameter {what}.Id is used by more than one query",
+                q.id
+            )));
+        }
+        if let Some(a) = &q.account_id
+            && *a != crate::taskdef::AwsContext::from_env().account_id
+        {
+            return Err(invalid(format!(
+                "{what}.AccountId {a}: this box holds the metrics of its own account only"
+            )));
+        }
+        let stat = match (&q.metric_stat, &q.expression) {
+            (Some(s), None) => s,
+            (None, Some(e)) => {
+                return Err(invalid(format!(
+                    "{what}.Expression {e:?}: metric math is not evaluated by minifargate yet \
+                     (docs/cloudwatch.md); query the metrics with MetricStat"
+                )));
+            }
+            _ => {
+                return Err(CwError::InvalidParameterCombination(format!(
+                    "{what} must have exactly one of MetricStat and Expression"
+                )));
+            }
+        };
+        let period_ms = period(stat.period, &format!("{what}.MetricStat.Period"))?;
+        let st = Stat::parse(&stat.stat).ok_or_else(|| {
+            invalid(format!(
+                "The value {} for parameter {what}.MetricStat.Stat is invalid: this host \
+                 computes SampleCount, Average, Sum, Minimum, Maximum and percentiles pNN \
+                 (trimmed and windsorized statistics are not computed; docs/cloudwatch.md)",
+                stat.stat
+            ))
+        })?;
+        let (start, end) = time_range(start_s, end_s, period_ms, now)?;
+        let ns = namespace(stat.metric.namespace.as_deref())?;
+        let name = required(
+            stat.metric.metric_name.clone(),
+            &format!("{what}.MetricStat.Metric.MetricName"),
+        )?;
+        let id = MetricId {
+            namespace: ns,
+            name: name.clone(),
+            dimensions: dimensions(
+                &stat.metric.dimensions,
+                &format!("{what}.MetricStat.Metric.Dimensions"),
+            )?,
+        };
+        let u = match stat.unit.as_deref() {
+            Some(u) => Some(unit(Some(u), &format!("{what}.MetricStat.Unit"))?),
+            None => None,
+        };
+        let mut points: Vec<(Millis, f64)> = m
+            .query(&id, start, end, period_ms, u.as_deref())
+            .iter()
+            .filter_map(|p| st.of(p).map(|v| (p.start, v)))
+            .collect();
+        if descending {
+            points.reverse();
+        }
+        if q.return_data.unwrap_or(true) {
+            results.push((q.id.clone(), q.label.clone().unwrap_or(name), points));
+        }
+    }
+    // Paging over the datapoints of every result, in order: a token is how many were
+    // already answered.
+    let mut budget = max;
+    let mut skipped = skip;
+    let mut more = false;
+    let mut out = Vec::new();
+    for (id, label, points) in results {
+        let from = skipped.min(points.len());
+        skipped -= from;
+        let rest = &points[from..];
+        let take = rest.len().min(budget);
+        budget -= take;
+        let partial = take < rest.len();
+        more |= partial;
+        out.push(json!({
+            "Id": id,
+            "Label": label,
+            "Timestamps": rest[..take].iter().map(|p| seconds(p.0)).collect::<Vec<_>>(),
+            "Values": rest[..take].iter().map(|p| p.1).collect::<Vec<_>>(),
+            "StatusCode": if partial { "PartialData" } else { "Complete" },
+        }));
+    }
+    let mut answer = json!({"MetricDataResults": out, "Messages": []});
+    if more {
+        answer["NextToken"] = json!(format!("mf1.{}", skip + max));
+    }
+    Ok(answer)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DimensionFilter {
+    name: String,
+    value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ListMetricsInput {
+    namespace: Option<String>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<DimensionFilter>,
+    next_token: Option<String>,
+    recently_active: Option<String>,
+    #[allow(dead_code)]
+    include_linked_accounts: Option<bool>,
+    owning_account: Option<String>,
+}
+
+/// ListMetrics answers at most 500 metrics a page.
+const LIST_PAGE: usize = 500;
+
+fn list_metrics(m: &Metrics, req: ListMetricsInput, now: Millis) -> CwResult<Value> {
+    if req.dimensions.len() > 10 {
+        return Err(invalid(
+            "The collection Dimensions must not have a size greater than 10.",
+        ));
+    }
+    let since = match req.recently_active.as_deref() {
+        None => now - 14 * 24 * 3600 * 1000,
+        Some("PT3H") => now - 3 * 3600 * 1000,
+        Some(o) => {
+            return Err(invalid(format!(
+                "The value {o} for parameter RecentlyActive is invalid: PT3H is the only value"
+            )));
+        }
+    };
+    let own = crate::taskdef::AwsContext::from_env().account_id;
+    if req.owning_account.as_deref().is_some_and(|a| a != own) {
+        return Ok(json!({"Metrics": []}));
+    }
+    let skip: usize = match req.next_token.as_deref() {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("mf1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
+    };
+    let matching: Vec<MetricId> = m
+        .list(since)
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| req.namespace.as_ref().is_none_or(|n| *n == id.namespace))
+        .filter(|id| req.metric_name.as_ref().is_none_or(|n| *n == id.name))
+        .filter(|id| {
+            req.dimensions.iter().all(|f| match &f.value {
+                Some(v) => id.dimensions.get(&f.name) == Some(v),
+                None => id.dimensions.contains_key(&f.name),
+            })
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(LIST_PAGE)
+        .map(|id| {
+            json!({
+                "Namespace": id.namespace,
+                "MetricName": id.name,
+                "Dimensions": id.dimensions.iter()
+                    .map(|(k, v)| json!({"Name": k, "Value": v}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut answer = json!({"Metrics": page});
+    if matching.len() > skip + LIST_PAGE {
+        answer["NextToken"] = json!(format!("mf1.{}", skip + LIST_PAGE));
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = 1_800_000_000_000;
+
+    fn put(m: &Metrics, body: Value) -> CwResult<Value> {
+        call(m, "PutMetricData", body, NOW)
+    }
+
+    #[test]
+    fn statistics_of_put_values_per_period_as_cloudwatch_aggregates_them() {
+        let m = Metrics::new();
+        let t = (NOW - 600_000) as f64 / 1000.0;
+        put(
+            &m,
+            json!({"Namespace": "App", "MetricData": [
+                {"MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "web"}],
+                 "Timestamp": t, "Value": 10.0, "Unit": "Milliseconds"},
+                {"MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "web"}],
+                 "Timestamp": t + 1.0, "Values": [20.0, 30.0], "Counts": [1.0, 2.0],
+                 "Unit": "Milliseconds"},
+                {"MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "api"}],
+                 "Timestamp": t, "Value": 99.0, "Unit": "Milliseconds"}]}),
+        )
+        .unwrap();
+        let got = call(
+            &m,
+            "GetMetricStatistics",
+            json!({"Namespace": "App", "MetricName": "Latency",
+                   "Dimensions": [{"Name": "Svc", "Value": "web"}],
+                   "StartTime": t - 60.0, "EndTime": t + 300.0, "Period": 300,
+                   "Statistics": ["SampleCount", "Average", "Sum", "Minimum", "Maximum"]}),
+            NOW,
+        )
+        .unwrap();
+        let dp = &got["Datapoints"];
+        assert_eq!(dp.as_array().unwrap().len(), 1, "{got}");
+        assert_eq!(dp[0]["SampleCount"], 4.0);
+        // 10 + 20 + 30 × 2.
+        assert_eq!(dp[0]["Sum"], 90.0);
+        assert_eq!(dp[0]["Average"], 22.5);
+        assert_eq!(
+            (dp[0]["Minimum"].clone(), dp[0]["Maximum"].clone()),
+            (json!(10.0), json!(30.0))
+        );
+        assert_eq!(dp[0]["Unit"], "Milliseconds");
+        let p = call(
+            &m,
+            "GetMetricStatistics",
+            json!({"Namespace": "App", "MetricName": "Latency",
+                   "Dimensions": [{"Name": "Svc", "Value": "web"}],
+                   "StartTime": t - 60.0, "EndTime": t + 300.0, "Period": 300,
+                   "ExtendedStatistics": ["p50", "p99"]}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            p["Datapoints"][0]["ExtendedStatistics"],
+            json!({"p50": 20.0, "p99": 30.0})
+        );
+    }
+
+    #[test]
+    fn put_metric_data_refuses_what_cloudwatch_refuses_and_stores_nothing_then() {
+        let m = Metrics::new();
+        let bad = [
+            (
+                json!({"Namespace": "AWS/ECS", "MetricData": [{"MetricName": "a", "Value": 1}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"MetricData": [{"MetricName": "a", "Value": 1}]}),
+                "MissingParameter",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": 1, "StatisticValues": {"SampleCount": 1, "Sum": 1, "Minimum": 1, "Maximum": 1}}]}),
+                "InvalidParameterCombination",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": "NaN"}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": 1, "Unit": "Furlongs"}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": 1, "StorageResolution": 5}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": 1, "Timestamp": (NOW / 1000 - 15 * 86400) as f64}]}),
+                "InvalidParameterValue",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "ok", "Value": 1}, {"MetricName": "b", "Values": [1, 2], "Counts": [1]}]}),
+                "InvalidParameterCombination",
+            ),
+            (
+                json!({"Namespace": "A", "MetricData": [{"MetricName": "a", "Value": 1, "Colour": "red"}]}),
+                "SerializationException",
+            ),
+        ];
+        for (body, code) in bad {
+            let e = put(&m, body.clone()).unwrap_err();
+            assert_eq!(e.query_code(), code, "{body}: {e}");
+        }
+        assert!(m.list(0).is_empty(), "a refused request stored nothing");
+    }
+
+    #[test]
+    fn get_metric_data_pages_and_orders_and_list_metrics_filters_by_dimension() {
+        let m = Metrics::new();
+        let base = NOW - 3_600_000;
+        let data: Vec<Value> = (0..10)
+            .map(|i| json!({"MetricName": "Req", "Dimensions": [{"Name": "Svc", "Value": "web"}, {"Name": "Az", "Value": "a"}],
+                            "Timestamp": (base + i * 60_000) as f64 / 1000.0, "Value": i as f64}))
+            .collect();
+        put(&m, json!({"Namespace": "App", "MetricData": data})).unwrap();
+        let q = |extra: Value| {
+            let mut body = json!({"MetricDataQueries": [{"Id": "r", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "Req",
+                "Dimensions": [{"Name": "Az", "Value": "a"}, {"Name": "Svc", "Value": "web"}]}, "Period": 60, "Stat": "Sum"}}],
+                "StartTime": base as f64 / 1000.0, "EndTime": NOW as f64 / 1000.0});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            call(&m, "GetMetricData", body, NOW).unwrap()
+        };
+        let all = q(json!({}));
+        assert_eq!(
+            all["MetricDataResults"][0]["Values"],
+            json!([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+        );
+        assert_eq!(all["MetricDataResults"][0]["Label"], "Req");
+        let first = q(json!({"ScanBy": "TimestampAscending", "MaxDatapoints": 4}));
+        assert_eq!(
+            first["MetricDataResults"][0]["Values"],
+            json!([0.0, 1.0, 2.0, 3.0])
+        );
+        assert_eq!(first["MetricDataResults"][0]["StatusCode"], "PartialData");
+        let next = q(
+            json!({"ScanBy": "TimestampAscending", "MaxDatapoints": 4, "NextToken": first["NextToken"]}),
+        );
+        assert_eq!(
+            next["MetricDataResults"][0]["Values"],
+            json!([4.0, 5.0, 6.0, 7.0])
+        );
+        let e = call(
+            &m,
+            "GetMetricData",
+            json!({"MetricDataQueries": [{"Id": "e", "Expression": "SUM(METRICS())"}],
+            "StartTime": 0, "EndTime": 1}),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.query_code(), "InvalidParameterValue");
+        let l = call(
+            &m,
+            "ListMetrics",
+            json!({"Dimensions": [{"Name": "Az"}]}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(l["Metrics"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            l["Metrics"][0]["Dimensions"],
+            json!([{"Name": "Az", "Value": "a"}, {"Name": "Svc", "Value": "web"}])
+        );
+        let l = call(
+            &m,
+            "ListMetrics",
+            json!({"Dimensions": [{"Name": "Az", "Value": "b"}]}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(l["Metrics"], json!([]));
+    }
+
+    /// Each operation served is the model's; each exception is a shape of the model with
+    /// the query code answered; every timestamp member of the served operations' outputs
+    /// is one the CBOR encoder tags.
+    #[test]
+    fn operations_errors_and_timestamps_are_the_model_s() {
+        let m = crate::ecs::botocore_model::model_of("cloudwatch", "2010-08-01");
+        assert_eq!(
+            m["metadata"]["targetPrefix"], "GraniteServiceVersion20100801",
+            "api::protocol's row"
+        );
+        assert_eq!(m["metadata"]["protocols"][0], "smithy-rpc-v2-cbor");
+        let shapes = &m["shapes"];
+        for op in OPERATIONS {
+            let o = &m["operations"][op];
+            assert!(o.is_object(), "{op} is not in CloudWatch's model");
+            let Some(out) = o["output"]["shape"].as_str() else {
+                continue;
+            };
+            let mut stack = vec![out.to_string()];
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = stack.pop() {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let s = &shapes[&name];
+                for (member, v) in s["members"].as_object().into_iter().flatten() {
+                    let target = v["shape"].as_str().unwrap();
+                    let t = &shapes[target];
+                    let is_ts = t["type"] == "timestamp"
+                        || (t["type"] == "list"
+                            && shapes[t["member"]["shape"].as_str().unwrap()]["type"]
+                                == "timestamp");
+                    if is_ts {
+                        assert!(
+                            TIMESTAMP_MEMBERS.contains(&member.as_str()),
+                            "{op}: {name}.{member} is a timestamp"
+                        );
+                    }
+                    stack.push(target.to_string());
+                }
+                if let Some(inner) = s["member"]["shape"].as_str() {
+                    stack.push(inner.to_string());
+                }
+                if let Some(inner) = s["value"]["shape"].as_str() {
+                    stack.push(inner.to_string());
+                }
+            }
+        }
+        for e in [
+            CwError::InvalidParameterValue(String::new()),
+            CwError::MissingParameter(String::new()),
+            CwError::InvalidParameterCombination(String::new()),
+            CwError::InvalidNextToken(String::new()),
+            CwError::Internal(String::new()),
+        ] {
+            let s = &shapes[e.name()];
+            assert_eq!(s["exception"], true, "{} is an exception shape", e.name());
+            assert_eq!(s["error"]["code"], e.query_code(), "{}", e.name());
+            assert_eq!(
+                s["error"]["httpStatusCode"].as_u64(),
+                Some(u64::from(e.status())),
+                "{}",
+                e.name()
+            );
+        }
+    }
+}

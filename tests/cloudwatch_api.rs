@@ -1,0 +1,288 @@
+//! Root integration tests of CloudWatch metrics on `serve`'s listener, driven by the real
+//! AWS CLI (`aws cloudwatch …`, which speaks RPC v2 CBOR as its model says) and boto3 (in
+//! CBOR, and in AWS JSON 1.0, the model's second protocol): custom metrics put and read
+//! back per period with their statistics and percentiles, GetMetricData's order and
+//! pages, ListMetrics' filters, CloudWatch's error codes; a request refused by the guard
+//! is CBOR the CLI reads.
+
+mod common;
+
+use common::api::Api;
+use serde_json::Value;
+
+fn cw(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("cloudwatch", args);
+    assert!(
+        out.status.success(),
+        "aws cloudwatch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cw_err(api: &Api, args: &[&str]) -> String {
+    let out = api.aws_in("cloudwatch", args);
+    assert!(!out.status.success(), "aws cloudwatch {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[test]
+fn custom_metrics_put_with_the_cli_come_back_per_period_with_their_statistics() {
+    let api = Api::start();
+    let now = chrono::Utc::now();
+    // A minute well inside the last hour, its start exactly.
+    let minute = now - chrono::Duration::minutes(10);
+    let minute = minute - chrono::Duration::seconds(minute.timestamp() % 60);
+    let at = |s: i64| iso(minute + chrono::Duration::seconds(s));
+    for (value, s) in [("10", 1), ("20", 2), ("30", 3), ("40", 4)] {
+        cw(
+            &api,
+            &[
+                "put-metric-data",
+                "--namespace",
+                "Shop",
+                "--metric-name",
+                "Latency",
+                "--dimensions",
+                "Service=web,Stage=prod",
+                "--unit",
+                "Milliseconds",
+                "--value",
+                value,
+                "--timestamp",
+                &at(s),
+            ],
+        );
+    }
+    // Another metric: the same name, other dimensions.
+    cw(
+        &api,
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-data",
+            &format!(
+                r#"[{{"MetricName":"Latency","Dimensions":[{{"Name":"Service","Value":"api"}}],"Timestamp":"{}","Values":[5,7],"Counts":[3,1],"Unit":"Milliseconds"}}]"#,
+                at(5)
+            ),
+        ],
+    );
+    let stats = cw(
+        &api,
+        &[
+            "get-metric-statistics",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Latency",
+            // Dimensions in another order: the same metric.
+            "--dimensions",
+            "Name=Stage,Value=prod",
+            "Name=Service,Value=web",
+            "--start-time",
+            &iso(minute - chrono::Duration::minutes(5)),
+            "--end-time",
+            &iso(now),
+            "--period",
+            "60",
+            "--statistics",
+            "SampleCount",
+            "Average",
+            "Sum",
+            "Minimum",
+            "Maximum",
+        ],
+    );
+    assert_eq!(stats["Label"], "Latency");
+    let dp = stats["Datapoints"].as_array().unwrap();
+    assert_eq!(dp.len(), 1, "one minute of data: {stats}");
+    assert_eq!(dp[0]["SampleCount"], 4.0);
+    assert_eq!(dp[0]["Sum"], 100.0);
+    assert_eq!(dp[0]["Average"], 25.0);
+    assert_eq!(dp[0]["Minimum"], 10.0);
+    assert_eq!(dp[0]["Maximum"], 40.0);
+    assert_eq!(dp[0]["Unit"], "Milliseconds");
+    // The minute's start (AWS CLI v1 prints timestamps as received: epoch seconds; boto3
+    // reads them as datetimes, the next test).
+    assert_eq!(dp[0]["Timestamp"], minute.timestamp(), "{stats}");
+
+    let p = cw(
+        &api,
+        &[
+            "get-metric-statistics",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Latency",
+            "--dimensions",
+            "Name=Service,Value=api",
+            "--start-time",
+            &iso(minute),
+            "--end-time",
+            &iso(now),
+            "--period",
+            "300",
+            "--extended-statistics",
+            "p50",
+            "p99",
+        ],
+    );
+    assert_eq!(
+        p["Datapoints"][0]["ExtendedStatistics"],
+        serde_json::json!({"p50": 5.0, "p99": 7.0}),
+        "{p}"
+    );
+
+    let listed = cw(&api, &["list-metrics", "--namespace", "Shop"]);
+    assert_eq!(listed["Metrics"].as_array().unwrap().len(), 2, "{listed}");
+    let listed = cw(
+        &api,
+        &[
+            "list-metrics",
+            "--dimensions",
+            "Name=Stage,Value=prod",
+            "--recently-active",
+            "PT3H",
+        ],
+    );
+    assert_eq!(
+        listed["Metrics"],
+        serde_json::json!([{"Namespace": "Shop", "MetricName": "Latency",
+            "Dimensions": [{"Name": "Service", "Value": "web"}, {"Name": "Stage", "Value": "prod"}]}])
+    );
+
+    // CloudWatch's error codes, as the CLI reports them (the query-compatible codes).
+    let e = cw_err(
+        &api,
+        &[
+            "put-metric-data",
+            "--namespace",
+            "AWS/ECS",
+            "--metric-name",
+            "CPUUtilization",
+            "--value",
+            "1",
+        ],
+    );
+    assert!(e.contains("(InvalidParameterValue)"), "{e}");
+    let e = cw_err(
+        &api,
+        &[
+            "get-metric-statistics",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Latency",
+            "--start-time",
+            &iso(now - chrono::Duration::days(3)),
+            "--end-time",
+            &iso(now),
+            "--period",
+            "60",
+            "--statistics",
+            "Sum",
+        ],
+    );
+    assert!(
+        e.contains("(InvalidParameterCombination)") && e.contains("1,440"),
+        "{e}"
+    );
+    let e = cw_err(&api, &["describe-alarms"]);
+    assert!(e.contains("DescribeAlarms is not supported"), "{e}");
+}
+
+#[test]
+fn boto3_reads_get_metric_data_in_cbor_and_in_json_and_a_bad_signature_in_cbor() {
+    let api = Api::start();
+    let got = api.boto3(
+        r#"
+import boto3, botocore, json, os, time, datetime
+from botocore.config import Config
+
+def client(protocol=None):
+    session = botocore.session.get_session()
+    if protocol:
+        # The model's second protocol (AWS JSON 1.0): what an SDK that does not speak
+        # CBOR uses.
+        loader = session.get_component('data_loader')
+        original = loader.load_service_model
+        def load(name, type_name, api_version=None):
+            m = original(name, type_name, api_version)
+            if name == 'cloudwatch' and type_name == 'service-2':
+                m['metadata']['protocol'] = protocol
+                m['metadata']['protocols'] = [protocol]
+            return m
+        loader.load_service_model = load
+    return boto3.Session(botocore_session=session).client(
+        'cloudwatch', endpoint_url=os.environ['ENDPOINT'], region_name='us-east-1')
+
+out = {}
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+start = now - datetime.timedelta(minutes=30)
+start = start - datetime.timedelta(seconds=start.second)
+for name, c in [('cbor', client()), ('json', client('json'))]:
+    ns = 'Orders-' + name
+    c.put_metric_data(Namespace=ns, MetricData=[
+        {'MetricName': 'Placed', 'Timestamp': start + datetime.timedelta(minutes=i),
+         'Value': float(i), 'Unit': 'Count'} for i in range(10)])
+    q = [{'Id': 'placed', 'MetricStat': {'Metric': {'Namespace': ns, 'MetricName': 'Placed'},
+          'Period': 60, 'Stat': 'Sum'}}]
+    r = c.get_metric_data(MetricDataQueries=q, StartTime=start, EndTime=now)
+    res = r['MetricDataResults'][0]
+    page = c.get_metric_data(MetricDataQueries=q, StartTime=start, EndTime=now,
+                             ScanBy='TimestampAscending', MaxDatapoints=3)
+    out[name] = {
+        'values': res['Values'],
+        'first_ts': (res['Timestamps'][-1] - start).total_seconds(),
+        'ts_type': type(res['Timestamps'][0]).__name__,
+        'status': res['StatusCode'],
+        'page': page['MetricDataResults'][0]['Values'],
+        'token': 'NextToken' in page,
+    }
+    try:
+        c.put_metric_data(Namespace=ns, MetricData=[{'MetricName': 'x', 'Value': 1, 'StorageResolution': 7}])
+        out[name]['error'] = None
+    except botocore.exceptions.ClientError as e:
+        out[name]['error'] = e.response['Error']['Code']
+
+bad = boto3.client('cloudwatch', endpoint_url=os.environ['ENDPOINT'], region_name='us-east-1',
+                   aws_access_key_id='AKIDWRONG', aws_secret_access_key='wrong')
+try:
+    bad.list_metrics()
+    out['bad'] = None
+except botocore.exceptions.ClientError as e:
+    out['bad'] = e.response['Error']['Code']
+print(json.dumps(out))
+"#,
+    );
+    for proto in ["cbor", "json"] {
+        let o = &got[proto];
+        assert_eq!(
+            o["values"],
+            serde_json::json!([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]),
+            "{proto}: {got}"
+        );
+        assert_eq!(
+            o["first_ts"], 0.0,
+            "{proto}: the oldest period starts at StartTime"
+        );
+        assert_eq!(
+            o["ts_type"], "datetime",
+            "{proto}: timestamps are timestamps"
+        );
+        assert_eq!(o["status"], "Complete");
+        assert_eq!(o["page"], serde_json::json!([0.0, 1.0, 2.0]), "{proto}");
+        assert_eq!(o["token"], true);
+        assert_eq!(o["error"], "InvalidParameterValue", "{proto}");
+    }
+    // The guard's refusal, in CBOR: boto3 reads its code.
+    assert_eq!(got["bad"], "UnrecognizedClientException", "{got}");
+}
