@@ -217,6 +217,17 @@ table! {
             meaning: "The local CloudWatch Logs store's limit: past it, the oldest events go.",
             read_by: "a task's supervisor (awslogs), serve (PutLogEvents)",
         };
+        metrics_period: Duration = metrics_period, Var {
+            name: "MINIFARGATE_METRICS_PERIOD",
+            kind: "seconds (1, 5, 10, 20, 30 or a multiple of 60)",
+            default: Some("60"),
+            meaning: "The box's metric period (CloudWatch's minute by default): ECS samples \
+                      its tasks' CPU and memory three times a period and publishes \
+                      AWS/ECS CPUUtilization and MemoryUtilization at that resolution \
+                      (high resolution under 60 s). Shorter makes what takes minutes on \
+                      AWS watchable in seconds (demos, classes; docs/cloudwatch.md).",
+            read_by: "serve",
+        };
         stopped_task_retention: Duration = seconds, Var {
             name: "MINIFARGATE_STOPPED_TASK_RETENTION",
             kind: "seconds",
@@ -593,6 +604,17 @@ fn seconds(s: &str) -> Result<Duration, BadValue> {
         .parse::<u64>()
         .map(Duration::from_secs)
         .map_err(|_| BadValue::Number { what: "seconds" })
+}
+
+/// A CloudWatch period: 1, 5, 10, 20, 30 seconds or a multiple of 60 (up to a day).
+fn metrics_period(s: &str) -> Result<Duration, BadValue> {
+    match s.trim().parse::<u64>() {
+        Ok(p @ (1 | 5 | 10 | 20 | 30)) => Ok(Duration::from_secs(p)),
+        Ok(p) if p >= 60 && p % 60 == 0 && p <= 86_400 => Ok(Duration::from_secs(p)),
+        _ => Err(BadValue::OneOf(
+            "1, 5, 10, 20, 30 or a multiple of 60 up to 86400 (seconds)",
+        )),
+    }
 }
 
 fn opt_seconds(s: &str) -> Result<Option<Duration>, BadValue> {

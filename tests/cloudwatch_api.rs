@@ -286,3 +286,120 @@ print(json.dumps(out))
     // The guard's refusal, in CBOR: boto3 reads its code.
     assert_eq!(got["bad"], "UnrecognizedClientException", "{got}");
 }
+
+/// A service whose task burns its CPU and one whose task sleeps: `AWS/ECS`
+/// CPUUtilization by ClusterName and ServiceName says which is which, as ECS computes it
+/// (percent of the task's reserved CPU units), and MemoryUtilization is published beside
+/// it; with MINIFARGATE_METRICS_PERIOD=5 a period is 5 s (high resolution).
+#[test]
+fn ecs_publishes_each_service_s_cpu_and_memory_utilization_from_its_tasks_cgroups() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let def = |family: &str, script: &str| {
+        format!(
+            r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"command":["sh","-c","{script}"]}}]}}"#
+        )
+    };
+    for (name, script) in [
+        ("busy", "trap 'exit 0' TERM; while :; do :; done"),
+        ("idle", "trap 'exit 0' TERM; sleep 3600 & wait"),
+    ] {
+        let f = api.file(&format!("{name}.json"), &def(name, script));
+        api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            name,
+            "--desired-count",
+            "1",
+        ]);
+    }
+    let start = chrono::Utc::now();
+    let stat = |service: &str, metric: &str| -> Option<Value> {
+        let v = cw(
+            &api,
+            &[
+                "get-metric-statistics",
+                "--namespace",
+                "AWS/ECS",
+                "--metric-name",
+                metric,
+                "--dimensions",
+                "Name=ClusterName,Value=default",
+                &format!("Name=ServiceName,Value={service}"),
+                "--start-time",
+                &iso(start - chrono::Duration::minutes(1)),
+                "--end-time",
+                &iso(chrono::Utc::now() + chrono::Duration::minutes(1)),
+                "--period",
+                "60",
+                "--statistics",
+                "Average",
+                "Maximum",
+                "SampleCount",
+            ],
+        );
+        let dp = v["Datapoints"].as_array()?;
+        let n: f64 = dp.iter().map(|d| d["SampleCount"].as_f64().unwrap()).sum();
+        // A few samples of the running task (three per 5 s period).
+        (n >= 6.0).then(|| {
+            let sum: f64 = dp
+                .iter()
+                .map(|d| d["Average"].as_f64().unwrap() * d["SampleCount"].as_f64().unwrap())
+                .sum();
+            serde_json::json!({"average": sum / n, "unit": dp[0]["Unit"], "samples": n})
+        })
+    };
+    let busy = api.wait_for(120, "CPUUtilization of the busy service", || {
+        stat("busy", "CPUUtilization")
+    });
+    let idle = api.wait_for(60, "CPUUtilization of the idle service", || {
+        stat("idle", "CPUUtilization")
+    });
+    assert_eq!(busy["unit"], "Percent");
+    // A busy loop in a task of 256 CPU units (a quarter of a vCPU, its cgroup's quota) is
+    // near 100 % of its reservation; a sleeping one near 0.
+    let (b, i) = (
+        busy["average"].as_f64().unwrap(),
+        idle["average"].as_f64().unwrap(),
+    );
+    assert!(b > 40.0, "busy service's CPUUtilization {b} ({busy})");
+    assert!(i < 10.0, "idle service's CPUUtilization {i} ({idle})");
+    let mem = api.wait_for(30, "MemoryUtilization of the idle service", || {
+        stat("idle", "MemoryUtilization")
+    });
+    let m = mem["average"].as_f64().unwrap();
+    assert!(
+        m > 0.0 && m < 50.0,
+        "MemoryUtilization {m} of 512 MiB ({mem})"
+    );
+    // ListMetrics lists them by their dimensions.
+    let listed = cw(
+        &api,
+        &[
+            "list-metrics",
+            "--namespace",
+            "AWS/ECS",
+            "--dimensions",
+            "Name=ServiceName,Value=busy",
+        ],
+    );
+    let mut names: Vec<&str> = listed["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["MetricName"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["CPUUtilization", "MemoryUtilization"], "{listed}");
+    for name in ["busy", "idle"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+}

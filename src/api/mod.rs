@@ -84,6 +84,7 @@ pub async fn serve(
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
     let metrics = Arc::new(crate::cloudwatch::Metrics::new());
+    let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), metrics.clone()));
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
@@ -108,12 +109,35 @@ pub async fn serve(
     server::run(listener, security.tls, app, security.limits, shutdown()).await;
     dataplane.0.abort();
     dataplane.1.abort();
+    publisher.abort();
     // Services' tasks keep running (they belong to their supervisors); the next `serve`
     // picks the services up from the store.
     tokio::task::spawn_blocking(move || scheduler.stop())
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period.
+async fn publish_ecs_metrics(g: Ecs, metrics: Arc<crate::cloudwatch::Metrics>) {
+    let period = crate::config::get().metrics_period;
+    let high_resolution = period < std::time::Duration::from_secs(60);
+    let mut tick = tokio::time::interval(period / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let publisher = Arc::new(std::sync::Mutex::new(crate::ecs::metrics::Publisher::new()));
+    loop {
+        tick.tick().await;
+        let (g, metrics, publisher) = (g.clone(), metrics.clone(), publisher.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
+            p.sample(&g, &metrics, now, high_resolution)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "ECS metrics: sampling the tasks failed");
+        }
+    }
 }
 
 /// The registry `serve` opened (ECR's API and the `/v2/` routes share it).

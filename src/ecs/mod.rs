@@ -15,6 +15,7 @@ pub mod container_instances;
 pub mod deployments;
 pub mod error;
 pub mod fleet;
+pub mod metrics;
 pub mod names;
 pub mod on_box;
 pub mod operations;

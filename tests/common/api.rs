@@ -41,6 +41,11 @@ impl Api {
 
     /// [`Api::start`] with `layer` as the busybox image and more `serve` arguments.
     pub fn start_with(layer: Layer, serve_args: &[&str]) -> Api {
+        Api::start_env(layer, serve_args, &[])
+    }
+
+    /// [`Api::start_with`], `serve` (and the tasks it starts) with the variables `env`.
+    pub fn start_env(layer: Layer, serve_args: &[&str], env: &[(&str, &str)]) -> Api {
         let reg = Registry::start(RegistryOpts::default());
         let work = tempfile::Builder::new()
             .prefix("mf-serve-img-")
@@ -49,6 +54,9 @@ impl Api {
         push_image(&reg, work.path(), "docker/library/busybox:1.36", &[layer]);
         let mut mf = Mf::new();
         mf.mirror_config("public.ecr.aws", &reg.host(), true);
+        for (k, v) in env {
+            mf.set_env(k, v);
+        }
         // `--userns MODE` among the arguments: the tasks get this test's own id range.
         if let Some(i) = serve_args.iter().position(|a| *a == "--userns") {
             mf.enable_userns(serve_args[i + 1]);

@@ -1,0 +1,169 @@
+//! The metrics ECS publishes for a service: `AWS/ECS` `CPUUtilization` and
+//! `MemoryUtilization` by `ClusterName, ServiceName`, in percent of what each task
+//! reserved, read from the tasks' cgroups as ECS's agent reads them.
+//!
+//! Ref: Amazon ECS Developer Guide, "Amazon ECS service utilization metrics": the
+//! Average is (total CPU units used by the service's tasks × 100) / (CPU units of the
+//! task definition × number of tasks), Minimum and Maximum the least and most used
+//! task; the agent samples every 20 seconds and ECS sends one-minute data, only for
+//! services with RUNNING tasks ("Amazon ECS CloudWatch metrics"). Here each sample of
+//! each task is one datum of the service's metric, so CloudWatch's Average, Minimum,
+//! Maximum and SampleCount over a period are those statistics over the tasks' samples.
+//! The period is the box's (`MINIFARGATE_METRICS_PERIOD`, 60 s by default): three samples
+//! a period, stored at high resolution when the period is under a minute.
+
+use crate::cloudwatch::Metrics;
+use crate::cloudwatch::metrics::{Datum, MetricId, Millis, Stats};
+use crate::store::{ContainerRow, TaskRow};
+use crate::taskdef::units::{CpuUnits, MemoryMib};
+use std::collections::{BTreeMap, HashMap};
+
+/// The namespace ECS publishes in.
+pub const NAMESPACE: &str = "AWS/ECS";
+
+/// What a task reserved: CPU units and memory bytes (the task's size, else the sum of its
+/// containers'), `None` where nothing is reserved (no utilization is computed then).
+fn reserved(t: &TaskRow, containers: &[ContainerRow]) -> (Option<f64>, Option<f64>) {
+    let cpu = t
+        .cpu
+        .as_deref()
+        .and_then(|c| CpuUnits::parse(c).ok())
+        .map(|c| f64::from(c.0))
+        .or_else(|| {
+            let sum: u32 = containers
+                .iter()
+                .filter_map(|c| c.cpu.as_deref().and_then(|v| v.parse::<u32>().ok()))
+                .sum();
+            (sum > 0).then_some(f64::from(sum))
+        });
+    let mem = t
+        .memory
+        .as_deref()
+        .and_then(|m| MemoryMib::parse(m).ok())
+        .map(|m| m.bytes() as f64)
+        .or_else(|| {
+            let sum: u64 = containers
+                .iter()
+                .filter_map(|c| {
+                    c.memory
+                        .as_deref()
+                        .or(c.memory_reservation.as_deref())
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .sum();
+            (sum > 0).then_some((sum << 20) as f64)
+        });
+    (cpu.filter(|c| *c > 0.0), mem.filter(|m| *m > 0.0))
+}
+
+/// One reading of a task: its containers' CPU time (ns) and memory in use (bytes).
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    at: Millis,
+    cpu_ns: u64,
+    mem: u64,
+}
+
+/// The sampler: the previous reading of each task, to turn CPU time into a rate.
+#[derive(Debug, Default)]
+pub struct Publisher {
+    previous: HashMap<String, Reading>,
+}
+
+impl Publisher {
+    pub fn new() -> Publisher {
+        Publisher::default()
+    }
+
+    /// Samples every RUNNING service task of the box's store at `now` and puts its
+    /// utilization into `sink`; `high_resolution` for periods under a minute. Returns how
+    /// many tasks were sampled.
+    pub fn sample(
+        &mut self,
+        ecs: &super::Ecs,
+        sink: &Metrics,
+        now: Millis,
+        high_resolution: bool,
+    ) -> anyhow::Result<usize> {
+        let store = ecs.open_store()?;
+        let cg = runtime::Cgroups::detect().ok();
+        let mut seen = HashMap::new();
+        let mut data: BTreeMap<MetricId, Vec<Datum>> = BTreeMap::new();
+        for t in store.unstopped_tasks()? {
+            let Some(service) = t.group.as_deref().and_then(|g| g.strip_prefix("service:")) else {
+                continue;
+            };
+            if t.last_status != crate::store::LastStatus::Running {
+                continue;
+            }
+            let Some((t, containers)) = store.task(&t.id)? else {
+                continue;
+            };
+            let Some(cg) = cg.as_ref() else { continue };
+            let (mut cpu_ns, mut mem, mut read) = (0u64, 0u64, false);
+            for c in &containers {
+                let rid = c
+                    .runtime_id
+                    .clone()
+                    .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
+                if let Some(s) =
+                    crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
+                {
+                    cpu_ns += s.cpu_total_ns;
+                    mem += s.mem_usage;
+                    read = true;
+                }
+            }
+            if !read {
+                continue;
+            }
+            let now_reading = Reading {
+                at: now,
+                cpu_ns,
+                mem,
+            };
+            let (cpu_res, mem_res) = reserved(&t, &containers);
+            let dims = BTreeMap::from([
+                ("ClusterName".to_string(), t.cluster.clone()),
+                ("ServiceName".to_string(), service.to_string()),
+            ]);
+            let datum = |v: f64| Datum {
+                at: now,
+                unit: "Percent".into(),
+                stats: Stats::one(v),
+                raw: Some(vec![(v, 1.0)]),
+                high_resolution,
+            };
+            if let (Some(prev), Some(units)) = (self.previous.get(&t.id), cpu_res) {
+                let elapsed_ns = (now_reading.at - prev.at).max(1) as f64 * 1e6;
+                let used_ns = now_reading.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
+                // One vCPU busy for the whole interval is 1,024 CPU units.
+                let used_units = used_ns / elapsed_ns * 1024.0;
+                data.entry(metric("CPUUtilization", &dims))
+                    .or_default()
+                    .push(datum(used_units * 100.0 / units));
+            }
+            if let Some(bytes) = mem_res {
+                data.entry(metric("MemoryUtilization", &dims))
+                    .or_default()
+                    .push(datum(now_reading.mem as f64 * 100.0 / bytes));
+            }
+            seen.insert(t.id.clone(), now_reading);
+        }
+        let sampled = seen.len();
+        // A task no longer running is forgotten.
+        self.previous = seen;
+        for (id, d) in &data {
+            sink.put(id, d, now);
+        }
+        Ok(sampled)
+    }
+}
+
+fn metric(name: &str, dims: &BTreeMap<String, String>) -> MetricId {
+    MetricId {
+        namespace: NAMESPACE.into(),
+        name: name.into(),
+        dimensions: dims.clone(),
+    }
+}
