@@ -195,8 +195,8 @@ fn custom_metrics_put_with_the_cli_come_back_per_period_with_their_statistics() 
         e.contains("(InvalidParameterCombination)") && e.contains("1,440"),
         "{e}"
     );
-    let e = cw_err(&api, &["describe-alarms"]);
-    assert!(e.contains("DescribeAlarms is not supported"), "{e}");
+    let e = cw_err(&api, &["list-dashboards"]);
+    assert!(e.contains("ListDashboards is not supported"), "{e}");
 }
 
 #[test]
@@ -402,4 +402,195 @@ fn ecs_publishes_each_service_s_cpu_and_memory_utilization_from_its_tasks_cgroup
     for name in ["busy", "idle"] {
         api.aws_json(&["delete-service", "--service", name, "--force"]);
     }
+}
+
+/// An alarm on a custom metric, as the CLI sets it: INSUFFICIENT_DATA at creation, ALARM
+/// once a period breaches (CloudWatch's reason), OK when data stops and missing data is
+/// notBreaching; SetAlarmState, the history, DescribeAlarmsForMetric, a restart keeps it,
+/// DeleteAlarms with CloudWatch's ResourceNotFound. The box's period is 5 s, the alarm's
+/// 10 s (high resolution).
+#[test]
+fn an_alarm_follows_its_metric_through_alarm_and_ok_and_survives_a_restart() {
+    let mut api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    cw(
+        &api,
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "queue-deep",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "QueueDepth",
+            "--dimensions",
+            "Name=Queue,Value=orders",
+            "--statistic",
+            "Maximum",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "50",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+            "--treat-missing-data",
+            "notBreaching",
+            "--alarm-actions",
+            "arn:aws:sns:us-east-1:000000000000:pager",
+        ],
+    );
+    let alarm = |api: &Api| {
+        cw(api, &["describe-alarms", "--alarm-names", "queue-deep"])["MetricAlarms"][0].clone()
+    };
+    let a = alarm(&api);
+    assert_eq!(a["StateValue"], "INSUFFICIENT_DATA", "{a}");
+    assert_eq!(a["StateReason"], "Unchecked: Initial alarm creation");
+    assert_eq!(
+        a["AlarmArn"],
+        "arn:aws:cloudwatch:us-east-1:000000000000:alarm:queue-deep"
+    );
+    assert_eq!(a["DatapointsToAlarm"], 1);
+    // 90 every second for the last 20 s (high resolution).
+    let now = chrono::Utc::now();
+    let data: Vec<Value> = (1..=20)
+        .map(|s| {
+            serde_json::json!({"MetricName": "QueueDepth", "Dimensions": [{"Name": "Queue", "Value": "orders"}],
+                "Timestamp": iso(now - chrono::Duration::seconds(s)), "Value": 90, "StorageResolution": 1})
+        })
+        .collect();
+    cw(
+        &api,
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-data",
+            &Value::Array(data).to_string(),
+        ],
+    );
+    let a = api.wait_for(20, "the alarm in ALARM", || {
+        let a = alarm(&api);
+        (a["StateValue"] == "ALARM").then_some(a)
+    });
+    let reason = a["StateReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("Threshold Crossed: 1 datapoint [90.0 (")
+            && reason.ends_with("was greater than the threshold (50.0) (minimum 1 datapoint for OK -> ALARM transition)."),
+        "{reason}"
+    );
+    let data: Value = serde_json::from_str(a["StateReasonData"].as_str().unwrap()).unwrap();
+    assert_eq!(data["recentDatapoints"], serde_json::json!([90.0]));
+    let for_metric = cw(
+        &api,
+        &[
+            "describe-alarms-for-metric",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "QueueDepth",
+            "--dimensions",
+            "Name=Queue,Value=orders",
+        ],
+    );
+    assert_eq!(for_metric["MetricAlarms"][0]["AlarmName"], "queue-deep");
+    // No more data: the period goes missing, counted as not breaching.
+    let a = api.wait_for(40, "the alarm back to OK", || {
+        let a = alarm(&api);
+        (a["StateValue"] == "OK").then_some(a)
+    });
+    assert_eq!(
+        a["StateReason"],
+        "Threshold Crossed: no datapoints were received for 1 period and 1 missing datapoint was treated as [NonBreaching]."
+    );
+    cw(
+        &api,
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "queue-deep",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "testing the pager",
+        ],
+    );
+    let e = cw_err(
+        &api,
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "queue-deep",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "x",
+            "--state-reason-data",
+            "not json",
+        ],
+    );
+    assert!(e.contains("(InvalidFormat)"), "{e}");
+    // The history, oldest first: created, to ALARM by its datapoint, back to OK, to ALARM
+    // by SetAlarmState (evaluations may add OK transitions in between).
+    let history = cw(
+        &api,
+        &[
+            "describe-alarm-history",
+            "--alarm-name",
+            "queue-deep",
+            "--scan-by",
+            "TimestampAscending",
+        ],
+    );
+    let items: Vec<String> = history["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let data: Value = serde_json::from_str(h["HistoryData"].as_str().unwrap()).unwrap();
+            format!(
+                "{} | {}",
+                h["HistorySummary"].as_str().unwrap(),
+                data["newState"]["stateReason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let wanted = [
+        "Alarm \"queue-deep\" created",
+        "to ALARM | Threshold Crossed: 1 datapoint [90.0",
+        "ALARM to OK | Threshold Crossed: no datapoints",
+        "to ALARM | testing the pager",
+    ];
+    let mut at = 0;
+    for w in wanted {
+        let (before, after) = w.split_once(" | ").unwrap_or((w, ""));
+        match items[at..].iter().position(|i| {
+            i.contains(before) && i.split(" | ").nth(1).unwrap_or("").starts_with(after)
+        }) {
+            Some(p) => at += p + 1,
+            None => panic!("{w:?} not in the history after item {at}: {items:#?}"),
+        }
+    }
+    // Kept across a restart of serve.
+    api.restart();
+    let a = alarm(&api);
+    assert_eq!(a["AlarmName"], "queue-deep", "after a restart");
+    assert_eq!(
+        a["AlarmActions"],
+        serde_json::json!(["arn:aws:sns:us-east-1:000000000000:pager"])
+    );
+    let e = cw_err(
+        &api,
+        &["delete-alarms", "--alarm-names", "queue-deep", "nope"],
+    );
+    assert!(e.contains("(ResourceNotFound)"), "{e}");
+    cw(&api, &["delete-alarms", "--alarm-names", "queue-deep"]);
+    assert_eq!(
+        cw(&api, &["describe-alarms"])["MetricAlarms"],
+        serde_json::json!([])
+    );
 }

@@ -11,7 +11,7 @@
 //! CloudWatch's query error codes (`InvalidParameterValue`, …) as on AWS.
 
 use super::protocol::Protocol;
-use crate::cloudwatch::{CwError, Metrics, ops};
+use crate::cloudwatch::{CloudWatch, CwError, ops};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// One CloudWatch call in `protocol` (RPC v2 CBOR or AWS JSON 1.0).
 pub async fn handle(
-    metrics: Arc<Metrics>,
+    cw: Arc<CloudWatch>,
     protocol: Protocol,
     op: String,
     body: axum::body::Bytes,
@@ -39,7 +39,7 @@ pub async fn handle(
         .unwrap_or_default();
     let result = match request {
         Ok(req) => {
-            match tokio::task::spawn_blocking(move || ops::call(&metrics, &op2, req, now)).await {
+            match tokio::task::spawn_blocking(move || ops::call(&cw, &op2, req, now)).await {
                 Ok(r) => r,
                 Err(e) => Err(CwError::Internal(format!("{op} failed: {e}"))),
             }

@@ -84,7 +84,12 @@ pub async fn serve(
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
     let metrics = Arc::new(crate::cloudwatch::Metrics::new());
-    let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), metrics.clone()));
+    let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
+        metrics: metrics.clone(),
+        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
+            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
+    });
+    let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), cloudwatch.clone()));
     let g = Arc::new(g);
     let app = Router::new()
         .route("/", post(dispatch).get(console::index))
@@ -93,7 +98,7 @@ pub async fn serve(
         .merge(console::router(g, security.console))
         .merge(registry::router(front.clone()))
         .layer(axum::Extension(elb))
-        .layer(axum::Extension(metrics));
+        .layer(axum::Extension(cloudwatch));
     // Last, so that it wraps every route and the fallback.
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
@@ -118,8 +123,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period.
-async fn publish_ecs_metrics(g: Ecs, metrics: Arc<crate::cloudwatch::Metrics>) {
+/// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period; after
+/// each, the alarms are evaluated (CloudWatch evaluates them once a period).
+async fn publish_ecs_metrics(g: Ecs, cw: Arc<crate::cloudwatch::CloudWatch>) {
     let period = crate::config::get().metrics_period;
     let high_resolution = period < std::time::Duration::from_secs(60);
     let mut tick = tokio::time::interval(period / 3);
@@ -127,11 +133,15 @@ async fn publish_ecs_metrics(g: Ecs, metrics: Arc<crate::cloudwatch::Metrics>) {
     let publisher = Arc::new(std::sync::Mutex::new(crate::ecs::metrics::Publisher::new()));
     loop {
         tick.tick().await;
-        let (g, metrics, publisher) = (g.clone(), metrics.clone(), publisher.clone());
+        let (g, cw, publisher) = (g.clone(), cw.clone(), publisher.clone());
         let done = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
-            p.sample(&g, &metrics, now, high_resolution)
+            let sampled = p.sample(&g, &cw.metrics, now, high_resolution);
+            if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
+                tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
+            }
+            sampled
         })
         .await;
         if let Ok(Err(e)) = done {
@@ -153,7 +163,7 @@ pub fn registry() -> Option<Arc<crate::ecr::Registry>> {
 async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
     elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
-    metrics: Option<axum::Extension<Arc<crate::cloudwatch::Metrics>>>,
+    metrics: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
@@ -206,7 +216,7 @@ async fn dispatch(
 /// unknown operation.
 async fn rpc_v2(
     axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
-    metrics: Option<axum::Extension<Arc<crate::cloudwatch::Metrics>>>,
+    metrics: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use crate::ecs::table::Service;

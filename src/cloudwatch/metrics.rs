@@ -323,6 +323,61 @@ impl Metrics {
     }
 }
 
+/// A statistic of a period: SampleCount, Average, Sum, Minimum, Maximum, or a percentile `pNN.NN`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stat {
+    SampleCount,
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+    Percentile(f64),
+}
+
+impl Stat {
+    pub fn parse(s: &str) -> Option<Stat> {
+        Some(match s {
+            "SampleCount" => Stat::SampleCount,
+            "Average" => Stat::Average,
+            "Sum" => Stat::Sum,
+            "Minimum" => Stat::Minimum,
+            "Maximum" => Stat::Maximum,
+            _ => {
+                let p = s.strip_prefix('p')?;
+                let digits = p.split_once('.').map_or(p.len() <= 3, |(a, b)| {
+                    a.len() <= 3 && !b.is_empty() && b.len() <= 10
+                });
+                let v: f64 = p.parse().ok().filter(|_| digits)?;
+                if !(0.0..=100.0).contains(&v) || p.starts_with('+') {
+                    return None;
+                }
+                Stat::Percentile(v)
+            }
+        })
+    }
+
+    pub fn of(&self, p: &PeriodStats) -> Option<f64> {
+        Some(match self {
+            Stat::SampleCount => p.stats.count,
+            Stat::Average => p.stats.average(),
+            Stat::Sum => p.stats.sum,
+            Stat::Minimum => p.stats.min,
+            Stat::Maximum => p.stats.max,
+            Stat::Percentile(q) => return p.percentile(*q),
+        })
+    }
+}
+
+/// Whether `s` is a percentile statistic (`p99`, `p99.9`).
+pub fn is_percentile(s: &str) -> bool {
+    matches!(Stat::parse(s), Some(Stat::Percentile(_)))
+}
+
+/// Statistic `s` (a name or a percentile) of a period, if it has one.
+pub fn statistic(s: &str, p: &PeriodStats) -> Option<f64> {
+    Stat::parse(s)?.of(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,19 @@
 //! minute) and 15 days for minute data; metric math and entity association are not
 //! evaluated.
 
+pub mod alarms;
 pub mod metrics;
 pub mod ops;
 
+pub use alarms::Alarms;
 pub use metrics::Metrics;
+
+/// What CloudWatch's operations work on: the box's metrics and alarms.
+#[derive(Debug)]
+pub struct CloudWatch {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub alarms: Alarms,
+}
 
 /// A CloudWatch exception: the model's shape name (`__type` of the JSON and CBOR
 /// protocols) and its awsQuery error code (what botocore reports as the error's `Code`:
@@ -28,6 +37,10 @@ pub enum CwError {
     InvalidParameterCombination(String),
     #[error("InvalidNextToken: {0}")]
     InvalidNextToken(String),
+    #[error("ResourceNotFound: {0}")]
+    ResourceNotFound(String),
+    #[error("InvalidFormat: {0}")]
+    InvalidFormat(String),
     #[error("InvalidAction: {0}")]
     UnknownOperation(String),
     /// A request body that does not decode (CBOR or JSON), or whose members do not have
@@ -48,6 +61,8 @@ impl CwError {
             CwError::MissingParameter(_) => "MissingRequiredParameterException",
             CwError::InvalidParameterCombination(_) => "InvalidParameterCombinationException",
             CwError::InvalidNextToken(_) => "InvalidNextToken",
+            CwError::ResourceNotFound(_) => "ResourceNotFound",
+            CwError::InvalidFormat(_) => "InvalidFormatFault",
             CwError::UnknownOperation(_) => "UnknownOperationException",
             CwError::Serialization(_) => "SerializationException",
             CwError::Internal(_) => "InternalServiceFault",
@@ -62,6 +77,8 @@ impl CwError {
             CwError::MissingParameter(_) => "MissingParameter",
             CwError::InvalidParameterCombination(_) => "InvalidParameterCombination",
             CwError::InvalidNextToken(_) => "InvalidNextToken",
+            CwError::ResourceNotFound(_) => "ResourceNotFound",
+            CwError::InvalidFormat(_) => "InvalidFormat",
             CwError::UnknownOperation(_) => "InvalidAction",
             CwError::Serialization(_) => "SerializationException",
             CwError::Internal(_) => "InternalServiceError",
@@ -71,6 +88,7 @@ impl CwError {
     pub fn status(&self) -> u16 {
         match self {
             CwError::Internal(_) => 500,
+            CwError::ResourceNotFound(_) => 404,
             _ => 400,
         }
     }
@@ -86,6 +104,8 @@ impl CwError {
             | CwError::MissingParameter(m)
             | CwError::InvalidParameterCombination(m)
             | CwError::InvalidNextToken(m)
+            | CwError::ResourceNotFound(m)
+            | CwError::InvalidFormat(m)
             | CwError::UnknownOperation(m)
             | CwError::Serialization(m)
             | CwError::Internal(m) => m.clone(),

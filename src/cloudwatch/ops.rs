@@ -8,8 +8,9 @@
 //! Ref: Amazon CloudWatch API Reference, PutMetricData, GetMetricStatistics,
 //! GetMetricData, ListMetrics (limits, rounding of StartTime, retention).
 
-use super::metrics::{Datum, MetricId, Millis, PeriodStats, Stats};
-use super::{CwError, CwResult, Metrics};
+use super::alarms::{Alarm, PutMetricAlarmInput};
+use super::metrics::{Datum, MetricId, Millis, Stat, Stats};
+use super::{CloudWatch, CwError, CwResult, Metrics};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -20,11 +21,25 @@ pub const OPERATIONS: &[&str] = &[
     "GetMetricStatistics",
     "GetMetricData",
     "ListMetrics",
+    "PutMetricAlarm",
+    "DescribeAlarms",
+    "DescribeAlarmsForMetric",
+    "DeleteAlarms",
+    "SetAlarmState",
+    "DescribeAlarmHistory",
+    "EnableAlarmActions",
+    "DisableAlarmActions",
 ];
 
 /// The members of the answers that are timestamps (the model's `timestamp` shapes, and
 /// `Timestamps`, a list of them): the CBOR encoder tags them (tag 1, epoch seconds).
-pub const TIMESTAMP_MEMBERS: &[&str] = &["Timestamp", "Timestamps"];
+pub const TIMESTAMP_MEMBERS: &[&str] = &[
+    "Timestamp",
+    "Timestamps",
+    "AlarmConfigurationUpdatedTimestamp",
+    "StateUpdatedTimestamp",
+    "StateTransitionedTimestamp",
+];
 
 /// CloudWatch's units (the model's `StandardUnit`).
 const UNITS: &[&str] = &[
@@ -58,13 +73,47 @@ const UNITS: &[&str] = &[
 ];
 
 /// Runs CloudWatch operation `op` with request `body` at `now`.
-pub fn call(m: &Metrics, op: &str, body: Value, now: Millis) -> CwResult<Value> {
+pub fn call(cw: &CloudWatch, op: &str, body: Value, now: Millis) -> CwResult<Value> {
+    let m = &*cw.metrics;
     m.age(now);
     match op {
         "PutMetricData" => put_metric_data(m, decode(body)?, now),
         "GetMetricStatistics" => get_metric_statistics(m, decode(body)?, now),
         "GetMetricData" => get_metric_data(m, decode(body)?, now),
         "ListMetrics" => list_metrics(m, decode(body)?, now),
+        "PutMetricAlarm" => {
+            let req: PutMetricAlarmInput = decode(body)?;
+            if let Some(u) = &req.unit {
+                unit(Some(u), "Unit")?;
+            }
+            cw.alarms.put(req, now)?;
+            Ok(json!({}))
+        }
+        "DescribeAlarms" => describe_alarms(cw, decode(body)?),
+        "DescribeAlarmsForMetric" => describe_alarms_for_metric(cw, decode(body)?),
+        "DeleteAlarms" => {
+            let req: AlarmNames = decode(body)?;
+            cw.alarms.delete(&req.alarm_names)?;
+            Ok(json!({}))
+        }
+        "EnableAlarmActions" | "DisableAlarmActions" => {
+            let req: AlarmNames = decode(body)?;
+            cw.alarms
+                .set_actions(&req.alarm_names, op == "EnableAlarmActions")?;
+            Ok(json!({}))
+        }
+        "SetAlarmState" => {
+            let req: SetAlarmStateInput = decode(body)?;
+            cw.alarms.set_state(
+                &req.alarm_name,
+                &req.state_value,
+                req.state_reason,
+                req.state_reason_data,
+                now,
+            )?;
+            Ok(json!({}))
+        }
+        "DescribeAlarmHistory" => describe_alarm_history(cw, decode(body)?),
         other => Err(CwError::UnknownOperation(format!(
             "{other} is not supported by minifargate's CloudWatch API (it serves {}; see \
              docs/cloudwatch.md)",
@@ -466,51 +515,6 @@ fn time_range(start: f64, end: f64, period_ms: Millis, now: Millis) -> CwResult<
     Ok((round_start(start, period_ms, now), end))
 }
 
-/// A statistic of a period: the five of [`Statistic`] or a percentile `pNN.NN`.
-#[derive(Debug, Clone, PartialEq)]
-enum Stat {
-    SampleCount,
-    Average,
-    Sum,
-    Minimum,
-    Maximum,
-    Percentile(f64),
-}
-
-impl Stat {
-    fn parse(s: &str) -> Option<Stat> {
-        Some(match s {
-            "SampleCount" => Stat::SampleCount,
-            "Average" => Stat::Average,
-            "Sum" => Stat::Sum,
-            "Minimum" => Stat::Minimum,
-            "Maximum" => Stat::Maximum,
-            _ => {
-                let p = s.strip_prefix('p')?;
-                let digits = p.split_once('.').map_or(p.len() <= 3, |(a, b)| {
-                    a.len() <= 3 && !b.is_empty() && b.len() <= 10
-                });
-                let v: f64 = p.parse().ok().filter(|_| digits)?;
-                if !(0.0..=100.0).contains(&v) || p.starts_with('+') {
-                    return None;
-                }
-                Stat::Percentile(v)
-            }
-        })
-    }
-
-    fn of(&self, p: &PeriodStats) -> Option<f64> {
-        Some(match self {
-            Stat::SampleCount => p.stats.count,
-            Stat::Average => p.stats.average(),
-            Stat::Sum => p.stats.sum,
-            Stat::Minimum => p.stats.min,
-            Stat::Maximum => p.stats.max,
-            Stat::Percentile(q) => return p.percentile(*q),
-        })
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct GetMetricStatisticsInput {
@@ -905,19 +909,223 @@ fn list_metrics(m: &Metrics, req: ListMetricsInput, now: Millis) -> CwResult<Val
     Ok(answer)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct AlarmNames {
+    #[serde(default)]
+    alarm_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct SetAlarmStateInput {
+    alarm_name: String,
+    state_value: String,
+    state_reason: String,
+    state_reason_data: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DescribeAlarmsInput {
+    alarm_names: Option<Vec<String>>,
+    alarm_name_prefix: Option<String>,
+    alarm_types: Option<Vec<String>>,
+    children_of_alarm_name: Option<String>,
+    parents_of_alarm_name: Option<String>,
+    state_value: Option<String>,
+    action_prefix: Option<String>,
+    max_records: Option<i64>,
+    next_token: Option<String>,
+}
+
+fn page_of<T: Clone>(
+    items: &[T],
+    token: Option<&str>,
+    max: usize,
+) -> CwResult<(Vec<T>, Option<String>)> {
+    let skip: usize = match token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("mf1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
+    };
+    let page: Vec<T> = items.iter().skip(skip).take(max).cloned().collect();
+    let next = (items.len() > skip + max).then(|| format!("mf1.{}", skip + max));
+    Ok((page, next))
+}
+
+fn describe_alarms(cw: &CloudWatch, req: DescribeAlarmsInput) -> CwResult<Value> {
+    if req.alarm_names.is_some() && req.alarm_name_prefix.is_some() {
+        return Err(CwError::InvalidParameterCombination(
+            "AlarmNames and AlarmNamePrefix are mutually exclusive.".into(),
+        ));
+    }
+    if req.children_of_alarm_name.is_some() || req.parents_of_alarm_name.is_some() {
+        // Composite alarms are not served: none has children or parents.
+        return Ok(json!({"MetricAlarms": [], "CompositeAlarms": []}));
+    }
+    let max = match req.max_records {
+        None => 50,
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => return Err(invalid(format!("MaxRecords {n} must be between 1 and 100"))),
+    };
+    let metric_alarms_asked = req
+        .alarm_types
+        .as_ref()
+        .is_none_or(|t| t.iter().any(|x| x == "MetricAlarm"));
+    let alarms: Vec<Alarm> = cw
+        .alarms
+        .all()
+        .into_iter()
+        .filter(|_| metric_alarms_asked)
+        .filter(|a| {
+            req.alarm_names
+                .as_ref()
+                .is_none_or(|n| n.contains(&a.alarm_name))
+        })
+        .filter(|a| {
+            req.alarm_name_prefix
+                .as_ref()
+                .is_none_or(|p| a.alarm_name.starts_with(p.as_str()))
+        })
+        .filter(|a| req.state_value.as_ref().is_none_or(|s| *s == a.state_value))
+        .filter(|a| {
+            req.action_prefix.as_ref().is_none_or(|p| {
+                a.alarm_actions
+                    .iter()
+                    .chain(&a.ok_actions)
+                    .chain(&a.insufficient_data_actions)
+                    .any(|x| x.starts_with(p.as_str()))
+            })
+        })
+        .collect();
+    let (page, next) = page_of(&alarms, req.next_token.as_deref(), max)?;
+    let mut out = json!({"MetricAlarms": page, "CompositeAlarms": []});
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DescribeAlarmsForMetricInput {
+    metric_name: String,
+    namespace: String,
+    statistic: Option<String>,
+    extended_statistic: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    period: Option<i64>,
+    unit: Option<String>,
+}
+
+fn describe_alarms_for_metric(
+    cw: &CloudWatch,
+    req: DescribeAlarmsForMetricInput,
+) -> CwResult<Value> {
+    let dims = dimensions(&req.dimensions, "Dimensions")?;
+    let alarms: Vec<Alarm> = cw
+        .alarms
+        .all()
+        .into_iter()
+        .filter(|a| a.metric_name == req.metric_name && a.namespace == req.namespace)
+        .filter(|a| {
+            a.dimensions
+                .iter()
+                .map(|d| (d.name.clone(), d.value.clone()))
+                .collect::<BTreeMap<_, _>>()
+                == dims
+        })
+        .filter(|a| {
+            req.statistic
+                .as_ref()
+                .is_none_or(|s| a.statistic.as_ref() == Some(s))
+        })
+        .filter(|a| {
+            req.extended_statistic
+                .as_ref()
+                .is_none_or(|s| a.extended_statistic.as_ref() == Some(s))
+        })
+        .filter(|a| req.period.is_none_or(|p| a.period == p))
+        .filter(|a| req.unit.as_ref().is_none_or(|u| a.unit.as_ref() == Some(u)))
+        .collect();
+    Ok(json!({"MetricAlarms": alarms}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DescribeAlarmHistoryInput {
+    alarm_name: Option<String>,
+    #[allow(dead_code)]
+    alarm_contributor_id: Option<String>,
+    alarm_types: Option<Vec<String>>,
+    history_item_type: Option<String>,
+    start_date: Option<f64>,
+    end_date: Option<f64>,
+    max_records: Option<i64>,
+    next_token: Option<String>,
+    scan_by: Option<String>,
+}
+
+fn describe_alarm_history(cw: &CloudWatch, req: DescribeAlarmHistoryInput) -> CwResult<Value> {
+    let max = match req.max_records {
+        None => 100,
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => return Err(invalid(format!("MaxRecords {n} must be between 1 and 100"))),
+    };
+    let metric_alarms_asked = req
+        .alarm_types
+        .as_ref()
+        .is_none_or(|t| t.iter().any(|x| x == "MetricAlarm"));
+    let mut items: Vec<_> = cw
+        .alarms
+        .history()
+        .into_iter()
+        .filter(|_| metric_alarms_asked)
+        .filter(|h| req.alarm_name.as_ref().is_none_or(|n| *n == h.alarm_name))
+        .filter(|h| {
+            req.history_item_type
+                .as_ref()
+                .is_none_or(|t| *t == h.history_item_type)
+        })
+        .filter(|h| req.start_date.is_none_or(|s| h.timestamp >= s))
+        .filter(|h| req.end_date.is_none_or(|e| h.timestamp <= e))
+        .collect();
+    // TimestampDescending by default, as CloudWatch.
+    if req.scan_by.as_deref() != Some("TimestampAscending") {
+        items.reverse();
+    }
+    let (page, next) = page_of(&items, req.next_token.as_deref(), max)?;
+    let mut out = json!({"AlarmHistoryItems": page});
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: Millis = 1_800_000_000_000;
 
-    fn put(m: &Metrics, body: Value) -> CwResult<Value> {
+    fn put(m: &CloudWatch, body: Value) -> CwResult<Value> {
         call(m, "PutMetricData", body, NOW)
+    }
+
+    fn cw() -> CloudWatch {
+        CloudWatch {
+            metrics: std::sync::Arc::new(Metrics::new()),
+            alarms: super::super::Alarms::open(None, "us-east-1", "000000000000").unwrap(),
+        }
     }
 
     #[test]
     fn statistics_of_put_values_per_period_as_cloudwatch_aggregates_them() {
-        let m = Metrics::new();
+        let m = cw();
         let t = (NOW - 600_000) as f64 / 1000.0;
         put(
             &m,
@@ -970,7 +1178,7 @@ mod tests {
 
     #[test]
     fn put_metric_data_refuses_what_cloudwatch_refuses_and_stores_nothing_then() {
-        let m = Metrics::new();
+        let m = cw();
         let bad = [
             (
                 json!({"Namespace": "AWS/ECS", "MetricData": [{"MetricName": "a", "Value": 1}]}),
@@ -1013,12 +1221,15 @@ mod tests {
             let e = put(&m, body.clone()).unwrap_err();
             assert_eq!(e.query_code(), code, "{body}: {e}");
         }
-        assert!(m.list(0).is_empty(), "a refused request stored nothing");
+        assert!(
+            m.metrics.list(0).is_empty(),
+            "a refused request stored nothing"
+        );
     }
 
     #[test]
     fn get_metric_data_pages_and_orders_and_list_metrics_filters_by_dimension() {
-        let m = Metrics::new();
+        let m = cw();
         let base = NOW - 3_600_000;
         let data: Vec<Value> = (0..10)
             .map(|i| json!({"MetricName": "Req", "Dimensions": [{"Name": "Svc", "Value": "web"}, {"Name": "Az", "Value": "a"}],

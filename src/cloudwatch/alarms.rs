@@ -1,0 +1,609 @@
+//! CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, DescribeAlarmsForMetric,
+//! DeleteAlarms, SetAlarmState, DescribeAlarmHistory, Enable/DisableAlarmActions, and
+//! their evaluation against the box's [`Metrics`] once a metric period.
+//!
+//! Evaluation (CloudWatch User Guide, "Using Amazon CloudWatch alarms": "Evaluating an
+//! alarm", "Configuring how CloudWatch alarms treat missing data"): the last
+//! `EvaluationPeriods` complete periods of the metric's statistic; the alarm goes to
+//! ALARM when at least `DatapointsToAlarm` (default: EvaluationPeriods) of them breach
+//! the threshold, to OK when fewer do, and to INSUFFICIENT_DATA when none has data and
+//! missing data is `missing`; `notBreaching` and `breaching` count a missing period as
+//! good or bad, `ignore` keeps the state when none has data.
+//!
+//! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
+//! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
+//! days); actions are stored and said, not carried out (docs/cloudwatch.md).
+
+use super::metrics::{MetricId, Millis};
+use super::{CwError, CwResult, Metrics};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// An alarm's history is kept to this many items.
+const HISTORY_KEPT: usize = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Dimension {
+    pub name: String,
+    pub value: String,
+}
+
+/// A metric alarm: the model's `MetricAlarm` members this host keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Alarm {
+    pub alarm_name: String,
+    pub alarm_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_description: Option<String>,
+    pub alarm_configuration_updated_timestamp: f64,
+    pub actions_enabled: bool,
+    #[serde(rename = "OKActions")]
+    pub ok_actions: Vec<String>,
+    pub alarm_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+    pub state_value: String,
+    pub state_reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason_data: Option<String>,
+    pub state_updated_timestamp: f64,
+    pub state_transitioned_timestamp: f64,
+    pub metric_name: String,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_statistic: Option<String>,
+    pub dimensions: Vec<Dimension>,
+    pub period: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub evaluation_periods: i64,
+    pub datapoints_to_alarm: i64,
+    pub threshold: f64,
+    pub comparison_operator: String,
+    pub treat_missing_data: String,
+}
+
+/// One item of an alarm's history (the model's `AlarmHistoryItem`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryItem {
+    pub alarm_name: String,
+    pub alarm_type: String,
+    pub timestamp: f64,
+    pub history_item_type: String,
+    pub history_summary: String,
+    pub history_data: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    alarms: BTreeMap<String, Alarm>,
+    history: Vec<HistoryItem>,
+}
+
+/// The box's alarms.
+#[derive(Debug)]
+pub struct Alarms {
+    file: Option<PathBuf>,
+    state: Mutex<Saved>,
+    arn_prefix: String,
+}
+
+fn secs(ms: Millis) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Alarms {
+    /// The alarms kept under `root` (None: in memory only, for unit tests); an
+    /// undecodable file is an error naming it, never an empty set.
+    pub fn open(root: Option<&std::path::Path>, region: &str, account: &str) -> CwResult<Alarms> {
+        let file = root.map(|r| r.join("cloudwatch").join("alarms.json"));
+        let saved = match &file {
+            Some(f) if f.exists() => {
+                let text = std::fs::read_to_string(f).map_err(|e| {
+                    CwError::Internal(format!("failed to read {}: {e}", f.display()))
+                })?;
+                serde_json::from_str(&text).map_err(|e| {
+                    CwError::Internal(format!("{} does not decode: {e}", f.display()))
+                })?
+            }
+            _ => Saved::default(),
+        };
+        Ok(Alarms {
+            file,
+            state: Mutex::new(saved),
+            arn_prefix: format!("arn:aws:cloudwatch:{region}:{account}:alarm:"),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, s: &Saved) -> CwResult<()> {
+        let Some(f) = &self.file else { return Ok(()) };
+        let dir = f.parent().expect("alarms.json has a directory");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(".alarms.json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec(s).map_err(std::io::Error::other)?)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, f)
+        };
+        write().map_err(|e| CwError::Internal(format!("failed to write {}: {e}", f.display())))
+    }
+
+    fn record(s: &mut Saved, item: HistoryItem) {
+        s.history.push(item);
+        let name = s
+            .history
+            .last()
+            .map(|h| h.alarm_name.clone())
+            .unwrap_or_default();
+        let of_alarm = s.history.iter().filter(|h| h.alarm_name == name).count();
+        if of_alarm > HISTORY_KEPT
+            && let Some(i) = s.history.iter().position(|h| h.alarm_name == name)
+        {
+            s.history.remove(i);
+        }
+    }
+
+    /// PutMetricAlarm: creates or replaces the alarm (a replaced alarm keeps its state).
+    pub fn put(&self, req: PutMetricAlarmInput, now: Millis) -> CwResult<()> {
+        let a = self.checked(req, now)?;
+        let mut s = self.lock();
+        let (summary, kept) = match s.alarms.get(&a.alarm_name) {
+            Some(old) => (
+                format!("Alarm \"{}\" updated", a.alarm_name),
+                Some(old.clone()),
+            ),
+            None => (format!("Alarm \"{}\" created", a.alarm_name), None),
+        };
+        let mut a = a;
+        if let Some(old) = kept {
+            a.state_value = old.state_value;
+            a.state_reason = old.state_reason;
+            a.state_reason_data = old.state_reason_data;
+            a.state_updated_timestamp = old.state_updated_timestamp;
+            a.state_transitioned_timestamp = old.state_transitioned_timestamp;
+        }
+        let data = json!({"version": "1.0", "type": if summary.ends_with("created") { "Create" } else { "Update" },
+                          "updatedAlarm": serde_json::to_value(&a).unwrap_or_default()});
+        Self::record(
+            &mut s,
+            HistoryItem {
+                alarm_name: a.alarm_name.clone(),
+                alarm_type: "MetricAlarm".into(),
+                timestamp: secs(now),
+                history_item_type: "ConfigurationUpdate".into(),
+                history_summary: summary,
+                history_data: data.to_string(),
+            },
+        );
+        s.alarms.insert(a.alarm_name.clone(), a);
+        self.save(&s)
+    }
+
+    fn checked(&self, req: PutMetricAlarmInput, now: Millis) -> CwResult<Alarm> {
+        let invalid = |m: String| CwError::InvalidParameterValue(m);
+        if req.alarm_name.is_empty() || req.alarm_name.chars().count() > 255 {
+            return Err(invalid(
+                "The parameter AlarmName must be between 1 and 255 characters long".into(),
+            ));
+        }
+        if req.metrics.is_some() || req.threshold_metric_id.is_some() {
+            return Err(invalid(
+                "Alarms on metric math (Metrics, ThresholdMetricId) are not evaluated by \
+                 minifargate yet (docs/cloudwatch.md): give Namespace, MetricName and a \
+                 Statistic"
+                    .into(),
+            ));
+        }
+        let missing =
+            |n: &str| CwError::MissingParameter(format!("The parameter {n} is required."));
+        let namespace = req.namespace.ok_or_else(|| missing("Namespace"))?;
+        let metric_name = req.metric_name.ok_or_else(|| missing("MetricName"))?;
+        let period = req.period.ok_or_else(|| missing("Period"))?;
+        if !(matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)) {
+            return Err(invalid(format!(
+                "The parameter Period must be 10, 20, 30 or a multiple of 60 (got {period})"
+            )));
+        }
+        let evaluation_periods = req
+            .evaluation_periods
+            .ok_or_else(|| missing("EvaluationPeriods"))?;
+        if evaluation_periods < 1 || evaluation_periods * period > 7 * 86_400 {
+            return Err(invalid(format!(
+                "EvaluationPeriods {evaluation_periods} × Period {period}: at least one period, \
+                 at most 7 days"
+            )));
+        }
+        let datapoints_to_alarm = req.datapoints_to_alarm.unwrap_or(evaluation_periods);
+        if datapoints_to_alarm < 1 || datapoints_to_alarm > evaluation_periods {
+            return Err(invalid(format!(
+                "DatapointsToAlarm {datapoints_to_alarm} must be between 1 and EvaluationPeriods \
+                 ({evaluation_periods})"
+            )));
+        }
+        let threshold = req.threshold.ok_or_else(|| missing("Threshold"))?;
+        let comparison_operator = req
+            .comparison_operator
+            .ok_or_else(|| missing("ComparisonOperator"))?;
+        if !matches!(
+            comparison_operator.as_str(),
+            "GreaterThanOrEqualToThreshold"
+                | "GreaterThanThreshold"
+                | "LessThanThreshold"
+                | "LessThanOrEqualToThreshold"
+        ) {
+            return Err(invalid(format!(
+                "ComparisonOperator {comparison_operator}: the anomaly-detection operators \
+                 need a band (ThresholdMetricId), which is not evaluated here"
+            )));
+        }
+        match (&req.statistic, &req.extended_statistic) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(CwError::InvalidParameterCombination(
+                    "Exactly one of Statistic and ExtendedStatistic must be given.".into(),
+                ));
+            }
+            (Some(s), None)
+                if !matches!(
+                    s.as_str(),
+                    "SampleCount" | "Average" | "Sum" | "Minimum" | "Maximum"
+                ) =>
+            {
+                return Err(invalid(format!(
+                    "The value {s} for parameter Statistic is invalid."
+                )));
+            }
+            (None, Some(e)) if !super::metrics::is_percentile(e) => {
+                return Err(invalid(format!(
+                    "The value {e} for parameter ExtendedStatistic is invalid: a percentile \
+                     pNN is evaluated here"
+                )));
+            }
+            _ => {}
+        }
+        let treat_missing_data = req.treat_missing_data.unwrap_or_else(|| "missing".into());
+        if !matches!(
+            treat_missing_data.as_str(),
+            "breaching" | "notBreaching" | "ignore" | "missing"
+        ) {
+            return Err(invalid(format!(
+                "The value {treat_missing_data} for parameter TreatMissingData is invalid: \
+                 breaching, notBreaching, ignore or missing"
+            )));
+        }
+        if req.dimensions.len() > 30 {
+            return Err(invalid(
+                "The collection Dimensions must not have a size greater than 30.".into(),
+            ));
+        }
+        Ok(Alarm {
+            alarm_arn: format!("{}{}", self.arn_prefix, req.alarm_name),
+            alarm_name: req.alarm_name,
+            alarm_description: req.alarm_description,
+            alarm_configuration_updated_timestamp: secs(now),
+            actions_enabled: req.actions_enabled.unwrap_or(true),
+            ok_actions: req.ok_actions,
+            alarm_actions: req.alarm_actions,
+            insufficient_data_actions: req.insufficient_data_actions,
+            state_value: "INSUFFICIENT_DATA".into(),
+            state_reason: "Unchecked: Initial alarm creation".into(),
+            state_reason_data: None,
+            state_updated_timestamp: secs(now),
+            state_transitioned_timestamp: secs(now),
+            metric_name,
+            namespace,
+            statistic: req.statistic,
+            extended_statistic: req.extended_statistic,
+            dimensions: req.dimensions,
+            period,
+            unit: req.unit,
+            evaluation_periods,
+            datapoints_to_alarm,
+            threshold,
+            comparison_operator,
+            treat_missing_data,
+        })
+    }
+
+    /// Every alarm, by name.
+    pub fn all(&self) -> Vec<Alarm> {
+        self.lock().alarms.values().cloned().collect()
+    }
+
+    pub fn history(&self) -> Vec<HistoryItem> {
+        self.lock().history.clone()
+    }
+
+    /// DeleteAlarms: every name must exist (ResourceNotFound naming the first missing),
+    /// then all go.
+    pub fn delete(&self, names: &[String]) -> CwResult<()> {
+        let mut s = self.lock();
+        if let Some(n) = names.iter().find(|n| !s.alarms.contains_key(*n)) {
+            return Err(CwError::ResourceNotFound(format!(
+                "The following alarms were not found: [{n}]"
+            )));
+        }
+        for n in names {
+            s.alarms.remove(n);
+            s.history.retain(|h| h.alarm_name != *n);
+        }
+        self.save(&s)
+    }
+
+    /// Enable/DisableAlarmActions.
+    pub fn set_actions(&self, names: &[String], enabled: bool) -> CwResult<()> {
+        let mut s = self.lock();
+        for n in names {
+            if let Some(a) = s.alarms.get_mut(n) {
+                a.actions_enabled = enabled;
+            }
+        }
+        self.save(&s)
+    }
+
+    /// SetAlarmState: the state until the next evaluation says otherwise.
+    pub fn set_state(
+        &self,
+        name: &str,
+        value: &str,
+        reason: String,
+        data: Option<String>,
+        now: Millis,
+    ) -> CwResult<()> {
+        if !matches!(value, "OK" | "ALARM" | "INSUFFICIENT_DATA") {
+            return Err(CwError::InvalidParameterValue(format!(
+                "The value {value} for parameter StateValue is invalid: OK, ALARM or INSUFFICIENT_DATA"
+            )));
+        }
+        if let Some(d) = &data
+            && serde_json::from_str::<Value>(d).is_err()
+        {
+            return Err(CwError::InvalidFormat("StateReasonData is not JSON".into()));
+        }
+        let mut s = self.lock();
+        let Some(a) = s.alarms.get(name).cloned() else {
+            return Err(CwError::ResourceNotFound(format!(
+                "Alarm {name} does not exist."
+            )));
+        };
+        Self::transition(&mut s, a, value, reason, data, now);
+        self.save(&s)
+    }
+
+    fn transition(
+        s: &mut Saved,
+        mut a: Alarm,
+        value: &str,
+        reason: String,
+        data: Option<String>,
+        now: Millis,
+    ) {
+        let old = a.state_value.clone();
+        a.state_updated_timestamp = secs(now);
+        if old != value {
+            a.state_transitioned_timestamp = secs(now);
+        }
+        a.state_value = value.to_string();
+        a.state_reason = reason.clone();
+        a.state_reason_data = data;
+        let history = json!({"version": "1.0",
+            "oldState": {"stateValue": old}, "newState": {"stateValue": value, "stateReason": reason}});
+        Self::record(
+            s,
+            HistoryItem {
+                alarm_name: a.alarm_name.clone(),
+                alarm_type: "MetricAlarm".into(),
+                timestamp: secs(now),
+                history_item_type: "StateUpdate".into(),
+                history_summary: format!("Alarm updated from {old} to {value}"),
+                history_data: history.to_string(),
+            },
+        );
+        s.alarms.insert(a.alarm_name.clone(), a);
+    }
+
+    /// Evaluates every alarm at `now` over `metrics`; returns the alarms whose state
+    /// changed (name, new state).
+    pub fn evaluate(&self, metrics: &Metrics, now: Millis) -> CwResult<Vec<(String, String)>> {
+        let mut s = self.lock();
+        let mut changed = Vec::new();
+        for a in s.alarms.values().cloned().collect::<Vec<_>>() {
+            let Some((value, reason, data)) = verdict(&a, metrics, now) else {
+                continue;
+            };
+            if value != a.state_value {
+                changed.push((a.alarm_name.clone(), value.to_string()));
+                Self::transition(&mut s, a, value, reason, Some(data), now);
+            }
+        }
+        if !changed.is_empty() {
+            self.save(&s)?;
+        }
+        Ok(changed)
+    }
+}
+
+/// The state an alarm should be in at `now`, with CloudWatch's reason text and data; None
+/// to keep its state (`ignore` with no data).
+fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, String, String)> {
+    let period = a.period * 1000;
+    let end = now.div_euclid(period) * period;
+    let start = end - a.evaluation_periods * period;
+    let id = MetricId {
+        namespace: a.namespace.clone(),
+        name: a.metric_name.clone(),
+        dimensions: a
+            .dimensions
+            .iter()
+            .map(|d| (d.name.clone(), d.value.clone()))
+            .collect(),
+    };
+    let stat = a
+        .statistic
+        .clone()
+        .or(a.extended_statistic.clone())
+        .unwrap_or_default();
+    let points: BTreeMap<Millis, f64> = metrics
+        .query(&id, start, end, period, a.unit.as_deref())
+        .iter()
+        .filter_map(|p| super::metrics::statistic(&stat, p).map(|v| (p.start, v)))
+        .collect();
+    let breaches = |v: f64| match a.comparison_operator.as_str() {
+        "GreaterThanOrEqualToThreshold" => v >= a.threshold,
+        "GreaterThanThreshold" => v > a.threshold,
+        "LessThanThreshold" => v < a.threshold,
+        _ => v <= a.threshold,
+    };
+    let word = match a.comparison_operator.as_str() {
+        "GreaterThanOrEqualToThreshold" => "greater than or equal to",
+        "GreaterThanThreshold" => "greater than",
+        "LessThanThreshold" => "less than",
+        _ => "less than or equal to",
+    };
+    let stamp = |t: Millis| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.format("%d/%m/%y %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    if points.is_empty() {
+        return match a.treat_missing_data.as_str() {
+            "ignore" => None,
+            "missing" => Some((
+                "INSUFFICIENT_DATA",
+                format!(
+                    "Insufficient Data: {} datapoint{} were unknown.",
+                    a.evaluation_periods,
+                    if a.evaluation_periods == 1 { "" } else { "s" }
+                ),
+                json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
+                       "period": a.period, "recentDatapoints": [], "threshold": a.threshold})
+                .to_string(),
+            )),
+            missing => {
+                let bad = missing == "breaching";
+                let n = a.evaluation_periods;
+                let plural = |w: &str| {
+                    if n == 1 {
+                        w.to_string()
+                    } else {
+                        format!("{w}s")
+                    }
+                };
+                let state = if bad { "ALARM" } else { "OK" };
+                Some((
+                    state,
+                    format!(
+                        "Threshold Crossed: no datapoints were received for {n} {} and {n} \
+                         missing {} {} treated as [{}].",
+                        plural("period"),
+                        plural("datapoint"),
+                        if n == 1 { "was" } else { "were" },
+                        if bad { "Breaching" } else { "NonBreaching" }
+                    ),
+                    json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
+                           "period": a.period, "recentDatapoints": [], "threshold": a.threshold})
+                    .to_string(),
+                ))
+            }
+        };
+    }
+    // Each of the N periods: its value, or missing (counted by TreatMissingData).
+    let mut breaching = 0i64;
+    for k in 0..a.evaluation_periods {
+        let at = start + k * period;
+        match points.get(&at) {
+            Some(v) if breaches(*v) => breaching += 1,
+            Some(_) => {}
+            None if a.treat_missing_data == "breaching" => breaching += 1,
+            None => {}
+        }
+    }
+    let state = if breaching >= a.datapoints_to_alarm {
+        "ALARM"
+    } else {
+        "OK"
+    };
+    let recent: Vec<f64> = points.values().rev().copied().collect();
+    let shown: Vec<String> = points
+        .iter()
+        .rev()
+        .map(|(t, v)| format!("{v:?} ({})", stamp(*t)))
+        .collect();
+    let n = points.len();
+    let reason = format!(
+        "Threshold Crossed: {} datapoint{} [{}] {} {} the threshold ({:?}) (minimum {} datapoint{} \
+         for {} transition).",
+        if n == 1 {
+            "1".to_string()
+        } else {
+            format!("{breaching} out of the last {n}")
+        },
+        if n == 1 { "" } else { "s" },
+        shown.join(", "),
+        if state == "ALARM" {
+            if n == 1 { "was" } else { "were" }
+        } else if n == 1 {
+            "was not"
+        } else {
+            "were not"
+        },
+        word,
+        a.threshold,
+        a.datapoints_to_alarm,
+        if a.datapoints_to_alarm == 1 { "" } else { "s" },
+        if state == "ALARM" {
+            "OK -> ALARM"
+        } else {
+            "ALARM -> OK"
+        },
+    );
+    let data = json!({"version": "1.0", "queryDate": stamp(now),
+        "startDate": stamp(start), "statistic": stat, "period": a.period,
+        "recentDatapoints": recent, "threshold": a.threshold,
+        "evaluatedDatapoints": points.iter().rev().map(|(t, v)| json!({"timestamp": stamp(*t), "value": v})).collect::<Vec<_>>()});
+    Some((state, reason, data.to_string()))
+}
+
+/// PutMetricAlarm's request (the members this host evaluates or keeps).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct PutMetricAlarmInput {
+    pub alarm_name: String,
+    pub alarm_description: Option<String>,
+    pub actions_enabled: Option<bool>,
+    #[serde(default, rename = "OKActions")]
+    pub ok_actions: Vec<String>,
+    #[serde(default)]
+    pub alarm_actions: Vec<String>,
+    #[serde(default)]
+    pub insufficient_data_actions: Vec<String>,
+    pub metric_name: Option<String>,
+    pub namespace: Option<String>,
+    pub statistic: Option<String>,
+    pub extended_statistic: Option<String>,
+    #[serde(default)]
+    pub dimensions: Vec<Dimension>,
+    pub period: Option<i64>,
+    pub unit: Option<String>,
+    pub evaluation_periods: Option<i64>,
+    pub datapoints_to_alarm: Option<i64>,
+    pub threshold: Option<f64>,
+    pub comparison_operator: Option<String>,
+    pub treat_missing_data: Option<String>,
+    #[allow(dead_code)]
+    pub evaluate_low_sample_count_percentile: Option<String>,
+    pub metrics: Option<Value>,
+    #[allow(dead_code)]
+    pub tags: Option<Value>,
+    pub threshold_metric_id: Option<String>,
+}
