@@ -628,6 +628,113 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
         "{bound:?}"
     );
 
+    // Box intruder with an instance of its own bound to it (what its agent would claim)
+    // still writes no record or report of box a's task: the records are serve's, the
+    // reports box a's (issue 54: a box's user once wrote every record of the cluster, a
+    // false DescribeTasks).
+    let own_instance = "fedcba9876543210fedcba9876543210";
+    let put = etcdctl_as_box(
+        &etcd,
+        "intruder",
+        &[
+            "put",
+            &format!("/minifargate/v1/boxes/intruder/claims/default/{own_instance}"),
+            "",
+        ],
+    );
+    assert!(put.status.success(), "{put:?}");
+    api.wait_for(30, "box intruder's own instance bound to it", || {
+        let out = etcd.etcdctl(&[
+            "get",
+            &format!("/minifargate/v1/boxes/intruder/bound/default/{own_instance}"),
+        ]);
+        (!out.stdout.is_empty()).then_some(())
+    });
+    let task_id = task.rsplit('/').next().unwrap();
+    let forged =
+        r#"{"instance":"x","task":{"lastStatus":"STOPPED","stopCode":"EssentialContainerExited"}}"#;
+    refused(
+        &etcdctl_as_box(
+            &etcd,
+            "intruder",
+            &[
+                "put",
+                &format!("/minifargate/v1/clusters/default/tasks/{task_id}"),
+                forged,
+            ],
+        ),
+        "box intruder: box a's task record",
+    );
+    refused(
+        &etcdctl_as_box(
+            &etcd,
+            "intruder",
+            &[
+                "put",
+                &format!("/minifargate/v1/boxes/tests/reports/default/{task_id}"),
+                forged,
+            ],
+        ),
+        "box intruder: box a's task report",
+    );
+    // A report in its own prefix naming box a's instance, or its own, is not folded.
+    for instance in [id.as_str(), own_instance] {
+        let report = format!(
+            r#"{{"instance":"{instance}","task":{{"lastStatus":"STOPPED","stopCode":"EssentialContainerExited"}}}}"#
+        );
+        let key = format!("/minifargate/v1/boxes/intruder/reports/default/{task_id}");
+        let put = etcdctl_as_box(&etcd, "intruder", &["put", &key, &report]);
+        assert!(put.status.success(), "{put:?}");
+        api.wait_for(30, "the forged report settled by the leader", || {
+            etcd.etcdctl(&["get", &key]).stdout.is_empty().then_some(())
+        });
+        assert_eq!(describe_task(&api, &task)["lastStatus"], "RUNNING");
+    }
+
+    // Nor does it take or drop box a's task subnet (its routes): that key is under box
+    // a's prefix of `subnets/`; a claim in its own prefix over it is ignored by every
+    // reader (the first claim wins).
+    let subnet_keys = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/minifargate/v1/subnets/tests/",
+    ]);
+    let a_subnet = String::from_utf8_lossy(&subnet_keys.stdout)
+        .lines()
+        .find(|l| !l.is_empty())
+        .unwrap_or_else(|| panic!("box a's subnet key: {subnet_keys:?}"))
+        .to_string();
+    let a_value = etcd
+        .etcdctl(&["get", &a_subnet, "--print-value-only"])
+        .stdout;
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["put", &a_subnet, "{}"]),
+        "box intruder: box a's task subnet",
+    );
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["del", &a_subnet]),
+        "box intruder: dropping box a's task subnet",
+    );
+    refused(
+        &etcdctl_as_box(
+            &etcd,
+            "intruder",
+            &["put", "/minifargate/v1/subnets/10.97.69.128-26", "{}"],
+        ),
+        "box intruder: a subnet key outside its prefix",
+    );
+    let over = a_subnet.replace("/subnets/tests/", "/subnets/intruder/");
+    let holder =
+        format!(r#"{{"cluster":"default","instance":"{own_instance}","address":"127.0.0.1"}}"#);
+    let put = etcdctl_as_box(&etcd, "intruder", &["put", &over, &holder]);
+    assert!(put.status.success(), "its own prefix: {put:?}");
+    assert_eq!(
+        etcd.etcdctl(&["get", &a_subnet, "--print-value-only"])
+            .stdout,
+        a_value
+    );
+
     // Box a's own user writes its own instance's assignments (the agent deletes one it is
     // done with), still not another instance's nor the control plane.
     let own = format!("/minifargate/v1/clusters/default/assignments/{id}/probe");
@@ -659,8 +766,65 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
         .output()
         .unwrap();
     assert!(!anonymous.status.success(), "{anonymous:?}");
-    // The task still runs, and its box still reports it.
+    // The task still runs, and its box still reports it: stopped, its record goes
+    // RUNNING -> STOPPED with the container's real exit code (137: `sleep` as its PID 1
+    // ignores SIGTERM and is killed after its stopTimeout).
     assert_eq!(describe_task(&api, &task)["lastStatus"], "RUNNING");
+    api.aws_json(&["stop-task", "--task", &task]);
+    let t = api.wait_for(60, "the task STOPPED with its exit code", || {
+        let t = describe_task(&api, &task);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(t["stopCode"], "UserInitiated", "{t:#}");
+    assert_eq!(t["containers"][0]["exitCode"], 137, "{t:#}");
+}
+
+/// issue 54 ("secure by default"): a cluster made as docs/cluster.md says (`cluster
+/// init`, `cluster add-box`, etcd with the certificates, serve with its bundle) runs with
+/// etcd's users on without the separate `cluster enable-auth`: until then any certificate
+/// of the cluster writes every key, and a box's agent does not register; serve, whose
+/// bundle sits next to the operator's, turns them on; then a box's user is refused a key
+/// outside its own, a certificate without a user is nobody, and the box registers.
+#[test]
+fn a_cluster_made_with_cluster_init_runs_with_etcd_s_users_on_without_enable_auth() {
+    if std::env::var("MINIFARGATE_TEST_ETCD").as_deref() == Ok("plain") {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no etcd users, nothing to check");
+        return;
+    }
+    let etcd = Etcd::start_without_enable_auth();
+    let dir = etcd.pki().unwrap().join("boxes/tests");
+    let cert_only = |args: &[&str]| {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
+            .arg("--cacert")
+            .arg(dir.join("ca.crt"))
+            .arg("--cert")
+            .arg(dir.join("client.crt"))
+            .arg("--key")
+            .arg(dir.join("client.key"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Before any serve: etcd's users are off, so a box's certificate is everyone.
+    let open = cert_only(&["put", "/minifargate/v1/probe", "x"]);
+    assert!(open.status.success(), "{open:?}");
+    let api = serve(&etcd);
+    api.wait_for(30, "etcd's users on", || {
+        // (A harmless key: while etcd's users are off, this put succeeds.)
+        let out = etcdctl_as_box(&etcd, "tests", &["put", "/minifargate/v1/probe", "x"]);
+        (!out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("permission denied"))
+        .then_some(())
+    });
+    let closed = cert_only(&["get", "--prefix", "/minifargate/"]);
+    assert!(!closed.status.success(), "{closed:?}");
+    let a = Agent::start_for(&etcd, &api, 5, &[]);
+    let arn = a.arn();
+    api.wait_for(30, "the box listed", || {
+        (api.instances_listed(None) == [arn.clone()]).then_some(())
+    });
 }
 
 /// issue 54 ("Test each as an unprivileged local user and as a task: refused"): a task

@@ -53,6 +53,24 @@ fn assignments(etcd: &Etcd) -> BTreeMap<String, Vec<String>> {
 }
 
 /// RunTask straight to the API (no AWS CLI retries): the answer and its HTTP status.
+/// Waits until no box's report waits for serve's leader for 1.5 s in a row (at most
+/// 30 s): its folds are transactions as large as a placement, which a fault by size
+/// would otherwise take.
+fn reports_drained(etcd: &Etcd) {
+    let start = std::time::Instant::now();
+    let mut quiet_since = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        let out = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/minifargate/v1/boxes/"]);
+        if String::from_utf8_lossy(&out.stdout).contains("/reports/") {
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= std::time::Duration::from_millis(1500) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the boxes' reports were not folded in 30 s");
+}
+
 fn run_task(api: &common::api::Api, family: &str, count: u32) -> (Value, u16) {
     let body = json!({
         "taskDefinition": family,
@@ -156,6 +174,13 @@ fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answ
         "{run:#}"
     );
     assert!(boxes.iter().any(|x| x.id() == *on));
+    // Its box's reports folded (RUNNING): serve's leader folds them in transactions of
+    // kilobytes too, which must not take the next fault.
+    let first = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the first task RUNNING", || {
+        (common::cluster::describe_task(&api, &first)["lastStatus"] == "RUNNING").then_some(())
+    });
+    reports_drained(&etcd);
 
     // count 2, the second placement refused: the first is committed and will run, so it
     // is answered, with the failure for the second.
@@ -169,7 +194,21 @@ fn a_placement_whose_answer_is_lost_is_placed_once_and_every_placed_task_is_answ
             then: Then::Refuse(503),
         });
     }
+    // The boxes frozen meanwhile (well within their lease): no report of the new tasks
+    // is folded between the two placements.
+    let signal = |sig: &str| {
+        for x in &boxes {
+            let pid = x.child.as_ref().unwrap().id().to_string();
+            let st = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap();
+            assert!(st.success(), "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP");
     let (run2, status) = run_task(&api, "one-box", 2);
+    signal("-CONT");
     eprintln!("RunTask {status}: {run2:#}");
     let after = assignments(&etcd);
     let new: Vec<String> = after
@@ -333,6 +372,13 @@ fn a_run_task_with_a_token_whose_publish_is_lost_or_refused_answers_its_placed_t
             .filter(|k| !before.contains_key(k))
             .collect();
         assert_eq!(now, placed, "{token}: the retry placed another task");
+        // Its box's reports folded (RUNNING) before the next fault: serve's leader folds
+        // them in transactions as large as a placement.
+        let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+        api.wait_for(60, "the task RUNNING", || {
+            (common::cluster::describe_task(&api, &arn)["lastStatus"] == "RUNNING").then_some(())
+        });
+        reports_drained(&etcd);
     }
 }
 
@@ -614,19 +660,20 @@ fn a_write_that_waits_longer_than_the_lock_ttl_for_another_writer_still_takes_th
 }
 
 #[test]
-fn a_box_whose_release_of_a_stopped_task_fails_releases_it_in_its_next_session() {
-    // The box reports its task STOPPED, then its transaction that takes the task's
-    // reservation out of the ledger and deletes its assignment is refused (etcd 503):
-    // the session ends on that error. The next session releases the task: the
-    // instance's memory is free again and the assignment gone (before, the report was
-    // counted as done and the release never tried again: the ledger kept the task).
+fn a_stopped_report_whose_fold_fails_is_folded_and_released_at_the_leader_s_next_pass() {
+    // The box reports its task STOPPED; serve's leader folds the report into the record
+    // and, in the same transaction, takes the task's reservation out of the ledger and
+    // deletes its assignment. That transaction is refused once (etcd 503, between serve
+    // and etcd): the leader folds it again at its next pass (the instance's memory is free
+    // again, the assignment gone, the record STOPPED), not never. Before reports, the
+    // box released the task itself and the same fault ended its session.
     let etcd = Etcd::start_plain();
     let upstream = etcd.endpoint().trim_start_matches("http://").to_string();
     let proxy = FaultProxy::start(&upstream, Vec::new());
-    let api = serve_with(&etcd, &[]);
+    let api = serve_on(&format!("http://{}", proxy.host()), &[]);
     let mut mf = common::cli::Mf::new();
     mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
-    let a = Agent::start_on(mf, &format!("http://{}", proxy.host()), 5, &[], &[]);
+    let a = Agent::start_on(mf, &etcd.endpoint(), 5, &[], &[]);
     api.wait_for(20, "the instance listed", || {
         (api.instances_listed(None).len() == 1).then_some(())
     });
@@ -648,8 +695,9 @@ fn a_box_whose_release_of_a_stopped_task_fails_releases_it_in_its_next_session()
     });
     assert_eq!(memory(), free - 64, "the task's 64 MiB booked");
 
+    // On a plain etcd the box reports under its instance id.
     let instance = a.arn().rsplit('/').next().unwrap().to_string();
-    let key = format!("/minifargate/v1/clusters/default/assignments/{instance}/{id}");
+    let key = format!("/minifargate/v1/boxes/{instance}/reports/default/{id}");
     use base64::Engine;
     let needle = base64::engine::general_purpose::STANDARD
         .encode(&key)
@@ -664,7 +712,7 @@ fn a_box_whose_release_of_a_stopped_task_fails_releases_it_in_its_next_session()
     api.wait_for(60, "the task STOPPED", || {
         (common::cluster::describe_task(&api, &arn)["lastStatus"] == "STOPPED").then_some(())
     });
-    api.wait_for(30, "the release refused once", || {
+    api.wait_for(30, "the fold refused once", || {
         proxy
             .seen_for("/v3/kv/txn")
             .iter()

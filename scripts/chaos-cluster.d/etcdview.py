@@ -3,9 +3,43 @@ check.py): one range read of a prefix, decoded into the records src/cluster/keys
 records.rs lay out."""
 import base64
 import json
+import os
+import ssl
+import urllib.error
 import urllib.request
 
 ROOT = "/minifargate/v1"
+
+# etcd with client certificates and users (the cluster's default): CHAOS_ETCD_TLS is
+# "CA,CERT,KEY" (the operator's bundle) and CHAOS_ETCD_USER "root:PASSWORD".
+_TLS = os.environ.get("CHAOS_ETCD_TLS")
+_CTX = None
+if _TLS:
+    _ca, _cert, _key = _TLS.split(",")
+    _CTX = ssl.create_default_context(cafile=_ca)
+    _CTX.load_cert_chain(_cert, _key)
+_USER = os.environ.get("CHAOS_ETCD_USER")
+_TOKENS = {}
+
+
+def _post(endpoint, path, body, timeout):
+    headers = {"content-type": "application/json"}
+    if _USER:
+        if endpoint not in _TOKENS:
+            name, password = _USER.split(":", 1)
+            auth = json.dumps({"name": name, "password": password}).encode()
+            req = urllib.request.Request(endpoint + "/v3/auth/authenticate", data=auth,
+                                         headers=headers)
+            with urllib.request.urlopen(req, timeout=timeout, context=_CTX) as r:
+                _TOKENS[endpoint] = json.load(r)["token"]
+        headers["authorization"] = _TOKENS[endpoint]
+    req = urllib.request.Request(endpoint + path, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=_CTX) as r:
+            return json.load(r)
+    except urllib.error.HTTPError:
+        _TOKENS.pop(endpoint, None)  # a lapsed token: authenticate again next time
+        raise
 
 
 def _b64(s):
@@ -24,10 +58,7 @@ def range_prefix(endpoints, prefix, timeout=5):
     last = None
     for e in endpoints:
         try:
-            req = urllib.request.Request(e + "/v3/kv/range", data=body,
-                                         headers={"content-type": "application/json"})
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                v = json.load(r)
+            v = _post(e, "/v3/kv/range", body, timeout)
             kvs = [(base64.b64decode(kv["key"]).decode(), base64.b64decode(kv.get("value", "")),
                     int(kv.get("mod_revision", 0))) for kv in v.get("kvs", [])]
             return kvs, int(v["header"]["revision"])

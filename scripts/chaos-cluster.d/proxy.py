@@ -14,15 +14,32 @@ connection (the answer is relayed with `Connection: close`).
 Usage: proxy.py LISTEN_ADDR[,LISTEN_ADDR…] DROP_FILE FRACTION LOG PORT:UPSTREAM_PORT…
 (each PORT on each LISTEN_ADDR forwards to 127.0.0.1:UPSTREAM_PORT). Each cut is one
 line "drop PORT PATH" in LOG; each relayed write, "pass PORT PATH".
+With PROXY_TLS=CA,SERVER_CERT,SERVER_KEY,CLIENT_CERT,CLIENT_KEY (etcd with client
+certificates, the cluster's default): clients get TLS with etcd's server certificate and
+must present a certificate of CA, and the proxy reaches the member over TLS with its own
+client certificate (one of CA's, without a common name); etcd's users travel in the
+requests' Authorization header, untouched.
 """
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
 import threading
 
 LOCK = threading.Lock()
+TLS = os.environ.get("PROXY_TLS")
+SERVER_CTX = UPSTREAM_CTX = None
+if TLS:
+    _ca, _cert, _key, _ccert, _ckey = TLS.split(",")
+    SERVER_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    SERVER_CTX.load_cert_chain(_cert, _key)
+    SERVER_CTX.load_verify_locations(_ca)
+    SERVER_CTX.verify_mode = ssl.CERT_REQUIRED
+    UPSTREAM_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    UPSTREAM_CTX.load_verify_locations(_ca)
+    UPSTREAM_CTX.load_cert_chain(_ccert, _ckey)
 WRITES = ("/v3/kv/txn", "/v3/kv/put", "/v3/kv/deleterange")
 
 
@@ -69,6 +86,10 @@ class Proxy:
     def serve(self, client):
         up = None
         try:
+            if SERVER_CTX is not None:
+                client.settimeout(30)
+                client = SERVER_CTX.wrap_socket(client, server_side=True)
+                client.settimeout(None)
             head, rest = read_head(client)
             if head is None:
                 return
@@ -90,6 +111,8 @@ class Proxy:
                     return
                 rest += b
             up = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)
+            if UPSTREAM_CTX is not None:
+                up = UPSTREAM_CTX.wrap_socket(up, server_hostname="127.0.0.1")
             up.settimeout(None)
             if path.startswith("/v3/watch"):
                 up.sendall(b"\r\n".join([lines[0]] + headers) + b"\r\n\r\n" + rest)

@@ -53,6 +53,10 @@ enum End {
     #[error(transparent)]
     Subnet(#[from] super::subnets::SubnetError),
     #[error(
+        "etcd's authentication is off: this box's etcd user would be every box (serve turns it on when its bundle sits next to the operator's, or run `minifargate cluster enable-auth`)"
+    )]
+    AuthOff,
+    #[error(
         "the liveness lease expired before it was renewed (etcd was out of reach for longer than the lease TTL)"
     )]
     LeaseExpired,
@@ -229,6 +233,13 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let file = o.root.join("agent").join("instance-id");
     let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
     work.applied = o.ecs_config.clone();
+    // Its reports go under its box's prefix (its etcd role's), or, on a plain etcd,
+    // under its instance id (serve's leader folds them: super::reports).
+    if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-")) {
+        work.reporter = name.to_string();
+    }
+    // Its task subnet's key goes under the same name (its role writes there only).
+    let owner = work.reporter.clone();
     let me = super::subnets::Holder {
         cluster: o.cluster.clone(),
         instance: id.clone(),
@@ -251,7 +262,8 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
                 }
                 // Its subnet goes with the instance (the API released it too, unless the
                 // agent was away then).
-                if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id).await {
+                if let Err(e) = super::subnets::release(&etcd, &o.cluster, &id, Some(&owner)).await
+                {
                     tracing::warn!(error = %crate::errors::error_chain(&e),
                         "cannot release the task subnet");
                 }
@@ -329,13 +341,23 @@ async fn session(
         }
     }
     let id = me.instance.as_str();
+    // A box with an etcd user registers only once etcd's users are on (secure by default).
+    match etcd.auth_on().await {
+        Ok(Some(false)) => return End::AuthOff,
+        Ok(_) => {}
+        Err(e) => return e.into(),
+    }
     if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-"))
         && let Err(e) = bound(etcd, name, &o.cluster, id).await
     {
         return e.into();
     }
     let current = crate::supervisor::isolation::network::box_subnet();
-    let own = match super::subnets::claim(etcd, o.subnet, me, current).await {
+    let owner = etcd
+        .user()
+        .and_then(|u| u.strip_prefix("minifargate-box-"))
+        .unwrap_or(id);
+    let own = match super::subnets::claim(etcd, o.subnet, me, owner, current).await {
         Ok(s) => s,
         Err(e) => return e.into(),
     };

@@ -280,7 +280,7 @@ async fn deregister(
     }
     // Its task subnet goes with it: the other boxes drop their routes to it.
     until_done("release its task subnet", &i, || {
-        super::subnets::release(etcd, &cluster, &i.reg.id)
+        super::subnets::release(etcd, &cluster, &i.reg.id, None)
     })
     .await?;
     i.status = Status::Inactive;

@@ -110,6 +110,8 @@ pub struct Kv {
     pub key: String,
     pub value: Vec<u8>,
     pub mod_revision: i64,
+    /// The revision the key was created at (its current life).
+    pub create_revision: i64,
     /// The lease the key is attached to (0: none).
     pub lease: i64,
 }
@@ -131,6 +133,8 @@ pub struct Etcd {
     identity: Option<(PathBuf, PathBuf)>,
     /// The etcd user this client authenticates as, and its token.
     auth: Option<Arc<Auth>>,
+    /// The bundle directory the user's password was read from.
+    bundle: Option<PathBuf>,
 }
 
 /// An etcd user (`POST /v3/auth/authenticate`) and the token etcd gave it, sent in
@@ -336,7 +340,24 @@ impl Etcd {
             ca: tls.cacert.clone(),
             identity: tls.cert.clone().zip(tls.key.clone()),
             auth,
+            bundle: tls.credentials.clone(),
         })
+    }
+
+    /// The bundle directory this client's etcd user comes from, if any.
+    pub fn bundle(&self) -> Option<&std::path::Path> {
+        self.bundle.as_deref()
+    }
+
+    /// Whether etcd's authentication is on, asked again now (one authentication); `None`
+    /// for a client without an etcd user (it cannot tell, and sends no token).
+    pub async fn auth_on(&self) -> Result<Option<bool>, EtcdError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        auth.stale.store(true, Ordering::Relaxed);
+        let first = self.current.load(Ordering::Relaxed);
+        Ok(Some(auth.token(&self.endpoints, first).await?.is_some()))
     }
 
     /// The cluster's CA (`--etcd-cacert`), if etcd is reached over TLS.
@@ -525,6 +546,7 @@ impl Etcd {
                 key,
                 value,
                 mod_revision: number(&kv["mod_revision"]),
+                create_revision: number(&kv["create_revision"]),
                 lease: number(&kv["lease"]),
             });
         }
@@ -1135,6 +1157,7 @@ impl Watch {
                     key,
                     value,
                     mod_revision: revision,
+                    create_revision: number(&kv["create_revision"]),
                     lease: number(&kv["lease"]),
                 }));
             }

@@ -8,14 +8,15 @@
 //! /minifargate/v1/clusters/<cluster>/attributes/<id>/<name>   a custom attribute's value (PutAttributes, --attribute)
 //! /minifargate/v1/clusters/<cluster>/ledger/<id>              what is placed on the instance: its reservations (JSON)
 //! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
-//! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON)
+//! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON, written by serve)
 //! /minifargate/v1/leader                                       the serves' leader (attached to its lease)
 //! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
 //! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
-//! /minifargate/v1/subnets/<network>-<prefix>                  a box's task subnet: its holder and address (JSON, written by that agent)
+//! /minifargate/v1/subnets/<box>/<network>-<prefix>            box <box>'s task subnet: its holder and address (JSON, written by that agent)
 //! /minifargate/v1/boxes/<name>/claims/<cluster>/<id>          box <name>'s agent claims instance <id> (written by the agent)
 //! /minifargate/v1/boxes/<name>/bound/<cluster>/<id>           the leader bound it: the box's role writes the instance's keys
+//! /minifargate/v1/boxes/<name>/reports/<cluster>/<task>       box <name>'s report of its task (JSON; folded into tasks/<task> by the leader)
 //! /minifargate/v1/bindings/<id>                               the box instance <id> is bound to (written by the leader, once)
 //! ```
 //!
@@ -24,8 +25,10 @@
 //! it) and the custom attributes. The placer writes an assignment, the task's first
 //! record and its reservation in one transaction that compares the ledger's revision, so
 //! two placers never book the same resources; after that the API writes only the
-//! assignment (a desired status) and the agent the task record; the agent takes the
-//! reservation out (a transaction again) once the task is STOPPED. `<id>` is the container instance id (32 hex, the last
+//! assignment (a desired status) and the agent reports the task under its box's prefix;
+//! serve's leader folds a report into the task's record only while the task is assigned
+//! to an instance bound to that box, and takes the reservation out with the assignment
+//! (one transaction again) once the report says STOPPED ([`super::reports`]). `<id>` is the container instance id (32 hex, the last
 //! part of its ARN); `<cluster>` an ECS cluster name (letters, digits, `-`, `_`: no `/`).
 
 /// The prefix of every key minifargate writes.
@@ -114,9 +117,16 @@ pub fn subnets() -> String {
     format!("{ROOT}/subnets/")
 }
 
-/// The key of task subnet `network/prefix` (`10.94.3.0-24`: no `/` in a key's last part).
-pub fn subnet(s: netns::Subnet) -> String {
-    format!("{}{}-{}", subnets(), s.network(), s.prefix())
+/// The prefix of box `owner`'s task subnets (its etcd role writes there only): the box's
+/// name, or its instance id on a plain etcd.
+pub fn box_subnets(owner: &str) -> String {
+    format!("{}{owner}/", subnets())
+}
+
+/// The key of box `owner`'s task subnet `network/prefix` (`10.94.3.0-24`: no `/` in a
+/// key's last part).
+pub fn subnet(owner: &str, s: netns::Subnet) -> String {
+    format!("{}{}-{}", box_subnets(owner), s.network(), s.prefix())
 }
 
 /// The prefix box `name`'s etcd role may write (`cluster add-box`): its claims of
@@ -148,6 +158,21 @@ pub fn parse_box_claim(key: &str) -> Option<(&str, &str, &str)> {
     let rest = rest.strip_prefix("claims/")?;
     let (c, id) = rest.split_once('/')?;
     (!id.contains('/')).then_some((name, c, id))
+}
+
+/// Box `name`'s report of task `task` of cluster `c` (written by its agent, folded and
+/// deleted by serve's leader).
+pub fn box_report(name: &str, c: &str, task: &str) -> String {
+    format!("{}reports/{c}/{task}", box_prefix(name))
+}
+
+/// A report's (box, cluster, task) from its key; `None` for another key.
+pub fn parse_box_report(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix(&boxes())?;
+    let (name, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("reports/")?;
+    let (c, task) = rest.split_once('/')?;
+    (!task.contains('/') && !task.is_empty()).then_some((name, c, task))
 }
 
 /// The box instance `id` is bound to (its name; written by serve only, once).
@@ -224,8 +249,8 @@ pub fn task(c: &str, task: &str) -> String {
 
 /// The keys (`true`) and prefixes (`false`) of instance `id` its box writes once the
 /// leader bound it: registration, liveness, status, attributes, ledger, assignments (the
-/// agent deletes one it finished with), and the cluster's task records (the agent reports
-/// its tasks there; not yet moved under the box's prefix).
+/// agent deletes the assignment of a task that left it). Not the cluster's task records:
+/// the agent reports under its box's prefix ([`box_report`]) and serve writes the records.
 pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool)> {
     vec![
         (instance(c, id), true),
@@ -236,7 +261,6 @@ pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool)> {
         (attributes(c, id), false),
         (ledger(c, id), true),
         (assignments(c, id), false),
-        (tasks(c), false),
     ]
 }
 
@@ -275,6 +299,11 @@ mod tests {
             Some(("b1", "lab", "ab12"))
         );
         assert_eq!(parse_box_claim(&box_bound("b1", "lab", "ab12")), None);
+        assert_eq!(
+            parse_box_report(&box_report("b1", "lab", "t1")),
+            Some(("b1", "lab", "t1"))
+        );
+        assert_eq!(parse_box_report(&box_claim("b1", "lab", "ab12")), None);
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));
     }

@@ -36,8 +36,10 @@ pub fn leading() -> bool {
 /// kube-apiserver does for its etcd.
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
 
-/// How often the leader looks for boxes' claims of instances (`super::users::bind`).
-const BIND_EVERY: Duration = Duration::from_millis(300);
+/// How often the leader reads every key under the boxes' prefix (claims of instances,
+/// task reports) besides watching it: a safety net for a change the watch did not pass
+/// on (a fold that failed on an etcd error, a watch made again).
+const BOXES_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the reaper looks at the instances.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -69,11 +71,16 @@ enum TermError {
     Etcd(#[from] EtcdError),
     #[error(transparent)]
     Watch(#[from] super::etcd::WatchEnd),
+    #[error(transparent)]
+    Users(#[from] super::users::UsersError),
 }
 
 /// One campaign: wins and leads until the lease is lost, or waits for the leader key to
 /// go.
 async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
+    // No lead on an etcd open to every certificate of the cluster (turned on here when
+    // this serve can, refused otherwise: docs/security.md).
+    super::users::ensure_auth(etcd).await?;
     // The cluster's token is made by a serve: a box's etcd user may read it, not make it.
     super::signing::token(etcd).await?;
     let key = keys::leader();
@@ -121,15 +128,12 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut compact = tokio::time::interval(COMPACT_EVERY);
     let mut compact_to: Option<i64> = None;
-    let mut bind = tokio::time::interval(BIND_EVERY);
-    let mut bound = BTreeSet::new();
+    let mut boxes_poll = tokio::time::interval(BOXES_EVERY);
+    let mut boxes = Boxes::default();
     loop {
         tokio::select! {
-            _ = bind.tick() => {
-                if let Err(e) = super::users::bind(etcd, &mut bound).await {
-                    tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: binding the boxes' instances failed");
-                }
-            }
+            _ = boxes_poll.tick() => boxes.pass(etcd).await,
+            events = boxes.next() => boxes.changed(etcd, events).await,
             _ = compact.tick() => {
                 if let Some(rev) = compact_to.take()
                     && let Err(e) = etcd.compact(rev).await
@@ -158,6 +162,71 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
                 if let Err(e) = reaper.pass(etcd, o.lost_after).await {
                     tracing::warn!(error = %crate::errors::error_chain(&e), "cluster reaper failed");
                 }
+            }
+        }
+    }
+}
+
+/// What the leader follows under the boxes' prefix: their claims of instances
+/// ([`super::users::bind_claim`]) and their task reports ([`super::reports::fold`]),
+/// read in full at the start of a term and every [`BOXES_EVERY`], and watched between.
+#[derive(Default)]
+struct Boxes {
+    watch: Option<super::etcd::Watch>,
+    /// The claims this leader settled (each granted once a term).
+    bound: BTreeSet<String>,
+}
+
+impl Boxes {
+    /// Reads every key under the prefix and settles each; watches from there if no watch
+    /// runs.
+    async fn pass(&mut self, etcd: &Etcd) {
+        let r: Result<(), TermError> = async {
+            let (kvs, rev) = etcd.get_prefix_at(&keys::boxes()).await?;
+            for kv in &kvs {
+                self.settle(etcd, kv).await?;
+            }
+            if self.watch.is_none() {
+                self.watch = Some(etcd.watch(&keys::boxes(), rev + 1).await?);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: the boxes' claims and reports: a pass failed");
+        }
+    }
+
+    async fn settle(&mut self, etcd: &Etcd, kv: &super::etcd::Kv) -> Result<(), EtcdError> {
+        super::users::bind_claim(etcd, &kv.key, &mut self.bound).await?;
+        super::reports::fold(etcd, kv).await
+    }
+
+    /// The next changes the watch saw (never, without a watch).
+    async fn next(&mut self) -> Result<Vec<Event>, super::etcd::WatchEnd> {
+        match self.watch.as_mut() {
+            Some(w) => w.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Settles what changed; a watch that ended is dropped, and everything read again.
+    async fn changed(&mut self, etcd: &Etcd, events: Result<Vec<Event>, super::etcd::WatchEnd>) {
+        match events {
+            Ok(events) => {
+                for e in events {
+                    if let Event::Put(kv) = e
+                        && let Err(e) = self.settle(etcd, &kv).await
+                    {
+                        tracing::warn!(error = %crate::errors::error_chain(&e), key = %kv.key,
+                            "cluster: a box's claim or report not settled: again at the next pass");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: the watch of the boxes' claims and reports ended: read again");
+                self.watch = None;
+                self.pass(etcd).await;
             }
         }
     }

@@ -12,6 +12,7 @@
 //! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
 //! - [`pki`]: the cluster's CA and certificates (`cluster init`, `cluster add-box`).
 //! - [`users`]: etcd's users and roles (`cluster enable-auth`).
+//! - [`reports`]: the leader folds the boxes' task reports into the task records.
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
@@ -32,6 +33,7 @@ pub mod pki;
 pub mod records;
 pub mod remote;
 pub mod replica;
+pub mod reports;
 pub mod signing;
 pub mod subnets;
 pub mod task_api;

@@ -144,6 +144,40 @@ pub struct Record {
     pub task: Value,
 }
 
+/// A box's report of one of its tasks (`boxes/NAME/reports/<cluster>/<task>`, the
+/// SubmitTaskStateChange equivalent): serve's leader folds it into the task's record
+/// ([`super::reports`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Report {
+    /// The instance the box runs the task for.
+    pub instance: String,
+    /// The task as the box's store shows it (DescribeTasks' JSON); `None` when the box
+    /// never started it ([`Report::never_started`] says why).
+    #[serde(default)]
+    pub task: Option<Value>,
+    #[serde(default)]
+    pub never_started: Option<NeverStarted>,
+}
+
+/// Why a box never started a task assigned to it: the record is marked STOPPED so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NeverStarted {
+    pub stop_code: String,
+    pub reason: String,
+}
+
+impl Report {
+    /// Whether it says the task is STOPPED on the box.
+    pub fn stopped(&self) -> bool {
+        match &self.task {
+            Some(t) => t["lastStatus"] == "STOPPED",
+            None => self.never_started.is_some(),
+        }
+    }
+}
+
 /// Decodes what a key holds, or says which key holds what.
 pub fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, Undecodable> {
     serde_json::from_slice(raw).map_err(|e| Undecodable {

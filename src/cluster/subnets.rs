@@ -4,10 +4,14 @@
 //! and routes every other box's subnet via that box's address (netns::routes), so a task
 //! reaches a task of another box at its own address, with no NAT in between.
 //!
-//! The lease is one key a subnet (`keys::subnet`), created only if no key under the
+//! The lease is one key a subnet under the box's own prefix (`keys::subnet`:
+//! `subnets/<box>/…`, the only part of `subnets/` a box's etcd role may write, so a box
+//! can neither take nor drop another box's key), created only if no key under the whole
 //! prefix changed since it was read (a transaction), and attached to no etcd lease: the
 //! box's tasks keep their addresses while its agent is away. It goes when the instance
-//! is deregistered.
+//! is deregistered. A key written without that transaction (a box's user by hand) that
+//! overlaps an older one is ignored by every reader: the first claim of an address
+//! wins ([`held`]).
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
@@ -74,28 +78,45 @@ pub enum SubnetError {
     Contended(u32),
 }
 
-/// The subnets in etcd, by subnet, with their holders (undecodable keys left out).
+/// The subnets in etcd, by subnet, with their keys and holders (undecodable keys left
+/// out). Taken in the order they were created: a subnet overlapping one claimed before
+/// it under another key is left out (the first claim wins).
 fn held(kvs: &[super::etcd::Kv]) -> BTreeMap<Subnet, (String, Holder)> {
     let prefix = keys::subnets();
-    kvs.iter()
+    let mut claims: Vec<(i64, Subnet, String, Holder)> = kvs
+        .iter()
         .filter_map(|kv| {
-            let (net, len) = kv.key.strip_prefix(&prefix)?.split_once('-')?;
+            let (_owner, last) = kv.key.strip_prefix(&prefix)?.split_once('/')?;
+            let (net, len) = last.split_once('-')?;
             let s = Subnet::new(net.parse().ok()?, len.parse().ok()?).ok()?;
             let h: Holder = serde_json::from_slice(&kv.value).ok()?;
-            Some((s, (kv.key.clone(), h)))
+            Some((kv.create_revision, s, kv.key.clone(), h))
         })
-        .collect()
+        .collect();
+    claims.sort_by_key(|c| c.0);
+    let mut out: BTreeMap<Subnet, (String, Holder)> = BTreeMap::new();
+    for (_, s, key, h) in claims {
+        if let Some((o, (k, _))) = out.iter().find(|(o, _)| o.overlaps(&s)) {
+            tracing::warn!(subnet = %s, key = %key, held = %o, by = %k,
+                "a task subnet claimed over an older claim: ignored");
+            continue;
+        }
+        out.insert(s, (key, h));
+    }
+    out
 }
 
-/// Claims this box's task subnet (`current`: the one this process's tasks already use,
-/// kept): creates its key, or updates the address in it; drops the other keys that name
-/// this instance. Returns the subnet.
+/// Claims box `owner`'s task subnet (`current`: the one this process's tasks already
+/// use, kept): creates its key under `subnets/<owner>/`, or updates the address in it;
+/// drops the box's other keys that name this instance. Returns the subnet.
 pub async fn claim(
     etcd: &Etcd,
     want: Want,
     me: &Holder,
+    owner: &str,
     current: Option<Subnet>,
 ) -> Result<Subnet, SubnetError> {
+    let own_prefix = keys::box_subnets(owner);
     if let Want::Lease { range, prefix } = want
         && (prefix < range.prefix() || prefix > 30)
     {
@@ -105,11 +126,26 @@ pub async fn claim(
     for _ in 0..ATTEMPTS {
         let (kvs, rev) = etcd.get_prefix_at(&keys::subnets()).await?;
         let all = held(&kvs);
-        let mine = |h: &Holder| h.instance == me.instance && h.cluster == me.cluster;
+        // This instance's, under this box's prefix (a key elsewhere naming it is not
+        // this box's to use or drop).
+        let mine_at = |k: &str, h: &Holder| {
+            k.starts_with(&own_prefix) && h.instance == me.instance && h.cluster == me.cluster
+        };
         let others: Vec<(&Subnet, &Holder)> = all
             .iter()
-            .filter(|(_, (_, h))| !mine(h))
+            .filter(|(_, (k, h))| !mine_at(k, h))
             .map(|(s, (_, h))| (s, h))
+            .collect();
+        // Keys of this box for this instance that another, older claim shadows.
+        let shadowed: Vec<Op> = kvs
+            .iter()
+            .filter(|kv| kv.key.starts_with(&own_prefix))
+            .filter(|kv| !all.values().any(|(k, _)| *k == kv.key))
+            .filter(|kv| {
+                serde_json::from_slice::<Holder>(&kv.value)
+                    .is_ok_and(|h| h.instance == me.instance && h.cluster == me.cluster)
+            })
+            .map(|kv| Op::Delete(kv.key.clone()))
             .collect();
         let clash = |s: &Subnet| others.iter().find(|(o, _)| o.overlaps(s)).copied();
         let target = match (want, current) {
@@ -134,8 +170,8 @@ pub async fn claim(
             (Want::Lease { range, prefix }, None) => {
                 // The one this instance held before (a restarted agent), else the first
                 // free one.
-                let before = all.iter().find(|(s, (_, h))| {
-                    mine(h) && s.prefix() == prefix && range.overlaps(s) && clash(s).is_none()
+                let before = all.iter().find(|(s, (k, h))| {
+                    mine_at(k, h) && s.prefix() == prefix && range.overlaps(s) && clash(s).is_none()
                 });
                 match before {
                     Some((s, _)) => *s,
@@ -147,13 +183,14 @@ pub async fn claim(
             }
         };
         let value = serde_json::to_vec(me).expect("a holder encodes");
-        let key = keys::subnet(target);
-        let up_to_date = all.get(&target).is_some_and(|(_, h)| h == me);
-        let stale: Vec<Op> = all
+        let key = keys::subnet(owner, target);
+        let up_to_date = all.get(&target).is_some_and(|(k, h)| *k == key && h == me);
+        let mut stale: Vec<Op> = all
             .iter()
-            .filter(|(s, (_, h))| mine(h) && **s != target)
+            .filter(|(s, (k, h))| mine_at(k, h) && **s != target)
             .map(|(_, (k, _))| Op::Delete(k.clone()))
             .collect();
+        stale.extend(shadowed);
         if up_to_date && stale.is_empty() {
             return Ok(target);
         }
@@ -169,12 +206,22 @@ pub async fn claim(
     Err(SubnetError::Contended(ATTEMPTS))
 }
 
-/// Deletes the subnet keys of instance `instance` of `cluster` (its deregistration).
-pub async fn release(etcd: &Etcd, cluster: &str, instance: &str) -> Result<usize, EtcdError> {
-    let kvs = etcd.get_prefix(&keys::subnets()).await?;
+/// Deletes the subnet keys of instance `instance` of `cluster` (its deregistration):
+/// under box `owner`'s prefix only (its agent), or anywhere (`None`: serve).
+pub async fn release(
+    etcd: &Etcd,
+    cluster: &str,
+    instance: &str,
+    owner: Option<&str>,
+) -> Result<usize, EtcdError> {
+    let prefix = owner.map_or_else(keys::subnets, keys::box_subnets);
+    let kvs = etcd.get_prefix(&prefix).await?;
     let mut n = 0;
-    for (_, (key, h)) in held(&kvs) {
-        if h.instance == instance && h.cluster == cluster && etcd.delete(&key).await? {
+    for kv in kvs {
+        let Ok(h) = serde_json::from_slice::<Holder>(&kv.value) else {
+            continue;
+        };
+        if h.instance == instance && h.cluster == cluster && etcd.delete(&kv.key).await? {
             n += 1;
         }
     }
@@ -330,6 +377,30 @@ mod tests {
             instance: i.into(),
             address: a.map(Ipv4Addr::from),
         }
+    }
+
+    #[test]
+    fn the_first_claim_of_an_address_wins() {
+        let kv = |key: &str, h: &Holder, created: i64| super::super::etcd::Kv {
+            key: format!("{}{key}", keys::subnets()),
+            value: serde_json::to_vec(h).unwrap(),
+            mod_revision: created + 10,
+            create_revision: created,
+            lease: 0,
+        };
+        let a = holder("a", Some([192, 0, 2, 10]));
+        let b = holder("b", Some([192, 0, 2, 11]));
+        // Box b's keys, written by hand over box a's: the same subnet, one inside it.
+        let all = held(&[
+            kv("b/10.94.0.0-24", &b, 7),
+            kv("a/10.94.0.0-24", &a, 5),
+            kv("b/10.94.0.128-25", &b, 9),
+            kv("b/10.94.1.0-24", &b, 8),
+        ]);
+        let s = |t: &str| t.parse::<Subnet>().unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[&s("10.94.0.0/24")].1, a);
+        assert_eq!(all[&s("10.94.1.0/24")].1, b);
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! - `root` (the operator) and `minifargate-serve` have etcd's role `root`: serve is the
 //!   control plane (and only root may change users and roles).
 //! - `minifargate-box-NAME` has a role of the same name. `cluster add-box` grants it its
-//!   own prefix (`boxes/NAME/`: its agent claims its instances there) and the task
-//!   subnets, not the cluster's token (its agent's endpoint knows serve and the operator
+//!   own prefix (`boxes/NAME/`: its agent claims its instances and reports its tasks
+//!   there) and its task subnets' keys (`subnets/NAME/`; the others' it reads), not the
+//!   cluster's token (its agent's endpoint knows serve and the operator
 //!   by their certificates' roles, [`super::endpoint::callers`]); serve's leader grants it an instance's keys once it
-//!   bound the instance to the box ([`bind`]): it writes no other instance's
+//!   bound the instance to the box ([`bind_claim`]): it writes no other instance's
 //!   registration, status, ledger or assignments.
 
 use super::etcd::{Etcd, EtcdError};
@@ -24,6 +25,13 @@ pub enum UsersError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    #[error(
+        "etcd {endpoints} has its authentication off, so every certificate of the cluster \
+         (every box's) reads and writes every key: run `minifargate cluster enable-auth --dir \
+         DIR --cluster {endpoints}` where `cluster init` made DIR (a serve whose bundle is \
+         DIR/serve, next to DIR/admin, turns it on itself)"
+    )]
+    AuthOff { endpoints: String },
     #[error("failed to list {path}")]
     List {
         path: std::path::PathBuf,
@@ -80,10 +88,43 @@ pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), Use
     let r = pki::box_user(name);
     role(etcd, &r).await?;
     etcd.grant_prefix(&r, &keys::box_prefix(name), true).await?;
-    etcd.grant_prefix(&r, &keys::subnets(), true).await?;
+    // Its own task subnets' keys; the others' read (a claim compares the whole prefix,
+    // and the agent routes every other box's subnet).
+    etcd.grant_prefix(&r, &keys::box_subnets(name), true)
+        .await?;
+    etcd.grant_prefix(&r, &keys::subnets(), false).await?;
     // The key read for the store's revision alone.
     etcd.grant_key(&r, "/minifargate", false).await?;
     user(etcd, &u, &password, &r).await?;
+    Ok(())
+}
+
+/// Secure by default: a client with an etcd user (a bundle of `cluster init`) does not
+/// work on an etcd whose authentication is off. A serve whose bundle is `DIR/serve` of a
+/// `cluster init` directory that also holds the operator's (`DIR/admin`) turns it on as
+/// `cluster enable-auth --dir DIR` would; any other client is refused with the command.
+/// A client without an etcd user (a plain etcd) is not asked.
+pub async fn ensure_auth(etcd: &Etcd) -> Result<(), UsersError> {
+    if etcd.auth_on().await? != Some(false) {
+        return Ok(());
+    }
+    let layout = etcd
+        .bundle()
+        .filter(|b| b.file_name().is_some_and(|n| n == "serve"))
+        .and_then(|b| b.parent())
+        .map(|d| Layout { dir: d.into() })
+        .filter(|l| l.admin().join(pki::PASSWORD_FILE).exists());
+    let Some(layout) = layout else {
+        return Err(UsersError::AuthOff {
+            endpoints: etcd.endpoints().join(","),
+        });
+    };
+    let boxes = enable(etcd, &layout).await?;
+    tracing::warn!(
+        dir = %layout.dir.display(), boxes = %boxes.join(","),
+        "etcd's authentication was off: turned on with the users and roles of the cluster's \
+         bundles (as `cluster enable-auth`)"
+    );
     Ok(())
 }
 
@@ -101,54 +142,54 @@ fn claimable(cluster: &str, id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// One pass of serve's leader over the boxes' claims: an instance no box holds yet is
-/// bound to the box that claims it (`bindings/<id>`, created only if absent), its role
-/// granted the instance's keys ([`keys::instance_keys`]), then `boxes/NAME/bound/...`
-/// written for the agent. A claim of an instance bound to another box is refused (said
-/// once). `done` holds the claims settled by this leader (each granted once a term).
-pub async fn bind(
+/// Settles claim `key` (another key under the boxes' prefix is ignored): an instance no
+/// box holds yet is bound to the box that claims it (`bindings/<id>`, created only if
+/// absent), its role granted the instance's keys ([`keys::instance_keys`]), then
+/// `boxes/NAME/bound/...` written for the agent. A claim of an instance bound to another
+/// box is refused (said once). `done` holds the claims settled by this leader (each
+/// granted once a term).
+pub async fn bind_claim(
     etcd: &Etcd,
+    key: &str,
     done: &mut std::collections::BTreeSet<String>,
 ) -> Result<(), EtcdError> {
-    for kv in etcd.get_prefix(&keys::boxes()).await? {
-        let Some((name, c, id)) = keys::parse_box_claim(&kv.key) else {
-            continue;
-        };
-        if done.contains(&kv.key) {
-            continue;
-        }
-        if !claimable(c, id) {
-            tracing::warn!(key = %kv.key, "a box's claim that names no instance: ignored");
-            done.insert(kv.key.clone());
-            continue;
-        }
-        let binding = keys::binding(id);
-        etcd.put_if_absent(&binding, name.as_bytes()).await?;
-        let owner = etcd
-            .get(&binding)
-            .await?
-            .map(|b| b.value)
-            .unwrap_or_default();
-        if owner != name.as_bytes() {
-            tracing::warn!(
-                claimed_by = %name, bound_to = %String::from_utf8_lossy(&owner), instance = %id,
-                "a box claims an instance bound to another box: refused"
-            );
-            done.insert(kv.key.clone());
-            continue;
-        }
-        let role = pki::box_user(name);
-        for (key, exact) in keys::instance_keys(c, id) {
-            if exact {
-                etcd.grant_key(&role, &key, true).await?;
-            } else {
-                etcd.grant_prefix(&role, &key, true).await?;
-            }
-        }
-        etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
-        tracing::info!(instance = %id, cluster = %c, etcd_user = %role, "instance bound to its box");
-        done.insert(kv.key.clone());
+    let Some((name, c, id)) = keys::parse_box_claim(key) else {
+        return Ok(());
+    };
+    if done.contains(key) {
+        return Ok(());
     }
+    if !claimable(c, id) {
+        tracing::warn!(key = %key, "a box's claim that names no instance: ignored");
+        done.insert(key.to_string());
+        return Ok(());
+    }
+    let binding = keys::binding(id);
+    etcd.put_if_absent(&binding, name.as_bytes()).await?;
+    let owner = etcd
+        .get(&binding)
+        .await?
+        .map(|b| b.value)
+        .unwrap_or_default();
+    if owner != name.as_bytes() {
+        tracing::warn!(
+            claimed_by = %name, bound_to = %String::from_utf8_lossy(&owner), instance = %id,
+            "a box claims an instance bound to another box: refused"
+        );
+        done.insert(key.to_string());
+        return Ok(());
+    }
+    let role = pki::box_user(name);
+    for (k, exact) in keys::instance_keys(c, id) {
+        if exact {
+            etcd.grant_key(&role, &k, true).await?;
+        } else {
+            etcd.grant_prefix(&role, &k, true).await?;
+        }
+    }
+    etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
+    tracing::info!(instance = %id, cluster = %c, etcd_user = %role, "instance bound to its box");
+    done.insert(key.to_string());
     Ok(())
 }
 

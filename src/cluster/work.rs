@@ -2,14 +2,16 @@
 //! instance, then watches them from the next revision (so nothing is missed across a
 //! reconnect), creates each new one with the ids the placer chose and starts its
 //! supervisor exactly as one box does, stops the ones whose desired status turns STOPPED
-//! (or whose assignment disappears), and writes each local change of a task back into
-//! its record (the SubmitTaskStateChange equivalent). Once a task is STOPPED and recorded,
-//! its reservation leaves the instance's ledger and its assignment is deleted.
+//! (or whose assignment disappears), and reports each local change of a task under its
+//! box's prefix (the SubmitTaskStateChange equivalent), which serve's leader folds into
+//! the task's record ([`super::reports`]). Once a STOPPED report is folded, the leader
+//! deletes the assignment and takes the reservation out of the ledger; the agent then
+//! forgets the task.
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
 use super::records::{
-    Assignment, Ledger, Record, Reservation, decode, json_bytes, mark_stopped, task_json,
+    Assignment, Ledger, NeverStarted, Report, Reservation, decode, json_bytes, task_json,
 };
 use crate::ecs::Ecs;
 use crate::store::{DesiredStatus, LastStatus, StopCode};
@@ -63,6 +65,9 @@ pub struct Work {
     leaving: BTreeMap<String, Reservation>,
     /// The pull policy and default stop timeout of /etc/ecs/ecs.config.
     pub applied: super::ecs_config::Applied,
+    /// The box name the reports are written under (`boxes/NAME/reports/`): its etcd
+    /// user's, or the instance id on a plain etcd.
+    pub reporter: String,
 }
 
 impl Work {
@@ -78,6 +83,7 @@ impl Work {
             fresh: false,
             leaving: BTreeMap::new(),
             applied: Default::default(),
+            reporter: instance.into(),
         }
     }
 
@@ -175,12 +181,12 @@ impl Work {
                 let code = a.stop_code.unwrap_or(StopCode::UserInitiated);
                 self.never_started(etcd, id, code.as_str(), &reason).await
             }
-            // A record already STOPPED is final: its task is not started (a box that
-            // recorded a start failure and then failed to release the assignment sees
-            // it again in its next session).
-            (_, None) if self.record_stopped(etcd, id).await? => {
+            // Reported STOPPED and not yet folded by serve's leader (which then deletes
+            // the assignment): not started again (a box that reported a start failure
+            // sees the assignment again in its next session).
+            (_, None) if self.reported_stopped(etcd, id).await? => {
                 self.tracked.remove(id);
-                self.release(etcd, id).await
+                Ok(())
             }
             (_, None) => match self.start(&a) {
                 Ok(()) => {
@@ -212,12 +218,16 @@ impl Work {
         }
     }
 
-    /// Whether task `id`'s record in etcd is STOPPED.
-    async fn record_stopped(&self, etcd: &Etcd, id: &str) -> Result<bool, WorkError> {
-        Ok(etcd
-            .get(&keys::task(&self.cluster, id))
-            .await?
-            .is_some_and(|kv| record_stopped(&kv.value)))
+    /// Task `id`'s report key.
+    fn report_key(&self, id: &str) -> String {
+        keys::box_report(&self.reporter, &self.cluster, id)
+    }
+
+    /// Whether this box's report of task `id`, not yet folded, says STOPPED.
+    async fn reported_stopped(&self, etcd: &Etcd, id: &str) -> Result<bool, WorkError> {
+        Ok(etcd.get(&self.report_key(id)).await?.is_some_and(|kv| {
+            serde_json::from_slice::<Report>(&kv.value).is_ok_and(|r| r.stopped())
+        }))
     }
 
     /// Task `id`'s local statuses, if this box has it. A store that cannot be read is an
@@ -453,55 +463,27 @@ impl Work {
         }
         *seen = now;
         let store = &*store;
-        let mut done = Vec::new();
         for (id, reported) in self.tracked.iter_mut() {
             let Ok(Some((row, _))) = store.task(id) else {
                 continue;
             };
             if row.version == *reported {
-                // Reported STOPPED, its release not done (an etcd error ended the session
-                // that reported it): released now, or the ledger keeps its reservation.
-                if row.last_status == LastStatus::Stopped {
-                    done.push(id.clone());
-                }
                 continue;
             }
             let Ok(Some(task)) = crate::ecs::tasks::task_by_id(store, id) else {
                 continue;
             };
-            let record = Record {
+            // The newest local state replaces a report not yet folded; serve's leader
+            // applies it only while the task is assigned here, never over a STOPPED
+            // record, and releases the task with a STOPPED one (issue 54).
+            let report = Report {
                 instance: self.instance.clone(),
-                task: task_json(&task),
+                task: Some(task_json(&task)),
+                never_started: None,
             };
-            // A STOPPED record is final, whoever wrote it first (the leader's verdict on a
-            // lost box, or this box's real exit codes): a later report never reverts or
-            // rewrites it; a record gone (pruned) is not written again; any other record
-            // is replaced only as it was read (issue 54, "one task, one box").
-            let key = keys::task(&self.cluster, id);
-            let written = match etcd.get(&key).await? {
-                None => true,
-                Some(kv) if record_stopped(&kv.value) => true,
-                Some(kv) => {
-                    etcd.txn(
-                        &[Compare::ModRevision(key.clone(), kv.mod_revision)],
-                        &[Op::Put(key, json_bytes(&record))],
-                    )
-                    .await?
-                }
-            };
-            if !written {
-                // Changed since it was read: read again at the next pass.
-                self.fresh = true;
-                continue;
-            }
+            let key = keys::box_report(&self.reporter, &self.cluster, id);
+            etcd.put(&key, &json_bytes(&report), None).await?;
             *reported = row.version;
-            if row.last_status == LastStatus::Stopped {
-                done.push(id.clone());
-            }
-        }
-        for id in done {
-            self.release(etcd, &id).await?;
-            self.tracked.remove(&id);
         }
         Ok(())
     }
@@ -541,8 +523,8 @@ impl Work {
         }
     }
 
-    /// Records task `id`, which this box never started, as STOPPED with `reason`, and
-    /// releases it.
+    /// Reports task `id`, which this box never started, as STOPPED with `reason` (serve's
+    /// leader marks its record so and releases it).
     async fn never_started(
         &mut self,
         etcd: &Etcd,
@@ -550,20 +532,18 @@ impl Work {
         code: &str,
         reason: &str,
     ) -> Result<(), WorkError> {
-        let key = keys::task(&self.cluster, id);
-        if let Some(kv) = etcd.get(&key).await? {
-            match decode::<Record>(&key, &kv.value) {
-                Ok(mut r) => {
-                    mark_stopped(&mut r.task, code, reason);
-                    etcd.put(&key, &json_bytes(&r), None).await?;
-                }
-                Err(e) => {
-                    tracing::error!(task = %id, error = %e, "a task record that does not decode")
-                }
-            }
-        }
+        let report = Report {
+            instance: self.instance.clone(),
+            task: None,
+            never_started: Some(NeverStarted {
+                stop_code: code.into(),
+                reason: reason.into(),
+            }),
+        };
+        etcd.put(&self.report_key(id), &json_bytes(&report), None)
+            .await?;
         self.tracked.remove(id);
-        self.release(etcd, id).await
+        Ok(())
     }
 }
 
@@ -580,12 +560,6 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         group,
         task_definition_arn: t.task_definition_arn.clone(),
     }
-}
-
-/// Whether a task record in etcd says STOPPED (one that does not decode does not: the
-/// box's report replaces it).
-fn record_stopped(value: &[u8]) -> bool {
-    serde_json::from_slice::<Record>(value).is_ok_and(|r| r.task["lastStatus"] == "STOPPED")
 }
 
 #[cfg(test)]

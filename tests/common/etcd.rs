@@ -47,6 +47,17 @@ impl Etcd {
     /// [`Etcd::start`], its server certificate also valid for `hosts` (addresses etcd is
     /// relayed to, e.g. a [`super::netbox::Lan`]'s gateway).
     pub fn start_for(hosts: &[&str]) -> Etcd {
+        Etcd::start_made(hosts, true)
+    }
+
+    /// [`Etcd::start`] as docs/cluster.md makes a cluster: `cluster init`, `cluster
+    /// add-box`, etcd with the certificates, and no `cluster enable-auth` (the first serve
+    /// turns etcd's users on).
+    pub fn start_without_enable_auth() -> Etcd {
+        Etcd::start_made(&[], false)
+    }
+
+    fn start_made(hosts: &[&str], enable_auth: bool) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("mf-etcd-")
             .tempdir()
@@ -74,6 +85,9 @@ impl Etcd {
             client_key: pki.join("admin/client.key"),
         };
         let e = Etcd::start_in(dir, Some(tls), Some(pki.clone()));
+        if !enable_auth {
+            return e;
+        }
         super::util::run_ok(
             Command::new(super::cli::bin())
                 .args(["cluster", "enable-auth", "--dir"])
