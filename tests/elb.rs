@@ -1580,7 +1580,7 @@ fn name_at(url: &str, args: &[&str]) -> String {
 
 #[test]
 fn listener_rules_route_by_path_and_host_and_answer_fixed_responses_and_redirects() {
-    let api = Api::start();
+    let mut api = Api::start();
     let t = Targets::start(&["a", "b"]);
     let (ip, port, listener, groups) = alb_with_groups(
         &api,
@@ -1814,6 +1814,24 @@ print(json.dumps({{"modified": r["Rules"][0]["Conditions"][0]["Values"], "prio":
         "a"
     );
     assert_eq!(name_at(&format!("{base}/v2/x"), &[]), "a");
+
+    // Kept in the store: a restarted serve has the same rules and routes by them.
+    let before = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    api.restart();
+    let after = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    assert_eq!(before, after);
+    api.wait_for(20, "the listener again", || {
+        let (code, _, _) = curl(
+            &format!("{base}/beta?v=2"),
+            &["-X", "POST", "-H", "x-env: beta"],
+        );
+        (code == 200).then_some(())
+    });
+    let (code, got, _) = curl(&format!("{base}/old/a"), &["-H", "Host: h.example.com"]);
+    assert_eq!(
+        (code, got.as_str()),
+        (301, "https://h.example.com:443/new/old/a|")
+    );
 }
 
 #[test]
