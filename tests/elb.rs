@@ -1832,6 +1832,27 @@ print(json.dumps({{"modified": r["Rules"][0]["Conditions"][0]["Values"], "prio":
         (code, got.as_str()),
         (301, "https://h.example.com:443/new/old/a|")
     );
+
+    // ModifyListener's port: the listener moves there.
+    let p2 = common::util::free_port();
+    let l = elb_json(
+        &api,
+        &[
+            "modify-listener",
+            "--listener-arn",
+            &listener,
+            "--port",
+            &p2.to_string(),
+        ],
+    );
+    assert_eq!(l["Listeners"][0]["Port"], p2);
+    let moved = format!("http://{ip}:{p2}");
+    api.wait_for(10, "the listener on its new port", || {
+        std::net::TcpStream::connect((ip.as_str(), p2)).ok()
+    });
+    assert_eq!(name_at(&format!("{moved}/v2/x"), &[]), "a");
+    let (code, _, _) = curl(&format!("{moved}/old/a"), &[]);
+    assert_eq!(code, 301);
 }
 
 #[test]
