@@ -1446,3 +1446,478 @@ fn health_states_ids(api: &Api, tg: &str) -> Vec<String> {
         .map(|d| d["Target"]["Id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// `curl` with `args` before the URL: (status, the `Location` header, body).
+fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-m", "10", "-D", "-"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let got = format!("{}|{}", header("location"), header("content-type"));
+    (code, got, body.to_string())
+}
+
+/// An application load balancer with one HTTP listener (default action `default`) and a
+/// target group per target of `t`, each with its target registered, checked every 5 s:
+/// (load balancer address, listener port, listener ARN, group ARNs).
+fn alb_with_groups(
+    api: &Api,
+    name: &str,
+    t: &Targets,
+    default: &str,
+) -> (String, u16, String, Vec<String>) {
+    let lb = elb_json(api, &["create-load-balancer", "--name", name]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let mut groups = Vec::new();
+    for (i, p) in t.ports.iter().enumerate() {
+        let tg = elb_json(
+            api,
+            &[
+                "create-target-group",
+                "--name",
+                &format!("{name}-{i}"),
+                "--protocol",
+                "HTTP",
+                "--port",
+                "80",
+                "--vpc-id",
+                "vpc-1",
+                "--target-type",
+                "ip",
+                "--health-check-path",
+                "/health",
+                "--health-check-interval-seconds",
+                "5",
+                "--health-check-timeout-seconds",
+                "2",
+            ],
+        );
+        let arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+        elb_json(
+            api,
+            &[
+                "register-targets",
+                "--target-group-arn",
+                &arn,
+                "--targets",
+                &format!("Id=127.0.0.1,Port={p}"),
+            ],
+        );
+        groups.push(arn);
+    }
+    let default = default.replace("{tg0}", &groups[0]);
+    let port = common::util::free_port();
+    let l = elb_json(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &default,
+        ],
+    );
+    let listener = s(&l["Listeners"][0]["ListenerArn"]).to_string();
+    api.wait_for(10, "the listener", || {
+        std::net::TcpStream::connect((ip.as_str(), port)).ok()
+    });
+    (ip, port, listener, groups)
+}
+
+fn create_rule(
+    api: &Api,
+    listener: &str,
+    priority: u32,
+    conditions: &str,
+    actions: &str,
+) -> String {
+    let r = elb_json(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            listener,
+            "--priority",
+            &priority.to_string(),
+            "--conditions",
+            conditions,
+            "--actions",
+            actions,
+        ],
+    );
+    s(&r["Rules"][0]["RuleArn"]).to_string()
+}
+
+fn name_at(url: &str, args: &[&str]) -> String {
+    let (code, _, body) = curl(url, args);
+    assert_eq!(code, 200, "{url} {args:?}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["name"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn listener_rules_route_by_path_and_host_and_answer_fixed_responses_and_redirects() {
+    let mut api = Api::start();
+    let t = Targets::start(&["a", "b"]);
+    let (ip, port, listener, groups) = alb_with_groups(
+        &api,
+        "rules",
+        &t,
+        r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"404","ContentType":"text/plain","MessageBody":"no route"}}]"#,
+    );
+    let fwd = |g: &str| format!("Type=forward,TargetGroupArn={g}");
+    // The Values shorthand and the *Config forms.
+    let by_path = create_rule(
+        &api,
+        &listener,
+        10,
+        r#"[{"Field":"path-pattern","Values":["/api/*"]}]"#,
+        &fwd(&groups[0]),
+    );
+    let by_host = create_rule(
+        &api,
+        &listener,
+        20,
+        r#"[{"Field":"host-header","HostHeaderConfig":{"Values":["*.b.example.com","b.example.com"]}}]"#,
+        &fwd(&groups[1]),
+    );
+    create_rule(
+        &api,
+        &listener,
+        30,
+        r#"[{"Field":"path-pattern","PathPatternConfig":{"Values":["/old/*"]}}]"#,
+        r#"[{"Type":"redirect","RedirectConfig":{"Protocol":"HTTPS","Port":"443","Path":"/new/#{path}","StatusCode":"HTTP_301"}}]"#,
+    );
+    create_rule(
+        &api,
+        &listener,
+        40,
+        r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"X-Env","Values":["beta"]}},
+            {"Field":"query-string","QueryStringConfig":{"Values":[{"Key":"v","Value":"2"}]}},
+            {"Field":"http-request-method","HttpRequestMethodConfig":{"Values":["POST"]}}]"#,
+        r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"200","ContentType":"application/json","MessageBody":"{\"beta\":true}"}}]"#,
+    );
+
+    // DescribeRules: by priority, then the default rule.
+    let rules = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    let rules = rules["Rules"].as_array().unwrap();
+    let prio: Vec<&str> = rules.iter().map(|r| s(&r["Priority"])).collect();
+    assert_eq!(prio, ["10", "20", "30", "40", "default"]);
+    assert_eq!(rules[4]["IsDefault"], true);
+    assert_eq!(rules[0]["IsDefault"], false);
+    assert_eq!(rules[4]["Conditions"], serde_json::json!([]));
+    assert_eq!(
+        rules[4]["Actions"][0]["FixedResponseConfig"]["MessageBody"],
+        "no route"
+    );
+    assert_eq!(
+        rules[0]["Conditions"][0]["Values"],
+        serde_json::json!(["/api/*"])
+    );
+    assert_eq!(
+        rules[0]["Conditions"][0]["PathPatternConfig"]["Values"],
+        serde_json::json!(["/api/*"])
+    );
+    assert_eq!(
+        rules[1]["Conditions"][0]["HostHeaderConfig"]["Values"][1],
+        "b.example.com"
+    );
+    assert_eq!(rules[2]["Actions"][0]["RedirectConfig"]["Host"], "#{host}");
+    let default_arn = s(&rules[4]["RuleArn"]).to_string();
+
+    api.wait_for(20, "both targets healthy", || {
+        groups
+            .iter()
+            .all(|g| {
+                health_states(&api, g)
+                    .iter()
+                    .all(|(_, s, _)| s == "healthy")
+            })
+            .then_some(())
+    });
+    let base = format!("http://{ip}:{port}");
+    // Path rule (case-sensitive), host rule (case-insensitive, with a port, wildcard).
+    assert_eq!(name_at(&format!("{base}/api/users"), &[]), "a");
+    assert_eq!(
+        name_at(&format!("{base}/"), &["-H", "Host: B.Example.com:8080"]),
+        "b"
+    );
+    assert_eq!(
+        name_at(&format!("{base}/x"), &["-H", "Host: x.b.example.com"]),
+        "b"
+    );
+    // Both rules match: the lower priority number wins.
+    assert_eq!(
+        name_at(&format!("{base}/api/x"), &["-H", "Host: b.example.com"]),
+        "a"
+    );
+    // No rule: the default rule's fixed response.
+    let (code, got, body) = curl(&format!("{base}/API/users"), &[]);
+    assert_eq!(
+        (code, got.as_str(), body.as_str()),
+        (404, "|text/plain", "no route")
+    );
+    // Redirect: the port is written, the query kept, #{path} without its leading '/'.
+    let (code, got, _) = curl(
+        &format!("{base}/old/page?q=1"),
+        &["-H", "Host: www.example.com"],
+    );
+    assert_eq!(code, 301);
+    assert_eq!(got, "https://www.example.com:443/new/old/page?q=1|");
+    // All three conditions of rule 40, or the default.
+    let beta = format!("{base}/anything?v=2");
+    let (code, got, body) = curl(&beta, &["-X", "POST", "-H", "x-env: BETA"]);
+    assert_eq!(
+        (code, got.as_str(), body.as_str()),
+        (200, "|application/json", "{\"beta\":true}")
+    );
+    let (code, _, _) = curl(&beta, &["-X", "GET", "-H", "x-env: beta"]);
+    assert_eq!(code, 404);
+
+    // SetRulePriorities: the host rule before the path rule.
+    elb_json(
+        &api,
+        &[
+            "set-rule-priorities",
+            "--rule-priorities",
+            &format!("RuleArn={by_host},Priority=5"),
+        ],
+    );
+    assert_eq!(
+        name_at(&format!("{base}/api/x"), &["-H", "Host: b.example.com"]),
+        "b"
+    );
+
+    // ELB's error codes.
+    let err = elb_err(
+        &api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            &listener,
+            "--priority",
+            "10",
+            "--conditions",
+            "Field=path-pattern,Values=/dup",
+            "--actions",
+            &fwd(&groups[0]),
+        ],
+    );
+    assert!(err.contains("(PriorityInUse)"), "{err}");
+    let err = elb_err(
+        &api,
+        &[
+            "set-rule-priorities",
+            "--rule-priorities",
+            &format!("RuleArn={by_path},Priority=30"),
+        ],
+    );
+    assert!(err.contains("(PriorityInUse)"), "{err}");
+    for bad in [
+        r#"[{"Field":"host-header","Values":["nodot"]}]"#,
+        r#"[{"Field":"path-pattern","Values":["/a","/b","/c","/d"]}]"#,
+        r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"Host","Values":["x"]}}]"#,
+        r#"[{"Field":"path-pattern","Values":["/a"]},{"Field":"path-pattern","Values":["/b"]}]"#,
+        r#"[{"Field":"cookie","Values":["x"]}]"#,
+    ] {
+        let err = elb_err(
+            &api,
+            &[
+                "create-rule",
+                "--listener-arn",
+                &listener,
+                "--priority",
+                "99",
+                "--conditions",
+                bad,
+                "--actions",
+                &fwd(&groups[0]),
+            ],
+        );
+        assert!(err.contains("(ValidationError)"), "{bad}: {err}");
+    }
+    let err = elb_err(
+        &api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            &listener,
+            "--priority",
+            "99",
+            "--conditions",
+            "Field=path-pattern,Values=/x",
+            "--actions",
+            "Type=redirect,RedirectConfig={StatusCode=HTTP_302}",
+        ],
+    );
+    assert!(err.contains("(InvalidLoadBalancerAction)"), "{err}");
+    let err = elb_err(&api, &["delete-rule", "--rule-arn", &default_arn]);
+    assert!(err.contains("(OperationNotPermitted)"), "{err}");
+    let err = elb_err(&api, &["delete-rule", "--rule-arn", &format!("{by_path}0")]);
+    assert!(err.contains("(RuleNotFound)"), "{err}");
+    let err = elb_err(
+        &api,
+        &["delete-target-group", "--target-group-arn", &groups[1]],
+    );
+    assert!(err.contains("(ResourceInUse)"), "{err}");
+
+    // ModifyRule, ModifyListener, DeleteRule through boto3.
+    let v = api.boto3(&format!(
+        r#"
+import boto3, json, os
+c = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+r = c.modify_rule(RuleArn="{by_path}", Conditions=[{{"Field": "path-pattern", "Values": ["/v2/*"]}}])
+c.modify_listener(ListenerArn="{listener}", DefaultActions=[{{"Type": "forward", "TargetGroupArn": "{g0}"}}])
+c.delete_rule(RuleArn="{by_host}")
+rules = c.describe_rules(ListenerArn="{listener}")["Rules"]
+try:
+    c.create_rule(ListenerArn="{listener}", Priority=1, Conditions=[{{"Field": "path-pattern", "Values": ["/z"]}}],
+                  Actions=[{{"Type": "authenticate-oidc", "Order": 1, "AuthenticateOidcConfig": {{"Issuer": "i", "AuthorizationEndpoint": "a", "TokenEndpoint": "t", "UserInfoEndpoint": "u", "ClientId": "c"}}}}])
+    err = None
+except c.exceptions.InvalidLoadBalancerActionException as e:
+    err = e.response["Error"]["Code"]
+print(json.dumps({{"modified": r["Rules"][0]["Conditions"][0]["Values"], "prio": [x["Priority"] for x in rules],
+                  "default": rules[-1]["Actions"][0]["TargetGroupArn"], "err": err}}))
+"#,
+        g0 = groups[0]
+    ));
+    assert_eq!(v["modified"], serde_json::json!(["/v2/*"]));
+    assert_eq!(v["prio"], serde_json::json!(["10", "30", "40", "default"]));
+    assert_eq!(v["default"], groups[0].as_str());
+    assert_eq!(v["err"], "InvalidLoadBalancerAction");
+    // The host rule is gone and the default forwards: everything reaches a.
+    assert_eq!(
+        name_at(&format!("{base}/"), &["-H", "Host: b.example.com"]),
+        "a"
+    );
+    assert_eq!(name_at(&format!("{base}/v2/x"), &[]), "a");
+
+    // Kept in the store: a restarted serve has the same rules and routes by them.
+    let before = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    api.restart();
+    let after = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    assert_eq!(before, after);
+    api.wait_for(20, "the listener again", || {
+        let (code, _, _) = curl(
+            &format!("{base}/beta?v=2"),
+            &["-X", "POST", "-H", "x-env: beta"],
+        );
+        (code == 200).then_some(())
+    });
+    let (code, got, _) = curl(&format!("{base}/old/a"), &["-H", "Host: h.example.com"]);
+    assert_eq!(
+        (code, got.as_str()),
+        (301, "https://h.example.com:443/new/old/a|")
+    );
+
+    // ModifyListener's port: the listener moves there.
+    let p2 = common::util::free_port();
+    let l = elb_json(
+        &api,
+        &[
+            "modify-listener",
+            "--listener-arn",
+            &listener,
+            "--port",
+            &p2.to_string(),
+        ],
+    );
+    assert_eq!(l["Listeners"][0]["Port"], p2);
+    let moved = format!("http://{ip}:{p2}");
+    api.wait_for(10, "the listener on its new port", || {
+        std::net::TcpStream::connect((ip.as_str(), p2)).ok()
+    });
+    assert_eq!(name_at(&format!("{moved}/v2/x"), &[]), "a");
+    let (code, _, _) = curl(&format!("{moved}/old/a"), &[]);
+    assert_eq!(code, 301);
+}
+
+#[test]
+fn a_weighted_forward_splits_requests_by_its_weights() {
+    let api = Api::start();
+    let t = Targets::start(&["a", "b"]);
+    let (ip, port, listener, groups) = alb_with_groups(
+        &api,
+        "weights",
+        &t,
+        r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"503"}}]"#,
+    );
+    create_rule(
+        &api,
+        &listener,
+        1,
+        "Field=path-pattern,Values=/*",
+        &format!(
+            r#"[{{"Type":"forward","ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{}","Weight":80}},{{"TargetGroupArn":"{}","Weight":20}}],"TargetGroupStickinessConfig":{{"Enabled":false}}}}}}]"#,
+            groups[0], groups[1]
+        ),
+    );
+    let rules = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
+    let tgs = &rules["Rules"][0]["Actions"][0]["ForwardConfig"]["TargetGroups"];
+    assert_eq!(tgs[0]["Weight"], 80);
+    assert_eq!(tgs[1]["Weight"], 20);
+    api.wait_for(20, "both targets healthy", || {
+        groups
+            .iter()
+            .all(|g| {
+                health_states(&api, g)
+                    .iter()
+                    .all(|(_, s, _)| s == "healthy")
+            })
+            .then_some(())
+    });
+    // 1,000 requests on one kept-alive connection.
+    let py = format!(
+        r#"
+import http.client, json
+c = http.client.HTTPConnection("{ip}", {port}, timeout=10)
+n = {{}}
+for i in range(1000):
+    c.request("GET", "/w/%d" % i)
+    r = c.getresponse()
+    b = r.read()
+    k = json.loads(b)["name"] if r.status == 200 else str(r.status)
+    n[k] = n.get(k, 0) + 1
+print(json.dumps(n))
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = n["a"].as_u64().unwrap_or(0);
+    let b = n["b"].as_u64().unwrap_or(0);
+    eprintln!("weighted forward 80/20 over 1,000 requests: a {a}, b {b}");
+    assert_eq!(a + b, 1000, "{n}");
+    // Within 5 points of 80 % (4 standard deviations of a binomial draw).
+    assert!((750..=850).contains(&a), "{n}");
+}

@@ -1,7 +1,8 @@
 //! The listeners: each on its load balancer's own loopback address (`super::address`) and
-//! its port, in `serve`'s tokio runtime. An HTTP listener proxies each request to the
-//! next target of its forward action (`Elb::pick`: healthy targets in turn, all of them
-//! when none is healthy) over kept-alive connections, adding `X-Forwarded-For`,
+//! its port, in `serve`'s tokio runtime. An HTTP listener applies the actions of the
+//! request's first matching rule, else its default actions (`Elb::route`): a fixed
+//! response, a redirect, or a proxy to the next target of the forward action (healthy
+//! targets in turn, all of them when none is healthy) over kept-alive connections, adding `X-Forwarded-For`,
 //! `X-Forwarded-Proto` and `X-Forwarded-Port`; it answers 503 when the group has no
 //! registered target, 502 when the target refuses or breaks the connection, 504 when it
 //! does not answer within the idle timeout (60 s, ALB's default). A TCP listener passes
@@ -154,6 +155,36 @@ fn answer(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// A fixed-response action's answer, as ALB sends it (`Server: awselb/2.0`).
+fn fixed(status: u16, content_type: Option<&str>, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let h = r.headers_mut();
+    h.insert(
+        header::SERVER,
+        header::HeaderValue::from_static("awselb/2.0"),
+    );
+    if let Some(v) = content_type.and_then(|t| header::HeaderValue::from_str(t).ok()) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A redirect action's answer: 301 or 302 with `Location`, no body (as ALB sends it).
+fn redirect(status: u16, location: &str) -> Response<Body> {
+    let mut r = Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    let h = r.headers_mut();
+    h.insert(
+        header::SERVER,
+        header::HeaderValue::from_static("awselb/2.0"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    r
+}
+
 /// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -174,11 +205,33 @@ async fn proxy(
     pool: &Pool,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let addr = match elb.pick(listener) {
+    let (mut parts, body) = req.into_parts();
+    let pick = {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let view = super::rules::Request {
+            method: parts.method.as_str(),
+            host,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            source: peer.ip(),
+        };
+        elb.route(listener, Some(&view))
+    };
+    let addr = match pick {
         Pick::Target(a) => a,
         Pick::NoTarget | Pick::Gone => return answer(StatusCode::SERVICE_UNAVAILABLE),
+        Pick::Fixed {
+            status,
+            content_type,
+            body,
+        } => return fixed(status, content_type.as_deref(), body),
+        Pick::Redirect { status, location } => return redirect(status, &location),
     };
-    let (mut parts, body) = req.into_parts();
     if let Some(c) = parts.headers.get(header::CONNECTION).cloned() {
         for name in c.to_str().unwrap_or("").split(',') {
             parts.headers.remove(name.trim());

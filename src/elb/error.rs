@@ -43,6 +43,14 @@ pub enum ElbError {
     OperationNotPermitted(String),
     #[error("TooManyTags: {0}")]
     TooManyTags(String),
+    #[error("RuleNotFound: {0}")]
+    RuleNotFound(String),
+    #[error("PriorityInUse: {0}")]
+    PriorityInUse(String),
+    #[error("TooManyRules: {0}")]
+    TooManyRules(String),
+    #[error("TooManyActions: {0}")]
+    TooManyActions(String),
     /// An action this endpoint does not answer (AWS's query services' `InvalidAction`).
     #[error("InvalidAction: {0}")]
     InvalidAction(String),
@@ -75,6 +83,10 @@ impl ElbError {
             TargetGroupAssociationLimit(_) => "TargetGroupAssociationLimit",
             OperationNotPermitted(_) => "OperationNotPermitted",
             TooManyTags(_) => "TooManyTags",
+            RuleNotFound(_) => "RuleNotFound",
+            PriorityInUse(_) => "PriorityInUse",
+            TooManyRules(_) => "TooManyRules",
+            TooManyActions(_) => "TooManyActions",
             InvalidAction(_) => "InvalidAction",
             Internal(_) => "InternalFailure",
         }
@@ -101,6 +113,10 @@ impl ElbError {
             | TargetGroupAssociationLimit(m)
             | OperationNotPermitted(m)
             | TooManyTags(m)
+            | RuleNotFound(m)
+            | PriorityInUse(m)
+            | TooManyRules(m)
+            | TooManyActions(m)
             | InvalidAction(m)
             | Internal(m) => m,
         }

@@ -1,16 +1,20 @@
 //! Elastic Load Balancing v2 (application and network load balancers): the API's core
-//! (load balancers, target groups, listeners, targets and their health: `ops`), the
+//! (load balancers, target groups, listeners, targets and their health: `ops`; listener
+//! rules: `rule_ops`, their conditions and actions: `rules`), the
 //! resources (`model`), awsQuery's encoding (`query`) and ELB's errors (`error`).
 //! `serve` holds one [`Elb`]; every change is written through to the store
 //! (`elb_resources`), so a restarted `serve` has the same resources. docs/load-balancing.md
 //! says what is served and what is not.
 
+mod checks;
 pub mod dataplane;
 pub mod error;
 pub mod health;
 pub mod model;
 pub mod ops;
 pub mod query;
+mod rule_ops;
+pub mod rules;
 
 pub use error::{ElbError, ElbResult};
 use model::{Listener, LoadBalancer, Target, TargetGroup};
@@ -97,6 +101,9 @@ struct State {
     lbs: BTreeMap<String, LoadBalancer>,
     groups: BTreeMap<String, TargetGroup>,
     listeners: BTreeMap<String, Listener>,
+    /// The listeners' rules (not their default rules: those are the listeners' default
+    /// actions).
+    rules: BTreeMap<String, model::Rule>,
     /// The health of each registered target of a group in use, by (group, target).
     health: HashMap<(String, Target), Health>,
     draining: Vec<Draining>,
@@ -128,6 +135,11 @@ impl Elb {
                 "listener" => {
                     state
                         .listeners
+                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "rule" => {
+                    state
+                        .rules
                         .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
                 }
                 _ => anyhow::bail!("stored ELB resource {arn} is of unknown kind {kind}"),
@@ -184,6 +196,27 @@ impl State {
         self.put("listener", &l.arn, l)
     }
 
+    fn save_rule(&self, r: &model::Rule) -> ElbResult<()> {
+        self.put("rule", &r.arn, r)
+    }
+
+    /// Deletes listener `arn` with its rules.
+    fn delete_listener(&mut self, arn: &str) -> ElbResult<()> {
+        let rules: Vec<String> = self
+            .rules
+            .values()
+            .filter(|r| r.listener_arn == arn)
+            .map(|r| r.arn.clone())
+            .collect();
+        for r in rules {
+            self.delete(&r)?;
+            self.rules.remove(&r);
+        }
+        self.delete(arn)?;
+        self.listeners.remove(arn);
+        Ok(())
+    }
+
     fn put(&self, kind: &str, arn: &str, v: &impl serde::Serialize) -> ElbResult<()> {
         let doc = serde_json::to_string(v)
             .map_err(|e| ElbError::Internal(format!("failed to encode {arn}: {e}")))?;
@@ -194,12 +227,19 @@ impl State {
         Ok(self.store().delete_elb_resource(arn)?)
     }
 
-    /// The load balancers whose listeners forward to group `arn`.
+    /// The load balancers whose listeners (default actions or rules) forward to group `arn`.
     fn lbs_of_group(&self, arn: &str) -> Vec<String> {
+        let uses = |actions: &[model::Action]| actions.iter().any(|a| a.groups().contains(&arn));
         let mut out: Vec<String> = self
             .listeners
             .values()
-            .filter(|l| l.default_actions.iter().any(|a| a.groups().contains(&arn)))
+            .filter(|l| {
+                uses(&l.default_actions)
+                    || self
+                        .rules
+                        .values()
+                        .any(|r| r.listener_arn == l.arn && uses(&r.actions))
+            })
             .map(|l| l.load_balancer_arn.clone())
             .collect();
         out.sort();
@@ -264,6 +304,17 @@ pub enum Pick {
     NoTarget,
     /// The listener is gone.
     Gone,
+    /// A fixed-response action's answer.
+    Fixed {
+        status: u16,
+        content_type: Option<String>,
+        body: String,
+    },
+    /// A redirect action's answer: 301 or 302 to `location`.
+    Redirect {
+        status: u16,
+        location: String,
+    },
 }
 
 /// A listener the data plane runs.
@@ -321,17 +372,56 @@ impl Elb {
             .collect()
     }
 
-    /// The target a new request (or connection) on `listener` goes to: a forward action's
-    /// group (by weight), then its healthy targets in turn; when none is healthy, every
-    /// registered one (ELB fails open); a group without targets is [`Pick::NoTarget`].
+    /// The target a new connection on `listener` goes to: its default action's (TCP
+    /// listeners have no rules).
     pub fn pick(&self, listener: &str) -> Pick {
+        self.route(listener, None)
+    }
+
+    /// What a new request on `listener` gets: the actions of its first rule (by priority)
+    /// whose conditions the request meets all of, else its default actions (ALB's order,
+    /// listener-update-rules.html). A forward goes to a group (by weight), then to its
+    /// healthy targets in turn; when none is healthy, to every registered one (ELB fails
+    /// open); a group without targets is [`Pick::NoTarget`].
+    pub fn route(&self, listener: &str, req: Option<&rules::Request>) -> Pick {
         let mut s = self.lock();
         let Some(l) = s.listeners.get(listener) else {
             return Pick::Gone;
         };
-        let Some(action) = l.default_actions.iter().find(|a| a.kind == "forward") else {
+        let mut actions = &l.default_actions;
+        if let Some(r) = req {
+            let mut matched: Option<&model::Rule> = None;
+            for rule in s.rules.values().filter(|x| x.listener_arn == listener) {
+                if matched.is_none_or(|m| rule.priority < m.priority)
+                    && rule.conditions.iter().all(|c| c.matches(r))
+                {
+                    matched = Some(rule);
+                }
+            }
+            if let Some(m) = matched {
+                actions = &m.actions;
+            }
+        }
+        // The action that ends the request: the last by order (the others would be
+        // authenticate actions, which are refused here).
+        let Some(action) = actions.iter().max_by_key(|a| a.order.unwrap_or(0)) else {
             return Pick::NoTarget;
         };
+        if let Some(f) = &action.fixed_response {
+            return Pick::Fixed {
+                status: f.status.parse().unwrap_or(503),
+                content_type: f.content_type.clone(),
+                body: f.body.clone().unwrap_or_default(),
+            };
+        }
+        if let Some(rd) = &action.redirect {
+            let (host, path, query) = match req {
+                Some(r) => (r.host.unwrap_or(""), r.path, r.query),
+                None => ("", "/", None),
+            };
+            let (status, location) = rd.location(host, l.port, path, query);
+            return Pick::Redirect { status, location };
+        }
         let group = match &action.forward {
             Some(groups) if groups.len() > 1 => {
                 let total: i64 = groups.iter().map(|g| g.weight.unwrap_or(1).max(0)).sum();

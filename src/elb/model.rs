@@ -105,7 +105,14 @@ pub struct WeightedGroup {
     pub weight: Option<i64>,
 }
 
-/// A listener's (or rule's) action; only `forward` is served in this step.
+/// `ForwardConfig.TargetGroupStickinessConfig` as given (kept and returned, not applied).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupStickiness {
+    pub enabled: bool,
+    pub duration: Option<i64>,
+}
+
+/// A listener's (or rule's) action: `forward`, `fixed-response` or `redirect`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Action {
     pub kind: String,
@@ -114,6 +121,12 @@ pub struct Action {
     pub target_group_arn: Option<String>,
     /// `ForwardConfig.TargetGroups` as given.
     pub forward: Option<Vec<WeightedGroup>>,
+    #[serde(default)]
+    pub stickiness: Option<GroupStickiness>,
+    #[serde(default)]
+    pub fixed_response: Option<super::rules::FixedResponse>,
+    #[serde(default)]
+    pub redirect: Option<super::rules::Redirect>,
 }
 
 impl Action {
@@ -238,7 +251,19 @@ impl Action {
                 x.list("TargetGroups", groups, |x, g| {
                     x.leaf("TargetGroupArn", &g.arn).opt("Weight", g.weight);
                 });
+                if let Some(st) = &self.stickiness {
+                    x.node("TargetGroupStickinessConfig", |x| {
+                        x.leaf("Enabled", st.enabled)
+                            .opt("DurationSeconds", st.duration);
+                    });
+                }
             });
+        }
+        if let Some(r) = &self.redirect {
+            x.node("RedirectConfig", |x| r.write(x));
+        }
+        if let Some(f) = &self.fixed_response {
+            x.node("FixedResponseConfig", |x| f.write(x));
         }
     }
 }
@@ -262,4 +287,36 @@ pub fn address(lb: &LoadBalancer) -> std::net::Ipv4Addr {
     let b = hex::decode(id).unwrap_or_default();
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     std::net::Ipv4Addr::new(127, 64 + at(0) % 128, at(1), 1 + at(2) % 254)
+}
+
+/// A listener's rule (not the default rule: that is the listener's default actions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rule {
+    pub arn: String,
+    pub listener_arn: String,
+    pub priority: i64,
+    pub conditions: Vec<super::rules::Condition>,
+    pub actions: Vec<Action>,
+    pub tags: Vec<Tag>,
+}
+
+impl Rule {
+    /// The `Rule` shape.
+    pub fn write(&self, x: &mut Xml) {
+        x.leaf("RuleArn", &self.arn)
+            .leaf("Priority", self.priority)
+            .list("Conditions", &self.conditions, |x, c| c.write(x))
+            .list("Actions", &self.actions, |x, a| a.write(x))
+            .leaf("IsDefault", false);
+    }
+}
+
+/// The default rule's `Rule` shape: priority `default`, no conditions, the listener's
+/// default actions.
+pub fn write_default(x: &mut Xml, listener: &str, actions: &[Action]) {
+    x.leaf("RuleArn", super::rules::default_rule_arn(listener))
+        .leaf("Priority", "default")
+        .node("Conditions", |_| {})
+        .list("Actions", actions, |x, a| a.write(x))
+        .leaf("IsDefault", true);
 }

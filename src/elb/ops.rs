@@ -3,10 +3,9 @@
 //! bounds and error codes (the botocore model's documentation of each member, and
 //! API_CreateTargetGroup / API_CreateLoadBalancer / API_CreateListener).
 
+use super::checks::{actions, group, lb, page, tags, validation};
 use super::error::{ElbError, ElbResult};
-use super::model::{
-    Action, HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup, WeightedGroup,
-};
+use super::model::{HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup};
 use super::query::{Params, Xml};
 use super::{Draining, Elb, Health, State, random_hex};
 use std::time::{Duration, Instant};
@@ -57,13 +56,37 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "CreateListener",
-        "HTTP on application, TCP on network load balancers; a `forward` default action (one target group or `ForwardConfig` with weights)",
+        "HTTP on application, TCP on network load balancers; default actions `forward` (one target group or `ForwardConfig` with weights), `fixed-response`, `redirect` (application); authenticate actions refused (HTTPS only)",
     ),
     (
         "DescribeListeners",
         "by `LoadBalancerArn` or `ListenerArns`",
     ),
-    ("DeleteListener", ""),
+    (
+        "ModifyListener",
+        "`Port`, `Protocol` (HTTP or TCP as the load balancer's type), `DefaultActions`; TLS members refused",
+    ),
+    ("DeleteListener", "its rules too"),
+    (
+        "CreateRule",
+        "HTTP listeners; conditions `host-header`, `path-pattern`, `http-header`, `query-string`, `http-request-method`, `source-ip` (`Values` or the `*Config` forms; `RegexValues` and `Transforms` refused); the listener's actions; applied to traffic",
+    ),
+    (
+        "DescribeRules",
+        "by `ListenerArn` (by priority, then the default rule: `IsDefault`, priority `default`) or `RuleArns`; `Marker`/`PageSize`",
+    ),
+    (
+        "ModifyRule",
+        "conditions and actions; the default rule's actions are its listener's default actions",
+    ),
+    (
+        "DeleteRule",
+        "the default rule cannot be deleted (OperationNotPermitted)",
+    ),
+    (
+        "SetRulePriorities",
+        "all or nothing; PriorityInUse when two rules of a listener would share one",
+    ),
     (
         "DescribeLoadBalancerAttributes",
         "every attribute ELB lists for the load balancer's type, with ELB's defaults",
@@ -74,7 +97,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "AddTags",
-        "load balancers, target groups and listeners, by ARN; at most 50 tags a resource",
+        "load balancers, target groups, listeners and rules, by ARN; at most 50 tags a resource",
     ),
     ("RemoveTags", ""),
     ("DescribeTags", "up to 20 resources"),
@@ -105,7 +128,13 @@ fn dispatch(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
         "DescribeTargetHealth" => elb.with(|s| describe_target_health(s, p)),
         "CreateListener" => elb.with(|s| create_listener(elb, s, p)),
         "DescribeListeners" => elb.with(|s| describe_listeners(s, p)),
+        "ModifyListener" => elb.with(|s| super::rule_ops::modify_listener(s, p)),
         "DeleteListener" => elb.with(|s| delete_listener(s, p)),
+        "CreateRule" => elb.with(|s| super::rule_ops::create_rule(elb, s, p)),
+        "DescribeRules" => elb.with(|s| super::rule_ops::describe_rules(s, p)),
+        "ModifyRule" => elb.with(|s| super::rule_ops::modify_rule(s, p)),
+        "DeleteRule" => elb.with(|s| super::rule_ops::delete_rule(s, p)),
+        "SetRulePriorities" => elb.with(|s| super::rule_ops::set_rule_priorities(s, p)),
         "DescribeLoadBalancerAttributes" => elb.with(|s| describe_lb_attributes(s, p)),
         "ModifyLoadBalancerAttributes" => elb.with(|s| modify_lb_attributes(s, p)),
         "AddTags" => elb.with(|s| add_tags(s, p)),
@@ -120,10 +149,6 @@ fn dispatch(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
                 .join(", ")
         ))),
     }
-}
-
-fn validation(msg: impl Into<String>) -> ElbError {
-    ElbError::Validation(msg.into())
 }
 
 /// ELB's rule for load balancer and target group names: 1-32 alphanumerics or hyphens,
@@ -147,22 +172,7 @@ fn check_name(what: &str, name: &str) -> ElbResult<()> {
     Ok(())
 }
 
-fn tags(p: &Params) -> ElbResult<Vec<Tag>> {
-    let mut out: Vec<Tag> = Vec::new();
-    for t in p.structs("Tags") {
-        let key = t.required("Key")?.to_string();
-        if out.iter().any(|o| o.key == key) {
-            return Err(ElbError::Validation(format!("Duplicate tag key '{key}'")));
-        }
-        out.push(Tag {
-            key,
-            value: t.str("Value").unwrap_or("").to_string(),
-        });
-    }
-    Ok(out)
-}
-
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -273,21 +283,6 @@ fn create_load_balancer(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> 
     Ok(x)
 }
 
-/// One page of `items`: `Marker` is the index to start at, `PageSize` 1-400 (default:
-/// all, as ELB answers up to 400 without one).
-fn page<T: Clone>(items: Vec<T>, p: &Params) -> ElbResult<(Vec<T>, Option<String>)> {
-    let size = p.int("PageSize", 1, 400)?.unwrap_or(400) as usize;
-    let start = match p.str("Marker") {
-        None => 0,
-        Some(m) => m
-            .parse::<usize>()
-            .map_err(|_| validation(format!("Marker '{m}' is not valid")))?,
-    };
-    let end = (start + size).min(items.len());
-    let next = (end < items.len()).then(|| end.to_string());
-    Ok((items.get(start..end).unwrap_or(&[]).to_vec(), next))
-}
-
 fn describe_load_balancers(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let arns = p.list("LoadBalancerArns");
     let names = p.list("Names");
@@ -346,8 +341,7 @@ fn delete_load_balancer(s: &mut State, p: &Params) -> ElbResult<Xml> {
             .map(|l| l.arn.clone())
             .collect();
         for l in listeners {
-            s.delete(&l)?;
-            s.listeners.remove(&l);
+            s.delete_listener(&l)?;
         }
         s.delete(&arn)?;
         s.lbs.remove(&arn);
@@ -670,12 +664,6 @@ fn create_target_group(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(x)
 }
 
-fn group<'a>(s: &'a State, arn: &str) -> ElbResult<&'a TargetGroup> {
-    s.groups
-        .get(arn)
-        .ok_or_else(|| ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found")))
-}
-
 fn describe_target_groups(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let arns = p.list("TargetGroupArns");
     let names = p.list("Names");
@@ -978,72 +966,6 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(x)
 }
 
-fn actions(s: &State, p: &Params, lb: &LoadBalancer, protocol: &str) -> ElbResult<Vec<Action>> {
-    let given = p.structs("DefaultActions");
-    if given.is_empty() {
-        return Err(validation(
-            "A listener must have at least one default action",
-        ));
-    }
-    let mut out = Vec::new();
-    for a in given {
-        let kind = a.required("Type")?;
-        if kind != "forward" {
-            return Err(ElbError::InvalidLoadBalancerAction(format!(
-                "Action type '{kind}' is not served by minifargate yet: it serves 'forward' (see docs/load-balancing.md)"
-            )));
-        }
-        let forward: Option<Vec<WeightedGroup>> = {
-            let groups = a.sub("ForwardConfig").structs("TargetGroups");
-            if groups.is_empty() {
-                None
-            } else {
-                let mut v = Vec::new();
-                for g in groups {
-                    v.push(WeightedGroup {
-                        arn: g.required("TargetGroupArn")?.to_string(),
-                        weight: g.int("Weight", 0, 999)?,
-                    });
-                }
-                Some(v)
-            }
-        };
-        let action = Action {
-            kind: kind.to_string(),
-            order: a.int("Order", 1, 50000)?,
-            target_group_arn: a.str("TargetGroupArn").map(str::to_string),
-            forward,
-        };
-        if action.groups().is_empty() {
-            return Err(validation(
-                "A target group ARN must be specified for a forward action",
-            ));
-        }
-        if lb.kind == LbType::Network && action.groups().len() > 1 {
-            return Err(ElbError::InvalidLoadBalancerAction(
-                "A network load balancer's forward action can have only one target group".into(),
-            ));
-        }
-        for arn in action.groups() {
-            let g = group(s, arn)?;
-            if g.protocol != protocol {
-                return Err(ElbError::IncompatibleProtocols(format!(
-                    "The protocol of the target group '{arn}' ({}) is not compatible with the listener protocol ({protocol})",
-                    g.protocol
-                )));
-            }
-            // A target group is associated with one load balancer at most (ELB's rule).
-            if let Some(other) = s.lbs_of_group(arn).iter().find(|l| **l != lb.arn) {
-                return Err(ElbError::TargetGroupAssociationLimit(format!(
-                    "The following target groups cannot be associated with more than one load balancer: '{arn}' (already with '{other}')"
-                )));
-            }
-        }
-        out.push(action);
-    }
-    Ok(out)
-}
-
 fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
     let lb_arn = p.required("LoadBalancerArn")?;
     let lb = s
@@ -1088,7 +1010,7 @@ fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
             "Certificates are only for HTTPS and TLS listeners".into(),
         ));
     }
-    let default_actions = actions(s, p, &lb, protocol)?;
+    let default_actions = actions(s, p.structs("DefaultActions"), &lb, protocol)?;
     let tags = tags(p)?;
     if let Some(l) = s
         .listeners
@@ -1177,8 +1099,7 @@ fn delete_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
             "Listener '{arn}' not found"
         )));
     }
-    s.delete(&arn)?;
-    s.listeners.remove(&arn);
+    s.delete_listener(&arn)?;
     s.refresh_health();
     Ok(Xml::new())
 }
@@ -1230,12 +1151,6 @@ pub fn lb_attributes(lb: &LoadBalancer) -> std::collections::BTreeMap<String, St
         .collect();
     out.extend(lb.attributes.clone());
     out
-}
-
-fn lb<'a>(s: &'a State, arn: &str) -> ElbResult<&'a LoadBalancer> {
-    s.lbs
-        .get(arn)
-        .ok_or_else(|| ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found")))
 }
 
 fn write_lb_attributes(x: &mut Xml, lb: &LoadBalancer) {
@@ -1317,7 +1232,12 @@ fn tags_of<'a>(s: &'a mut State, arn: &str) -> ElbResult<&'a mut Vec<Tag>> {
     if let Some(l) = s.listeners.get_mut(arn) {
         return Ok(&mut l.tags);
     }
-    Err(if arn.contains(":targetgroup/") {
+    if let Some(r) = s.rules.get_mut(arn) {
+        return Ok(&mut r.tags);
+    }
+    Err(if arn.contains(":listener-rule/") {
+        ElbError::RuleNotFound(format!("Rule '{arn}' not found"))
+    } else if arn.contains(":targetgroup/") {
         ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found"))
     } else if arn.contains(":listener/") {
         ElbError::ListenerNotFound(format!("Listener '{arn}' not found"))
@@ -1333,6 +1253,8 @@ fn save_resource(s: &State, arn: &str) -> ElbResult<()> {
         s.save_group(g)
     } else if let Some(l) = s.listeners.get(arn) {
         s.save_listener(l)
+    } else if let Some(r) = s.rules.get(arn) {
+        s.save_rule(r)
     } else {
         Ok(())
     }

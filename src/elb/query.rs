@@ -116,7 +116,6 @@ impl Params {
         )
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

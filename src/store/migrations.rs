@@ -327,6 +327,22 @@ CREATE TABLE elb_resources (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 13,
+        name: "elastic load balancing listener rules",
+        sql: r#"
+-- ELBv2's listener rules are rows of elb_resources too (kind 'rule'): SQLite cannot
+-- change a CHECK, so the table is made again with the new kind and its rows copied.
+CREATE TABLE elb_resources_new (
+    arn   TEXT PRIMARY KEY NOT NULL,
+    kind  TEXT NOT NULL CHECK (kind IN ('loadbalancer', 'targetgroup', 'listener', 'rule')),
+    doc   TEXT NOT NULL
+) STRICT;
+INSERT INTO elb_resources_new (arn, kind, doc) SELECT arn, kind, doc FROM elb_resources;
+DROP TABLE elb_resources;
+ALTER TABLE elb_resources_new RENAME TO elb_resources;
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -1,0 +1,228 @@
+//! What the operations share (`ops`, `rule_ops`): ELB's validation error, tags, pages,
+//! the lookups of a load balancer and a target group, and the actions of a listener or a
+//! rule read and checked as ELB checks them.
+
+use super::State;
+use super::error::{ElbError, ElbResult};
+use super::model::{Action, LbType, LoadBalancer, Tag, TargetGroup, WeightedGroup};
+use super::query::Params;
+
+pub(super) fn validation(msg: impl Into<String>) -> ElbError {
+    ElbError::Validation(msg.into())
+}
+
+pub(super) fn tags(p: &Params) -> ElbResult<Vec<Tag>> {
+    let mut out: Vec<Tag> = Vec::new();
+    for t in p.structs("Tags") {
+        let key = t.required("Key")?.to_string();
+        if out.iter().any(|o| o.key == key) {
+            return Err(ElbError::Validation(format!("Duplicate tag key '{key}'")));
+        }
+        out.push(Tag {
+            key,
+            value: t.str("Value").unwrap_or("").to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// One page of `items`: `Marker` is the index to start at, `PageSize` 1-400 (default:
+/// all, as ELB answers up to 400 without one).
+pub(super) fn page<T: Clone>(items: Vec<T>, p: &Params) -> ElbResult<(Vec<T>, Option<String>)> {
+    let size = p.int("PageSize", 1, 400)?.unwrap_or(400) as usize;
+    let start = match p.str("Marker") {
+        None => 0,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| validation(format!("Marker '{m}' is not valid")))?,
+    };
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((items.get(start..end).unwrap_or(&[]).to_vec(), next))
+}
+
+pub(super) fn group<'a>(s: &'a State, arn: &str) -> ElbResult<&'a TargetGroup> {
+    s.groups
+        .get(arn)
+        .ok_or_else(|| ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found")))
+}
+
+pub(super) fn lb<'a>(s: &'a State, arn: &str) -> ElbResult<&'a LoadBalancer> {
+    s.lbs
+        .get(arn)
+        .ok_or_else(|| ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found")))
+}
+
+/// A listener's default actions (`DefaultActions`) or a rule's (`Actions`): forward
+/// (`TargetGroupArn` or `ForwardConfig` with weights), fixed-response or redirect, in
+/// `Order`, the last one ending the request; checked against the listener's protocol and
+/// load balancer as ELB checks them.
+pub(super) fn actions(
+    s: &State,
+    given: Vec<Params>,
+    lb: &LoadBalancer,
+    protocol: &str,
+) -> ElbResult<Vec<Action>> {
+    if given.is_empty() {
+        return Err(validation("At least one action must be specified"));
+    }
+    let mut out = Vec::new();
+    for a in &given {
+        let kind = a.required("Type")?;
+        match kind {
+            "forward" | "fixed-response" | "redirect" => {}
+            "authenticate-oidc" | "authenticate-cognito" | "jwt-validation" => {
+                return Err(ElbError::InvalidLoadBalancerAction(format!(
+                    "Action type '{kind}' is supported only on HTTPS listeners, which minifargate does not serve (no ACM certificates here)"
+                )));
+            }
+            other => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [forward, authenticate-oidc, authenticate-cognito, redirect, fixed-response, jwt-validation]"
+                )));
+            }
+        }
+        if lb.kind == LbType::Network && kind != "forward" {
+            return Err(ElbError::InvalidLoadBalancerAction(format!(
+                "Action type '{kind}' is not supported for network load balancers: use forward"
+            )));
+        }
+        for (config, of) in [
+            ("ForwardConfig", "forward"),
+            ("FixedResponseConfig", "fixed-response"),
+            ("RedirectConfig", "redirect"),
+            ("AuthenticateOidcConfig", "authenticate-oidc"),
+            ("AuthenticateCognitoConfig", "authenticate-cognito"),
+            ("JwtValidationConfig", "jwt-validation"),
+        ] {
+            if of != kind && !a.sub(config).is_empty() {
+                return Err(validation(format!(
+                    "{config} can be specified only for a '{of}' action, not '{kind}'"
+                )));
+            }
+        }
+        if kind != "forward" && a.str("TargetGroupArn").is_some() {
+            return Err(validation(format!(
+                "A target group ARN can be specified only for a forward action, not '{kind}'"
+            )));
+        }
+        let mut action = Action {
+            kind: kind.to_string(),
+            order: a.int("Order", 1, 50000)?,
+            target_group_arn: None,
+            forward: None,
+            stickiness: None,
+            fixed_response: None,
+            redirect: None,
+        };
+        match kind {
+            "forward" => {
+                let fc = a.sub("ForwardConfig");
+                let groups = fc.structs("TargetGroups");
+                if !groups.is_empty() {
+                    if groups.len() > 5 {
+                        return Err(validation(
+                            "A forward action can have at most 5 target groups",
+                        ));
+                    }
+                    let mut v: Vec<WeightedGroup> = Vec::new();
+                    for g in groups {
+                        let arn = g.required("TargetGroupArn")?.to_string();
+                        if v.iter().any(|w| w.arn == arn) {
+                            return Err(validation(format!(
+                                "Target group '{arn}' is listed more than once in the forward action"
+                            )));
+                        }
+                        v.push(WeightedGroup {
+                            arn,
+                            weight: g.int("Weight", 0, 999)?,
+                        });
+                    }
+                    action.forward = Some(v);
+                }
+                let st = fc.sub("TargetGroupStickinessConfig");
+                if !st.is_empty() {
+                    let enabled = st.bool("Enabled")?.unwrap_or(false);
+                    let duration = st.int("DurationSeconds", 1, 604800)?;
+                    if enabled && duration.is_none() {
+                        return Err(validation(
+                            "TargetGroupStickinessConfig.DurationSeconds must be specified when stickiness is enabled",
+                        ));
+                    }
+                    action.stickiness = Some(super::model::GroupStickiness { enabled, duration });
+                }
+                action.target_group_arn = a.str("TargetGroupArn").map(str::to_string);
+                if let (Some(one), Some(groups)) = (&action.target_group_arn, &action.forward)
+                    && (groups.len() != 1 || &groups[0].arn != one)
+                {
+                    return Err(validation(
+                        "TargetGroupArn and ForwardConfig can both be given only with the same one target group; for several, use ForwardConfig alone",
+                    ));
+                }
+                if action.groups().is_empty() {
+                    return Err(validation(
+                        "A target group ARN must be specified for a forward action",
+                    ));
+                }
+                if lb.kind == LbType::Network && action.groups().len() > 1 {
+                    return Err(ElbError::InvalidLoadBalancerAction(
+                        "A network load balancer's forward action can have only one target group"
+                            .into(),
+                    ));
+                }
+                for arn in action.groups() {
+                    let g = group(s, arn)?;
+                    if g.protocol != protocol {
+                        return Err(ElbError::IncompatibleProtocols(format!(
+                            "The protocol of the target group '{arn}' ({}) is not compatible with the listener protocol ({protocol})",
+                            g.protocol
+                        )));
+                    }
+                    // A target group is associated with one load balancer at most (ELB's rule).
+                    if let Some(other) = s.lbs_of_group(arn).iter().find(|l| **l != lb.arn) {
+                        return Err(ElbError::TargetGroupAssociationLimit(format!(
+                            "The following target groups cannot be associated with more than one load balancer: '{arn}' (already with '{other}')"
+                        )));
+                    }
+                }
+            }
+            "fixed-response" => {
+                let fc = a.sub("FixedResponseConfig");
+                if fc.is_empty() {
+                    return Err(validation(
+                        "A fixed-response action must have a FixedResponseConfig",
+                    ));
+                }
+                action.fixed_response = Some(super::rules::FixedResponse::parse(&fc)?);
+            }
+            _ => {
+                let rc = a.sub("RedirectConfig");
+                if rc.is_empty() {
+                    return Err(validation("A redirect action must have a RedirectConfig"));
+                }
+                action.redirect = Some(super::rules::Redirect::parse(&rc)?);
+            }
+        }
+        out.push(action);
+    }
+    if out.len() > 1 {
+        if out.iter().any(|a| a.order.is_none()) {
+            return Err(validation(
+                "An order must be specified for each action when there are several",
+            ));
+        }
+        let mut orders: Vec<i64> = out.iter().filter_map(|a| a.order).collect();
+        orders.sort();
+        orders.dedup();
+        if orders.len() != out.len() {
+            return Err(ElbError::InvalidLoadBalancerAction(
+                "Each action must have a different order".into(),
+            ));
+        }
+        return Err(ElbError::TooManyActions(format!(
+            "Only one forward, redirect or fixed-response action can be specified (the others, authenticate actions, need an HTTPS listener); {} were given",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
