@@ -1701,3 +1701,85 @@ fn a_service_behind_the_load_balancer_answers_at_its_dns_name_on_the_box_and_in_
         "{ss:?}"
     );
 }
+
+/// Takes the block of the `serve` of state root `root` out of /etc/hosts when dropped (the
+/// test failed with it there); the rest of the file is left as it is.
+struct RealHostsBlock(String);
+
+impl Drop for RealHostsBlock {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string("/etc/hosts") else {
+            return;
+        };
+        let begin = format!("# BEGIN minifargate serve {}:", self.0);
+        let end = format!("# END minifargate serve {}", self.0);
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.split_inclusive('\n') {
+            let bare = line.trim_end();
+            if bare.starts_with(&begin) {
+                inside = true;
+            } else if inside && bare == end {
+                inside = false;
+            } else if !inside {
+                out.push_str(line);
+            }
+        }
+        if out != text {
+            let _ = std::fs::write("/etc/hosts", out);
+        }
+    }
+}
+
+fn getent(name: &str) -> String {
+    let out = std::process::Command::new("getent")
+        .args(["hosts", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The one test of the box's own /etc/hosts (the others use their own file): the name
+/// resolves through it while the load balancer exists and `serve` runs, and the file is
+/// as it was once `serve` stops or the load balancer is deleted.
+#[test]
+fn the_box_s_etc_hosts_names_the_load_balancer_while_serve_runs_and_is_restored() {
+    let mut api = Api::start();
+    let _restore = RealHostsBlock(api.mf.root.display().to_string());
+    let before = std::fs::read("/etc/hosts").unwrap();
+    api.mf.set_env("MINIFARGATE_HOSTS_FILE", "/etc/hosts");
+    api.restart();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "etchosts"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let dns = s(&lb["DNSName"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    api.wait_for(10, "the name resolving on the box", || {
+        getent(&dns).starts_with(&format!("{ip} ")).then_some(())
+    });
+    let with = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(
+        with.starts_with(std::str::from_utf8(&before).unwrap()),
+        "lines outside the block are kept: {with}"
+    );
+
+    // serve stops cleanly: the file is as it was; it starts again: the name is back.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &api.server_pid().to_string()])
+        .status();
+    api.wait_for(20, "the block gone with serve", || {
+        (std::fs::read("/etc/hosts").unwrap() == before).then_some(())
+    });
+    api.restart();
+    api.wait_for(10, "the name back", || {
+        getent(&dns).starts_with(&format!("{ip} ")).then_some(())
+    });
+    elb_json(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    api.wait_for(10, "the block gone with the load balancer", || {
+        (std::fs::read("/etc/hosts").unwrap() == before).then_some(())
+    });
+    assert_eq!(getent(&dns), "");
+}

@@ -445,6 +445,35 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {
     })
 }
 
+/// Adds `addr/32` to link `link` of this namespace (e.g. `lo`); already there is fine.
+pub fn add_link_address(link: &str, addr: Ipv4Addr) -> Result<(), Error> {
+    let nl_err = |source| Error::Netlink {
+        task: "*".into(),
+        source,
+    };
+    let mut nl = netlink::Netlink::open().map_err(nl_err)?;
+    let i = nl.link_index(link).map_err(nl_err)?.ok_or_else(|| {
+        nl_err(NetlinkError::Request {
+            what: format!("find link {link}"),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+        })
+    })?;
+    nl.add_addr(i, addr, 32).map_err(nl_err)
+}
+
+/// Removes `addr/32` from link `link`; `Ok(false)` when it (or the link) is not there.
+pub fn del_link_address(link: &str, addr: Ipv4Addr) -> Result<bool, Error> {
+    let nl_err = |source| Error::Netlink {
+        task: "*".into(),
+        source,
+    };
+    let mut nl = netlink::Netlink::open().map_err(nl_err)?;
+    match nl.link_index(link).map_err(nl_err)? {
+        Some(i) => nl.del_addr(i, addr, 32).map_err(nl_err),
+        None => Ok(false),
+    }
+}
+
 impl Network {
     /// Checks `cfg`; creates nothing on the host yet.
     pub fn open(cfg: NetworkConfig) -> Result<Self, Error> {

@@ -162,6 +162,18 @@ async fn names_and_dns(
 ) {
     let cfg = crate::config::get();
     let records = Arc::new(crate::dns::Records::default());
+    if crate::cluster::serving().is_some() {
+        // Cluster mode: the boxes' agents own their bridges (each with the subnet it
+        // leased), so the addresses go on this box's loopback and no DNS server runs
+        // (docs/load-balancing.md, "Cluster mode").
+        let names = crate::elb::names::Names::new(
+            crate::elb::names::Place::Link("lo".into()),
+            cfg.hosts_file.clone(),
+            &g.root,
+            records,
+        );
+        return (None, Arc::new(std::sync::Mutex::new(names)));
+    }
     let net = match crate::supervisor::isolation::network::open(
         &g.run_root,
         &cfg.bridge,
@@ -204,7 +216,11 @@ async fn names_and_dns(
             }
         }
     }
-    let names = crate::elb::names::Names::new(net, cfg.hosts_file.clone(), &g.root, records);
+    let place = match net {
+        Some(net) => crate::elb::names::Place::Bridge(Box::new(net)),
+        None => crate::elb::names::Place::Nowhere,
+    };
+    let names = crate::elb::names::Names::new(place, cfg.hosts_file.clone(), &g.root, records);
     (dns, Arc::new(std::sync::Mutex::new(names)))
 }
 

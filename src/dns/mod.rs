@@ -317,6 +317,8 @@ impl Server {
                 proto: "udp",
                 source,
             })?;
+        // TCP on the same port (port 0: the one UDP got).
+        let addr = udp.local_addr().unwrap_or(addr);
         let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| DnsError::Listen {
@@ -468,6 +470,140 @@ pub fn announced(path: &Path) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An upstream resolver on loopback answering every query (UDP and TCP on one port)
+    /// with `192.0.2.1`.
+    async fn fake_upstream() -> SocketAddr {
+        fn reply(q: &[u8]) -> Vec<u8> {
+            let q = Message::from_vec(q).unwrap();
+            let mut r = Message::response(q.metadata.id, OpCode::Query);
+            let name = q.queries[0].name().clone();
+            r.add_query(q.queries[0].clone());
+            r.add_answer(Rr::from_rdata(
+                name,
+                5,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+            ));
+            r.to_vec().unwrap()
+        }
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                let _ = udp.send_to(&reply(&buf[..n]), peer).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = tcp.accept().await {
+                let n = c.read_u16().await.unwrap() as usize;
+                let mut q = vec![0u8; n];
+                c.read_exact(&mut q).await.unwrap();
+                let r = reply(&q);
+                let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&r);
+                c.write_all(&out).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn upstreams(addrs: Vec<SocketAddr>) -> Arc<Upstreams> {
+        Arc::new(Upstreams {
+            path: "/nonexistent/resolv.conf".into(),
+            cached: Mutex::new((None, addrs)),
+        })
+    }
+
+    async fn ask_udp(server: SocketAddr, q: &[u8]) -> Message {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(q, server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    }
+
+    fn allowed() -> Allowed {
+        Allowed {
+            net: Ipv4Addr::new(10, 94, 0, 0),
+            prefix: 16,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_its_names_and_forwards_the_rest_over_udp_and_tcp() {
+        let up = fake_upstream().await;
+        let mut server = Server::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(table()),
+            upstreams(vec![up]),
+            allowed(),
+        )
+        .await
+        .unwrap();
+        let at = server.addr;
+        let m = ask_udp(
+            at,
+            &query("web-1.us-east-1.elb.amazonaws.com.", RecordType::A),
+        )
+        .await;
+        assert!(m.metadata.authoritative);
+        assert_eq!(m.answers[0].data, RData::A(A(Ipv4Addr::new(10, 93, 1, 2))));
+        let m = ask_udp(at, &query("example.com.", RecordType::A)).await;
+        assert_eq!(m.metadata.id, 0x1234);
+        assert_eq!(m.answers[0].data, RData::A(A(Ipv4Addr::new(192, 0, 2, 1))));
+
+        // TCP: several queries on one connection, ours and forwarded.
+        let mut c = TcpStream::connect(at).await.unwrap();
+        for (name, want) in [
+            ("example.org.", Ipv4Addr::new(192, 0, 2, 1)),
+            (
+                "web-1.us-east-1.elb.amazonaws.com.",
+                Ipv4Addr::new(10, 93, 1, 2),
+            ),
+        ] {
+            let q = query(name, RecordType::A);
+            let mut out = (q.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&q);
+            c.write_all(&out).await.unwrap();
+            let n = c.read_u16().await.unwrap() as usize;
+            let mut r = vec![0u8; n];
+            c.read_exact(&mut r).await.unwrap();
+            let m = Message::from_vec(&r).unwrap();
+            assert_eq!(m.answers[0].data, RData::A(A(want)), "{name}");
+        }
+
+        // The announcement names the server while it runs, and goes with it.
+        let d = tempfile::tempdir().unwrap();
+        let marker = marker_path(d.path());
+        server.announce(&marker).unwrap();
+        assert_eq!(announced(&marker), Some(Ipv4Addr::LOCALHOST));
+        server.stop();
+        assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn no_upstream_answering_is_servfail() {
+        // A port nothing listens on: the query is refused at once.
+        let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dead = closed.local_addr().unwrap();
+        drop(closed);
+        let server = Server::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Records::default()),
+            upstreams(vec![dead]),
+            allowed(),
+        )
+        .await
+        .unwrap();
+        let m = ask_udp(server.addr, &query("example.com.", RecordType::A)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(m.metadata.id, 0x1234);
+    }
 
     fn query(name: &str, t: RecordType) -> Vec<u8> {
         let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);

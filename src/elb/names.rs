@@ -44,10 +44,37 @@ impl Elb {
     }
 }
 
+/// Where the load balancers' addresses go.
+pub enum Place {
+    /// The task bridge: reachable from the box and its tasks.
+    Bridge(Box<netns::Network>),
+    /// A link of the box (`lo` in cluster mode: reachable from this box only).
+    Link(String),
+    /// Nowhere (the bridge could not be made: logged).
+    Nowhere,
+}
+
+impl Place {
+    fn add(&self, ip: Ipv4Addr) -> Result<(), netns::Error> {
+        match self {
+            Place::Bridge(net) => net.add_bridge_address(ip),
+            Place::Link(l) => netns::add_link_address(l, ip),
+            Place::Nowhere => Ok(()),
+        }
+    }
+
+    fn del(&self, ip: Ipv4Addr) -> Result<bool, netns::Error> {
+        match self {
+            Place::Bridge(net) => net.del_bridge_address(ip),
+            Place::Link(l) => netns::del_link_address(l, ip),
+            Place::Nowhere => Ok(false),
+        }
+    }
+}
+
 /// What `serve` has put in place for the load balancers' names.
 pub struct Names {
-    /// The bridge the addresses go on (None: not on this host, e.g. without root).
-    net: Option<netns::Network>,
+    place: Place,
     hosts: Option<PathBuf>,
     /// This `serve`'s mark in the hosts file (its root: two `serve`s of two roots keep
     /// their own blocks).
@@ -58,13 +85,13 @@ pub struct Names {
 
 impl Names {
     pub fn new(
-        net: Option<netns::Network>,
+        place: Place,
         hosts: Option<PathBuf>,
         root: &Path,
         records: Arc<crate::dns::Records>,
     ) -> Names {
         Names {
-            net,
+            place,
             hosts,
             tag: root.display().to_string(),
             records,
@@ -81,17 +108,15 @@ impl Names {
         if self.have.is_some() && &have == want {
             return;
         }
-        if let Some(net) = &self.net {
-            let keep: Vec<Ipv4Addr> = want.values().copied().collect();
-            for ip in have.values().filter(|ip| !keep.contains(ip)) {
-                if let Err(e) = net.del_bridge_address(*ip) {
-                    tracing::warn!(%ip, error = %crate::errors::error_chain(&e), "cannot remove a load balancer's address from the bridge");
-                }
+        let keep: Vec<Ipv4Addr> = want.values().copied().collect();
+        for ip in have.values().filter(|ip| !keep.contains(ip)) {
+            if let Err(e) = self.place.del(*ip) {
+                tracing::warn!(%ip, error = %crate::errors::error_chain(&e), "cannot remove a load balancer's address");
             }
-            for (name, ip) in want {
-                if let Err(e) = net.add_bridge_address(*ip) {
-                    tracing::warn!(%ip, %name, error = %crate::errors::error_chain(&e), "cannot put a load balancer's address on the bridge");
-                }
+        }
+        for (name, ip) in want {
+            if let Err(e) = self.place.add(*ip) {
+                tracing::warn!(%ip, %name, error = %crate::errors::error_chain(&e), "cannot put a load balancer's address in place");
             }
         }
         self.records.replace(
