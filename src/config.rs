@@ -135,6 +135,24 @@ table! {
                       `--task-range`.",
             read_by: "run-task, run, serve, agent, a task's supervisor, the clean-up of dead tasks",
         };
+        lb_subnet: netns::Subnet = subnet, Var {
+            name: "MINIFARGATE_LB_SUBNET",
+            kind: "IPv4 CIDR",
+            // Beside the tasks' 10.94/16, for the same reasons (issue 5).
+            default: Some("10.93.0.0/16"),
+            meaning: "The range each load balancer's address is taken from (one /32 a load \
+                      balancer, on the task bridge: reachable from the box and its tasks).",
+            read_by: "serve",
+        };
+        hosts_file: Option<PathBuf> = hosts_path, Var {
+            name: "MINIFARGATE_HOSTS_FILE",
+            kind: "path",
+            default: Some("/etc/hosts"),
+            meaning: "The hosts file in which serve keeps a marked block naming each load \
+                      balancer's DNSName (lines outside the block are never changed); `off`: \
+                      none is written.",
+            read_by: "serve",
+        };
         nft: Option<PathBuf> = opt_path, Var {
             name: "MINIFARGATE_NFT",
             kind: "path",
@@ -573,6 +591,12 @@ fn bridge(s: &str) -> Result<String, BadValue> {
 
 fn subnet(s: &str) -> Result<netns::Subnet, BadValue> {
     Ok(s.parse()?)
+}
+
+fn hosts_path(s: &str) -> Result<Option<PathBuf>, BadValue> {
+    Ok((s != "off")
+        .then(|| PathBuf::from(s))
+        .filter(|p| !p.as_os_str().is_empty()))
 }
 
 fn opt_path(s: &str) -> Result<Option<PathBuf>, BadValue> {

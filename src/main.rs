@@ -7,6 +7,7 @@ mod cli;
 mod cloudwatch;
 mod cluster;
 mod config;
+mod dns;
 mod ecr;
 mod ecs;
 mod elb;

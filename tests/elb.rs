@@ -561,7 +561,7 @@ fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
     let lb = &lb["LoadBalancers"][0];
     let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
     let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
-    assert!(ip.starts_with("127."), "{ip}");
+    assert!(ip.starts_with("10.93."), "{ip}");
     let tg = elb_json(
         &api,
         &[
@@ -648,7 +648,8 @@ fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
     assert_eq!(names, ["a", "a", "b", "b", "c", "c"]);
     let (_, body) = get(&url);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["xff"], "127.0.0.1");
+    // The box reaches the load balancer's address from that address itself.
+    assert_eq!(v["xff"], ip.as_str());
     assert_eq!(v["proto"], "http");
     assert_eq!(v["port"], port.to_string());
     assert_eq!(v["path"], "/hello?x=1");
@@ -1445,6 +1446,342 @@ fn health_states_ids(api: &Api, tg: &str) -> Vec<String> {
         .filter(|d| d["TargetHealth"]["State"] == "healthy")
         .map(|d| d["Target"]["Id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Runs `script` with `sh` on the box, in a mount namespace of its own whose /etc/hosts is
+/// `hosts` (the file serve keeps its block in: the test's own, never the box's), so that
+/// getaddrinfo reads serve's lines as it would in /etc/hosts. Returns stdout.
+fn on_the_box(hosts: &str, script: &str) -> String {
+    let mut c = std::process::Command::new("unshare");
+    common::util::no_proxy(&mut c);
+    let out = c
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            &format!("mount --make-rprivate / && mount --bind {hosts} /etc/hosts && {script}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The addresses of link `dev` (`ip -4 -o addr show`).
+fn addresses_of(dev: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `busybox nslookup NAME SERVER` from the box (busybox's own resolver, not the host's).
+fn nslookup(name: &str, server: &str) -> String {
+    let out = std::process::Command::new(common::image::BUSYBOX)
+        .args(["nslookup", "-timeout=2", name, server])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_service_behind_the_load_balancer_answers_at_its_dns_name_on_the_box_and_in_tasks() {
+    let mut api = Api::start();
+    let hosts = api.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap();
+    let bridge = api.mf.bridge();
+    let subnet: netns::Subnet = api
+        .mf
+        .env_value("MINIFARGATE_SUBNET")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gateway = subnet.gateway().to_string();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "named"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let dns = s(&lb["DNSName"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    assert!(ip.starts_with("10.93."), "{ip}");
+    // The name is in serve's block of the hosts file, the address on the task bridge.
+    api.wait_for(10, "the name in the hosts file", || {
+        std::fs::read_to_string(&hosts)
+            .unwrap()
+            .contains(&format!("{ip}\t{dns}\n"))
+            .then_some(())
+    });
+    assert!(addresses_of(&bridge).contains(&format!("{ip}/32")));
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "named",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=0",
+        ],
+    );
+    // Port 80: each load balancer has an address of its own.
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let f = api.file("web.json", &web_def("web"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let lbs = format!("targetGroupArn={tg_arn},containerName=web,containerPort=8080");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "web",
+        "--desired-count",
+        "3",
+        "--load-balancers",
+        &lbs,
+    ]);
+    api.wait_for(120, "3 healthy targets", || {
+        let h = health_states(&api, &tg_arn);
+        (h.len() == 3 && h.iter().all(|(_, s, _)| s == "healthy")).then_some(())
+    });
+
+    // From the box, by name (getaddrinfo through the hosts file): curl and Python.
+    let out = on_the_box(
+        &hosts,
+        &format!(
+            "for i in 1 2 3 4 5 6; do curl -s --noproxy '*' -m 10 http://{dns}/; echo; done; \
+             python3 -c 'import socket,sys; print(socket.getaddrinfo(sys.argv[1], 80)[0][4][0])' {dns}"
+        ),
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines[6], ip, "{out}");
+    let mut bodies: Vec<&str> = lines[..6].to_vec();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 3, "all three in turn: {out}");
+
+    // From inside another task, by name through the tasks' DNS server on the gateway: the
+    // name looked up with the task's resolv.conf (busybox's nslookup: the test image's
+    // busybox is glibc-static, which cannot load NSS in a bare image: its wget crashes in
+    // getservbyname), then the GET sent to that address with the name as Host (busybox's
+    // nc stops at the end of its input: the sleep keeps it for the answer).
+    let client = format!(
+        r#"{{"family":"client","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"client","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "command":["sh","-c","cat /etc/resolv.conf; A=$(nslookup {dns} | sed -n 's/^Address: //p' | tail -n 1); echo RESOLVED $A; for i in 1 2 3 4 5 6; do echo GOT $( (printf 'GET / HTTP/1.0\\r\\nHost: {dns}\\r\\n\\r\\n'; sleep 1) | nc -w 10 $A 80 | tail -n 1); done"]}}]}}"#
+    );
+    let f = api.file("client.json", &client);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let t = api.aws_json(&["run-task", "--task-definition", "client"]);
+    let arn = s(&t["tasks"][0]["taskArn"]).to_string();
+    api.wait_for(60, "the client task stopped", || {
+        let t = &api.aws_json(&["describe-tasks", "--tasks", &arn])["tasks"][0];
+        (t["lastStatus"] == "STOPPED").then_some(())
+    });
+    let logs = api.mf.run(&["logs", arn.rsplit('/').next().unwrap()]);
+    let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(
+        text.lines().any(|l| l == format!("nameserver {gateway}")),
+        "the task's resolver is the gateway: {text}"
+    );
+    assert!(
+        text.lines().any(|l| l == format!("RESOLVED {ip}")),
+        "the name resolved in the task: {text}"
+    );
+    let mut got: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("GOT "))
+        .collect();
+    assert_eq!(got.len(), 6, "{text}");
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 3, "all three in turn from a task: {text}");
+    let mut from_box = bodies.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+    from_box.sort();
+    assert_eq!(got, from_box);
+    // The DNS server answers the name (A) and forwards what it does not hold.
+    assert!(nslookup(&dns, &gateway).contains(&ip));
+
+    let h = elb_json(
+        &api,
+        &["describe-target-health", "--target-group-arn", &tg_arn],
+    );
+    let healthy = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .count();
+    assert_eq!(healthy, 3, "{h:#}");
+
+    // A restarted serve writes its block again from the store.
+    std::fs::write(&hosts, "127.0.0.1\tlocalhost\n").unwrap();
+    api.restart();
+    api.wait_for(10, "the block written again", || {
+        std::fs::read_to_string(&hosts)
+            .unwrap()
+            .contains(&format!("{ip}\t{dns}\n"))
+            .then_some(())
+    });
+
+    // Deleting the load balancer takes its name and address away.
+    api.aws_json(&["delete-service", "--service", "web", "--force"]);
+    elb_json(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    api.wait_for(10, "the name gone", || {
+        (std::fs::read_to_string(&hosts).unwrap() == "127.0.0.1\tlocalhost\n").then_some(())
+    });
+    assert!(
+        !addresses_of(&bridge).contains(&ip),
+        "{}",
+        addresses_of(&bridge)
+    );
+    assert!(!nslookup(&dns, &gateway).contains(&ip));
+    api.wait_for(60, "web INACTIVE", || {
+        (api.service("default", "web")["status"] == "INACTIVE").then_some(())
+    });
+
+    // serve stopped: no DNS server left, nor its announcement to new tasks.
+    let marker = api.mf.run_root.join("net").join(&bridge).join("dns-server");
+    assert!(marker.exists());
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &api.server_pid().to_string()])
+        .status();
+    api.wait_for(20, "serve gone", || {
+        (!std::path::Path::new(&format!("/proc/{}", api.server_pid())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", api.server_pid()))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    });
+    assert!(!marker.exists());
+    let ss = std::process::Command::new("ss")
+        .args(["-lnu", "src", &format!("{gateway}:53")])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ss.stdout).contains(&format!("{gateway}:53")),
+        "{ss:?}"
+    );
+}
+
+/// Takes the block of the `serve` of state root `root` out of /etc/hosts when dropped (the
+/// test failed with it there); the rest of the file is left as it is.
+struct RealHostsBlock(String);
+
+impl Drop for RealHostsBlock {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string("/etc/hosts") else {
+            return;
+        };
+        let begin = format!("# BEGIN minifargate serve {}:", self.0);
+        let end = format!("# END minifargate serve {}", self.0);
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.split_inclusive('\n') {
+            let bare = line.trim_end();
+            if bare.starts_with(&begin) {
+                inside = true;
+            } else if inside && bare == end {
+                inside = false;
+            } else if !inside {
+                out.push_str(line);
+            }
+        }
+        if out != text {
+            let _ = std::fs::write("/etc/hosts", out);
+        }
+    }
+}
+
+fn getent(name: &str) -> String {
+    let out = std::process::Command::new("getent")
+        .args(["hosts", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The one test of the box's own /etc/hosts (the others use their own file): the name
+/// resolves through it while the load balancer exists and `serve` runs, and the file is
+/// as it was once `serve` stops or the load balancer is deleted.
+#[test]
+fn the_box_s_etc_hosts_names_the_load_balancer_while_serve_runs_and_is_restored() {
+    let mut api = Api::start();
+    let _restore = RealHostsBlock(api.mf.root.display().to_string());
+    let before = std::fs::read("/etc/hosts").unwrap();
+    api.mf.set_env("MINIFARGATE_HOSTS_FILE", "/etc/hosts");
+    api.restart();
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "etchosts"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let dns = s(&lb["DNSName"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    api.wait_for(10, "the name resolving on the box", || {
+        getent(&dns).starts_with(&format!("{ip} ")).then_some(())
+    });
+    let with = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(
+        with.starts_with(std::str::from_utf8(&before).unwrap()),
+        "lines outside the block are kept: {with}"
+    );
+
+    // serve stops cleanly: the file is as it was; it starts again: the name is back.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &api.server_pid().to_string()])
+        .status();
+    api.wait_for(20, "the block gone with serve", || {
+        (std::fs::read("/etc/hosts").unwrap() == before).then_some(())
+    });
+    api.restart();
+    api.wait_for(10, "the name back", || {
+        getent(&dns).starts_with(&format!("{ip} ")).then_some(())
+    });
+    elb_json(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    api.wait_for(10, "the block gone with the load balancer", || {
+        (std::fs::read("/etc/hosts").unwrap() == before).then_some(())
+    });
+    assert_eq!(getent(&dns), "");
 }
 
 /// `curl` with `args` before the URL: (status, the `Location` header, body).

@@ -318,6 +318,10 @@ pub struct NetworkConfig {
     pub disable_nft: bool,
     /// Where the host's resolver configuration is read.
     pub host_resolv: HostResolv,
+    /// A DNS server answering on the bridge (`minifargate serve`'s): bridged tasks that
+    /// give no `dnsServers` get it as their only nameserver (the host's search list and
+    /// options kept). `None`: the host's resolvers, as before.
+    pub resolver: Option<Ipv4Addr>,
     #[doc(hidden)]
     /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
     pub pause_mid_setup: Option<Duration>,
@@ -337,6 +341,7 @@ impl Default for NetworkConfig {
             nft: None,
             disable_nft: false,
             host_resolv: HostResolv::default(),
+            resolver: None,
             pause_mid_setup: None,
             pause_before_wiring: None,
         }
@@ -440,6 +445,35 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), Error> {
     })
 }
 
+/// Adds `addr/32` to link `link` of this namespace (e.g. `lo`); already there is fine.
+pub fn add_link_address(link: &str, addr: Ipv4Addr) -> Result<(), Error> {
+    let nl_err = |source| Error::Netlink {
+        task: "*".into(),
+        source,
+    };
+    let mut nl = netlink::Netlink::open().map_err(nl_err)?;
+    let i = nl.link_index(link).map_err(nl_err)?.ok_or_else(|| {
+        nl_err(NetlinkError::Request {
+            what: format!("find link {link}"),
+            source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+        })
+    })?;
+    nl.add_addr(i, addr, 32).map_err(nl_err)
+}
+
+/// Removes `addr/32` from link `link`; `Ok(false)` when it (or the link) is not there.
+pub fn del_link_address(link: &str, addr: Ipv4Addr) -> Result<bool, Error> {
+    let nl_err = |source| Error::Netlink {
+        task: "*".into(),
+        source,
+    };
+    let mut nl = netlink::Netlink::open().map_err(nl_err)?;
+    match nl.link_index(link).map_err(nl_err)? {
+        Some(i) => nl.del_addr(i, addr, 32).map_err(nl_err),
+        None => Ok(false),
+    }
+}
+
 impl Network {
     /// Checks `cfg`; creates nothing on the host yet.
     pub fn open(cfg: NetworkConfig) -> Result<Self, Error> {
@@ -488,6 +522,51 @@ impl Network {
     /// The nftables table this network owns.
     pub fn nft_table(&self) -> &str {
         &self.table
+    }
+
+    /// Makes the bridge (up, with the gateway address) if it is missing, as the first
+    /// bridged task does: for what answers the tasks on the bridge before any task runs
+    /// (a load balancer's address, a DNS server on the gateway). Like the bridge a task
+    /// makes, it stays until [`Network::reset`].
+    pub fn ensure_bridge(&self) -> Result<(), Error> {
+        let nl_err = |source| Error::Netlink {
+            task: "*".into(),
+            source,
+        };
+        let mut host = netlink::Netlink::open().map_err(nl_err)?;
+        self.bridge_index(&mut host).map_err(|e| match e {
+            wiring::BridgeError::Netlink(source) => nl_err(source),
+            wiring::BridgeError::Other(e) => e,
+        })?;
+        Ok(())
+    }
+
+    /// Adds `addr/32` to the bridge (made if missing), reachable from the host and from
+    /// every task of the bridge (through their gateway); already there is fine.
+    pub fn add_bridge_address(&self, addr: Ipv4Addr) -> Result<(), Error> {
+        let nl_err = |source| Error::Netlink {
+            task: "*".into(),
+            source,
+        };
+        let mut host = netlink::Netlink::open().map_err(nl_err)?;
+        let br = self.bridge_index(&mut host).map_err(|e| match e {
+            wiring::BridgeError::Netlink(source) => nl_err(source),
+            wiring::BridgeError::Other(e) => e,
+        })?;
+        host.add_addr(br, addr, 32).map_err(nl_err)
+    }
+
+    /// Removes `addr/32` from the bridge; `Ok(false)` when it (or the bridge) is not there.
+    pub fn del_bridge_address(&self, addr: Ipv4Addr) -> Result<bool, Error> {
+        let nl_err = |source| Error::Netlink {
+            task: "*".into(),
+            source,
+        };
+        let mut host = netlink::Netlink::open().map_err(nl_err)?;
+        match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
+            Some(br) => host.del_addr(br, addr, 32).map_err(nl_err),
+            None => Ok(false),
+        }
     }
 
     /// Where task `task`'s namespace is (or would be) pinned.

@@ -434,6 +434,29 @@ impl Netlink {
         }
     }
 
+    /// Removes `addr/prefix` from link `index`; `Ok(false)` when it was not there.
+    pub fn del_addr(
+        &mut self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.into()));
+        m.attributes.push(AddressAttribute::Address(addr.into()));
+        match self.request(RouteNetlinkMessage::DelAddress(m), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EADDRNOTAVAIL) => Ok(false),
+            Err(source) => Err(NetlinkError::Request {
+                what: format!("delete address {addr}/{prefix} from link #{index}"),
+                source,
+            }),
+        }
+    }
+
     /// Adds the IPv4 default route via `gateway`.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
         let mut m = RouteMessage::default();

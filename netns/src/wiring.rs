@@ -9,6 +9,18 @@ use crate::{
 use std::net::Ipv4Addr;
 use tracing::{debug, info, warn};
 
+/// Why [`Network::bridge_index`] failed.
+pub(crate) enum BridgeError {
+    Netlink(NetlinkError),
+    Other(Error),
+}
+
+impl From<NetlinkError> for BridgeError {
+    fn from(e: NetlinkError) -> Self {
+        BridgeError::Netlink(e)
+    }
+}
+
 impl Network {
     /// [`Network::prepare_task`]'s part once the reservations are recorded: the namespace
     /// pinned (made, or `spec.adopt_netns` adopted) and the task's hosts and resolv.conf
@@ -87,12 +99,15 @@ impl Network {
         );
         let hosts_path = dir.join("hosts");
         files::write(&hosts_path, &hosts).map_err(files_err)?;
-        let (resolv, fell_back) = files::resolv_conf(
-            &self.cfg.host_resolv,
-            &spec.dns_servers,
-            &spec.dns_search_domains,
-        )
-        .map_err(files_err)?;
+        // A bridged task asking for no resolvers of its own uses the box's DNS server
+        // when one answers on the bridge (`NetworkConfig::resolver`), else the host's.
+        let servers = match self.cfg.resolver {
+            Some(r) if spec.dns_servers.is_empty() && rec.veth.is_some() => vec![r.into()],
+            _ => spec.dns_servers.clone(),
+        };
+        let (resolv, fell_back) =
+            files::resolv_conf(&self.cfg.host_resolv, &servers, &spec.dns_search_domains)
+                .map_err(files_err)?;
         if fell_back {
             warn!(
                 task,
@@ -104,6 +119,25 @@ impl Network {
         tn.hosts_file = Some(hosts_path);
         tn.resolv_conf = Some(resolv_path);
         Ok(tn)
+    }
+
+    /// The bridge's index: made (up, with the gateway address) if it is missing.
+    pub(crate) fn bridge_index(&self, host: &mut netlink::Netlink) -> Result<u32, BridgeError> {
+        if let Some(i) = host.link_index(&self.cfg.bridge)? {
+            return Ok(i);
+        }
+        let subnet = self.cfg.subnet;
+        let i = host.ensure_bridge(&self.cfg.bridge, mac_for(subnet.gateway()))?;
+        host.add_addr(i, subnet.gateway(), subnet.prefix())?;
+        // Ref: DNAT of 127.0.0.1:<hostPort> sends packets from 127.0.0.1 out
+        // the bridge; the kernel drops such "martians" unless route_localnet.
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
+            "1",
+        )
+        .map_err(BridgeError::Other)?;
+        info!(bridge = %self.cfg.bridge, gateway = %subnet.gateway(), "created bridge");
+        Ok(i)
     }
 
     /// [`Network::wire_task`]'s steps: the links, addresses, routes and published ports of
@@ -129,24 +163,10 @@ impl Network {
             }
             let subnet = self.cfg.subnet;
             let mut host = netlink::Netlink::open().map_err(nl_err)?;
-            let br = match host.link_index(&self.cfg.bridge).map_err(nl_err)? {
-                Some(i) => i,
-                None => {
-                    let i = host
-                        .ensure_bridge(&self.cfg.bridge, mac_for(subnet.gateway()))
-                        .map_err(nl_err)?;
-                    host.add_addr(i, subnet.gateway(), subnet.prefix())
-                        .map_err(nl_err)?;
-                    // Ref: DNAT of 127.0.0.1:<hostPort> sends packets from 127.0.0.1 out
-                    // the bridge; the kernel drops such "martians" unless route_localnet.
-                    write_sysctl(
-                        &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
-                        "1",
-                    )?;
-                    info!(bridge = %self.cfg.bridge, gateway = %subnet.gateway(), "created bridge");
-                    i
-                }
-            };
+            let br = self.bridge_index(&mut host).map_err(|e| match e {
+                BridgeError::Netlink(source) => nl_err(source),
+                BridgeError::Other(e) => e,
+            })?;
             let mtu = self.host_mtu(&mut host);
             let mac = mac_for(ip);
             let ns = nsfs::open(ns_path).map_err(|source| Error::Netns { task: t(), source })?;

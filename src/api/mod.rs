@@ -79,8 +79,9 @@ pub async fn serve(
     );
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
+    let (mut dns, names) = names_and_dns(&g).await;
     let dataplane = (
-        tokio::spawn(crate::elb::dataplane::run(elb.clone())),
+        tokio::spawn(crate::elb::dataplane::run(elb.clone(), names.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
     let metrics = Arc::new(crate::cloudwatch::Metrics::new());
@@ -115,6 +116,15 @@ pub async fn serve(
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();
+    // The load balancers' addresses and hosts lines go with their listeners; new tasks
+    // use the host's resolvers again.
+    let _ = tokio::task::spawn_blocking(move || {
+        names.lock().unwrap_or_else(|p| p.into_inner()).clear()
+    })
+    .await;
+    if let Some(d) = dns.as_mut() {
+        d.stop();
+    }
     // Services' tasks keep running (they belong to their supervisors); the next `serve`
     // picks the services up from the store.
     tokio::task::spawn_blocking(move || scheduler.stop())
@@ -148,6 +158,80 @@ async fn publish_ecs_metrics(g: Ecs, cw: Arc<crate::cloudwatch::CloudWatch>) {
             tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "ECS metrics: sampling the tasks failed");
         }
     }
+}
+
+/// The tasks' DNS server on the task bridge's gateway (port 53; the bridge made if
+/// missing), announced to the supervisors of new tasks, and what keeps the load
+/// balancers' addresses and names in place. Without the DNS server (port 53 taken, no
+/// root) tasks keep the host's resolvers, as before; it is logged.
+async fn names_and_dns(
+    g: &Ecs,
+) -> (
+    Option<crate::dns::Server>,
+    Arc<std::sync::Mutex<crate::elb::names::Names>>,
+) {
+    let cfg = crate::config::get();
+    let records = Arc::new(crate::dns::Records::default());
+    if crate::cluster::serving().is_some() {
+        // Cluster mode: the boxes' agents own their bridges (each with the subnet it
+        // leased), so the addresses go on this box's loopback and no DNS server runs
+        // (docs/load-balancing.md, "Cluster mode").
+        let names = crate::elb::names::Names::new(
+            crate::elb::names::Place::Link("lo".into()),
+            cfg.hosts_file.clone(),
+            &g.root,
+            records,
+        );
+        return (None, Arc::new(std::sync::Mutex::new(names)));
+    }
+    let net = match crate::supervisor::isolation::network::open(
+        &g.run_root,
+        &cfg.bridge,
+        cfg.subnet,
+    ) {
+        Ok(net) => match net.ensure_bridge() {
+            Ok(()) => Some(net),
+            Err(e) => {
+                tracing::warn!(bridge = %cfg.bridge, error = %crate::errors::error_chain(&e), "cannot make the task bridge: load balancers unreachable by address, no DNS server for tasks");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot open the task network");
+            None
+        }
+    };
+    let mut dns = None;
+    if net.is_some() {
+        let addr = std::net::SocketAddr::from((cfg.subnet.gateway(), 53));
+        let upstreams = Arc::new(crate::dns::Upstreams::new("/etc/resolv.conf".into()));
+        let allowed = crate::dns::Allowed {
+            net: cfg.subnet.network(),
+            prefix: cfg.subnet.prefix(),
+        };
+        match crate::dns::Server::start(addr, records.clone(), upstreams, allowed).await {
+            Ok(mut server) => {
+                let marker = crate::dns::marker_path(
+                    &crate::supervisor::isolation::network::state_dir(&g.run_root, &cfg.bridge),
+                );
+                match server.announce(&marker) {
+                    Ok(()) => dns = Some(server),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::errors::error_chain(&e), "cannot announce the DNS server to tasks")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::error_chain(&e), "no DNS server for tasks: they use the host's resolvers")
+            }
+        }
+    }
+    let place = match net {
+        Some(net) => crate::elb::names::Place::Bridge(Box::new(net)),
+        None => crate::elb::names::Place::Nowhere,
+    };
+    let names = crate::elb::names::Names::new(place, cfg.hosts_file.clone(), &g.root, records);
+    (dns, Arc::new(std::sync::Mutex::new(names)))
 }
 
 /// The registry `serve` opened (ECR's API and the `/v2/` routes share it).

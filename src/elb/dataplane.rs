@@ -1,4 +1,4 @@
-//! The listeners: each on its load balancer's own loopback address (`super::address`) and
+//! The listeners: each on its load balancer's own address (`super::model::address`) and
 //! its port, in `serve`'s tokio runtime. An HTTP listener applies the actions of the
 //! request's first matching rule, else its default actions (`Elb::route`): a fixed
 //! response, a redirect, or a proxy to the next target of the forward action (healthy
@@ -30,12 +30,21 @@ const IDLE_PER_TARGET: usize = 64;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Runs the listeners until the runtime stops.
-pub async fn run(elb: Arc<Elb>) {
+/// Runs the listeners until the runtime stops; `names` puts each load balancer's address
+/// and name in place before its listeners listen.
+pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
     let mut changes = elb.changes();
     let mut running: HashMap<Binding, JoinHandle<()>> = HashMap::new();
     let pool = Arc::new(Pool::default());
     loop {
+        {
+            let want = elb.names();
+            let names = names.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                names.lock().unwrap_or_else(|p| p.into_inner()).sync(&want)
+            })
+            .await;
+        }
         let want = elb.bindings();
         running.retain(|b, h| {
             let keep = want.contains(b) && !h.is_finished();

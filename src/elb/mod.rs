@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod error;
 pub mod health;
 pub mod model;
+pub mod names;
 pub mod ops;
 pub mod query;
 mod rule_ops;

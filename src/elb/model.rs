@@ -278,15 +278,24 @@ impl Listener {
     }
 }
 
-/// The address a load balancer's listeners listen on: its own loopback address
-/// 127.64-191.x.y, from its ARN's id (stable across restarts, unique in practice, so
-/// several load balancers can each listen on port 80). docs/load-balancing.md, "Where it
+/// The address a load balancer's listeners listen on: its own address in
+/// `MINIFARGATE_LB_SUBNET` (default 10.93.0.0/16), from its ARN's id (stable across
+/// restarts, unique in practice, so several load balancers can each listen on port 80).
+/// `serve` puts it on the task bridge (`super::names`). docs/load-balancing.md, "Where it
 /// listens".
 pub fn address(lb: &LoadBalancer) -> std::net::Ipv4Addr {
-    let id = lb.arn.rsplit('/').next().unwrap_or("");
+    address_in(&lb.arn, crate::config::get().lb_subnet)
+}
+
+/// [`address`] in `range`: a host address of it (neither the first nor the last).
+pub fn address_in(arn: &str, range: netns::Subnet) -> std::net::Ipv4Addr {
+    let id = arn.rsplit('/').next().unwrap_or("");
     let b = hex::decode(id).unwrap_or_default();
-    let at = |i: usize| b.get(i).copied().unwrap_or(0);
-    std::net::Ipv4Addr::new(127, 64 + at(0) % 128, at(1), 1 + at(2) % 254)
+    let h = b.iter().take(8).fold(0u64, |h, x| (h << 8) | u64::from(*x));
+    let size = 1u64 << (32 - u32::from(range.prefix()));
+    let hosts = size.saturating_sub(2).max(1);
+    let offset = 1 + (h % hosts) as u32;
+    std::net::Ipv4Addr::from(u32::from(range.network()).wrapping_add(offset))
 }
 
 /// A listener's rule (not the default rule: that is the listener's default actions).

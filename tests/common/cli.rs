@@ -74,6 +74,11 @@ impl Mf {
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
         let (bridge, subnet, claim, n) = test_network();
+        // serve's block of load balancer names goes to this test's own hosts file, never
+        // the box's /etc/hosts (tests run side by side); tests/elb.rs has the one test of
+        // the real file.
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1\tlocalhost\n").unwrap();
         let mut mf = Mf {
             root: dir.path().join("root"),
             run_root: dir.path().join("run"),
@@ -84,6 +89,7 @@ impl Mf {
                 ("MINIFARGATE_SUBNET".into(), subnet),
                 // prune's background deleter at once, not 30 s after the test ended.
                 ("MINIFARGATE_TRASH_DELAY_MS".into(), "0".into()),
+                ("MINIFARGATE_HOSTS_FILE".into(), hosts.display().to_string()),
             ],
             dir,
             _subnet_claim: claim,

@@ -154,6 +154,8 @@ pub fn open(
         // Default: nftables over netlink. `MINIFARGATE_NFT` writes the rules with that `nft`
         // binary instead; a path that does not exist runs tasks as on a host without nftables.
         nft: crate::config::get().nft.clone(),
+        // `serve`'s DNS server, while it answers on this bridge (crate::dns).
+        resolver: crate::dns::announced(&crate::dns::marker_path(&state_dir(run_root, bridge))),
         pause_before_wiring: test_network_delay(),
         ..Default::default()
     })
@@ -743,9 +745,15 @@ impl NetworkStep {
                             .map_err(files_err)?;
                         m.push(bind(&path, "/etc/hosts", false));
                         if c.own_resolv() {
+                            // Only search domains of its own: the task's resolver.
+                            let servers = match self.net.as_ref().and_then(|n| n.config().resolver)
+                            {
+                                Some(r) if c.servers.is_empty() => vec![r.into()],
+                                _ => c.servers.clone(),
+                            };
                             let (text, _) = netns::files::resolv_conf(
                                 &netns::HostResolv::default(),
-                                &c.servers,
+                                &servers,
                                 &c.search,
                             )
                             .map_err(files_err)?;
