@@ -56,9 +56,11 @@ pub async fn serve(
     // docs/serve.md); SQLite checkpoints by itself as the WAL grows.
     let _keep_open = g.open_store()?;
     let ctx = crate::taskdef::AwsContext::from_env();
+    let ecr_env = crate::ecr::lifecycle::Schedule::from_env()?;
     let reg = Arc::new(
         crate::ecr::Registry::open(&g.root, &ctx.account_id, &ctx.region)
-            .context("failed to open the registry (ECR)")?,
+            .context("failed to open the registry (ECR)")?
+            .with_gc_grace(ecr_env.gc_grace_secs),
     );
     let tokens = match security.keys {
         Some(_) => Some(Arc::new(
@@ -79,6 +81,10 @@ pub async fn serve(
     );
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
+    let expiry = tokio::spawn(crate::ecr::lifecycle::run(
+        front.registry.clone(),
+        ecr_env.interval,
+    ));
     let dataplane = (
         tokio::spawn(crate::elb::dataplane::run(elb.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
@@ -107,6 +113,7 @@ pub async fn serve(
     let _advertised = registry::Advertised::start(&root, &front, addr);
     tracing::info!(%addr, "ECS API listening");
     server::run(listener, security.tls, app, security.limits, shutdown()).await;
+    expiry.abort();
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();

@@ -313,7 +313,12 @@ async fn route(
         (Target::Blob(n, d), M::DELETE) => {
             let repo = name(&n).await?;
             let d = Digest::parse(&d)?;
-            blocking(move || reg.delete_blob(&repo, &d)).await?;
+            blocking(move || {
+                reg.delete_blob(&repo, &d)?;
+                reg.collect_garbage_logged();
+                Ok(())
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Target::Upload(n, None), M::POST) => {
@@ -417,7 +422,12 @@ async fn route(
         (Target::Manifest(n, r), M::DELETE) => {
             let repo = name(&n).await?;
             let r = Reference::parse(&r)?;
-            blocking(move || reg.delete_manifest(&repo, &r)).await?;
+            blocking(move || {
+                reg.delete_manifest(&repo, &r)?;
+                reg.collect_garbage_logged();
+                Ok(())
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Target::Referrers(..), _) => Err(RegistryError::Unsupported(

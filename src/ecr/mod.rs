@@ -11,6 +11,8 @@
 //! task state change) never wait behind a push.
 
 pub mod api;
+pub mod gc;
+pub mod lifecycle;
 mod manifests;
 mod meta;
 pub mod names;
@@ -136,6 +138,14 @@ pub enum EcrError {
     LayersNotFound(String),
     #[error("{0}")]
     ReferencedImagesNotFound(String),
+    #[error(
+        "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    LifecyclePolicyNotFound { name: String, registry: String },
+    #[error(
+        "Lifecycle policy preview does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    LifecyclePolicyPreviewNotFound { name: String, registry: String },
     #[error("{0}")]
     /// The protocol's common error for a target no operation of the service has.
     UnknownOperation(String),
@@ -162,6 +172,8 @@ impl EcrError {
             ImageDigestDoesNotMatch(_) => "ImageDigestDoesNotMatchException",
             LayersNotFound(_) => "LayersNotFoundException",
             ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
+            LifecyclePolicyNotFound { .. } => "LifecyclePolicyNotFoundException",
+            LifecyclePolicyPreviewNotFound { .. } => "LifecyclePolicyPreviewNotFoundException",
             UnknownOperation(_) => "UnknownOperationException",
             Server { .. } => "ServerException",
         }
@@ -189,6 +201,8 @@ pub struct Registry {
     /// The account and region repository URIs and ARNs name (the product's AWS context).
     pub account_id: String,
     pub region: String,
+    /// Garbage collection's grace period in seconds (`gc` module).
+    gc_grace_secs: f64,
 }
 
 impl Registry {
@@ -203,9 +217,17 @@ impl Registry {
             db: Mutex::new(db),
             account_id: account_id.to_string(),
             region: region.to_string(),
+            gc_grace_secs: gc::DEFAULT_GRACE_SECS,
         };
         r.purge_uploads(std::time::Duration::from_secs(7 * 24 * 3600))?;
+        r.backfill_refs()?;
         Ok(r)
+    }
+
+    /// Sets garbage collection's grace period (serve: `MINIFARGATE_ECR_GC_GRACE`).
+    pub fn with_gc_grace(mut self, secs: f64) -> Registry {
+        self.gc_grace_secs = secs.max(0.0);
+        self
     }
 
     pub fn dir(&self) -> &Path {
