@@ -1269,3 +1269,145 @@ fn deletes_free_disk_and_pushes_survive_collections_racing_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `podman` with this test's own storage and auth file (nothing of the host's), as a user
+/// types it otherwise: no TLS flag.
+fn podman(store: &Path) -> Command {
+    let mut c = Command::new("podman");
+    common::util::no_proxy(&mut c);
+    c.env("REGISTRY_AUTH_FILE", store.join("auth.json"))
+        .arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// HTTPS for the registry: serve's CA is trusted through /etc/containers/certs.d for its
+/// address, so `aws ecr get-login-password | podman login`, `podman push` and `skopeo
+/// copy` work with no `--tls-verify=false`; the certificate names the ECR host name
+/// (checked with curl --resolve, nothing in /etc/hosts); the AWS CLI keeps its `http://`
+/// endpoint on the same port; the trust goes when serve stops.
+#[test]
+fn podman_and_skopeo_push_over_https_with_no_tls_flag() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    let port = host.rsplit_once(':').unwrap().1.to_string();
+    let ca = api.mf.root.join("registry/tls/ca.crt");
+    let trusted = std::path::PathBuf::from(format!("/etc/containers/certs.d/{host}/ca.crt"));
+    assert_eq!(
+        std::fs::read(&trusted).unwrap(),
+        std::fs::read(&ca).unwrap(),
+        "serve trusts its CA for {host}"
+    );
+    ecr(&api, &["create-repository", "--repository-name", "tls/web"]);
+    // podman names an image pulled from an OCI layout after its path: lowercase only.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("mf-tls-{}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap();
+    let (_l, img) = layout(&work.path().join("img"), "tls-img");
+
+    // aws ecr get-login-password | podman login --username AWS --password-stdin HOST
+    let store = work.path().join("podman");
+    let mut login = podman(&store);
+    login
+        .args(["login", "--username", "AWS", "--password-stdin", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password(&api).as_bytes())
+        .unwrap();
+    let out = ok(child.wait_with_output().unwrap(), "podman login");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    ok(
+        podman(&store)
+            .args(["pull", "-q"])
+            .arg(format!("oci:{}:t", work.path().join("img").display()))
+            .output()
+            .unwrap(),
+        "podman pull of the OCI layout",
+    );
+    let id = ok(
+        podman(&store)
+            .args(["images", "-q", "--no-trunc"])
+            .output()
+            .unwrap(),
+        "podman images",
+    );
+    let id = id.lines().next().unwrap().trim().to_string();
+    ok(
+        podman(&store)
+            .args(["push", &id, &format!("{host}/tls/web:podman")])
+            .output()
+            .unwrap(),
+        "podman push",
+    );
+
+    // skopeo copy, no TLS flag: in and back out.
+    let creds = format!("AWS:{}", password(&api));
+    let mut c = skopeo();
+    c.args(["copy", "--preserve-digests", "--dest-creds", &creds])
+        .arg(format!("oci:{}:t", work.path().join("img").display()))
+        .arg(format!("docker://{host}/tls/web:skopeo"));
+    ok(c.output().unwrap(), "skopeo copy to the registry");
+    let mut c = skopeo();
+    c.args(["inspect", "--raw", "--creds", &creds])
+        .arg(format!("docker://{host}/tls/web:skopeo"));
+    let raw = ok(c.output().unwrap(), "skopeo inspect");
+    assert!(raw.contains(&img.config_digest), "{raw}");
+    let d = ecr(&api, &["describe-images", "--repository-name", "tls/web"]);
+    let tags: Vec<&str> = d["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["imageTags"].as_array().unwrap().iter())
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"podman") && tags.contains(&"skopeo"),
+        "{tags:?}"
+    );
+
+    // The certificate names the ECR host name and localhost: curl verifies it against the
+    // CA, the name resolved to 127.0.0.1 by --resolve only.
+    let ecr_host = "000000000000.dkr.ecr.us-east-1.amazonaws.com";
+    for (name, resolve) in [
+        (ecr_host, format!("{ecr_host}:{port}:127.0.0.1")),
+        ("localhost", format!("localhost:{port}:127.0.0.1")),
+    ] {
+        let (code, head, body) = curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-u",
+            &creds,
+            &format!("https://{name}:{port}/v2/"),
+        ]);
+        assert_eq!(code, 200, "{name}: {head}{body}");
+    }
+    // Without the CA, TLS is refused (the certificate is the box's own).
+    let (code, _, _) = curl(&[&format!("https://127.0.0.1:{port}/v2/")]);
+    assert_eq!(code, 0, "an unknown CA fails the handshake");
+
+    drop(api);
+    assert!(!trusted.exists(), "the trust goes with serve");
+}

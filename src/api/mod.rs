@@ -101,6 +101,7 @@ pub async fn serve(
         .layer(axum::Extension(elb))
         .layer(axum::Extension(metrics));
     // Last, so that it wraps every route and the fallback.
+    let allowed_hosts = security.hosts.allowed.clone();
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
         guard::guard,
@@ -109,10 +110,20 @@ pub async fn serve(
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
+    // Without --tls-cert: HTTPS for the registry's clients on the same port, with a
+    // certificate of the box's own CA (docs/registry.md "HTTPS").
+    let (tls, _trust) = match security.tls {
+        Some(a) => (server::Tls::On(a), None),
+        None => {
+            let (files, trust) = registry::https(&front.registry, addr, &allowed_hosts)?;
+            let acceptor = server::tls_acceptor(&files.cert, &files.key, None)?;
+            (server::Tls::Sniff(acceptor), trust)
+        }
+    };
     listening(addr);
     let _advertised = registry::Advertised::start(&root, &front, addr);
     tracing::info!(%addr, "ECS API listening");
-    server::run(listener, security.tls, app, security.limits, shutdown()).await;
+    server::run_with(listener, tls, app, security.limits, shutdown()).await;
     expiry.abort();
     dataplane.0.abort();
     dataplane.1.abort();

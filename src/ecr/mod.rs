@@ -17,6 +17,7 @@ mod manifests;
 mod meta;
 pub mod names;
 mod storage;
+pub mod tls;
 pub mod tokens;
 
 pub use names::{Digest, Reference, RepoName};
