@@ -1411,3 +1411,124 @@ fn podman_and_skopeo_push_over_https_with_no_tls_flag() {
     drop(api);
     assert!(!trusted.exists(), "the trust goes with serve");
 }
+
+/// The ECR API's own push path through the AWS CLI: initiate-layer-upload,
+/// upload-layer-part in two parts (the first of 5 MiB), complete-layer-upload, then
+/// put-image names the layers; the image pulls with skopeo. An out-of-order part and a
+/// wrong digest get ECR's exceptions.
+#[test]
+fn the_layer_upload_api_pushes_an_image_the_registry_serves() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(
+        &api,
+        &["create-repository", "--repository-name", "api/push"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("img"), "api-push");
+    let blob = |d: &str| {
+        work.path()
+            .join("img/blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    // The layer grown past 5 MiB is not the image's: the layer sent in parts is a file of
+    // its own, checked by digest; the image's layer and config go in one part each.
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let big_path = work.path().join("big");
+    std::fs::write(&big_path, &big).unwrap();
+    let big_digest = format!("sha256:{}", sha256_hex(&big));
+    let part_path = |name: &str, bytes: &[u8]| {
+        let p = work.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        format!("fileb://{}", p.display())
+    };
+    let upload = |parts: &[(&str, &[u8], u64)], digest: &str| -> Result<Value, String> {
+        let id = ecr(
+            &api,
+            &["initiate-layer-upload", "--repository-name", "api/push"],
+        );
+        let id = id["uploadId"].as_str().unwrap().to_string();
+        for (name, bytes, first) in parts {
+            let last = first + bytes.len() as u64 - 1;
+            let out = api.aws_in(
+                "ecr",
+                &[
+                    "upload-layer-part",
+                    "--repository-name",
+                    "api/push",
+                    "--upload-id",
+                    &id,
+                    "--part-first-byte",
+                    &first.to_string(),
+                    "--part-last-byte",
+                    &last.to_string(),
+                    "--layer-part-blob",
+                    &part_path(name, bytes),
+                ],
+            );
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+        }
+        let out = api.aws_in(
+            "ecr",
+            &[
+                "complete-layer-upload",
+                "--repository-name",
+                "api/push",
+                "--upload-id",
+                &id,
+                "--layer-digests",
+                digest,
+            ],
+        );
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let (a, b) = big.split_at(5 * 1024 * 1024);
+    let done = upload(&[("p1", a, 0), ("p2", b, a.len() as u64)], &big_digest).unwrap();
+    assert_eq!(done["layerDigest"], big_digest.as_str());
+    let e = upload(&[("q1", b, 0), ("q2", a, b.len() as u64)], &big_digest).unwrap_err();
+    assert!(e.contains("LayerPartTooSmallException"), "{e}");
+    let e = upload(&[("r1", a, 1)], &big_digest).unwrap_err();
+    assert!(e.contains("InvalidLayerPartException"), "{e}");
+    let layer = std::fs::read(blob(&img.layers[0].digest)).unwrap();
+    let other = format!("sha256:{}", sha256_hex(b"not this layer"));
+    let e = upload(&[("s1", &layer, 0)], &other).unwrap_err();
+    assert!(e.contains("InvalidLayerException"), "{e}");
+    for d in [&img.layers[0].digest, &img.config_digest] {
+        let bytes = std::fs::read(blob(d)).unwrap();
+        upload(&[("one", &bytes, 0)], d).unwrap();
+    }
+    let manifest = std::fs::read_to_string(blob(&img.manifest_digest)).unwrap();
+    ecr(
+        &api,
+        &[
+            "put-image",
+            "--repository-name",
+            "api/push",
+            "--image-tag",
+            "v1",
+            "--image-manifest",
+            &manifest,
+        ],
+    );
+    let creds = format!("AWS:{}", password(&api));
+    let mut c = skopeo();
+    c.args(["copy", "--src-creds", &creds])
+        .arg(format!("docker://{host}/api/push:v1"))
+        .arg(format!("oci:{}:p", work.path().join("pulled").display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}

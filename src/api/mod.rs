@@ -93,7 +93,14 @@ pub async fn serve(
     let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), metrics.clone()));
     let g = Arc::new(g);
     let app = Router::new()
-        .route("/", post(dispatch).get(console::index))
+        // The guard bounds every body first (256 KiB; ECR's UploadLayerPart its own, ~27
+        // MiB): axum's default 2 MB would cut a layer part.
+        .route(
+            "/",
+            post(dispatch)
+                .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+                .get(console::index),
+        )
         .route("/service/{service}/operation/{operation}", post(rpc_v2))
         .with_state(g.clone())
         .merge(console::router(g, security.console))

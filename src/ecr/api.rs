@@ -29,6 +29,9 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteLifecyclePolicy",
     "StartLifecyclePolicyPreview",
     "GetLifecyclePolicyPreview",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -67,6 +70,9 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "DeleteLifecyclePolicy" => delete_lifecycle_policy(r, decode(body)?),
         "StartLifecyclePolicyPreview" => start_lifecycle_policy_preview(r, decode(body)?, now),
         "GetLifecyclePolicyPreview" => get_lifecycle_policy_preview(r, decode(body)?),
+        "InitiateLayerUpload" => initiate_layer_upload(r, decode(body)?),
+        "UploadLayerPart" => upload_layer_part(r, decode(body)?),
+        "CompleteLayerUpload" => complete_layer_upload(r, decode(body)?),
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -1018,6 +1024,181 @@ fn get_lifecycle_policy_preview(
     Ok(out)
 }
 
+/// The part size InitiateLayerUpload answers, and the least a part but the last may be
+/// (ECR's LayerPartTooSmallException: "Layer parts must be at least 5 MiB in size").
+const PART_SIZE: u64 = 10 * 1024 * 1024;
+const PART_MIN: u64 = 5 * 1024 * 1024;
+
+fn initiate_layer_upload(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let id = r.start_upload(&repo).map_err(server("start an upload"))?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), Vec::new());
+    Ok(json!({"uploadId": id, "partSize": PART_SIZE}))
+}
+
+fn upload_not_found(id: &str, repo: &RepoName, r: &Registry) -> EcrError {
+    EcrError::UploadNotFound(format!(
+        "Upload with id '{id}' is not found in the repository with name '{repo}' in the \
+         registry with id '{}'",
+        r.account_id
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UploadLayerPartRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    upload_id: String,
+    part_first_byte: u64,
+    part_last_byte: u64,
+    layer_part_blob: String,
+}
+
+fn upload_layer_part(r: &Registry, req: UploadLayerPartRequest) -> Result<Value> {
+    use std::io::Write;
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&req.layer_part_blob)
+        .map_err(|e| EcrError::InvalidParameter(format!("layerPartBlob is not base64: {e}")))?;
+    let (mut f, size) = r
+        .upload_writer(&repo, &req.upload_id, Some(req.part_first_byte))
+        .map_err(|e| match e {
+            super::RegistryError::BlobUploadUnknown(_) => {
+                upload_not_found(&req.upload_id, &repo, r)
+            }
+            super::RegistryError::RangeInvalid { size, .. } => EcrError::InvalidLayerPart(format!(
+                "The layer part starts at byte {}, the upload has {size} bytes \
+                 (lastValidByteReceived {})",
+                req.part_first_byte,
+                size as i64 - 1
+            )),
+            e => EcrError::Server {
+                what: "open the upload".into(),
+                source: e,
+            },
+        })?;
+    let expected = req
+        .part_last_byte
+        .checked_sub(req.part_first_byte)
+        .map(|n| n + 1);
+    if expected != Some(bytes.len() as u64) {
+        return Err(EcrError::InvalidLayerPart(format!(
+            "partFirstByte {} and partLastByte {} span {expected:?} bytes; the part has {} \
+             (lastValidByteReceived {})",
+            req.part_first_byte,
+            req.part_last_byte,
+            bytes.len(),
+            size as i64 - 1
+        )));
+    }
+    f.write_all(&bytes)
+        .and_then(|()| f.flush())
+        .map_err(|source| EcrError::Server {
+            what: "write the layer part".into(),
+            source: super::RegistryError::Storage {
+                what: format!("append to upload {}", req.upload_id),
+                source,
+            },
+        })?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(req.upload_id.clone())
+        .or_default()
+        .push(bytes.len() as u64);
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "uploadId": req.upload_id,
+        "lastByteReceived": req.part_last_byte,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompleteLayerUploadRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    upload_id: String,
+    layer_digests: Vec<String>,
+}
+
+fn complete_layer_upload(r: &Registry, req: CompleteLayerUploadRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let [digest] = req.layer_digests.as_slice() else {
+        return Err(EcrError::InvalidParameter(format!(
+            "layerDigests: one digest, the layer's ({} given)",
+            req.layer_digests.len()
+        )));
+    };
+    let size = r
+        .upload_size(&repo, &req.upload_id)
+        .map_err(|_| upload_not_found(&req.upload_id, &repo, r))?;
+    let d = Digest::parse(digest).map_err(|_| {
+        EcrError::InvalidLayer(format!("layer digest {digest:?} is not a sha256 digest"))
+    })?;
+    if size == 0 {
+        return Err(EcrError::EmptyUpload(format!(
+            "The upload {} has no layer part",
+            req.upload_id
+        )));
+    }
+    let parts = r
+        .layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&req.upload_id)
+        .cloned()
+        .unwrap_or_default();
+    if let Some((i, n)) = parts
+        .iter()
+        .enumerate()
+        .take(parts.len().saturating_sub(1))
+        .find(|(_, n)| **n < PART_MIN)
+    {
+        return Err(EcrError::LayerPartTooSmall(format!(
+            "Layer parts must be at least 5 MiB in size: part {} has {n} bytes",
+            i + 1
+        )));
+    }
+    if r.blob(&repo, &d).is_ok() {
+        let _ = r.cancel_upload(&repo, &req.upload_id);
+        return Err(EcrError::LayerAlreadyExists(format!(
+            "The layer '{d}' already exists in the repository with name '{repo}' in the \
+             registry with id '{}'",
+            r.account_id
+        )));
+    }
+    r.finish_upload(&repo, &req.upload_id, &d)
+        .map_err(|e| match e {
+            super::RegistryError::DigestInvalid(m) => EcrError::InvalidLayer(format!(
+                "The layer digest calculation performed by Amazon ECR upon receipt of the image \
+             layer does not match the digest specified: {m}"
+            )),
+            e => EcrError::Server {
+                what: "complete the layer upload".into(),
+                source: e,
+            },
+        })?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&req.upload_id);
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "uploadId": req.upload_id,
+        "layerDigest": d.as_str(),
+    }))
+}
+
 /// botocore's ECR service model (the test venv's, as the AWS CLI carries it).
 #[cfg(test)]
 pub(crate) fn service_model() -> Value {
@@ -1079,6 +1260,85 @@ mod tests {
     }
 
     #[test]
+    fn the_layer_upload_operations_with_ecr_s_errors() {
+        let (_d, r) = registry();
+        call(&r, "CreateRepository", br#"{"repositoryName":"lay/er"}"#, 0).unwrap();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let start = || {
+            let v = call(
+                &r,
+                "InitiateLayerUpload",
+                br#"{"repositoryName":"lay/er"}"#,
+                0,
+            )
+            .unwrap();
+            assert_eq!(v["partSize"], 10 * 1024 * 1024);
+            v["uploadId"].as_str().unwrap().to_string()
+        };
+        let part = |id: &str, first: u64, bytes: &[u8]| {
+            let body = json!({"repositoryName": "lay/er", "uploadId": id, "partFirstByte": first,
+                "partLastByte": first + bytes.len() as u64 - 1, "layerPartBlob": b64(bytes)});
+            call(&r, "UploadLayerPart", body.to_string().as_bytes(), 0)
+        };
+        let complete = |id: &str, d: &str| {
+            let body = json!({"repositoryName": "lay/er", "uploadId": id, "layerDigests": [d]});
+            call(&r, "CompleteLayerUpload", body.to_string().as_bytes(), 0)
+        };
+        let layer = b"a layer in two parts";
+        let d = Digest::of(layer).to_string();
+        let id = start();
+        assert_eq!(part(&id, 0, &layer[..2]).unwrap()["lastByteReceived"], 1);
+        // Out of order: the next part must start at byte 2.
+        let e = part(&id, 5, &layer[5..]).unwrap_err();
+        assert_eq!(e.name(), "InvalidLayerPartException", "{e}");
+        part(&id, 2, &layer[2..]).unwrap();
+        // The first part was under 5 MiB and not the last.
+        let e = complete(&id, &d).unwrap_err();
+        assert_eq!(e.name(), "LayerPartTooSmallException", "{e}");
+
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        let wrong = Digest::of(b"other").to_string();
+        assert_eq!(
+            complete(&id, &wrong).unwrap_err().name(),
+            "InvalidLayerException"
+        );
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        assert_eq!(complete(&id, &d).unwrap()["layerDigest"], d.as_str());
+        let avail = call(
+            &r,
+            "BatchCheckLayerAvailability",
+            json!({"repositoryName": "lay/er", "layerDigests": [d]})
+                .to_string()
+                .as_bytes(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(avail["layers"][0]["layerAvailability"], "AVAILABLE");
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        assert_eq!(
+            complete(&id, &d).unwrap_err().name(),
+            "LayerAlreadyExistsException"
+        );
+        let id = start();
+        assert_eq!(
+            complete(&id, &d).unwrap_err().name(),
+            "EmptyUploadException"
+        );
+        let gone = "00000000-0000-4000-8000-000000000000";
+        assert_eq!(
+            part(gone, 0, layer).unwrap_err().name(),
+            "UploadNotFoundException"
+        );
+        assert_eq!(
+            complete(gone, &d).unwrap_err().name(),
+            "UploadNotFoundException"
+        );
+    }
+
+    #[test]
     fn every_operation_is_the_model_s_and_its_errors_are_declared() {
         let m = service_model();
         for op in OPERATIONS {
@@ -1101,6 +1361,12 @@ mod tests {
             "ReferencedImagesNotFoundException",
             "LifecyclePolicyNotFoundException",
             "LifecyclePolicyPreviewNotFoundException",
+            "UploadNotFoundException",
+            "InvalidLayerPartException",
+            "LayerPartTooSmallException",
+            "LayerAlreadyExistsException",
+            "InvalidLayerException",
+            "EmptyUploadException",
             "ServerException",
         ] {
             assert!(

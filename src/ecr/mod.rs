@@ -148,6 +148,18 @@ pub enum EcrError {
     )]
     LifecyclePolicyPreviewNotFound { name: String, registry: String },
     #[error("{0}")]
+    UploadNotFound(String),
+    #[error("{0}")]
+    InvalidLayerPart(String),
+    #[error("{0}")]
+    LayerPartTooSmall(String),
+    #[error("{0}")]
+    LayerAlreadyExists(String),
+    #[error("{0}")]
+    InvalidLayer(String),
+    #[error("{0}")]
+    EmptyUpload(String),
+    #[error("{0}")]
     /// The protocol's common error for a target no operation of the service has.
     UnknownOperation(String),
     #[error("failed to {what}")]
@@ -175,6 +187,12 @@ impl EcrError {
             ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             LifecyclePolicyNotFound { .. } => "LifecyclePolicyNotFoundException",
             LifecyclePolicyPreviewNotFound { .. } => "LifecyclePolicyPreviewNotFoundException",
+            UploadNotFound(_) => "UploadNotFoundException",
+            InvalidLayerPart(_) => "InvalidLayerPartException",
+            LayerPartTooSmall(_) => "LayerPartTooSmallException",
+            LayerAlreadyExists(_) => "LayerAlreadyExistsException",
+            InvalidLayer(_) => "InvalidLayerException",
+            EmptyUpload(_) => "EmptyUploadException",
             UnknownOperation(_) => "UnknownOperationException",
             Server { .. } => "ServerException",
         }
@@ -204,6 +222,10 @@ pub struct Registry {
     pub region: String,
     /// Garbage collection's grace period in seconds (`gc` module).
     gc_grace_secs: f64,
+    /// The part sizes of each upload of the ECR API's layer path (UploadLayerPart), for
+    /// CompleteLayerUpload's 5 MiB rule; kept in memory (an upload outlives no restart's
+    /// check of it).
+    pub(crate) layer_parts: Mutex<std::collections::HashMap<String, Vec<u64>>>,
 }
 
 impl Registry {
@@ -219,6 +241,7 @@ impl Registry {
             account_id: account_id.to_string(),
             region: region.to_string(),
             gc_grace_secs: gc::DEFAULT_GRACE_SECS,
+            layer_parts: Mutex::new(Default::default()),
         };
         r.purge_uploads(std::time::Duration::from_secs(7 * 24 * 3600))?;
         r.backfill_refs()?;
