@@ -889,3 +889,646 @@ fn base64_of(s: &str) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The bytes under `<root>/registry/blobs` (what garbage collection frees).
+fn blob_bytes(api: &Api) -> u64 {
+    let dir = api.mf.root.join("registry/blobs/sha256");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// Pushes a one-layer image whose marker is `marker` to `repo` under each of `tags`;
+/// returns its manifest digest.
+fn push_tags(api: &Api, dir: &Path, repo: &str, marker: &str, tags: &[&str]) -> String {
+    let host = registry_host(api);
+    let creds = format!("AWS:{}", password(api));
+    let (_l, img) = layout(dir, marker);
+    for t in tags {
+        let out = push(dir, &format!("{host}/{repo}:{t}"), &creds);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    img.manifest_digest
+}
+
+/// The user guide's "Filtering on multiple rules", example A then B.
+const GUIDE_MULTIPLE_RULES_A: &str = r#"{"rules": [
+  {"rulePriority": 1, "description": "Rule 1",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["prod"],
+                 "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}},
+  {"rulePriority": 2, "description": "Rule 2",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["beta"],
+                 "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}}]}"#;
+const GUIDE_MULTIPLE_RULES_B: &str = r#"{"rules": [
+  {"rulePriority": 1, "description": "Rule 1",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["beta"],
+                 "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}},
+  {"rulePriority": 2, "description": "Rule 2",
+   "selection": {"tagStatus": "tagged", "tagPrefixList": ["prod"],
+                 "countType": "imageCountMoreThan", "countNumber": 1},
+   "action": {"type": "expire"}}]}"#;
+
+fn digests(v: &Value, list: &str) -> Vec<String> {
+    let mut d: Vec<String> = v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["imageDigest"].as_str().unwrap().to_string())
+        .collect();
+    d.sort();
+    d.dedup();
+    d
+}
+
+/// Lifecycle policies through the AWS CLI: put/get/delete, ECR's refusals, the preview of
+/// the user guide's multiple-rules examples A and B on their repository (images A, B, C
+/// pushed in that order), then the expiry serve runs on its schedule (1 s here): example
+/// A's result (image A expired), its bytes freed, `lastEvaluatedAt` set.
+#[test]
+fn lifecycle_policies_preview_and_expire_the_guide_s_examples() {
+    let mut api = Api::start();
+    ecr(&api, &["create-repository", "--repository-name", "lc/app"]);
+    let work = tempfile::tempdir().unwrap();
+    let a = push_tags(
+        &api,
+        &work.path().join("a"),
+        "lc/app",
+        "lc-a",
+        &["beta-1", "prod-1"],
+    );
+    let b = push_tags(
+        &api,
+        &work.path().join("b"),
+        "lc/app",
+        "lc-b",
+        &["beta-2", "prod-2"],
+    );
+    let c = push_tags(&api, &work.path().join("c"), "lc/app", "lc-c", &["beta-3"]);
+
+    let e = ecr_err(
+        &api,
+        &["get-lifecycle-policy", "--repository-name", "lc/app"],
+    );
+    assert!(e.contains("LifecyclePolicyNotFoundException"), "{e}");
+    let e = ecr_err(
+        &api,
+        &[
+            "get-lifecycle-policy-preview",
+            "--repository-name",
+            "lc/app",
+        ],
+    );
+    assert!(e.contains("LifecyclePolicyPreviewNotFoundException"), "{e}");
+    // ECR's validation: the rule with `any` must have the highest rulePriority.
+    let bad = GUIDE_MULTIPLE_RULES_A.replacen(
+        r#""tagStatus": "tagged", "tagPrefixList": ["prod"]"#,
+        r#""tagStatus": "any""#,
+        1,
+    );
+    let e = ecr_err(
+        &api,
+        &[
+            "put-lifecycle-policy",
+            "--repository-name",
+            "lc/app",
+            "--lifecycle-policy-text",
+            &bad,
+        ],
+    );
+    assert!(e.contains("InvalidParameterException"), "{e}");
+    assert!(e.contains("highest rulePriority"), "{e}");
+    let e = ecr_err(
+        &api,
+        &[
+            "put-lifecycle-policy",
+            "--repository-name",
+            "lc/none",
+            "--lifecycle-policy-text",
+            GUIDE_MULTIPLE_RULES_A,
+        ],
+    );
+    assert!(e.contains("RepositoryNotFoundException"), "{e}");
+
+    let put = ecr(
+        &api,
+        &[
+            "put-lifecycle-policy",
+            "--repository-name",
+            "lc/app",
+            "--lifecycle-policy-text",
+            GUIDE_MULTIPLE_RULES_A,
+        ],
+    );
+    assert_eq!(put["lifecyclePolicyText"], GUIDE_MULTIPLE_RULES_A);
+    assert_eq!(put["registryId"], "000000000000");
+
+    // The preview of the stored policy (example A): image A, by rule 1.
+    let started = ecr(
+        &api,
+        &[
+            "start-lifecycle-policy-preview",
+            "--repository-name",
+            "lc/app",
+        ],
+    );
+    assert_eq!(started["status"], "COMPLETE");
+    ecr(
+        &api,
+        &[
+            "wait",
+            "lifecycle-policy-preview-complete",
+            "--repository-name",
+            "lc/app",
+        ],
+    );
+    let p = ecr(
+        &api,
+        &[
+            "get-lifecycle-policy-preview",
+            "--repository-name",
+            "lc/app",
+        ],
+    );
+    assert_eq!(digests(&p, "previewResults"), vec![a.clone()]);
+    assert_eq!(p["previewResults"][0]["appliedRulePriority"], 1);
+    assert_eq!(p["previewResults"][0]["action"]["type"], "EXPIRE");
+    assert_eq!(p["summary"]["expiringImageTotalCount"], 1);
+    // Example B's text, previewed without being stored: images A and B.
+    ecr(
+        &api,
+        &[
+            "start-lifecycle-policy-preview",
+            "--repository-name",
+            "lc/app",
+            "--lifecycle-policy-text",
+            GUIDE_MULTIPLE_RULES_B,
+        ],
+    );
+    let p = ecr(
+        &api,
+        &[
+            "get-lifecycle-policy-preview",
+            "--repository-name",
+            "lc/app",
+        ],
+    );
+    let mut ab = vec![a.clone(), b.clone()];
+    ab.sort();
+    assert_eq!(digests(&p, "previewResults"), ab);
+    assert_eq!(p["lifecyclePolicyText"], GUIDE_MULTIPLE_RULES_B);
+    // The same through boto3.
+    let got = api.boto3(
+        "import boto3, json, os\n\
+         c = boto3.client('ecr', endpoint_url=os.environ['ENDPOINT'], region_name='us-east-1')\n\
+         r = c.get_lifecycle_policy(repositoryName='lc/app')\n\
+         print(json.dumps({'text': r['lifecyclePolicyText'], 'evaluated': 'lastEvaluatedAt' in r}))",
+    );
+    assert_eq!(got["text"], GUIDE_MULTIPLE_RULES_A);
+    assert_eq!(got["evaluated"], false);
+
+    // The expiry on its schedule applies example A: image A goes, B and C stay.
+    let before = blob_bytes(&api);
+    api.mf.set_env("MINIFARGATE_ECR_LIFECYCLE_INTERVAL", "1");
+    api.restart();
+    let left = api.wait_for(30, "the lifecycle expiry", || {
+        let d = ecr(&api, &["describe-images", "--repository-name", "lc/app"]);
+        let left = digests(&d, "imageDetails");
+        (left.len() == 2).then_some(left)
+    });
+    let mut bc = vec![b.clone(), c.clone()];
+    bc.sort();
+    assert_eq!(left, bc);
+    let after = blob_bytes(&api);
+    assert!(
+        after < before,
+        "the expired image's blobs are freed: {before} -> {after}"
+    );
+    let got = ecr(
+        &api,
+        &["get-lifecycle-policy", "--repository-name", "lc/app"],
+    );
+    assert!(
+        got["lastEvaluatedAt"].is_string() || got["lastEvaluatedAt"].is_number(),
+        "{got}"
+    );
+    // Stable: the next runs expire nothing more (B is the newest prod, C the newest beta).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let d = ecr(&api, &["describe-images", "--repository-name", "lc/app"]);
+    assert_eq!(digests(&d, "imageDetails"), bc);
+
+    let del = ecr(
+        &api,
+        &["delete-lifecycle-policy", "--repository-name", "lc/app"],
+    );
+    assert_eq!(del["lifecyclePolicyText"], GUIDE_MULTIPLE_RULES_A);
+    let e = ecr_err(
+        &api,
+        &["delete-lifecycle-policy", "--repository-name", "lc/app"],
+    );
+    assert!(e.contains("LifecyclePolicyNotFoundException"), "{e}");
+}
+
+/// Garbage collection: batch-delete-image and delete-repository --force free the disk at
+/// once; a layer uploaded whose manifest is not put yet survives the collections that run
+/// meanwhile (serve's schedule every second here), and its manifest is then accepted; and
+/// pushes racing an expiry that keeps only the newest image all succeed, the last one
+/// pulls whole.
+#[test]
+fn deletes_free_disk_and_pushes_survive_collections_racing_them() {
+    let mut api = Api::start();
+    api.mf.set_env("MINIFARGATE_ECR_LIFECYCLE_INTERVAL", "1");
+    api.restart();
+    let host = registry_host(&api);
+    let creds = format!("AWS:{}", password(&api));
+    for r in ["gc/one", "gc/two", "gc/race"] {
+        ecr(&api, &["create-repository", "--repository-name", r]);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let empty = blob_bytes(&api);
+    let one = push_tags(&api, &work.path().join("one"), "gc/one", "gc-one", &["v1"]);
+    push_tags(&api, &work.path().join("two"), "gc/two", "gc-two", &["v1"]);
+    let full = blob_bytes(&api);
+    assert!(full > empty + 100_000, "{empty} -> {full}");
+    let del = ecr(
+        &api,
+        &[
+            "batch-delete-image",
+            "--repository-name",
+            "gc/one",
+            "--image-ids",
+            &format!("imageDigest={one}"),
+        ],
+    );
+    assert_eq!(del["imageIds"][0]["imageTag"], "v1");
+    let half = blob_bytes(&api);
+    assert!(half < full && half > empty, "{empty} {full} {half}");
+    ecr(
+        &api,
+        &[
+            "delete-repository",
+            "--repository-name",
+            "gc/two",
+            "--force",
+        ],
+    );
+    assert_eq!(
+        blob_bytes(&api),
+        empty,
+        "every blob of the deleted images is freed"
+    );
+
+    // A push in flight: its layer and config are uploaded, then collections run (every
+    // second) before the manifest is put; the manifest is accepted and pulls whole.
+    let (l, img) = layout(&work.path().join("slow"), "gc-slow");
+    let _ = l;
+    let slow = work.path().join("slow");
+    let blob_file = |d: &str| {
+        slow.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    for d in [&img.config_digest, &img.layers[0].digest] {
+        let (code, _, body) = curl(&[
+            "-u",
+            &creds,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", blob_file(d).display()),
+            &format!("http://{host}/v2/gc/race/blobs/uploads/?digest={d}"),
+        ]);
+        assert_eq!(code, 201, "{body}");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (code, _, body) = curl(&[
+        "-u",
+        &creds,
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", blob_file(&img.manifest_digest).display()),
+        &format!("http://{host}/v2/gc/race/manifests/slow"),
+    ]);
+    assert_eq!(
+        code, 201,
+        "the manifest of a push in flight is accepted: {body}"
+    );
+
+    // Pushes racing an expiry that keeps one image: every push succeeds, and the newest
+    // image pulls whole while older ones are expired and collected around it.
+    ecr(
+        &api,
+        &[
+            "put-lifecycle-policy",
+            "--repository-name",
+            "gc/race",
+            "--lifecycle-policy-text",
+            r#"{"rules": [{"rulePriority": 1, "description": "keep the newest image",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                "countNumber": 1}, "action": {"type": "expire"}}]}"#,
+        ],
+    );
+    let mut last = String::new();
+    for i in 0..6 {
+        last = push_tags(
+            &api,
+            &work.path().join(format!("r{i}")),
+            "gc/race",
+            &format!("race-{i}"),
+            &[&format!("r{i}")],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    let left = api.wait_for(30, "the expiry of all but the newest", || {
+        let d = ecr(&api, &["describe-images", "--repository-name", "gc/race"]);
+        let left = digests(&d, "imageDetails");
+        (left.len() == 1).then_some(left)
+    });
+    assert_eq!(left, vec![last]);
+    let pulled = work.path().join("pulled");
+    let mut c = skopeo();
+    c.args(["copy", "--src-tls-verify=false", "--src-creds", &creds])
+        .arg(format!("docker://{host}/gc/race:r5"))
+        .arg(format!("oci:{}:p", pulled.display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `podman` with this test's own storage and auth file (nothing of the host's), as a user
+/// types it otherwise: no TLS flag.
+fn podman(store: &Path) -> Command {
+    let mut c = Command::new("podman");
+    common::util::no_proxy(&mut c);
+    c.env("REGISTRY_AUTH_FILE", store.join("auth.json"))
+        .arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// HTTPS for the registry: serve's CA is trusted through /etc/containers/certs.d for its
+/// address, so `aws ecr get-login-password | podman login`, `podman push` and `skopeo
+/// copy` work with no `--tls-verify=false`; the certificate names the ECR host name
+/// (checked with curl --resolve, nothing in /etc/hosts); the AWS CLI keeps its `http://`
+/// endpoint on the same port; the trust goes when serve stops.
+#[test]
+fn podman_and_skopeo_push_over_https_with_no_tls_flag() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    let port = host.rsplit_once(':').unwrap().1.to_string();
+    let ca = api.mf.root.join("registry/tls/ca.crt");
+    let trusted = std::path::PathBuf::from(format!("/etc/containers/certs.d/{host}/ca.crt"));
+    assert_eq!(
+        std::fs::read(&trusted).unwrap(),
+        std::fs::read(&ca).unwrap(),
+        "serve trusts its CA for {host}"
+    );
+    ecr(&api, &["create-repository", "--repository-name", "tls/web"]);
+    // podman names an image pulled from an OCI layout after its path: lowercase only.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("mf-tls-{}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap();
+    let (_l, img) = layout(&work.path().join("img"), "tls-img");
+
+    // aws ecr get-login-password | podman login --username AWS --password-stdin HOST
+    let store = work.path().join("podman");
+    let mut login = podman(&store);
+    login
+        .args(["login", "--username", "AWS", "--password-stdin", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password(&api).as_bytes())
+        .unwrap();
+    let out = ok(child.wait_with_output().unwrap(), "podman login");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    ok(
+        podman(&store)
+            .args(["pull", "-q"])
+            .arg(format!("oci:{}:t", work.path().join("img").display()))
+            .output()
+            .unwrap(),
+        "podman pull of the OCI layout",
+    );
+    let id = ok(
+        podman(&store)
+            .args(["images", "-q", "--no-trunc"])
+            .output()
+            .unwrap(),
+        "podman images",
+    );
+    let id = id.lines().next().unwrap().trim().to_string();
+    ok(
+        podman(&store)
+            .args(["push", &id, &format!("{host}/tls/web:podman")])
+            .output()
+            .unwrap(),
+        "podman push",
+    );
+
+    // skopeo copy, no TLS flag: in and back out.
+    let creds = format!("AWS:{}", password(&api));
+    let mut c = skopeo();
+    c.args(["copy", "--preserve-digests", "--dest-creds", &creds])
+        .arg(format!("oci:{}:t", work.path().join("img").display()))
+        .arg(format!("docker://{host}/tls/web:skopeo"));
+    ok(c.output().unwrap(), "skopeo copy to the registry");
+    let mut c = skopeo();
+    c.args(["inspect", "--raw", "--creds", &creds])
+        .arg(format!("docker://{host}/tls/web:skopeo"));
+    let raw = ok(c.output().unwrap(), "skopeo inspect");
+    assert!(raw.contains(&img.config_digest), "{raw}");
+    let d = ecr(&api, &["describe-images", "--repository-name", "tls/web"]);
+    let tags: Vec<&str> = d["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["imageTags"].as_array().unwrap().iter())
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"podman") && tags.contains(&"skopeo"),
+        "{tags:?}"
+    );
+
+    // The certificate names the ECR host name and localhost: curl verifies it against the
+    // CA, the name resolved to 127.0.0.1 by --resolve only.
+    let ecr_host = "000000000000.dkr.ecr.us-east-1.amazonaws.com";
+    for (name, resolve) in [
+        (ecr_host, format!("{ecr_host}:{port}:127.0.0.1")),
+        ("localhost", format!("localhost:{port}:127.0.0.1")),
+    ] {
+        let (code, head, body) = curl(&[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-u",
+            &creds,
+            &format!("https://{name}:{port}/v2/"),
+        ]);
+        assert_eq!(code, 200, "{name}: {head}{body}");
+    }
+    // Without the CA, TLS is refused (the certificate is the box's own).
+    let (code, _, _) = curl(&[&format!("https://127.0.0.1:{port}/v2/")]);
+    assert_eq!(code, 0, "an unknown CA fails the handshake");
+
+    drop(api);
+    assert!(!trusted.exists(), "the trust goes with serve");
+}
+
+/// The ECR API's own push path through the AWS CLI: initiate-layer-upload,
+/// upload-layer-part in two parts (the first of 5 MiB), complete-layer-upload, then
+/// put-image names the layers; the image pulls with skopeo. An out-of-order part and a
+/// wrong digest get ECR's exceptions.
+#[test]
+fn the_layer_upload_api_pushes_an_image_the_registry_serves() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(
+        &api,
+        &["create-repository", "--repository-name", "api/push"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("img"), "api-push");
+    let blob = |d: &str| {
+        work.path()
+            .join("img/blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    // The layer grown past 5 MiB is not the image's: the layer sent in parts is a file of
+    // its own, checked by digest; the image's layer and config go in one part each.
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let big_path = work.path().join("big");
+    std::fs::write(&big_path, &big).unwrap();
+    let big_digest = format!("sha256:{}", sha256_hex(&big));
+    let part_path = |name: &str, bytes: &[u8]| {
+        let p = work.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        format!("fileb://{}", p.display())
+    };
+    let upload = |parts: &[(&str, &[u8], u64)], digest: &str| -> Result<Value, String> {
+        let id = ecr(
+            &api,
+            &["initiate-layer-upload", "--repository-name", "api/push"],
+        );
+        let id = id["uploadId"].as_str().unwrap().to_string();
+        for (name, bytes, first) in parts {
+            let last = first + bytes.len() as u64 - 1;
+            let out = api.aws_in(
+                "ecr",
+                &[
+                    "upload-layer-part",
+                    "--repository-name",
+                    "api/push",
+                    "--upload-id",
+                    &id,
+                    "--part-first-byte",
+                    &first.to_string(),
+                    "--part-last-byte",
+                    &last.to_string(),
+                    "--layer-part-blob",
+                    &part_path(name, bytes),
+                ],
+            );
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+        }
+        let out = api.aws_in(
+            "ecr",
+            &[
+                "complete-layer-upload",
+                "--repository-name",
+                "api/push",
+                "--upload-id",
+                &id,
+                "--layer-digests",
+                digest,
+            ],
+        );
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let (a, b) = big.split_at(5 * 1024 * 1024);
+    let done = upload(&[("p1", a, 0), ("p2", b, a.len() as u64)], &big_digest).unwrap();
+    assert_eq!(done["layerDigest"], big_digest.as_str());
+    let e = upload(&[("q1", b, 0), ("q2", a, b.len() as u64)], &big_digest).unwrap_err();
+    assert!(e.contains("LayerPartTooSmallException"), "{e}");
+    let e = upload(&[("r1", a, 1)], &big_digest).unwrap_err();
+    assert!(e.contains("InvalidLayerPartException"), "{e}");
+    let layer = std::fs::read(blob(&img.layers[0].digest)).unwrap();
+    let other = format!("sha256:{}", sha256_hex(b"not this layer"));
+    let e = upload(&[("s1", &layer, 0)], &other).unwrap_err();
+    assert!(e.contains("InvalidLayerException"), "{e}");
+    for d in [&img.layers[0].digest, &img.config_digest] {
+        let bytes = std::fs::read(blob(d)).unwrap();
+        upload(&[("one", &bytes, 0)], d).unwrap();
+    }
+    let manifest = std::fs::read_to_string(blob(&img.manifest_digest)).unwrap();
+    ecr(
+        &api,
+        &[
+            "put-image",
+            "--repository-name",
+            "api/push",
+            "--image-tag",
+            "v1",
+            "--image-manifest",
+            &manifest,
+        ],
+    );
+    let creds = format!("AWS:{}", password(&api));
+    let mut c = skopeo();
+    c.args(["copy", "--src-creds", &creds])
+        .arg(format!("docker://{host}/api/push:v1"))
+        .arg(format!("oci:{}:p", work.path().join("pulled").display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
+/// The body bound of ECR's UploadLayerPart: 20 MiB as base64, and the JSON around it.
+const LAYER_PART_BODY: usize = 20 * 1024 * 1024 / 3 * 4 + 64 * 1024;
+
 /// The bounds of the API (docs/security.md says why each value).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -172,7 +175,16 @@ async fn checked(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respo
             ),
         );
     }
-    let max = g.limits.max_body;
+    // ECR's UploadLayerPart carries a part of up to 20 MiB (the model's LayerPartBlob),
+    // base64 in JSON: its own bound.
+    let max = match parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("AmazonEC2ContainerRegistry_V20150921.UploadLayerPart") => LAYER_PART_BODY,
+        _ => g.limits.max_body,
+    };
     let too_large = || {
         aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -56,9 +56,11 @@ pub async fn serve(
     // docs/serve.md); SQLite checkpoints by itself as the WAL grows.
     let _keep_open = g.open_store()?;
     let ctx = crate::taskdef::AwsContext::from_env();
+    let ecr_env = crate::ecr::lifecycle::Schedule::from_env()?;
     let reg = Arc::new(
         crate::ecr::Registry::open(&g.root, &ctx.account_id, &ctx.region)
-            .context("failed to open the registry (ECR)")?,
+            .context("failed to open the registry (ECR)")?
+            .with_gc_grace(ecr_env.gc_grace_secs),
     );
     let tokens = match security.keys {
         Some(_) => Some(Arc::new(
@@ -80,6 +82,10 @@ pub async fn serve(
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
     let (mut dns, names) = names_and_dns(&g).await;
+    let expiry = tokio::spawn(crate::ecr::lifecycle::run(
+        front.registry.clone(),
+        ecr_env.interval,
+    ));
     let dataplane = (
         tokio::spawn(crate::elb::dataplane::run(elb.clone(), names.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
@@ -93,7 +99,14 @@ pub async fn serve(
     let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), cloudwatch.clone()));
     let g = Arc::new(g);
     let app = Router::new()
-        .route("/", post(dispatch).get(console::index))
+        // The guard bounds every body first (256 KiB; ECR's UploadLayerPart its own, ~27
+        // MiB): axum's default 2 MB would cut a layer part.
+        .route(
+            "/",
+            post(dispatch)
+                .layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024))
+                .get(console::index),
+        )
         .route("/service/{service}/operation/{operation}", post(rpc_v2))
         .with_state(g.clone())
         .merge(console::router(g, security.console))
@@ -101,6 +114,7 @@ pub async fn serve(
         .layer(axum::Extension(elb))
         .layer(axum::Extension(cloudwatch));
     // Last, so that it wraps every route and the fallback.
+    let allowed_hosts = security.hosts.allowed.clone();
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
         guard::guard,
@@ -109,10 +123,21 @@ pub async fn serve(
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
+    // Without --tls-cert: HTTPS for the registry's clients on the same port, with a
+    // certificate of the box's own CA (docs/registry.md "HTTPS").
+    let (tls, _trust) = match security.tls {
+        Some(a) => (server::Tls::On(a), None),
+        None => {
+            let (files, trust) = registry::https(&front.registry, addr, &allowed_hosts)?;
+            let acceptor = server::tls_acceptor(&files.cert, &files.key, None)?;
+            (server::Tls::Sniff(acceptor), trust)
+        }
+    };
     listening(addr);
     let _advertised = registry::Advertised::start(&root, &front, addr);
     tracing::info!(%addr, "ECS API listening");
-    server::run(listener, security.tls, app, security.limits, shutdown()).await;
+    server::run_with(listener, tls, app, security.limits, shutdown()).await;
+    expiry.abort();
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();

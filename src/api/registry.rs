@@ -313,7 +313,12 @@ async fn route(
         (Target::Blob(n, d), M::DELETE) => {
             let repo = name(&n).await?;
             let d = Digest::parse(&d)?;
-            blocking(move || reg.delete_blob(&repo, &d)).await?;
+            blocking(move || {
+                reg.delete_blob(&repo, &d)?;
+                reg.collect_garbage_logged();
+                Ok(())
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Target::Upload(n, None), M::POST) => {
@@ -417,7 +422,12 @@ async fn route(
         (Target::Manifest(n, r), M::DELETE) => {
             let repo = name(&n).await?;
             let r = Reference::parse(&r)?;
-            blocking(move || reg.delete_manifest(&repo, &r)).await?;
+            blocking(move || {
+                reg.delete_manifest(&repo, &r)?;
+                reg.collect_garbage_logged();
+                Ok(())
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Target::Referrers(..), _) => Err(RegistryError::Unsupported(
@@ -583,6 +593,73 @@ async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, RegistryError> 
 
 /// Tells the pulls on this box where the registry answers (`task::local_registry`):
 /// written now and every hour with a fresh token (valid 12 h), removed when serve stops.
+/// The registry's HTTPS on serve's port: its certificate (signed by the box's registry CA,
+/// `crate::ecr::tls`) for the ECR host name, localhost, the loopback addresses, the listen
+/// address and `allowed` names; and the trust podman/skopeo/buildah read, in
+/// `MINIFARGATE_REGISTRY_CERTS_D` (default /etc/containers/certs.d; `off`: none), for
+/// `127.0.0.1:<port>`, `localhost:<port>` and the listen address, removed when serve stops.
+pub fn https(
+    reg: &Registry,
+    addr: std::net::SocketAddr,
+    allowed: &[String],
+) -> anyhow::Result<(crate::ecr::tls::Files, Option<crate::ecr::tls::Trust>)> {
+    use anyhow::Context;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut dns = vec![reg.host(), "localhost".to_string()];
+    dns.extend(allowed.iter().cloned());
+    let mut ips = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
+        ips.push(addr.ip());
+    }
+    let files = crate::ecr::tls::prepare(&reg.dir().join("tls"), &dns, &ips)
+        .context("failed to set up the registry's certificate")?;
+    let certs_d = std::env::var("MINIFARGATE_REGISTRY_CERTS_D")
+        .unwrap_or_else(|_| "/etc/containers/certs.d".to_string());
+    let port = addr.port();
+    let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+        hosts.push(addr.to_string());
+    }
+    let trust = if certs_d == "off" {
+        None
+    } else {
+        let ca = std::fs::read(&files.ca_cert)
+            .with_context(|| format!("failed to read {}", files.ca_cert.display()))?;
+        match crate::ecr::tls::Trust::install(std::path::Path::new(&certs_d), &hosts, &ca) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Not fatal: the registry still answers HTTPS; clients are told the CA.
+                eprintln!(
+                    "minifargate: warning: {}: podman and skopeo will not trust the registry's \
+                     certificate until {} is copied to {certs_d}/<host:port>/ca.crt",
+                    crate::errors::error_chain(&e),
+                    files.ca_cert.display()
+                );
+                None
+            }
+        }
+    };
+    eprintln!(
+        "minifargate: registry HTTPS on port {port} with a certificate of the CA {}{}",
+        files.ca_cert.display(),
+        match &trust {
+            Some(t) if !t.files().is_empty() => format!(
+                ", trusted by podman, skopeo and buildah through {}",
+                t.files()
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        }
+    );
+    Ok((files, trust))
+}
+
 pub struct Advertised {
     root: std::path::PathBuf,
     refresh: tokio::task::JoinHandle<()>,

@@ -65,11 +65,43 @@ pub fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// How a listener speaks TLS.
+#[derive(Clone)]
+pub enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// Every connection is TLS.
+    On(TlsAcceptor),
+    /// A connection that opens with a TLS handshake record gets TLS, another plain HTTP:
+    /// serve's one port for the AWS CLI's `http://` endpoint and the registry's HTTPS
+    /// clients (podman, skopeo) alike.
+    Sniff(TlsAcceptor),
+}
+
+/// The first byte of a TLS connection: a handshake record. Ref: RFC 8446 §5.1
+/// (ContentType handshake = 22). No HTTP method begins with it.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Serves `app` on `listener` until `stop` resolves, then lets the requests in progress
 /// finish (up to 30 s).
 pub async fn run(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: Limits,
+    stop: impl Future<Output = ()>,
+) {
+    let tls = match tls {
+        Some(a) => Tls::On(a),
+        None => Tls::Off,
+    };
+    run_with(listener, tls, app, limits, stop).await
+}
+
+/// [`run`] with any [`Tls`] mode.
+pub async fn run_with(
+    listener: TcpListener,
+    tls: Tls,
     app: Router,
     limits: Limits,
     stop: impl Future<Output = ()>,
@@ -102,6 +134,21 @@ pub async fn run(
         let stopping = stopping.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let tls = match tls {
+                Tls::Off => None,
+                Tls::On(a) => Some(a),
+                Tls::Sniff(a) => {
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first))
+                        .await
+                    {
+                        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => Some(a),
+                        Ok(Ok(1)) => None,
+                        // Closed, failed or silent before its first byte.
+                        _ => return,
+                    }
+                }
+            };
             match tls {
                 None => connection(stream, app, limits, stopping).await,
                 Some(acceptor) => {

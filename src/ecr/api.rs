@@ -24,6 +24,14 @@ pub const OPERATIONS: &[&str] = &[
     "BatchDeleteImage",
     "BatchCheckLayerAvailability",
     "PutImage",
+    "PutLifecyclePolicy",
+    "GetLifecyclePolicy",
+    "DeleteLifecyclePolicy",
+    "StartLifecyclePolicyPreview",
+    "GetLifecyclePolicyPreview",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -57,6 +65,14 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "BatchDeleteImage" => batch_delete_image(r, decode(body)?),
         "BatchCheckLayerAvailability" => batch_check_layer_availability(r, decode(body)?),
         "PutImage" => put_image(r, decode(body)?),
+        "PutLifecyclePolicy" => put_lifecycle_policy(r, decode(body)?),
+        "GetLifecyclePolicy" => get_lifecycle_policy(r, decode(body)?),
+        "DeleteLifecyclePolicy" => delete_lifecycle_policy(r, decode(body)?),
+        "StartLifecyclePolicyPreview" => start_lifecycle_policy_preview(r, decode(body)?, now),
+        "GetLifecyclePolicyPreview" => get_lifecycle_policy_preview(r, decode(body)?),
+        "InitiateLayerUpload" => initiate_layer_upload(r, decode(body)?),
+        "UploadLayerPart" => upload_layer_part(r, decode(body)?),
+        "CompleteLayerUpload" => complete_layer_upload(r, decode(body)?),
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -331,6 +347,7 @@ fn delete_repository(r: &Registry, req: DeleteRepositoryRequest) -> Result<Value
         });
     }
     meta::delete_repository(&mut r.db(), &repo).map_err(server("delete a repository"))?;
+    collect(r);
     Ok(json!({"repository": repository_json(r, &row)}))
 }
 
@@ -648,6 +665,9 @@ fn batch_delete_image(r: &Registry, req: BatchDeleteImageRequest) -> Result<Valu
             }
         }
     }
+    if !deleted.is_empty() {
+        collect(r);
+    }
     Ok(json!({"imageIds": deleted, "failures": failures}))
 }
 
@@ -785,6 +805,400 @@ fn put_image(r: &Registry, req: PutImageRequest) -> Result<Value> {
     }}))
 }
 
+fn collect(r: &Registry) {
+    r.collect_garbage_logged();
+}
+
+fn policy_invalid(e: super::lifecycle::PolicyInvalid) -> EcrError {
+    EcrError::InvalidParameter(e.to_string())
+}
+
+fn no_policy(r: &Registry, repo: &RepoName) -> EcrError {
+    EcrError::LifecyclePolicyNotFound {
+        name: repo.as_str().to_string(),
+        registry: r.account_id.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PutLifecyclePolicyRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    lifecycle_policy_text: String,
+}
+
+fn put_lifecycle_policy(r: &Registry, req: PutLifecyclePolicyRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    super::lifecycle::Policy::parse(&req.lifecycle_policy_text).map_err(policy_invalid)?;
+    meta::put_lifecycle_policy(&r.db(), &repo, &req.lifecycle_policy_text)
+        .map_err(server("store the lifecycle policy"))?;
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "lifecyclePolicyText": req.lifecycle_policy_text,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RepositoryRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+}
+
+fn policy_json(r: &Registry, repo: &RepoName, text: &str, evaluated: Option<f64>) -> Value {
+    let mut v = json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "lifecyclePolicyText": text,
+    });
+    if let Some(t) = evaluated {
+        v["lastEvaluatedAt"] = json!(t);
+    }
+    v
+}
+
+fn get_lifecycle_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let (text, evaluated) = meta::lifecycle_policy(&r.db(), &repo)
+        .map_err(server("read the lifecycle policy"))?
+        .ok_or_else(|| no_policy(r, &repo))?;
+    Ok(policy_json(r, &repo, &text, evaluated))
+}
+
+fn delete_lifecycle_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let db = r.db();
+    let (text, evaluated) = meta::lifecycle_policy(&db, &repo)
+        .map_err(server("read the lifecycle policy"))?
+        .ok_or_else(|| no_policy(r, &repo))?;
+    meta::delete_lifecycle_policy(&db, &repo).map_err(server("delete the lifecycle policy"))?;
+    Ok(policy_json(r, &repo, &text, evaluated))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartLifecyclePolicyPreviewRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    lifecycle_policy_text: Option<String>,
+}
+
+/// The preview is evaluated at once (a repository of a box is small), so it is COMPLETE
+/// when this answers; GetLifecyclePolicyPreview gives its results.
+fn start_lifecycle_policy_preview(
+    r: &Registry,
+    req: StartLifecyclePolicyPreviewRequest,
+    now: u64,
+) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let text = match req.lifecycle_policy_text {
+        Some(t) => t,
+        None => {
+            meta::lifecycle_policy(&r.db(), &repo)
+                .map_err(server("read the lifecycle policy"))?
+                .ok_or_else(|| no_policy(r, &repo))?
+                .0
+        }
+    };
+    let policy = super::lifecycle::Policy::parse(&text).map_err(policy_invalid)?;
+    let images = r.lifecycle_images(&repo).map_err(server("list images"))?;
+    let expiring = super::lifecycle::evaluate(&policy, &images, now as f64);
+    let results: Vec<Value> = expiring
+        .iter()
+        .filter_map(|e| {
+            let i = images.iter().find(|i| i.digest == e.digest)?;
+            let mut v = json!({
+                "imageDigest": i.digest,
+                "imagePushedAt": i.pushed_at,
+                "action": {"type": "EXPIRE"},
+                "appliedRulePriority": e.rule_priority,
+                "storageClass": "STANDARD",
+            });
+            if !i.tags.is_empty() {
+                v["imageTags"] = json!(i.tags);
+            }
+            Some(v)
+        })
+        .collect();
+    let results = serde_json::to_string(&results).unwrap_or_else(|_| "[]".into());
+    meta::put_lifecycle_preview(&r.db(), &repo, &text, &results)
+        .map_err(server("store the lifecycle policy preview"))?;
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "COMPLETE",
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PreviewFilter {
+    tag_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetLifecyclePolicyPreviewRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_ids: Option<Vec<ImageId>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    filter: Option<PreviewFilter>,
+}
+
+fn get_lifecycle_policy_preview(
+    r: &Registry,
+    req: GetLifecyclePolicyPreviewRequest,
+) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let (text, results) = meta::lifecycle_preview(&r.db(), &repo)
+        .map_err(server("read the lifecycle policy preview"))?
+        .ok_or_else(|| EcrError::LifecyclePolicyPreviewNotFound {
+            name: repo.as_str().to_string(),
+            registry: r.account_id.clone(),
+        })?;
+    if let Some(n) = req.max_results
+        && !(1..=100).contains(&n)
+    {
+        return Err(EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have \
+             value between 1 and 100' ({n})"
+        )));
+    }
+    if req.image_ids.is_some() && (req.max_results.is_some() || req.next_token.is_some()) {
+        return Err(EcrError::InvalidParameter(
+            "maxResults and nextToken cannot be used with imageIds".into(),
+        ));
+    }
+    let all: Vec<Value> = serde_json::from_str(&results).unwrap_or_default();
+    let total = all.len();
+    let tag_status = req.filter.and_then(|f| f.tag_status);
+    let mut kept = Vec::new();
+    for v in all {
+        let tagged = v.get("imageTags").is_some();
+        let ok = match tag_status.as_deref() {
+            None | Some("ANY") => true,
+            Some("TAGGED") => tagged,
+            Some("UNTAGGED") => !tagged,
+            Some(other) => {
+                return Err(EcrError::InvalidParameter(format!(
+                    "tagStatus {other:?}: one of TAGGED, UNTAGGED, ANY"
+                )));
+            }
+        };
+        let id_ok = req.image_ids.as_ref().is_none_or(|ids| {
+            ids.iter().any(|id| {
+                id.image_digest.as_deref() == v["imageDigest"].as_str()
+                    || id.image_tag.as_ref().is_some_and(|t| {
+                        v["imageTags"]
+                            .as_array()
+                            .is_some_and(|ts| ts.iter().any(|x| x.as_str() == Some(t)))
+                    })
+            })
+        });
+        if ok && id_ok {
+            kept.push(v);
+        }
+    }
+    let (page_items, next) = page(kept, req.next_token.as_deref(), req.max_results, 100)?;
+    let mut out = json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "COMPLETE",
+        "previewResults": page_items,
+        "summary": {"expiringImageTotalCount": total},
+    });
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+/// The part size InitiateLayerUpload answers, and the least a part but the last may be
+/// (ECR's LayerPartTooSmallException: "Layer parts must be at least 5 MiB in size").
+const PART_SIZE: u64 = 10 * 1024 * 1024;
+const PART_MIN: u64 = 5 * 1024 * 1024;
+
+fn initiate_layer_upload(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let id = r.start_upload(&repo).map_err(server("start an upload"))?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), Vec::new());
+    Ok(json!({"uploadId": id, "partSize": PART_SIZE}))
+}
+
+fn upload_not_found(id: &str, repo: &RepoName, r: &Registry) -> EcrError {
+    EcrError::UploadNotFound(format!(
+        "Upload with id '{id}' is not found in the repository with name '{repo}' in the \
+         registry with id '{}'",
+        r.account_id
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UploadLayerPartRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    upload_id: String,
+    part_first_byte: u64,
+    part_last_byte: u64,
+    layer_part_blob: String,
+}
+
+fn upload_layer_part(r: &Registry, req: UploadLayerPartRequest) -> Result<Value> {
+    use std::io::Write;
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&req.layer_part_blob)
+        .map_err(|e| EcrError::InvalidParameter(format!("layerPartBlob is not base64: {e}")))?;
+    let (mut f, size) = r
+        .upload_writer(&repo, &req.upload_id, Some(req.part_first_byte))
+        .map_err(|e| match e {
+            super::RegistryError::BlobUploadUnknown(_) => {
+                upload_not_found(&req.upload_id, &repo, r)
+            }
+            super::RegistryError::RangeInvalid { size, .. } => EcrError::InvalidLayerPart(format!(
+                "The layer part starts at byte {}, the upload has {size} bytes \
+                 (lastValidByteReceived {})",
+                req.part_first_byte,
+                size as i64 - 1
+            )),
+            e => EcrError::Server {
+                what: "open the upload".into(),
+                source: e,
+            },
+        })?;
+    let expected = req
+        .part_last_byte
+        .checked_sub(req.part_first_byte)
+        .map(|n| n + 1);
+    if expected != Some(bytes.len() as u64) {
+        return Err(EcrError::InvalidLayerPart(format!(
+            "partFirstByte {} and partLastByte {} span {expected:?} bytes; the part has {} \
+             (lastValidByteReceived {})",
+            req.part_first_byte,
+            req.part_last_byte,
+            bytes.len(),
+            size as i64 - 1
+        )));
+    }
+    f.write_all(&bytes)
+        .and_then(|()| f.flush())
+        .map_err(|source| EcrError::Server {
+            what: "write the layer part".into(),
+            source: super::RegistryError::Storage {
+                what: format!("append to upload {}", req.upload_id),
+                source,
+            },
+        })?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(req.upload_id.clone())
+        .or_default()
+        .push(bytes.len() as u64);
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "uploadId": req.upload_id,
+        "lastByteReceived": req.part_last_byte,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompleteLayerUploadRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    upload_id: String,
+    layer_digests: Vec<String>,
+}
+
+fn complete_layer_upload(r: &Registry, req: CompleteLayerUploadRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let [digest] = req.layer_digests.as_slice() else {
+        return Err(EcrError::InvalidParameter(format!(
+            "layerDigests: one digest, the layer's ({} given)",
+            req.layer_digests.len()
+        )));
+    };
+    let size = r
+        .upload_size(&repo, &req.upload_id)
+        .map_err(|_| upload_not_found(&req.upload_id, &repo, r))?;
+    let d = Digest::parse(digest).map_err(|_| {
+        EcrError::InvalidLayer(format!("layer digest {digest:?} is not a sha256 digest"))
+    })?;
+    if size == 0 {
+        return Err(EcrError::EmptyUpload(format!(
+            "The upload {} has no layer part",
+            req.upload_id
+        )));
+    }
+    let parts = r
+        .layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&req.upload_id)
+        .cloned()
+        .unwrap_or_default();
+    if let Some((i, n)) = parts
+        .iter()
+        .enumerate()
+        .take(parts.len().saturating_sub(1))
+        .find(|(_, n)| **n < PART_MIN)
+    {
+        return Err(EcrError::LayerPartTooSmall(format!(
+            "Layer parts must be at least 5 MiB in size: part {} has {n} bytes",
+            i + 1
+        )));
+    }
+    if r.blob(&repo, &d).is_ok() {
+        let _ = r.cancel_upload(&repo, &req.upload_id);
+        return Err(EcrError::LayerAlreadyExists(format!(
+            "The layer '{d}' already exists in the repository with name '{repo}' in the \
+             registry with id '{}'",
+            r.account_id
+        )));
+    }
+    r.finish_upload(&repo, &req.upload_id, &d)
+        .map_err(|e| match e {
+            super::RegistryError::DigestInvalid(m) => EcrError::InvalidLayer(format!(
+                "The layer digest calculation performed by Amazon ECR upon receipt of the image \
+             layer does not match the digest specified: {m}"
+            )),
+            e => EcrError::Server {
+                what: "complete the layer upload".into(),
+                source: e,
+            },
+        })?;
+    r.layer_parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&req.upload_id);
+    Ok(json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "uploadId": req.upload_id,
+        "layerDigest": d.as_str(),
+    }))
+}
+
 /// botocore's ECR service model (the test venv's, as the AWS CLI carries it).
 #[cfg(test)]
 pub(crate) fn service_model() -> Value {
@@ -846,6 +1260,85 @@ mod tests {
     }
 
     #[test]
+    fn the_layer_upload_operations_with_ecr_s_errors() {
+        let (_d, r) = registry();
+        call(&r, "CreateRepository", br#"{"repositoryName":"lay/er"}"#, 0).unwrap();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let start = || {
+            let v = call(
+                &r,
+                "InitiateLayerUpload",
+                br#"{"repositoryName":"lay/er"}"#,
+                0,
+            )
+            .unwrap();
+            assert_eq!(v["partSize"], 10 * 1024 * 1024);
+            v["uploadId"].as_str().unwrap().to_string()
+        };
+        let part = |id: &str, first: u64, bytes: &[u8]| {
+            let body = json!({"repositoryName": "lay/er", "uploadId": id, "partFirstByte": first,
+                "partLastByte": first + bytes.len() as u64 - 1, "layerPartBlob": b64(bytes)});
+            call(&r, "UploadLayerPart", body.to_string().as_bytes(), 0)
+        };
+        let complete = |id: &str, d: &str| {
+            let body = json!({"repositoryName": "lay/er", "uploadId": id, "layerDigests": [d]});
+            call(&r, "CompleteLayerUpload", body.to_string().as_bytes(), 0)
+        };
+        let layer = b"a layer in two parts";
+        let d = Digest::of(layer).to_string();
+        let id = start();
+        assert_eq!(part(&id, 0, &layer[..2]).unwrap()["lastByteReceived"], 1);
+        // Out of order: the next part must start at byte 2.
+        let e = part(&id, 5, &layer[5..]).unwrap_err();
+        assert_eq!(e.name(), "InvalidLayerPartException", "{e}");
+        part(&id, 2, &layer[2..]).unwrap();
+        // The first part was under 5 MiB and not the last.
+        let e = complete(&id, &d).unwrap_err();
+        assert_eq!(e.name(), "LayerPartTooSmallException", "{e}");
+
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        let wrong = Digest::of(b"other").to_string();
+        assert_eq!(
+            complete(&id, &wrong).unwrap_err().name(),
+            "InvalidLayerException"
+        );
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        assert_eq!(complete(&id, &d).unwrap()["layerDigest"], d.as_str());
+        let avail = call(
+            &r,
+            "BatchCheckLayerAvailability",
+            json!({"repositoryName": "lay/er", "layerDigests": [d]})
+                .to_string()
+                .as_bytes(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(avail["layers"][0]["layerAvailability"], "AVAILABLE");
+        let id = start();
+        part(&id, 0, layer).unwrap();
+        assert_eq!(
+            complete(&id, &d).unwrap_err().name(),
+            "LayerAlreadyExistsException"
+        );
+        let id = start();
+        assert_eq!(
+            complete(&id, &d).unwrap_err().name(),
+            "EmptyUploadException"
+        );
+        let gone = "00000000-0000-4000-8000-000000000000";
+        assert_eq!(
+            part(gone, 0, layer).unwrap_err().name(),
+            "UploadNotFoundException"
+        );
+        assert_eq!(
+            complete(gone, &d).unwrap_err().name(),
+            "UploadNotFoundException"
+        );
+    }
+
+    #[test]
     fn every_operation_is_the_model_s_and_its_errors_are_declared() {
         let m = service_model();
         for op in OPERATIONS {
@@ -866,6 +1359,14 @@ mod tests {
             "ImageDigestDoesNotMatchException",
             "LayersNotFoundException",
             "ReferencedImagesNotFoundException",
+            "LifecyclePolicyNotFoundException",
+            "LifecyclePolicyPreviewNotFoundException",
+            "UploadNotFoundException",
+            "InvalidLayerPartException",
+            "LayerPartTooSmallException",
+            "LayerAlreadyExistsException",
+            "InvalidLayerException",
+            "EmptyUploadException",
             "ServerException",
         ] {
             assert!(

@@ -34,6 +34,20 @@ struct Descriptor {
     size: i64,
 }
 
+/// The blobs (config, layers) or child manifests a stored manifest names; nothing for bytes
+/// that do not parse (they were checked when pushed).
+pub(super) fn refs_of(bytes: &[u8]) -> Vec<Digest> {
+    let Ok(doc) = serde_json::from_slice::<Doc>(bytes) else {
+        return Vec::new();
+    };
+    doc.config
+        .iter()
+        .chain(doc.layers.iter().flatten())
+        .chain(doc.manifests.iter().flatten())
+        .filter_map(|d| Digest::parse(&d.digest).ok())
+        .collect()
+}
+
 /// A stored manifest as a pull answers it.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -89,7 +103,10 @@ impl Registry {
                 doc.schema_version
             )));
         }
-        let db = self.db();
+        // The lock is held from the checks to the rows: garbage collection (which takes it)
+        // cannot free a blob between the check that it is here and the manifest naming it.
+        let mut db = self.db();
+        let mut refs = Vec::new();
         let (artifact_type, image_size) = match media_type.as_str() {
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 let config = doc.config.as_ref().ok_or_else(|| {
@@ -103,6 +120,7 @@ impl Registry {
                             "blob {digest} is not in repository {repo} (push it first)"
                         )));
                     }
+                    refs.push(digest);
                 }
                 // ECR's imageSizeInBytes: the layers as pushed (compressed).
                 let size = layers.iter().map(|l| l.size.max(0)).sum();
@@ -123,6 +141,7 @@ impl Registry {
                         )));
                     };
                     size = size.max(child);
+                    refs.push(digest);
                 }
                 (doc.artifact_type.clone(), size)
             }
@@ -149,16 +168,16 @@ impl Registry {
                  be overwritten because the repository is immutable."
             )));
         }
-        drop(db);
         self.store_bytes(bytes)?;
         let m = meta::NewManifest {
             digest: &digest,
+            refs: &refs,
             media_type: &media_type,
             artifact_media_type: artifact_type.as_deref(),
             size: bytes.len() as i64,
             image_size,
         };
-        meta::put_manifest(&mut self.db(), repo, &m, tag)?;
+        meta::put_manifest(&mut db, repo, &m, tag)?;
         Ok(digest)
     }
 
@@ -180,6 +199,9 @@ impl Registry {
             let media_type = meta::manifest_type(&db, repo, &digest)?.ok_or_else(unknown)?;
             if pull {
                 meta::record_pull(&db, repo, &digest)?;
+                // What this pull reads next stays while it runs (garbage collection's
+                // grace), even if the image is deleted meanwhile.
+                meta::touch_refs(&db, repo, &digest)?;
             }
             (digest, media_type)
         };

@@ -21,6 +21,23 @@ CREATE TABLE IF NOT EXISTS repo_blobs (
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, digest)
 );
+CREATE TABLE IF NOT EXISTS manifest_refs (
+    repo TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, manifest, digest)
+);
+CREATE INDEX IF NOT EXISTS manifest_refs_digest ON manifest_refs (repo, digest);
+CREATE TABLE IF NOT EXISTS lifecycle_policies (
+    repo TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    last_evaluated REAL
+);
+CREATE TABLE IF NOT EXISTS lifecycle_previews (
+    repo TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    results TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS manifests (
     repo TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -53,7 +70,36 @@ pub(super) fn open(path: &Path) -> RegistryResult<Connection> {
     c.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db("set the busy timeout"))?;
     c.execute_batch(SCHEMA).map_err(db("create the tables"))?;
+    // Version 1: a blob link's touched_at/claimed_at (garbage collection's grace for
+    // pushes and pulls in flight). Rows of a version-0 file get them NULL.
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db("read the schema version"))?;
+    if version < 1 {
+        let has_col = c
+            .prepare("SELECT touched_at FROM repo_blobs LIMIT 0")
+            .is_ok();
+        if !has_col {
+            c.execute_batch(
+                "ALTER TABLE repo_blobs ADD COLUMN touched_at REAL; \
+                 ALTER TABLE repo_blobs ADD COLUMN claimed_at REAL;",
+            )
+            .map_err(db("add the blob links' times"))?;
+        }
+    }
     Ok(c)
+}
+
+/// The schema version (`PRAGMA user_version`): below 2, manifests pushed before
+/// `manifest_refs` existed have no rows there yet (the registry fills them in on open).
+pub(super) fn schema_version(c: &Connection) -> RegistryResult<i64> {
+    c.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err("read the schema version"))
+}
+
+pub(super) fn set_schema_version(c: &Connection, v: i64) -> RegistryResult<()> {
+    c.pragma_update(None, "user_version", v)
+        .map_err(err("write the schema version"))
 }
 
 pub(super) fn now() -> f64 {
@@ -157,6 +203,9 @@ pub(super) fn delete_repository(c: &mut Connection, repo: &RepoName) -> Registry
         "manifests WHERE repo",
         "tags WHERE repo",
         "uploads WHERE repo",
+        "manifest_refs WHERE repo",
+        "lifecycle_policies WHERE repo",
+        "lifecycle_previews WHERE repo",
     ] {
         tx.execute(&format!("DELETE FROM {table} = ?1"), [repo.as_str()])
             .map_err(err("delete a repository"))?;
@@ -177,10 +226,34 @@ pub(super) fn has_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryR
 
 pub(super) fn link_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
     c.execute(
-        "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
-        [repo.as_str(), d.as_str()],
+        "INSERT INTO repo_blobs (repo, digest, touched_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repo, digest) DO UPDATE SET touched_at = excluded.touched_at",
+        params![repo.as_str(), d.as_str(), now()],
     )
     .map_err(err("link a blob"))?;
+    Ok(())
+}
+
+/// Marks blob `d` of `repo` as needed by a client now (a HEAD or GET of it: a push about
+/// to name it, a pull reading it): garbage collection keeps it for its grace period even
+/// if no manifest names it.
+pub(super) fn touch_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE repo_blobs SET touched_at = ?3 WHERE repo = ?1 AND digest = ?2",
+        params![repo.as_str(), d.as_str(), now()],
+    )
+    .map_err(err("touch a blob"))?;
+    Ok(())
+}
+
+/// A pull of manifest `m`: every blob it names is touched (see [`touch_blob`]).
+pub(super) fn touch_refs(c: &Connection, repo: &RepoName, m: &Digest) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE repo_blobs SET touched_at = ?3 WHERE repo = ?1 AND digest IN \
+         (SELECT digest FROM manifest_refs WHERE repo = ?1 AND manifest = ?2)",
+        params![repo.as_str(), m.as_str(), now()],
+    )
+    .map_err(err("touch a manifest's blobs"))?;
     Ok(())
 }
 
@@ -239,6 +312,8 @@ pub struct ImageRow {
 
 pub(super) struct NewManifest<'a> {
     pub digest: &'a Digest,
+    /// The blobs (config, layers) or child manifests it names.
+    pub refs: &'a [Digest],
     pub media_type: &'a str,
     pub artifact_media_type: Option<&'a str>,
     pub size: i64,
@@ -268,11 +343,14 @@ pub(super) fn put_manifest(
         ],
     )
     .map_err(err("record a manifest"))?;
+    let t = now();
     tx.execute(
-        "INSERT OR IGNORE INTO repo_blobs (repo, digest) VALUES (?1, ?2)",
-        [repo.as_str(), m.digest.as_str()],
+        "INSERT INTO repo_blobs (repo, digest, claimed_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repo, digest) DO UPDATE SET claimed_at = excluded.claimed_at",
+        params![repo.as_str(), m.digest.as_str(), t],
     )
     .map_err(err("record a manifest"))?;
+    insert_refs(&tx, repo, m.digest, m.refs, t)?;
     if let Some(tag) = tag {
         tx.execute(
             "INSERT INTO tags (repo, tag, digest) VALUES (?1, ?2, ?3) \
@@ -282,6 +360,40 @@ pub(super) fn put_manifest(
         .map_err(err("tag a manifest"))?;
     }
     tx.commit().map_err(err("record a manifest"))
+}
+
+/// Records that manifest `m` names `refs`, and that a manifest claimed those blobs at `t`
+/// (a touch older than that no longer protects them once the manifest goes).
+pub(super) fn insert_refs(
+    c: &Connection,
+    repo: &RepoName,
+    m: &Digest,
+    refs: &[Digest],
+    t: f64,
+) -> RegistryResult<()> {
+    for d in refs {
+        c.execute(
+            "INSERT OR IGNORE INTO manifest_refs (repo, manifest, digest) VALUES (?1, ?2, ?3)",
+            [repo.as_str(), m.as_str(), d.as_str()],
+        )
+        .map_err(err("record a manifest's blobs"))?;
+        c.execute(
+            "UPDATE repo_blobs SET claimed_at = ?3 WHERE repo = ?1 AND digest = ?2",
+            params![repo.as_str(), d.as_str(), t],
+        )
+        .map_err(err("record a manifest's blobs"))?;
+    }
+    Ok(())
+}
+
+/// Every (repository, manifest digest) pair.
+pub(super) fn all_manifests(c: &Connection) -> RegistryResult<Vec<(String, String)>> {
+    let mut s = c
+        .prepare("SELECT repo, digest FROM manifests")
+        .map_err(err("list manifests"))?;
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list manifests"))
 }
 
 pub(super) fn tag_digest(
@@ -355,6 +467,7 @@ pub(super) fn delete_manifest(
     for sql in [
         "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
         "DELETE FROM repo_blobs WHERE repo = ?1 AND digest = ?2",
+        "DELETE FROM manifest_refs WHERE repo = ?1 AND manifest = ?2",
     ] {
         tx.execute(sql, [repo.as_str(), d.as_str()])
             .map_err(err("delete a manifest"))?;
@@ -419,4 +532,134 @@ pub(super) fn images(c: &Connection, repo: &RepoName) -> RegistryResult<Vec<Imag
     })
     .and_then(|rows| rows.collect())
     .map_err(err("list images"))
+}
+
+/// Garbage collection's first step: removes every blob link of a repository that no
+/// manifest of it names (nor is a manifest itself), unless a client touched it after the
+/// last manifest claimed it and less than `grace` seconds ago (a push that uploaded or
+/// found it and has not put its manifest yet; a pull reading it). Returns how many went.
+pub(super) fn unlink_unreferenced(c: &Connection, now: f64, grace: f64) -> RegistryResult<usize> {
+    c.execute(
+        "DELETE FROM repo_blobs WHERE \
+         NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = repo_blobs.repo \
+                     AND r.digest = repo_blobs.digest) \
+         AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repo = repo_blobs.repo \
+                     AND m.digest = repo_blobs.digest) \
+         AND NOT (touched_at IS NOT NULL AND touched_at > COALESCE(claimed_at, -1) \
+                  AND touched_at > ?1)",
+        params![now - grace],
+    )
+    .map_err(err("unlink unreferenced blobs"))
+}
+
+/// Every digest some repository links (its blob file must stay).
+pub(super) fn linked_digests(c: &Connection) -> RegistryResult<std::collections::HashSet<String>> {
+    let mut s = c
+        .prepare("SELECT DISTINCT digest FROM repo_blobs")
+        .map_err(err("list blob links"))?;
+    s.query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list blob links"))
+}
+
+/// The manifests of `repo` that an image index of it names (a child of a multi-arch
+/// image: lifecycle rules leave it to its index).
+pub(super) fn child_manifests(
+    c: &Connection,
+    repo: &RepoName,
+) -> RegistryResult<std::collections::HashSet<String>> {
+    let mut s = c
+        .prepare(
+            "SELECT DISTINCT r.digest FROM manifest_refs r JOIN manifests m \
+             ON m.repo = r.repo AND m.digest = r.digest WHERE r.repo = ?1",
+        )
+        .map_err(err("list child manifests"))?;
+    s.query_map([repo.as_str()], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list child manifests"))
+}
+
+/// A repository's lifecycle policy: its text and when the expiry last evaluated it.
+pub(super) fn lifecycle_policy(
+    c: &Connection,
+    repo: &RepoName,
+) -> RegistryResult<Option<(String, Option<f64>)>> {
+    c.query_row(
+        "SELECT text, last_evaluated FROM lifecycle_policies WHERE repo = ?1",
+        [repo.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(err("read a lifecycle policy"))
+}
+
+pub(super) fn put_lifecycle_policy(
+    c: &Connection,
+    repo: &RepoName,
+    text: &str,
+) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO lifecycle_policies (repo, text) VALUES (?1, ?2) \
+         ON CONFLICT (repo) DO UPDATE SET text = excluded.text, last_evaluated = NULL",
+        [repo.as_str(), text],
+    )
+    .map_err(err("store a lifecycle policy"))?;
+    Ok(())
+}
+
+pub(super) fn delete_lifecycle_policy(c: &Connection, repo: &RepoName) -> RegistryResult<()> {
+    c.execute(
+        "DELETE FROM lifecycle_policies WHERE repo = ?1",
+        [repo.as_str()],
+    )
+    .map_err(err("delete a lifecycle policy"))?;
+    Ok(())
+}
+
+pub(super) fn lifecycle_evaluated(c: &Connection, repo: &RepoName, t: f64) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE lifecycle_policies SET last_evaluated = ?2 WHERE repo = ?1",
+        params![repo.as_str(), t],
+    )
+    .map_err(err("record a lifecycle evaluation"))?;
+    Ok(())
+}
+
+/// Every repository that has a lifecycle policy.
+pub(super) fn lifecycle_repos(c: &Connection) -> RegistryResult<Vec<String>> {
+    let mut s = c
+        .prepare("SELECT repo FROM lifecycle_policies ORDER BY repo")
+        .map_err(err("list lifecycle policies"))?;
+    s.query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(err("list lifecycle policies"))
+}
+
+/// The last preview of `repo`: the policy text and its results (JSON).
+pub(super) fn lifecycle_preview(
+    c: &Connection,
+    repo: &RepoName,
+) -> RegistryResult<Option<(String, String)>> {
+    c.query_row(
+        "SELECT text, results FROM lifecycle_previews WHERE repo = ?1",
+        [repo.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(err("read a lifecycle preview"))
+}
+
+pub(super) fn put_lifecycle_preview(
+    c: &Connection,
+    repo: &RepoName,
+    text: &str,
+    results: &str,
+) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO lifecycle_previews (repo, text, results) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (repo) DO UPDATE SET text = excluded.text, results = excluded.results",
+        [repo.as_str(), text, results],
+    )
+    .map_err(err("store a lifecycle preview"))?;
+    Ok(())
 }

@@ -11,10 +11,13 @@
 //! task state change) never wait behind a push.
 
 pub mod api;
+pub mod gc;
+pub mod lifecycle;
 mod manifests;
 mod meta;
 pub mod names;
 mod storage;
+pub mod tls;
 pub mod tokens;
 
 pub use names::{Digest, Reference, RepoName};
@@ -136,6 +139,26 @@ pub enum EcrError {
     LayersNotFound(String),
     #[error("{0}")]
     ReferencedImagesNotFound(String),
+    #[error(
+        "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    LifecyclePolicyNotFound { name: String, registry: String },
+    #[error(
+        "Lifecycle policy preview does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    LifecyclePolicyPreviewNotFound { name: String, registry: String },
+    #[error("{0}")]
+    UploadNotFound(String),
+    #[error("{0}")]
+    InvalidLayerPart(String),
+    #[error("{0}")]
+    LayerPartTooSmall(String),
+    #[error("{0}")]
+    LayerAlreadyExists(String),
+    #[error("{0}")]
+    InvalidLayer(String),
+    #[error("{0}")]
+    EmptyUpload(String),
     #[error("{0}")]
     /// The protocol's common error for a target no operation of the service has.
     UnknownOperation(String),
@@ -162,6 +185,14 @@ impl EcrError {
             ImageDigestDoesNotMatch(_) => "ImageDigestDoesNotMatchException",
             LayersNotFound(_) => "LayersNotFoundException",
             ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
+            LifecyclePolicyNotFound { .. } => "LifecyclePolicyNotFoundException",
+            LifecyclePolicyPreviewNotFound { .. } => "LifecyclePolicyPreviewNotFoundException",
+            UploadNotFound(_) => "UploadNotFoundException",
+            InvalidLayerPart(_) => "InvalidLayerPartException",
+            LayerPartTooSmall(_) => "LayerPartTooSmallException",
+            LayerAlreadyExists(_) => "LayerAlreadyExistsException",
+            InvalidLayer(_) => "InvalidLayerException",
+            EmptyUpload(_) => "EmptyUploadException",
             UnknownOperation(_) => "UnknownOperationException",
             Server { .. } => "ServerException",
         }
@@ -189,6 +220,12 @@ pub struct Registry {
     /// The account and region repository URIs and ARNs name (the product's AWS context).
     pub account_id: String,
     pub region: String,
+    /// Garbage collection's grace period in seconds (`gc` module).
+    gc_grace_secs: f64,
+    /// The part sizes of each upload of the ECR API's layer path (UploadLayerPart), for
+    /// CompleteLayerUpload's 5 MiB rule; kept in memory (an upload outlives no restart's
+    /// check of it).
+    pub(crate) layer_parts: Mutex<std::collections::HashMap<String, Vec<u64>>>,
 }
 
 impl Registry {
@@ -203,9 +240,18 @@ impl Registry {
             db: Mutex::new(db),
             account_id: account_id.to_string(),
             region: region.to_string(),
+            gc_grace_secs: gc::DEFAULT_GRACE_SECS,
+            layer_parts: Mutex::new(Default::default()),
         };
         r.purge_uploads(std::time::Duration::from_secs(7 * 24 * 3600))?;
+        r.backfill_refs()?;
         Ok(r)
+    }
+
+    /// Sets garbage collection's grace period (serve: `MINIFARGATE_ECR_GC_GRACE`).
+    pub fn with_gc_grace(mut self, secs: f64) -> Registry {
+        self.gc_grace_secs = secs.max(0.0);
+        self
     }
 
     pub fn dir(&self) -> &Path {

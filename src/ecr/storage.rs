@@ -62,7 +62,7 @@ fn upload_id_ok(id: &str) -> bool {
 }
 
 impl Registry {
-    fn blob_path(&self, d: &Digest) -> PathBuf {
+    pub(super) fn blob_path(&self, d: &Digest) -> PathBuf {
         self.dir.join("blobs/sha256").join(d.hex())
     }
 
@@ -73,9 +73,14 @@ impl Registry {
     /// Blob `d` of repository `repo` (pushed to it or mounted into it).
     pub fn blob(&self, repo: &RepoName, d: &Digest) -> RegistryResult<BlobFile> {
         let unknown = || RegistryError::BlobUnknown(format!("{d} in repository {repo}"));
-        if !meta::has_blob(&self.db(), repo, d)? {
+        let db = self.db();
+        if !meta::has_blob(&db, repo, d)? {
             return Err(unknown());
         }
+        // A client that asks for a blob is about to use it (a push naming it in its
+        // manifest, a pull reading it): garbage collection's grace keeps it meanwhile.
+        meta::touch_blob(&db, repo, d)?;
+        drop(db);
         let path = self.blob_path(d);
         match fs::metadata(&path) {
             Ok(m) => Ok(BlobFile {
@@ -87,8 +92,8 @@ impl Registry {
         }
     }
 
-    /// Unlinks blob `d` from `repo` (the bytes stay until garbage collection, which is not
-    /// written yet: docs/registry.md).
+    /// Unlinks blob `d` from `repo` (the bytes go at the next garbage collection once no
+    /// repository links them).
     pub fn delete_blob(&self, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
         if !meta::unlink_blob(&self.db(), repo, d)? {
             return Err(RegistryError::BlobUnknown(format!(
@@ -179,12 +184,13 @@ impl Registry {
         }
         sync_file(&path)?;
         let dest = self.blob_path(digest);
+        // Under the lock: garbage collection never sees the file in blobs/ before its link.
+        let db = self.db();
         fs::rename(&path, &dest).map_err(io_err(format!(
             "move upload {} to {}",
             path.display(),
             dest.display()
         )))?;
-        let db = self.db();
         meta::remove_upload(&db, id)?;
         meta::link_blob(&db, repo, digest)?;
         Ok(())
@@ -209,7 +215,8 @@ impl Registry {
         }
     }
 
-    /// Stores `bytes` (a manifest) as a blob: temp file, fsync, rename.
+    /// Stores `bytes` (a manifest) as a blob: temp file, fsync, rename. The caller holds the
+    /// database lock (garbage collection must not see the file before its rows).
     pub(super) fn store_bytes(&self, bytes: &[u8]) -> RegistryResult<Digest> {
         let d = Digest::of(bytes);
         let dest = self.blob_path(&d);

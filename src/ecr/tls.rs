@@ -1,0 +1,281 @@
+//! HTTPS for the registry: a local CA (`<root>/registry/tls/ca.crt`, its key 0600) made on
+//! serve's first start and kept, and a server certificate it signs at every start for the
+//! registry's names (the ECR host name, localhost, the loopback and listen addresses,
+//! serve's allowed host names); and the per-registry trust podman, skopeo and buildah
+//! read (`<certs.d>/<host:port>/ca.crt`), written for the addresses serve listens on and
+//! removed when it stops. ECR is HTTPS-only; this is what lets `podman login`/`push` and
+//! `skopeo copy` work with no `--tls-verify=false`. Ref: containers-certs.d(5).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The CA's validity (kept across starts: clients trust this file).
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86400);
+/// A server certificate's (made again at every start): 397 days, the most browsers and
+/// Apple's clients accept.
+const CERT_VALIDITY: Duration = Duration::from_secs(397 * 86400);
+/// Clocks a little behind still accept a certificate made now.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("failed to read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is not a PEM private key of the registry's CA (remove the tls directory to make a new CA; clients must then trust the new ca.crt)"
+    )]
+    BadCaKey(PathBuf),
+    #[error("failed to generate {what}")]
+    Generate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+}
+
+/// The registry's certificate files under `<root>/registry/tls/`.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn generate(what: &'static str) -> impl Fn(rcgen::Error) -> TlsError {
+    move |source| TlsError::Generate { what, source }
+}
+
+fn validity(p: &mut CertificateParams, for_: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    p.not_before = epoch + now.saturating_sub(BACKDATE);
+    p.not_after = epoch + now + for_;
+}
+
+/// The CA's parameters: they depend on its key only, so the CA re-made from `ca.key`
+/// names the issuer `ca.crt` names.
+fn ca_params(key: &KeyPair) -> CertificateParams {
+    use sha2::Digest as _;
+    let id = hex::encode(sha2::Sha256::digest(key.public_key_der()));
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(
+        DnType::CommonName,
+        format!("minifargate registry CA {}", &id[..16]),
+    );
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut p, CA_VALIDITY);
+    p
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let w = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    w().map_err(|source| TlsError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Makes (or keeps) the CA under `dir` and signs a new server certificate for `dns` and
+/// `ips`. Returns the files.
+pub fn prepare(dir: &Path, dns: &[String], ips: &[IpAddr]) -> Result<Files, TlsError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| TlsError::Write {
+            path: dir.into(),
+            source,
+        })?;
+    let files = Files {
+        ca_cert: dir.join("ca.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    };
+    let ca_key_path = dir.join("ca.key");
+    let ca_key = match std::fs::read_to_string(&ca_key_path) {
+        Ok(pem) => KeyPair::from_pem(&pem).map_err(|_| TlsError::BadCaKey(ca_key_path.clone()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = KeyPair::generate().map_err(generate("the registry's CA key"))?;
+            write_file(&ca_key_path, k.serialize_pem().as_bytes(), 0o600)?;
+            let _ = std::fs::remove_file(&files.ca_cert);
+            k
+        }
+        Err(source) => {
+            return Err(TlsError::Read {
+                path: ca_key_path,
+                source,
+            });
+        }
+    };
+    let ca = ca_params(&ca_key)
+        .self_signed(&ca_key)
+        .map_err(generate("the registry's CA certificate"))?;
+    if !files.ca_cert.exists() {
+        write_file(&files.ca_cert, ca.pem().as_bytes(), 0o644)?;
+    }
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, dns.first().cloned().unwrap_or_default());
+    for d in dns {
+        let name = d
+            .clone()
+            .try_into()
+            .map_err(generate("the registry's certificate (a DNS name)"))?;
+        p.subject_alt_names.push(SanType::DnsName(name));
+    }
+    for ip in ips {
+        p.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    p.use_authority_key_identifier_extension = true;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut serial = [0u8; 16];
+    getrandom::getrandom(&mut serial).expect("the kernel's random numbers");
+    serial[0] &= 0x7f;
+    p.serial_number = Some(serial.to_vec().into());
+    validity(&mut p, CERT_VALIDITY);
+    let key = KeyPair::generate().map_err(generate("the registry's server key"))?;
+    let cert = p
+        .signed_by(&key, &ca, &ca_key)
+        .map_err(generate("the registry's server certificate"))?;
+    write_file(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&files.cert, cert.pem().as_bytes(), 0o644)?;
+    Ok(files)
+}
+
+/// The trust written for podman, skopeo and buildah: `<certs_d>/<host>/ca.crt` for each
+/// `host` (`host:port`); removed on drop (serve stopping). An entry a user made (a
+/// directory that existed with another ca.crt) is left alone.
+pub struct Trust {
+    written: Vec<PathBuf>,
+}
+
+impl Trust {
+    pub fn install(certs_d: &Path, hosts: &[String], ca_pem: &[u8]) -> Result<Trust, TlsError> {
+        let mut written = Vec::new();
+        for h in hosts {
+            let dir = certs_d.join(h);
+            let file = dir.join("ca.crt");
+            if let Ok(existing) = std::fs::read(&file)
+                && existing != ca_pem
+            {
+                tracing::warn!(path = %file.display(), "a CA of another registry is already trusted for this address; left as it is");
+                continue;
+            }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&dir)
+                .map_err(|source| TlsError::Write {
+                    path: dir.clone(),
+                    source,
+                })?;
+            write_file(&file, ca_pem, 0o644)?;
+            written.push(file);
+        }
+        Ok(Trust { written })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.written
+    }
+}
+
+impl Drop for Trust {
+    fn drop(&mut self) {
+        for f in &self.written {
+            if let Err(e) = std::fs::remove_file(f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %f.display(), error = %e, "failed to remove the registry's trust entry");
+            }
+            if let Some(d) = f.parent() {
+                // Only if empty (a user's client certificates stay).
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_kept_and_signs_a_certificate_for_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec![
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com".to_string(),
+            "localhost".into(),
+        ];
+        let ips = vec![IpAddr::from([127, 0, 0, 1])];
+        let f = prepare(dir.path(), &names, &ips).unwrap();
+        let ca1 = std::fs::read(&f.ca_cert).unwrap();
+        let cert1 = std::fs::read(&f.cert).unwrap();
+        let f = prepare(dir.path(), &names, &ips).unwrap();
+        assert_eq!(std::fs::read(&f.ca_cert).unwrap(), ca1, "the CA stays");
+        assert_ne!(
+            std::fs::read(&f.cert).unwrap(),
+            cert1,
+            "a new server certificate"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [(dir.path().join("ca.key"), 0o600), (f.key.clone(), 0o600)] {
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                mode
+            );
+        }
+
+        let certs = dir.path().join("certs.d");
+        let hosts = vec!["127.0.0.1:5999".to_string(), "localhost:5999".to_string()];
+        let t = Trust::install(&certs, &hosts, &ca1).unwrap();
+        assert_eq!(
+            std::fs::read(certs.join("127.0.0.1:5999/ca.crt")).unwrap(),
+            ca1
+        );
+        assert_eq!(t.files().len(), 2);
+        drop(t);
+        assert!(!certs.join("127.0.0.1:5999").exists());
+    }
+}
