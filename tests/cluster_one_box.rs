@@ -525,6 +525,55 @@ fn an_agent_sees_its_instance_drained_and_deregistered_at_once() {
 }
 
 #[test]
+fn a_box_reprovisioned_as_a_new_instance_stops_what_it_still_ran_of_its_old_one() {
+    // The chaos run's finding (docs/cluster.md): an instance deregistered with force
+    // while its agent was away, and its box started again as a new instance (its
+    // instance id removed, as an operator reprovisions it): the tasks it still ran of the
+    // old instance are nobody's any more, and stop.
+    let etcd = Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let mut a = Agent::start_for(&etcd, &api, 5, &[]);
+    api.wait_for(20, "the instance listed", || {
+        (api.instances_listed(None).len() == 1).then_some(())
+    });
+    register(&api, "old.json", &sleeper("one-old"));
+    let (run, status) = run_task(&api, "one-old", 1);
+    assert_eq!(status, 200, "{run:#}");
+    let id = task_ids(&run).remove(0);
+    let local = |a: &Agent| {
+        a.mf.json(&["describe-tasks", "--tasks", &id])["tasks"][0].clone()
+    };
+    api.wait_for(60, "the task RUNNING on its box", || {
+        (local(&a)["lastStatus"] == "RUNNING").then_some(())
+    });
+    let old = a.arn();
+    // The agent dies (its task's supervisor lives on), its instance is deregistered.
+    a.kill();
+    api.aws_json(&[
+        "deregister-container-instance",
+        "--container-instance",
+        &old,
+        "--force",
+    ]);
+    assert_eq!(local(&a)["lastStatus"], "RUNNING", "the box still runs it");
+    std::fs::remove_file(a.mf.root.join("agent/instance-id")).unwrap();
+    a.spawn();
+    api.wait_for(30, "the box registered as a new instance", || {
+        let now = common::cluster::instance_arn(&a.mf.root);
+        (now != old && api.instances_listed(None).contains(&now)).then_some(())
+    });
+    let t = api.wait_for(60, "the old instance's task STOPPED on the box", || {
+        let t = local(&a);
+        (t["lastStatus"] == "STOPPED").then_some(t)
+    });
+    assert_eq!(
+        t["stoppedReason"],
+        format!("Task is no longer assigned to container instance {old}"),
+        "{t:#}"
+    );
+}
+
+#[test]
 fn a_stop_task_whose_answer_is_lost_answers_that_the_stop_was_asked() {
     let etcd = Etcd::start_plain();
     let upstream = etcd.endpoint().trim_start_matches("http://").to_string();

@@ -304,7 +304,9 @@ impl Work {
     }
 
     /// After a restart: the local tasks placed on this instance that are no longer
-    /// assigned to it stop.
+    /// assigned to it stop, and so do the ones an earlier instance of this box left
+    /// running (a box reprovisioned as a new instance after its old one was deregistered
+    /// while its agent was away: nothing assigns them to anyone any more).
     fn stop_unassigned(&mut self, assigned: &BTreeSet<String>) -> Result<(), WorkError> {
         let failed = |source: anyhow::Error| WorkError::Store {
             task: "(every task not STOPPED)".into(),
@@ -313,9 +315,8 @@ impl Work {
         let store = self.ecs.open_store().map_err(failed)?;
         let rows = store.unstopped_tasks().map_err(|e| failed(e.into()))?;
         for t in rows {
-            if t.launch.container_instance_arn.as_deref() == Some(self.arn.as_str())
-                && !assigned.contains(&t.id)
-            {
+            let placed_here = t.launch.container_instance_arn.as_deref() == Some(self.arn.as_str());
+            if (placed_here && !assigned.contains(&t.id)) || self.of_an_earlier_instance(&t) {
                 // Its record is no longer this agent's to write (the leader stopped it
                 // there, or another box runs its replacement).
                 self.tracked.remove(&t.id);
@@ -323,6 +324,22 @@ impl Work {
             }
         }
         Ok(())
+    }
+
+    /// Whether local task `t` was placed on another instance of this agent's cluster
+    /// than its own: one this box was before (the agent's state root is its own; the
+    /// one-box instance of the cluster, `task::shape::container_instance_arn`, is not
+    /// one of them).
+    fn of_an_earlier_instance(&self, t: &crate::store::TaskRow) -> bool {
+        let Some(arn) = t.launch.container_instance_arn.as_deref() else {
+            return false;
+        };
+        let ours = super::instances::arn(&self.cluster, "");
+        let cluster_arn = crate::taskdef::AwsContext::from_env()
+            .ecs_arn(&format!("cluster/{}", self.cluster));
+        arn != self.arn
+            && arn.starts_with(&ours)
+            && arn != crate::task::shape::container_instance_arn(&cluster_arn)
     }
 
     /// Stops local task `t`, no longer assigned here, and counts its reservation until it
@@ -334,7 +351,10 @@ impl Work {
                 StopCode::TerminationNotice,
                 &format!(
                     "Task is no longer assigned to container instance {}",
-                    self.arn
+                    t.launch
+                        .container_instance_arn
+                        .as_deref()
+                        .unwrap_or(&self.arn)
                 ),
             );
         }
