@@ -246,6 +246,32 @@ table! {
                       AWS watchable in seconds (demos, classes; docs/cloudwatch.md).",
             read_by: "serve",
         };
+        ecr_lifecycle_interval: Duration = secs_f64, Var {
+            name: "MINIFARGATE_ECR_LIFECYCLE_INTERVAL",
+            kind: "seconds",
+            default: Some("3600"),
+            meaning: "How often the registry applies the repositories' lifecycle policies \
+                      and collects garbage, the first time one interval after serve starts \
+                      (ECR: within 24 hours; docs/registry.md).",
+            read_by: "serve",
+        };
+        ecr_gc_grace: Duration = secs_f64, Var {
+            name: "MINIFARGATE_ECR_GC_GRACE",
+            kind: "seconds",
+            default: Some("3600"),
+            meaning: "How long a blob a client uploaded or read stays without a manifest \
+                      naming it (a push or pull in flight; docs/registry.md \"Garbage \
+                      collection\").",
+            read_by: "serve",
+        };
+        registry_certs_d: Option<PathBuf> = hosts_path, Var {
+            name: "MINIFARGATE_REGISTRY_CERTS_D",
+            kind: "path | off",
+            default: Some("/etc/containers/certs.d"),
+            meaning: "Where serve writes `<host:port>/ca.crt` so podman, skopeo and buildah \
+                      trust the registry's HTTPS; `off`: nowhere (docs/registry.md \"HTTPS\").",
+            read_by: "serve",
+        };
         stopped_task_retention: Duration = seconds, Var {
             name: "MINIFARGATE_STOPPED_TASK_RETENTION",
             kind: "seconds",
@@ -639,6 +665,14 @@ fn metrics_period(s: &str) -> Result<Duration, BadValue> {
             "1, 5, 10, 20, 30 or a multiple of 60 up to 86400 (seconds)",
         )),
     }
+}
+
+/// Seconds, fractions allowed (0 or more).
+fn secs_f64(s: &str) -> Result<Duration, BadValue> {
+    let v: f64 = s.trim().parse().map_err(|_| BadValue::Seconds)?;
+    (v.is_finite() && v >= 0.0)
+        .then(|| Duration::from_secs_f64(v))
+        .ok_or(BadValue::Seconds)
 }
 
 fn opt_seconds(s: &str) -> Result<Option<Duration>, BadValue> {

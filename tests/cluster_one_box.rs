@@ -540,9 +540,7 @@ fn a_box_reprovisioned_as_a_new_instance_stops_what_it_still_ran_of_its_old_one(
     let (run, status) = run_task(&api, "one-old", 1);
     assert_eq!(status, 200, "{run:#}");
     let id = task_ids(&run).remove(0);
-    let local = |a: &Agent| {
-        a.mf.json(&["describe-tasks", "--tasks", &id])["tasks"][0].clone()
-    };
+    let local = |a: &Agent| a.mf.json(&["describe-tasks", "--tasks", &id])["tasks"][0].clone();
     api.wait_for(60, "the task RUNNING on its box", || {
         (local(&a)["lastStatus"] == "RUNNING").then_some(())
     });

@@ -56,7 +56,7 @@ pub async fn serve(
     // docs/serve.md); SQLite checkpoints by itself as the WAL grows.
     let _keep_open = g.open_store()?;
     let ctx = crate::taskdef::AwsContext::from_env();
-    let ecr_env = crate::ecr::lifecycle::Schedule::from_env()?;
+    let ecr_env = crate::ecr::lifecycle::Schedule::from_config();
     let reg = Arc::new(
         crate::ecr::Registry::open(&g.root, &ctx.account_id, &ctx.region)
             .context("failed to open the registry (ECR)")?

@@ -616,31 +616,31 @@ pub fn https(
     }
     let files = crate::ecr::tls::prepare(&reg.dir().join("tls"), &dns, &ips)
         .context("failed to set up the registry's certificate")?;
-    let certs_d = std::env::var("MINIFARGATE_REGISTRY_CERTS_D")
-        .unwrap_or_else(|_| "/etc/containers/certs.d".to_string());
+    let certs_d = crate::config::get().registry_certs_d.clone();
     let port = addr.port();
     let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
     if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
         hosts.push(addr.to_string());
     }
-    let trust = if certs_d == "off" {
-        None
-    } else {
+    let trust = if let Some(certs_d) = certs_d {
         let ca = std::fs::read(&files.ca_cert)
             .with_context(|| format!("failed to read {}", files.ca_cert.display()))?;
-        match crate::ecr::tls::Trust::install(std::path::Path::new(&certs_d), &hosts, &ca) {
+        match crate::ecr::tls::Trust::install(&certs_d, &hosts, &ca) {
             Ok(t) => Some(t),
             Err(e) => {
                 // Not fatal: the registry still answers HTTPS; clients are told the CA.
                 eprintln!(
                     "minifargate: warning: {}: podman and skopeo will not trust the registry's \
-                     certificate until {} is copied to {certs_d}/<host:port>/ca.crt",
+                     certificate until {} is copied to {}/<host:port>/ca.crt",
                     crate::errors::error_chain(&e),
-                    files.ca_cert.display()
+                    files.ca_cert.display(),
+                    certs_d.display()
                 );
                 None
             }
         }
+    } else {
+        None
     };
     eprintln!(
         "minifargate: registry HTTPS on port {port} with a certificate of the CA {}{}",

@@ -335,8 +335,8 @@ impl Work {
             return false;
         };
         let ours = super::instances::arn(&self.cluster, "");
-        let cluster_arn = crate::taskdef::AwsContext::from_env()
-            .ecs_arn(&format!("cluster/{}", self.cluster));
+        let cluster_arn =
+            crate::taskdef::AwsContext::from_env().ecs_arn(&format!("cluster/{}", self.cluster));
         arn != self.arn
             && arn.starts_with(&ours)
             && arn != crate::task::shape::container_instance_arn(&cluster_arn)

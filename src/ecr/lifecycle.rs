@@ -472,30 +472,16 @@ pub struct Schedule {
     pub gc_grace_secs: f64,
 }
 
-/// A setting of [`Schedule`] that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?}: expected a number of seconds")]
-pub struct ScheduleInvalid {
-    pub name: &'static str,
-    pub value: String,
-}
-
 impl Schedule {
-    pub fn from_env() -> Result<Schedule, ScheduleInvalid> {
-        let secs = |name: &'static str, default: f64| match std::env::var(name) {
-            Err(_) => Ok(default),
-            Ok(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .ok_or(ScheduleInvalid { name, value: v }),
-        };
-        let interval = secs("MINIFARGATE_ECR_LIFECYCLE_INTERVAL", 3600.0)?.max(0.1);
-        Ok(Schedule {
-            interval: std::time::Duration::from_secs_f64(interval),
-            gc_grace_secs: secs("MINIFARGATE_ECR_GC_GRACE", super::gc::DEFAULT_GRACE_SECS)?,
-        })
+    /// The schedule the configuration sets (`crate::config`).
+    pub fn from_config() -> Schedule {
+        let c = crate::config::get();
+        Schedule {
+            interval: c
+                .ecr_lifecycle_interval
+                .max(std::time::Duration::from_millis(100)),
+            gc_grace_secs: c.ecr_gc_grace.as_secs_f64(),
+        }
     }
 }
 
