@@ -1300,7 +1300,12 @@ fn ok(out: Output, what: &str) -> String {
 /// endpoint on the same port; the trust goes when serve stops.
 #[test]
 fn podman_and_skopeo_push_over_https_with_no_tls_flag() {
-    let api = Api::start();
+    // podman and skopeo read the box's /etc/containers/certs.d: this serve writes there.
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_REGISTRY_CERTS_D", "/etc/containers/certs.d")],
+    );
     let host = registry_host(&api);
     let port = host.rsplit_once(':').unwrap().1.to_string();
     let ca = api.mf.root.join("registry/tls/ca.crt");
@@ -1517,7 +1522,11 @@ fn the_layer_upload_api_pushes_an_image_the_registry_serves() {
     );
     let creds = format!("AWS:{}", password(&api));
     let mut c = skopeo();
+    // Over HTTPS, trusting serve's CA where this test's serve wrote it.
+    let certs = api.mf.dir.path().join("certs.d").join(&host);
     c.args(["copy", "--src-creds", &creds])
+        .arg("--src-cert-dir")
+        .arg(&certs)
         .arg(format!("docker://{host}/api/push:v1"))
         .arg(format!("oci:{}:p", work.path().join("pulled").display()));
     let out = c.output().unwrap();

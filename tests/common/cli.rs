@@ -90,6 +90,13 @@ impl Mf {
                 // prune's background deleter at once, not 30 s after the test ended.
                 ("MINIFARGATE_TRASH_DELAY_MS".into(), "0".into()),
                 ("MINIFARGATE_HOSTS_FILE".into(), hosts.display().to_string()),
+                // The registry's trust for podman goes to the test's own directory, not the
+                // box's /etc/containers/certs.d (a serve killed by a test would leave its
+                // files there); tests/ecr.rs's podman test names the real one.
+                (
+                    "MINIFARGATE_REGISTRY_CERTS_D".into(),
+                    dir.path().join("certs.d").display().to_string(),
+                ),
             ],
             dir,
             _subnet_claim: claim,
