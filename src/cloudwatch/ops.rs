@@ -712,13 +712,7 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
         Some(n) if n > 0 => n as usize,
         Some(n) => return Err(invalid(format!("MaxDatapoints must be positive (got {n})"))),
     };
-    let skip: usize = match req.next_token.as_deref() {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("mf1.")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
-    };
+    let skip = skipped_by(req.next_token.as_deref())?;
     let mut seen_ids = std::collections::HashSet::new();
     let mut results = Vec::new();
     for (i, q) in queries.iter().enumerate() {
@@ -868,13 +862,7 @@ fn list_metrics(m: &Metrics, req: ListMetricsInput, now: Millis) -> CwResult<Val
     if req.owning_account.as_deref().is_some_and(|a| a != own) {
         return Ok(json!({"Metrics": []}));
     }
-    let skip: usize = match req.next_token.as_deref() {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("mf1.")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
-    };
+    let skip = skipped_by(req.next_token.as_deref())?;
     let matching: Vec<MetricId> = m
         .list(since)
         .into_iter()
@@ -939,18 +927,23 @@ struct DescribeAlarmsInput {
     next_token: Option<String>,
 }
 
+/// How many items a `NextToken` of this host's (`mf1.<n>`) says were already answered.
+fn skipped_by(token: Option<&str>) -> CwResult<usize> {
+    match token {
+        None => Ok(0),
+        Some(t) => t
+            .strip_prefix("mf1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid"))),
+    }
+}
+
 fn page_of<T: Clone>(
     items: &[T],
     token: Option<&str>,
     max: usize,
 ) -> CwResult<(Vec<T>, Option<String>)> {
-    let skip: usize = match token {
-        None => 0,
-        Some(t) => t
-            .strip_prefix("mf1.")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| CwError::InvalidNextToken(format!("The NextToken {t} is invalid")))?,
-    };
+    let skip = skipped_by(token)?;
     let page: Vec<T> = items.iter().skip(skip).take(max).cloned().collect();
     let next = (items.len() > skip + max).then(|| format!("mf1.{}", skip + max));
     Ok((page, next))
