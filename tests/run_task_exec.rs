@@ -59,7 +59,14 @@ impl Env {
             if t["lastStatus"] == "RUNNING" && up {
                 return id;
             }
-            assert!(Instant::now() < deadline, "task did not start: {t:#}");
+            assert!(
+                Instant::now() < deadline,
+                "task did not start in 30 s: {t:#}\nits supervisor log:\n{}",
+                std::fs::read_to_string(
+                    self.mf.root.join("tasks").join(&id).join("supervisor.log")
+                )
+                .unwrap_or_else(|e| format!("(unreadable: {e})"))
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -244,7 +244,7 @@ def main():
     if os.path.exists(f):
         for line in open(f):
             parts = line.split()
-            if len(parts) == 3:
+            if len(parts) >= 3:
                 outcomes[parts[0]] = (parts[1], int(parts[2]))
     placed_by = {}
     for tid, r in view.records.items():

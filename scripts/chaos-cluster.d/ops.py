@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 
 import boto3
 import botocore.config
@@ -163,14 +164,19 @@ def run_stream():
         if room > 0:
             n = random.randint(1, min(3, room))
             # Each call's own startedBy: check.py finds the tasks of a call that was answered
-            # an error (W/run-task-outcomes: "startedBy outcome").
+            # an error (W/run-task-outcomes: "startedBy outcome answered asked").
+            # One clientToken for the call, whichever serve answers it: `call` tries the
+            # other serve after a timeout, and the first may have placed the tasks by then
+            # (an SDK's own retries reuse the token the same way; botocore makes a new one
+            # per invocation, so without it the second serve would place them again).
             r = call("run_task", taskDefinition="chaos", count=n, launchType="EC2",
+                     clientToken=str(uuid.uuid4()),
                      startedBy=f"chaos-{n_call}",
                      overrides={"containerOverrides": [{"name": "app", "command": [
                          "sh", "-c", f"trap 'exit 0' TERM; sleep {random.randint(10, 90)} & wait"]}]})
             with lock:
                 outcomes.write(f"chaos-{n_call} {last_outcome.get(threading.get_ident(), '?')}"
-                               f" {len(r.get('tasks', [])) if r else 0}\n")
+                               f" {len(r.get('tasks', [])) if r else 0} {n}\n")
             if r:
                 with lock:
                     for t in r.get("tasks", []):

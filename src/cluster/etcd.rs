@@ -517,6 +517,29 @@ impl Etcd {
         Ok(self.kvs("/v3/kv/range", &v)?.into_iter().next())
     }
 
+    /// The value of `key`, read again (every endpoint in turn, pausing between rounds)
+    /// while no member answers, for up to `within`: the read back of a write whose answer
+    /// was lost, where one more try is better than an outcome left unknown (an etcd member
+    /// restarting, or a proxy dropping answers, is back within seconds).
+    pub async fn get_within(
+        &self,
+        key: &str,
+        within: std::time::Duration,
+    ) -> Result<Option<Kv>, EtcdError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.get(key).await {
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(key, error = %e, "read back: no member answered; again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Every key under `prefix`, in key order.
     pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Kv>, EtcdError> {
         let v = self

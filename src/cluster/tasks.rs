@@ -172,6 +172,10 @@ struct Placed {
 /// instance's ledger first.
 const PLACEMENT_ATTEMPTS: usize = 32;
 
+/// How long a placement whose answer was lost keeps trying to read back whether it
+/// committed before it answers that it does not know.
+const READ_BACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Places each prepared task on its target. A task placed is answered even when a later
 /// one fails (it is committed and will run): the failure is answered for the rest, in
 /// `failures` (an error only when no task was placed).
@@ -312,13 +316,16 @@ async fn place_one(
         }
         tried.push((id.clone(), shaped));
         // Did an earlier attempt of this task commit (its answer lost, or late)?
-        let landed = etcd.get(&record_key).await.map_err(|e| {
-            EcsError::Server(anyhow::Error::from(e).context(format!(
-                "task {}: whether its placement committed is unknown (etcd did not answer); \
+        let landed = etcd
+            .get_within(&record_key, READ_BACK_WITHIN)
+            .await
+            .map_err(|e| {
+                EcsError::Server(anyhow::Error::from(e).context(format!(
+                    "task {}: whether its placement committed is unknown (etcd did not answer); \
                  describe-tasks shows it if it did",
-                p.task.id
-            )))
-        })?;
+                    p.task.id
+                )))
+            })?;
         if landed.is_none()
             && let Some(rev) = lock
         {
