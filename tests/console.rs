@@ -334,3 +334,150 @@ fn with_access_keys_the_console_asks_for_one_and_the_api_stays_sigv4() {
     assert_eq!(code, 400, "{text}");
     assert!(api.aws_json(&["list-clusters"])["clusterArns"].is_array());
 }
+
+/// `aws elbv2 …` against serve, as JSON.
+fn elbv2(api: &Api, args: &[&str]) -> serde_json::Value {
+    let out = api.aws_in("elbv2", args);
+    assert!(
+        out.status.success(),
+        "aws elbv2 {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The target group's targets as DescribeTargetHealth answers them: `id:port` and state.
+fn target_states(api: &Api, tg: &str) -> Vec<(String, String)> {
+    let h = elbv2(api, &["describe-target-health", "--target-group-arn", tg]);
+    let mut v: Vec<(String, String)> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                format!(
+                    "{}:{}",
+                    d["Target"]["Id"].as_str().unwrap(),
+                    d["Target"]["Port"]
+                ),
+                d["TargetHealth"]["State"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_service_behind_a_load_balancer_shows_its_targets_health_in_a_real_browser() {
+    let api = Api::start_with(
+        Layer::new(Compression::Gzip, busybox_all_applets("console-lb")),
+        &[],
+    );
+    let lb = &elbv2(&api, &["create-load-balancer", "--name", "console-web"])["LoadBalancers"][0];
+    let (lb_arn, dns) = (
+        lb["LoadBalancerArn"].as_str().unwrap().to_string(),
+        lb["DNSName"].as_str().unwrap().to_string(),
+    );
+    let tg = elbv2(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "console-web",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Long enough to be seen draining in the browser.
+    elbv2(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=30",
+        ],
+    );
+    let port = free_port().to_string();
+    elbv2(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port,
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let web = api.file(
+        "web.json",
+        r#"{"family":"web","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080}],
+    "command":["sh","-c","mkdir -p /www && echo hi > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}]}"#,
+    );
+    api.aws_json(&["register-task-definition", "--cli-input-json", &web]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "web",
+        "--desired-count",
+        "2",
+        "--load-balancers",
+        &format!("targetGroupArn={tg_arn},containerName=web,containerPort=8080"),
+    ]);
+    let healthy = api.wait_for(120, "2 healthy targets", || {
+        let t = target_states(&api, &tg_arn);
+        (t.len() == 2 && t.iter().all(|(_, s)| s == "healthy")).then_some(t)
+    });
+    let targets: Vec<String> = healthy.into_iter().map(|(t, _)| t).collect();
+
+    api.browser(
+        "loadbalancers.py",
+        &[
+            ("LB", "console-web"),
+            ("DNS", &dns),
+            ("PORT", &port),
+            ("TG", "console-web"),
+            ("SERVICE", "web"),
+            ("TARGETS", &targets.join(",")),
+        ],
+    );
+
+    // What the browser did and saw is what the API says: desired 1 (the console's form),
+    // one of the two targets draining or already gone, the other healthy.
+    assert_eq!(api.service("default", "web")["desiredCount"], 1);
+    let now = target_states(&api, &tg_arn);
+    assert!(
+        now.iter().filter(|(_, s)| s == "healthy").count() == 1
+            && now
+                .iter()
+                .all(|(t, s)| targets.contains(t) && (s == "healthy" || s == "draining")),
+        "{now:?} against {targets:?}"
+    );
+}

@@ -57,6 +57,7 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/assets/{file}", get(asset))
         .route("/console/api/config", get(config))
         .route("/console/api/ecs/{op}", post(ecs_call))
+        .route("/console/api/elbv2/{action}", post(elb_call))
         .route("/console/api/tasks/{id}/isolation", get(isolation))
         .route("/console/api/tasks/{id}/stats", get(stats))
         .route("/console/api/tasks/{id}/timeline", get(timeline))
@@ -230,6 +231,73 @@ async fn ecs_call(
         super::ecs::call(&ecs, called.name(), &body).map_err(|e| ecs_error(ServiceError::Ecs(e)))
     })
     .await
+}
+
+/// ELBv2 actions the console reads load balancers with (it changes none: `aws elbv2` does).
+const ELB_READS: &[&str] = &[
+    "DescribeLoadBalancers",
+    "DescribeListeners",
+    "DescribeRules",
+    "DescribeTargetGroups",
+    "DescribeTargetHealth",
+];
+
+/// `POST /console/api/elbv2/<Action>`: one ELBv2 read, as the API answers it (awsQuery's
+/// XML, which the page's script reads with the browser's own DOMParser). The body is a
+/// JSON object of the request's members by their flattened names (`Names.member.1`), so
+/// the call carries the console's JSON content type as every other console call does.
+async fn elb_call(
+    elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(f) = same_origin_json(&headers) {
+        return error(f.status, &f.message);
+    }
+    if !ELB_READS.contains(&action.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "the console does not call {action} (it reads load balancers; change them                  with `aws elbv2`)"
+            ),
+        );
+    }
+    let Some(axum::Extension(elb)) = elb else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this serve has no load balancers (Elastic Load Balancing is not served here)",
+        );
+    };
+    let form = match form_of(&body) {
+        Ok(f) => f,
+        Err(f) => return error(f.status, &f.message),
+    };
+    super::elb::handle(elb, action, Bytes::from(form)).await
+}
+
+/// The form body of an ELB call from the console's JSON object of members.
+fn form_of(body: &[u8]) -> Result<String, Failure> {
+    let members = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => m,
+        _ if body.is_empty() => serde_json::Map::new(),
+        _ => {
+            return Err(Failure {
+                status: StatusCode::BAD_REQUEST,
+                message: "an ELB call's body is a JSON object of its members by their \
+                          flattened names"
+                    .into(),
+            });
+        }
+    };
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &members {
+        match v {
+            Value::String(s) => form.append_pair(k, s),
+            other => form.append_pair(k, &other.to_string()),
+        };
+    }
+    Ok(form.finish())
 }
 
 /// Actions are POSTs with a JSON body: a form on another site cannot send one (the

@@ -101,6 +101,44 @@
     for (let i = 0; i < items.length; i += size) out = out.concat(await f(items.slice(i, i + size)));
     return out;
   }
+  // ELBv2 reads (POST /console/api/elbv2/<Action>, the API's own dispatch): awsQuery's XML,
+  // read with the browser's DOMParser into plain objects (a list is its <member>s).
+  function xmlValue(el) {
+    const kids = Array.from(el.children);
+    if (!kids.length) return el.textContent;
+    if (kids.every((k) => k.localName === 'member')) return kids.map(xmlValue);
+    const o = {};
+    for (const k of kids) o[k.localName] = xmlValue(k);
+    return o;
+  }
+  const list = (v) => (Array.isArray(v) ? v : []);
+  async function elb(action, members) {
+    const r = await fetch('/console/api/elbv2/' + action, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(members || {}),
+    });
+    const text = await r.text();
+    const x = new DOMParser().parseFromString(text, 'application/xml');
+    if (!r.ok) {
+      let msg = action + ': HTTP ' + r.status;
+      try { msg = JSON.parse(text).message || msg; } catch (_) {
+        const m = x.getElementsByTagName('Message')[0];
+        if (m) msg = m.textContent;
+      }
+      throw new Error(msg);
+    }
+    const result = x.getElementsByTagName(action + 'Result')[0];
+    return result ? xmlValue(result) : {};
+  }
+  async function elbAll(action, members, key) {
+    let out = [], marker;
+    do {
+      const r = await elb(action, Object.assign({}, members, marker ? { Marker: marker } : {}));
+      out = out.concat(list(r[key]));
+      marker = r.NextMarker;
+    } while (marker);
+    return out;
+  }
   async function clusterNames() {
     return (await listAll('ListClusters', {}, 'clusterArns')).map(lastPart);
   }
@@ -118,6 +156,7 @@
   const pages = {
     clusters: clustersPage, services: servicesPage, service: servicePage, tasks: tasksPage,
     task: taskPage, taskdefs: taskdefsPage, taskdef: taskdefPage, instances: instancesPage,
+    loadbalancers: loadBalancersPage,
   };
   async function route() {
     const { parts, query } = parseHash();
@@ -608,11 +647,21 @@ function explain(text, anchor) {
       h('label', {}, h('span', {}, force, ' force new deployment')), h('button', { class: 'primary', type: 'submit' }, 'Update service'), msg));
     }
     let first = true;
+    const history = new Map();
     return async (current) => {
       try {
         const d = await ecs('DescribeServices', { cluster, services: [name] });
         const s = (d.services || [])[0];
         if (!s) throw new Error('service ' + name + ' not found in cluster ' + cluster);
+        // Its load balancers' target groups, as DescribeTargetHealth answers them.
+        const groups = [];
+        for (const l of (s.loadBalancers || []).filter((x) => x.targetGroupArn)) {
+          try {
+            const descs = list((await elb('DescribeTargetHealth', { TargetGroupArn: l.targetGroupArn })).TargetHealthDescriptions);
+            recordHealth(history, l.targetGroupArn, descs);
+            groups.push([l, descs, null]);
+          } catch (x) { groups.push([l, [], x]); }
+        }
         if (!current()) return;
         showError(err);
         if (first && $('#svc-desired')) { $('#svc-desired').value = s.desiredCount; first = false; }
@@ -627,8 +676,123 @@ function explain(text, anchor) {
               h('td', {}, status(x.rolloutState), x.rolloutStateReason ? h('div', { class: 'muted' }, x.rolloutStateReason) : ''),
               h('td', {}, tdName(x.taskDefinition)), h('td', { class: 'num' }, x.desiredCount), h('td', { class: 'num' }, x.runningCount),
               h('td', { class: 'num' }, x.pendingCount), h('td', { class: 'num' }, x.failedTasks || 0), h('td', {}, time(x.updatedAt))))),
+          (s.loadBalancers || []).length ? [h('h2', {}, 'Load balancing'),
+            groups.map(([l, descs, x]) => h('section', { 'data-tg': String(l.targetGroupArn).split('/')[1] },
+              h('h3', {}, 'Target group ', String(l.targetGroupArn).split('/')[1], ' ',
+                h('span', { class: 'muted' }, '(container ' + l.containerName + ':' + l.containerPort + ')')),
+              x ? h('p', { class: 'error' }, String(x.message || x))
+                : descs.length ? targetsTable(l.targetGroupArn, descs, history) : h('p', { class: 'muted' }, 'No registered targets.'))),
+            h('p', {}, h('a', { href: '#/loadbalancers' }, 'all load balancers'))] : null,
+          (s.serviceRegistries || []).length ? [h('h2', {}, 'Service discovery'),
+            table(['Registry', 'Container', 'Port'], s.serviceRegistries.map((r) => h('tr', {},
+              h('td', { class: 'mono' }, r.registryArn), h('td', {}, r.containerName || '-'),
+              h('td', { class: 'num' }, r.containerPort || r.port || '-'))))] : null,
           h('h2', {}, 'Events'),
           table(['Time', 'Message'], (s.events || []).slice(0, 50).map((e) => h('tr', {}, h('td', {}, time(e.createdAt)), h('td', {}, e.message)))));
+      } catch (e) { showError(err, e); }
+    };
+  }
+
+  // ---- Load balancers ----
+  // Each target's state at every poll since the page opened (the API keeps no history):
+  // the strip a teacher points at when a target goes initial -> healthy -> draining.
+  const HISTORY = 40;
+  function recordHealth(history, tgArn, descs) {
+    const now = new Date();
+    for (const d of descs) {
+      const key = tgArn + '|' + d.Target.Id + '|' + d.Target.Port;
+      const seen = history.get(key) || [];
+      seen.push([now, d.TargetHealth.State]);
+      if (seen.length > HISTORY) seen.shift();
+      history.set(key, seen);
+    }
+  }
+  function healthStrip(seen) {
+    return h('span', { class: 'strip', 'aria-label': 'states at each poll: ' + seen.map((x) => x[1]).join(', ') },
+      seen.map(([t, st]) => h('span', { class: 'tick t-' + st, title: time(t) + ' ' + st })));
+  }
+  function targetsTable(tgArn, descs, history) {
+    return table(['Target', 'State', 'Reason', 'Description', 'Since this page opened'],
+      descs.map((d) => h('tr', { 'data-target': d.Target.Id + ':' + d.Target.Port },
+        h('td', { class: 'mono' }, d.Target.Id + ':' + d.Target.Port),
+        h('td', { class: 'target-state' }, status(String(d.TargetHealth.State || '').toUpperCase())),
+        h('td', { class: 'mono' }, d.TargetHealth.Reason || ''),
+        h('td', {}, d.TargetHealth.Description || ''),
+        h('td', {}, healthStrip(history.get(tgArn + '|' + d.Target.Id + '|' + d.Target.Port) || [])))));
+  }
+  function actionText(a, tgNames) {
+    const fwd = a.ForwardConfig && list(a.ForwardConfig.TargetGroups);
+    if (a.Type === 'forward' && fwd && fwd.length > 1) {
+      return 'forward ' + fwd.map((g) => (tgNames[g.TargetGroupArn] || lastPart(g.TargetGroupArn)) + ' (weight ' + (g.Weight || 1) + ')').join(', ');
+    }
+    if (a.Type === 'forward') return 'forward to ' + (tgNames[a.TargetGroupArn] || (fwd && fwd[0] && tgNames[fwd[0].TargetGroupArn]) || lastPart(a.TargetGroupArn));
+    if (a.Type === 'fixed-response' && a.FixedResponseConfig) return 'fixed response ' + a.FixedResponseConfig.StatusCode;
+    if (a.Type === 'redirect' && a.RedirectConfig) return 'redirect ' + a.RedirectConfig.StatusCode;
+    return a.Type;
+  }
+  function conditionText(c) {
+    const values = list(c.Values).length ? list(c.Values)
+      : list((c.PathPatternConfig || c.HostHeaderConfig || c.HttpRequestMethodConfig || c.SourceIpConfig || {}).Values);
+    if (c.Field === 'http-header' && c.HttpHeaderConfig) return c.HttpHeaderConfig.HttpHeaderName + ' is ' + list(c.HttpHeaderConfig.Values).join(' or ');
+    if (c.Field === 'query-string' && c.QueryStringConfig) return 'query ' + list(c.QueryStringConfig.Values).map((kv) => (kv.Key ? kv.Key + '=' : '') + kv.Value).join(' or ');
+    return c.Field + ' is ' + values.join(' or ');
+  }
+  function loadBalancersPage(main) {
+    const err = errorBox(), body = h('div', { id: 'loadbalancers' }, h('p', { class: 'muted' }, 'Loading…'));
+    const history = new Map();
+    main.append(h('h1', {}, 'Load balancers'),
+      h('p', { class: 'explain' }, 'DescribeLoadBalancers, DescribeListeners, DescribeRules, DescribeTargetGroups and DescribeTargetHealth, as `aws elbv2` answers them (docs/load-balancing.md). Each load balancer answers at its DNS name on its listener ports; a target gets requests while it is healthy (or while every target is unhealthy: fail open).'),
+      err, body);
+    return async (current) => {
+      try {
+        const lbs = await elbAll('DescribeLoadBalancers', {}, 'LoadBalancers');
+        const tgs = await elbAll('DescribeTargetGroups', {}, 'TargetGroups');
+        const tgNames = {};
+        for (const g of tgs) tgNames[g.TargetGroupArn] = g.TargetGroupName;
+        const listeners = {};
+        for (const lb of lbs) {
+          const ls = await elbAll('DescribeListeners', { LoadBalancerArn: lb.LoadBalancerArn }, 'Listeners');
+          for (const l of ls) {
+            l.rules = l.Protocol === 'HTTP' ? await elbAll('DescribeRules', { ListenerArn: l.ListenerArn }, 'Rules') : [];
+          }
+          listeners[lb.LoadBalancerArn] = ls;
+        }
+        const health = {};
+        for (const g of tgs) {
+          health[g.TargetGroupArn] = list((await elb('DescribeTargetHealth', { TargetGroupArn: g.TargetGroupArn })).TargetHealthDescriptions);
+          recordHealth(history, g.TargetGroupArn, health[g.TargetGroupArn]);
+        }
+        if (!current()) return;
+        showError(err);
+        const lbNames = {};
+        for (const lb of lbs) lbNames[lb.LoadBalancerArn] = lb.LoadBalancerName;
+        update(body,
+          lbs.length ? null : h('p', { class: 'muted' }, 'No load balancers: aws elbv2 create-load-balancer makes one.'),
+          lbs.map((lb) => h('section', { class: 'card', 'data-lb': lb.LoadBalancerName },
+            h('h2', {}, lb.LoadBalancerName, ' ', status((lb.State && lb.State.Code || '').toUpperCase())),
+            h('dl', { class: 'kv' },
+              h('dt', {}, 'DNS name'), h('dd', { class: 'mono dns-name' }, lb.DNSName),
+              h('dt', {}, 'Type, scheme'), h('dd', {}, lb.Type + ', ' + lb.Scheme),
+              h('dt', {}, 'Address'), h('dd', { class: 'mono' }, list(lb.AvailabilityZones).flatMap((z) => list(z.LoadBalancerAddresses).map((a) => a.IpAddress)).join(', ') || '-'),
+              h('dt', {}, 'Created'), h('dd', {}, time(lb.CreatedTime))),
+            h('h3', {}, 'Listeners'),
+            (listeners[lb.LoadBalancerArn] || []).length ? table(['Port', 'Protocol', 'Rules (by priority) and default action'],
+              listeners[lb.LoadBalancerArn].map((l) => h('tr', { 'data-listener': l.Port },
+                h('td', { class: 'num' }, l.Port), h('td', {}, l.Protocol),
+                h('td', { class: 'rules' }, l.rules.length
+                  ? l.rules.map((r) => h('div', { class: 'rule' }, h('b', {}, r.Priority), ': ',
+                    list(r.Conditions).map(conditionText).join(' and ') || 'otherwise', ' → ',
+                    list(r.Actions).map((a) => actionText(a, tgNames)).join(', ')))
+                  : list(l.DefaultActions).map((a) => actionText(a, tgNames)).join(', '))))) : h('p', { class: 'muted' }, 'No listeners.'))),
+          h('h2', {}, 'Target groups'),
+          tgs.length ? null : h('p', { class: 'muted' }, 'No target groups.'),
+          tgs.map((g) => h('section', { class: 'card', 'data-tg': g.TargetGroupName },
+            h('h3', {}, g.TargetGroupName, ' ', h('span', { class: 'muted' }, g.Protocol + ':' + g.Port + ', targets by ' + g.TargetType)),
+            h('p', { class: 'muted' }, 'Health check ', g.HealthCheckProtocol, ' ', g.HealthCheckPath || '', ' every ', g.HealthCheckIntervalSeconds, ' s (timeout ', g.HealthCheckTimeoutSeconds,
+              ' s), healthy after ', g.HealthyThresholdCount, ', unhealthy after ', g.UnhealthyThresholdCount,
+              '; load balancers: ', list(g.LoadBalancerArns).map((a) => lbNames[a] || lastPart(a)).join(', ') || 'none'),
+            health[g.TargetGroupArn].length ? targetsTable(g.TargetGroupArn, health[g.TargetGroupArn], history)
+              : h('p', { class: 'muted' }, 'No registered targets: requests get 503.'))));
       } catch (e) { showError(err, e); }
     };
   }
