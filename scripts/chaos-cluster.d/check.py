@@ -31,6 +31,10 @@ CFG = json.load(open(sys.argv[2]))
 ETCD = CFG["etcd"]
 SERVICES = ["svc-a", "svc-b"]
 MAX_PERCENT = 200
+# How long a disagreement between a task's record and its box may last after settling
+# (a report on its way: the agent reports every 20 ms, the leader folds on a watch and
+# reads every report again every 5 s).
+AGREE_WITHIN = 30
 
 
 def box_ids(box):
@@ -170,49 +174,71 @@ def main():
     for b in boxes:
         for iid in box_ids(b):
             owner[iid] = b["i"]
-    locals_ = {}
-    for b in boxes:
-        try:
-            locals_[b["i"]] = local(b)
-        except Exception as e:  # noqa: BLE001 - reported, the other boxes still checked
-            violation("box unreadable", str(e))
-            locals_[b["i"]] = {}
-    running_on = {}
-    for i, tasks in locals_.items():
-        for tid, (last, pid) in tasks.items():
-            if pid and last != "STOPPED":
-                running_on.setdefault(tid, []).append(i)
-    for tid, bs in running_on.items():
-        if len(bs) > 1:
-            violation("task runs on two boxes", f"task {tid} on boxes {bs}")
+    def read_locals():
+        out = {}
+        for b in boxes:
+            try:
+                out[b["i"]] = local(b)
+            except Exception as e:  # noqa: BLE001 - reported, the other boxes still checked
+                violation("box unreadable", str(e))
+                out[b["i"]] = {}
+        return out
 
-    # RUNNING in etcd <=> running on its box.
-    for tid, r in view.records.items():
-        t = r.get("task", {})
-        if t.get("lastStatus") != "RUNNING":
-            continue
-        box = owner.get(r.get("instance"))
-        if box is None:
-            violation("RUNNING in etcd on no box", f"task {tid} on instance {r.get('instance')}")
-            continue
-        last, pid = locals_.get(box, {}).get(tid, (None, None))
-        if last != "RUNNING" or not pid:
-            violation("RUNNING in etcd, not running on its box",
-                      f"task {tid} ({t.get('group')}) on box{box}: locally {last}, "
-                      f"supervisor {'alive' if pid else 'gone'}")
-    for i, tasks in locals_.items():
-        b = next(b for b in boxes if b["i"] == i)
-        cur = current_id(b)
-        for tid, (last, pid) in tasks.items():
-            if not pid or last == "STOPPED":
+    def disagreements(view, locals_):
+        """(name, detail) of each task whose record and box disagree."""
+        out = []
+        running_on = {}
+        for i, tasks in locals_.items():
+            for tid, (last, pid) in tasks.items():
+                if pid and last != "STOPPED":
+                    running_on.setdefault(tid, []).append(i)
+        for tid, bs in running_on.items():
+            if len(bs) > 1:
+                out.append(("task runs on two boxes", f"task {tid} on boxes {bs}"))
+        # RUNNING in etcd <=> running on its box.
+        for tid, r in view.records.items():
+            t = r.get("task", {})
+            if t.get("lastStatus") != "RUNNING":
                 continue
-            r = view.records.get(tid)
-            st = r.get("task", {}).get("lastStatus") if r else None
-            if st != "RUNNING" or r.get("instance") != cur:
-                violation("running on a box, not RUNNING in etcd there",
-                          f"task {tid} on box{i} (locally {last}, supervisor {pid}): in etcd "
-                          + (f"{st} on instance {r.get('instance')}" if r else "no record")
-                          + f"; box{i} is instance {cur}")
+            box = owner.get(r.get("instance"))
+            if box is None:
+                out.append(("RUNNING in etcd on no box",
+                              f"task {tid} on instance {r.get('instance')}"))
+                continue
+            last, pid = locals_.get(box, {}).get(tid, (None, None))
+            if last != "RUNNING" or not pid:
+                out.append(("RUNNING in etcd, not running on its box",
+                              f"task {tid} ({t.get('group')}) on box{box}: locally {last}, "
+                              f"supervisor {'alive' if pid else 'gone'}"))
+        for i, tasks in locals_.items():
+            b = next(b for b in boxes if b["i"] == i)
+            cur = current_id(b)
+            for tid, (last, pid) in tasks.items():
+                if not pid or last == "STOPPED":
+                    continue
+                r = view.records.get(tid)
+                st = r.get("task", {}).get("lastStatus") if r else None
+                if st != "RUNNING" or r.get("instance") != cur:
+                    out.append(("running on a box, not RUNNING in etcd there",
+                                  f"task {tid} on box{i} (locally {last}, supervisor {pid}): in etcd "
+                                  + (f"{st} on instance {r.get('instance')}" if r else "no record")
+                                  + f"; box{i} is instance {cur}"))
+        return out
+
+    # etcd is read before the boxes: a task that ends on its own in between (the
+    # standalone tasks sleep 10-90 s) is seen stopped on its box and RUNNING in etcd,
+    # its report on its way. A disagreement is one that lasts: both read again, for up
+    # to AGREE_WITHIN s, and what still disagrees then is a violation.
+    locals_ = read_locals()
+    found_now = disagreements(view, locals_)
+    agree_by = time.time() + AGREE_WITHIN
+    while found_now and time.time() < agree_by:
+        time.sleep(3)
+        view = etcdview.View(ETCD)
+        locals_ = read_locals()
+        found_now = disagreements(view, locals_)
+    for name, detail in found_now:
+        violation(name, detail)
 
     # Ledgers.
     for iid in sorted(set(view.instances) | set(view.ledgers)):
@@ -280,7 +306,9 @@ def main():
         for tid in sorted(ids):
             f.write(tid + "\n")
     mounts = open("/proc/self/mountinfo").read()
-    for tid in sorted(ids - set(running_on)):
+    running_on = {tid for tasks in locals_.values() for tid, (last, pid) in tasks.items()
+                  if pid and last != "STOPPED"}
+    for tid in sorted(ids - running_on):
         for cg in [f"/sys/fs/cgroup/minifargate/{tid}"]:
             if os.path.isdir(cg):
                 violation("cgroup left of a task no box runs", cg)
