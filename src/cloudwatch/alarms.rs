@@ -12,7 +12,9 @@
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
 //! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
-//! days); actions are stored and said, not carried out (docs/cloudwatch.md).
+//! days); actions naming an Application Auto Scaling policy are carried out by
+//! `autoscaling::scaling` after each evaluation, others are stored and said, not carried
+//! out (docs/cloudwatch.md).
 
 use super::metrics::{MetricId, Millis};
 use super::{CwError, CwResult, Metrics};
