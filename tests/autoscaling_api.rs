@@ -554,3 +554,136 @@ fn a_service_scales_out_on_cpu_and_back_in_when_idle() {
     ]);
     api.aws_json(&["delete-service", "--service", "burner", "--force"]);
 }
+
+/// Step scaling on a custom metric: an alarm of one's own on `Shop QueueDepth` names the
+/// step policy's ARN; data put with PutMetricData 30 above its threshold falls in the
+/// second step (+2), so the service goes from 1 task to 3, once (the cooldown, 600 s
+/// scaled to 50 s, holds a second run back).
+#[test]
+fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    service_def(&api, "worker", "trap 'exit 0' TERM; sleep 3600 & wait");
+    let id = "service/default/worker";
+    aas(
+        &api,
+        &[
+            &["register-scalable-target", "--resource-id", id][..],
+            TARGET,
+            &["--min-capacity", "1", "--max-capacity", "5"],
+        ]
+        .concat(),
+    );
+    let put = aas(
+        &api,
+        &[
+            &["put-scaling-policy", "--policy-name", "queue-steps", "--resource-id", id][..],
+            TARGET,
+            &[
+                "--policy-type",
+                "StepScaling",
+                "--step-scaling-policy-configuration",
+                r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalLowerBound":0,"MetricIntervalUpperBound":20,"ScalingAdjustment":1},{"MetricIntervalLowerBound":20,"ScalingAdjustment":2}],"Cooldown":600,"MetricAggregationType":"Average"}"#,
+            ],
+        ]
+        .concat(),
+    );
+    let policy_arn = put["PolicyARN"].as_str().unwrap().to_string();
+    let out = api.aws_in(
+        "cloudwatch",
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "worker-queue-deep",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "QueueDepth",
+            "--statistic",
+            "Average",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "50",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+            "--alarm-actions",
+            &policy_arn,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.service("default", "worker")["desiredCount"], 1);
+    let now = chrono::Utc::now();
+    let data: Vec<Value> = (1..=20)
+        .map(|s| {
+            serde_json::json!({"MetricName": "QueueDepth",
+                "Timestamp": (now - chrono::Duration::seconds(s)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "Value": 80, "StorageResolution": 1})
+        })
+        .collect();
+    let out = api.aws_in(
+        "cloudwatch",
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-data",
+            &Value::Array(data).to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    api.wait_for(30, "the service at 3 tasks", || {
+        let s = api.service("default", "worker");
+        (s["desiredCount"] == 3 && s["runningCount"] == 3).then_some(())
+    });
+    // The alarm stays in ALARM a while: the cooldown holds the policy back.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(api.service("default", "worker")["desiredCount"], 3);
+    let acts = aas(
+        &api,
+        &[
+            "describe-scaling-activities",
+            "--service-namespace",
+            "ecs",
+            "--resource-id",
+            id,
+        ],
+    );
+    let all = acts["ScalingActivities"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{acts}");
+    assert_eq!(all[0]["Description"], "Setting desired count to 3.");
+    assert_eq!(
+        all[0]["Cause"],
+        "monitor alarm worker-queue-deep in state ALARM triggered policy queue-steps"
+    );
+    assert_eq!(all[0]["StatusCode"], "Successful");
+    aas(
+        &api,
+        &[
+            &["deregister-scalable-target", "--resource-id", id][..],
+            TARGET,
+        ]
+        .concat(),
+    );
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "worker",
+        "--desired-count",
+        "0",
+    ]);
+    api.aws_json(&["delete-service", "--service", "worker", "--force"]);
+}
