@@ -687,3 +687,180 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
     ]);
     api.aws_json(&["delete-service", "--service", "worker", "--force"]);
 }
+
+/// A scheduled action at a given local time (Asia/Kolkata, UTC+05:30): at that time the
+/// target's minimum becomes 3, so the service of 1 task goes to 3, each step a scaling
+/// activity in AWS's words; a bad cron expression or time zone is a ValidationException,
+/// a missing action to delete an ObjectNotFoundException.
+#[test]
+fn a_scheduled_action_raises_the_minimum_at_its_local_time() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    service_def(&api, "office", "trap 'exit 0' TERM; sleep 3600 & wait");
+    let id = "service/default/office";
+    aas(
+        &api,
+        &[
+            &["register-scalable-target", "--resource-id", id][..],
+            TARGET,
+            &["--min-capacity", "1", "--max-capacity", "4"],
+        ]
+        .concat(),
+    );
+    for (schedule, tz, want) in [
+        (
+            "cron(0 9 * * MON *)",
+            "UTC",
+            "one of Day-of-month and Day-of-week must be ?",
+        ),
+        (
+            "at(2026-13-01T00:00:00)",
+            "UTC",
+            "Invalid schedule expression",
+        ),
+        ("rate(5 minutes)", "Mars/Olympus", "Invalid Timezone"),
+    ] {
+        let e = aas_err(
+            &api,
+            &[
+                &[
+                    "put-scheduled-action",
+                    "--scheduled-action-name",
+                    "bad",
+                    "--resource-id",
+                    id,
+                ][..],
+                TARGET,
+                &["--schedule", schedule, "--timezone", tz],
+            ]
+            .concat(),
+        );
+        assert!(
+            e.contains("(ValidationException)") && e.contains(want),
+            "{schedule} {tz}: {e}"
+        );
+    }
+    let local = chrono::Utc::now() + chrono::Duration::seconds(8) + chrono::Duration::minutes(330);
+    let at = format!("at({})", local.format("%Y-%m-%dT%H:%M:%S"));
+    aas(
+        &api,
+        &[
+            &[
+                "put-scheduled-action",
+                "--scheduled-action-name",
+                "morning",
+                "--resource-id",
+                id,
+            ][..],
+            TARGET,
+            &[
+                "--schedule",
+                &at,
+                "--timezone",
+                "Asia/Kolkata",
+                "--scalable-target-action",
+                "MinCapacity=3,MaxCapacity=4",
+            ],
+        ]
+        .concat(),
+    );
+    let listed = aas(
+        &api,
+        &[
+            "describe-scheduled-actions",
+            "--service-namespace",
+            "ecs",
+            "--resource-id",
+            id,
+        ],
+    );
+    let a = &listed["ScheduledActions"][0];
+    assert_eq!(a["Schedule"], at.as_str(), "{listed}");
+    assert_eq!(a["Timezone"], "Asia/Kolkata");
+    assert_eq!(a["ScalableTargetAction"]["MinCapacity"], 3);
+    assert!(
+        a["ScheduledActionARN"]
+            .as_str()
+            .unwrap()
+            .ends_with(":resource/ecs/service/default/office:scheduledActionName/morning"),
+        "{a}"
+    );
+    assert_eq!(api.service("default", "office")["desiredCount"], 1);
+    api.wait_for(40, "the service at 3 tasks", || {
+        let s = api.service("default", "office");
+        (s["desiredCount"] == 3 && s["runningCount"] == 3).then_some(())
+    });
+    let targets = aas(
+        &api,
+        &["describe-scalable-targets", "--service-namespace", "ecs"],
+    );
+    assert_eq!(targets["ScalableTargets"][0]["MinCapacity"], 3, "{targets}");
+    let acts = aas(
+        &api,
+        &[
+            "describe-scaling-activities",
+            "--service-namespace",
+            "ecs",
+            "--resource-id",
+            id,
+        ],
+    );
+    let got: Vec<(String, String)> = acts["ScalingActivities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["StatusCode"], "Successful", "{a}");
+            (
+                a["Description"].as_str().unwrap().to_string(),
+                a["Cause"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "Setting desired count to 3.".to_string(),
+                "minimum capacity was set to 3".to_string()
+            ),
+            (
+                "Setting min capacity to 3 and max capacity to 4".to_string(),
+                "scheduled action name morning was triggered".to_string()
+            ),
+        ]
+    );
+    let del = [
+        &[
+            "delete-scheduled-action",
+            "--scheduled-action-name",
+            "morning",
+            "--resource-id",
+            id,
+        ][..],
+        TARGET,
+    ]
+    .concat();
+    aas(&api, &del);
+    let e = aas_err(&api, &del);
+    assert!(e.contains("(ObjectNotFoundException)"), "{e}");
+    aas(
+        &api,
+        &[
+            &["deregister-scalable-target", "--resource-id", id][..],
+            TARGET,
+        ]
+        .concat(),
+    );
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "office",
+        "--desired-count",
+        "0",
+    ]);
+    api.aws_json(&["delete-service", "--service", "office", "--force"]);
+}

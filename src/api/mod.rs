@@ -191,7 +191,7 @@ async fn publish_ecs_metrics(
             if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
                 tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
             }
-            aas.run_alarm_actions(&g, &cw, now);
+            aas.tick(&g, &cw, now);
             sampled
         })
         .await;

@@ -12,6 +12,7 @@
 
 pub mod ops;
 pub mod scaling;
+pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -232,6 +233,37 @@ pub struct Activity {
     pub status_message: Option<String>,
 }
 
+/// The model's `ScalableTargetAction`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ScalableTargetAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_capacity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_capacity: Option<i64>,
+}
+
+/// A scheduled action (the model's `ScheduledAction`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScheduledAction {
+    pub scheduled_action_name: String,
+    #[serde(rename = "ScheduledActionARN")]
+    pub scheduled_action_arn: String,
+    pub service_namespace: String,
+    pub schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub resource_id: String,
+    pub scalable_dimension: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<f64>,
+    pub scalable_target_action: ScalableTargetAction,
+    pub creation_time: f64,
+}
+
 /// When a target last scaled, for the cooldowns (ms).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct LastScaled {
@@ -251,6 +283,13 @@ struct Saved {
     activities: Vec<Activity>,
     #[serde(default)]
     last_scaled: BTreeMap<String, LastScaled>,
+    /// By (resource id, action name).
+    #[serde(default)]
+    scheduled: BTreeMap<String, ScheduledAction>,
+    /// When each scheduled action last ran or was last put (ms): its next run is the
+    /// schedule's first time after it.
+    #[serde(default)]
+    scheduled_since: BTreeMap<String, Millis>,
 }
 
 /// A target's activities are kept to this many (Application Auto Scaling keeps six weeks).

@@ -10,7 +10,8 @@
 
 use super::{
     Activity, AlarmRef, AsError, AsResult, AutoScaling, ECS_DIMENSION, Millis, Policy,
-    ScalableTarget, StepScaling, SuspendedState, TargetTracking, policy_key, secs,
+    ScalableTarget, ScalableTargetAction, ScheduledAction, StepScaling, SuspendedState,
+    TargetTracking, policy_key, secs,
 };
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::alarms::{Dimension, PutMetricAlarmInput};
@@ -57,10 +58,10 @@ pub fn call(
         "DescribeScalingPolicies" => describe_policies(aas, decode(body)?),
         "DeleteScalingPolicy" => delete_policy(aas, cw, decode(body)?),
         "DescribeScalingActivities" => describe_activities(aas, decode(body)?),
-        "PutScheduledAction"
-        | "DeleteScheduledAction"
-        | "DescribeScheduledActions"
-        | "GetPredictiveScalingForecast"
+        "PutScheduledAction" => put_scheduled(aas, decode(body)?, now),
+        "DescribeScheduledActions" => describe_scheduled(aas, decode(body)?),
+        "DeleteScheduledAction" => delete_scheduled(aas, decode(body)?),
+        "GetPredictiveScalingForecast"
         | "TagResource"
         | "UntagResource"
         | "ListTagsForResource" => Err(AsError::UnknownOperation(format!(
@@ -343,6 +344,16 @@ fn deregister(aas: &AutoScaling, cw: &CloudWatch, req: TargetKey) -> AsResult<Va
         if let Some(p) = s.policies.remove(&k) {
             delete_own_alarms(cw, &p);
         }
+    }
+    let gone: Vec<String> = s
+        .scheduled
+        .iter()
+        .filter(|(_, a)| a.resource_id == req.resource_id)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        s.scheduled.remove(&k);
+        s.scheduled_since.remove(&k);
     }
     s.targets.remove(&req.resource_id);
     s.last_scaled.remove(&req.resource_id);
@@ -868,6 +879,187 @@ fn describe_activities(aas: &AutoScaling, req: DescribeActivitiesInput) -> AsRes
         out["NextToken"] = json!(n);
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PutScheduledInput {
+    service_namespace: String,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    scheduled_action_name: String,
+    resource_id: String,
+    scalable_dimension: String,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    scalable_target_action: Option<ScalableTargetAction>,
+}
+
+fn put_scheduled(aas: &AutoScaling, req: PutScheduledInput, now: Millis) -> AsResult<Value> {
+    ecs_resource(
+        &req.service_namespace,
+        &req.resource_id,
+        &req.scalable_dimension,
+    )?;
+    let name = &req.scheduled_action_name;
+    if name.is_empty() || name.chars().count() > 256 || name.contains([':', '/', '|']) {
+        return Err(AsError::Validation(format!(
+            "1 validation error detected: Value '{name}' at 'scheduledActionName' failed to \
+             satisfy constraint: Member must have length between 1 and 256 and contain no \
+             ':', '/' or '|'"
+        )));
+    }
+    let mut s = aas.lock();
+    if !s.targets.contains_key(&req.resource_id) {
+        return Err(AsError::ObjectNotFound(format!(
+            "No scalable target registered for service namespace: {}, resource ID: {}, \
+             scalable dimension: {}",
+            req.service_namespace, req.resource_id, req.scalable_dimension
+        )));
+    }
+    let key = policy_key(&req.resource_id, name);
+    let old = s.scheduled.get(&key).cloned();
+    let schedule = match (&req.schedule, &old) {
+        (Some(x), _) => x.clone(),
+        (None, Some(o)) => o.schedule.clone(),
+        (None, None) => {
+            return Err(AsError::Validation(
+                "Schedule is required when creating a scheduled action".into(),
+            ));
+        }
+    };
+    let timezone = req
+        .timezone
+        .clone()
+        .or_else(|| old.as_ref().and_then(|o| o.timezone.clone()));
+    let invalid = |e: super::schedule::ScheduleError| AsError::Validation(e.to_string());
+    super::schedule::Schedule::parse(&schedule).map_err(invalid)?;
+    super::schedule::time_zone(timezone.as_deref()).map_err(invalid)?;
+    let action = req
+        .scalable_target_action
+        .or(old.as_ref().map(|o| o.scalable_target_action))
+        .unwrap_or_default();
+    if let (Some(min), Some(max)) = (action.min_capacity, action.max_capacity)
+        && min > max
+    {
+        return Err(AsError::Validation(
+            "Minimum capacity cannot be greater than maximum capacity".into(),
+        ));
+    }
+    if action.min_capacity.is_some_and(|v| v < 0) || action.max_capacity.is_some_and(|v| v < 0) {
+        return Err(AsError::Validation(
+            "ScalableTargetAction's MinCapacity and MaxCapacity must not be negative".into(),
+        ));
+    }
+    if let (Some(a), Some(b)) = (req.start_time, req.end_time)
+        && a > b
+    {
+        return Err(AsError::Validation(
+            "StartTime must be before EndTime".into(),
+        ));
+    }
+    let arn = match &old {
+        Some(o) => o.scheduled_action_arn.clone(),
+        None => format!(
+            "arn:aws:autoscaling:{}:{}:scheduledAction:{}:resource/ecs/{}:scheduledActionName/{}",
+            aas.region,
+            aas.account,
+            uuid()?,
+            req.resource_id,
+            name
+        ),
+    };
+    let a = ScheduledAction {
+        scheduled_action_name: name.clone(),
+        scheduled_action_arn: arn,
+        service_namespace: req.service_namespace.clone(),
+        schedule,
+        timezone,
+        resource_id: req.resource_id.clone(),
+        scalable_dimension: req.scalable_dimension.clone(),
+        start_time: req.start_time.or(old.as_ref().and_then(|o| o.start_time)),
+        end_time: req.end_time.or(old.as_ref().and_then(|o| o.end_time)),
+        scalable_target_action: action,
+        creation_time: old.as_ref().map(|o| o.creation_time).unwrap_or(secs(now)),
+    };
+    s.scheduled.insert(key.clone(), a);
+    s.scheduled_since.insert(key, now);
+    aas.save(&s)?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DescribeScheduledInput {
+    #[serde(default)]
+    scheduled_action_names: Vec<String>,
+    service_namespace: String,
+    resource_id: Option<String>,
+    scalable_dimension: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+fn describe_scheduled(aas: &AutoScaling, req: DescribeScheduledInput) -> AsResult<Value> {
+    namespace(&req.service_namespace)?;
+    let s = aas.lock();
+    let all: Vec<ScheduledAction> = s
+        .scheduled
+        .values()
+        .filter(|a| a.service_namespace == req.service_namespace)
+        .filter(|a| {
+            req.scheduled_action_names.is_empty()
+                || req
+                    .scheduled_action_names
+                    .contains(&a.scheduled_action_name)
+        })
+        .filter(|a| req.resource_id.as_ref().is_none_or(|r| *r == a.resource_id))
+        .filter(|a| {
+            req.scalable_dimension
+                .as_ref()
+                .is_none_or(|d| *d == a.scalable_dimension)
+        })
+        .cloned()
+        .collect();
+    let (items, next) = page(&all, req.next_token.as_deref(), req.max_results, 50)?;
+    let mut out = json!({"ScheduledActions": items});
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DeleteScheduledInput {
+    service_namespace: String,
+    scheduled_action_name: String,
+    resource_id: String,
+    scalable_dimension: String,
+}
+
+fn delete_scheduled(aas: &AutoScaling, req: DeleteScheduledInput) -> AsResult<Value> {
+    namespace(&req.service_namespace)?;
+    let mut s = aas.lock();
+    let key = policy_key(&req.resource_id, &req.scheduled_action_name);
+    let found = s.scheduled.get(&key).is_some_and(|a| {
+        a.service_namespace == req.service_namespace
+            && a.scalable_dimension == req.scalable_dimension
+    });
+    if !found {
+        return Err(AsError::ObjectNotFound(format!(
+            "No scheduled action found for service namespace: {}, resource ID: {}, scalable \
+             dimension: {}, scheduled action name: {}",
+            req.service_namespace,
+            req.resource_id,
+            req.scalable_dimension,
+            req.scheduled_action_name
+        )));
+    }
+    s.scheduled.remove(&key);
+    s.scheduled_since.remove(&key);
+    aas.save(&s)?;
+    Ok(json!({}))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! scaling policies" (step bounds relative to the alarm threshold; adjustment types);
 //! "Scaling activities" (the Description, Cause and StatusMessage texts).
 
-use super::{Activity, AutoScaling, Millis, Policy, ScalableTarget, secs};
+use super::{Activity, AutoScaling, Millis, Policy, ScalableTarget, ScheduledAction, secs};
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::alarms::Alarm;
 use crate::ecs::Ecs;
@@ -200,22 +200,53 @@ impl AutoScaling {
         if suspended || since.is_some_and(|t| now - t < cooldown * 1000) {
             return;
         }
-        self.scale(ecs, &target, p, a, cluster, service, want, dir, now);
+        tracing::info!(resource = %p.resource_id, policy = %p.policy_name, alarm = %a.alarm_name, desired = want, "Application Auto Scaling: scaling activity");
+        let cause = format!(
+            "monitor alarm {} in state ALARM triggered policy {}",
+            a.alarm_name, p.policy_name
+        );
+        self.scale(ecs, &target, want, dir, cause, now);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn scale(
         &self,
         ecs: &Ecs,
         target: &ScalableTarget,
-        p: &Policy,
-        a: &Alarm,
-        cluster: &str,
-        service: &str,
         want: i64,
         dir: Direction,
+        cause: String,
         now: Millis,
     ) {
+        if self.set_desired(ecs, target, want, cause, now) {
+            let mut s = self.lock();
+            let last = s.last_scaled.entry(target.resource_id.clone()).or_default();
+            match dir {
+                Direction::Out => last.out = Some(now),
+                Direction::In => last.r#in = Some(now),
+            }
+            if let Err(e) = self.save(&s) {
+                tracing::warn!(error = %e, "Application Auto Scaling: saving the last scaling time failed");
+            }
+        }
+    }
+
+    /// Sets the service's desiredCount through UpdateService's path and records the
+    /// activity; true when it was set.
+    fn set_desired(
+        &self,
+        ecs: &Ecs,
+        target: &ScalableTarget,
+        want: i64,
+        cause: String,
+        now: Millis,
+    ) -> bool {
+        let Some((cluster, service)) = target
+            .resource_id
+            .strip_prefix("service/")
+            .and_then(|r| r.split_once('/'))
+        else {
+            return false;
+        };
         let req = serde_json::from_value::<crate::ecs::services::UpdateServiceRequest>(
             json!({"cluster": cluster, "service": service, "desiredCount": want}),
         );
@@ -237,7 +268,26 @@ impl AutoScaling {
                 format!("Failed to set desired count to {want}: {e}"),
             ),
         };
-        tracing::info!(resource = %p.resource_id, policy = %p.policy_name, alarm = %a.alarm_name, desired = want, status, "Application Auto Scaling: scaling activity");
+        self.activity(
+            target,
+            format!("Setting desired count to {want}."),
+            cause,
+            status,
+            message,
+            now,
+        );
+        result.is_ok()
+    }
+
+    fn activity(
+        &self,
+        target: &ScalableTarget,
+        description: String,
+        cause: String,
+        status: &str,
+        message: String,
+        now: Millis,
+    ) {
         let id = crate::task::new_uuid().unwrap_or_default();
         let mut s = self.lock();
         Self::record(
@@ -247,27 +297,115 @@ impl AutoScaling {
                 service_namespace: target.service_namespace.clone(),
                 resource_id: target.resource_id.clone(),
                 scalable_dimension: target.scalable_dimension.clone(),
-                description: format!("Setting desired count to {want}."),
-                cause: format!(
-                    "monitor alarm {} in state ALARM triggered policy {}",
-                    a.alarm_name, p.policy_name
-                ),
+                description,
+                cause,
                 start_time: secs(now),
                 end_time: Some(secs(crate::ecs::now_ms())),
                 status_code: status.into(),
                 status_message: Some(message),
             },
         );
-        if result.is_ok() {
-            let last = s.last_scaled.entry(target.resource_id.clone()).or_default();
-            match dir {
-                Direction::Out => last.out = Some(now),
-                Direction::In => last.r#in = Some(now),
-            }
-        }
         if let Err(e) = self.save(&s) {
             tracing::warn!(error = %e, "Application Auto Scaling: saving an activity failed");
         }
+    }
+
+    /// Runs the scheduled actions due at `now`: the target's min and max become the
+    /// action's, and a desired count outside them is moved inside (Application Auto
+    /// Scaling User Guide, "Scheduled scaling").
+    pub fn run_scheduled(&self, ecs: &Ecs, now: Millis) {
+        let due: Vec<(String, ScheduledAction)> = {
+            let s = self.lock();
+            s.scheduled
+                .iter()
+                .filter_map(|(k, a)| {
+                    let since = *s.scheduled_since.get(k)?;
+                    let tz = super::schedule::time_zone(a.timezone.as_deref()).ok()?;
+                    let sched = super::schedule::Schedule::parse(&a.schedule).ok()?;
+                    let start = a.start_time.map(|t| (t * 1000.0) as Millis);
+                    let from = start.map_or(since, |st| since.max(st - 1));
+                    let next = sched.next_after(&tz, from, start.unwrap_or(since))?;
+                    let ended = a.end_time.is_some_and(|e| next > (e * 1000.0) as Millis);
+                    (next <= now && !ended).then(|| (k.clone(), a.clone()))
+                })
+                .collect()
+        };
+        for (key, a) in due {
+            let target = {
+                let mut s = self.lock();
+                s.scheduled_since.insert(key, now);
+                let Some(t) = s.targets.get_mut(&a.resource_id) else {
+                    continue;
+                };
+                if t.suspended_state.scheduled_scaling_suspended {
+                    let _ = self.save(&s);
+                    continue;
+                }
+                let act = a.scalable_target_action;
+                t.min_capacity = act.min_capacity.unwrap_or(t.min_capacity);
+                t.max_capacity = act.max_capacity.unwrap_or(t.max_capacity);
+                if t.min_capacity > t.max_capacity {
+                    // The other bound was set apart: as AWS, the one the action names wins.
+                    if act.min_capacity.is_some() {
+                        t.max_capacity = t.min_capacity;
+                    } else {
+                        t.min_capacity = t.max_capacity;
+                    }
+                }
+                let t = t.clone();
+                if let Err(e) = self.save(&s) {
+                    tracing::warn!(error = %e, "Application Auto Scaling: saving a scheduled action's run failed");
+                }
+                t
+            };
+            let (min, max) = (target.min_capacity, target.max_capacity);
+            tracing::info!(resource = %a.resource_id, action = %a.scheduled_action_name, min, max, "Application Auto Scaling: scheduled action");
+            self.activity(
+                &target,
+                format!("Setting min capacity to {min} and max capacity to {max}"),
+                format!(
+                    "scheduled action name {} was triggered",
+                    a.scheduled_action_name
+                ),
+                "Successful",
+                format!("Successfully set min capacity to {min} and max capacity to {max}"),
+                now,
+            );
+            let Some((cluster, service)) = a
+                .resource_id
+                .strip_prefix("service/")
+                .and_then(|r| r.split_once('/'))
+            else {
+                continue;
+            };
+            let Some(current) = super::ops::desired_count(ecs, cluster, service) else {
+                continue;
+            };
+            if current < min {
+                self.set_desired(
+                    ecs,
+                    &target,
+                    min,
+                    format!("minimum capacity was set to {min}"),
+                    now,
+                );
+            } else if current > max {
+                self.set_desired(
+                    ecs,
+                    &target,
+                    max,
+                    format!("maximum capacity was set to {max}"),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// What runs after each alarm evaluation: the scheduled actions due, then the
+    /// policies alarms in ALARM name.
+    pub fn tick(&self, ecs: &Ecs, cw: &CloudWatch, now: Millis) {
+        self.run_scheduled(ecs, now);
+        self.run_alarm_actions(ecs, cw, now);
     }
 }
 
