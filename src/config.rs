@@ -243,7 +243,9 @@ table! {
                       its tasks' CPU and memory three times a period and publishes \
                       AWS/ECS CPUUtilization and MemoryUtilization at that resolution \
                       (high resolution under 60 s). Shorter makes what takes minutes on \
-                      AWS watchable in seconds (demos, classes; docs/cloudwatch.md).",
+                      AWS watchable in seconds (demos, classes; docs/cloudwatch.md); target \
+                      tracking alarms take it as their period and scaling cooldowns scale \
+                      with it (docs/autoscaling.md).",
             read_by: "serve",
         };
         ecr_lifecycle_interval: Duration = secs_f64, Var {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod autoscaling;
 mod cli;
 mod cloudwatch;
 mod cluster;

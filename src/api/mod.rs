@@ -6,6 +6,7 @@
 //! connection loop of `server` (timeouts, TLS).
 
 pub mod auth;
+pub mod autoscaling;
 pub mod cbor;
 pub mod cloudwatch;
 pub mod console;
@@ -96,7 +97,15 @@ pub async fn serve(
         alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
             .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
     });
-    let publisher = tokio::spawn(publish_ecs_metrics(g.clone(), cloudwatch.clone()));
+    let autoscaling = Arc::new(
+        crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
+            .map_err(|e| anyhow::anyhow!("failed to load Application Auto Scaling's state: {e}"))?,
+    );
+    let publisher = tokio::spawn(publish_ecs_metrics(
+        g.clone(),
+        cloudwatch.clone(),
+        autoscaling.clone(),
+    ));
     let g = Arc::new(g);
     let app = Router::new()
         // The guard bounds every body first (256 KiB; ECR's UploadLayerPart its own, ~27
@@ -112,7 +121,8 @@ pub async fn serve(
         .merge(console::router(g, security.console))
         .merge(registry::router(front.clone()))
         .layer(axum::Extension(elb))
-        .layer(axum::Extension(cloudwatch));
+        .layer(axum::Extension(cloudwatch))
+        .layer(axum::Extension(autoscaling));
     // Last, so that it wraps every route and the fallback.
     let allowed_hosts = security.hosts.allowed.clone();
     let app = app.layer(axum::middleware::from_fn_with_state(
@@ -159,8 +169,13 @@ pub async fn serve(
 }
 
 /// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period; after
-/// each, the alarms are evaluated (CloudWatch evaluates them once a period).
-async fn publish_ecs_metrics(g: Ecs, cw: Arc<crate::cloudwatch::CloudWatch>) {
+/// each, the alarms are evaluated (CloudWatch evaluates them once a period) and the
+/// scaling policies the alarms in ALARM name are run.
+async fn publish_ecs_metrics(
+    g: Ecs,
+    cw: Arc<crate::cloudwatch::CloudWatch>,
+    aas: Arc<crate::autoscaling::AutoScaling>,
+) {
     let period = crate::config::get().metrics_period;
     let high_resolution = period < std::time::Duration::from_secs(60);
     let mut tick = tokio::time::interval(period / 3);
@@ -168,7 +183,7 @@ async fn publish_ecs_metrics(g: Ecs, cw: Arc<crate::cloudwatch::CloudWatch>) {
     let publisher = Arc::new(std::sync::Mutex::new(crate::ecs::metrics::Publisher::new()));
     loop {
         tick.tick().await;
-        let (g, cw, publisher) = (g.clone(), cw.clone(), publisher.clone());
+        let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
         let done = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,6 +191,7 @@ async fn publish_ecs_metrics(g: Ecs, cw: Arc<crate::cloudwatch::CloudWatch>) {
             if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
                 tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
             }
+            aas.tick(&g, &cw, now);
             sampled
         })
         .await;
@@ -273,6 +289,7 @@ async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
     elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
     metrics: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
+    aas: Option<axum::Extension<Arc<crate::autoscaling::AutoScaling>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
@@ -289,6 +306,20 @@ async fn dispatch(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServiceFault",
                 "CloudWatch's metric store is not open on this serve",
+            ),
+        },
+        Route::Json {
+            service: Service::AutoScaling,
+            operation,
+            ..
+        } => match (aas, metrics) {
+            (Some(axum::Extension(a)), Some(axum::Extension(m))) => {
+                autoscaling::handle(a, state.0, m, operation, body).await
+            }
+            _ => aws_error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServiceException",
+                "Application Auto Scaling is not open on this serve",
             ),
         },
         Route::Json {
@@ -378,10 +409,11 @@ pub fn call_json(
                     ServiceError::Logs(crate::logs::LogsError::Encode(e))
                 }
                 // No row of the table is ECR's (crate::ecr::api has its own), nor ELB's
-                // (crate::elb::ops answers it).
+                // (crate::elb::ops answers it), CloudWatch's or Application Auto Scaling's.
                 crate::ecs::operations::Service::Ecr
                 | crate::ecs::operations::Service::Elb
-                | crate::ecs::operations::Service::CloudWatch => {
+                | crate::ecs::operations::Service::CloudWatch
+                | crate::ecs::operations::Service::AutoScaling => {
                     ServiceError::Ecs(crate::ecs::EcsError::Server(
                         anyhow::Error::from(e).context("failed to encode the response"),
                     ))

@@ -72,6 +72,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         signing_name: "monitoring",
         protocol: Protocol::RpcV2Cbor,
     },
+    Endpoint {
+        service: Service::AutoScaling,
+        target_prefix: "AnyScaleFrontendService.",
+        signing_name: "application-autoscaling",
+        protocol: Protocol::Json11,
+    },
 ];
 
 /// ELBv2's API version (the form's `Version`; the model's `metadata.apiVersion`).
@@ -369,7 +375,9 @@ mod tests {
                     crate::ecs::botocore_model::service_model(),
                     "AmazonEC2ContainerServiceV20141113",
                 ),
-                Service::Logs | Service::Elb | Service::CloudWatch => continue,
+                Service::Logs | Service::Elb | Service::CloudWatch | Service::AutoScaling => {
+                    continue;
+                }
                 Service::Ecr => (
                     crate::ecr::api::service_model(),
                     "AmazonEC2ContainerRegistry_V20150921",

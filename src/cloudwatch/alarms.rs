@@ -12,7 +12,9 @@
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
 //! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
-//! days); actions are stored and said, not carried out (docs/cloudwatch.md).
+//! days); actions naming an Application Auto Scaling policy are carried out by
+//! `autoscaling::scaling` after each evaluation, others are stored and said, not carried
+//! out (docs/cloudwatch.md).
 
 use super::metrics::{MetricId, Millis};
 use super::{CwError, CwResult, Metrics};
@@ -156,7 +158,21 @@ impl Alarms {
 
     /// PutMetricAlarm: creates or replaces the alarm (a replaced alarm keeps its state).
     pub fn put(&self, req: PutMetricAlarmInput, now: Millis) -> CwResult<()> {
-        let a = self.checked(req, now)?;
+        self.put_with(req, now, false)
+    }
+
+    /// An alarm another service makes for itself (Application Auto Scaling's target
+    /// tracking alarms): as PutMetricAlarm, but its `Period` may be the box's metric
+    /// period (`MINIFARGATE_METRICS_PERIOD`, 1 or 5 s included), the period AWS's 60 s is
+    /// scaled to. Returns the alarm's ARN.
+    pub fn put_managed(&self, req: PutMetricAlarmInput, now: Millis) -> CwResult<String> {
+        let name = req.alarm_name.clone();
+        self.put_with(req, now, true)?;
+        Ok(format!("{}{name}", self.arn_prefix))
+    }
+
+    fn put_with(&self, req: PutMetricAlarmInput, now: Millis, box_period: bool) -> CwResult<()> {
+        let a = self.checked(req, now, box_period)?;
         let mut s = self.lock();
         let (summary, kept) = match s.alarms.get(&a.alarm_name) {
             Some(old) => (
@@ -190,7 +206,7 @@ impl Alarms {
         self.save(&s)
     }
 
-    fn checked(&self, req: PutMetricAlarmInput, now: Millis) -> CwResult<Alarm> {
+    fn checked(&self, req: PutMetricAlarmInput, now: Millis, box_period: bool) -> CwResult<Alarm> {
         let invalid = |m: String| CwError::InvalidParameterValue(m);
         if req.alarm_name.is_empty() || req.alarm_name.chars().count() > 255 {
             return Err(invalid(
@@ -210,7 +226,9 @@ impl Alarms {
         let namespace = req.namespace.ok_or_else(|| missing("Namespace"))?;
         let metric_name = req.metric_name.ok_or_else(|| missing("MetricName"))?;
         let period = req.period.ok_or_else(|| missing("Period"))?;
-        if !(matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)) {
+        let of_box = box_period
+            && Some(period) == i64::try_from(crate::config::get().metrics_period.as_secs()).ok();
+        if !(of_box || matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)) {
             return Err(invalid(format!(
                 "The parameter Period must be 10, 20, 30 or a multiple of 60 (got {period})"
             )));

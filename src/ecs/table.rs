@@ -197,6 +197,9 @@ pub enum Service {
     /// Amazon CloudWatch metrics (RPC v2 CBOR and AWS JSON 1.0; its operations are
     /// `crate::cloudwatch::ops`, not rows of this table).
     CloudWatch,
+    /// Application Auto Scaling (`AnyScaleFrontendService.`; its operations are
+    /// `crate::autoscaling::ops`, not rows of this table).
+    AutoScaling,
 }
 
 /// [`Op`] from the rows.

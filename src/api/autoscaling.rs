@@ -1,0 +1,50 @@
+//! Application Auto Scaling on `serve`'s listener: AWS JSON 1.1,
+//! `X-Amz-Target: AnyScaleFrontendService.<Op>` (SigV4 name `application-autoscaling`),
+//! each call run by the core (`crate::autoscaling::ops`) over the box's ECS services and
+//! CloudWatch alarms.
+
+use crate::autoscaling::{AsError, AutoScaling, ops};
+use crate::cloudwatch::CloudWatch;
+use crate::ecs::Ecs;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// One Application Auto Scaling call.
+pub async fn handle(
+    aas: Arc<AutoScaling>,
+    ecs: Arc<Ecs>,
+    cw: Arc<CloudWatch>,
+    op: String,
+    body: axum::body::Bytes,
+) -> Response {
+    let request = if body.is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| AsError::Serialization(format!("{op}: the body is not JSON: {e}")))
+    };
+    let now = crate::ecs::now_ms();
+    let op2 = op.clone();
+    let result = match request {
+        Ok(req) => {
+            match tokio::task::spawn_blocking(move || ops::call(&aas, &ecs, &cw, &op2, req, now))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => Err(AsError::Internal(format!("{op} failed: {e}"))),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    tracing::debug!(op = %op, ok = result.is_ok(), "Application Auto Scaling API call");
+    match result {
+        Ok(v) => super::aws_json(StatusCode::OK, &v, None),
+        Err(e) => super::aws_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.name(),
+            &e.message(),
+        ),
+    }
+}
