@@ -267,15 +267,13 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
 
 /// Members of CreateService and UpdateService recorded as given (in `Spec::not_applied`)
 /// and not applied here, each with the reason its service event gives; an empty reason is
-/// a member `serve`'s scheduler applies from there (`loadBalancers`: crate::scheduler,
-/// docs/load-balancing.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
+/// a member `serve` applies from there (`loadBalancers`: crate::scheduler,
+/// docs/load-balancing.md; `serviceRegistries`: crate::servicediscovery::ecs,
+/// docs/service-discovery.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
 /// "triggers a new service deployment" when it changes, as here).
 const NOT_APPLIED: &[(&str, &str)] = &[
     ("loadBalancers", ""),
-    (
-        "serviceRegistries",
-        "no AWS Cloud Map here: nothing registers the tasks' addresses",
-    ),
+    ("serviceRegistries", ""),
     (
         "serviceConnectConfiguration",
         "no Service Connect proxy here: tasks reach each other at their own addresses",

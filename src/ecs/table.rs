@@ -197,6 +197,9 @@ pub enum Service {
     /// Amazon CloudWatch metrics (RPC v2 CBOR and AWS JSON 1.0; its operations are
     /// `crate::cloudwatch::ops`, not rows of this table).
     CloudWatch,
+    /// AWS Cloud Map (`Route53AutoNaming_v20170314.`; its operations are
+    /// `crate::servicediscovery::ops`, not rows of this table).
+    CloudMap,
 }
 
 /// [`Op`] from the rows.
