@@ -407,6 +407,23 @@ fn two_ecs_services_find_each_other_by_name_from_inside_their_tasks() {
         api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
     }
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // ECS takes one registry a service.
+    let two = [0, 1].map(|i| format!("registryArn={}", arns[i]));
+    let out = api.aws(&[
+        "create-service",
+        "--service-name",
+        "twice",
+        "--task-definition",
+        "b",
+        "--service-registries",
+        &two[0],
+        &two[1],
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("InvalidParameterException"),
+        "{e}"
+    );
     for (name, arn, count, c) in [("b", &arns[1], "2", "web"), ("a", &arns[0], "1", "client")] {
         let reg = format!("registryArn={arn},containerName={c},containerPort=8080");
         api.aws_json(&[

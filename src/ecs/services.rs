@@ -343,6 +343,17 @@ fn apply_extras(
         x.placement_constraints.as_deref(),
         x.placement_strategy.as_deref(),
     )?;
+    // Ref: ecs.json `CreateServiceRequest.serviceRegistries`: "Each service may be
+    // associated with one service registry. Multiple service registries for each service
+    // isn't supported."
+    if let Some(list) = x.not_applied[1].as_ref().and_then(|v| v.as_array())
+        && list.len() > 1
+    {
+        bail!(EcsError::invalid(format!(
+            "serviceRegistries: a service has one service registry at most ({} given)",
+            list.len()
+        )));
+    }
     if let Some(z) = x.availability_zone_rebalancing.as_deref()
         && !matches!(z, "ENABLED" | "DISABLED")
     {
