@@ -555,3 +555,115 @@ fn two_ecs_services_find_each_other_by_name_from_inside_their_tasks() {
     }
     sd_json(&api, &["delete-namespace", "--id", &ns]);
 }
+
+#[test]
+fn a_task_s_health_is_its_instance_s_custom_health() {
+    let api = Api::start();
+    let gw = gateway(&api);
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "health.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let ns = op_target(&api, &op, "NAMESPACE");
+    let svc = sd_json(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "h",
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            "DnsRecords=[{Type=A,TTL=5}]",
+            "--health-check-custom-config",
+            "FailureThreshold=1",
+        ],
+    );
+    let arn = s(&svc["Service"]["Arn"]).to_string();
+    let sid = s(&svc["Service"]["Id"]).to_string();
+    // Healthy for its first 15 s, then its health check fails.
+    let def = r#"{"family":"h","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "healthCheck":{"command":["CMD-SHELL","[ $(( $(date +%s) - $(cat /tmp/t) )) -lt 15 ]"],"interval":5,"timeout":2,"retries":1},
+    "command":["sh","-c","date +%s > /tmp/t; trap 'exit 0' TERM; while true; do sleep 1; done"]}]}"#;
+    let f = api.file("h.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // The grace period keeps the unhealthy task from being replaced while we look.
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "h",
+        "--task-definition",
+        "h",
+        "--desired-count",
+        "1",
+        "--health-check-grace-period-seconds",
+        "300",
+        "--service-registries",
+        &format!("registryArn={arn}"),
+    ]);
+    let task = api.wait_for(60, "the task RUNNING", || {
+        let ids = task_ids(&api, "h");
+        let id = ids.first()?;
+        let t = &api.aws_json(&["describe-tasks", "--tasks", id])["tasks"][0];
+        (t["lastStatus"] == "RUNNING").then(|| (id.clone(), t["healthStatus"].clone()))
+    });
+    // Registered once HEALTHY, not before.
+    let health = |api: &Api| {
+        let t = &api.aws_json(&["describe-tasks", "--tasks", &task.0])["tasks"][0];
+        t["healthStatus"].as_str().unwrap_or_default().to_string()
+    };
+    let instances = |api: &Api| {
+        sd_json(api, &["list-instances", "--service-id", &sid])["Instances"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    if health(&api) != "HEALTHY" {
+        assert_eq!(
+            instances(&api),
+            0,
+            "registered before its health check passed"
+        );
+    }
+    api.wait_for(30, "the task HEALTHY and registered", || {
+        (health(&api) == "HEALTHY" && instances(&api) == 1).then_some(())
+    });
+    let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
+    assert_eq!(h["Status"][&task.0], "HEALTHY", "{h:#}");
+    let ip = s(&sd_json(
+        &api,
+        &[
+            "get-instance",
+            "--service-id",
+            &sid,
+            "--instance-id",
+            &task.0,
+        ],
+    )["Instance"]["Attributes"]["AWS_INSTANCE_IPV4"])
+    .to_string();
+    assert!(nslookup("h.health.local", &gw).contains(&ip));
+    // Its health check fails: the instance's custom health follows, out of the answers.
+    api.wait_for(60, "the instance UNHEALTHY", || {
+        let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
+        (h["Status"][&task.0] == "UNHEALTHY").then_some(())
+    });
+    assert_eq!(health(&api), "UNHEALTHY");
+    let out = nslookup("h.health.local", &gw);
+    assert!(!out.contains(&ip), "{out}");
+
+    api.aws_json(&["delete-service", "--service", "h", "--force"]);
+    api.wait_for(60, "the instance deregistered", || {
+        (instances(&api) == 0).then_some(())
+    });
+    sd_json(&api, &["delete-service", "--id", &sid]);
+    sd_json(&api, &["delete-namespace", "--id", &ns]);
+}
