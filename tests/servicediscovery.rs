@@ -667,3 +667,93 @@ fn a_task_s_health_is_its_instance_s_custom_health() {
     sd_json(&api, &["delete-service", "--id", &sid]);
     sd_json(&api, &["delete-namespace", "--id", &ns]);
 }
+
+#[test]
+fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
+    let api = Api::start();
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "sc.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    op_target(&api, &op, "NAMESPACE");
+    // A port of the gateway no other test uses at once.
+    let port = 20000 + std::process::id() % 10000;
+    // b: two tasks answering GET / with an id of their own, port mapping `web`.
+    let b = r#"{"family":"scb","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080,"name":"web"}],
+    "command":["sh","-c","mkdir -p /www && cat /proc/sys/kernel/random/uuid > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}]}"#;
+    let a = format!(
+        r#"{{"family":"sca","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"client","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "command":["sh","-c","trap 'exit 0' TERM; while true; do A=$(nslookup b.sc 2>/dev/null | sed -n 's/^Address: //p' | tail -n 1); echo GOT $A $( (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | nc -w 5 $A {port} | tail -n 1); done"]}}]}}"#
+    );
+    for (family, def) in [("scb", b.to_string()), ("sca", a)] {
+        let f = api.file(&format!("{family}.json"), &def);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    }
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let server = format!(
+        r#"{{"enabled":true,"namespace":"sc.local","services":[{{"portName":"web","discoveryName":"b","clientAliases":[{{"port":{port},"dnsName":"b.sc"}}]}}]}}"#
+    );
+    for (name, family, count, sc) in [
+        ("b", "scb", "2", server.as_str()),
+        (
+            "a",
+            "sca",
+            "1",
+            r#"{"enabled":true,"namespace":"sc.local"}"#,
+        ),
+    ] {
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            family,
+            "--desired-count",
+            count,
+            "--service-connect-configuration",
+            sc,
+        ]);
+    }
+    let events = api.service("default", "b")["events"].to_string();
+    assert!(
+        !events.contains("serviceConnectConfiguration: not applied"),
+        "{events}"
+    );
+    let a_task = api.wait_for(60, "a's task", || task_ids(&api, "a").into_iter().next());
+    // Both of b's tasks answer through the alias, from a's task.
+    let got = api.wait_for(120, "both of b's tasks answering at b.sc", || {
+        let out = api.mf.run(&["logs", &a_task]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut bodies: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("GOT "))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        bodies.sort();
+        bodies.dedup();
+        (bodies.len() == 2).then_some(text)
+    });
+    let gw = gateway(&api);
+    assert!(
+        got.lines().any(|l| l.starts_with(&format!("GOT {gw} "))),
+        "b.sc is the gateway's address in the task: {got}"
+    );
+    for name in ["a", "b"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+    api.wait_for(60, "a and b INACTIVE", || {
+        (api.service("default", "a")["status"] == "INACTIVE"
+            && api.service("default", "b")["status"] == "INACTIVE")
+            .then_some(())
+    });
+}

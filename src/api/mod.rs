@@ -88,11 +88,26 @@ pub async fn serve(
         crate::servicediscovery::CloudMap::open(g.root.clone())
             .context("failed to load the Cloud Map resources (servicediscovery)")?,
     );
-    cloudmap.serve_names(records);
+    cloudmap.serve_names(records.clone());
     let registries = tokio::spawn(crate::servicediscovery::ecs::run(
         cloudmap.clone(),
         g.clone(),
     ));
+    // Service Connect's aliases on the task bridge's gateway, where the DNS server is.
+    let connect = dns.as_ref().and_then(|d| match d.addr.ip() {
+        std::net::IpAddr::V4(gw) => Some(tokio::spawn(crate::servicediscovery::connect::run(
+            cloudmap.clone(),
+            g.clone(),
+            gw,
+            records.clone(),
+        ))),
+        std::net::IpAddr::V6(_) => None,
+    });
+    if connect.is_none() {
+        tracing::warn!(
+            "no DNS server for tasks: services' Service Connect aliases are not served (docs/service-discovery.md)"
+        );
+    }
     let expiry = tokio::spawn(crate::ecr::lifecycle::run(
         front.registry.clone(),
         ecr_env.interval,
@@ -151,6 +166,9 @@ pub async fn serve(
     server::run_with(listener, tls, app, security.limits, shutdown()).await;
     expiry.abort();
     registries.abort();
+    if let Some(c) = connect {
+        c.abort();
+    }
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();

@@ -268,16 +268,14 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
 /// Members of CreateService and UpdateService recorded as given (in `Spec::not_applied`)
 /// and not applied here, each with the reason its service event gives; an empty reason is
 /// a member `serve` applies from there (`loadBalancers`: crate::scheduler,
-/// docs/load-balancing.md; `serviceRegistries`: crate::servicediscovery::ecs,
+/// docs/load-balancing.md; `serviceRegistries`: crate::servicediscovery::ecs;
+/// `serviceConnectConfiguration`: crate::servicediscovery::connect;
 /// docs/service-discovery.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
 /// "triggers a new service deployment" when it changes, as here).
 const NOT_APPLIED: &[(&str, &str)] = &[
     ("loadBalancers", ""),
     ("serviceRegistries", ""),
-    (
-        "serviceConnectConfiguration",
-        "no Service Connect proxy here: tasks reach each other at their own addresses",
-    ),
+    ("serviceConnectConfiguration", ""),
     (
         "vpcLatticeConfigurations",
         "no VPC Lattice here: nothing routes traffic to the tasks",
@@ -1289,10 +1287,10 @@ pub struct ListServicesByNamespaceResponse {
     pub next_token: Option<String>,
 }
 
-/// ListServicesByNamespace: the services of a Service Connect namespace. This host has no
-/// Cloud Map: the namespaces it knows are the clusters' `serviceConnectDefaults.namespace`
-/// (CreateCluster/UpdateCluster), and no service joins one (Service Connect is not applied
-/// here), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
+/// ListServicesByNamespace: the services of a Service Connect namespace. The namespaces it
+/// knows are the clusters' `serviceConnectDefaults.namespace` (CreateCluster/UpdateCluster;
+/// Cloud Map's own and the services using Service Connect in them are not looked up yet,
+/// docs/service-discovery.md), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
 /// answers. Ref: ecs.json `ListServicesByNamespaceRequest` (`namespace` required: name or
 /// ARN).
 pub fn list_services_by_namespace(

@@ -6,6 +6,7 @@
 //! every change is written through to the store (`servicediscovery_resources`), so a
 //! restarted `serve` has the same resources. docs/service-discovery.md says what is served.
 
+pub mod connect;
 pub mod ecs;
 pub mod error;
 pub mod model;
