@@ -16,6 +16,7 @@ mod errors;
 mod host;
 mod logs;
 mod scheduler;
+mod servicediscovery;
 mod store;
 mod supervisor;
 mod task;

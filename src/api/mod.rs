@@ -21,6 +21,7 @@ pub mod logs;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod servicediscovery;
 pub mod start;
 
 use crate::ecs::Ecs;
@@ -82,7 +83,32 @@ pub async fn serve(
     );
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
-    let (mut dns, names) = names_and_dns(&g).await;
+    let records = Arc::new(crate::dns::Records::default());
+    let (mut dns, names) = names_and_dns(&g, records.clone()).await;
+    let cloudmap = Arc::new(
+        crate::servicediscovery::CloudMap::open(g.root.clone())
+            .context("failed to load the Cloud Map resources (servicediscovery)")?,
+    );
+    cloudmap.serve_names(records.clone());
+    let registries = tokio::spawn(crate::servicediscovery::ecs::run(
+        cloudmap.clone(),
+        g.clone(),
+    ));
+    // Service Connect's aliases on the task bridge's gateway, where the DNS server is.
+    let connect = dns.as_ref().and_then(|d| match d.addr.ip() {
+        std::net::IpAddr::V4(gw) => Some(tokio::spawn(crate::servicediscovery::connect::run(
+            cloudmap.clone(),
+            g.clone(),
+            gw,
+            records.clone(),
+        ))),
+        std::net::IpAddr::V6(_) => None,
+    });
+    if connect.is_none() {
+        tracing::warn!(
+            "no DNS server for tasks: services' Service Connect aliases are not served (docs/service-discovery.md)"
+        );
+    }
     let expiry = tokio::spawn(crate::ecr::lifecycle::run(
         front.registry.clone(),
         ecr_env.interval,
@@ -121,6 +147,7 @@ pub async fn serve(
         .merge(console::router(g, security.console))
         .merge(registry::router(front.clone()))
         .layer(axum::Extension(elb))
+        .layer(axum::Extension(cloudmap))
         .layer(axum::Extension(cloudwatch))
         .layer(axum::Extension(autoscaling));
     // Last, so that it wraps every route and the fallback.
@@ -148,6 +175,10 @@ pub async fn serve(
     tracing::info!(%addr, "ECS API listening");
     server::run_with(listener, tls, app, security.limits, shutdown()).await;
     expiry.abort();
+    registries.abort();
+    if let Some(c) = connect {
+        c.abort();
+    }
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();
@@ -207,12 +238,12 @@ async fn publish_ecs_metrics(
 /// root) tasks keep the host's resolvers, as before; it is logged.
 async fn names_and_dns(
     g: &Ecs,
+    records: Arc<crate::dns::Records>,
 ) -> (
     Option<crate::dns::Server>,
     Arc<std::sync::Mutex<crate::elb::names::Names>>,
 ) {
     let cfg = crate::config::get();
-    let records = Arc::new(crate::dns::Records::default());
     if crate::cluster::serving().is_some() {
         // Cluster mode: the boxes' agents own their bridges (each with the subnet it
         // leased), so the addresses go on this box's loopback and no DNS server runs
@@ -288,6 +319,7 @@ pub fn registry() -> Option<Arc<crate::ecr::Registry>> {
 async fn dispatch(
     state: axum::extract::State<Arc<Ecs>>,
     elb: Option<axum::Extension<Arc<crate::elb::Elb>>>,
+    cloudmap: Option<axum::Extension<Arc<crate::servicediscovery::CloudMap>>>,
     metrics: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
     aas: Option<axum::Extension<Arc<crate::autoscaling::AutoScaling>>>,
     headers: axum::http::HeaderMap,
@@ -332,6 +364,18 @@ async fn dispatch(
             operation,
             ..
         } => ecr::handle(state.0, operation, body).await,
+        Route::Json {
+            service: Service::CloudMap,
+            operation,
+            ..
+        } => match cloudmap {
+            Some(axum::Extension(cm)) => servicediscovery::handle(cm, operation, body).await,
+            None => aws_error(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "Cloud Map's resources are not open on this serve",
+            ),
+        },
         Route::Query {
             signing_name,
             action,
@@ -413,7 +457,8 @@ pub fn call_json(
                 crate::ecs::operations::Service::Ecr
                 | crate::ecs::operations::Service::Elb
                 | crate::ecs::operations::Service::CloudWatch
-                | crate::ecs::operations::Service::AutoScaling => {
+                | crate::ecs::operations::Service::AutoScaling
+                | crate::ecs::operations::Service::CloudMap => {
                     ServiceError::Ecs(crate::ecs::EcsError::Server(
                         anyhow::Error::from(e).context("failed to encode the response"),
                     ))

@@ -66,6 +66,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         protocol: Protocol::Query,
     },
     Endpoint {
+        service: Service::CloudMap,
+        target_prefix: "Route53AutoNaming_v20170314.",
+        signing_name: "servicediscovery",
+        protocol: Protocol::Json11,
+    },
+    Endpoint {
         service: Service::CloudWatch,
         // Also reached as AWS JSON 1.0 with this target (the model's second protocol).
         target_prefix: "GraniteServiceVersion20100801.",
@@ -375,7 +381,11 @@ mod tests {
                     crate::ecs::botocore_model::service_model(),
                     "AmazonEC2ContainerServiceV20141113",
                 ),
-                Service::Logs | Service::Elb | Service::CloudWatch | Service::AutoScaling => {
+                Service::Logs
+                | Service::Elb
+                | Service::CloudWatch
+                | Service::AutoScaling
+                | Service::CloudMap => {
                     continue;
                 }
                 Service::Ecr => (

@@ -1,6 +1,7 @@
 //! The box's DNS server for tasks: run by `serve` on the task bridge's gateway address
 //! (port 53, UDP and TCP), it answers the names of its record table (a load balancer's
-//! `DNSName` today; Cloud Map's names later) and forwards every other query, byte for
+//! `DNSName`; Cloud Map's `<service>.<namespace>`, authoritative for the namespaces of
+//! `crate::servicediscovery`) and forwards every other query, byte for
 //! byte, to the host's resolvers. Bridged tasks that give no `dnsServers` get it as their
 //! nameserver while it runs (`announced`, read by their supervisor); docs/load-balancing.md
 //! "Names" and docs/security.md say what it answers and whom.
@@ -45,10 +46,6 @@ pub enum DnsError {
 }
 
 /// What a name holds.
-#[allow(
-    dead_code,
-    reason = "SRV records are Cloud Map's (issue 56), next; tested here"
-)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
     A(Ipv4Addr),
@@ -67,12 +64,33 @@ pub struct Record {
     pub ttl: u32,
 }
 
-/// The names the server answers, by source (`elb`, later Cloud Map's namespaces): each
-/// source replaces its own names as a whole. Names are kept lower case, without the
-/// final dot.
+/// The names the server answers, by source (`elb`, `cloudmap`): each source replaces its
+/// own names as a whole. Names are kept lower case, without the final dot.
 #[derive(Default)]
 pub struct Records {
-    by_source: RwLock<HashMap<String, BTreeMap<String, Vec<Record>>>>,
+    by_source: RwLock<HashMap<String, Source>>,
+}
+
+/// The names of one source, the zones it is authoritative for (a name under one of them
+/// that it does not hold is NXDOMAIN, not forwarded) and how many records of a type each
+/// name answers at most (picked at random on each query, as Route 53's multivalue and
+/// weighted routing do).
+#[derive(Default, Clone)]
+pub struct Source {
+    pub names: BTreeMap<String, Vec<Record>>,
+    pub zones: Vec<String>,
+    pub limits: HashMap<String, usize>,
+}
+
+/// What the table says of a name.
+#[derive(Debug, PartialEq)]
+pub enum Found {
+    /// Its records (none: the name exists, without records), and the most one answer holds.
+    Records(Vec<Record>, Option<usize>),
+    /// Under a zone of ours, but no such name.
+    NxDomain,
+    /// Not ours.
+    Elsewhere,
 }
 
 fn key(name: &str) -> String {
@@ -82,23 +100,72 @@ fn key(name: &str) -> String {
 impl Records {
     /// The names of `source` are now `names` (those it had before and not now are gone).
     pub fn replace(&self, source: &str, names: BTreeMap<String, Vec<Record>>) {
-        let names = names.into_iter().map(|(n, r)| (key(&n), r)).collect();
-        let mut m = self.by_source.write().unwrap_or_else(|p| p.into_inner());
-        m.insert(source.to_string(), names);
+        self.replace_source(
+            source,
+            Source {
+                names,
+                ..Source::default()
+            },
+        );
     }
 
-    /// The records of `name` (any source), or None when no source has it.
-    pub fn lookup(&self, name: &str) -> Option<Vec<Record>> {
+    /// The names, zones and limits of `source` are now `src`'s.
+    pub fn replace_source(&self, source: &str, src: Source) {
+        let src = Source {
+            names: src.names.into_iter().map(|(n, r)| (key(&n), r)).collect(),
+            zones: src.zones.iter().map(|z| key(z)).collect(),
+            limits: src.limits.into_iter().map(|(n, l)| (key(&n), l)).collect(),
+        };
+        let mut m = self.by_source.write().unwrap_or_else(|p| p.into_inner());
+        m.insert(source.to_string(), src);
+    }
+
+    /// What the sources say of `name`: its records if one holds it; NXDOMAIN if it is
+    /// under a zone of one (a zone's own name exists, without records here).
+    pub fn find(&self, name: &str) -> Found {
         let k = key(name);
         let m = self.by_source.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Option<Vec<Record>> = None;
-        for names in m.values() {
-            if let Some(r) = names.get(&k) {
-                out.get_or_insert_with(Vec::new).extend(r.iter().cloned());
+        let mut out: Option<(Vec<Record>, Option<usize>)> = None;
+        let mut zoned = false;
+        for src in m.values() {
+            if let Some(r) = src.names.get(&k) {
+                let o = out.get_or_insert_with(|| (Vec::new(), None));
+                o.0.extend(r.iter().cloned());
+                if let Some(l) = src.limits.get(&k) {
+                    o.1 = Some(o.1.map_or(*l, |x: usize| x.max(*l)));
+                }
+            }
+            for z in &src.zones {
+                if k == *z {
+                    out.get_or_insert_with(|| (Vec::new(), None));
+                } else if k.ends_with(&format!(".{z}")) {
+                    zoned = true;
+                }
             }
         }
-        out
+        match out {
+            Some((r, l)) => Found::Records(r, l),
+            None if zoned => Found::NxDomain,
+            None => Found::Elsewhere,
+        }
     }
+}
+
+/// At most `n` of `v`, picked at random (all of them, in a random order, when it has
+/// fewer).
+fn pick<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
+    let mut seed = [0u8; 8];
+    let _ = getrandom::getrandom(&mut seed);
+    let mut x = u64::from_le_bytes(seed) | 1;
+    for i in (1..v.len()).rev() {
+        // xorshift: enough to spread answers over the records.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v.truncate(n);
+    v
 }
 
 /// What to do with one query.
@@ -128,16 +195,19 @@ pub fn answer(query: &[u8], records: &Records) -> Answer {
     if msg.metadata.op_code != OpCode::Query || q.query_class() != DNSClass::IN {
         return Answer::Forward;
     }
-    let Some(found) = records.lookup(&q.name().to_ascii()) else {
-        return Answer::Forward;
+    let (found, limit, code) = match records.find(&q.name().to_ascii()) {
+        Found::Elsewhere => return Answer::Forward,
+        Found::NxDomain => (Vec::new(), None, ResponseCode::NXDomain),
+        Found::Records(r, l) => (r, l, ResponseCode::NoError),
     };
     let mut resp = Message::response(msg.metadata.id, OpCode::Query);
     resp.metadata.authoritative = true;
     resp.metadata.recursion_desired = msg.metadata.recursion_desired;
     resp.metadata.recursion_available = true;
-    resp.metadata.response_code = ResponseCode::NoError;
+    resp.metadata.response_code = code;
     resp.add_query(q.clone());
     let name = q.name().clone();
+    let mut answers = Vec::new();
     for r in found {
         let rdata = match (&r.data, q.query_type()) {
             (Data::A(ip), RecordType::A | RecordType::ANY) => RData::A(A(*ip)),
@@ -157,7 +227,18 @@ pub fn answer(query: &[u8], records: &Records) -> Answer {
             }
             _ => continue,
         };
-        resp.add_answer(Rr::from_rdata(name.clone(), r.ttl, rdata));
+        answers.push(Rr::from_rdata(name.clone(), r.ttl, rdata));
+    }
+    if let Some(n) = limit {
+        // Per type: a weighted name answers one A and one SRV record.
+        let (srv, other): (Vec<Rr>, Vec<Rr>) = answers
+            .into_iter()
+            .partition(|r| r.record_type() == RecordType::SRV);
+        answers = pick(other, n);
+        answers.extend(pick(srv, n));
+    }
+    for a in answers {
+        resp.add_answer(a);
     }
     match resp.to_vec() {
         Ok(v) => Answer::Local(v),
@@ -703,6 +784,47 @@ mod tests {
                 &query("web-1.us-east-1.elb.amazonaws.com.", RecordType::A),
                 &r
             ),
+            Answer::Forward
+        );
+    }
+
+    #[test]
+    fn a_zone_s_unknown_names_are_nxdomain_and_limits_pick_records() {
+        let r = Records::default();
+        let a = |last: u8| Record {
+            data: Data::A(Ipv4Addr::new(10, 94, 0, last)),
+            ttl: 10,
+        };
+        r.replace_source(
+            "cloudmap",
+            Source {
+                names: BTreeMap::from([
+                    ("b.corp.local".to_string(), (2..12).map(a).collect()),
+                    ("w.corp.local".to_string(), vec![a(2), a(3)]),
+                    ("empty.corp.local".to_string(), vec![]),
+                ]),
+                zones: vec!["Corp.Local".into()],
+                limits: HashMap::from([
+                    ("b.corp.local".to_string(), 8),
+                    ("w.corp.local".to_string(), 1),
+                ]),
+            },
+        );
+        let m = local(answer(&query("b.corp.local.", RecordType::A), &r));
+        assert_eq!(m.answers.len(), 8, "MULTIVALUE: eight of ten");
+        assert!(m.answers.iter().all(|x| x.ttl == 10));
+        let m = local(answer(&query("w.corp.local.", RecordType::A), &r));
+        assert_eq!(m.answers.len(), 1, "WEIGHTED: one");
+        let m = local(answer(&query("empty.corp.local.", RecordType::A), &r));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        let m = local(answer(&query("gone.corp.local.", RecordType::A), &r));
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(m.metadata.authoritative);
+        let m = local(answer(&query("corp.local.", RecordType::A), &r));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            answer(&query("corp.localhost.", RecordType::A), &r),
             Answer::Forward
         );
     }

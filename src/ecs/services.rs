@@ -267,19 +267,15 @@ pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: Strin
 
 /// Members of CreateService and UpdateService recorded as given (in `Spec::not_applied`)
 /// and not applied here, each with the reason its service event gives; an empty reason is
-/// a member `serve`'s scheduler applies from there (`loadBalancers`: crate::scheduler,
-/// docs/load-balancing.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
+/// a member `serve` applies from there (`loadBalancers`: crate::scheduler,
+/// docs/load-balancing.md; `serviceRegistries`: crate::servicediscovery::ecs;
+/// `serviceConnectConfiguration`: crate::servicediscovery::connect;
+/// docs/service-discovery.md). Ref: ecs.json `UpdateServiceRequest.*` (each of these
 /// "triggers a new service deployment" when it changes, as here).
 const NOT_APPLIED: &[(&str, &str)] = &[
     ("loadBalancers", ""),
-    (
-        "serviceRegistries",
-        "no AWS Cloud Map here: nothing registers the tasks' addresses",
-    ),
-    (
-        "serviceConnectConfiguration",
-        "no Service Connect proxy here: tasks reach each other at their own addresses",
-    ),
+    ("serviceRegistries", ""),
+    ("serviceConnectConfiguration", ""),
     (
         "vpcLatticeConfigurations",
         "no VPC Lattice here: nothing routes traffic to the tasks",
@@ -345,6 +341,17 @@ fn apply_extras(
         x.placement_constraints.as_deref(),
         x.placement_strategy.as_deref(),
     )?;
+    // Ref: ecs.json `CreateServiceRequest.serviceRegistries`: "Each service may be
+    // associated with one service registry. Multiple service registries for each service
+    // isn't supported."
+    if let Some(list) = x.not_applied[1].as_ref().and_then(|v| v.as_array())
+        && list.len() > 1
+    {
+        bail!(EcsError::invalid(format!(
+            "serviceRegistries: a service has one service registry at most ({} given)",
+            list.len()
+        )));
+    }
     if let Some(z) = x.availability_zone_rebalancing.as_deref()
         && !matches!(z, "ENABLED" | "DISABLED")
     {
@@ -1280,10 +1287,10 @@ pub struct ListServicesByNamespaceResponse {
     pub next_token: Option<String>,
 }
 
-/// ListServicesByNamespace: the services of a Service Connect namespace. This host has no
-/// Cloud Map: the namespaces it knows are the clusters' `serviceConnectDefaults.namespace`
-/// (CreateCluster/UpdateCluster), and no service joins one (Service Connect is not applied
-/// here), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
+/// ListServicesByNamespace: the services of a Service Connect namespace. The namespaces it
+/// knows are the clusters' `serviceConnectDefaults.namespace` (CreateCluster/UpdateCluster;
+/// Cloud Map's own and the services using Service Connect in them are not looked up yet,
+/// docs/service-discovery.md), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
 /// answers. Ref: ecs.json `ListServicesByNamespaceRequest` (`namespace` required: name or
 /// ARN).
 pub fn list_services_by_namespace(

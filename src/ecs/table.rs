@@ -106,7 +106,7 @@ macro_rules! rows {
             ListServicesByNamespace(Ecs):
                 services::ListServicesByNamespaceRequest => services::ListServicesByNamespaceResponse,
                 call |cx, r| services::list_services_by_namespace(cx.ecs, &r),
-                "the clusters' `serviceConnectDefaults` namespaces (no Cloud Map here); others are NamespaceNotFoundException";
+                "the clusters' `serviceConnectDefaults` namespaces, listing none (Cloud Map's namespaces and the services that use Service Connect in them are not looked up yet); others are NamespaceNotFoundException";
             ListServiceDeployments(Ecs):
                 deps::ListServiceDeploymentsRequest => deps::ListServiceDeploymentsResponse,
                 call |cx, r| deps::list_service_deployments(cx.ecs, &r),
@@ -200,6 +200,9 @@ pub enum Service {
     /// Application Auto Scaling (`AnyScaleFrontendService.`; its operations are
     /// `crate::autoscaling::ops`, not rows of this table).
     AutoScaling,
+    /// AWS Cloud Map (`Route53AutoNaming_v20170314.`; its operations are
+    /// `crate::servicediscovery::ops`, not rows of this table).
+    CloudMap,
 }
 
 /// [`Op`] from the rows.

@@ -343,6 +343,20 @@ DROP TABLE elb_resources;
 ALTER TABLE elb_resources_new RENAME TO elb_resources;
 "#,
     },
+    Migration {
+        version: 14,
+        name: "cloud map namespaces, services and instances",
+        sql: r#"
+-- AWS Cloud Map's namespaces, services, instances and operations, one row each, the
+-- resource as JSON (src/servicediscovery/model.rs); an instance's id is
+-- '<service id>/<instance id>'. `serve` keeps them in memory and writes each change through.
+CREATE TABLE servicediscovery_resources (
+    id    TEXT PRIMARY KEY NOT NULL,
+    kind  TEXT NOT NULL CHECK (kind IN ('namespace', 'service', 'instance', 'operation')),
+    doc   TEXT NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

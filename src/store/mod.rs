@@ -15,6 +15,7 @@ pub mod logs;
 mod migrations;
 mod network;
 pub mod replica;
+pub mod servicediscovery;
 mod services;
 mod states;
 mod taskdefs;

@@ -1,0 +1,34 @@
+//! The AWS Cloud Map operations on `serve`'s listener: `X-Amz-Target:
+//! Route53AutoNaming_v20170314.<Operation>`, AWS JSON 1.1, Cloud Map's exception names.
+//! The core is `crate::servicediscovery` (its operations: `crate::servicediscovery::ops`).
+
+use crate::servicediscovery::{CloudMap, SdError};
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::sync::Arc;
+
+/// One Cloud Map call, `op` being the operation name after the target prefix.
+pub async fn handle(cm: Arc<CloudMap>, op: String, body: axum::body::Bytes) -> Response {
+    let op2 = op.clone();
+    let result =
+        tokio::task::spawn_blocking(move || crate::servicediscovery::ops::call(&cm, &op2, &body))
+            .await;
+    let (status, body, kind) = match result {
+        Ok(Ok(v)) => (StatusCode::OK, v, None),
+        Ok(Err(e)) => (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.body(),
+            Some(e.name()),
+        ),
+        Err(e) => {
+            let e = SdError::InvalidInput(format!("{op} failed: {e}"));
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.body(),
+                Some("InternalFailure"),
+            )
+        }
+    };
+    tracing::debug!(op = %op, status = status.as_u16(), "Cloud Map API call");
+    super::aws_json(status, &body, kind)
+}

@@ -1,0 +1,262 @@
+//! ECS services' `serviceRegistries`, applied: once a second (`run`) each task of a service
+//! with a registry is an instance of the registry's Cloud Map service (instance id: the
+//! task id) from when it is RUNNING (and HEALTHY, if its essential containers have health
+//! checks) until it is asked to stop or stops; with a custom health check, the instance's
+//! custom status follows the task's health. The attributes are those ECS writes:
+//! `AWS_INSTANCE_IPV4` (the task's address), `AWS_INSTANCE_PORT` (the registry's `port`
+//! or `containerPort`), `AWS_INIT_HEALTH_STATUS`, `ECS_CLUSTER_NAME`, `ECS_SERVICE_NAME`,
+//! `ECS_TASK_DEFINITION_FAMILY` and `REGION` (no `AVAILABILITY_ZONE`: there are no zones
+//! here). Ref: ecs.json `ServiceRegistry` (registryArn, port, containerName, containerPort).
+
+use super::CloudMap;
+use super::model::Health;
+use crate::ecs::services::add_event;
+use crate::ecs::{Ecs, fleet};
+use crate::store::{DesiredStatus, LastStatus, ServiceRow, Store};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One `serviceRegistries` entry.
+#[derive(Debug, Clone, PartialEq)]
+struct Registry {
+    service_id: String,
+    port: Option<u16>,
+}
+
+fn registries(s: &ServiceRow) -> Vec<Registry> {
+    let Some(list) = s
+        .spec
+        .not_applied
+        .get("serviceRegistries")
+        .and_then(|v| v.as_array())
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|r| {
+            let arn = r["registryArn"].as_str()?;
+            let port = r["port"]
+                .as_u64()
+                .or_else(|| r["containerPort"].as_u64())
+                .and_then(|p| u16::try_from(p).ok());
+            Some(Registry {
+                service_id: arn.rsplit('/').next()?.to_string(),
+                port,
+            })
+        })
+        .collect()
+}
+
+/// The task's address on its network, once it is set up.
+fn task_ip(store: &Store, id: &str) -> Option<String> {
+    let n = store.task_network(id).ok()??;
+    n.network?.net.ip.map(|ip| ip.to_string())
+}
+
+/// Applies every service's registries until the process ends.
+pub async fn run(cm: Arc<CloudMap>, g: Ecs) {
+    let mut failing: HashSet<(String, String)> = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store: Option<Store> = None;
+    loop {
+        tick.tick().await;
+        let (cm2, g2) = (cm.clone(), g.clone());
+        let mut st = store.take();
+        let mut f = std::mem::take(&mut failing);
+        let done = tokio::task::spawn_blocking(move || {
+            if st.is_none() {
+                st = g2.open_store().ok();
+            }
+            if let Some(s) = st.as_mut()
+                && let Err(e) = pass(&cm2, s, &mut f)
+            {
+                    tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "Cloud Map: applying the services' serviceRegistries failed");
+            }
+            (st, f)
+        })
+        .await;
+        if let Ok((st, f)) = done {
+            store = st;
+            failing = f;
+        }
+    }
+}
+
+/// One pass over the services (`failing`: the (service, registry) pairs whose failure event
+/// is written, once).
+fn pass(
+    cm: &CloudMap,
+    store: &mut Store,
+    failing: &mut HashSet<(String, String)>,
+) -> anyhow::Result<()> {
+    let services = store.list_services(None)?;
+    let mut changed = false;
+    // Instances of tasks whose ECS service no longer has the registry go too.
+    let mut wanted: HashSet<(String, String, String)> = HashSet::new();
+    for s in &services {
+        let regs = registries(s);
+        if regs.is_empty() {
+            continue;
+        }
+        for r in &regs {
+            wanted.insert((r.service_id.clone(), s.cluster.clone(), s.name.clone()));
+        }
+        let tasks = fleet::get().group_tasks(store, &s.cluster, &format!("service:{}", s.name))?;
+        let mut ready: BTreeMap<String, (String, Health, String)> = BTreeMap::new();
+        for t in &tasks {
+            let row = &t.row;
+            if row.desired_status == DesiredStatus::Stopped
+                || row.last_status != LastStatus::Running
+            {
+                continue;
+            }
+            let checked = t
+                .containers
+                .iter()
+                .any(|c| c.essential && c.health_status.is_some());
+            let health = crate::task::shape::task_health(&t.containers);
+            let h = match health {
+                crate::store::HealthStatus::Healthy => Health::Healthy,
+                crate::store::HealthStatus::Unhealthy => Health::Unhealthy,
+                crate::store::HealthStatus::Unknown => Health::Unknown,
+            };
+            let Some(ip) = task_ip(store, &row.id) else {
+                continue;
+            };
+            ready.insert(
+                row.id.clone(),
+                (
+                    ip,
+                    if checked { h } else { Health::Healthy },
+                    row.family.clone(),
+                ),
+            );
+        }
+        for r in &regs {
+            let key = (format!("{}/{}", s.cluster, s.name), r.service_id.clone());
+            let (existing, custom) = {
+                let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
+                let custom = st
+                    .services
+                    .get(&r.service_id)
+                    .map(|x| x.health_check_custom_config.is_some());
+                let mine: BTreeMap<String, Option<Health>> = st
+                    .instances_of(&r.service_id)
+                    .filter(|i| {
+                        i.attributes.get("ECS_CLUSTER_NAME") == Some(&s.cluster)
+                            && i.attributes.get("ECS_SERVICE_NAME") == Some(&s.name)
+                    })
+                    .map(|i| (i.id.clone(), i.custom_health))
+                    .collect();
+                (mine, custom)
+            };
+            let Some(custom) = custom else {
+                if failing.insert(key) {
+                    add_event(
+                        store,
+                        &s.cluster,
+                        &s.name,
+                        format!(
+                            "(service {}) failed to register tasks in (registry {}): the Cloud Map service does not exist",
+                            s.name, r.service_id
+                        ),
+                    );
+                }
+                continue;
+            };
+            // Gone or stopping: deregistered.
+            for id in existing.keys().filter(|id| !ready.contains_key(*id)) {
+                match super::ops::deregister(cm, &r.service_id, id) {
+                    Ok(_) => changed = true,
+                    Err(e) => {
+                        tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to deregister a task")
+                    }
+                }
+            }
+            for (id, (ip, health, family)) in &ready {
+                match existing.get(id) {
+                    Some(cur) => {
+                        // Registered: a custom health check follows the task's health.
+                        let want = match health {
+                            Health::Unhealthy => Health::Unhealthy,
+                            _ => Health::Healthy,
+                        };
+                        if custom && *cur != Some(want) {
+                            match super::ops::set_custom_health(cm, &r.service_id, id, want) {
+                                Ok(()) => changed = true,
+                                Err(e) => {
+                                    tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to set a task's custom health")
+                                }
+                            }
+                        }
+                    }
+                    None if *health == Health::Healthy => {
+                        let mut attributes = BTreeMap::from([
+                            ("AWS_INSTANCE_IPV4".to_string(), ip.clone()),
+                            ("ECS_CLUSTER_NAME".to_string(), s.cluster.clone()),
+                            ("ECS_SERVICE_NAME".to_string(), s.name.clone()),
+                            ("ECS_TASK_DEFINITION_FAMILY".to_string(), family.clone()),
+                            ("REGION".to_string(), cm.aws.region.clone()),
+                        ]);
+                        if let Some(p) = r.port {
+                            attributes.insert("AWS_INSTANCE_PORT".into(), p.to_string());
+                        }
+                        if custom {
+                            attributes.insert("AWS_INIT_HEALTH_STATUS".into(), "HEALTHY".into());
+                        }
+                        let req = super::ops::RegisterInstance {
+                            service_id: r.service_id.clone(),
+                            instance_id: id.clone(),
+                            creator_request_id: None,
+                            attributes,
+                        };
+                        match super::ops::register(cm, req) {
+                            Ok(_) => {
+                                changed = true;
+                                failing.remove(&key);
+                            }
+                            Err(e) => {
+                                if failing.insert(key.clone()) {
+                                    add_event(
+                                        store,
+                                        &s.cluster,
+                                        &s.name,
+                                        format!(
+                                            "(service {}) failed to register tasks in (registry {}) (error {e})",
+                                            s.name, r.service_id
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    // Instances ECS registered for a service that is gone or no longer names the registry.
+    let stale: Vec<(String, String)> = {
+        let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.instances
+            .values()
+            .filter_map(|i| {
+                let c = i.attributes.get("ECS_CLUSTER_NAME")?;
+                let n = i.attributes.get("ECS_SERVICE_NAME")?;
+                (!wanted.contains(&(i.service_id.clone(), c.clone(), n.clone())))
+                    .then(|| (i.service_id.clone(), i.id.clone()))
+            })
+            .collect()
+    };
+    for (sid, id) in stale {
+        if super::ops::deregister(cm, &sid, &id).is_ok() {
+            changed = true;
+        }
+    }
+    if changed {
+        cm.publish();
+    }
+    Ok(())
+}

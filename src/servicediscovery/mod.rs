@@ -1,0 +1,200 @@
+//! AWS Cloud Map (`servicediscovery`, AWS JSON 1.1): namespaces (private DNS and HTTP),
+//! services, instances and their custom health (`ops`, the API's core; `model`, the
+//! resources; `error`, Cloud Map's exceptions), the names of the DNS namespaces served by
+//! the tasks' DNS server (`names`, over `crate::dns`), and ECS services'
+//! `serviceRegistries` (`ecs`: each task an instance). `serve` holds one [`CloudMap`];
+//! every change is written through to the store (`servicediscovery_resources`), so a
+//! restarted `serve` has the same resources. docs/service-discovery.md says what is served.
+
+pub mod connect;
+pub mod ecs;
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod ops;
+
+pub use error::{SdError, SdResult};
+use model::{Instance, Namespace, Operation, Service};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The Cloud Map resources of one `serve`.
+pub struct CloudMap {
+    root: PathBuf,
+    aws: crate::taskdef::AwsContext,
+    state: Mutex<State>,
+    /// The tasks' DNS server's table, when it runs: the DNS namespaces' names go there.
+    records: Mutex<Option<Arc<crate::dns::Records>>>,
+}
+
+#[derive(Default)]
+struct State {
+    namespaces: BTreeMap<String, Namespace>,
+    services: BTreeMap<String, Service>,
+    /// By (service id, instance id).
+    instances: BTreeMap<(String, String), Instance>,
+    operations: BTreeMap<String, Operation>,
+    /// Counts each service's instance changes (DiscoverInstances' `InstancesRevision`).
+    revisions: BTreeMap<String, i64>,
+    store: Option<crate::store::Store>,
+}
+
+impl CloudMap {
+    /// The resources stored under `root` (none the first time).
+    pub fn open(root: PathBuf) -> anyhow::Result<CloudMap> {
+        use anyhow::Context;
+        let store = crate::store::Store::open(&root)?;
+        let mut state = State::default();
+        for (kind, id, doc) in store.servicediscovery_resources()? {
+            let msg = format!("stored Cloud Map {kind} {id} does not decode");
+            let bad = || msg.clone();
+            match kind.as_str() {
+                "namespace" => {
+                    state
+                        .namespaces
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "service" => {
+                    state
+                        .services
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "instance" => {
+                    let i: Instance = serde_json::from_str(&doc).with_context(bad)?;
+                    state
+                        .instances
+                        .insert((i.service_id.clone(), i.id.clone()), i);
+                }
+                "operation" => {
+                    state
+                        .operations
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                _ => anyhow::bail!("stored Cloud Map resource {id} is of unknown kind {kind}"),
+            }
+        }
+        state.store = Some(store);
+        Ok(CloudMap {
+            root,
+            aws: crate::taskdef::AwsContext::from_env(),
+            state: Mutex::new(state),
+            records: Mutex::new(None),
+        })
+    }
+
+    /// From now on the DNS namespaces' names are in `records` (the tasks' DNS server's).
+    pub fn serve_names(&self, records: Arc<crate::dns::Records>) {
+        *self.records.lock().unwrap_or_else(|p| p.into_inner()) = Some(records);
+        self.publish();
+    }
+
+    /// Writes the DNS namespaces' names to the DNS server's table.
+    fn publish(&self) {
+        let Some(records) = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let source = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            names::source(&s.namespaces, &s.services, &s.instances)
+        };
+        records.replace_source("cloudmap", source);
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> SdResult<T>) -> SdResult<T> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.store.is_none() {
+            s.store = Some(crate::store::Store::open(&self.root)?);
+        }
+        f(&mut s)
+    }
+
+    fn account(&self) -> &str {
+        &self.aws.account_id
+    }
+}
+
+impl State {
+    fn store(&self) -> &crate::store::Store {
+        self.store
+            .as_ref()
+            .expect("the Cloud Map state holds its store")
+    }
+
+    fn put<T: serde::Serialize>(&self, kind: &str, id: &str, v: &T) -> SdResult<()> {
+        let doc = serde_json::to_string(v).expect("a Cloud Map resource encodes");
+        self.store().put_servicediscovery_resource(kind, id, &doc)?;
+        Ok(())
+    }
+
+    fn save_namespace(&self, n: &Namespace) -> SdResult<()> {
+        self.put("namespace", &n.id, n)
+    }
+
+    fn save_service(&self, s: &Service) -> SdResult<()> {
+        self.put("service", &s.id, s)
+    }
+
+    fn save_instance(&self, i: &Instance) -> SdResult<()> {
+        self.put("instance", &format!("{}/{}", i.service_id, i.id), i)
+    }
+
+    fn save_operation(&self, o: &Operation) -> SdResult<()> {
+        self.put("operation", &o.id, o)
+    }
+
+    fn delete(&self, id: &str) -> SdResult<()> {
+        self.store().delete_servicediscovery_resource(id)?;
+        Ok(())
+    }
+
+    fn instance_count(&self, service: &str) -> usize {
+        self.instances
+            .range((service.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == service)
+            .count()
+    }
+
+    fn instances_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances
+            .range((service.to_string(), String::new())..)
+            .take_while(move |((s, _), _)| s == service)
+            .map(|(_, i)| i)
+    }
+
+    fn service_count(&self, namespace: &str) -> usize {
+        self.services
+            .values()
+            .filter(|s| s.namespace_id == namespace)
+            .count()
+    }
+
+    fn bump(&mut self, service: &str) {
+        *self.revisions.entry(service.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// Now, in seconds since the epoch (AWS JSON's timestamps).
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or_default()
+}
+
+/// `n` random characters of `alphabet`.
+fn random_of(alphabet: &[u8], n: usize) -> String {
+    let mut b = vec![0u8; n];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter()
+        .map(|x| alphabet[*x as usize % alphabet.len()] as char)
+        .collect()
+}
+
+const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

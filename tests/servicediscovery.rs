@@ -1,0 +1,759 @@
+//! Root integration tests of AWS Cloud Map on `serve`'s listener (`aws servicediscovery
+//! … --endpoint-url` and boto3): namespaces, services, instances and their custom health,
+//! Cloud Map's exception names, the resources kept across a restart; the names of a
+//! private DNS namespace answered by the tasks' DNS server; ECS services'
+//! `serviceRegistries` registering their tasks, found by name from inside another task.
+
+mod common;
+
+use common::api::Api;
+use serde_json::Value;
+
+fn sd_json(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("servicediscovery", args);
+    assert!(
+        out.status.success(),
+        "aws servicediscovery {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sd_err(api: &Api, args: &[&str]) -> String {
+    let out = api.aws_in("servicediscovery", args);
+    assert!(
+        !out.status.success(),
+        "aws servicediscovery {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// The namespace an operation created, after checking the operation succeeded.
+fn op_target(api: &Api, op: &Value, key: &str) -> String {
+    let o = sd_json(
+        api,
+        &["get-operation", "--operation-id", s(&op["OperationId"])],
+    );
+    assert_eq!(o["Operation"]["Status"], "SUCCESS", "{o:#}");
+    s(&o["Operation"]["Targets"][key]).to_string()
+}
+
+/// `busybox nslookup NAME SERVER` from the box (busybox's own resolver).
+fn nslookup(name: &str, server: &str) -> String {
+    let out = std::process::Command::new(common::image::BUSYBOX)
+        .args(["nslookup", "-timeout=2", name, server])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn gateway(api: &Api) -> String {
+    let subnet: netns::Subnet = api
+        .mf
+        .env_value("MINIFARGATE_SUBNET")
+        .unwrap()
+        .parse()
+        .unwrap();
+    subnet.gateway().to_string()
+}
+
+#[test]
+fn namespaces_services_and_instances_through_the_cli_and_boto3() {
+    let mut api = Api::start();
+    let gw = gateway(&api);
+
+    // Namespaces: the operations are done at once.
+    let op = sd_json(
+        &api,
+        &[
+            "create-http-namespace",
+            "--name",
+            "apps",
+            "--description",
+            "api only",
+        ],
+    );
+    let http_ns = op_target(&api, &op, "NAMESPACE");
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "corp.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let ns = op_target(&api, &op, "NAMESPACE");
+    let n = sd_json(&api, &["get-namespace", "--id", &ns])["Namespace"].clone();
+    assert_eq!(n["Type"], "DNS_PRIVATE");
+    assert_eq!(n["Name"], "corp.local");
+    assert_eq!(n["Properties"]["DnsProperties"]["SOA"]["TTL"], 15);
+    assert!(s(&n["Properties"]["DnsProperties"]["HostedZoneId"]).starts_with('Z'));
+    assert!(s(&n["Arn"]).ends_with(&format!(":namespace/{ns}")));
+    let e = sd_err(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "corp.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    assert!(e.contains("NamespaceAlreadyExists"), "{e}");
+    let e = sd_err(&api, &["get-namespace", "--id", "ns-doesnotexist0000"]);
+    assert!(e.contains("NamespaceNotFound"), "{e}");
+    let l = sd_json(
+        &api,
+        &[
+            "list-namespaces",
+            "--filters",
+            "Name=TYPE,Values=HTTP,Condition=EQ",
+        ],
+    );
+    let ids: Vec<&str> = l["Namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| s(&n["Id"]))
+        .collect();
+    assert_eq!(ids, [http_ns.as_str()]);
+
+    // Services: DNS records, custom health; refusals as Cloud Map's.
+    let dns = format!(
+        "NamespaceId={ns},RoutingPolicy=MULTIVALUE,DnsRecords=[{{Type=A,TTL=30}},{{Type=SRV,TTL=30}}]"
+    );
+    let svc = sd_json(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "web",
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            &dns,
+            "--health-check-custom-config",
+            "FailureThreshold=1",
+        ],
+    )["Service"]
+        .clone();
+    let sid = s(&svc["Id"]).to_string();
+    assert_eq!(svc["Type"], "DNS_HTTP");
+    assert_eq!(svc["DnsConfig"]["DnsRecords"][0]["TTL"], 30);
+    let e = sd_err(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "web",
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            &dns,
+        ],
+    );
+    assert!(e.contains("ServiceAlreadyExists"), "{e}");
+    let e = sd_err(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "dns",
+            "--namespace-id",
+            &http_ns,
+            "--dns-config",
+            "DnsRecords=[{Type=A,TTL=30}]",
+        ],
+    );
+    assert!(e.contains("InvalidInput"), "{e}");
+    let e = sd_err(&api, &["get-service", "--id", "srv-doesnotexist0000"]);
+    assert!(e.contains("ServiceNotFound"), "{e}");
+
+    // Instances: the attributes the records need, health, discovery.
+    let e = sd_err(
+        &api,
+        &[
+            "register-instance",
+            "--service-id",
+            &sid,
+            "--instance-id",
+            "i1",
+            "--attributes",
+            "AWS_INSTANCE_IPV4=10.0.0.1",
+        ],
+    );
+    assert!(
+        e.contains("InvalidInput") && e.contains("AWS_INSTANCE_PORT"),
+        "{e}"
+    );
+    for (id, ip, stage) in [("i1", "192.0.2.11", "prod"), ("i2", "192.0.2.12", "beta")] {
+        let op = sd_json(
+            &api,
+            &[
+                "register-instance",
+                "--service-id",
+                &sid,
+                "--instance-id",
+                id,
+                "--attributes",
+                &format!("AWS_INSTANCE_IPV4={ip},AWS_INSTANCE_PORT=8080,stage={stage}"),
+            ],
+        );
+        assert_eq!(op_target(&api, &op, "INSTANCE"), id);
+    }
+    let l = sd_json(&api, &["list-instances", "--service-id", &sid]);
+    assert_eq!(l["Instances"].as_array().unwrap().len(), 2, "{l:#}");
+    assert_eq!(l["Instances"][0]["Attributes"]["stage"], "prod");
+    // The names in the tasks' DNS server: A and SRV with the service's TTL.
+    let out = nslookup("web.corp.local", &gw);
+    assert!(
+        out.contains("192.0.2.11") && out.contains("192.0.2.12"),
+        "{out}"
+    );
+    let out = std::process::Command::new(common::image::BUSYBOX)
+        .args(["nslookup", "-type=SRV", "-timeout=2", "web.corp.local", &gw])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.contains("8080 i1.web.corp.local"), "{out}");
+    let out = nslookup("nothing.corp.local", &gw);
+    assert!(out.contains("NXDOMAIN"), "{out}");
+
+    let v = api.boto3(&format!(
+        r#"
+import boto3, json, os
+from botocore.config import Config
+# DiscoverInstances' model puts `data-` before the endpoint's host (hostPrefix): an
+# endpoint on an address has none (docs/service-discovery.md).
+c = boto3.client("servicediscovery", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                 config=Config(inject_host_prefix=False))
+out = {{}}
+r = c.discover_instances(NamespaceName="corp.local", ServiceName="web", QueryParameters={{"stage": "prod"}})
+out["prod"] = [i["InstanceId"] for i in r["Instances"]]
+c.update_instance_custom_health_status(ServiceId="{sid}", InstanceId="i1", Status="UNHEALTHY")
+out["health"] = c.get_instances_health_status(ServiceId="{sid}")["Status"]
+out["healthy"] = sorted(i["InstanceId"] for i in c.discover_instances(NamespaceName="corp.local", ServiceName="web")["Instances"])
+out["all"] = sorted(i["InstanceId"] for i in c.discover_instances(NamespaceName="corp.local", ServiceName="web", HealthStatus="ALL")["Instances"])
+try:
+    c.delete_service(Id="{sid}")
+except c.exceptions.ResourceInUse:
+    out["in_use"] = True
+try:
+    c.deregister_instance(ServiceId="{sid}", InstanceId="nope")
+except c.exceptions.InstanceNotFound:
+    out["not_found"] = True
+try:
+    c.discover_instances(NamespaceName="nowhere.local", ServiceName="web")
+except c.exceptions.NamespaceNotFound:
+    out["ns_not_found"] = True
+print(json.dumps(out))
+"#
+    ));
+    assert_eq!(v["prod"], serde_json::json!(["i1"]));
+    assert_eq!(
+        v["health"],
+        serde_json::json!({"i1": "UNHEALTHY", "i2": "HEALTHY"})
+    );
+    assert_eq!(v["healthy"], serde_json::json!(["i2"]));
+    assert_eq!(v["all"], serde_json::json!(["i1", "i2"]));
+    assert_eq!(v["in_use"], true);
+    assert_eq!(v["not_found"], true);
+    assert_eq!(v["ns_not_found"], true);
+    // An unhealthy instance leaves the DNS answers.
+    let out = nslookup("web.corp.local", &gw);
+    assert!(
+        !out.contains("192.0.2.11") && out.contains("192.0.2.12"),
+        "{out}"
+    );
+
+    // UpdateService changes the TTLs, not the record types.
+    let op = sd_json(
+        &api,
+        &[
+            "update-service",
+            "--id",
+            &sid,
+            "--service",
+            "DnsConfig={DnsRecords=[{Type=A,TTL=5},{Type=SRV,TTL=5}]}",
+        ],
+    );
+    assert_eq!(op_target(&api, &op, "SERVICE"), sid);
+    let e = sd_err(
+        &api,
+        &[
+            "update-service",
+            "--id",
+            &sid,
+            "--service",
+            "DnsConfig={DnsRecords=[{Type=A,TTL=5}]}",
+        ],
+    );
+    assert!(e.contains("InvalidInput"), "{e}");
+    let e = sd_err(&api, &["delete-namespace", "--id", &ns]);
+    assert!(e.contains("ResourceInUse"), "{e}");
+
+    // Kept across a restart of serve.
+    api.restart();
+    let g = sd_json(&api, &["get-service", "--id", &sid])["Service"].clone();
+    assert_eq!(g["DnsConfig"]["DnsRecords"][0]["TTL"], 5);
+    assert_eq!(g["InstanceCount"], 2);
+    let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
+    assert_eq!(h["Status"]["i1"], "UNHEALTHY");
+    let out = nslookup("web.corp.local", &gw);
+    assert!(out.contains("192.0.2.12"), "{out}");
+
+    // Everything deleted, in order.
+    for id in ["i1", "i2"] {
+        sd_json(
+            &api,
+            &[
+                "deregister-instance",
+                "--service-id",
+                &sid,
+                "--instance-id",
+                id,
+            ],
+        );
+    }
+    let out = nslookup("web.corp.local", &gw);
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    sd_json(&api, &["delete-service", "--id", &sid]);
+    for id in [&ns, &http_ns] {
+        let op = sd_json(&api, &["delete-namespace", "--id", id]);
+        assert_eq!(op_target(&api, &op, "NAMESPACE"), *id);
+    }
+    let l = sd_json(&api, &["list-namespaces"]);
+    assert_eq!(l["Namespaces"], serde_json::json!([]));
+}
+
+/// A task of service `b`: busybox httpd on 8080.
+fn web_def(family: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{{"containerPort":8080}}],
+    "command":["sh","-c","mkdir -p /www && echo ok > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}}]}}"#
+    )
+}
+
+/// A task of service `a`: looks `b.corp.local` up once a second with its resolv.conf
+/// (busybox's nslookup) and prints the addresses it got.
+fn client_def(family: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"client","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "command":["sh","-c","trap 'exit 0' TERM; while true; do echo LOOK $(nslookup b.corp.local 2>/dev/null | sed -n '/^Name:/,$p' | sed -n 's/^Address: //p' | sort | tr '\\n' ' ') END; sleep 1; done"]}}]}}"#
+    )
+}
+
+fn task_ids(api: &Api, service: &str) -> Vec<String> {
+    let l = api.aws_json(&["list-tasks", "--service-name", service]);
+    let mut ids: Vec<String> = l["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| s(a).rsplit('/').next().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn two_ecs_services_find_each_other_by_name_from_inside_their_tasks() {
+    let api = Api::start();
+    let gw = gateway(&api);
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "corp.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let ns = op_target(&api, &op, "NAMESPACE");
+    let mut arns = Vec::new();
+    for name in ["a", "b"] {
+        let svc = sd_json(
+            &api,
+            &[
+                "create-service",
+                "--name",
+                name,
+                "--namespace-id",
+                &ns,
+                "--dns-config",
+                "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5},{Type=SRV,TTL=5}]",
+                "--health-check-custom-config",
+                "FailureThreshold=1",
+            ],
+        );
+        arns.push(s(&svc["Service"]["Arn"]).to_string());
+    }
+    let b_id = arns[1].rsplit('/').next().unwrap().to_string();
+    for (family, def) in [("b", web_def("b")), ("a", client_def("a"))] {
+        let f = api.file(&format!("{family}.json"), &def);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    }
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // ECS takes one registry a service.
+    let two = [0, 1].map(|i| format!("registryArn={}", arns[i]));
+    let out = api.aws(&[
+        "create-service",
+        "--service-name",
+        "twice",
+        "--task-definition",
+        "b",
+        "--service-registries",
+        &two[0],
+        &two[1],
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("InvalidParameterException"),
+        "{e}"
+    );
+    for (name, arn, count, c) in [("b", &arns[1], "2", "web"), ("a", &arns[0], "1", "client")] {
+        let reg = format!("registryArn={arn},containerName={c},containerPort=8080");
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            name,
+            "--desired-count",
+            count,
+            "--network-configuration",
+            "awsvpcConfiguration={subnets=[subnet-1]}",
+            "--service-registries",
+            &reg,
+        ]);
+    }
+    // Each RUNNING task of b is an instance, its id the task id, with ECS's attributes.
+    let b_tasks = api.wait_for(120, "b's two tasks registered", || {
+        let ids = task_ids(&api, "b");
+        let l = sd_json(&api, &["list-instances", "--service-id", &b_id]);
+        let mut got: Vec<String> = l["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| s(&i["Id"]).to_string())
+            .collect();
+        got.sort();
+        (ids.len() == 2 && got == ids).then_some(l)
+    });
+    let inst = &b_tasks["Instances"][0];
+    assert_eq!(inst["Attributes"]["ECS_CLUSTER_NAME"], "default");
+    assert_eq!(inst["Attributes"]["ECS_SERVICE_NAME"], "b");
+    assert_eq!(inst["Attributes"]["ECS_TASK_DEFINITION_FAMILY"], "b");
+    assert_eq!(inst["Attributes"]["AWS_INSTANCE_PORT"], "8080");
+    assert_eq!(inst["Attributes"]["AWS_INIT_HEALTH_STATUS"], "HEALTHY");
+    let mut ips: Vec<String> = b_tasks["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| s(&i["Attributes"]["AWS_INSTANCE_IPV4"]).to_string())
+        .collect();
+    ips.sort();
+    let service = api.service("default", "b");
+    let events = service["events"].to_string();
+    assert!(
+        !events.contains("serviceRegistries: not applied"),
+        "{events}"
+    );
+
+    // From inside a's task: b.corp.local is b's two tasks.
+    let a_task = api.wait_for(60, "a's task", || task_ids(&api, "a").into_iter().next());
+    let both = format!("LOOK {} {} END", ips[0], ips[1]);
+    let logs = |api: &Api| {
+        let out = api.mf.run(&["logs", &a_task]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    api.wait_for(60, "a resolving b to both tasks", || {
+        logs(&api).lines().any(|l| l == both).then_some(())
+    });
+    // From the box through the same server: A and SRV.
+    let out = nslookup("b.corp.local", &gw);
+    assert!(out.contains(&ips[0]) && out.contains(&ips[1]), "{out}");
+
+    // A stopped task leaves the answers within the TTL (5 s).
+    let ids = task_ids(&api, "b");
+    let stopped_ip = {
+        let l = sd_json(
+            &api,
+            &[
+                "get-instance",
+                "--service-id",
+                &b_id,
+                "--instance-id",
+                &ids[0],
+            ],
+        );
+        s(&l["Instance"]["Attributes"]["AWS_INSTANCE_IPV4"]).to_string()
+    };
+    let before = logs(&api).lines().count();
+    let t0 = std::time::Instant::now();
+    api.aws_json(&["stop-task", "--task", &ids[0]]);
+    api.wait_for(30, "the stopped task out of a's answers", || {
+        let text = logs(&api);
+        let fresh: Vec<&str> = text
+            .lines()
+            .skip(before)
+            .filter(|l| l.starts_with("LOOK "))
+            .collect();
+        fresh
+            .last()
+            .filter(|l| !l.contains(&stopped_ip) && l.len() > "LOOK  END".len())
+            .map(|_| ())
+    });
+    let took = t0.elapsed();
+    eprintln!("the stopped task left the answers in a's task after {took:?}");
+    assert!(took < std::time::Duration::from_secs(5 + 3), "{took:?}");
+    let e = sd_err(
+        &api,
+        &[
+            "get-instance",
+            "--service-id",
+            &b_id,
+            "--instance-id",
+            &ids[0],
+        ],
+    );
+    assert!(e.contains("InstanceNotFound"), "{e}");
+
+    // Deleting the services deregisters their tasks; then Cloud Map's resources go.
+    for name in ["a", "b"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+    api.wait_for(60, "every instance deregistered", || {
+        let l = sd_json(&api, &["list-instances", "--service-id", &b_id]);
+        l["Instances"].as_array().unwrap().is_empty().then_some(())
+    });
+    api.wait_for(60, "a and b INACTIVE", || {
+        (api.service("default", "a")["status"] == "INACTIVE"
+            && api.service("default", "b")["status"] == "INACTIVE")
+            .then_some(())
+    });
+    for arn in &arns {
+        let id = arn.rsplit('/').next().unwrap();
+        api.wait_for(30, "the service's instances gone", || {
+            let l = sd_json(&api, &["list-instances", "--service-id", id]);
+            l["Instances"].as_array().unwrap().is_empty().then_some(())
+        });
+        sd_json(&api, &["delete-service", "--id", id]);
+    }
+    sd_json(&api, &["delete-namespace", "--id", &ns]);
+}
+
+#[test]
+fn a_task_s_health_is_its_instance_s_custom_health() {
+    let api = Api::start();
+    let gw = gateway(&api);
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "health.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let ns = op_target(&api, &op, "NAMESPACE");
+    let svc = sd_json(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "h",
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            "DnsRecords=[{Type=A,TTL=5}]",
+            "--health-check-custom-config",
+            "FailureThreshold=1",
+        ],
+    );
+    let arn = s(&svc["Service"]["Arn"]).to_string();
+    let sid = s(&svc["Service"]["Id"]).to_string();
+    // Healthy for its first 15 s, then its health check fails.
+    let def = r#"{"family":"h","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "healthCheck":{"command":["CMD-SHELL","[ $(( $(date +%s) - $(cat /tmp/t) )) -lt 15 ]"],"interval":5,"timeout":2,"retries":1},
+    "command":["sh","-c","date +%s > /tmp/t; trap 'exit 0' TERM; while true; do sleep 1; done"]}]}"#;
+    let f = api.file("h.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // The grace period keeps the unhealthy task from being replaced while we look.
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "h",
+        "--task-definition",
+        "h",
+        "--desired-count",
+        "1",
+        "--health-check-grace-period-seconds",
+        "300",
+        "--service-registries",
+        &format!("registryArn={arn}"),
+    ]);
+    let task = api.wait_for(60, "the task RUNNING", || {
+        let ids = task_ids(&api, "h");
+        let id = ids.first()?;
+        let t = &api.aws_json(&["describe-tasks", "--tasks", id])["tasks"][0];
+        (t["lastStatus"] == "RUNNING").then(|| (id.clone(), t["healthStatus"].clone()))
+    });
+    // Registered once HEALTHY, not before.
+    let health = |api: &Api| {
+        let t = &api.aws_json(&["describe-tasks", "--tasks", &task.0])["tasks"][0];
+        t["healthStatus"].as_str().unwrap_or_default().to_string()
+    };
+    let instances = |api: &Api| {
+        sd_json(api, &["list-instances", "--service-id", &sid])["Instances"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    if health(&api) != "HEALTHY" {
+        assert_eq!(
+            instances(&api),
+            0,
+            "registered before its health check passed"
+        );
+    }
+    api.wait_for(30, "the task HEALTHY and registered", || {
+        (health(&api) == "HEALTHY" && instances(&api) == 1).then_some(())
+    });
+    let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
+    assert_eq!(h["Status"][&task.0], "HEALTHY", "{h:#}");
+    let ip = s(&sd_json(
+        &api,
+        &[
+            "get-instance",
+            "--service-id",
+            &sid,
+            "--instance-id",
+            &task.0,
+        ],
+    )["Instance"]["Attributes"]["AWS_INSTANCE_IPV4"])
+    .to_string();
+    assert!(nslookup("h.health.local", &gw).contains(&ip));
+    // Its health check fails: the instance's custom health follows, out of the answers.
+    api.wait_for(60, "the instance UNHEALTHY", || {
+        let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
+        (h["Status"][&task.0] == "UNHEALTHY").then_some(())
+    });
+    assert_eq!(health(&api), "UNHEALTHY");
+    let out = nslookup("h.health.local", &gw);
+    assert!(!out.contains(&ip), "{out}");
+
+    api.aws_json(&["delete-service", "--service", "h", "--force"]);
+    api.wait_for(60, "the instance deregistered", || {
+        (instances(&api) == 0).then_some(())
+    });
+    sd_json(&api, &["delete-service", "--id", &sid]);
+    sd_json(&api, &["delete-namespace", "--id", &ns]);
+}
+
+#[test]
+fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
+    let api = Api::start();
+    let op = sd_json(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "sc.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    op_target(&api, &op, "NAMESPACE");
+    // A port of the gateway no other test uses at once.
+    let port = 20000 + std::process::id() % 10000;
+    // b: two tasks answering GET / with an id of their own, port mapping `web`.
+    let b = r#"{"family":"scb","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080,"name":"web"}],
+    "command":["sh","-c","mkdir -p /www && cat /proc/sys/kernel/random/uuid > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}]}"#;
+    let a = format!(
+        r#"{{"family":"sca","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"client","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,
+    "command":["sh","-c","trap 'exit 0' TERM; while true; do A=$(nslookup b.sc 2>/dev/null | sed -n 's/^Address: //p' | tail -n 1); echo GOT $A $( (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | nc -w 5 $A {port} | tail -n 1); done"]}}]}}"#
+    );
+    for (family, def) in [("scb", b.to_string()), ("sca", a)] {
+        let f = api.file(&format!("{family}.json"), &def);
+        api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    }
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let server = format!(
+        r#"{{"enabled":true,"namespace":"sc.local","services":[{{"portName":"web","discoveryName":"b","clientAliases":[{{"port":{port},"dnsName":"b.sc"}}]}}]}}"#
+    );
+    for (name, family, count, sc) in [
+        ("b", "scb", "2", server.as_str()),
+        (
+            "a",
+            "sca",
+            "1",
+            r#"{"enabled":true,"namespace":"sc.local"}"#,
+        ),
+    ] {
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            family,
+            "--desired-count",
+            count,
+            "--service-connect-configuration",
+            sc,
+        ]);
+    }
+    let events = api.service("default", "b")["events"].to_string();
+    assert!(
+        !events.contains("serviceConnectConfiguration: not applied"),
+        "{events}"
+    );
+    let a_task = api.wait_for(60, "a's task", || task_ids(&api, "a").into_iter().next());
+    // Both of b's tasks answer through the alias, from a's task.
+    let got = api.wait_for(120, "both of b's tasks answering at b.sc", || {
+        let out = api.mf.run(&["logs", &a_task]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut bodies: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("GOT "))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        bodies.sort();
+        bodies.dedup();
+        (bodies.len() == 2).then_some(text)
+    });
+    let gw = gateway(&api);
+    assert!(
+        got.lines().any(|l| l.starts_with(&format!("GOT {gw} "))),
+        "b.sc is the gateway's address in the task: {got}"
+    );
+    for name in ["a", "b"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+    api.wait_for(60, "a and b INACTIVE", || {
+        (api.service("default", "a")["status"] == "INACTIVE"
+            && api.service("default", "b")["status"] == "INACTIVE")
+            .then_some(())
+    });
+}
