@@ -201,7 +201,7 @@ async fn route(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        tokens.verify(auth, now).map_err(|why| {
+        let scope = tokens.verify(auth, now).map_err(|why| {
             // A client's first request carries no credentials: the challenge asks for
             // them (not worth a warning); wrong ones are.
             if auth.is_some() {
@@ -211,6 +211,14 @@ async fn route(
             }
             RegistryError::Unauthorized(why)
         })?;
+        if scope == crate::ecr::tokens::Scope::Pull
+            && !matches!(*method, Method::GET | Method::HEAD)
+        {
+            return Err(RegistryError::Denied(format!(
+                "{method} {}: this token only pulls (a cluster box's token)",
+                uri.path()
+            )));
+        }
     }
     let Some(t) = target(uri.path()) else {
         return Err(RegistryError::NameInvalid(format!(
@@ -602,6 +610,7 @@ pub fn https(
     reg: &Registry,
     addr: std::net::SocketAddr,
     allowed: &[String],
+    cluster_at: Option<&str>,
 ) -> anyhow::Result<(crate::ecr::tls::Files, Option<crate::ecr::tls::Trust>)> {
     use anyhow::Context;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -613,6 +622,19 @@ pub fn https(
     ];
     if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
         ips.push(addr.ip());
+    }
+    // The host the cluster's boxes reach it at (an address or a name).
+    if let Some(at) = cluster_at {
+        let host = match at.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip().to_string(),
+            Err(_) => at.rsplit_once(':').map_or(at, |(h, _)| h).to_string(),
+        };
+        match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !dns.contains(&host) => dns.push(host),
+            Err(_) => {}
+        }
     }
     let files = crate::ecr::tls::prepare(&reg.dir().join("tls"), &dns, &ips)
         .context("failed to set up the registry's certificate")?;
@@ -658,6 +680,81 @@ pub fn https(
         }
     );
     Ok((files, trust))
+}
+
+/// This serve's registry advertised to the cluster's boxes (`crate::cluster::registries`).
+pub struct ClusterAdvert {
+    etcd: &'static crate::cluster::etcd::Etcd,
+    name: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Advertises the registry at `at` (HTTPS, certificate of `ca_pem`'s CA) to the boxes
+/// of the cluster in `etcd`, with a pull-only token (none without authentication).
+pub fn advertise_to_cluster(
+    etcd: &'static crate::cluster::etcd::Etcd,
+    front: &Front,
+    at: String,
+    ca_pem: Option<String>,
+) -> ClusterAdvert {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let name = format!("{host}-{}", std::process::id());
+    let (registry_host, tokens, serve) =
+        (front.registry.host(), front.tokens.clone(), name.clone());
+    eprintln!(
+        "minifargate: ECR registry advertised to the cluster's boxes at {at}: repository \
+         URIs {registry_host}/<name> resolve to it on every box"
+    );
+    let make = move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let (username, password, expires_at) = match &tokens {
+            Some(t) => {
+                let issued = t.issue_pull(now);
+                let plain = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &issued.authorization_token,
+                )
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+                (
+                    Some(crate::ecr::tokens::USER.to_string()),
+                    plain.split_once(':').map(|(_, p)| p.to_string()),
+                    issued.expires_at,
+                )
+            }
+            None => (None, None, now + crate::ecr::tokens::VALIDITY_SECS),
+        };
+        crate::task::local_registry::ClusterRegistry {
+            serve: serve.clone(),
+            host: registry_host.clone(),
+            endpoint: at.clone(),
+            ca_pem: ca_pem.clone(),
+            username,
+            password,
+            expires_at,
+        }
+    };
+    let task = tokio::spawn(crate::cluster::registries::advertise(
+        etcd,
+        name.clone(),
+        make,
+    ));
+    ClusterAdvert { etcd, name, task }
+}
+
+impl ClusterAdvert {
+    /// Stops advertising and removes the advertisement (serve stopping).
+    pub async fn withdraw(self) {
+        self.task.abort();
+        crate::cluster::registries::withdraw(self.etcd, &self.name).await;
+    }
 }
 
 pub struct Advertised {

@@ -58,6 +58,8 @@ pub enum RegistryError {
     TagInvalid(String),
     #[error("authentication required: {0}")]
     Unauthorized(String),
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
     #[error("failed to {what}")]
@@ -91,6 +93,7 @@ impl RegistryError {
             SizeInvalid(_) => "SIZE_INVALID",
             TagInvalid(_) => "TAG_INVALID",
             Unauthorized(_) => "UNAUTHORIZED",
+            Denied(_) => "DENIED",
             Unsupported(_) => "UNSUPPORTED",
             Storage { .. } | Database { .. } => "UNKNOWN",
         }
@@ -103,6 +106,7 @@ impl RegistryError {
             BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) | NameUnknown(_) => 404,
             RangeInvalid { .. } => 416,
             Unauthorized(_) => 401,
+            Denied(_) => 403,
             Unsupported(_) => 415,
             Storage { .. } | Database { .. } => 500,
             _ => 400,
