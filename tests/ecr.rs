@@ -1541,3 +1541,128 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+/// Repository policies through the AWS CLI: ECR's refusals (no policy, a bad one), and
+/// what one means here: a statement allowing everyone (`"Principal": "*"`) the pull
+/// actions lets skopeo pull with no credentials at all; pushes stay refused, and
+/// deleting the policy closes the repository again.
+#[test]
+fn a_repository_policy_allowing_everyone_the_pull_lets_anonymous_pulls_in() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "pub/app"]);
+    let e = ecr_err(
+        &api,
+        &["get-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert!(e.contains("RepositoryPolicyNotFoundException"), "{e}");
+    let e = ecr_err(
+        &api,
+        &["delete-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert!(e.contains("RepositoryPolicyNotFoundException"), "{e}");
+    let e = ecr_err(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "pub/app",
+            "--policy-text",
+            "{not json",
+        ],
+    );
+    assert!(
+        e.contains("InvalidParameterException") && e.contains("Invalid repository policy provided"),
+        "{e}"
+    );
+    let e = ecr_err(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "nope",
+            "--policy-text",
+            "{}",
+        ],
+    );
+    assert!(e.contains("RepositoryNotFoundException"), "{e}");
+
+    let pw = password(&api);
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "public-pull");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/pub/app:v1"),
+        &format!("AWS:{pw}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pull = |what: &str| {
+        let mut c = skopeo();
+        c.args(["inspect", "--raw", "--tls-verify=false", "--no-creds"])
+            .arg(format!("docker://{host}/{what}"));
+        c.output().unwrap()
+    };
+    // No policy: no anonymous pull.
+    assert!(!pull("pub/app:v1").status.success());
+
+    let text = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowPull","Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
+    let set = ecr(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "pub/app",
+            "--policy-text",
+            text,
+        ],
+    );
+    assert_eq!(set["policyText"], text);
+    assert_eq!(set["repositoryName"], "pub/app");
+    let got = ecr(
+        &api,
+        &["get-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert_eq!(got["policyText"], text);
+
+    // Anonymous: the manifest and a blob; not a push, not another repository.
+    let out = pull("pub/app:v1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256_hex(&out.stdout),
+        img.manifest_digest.trim_start_matches("sha256:")
+    );
+    let mut c = skopeo();
+    c.args(["copy", "--src-tls-verify=false", "--src-no-creds"])
+        .arg(format!("docker://{host}/pub/app:v1"))
+        .arg(format!("oci:{}:copy", work.path().join("back").display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, body) = curl(&[
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/pub/app/blobs/uploads/"),
+    ]);
+    assert_eq!(code, 401, "{body}");
+    ecr(&api, &["create-repository", "--repository-name", "private"]);
+    let (code, _, _) = curl(&[&format!("http://{host}/v2/private/tags/list")]);
+    assert_eq!(code, 401);
+
+    let deleted = ecr(
+        &api,
+        &["delete-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert_eq!(deleted["policyText"], text);
+    assert!(!pull("pub/app:v1").status.success());
+}

@@ -186,6 +186,27 @@ async fn handle(
     r
 }
 
+/// Whether a request carries no credentials: no `Authorization`, or Basic with an empty
+/// user and password (what skopeo's `--no-creds` and docker's anonymous pulls send).
+fn no_credentials(auth: Option<&str>) -> bool {
+    let Some(v) = auth else { return true };
+    v.strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+        .and_then(|b| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+        })
+        .is_some_and(|d| d.is_empty() || d == b":")
+}
+
+/// Whether repository `name`'s policy lets anyone do `action` (a read of the registry's
+/// database, off the async threads).
+async fn allowed_anonymous(front: &Front, name: String, action: &'static str) -> bool {
+    let reg = front.registry.clone();
+    tokio::task::spawn_blocking(move || reg.allows_anonymous(&name, action))
+        .await
+        .unwrap_or(false)
+}
+
 async fn route(
     front: &Front,
     method: &Method,
@@ -201,16 +222,34 @@ async fn route(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        let scope = tokens.verify(auth, now).map_err(|why| {
+        // Without credentials: a pull the repository's policy allows anyone
+        // (crate::ecr::policy), else the challenge.
+        let anonymous = no_credentials(auth)
+            && matches!(*method, Method::GET | Method::HEAD)
+            && match target(uri.path()) {
+                Some(Target::Manifest(n, _)) => {
+                    allowed_anonymous(front, n, "ecr:BatchGetImage").await
+                }
+                Some(Target::Blob(n, _)) => {
+                    allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await
+                }
+                Some(Target::Tags(n)) => allowed_anonymous(front, n, "ecr:ListImages").await,
+                _ => false,
+            };
+        let scope = if anonymous {
+            crate::ecr::tokens::Scope::Pull
+        } else {
+            tokens.verify(auth, now).map_err(|why| {
             // A client's first request carries no credentials: the challenge asks for
             // them (not worth a warning); wrong ones are.
-            if auth.is_some() {
+            if !no_credentials(auth) {
                 tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
             } else {
                 tracing::debug!(path = uri.path(), "registry request without credentials: challenged");
             }
             RegistryError::Unauthorized(why)
-        })?;
+        })?
+        };
         if scope == crate::ecr::tokens::Scope::Pull
             && !matches!(*method, Method::GET | Method::HEAD)
         {

@@ -32,6 +32,9 @@ pub const OPERATIONS: &[&str] = &[
     "InitiateLayerUpload",
     "UploadLayerPart",
     "CompleteLayerUpload",
+    "SetRepositoryPolicy",
+    "GetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -73,6 +76,9 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "InitiateLayerUpload" => initiate_layer_upload(r, decode(body)?),
         "UploadLayerPart" => upload_layer_part(r, decode(body)?),
         "CompleteLayerUpload" => complete_layer_upload(r, decode(body)?),
+        "SetRepositoryPolicy" => set_repository_policy(r, decode(body)?),
+        "GetRepositoryPolicy" => get_repository_policy(r, decode(body)?),
+        "DeleteRepositoryPolicy" => delete_repository_policy(r, decode(body)?),
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -882,6 +888,62 @@ fn delete_lifecycle_policy(r: &Registry, req: RepositoryRequest) -> Result<Value
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetRepositoryPolicyRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    policy_text: String,
+    /// ECR's guard against a policy that locks the caller out: nothing here can (a token
+    /// does everything whatever the policy), so it changes nothing.
+    #[allow(dead_code)]
+    force: Option<bool>,
+}
+
+fn repository_policy_json(r: &Registry, repo: &RepoName, text: &str) -> Value {
+    json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "policyText": text,
+    })
+}
+
+fn no_repository_policy(r: &Registry, repo: &RepoName) -> EcrError {
+    EcrError::RepositoryPolicyNotFound {
+        name: repo.as_str().to_string(),
+        registry: r.account_id.clone(),
+    }
+}
+
+fn set_repository_policy(r: &Registry, req: SetRepositoryPolicyRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    super::policy::validate(&req.policy_text).map_err(EcrError::InvalidParameter)?;
+    meta::put_repository_policy(&r.db(), &repo, &req.policy_text)
+        .map_err(server("store the repository policy"))?;
+    Ok(repository_policy_json(r, &repo, &req.policy_text))
+}
+
+fn get_repository_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let text = meta::repository_policy(&r.db(), &repo)
+        .map_err(server("read the repository policy"))?
+        .ok_or_else(|| no_repository_policy(r, &repo))?;
+    Ok(repository_policy_json(r, &repo, &text))
+}
+
+fn delete_repository_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let db = r.db();
+    let text = meta::repository_policy(&db, &repo)
+        .map_err(server("read the repository policy"))?
+        .ok_or_else(|| no_repository_policy(r, &repo))?;
+    meta::delete_repository_policy(&db, &repo).map_err(server("delete the repository policy"))?;
+    Ok(repository_policy_json(r, &repo, &text))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StartLifecyclePolicyPreviewRequest {
     registry_id: Option<String>,
     repository_name: String,
@@ -1360,6 +1422,7 @@ mod tests {
             "LayersNotFoundException",
             "ReferencedImagesNotFoundException",
             "LifecyclePolicyNotFoundException",
+            "RepositoryPolicyNotFoundException",
             "LifecyclePolicyPreviewNotFoundException",
             "UploadNotFoundException",
             "InvalidLayerPartException",

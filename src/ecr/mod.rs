@@ -16,6 +16,7 @@ pub mod lifecycle;
 mod manifests;
 mod meta;
 pub mod names;
+pub mod policy;
 mod storage;
 pub mod tls;
 pub mod tokens;
@@ -148,6 +149,10 @@ pub enum EcrError {
     )]
     LifecyclePolicyNotFound { name: String, registry: String },
     #[error(
+        "Repository policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    RepositoryPolicyNotFound { name: String, registry: String },
+    #[error(
         "Lifecycle policy preview does not exist for the repository with name '{name}' in the registry with id '{registry}'"
     )]
     LifecyclePolicyPreviewNotFound { name: String, registry: String },
@@ -190,6 +195,7 @@ impl EcrError {
             LayersNotFound(_) => "LayersNotFoundException",
             ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             LifecyclePolicyNotFound { .. } => "LifecyclePolicyNotFoundException",
+            RepositoryPolicyNotFound { .. } => "RepositoryPolicyNotFoundException",
             LifecyclePolicyPreviewNotFound { .. } => "LifecyclePolicyPreviewNotFoundException",
             UploadNotFound(_) => "UploadNotFoundException",
             InvalidLayerPart(_) => "InvalidLayerPartException",
@@ -285,6 +291,17 @@ impl Registry {
     }
 
     /// The repository `name` for a registry call: NAME_INVALID / NAME_UNKNOWN otherwise.
+    /// Whether repository `name`'s policy lets a caller without credentials do `action`
+    /// (`ecr:BatchGetImage` …; [`policy::allows_anonymous`]). No policy, an unknown
+    /// repository or a failed read: no.
+    pub fn allows_anonymous(&self, name: &str, action: &str) -> bool {
+        let Ok(repo) = RepoName::parse(name) else {
+            return false;
+        };
+        matches!(meta::repository_policy(&self.db(), &repo), Ok(Some(text))
+            if policy::allows_anonymous(&text, action))
+    }
+
     pub fn registry_repo(&self, name: &str) -> RegistryResult<RepoName> {
         let repo = RepoName::parse(name).map_err(RegistryError::NameInvalid)?;
         if meta::repository(&self.db(), &repo)?.is_none() {
