@@ -1666,3 +1666,89 @@ fn a_repository_policy_allowing_everyone_the_pull_lets_anonymous_pulls_in() {
     assert_eq!(deleted["policyText"], text);
     assert!(!pull("pub/app:v1").status.success());
 }
+
+/// GetDownloadUrlForLayer through the AWS CLI: a URL of the blob on this registry that
+/// curl GETs with no credentials (as ECR's pre-signed URL), verified over HTTPS with the
+/// registry's CA; a changed URL is refused, a missing layer is `LayersNotFoundException`.
+#[test]
+fn get_download_url_for_layer_answers_a_url_curl_gets_without_credentials() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "dl/app"]);
+    let pw = password(&api);
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "download-url");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/dl/app:v1"),
+        &format!("AWS:{pw}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layer = img.layers[0].digest.clone();
+    let v = ecr(
+        &api,
+        &[
+            "get-download-url-for-layer",
+            "--repository-name",
+            "dl/app",
+            "--layer-digest",
+            &layer,
+        ],
+    );
+    assert_eq!(v["layerDigest"], layer.as_str());
+    let url = v["downloadUrl"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("https://{host}/v2/dl/app/blobs/{layer}?")),
+        "{url}"
+    );
+    let ca = api.mf.root.join("registry/tls/ca.crt");
+    let file = work.path().join("layer");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-o",
+        ])
+        .arg(&file)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&std::fs::read(&file).unwrap())),
+        layer
+    );
+    // Another blob under the same signature, and the URL without it: refused.
+    let other = url.replace(&layer, &img.config_digest);
+    let (code, _, _) = curl(&["--cacert", ca.to_str().unwrap(), &other]);
+    assert_eq!(code, 401);
+    let (code, _, _) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        url.split('?').next().unwrap(),
+    ]);
+    assert_eq!(code, 401);
+    let missing = format!("sha256:{}", "2".repeat(64));
+    let e = ecr_err(
+        &api,
+        &[
+            "get-download-url-for-layer",
+            "--repository-name",
+            "dl/app",
+            "--layer-digest",
+            &missing,
+        ],
+    );
+    assert!(e.contains("LayersNotFoundException"), "{e}");
+}

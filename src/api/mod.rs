@@ -326,7 +326,13 @@ async fn dispatch(
             service: Service::Ecr,
             operation,
             ..
-        } => ecr::handle(state.0, operation, body).await,
+        } => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string);
+            ecr::handle(state.0, operation, body, host).await
+        }
         Route::Query {
             signing_name,
             action,

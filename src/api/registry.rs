@@ -230,8 +230,13 @@ async fn route(
                 Some(Target::Manifest(n, _)) => {
                     allowed_anonymous(front, n, "ecr:BatchGetImage").await
                 }
-                Some(Target::Blob(n, _)) => {
-                    allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await
+                Some(Target::Blob(n, d)) => {
+                    // A URL GetDownloadUrlForLayer signed, or the repository's policy.
+                    let q = query(uri);
+                    match (param(&q, "X-Expires"), param(&q, "X-Signature")) {
+                        (Some(e), Some(sig)) => tokens.verify_blob(&n, &d, e, sig, now),
+                        _ => allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await,
+                    }
                 }
                 Some(Target::Tags(n)) => allowed_anonymous(front, n, "ecr:ListImages").await,
                 _ => false,

@@ -35,6 +35,7 @@ pub const OPERATIONS: &[&str] = &[
     "SetRepositoryPolicy",
     "GetRepositoryPolicy",
     "DeleteRepositoryPolicy",
+    "GetDownloadUrlForLayer",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -79,6 +80,10 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "SetRepositoryPolicy" => set_repository_policy(r, decode(body)?),
         "GetRepositoryPolicy" => get_repository_policy(r, decode(body)?),
         "DeleteRepositoryPolicy" => delete_repository_policy(r, decode(body)?),
+        // Needs the address the caller reached: answered by `api::ecr`.
+        "GetDownloadUrlForLayer" => {
+            get_download_url_for_layer(r, body, &format!("https://{}", r.host()), None, now)
+        }
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -711,6 +716,59 @@ fn batch_check_layer_availability(
         }
     }
     Ok(json!({"layers": layers, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetDownloadUrlForLayerRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    layer_digest: String,
+}
+
+/// How long a download URL is good for.
+pub const DOWNLOAD_URL_SECS: u64 = 3600;
+
+/// GetDownloadUrlForLayer: a URL of the blob on this registry (`base`:
+/// `https://<host:port>`), which a client GETs without credentials as it GETs the
+/// pre-signed URL ECR answers: it carries its expiry and a signature under the token key
+/// (`tokens`; None: a registry without authentication, the URL needs none).
+pub fn get_download_url_for_layer(
+    r: &Registry,
+    body: &[u8],
+    base: &str,
+    tokens: Option<&super::tokens::Tokens>,
+    now: u64,
+) -> Result<Value> {
+    let req: GetDownloadUrlForLayerRequest = decode(body)?;
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let d = Digest::parse(&req.layer_digest).map_err(|e| {
+        EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'layerDigest' failed to satisfy constraint: {e}"
+        ))
+    })?;
+    match r.blob(&repo, &d) {
+        Ok(_) => {}
+        Err(super::RegistryError::BlobUnknown(_)) => {
+            return Err(EcrError::LayersNotFound(format!(
+                "The specified layer {} does not exist in the repository with name '{}' in the registry with id '{}'",
+                d.as_str(),
+                repo.as_str(),
+                r.account_id
+            )));
+        }
+        Err(e) => return Err(server("read a layer")(e)),
+    }
+    let mut url = format!("{base}/v2/{}/blobs/{}", repo.as_str(), d.as_str());
+    if let Some(t) = tokens {
+        let expires = now + DOWNLOAD_URL_SECS;
+        url.push_str(&format!(
+            "?X-Expires={expires}&X-Signature={}",
+            t.sign_blob(repo.as_str(), d.as_str(), expires)
+        ));
+    }
+    Ok(json!({"downloadUrl": url, "layerDigest": d.as_str()}))
 }
 
 #[derive(Deserialize)]

@@ -108,6 +108,32 @@ impl Tokens {
         }
     }
 
+    /// The signature of a download URL (GetDownloadUrlForLayer) of blob `digest` of
+    /// repository `repo`, valid until `expires` (seconds since the epoch).
+    pub fn sign_blob(&self, repo: &str, digest: &str, expires: u64) -> String {
+        self.mac(&format!("blob\n{repo}\n{digest}\n{expires}"))
+    }
+
+    /// Whether `signature` is [`Self::sign_blob`]'s for these and `expires` is after `now`.
+    pub fn verify_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        expires: &str,
+        signature: &str,
+        now: u64,
+    ) -> bool {
+        let Ok(e) = expires.parse::<u64>() else {
+            return false;
+        };
+        let good = self.sign_blob(repo, digest, e);
+        e > now
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                good.as_bytes(),
+                signature.as_bytes(),
+            ))
+    }
+
     /// Checks an `Authorization` header value: Basic `AWS:<password>` with a password this
     /// key made that has not expired at `now`, and what it allows. The error says why not.
     pub fn verify(&self, authorization: Option<&str>, now: u64) -> Result<Scope, String> {
