@@ -191,4 +191,20 @@ fn a_box_that_did_not_push_runs_the_repository_uri_from_serve_s_registry() {
     api.wait_for(60, "the task STOPPED", || {
         (describe_task(&api, &arn)["lastStatus"] == "STOPPED").then_some(())
     });
+
+    // serve killed outright: its advertisement goes with its lease (10 s), and the box
+    // stops pointing its pulls at it.
+    let killed = std::time::Instant::now();
+    let out = std::process::Command::new("kill")
+        .args(["-KILL", &api.server_pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    api.wait_for(30, "the box forgetting the killed serve's registry", || {
+        let v: Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+        v["registries"].as_array()?.is_empty().then_some(())
+    });
+    let gone = killed.elapsed();
+    eprintln!("the box forgot the killed serve's registry {gone:?} after the kill");
+    assert!(gone < std::time::Duration::from_secs(15), "{gone:?}");
 }
