@@ -1752,3 +1752,122 @@ fn get_download_url_for_layer_answers_a_url_curl_gets_without_credentials() {
     );
     assert!(e.contains("LayersNotFoundException"), "{e}");
 }
+
+/// The referrers API (distribution spec v1.1): an artifact manifest whose `subject` is a
+/// pushed image (as a signature or an SBOM is attached), put with curl: the put answers
+/// `OCI-Subject`; `GET /v2/<name>/referrers/<digest>` lists it as an image index
+/// (its `artifactType`, `annotations`), `?artifactType=` filters (and says so in
+/// `OCI-Filters-Applied`), and an image without referrers has an empty list.
+#[test]
+fn referrers_list_the_manifests_whose_subject_is_an_image() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "ref/app"]);
+    let good = format!("AWS:{}", password(&api));
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "referrers");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/ref/app:v1"),
+        &good,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The artifact's blobs: the empty config `{}` and one layer, monolithic uploads.
+    let blob = |bytes: &[u8]| {
+        let d = format!("sha256:{}", sha256_hex(bytes));
+        let f = work.path().join(d.replace(':', "-"));
+        std::fs::write(&f, bytes).unwrap();
+        let (code, _, body) = curl(&[
+            "-u",
+            &good,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", f.display()),
+            &format!("http://{host}/v2/ref/app/blobs/uploads/?digest={d}"),
+        ]);
+        assert_eq!(code, 201, "{body}");
+        (d, bytes.len())
+    };
+    let (config, config_size) = blob(b"{}");
+    let (layer, layer_size) = blob(b"an sbom");
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/spdx+json", "digest": layer, "size": layer_size}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": img.manifest_digest, "size": img.manifest_size},
+        "annotations": {"org.example.kind": "sbom"}
+    })
+    .to_string();
+    let f = work.path().join("artifact.json");
+    std::fs::write(&f, &artifact).unwrap();
+    let artifact_digest = format!("sha256:{}", sha256_hex(artifact.as_bytes()));
+    let (code, head, body) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", f.display()),
+        &format!("http://{host}/v2/ref/app/manifests/{artifact_digest}"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        head.contains(&format!("oci-subject: {}", img.manifest_digest)),
+        "{head}"
+    );
+
+    let referrers = |query: &str| {
+        let (code, head, body) = curl(&[
+            "-u",
+            &good,
+            &format!(
+                "http://{host}/v2/ref/app/referrers/{}{query}",
+                img.manifest_digest
+            ),
+        ]);
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            head.contains("content-type: application/vnd.oci.image.index.v1+json"),
+            "{head}"
+        );
+        (head, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let (head, v) = referrers("");
+    assert!(!head.contains("oci-filters-applied"), "{head}");
+    assert_eq!(v["schemaVersion"], 2);
+    let m = v["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{v:#}");
+    assert_eq!(m[0]["digest"], artifact_digest.as_str());
+    assert_eq!(m[0]["artifactType"], "application/spdx+json");
+    assert_eq!(m[0]["size"], artifact.len());
+    assert_eq!(m[0]["annotations"]["org.example.kind"], "sbom");
+    let (head, v) = referrers("?artifactType=application/spdx%2Bjson");
+    assert!(head.contains("oci-filters-applied: artifacttype"), "{head}");
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
+    let (_, v) = referrers("?artifactType=application/vnd.example.sig");
+    assert_eq!(v["manifests"], serde_json::json!([]));
+    // The artifact itself has none.
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/ref/app/referrers/{artifact_digest}"),
+    ]);
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["manifests"],
+        serde_json::json!([])
+    );
+}

@@ -462,14 +462,18 @@ async fn route(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let r2 = repo.clone();
+            let subject = crate::ecr::manifests_subject(&bytes);
             let d = blocking(move || reg.put_manifest(&r2, &r, ct.as_deref(), &bytes)).await?;
-            Ok(with_headers(
-                StatusCode::CREATED.into_response(),
-                &[
-                    ("location", format!("/v2/{repo}/manifests/{d}")),
-                    ("docker-content-digest", d.to_string()),
-                ],
-            ))
+            let mut hdrs = vec![
+                ("location", format!("/v2/{repo}/manifests/{d}")),
+                ("docker-content-digest", d.to_string()),
+            ];
+            // The spec: a registry that serves the referrers API says so for a manifest
+            // with a subject.
+            if let Some(s) = subject {
+                hdrs.push(("oci-subject", s));
+            }
+            Ok(with_headers(StatusCode::CREATED.into_response(), &hdrs))
         }
         (Target::Manifest(n, r), M::DELETE) => {
             let repo = name(&n).await?;
@@ -482,9 +486,29 @@ async fn route(
             .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Target::Referrers(..), _) => Err(RegistryError::Unsupported(
-            "the referrers API is not served yet (docs/registry.md)".into(),
-        )),
+        (Target::Referrers(n, d), M::GET) => {
+            let repo = name(&n).await?;
+            let subject = crate::ecr::Digest::parse(&d)?;
+            let filter = param(&q, "artifactType").map(str::to_string);
+            let f2 = filter.clone();
+            let manifests = blocking(move || reg.referrers(&repo, &subject, f2.as_deref())).await?;
+            let body = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": manifests,
+            });
+            let mut hdrs = vec![(
+                "content-type",
+                "application/vnd.oci.image.index.v1+json".to_string(),
+            )];
+            if filter.is_some() {
+                hdrs.push(("oci-filters-applied", "artifactType".to_string()));
+            }
+            Ok(with_headers(
+                (StatusCode::OK, body.to_string()).into_response(),
+                &hdrs,
+            ))
+        }
         (_, m) => Err(RegistryError::Unsupported(format!(
             "{m} {}: not an operation of the distribution API",
             uri.path()

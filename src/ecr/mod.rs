@@ -316,6 +316,11 @@ impl Registry {
 }
 
 /// The largest manifest a push may send (the front reads no more).
+/// The `subject` digest manifest `bytes` name (OCI image spec v1.1), if any.
+pub fn manifests_subject(bytes: &[u8]) -> Option<String> {
+    manifests::subject_of(bytes)
+}
+
 pub fn manifests_max() -> usize {
     manifests::MAX_MANIFEST
 }
