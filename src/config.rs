@@ -274,6 +274,17 @@ table! {
                       trust the registry's HTTPS; `off`: nowhere (docs/registry.md \"HTTPS\").",
             read_by: "serve",
         };
+        registry_advertise: Option<String> = opt_string, Var {
+            name: "MINIFARGATE_REGISTRY_ADVERTISE",
+            kind: "host:port",
+            default: None,
+            meaning: "With serve --cluster: the address the cluster's boxes pull from this \
+                      serve's registry at (its certificate names the host); unset: the \
+                      --listen address, or, for a wildcard listener, this machine's \
+                      address toward etcd with serve's port (docs/registry.md \"A \
+                      cluster's boxes\").",
+            read_by: "serve",
+        };
         stopped_task_retention: Duration = seconds, Var {
             name: "MINIFARGATE_STOPPED_TASK_RETENTION",
             kind: "seconds",

@@ -1541,3 +1541,333 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+/// Repository policies through the AWS CLI: ECR's refusals (no policy, a bad one), and
+/// what one means here: a statement allowing everyone (`"Principal": "*"`) the pull
+/// actions lets skopeo pull with no credentials at all; pushes stay refused, and
+/// deleting the policy closes the repository again.
+#[test]
+fn a_repository_policy_allowing_everyone_the_pull_lets_anonymous_pulls_in() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "pub/app"]);
+    let e = ecr_err(
+        &api,
+        &["get-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert!(e.contains("RepositoryPolicyNotFoundException"), "{e}");
+    let e = ecr_err(
+        &api,
+        &["delete-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert!(e.contains("RepositoryPolicyNotFoundException"), "{e}");
+    let e = ecr_err(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "pub/app",
+            "--policy-text",
+            "{not json",
+        ],
+    );
+    assert!(
+        e.contains("InvalidParameterException") && e.contains("Invalid repository policy provided"),
+        "{e}"
+    );
+    let e = ecr_err(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "nope",
+            "--policy-text",
+            "{}",
+        ],
+    );
+    assert!(e.contains("RepositoryNotFoundException"), "{e}");
+
+    let pw = password(&api);
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "public-pull");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/pub/app:v1"),
+        &format!("AWS:{pw}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pull = |what: &str| {
+        let mut c = skopeo();
+        c.args(["inspect", "--raw", "--tls-verify=false", "--no-creds"])
+            .arg(format!("docker://{host}/{what}"));
+        c.output().unwrap()
+    };
+    // No policy: no anonymous pull.
+    assert!(!pull("pub/app:v1").status.success());
+
+    let text = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowPull","Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
+    let set = ecr(
+        &api,
+        &[
+            "set-repository-policy",
+            "--repository-name",
+            "pub/app",
+            "--policy-text",
+            text,
+        ],
+    );
+    assert_eq!(set["policyText"], text);
+    assert_eq!(set["repositoryName"], "pub/app");
+    let got = ecr(
+        &api,
+        &["get-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert_eq!(got["policyText"], text);
+
+    // Anonymous: the manifest and a blob; not a push, not another repository.
+    let out = pull("pub/app:v1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256_hex(&out.stdout),
+        img.manifest_digest.trim_start_matches("sha256:")
+    );
+    let mut c = skopeo();
+    c.args(["copy", "--src-tls-verify=false", "--src-no-creds"])
+        .arg(format!("docker://{host}/pub/app:v1"))
+        .arg(format!("oci:{}:copy", work.path().join("back").display()));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, body) = curl(&[
+        "-X",
+        "POST",
+        &format!("http://{host}/v2/pub/app/blobs/uploads/"),
+    ]);
+    assert_eq!(code, 401, "{body}");
+    ecr(&api, &["create-repository", "--repository-name", "private"]);
+    let (code, _, _) = curl(&[&format!("http://{host}/v2/private/tags/list")]);
+    assert_eq!(code, 401);
+
+    let deleted = ecr(
+        &api,
+        &["delete-repository-policy", "--repository-name", "pub/app"],
+    );
+    assert_eq!(deleted["policyText"], text);
+    assert!(!pull("pub/app:v1").status.success());
+}
+
+/// GetDownloadUrlForLayer through the AWS CLI: a URL of the blob on this registry that
+/// curl GETs with no credentials (as ECR's pre-signed URL), verified over HTTPS with the
+/// registry's CA; a changed URL is refused, a missing layer is `LayersNotFoundException`.
+#[test]
+fn get_download_url_for_layer_answers_a_url_curl_gets_without_credentials() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "dl/app"]);
+    let pw = password(&api);
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "download-url");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/dl/app:v1"),
+        &format!("AWS:{pw}"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layer = img.layers[0].digest.clone();
+    let v = ecr(
+        &api,
+        &[
+            "get-download-url-for-layer",
+            "--repository-name",
+            "dl/app",
+            "--layer-digest",
+            &layer,
+        ],
+    );
+    assert_eq!(v["layerDigest"], layer.as_str());
+    let url = v["downloadUrl"].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with(&format!("https://{host}/v2/dl/app/blobs/{layer}?")),
+        "{url}"
+    );
+    let ca = api.mf.root.join("registry/tls/ca.crt");
+    let file = work.path().join("layer");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-o",
+        ])
+        .arg(&file)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&std::fs::read(&file).unwrap())),
+        layer
+    );
+    // Another blob under the same signature, and the URL without it: refused.
+    let other = url.replace(&layer, &img.config_digest);
+    let (code, _, _) = curl(&["--cacert", ca.to_str().unwrap(), &other]);
+    assert_eq!(code, 401);
+    let (code, _, _) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        url.split('?').next().unwrap(),
+    ]);
+    assert_eq!(code, 401);
+    let missing = format!("sha256:{}", "2".repeat(64));
+    let e = ecr_err(
+        &api,
+        &[
+            "get-download-url-for-layer",
+            "--repository-name",
+            "dl/app",
+            "--layer-digest",
+            &missing,
+        ],
+    );
+    assert!(e.contains("LayersNotFoundException"), "{e}");
+}
+
+/// The referrers API (distribution spec v1.1): an artifact manifest whose `subject` is a
+/// pushed image (as a signature or an SBOM is attached), put with curl: the put answers
+/// `OCI-Subject`; `GET /v2/<name>/referrers/<digest>` lists it as an image index
+/// (its `artifactType`, `annotations`), `?artifactType=` filters (and says so in
+/// `OCI-Filters-Applied`), and an image without referrers has an empty list.
+#[test]
+fn referrers_list_the_manifests_whose_subject_is_an_image() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    ecr(&api, &["create-repository", "--repository-name", "ref/app"]);
+    let good = format!("AWS:{}", password(&api));
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("app"), "referrers");
+    let out = push(
+        &work.path().join("app"),
+        &format!("{host}/ref/app:v1"),
+        &good,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The artifact's blobs: the empty config `{}` and one layer, monolithic uploads.
+    let blob = |bytes: &[u8]| {
+        let d = format!("sha256:{}", sha256_hex(bytes));
+        let f = work.path().join(d.replace(':', "-"));
+        std::fs::write(&f, bytes).unwrap();
+        let (code, _, body) = curl(&[
+            "-u",
+            &good,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", f.display()),
+            &format!("http://{host}/v2/ref/app/blobs/uploads/?digest={d}"),
+        ]);
+        assert_eq!(code, 201, "{body}");
+        (d, bytes.len())
+    };
+    let (config, config_size) = blob(b"{}");
+    let (layer, layer_size) = blob(b"an sbom");
+    let artifact = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/spdx+json", "digest": layer, "size": layer_size}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": img.manifest_digest, "size": img.manifest_size},
+        "annotations": {"org.example.kind": "sbom"}
+    })
+    .to_string();
+    let f = work.path().join("artifact.json");
+    std::fs::write(&f, &artifact).unwrap();
+    let artifact_digest = format!("sha256:{}", sha256_hex(artifact.as_bytes()));
+    let (code, head, body) = curl(&[
+        "-u",
+        &good,
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &format!("@{}", f.display()),
+        &format!("http://{host}/v2/ref/app/manifests/{artifact_digest}"),
+    ]);
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        head.contains(&format!("oci-subject: {}", img.manifest_digest)),
+        "{head}"
+    );
+
+    let referrers = |query: &str| {
+        let (code, head, body) = curl(&[
+            "-u",
+            &good,
+            &format!(
+                "http://{host}/v2/ref/app/referrers/{}{query}",
+                img.manifest_digest
+            ),
+        ]);
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            head.contains("content-type: application/vnd.oci.image.index.v1+json"),
+            "{head}"
+        );
+        (head, serde_json::from_str::<Value>(&body).unwrap())
+    };
+    let (head, v) = referrers("");
+    assert!(!head.contains("oci-filters-applied"), "{head}");
+    assert_eq!(v["schemaVersion"], 2);
+    let m = v["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 1, "{v:#}");
+    assert_eq!(m[0]["digest"], artifact_digest.as_str());
+    assert_eq!(m[0]["artifactType"], "application/spdx+json");
+    assert_eq!(m[0]["size"], artifact.len());
+    assert_eq!(m[0]["annotations"]["org.example.kind"], "sbom");
+    let (head, v) = referrers("?artifactType=application/spdx%2Bjson");
+    assert!(head.contains("oci-filters-applied: artifacttype"), "{head}");
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
+    let (_, v) = referrers("?artifactType=application/vnd.example.sig");
+    assert_eq!(v["manifests"], serde_json::json!([]));
+    // The artifact itself has none.
+    let (code, _, body) = curl(&[
+        "-u",
+        &good,
+        &format!("http://{host}/v2/ref/app/referrers/{artifact_digest}"),
+    ]);
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["manifests"],
+        serde_json::json!([])
+    );
+}

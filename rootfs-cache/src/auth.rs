@@ -177,6 +177,10 @@ pub struct Overrides {
     /// Basic credentials per registry host (`host[:port]`), instead of the Docker config.
     /// Mirrors are other hosts and keep their own credentials.
     pub basic: HashMap<String, Credentials>,
+    /// The CA (PEM) a registry host (`host[:port]`) is verified with, instead of the
+    /// system's trust store: the only root its TLS is checked against (a registry of the
+    /// product's own, whose certificate its CA signed).
+    pub roots: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Clone)]

@@ -108,6 +108,10 @@ pub struct RegistryClient {
     /// Hosts found to speak plain HTTP (loopback or insecure registries only).
     plain_http: Mutex<HashMap<String, bool>>,
     retry: RetryPolicy,
+    /// The CA each of some hosts is verified with ([`Overrides::roots`]), and the client
+    /// built with it alone (on first use).
+    roots: HashMap<String, Vec<u8>>,
+    pinned: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -223,13 +227,19 @@ impl RegistryClient {
 
     /// A client that authenticates with `overrides` before the host's credentials (a
     /// task's execution role and `repositoryCredentials`).
-    pub fn with_overrides(retry: RetryPolicy, overrides: Overrides) -> Result<Self, RegistryError> {
+    pub fn with_overrides(
+        retry: RetryPolicy,
+        mut overrides: Overrides,
+    ) -> Result<Self, RegistryError> {
+        let roots = std::mem::take(&mut overrides.roots);
         Ok(RegistryClient {
             secure: std::sync::OnceLock::new(),
             insecure: std::sync::OnceLock::new(),
             auth: Authenticator::with_overrides(overrides),
             plain_http: Mutex::new(HashMap::new()),
             retry,
+            roots,
+            pinned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -254,20 +264,46 @@ impl RegistryClient {
             .map_err(RegistryError::Build)
     }
 
-    /// The HTTP client for `ep`: unverified TLS for an `insecure` registry, else verified
-    /// TLS with the system trust store. Each is built the first time it is needed.
-    fn http_for(&self, ep: &Endpoint) -> Result<&reqwest::Client, RegistryError> {
+    /// A client that verifies TLS with `ca` (PEM) alone.
+    fn build_pinned(ca: &[u8], read_timeout: Duration) -> Result<reqwest::Client, RegistryError> {
+        let cert = reqwest::Certificate::from_pem(ca).map_err(RegistryError::Build)?;
+        with_env_proxies(reqwest::Client::builder())
+            .user_agent(concat!("minifargate/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(read_timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert)
+            .build()
+            .map_err(RegistryError::Build)
+    }
+
+    /// The HTTP client for `ep`: unverified TLS for an `insecure` registry, TLS verified
+    /// with the host's own CA when one is given ([`Overrides::roots`]), else verified TLS
+    /// with the system trust store. Each is built the first time it is needed.
+    fn http_for(&self, ep: &Endpoint) -> Result<reqwest::Client, RegistryError> {
+        if !ep.insecure
+            && let Some(ca) = self.roots.get(&ep.host)
+        {
+            let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = pinned.get(&ep.host) {
+                return Ok(c.clone());
+            }
+            let c = Self::build_pinned(ca, self.retry.read_timeout)?;
+            pinned.insert(ep.host.clone(), c.clone());
+            return Ok(c);
+        }
         let (cell, insecure) = if ep.insecure {
             (&self.insecure, true)
         } else {
             (&self.secure, false)
         };
         if let Some(c) = cell.get() {
-            return Ok(c);
+            return Ok(c.clone());
         }
         let built = Self::build(insecure, self.retry.read_timeout)?;
         // Another request of this client may have built one meanwhile; either will do.
-        Ok(cell.get_or_init(|| built))
+        Ok(cell.get_or_init(|| built).clone())
     }
 
     fn may_use_plain_http(ep: &Endpoint) -> bool {
@@ -385,7 +421,7 @@ impl RegistryClient {
                     .unwrap_or("Basic realm=\"registry\"")
                     .to_string();
                 self.auth
-                    .answer_challenge(self.http_for(ep)?, &ep.host, &www, &scope)
+                    .answer_challenge(&self.http_for(ep)?, &ep.host, &www, &scope)
                     .await?;
                 answered_challenge = true;
                 continue;

@@ -9,7 +9,12 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// One ECR call, `op` being the operation name after the target prefix.
-pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Response {
+pub async fn handle(
+    ecs: Arc<Ecs>,
+    op: String,
+    body: axum::body::Bytes,
+    host: Option<String>,
+) -> Response {
     let _ = ecs;
     let Some(registry) = super::registry() else {
         return super::aws_error(
@@ -23,9 +28,23 @@ pub async fn handle(ecs: Arc<Ecs>, op: String, body: axum::body::Bytes) -> Respo
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let result =
-        tokio::task::spawn_blocking(move || crate::ecr::api::call(&registry, &op2, &body, now))
-            .await;
+    let result = tokio::task::spawn_blocking(move || {
+        if op2 == "GetDownloadUrlForLayer" {
+            // A URL of the registry at the address the caller reached (serve's port
+            // answers HTTPS too), signed with the token key.
+            let tokens = crate::ecr::tokens::Tokens::load_or_create(registry.dir()).ok();
+            let base = format!("https://{}", host.unwrap_or_else(|| registry.host()));
+            return crate::ecr::api::get_download_url_for_layer(
+                &registry,
+                &body,
+                &base,
+                tokens.as_ref(),
+                now,
+            );
+        }
+        crate::ecr::api::call(&registry, &op2, &body, now)
+    })
+    .await;
     let (status, body, kind) = match result {
         Ok(Ok(v)) => (StatusCode::OK, v, None),
         Ok(Err(e)) => (

@@ -162,18 +162,44 @@ pub async fn serve(
     let addr = listener.local_addr().unwrap_or(listen);
     // Without --tls-cert: HTTPS for the registry's clients on the same port, with a
     // certificate of the box's own CA (docs/registry.md "HTTPS").
-    let (tls, _trust) = match security.tls {
-        Some(a) => (server::Tls::On(a), None),
+    // Cluster mode: the address the boxes pull from this registry at (its certificate
+    // names it; docs/registry.md "A cluster's boxes").
+    let cluster_at = crate::cluster::serving().and_then(|etcd| {
+        crate::cluster::registries::advertised_address(
+            crate::config::get().registry_advertise.as_deref(),
+            addr,
+            etcd,
+        )
+    });
+    let (tls, _trust, ca_pem) = match security.tls {
+        Some(a) => (server::Tls::On(a), None, None),
         None => {
-            let (files, trust) = registry::https(&front.registry, addr, &allowed_hosts)?;
+            let (files, trust) =
+                registry::https(&front.registry, addr, &allowed_hosts, cluster_at.as_deref())?;
             let acceptor = server::tls_acceptor(&files.cert, &files.key, None)?;
-            (server::Tls::Sniff(acceptor), trust)
+            let ca = std::fs::read_to_string(&files.ca_cert).ok();
+            (server::Tls::Sniff(acceptor), trust, ca)
         }
     };
     listening(addr);
     let _advertised = registry::Advertised::start(&root, &front, addr);
+    let cluster_ad = match (crate::cluster::serving(), cluster_at) {
+        (Some(etcd), Some(at)) => Some(registry::advertise_to_cluster(etcd, &front, at, ca_pem)),
+        (Some(_), None) => {
+            eprintln!(
+                "minifargate: warning: cluster mode, but no address of this serve's registry \
+                 for the boxes was found: set MINIFARGATE_REGISTRY_ADVERTISE=host:port \
+                 (docs/registry.md \"A cluster's boxes\")"
+            );
+            None
+        }
+        _ => None,
+    };
     tracing::info!(%addr, "ECS API listening");
     server::run_with(listener, tls, app, security.limits, shutdown()).await;
+    if let Some(ad) = cluster_ad {
+        ad.withdraw().await;
+    }
     expiry.abort();
     registries.abort();
     if let Some(c) = connect {
@@ -363,7 +389,13 @@ async fn dispatch(
             service: Service::Ecr,
             operation,
             ..
-        } => ecr::handle(state.0, operation, body).await,
+        } => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string);
+            ecr::handle(state.0, operation, body, host).await
+        }
         Route::Json {
             service: Service::CloudMap,
             operation,

@@ -186,6 +186,27 @@ async fn handle(
     r
 }
 
+/// Whether a request carries no credentials: no `Authorization`, or Basic with an empty
+/// user and password (what skopeo's `--no-creds` and docker's anonymous pulls send).
+fn no_credentials(auth: Option<&str>) -> bool {
+    let Some(v) = auth else { return true };
+    v.strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+        .and_then(|b| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
+        })
+        .is_some_and(|d| d.is_empty() || d == b":")
+}
+
+/// Whether repository `name`'s policy lets anyone do `action` (a read of the registry's
+/// database, off the async threads).
+async fn allowed_anonymous(front: &Front, name: String, action: &'static str) -> bool {
+    let reg = front.registry.clone();
+    tokio::task::spawn_blocking(move || reg.allows_anonymous(&name, action))
+        .await
+        .unwrap_or(false)
+}
+
 async fn route(
     front: &Front,
     method: &Method,
@@ -201,16 +222,47 @@ async fn route(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default();
-        tokens.verify(auth, now).map_err(|why| {
+        // Without credentials: a pull the repository's policy allows anyone
+        // (crate::ecr::policy), else the challenge.
+        let anonymous = no_credentials(auth)
+            && matches!(*method, Method::GET | Method::HEAD)
+            && match target(uri.path()) {
+                Some(Target::Manifest(n, _)) => {
+                    allowed_anonymous(front, n, "ecr:BatchGetImage").await
+                }
+                Some(Target::Blob(n, d)) => {
+                    // A URL GetDownloadUrlForLayer signed, or the repository's policy.
+                    let q = query(uri);
+                    match (param(&q, "X-Expires"), param(&q, "X-Signature")) {
+                        (Some(e), Some(sig)) => tokens.verify_blob(&n, &d, e, sig, now),
+                        _ => allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await,
+                    }
+                }
+                Some(Target::Tags(n)) => allowed_anonymous(front, n, "ecr:ListImages").await,
+                _ => false,
+            };
+        let scope = if anonymous {
+            crate::ecr::tokens::Scope::Pull
+        } else {
+            tokens.verify(auth, now).map_err(|why| {
             // A client's first request carries no credentials: the challenge asks for
             // them (not worth a warning); wrong ones are.
-            if auth.is_some() {
+            if !no_credentials(auth) {
                 tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
             } else {
                 tracing::debug!(path = uri.path(), "registry request without credentials: challenged");
             }
             RegistryError::Unauthorized(why)
-        })?;
+        })?
+        };
+        if scope == crate::ecr::tokens::Scope::Pull
+            && !matches!(*method, Method::GET | Method::HEAD)
+        {
+            return Err(RegistryError::Denied(format!(
+                "{method} {}: this token only pulls (a cluster box's token)",
+                uri.path()
+            )));
+        }
     }
     let Some(t) = target(uri.path()) else {
         return Err(RegistryError::NameInvalid(format!(
@@ -410,14 +462,18 @@ async fn route(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let r2 = repo.clone();
+            let subject = crate::ecr::manifests_subject(&bytes);
             let d = blocking(move || reg.put_manifest(&r2, &r, ct.as_deref(), &bytes)).await?;
-            Ok(with_headers(
-                StatusCode::CREATED.into_response(),
-                &[
-                    ("location", format!("/v2/{repo}/manifests/{d}")),
-                    ("docker-content-digest", d.to_string()),
-                ],
-            ))
+            let mut hdrs = vec![
+                ("location", format!("/v2/{repo}/manifests/{d}")),
+                ("docker-content-digest", d.to_string()),
+            ];
+            // The spec: a registry that serves the referrers API says so for a manifest
+            // with a subject.
+            if let Some(s) = subject {
+                hdrs.push(("oci-subject", s));
+            }
+            Ok(with_headers(StatusCode::CREATED.into_response(), &hdrs))
         }
         (Target::Manifest(n, r), M::DELETE) => {
             let repo = name(&n).await?;
@@ -430,9 +486,29 @@ async fn route(
             .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Target::Referrers(..), _) => Err(RegistryError::Unsupported(
-            "the referrers API is not served yet (docs/registry.md)".into(),
-        )),
+        (Target::Referrers(n, d), M::GET) => {
+            let repo = name(&n).await?;
+            let subject = crate::ecr::Digest::parse(&d)?;
+            let filter = param(&q, "artifactType").map(str::to_string);
+            let f2 = filter.clone();
+            let manifests = blocking(move || reg.referrers(&repo, &subject, f2.as_deref())).await?;
+            let body = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": manifests,
+            });
+            let mut hdrs = vec![(
+                "content-type",
+                "application/vnd.oci.image.index.v1+json".to_string(),
+            )];
+            if filter.is_some() {
+                hdrs.push(("oci-filters-applied", "artifactType".to_string()));
+            }
+            Ok(with_headers(
+                (StatusCode::OK, body.to_string()).into_response(),
+                &hdrs,
+            ))
+        }
         (_, m) => Err(RegistryError::Unsupported(format!(
             "{m} {}: not an operation of the distribution API",
             uri.path()
@@ -602,6 +678,7 @@ pub fn https(
     reg: &Registry,
     addr: std::net::SocketAddr,
     allowed: &[String],
+    cluster_at: Option<&str>,
 ) -> anyhow::Result<(crate::ecr::tls::Files, Option<crate::ecr::tls::Trust>)> {
     use anyhow::Context;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -613,6 +690,19 @@ pub fn https(
     ];
     if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
         ips.push(addr.ip());
+    }
+    // The host the cluster's boxes reach it at (an address or a name).
+    if let Some(at) = cluster_at {
+        let host = match at.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip().to_string(),
+            Err(_) => at.rsplit_once(':').map_or(at, |(h, _)| h).to_string(),
+        };
+        match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !dns.contains(&host) => dns.push(host),
+            Err(_) => {}
+        }
     }
     let files = crate::ecr::tls::prepare(&reg.dir().join("tls"), &dns, &ips)
         .context("failed to set up the registry's certificate")?;
@@ -658,6 +748,81 @@ pub fn https(
         }
     );
     Ok((files, trust))
+}
+
+/// This serve's registry advertised to the cluster's boxes (`crate::cluster::registries`).
+pub struct ClusterAdvert {
+    etcd: &'static crate::cluster::etcd::Etcd,
+    name: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Advertises the registry at `at` (HTTPS, certificate of `ca_pem`'s CA) to the boxes
+/// of the cluster in `etcd`, with a pull-only token (none without authentication).
+pub fn advertise_to_cluster(
+    etcd: &'static crate::cluster::etcd::Etcd,
+    front: &Front,
+    at: String,
+    ca_pem: Option<String>,
+) -> ClusterAdvert {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let name = format!("{host}-{}", std::process::id());
+    let (registry_host, tokens, serve) =
+        (front.registry.host(), front.tokens.clone(), name.clone());
+    eprintln!(
+        "minifargate: ECR registry advertised to the cluster's boxes at {at}: repository \
+         URIs {registry_host}/<name> resolve to it on every box"
+    );
+    let make = move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let (username, password, expires_at) = match &tokens {
+            Some(t) => {
+                let issued = t.issue_pull(now);
+                let plain = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    &issued.authorization_token,
+                )
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+                (
+                    Some(crate::ecr::tokens::USER.to_string()),
+                    plain.split_once(':').map(|(_, p)| p.to_string()),
+                    issued.expires_at,
+                )
+            }
+            None => (None, None, now + crate::ecr::tokens::VALIDITY_SECS),
+        };
+        crate::task::local_registry::ClusterRegistry {
+            serve: serve.clone(),
+            host: registry_host.clone(),
+            endpoint: at.clone(),
+            ca_pem: ca_pem.clone(),
+            username,
+            password,
+            expires_at,
+        }
+    };
+    let task = tokio::spawn(crate::cluster::registries::advertise(
+        etcd,
+        name.clone(),
+        make,
+    ));
+    ClusterAdvert { etcd, name, task }
+}
+
+impl ClusterAdvert {
+    /// Stops advertising and removes the advertisement (serve stopping).
+    pub async fn withdraw(self) {
+        self.task.abort();
+        crate::cluster::registries::withdraw(self.etcd, &self.name).await;
+    }
 }
 
 pub struct Advertised {

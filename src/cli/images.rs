@@ -130,9 +130,7 @@ fn puller(g: &GlobalOpts) -> anyhow::Result<Puller> {
     let store = open_store(g)?;
     // This box's registry (serve's ECR) answers its repository URIs.
     let mut overrides = rootfs_cache::auth::Overrides::default();
-    if let Some(local) = crate::task::local_registry::LocalRegistry::read(store.root()) {
-        local.apply(&mut config, &mut overrides);
-    }
+    crate::task::local_registry::apply(store.root(), &mut config, &mut overrides);
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
         .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {

@@ -227,6 +227,11 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
         o.ecs.clone(),
         token.clone(),
     ));
+    // The serves' registries, for the box's pulls of repository URIs (own client).
+    let registries = tokio::spawn(super::registries::follow(
+        Etcd::new(&o.endpoints, &o.tls)?,
+        o.root.clone(),
+    ));
     let mut attributes_put = false;
     let mut backoff = BACKOFF.0;
     let arn = instances::arn(&o.cluster, &id);
@@ -290,6 +295,8 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
         }
         backoff = (backoff * 2).min(BACKOFF.1);
     };
+    registries.abort();
+    crate::task::local_registry::ClusterRegistries::remove(&o.root);
     // Stopping: the routes to the other boxes go (the subnet stays leased: the box's
     // tasks keep their addresses until the instance is deregistered).
     super::subnets::remove_routes();

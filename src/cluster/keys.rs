@@ -10,6 +10,7 @@
 //! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
 //! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON, written by serve)
 //! /minifargate/v1/leader                                       the serves' leader (attached to its lease)
+//! /minifargate/v1/registries/<serve>                          a serve's registry for the boxes' pulls (JSON, attached to its lease)
 //! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
 //! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
@@ -183,6 +184,16 @@ pub fn binding(id: &str) -> String {
 /// The key the serves elect their leader with (attached to the leader's lease).
 pub fn leader() -> String {
     format!("{ROOT}/leader")
+}
+
+/// The prefix of the serves' registry advertisements (every box reads them).
+pub fn registries() -> String {
+    format!("{ROOT}/registries/")
+}
+
+/// Serve `name`'s registry advertisement (`crate::cluster::registries`).
+pub fn registry(name: &str) -> String {
+    format!("{}{name}", registries())
 }
 
 /// The prefix of the control plane's rows and of [`db_written`].

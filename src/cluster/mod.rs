@@ -16,6 +16,7 @@
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
+//! - [`registries`]: the serves' registries advertised to every box's pulls.
 
 pub mod agent;
 pub mod agents_client;
@@ -31,6 +32,7 @@ pub mod leader;
 pub mod logs;
 pub mod pki;
 pub mod records;
+pub mod registries;
 pub mod remote;
 pub mod replica;
 pub mod reports;

@@ -32,6 +32,10 @@ pub const OPERATIONS: &[&str] = &[
     "InitiateLayerUpload",
     "UploadLayerPart",
     "CompleteLayerUpload",
+    "SetRepositoryPolicy",
+    "GetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
+    "GetDownloadUrlForLayer",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
@@ -73,6 +77,13 @@ pub fn call(r: &Registry, op: &str, body: &[u8], now: u64) -> Result<Value> {
         "InitiateLayerUpload" => initiate_layer_upload(r, decode(body)?),
         "UploadLayerPart" => upload_layer_part(r, decode(body)?),
         "CompleteLayerUpload" => complete_layer_upload(r, decode(body)?),
+        "SetRepositoryPolicy" => set_repository_policy(r, decode(body)?),
+        "GetRepositoryPolicy" => get_repository_policy(r, decode(body)?),
+        "DeleteRepositoryPolicy" => delete_repository_policy(r, decode(body)?),
+        // Needs the address the caller reached: answered by `api::ecr`.
+        "GetDownloadUrlForLayer" => {
+            get_download_url_for_layer(r, body, &format!("https://{}", r.host()), None, now)
+        }
         other => Err(EcrError::UnknownOperation(format!(
             "{other} is not supported by minifargate's ECR API (it serves {}; see \
              docs/registry.md)",
@@ -709,6 +720,59 @@ fn batch_check_layer_availability(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GetDownloadUrlForLayerRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    layer_digest: String,
+}
+
+/// How long a download URL is good for.
+pub const DOWNLOAD_URL_SECS: u64 = 3600;
+
+/// GetDownloadUrlForLayer: a URL of the blob on this registry (`base`:
+/// `https://<host:port>`), which a client GETs without credentials as it GETs the
+/// pre-signed URL ECR answers: it carries its expiry and a signature under the token key
+/// (`tokens`; None: a registry without authentication, the URL needs none).
+pub fn get_download_url_for_layer(
+    r: &Registry,
+    body: &[u8],
+    base: &str,
+    tokens: Option<&super::tokens::Tokens>,
+    now: u64,
+) -> Result<Value> {
+    let req: GetDownloadUrlForLayerRequest = decode(body)?;
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let d = Digest::parse(&req.layer_digest).map_err(|e| {
+        EcrError::InvalidParameter(format!(
+            "Invalid parameter at 'layerDigest' failed to satisfy constraint: {e}"
+        ))
+    })?;
+    match r.blob(&repo, &d) {
+        Ok(_) => {}
+        Err(super::RegistryError::BlobUnknown(_)) => {
+            return Err(EcrError::LayersNotFound(format!(
+                "The specified layer {} does not exist in the repository with name '{}' in the registry with id '{}'",
+                d.as_str(),
+                repo.as_str(),
+                r.account_id
+            )));
+        }
+        Err(e) => return Err(server("read a layer")(e)),
+    }
+    let mut url = format!("{base}/v2/{}/blobs/{}", repo.as_str(), d.as_str());
+    if let Some(t) = tokens {
+        let expires = now + DOWNLOAD_URL_SECS;
+        url.push_str(&format!(
+            "?X-Expires={expires}&X-Signature={}",
+            t.sign_blob(repo.as_str(), d.as_str(), expires)
+        ));
+    }
+    Ok(json!({"downloadUrl": url, "layerDigest": d.as_str()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PutImageRequest {
     registry_id: Option<String>,
     repository_name: String,
@@ -878,6 +942,62 @@ fn delete_lifecycle_policy(r: &Registry, req: RepositoryRequest) -> Result<Value
         .ok_or_else(|| no_policy(r, &repo))?;
     meta::delete_lifecycle_policy(&db, &repo).map_err(server("delete the lifecycle policy"))?;
     Ok(policy_json(r, &repo, &text, evaluated))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetRepositoryPolicyRequest {
+    registry_id: Option<String>,
+    repository_name: String,
+    policy_text: String,
+    /// ECR's guard against a policy that locks the caller out: nothing here can (a token
+    /// does everything whatever the policy), so it changes nothing.
+    #[allow(dead_code)]
+    force: Option<bool>,
+}
+
+fn repository_policy_json(r: &Registry, repo: &RepoName, text: &str) -> Value {
+    json!({
+        "registryId": r.account_id,
+        "repositoryName": repo.as_str(),
+        "policyText": text,
+    })
+}
+
+fn no_repository_policy(r: &Registry, repo: &RepoName) -> EcrError {
+    EcrError::RepositoryPolicyNotFound {
+        name: repo.as_str().to_string(),
+        registry: r.account_id.clone(),
+    }
+}
+
+fn set_repository_policy(r: &Registry, req: SetRepositoryPolicyRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    super::policy::validate(&req.policy_text).map_err(EcrError::InvalidParameter)?;
+    meta::put_repository_policy(&r.db(), &repo, &req.policy_text)
+        .map_err(server("store the repository policy"))?;
+    Ok(repository_policy_json(r, &repo, &req.policy_text))
+}
+
+fn get_repository_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let text = meta::repository_policy(&r.db(), &repo)
+        .map_err(server("read the repository policy"))?
+        .ok_or_else(|| no_repository_policy(r, &repo))?;
+    Ok(repository_policy_json(r, &repo, &text))
+}
+
+fn delete_repository_policy(r: &Registry, req: RepositoryRequest) -> Result<Value> {
+    check_registry(r, req.registry_id.as_deref())?;
+    let (repo, _) = existing(r, &req.repository_name)?;
+    let db = r.db();
+    let text = meta::repository_policy(&db, &repo)
+        .map_err(server("read the repository policy"))?
+        .ok_or_else(|| no_repository_policy(r, &repo))?;
+    meta::delete_repository_policy(&db, &repo).map_err(server("delete the repository policy"))?;
+    Ok(repository_policy_json(r, &repo, &text))
 }
 
 #[derive(Deserialize)]
@@ -1360,6 +1480,7 @@ mod tests {
             "LayersNotFoundException",
             "ReferencedImagesNotFoundException",
             "LifecyclePolicyNotFoundException",
+            "RepositoryPolicyNotFoundException",
             "LifecyclePolicyPreviewNotFoundException",
             "UploadNotFoundException",
             "InvalidLayerPartException",

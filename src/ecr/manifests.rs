@@ -24,6 +24,17 @@ struct Doc {
     config: Option<Descriptor>,
     layers: Option<Vec<Descriptor>>,
     manifests: Option<Vec<Descriptor>>,
+    /// The manifest this one refers to (OCI image spec v1.1; the referrers API).
+    subject: Option<Descriptor>,
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `subject` digest a manifest's bytes name, if any.
+pub(super) fn subject_of(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Doc>(bytes)
+        .ok()?
+        .subject
+        .map(|s| s.digest)
 }
 
 #[derive(Deserialize)]
@@ -57,6 +68,53 @@ pub struct Manifest {
 }
 
 impl Registry {
+    /// The referrers API (distribution spec v1.1, "Listing Referrers"): a descriptor of
+    /// every manifest of `repo` whose `subject` is `subject` (`mediaType`, `digest`,
+    /// `size`, `artifactType` (its own, else its config's media type), `annotations`),
+    /// only those of `artifact_type` when given. Read from the stored manifests.
+    pub fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> RegistryResult<Vec<serde_json::Value>> {
+        let rows = meta::images(&self.db(), repo)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let Ok(d) = Digest::parse(&row.digest) else {
+                continue;
+            };
+            let bytes = match self.read_blob(&d) {
+                Ok(b) => b,
+                // Deleted meanwhile.
+                Err(RegistryError::BlobUnknown(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(doc) = serde_json::from_slice::<Doc>(&bytes) else {
+                continue;
+            };
+            if doc.subject.as_ref().map(|s| s.digest.as_str()) != Some(subject.as_str()) {
+                continue;
+            }
+            if artifact_type.is_some() && row.artifact_media_type.as_deref() != artifact_type {
+                continue;
+            }
+            let mut desc = serde_json::json!({
+                "mediaType": row.media_type,
+                "digest": row.digest,
+                "size": bytes.len(),
+            });
+            if let Some(a) = &row.artifact_media_type {
+                desc["artifactType"] = a.clone().into();
+            }
+            if let Some(a) = doc.annotations {
+                desc["annotations"] = serde_json::Value::Object(a);
+            }
+            out.push(desc);
+        }
+        Ok(out)
+    }
+
     /// Stores manifest `bytes` (sent with Content-Type `content_type`) under `reference`.
     pub fn put_manifest(
         &self,

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS lifecycle_policies (
     text TEXT NOT NULL,
     last_evaluated REAL
 );
+CREATE TABLE IF NOT EXISTS repository_policies (
+    repo TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS lifecycle_previews (
     repo TEXT PRIMARY KEY,
     text TEXT NOT NULL,
@@ -206,6 +210,7 @@ pub(super) fn delete_repository(c: &mut Connection, repo: &RepoName) -> Registry
         "manifest_refs WHERE repo",
         "lifecycle_policies WHERE repo",
         "lifecycle_previews WHERE repo",
+        "repository_policies WHERE repo",
     ] {
         tx.execute(&format!("DELETE FROM {table} = ?1"), [repo.as_str()])
             .map_err(err("delete a repository"))?;
@@ -577,6 +582,40 @@ pub(super) fn child_manifests(
     s.query_map([repo.as_str()], |r| r.get(0))
         .and_then(|rows| rows.collect())
         .map_err(err("list child manifests"))
+}
+
+/// A repository's policy text (SetRepositoryPolicy).
+pub(super) fn repository_policy(c: &Connection, repo: &RepoName) -> RegistryResult<Option<String>> {
+    c.query_row(
+        "SELECT text FROM repository_policies WHERE repo = ?1",
+        [repo.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(err("read a repository policy"))
+}
+
+pub(super) fn put_repository_policy(
+    c: &Connection,
+    repo: &RepoName,
+    text: &str,
+) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO repository_policies (repo, text) VALUES (?1, ?2) \
+         ON CONFLICT (repo) DO UPDATE SET text = excluded.text",
+        [repo.as_str(), text],
+    )
+    .map_err(err("store a repository policy"))?;
+    Ok(())
+}
+
+pub(super) fn delete_repository_policy(c: &Connection, repo: &RepoName) -> RegistryResult<()> {
+    c.execute(
+        "DELETE FROM repository_policies WHERE repo = ?1",
+        [repo.as_str()],
+    )
+    .map_err(err("delete a repository policy"))?;
+    Ok(())
 }
 
 /// A repository's lifecycle policy: its text and when the expiry last evaluated it.

@@ -16,6 +16,7 @@ pub mod lifecycle;
 mod manifests;
 mod meta;
 pub mod names;
+pub mod policy;
 mod storage;
 pub mod tls;
 pub mod tokens;
@@ -58,6 +59,8 @@ pub enum RegistryError {
     TagInvalid(String),
     #[error("authentication required: {0}")]
     Unauthorized(String),
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
     #[error("failed to {what}")]
@@ -91,6 +94,7 @@ impl RegistryError {
             SizeInvalid(_) => "SIZE_INVALID",
             TagInvalid(_) => "TAG_INVALID",
             Unauthorized(_) => "UNAUTHORIZED",
+            Denied(_) => "DENIED",
             Unsupported(_) => "UNSUPPORTED",
             Storage { .. } | Database { .. } => "UNKNOWN",
         }
@@ -103,6 +107,7 @@ impl RegistryError {
             BlobUnknown(_) | BlobUploadUnknown(_) | ManifestUnknown(_) | NameUnknown(_) => 404,
             RangeInvalid { .. } => 416,
             Unauthorized(_) => 401,
+            Denied(_) => 403,
             Unsupported(_) => 415,
             Storage { .. } | Database { .. } => 500,
             _ => 400,
@@ -143,6 +148,10 @@ pub enum EcrError {
         "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"
     )]
     LifecyclePolicyNotFound { name: String, registry: String },
+    #[error(
+        "Repository policy does not exist for the repository with name '{name}' in the registry with id '{registry}'"
+    )]
+    RepositoryPolicyNotFound { name: String, registry: String },
     #[error(
         "Lifecycle policy preview does not exist for the repository with name '{name}' in the registry with id '{registry}'"
     )]
@@ -186,6 +195,7 @@ impl EcrError {
             LayersNotFound(_) => "LayersNotFoundException",
             ReferencedImagesNotFound(_) => "ReferencedImagesNotFoundException",
             LifecyclePolicyNotFound { .. } => "LifecyclePolicyNotFoundException",
+            RepositoryPolicyNotFound { .. } => "RepositoryPolicyNotFoundException",
             LifecyclePolicyPreviewNotFound { .. } => "LifecyclePolicyPreviewNotFoundException",
             UploadNotFound(_) => "UploadNotFoundException",
             InvalidLayerPart(_) => "InvalidLayerPartException",
@@ -281,6 +291,17 @@ impl Registry {
     }
 
     /// The repository `name` for a registry call: NAME_INVALID / NAME_UNKNOWN otherwise.
+    /// Whether repository `name`'s policy lets a caller without credentials do `action`
+    /// (`ecr:BatchGetImage` …; [`policy::allows_anonymous`]). No policy, an unknown
+    /// repository or a failed read: no.
+    pub fn allows_anonymous(&self, name: &str, action: &str) -> bool {
+        let Ok(repo) = RepoName::parse(name) else {
+            return false;
+        };
+        matches!(meta::repository_policy(&self.db(), &repo), Ok(Some(text))
+            if policy::allows_anonymous(&text, action))
+    }
+
     pub fn registry_repo(&self, name: &str) -> RegistryResult<RepoName> {
         let repo = RepoName::parse(name).map_err(RegistryError::NameInvalid)?;
         if meta::repository(&self.db(), &repo)?.is_none() {
@@ -295,6 +316,11 @@ impl Registry {
 }
 
 /// The largest manifest a push may send (the front reads no more).
+/// The `subject` digest manifest `bytes` name (OCI image spec v1.1), if any.
+pub fn manifests_subject(bytes: &[u8]) -> Option<String> {
+    manifests::subject_of(bytes)
+}
+
 pub fn manifests_max() -> usize {
     manifests::MAX_MANIFEST
 }

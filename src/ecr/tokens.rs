@@ -85,10 +85,21 @@ impl Tokens {
 
     /// A new token valid [`VALIDITY_SECS`] from `now` (seconds since the epoch).
     pub fn issue(&self, now: u64) -> Issued {
+        self.make(now, "")
+    }
+
+    /// A token that only pulls (`GET`/`HEAD`: [`Scope::Pull`]), as the cluster's boxes get
+    /// it (docs/registry.md "A cluster's boxes"): what an ECS container instance's role
+    /// allows on ECR (`AmazonEC2ContainerServiceforEC2Role`: pulls, no push).
+    pub fn issue_pull(&self, now: u64) -> Issued {
+        self.make(now, PULL_SUFFIX)
+    }
+
+    fn make(&self, now: u64, suffix: &str) -> Issued {
         let mut nonce = [0u8; 12];
         getrandom::getrandom(&mut nonce).expect("the kernel's random numbers");
         let expires_at = now + VALIDITY_SECS;
-        let payload = format!("v1.{expires_at}.{}", hex::encode(nonce));
+        let payload = format!("v1.{expires_at}.{}{suffix}", hex::encode(nonce));
         let password = format!("{payload}.{}", self.mac(&payload));
         Issued {
             authorization_token: base64::engine::general_purpose::STANDARD
@@ -97,9 +108,35 @@ impl Tokens {
         }
     }
 
+    /// The signature of a download URL (GetDownloadUrlForLayer) of blob `digest` of
+    /// repository `repo`, valid until `expires` (seconds since the epoch).
+    pub fn sign_blob(&self, repo: &str, digest: &str, expires: u64) -> String {
+        self.mac(&format!("blob\n{repo}\n{digest}\n{expires}"))
+    }
+
+    /// Whether `signature` is [`Self::sign_blob`]'s for these and `expires` is after `now`.
+    pub fn verify_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        expires: &str,
+        signature: &str,
+        now: u64,
+    ) -> bool {
+        let Ok(e) = expires.parse::<u64>() else {
+            return false;
+        };
+        let good = self.sign_blob(repo, digest, e);
+        e > now
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                good.as_bytes(),
+                signature.as_bytes(),
+            ))
+    }
+
     /// Checks an `Authorization` header value: Basic `AWS:<password>` with a password this
-    /// key made that has not expired at `now`. The error says why not.
-    pub fn verify(&self, authorization: Option<&str>, now: u64) -> Result<(), String> {
+    /// key made that has not expired at `now`, and what it allows. The error says why not.
+    pub fn verify(&self, authorization: Option<&str>, now: u64) -> Result<Scope, String> {
         let Some(value) = authorization else {
             return Err(
                 "no credentials: log in with `aws ecr get-login-password | podman login \
@@ -151,8 +188,24 @@ impl Tokens {
                 now - expires
             ));
         }
-        Ok(())
+        Ok(if payload.ends_with(PULL_SUFFIX) {
+            Scope::Pull
+        } else {
+            Scope::All
+        })
     }
+}
+
+/// What a token's payload ends with when it only pulls (under the MAC: not removable).
+const PULL_SUFFIX: &str = ".pull";
+
+/// What a valid token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything (GetAuthorizationToken's).
+    All,
+    /// `GET` and `HEAD` only.
+    Pull,
 }
 
 #[cfg(test)]
@@ -170,7 +223,7 @@ mod tests {
         let i = t.issue(1000);
         assert_eq!(i.expires_at, 1000 + 12 * 3600);
         let h = header(&i.authorization_token);
-        assert_eq!(t.verify(Some(&h), 1001), Ok(()));
+        assert_eq!(t.verify(Some(&h), 1001), Ok(Scope::All));
         assert!(
             t.verify(Some(&h), i.expires_at)
                 .unwrap_err()
@@ -178,7 +231,26 @@ mod tests {
         );
         // The same key file: the token survives a restart.
         let again = Tokens::load_or_create(dir.path()).unwrap();
-        assert_eq!(again.verify(Some(&h), 1001), Ok(()));
+        assert_eq!(again.verify(Some(&h), 1001), Ok(Scope::All));
+        // A pull token pulls only, and its scope cannot be cut off its payload.
+        let p = header(&t.issue_pull(1000).authorization_token);
+        assert_eq!(t.verify(Some(&p), 1001), Ok(Scope::Pull));
+        let pw_of = |h: &str| {
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(h.strip_prefix("Basic ").unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let pp = pw_of(&p);
+        let (payload, mac) = pp.rsplit_once('.').unwrap();
+        let cut = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}.{mac}", payload.strip_suffix(".pull").unwrap()))
+        );
+        assert!(t.verify(Some(&cut), 1001).unwrap_err().contains("forged"));
         // A forged MAC, a later expiry with the old MAC, another user, no header.
         let plain = String::from_utf8(
             base64::engine::general_purpose::STANDARD

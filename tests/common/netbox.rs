@@ -53,7 +53,11 @@ pub struct Forward {
 
 impl Forward {
     pub fn start(listen: Ipv4Addr, upstream: SocketAddr) -> Forward {
-        let l = TcpListener::bind((listen, 0)).unwrap();
+        Forward::start_on(TcpListener::bind((listen, 0)).unwrap(), upstream)
+    }
+
+    /// A relay on a listener bound before (its address told to the upstream first).
+    pub fn start_on(l: TcpListener, upstream: SocketAddr) -> Forward {
         let addr = l.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -176,6 +180,11 @@ impl Lan {
         let a = f.addr;
         self.forwards.push(f);
         a
+    }
+
+    /// Relays `upstream` from `listener` (bound on the Lan before `upstream` existed).
+    pub fn forward_from(&mut self, listener: TcpListener, upstream: SocketAddr) {
+        self.forwards.push(Forward::start_on(listener, upstream));
     }
 
     /// `url` (`SCHEME://HOST:PORT`) with its host relayed onto the Lan.

@@ -153,10 +153,11 @@ impl Executor {
     /// Whether an image of the task is on ECR: its registry clients then carry the
     /// execution identity, assumed after the secrets.
     fn task_on_ecr(&self) -> bool {
-        // An image of this box's own registry is pulled with its token, not the role.
-        let local = crate::task::local_registry::LocalRegistry::read(&self.opts.root);
+        // An image of this box's own registry (or its cluster's) is pulled with its
+        // token, not the role.
         self.slots.iter().any(|s| {
-            on_ecr(&s.row.image) && !local.as_ref().is_some_and(|l| l.serves(&s.row.image))
+            on_ecr(&s.row.image)
+                && !crate::task::local_registry::serves(&self.opts.root, &s.row.image)
         })
     }
 
@@ -913,9 +914,7 @@ fn make_puller(
 ) -> anyhow::Result<Puller> {
     let mut config = crate::config::get().registries(config)?;
     let mut overrides = overrides;
-    if let Some(local) = crate::task::local_registry::LocalRegistry::read(store.root()) {
-        local.apply(&mut config, &mut overrides);
-    }
+    crate::task::local_registry::apply(store.root(), &mut config, &mut overrides);
     let client = RegistryClient::with_overrides(config.retry_policy(), overrides)?
         .keep_tokens_in(store.root().join(rootfs_cache::kept_tokens::DIR));
     Ok(Puller {
