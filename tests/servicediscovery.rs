@@ -213,6 +213,28 @@ fn namespaces_services_and_instances_through_the_cli_and_boto3() {
     let l = sd_json(&api, &["list-instances", "--service-id", &sid]);
     assert_eq!(l["Instances"].as_array().unwrap().len(), 2, "{l:#}");
     assert_eq!(l["Instances"][0]["Attributes"]["stage"], "prod");
+    // DiscoverInstances with the AWS CLI and the profile serve wrote, nothing else: its
+    // `disable_host_prefix_injection` keeps the model's `data-` host prefix off the
+    // endpoint (`data-127.0.0.1` resolves nowhere).
+    let d = sd_json(
+        &api,
+        &[
+            "discover-instances",
+            "--namespace-name",
+            "corp.local",
+            "--service-name",
+            "web",
+            "--query-parameters",
+            "stage=prod",
+        ],
+    );
+    let found: Vec<&str> = d["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["i1"], "{d:#}");
     // The names in the tasks' DNS server: A and SRV with the service's TTL.
     let out = nslookup("web.corp.local", &gw);
     assert!(

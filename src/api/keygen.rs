@@ -213,9 +213,18 @@ pub enum ProfileOutcome {
 }
 
 /// The profile's lines: the config section (region, endpoint) and the credentials one.
+///
+/// `disable_host_prefix_injection`: some operations' models put a prefix before the
+/// endpoint's host (Cloud Map's DiscoverInstances: `data-`), which botocore and the AWS CLI
+/// add to `endpoint_url` too: `http://data-127.0.0.1:8080/` resolves nowhere. With it, the
+/// profile reaches serve for every operation, as AWS's own endpoints do (botocore's config
+/// variable of that name, `AWS_DISABLE_HOST_PREFIX_INJECTION` in the environment).
 pub fn profile_sections(key: &Generated, endpoint: &str, region: &str) -> (String, String) {
     (
-        format!("[profile {PROFILE}]\nregion = {region}\nendpoint_url = {endpoint}\n"),
+        format!(
+            "[profile {PROFILE}]\nregion = {region}\nendpoint_url = {endpoint}\n\
+             disable_host_prefix_injection = true\n"
+        ),
         format!(
             "[{PROFILE}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
             key.id, key.secret
@@ -421,6 +430,10 @@ mod tests {
         assert!(added.contains(MARK), "{added}");
         assert!(
             added.contains("endpoint_url = http://127.0.0.1:1"),
+            "{added}"
+        );
+        assert!(
+            added.contains("\ndisable_host_prefix_injection = true\n"),
             "{added}"
         );
         // Ours again, with another endpoint, and a section after it kept.
