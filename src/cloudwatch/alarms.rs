@@ -130,15 +130,8 @@ impl Alarms {
 
     fn save(&self, s: &Saved) -> CwResult<()> {
         let Some(f) = &self.file else { return Ok(()) };
-        let dir = f.parent().expect("alarms.json has a directory");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(".alarms.json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec(s).map_err(std::io::Error::other)?)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, f)
-        };
-        write().map_err(|e| CwError::Internal(format!("failed to write {}: {e}", f.display())))
+        crate::store::json_file::replace(f, s)
+            .map_err(|e| CwError::Internal(format!("failed to write {}: {e}", f.display())))
     }
 
     fn record(s: &mut Saved, item: HistoryItem) {

@@ -11,6 +11,7 @@ pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
 
 mod clusters;
 pub mod elb;
+pub mod json_file;
 pub mod logs;
 mod migrations;
 mod network;
