@@ -276,6 +276,22 @@ fn page<T: Clone>(
     Ok((items[start..end].to_vec(), next))
 }
 
+/// A Describe answer: a [`page`] of `items` under `key`, with `NextToken` when more follow.
+fn listed<T: Clone + serde::Serialize>(
+    key: &str,
+    items: &[T],
+    next_token: Option<&str>,
+    max_results: Option<i64>,
+    most: i64,
+) -> AsResult<Value> {
+    let (items, next) = page(items, next_token, max_results, most)?;
+    let mut out = json!({ key: items });
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct DescribeTargetsInput {
@@ -302,12 +318,13 @@ fn describe_targets(aas: &AutoScaling, req: DescribeTargetsInput) -> AsResult<Va
         })
         .cloned()
         .collect();
-    let (items, next) = page(&all, req.next_token.as_deref(), req.max_results, 50)?;
-    let mut out = json!({"ScalableTargets": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    listed(
+        "ScalableTargets",
+        &all,
+        req.next_token.as_deref(),
+        req.max_results,
+        50,
+    )
 }
 
 #[derive(Deserialize)]
@@ -805,12 +822,13 @@ fn describe_policies(aas: &AutoScaling, req: DescribePoliciesInput) -> AsResult<
         })
         .cloned()
         .collect();
-    let (items, next) = page(&all, req.next_token.as_deref(), req.max_results, 10)?;
-    let mut out = json!({"ScalingPolicies": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    listed(
+        "ScalingPolicies",
+        &all,
+        req.next_token.as_deref(),
+        req.max_results,
+        10,
+    )
 }
 
 #[derive(Deserialize)]
@@ -873,12 +891,13 @@ fn describe_activities(aas: &AutoScaling, req: DescribeActivitiesInput) -> AsRes
         })
         .cloned()
         .collect();
-    let (items, next) = page(&all, req.next_token.as_deref(), req.max_results, 50)?;
-    let mut out = json!({"ScalingActivities": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    listed(
+        "ScalingActivities",
+        &all,
+        req.next_token.as_deref(),
+        req.max_results,
+        50,
+    )
 }
 
 #[derive(Deserialize)]
@@ -1021,12 +1040,13 @@ fn describe_scheduled(aas: &AutoScaling, req: DescribeScheduledInput) -> AsResul
         })
         .cloned()
         .collect();
-    let (items, next) = page(&all, req.next_token.as_deref(), req.max_results, 50)?;
-    let mut out = json!({"ScheduledActions": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    listed(
+        "ScheduledActions",
+        &all,
+        req.next_token.as_deref(),
+        req.max_results,
+        50,
+    )
 }
 
 #[derive(Deserialize)]
