@@ -26,13 +26,6 @@
 # address, which a host nftables table of the run (mfcl<N>_lan) lets only the boxes and
 # the host itself reach.
 
-# The AWS CLI: the test venv's (scripts/lib.sh install_test_python), else the one on PATH.
-cl_aws_cli() {
-    if [ -x "$TEST_VENV/bin/aws" ]; then echo "$TEST_VENV/bin/aws"
-    elif command -v aws >/dev/null 2>&1; then command -v aws
-    else install_test_python; echo "$TEST_VENV/bin/aws"; fi
-}
-
 cl_setup() {
     prefix="$1"
     W="$(mktemp -d "/var/tmp/$prefix.XXXXXX")"
@@ -42,7 +35,7 @@ cl_setup() {
     # default 10.94.0.0/16, the tests' 10.97.0.0/16 and the reliability scripts' 10.93).
     CL_N=$(($$ % 9000))
     CL_NET=$(($$ % 20 * 12))
-    AWS_BIN="$(cl_aws_cli)"
+    AWS_BIN="$(aws_cli)"
     # One access key for every serve of the run (MINIFARGATE_API_ACCESS_KEY_ID), which
     # the AWS CLI and curl --aws-sigv4 sign with; ~/.aws is left alone.
     AWS_ACCESS_KEY_ID="AKIA$(openssl rand -hex 8 | tr a-f A-F)"

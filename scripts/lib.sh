@@ -103,6 +103,14 @@ install_test_python() {
         || die "moto[server], awscli and selenium did not install into $TEST_VENV"
 }
 
+# The AWS CLI: the test venv's (install_test_python), else the one on PATH, else the
+# venv made now.
+aws_cli() {
+    if [ -x "$TEST_VENV/bin/aws" ]; then echo "$TEST_VENV/bin/aws"
+    elif command -v aws >/dev/null 2>&1; then command -v aws
+    else install_test_python >&2; echo "$TEST_VENV/bin/aws"; fi
+}
+
 # A free TCP port on 127.0.0.1 (the first of FROM.. that nobody listens on).
 free_port() {
     p="${1:-5000}"

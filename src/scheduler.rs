@@ -59,8 +59,13 @@ struct Balanced {
     registered: HashMap<String, String>,
     /// Tasks deregistered and draining: when they stop, and why.
     draining: HashMap<String, (Instant, String)>,
-    /// Events to write (deregistrations made while stopping tasks).
+    /// Events to write (registrations and their failures).
     events: Vec<String>,
+    /// The target group of each target deregistered this pass (one event per group with
+    /// their count, as ECS writes them).
+    deregistered: Vec<String>,
+    /// Tasks that began draining this pass (one event with their count).
+    drains_begun: usize,
     /// Target groups a registration failed in (the event is written once).
     failing: HashSet<String>,
 }
@@ -281,7 +286,23 @@ fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
 /// `stopped` (their "has stopped" event comes when they stop, after the delay).
 fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
     let name = &s.name;
-    for e in m.lb.events.drain(..) {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for g in m.lb.deregistered.drain(..) {
+        match groups.iter_mut().find(|(x, _)| *x == g) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((g, 1)),
+        }
+    }
+    let mut events: Vec<String> = groups
+        .into_iter()
+        .map(|(g, n)| format!("deregistered {n} targets in (target-group {g})"))
+        .collect();
+    let begun = std::mem::take(&mut m.lb.drains_begun);
+    if begun > 0 {
+        events.push(format!("has begun draining connections on {begun} tasks."));
+    }
+    events.append(&mut m.lb.events);
+    for e in events {
         add_event(store, &s.cluster, name, format!("(service {name}) {e}"));
     }
     stopped.retain(|id| !m.lb.draining.contains_key(id));
@@ -309,10 +330,7 @@ fn stop_task(
             match elb.deregister_ip(&l.group, &ip, l.port) {
                 Ok(Some(d)) => {
                     delay = delay.max(d);
-                    mem.events.push(format!(
-                        "deregistered 1 targets in (target-group {})",
-                        l.group
-                    ));
+                    mem.deregistered.push(l.group.clone());
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -322,8 +340,7 @@ fn stop_task(
         }
         mem.registered.remove(&t.id);
         if !delay.is_zero() {
-            mem.events
-                .push("has begun draining connections on 1 tasks.".to_string());
+            mem.drains_begun += 1;
             mem.draining
                 .insert(t.id.clone(), (Instant::now() + delay, reason.to_string()));
             t.desired_status = DesiredStatus::Stopped;
@@ -534,10 +551,7 @@ fn schedule(
             };
             for t in &lbs {
                 if let Ok(Some(_)) = elb.deregister_ip(&t.group, &ip, t.port) {
-                    m.lb.events.push(format!(
-                        "deregistered 1 targets in (target-group {})",
-                        t.group
-                    ));
+                    m.lb.deregistered.push(t.group.clone());
                 }
             }
         }

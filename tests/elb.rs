@@ -1299,7 +1299,7 @@ print(json.dumps(len(c.describe_load_balancers()["LoadBalancers"])))
 }
 
 #[test]
-fn a_rolling_deployment_behind_the_load_balancer_loses_no_request() {
+fn a_rolling_deployment_and_a_scale_in_behind_the_load_balancer_lose_no_request() {
     let api = Api::start();
     let lb = elb_json(&api, &["create-load-balancer", "--name", "roll"]);
     let lb = &lb["LoadBalancers"][0];
@@ -1362,30 +1362,34 @@ fn a_rolling_deployment_behind_the_load_balancer_loses_no_request() {
         "--task-definition",
         "roll",
         "--desired-count",
-        "2",
+        "3",
         "--deployment-configuration",
         "minimumHealthyPercent=100,maximumPercent=200",
         "--load-balancers",
         &lbs,
     ]);
-    api.wait_for(90, "2 healthy targets", || {
+    api.wait_for(90, "3 healthy targets", || {
         let h = health_states(&api, &tg_arn);
-        (h.len() == 2 && h.iter().all(|(_, s, _)| s == "healthy")).then_some(())
+        (h.len() == 3 && h.iter().all(|(_, s, _)| s == "healthy")).then_some(())
     });
     let before: std::collections::BTreeSet<String> =
         health_states_ids(&api, &tg_arn).into_iter().collect();
 
-    // A client sends requests all through the deployment.
+    // A client sends requests all through the deployment and the scale-in, until told
+    // to stop (a file) and 10,000 were answered, or for 240 s at most.
+    let stop = api.mf.dir.path().join("client.stop");
+    let stop = stop.to_str().unwrap().to_string();
     let client = std::process::Command::new("python3")
         .args([
             "-c",
             r#"
 import http.client, json, sys, time
-host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+import os
+host, port, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 ok, errors, bodies = 0, {}, set()
-end = time.time() + secs
+end = time.time() + 240
 c = http.client.HTTPConnection(host, port, timeout=10)
-while time.time() < end:
+while time.time() < end and not (ok >= 10000 and os.path.exists(stop)):
     try:
         c.request("GET", "/")
         r = c.getresponse()
@@ -1403,34 +1407,70 @@ print(json.dumps({"ok": ok, "errors": errors, "bodies": len(bodies)}))
 "#,
             &ip,
             &port.to_string(),
-            "75",
+            &stop,
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let completed = |api: &Api| {
+        service_events(api, "roll")
+            .iter()
+            .filter(|e| e.contains("deployment completed"))
+            .count()
+    };
+    let first = completed(&api);
     api.aws_json(&[
         "update-service",
         "--service",
         "roll",
         "--force-new-deployment",
     ]);
-    api.wait_for(70, "the deployment completed", || {
-        service_events(&api, "roll")
-            .iter()
-            .any(|e| e.contains("deployment completed"))
-            .then_some(())
+    api.wait_for(120, "the deployment completed", || {
+        (completed(&api) > first).then_some(())
     });
-    let out = client.wait_with_output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("the client through the deployment: {v}");
-    assert_eq!(v["errors"], serde_json::json!({}), "{v}");
-    assert!(v["ok"].as_u64().unwrap() >= 1000, "{v}");
-    // The requests were answered by the old tasks and then the new ones.
-    assert!(v["bodies"].as_u64().unwrap() >= 3, "{v}");
     let after: std::collections::BTreeSet<String> =
         health_states_ids(&api, &tg_arn).into_iter().collect();
-    assert_eq!(after.len(), 2);
+    assert_eq!(after.len(), 3);
     assert!(before.is_disjoint(&after), "{before:?} {after:?}");
+
+    // Scale in from 3 to 1: the two tasks leave the group (one event counting them, as
+    // ECS writes it), drain, then stop.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "roll",
+        "--desired-count",
+        "1",
+    ]);
+    api.wait_for(60, "2 tasks stopped after draining", || {
+        service_events(&api, "roll")
+            .iter()
+            .any(|e| e.starts_with("(service roll) has stopped 2 running tasks"))
+            .then_some(())
+    });
+    let ev = service_events(&api, "roll");
+    assert!(
+        ev.iter()
+            .any(|e| e
+                == &format!("(service roll) deregistered 2 targets in (target-group {tg_arn})")),
+        "{ev:#?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e == "(service roll) has begun draining connections on 2 tasks."),
+        "{ev:#?}"
+    );
+    let left = health_states_ids(&api, &tg_arn);
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The client goes on with the one task left until it has 10,000 answers.
+    std::fs::write(&stop, "").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("the client through the deployment and the scale-in: {v}");
+    assert_eq!(v["errors"], serde_json::json!({}), "{v}");
+    assert!(v["ok"].as_u64().unwrap() >= 10_000, "{v}");
+    // The requests were answered by the old tasks and then the new ones.
+    assert!(v["bodies"].as_u64().unwrap() >= 4, "{v}");
     api.aws_json(&["delete-service", "--service", "roll", "--force"]);
     api.wait_for(60, "roll INACTIVE", || {
         (api.service("default", "roll")["status"] == "INACTIVE").then_some(())
