@@ -481,3 +481,89 @@ fn a_service_behind_a_load_balancer_shows_its_targets_health_in_a_real_browser()
         "{now:?} against {targets:?}"
     );
 }
+
+fn autoscaling(api: &Api, args: &[&str]) {
+    let out = api.aws_in("application-autoscaling", args);
+    assert!(
+        out.status.success(),
+        "aws application-autoscaling {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A service's scaling on its page: a service whose one task burns its quarter vCPU, a
+/// target tracking policy at 50 % CPU (metrics every 5 s), scaled out to 2 by it; then
+/// the page shows the scalable target and policy, the CPU chart with its datapoints and
+/// the policy's target line, the memory chart, the running and desired count, and the
+/// scaling activity in AWS's words, as the APIs answered the test.
+#[test]
+fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_browser() {
+    let api = Api::start_env(
+        Layer::new(Compression::Gzip, busybox_all_applets("console-scaling")),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let def = api.file(
+        "burner.json",
+        r#"{"family":"burner","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"stopTimeout":2,
+    "command":["sh","-c","trap 'exit 0' TERM; while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done"]}]}"#,
+    );
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "burner",
+        "--task-definition",
+        "burner",
+        "--desired-count",
+        "1",
+    ]);
+    let target = [
+        "--service-namespace",
+        "ecs",
+        "--scalable-dimension",
+        "ecs:service:DesiredCount",
+        "--resource-id",
+        "service/default/burner",
+    ];
+    autoscaling(
+        &api,
+        &[
+            &["register-scalable-target"][..],
+            &target,
+            &["--min-capacity", "1", "--max-capacity", "2"],
+        ]
+        .concat(),
+    );
+    autoscaling(
+        &api,
+        &[
+            &["put-scaling-policy", "--policy-name", "cpu50"][..],
+            &target,
+            &[
+                "--policy-type",
+                "TargetTrackingScaling",
+                "--target-tracking-scaling-policy-configuration",
+                r#"{"TargetValue":50,"PredefinedMetricSpecification":{"PredefinedMetricType":"ECSServiceAverageCPUUtilization"}}"#,
+            ],
+        ]
+        .concat(),
+    );
+    api.wait_for(120, "the service scaled out to 2 running tasks", || {
+        let s = api.service("default", "burner");
+        (s["desiredCount"] == 2 && s["runningCount"] == 2).then_some(())
+    });
+    api.browser(
+        "scaling.py",
+        &[
+            ("SERVICE", "burner"),
+            ("POLICY", "cpu50"),
+            ("TARGET", "50"),
+            ("DESIRED", "2"),
+        ],
+    );
+    api.aws_json(&["delete-service", "--service", "burner", "--force"]);
+}

@@ -11,17 +11,12 @@ loopback only, signed in with serve's key. It checks what a user would see:
 No error in the browser's JS console. A screenshot goes to $SHOTS/instances-$PHASE.png.
 """
 
-import base64
 import os
-import sys
-import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-URL = os.environ["CONSOLE_URL"].rstrip("/")
-SHOTS = os.environ["SHOTS"]
+from session import URL, Session
+
 PHASE = os.environ["PHASE"]
 CLUSTER = os.environ.get("CLUSTER", "default")
 
@@ -30,48 +25,8 @@ def ids(name):
     return [x for x in os.environ.get(name, "").split(",") if x]
 
 
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-          "--window-size=1400,800", "--no-proxy-server", "--disable-extensions",
-          "--disable-background-networking", "--disable-component-update",
-          "--disable-sync", "--no-first-run"]:
-    o.add_argument(a)
-o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
-pair = f"{os.environ['CONSOLE_USER']}:{os.environ['CONSOLE_PASSWORD']}".encode()
-d.execute_cdp_cmd("Network.enable", {})
-d.execute_cdp_cmd("Network.setExtraHTTPHeaders",
-                  {"headers": {"Authorization": "Basic " + base64.b64encode(pair).decode()}})
-errors = []
-
-
-def check_console(page, allow=None):
-    for e in d.get_log("browser"):
-        print(f"[browser {page}] {e['level']}: {e['message']}")
-        if allow and allow in e["message"]:
-            continue
-        if e["level"] == "SEVERE":
-            errors.append(f"{page}: {e['message']}")
-
-
-def shot(name):
-    d.save_screenshot(os.path.join(SHOTS, name + ".png"))
-
-
-def wait(what, f, timeout=60):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        try:
-            if f():
-                return
-        except Exception as e:  # the row may not be there yet
-            last = e
-        time.sleep(0.3)
-    shot("failed-instances-" + PHASE)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last}); page:\n"
-                         + d.find_element(By.TAG_NAME, "main").text)
+s = Session("instances-" + PHASE, window="1400,800")
+d, wait, shot, check_console = s.d, s.wait, s.shot, s.check_console
 
 
 def cell(instance, css):
@@ -104,13 +59,5 @@ try:
         # it: not yet served across boxes (docs/cluster.md), so their 404s are expected.
         check_console("task", allow="/console/api/tasks/" + os.environ["TASK_ID"] + "/")
 finally:
-    try:
-        check_console("end", allow=("/console/api/tasks/" + os.environ["TASK_ID"] + "/")
-                      if os.environ.get("TASK_ID") else None)
-    finally:
-        d.quit()
-
-if errors:
-    print("JS console errors:\n" + "\n".join(errors))
-    sys.exit(1)
-print("ok")
+    s.end(allow=("/console/api/tasks/" + os.environ["TASK_ID"] + "/")
+          if os.environ.get("TASK_ID") else None)

@@ -13,62 +13,18 @@ No error in the browser's JS console. Screenshots go to $SHOTS/loadbalancers*.pn
 $SHOTS/service-lb*.png.
 """
 
-import base64
 import os
-import sys
-import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-URL = os.environ["CONSOLE_URL"].rstrip("/")
-SHOTS = os.environ["SHOTS"]
+from session import URL, Session
+
 LB, DNS, PORT = os.environ["LB"], os.environ["DNS"], os.environ["PORT"]
 TG, SERVICE = os.environ["TG"], os.environ["SERVICE"]
 TARGETS = sorted(x for x in os.environ["TARGETS"].split(",") if x)
 
-o = webdriver.ChromeOptions()
-o.binary_location = "/usr/bin/chromium"
-for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-          "--window-size=1400,900", "--no-proxy-server", "--disable-extensions",
-          "--disable-background-networking", "--disable-component-update",
-          "--disable-sync", "--no-first-run"]:
-    o.add_argument(a)
-o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
-pair = f"{os.environ['CONSOLE_USER']}:{os.environ['CONSOLE_PASSWORD']}".encode()
-d.execute_cdp_cmd("Network.enable", {})
-d.execute_cdp_cmd("Network.setExtraHTTPHeaders",
-                  {"headers": {"Authorization": "Basic " + base64.b64encode(pair).decode()}})
-errors = []
-
-
-def check_console(page):
-    for e in d.get_log("browser"):
-        print(f"[browser {page}] {e['level']}: {e['message']}")
-        if e["level"] == "SEVERE":
-            errors.append(f"{page}: {e['message']}")
-
-
-def shot(name):
-    d.save_screenshot(os.path.join(SHOTS, name + ".png"))
-
-
-def wait(what, f, timeout=60):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        try:
-            r = f()
-            if r:
-                return r
-        except Exception as e:  # a refreshed view may replace the element under us
-            last = e
-        time.sleep(0.3)
-    shot("failed-loadbalancers")
-    raise AssertionError(f"timed out waiting for {what} (last error: {last}); page:\n"
-                         + d.find_element(By.TAG_NAME, "main").text)
+s = Session("loadbalancers")
+d, wait, shot, check_console = s.d, s.wait, s.shot, s.check_console
 
 
 def targets(scope):
@@ -117,12 +73,4 @@ try:
     shot("service-lb-draining")
     check_console("service")
 finally:
-    try:
-        check_console("end")
-    finally:
-        d.quit()
-
-if errors:
-    print("JS console errors:\n" + "\n".join(errors))
-    sys.exit(1)
-print("ok")
+    s.end()

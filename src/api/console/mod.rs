@@ -58,6 +58,11 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/console/api/config", get(config))
         .route("/console/api/ecs/{op}", post(ecs_call))
         .route("/console/api/elbv2/{action}", post(elb_call))
+        .route("/console/api/cloudwatch/{op}", post(cloudwatch_call))
+        .route(
+            "/console/api/application-autoscaling/{op}",
+            post(autoscaling_call),
+        )
         .route("/console/api/tasks/{id}/isolation", get(isolation))
         .route("/console/api/tasks/{id}/stats", get(stats))
         .route("/console/api/tasks/{id}/timeline", get(timeline))
@@ -193,6 +198,7 @@ async fn config(State(c): Shared) -> Response {
     reply(Ok(json!({
         "readOnly": c.opts.read_only,
         "version": env!("CARGO_PKG_VERSION"),
+        "metricsPeriod": crate::config::get().metrics_period.as_secs(),
     })))
 }
 
@@ -259,7 +265,8 @@ async fn elb_call(
         return error(
             StatusCode::NOT_FOUND,
             &format!(
-                "the console does not call {action} (it reads load balancers; change them                  with `aws elbv2`)"
+                "the console does not call {action} (it reads load balancers; change them \
+                 with `aws elbv2`)"
             ),
         );
     }
@@ -274,6 +281,69 @@ async fn elb_call(
         Err(f) => return error(f.status, &f.message),
     };
     super::elb::handle(elb, action, Bytes::from(form)).await
+}
+
+/// CloudWatch reads the console charts a service's metrics and alarms with.
+const CLOUDWATCH_READS: &[&str] = &["GetMetricStatistics", "DescribeAlarms"];
+
+/// `POST /console/api/cloudwatch/<Op>`: one CloudWatch read in AWS JSON 1.0, as the API
+/// answers it.
+async fn cloudwatch_call(
+    cw: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(f) = same_origin_json(&headers) {
+        return error(f.status, &f.message);
+    }
+    if !CLOUDWATCH_READS.contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("the console does not call {op} (it reads metrics and alarms)"),
+        );
+    }
+    let Some(axum::Extension(cw)) = cw else {
+        return error(StatusCode::NOT_FOUND, "this serve has no CloudWatch");
+    };
+    super::cloudwatch::handle(cw, super::protocol::Protocol::Json10, op, body).await
+}
+
+/// Application Auto Scaling reads the console shows a service's scaling with.
+const AUTOSCALING_READS: &[&str] = &[
+    "DescribeScalableTargets",
+    "DescribeScalingPolicies",
+    "DescribeScalingActivities",
+];
+
+/// `POST /console/api/application-autoscaling/<Op>`: one Application Auto Scaling read, as
+/// the API answers it.
+async fn autoscaling_call(
+    State(c): Shared,
+    aas: Option<axum::Extension<Arc<crate::autoscaling::AutoScaling>>>,
+    cw: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(f) = same_origin_json(&headers) {
+        return error(f.status, &f.message);
+    }
+    if !AUTOSCALING_READS.contains(&op.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "the console does not call {op} (it reads scaling targets, policies and activities)"
+            ),
+        );
+    }
+    let (Some(axum::Extension(aas)), Some(axum::Extension(cw))) = (aas, cw) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this serve has no Application Auto Scaling",
+        );
+    };
+    super::autoscaling::handle(aas, c.ecs.clone(), cw, op, body).await
 }
 
 /// The form body of an ELB call from the console's JSON object of members.

@@ -73,7 +73,18 @@
 
   // ---- Server calls ----
   async function ecs(op, body) {
-    const r = await fetch('/console/api/ecs/' + op, {
+    return post('/console/api/ecs/' + op, body);
+  }
+  // CloudWatch (AWS JSON 1.0) and Application Auto Scaling reads, as their APIs answer.
+  async function cw(op, body) {
+    return post('/console/api/cloudwatch/' + op, body);
+  }
+  async function aas(op, body) {
+    return post('/console/api/application-autoscaling/' + op, body);
+  }
+  async function post(path, body) {
+    const op = lastPart(path);
+    const r = await fetch(path, {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body || {}),
     });
@@ -431,25 +442,34 @@
     samples.push({ mem, cpu });
     if (samples.length > 90) samples.shift();
   }
-  // A line chart of `values` (oldest first) against `limit`, drawn in SVG by hand.
-  function chart(id, values, limit, fmt) {
+  // A line chart of `values` (oldest first) against `limit`, drawn in SVG by hand; `o`:
+  // limitLabel (default 'limit'), empty (the text without values), second (a second
+  // series of the same length, dashed) and secondLabel.
+  function chart(id, values, limit, fmt, o = {}) {
     const W = 600, H = 140, L = 46, R = 8, T = 10, B = 18;
-    const max = Math.max(limit || 0, ...values, 1e-9) * 1.05;
+    const second = o.second || [];
+    const max = Math.max(limit || 0, ...values, ...second, 1e-9) * 1.05;
     const x = (i) => L + (values.length > 1 ? (i * (W - L - R)) / (values.length - 1) : 0);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const svg = sv('svg', { class: 'chart', id, viewBox: `0 0 ${W} ${H}`, role: 'img',
-      'aria-label': id + ': ' + (values.length ? 'latest ' + fmt(values[values.length - 1]) : 'no samples yet') + (limit ? ', limit ' + limit : '') });
+      'aria-label': id + ': ' + (values.length ? 'latest ' + fmt(values[values.length - 1]) : 'no samples yet')
+        + (limit ? ', ' + (o.limitLabel || 'limit') + ' ' + limit : '')
+        + (second.length ? ', ' + (o.secondLabel || 'second') + ' ' + fmt(second[second.length - 1]) : '') });
     svg.append(sv('text', { x: 4, y: T + 8 }, fmt(max)), sv('text', { x: 4, y: H - B }, '0'));
     if (limit) {
       svg.append(sv('line', { class: 'limit', x1: L, x2: W - R, y1: y(limit), y2: y(limit) }),
-        sv('text', { x: W - R - 70, y: y(limit) - 3 }, 'limit ' + fmt(limit)));
+        sv('text', { x: W - R - 90, y: y(limit) - 3 }, (o.limitLabel || 'limit') + ' ' + fmt(limit)));
+    }
+    if (second.length) {
+      svg.append(sv('polyline', { class: 'line2', points: second.map((v, i) => x(i) + ',' + y(v)).join(' ') }),
+        sv('text', { x: W - R - 90, y: T + 8 }, (o.secondLabel || '') + ' ' + fmt(second[second.length - 1])));
     }
     if (values.length) {
       svg.append(sv('polyline', { class: 'line', points: values.map((v, i) => x(i) + ',' + y(v)).join(' ') }));
       values.forEach((v, i) => svg.append(sv('circle', { class: 'pt', cx: x(i), cy: y(v), r: 2.5 }, sv('title', {}, fmt(v)))));
       svg.append(sv('text', { x: L + 4, y: H - 4 }, 'now ' + fmt(values[values.length - 1]) + ' · ' + values.length + ' samples'));
     } else {
-      svg.append(sv('text', { x: L + 4, y: H / 2 }, 'no samples: the task is not running'));
+      svg.append(sv('text', { x: L + 4, y: H / 2 }, o.empty || 'no samples: the task is not running'));
     }
     return svg;
   }
@@ -648,11 +668,16 @@ function explain(text, anchor) {
     }
     let first = true;
     const history = new Map();
+    // Desired and running count at every poll since the page opened (ECS keeps no history).
+    const counts = [];
     return async (current) => {
       try {
         const d = await ecs('DescribeServices', { cluster, services: [name] });
         const s = (d.services || [])[0];
         if (!s) throw new Error('service ' + name + ' not found in cluster ' + cluster);
+        counts.push([s.desiredCount, s.runningCount]);
+        if (counts.length > 120) counts.shift();
+        const scaling = await scalingOf(cluster, name);
         // Its load balancers' target groups, as DescribeTargetHealth answers them.
         const groups = [];
         for (const l of (s.loadBalancers || []).filter((x) => x.targetGroupArn)) {
@@ -670,6 +695,7 @@ function explain(text, anchor) {
             h('dt', {}, 'Desired / running / pending'), h('dd', { id: 'svc-counts' }, s.desiredCount + ' / ' + s.runningCount + ' / ' + s.pendingCount),
             h('dt', {}, 'Task definition'), h('dd', {}, tdName(s.taskDefinition)),
             h('dt', {}, 'Tasks'), h('dd', {}, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(cluster) }, 'tasks of ' + cluster))),
+          scalingSection(scaling, counts),
           h('h2', {}, 'Deployments'),
           table(['Id', 'Status', 'Rollout', 'Task definition', 'Desired', 'Running', 'Pending', 'Failed', 'Updated'],
             (s.deployments || []).map((x) => h('tr', {}, h('td', { class: 'mono' }, x.id), h('td', {}, status(x.status)),
@@ -691,6 +717,60 @@ function explain(text, anchor) {
           table(['Time', 'Message'], (s.events || []).slice(0, 50).map((e) => h('tr', {}, h('td', {}, time(e.createdAt)), h('td', {}, e.message)))));
       } catch (e) { showError(err, e); }
     };
+  }
+
+  // ---- A service's scaling ----
+  // Its CPU and memory utilization (AWS/ECS, by ClusterName and ServiceName) over the last
+  // 40 metric periods, its scalable target, policies and scaling activities, as
+  // GetMetricStatistics and Application Auto Scaling's Describe calls answer them.
+  async function scalingOf(cluster, name) {
+    const period = state.metricsPeriod || 60, end = Date.now() / 1000;
+    const metric = async (m) => {
+      const r = await cw('GetMetricStatistics', { Namespace: 'AWS/ECS', MetricName: m,
+        Dimensions: [{ Name: 'ClusterName', Value: cluster }, { Name: 'ServiceName', Value: name }],
+        StartTime: end - 40 * period, EndTime: end, Period: period, Statistics: ['Average'] });
+      return list(r.Datapoints).sort((a, b) => Number(a.Timestamp) - Number(b.Timestamp)).map((p) => p.Average);
+    };
+    const rid = 'service/' + cluster + '/' + name, out = { period };
+    try {
+      out.cpu = await metric('CPUUtilization');
+      out.mem = await metric('MemoryUtilization');
+    } catch (x) { out.metricsError = x; }
+    try {
+      out.target = list((await aas('DescribeScalableTargets', { ServiceNamespace: 'ecs', ResourceIds: [rid] })).ScalableTargets)[0];
+      out.policies = list((await aas('DescribeScalingPolicies', { ServiceNamespace: 'ecs', ResourceId: rid })).ScalingPolicies);
+      out.activities = list((await aas('DescribeScalingActivities', { ServiceNamespace: 'ecs', ResourceId: rid, MaxResults: 20 })).ScalingActivities);
+    } catch (x) { out.scalingError = x; }
+    return out;
+  }
+  // The target value of the service's target tracking policy on `type`, if any.
+  function trackedTarget(policies, type) {
+    const p = (policies || []).find((x) => x.TargetTrackingScalingPolicyConfiguration
+      && (x.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification || {}).PredefinedMetricType === type);
+    return p ? p.TargetTrackingScalingPolicyConfiguration.TargetValue : null;
+  }
+  function scalingSection(sc, counts) {
+    const pct = (v) => v.toFixed(1) + ' %', n = (v) => String(Math.round(v));
+    const t = sc.target;
+    return h('section', { id: 'scaling' }, h('h2', {}, 'Scaling'),
+      h('p', { class: 'explain' }, 'CPU and memory utilization are AWS/ECS\'s (percent of what the tasks reserve), one point per metric period (' + sc.period + ' s here: MINIFARGATE_METRICS_PERIOD); the dashed line is the target tracking policy\'s target. Desired and running count are this page\'s polls since it opened.'),
+      sc.scalingError ? h('p', { class: 'error' }, String(sc.scalingError.message || sc.scalingError))
+        : t ? h('p', { id: 'scalable-target' }, 'Scalable target: ' + t.MinCapacity + ' to ' + t.MaxCapacity + ' tasks; policies: ',
+          (sc.policies || []).length ? sc.policies.map((p) => p.PolicyName + ' (' + p.PolicyType + ')').join(', ') : 'none')
+          : h('p', { class: 'muted', id: 'scalable-target' }, 'Not a scalable target (aws application-autoscaling register-scalable-target).'),
+      sc.metricsError ? h('p', { class: 'error' }, String(sc.metricsError.message || sc.metricsError)) : [
+        h('h3', {}, 'CPU utilization'),
+        chart('svc-cpu-chart', sc.cpu || [], trackedTarget(sc.policies, 'ECSServiceAverageCPUUtilization'), pct,
+          { limitLabel: 'target', empty: 'no datapoints yet: no task of the service has run a whole period' }),
+        h('h3', {}, 'Memory utilization'),
+        chart('svc-mem-chart', sc.mem || [], trackedTarget(sc.policies, 'ECSServiceAverageMemoryUtilization'), pct,
+          { limitLabel: 'target', empty: 'no datapoints yet: no task of the service has run a whole period' })],
+      h('h3', {}, 'Running (solid) and desired (dashed) count'),
+      chart('svc-count-chart', counts.map((c) => c[1]), null, n, { second: counts.map((c) => c[0]), secondLabel: 'desired' }),
+      (sc.activities || []).length ? [h('h3', {}, 'Scaling activities'),
+        table(['Start', 'Description', 'Status', 'Cause'], sc.activities.map((a) => h('tr', { class: 'activity' },
+          h('td', {}, time(Number(a.StartTime))), h('td', {}, a.Description),
+          h('td', {}, status(String(a.StatusCode || '').toUpperCase())), h('td', { class: 'muted' }, a.Cause))))] : null);
   }
 
   // ---- Load balancers ----
@@ -927,6 +1007,7 @@ function explain(text, anchor) {
     try {
       const c = await get('/console/api/config');
       state.readOnly = !!c.readOnly;
+      state.metricsPeriod = c.metricsPeriod || 60;
       $('#mode').textContent = 'v' + c.version + (c.readOnly ? ' · read-only' : '');
     } catch (e) { $('#mode').textContent = String(e.message || e); }
     window.addEventListener('hashchange', route);
