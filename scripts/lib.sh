@@ -256,3 +256,73 @@ push_layout() {
         --digestfile "$df" "oci:$1:$2" "docker://$3" </dev/null
     cat "$df"; rm -f "$df"
 }
+
+# bench_minbase_layout CACHE W: the benchmarks' ~180 MB 4-layer image (debootstrap
+# --variant=minbase bookworm from apt's Debian mirror, split as a Dockerfile would make
+# it), as an OCI layout in CACHE/layout tagged `minbase` (built once, kept in CACHE with
+# CACHE/uncompressed-bytes); W is a scratch directory.
+bench_minbase_layout() {
+    CACHE="$1"; W="$2"
+    # The Debian mirror apt uses (deb822 .sources first, then sources.list).
+    debian_mirror() {
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] || continue
+            awk '/^URIs:/ {u=$2} /^Suites:/ && / bookworm( |$)/ {print u; exit}' "$f"
+        done | head -n1 | grep . && return 0
+        awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null \
+            | grep . || echo "http://deb.debian.org/debian"
+    }
+
+    ROOTFS_TAR="$CACHE/bookworm-minbase.tar"
+    if [ ! -s "$ROOTFS_TAR" ]; then
+        mirror="$(debian_mirror)"
+        log "debootstrap --variant=minbase bookworm from $mirror"
+        debootstrap --variant=minbase bookworm "$W/rootfs" "$mirror" </dev/null >"$W/debootstrap.log" 2>&1 \
+            || { tail -20 "$W/debootstrap.log" >&2; die "debootstrap failed"; }
+        tar --numeric-owner --xattrs -C "$W/rootfs" -cf "$ROOTFS_TAR.part" .
+        mv "$ROOTFS_TAR.part" "$ROOTFS_TAR"
+        rm -rf "$W/rootfs"
+    fi
+
+    # Four layers, as a Dockerfile would make them: libraries, the rest of /usr,
+    # /usr/share, and everything else.
+    LAYOUT="$CACHE/layout"
+    if [ ! -f "$LAYOUT/index.json" ]; then
+        log "building the 4-layer OCI image"
+        mkdir -p "$W/rootfs" "$LAYOUT/blobs/sha256"
+        tar --numeric-owner --xattrs -C "$W/rootfs" -xf "$ROOTFS_TAR"
+        r="$W/rootfs"
+        layer_tar() { # name, tar args…
+            n="$1"; shift
+            tar --numeric-owner --xattrs --sort=name --mtime=@1700000000 -C "$r" -cf "$W/$n.tar" "$@"
+        }
+        layer_tar l1 ./usr/lib
+        layer_tar l2 --exclude=./usr/lib --exclude=./usr/share ./usr
+        layer_tar l3 ./usr/share
+        # debootstrap's downloaded .debs stay out: ~180 MB uncompressed without them.
+        layer_tar l4 --exclude=./usr --exclude='./var/cache/apt/archives/*.deb' .
+        diffs=""; layers=""
+        du -cb "$W"/l?.tar | tail -n1 | cut -f1 >"$CACHE/uncompressed-bytes"
+        for n in l1 l2 l3 l4; do
+            d="$(sha256_of "$W/$n.tar")"
+            gzip -n -6 "$W/$n.tar"
+            b="$(sha256_of "$W/$n.tar.gz")"
+            s="$(stat -c %s "$W/$n.tar.gz")"
+            mv "$W/$n.tar.gz" "$LAYOUT/blobs/sha256/$b"
+            diffs="$diffs${diffs:+,}\"sha256:$d\""
+            layers="$layers${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$b\",\"size\":$s}"
+        done
+        rm -rf "$r"
+        printf '{"architecture":"%s","os":"linux","config":{"Cmd":["/bin/bash"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+            "$(dpkg --print-architecture)" "$diffs" >"$W/config.json"
+        c="$(sha256_of "$W/config.json")"; cs="$(stat -c %s "$W/config.json")"
+        mv "$W/config.json" "$LAYOUT/blobs/sha256/$c"
+        printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+            "$c" "$cs" "$layers" >"$W/manifest.json"
+        m="$(sha256_of "$W/manifest.json")"; ms="$(stat -c %s "$W/manifest.json")"
+        mv "$W/manifest.json" "$LAYOUT/blobs/sha256/$m"
+        printf '{"imageLayoutVersion":"1.0.0"}' >"$LAYOUT/oci-layout"
+        printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"minbase"}}]}' \
+            "$m" "$ms" >"$LAYOUT/index.json"
+    fi
+}
