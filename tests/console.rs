@@ -565,5 +565,39 @@ fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_bro
             ("DESIRED", "2"),
         ],
     );
+    // The console reads these services; a write through its routes is refused.
+    let (key_id, secret) = api.credentials();
+    let user = format!("{key_id}:{secret}");
+    for (path, body) in [
+        (
+            "cloudwatch/PutMetricData",
+            r#"{"Namespace":"x","MetricData":[{"MetricName":"m","Value":1}]}"#,
+        ),
+        (
+            "application-autoscaling/DeleteScalingPolicy",
+            r#"{"PolicyName":"cpu50","ServiceNamespace":"ecs","ResourceId":"service/default/burner","ScalableDimension":"ecs:service:DesiredCount"}"#,
+        ),
+    ] {
+        let (code, text) = curl(
+            &[
+                "-u",
+                &user,
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ],
+            &format!("{}/console/api/{path}", api.endpoint),
+        );
+        assert_eq!(code, 404, "{text}");
+        assert!(text.contains("the console does not call"), "{text}");
+    }
+    let policies = api.aws_in(
+        "application-autoscaling",
+        &["describe-scaling-policies", "--service-namespace", "ecs"],
+    );
+    assert!(String::from_utf8_lossy(&policies.stdout).contains("cpu50"));
     api.aws_json(&["delete-service", "--service", "burner", "--force"]);
 }

@@ -239,6 +239,19 @@ async fn ecs_call(
     .await
 }
 
+/// A console call to another service's API: a same-origin JSON request (as every console
+/// call) for one of the `reads` the console makes; any other operation is 404, saying
+/// what the console does with that service (`what`).
+fn allowed_read(headers: &HeaderMap, op: &str, reads: &[&str], what: &str) -> Result<(), Failure> {
+    same_origin_json(headers)?;
+    if !reads.contains(&op) {
+        return Err(Failure::not_found(format!(
+            "the console does not call {op} ({what})"
+        )));
+    }
+    Ok(())
+}
+
 /// ELBv2 actions the console reads load balancers with (it changes none: `aws elbv2` does).
 const ELB_READS: &[&str] = &[
     "DescribeLoadBalancers",
@@ -258,17 +271,13 @@ async fn elb_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(f) = same_origin_json(&headers) {
-        return error(f.status, &f.message);
-    }
-    if !ELB_READS.contains(&action.as_str()) {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "the console does not call {action} (it reads load balancers; change them \
-                 with `aws elbv2`)"
-            ),
-        );
+    if let Err(r) = allowed_read(
+        &headers,
+        &action,
+        ELB_READS,
+        "it reads load balancers; change them with `aws elbv2`",
+    ) {
+        return error(r.status, &r.message);
     }
     let Some(axum::Extension(elb)) = elb else {
         return error(
@@ -294,14 +303,13 @@ async fn cloudwatch_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(f) = same_origin_json(&headers) {
-        return error(f.status, &f.message);
-    }
-    if !CLOUDWATCH_READS.contains(&op.as_str()) {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("the console does not call {op} (it reads metrics and alarms)"),
-        );
+    if let Err(r) = allowed_read(
+        &headers,
+        &op,
+        CLOUDWATCH_READS,
+        "it reads metrics and alarms",
+    ) {
+        return error(r.status, &r.message);
     }
     let Some(axum::Extension(cw)) = cw else {
         return error(StatusCode::NOT_FOUND, "this serve has no CloudWatch");
@@ -326,16 +334,13 @@ async fn autoscaling_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(f) = same_origin_json(&headers) {
-        return error(f.status, &f.message);
-    }
-    if !AUTOSCALING_READS.contains(&op.as_str()) {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "the console does not call {op} (it reads scaling targets, policies and activities)"
-            ),
-        );
+    if let Err(r) = allowed_read(
+        &headers,
+        &op,
+        AUTOSCALING_READS,
+        "it reads scaling targets, policies and activities",
+    ) {
+        return error(r.status, &r.message);
     }
     let (Some(axum::Extension(aas)), Some(axum::Extension(cw))) = (aas, cw) else {
         return error(
