@@ -27,6 +27,210 @@ fn ecr(api: &Api, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `aws ecr get-login-password` through `api`.
+fn password(api: &Api) -> String {
+    let out = api.aws_in("ecr", &["get-login-password"]);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `host:port` of `api`'s registry.
+fn host_of(api: &Api) -> String {
+    api.endpoint.trim_start_matches("http://").to_string()
+}
+
+/// skopeo copy of `src` to `dest`, with `api`'s credentials on the registry's side.
+fn skopeo_copy(api: &Api, src: &str, dest: &str) -> std::process::Output {
+    let creds = format!("AWS:{}", password(api));
+    let mut c = skopeo();
+    c.args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg("--preserve-digests");
+    if src.starts_with("docker://") {
+        c.args(["--src-creds", &creds]);
+    } else {
+        c.args(["--dest-creds", &creds]);
+    }
+    c.args([src, dest]).output().unwrap()
+}
+
+/// The images of `repo` as `api` describes them: (digest, tags), sorted.
+fn images_of(api: &Api, repo: &str) -> Vec<(String, Vec<String>)> {
+    let out = api.aws_in("ecr", &["describe-images", "--repository-name", repo]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut out: Vec<(String, Vec<String>)> = v["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut tags: Vec<String> = i["imageTags"]
+                .as_array()
+                .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            tags.sort();
+            (i["imageDigest"].as_str().unwrap().to_string(), tags)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// One registry for the whole cluster (docs/registry.md "One registry for the whole
+/// cluster"): a repository created and an image pushed through one serve are described
+/// and pulled through another, which fetches the blobs from the first; a tag pushed
+/// through the second is the first's too; with the first killed, the second serves what
+/// it holds and answers BLOB_UNKNOWN for a blob only the first held.
+#[test]
+fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_from_another() {
+    let etcd = Etcd::start();
+    let a = common::cluster::serve(&etcd);
+    let b = common::cluster::serve(&etcd);
+    let (host_a, host_b) = (host_of(&a), host_of(&b));
+
+    ecr(&a, &["create-repository", "--repository-name", "one/app"]);
+    let repos = b.wait_for(10, "the repository through the other serve", || {
+        let out = b.aws_in(
+            "ecr",
+            &["describe-repositories", "--repository-names", "one/app"],
+        );
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    });
+    assert_eq!(repos["repositories"][0]["repositoryName"], "one/app");
+
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("app");
+    let mut l = Layout::new(&dir);
+    let v1 = l.add_image(
+        "linux/amd64",
+        &[busybox_layer(Compression::Gzip, "pushed-to-a")],
+    );
+    l.tag_image("v1", &v1);
+    let v3 = l.add_image(
+        "linux/amd64",
+        &[busybox_layer(Compression::Gzip, "only-on-a")],
+    );
+    l.tag_image("v3", &v3);
+    let v2 = l.add_image(
+        "linux/amd64",
+        &[busybox_layer(Compression::Gzip, "pushed-to-b")],
+    );
+    l.tag_image("v2", &v2);
+    for tag in ["v1", "v3"] {
+        let out = skopeo_copy(
+            &a,
+            &format!("oci:{}:{tag}", dir.display()),
+            &format!("docker://{host_a}/one/app:{tag}"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // B describes what was pushed to A.
+    let want = vec![
+        (v1.manifest_digest.clone(), vec!["v1".to_string()]),
+        (v3.manifest_digest.clone(), vec!["v3".to_string()]),
+    ];
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    b.wait_for(10, "the images through the other serve", || {
+        (images_of(&b, "one/app") == want_sorted).then_some(())
+    });
+
+    // B pulls v1: it fetched the manifest and the blobs from A.
+    let layer = v1.layers[0]
+        .digest
+        .trim_start_matches("sha256:")
+        .to_string();
+    let on_b = b.mf.root.join("registry/blobs/sha256").join(&layer);
+    assert!(!on_b.exists());
+    let pulled = work.path().join("pulled");
+    let out = skopeo_copy(
+        &b,
+        &format!("docker://{host_b}/one/app:v1"),
+        &format!("oci:{}:v1", pulled.display()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(on_b.exists(), "B holds the layer it fetched from A");
+    assert!(
+        pulled.join("blobs/sha256").join(&layer).exists(),
+        "the pulled image has the layer"
+    );
+
+    // A tag pushed through B is A's too, and A pulls it (fetching from B).
+    let out = skopeo_copy(
+        &b,
+        &format!("oci:{}:v2", dir.display()),
+        &format!("docker://{host_b}/one/app:v2"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.wait_for(10, "B's tag through A", || {
+        images_of(&a, "one/app")
+            .iter()
+            .any(|(d, t)| *d == v2.manifest_digest && t == &["v2".to_string()])
+            .then_some(())
+    });
+    let out = skopeo_copy(
+        &a,
+        &format!("docker://{host_a}/one/app:v2"),
+        &format!("oci:{}:v2", pulled.display()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A killed: B still serves what it holds; a blob only A held is BLOB_UNKNOWN.
+    let out = std::process::Command::new("kill")
+        .args(["-KILL", &a.server_pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let again = work.path().join("again");
+    let out = skopeo_copy(
+        &b,
+        &format!("docker://{host_b}/one/app:v1"),
+        &format!("oci:{}:v1", again.display()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(images_of(&b, "one/app").len(), 3);
+    let only_a = &v3.layers[0].digest;
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--noproxy", "*", "-w", "\n%{http_code}"])
+        .args(["-u", &format!("AWS:{}", password(&b))])
+        .arg(format!("https://{host_b}/v2/one/app/blobs/{only_a}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert_eq!(status, "404", "{text}");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN", "{body:#}");
+    eprintln!(
+        "B on a blob only the killed A held: {}",
+        body["errors"][0]["message"]
+    );
+}
+
 fn describe_task(api: &Api, arn: &str) -> Value {
     api.aws_json(&["describe-tasks", "--tasks", arn])["tasks"][0].clone()
 }

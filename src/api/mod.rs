@@ -72,6 +72,19 @@ pub async fn serve(
         None => None,
     };
     let _ = REGISTRY.set(reg.clone());
+    // Cluster mode: one registry for the whole cluster (docs/registry.md).
+    let _registry_rows = match crate::cluster::serving() {
+        Some(etcd) => Some(
+            crate::cluster::registries::share(
+                etcd,
+                reg.clone(),
+                crate::cluster::registries::this_serve(),
+            )
+            .await
+            .context("failed to share the registry (ECR) with the cluster")?,
+        ),
+        None => None,
+    };
     let front = Arc::new(registry::Front {
         registry: reg,
         tokens,

@@ -309,7 +309,17 @@ async fn route(
             let repo = name(&n).await?;
             let d = Digest::parse(&d)?;
             let d2 = d.clone();
-            let blob = blocking(move || reg.blob(&repo, &d2)).await?;
+            // Another serve of the cluster fetching it (crate::cluster::registries):
+            // what this serve holds, never asked of a third.
+            let here = headers.contains_key(crate::cluster::registries::PEER_HEADER);
+            let blob = blocking(move || {
+                if here {
+                    reg.blob_here(&repo, &d2)
+                } else {
+                    reg.blob(&repo, &d2)
+                }
+            })
+            .await?;
             let hdrs = [
                 ("content-length", blob.size.to_string()),
                 ("docker-content-digest", d.to_string()),
@@ -765,11 +775,7 @@ pub fn advertise_to_cluster(
     at: String,
     ca_pem: Option<String>,
 ) -> ClusterAdvert {
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    let name = format!("{host}-{}", std::process::id());
+    let name = crate::cluster::registries::this_serve();
     let (registry_host, tokens, serve) =
         (front.registry.host(), front.tokens.clone(), name.clone());
     eprintln!(

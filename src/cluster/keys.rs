@@ -11,6 +11,7 @@
 //! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON, written by serve)
 //! /minifargate/v1/leader                                       the serves' leader (attached to its lease)
 //! /minifargate/v1/registries/<serve>                          a serve's registry for the boxes' pulls (JSON, attached to its lease)
+//! /minifargate/v1/ecr/rows/<table>/<primary key>               a registry row of the cluster's ECR (JSON of its columns; crate::ecr::shared)
 //! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
 //! /minifargate/v1/db-lock                                      the control plane's write lock (attached to the holder's lease)
@@ -194,6 +195,23 @@ pub fn registries() -> String {
 /// Serve `name`'s registry advertisement (`crate::cluster::registries`).
 pub fn registry(name: &str) -> String {
     format!("{}{name}", registries())
+}
+
+/// The prefix of the cluster's registry rows (ECR: repositories, manifests, tags ...).
+pub fn ecr_rows() -> String {
+    format!("{ROOT}/ecr/rows/")
+}
+
+/// Registry row `key` (its primary key as a JSON array) of table `table`.
+pub fn ecr_row(table: &str, key: &str) -> String {
+    format!("{}{table}/{key}", ecr_rows())
+}
+
+/// The (table, primary key) of a registry row's key; `None` for another key.
+pub fn parse_ecr_row(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(ROOT)?
+        .strip_prefix("/ecr/rows/")?
+        .split_once('/')
 }
 
 /// The prefix of the control plane's rows and of [`db_written`].

@@ -263,6 +263,13 @@ impl Registry {
             }
             (digest, media_type)
         };
+        if self.cluster.get().is_some() && !self.blob_path(&digest).exists() {
+            // The cluster's manifest, pushed through another serve: its bytes from there.
+            self.fetch_from_peer(repo, &digest).map_err(|e| match e {
+                RegistryError::BlobUnknown(why) => RegistryError::ManifestUnknown(why),
+                e => e,
+            })?;
+        }
         let bytes = self.read_blob(&digest)?;
         Ok(Manifest {
             digest,

@@ -229,6 +229,22 @@ pub(super) fn has_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryR
     .map_err(err("look a blob up"))
 }
 
+/// Whether a manifest of `repo` names blob `d` or is `d` (the cluster's rows: another
+/// serve may hold the bytes).
+pub(super) fn named_by_manifest(
+    c: &Connection,
+    repo: &RepoName,
+    d: &Digest,
+) -> RegistryResult<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM manifest_refs WHERE repo = ?1 AND digest = ?2) \
+         OR EXISTS (SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2)",
+        [repo.as_str(), d.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(err("look a blob up"))
+}
+
 pub(super) fn link_blob(c: &Connection, repo: &RepoName, d: &Digest) -> RegistryResult<()> {
     c.execute(
         "INSERT INTO repo_blobs (repo, digest, touched_at) VALUES (?1, ?2, ?3) \

@@ -17,6 +17,7 @@ mod manifests;
 mod meta;
 pub mod names;
 pub mod policy;
+pub mod shared;
 mod storage;
 pub mod tls;
 pub mod tokens;
@@ -236,6 +237,8 @@ pub struct Registry {
     /// CompleteLayerUpload's 5 MiB rule; kept in memory (an upload outlives no restart's
     /// check of it).
     pub(crate) layer_parts: Mutex<std::collections::HashMap<String, Vec<u64>>>,
+    /// The cluster this registry shares its rows with (`serve --cluster`; [`shared`]).
+    cluster: std::sync::OnceLock<Box<dyn shared::Cluster>>,
 }
 
 impl Registry {
@@ -252,6 +255,7 @@ impl Registry {
             region: region.to_string(),
             gc_grace_secs: gc::DEFAULT_GRACE_SECS,
             layer_parts: Mutex::new(Default::default()),
+            cluster: std::sync::OnceLock::new(),
         };
         r.purge_uploads(std::time::Duration::from_secs(7 * 24 * 3600))?;
         r.backfill_refs()?;
@@ -268,9 +272,12 @@ impl Registry {
         &self.dir
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    fn db(&self) -> shared::Db<'_> {
         // A panic while holding it leaves SQLite consistent (each change is a transaction).
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+        shared::Db {
+            guard: self.db.lock().unwrap_or_else(|p| p.into_inner()),
+            cluster: self.cluster.get().map(|c| c.as_ref()),
+        }
     }
 
     /// The registry's host name as ECR names it: `<account>.dkr.ecr.<region>.amazonaws.com`.

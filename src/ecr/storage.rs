@@ -72,10 +72,29 @@ impl Registry {
 
     /// Blob `d` of repository `repo` (pushed to it or mounted into it).
     pub fn blob(&self, repo: &RepoName, d: &Digest) -> RegistryResult<BlobFile> {
+        self.blob_from(repo, d, true)
+    }
+
+    /// [`Registry::blob`] for another serve of the cluster: only what this serve holds
+    /// (never fetched from a third, so two serves never ask each other in a loop).
+    pub fn blob_here(&self, repo: &RepoName, d: &Digest) -> RegistryResult<BlobFile> {
+        self.blob_from(repo, d, false)
+    }
+
+    fn blob_from(&self, repo: &RepoName, d: &Digest, peers: bool) -> RegistryResult<BlobFile> {
         let unknown = || RegistryError::BlobUnknown(format!("{d} in repository {repo}"));
         let db = self.db();
-        if !meta::has_blob(&db, repo, d)? {
+        let shared = self.cluster.get().is_some();
+        let linked = meta::has_blob(&db, repo, d)?;
+        let named = || meta::named_by_manifest(&db, repo, d);
+        if !(linked || (shared && named()?)) {
             return Err(unknown());
+        }
+        if shared && peers && !self.blob_path(d).exists() {
+            // The cluster's manifest names it; another serve holds the bytes.
+            drop(db);
+            self.fetch_from_peer(repo, d)?;
+            return self.blob_from(repo, d, false);
         }
         // A client that asks for a blob is about to use it (a push naming it in its
         // manifest, a pull reading it): garbage collection's grace keeps it meanwhile.

@@ -1,0 +1,402 @@
+//! The registry's rows a cluster shares (docs/registry.md "One registry for the whole
+//! cluster"): in `serve --cluster`, repositories with their settings and policies,
+//! lifecycle previews, manifests, the blobs each manifest names and tags are the
+//! cluster's; which blobs this serve holds (`repo_blobs`, with garbage collection's times)
+//! and its uploads stay its own, as do the blob files.
+//!
+//! Each serve keeps the shared rows in its own `registry.db` (every read stays a local
+//! query and the one-box code answers it). What a write changed is found by SQLite: TEMP
+//! triggers (they exist on the registry's one connection only, so one box never has them)
+//! append the changed row's table and primary key to `temp.shared_changes`; when the
+//! connection is handed back ([`Db`]'s drop) the changed rows go to the [`Cluster`]
+//! (etcd, `crate::cluster::registries`) before the next writer gets the connection, so
+//! this serve's writes reach etcd in the order it made them. The cluster's rows from
+//! other serves come back through [`Registry::apply_shared`], with no trigger logging them.
+
+use super::{Digest, Registry, RegistryError, RegistryResult, RepoName};
+use rusqlite::Connection;
+use rusqlite::types::{Value as Sql, ValueRef};
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::sync::MutexGuard;
+
+/// The shared tables, each with its primary key's columns.
+pub const TABLES: &[(&str, &[&str])] = &[
+    ("repositories", &["name"]),
+    ("repository_policies", &["repo"]),
+    ("lifecycle_policies", &["repo"]),
+    ("lifecycle_previews", &["repo"]),
+    ("manifests", &["repo", "digest"]),
+    ("manifest_refs", &["repo", "manifest", "digest"]),
+    ("tags", &["repo", "tag"]),
+];
+
+/// One shared row: its table, its primary key (a JSON array of the key's values) and its
+/// columns, `None` when it was deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedRow {
+    pub table: String,
+    pub key: String,
+    pub row: Option<Map<String, Value>>,
+    /// The cluster's revision of this value (0: a change of this serve not yet published).
+    pub revision: i64,
+}
+
+/// What the cluster does for the registry (`crate::cluster::registries`).
+pub trait Cluster: Send + Sync {
+    /// Publishes rows this serve changed, in the order it changed them; called with the
+    /// registry's connection held (the next write waits). A failure is the cluster's to
+    /// say (logged).
+    fn publish(&self, rows: Vec<SharedRow>);
+    /// Fetches blob `d` of `repo` from another serve into `into` (a new file; the caller
+    /// verifies the digest and renames it). The error says which serves were tried.
+    fn fetch(&self, repo: &RepoName, d: &Digest, into: &Path) -> Result<(), String>;
+}
+
+/// The registry's connection while a caller holds it; handing it back publishes what
+/// the caller changed (cluster mode).
+pub(super) struct Db<'a> {
+    pub(super) guard: MutexGuard<'a, Connection>,
+    pub(super) cluster: Option<&'a dyn Cluster>,
+}
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Db<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.guard
+    }
+}
+
+impl Drop for Db<'_> {
+    fn drop(&mut self) {
+        let Some(cluster) = self.cluster else { return };
+        match drain(&self.guard) {
+            Ok(rows) if rows.is_empty() => {}
+            Ok(rows) => cluster.publish(rows),
+            Err(e) => tracing::error!(error = %crate::errors::error_chain(&e),
+                "cannot read the registry rows a write changed: the cluster does not get them"),
+        }
+    }
+}
+
+fn err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> RegistryError {
+    move |source| RegistryError::Database { what, source }
+}
+
+/// Installs the TEMP change log and its triggers on `c`.
+pub(super) fn log_changes(c: &Connection) -> RegistryResult<()> {
+    let mut sql = String::from(
+        "CREATE TEMP TABLE IF NOT EXISTS shared_changes \
+         (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL);",
+    );
+    for (t, pk) in TABLES {
+        let key = |row: &str| {
+            let cols: Vec<String> = pk.iter().map(|c| format!("{row}.{c}")).collect();
+            format!("json_array({})", cols.join(", "))
+        };
+        for (event, rows) in [
+            ("INSERT", vec!["NEW"]),
+            ("UPDATE", vec!["OLD", "NEW"]),
+            ("DELETE", vec!["OLD"]),
+        ] {
+            let inserts: String = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "INSERT INTO shared_changes (tbl, pk) VALUES ('{t}', {});",
+                        key(r)
+                    )
+                })
+                .collect();
+            sql.push_str(&format!(
+                "CREATE TEMP TRIGGER IF NOT EXISTS shared_{t}_{} AFTER {event} ON main.{t} \
+                 BEGIN {inserts} END;",
+                event.to_lowercase()
+            ));
+        }
+    }
+    c.execute_batch(&sql)
+        .map_err(err("install the registry's change log"))
+}
+
+/// The rows logged since the last drain, each once, in the order first changed.
+fn drain(c: &Connection) -> RegistryResult<Vec<SharedRow>> {
+    let mut s = c
+        .prepare_cached("SELECT tbl, pk FROM shared_changes GROUP BY tbl, pk ORDER BY min(seq)")
+        .map_err(err("read the change log"))?;
+    let keys: Vec<(String, String)> = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err("read the change log"))?;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    c.execute("DELETE FROM shared_changes", [])
+        .map_err(err("clear the change log"))?;
+    keys.into_iter()
+        .map(|(table, key)| {
+            let row = read_row(c, &table, &key)?;
+            Ok(SharedRow {
+                table,
+                key,
+                row,
+                revision: 0,
+            })
+        })
+        .collect()
+}
+
+fn table_of(table: &str) -> RegistryResult<&'static [&'static str]> {
+    TABLES
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, pk)| *pk)
+        .ok_or_else(|| RegistryError::ManifestInvalid(format!("{table}: not a shared table")))
+}
+
+fn to_sql(v: &Value) -> Sql {
+    match v {
+        Value::Null => Sql::Null,
+        Value::Bool(b) => Sql::Integer(*b as i64),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Sql::Integer(i),
+            None => Sql::Real(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => Sql::Text(s.clone()),
+        other => Sql::Text(other.to_string()),
+    }
+}
+
+fn from_sql(v: ValueRef) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => Value::from(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::from(String::from_utf8_lossy(t)),
+    }
+}
+
+/// The key's values from its JSON array.
+fn key_values(pk: &[&str], key: &str) -> RegistryResult<Vec<Sql>> {
+    let v: Vec<Value> = serde_json::from_str(key)
+        .map_err(|e| RegistryError::ManifestInvalid(format!("row key {key}: {e}")))?;
+    if v.len() != pk.len() {
+        return Err(RegistryError::ManifestInvalid(format!(
+            "row key {key}: {} values for {} columns",
+            v.len(),
+            pk.len()
+        )));
+    }
+    Ok(v.iter().map(to_sql).collect())
+}
+
+fn where_key(pk: &[&str]) -> String {
+    pk.iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn row_map(r: &rusqlite::Row, names: &[String]) -> rusqlite::Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for (i, n) in names.iter().enumerate() {
+        m.insert(n.clone(), from_sql(r.get_ref(i)?));
+    }
+    Ok(m)
+}
+
+fn read_row(c: &Connection, table: &str, key: &str) -> RegistryResult<Option<Map<String, Value>>> {
+    let pk = table_of(table)?;
+    let vals = key_values(pk, key)?;
+    let mut s = c
+        .prepare_cached(&format!("SELECT * FROM {table} WHERE {}", where_key(pk)))
+        .map_err(err("read a shared row"))?;
+    let names: Vec<String> = s.column_names().iter().map(|n| n.to_string()).collect();
+    let mut rows = s
+        .query(rusqlite::params_from_iter(vals))
+        .map_err(err("read a shared row"))?;
+    match rows.next().map_err(err("read a shared row"))? {
+        Some(r) => Ok(Some(row_map(r, &names).map_err(err("read a shared row"))?)),
+        None => Ok(None),
+    }
+}
+
+/// The JSON key of a row of `table` (`[<pk values>]`).
+fn key_of(pk: &[&str], row: &Map<String, Value>) -> String {
+    Value::Array(
+        pk.iter()
+            .map(|c| row.get(*c).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn write_row(c: &Connection, r: &SharedRow) -> RegistryResult<()> {
+    let pk = table_of(&r.table)?;
+    match &r.row {
+        None => {
+            c.execute(
+                &format!("DELETE FROM {} WHERE {}", r.table, where_key(pk)),
+                rusqlite::params_from_iter(key_values(pk, &r.key)?),
+            )
+            .map_err(err("delete a shared row"))?;
+        }
+        Some(row) => {
+            let cols: Vec<&String> = row.keys().collect();
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+                    r.table,
+                    cols.iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    marks.join(", ")
+                ),
+                rusqlite::params_from_iter(row.values().map(to_sql)),
+            )
+            .map_err(err("write a shared row"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Numbers the temporary files of fetches (two pulls may fetch one blob at once).
+static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn all_rows(c: &Connection) -> RegistryResult<Vec<SharedRow>> {
+    let mut out = Vec::new();
+    for (table, pk) in TABLES {
+        let mut s = c
+            .prepare(&format!("SELECT * FROM {table}"))
+            .map_err(err("read the shared rows"))?;
+        let names: Vec<String> = s.column_names().iter().map(|n| n.to_string()).collect();
+        let rows: Vec<Map<String, Value>> = s
+            .query_map([], |r| row_map(r, &names))
+            .and_then(|rows| rows.collect())
+            .map_err(err("read the shared rows"))?;
+        out.extend(rows.into_iter().map(|row| SharedRow {
+            table: table.to_string(),
+            key: key_of(pk, &row),
+            row: Some(row),
+            revision: 0,
+        }));
+    }
+    Ok(out)
+}
+
+impl Registry {
+    /// Makes this registry one of a cluster's: from now on the shared rows it changes go
+    /// to `cluster`, and a blob it lacks is fetched through it.
+    pub fn share(&self, cluster: Box<dyn Cluster>) -> RegistryResult<()> {
+        let c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        log_changes(&c)?;
+        c.execute("DELETE FROM shared_changes", [])
+            .map_err(err("clear the change log"))?;
+        let _ = self.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// Every shared row this registry has (the first serve of a cluster publishes them).
+    pub fn shared_rows(&self) -> RegistryResult<Vec<SharedRow>> {
+        let c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        all_rows(&c)
+    }
+
+    /// Writes the cluster's `rows` (other serves' changes) that `keep` takes (it sees
+    /// them with the registry's connection held: no write of this serve slips between its
+    /// answer and the row), in one transaction, logging none of them. With `complete_at`
+    /// (a snapshot of every shared row at that revision), a shared row of this serve not
+    /// among `rows` is offered to `keep` as deleted at that revision.
+    pub fn apply_shared(
+        &self,
+        rows: Vec<SharedRow>,
+        complete_at: Option<i64>,
+        keep: &mut dyn FnMut(&SharedRow) -> bool,
+    ) -> RegistryResult<usize> {
+        let mut c = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows = rows;
+        if let Some(rev) = complete_at {
+            let there: std::collections::HashSet<(String, String)> = rows
+                .iter()
+                .map(|r| (r.table.clone(), r.key.clone()))
+                .collect();
+            for r in all_rows(&c)? {
+                if !there.contains(&(r.table.clone(), r.key.clone())) {
+                    rows.push(SharedRow {
+                        row: None,
+                        revision: rev,
+                        ..r
+                    });
+                }
+            }
+        }
+        let tx = c.transaction().map_err(err("apply the cluster's rows"))?;
+        let mut n = 0;
+        for r in rows.iter().filter(|r| keep(r)) {
+            match write_row(&tx, r) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::warn!(table = r.table, key = r.key, error = %crate::errors::error_chain(&e),
+                    "ignoring a registry row of the cluster this serve cannot write")
+                }
+            }
+        }
+        if self.cluster.get().is_some() {
+            tx.execute("DELETE FROM shared_changes", [])
+                .map_err(err("apply the cluster's rows"))?;
+        }
+        tx.commit().map_err(err("apply the cluster's rows"))?;
+        Ok(n)
+    }
+
+    /// Blob `d` of `repo` from another serve of the cluster, verified and stored as a push
+    /// is (temp file, digest checked, fsync, rename); linked to `repo` here.
+    pub(super) fn fetch_from_peer(&self, repo: &RepoName, d: &Digest) -> RegistryResult<bool> {
+        let Some(cluster) = self.cluster.get() else {
+            return Ok(false);
+        };
+        let tmp = self.dir.join("uploads").join(format!(
+            "fetch-{}-{}",
+            d.hex(),
+            FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let io = |what: String| move |source| RegistryError::Storage { what, source };
+        let result = (|| {
+            cluster.fetch(repo, d, &tmp).map_err(|why| {
+                RegistryError::BlobUnknown(format!(
+                    "{d} of repository {repo} is not on this serve and no other serve of \
+                     the cluster gave it: {why}"
+                ))
+            })?;
+            let mut f = std::fs::File::open(&tmp).map_err(io(format!("read {}", tmp.display())))?;
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            std::io::copy(&mut f, &mut h).map_err(io(format!("read {}", tmp.display())))?;
+            let got = format!("sha256:{}", hex::encode(sha2::Digest::finalize(h)));
+            if got != d.as_str() {
+                return Err(RegistryError::DigestInvalid(format!(
+                    "a peer serve sent {got} for {d}: not kept"
+                )));
+            }
+            f.sync_all()
+                .map_err(io(format!("sync {}", tmp.display())))?;
+            let dest = self.blob_path(d);
+            std::fs::rename(&tmp, &dest).map_err(io(format!("store {}", dest.display())))?;
+            super::meta::link_blob(&self.db(), repo, d)?;
+            tracing::info!(%d, %repo, "blob fetched from a peer serve of the cluster");
+            Ok(true)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
