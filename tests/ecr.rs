@@ -1871,3 +1871,143 @@ fn referrers_list_the_manifests_whose_subject_is_an_image() {
         serde_json::json!([])
     );
 }
+
+/// TagResource, UntagResource and ListTagsForResource on a repository, with ECR's limits
+/// and exceptions, through the AWS CLI.
+#[test]
+fn repository_tags_are_added_listed_removed_and_bounded_as_ecr_bounds_them() {
+    let api = Api::start();
+    let created = ecr(
+        &api,
+        &[
+            "create-repository",
+            "--repository-name",
+            "tagged/app",
+            "--tags",
+            "Key=team,Value=a",
+        ],
+    );
+    let arn = created["repository"]["repositoryArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list =
+        |api: &Api| ecr(api, &["list-tags-for-resource", "--resource-arn", &arn])["tags"].clone();
+    assert_eq!(
+        list(&api),
+        serde_json::json!([{"Key": "team", "Value": "a"}])
+    );
+
+    // Added, and a key already there takes the new value.
+    ecr(
+        &api,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            &arn,
+            "--tags",
+            "Key=team,Value=b",
+            "Key=env,Value=prod",
+        ],
+    );
+    assert_eq!(
+        list(&api),
+        serde_json::json!([{"Key": "team", "Value": "b"}, {"Key": "env", "Value": "prod"}])
+    );
+    ecr(
+        &api,
+        &[
+            "untag-resource",
+            "--resource-arn",
+            &arn,
+            "--tag-keys",
+            "team",
+            "nothere",
+        ],
+    );
+    assert_eq!(
+        list(&api),
+        serde_json::json!([{"Key": "env", "Value": "prod"}])
+    );
+
+    // ECR's bounds: 50 tags, keys of 1 to 128 characters, values of 256, no aws: keys.
+    let many: Vec<String> = (0..50).map(|i| format!("Key=k{i},Value=v")).collect();
+    let mut args = vec!["tag-resource", "--resource-arn", &arn, "--tags"];
+    args.extend(many.iter().map(String::as_str));
+    let e = ecr_err(&api, &args);
+    assert!(e.contains("TooManyTagsException"), "{e}");
+    assert_eq!(list(&api).as_array().unwrap().len(), 1, "nothing added");
+    let long_key = format!("Key={},Value=v", "k".repeat(129));
+    let long_value = format!("Key=k,Value={}", "v".repeat(257));
+    for bad in [
+        long_key.as_str(),
+        long_value.as_str(),
+        "Key=aws:owner,Value=v",
+    ] {
+        let e = ecr_err(
+            &api,
+            &["tag-resource", "--resource-arn", &arn, "--tags", bad],
+        );
+        assert!(e.contains("InvalidTagParameterException"), "{bad}: {e}");
+    }
+
+    // Not a repository of this registry; a repository that does not exist.
+    let e = ecr_err(
+        &api,
+        &[
+            "list-tags-for-resource",
+            "--resource-arn",
+            "arn:aws:ecs:us-east-1:000000000000:cluster/x",
+        ],
+    );
+    assert!(e.contains("InvalidParameterException"), "{e}");
+    let gone = arn.replace("tagged/app", "tagged/none");
+    let e = ecr_err(
+        &api,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            &gone,
+            "--tags",
+            "Key=a,Value=b",
+        ],
+    );
+    assert!(e.contains("RepositoryNotFoundException"), "{e}");
+}
+
+/// The Bearer exchange: the registry challenges with Basic as ECR does; the token
+/// endpoint takes the ECR Basic credentials and answers a Bearer token the registry takes;
+/// no credentials or a forged token are refused.
+#[test]
+fn the_token_endpoint_exchanges_the_ecr_credentials_for_a_bearer_token() {
+    let api = Api::start();
+    ecr(
+        &api,
+        &["create-repository", "--repository-name", "bearer/app"],
+    );
+    let host = registry_host(&api);
+    let base = format!("https://{host}/v2/");
+    let (code, head, _) = curl(&["-k", &base]);
+    assert_eq!(code, 401);
+    assert!(head.contains("www-authenticate: basic realm="), "{head}");
+    let token_url = format!(
+        "https://{host}/v2/token?service=ecr.amazonaws.com&scope=repository:bearer/app:pull"
+    );
+    let (code, _, _) = curl(&["-k", &token_url]);
+    assert_eq!(code, 401, "no credentials, no token");
+    let creds = format!("AWS:{}", password(&api));
+    let (code, _, body) = curl(&["-k", "-u", &creds, &token_url]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["access_token"], token.as_str());
+    let left = v["expires_in"].as_u64().unwrap();
+    assert!(left > 11 * 3600 && left <= 12 * 3600, "{v}");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (code, _, body) = curl(&["-k", "-H", &bearer, &format!("{base}bearer/app/tags/list")]);
+    assert_eq!(code, 200, "{body}");
+    let forged = format!("Authorization: Bearer {token}x");
+    let (code, _, body) = curl(&["-k", "-H", &forged, &base]);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("UNAUTHORIZED"), "{body}");
+}

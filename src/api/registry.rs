@@ -207,6 +207,34 @@ async fn allowed_anonymous(front: &Front, name: String, action: &'static str) ->
         .unwrap_or(false)
 }
 
+/// The token endpoint of the Bearer exchange (the distribution token protocol's realm):
+/// the registry challenges with Basic as ECR does, and a client that asks here with the
+/// ECR Basic credentials (checked before this, as every request's) gets a Bearer token
+/// the registry takes: the same password, under the same MAC, expiring with it.
+pub const TOKEN_PATH: &str = "/v2/token";
+
+fn token_answer(headers: &HeaderMap) -> Response {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let (token, expires_in) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| crate::ecr::tokens::Tokens::bearer(a, now))
+        // serve without authentication: any token goes.
+        .unwrap_or_else(|| ("anonymous".to_string(), crate::ecr::tokens::VALIDITY_SECS));
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": expires_in,
+    });
+    with_headers(
+        (StatusCode::OK, body.to_string()).into_response(),
+        &[("content-type", "application/json".to_string())],
+    )
+}
+
 async fn route(
     front: &Front,
     method: &Method,
@@ -263,6 +291,9 @@ async fn route(
                 uri.path()
             )));
         }
+    }
+    if uri.path() == TOKEN_PATH && matches!(*method, Method::GET | Method::POST) {
+        return Ok(token_answer(headers));
     }
     let Some(t) = target(uri.path()) else {
         return Err(RegistryError::NameInvalid(format!(

@@ -189,6 +189,20 @@ pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> Registry
     Ok(n == 1)
 }
 
+/// A repository's ECR tags (`[{"Key","Value"}]` as JSON).
+pub(super) fn set_repository_tags(
+    c: &Connection,
+    repo: &RepoName,
+    tags: &str,
+) -> RegistryResult<()> {
+    c.execute(
+        "UPDATE repositories SET tags = ?2 WHERE name = ?1",
+        params![repo.as_str(), tags],
+    )
+    .map_err(err("tag a repository"))?;
+    Ok(())
+}
+
 pub(super) fn set_tag_mutability(c: &Connection, repo: &RepoName, m: &str) -> RegistryResult<()> {
     c.execute(
         "UPDATE repositories SET tag_mutability = ?2 WHERE name = ?1",

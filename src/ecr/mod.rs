@@ -170,6 +170,10 @@ pub enum EcrError {
     #[error("{0}")]
     EmptyUpload(String),
     #[error("{0}")]
+    InvalidTagParameter(String),
+    #[error("{0}")]
+    TooManyTags(String),
+    #[error("{0}")]
     /// The protocol's common error for a target no operation of the service has.
     UnknownOperation(String),
     #[error("failed to {what}")]
@@ -204,6 +208,8 @@ impl EcrError {
             LayerAlreadyExists(_) => "LayerAlreadyExistsException",
             InvalidLayer(_) => "InvalidLayerException",
             EmptyUpload(_) => "EmptyUploadException",
+            InvalidTagParameter(_) => "InvalidTagParameterException",
+            TooManyTags(_) => "TooManyTagsException",
             UnknownOperation(_) => "UnknownOperationException",
             Server { .. } => "ServerException",
         }

@@ -144,27 +144,38 @@ impl Tokens {
                     .into(),
             );
         };
-        let Some(b64) = value
-            .strip_prefix("Basic ")
-            .or_else(|| value.strip_prefix("basic "))
-        else {
-            return Err(
-                "only Basic credentials are accepted (user AWS, the password from \
-                        `aws ecr get-login-password`)"
-                    .into(),
-            );
+        // A Bearer token is what the token endpoint handed out for Basic credentials:
+        // the same password (`crate::api::registry`, "the Bearer token exchange").
+        let password = if let Some(t) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        {
+            t.trim().to_string()
+        } else {
+            let Some(b64) = value
+                .strip_prefix("Basic ")
+                .or_else(|| value.strip_prefix("basic "))
+            else {
+                return Err(
+                    "only Basic credentials (user AWS, the password from `aws ecr \
+                     get-login-password`) and Bearer tokens of this registry are accepted"
+                        .into(),
+                );
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or("the Basic credentials are not base64 of user:password")?;
+            let (user, password) = decoded
+                .split_once(':')
+                .ok_or("the Basic credentials are not base64 of user:password")?;
+            if user != USER {
+                return Err(format!("user {user:?}: ECR's tokens are for the user AWS"));
+            }
+            password.to_string()
         };
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or("the Basic credentials are not base64 of user:password")?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or("the Basic credentials are not base64 of user:password")?;
-        if user != USER {
-            return Err(format!("user {user:?}: ECR's tokens are for the user AWS"));
-        }
+        let password = password.as_str();
         let forged = || {
             "the password is not a token of this registry (forged, or made under another key)"
                 .to_string()
@@ -193,6 +204,36 @@ impl Tokens {
         } else {
             Scope::All
         })
+    }
+
+    /// The token endpoint's answer for credentials [`Tokens::verify`] took: the password
+    /// itself as the Bearer token (it is already a token under this registry's MAC) and
+    /// the seconds it has left.
+    pub fn bearer(authorization: &str, now: u64) -> Option<(String, u64)> {
+        let password = match authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+        {
+            Some(t) => t.trim().to_string(),
+            None => {
+                let b64 = authorization
+                    .strip_prefix("Basic ")
+                    .or_else(|| authorization.strip_prefix("basic "))?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()?;
+                let decoded = String::from_utf8(decoded).ok()?;
+                decoded.split_once(':')?.1.to_string()
+            }
+        };
+        let expires: u64 = password
+            .rsplit_once('.')?
+            .0
+            .split('.')
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((password, expires.saturating_sub(now)))
     }
 }
 
