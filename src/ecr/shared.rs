@@ -400,3 +400,195 @@ impl Registry {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// A cluster in memory: what a serve published, and the blob files of another serve
+    /// (`peer`) a fetch copies (`corrupt`: with a byte changed).
+    #[derive(Default)]
+    struct Fake {
+        published: Mutex<Vec<SharedRow>>,
+        peer: Mutex<Option<std::path::PathBuf>>,
+        corrupt: std::sync::atomic::AtomicBool,
+    }
+
+    struct Hook(Arc<Fake>);
+
+    impl Cluster for Hook {
+        fn publish(&self, rows: Vec<SharedRow>) {
+            self.0.published.lock().unwrap().extend(rows);
+        }
+        fn fetch(&self, _: &RepoName, d: &Digest, into: &Path) -> Result<(), String> {
+            let dir = self.0.peer.lock().unwrap().clone().ok_or("no peer")?;
+            let mut bytes = std::fs::read(dir.join(d.hex())).map_err(|e| e.to_string())?;
+            if self.0.corrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                bytes[0] ^= 1;
+            }
+            std::fs::write(into, bytes).map_err(|e| e.to_string())
+        }
+    }
+
+    fn serve(grace: f64) -> (tempfile::TempDir, Registry, Arc<Fake>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open(dir.path(), "123456789012", "eu-west-1")
+            .unwrap()
+            .with_gc_grace(grace);
+        let fake = Arc::new(Fake::default());
+        r.share(Box::new(Hook(fake.clone()))).unwrap();
+        (dir, r, fake)
+    }
+
+    fn upload(r: &Registry, repo: &RepoName, bytes: &[u8]) -> Digest {
+        let id = r.start_upload(repo).unwrap();
+        let (mut f, _) = r.upload_writer(repo, &id, None).unwrap();
+        f.write_all(bytes).unwrap();
+        drop(f);
+        let d = Digest::of(bytes);
+        r.finish_upload(repo, &id, &d).unwrap();
+        d
+    }
+
+    fn manifest(config: &Digest, layer: &Digest, n: usize) -> Vec<u8> {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{n}}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Serve B applies what serve A published, as the watch does.
+    fn apply(from: &Fake, to: &Registry) {
+        let rows: Vec<SharedRow> = std::mem::take(&mut *from.published.lock().unwrap());
+        to.apply_shared(rows, None, &mut |_| true).unwrap();
+    }
+
+    #[test]
+    fn a_serve_gets_another_s_rows_fetches_its_blobs_and_collects_them_once_no_manifest_names_them()
+     {
+        let (_a_dir, a, a_fake) = serve(0.0);
+        let (_b_dir, b, b_fake) = serve(0.0);
+        *b_fake.peer.lock().unwrap() = Some(a.dir().join("blobs/sha256"));
+        let row = meta::RepositoryRow {
+            name: "cl/web".into(),
+            created_at: 0.0,
+            tag_mutability: "MUTABLE".into(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags: "[]".into(),
+        };
+        assert!(meta::insert_repository(&a.db(), &row).unwrap());
+        let repo = RepoName::parse("cl/web").unwrap();
+        let config = upload(&a, &repo, b"{}");
+        let layer = upload(&a, &repo, &[7u8; 3000]);
+        let m = manifest(&config, &layer, 3000);
+        let d = a
+            .put_manifest(&repo, &Reference::Tag("v1".into()), None, &m)
+            .unwrap();
+        assert!(
+            a_fake
+                .published
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|r| TABLES.iter().any(|(t, _)| *t == r.table)),
+            "only the shared tables are published (not repo_blobs, not uploads)"
+        );
+        apply(&a_fake, &b);
+
+        // B has the repository, the image and its tag, and no byte of it.
+        assert!(b.registry_repo("cl/web").is_ok());
+        let (tags, _) = b.tags(&repo, None, None).unwrap();
+        assert_eq!(tags, vec!["v1"]);
+        assert!(!b.blob_path(&layer).exists());
+        // A peer's request is answered with what B holds: nothing.
+        assert!(matches!(
+            b.blob_here(&repo, &layer),
+            Err(RegistryError::BlobUnknown(_))
+        ));
+
+        // A corrupt copy is refused and nothing stays.
+        b_fake
+            .corrupt
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            b.blob(&repo, &layer),
+            Err(RegistryError::DigestInvalid(_))
+        ));
+        assert!(!b.blob_path(&layer).exists());
+        assert_eq!(
+            std::fs::read_dir(b.dir().join("uploads")).unwrap().count(),
+            0
+        );
+        b_fake
+            .corrupt
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+
+        // The pull fetches the manifest and the layer; garbage collection keeps them
+        // (the cluster's manifest names them), even with no grace.
+        let got = b.manifest(&repo, &Reference::Tag("v1".into()), true).unwrap();
+        assert_eq!(got.digest, d);
+        assert_eq!(b.blob(&repo, &layer).unwrap().size, 3000);
+        assert_eq!(b.collect_garbage().unwrap().blobs, 0);
+        assert!(b.blob_path(&layer).exists());
+
+        // The image deleted through A: B's copy goes at B's next collection.
+        a.delete_manifest(&repo, &Reference::Digest(d.clone()))
+            .unwrap();
+        apply(&a_fake, &b);
+        assert!(b.manifest(&repo, &Reference::Digest(d), false).is_err());
+        let freed = b.collect_garbage().unwrap();
+        assert_eq!(freed.blobs, 2, "{freed:?}");
+        assert!(!b.blob_path(&layer).exists());
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_copy_and_keeps_rows_newer_than_it() {
+        let (_d, r, fake) = serve(3600.0);
+        for name in ["snap/old", "snap/mine"] {
+            let row = meta::RepositoryRow {
+                name: name.into(),
+                created_at: 0.0,
+                tag_mutability: "MUTABLE".into(),
+                scan_on_push: false,
+                encryption_type: "AES256".into(),
+                kms_key: None,
+                tags: "[]".into(),
+            };
+            assert!(meta::insert_repository(&r.db(), &row).unwrap());
+        }
+        let published = std::mem::take(&mut *fake.published.lock().unwrap());
+        assert_eq!(published.len(), 2);
+        let cluster_row = SharedRow {
+            revision: 5,
+            key: r#"["snap/theirs"]"#.into(),
+            row: published[0].row.clone().map(|mut m| {
+                m.insert("name".into(), "snap/theirs".into());
+                m
+            }),
+            table: "repositories".into(),
+        };
+        // "snap/mine" was written at revision 9, after the snapshot's 7: it stays.
+        let mine = r#"["snap/mine"]"#;
+        r.apply_shared(vec![cluster_row], Some(7), &mut |row| {
+            !(row.key == mine && row.revision <= 9)
+        })
+        .unwrap();
+        let names: Vec<String> = meta::repositories(&r.db())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, vec!["snap/mine", "snap/theirs"]);
+        assert!(
+            fake.published.lock().unwrap().is_empty(),
+            "the cluster's rows are not published back"
+        );
+    }
+}
