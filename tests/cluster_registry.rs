@@ -195,6 +195,51 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // An IMMUTABLE repository's tag, pushed through A, is B's too: B refuses another
+    // image over it (and each push is checked again in etcd's transaction).
+    ecr(
+        &a,
+        &[
+            "create-repository",
+            "--repository-name",
+            "one/fixed",
+            "--image-tag-mutability",
+            "IMMUTABLE",
+        ],
+    );
+    let out = skopeo_copy(
+        &a,
+        &format!("oci:{}:v1", dir.display()),
+        &format!("docker://{host_a}/one/fixed:t"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_for(10, "the immutable tag through B", || {
+        (!images_of(&b, "one/fixed").is_empty()).then_some(())
+    });
+    let out = skopeo_copy(
+        &b,
+        &format!("oci:{}:v2", dir.display()),
+        &format!("docker://{host_b}/one/fixed:t"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot be overwritten because the repository is immutable"),
+        "{err}"
+    );
+    assert_eq!(
+        images_of(&a, "one/fixed")
+            .iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(d, _)| d.clone())
+            .collect::<Vec<_>>(),
+        vec![v1.manifest_digest.clone()]
+    );
+
     // A killed: B still serves what it holds; a blob only A held is BLOB_UNKNOWN.
     let out = std::process::Command::new("kill")
         .args(["-KILL", &a.server_pid().to_string()])

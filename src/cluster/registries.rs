@@ -246,6 +246,58 @@ impl Shared {
         Ok(())
     }
 
+    /// [`Shared::put_rows`] in one transaction that holds only while row `guard` is in
+    /// etcd what this serve's copy has (unchanged since the revision the copy has, or
+    /// absent when the copy never had it): `None` once put; else the rows' keys as etcd
+    /// has them now (the copy then takes them).
+    async fn put_rows_unless_changed(
+        &self,
+        rows: &[crate::ecr::shared::SharedRow],
+        guard: &str,
+    ) -> Result<Option<Vec<crate::ecr::shared::SharedRow>>, EtcdError> {
+        use super::etcd::{Compare, Op};
+        if rows.len() > CHUNK {
+            self.put_rows(rows).await?;
+            return Ok(None);
+        }
+        let compare = match self.have().get(guard) {
+            Some(rev) => Compare::UnchangedUnderSince(guard.to_string(), *rev),
+            None => Compare::Absent(guard.to_string()),
+        };
+        let ops: Vec<Op> = rows
+            .iter()
+            .map(|r| match &r.row {
+                Some(row) => Op::Put(row_key(r), serde_json::to_vec(row).unwrap_or_default()),
+                None => Op::Delete(row_key(r)),
+            })
+            .collect();
+        let (ok, rev) = self.etcd.txn_at(&[compare], &ops).await?;
+        if ok {
+            let mut have = self.have();
+            for r in rows {
+                have.insert(row_key(r), rev);
+            }
+            return Ok(None);
+        }
+        let mut theirs = Vec::new();
+        for r in rows {
+            let k = row_key(r);
+            let kv = self.etcd.get(&k).await?;
+            let row = kv
+                .as_ref()
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+            if let Some(kv) = &kv {
+                self.have().insert(k, kv.mod_revision);
+            }
+            theirs.push(crate::ecr::shared::SharedRow {
+                row,
+                revision: kv.map(|kv| kv.mod_revision).unwrap_or_default(),
+                ..r.clone()
+            });
+        }
+        Ok(Some(theirs))
+    }
+
     /// Blob `d` of `repo` from the first other serve that has it, into `into`.
     async fn fetch(
         &self,
@@ -336,6 +388,18 @@ impl crate::ecr::shared::Cluster for Hook {
                 "the cluster did not take this serve's registry change (etcd out of reach?): \
                  the other serves do not see it until it is made again");
         }
+    }
+
+    fn publish_unless_changed(
+        &self,
+        rows: Vec<crate::ecr::shared::SharedRow>,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<Vec<crate::ecr::shared::SharedRow>>, String> {
+        let s = &self.0;
+        let guard = keys::ecr_row(table, key);
+        off_thread(|| super::block_on(s.put_rows_unless_changed(&rows, &guard)))
+            .map_err(|e| crate::errors::error_chain(&e))
     }
 
     fn fetch(

@@ -214,17 +214,21 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
+        let immutable = tag.is_some()
+            && meta::repository(&db, repo)?.is_some_and(|r| r.tag_mutability == "IMMUTABLE");
+        // ECR's answer to a push over an immutable tag.
+        let taken = |tag: &str| {
+            RegistryError::TagInvalid(format!(
+                "The image tag '{tag}' already exists in the '{repo}' repository and cannot \
+                 be overwritten because the repository is immutable."
+            ))
+        };
         if let Some(tag) = tag
-            && let Some(repo_row) = meta::repository(&db, repo)?
-            && repo_row.tag_mutability == "IMMUTABLE"
+            && immutable
             && let Some(old) = meta::tag_digest(&db, repo, tag)?
             && old != digest
         {
-            // ECR's answer to a push over an immutable tag.
-            return Err(RegistryError::TagInvalid(format!(
-                "The image tag '{tag}' already exists in the '{repo}' repository and cannot \
-                 be overwritten because the repository is immutable."
-            )));
+            return Err(taken(tag));
         }
         self.store_bytes(bytes)?;
         let m = meta::NewManifest {
@@ -236,6 +240,14 @@ impl Registry {
             image_size,
         };
         meta::put_manifest(&mut db, repo, &m, tag)?;
+        // In a cluster, the tag is checked again in etcd's transaction: another serve may
+        // have taken it since this serve's copy said it was free (docs/registry.md).
+        if let Some(tag) = tag
+            && immutable
+            && !db.publish_unless_changed("tags", &super::shared::tag_key(repo, tag))?
+        {
+            return Err(taken(tag));
+        }
         Ok(digest)
     }
 

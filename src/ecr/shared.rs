@@ -51,6 +51,26 @@ pub trait Cluster: Send + Sync {
     /// Fetches blob `d` of `repo` from another serve into `into` (a new file; the caller
     /// verifies the digest and renames it). The error says which serves were tried.
     fn fetch(&self, repo: &RepoName, d: &Digest, into: &Path) -> Result<(), String>;
+    /// [`Cluster::publish`] only while row `key` of `table` is in the cluster what this
+    /// serve's copy had before the change (no other serve wrote it since): `Ok(None)`
+    /// once published; `Ok(Some(rows))`, nothing published, with `rows` as the cluster
+    /// has them (for the caller to put back); `Err` when the cluster could not be asked
+    /// (then nothing was published either).
+    fn publish_unless_changed(
+        &self,
+        rows: Vec<SharedRow>,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<Vec<SharedRow>>, String> {
+        let _ = (table, key);
+        self.publish(rows);
+        Ok(None)
+    }
+}
+
+/// The JSON key of tag `tag` of `repo` (table `tags`).
+pub(super) fn tag_key(repo: &RepoName, tag: &str) -> String {
+    Value::Array(vec![repo.as_str().into(), tag.into()]).to_string()
 }
 
 /// The registry's connection while a caller holds it; handing it back publishes what
@@ -70,6 +90,51 @@ impl std::ops::Deref for Db<'_> {
 impl std::ops::DerefMut for Db<'_> {
     fn deref_mut(&mut self) -> &mut Connection {
         &mut self.guard
+    }
+}
+
+impl Db<'_> {
+    /// Publishes what the caller changed now, only while row `key` of `table` is in the
+    /// cluster what this serve's copy had (an IMMUTABLE tag no other serve pushed
+    /// meanwhile): false when another serve wrote it, and then the changed rows are put
+    /// back as the cluster has them. One box, or a cluster out of reach: true (the
+    /// latter said in the log, as every publication that fails).
+    pub(super) fn publish_unless_changed(
+        &mut self,
+        table: &str,
+        key: &str,
+    ) -> RegistryResult<bool> {
+        let Some(cluster) = self.cluster else {
+            return Ok(true);
+        };
+        let rows = drain(&self.guard)?;
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        match cluster.publish_unless_changed(rows, table, key) {
+            Ok(None) => Ok(true),
+            Ok(Some(theirs)) => {
+                let tx = self
+                    .guard
+                    .transaction()
+                    .map_err(err("put the cluster's rows back"))?;
+                for r in &theirs {
+                    write_row(&tx, r)?;
+                }
+                tx.execute("DELETE FROM shared_changes", [])
+                    .map_err(err("put the cluster's rows back"))?;
+                tx.commit().map_err(err("put the cluster's rows back"))?;
+                Ok(false)
+            }
+            Err(why) => {
+                tracing::error!(
+                    error = why,
+                    "the cluster did not take this serve's registry change \
+                    (etcd out of reach?): the other serves do not see it until it is made again"
+                );
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -415,6 +480,8 @@ mod tests {
         published: Mutex<Vec<SharedRow>>,
         peer: Mutex<Option<std::path::PathBuf>>,
         corrupt: std::sync::atomic::AtomicBool,
+        /// Another serve's push of the same tag won in etcd: these rows are etcd's.
+        conflict: Mutex<Option<Vec<SharedRow>>>,
     }
 
     struct Hook(Arc<Fake>);
@@ -430,6 +497,20 @@ mod tests {
                 bytes[0] ^= 1;
             }
             std::fs::write(into, bytes).map_err(|e| e.to_string())
+        }
+        fn publish_unless_changed(
+            &self,
+            rows: Vec<SharedRow>,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Vec<SharedRow>>, String> {
+            match self.0.conflict.lock().unwrap().take() {
+                Some(theirs) => Ok(Some(theirs)),
+                None => {
+                    self.publish(rows);
+                    Ok(None)
+                }
+            }
         }
     }
 
@@ -470,7 +551,7 @@ mod tests {
 
     #[test]
     fn a_serve_gets_another_s_rows_fetches_its_blobs_and_collects_them_once_no_manifest_names_them()
-     {
+    {
         let (_a_dir, a, a_fake) = serve(0.0);
         let (_b_dir, b, b_fake) = serve(0.0);
         *b_fake.peer.lock().unwrap() = Some(a.dir().join("blobs/sha256"));
@@ -532,7 +613,9 @@ mod tests {
 
         // The pull fetches the manifest and the layer; garbage collection keeps them
         // (the cluster's manifest names them), even with no grace.
-        let got = b.manifest(&repo, &Reference::Tag("v1".into()), true).unwrap();
+        let got = b
+            .manifest(&repo, &Reference::Tag("v1".into()), true)
+            .unwrap();
         assert_eq!(got.digest, d);
         assert_eq!(b.blob(&repo, &layer).unwrap().size, 3000);
         assert_eq!(b.collect_garbage().unwrap().blobs, 0);
@@ -589,6 +672,66 @@ mod tests {
         assert!(
             fake.published.lock().unwrap().is_empty(),
             "the cluster's rows are not published back"
+        );
+    }
+
+    #[test]
+    fn an_immutable_tag_another_serve_took_meanwhile_is_refused_and_put_back() {
+        let (_d, r, fake) = serve(3600.0);
+        let row = meta::RepositoryRow {
+            name: "fixed/app".into(),
+            created_at: 0.0,
+            tag_mutability: "IMMUTABLE".into(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags: "[]".into(),
+        };
+        assert!(meta::insert_repository(&r.db(), &row).unwrap());
+        let repo = RepoName::parse("fixed/app").unwrap();
+        let config = upload(&r, &repo, b"{}");
+        let layer = upload(&r, &repo, &[3u8; 100]);
+        let m = manifest(&config, &layer, 100);
+        // etcd has the tag (another serve's image) and none of this push's rows.
+        let other = format!("sha256:{}", "b".repeat(64));
+        let tag = SharedRow {
+            table: "tags".into(),
+            key: tag_key(&repo, "v1"),
+            row: Some(
+                serde_json::json!({"repo": "fixed/app", "tag": "v1", "digest": other})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+            revision: 12,
+        };
+        let d = Digest::of(&m);
+        let mine = SharedRow {
+            table: "manifests".into(),
+            key: Value::Array(vec!["fixed/app".into(), d.as_str().into()]).to_string(),
+            row: None,
+            revision: 0,
+        };
+        *fake.conflict.lock().unwrap() = Some(vec![tag, mine]);
+        let e = r
+            .put_manifest(&repo, &Reference::Tag("v1".into()), None, &m)
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::TagInvalid(_)), "{e}");
+        // The copy is the cluster's: the tag names the other image, this one is not there.
+        assert_eq!(
+            meta::tag_digest(&r.db(), &repo, "v1")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            other
+        );
+        assert!(meta::manifest_type(&r.db(), &repo, &d).unwrap().is_none());
+        assert!(
+            fake.published
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| p.table == "repositories")
         );
     }
 }
