@@ -240,6 +240,35 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
         vec![v1.manifest_digest.clone()]
     );
 
+    // A serve that was a registry of its own joins: its images become the cluster's.
+    let mut c = Api::start();
+    ecr(&c, &["create-repository", "--repository-name", "solo/app"]);
+    let out = skopeo_copy(
+        &c,
+        &format!("oci:{}:v1", dir.display()),
+        &format!("docker://{}/solo/app:v1", host_of(&c)),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = etcd.endpoint();
+    let tls = etcd.serve_args();
+    let mut args = vec!["--cluster", endpoint.as_str()];
+    args.extend(tls.iter().map(String::as_str));
+    c.restart_with(&args);
+    let solo = vec![(v1.manifest_digest.clone(), vec!["v1".to_string()])];
+    b.wait_for(10, "the joining serve's image through B", || {
+        (images_of(&b, "solo/app") == solo).then_some(())
+    });
+    assert_eq!(images_of(&c, "solo/app"), solo);
+    assert!(
+        !images_of(&c, "one/app").is_empty(),
+        "the joining serve has the cluster's"
+    );
+    drop(c);
+
     // A killed: B still serves what it holds; a blob only A held is BLOB_UNKNOWN.
     let out = std::process::Command::new("kill")
         .args(["-KILL", &a.server_pid().to_string()])

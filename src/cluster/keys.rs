@@ -11,6 +11,7 @@
 //! /minifargate/v1/clusters/<cluster>/tasks/<task>             the task as DescribeTasks shows it (JSON, written by serve)
 //! /minifargate/v1/leader                                       the serves' leader (attached to its lease)
 //! /minifargate/v1/registries/<serve>                          a serve's registry for the boxes' pulls (JSON, attached to its lease)
+//! /minifargate/v1/ecr/id                                      the cluster's registry id (random; a serve that joined it has it in registry/cluster-id)
 //! /minifargate/v1/ecr/rows/<table>/<primary key>               a registry row of the cluster's ECR (JSON of its columns; crate::ecr::shared)
 //! /minifargate/v1/db/rows/<table>/<primary key>                a control-plane row (JSON of its columns; crate::store::replica)
 //! /minifargate/v1/db/written                                   touched by every write of rows: a serve is caught up once it applied it
@@ -200,6 +201,11 @@ pub fn registry(name: &str) -> String {
 /// The prefix of the cluster's registry rows (ECR: repositories, manifests, tags ...).
 pub fn ecr_rows() -> String {
     format!("{ROOT}/ecr/rows/")
+}
+
+/// The cluster's registry id (a serve's `registry/cluster-id` says it joined it).
+pub fn ecr_id() -> String {
+    format!("{ROOT}/ecr/id")
 }
 
 /// Registry row `key` (its primary key as a JSON array) of table `table`.

@@ -446,6 +446,12 @@ pub enum ShareError {
     Registry(#[from] crate::ecr::RegistryError),
     #[error("applying the cluster's registry rows: the thread failed: {0}")]
     Thread(String),
+    #[error("cannot write {path}")]
+    Marker {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Makes `reg` the cluster's registry: its repositories, settings, manifests and tags
@@ -463,22 +469,55 @@ pub async fn share(
         me,
         have: Default::default(),
     });
-    let (kvs, rev) = etcd.get_prefix_at(&keys::ecr_rows()).await?;
-    if kvs.is_empty() {
+    // The cluster's registry id, and whether this registry.db joined it before: a serve
+    // joining for the first time (the cluster's first serve, or a serve that was a
+    // registry of its own) adds the rows etcd lacks, so its images become the cluster's
+    // and none is lost; a serve that had joined takes etcd's rows as they are (what the
+    // cluster deleted meanwhile stays deleted).
+    let id = {
+        let mut b = [0u8; 16];
+        getrandom::getrandom(&mut b).expect("the kernel's random numbers");
+        hex::encode(b)
+    };
+    etcd.put_if_absent(&keys::ecr_id(), id.as_bytes()).await?;
+    let id = etcd
+        .get(&keys::ecr_id())
+        .await?
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .unwrap_or(id);
+    let marker = reg.dir().join("cluster-id");
+    let joined = std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == id);
+    let (mut kvs, mut rev) = etcd.get_prefix_at(&keys::ecr_rows()).await?;
+    if !joined {
         let reg2 = reg.clone();
         let rows = tokio::task::spawn_blocking(move || reg2.shared_rows())
             .await
             .map_err(|e| ShareError::Thread(e.to_string()))??;
-        if !rows.is_empty() {
-            shared.put_rows(&rows).await?;
+        let there: std::collections::HashSet<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
+        let new: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !there.contains(row_key(r).as_str()))
+            .collect();
+        let mut added = 0;
+        for r in &new {
+            let value = serde_json::to_vec(&r.row).unwrap_or_default();
+            if etcd.put_if_absent(&row_key(r), &value).await? {
+                added += 1;
+            }
+        }
+        if added > 0 {
             tracing::info!(
-                rows = rows.len(),
-                "the first serve of the cluster published its registry's repositories, manifests and tags"
+                rows = added,
+                "this serve's registry joined the cluster's: its repositories, manifests and tags the cluster lacked are the cluster's now"
             );
         }
-    } else {
-        snapshot(&shared, &reg, kvs, rev).await?;
+        std::fs::write(&marker, &id).map_err(|e| ShareError::Marker {
+            path: marker.clone(),
+            source: e,
+        })?;
+        (kvs, rev) = etcd.get_prefix_at(&keys::ecr_rows()).await?;
     }
+    snapshot(&shared, &reg, kvs, rev).await?;
     reg.share(Box::new(Hook(shared.clone())))?;
     Ok(tokio::spawn(follow_rows(shared, reg, rev + 1)))
 }

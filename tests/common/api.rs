@@ -146,6 +146,12 @@ impl Api {
         self.server = server;
     }
 
+    /// [`Api::restart`] with `args` as `serve`'s arguments from now on.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.serve_args = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
     /// Runs Python `script` with boto3 from the test venv; `ENDPOINT` is the server's URL,
     /// and boto3's default session signs with serve's key (see [`Api::aws_env`]).
     /// Returns its stdout (the script prints JSON).
