@@ -139,9 +139,19 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
     ];
     let mut want_sorted = want.clone();
     want_sorted.sort();
+    let pushed = std::time::Instant::now();
     b.wait_for(10, "the images through the other serve", || {
         (images_of(&b, "one/app") == want_sorted).then_some(())
     });
+    eprintln!(
+        "B listed A's push {:?} after it (one describe-images call: {:?})",
+        pushed.elapsed(),
+        {
+            let t = std::time::Instant::now();
+            images_of(&b, "one/app");
+            t.elapsed()
+        }
+    );
 
     // B pulls v1: it fetched the manifest and the blobs from A.
     let layer = v1.layers[0]
@@ -151,6 +161,7 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
     let on_b = b.mf.root.join("registry/blobs/sha256").join(&layer);
     assert!(!on_b.exists());
     let pulled = work.path().join("pulled");
+    let first = std::time::Instant::now();
     let out = skopeo_copy(
         &b,
         &format!("docker://{host_b}/one/app:v1"),
@@ -161,7 +172,23 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let first = first.elapsed();
     assert!(on_b.exists(), "B holds the layer it fetched from A");
+    let second = std::time::Instant::now();
+    let out = skopeo_copy(
+        &b,
+        &format!("docker://{host_b}/one/app:v1"),
+        &format!("oci:{}:v1", work.path().join("pulled2").display()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "skopeo pull through B: {first:?} fetching from A, {:?} from B's copy",
+        second.elapsed()
+    );
     assert!(
         pulled.join("blobs/sha256").join(&layer).exists(),
         "the pulled image has the layer"
