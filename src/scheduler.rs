@@ -71,12 +71,6 @@ struct Balanced {
 }
 
 /// The task's awsvpc address, once its network is set up.
-fn task_ip(store: &Store, id: &str) -> Option<String> {
-    let n = store.task_network(id).ok()??;
-    (n.mode == "awsvpc").then_some(())?;
-    n.network?.net.ip.map(|ip| ip.to_string())
-}
-
 const TICK: Duration = Duration::from_secs(1);
 /// How often a pass checks every running task's supervisor, not only its services' tasks
 /// (one /proc read per task: ~10 ms a pass with 1000 tasks, 1 % of a CPU at one pass a
@@ -563,7 +557,7 @@ fn schedule(
             if m.lb.registered.contains_key(&l.row.id) {
                 continue;
             }
-            let Some(ip) = task_ip(store, &l.row.id) else {
+            let Some(ip) = fleet::get().task_ip(store, &l.row.cluster, &l.row.id) else {
                 continue;
             };
             let mut all = true;

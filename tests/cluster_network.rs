@@ -516,3 +516,327 @@ fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
         assert_box_clean(b, &all);
     }
 }
+
+/// Routes on the host (where serve runs, with no agent of its own) to the boxes' task
+/// subnets, each via its box, as an operator gives a serve's host that has no agent
+/// (docs/load-balancing.md "Cluster mode"); removed when dropped.
+struct HostRoutes(Vec<String>);
+
+impl HostRoutes {
+    fn to(boxes: &[NetBox]) -> HostRoutes {
+        let mut out = HostRoutes(Vec::new());
+        for b in boxes {
+            let subnet = task_subnet(b);
+            common::netbox::ip(&["route", "replace", &subnet, "via", &b.address.to_string()]);
+            out.0.push(subnet);
+        }
+        out
+    }
+}
+
+impl Drop for HostRoutes {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["route", "del", s])
+                .status();
+        }
+    }
+}
+
+/// A web server whose `/` answers the task's own address.
+fn addressed_web() -> Value {
+    let script = "me=$(busybox ip -4 -o addr show eth0 | busybox awk '{print $4}' | busybox cut -d/ -f1); \
+        busybox mkdir -p /www && echo $me > /www/index.html && exec busybox httpd -f -p 8080 -h /www";
+    json!({
+        "family": "netbox-lbweb",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "portMappings": [{"containerPort": 8080}],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+fn elbv2(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("elbv2", args);
+    assert!(
+        out.status.success(),
+        "aws elbv2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `curl http://NAME/` with NAME resolved as `hosts` (a serve's hosts file) says: the
+/// body, or None when it failed.
+fn get_by_name(hosts: &Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(hosts).ok()?;
+    let ip = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--noproxy", "*", "-m", "5", "-f"])
+        .args(["--resolve", &format!("{name}:80:{ip}")])
+        .arg(format!("http://{name}/"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The healthy targets of `tg` as serve `api` describes them.
+fn healthy_targets(api: &Api, tg: &str) -> Vec<String> {
+    let h = elbv2(api, &["describe-target-health", "--target-group-arn", tg]);
+    let mut out: Vec<String> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .map(|d| d["Target"]["Id"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let fast = ["--leader-ttl", "2"];
+    let (api1, mut boxes) = cluster(&mut lan, &etcd, &fast, 2, 5, false);
+    let api2 = common::cluster::serve_with(&etcd, &fast);
+    let _routes = HostRoutes::to(&boxes);
+    let subnets: Vec<netns::Subnet> = boxes
+        .iter()
+        .map(|b| task_subnet(b).parse().unwrap())
+        .collect();
+
+    // Made through one serve: the load balancer, its target group and listener.
+    let lb = elbv2(&api2, &["create-load-balancer", "--name", "cluster-web"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = lb["LoadBalancerArn"].as_str().unwrap().to_string();
+    let dns = lb["DNSName"].as_str().unwrap().to_ascii_lowercase();
+    let lb_ip = lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tg = elbv2(
+        &api2,
+        &[
+            "create-target-group",
+            "--name",
+            "cluster-web",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    elbv2(
+        &api2,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=2",
+        ],
+    );
+    let listener = elbv2(
+        &api2,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let listener_arn = listener["Listeners"][0]["ListenerArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // ... described the same through the other serve.
+    let described = api1.wait_for(10, "the load balancer on the other serve", || {
+        let out = api1.aws_in(
+            "elbv2",
+            &["describe-listeners", "--load-balancer-arn", &lb_arn],
+        );
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    });
+    assert_eq!(
+        described["Listeners"][0]["ListenerArn"],
+        listener_arn.as_str()
+    );
+
+    // A service of 2 awsvpc tasks, one on each box, behind it.
+    register(&api1, "lbweb.json", &addressed_web());
+    api1.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api1.aws_json(&[
+        "create-service",
+        "--service-name",
+        "lbweb",
+        "--task-definition",
+        "netbox-lbweb",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=distinctInstance",
+        "--load-balancers",
+        &format!("targetGroupArn={tg_arn},containerName=main,containerPort=8080"),
+    ]);
+    let tasks = api1.wait_for(120, "2 service tasks RUNNING", || {
+        let p = service_tasks(&api1, "lbweb");
+        (p.len() == 2).then_some(p)
+    });
+    let ips: Vec<String> = {
+        let mut v: Vec<String> = tasks
+            .iter()
+            .map(|(t, _)| private_ip(&describe_task(&api1, t)))
+            .collect();
+        v.sort();
+        v
+    };
+    for s in &subnets {
+        assert!(
+            ips.iter().any(|ip| s.contains(ip.parse().unwrap())),
+            "no task in {s}: {ips:?}"
+        );
+    }
+    // The leader's scheduler registered both (any box); its health checks pass, and
+    // both serves say so.
+    let leader = api1.wait_for(10, "a leader", || common::cluster::leader_pid(&etcd));
+    let (lead, other) = if leader == api1.server_pid() {
+        (&api1, &api2)
+    } else {
+        (&api2, &api1)
+    };
+    lead.wait_for(90, "2 healthy targets", || {
+        (healthy_targets(lead, &tg_arn) == ips).then_some(())
+    });
+    let lead_hosts = Path::new(&lead.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap()).to_path_buf();
+    let other_hosts =
+        Path::new(&other.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap()).to_path_buf();
+    // From the host, by name: answered by the tasks of both boxes.
+    let mut seen: Vec<String> = (0..6)
+        .map(|_| {
+            get_by_name(&lead_hosts, &dns).unwrap_or_else(|| panic!("http://{dns}/ did not answer"))
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ips);
+    // Only the leader listens and names it.
+    assert!(
+        !std::fs::read_to_string(&other_hosts)
+            .unwrap_or_default()
+            .contains(&dns),
+        "the serve that does not lead names the load balancer"
+    );
+
+    // The leader dies (SIGKILL): the other serve leads, takes the listeners, and the
+    // name answers again.
+    let killed = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &lead.server_pid().to_string()])
+        .status();
+    let back = other.wait_for(
+        60,
+        "the load balancer answering from the other serve",
+        || get_by_name(&other_hosts, &dns),
+    );
+    let gap = killed.elapsed();
+    assert!(ips.contains(&back), "{back}");
+    eprintln!("the leader serve killed: the load balancer answered again after {gap:?}");
+    assert_eq!(common::cluster::leader_pid(&etcd), Some(other.server_pid()));
+    other.wait_for(60, "2 healthy targets on the new leader", || {
+        (healthy_targets(other, &tg_arn) == ips).then_some(())
+    });
+
+    // Everything deleted through the serve left: no target, no listener, no address.
+    other.aws_json(&[
+        "update-service",
+        "--service",
+        "lbweb",
+        "--desired-count",
+        "0",
+    ]);
+    other.wait_for(60, "no service task RUNNING", || {
+        service_tasks(other, "lbweb").is_empty().then_some(())
+    });
+    other.wait_for(30, "the targets deregistered", || {
+        let h = elbv2(
+            other,
+            &["describe-target-health", "--target-group-arn", &tg_arn],
+        );
+        h["TargetHealthDescriptions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
+    other.aws_json(&["delete-service", "--service", "lbweb"]);
+    elbv2(other, &["delete-listener", "--listener-arn", &listener_arn]);
+    elbv2(
+        other,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    elbv2(
+        other,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+    );
+    other.wait_for(10, "the load balancer's address off lo", || {
+        let out = common::netbox::ip(&["-4", "-o", "addr", "show", "dev", "lo"]);
+        (!out.contains(&format!("{lb_ip}/32"))).then_some(())
+    });
+    assert!(
+        !std::fs::read_to_string(&other_hosts)
+            .unwrap_or_default()
+            .contains(&dns)
+    );
+    let ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in &boxes {
+        assert_box_clean(b, &ids);
+    }
+}

@@ -14,7 +14,27 @@ pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Respo
     let started = std::time::Instant::now();
     let op2 = op.clone();
     let result = tokio::task::spawn_blocking(move || {
-        crate::elb::ops::call(&elb, &op2, &Params::from_form(&body))
+        let params = Params::from_form(&body);
+        // `serve --cluster`: the load balancers are the cluster's (crate::cluster::replica):
+        // a write runs under its lock on a copy that has every earlier write, and is
+        // published.
+        match crate::cluster::replica::get() {
+            Some(replica) if crate::cluster::replica::writes(&op2, &body) => {
+                let written = replica.write(|| {
+                    elb.sync()?;
+                    crate::elb::ops::call(&elb, &op2, &params)
+                });
+                // What etcd did not take was read back into the store: read it again.
+                let _ = elb.sync();
+                written.unwrap_or_else(|e| {
+                    Err(ElbError::Internal(format!(
+                        "{op2}: the cluster's state in etcd: {}",
+                        crate::errors::error_chain(&e)
+                    )))
+                })
+            }
+            _ => crate::elb::ops::call(&elb, &op2, &params),
+        }
     })
     .await
     .unwrap_or_else(|e| Err(ElbError::Internal(format!("{op} failed: {e}"))));

@@ -94,6 +94,12 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
+    // `serve --cluster`: the load balancers are the cluster's; their data plane runs in
+    // the leader's serve (docs/load-balancing.md "Cluster mode").
+    let elb_follower = crate::cluster::serving().map(|_| {
+        elb.follow_store();
+        tokio::spawn(follow_cluster(elb.clone()))
+    });
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
     let records = Arc::new(crate::dns::Records::default());
@@ -218,6 +224,9 @@ pub async fn serve(
     if let Some(c) = connect {
         c.abort();
     }
+    if let Some(f) = elb_follower {
+        f.abort();
+    }
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();
@@ -236,6 +245,25 @@ pub async fn serve(
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// `serve --cluster`: the load balancers read the rows other serves wrote as they are
+/// applied, and run their data plane while this serve leads.
+async fn follow_cluster(elb: Arc<crate::elb::Elb>) {
+    let mut leadership = crate::cluster::leader::leadership();
+    let mut applied = crate::cluster::replica::applied();
+    loop {
+        elb.set_active(*leadership.borrow_and_update());
+        applied.borrow_and_update();
+        let e = elb.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || e.sync()).await {
+            tracing::warn!(error = %e, "load balancers: reading the cluster's rows failed");
+        }
+        tokio::select! {
+            r = leadership.changed() => if r.is_err() { return },
+            r = applied.changed() => if r.is_err() { return },
+        }
+    }
 }
 
 /// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period; after

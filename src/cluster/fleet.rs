@@ -35,6 +35,18 @@ fn records(cluster: &str) -> anyhow::Result<Vec<(Record, TaskRow, Vec<ContainerR
     Ok(out)
 }
 
+/// An ECS task's private IPv4 address (its ENI attachment's `privateIPv4Address`).
+fn private_ip(task: &serde_json::Value) -> Option<String> {
+    task["attachments"]
+        .as_array()?
+        .iter()
+        .filter(|a| a["type"] == "ElasticNetworkInterface")
+        .flat_map(|a| a["details"].as_array().into_iter().flatten())
+        .find(|d| d["name"] == "privateIPv4Address")?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Reports a task record that does not decode, once per key and serve.
 fn undecodable(key: &str, e: &anyhow::Error) {
     static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -142,6 +154,16 @@ impl Fleet for Cluster {
             Some(kv) => Ok(Some(rows(&decode::<Record>(&key, &kv.value)?)?.0)),
             None => Ok(None),
         }
+    }
+
+    /// From the task's record (its agent reports the ENI's address in the attachment's
+    /// details, as DescribeTasks shows it).
+    fn task_ip(&self, _store: &Store, cluster: &str, id: &str) -> Option<String> {
+        let etcd = serving()?;
+        let key = keys::task(cluster, id);
+        let kv = block_on(etcd.get(&key)).ok()??;
+        let r = decode::<Record>(&key, &kv.value).ok()?;
+        private_ip(&r.task)
     }
 
     fn stop(&self, _ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool {

@@ -31,6 +31,21 @@ pub fn leading() -> bool {
     LEADING.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Follows [`leading`] (what runs only in the leader's serve: the load balancers' data
+/// plane).
+static LEADERSHIP: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(false));
+
+/// A receiver of this serve's leadership (true while it leads).
+pub fn leadership() -> tokio::sync::watch::Receiver<bool> {
+    LEADERSHIP.subscribe()
+}
+
+fn set_leading(on: bool) {
+    LEADING.store(on, std::sync::atomic::Ordering::SeqCst);
+    LEADERSHIP.send_replace(on);
+}
+
 /// How often the leader compacts etcd's history (to the revision it saw at the previous
 /// compaction, so a watcher may fall this far behind and still resume), as
 /// kube-apiserver does for its etcd.
@@ -94,10 +109,10 @@ async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
             lost_after_s = o.lost_after.as_secs_f64(),
             "cluster leader: this serve; reaping instances disconnected that long"
         );
-        LEADING.store(true, std::sync::atomic::Ordering::SeqCst);
+        set_leading(true);
         crate::ecs::services::changed();
         let ended = lead(etcd, o, lease).await;
-        LEADING.store(false, std::sync::atomic::Ordering::SeqCst);
+        set_leading(false);
         let _ = etcd.revoke(lease).await;
         tracing::warn!(why = %ended, "cluster leader: this serve is no longer the leader");
         return Ok(());

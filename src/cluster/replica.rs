@@ -89,6 +89,21 @@ pub struct Replica {
 
 static REPLICA: OnceLock<Replica> = OnceLock::new();
 
+/// Counts the batches of other serves' rows applied to this serve's store.
+static APPLIED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// A receiver that sees a new value each time rows from etcd were applied to this
+/// serve's store (what keeps resources in memory, the load balancers', follows it).
+pub fn applied() -> tokio::sync::watch::Receiver<u64> {
+    APPLIED.subscribe()
+}
+
+fn rows_applied() {
+    APPLIED.send_modify(|n| *n += 1);
+    crate::ecs::services::changed();
+}
+
 /// The replica, in `serve --cluster`.
 pub fn get() -> Option<&'static Replica> {
     REPLICA.get()
@@ -591,7 +606,7 @@ async fn follow(r: &'static Replica) -> Result<(), Error> {
     .await
     .map_err(|e| Error::Thread(e.to_string()))??;
     r.set_applied(rev);
-    crate::ecs::services::changed();
+    rows_applied();
     let mut watch = r.etcd.watch(&keys::db(), rev + 1).await?;
     loop {
         let events = watch.next().await?;
@@ -612,7 +627,7 @@ async fn follow(r: &'static Replica) -> Result<(), Error> {
             tokio::task::spawn_blocking(move || Store::open(&root)?.apply_replicated(&rows, false))
                 .await
                 .map_err(|e| Error::Thread(e.to_string()))??;
-            crate::ecs::services::changed();
+            rows_applied();
         }
         if last > 0 {
             r.set_applied(last);

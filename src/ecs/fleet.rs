@@ -77,6 +77,14 @@ pub trait Fleet: Send + Sync {
     /// Task `id` of `cluster`, in any state, if there is one.
     fn task(&self, store: &Store, cluster: &str, id: &str) -> anyhow::Result<Option<TaskRow>>;
 
+    /// The private IPv4 address of awsvpc task `id` of `cluster` (what a target group of
+    /// type `ip` and Cloud Map register), once it has one.
+    fn task_ip(&self, store: &Store, _cluster: &str, id: &str) -> Option<String> {
+        let n = store.task_network(id).ok()??;
+        (n.mode == "awsvpc").then_some(())?;
+        n.network?.net.ip.map(|ip| ip.to_string())
+    }
+
     /// Asks for task `t` to stop with `code` and `reason`; false when it could not be
     /// asked (a later pass tries again).
     fn stop(&self, ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool;

@@ -22,6 +22,7 @@ use model::{Listener, LoadBalancer, Target, TargetGroup};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The load balancers of one `serve`.
@@ -32,6 +33,12 @@ pub struct Elb {
     /// Counts the changes of the resources: the data plane's listeners and health checks
     /// follow it.
     generation: tokio::sync::watch::Sender<u64>,
+    /// Whether this serve runs the data plane (always on one box; the leader's in
+    /// cluster mode).
+    active: AtomicBool,
+    /// Whether the resources follow the store's changes by other connections (cluster
+    /// mode).
+    follows: AtomicBool,
 }
 
 /// A target's health as the load balancer sees it (API_TargetHealth).
@@ -111,47 +118,25 @@ struct State {
     /// The next target of each group (round robin).
     next: HashMap<String, usize>,
     store: Option<crate::store::Store>,
+    /// The store's `data_version` when the resources were read.
+    seen: i64,
 }
 
 impl Elb {
     /// The load balancers stored under `root` (none the first time).
     pub fn open(root: PathBuf) -> anyhow::Result<Elb> {
-        use anyhow::Context;
         let store = crate::store::Store::open(&root)?;
         let mut state = State::default();
-        for (kind, arn, doc) in store.elb_resources()? {
-            let msg = format!("stored ELB {kind} {arn} does not decode");
-            let bad = || msg.clone();
-            match kind.as_str() {
-                "loadbalancer" => {
-                    state
-                        .lbs
-                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                "targetgroup" => {
-                    state
-                        .groups
-                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                "listener" => {
-                    state
-                        .listeners
-                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                "rule" => {
-                    state
-                        .rules
-                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                _ => anyhow::bail!("stored ELB resource {arn} is of unknown kind {kind}"),
-            }
-        }
+        state.load(&store)?;
+        state.seen = data_version(&store);
         state.store = Some(store);
         let elb = Elb {
             root,
             aws: crate::taskdef::AwsContext::from_env(),
             state: Mutex::new(state),
             generation: tokio::sync::watch::Sender::new(0),
+            active: AtomicBool::new(true),
+            follows: AtomicBool::new(false),
         };
         elb.with(|s| {
             s.refresh_health();
@@ -159,6 +144,37 @@ impl Elb {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(elb)
+    }
+
+    /// `serve --cluster`: the resources are the cluster's (rows another serve writes into
+    /// this serve's store, `crate::cluster::replica`), so they are read again whenever
+    /// the store changed under them; and the data plane (listeners, addresses, names,
+    /// health checks) runs only while `set_active(true)` (the leader's).
+    pub fn follow_store(&self) {
+        self.follows.store(true, Ordering::SeqCst);
+        self.set_active(false);
+    }
+
+    /// Runs the data plane (true) or not: bindings, names and checks are none while
+    /// inactive, so the listeners stop and the addresses and names go.
+    pub fn set_active(&self, active: bool) {
+        if self.active.swap(active, Ordering::SeqCst) != active {
+            tracing::info!(active, "load balancers' data plane on this serve");
+            self.changed();
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// With [`Self::follow_store`]: reads the resources again when another connection
+    /// (the replica) changed the store since they were read; tells the data plane.
+    pub fn sync(&self) -> ElbResult<()> {
+        if !self.follows.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.with(|_| Ok(()))
     }
 
     /// Tells the data plane the resources changed.
@@ -176,11 +192,64 @@ impl Elb {
         if s.store.is_none() {
             s.store = Some(crate::store::Store::open(&self.root)?);
         }
+        if self.follows.load(Ordering::SeqCst) {
+            let now = data_version(s.store());
+            if now != s.seen {
+                let store = s.store.take().expect("the ELB state holds its store");
+                let loaded = s.load(&store);
+                s.store = Some(store);
+                loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
+                s.seen = now;
+                s.refresh_health();
+                drop(s);
+                self.changed();
+                s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            }
+        }
         f(&mut s)
     }
 }
 
+/// SQLite's count of the commits other connections made to `store`'s database.
+fn data_version(store: &crate::store::Store) -> i64 {
+    store.data_version().unwrap_or(-1)
+}
+
 impl State {
+    /// Replaces the resources with those stored in `store` (health and draining kept for
+    /// what is still there: `refresh_health`).
+    fn load(&mut self, store: &crate::store::Store) -> anyhow::Result<()> {
+        use anyhow::Context;
+        self.lbs.clear();
+        self.groups.clear();
+        self.listeners.clear();
+        self.rules.clear();
+        for (kind, arn, doc) in store.elb_resources()? {
+            let msg = format!("stored ELB {kind} {arn} does not decode");
+            let bad = || msg.clone();
+            match kind.as_str() {
+                "loadbalancer" => {
+                    self.lbs
+                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "targetgroup" => {
+                    self.groups
+                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "listener" => {
+                    self.listeners
+                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "rule" => {
+                    self.rules
+                        .insert(arn, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                _ => anyhow::bail!("stored ELB resource {arn} is of unknown kind {kind}"),
+            }
+        }
+        Ok(())
+    }
+
     fn store(&self) -> &crate::store::Store {
         self.store.as_ref().expect("the ELB state holds its store")
     }
@@ -359,6 +428,9 @@ impl Elb {
 
     /// The listeners to run, each on its load balancer's address.
     pub fn bindings(&self) -> Vec<Binding> {
+        if !self.active() {
+            return Vec::new();
+        }
         let s = self.lock();
         s.listeners
             .values()
@@ -470,6 +542,9 @@ impl Elb {
 
     /// The health checks to run: each registered target of each group in use.
     pub fn checks(&self) -> Vec<Check> {
+        if !self.active() {
+            return Vec::new();
+        }
         let s = self.lock();
         let mut out = Vec::new();
         for g in s.groups.values() {

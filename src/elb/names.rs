@@ -36,6 +36,9 @@ pub enum NamesError {
 impl Elb {
     /// Each load balancer's `DNSName` and address.
     pub fn names(&self) -> BTreeMap<String, Ipv4Addr> {
+        if !self.active() {
+            return BTreeMap::new();
+        }
         let s = self.lock();
         s.lbs
             .values()
