@@ -840,3 +840,145 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
         assert_box_clean(b, &ids);
     }
 }
+
+fn sd(api: &Api, args: &[&str]) -> Value {
+    let out = api.aws_in("servicediscovery", args);
+    assert!(
+        out.status.success(),
+        "aws servicediscovery {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Resolves `NAME` with its resolv.conf's server (busybox nslookup) until the answer
+/// holds `$WANT`: exits 0 then, 1 if it never does (the last answer on stdout).
+fn resolver_client() -> Value {
+    let script = "cat /etc/resolv.conf; for i in $(busybox seq 1 60); do \
+        r=$(busybox nslookup -timeout=2 $NAME 2>&1); \
+        case \"$r\" in *\"$WANT\"*) echo \"$r\"; exit 0;; esac; sleep 0.5; done; echo \"$r\"; exit 1";
+    json!({
+        "family": "netbox-resolver",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "essential": true
+        }]
+    })
+}
+
+#[test]
+fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
+
+    let op = sd(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "cluster.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let o = sd(
+        &api,
+        &[
+            "get-operation",
+            "--operation-id",
+            op["OperationId"].as_str().unwrap(),
+        ],
+    );
+    let ns = o["Operation"]["Targets"]["NAMESPACE"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let svc = sd(
+        &api,
+        &[
+            "create-service",
+            "--name",
+            "web",
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
+        ],
+    );
+    let registry = svc["Service"]["Arn"].as_str().unwrap().to_string();
+    let svc_id = svc["Service"]["Id"].as_str().unwrap().to_string();
+
+    // The service's one task on box 1, registered by the leader's scheduler.
+    register(&api, "lbweb.json", &addressed_web());
+    register(&api, "resolver.json", &resolver_client());
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "web",
+        "--task-definition",
+        "netbox-lbweb",
+        "--desired-count",
+        "1",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:box==1",
+        "--service-registries",
+        &format!("registryArn={registry}"),
+    ]);
+    let web = api.wait_for(120, "the service's task RUNNING", || {
+        let p = service_tasks(&api, "web");
+        (p.len() == 1).then_some(p)
+    });
+    assert_eq!(web[0].1, boxes[1].arn());
+    let ip = private_ip(&describe_task(&api, &web[0].0));
+    api.wait_for(30, "the task an instance of the Cloud Map service", || {
+        let l = sd(&api, &["list-instances", "--service-id", &svc_id]);
+        (l["Instances"][0]["Attributes"]["AWS_INSTANCE_IPV4"] == ip.as_str()).then_some(())
+    });
+
+    // A task on box 0 resolves web.cluster.local to it (the box's DNS server).
+    let overrides = json!({"containerOverrides": [{"name": "main", "environment": [
+        {"name": "NAME", "value": "web.cluster.local"}, {"name": "WANT", "value": ip}]}]})
+    .to_string();
+    let v = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "netbox-resolver",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:box==0",
+        "--overrides",
+        &overrides,
+    ]);
+    let resolver = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let t = wait_status(&api, &resolver, "STOPPED");
+    assert_eq!(
+        t["containers"][0]["exitCode"], 0,
+        "web.cluster.local did not resolve to {ip} in a task of box 0: {t:#}"
+    );
+
+    // Scaled to 0: its instance goes; the boxes stopped: nothing left on either.
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.wait_for(60, "the instance deregistered", || {
+        let l = sd(&api, &["list-instances", "--service-id", &svc_id]);
+        l["Instances"].as_array().unwrap().is_empty().then_some(())
+    });
+    let ids = vec![id_of(&web[0].0), id_of(&resolver)];
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in &boxes {
+        assert_box_clean(b, &ids);
+    }
+}

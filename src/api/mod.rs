@@ -96,10 +96,6 @@ pub async fn serve(
     );
     // `serve --cluster`: the load balancers are the cluster's; their data plane runs in
     // the leader's serve (docs/load-balancing.md "Cluster mode").
-    let elb_follower = crate::cluster::serving().map(|_| {
-        elb.follow_store();
-        tokio::spawn(follow_cluster(elb.clone()))
-    });
     let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
         .context("failed to start the service scheduler")?;
     let records = Arc::new(crate::dns::Records::default());
@@ -109,6 +105,15 @@ pub async fn serve(
             .context("failed to load the Cloud Map resources (servicediscovery)")?,
     );
     cloudmap.serve_names(records.clone());
+    // `serve --cluster`: the load balancers and Cloud Map are the cluster's; the load
+    // balancers' data plane runs in the leader's serve, which also publishes Cloud Map's
+    // names to the boxes' DNS servers (docs/load-balancing.md, docs/service-discovery.md
+    // "Cluster mode").
+    let elb_follower = crate::cluster::serving().map(|etcd| {
+        elb.follow_store();
+        cloudmap.follow_store();
+        tokio::spawn(follow_cluster(etcd, elb.clone(), cloudmap.clone()))
+    });
     let registries = tokio::spawn(crate::servicediscovery::ecs::run(
         cloudmap.clone(),
         g.clone(),
@@ -247,21 +252,44 @@ pub async fn serve(
     Ok(())
 }
 
-/// `serve --cluster`: the load balancers read the rows other serves wrote as they are
-/// applied, and run their data plane while this serve leads.
-async fn follow_cluster(elb: Arc<crate::elb::Elb>) {
+/// `serve --cluster`: the load balancers and Cloud Map read the rows other serves wrote
+/// as they are applied; while this serve leads, the load balancers' data plane runs here
+/// and Cloud Map's names go to etcd for the boxes' DNS servers (`crate::cluster::names`).
+async fn follow_cluster(
+    etcd: &'static crate::cluster::etcd::Etcd,
+    elb: Arc<crate::elb::Elb>,
+    cm: Arc<crate::servicediscovery::CloudMap>,
+) {
     let mut leadership = crate::cluster::leader::leadership();
     let mut applied = crate::cluster::replica::applied();
+    let mut names = cm.changes();
     loop {
-        elb.set_active(*leadership.borrow_and_update());
+        let leading = *leadership.borrow_and_update();
+        elb.set_active(leading);
         applied.borrow_and_update();
-        let e = elb.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || e.sync()).await {
-            tracing::warn!(error = %e, "load balancers: reading the cluster's rows failed");
+        names.borrow_and_update();
+        let (e, c) = (elb.clone(), cm.clone());
+        let synced = tokio::task::spawn_blocking(move || {
+            if let Err(err) = e.sync() {
+                tracing::warn!(error = %err, "load balancers: reading the cluster's rows failed");
+            }
+            if let Err(err) = c.sync() {
+                tracing::warn!(error = %err, "Cloud Map: reading the cluster's rows failed");
+            }
+            c.dns_source()
+        })
+        .await;
+        if leading
+            && let Ok(source) = synced
+            && let Err(e) = crate::cluster::names::publish(etcd, &source).await
+        {
+            tracing::warn!(error = %crate::errors::error_chain(&e),
+                "Cloud Map: cannot publish the names to the boxes' DNS servers");
         }
         tokio::select! {
             r = leadership.changed() => if r.is_err() { return },
             r = applied.changed() => if r.is_err() { return },
+            r = names.changed() => if r.is_err() { return },
         }
     }
 }

@@ -10,9 +10,31 @@ use std::sync::Arc;
 /// One Cloud Map call, `op` being the operation name after the target prefix.
 pub async fn handle(cm: Arc<CloudMap>, op: String, body: axum::body::Bytes) -> Response {
     let op2 = op.clone();
-    let result =
-        tokio::task::spawn_blocking(move || crate::servicediscovery::ops::call(&cm, &op2, &body))
-            .await;
+    let result = tokio::task::spawn_blocking(move || {
+        // `serve --cluster`: Cloud Map's resources are the cluster's
+        // (crate::cluster::replica): a write runs under its lock on a copy that has every
+        // earlier write, and is published.
+        match crate::cluster::replica::get() {
+            Some(replica)
+                if crate::cluster::replica::writes(&op2, &body) && !op2.starts_with("Discover") =>
+            {
+                let written = replica.write(|| {
+                    cm.sync()?;
+                    crate::servicediscovery::ops::call(&cm, &op2, &body)
+                });
+                // What etcd did not take was read back into the store: read it again.
+                let _ = cm.sync();
+                written.unwrap_or_else(|e| {
+                    Err(SdError::Internal(format!(
+                        "{op2}: the cluster's state in etcd: {}",
+                        crate::errors::error_chain(&e)
+                    )))
+                })
+            }
+            _ => crate::servicediscovery::ops::call(&cm, &op2, &body),
+        }
+    })
+    .await;
     let (status, body, kind) = match result {
         Ok(Ok(v)) => (StatusCode::OK, v, None),
         Ok(Err(e)) => (

@@ -383,6 +383,16 @@ async fn session(
         );
     }
     let box_net = (me.address, own);
+    // The tasks' DNS server on the box's bridge, for the cluster's Cloud Map names
+    // (crate::cluster::names), once the box's subnet is known; for the agent's life.
+    static DNS: std::sync::Once = std::sync::Once::new();
+    DNS.call_once(|| match Etcd::new(&o.endpoints, &o.tls) {
+        Ok(e) => {
+            tokio::spawn(super::names::serve_tasks(e, o.ecs.run_root.clone(), own));
+        }
+        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+            "no DNS server for tasks: no etcd client for the cluster's names"),
+    });
     if let Err(e) = work.before_connect(etcd).await {
         return e.into();
     }

@@ -188,6 +188,17 @@ pub fn leader() -> String {
     format!("{ROOT}/leader")
 }
 
+/// The prefix of the names the boxes' DNS servers for tasks answer (every box reads
+/// them; the leader's serve writes them: `crate::cluster::names`).
+pub fn dns() -> String {
+    format!("{ROOT}/dns/")
+}
+
+/// The Cloud Map DNS namespaces' names (`crate::dns::Source` as JSON).
+pub fn dns_cloudmap() -> String {
+    format!("{}cloudmap", dns())
+}
+
 /// The prefix of the serves' registry advertisements (every box reads them).
 pub fn registries() -> String {
     format!("{ROOT}/registries/")

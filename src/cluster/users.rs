@@ -95,6 +95,8 @@ pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), Use
     etcd.grant_prefix(&r, &keys::subnets(), false).await?;
     // The serves' registries its tasks' images come from (crate::cluster::registries).
     etcd.grant_prefix(&r, &keys::registries(), false).await?;
+    // The names its tasks' DNS server answers (crate::cluster::names).
+    etcd.grant_prefix(&r, &keys::dns(), false).await?;
     // The key read for the store's revision alone.
     etcd.grant_key(&r, "/minifargate", false).await?;
     user(etcd, &u, &password, &r).await?;

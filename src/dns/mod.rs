@@ -46,7 +46,7 @@ pub enum DnsError {
 }
 
 /// What a name holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Data {
     A(Ipv4Addr),
     Srv {
@@ -58,7 +58,7 @@ pub enum Data {
 }
 
 /// One record of a name, with its TTL (seconds).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub data: Data,
     pub ttl: u32,
@@ -75,7 +75,7 @@ pub struct Records {
 /// that it does not hold is NXDOMAIN, not forwarded) and how many records of a type each
 /// name answers at most (picked at random on each query, as Route 53's multivalue and
 /// weighted routing do).
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub names: BTreeMap<String, Vec<Record>>,
     pub zones: Vec<String>,

@@ -48,10 +48,28 @@ fn registries(s: &ServiceRow) -> Vec<Registry> {
         .collect()
 }
 
-/// The task's address on its network, once it is set up.
-fn task_ip(store: &Store, id: &str) -> Option<String> {
-    let n = store.task_network(id).ok()??;
-    n.network?.net.ip.map(|ip| ip.to_string())
+/// The task's address on its network, once it is set up: this box's, else (a cluster's
+/// task) the one its record in etcd says.
+fn task_ip(store: &Store, cluster: &str, id: &str) -> Option<String> {
+    let n = store.task_network(id).ok().flatten();
+    n.and_then(|n| n.network?.net.ip.map(|ip| ip.to_string()))
+        .or_else(|| fleet::get().task_ip(store, cluster, id))
+}
+
+/// Whether task definition `arn` gives an essential container a health check (such a
+/// task is registered once HEALTHY); `None` when it is not in the store.
+fn health_checked(store: &Store, arn: &str) -> Option<bool> {
+    let (family, revision) = arn.rsplit('/').next()?.rsplit_once(':')?;
+    let td = store
+        .task_definition(family, Some(revision.parse().ok()?))
+        .ok()??;
+    Some(
+        td.definition
+            .container_definitions
+            .iter()
+            .flatten()
+            .any(|c| c.essential.unwrap_or(true) && c.health_check.is_some()),
+    )
 }
 
 /// Applies every service's registries until the process ends.
@@ -69,8 +87,13 @@ pub async fn run(cm: Arc<CloudMap>, g: Ecs) {
             if st.is_none() {
                 st = g2.open_store().ok();
             }
+            // In a cluster, only the leader's serve, as a write of the control plane
+            // (`Fleet::schedule`), for the tasks of every box.
             if let Some(s) = st.as_mut()
-                && let Err(e) = pass(&cm2, s, &mut f)
+                && let Err(e) = fleet::get().schedule(&mut || {
+                    cm2.sync()?;
+                    pass(&cm2, s, &mut f)
+                })
             {
                     tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "Cloud Map: applying the services' serviceRegistries failed");
             }
@@ -112,17 +135,20 @@ fn pass(
             {
                 continue;
             }
+            // (A cluster's task records give every container a status, UNKNOWN without
+            // a check: the task definition says whether there is one.)
             let checked = t
                 .containers
                 .iter()
-                .any(|c| c.essential && c.health_status.is_some());
+                .any(|c| c.essential && c.health_status.is_some())
+                && health_checked(store, &row.task_definition_arn).unwrap_or(true);
             let health = crate::task::shape::task_health(&t.containers);
             let h = match health {
                 crate::store::HealthStatus::Healthy => Health::Healthy,
                 crate::store::HealthStatus::Unhealthy => Health::Unhealthy,
                 crate::store::HealthStatus::Unknown => Health::Unknown,
             };
-            let Some(ip) = task_ip(store, &row.id) else {
+            let Some(ip) = task_ip(store, &row.cluster, &row.id) else {
                 continue;
             };
             ready.insert(

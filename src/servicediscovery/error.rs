@@ -36,6 +36,10 @@ pub enum SdError {
     UnknownOperation(String),
     #[error("failed to keep the Cloud Map resources in the store")]
     Store(#[from] crate::store::StoreError),
+    /// The server's own failure (the cluster's rows in etcd, a stored row that does not
+    /// decode).
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type SdResult<T> = Result<T, SdError>;
@@ -55,13 +59,13 @@ impl SdError {
             SdError::ServiceAlreadyExists { .. } => "ServiceAlreadyExists",
             SdError::ResourceNotFoundException(_) => "ResourceNotFoundException",
             SdError::UnknownOperation(_) => "UnknownOperationException",
-            SdError::Store(_) => "InternalFailure",
+            SdError::Store(_) | SdError::Internal(_) => "InternalFailure",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
-            SdError::Store(_) => 500,
+            SdError::Store(_) | SdError::Internal(_) => 500,
             _ => 400,
         }
     }

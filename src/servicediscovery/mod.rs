@@ -17,6 +17,7 @@ pub use error::{SdError, SdResult};
 use model::{Instance, Namespace, Operation, Service};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The Cloud Map resources of one `serve`.
@@ -26,6 +27,11 @@ pub struct CloudMap {
     state: Mutex<State>,
     /// The tasks' DNS server's table, when it runs: the DNS namespaces' names go there.
     records: Mutex<Option<Arc<crate::dns::Records>>>,
+    /// Whether the resources follow the store's changes by other connections (cluster
+    /// mode).
+    follows: AtomicBool,
+    /// Bumped each time the names may have changed ([`Self::changes`]).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -38,49 +44,51 @@ struct State {
     /// Counts each service's instance changes (DiscoverInstances' `InstancesRevision`).
     revisions: BTreeMap<String, i64>,
     store: Option<crate::store::Store>,
+    /// The store's `data_version` when the resources were read.
+    seen: i64,
 }
 
 impl CloudMap {
     /// The resources stored under `root` (none the first time).
     pub fn open(root: PathBuf) -> anyhow::Result<CloudMap> {
-        use anyhow::Context;
         let store = crate::store::Store::open(&root)?;
         let mut state = State::default();
-        for (kind, id, doc) in store.servicediscovery_resources()? {
-            let msg = format!("stored Cloud Map {kind} {id} does not decode");
-            let bad = || msg.clone();
-            match kind.as_str() {
-                "namespace" => {
-                    state
-                        .namespaces
-                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                "service" => {
-                    state
-                        .services
-                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                "instance" => {
-                    let i: Instance = serde_json::from_str(&doc).with_context(bad)?;
-                    state
-                        .instances
-                        .insert((i.service_id.clone(), i.id.clone()), i);
-                }
-                "operation" => {
-                    state
-                        .operations
-                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
-                }
-                _ => anyhow::bail!("stored Cloud Map resource {id} is of unknown kind {kind}"),
-            }
-        }
+        state.load(&store)?;
+        state.seen = store.data_version().unwrap_or(-1);
         state.store = Some(store);
         Ok(CloudMap {
             root,
             aws: crate::taskdef::AwsContext::from_env(),
             state: Mutex::new(state),
             records: Mutex::new(None),
+            follows: AtomicBool::new(false),
+            generation: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// `serve --cluster`: the resources are the cluster's (rows other serves write into
+    /// this serve's store, `crate::cluster::replica`): they are read again whenever the
+    /// store changed under them.
+    pub fn follow_store(&self) {
+        self.follows.store(true, Ordering::SeqCst);
+    }
+
+    /// With [`Self::follow_store`]: reads the resources again if another connection
+    /// changed the store since.
+    pub fn sync(&self) -> SdResult<()> {
+        self.with(|_| Ok(()))
+    }
+
+    /// Counts the changes of the DNS names (a new value each time they may have changed:
+    /// an operation that changes them, the resources read again).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The DNS namespaces' names, as the tasks' DNS server answers them.
+    pub fn dns_source(&self) -> crate::dns::Source {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        names::source(&s.namespaces, &s.services, &s.instances)
     }
 
     /// From now on the DNS namespaces' names are in `records` (the tasks' DNS server's).
@@ -91,6 +99,7 @@ impl CloudMap {
 
     /// Writes the DNS namespaces' names to the DNS server's table.
     fn publish(&self) {
+        self.generation.send_modify(|g| *g += 1);
         let Some(records) = self
             .records
             .lock()
@@ -111,6 +120,19 @@ impl CloudMap {
         if s.store.is_none() {
             s.store = Some(crate::store::Store::open(&self.root)?);
         }
+        if self.follows.load(Ordering::SeqCst) {
+            let now = s.store().data_version().unwrap_or(-1);
+            if now != s.seen {
+                let store = s.store.take().expect("the Cloud Map state holds its store");
+                let loaded = s.load(&store);
+                s.store = Some(store);
+                loaded.map_err(|e| SdError::Internal(format!("{e:#}")))?;
+                s.seen = now;
+                drop(s);
+                self.publish();
+                s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            }
+        }
         f(&mut s)
     }
 
@@ -120,6 +142,40 @@ impl CloudMap {
 }
 
 impl State {
+    /// Replaces the resources with those stored in `store`.
+    fn load(&mut self, store: &crate::store::Store) -> anyhow::Result<()> {
+        use anyhow::Context;
+        self.namespaces.clear();
+        self.services.clear();
+        self.instances.clear();
+        self.operations.clear();
+        for (kind, id, doc) in store.servicediscovery_resources()? {
+            let msg = format!("stored Cloud Map {kind} {id} does not decode");
+            let bad = || msg.clone();
+            match kind.as_str() {
+                "namespace" => {
+                    self.namespaces
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "service" => {
+                    self.services
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                "instance" => {
+                    let i: Instance = serde_json::from_str(&doc).with_context(bad)?;
+                    self.instances
+                        .insert((i.service_id.clone(), i.id.clone()), i);
+                }
+                "operation" => {
+                    self.operations
+                        .insert(id, serde_json::from_str(&doc).with_context(bad)?);
+                }
+                _ => anyhow::bail!("stored Cloud Map resource {id} is of unknown kind {kind}"),
+            }
+        }
+        Ok(())
+    }
+
     fn store(&self) -> &crate::store::Store {
         self.store
             .as_ref()

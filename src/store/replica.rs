@@ -1,7 +1,7 @@
 //! The rows `serve --cluster` shares with the cluster's other serves through etcd
 //! (docs/cluster.md "The control plane in etcd"): task definitions, clusters, services
 //! with their deployments and events, RunTask's idempotency tokens, account settings and
-//! the load balancers (ELBv2's resources).
+//! the load balancers (ELBv2's resources) and Cloud Map's resources.
 //! Every serve keeps a full copy in its own SQLite, so every read stays a local query; a
 //! write runs locally under the cluster's write lock and the rows it changed go to etcd
 //! (`crate::cluster::replica`), from where the other serves apply them.
@@ -29,6 +29,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("run_tokens", &["cluster", "token"]),
     ("account_settings", &["principal", "name"]),
     ("elb_resources", &["arn"]),
+    ("servicediscovery_resources", &["id"]),
 ];
 
 /// Set once by `serve --cluster`: every connection opened after it logs its changes.
