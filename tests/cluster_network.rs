@@ -740,8 +740,7 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             "no task in {s}: {ips:?}"
         );
     }
-    // The leader's scheduler registered both (any box); its health checks pass, and
-    // both serves say so.
+    // The leader's scheduler registered both (any box); its health checks pass.
     let leader = api1.wait_for(10, "a leader", || common::cluster::leader_pid(&etcd));
     let (lead, other) = if leader == api1.server_pid() {
         (&api1, &api2)
@@ -750,6 +749,10 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
     };
     lead.wait_for(90, "2 healthy targets", || {
         (healthy_targets(lead, &tg_arn) == ips).then_some(())
+    });
+    // ... the serve that does not lead answers with the health the leader published.
+    other.wait_for(10, "2 healthy targets on the other serve", || {
+        (healthy_targets(other, &tg_arn) == ips).then_some(())
     });
     let lead_hosts = Path::new(&lead.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap()).to_path_buf();
     let other_hosts =

@@ -33,7 +33,23 @@ pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Respo
                     )))
                 })
             }
-            _ => crate::elb::ops::call(&elb, &op2, &params),
+            Some(_) => {
+                // The targets' health is checked by the leader's serve: another serve
+                // answers with what the leader published.
+                if op2 == "DescribeTargetHealth"
+                    && !crate::cluster::leader::leading()
+                    && let Some(etcd) = crate::cluster::serving()
+                {
+                    let _ = elb.sync();
+                    match crate::cluster::block_on(crate::cluster::names::published_health(etcd)) {
+                        Ok(h) => elb.take_health(&h),
+                        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+                            "DescribeTargetHealth: cannot read the leader's target health"),
+                    }
+                }
+                crate::elb::ops::call(&elb, &op2, &params)
+            }
+            None => crate::elb::ops::call(&elb, &op2, &params),
         }
     })
     .await

@@ -254,7 +254,8 @@ pub async fn serve(
 
 /// `serve --cluster`: the load balancers and Cloud Map read the rows other serves wrote
 /// as they are applied; while this serve leads, the load balancers' data plane runs here
-/// and Cloud Map's names go to etcd for the boxes' DNS servers (`crate::cluster::names`).
+/// and Cloud Map's names go to etcd for the boxes' DNS servers, the targets' health for
+/// the other serves (`crate::cluster::names`).
 async fn follow_cluster(
     etcd: &'static crate::cluster::etcd::Etcd,
     elb: Arc<crate::elb::Elb>,
@@ -263,6 +264,7 @@ async fn follow_cluster(
     let mut leadership = crate::cluster::leader::leadership();
     let mut applied = crate::cluster::replica::applied();
     let mut names = cm.changes();
+    let mut health = elb.health_changes();
     loop {
         let leading = *leadership.borrow_and_update();
         elb.set_active(leading);
@@ -286,10 +288,20 @@ async fn follow_cluster(
             tracing::warn!(error = %crate::errors::error_chain(&e),
                 "Cloud Map: cannot publish the names to the boxes' DNS servers");
         }
+        if leading {
+            health.borrow_and_update();
+            if let Err(e) =
+                crate::cluster::names::publish_health(etcd, &elb.published_health()).await
+            {
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    "load balancers: cannot publish the targets' health to the other serves");
+            }
+        }
         tokio::select! {
             r = leadership.changed() => if r.is_err() { return },
             r = applied.changed() => if r.is_err() { return },
             r = names.changed() => if r.is_err() { return },
+            r = health.changed() => if r.is_err() { return },
         }
     }
 }

@@ -199,6 +199,12 @@ pub fn dns_cloudmap() -> String {
     format!("{}cloudmap", dns())
 }
 
+/// The load balancers' target health as the leader's serve checks it (the other serves
+/// answer DescribeTargetHealth from it).
+pub fn elb_health() -> String {
+    format!("{ROOT}/elb/health")
+}
+
 /// The prefix of the serves' registry advertisements (every box reads them).
 pub fn registries() -> String {
     format!("{ROOT}/registries/")

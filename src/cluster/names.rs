@@ -4,7 +4,8 @@
 //! ([`keys::dns_cloudmap`]); each box's agent runs the tasks' DNS server on its task
 //! bridge's gateway (as a one-box `serve` does on its bridge), answering from that key,
 //! and announces it to the supervisors of new tasks, so their resolv.conf points at it.
-//! Names of no namespace are forwarded to the box's own resolvers.
+//! Names of no namespace are forwarded to the box's own resolvers. The leader publishes
+//! its load balancers' target health the same way, for the other serves.
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
@@ -17,12 +18,35 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// The leader: makes `source` the cluster's Cloud Map names (when etcd has others).
 pub async fn publish(etcd: &Etcd, source: &Source) -> Result<(), EtcdError> {
-    let key = keys::dns_cloudmap();
-    let value = serde_json::to_vec(source).expect("DNS names encode");
-    if etcd.get(&key).await?.is_some_and(|kv| kv.value == value) {
+    put_json(etcd, &keys::dns_cloudmap(), source).await
+}
+
+/// The leader: makes `health` the load balancers' target health the other serves answer
+/// DescribeTargetHealth with (when etcd has another).
+pub async fn publish_health(
+    etcd: &Etcd,
+    health: &[crate::elb::PublishedHealth],
+) -> Result<(), EtcdError> {
+    put_json(etcd, &keys::elb_health(), &health).await
+}
+
+/// The target health the leader published last (none when it published none, or it
+/// does not decode: the targets then show what this serve knows).
+pub async fn published_health(etcd: &Etcd) -> Result<Vec<crate::elb::PublishedHealth>, EtcdError> {
+    Ok(etcd
+        .get(&keys::elb_health())
+        .await?
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .unwrap_or_default())
+}
+
+/// Puts `v` as JSON at `key`, unless etcd has it so already.
+async fn put_json(etcd: &Etcd, key: &str, v: &impl serde::Serialize) -> Result<(), EtcdError> {
+    let value = serde_json::to_vec(v).expect("a published value encodes");
+    if etcd.get(key).await?.is_some_and(|kv| kv.value == value) {
         return Ok(());
     }
-    etcd.put(&key, &value, None).await
+    etcd.put(key, &value, None).await
 }
 
 /// A box: the tasks' DNS server on the gateway of its task bridge (made if missing) in

@@ -39,6 +39,31 @@ pub struct Elb {
     /// Whether the resources follow the store's changes by other connections (cluster
     /// mode).
     follows: AtomicBool,
+    /// Counts the targets' health changes (the leader publishes them to the others).
+    health_generation: tokio::sync::watch::Sender<u64>,
+}
+
+/// One target's health as the serve that runs the checks publishes it (cluster mode:
+/// the others answer DescribeTargetHealth from it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedHealth {
+    pub group: String,
+    pub target: Target,
+    pub state: String,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `s` as a `&'static str`: one of the few states and reason codes there are, kept once.
+fn interned(s: &str) -> &'static str {
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(x) = seen.iter().find(|x| **x == s) {
+        return x;
+    }
+    let x: &'static str = Box::leak(s.to_string().into_boxed_str());
+    seen.push(x);
+    x
 }
 
 /// A target's health as the load balancer sees it (API_TargetHealth).
@@ -137,6 +162,7 @@ impl Elb {
             generation: tokio::sync::watch::Sender::new(0),
             active: AtomicBool::new(true),
             follows: AtomicBool::new(false),
+            health_generation: tokio::sync::watch::Sender::new(0),
         };
         elb.with(|s| {
             s.refresh_health();
@@ -604,6 +630,48 @@ impl Elb {
         }
         if was != h.state {
             tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = h.state, "target health changed");
+            drop(s);
+            self.health_generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Follows the targets' health changes (a new value on each).
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.health_generation.subscribe()
+    }
+
+    /// The health of every registered target of every group in use (what the serve that
+    /// runs the checks publishes).
+    pub fn published_health(&self) -> Vec<PublishedHealth> {
+        let s = self.lock();
+        let mut out: Vec<PublishedHealth> = s
+            .health
+            .iter()
+            .map(|((group, target), h)| PublishedHealth {
+                group: group.clone(),
+                target: target.clone(),
+                state: h.state.to_string(),
+                reason: h.reason.map(str::to_string),
+                description: h.description.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.group, &a.target.id, a.target.port).cmp(&(&b.group, &b.target.id, b.target.port))
+        });
+        out
+    }
+
+    /// Takes the health the serve that runs the checks published (for targets still
+    /// registered here; the others keep theirs).
+    pub fn take_health(&self, rows: &[PublishedHealth]) {
+        let mut s = self.lock();
+        for r in rows {
+            let key = (r.group.clone(), r.target.clone());
+            if let Some(h) = s.health.get_mut(&key) {
+                h.state = interned(&r.state);
+                h.reason = r.reason.as_deref().map(interned);
+                h.description = r.description.clone();
+            }
         }
     }
 }
