@@ -94,8 +94,15 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
-    let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
-        .context("failed to start the service scheduler")?;
+    let metrics = Arc::new(crate::cloudwatch::Metrics::new());
+    let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
+        metrics: metrics.clone(),
+        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
+            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
+    });
+    let scheduler =
+        crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()), Some(cloudwatch.clone()))
+            .context("failed to start the service scheduler")?;
     let records = Arc::new(crate::dns::Records::default());
     let (mut dns, names) = names_and_dns(&g, records.clone()).await;
     let cloudmap = Arc::new(
@@ -130,12 +137,6 @@ pub async fn serve(
         tokio::spawn(crate::elb::dataplane::run(elb.clone(), names.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
-    let metrics = Arc::new(crate::cloudwatch::Metrics::new());
-    let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
-        metrics: metrics.clone(),
-        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
-            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
-    });
     let autoscaling = Arc::new(
         crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
             .map_err(|e| anyhow::anyhow!("failed to load Application Auto Scaling's state: {e}"))?,
