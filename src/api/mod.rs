@@ -145,6 +145,7 @@ pub async fn serve(
         g.clone(),
         cloudwatch.clone(),
         autoscaling.clone(),
+        elb.clone(),
     ));
     let g = Arc::new(g);
     let app = Router::new()
@@ -239,13 +240,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period; after
+/// ECS's service metrics (`crate::ecs::metrics`) and the load balancers'
+/// (`crate::elb::meters`): three samples a metric period; after
 /// each, the alarms are evaluated (CloudWatch evaluates them once a period) and the
 /// scaling policies the alarms in ALARM name are run.
 async fn publish_ecs_metrics(
     g: Ecs,
     cw: Arc<crate::cloudwatch::CloudWatch>,
     aas: Arc<crate::autoscaling::AutoScaling>,
+    elb: Arc<crate::elb::Elb>,
 ) {
     let period = crate::config::get().metrics_period;
     let high_resolution = period < std::time::Duration::from_secs(60);
@@ -255,10 +258,13 @@ async fn publish_ecs_metrics(
     loop {
         tick.tick().await;
         let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
+        let elb = elb.clone();
         let done = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
             let sampled = p.sample(&g, &cw.metrics, now, high_resolution);
+            // The load balancers' counts since the last sample (`elb::meters`).
+            elb.publish(&cw.metrics, now, high_resolution);
             if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
                 tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
             }
