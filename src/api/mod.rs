@@ -147,6 +147,7 @@ pub async fn serve(
         autoscaling.clone(),
         elb.clone(),
     ));
+    let ecs_events = tokio::spawn(write_ecs_events(g.clone()));
     let g = Arc::new(g);
     let app = Router::new()
         // The guard bounds every body first (256 KiB; ECR's UploadLayerPart its own, ~27
@@ -223,6 +224,7 @@ pub async fn serve(
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();
+    ecs_events.abort();
     // The load balancers' addresses and hosts lines go with their listeners; new tasks
     // use the host's resolvers again.
     let _ = tokio::task::spawn_blocking(move || {
@@ -238,6 +240,27 @@ pub async fn serve(
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// ECS's events in EventBridge's shapes to the log group `/aws/events/ecs`
+/// (`crate::ecs::events`), once a second.
+async fn write_ecs_events(g: Ecs) {
+    let watcher = Arc::new(std::sync::Mutex::new(crate::ecs::events::Watcher::default()));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (g, watcher) = (g.clone(), watcher.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut w = watcher.lock().unwrap_or_else(|e| e.into_inner());
+            w.poll(&g, now)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "ECS events: writing them to the log group failed");
+        }
+    }
 }
 
 /// ECS's service metrics (`crate::ecs::metrics`) and the load balancers'
