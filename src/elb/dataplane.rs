@@ -224,21 +224,25 @@ async fn proxy(
     pool: &Pool,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut meter = Meter::default();
-    let r = forward(elb, listener, port, peer, pool, req, &mut meter).await;
+    let mut count = Count::default();
+    let r = forward(elb, listener, port, peer, pool, req, &mut count).await;
+    let meter = &count.meter;
     meter.request();
     let status = r.status().as_u16();
-    match r.extensions().get::<Forwarded>() {
-        Some(Forwarded(at)) => meter.target_answer(status, at.elapsed()),
+    match count.forwarded {
+        Some(at) => meter.target_answer(status, at.elapsed()),
         None => meter.elb_answer(status),
     }
     r
 }
 
-/// On a target's answer (HTTPCode_Target_*; the others are the load balancer's own,
-/// HTTPCode_ELB_*): when its request was forwarded.
-#[derive(Clone, Copy)]
-struct Forwarded(std::time::Instant);
+/// What one request counts on, and when it was forwarded to a target: set on a target's
+/// answer (HTTPCode_Target_*; the others are the load balancer's own, HTTPCode_ELB_*).
+#[derive(Default)]
+struct Count {
+    meter: Meter,
+    forwarded: Option<std::time::Instant>,
+}
 
 async fn forward(
     elb: &Elb,
@@ -247,7 +251,7 @@ async fn forward(
     peer: SocketAddr,
     pool: &Pool,
     req: Request<Incoming>,
-    meter: &mut Meter,
+    count: &mut Count,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let pick = {
@@ -264,7 +268,7 @@ async fn forward(
             headers: &parts.headers,
             source: peer.ip(),
         };
-        elb.route(listener, Some(&view), meter)
+        elb.route(listener, Some(&view), &mut count.meter)
     };
     let addr = match pick {
         Pick::Target(a) => a,
@@ -319,23 +323,22 @@ async fn forward(
             Err(status) => return answer(status),
         },
     };
-    match send(
-        sender,
-        Request::from_parts(parts, body.boxed()),
-        pool,
-        addr,
-        at,
-    )
-    .await
-    {
-        Ok(r) => r,
+    match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
+        Ok(r) => {
+            count.forwarded = Some(at);
+            r
+        }
         Err(_) if reused && again.is_some() => {
             let parts = again.expect("checked");
             let empty = http_body_util::Empty::new().map_err(|e| match e {}).boxed();
             match connect(addr).await {
-                Ok(s) => send(s, Request::from_parts(parts, empty), pool, addr, at)
-                    .await
-                    .unwrap_or_else(answer),
+                Ok(s) => match send(s, Request::from_parts(parts, empty), pool, addr).await {
+                    Ok(r) => {
+                        count.forwarded = Some(at);
+                        r
+                    }
+                    Err(status) => answer(status),
+                },
                 Err(status) => answer(status),
             }
         }
@@ -364,14 +367,11 @@ async fn send(
     req: Request<Body>,
     pool: &Pool,
     addr: SocketAddr,
-    at: std::time::Instant,
 ) -> Result<Response<Body>, StatusCode> {
     match tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req)).await {
         Ok(Ok(resp)) => {
             pool.put(addr, sender);
-            let mut r = resp.map(|b| b.boxed());
-            r.extensions_mut().insert(Forwarded(at));
-            Ok(r)
+            Ok(resp.map(|b| b.boxed()))
         }
         Ok(Err(_)) => Err(StatusCode::BAD_GATEWAY),
         Err(_) => Err(StatusCode::GATEWAY_TIMEOUT),
