@@ -5,6 +5,8 @@
 //! the deployments' progress and the service events. Tasks are started with RunTask's
 //! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
+use crate::cloudwatch::CloudWatch;
+use crate::ecs::deployments::Tripped;
 use crate::ecs::services::{Spec, add_event, unhealthy};
 use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
@@ -91,13 +93,24 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the scheduler; with `elb`, services' `loadBalancers` are applied.
-    pub fn start(g: Ecs, elb: Option<Arc<Elb>>) -> std::io::Result<Scheduler> {
+    /// Starts the scheduler; with `elb`, services' `loadBalancers` are applied, with `cw`
+    /// their deployment alarms.
+    pub fn start(
+        g: Ecs,
+        elb: Option<Arc<Elb>>,
+        cw: Option<Arc<CloudWatch>>,
+    ) -> std::io::Result<Scheduler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("service-scheduler".into())
-            .spawn(move || run(&g, &flag, elb.as_deref()))?;
+            .spawn(move || {
+                let parts = Parts {
+                    elb: elb.as_deref(),
+                    cw: cw.as_deref(),
+                };
+                run(&g, &flag, parts)
+            })?;
         Ok(Scheduler { stop, thread })
     }
 
@@ -107,6 +120,15 @@ impl Scheduler {
         crate::ecs::services::changed();
         let _ = self.thread.join();
     }
+}
+
+/// The other services the scheduler applies a service's settings with.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    /// Elastic Load Balancing: `loadBalancers`.
+    elb: Option<&'a Elb>,
+    /// CloudWatch: `deploymentConfiguration.alarms`.
+    cw: Option<&'a CloudWatch>,
 }
 
 /// What the scheduler remembers of a service between passes (not stored: after a restart
@@ -128,9 +150,20 @@ struct Memory {
     /// ECS omits duplicate events until the cause is resolved.
     unplaced: Option<String>,
     lb: Balanced,
+    /// The deployment alarms named that do not exist (the event is written when it
+    /// changes).
+    missing_alarms: Vec<String>,
 }
 
 impl Memory {
+    /// A rollback started: its tasks start at once, not after the failed ones' backoff.
+    fn rolled_back(&mut self) {
+        self.failures.clear();
+        self.next_launch = None;
+        self.steady = false;
+        crate::ecs::services::changed();
+    }
+
     /// Records a failed task; returns how many failures the window holds. The next launch
     /// waits 0 s after one failure, then 5 s, 10 s, 20 s … up to 15 minutes.
     fn failed(&mut self, now: Instant) -> usize {
@@ -156,7 +189,7 @@ impl Memory {
     }
 }
 
-fn run(g: &Ecs, stop: &AtomicBool, elb: Option<&Elb>) {
+fn run(g: &Ecs, stop: &AtomicBool, parts: Parts) {
     let mut memory: HashMap<(String, String), Memory> = HashMap::new();
     let mut store: Option<Store> = None;
     let mut last_full: Option<Instant> = None;
@@ -174,7 +207,7 @@ fn run(g: &Ecs, stop: &AtomicBool, elb: Option<&Elb>) {
             last_full = Some(Instant::now());
         }
         if let Some(s) = store.as_mut() {
-            let scheduled = fleet::get().schedule(&mut || pass(g, s, &mut memory, full, elb));
+            let scheduled = fleet::get().schedule(&mut || pass(g, s, &mut memory, full, parts));
             match scheduled {
                 Ok(true) => {}
                 // Another serve schedules: what this one remembers is stale when it
@@ -197,7 +230,7 @@ fn pass(
     store: &mut Store,
     memory: &mut HashMap<(String, String), Memory>,
     full: bool,
-    elb: Option<&Elb>,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     // Tasks whose supervisor died are finished first: they need replacing too.
     if full {
@@ -215,7 +248,7 @@ fn pass(
         let m = memory
             .entry((s.cluster.clone(), s.name.clone()))
             .or_default();
-        if let Err(e) = schedule(g, store, &s, m, elb) {
+        if let Err(e) = schedule(g, store, &s, m, parts) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
                 error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
@@ -429,8 +462,9 @@ fn schedule(
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
-    elb: Option<&Elb>,
+    parts: Parts,
 ) -> anyhow::Result<()> {
+    let elb = parts.elb;
     let now = Instant::now();
     let name = &s.name;
     let spec = &s.spec;
@@ -895,14 +929,49 @@ fn schedule(
     {
         tracing::warn!(service = %name, deployment = %p.id, failed = p.sd.failure_count,
             rollback = b.rollback, "the deployment circuit breaker tripped");
-        if deployments::trip(store, s, p, b.rollback)? {
-            // The rollback's tasks start at once, not after the failed ones' backoff.
-            m.failures.clear();
-            m.next_launch = None;
-            m.steady = false;
-            crate::ecs::services::changed();
+        if deployments::trip(store, s, p, b.rollback, &Tripped::CircuitBreaker)? {
+            m.rolled_back();
         }
         return Ok(());
+    }
+    // The deployment alarms: the PRIMARY deployment fails once one of them goes into
+    // ALARM, while it rolls out and for its bake time after. Ref: developerguide/
+    // deployment-alarm-failure.html.
+    let watched = spec
+        .deployment_configuration
+        .alarms
+        .as_ref()
+        .filter(|a| a.enable && !a.alarm_names.is_empty());
+    if let (Some(a), Some(cw)) = (watched, parts.cw)
+        && let Some(p) = deployments
+            .iter_mut()
+            .find(|d| d.status == DeploymentStatus::Primary)
+        && p.rollout_state == RolloutState::InProgress
+    {
+        let (fired, missing) = cw.alarms.went_into_alarm(&a.alarm_names, p.created_at_ms);
+        if missing != m.missing_alarms {
+            if !missing.is_empty() {
+                add_event(
+                    store,
+                    &s.cluster,
+                    name,
+                    format!(
+                        "(service {name}) deployment alarms not found in CloudWatch, not \
+                         watched: {}.",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            m.missing_alarms = missing;
+        }
+        if !fired.is_empty() {
+            tracing::warn!(service = %name, deployment = %p.id, alarms = ?fired,
+                rollback = a.rollback, "a deployment alarm went into ALARM");
+            if deployments::trip(store, s, p, a.rollback, &Tripped::Alarms(fired))? {
+                m.rolled_back();
+            }
+            return Ok(());
+        }
     }
     let running = live
         .iter()
@@ -912,11 +981,19 @@ fn schedule(
         && !olds_left
         && running == desired
         && live.iter().all(|l| l.active() && l.running());
+    // With deployment alarms, a deployment completes after its bake time: the longest
+    // Period × EvaluationPeriods of its alarms, from its first steady state (ECS "computes
+    // this time period based on the alarm configuration"; this host's reading of it).
+    let bake_ms = match (watched, parts.cw) {
+        (Some(a), Some(cw)) => cw.alarms.longest_window(&a.alarm_names),
+        _ => 0,
+    };
     if steady
         && let Some(p) = deployments
             .iter_mut()
             .find(|d| d.status == DeploymentStatus::Primary)
         && p.rollout_state == RolloutState::InProgress
+        && baked(store, p, bake_ms)?
     {
         p.rollout_state = RolloutState::Completed;
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
@@ -946,6 +1023,25 @@ fn schedule(
         );
     }
     Ok(())
+}
+
+/// Whether deployment `d`, steady now, has baked for `bake_ms` since it first was (the
+/// time is recorded at the first call).
+fn baked(store: &mut Store, d: &mut DeploymentRow, bake_ms: i64) -> anyhow::Result<bool> {
+    if bake_ms <= 0 {
+        return Ok(true);
+    }
+    let now = now_ms();
+    let since = match d.sd.steady_at_ms {
+        Some(t) => t,
+        None => {
+            d.sd.steady_at_ms = Some(now);
+            d.updated_at_ms = now;
+            store.save_deployment(d)?;
+            now
+        }
+    };
+    Ok(now.saturating_sub(since) >= bake_ms)
 }
 
 #[cfg(test)]

@@ -519,3 +519,216 @@ fn in_a_cluster_the_leader_s_scheduler_trips_the_breaker_and_rolls_back() {
         (api.service("default", "cb")["runningCount"] == 0).then_some(())
     });
 }
+
+fn cw(api: &Api, args: &[&str]) {
+    let out = api.aws_in("cloudwatch", args);
+    assert!(
+        out.status.success(),
+        "aws cloudwatch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The service deployment whose target revision is deployment `id`'s
+/// (ListServiceDeployments, then DescribeServiceDeployments).
+fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
+    let l = api.aws_json(&["list-service-deployments", "--service", service]);
+    let arn = l["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["targetServiceRevisionArn"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{}", digits(id)))
+        })
+        .unwrap_or_else(|| panic!("no service deployment of {id}: {l:#}"))["serviceDeploymentArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = api.aws_json(&[
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        &arn,
+    ]);
+    d["serviceDeployments"][0].clone()
+}
+
+#[test]
+fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back() {
+    let api = Api::start();
+    // An alarm on a metric nobody puts: INSUFFICIENT_DATA until set otherwise; its
+    // Period × EvaluationPeriods (10 s) is the deployments' bake time.
+    cw(
+        &api,
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "da-errors",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Errors",
+            "--statistic",
+            "Sum",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "1",
+            "--comparison-operator",
+            "GreaterThanOrEqualToThreshold",
+        ],
+    );
+    register(&api, "one.json", "da", "sleep");
+    let created = api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "da",
+        "--task-definition",
+        "da:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        "alarms={alarmNames=[da-errors],enable=true,rollback=true}",
+    ]);
+    assert_eq!(
+        created["service"]["deploymentConfiguration"]["alarms"],
+        serde_json::json!({"alarmNames": ["da-errors"], "enable": true, "rollback": true})
+    );
+    assert!(
+        !events(&created["service"])
+            .iter()
+            .any(|e| e.contains("not applied")),
+        "{created:#}"
+    );
+    let first = created["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Steady, then the bake time: the deployment stays IN_PROGRESS, its alarms watched.
+    let s = api.wait_for(60, "a steady state", || {
+        let s = api.service("default", "da");
+        events(&s)
+            .contains(&"(service da) has reached a steady state.".to_string())
+            .then_some(s)
+    });
+    if s["deployments"][0]["rolloutState"] == "IN_PROGRESS" {
+        let sd = service_deployment(&api, "da", &first);
+        assert_eq!(sd["alarms"]["status"], "MONITORING", "{sd:#}");
+        assert_eq!(sd["alarms"]["alarmNames"], serde_json::json!(["da-errors"]));
+    }
+    let good = completed(&api, "da");
+    assert_eq!(good, first);
+    let sd = service_deployment(&api, "da", &good);
+    assert_eq!(sd["alarms"]["status"], "MONITORING_COMPLETE", "{sd:#}");
+    assert_eq!(
+        sd["deploymentConfiguration"]["alarms"]["alarmNames"],
+        serde_json::json!(["da-errors"])
+    );
+
+    // A new revision that runs fine; the alarm goes into ALARM while it rolls out (or
+    // bakes): the deployment fails and the service goes back to da:1.
+    register(&api, "two.json", "da", "sleep");
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "da",
+        "--task-definition",
+        "da:2",
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cw(
+        &api,
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "da-errors",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "errors after the deployment",
+        ],
+    );
+    let failed_msg = format!("(service da) (deployment {bad}) deployment failed: alarm detected.");
+    let s = api.wait_for(60, "the deployment alarm to fail the deployment", || {
+        let s = api.service("default", "da");
+        events(&s).contains(&failed_msg).then_some(s)
+    });
+    let ev = events(&s);
+    assert!(
+        ev.contains(&format!("(service da) rolling back to deployment {good}.")),
+        "{ev:#?}"
+    );
+    if let Some(failed) = s["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == bad.as_str())
+    {
+        assert_eq!(failed["rolloutState"], "FAILED", "{failed:#}");
+        assert_eq!(
+            failed["rolloutStateReason"],
+            "ECS deployment alarms: da-errors went into the ALARM state."
+        );
+    }
+    assert_eq!(
+        s["taskDefinition"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/da:1"
+    );
+    let sd = service_deployment(&api, "da", &bad);
+    assert_eq!(sd["alarms"]["status"], "TRIGGERED", "{sd:#}");
+    assert_eq!(
+        sd["alarms"]["triggeredAlarmNames"],
+        serde_json::json!(["da-errors"])
+    );
+    assert_eq!(sd["deploymentCircuitBreaker"]["status"], "DISABLED");
+    assert!(
+        sd["statusReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Service deployment rolled back because the deployment alarms"),
+        "{sd:#}"
+    );
+    let rev = format!(
+        "arn:aws:ecs:us-east-1:000000000000:service-revision/default/da/{}",
+        digits(&good)
+    );
+    assert_eq!(sd["rollback"]["serviceRevisionArn"], rev.as_str());
+
+    // The rollback runs da:1 again; it bakes too, then the failed deployment is
+    // ROLLBACK_SUCCESSFUL.
+    let back = completed(&api, "da");
+    assert_ne!(back, good);
+    let l = api.aws_json(&["list-service-deployments", "--service", "da"]);
+    let statuses: Vec<&str> = l["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ROLLBACK_SUCCESSFUL", "SUCCESSFUL"], "{l:#}");
+    let tasks = api.aws_json(&[
+        "list-tasks",
+        "--service-name",
+        "da",
+        "--desired-status",
+        "RUNNING",
+    ]);
+    let arn = tasks["taskArns"][0].as_str().unwrap();
+    let t = &api.aws_json(&["describe-tasks", "--tasks", arn])["tasks"][0];
+    assert_eq!(
+        t["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/da:1"
+    );
+
+    api.aws_json(&["delete-service", "--service", "da", "--force"]);
+    api.wait_for(60, "the service to be INACTIVE", || {
+        (api.service("default", "da")["status"] == "INACTIVE").then_some(())
+    });
+}

@@ -94,10 +94,17 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
+    let metrics = Arc::new(crate::cloudwatch::Metrics::new());
+    let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
+        metrics: metrics.clone(),
+        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
+            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
+    });
     // `serve --cluster`: the load balancers are the cluster's; their data plane runs in
     // the leader's serve (docs/load-balancing.md "Cluster mode").
-    let scheduler = crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()))
-        .context("failed to start the service scheduler")?;
+    let scheduler =
+        crate::scheduler::Scheduler::start(g.clone(), Some(elb.clone()), Some(cloudwatch.clone()))
+            .context("failed to start the service scheduler")?;
     let records = Arc::new(crate::dns::Records::default());
     let (mut dns, names) = names_and_dns(&g, records.clone()).await;
     let cloudmap = Arc::new(
@@ -141,12 +148,6 @@ pub async fn serve(
         tokio::spawn(crate::elb::dataplane::run(elb.clone(), names.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
     );
-    let metrics = Arc::new(crate::cloudwatch::Metrics::new());
-    let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
-        metrics: metrics.clone(),
-        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
-            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
-    });
     let autoscaling = Arc::new(
         crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
             .map_err(|e| anyhow::anyhow!("failed to load Application Auto Scaling's state: {e}"))?,
@@ -155,7 +156,9 @@ pub async fn serve(
         g.clone(),
         cloudwatch.clone(),
         autoscaling.clone(),
+        elb.clone(),
     ));
+    let ecs_events = tokio::spawn(write_ecs_events(g.clone()));
     let g = Arc::new(g);
     let app = Router::new()
         // The guard bounds every body first (256 KiB; ECR's UploadLayerPart its own, ~27
@@ -235,6 +238,7 @@ pub async fn serve(
     dataplane.0.abort();
     dataplane.1.abort();
     publisher.abort();
+    ecs_events.abort();
     // The load balancers' addresses and hosts lines go with their listeners; new tasks
     // use the host's resolvers again.
     let _ = tokio::task::spawn_blocking(move || {
@@ -306,13 +310,36 @@ async fn follow_cluster(
     }
 }
 
-/// ECS's service metrics (`crate::ecs::metrics`): three samples a metric period; after
+/// ECS's events in EventBridge's shapes to the log group `/aws/events/ecs`
+/// (`crate::ecs::events`), once a second.
+async fn write_ecs_events(g: Ecs) {
+    let watcher = Arc::new(std::sync::Mutex::new(crate::ecs::events::Watcher::default()));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (g, watcher) = (g.clone(), watcher.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut w = watcher.lock().unwrap_or_else(|e| e.into_inner());
+            w.poll(&g, now)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "ECS events: writing them to the log group failed");
+        }
+    }
+}
+
+/// ECS's service metrics (`crate::ecs::metrics`) and the load balancers'
+/// (`crate::elb::meters`): three samples a metric period; after
 /// each, the alarms are evaluated (CloudWatch evaluates them once a period) and the
 /// scaling policies the alarms in ALARM name are run.
 async fn publish_ecs_metrics(
     g: Ecs,
     cw: Arc<crate::cloudwatch::CloudWatch>,
     aas: Arc<crate::autoscaling::AutoScaling>,
+    elb: Arc<crate::elb::Elb>,
 ) {
     let period = crate::config::get().metrics_period;
     let high_resolution = period < std::time::Duration::from_secs(60);
@@ -322,10 +349,13 @@ async fn publish_ecs_metrics(
     loop {
         tick.tick().await;
         let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
+        let elb = elb.clone();
         let done = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
             let sampled = p.sample(&g, &cw.metrics, now, high_resolution);
+            // The load balancers' counts since the last sample (`elb::meters`).
+            elb.publish(&cw.metrics, now, high_resolution);
             if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
                 tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
             }

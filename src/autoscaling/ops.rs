@@ -637,13 +637,7 @@ fn tracked_metric(cfg: &TargetTracking, cluster: &str, service: &str) -> AsResul
             let name = match p.predefined_metric_type.as_str() {
                 "ECSServiceAverageCPUUtilization" => "CPUUtilization",
                 "ECSServiceAverageMemoryUtilization" => "MemoryUtilization",
-                "ALBRequestCountPerTarget" => {
-                    return Err(AsError::Validation(
-                        "ALBRequestCountPerTarget is not tracked by minifargate yet: the load \
-                         balancer publishes no RequestCountPerTarget (docs/autoscaling.md)"
-                            .into(),
-                    ));
-                }
+                "ALBRequestCountPerTarget" => return alb_request_count(p),
                 other => {
                     return Err(AsError::Validation(format!(
                         "Unsupported predefined metric type {other} for service namespace \
@@ -709,6 +703,43 @@ fn tracked_metric(cfg: &TargetTracking, cluster: &str, service: &str) -> AsResul
             })
         }
     }
+}
+
+/// ALBRequestCountPerTarget: the load balancer's `AWS/ApplicationELB`
+/// `RequestCountPerTarget` (Sum) of the target group its `ResourceLabel` names,
+/// `app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>`
+/// (API_PredefinedMetricSpecification), by `LoadBalancer` and `TargetGroup` as the data
+/// plane publishes it (`elb::meters`).
+fn alb_request_count(p: &super::PredefinedMetricSpecification) -> AsResult<Tracked> {
+    let label = p.resource_label.as_deref().unwrap_or("");
+    let parts: Vec<&str> = label.split('/').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "app"
+        && parts[3] == "targetgroup"
+        && parts.iter().all(|p| !p.is_empty());
+    if !ok {
+        return Err(AsError::Validation(format!(
+            "ResourceLabel {label:?} is not valid for ALBRequestCountPerTarget: it must be \
+             app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/\
+             <target-group-id>"
+        )));
+    }
+    Ok(Tracked {
+        namespace: "AWS/ApplicationELB".into(),
+        name: "RequestCountPerTarget".into(),
+        dimensions: vec![
+            Dimension {
+                name: "LoadBalancer".into(),
+                value: parts[..3].join("/"),
+            },
+            Dimension {
+                name: "TargetGroup".into(),
+                value: parts[3..].join("/"),
+            },
+        ],
+        statistic: "Sum".into(),
+        unit: None,
+    })
 }
 
 /// Target tracking's alarms, as Application Auto Scaling makes them: AlarmHigh (above

@@ -331,6 +331,50 @@ impl Alarms {
         self.lock().alarms.values().cloned().collect()
     }
 
+    /// Of the alarms `names`, those that went into ALARM at or after `since` (from another
+    /// state: an alarm already in ALARM before does not count), in the order given; with
+    /// the names no alarm has. What ECS's deployment alarms watch: "the deployment
+    /// … fails when … a specified CloudWatch alarm has gone into the ALARM state" (ECS
+    /// Developer Guide, deployment-alarm-failure). The history is read, not only the
+    /// state, so that an ALARM an evaluation has already left (SetAlarmState's until the
+    /// next evaluation) is still seen.
+    pub fn went_into_alarm(&self, names: &[String], since: Millis) -> (Vec<String>, Vec<String>) {
+        let s = self.lock();
+        let (mut fired, mut missing) = (Vec::new(), Vec::new());
+        for n in names {
+            if !s.alarms.contains_key(n) {
+                missing.push(n.clone());
+                continue;
+            }
+            // Every state change is in the history (`transition`).
+            let went = s.history.iter().any(|h| {
+                h.alarm_name == *n
+                    && h.history_item_type == "StateUpdate"
+                    && h.timestamp >= secs(since)
+                    && serde_json::from_str::<Value>(&h.history_data).is_ok_and(|d| {
+                        d["newState"]["stateValue"] == "ALARM"
+                            && d["oldState"]["stateValue"] != "ALARM"
+                    })
+            });
+            if went {
+                fired.push(n.clone());
+            }
+        }
+        (fired, missing)
+    }
+
+    /// The longest `Period` × `EvaluationPeriods` of the alarms `names`, in milliseconds:
+    /// how long a change takes to show in them (0 when none exists).
+    pub fn longest_window(&self, names: &[String]) -> Millis {
+        let s = self.lock();
+        names
+            .iter()
+            .filter_map(|n| s.alarms.get(n))
+            .map(|a| a.period.max(0) * a.evaluation_periods.max(0) * 1000)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn history(&self) -> Vec<HistoryItem> {
         self.lock().history.clone()
     }
@@ -617,4 +661,37 @@ pub struct PutMetricAlarmInput {
     #[allow(dead_code)]
     pub tags: Option<Value>,
     pub threshold_metric_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alarm(name: &str, period: i64, periods: i64) -> PutMetricAlarmInput {
+        serde_json::from_value(json!({
+            "AlarmName": name, "Namespace": "Shop", "MetricName": "Errors",
+            "Statistic": "Sum", "Period": period, "EvaluationPeriods": periods,
+            "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_alarm_that_went_into_alarm_since_is_seen_after_it_left() {
+        let a = Alarms::open(None, "us-east-1", "000000000000").unwrap();
+        a.put(alarm("e", 10, 2), 1_000).unwrap();
+        a.put(alarm("f", 60, 3), 1_000).unwrap();
+        let names = ["e".to_string(), "f".to_string(), "nope".to_string()];
+        assert_eq!(a.longest_window(&names), 180_000);
+        // Into ALARM before the deployment started: not counted.
+        a.set_state("f", "ALARM", "r".into(), None, 2_000).unwrap();
+        let (fired, missing) = a.went_into_alarm(&names, 3_000);
+        assert!(fired.is_empty(), "{fired:?}");
+        assert_eq!(missing, ["nope"]);
+        // ALARM then back: seen; ALARM → ALARM again: not a new one.
+        a.set_state("e", "ALARM", "r".into(), None, 4_000).unwrap();
+        a.set_state("e", "OK", "r".into(), None, 5_000).unwrap();
+        a.set_state("f", "ALARM", "r".into(), None, 5_000).unwrap();
+        assert_eq!(a.went_into_alarm(&names, 3_000).0, ["e"]);
+        assert!(a.went_into_alarm(&names, 6_000).0.is_empty());
+    }
 }

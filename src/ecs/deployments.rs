@@ -30,6 +30,74 @@ const STOPPED_REASON: &str =
 /// StopServiceDeployment's rollback (this host's words).
 const STOP_REQUEST_REASON: &str = "Service deployment rolled back by StopServiceDeployment.";
 
+/// What failed a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tripped {
+    /// Its failed tasks reached the circuit breaker's threshold.
+    CircuitBreaker,
+    /// These of its deployment alarms went into ALARM.
+    Alarms(Vec<String>),
+}
+
+impl Tripped {
+    /// The failed deployment's rolloutStateReason: ECS's words for the circuit breaker,
+    /// this host's for the alarms (ECS documents none).
+    fn rollout_reason(&self) -> String {
+        match self {
+            Tripped::CircuitBreaker => FAILED_REASON.into(),
+            Tripped::Alarms(names) => format!(
+                "ECS deployment alarms: {} went into the ALARM state.",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// The service event's cause after "deployment failed: " (ECS's words).
+    fn event(&self) -> &'static str {
+        match self {
+            Tripped::CircuitBreaker => "tasks failed to start.",
+            Tripped::Alarms(_) => "alarm detected.",
+        }
+    }
+
+    /// The service deployment's statusReason and rollback reason with a rollback.
+    fn rolled_back(&self) -> String {
+        match self {
+            Tripped::CircuitBreaker => ROLLED_BACK_REASON.into(),
+            // This host's words, after the circuit breaker's.
+            Tripped::Alarms(names) => format!(
+                "Service deployment rolled back because the deployment alarms went into the \
+                 ALARM state: {}.",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// Its statusReason without a rollback (this host's words).
+    fn stopped(&self) -> String {
+        match self {
+            Tripped::CircuitBreaker => STOPPED_REASON.into(),
+            Tripped::Alarms(names) => format!(
+                "Service deployment stopped because the deployment alarms went into the \
+                 ALARM state: {}.",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// The rolloutStateReason of the deployment that rolls back.
+    fn rolling_back(&self, to: &str) -> String {
+        match self {
+            Tripped::CircuitBreaker => {
+                format!("ECS deployment circuit breaker: rolling back to deploymentId {to}.")
+            }
+            Tripped::Alarms(_) => {
+                format!("ECS deployment alarms: rolling back to deploymentId {to}.")
+            }
+        }
+    }
+}
+
 /// The number of failed tasks that fails a deployment: half the desired count, rounded
 /// up, at least 3 and at most 200. Ref: API_ServiceDeploymentCircuitBreaker `threshold`
 /// ("minimum threshold of 3 and a maximum threshold of 200 … 0.5 * desired task count").
@@ -58,6 +126,7 @@ fn roll_back(
     d: &mut DeploymentRow,
     target: &DeploymentRow,
     reason: &str,
+    rollout_reason: String,
 ) -> anyhow::Result<()> {
     let now = now_ms();
     let id = new_deployment_id()?;
@@ -73,10 +142,7 @@ fn roll_back(
     store.save_deployment(d)?;
     let spec = target.sd.spec.clone().unwrap_or_else(|| s.spec.clone());
     store.start_deployment(&DeploymentRow {
-        rollout_state_reason: format!(
-            "ECS deployment circuit breaker: rolling back to deploymentId {}.",
-            target.id
-        ),
+        rollout_state_reason: rollout_reason,
         id,
         cluster: s.cluster.clone(),
         service: s.name.clone(),
@@ -123,19 +189,25 @@ pub fn trip(
     s: &ServiceRow,
     d: &mut DeploymentRow,
     rollback: bool,
+    why: &Tripped,
 ) -> anyhow::Result<bool> {
     let now = now_ms();
     d.rollout_state = RolloutState::Failed;
-    d.rollout_state_reason = FAILED_REASON.into();
-    d.sd.circuit_breaker_triggered = true;
+    d.rollout_state_reason = why.rollout_reason();
+    match why {
+        Tripped::CircuitBreaker => d.sd.circuit_breaker_triggered = true,
+        Tripped::Alarms(names) => d.sd.triggered_alarms = names.clone(),
+    }
     d.updated_at_ms = now;
     add_event(
         store,
         &s.cluster,
         &s.name,
         format!(
-            "(service {}) (deployment {}) deployment failed: tasks failed to start.",
-            s.name, d.id
+            "(service {}) (deployment {}) deployment failed: {}",
+            s.name,
+            d.id,
+            why.event()
         ),
     );
     if let Some(of) = d.sd.rollback_of.clone() {
@@ -149,11 +221,12 @@ pub fn trip(
         return Ok(false);
     }
     if rollback && let Some(target) = last_completed(store, s, &d.id)? {
-        roll_back(store, s, d, &target, ROLLED_BACK_REASON)?;
+        let reason = why.rolled_back();
+        roll_back(store, s, d, &target, &reason, why.rolling_back(&target.id))?;
         return Ok(true);
     }
     d.sd.status = Some(ServiceDeploymentStatus::Stopped);
-    d.sd.status_reason = Some(STOPPED_REASON.into());
+    d.sd.status_reason = Some(why.stopped());
     d.sd.stopped_at_ms = Some(now);
     d.sd.finished_at_ms = Some(now);
     store.save_deployment(d)?;
@@ -489,7 +562,7 @@ fn describe_one(
     let config =
         d.sd.spec
             .as_ref()
-            .map(|s| s.deployment_configuration)
+            .map(|s| s.deployment_configuration.clone())
             .unwrap_or_default();
     let breaker = config.deployment_circuit_breaker.unwrap_or_default();
     let cb_status = if !breaker.enable {
@@ -519,19 +592,46 @@ fn describe_one(
         target_service_revision: summary(ctx, store, d)?,
         status: status(d).as_str(),
         status_reason: d.sd.status_reason.clone(),
-        deployment_configuration: serde_json::json!({
-            "deploymentCircuitBreaker": {"enable": breaker.enable, "rollback": breaker.rollback},
-            "maximumPercent": config.maximum_percent,
-            "minimumHealthyPercent": config.minimum_healthy_percent,
-        }),
+        deployment_configuration: {
+            let mut c = serde_json::json!({
+                "deploymentCircuitBreaker": {"enable": breaker.enable, "rollback": breaker.rollback},
+                "maximumPercent": config.maximum_percent,
+                "minimumHealthyPercent": config.minimum_healthy_percent,
+            });
+            if let Some(a) = &config.alarms {
+                c["alarms"] = serde_json::json!(a);
+            }
+            c
+        },
         rollback,
         deployment_circuit_breaker: CircuitBreakerState {
             status: cb_status,
             failure_count: d.sd.failure_count,
             threshold: threshold(d.desired_count),
         },
-        alarms: serde_json::json!({"status": "DISABLED"}),
+        alarms: alarms_state(d, config.alarms.as_ref()),
     })
+}
+
+/// ecs.json `ServiceDeploymentAlarms`: DISABLED without enabled alarms, TRIGGERED once
+/// one failed the deployment, MONITORING while it runs (and bakes), then
+/// MONITORING_COMPLETE.
+fn alarms_state(d: &DeploymentRow, alarms: Option<&crate::store::DeploymentAlarms>) -> Value {
+    let Some(a) = alarms.filter(|a| a.enable) else {
+        return serde_json::json!({"status": "DISABLED"});
+    };
+    let status = if !d.sd.triggered_alarms.is_empty() {
+        "TRIGGERED"
+    } else if d.rollout_state == RolloutState::InProgress {
+        "MONITORING"
+    } else {
+        "MONITORING_COMPLETE"
+    };
+    let mut v = serde_json::json!({"status": status, "alarmNames": a.alarm_names});
+    if !d.sd.triggered_alarms.is_empty() {
+        v["triggeredAlarmNames"] = serde_json::json!(d.sd.triggered_alarms);
+    }
+    v
 }
 
 fn check_arn_count(n: usize, member: &str) -> EcsResult<()> {
@@ -640,7 +740,15 @@ pub fn stop_service_deployment(
     }
     d.rollout_state = RolloutState::Failed;
     d.rollout_state_reason = STOP_REQUEST_REASON.into();
-    roll_back(&mut store, &s, &mut d, &target, STOP_REQUEST_REASON)?;
+    let rolling = Tripped::CircuitBreaker.rolling_back(&target.id);
+    roll_back(
+        &mut store,
+        &s,
+        &mut d,
+        &target,
+        STOP_REQUEST_REASON,
+        rolling,
+    )?;
     changed();
     Ok(answer)
 }
@@ -818,7 +926,7 @@ mod tests {
             .unwrap();
         let s = service("td:2");
         let mut bad = store.deployment("ecs-svc/2").unwrap().unwrap();
-        assert!(trip(&mut store, &s, &mut bad, true).unwrap());
+        assert!(trip(&mut store, &s, &mut bad, true, &Tripped::CircuitBreaker).unwrap());
 
         let failed = store.deployment("ecs-svc/2").unwrap().unwrap();
         assert_eq!(failed.status, DeploymentStatus::Active);
@@ -876,7 +984,7 @@ mod tests {
         );
         let s = service("td:1");
         let mut d = store.deployment("ecs-svc/1").unwrap().unwrap();
-        assert!(!trip(&mut store, &s, &mut d, true).unwrap());
+        assert!(!trip(&mut store, &s, &mut d, true, &Tripped::CircuitBreaker).unwrap());
         let d = store.deployment("ecs-svc/1").unwrap().unwrap();
         assert_eq!(d.status, DeploymentStatus::Primary);
         assert_eq!(d.rollout_state, RolloutState::Failed);

@@ -14,6 +14,7 @@ pub mod clusters;
 pub mod container_instances;
 pub mod deployments;
 pub mod error;
+pub mod events;
 pub mod fleet;
 pub mod metrics;
 pub mod names;

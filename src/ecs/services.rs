@@ -44,7 +44,7 @@ struct DeploymentConfigurationInput {
     maximum_percent: Option<i64>,
     minimum_healthy_percent: Option<i64>,
     deployment_circuit_breaker: Option<crate::store::CircuitBreakerConfig>,
-    alarms: Option<Value>,
+    alarms: Option<crate::store::DeploymentAlarms>,
     strategy: Option<String>,
     bake_time_in_minutes: Option<Value>,
     lifecycle_hooks: Option<Value>,
@@ -57,14 +57,6 @@ impl DeploymentConfigurationInput {
     /// Ref: ecs.json `DeploymentConfiguration`.
     fn not_applied(&self) -> Vec<String> {
         let mut events = Vec::new();
-        if self.alarms.as_ref().is_some_and(|a| a["enable"] == true) {
-            events.push(
-                "deploymentConfiguration.alarms: not applied here: no CloudWatch alarms \
-                 here: a deployment is never failed or rolled back for an alarm (the \
-                 deploymentCircuitBreaker is applied)"
-                    .to_string(),
-            );
-        }
         for (name, v) in [
             ("bakeTimeInMinutes", &self.bake_time_in_minutes),
             ("lifecycleHooks", &self.lifecycle_hooks),
@@ -511,7 +503,10 @@ fn deployment_configuration(
         deployment_circuit_breaker: i
             .deployment_circuit_breaker
             .or(base.deployment_circuit_breaker),
+        // Ref: ecs.json `DeploymentAlarms`: applied by the scheduler (`ecs::deployments`).
+        alarms: i.alarms.clone().or(base.alarms),
     };
+
     if !(0..=100).contains(&c.minimum_healthy_percent) {
         bail!(EcsError::invalid(format!(
             "deploymentConfiguration.minimumHealthyPercent {}: must be between 0 and 100",
@@ -1126,9 +1121,11 @@ pub struct ServiceEvent {
 }
 
 /// ecs.json `DeploymentConfiguration` as a service reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentConfigurationShape {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<crate::store::DeploymentAlarms>,
     pub deployment_circuit_breaker: CircuitBreaker,
     pub maximum_percent: i64,
     pub minimum_healthy_percent: i64,
@@ -1222,6 +1219,7 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
         created_at: Timestamp::from_ms(s.created_at_ms),
         created_by: AwsContext::from_env().principal(),
         deployment_configuration: DeploymentConfigurationShape {
+            alarms: spec.deployment_configuration.alarms.clone(),
             deployment_circuit_breaker: {
                 let b = spec
                     .deployment_configuration
@@ -1351,7 +1349,7 @@ mod tests {
         let c = DeploymentConfiguration {
             maximum_percent: 150,
             minimum_healthy_percent: 50,
-            deployment_circuit_breaker: None,
+            ..Default::default()
         };
         assert_eq!(c.bounds(3), (4, 2));
         assert_eq!(c.bounds(0), (0, 0));
@@ -1369,29 +1367,33 @@ mod tests {
                 ..Default::default()
             })
         };
-        assert_eq!(deployment_configuration(base, None).unwrap(), base);
-        assert!(deployment_configuration(base, input(Some(100), Some(0)).as_ref()).is_ok());
-        assert!(deployment_configuration(base, input(Some(100), None).as_ref()).is_err());
-        assert!(deployment_configuration(base, input(None, Some(101)).as_ref()).is_err());
-        // Only the rolling update runs; deployment alarms and the other strategies' members
-        // are accepted and said not applied.
+        assert_eq!(deployment_configuration(base.clone(), None).unwrap(), base);
+        assert!(deployment_configuration(base.clone(), input(Some(100), Some(0)).as_ref()).is_ok());
+        assert!(deployment_configuration(base.clone(), input(Some(100), None).as_ref()).is_err());
+        assert!(deployment_configuration(base.clone(), input(None, Some(101)).as_ref()).is_err());
+        // Only the rolling update runs; the other strategies' members are accepted and
+        // said not applied; deployment alarms are applied.
         let blue = DeploymentConfigurationInput {
             strategy: Some("BLUE_GREEN".into()),
             ..Default::default()
         };
-        assert!(deployment_configuration(base, Some(&blue)).is_err());
+        assert!(deployment_configuration(base.clone(), Some(&blue)).is_err());
         let alarms = DeploymentConfigurationInput {
             strategy: Some("ROLLING".into()),
-            alarms: Some(
-                serde_json::json!({"alarmNames": ["a"], "enable": true, "rollback": true}),
-            ),
+            alarms: Some(crate::store::DeploymentAlarms {
+                alarm_names: vec!["a".into()],
+                enable: true,
+                rollback: true,
+            }),
             bake_time_in_minutes: Some(serde_json::json!(5)),
             ..Default::default()
         };
-        assert!(deployment_configuration(base, Some(&alarms)).is_ok());
+        let c = deployment_configuration(base.clone(), Some(&alarms)).unwrap();
+        assert_eq!(c.alarms, alarms.alarms);
         let said = alarms.not_applied();
-        assert_eq!(said.len(), 2, "{said:?}");
-        assert!(said[0].starts_with("deploymentConfiguration.alarms: not applied here"));
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("deploymentConfiguration.bakeTimeInMinutes: not applied"));
+
         let breaker = DeploymentConfigurationInput {
             deployment_circuit_breaker: Some(crate::store::CircuitBreakerConfig {
                 enable: true,
@@ -1399,7 +1401,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = deployment_configuration(base, Some(&breaker)).unwrap();
+        let c = deployment_configuration(base.clone(), Some(&breaker)).unwrap();
         assert!(
             c.deployment_circuit_breaker
                 .is_some_and(|b| b.enable && b.rollback)

@@ -114,7 +114,7 @@ macro_rules! rows {
             DescribeServiceDeployments(Ecs):
                 deps::DescribeServiceDeploymentsRequest => deps::DescribeServiceDeploymentsResponse,
                 call |cx, r| deps::describe_service_deployments(cx.ecs, &r),
-                "source and target revisions with their task counts, `rollback`, `deploymentCircuitBreaker` (status, failures, threshold); `alarms` DISABLED (deployment alarms are not applied)";
+                "source and target revisions with their task counts, `rollback`, `deploymentCircuitBreaker` (status, failures, threshold); `alarms` (status DISABLED, MONITORING, TRIGGERED with `triggeredAlarmNames`, MONITORING_COMPLETE; see [Deployments](#deployments))";
             StopServiceDeployment(Ecs):
                 deps::StopServiceDeploymentRequest => deps::StopServiceDeploymentResponse,
                 call |cx, r| deps::stop_service_deployment(cx.ecs, &r),

@@ -9,6 +9,7 @@
 //! each connection's bytes through to a target. Which listeners run follows the
 //! resources (`Elb::changes`).
 
+use super::meters::Meter;
 use super::{Binding, Elb, Pick};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
@@ -104,7 +105,8 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
     loop {
         let (mut client, _) = accept(&tcp).await;
         let _ = client.set_nodelay(true);
-        let Pick::Target(addr) = elb.pick(&listener) else {
+        let mut meter = Meter::default();
+        let Pick::Target(addr) = elb.route(&listener, None, &mut meter) else {
             continue;
         };
         tokio::spawn(async move {
@@ -114,7 +116,12 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
                 return;
             };
             let _ = target.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut target).await;
+            meter.flow_opened();
+            let bytes = tokio::io::copy_bidirectional(&mut client, &mut target)
+                .await
+                .map(|(a, b)| a + b)
+                .unwrap_or(0);
+            meter.flow_closed(bytes);
         });
     }
 }
@@ -206,6 +213,9 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// One request: forwarded or answered, and counted (`super::meters`): the target's answers
+/// with their time from the request's forwarding (connection to the target included) to
+/// the response's head.
 async fn proxy(
     elb: &Elb,
     listener: &str,
@@ -213,6 +223,35 @@ async fn proxy(
     peer: SocketAddr,
     pool: &Pool,
     req: Request<Incoming>,
+) -> Response<Body> {
+    let mut count = Count::default();
+    let r = forward(elb, listener, port, peer, pool, req, &mut count).await;
+    let meter = &count.meter;
+    meter.request();
+    let status = r.status().as_u16();
+    match count.forwarded {
+        Some(at) => meter.target_answer(status, at.elapsed()),
+        None => meter.elb_answer(status),
+    }
+    r
+}
+
+/// What one request counts on, and when it was forwarded to a target: set on a target's
+/// answer (HTTPCode_Target_*; the others are the load balancer's own, HTTPCode_ELB_*).
+#[derive(Default)]
+struct Count {
+    meter: Meter,
+    forwarded: Option<std::time::Instant>,
+}
+
+async fn forward(
+    elb: &Elb,
+    listener: &str,
+    port: u16,
+    peer: SocketAddr,
+    pool: &Pool,
+    req: Request<Incoming>,
+    count: &mut Count,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let pick = {
@@ -229,7 +268,7 @@ async fn proxy(
             headers: &parts.headers,
             source: peer.ip(),
         };
-        elb.route(listener, Some(&view))
+        elb.route(listener, Some(&view), &mut count.meter)
     };
     let addr = match pick {
         Pick::Target(a) => a,
@@ -276,6 +315,7 @@ async fn proxy(
     // A body-less request may be sent again on a fresh connection when a kept-alive one
     // turns out closed by the target.
     let again = hyper::body::Body::is_end_stream(&body).then(|| parts.clone());
+    let at = std::time::Instant::now();
     let (sender, reused) = match pool.take(addr) {
         Some(s) => (s, true),
         None => match connect(addr).await {
@@ -284,14 +324,21 @@ async fn proxy(
         },
     };
     match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
-        Ok(r) => r,
+        Ok(r) => {
+            count.forwarded = Some(at);
+            r
+        }
         Err(_) if reused && again.is_some() => {
             let parts = again.expect("checked");
             let empty = http_body_util::Empty::new().map_err(|e| match e {}).boxed();
             match connect(addr).await {
-                Ok(s) => send(s, Request::from_parts(parts, empty), pool, addr)
-                    .await
-                    .unwrap_or_else(answer),
+                Ok(s) => match send(s, Request::from_parts(parts, empty), pool, addr).await {
+                    Ok(r) => {
+                        count.forwarded = Some(at);
+                        r
+                    }
+                    Err(status) => answer(status),
+                },
                 Err(status) => answer(status),
             }
         }

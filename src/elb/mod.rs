@@ -10,6 +10,7 @@ mod checks;
 pub mod dataplane;
 pub mod error;
 pub mod health;
+pub mod meters;
 pub mod model;
 pub mod names;
 pub mod ops;
@@ -142,6 +143,8 @@ struct State {
     draining: Vec<Draining>,
     /// The next target of each group (round robin).
     next: HashMap<String, usize>,
+    /// What the data plane counts (CloudWatch's ELB metrics).
+    meters: meters::Meters,
     store: Option<crate::store::Store>,
     /// The store's `data_version` when the resources were read.
     seen: i64,
@@ -471,19 +474,24 @@ impl Elb {
             .collect()
     }
 
-    /// The target a new connection on `listener` goes to: its default action's (TCP
-    /// listeners have no rules).
-    pub fn pick(&self, listener: &str) -> Pick {
-        self.route(listener, None)
-    }
-
     /// What a new request on `listener` gets: the actions of its first rule (by priority)
     /// whose conditions the request meets all of, else its default actions (ALB's order,
     /// listener-update-rules.html). A forward goes to a group (by weight), then to its
     /// healthy targets in turn; when none is healthy, to every registered one (ELB fails
-    /// open); a group without targets is [`Pick::NoTarget`].
-    pub fn route(&self, listener: &str, req: Option<&rules::Request>) -> Pick {
+    /// open); a group without targets is [`Pick::NoTarget`]. A TCP connection (`req`
+    /// None) gets the default actions (TCP listeners have no rules). `meter` becomes what
+    /// the request or connection counts on: its listener's meter, and its target group's
+    /// when it goes to a target.
+    pub fn route(
+        &self,
+        listener: &str,
+        req: Option<&rules::Request>,
+        meter: &mut meters::Meter,
+    ) -> Pick {
         let mut s = self.lock();
+        if s.listeners.contains_key(listener) {
+            meter.listener = Some(s.meters.listener(listener));
+        }
         let Some(l) = s.listeners.get(listener) else {
             return Pick::Gone;
         };
@@ -562,6 +570,7 @@ impl Elb {
         let n = s.next.get(&arn).copied().unwrap_or(0);
         let t = from[n % from.len()];
         let addr = target_addr(g, t, t.port);
+        meter.group = Some(s.meters.group(listener, &arn));
         s.next.insert(arn, n.wrapping_add(1));
         Pick::Target(addr)
     }

@@ -177,7 +177,7 @@ mod json_text {
 }
 
 /// Ref: ecs.json `DeploymentConfiguration` (REPLICA defaults 200 and 100).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentConfiguration {
     pub maximum_percent: i64,
@@ -185,6 +185,9 @@ pub struct DeploymentConfiguration {
     /// Absent: off (ECS's default for a service created through the API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Absent: no deployment alarms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<DeploymentAlarms>,
 }
 
 impl Default for DeploymentConfiguration {
@@ -193,8 +196,18 @@ impl Default for DeploymentConfiguration {
             maximum_percent: 200,
             minimum_healthy_percent: 100,
             deployment_circuit_breaker: None,
+            alarms: None,
         }
     }
+}
+
+/// Ref: ecs.json `DeploymentAlarms` (`alarmNames`, `enable`, `rollback`, all required).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentAlarms {
+    pub alarm_names: Vec<String>,
+    pub enable: bool,
+    pub rollback: bool,
 }
 
 /// Ref: ecs.json `DeploymentCircuitBreaker` (`enable`, `rollback`, both required).
@@ -269,6 +282,13 @@ pub struct ServiceDeploymentRecord {
     /// The circuit breaker tripped on it.
     #[serde(default)]
     pub circuit_breaker_triggered: bool,
+    /// The deployment alarms that went into ALARM while it was watched (it failed for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggered_alarms: Vec<String>,
+    /// When it first reached a steady state: its deployment alarms' bake time runs from
+    /// then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_at_ms: Option<i64>,
     /// Its tasks the circuit breaker counts as failed: those that stopped on their own,
     /// were stopped for failing their health checks, or failed to launch (not those the
     /// scheduler or a user stopped, e.g. a scale-in of PENDING tasks).

@@ -1,0 +1,245 @@
+//! ECS's events in EventBridge's JSON shapes ("ECS Task State Change", "ECS Deployment
+//! State Change", "ECS Service Action"; Amazon ECS Developer Guide, "Amazon ECS events"),
+//! written to the CloudWatch Logs group [`LOG_GROUP`] through the box's Logs store, as
+//! many set up on AWS with an EventBridge rule whose target is a log group: `aws logs
+//! tail /aws/events/ecs --follow` follows them.
+//!
+//! A [`Watcher`] compares what the store holds once a second with what it saw the time
+//! before (tasks' lastStatus and desiredStatus, deployments' rolloutState, services' new
+//! events) and writes an event for each change; its first look only remembers.
+
+use super::Ecs;
+use crate::store::logs::LogStore;
+use crate::store::{DeploymentRow, RolloutState, Store, TaskRow};
+use crate::taskdef::AwsContext;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+
+/// The log group the events go to (the name a rule's log group target often has).
+pub const LOG_GROUP: &str = "/aws/events/ecs";
+/// Its one stream.
+pub const LOG_STREAM: &str = "ecs-events";
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// EventBridge's envelope around `detail` (source `aws.ecs`; `time` to the second).
+pub fn envelope(
+    ctx: &AwsContext,
+    detail_type: &str,
+    resources: Vec<String>,
+    detail: Value,
+    now_ms: i64,
+) -> Value {
+    let id = crate::task::new_uuid().unwrap_or_default();
+    let time = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    json!({
+        "version": "0",
+        "id": id,
+        "detail-type": detail_type,
+        "source": "aws.ecs",
+        "account": ctx.account_id,
+        "time": time,
+        "region": ctx.region,
+        "resources": resources,
+        "detail": detail,
+    })
+}
+
+/// "ECS Deployment State Change" of deployment `d`: IN_PROGRESS, COMPLETED or FAILED.
+/// Ref: developerguide/ecs_service_deployment_events.html.
+pub fn deployment_event(ctx: &AwsContext, service_arn: &str, d: &DeploymentRow, now: i64) -> Value {
+    let (kind, name, reason) = match d.rollout_state {
+        RolloutState::InProgress => (
+            "INFO",
+            "SERVICE_DEPLOYMENT_IN_PROGRESS",
+            format!("ECS deployment {} in progress.", d.id),
+        ),
+        RolloutState::Completed => (
+            "INFO",
+            "SERVICE_DEPLOYMENT_COMPLETED",
+            format!("ECS deployment {} completed.", d.id),
+        ),
+        RolloutState::Failed => (
+            "ERROR",
+            "SERVICE_DEPLOYMENT_FAILED",
+            d.rollout_state_reason.clone(),
+        ),
+    };
+    envelope(
+        ctx,
+        "ECS Deployment State Change",
+        vec![service_arn.to_string()],
+        json!({"eventType": kind, "eventName": name, "deploymentId": d.id,
+            "updatedAt": iso(d.updated_at_ms.max(d.created_at_ms)), "reason": reason}),
+        now,
+    )
+}
+
+/// The "ECS Service Action" a service event of the scheduler stands for, if any: (event
+/// type, event name). Ref: developerguide/ecs_service_events.html.
+pub fn service_action(message: &str) -> Option<(&'static str, &'static str)> {
+    if message.ends_with("has reached a steady state.") {
+        Some(("INFO", "SERVICE_STEADY_STATE"))
+    } else if message.contains("is unable to consistently start tasks successfully") {
+        Some(("WARN", "SERVICE_TASK_START_IMPAIRED"))
+    } else if message.contains("was unable to place a task") {
+        Some(("ERROR", "SERVICE_TASK_PLACEMENT_FAILURE"))
+    } else {
+        None
+    }
+}
+
+/// What the watcher saw last.
+#[derive(Default)]
+pub struct Watcher {
+    started: bool,
+    tasks: HashMap<String, (String, String)>,
+    deployments: HashMap<String, RolloutState>,
+    service_events: HashSet<String>,
+}
+
+impl Watcher {
+    /// One look: the events of what changed since the last, written to [`LOG_GROUP`].
+    /// Returns how many were written.
+    pub fn poll(&mut self, ecs: &Ecs, now: i64) -> anyhow::Result<usize> {
+        let ctx = AwsContext::from_env();
+        let store = ecs.open_store()?;
+        let mut out = Vec::new();
+        self.tasks_changed(&ctx, &store, now, &mut out)?;
+        self.services_changed(&ctx, &store, now, &mut out)?;
+        let first = !self.started;
+        self.started = true;
+        if first || out.is_empty() {
+            return Ok(0);
+        }
+        let mut logs = LogStore::open(&ecs.root)?;
+        logs.create_group(LOG_GROUP, now)?;
+        let lines: Vec<(i64, String)> = out.iter().map(|v| (now, v.to_string())).collect();
+        logs.put_events(LOG_GROUP, LOG_STREAM, &lines, now, true)?;
+        Ok(lines.len())
+    }
+
+    fn tasks_changed(
+        &mut self,
+        ctx: &AwsContext,
+        store: &Store,
+        now: i64,
+        out: &mut Vec<Value>,
+    ) -> anyhow::Result<()> {
+        let live = store.unstopped_tasks()?;
+        let mut seen: HashMap<String, (String, String)> = HashMap::new();
+        let mut changed: Vec<String> = Vec::new();
+        let key = |t: &TaskRow| (t.last_status.to_string(), t.desired_status.to_string());
+        for t in &live {
+            let k = key(t);
+            if self.tasks.get(&t.id) != Some(&k) {
+                changed.push(t.id.clone());
+            }
+            seen.insert(t.id.clone(), k);
+        }
+        // Tasks gone from the live ones since: stopped (their last change).
+        for id in self.tasks.keys().filter(|id| !seen.contains_key(*id)) {
+            changed.push(id.clone());
+        }
+        for id in changed {
+            let Some((t, containers)) = store.task(&id)? else {
+                continue;
+            };
+            let net = store.task_network(&id)?;
+            let task = crate::task::shape::task(&t, &containers, net.as_ref());
+            let mut detail = serde_json::to_value(&task)?;
+            detail["updatedAt"] = json!(iso(now));
+            detail["version"] = json!(1);
+            let arn = detail["taskArn"].as_str().unwrap_or_default().to_string();
+            out.push(envelope(
+                ctx,
+                "ECS Task State Change",
+                vec![arn],
+                detail,
+                now,
+            ));
+        }
+        self.tasks = seen;
+        Ok(())
+    }
+
+    fn services_changed(
+        &mut self,
+        ctx: &AwsContext,
+        store: &Store,
+        now: i64,
+        out: &mut Vec<Value>,
+    ) -> anyhow::Result<()> {
+        let mut deployments = HashMap::new();
+        let mut events = HashSet::new();
+        for s in store.list_services(None)? {
+            for d in store.deployments(&s.cluster, &s.name)? {
+                if self.deployments.get(&d.id) != Some(&d.rollout_state) {
+                    out.push(deployment_event(ctx, &s.arn, &d, now));
+                }
+                deployments.insert(d.id.clone(), d.rollout_state);
+            }
+            let cluster_arn = ctx.ecs_arn(&format!("cluster/{}", s.cluster));
+            let mut new: Vec<_> = store
+                .service_events(&s.cluster, &s.name)?
+                .into_iter()
+                .filter(|e| events.insert(e.id.clone()) && !self.service_events.contains(&e.id))
+                .collect();
+            new.reverse();
+            for e in new {
+                let Some((kind, name)) = service_action(&e.message) else {
+                    continue;
+                };
+                out.push(envelope(
+                    ctx,
+                    "ECS Service Action",
+                    vec![s.arn.clone()],
+                    json!({"eventType": kind, "eventName": name, "clusterArn": cluster_arn,
+                        "createdAt": iso(e.created_at_ms)}),
+                    now,
+                ));
+            }
+        }
+        self.deployments = deployments;
+        self.service_events = events;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_as_eventbridge_delivers_them() {
+        let ctx = AwsContext::from_env();
+        let d = DeploymentRow {
+            id: "ecs-svc/1".into(),
+            rollout_state: RolloutState::Failed,
+            rollout_state_reason: "ECS deployment circuit breaker: tasks failed to start.".into(),
+            updated_at_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let e = deployment_event(&ctx, "arn:svc", &d, 1_700_000_000_500);
+        assert_eq!(e["detail-type"], "ECS Deployment State Change");
+        assert_eq!(e["source"], "aws.ecs");
+        assert_eq!(e["resources"][0], "arn:svc");
+        assert_eq!(e["detail"]["eventType"], "ERROR");
+        assert_eq!(e["detail"]["eventName"], "SERVICE_DEPLOYMENT_FAILED");
+        assert_eq!(e["detail"]["updatedAt"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(e["time"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            service_action("(service web) has reached a steady state."),
+            Some(("INFO", "SERVICE_STEADY_STATE"))
+        );
+        assert_eq!(service_action("(service web) has started 1 tasks"), None);
+    }
+}
