@@ -12,6 +12,7 @@ mod common;
 
 use common::api::Api;
 use common::cluster::{connected, service_tasks};
+use common::elb::elbv2;
 use common::etcd::Etcd;
 use common::image::{Compression, busybox_layer};
 use common::leaks::{mounts_under, task_cgroups, task_processes};
@@ -565,19 +566,6 @@ fn addressed_web() -> Value {
     })
 }
 
-fn elbv2(api: &Api, args: &[&str]) -> Value {
-    let out = api.aws_in("elbv2", args);
-    assert!(
-        out.status.success(),
-        "aws elbv2 {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `curl http://NAME/` with NAME resolved as `hosts` (a serve's hosts file) says: the
 /// body, or None when it failed.
 fn get_by_name(hosts: &Path, name: &str) -> Option<String> {
@@ -627,68 +615,10 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
         .collect();
 
     // Made through one serve: the load balancer, its target group and listener.
-    let lb = elbv2(&api2, &["create-load-balancer", "--name", "cluster-web"]);
-    let lb = &lb["LoadBalancers"][0];
-    let lb_arn = lb["LoadBalancerArn"].as_str().unwrap().to_string();
-    let dns = lb["DNSName"].as_str().unwrap().to_ascii_lowercase();
-    let lb_ip = lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let tg = elbv2(
-        &api2,
-        &[
-            "create-target-group",
-            "--name",
-            "cluster-web",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "ip",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    elbv2(
-        &api2,
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=2",
-        ],
-    );
-    let listener = elbv2(
-        &api2,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    );
-    let listener_arn = listener["Listeners"][0]["ListenerArn"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let lb = common::elb::create_alb(&api2, "cluster-web");
+    let (lb_arn, dns, lb_ip) = (lb.arn, lb.dns.to_ascii_lowercase(), lb.ip);
+    let tg_arn = common::elb::http_target_group(&api2, "cluster-web", 2);
+    let listener_arn = common::elb::http_listener(&api2, &lb_arn, "80", &tg_arn);
     // ... described the same through the other serve.
     let described = api1.wait_for(10, "the load balancer on the other serve", || {
         let out = api1.aws_in(

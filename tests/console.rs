@@ -7,6 +7,7 @@
 mod common;
 
 use common::api::{Api, console_shots};
+use common::elb::elbv2;
 use common::image::{Compression, Layer, busybox_all_applets};
 use common::util::{free_port, no_proxy};
 use std::path::{Path, PathBuf};
@@ -335,17 +336,6 @@ fn with_access_keys_the_console_asks_for_one_and_the_api_stays_sigv4() {
     assert!(api.aws_json(&["list-clusters"])["clusterArns"].is_array());
 }
 
-/// `aws elbv2 …` against serve, as JSON.
-fn elbv2(api: &Api, args: &[&str]) -> serde_json::Value {
-    let out = api.aws_in("elbv2", args);
-    assert!(
-        out.status.success(),
-        "aws elbv2 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 /// The target group's targets as DescribeTargetHealth answers them: `id:port` and state.
 fn target_states(api: &Api, tg: &str) -> Vec<(String, String)> {
     let h = elbv2(api, &["describe-target-health", "--target-group-arn", tg]);
@@ -374,63 +364,12 @@ fn a_service_behind_a_load_balancer_shows_its_targets_health_in_a_real_browser()
         Layer::new(Compression::Gzip, busybox_all_applets("console-lb")),
         &[],
     );
-    let lb = &elbv2(&api, &["create-load-balancer", "--name", "console-web"])["LoadBalancers"][0];
-    let (lb_arn, dns) = (
-        lb["LoadBalancerArn"].as_str().unwrap().to_string(),
-        lb["DNSName"].as_str().unwrap().to_string(),
-    );
-    let tg = elbv2(
-        &api,
-        &[
-            "create-target-group",
-            "--name",
-            "console-web",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "ip",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // Long enough to be seen draining in the browser.
-    elbv2(
-        &api,
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=30",
-        ],
-    );
+    let lb = common::elb::create_alb(&api, "console-web");
+    let (lb_arn, dns) = (lb.arn, lb.dns);
+    // A delay long enough to be seen draining in the browser.
+    let tg_arn = common::elb::http_target_group(&api, "console-web", 30);
     let port = free_port().to_string();
-    elbv2(
-        &api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port,
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    );
+    common::elb::http_listener(&api, &lb_arn, &port, &tg_arn);
     let web = api.file(
         "web.json",
         r#"{"family":"web","networkMode":"awsvpc","cpu":"256","memory":"512",

@@ -6,20 +6,8 @@
 mod common;
 
 use common::api::Api;
+use common::elb::elbv2 as elb_json;
 use serde_json::Value;
-
-fn elb_json(api: &Api, args: &[&str]) -> Value {
-    let out = api.aws_in("elbv2", args);
-    assert!(
-        out.status.success(),
-        "aws elbv2 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn elb_err(api: &Api, args: &[&str]) -> String {
     let out = api.aws_in("elbv2", args);
@@ -1551,54 +1539,9 @@ fn a_service_behind_the_load_balancer_answers_at_its_dns_name_on_the_box_and_in_
             .then_some(())
     });
     assert!(addresses_of(&bridge).contains(&format!("{ip}/32")));
-    let tg = elb_json(
-        &api,
-        &[
-            "create-target-group",
-            "--name",
-            "named",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "ip",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
-    elb_json(
-        &api,
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=0",
-        ],
-    );
+    let tg_arn = common::elb::http_target_group(&api, "named", 0);
     // Port 80: each load balancer has an address of its own.
-    elb_json(
-        &api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    );
+    common::elb::http_listener(&api, &lb_arn, "80", &tg_arn);
     let f = api.file("web.json", &web_def("web"));
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);

@@ -96,65 +96,11 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
         &[],
         &[("MINIFARGATE_METRICS_PERIOD", "5")],
     );
-    let lb = run(
-        &api,
-        "elbv2",
-        &["create-load-balancer", "--name", "metered"],
-    );
-    let lb = &lb["LoadBalancers"][0];
-    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
-    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
-    let tg = run(
-        &api,
-        "elbv2",
-        &[
-            "create-target-group",
-            "--name",
-            "metered",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "ip",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
-    run(
-        &api,
-        "elbv2",
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=2",
-        ],
-    );
+    let lb = common::elb::create_alb(&api, "metered");
+    let (lb_arn, ip) = (lb.arn, lb.ip);
+    let tg_arn = common::elb::http_target_group(&api, "metered", 2);
     let port = common::util::free_port();
-    run(
-        &api,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    );
+    common::elb::http_listener(&api, &lb_arn, &port.to_string(), &tg_arn);
     // ELB's dimension values: the ARNs' ends.
     let lb_dim = lb_arn.split_once(":loadbalancer/").unwrap().1.to_string();
     let tg_dim = tg_arn.rsplit(':').next().unwrap().to_string();

@@ -106,7 +106,7 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
     use std::io::Write;
 
@@ -128,7 +128,8 @@ mod tests {
         (dir, r, RepoName::parse("gc/web").unwrap())
     }
 
-    fn upload(r: &Registry, repo: &RepoName, bytes: &[u8]) -> Digest {
+    /// A blob pushed as a client pushes it (also `super::shared`'s tests).
+    pub(in crate::ecr) fn upload(r: &Registry, repo: &RepoName, bytes: &[u8]) -> Digest {
         let id = r.start_upload(repo).unwrap();
         let (mut f, _) = r.upload_writer(repo, &id, None).unwrap();
         f.write_all(bytes).unwrap();
@@ -138,7 +139,8 @@ mod tests {
         d
     }
 
-    fn manifest(config: &Digest, layer: &Digest, n: usize) -> Vec<u8> {
+    /// An OCI manifest of `config` and one `layer` of `n` bytes.
+    pub(in crate::ecr) fn manifest(config: &Digest, layer: &Digest, n: usize) -> Vec<u8> {
         format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},

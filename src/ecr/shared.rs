@@ -468,6 +468,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gc::tests::{manifest, upload};
     use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
     use super::*;
     use std::io::Write;
@@ -522,25 +523,6 @@ mod tests {
         let fake = Arc::new(Fake::default());
         r.share(Box::new(Hook(fake.clone()))).unwrap();
         (dir, r, fake)
-    }
-
-    fn upload(r: &Registry, repo: &RepoName, bytes: &[u8]) -> Digest {
-        let id = r.start_upload(repo).unwrap();
-        let (mut f, _) = r.upload_writer(repo, &id, None).unwrap();
-        f.write_all(bytes).unwrap();
-        drop(f);
-        let d = Digest::of(bytes);
-        r.finish_upload(repo, &id, &d).unwrap();
-        d
-    }
-
-    fn manifest(config: &Digest, layer: &Digest, n: usize) -> Vec<u8> {
-        format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
-            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{n}}}]}}"#
-        )
-        .into_bytes()
     }
 
     /// Serve B applies what serve A published, as the watch does.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod ecr;
+pub mod elb;
 pub mod etcd;
 pub mod faultproxy;
 pub mod image;
