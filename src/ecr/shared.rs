@@ -471,7 +471,6 @@ mod tests {
     use super::super::gc::tests::{manifest, upload};
     use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
     use super::*;
-    use std::io::Write;
     use std::sync::{Arc, Mutex};
 
     /// A cluster in memory: what a serve published, and the blob files of another serve
