@@ -115,17 +115,24 @@ pub(super) mod tests {
         let r = Registry::open(dir.path(), "123456789012", "eu-west-1")
             .unwrap()
             .with_gc_grace(grace);
+        let repo = repository(&r, "gc/web", "MUTABLE");
+        (dir, r, repo)
+    }
+
+    /// Repository `name` made in `r` as CreateRepository stores it, with tag mutability
+    /// `mutability` (also `super::shared`'s tests).
+    pub(in crate::ecr) fn repository(r: &Registry, name: &str, mutability: &str) -> RepoName {
         let row = meta::RepositoryRow {
-            name: "gc/web".into(),
+            name: name.into(),
             created_at: 0.0,
-            tag_mutability: "MUTABLE".into(),
+            tag_mutability: mutability.into(),
             scan_on_push: false,
             encryption_type: "AES256".into(),
             kms_key: None,
             tags: "[]".into(),
         };
         assert!(meta::insert_repository(&r.db(), &row).unwrap());
-        (dir, r, RepoName::parse("gc/web").unwrap())
+        RepoName::parse(name).unwrap()
     }
 
     /// A blob pushed as a client pushes it (also `super::shared`'s tests).

@@ -468,7 +468,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::gc::tests::{manifest, upload};
+    use super::super::gc::tests::{manifest, repository, upload};
     use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
     use super::*;
     use std::sync::{Arc, Mutex};
@@ -536,17 +536,7 @@ mod tests {
         let (_a_dir, a, a_fake) = serve(0.0);
         let (_b_dir, b, b_fake) = serve(0.0);
         *b_fake.peer.lock().unwrap() = Some(a.dir().join("blobs/sha256"));
-        let row = meta::RepositoryRow {
-            name: "cl/web".into(),
-            created_at: 0.0,
-            tag_mutability: "MUTABLE".into(),
-            scan_on_push: false,
-            encryption_type: "AES256".into(),
-            kms_key: None,
-            tags: "[]".into(),
-        };
-        assert!(meta::insert_repository(&a.db(), &row).unwrap());
-        let repo = RepoName::parse("cl/web").unwrap();
+        let repo = repository(&a, "cl/web", "MUTABLE");
         let config = upload(&a, &repo, b"{}");
         let layer = upload(&a, &repo, &[7u8; 3000]);
         let m = manifest(&config, &layer, 3000);
@@ -616,16 +606,7 @@ mod tests {
     fn a_snapshot_replaces_the_copy_and_keeps_rows_newer_than_it() {
         let (_d, r, fake) = serve(3600.0);
         for name in ["snap/old", "snap/mine"] {
-            let row = meta::RepositoryRow {
-                name: name.into(),
-                created_at: 0.0,
-                tag_mutability: "MUTABLE".into(),
-                scan_on_push: false,
-                encryption_type: "AES256".into(),
-                kms_key: None,
-                tags: "[]".into(),
-            };
-            assert!(meta::insert_repository(&r.db(), &row).unwrap());
+            repository(&r, name, "MUTABLE");
         }
         let published = std::mem::take(&mut *fake.published.lock().unwrap());
         assert_eq!(published.len(), 2);
@@ -659,17 +640,7 @@ mod tests {
     #[test]
     fn an_immutable_tag_another_serve_took_meanwhile_is_refused_and_put_back() {
         let (_d, r, fake) = serve(3600.0);
-        let row = meta::RepositoryRow {
-            name: "fixed/app".into(),
-            created_at: 0.0,
-            tag_mutability: "IMMUTABLE".into(),
-            scan_on_push: false,
-            encryption_type: "AES256".into(),
-            kms_key: None,
-            tags: "[]".into(),
-        };
-        assert!(meta::insert_repository(&r.db(), &row).unwrap());
-        let repo = RepoName::parse("fixed/app").unwrap();
+        let repo = repository(&r, "fixed/app", "IMMUTABLE");
         let config = upload(&r, &repo, b"{}");
         let layer = upload(&r, &repo, &[3u8; 100]);
         let m = manifest(&config, &layer, 100);
