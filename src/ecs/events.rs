@@ -104,6 +104,8 @@ pub struct Watcher {
     tasks: HashMap<String, (String, String)>,
     deployments: HashMap<String, RolloutState>,
     service_events: HashSet<String>,
+    /// The store it reads, opened on the first look and kept (not opened every second).
+    store: Option<Store>,
 }
 
 impl Watcher {
@@ -111,10 +113,16 @@ impl Watcher {
     /// Returns how many were written.
     pub fn poll(&mut self, ecs: &Ecs, now: i64) -> anyhow::Result<usize> {
         let ctx = AwsContext::from_env();
-        let store = ecs.open_store()?;
+        let store = match self.store.take() {
+            Some(s) => s,
+            None => ecs.open_store()?,
+        };
         let mut out = Vec::new();
-        self.tasks_changed(&ctx, &store, now, &mut out)?;
-        self.services_changed(&ctx, &store, now, &mut out)?;
+        let looked = self
+            .tasks_changed(&ctx, &store, now, &mut out)
+            .and_then(|()| self.services_changed(&ctx, &store, now, &mut out));
+        self.store = Some(store);
+        looked?;
         let first = !self.started;
         self.started = true;
         if first || out.is_empty() {
