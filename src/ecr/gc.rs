@@ -106,9 +106,9 @@ impl Registry {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
-    use std::io::Write;
+mod tests {
+    use super::super::testing::{manifest, repository, upload};
+    use super::super::{Reference, Registry, RegistryError, RepoName};
 
     fn registry(grace: f64) -> (tempfile::TempDir, Registry, RepoName) {
         let dir = tempfile::tempdir().unwrap();
@@ -117,43 +117,6 @@ pub(super) mod tests {
             .with_gc_grace(grace);
         let repo = repository(&r, "gc/web", "MUTABLE");
         (dir, r, repo)
-    }
-
-    /// Repository `name` made in `r` as CreateRepository stores it, with tag mutability
-    /// `mutability` (also `super::shared`'s tests).
-    pub(in crate::ecr) fn repository(r: &Registry, name: &str, mutability: &str) -> RepoName {
-        let row = meta::RepositoryRow {
-            name: name.into(),
-            created_at: 0.0,
-            tag_mutability: mutability.into(),
-            scan_on_push: false,
-            encryption_type: "AES256".into(),
-            kms_key: None,
-            tags: "[]".into(),
-        };
-        assert!(meta::insert_repository(&r.db(), &row).unwrap());
-        RepoName::parse(name).unwrap()
-    }
-
-    /// A blob pushed as a client pushes it (also `super::shared`'s tests).
-    pub(in crate::ecr) fn upload(r: &Registry, repo: &RepoName, bytes: &[u8]) -> Digest {
-        let id = r.start_upload(repo).unwrap();
-        let (mut f, _) = r.upload_writer(repo, &id, None).unwrap();
-        f.write_all(bytes).unwrap();
-        drop(f);
-        let d = Digest::of(bytes);
-        r.finish_upload(repo, &id, &d).unwrap();
-        d
-    }
-
-    /// An OCI manifest of `config` and one `layer` of `n` bytes.
-    pub(in crate::ecr) fn manifest(config: &Digest, layer: &Digest, n: usize) -> Vec<u8> {
-        format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
-            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{n}}}]}}"#
-        )
-        .into_bytes()
     }
 
     fn blobs(r: &Registry) -> usize {

@@ -19,6 +19,8 @@ pub mod names;
 pub mod policy;
 pub mod shared;
 mod storage;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod tokens;
 

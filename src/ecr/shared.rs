@@ -468,7 +468,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::gc::tests::{manifest, repository, upload};
+    use super::super::testing::{manifest, repository, upload};
     use super::super::{Digest, Reference, Registry, RegistryError, RepoName, meta};
     use super::*;
     use std::sync::{Arc, Mutex};
