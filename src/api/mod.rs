@@ -346,14 +346,23 @@ async fn publish_ecs_metrics(
     let mut tick = tokio::time::interval(period / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let publisher = Arc::new(std::sync::Mutex::new(crate::ecs::metrics::Publisher::new()));
+    let mut boxes = crate::cluster::metrics::Gatherer::default();
     loop {
         tick.tick().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        // In cluster mode, the other boxes' tasks too (`crate::cluster::metrics`).
+        let remote = match crate::cluster::serving() {
+            Some(etcd) => boxes.gather(etcd, now, high_resolution).await,
+            None => Vec::new(),
+        };
         let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
         let elb = elb.clone();
         let done = tokio::task::spawn_blocking(move || {
-            let now = chrono::Utc::now().timestamp_millis();
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
             let sampled = p.sample(&g, &cw.metrics, now, high_resolution);
+            for (id, data) in &remote {
+                cw.metrics.put(id, data, now);
+            }
             // The load balancers' counts since the last sample (`elb::meters`).
             elb.publish(&cw.metrics, now, high_resolution);
             if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {

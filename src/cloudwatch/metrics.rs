@@ -28,7 +28,9 @@ const RAW_VALUES_PER_BUCKET: usize = 10_000;
 
 /// A metric's identity: CloudWatch treats each distinct combination of dimensions as a
 /// separate metric (sorted here by name: their order in a request does not matter).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct MetricId {
     pub namespace: String,
     pub name: String,
@@ -36,7 +38,7 @@ pub struct MetricId {
 }
 
 /// A statistic set: what CloudWatch keeps of the values of one bucket.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub count: f64,
     pub sum: f64,
@@ -80,7 +82,7 @@ struct Bucket {
 }
 
 /// One datum as PutMetricData gives it, after validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Datum {
     pub at: Millis,
     pub unit: String,
@@ -246,6 +248,31 @@ impl Metrics {
             }
             !s.buckets.is_empty()
         });
+    }
+
+    /// Everything held, as datums (one a bucket, at the bucket's start; `high_resolution`
+    /// as given): what a box's agent hands its serve (`crate::cluster::metrics`).
+    pub fn export(&self, high_resolution: bool) -> Vec<(MetricId, Vec<Datum>)> {
+        let all = self.lock();
+        let mut out: Vec<(MetricId, Vec<Datum>)> = all
+            .iter()
+            .map(|(id, s)| {
+                let data = s
+                    .buckets
+                    .iter()
+                    .map(|((at, unit), b)| Datum {
+                        at: *at,
+                        unit: unit.clone(),
+                        stats: b.stats,
+                        raw: b.raw.clone(),
+                        high_resolution,
+                    })
+                    .collect();
+                (id.clone(), data)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Every metric with data newer than `since`, with when it last received a datum.

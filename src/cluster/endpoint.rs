@@ -1,6 +1,7 @@
 //! The agent's endpoint (docs/cluster.md "Logs across boxes", "exec across boxes"): what
 //! a serve or an operator asks of a box — the CloudWatch Logs its tasks' awslogs drivers
-//! wrote into the box's own store, the console's views of its tasks, and execs in them.
+//! wrote into the box's own store, the console's views of its tasks, execs in them, and
+//! samples of their ECS metrics (docs/cloudwatch.md "In cluster mode").
 //!
 //! Over TLS (the box has its bundle) a caller is who its client certificate says: one
 //! of the cluster's CA whose role is serve's or the operator's ([`callers`]); a box's
@@ -22,6 +23,49 @@ use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
+/// The metrics call of the endpoint (and its path under `/v1/`): `super::metrics`.
+pub const METRICS_CALL: &str = "metrics/sample";
+
+/// serve's ask: the sample's time (serve's clock, so every box's datum of one sample
+/// falls in the same bucket) and whether the metrics are high resolution (the box
+/// period under a minute).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleRequest {
+    pub at: crate::cloudwatch::metrics::Millis,
+    pub high_resolution: bool,
+}
+
+/// A box's answer: how many tasks it sampled, and their datums by metric.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Sampled {
+    pub sampled: usize,
+    pub metrics: Vec<(
+        crate::cloudwatch::metrics::MetricId,
+        Vec<crate::cloudwatch::metrics::Datum>,
+    )>,
+}
+
+/// On the agent: samples the RUNNING service tasks of the box's store with `publisher`.
+fn sample_box(
+    ecs: &Ecs,
+    publisher: &std::sync::Mutex<crate::ecs::metrics::Publisher>,
+    req: &SampleRequest,
+) -> anyhow::Result<serde_json::Value> {
+    let sink = crate::cloudwatch::Metrics::new();
+    let sampled = publisher.lock().unwrap_or_else(|p| p.into_inner()).sample(
+        ecs,
+        &sink,
+        req.at,
+        req.high_resolution,
+    )?;
+    let answer = Sampled {
+        sampled,
+        metrics: sink.export(req.high_resolution),
+    };
+    Ok(serde_json::to_value(answer)?)
+}
+
 /// The CloudWatch Logs operations an agent answers for its box.
 pub const LOGS_OPERATIONS: [&str; 3] = ["GetLogEvents", "FilterLogEvents", "DescribeLogStreams"];
 
@@ -34,6 +78,8 @@ struct Shared {
     token: Option<std::sync::Arc<std::sync::RwLock<Vec<u8>>>>,
     /// The execs already taken (each signed exec runs once).
     seen: super::signing::Seen,
+    /// The box's ECS metrics sampler, which serve's asks drive ([`super::metrics`]).
+    publisher: std::sync::Mutex<crate::ecs::metrics::Publisher>,
 }
 
 impl Shared {
@@ -248,6 +294,39 @@ pub async fn serve(
             .body(axum::body::Body::empty())
             .expect("a 101 response")
     }
+    async fn metrics(
+        State(s): St,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        let call = METRICS_CALL;
+        if let Err(e) = s.check(&headers, call, &body, false) {
+            return denied(call, e);
+        }
+        let req: SampleRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"__type": "InvalidParameterException", "message": format!("not a sample request: {e}")}),
+                );
+            }
+        };
+        let s2 = s.clone();
+        let answer =
+            tokio::task::spawn_blocking(move || sample_box(&s2.ecs, &s2.publisher, &req)).await;
+        match answer {
+            Ok(Ok(v)) => reply(StatusCode::OK, &v),
+            Ok(Err(e)) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"__type": "ServerException", "message": crate::errors::error_chain(e.as_ref())}),
+            ),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"__type": "ServerException", "message": e.to_string()}),
+            ),
+        }
+    }
     // serve's bounds (docs/security.md "Bounds"), through the front: its guard without
     // keys (the body's size and time, the requests in progress; the signature is checked
     // per route) and its connection loop (open connections, header and idle timeouts,
@@ -256,11 +335,16 @@ pub async fn serve(
         .route("/v1/logs/{op}", axum::routing::post(logs))
         .route("/v1/console/{view}/{id}", axum::routing::get(console))
         .route("/v1/exec", axum::routing::get(exec))
+        .route(
+            &format!("/v1/{}", METRICS_CALL),
+            axum::routing::post(metrics),
+        )
         .with_state(Arc::new(Shared {
             ecs,
             front,
             token,
             seen: Default::default(),
+            publisher: Default::default(),
         }));
     (front.run)(listener, tls, app).await;
 }
@@ -403,12 +487,14 @@ pub async fn agent_endpoints(etcd: &Etcd) -> Result<Vec<String>, EtcdError> {
     Ok(endpoints)
 }
 
-/// Asks each agent of `asks` (endpoint, request body) `op` (signed), side by side: each
-/// endpoint with its answer, or why it could not be reached.
+/// Asks each agent of `asks` (endpoint, request body) `call` (`POST /v1/<call>`, signed:
+/// `logs/<op>`, [`METRICS_CALL`]), side by side, each within `total`: each endpoint
+/// with its answer, or why it could not be reached.
 pub async fn ask_agents(
     etcd: &Etcd,
-    op: &str,
+    call: &str,
     asks: Vec<(String, Vec<u8>)>,
+    total: Duration,
 ) -> Result<Vec<(String, Result<Answer, String>)>, EtcdError> {
     // An https:// endpoint knows its caller by its certificate; a plain one by the
     // token's signature.
@@ -416,16 +502,15 @@ pub async fn ask_agents(
         true => token(etcd).await?,
         false => Vec::new(),
     };
-    let http = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?;
-    let call = format!("logs/{op}");
+    let http = super::agents_client::agents_http(etcd, Some(total))?;
     let mut running = tokio::task::JoinSet::new();
     for (endpoint, body) in asks {
         let http = http.clone();
         let sig = (!endpoint.starts_with("https://"))
-            .then(|| sign(&token, crate::ecs::now_ms(), &call, &body));
-        let op = op.to_string();
+            .then(|| sign(&token, crate::ecs::now_ms(), call, &body));
+        let call = call.to_string();
         running.spawn(async move {
-            let answer = ask(&http, &endpoint, &op, sig, body).await;
+            let answer = ask(&http, &endpoint, &call, sig, body).await;
             (endpoint, answer)
         });
     }
@@ -443,13 +528,13 @@ pub async fn ask_agents(
 async fn ask(
     http: &reqwest::Client,
     endpoint: &str,
-    op: &str,
+    call: &str,
     sig: Option<String>,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
     let failed =
         |e: reqwest::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
-    let mut r = http.post(format!("{endpoint}/v1/logs/{op}"));
+    let mut r = http.post(format!("{endpoint}/v1/{call}"));
     if let Some(sig) = sig {
         r = r.header(SIGNATURE, sig);
     }

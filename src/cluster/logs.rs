@@ -136,7 +136,9 @@ async fn answer(
             )));
         }
     }
-    for (endpoint, a) in ask_agents(etcd, op, asks).await.map_err(unreachable)? {
+    let call = format!("logs/{op}");
+    let answers_of = ask_agents(etcd, &call, asks, std::time::Duration::from_secs(10));
+    for (endpoint, a) in answers_of.await.map_err(unreachable)? {
         let cursor = sources
             .iter()
             .find(|(s, _)| *s == endpoint)

@@ -30,6 +30,7 @@ pub mod instances;
 pub mod keys;
 pub mod leader;
 pub mod logs;
+pub mod metrics;
 pub mod names;
 pub mod pki;
 pub mod records;
