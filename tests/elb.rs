@@ -429,11 +429,15 @@ class H(http.server.BaseHTTPRequestHandler):
             body = b"ok"
         else:
             code = 200
+            if self.path.startswith("/login"):
+                self.cookie = "session=" + name + "; Path=/"
             body = json.dumps({"name": name, "xff": self.headers.get("X-Forwarded-For"),
                                "proto": self.headers.get("X-Forwarded-Proto"),
                                "port": self.headers.get("X-Forwarded-Port"),
                                "host": self.headers.get("Host"), "path": self.path}).encode()
         self.send_response(code)
+        if getattr(self, "cookie", None):
+            self.send_header("Set-Cookie", self.cookie)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -2185,15 +2189,18 @@ fn a_weighted_forward_splits_requests_by_its_weights() {
         &t,
         r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"503"}}]"#,
     );
-    create_rule(
+    let forward = |sticky: &str| {
+        format!(
+            r#"[{{"Type":"forward","ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{}","Weight":80}},{{"TargetGroupArn":"{}","Weight":20}}],"TargetGroupStickinessConfig":{sticky}}}}}]"#,
+            groups[0], groups[1]
+        )
+    };
+    let rule = create_rule(
         &api,
         &listener,
         1,
         "Field=path-pattern,Values=/*",
-        &format!(
-            r#"[{{"Type":"forward","ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{}","Weight":80}},{{"TargetGroupArn":"{}","Weight":20}}],"TargetGroupStickinessConfig":{{"Enabled":false}}}}}}]"#,
-            groups[0], groups[1]
-        ),
+        &forward(r#"{"Enabled":false}"#),
     );
     let rules = elb_json(&api, &["describe-rules", "--listener-arn", &listener]);
     let tgs = &rules["Rules"][0]["Actions"][0]["ForwardConfig"]["TargetGroups"];
@@ -2240,4 +2247,354 @@ print(json.dumps(n))
     assert_eq!(a + b, 1000, "{n}");
     // Within 5 points of 80 % (4 standard deviations of a binomial draw).
     assert!((750..=850).contains(&a), "{n}");
+
+    // Target group stickiness: a client's AWSALBTG keeps it on the group it was sent to.
+    elb_json(
+        &api,
+        &[
+            "modify-rule",
+            "--rule-arn",
+            &rule,
+            "--actions",
+            &forward(r#"{"Enabled":true,"DurationSeconds":300}"#),
+        ],
+    );
+    let url = format!("http://{ip}:{port}/tg");
+    let dir = tempfile::tempdir().unwrap();
+    for client in 0..4 {
+        let jar = dir.path().join(format!("c{client}"));
+        let (first, cookies) = with_jar(&url, &jar);
+        assert!(
+            cookies.iter().any(|c| c.starts_with("AWSALBTG="))
+                && cookies.iter().any(|c| c.starts_with("AWSALBTGCORS=")),
+            "{cookies:?}"
+        );
+        for _ in 0..6 {
+            assert_eq!(
+                with_jar(&url, &jar).0,
+                first,
+                "client {client} stays on its group"
+            );
+        }
+    }
+}
+
+/// `GET url` with curl and the cookie jar `jar` (read and written): (target name, the
+/// response's Set-Cookie headers).
+fn with_jar(url: &str, jar: &std::path::Path) -> (String, Vec<String>) {
+    let j = jar.to_str().unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "-m",
+            "10",
+            "-D",
+            "-",
+            "-b",
+            j,
+            "-c",
+            j,
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let cookies = head
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("set-cookie")
+                .then(|| v.trim().to_string())
+        })
+        .collect();
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{url}: {text}"));
+    (v["name"].as_str().unwrap().to_string(), cookies)
+}
+
+fn set_attributes(api: &Api, tg: &str, attrs: &[&str]) -> Value {
+    let mut args = vec![
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        tg,
+        "--attributes",
+    ];
+    args.extend(attrs);
+    elb_json(api, &args)
+}
+
+/// Sticky sessions as ALB keeps them: `lb_cookie` binds a client (its cookie jar) to one
+/// target until that target is unhealthy, then to another; a cookie the load balancer did
+/// not make is ignored; `app_cookie` binds once the target sets the application's cookie;
+/// and slow start gives a target that turns healthy a small, growing share.
+#[test]
+fn sticky_sessions_bind_a_client_to_its_target_and_slow_start_ramps_a_new_one() {
+    let api = Api::start();
+    let t = Targets::start(&["a", "b", "c"]);
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "sticky"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let tg = elb_json(
+        &api,
+        &[
+            "create-target-group",
+            "--name",
+            "sticky",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+            "--unhealthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    set_attributes(
+        &api,
+        &tg,
+        &["Key=deregistration_delay.timeout_seconds,Value=0"],
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    );
+    let target = |p: u16| format!("Id=127.0.0.1,Port={p}");
+    let all: Vec<String> = t.ports.iter().map(|p| target(*p)).collect();
+    let mut args = vec!["register-targets", "--target-group-arn", &tg, "--targets"];
+    args.extend(all.iter().map(String::as_str));
+    elb_json(&api, &args);
+    let healthy = |n: usize| {
+        api.wait_for(30, &format!("{n} healthy targets"), || {
+            (health_states(&api, &tg)
+                .iter()
+                .filter(|(_, s, _)| s == "healthy")
+                .count()
+                == n)
+                .then_some(())
+        })
+    };
+    healthy(3);
+    let url = format!("http://{ip}:{port}/page");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Duration-based stickiness.
+    set_attributes(
+        &api,
+        &tg,
+        &[
+            "Key=stickiness.enabled,Value=true",
+            "Key=stickiness.type,Value=lb_cookie",
+            "Key=stickiness.lb_cookie.duration_seconds,Value=120",
+        ],
+    );
+    let attrs = elb_json(
+        &api,
+        &[
+            "describe-target-group-attributes",
+            "--target-group-arn",
+            &tg,
+        ],
+    );
+    let attr = |k: &str| {
+        attrs["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Key"] == k)
+            .map(|a| a["Value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(attr("stickiness.type").as_deref(), Some("lb_cookie"));
+    let jar = dir.path().join("one");
+    let (first, cookies) = with_jar(&url, &jar);
+    let awsalb = cookies.iter().find(|c| c.starts_with("AWSALB=")).cloned();
+    let cors = cookies.iter().find(|c| c.starts_with("AWSALBCORS="));
+    assert!(
+        awsalb
+            .as_ref()
+            .is_some_and(|c| c.contains("Expires=") && c.contains("Path=/")),
+        "{cookies:?}"
+    );
+    assert!(
+        cors.is_some_and(|c| c.contains("SameSite=None") && c.contains("Secure")),
+        "{cookies:?}"
+    );
+    for _ in 0..8 {
+        assert_eq!(
+            with_jar(&url, &jar).0,
+            first,
+            "a stuck client stays on its target"
+        );
+    }
+    // Clients without the cookie still go round robin.
+    let mut names = names_of(&url, 6);
+    names.sort();
+    assert_eq!(names, ["a", "a", "b", "b", "c", "c"]);
+    // A cookie the load balancer did not make (another target's address under the real
+    // cookie's tag) is ignored: the request is answered and a new cookie set.
+    let real = awsalb.unwrap();
+    let value = real
+        .trim_start_matches("AWSALB=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let tag = value.split_once('.').unwrap().1;
+    let (code, _, _) = curl(&url, &["-b", &format!("AWSALB=MTI3LjAuMC4xOjE.{tag}")]);
+    assert_eq!(code, 200);
+    // The stuck target turns unhealthy: the client moves to another one, and stays there.
+    let port_of = |name: &str| t.ports[["a", "b", "c"].iter().position(|n| *n == name).unwrap()];
+    t.sick(&first, true);
+    api.wait_for(30, "the stuck target unhealthy", || {
+        health_states(&api, &tg)
+            .iter()
+            .any(|(p, s, _)| *p == u64::from(port_of(&first)) && s == "unhealthy")
+            .then_some(())
+    });
+    let (moved, _) = with_jar(&url, &jar);
+    assert_ne!(moved, first);
+    for _ in 0..5 {
+        assert_eq!(with_jar(&url, &jar).0, moved, "stuck to the new target");
+    }
+    t.sick(&first, false);
+    healthy(3);
+
+    // Application-based stickiness: the load balancer's cookie follows the application's.
+    let e = elb_err(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg,
+            "--attributes",
+            "Key=stickiness.app_cookie.cookie_name,Value=AWSALBAPP",
+        ],
+    );
+    assert!(e.contains("ValidationError"), "{e}");
+    set_attributes(
+        &api,
+        &tg,
+        &[
+            "Key=stickiness.type,Value=app_cookie",
+            "Key=stickiness.app_cookie.cookie_name,Value=session",
+        ],
+    );
+    let jar = dir.path().join("app");
+    let (_, cookies) = with_jar(&url, &jar);
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("AWSALB")),
+        "no application cookie yet: {cookies:?}"
+    );
+    let login = format!("http://{ip}:{port}/login");
+    let (who, cookies) = with_jar(&login, &jar);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("session={who}")))
+            && cookies.iter().any(|c| c.starts_with("AWSALBAPP-0=")),
+        "{cookies:?}"
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            with_jar(&url, &jar).0,
+            who,
+            "stuck by the application's cookie"
+        );
+    }
+
+    // Slow start: target c leaves and comes back while a and b serve; once healthy again
+    // it gets a small share, growing to its full one.
+    set_attributes(
+        &api,
+        &tg,
+        &[
+            "Key=stickiness.enabled,Value=false",
+            "Key=slow_start.duration_seconds,Value=30",
+        ],
+    );
+    let c = target(t.ports[2]);
+    elb_json(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &c,
+        ],
+    );
+    api.wait_for(30, "c gone", || {
+        (health_states(&api, &tg).len() == 2).then_some(())
+    });
+    elb_json(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &c,
+        ],
+    );
+    healthy(3);
+    let share = |n: usize| -> f64 {
+        let py = format!(
+            r#"
+import http.client, json
+c = http.client.HTTPConnection("{ip}", {port}, timeout=10)
+k = 0
+for i in range({n}):
+    c.request("GET", "/s")
+    r = c.getresponse()
+    k += json.loads(r.read())["name"] == "c"
+print(k)
+"#
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &py])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let k: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        k / n as f64
+    };
+    let early = share(300);
+    eprintln!("slow start: c's share just after it turned healthy: {early:.3}");
+    assert!(early < 0.25, "c in slow start gets a small share: {early}");
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    let late = share(300);
+    eprintln!("slow start: c's share after the 30 s: {late:.3}");
+    assert!(
+        (late - 1.0 / 3.0).abs() < 0.02,
+        "c's full share after slow start: {late}"
+    );
 }

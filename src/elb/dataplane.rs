@@ -106,7 +106,7 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
         let (mut client, _) = accept(&tcp).await;
         let _ = client.set_nodelay(true);
         let mut meter = Meter::default();
-        let Pick::Target(addr) = elb.route(&listener, None, &mut meter) else {
+        let Pick::Target(addr, _) = elb.route(&listener, None, &mut meter) else {
             continue;
         };
         tokio::spawn(async move {
@@ -270,8 +270,8 @@ async fn forward(
         };
         elb.route(listener, Some(&view), &mut count.meter)
     };
-    let addr = match pick {
-        Pick::Target(a) => a,
+    let (addr, stick) = match pick {
+        Pick::Target(a, stick) => (a, stick),
         Pick::NoTarget | Pick::Gone => return answer(StatusCode::SERVICE_UNAVAILABLE),
         Pick::Fixed {
             status,
@@ -326,7 +326,7 @@ async fn forward(
     match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
         Ok(r) => {
             count.forwarded = Some(at);
-            r
+            with_cookies(r, &stick)
         }
         Err(_) if reused && again.is_some() => {
             let parts = again.expect("checked");
@@ -335,7 +335,7 @@ async fn forward(
                 Ok(s) => match send(s, Request::from_parts(parts, empty), pool, addr).await {
                     Ok(r) => {
                         count.forwarded = Some(at);
-                        r
+                        with_cookies(r, &stick)
                     }
                     Err(status) => answer(status),
                 },
@@ -344,6 +344,27 @@ async fn forward(
         }
         Err(status) => answer(status),
     }
+}
+
+/// A target's answer with the sticky sessions' cookies (`super::sticky`): the load
+/// balancer's own, and the application-based one when the answer sets the application's
+/// cookie.
+fn with_cookies(mut r: Response<Body>, stick: &super::Stick) -> Response<Body> {
+    let sets_app = stick.app.as_ref().is_some_and(|(name, _)| {
+        r.headers().get_all(header::SET_COOKIE).iter().any(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.split_once('='))
+                .is_some_and(|(n, _)| n.trim() == name)
+        })
+    });
+    let app = stick.app.iter().filter(|_| sets_app).flat_map(|(_, c)| c);
+    for c in stick.set_cookies.iter().chain(app) {
+        if let Ok(v) = header::HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Body>;

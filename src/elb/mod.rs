@@ -17,6 +17,7 @@ pub mod ops;
 pub mod query;
 mod rule_ops;
 pub mod rules;
+mod sticky;
 
 pub use error::{ElbError, ElbResult};
 use model::{Listener, LoadBalancer, Target, TargetGroup};
@@ -145,6 +146,10 @@ struct State {
     next: HashMap<String, usize>,
     /// What the data plane counts (CloudWatch's ELB metrics).
     meters: meters::Meters,
+    /// The targets in slow start, until when (`sticky::slow_start`).
+    slow: HashMap<(String, Target), Instant>,
+    /// The key of the sticky sessions' cookies.
+    key: sticky::Key,
     store: Option<crate::store::Store>,
     /// The store's `data_version` when the resources were read.
     seen: i64,
@@ -398,7 +403,8 @@ fn random_hex(n: usize) -> String {
 /// Where a new request or connection goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pick {
-    Target(std::net::SocketAddr),
+    /// A target, and the cookies its answer sets (sticky sessions).
+    Target(std::net::SocketAddr, Stick),
     /// The group has no registered target (ALB answers 503).
     NoTarget,
     /// The listener is gone.
@@ -410,10 +416,16 @@ pub enum Pick {
         body: String,
     },
     /// A redirect action's answer: 301 or 302 to `location`.
-    Redirect {
-        status: u16,
-        location: String,
-    },
+    Redirect { status: u16, location: String },
+}
+
+/// The sticky sessions' cookies of one forwarded request (`sticky`): `Set-Cookie` values
+/// to add to the answer, and those to add if the target's answer sets the application's
+/// cookie (`app_cookie` stickiness).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Stick {
+    pub set_cookies: Vec<String>,
+    pub app: Option<(String, Vec<String>)>,
 }
 
 /// A listener the data plane runs.
@@ -488,7 +500,9 @@ impl Elb {
         req: Option<&rules::Request>,
         meter: &mut meters::Meter,
     ) -> Pick {
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        // Through a plain reference, so its fields borrow apart.
+        let s: &mut State = &mut guard;
         if s.listeners.contains_key(listener) {
             meter.listener = Some(s.meters.listener(listener));
         }
@@ -529,20 +543,48 @@ impl Elb {
             let (status, location) = rd.location(host, l.port, path, query);
             return Pick::Redirect { status, location };
         }
+        let cookies = req.map(|r| sticky::cookies(r.headers)).unwrap_or_default();
+        let cookie = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let mut stick = Stick::default();
         let group = match &action.forward {
             Some(groups) if groups.len() > 1 => {
-                let total: i64 = groups.iter().map(|g| g.weight.unwrap_or(1).max(0)).sum();
-                if total == 0 {
-                    return Pick::NoTarget;
+                let weight = |g: &model::WeightedGroup| g.weight.unwrap_or(1).max(0);
+                // Target group stickiness: the group the request's AWSALBTG names, while
+                // it still has weight here.
+                let sticky_group = action.stickiness.as_ref().filter(|st| st.enabled);
+                let scope = format!("{listener}\n{}", l.port);
+                let kept = sticky_group
+                    .and_then(|_| cookie("AWSALBTG"))
+                    .and_then(|v| s.key.open(&scope, v))
+                    .filter(|arn| groups.iter().any(|g| &g.arn == arn && weight(g) > 0));
+                let chosen = match kept {
+                    Some(arn) => Some(arn),
+                    None => {
+                        let total: i64 = groups.iter().map(weight).sum();
+                        if total == 0 {
+                            return Pick::NoTarget;
+                        }
+                        let mut r = (random_u32() as i64) % total;
+                        groups
+                            .iter()
+                            .find(|g| {
+                                r -= weight(g);
+                                r < 0
+                            })
+                            .map(|g| g.arn.clone())
+                    }
+                };
+                if let (Some(st), Some(arn)) = (sticky_group, &chosen) {
+                    let d =
+                        std::time::Duration::from_secs(st.duration.unwrap_or(3600).max(1) as u64);
+                    stick.set_cookies.extend(sticky::set_cookie(
+                        "AWSALBTG",
+                        &s.key.seal(&scope, arn),
+                        d,
+                        true,
+                    ));
                 }
-                let mut r = (random_u32() as i64) % total;
-                groups
-                    .iter()
-                    .find(|g| {
-                        r -= g.weight.unwrap_or(1).max(0);
-                        r < 0
-                    })
-                    .map(|g| g.arn.clone())
+                chosen
             }
             _ => action.groups().first().map(|g| g.to_string()),
         };
@@ -566,13 +608,71 @@ impl Elb {
         } else {
             healthy
         };
+        // Sticky sessions: the target the request's cookie names, while it is one of
+        // those requests go to (registered, and healthy unless none is).
+        let stickiness = sticky::of(g);
+        let named = match &stickiness {
+            sticky::Stickiness::Off => None,
+            sticky::Stickiness::LbCookie(_) => cookie("AWSALB"),
+            sticky::Stickiness::AppCookie { .. } => cookie("AWSALBAPP-0"),
+        };
+        let kept = named.and_then(|v| s.key.open(&g.arn, v)).and_then(|body| {
+            from.iter()
+                .copied()
+                .find(|t| sticky::target_body(t) == body)
+        });
         let arn = g.arn.clone();
-        let n = s.next.get(&arn).copied().unwrap_or(0);
-        let t = from[n % from.len()];
+        let t = match kept {
+            Some(t) => t,
+            None => {
+                let now = Instant::now();
+                let duration = sticky::slow_start(g);
+                let weights: Vec<f64> = from
+                    .iter()
+                    .map(|t| {
+                        let until = s.slow.get(&(arn.clone(), (*t).clone())).copied();
+                        sticky::weight(until, duration, now)
+                    })
+                    .collect();
+                if weights.iter().all(|w| *w >= 1.0) {
+                    let n = s.next.get(&arn).copied().unwrap_or(0);
+                    s.next.insert(arn.clone(), n.wrapping_add(1));
+                    from[n % from.len()]
+                } else {
+                    // Targets in slow start: each picked in proportion to its share.
+                    let total: f64 = weights.iter().sum();
+                    let mut r = f64::from(random_u32()) / f64::from(u32::MAX) * total;
+                    let mut pick = from[from.len() - 1];
+                    for (t, w) in from.iter().zip(&weights) {
+                        if r < *w {
+                            pick = t;
+                            break;
+                        }
+                        r -= w;
+                    }
+                    pick
+                }
+            }
+        };
+        let body = sticky::target_body(t);
+        match &stickiness {
+            sticky::Stickiness::Off => {}
+            sticky::Stickiness::LbCookie(d) => stick.set_cookies.extend(sticky::set_cookie(
+                "AWSALB",
+                &s.key.seal(&arn, &body),
+                *d,
+                true,
+            )),
+            sticky::Stickiness::AppCookie { name, duration } => {
+                stick.app = Some((
+                    name.clone(),
+                    sticky::set_cookie("AWSALBAPP-0", &s.key.seal(&arn, &body), *duration, false),
+                ));
+            }
+        }
         let addr = target_addr(g, t, t.port);
         meter.group = Some(s.meters.group(listener, &arn));
-        s.next.insert(arn, n.wrapping_add(1));
-        Pick::Target(addr)
+        Pick::Target(addr, stick)
     }
 
     /// The health checks to run: each registered target of each group in use.
@@ -637,8 +737,29 @@ impl Elb {
                 }
             }
         }
-        if was != h.state {
-            tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = h.state, "target health changed");
+        let now_state = h.state;
+        if was != now_state {
+            // Slow start: a target that turns healthy while another healthy target of its
+            // group is out of slow start enters it; one that stops being healthy leaves it.
+            let now = Instant::now();
+            if now_state == "healthy" {
+                let duration = s.groups.get(&c.group).and_then(sticky::slow_start);
+                let others = s.health.iter().any(|((g, t), o)| {
+                    g == &c.group
+                        && t != &c.target
+                        && o.state == "healthy"
+                        && s.slow
+                            .get(&(g.clone(), t.clone()))
+                            .is_none_or(|u| *u <= now)
+                });
+                if let (Some(d), true) = (duration, others) {
+                    s.slow.insert(key.clone(), now + d);
+                }
+            } else {
+                s.slow.remove(&key);
+            }
+            s.slow.retain(|_, until| *until > now);
+            tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = now_state, "target health changed");
             drop(s);
             self.health_generation.send_modify(|g| *g += 1);
         }

@@ -43,7 +43,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyTargetGroupAttributes",
-        "`deregistration_delay.timeout_seconds` (0-3600) applied; the others stored and returned",
+        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`) and `slow_start.duration_seconds` applied; the others stored and returned",
     ),
     ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
     (
@@ -799,6 +799,13 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
             "load_balancing.cross_zone.enabled" => {
                 matches!(value, "true" | "false" | "use_load_balancer_configuration")
             }
+            "stickiness.type" if g.protocol == "HTTP" => {
+                matches!(value, "lb_cookie" | "app_cookie")
+            }
+            "stickiness.type" => value == "source_ip",
+            // The load balancer's own cookies' names are its own (ALB User Guide, "Sticky
+            // sessions": AWSALB, AWSALBAPP and AWSALBTG are reserved).
+            "stickiness.app_cookie.cookie_name" => !value.starts_with("AWSALB"),
             "load_balancing.algorithm.type" => {
                 matches!(
                     value,
