@@ -12,23 +12,9 @@ use common::api::Api;
 use common::cluster::{boxes, instance, register, service_tasks};
 use common::etcd::Etcd;
 use common::image::{Compression, busybox_layer};
-use serde_json::Value;
 
 fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn json_of(api: &Api, service: &str, args: &[&str]) -> Value {
-    let out = api.aws_in(service, args);
-    assert!(
-        out.status.success(),
-        "aws {service} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 const TARGET: &[&str] = &[
@@ -88,8 +74,7 @@ fn a_service_s_cpu_on_two_boxes_is_published_and_scales_it_out() {
     // each task, so more than 3 means both boxes' tasks were sampled.
     let start = chrono::Utc::now();
     let stat = || -> Option<(f64, f64, f64)> {
-        let v = json_of(
-            &api,
+        let v = api.aws_json_in(
             "cloudwatch",
             &[
                 "get-metric-statistics",
@@ -135,8 +120,7 @@ fn a_service_s_cpu_on_two_boxes_is_published_and_scales_it_out() {
 
     // Target tracking at 50 % on that metric: the service scales out to its maximum.
     let id = "service/default/burn";
-    json_of(
-        &api,
+    api.aws_json_in(
         "application-autoscaling",
         &[
             &["register-scalable-target", "--resource-id", id][..],
@@ -145,9 +129,7 @@ fn a_service_s_cpu_on_two_boxes_is_published_and_scales_it_out() {
         ]
         .concat(),
     );
-    json_of(
-        &api,
-        "application-autoscaling",
+    api.aws_json_in("application-autoscaling",
         &[
             &["put-scaling-policy", "--policy-name", "cpu", "--resource-id", id][..],
             TARGET,
@@ -163,8 +145,7 @@ fn a_service_s_cpu_on_two_boxes_is_published_and_scales_it_out() {
     api.wait_for(120, "the service scaled out to 3 by the policy", || {
         (api.service("default", "burn")["desiredCount"] == 3).then_some(())
     });
-    let acts = json_of(
-        &api,
+    let acts = api.aws_json_in(
         "application-autoscaling",
         &[
             "describe-scaling-activities",
@@ -186,8 +167,7 @@ fn a_service_s_cpu_on_two_boxes_is_published_and_scales_it_out() {
     );
 
     // Down to nothing: the target first (or the policy scales it back).
-    json_of(
-        &api,
+    api.aws_json_in(
         "application-autoscaling",
         &[
             &["deregister-scalable-target", "--resource-id", id][..],

@@ -545,21 +545,15 @@ fn health_states(api: &Api, tg: &str) -> Vec<(u64, String, String)> {
     v
 }
 
-#[test]
-fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
-    let api = Api::start();
-    let t = Targets::start(&["a", "b", "c"]);
-    let lb = elb_json(&api, &["create-load-balancer", "--name", "traffic"]);
-    let lb = &lb["LoadBalancers"][0];
-    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
-    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
-    assert!(ip.starts_with("10.93."), "{ip}");
+/// An HTTP target group `name` of `ip` targets checked at `/health` (what [`Targets::sick`]
+/// fails) every 5 s, healthy after 2 passed checks and unhealthy after 2 failed: its ARN.
+fn checked_group(api: &Api, name: &str) -> String {
     let tg = elb_json(
-        &api,
+        api,
         &[
             "create-target-group",
             "--name",
-            "traffic",
+            name,
             "--protocol",
             "HTTP",
             "--port",
@@ -580,7 +574,19 @@ fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
             "2",
         ],
     );
-    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string()
+}
+
+#[test]
+fn an_http_listener_balances_over_healthy_targets_and_fails_open() {
+    let api = Api::start();
+    let t = Targets::start(&["a", "b", "c"]);
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "traffic"]);
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    assert!(ip.starts_with("10.93."), "{ip}");
+    let tg_arn = checked_group(&api, "traffic");
     elb_json(
         &api,
         &[
@@ -2333,57 +2339,17 @@ fn set_attributes(api: &Api, tg: &str, attrs: &[&str]) -> Value {
 fn sticky_sessions_bind_a_client_to_its_target_and_slow_start_ramps_a_new_one() {
     let api = Api::start();
     let t = Targets::start(&["a", "b", "c"]);
-    let lb = elb_json(&api, &["create-load-balancer", "--name", "sticky"]);
-    let lb = &lb["LoadBalancers"][0];
-    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
-    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
-    let tg = elb_json(
-        &api,
-        &[
-            "create-target-group",
-            "--name",
-            "sticky",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "ip",
-            "--health-check-path",
-            "/health",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-            "--unhealthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg = s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string();
+    let common::elb::Alb {
+        arn: lb_arn, ip, ..
+    } = common::elb::create_alb(&api, "sticky");
+    let tg = checked_group(&api, "sticky");
     set_attributes(
         &api,
         &tg,
         &["Key=deregistration_delay.timeout_seconds,Value=0"],
     );
     let port = common::util::free_port();
-    elb_json(
-        &api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg}"),
-        ],
-    );
+    common::elb::http_listener(&api, &lb_arn, &port.to_string(), &tg);
     let target = |p: u16| format!("Id=127.0.0.1,Port={p}");
     let all: Vec<String> = t.ports.iter().map(|p| target(*p)).collect();
     let mut args = vec!["register-targets", "--target-group-arn", &tg, "--targets"];

@@ -14,19 +14,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn run(api: &Api, service: &str, args: &[&str]) -> Value {
-    let out = api.aws_in(service, args);
-    assert!(
-        out.status.success(),
-        "aws {service} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn s(v: &Value) -> &str {
     v.as_str().unwrap()
 }
@@ -66,7 +53,7 @@ fn sum(api: &Api, metric: &str, dims: &[(&str, &str)], stat: &str) -> Option<f64
     );
     args.extend(["--start-time", &start, "--end-time", &end, "--dimensions"]);
     args.extend(dims.iter().map(String::as_str));
-    let v = run(api, "cloudwatch", &args);
+    let v = api.aws_json_in("cloudwatch", &args);
     v["Datapoints"]
         .as_array()
         .unwrap()
@@ -124,8 +111,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
     ]);
     let url = format!("http://{ip}:{port}/");
     api.wait_for(90, "a healthy target", || {
-        let h = run(
-            &api,
+        let h = api.aws_json_in(
             "elbv2",
             &["describe-target-health", "--target-group-arn", &tg_arn],
         );
@@ -142,8 +128,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
         "--resource-id",
         id,
     ];
-    run(
-        &api,
+    api.aws_json_in(
         "application-autoscaling",
         &[
             &["register-scalable-target"][..],
@@ -172,9 +157,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
         "{e}"
     );
     let label = format!("{lb_dim}/{tg_dim}");
-    let put = run(
-        &api,
-        "application-autoscaling",
+    let put = api.aws_json_in("application-autoscaling",
         &[
             &["put-scaling-policy", "--policy-name", "req"][..],
             &target,
@@ -196,11 +179,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
         .map(|a| s(&a["AlarmName"]).to_string())
         .find(|n| n.contains("-AlarmHigh-"))
         .unwrap();
-    let a = run(
-        &api,
-        "cloudwatch",
-        &["describe-alarms", "--alarm-names", &high],
-    );
+    let a = api.aws_json_in("cloudwatch", &["describe-alarms", "--alarm-names", &high]);
     let a = &a["MetricAlarms"][0];
     assert_eq!(a["Namespace"], "AWS/ApplicationELB", "{a:#}");
     assert_eq!(a["MetricName"], "RequestCountPerTarget");
@@ -233,8 +212,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
     // request and its answer may fall on either side of one sample.
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(scaled["desiredCount"].as_i64().unwrap() <= 3, "{scaled:#}");
-    let acts = run(
-        &api,
+    let acts = api.aws_json_in(
         "application-autoscaling",
         &[
             "describe-scaling-activities",
@@ -277,8 +255,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
     // The load balancer's own answers: 503 once the group has no target.
     api.aws_json(&["delete-service", "--service", "web", "--force"]);
     api.wait_for(60, "no registered target", || {
-        let h = run(
-            &api,
+        let h = api.aws_json_in(
             "elbv2",
             &["describe-target-health", "--target-group-arn", &tg_arn],
         );

@@ -229,10 +229,16 @@ impl Api {
     }
 
     pub fn aws_json(&self, args: &[&str]) -> Value {
-        let out = self.aws(args);
+        self.aws_json_in("ecs", args)
+    }
+
+    /// `aws SERVICE ARGS`, which must succeed: its JSON answer (Null when it printed
+    /// nothing).
+    pub fn aws_json_in(&self, service: &str, args: &[&str]) -> Value {
+        let out = self.aws_in(service, args);
         assert!(
             out.status.success(),
-            "aws ecs {args:?} failed ({}): {}",
+            "aws {service} {args:?} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
