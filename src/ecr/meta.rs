@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS repositories (
     scan_on_push INTEGER NOT NULL,
     encryption_type TEXT NOT NULL,
     kms_key TEXT,
-    tags TEXT NOT NULL
+    tags TEXT NOT NULL,
+    tag_mutability_exclusion_filters TEXT
 );
 CREATE TABLE IF NOT EXISTS repo_blobs (
     repo TEXT NOT NULL,
@@ -91,6 +92,15 @@ pub(super) fn open(path: &Path) -> RegistryResult<Connection> {
             .map_err(db("add the blob links' times"))?;
         }
     }
+    // imageTagMutabilityExclusionFilters (added after the first files were made).
+    if c.prepare("SELECT tag_mutability_exclusion_filters FROM repositories LIMIT 0")
+        .is_err()
+    {
+        c.execute_batch(
+            "ALTER TABLE repositories ADD COLUMN tag_mutability_exclusion_filters TEXT;",
+        )
+        .map_err(db("add the repositories' tag mutability exclusion filters"))?;
+    }
     Ok(c)
 }
 
@@ -122,8 +132,11 @@ fn err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> RegistryError {
 pub struct RepositoryRow {
     pub name: String,
     pub created_at: f64,
-    /// MUTABLE or IMMUTABLE.
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION.
     pub tag_mutability: String,
+    /// The `*_WITH_EXCLUSION` modes' `imageTagMutabilityExclusionFilters`, as JSON
+    /// (`[{"filterType":"WILDCARD","filter":"dev-*"}]`); `None` for the other modes.
+    pub tag_mutability_exclusion_filters: Option<String>,
     pub scan_on_push: bool,
     /// AES256 or KMS.
     pub encryption_type: String,
@@ -141,11 +154,35 @@ fn repo_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
         encryption_type: r.get(4)?,
         kms_key: r.get(5)?,
         tags: r.get(6)?,
+        tag_mutability_exclusion_filters: r.get(7)?,
     })
 }
 
-const REPO_COLS: &str =
-    "name, created_at, tag_mutability, scan_on_push, encryption_type, kms_key, tags";
+impl RepositoryRow {
+    /// Whether a push may not move `tag` to another image: IMMUTABLE, or a
+    /// `*_WITH_EXCLUSION` mode whose filters say the opposite of its base for this tag
+    /// (a filter matching the tag excludes it from the base mode).
+    pub fn tag_is_immutable(&self, tag: &str) -> bool {
+        let excluded = || {
+            self.tag_mutability_exclusion_filters
+                .as_deref()
+                .and_then(|f| serde_json::from_str::<Vec<serde_json::Value>>(f).ok())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| f.get("filter").and_then(|v| v.as_str()))
+                .any(|p| super::lifecycle::wildcard_match(p, tag))
+        };
+        match self.tag_mutability.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => !excluded(),
+            "MUTABLE_WITH_EXCLUSION" => excluded(),
+            _ => false,
+        }
+    }
+}
+
+const REPO_COLS: &str = "name, created_at, tag_mutability, scan_on_push, encryption_type, \
+     kms_key, tags, tag_mutability_exclusion_filters";
 
 pub(super) fn repository(c: &Connection, name: &RepoName) -> RegistryResult<Option<RepositoryRow>> {
     c.query_row(
@@ -173,7 +210,7 @@ pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> Registry
     let n = c
         .execute(
             &format!(
-                "INSERT OR IGNORE INTO repositories ({REPO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT OR IGNORE INTO repositories ({REPO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ),
             params![
                 row.name,
@@ -182,7 +219,8 @@ pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> Registry
                 row.scan_on_push,
                 row.encryption_type,
                 row.kms_key,
-                row.tags
+                row.tags,
+                row.tag_mutability_exclusion_filters
             ],
         )
         .map_err(err("create a repository"))?;
@@ -203,10 +241,17 @@ pub(super) fn set_repository_tags(
     Ok(())
 }
 
-pub(super) fn set_tag_mutability(c: &Connection, repo: &RepoName, m: &str) -> RegistryResult<()> {
+/// Mode `m` and its exclusion filters (JSON, `None` for MUTABLE and IMMUTABLE).
+pub(super) fn set_tag_mutability(
+    c: &Connection,
+    repo: &RepoName,
+    m: &str,
+    filters: Option<&str>,
+) -> RegistryResult<()> {
     c.execute(
-        "UPDATE repositories SET tag_mutability = ?2 WHERE name = ?1",
-        params![repo.as_str(), m],
+        "UPDATE repositories SET tag_mutability = ?2, tag_mutability_exclusion_filters = ?3 \
+         WHERE name = ?1",
+        params![repo.as_str(), m, filters],
     )
     .map_err(err("set tag mutability"))?;
     Ok(())
@@ -731,4 +776,45 @@ pub(super) fn put_lifecycle_preview(
     )
     .map_err(err("store a lifecycle preview"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepositoryRow;
+
+    fn row(mode: &str, filters: Option<&str>) -> RepositoryRow {
+        RepositoryRow {
+            name: "r".into(),
+            created_at: 0.0,
+            tag_mutability: mode.into(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags: "[]".into(),
+            tag_mutability_exclusion_filters: filters.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_tag_matching_an_exclusion_filter_is_the_opposite_of_the_mode() {
+        let f = Some(
+            r#"[{"filterType":"WILDCARD","filter":"dev-*"},
+                {"filterType":"WILDCARD","filter":"*-rc*"}]"#,
+        );
+        let imm = row("IMMUTABLE_WITH_EXCLUSION", f);
+        let mu = row("MUTABLE_WITH_EXCLUSION", f);
+        for (tag, excluded) in [
+            ("dev-1", true),
+            ("dev-", true),
+            ("v2-rc1", true),
+            ("v1", false),
+            ("xdev-1", false),
+            ("dev", false),
+        ] {
+            assert_eq!(imm.tag_is_immutable(tag), !excluded, "{tag}");
+            assert_eq!(mu.tag_is_immutable(tag), excluded, "{tag}");
+        }
+        assert!(row("IMMUTABLE", None).tag_is_immutable("dev-1"));
+        assert!(!row("MUTABLE", None).tag_is_immutable("v1"));
+    }
 }
