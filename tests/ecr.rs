@@ -2232,3 +2232,119 @@ print(json.dumps(r))
         "{d}"
     );
 }
+
+/// An air-gapped box's loop with no podman or skopeo on it: `minifargate push` of a
+/// `docker save` tarball and of an OCI archive into serve's ECR (authenticated with the
+/// token serve gives the box, over serve's TLS verified with its CA), the archive's
+/// digests kept; describe-images lists both; pushed again, nothing is uploaded; a task
+/// definition naming the repository URI runs the image. (skopeo only builds the
+/// archives here, as `docker save` would elsewhere.)
+#[test]
+fn push_sends_an_archive_into_the_box_s_ecr_and_a_task_runs_it() {
+    let api = Api::start();
+    let repo = ecr(
+        &api,
+        &["create-repository", "--repository-name", "airgap/app"],
+    );
+    let uri = repo["repository"]["repositoryUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("layout"), "pushed-from-archive");
+    let src = format!("oci:{}:t", work.path().join("layout").display());
+    let docker_tar = work.path().join("app-docker.tar");
+    let oci_tar = work.path().join("app-oci.tar");
+    for dest in [
+        format!("docker-archive:{}:airgap/app:1", docker_tar.display()),
+        format!("oci-archive:{}:1", oci_tar.display()),
+    ] {
+        let out = skopeo().args(["copy", &src, &dest]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The OCI archive: its manifest travels unchanged, so the digest is the one built.
+    let oci = format!("oci-archive:{}", oci_tar.display());
+    let got = api
+        .mf
+        .json(&["push", "--output", "json", &oci, &format!("{uri}:oci")]);
+    assert_eq!(got["imageDigest"], img.manifest_digest.as_str(), "{got}");
+    assert_eq!(got["blobsUploaded"], 2, "config and layer: {got}");
+    let again = api
+        .mf
+        .json(&["push", "--output", "json", &oci, &format!("{uri}:oci")]);
+    assert_eq!(again["blobsUploaded"], 0, "{again}");
+    assert_eq!(again["blobsAlreadyPresent"], 2, "{again}");
+
+    // The docker archive: the config (and so the image) is the one built.
+    let got = api.mf.json(&[
+        "push",
+        "--output",
+        "json",
+        docker_tar.to_str().unwrap(),
+        &format!("{uri}:docker"),
+    ]);
+    let docker_digest = got["imageDigest"].as_str().unwrap().to_string();
+    let m = ecr(
+        &api,
+        &[
+            "batch-get-image",
+            "--repository-name",
+            "airgap/app",
+            "--image-ids",
+            "imageTag=docker",
+        ],
+    );
+    let manifest: Value =
+        serde_json::from_str(m["images"][0]["imageManifest"].as_str().unwrap()).unwrap();
+    assert_eq!(manifest["config"]["digest"], img.config_digest.as_str());
+    assert_eq!(m["images"][0]["imageId"]["imageDigest"], docker_digest);
+
+    let d = ecr(
+        &api,
+        &["describe-images", "--repository-name", "airgap/app"],
+    );
+    let mut tags: Vec<String> = d["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["imageTags"].as_array().unwrap().clone())
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["docker", "oci"], "{d}");
+
+    // Not this box's registry and no credentials: said, nothing sent.
+    let e = api.mf.fail(&["push", &oci, "127.0.0.1:1/airgap/app:x"]);
+    assert!(e.contains("--password-stdin"), "{e}");
+
+    let td = format!(
+        r#"{{"family":"ecr-airgap","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "requiresCompatibilities":["FARGATE"],
+  "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
+  "containerDefinitions":[{{"name":"app","image":"{uri}:docker","essential":true,
+    "command":["sh","-c","grep -q pushed-from-archive /etc/minifargate-marker"]}}]}}"#
+    );
+    let file = api.file("ecr-airgap.json", &td);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "ecr-airgap",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-0abc],securityGroups=[sg-0def]}",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]));
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+    let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
+    let t = &d["tasks"][0];
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    assert_eq!(t["containers"][0]["imageDigest"], docker_digest, "{t:#}");
+}
