@@ -60,6 +60,15 @@ CREATE TABLE IF NOT EXISTS tags (
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, tag)
 );
+CREATE TABLE IF NOT EXISTS lifecycle_expired (
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    pushed_at REAL NOT NULL,
+    rule INTEGER NOT NULL,
+    expired_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lifecycle_expired_repo ON lifecycle_expired (repo, expired_at);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     repo TEXT NOT NULL,
@@ -170,7 +179,7 @@ impl RepositoryRow {
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|f| f.get("filter").and_then(|v| v.as_str()))
-                .any(|p| super::lifecycle::wildcard_match(p, tag))
+                .any(|p| super::names::wildcard_match(p, tag))
         };
         match self.tag_mutability.as_str() {
             "IMMUTABLE" => true,
@@ -269,6 +278,7 @@ pub(super) fn delete_repository(c: &mut Connection, repo: &RepoName) -> Registry
         "manifest_refs WHERE repo",
         "lifecycle_policies WHERE repo",
         "lifecycle_previews WHERE repo",
+        "lifecycle_expired WHERE repo",
         "repository_policies WHERE repo",
     ] {
         tx.execute(&format!("DELETE FROM {table} = ?1"), [repo.as_str()])
@@ -778,6 +788,69 @@ pub(super) fn put_lifecycle_preview(
     Ok(())
 }
 
+/// How many expired images of a repository are remembered (the console's "Expired").
+const EXPIRED_KEPT: i64 = 100;
+
+/// One image a lifecycle run expired.
+#[derive(Debug, Clone)]
+pub struct ExpiredRow {
+    pub digest: String,
+    /// The image's tags when it expired (JSON array).
+    pub tags: String,
+    pub pushed_at: f64,
+    pub rule: u32,
+    pub expired_at: f64,
+}
+
+/// Remembers that `e` of `repo` expired, keeping the newest [`EXPIRED_KEPT`].
+pub(super) fn record_expired(
+    c: &Connection,
+    repo: &RepoName,
+    e: &ExpiredRow,
+) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO lifecycle_expired (repo, digest, tags, pushed_at, rule, expired_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            repo.as_str(),
+            e.digest,
+            e.tags,
+            e.pushed_at,
+            e.rule,
+            e.expired_at
+        ],
+    )
+    .map_err(err("record an expired image"))?;
+    c.execute(
+        "DELETE FROM lifecycle_expired WHERE repo = ?1 AND rowid NOT IN (SELECT rowid FROM \
+         lifecycle_expired WHERE repo = ?1 ORDER BY expired_at DESC, rowid DESC LIMIT ?2)",
+        params![repo.as_str(), EXPIRED_KEPT],
+    )
+    .map_err(err("record an expired image"))?;
+    Ok(())
+}
+
+/// The images lifecycle runs expired from `repo`, newest first.
+pub(super) fn expired(c: &Connection, repo: &RepoName) -> RegistryResult<Vec<ExpiredRow>> {
+    let mut s = c
+        .prepare(
+            "SELECT digest, tags, pushed_at, rule, expired_at FROM lifecycle_expired \
+             WHERE repo = ?1 ORDER BY expired_at DESC, rowid DESC",
+        )
+        .map_err(err("list expired images"))?;
+    s.query_map([repo.as_str()], |r| {
+        Ok(ExpiredRow {
+            digest: r.get(0)?,
+            tags: r.get(1)?,
+            pushed_at: r.get(2)?,
+            rule: r.get(3)?,
+            expired_at: r.get(4)?,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(err("list expired images"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::RepositoryRow;
@@ -816,5 +889,31 @@ mod tests {
         }
         assert!(row("IMMUTABLE", None).tag_is_immutable("dev-1"));
         assert!(!row("MUTABLE", None).tag_is_immutable("v1"));
+    }
+}
+
+#[cfg(test)]
+mod expired_tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_expired_images_are_kept_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("registry.db")).unwrap();
+        let repo = RepoName::parse("keep/app").unwrap();
+        for i in 0..(EXPIRED_KEPT + 5) {
+            let row = ExpiredRow {
+                digest: format!("sha256:{i:064}"),
+                tags: format!(r#"["v{i}"]"#),
+                pushed_at: i as f64,
+                rule: 1,
+                expired_at: 1000.0 + i as f64,
+            };
+            record_expired(&c, &repo, &row).unwrap();
+        }
+        let got = expired(&c, &repo).unwrap();
+        assert_eq!(got.len() as i64, EXPIRED_KEPT);
+        assert_eq!(got[0].tags, format!(r#"["v{}"]"#, EXPIRED_KEPT + 4));
+        assert_eq!(got.last().unwrap().tags, r#"["v5"]"#);
     }
 }
