@@ -267,6 +267,59 @@ fn repositories_and_tags_are_the_cluster_s_and_a_serve_fetches_blobs_it_lacks_fr
         vec![v1.manifest_digest.clone()]
     );
 
+    // IMMUTABLE_WITH_EXCLUSION set through A is B's too: B moves a tag the filter
+    // matches (mutable) and still refuses `t`.
+    ecr(
+        &a,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            "one/fixed",
+            "--image-tag-mutability",
+            "IMMUTABLE_WITH_EXCLUSION",
+            "--image-tag-mutability-exclusion-filters",
+            "filterType=WILDCARD,filter=dev-*",
+        ],
+    );
+    let out = skopeo_copy(
+        &a,
+        &format!("oci:{}:v1", dir.display()),
+        &format!("docker://{host_a}/one/fixed:dev-t"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_for(10, "the exclusion filters and dev-t through B", || {
+        let d = ecr(
+            &b,
+            &["describe-repositories", "--repository-names", "one/fixed"],
+        );
+        let filters = d["repositories"][0]["imageTagMutabilityExclusionFilters"].clone();
+        let tagged = images_of(&b, "one/fixed")
+            .iter()
+            .any(|(_, t)| t.contains(&"dev-t".to_string()));
+        (filters == serde_json::json!([{"filterType": "WILDCARD", "filter": "dev-*"}]) && tagged)
+            .then_some(())
+    });
+    let out = skopeo_copy(
+        &b,
+        &format!("oci:{}:v2", dir.display()),
+        &format!("docker://{host_b}/one/fixed:dev-t"),
+    );
+    assert!(
+        out.status.success(),
+        "dev-t is excluded (mutable): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = skopeo_copy(
+        &b,
+        &format!("oci:{}:v2", dir.display()),
+        &format!("docker://{host_b}/one/fixed:t"),
+    );
+    assert!(!out.status.success(), "t stays immutable");
+
     // A serve that was a registry of its own joins: its images become the cluster's.
     let mut c = Api::start();
     ecr(&c, &["create-repository", "--repository-name", "solo/app"]);

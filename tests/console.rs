@@ -540,3 +540,125 @@ fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_bro
     assert!(String::from_utf8_lossy(&policies.stdout).contains("cpu50"));
     api.aws_json(&["delete-service", "--service", "burner", "--force"]);
 }
+
+fn ecr_json(api: &Api, args: &[&str]) -> serde_json::Value {
+    let out = api.aws_in("ecr", args);
+    assert!(
+        out.status.success(),
+        "aws ecr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The Repositories page: a repository of serve's ECR with an exclusion-filter tag
+/// mutability, its images (tags, size, pushed at, last pull), its lifecycle policy, the
+/// policy's preview and the image lifecycle expiry removed, as `aws ecr` answered the
+/// test. Images pushed with `minifargate push` (OCI layouts), one pulled with
+/// `minifargate pull`.
+#[test]
+fn the_repositories_page_shows_images_lifecycle_preview_and_expiry_in_a_real_browser() {
+    use common::image::{Layout, busybox_layer};
+    let api = Api::start_env(
+        busybox_layer(Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_ECR_LIFECYCLE_INTERVAL", "1")],
+    );
+    let created = ecr_json(
+        &api,
+        &[
+            "create-repository",
+            "--repository-name",
+            "console/app",
+            "--image-tag-mutability",
+            "IMMUTABLE_WITH_EXCLUSION",
+            "--image-tag-mutability-exclusion-filters",
+            "filterType=WILDCARD,filter=dev-*",
+        ],
+    );
+    let uri = created["repository"]["repositoryUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for tag in ["v1", "v2", "v3", "dev-1"] {
+        let dir = work.path().join(tag);
+        let mut l = Layout::new(&dir);
+        let img = l.add_image(
+            "linux/amd64",
+            &[busybox_layer(Compression::Gzip, &format!("console-{tag}"))],
+        );
+        l.tag_image("t", &img);
+        let got = api.mf.json(&[
+            "push",
+            "--output",
+            "json",
+            dir.to_str().unwrap(),
+            &format!("{uri}:{tag}"),
+        ]);
+        digests.push((tag, got["imageDigest"].as_str().unwrap().to_string()));
+        // Push times one after another (the count rule keeps the newest).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    api.mf
+        .json(&["pull", &format!("{uri}:v2"), "--format", "json"]);
+
+    // The guide's count rule: keep the newest 2 images tagged v*; v1 goes.
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"keep 2 releases","selection":{"tagStatus":"tagged","tagPrefixList":["v"],"countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#;
+    let preview = ecr_json(
+        &api,
+        &[
+            "start-lifecycle-policy-preview",
+            "--repository-name",
+            "console/app",
+            "--lifecycle-policy-text",
+            policy,
+        ],
+    );
+    assert_eq!(preview["status"], "COMPLETE", "{preview}");
+    ecr_json(
+        &api,
+        &[
+            "put-lifecycle-policy",
+            "--repository-name",
+            "console/app",
+            "--lifecycle-policy-text",
+            policy,
+        ],
+    );
+    let v1 = digests[0].1.clone();
+    api.wait_for(30, "the expiry of v1", || {
+        let d = ecr_json(
+            &api,
+            &["describe-images", "--repository-name", "console/app"],
+        );
+        let left: Vec<String> = d["imageDetails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["imageDigest"].as_str().unwrap().to_string())
+            .collect();
+        (left.len() == 3 && !left.contains(&v1)).then_some(())
+    });
+    let images: Vec<String> = digests[1..]
+        .iter()
+        .map(|(tag, d)| format!("{d}={tag}"))
+        .collect();
+    let pulled = digests[1].1.clone();
+    api.browser(
+        "repositories.py",
+        &[
+            ("REPO", "console/app"),
+            ("URI", &uri),
+            ("MUTABILITY", "IMMUTABLE_WITH_EXCLUSION (mutable: dev-*)"),
+            ("IMAGES", &images.join(";")),
+            ("PULLED", &pulled),
+            ("EXPIRED", &v1),
+            ("COUNT_TYPE", "imageCountMoreThan"),
+        ],
+    );
+}

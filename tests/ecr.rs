@@ -2011,3 +2011,340 @@ fn the_token_endpoint_exchanges_the_ecr_credentials_for_a_bearer_token() {
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("UNAUTHORIZED"), "{body}");
 }
+
+/// `imageTagMutability` IMMUTABLE_WITH_EXCLUSION / MUTABLE_WITH_EXCLUSION with
+/// `imageTagMutabilityExclusionFilters` (WILDCARD): a tag a filter matches behaves the
+/// opposite way to the mode's base, for a skopeo push and for PutImage; the filters are
+/// set by the AWS CLI (create-repository) and boto3 (put_image_tag_mutability), answered
+/// by describe-repositories, and bounded as the model bounds them.
+#[test]
+fn tag_mutability_exclusion_filters_make_matching_tags_the_opposite_of_the_mode() {
+    let api = Api::start();
+    let host = registry_host(&api);
+    let creds = format!("AWS:{}", password(&api));
+    let created = ecr(
+        &api,
+        &[
+            "create-repository",
+            "--repository-name",
+            "excl/app",
+            "--image-tag-mutability",
+            "IMMUTABLE_WITH_EXCLUSION",
+            "--image-tag-mutability-exclusion-filters",
+            "filterType=WILDCARD,filter=dev-*",
+            "filterType=WILDCARD,filter=*-snapshot",
+        ],
+    );
+    let filters = serde_json::json!([
+        {"filterType": "WILDCARD", "filter": "dev-*"},
+        {"filterType": "WILDCARD", "filter": "*-snapshot"},
+    ]);
+    assert_eq!(
+        created["repository"]["imageTagMutabilityExclusionFilters"],
+        filters
+    );
+    let d = ecr(
+        &api,
+        &["describe-repositories", "--repository-names", "excl/app"],
+    );
+    assert_eq!(
+        d["repositories"][0]["imageTagMutability"],
+        "IMMUTABLE_WITH_EXCLUSION"
+    );
+    assert_eq!(
+        d["repositories"][0]["imageTagMutabilityExclusionFilters"],
+        filters
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let (one, two) = (work.path().join("one"), work.path().join("two"));
+    layout(&one, "excl-one");
+    layout(&two, "excl-two");
+    let pushed = |l: &Path, tag: &str| {
+        let out = push(l, &format!("{host}/excl/app:{tag}"), &creds);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for tag in ["v1", "dev-1", "1.0-snapshot"] {
+        let (ok, err) = pushed(&one, tag);
+        assert!(ok, "{tag}: {err}");
+    }
+    // Immutable but for the filters' tags: those move, v1 does not.
+    for tag in ["dev-1", "1.0-snapshot"] {
+        let (ok, err) = pushed(&two, tag);
+        assert!(ok, "{tag} is excluded (mutable): {err}");
+    }
+    let (ok, err) = pushed(&two, "v1");
+    assert!(!ok, "v1 is immutable");
+    assert!(
+        err.contains("cannot be overwritten because the repository is immutable"),
+        "{err}"
+    );
+
+    // boto3: MUTABLE_WITH_EXCLUSION, the filters now the tags that stay put.
+    let put = api.boto3(
+        r#"
+import boto3, json, os
+ecr = boto3.client("ecr", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+r = ecr.put_image_tag_mutability(repositoryName="excl/app",
+    imageTagMutability="MUTABLE_WITH_EXCLUSION",
+    imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "release-*"}])
+r.pop("ResponseMetadata")
+print(json.dumps(r))
+"#,
+    );
+    assert_eq!(
+        put,
+        serde_json::json!({
+            "registryId": "000000000000",
+            "repositoryName": "excl/app",
+            "imageTagMutability": "MUTABLE_WITH_EXCLUSION",
+            "imageTagMutabilityExclusionFilters":
+                [{"filterType": "WILDCARD", "filter": "release-*"}],
+        })
+    );
+    for tag in ["release-1", "latest"] {
+        let (ok, err) = pushed(&one, tag);
+        assert!(ok, "{tag}: {err}");
+    }
+    let (ok, err) = pushed(&two, "latest");
+    assert!(ok, "latest is mutable: {err}");
+    let (ok, _) = pushed(&two, "release-1");
+    assert!(!ok, "release-1 is excluded (immutable)");
+    // PutImage, the API's own push path, the same: image two's manifest over release-1.
+    let got = ecr(
+        &api,
+        &[
+            "batch-get-image",
+            "--repository-name",
+            "excl/app",
+            "--image-ids",
+            "imageTag=latest",
+        ],
+    );
+    let manifest2 = got["images"][0]["imageManifest"].as_str().unwrap();
+    let put_over = |tag: &str| {
+        api.aws_in(
+            "ecr",
+            &[
+                "put-image",
+                "--repository-name",
+                "excl/app",
+                "--image-tag",
+                tag,
+                "--image-manifest",
+                manifest2,
+            ],
+        )
+    };
+    let out = put_over("release-1");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ImageTagAlreadyExistsException"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(put_over("v1").status.success(), "v1 is mutable now");
+
+    // The model's bounds (the CLI sends what it is given; the registry refuses).
+    let base = [
+        "put-image-tag-mutability",
+        "--repository-name",
+        "excl/app",
+        "--image-tag-mutability",
+    ];
+    let six: Vec<String> = (0..6)
+        .map(|i| format!("filterType=WILDCARD,filter=t{i}-*"))
+        .collect();
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["MUTABLE_WITH_EXCLUSION"],
+            "needs imageTagMutabilityExclusionFilters",
+        ),
+        (
+            vec![
+                "MUTABLE",
+                "--image-tag-mutability-exclusion-filters",
+                "filterType=WILDCARD,filter=a*",
+            ],
+            "are for IMMUTABLE_WITH_EXCLUSION and MUTABLE_WITH_EXCLUSION",
+        ),
+        (
+            vec![
+                "IMMUTABLE_WITH_EXCLUSION",
+                "--image-tag-mutability-exclusion-filters",
+                "filterType=WILDCARD,filter=dev/*",
+            ],
+            "^[0-9a-zA-Z._*-]{1,128}$",
+        ),
+        (
+            vec![
+                "IMMUTABLE_WITH_EXCLUSION",
+                "--image-tag-mutability-exclusion-filters",
+                "filterType=PREFIX,filter=dev",
+            ],
+            "enum value set: [WILDCARD]",
+        ),
+    ];
+    let mut too_many = vec![
+        "IMMUTABLE_WITH_EXCLUSION",
+        "--image-tag-mutability-exclusion-filters",
+    ];
+    too_many.extend(six.iter().map(String::as_str));
+    cases.push((too_many, "less than or equal to 5"));
+    for (args, why) in cases {
+        let mut all: Vec<&str> = base.to_vec();
+        all.extend(args.iter().copied());
+        let e = ecr_err(&api, &all);
+        assert!(e.contains("InvalidParameterException"), "{args:?}: {e}");
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+    // Nothing of the refused calls was stored.
+    let d = ecr(
+        &api,
+        &["describe-repositories", "--repository-names", "excl/app"],
+    );
+    assert_eq!(
+        d["repositories"][0]["imageTagMutabilityExclusionFilters"],
+        serde_json::json!([{"filterType": "WILDCARD", "filter": "release-*"}])
+    );
+
+    // Back to MUTABLE: the filters go.
+    ecr(
+        &api,
+        &[
+            "put-image-tag-mutability",
+            "--repository-name",
+            "excl/app",
+            "--image-tag-mutability",
+            "MUTABLE",
+        ],
+    );
+    let d = ecr(
+        &api,
+        &["describe-repositories", "--repository-names", "excl/app"],
+    );
+    assert!(
+        d["repositories"][0]
+            .get("imageTagMutabilityExclusionFilters")
+            .is_none(),
+        "{d}"
+    );
+}
+
+/// An air-gapped box's loop with no podman or skopeo on it: `minifargate push` of a
+/// `docker save` tarball and of an OCI archive into serve's ECR (authenticated with the
+/// token serve gives the box, over serve's TLS verified with its CA), the archive's
+/// digests kept; describe-images lists both; pushed again, nothing is uploaded; a task
+/// definition naming the repository URI runs the image. (skopeo only builds the
+/// archives here, as `docker save` would elsewhere.)
+#[test]
+fn push_sends_an_archive_into_the_box_s_ecr_and_a_task_runs_it() {
+    let api = Api::start();
+    let repo = ecr(
+        &api,
+        &["create-repository", "--repository-name", "airgap/app"],
+    );
+    let uri = repo["repository"]["repositoryUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let (_l, img) = layout(&work.path().join("layout"), "pushed-from-archive");
+    let src = format!("oci:{}:t", work.path().join("layout").display());
+    let docker_tar = work.path().join("app-docker.tar");
+    let oci_tar = work.path().join("app-oci.tar");
+    for dest in [
+        format!("docker-archive:{}:airgap/app:1", docker_tar.display()),
+        format!("oci-archive:{}:1", oci_tar.display()),
+    ] {
+        let out = skopeo().args(["copy", &src, &dest]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The OCI archive: its manifest travels unchanged, so the digest is the one built.
+    let oci = format!("oci-archive:{}", oci_tar.display());
+    let got = api
+        .mf
+        .json(&["push", "--output", "json", &oci, &format!("{uri}:oci")]);
+    assert_eq!(got["imageDigest"], img.manifest_digest.as_str(), "{got}");
+    assert_eq!(got["blobsUploaded"], 2, "config and layer: {got}");
+    let again = api
+        .mf
+        .json(&["push", "--output", "json", &oci, &format!("{uri}:oci")]);
+    assert_eq!(again["blobsUploaded"], 0, "{again}");
+    assert_eq!(again["blobsAlreadyPresent"], 2, "{again}");
+
+    // The docker archive: the config (and so the image) is the one built.
+    let got = api.mf.json(&[
+        "push",
+        "--output",
+        "json",
+        docker_tar.to_str().unwrap(),
+        &format!("{uri}:docker"),
+    ]);
+    let docker_digest = got["imageDigest"].as_str().unwrap().to_string();
+    let m = ecr(
+        &api,
+        &[
+            "batch-get-image",
+            "--repository-name",
+            "airgap/app",
+            "--image-ids",
+            "imageTag=docker",
+        ],
+    );
+    let manifest: Value =
+        serde_json::from_str(m["images"][0]["imageManifest"].as_str().unwrap()).unwrap();
+    assert_eq!(manifest["config"]["digest"], img.config_digest.as_str());
+    assert_eq!(m["images"][0]["imageId"]["imageDigest"], docker_digest);
+
+    let d = ecr(
+        &api,
+        &["describe-images", "--repository-name", "airgap/app"],
+    );
+    let mut tags: Vec<String> = d["imageDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["imageTags"].as_array().unwrap().clone())
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["docker", "oci"], "{d}");
+
+    // Not this box's registry and no credentials: said, nothing sent.
+    let e = api.mf.fail(&["push", &oci, "127.0.0.1:1/airgap/app:x"]);
+    assert!(e.contains("--password-stdin"), "{e}");
+
+    let td = format!(
+        r#"{{"family":"ecr-airgap","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "requiresCompatibilities":["FARGATE"],
+  "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
+  "containerDefinitions":[{{"name":"app","image":"{uri}:docker","essential":true,
+    "command":["sh","-c","grep -q pushed-from-archive /etc/minifargate-marker"]}}]}}"#
+    );
+    let file = api.file("ecr-airgap.json", &td);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "ecr-airgap",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-0abc],securityGroups=[sg-0def]}",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]));
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+    let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
+    let t = &d["tasks"][0];
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    assert_eq!(t["containers"][0]["imageDigest"], docker_digest, "{t:#}");
+}

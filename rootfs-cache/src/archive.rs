@@ -47,6 +47,11 @@ pub enum LoadError {
     },
     #[error("{path}: image {what} has no name in the archive; give it one with --tag NAME")]
     Unnamed { path: PathBuf, what: String },
+    #[error(
+        "{path} holds {count} images: push takes an archive of one image (one `docker save` \
+         name, one manifest in index.json)"
+    )]
+    SeveralImages { path: PathBuf, count: usize },
     #[error("{path}: invalid image name {name:?}")]
     BadName { path: PathBuf, name: String },
     #[error("{path}")]
@@ -191,10 +196,6 @@ pub async fn load(
     opts: &LoadOptions<'_>,
     observer: &dyn PullObserver,
 ) -> Result<Vec<ImageRecord>, LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: input.to_path_buf(),
-        source,
-    };
     // Like a pull: `prune` waits until the image record points at its layers.
     let s2 = store.clone();
     let _cache = tokio::task::spawn_blocking(move || s2.shared_lock())
@@ -206,31 +207,7 @@ pub async fn load(
     // A compressed archive (`docker save | gzip`) is unpacked to temp space first:
     // blobs inside are read at random.
     let tmp = store.temp_dir()?;
-    let source = if input.is_dir() {
-        Source::Dir(input.to_path_buf())
-    } else {
-        let mut f = File::open(input).map_err(read_err)?;
-        let mut magic = [0u8; 4];
-        let n = f.read(&mut magic).map_err(read_err)?;
-        f.seek(SeekFrom::Start(0)).map_err(read_err)?;
-        let file = if n >= 2 && magic[..2] == [0x1f, 0x8b]
-            || n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd]
-        {
-            let plain = tmp.path().join("archive.tar");
-            let mut out = File::create(&plain).map_err(read_err)?;
-            let mut dec: Box<dyn Read> = if magic[0] == 0x1f {
-                Box::new(flate2::read::MultiGzDecoder::new(f))
-            } else {
-                Box::new(zstd::stream::read::Decoder::new(f).map_err(read_err)?)
-            };
-            io::copy(&mut dec, &mut out).map_err(read_err)?;
-            plain
-        } else {
-            input.to_path_buf()
-        };
-        let index = index_tar(&file).map_err(read_err)?;
-        Source::Tar { file, index }
-    };
+    let source = open_source(input, tmp.path())?;
 
     let images = if source.exists("manifest.json") && !source.exists("index.json") {
         load_docker(store, input, &source, opts, observer).await?
@@ -246,6 +223,41 @@ pub async fn load(
     };
     drop(tmp);
     Ok(images)
+}
+
+/// `input` as a [`Source`]: a directory as it is, a tar file indexed, a compressed one
+/// (`docker save | gzip`) unpacked into `tmp` first (blobs inside are read at random).
+fn open_source(input: &Path, tmp: &Path) -> Result<Source, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: input.to_path_buf(),
+        source,
+    };
+    let source = if input.is_dir() {
+        Source::Dir(input.to_path_buf())
+    } else {
+        let mut f = File::open(input).map_err(read_err)?;
+        let mut magic = [0u8; 4];
+        let n = f.read(&mut magic).map_err(read_err)?;
+        f.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        let file = if n >= 2 && magic[..2] == [0x1f, 0x8b]
+            || n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd]
+        {
+            let plain = tmp.join("archive.tar");
+            let mut out = File::create(&plain).map_err(read_err)?;
+            let mut dec: Box<dyn Read> = if magic[0] == 0x1f {
+                Box::new(flate2::read::MultiGzDecoder::new(f))
+            } else {
+                Box::new(zstd::stream::read::Decoder::new(f).map_err(read_err)?)
+            };
+            io::copy(&mut dec, &mut out).map_err(read_err)?;
+            plain
+        } else {
+            input.to_path_buf()
+        };
+        let index = index_tar(&file).map_err(read_err)?;
+        Source::Tar { file, index }
+    };
+    Ok(source)
 }
 
 fn index_tar(file: &Path) -> io::Result<HashMap<String, (u64, u64)>> {
@@ -306,63 +318,8 @@ async fn load_docker(
                 source,
             }
         })?;
-        let mut layers = Vec::new();
-        for (path, diff_id) in e.layers.iter().zip(cfg.diff_ids.iter()) {
-            let (mut r, size) = source.open(input, path)?;
-            let mut magic = [0u8; 4];
-            let n = read_up_to(&mut r, &mut magic).map_err(|source| LoadError::Read {
-                path: input.to_path_buf(),
-                source,
-            })?;
-            let compressed =
-                n >= 2 && magic[..2] == [0x1f, 0x8b] || magic == [0x28, 0xb5, 0x2f, 0xfd];
-            let media_type = match (compressed, magic[0]) {
-                (false, _) => "application/vnd.oci.image.layer.v1.tar",
-                (true, 0x1f) => "application/vnd.oci.image.layer.v1.tar+gzip",
-                (true, _) => "application/vnd.oci.image.layer.v1.tar+zstd",
-            };
-            // Newer `docker save` names layers by blob digest; older ones store them
-            // uncompressed (blob digest = diff-id). Otherwise hash the file.
-            let digest = match path
-                .strip_prefix("blobs/sha256/")
-                .map(|h| format!("sha256:{h}").parse::<Digest>())
-            {
-                Some(Ok(d)) => d,
-                _ if !compressed => diff_id.clone(),
-                _ => {
-                    let (r, _) = source.open(input, path)?;
-                    let mut h = crate::digest::HashingReader::new(r);
-                    io::copy(&mut h, &mut io::sink()).map_err(|source| LoadError::Read {
-                        path: input.to_path_buf(),
-                        source,
-                    })?;
-                    h.into_parts().1
-                }
-            };
-            layers.push((
-                path.clone(),
-                LayerRecord {
-                    digest,
-                    diff_id: diff_id.clone(),
-                    size,
-                    media_type: media_type.to_string(),
-                },
-            ));
-        }
-        // A docker archive has no manifest: make the OCI one a registry would hold.
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config_bytes.len(),
-            },
-            "layers": layers.iter().map(|(_, l)| serde_json::json!({
-                "mediaType": l.media_type, "digest": l.digest, "size": l.size,
-            })).collect::<Vec<_>>(),
-        });
-        let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
+        let layers = docker_layers(input, source, &e.layers, &cfg.diff_ids)?;
+        let manifest_bytes = docker_manifest(&config_digest, config_bytes.len(), &layers);
         let manifest_digest = Digest::of(&manifest_bytes);
         let entries: Vec<(String, &LayerRecord)> =
             layers.iter().map(|(path, l)| (path.clone(), l)).collect();
@@ -387,6 +344,81 @@ async fn load_docker(
         }
     }
     Ok(out)
+}
+
+/// A `docker save` entry's layers (`paths`, in the archive) with the records a registry
+/// would hold: a compressed layer keeps its bytes and their digest, an uncompressed one
+/// (older `docker save`) is an uncompressed OCI layer whose digest is its diff-id.
+fn docker_layers(
+    input: &Path,
+    source: &Source,
+    paths: &[String],
+    diff_ids: &[Digest],
+) -> Result<Vec<(String, LayerRecord)>, LoadError> {
+    let mut layers = Vec::new();
+    for (path, diff_id) in paths.iter().zip(diff_ids.iter()) {
+        let (mut r, size) = source.open(input, path)?;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut r, &mut magic).map_err(|source| LoadError::Read {
+            path: input.to_path_buf(),
+            source,
+        })?;
+        let compressed = n >= 2 && magic[..2] == [0x1f, 0x8b] || magic == [0x28, 0xb5, 0x2f, 0xfd];
+        let media_type = match (compressed, magic[0]) {
+            (false, _) => "application/vnd.oci.image.layer.v1.tar",
+            (true, 0x1f) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            (true, _) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        };
+        // Newer `docker save` names layers by blob digest; older ones store them
+        // uncompressed (blob digest = diff-id). Otherwise hash the file.
+        let digest = match path
+            .strip_prefix("blobs/sha256/")
+            .map(|h| format!("sha256:{h}").parse::<Digest>())
+        {
+            Some(Ok(d)) => d,
+            _ if !compressed => diff_id.clone(),
+            _ => {
+                let (r, _) = source.open(input, path)?;
+                let mut h = crate::digest::HashingReader::new(r);
+                io::copy(&mut h, &mut io::sink()).map_err(|source| LoadError::Read {
+                    path: input.to_path_buf(),
+                    source,
+                })?;
+                h.into_parts().1
+            }
+        };
+        layers.push((
+            path.clone(),
+            LayerRecord {
+                digest,
+                diff_id: diff_id.clone(),
+                size,
+                media_type: media_type.to_string(),
+            },
+        ));
+    }
+    Ok(layers)
+}
+
+/// A docker archive has no manifest: the OCI one a registry would hold.
+fn docker_manifest(
+    config_digest: &Digest,
+    config_len: usize,
+    layers: &[(String, LayerRecord)],
+) -> Vec<u8> {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_len,
+        },
+        "layers": layers.iter().map(|(_, l)| serde_json::json!({
+            "mediaType": l.media_type, "digest": l.digest, "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&manifest).expect("json")
 }
 
 fn check_layers(input: &Path, store: &Store, layers: &[LayerRecord]) -> Result<(), LoadError> {
@@ -585,4 +617,172 @@ async fn load_oci(
         out.push(rec);
     }
     Ok(out)
+}
+
+/// One image of an archive as a registry holds it, for `push`: its blobs (config and
+/// layers) and manifests exactly as the archive has them, so their digests stay the
+/// archive's (a docker archive has no manifest: the OCI one `load` makes for it).
+pub struct ArchiveImage {
+    input: PathBuf,
+    source: Source,
+    /// Where a compressed archive was unpacked (removed with this).
+    _tmp: tempfile::TempDir,
+    /// Every blob the manifests name, once: its digest, size and entry in the archive.
+    pub blobs: Vec<(Digest, u64, String)>,
+    /// Each manifest's digest, media type and bytes: an index's children first, the
+    /// image (or index) the archive names last.
+    pub manifests: Vec<(Digest, String, Vec<u8>)>,
+}
+
+impl ArchiveImage {
+    /// Blob `i` of [`ArchiveImage::blobs`], read from the archive.
+    pub fn open_blob(&self, i: usize) -> Result<Box<dyn Read + Send>, LoadError> {
+        let (_, _, entry) = &self.blobs[i];
+        Ok(self.source.open(&self.input, entry)?.0)
+    }
+}
+
+/// The one image of `input` (a `docker save` tarball, an OCI archive or layout, gzip or
+/// zstd compressed or not; unpacked under `tmp_parent` when compressed) for `push`. An
+/// archive of several images is refused: push takes one image to one repository tag.
+pub fn for_push(input: &Path, tmp_parent: &Path) -> Result<ArchiveImage, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: input.to_path_buf(),
+        source,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".push-")
+        .tempdir_in(tmp_parent)
+        .map_err(read_err)?;
+    let source = open_source(input, tmp.path())?;
+    let several = |count: usize| LoadError::SeveralImages {
+        path: input.to_path_buf(),
+        count,
+    };
+    let man_err = |source| LoadError::Manifest {
+        path: input.to_path_buf(),
+        source,
+    };
+    let mut blobs: Vec<(Digest, u64, String)> = Vec::new();
+    let mut manifests = Vec::new();
+    let mut add_blob = |d: Digest, size: u64, entry: String| {
+        if !blobs.iter().any(|(b, _, _)| *b == d) {
+            blobs.push((d, size, entry));
+        }
+    };
+    if source.exists("index.json") {
+        let (index, _) = source.read_json::<serde_json::Value>(input, "index.json")?;
+        let descs = index["manifests"].as_array().cloned().unwrap_or_default();
+        if descs.len() != 1 {
+            return Err(several(descs.len()));
+        }
+        // The blobs of one image manifest (its config and layers) as the archive holds them.
+        let mut image_blobs = |bytes: &[u8]| -> Result<(), LoadError> {
+            let m: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|source| LoadError::Json {
+                    path: input.to_path_buf(),
+                    entry: "a manifest".into(),
+                    source,
+                })?;
+            let descs =
+                std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
+            for d in descs {
+                let digest: Digest = d["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e: DigestParseError| man_err(e.into()))?;
+                let entry = format!("blobs/sha256/{}", digest.hex());
+                let (_, size) = source.open(input, &entry)?;
+                add_blob(digest, size, entry);
+            }
+            Ok(())
+        };
+        let top: Digest = descs[0]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: DigestParseError| man_err(e.into()))?;
+        let top_bytes = source.read_blob(input, &top)?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&top_bytes).map_err(|source| LoadError::Json {
+                path: input.to_path_buf(),
+                entry: format!("blobs/sha256/{}", top.hex()),
+                source,
+            })?;
+        let media_type = |doc: &serde_json::Value, desc: &serde_json::Value| {
+            doc["mediaType"]
+                .as_str()
+                .or(desc["mediaType"].as_str())
+                .unwrap_or(manifest::OCI_MANIFEST)
+                .to_string()
+        };
+        let top_type = media_type(&doc, &descs[0]);
+        if let Some(children) = doc["manifests"].as_array() {
+            // An index (multi-platform): every child, as the archive holds it.
+            for c in children {
+                let d: Digest = c["digest"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|e: DigestParseError| man_err(e.into()))?;
+                let bytes = source.read_blob(input, &d)?;
+                let child: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|source| LoadError::Json {
+                        path: input.to_path_buf(),
+                        entry: format!("blobs/sha256/{}", d.hex()),
+                        source,
+                    })?;
+                if child["manifests"].is_array() {
+                    return Err(man_err(ManifestError::NestedIndex { digest: d }));
+                }
+                image_blobs(&bytes)?;
+                manifests.push((d, media_type(&child, c), bytes));
+            }
+        } else {
+            image_blobs(&top_bytes)?;
+        }
+        manifests.push((top, top_type, top_bytes));
+    } else if source.exists("manifest.json") {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            config: String,
+            layers: Vec<String>,
+        }
+        let (entries, _) = source.read_json::<Vec<Entry>>(input, "manifest.json")?;
+        if entries.len() != 1 {
+            return Err(several(entries.len()));
+        }
+        let e = &entries[0];
+        let (_, config_bytes) = source.read_json::<serde_json::Value>(input, &e.config)?;
+        let config_digest = Digest::of(&config_bytes);
+        let cfg = manifest::parse_config(&config_bytes, e.layers.len()).map_err(man_err)?;
+        let layers = docker_layers(input, &source, &e.layers, &cfg.diff_ids)?;
+        add_blob(
+            config_digest.clone(),
+            config_bytes.len() as u64,
+            e.config.clone(),
+        );
+        for (path, l) in &layers {
+            add_blob(l.digest.clone(), l.size, path.clone());
+        }
+        let bytes = docker_manifest(&config_digest, config_bytes.len(), &layers);
+        manifests.push((
+            Digest::of(&bytes),
+            manifest::OCI_MANIFEST.to_string(),
+            bytes,
+        ));
+    } else {
+        return Err(LoadError::NotAnArchive {
+            path: input.to_path_buf(),
+        });
+    }
+    Ok(ArchiveImage {
+        input: input.to_path_buf(),
+        source,
+        _tmp: tmp,
+        blobs,
+        manifests,
+    })
 }

@@ -132,7 +132,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// The `errors` array of a distribution error body, as "CODE: message" text.
-fn error_detail(body: &str) -> String {
+pub(crate) fn error_detail(body: &str) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         errors: Vec<Item>,
@@ -186,7 +186,7 @@ fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
 /// HTTP(S)_PROXY / ALL_PROXY / NO_PROXY from the environment, like reqwest's default,
 /// except that loopback is never proxied (as Go's ProxyFromEnvironment, so Docker and
 /// podman, behave): a local registry keeps working behind a corporate proxy.
-fn with_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+pub(crate) fn with_env_proxies(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     let env = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| std::env::var(k).ok())

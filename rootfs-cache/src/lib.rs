@@ -13,6 +13,7 @@ pub mod layer;
 pub mod manifest;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod rootfs;
 pub mod stack;

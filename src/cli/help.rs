@@ -21,6 +21,12 @@ const EXAMPLES: &[(&str, &str)] = &[
         "load",
         "minifargate load --input busybox.tar --tag busybox:local",
     ),
+    (
+        "push",
+        "minifargate push web.tar 000000000000.dkr.ecr.us-east-1.amazonaws.com/web:v1\n  \
+         minifargate push --password-stdin --ca-cert ca.crt oci-archive:web.tar \
+         10.0.0.5:8080/web:v1",
+    ),
     ("prune", "minifargate prune"),
     ("serve", "minifargate serve --listen 127.0.0.1:8080"),
     (

@@ -1,4 +1,4 @@
-//! Image verbs: `pull`, `images`, `rmi`, `load`, `prune` and `rootfs mount|umount`,
+//! Image verbs: `pull`, `images`, `rmi`, `load`, `push`, `prune` and `rootfs mount|umount`,
 //! backed by the `rootfs-cache` crate.
 
 use super::GlobalOpts;
@@ -71,6 +71,33 @@ pub struct LoadArgs {
     pub tag: Option<String>,
     /// `text` or `json` summary of what was loaded (`--format` is the old name).
     #[arg(long = "output", alias = "format", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Push an image archive into a repository of this box's ECR (serve's registry), with no
+/// podman or skopeo: the archive's blobs and manifest go as they are (same digests).
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A `docker save` tarball, an OCI archive or an OCI layout directory of one image
+    /// (gzip or zstd compressed too); skopeo's `docker-archive:`/`oci-archive:`/`oci:`
+    /// prefixes are accepted.
+    pub source: String,
+    /// `<repositoryUri>[:tag]` as create-repository answers it (or `host:port/<name>[:tag]`);
+    /// no tag: `latest`.
+    pub destination: String,
+    /// Read the password from stdin (`aws ecr get-login-password | …`) instead of the
+    /// token this box's serve gives its own pulls.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The user name with `--password-stdin`.
+    #[arg(long, default_value = "AWS")]
+    pub username: String,
+    /// Verify the registry's certificate with this CA alone (default: serve's own CA for
+    /// this box's serve, the system's roots otherwise).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// `text` or `json` summary.
+    #[arg(long = "output", value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -371,6 +398,106 @@ pub fn load(g: &GlobalOpts, a: LoadArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<ExitCode> {
+    let source = ["docker-archive:", "oci-archive:", "oci:"]
+        .iter()
+        .find_map(|p| a.source.strip_prefix(p))
+        .unwrap_or(&a.source);
+    let source = PathBuf::from(source);
+    if !source.exists() {
+        anyhow::bail!(
+            "{}: no such archive or OCI layout (push takes a `docker save` tarball, an OCI \
+             archive or layout; an image `load`ed into the cache keeps its layers unpacked \
+             only: push the archive it came from)",
+            source.display()
+        );
+    }
+    let dest = a.destination.trim_start_matches("docker://");
+    let r = rootfs_cache::pull::parse_reference(dest)
+        .with_context(|| format!("{dest:?} is not an image reference"))?;
+    let tag = match (r.tag(), r.digest()) {
+        (Some(t), _) => Some(t.to_string()),
+        (None, Some(_)) => None,
+        (None, None) => Some("latest".to_string()),
+    };
+    // This box's serve (registry/local.json): its loopback address, the token it gives
+    // the box's pulls (a full one, as get-login-password's) and its CA.
+    let local = crate::task::local_registry::LocalRegistry::read(&g.root).filter(|l| {
+        let port = l
+            .endpoint
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        l.serves(dest) || r.registry() == l.endpoint || r.registry() == format!("localhost:{port}")
+    });
+    let password = if a.password_stdin {
+        let mut pw = String::new();
+        std::io::stdin()
+            .read_line(&mut pw)
+            .context("failed to read the password from stdin")?;
+        Some((a.username.clone(), pw.trim().to_string()))
+    } else {
+        None
+    };
+    let (address, basic, ca) = match &local {
+        Some(l) => {
+            let basic = password.or_else(|| l.username.clone().zip(l.password.clone()));
+            let ca = g.root.join("registry/tls/ca.crt");
+            (l.endpoint.clone(), basic, ca.exists().then_some(ca))
+        }
+        None if password.is_some() => (r.registry().to_string(), password, None),
+        None => anyhow::bail!(
+            "{} is not this box's registry (no serve running here advertises it in {}) and \
+             no credentials were given: pipe `aws ecr get-login-password` into \
+             `minifargate push --password-stdin`",
+            r.registry(),
+            crate::task::local_registry::path(&g.root).display()
+        ),
+    };
+    let ca_pem = match a.ca_cert.as_ref().or(ca.as_ref()) {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("failed to read the CA {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let tmp = g.root.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+    let img = rootfs_cache::archive::for_push(&source, &tmp)?;
+    let target = rootfs_cache::push::Target {
+        base: format!("https://{address}"),
+        repository: r.repository().to_string(),
+        tag: tag.clone(),
+        basic,
+        ca_pem,
+    };
+    let pushed = runtime()?
+        .block_on(rootfs_cache::push::push(&img, target))
+        .with_context(|| format!("failed to push {} to {dest}", source.display()))?;
+    let digest = pushed.digest.map(|d| d.to_string()).unwrap_or_default();
+    match a.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "destination": dest,
+                "registry": address,
+                "repositoryName": r.repository(),
+                "imageTag": tag,
+                "imageDigest": digest,
+                "blobsUploaded": pushed.uploaded,
+                "bytesUploaded": pushed.uploaded_bytes,
+                "blobsAlreadyPresent": pushed.present,
+            })
+        ),
+        Format::Text => println!(
+            "Pushed {dest} ({digest}) to {address}: {} blob(s) uploaded ({}), {} already there",
+            pushed.uploaded,
+            human_size(pushed.uploaded_bytes),
+            pushed.present
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,8 @@ pub enum Command {
     Rmi(images::RmiArgs),
     /// Load images from a `docker save` tarball, an OCI archive or an OCI layout directory.
     Load(images::LoadArgs),
+    /// Push an image archive into a repository of this box's ECR (serve's registry).
+    Push(images::PushArgs),
     /// Remove blobs and layers no image references.
     Prune(images::PruneArgs),
     /// Mount or unmount an image's overlay rootfs.
@@ -327,6 +329,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::Images(a) => images::images(g, a),
         Command::Rmi(a) => images::rmi(g, a),
         Command::Load(a) => images::load(g, a),
+        Command::Push(a) => images::push(g, a),
         Command::Prune(a) => images::prune(g, a),
         Command::Rootfs(a) => images::rootfs(g, a),
         Command::Validate(a) => taskdefs::validate(g, a),

@@ -222,7 +222,7 @@ fn repository_json(r: &Registry, row: &meta::RepositoryRow) -> Value {
     if let Some(k) = &row.kms_key {
         enc["kmsKey"] = json!(k);
     }
-    json!({
+    let mut out = json!({
         "repositoryArn": r.repository_arn(&row.name),
         "registryId": r.account_id,
         "repositoryName": row.name,
@@ -231,7 +231,11 @@ fn repository_json(r: &Registry, row: &meta::RepositoryRow) -> Value {
         "imageTagMutability": row.tag_mutability,
         "imageScanningConfiguration": {"scanOnPush": row.scan_on_push},
         "encryptionConfiguration": enc,
-    })
+    });
+    if let Some(f) = filters_json(row.tag_mutability_exclusion_filters.as_deref()) {
+        out["imageTagMutabilityExclusionFilters"] = f;
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -334,25 +338,78 @@ pub struct CreateRepositoryRequest {
     #[serde(default)]
     tags: Vec<Tag>,
     image_tag_mutability: Option<String>,
-    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
     image_scanning_configuration: Option<ScanningConfiguration>,
     encryption_configuration: Option<EncryptionConfiguration>,
 }
 
-fn mutability(m: &str, filters: &Option<Vec<Value>>) -> Result<String> {
+/// One of `imageTagMutabilityExclusionFilters` (the model's
+/// `ImageTagMutabilityExclusionFilter`).
+#[derive(Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExclusionFilter {
+    filter_type: String,
+    filter: String,
+}
+
+/// The most exclusion filters a repository has (the model's list `max`).
+const MAX_EXCLUSION_FILTERS: usize = 5;
+
+/// Tag mutability `m` with its exclusion filters, validated as the model bounds them
+/// (`ImageTagMutabilityExclusionFilters`: 1 to 5 filters; `filterType` WILDCARD; `filter`
+/// 1 to 128 characters of `^[0-9a-zA-Z._*-]{1,128}$`): the mode and the filters as
+/// stored (JSON, `None` for MUTABLE and IMMUTABLE). Filters belong to the
+/// `*_WITH_EXCLUSION` modes, which need at least one.
+fn mutability(m: &str, filters: &Option<Vec<ExclusionFilter>>) -> Result<(String, Option<String>)> {
+    let at = "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy \
+              constraint:";
     match m {
-        "MUTABLE" | "IMMUTABLE" if filters.as_ref().is_none_or(|f| f.is_empty()) => {
-            Ok(m.to_string())
-        }
-        "MUTABLE" | "IMMUTABLE" => Err(EcrError::InvalidParameter(
+        "MUTABLE" | "IMMUTABLE" if filters.is_none() => Ok((m.to_string(), None)),
+        "MUTABLE" | "IMMUTABLE" => Err(EcrError::InvalidParameter(format!(
             "imageTagMutabilityExclusionFilters are for IMMUTABLE_WITH_EXCLUSION and \
-             MUTABLE_WITH_EXCLUSION"
-                .into(),
-        )),
+             MUTABLE_WITH_EXCLUSION, not {m}"
+        ))),
         "IMMUTABLE_WITH_EXCLUSION" | "MUTABLE_WITH_EXCLUSION" => {
-            Err(EcrError::InvalidParameter(format!(
-                "imageTagMutability {m}: exclusion filters are not served yet here (docs/registry.md)"
-            )))
+            let fs = filters.as_deref().unwrap_or_default();
+            if fs.is_empty() {
+                return Err(EcrError::InvalidParameter(format!(
+                    "imageTagMutability {m} needs imageTagMutabilityExclusionFilters (1 to \
+                     {MAX_EXCLUSION_FILTERS} filters)"
+                )));
+            }
+            if fs.len() > MAX_EXCLUSION_FILTERS {
+                return Err(EcrError::InvalidParameter(format!(
+                    "{at} 'Member must have length less than or equal to \
+                     {MAX_EXCLUSION_FILTERS}' ({} filters)",
+                    fs.len()
+                )));
+            }
+            for (i, f) in fs.iter().enumerate() {
+                if f.filter_type != "WILDCARD" {
+                    return Err(EcrError::InvalidParameter(format!(
+                        "Invalid parameter at 'imageTagMutabilityExclusionFilters.{}.member.\
+                         filterType' failed to satisfy constraint: 'Member must satisfy enum \
+                         value set: [WILDCARD]' ({:?})",
+                        i + 1,
+                        f.filter_type
+                    )));
+                }
+                let ok = (1..=128).contains(&f.filter.len())
+                    && f.filter
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+                if !ok {
+                    return Err(EcrError::InvalidParameter(format!(
+                        "Invalid parameter at 'imageTagMutabilityExclusionFilters.{}.member.\
+                         filter' failed to satisfy constraint: 'Member must satisfy regular \
+                         expression pattern: ^[0-9a-zA-Z._*-]{{1,128}}$' ({:?})",
+                        i + 1,
+                        f.filter
+                    )));
+                }
+            }
+            let text = serde_json::to_string(fs).unwrap_or_else(|_| "[]".into());
+            Ok((m.to_string(), Some(text)))
         }
         other => Err(EcrError::InvalidParameter(format!(
             "Invalid parameter at 'imageTagMutability' failed to satisfy constraint: 'Member \
@@ -362,10 +419,15 @@ fn mutability(m: &str, filters: &Option<Vec<Value>>) -> Result<String> {
     }
 }
 
+/// The stored filters as the API answers them.
+fn filters_json(stored: Option<&str>) -> Option<Value> {
+    stored.and_then(|t| serde_json::from_str(t).ok())
+}
+
 fn create_repository(r: &Registry, req: CreateRepositoryRequest) -> Result<Value> {
     check_registry(r, req.registry_id.as_deref())?;
     let repo = repo_name(&req.repository_name)?;
-    let tag_mutability = mutability(
+    let (tag_mutability, tag_mutability_exclusion_filters) = mutability(
         req.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
         &req.image_tag_mutability_exclusion_filters,
     )?;
@@ -397,6 +459,7 @@ fn create_repository(r: &Registry, req: CreateRepositoryRequest) -> Result<Value
         encryption_type,
         kms_key,
         tags: serde_json::to_string(&req.tags).unwrap_or_else(|_| "[]".into()),
+        tag_mutability_exclusion_filters,
     };
     if !meta::insert_repository(&r.db(), &row).map_err(server("create a repository"))? {
         return Err(EcrError::RepositoryAlreadyExists {
@@ -507,22 +570,27 @@ pub struct PutImageTagMutabilityRequest {
     registry_id: Option<String>,
     repository_name: String,
     image_tag_mutability: String,
-    image_tag_mutability_exclusion_filters: Option<Vec<Value>>,
+    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
 }
 
 fn put_image_tag_mutability(r: &Registry, req: PutImageTagMutabilityRequest) -> Result<Value> {
     check_registry(r, req.registry_id.as_deref())?;
-    let m = mutability(
+    let (m, filters) = mutability(
         &req.image_tag_mutability,
         &req.image_tag_mutability_exclusion_filters,
     )?;
     let (repo, _) = existing(r, &req.repository_name)?;
-    meta::set_tag_mutability(&r.db(), &repo, &m).map_err(server("set tag mutability"))?;
-    Ok(json!({
+    meta::set_tag_mutability(&r.db(), &repo, &m, filters.as_deref())
+        .map_err(server("set tag mutability"))?;
+    let mut out = json!({
         "registryId": r.account_id,
         "repositoryName": repo.as_str(),
         "imageTagMutability": m,
-    }))
+    });
+    if let Some(f) = filters_json(filters.as_deref()) {
+        out["imageTagMutabilityExclusionFilters"] = f;
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, Default)]

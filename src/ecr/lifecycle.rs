@@ -4,6 +4,7 @@
 //! Ref: ECR user guide, "Lifecycle policy properties", "Lifecycle policy evaluation
 //! rules", "Examples of lifecycle policies".
 
+use super::names::wildcard_match;
 use super::{Digest, Reference, Registry, RegistryResult, RepoName, meta};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -296,26 +297,6 @@ fn rule(r: RuleDoc) -> Result<Rule, PolicyInvalid> {
     })
 }
 
-/// `*` matches any run of characters (none included); everything else itself.
-pub fn wildcard_match(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == s;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
-        return false;
-    }
-    let mut rest = &s[first.len()..s.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// An image as the evaluator sees it.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -403,6 +384,13 @@ pub struct Expired {
 }
 
 impl Registry {
+    /// The images lifecycle runs expired from repository `name` (the newest 100, newest
+    /// first): digest, tags, push time, the rule, when. This serve's runs only.
+    pub fn expired_images(&self, name: &str) -> RegistryResult<Vec<meta::ExpiredRow>> {
+        let repo = RepoName::parse(name).map_err(super::RegistryError::NameInvalid)?;
+        meta::expired(&self.db(), &repo)
+    }
+
     /// The images of `repo` as lifecycle rules see them: every manifest but the children
     /// of an image index (they go with their index, as a multi-arch image is one image).
     pub(super) fn lifecycle_images(&self, repo: &RepoName) -> RegistryResult<Vec<Image>> {
@@ -446,7 +434,20 @@ impl Registry {
                     continue;
                 };
                 match self.delete_manifest(&repo, &Reference::Digest(d)) {
-                    Ok(()) | Err(super::RegistryError::ManifestUnknown(_)) => {}
+                    Ok(()) => {
+                        // What expiry removed, for the console (docs/registry.md).
+                        let image = images.iter().find(|i| i.digest == e.digest);
+                        let row = meta::ExpiredRow {
+                            digest: e.digest.clone(),
+                            tags: serde_json::to_string(&image.map(|i| &i.tags))
+                                .unwrap_or_else(|_| "[]".into()),
+                            pushed_at: image.map(|i| i.pushed_at).unwrap_or_default(),
+                            rule: e.rule_priority,
+                            expired_at: now,
+                        };
+                        meta::record_expired(&self.db(), &repo, &row)?;
+                    }
+                    Err(super::RegistryError::ManifestUnknown(_)) => {}
                     Err(err) => return Err(err),
                 }
                 tracing::info!(repository = %repo, image = %e.digest, rule = e.rule_priority, "image expired by its lifecycle policy");

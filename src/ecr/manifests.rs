@@ -214,8 +214,11 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
-        let immutable = tag.is_some()
-            && meta::repository(&db, repo)?.is_some_and(|r| r.tag_mutability == "IMMUTABLE");
+        // IMMUTABLE, or a `*_WITH_EXCLUSION` mode that makes this tag immutable.
+        let immutable = match tag {
+            Some(t) => meta::repository(&db, repo)?.is_some_and(|r| r.tag_is_immutable(t)),
+            None => false,
+        };
         // ECR's answer to a push over an immutable tag.
         let taken = |tag: &str| {
             RegistryError::TagInvalid(format!(

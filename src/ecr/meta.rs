@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS repositories (
     scan_on_push INTEGER NOT NULL,
     encryption_type TEXT NOT NULL,
     kms_key TEXT,
-    tags TEXT NOT NULL
+    tags TEXT NOT NULL,
+    tag_mutability_exclusion_filters TEXT
 );
 CREATE TABLE IF NOT EXISTS repo_blobs (
     repo TEXT NOT NULL,
@@ -59,6 +60,15 @@ CREATE TABLE IF NOT EXISTS tags (
     digest TEXT NOT NULL,
     PRIMARY KEY (repo, tag)
 );
+CREATE TABLE IF NOT EXISTS lifecycle_expired (
+    repo TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    pushed_at REAL NOT NULL,
+    rule INTEGER NOT NULL,
+    expired_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lifecycle_expired_repo ON lifecycle_expired (repo, expired_at);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     repo TEXT NOT NULL,
@@ -91,6 +101,15 @@ pub(super) fn open(path: &Path) -> RegistryResult<Connection> {
             .map_err(db("add the blob links' times"))?;
         }
     }
+    // imageTagMutabilityExclusionFilters (added after the first files were made).
+    if c.prepare("SELECT tag_mutability_exclusion_filters FROM repositories LIMIT 0")
+        .is_err()
+    {
+        c.execute_batch(
+            "ALTER TABLE repositories ADD COLUMN tag_mutability_exclusion_filters TEXT;",
+        )
+        .map_err(db("add the repositories' tag mutability exclusion filters"))?;
+    }
     Ok(c)
 }
 
@@ -122,8 +141,11 @@ fn err(what: &'static str) -> impl FnOnce(rusqlite::Error) -> RegistryError {
 pub struct RepositoryRow {
     pub name: String,
     pub created_at: f64,
-    /// MUTABLE or IMMUTABLE.
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION.
     pub tag_mutability: String,
+    /// The `*_WITH_EXCLUSION` modes' `imageTagMutabilityExclusionFilters`, as JSON
+    /// (`[{"filterType":"WILDCARD","filter":"dev-*"}]`); `None` for the other modes.
+    pub tag_mutability_exclusion_filters: Option<String>,
     pub scan_on_push: bool,
     /// AES256 or KMS.
     pub encryption_type: String,
@@ -141,11 +163,35 @@ fn repo_row(r: &rusqlite::Row) -> rusqlite::Result<RepositoryRow> {
         encryption_type: r.get(4)?,
         kms_key: r.get(5)?,
         tags: r.get(6)?,
+        tag_mutability_exclusion_filters: r.get(7)?,
     })
 }
 
-const REPO_COLS: &str =
-    "name, created_at, tag_mutability, scan_on_push, encryption_type, kms_key, tags";
+impl RepositoryRow {
+    /// Whether a push may not move `tag` to another image: IMMUTABLE, or a
+    /// `*_WITH_EXCLUSION` mode whose filters say the opposite of its base for this tag
+    /// (a filter matching the tag excludes it from the base mode).
+    pub fn tag_is_immutable(&self, tag: &str) -> bool {
+        let excluded = || {
+            self.tag_mutability_exclusion_filters
+                .as_deref()
+                .and_then(|f| serde_json::from_str::<Vec<serde_json::Value>>(f).ok())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| f.get("filter").and_then(|v| v.as_str()))
+                .any(|p| super::names::wildcard_match(p, tag))
+        };
+        match self.tag_mutability.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => !excluded(),
+            "MUTABLE_WITH_EXCLUSION" => excluded(),
+            _ => false,
+        }
+    }
+}
+
+const REPO_COLS: &str = "name, created_at, tag_mutability, scan_on_push, encryption_type, \
+     kms_key, tags, tag_mutability_exclusion_filters";
 
 pub(super) fn repository(c: &Connection, name: &RepoName) -> RegistryResult<Option<RepositoryRow>> {
     c.query_row(
@@ -173,7 +219,7 @@ pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> Registry
     let n = c
         .execute(
             &format!(
-                "INSERT OR IGNORE INTO repositories ({REPO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT OR IGNORE INTO repositories ({REPO_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ),
             params![
                 row.name,
@@ -182,7 +228,8 @@ pub(super) fn insert_repository(c: &Connection, row: &RepositoryRow) -> Registry
                 row.scan_on_push,
                 row.encryption_type,
                 row.kms_key,
-                row.tags
+                row.tags,
+                row.tag_mutability_exclusion_filters
             ],
         )
         .map_err(err("create a repository"))?;
@@ -203,10 +250,17 @@ pub(super) fn set_repository_tags(
     Ok(())
 }
 
-pub(super) fn set_tag_mutability(c: &Connection, repo: &RepoName, m: &str) -> RegistryResult<()> {
+/// Mode `m` and its exclusion filters (JSON, `None` for MUTABLE and IMMUTABLE).
+pub(super) fn set_tag_mutability(
+    c: &Connection,
+    repo: &RepoName,
+    m: &str,
+    filters: Option<&str>,
+) -> RegistryResult<()> {
     c.execute(
-        "UPDATE repositories SET tag_mutability = ?2 WHERE name = ?1",
-        params![repo.as_str(), m],
+        "UPDATE repositories SET tag_mutability = ?2, tag_mutability_exclusion_filters = ?3 \
+         WHERE name = ?1",
+        params![repo.as_str(), m, filters],
     )
     .map_err(err("set tag mutability"))?;
     Ok(())
@@ -224,6 +278,7 @@ pub(super) fn delete_repository(c: &mut Connection, repo: &RepoName) -> Registry
         "manifest_refs WHERE repo",
         "lifecycle_policies WHERE repo",
         "lifecycle_previews WHERE repo",
+        "lifecycle_expired WHERE repo",
         "repository_policies WHERE repo",
     ] {
         tx.execute(&format!("DELETE FROM {table} = ?1"), [repo.as_str()])
@@ -731,4 +786,134 @@ pub(super) fn put_lifecycle_preview(
     )
     .map_err(err("store a lifecycle preview"))?;
     Ok(())
+}
+
+/// How many expired images of a repository are remembered (the console's "Expired").
+const EXPIRED_KEPT: i64 = 100;
+
+/// One image a lifecycle run expired.
+#[derive(Debug, Clone)]
+pub struct ExpiredRow {
+    pub digest: String,
+    /// The image's tags when it expired (JSON array).
+    pub tags: String,
+    pub pushed_at: f64,
+    pub rule: u32,
+    pub expired_at: f64,
+}
+
+/// Remembers that `e` of `repo` expired, keeping the newest [`EXPIRED_KEPT`].
+pub(super) fn record_expired(
+    c: &Connection,
+    repo: &RepoName,
+    e: &ExpiredRow,
+) -> RegistryResult<()> {
+    c.execute(
+        "INSERT INTO lifecycle_expired (repo, digest, tags, pushed_at, rule, expired_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            repo.as_str(),
+            e.digest,
+            e.tags,
+            e.pushed_at,
+            e.rule,
+            e.expired_at
+        ],
+    )
+    .map_err(err("record an expired image"))?;
+    c.execute(
+        "DELETE FROM lifecycle_expired WHERE repo = ?1 AND rowid NOT IN (SELECT rowid FROM \
+         lifecycle_expired WHERE repo = ?1 ORDER BY expired_at DESC, rowid DESC LIMIT ?2)",
+        params![repo.as_str(), EXPIRED_KEPT],
+    )
+    .map_err(err("record an expired image"))?;
+    Ok(())
+}
+
+/// The images lifecycle runs expired from `repo`, newest first.
+pub(super) fn expired(c: &Connection, repo: &RepoName) -> RegistryResult<Vec<ExpiredRow>> {
+    let mut s = c
+        .prepare(
+            "SELECT digest, tags, pushed_at, rule, expired_at FROM lifecycle_expired \
+             WHERE repo = ?1 ORDER BY expired_at DESC, rowid DESC",
+        )
+        .map_err(err("list expired images"))?;
+    s.query_map([repo.as_str()], |r| {
+        Ok(ExpiredRow {
+            digest: r.get(0)?,
+            tags: r.get(1)?,
+            pushed_at: r.get(2)?,
+            rule: r.get(3)?,
+            expired_at: r.get(4)?,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(err("list expired images"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepositoryRow;
+
+    fn row(mode: &str, filters: Option<&str>) -> RepositoryRow {
+        RepositoryRow {
+            name: "r".into(),
+            created_at: 0.0,
+            tag_mutability: mode.into(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags: "[]".into(),
+            tag_mutability_exclusion_filters: filters.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_tag_matching_an_exclusion_filter_is_the_opposite_of_the_mode() {
+        let f = Some(
+            r#"[{"filterType":"WILDCARD","filter":"dev-*"},
+                {"filterType":"WILDCARD","filter":"*-rc*"}]"#,
+        );
+        let imm = row("IMMUTABLE_WITH_EXCLUSION", f);
+        let mu = row("MUTABLE_WITH_EXCLUSION", f);
+        for (tag, excluded) in [
+            ("dev-1", true),
+            ("dev-", true),
+            ("v2-rc1", true),
+            ("v1", false),
+            ("xdev-1", false),
+            ("dev", false),
+        ] {
+            assert_eq!(imm.tag_is_immutable(tag), !excluded, "{tag}");
+            assert_eq!(mu.tag_is_immutable(tag), excluded, "{tag}");
+        }
+        assert!(row("IMMUTABLE", None).tag_is_immutable("dev-1"));
+        assert!(!row("MUTABLE", None).tag_is_immutable("v1"));
+    }
+}
+
+#[cfg(test)]
+mod expired_tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_expired_images_are_kept_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("registry.db")).unwrap();
+        let repo = RepoName::parse("keep/app").unwrap();
+        for i in 0..(EXPIRED_KEPT + 5) {
+            let row = ExpiredRow {
+                digest: format!("sha256:{i:064}"),
+                tags: format!(r#"["v{i}"]"#),
+                pushed_at: i as f64,
+                rule: 1,
+                expired_at: 1000.0 + i as f64,
+            };
+            record_expired(&c, &repo, &row).unwrap();
+        }
+        let got = expired(&c, &repo).unwrap();
+        assert_eq!(got.len() as i64, EXPIRED_KEPT);
+        assert_eq!(got[0].tags, format!(r#"["v{}"]"#, EXPIRED_KEPT + 4));
+        assert_eq!(got.last().unwrap().tags, r#"["v5"]"#);
+    }
 }

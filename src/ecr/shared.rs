@@ -639,8 +639,24 @@ mod tests {
 
     #[test]
     fn an_immutable_tag_another_serve_took_meanwhile_is_refused_and_put_back() {
+        an_immutable_tag_taken_meanwhile("IMMUTABLE", None);
+        // The `*_WITH_EXCLUSION` modes: a tag immutable by its filters goes through the
+        // same transaction (and one they leave mutable does not: the unit test of the
+        // modes is in `meta`, the push in tests/ecr.rs).
+        an_immutable_tag_taken_meanwhile(
+            "MUTABLE_WITH_EXCLUSION",
+            Some(r#"[{"filterType":"WILDCARD","filter":"v*"}]"#),
+        );
+        an_immutable_tag_taken_meanwhile(
+            "IMMUTABLE_WITH_EXCLUSION",
+            Some(r#"[{"filterType":"WILDCARD","filter":"dev-*"}]"#),
+        );
+    }
+
+    fn an_immutable_tag_taken_meanwhile(mode: &str, filters: Option<&str>) {
         let (_d, r, fake) = serve(3600.0);
-        let repo = repository(&r, "fixed/app", "IMMUTABLE");
+        let repo = repository(&r, "fixed/app", "MUTABLE");
+        meta::set_tag_mutability(&r.db(), &repo, mode, filters).unwrap();
         let config = upload(&r, &repo, b"{}");
         let layer = upload(&r, &repo, &[3u8; 100]);
         let m = manifest(&config, &layer, 100);

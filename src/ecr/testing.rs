@@ -15,6 +15,7 @@ pub(super) fn repository(r: &Registry, name: &str, mutability: &str) -> RepoName
         encryption_type: "AES256".into(),
         kms_key: None,
         tags: "[]".into(),
+        tag_mutability_exclusion_filters: None,
     };
     assert!(meta::insert_repository(&r.db(), &row).unwrap());
     RepoName::parse(name).unwrap()

@@ -59,6 +59,11 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/console/api/ecs/{op}", post(ecs_call))
         .route("/console/api/elbv2/{action}", post(elb_call))
         .route("/console/api/cloudwatch/{op}", post(cloudwatch_call))
+        .route("/console/api/ecr/{op}", post(ecr_call))
+        .route(
+            "/console/api/repositories/lifecycle",
+            get(repository_lifecycle),
+        )
         .route(
             "/console/api/application-autoscaling/{op}",
             post(autoscaling_call),
@@ -290,6 +295,88 @@ async fn elb_call(
         Err(f) => return error(f.status, &f.message),
     };
     super::elb::handle(elb, action, Bytes::from(form)).await
+}
+
+/// ECR reads the console shows repositories with (it changes none: `aws ecr` does).
+const ECR_READS: &[&str] = &["DescribeRepositories", "DescribeImages"];
+
+/// `POST /console/api/ecr/<Op>`: one ECR read in AWS JSON 1.1, as the API answers it.
+async fn ecr_call(
+    State(c): Shared,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = allowed_read(
+        &headers,
+        &op,
+        ECR_READS,
+        "it reads repositories, images and lifecycle policies; change them with `aws ecr`",
+    ) {
+        return error(r.status, &r.message);
+    }
+    super::ecr::handle(c.ecs.clone(), op, body, None).await
+}
+
+/// `GET /console/api/repositories/lifecycle?repositoryName=`: a repository's lifecycle
+/// policy and its last preview, as GetLifecyclePolicy and GetLifecyclePolicyPreview answer
+/// them through the ECR core (`null` where they answer LifecyclePolicyNotFoundException /
+/// LifecyclePolicyPreviewNotFoundException: no failed request in the browser's console),
+/// and the images this serve's lifecycle runs expired (ECR has no operation for that; its
+/// console reads CloudTrail).
+async fn repository_lifecycle(RawQuery(q): RawQuery) -> Response {
+    let name = query(q).remove("repositoryName").unwrap_or_default();
+    let Some(registry) = super::registry() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the registry is not open on this serve",
+        );
+    };
+    blocking(move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let body = json!({ "repositoryName": name }).to_string();
+        let read = |op: &str, missing: &str| -> Result<Value, Failure> {
+            match crate::ecr::api::call(&registry, op, body.as_bytes(), now) {
+                Ok(v) => Ok(v),
+                Err(e) if e.name() == missing => Ok(Value::Null),
+                Err(e) => Err(Failure {
+                    status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    message: format!("{op}: {}: {}", e.name(), e.message()),
+                }),
+            }
+        };
+        let policy = read("GetLifecyclePolicy", "LifecyclePolicyNotFoundException")?;
+        let preview = read(
+            "GetLifecyclePolicyPreview",
+            "LifecyclePolicyPreviewNotFoundException",
+        )?;
+        let rows = registry.expired_images(&name).map_err(|e| Failure {
+            status: StatusCode::BAD_REQUEST,
+            message: crate::errors::error_chain(&e),
+        })?;
+        let expired: Vec<Value> = rows
+            .iter()
+            .map(|e| {
+                json!({
+                    "imageDigest": e.digest,
+                    "imageTags": serde_json::from_str::<Value>(&e.tags).unwrap_or(json!([])),
+                    "imagePushedAt": e.pushed_at,
+                    "appliedRulePriority": e.rule,
+                    "expiredAt": e.expired_at,
+                })
+            })
+            .collect();
+        Ok(json!({
+            "repositoryName": name,
+            "lifecyclePolicy": policy,
+            "preview": preview,
+            "expired": expired,
+        }))
+    })
+    .await
 }
 
 /// CloudWatch reads the console charts a service's metrics and alarms with.

@@ -167,7 +167,7 @@
   const pages = {
     clusters: clustersPage, services: servicesPage, service: servicePage, tasks: tasksPage,
     task: taskPage, taskdefs: taskdefsPage, taskdef: taskdefPage, instances: instancesPage,
-    loadbalancers: loadBalancersPage,
+    loadbalancers: loadBalancersPage, repositories: repositoriesPage,
   };
   async function route() {
     const { parts, query } = parseHash();
@@ -873,6 +873,95 @@ function explain(text, anchor) {
               '; load balancers: ', list(g.LoadBalancerArns).map((a) => lbNames[a] || lastPart(a)).join(', ') || 'none'),
             health[g.TargetGroupArn].length ? targetsTable(g.TargetGroupArn, health[g.TargetGroupArn], history)
               : h('p', { class: 'muted' }, 'No registered targets: requests get 503.'))));
+      } catch (e) { showError(err, e); }
+    };
+  }
+
+  // ---- ECR repositories ----
+  // ECR reads (POST /console/api/ecr/<Op>, the API's own dispatch, AWS JSON 1.1); a
+  // repository's lifecycle policy, preview and expired images from
+  // /console/api/repositories/lifecycle (null where there is none yet).
+  async function ecrAll(op, body, key) {
+    let out = [], token;
+    do {
+      const r = await post('/console/api/ecr/' + op, Object.assign({}, body, token ? { nextToken: token } : {}));
+      out = out.concat(list(r[key]));
+      token = r.nextToken;
+    } while (token);
+    return out;
+  }
+  const shortDigest = (d) => String(d || '').replace(/^sha256:/, '').slice(0, 12);
+  const tagsText = (t) => list(t).length ? list(t).join(', ') : '<untagged>';
+  function mutabilityText(r) {
+    const f = list(r.imageTagMutabilityExclusionFilters).map((x) => x.filter);
+    if (!f.length) return r.imageTagMutability;
+    const opposite = r.imageTagMutability === 'IMMUTABLE_WITH_EXCLUSION' ? 'mutable' : 'immutable';
+    return r.imageTagMutability + ' (' + opposite + ': ' + f.join(', ') + ')';
+  }
+  function repositoriesPage(main) {
+    const err = errorBox(), body = h('div', { id: 'repositories' }, h('p', { class: 'muted' }, 'Loading…'));
+    main.append(h('h1', {}, 'Repositories'),
+      h('p', { class: 'explain' }, 'This box\'s ECR (docs/registry.md): DescribeRepositories, DescribeImages, GetLifecyclePolicy and GetLifecyclePolicyPreview, as `aws ecr` answers them, and the images lifecycle expiry removed (the newest 100 of each repository). Push with `aws ecr get-login-password | podman login` and `podman push`, or `minifargate push <archive> <repositoryUri>:<tag>`.'),
+      err, body);
+    return async (current) => {
+      try {
+        const repos = await ecrAll('DescribeRepositories', {}, 'repositories');
+        const detail = {};
+        for (const r of repos) {
+          const name = r.repositoryName;
+          const images = await ecrAll('DescribeImages', { repositoryName: name }, 'imageDetails');
+          images.sort((a, b) => (b.imagePushedAt || 0) - (a.imagePushedAt || 0));
+          const l = await get('/console/api/repositories/lifecycle?repositoryName=' + encodeURIComponent(name));
+          detail[name] = { images, policy: l.lifecyclePolicy, preview: l.preview, expired: list(l.expired) };
+        }
+        if (!current()) return;
+        showError(err);
+        update(body,
+          repos.length ? null : h('p', { class: 'muted' }, 'No repositories: aws ecr create-repository makes one.'),
+          repos.map((r) => {
+            const x = detail[r.repositoryName];
+            let text = x.policy ? x.policy.lifecyclePolicyText : '';
+            try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* shown as stored */ }
+            const results = x.preview ? list(x.preview.previewResults) : [];
+            return h('section', { class: 'card', 'data-repo': r.repositoryName },
+              h('h2', {}, r.repositoryName),
+              h('dl', { class: 'kv' },
+                h('dt', {}, 'URI'), h('dd', { class: 'mono repo-uri' }, r.repositoryUri),
+                h('dt', {}, 'Tag mutability'), h('dd', { class: 'mutability' }, mutabilityText(r)),
+                h('dt', {}, 'Created'), h('dd', {}, time(r.createdAt))),
+              h('h3', {}, 'Images'),
+              x.images.length ? table(['Tags', 'Digest', 'Size', 'Pushed at', 'Last pull'],
+                x.images.map((i) => h('tr', { 'data-image': i.imageDigest },
+                  h('td', { class: 'image-tags' }, tagsText(i.imageTags)),
+                  h('td', { class: 'mono', title: i.imageDigest }, shortDigest(i.imageDigest)),
+                  h('td', { class: 'num image-size' }, mib(i.imageSizeInBytes || 0)),
+                  h('td', {}, time(i.imagePushedAt)),
+                  h('td', { class: 'last-pull' }, i.lastRecordedPullTime ? time(i.lastRecordedPullTime) : 'never'))))
+                : h('p', { class: 'muted' }, 'No images.'),
+              h('h3', {}, 'Lifecycle policy'),
+              x.policy ? [
+                h('p', { class: 'muted' }, 'Last applied: ', x.policy.lastEvaluatedAt ? time(x.policy.lastEvaluatedAt) : 'not yet'),
+                h('pre', { class: 'lifecycle-policy' }, text)]
+                : h('p', { class: 'muted' }, 'None: aws ecr put-lifecycle-policy sets one.'),
+              h('h3', {}, 'Preview'),
+              x.preview ? (results.length ? table(['Would expire', 'Digest', 'Pushed at', 'Rule'],
+                results.map((p) => h('tr', { 'data-preview': p.imageDigest },
+                  h('td', {}, tagsText(p.imageTags)),
+                  h('td', { class: 'mono', title: p.imageDigest }, shortDigest(p.imageDigest)),
+                  h('td', {}, time(p.imagePushedAt)),
+                  h('td', { class: 'num' }, p.appliedRulePriority))))
+                : h('p', { class: 'muted preview-none' }, 'The last preview expires nothing.'))
+                : h('p', { class: 'muted' }, 'No preview: aws ecr start-lifecycle-policy-preview makes one.'),
+              h('h3', {}, 'Expired'),
+              x.expired.length ? table(['Tags', 'Digest', 'Pushed at', 'Rule', 'Expired at'],
+                x.expired.map((e) => h('tr', { 'data-expired': e.imageDigest },
+                  h('td', {}, tagsText(e.imageTags)),
+                  h('td', { class: 'mono', title: e.imageDigest }, shortDigest(e.imageDigest)),
+                  h('td', {}, time(e.imagePushedAt)),
+                  h('td', { class: 'num' }, e.appliedRulePriority),
+                  h('td', {}, time(e.expiredAt)))))
+                : h('p', { class: 'muted' }, 'Nothing expired yet.'));
+          }));
       } catch (e) { showError(err, e); }
     };
   }
