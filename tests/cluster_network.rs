@@ -601,6 +601,93 @@ fn healthy_targets(api: &Api, tg: &str) -> Vec<String> {
     out
 }
 
+/// Asks `http://$NAME/` (resolved by the task's DNS server) until both `$A` and `$B`
+/// answered: exits 0 then, 1 if they never did (what answered on stdout).
+fn lb_client() -> Value {
+    let script = "cat /etc/resolv.conf; seen=''; for i in $(busybox seq 1 120); do \
+        r=$(busybox timeout 3 busybox wget -q -O - http://$NAME/) && seen=\"$seen $r\"; \
+        case \"$seen\" in *\"$A\"*) case \"$seen\" in *\"$B\"*) echo \"seen:$seen\"; exit 0;; esac;; esac; \
+        sleep 0.2; done; echo \"seen:$seen\"; exit 1";
+    json!({
+        "family": "netbox-lbclient",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "essential": true
+        }]
+    })
+}
+
+/// Asks `http://$NAME/` every 0.1 s (each try bounded to 1 s) forever, printing `ok <time>`
+/// or `fail <time>` (the host's uptime in seconds: busybox's `date` has no fractions).
+fn lb_watcher() -> Value {
+    let script = "trap 'exit 0' TERM; while true; do \
+        if busybox timeout 1 busybox wget -q -O /dev/null http://$NAME/; then echo \"ok $(busybox cut -d' ' -f1 /proc/uptime)\"; \
+        else echo \"fail $(busybox cut -d' ' -f1 /proc/uptime)\"; fi; sleep 0.1; done";
+    json!({
+        "family": "netbox-lbwatcher",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+/// Runs `family` on box `i` with `env` (name, value pairs); returns the task's ARN.
+fn run_with_env(api: &Api, family: &str, i: usize, env: &[(&str, &str)]) -> String {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let overrides =
+        json!({"containerOverrides": [{"name": "main", "environment": env}]}).to_string();
+    let constraint = format!("type=memberOf,expression=attribute:box=={i}");
+    let v = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        family,
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        &constraint,
+        "--overrides",
+        &overrides,
+    ]);
+    assert_eq!(v["failures"], json!([]), "{v:#}");
+    v["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+}
+
+/// The lines task `id` wrote, as box `b` keeps them.
+fn box_logs(b: &NetBox, id: &str) -> String {
+    let out = b.cmd().args(["logs", id]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The times (the host's uptime) of the lines `word <time>` of `logs`.
+fn times(logs: &str, word: &str) -> Vec<f64> {
+    logs.lines()
+        .filter_map(|l| l.trim().strip_prefix(word)?.trim().parse().ok())
+        .collect()
+}
+
+/// The host's uptime, in seconds (the clock the watcher's lines use).
+fn now_secs() -> f64 {
+    let up = std::fs::read_to_string("/proc/uptime").unwrap();
+    up.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader() {
     let mut lan = Lan::new();
@@ -703,10 +790,53 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             .contains(&dns),
         "the serve that does not lead names the load balancer"
     );
+    // Each box routes the load balancers' range via the leader's host (the Lan's
+    // gateway here), without NAT (realm 109).
+    for b in &boxes {
+        let want = format!("via {} dev eth0", lan.gateway);
+        api1.wait_for(20, "the route to the load balancers", || {
+            let r = b.ip(&["-4", "route", "show", "proto", "110"]);
+            (r.contains(&want) && r.contains("realm 109")).then_some(())
+        });
+    }
+    // From inside a task on each box (neither is the leader's), by name: answered by the
+    // tasks of both boxes.
+    register(&api1, "lbclient.json", &lb_client());
+    register(&api1, "lbwatcher.json", &lb_watcher());
+    let clients: Vec<String> = (0..2)
+        .map(|i| {
+            run_with_env(
+                &api1,
+                "netbox-lbclient",
+                i,
+                &[("NAME", &dns), ("A", &ips[0]), ("B", &ips[1])],
+            )
+        })
+        .collect();
+    for c in &clients {
+        let t = wait_status(&api1, c, "STOPPED");
+        assert_eq!(
+            t["containers"][0]["exitCode"], 0,
+            "http://{dns}/ from a task was not answered by both boxes' tasks: {t:#}"
+        );
+    }
+    // A task of box 0 asking the load balancer all along.
+    let watcher = run_with_env(&api1, "netbox-lbwatcher", 0, &[("NAME", &dns)]);
+    let watcher_id = id_of(&watcher);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = box_logs(&boxes[0], &watcher_id);
+        if !times(&l, "ok").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watcher never answered: {l}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // The leader dies (SIGKILL): the other serve leads, takes the listeners, and the
-    // name answers again.
+    // name answers again, on the host and in the task.
     let killed = std::time::Instant::now();
+    let killed_at = now_secs();
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &lead.server_pid().to_string()])
         .status();
@@ -719,6 +849,37 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
     assert!(ips.contains(&back), "{back}");
     eprintln!("the leader serve killed: the load balancer answered again after {gap:?}");
     assert_eq!(common::cluster::leader_pid(&etcd), Some(other.server_pid()));
+    let logs = other.wait_for(60, "the watcher answered after the kill", || {
+        let l = box_logs(&boxes[0], &watcher_id);
+        times(&l, "ok")
+            .iter()
+            .any(|t| *t > killed_at + 0.5)
+            .then_some(l)
+    });
+    let ok = times(&logs, "ok");
+    let fail = times(&logs, "fail");
+    let last_ok = ok
+        .iter()
+        .copied()
+        .filter(|t| *t <= killed_at)
+        .fold(f64::MIN, f64::max);
+    let first_back = ok
+        .iter()
+        .copied()
+        .filter(|t| *t > killed_at && fail.iter().any(|f| *f > killed_at && f < t))
+        .fold(f64::MAX, f64::min);
+    eprintln!(
+        "the leader serve killed: from a task of box 0, the load balancer's last answer \
+         {:.2} s before the kill, failed {} times after it, answered again {:.2} s after it",
+        killed_at - last_ok,
+        fail.iter().filter(|f| **f > killed_at).count(),
+        if first_back == f64::MAX {
+            0.0
+        } else {
+            first_back - killed_at
+        }
+    );
+    other.aws_json(&["stop-task", "--task", &watcher]);
     other.wait_for(60, "2 healthy targets on the new leader", || {
         (healthy_targets(other, &tg_arn) == ips).then_some(())
     });
@@ -764,13 +925,19 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             .unwrap_or_default()
             .contains(&dns)
     );
-    let ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
+    let ids: Vec<String> = tasks
+        .iter()
+        .map(|(t, _)| id_of(t))
+        .chain(clients.iter().map(|c| id_of(c)))
+        .chain([watcher_id])
+        .collect();
     for b in boxes.iter_mut() {
         let st = b.signal("-TERM").unwrap();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
         assert_box_clean(b, &ids);
+        assert_eq!(b.ip(&["-4", "route", "show", "proto", "110"]).trim(), "");
     }
 }
 
@@ -913,5 +1080,159 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
     }
     for b in &boxes {
         assert_box_clean(b, &ids);
+    }
+}
+
+/// A client of Service Connect's alias `b.sc:9000`: asks it (busybox `nc`, the name
+/// resolved by the task's DNS server) every 0.2 s, printing `GOT <answer>`.
+fn sc_client() -> Value {
+    let script = "trap 'exit 0' TERM; while true; do \
+        echo GOT $( (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | busybox timeout 3 busybox nc b.sc 9000 | busybox tail -n 1); \
+        sleep 0.2; done";
+    json!({
+        "family": "netbox-scclient",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+#[test]
+fn a_service_connect_alias_on_one_box_spreads_connections_over_the_tasks_of_both() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
+    sd(
+        &api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "sc.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    // b: a task on each box answering its own address, port mapping `web`, behind the
+    // alias b.sc:9000; a: a client service on box 0.
+    let mut web = addressed_web();
+    web["family"] = json!("netbox-scb");
+    web["containerDefinitions"][0]["portMappings"] =
+        json!([{"containerPort": 8080, "name": "web"}]);
+    register(&api, "scb.json", &web);
+    register(&api, "sca.json", &sc_client());
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let server = r#"{"enabled":true,"namespace":"sc.local","services":[{"portName":"web","discoveryName":"b","clientAliases":[{"port":9000,"dnsName":"b.sc"}]}]}"#;
+    let client = r#"{"enabled":true,"namespace":"sc.local"}"#;
+    for (name, family, count, placement, sc) in [
+        ("b", "netbox-scb", "2", "type=distinctInstance", server),
+        (
+            "a",
+            "netbox-scclient",
+            "1",
+            "type=memberOf,expression=attribute:box==0",
+            client,
+        ),
+    ] {
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            name,
+            "--task-definition",
+            family,
+            "--desired-count",
+            count,
+            "--launch-type",
+            "EC2",
+            "--placement-constraints",
+            placement,
+            "--service-connect-configuration",
+            sc,
+        ]);
+    }
+    let b_tasks = api.wait_for(120, "b's 2 tasks RUNNING", || {
+        let p = service_tasks(&api, "b");
+        (p.len() == 2).then_some(p)
+    });
+    let mut ips: Vec<String> = b_tasks
+        .iter()
+        .map(|(t, _)| private_ip(&describe_task(&api, t)))
+        .collect();
+    ips.sort();
+    let a_task = api.wait_for(120, "a's task RUNNING", || {
+        service_tasks(&api, "a").into_iter().next()
+    });
+    assert_eq!(a_task.1, boxes[0].arn());
+    let a_id = id_of(&a_task.0);
+    // From a's task on box 0, b.sc:9000 is answered by b's tasks on both boxes.
+    let got = api.wait_for(90, "both of b's tasks answering at b.sc:9000", || {
+        let text = box_logs(&boxes[0], &a_id);
+        let mut bodies: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("GOT "))
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        bodies.sort();
+        bodies.dedup();
+        (bodies == ips).then_some(bodies)
+    });
+    eprintln!("b.sc:9000 from box 0 answered by {got:?}");
+
+    // b scaled to 1: the task that goes leaves the alias; the one left answers.
+    api.aws_json(&["update-service", "--service", "b", "--desired-count", "1"]);
+    let left = api.wait_for(60, "b's 1 task", || {
+        let p = service_tasks(&api, "b");
+        (p.len() == 1).then_some(p)
+    });
+    let left_ip = private_ip(&describe_task(&api, &left[0].0));
+    let mark = box_logs(&boxes[0], &a_id).lines().count();
+    api.wait_for(30, "only b's remaining task answering", || {
+        let text = box_logs(&boxes[0], &a_id);
+        let recent: Vec<String> = text
+            .lines()
+            .skip(mark + 3)
+            .filter_map(|l| l.trim().strip_prefix("GOT "))
+            .map(|l| l.trim().to_string())
+            .collect();
+        (recent.len() >= 6 && recent.iter().all(|b| *b == left_ip)).then_some(())
+    });
+
+    for name in ["a", "b"] {
+        api.aws_json(&["delete-service", "--service", name, "--force"]);
+    }
+    api.wait_for(60, "no service task RUNNING", || {
+        (service_tasks(&api, "a").is_empty() && service_tasks(&api, "b").is_empty()).then_some(())
+    });
+    let ids: Vec<String> = b_tasks
+        .iter()
+        .map(|(t, _)| id_of(t))
+        .chain([a_id])
+        .collect();
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in &boxes {
+        assert_box_clean(b, &ids);
+        // The alias's listener went with the agent.
+        let out = b
+            .exec("ss")
+            .args(["-Htln", "sport = :9000"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "",
+            "{}",
+            b.name
+        );
     }
 }

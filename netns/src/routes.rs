@@ -21,6 +21,11 @@ pub const PEER_PROTOCOL: u8 = 109;
 /// The destination realm of those routes: packets they route are not masqueraded.
 pub const PEER_REALM: u16 = 109;
 
+/// The routing protocol number of the route to the load balancers' addresses via the
+/// box of the serve that runs them (cluster mode); realm [`PEER_REALM`] as well, so a
+/// task's packet to a load balancer keeps the task's address.
+pub const SERVICE_PROTOCOL: u8 = 110;
+
 /// A route to another box's task subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerRoute {
@@ -37,9 +42,14 @@ impl std::fmt::Display for PeerRoute {
 
 /// The routes of [`PEER_PROTOCOL`] in this network namespace's main table.
 pub fn peer_routes() -> Result<Vec<PeerRoute>, NetlinkError> {
+    routes_of(PEER_PROTOCOL)
+}
+
+/// The routes of `protocol` in this network namespace's main table.
+pub fn routes_of(protocol: u8) -> Result<Vec<PeerRoute>, NetlinkError> {
     let mut nl = Netlink::open()?;
     Ok(nl
-        .routes_of(PEER_PROTOCOL)?
+        .routes_of(protocol)?
         .into_iter()
         .filter_map(|(dst, prefix, via)| {
             Some(PeerRoute {
@@ -56,13 +66,22 @@ pub fn peer_routes() -> Result<Vec<PeerRoute>, NetlinkError> {
 pub fn sync_peer_routes(
     want: &[PeerRoute],
 ) -> Result<Vec<(PeerRoute, NetlinkError)>, NetlinkError> {
-    let have = peer_routes()?;
+    sync_routes(PEER_PROTOCOL, want)
+}
+
+/// Makes the routes of `protocol` (realm [`PEER_REALM`]) exactly `want`, as
+/// [`sync_peer_routes`] does for the peer routes.
+pub fn sync_routes(
+    protocol: u8,
+    want: &[PeerRoute],
+) -> Result<Vec<(PeerRoute, NetlinkError)>, NetlinkError> {
+    let have = routes_of(protocol)?;
     let mut nl = Netlink::open()?;
     let mut failed = Vec::new();
     for r in &have {
         if !want.iter().any(|w| w.subnet == r.subnet) {
             let net = r.subnet;
-            if let Err(e) = nl.del_route(net.network(), net.prefix(), PEER_PROTOCOL) {
+            if let Err(e) = nl.del_route(net.network(), net.prefix(), protocol) {
                 failed.push((*r, e));
             }
         }
@@ -72,13 +91,7 @@ pub fn sync_peer_routes(
             continue;
         }
         let net = w.subnet;
-        if let Err(e) = nl.replace_route(
-            net.network(),
-            net.prefix(),
-            w.via,
-            PEER_PROTOCOL,
-            PEER_REALM,
-        ) {
+        if let Err(e) = nl.replace_route(net.network(), net.prefix(), w.via, protocol, PEER_REALM) {
             failed.push((*w, e));
         }
     }
@@ -87,10 +100,16 @@ pub fn sync_peer_routes(
 
 /// Deletes every peer route of this network namespace; returns how many there were.
 pub fn remove_peer_routes() -> Result<usize, NetlinkError> {
-    let have = peer_routes()?;
+    remove_routes(PEER_PROTOCOL)
+}
+
+/// Deletes every route of `protocol` of this network namespace; returns how many there
+/// were.
+pub fn remove_routes(protocol: u8) -> Result<usize, NetlinkError> {
+    let have = routes_of(protocol)?;
     let mut nl = Netlink::open()?;
     for r in &have {
-        nl.del_route(r.subnet.network(), r.subnet.prefix(), PEER_PROTOCOL)?;
+        nl.del_route(r.subnet.network(), r.subnet.prefix(), protocol)?;
     }
     Ok(have.len())
 }

@@ -119,7 +119,12 @@ pub async fn serve(
     let elb_follower = crate::cluster::serving().map(|etcd| {
         elb.follow_store();
         cloudmap.follow_store();
-        tokio::spawn(follow_cluster(etcd, elb.clone(), cloudmap.clone()))
+        tokio::spawn(follow_cluster(
+            etcd,
+            elb.clone(),
+            cloudmap.clone(),
+            g.clone(),
+        ))
     });
     let registries = tokio::spawn(crate::servicediscovery::ecs::run(
         cloudmap.clone(),
@@ -135,7 +140,8 @@ pub async fn serve(
         ))),
         std::net::IpAddr::V6(_) => None,
     });
-    if connect.is_none() {
+    // (In a cluster the boxes' agents serve them, from what the leader publishes.)
+    if connect.is_none() && crate::cluster::serving().is_none() {
         tracing::warn!(
             "no DNS server for tasks: services' Service Connect aliases are not served (docs/service-discovery.md)"
         );
@@ -258,17 +264,23 @@ pub async fn serve(
 
 /// `serve --cluster`: the load balancers and Cloud Map read the rows other serves wrote
 /// as they are applied; while this serve leads, the load balancers' data plane runs here
-/// and Cloud Map's names go to etcd for the boxes' DNS servers, the targets' health for
-/// the other serves (`crate::cluster::names`).
+/// and Cloud Map's names, the load balancers' names (with the route to them) and Service
+/// Connect's aliases (once a second) go to etcd for the boxes, the targets' health for the
+/// other serves (`crate::cluster::names`).
 async fn follow_cluster(
     etcd: &'static crate::cluster::etcd::Etcd,
     elb: Arc<crate::elb::Elb>,
     cm: Arc<crate::servicediscovery::CloudMap>,
+    g: Ecs,
 ) {
     let mut leadership = crate::cluster::leader::leadership();
     let mut applied = crate::cluster::replica::applied();
     let mut names = cm.changes();
     let mut health = elb.health_changes();
+    let mut lbs = elb.changes();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store: Option<crate::store::Store> = None;
     loop {
         let leading = *leadership.borrow_and_update();
         elb.set_active(leading);
@@ -300,12 +312,49 @@ async fn follow_cluster(
                 tracing::warn!(error = %crate::errors::error_chain(&e),
                     "load balancers: cannot publish the targets' health to the other serves");
             }
+            lbs.borrow_and_update();
+            let subnet = crate::config::get().lb_subnet;
+            if let Err(e) =
+                crate::cluster::names::publish_load_balancers(etcd, elb.names(), subnet).await
+            {
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    "load balancers: cannot publish their names to the boxes");
+            }
+            // Service Connect's aliases, for the tasks of every box.
+            let (c, g2) = (cm.clone(), g.clone());
+            let mut st = store.take();
+            let got = tokio::task::spawn_blocking(move || {
+                if st.is_none() {
+                    st = g2.open_store().ok();
+                }
+                let a = st
+                    .as_ref()
+                    .map(|s| crate::servicediscovery::connect::aliases(&c, s));
+                (st, a)
+            })
+            .await;
+            if let Ok((st, a)) = got {
+                store = st;
+                match a {
+                    Some(Ok(a)) => {
+                        if let Err(e) = crate::cluster::names::publish_aliases(etcd, &a).await {
+                            tracing::warn!(error = %crate::errors::error_chain(&e),
+                                "Service Connect: cannot publish the aliases to the boxes");
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %crate::errors::error_chain(e.as_ref()),
+                        "Service Connect: reading the services' aliases failed"),
+                    None => {}
+                }
+            }
         }
         tokio::select! {
             r = leadership.changed() => if r.is_err() { return },
             r = applied.changed() => if r.is_err() { return },
             r = names.changed() => if r.is_err() { return },
             r = health.changed() => if r.is_err() { return },
+            r = lbs.changed() => if r.is_err() { return },
+            _ = tick.tick(), if leading => {}
         }
     }
 }

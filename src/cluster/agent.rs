@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The task that follows the cluster's names for this box's tasks
+/// (`super::names::serve_tasks`), stopped when the agent stops.
+static NAMES: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
 /// What the agent is started with.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -297,6 +301,13 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     };
     registries.abort();
     crate::task::local_registry::ClusterRegistries::remove(&o.root);
+    // Stopping: the names, aliases and the route to the load balancers stop being
+    // followed first (so nothing puts the route back after it is removed below).
+    let names = NAMES.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(h) = names {
+        h.abort();
+        let _ = h.await;
+    }
     // Stopping: the routes to the other boxes go (the subnet stays leased: the box's
     // tasks keep their addresses until the instance is deregistered).
     super::subnets::remove_routes();
@@ -383,12 +394,14 @@ async fn session(
         );
     }
     let box_net = (me.address, own);
-    // The tasks' DNS server on the box's bridge, for the cluster's Cloud Map names
-    // (crate::cluster::names), once the box's subnet is known; for the agent's life.
+    // The tasks' DNS server on the box's bridge, for the cluster's Cloud Map and load
+    // balancers' names, the route to the load balancers and Service Connect's aliases
+    // (crate::cluster::names), once the box's subnet is known; until the agent stops.
     static DNS: std::sync::Once = std::sync::Once::new();
     DNS.call_once(|| match Etcd::new(&o.endpoints, &o.tls) {
         Ok(e) => {
-            tokio::spawn(super::names::serve_tasks(e, o.ecs.run_root.clone(), own));
+            let h = tokio::spawn(super::names::serve_tasks(e, o.ecs.run_root.clone(), own));
+            *NAMES.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         }
         Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
             "no DNS server for tasks: no etcd client for the cluster's names"),

@@ -199,6 +199,18 @@ pub fn dns_cloudmap() -> String {
     format!("{}cloudmap", dns())
 }
 
+/// The load balancers' names and addresses, and the route to them (the leader's box):
+/// `crate::cluster::names::LoadBalancers` as JSON.
+pub fn dns_elb() -> String {
+    format!("{}elb", dns())
+}
+
+/// Service Connect's aliases and their tasks (`crate::servicediscovery::connect::Alias`
+/// by port, as JSON): each box's agent listens for them on its task bridge.
+pub fn dns_serviceconnect() -> String {
+    format!("{}serviceconnect", dns())
+}
+
 /// The load balancers' target health as the leader's serve checks it (the other serves
 /// answer DescribeTargetHealth from it).
 pub fn elb_health() -> String {

@@ -250,7 +250,7 @@ pub fn box_address(advertise: Option<Ipv4Addr>, etcd: &Etcd) -> Option<Ipv4Addr>
 
 /// Whether `a` is one of this network namespace's own addresses (a box on the same host
 /// network: nothing to route).
-fn local(a: Ipv4Addr) -> bool {
+pub(super) fn local(a: Ipv4Addr) -> bool {
     a.is_loopback() || a.is_unspecified() || std::net::UdpSocket::bind((a, 0)).is_ok()
 }
 
@@ -344,7 +344,7 @@ fn apply(
 
 /// Packets between the boxes' uplink and the task bridge are forwarded (a host-wide
 /// switch, left on, as the task networks leave it).
-fn forwarding_on() {
+pub(super) fn forwarding_on() {
     const F: &str = "/proc/sys/net/ipv4/ip_forward";
     if std::fs::read_to_string(F).is_ok_and(|v| v.trim() == "1") {
         return;
@@ -354,7 +354,8 @@ fn forwarding_on() {
     }
 }
 
-/// Removes this box's routes to the other boxes (the agent stops, or was deregistered).
+/// Removes this box's routes to the other boxes (the agent stops, or was deregistered),
+/// and the one to the load balancers (`crate::cluster::names`).
 pub fn remove_routes() {
     match netns::routes::remove_peer_routes() {
         Ok(0) => {}
@@ -364,6 +365,12 @@ pub fn remove_routes() {
         ),
         Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
             "cannot remove the routes to other boxes' task subnets"),
+    }
+    match netns::routes::remove_routes(netns::routes::SERVICE_PROTOCOL) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(routes = n, "removed the route to the load balancers"),
+        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+            "cannot remove the route to the load balancers"),
     }
 }
 

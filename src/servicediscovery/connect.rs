@@ -1,6 +1,7 @@
 //! ECS Service Connect, without a sidecar: for each `clientAliases` entry of a service's
-//! `serviceConnectConfiguration` (`dnsName:port`), `serve` listens on the task bridge's
-//! gateway at `port` and spreads the connections over the healthy RUNNING tasks of that
+//! `serviceConnectConfiguration` (`dnsName:port`), `serve` (in a cluster: each box's agent,
+//! from the aliases the leader's serve publishes, `crate::cluster::names`) listens on the
+//! task bridge's gateway at `port` and spreads the connections over the healthy RUNNING tasks of that
 //! service (round robin, at the port mapping named `portName`); `dnsName` resolves to the
 //! gateway in the tasks' DNS server. Applied once a second. What Service Connect does that
 //! this does not (its proxy's metrics, TLS, timeouts, retries, outlier detection; two
@@ -28,14 +29,26 @@ type Targets = Arc<Mutex<Vec<SocketAddr>>>;
 const TTL: u32 = 5;
 
 /// One alias: its name and the tasks behind it.
-#[derive(Debug, Clone, PartialEq)]
-struct Alias {
-    dns_name: String,
-    targets: Vec<SocketAddr>,
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Alias {
+    pub dns_name: String,
+    pub targets: Vec<SocketAddr>,
 }
 
-/// The aliases of the ECS services, by port.
-fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Alias>> {
+/// The container port of `def`'s port mapping named `name`.
+fn named_port(def: &crate::taskdef::TaskDefinition, name: &str) -> Option<u16> {
+    def.container_definitions
+        .iter()
+        .flatten()
+        .flat_map(|c| c.port_mappings.iter().flatten())
+        .find(|m| m.name.as_deref() == Some(name))
+        .and_then(|m| m.container_port)
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// The aliases of the ECS services, by port; a task's address is this box's network's,
+/// else (a cluster's task, on any box) the one its record says.
+pub fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Alias>> {
     let mut out = BTreeMap::new();
     for s in store.list_services(None)? {
         let Some(cfg) = s.spec.not_applied.get("serviceConnectConfiguration") else {
@@ -70,20 +83,29 @@ fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Alias>>
                 {
                     continue;
                 }
-                let port = row
-                    .definition
-                    .container_definitions
-                    .iter()
-                    .flatten()
-                    .flat_map(|c| c.port_mappings.iter().flatten())
-                    .find(|m| m.name.as_deref() == Some(port_name))
-                    .and_then(|m| m.container_port)
-                    .and_then(|p| u16::try_from(p).ok());
+                // (A cluster's task rows carry no task definition: the store has it.)
+                let port = named_port(&row.definition, port_name).or_else(|| {
+                    let (family, revision) = row
+                        .task_definition_arn
+                        .rsplit('/')
+                        .next()?
+                        .rsplit_once(':')?;
+                    let td = store
+                        .task_definition(family, Some(revision.parse().ok()?))
+                        .ok()??;
+                    named_port(&td.definition, port_name)
+                });
                 let ip = store
                     .task_network(&row.id)
                     .ok()
                     .flatten()
-                    .and_then(|n| n.network?.net.ip);
+                    .and_then(|n| n.network?.net.ip)
+                    .or_else(|| {
+                        fleet::get()
+                            .task_ip(store, &s.cluster, &row.id)?
+                            .parse()
+                            .ok()
+                    });
                 if let (Some(ip), Some(port)) = (ip, port) {
                     targets.push(SocketAddr::new(ip.into(), port));
                 }
@@ -123,7 +145,7 @@ fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Alias>>
 pub async fn run(cm: Arc<CloudMap>, g: Ecs, gateway: Ipv4Addr, records: Arc<crate::dns::Records>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut listening: HashMap<u16, (Targets, JoinHandle<()>)> = HashMap::new();
+    let mut proxies = Proxies::new(gateway);
     let mut store: Option<Store> = None;
     loop {
         tick.tick().await;
@@ -141,7 +163,35 @@ pub async fn run(cm: Arc<CloudMap>, g: Ecs, gateway: Ipv4Addr, records: Arc<crat
             continue;
         };
         store = st;
-        listening.retain(|port, (_, h)| {
+        records.replace(SOURCE, proxies.apply(&want).await);
+    }
+}
+
+/// The DNS table's source name of the aliases.
+pub const SOURCE: &str = "serviceconnect";
+
+/// The aliases' listeners on one address (a task bridge's gateway): each passes its
+/// connections to its alias's tasks. Dropped, they stop.
+pub struct Proxies {
+    gateway: Ipv4Addr,
+    listening: HashMap<u16, (Targets, JoinHandle<()>)>,
+}
+
+impl Proxies {
+    pub fn new(gateway: Ipv4Addr) -> Proxies {
+        Proxies {
+            gateway,
+            listening: HashMap::new(),
+        }
+    }
+
+    /// Listens for exactly the aliases of `want` (new ones start, gone ones stop, the
+    /// others get their new tasks); returns their names, each an A record of the gateway.
+    pub async fn apply(
+        &mut self,
+        want: &BTreeMap<u16, Alias>,
+    ) -> BTreeMap<String, Vec<crate::dns::Record>> {
+        self.listening.retain(|port, (_, h)| {
             let keep = want.contains_key(port) && !h.is_finished();
             if !keep {
                 h.abort();
@@ -149,31 +199,39 @@ pub async fn run(cm: Arc<CloudMap>, g: Ecs, gateway: Ipv4Addr, records: Arc<crat
             keep
         });
         let mut names = BTreeMap::new();
-        for (port, alias) in &want {
+        for (port, alias) in want {
             names.insert(
                 alias.dns_name.clone(),
                 vec![crate::dns::Record {
-                    data: crate::dns::Data::A(gateway),
+                    data: crate::dns::Data::A(self.gateway),
                     ttl: TTL,
                 }],
             );
-            if let Some((targets, _)) = listening.get(port) {
+            if let Some((targets, _)) = self.listening.get(port) {
                 *targets.lock().unwrap_or_else(|p| p.into_inner()) = alias.targets.clone();
                 continue;
             }
-            match TcpListener::bind((gateway, *port)).await {
+            match TcpListener::bind((self.gateway, *port)).await {
                 Ok(l) => {
                     tracing::info!(port, dns_name = %alias.dns_name, "Service Connect alias listening");
                     let targets = Arc::new(Mutex::new(alias.targets.clone()));
                     let h = tokio::spawn(serve(l, targets.clone()));
-                    listening.insert(*port, (targets, h));
+                    self.listening.insert(*port, (targets, h));
                 }
                 Err(e) => {
                     tracing::warn!(port, dns_name = %alias.dns_name, error = %e, "Service Connect: cannot listen for the alias");
                 }
             }
         }
-        records.replace("serviceconnect", names);
+        names
+    }
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        for (_, (_, h)) in self.listening.drain() {
+            h.abort();
+        }
     }
 }
 
