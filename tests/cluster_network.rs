@@ -799,6 +799,26 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             (r.contains(&want) && r.contains("realm 109")).then_some(())
         });
     }
+    // On each box itself: the name in its hosts file (the agent's block), answered there.
+    for b in &boxes {
+        let hosts = b.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap();
+        let line = format!("{lb_ip}\t{dns}");
+        api1.wait_for(20, "the name in the box's hosts file", || {
+            std::fs::read_to_string(&hosts)
+                .unwrap_or_default()
+                .contains(&line)
+                .then_some(())
+        });
+        let out = b
+            .exec("curl")
+            .args(["-s", "--noproxy", "*", "-m", "5", "-f"])
+            .args(["--resolve", &format!("{dns}:80:{lb_ip}")])
+            .arg(format!("http://{dns}/"))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(ips.contains(&body), "{} from {}: {body:?}", dns, b.name);
+    }
     // From inside a task on each box (neither is the leader's), by name: answered by the
     // tasks of both boxes.
     register(&api1, "lbclient.json", &lb_client());
@@ -907,6 +927,12 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             .then_some(())
     });
     other.aws_json(&["delete-service", "--service", "lbweb"]);
+    // The agents stop while the load balancer still exists: their hosts blocks and
+    // routes go with them.
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
     elbv2(other, &["delete-listener", "--listener-arn", &listener_arn]);
     elbv2(
         other,
@@ -931,13 +957,12 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
         .chain(clients.iter().map(|c| id_of(c)))
         .chain([watcher_id])
         .collect();
-    for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
-        assert!(st.success(), "{st:?}");
-    }
     for b in &boxes {
         assert_box_clean(b, &ids);
         assert_eq!(b.ip(&["-4", "route", "show", "proto", "110"]).trim(), "");
+        let hosts = b.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap();
+        let left = std::fs::read_to_string(&hosts).unwrap_or_default();
+        assert!(!left.contains("minifargate"), "{}: {left}", b.name);
     }
 }
 

@@ -130,7 +130,8 @@ async fn put_json(etcd: &Etcd, key: &str, v: &impl serde::Serialize) -> Result<b
 
 /// A box: the tasks' DNS server on the gateway of its task bridge (made if missing) in
 /// `subnet`, answering the cluster's Cloud Map names and load balancers' names, the route
-/// to the load balancers, and Service Connect's aliases on the gateway; runs until
+/// to the load balancers and their names in the box's hosts file, and Service Connect's
+/// aliases on the gateway; runs until
 /// aborted (the server, its announcement and the aliases' listeners go when the
 /// returned future is dropped; the route goes with the others,
 /// `super::subnets::remove_routes`).
@@ -177,6 +178,9 @@ pub async fn serve_tasks(etcd: Etcd, run_root: std::path::PathBuf, subnet: netns
         proxies: Proxies::new(subnet.gateway()),
         have: BTreeMap::new(),
         routed: None,
+        hosts: crate::config::get().hosts_file.clone(),
+        tag: format!("{} (agent)", run_root.display()),
+        named: false,
     };
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -207,6 +211,20 @@ struct Follower {
     have: BTreeMap<String, Vec<u8>>,
     /// The route to the load balancers as last made.
     routed: Option<Vec<PeerRoute>>,
+    /// The box's hosts file (`MINIFARGATE_HOSTS_FILE`), where the load balancers' names
+    /// go for the box itself, in a block of this agent's (`tag`); whether one is there.
+    hosts: Option<std::path::PathBuf>,
+    tag: String,
+    named: bool,
+}
+
+impl Drop for Follower {
+    /// The agent stops: its block of load balancers' names leaves the hosts file.
+    fn drop(&mut self) {
+        if let (Some(path), true) = (&self.hosts, self.named) {
+            let _ = crate::elb::names::write_block(path, &self.tag, &BTreeMap::new());
+        }
+    }
 }
 
 impl Follower {
@@ -249,6 +267,13 @@ impl Follower {
                         .collect(),
                 );
                 self.route(&lbs);
+                if let Some(path) = &self.hosts {
+                    match crate::elb::names::write_block(path, &self.tag, &lbs.names) {
+                        Ok(()) => self.named = !lbs.names.is_empty(),
+                        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+                            "cannot write the load balancers' names in the hosts file"),
+                    }
+                }
             } else {
                 let Some(aliases) =
                     decode::<BTreeMap<u16, Alias>>(&value, "Service Connect aliases")
