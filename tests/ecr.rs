@@ -2348,3 +2348,99 @@ fn push_sends_an_archive_into_the_box_s_ecr_and_a_task_runs_it() {
     assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
     assert_eq!(t["containers"][0]["imageDigest"], docker_digest, "{t:#}");
 }
+
+/// `minifargate push` of an image of the box's cache (`load`ed from an archive that is
+/// gone since): its unpacked layer is written back as a gzip tar, pushed into serve's
+/// ECR as a new image with the same files (a new digest: the cache keeps no blob), the
+/// same image written back twice gives the same digests (nothing uploaded the second
+/// time), and a task definition naming the repository URI runs it; a name that is
+/// neither a file nor an image of the cache is refused naming both.
+#[test]
+fn push_sends_an_image_of_the_cache_into_the_box_s_ecr_and_a_task_runs_it() {
+    let api = Api::start();
+    let repo = ecr(
+        &api,
+        &["create-repository", "--repository-name", "airgap/cached"],
+    );
+    let uri = repo["repository"]["repositoryUri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("layout");
+    let (_l, img) = layout(&dir, "pushed-from-the-cache");
+    let local = "minifargate.test/cached-push:1";
+    api.mf.json(&[
+        "load",
+        "--input",
+        dir.to_str().unwrap(),
+        "--tag",
+        local,
+        "--output",
+        "json",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let got = api
+        .mf
+        .json(&["push", "--output", "json", local, &format!("{uri}:cached")]);
+    let digest = got["imageDigest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{got}");
+    assert_ne!(
+        digest, img.manifest_digest,
+        "a written-back layer has new bytes: {got}"
+    );
+    assert_eq!(got["blobsUploaded"], 2, "config and layer: {got}");
+    let again = api
+        .mf
+        .json(&["push", "--output", "json", local, &format!("{uri}:cached")]);
+    assert_eq!(again["imageDigest"], digest.as_str(), "{again}");
+    assert_eq!(again["blobsUploaded"], 0, "{again}");
+
+    let d = ecr(
+        &api,
+        &["describe-images", "--repository-name", "airgap/cached"],
+    );
+    assert_eq!(
+        d["imageDetails"][0]["imageTags"],
+        serde_json::json!(["cached"]),
+        "{d}"
+    );
+    assert_eq!(d["imageDetails"][0]["imageDigest"], digest.as_str(), "{d}");
+
+    let e = api.mf.fail(&[
+        "push",
+        "minifargate.test/never-loaded:1",
+        &format!("{uri}:x"),
+    ]);
+    assert!(
+        e.contains("no such archive") && e.contains("not an image of the cache"),
+        "{e}"
+    );
+
+    let td = format!(
+        r#"{{"family":"ecr-cached-push","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "requiresCompatibilities":["FARGATE"],
+  "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
+  "containerDefinitions":[{{"name":"app","image":"{uri}:cached","essential":true,
+    "command":["sh","-c","grep -q pushed-from-the-cache /etc/minifargate-marker"]}}]}}"#
+    );
+    let file = api.file("ecr-cached-push.json", &td);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "ecr-cached-push",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        "awsvpcConfiguration={subnets=[subnet-0abc],securityGroups=[sg-0def]}",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]));
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
+    let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
+    let t = &d["tasks"][0];
+    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
+    assert_eq!(t["containers"][0]["imageDigest"], digest.as_str(), "{t:#}");
+}

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod repack;
 pub mod rootfs;
 pub mod stack;
 pub mod store;

@@ -74,13 +74,16 @@ pub struct LoadArgs {
     pub format: Format,
 }
 
-/// Push an image archive into a repository of this box's ECR (serve's registry), with no
-/// podman or skopeo: the archive's blobs and manifest go as they are (same digests).
+/// Push an image archive, or an image of the cache, into a repository of this box's ECR
+/// (serve's registry), with no podman or skopeo: an archive's blobs and manifest go as
+/// they are (same digests); an image of the cache has its unpacked layers written back as
+/// gzip tars (same files, new layer digests).
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// A `docker save` tarball, an OCI archive or an OCI layout directory of one image
-    /// (gzip or zstd compressed too); skopeo's `docker-archive:`/`oci-archive:`/`oci:`
-    /// prefixes are accepted.
+    /// (gzip or zstd compressed too; skopeo's `docker-archive:`/`oci-archive:`/`oci:`
+    /// prefixes are accepted), or an image `minifargate images` lists (`load`ed or
+    /// pulled), by reference or digest.
     pub source: String,
     /// `<repositoryUri>[:tag]` as create-repository answers it (or `host:port/<name>[:tag]`);
     /// no tag: `latest`.
@@ -408,14 +411,38 @@ pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<ExitCode> {
         .find_map(|p| a.source.strip_prefix(p))
         .unwrap_or(&a.source);
     let source = PathBuf::from(source);
+    let tmp = g.root.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
+    // Not a file: an image of the cache (`load`ed or pulled), written back as an OCI
+    // layout first (its layers are kept unpacked: they get new digests).
+    let mut from_cache = None;
     if !source.exists() {
-        anyhow::bail!(
-            "{}: no such archive or OCI layout (push takes a `docker save` tarball, an OCI \
-             archive or layout; an image `load`ed into the cache keeps its layers unpacked \
-             only: push the archive it came from)",
-            source.display()
-        );
+        let store = open_store(g)?;
+        let rec = find(&store, &a.source).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: no such archive or OCI layout, and not an image of the cache either ({e});                  push takes a `docker save` tarball, an OCI archive or layout, or an image                  `minifargate images` lists",
+                source.display()
+            )
+        })?;
+        // In the cache's own temp space: removed when done, or by the next run if this
+        // one is killed.
+        let dir = store.temp_dir()?;
+        let _lock = store.shared_lock()?;
+        let repacked =
+            rootfs_cache::repack::to_layout(&store, &rec, dir.path()).with_context(|| {
+                format!("failed to write {} back as an image layout", rec.reference)
+            })?;
+        for s in &repacked.skipped_sockets {
+            eprintln!(
+                "warning: {s} is a socket in the image's layers: a tar cannot hold it, left out"
+            );
+        }
+        from_cache = Some((rec, dir));
     }
+    let source = match &from_cache {
+        Some((_, dir)) => dir.path().to_path_buf(),
+        None => source,
+    };
     let dest = a.destination.trim_start_matches("docker://");
     let r = rootfs_cache::pull::parse_reference(dest)
         .with_context(|| format!("{dest:?} is not an image reference"))?;
@@ -464,8 +491,6 @@ pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let tmp = g.root.join("tmp");
-    std::fs::create_dir_all(&tmp).with_context(|| format!("failed to create {}", tmp.display()))?;
     let img = rootfs_cache::archive::for_push(&source, &tmp)?;
     let target = rootfs_cache::push::Target {
         base: format!("https://{address}"),
@@ -476,7 +501,10 @@ pub fn push(g: &GlobalOpts, a: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let pushed = runtime()?
         .block_on(rootfs_cache::push::push(&img, target))
-        .with_context(|| format!("failed to push {} to {dest}", source.display()))?;
+        .with_context(|| match &from_cache {
+            Some((rec, _)) => format!("failed to push {} to {dest}", rec.reference),
+            None => format!("failed to push {} to {dest}", source.display()),
+        })?;
     let digest = pushed.digest.map(|d| d.to_string()).unwrap_or_default();
     match a.format {
         Format::Json => println!(

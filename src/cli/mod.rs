@@ -112,7 +112,7 @@ pub enum Command {
     Rmi(images::RmiArgs),
     /// Load images from a `docker save` tarball, an OCI archive or an OCI layout directory.
     Load(images::LoadArgs),
-    /// Push an image archive into a repository of this box's ECR (serve's registry).
+    /// Push an image archive or an image of the cache into a repository of this box's ECR.
     Push(images::PushArgs),
     /// Remove blobs and layers no image references.
     Prune(images::PruneArgs),
