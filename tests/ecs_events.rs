@@ -120,3 +120,60 @@ fn a_service_s_task_deployment_and_steady_state_are_eventbridge_events_in_a_log_
     });
     api.aws_json(&["delete-service", "--service", "ev", "--force"]);
 }
+
+/// In cluster mode the tasks run on the boxes (`minifargate agent` over a real etcd):
+/// their changes come from the cluster's task records, so a task a box runs and stops is
+/// "ECS Task State Change" events (RUNNING, then STOPPED with its stop code) in the log
+/// group serve keeps, naming the box's container instance.
+#[test]
+fn a_task_on_a_cluster_s_box_is_an_ecs_task_state_change_event() {
+    use common::cluster::{boxes, describe_task, register, serve_with};
+    let etcd = common::etcd::Etcd::start();
+    let api = serve_with(&etcd, &[]);
+    let agents = boxes(&etcd, &api, 5, &[&[]]);
+    register(
+        &api,
+        "ev-cluster.json",
+        r#"{"family":"ev-cluster","networkMode":"awsvpc","requiresCompatibilities":["EC2"],
+  "cpu":"128","memory":"64","containerDefinitions":[{"name":"main",
+    "image":"public.ecr.aws/docker/library/busybox:1.36","essential":true,
+    "command":["sh","-c","trap 'exit 0' TERM; sleep 300 & wait"]}]}"#,
+    );
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "ev-cluster",
+        "--launch-type",
+        "EC2",
+    ]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the task RUNNING", || {
+        (describe_task(&api, &arn)["lastStatus"] == "RUNNING").then_some(())
+    });
+    let of_task = |api: &Api, status: &str| -> Option<Value> {
+        events(api).into_iter().find(|e| {
+            e["detail-type"] == "ECS Task State Change"
+                && e["detail"]["taskArn"] == arn.as_str()
+                && e["detail"]["lastStatus"] == status
+        })
+    };
+    let running = api.wait_for(30, "a RUNNING task event", || of_task(&api, "RUNNING"));
+    assert_eq!(running["source"], "aws.ecs", "{running:#}");
+    assert_eq!(running["resources"][0], arn.as_str(), "{running:#}");
+    assert_eq!(
+        running["detail"]["containerInstanceArn"],
+        agents[0].arn().as_str(),
+        "{running:#}"
+    );
+    api.aws_json(&["stop-task", "--task", &arn, "--reason", "events test"]);
+    let stopped = api.wait_for(60, "a STOPPED task event", || of_task(&api, "STOPPED"));
+    assert_eq!(stopped["detail"]["desiredStatus"], "STOPPED", "{stopped:#}");
+    assert_eq!(
+        stopped["detail"]["stopCode"], "UserInitiated",
+        "{stopped:#}"
+    );
+    assert_eq!(
+        stopped["detail"]["stoppedReason"], "events test",
+        "{stopped:#}"
+    );
+}

@@ -371,7 +371,14 @@ async fn write_ecs_events(g: Ecs) {
         let done = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now().timestamp_millis();
             let mut w = watcher.lock().unwrap_or_else(|e| e.into_inner());
-            w.poll(&g, now)
+            // Cluster mode: the tasks are the cluster's task records in etcd.
+            let records = crate::cluster::serving().map(|etcd| {
+                move |cluster: &str| crate::cluster::task_api::task_records(etcd, cluster)
+            });
+            let records = records
+                .as_ref()
+                .map(|f| f as crate::ecs::events::ClusterTasks<'_>);
+            w.poll(&g, now, records)
         })
         .await;
         if let Ok(Err(e)) = done {

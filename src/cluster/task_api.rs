@@ -36,6 +36,16 @@ async fn record(etcd: &Etcd, cluster: &str, id: &str) -> EcsResult<Option<(Recor
     }
 }
 
+/// Cluster `cluster`'s task records, raw (key, mod revision, bytes), for ECS's events
+/// (`crate::ecs::events`); from a blocking thread.
+pub fn task_records(etcd: &Etcd, cluster: &str) -> anyhow::Result<Vec<(String, i64, Vec<u8>)>> {
+    let kvs = super::block_on(etcd.get_prefix(&keys::tasks(cluster)))?;
+    Ok(kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.mod_revision, kv.value))
+        .collect())
+}
+
 /// DescribeTasks from the task records.
 pub async fn describe_tasks(
     _ecs: &Ecs,

@@ -7,6 +7,11 @@
 //! A [`Watcher`] compares what the store holds once a second with what it saw the time
 //! before (tasks' lastStatus and desiredStatus, deployments' rolloutState, services' new
 //! events) and writes an event for each change; its first look only remembers.
+//!
+//! In cluster mode the tasks run on the boxes: their state is the cluster's task records
+//! in etcd (which the boxes' reports keep current), read through a [`ClusterTasks`] the
+//! API layer gives; each serve writes the events to its own Logs store (services and
+//! deployments are in every serve's replicated store), so any serve shows them.
 
 use super::Ecs;
 use crate::store::logs::LogStore;
@@ -97,11 +102,18 @@ pub fn service_action(message: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// One cluster's task records in cluster mode (`serve --cluster`): each record's key,
+/// etcd mod revision and bytes (`{"instance": …, "task": <DescribeTasks' task>}`).
+pub type ClusterTasks<'a> = &'a dyn Fn(&str) -> anyhow::Result<Vec<(String, i64, Vec<u8>)>>;
+
 /// What the watcher saw last.
 #[derive(Default)]
 pub struct Watcher {
     started: bool,
     tasks: HashMap<String, (String, String)>,
+    /// Cluster mode: each task record's mod revision when last read (an unchanged record
+    /// is not decoded again).
+    revisions: HashMap<String, i64>,
     deployments: HashMap<String, RolloutState>,
     service_events: HashSet<String>,
     /// The store it reads, opened on the first look and kept (not opened every second).
@@ -111,16 +123,23 @@ pub struct Watcher {
 impl Watcher {
     /// One look: the events of what changed since the last, written to [`LOG_GROUP`].
     /// Returns how many were written.
-    pub fn poll(&mut self, ecs: &Ecs, now: i64) -> anyhow::Result<usize> {
+    pub fn poll(
+        &mut self,
+        ecs: &Ecs,
+        now: i64,
+        cluster: Option<ClusterTasks<'_>>,
+    ) -> anyhow::Result<usize> {
         let ctx = AwsContext::from_env();
         let store = match self.store.take() {
             Some(s) => s,
             None => ecs.open_store()?,
         };
         let mut out = Vec::new();
-        let looked = self
-            .tasks_changed(&ctx, &store, now, &mut out)
-            .and_then(|()| self.services_changed(&ctx, &store, now, &mut out));
+        let looked = match cluster {
+            Some(records) => self.cluster_tasks_changed(&ctx, &store, records, now, &mut out),
+            None => self.tasks_changed(&ctx, &store, now, &mut out),
+        }
+        .and_then(|()| self.services_changed(&ctx, &store, now, &mut out));
         self.store = Some(store);
         looked?;
         let first = !self.started;
@@ -176,6 +195,73 @@ impl Watcher {
             ));
         }
         self.tasks = seen;
+        Ok(())
+    }
+
+    /// Cluster mode: the task records of every cluster whose lastStatus or desiredStatus
+    /// changed. A record that does not decode is named in the log and left out.
+    fn cluster_tasks_changed(
+        &mut self,
+        ctx: &AwsContext,
+        store: &Store,
+        records: ClusterTasks<'_>,
+        now: i64,
+        out: &mut Vec<Value>,
+    ) -> anyhow::Result<()> {
+        let mut seen = HashMap::new();
+        let mut revisions = HashMap::new();
+        // `default` has tasks before anything made it (RunTask without a cluster).
+        let mut clusters: Vec<String> =
+            store.list_clusters()?.into_iter().map(|c| c.name).collect();
+        if !clusters.iter().any(|c| c == super::names::DEFAULT) {
+            clusters.push(super::names::DEFAULT.to_string());
+        }
+        for cluster in clusters {
+            for (key, rev, bytes) in records(&cluster)? {
+                if let (Some(old), Some(k)) = (self.revisions.get(&key), self.tasks.get(&key))
+                    && *old == rev
+                {
+                    seen.insert(key.clone(), k.clone());
+                    revisions.insert(key, rev);
+                    continue;
+                }
+                let task = serde_json::from_slice::<Value>(&bytes)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| {
+                        Ok(serde_json::from_value::<crate::task::shape::Task>(
+                            r["task"].clone(),
+                        )?)
+                    });
+                let task = match task {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(key = %key, error = %e, "ECS events: a task record that does not decode is left out");
+                        continue;
+                    }
+                };
+                let k = (
+                    task.last_status.to_string(),
+                    task.desired_status.to_string(),
+                );
+                if self.tasks.get(&key) != Some(&k) {
+                    let mut detail = serde_json::to_value(&task)?;
+                    detail["updatedAt"] = json!(iso(now));
+                    detail["version"] = json!(1);
+                    let arn = detail["taskArn"].as_str().unwrap_or_default().to_string();
+                    out.push(envelope(
+                        ctx,
+                        "ECS Task State Change",
+                        vec![arn],
+                        detail,
+                        now,
+                    ));
+                }
+                seen.insert(key.clone(), k);
+                revisions.insert(key, rev);
+            }
+        }
+        self.tasks = seen;
+        self.revisions = revisions;
         Ok(())
     }
 
