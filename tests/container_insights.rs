@@ -1,0 +1,272 @@
+//! Root integration test of Container Insights (`ECS/ContainerInsights`) on `serve`'s
+//! listener, driven by the real AWS CLI and boto3: a cluster created with
+//! `containerInsights=enabled` gets its tasks', services' and its own metrics (from the
+//! tasks' cgroups and network namespaces, and ECS's counts), a cluster left disabled gets
+//! none until update-cluster-settings turns them on. The box's metric period is 5 s, so a
+//! period's datapoints come in seconds.
+
+mod common;
+
+use common::api::Api;
+use serde_json::{Value, json};
+
+fn cw(api: &Api, args: &[&str]) -> Value {
+    api.aws_json_in("cloudwatch", args)
+}
+
+fn insights_metrics(api: &Api, cluster: &str) -> Vec<Value> {
+    cw(
+        api,
+        &[
+            "list-metrics",
+            "--namespace",
+            "ECS/ContainerInsights",
+            "--dimensions",
+            &format!("Name=ClusterName,Value={cluster}"),
+        ],
+    )["Metrics"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn service(api: &Api, cluster: &str, family: &str) {
+    api.aws_json(&[
+        "create-service",
+        "--cluster",
+        cluster,
+        "--service-name",
+        "web",
+        "--task-definition",
+        family,
+        "--desired-count",
+        "2",
+    ]);
+}
+
+/// The newest value of each query (GetMetricData answers newest first), by Id.
+fn latest(api: &Api, queries: &Value) -> serde_json::Map<String, Value> {
+    let now = chrono::Utc::now();
+    let f = api.file("queries.json", &queries.to_string());
+    let out = cw(
+        api,
+        &[
+            "get-metric-data",
+            "--metric-data-queries",
+            &f,
+            "--start-time",
+            &(now - chrono::Duration::minutes(2)).to_rfc3339(),
+            "--end-time",
+            &(now + chrono::Duration::seconds(5)).to_rfc3339(),
+        ],
+    );
+    out["MetricDataResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Id"].as_str().unwrap().to_string(),
+                r["Values"][0].clone(),
+            )
+        })
+        .collect()
+}
+
+fn query(id: &str, name: &str, dims: &[(&str, &str)], stat: &str) -> Value {
+    json!({"Id": id, "MetricStat": {"Metric": {"Namespace": "ECS/ContainerInsights",
+        "MetricName": name,
+        "Dimensions": dims.iter().map(|(k, v)| json!({"Name": k, "Value": v})).collect::<Vec<_>>()},
+        "Period": 5, "Stat": stat}})
+}
+
+/// Two clusters, each with a service of two tasks (256 CPU units, 512 MiB): the one
+/// created with containerInsights enabled lists Container Insights metrics whose values
+/// are what describe-services and the task definition say (RunningTaskCount 2, MemoryReserved
+/// 512, CpuReserved 256, TaskCount 2, ServiceCount 1) and what the tasks use (memory in use
+/// under the reservation); the disabled one lists none (its AWS/ECS metrics are there)
+/// until its setting is turned on.
+#[test]
+fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let def = r#"{"family":"ciweb","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"command":["sh","-c","trap 'exit 0' TERM; sleep 3600 & wait"]}]}"#;
+    let f = api.file("ciweb.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let on = api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "ci-on",
+        "--settings",
+        "name=containerInsights,value=enabled",
+    ]);
+    assert_eq!(
+        on["cluster"]["settings"],
+        json!([{"name": "containerInsights", "value": "enabled"}])
+    );
+    api.aws_json(&["create-cluster", "--cluster-name", "ci-off"]);
+    service(&api, "ci-on", "ciweb");
+    service(&api, "ci-off", "ciweb");
+    for c in ["ci-on", "ci-off"] {
+        api.wait_for(60, "the service's two tasks running", || {
+            (api.service(c, "web")["runningCount"] == 2).then_some(())
+        });
+    }
+
+    // The enabled cluster's metrics, listed by the CLI: each dimension set AWS documents.
+    let want = [
+        ("RunningTaskCount", vec!["ClusterName", "ServiceName"]),
+        ("DesiredTaskCount", vec!["ClusterName", "ServiceName"]),
+        ("DeploymentCount", vec!["ClusterName", "ServiceName"]),
+        ("TaskCount", vec!["ClusterName"]),
+        ("ServiceCount", vec!["ClusterName"]),
+        ("CpuUtilized", vec!["ClusterName", "TaskDefinitionFamily"]),
+        ("MemoryReserved", vec!["ClusterName", "ServiceName"]),
+        ("NetworkRxBytes", vec!["ClusterName"]),
+        (
+            "StorageReadBytes",
+            vec!["ClusterName", "TaskDefinitionFamily"],
+        ),
+    ];
+    let listed = api.wait_for(
+        30,
+        "the enabled cluster's Container Insights metrics",
+        || {
+            let m = insights_metrics(&api, "ci-on");
+            let has = |name: &str, dims: &[&str]| {
+                m.iter().any(|x| {
+                    let names: Vec<&str> = x["Dimensions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d["Name"].as_str().unwrap())
+                        .collect();
+                    x["MetricName"] == name && names == dims
+                })
+            };
+            want.iter().all(|(n, d)| has(n, d)).then_some(m)
+        },
+    );
+    assert!(
+        listed
+            .iter()
+            .filter(|m| m["Dimensions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["Name"] == "TaskDefinitionFamily"))
+            .all(|m| m["Dimensions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"Name": "TaskDefinitionFamily", "Value": "ciweb"}))),
+        "{listed:?}"
+    );
+
+    // The values a user checks, through get-metric-data.
+    let svc = [("ClusterName", "ci-on"), ("ServiceName", "web")];
+    let fam = [("ClusterName", "ci-on"), ("TaskDefinitionFamily", "ciweb")];
+    let cluster = [("ClusterName", "ci-on")];
+    let queries = json!([
+        query("running", "RunningTaskCount", &svc, "Maximum"),
+        query("desired", "DesiredTaskCount", &svc, "Maximum"),
+        query("pending", "PendingTaskCount", &svc, "Maximum"),
+        query("tasks", "TaskCount", &cluster, "Maximum"),
+        query("services", "ServiceCount", &cluster, "Maximum"),
+        query("memres", "MemoryReserved", &fam, "Average"),
+        query("cpures", "CpuReserved", &svc, "Maximum"),
+        query("memused", "MemoryUtilized", &svc, "Maximum"),
+        query("cpuused", "CpuUtilized", &cluster, "Maximum"),
+    ]);
+    let v = api.wait_for(30, "a period with every figure", || {
+        let v = latest(&api, &queries);
+        v.values().all(|x| x.is_number()).then_some(v)
+    });
+    let running = api.service("ci-on", "web")["runningCount"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(v["running"], json!(running), "{v:?}");
+    assert_eq!(v["desired"], json!(2.0), "{v:?}");
+    assert_eq!(v["pending"], json!(0.0), "{v:?}");
+    assert_eq!(v["tasks"], json!(2.0), "{v:?}");
+    assert_eq!(v["services"], json!(1.0), "{v:?}");
+    assert_eq!(
+        v["memres"],
+        json!(512.0),
+        "the task definition's memory: {v:?}"
+    );
+    assert_eq!(
+        v["cpures"],
+        json!(256.0),
+        "the task definition's cpu: {v:?}"
+    );
+    let used = v["memused"].as_f64().unwrap();
+    assert!(used > 0.0 && used < 512.0, "MiB in use: {v:?}");
+    let cpu = v["cpuused"].as_f64().unwrap();
+    assert!(
+        (0.0..256.0).contains(&cpu),
+        "sleeping tasks' CPU units: {v:?}"
+    );
+
+    // The disabled cluster: none, though its tasks are sampled (AWS/ECS has them).
+    assert_eq!(insights_metrics(&api, "ci-off"), Vec::<Value>::new());
+    let ecs = cw(
+        &api,
+        &[
+            "list-metrics",
+            "--namespace",
+            "AWS/ECS",
+            "--dimensions",
+            "Name=ClusterName,Value=ci-off",
+        ],
+    );
+    assert!(
+        !ecs["Metrics"].as_array().unwrap().is_empty(),
+        "AWS/ECS metrics of the disabled cluster: {ecs}"
+    );
+
+    // Turned on: its metrics come (boto3 this time).
+    api.aws_json(&[
+        "update-cluster-settings",
+        "--cluster",
+        "ci-off",
+        "--settings",
+        "name=containerInsights,value=enhanced",
+    ]);
+    api.wait_for(30, "Container Insights once turned on", || {
+        let v = api.boto3(
+            r#"
+import boto3, json, os
+cw = boto3.client("cloudwatch", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+m = cw.list_metrics(Namespace="ECS/ContainerInsights", MetricName="RunningTaskCount",
+                    Dimensions=[{"Name": "ClusterName", "Value": "ci-off"}])["Metrics"]
+print(json.dumps(m))
+"#,
+        );
+        (v.as_array().unwrap().len() == 1).then_some(())
+    });
+
+    for c in ["ci-on", "ci-off"] {
+        api.aws_json(&[
+            "update-service",
+            "--cluster",
+            c,
+            "--service",
+            "web",
+            "--desired-count",
+            "0",
+        ]);
+        api.aws_json(&[
+            "delete-service",
+            "--cluster",
+            c,
+            "--service",
+            "web",
+            "--force",
+        ]);
+    }
+}
