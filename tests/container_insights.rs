@@ -2,12 +2,18 @@
 //! listener, driven by the real AWS CLI and boto3: a cluster created with
 //! `containerInsights=enabled` gets its tasks', services' and its own metrics (from the
 //! tasks' cgroups and network namespaces, and ECS's counts), a cluster left disabled gets
-//! none until update-cluster-settings turns them on. The box's metric period is 5 s, so a
-//! period's datapoints come in seconds.
+//! none until update-cluster-settings turns them on; in cluster mode (`serve --cluster`,
+//! two `agent` boxes over a real etcd) the tasks' figures come from the boxes they run on,
+//! one datum per task and period. The box's metric period is 5 s, so a period's
+//! datapoints come in seconds. Each test has its own serve (and etcd and boxes), stopped
+//! by their pids also when it fails.
 
 mod common;
 
 use common::api::Api;
+use common::cluster::{boxes, instance, register, service_tasks};
+use common::etcd::Etcd;
+use common::image::{Compression, busybox_layer};
 use serde_json::{Value, json};
 
 fn cw(api: &Api, args: &[&str]) -> Value {
@@ -268,5 +274,94 @@ print(json.dumps(m))
             "web",
             "--force",
         ]);
+    }
+}
+
+/// Cluster mode: a service of two busy tasks (256 CPU units each), one on each of two
+/// boxes, in a cluster created with containerInsights enabled. serve runs no task, so its
+/// CpuUtilized by service comes from the boxes: each period holds one datum of each task
+/// (SampleCount 2), each near the 256 units its cgroup's quota allows; the counts
+/// (RunningTaskCount 2, ContainerInstanceCount 2) are the cluster's, from etcd.
+#[test]
+fn in_cluster_mode_each_box_sends_its_tasks_container_insights() {
+    let etcd = Etcd::start();
+    let mut args = vec!["--cluster".to_string(), etcd.endpoint()];
+    args.extend(etcd.serve_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let api = Api::start_env(
+        busybox_layer(Compression::Gzip, "cluster"),
+        &args,
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let agents = boxes(&etcd, &api, 5, &[&[], &[]]);
+    register(
+        &api,
+        "busy.json",
+        r#"{"family": "busy", "networkMode": "awsvpc", "requiresCompatibilities": ["EC2"],
+  "cpu": "256", "memory": "128",
+  "containerDefinitions": [{"name": "main", "image": "public.ecr.aws/docker/library/busybox:1.36",
+    "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"], "essential": true}]}"#,
+    );
+    api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "default",
+        "--settings",
+        "name=containerInsights,value=enabled",
+    ]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "busy",
+        "--task-definition",
+        "busy",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+    ]);
+    api.wait_for(90, "2 tasks RUNNING, one on each box", || {
+        let t = service_tasks(&api, "busy");
+        let mut on: Vec<&str> = t.iter().map(|(_, ci)| ci.as_str()).collect();
+        on.sort();
+        on.dedup();
+        (t.len() == 2 && on.len() == 2).then_some(())
+    });
+    let svc = [("ClusterName", "default"), ("ServiceName", "busy")];
+    let cluster = [("ClusterName", "default")];
+    let queries = json!([
+        query("n", "CpuUtilized", &svc, "SampleCount"),
+        query("least", "CpuUtilized", &svc, "Minimum"),
+        query("running", "RunningTaskCount", &svc, "Maximum"),
+        query("boxes", "ContainerInstanceCount", &cluster, "Maximum"),
+        query("memres", "MemoryReserved", &svc, "Sum"),
+    ]);
+    // The newest period may still be filling: wait for one with both tasks' datum.
+    let v = api.wait_for(60, "a period with both boxes' tasks", || {
+        let v = latest(&api, &queries);
+        (v.values().all(|x| x.is_number()) && v["n"] == json!(2.0)).then_some(v)
+    });
+    let least = v["least"].as_f64().unwrap();
+    assert!(
+        least > 128.0 && least < 300.0,
+        "each busy task uses about its 256 CPU units: {v:?}"
+    );
+    assert_eq!(v["running"], json!(2.0), "{v:?}");
+    assert_eq!(v["boxes"], json!(2.0), "{v:?}");
+    assert_eq!(v["memres"], json!(256.0), "2 tasks × 128 MiB: {v:?}");
+
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "busy",
+        "--desired-count",
+        "0",
+    ]);
+    for a in &agents {
+        api.wait_for(60, "the box's tasks stopped", || {
+            (instance(&api, &a.arn())["runningTasksCount"] == 0).then_some(())
+        });
     }
 }
