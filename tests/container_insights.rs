@@ -86,12 +86,13 @@ fn query(id: &str, name: &str, dims: &[(&str, &str)], stat: &str) -> Value {
         "Period": 5, "Stat": stat}})
 }
 
-/// Two clusters, each with a service of two tasks (256 CPU units, 512 MiB): the one
-/// created with containerInsights enabled lists Container Insights metrics whose values
-/// are what describe-services and the task definition say (RunningTaskCount 2, MemoryReserved
-/// 512, CpuReserved 256, TaskCount 2, ServiceCount 1) and what the tasks use (memory in use
-/// under the reservation); the disabled one lists none (its AWS/ECS metrics are there)
-/// until its setting is turned on.
+/// Two clusters, each with a service of two tasks (256 CPU units, 512 MiB), the enabled
+/// one also a task of no service: the one created with containerInsights enabled lists
+/// Container Insights metrics whose values are what describe-services, describe-clusters
+/// and the task definition say (RunningTaskCount 2, TaskCount 3, ServiceCount 1,
+/// MemoryReserved 512, CpuReserved 256, one datum a task and period) and what the tasks use
+/// (memory in use under the reservation); the disabled one lists none (its AWS/ECS
+/// metrics are there) until its setting is turned on.
 #[test]
 fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not() {
     let api = Api::start_env(
@@ -123,6 +124,25 @@ fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not()
             (api.service(c, "web")["runningCount"] == 2).then_some(())
         });
     }
+    // A task of no service: the cluster's and the family's figures count it too.
+    let run = api.aws_json(&[
+        "run-task",
+        "--cluster",
+        "ci-on",
+        "--task-definition",
+        "ciweb",
+    ]);
+    let standalone = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the standalone task running", || {
+        let d = api.aws_json(&[
+            "describe-tasks",
+            "--cluster",
+            "ci-on",
+            "--tasks",
+            &standalone,
+        ]);
+        (d["tasks"][0]["lastStatus"] == "RUNNING").then_some(())
+    });
 
     // The enabled cluster's metrics, listed by the CLI: each dimension set AWS documents.
     let want = [
@@ -187,10 +207,12 @@ fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not()
         query("cpures", "CpuReserved", &svc, "Maximum"),
         query("memused", "MemoryUtilized", &svc, "Maximum"),
         query("cpuused", "CpuUtilized", &cluster, "Maximum"),
+        query("famtasks", "MemoryReserved", &fam, "SampleCount"),
+        query("svctasks", "MemoryReserved", &svc, "SampleCount"),
     ]);
     let v = api.wait_for(30, "a period with every figure", || {
         let v = latest(&api, &queries);
-        v.values().all(|x| x.is_number()).then_some(v)
+        (v.values().all(|x| x.is_number()) && v["tasks"] == json!(3.0)).then_some(v)
     });
     let running = api.service("ci-on", "web")["runningCount"]
         .as_f64()
@@ -198,7 +220,9 @@ fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not()
     assert_eq!(v["running"], json!(running), "{v:?}");
     assert_eq!(v["desired"], json!(2.0), "{v:?}");
     assert_eq!(v["pending"], json!(0.0), "{v:?}");
-    assert_eq!(v["tasks"], json!(2.0), "{v:?}");
+    // One datum a task and period: the family's three tasks, the service's two.
+    assert_eq!(v["famtasks"], json!(3.0), "{v:?}");
+    assert_eq!(v["svctasks"], json!(2.0), "{v:?}");
     assert_eq!(v["services"], json!(1.0), "{v:?}");
     assert_eq!(
         v["memres"],
@@ -256,6 +280,7 @@ print(json.dumps(m))
         (v.as_array().unwrap().len() == 1).then_some(())
     });
 
+    api.aws_json(&["stop-task", "--cluster", "ci-on", "--task", &standalone]);
     for c in ["ci-on", "ci-off"] {
         api.aws_json(&[
             "update-service",
