@@ -390,3 +390,61 @@ fn in_cluster_mode_each_box_sends_its_tasks_container_insights() {
         });
     }
 }
+
+/// With MINIFARGATE_EPHEMERAL_STORAGE=enforce a task has its own ephemeral filesystem:
+/// EphemeralStorageReserved is its definition's sizeInGiB (21) and
+/// EphemeralStorageUtilized counts the 64 MiB its container wrote into its writable layer.
+#[test]
+fn a_task_s_own_ephemeral_storage_is_published_when_enforced() {
+    let api = Api::start_env(
+        busybox_layer(Compression::Gzip, "serve"),
+        &[],
+        &[
+            ("MINIFARGATE_METRICS_PERIOD", "5"),
+            ("MINIFARGATE_EPHEMERAL_STORAGE", "enforce"),
+        ],
+    );
+    let def = r#"{"family":"scratch","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "ephemeralStorage":{"sizeInGiB":21},
+  "containerDefinitions":[{"name":"app","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"command":["sh","-c","dd if=/dev/zero of=/scratch bs=1M count=64 && sync; trap 'exit 0' TERM; sleep 3600 & wait"]}]}"#;
+    let f = api.file("scratch.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "ci-disk",
+        "--settings",
+        "name=containerInsights,value=enabled",
+    ]);
+    let run = api.aws_json(&[
+        "run-task",
+        "--cluster",
+        "ci-disk",
+        "--task-definition",
+        "scratch",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let fam = [
+        ("ClusterName", "ci-disk"),
+        ("TaskDefinitionFamily", "scratch"),
+    ];
+    let queries = json!([
+        query("reserved", "EphemeralStorageReserved", &fam, "Maximum"),
+        query("used", "EphemeralStorageUtilized", &fam, "Maximum"),
+    ]);
+    let v = api.wait_for(60, "the task's ephemeral storage with its 64 MiB", || {
+        let v = latest(&api, &queries);
+        v["used"]
+            .as_f64()
+            .is_some_and(|u| u >= 64.0 / 1024.0)
+            .then_some(v)
+    });
+    assert_eq!(v["reserved"], json!(21.0), "{v:?}");
+    let used = v["used"].as_f64().unwrap();
+    assert!(
+        used < 1.0,
+        "64 MiB and the filesystem's own blocks, in GiB: {v:?}"
+    );
+    api.aws_json(&["stop-task", "--cluster", "ci-disk", "--task", &task]);
+}

@@ -116,7 +116,7 @@ impl Publisher {
                 at: now,
                 ..Default::default()
             };
-            let (mut net, mut read) = (None, false);
+            let (mut net, mut read, mut pid) = (None, false, None);
             for c in &containers {
                 let rid = c
                     .runtime_id
@@ -142,6 +142,7 @@ impl Publisher {
                                 .fold((0, 0), |(rx, tx), c| (rx + c[0], tx + c[4])),
                         );
                     }
+                    pid = pid.or(s.pid);
                     read = true;
                 }
             }
@@ -188,10 +189,11 @@ impl Publisher {
                 if matches!(mode.as_deref(), Some("awsvpc" | "bridge")) {
                     usage.net = net;
                 }
-                usage.ephemeral = ephemeral_used(ecs, &t.id).map(|used| {
-                    let gib = crate::task::ephemeral::size_gib(&t.definition).max(0) as u64;
-                    (used, gib << 30)
-                });
+                let reserved =
+                    (crate::task::ephemeral::size_gib(&t.definition).max(0) as u64) << 30;
+                usage.ephemeral = pid
+                    .and_then(|pid| ephemeral_used(ecs, &t.id, pid, reserved))
+                    .map(|used| (used, reserved));
                 let before = self
                     .insights
                     .get(&t.id)
@@ -224,15 +226,25 @@ impl Publisher {
 }
 
 /// A task's own ephemeral filesystem (`MINIFARGATE_EPHEMERAL_STORAGE=enforce`: an ext4
-/// of `ephemeralStorage.sizeInGiB` at `<task dir>/ephemeral`): the bytes used in it.
-/// `None` for a task whose writable layers share the host's disk: walking them for their
-/// size would cost a tree walk per task and period (docs/cloudwatch.md).
-fn ephemeral_used(ecs: &super::Ecs, task_id: &str) -> Option<u64> {
+/// of `ephemeralStorage.sizeInGiB`, `reserved` bytes, that holds its writable layers):
+/// the bytes used in it. It is mounted in the task's own mount namespace, so it is read
+/// through a container process (`pid`): the statfs of an overlay root is its upper
+/// layer's filesystem's (kernel Documentation/filesystems/overlayfs.rst), here the
+/// task's. A filesystem larger than the reservation is not it (the task dir without its
+/// image, or a layer elsewhere): None, as for a task whose writable layers share the
+/// host's disk, where their size would cost a walk of every task's files each period
+/// (docs/cloudwatch.md).
+fn ephemeral_used(ecs: &super::Ecs, task_id: &str, pid: u32, reserved: u64) -> Option<u64> {
     let dir = crate::task::TaskPaths::new(&ecs.root, &ecs.run_root, task_id).dir;
     if !dir.join("ephemeral.img").exists() {
         return None;
     }
-    let fs = nix::sys::statvfs::statvfs(&dir.join("ephemeral")).ok()?;
+    let fs =
+        nix::sys::statvfs::statvfs(&std::path::PathBuf::from(format!("/proc/{pid}/root"))).ok()?;
+    let size = fs.blocks() * fs.fragment_size();
+    if size == 0 || size > reserved {
+        return None;
+    }
     Some(fs.blocks().saturating_sub(fs.blocks_free()) * fs.fragment_size())
 }
 
