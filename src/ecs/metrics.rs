@@ -10,7 +10,9 @@
 //! each task is one datum of the service's metric, so CloudWatch's Average, Minimum,
 //! Maximum and SampleCount over a period are those statistics over the tasks' samples.
 //! The period is the box's (`MINIFARGATE_METRICS_PERIOD`, 60 s by default): three samples
-//! a period, stored at high resolution when the period is under a minute.
+//! a period, stored at high resolution when the period is under a minute. The same
+//! sampler reads the Container Insights figures of the clusters serve names
+//! (`super::insights`), once a period.
 
 use crate::cloudwatch::Metrics;
 use crate::cloudwatch::metrics::{Datum, MetricId, Millis, Stats};
