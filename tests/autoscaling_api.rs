@@ -688,6 +688,196 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
     api.aws_json(&["delete-service", "--service", "worker", "--force"]);
 }
 
+/// Policies whose alarms fire at the target's bounds (min = max = 1): nothing scales,
+/// describe-scaling-activities lists nothing, and with --include-not-scaled-activities
+/// it lists one not scaled activity per policy in AWS's shape (StatusCode Failed,
+/// NotScaledReasons AlreadyAtMaxCapacity with MaxCapacity, AlreadyAtMinCapacity with
+/// MinCapacity), once though the alarms stay in ALARM; boto3 reads them too.
+#[test]
+fn a_policy_held_at_its_bounds_records_not_scaled_activities() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    service_def(&api, "capped", "trap 'exit 0' TERM; sleep 3600 & wait");
+    let id = "service/default/capped";
+    aas(
+        &api,
+        &[
+            &["register-scalable-target", "--resource-id", id][..],
+            TARGET,
+            &["--min-capacity", "1", "--max-capacity", "1"],
+        ]
+        .concat(),
+    );
+    let policy = |name: &str, adjustment: i64| {
+        let put = aas(
+            &api,
+            &[
+                &["put-scaling-policy", "--policy-name", name, "--resource-id", id][..],
+                TARGET,
+                &[
+                    "--policy-type",
+                    "StepScaling",
+                    "--step-scaling-policy-configuration",
+                    &format!(
+                        r#"{{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{{"MetricIntervalLowerBound":0,"ScalingAdjustment":{adjustment}}}],"Cooldown":60}}"#
+                    ),
+                ],
+            ]
+            .concat(),
+        );
+        put["PolicyARN"].as_str().unwrap().to_string()
+    };
+    for (name, adjustment, metric) in [("more", 1, "Backlog"), ("fewer", -1, "Spare")] {
+        let arn = policy(name, adjustment);
+        let out = api.aws_in(
+            "cloudwatch",
+            &[
+                "put-metric-alarm",
+                "--alarm-name",
+                &format!("capped-{name}"),
+                "--namespace",
+                "Shop",
+                "--metric-name",
+                metric,
+                "--statistic",
+                "Average",
+                "--period",
+                "10",
+                "--evaluation-periods",
+                "1",
+                "--threshold",
+                "50",
+                "--comparison-operator",
+                "GreaterThanThreshold",
+                "--alarm-actions",
+                &arn,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let now = chrono::Utc::now();
+    let data: Vec<Value> = (1..=20)
+        .flat_map(|s| {
+            let at = (now - chrono::Duration::seconds(s))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            ["Backlog", "Spare"].map(|m| {
+                serde_json::json!({"MetricName": m, "Timestamp": at, "Value": 80,
+                    "StorageResolution": 1})
+            })
+        })
+        .collect();
+    let out = api.aws_in(
+        "cloudwatch",
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-data",
+            &Value::Array(data).to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let describe = |extra: &[&str]| {
+        aas(
+            &api,
+            &[
+                &[
+                    "describe-scaling-activities",
+                    "--service-namespace",
+                    "ecs",
+                    "--resource-id",
+                    id,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )["ScalingActivities"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let acts = api.wait_for(30, "two not scaled activities", || {
+        let a = describe(&["--include-not-scaled-activities"]);
+        (a.len() == 2).then_some(a)
+    });
+    // The alarms stay in ALARM for periods more: still one activity each.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(describe(&["--include-not-scaled-activities"]).len(), 2);
+    let of = |policy: &str| {
+        acts.iter()
+            .find(|a| {
+                a["Cause"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("policy {policy}"))
+            })
+            .unwrap_or_else(|| panic!("no activity of {policy}: {acts:?}"))
+            .clone()
+    };
+    let more = of("more");
+    assert_eq!(
+        more["Description"],
+        "Attempting to scale due to alarm triggered"
+    );
+    assert_eq!(
+        more["Cause"],
+        "monitor alarm capped-more in state ALARM triggered policy more"
+    );
+    assert_eq!(more["StatusCode"], "Failed");
+    assert_eq!(
+        more["NotScaledReasons"],
+        serde_json::json!([{"Code": "AlreadyAtMaxCapacity", "MaxCapacity": 1}])
+    );
+    assert_eq!(
+        of("fewer")["NotScaledReasons"],
+        serde_json::json!([{"Code": "AlreadyAtMinCapacity", "MinCapacity": 1}])
+    );
+    assert!(describe(&[]).is_empty(), "not listed unless asked for");
+    assert!(describe(&["--no-include-not-scaled-activities"]).is_empty());
+    let codes = api.boto3(&format!(
+        r#"
+import boto3, json, os
+c = boto3.client("application-autoscaling", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+a = c.describe_scaling_activities(ServiceNamespace="ecs", ResourceId="{id}",
+                                  IncludeNotScaledActivities=True)["ScalingActivities"]
+print(json.dumps(sorted(r["Code"] for x in a for r in x["NotScaledReasons"])))
+"#
+    ));
+    assert_eq!(
+        codes,
+        serde_json::json!(["AlreadyAtMaxCapacity", "AlreadyAtMinCapacity"])
+    );
+    assert_eq!(api.service("default", "capped")["desiredCount"], 1);
+    aas(
+        &api,
+        &[
+            &["deregister-scalable-target", "--resource-id", id][..],
+            TARGET,
+        ]
+        .concat(),
+    );
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "capped",
+        "--desired-count",
+        "0",
+    ]);
+    api.aws_json(&["delete-service", "--service", "capped", "--force"]);
+}
+
 /// A scheduled action at a given local time (Asia/Kolkata, UTC+05:30): at that time the
 /// target's minimum becomes 3, so the service of 1 task goes to 3, each step a scaling
 /// activity in AWS's words; a bad cron expression or time zone is a ValidationException,

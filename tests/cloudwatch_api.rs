@@ -159,6 +159,65 @@ fn custom_metrics_put_with_the_cli_come_back_per_period_with_their_statistics() 
             "Dimensions": [{"Name": "Service", "Value": "web"}, {"Name": "Stage", "Value": "prod"}]}])
     );
 
+    // Metric math through the CLI: the two services' sums added, the metrics themselves
+    // not returned (ReturnData false); a function not evaluated here is CloudWatch's
+    // ValidationError.
+    let queries = serde_json::json!([
+        {"Id": "web", "ReturnData": false, "MetricStat": {"Metric": {"Namespace": "Shop",
+            "MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "web"},
+            {"Name": "Stage", "Value": "prod"}]}, "Period": 60, "Stat": "Sum"}},
+        {"Id": "api", "ReturnData": false, "MetricStat": {"Metric": {"Namespace": "Shop",
+            "MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "api"}]},
+            "Period": 60, "Stat": "Sum"}},
+        {"Id": "total", "Expression": "web + api", "Label": "All services"},
+        {"Id": "share", "Expression": "100 * web / SUM(METRICS())"}
+    ]);
+    let f = api.file("math.json", &queries.to_string());
+    let math = cw(
+        &api,
+        &[
+            "get-metric-data",
+            "--metric-data-queries",
+            &f,
+            "--start-time",
+            &iso(minute - chrono::Duration::minutes(5)),
+            "--end-time",
+            &iso(now),
+        ],
+    );
+    let r = math["MetricDataResults"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "only the expressions: {math}");
+    assert_eq!(r[0]["Label"], "All services");
+    // 10 + 20 + 30 + 40, and 5 × 3 + 7.
+    assert_eq!(r[0]["Values"], serde_json::json!([122.0]), "{math}");
+    assert_eq!(r[0]["Timestamps"], serde_json::json!([minute.timestamp()]));
+    assert_eq!(
+        r[1]["Values"],
+        serde_json::json!([100.0 * 100.0 / 122.0]),
+        "{math}"
+    );
+    let f = api.file(
+        "bad-math.json",
+        r#"[{"Id": "band", "Expression": "ANOMALY_DETECTION_BAND(m1, 2)"}]"#,
+    );
+    let e = cw_err(
+        &api,
+        &[
+            "get-metric-data",
+            "--metric-data-queries",
+            &f,
+            "--start-time",
+            &iso(minute),
+            "--end-time",
+            &iso(now),
+        ],
+    );
+    assert!(
+        e.contains("(ValidationError)")
+            && e.contains("Error in expression band: Unsupported function ANOMALY_DETECTION_BAND"),
+        "{e}"
+    );
+
     // CloudWatch's error codes, as the CLI reports them (the query-compatible codes).
     let e = cw_err(
         &api,

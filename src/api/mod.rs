@@ -390,7 +390,9 @@ async fn write_ecs_events(g: Ecs) {
 /// ECS's service metrics (`crate::ecs::metrics`) and the load balancers'
 /// (`crate::elb::meters`): three samples a metric period; after
 /// each, the alarms are evaluated (CloudWatch evaluates them once a period) and the
-/// scaling policies the alarms in ALARM name are run.
+/// scaling policies the alarms in ALARM name are run. Once a period (the first sample
+/// in it), the Container Insights metrics of the clusters that turn them on
+/// (`crate::ecs::insights`): the tasks' figures with their samples, ECS's counts here.
 async fn publish_ecs_metrics(
     g: Ecs,
     cw: Arc<crate::cloudwatch::CloudWatch>,
@@ -398,26 +400,55 @@ async fn publish_ecs_metrics(
     elb: Arc<crate::elb::Elb>,
 ) {
     let period = crate::config::get().metrics_period;
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(60_000).max(1);
     let high_resolution = period < std::time::Duration::from_secs(60);
     let mut tick = tokio::time::interval(period / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let publisher = Arc::new(std::sync::Mutex::new(crate::ecs::metrics::Publisher::new()));
     let mut boxes = crate::cluster::metrics::Gatherer::default();
+    let mut insights_period = None;
     loop {
         tick.tick().await;
         let now = chrono::Utc::now().timestamp_millis();
+        let this_period = now.div_euclid(period_ms);
+        let insights = if insights_period == Some(this_period) {
+            Vec::new()
+        } else {
+            insights_period = Some(this_period);
+            let g = g.clone();
+            match tokio::task::spawn_blocking(move || crate::ecs::insights::clusters(&g)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "Container Insights: reading the clusters' settings failed");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
         // In cluster mode, the other boxes' tasks too (`crate::cluster::metrics`).
         let remote = match crate::cluster::serving() {
-            Some(etcd) => boxes.gather(etcd, now, high_resolution).await,
+            Some(etcd) => boxes.gather(etcd, now, high_resolution, &insights).await,
             None => Vec::new(),
         };
         let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
         let elb = elb.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
-            let sampled = p.sample(&g, &cw.metrics, now, high_resolution);
+            let sampled = p.sample(&g, &cw.metrics, now, high_resolution, &insights);
             for (id, data) in &remote {
                 cw.metrics.put(id, data, now);
+            }
+            if !insights.is_empty() {
+                match crate::ecs::insights::counts(&g, &insights, now, high_resolution) {
+                    Ok(counts) => {
+                        for (id, data) in &counts {
+                            cw.metrics.put(id, data, now);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "Container Insights: counting the clusters' tasks and services failed");
+                    }
+                }
             }
             // The load balancers' counts since the last sample (`elb::meters`).
             elb.publish(&cw.metrics, now, high_resolution);

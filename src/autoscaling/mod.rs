@@ -231,6 +231,24 @@ pub struct Activity {
     pub status_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// Why a policy run did not scale (a *not scaled activity*), listed only when
+    /// DescribeScalingActivities asks with `IncludeNotScaledActivities`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scaled_reasons: Option<Vec<NotScaledReason>>,
+}
+
+/// The model's `NotScaledReason`: a code (AlreadyAtMaxCapacity, AlreadyAtMinCapacity,
+/// AlreadyAtDesiredCapacity here) and the capacity that held the scaling back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NotScaledReason {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_capacity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_capacity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_capacity: Option<i64>,
 }
 
 /// The model's `ScalableTargetAction`.

@@ -906,7 +906,7 @@ pub struct DescribeActivitiesInput {
 
 fn describe_activities(aas: &AutoScaling, req: DescribeActivitiesInput) -> AsResult<Value> {
     namespace(&req.service_namespace)?;
-    let _ = req.include_not_scaled_activities;
+    let not_scaled = req.include_not_scaled_activities == Some(true);
     let s = aas.lock();
     // Newest first, as AWS lists them.
     let all: Vec<Activity> = s
@@ -914,6 +914,7 @@ fn describe_activities(aas: &AutoScaling, req: DescribeActivitiesInput) -> AsRes
         .iter()
         .rev()
         .filter(|a| a.service_namespace == req.service_namespace)
+        .filter(|a| not_scaled || a.not_scaled_reasons.is_none())
         .filter(|a| req.resource_id.as_ref().is_none_or(|r| *r == a.resource_id))
         .filter(|a| {
             req.scalable_dimension

@@ -36,6 +36,37 @@ pub fn target_tracking_capacity(current: i64, metric: f64, target: f64, high: bo
     }
 }
 
+/// Why a policy that computed capacity `want` leaves `current` as it is: the bound
+/// that held it (the guide's codes), or the algorithm's own answer.
+pub fn not_scaled_reason(
+    target: &ScalableTarget,
+    current: i64,
+    want: i64,
+) -> super::NotScaledReason {
+    let reason = |code: &str| super::NotScaledReason {
+        code: code.into(),
+        max_capacity: None,
+        min_capacity: None,
+        current_capacity: None,
+    };
+    if want > current {
+        super::NotScaledReason {
+            max_capacity: Some(target.max_capacity),
+            ..reason("AlreadyAtMaxCapacity")
+        }
+    } else if want < current {
+        super::NotScaledReason {
+            min_capacity: Some(target.min_capacity),
+            ..reason("AlreadyAtMinCapacity")
+        }
+    } else {
+        super::NotScaledReason {
+            current_capacity: Some(current),
+            ..reason("AlreadyAtDesiredCapacity")
+        }
+    }
+}
+
 /// Step scaling: the step whose bounds (relative to `threshold`) hold `value`, applied to
 /// `current` as `AdjustmentType` says; None when no step holds it.
 pub fn step_capacity(
@@ -183,10 +214,21 @@ impl AutoScaling {
             } else {
                 return;
             };
-        let want = want.clamp(target.min_capacity, target.max_capacity);
-        if want == current {
+        let cause = format!(
+            "monitor alarm {} in state ALARM triggered policy {}",
+            a.alarm_name, p.policy_name
+        );
+        let clamped = want.clamp(target.min_capacity, target.max_capacity);
+        if clamped == current {
+            self.not_scaled(
+                &target,
+                not_scaled_reason(&target, current, want),
+                cause,
+                now,
+            );
             return;
         }
+        let want = clamped;
         let dir = if want > current {
             Direction::Out
         } else {
@@ -201,10 +243,6 @@ impl AutoScaling {
             return;
         }
         tracing::info!(resource = %p.resource_id, policy = %p.policy_name, alarm = %a.alarm_name, desired = want, "Application Auto Scaling: scaling activity");
-        let cause = format!(
-            "monitor alarm {} in state ALARM triggered policy {}",
-            a.alarm_name, p.policy_name
-        );
         self.scale(ecs, &target, want, dir, cause, now);
     }
 
@@ -279,6 +317,51 @@ impl AutoScaling {
         result.is_ok()
     }
 
+    /// Records a not scaled activity as Application Auto Scaling shows it (User Guide,
+    /// "Including not scaled activities": StatusCode Failed, "Attempting to scale due to
+    /// alarm triggered", the reason), unless the target's newest activity is the same
+    /// one: an alarm that stays in ALARM at the bound runs its policy every period, and
+    /// one activity stands for the run of them (docs/autoscaling.md).
+    fn not_scaled(
+        &self,
+        target: &ScalableTarget,
+        reason: super::NotScaledReason,
+        cause: String,
+        now: Millis,
+    ) {
+        let mut s = self.lock();
+        let newest = s
+            .activities
+            .iter()
+            .rev()
+            .find(|a| a.resource_id == target.resource_id);
+        if newest.is_some_and(|a| {
+            a.cause == cause
+                && a.not_scaled_reasons.as_deref() == Some(std::slice::from_ref(&reason))
+        }) {
+            return;
+        }
+        Self::record(
+            &mut s,
+            Activity {
+                activity_id: crate::task::new_uuid().unwrap_or_default(),
+                service_namespace: target.service_namespace.clone(),
+                resource_id: target.resource_id.clone(),
+                scalable_dimension: target.scalable_dimension.clone(),
+                description: "Attempting to scale due to alarm triggered".into(),
+                cause,
+                start_time: secs(now),
+                end_time: None,
+                status_code: "Failed".into(),
+                status_message: None,
+                not_scaled_reasons: Some(vec![reason]),
+            },
+        );
+        if let Err(e) = self.save(&s) {
+            tracing::warn!(error = %e, "Application Auto Scaling: saving an activity failed");
+        }
+    }
+
     fn activity(
         &self,
         target: &ScalableTarget,
@@ -303,6 +386,7 @@ impl AutoScaling {
                 end_time: Some(secs(crate::ecs::now_ms())),
                 status_code: status.into(),
                 status_message: Some(message),
+                not_scaled_reasons: None,
             },
         );
         if let Err(e) = self.save(&s) {
@@ -413,6 +497,41 @@ impl AutoScaling {
 mod tests {
     use super::*;
     use crate::autoscaling::{StepAdjustment, StepScaling};
+
+    /// The reason of a run that leaves the count as it is, with the capacity AWS names.
+    #[test]
+    fn a_run_held_by_a_bound_says_which() {
+        let target = ScalableTarget {
+            service_namespace: "ecs".into(),
+            resource_id: "service/default/web".into(),
+            scalable_dimension: "ecs:service:DesiredCount".into(),
+            min_capacity: 1,
+            max_capacity: 4,
+            role_arn: String::new(),
+            creation_time: 0.0,
+            suspended_state: Default::default(),
+            scalable_target_arn: String::new(),
+        };
+        let r = not_scaled_reason(&target, 4, 6);
+        assert_eq!(
+            (r.code.as_str(), r.max_capacity, r.min_capacity),
+            ("AlreadyAtMaxCapacity", Some(4), None)
+        );
+        let r = not_scaled_reason(&target, 1, 0);
+        assert_eq!(
+            (r.code.as_str(), r.min_capacity),
+            ("AlreadyAtMinCapacity", Some(1))
+        );
+        let r = not_scaled_reason(&target, 2, 2);
+        assert_eq!(
+            (r.code.as_str(), r.current_capacity),
+            ("AlreadyAtDesiredCapacity", Some(2))
+        );
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"Code": "AlreadyAtDesiredCapacity", "CurrentCapacity": 2})
+        );
+    }
 
     #[test]
     fn target_tracking_scales_out_in_proportion_and_in_no_lower_than_needed() {

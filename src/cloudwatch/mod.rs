@@ -7,10 +7,11 @@
 //! Local differences (said, not silent; docs/cloudwatch.md): one store per box, for every
 //! account and region; metrics live in serve's memory (a restart starts empty) with
 //! CloudWatch's retention for high-resolution data (3 hours, then rolled up to the
-//! minute) and 15 days for minute data; metric math and entity association are not
-//! evaluated.
+//! minute) and 15 days for minute data; metric math in GetMetricData is evaluated
+//! ([`math`]; not in alarms), entity association is not kept.
 
 pub mod alarms;
+pub mod math;
 pub mod metrics;
 pub mod ops;
 
@@ -47,6 +48,10 @@ pub enum CwError {
     /// the model's types.
     #[error("SerializationException: {0}")]
     Serialization(String),
+    /// An expression of metric math that cannot be evaluated: CloudWatch's generic
+    /// `ValidationError` (no shape of the model names it).
+    #[error("ValidationError: {0}")]
+    Validation(String),
     #[error("InternalServiceError: {0}")]
     Internal(String),
 }
@@ -65,6 +70,7 @@ impl CwError {
             CwError::InvalidFormat(_) => "InvalidFormatFault",
             CwError::UnknownOperation(_) => "UnknownOperationException",
             CwError::Serialization(_) => "SerializationException",
+            CwError::Validation(_) => "ValidationError",
             CwError::Internal(_) => "InternalServiceFault",
         }
     }
@@ -81,6 +87,7 @@ impl CwError {
             CwError::InvalidFormat(_) => "InvalidFormat",
             CwError::UnknownOperation(_) => "InvalidAction",
             CwError::Serialization(_) => "SerializationException",
+            CwError::Validation(_) => "ValidationError",
             CwError::Internal(_) => "InternalServiceError",
         }
     }
@@ -108,6 +115,7 @@ impl CwError {
             | CwError::InvalidFormat(m)
             | CwError::UnknownOperation(m)
             | CwError::Serialization(m)
+            | CwError::Validation(m)
             | CwError::Internal(m) => m.clone(),
         }
     }

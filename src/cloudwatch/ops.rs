@@ -9,6 +9,7 @@
 //! GetMetricData, ListMetrics (limits, rounding of StartTime, retention).
 
 use super::alarms::{Alarm, PutMetricAlarmInput};
+use super::math;
 use super::metrics::{Datum, MetricId, Millis, Stat, Stats};
 use super::{CloudWatch, CwError, CwResult, Metrics};
 use serde::Deserialize;
@@ -661,7 +662,6 @@ struct MetricDataQuery {
     expression: Option<String>,
     label: Option<String>,
     return_data: Option<bool>,
-    #[allow(dead_code)]
     period: Option<i64>,
     account_id: Option<String>,
 }
@@ -714,7 +714,10 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
     };
     let skip = skipped_by(req.next_token.as_deref())?;
     let mut seen_ids = std::collections::HashSet::new();
-    let mut results = Vec::new();
+    // Each query's series (MetricStat) or parsed expression, in request order.
+    let mut metric_series: Vec<(String, math::Series)> = Vec::new();
+    let mut expressions: Vec<(usize, math::Expr)> = Vec::new();
+    let mut shortest_period: Option<Millis> = None;
     for (i, q) in queries.iter().enumerate() {
         let what = format!("MetricDataQueries.member.{}", i + 1);
         if !metric_id_ok(&q.id) || q.id.len() > 255 {
@@ -740,10 +743,18 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
         let stat = match (&q.metric_stat, &q.expression) {
             (Some(s), None) => s,
             (None, Some(e)) => {
-                return Err(invalid(format!(
-                    "{what}.Expression {e:?}: metric math is not evaluated by minifargate yet \
-                     (docs/cloudwatch.md); query the metrics with MetricStat"
-                )));
+                if e.is_empty() || e.chars().count() > 2048 {
+                    return Err(invalid(format!(
+                        "The parameter {what}.Expression must be between 1 and 2048 characters \
+                         long"
+                    )));
+                }
+                if let Some(p) = q.period {
+                    period(p, &format!("{what}.Period"))?;
+                }
+                let parsed = math::parse(e).map_err(|m| expression_error(&q.id, &m))?;
+                expressions.push((i, parsed));
+                continue;
             }
             _ => {
                 return Err(CwError::InvalidParameterCombination(format!(
@@ -752,6 +763,7 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
             }
         };
         let period_ms = period(stat.period, &format!("{what}.MetricStat.Period"))?;
+        shortest_period = Some(shortest_period.map_or(period_ms, |p| p.min(period_ms)));
         let st = Stat::parse(&stat.stat).ok_or_else(|| {
             invalid(format!(
                 "The value {} for parameter {what}.MetricStat.Stat is invalid: this host \
@@ -778,16 +790,68 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
             Some(u) => Some(unit(Some(u), &format!("{what}.MetricStat.Unit"))?),
             None => None,
         };
-        let mut points: Vec<(Millis, f64)> = m
+        let points: BTreeMap<Millis, f64> = m
             .query(&id, start, end, period_ms, u.as_deref())
             .iter()
             .filter_map(|p| st.of(p).map(|v| (p.start, v)))
             .collect();
-        if descending {
-            points.reverse();
+        metric_series.push((
+            q.id.clone(),
+            math::Series {
+                label: q.label.clone().unwrap_or(name),
+                points,
+                period: Some(period_ms),
+            },
+        ));
+    }
+    let mut values: BTreeMap<String, math::Value> = metric_series
+        .iter()
+        .map(|(id, s)| (id.clone(), math::Value::Series(s.clone())))
+        .collect();
+    evaluate_expressions(
+        &queries,
+        &expressions,
+        &metric_series,
+        &mut values,
+        (start_s, end_s, shortest_period, now),
+    )?;
+    // (Id, Label, datapoints in the answer's order) of each result.
+    type Answered = (String, String, Vec<(Millis, f64)>);
+    let mut results: Vec<Answered> = Vec::new();
+    for q in &queries {
+        if !q.return_data.unwrap_or(true) {
+            continue;
         }
-        if q.return_data.unwrap_or(true) {
-            results.push((q.id.clone(), q.label.clone().unwrap_or(name), points));
+        let series: Vec<(String, &math::Series)> = match &values[&q.id] {
+            math::Value::Series(s) if q.metric_stat.is_some() => vec![(s.label.clone(), s)],
+            math::Value::Series(s) => vec![(q.label.clone().unwrap_or(q.id.clone()), s)],
+            math::Value::Array(a) => a
+                .iter()
+                .map(|s| {
+                    let label = match &q.label {
+                        Some(l) if !l.is_empty() => format!("{l} {}", s.label),
+                        _ => s.label.clone(),
+                    };
+                    (label, s)
+                })
+                .collect(),
+            math::Value::Scalar(_) => {
+                return Err(expression_error(
+                    &q.id,
+                    &math::MathError(
+                        "the final result of an expression must be a time series or an \
+                         array of time series, not a scalar"
+                            .into(),
+                    ),
+                ));
+            }
+        };
+        for (label, s) in series {
+            let mut points: Vec<(Millis, f64)> = s.points.iter().map(|(t, v)| (*t, *v)).collect();
+            if descending {
+                points.reverse();
+            }
+            results.push((q.id.clone(), label, points));
         }
     }
     // Paging over the datapoints of every result, in order: a token is how many were
@@ -817,6 +881,102 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
         answer["NextToken"] = json!(format!("mf1.{}", skip + max));
     }
     Ok(answer)
+}
+
+/// An expression CloudWatch cannot evaluate: its `ValidationError`, naming the query.
+fn expression_error(id: &str, e: &math::MathError) -> CwError {
+    CwError::Validation(format!("Error in expression {id}: {e}"))
+}
+
+/// Evaluates the expressions of a GetMetricData request into `values`, each after the
+/// ids it refers to (METRICS() refers to every metric query); a cycle is refused.
+/// `range` is (StartTime, EndTime, the shortest MetricStat period, now): an expression's
+/// non-sparse series (TIME_SERIES, FILL, MINUTE…) have a timestamp every period (its own
+/// `Period`, else that one, else a minute) from the rounded start to the end.
+fn evaluate_expressions(
+    queries: &[MetricDataQuery],
+    expressions: &[(usize, math::Expr)],
+    metrics: &[(String, math::Series)],
+    values: &mut BTreeMap<String, math::Value>,
+    range: (f64, f64, Option<Millis>, Millis),
+) -> CwResult<()> {
+    let (start_s, end_s, shortest, now) = range;
+    let by_id: BTreeMap<&str, (usize, &math::Expr)> = expressions
+        .iter()
+        .map(|(i, e)| (queries[*i].id.as_str(), (*i, e)))
+        .collect();
+    // Depth-first: an id in `visiting` met again is a cycle.
+    fn visit(
+        id: &str,
+        by_id: &BTreeMap<&str, (usize, &math::Expr)>,
+        metrics: &[(String, math::Series)],
+        order: &mut Vec<String>,
+        visiting: &mut Vec<String>,
+    ) -> CwResult<()> {
+        if order.iter().any(|o| o == id) {
+            return Ok(());
+        }
+        let Some((_, e)) = by_id.get(id) else {
+            return Ok(());
+        };
+        if visiting.iter().any(|v| v == id) {
+            return Err(expression_error(
+                id,
+                &math::MathError(format!(
+                    "the expressions refer to each other in a cycle: {} -> {id}",
+                    visiting.join(" -> ")
+                )),
+            ));
+        }
+        visiting.push(id.to_string());
+        let mut refs = std::collections::BTreeSet::new();
+        math::references(e, &mut refs);
+        for r in refs {
+            if !by_id.contains_key(r.as_str()) && !metrics.iter().any(|(m, _)| *m == r) {
+                return Err(expression_error(
+                    id,
+                    &math::MathError(format!(
+                        "Unrecognized id {r}: no query of the request has it"
+                    )),
+                ));
+            }
+            visit(&r, by_id, metrics, order, visiting)?;
+        }
+        visiting.pop();
+        order.push(id.to_string());
+        Ok(())
+    }
+    let mut order = Vec::new();
+    for (i, _) in expressions {
+        visit(
+            &queries[*i].id,
+            &by_id,
+            metrics,
+            &mut order,
+            &mut Vec::new(),
+        )?;
+    }
+    for id in order {
+        let (i, e) = by_id[id.as_str()];
+        let period_ms = match queries[i].period {
+            Some(p) => p * 1000,
+            None => shortest.unwrap_or(60_000),
+        };
+        let (start, end) = time_range(start_s, end_s, period_ms, now)?;
+        let grid: Vec<Millis> = (0..)
+            .map(|k| start + k * period_ms)
+            .take_while(|t| *t < end)
+            .take(100_800)
+            .collect();
+        let cx = math::Context {
+            values,
+            metrics,
+            grid,
+        };
+        let v = math::eval(e, &cx).map_err(|m| expression_error(&id, &m))?;
+        values.insert(id, v);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -1260,12 +1420,12 @@ mod tests {
         let e = call(
             &m,
             "GetMetricData",
-            json!({"MetricDataQueries": [{"Id": "e", "Expression": "SUM(METRICS())"}],
+            json!({"MetricDataQueries": [{"Id": "e", "Expression": "ANOMALY_DETECTION_BAND(r)"}],
             "StartTime": 0, "EndTime": 1}),
             NOW,
         )
         .unwrap_err();
-        assert_eq!(e.query_code(), "InvalidParameterValue");
+        assert_eq!(e.query_code(), "ValidationError");
         let l = call(
             &m,
             "ListMetrics",
@@ -1286,6 +1446,80 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l["Metrics"], json!([]));
+    }
+
+    /// Metric math: expressions over ids and other expressions (in any order), arrays
+    /// with one result per series under the expression's Id, ReturnData false left out;
+    /// a scalar result, a cycle and an unknown id are ValidationErrors.
+    #[test]
+    fn get_metric_data_evaluates_expressions_and_respects_return_data() {
+        let m = cw();
+        let base = NOW - 600_000;
+        let data: Vec<Value> = (0..4)
+            .flat_map(|i| {
+                let at = (base + i * 60_000) as f64 / 1000.0;
+                [
+                    json!({"MetricName": "Errors", "Timestamp": at, "Value": i as f64}),
+                    json!({"MetricName": "Requests", "Timestamp": at, "Value": 10.0}),
+                ]
+            })
+            .collect();
+        put(&m, json!({"Namespace": "App", "MetricData": data})).unwrap();
+        let stat = |id: &str, name: &str| {
+            json!({"Id": id, "ReturnData": false, "MetricStat": {"Metric": {"Namespace": "App",
+                "MetricName": name}, "Period": 60, "Stat": "Sum"}})
+        };
+        let q = |queries: Value| {
+            call(
+                &m,
+                "GetMetricData",
+                json!({"MetricDataQueries": queries, "ScanBy": "TimestampAscending",
+                       "StartTime": base as f64 / 1000.0, "EndTime": NOW as f64 / 1000.0}),
+                NOW,
+            )
+        };
+        let got = q(json!([
+            {"Id": "pct", "Expression": "rate * 100", "Label": "Error rate"},
+            stat("errors", "Errors"),
+            stat("requests", "Requests"),
+            {"Id": "rate", "Expression": "errors / requests", "ReturnData": false},
+            {"Id": "scaled", "Expression": "METRICS() * 2", "Label": "Twice"},
+        ]))
+        .unwrap();
+        let r = got["MetricDataResults"].as_array().unwrap();
+        assert_eq!(r.len(), 3, "pct, and scaled's two series: {got}");
+        assert_eq!(r[0]["Id"], "pct");
+        assert_eq!(r[0]["Label"], "Error rate");
+        assert_eq!(r[0]["Values"], json!([0.0, 10.0, 20.0, 30.0]));
+        assert_eq!(
+            (r[1]["Id"].clone(), r[2]["Id"].clone()),
+            (json!("scaled"), json!("scaled"))
+        );
+        assert_eq!(r[1]["Label"], "Twice Errors");
+        assert_eq!(r[2]["Values"], json!([20.0, 20.0, 20.0, 20.0]));
+        for (queries, says) in [
+            (
+                json!([stat("errors", "Errors"), {"Id": "e", "Expression": "SUM(errors)"}]),
+                "not a scalar",
+            ),
+            (
+                json!([{"Id": "a", "Expression": "b + 1"}, {"Id": "b", "Expression": "a + 1"}]),
+                "cycle",
+            ),
+            (
+                json!([{"Id": "a", "Expression": "nothing * 2"}]),
+                "Unrecognized id nothing",
+            ),
+            (
+                json!([{"Id": "a", "Expression": "SEARCH('x', 'Sum', 60)"}]),
+                "Unsupported function SEARCH",
+            ),
+        ] {
+            let e = q(queries).unwrap_err();
+            assert_eq!(e.query_code(), "ValidationError", "{e}");
+            assert!(e.message().contains(says), "{e}");
+            assert!(e.message().starts_with("Error in expression "), "{e}");
+        }
     }
 
     /// Each operation served is the model's; each exception is a shape of the model with

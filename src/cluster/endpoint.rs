@@ -27,13 +27,16 @@ use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 pub const METRICS_CALL: &str = "metrics/sample";
 
 /// serve's ask: the sample's time (serve's clock, so every box's datum of one sample
-/// falls in the same bucket) and whether the metrics are high resolution (the box
-/// period under a minute).
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+/// falls in the same bucket), whether the metrics are high resolution (the box
+/// period under a minute), and the clusters whose tasks give their Container Insights
+/// figures in this sample (serve names them once a period; none in the others).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SampleRequest {
     pub at: crate::cloudwatch::metrics::Millis,
     pub high_resolution: bool,
+    #[serde(default)]
+    pub insights: Vec<String>,
 }
 
 /// A box's answer: how many tasks it sampled, and their datums by metric.
@@ -58,6 +61,7 @@ fn sample_box(
         &sink,
         req.at,
         req.high_resolution,
+        &req.insights,
     )?;
     let answer = Sampled {
         sampled,

@@ -26,12 +26,14 @@ pub struct Gatherer {
 
 impl Gatherer {
     /// Asks every connected agent of every cluster for a sample at `at` (high resolution
-    /// or not); the datums of those that answered in time.
+    /// or not; with the Container Insights figures of the tasks of the clusters
+    /// `insights` names); the datums of those that answered in time.
     pub async fn gather(
         &mut self,
         etcd: &Etcd,
         at: Millis,
         high_resolution: bool,
+        insights: &[String],
     ) -> Vec<(MetricId, Vec<Datum>)> {
         let endpoints = match agent_endpoints(etcd).await {
             Ok(e) => e,
@@ -46,6 +48,7 @@ impl Gatherer {
         let req = SampleRequest {
             at,
             high_resolution,
+            insights: insights.to_vec(),
         };
         let body = serde_json::to_vec(&req).expect("a sample request encodes");
         let asks = endpoints.into_iter().map(|e| (e, body.clone())).collect();

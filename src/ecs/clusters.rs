@@ -586,9 +586,8 @@ fn changed(store: &mut Store, name: &str, change: &ClusterChange) -> EcsResult<C
     })
 }
 
-/// UpdateCluster: settings (containerInsights), `configuration` and
-/// `serviceConnectDefaults`, stored and returned (this host acts on none of them: there is
-/// no CloudWatch Container Insights, ECS Exec logging or Cloud Map here).
+/// UpdateCluster: settings (containerInsights, which `super::insights` acts on),
+/// `configuration` and `serviceConnectDefaults`, stored and returned.
 pub fn update_cluster(ecs: &Ecs, req: &UpdateClusterRequest) -> EcsResult<ClusterResponse> {
     if let Some(s) = &req.settings {
         check_settings(s)?;

@@ -10,7 +10,9 @@
 //! each task is one datum of the service's metric, so CloudWatch's Average, Minimum,
 //! Maximum and SampleCount over a period are those statistics over the tasks' samples.
 //! The period is the box's (`MINIFARGATE_METRICS_PERIOD`, 60 s by default): three samples
-//! a period, stored at high resolution when the period is under a minute.
+//! a period, stored at high resolution when the period is under a minute. The same
+//! sampler reads the Container Insights figures of the clusters serve names
+//! (`super::insights`), once a period.
 
 use crate::cloudwatch::Metrics;
 use crate::cloudwatch::metrics::{Datum, MetricId, Millis, Stats};
@@ -64,10 +66,12 @@ struct Reading {
     mem: u64,
 }
 
-/// The sampler: the previous reading of each task, to turn CPU time into a rate.
+/// The sampler: the previous reading of each task, to turn CPU time into a rate, and
+/// the reading of each task's last Container Insights sample (`super::insights`).
 #[derive(Debug, Default)]
 pub struct Publisher {
     previous: HashMap<String, Reading>,
+    insights: HashMap<String, super::insights::Usage>,
 }
 
 impl Publisher {
@@ -76,23 +80,33 @@ impl Publisher {
     }
 
     /// Samples every RUNNING service task of the box's store at `now` and puts its
-    /// utilization into `sink`; `high_resolution` for periods under a minute. Returns how
-    /// many tasks were sampled.
+    /// utilization into `sink`; `high_resolution` for periods under a minute. The tasks of
+    /// the clusters `insights` names (serve names them once a period) also give their
+    /// Container Insights figures, whether of a service or not. Returns how many tasks
+    /// were sampled.
     pub fn sample(
         &mut self,
         ecs: &super::Ecs,
         sink: &Metrics,
         now: Millis,
         high_resolution: bool,
+        insights: &[String],
     ) -> anyhow::Result<usize> {
         let store = ecs.open_store()?;
         let cg = runtime::Cgroups::detect().ok();
         let mut seen = HashMap::new();
+        let mut seen_insights = HashMap::new();
         let mut data: BTreeMap<MetricId, Vec<Datum>> = BTreeMap::new();
         for t in store.unstopped_tasks()? {
-            let Some(service) = t.group.as_deref().and_then(|g| g.strip_prefix("service:")) else {
+            let service = t
+                .group
+                .as_deref()
+                .and_then(|g| g.strip_prefix("service:"))
+                .map(str::to_string);
+            let with_insights = insights.contains(&t.cluster);
+            if service.is_none() && !with_insights {
                 continue;
-            };
+            }
             if t.last_status != crate::store::LastStatus::Running {
                 continue;
             }
@@ -100,7 +114,11 @@ impl Publisher {
                 continue;
             };
             let Some(cg) = cg.as_ref() else { continue };
-            let (mut cpu_ns, mut mem, mut read) = (0u64, 0u64, false);
+            let mut usage = super::insights::Usage {
+                at: now,
+                ..Default::default()
+            };
+            let (mut net, mut read, mut pid) = (None, false, None);
             for c in &containers {
                 let rid = c
                     .runtime_id
@@ -109,8 +127,24 @@ impl Publisher {
                 if let Some(s) =
                     crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
                 {
-                    cpu_ns += s.cpu_total_ns;
-                    mem += s.mem_usage;
+                    usage.cpu_ns += s.cpu_total_ns;
+                    usage.mem += s.mem_usage;
+                    for e in &s.io_bytes {
+                        match e.op.to_ascii_lowercase().as_str() {
+                            "read" => usage.io.0 += e.value,
+                            "write" => usage.io.1 += e.value,
+                            _ => {}
+                        }
+                    }
+                    // The containers share the task's network namespace: one counts it.
+                    if net.is_none() && !s.networks.is_empty() {
+                        net = Some(
+                            s.networks
+                                .values()
+                                .fold((0, 0), |(rx, tx), c| (rx + c[0], tx + c[4])),
+                        );
+                    }
+                    pid = pid.or(s.pid);
                     read = true;
                 }
             }
@@ -119,45 +153,101 @@ impl Publisher {
             }
             let now_reading = Reading {
                 at: now,
-                cpu_ns,
-                mem,
+                cpu_ns: usage.cpu_ns,
+                mem: usage.mem,
             };
             let (cpu_res, mem_res) = reserved(&t, &containers);
-            let dims = BTreeMap::from([
-                ("ClusterName".to_string(), t.cluster.clone()),
-                ("ServiceName".to_string(), service.to_string()),
-            ]);
-            let datum = |v: f64| Datum {
-                at: now,
-                unit: "Percent".into(),
-                stats: Stats::one(v),
-                raw: Some(vec![(v, 1.0)]),
-                high_resolution,
-            };
-            if let (Some(prev), Some(units)) = (self.previous.get(&t.id), cpu_res) {
-                let elapsed_ns = (now_reading.at - prev.at).max(1) as f64 * 1e6;
-                let used_ns = now_reading.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
-                // One vCPU busy for the whole interval is 1,024 CPU units.
-                let used_units = used_ns / elapsed_ns * 1024.0;
-                data.entry(metric("CPUUtilization", &dims))
-                    .or_default()
-                    .push(datum(used_units * 100.0 / units));
+            if let Some(service) = service.as_deref() {
+                let dims = BTreeMap::from([
+                    ("ClusterName".to_string(), t.cluster.clone()),
+                    ("ServiceName".to_string(), service.to_string()),
+                ]);
+                let datum = |v: f64| Datum {
+                    at: now,
+                    unit: "Percent".into(),
+                    stats: Stats::one(v),
+                    raw: Some(vec![(v, 1.0)]),
+                    high_resolution,
+                };
+                if let (Some(prev), Some(units)) = (self.previous.get(&t.id), cpu_res) {
+                    let elapsed_ns = (now_reading.at - prev.at).max(1) as f64 * 1e6;
+                    let used_ns = now_reading.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
+                    // One vCPU busy for the whole interval is 1,024 CPU units.
+                    let used_units = used_ns / elapsed_ns * 1024.0;
+                    data.entry(metric("CPUUtilization", &dims))
+                        .or_default()
+                        .push(datum(used_units * 100.0 / units));
+                }
+                if let Some(bytes) = mem_res {
+                    data.entry(metric("MemoryUtilization", &dims))
+                        .or_default()
+                        .push(datum(now_reading.mem as f64 * 100.0 / bytes));
+                }
             }
-            if let Some(bytes) = mem_res {
-                data.entry(metric("MemoryUtilization", &dims))
-                    .or_default()
-                    .push(datum(now_reading.mem as f64 * 100.0 / bytes));
+            if with_insights {
+                // Ref: "Amazon ECS Container Insights metrics": network figures only in
+                // the awsvpc and bridge modes (host's would be the box's interfaces).
+                let mode = store.task_network(&t.id)?.map(|n| n.mode);
+                if matches!(mode.as_deref(), Some("awsvpc" | "bridge")) {
+                    usage.net = net;
+                }
+                let reserved =
+                    (crate::task::ephemeral::size_gib(&t.definition).max(0) as u64) << 30;
+                usage.ephemeral = pid
+                    .and_then(|pid| ephemeral_used(ecs, &t.id, pid, reserved))
+                    .map(|used| (used, reserved));
+                let before = self
+                    .insights
+                    .get(&t.id)
+                    .copied()
+                    .unwrap_or_else(|| super::insights::Usage::at_start(&t));
+                super::insights::task_data(
+                    &mut data,
+                    &t,
+                    service.as_deref(),
+                    (cpu_res, mem_res),
+                    &usage,
+                    &before,
+                    high_resolution,
+                );
+                seen_insights.insert(t.id.clone(), usage);
             }
             seen.insert(t.id.clone(), now_reading);
         }
         let sampled = seen.len();
         // A task no longer running is forgotten.
         self.previous = seen;
+        if !insights.is_empty() {
+            self.insights = seen_insights;
+        }
         for (id, d) in &data {
             sink.put(id, d, now);
         }
         Ok(sampled)
     }
+}
+
+/// A task's own ephemeral filesystem (`MINIFARGATE_EPHEMERAL_STORAGE=enforce`: an ext4
+/// of `ephemeralStorage.sizeInGiB`, `reserved` bytes, that holds its writable layers):
+/// the bytes used in it. It is mounted in the task's own mount namespace, so it is read
+/// through a container process (`pid`): the statfs of an overlay root is its upper
+/// layer's filesystem's (kernel Documentation/filesystems/overlayfs.rst), here the
+/// task's. A filesystem larger than the reservation is not it (the task dir without its
+/// image, or a layer elsewhere): None, as for a task whose writable layers share the
+/// host's disk, where their size would cost a walk of every task's files each period
+/// (docs/cloudwatch.md).
+fn ephemeral_used(ecs: &super::Ecs, task_id: &str, pid: u32, reserved: u64) -> Option<u64> {
+    let dir = crate::task::TaskPaths::new(&ecs.root, &ecs.run_root, task_id).dir;
+    if !dir.join("ephemeral.img").exists() {
+        return None;
+    }
+    let fs =
+        nix::sys::statvfs::statvfs(&std::path::PathBuf::from(format!("/proc/{pid}/root"))).ok()?;
+    let size = fs.blocks() * fs.fragment_size();
+    if size == 0 || size > reserved {
+        return None;
+    }
+    Some(fs.blocks().saturating_sub(fs.blocks_free()) * fs.fragment_size())
 }
 
 fn metric(name: &str, dims: &BTreeMap<String, String>) -> MetricId {

@@ -16,6 +16,7 @@ pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod fleet;
+pub mod insights;
 pub mod metrics;
 pub mod names;
 pub mod on_box;

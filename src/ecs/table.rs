@@ -64,7 +64,7 @@ macro_rules! rows {
                 "registered and remaining CPU, memory and ports as the EC2 tasks use them; the agent's attributes and capabilities";
             CreateCluster(Ecs): clusters::CreateClusterRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::create_cluster(cx.ecs, &r),
-                "`settings`, `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` and `tags` stored";
+                "`settings` (`containerInsights` enabled or enhanced: the cluster's `ECS/ContainerInsights` metrics, [cloudwatch.md](cloudwatch.md#container-insights)), `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` and `tags` stored";
             DescribeClusters(Ecs): clusters::DescribeClustersRequest => clusters::DescribeClustersResponse,
                 call |cx, r| fleet::with_counts(clusters::describe_clusters(cx.ecs, &r)?, &r),
                 "task, service and container instance counts (with `serve --cluster`, the instances and tasks in etcd: [cluster.md](cluster.md#what-works-in-this-step)); `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)";
@@ -76,10 +76,10 @@ macro_rules! rows {
                 "refused while tasks are not STOPPED";
             UpdateCluster(Ecs): clusters::UpdateClusterRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::update_cluster(cx.ecs, &r),
-                "`settings`, `configuration`, `serviceConnectDefaults` stored and returned";
+                "`settings` (containerInsights: [cloudwatch.md](cloudwatch.md#container-insights)), `configuration`, `serviceConnectDefaults` stored and returned";
             UpdateClusterSettings(Ecs): clusters::UpdateClusterSettingsRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::update_cluster_settings(cx.ecs, &r),
-                "containerInsights stored and returned";
+                "containerInsights stored and returned; enabled or enhanced publishes the cluster's `ECS/ContainerInsights` metrics from the next period ([cloudwatch.md](cloudwatch.md#container-insights))";
             PutClusterCapacityProviders(Ecs):
                 clusters::PutClusterCapacityProvidersRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::put_cluster_capacity_providers(cx.ecs, &r),

@@ -38,6 +38,8 @@ pub struct Sample {
     pub io_bytes: Vec<BlkioEntry>,
     /// I/O operations per device (Docker's `io_serviced_recursive`).
     pub io_ops: Vec<BlkioEntry>,
+    /// A process of the container (the first of its cgroup), when it has one.
+    pub pid: Option<u32>,
 }
 
 /// One line of Docker's `blkio_stats` lists: a device, an operation, a count.
@@ -293,7 +295,8 @@ pub fn sample(
     let pid =
         read(&procs_dir.join("cgroup.procs")).and_then(|p| p.lines().next().map(str::to_string));
     if let Some(pid) = pid {
-        s.networks = net_dev(&read(&proc_root.join(pid).join("net/dev")).unwrap_or_default());
+        s.networks = net_dev(&read(&proc_root.join(&pid).join("net/dev")).unwrap_or_default());
+        s.pid = pid.parse().ok();
     }
     Some(s)
 }
