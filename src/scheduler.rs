@@ -14,8 +14,8 @@ use crate::ecs::{Ecs, now_ms};
 use crate::ecs::{deployments, fleet};
 use crate::elb::Elb;
 use crate::store::{
-    DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
-    ServiceStatus, StopCode, Store, TaskRow,
+    DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, LifecycleStage, Resource,
+    RolloutState, ServiceRow, ServiceStatus, StopCode, Store, TaskRow,
 };
 use anyhow::Context;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -27,11 +27,40 @@ use std::time::{Duration, Instant};
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
 /// One of a service's `loadBalancers` the scheduler applies: a target group of type `ip`
-/// gets each RUNNING task's `<task IP>:<containerPort>`.
+/// gets each RUNNING task's `<task IP>:<containerPort>`; with blue/green, the tasks of a
+/// deployment on the alternate side go to `alternate` instead.
 #[derive(Debug, Clone, PartialEq)]
 struct LbTarget {
     group: String,
     port: u16,
+    /// `advancedConfiguration.alternateTargetGroupArn`.
+    alternate: Option<String>,
+}
+
+/// The target groups a task of a deployment on side `alternate` registers in.
+fn groups_on(lbs: &[LbTarget], alternate: bool) -> Vec<LbTarget> {
+    lbs.iter()
+        .map(|l| LbTarget {
+            group: match (&l.alternate, alternate) {
+                (Some(a), true) => a.clone(),
+                _ => l.group.clone(),
+            },
+            port: l.port,
+            alternate: None,
+        })
+        .collect()
+}
+
+/// Every target group of the service, both sides: those a task leaves when it stops.
+fn all_groups(lbs: &[LbTarget]) -> Vec<LbTarget> {
+    let mut out = groups_on(lbs, false);
+    out.extend(
+        groups_on(lbs, true)
+            .into_iter()
+            .filter(|l| !out.contains(l))
+            .collect::<Vec<_>>(),
+    );
+    out
 }
 
 /// The service's `loadBalancers` (stored as given: `ecs::services` keeps them with the
@@ -49,6 +78,9 @@ fn lb_targets(spec: &Spec) -> Vec<LbTarget> {
             Some(LbTarget {
                 group: l["targetGroupArn"].as_str()?.to_string(),
                 port: u16::try_from(l["containerPort"].as_u64()?).ok()?,
+                alternate: l["advancedConfiguration"]["alternateTargetGroupArn"]
+                    .as_str()
+                    .map(str::to_string),
             })
         })
         .collect()
@@ -153,6 +185,9 @@ struct Memory {
     /// The deployment alarms named that do not exist (the event is written when it
     /// changes).
     missing_alarms: Vec<String>,
+    /// The last failure to shift blue/green traffic (the event is written when it
+    /// changes).
+    shift_failed: Option<String>,
 }
 
 impl Memory {
@@ -547,10 +582,27 @@ fn schedule(
     // Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop
     // once their delay is over and count as stopping until then; tasks that stopped on
     // their own leave their target groups; RUNNING tasks join them.
-    let lbs = if elb.is_some() {
+    // With blue/green, a task registers in its deployment's side of the target group
+    // pairs; it leaves every group of the service when it stops.
+    let bg = spec.deployment_configuration.blue_green();
+    let lb_cfg = if elb.is_some() {
         lb_targets(spec)
     } else {
         Vec::new()
+    };
+    let lbs = all_groups(&lb_cfg);
+    let sides: HashMap<String, bool> = deployments
+        .iter()
+        .map(|d| (d.id.clone(), crate::ecs::services::side(d)))
+        .collect();
+    let groups_of = |t: &TaskRow| {
+        let side = t
+            .started_by
+            .as_ref()
+            .and_then(|d| sides.get(d))
+            .copied()
+            .unwrap_or(false);
+        groups_on(&lb_cfg, side)
     };
     let live_ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     m.lb.draining.retain(|id, _| live_ids.contains(id));
@@ -595,7 +647,7 @@ fn schedule(
                 continue;
             };
             let mut all = true;
-            for t in &lbs {
+            for t in &groups_of(&l.row) {
                 match elb.register_ip(&t.group, &ip, t.port) {
                     Ok(new) => {
                         m.lb.failing.remove(&t.group);
@@ -693,7 +745,8 @@ fn schedule(
             ) {
                 continue;
             }
-            let Some((t, h)) = lbs.iter().find_map(|t| {
+            let mine = groups_of(&l.row);
+            let Some((t, h)) = mine.iter().find_map(|t| {
                 let h = elb.health_of_ip(&t.group, &ip, t.port)?;
                 (h.state == "unhealthy").then_some((t, h))
             }) else {
@@ -759,7 +812,12 @@ fn schedule(
 
     // Launch the primary's missing tasks, within maximumPercent, unless throttled.
     let primary_active = live.iter().filter(|l| l.active() && is_primary(l)).count() as i64;
-    let room = max_total - live.len() as i64;
+    // Blue/green: the green tasks start at the full desired count beside the blue ones.
+    let room = if bg {
+        i64::MAX
+    } else {
+        max_total - live.len() as i64
+    };
     let mut n = (desired - primary_active).min(room).min(10);
     // A deployment the circuit breaker failed launches no more tasks.
     if primary.rollout_state == RolloutState::Failed {
@@ -824,7 +882,7 @@ fn schedule(
     // before their replacements can.
     let lb_ok = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
         _ if lbs.is_empty() => true,
-        (Some(elb), Some(ip)) => lbs.iter().all(|t| {
+        (Some(elb), Some(ip)) => groups_of(&l.row).iter().all(|t| {
             elb.health_of_ip(&t.group, ip, t.port)
                 .is_some_and(|h| h.state == "healthy")
         }),
@@ -836,8 +894,34 @@ fn schedule(
         .collect();
     let healthy = healthy_now.iter().filter(|h| **h).count() as i64;
     let mut can_stop = healthy - min_healthy;
+    // Blue/green: the blue tasks all stop at the green deployment's CLEAN_UP (or once a
+    // rollback made blue PRIMARY again, the green ones), not before.
+    let bg_stage = primary.sd.blue_green.map(|b| b.stage);
+    let bg_hold = bg
+        && !(primary.rollout_state == RolloutState::Completed
+            || (primary.rollout_state == RolloutState::InProgress
+                && bg_stage.is_none_or(|s| s >= LifecycleStage::CleanUp)));
+    if bg {
+        can_stop = i64::MAX;
+    }
+    // Green is ready once its tasks run, registered and healthy in each of their target
+    // groups that is in use (a group no rule forwards to yet has no health checks: before
+    // the test traffic shift, the alternate group of a service with a test rule).
+    let lb_ready = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
+        _ if lbs.is_empty() => true,
+        (Some(elb), Some(ip)) => groups_of(&l.row).iter().all(|t| {
+            elb.health_of_ip(&t.group, ip, t.port)
+                .is_some_and(|h| h.state == "healthy" || h.state == "unused")
+        }),
+        _ => false,
+    };
+    let green_ready = live
+        .iter()
+        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l) && lb_ready(l))
+        .count() as i64
+        >= desired;
     let mut old: Vec<usize> = (0..live.len())
-        .filter(|&i| live[i].active() && !is_primary(&live[i]))
+        .filter(|&i| !bg_hold && live[i].active() && !is_primary(&live[i]))
         .collect();
     old.sort_by_key(|&i| (live[i].running(), live[i].row.created_at));
     for i in old {
@@ -896,6 +980,8 @@ fn schedule(
             } else {
                 d.status = DeploymentStatus::Inactive;
                 dirty = true;
+                // A blue/green rollback is done once the green tasks are gone.
+                deployments::blue_green_rolled_back(store, d, &primary)?;
             }
         }
         // The circuit breaker's count: the failures seen now. `failedTasks` shows it, and
@@ -988,12 +1074,33 @@ fn schedule(
         (Some(a), Some(cw)) => cw.alarms.longest_window(&a.alarm_names),
         _ => 0,
     };
+    // Blue/green: the stages, and the listener rules where they say traffic goes; the
+    // deployment completes at the end of CLEAN_UP (its bake time is a stage before).
+    if bg {
+        let bake_ms = bake_ms.max(
+            crate::autoscaling::scaled_secs(
+                spec.deployment_configuration
+                    .bake_time_in_minutes
+                    .unwrap_or(0)
+                    .saturating_mul(60),
+            )
+            .saturating_mul(1000),
+        );
+        blue_green(store, s, m, elb, &mut deployments, green_ready, bake_ms)?;
+    }
+    let bg_done = |p: &DeploymentRow| {
+        !bg || p
+            .sd
+            .blue_green
+            .is_none_or(|b| b.stage == LifecycleStage::CleanUp)
+    };
     if steady
         && let Some(p) = deployments
             .iter_mut()
             .find(|d| d.status == DeploymentStatus::Primary)
         && p.rollout_state == RolloutState::InProgress
-        && baked(store, p, bake_ms)?
+        && bg_done(p)
+        && (bg || baked(store, p, bake_ms)?)
     {
         p.rollout_state = RolloutState::Completed;
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
@@ -1021,6 +1128,105 @@ fn schedule(
             name,
             format!("(service {name}) has reached a steady state."),
         );
+    }
+    Ok(())
+}
+
+/// Blue/green, once a pass: the PRIMARY deployment goes to its next lifecycle stage
+/// (`deployments::next_stage`), and each listener rule of the service's load balancers is
+/// pointed where the stages say (`deployments::traffic_sides`): test traffic to green from
+/// TEST_TRAFFIC_SHIFT, production traffic from PRODUCTION_TRAFFIC_SHIFT, both back to blue
+/// when a rollback made it PRIMARY again. A shift that fails holds the stage and is said
+/// in an event.
+fn blue_green(
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+    ds: &mut [DeploymentRow],
+    green_ready: bool,
+    bake_ms: i64,
+) -> anyhow::Result<()> {
+    let name = &s.name;
+    let Some(pi) = ds
+        .iter()
+        .position(|d| d.status == DeploymentStatus::Primary)
+    else {
+        return Ok(());
+    };
+    let all = store.all_deployments(&s.cluster, name)?;
+    let (production, test) = deployments::traffic_sides(&ds[pi], &all);
+    let settled = ds.len() == 1 && ds[pi].rollout_state == RolloutState::Completed;
+    let mut shifted = true;
+    if let Some(elb) = elb.filter(|_| !settled) {
+        for pair in crate::ecs::services::lb_pairs(&s.spec) {
+            let group = |alternate: bool| {
+                if alternate {
+                    pair.alternate.clone()
+                } else {
+                    pair.primary.clone()
+                }
+            };
+            let rules = [
+                (Some(pair.production.clone()), production, "production"),
+                (pair.test.clone(), test, "test"),
+            ];
+            for (rule, side, what) in rules {
+                let Some(rule) = rule else { continue };
+                match elb.shift_traffic(&rule, &group(!side), &group(side), 100) {
+                    Ok(true) => {
+                        m.shift_failed = None;
+                        tracing::info!(service = %name, rule = %rule, to = %group(side), "{what} traffic shifted");
+                        add_event(
+                            store,
+                            &s.cluster,
+                            name,
+                            format!(
+                                "(service {name}) shifted {what} traffic to (target-group {}).",
+                                group(side)
+                            ),
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        shifted = false;
+                        let event = format!(
+                            "(service {name}) failed to shift {what} traffic to (target-group \
+                             {}) with (error {})",
+                            group(side),
+                            e.message()
+                        );
+                        if m.shift_failed.as_ref() != Some(&event) {
+                            tracing::warn!(service = %name, "{event}");
+                            add_event(store, &s.cluster, name, event.clone());
+                            m.shift_failed = Some(event);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let p = &mut ds[pi];
+    if p.rollout_state != RolloutState::InProgress || !shifted {
+        return Ok(());
+    }
+    let now = now_ms();
+    let rec = p.sd.blue_green.unwrap_or(crate::store::BlueGreenRecord {
+        stage: LifecycleStage::PreScaleUp,
+        stage_at_ms: now,
+        alternate: false,
+    });
+    if let Some(next) =
+        deployments::next_stage(rec.stage, rec.stage_at_ms, now, green_ready, bake_ms)
+    {
+        tracing::info!(service = %name, deployment = %p.id, stage = next.as_str(), "blue/green lifecycle stage");
+        p.sd.blue_green = Some(crate::store::BlueGreenRecord {
+            stage: next,
+            stage_at_ms: now,
+            ..rec
+        });
+        p.updated_at_ms = now;
+        store.save_deployment(p)?;
     }
     Ok(())
 }

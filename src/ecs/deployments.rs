@@ -10,7 +10,7 @@ use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
 use super::shapes::Failure;
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
-    DeploymentRow, DeploymentStatus, LastStatus, RollbackRecord, RolloutState,
+    DeploymentRow, DeploymentStatus, LastStatus, LifecycleStage, RollbackRecord, RolloutState,
     ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceRow, ServiceSpec, Store,
 };
 use crate::taskdef::AwsContext;
@@ -128,6 +128,9 @@ fn roll_back(
     reason: &str,
     rollout_reason: String,
 ) -> anyhow::Result<()> {
+    if s.spec.deployment_configuration.blue_green() {
+        return roll_back_blue_green(store, s, d, target, reason);
+    }
     let now = now_ms();
     let id = new_deployment_id()?;
     d.sd.status = Some(ServiceDeploymentStatus::RollbackInProgress);
@@ -175,6 +178,129 @@ fn roll_back(
         ),
     );
     Ok(())
+}
+
+/// A blue/green rollback: the blue deployment (`target`, whose tasks still run until the
+/// green one's clean-up) is PRIMARY again, with production and test traffic back on its
+/// target groups (the scheduler shifts them) and `d`'s green tasks stopped; no new
+/// deployment starts. `d` is ROLLBACK_IN_PROGRESS until its tasks are gone. Ref: ECS
+/// Developer Guide, "Amazon ECS blue/green service deployments workflow" ("A rollback
+/// operation is initiated when issues are detected"; blue keeps serving production).
+fn roll_back_blue_green(
+    store: &mut Store,
+    s: &ServiceRow,
+    d: &mut DeploymentRow,
+    target: &DeploymentRow,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    d.sd.status = Some(ServiceDeploymentStatus::RollbackInProgress);
+    d.sd.status_reason = Some(reason.to_string());
+    d.sd.rollback = Some(RollbackRecord {
+        reason: reason.to_string(),
+        started_at_ms: now,
+        to: target.id.clone(),
+        by: target.id.clone(),
+    });
+    d.status = DeploymentStatus::Active;
+    d.updated_at_ms = now;
+    store.save_deployment(d)?;
+    let mut blue = target.clone();
+    blue.status = DeploymentStatus::Primary;
+    blue.desired_count = s.desired_count;
+    blue.updated_at_ms = now;
+    store.save_deployment(&blue)?;
+    let mut svc = s.clone();
+    svc.task_definition_arn = target.task_definition_arn.clone();
+    svc.updated_at_ms = now;
+    store.save_service(&svc)?;
+    add_event(
+        store,
+        &s.cluster,
+        &s.name,
+        format!(
+            "(service {}) rolling back to deployment {}.",
+            s.name, target.id
+        ),
+    );
+    Ok(())
+}
+
+/// A blue/green rollback `d` whose green tasks are all gone, with the blue deployment
+/// `primary` PRIMARY and COMPLETED: ROLLBACK_SUCCESSFUL.
+pub fn blue_green_rolled_back(
+    store: &mut Store,
+    d: &mut DeploymentRow,
+    primary: &DeploymentRow,
+) -> anyhow::Result<bool> {
+    let ours = d.sd.status == Some(ServiceDeploymentStatus::RollbackInProgress)
+        && d.sd.rollback.as_ref().is_some_and(|r| r.by == primary.id)
+        && primary.rollout_state == RolloutState::Completed;
+    if ours {
+        let now = now_ms();
+        d.sd.status = Some(ServiceDeploymentStatus::RollbackSuccessful);
+        d.sd.finished_at_ms = Some(now);
+        d.updated_at_ms = now;
+        store.save_deployment(d)?;
+    }
+    Ok(ours)
+}
+
+/// A blue/green deployment's next lifecycle stage, if it moves on now (at most one stage a
+/// scheduler pass, so each is seen): from SCALE_UP and from POST_TEST_TRAFFIC_SHIFT once
+/// its tasks are `ready` (the desired count running, and healthy in their target groups
+/// that are in use: the alternate group may be in use only from the test traffic shift),
+/// from BAKE_TIME once `bake_ms` passed in it, none after CLEAN_UP (the deployment
+/// completes when the blue tasks are gone). Ref: ecs.json
+/// `ServiceDeploymentLifecycleStage`.
+pub fn next_stage(
+    stage: LifecycleStage,
+    since_ms: i64,
+    now_ms: i64,
+    ready: bool,
+    bake_ms: i64,
+) -> Option<LifecycleStage> {
+    use LifecycleStage as L;
+    match stage {
+        L::PreScaleUp => Some(L::ScaleUp),
+        L::ScaleUp => ready.then_some(L::PostScaleUp),
+        L::PostScaleUp => Some(L::TestTrafficShift),
+        L::TestTrafficShift => Some(L::PostTestTrafficShift),
+        L::PostTestTrafficShift => ready.then_some(L::ProductionTrafficShift),
+        L::ProductionTrafficShift => Some(L::PostProductionTrafficShift),
+        L::PostProductionTrafficShift => Some(L::BakeTime),
+        L::BakeTime => (now_ms.saturating_sub(since_ms) >= bake_ms).then_some(L::CleanUp),
+        L::CleanUp => None,
+    }
+}
+
+/// Where a blue/green service's (production, test) traffic goes, as the side of its
+/// target group pairs (true: the alternate groups): the PRIMARY deployment's once it
+/// reached PRODUCTION_TRAFFIC_SHIFT (TEST_TRAFFIC_SHIFT for test traffic) or completed,
+/// else the last completed deployment's (blue). `all`: the service's deployments, newest
+/// first.
+pub fn traffic_sides(primary: &DeploymentRow, all: &[DeploymentRow]) -> (bool, bool) {
+    let mine = super::services::side(primary);
+    let serving = all
+        .iter()
+        .find(|d| d.id != primary.id && d.rollout_state == RolloutState::Completed)
+        .map(super::services::side)
+        .unwrap_or(mine);
+    match primary.rollout_state {
+        RolloutState::Completed => (mine, mine),
+        RolloutState::Failed => (serving, serving),
+        RolloutState::InProgress => {
+            let stage = primary
+                .sd
+                .blue_green
+                .map_or(LifecycleStage::PreScaleUp, |b| b.stage);
+            let at = |s| if stage >= s { mine } else { serving };
+            (
+                at(LifecycleStage::ProductionTrafficShift),
+                at(LifecycleStage::TestTrafficShift),
+            )
+        }
+    }
 }
 
 /// The circuit breaker trips on deployment `d` (the PRIMARY, IN_PROGRESS) of service `s`:
@@ -486,6 +612,9 @@ pub struct ServiceDeployment {
     #[serde(skip_serializing_if = "Option::is_none")]
     status_reason: Option<String>,
     deployment_configuration: Value,
+    /// A blue/green deployment's stage (ecs.json `ServiceDeploymentLifecycleStage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle_stage: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback: Option<RollbackShape>,
     deployment_circuit_breaker: CircuitBreakerState,
@@ -601,8 +730,21 @@ fn describe_one(
             if let Some(a) = &config.alarms {
                 c["alarms"] = serde_json::json!(a);
             }
+            c["strategy"] = serde_json::json!(
+                config
+                    .strategy
+                    .unwrap_or(crate::store::DeploymentStrategy::Rolling)
+                    .as_str()
+            );
+            if let Some(b) = config.bake_time_in_minutes {
+                c["bakeTimeInMinutes"] = serde_json::json!(b);
+            }
+            if let Some(h) = &config.lifecycle_hooks {
+                c["lifecycleHooks"] = h.clone();
+            }
             c
         },
+        lifecycle_stage: d.sd.blue_green.map(|b| b.stage.as_str()),
         rollback,
         deployment_circuit_breaker: CircuitBreakerState {
             status: cb_status,
@@ -990,6 +1132,87 @@ mod tests {
         assert_eq!(d.rollout_state, RolloutState::Failed);
         assert_eq!(status(&d), ServiceDeploymentStatus::Stopped);
         assert_eq!(store.deployments("default", "web").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_blue_green_deployment_moves_one_stage_a_pass_and_waits_for_green_and_the_bake() {
+        use LifecycleStage as L;
+        assert_eq!(next_stage(L::PreScaleUp, 0, 0, false, 0), Some(L::ScaleUp));
+        assert_eq!(
+            next_stage(L::ScaleUp, 0, 9, false, 0),
+            None,
+            "green not ready"
+        );
+        assert_eq!(next_stage(L::ScaleUp, 0, 9, true, 0), Some(L::PostScaleUp));
+        assert_eq!(
+            next_stage(L::PostTestTrafficShift, 0, 9, false, 0),
+            None,
+            "green not healthy under test traffic"
+        );
+        let mut s = L::PostScaleUp;
+        let mut seen = vec![s];
+        while let Some(n) = next_stage(s, 0, 0, true, 5_000) {
+            s = n;
+            seen.push(s);
+        }
+        assert_eq!(
+            seen,
+            [
+                L::PostScaleUp,
+                L::TestTrafficShift,
+                L::PostTestTrafficShift,
+                L::ProductionTrafficShift,
+                L::PostProductionTrafficShift,
+                L::BakeTime
+            ],
+            "the bake time holds it"
+        );
+        assert_eq!(next_stage(L::BakeTime, 1_000, 5_999, true, 5_000), None);
+        assert_eq!(
+            next_stage(L::BakeTime, 1_000, 6_000, true, 5_000),
+            Some(L::CleanUp)
+        );
+        assert_eq!(next_stage(L::CleanUp, 0, 99_999, true, 0), None);
+    }
+
+    #[test]
+    fn traffic_goes_to_green_by_stage_and_back_to_blue_when_it_fails() {
+        use crate::store::BlueGreenRecord;
+        let with = |id: &str, at: i64, state, stage, alternate| {
+            let mut d = deployment(id, "td", at);
+            d.rollout_state = state;
+            d.sd.blue_green = Some(BlueGreenRecord {
+                stage,
+                stage_at_ms: 0,
+                alternate,
+            });
+            d
+        };
+        use LifecycleStage as L;
+        let blue = with("ecs-svc/1", 1, RolloutState::Completed, L::CleanUp, false);
+        let all = |g: &DeploymentRow| vec![g.clone(), blue.clone()];
+        let green = with("ecs-svc/2", 2, RolloutState::InProgress, L::ScaleUp, true);
+        assert_eq!(traffic_sides(&green, &all(&green)), (false, false));
+        let green = with(
+            "ecs-svc/2",
+            2,
+            RolloutState::InProgress,
+            L::TestTrafficShift,
+            true,
+        );
+        assert_eq!(
+            traffic_sides(&green, &all(&green)),
+            (false, true),
+            "test first"
+        );
+        let green = with("ecs-svc/2", 2, RolloutState::InProgress, L::BakeTime, true);
+        assert_eq!(traffic_sides(&green, &all(&green)), (true, true));
+        let failed = with("ecs-svc/2", 2, RolloutState::Failed, L::BakeTime, true);
+        assert_eq!(traffic_sides(&failed, &all(&failed)), (false, false));
+        // After a rollback blue is PRIMARY (completed) again.
+        assert_eq!(traffic_sides(&blue, &all(&failed)), (false, false));
+        let done = with("ecs-svc/2", 2, RolloutState::Completed, L::CleanUp, true);
+        assert_eq!(traffic_sides(&done, &all(&done)), (true, true));
     }
 
     #[test]

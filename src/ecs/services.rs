@@ -46,27 +46,105 @@ struct DeploymentConfigurationInput {
     deployment_circuit_breaker: Option<crate::store::CircuitBreakerConfig>,
     alarms: Option<crate::store::DeploymentAlarms>,
     strategy: Option<String>,
-    bake_time_in_minutes: Option<Value>,
-    lifecycle_hooks: Option<Value>,
+    bake_time_in_minutes: Option<i64>,
+    lifecycle_hooks: Option<Vec<LifecycleHookInput>>,
     linear_configuration: Option<Value>,
     canary_configuration: Option<Value>,
 }
 
+/// ecs.json `DeploymentLifecycleHook`, as given (recorded as it is once checked).
+#[derive(Deserialize, Serialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct LifecycleHookInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook_target_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle_stages: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook_details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_configuration: Option<Value>,
+}
+
+/// Ref: ecs.json `DeploymentLifecycleHookStage`.
+const HOOK_STAGES: &[&str] = &[
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRE_PRODUCTION_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+];
+
+/// Checks `lifecycleHooks` and returns them as they are recorded. Ref: ecs.json
+/// `DeploymentLifecycleHook`: `targetType` AWS_LAMBDA (the default) or PAUSE;
+/// `hookTargetArn` ("You must provide this parameter", a Lambda function's ARN) and
+/// `lifecycleStages` ("You must provide this parameter") of the stages a hook can run at.
+fn lifecycle_hooks(hooks: &[LifecycleHookInput]) -> anyhow::Result<Value> {
+    for (i, h) in hooks.iter().enumerate() {
+        let at = format!("deploymentConfiguration.lifecycleHooks[{i}]");
+        let target = h.target_type.as_deref().unwrap_or("AWS_LAMBDA");
+        if !matches!(target, "AWS_LAMBDA" | "PAUSE") {
+            bail!(EcsError::invalid(format!(
+                "{at}.targetType {target:?}: must be AWS_LAMBDA or PAUSE"
+            )));
+        }
+        if target == "AWS_LAMBDA" && h.hook_target_arn.as_deref().is_none_or(str::is_empty) {
+            bail!(EcsError::invalid(format!(
+                "{at}.hookTargetArn: required (the ARN of the Lambda function the hook invokes)"
+            )));
+        }
+        let stages = h.lifecycle_stages.as_deref().unwrap_or_default();
+        if stages.is_empty() {
+            bail!(EcsError::invalid(format!(
+                "{at}.lifecycleStages: required (the stages the hook runs at)"
+            )));
+        }
+        if let Some(s) = stages.iter().find(|s| !HOOK_STAGES.contains(&s.as_str())) {
+            bail!(EcsError::invalid(format!(
+                "{at}.lifecycleStages {s:?}: must be one of {}",
+                HOOK_STAGES.join(", ")
+            )));
+        }
+    }
+    Ok(serde_json::to_value(hooks)?)
+}
+
 impl DeploymentConfigurationInput {
-    /// The members given that this host accepts and does not apply, as service events.
-    /// Ref: ecs.json `DeploymentConfiguration`.
-    fn not_applied(&self) -> Vec<String> {
+    /// The members given that this host accepts and does not apply with `strategy` (the
+    /// service's after the request), as service events. Ref: ecs.json
+    /// `DeploymentConfiguration`.
+    fn not_applied(&self, strategy: Option<crate::store::DeploymentStrategy>) -> Vec<String> {
+        let blue_green = strategy == Some(crate::store::DeploymentStrategy::BlueGreen);
         let mut events = Vec::new();
+        if self.bake_time_in_minutes.is_some() && !blue_green {
+            events.push(
+                "deploymentConfiguration.bakeTimeInMinutes: not applied here: a bake time is \
+                 for the BLUE_GREEN strategy (this service's is ROLLING)"
+                    .to_string(),
+            );
+        }
+        if self.lifecycle_hooks.as_ref().is_some_and(|h| !h.is_empty()) {
+            events.push(
+                "deploymentConfiguration.lifecycleHooks: not applied here: no AWS Lambda \
+                 here, the hooks are recorded and not invoked (a PAUSE hook does not pause)"
+                    .to_string(),
+            );
+        }
         for (name, v) in [
-            ("bakeTimeInMinutes", &self.bake_time_in_minutes),
-            ("lifecycleHooks", &self.lifecycle_hooks),
             ("linearConfiguration", &self.linear_configuration),
             ("canaryConfiguration", &self.canary_configuration),
         ] {
             if v.as_ref().is_some_and(|v| !v.is_null()) {
                 events.push(format!(
-                    "deploymentConfiguration.{name}: not applied here: only the ROLLING \
-                     strategy runs (no load balancer to shift traffic between revisions)"
+                    "deploymentConfiguration.{name}: not applied here: only the ROLLING and \
+                     BLUE_GREEN strategies run (no weighted steps)"
                 ));
             }
         }
@@ -191,7 +269,9 @@ pub fn new_service_deployment_id() -> anyhow::Result<String> {
 }
 
 /// The record of a new deployment of service `service`: its id, the deployments running
-/// now (its sources) and the service's settings (its revision).
+/// now (its sources) and the service's settings (its revision). A blue/green one starts
+/// at PRE_SCALE_UP on the other side of the target group pairs than the last completed
+/// deployment (the first one on `targetGroupArn`): the target groups alternate.
 pub fn new_record(
     store: &Store,
     cluster: &str,
@@ -203,12 +283,117 @@ pub fn new_record(
         .into_iter()
         .map(|d| d.id)
         .collect();
+    let blue_green = if spec.deployment_configuration.blue_green() {
+        let serving = store
+            .all_deployments(cluster, service)?
+            .into_iter()
+            .find(|d| d.rollout_state == RolloutState::Completed);
+        Some(crate::store::BlueGreenRecord {
+            stage: crate::store::LifecycleStage::PreScaleUp,
+            stage_at_ms: now_ms(),
+            alternate: serving.is_some_and(|d| !side(&d)),
+        })
+    } else {
+        None
+    };
     Ok(crate::store::ServiceDeploymentRecord {
         id: new_service_deployment_id()?,
         sources,
         spec: Some(spec.clone()),
+        blue_green,
         ..Default::default()
     })
+}
+
+/// Whether deployment `d`'s tasks register in the alternate target groups (a deployment
+/// that is not blue/green registers in `targetGroupArn`).
+pub fn side(d: &DeploymentRow) -> bool {
+    d.sd.blue_green.is_some_and(|b| b.alternate)
+}
+
+/// The service's load balancers with `advancedConfiguration` (its `loadBalancers` as
+/// stored): their target group pairs and listener rules.
+pub fn lb_pairs(spec: &Spec) -> Vec<crate::elb::bluegreen::Pair> {
+    let Some(list) = spec
+        .not_applied
+        .get("loadBalancers")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|l| {
+            let a = l.get("advancedConfiguration")?;
+            let s = |v: &Value| v.as_str().map(str::to_string);
+            Some(crate::elb::bluegreen::Pair {
+                primary: s(&l["targetGroupArn"])?,
+                alternate: s(&a["alternateTargetGroupArn"])?,
+                production: s(&a["productionListenerRule"])?,
+                test: s(&a["testListenerRule"]),
+            })
+        })
+        .collect()
+}
+
+/// The service's `loadBalancers` against its strategy: with BLUE_GREEN, each target group
+/// needs an `advancedConfiguration` whose alternate target group and production listener
+/// rule are given (ECS shifts traffic between the two groups with that rule) and whose
+/// rules exist and forward to them (`crate::elb::bluegreen::check_pair`); `roleArn` is
+/// recorded (no IAM here: serve's scheduler changes its own rules). With ROLLING an
+/// `advancedConfiguration` is recorded and not applied: the returned events say so.
+/// Ref: ECS Developer Guide, "Application Load Balancer resources for blue/green, linear,
+/// and canary deployments"; AWS::ECS::Service AdvancedConfiguration
+/// (`AlternateTargetGroupArn`: "Required: Yes").
+fn check_blue_green(store: &Store, spec: &Spec) -> anyhow::Result<Vec<String>> {
+    let Some(list) = spec
+        .not_applied
+        .get("loadBalancers")
+        .and_then(Value::as_array)
+    else {
+        return Ok(Vec::new());
+    };
+    let blue_green = spec.deployment_configuration.blue_green();
+    let mut events = Vec::new();
+    for (i, l) in list.iter().enumerate() {
+        let at = format!("loadBalancers[{i}]");
+        let advanced = l.get("advancedConfiguration").filter(|a| !a.is_null());
+        if !blue_green {
+            if advanced.is_some() {
+                events.push(format!(
+                    "{at}.advancedConfiguration: not applied here: it is for the BLUE_GREEN \
+                     strategy (this service's is ROLLING)"
+                ));
+            }
+            continue;
+        }
+        let Some(group) = l["targetGroupArn"].as_str() else {
+            continue;
+        };
+        let Some(a) = advanced else {
+            bail!(EcsError::invalid(format!(
+                "{at}.advancedConfiguration: required with the BLUE_GREEN strategy (the \
+                 alternate target group and the production listener rule that ECS shifts \
+                 traffic with)"
+            )));
+        };
+        let member = |m: &str| -> anyhow::Result<String> {
+            match a[m].as_str() {
+                Some(v) if !v.is_empty() => Ok(v.to_string()),
+                _ => bail!(EcsError::invalid(format!(
+                    "{at}.advancedConfiguration.{m}: required with the BLUE_GREEN strategy"
+                ))),
+            }
+        };
+        let pair = crate::elb::bluegreen::Pair {
+            primary: group.to_string(),
+            alternate: member("alternateTargetGroupArn")?,
+            production: member("productionListenerRule")?,
+            test: a["testListenerRule"].as_str().map(str::to_string),
+        };
+        crate::elb::bluegreen::check_pair(store, &pair)
+            .map_err(|e| EcsError::invalid(format!("{at}.{e}")))?;
+    }
+    Ok(events)
 }
 
 /// Before a new deployment of the service starts: the PRIMARY one, if still in progress,
@@ -479,20 +664,27 @@ fn deployment_configuration(
     input: Option<&DeploymentConfigurationInput>,
 ) -> anyhow::Result<DeploymentConfiguration> {
     let Some(i) = input else { return Ok(base) };
-    // Ref: ecs.json `DeploymentStrategy`: ROLLING, BLUE_GREEN, LINEAR, CANARY; the others
-    // shift a load balancer's traffic between revisions, which this host has no balancer
-    // for.
-    match i.strategy.as_deref() {
-        None | Some("ROLLING") => {}
-        Some(s @ ("BLUE_GREEN" | "LINEAR" | "CANARY")) => bail!(EcsError::invalid(format!(
-            "deploymentConfiguration.strategy {s}: not supported here: only the ROLLING \
-             strategy runs (no load balancer to shift traffic between revisions)"
+    // Ref: ecs.json `DeploymentStrategy`: ROLLING, BLUE_GREEN, LINEAR, CANARY; LINEAR and
+    // CANARY shift production traffic in weighted steps, which the scheduler does not run.
+    use crate::store::DeploymentStrategy as S;
+    let strategy = match i.strategy.as_deref() {
+        None => base.strategy,
+        Some("ROLLING") => Some(S::Rolling),
+        Some("BLUE_GREEN") => Some(S::BlueGreen),
+        Some(s @ ("LINEAR" | "CANARY")) => bail!(EcsError::invalid(format!(
+            "deploymentConfiguration.strategy {s}: not supported here: only the ROLLING and \
+             BLUE_GREEN strategies run (the weighted traffic steps are not)"
         ))),
         Some(s) => bail!(EcsError::invalid(format!(
             "deploymentConfiguration.strategy {s:?}: must be ROLLING, BLUE_GREEN, LINEAR or \
              CANARY"
         ))),
-    }
+    };
+    let lifecycle_hooks = match &i.lifecycle_hooks {
+        Some(h) if h.is_empty() => None,
+        Some(h) => Some(lifecycle_hooks(h)?),
+        None => base.lifecycle_hooks,
+    };
     let c = DeploymentConfiguration {
         maximum_percent: i.maximum_percent.unwrap_or(base.maximum_percent),
         minimum_healthy_percent: i
@@ -505,7 +697,24 @@ fn deployment_configuration(
             .or(base.deployment_circuit_breaker),
         // Ref: ecs.json `DeploymentAlarms`: applied by the scheduler (`ecs::deployments`).
         alarms: i.alarms.clone().or(base.alarms),
+        strategy,
+        bake_time_in_minutes: i.bake_time_in_minutes.or(base.bake_time_in_minutes),
+        lifecycle_hooks,
     };
+    // Ref: ecs.json `DeploymentConfiguration.bakeTimeInMinutes`: "You must provide this
+    // parameter when you use the BLUE_GREEN deployment strategy."
+    if c.blue_green() {
+        match c.bake_time_in_minutes {
+            None => bail!(EcsError::invalid(
+                "deploymentConfiguration.bakeTimeInMinutes: required with the BLUE_GREEN \
+                 strategy (how long both revisions run after production traffic shifted)"
+            )),
+            Some(m) if m < 0 => bail!(EcsError::invalid(format!(
+                "deploymentConfiguration.bakeTimeInMinutes {m}: must be 0 or more"
+            ))),
+            Some(_) => {}
+        }
+    }
 
     if !(0..=100).contains(&c.minimum_healthy_percent) {
         bail!(EcsError::invalid(format!(
@@ -649,10 +858,11 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
     let not_applied = i
         .deployment_configuration
         .as_ref()
-        .map(DeploymentConfigurationInput::not_applied)
+        .map(|d| d.not_applied(spec.deployment_configuration.strategy))
         .unwrap_or_default();
     let (_, mut events) = apply_extras(&store, &cluster, &mut spec, extras!(i), true)?;
     events.extend(not_applied);
+    events.extend(check_blue_green(&store, &spec)?);
     check_platform_version(&spec, i.platform_version.as_deref())?;
     spec.platform_version = i.platform_version;
     let td = resolve_task_definition(
@@ -753,10 +963,11 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
     let not_applied = i
         .deployment_configuration
         .as_ref()
-        .map(DeploymentConfigurationInput::not_applied)
+        .map(|d| d.not_applied(spec.deployment_configuration.strategy))
         .unwrap_or_default();
     let (mut redeploy, mut events) = apply_extras(&store, &cluster, &mut spec, extras!(i), false)?;
     events.extend(not_applied);
+    events.extend(check_blue_green(&store, &spec)?);
     redeploy |= i.force_new_deployment;
     if let Some(reference) = &i.task_definition {
         let lt = spec
@@ -1129,6 +1340,12 @@ pub struct DeploymentConfigurationShape {
     pub deployment_circuit_breaker: CircuitBreaker,
     pub maximum_percent: i64,
     pub minimum_healthy_percent: i64,
+    /// ROLLING unless the service chose BLUE_GREEN.
+    pub strategy: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bake_time_in_minutes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle_hooks: Option<Value>,
 }
 
 /// ecs.json `DeploymentCircuitBreaker`: off unless the service turned it on.
@@ -1232,6 +1449,13 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
             },
             maximum_percent: spec.deployment_configuration.maximum_percent,
             minimum_healthy_percent: spec.deployment_configuration.minimum_healthy_percent,
+            strategy: spec
+                .deployment_configuration
+                .strategy
+                .unwrap_or(crate::store::DeploymentStrategy::Rolling)
+                .as_str(),
+            bake_time_in_minutes: spec.deployment_configuration.bake_time_in_minutes,
+            lifecycle_hooks: spec.deployment_configuration.lifecycle_hooks.clone(),
         },
         deployment_controller: DeploymentController { kind: "ECS".into() },
         deployments,
@@ -1371,13 +1595,54 @@ mod tests {
         assert!(deployment_configuration(base.clone(), input(Some(100), Some(0)).as_ref()).is_ok());
         assert!(deployment_configuration(base.clone(), input(Some(100), None).as_ref()).is_err());
         assert!(deployment_configuration(base.clone(), input(None, Some(101)).as_ref()).is_err());
-        // Only the rolling update runs; the other strategies' members are accepted and
-        // said not applied; deployment alarms are applied.
-        let blue = DeploymentConfigurationInput {
+        // BLUE_GREEN needs its bake time; LINEAR and CANARY do not run; a rolling
+        // service's bake time is said not applied; deployment alarms are applied.
+        let mut blue = DeploymentConfigurationInput {
             strategy: Some("BLUE_GREEN".into()),
             ..Default::default()
         };
         assert!(deployment_configuration(base.clone(), Some(&blue)).is_err());
+        blue.bake_time_in_minutes = Some(2);
+        let c = deployment_configuration(base.clone(), Some(&blue)).unwrap();
+        assert!(c.blue_green() && c.bake_time_in_minutes == Some(2));
+        assert!(blue.not_applied(c.strategy).is_empty());
+        let linear = DeploymentConfigurationInput {
+            strategy: Some("LINEAR".into()),
+            ..Default::default()
+        };
+        assert!(deployment_configuration(base.clone(), Some(&linear)).is_err());
+        let hooks = |v: Value| DeploymentConfigurationInput {
+            strategy: Some("BLUE_GREEN".into()),
+            bake_time_in_minutes: Some(0),
+            lifecycle_hooks: Some(serde_json::from_value(v).unwrap()),
+            ..Default::default()
+        };
+        let ok = hooks(
+            serde_json::json!([{"hookTargetArn": "arn:aws:lambda:us-east-1:1:function:f",
+            "roleArn": "arn:aws:iam::1:role/r", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]),
+        );
+        let c = deployment_configuration(base.clone(), Some(&ok)).unwrap();
+        assert_eq!(
+            c.lifecycle_hooks.unwrap()[0]["lifecycleStages"],
+            serde_json::json!(["POST_TEST_TRAFFIC_SHIFT"])
+        );
+        let said = ok.not_applied(c.strategy);
+        assert!(said[0].starts_with("deploymentConfiguration.lifecycleHooks: not applied"));
+        for bad in [
+            serde_json::json!([{"lifecycleStages": ["POST_SCALE_UP"]}]),
+            serde_json::json!([{"hookTargetArn": "arn:f"}]),
+            serde_json::json!([{"hookTargetArn": "arn:f", "lifecycleStages": ["BAKE_TIME"]}]),
+            serde_json::json!([{"targetType": "SNS", "hookTargetArn": "arn:f", "lifecycleStages": ["POST_SCALE_UP"]}]),
+        ] {
+            assert!(
+                deployment_configuration(base.clone(), Some(&hooks(bad.clone()))).is_err(),
+                "{bad}"
+            );
+        }
+        let pause = hooks(
+            serde_json::json!([{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}]),
+        );
+        assert!(deployment_configuration(base.clone(), Some(&pause)).is_ok());
         let alarms = DeploymentConfigurationInput {
             strategy: Some("ROLLING".into()),
             alarms: Some(crate::store::DeploymentAlarms {
@@ -1385,12 +1650,12 @@ mod tests {
                 enable: true,
                 rollback: true,
             }),
-            bake_time_in_minutes: Some(serde_json::json!(5)),
+            bake_time_in_minutes: Some(5),
             ..Default::default()
         };
         let c = deployment_configuration(base.clone(), Some(&alarms)).unwrap();
         assert_eq!(c.alarms, alarms.alarms);
-        let said = alarms.not_applied();
+        let said = alarms.not_applied(c.strategy);
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(said[0].starts_with("deploymentConfiguration.bakeTimeInMinutes: not applied"));
 
@@ -1406,6 +1671,6 @@ mod tests {
             c.deployment_circuit_breaker
                 .is_some_and(|b| b.enable && b.rollback)
         );
-        assert!(breaker.not_applied().is_empty());
+        assert!(breaker.not_applied(c.strategy).is_empty());
     }
 }

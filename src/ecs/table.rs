@@ -114,11 +114,11 @@ macro_rules! rows {
             DescribeServiceDeployments(Ecs):
                 deps::DescribeServiceDeploymentsRequest => deps::DescribeServiceDeploymentsResponse,
                 call |cx, r| deps::describe_service_deployments(cx.ecs, &r),
-                "source and target revisions with their task counts, `rollback`, `deploymentCircuitBreaker` (status, failures, threshold); `alarms` (status DISABLED, MONITORING, TRIGGERED with `triggeredAlarmNames`, MONITORING_COMPLETE; see [Deployments](#deployments))";
+                "source and target revisions with their task counts, `rollback`, `deploymentCircuitBreaker` (status, failures, threshold); `alarms` (status DISABLED, MONITORING, TRIGGERED with `triggeredAlarmNames`, MONITORING_COMPLETE); a blue/green deployment's `lifecycleStage` (see [Deployments](#deployments))";
             StopServiceDeployment(Ecs):
                 deps::StopServiceDeploymentRequest => deps::StopServiceDeploymentResponse,
                 call |cx, r| deps::stop_service_deployment(cx.ecs, &r),
-                "ROLLBACK (the default) to the last completed deployment; ABORT is InvalidParameterException, a finished deployment ConflictException";
+                "ROLLBACK (the default) to the last completed deployment (blue/green: traffic back to blue); ABORT is InvalidParameterException, a finished deployment ConflictException";
             DescribeServiceRevisions(Ecs):
                 deps::DescribeServiceRevisionsRequest => deps::DescribeServiceRevisionsResponse,
                 call |cx, r| deps::describe_service_revisions(cx.ecs, &r),

@@ -6,6 +6,7 @@
 //! (`elb_resources`), so a restarted `serve` has the same resources. docs/load-balancing.md
 //! says what is served and what is not.
 
+pub mod bluegreen;
 mod checks;
 pub mod dataplane;
 pub mod error;

@@ -34,9 +34,10 @@ pub use states::{
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
 pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};
 pub use values::{
-    Binding, CircuitBreakerConfig, ContainerOverride, DeploymentAlarms, DeploymentConfiguration,
-    LaunchRecord, Recorded, RollbackRecord, ServiceDeploymentRecord, ServiceDeploymentStatus,
-    ServiceSpec, StoredBinding, Tag, TaskOverride,
+    Binding, BlueGreenRecord, CircuitBreakerConfig, ContainerOverride, DeploymentAlarms,
+    DeploymentConfiguration, DeploymentStrategy, LaunchRecord, LifecycleStage, Recorded,
+    RollbackRecord, ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceSpec, StoredBinding,
+    Tag, TaskOverride,
 };
 
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};

@@ -188,6 +188,91 @@ pub struct DeploymentConfiguration {
     /// Absent: no deployment alarms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DeploymentAlarms>,
+    /// Absent: ROLLING (ECS's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<DeploymentStrategy>,
+    /// BLUE_GREEN: how long both revisions run after production traffic shifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time_in_minutes: Option<i64>,
+    /// `lifecycleHooks` as given (checked; recorded, not invoked: no Lambda here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_hooks: Option<serde_json::Value>,
+}
+
+impl DeploymentConfiguration {
+    /// Whether deployments are ECS's blue/green ones.
+    pub fn blue_green(&self) -> bool {
+        self.strategy == Some(DeploymentStrategy::BlueGreen)
+    }
+}
+
+/// Ref: ecs.json `DeploymentStrategy`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentStrategy {
+    Rolling,
+    BlueGreen,
+    Linear,
+    Canary,
+}
+
+impl DeploymentStrategy {
+    /// The name ECS writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rolling => "ROLLING",
+            Self::BlueGreen => "BLUE_GREEN",
+            Self::Linear => "LINEAR",
+            Self::Canary => "CANARY",
+        }
+    }
+}
+
+/// A blue/green deployment's lifecycle stage, in the order they come. Ref: ecs.json
+/// `ServiceDeploymentLifecycleStage` (RECONCILE_SERVICE is not a stage here: it only
+/// happens with more than one ACTIVE service revision, which a new deployment here has
+/// not).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleStage {
+    PreScaleUp,
+    ScaleUp,
+    PostScaleUp,
+    TestTrafficShift,
+    PostTestTrafficShift,
+    ProductionTrafficShift,
+    PostProductionTrafficShift,
+    BakeTime,
+    CleanUp,
+}
+
+impl LifecycleStage {
+    /// The name ECS writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PreScaleUp => "PRE_SCALE_UP",
+            Self::ScaleUp => "SCALE_UP",
+            Self::PostScaleUp => "POST_SCALE_UP",
+            Self::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+            Self::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+            Self::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+            Self::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            Self::BakeTime => "BAKE_TIME",
+            Self::CleanUp => "CLEAN_UP",
+        }
+    }
+}
+
+/// What a blue/green deployment keeps: its stage, since when, and the side of the
+/// service's target group pairs its tasks register in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenRecord {
+    pub stage: LifecycleStage,
+    pub stage_at_ms: i64,
+    /// Its tasks register in each load balancer's `alternateTargetGroupArn` (else its
+    /// `targetGroupArn`).
+    pub alternate: bool,
 }
 
 impl Default for DeploymentConfiguration {
@@ -197,6 +282,9 @@ impl Default for DeploymentConfiguration {
             minimum_healthy_percent: 100,
             deployment_circuit_breaker: None,
             alarms: None,
+            strategy: None,
+            bake_time_in_minutes: None,
+            lifecycle_hooks: None,
         }
     }
 }
@@ -294,6 +382,9 @@ pub struct ServiceDeploymentRecord {
     /// scheduler or a user stopped, e.g. a scale-in of PENDING tasks).
     #[serde(default)]
     pub failure_count: i64,
+    /// A blue/green deployment's stage and side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenRecord>,
 }
 
 /// A rollback of a service deployment. Ref: ecs.json `Rollback`.

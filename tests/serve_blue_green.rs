@@ -1,0 +1,651 @@
+//! Root integration tests of ECS's built-in blue/green deployments (`deploymentConfiguration
+//! .strategy` BLUE_GREEN) behind serve's application load balancer, with the real AWS CLI
+//! and real traffic: the green tasks start beside the blue ones in the alternate target
+//! group, the test listener rule answers from green before the production rule flips,
+//! production flips at once with no request lost, the blue tasks stop after the bake time
+//! and the next deployment swaps the target groups' roles; a green revision whose
+//! container exits trips the circuit breaker and rolls back with production still on
+//! blue; the settings are checked as ECS checks them.
+
+mod common;
+
+use common::api::Api;
+use common::elb::{create_alb, elbv2, http_target_group};
+use common::image::{Compression, busybox_layer};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// serve with a 5 s metric period: a bake time of 1 minute lasts 5 s.
+fn serve() -> Api {
+    Api::start_env(
+        busybox_layer(Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    )
+}
+
+/// A revision answering `GET /` on 8080 with `version` (or exiting at once: "exit").
+fn register(api: &Api, family: &str, version: &str) {
+    let command = if version == "exit" {
+        r#"["sh","-c","exit 1"]"#.to_string()
+    } else {
+        format!(
+            r#"["sh","-c","mkdir -p /www && echo {version} > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]"#
+        )
+    };
+    let def = format!(
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{{"containerPort":8080}}],"command":{command}}}]}}"#
+    );
+    let f = api.file(&format!("{family}-{version}.json"), &def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+}
+
+/// An HTTP listener of `lb` on a free port answering 404 by default, and its rule 1
+/// forwarding every path by `actions` (JSON): (port, rule ARN).
+fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String) {
+    let port = common::util::free_port();
+    let l = elbv2(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
+        ],
+    );
+    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
+    let r = elbv2(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            listener,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=path-pattern,Values=/*",
+            "--actions",
+            &actions.to_string(),
+        ],
+    );
+    (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
+}
+
+fn forward(groups: &[(&str, i64)]) -> Value {
+    json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": groups
+        .iter()
+        .map(|(g, w)| json!({"TargetGroupArn": g, "Weight": w}))
+        .collect::<Vec<_>>()}}])
+}
+
+/// The rule's forward weights by target group.
+fn weights(api: &Api, rule: &str) -> Vec<(String, i64)> {
+    let r = elbv2(api, &["describe-rules", "--rule-arns", rule]);
+    let a = &r["Rules"][0]["Actions"][0];
+    match a["ForwardConfig"]["TargetGroups"].as_array() {
+        Some(l) => l
+            .iter()
+            .map(|g| {
+                (
+                    g["TargetGroupArn"].as_str().unwrap().to_string(),
+                    g["Weight"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect(),
+        None => vec![(a["TargetGroupArn"].as_str().unwrap().to_string(), 1)],
+    }
+}
+
+/// The registered targets of `tg` and their states.
+fn targets(api: &Api, tg: &str) -> Vec<String> {
+    let h = elbv2(api, &["describe-target-health", "--target-group-arn", tg]);
+    h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["TargetHealth"]["State"] != "draining")
+        .map(|t| t["TargetHealth"]["State"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn healthy(api: &Api, tg: &str, n: usize) {
+    api.wait_for(120, &format!("{n} healthy targets in {tg}"), || {
+        let t = targets(api, tg);
+        (t.len() == n && t.iter().all(|s| s == "healthy")).then_some(())
+    });
+}
+
+fn deployments_of(api: &Api, service: &str) -> Vec<Value> {
+    api.service("default", service)["deployments"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The service deployment of deployment `id` (DescribeServiceDeployments).
+fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
+    let digits = id.strip_prefix("ecs-svc/").unwrap();
+    let l = api.aws_json(&["list-service-deployments", "--service", service]);
+    let arn = l["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["targetServiceRevisionArn"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{digits}"))
+        })
+        .map(|s| s["serviceDeploymentArn"].as_str().unwrap().to_string())
+        .unwrap();
+    api.aws_json(&[
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        &arn,
+    ])["serviceDeployments"][0]
+        .clone()
+}
+
+fn events(api: &Api, service: &str) -> Vec<String> {
+    api.service("default", service)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A client sending `GET /` to each of `ports` at `ip` in turn until the file `stop`
+/// exists (or 300 s): every answer as `[seconds since the epoch, port, status, body]`.
+struct Client {
+    child: std::process::Child,
+    stop: String,
+}
+
+impl Client {
+    fn start(api: &Api, ip: &str, ports: &[u16]) -> Client {
+        let stop = api.mf.dir.path().join("client.stop");
+        let stop = stop.to_str().unwrap().to_string();
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                r#"
+import http.client, json, os, sys, time
+ip, stop, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+conns = {p: http.client.HTTPConnection(ip, p, timeout=10) for p in ports}
+out = []
+end = time.time() + 300
+while time.time() < end and not os.path.exists(stop):
+    for p in ports:
+        try:
+            conns[p].request("GET", "/")
+            r = conns[p].getresponse()
+            out.append([time.time(), p, r.status, r.read().decode().strip()])
+        except Exception as e:
+            out.append([time.time(), p, type(e).__name__, ""])
+            conns[p].close()
+            conns[p] = http.client.HTTPConnection(ip, p, timeout=10)
+    time.sleep(0.01)
+print(json.dumps(out))
+"#,
+                ip,
+                &stop,
+            ])
+            .args(&ports)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client { child, stop }
+    }
+
+    /// Every answer, in order: (time, port, status, body).
+    fn finish(self) -> Vec<(f64, u16, String, String)> {
+        std::fs::write(&self.stop, "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        v.iter()
+            .map(|a| {
+                (
+                    a[0].as_f64().unwrap(),
+                    a[1].as_u64().unwrap() as u16,
+                    a[2].to_string().trim_matches('"').to_string(),
+                    a[3].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_lost() {
+    let api = serve();
+    let alb = create_alb(&api, "bg");
+    let blue = http_target_group(&api, "bg-blue", 2);
+    let green = http_target_group(&api, "bg-green", 2);
+    let (prod_port, prod_rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 1)]));
+    let (test_port, test_rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&green, 1)]));
+    register(&api, "bg", "v1");
+    register(&api, "bg", "v2");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": prod_rule, "testListenerRule": test_rule,
+            "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole"}}]);
+    let created = api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bg",
+        "--task-definition",
+        "bg:1",
+        "--desired-count",
+        "2",
+        "--deployment-configuration",
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":1}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let c = &created["service"]["deploymentConfiguration"];
+    assert_eq!(c["strategy"], "BLUE_GREEN", "{c:#}");
+    assert_eq!(c["bakeTimeInMinutes"], 1, "{c:#}");
+    assert_eq!(
+        created["service"]["loadBalancers"][0]["advancedConfiguration"]["testListenerRule"],
+        test_rule.as_str()
+    );
+    let first = api.wait_for(120, "the first deployment completed", || {
+        let d = deployments_of(&api, "bg");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 2);
+    let sd = service_deployment(&api, "bg", &first);
+    assert_eq!(sd["lifecycleStage"], "CLEAN_UP", "{sd:#}");
+    assert_eq!(sd["status"], "SUCCESSFUL", "{sd:#}");
+
+    // A client on both listeners all through the deployment.
+    let client = Client::start(&api, &alb.ip, &[prod_port, test_port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "bg",
+        "--task-definition",
+        "bg:2",
+    ]);
+    let second = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The stages as DescribeServiceDeployments shows them, polled meanwhile.
+    let mut stages: Vec<String> = Vec::new();
+    let mut green_seen = 0;
+    api.wait_for(180, "the blue/green deployment completed", || {
+        let sd = service_deployment(&api, "bg", &second);
+        let stage = sd["lifecycleStage"].as_str().unwrap_or("").to_string();
+        if stages.last() != Some(&stage) {
+            stages.push(stage.clone());
+        }
+        if stage == "SCALE_UP" || stage == "BAKE_TIME" {
+            // Green runs beside blue in the alternate group before it takes production.
+            green_seen = green_seen.max(targets(&api, &green).len());
+        }
+        (sd["status"] == "SUCCESSFUL").then_some(())
+    });
+    let done_at = now();
+    let answers = client.finish();
+    eprintln!("stages seen: {stages:?}");
+    let order = [
+        "PRE_SCALE_UP",
+        "SCALE_UP",
+        "POST_SCALE_UP",
+        "TEST_TRAFFIC_SHIFT",
+        "POST_TEST_TRAFFIC_SHIFT",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+        "BAKE_TIME",
+        "CLEAN_UP",
+    ];
+    let idx: Vec<usize> = stages
+        .iter()
+        .map(|s| {
+            order
+                .iter()
+                .position(|o| o == s)
+                .unwrap_or_else(|| panic!("{s}"))
+        })
+        .collect();
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "{stages:?}");
+    assert!(stages.contains(&"BAKE_TIME".to_string()), "{stages:?}");
+    assert_eq!(stages.last().unwrap(), "CLEAN_UP");
+    assert_eq!(green_seen, 2, "green ran at the full count beside blue");
+
+    // Production: every request answered, by blue until the flip and by green after it.
+    let prod: Vec<&(f64, u16, String, String)> =
+        answers.iter().filter(|a| a.1 == prod_port).collect();
+    let lost: Vec<_> = prod.iter().filter(|a| a.2 != "200").collect();
+    let flip = prod
+        .iter()
+        .position(|a| a.3 == "v2")
+        .expect("production flipped");
+    eprintln!(
+        "production: {} requests, {} lost; flip after {} answers from blue",
+        prod.len(),
+        lost.len(),
+        flip
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(flip > 0 && prod[..flip].iter().all(|a| a.3 == "v1"));
+    assert!(prod[flip..].iter().all(|a| a.3 == "v2"), "all at once");
+    let flip_at = prod[flip].0;
+    // Test traffic: green answered it before production flipped.
+    let test: Vec<&(f64, u16, String, String)> =
+        answers.iter().filter(|a| a.1 == test_port).collect();
+    let test_green = test
+        .iter()
+        .find(|a| a.2 == "200" && a.3 == "v2")
+        .expect("the test listener answered from green");
+    eprintln!(
+        "the test listener answered from green {:.1} s before production",
+        flip_at - test_green.0
+    );
+    assert!(test_green.0 < flip_at);
+    // Blue stopped after the bake time (1 minute at a 5 s period: 5 s) and its
+    // deregistration delay.
+    let first_tasks = api.aws_json(&[
+        "list-tasks",
+        "--started-by",
+        &first,
+        "--desired-status",
+        "STOPPED",
+    ]);
+    let arns: Vec<&str> = first_tasks["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(arns.len(), 2, "{first_tasks}");
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(arns.iter());
+    let tasks = api.aws_json(&args);
+    for t in tasks["tasks"].as_array().unwrap() {
+        let stopping = t["stoppingAt"].as_f64().unwrap();
+        eprintln!(
+            "a blue task stopping {:.1} s after the flip",
+            stopping - flip_at
+        );
+        assert!(stopping - flip_at >= 4.0, "{t:#}");
+        assert!(stopping <= done_at);
+    }
+    let sd = service_deployment(&api, "bg", &second);
+    assert_eq!(sd["deploymentConfiguration"]["strategy"], "BLUE_GREEN");
+    assert_eq!(weights(&api, &prod_rule), [(green.clone(), 1)]);
+    assert_eq!(weights(&api, &test_rule), [(green.clone(), 1)]);
+    assert_eq!(targets(&api, &green).len(), 2);
+    let ev = events(&api, "bg");
+    assert!(
+        ev.contains(&format!(
+            "(service bg) shifted production traffic to (target-group {green})."
+        )),
+        "{ev:#?}"
+    );
+
+    // The next deployment swaps the roles: green is blue now, the first group green.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "bg",
+        "--task-definition",
+        "bg:1",
+    ]);
+    api.wait_for(180, "the third deployment completed", || {
+        let d = deployments_of(&api, "bg");
+        (d.len() == 1
+            && d[0]["rolloutState"] == "COMPLETED"
+            && d[0]["taskDefinition"].as_str().unwrap().ends_with(":1"))
+        .then_some(())
+    });
+    assert_eq!(weights(&api, &prod_rule), [(blue.clone(), 1)]);
+    assert_eq!(weights(&api, &test_rule), [(blue.clone(), 1)]);
+    healthy(&api, &blue, 2);
+    let got: BTreeSet<String> = (0..10)
+        .map(|_| {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--noproxy", "*", "-m", "5"])
+                .arg(format!("http://{}:{prod_port}/", alb.ip))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    assert_eq!(got, BTreeSet::from(["v1".to_string()]));
+    api.aws_json(&["delete-service", "--service", "bg", "--force"]);
+    api.wait_for(60, "bg INACTIVE", || {
+        (api.service("default", "bg")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn a_failing_green_rolls_back_with_production_still_on_blue() {
+    let api = serve();
+    let alb = create_alb(&api, "bgfail");
+    let blue = http_target_group(&api, "bgfail-blue", 1);
+    let green = http_target_group(&api, "bgfail-green", 1);
+    // No test rule: the production rule forwards to both groups, blue weighted 100.
+    let (port, rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    register(&api, "bgfail", "v1");
+    register(&api, "bgfail", "exit");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": rule,
+            "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole"}}]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bgfail",
+        "--task-definition",
+        "bgfail:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":1,"deploymentCircuitBreaker":{"enable":true,"rollback":true}}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let good = api.wait_for(120, "the first deployment completed", || {
+        let d = deployments_of(&api, "bgfail");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 1);
+    let client = Client::start(&api, &alb.ip, &[port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "bgfail",
+        "--task-definition",
+        "bgfail:2",
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(180, "the rollback to succeed", || {
+        let sd = service_deployment(&api, "bgfail", &bad);
+        (sd["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
+    });
+    let answers = client.finish();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let bodies: BTreeSet<&str> = answers.iter().map(|a| a.3.as_str()).collect();
+    eprintln!(
+        "production through the failed deployment: {} requests, {} lost",
+        answers.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(bodies, BTreeSet::from(["v1"]), "production stayed on blue");
+    let sd = service_deployment(&api, "bgfail", &bad);
+    assert_eq!(
+        sd["statusReason"],
+        "Service deployment rolled back because the circuit breaker threshold was exceeded."
+    );
+    assert_eq!(
+        sd["deploymentCircuitBreaker"]["status"], "TRIGGERED",
+        "{sd:#}"
+    );
+    assert!(
+        sd["rollback"]["serviceRevisionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(good.strip_prefix("ecs-svc/").unwrap()),
+        "{sd:#}"
+    );
+    let ev = events(&api, "bgfail");
+    assert!(
+        ev.contains(&format!(
+            "(service bgfail) rolling back to deployment {good}."
+        )),
+        "{ev:#?}"
+    );
+    // Blue is PRIMARY again with its task, the rule never left it, green is empty.
+    let d = deployments_of(&api, "bgfail");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0]["id"], good.as_str());
+    assert_eq!(d[0]["status"], "PRIMARY");
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 100), (green.clone(), 0)]
+    );
+    assert!(targets(&api, &green).is_empty());
+    assert_eq!(targets(&api, &blue), ["healthy"]);
+    let s = api.service("default", "bgfail");
+    assert!(s["taskDefinition"].as_str().unwrap().ends_with(":1"));
+    api.aws_json(&["delete-service", "--service", "bgfail", "--force"]);
+    api.wait_for(60, "bgfail INACTIVE", || {
+        (api.service("default", "bgfail")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn blue_green_settings_are_checked_as_ecs_checks_them() {
+    let api = serve();
+    let alb = create_alb(&api, "bgcheck");
+    let blue = http_target_group(&api, "bgcheck-blue", 1);
+    let green = http_target_group(&api, "bgcheck-green", 1);
+    let other = http_target_group(&api, "bgcheck-other", 1);
+    let (_, both) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    let (_, only_blue) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 1)]));
+    let (_, to_other) = listener_with_rule(&api, &alb.arn, &forward(&[(&other, 1)]));
+    register(&api, "bgcheck", "v1");
+    let create = |config: &str, advanced: Value| {
+        let lbs = json!([{"targetGroupArn": blue, "containerName": "web",
+            "containerPort": 8080, "advancedConfiguration": advanced}]);
+        api.aws(&[
+            "create-service",
+            "--service-name",
+            "bgcheck",
+            "--task-definition",
+            "bgcheck:1",
+            "--desired-count",
+            "0",
+            "--deployment-configuration",
+            config,
+            "--load-balancers",
+            &lbs.to_string(),
+        ])
+    };
+    let bg = r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0}"#;
+    let refused = |config: &str, advanced: Value, says: &str| {
+        let out = create(config, advanced);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted: {config} {says}");
+        assert!(
+            err.contains("InvalidParameterException") && err.contains(says),
+            "{says}: {err}"
+        );
+    };
+    let ok = json!({"alternateTargetGroupArn": green, "productionListenerRule": both});
+    refused(
+        r#"{"strategy":"BLUE_GREEN"}"#,
+        ok.clone(),
+        "bakeTimeInMinutes: required with the BLUE_GREEN strategy",
+    );
+    refused(
+        bg,
+        json!({"productionListenerRule": both}),
+        "alternateTargetGroupArn: required",
+    );
+    refused(
+        bg,
+        json!({"alternateTargetGroupArn": green}),
+        "productionListenerRule: required",
+    );
+    refused(
+        bg,
+        json!({"alternateTargetGroupArn": green, "productionListenerRule": only_blue}),
+        &format!("does not forward to target group {green}"),
+    );
+    refused(
+        bg,
+        json!({"alternateTargetGroupArn": green, "productionListenerRule": only_blue,
+            "testListenerRule": to_other}),
+        &format!("forwards to neither {blue} nor {green}"),
+    );
+    refused(
+        bg,
+        json!({"alternateTargetGroupArn": green,
+            "productionListenerRule": format!("{both}0")}),
+        "the listener rule does not exist",
+    );
+    refused(
+        bg,
+        json!({"alternateTargetGroupArn": blue, "productionListenerRule": both}),
+        "must be another target group",
+    );
+    refused(
+        r#"{"strategy":"LINEAR"}"#,
+        ok.clone(),
+        "deploymentConfiguration.strategy LINEAR: not supported here",
+    );
+    refused(
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"lifecycleHooks":[{"lifecycleStages":["POST_SCALE_UP"]}]}"#,
+        ok.clone(),
+        "hookTargetArn: required",
+    );
+    // Accepted: the hooks recorded and said not applied (no Lambda here).
+    let out = create(
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"lifecycleHooks":[{"hookTargetArn":"arn:aws:lambda:us-east-1:000000000000:function:check","roleArn":"arn:aws:iam::000000000000:role/hooks","lifecycleStages":["POST_TEST_TRAFFIC_SHIFT"]}]}"#,
+        ok.clone(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &s["service"]["deploymentConfiguration"];
+    assert_eq!(
+        c["lifecycleHooks"][0]["lifecycleStages"],
+        json!(["POST_TEST_TRAFFIC_SHIFT"])
+    );
+    let ev = events(&api, "bgcheck");
+    assert!(
+        ev.iter().any(|e| e.starts_with(
+            "(service bgcheck) deploymentConfiguration.lifecycleHooks: not applied here"
+        )),
+        "{ev:#?}"
+    );
+    api.aws_json(&["delete-service", "--service", "bgcheck", "--force"]);
+}
