@@ -220,12 +220,9 @@ impl AutoScaling {
         );
         let clamped = want.clamp(target.min_capacity, target.max_capacity);
         if clamped == current {
-            self.not_scaled(
-                &target,
-                not_scaled_reason(&target, current, want),
-                cause,
-                now,
-            );
+            let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
+            let reason = not_scaled_reason(&target, current, want);
+            self.not_scaled(&target, reason, cause, entered, now);
             return;
         }
         let want = clamped;
@@ -319,14 +316,16 @@ impl AutoScaling {
 
     /// Records a not scaled activity as Application Auto Scaling shows it (User Guide,
     /// "Including not scaled activities": StatusCode Failed, "Attempting to scale due to
-    /// alarm triggered", the reason), unless the target's newest activity is the same
-    /// one: an alarm that stays in ALARM at the bound runs its policy every period, and
-    /// one activity stands for the run of them (docs/autoscaling.md).
+    /// alarm triggered", the reason), unless the newest activity of the same cause (alarm
+    /// and policy) is this one, recorded since the alarm entered ALARM (`entered`): an
+    /// alarm that stays in ALARM at the bound runs its policy every period, and one
+    /// activity stands for the run of them (docs/autoscaling.md).
     fn not_scaled(
         &self,
         target: &ScalableTarget,
         reason: super::NotScaledReason,
         cause: String,
+        entered: Millis,
         now: Millis,
     ) {
         let mut s = self.lock();
@@ -334,10 +333,10 @@ impl AutoScaling {
             .activities
             .iter()
             .rev()
-            .find(|a| a.resource_id == target.resource_id);
+            .find(|a| a.resource_id == target.resource_id && a.cause == cause);
         if newest.is_some_and(|a| {
-            a.cause == cause
-                && a.not_scaled_reasons.as_deref() == Some(std::slice::from_ref(&reason))
+            a.not_scaled_reasons.as_deref() == Some(std::slice::from_ref(&reason))
+                && a.start_time * 1000.0 >= entered as f64
         }) {
             return;
         }
