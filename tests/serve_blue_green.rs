@@ -5,7 +5,9 @@
 //! production flips at once with no request lost, the blue tasks stop after the bake time
 //! and the next deployment swaps the target groups' roles; a green revision whose
 //! container exits trips the circuit breaker and rolls back with production still on
-//! blue; the settings are checked as ECS checks them.
+//! blue; a CANARY deployment sends part of production to green until
+//! StopServiceDeployment rolls it back, and a LINEAR one shifts it in steps; the settings
+//! are checked as ECS checks them.
 
 mod common;
 
@@ -391,6 +393,16 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
     }
     let sd = service_deployment(&api, "bg", &second);
     assert_eq!(sd["deploymentConfiguration"]["strategy"], "BLUE_GREEN");
+    let rev = api.aws_json(&[
+        "describe-service-revisions",
+        "--service-revision-arns",
+        sd["targetServiceRevision"]["arn"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        rev["serviceRevisions"][0]["resolvedConfiguration"]["loadBalancers"],
+        json!([{"targetGroupArn": green, "productionListenerRule": prod_rule}]),
+        "{rev:#}"
+    );
     assert_eq!(weights(&api, &prod_rule), [(green.clone(), 1)]);
     assert_eq!(weights(&api, &test_rule), [(green.clone(), 1)]);
     assert_eq!(targets(&api, &green).len(), 2);
@@ -539,6 +551,129 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
 }
 
 #[test]
+fn a_canary_sends_part_of_production_to_green_a_stop_rolls_it_back_and_linear_steps_through() {
+    let api = serve();
+    let alb = create_alb(&api, "canary");
+    let blue = http_target_group(&api, "canary-blue", 1);
+    let green = http_target_group(&api, "canary-green", 1);
+    let (port, rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    register(&api, "canary", "v1");
+    register(&api, "canary", "v2");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": rule}}]);
+    // 30 % to green for 20 minutes (100 s at a 5 s period): long enough to stop it.
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "canary",
+        "--task-definition",
+        "canary:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        r#"{"strategy":"CANARY","bakeTimeInMinutes":0,"canaryConfiguration":{"canaryPercent":30.0,"canaryBakeTimeInMinutes":20}}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let good = api.wait_for(120, "the first deployment completed", || {
+        let d = deployments_of(&api, "canary");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 1);
+    let client = Client::start(&api, &alb.ip, &[port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "canary",
+        "--task-definition",
+        "canary:2",
+    ]);
+    let canary = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(120, "30 % of production on green", || {
+        (weights(&api, &rule) == [(blue.clone(), 700), (green.clone(), 300)]).then_some(())
+    });
+    let sd = service_deployment(&api, "canary", &canary);
+    assert_eq!(sd["lifecycleStage"], "PRODUCTION_TRAFFIC_SHIFT", "{sd:#}");
+    assert_eq!(
+        sd["deploymentConfiguration"]["canaryConfiguration"],
+        json!({"canaryPercent": 30.0, "canaryBakeTimeInMinutes": 20})
+    );
+    // Both revisions answer production meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    api.aws_json(&[
+        "stop-service-deployment",
+        "--service-deployment-arn",
+        sd["serviceDeploymentArn"].as_str().unwrap(),
+    ]);
+    api.wait_for(120, "the canary rolled back", || {
+        let sd = service_deployment(&api, "canary", &canary);
+        (sd["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
+    });
+    let answers = client.finish();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let v2 = answers.iter().filter(|a| a.3 == "v2").count();
+    let last_v2 = answers.iter().rposition(|a| a.3 == "v2").unwrap_or(0);
+    eprintln!(
+        "through the canary and its rollback: {} requests, {} lost, {} answered by green ({:.0} %)",
+        answers.len(),
+        lost.len(),
+        v2,
+        100.0 * v2 as f64 / answers.len() as f64
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(v2 > 0, "green answered part of production");
+    assert!(
+        answers[last_v2 + 1..].iter().all(|a| a.3 == "v1"),
+        "blue alone after the rollback"
+    );
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 100), (green.clone(), 0)]
+    );
+    let d = deployments_of(&api, "canary");
+    assert_eq!((d.len(), d[0]["id"].as_str()), (1, Some(good.as_str())));
+    assert!(targets(&api, &green).is_empty());
+
+    // LINEAR, 50 % a step every minute (5 s here): 50 %, then all, then done.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "canary",
+        "--task-definition",
+        "canary:2",
+        "--deployment-configuration",
+        r#"{"strategy":"LINEAR","linearConfiguration":{"stepPercent":50.0,"stepBakeTimeInMinutes":1}}"#,
+    ]);
+    api.wait_for(180, "the linear deployment completed", || {
+        let d = deployments_of(&api, "canary");
+        (d.len() == 1
+            && d[0]["rolloutState"] == "COMPLETED"
+            && d[0]["taskDefinition"].as_str().unwrap().ends_with(":2"))
+        .then_some(())
+    });
+    let ev = events(&api, "canary");
+    for said in [
+        format!("(service canary) shifted 50.0% of production traffic to (target-group {green})."),
+        format!("(service canary) shifted production traffic to (target-group {green})."),
+    ] {
+        assert!(ev.contains(&said), "{said}: {ev:#?}");
+    }
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 0), (green.clone(), 100)]
+    );
+    api.aws_json(&["delete-service", "--service", "canary", "--force"]);
+    api.wait_for(60, "canary INACTIVE", || {
+        (api.service("default", "canary")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
 fn blue_green_settings_are_checked_as_ecs_checks_them() {
     let api = serve();
     let alb = create_alb(&api, "bgcheck");
@@ -615,9 +750,14 @@ fn blue_green_settings_are_checked_as_ecs_checks_them() {
         "must be another target group",
     );
     refused(
-        r#"{"strategy":"LINEAR"}"#,
+        r#"{"strategy":"LINEAR","linearConfiguration":{"stepPercent":2.0}}"#,
         ok.clone(),
-        "deploymentConfiguration.strategy LINEAR: not supported here",
+        "stepPercent 2: must be a multiple of 0.1 from 3.0 to 100.0",
+    );
+    refused(
+        r#"{"strategy":"CANARY","canaryConfiguration":{"canaryPercent":5.0,"canaryBakeTimeInMinutes":1441}}"#,
+        ok.clone(),
+        "canaryBakeTimeInMinutes 1441: must be 0 to 1440 minutes",
     );
     refused(
         r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"lifecycleHooks":[{"lifecycleStages":["POST_SCALE_UP"]}]}"#,
