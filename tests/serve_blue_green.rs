@@ -26,13 +26,14 @@ fn serve() -> Api {
     )
 }
 
-/// A revision answering `GET /` on 8080 with `version` (or exiting at once: "exit").
+/// A revision answering `GET /` on 8080 with `version` and an id of the task's own (or
+/// exiting at once: "exit").
 fn register(api: &Api, family: &str, version: &str) {
     let command = if version == "exit" {
         r#"["sh","-c","exit 1"]"#.to_string()
     } else {
         format!(
-            r#"["sh","-c","mkdir -p /www && echo {version} > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]"#
+            r#"["sh","-c","mkdir -p /www && echo {version} $(cat /proc/sys/kernel/random/uuid) > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]"#
         )
     };
     let def = format!(
@@ -133,9 +134,23 @@ fn deployments_of(api: &Api, service: &str) -> Vec<Value> {
 
 /// The service deployment of deployment `id` (DescribeServiceDeployments).
 fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
+    describe_sd(api, &sd_arn(api, service, id))
+}
+
+fn describe_sd(api: &Api, arn: &str) -> Value {
+    api.aws_json(&[
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        arn,
+    ])["serviceDeployments"][0]
+        .clone()
+}
+
+/// The ARN of deployment `id`'s service deployment (ListServiceDeployments).
+fn sd_arn(api: &Api, service: &str, id: &str) -> String {
     let digits = id.strip_prefix("ecs-svc/").unwrap();
     let l = api.aws_json(&["list-service-deployments", "--service", service]);
-    let arn = l["serviceDeployments"]
+    l["serviceDeployments"]
         .as_array()
         .unwrap()
         .iter()
@@ -146,13 +161,7 @@ fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
                 .ends_with(&format!("/{digits}"))
         })
         .map(|s| s["serviceDeploymentArn"].as_str().unwrap().to_string())
-        .unwrap();
-    api.aws_json(&[
-        "describe-service-deployments",
-        "--service-deployment-arns",
-        &arn,
-    ])["serviceDeployments"][0]
-        .clone()
+        .unwrap()
 }
 
 fn events(api: &Api, service: &str) -> Vec<String> {
@@ -208,7 +217,7 @@ print(json.dumps(out))
         Client { child, stop }
     }
 
-    /// Every answer, in order: (time, port, status, body).
+    /// Every answer, in order: (time, port, status, the body's version).
     fn finish(self) -> Vec<(f64, u16, String, String)> {
         std::fs::write(&self.stop, "").unwrap();
         let out = self.child.wait_with_output().unwrap();
@@ -224,6 +233,11 @@ print(json.dumps(out))
             })
             .collect()
     }
+}
+
+/// The version of an answer's body (`v1 <task id>`).
+fn version(body: &str) -> &str {
+    body.split_whitespace().next().unwrap_or("")
 }
 
 fn now() -> f64 {
@@ -291,17 +305,14 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         .unwrap()
         .to_string();
     // The stages as DescribeServiceDeployments shows them, polled meanwhile.
+    // (One AWS CLI call a poll, so that the 5 s bake time is seen.)
+    let second_sd = sd_arn(&api, "bg", &second);
     let mut stages: Vec<String> = Vec::new();
-    let mut green_seen = 0;
     api.wait_for(180, "the blue/green deployment completed", || {
-        let sd = service_deployment(&api, "bg", &second);
+        let sd = describe_sd(&api, &second_sd);
         let stage = sd["lifecycleStage"].as_str().unwrap_or("").to_string();
         if stages.last() != Some(&stage) {
             stages.push(stage.clone());
-        }
-        if stage == "SCALE_UP" || stage == "BAKE_TIME" {
-            // Green runs beside blue in the alternate group before it takes production.
-            green_seen = green_seen.max(targets(&api, &green).len());
         }
         (sd["status"] == "SUCCESSFUL").then_some(())
     });
@@ -331,15 +342,13 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "{stages:?}");
     assert!(stages.contains(&"BAKE_TIME".to_string()), "{stages:?}");
     assert_eq!(stages.last().unwrap(), "CLEAN_UP");
-    assert_eq!(green_seen, 2, "green ran at the full count beside blue");
-
     // Production: every request answered, by blue until the flip and by green after it.
     let prod: Vec<&(f64, u16, String, String)> =
         answers.iter().filter(|a| a.1 == prod_port).collect();
     let lost: Vec<_> = prod.iter().filter(|a| a.2 != "200").collect();
     let flip = prod
         .iter()
-        .position(|a| a.3 == "v2")
+        .position(|a| version(&a.3) == "v2")
         .expect("production flipped");
     eprintln!(
         "production: {} requests, {} lost; flip after {} answers from blue",
@@ -348,21 +357,32 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         flip
     );
     assert!(lost.is_empty(), "{lost:?}");
-    assert!(flip > 0 && prod[..flip].iter().all(|a| a.3 == "v1"));
-    assert!(prod[flip..].iter().all(|a| a.3 == "v2"), "all at once");
+    assert!(flip > 0 && prod[..flip].iter().all(|a| version(&a.3) == "v1"));
+    assert!(
+        prod[flip..].iter().all(|a| version(&a.3) == "v2"),
+        "all at once"
+    );
     let flip_at = prod[flip].0;
     // Test traffic: green answered it before production flipped.
     let test: Vec<&(f64, u16, String, String)> =
         answers.iter().filter(|a| a.1 == test_port).collect();
     let test_green = test
         .iter()
-        .find(|a| a.2 == "200" && a.3 == "v2")
+        .find(|a| a.2 == "200" && version(&a.3) == "v2")
         .expect("the test listener answered from green");
     eprintln!(
         "the test listener answered from green {:.1} s before production",
         flip_at - test_green.0
     );
     assert!(test_green.0 < flip_at);
+    // Green ran at the full count beside blue: both its tasks answered test traffic
+    // before production flipped (the bodies name the task).
+    let green_before_flip: BTreeSet<&str> = test
+        .iter()
+        .filter(|a| a.0 < flip_at && version(&a.3) == "v2")
+        .map(|a| a.3.as_str())
+        .collect();
+    assert_eq!(green_before_flip.len(), 2, "{green_before_flip:?}");
     // Blue stopped after the bake time (1 minute at a 5 s period: 5 s) and its
     // deregistration delay.
     let first_tasks = api.aws_json(&[
@@ -439,7 +459,7 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
                 .arg(format!("http://{}:{prod_port}/", alb.ip))
                 .output()
                 .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
+            version(String::from_utf8_lossy(&out.stdout).trim()).to_string()
         })
         .collect();
     assert_eq!(got, BTreeSet::from(["v1".to_string()]));
@@ -500,7 +520,7 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
     });
     let answers = client.finish();
     let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
-    let bodies: BTreeSet<&str> = answers.iter().map(|a| a.3.as_str()).collect();
+    let bodies: BTreeSet<&str> = answers.iter().map(|a| version(&a.3)).collect();
     eprintln!(
         "production through the failed deployment: {} requests, {} lost",
         answers.len(),
@@ -616,8 +636,11 @@ fn a_canary_sends_part_of_production_to_green_a_stop_rolls_it_back_and_linear_st
     });
     let answers = client.finish();
     let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
-    let v2 = answers.iter().filter(|a| a.3 == "v2").count();
-    let last_v2 = answers.iter().rposition(|a| a.3 == "v2").unwrap_or(0);
+    let v2 = answers.iter().filter(|a| version(&a.3) == "v2").count();
+    let last_v2 = answers
+        .iter()
+        .rposition(|a| version(&a.3) == "v2")
+        .unwrap_or(0);
     eprintln!(
         "through the canary and its rollback: {} requests, {} lost, {} answered by green ({:.0} %)",
         answers.len(),
@@ -628,7 +651,7 @@ fn a_canary_sends_part_of_production_to_green_a_stop_rolls_it_back_and_linear_st
     assert!(lost.is_empty(), "{lost:?}");
     assert!(v2 > 0, "green answered part of production");
     assert!(
-        answers[last_v2 + 1..].iter().all(|a| a.3 == "v1"),
+        answers[last_v2 + 1..].iter().all(|a| version(&a.3) == "v1"),
         "blue alone after the rollback"
     );
     assert_eq!(
