@@ -5,7 +5,8 @@
 //! production flips at once with no request lost, the blue tasks stop after the bake time
 //! and the next deployment swaps the target groups' roles; a green revision whose
 //! container exits trips the circuit breaker and rolls back with production still on
-//! blue; a CANARY deployment sends part of production to green until
+//! blue, and a deployment alarm in the bake time shifts production back to blue; a CANARY
+//! deployment sends part of production to green until
 //! StopServiceDeployment rolls it back, and a LINEAR one shifts it in steps; the settings
 //! are checked as ECS checks them.
 
@@ -567,6 +568,136 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
     api.aws_json(&["delete-service", "--service", "bgfail", "--force"]);
     api.wait_for(60, "bgfail INACTIVE", || {
         (api.service("default", "bgfail")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn a_deployment_alarm_during_the_bake_time_shifts_production_back_to_blue() {
+    let api = serve();
+    // An alarm on a metric nobody puts: INSUFFICIENT_DATA until set otherwise.
+    api.aws_json_in(
+        "cloudwatch",
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "bgalarm-errors",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Errors",
+            "--statistic",
+            "Sum",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "1",
+            "--comparison-operator",
+            "GreaterThanOrEqualToThreshold",
+        ],
+    );
+    let alb = create_alb(&api, "bgalarm");
+    let blue = http_target_group(&api, "bgalarm-blue", 1);
+    let green = http_target_group(&api, "bgalarm-green", 1);
+    let (port, rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    register(&api, "bgalarm", "v1");
+    register(&api, "bgalarm", "v2");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": rule}}]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bgalarm",
+        "--task-definition",
+        "bgalarm:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"alarms":{"alarmNames":["bgalarm-errors"],"enable":true,"rollback":true}}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let good = api.wait_for(240, "the first deployment completed", || {
+        let d = deployments_of(&api, "bgalarm");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 1);
+    let client = Client::start(&api, &alb.ip, &[port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "bgalarm",
+        "--task-definition",
+        "bgalarm:2",
+        // A bake time of 20 minutes: 100 s at a 5 s period, time to set the alarm in it.
+        "--deployment-configuration",
+        r#"{"bakeTimeInMinutes":20}"#,
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let arn = sd_arn(&api, "bgalarm", &bad);
+    api.wait_for(120, "the bake time, production on green", || {
+        (describe_sd(&api, &arn)["lifecycleStage"] == "BAKE_TIME").then_some(())
+    });
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 0), (green.clone(), 100)]
+    );
+    api.aws_json_in(
+        "cloudwatch",
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "bgalarm-errors",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "errors after the flip",
+        ],
+    );
+    api.wait_for(120, "the rollback to succeed", || {
+        (describe_sd(&api, &arn)["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
+    });
+    let answers = client.finish();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    // Blue, then green after the flip, then blue again after the rollback.
+    let mut runs: Vec<&str> = Vec::new();
+    for a in &answers {
+        if runs.last() != Some(&version(&a.3)) {
+            runs.push(version(&a.3));
+        }
+    }
+    eprintln!(
+        "through the flip and the alarm's rollback: {} requests, {} lost, {runs:?}",
+        answers.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(runs, ["v1", "v2", "v1"]);
+    let sd = describe_sd(&api, &arn);
+    assert_eq!(sd["alarms"]["status"], "TRIGGERED", "{sd:#}");
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 100), (green.clone(), 0)]
+    );
+    let d = deployments_of(&api, "bgalarm");
+    assert_eq!((d.len(), d[0]["id"].as_str()), (1, Some(good.as_str())));
+    assert!(targets(&api, &green).is_empty());
+    let ev = events(&api, "bgalarm");
+    assert!(
+        ev.contains(&format!(
+            "(service bgalarm) (deployment {bad}) deployment failed: alarm detected."
+        )),
+        "{ev:#?}"
+    );
+    api.aws_json(&["delete-service", "--service", "bgalarm", "--force"]);
+    api.wait_for(60, "bgalarm INACTIVE", || {
+        (api.service("default", "bgalarm")["status"] == "INACTIVE").then_some(())
     });
 }
 
