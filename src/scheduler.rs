@@ -1077,15 +1077,11 @@ fn schedule(
     // Blue/green: the stages, and the listener rules where they say traffic goes; the
     // deployment completes at the end of CLEAN_UP (its bake time is a stage before).
     if bg {
-        let bake_ms = bake_ms.max(
-            crate::autoscaling::scaled_secs(
-                spec.deployment_configuration
-                    .bake_time_in_minutes
-                    .unwrap_or(0)
-                    .saturating_mul(60),
-            )
-            .saturating_mul(1000),
-        );
+        let bake_ms = bake_ms.max(minutes_ms(
+            spec.deployment_configuration
+                .bake_time_in_minutes
+                .unwrap_or(0),
+        ));
         blue_green(store, s, m, elb, &mut deployments, green_ready, bake_ms)?;
     }
     let bg_done = |p: &DeploymentRow| {
@@ -1132,12 +1128,12 @@ fn schedule(
     Ok(())
 }
 
-/// Blue/green, once a pass: the PRIMARY deployment goes to its next lifecycle stage
-/// (`deployments::next_stage`), and each listener rule of the service's load balancers is
-/// pointed where the stages say (`deployments::traffic_sides`): test traffic to green from
-/// TEST_TRAFFIC_SHIFT, production traffic from PRODUCTION_TRAFFIC_SHIFT, both back to blue
-/// when a rollback made it PRIMARY again. A shift that fails holds the stage and is said
-/// in an event.
+/// Blue/green (and LINEAR and CANARY), once a pass: each listener rule of the service's
+/// load balancers is pointed where the PRIMARY deployment's stage says
+/// (`deployments::traffic`: test traffic to green from TEST_TRAFFIC_SHIFT, production
+/// traffic from PRODUCTION_TRAFFIC_SHIFT by its steps, both back to blue when a rollback
+/// made it PRIMARY again), then the deployment moves on (`deployments::advance`). A shift
+/// that fails holds the stage and is said in an event.
 fn blue_green(
     store: &mut Store,
     s: &ServiceRow,
@@ -1155,7 +1151,8 @@ fn blue_green(
         return Ok(());
     };
     let all = store.all_deployments(&s.cluster, name)?;
-    let (production, test) = deployments::traffic_sides(&ds[pi], &all);
+    let (production, test) = deployments::traffic(&ds[pi], &all);
+    let mine = crate::ecs::services::side(&ds[pi]);
     let settled = ds.len() == 1 && ds[pi].rollout_state == RolloutState::Completed;
     let mut shifted = true;
     if let Some(elb) = elb.filter(|_| !settled) {
@@ -1167,33 +1164,39 @@ fn blue_green(
                     pair.primary.clone()
                 }
             };
+            let (green, blue) = (group(mine), group(!mine));
             let rules = [
                 (Some(pair.production.clone()), production, "production"),
                 (pair.test.clone(), test, "test"),
             ];
-            for (rule, side, what) in rules {
+            for (rule, permille, what) in rules {
                 let Some(rule) = rule else { continue };
-                match elb.shift_traffic(&rule, &group(!side), &group(side), 100) {
+                // This host's words (ECS documents none).
+                let said = match permille {
+                    p if p >= 1000 => format!("{what} traffic to (target-group {green})"),
+                    p if p <= 0 => format!("{what} traffic to (target-group {blue})"),
+                    p => format!(
+                        "{}.{}% of {what} traffic to (target-group {green})",
+                        p / 10,
+                        p % 10
+                    ),
+                };
+                match elb.shift_traffic(&rule, &blue, &green, permille) {
                     Ok(true) => {
                         m.shift_failed = None;
-                        tracing::info!(service = %name, rule = %rule, to = %group(side), "{what} traffic shifted");
+                        tracing::info!(service = %name, rule = %rule, "shifted {said}");
                         add_event(
                             store,
                             &s.cluster,
                             name,
-                            format!(
-                                "(service {name}) shifted {what} traffic to (target-group {}).",
-                                group(side)
-                            ),
+                            format!("(service {name}) shifted {said}."),
                         );
                     }
                     Ok(false) => {}
                     Err(e) => {
                         shifted = false;
                         let event = format!(
-                            "(service {name}) failed to shift {what} traffic to (target-group \
-                             {}) with (error {})",
-                            group(side),
+                            "(service {name}) failed to shift {said} with (error {})",
                             e.message()
                         );
                         if m.shift_failed.as_ref() != Some(&event) {
@@ -1215,20 +1218,26 @@ fn blue_green(
         stage: LifecycleStage::PreScaleUp,
         stage_at_ms: now,
         alternate: false,
+        production_permille: 0,
+        step_at_ms: now,
     });
-    if let Some(next) =
-        deployments::next_stage(rec.stage, rec.stage_at_ms, now, green_ready, bake_ms)
-    {
-        tracing::info!(service = %name, deployment = %p.id, stage = next.as_str(), "blue/green lifecycle stage");
-        p.sd.blue_green = Some(crate::store::BlueGreenRecord {
-            stage: next,
-            stage_at_ms: now,
-            ..rec
-        });
+    let (steps, wait_minutes) = deployments::production_steps(&s.spec.deployment_configuration);
+    let step_wait_ms = minutes_ms(wait_minutes);
+    if let Some(next) = deployments::advance(rec, now, green_ready, bake_ms, &steps, step_wait_ms) {
+        tracing::info!(service = %name, deployment = %p.id, stage = next.stage.as_str(),
+            production_permille = next.production_permille, "blue/green lifecycle stage");
+        p.sd.blue_green = Some(next);
         p.updated_at_ms = now;
         store.save_deployment(p)?;
     }
     Ok(())
+}
+
+/// `minutes` of AWS's time as this box lasts them, in milliseconds: scaled by the box's
+/// metric period as every derived period is (`autoscaling::scaled_secs`: N minutes last
+/// N × the period).
+fn minutes_ms(minutes: i64) -> i64 {
+    crate::autoscaling::scaled_secs(minutes.max(0).saturating_mul(60)).saturating_mul(1000)
 }
 
 /// Whether deployment `d`, steady now, has baked for `bake_ms` since it first was (the

@@ -5,7 +5,10 @@
 //! production flips at once with no request lost, the blue tasks stop after the bake time
 //! and the next deployment swaps the target groups' roles; a green revision whose
 //! container exits trips the circuit breaker and rolls back with production still on
-//! blue; the settings are checked as ECS checks them.
+//! blue, and a deployment alarm in the bake time shifts production back to blue; a CANARY
+//! deployment sends part of production to green until
+//! StopServiceDeployment rolls it back, and a LINEAR one shifts it in steps; the settings
+//! are checked as ECS checks them.
 
 mod common;
 
@@ -24,13 +27,14 @@ fn serve() -> Api {
     )
 }
 
-/// A revision answering `GET /` on 8080 with `version` (or exiting at once: "exit").
+/// A revision answering `GET /` on 8080 with `version` and an id of the task's own (or
+/// exiting at once: "exit").
 fn register(api: &Api, family: &str, version: &str) {
     let command = if version == "exit" {
         r#"["sh","-c","exit 1"]"#.to_string()
     } else {
         format!(
-            r#"["sh","-c","mkdir -p /www && echo {version} > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]"#
+            r#"["sh","-c","mkdir -p /www && echo {version} $(cat /proc/sys/kernel/random/uuid) > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]"#
         )
     };
     let def = format!(
@@ -131,9 +135,23 @@ fn deployments_of(api: &Api, service: &str) -> Vec<Value> {
 
 /// The service deployment of deployment `id` (DescribeServiceDeployments).
 fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
+    describe_sd(api, &sd_arn(api, service, id))
+}
+
+fn describe_sd(api: &Api, arn: &str) -> Value {
+    api.aws_json(&[
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        arn,
+    ])["serviceDeployments"][0]
+        .clone()
+}
+
+/// The ARN of deployment `id`'s service deployment (ListServiceDeployments).
+fn sd_arn(api: &Api, service: &str, id: &str) -> String {
     let digits = id.strip_prefix("ecs-svc/").unwrap();
     let l = api.aws_json(&["list-service-deployments", "--service", service]);
-    let arn = l["serviceDeployments"]
+    l["serviceDeployments"]
         .as_array()
         .unwrap()
         .iter()
@@ -144,13 +162,7 @@ fn service_deployment(api: &Api, service: &str, id: &str) -> Value {
                 .ends_with(&format!("/{digits}"))
         })
         .map(|s| s["serviceDeploymentArn"].as_str().unwrap().to_string())
-        .unwrap();
-    api.aws_json(&[
-        "describe-service-deployments",
-        "--service-deployment-arns",
-        &arn,
-    ])["serviceDeployments"][0]
-        .clone()
+        .unwrap()
 }
 
 fn events(api: &Api, service: &str) -> Vec<String> {
@@ -206,7 +218,7 @@ print(json.dumps(out))
         Client { child, stop }
     }
 
-    /// Every answer, in order: (time, port, status, body).
+    /// Every answer, in order: (time, port, status, the body's version).
     fn finish(self) -> Vec<(f64, u16, String, String)> {
         std::fs::write(&self.stop, "").unwrap();
         let out = self.child.wait_with_output().unwrap();
@@ -222,6 +234,11 @@ print(json.dumps(out))
             })
             .collect()
     }
+}
+
+/// The version of an answer's body (`v1 <task id>`).
+fn version(body: &str) -> &str {
+    body.split_whitespace().next().unwrap_or("")
 }
 
 fn now() -> f64 {
@@ -289,17 +306,14 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         .unwrap()
         .to_string();
     // The stages as DescribeServiceDeployments shows them, polled meanwhile.
+    // (One AWS CLI call a poll, so that the 5 s bake time is seen.)
+    let second_sd = sd_arn(&api, "bg", &second);
     let mut stages: Vec<String> = Vec::new();
-    let mut green_seen = 0;
     api.wait_for(180, "the blue/green deployment completed", || {
-        let sd = service_deployment(&api, "bg", &second);
+        let sd = describe_sd(&api, &second_sd);
         let stage = sd["lifecycleStage"].as_str().unwrap_or("").to_string();
         if stages.last() != Some(&stage) {
             stages.push(stage.clone());
-        }
-        if stage == "SCALE_UP" || stage == "BAKE_TIME" {
-            // Green runs beside blue in the alternate group before it takes production.
-            green_seen = green_seen.max(targets(&api, &green).len());
         }
         (sd["status"] == "SUCCESSFUL").then_some(())
     });
@@ -329,15 +343,13 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "{stages:?}");
     assert!(stages.contains(&"BAKE_TIME".to_string()), "{stages:?}");
     assert_eq!(stages.last().unwrap(), "CLEAN_UP");
-    assert_eq!(green_seen, 2, "green ran at the full count beside blue");
-
     // Production: every request answered, by blue until the flip and by green after it.
     let prod: Vec<&(f64, u16, String, String)> =
         answers.iter().filter(|a| a.1 == prod_port).collect();
     let lost: Vec<_> = prod.iter().filter(|a| a.2 != "200").collect();
     let flip = prod
         .iter()
-        .position(|a| a.3 == "v2")
+        .position(|a| version(&a.3) == "v2")
         .expect("production flipped");
     eprintln!(
         "production: {} requests, {} lost; flip after {} answers from blue",
@@ -346,21 +358,32 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         flip
     );
     assert!(lost.is_empty(), "{lost:?}");
-    assert!(flip > 0 && prod[..flip].iter().all(|a| a.3 == "v1"));
-    assert!(prod[flip..].iter().all(|a| a.3 == "v2"), "all at once");
+    assert!(flip > 0 && prod[..flip].iter().all(|a| version(&a.3) == "v1"));
+    assert!(
+        prod[flip..].iter().all(|a| version(&a.3) == "v2"),
+        "all at once"
+    );
     let flip_at = prod[flip].0;
     // Test traffic: green answered it before production flipped.
     let test: Vec<&(f64, u16, String, String)> =
         answers.iter().filter(|a| a.1 == test_port).collect();
     let test_green = test
         .iter()
-        .find(|a| a.2 == "200" && a.3 == "v2")
+        .find(|a| a.2 == "200" && version(&a.3) == "v2")
         .expect("the test listener answered from green");
     eprintln!(
         "the test listener answered from green {:.1} s before production",
         flip_at - test_green.0
     );
     assert!(test_green.0 < flip_at);
+    // Green ran at the full count beside blue: both its tasks answered test traffic
+    // before production flipped (the bodies name the task).
+    let green_before_flip: BTreeSet<&str> = test
+        .iter()
+        .filter(|a| a.0 < flip_at && version(&a.3) == "v2")
+        .map(|a| a.3.as_str())
+        .collect();
+    assert_eq!(green_before_flip.len(), 2, "{green_before_flip:?}");
     // Blue stopped after the bake time (1 minute at a 5 s period: 5 s) and its
     // deregistration delay.
     let first_tasks = api.aws_json(&[
@@ -391,6 +414,16 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
     }
     let sd = service_deployment(&api, "bg", &second);
     assert_eq!(sd["deploymentConfiguration"]["strategy"], "BLUE_GREEN");
+    let rev = api.aws_json(&[
+        "describe-service-revisions",
+        "--service-revision-arns",
+        sd["targetServiceRevision"]["arn"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        rev["serviceRevisions"][0]["resolvedConfiguration"]["loadBalancers"],
+        json!([{"targetGroupArn": green, "productionListenerRule": prod_rule}]),
+        "{rev:#}"
+    );
     assert_eq!(weights(&api, &prod_rule), [(green.clone(), 1)]);
     assert_eq!(weights(&api, &test_rule), [(green.clone(), 1)]);
     assert_eq!(targets(&api, &green).len(), 2);
@@ -427,7 +460,7 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
                 .arg(format!("http://{}:{prod_port}/", alb.ip))
                 .output()
                 .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
+            version(String::from_utf8_lossy(&out.stdout).trim()).to_string()
         })
         .collect();
     assert_eq!(got, BTreeSet::from(["v1".to_string()]));
@@ -488,7 +521,7 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
     });
     let answers = client.finish();
     let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
-    let bodies: BTreeSet<&str> = answers.iter().map(|a| a.3.as_str()).collect();
+    let bodies: BTreeSet<&str> = answers.iter().map(|a| version(&a.3)).collect();
     eprintln!(
         "production through the failed deployment: {} requests, {} lost",
         answers.len(),
@@ -535,6 +568,262 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
     api.aws_json(&["delete-service", "--service", "bgfail", "--force"]);
     api.wait_for(60, "bgfail INACTIVE", || {
         (api.service("default", "bgfail")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn a_deployment_alarm_during_the_bake_time_shifts_production_back_to_blue() {
+    let api = serve();
+    // An alarm on a metric nobody puts: INSUFFICIENT_DATA until set otherwise.
+    api.aws_json_in(
+        "cloudwatch",
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "bgalarm-errors",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Errors",
+            "--statistic",
+            "Sum",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "1",
+            "--comparison-operator",
+            "GreaterThanOrEqualToThreshold",
+        ],
+    );
+    let alb = create_alb(&api, "bgalarm");
+    let blue = http_target_group(&api, "bgalarm-blue", 1);
+    let green = http_target_group(&api, "bgalarm-green", 1);
+    let (port, rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    register(&api, "bgalarm", "v1");
+    register(&api, "bgalarm", "v2");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": rule}}]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bgalarm",
+        "--task-definition",
+        "bgalarm:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"alarms":{"alarmNames":["bgalarm-errors"],"enable":true,"rollback":true}}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let good = api.wait_for(240, "the first deployment completed", || {
+        let d = deployments_of(&api, "bgalarm");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 1);
+    let client = Client::start(&api, &alb.ip, &[port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "bgalarm",
+        "--task-definition",
+        "bgalarm:2",
+        // A bake time of 20 minutes: 100 s at a 5 s period, time to set the alarm in it.
+        "--deployment-configuration",
+        r#"{"bakeTimeInMinutes":20}"#,
+    ]);
+    let bad = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let arn = sd_arn(&api, "bgalarm", &bad);
+    api.wait_for(120, "the bake time, production on green", || {
+        (describe_sd(&api, &arn)["lifecycleStage"] == "BAKE_TIME").then_some(())
+    });
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 0), (green.clone(), 100)]
+    );
+    api.aws_json_in(
+        "cloudwatch",
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "bgalarm-errors",
+            "--state-value",
+            "ALARM",
+            "--state-reason",
+            "errors after the flip",
+        ],
+    );
+    api.wait_for(120, "the rollback to succeed", || {
+        (describe_sd(&api, &arn)["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
+    });
+    let answers = client.finish();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    // Blue, then green after the flip, then blue again after the rollback.
+    let mut runs: Vec<&str> = Vec::new();
+    for a in &answers {
+        if runs.last() != Some(&version(&a.3)) {
+            runs.push(version(&a.3));
+        }
+    }
+    eprintln!(
+        "through the flip and the alarm's rollback: {} requests, {} lost, {runs:?}",
+        answers.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert_eq!(runs, ["v1", "v2", "v1"]);
+    let sd = describe_sd(&api, &arn);
+    assert_eq!(sd["alarms"]["status"], "TRIGGERED", "{sd:#}");
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 100), (green.clone(), 0)]
+    );
+    let d = deployments_of(&api, "bgalarm");
+    assert_eq!((d.len(), d[0]["id"].as_str()), (1, Some(good.as_str())));
+    assert!(targets(&api, &green).is_empty());
+    let ev = events(&api, "bgalarm");
+    assert!(
+        ev.contains(&format!(
+            "(service bgalarm) (deployment {bad}) deployment failed: alarm detected."
+        )),
+        "{ev:#?}"
+    );
+    api.aws_json(&["delete-service", "--service", "bgalarm", "--force"]);
+    api.wait_for(60, "bgalarm INACTIVE", || {
+        (api.service("default", "bgalarm")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn a_canary_sends_part_of_production_to_green_a_stop_rolls_it_back_and_linear_steps_through() {
+    let api = serve();
+    let alb = create_alb(&api, "canary");
+    let blue = http_target_group(&api, "canary-blue", 1);
+    let green = http_target_group(&api, "canary-green", 1);
+    let (port, rule) = listener_with_rule(&api, &alb.arn, &forward(&[(&blue, 100), (&green, 0)]));
+    register(&api, "canary", "v1");
+    register(&api, "canary", "v2");
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": rule}}]);
+    // 30 % to green for 20 minutes (100 s at a 5 s period): long enough to stop it.
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "canary",
+        "--task-definition",
+        "canary:1",
+        "--desired-count",
+        "1",
+        "--deployment-configuration",
+        r#"{"strategy":"CANARY","bakeTimeInMinutes":0,"canaryConfiguration":{"canaryPercent":30.0,"canaryBakeTimeInMinutes":20}}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let good = api.wait_for(120, "the first deployment completed", || {
+        let d = deployments_of(&api, "canary");
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    healthy(&api, &blue, 1);
+    let client = Client::start(&api, &alb.ip, &[port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "canary",
+        "--task-definition",
+        "canary:2",
+    ]);
+    let canary = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(120, "30 % of production on green", || {
+        (weights(&api, &rule) == [(blue.clone(), 700), (green.clone(), 300)]).then_some(())
+    });
+    let sd = service_deployment(&api, "canary", &canary);
+    assert_eq!(sd["lifecycleStage"], "PRODUCTION_TRAFFIC_SHIFT", "{sd:#}");
+    assert_eq!(
+        sd["deploymentConfiguration"]["canaryConfiguration"],
+        json!({"canaryPercent": 30.0, "canaryBakeTimeInMinutes": 20})
+    );
+    // Both revisions answer production meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    api.aws_json(&[
+        "stop-service-deployment",
+        "--service-deployment-arn",
+        sd["serviceDeploymentArn"].as_str().unwrap(),
+    ]);
+    api.wait_for(120, "the canary rolled back", || {
+        let sd = service_deployment(&api, "canary", &canary);
+        (sd["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
+    });
+    let answers = client.finish();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let v2 = answers.iter().filter(|a| version(&a.3) == "v2").count();
+    let last_v2 = answers
+        .iter()
+        .rposition(|a| version(&a.3) == "v2")
+        .unwrap_or(0);
+    eprintln!(
+        "through the canary and its rollback: {} requests, {} lost, {} answered by green ({:.0} %)",
+        answers.len(),
+        lost.len(),
+        v2,
+        100.0 * v2 as f64 / answers.len() as f64
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(v2 > 0, "green answered part of production");
+    assert!(
+        answers[last_v2 + 1..].iter().all(|a| version(&a.3) == "v1"),
+        "blue alone after the rollback"
+    );
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 100), (green.clone(), 0)]
+    );
+    let d = deployments_of(&api, "canary");
+    assert_eq!((d.len(), d[0]["id"].as_str()), (1, Some(good.as_str())));
+    assert!(targets(&api, &green).is_empty());
+
+    // LINEAR, 50 % a step every minute (5 s here): 50 %, then all, then done.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "canary",
+        "--task-definition",
+        "canary:2",
+        "--deployment-configuration",
+        r#"{"strategy":"LINEAR","linearConfiguration":{"stepPercent":50.0,"stepBakeTimeInMinutes":1}}"#,
+    ]);
+    api.wait_for(180, "the linear deployment completed", || {
+        let d = deployments_of(&api, "canary");
+        (d.len() == 1
+            && d[0]["rolloutState"] == "COMPLETED"
+            && d[0]["taskDefinition"].as_str().unwrap().ends_with(":2"))
+        .then_some(())
+    });
+    let ev = events(&api, "canary");
+    for said in [
+        format!("(service canary) shifted 50.0% of production traffic to (target-group {green})."),
+        format!("(service canary) shifted production traffic to (target-group {green})."),
+    ] {
+        assert!(ev.contains(&said), "{said}: {ev:#?}");
+    }
+    assert_eq!(
+        weights(&api, &rule),
+        [(blue.clone(), 0), (green.clone(), 100)]
+    );
+    api.aws_json(&["delete-service", "--service", "canary", "--force"]);
+    api.wait_for(60, "canary INACTIVE", || {
+        (api.service("default", "canary")["status"] == "INACTIVE").then_some(())
     });
 }
 
@@ -615,9 +904,14 @@ fn blue_green_settings_are_checked_as_ecs_checks_them() {
         "must be another target group",
     );
     refused(
-        r#"{"strategy":"LINEAR"}"#,
+        r#"{"strategy":"LINEAR","linearConfiguration":{"stepPercent":2.0}}"#,
         ok.clone(),
-        "deploymentConfiguration.strategy LINEAR: not supported here",
+        "stepPercent 2: must be a multiple of 0.1 from 3.0 to 100.0",
+    );
+    refused(
+        r#"{"strategy":"CANARY","canaryConfiguration":{"canaryPercent":5.0,"canaryBakeTimeInMinutes":1441}}"#,
+        ok.clone(),
+        "canaryBakeTimeInMinutes 1441: must be 0 to 1440 minutes",
     );
     refused(
         r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"lifecycleHooks":[{"lifecycleStages":["POST_SCALE_UP"]}]}"#,

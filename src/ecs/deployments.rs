@@ -10,8 +10,8 @@ use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
 use super::shapes::Failure;
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
-    DeploymentRow, DeploymentStatus, LastStatus, LifecycleStage, RollbackRecord, RolloutState,
-    ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceRow, ServiceSpec, Store,
+    BlueGreenRecord, DeploymentRow, DeploymentStatus, LastStatus, LifecycleStage, RollbackRecord,
+    RolloutState, ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceRow, ServiceSpec, Store,
 };
 use crate::taskdef::AwsContext;
 use crate::taskdef::timestamp::Timestamp;
@@ -274,31 +274,118 @@ pub fn next_stage(
     }
 }
 
-/// Where a blue/green service's (production, test) traffic goes, as the side of its
-/// target group pairs (true: the alternate groups): the PRIMARY deployment's once it
-/// reached PRODUCTION_TRAFFIC_SHIFT (TEST_TRAFFIC_SHIFT for test traffic) or completed,
-/// else the last completed deployment's (blue). `all`: the service's deployments, newest
+/// The production traffic's steps, in thousandths on green, and the wait in minutes after
+/// each step but the last: BLUE_GREEN all at once; LINEAR `stepPercent` more at each step
+/// (default 10.0) every `stepBakeTimeInMinutes` (default 6; "not applied after reaching
+/// 100 percent traffic"); CANARY `canaryPercent` (default 5.0) for
+/// `canaryBakeTimeInMinutes` (default 10), then the rest. Ref: ecs.json
+/// `LinearConfiguration`, `CanaryConfiguration`.
+pub fn production_steps(c: &crate::store::DeploymentConfiguration) -> (Vec<i64>, i64) {
+    use crate::store::DeploymentStrategy as S;
+    let permille = |p: f64| ((p * 10.0).round() as i64).clamp(1, 1000);
+    match c.strategy {
+        Some(S::Linear) => {
+            let l = c.linear_configuration.unwrap_or_default();
+            let step = permille(l.step_percent.unwrap_or(10.0));
+            let mut steps: Vec<i64> = (1..).map(|k| k * step).take_while(|s| *s < 1000).collect();
+            steps.push(1000);
+            (steps, l.step_bake_time_in_minutes.unwrap_or(6))
+        }
+        Some(S::Canary) => {
+            let k = c.canary_configuration.unwrap_or_default();
+            let first = permille(k.canary_percent.unwrap_or(5.0));
+            let steps = if first >= 1000 {
+                vec![1000]
+            } else {
+                vec![first, 1000]
+            };
+            (steps, k.canary_bake_time_in_minutes.unwrap_or(10))
+        }
+        _ => (vec![1000], 0),
+    }
+}
+
+/// A blue/green deployment's record after this pass, if it moves on: the next stage
+/// (`next_stage`), or in PRODUCTION_TRAFFIC_SHIFT the next of `steps` once `step_wait_ms`
+/// passed since the last one (the first is taken on entering the stage; the stage ends
+/// the pass after the last).
+pub fn advance(
+    rec: BlueGreenRecord,
+    now_ms: i64,
+    ready: bool,
+    bake_ms: i64,
+    steps: &[i64],
+    step_wait_ms: i64,
+) -> Option<BlueGreenRecord> {
+    use LifecycleStage as L;
+    let first = steps.first().copied().unwrap_or(1000);
+    match rec.stage {
+        L::PostTestTrafficShift => ready.then_some(BlueGreenRecord {
+            stage: L::ProductionTrafficShift,
+            stage_at_ms: now_ms,
+            production_permille: first,
+            step_at_ms: now_ms,
+            ..rec
+        }),
+        L::ProductionTrafficShift if rec.production_permille >= 1000 => Some(BlueGreenRecord {
+            stage: L::PostProductionTrafficShift,
+            stage_at_ms: now_ms,
+            ..rec
+        }),
+        L::ProductionTrafficShift => {
+            (now_ms.saturating_sub(rec.step_at_ms) >= step_wait_ms).then(|| BlueGreenRecord {
+                production_permille: steps
+                    .iter()
+                    .copied()
+                    .find(|s| *s > rec.production_permille)
+                    .unwrap_or(1000),
+                step_at_ms: now_ms,
+                ..rec
+            })
+        }
+        s => next_stage(s, rec.stage_at_ms, now_ms, ready, bake_ms).map(|n| BlueGreenRecord {
+            stage: n,
+            stage_at_ms: now_ms,
+            ..rec
+        }),
+    }
+}
+
+/// Where a blue/green service's traffic goes: the thousandths of its (production, test)
+/// traffic on the PRIMARY deployment's side of the target group pairs, the rest on the
+/// last completed deployment's (blue). Test traffic moves at TEST_TRAFFIC_SHIFT,
+/// production traffic at PRODUCTION_TRAFFIC_SHIFT (by its steps); all of it is green's
+/// once it completed, blue's if it failed. `all`: the service's deployments, newest
 /// first.
-pub fn traffic_sides(primary: &DeploymentRow, all: &[DeploymentRow]) -> (bool, bool) {
+pub fn traffic(primary: &DeploymentRow, all: &[DeploymentRow]) -> (i64, i64) {
     let mine = super::services::side(primary);
     let serving = all
         .iter()
         .find(|d| d.id != primary.id && d.rollout_state == RolloutState::Completed)
         .map(super::services::side)
         .unwrap_or(mine);
+    if serving == mine {
+        return (1000, 1000);
+    }
     match primary.rollout_state {
-        RolloutState::Completed => (mine, mine),
-        RolloutState::Failed => (serving, serving),
+        RolloutState::Completed => (1000, 1000),
+        RolloutState::Failed => (0, 0),
         RolloutState::InProgress => {
-            let stage = primary
-                .sd
-                .blue_green
-                .map_or(LifecycleStage::PreScaleUp, |b| b.stage);
-            let at = |s| if stage >= s { mine } else { serving };
-            (
-                at(LifecycleStage::ProductionTrafficShift),
-                at(LifecycleStage::TestTrafficShift),
-            )
+            let Some(b) = primary.sd.blue_green else {
+                return (0, 0);
+            };
+            use LifecycleStage as L;
+            let test = if b.stage >= L::TestTrafficShift {
+                1000
+            } else {
+                0
+            };
+            let production = match b.stage {
+                s if s < L::ProductionTrafficShift => 0,
+                L::ProductionTrafficShift => b.production_permille,
+                _ => 1000,
+            };
+            (production, test)
         }
     }
 }
@@ -742,6 +829,12 @@ fn describe_one(
             if let Some(h) = &config.lifecycle_hooks {
                 c["lifecycleHooks"] = h.clone();
             }
+            if let Some(l) = &config.linear_configuration {
+                c["linearConfiguration"] = serde_json::json!(l);
+            }
+            if let Some(k) = &config.canary_configuration {
+                c["canaryConfiguration"] = serde_json::json!(k);
+            }
             c
         },
         lifecycle_stage: d.sd.blue_green.map(|b| b.stage.as_str()),
@@ -924,6 +1017,9 @@ pub struct ServiceRevision {
     container_images: Vec<Value>,
     guard_duty_enabled: bool,
     created_at: Timestamp,
+    /// A blue/green revision's target groups (its side of each pair) and production rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_configuration: Option<Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -973,6 +1069,19 @@ fn revision(
         container_images,
         guard_duty_enabled: false,
         created_at: Timestamp::from_ms(d.created_at_ms),
+        // Ref: ecs.json `ResolvedConfiguration`, `ServiceRevisionLoadBalancer`.
+        resolved_configuration: d.sd.blue_green.map(|b| {
+            let lbs: Vec<Value> = super::services::lb_pairs(spec)
+                .into_iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "targetGroupArn": if b.alternate { p.alternate } else { p.primary },
+                        "productionListenerRule": p.production,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "loadBalancers": lbs })
+        }),
     })
 }
 
@@ -1177,42 +1286,121 @@ mod tests {
 
     #[test]
     fn traffic_goes_to_green_by_stage_and_back_to_blue_when_it_fails() {
-        use crate::store::BlueGreenRecord;
-        let with = |id: &str, at: i64, state, stage, alternate| {
+        let with = |id: &str, at: i64, state, stage, alternate, permille| {
             let mut d = deployment(id, "td", at);
             d.rollout_state = state;
             d.sd.blue_green = Some(BlueGreenRecord {
                 stage,
                 stage_at_ms: 0,
                 alternate,
+                production_permille: permille,
+                step_at_ms: 0,
             });
             d
         };
         use LifecycleStage as L;
-        let blue = with("ecs-svc/1", 1, RolloutState::Completed, L::CleanUp, false);
+        use RolloutState::{Completed, Failed, InProgress};
+        let blue = with("ecs-svc/1", 1, Completed, L::CleanUp, false, 1000);
         let all = |g: &DeploymentRow| vec![g.clone(), blue.clone()];
-        let green = with("ecs-svc/2", 2, RolloutState::InProgress, L::ScaleUp, true);
-        assert_eq!(traffic_sides(&green, &all(&green)), (false, false));
+        let green = with("ecs-svc/2", 2, InProgress, L::ScaleUp, true, 0);
+        assert_eq!(traffic(&green, &all(&green)), (0, 0));
+        let green = with("ecs-svc/2", 2, InProgress, L::TestTrafficShift, true, 0);
+        assert_eq!(traffic(&green, &all(&green)), (0, 1000), "test first");
         let green = with(
             "ecs-svc/2",
             2,
-            RolloutState::InProgress,
-            L::TestTrafficShift,
+            InProgress,
+            L::ProductionTrafficShift,
             true,
+            100,
+        );
+        assert_eq!(traffic(&green, &all(&green)), (100, 1000), "a step");
+        let green = with("ecs-svc/2", 2, InProgress, L::BakeTime, true, 1000);
+        assert_eq!(traffic(&green, &all(&green)), (1000, 1000));
+        let failed = with("ecs-svc/2", 2, Failed, L::BakeTime, true, 1000);
+        assert_eq!(traffic(&failed, &all(&failed)), (0, 0));
+        // After a rollback blue is PRIMARY (completed) again.
+        assert_eq!(traffic(&blue, &all(&failed)), (1000, 1000));
+        let done = with("ecs-svc/2", 2, Completed, L::CleanUp, true, 1000);
+        assert_eq!(traffic(&done, &all(&done)), (1000, 1000));
+    }
+
+    #[test]
+    fn linear_and_canary_shift_production_traffic_in_steps() {
+        use crate::store::{
+            CanaryConfiguration, DeploymentConfiguration, DeploymentStrategy, LinearConfiguration,
+        };
+        let c = |strategy, linear, canary| DeploymentConfiguration {
+            strategy: Some(strategy),
+            linear_configuration: linear,
+            canary_configuration: canary,
+            ..Default::default()
+        };
+        assert_eq!(
+            production_steps(&c(DeploymentStrategy::BlueGreen, None, None)),
+            (vec![1000], 0)
+        );
+        let (steps, wait) = production_steps(&c(DeploymentStrategy::Linear, None, None));
+        assert_eq!((steps.len(), steps[0], steps[9], wait), (10, 100, 1000, 6));
+        let linear = LinearConfiguration {
+            step_percent: Some(30.0),
+            step_bake_time_in_minutes: Some(1),
+        };
+        assert_eq!(
+            production_steps(&c(DeploymentStrategy::Linear, Some(linear), None)),
+            (vec![300, 600, 900, 1000], 1)
+        );
+        let canary = CanaryConfiguration {
+            canary_percent: Some(12.5),
+            canary_bake_time_in_minutes: Some(2),
+        };
+        assert_eq!(
+            production_steps(&c(DeploymentStrategy::Canary, None, Some(canary))),
+            (vec![125, 1000], 2)
         );
         assert_eq!(
-            traffic_sides(&green, &all(&green)),
-            (false, true),
-            "test first"
+            production_steps(&c(DeploymentStrategy::Canary, None, None)),
+            (vec![50, 1000], 10)
         );
-        let green = with("ecs-svc/2", 2, RolloutState::InProgress, L::BakeTime, true);
-        assert_eq!(traffic_sides(&green, &all(&green)), (true, true));
-        let failed = with("ecs-svc/2", 2, RolloutState::Failed, L::BakeTime, true);
-        assert_eq!(traffic_sides(&failed, &all(&failed)), (false, false));
-        // After a rollback blue is PRIMARY (completed) again.
-        assert_eq!(traffic_sides(&blue, &all(&failed)), (false, false));
-        let done = with("ecs-svc/2", 2, RolloutState::Completed, L::CleanUp, true);
-        assert_eq!(traffic_sides(&done, &all(&done)), (true, true));
+
+        use LifecycleStage as L;
+        let rec = BlueGreenRecord {
+            stage: L::PostTestTrafficShift,
+            stage_at_ms: 0,
+            alternate: true,
+            production_permille: 0,
+            step_at_ms: 0,
+        };
+        let steps = [300, 600, 900, 1000];
+        assert_eq!(
+            advance(rec, 5, false, 0, &steps, 60),
+            None,
+            "green not ready"
+        );
+        let r = advance(rec, 5, true, 0, &steps, 60).unwrap();
+        assert_eq!(
+            (r.stage, r.production_permille),
+            (L::ProductionTrafficShift, 300)
+        );
+        assert_eq!(
+            advance(r, 64, true, 0, &steps, 60),
+            None,
+            "the step bake time"
+        );
+        let r = advance(r, 65, true, 0, &steps, 60).unwrap();
+        assert_eq!(
+            (r.stage, r.production_permille),
+            (L::ProductionTrafficShift, 600)
+        );
+        let r = advance(r, 125, true, 0, &steps, 60).unwrap();
+        let r = advance(r, 185, true, 0, &steps, 60).unwrap();
+        assert_eq!(r.production_permille, 1000);
+        let r = advance(r, 186, true, 0, &steps, 60).unwrap();
+        assert_eq!(
+            r.stage,
+            L::PostProductionTrafficShift,
+            "no wait after 100 %"
+        );
     }
 
     #[test]

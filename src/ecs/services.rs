@@ -48,8 +48,8 @@ struct DeploymentConfigurationInput {
     strategy: Option<String>,
     bake_time_in_minutes: Option<i64>,
     lifecycle_hooks: Option<Vec<LifecycleHookInput>>,
-    linear_configuration: Option<Value>,
-    canary_configuration: Option<Value>,
+    linear_configuration: Option<crate::store::LinearConfiguration>,
+    canary_configuration: Option<crate::store::CanaryConfiguration>,
 }
 
 /// ecs.json `DeploymentLifecycleHook`, as given (recorded as it is once checked).
@@ -121,12 +121,13 @@ impl DeploymentConfigurationInput {
     /// service's after the request), as service events. Ref: ecs.json
     /// `DeploymentConfiguration`.
     fn not_applied(&self, strategy: Option<crate::store::DeploymentStrategy>) -> Vec<String> {
-        let blue_green = strategy == Some(crate::store::DeploymentStrategy::BlueGreen);
+        use crate::store::DeploymentStrategy as S;
+        let strategy = strategy.unwrap_or(S::Rolling);
         let mut events = Vec::new();
-        if self.bake_time_in_minutes.is_some() && !blue_green {
+        if self.bake_time_in_minutes.is_some() && strategy == S::Rolling {
             events.push(
                 "deploymentConfiguration.bakeTimeInMinutes: not applied here: a bake time is \
-                 for the BLUE_GREEN strategy (this service's is ROLLING)"
+                 for the BLUE_GREEN, LINEAR and CANARY strategies (this service's is ROLLING)"
                     .to_string(),
             );
         }
@@ -137,19 +138,74 @@ impl DeploymentConfigurationInput {
                     .to_string(),
             );
         }
-        for (name, v) in [
-            ("linearConfiguration", &self.linear_configuration),
-            ("canaryConfiguration", &self.canary_configuration),
+        for (name, given, applies) in [
+            (
+                "linearConfiguration",
+                self.linear_configuration.is_some(),
+                S::Linear,
+            ),
+            (
+                "canaryConfiguration",
+                self.canary_configuration.is_some(),
+                S::Canary,
+            ),
         ] {
-            if v.as_ref().is_some_and(|v| !v.is_null()) {
+            if given && strategy != applies {
                 events.push(format!(
-                    "deploymentConfiguration.{name}: not applied here: only the ROLLING and \
-                     BLUE_GREEN strategies run (no weighted steps)"
+                    "deploymentConfiguration.{name}: not applied here: it is for the {} \
+                     strategy (this service's is {})",
+                    applies.as_str(),
+                    strategy.as_str()
                 ));
             }
         }
         events
     }
+}
+
+/// Whether `p` is a multiple of 0.1 within `min..=100.0`. Ref: ecs.json
+/// `LinearConfiguration.stepPercent` ("multiples of 0.1 from 3.0 to 100.0"),
+/// `CanaryConfiguration.canaryPercent` ("multiples of 0.1 from 0.1 to 100.0").
+fn tenths(p: f64, min: f64) -> bool {
+    p.is_finite() && (min..=100.0).contains(&p) && ((p * 10.0).round() - p * 10.0).abs() < 1e-6
+}
+
+/// Ref: ecs.json `LinearConfiguration` and `CanaryConfiguration` (bake times "0 to 1440
+/// minutes").
+fn check_steps(i: &DeploymentConfigurationInput) -> anyhow::Result<()> {
+    let minutes = |m: Option<i64>, member: &str| -> anyhow::Result<()> {
+        match m {
+            Some(m) if !(0..=1440).contains(&m) => bail!(EcsError::invalid(format!(
+                "deploymentConfiguration.{member} {m}: must be 0 to 1440 minutes"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    if let Some(l) = &i.linear_configuration {
+        if let Some(p) = l.step_percent.filter(|p| !tenths(*p, 3.0)) {
+            bail!(EcsError::invalid(format!(
+                "deploymentConfiguration.linearConfiguration.stepPercent {p}: must be a \
+                 multiple of 0.1 from 3.0 to 100.0"
+            )));
+        }
+        minutes(
+            l.step_bake_time_in_minutes,
+            "linearConfiguration.stepBakeTimeInMinutes",
+        )?;
+    }
+    if let Some(c) = &i.canary_configuration {
+        if let Some(p) = c.canary_percent.filter(|p| !tenths(*p, 0.1)) {
+            bail!(EcsError::invalid(format!(
+                "deploymentConfiguration.canaryConfiguration.canaryPercent {p}: must be a \
+                 multiple of 0.1 from 0.1 to 100.0"
+            )));
+        }
+        minutes(
+            c.canary_bake_time_in_minutes,
+            "canaryConfiguration.canaryBakeTimeInMinutes",
+        )?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -292,6 +348,8 @@ pub fn new_record(
             stage: crate::store::LifecycleStage::PreScaleUp,
             stage_at_ms: now_ms(),
             alternate: serving.is_some_and(|d| !side(&d)),
+            production_permille: 0,
+            step_at_ms: 0,
         })
     } else {
         None
@@ -353,6 +411,11 @@ fn check_blue_green(store: &Store, spec: &Spec) -> anyhow::Result<Vec<String>> {
         return Ok(Vec::new());
     };
     let blue_green = spec.deployment_configuration.blue_green();
+    let strategy = spec
+        .deployment_configuration
+        .strategy
+        .unwrap_or(crate::store::DeploymentStrategy::Rolling)
+        .as_str();
     let mut events = Vec::new();
     for (i, l) in list.iter().enumerate() {
         let at = format!("loadBalancers[{i}]");
@@ -371,7 +434,7 @@ fn check_blue_green(store: &Store, spec: &Spec) -> anyhow::Result<Vec<String>> {
         };
         let Some(a) = advanced else {
             bail!(EcsError::invalid(format!(
-                "{at}.advancedConfiguration: required with the BLUE_GREEN strategy (the \
+                "{at}.advancedConfiguration: required with the {strategy} strategy (the \
                  alternate target group and the production listener rule that ECS shifts \
                  traffic with)"
             )));
@@ -380,7 +443,7 @@ fn check_blue_green(store: &Store, spec: &Spec) -> anyhow::Result<Vec<String>> {
             match a[m].as_str() {
                 Some(v) if !v.is_empty() => Ok(v.to_string()),
                 _ => bail!(EcsError::invalid(format!(
-                    "{at}.advancedConfiguration.{m}: required with the BLUE_GREEN strategy"
+                    "{at}.advancedConfiguration.{m}: required with the {strategy} strategy"
                 ))),
             }
         };
@@ -664,17 +727,15 @@ fn deployment_configuration(
     input: Option<&DeploymentConfigurationInput>,
 ) -> anyhow::Result<DeploymentConfiguration> {
     let Some(i) = input else { return Ok(base) };
-    // Ref: ecs.json `DeploymentStrategy`: ROLLING, BLUE_GREEN, LINEAR, CANARY; LINEAR and
-    // CANARY shift production traffic in weighted steps, which the scheduler does not run.
+    // Ref: ecs.json `DeploymentStrategy`: ROLLING, BLUE_GREEN, LINEAR, CANARY.
     use crate::store::DeploymentStrategy as S;
+    check_steps(i)?;
     let strategy = match i.strategy.as_deref() {
         None => base.strategy,
         Some("ROLLING") => Some(S::Rolling),
         Some("BLUE_GREEN") => Some(S::BlueGreen),
-        Some(s @ ("LINEAR" | "CANARY")) => bail!(EcsError::invalid(format!(
-            "deploymentConfiguration.strategy {s}: not supported here: only the ROLLING and \
-             BLUE_GREEN strategies run (the weighted traffic steps are not)"
-        ))),
+        Some("LINEAR") => Some(S::Linear),
+        Some("CANARY") => Some(S::Canary),
         Some(s) => bail!(EcsError::invalid(format!(
             "deploymentConfiguration.strategy {s:?}: must be ROLLING, BLUE_GREEN, LINEAR or \
              CANARY"
@@ -700,19 +761,22 @@ fn deployment_configuration(
         strategy,
         bake_time_in_minutes: i.bake_time_in_minutes.or(base.bake_time_in_minutes),
         lifecycle_hooks,
+        linear_configuration: i.linear_configuration.or(base.linear_configuration),
+        canary_configuration: i.canary_configuration.or(base.canary_configuration),
     };
     // Ref: ecs.json `DeploymentConfiguration.bakeTimeInMinutes`: "You must provide this
-    // parameter when you use the BLUE_GREEN deployment strategy."
+    // parameter when you use the BLUE_GREEN deployment strategy" (LINEAR and CANARY: none
+    // given is 0 here, ECS documents no default).
     if c.blue_green() {
         match c.bake_time_in_minutes {
-            None => bail!(EcsError::invalid(
+            None if c.strategy == Some(S::BlueGreen) => bail!(EcsError::invalid(
                 "deploymentConfiguration.bakeTimeInMinutes: required with the BLUE_GREEN \
                  strategy (how long both revisions run after production traffic shifted)"
             )),
             Some(m) if m < 0 => bail!(EcsError::invalid(format!(
                 "deploymentConfiguration.bakeTimeInMinutes {m}: must be 0 or more"
             ))),
-            Some(_) => {}
+            _ => {}
         }
     }
 
@@ -1332,7 +1396,7 @@ pub struct ServiceEvent {
 }
 
 /// ecs.json `DeploymentConfiguration` as a service reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentConfigurationShape {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1346,6 +1410,10 @@ pub struct DeploymentConfigurationShape {
     pub bake_time_in_minutes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lifecycle_hooks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linear_configuration: Option<crate::store::LinearConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_configuration: Option<crate::store::CanaryConfiguration>,
 }
 
 /// ecs.json `DeploymentCircuitBreaker`: off unless the service turned it on.
@@ -1456,6 +1524,8 @@ pub fn service_json(store: &Store, s: &ServiceRow, with_tags: bool) -> anyhow::R
                 .as_str(),
             bake_time_in_minutes: spec.deployment_configuration.bake_time_in_minutes,
             lifecycle_hooks: spec.deployment_configuration.lifecycle_hooks.clone(),
+            linear_configuration: spec.deployment_configuration.linear_configuration,
+            canary_configuration: spec.deployment_configuration.canary_configuration,
         },
         deployment_controller: DeploymentController { kind: "ECS".into() },
         deployments,
@@ -1606,11 +1676,29 @@ mod tests {
         let c = deployment_configuration(base.clone(), Some(&blue)).unwrap();
         assert!(c.blue_green() && c.bake_time_in_minutes == Some(2));
         assert!(blue.not_applied(c.strategy).is_empty());
-        let linear = DeploymentConfigurationInput {
+        let linear = |percent: f64, minutes: i64| DeploymentConfigurationInput {
             strategy: Some("LINEAR".into()),
+            linear_configuration: Some(crate::store::LinearConfiguration {
+                step_percent: Some(percent),
+                step_bake_time_in_minutes: Some(minutes),
+            }),
             ..Default::default()
         };
-        assert!(deployment_configuration(base.clone(), Some(&linear)).is_err());
+        let c = deployment_configuration(base.clone(), Some(&linear(12.5, 1))).unwrap();
+        assert!(c.blue_green() && c.bake_time_in_minutes.is_none());
+        for (p, m) in [(2.9, 1), (12.55, 1), (100.1, 1), (10.0, 1441), (10.0, -1)] {
+            assert!(
+                deployment_configuration(base.clone(), Some(&linear(p, m))).is_err(),
+                "{p} {m}"
+            );
+        }
+        let canary_on_linear = DeploymentConfigurationInput {
+            canary_configuration: Some(Default::default()),
+            ..linear(10.0, 1)
+        };
+        let said = canary_on_linear.not_applied(c.strategy);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("it is for the CANARY strategy (this service's is LINEAR)"));
         let hooks = |v: Value| DeploymentConfigurationInput {
             strategy: Some("BLUE_GREEN".into()),
             bake_time_in_minutes: Some(0),

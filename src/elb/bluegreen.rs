@@ -125,18 +125,23 @@ fn weighted(a: &Action) -> Vec<WeightedGroup> {
     }
 }
 
-/// Forward action `a` with `percent` of its traffic to `to` and the rest to `from`: both
-/// weighted when both are listed (or `percent` is between 0 and 100), else the one listed
-/// renamed. Other groups are left as they are. Whether it changed.
-fn shift_action(a: &mut Action, from: &str, to: &str, percent: i64) -> bool {
+/// Forward action `a` with `permille` thousandths of its traffic to `to` and the rest to
+/// `from`: both weighted when both are listed or the share is partial (100 and 0 for all
+/// of it, else the thousandths: ELB's weights go up to 999), else the one listed renamed.
+/// Other groups are left as they are. Whether it changed.
+fn shift_action(a: &mut Action, from: &str, to: &str, permille: i64) -> bool {
     let mut list = weighted(a);
     let has = |l: &[WeightedGroup], g: &str| l.iter().any(|w| w.arn == g);
-    if !has(&list, from) && !has(&list, to) {
+    if from == to || (!has(&list, from) && !has(&list, to)) {
         return false;
     }
     let before = list.clone();
-    let (to_w, from_w) = (percent, 100 - percent);
-    let both = (has(&list, from) && has(&list, to)) || (0 < percent && percent < 100);
+    let (to_w, from_w) = match permille {
+        p if p >= 1000 => (100, 0),
+        p if p <= 0 => (0, 100),
+        p => (p, 1000 - p),
+    };
+    let both = (has(&list, from) && has(&list, to)) || (0 < permille && permille < 1000);
     if both {
         for (g, w) in [(to, to_w), (from, from_w)] {
             match list.iter_mut().find(|x| x.arn == g) {
@@ -148,7 +153,7 @@ fn shift_action(a: &mut Action, from: &str, to: &str, percent: i64) -> bool {
             }
         }
     } else {
-        let (old, new) = if percent >= 100 {
+        let (old, new) = if permille >= 1000 {
             (from, to)
         } else {
             (to, from)
@@ -172,16 +177,22 @@ fn shift_action(a: &mut Action, from: &str, to: &str, percent: i64) -> bool {
 
 /// What ECS's service scheduler asks of the load balancers for blue/green deployments.
 impl Elb {
-    /// Points rule `rule` (a listener rule or a listener's default rule) `percent` % at
-    /// target group `to`, the rest at `from`, in one change the data plane sees at once
-    /// (new requests go by the new weights; those in flight finish where they are).
-    /// Whether it changed; `RuleNotFound` for a rule that is gone.
-    pub fn shift_traffic(&self, rule: &str, from: &str, to: &str, percent: i64) -> ElbResult<bool> {
+    /// Points rule `rule` (a listener rule or a listener's default rule) `permille`
+    /// thousandths at target group `to`, the rest at `from`, in one change the data plane
+    /// sees at once (new requests go by the new weights; those in flight finish where
+    /// they are). Whether it changed; `RuleNotFound` for a rule that is gone.
+    pub fn shift_traffic(
+        &self,
+        rule: &str,
+        from: &str,
+        to: &str,
+        permille: i64,
+    ) -> ElbResult<bool> {
         let changed = self.with(|s| {
             if let Some(mut r) = s.rules.get(rule).cloned() {
                 let mut changed = false;
                 for a in r.actions.iter_mut().filter(|a| a.kind == "forward") {
-                    changed |= shift_action(a, from, to, percent);
+                    changed |= shift_action(a, from, to, permille);
                 }
                 if changed {
                     s.save_rule(&r)?;
@@ -202,7 +213,7 @@ impl Elb {
             };
             let mut changed = false;
             for a in l.default_actions.iter_mut().filter(|a| a.kind == "forward") {
-                changed |= shift_action(a, from, to, percent);
+                changed |= shift_action(a, from, to, permille);
             }
             if changed {
                 s.save_listener(&l)?;
@@ -249,21 +260,29 @@ mod tests {
     #[test]
     fn a_shift_moves_the_weights_of_both_groups_at_once() {
         let mut a = forward(&[("blue", Some(100)), ("green", Some(0))]);
-        assert!(shift_action(&mut a, "blue", "green", 100));
+        assert!(shift_action(&mut a, "blue", "green", 1000));
         assert_eq!(
             weights(&a),
             [("blue".into(), Some(0)), ("green".into(), Some(100))]
         );
-        assert!(!shift_action(&mut a, "blue", "green", 100), "already there");
-        assert!(shift_action(&mut a, "green", "blue", 100));
+        assert!(
+            !shift_action(&mut a, "blue", "green", 1000),
+            "already there"
+        );
+        assert!(shift_action(&mut a, "green", "blue", 1000));
         assert_eq!(
             weights(&a),
             [("blue".into(), Some(100)), ("green".into(), Some(0))]
         );
-        assert!(shift_action(&mut a, "blue", "green", 10));
+        assert!(shift_action(&mut a, "blue", "green", 100));
         assert_eq!(
             weights(&a),
-            [("blue".into(), Some(90)), ("green".into(), Some(10))]
+            [("blue".into(), Some(900)), ("green".into(), Some(100))]
+        );
+        assert!(shift_action(&mut a, "blue", "green", 0), "all back");
+        assert_eq!(
+            weights(&a),
+            [("blue".into(), Some(100)), ("green".into(), Some(0))]
         );
     }
 
@@ -274,19 +293,23 @@ mod tests {
             forward: None,
             ..forward(&[])
         };
-        assert!(shift_action(&mut a, "blue", "green", 100));
+        assert!(shift_action(&mut a, "blue", "green", 1000));
         assert_eq!(a.target_group_arn.as_deref(), Some("green"));
         assert_eq!(a.forward, None);
         assert!(
-            !shift_action(&mut a, "x", "y", 100),
+            !shift_action(&mut a, "x", "y", 1000),
             "neither group: untouched"
         );
+        assert!(
+            !shift_action(&mut a, "green", "green", 1000),
+            "one group: nothing to do"
+        );
         // Part of the traffic: both groups, weighted.
-        assert!(shift_action(&mut a, "green", "blue", 20));
+        assert!(shift_action(&mut a, "green", "blue", 200));
         assert_eq!(a.target_group_arn, None);
         assert_eq!(
             weights(&a),
-            [("green".into(), Some(80)), ("blue".into(), Some(20))]
+            [("green".into(), Some(800)), ("blue".into(), Some(200))]
         );
     }
 }

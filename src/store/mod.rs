@@ -34,10 +34,10 @@ pub use states::{
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
 pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};
 pub use values::{
-    Binding, BlueGreenRecord, CircuitBreakerConfig, ContainerOverride, DeploymentAlarms,
-    DeploymentConfiguration, DeploymentStrategy, LaunchRecord, LifecycleStage, Recorded,
-    RollbackRecord, ServiceDeploymentRecord, ServiceDeploymentStatus, ServiceSpec, StoredBinding,
-    Tag, TaskOverride,
+    Binding, BlueGreenRecord, CanaryConfiguration, CircuitBreakerConfig, ContainerOverride,
+    DeploymentAlarms, DeploymentConfiguration, DeploymentStrategy, LaunchRecord, LifecycleStage,
+    LinearConfiguration, Recorded, RollbackRecord, ServiceDeploymentRecord,
+    ServiceDeploymentStatus, ServiceSpec, StoredBinding, Tag, TaskOverride,
 };
 
 use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};

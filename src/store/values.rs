@@ -197,13 +197,51 @@ pub struct DeploymentConfiguration {
     /// `lifecycleHooks` as given (checked; recorded, not invoked: no Lambda here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hooks: Option<serde_json::Value>,
+    /// LINEAR: the production traffic's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_configuration: Option<LinearConfiguration>,
+    /// CANARY: the canary's share and bake time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_configuration: Option<CanaryConfiguration>,
 }
 
 impl DeploymentConfiguration {
-    /// Whether deployments are ECS's blue/green ones.
+    /// Whether deployments run a green revision beside the blue one and move the load
+    /// balancers' traffic to it: BLUE_GREEN, and LINEAR and CANARY, which shift production
+    /// traffic in steps ("Application Load Balancer resources for blue/green, linear, and
+    /// canary deployments").
     pub fn blue_green(&self) -> bool {
-        self.strategy == Some(DeploymentStrategy::BlueGreen)
+        matches!(
+            self.strategy,
+            Some(
+                DeploymentStrategy::BlueGreen
+                    | DeploymentStrategy::Linear
+                    | DeploymentStrategy::Canary
+            )
+        )
     }
+}
+
+/// Ref: ecs.json `LinearConfiguration` (stepPercent default 10.0, stepBakeTimeInMinutes
+/// default 6).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinearConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_bake_time_in_minutes: Option<i64>,
+}
+
+/// Ref: ecs.json `CanaryConfiguration` (canaryPercent default 5.0,
+/// canaryBakeTimeInMinutes default 10).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_bake_time_in_minutes: Option<i64>,
 }
 
 /// Ref: ecs.json `DeploymentStrategy`.
@@ -273,6 +311,13 @@ pub struct BlueGreenRecord {
     /// Its tasks register in each load balancer's `alternateTargetGroupArn` (else its
     /// `targetGroupArn`).
     pub alternate: bool,
+    /// During PRODUCTION_TRAFFIC_SHIFT: the share of production traffic on green, in
+    /// thousandths (LINEAR and CANARY move it in steps; BLUE_GREEN at once to 1000).
+    #[serde(default)]
+    pub production_permille: i64,
+    /// When the last production step was taken.
+    #[serde(default)]
+    pub step_at_ms: i64,
 }
 
 impl Default for DeploymentConfiguration {
@@ -285,6 +330,8 @@ impl Default for DeploymentConfiguration {
             strategy: None,
             bake_time_in_minutes: None,
             lifecycle_hooks: None,
+            linear_configuration: None,
+            canary_configuration: None,
         }
     }
 }
