@@ -245,7 +245,7 @@ table! {
                       (high resolution under 60 s). Shorter makes what takes minutes on \
                       AWS watchable in seconds (demos, classes; docs/cloudwatch.md); target \
                       tracking alarms take it as their period and scaling cooldowns scale \
-                      with it (docs/autoscaling.md).",
+                      with it (docs/scaling.md).",
             read_by: "serve",
         };
         ecr_lifecycle_interval: Duration = secs_f64, Var {

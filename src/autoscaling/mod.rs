@@ -8,7 +8,7 @@
 //! `AnyScaleFrontendService` (AWS JSON 1.1, `api::autoscaling`).
 //!
 //! Kept in `<root>/autoscaling/state.json` (written whole, temp + rename, at each change),
-//! as the CloudWatch alarms are; docs/autoscaling.md says what is honoured.
+//! as the CloudWatch alarms are; docs/scaling.md says what is honoured.
 
 pub mod ops;
 pub mod scaling;

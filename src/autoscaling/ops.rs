@@ -65,7 +65,7 @@ pub fn call(
         | "TagResource"
         | "UntagResource"
         | "ListTagsForResource" => Err(AsError::UnknownOperation(format!(
-            "{op} is not served by minifargate yet (docs/autoscaling.md, \"Not yet\")"
+            "{op} is not served by minifargate yet (docs/scaling.md, \"Not yet\")"
         ))),
         _ => Err(AsError::UnknownOperation(format!(
             "{op} is not an Application Auto Scaling operation"
@@ -108,7 +108,7 @@ fn ecs_resource<'a>(ns: &str, id: &'a str, dimension: &str) -> AsResult<(&'a str
         return Err(AsError::Validation(format!(
             "Service namespace {ns} is not scaled by minifargate: only ECS services \
              (ServiceNamespace ecs, ScalableDimension {ECS_DIMENSION}) are \
-             (docs/autoscaling.md)"
+             (docs/scaling.md)"
         )));
     }
     if dimension != ECS_DIMENSION {
@@ -167,7 +167,7 @@ fn register(aas: &AutoScaling, ecs: &Ecs, req: RegisterInput, now: Millis) -> As
     }
     if req.tags.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(AsError::Validation(
-            "Tags are not kept by minifargate yet (docs/autoscaling.md): register the target \
+            "Tags are not kept by minifargate yet (docs/scaling.md): register the target \
              without them"
                 .into(),
         ));
@@ -423,7 +423,7 @@ fn put_policy(
     if policy_type == "PredictiveScaling" || req.predictive_scaling_policy_configuration.is_some() {
         return Err(AsError::Validation(
             "PredictiveScaling is not supported for ECS services by minifargate (no forecast \
-             is made here; docs/autoscaling.md)"
+             is made here; docs/scaling.md)"
                 .into(),
         ));
     }
@@ -668,7 +668,7 @@ fn tracked_metric(cfg: &TargetTracking, cluster: &str, service: &str) -> AsResul
                 return Err(AsError::Validation(
                     "CustomizedMetricSpecification.Metrics (metric math) is not evaluated by \
                      minifargate yet: give Namespace, MetricName and Statistic \
-                     (docs/autoscaling.md)"
+                     (docs/scaling.md)"
                         .into(),
                 ));
             }

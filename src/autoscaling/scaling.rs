@@ -319,7 +319,7 @@ impl AutoScaling {
     /// alarm triggered", the reason), unless the newest activity of the same cause (alarm
     /// and policy) is this one, recorded since the alarm entered ALARM (`entered`): an
     /// alarm that stays in ALARM at the bound runs its policy every period, and one
-    /// activity stands for the run of them (docs/autoscaling.md).
+    /// activity stands for the run of them (docs/scaling.md).
     fn not_scaled(
         &self,
         target: &ScalableTarget,
