@@ -2322,31 +2322,13 @@ fn push_sends_an_archive_into_the_box_s_ecr_and_a_task_runs_it() {
     let e = api.mf.fail(&["push", &oci, "127.0.0.1:1/airgap/app:x"]);
     assert!(e.contains("--password-stdin"), "{e}");
 
-    let td = format!(
-        r#"{{"family":"ecr-airgap","networkMode":"awsvpc","cpu":"256","memory":"512",
-  "requiresCompatibilities":["FARGATE"],
-  "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
-  "containerDefinitions":[{{"name":"app","image":"{uri}:docker","essential":true,
-    "command":["sh","-c","grep -q pushed-from-archive /etc/minifargate-marker"]}}]}}"#
-    );
-    let file = api.file("ecr-airgap.json", &td);
-    api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
+    runs_from_the_repository(
+        &api,
         "ecr-airgap",
-        "--launch-type",
-        "FARGATE",
-        "--network-configuration",
-        "awsvpcConfiguration={subnets=[subnet-0abc],securityGroups=[sg-0def]}",
-    ]);
-    assert_eq!(run["failures"], serde_json::json!([]));
-    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.aws_json(&["wait", "tasks-stopped", "--tasks", &arn]);
-    let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
-    let t = &d["tasks"][0];
-    assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
-    assert_eq!(t["containers"][0]["imageDigest"], docker_digest, "{t:#}");
+        &format!("{uri}:docker"),
+        "pushed-from-archive",
+        &docker_digest,
+    );
 }
 
 /// `minifargate push` of an image of the box's cache (`load`ed from an archive that is
@@ -2418,19 +2400,31 @@ fn push_sends_an_image_of_the_cache_into_the_box_s_ecr_and_a_task_runs_it() {
         "{e}"
     );
 
+    runs_from_the_repository(
+        &api,
+        "ecr-cached-push",
+        &format!("{uri}:cached"),
+        "pushed-from-the-cache",
+        &digest,
+    );
+}
+
+/// A Fargate task of `image` (a repository URI of serve's ECR) that checks the image's
+/// marker file: it exits 0 and runs the image of `digest`.
+fn runs_from_the_repository(api: &Api, family: &str, image: &str, marker: &str, digest: &str) {
     let td = format!(
-        r#"{{"family":"ecr-cached-push","networkMode":"awsvpc","cpu":"256","memory":"512",
+        r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
   "requiresCompatibilities":["FARGATE"],
   "executionRoleArn":"arn:aws:iam::000000000000:role/ecsTaskExecutionRole",
-  "containerDefinitions":[{{"name":"app","image":"{uri}:cached","essential":true,
-    "command":["sh","-c","grep -q pushed-from-the-cache /etc/minifargate-marker"]}}]}}"#
+  "containerDefinitions":[{{"name":"app","image":"{image}","essential":true,
+    "command":["sh","-c","grep -q {marker} /etc/minifargate-marker"]}}]}}"#
     );
-    let file = api.file("ecr-cached-push.json", &td);
+    let file = api.file(&format!("{family}.json"), &td);
     api.aws_json(&["register-task-definition", "--cli-input-json", &file]);
     let run = api.aws_json(&[
         "run-task",
         "--task-definition",
-        "ecr-cached-push",
+        family,
         "--launch-type",
         "FARGATE",
         "--network-configuration",
@@ -2442,5 +2436,5 @@ fn push_sends_an_image_of_the_cache_into_the_box_s_ecr_and_a_task_runs_it() {
     let d = api.aws_json(&["describe-tasks", "--tasks", &arn]);
     let t = &d["tasks"][0];
     assert_eq!(t["containers"][0]["exitCode"], 0, "{t:#}");
-    assert_eq!(t["containers"][0]["imageDigest"], digest.as_str(), "{t:#}");
+    assert_eq!(t["containers"][0]["imageDigest"], digest, "{t:#}");
 }

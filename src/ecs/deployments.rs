@@ -164,6 +164,16 @@ fn roll_back(
         ..Default::default()
     })?;
     d.status = DeploymentStatus::Active;
+    service_back_to(store, s, target, now)
+}
+
+/// The service runs `target`'s task definition again, with ECS's event.
+fn service_back_to(
+    store: &mut Store,
+    s: &ServiceRow,
+    target: &DeploymentRow,
+    now: i64,
+) -> anyhow::Result<()> {
     let mut svc = s.clone();
     svc.task_definition_arn = target.task_definition_arn.clone();
     svc.updated_at_ms = now;
@@ -210,20 +220,7 @@ fn roll_back_blue_green(
     blue.desired_count = s.desired_count;
     blue.updated_at_ms = now;
     store.save_deployment(&blue)?;
-    let mut svc = s.clone();
-    svc.task_definition_arn = target.task_definition_arn.clone();
-    svc.updated_at_ms = now;
-    store.save_service(&svc)?;
-    add_event(
-        store,
-        &s.cluster,
-        &s.name,
-        format!(
-            "(service {}) rolling back to deployment {}.",
-            s.name, target.id
-        ),
-    );
-    Ok(())
+    service_back_to(store, s, target, now)
 }
 
 /// A blue/green rollback `d` whose green tasks are all gone, with the blue deployment

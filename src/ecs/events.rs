@@ -88,6 +88,26 @@ pub fn deployment_event(ctx: &AwsContext, service_arn: &str, d: &DeploymentRow, 
     )
 }
 
+/// "ECS Task State Change" of `task`: the task as DescribeTasks shows it, with
+/// `updatedAt` and `version`.
+fn task_event(
+    ctx: &AwsContext,
+    task: &crate::task::shape::Task,
+    now: i64,
+) -> anyhow::Result<Value> {
+    let mut detail = serde_json::to_value(task)?;
+    detail["updatedAt"] = json!(iso(now));
+    detail["version"] = json!(1);
+    let arn = detail["taskArn"].as_str().unwrap_or_default().to_string();
+    Ok(envelope(
+        ctx,
+        "ECS Task State Change",
+        vec![arn],
+        detail,
+        now,
+    ))
+}
+
 /// The "ECS Service Action" a service event of the scheduler stands for, if any: (event
 /// type, event name). Ref: developerguide/ecs_service_events.html.
 pub fn service_action(message: &str) -> Option<(&'static str, &'static str)> {
@@ -182,17 +202,7 @@ impl Watcher {
             };
             let net = store.task_network(&id)?;
             let task = crate::task::shape::task(&t, &containers, net.as_ref());
-            let mut detail = serde_json::to_value(&task)?;
-            detail["updatedAt"] = json!(iso(now));
-            detail["version"] = json!(1);
-            let arn = detail["taskArn"].as_str().unwrap_or_default().to_string();
-            out.push(envelope(
-                ctx,
-                "ECS Task State Change",
-                vec![arn],
-                detail,
-                now,
-            ));
+            out.push(task_event(ctx, &task, now)?);
         }
         self.tasks = seen;
         Ok(())
@@ -244,17 +254,7 @@ impl Watcher {
                     task.desired_status.to_string(),
                 );
                 if self.tasks.get(&key) != Some(&k) {
-                    let mut detail = serde_json::to_value(&task)?;
-                    detail["updatedAt"] = json!(iso(now));
-                    detail["version"] = json!(1);
-                    let arn = detail["taskArn"].as_str().unwrap_or_default().to_string();
-                    out.push(envelope(
-                        ctx,
-                        "ECS Task State Change",
-                        vec![arn],
-                        detail,
-                        now,
-                    ));
+                    out.push(task_event(ctx, &task, now)?);
                 }
                 seen.insert(key.clone(), k);
                 revisions.insert(key, rev);
