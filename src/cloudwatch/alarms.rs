@@ -468,19 +468,11 @@ impl Alarms {
     }
 
     /// Evaluates every alarm at `now` over `metrics`; returns the alarms whose state
-    /// changed (name, new state). An alarm is first evaluated once one of its periods has
-    /// ended since it was put: a new alarm stays INSUFFICIENT_DATA ("Unchecked: Initial
-    /// alarm creation") until then, as CloudWatch's next evaluation cycle leaves it, not
-    /// the next sample (a third of the box's period) later.
+    /// changed (name, new state).
     pub fn evaluate(&self, metrics: &Metrics, now: Millis) -> CwResult<Vec<(String, String)>> {
         let mut s = self.lock();
         let mut changed = Vec::new();
         for a in s.alarms.values().cloned().collect::<Vec<_>>() {
-            let period = (a.period * 1000).max(1);
-            let put_at = (a.alarm_configuration_updated_timestamp * 1000.0) as Millis;
-            if now.div_euclid(period) * period <= put_at {
-                continue;
-            }
             let Some((value, reason, data)) = verdict(&a, metrics, now) else {
                 continue;
             };
@@ -701,22 +693,5 @@ mod tests {
         a.set_state("f", "ALARM", "r".into(), None, 5_000).unwrap();
         assert_eq!(a.went_into_alarm(&names, 3_000).0, ["e"]);
         assert!(a.went_into_alarm(&names, 6_000).0.is_empty());
-    }
-
-    /// A new alarm with notBreaching and no data stays INSUFFICIENT_DATA until one of its
-    /// periods has ended since it was put, then is OK.
-    #[test]
-    fn a_new_alarm_is_first_evaluated_after_its_first_period() {
-        let a = Alarms::open(None, "us-east-1", "000000000000").unwrap();
-        let mut input = alarm("quiet", 10, 1);
-        input.treat_missing_data = Some("notBreaching".into());
-        a.put(input, 1_000_012_000).unwrap();
-        let m = Metrics::new();
-        assert!(a.evaluate(&m, 1_000_013_000).unwrap().is_empty());
-        assert!(a.evaluate(&m, 1_000_019_999).unwrap().is_empty());
-        assert_eq!(
-            a.evaluate(&m, 1_000_020_000).unwrap(),
-            [("quiet".to_string(), "OK".to_string())]
-        );
     }
 }
