@@ -550,18 +550,39 @@ fn an_alarm_follows_its_metric_through_alarm_and_ok_and_survives_a_restart() {
             &Value::Array(data).to_string(),
         ],
     );
-    let a = api.wait_for(20, "the alarm in ALARM", || {
-        let a = alarm(&api);
-        (a["StateValue"] == "ALARM").then_some(a)
+    // In ALARM while the datapoints are in the alarm's last period (about 10 s here): the
+    // history keeps the transition with its reason and data, however slow the CLI is.
+    let went = api.wait_for(60, "the transition to ALARM in the alarm's history", || {
+        let h = cw(
+            &api,
+            &[
+                "describe-alarm-history",
+                "--alarm-name",
+                "queue-deep",
+                "--history-item-type",
+                "StateUpdate",
+            ],
+        );
+        h["AlarmHistoryItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|i| {
+                let d: Value = serde_json::from_str(i["HistoryData"].as_str().unwrap()).unwrap();
+                (d["newState"]["stateValue"] == "ALARM").then(|| d["newState"].clone())
+            })
     });
-    let reason = a["StateReason"].as_str().unwrap();
+    let reason = went["stateReason"].as_str().unwrap();
     assert!(
         reason.starts_with("Threshold Crossed: 1 datapoint [90.0 (")
             && reason.ends_with("was greater than the threshold (50.0) (minimum 1 datapoint for OK -> ALARM transition)."),
         "{reason}"
     );
-    let data: Value = serde_json::from_str(a["StateReasonData"].as_str().unwrap()).unwrap();
-    assert_eq!(data["recentDatapoints"], serde_json::json!([90.0]));
+    assert_eq!(
+        went["stateReasonData"]["recentDatapoints"],
+        serde_json::json!([90.0]),
+        "{went}"
+    );
     let for_metric = cw(
         &api,
         &[

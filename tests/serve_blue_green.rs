@@ -237,6 +237,49 @@ print(json.dumps(out))
 }
 
 /// The version of an answer's body (`v1 <task id>`).
+/// CreateService of `name` (its revision 1) with `count` tasks behind `lbs`: the
+/// answer and, once it completed, its first deployment's id.
+fn create_service(api: &Api, name: &str, count: u32, config: &str, lbs: &Value) -> (Value, String) {
+    let created = api.aws_json(&[
+        "create-service",
+        "--service-name",
+        name,
+        "--task-definition",
+        &format!("{name}:1"),
+        "--desired-count",
+        &count.to_string(),
+        "--deployment-configuration",
+        config,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let first = api.wait_for(240, "the first deployment completed", || {
+        let d = deployments_of(api, name);
+        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    (created, first)
+}
+
+/// UpdateService of `name` to its revision 2 (with `more` arguments): the new
+/// deployment's id.
+fn update_to_v2(api: &Api, name: &str, more: &[&str]) -> String {
+    let revision = format!("{name}:2");
+    let mut args = vec![
+        "update-service",
+        "--service",
+        name,
+        "--task-definition",
+        &revision,
+    ];
+    args.extend(more);
+    let updated = api.aws_json(&args);
+    updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn version(body: &str) -> &str {
     body.split_whitespace().next().unwrap_or("")
 }
@@ -262,19 +305,13 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         "advancedConfiguration": {"alternateTargetGroupArn": green,
             "productionListenerRule": prod_rule, "testListenerRule": test_rule,
             "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole"}}]);
-    let created = api.aws_json(&[
-        "create-service",
-        "--service-name",
+    let (created, first) = create_service(
+        &api,
         "bg",
-        "--task-definition",
-        "bg:1",
-        "--desired-count",
-        "2",
-        "--deployment-configuration",
+        2,
         r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":1}"#,
-        "--load-balancers",
-        &lbs.to_string(),
-    ]);
+        &lbs,
+    );
     let c = &created["service"]["deploymentConfiguration"];
     assert_eq!(c["strategy"], "BLUE_GREEN", "{c:#}");
     assert_eq!(c["bakeTimeInMinutes"], 1, "{c:#}");
@@ -282,11 +319,6 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
         created["service"]["loadBalancers"][0]["advancedConfiguration"]["testListenerRule"],
         test_rule.as_str()
     );
-    let first = api.wait_for(120, "the first deployment completed", || {
-        let d = deployments_of(&api, "bg");
-        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
-            .then(|| d[0]["id"].as_str().unwrap().to_string())
-    });
     healthy(&api, &blue, 2);
     let sd = service_deployment(&api, "bg", &first);
     assert_eq!(sd["lifecycleStage"], "CLEAN_UP", "{sd:#}");
@@ -294,17 +326,7 @@ fn a_blue_green_deployment_tests_green_then_flips_production_with_no_request_los
 
     // A client on both listeners all through the deployment.
     let client = Client::start(&api, &alb.ip, &[prod_port, test_port]);
-    let updated = api.aws_json(&[
-        "update-service",
-        "--service",
-        "bg",
-        "--task-definition",
-        "bg:2",
-    ]);
-    let second = updated["service"]["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let second = update_to_v2(&api, "bg", &[]);
     // The stages as DescribeServiceDeployments shows them, polled meanwhile.
     // (One AWS CLI call a poll, so that the 5 s bake time is seen.)
     let second_sd = sd_arn(&api, "bg", &second);
@@ -484,37 +506,16 @@ fn a_failing_green_rolls_back_with_production_still_on_blue() {
         "advancedConfiguration": {"alternateTargetGroupArn": green,
             "productionListenerRule": rule,
             "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole"}}]);
-    api.aws_json(&[
-        "create-service",
-        "--service-name",
+    let (_, good) = create_service(
+        &api,
         "bgfail",
-        "--task-definition",
-        "bgfail:1",
-        "--desired-count",
-        "1",
-        "--deployment-configuration",
+        1,
         r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":1,"deploymentCircuitBreaker":{"enable":true,"rollback":true}}"#,
-        "--load-balancers",
-        &lbs.to_string(),
-    ]);
-    let good = api.wait_for(120, "the first deployment completed", || {
-        let d = deployments_of(&api, "bgfail");
-        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
-            .then(|| d[0]["id"].as_str().unwrap().to_string())
-    });
+        &lbs,
+    );
     healthy(&api, &blue, 1);
     let client = Client::start(&api, &alb.ip, &[port]);
-    let updated = api.aws_json(&[
-        "update-service",
-        "--service",
-        "bgfail",
-        "--task-definition",
-        "bgfail:2",
-    ]);
-    let bad = updated["service"]["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bad = update_to_v2(&api, "bgfail", &[]);
     api.wait_for(180, "the rollback to succeed", || {
         let sd = service_deployment(&api, "bgfail", &bad);
         (sd["status"] == "ROLLBACK_SUCCESSFUL").then_some(())
@@ -606,40 +607,21 @@ fn a_deployment_alarm_during_the_bake_time_shifts_production_back_to_blue() {
     let lbs = json!([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
         "advancedConfiguration": {"alternateTargetGroupArn": green,
             "productionListenerRule": rule}}]);
-    api.aws_json(&[
-        "create-service",
-        "--service-name",
+    let (_, good) = create_service(
+        &api,
         "bgalarm",
-        "--task-definition",
-        "bgalarm:1",
-        "--desired-count",
-        "1",
-        "--deployment-configuration",
+        1,
         r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":0,"alarms":{"alarmNames":["bgalarm-errors"],"enable":true,"rollback":true}}"#,
-        "--load-balancers",
-        &lbs.to_string(),
-    ]);
-    let good = api.wait_for(240, "the first deployment completed", || {
-        let d = deployments_of(&api, "bgalarm");
-        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
-            .then(|| d[0]["id"].as_str().unwrap().to_string())
-    });
+        &lbs,
+    );
     healthy(&api, &blue, 1);
     let client = Client::start(&api, &alb.ip, &[port]);
-    let updated = api.aws_json(&[
-        "update-service",
-        "--service",
+    // A bake time of 20 minutes: 100 s at a 5 s period, time to set the alarm in it.
+    let bad = update_to_v2(
+        &api,
         "bgalarm",
-        "--task-definition",
-        "bgalarm:2",
-        // A bake time of 20 minutes: 100 s at a 5 s period, time to set the alarm in it.
-        "--deployment-configuration",
-        r#"{"bakeTimeInMinutes":20}"#,
-    ]);
-    let bad = updated["service"]["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        &["--deployment-configuration", r#"{"bakeTimeInMinutes":20}"#],
+    );
     let arn = sd_arn(&api, "bgalarm", &bad);
     api.wait_for(120, "the bake time, production on green", || {
         (describe_sd(&api, &arn)["lifecycleStage"] == "BAKE_TIME").then_some(())
@@ -714,37 +696,16 @@ fn a_canary_sends_part_of_production_to_green_a_stop_rolls_it_back_and_linear_st
         "advancedConfiguration": {"alternateTargetGroupArn": green,
             "productionListenerRule": rule}}]);
     // 30 % to green for 20 minutes (100 s at a 5 s period): long enough to stop it.
-    api.aws_json(&[
-        "create-service",
-        "--service-name",
+    let (_, good) = create_service(
+        &api,
         "canary",
-        "--task-definition",
-        "canary:1",
-        "--desired-count",
-        "1",
-        "--deployment-configuration",
+        1,
         r#"{"strategy":"CANARY","bakeTimeInMinutes":0,"canaryConfiguration":{"canaryPercent":30.0,"canaryBakeTimeInMinutes":20}}"#,
-        "--load-balancers",
-        &lbs.to_string(),
-    ]);
-    let good = api.wait_for(120, "the first deployment completed", || {
-        let d = deployments_of(&api, "canary");
-        (d.len() == 1 && d[0]["rolloutState"] == "COMPLETED")
-            .then(|| d[0]["id"].as_str().unwrap().to_string())
-    });
+        &lbs,
+    );
     healthy(&api, &blue, 1);
     let client = Client::start(&api, &alb.ip, &[port]);
-    let updated = api.aws_json(&[
-        "update-service",
-        "--service",
-        "canary",
-        "--task-definition",
-        "canary:2",
-    ]);
-    let canary = updated["service"]["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let canary = update_to_v2(&api, "canary", &[]);
     api.wait_for(120, "30 % of production on green", || {
         (weights(&api, &rule) == [(blue.clone(), 700), (green.clone(), 300)]).then_some(())
     });

@@ -450,9 +450,17 @@ impl Alarms {
         }
         a.state_value = value.to_string();
         a.state_reason = reason.clone();
+        // CloudWatch's history item carries the new state's reason data as an object.
+        let mut new_state = json!({"stateValue": value, "stateReason": reason});
+        if let Some(d) = data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        {
+            new_state["stateReasonData"] = d;
+        }
         a.state_reason_data = data;
         let history = json!({"version": "1.0",
-            "oldState": {"stateValue": old}, "newState": {"stateValue": value, "stateReason": reason}});
+            "oldState": {"stateValue": old}, "newState": new_state});
         Self::record(
             s,
             HistoryItem {
