@@ -224,6 +224,8 @@ fn layer_tar(
         implicit,
         links: HashMap::new(),
         sockets: Vec::new(),
+        xattr_names: vec![0u8; 65536],
+        xattr_value: vec![0u8; 65536],
     };
     w.tar.mode(tar::HeaderMode::Complete);
     w.tar.follow_symlinks(false);
@@ -250,6 +252,10 @@ struct Walker<'a, W: Write> {
     /// The first name written for each (device, inode) of a file with several links.
     links: HashMap<(u64, u64), String>,
     sockets: Vec<String>,
+    /// Buffers for xattr names and values, reused entry after entry (XATTR_LIST_MAX and
+    /// XATTR_SIZE_MAX are 64 KiB: buffers that size need no retry).
+    xattr_names: Vec<u8>,
+    xattr_value: Vec<u8>,
 }
 
 impl<W: Write> Walker<'_, W> {
@@ -356,23 +362,26 @@ impl<W: Write> Walker<'_, W> {
     /// The entry's extended attributes (but overlayfs's own) as a PAX record before it.
     fn xattrs(&mut self, path: &Path) -> Result<(), (PathBuf, io::Error)> {
         let err = |e: rustix::io::Errno| (path.to_path_buf(), io::Error::from(e));
-        // XATTR_LIST_MAX and XATTR_SIZE_MAX are 64 KiB: buffers that size need no retry.
-        let mut names = vec![0u8; 65536];
-        let n = match rustix::fs::llistxattr(path, &mut names[..]) {
+        let n = match rustix::fs::llistxattr(path, &mut self.xattr_names[..]) {
             Ok(n) => n,
             Err(rustix::io::Errno::NOTSUP) => return Ok(()),
             Err(e) => return Err(err(e)),
         };
         let mut records = Vec::new();
-        for raw in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        for raw in self.xattr_names[..n]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+        {
             let key = String::from_utf8_lossy(raw).into_owned();
             if key.starts_with("trusted.overlay.") {
                 continue;
             }
-            let mut value = vec![0u8; 65536];
-            let len = rustix::fs::lgetxattr(path, key.as_str(), &mut value[..]).map_err(err)?;
-            value.truncate(len);
-            records.push((format!("SCHILY.xattr.{key}"), value));
+            let len = rustix::fs::lgetxattr(path, key.as_str(), &mut self.xattr_value[..])
+                .map_err(err)?;
+            records.push((
+                format!("SCHILY.xattr.{key}"),
+                self.xattr_value[..len].to_vec(),
+            ));
         }
         if records.is_empty() {
             return Ok(());
