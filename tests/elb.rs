@@ -418,8 +418,8 @@ print(json.dumps({"names": sorted(l["LoadBalancerName"] for l in lbs), "err": er
 }
 
 /// Three HTTP servers on loopback (the targets), each answering `GET /` with its name
-/// and the X-Forwarded headers it got, and `GET /health` with 200, or 503 while the file
-/// `<dir>/<name>.sick` exists. Killed on drop.
+/// and the X-Forwarded headers it got (closing the connection after it for `/close…`), and
+/// `GET /health` with 200, or 503 while the file `<dir>/<name>.sick` exists. Killed on drop.
 struct Targets {
     dir: tempfile::TempDir,
     procs: Vec<std::process::Child>,
@@ -446,6 +446,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(code)
         if getattr(self, "cookie", None):
             self.send_header("Set-Cookie", self.cookie)
+        if self.path.startswith("/close"):
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -671,6 +673,13 @@ for i in range(9):
     c.request("GET", "/")
     r = c.getresponse()
     seen.append(json.loads(r.read())["name"])
+# Targets that close their connection after each answer: the client's stays open.
+for i in range(6):
+    c.request("GET", "/close")
+    r = c.getresponse()
+    assert r.getheader("Connection") is None, r.getheaders()
+    r.read()
+    assert c.sock is not None, "the load balancer closed the client's connection"
 print(json.dumps(sorted(seen)))
 "#
     );

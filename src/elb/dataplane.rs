@@ -1,5 +1,5 @@
 //! The listeners: each on its load balancer's own address (`super::model::address`) and
-//! its port, in `serve`'s tokio runtime. An HTTP listener applies the actions of the
+//! its port, on the data plane's own threads (`Workers`). An HTTP listener applies the actions of the
 //! request's first matching rule, else its default actions (`Elb::route`): a fixed
 //! response, a redirect, or a proxy to the next target of the forward action (healthy
 //! targets in turn, all of them when none is healthy) over kept-alive connections, adding `X-Forwarded-For`,
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 /// ALB's default idle timeout: a target that sends nothing for this long is a 504.
@@ -31,12 +31,104 @@ const IDLE_PER_TARGET: usize = 64;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// The data plane's threads, one current-thread tokio runtime each. A listener listens on
+/// every thread (one socket a thread, `SO_REUSEPORT`: the kernel spreads the connections
+/// over them), and a connection, its requests and its connections to the targets stay on
+/// the thread that accepted it: no task moves between threads and no wake-up crosses
+/// them, which is what a proxy's requests cost most in a work-stealing runtime. Each
+/// thread keeps its own kept-alive connections to the targets.
+struct Workers {
+    threads: Vec<(tokio::runtime::Handle, Arc<Pool>)>,
+    /// Dropped with the workers: each thread's runtime then ends, with its tasks.
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl Workers {
+    /// One thread a core (at most 8).
+    fn start() -> std::io::Result<Workers> {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let (stop, rx) = tokio::sync::watch::channel(());
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            threads.push((rt.handle().clone(), Arc::new(Pool::default())));
+            let mut rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("elb-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let _ = rx.changed().await;
+                    })
+                })?;
+        }
+        Ok(Workers {
+            threads,
+            _stop: stop,
+        })
+    }
+
+    /// Listens for `b` on every thread; the tasks, or why the address cannot be listened on.
+    fn listen(&self, elb: &Arc<Elb>, b: &Binding) -> std::io::Result<Vec<JoinHandle<()>>> {
+        // The address must be free, as a plain bind finds it (a port port-shared with
+        // `SO_REUSEPORT` by another socket is not).
+        drop(std::net::TcpListener::bind(b.addr)?);
+        let mut tasks = Vec::with_capacity(self.threads.len());
+        for (rt, pool) in &self.threads {
+            let socket = match b.addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            };
+            let bound = socket.and_then(|s| {
+                s.set_reuseaddr(true)?;
+                s.set_reuseport(true)?;
+                s.bind(b.addr)?;
+                Ok(s)
+            });
+            let socket = match bound {
+                Ok(s) => s,
+                Err(e) => {
+                    tasks.iter().for_each(|t: &JoinHandle<()>| t.abort());
+                    return Err(e);
+                }
+            };
+            let (elb, listener, pool) = (elb.clone(), b.listener.clone(), pool.clone());
+            let (tcp_protocol, port) = (b.protocol == "TCP", b.addr.port());
+            // Listening registers the socket with the thread's own runtime.
+            tasks.push(rt.spawn(async move {
+                let tcp = match socket.listen(1024) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(listener = %listener, error = %e, "a load balancer's listener cannot listen");
+                        return;
+                    }
+                };
+                if tcp_protocol {
+                    serve_tcp(elb, listener, tcp).await
+                } else {
+                    serve_http(elb, listener, port, tcp, pool).await
+                }
+            }));
+        }
+        Ok(tasks)
+    }
+}
+
 /// Runs the listeners until the runtime stops; `names` puts each load balancer's address
 /// and name in place before its listeners listen.
 pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
+    let workers = match Workers::start() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "the load balancers' threads cannot start: no listener runs");
+            return;
+        }
+    };
     let mut changes = elb.changes();
-    let mut running: HashMap<Binding, JoinHandle<()>> = HashMap::new();
-    let pool = Arc::new(Pool::default());
+    let mut running: HashMap<Binding, Vec<JoinHandle<()>>> = HashMap::new();
     loop {
         {
             let want = elb.names();
@@ -47,10 +139,10 @@ pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
             .await;
         }
         let want = elb.bindings();
-        running.retain(|b, h| {
-            let keep = want.contains(b) && !h.is_finished();
+        running.retain(|b, tasks| {
+            let keep = want.contains(b) && !tasks.iter().any(|t| t.is_finished());
             if !keep {
-                h.abort();
+                tasks.iter().for_each(|t| t.abort());
             }
             keep
         });
@@ -58,21 +150,10 @@ pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
             if running.contains_key(&b) {
                 continue;
             }
-            match TcpListener::bind(b.addr).await {
-                Ok(tcp) => {
-                    tracing::info!(listener = %b.listener, addr = %b.addr, protocol = %b.protocol, "load balancer listening");
-                    let task = if b.protocol == "TCP" {
-                        tokio::spawn(serve_tcp(elb.clone(), b.listener.clone(), tcp))
-                    } else {
-                        tokio::spawn(serve_http(
-                            elb.clone(),
-                            b.listener.clone(),
-                            b.addr.port(),
-                            tcp,
-                            pool.clone(),
-                        ))
-                    };
-                    running.insert(b, task);
+            match workers.listen(&elb, &b) {
+                Ok(tasks) => {
+                    tracing::info!(listener = %b.listener, addr = %b.addr, protocol = %b.protocol, threads = tasks.len(), "load balancer listening");
+                    running.insert(b, tasks);
                 }
                 Err(e) => {
                     tracing::warn!(listener = %b.listener, addr = %b.addr, error = %e, "a load balancer's listener cannot listen");
@@ -83,8 +164,8 @@ pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
             break;
         }
     }
-    for (_, h) in running {
-        h.abort();
+    for tasks in running.into_values() {
+        tasks.iter().for_each(|t| t.abort());
     }
 }
 
@@ -213,6 +294,24 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Removes the headers of one connection: those `Connection` names, and the hop-by-hop
+/// ones.
+fn strip_hop_by_hop(headers: &mut header::HeaderMap) {
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
 /// One request: forwarded or answered, and counted (`super::meters`): the target's answers
 /// with their time from the request's forwarding (connection to the target included) to
 /// the response's head.
@@ -280,14 +379,7 @@ async fn forward(
         } => return fixed(status, content_type.as_deref(), body),
         Pick::Redirect { status, location } => return redirect(status, &location),
     };
-    if let Some(c) = parts.headers.get(header::CONNECTION).cloned() {
-        for name in c.to_str().unwrap_or("").split(',') {
-            parts.headers.remove(name.trim());
-        }
-    }
-    for h in HOP_BY_HOP {
-        parts.headers.remove(*h);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     let xff = match parts
         .headers
         .get("x-forwarded-for")
@@ -391,11 +483,37 @@ async fn send(
 ) -> Result<Response<Body>, StatusCode> {
     match tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req)).await {
         Ok(Ok(resp)) => {
-            pool.put(addr, sender);
-            Ok(resp.map(|b| b.boxed()))
+            // A target that closes the connection after its answer (`Connection: close`,
+            // or HTTP/1.0 without keep-alive) leaves nothing to keep.
+            if keeps_alive(&resp) {
+                pool.put(addr, sender);
+            }
+            // The target's connection is its own: the client's stays open (ALB keeps a
+            // client's connection alive whatever its targets do with theirs).
+            let (mut head, body) = resp.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            head.version = hyper::Version::HTTP_11;
+            Ok(Response::from_parts(head, body.boxed()))
         }
         Ok(Err(_)) => Err(StatusCode::BAD_GATEWAY),
         Err(_) => Err(StatusCode::GATEWAY_TIMEOUT),
+    }
+}
+
+/// Whether the connection an answer came on stays open after it (RFC 9112 9.3).
+fn keeps_alive<T>(resp: &Response<T>) -> bool {
+    let says = |token: &str| {
+        resp.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if resp.version() == hyper::Version::HTTP_10 {
+        says("keep-alive")
+    } else {
+        !says("close")
     }
 }
 
