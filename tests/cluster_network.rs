@@ -5,8 +5,9 @@
 //! the real AWS CLI drives it. What is checked is what a user would: a task on one box
 //! reaches a task on the other at its own address and sees the other's address (no NAT);
 //! a box whose cable is pulled, or whose agent is frozen, is lost, its service tasks are
-//! replaced on the other box, and once back it stops what was replaced; nothing is left
-//! on any box.
+//! replaced on the other box, and once back it stops what was replaced; a load balancer
+//! reaches service tasks on both boxes and moves with the leader; a BLUE_GREEN deployment
+//! across both boxes flips production with no request failed; nothing is left on any box.
 
 mod common;
 
