@@ -170,3 +170,39 @@ pub async fn cbor_error(resp: Response) -> Response {
     };
     encode(Protocol::RpcV2Cbor, parts.status, &v, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> axum::body::Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap().into()
+    }
+
+    fn encoded(e: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(e).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_gzip_body_is_unpacked_within_the_bound_and_another_encoding_refused() {
+        let body = br#"{"Namespace":"Shop"}"#;
+        assert_eq!(
+            &unpacked(&encoded("gzip"), gzip(body)).unwrap()[..],
+            &body[..]
+        );
+        let plain = axum::body::Bytes::from_static(body);
+        assert_eq!(&unpacked(&HeaderMap::new(), plain).unwrap()[..], &body[..]);
+        let big = vec![b' '; UNPACKED_MAX + 1];
+        let e = unpacked(&encoded("gzip"), gzip(&big)).unwrap_err();
+        assert_eq!(e.query_code(), "InvalidParameterValue", "{e}");
+        let e = unpacked(&encoded("gzip"), axum::body::Bytes::from_static(b"no")).unwrap_err();
+        assert_eq!(e.query_code(), "SerializationException", "{e}");
+        let e = unpacked(&encoded("br"), axum::body::Bytes::from_static(body)).unwrap_err();
+        assert!(e.message().contains("br"), "{e}");
+    }
+}
