@@ -270,6 +270,73 @@ fn targets_and_policies_are_checked_kept_and_delete_their_alarms() {
     assert_eq!(low["ComparisonOperator"], "LessThanThreshold");
     assert_eq!(low["Threshold"], 54.0);
     assert_eq!(low["EvaluationPeriods"], 15);
+    // Target tracking on metric math (a customized specification's Metrics): its alarms
+    // watch the expression, each MetricStat at the box's period.
+    let math = aas(
+        &api,
+        &[
+            &["put-scaling-policy", "--policy-name", "math", "--resource-id", id][..],
+            TARGET,
+            &[
+                "--policy-type",
+                "TargetTrackingScaling",
+                "--target-tracking-scaling-policy-configuration",
+                r#"{"TargetValue":10,"CustomizedMetricSpecification":{"Metrics":[
+                    {"Id":"m1","MetricStat":{"Metric":{"Namespace":"Shop","MetricName":"Backlog","Dimensions":[{"Name":"Queue","Value":"orders"}]},"Stat":"Sum"},"ReturnData":false},
+                    {"Id":"m2","MetricStat":{"Metric":{"Namespace":"AWS/ECS","MetricName":"CPUUtilization","Dimensions":[{"Name":"ClusterName","Value":"default"},{"Name":"ServiceName","Value":"web"}]},"Stat":"Average"},"ReturnData":false},
+                    {"Id":"e1","Expression":"m1 / m2","Label":"backlog per CPU","ReturnData":true}]}}"#,
+            ],
+        ]
+        .concat(),
+    );
+    let math_high = math["Alarms"][0]["AlarmName"].as_str().unwrap();
+    let shown: Value = {
+        let out = api.aws_in(
+            "cloudwatch",
+            &["describe-alarms", "--alarm-names", math_high],
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let shown = &shown["MetricAlarms"][0];
+    assert!(
+        shown.get("MetricName").is_none() && shown.get("Period").is_none(),
+        "{shown}"
+    );
+    assert_eq!(shown["Metrics"][0]["MetricStat"]["Period"], 5, "{shown}");
+    assert_eq!(shown["Metrics"][2]["Expression"], "m1 / m2", "{shown}");
+    assert_eq!(shown["Threshold"], 10.0);
+    let e = aas_err(
+        &api,
+        &[
+            &["put-scaling-policy", "--policy-name", "math2", "--resource-id", id][..],
+            TARGET,
+            &[
+                "--policy-type",
+                "TargetTrackingScaling",
+                "--target-tracking-scaling-policy-configuration",
+                r#"{"TargetValue":10,"CustomizedMetricSpecification":{"MetricName":"Backlog","Namespace":"Shop","Statistic":"Sum","Metrics":[{"Id":"e1","Expression":"TIME_SERIES(1)"}]}}"#,
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        e.contains("ValidationException") && e.contains("not both"),
+        "{e}"
+    );
+    aas(
+        &api,
+        &[
+            &[
+                "delete-scaling-policy",
+                "--policy-name",
+                "math",
+                "--resource-id",
+                id,
+            ][..],
+            TARGET,
+        ]
+        .concat(),
+    );
     // A step scaling policy, driven by an alarm of one's own: no alarm made.
     let step = aas(
         &api,

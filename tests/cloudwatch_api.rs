@@ -692,3 +692,192 @@ fn an_alarm_follows_its_metric_through_alarm_and_ok_and_survives_a_restart() {
         serde_json::json!([])
     );
 }
+
+/// An alarm on metric math, as the CLI puts it (`--metrics`: two MetricStat queries and
+/// the expression `m1 + m2` that returns data): OK while each metric and their sum are
+/// under the threshold, ALARM once the sum crosses it though neither metric does;
+/// DescribeAlarms answers the queries back, without the single-metric members;
+/// CloudWatch's refusals. The transitions are read from the history, which a slow CLI
+/// cannot miss.
+#[test]
+fn an_alarm_on_metric_math_goes_into_alarm_on_the_sum_of_two_metrics() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let stat = |id: &str, name: &str| {
+        serde_json::json!({"Id": id, "ReturnData": false, "MetricStat": {"Metric": {
+            "Namespace": "Shop", "MetricName": name,
+            "Dimensions": [{"Name": "Queue", "Value": "orders"}]},
+            "Period": 10, "Stat": "Maximum"}})
+    };
+    let sum = serde_json::json!({"Id": "e1", "Expression": "m1 + m2", "Label": "in both queues",
+        "ReturnData": true});
+    let metrics = serde_json::json!([stat("m1", "Waiting"), stat("m2", "Retrying"), sum]);
+    let alarm_args = |metrics: &Value| -> Vec<String> {
+        [
+            "put-metric-alarm",
+            "--alarm-name",
+            "backlog",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "100",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+            "--metrics",
+            &metrics.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // Refused as CloudWatch refuses: MetricName with Metrics, two queries returning data,
+    // an expression that returns an array.
+    let mut both = alarm_args(&metrics);
+    both.extend(["--metric-name".into(), "Waiting".into()]);
+    let e = cw_err(&api, &refs(&both));
+    assert!(e.contains("(InvalidParameterCombination)"), "{e}");
+    let mut two = metrics.clone();
+    two[0]["ReturnData"] = true.into();
+    let e = cw_err(&api, &refs(&alarm_args(&two)));
+    assert!(
+        e.contains("(ValidationError)")
+            && e.contains("Exactly one element of the metrics list should return data."),
+        "{e}"
+    );
+    let mut array = metrics.clone();
+    array[2]["Expression"] = "METRICS()".into();
+    let e = cw_err(&api, &refs(&alarm_args(&array)));
+    assert!(
+        e.contains("(ValidationError)") && e.contains("single time series"),
+        "{e}"
+    );
+    cw(&api, &refs(&alarm_args(&metrics)));
+    let a = cw(&api, &["describe-alarms", "--alarm-names", "backlog"])["MetricAlarms"][0].clone();
+    assert_eq!(a["Metrics"], metrics, "{a}");
+    for absent in ["MetricName", "Namespace", "Period", "Statistic"] {
+        assert!(a.get(absent).is_none(), "{absent} in {a}");
+    }
+    assert_eq!(a["StateValue"], "INSUFFICIENT_DATA", "{a}");
+    // Every second from 20 s ago to 90 s ahead (so that the alarm's last period has data
+    // however slow the machine): each metric's value, in one request.
+    let put = |values: &[(&str, f64)]| {
+        let now = chrono::Utc::now();
+        let data: Vec<Value> = values
+            .iter()
+            .flat_map(|(name, value)| {
+                (-20..=90).map(move |s| {
+                    serde_json::json!({"MetricName": name,
+                        "Dimensions": [{"Name": "Queue", "Value": "orders"}],
+                        "Timestamp": iso(now + chrono::Duration::seconds(s)), "Value": value,
+                        "StorageResolution": 1})
+                })
+            })
+            .collect();
+        cw(
+            &api,
+            &[
+                "put-metric-data",
+                "--namespace",
+                "Shop",
+                "--metric-data",
+                &Value::Array(data).to_string(),
+            ],
+        );
+    };
+    // The transition to `state` in the history: its new state (reason, data).
+    let went = |state: &str| {
+        api.wait_for(
+            60,
+            &format!("the transition to {state} in the history"),
+            || {
+                let h = cw(
+                    &api,
+                    &[
+                        "describe-alarm-history",
+                        "--alarm-name",
+                        "backlog",
+                        "--history-item-type",
+                        "StateUpdate",
+                    ],
+                );
+                h["AlarmHistoryItems"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find_map(|i| {
+                        let d: Value =
+                            serde_json::from_str(i["HistoryData"].as_str().unwrap()).unwrap();
+                        (d["newState"]["stateValue"] == state).then(|| d["newState"].clone())
+                    })
+            },
+        )
+    };
+    // 60 and 30: each and their sum (90) under 100.
+    put(&[("Waiting", 60.0), ("Retrying", 30.0)]);
+    let ok = went("OK");
+    assert_eq!(
+        ok["stateReasonData"]["recentDatapoints"],
+        serde_json::json!([90.0]),
+        "{ok}"
+    );
+    let reason = ok["stateReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("Threshold Crossed: 1 datapoint [90.0 (")
+            && reason.contains("was not greater than the threshold (100.0)"),
+        "{reason}"
+    );
+    // Retrying up to 60: each still under 100, their sum (120) over.
+    put(&[("Retrying", 60.0)]);
+    let alarm = went("ALARM");
+    assert_eq!(
+        alarm["stateReasonData"]["recentDatapoints"],
+        serde_json::json!([120.0]),
+        "{alarm}"
+    );
+    assert!(
+        alarm["stateReasonData"].get("statistic").is_none(),
+        "{alarm}"
+    );
+    let reason = alarm["stateReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("Threshold Crossed: 1 datapoint [120.0 (")
+            && reason.ends_with("was greater than the threshold (100.0) (minimum 1 datapoint for OK -> ALARM transition)."),
+        "{reason}"
+    );
+    // No ALARM before the sum crossed: the history has OK before ALARM and nothing else
+    // than these (and INSUFFICIENT_DATA at the start).
+    let h = cw(
+        &api,
+        &[
+            "describe-alarm-history",
+            "--alarm-name",
+            "backlog",
+            "--history-item-type",
+            "StateUpdate",
+            "--scan-by",
+            "TimestampAscending",
+        ],
+    );
+    let summaries: Vec<&str> = h["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["HistorySummary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries.first(),
+        Some(&"Alarm updated from INSUFFICIENT_DATA to OK"),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries.contains(&"Alarm updated from OK to ALARM"),
+        "{summaries:?}"
+    );
+    cw(&api, &["delete-alarms", "--alarm-names", "backlog"]);
+}

@@ -5,8 +5,9 @@
 //! the real AWS CLI drives it. What is checked is what a user would: a task on one box
 //! reaches a task on the other at its own address and sees the other's address (no NAT);
 //! a box whose cable is pulled, or whose agent is frozen, is lost, its service tasks are
-//! replaced on the other box, and once back it stops what was replaced; nothing is left
-//! on any box.
+//! replaced on the other box, and once back it stops what was replaced; a load balancer
+//! reaches service tasks on both boxes and moves with the leader; a BLUE_GREEN deployment
+//! across both boxes flips production with no request failed; nothing is left on any box.
 
 mod common;
 
@@ -33,12 +34,25 @@ fn cluster(
     ttl: u64,
     pinned: bool,
 ) -> (Api, Vec<NetBox>) {
+    cluster_env(lan, etcd, serve_args, &[], n, ttl, pinned)
+}
+
+/// [`cluster`], serve with the variables `env`.
+fn cluster_env(
+    lan: &mut Lan,
+    etcd: &Etcd,
+    serve_args: &[&str],
+    env: &[(&str, &str)],
+    n: usize,
+    ttl: u64,
+    pinned: bool,
+) -> (Api, Vec<NetBox>) {
     let endpoint = etcd.endpoint();
     let serve_tls = etcd.serve_args();
     let mut args = vec!["--cluster", &endpoint];
     args.extend(serve_tls.iter().map(String::as_str));
     args.extend(serve_args);
-    let api = Api::start_with(busybox_layer(Compression::Gzip, "netbox"), &args);
+    let api = Api::start_env(busybox_layer(Compression::Gzip, "netbox"), &args, env);
     let etcd_on_lan = lan.forward_url(&endpoint);
     let registry_on_lan = lan.forward(api.registry().host().parse().unwrap());
     let mut boxes = Vec::new();
@@ -1259,5 +1273,249 @@ fn a_service_connect_alias_on_one_box_spreads_connections_over_the_tasks_of_both
             "{}",
             b.name
         );
+    }
+}
+
+/// A revision of family `netbox-bg` answering `/` with `version` and an id of the task's
+/// own.
+fn versioned_web(version: &str) -> Value {
+    let script = format!(
+        "busybox mkdir -p /www && echo {version} $(busybox cat /proc/sys/kernel/random/uuid) \
+         > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
+    );
+    json!({
+        "family": "netbox-bg",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["EC2"],
+        "cpu": "128",
+        "memory": "64",
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "command": ["sh", "-c", script],
+            "portMappings": [{"containerPort": 8080}],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+/// An HTTP listener of `lb` on a free port whose rule 1 forwards every path to `tg`:
+/// (port, rule ARN).
+fn listener_rule(api: &Api, lb: &str, tg: &str) -> (u16, String) {
+    let port = common::util::free_port();
+    let l = elbv2(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
+        ],
+    );
+    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
+    let r = elbv2(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            listener,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=path-pattern,Values=/*",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    );
+    (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
+}
+
+/// A BLUE_GREEN service of 2 tasks spread over 2 boxes behind the leader's load balancer
+/// (docs/load-balancing.md "Blue/green deployments", "Cluster mode"): the leader's
+/// scheduler starts the green tasks on the boxes, flips production to them with no
+/// request lost (a client on the host asking all along), and stops the blue tasks after
+/// the bake time (1 minute at a 5 s period: 5 s).
+#[test]
+fn a_blue_green_deployment_across_two_boxes_flips_production_with_no_request_lost() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let (api, mut boxes) = cluster_env(
+        &mut lan,
+        &etcd,
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+        2,
+        5,
+        false,
+    );
+    let _routes = HostRoutes::to(&boxes);
+    let alb = common::elb::create_alb(&api, "cluster-bg");
+    let blue = common::elb::http_target_group(&api, "cluster-bg-blue", 2);
+    let green = common::elb::http_target_group(&api, "cluster-bg-green", 2);
+    let (prod_port, prod_rule) = listener_rule(&api, &alb.arn, &blue);
+    let (_, test_rule) = listener_rule(&api, &alb.arn, &green);
+    register(&api, "bg1.json", &versioned_web("v1"));
+    register(&api, "bg2.json", &versioned_web("v2"));
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "main", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green,
+            "productionListenerRule": prod_rule, "testListenerRule": test_rule,
+            "roleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole"}}]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bg",
+        "--task-definition",
+        "netbox-bg:1",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+        "--deployment-configuration",
+        r#"{"strategy":"BLUE_GREEN","bakeTimeInMinutes":1}"#,
+        "--load-balancers",
+        &lbs.to_string(),
+    ]);
+    let first = api.wait_for(180, "the first deployment completed", || {
+        let d = api.service("default", "bg")["deployments"].clone();
+        (d.as_array().unwrap().len() == 1 && d[0]["rolloutState"] == "COMPLETED")
+            .then(|| d[0]["id"].as_str().unwrap().to_string())
+    });
+    let blue_tasks = service_tasks(&api, "bg");
+    let on: std::collections::BTreeSet<&String> = blue_tasks.iter().map(|(_, ci)| ci).collect();
+    assert_eq!(on.len(), 2, "blue is on both boxes: {blue_tasks:?}");
+    api.wait_for(90, "2 healthy blue targets", || {
+        (healthy_targets(&api, &blue).len() == 2).then_some(())
+    });
+
+    // A client on the host asking production all along the deployment.
+    let client = common::elb::Client::start(&api, &alb.ip, &[prod_port]);
+    let updated = api.aws_json(&[
+        "update-service",
+        "--service",
+        "bg",
+        "--task-definition",
+        "netbox-bg:2",
+    ]);
+    let second = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_for(240, "the blue/green deployment completed", || {
+        let d = api.service("default", "bg")["deployments"].clone();
+        (d.as_array().unwrap().len() == 1
+            && d[0]["id"] == second.as_str()
+            && d[0]["rolloutState"] == "COMPLETED")
+            .then_some(())
+    });
+    let done_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let answers = client.finish();
+    let version = |b: &str| b.split_whitespace().next().unwrap_or("").to_string();
+    let lost: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let flip = answers
+        .iter()
+        .position(|a| version(&a.3) == "v2")
+        .expect("production flipped to green");
+    eprintln!(
+        "production across 2 boxes: {} requests, {} failed; flip after {} answers from blue",
+        answers.len(),
+        lost.len(),
+        flip
+    );
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(flip > 0 && answers[..flip].iter().all(|a| version(&a.3) == "v1"));
+    assert!(
+        answers[flip..].iter().all(|a| version(&a.3) == "v2"),
+        "production flipped all at once"
+    );
+    let flip_at = answers[flip].0;
+    // Green answered from both boxes' tasks (the bodies name the task).
+    let green_bodies: std::collections::BTreeSet<&str> =
+        answers[flip..].iter().map(|a| a.3.as_str()).collect();
+    assert_eq!(green_bodies.len(), 2, "{green_bodies:?}");
+    let green_arns = api.aws_json(&["list-tasks", "--started-by", &second]);
+    let green_tasks: Vec<(String, String)> = green_arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let t = describe_task(&api, a.as_str().unwrap());
+            (
+                a.as_str().unwrap().to_string(),
+                t["containerInstanceArn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let on: std::collections::BTreeSet<&String> = green_tasks.iter().map(|(_, ci)| ci).collect();
+    assert_eq!(
+        (green_tasks.len(), on.len()),
+        (2, 2),
+        "green is on both boxes: {green_tasks:?}"
+    );
+    // Blue stopped after the bake time.
+    let stopped = api.aws_json(&[
+        "list-tasks",
+        "--started-by",
+        &first,
+        "--desired-status",
+        "STOPPED",
+    ]);
+    let arns: Vec<&str> = stopped["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(arns.len(), 2, "{stopped}");
+    for arn in arns {
+        let t = describe_task(&api, arn);
+        let stopping = t["stoppingAt"].as_f64().unwrap();
+        eprintln!(
+            "a blue task stopping {:.1} s after the flip",
+            stopping - flip_at
+        );
+        assert!(stopping - flip_at >= 4.0, "{t:#}");
+        assert!(stopping <= done_at);
+    }
+    let prod = elbv2(&api, &["describe-rules", "--rule-arns", &prod_rule]);
+    let action = &prod["Rules"][0]["Actions"][0];
+    let forwarded_to: Vec<&str> = match action["ForwardConfig"]["TargetGroups"].as_array() {
+        Some(l) => l
+            .iter()
+            .filter(|g| g["Weight"].as_i64().unwrap_or(1) > 0)
+            .map(|g| g["TargetGroupArn"].as_str().unwrap())
+            .collect(),
+        None => vec![action["TargetGroupArn"].as_str().unwrap()],
+    };
+    assert_eq!(forwarded_to, [green.as_str()], "{prod:#}");
+
+    // Cleaned up: the service scaled to 0 and deleted, the agents stopped, nothing left.
+    let ids: Vec<String> = blue_tasks
+        .iter()
+        .chain(green_tasks.iter())
+        .map(|(t, _)| id_of(t))
+        .collect();
+    api.aws_json(&["update-service", "--service", "bg", "--desired-count", "0"]);
+    api.wait_for(60, "no service task RUNNING", || {
+        service_tasks(&api, "bg").is_empty().then_some(())
+    });
+    api.aws_json(&["delete-service", "--service", "bg"]);
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in &boxes {
+        assert_box_clean(b, &ids);
     }
 }

@@ -17,20 +17,63 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// A request body after its `Content-Encoding`: PutMetricData's model carries
+/// `requestcompression` (gzip), and botocore gzips a body from 10 KiB on
+/// (`request_min_compression_size_bytes`), so the AWS CLI sends a large PutMetricData
+/// gzipped. Unpacked up to [`UNPACKED_MAX`] (CloudWatch's 1 MB request bound).
+fn unpacked(headers: &HeaderMap, body: axum::body::Bytes) -> Result<axum::body::Bytes, CwError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(UNPACKED_MAX as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    CwError::Serialization(format!("the gzip body does not unpack: {e}"))
+                })?;
+            if out.len() > UNPACKED_MAX {
+                return Err(CwError::InvalidParameterValue(format!(
+                    "the request is over {UNPACKED_MAX} bytes once unpacked"
+                )));
+            }
+            Ok(out.into())
+        }
+        other => Err(CwError::Serialization(format!(
+            "Content-Encoding {other} is not served (gzip is, as PutMetricData's model \
+             lists it)"
+        ))),
+    }
+}
+
+/// The largest request body once unpacked: CloudWatch's 1 MB for PutMetricData.
+const UNPACKED_MAX: usize = 1024 * 1024;
+
 /// One CloudWatch call in `protocol` (RPC v2 CBOR or AWS JSON 1.0).
 pub async fn handle(
     cw: Arc<CloudWatch>,
     protocol: Protocol,
     op: String,
+    headers: &HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let request = match protocol {
-        Protocol::RpcV2Cbor => {
-            super::cbor::to_json(&body).map_err(|e| CwError::Serialization(format!("{op}: {e}")))
-        }
-        _ if body.is_empty() => Ok(json!({})),
-        _ => serde_json::from_slice::<Value>(&body)
-            .map_err(|e| CwError::Serialization(format!("{op}: the body is not JSON: {e}"))),
+    let body = unpacked(headers, body);
+    let request = match (protocol, body) {
+        (_, Err(e)) => Err(e),
+        (p, Ok(body)) => match p {
+            Protocol::RpcV2Cbor => super::cbor::to_json(&body)
+                .map_err(|e| CwError::Serialization(format!("{op}: {e}"))),
+            _ if body.is_empty() => Ok(json!({})),
+            _ => serde_json::from_slice::<Value>(&body)
+                .map_err(|e| CwError::Serialization(format!("{op}: the body is not JSON: {e}"))),
+        },
     };
     let op2 = op.clone();
     let now = std::time::SystemTime::now()
@@ -126,4 +169,40 @@ pub async fn cbor_error(resp: Response) -> Response {
         return Response::from_parts(parts, axum::body::Body::from(bytes));
     };
     encode(Protocol::RpcV2Cbor, parts.status, &v, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> axum::body::Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap().into()
+    }
+
+    fn encoded(e: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(e).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_gzip_body_is_unpacked_within_the_bound_and_another_encoding_refused() {
+        let body = br#"{"Namespace":"Shop"}"#;
+        assert_eq!(
+            &unpacked(&encoded("gzip"), gzip(body)).unwrap()[..],
+            &body[..]
+        );
+        let plain = axum::body::Bytes::from_static(body);
+        assert_eq!(&unpacked(&HeaderMap::new(), plain).unwrap()[..], &body[..]);
+        let big = vec![b' '; UNPACKED_MAX + 1];
+        let e = unpacked(&encoded("gzip"), gzip(&big)).unwrap_err();
+        assert_eq!(e.query_code(), "InvalidParameterValue", "{e}");
+        let e = unpacked(&encoded("gzip"), axum::body::Bytes::from_static(b"no")).unwrap_err();
+        assert_eq!(e.query_code(), "SerializationException", "{e}");
+        let e = unpacked(&encoded("br"), axum::body::Bytes::from_static(body)).unwrap_err();
+        assert!(e.message().contains("br"), "{e}");
+    }
 }

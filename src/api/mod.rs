@@ -566,7 +566,9 @@ async fn dispatch(
             protocol,
             operation,
         } => match metrics {
-            Some(axum::Extension(m)) => cloudwatch::handle(m, protocol, operation, body).await,
+            Some(axum::Extension(m)) => {
+                cloudwatch::handle(m, protocol, operation, &headers, body).await
+            }
             None => aws_error(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServiceFault",
@@ -640,12 +642,13 @@ async fn dispatch(
 async fn rpc_v2(
     axum::extract::Path((service, operation)): axum::extract::Path<(String, String)>,
     metrics: Option<axum::Extension<Arc<crate::cloudwatch::CloudWatch>>>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use crate::ecs::table::Service;
     match (protocol::rpc_v2_route(&service, &operation), metrics) {
         (Some((Service::CloudWatch, op)), Some(axum::Extension(m))) => {
-            cloudwatch::handle(m, protocol::Protocol::RpcV2Cbor, op, body).await
+            cloudwatch::handle(m, protocol::Protocol::RpcV2Cbor, op, &headers, body).await
         }
         _ => {
             cloudwatch::cbor_error(aws_error(

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::alarms::{Dimension, PutMetricAlarmInput};
+use crate::cloudwatch::query::MetricDataQuery;
 use crate::ecs::Ecs;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -600,6 +601,9 @@ struct Tracked {
     dimensions: Vec<Dimension>,
     statistic: String,
     unit: Option<String>,
+    /// Metric math (a customized specification's `Metrics`): the alarms watch these
+    /// queries instead of the metric above.
+    metrics: Option<Vec<MetricDataQuery>>,
 }
 
 const PREDEFINED_ECS: &[&str] = &[
@@ -661,16 +665,12 @@ fn tracked_metric(cfg: &TargetTracking, cluster: &str, service: &str) -> AsResul
                 ],
                 statistic: "Average".into(),
                 unit: Some("Percent".into()),
+                metrics: None,
             })
         }
         (None, Some(c)) => {
-            if c.metrics.is_some() {
-                return Err(AsError::Validation(
-                    "CustomizedMetricSpecification.Metrics (metric math) is not evaluated by \
-                     minifargate yet: give Namespace, MetricName and Statistic \
-                     (docs/scaling.md)"
-                        .into(),
-                ));
+            if let Some(m) = &c.metrics {
+                return math_metric(c, m);
             }
             let (Some(ns), Some(name), Some(stat)) = (&c.namespace, &c.metric_name, &c.statistic)
             else {
@@ -700,9 +700,59 @@ fn tracked_metric(cfg: &TargetTracking, cluster: &str, service: &str) -> AsResul
                     .collect(),
                 statistic: stat.clone(),
                 unit: c.unit.clone(),
+                metrics: None,
             })
         }
     }
+}
+
+/// A customized specification on metric math (`Metrics`: TargetTrackingMetricDataQuery,
+/// CloudWatch's MetricDataQuery without periods): the alarms' `Metrics`, each MetricStat
+/// at the alarms' period. Given with MetricName, Namespace, Dimensions, Statistic or Unit:
+/// refused (the model: "either … or"). The queries are checked as PutMetricAlarm checks
+/// them when the alarms are made.
+fn math_metric(
+    c: &super::CustomizedMetricSpecification,
+    m: &serde_json::Value,
+) -> AsResult<Tracked> {
+    if c.metric_name.is_some()
+        || c.namespace.is_some()
+        || !c.dimensions.is_empty()
+        || c.statistic.is_some()
+        || c.unit.is_some()
+    {
+        return Err(AsError::Validation(
+            "CustomizedMetricSpecification: give either Metrics (metric math) or MetricName, \
+             Namespace, Dimensions, Statistic and Unit, not both"
+                .into(),
+        ));
+    }
+    let mut queries: Vec<MetricDataQuery> = serde_json::from_value(m.clone()).map_err(|e| {
+        AsError::Validation(format!(
+            "CustomizedMetricSpecification.Metrics is not a list of \
+             TargetTrackingMetricDataQuery: {e}"
+        ))
+    })?;
+    for q in &mut queries {
+        if let Some(ms) = &mut q.metric_stat {
+            if ms.period.is_some() {
+                return Err(AsError::Validation(format!(
+                    "CustomizedMetricSpecification.Metrics {}: a TargetTrackingMetricStat has \
+                     no Period (the policy's alarms set it)",
+                    q.id
+                )));
+            }
+            ms.period = Some(super::alarm_period());
+        }
+    }
+    Ok(Tracked {
+        namespace: String::new(),
+        name: String::new(),
+        dimensions: Vec::new(),
+        statistic: String::new(),
+        unit: None,
+        metrics: Some(queries),
+    })
 }
 
 /// ALBRequestCountPerTarget: the load balancer's `AWS/ApplicationELB`
@@ -739,6 +789,7 @@ fn alb_request_count(p: &super::PredefinedMetricSpecification) -> AsResult<Track
         ],
         statistic: "Sum".into(),
         unit: None,
+        metrics: None,
     })
 }
 
@@ -758,6 +809,7 @@ fn make_alarms(
         specs.push(("AlarmLow", "LessThanThreshold", cfg.target_value * 0.9, 15));
     }
     let mut made: Vec<AlarmRef> = Vec::new();
+    let math = m.metrics.is_some();
     for (kind, op, threshold, n) in specs {
         let name = format!("TargetTracking-{resource_id}-{kind}-{}", uuid()?);
         let req = PutMetricAlarmInput {
@@ -769,12 +821,12 @@ fn make_alarms(
             ok_actions: Vec::new(),
             alarm_actions: vec![policy_arn.to_string()],
             insufficient_data_actions: Vec::new(),
-            metric_name: Some(m.name.clone()),
-            namespace: Some(m.namespace.clone()),
-            statistic: Some(m.statistic.clone()),
+            metric_name: (!math).then(|| m.name.clone()),
+            namespace: (!math).then(|| m.namespace.clone()),
+            statistic: (!math).then(|| m.statistic.clone()),
             extended_statistic: None,
             dimensions: m.dimensions.clone(),
-            period: Some(super::alarm_period()),
+            period: (!math).then(super::alarm_period),
             unit: m.unit.clone(),
             evaluation_periods: Some(n),
             datapoints_to_alarm: Some(n),
@@ -782,7 +834,7 @@ fn make_alarms(
             comparison_operator: Some(op.into()),
             treat_missing_data: None,
             evaluate_low_sample_count_percentile: None,
-            metrics: None,
+            metrics: m.metrics.clone(),
             tags: None,
             threshold_metric_id: None,
         };

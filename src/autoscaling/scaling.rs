@@ -152,7 +152,7 @@ impl AutoScaling {
             // Once on entering ALARM, then once a period while it stays.
             let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
             let due = match fired.get(&a.alarm_name) {
-                Some(last) => *last < entered || now - *last >= a.period * 1000,
+                Some(last) => *last < entered || now - *last >= a.evaluation_period() * 1000,
                 None => true,
             };
             if !due {

@@ -4,7 +4,9 @@
 //!
 //! Evaluation (CloudWatch User Guide, "Using Amazon CloudWatch alarms": "Evaluating an
 //! alarm", "Configuring how CloudWatch alarms treat missing data"): the last
-//! `EvaluationPeriods` complete periods of the metric's statistic; the alarm goes to
+//! `EvaluationPeriods` complete periods of the metric's statistic (or, for an alarm on
+//! metric math, of the query of its `Metrics` that returns data, evaluated as
+//! GetMetricData evaluates it: [`query`]); the alarm goes to
 //! ALARM when at least `DatapointsToAlarm` (default: EvaluationPeriods) of them breach
 //! the threshold, to OK when fewer do, and to INSUFFICIENT_DATA when none has data and
 //! missing data is `missing`; `notBreaching` and `breaching` count a missing period as
@@ -17,6 +19,7 @@
 //! out (docs/cloudwatch.md).
 
 use super::metrics::{MetricId, Millis};
+use super::query::{self, MetricDataQuery};
 use super::{CwError, CwResult, Metrics};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,21 +57,125 @@ pub struct Alarm {
     pub state_reason_data: Option<String>,
     pub state_updated_timestamp: f64,
     pub state_transitioned_timestamp: f64,
-    pub metric_name: String,
-    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extended_statistic: Option<String>,
     pub dimensions: Vec<Dimension>,
-    pub period: i64,
+    /// Absent for an alarm on metric math (its queries carry the periods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// An alarm on metric math: its queries, as PutMetricAlarm's `Metrics` gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<MetricDataQuery>>,
     pub evaluation_periods: i64,
     pub datapoints_to_alarm: i64,
     pub threshold: f64,
     pub comparison_operator: String,
     pub treat_missing_data: String,
+}
+
+impl Alarm {
+    /// The period the alarm is evaluated at, in seconds: its `Period`, or for an alarm
+    /// on metric math that of the query it watches ([`returned_period`]).
+    pub fn evaluation_period(&self) -> i64 {
+        match (&self.metrics, self.period) {
+            (Some(q), _) => returned_period(q).unwrap_or(60),
+            (None, p) => p.unwrap_or(60),
+        }
+    }
+}
+
+/// The query of an alarm's `Metrics` whose `ReturnData` is true (omitted counts as true,
+/// as the model documents for MetricDataQuery), when exactly one is.
+fn returned(queries: &[MetricDataQuery]) -> Option<&MetricDataQuery> {
+    let mut r = queries.iter().filter(|q| q.return_data.unwrap_or(true));
+    match (r.next(), r.next()) {
+        (Some(q), None) => Some(q),
+        _ => None,
+    }
+}
+
+/// The period of the query an alarm on metric math watches, in seconds: a MetricStat's
+/// `Period`; an expression's own `Period`, else the shortest of the MetricStat periods
+/// (the grid GetMetricData gives an expression), else a minute.
+fn returned_period(queries: &[MetricDataQuery]) -> Option<i64> {
+    let q = returned(queries)?;
+    Some(match (&q.metric_stat, q.period) {
+        (Some(ms), _) => ms.period?,
+        (None, Some(p)) => p,
+        (None, None) => queries
+            .iter()
+            .filter_map(|q| q.metric_stat.as_ref().and_then(|m| m.period))
+            .min()
+            .unwrap_or(60),
+    })
+}
+
+/// Checks an alarm's `Metrics` as CloudWatch does and answers the period it is evaluated
+/// at (seconds). Refused: more than 20 queries, 10 MetricStat or 10 expressions
+/// (MetricDataQuery's reference: "as many as 10 structures that contain a MetricStat
+/// parameter … and as many as 10 … the Expression parameter"), not exactly one with
+/// `ReturnData` true (CloudWatch's `ValidationError` "Exactly one element of the metrics
+/// list should return data."), a query GetMetricData would refuse (ids, a missing
+/// MetricStat `Period`, statistics, expressions: each period an alarm's), and a watched
+/// expression whose result is not one time series ("Any expression used in a
+/// PutMetricAlarm operation must return a single time series").
+fn math_period(
+    queries: &[MetricDataQuery],
+    check_period: &query::PeriodCheck,
+    now: Millis,
+) -> CwResult<i64> {
+    let stats = queries.iter().filter(|q| q.metric_stat.is_some()).count();
+    let exprs = queries.iter().filter(|q| q.expression.is_some()).count();
+    if queries.is_empty() || queries.len() > 20 || stats > 10 || exprs > 10 {
+        return Err(CwError::InvalidParameterValue(format!(
+            "The collection Metrics must have between 1 and 20 members, at most 10 with a \
+             MetricStat and at most 10 with an Expression (got {} members: {stats} MetricStat, \
+             {exprs} Expression)",
+            queries.len()
+        )));
+    }
+    let Some(watched) = returned(queries) else {
+        return Err(CwError::Validation(
+            "Exactly one element of the metrics list should return data.".into(),
+        ));
+    };
+    // The queries are checked (and a watched expression's result seen) by evaluating them
+    // once over no data.
+    let end = now as f64 / 1000.0;
+    let values = query::evaluate(
+        &Metrics::new(),
+        queries,
+        "Metrics",
+        check_period,
+        (end - 3600.0, end),
+        now,
+    )?;
+    let shape = match values.get(&watched.id) {
+        Some(super::math::Value::Series(_)) => None,
+        Some(super::math::Value::Array(_)) => Some("an array of time series"),
+        Some(super::math::Value::Scalar(_)) => Some("a scalar"),
+        None => Some("nothing"),
+    };
+    if let Some(shape) = shape {
+        return Err(CwError::Validation(format!(
+            "Error in expression {}: an alarm's expression must return a single time \
+             series, not {shape}",
+            watched.id
+        )));
+    }
+    let p = returned_period(queries).unwrap_or(60);
+    if let Some(p) = watched.period {
+        check_period(p, "Metrics.Period")?;
+    }
+    Ok(p)
 }
 
 /// One item of an alarm's history (the model's `AlarmHistoryItem`).
@@ -206,26 +313,66 @@ impl Alarms {
                 "The parameter AlarmName must be between 1 and 255 characters long".into(),
             ));
         }
-        if req.metrics.is_some() || req.threshold_metric_id.is_some() {
+        if req.threshold_metric_id.is_some() {
             return Err(invalid(
-                "Alarms on metric math (Metrics, ThresholdMetricId) are not evaluated by \
-                 minifargate yet (docs/cloudwatch.md): give Namespace, MetricName and a \
-                 Statistic"
+                "ThresholdMetricId (an alarm on an anomaly detection band) is not evaluated by \
+                 minifargate: no anomaly models (docs/cloudwatch.md)"
                     .into(),
             ));
         }
         let missing =
             |n: &str| CwError::MissingParameter(format!("The parameter {n} is required."));
-        let namespace = req.namespace.ok_or_else(|| missing("Namespace"))?;
-        let metric_name = req.metric_name.ok_or_else(|| missing("MetricName"))?;
-        let period = req.period.ok_or_else(|| missing("Period"))?;
-        let of_box = box_period
-            && Some(period) == i64::try_from(crate::config::get().metrics_period.as_secs()).ok();
-        if !(of_box || matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)) {
-            return Err(invalid(format!(
-                "The parameter Period must be 10, 20, 30 or a multiple of 60 (got {period})"
-            )));
-        }
+        // An alarm's period: 10, 20, 30 or a multiple of 60 (PutMetricAlarm's `Period`,
+        // and each period of its `Metrics`); a managed alarm's may be the box's.
+        let box_secs = i64::try_from(crate::config::get().metrics_period.as_secs()).ok();
+        let alarm_period = move |p: i64, what: &str| -> CwResult<Millis> {
+            let of_box = box_period && Some(p) == box_secs;
+            if of_box || matches!(p, 10 | 20 | 30) || (p >= 60 && p % 60 == 0) {
+                Ok(p * 1000)
+            } else {
+                Err(CwError::InvalidParameterValue(format!(
+                    "The parameter {what} must be 10, 20, 30 or a multiple of 60 (got {p})"
+                )))
+            }
+        };
+        let (namespace, metric_name, period) = match &req.metrics {
+            Some(queries) => {
+                // PutMetricAlarm: "If you use the Metrics parameter, you cannot include the
+                // Namespace, MetricName, Dimensions, Period, Unit, Statistic, or
+                // ExtendedStatistic parameters" (API reference; the model's docs).
+                let given: Vec<&str> = [
+                    ("MetricName", req.metric_name.is_some()),
+                    ("Namespace", req.namespace.is_some()),
+                    ("Dimensions", !req.dimensions.is_empty()),
+                    ("Period", req.period.is_some()),
+                    ("Unit", req.unit.is_some()),
+                    ("Statistic", req.statistic.is_some()),
+                    ("ExtendedStatistic", req.extended_statistic.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(n, g)| g.then_some(n))
+                .collect();
+                if !given.is_empty() {
+                    return Err(CwError::InvalidParameterCombination(format!(
+                        "Metrics cannot be given with {}: an alarm on metric math takes its \
+                         metrics, periods, statistics and units from the Metrics array",
+                        given.join(", ")
+                    )));
+                }
+                let period = math_period(queries, &alarm_period, now)?;
+                (None, None, period)
+            }
+            None => {
+                let namespace = req.namespace.clone().ok_or_else(|| missing("Namespace"))?;
+                let metric_name = req
+                    .metric_name
+                    .clone()
+                    .ok_or_else(|| missing("MetricName"))?;
+                let period = req.period.ok_or_else(|| missing("Period"))?;
+                alarm_period(period, "Period")?;
+                (Some(namespace), Some(metric_name), period)
+            }
+        };
         let evaluation_periods = req
             .evaluation_periods
             .ok_or_else(|| missing("EvaluationPeriods"))?;
@@ -259,6 +406,7 @@ impl Alarms {
             )));
         }
         match (&req.statistic, &req.extended_statistic) {
+            _ if req.metrics.is_some() => {}
             (Some(_), Some(_)) | (None, None) => {
                 return Err(CwError::InvalidParameterCombination(
                     "Exactly one of Statistic and ExtendedStatistic must be given.".into(),
@@ -316,8 +464,9 @@ impl Alarms {
             statistic: req.statistic,
             extended_statistic: req.extended_statistic,
             dimensions: req.dimensions,
-            period,
+            period: req.metrics.is_none().then_some(period),
             unit: req.unit,
+            metrics: req.metrics,
             evaluation_periods,
             datapoints_to_alarm,
             threshold,
@@ -370,7 +519,7 @@ impl Alarms {
         names
             .iter()
             .filter_map(|n| s.alarms.get(n))
-            .map(|a| a.period.max(0) * a.evaluation_periods.max(0) * 1000)
+            .map(|a| a.evaluation_period().max(0) * a.evaluation_periods.max(0) * 1000)
             .max()
             .unwrap_or(0)
     }
@@ -499,28 +648,44 @@ impl Alarms {
 /// The state an alarm should be in at `now`, with CloudWatch's reason text and data; None
 /// to keep its state (`ignore` with no data).
 fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, String, String)> {
-    let period = a.period * 1000;
+    let period_s = a.evaluation_period();
+    let period = period_s * 1000;
     let end = now.div_euclid(period) * period;
     let start = end - a.evaluation_periods * period;
-    let id = MetricId {
-        namespace: a.namespace.clone(),
-        name: a.metric_name.clone(),
-        dimensions: a
-            .dimensions
-            .iter()
-            .map(|d| (d.name.clone(), d.value.clone()))
-            .collect(),
-    };
     let stat = a
         .statistic
         .clone()
         .or(a.extended_statistic.clone())
         .unwrap_or_default();
-    let points: BTreeMap<Millis, f64> = metrics
-        .query(&id, start, end, period, a.unit.as_deref())
-        .iter()
-        .filter_map(|p| super::metrics::statistic(&stat, p).map(|v| (p.start, v)))
-        .collect();
+    let points: BTreeMap<Millis, f64> = match &a.metrics {
+        Some(queries) => math_points(queries, metrics, (start, end), now),
+        None => {
+            let id = MetricId {
+                namespace: a.namespace.clone().unwrap_or_default(),
+                name: a.metric_name.clone().unwrap_or_default(),
+                dimensions: a
+                    .dimensions
+                    .iter()
+                    .map(|d| (d.name.clone(), d.value.clone()))
+                    .collect(),
+            };
+            metrics
+                .query(&id, start, end, period, a.unit.as_deref())
+                .iter()
+                .filter_map(|p| super::metrics::statistic(&stat, p).map(|v| (p.start, v)))
+                .collect()
+        }
+    };
+    // CloudWatch's reason data names the statistic of a single-metric alarm only.
+    let stat = a.metrics.is_none().then_some(stat);
+    let tidy = |mut v: Value| {
+        if let Some(o) = v.as_object_mut()
+            && o.get("statistic").is_some_and(Value::is_null)
+        {
+            o.remove("statistic");
+        }
+        v.to_string()
+    };
     let breaches = |v: f64| match a.comparison_operator.as_str() {
         "GreaterThanOrEqualToThreshold" => v >= a.threshold,
         "GreaterThanThreshold" => v > a.threshold,
@@ -548,9 +713,10 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
                     a.evaluation_periods,
                     if a.evaluation_periods == 1 { "" } else { "s" }
                 ),
-                json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
-                       "period": a.period, "recentDatapoints": [], "threshold": a.threshold})
-                .to_string(),
+                tidy(
+                    json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
+                       "period": period_s, "recentDatapoints": [], "threshold": a.threshold}),
+                ),
             )),
             missing => {
                 let bad = missing == "breaching";
@@ -573,9 +739,10 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
                         if n == 1 { "was" } else { "were" },
                         if bad { "Breaching" } else { "NonBreaching" }
                     ),
-                    json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
-                           "period": a.period, "recentDatapoints": [], "threshold": a.threshold})
-                    .to_string(),
+                    tidy(
+                        json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
+                           "period": period_s, "recentDatapoints": [], "threshold": a.threshold}),
+                    ),
                 ))
             }
         };
@@ -631,10 +798,46 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
         },
     );
     let data = json!({"version": "1.0", "queryDate": stamp(now),
-        "startDate": stamp(start), "statistic": stat, "period": a.period,
+        "startDate": stamp(start), "statistic": stat, "period": period_s,
         "recentDatapoints": recent, "threshold": a.threshold,
         "evaluatedDatapoints": points.iter().rev().map(|(t, v)| json!({"timestamp": stamp(*t), "value": v})).collect::<Vec<_>>()});
-    Some((state, reason, data.to_string()))
+    Some((state, reason, tidy(data)))
+}
+
+/// The values of the query an alarm on metric math watches, by period start, between
+/// `range` (ms): the queries evaluated as GetMetricData evaluates them. Queries that no
+/// longer evaluate (they were checked when put) give no data.
+fn math_points(
+    queries: &[MetricDataQuery],
+    metrics: &Metrics,
+    range: (Millis, Millis),
+    now: Millis,
+) -> BTreeMap<Millis, f64> {
+    let Some(watched) = returned(queries) else {
+        return BTreeMap::new();
+    };
+    let any_period = |p: i64, _: &str| -> CwResult<Millis> { Ok(p * 1000) };
+    let (start, end) = range;
+    let values = match query::evaluate(
+        metrics,
+        queries,
+        "Metrics",
+        &any_period,
+        (start as f64 / 1000.0, end as f64 / 1000.0),
+        now,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "an alarm's metric math does not evaluate");
+            return BTreeMap::new();
+        }
+    };
+    match values.get(&watched.id) {
+        Some(super::math::Value::Series(s)) => {
+            s.points.range(start..end).map(|(t, v)| (*t, *v)).collect()
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 /// PutMetricAlarm's request (the members this host evaluates or keeps).
@@ -665,7 +868,7 @@ pub struct PutMetricAlarmInput {
     pub treat_missing_data: Option<String>,
     #[allow(dead_code)]
     pub evaluate_low_sample_count_percentile: Option<String>,
-    pub metrics: Option<Value>,
+    pub metrics: Option<Vec<MetricDataQuery>>,
     #[allow(dead_code)]
     pub tags: Option<Value>,
     pub threshold_metric_id: Option<String>,
@@ -701,5 +904,141 @@ mod tests {
         a.set_state("f", "ALARM", "r".into(), None, 5_000).unwrap();
         assert_eq!(a.went_into_alarm(&names, 3_000).0, ["e"]);
         assert!(a.went_into_alarm(&names, 6_000).0.is_empty());
+    }
+
+    fn math_alarm(extra: Value) -> CwResult<PutMetricAlarmInput> {
+        let mut req = json!({
+            "AlarmName": "sum", "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+            "Threshold": 100.0, "ComparisonOperator": "GreaterThanThreshold",
+            "Metrics": [
+                {"Id": "m1", "ReturnData": false, "MetricStat": {"Metric": {"Namespace": "Shop",
+                    "MetricName": "A"}, "Period": 60, "Stat": "Maximum"}},
+                {"Id": "m2", "ReturnData": false, "MetricStat": {"Metric": {"Namespace": "Shop",
+                    "MetricName": "B"}, "Period": 60, "Stat": "Maximum"}},
+                {"Id": "e1", "Expression": "m1 + m2", "Label": "both", "ReturnData": true}]});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        serde_json::from_value(req).map_err(|e| CwError::Serialization(e.to_string()))
+    }
+
+    fn put_value(m: &Metrics, name: &str, at: Millis, v: f64) {
+        let id = MetricId {
+            namespace: "Shop".into(),
+            name: name.into(),
+            dimensions: BTreeMap::new(),
+        };
+        let d = super::super::metrics::Datum {
+            at,
+            unit: "None".into(),
+            stats: super::super::metrics::Stats::one(v),
+            raw: Some(vec![(v, 1.0)]),
+            high_resolution: false,
+        };
+        m.put(&id, &[d], at);
+    }
+
+    #[test]
+    fn an_alarm_on_metric_math_watches_its_expression_per_period() {
+        let a = Alarms::open(None, "us-east-1", "000000000000").unwrap();
+        let m = Metrics::new();
+        // A whole minute.
+        let t0: Millis = 1_800_000_000_000;
+        a.put(math_alarm(json!({})).unwrap(), t0).unwrap();
+        let shown = serde_json::to_value(&a.all()[0]).unwrap();
+        assert_eq!(
+            shown["Metrics"][2],
+            json!({"Id": "e1", "Expression": "m1 + m2",
+            "Label": "both", "ReturnData": true})
+        );
+        assert_eq!(shown["Metrics"][0]["MetricStat"]["Period"], 60);
+        for absent in ["MetricName", "Namespace", "Period", "Statistic"] {
+            assert!(shown.get(absent).is_none(), "{absent} in {shown}");
+        }
+        // Each alone below 100, their sum above, in two minutes: ALARM (2 of 2).
+        for k in 0..2 {
+            put_value(&m, "A", t0 + k * 60_000 + 1_000, 60.0);
+            put_value(&m, "B", t0 + k * 60_000 + 2_000, 50.0);
+        }
+        let changed = a.evaluate(&m, t0 + 120_500).unwrap();
+        assert_eq!(changed, [("sum".to_string(), "ALARM".to_string())]);
+        let now = &a.all()[0];
+        assert!(
+            now.state_reason
+                .starts_with("Threshold Crossed: 2 out of the last 2 datapoints [110.0 ("),
+            "{}",
+            now.state_reason
+        );
+        let data: Value = serde_json::from_str(now.state_reason_data.as_deref().unwrap()).unwrap();
+        assert_eq!(data["recentDatapoints"], json!([110.0, 110.0]));
+        assert_eq!(data["period"], 60);
+        assert!(data.get("statistic").is_none(), "{data}");
+        // The next minute only B: the sum is B's, below: OK.
+        put_value(&m, "B", t0 + 120_000 + 1_000, 50.0);
+        put_value(&m, "B", t0 + 180_000 + 1_000, 50.0);
+        let changed = a.evaluate(&m, t0 + 240_500).unwrap();
+        assert_eq!(changed, [("sum".to_string(), "OK".to_string())]);
+        // No data at all: INSUFFICIENT_DATA (TreatMissingData missing).
+        let changed = a.evaluate(&m, t0 + 600_500).unwrap();
+        assert_eq!(
+            changed,
+            [("sum".to_string(), "INSUFFICIENT_DATA".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_alarm_on_metric_math_is_refused_as_cloudwatch_refuses_it() {
+        let a = Alarms::open(None, "us-east-1", "000000000000").unwrap();
+        let refused = |extra: Value| {
+            let e = math_alarm(extra).and_then(|r| a.put(r, 1_800_000_000_000));
+            e.err().map(|e| (e.query_code(), e.message())).unwrap()
+        };
+        let (code, m) = refused(json!({"MetricName": "A", "Period": 60}));
+        assert_eq!(code, "InvalidParameterCombination");
+        assert!(m.contains("MetricName, Period"), "{m}");
+        let mut two = math_alarm(json!({})).unwrap().metrics.unwrap();
+        two[0].return_data = Some(true);
+        let (code, m) = refused(json!({"Metrics": two}));
+        assert_eq!(
+            (code, m.as_str()),
+            (
+                "ValidationError",
+                "Exactly one element of the metrics list should return data."
+            )
+        );
+        let mut none = math_alarm(json!({})).unwrap().metrics.unwrap();
+        none[2].return_data = Some(false);
+        assert_eq!(refused(json!({"Metrics": none})).0, "ValidationError");
+        let mut no_period = math_alarm(json!({})).unwrap().metrics.unwrap();
+        no_period[1].metric_stat.as_mut().unwrap().period = None;
+        let (code, m) = refused(json!({"Metrics": no_period}));
+        assert_eq!(code, "MissingParameter");
+        assert!(m.contains("Metrics.member.2.MetricStat.Period"), "{m}");
+        let mut five = math_alarm(json!({})).unwrap().metrics.unwrap();
+        five[0].metric_stat.as_mut().unwrap().period = Some(5);
+        assert!(refused(json!({"Metrics": five})).1.contains("10, 20, 30"));
+        let mut array = math_alarm(json!({})).unwrap().metrics.unwrap();
+        array[2].expression = Some("METRICS()".into());
+        let (code, m) = refused(json!({"Metrics": array}));
+        assert_eq!(code, "ValidationError");
+        assert!(m.contains("single time series"), "{m}");
+        let mut unknown = math_alarm(json!({})).unwrap().metrics.unwrap();
+        unknown[2].expression = Some("m1 + m3".into());
+        assert!(refused(json!({"Metrics": unknown})).1.contains("m3"));
+        let mut many = math_alarm(json!({})).unwrap().metrics.unwrap();
+        for k in 0..10 {
+            let mut q = many[0].clone();
+            q.id = format!("x{k}");
+            many.push(q);
+        }
+        assert!(
+            refused(json!({"Metrics": many}))
+                .1
+                .contains("at most 10 with a MetricStat")
+        );
+        assert_eq!(
+            refused(json!({"ThresholdMetricId": "e1"})).0,
+            "InvalidParameterValue"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Metric math for GetMetricData: an `Expression` over the other queries' ids, scalars
+//! Metric math for GetMetricData and alarms on metric math: an `Expression` over the other queries' ids, scalars
 //! and CloudWatch's functions, evaluated on the time series the MetricStat queries
 //! answered. What is not evaluated here (search expressions, anomaly bands, Contributor
 //! Insights, service quotas, Metrics Insights queries, LAMBDA) is refused naming the

@@ -7,13 +7,14 @@
 //! Local differences (said, not silent; docs/cloudwatch.md): one store per box, for every
 //! account and region; metrics live in serve's memory (a restart starts empty) with
 //! CloudWatch's retention for high-resolution data (3 hours, then rolled up to the
-//! minute) and 15 days for minute data; metric math in GetMetricData is evaluated
-//! ([`math`]; not in alarms), entity association is not kept.
+//! minute) and 15 days for minute data; metric math is evaluated in GetMetricData
+//! and in alarms ([`math`], [`query`]), entity association is not kept.
 
 pub mod alarms;
 pub mod math;
 pub mod metrics;
 pub mod ops;
+pub mod query;
 
 pub use alarms::Alarms;
 pub use metrics::Metrics;

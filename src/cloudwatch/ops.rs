@@ -11,6 +11,10 @@
 use super::alarms::{Alarm, PutMetricAlarmInput};
 use super::math;
 use super::metrics::{Datum, MetricId, Millis, Stat, Stats};
+use super::query::{
+    self, Dimension, MetricDataQuery, check_len, dimensions, expression_error, invalid, millis,
+    namespace, period, required, time_range, unit,
+};
 use super::{CloudWatch, CwError, CwResult, Metrics};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -40,37 +44,6 @@ pub const TIMESTAMP_MEMBERS: &[&str] = &[
     "AlarmConfigurationUpdatedTimestamp",
     "StateUpdatedTimestamp",
     "StateTransitionedTimestamp",
-];
-
-/// CloudWatch's units (the model's `StandardUnit`).
-const UNITS: &[&str] = &[
-    "Seconds",
-    "Microseconds",
-    "Milliseconds",
-    "Bytes",
-    "Kilobytes",
-    "Megabytes",
-    "Gigabytes",
-    "Terabytes",
-    "Bits",
-    "Kilobits",
-    "Megabits",
-    "Gigabits",
-    "Terabits",
-    "Percent",
-    "Count",
-    "Bytes/Second",
-    "Kilobytes/Second",
-    "Megabytes/Second",
-    "Gigabytes/Second",
-    "Terabytes/Second",
-    "Bits/Second",
-    "Kilobits/Second",
-    "Megabits/Second",
-    "Gigabits/Second",
-    "Terabits/Second",
-    "Count/Second",
-    "None",
 ];
 
 /// Runs CloudWatch operation `op` with request `body` at `now`.
@@ -130,10 +103,6 @@ fn decode<T: serde::de::DeserializeOwned>(body: Value) -> CwResult<T> {
     })
 }
 
-fn invalid(m: impl Into<String>) -> CwError {
-    CwError::InvalidParameterValue(m.into())
-}
-
 /// A double of the request: a number, or the strings the JSON protocols use for the
 /// values JSON has no number for (refused where CloudWatch refuses them).
 #[derive(Debug, Clone, Copy)]
@@ -159,13 +128,6 @@ impl<'de> Deserialize<'de> for Double {
             },
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct Dimension {
-    name: String,
-    value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,62 +184,6 @@ fn check_value(v: f64, what: &str) -> CwResult<f64> {
         )));
     }
     Ok(v)
-}
-
-fn check_len(s: &str, what: &str, max: usize) -> CwResult<()> {
-    if s.is_empty() || s.chars().count() > max {
-        return Err(invalid(format!(
-            "The parameter {what} must be between 1 and {max} characters long"
-        )));
-    }
-    Ok(())
-}
-
-fn dimensions(dims: &[Dimension], what: &str) -> CwResult<BTreeMap<String, String>> {
-    if dims.len() > 30 {
-        return Err(invalid(format!(
-            "The collection {what} must not have a size greater than 30."
-        )));
-    }
-    let mut out = BTreeMap::new();
-    for (i, d) in dims.iter().enumerate() {
-        check_len(&d.name, &format!("{what}.member.{}.Name", i + 1), 255)?;
-        check_len(&d.value, &format!("{what}.member.{}.Value", i + 1), 1024)?;
-        if out.insert(d.name.clone(), d.value.clone()).is_some() {
-            return Err(invalid(format!(
-                "The dimension name {:?} appears more than once in {what}",
-                d.name
-            )));
-        }
-    }
-    Ok(out)
-}
-
-fn unit(u: Option<&str>, what: &str) -> CwResult<String> {
-    match u {
-        None => Ok("None".into()),
-        Some(u) if UNITS.contains(&u) => Ok(u.to_string()),
-        Some(u) => Err(invalid(format!(
-            "The value {u} for parameter {what} is invalid: it must be one of {}",
-            UNITS.join(", ")
-        ))),
-    }
-}
-
-fn namespace(ns: Option<&str>) -> CwResult<String> {
-    let ns =
-        ns.ok_or_else(|| CwError::MissingParameter("The parameter Namespace is required.".into()))?;
-    check_len(ns, "Namespace", 255)?;
-    if ns.starts_with(':') {
-        return Err(invalid(format!(
-            "The value {ns} for parameter Namespace is invalid: it must not start with ':'"
-        )));
-    }
-    Ok(ns.to_string())
-}
-
-fn millis(seconds: f64) -> Millis {
-    (seconds * 1000.0).round() as Millis
 }
 
 fn seconds(ms: Millis) -> Value {
@@ -479,43 +385,6 @@ fn put_metric_data(m: &Metrics, req: PutMetricDataInput, now: Millis) -> CwResul
     Ok(json!({}))
 }
 
-/// GetMetricStatistics and GetMetricData: a period is 1, 5, 10, 20, 30 or a multiple of
-/// 60 seconds.
-fn period(p: i64, what: &str) -> CwResult<Millis> {
-    if matches!(p, 1 | 5 | 10 | 20 | 30) || (p >= 60 && p % 60 == 0) {
-        Ok(p * 1000)
-    } else {
-        Err(invalid(format!(
-            "The parameter {what} must be 1, 5, 10, 20, 30, or a multiple of 60 (got {p})"
-        )))
-    }
-}
-
-/// The start of a query, rounded down as CloudWatch rounds it: to the minute, or for a
-/// period under a minute to that period's divisions of the minute; older starts to 5
-/// minutes (15–63 days ago) or the hour (older).
-fn round_start(start: Millis, period: Millis, now: Millis) -> Millis {
-    let age = now - start;
-    let unit = if age > 63 * 24 * 3600 * 1000 {
-        3_600_000
-    } else if age > 15 * 24 * 3600 * 1000 {
-        300_000
-    } else {
-        period.min(60_000)
-    };
-    start.div_euclid(unit) * unit
-}
-
-fn time_range(start: f64, end: f64, period_ms: Millis, now: Millis) -> CwResult<(Millis, Millis)> {
-    let (start, end) = (millis(start), millis(end));
-    if start >= end {
-        return Err(invalid(
-            "The parameter StartTime must be less than the parameter EndTime.",
-        ));
-    }
-    Ok((round_start(start, period_ms, now), end))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct GetMetricStatisticsInput {
@@ -529,10 +398,6 @@ struct GetMetricStatisticsInput {
     statistics: Option<Vec<String>>,
     extended_statistics: Option<Vec<String>>,
     unit: Option<String>,
-}
-
-fn required<T>(v: Option<T>, name: &str) -> CwResult<T> {
-    v.ok_or_else(|| CwError::MissingParameter(format!("The parameter {name} is required.")))
 }
 
 fn get_metric_statistics(
@@ -638,36 +503,6 @@ fn get_metric_statistics(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct Metric {
-    namespace: Option<String>,
-    metric_name: Option<String>,
-    #[serde(default)]
-    dimensions: Vec<Dimension>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct MetricStat {
-    metric: Metric,
-    period: i64,
-    stat: String,
-    unit: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct MetricDataQuery {
-    id: String,
-    metric_stat: Option<MetricStat>,
-    expression: Option<String>,
-    label: Option<String>,
-    return_data: Option<bool>,
-    period: Option<i64>,
-    account_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct GetMetricDataInput {
     #[serde(default)]
     metric_data_queries: Vec<MetricDataQuery>,
@@ -678,12 +513,6 @@ struct GetMetricDataInput {
     max_datapoints: Option<i64>,
     #[allow(dead_code)]
     label_options: Option<Value>,
-}
-
-fn metric_id_ok(id: &str) -> bool {
-    let mut c = id.chars();
-    c.next().is_some_and(|f| f.is_ascii_lowercase())
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResult<Value> {
@@ -713,107 +542,13 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
         Some(n) => return Err(invalid(format!("MaxDatapoints must be positive (got {n})"))),
     };
     let skip = skipped_by(req.next_token.as_deref())?;
-    let mut seen_ids = std::collections::HashSet::new();
-    // Each query's series (MetricStat) or parsed expression, in request order.
-    let mut metric_series: Vec<(String, math::Series)> = Vec::new();
-    let mut expressions: Vec<(usize, math::Expr)> = Vec::new();
-    let mut shortest_period: Option<Millis> = None;
-    for (i, q) in queries.iter().enumerate() {
-        let what = format!("MetricDataQueries.member.{}", i + 1);
-        if !metric_id_ok(&q.id) || q.id.len() > 255 {
-            return Err(invalid(format!(
-                "The value {} for parameter {what}.Id is invalid: it must start with a \
-                 lowercase letter and hold only letters, digits and underscores",
-                q.id
-            )));
-        }
-        if !seen_ids.insert(q.id.clone()) {
-            return Err(invalid(format!(
-                "The value {} for parameter {what}.Id is used by more than one query",
-                q.id
-            )));
-        }
-        if let Some(a) = &q.account_id
-            && *a != crate::taskdef::AwsContext::from_env().account_id
-        {
-            return Err(invalid(format!(
-                "{what}.AccountId {a}: this box holds the metrics of its own account only"
-            )));
-        }
-        let stat = match (&q.metric_stat, &q.expression) {
-            (Some(s), None) => s,
-            (None, Some(e)) => {
-                if e.is_empty() || e.chars().count() > 2048 {
-                    return Err(invalid(format!(
-                        "The parameter {what}.Expression must be between 1 and 2048 characters \
-                         long"
-                    )));
-                }
-                if let Some(p) = q.period {
-                    period(p, &format!("{what}.Period"))?;
-                }
-                let parsed = math::parse(e).map_err(|m| expression_error(&q.id, &m))?;
-                expressions.push((i, parsed));
-                continue;
-            }
-            _ => {
-                return Err(CwError::InvalidParameterCombination(format!(
-                    "{what} must have exactly one of MetricStat and Expression"
-                )));
-            }
-        };
-        let period_ms = period(stat.period, &format!("{what}.MetricStat.Period"))?;
-        shortest_period = Some(shortest_period.map_or(period_ms, |p| p.min(period_ms)));
-        let st = Stat::parse(&stat.stat).ok_or_else(|| {
-            invalid(format!(
-                "The value {} for parameter {what}.MetricStat.Stat is invalid: this host \
-                 computes SampleCount, Average, Sum, Minimum, Maximum and percentiles pNN \
-                 (trimmed and windsorized statistics are not computed; docs/cloudwatch.md)",
-                stat.stat
-            ))
-        })?;
-        let (start, end) = time_range(start_s, end_s, period_ms, now)?;
-        let ns = namespace(stat.metric.namespace.as_deref())?;
-        let name = required(
-            stat.metric.metric_name.clone(),
-            &format!("{what}.MetricStat.Metric.MetricName"),
-        )?;
-        let id = MetricId {
-            namespace: ns,
-            name: name.clone(),
-            dimensions: dimensions(
-                &stat.metric.dimensions,
-                &format!("{what}.MetricStat.Metric.Dimensions"),
-            )?,
-        };
-        let u = match stat.unit.as_deref() {
-            Some(u) => Some(unit(Some(u), &format!("{what}.MetricStat.Unit"))?),
-            None => None,
-        };
-        let points: BTreeMap<Millis, f64> = m
-            .query(&id, start, end, period_ms, u.as_deref())
-            .iter()
-            .filter_map(|p| st.of(p).map(|v| (p.start, v)))
-            .collect();
-        metric_series.push((
-            q.id.clone(),
-            math::Series {
-                label: q.label.clone().unwrap_or(name),
-                points,
-                period: Some(period_ms),
-            },
-        ));
-    }
-    let mut values: BTreeMap<String, math::Value> = metric_series
-        .iter()
-        .map(|(id, s)| (id.clone(), math::Value::Series(s.clone())))
-        .collect();
-    evaluate_expressions(
+    let values = query::evaluate(
+        m,
         &queries,
-        &expressions,
-        &metric_series,
-        &mut values,
-        (start_s, end_s, shortest_period, now),
+        "MetricDataQueries",
+        &period,
+        (start_s, end_s),
+        now,
     )?;
     // (Id, Label, datapoints in the answer's order) of each result.
     type Answered = (String, String, Vec<(Millis, f64)>);
@@ -881,102 +616,6 @@ fn get_metric_data(m: &Metrics, req: GetMetricDataInput, now: Millis) -> CwResul
         answer["NextToken"] = json!(format!("mf1.{}", skip + max));
     }
     Ok(answer)
-}
-
-/// An expression CloudWatch cannot evaluate: its `ValidationError`, naming the query.
-fn expression_error(id: &str, e: &math::MathError) -> CwError {
-    CwError::Validation(format!("Error in expression {id}: {e}"))
-}
-
-/// Evaluates the expressions of a GetMetricData request into `values`, each after the
-/// ids it refers to (METRICS() refers to every metric query); a cycle is refused.
-/// `range` is (StartTime, EndTime, the shortest MetricStat period, now): an expression's
-/// non-sparse series (TIME_SERIES, FILL, MINUTE…) have a timestamp every period (its own
-/// `Period`, else that one, else a minute) from the rounded start to the end.
-fn evaluate_expressions(
-    queries: &[MetricDataQuery],
-    expressions: &[(usize, math::Expr)],
-    metrics: &[(String, math::Series)],
-    values: &mut BTreeMap<String, math::Value>,
-    range: (f64, f64, Option<Millis>, Millis),
-) -> CwResult<()> {
-    let (start_s, end_s, shortest, now) = range;
-    let by_id: BTreeMap<&str, (usize, &math::Expr)> = expressions
-        .iter()
-        .map(|(i, e)| (queries[*i].id.as_str(), (*i, e)))
-        .collect();
-    // Depth-first: an id in `visiting` met again is a cycle.
-    fn visit(
-        id: &str,
-        by_id: &BTreeMap<&str, (usize, &math::Expr)>,
-        metrics: &[(String, math::Series)],
-        order: &mut Vec<String>,
-        visiting: &mut Vec<String>,
-    ) -> CwResult<()> {
-        if order.iter().any(|o| o == id) {
-            return Ok(());
-        }
-        let Some((_, e)) = by_id.get(id) else {
-            return Ok(());
-        };
-        if visiting.iter().any(|v| v == id) {
-            return Err(expression_error(
-                id,
-                &math::MathError(format!(
-                    "the expressions refer to each other in a cycle: {} -> {id}",
-                    visiting.join(" -> ")
-                )),
-            ));
-        }
-        visiting.push(id.to_string());
-        let mut refs = std::collections::BTreeSet::new();
-        math::references(e, &mut refs);
-        for r in refs {
-            if !by_id.contains_key(r.as_str()) && !metrics.iter().any(|(m, _)| *m == r) {
-                return Err(expression_error(
-                    id,
-                    &math::MathError(format!(
-                        "Unrecognized id {r}: no query of the request has it"
-                    )),
-                ));
-            }
-            visit(&r, by_id, metrics, order, visiting)?;
-        }
-        visiting.pop();
-        order.push(id.to_string());
-        Ok(())
-    }
-    let mut order = Vec::new();
-    for (i, _) in expressions {
-        visit(
-            &queries[*i].id,
-            &by_id,
-            metrics,
-            &mut order,
-            &mut Vec::new(),
-        )?;
-    }
-    for id in order {
-        let (i, e) = by_id[id.as_str()];
-        let period_ms = match queries[i].period {
-            Some(p) => p * 1000,
-            None => shortest.unwrap_or(60_000),
-        };
-        let (start, end) = time_range(start_s, end_s, period_ms, now)?;
-        let grid: Vec<Millis> = (0..)
-            .map(|k| start + k * period_ms)
-            .take_while(|t| *t < end)
-            .take(100_800)
-            .collect();
-        let cx = math::Context {
-            values,
-            metrics,
-            grid,
-        };
-        let v = math::eval(e, &cx).map_err(|m| expression_error(&id, &m))?;
-        values.insert(id, v);
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -1184,7 +823,10 @@ fn describe_alarms_for_metric(
         .alarms
         .all()
         .into_iter()
-        .filter(|a| a.metric_name == req.metric_name && a.namespace == req.namespace)
+        .filter(|a| {
+            a.metric_name.as_ref() == Some(&req.metric_name)
+                && a.namespace.as_ref() == Some(&req.namespace)
+        })
         .filter(|a| {
             a.dimensions
                 .iter()
@@ -1202,7 +844,7 @@ fn describe_alarms_for_metric(
                 .as_ref()
                 .is_none_or(|s| a.extended_statistic.as_ref() == Some(s))
         })
-        .filter(|a| req.period.is_none_or(|p| a.period == p))
+        .filter(|a| req.period.is_none_or(|p| a.period == Some(p)))
         .filter(|a| req.unit.as_ref().is_none_or(|u| a.unit.as_ref() == Some(u)))
         .collect();
     Ok(json!({"MetricAlarms": alarms}))

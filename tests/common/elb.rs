@@ -1,7 +1,7 @@
 //! The load balancer tests' shapes, through the real `aws elbv2` against a serve: an
 //! application load balancer; an HTTP target group of `ip` targets on port 8080, checked
 //! every 5 s (timeout 2 s, healthy after 2) with a deregistration delay of the test's
-//! choosing; an HTTP listener forwarding to it.
+//! choosing; an HTTP listener forwarding to it; a client asking listeners all along.
 
 use super::api::Api;
 use serde_json::Value;
@@ -102,4 +102,66 @@ pub fn http_listener(api: &Api, lb: &str, port: &str, tg: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// A client sending `GET /` to each of `ports` at `ip` in turn until the file `stop`
+/// exists (or 300 s): every answer as `[seconds since the epoch, port, status, body]`.
+pub struct Client {
+    child: std::process::Child,
+    stop: String,
+}
+
+impl Client {
+    pub fn start(api: &Api, ip: &str, ports: &[u16]) -> Client {
+        let stop = api.mf.dir.path().join("client.stop");
+        let stop = stop.to_str().unwrap().to_string();
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                r#"
+import http.client, json, os, sys, time
+ip, stop, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+conns = {p: http.client.HTTPConnection(ip, p, timeout=10) for p in ports}
+out = []
+end = time.time() + 300
+while time.time() < end and not os.path.exists(stop):
+    for p in ports:
+        try:
+            conns[p].request("GET", "/")
+            r = conns[p].getresponse()
+            out.append([time.time(), p, r.status, r.read().decode().strip()])
+        except Exception as e:
+            out.append([time.time(), p, type(e).__name__, ""])
+            conns[p].close()
+            conns[p] = http.client.HTTPConnection(ip, p, timeout=10)
+    time.sleep(0.01)
+print(json.dumps(out))
+"#,
+                ip,
+                &stop,
+            ])
+            .args(&ports)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client { child, stop }
+    }
+
+    /// Every answer, in order: (time, port, status, the body's version).
+    pub fn finish(self) -> Vec<(f64, u16, String, String)> {
+        std::fs::write(&self.stop, "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        v.iter()
+            .map(|a| {
+                (
+                    a[0].as_f64().unwrap(),
+                    a[1].as_u64().unwrap() as u16,
+                    a[2].to_string().trim_matches('"').to_string(),
+                    a[3].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
 }

@@ -401,7 +401,7 @@ async fn cloudwatch_call(
     let Some(axum::Extension(cw)) = cw else {
         return error(StatusCode::NOT_FOUND, "this serve has no CloudWatch");
     };
-    super::cloudwatch::handle(cw, super::protocol::Protocol::Json10, op, body).await
+    super::cloudwatch::handle(cw, super::protocol::Protocol::Json10, op, &headers, body).await
 }
 
 /// Application Auto Scaling reads the console shows a service's scaling with.
