@@ -43,7 +43,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyTargetGroupAttributes",
-        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`) and `slow_start.duration_seconds` applied; the others stored and returned",
+        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds` and `load_balancing.algorithm.*` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); the others stored and returned",
     ),
     ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
     (
@@ -820,6 +820,27 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
             )));
         }
         g.attributes.insert(key.to_string(), value.to_string());
+    }
+    // Slow start goes with round robin only (ALB User Guide, "Routing algorithm": "You
+    // cannot enable both least outstanding requests and slow start mode"; ELB's
+    // answer names the algorithm).
+    let slow = g
+        .attributes
+        .get("slow_start.duration_seconds")
+        .is_some_and(|v| v != "0");
+    let algorithm = match g
+        .attributes
+        .get("load_balancing.algorithm.type")
+        .map(String::as_str)
+    {
+        Some("least_outstanding_requests") => Some("least outstanding requests"),
+        Some("weighted_random") => Some("weighted random"),
+        _ => None,
+    };
+    if let (true, Some(algorithm)) = (slow, algorithm) {
+        return Err(ElbError::InvalidConfigurationRequest(format!(
+            "You cannot enable both slow start and {algorithm} algorithm on a target group"
+        )));
     }
     s.save_group(&g)?;
     let mut x = Xml::new();
