@@ -293,6 +293,32 @@ fn weighted_random_spreads_requests_and_anomaly_mitigation_lowers_an_erring_targ
         answers.len()
     );
     assert!(share < 0.1, "the erring target's traffic is lowered: {n:?}");
+    // DescribeTargetHealth says so when asked.
+    let h = elb_json(
+        &api,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            &tg,
+            "--include",
+            "AnomalyDetection",
+        ],
+    );
+    for d in h["TargetHealthDescriptions"].as_array().unwrap() {
+        let c = d["Target"]["Port"] == u64::from(t.ports[2]);
+        let want = if c {
+            serde_json::json!({"Result": "anomalous", "MitigationInEffect": "yes"})
+        } else {
+            serde_json::json!({"Result": "normal", "MitigationInEffect": "no"})
+        };
+        assert_eq!(d["AnomalyDetection"], want, "{h}");
+        assert_eq!(d["TargetHealth"]["State"], "healthy", "{h}");
+    }
+    let h = elb_json(&api, &["describe-target-health", "--target-group-arn", &tg]);
+    assert!(
+        h["TargetHealthDescriptions"][0]["AnomalyDetection"].is_null(),
+        "only when asked: {h}"
+    );
     // c answers well again: its share grows back.
     t.bad("c", false);
     let back = api.wait_for(40, "c's share back", || {

@@ -138,12 +138,20 @@ const FLOOR: f64 = 1.0 / 32.0;
 #[derive(Debug, Default)]
 pub struct Anomalies {
     weights: HashMap<Target, f64>,
+    /// The targets whose last verdict was anomalous.
+    anomalous: std::collections::HashSet<Target>,
     last: Option<Instant>,
 }
 
 impl Anomalies {
     pub fn weight(&self, t: &Target) -> f64 {
         self.weights.get(t).copied().unwrap_or(1.0)
+    }
+
+    /// What DescribeTargetHealth's `AnomalyDetection` says of `t`: its last verdict was
+    /// anomalous, and mitigation lowers its weight.
+    pub fn detection(&self, t: &Target) -> (bool, bool) {
+        (self.anomalous.contains(t), self.weight(t) < 1.0)
     }
 
     /// Looks at `targets` (the healthy ones, with their loads) once per [`LOOK_EVERY`].
@@ -157,6 +165,8 @@ impl Anomalies {
         self.last = Some(now);
         self.weights
             .retain(|t, _| targets.iter().any(|(have, _)| *have == t));
+        self.anomalous
+            .retain(|t| targets.iter().any(|(have, _)| *have == t));
         if targets.len() < 3 {
             return;
         }
@@ -183,6 +193,11 @@ impl Anomalies {
             let mine = rate(counts[i]);
             let theirs = others.iter().sum::<f64>() / others.len().max(1) as f64;
             let anomalous = !others.is_empty() && mine >= 0.2 && mine >= 2.0 * theirs;
+            if anomalous {
+                self.anomalous.insert((*t).clone());
+            } else {
+                self.anomalous.remove(*t);
+            }
             let w = self.weight(t);
             let w = if anomalous {
                 (w / 2.0).max(FLOOR)
@@ -233,6 +248,8 @@ mod tests {
         assert_eq!(m.weight(&a), 1.0);
         assert_eq!(m.weight(&b), 1.0);
         assert_eq!(m.weight(&c), 0.125);
+        assert_eq!(m.detection(&c), (true, true));
+        assert_eq!(m.detection(&a), (false, false));
         // Not enough answers: no verdict, the weight stays.
         answers(&lc, 3, 0);
         m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now);
@@ -244,6 +261,7 @@ mod tests {
             now += LOOK_EVERY;
         }
         assert_eq!(m.weight(&c), 1.0);
+        assert_eq!(m.detection(&c), (false, false));
         // All failing alike: nobody is anomalous.
         for l in [&la, &lb, &lc] {
             answers(l, 20, 20);

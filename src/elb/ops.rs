@@ -52,7 +52,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "DescribeTargetHealth",
-        "initial, healthy, unhealthy, unused, draining with ELB's reason codes",
+        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` for `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
     ),
     (
         "CreateListener",
@@ -939,6 +939,20 @@ fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
 
 fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let mut anomalies = false;
+    for i in p.list("Include") {
+        match i.as_str() {
+            "AnomalyDetection" | "All" => anomalies = true,
+            other => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '[{other}]' at 'include' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [All, AnomalyDetection]]"
+                )));
+            }
+        }
+    }
+    // Anomaly detection runs in the serve that runs the data plane, for `weighted_random`
+    // groups with mitigation on, once they have had traffic (`balance::Anomalies`).
+    let detection = s.anomalies.get(&g.arn).filter(|_| anomalies);
     let now = Instant::now();
     s.draining.retain(|d| d.until > now);
     let asked = targets(p, &g)?;
@@ -990,6 +1004,13 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 .opt("Reason", h.reason)
                 .opt("Description", h.description.as_ref());
         });
+        if let Some(a) = detection {
+            let (anomalous, mitigated) = a.detection(t);
+            x.node("AnomalyDetection", |x| {
+                x.leaf("Result", if anomalous { "anomalous" } else { "normal" })
+                    .leaf("MitigationInEffect", if mitigated { "yes" } else { "no" });
+            });
+        }
     });
     Ok(x)
 }
