@@ -736,12 +736,9 @@ impl Elb {
         let in_flight = algorithm == balance::Algorithm::LeastOutstanding;
         let outcome = algorithm == balance::Algorithm::WeightedRandom { mitigate: true };
         if in_flight || outcome {
-            let load = s
-                .loads
-                .get(&arn)
-                .and_then(|m| m.get(t))
-                .cloned()
-                .unwrap_or_default();
+            // (A target a cookie kept may have no load yet.)
+            loads_of(&mut s.loads, &arn, &[t]);
+            let load = s.loads[&arn][t].clone();
             hold = balance::Outstanding::new(load, in_flight, outcome);
         }
         if by_source {
