@@ -184,10 +184,10 @@ async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
 
 async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
     loop {
-        let (mut client, _) = accept(&tcp).await;
+        let (mut client, peer) = accept(&tcp).await;
         let _ = client.set_nodelay(true);
         let mut meter = Meter::default();
-        let Pick::Target(addr, _) = elb.route(&listener, None, &mut meter) else {
+        let Pick::Target(addr, _, _) = elb.route(&listener, None, peer.ip(), &mut meter) else {
             continue;
         };
         tokio::spawn(async move {
@@ -332,7 +332,47 @@ async fn proxy(
         Some(at) => meter.target_answer(status, at.elapsed()),
         None => meter.elb_answer(status),
     }
+    count
+        .hold
+        .outcome(count.forwarded.is_none() || status >= 500);
+    if count.hold.in_flight() {
+        // Least outstanding requests: in flight until the response body ends.
+        let hold = std::mem::take(&mut count.hold);
+        return r.map(|b| {
+            Held {
+                body: b,
+                _hold: hold,
+            }
+            .boxed()
+        });
+    }
     r
+}
+
+/// A response body that keeps its request counted in flight until it ends (or is dropped).
+struct Held {
+    body: Body,
+    _hold: super::balance::Outstanding,
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        hyper::body::Body::poll_frame(std::pin::Pin::new(&mut self.body), cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.body)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::Body::size_hint(&self.body)
+    }
 }
 
 /// What one request counts on, and when it was forwarded to a target: set on a target's
@@ -341,6 +381,8 @@ async fn proxy(
 struct Count {
     meter: Meter,
     forwarded: Option<std::time::Instant>,
+    /// The request's hold on its target's load (`super::balance`).
+    hold: super::balance::Outstanding,
 }
 
 async fn forward(
@@ -367,10 +409,13 @@ async fn forward(
             headers: &parts.headers,
             source: peer.ip(),
         };
-        elb.route(listener, Some(&view), &mut count.meter)
+        elb.route(listener, Some(&view), peer.ip(), &mut count.meter)
     };
     let (addr, stick) = match pick {
-        Pick::Target(a, stick) => (a, stick),
+        Pick::Target(a, stick, hold) => {
+            count.hold = hold;
+            (a, stick)
+        }
         Pick::NoTarget | Pick::Gone => return answer(StatusCode::SERVICE_UNAVAILABLE),
         Pick::Fixed {
             status,

@@ -6,6 +6,7 @@
 //! (`elb_resources`), so a restarted `serve` has the same resources. docs/load-balancing.md
 //! says what is served and what is not.
 
+mod balance;
 pub mod bluegreen;
 mod checks;
 pub mod dataplane;
@@ -151,6 +152,14 @@ struct State {
     slow: HashMap<(String, Target), Instant>,
     /// The key of the sticky sessions' cookies.
     key: sticky::Key,
+    /// What the data plane counts per target of the groups whose routing algorithm needs
+    /// it (`balance`), by group.
+    loads: HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
+    /// The automatic target weights of `weighted_random` groups with anomaly mitigation.
+    anomalies: HashMap<String, balance::Anomalies>,
+    /// `source_ip` stickiness (network load balancers): the target of each client
+    /// address, by group.
+    by_source: HashMap<String, HashMap<std::net::IpAddr, Target>>,
     store: Option<crate::store::Store>,
     /// The store's `data_version` when the resources were read.
     seen: i64,
@@ -370,6 +379,17 @@ impl State {
         self.health = keep;
         let groups = &self.groups;
         self.draining.retain(|d| groups.contains_key(&d.group));
+        // Counts and bindings of targets no longer registered go.
+        let registered = |g: &str, t: &Target| groups.get(g).is_some_and(|g| g.targets.contains(t));
+        self.loads.retain(|g, m| {
+            m.retain(|t, _| registered(g, t));
+            !m.is_empty()
+        });
+        self.anomalies.retain(|g, _| groups.contains_key(g));
+        self.by_source.retain(|g, m| {
+            m.retain(|_, t| registered(g, t));
+            !m.is_empty()
+        });
     }
 
     /// The health DescribeTargetHealth reports for target `t` of group `g`.
@@ -404,8 +424,9 @@ fn random_hex(n: usize) -> String {
 /// Where a new request or connection goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pick {
-    /// A target, and the cookies its answer sets (sticky sessions).
-    Target(std::net::SocketAddr, Stick),
+    /// A target, the cookies its answer sets (sticky sessions), and the request's hold on
+    /// the target's load (`balance`: held until the response ends).
+    Target(std::net::SocketAddr, Stick, balance::Outstanding),
     /// The group has no registered target (ALB answers 503).
     NoTarget,
     /// The listener is gone.
@@ -457,6 +478,25 @@ fn target_addr(g: &TargetGroup, t: &Target, port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from((ip, port))
 }
 
+/// The loads of targets `from` of group `arn` (made for those that have none yet).
+fn loads_of<'a>(
+    loads: &'a mut HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
+    arn: &str,
+    from: &[&'a Target],
+) -> Vec<(&'a Target, &'a balance::Load)> {
+    if !loads.contains_key(arn) {
+        loads.insert(arn.to_string(), HashMap::new());
+    }
+    let m = loads.get_mut(arn).expect("inserted");
+    for t in from {
+        if !m.contains_key(*t) {
+            m.insert((*t).clone(), Default::default());
+        }
+    }
+    let m = loads.get(arn).expect("inserted");
+    from.iter().map(|t| (*t, &*m[*t])).collect()
+}
+
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = getrandom::getrandom(&mut b);
@@ -492,13 +532,15 @@ impl Elb {
     /// listener-update-rules.html). A forward goes to a group (by weight), then to its
     /// healthy targets in turn; when none is healthy, to every registered one (ELB fails
     /// open); a group without targets is [`Pick::NoTarget`]. A TCP connection (`req`
-    /// None) gets the default actions (TCP listeners have no rules). `meter` becomes what
+    /// None) gets the default actions (TCP listeners have no rules); `client` is its
+    /// client's address (`source_ip` stickiness). `meter` becomes what
     /// the request or connection counts on: its listener's meter, and its target group's
     /// when it goes to a target.
     pub fn route(
         &self,
         listener: &str,
         req: Option<&rules::Request>,
+        client: std::net::IpAddr,
         meter: &mut meters::Meter,
     ) -> Pick {
         let mut guard = self.lock();
@@ -604,7 +646,8 @@ impl Elb {
                     .is_some_and(|h| h.state == "healthy")
             })
             .collect();
-        let from: Vec<&Target> = if healthy.is_empty() {
+        let healthy_none = healthy.is_empty();
+        let from: Vec<&Target> = if healthy_none {
             g.targets.iter().collect()
         } else {
             healthy
@@ -622,25 +665,60 @@ impl Elb {
                 .copied()
                 .find(|t| sticky::target_body(t) == body)
         });
+        // `source_ip` stickiness: the target this client's address went to, while it is
+        // one of those connections go to.
+        let by_source = sticky::source_ip(g);
+        let kept = kept.or_else(|| {
+            if !by_source {
+                return None;
+            }
+            let t = s.by_source.get(&g.arn)?.get(&client)?;
+            from.iter().copied().find(|x| *x == t)
+        });
         let arn = g.arn.clone();
+        let algorithm = balance::of(g);
+        let mut hold = balance::Outstanding::default();
         let t = match kept {
             Some(t) => t,
             None => {
                 let now = Instant::now();
                 let duration = sticky::slow_start(g);
-                let weights: Vec<f64> = from
+                let mut weights: Vec<f64> = from
                     .iter()
                     .map(|t| {
                         let until = s.slow.get(&(arn.clone(), (*t).clone())).copied();
                         sticky::weight(until, duration, now)
                     })
                     .collect();
-                if weights.iter().all(|w| *w >= 1.0) {
+                if let balance::Algorithm::WeightedRandom { mitigate: true } = algorithm
+                    && !healthy_none
+                {
+                    let loads = loads_of(&mut s.loads, &arn, &from);
+                    let a = s.anomalies.entry(arn.clone()).or_default();
+                    a.look(&loads, now);
+                    for (w, t) in weights.iter_mut().zip(&from) {
+                        *w *= a.weight(t);
+                    }
+                }
+                let random = matches!(algorithm, balance::Algorithm::WeightedRandom { .. });
+                if algorithm == balance::Algorithm::LeastOutstanding {
+                    // The fewest requests in flight; among equals, the next in turn.
+                    let n = s.next.get(&arn).copied().unwrap_or(0);
+                    s.next.insert(arn.clone(), n.wrapping_add(1));
+                    let loads = loads_of(&mut s.loads, &arn, &from);
+                    let k = from.len();
+                    let i = (0..k)
+                        .map(|i| (n.wrapping_add(i)) % k)
+                        .min_by_key(|i| loads[*i].1.outstanding.load(Ordering::Relaxed))
+                        .unwrap_or(0);
+                    from[i]
+                } else if !random && weights.iter().all(|w| *w >= 1.0) {
                     let n = s.next.get(&arn).copied().unwrap_or(0);
                     s.next.insert(arn.clone(), n.wrapping_add(1));
                     from[n % from.len()]
                 } else {
-                    // Targets in slow start: each picked in proportion to its share.
+                    // Targets in slow start, or weighted random: each picked in
+                    // proportion to its share.
                     let total: f64 = weights.iter().sum();
                     let mut r = f64::from(random_u32()) / f64::from(u32::MAX) * total;
                     let mut pick = from[from.len() - 1];
@@ -655,6 +733,20 @@ impl Elb {
                 }
             }
         };
+        let in_flight = algorithm == balance::Algorithm::LeastOutstanding;
+        let outcome = algorithm == balance::Algorithm::WeightedRandom { mitigate: true };
+        if in_flight || outcome {
+            // (A target a cookie kept may have no load yet.)
+            loads_of(&mut s.loads, &arn, &[t]);
+            let load = s.loads[&arn][t].clone();
+            hold = balance::Outstanding::new(load, in_flight, outcome);
+        }
+        if by_source {
+            s.by_source
+                .entry(arn.clone())
+                .or_default()
+                .insert(client, t.clone());
+        }
         let body = sticky::target_body(t);
         match &stickiness {
             sticky::Stickiness::Off => {}
@@ -673,7 +765,7 @@ impl Elb {
         }
         let addr = target_addr(g, t, t.port);
         meter.group = Some(s.meters.group(listener, &arn));
-        Pick::Target(addr, stick)
+        Pick::Target(addr, stick, hold)
     }
 
     /// The health checks to run: each registered target of each group in use.

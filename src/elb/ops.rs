@@ -43,7 +43,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyTargetGroupAttributes",
-        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`) and `slow_start.duration_seconds` applied; the others stored and returned",
+        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds` and `load_balancing.algorithm.*` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); the others stored and returned",
     ),
     ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
     (
@@ -52,7 +52,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "DescribeTargetHealth",
-        "initial, healthy, unhealthy, unused, draining with ELB's reason codes",
+        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` for `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
     ),
     (
         "CreateListener",
@@ -821,6 +821,27 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
         }
         g.attributes.insert(key.to_string(), value.to_string());
     }
+    // Slow start goes with round robin only (ALB User Guide, "Routing algorithm": "You
+    // cannot enable both least outstanding requests and slow start mode"; ELB's
+    // answer names the algorithm).
+    let slow = g
+        .attributes
+        .get("slow_start.duration_seconds")
+        .is_some_and(|v| v != "0");
+    let algorithm = match g
+        .attributes
+        .get("load_balancing.algorithm.type")
+        .map(String::as_str)
+    {
+        Some("least_outstanding_requests") => Some("least outstanding requests"),
+        Some("weighted_random") => Some("weighted random"),
+        _ => None,
+    };
+    if let (true, Some(algorithm)) = (slow, algorithm) {
+        return Err(ElbError::InvalidConfigurationRequest(format!(
+            "You cannot enable both slow start and {algorithm} algorithm on a target group"
+        )));
+    }
     s.save_group(&g)?;
     let mut x = Xml::new();
     write_attributes(&mut x, &g);
@@ -918,6 +939,20 @@ fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
 
 fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let g = group(s, p.required("TargetGroupArn")?)?.clone();
+    let mut anomalies = false;
+    for i in p.list("Include") {
+        match i.as_str() {
+            "AnomalyDetection" | "All" => anomalies = true,
+            other => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '[{other}]' at 'include' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [All, AnomalyDetection]]"
+                )));
+            }
+        }
+    }
+    // Anomaly detection runs in the serve that runs the data plane, for `weighted_random`
+    // groups with mitigation on, once they have had traffic (`balance::Anomalies`).
+    let detection = s.anomalies.get(&g.arn).filter(|_| anomalies);
     let now = Instant::now();
     s.draining.retain(|d| d.until > now);
     let asked = targets(p, &g)?;
@@ -969,6 +1004,13 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 .opt("Reason", h.reason)
                 .opt("Description", h.description.as_ref());
         });
+        if let Some(a) = detection {
+            let (anomalous, mitigated) = a.detection(t);
+            x.node("AnomalyDetection", |x| {
+                x.leaf("Result", if anomalous { "anomalous" } else { "normal" })
+                    .leaf("MitigationInEffect", if mitigated { "yes" } else { "no" });
+            });
+        }
     });
     Ok(x)
 }

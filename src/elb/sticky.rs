@@ -122,6 +122,15 @@ pub fn of(g: &TargetGroup) -> Stickiness {
     }
 }
 
+/// Whether a TCP group binds each client address to a target (`stickiness.type`
+/// `source_ip`, Network Load Balancer User Guide, "Sticky sessions").
+pub fn source_ip(g: &TargetGroup) -> bool {
+    let a = |k: &str| g.attributes.get(k).map(String::as_str);
+    g.protocol == "TCP"
+        && a("stickiness.enabled") == Some("true")
+        && a("stickiness.type") == Some("source_ip")
+}
+
 /// The `Set-Cookie` values of cookie `name` = `value` valid `duration`: the cookie, and for
 /// `AWSALB` and `AWSALBTG` their CORS twin (`SameSite=None; Secure`), as ALB sets them.
 pub fn set_cookie(name: &str, value: &str, duration: Duration, cors: bool) -> Vec<String> {

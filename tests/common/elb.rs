@@ -165,3 +165,107 @@ print(json.dumps(out))
             .collect()
     }
 }
+
+/// Three HTTP servers on loopback (the targets), each answering `GET /` with its name
+/// and the X-Forwarded headers it got (closing the connection after it for `/close…`), and
+/// `GET /health` with 200, or 503 while the file `<dir>/<name>.sick` exists; other requests are answered after 2 s while
+/// `<dir>/<name>.slow` exists, and with 500 while `<dir>/<name>.bad` does. Killed on drop.
+pub struct Targets {
+    dir: tempfile::TempDir,
+    procs: Vec<std::process::Child>,
+    pub ports: Vec<u16>,
+}
+
+const TARGET_PY: &str = r#"
+import http.server, json, os, sys, time
+name, port, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/health":
+            code = 503 if os.path.exists(os.path.join(d, name + ".sick")) else 200
+            body = b"ok"
+        else:
+            if os.path.exists(os.path.join(d, name + ".slow")):
+                time.sleep(2)
+            code = 500 if os.path.exists(os.path.join(d, name + ".bad")) else 200
+            if self.path.startswith("/login"):
+                self.cookie = "session=" + name + "; Path=/"
+            body = json.dumps({"name": name, "xff": self.headers.get("X-Forwarded-For"),
+                               "proto": self.headers.get("X-Forwarded-Proto"),
+                               "port": self.headers.get("X-Forwarded-Port"),
+                               "host": self.headers.get("Host"), "path": self.path}).encode()
+        self.send_response(code)
+        if getattr(self, "cookie", None):
+            self.send_header("Set-Cookie", self.cookie)
+        if self.path.startswith("/close"):
+            self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+impl Targets {
+    pub fn start(names: &[&str]) -> Targets {
+        let dir = tempfile::Builder::new()
+            .prefix("mf-elb-")
+            .tempdir()
+            .unwrap();
+        let mut procs = Vec::new();
+        let mut ports = Vec::new();
+        for n in names {
+            let port = super::util::free_port();
+            let child = std::process::Command::new("python3")
+                .args(["-c", TARGET_PY, n, &port.to_string()])
+                .arg(dir.path())
+                .spawn()
+                .unwrap();
+            procs.push(child);
+            ports.push(port);
+        }
+        for p in &ports {
+            super::util::wait_until(
+                "a target listens",
+                std::time::Duration::from_secs(10),
+                || std::net::TcpStream::connect(("127.0.0.1", *p)).ok(),
+            );
+        }
+        Targets { dir, procs, ports }
+    }
+
+    pub fn sick(&self, name: &str, sick: bool) {
+        self.mark(name, "sick", sick);
+    }
+
+    /// Target `name` answers every request but `/health` after 2 s while `slow`.
+    pub fn slow(&self, name: &str, slow: bool) {
+        self.mark(name, "slow", slow);
+    }
+
+    /// Target `name` answers every request but `/health` with 500 while `bad` (its health
+    /// checks pass: a gray failure).
+    pub fn bad(&self, name: &str, bad: bool) {
+        self.mark(name, "bad", bad);
+    }
+
+    fn mark(&self, name: &str, what: &str, on: bool) {
+        let f = self.dir.path().join(format!("{name}.{what}"));
+        if on {
+            std::fs::write(f, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
