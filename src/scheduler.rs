@@ -253,9 +253,16 @@ fn run(g: &Ecs, stop: &AtomicBool, parts: Parts) {
                 }
             }
         }
+        if AGAIN.swap(false, Ordering::SeqCst) {
+            continue;
+        }
         crate::ecs::services::wait_for_change(TICK);
     }
 }
+
+/// Set by a pass that launched a full batch for a service that wants more tasks: the next
+/// pass runs at once.
+static AGAIN: AtomicBool = AtomicBool::new(false);
 
 /// One pass over every ACTIVE or DRAINING service; with `full`, every running task's
 /// supervisor is checked first, otherwise only those of the tasks the services had running
@@ -818,7 +825,11 @@ fn schedule(
     } else {
         max_total - live.len() as i64
     };
-    let mut n = (desired - primary_active).min(room).min(10);
+    let wanted = (desired - primary_active).min(room);
+    // RunTask's batch of at most 10; a service that wants more has the next pass run at
+    // once (`AGAIN`) instead of a tick later, so a scale-out is bounded by how fast tasks
+    // launch, not by the passes' pace.
+    let mut n = wanted.min(10);
     // A deployment the circuit breaker failed launches no more tasks.
     if primary.rollout_state == RolloutState::Failed {
         n = 0;
@@ -830,6 +841,9 @@ fn schedule(
     if n > 0 {
         match launch(g, store, s, spec, &primary, n) {
             Ok((ids, failures)) => {
+                if wanted > n && failures.is_empty() && ids.len() as i64 == n {
+                    AGAIN.store(true, Ordering::SeqCst);
+                }
                 // Tasks that fit nowhere: ECS's service event, and the next pass retries.
                 if failures.is_empty() {
                     m.unplaced = None;
