@@ -64,17 +64,14 @@ pub async fn handle(
     headers: &HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let body = unpacked(headers, body);
-    let request = match (protocol, body) {
-        (_, Err(e)) => Err(e),
-        (p, Ok(body)) => match p {
-            Protocol::RpcV2Cbor => super::cbor::to_json(&body)
-                .map_err(|e| CwError::Serialization(format!("{op}: {e}"))),
-            _ if body.is_empty() => Ok(json!({})),
-            _ => serde_json::from_slice::<Value>(&body)
-                .map_err(|e| CwError::Serialization(format!("{op}: the body is not JSON: {e}"))),
-        },
-    };
+    let request = unpacked(headers, body).and_then(|body| match protocol {
+        Protocol::RpcV2Cbor => {
+            super::cbor::to_json(&body).map_err(|e| CwError::Serialization(format!("{op}: {e}")))
+        }
+        _ if body.is_empty() => Ok(json!({})),
+        _ => serde_json::from_slice::<Value>(&body)
+            .map_err(|e| CwError::Serialization(format!("{op}: the body is not JSON: {e}"))),
+    });
     let op2 = op.clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -497,6 +497,21 @@ fn loads_of<'a>(
     from.iter().map(|t| (*t, &*m[*t])).collect()
 }
 
+/// Group `arn`'s turn (round robin), moved on by one.
+fn next_turn(next: &mut HashMap<String, usize>, arn: &str) -> usize {
+    match next.get_mut(arn) {
+        Some(n) => {
+            let turn = *n;
+            *n = turn.wrapping_add(1);
+            turn
+        }
+        None => {
+            next.insert(arn.to_string(), 1);
+            0
+        }
+    }
+}
+
 fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = getrandom::getrandom(&mut b);
@@ -680,6 +695,17 @@ impl Elb {
         let mut hold = balance::Outstanding::default();
         let t = match kept {
             Some(t) => t,
+            None if algorithm == balance::Algorithm::LeastOutstanding => {
+                // The fewest requests in flight; among equals, the next in turn.
+                let n = next_turn(&mut s.next, &arn);
+                let loads = loads_of(&mut s.loads, &arn, &from);
+                let k = from.len();
+                let i = (0..k)
+                    .map(|i| (n.wrapping_add(i)) % k)
+                    .min_by_key(|i| loads[*i].1.outstanding.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                from[i]
+            }
             None => {
                 let now = Instant::now();
                 let duration = sticky::slow_start(g);
@@ -701,21 +727,8 @@ impl Elb {
                     }
                 }
                 let random = matches!(algorithm, balance::Algorithm::WeightedRandom { .. });
-                if algorithm == balance::Algorithm::LeastOutstanding {
-                    // The fewest requests in flight; among equals, the next in turn.
-                    let n = s.next.get(&arn).copied().unwrap_or(0);
-                    s.next.insert(arn.clone(), n.wrapping_add(1));
-                    let loads = loads_of(&mut s.loads, &arn, &from);
-                    let k = from.len();
-                    let i = (0..k)
-                        .map(|i| (n.wrapping_add(i)) % k)
-                        .min_by_key(|i| loads[*i].1.outstanding.load(Ordering::Relaxed))
-                        .unwrap_or(0);
-                    from[i]
-                } else if !random && weights.iter().all(|w| *w >= 1.0) {
-                    let n = s.next.get(&arn).copied().unwrap_or(0);
-                    s.next.insert(arn.clone(), n.wrapping_add(1));
-                    from[n % from.len()]
+                if !random && weights.iter().all(|w| *w >= 1.0) {
+                    from[next_turn(&mut s.next, &arn) % from.len()]
                 } else {
                     // Targets in slow start, or weighted random: each picked in
                     // proportion to its share.
