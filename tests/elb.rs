@@ -202,14 +202,7 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             &tg_arn,
         ],
     );
-    let attr = |v: &Value, k: &str| {
-        v["Attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["Key"] == k)
-            .map(|a| a["Value"].as_str().unwrap().to_string())
-    };
+    let attr = common::elb::attribute;
     assert_eq!(
         attr(&a, "deregistration_delay.timeout_seconds").as_deref(),
         Some("300")
@@ -1173,14 +1166,7 @@ fn tags_and_load_balancer_attributes_through_the_cli_and_boto3() {
             &lb_arn,
         ],
     );
-    let attr = |v: &Value, k: &str| {
-        v["Attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["Key"] == k)
-            .map(|a| a["Value"].as_str().unwrap().to_string())
-    };
+    let attr = common::elb::attribute;
     assert_eq!(
         attr(&a, "idle_timeout.timeout_seconds").as_deref(),
         Some("60")
@@ -2319,14 +2305,7 @@ fn sticky_sessions_bind_a_client_to_its_target_and_slow_start_ramps_a_new_one() 
             &tg,
         ],
     );
-    let attr = |k: &str| {
-        attrs["Attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["Key"] == k)
-            .map(|a| a["Value"].as_str().unwrap().to_string())
-    };
+    let attr = |k: &str| common::elb::attribute(&attrs, k);
     assert_eq!(attr("stickiness.type").as_deref(), Some("lb_cookie"));
     let jar = dir.path().join("one");
     let (first, cookies) = with_jar(&url, &jar);

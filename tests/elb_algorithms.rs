@@ -220,14 +220,7 @@ fn least_outstanding_requests_sends_new_requests_away_from_a_slow_target() {
             &tg,
         ],
     );
-    let attr = |k: &str| {
-        a["Attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["Key"] == k)
-            .map(|x| x["Value"].as_str().unwrap().to_string())
-    };
+    let attr = |k: &str| common::elb::attribute(&a, k);
     assert_eq!(
         attr("load_balancing.algorithm.type").as_deref(),
         Some("least_outstanding_requests")

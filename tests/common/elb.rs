@@ -6,6 +6,16 @@
 use super::api::Api;
 use serde_json::Value;
 
+/// The value of attribute `key` in an answer's `Attributes` (a load balancer's or a target
+/// group's), if it is there.
+pub fn attribute(v: &Value, key: &str) -> Option<String> {
+    v["Attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["Key"] == key)
+        .map(|a| a["Value"].as_str().unwrap().to_string())
+}
+
 /// `aws elbv2 ARGS` against `api`: its JSON answer (Null when it printed nothing).
 pub fn elbv2(api: &Api, args: &[&str]) -> Value {
     let out = api.aws_in("elbv2", args);
