@@ -1303,37 +1303,7 @@ fn versioned_web(version: &str) -> Value {
 /// An HTTP listener of `lb` on a free port whose rule 1 forwards every path to `tg`:
 /// (port, rule ARN).
 fn listener_rule(api: &Api, lb: &str, tg: &str) -> (u16, String) {
-    let port = common::util::free_port();
-    let l = elbv2(
-        api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            lb,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
-        ],
-    );
-    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
-    let r = elbv2(
-        api,
-        &[
-            "create-rule",
-            "--listener-arn",
-            listener,
-            "--priority",
-            "1",
-            "--conditions",
-            "Field=path-pattern,Values=/*",
-            "--actions",
-            &format!("Type=forward,TargetGroupArn={tg}"),
-        ],
-    );
-    (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
+    common::elb::listener_with_rule(api, lb, &json!([{"Type": "forward", "TargetGroupArn": tg}]))
 }
 
 /// A BLUE_GREEN service of 2 tasks spread over 2 boxes behind the leader's load balancer

@@ -13,7 +13,7 @@
 mod common;
 
 use common::api::Api;
-use common::elb::{Client, create_alb, elbv2, http_target_group};
+use common::elb::{Client, create_alb, elbv2, http_target_group, listener_with_rule};
 use common::image::{Compression, busybox_layer};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -44,42 +44,6 @@ fn register(api: &Api, family: &str, version: &str) {
     );
     let f = api.file(&format!("{family}-{version}.json"), &def);
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
-}
-
-/// An HTTP listener of `lb` on a free port answering 404 by default, and its rule 1
-/// forwarding every path by `actions` (JSON): (port, rule ARN).
-fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String) {
-    let port = common::util::free_port();
-    let l = elbv2(
-        api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            lb,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
-        ],
-    );
-    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
-    let r = elbv2(
-        api,
-        &[
-            "create-rule",
-            "--listener-arn",
-            listener,
-            "--priority",
-            "1",
-            "--conditions",
-            "Field=path-pattern,Values=/*",
-            "--actions",
-            &actions.to_string(),
-        ],
-    );
-    (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
 }
 
 fn forward(groups: &[(&str, i64)]) -> Value {

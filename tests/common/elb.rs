@@ -279,3 +279,39 @@ impl Drop for Targets {
         }
     }
 }
+
+/// An HTTP listener of `lb` on a free port answering 404 by default, and its rule 1
+/// forwarding every path by `actions` (JSON): (port, rule ARN).
+pub fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String) {
+    let port = super::util::free_port();
+    let l = elbv2(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
+        ],
+    );
+    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
+    let r = elbv2(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            listener,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=path-pattern,Values=/*",
+            "--actions",
+            &actions.to_string(),
+        ],
+    );
+    (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
+}
