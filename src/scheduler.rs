@@ -910,11 +910,15 @@ fn schedule(
     let mut can_stop = healthy - min_healthy;
     // Blue/green: the blue tasks all stop at the green deployment's CLEAN_UP (or once a
     // rollback made blue PRIMARY again, the green ones), not before.
+    // The listener rules first, so that no task is stopped while a rule still sends it
+    // production traffic (a rollback's green tasks, before production is back on blue).
+    let routed = !bg || route_blue_green(store, s, m, elb, &deployments)?;
     let bg_stage = primary.sd.blue_green.map(|b| b.stage);
     let bg_hold = bg
-        && !(primary.rollout_state == RolloutState::Completed
-            || (primary.rollout_state == RolloutState::InProgress
-                && bg_stage.is_none_or(|s| s >= LifecycleStage::CleanUp)));
+        && (!routed
+            || !(primary.rollout_state == RolloutState::Completed
+                || (primary.rollout_state == RolloutState::InProgress
+                    && bg_stage.is_none_or(|s| s >= LifecycleStage::CleanUp))));
     if bg {
         can_stop = i64::MAX;
     }
@@ -1096,7 +1100,7 @@ fn schedule(
                 .bake_time_in_minutes
                 .unwrap_or(0),
         ));
-        blue_green(store, s, m, elb, &mut deployments, green_ready, bake_ms)?;
+        advance_blue_green(store, s, &mut deployments, routed, green_ready, bake_ms)?;
     }
     let bg_done = |p: &DeploymentRow| {
         !bg || p
@@ -1142,27 +1146,26 @@ fn schedule(
     Ok(())
 }
 
-/// Blue/green (and LINEAR and CANARY), once a pass: each listener rule of the service's
-/// load balancers is pointed where the PRIMARY deployment's stage says
-/// (`deployments::traffic`: test traffic to green from TEST_TRAFFIC_SHIFT, production
-/// traffic from PRODUCTION_TRAFFIC_SHIFT by its steps, both back to blue when a rollback
-/// made it PRIMARY again), then the deployment moves on (`deployments::advance`). A shift
-/// that fails holds the stage and is said in an event.
-fn blue_green(
+/// Blue/green (and LINEAR and CANARY), once a pass, before any task of an older
+/// deployment is stopped: each listener rule of the service's load balancers is pointed
+/// where the PRIMARY deployment's stage says (`deployments::traffic`: test traffic to
+/// green from TEST_TRAFFIC_SHIFT, production traffic from PRODUCTION_TRAFFIC_SHIFT by its
+/// steps, both back to blue when a rollback made it PRIMARY again). Whether every rule is
+/// where it should be: a shift that fails is said in an event, and then neither the stage
+/// moves on ([`advance_blue_green`]) nor is a task the rules may still send to stopped.
+fn route_blue_green(
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
-    ds: &mut [DeploymentRow],
-    green_ready: bool,
-    bake_ms: i64,
-) -> anyhow::Result<()> {
+    ds: &[DeploymentRow],
+) -> anyhow::Result<bool> {
     let name = &s.name;
     let Some(pi) = ds
         .iter()
         .position(|d| d.status == DeploymentStatus::Primary)
     else {
-        return Ok(());
+        return Ok(true);
     };
     let all = store.all_deployments(&s.cluster, name)?;
     let (production, test) = deployments::traffic(&ds[pi], &all);
@@ -1223,7 +1226,27 @@ fn blue_green(
             }
         }
     }
-    let p = &mut ds[pi];
+    Ok(shifted)
+}
+
+/// The PRIMARY deployment of a blue/green (LINEAR, CANARY) service moves on to its next
+/// lifecycle stage when it is due (`deployments::advance`), once [`route_blue_green`] has
+/// the rules where its stage says (`shifted`).
+fn advance_blue_green(
+    store: &mut Store,
+    s: &ServiceRow,
+    ds: &mut [DeploymentRow],
+    shifted: bool,
+    green_ready: bool,
+    bake_ms: i64,
+) -> anyhow::Result<()> {
+    let name = &s.name;
+    let Some(p) = ds
+        .iter_mut()
+        .find(|d| d.status == DeploymentStatus::Primary)
+    else {
+        return Ok(());
+    };
     if p.rollout_state != RolloutState::InProgress || !shifted {
         return Ok(());
     }
