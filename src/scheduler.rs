@@ -188,6 +188,9 @@ struct Memory {
     /// The last failure to shift blue/green traffic (the event is written when it
     /// changes).
     shift_failed: Option<String>,
+    /// Set by a pass that launched a full batch of the service's tasks and wants more: the
+    /// next pass runs at once (`run`), not a tick later.
+    again: bool,
 }
 
 impl Memory {
@@ -253,16 +256,16 @@ fn run(g: &Ecs, stop: &AtomicBool, parts: Parts) {
                 }
             }
         }
-        if AGAIN.swap(false, Ordering::SeqCst) {
+        let mut again = false;
+        for m in memory.values_mut() {
+            again |= std::mem::take(&mut m.again);
+        }
+        if again {
             continue;
         }
         crate::ecs::services::wait_for_change(TICK);
     }
 }
-
-/// Set by a pass that launched a full batch for a service that wants more tasks: the next
-/// pass runs at once.
-static AGAIN: AtomicBool = AtomicBool::new(false);
 
 /// One pass over every ACTIVE or DRAINING service; with `full`, every running task's
 /// supervisor is checked first, otherwise only those of the tasks the services had running
@@ -827,7 +830,7 @@ fn schedule(
     };
     let wanted = (desired - primary_active).min(room);
     // RunTask's batch of at most 10; a service that wants more has the next pass run at
-    // once (`AGAIN`) instead of a tick later, so a scale-out is bounded by how fast tasks
+    // once (`Memory::again`) instead of a tick later, so a scale-out is bounded by how fast tasks
     // launch, not by the passes' pace.
     let mut n = wanted.min(10);
     // A deployment the circuit breaker failed launches no more tasks.
@@ -842,7 +845,7 @@ fn schedule(
         match launch(g, store, s, spec, &primary, n) {
             Ok((ids, failures)) => {
                 if wanted > n && failures.is_empty() && ids.len() as i64 == n {
-                    AGAIN.store(true, Ordering::SeqCst);
+                    m.again = true;
                 }
                 // Tasks that fit nowhere: ECS's service event, and the next pass retries.
                 if failures.is_empty() {
