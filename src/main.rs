@@ -4,6 +4,7 @@
 
 mod api;
 mod autoscaling;
+mod certs;
 mod cli;
 mod cloudwatch;
 mod cluster;

@@ -8,11 +8,7 @@
 //! `--etcd-certs DIR` reads (`src/cli/agent.rs`). Keys are ECDSA P-256 (rcgen's default,
 //! ring underneath as for the rest of the TLS in the binary).
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SerialNumber,
-};
-use sha2::{Digest, Sha256};
+use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair, SerialNumber};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -21,8 +17,6 @@ use std::time::Duration;
 /// How long the CA and the certificates it signs are valid (no rotation yet: a box's
 /// certificate is issued again with `cluster add-box`).
 const VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-/// How far back a certificate is valid from: boxes whose clocks are a little behind.
-const BACKDATE: Duration = Duration::from_secs(3600);
 
 /// Serve's etcd user (role `root`: serve is the control plane).
 pub const SERVE_USER: &str = "minifargate-serve";
@@ -127,14 +121,10 @@ pub struct Made {
 }
 
 fn random_serial() -> Result<SerialNumber, PkiError> {
-    let mut b = [0u8; 16];
-    crate::task::fill_random(&mut b).map_err(|e| PkiError::Write {
+    crate::certs::random_serial().map_err(|e| PkiError::Write {
         path: "/dev/urandom".into(),
         source: e,
-    })?;
-    // A positive DER integer.
-    b[0] &= 0x7f;
-    Ok(SerialNumber::from_slice(&b))
+    })
 }
 
 fn generate(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
@@ -142,35 +132,6 @@ fn generate(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
         what: what.to_string(),
         source,
     }
-}
-
-/// The CA's parameters, which depend on its key only: a box's certificate issued later
-/// (from `ca.key` alone) names the same issuer as `ca.crt`.
-fn ca_params(key: &KeyPair) -> Result<CertificateParams, PkiError> {
-    let mut p = CertificateParams::default();
-    let id = hex::encode(Sha256::digest(key.public_key_der()));
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(
-        DnType::CommonName,
-        format!("minifargate cluster CA {}", &id[..16]),
-    );
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    validity(&mut p);
-    Ok(p)
-}
-
-fn validity(p: &mut CertificateParams) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    p.not_before = epoch + now.saturating_sub(BACKDATE);
-    p.not_after = epoch + now + VALIDITY;
 }
 
 /// The CA, loaded from its key.
@@ -187,7 +148,7 @@ impl Ca {
             source,
         })?;
         let key = KeyPair::from_pem(&pem).map_err(|_| PkiError::BadCaKey(path.clone()))?;
-        let cert = ca_params(&key)?
+        let cert = crate::certs::ca_params(&key, "cluster", VALIDITY)
             .self_signed(&key)
             .map_err(generate("the CA"))?;
         Ok(Ca { key, cert })
@@ -207,21 +168,15 @@ impl Ca {
         server: bool,
     ) -> Result<(String, String), PkiError> {
         let what = format!("the certificate of {who}");
-        let mut p = CertificateParams::new(sans.to_vec()).map_err(generate(&what))?;
+        let mut p = crate::certs::leaf_params(sans.to_vec(), random_serial()?, VALIDITY)
+            .map_err(generate(&what))?;
         if let Some(role) = role {
             let uri = role.try_into().map_err(generate(&what))?;
             p.subject_alt_names.push(rcgen::SanType::URI(uri));
         }
-        p.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(cn) = cn {
             p.distinguished_name.push(DnType::CommonName, cn);
         }
-        p.serial_number = Some(random_serial()?);
-        p.use_authority_key_identifier_extension = true;
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
         // etcd 3.4's JSON gateway dials etcd's gRPC with the server's own certificate:
         // a server certificate must be a client one too (docs/cluster.md "Security").
         p.extended_key_usages = if server {
@@ -232,7 +187,6 @@ impl Ca {
         } else {
             vec![ExtendedKeyUsagePurpose::ClientAuth]
         };
-        validity(&mut p);
         let key = KeyPair::generate().map_err(generate(&what))?;
         let cert = p
             .signed_by(&key, &self.cert, &self.key)
@@ -373,7 +327,7 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     private_dir(&layout.dir)?;
     let mut made = Made { files: Vec::new() };
     let key = KeyPair::generate().map_err(generate("the CA's key"))?;
-    let mut params = ca_params(&key)?;
+    let mut params = crate::certs::ca_params(&key, "cluster", VALIDITY);
     params.serial_number = Some(random_serial()?);
     let cert = params.self_signed(&key).map_err(generate("the CA"))?;
     let ca_pem = cert.pem();

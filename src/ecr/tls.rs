@@ -6,10 +6,7 @@
 //! removed when it stops. ECR is HTTPS-only; this is what lets `podman login`/`push` and
 //! `skopeo copy` work with no `--tls-verify=false`. Ref: containers-certs.d(5).
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyPair, SanType};
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -21,8 +18,6 @@ const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86400);
 /// A server certificate's (made again at every start): 397 days, the most browsers and
 /// Apple's clients accept.
 const CERT_VALIDITY: Duration = Duration::from_secs(397 * 86400);
-/// Clocks a little behind still accept a certificate made now.
-const BACKDATE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -60,36 +55,6 @@ pub struct Files {
 
 fn generate(what: &'static str) -> impl Fn(rcgen::Error) -> TlsError {
     move |source| TlsError::Generate { what, source }
-}
-
-fn validity(p: &mut CertificateParams, for_: Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    p.not_before = epoch + now.saturating_sub(BACKDATE);
-    p.not_after = epoch + now + for_;
-}
-
-/// The CA's parameters: they depend on its key only, so the CA re-made from `ca.key`
-/// names the issuer `ca.crt` names.
-fn ca_params(key: &KeyPair) -> CertificateParams {
-    use sha2::Digest as _;
-    let id = hex::encode(sha2::Sha256::digest(key.public_key_der()));
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(
-        DnType::CommonName,
-        format!("minifargate registry CA {}", &id[..16]),
-    );
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    validity(&mut p, CA_VALIDITY);
-    p
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
@@ -143,14 +108,15 @@ pub fn prepare(dir: &Path, dns: &[String], ips: &[IpAddr]) -> Result<Files, TlsE
             });
         }
     };
-    let ca = ca_params(&ca_key)
+    let ca = crate::certs::ca_params(&ca_key, "registry", CA_VALIDITY)
         .self_signed(&ca_key)
         .map_err(generate("the registry's CA certificate"))?;
     if !files.ca_cert.exists() {
         write_file(&files.ca_cert, ca.pem().as_bytes(), 0o644)?;
     }
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
+    let serial = crate::certs::random_serial().expect("the kernel's random numbers");
+    let mut p = crate::certs::leaf_params(Vec::new(), serial, CERT_VALIDITY)
+        .map_err(generate("the registry's certificate"))?;
     p.distinguished_name
         .push(DnType::CommonName, dns.first().cloned().unwrap_or_default());
     for d in dns {
@@ -163,17 +129,7 @@ pub fn prepare(dir: &Path, dns: &[String], ips: &[IpAddr]) -> Result<Files, TlsE
     for ip in ips {
         p.subject_alt_names.push(SanType::IpAddress(*ip));
     }
-    p.use_authority_key_identifier_extension = true;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let mut serial = [0u8; 16];
-    getrandom::getrandom(&mut serial).expect("the kernel's random numbers");
-    serial[0] &= 0x7f;
-    p.serial_number = Some(serial.to_vec().into());
-    validity(&mut p, CERT_VALIDITY);
     let key = KeyPair::generate().map_err(generate("the registry's server key"))?;
     let cert = p
         .signed_by(&key, &ca, &ca_key)
