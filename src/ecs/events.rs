@@ -15,7 +15,7 @@
 
 use super::Ecs;
 use crate::store::logs::LogStore;
-use crate::store::{DeploymentRow, RolloutState, Store, TaskRow};
+use crate::store::{DeploymentRow, RolloutState, Store};
 use crate::taskdef::AwsContext;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -181,16 +181,15 @@ impl Watcher {
         now: i64,
         out: &mut Vec<Value>,
     ) -> anyhow::Result<()> {
-        let live = store.unstopped_tasks()?;
+        let live = store.unstopped_statuses()?;
         let mut seen: HashMap<String, (String, String)> = HashMap::new();
         let mut changed: Vec<String> = Vec::new();
-        let key = |t: &TaskRow| (t.last_status.to_string(), t.desired_status.to_string());
-        for t in &live {
-            let k = key(t);
-            if self.tasks.get(&t.id) != Some(&k) {
-                changed.push(t.id.clone());
+        for (id, last, desired) in live {
+            let k = (last.to_string(), desired.to_string());
+            if self.tasks.get(&id) != Some(&k) {
+                changed.push(id.clone());
             }
-            seen.insert(t.id.clone(), k);
+            seen.insert(id, k);
         }
         // Tasks gone from the live ones since: stopped (their last change).
         for id in self.tasks.keys().filter(|id| !seen.contains_key(*id)) {

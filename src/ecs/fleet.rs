@@ -137,8 +137,7 @@ impl Fleet for Local {
         group: &str,
     ) -> anyhow::Result<Vec<FleetTask>> {
         let mut out = Vec::new();
-        for row in store.group_tasks(cluster, group)? {
-            let containers = store.task(&row.id)?.map(|(_, c)| c).unwrap_or_default();
+        for (row, containers) in store.group_tasks(cluster, group)? {
             out.push(FleetTask {
                 row,
                 containers,

@@ -97,6 +97,7 @@ impl Publisher {
         let mut seen = HashMap::new();
         let mut seen_insights = HashMap::new();
         let mut data: BTreeMap<MetricId, Vec<Datum>> = BTreeMap::new();
+        let mut containers_of = store.unstopped_containers()?;
         for t in store.unstopped_tasks()? {
             let service = t
                 .group
@@ -110,9 +111,7 @@ impl Publisher {
             if t.last_status != crate::store::LastStatus::Running {
                 continue;
             }
-            let Some((t, containers)) = store.task(&t.id)? else {
-                continue;
-            };
+            let containers = containers_of.remove(&t.id).unwrap_or_default();
             let Some(cg) = cg.as_ref() else { continue };
             let mut usage = super::insights::Usage {
                 at: now,

@@ -4,7 +4,7 @@
 
 use super::{
     Decoder, DeploymentStatus, RolloutState, ServiceDeploymentRecord, ServiceSpec, ServiceStatus,
-    Store, StoreError, Tag, TaskRow, q, to_json,
+    Store, StoreError, Tag, q, to_json,
 };
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -390,16 +390,6 @@ impl Store {
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(q("read service events"))
-    }
-
-    /// The tasks of task group `group` (`service:<name>`) in `cluster` that are not
-    /// STOPPED, oldest first.
-    pub fn group_tasks(&self, cluster: &str, group: &str) -> Result<Vec<TaskRow>, StoreError> {
-        Ok(self
-            .unstopped_tasks()?
-            .into_iter()
-            .filter(|t| t.cluster == cluster && t.group.as_deref() == Some(group))
-            .collect())
     }
 
     /// How many tasks of deployment `id` stopped without ever reaching RUNNING.

@@ -347,6 +347,52 @@ impl Store {
         Ok(Some((t, cs)))
     }
 
+    /// The tasks of task group `group` (`service:<name>`) in `cluster` that are not
+    /// STOPPED, oldest first, each with its containers. Two queries on the group's index
+    /// whatever the number of tasks: the service scheduler reads this for every service
+    /// on every pass.
+    #[allow(clippy::type_complexity)]
+    pub fn group_tasks(
+        &self,
+        cluster: &str,
+        group: &str,
+    ) -> Result<Vec<(TaskRow, Vec<ContainerRow>)>, StoreError> {
+        let tasks = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE cluster = ?1 AND grp = ?2 \
+                 AND last_status <> 'STOPPED' ORDER BY created_at_ms, rowid"
+            ))
+            .and_then(|mut st| {
+                st.query_map([cluster, group], task_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(q("list a group's tasks"))?;
+        let mut containers: std::collections::HashMap<String, Vec<ContainerRow>> =
+            std::collections::HashMap::new();
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {CONTAINER_COLUMNS} FROM task_containers WHERE task_id IN \
+                 (SELECT id FROM tasks WHERE cluster = ?1 AND grp = ?2 \
+                 AND last_status <> 'STOPPED') ORDER BY task_id, idx"
+            ))
+            .and_then(|mut st| {
+                for c in st.query_map([cluster, group], container_from_row)? {
+                    let c = c?;
+                    containers.entry(c.task_id.clone()).or_default().push(c);
+                }
+                Ok(())
+            })
+            .map_err(q("read a group's task containers"))?;
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
+                let cs = containers.remove(&t.id).unwrap_or_default();
+                (t, cs)
+            })
+            .collect())
+    }
+
     /// Tasks matching `f`, newest first.
     pub fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
         let mut stmt = self
@@ -669,6 +715,29 @@ impl Store {
         .map_err(q("list running tasks"))
     }
 
+    /// Task `id`'s supervisor as recorded, if the task is not STOPPED: what a check of its
+    /// supervisor needs, with no definition decoded (the scheduler checks its services'
+    /// tasks on every pass).
+    pub fn liveness(&self, id: &str) -> Result<Option<Liveness>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms FROM tasks \
+                 WHERE id = ?1 AND last_status <> 'STOPPED'",
+            )
+            .and_then(|mut st| {
+                st.query_row([id], |r| {
+                    Ok(Liveness {
+                        id: r.get(0)?,
+                        supervisor_pid: r.get(1)?,
+                        supervisor_start_time: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(q("read a task's supervisor"))
+    }
+
     /// The ids of the tasks not STOPPED, in one query (the network GC's liveness).
     pub fn unstopped_ids(&self) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut stmt = self
@@ -725,6 +794,51 @@ impl Store {
         while let Some(r) = row().map_err(q("list the box's tasks"))? {
             out.push(r);
         }
+        Ok(out)
+    }
+
+    /// The id, lastStatus and desiredStatus of every task that is not STOPPED, and nothing
+    /// else (no definition to decode): what a watcher of state changes reads each second.
+    pub fn unstopped_statuses(
+        &self,
+    ) -> Result<Vec<(String, LastStatus, DesiredStatus)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, last_status, desired_status FROM tasks WHERE last_status <> 'STOPPED'",
+            )
+            .map_err(q("list running tasks"))?;
+        stmt.query_map([], |r| {
+            let d = Decoder::new(r, "tasks", r.get(0)?);
+            Ok((
+                r.get(0)?,
+                d.state(1, "last_status")?,
+                d.state(2, "desired_status")?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(q("list running tasks"))
+    }
+
+    /// The containers of every task that is not STOPPED, by task id, in their order: one
+    /// query for what [`Store::task`] would read task by task.
+    pub fn unstopped_containers(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<ContainerRow>>, StoreError> {
+        let mut out: std::collections::HashMap<String, Vec<ContainerRow>> = Default::default();
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {CONTAINER_COLUMNS} FROM task_containers WHERE task_id IN \
+                 (SELECT id FROM tasks WHERE last_status <> 'STOPPED') ORDER BY task_id, idx"
+            ))
+            .and_then(|mut st| {
+                for c in st.query_map([], container_from_row)? {
+                    let c = c?;
+                    out.entry(c.task_id.clone()).or_default().push(c);
+                }
+                Ok(())
+            })
+            .map_err(q("read the running tasks' containers"))?;
         Ok(out)
     }
 
@@ -885,6 +999,93 @@ mod tests {
         s.release_userns_slot("c").unwrap();
         assert_eq!(s.claim_userns_slot("a", 3, range).unwrap(), Some(0));
         assert_eq!(s.claim_userns_slot("c", 3, range).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_group_s_tasks_are_its_unstopped_ones_oldest_first_each_with_its_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        s.ensure_cluster("other", "arn:o", 1).unwrap();
+        let row = |id: &str, cluster: &str, group: &str, last: LastStatus, at: i64| TaskRow {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: cluster.into(),
+            family: "f".into(),
+            group: Some(group.into()),
+            last_status: last,
+            desired_status: DesiredStatus::Running,
+            created_at: at,
+            version: 1,
+            ..Default::default()
+        };
+        let container = |task: &str, idx: i64, name: &str| ContainerRow {
+            task_id: task.into(),
+            idx,
+            name: name.into(),
+            image: "busybox".into(),
+            last_status: LastStatus::Running,
+            ..Default::default()
+        };
+        for (t, n) in [
+            (
+                row("new", "default", "service:web", LastStatus::Running, 3),
+                2,
+            ),
+            (
+                row("old", "default", "service:web", LastStatus::Pending, 1),
+                1,
+            ),
+            (
+                row("gone", "default", "service:web", LastStatus::Stopped, 2),
+                1,
+            ),
+            (
+                row("else", "default", "service:db", LastStatus::Running, 2),
+                1,
+            ),
+            (
+                row("away", "other", "service:web", LastStatus::Running, 2),
+                1,
+            ),
+            (
+                row("bare", "default", "service:web", LastStatus::Running, 4),
+                0,
+            ),
+        ] {
+            let cs: Vec<_> = (0..n)
+                .map(|i| container(&t.id, i, &format!("c{i}")))
+                .collect();
+            s.insert_task(&t, &cs).unwrap();
+        }
+        let got = s.group_tasks("default", "service:web").unwrap();
+        let shape: Vec<(&str, Vec<&str>)> = got
+            .iter()
+            .map(|(t, cs)| {
+                assert!(cs.iter().all(|c| c.task_id == t.id));
+                (t.id.as_str(), cs.iter().map(|c| c.name.as_str()).collect())
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("old", vec!["c0"]),
+                ("new", vec!["c0", "c1"]),
+                ("bare", vec![])
+            ]
+        );
+        let mut live = s.unstopped_statuses().unwrap();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let ids: Vec<&str> = live.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(ids, ["away", "bare", "else", "new", "old"]);
+        assert_eq!(
+            live[4],
+            (
+                "old".to_string(),
+                LastStatus::Pending,
+                DesiredStatus::Running
+            )
+        );
     }
 
     #[test]

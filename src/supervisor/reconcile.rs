@@ -104,16 +104,18 @@ pub fn finish_dead(
     root: &Path,
     run_root: &Path,
 ) -> Result<bool, StoreError> {
+    // Its supervisor first, from the row's few columns: the whole task is read only for a
+    // dead one.
+    let Some(live) = store.liveness(id)? else {
+        return Ok(false);
+    };
+    if supervisor_alive(&live, root, chrono::Utc::now().timestamp_millis()) {
+        return Ok(false);
+    }
     let Some((mut t, containers)) = store.task(id)? else {
         return Ok(false);
     };
-    if t.last_status == LastStatus::Stopped
-        || supervisor_alive(
-            &Liveness::from(&t),
-            root,
-            chrono::Utc::now().timestamp_millis(),
-        )
-    {
+    if t.last_status == LastStatus::Stopped {
         return Ok(false);
     }
     tracing::warn!(task_id = %t.id, pid = ?t.supervisor_pid, "task supervisor is gone: cleaning up");
