@@ -90,6 +90,7 @@ impl GlobalOpts {
             config: self.config.clone(),
             log_level: self.log_level.clone(),
             userns: self.userns,
+            supervisors: Default::default(),
         }
     }
 }

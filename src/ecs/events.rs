@@ -138,6 +138,9 @@ pub struct Watcher {
     service_events: HashSet<String>,
     /// The store it reads, opened on the first look and kept (not opened every second).
     store: Option<Store>,
+    /// On one box, the store's `data_version` at the last look: while no other
+    /// connection commits, nothing changed and a look reads nothing more.
+    data_version: Option<i64>,
 }
 
 impl Watcher {
@@ -154,6 +157,14 @@ impl Watcher {
             Some(s) => s,
             None => ecs.open_store()?,
         };
+        let version = match cluster {
+            Some(_) => None,
+            None => store.data_version().ok(),
+        };
+        if self.started && version.is_some() && version == self.data_version {
+            self.store = Some(store);
+            return Ok(0);
+        }
         let mut out = Vec::new();
         let looked = match cluster {
             Some(records) => self.cluster_tasks_changed(&ctx, &store, records, now, &mut out),
@@ -162,6 +173,7 @@ impl Watcher {
         .and_then(|()| self.services_changed(&ctx, &store, now, &mut out));
         self.store = Some(store);
         looked?;
+        self.data_version = version;
         let first = !self.started;
         self.started = true;
         if first || out.is_empty() {
@@ -334,5 +346,37 @@ mod tests {
             Some(("INFO", "SERVICE_STEADY_STATE"))
         );
         assert_eq!(service_action("(service web) has started 1 tasks"), None);
+    }
+
+    #[test]
+    fn a_look_writes_the_changes_another_connection_committed_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let ecs = Ecs::scratch(dir.path());
+        std::fs::create_dir_all(&ecs.root).unwrap();
+        let mut writer = Store::open(&ecs.root).unwrap();
+        writer.ensure_cluster("default", "arn:c", 1).unwrap();
+        let mut w = Watcher::default();
+        assert_eq!(
+            w.poll(&ecs, 1, None).unwrap(),
+            0,
+            "the first look sets the scene"
+        );
+        let mut t = crate::store::TaskRow {
+            id: "t1".into(),
+            arn: "arn:aws:ecs:us-east-1:000000000000:task/default/t1".into(),
+            cluster: "default".into(),
+            family: "f".into(),
+            last_status: crate::store::LastStatus::Running,
+            desired_status: crate::store::DesiredStatus::Running,
+            version: 1,
+            ..Default::default()
+        };
+        writer.insert_task(&t, &[]).unwrap();
+        assert_eq!(w.poll(&ecs, 2, None).unwrap(), 1, "RUNNING");
+        assert_eq!(w.poll(&ecs, 3, None).unwrap(), 0, "nothing committed since");
+        t.desired_status = crate::store::DesiredStatus::Stopped;
+        t.version = 2;
+        writer.save_task(&t).unwrap();
+        assert_eq!(w.poll(&ecs, 4, None).unwrap(), 1, "desiredStatus STOPPED");
     }
 }

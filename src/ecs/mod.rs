@@ -53,6 +53,8 @@ pub struct Ecs {
     pub log_level: String,
     /// Whether the supervisors give tasks user namespaces (`--userns`).
     pub userns: crate::supervisor::isolation::userns::Mode,
+    /// The supervisors [`Ecs::reconcile_tasks`] found alive, watched by a descriptor each.
+    pub supervisors: crate::supervisor::reconcile::Watched,
 }
 
 impl Ecs {
@@ -66,6 +68,7 @@ impl Ecs {
             config: None,
             log_level: "error".into(),
             userns: Default::default(),
+            supervisors: Default::default(),
         }
     }
 
@@ -99,12 +102,19 @@ impl Ecs {
     /// As [`Ecs::reconcile`] for the tasks `ids` (ids, not ARNs) only: see
     /// `supervisor::reconcile::finish_dead`.
     pub fn reconcile_tasks(&self, store: &mut Store, ids: &[&str]) {
-        for id in ids {
+        // The supervisors watched since an earlier check, and still running, are not read
+        // again (supervisor::reconcile::Watched).
+        let alive = self.supervisors.alive(ids);
+        for id in ids.iter().filter(|id| !alive.contains(**id)) {
             match crate::supervisor::reconcile::finish_dead(store, id, &self.root, &self.run_root) {
                 Ok(true) => {
                     tracing::warn!(task_id = %id, "the task's supervisor had died: task marked STOPPED and cleaned up")
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    if let Ok(Some(live)) = store.liveness(id) {
+                        self.supervisors.watch(&live);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(task_id = %id, error = %crate::errors::error_chain(&e), "failed to check the task's supervisor")
                 }

@@ -138,11 +138,8 @@ mod tests {
 
     fn ecs(dir: &std::path::Path) -> Ecs {
         Ecs {
-            root: dir.join("root"),
-            run_root: dir.join("run"),
-            config: None,
             log_level: "warn".into(),
-            userns: Default::default(),
+            ..Ecs::scratch(dir)
         }
     }
 

@@ -337,7 +337,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<root>/state.db` and brings its schema up to date.
     /// SQLite's `data_version`: it changes when another connection commits, so a
     /// follower (the cluster agent) reads the tasks again only when something changed.
     pub fn data_version(&self) -> Result<i64, StoreError> {
@@ -346,6 +345,7 @@ impl Store {
             .map_err(q("read data_version"))
     }
 
+    /// Opens (creating if needed) `<root>/state.db` and brings its schema up to date.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         create_root(root)?;
         Self::open_file(&root.join("state.db"))

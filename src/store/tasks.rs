@@ -159,6 +159,14 @@ const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtim
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    task_row(r, |d| d.json(5, "definition"))
+}
+
+/// A task row of [`TASK_COLUMNS`], its definition (column 5) from `definition`.
+fn task_row(
+    r: &Row<'_>,
+    definition: impl FnOnce(&Decoder<'_, '_>) -> rusqlite::Result<TaskDefinition>,
+) -> rusqlite::Result<TaskRow> {
     let d = Decoder::new(r, "tasks", r.get(0)?);
     Ok(TaskRow {
         id: r.get(0)?,
@@ -166,7 +174,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
         cluster: r.get(2)?,
         task_definition_arn: r.get(3)?,
         family: r.get(4)?,
-        definition: d.json(5, "definition")?,
+        definition: definition(&d)?,
         overrides: d.json(6, "overrides")?,
         launch_type: r.get(7)?,
         started_by: r.get(8)?,
@@ -357,6 +365,8 @@ impl Store {
         cluster: &str,
         group: &str,
     ) -> Result<Vec<(TaskRow, Vec<ContainerRow>)>, StoreError> {
+        // The copies of one definition (a service's tasks) are decoded once.
+        let mut decoded: std::collections::HashMap<String, TaskDefinition> = Default::default();
         let tasks = self
             .conn
             .prepare_cached(&format!(
@@ -364,8 +374,18 @@ impl Store {
                  AND last_status <> 'STOPPED' ORDER BY created_at_ms, rowid"
             ))
             .and_then(|mut st| {
-                st.query_map([cluster, group], task_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                st.query_map([cluster, group], |r| {
+                    task_row(r, |d| {
+                        let text = r.get_ref(5)?.as_str()?;
+                        if let Some(def) = decoded.get(text) {
+                            return Ok(def.clone());
+                        }
+                        let def: TaskDefinition = d.json(5, "definition")?;
+                        decoded.insert(text.to_owned(), def.clone());
+                        Ok(def)
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(q("list a group's tasks"))?;
         let mut containers: std::collections::HashMap<String, Vec<ContainerRow>> =

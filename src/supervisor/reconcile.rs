@@ -25,6 +25,86 @@ pub fn supervisor_alive(t: &Liveness, root: &Path, now_ms: i64) -> bool {
     }
 }
 
+/// Supervisors known alive by a descriptor of each (pidfd_open(2)), which becomes
+/// readable when its process exits: checking them is one poll(2) of the descriptors, where
+/// checking by [`supervisor_alive`] reads `/proc/<pid>/stat` for each (the service
+/// scheduler checks its services' tasks on every pass: at 200 tasks those reads were
+/// most of an idle serve's CPU). A task is watched only once its supervisor was found
+/// alive the usual way and is the process its row records (same start time).
+/// Clones share what is watched.
+#[derive(Default, Clone)]
+pub struct Watched {
+    fds: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::os::fd::OwnedFd>>>,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.fds.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Watched({n} supervisors)")
+    }
+}
+
+impl Watched {
+    /// Forgets every task but `ids`; returns those of `ids` whose supervisor is watched
+    /// and has not exited. One that has exited is forgotten (the caller checks it the
+    /// usual way, and finishes its task).
+    pub fn alive(&self, ids: &[&str]) -> std::collections::HashSet<String> {
+        use rustix::event::{PollFd, PollFlags};
+        let Ok(mut fds) = self.fds.lock() else {
+            return Default::default();
+        };
+        let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+        fds.retain(|id, _| wanted.contains(id.as_str()));
+        let (ids, mut polled): (Vec<&String>, Vec<PollFd<'_>>) = fds
+            .iter()
+            .map(|(id, fd)| (id, PollFd::new(fd, PollFlags::IN)))
+            .unzip();
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut polled, Some(&zero)).is_err() {
+            return Default::default();
+        }
+        let alive: std::collections::HashSet<String> = ids
+            .into_iter()
+            .zip(&polled)
+            .filter(|(_, p)| p.revents().is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        drop(polled);
+        fds.retain(|id, _| alive.contains(id));
+        alive
+    }
+
+    /// Watches task `id`'s supervisor from now on, if it is the process `live` records (its
+    /// pid's start time is the recorded one). Best effort: one not watched is checked the
+    /// usual way.
+    pub fn watch(&self, live: &Liveness) {
+        let (Some(pid), Some(start)) = (live.supervisor_pid, live.supervisor_start_time) else {
+            return;
+        };
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return;
+        };
+        let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
+            return;
+        };
+        // The descriptor is of whatever process has the pid now: the recorded one only if
+        // it started when recorded (checked after the open, so a reuse of the pid before it
+        // shows here).
+        if process_start_time(pid) != Some(start) {
+            return;
+        }
+        if let Ok(mut fds) = self.fds.lock() {
+            fds.insert(live.id.clone(), fd);
+        }
+    }
+}
+
 /// How long STOPPED tasks stay describable, like ECS (about an hour); the
 /// `MINIFARGATE_STOPPED_TASK_RETENTION` environment variable sets it in seconds
 /// (src/config.rs).
@@ -216,6 +296,40 @@ pub fn finish_dead(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_watched_supervisor_is_alive_until_it_exits_and_only_if_it_is_the_recorded_one() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = i64::from(child.id());
+        let start = process_start_time(pid).expect("sleep is running");
+        let live = |id: &str, start| Liveness {
+            id: id.into(),
+            supervisor_pid: Some(pid),
+            supervisor_start_time: Some(start),
+            created_at: 0,
+        };
+        let w = Watched::default();
+        assert!(w.alive(&["t"]).is_empty(), "nothing watched yet");
+        w.watch(&live("t", start));
+        // Another process that had the same pid before: not the one recorded.
+        w.watch(&live("reused", start - 1));
+        assert_eq!(
+            w.alive(&["t", "reused"]),
+            ["t".to_string()].into_iter().collect()
+        );
+        assert!(
+            w.alive(&[]).is_empty(),
+            "a task not asked about is forgotten"
+        );
+        w.watch(&live("t", start));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(w.alive(&["t"]).is_empty(), "its process exited");
+        assert_eq!(format!("{w:?}"), "Watched(0 supervisors)");
+    }
 
     #[test]
     fn a_launch_prunes_only_what_stopped_before_it_began() {
