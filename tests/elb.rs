@@ -2684,3 +2684,53 @@ fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_
         (api.service("default", "bweb")["status"] == "INACTIVE").then_some(())
     });
 }
+
+#[test]
+fn a_host_mode_service_task_is_an_instance_target_at_its_container_port() {
+    let api = Api::start();
+    let alb = common::elb::create_alb(&api, "hostmode");
+    let tg = common::elb::target_group_of(&api, "hostmode", 0, "instance");
+    let port = common::util::free_port();
+    common::elb::http_listener(&api, &alb.arn, &port.to_string(), &tg);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // Host mode: the container listens on the box's own port.
+    let app_port = common::util::free_port();
+    let def = format!(
+        r#"{{"family":"hweb","networkMode":"host","requiresCompatibilities":["EC2"],
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"memory":64,"portMappings":[{{"containerPort":{app_port}}}],
+    "command":["sh","-c","mkdir -p /tmp/www && echo host-mode > /tmp/www/index.html && trap 'exit 0' TERM; httpd -f -p {app_port} -h /tmp/www & wait"]}}]}}"#
+    );
+    let f = api.file("hweb.json", &def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let list = api.aws_json(&["list-container-instances"]);
+    let ci = s(&list["containerInstanceArns"][0]).to_string();
+    let described = api.aws_json(&["describe-container-instances", "--container-instances", &ci]);
+    let instance = s(&described["containerInstances"][0]["ec2InstanceId"]).to_string();
+    let lbs = format!("targetGroupArn={tg},containerName=web,containerPort={app_port}");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "hweb",
+        "--task-definition",
+        "hweb",
+        "--launch-type",
+        "EC2",
+        "--desired-count",
+        "1",
+        "--load-balancers",
+        &lbs,
+    ]);
+    let targets = api.wait_for(90, "1 healthy instance target", || {
+        let t = instance_targets(&api, &tg);
+        (t.len() == 1 && t[0].2 == "healthy").then_some(t)
+    });
+    assert_eq!(targets[0].0, instance);
+    assert_eq!(targets[0].1, u64::from(app_port));
+    let (code, body) = get(&format!("http://{}:{port}/", alb.ip));
+    assert_eq!((code, body.trim()), (200, "host-mode"));
+    api.aws_json(&["delete-service", "--service", "hweb", "--force"]);
+    api.wait_for(60, "hweb INACTIVE", || {
+        (api.service("default", "hweb")["status"] == "INACTIVE").then_some(())
+    });
+}

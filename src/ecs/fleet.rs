@@ -322,3 +322,37 @@ pub fn with_counts(
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TaskTarget;
+
+    #[test]
+    fn a_target_is_the_task_address_or_its_box_and_host_port() {
+        let ip = TaskTarget::Ip("10.0.0.5".into());
+        assert_eq!(ip.target(Some("web"), 8080), Some(("10.0.0.5", 8080)));
+        let bridge = TaskTarget::Instance {
+            id: "i-0123456789abcdef0".into(),
+            ports: vec![("web".into(), 8080, 49153), ("side".into(), 8080, 49154)],
+            host: false,
+        };
+        assert_eq!(
+            bridge.target(Some("side"), 8080),
+            Some(("i-0123456789abcdef0", 49154))
+        );
+        assert_eq!(
+            bridge.target(None, 8080),
+            Some(("i-0123456789abcdef0", 49153))
+        );
+        assert_eq!(bridge.target(Some("web"), 9090), None, "not published");
+        let host = TaskTarget::Instance {
+            id: "i-0123456789abcdef0".into(),
+            ports: Vec::new(),
+            host: true,
+        };
+        assert_eq!(
+            host.target(Some("web"), 9090),
+            Some(("i-0123456789abcdef0", 9090))
+        );
+    }
+}
