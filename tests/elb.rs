@@ -2644,6 +2644,25 @@ fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_
         "{ev:#?}"
     );
 
+    // UpdateService refuses an `ip` group for the service's bridge tasks too.
+    let lbs_ip = format!("targetGroupArn={ip_tg},containerName=web,containerPort=8080");
+    let out = api.aws(&[
+        "update-service",
+        "--service",
+        "bweb",
+        "--load-balancers",
+        &lbs_ip,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!(
+                "The provided target group {ip_tg} has target type ip, which is incompatible \
+                 with the bridge network mode specified in the task definition."
+            )),
+        "{err}"
+    );
+
     // Scale in 3 -> 1 under a keep-alive client: two targets drain, then their tasks
     // stop; the client sees no error.
     let client = common::elb::Client::start(&api, &alb.ip, &[port]);
