@@ -7,6 +7,7 @@
 
 use crate::cloudwatch::CloudWatch;
 use crate::ecs::deployments::Tripped;
+use crate::ecs::fleet::TaskTarget;
 use crate::ecs::services::{Spec, add_event, unhealthy};
 use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
@@ -27,11 +28,15 @@ use std::time::{Duration, Instant};
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
 /// One of a service's `loadBalancers` the scheduler applies: a target group of type `ip`
-/// gets each RUNNING task's `<task IP>:<containerPort>`; with blue/green, the tasks of a
-/// deployment on the alternate side go to `alternate` instead.
+/// gets each RUNNING awsvpc task's `<task IP>:<containerPort>`, one of type `instance`
+/// each bridge or host task's `<its box's instance id>:<the container port's host port>`;
+/// with blue/green, the tasks of a deployment on the alternate side go to `alternate`
+/// instead.
 #[derive(Debug, Clone, PartialEq)]
 struct LbTarget {
     group: String,
+    /// `containerName`.
+    container: Option<String>,
     port: u16,
     /// `advancedConfiguration.alternateTargetGroupArn`.
     alternate: Option<String>,
@@ -45,6 +50,7 @@ fn groups_on(lbs: &[LbTarget], alternate: bool) -> Vec<LbTarget> {
                 (Some(a), true) => a.clone(),
                 _ => l.group.clone(),
             },
+            container: l.container.clone(),
             port: l.port,
             alternate: None,
         })
@@ -77,6 +83,7 @@ fn lb_targets(spec: &Spec) -> Vec<LbTarget> {
         .filter_map(|l| {
             Some(LbTarget {
                 group: l["targetGroupArn"].as_str()?.to_string(),
+                container: l["containerName"].as_str().map(str::to_string),
                 port: u16::try_from(l["containerPort"].as_u64()?).ok()?,
                 alternate: l["advancedConfiguration"]["alternateTargetGroupArn"]
                     .as_str()
@@ -89,8 +96,8 @@ fn lb_targets(spec: &Spec) -> Vec<LbTarget> {
 /// What the scheduler remembers of a service's load balancing between passes.
 #[derive(Default)]
 struct Balanced {
-    /// The tasks it registered: their address.
-    registered: HashMap<String, String>,
+    /// The tasks it registered: where their target groups reach them.
+    registered: HashMap<String, TaskTarget>,
     /// Tasks deregistered and draining: when they stop, and why.
     draining: HashMap<String, (Instant, String)>,
     /// Events to write (registrations and their failures).
@@ -396,10 +403,13 @@ fn stop_task(
     reason: &str,
 ) -> bool {
     let (elb, groups, mem) = lb;
-    if let (Some(elb), Some(ip)) = (elb, mem.registered.get(&t.id).cloned()) {
+    if let (Some(elb), Some(at)) = (elb, mem.registered.get(&t.id).cloned()) {
         let mut delay = Duration::ZERO;
         for l in groups {
-            match elb.deregister_ip(&l.group, &ip, l.port) {
+            let Some((id, port)) = at.target(l.container.as_deref(), l.port) else {
+                continue;
+            };
+            match elb.deregister_target(&l.group, id, port) {
                 Ok(Some(d)) => {
                     delay = delay.max(d);
                     mem.deregistered.push(l.group.clone());
@@ -636,11 +646,14 @@ fn schedule(
                 .cloned()
                 .collect();
         for id in gone {
-            let Some(ip) = m.lb.registered.remove(&id) else {
+            let Some(at) = m.lb.registered.remove(&id) else {
                 continue;
             };
             for t in &lbs {
-                if let Ok(Some(_)) = elb.deregister_ip(&t.group, &ip, t.port) {
+                let Some((id, port)) = at.target(t.container.as_deref(), t.port) else {
+                    continue;
+                };
+                if let Ok(Some(_)) = elb.deregister_target(&t.group, id, port) {
                     m.lb.deregistered.push(t.group.clone());
                 }
             }
@@ -653,12 +666,23 @@ fn schedule(
             if m.lb.registered.contains_key(&l.row.id) {
                 continue;
             }
-            let Some(ip) = fleet::get().task_ip(store, &l.row.cluster, &l.row.id) else {
+            let Some(at) = fleet::get().task_target(store, &l.row.cluster, &l.row.id) else {
                 continue;
             };
             let mut all = true;
             for t in &groups_of(&l.row) {
-                match elb.register_ip(&t.group, &ip, t.port) {
+                let registered = match at.target(t.container.as_deref(), t.port) {
+                    Some((id, port)) => elb.register_target(&t.group, id, port),
+                    None => Err(crate::elb::ElbError::InvalidTarget(format!(
+                        "the task publishes no host port for container port {}{}",
+                        t.port,
+                        t.container
+                            .as_deref()
+                            .map(|c| format!(" of container {c}"))
+                            .unwrap_or_default()
+                    ))),
+                };
+                match registered {
                     Ok(new) => {
                         m.lb.failing.remove(&t.group);
                         if new {
@@ -681,7 +705,7 @@ fn schedule(
                 }
             }
             if all {
-                m.lb.registered.insert(l.row.id.clone(), ip);
+                m.lb.registered.insert(l.row.id.clone(), at);
             }
         }
         for (group, n) in counts {
@@ -745,7 +769,7 @@ fn schedule(
             .iter_mut()
             .filter(|l| l.active() && l.running() && !l.unhealthy)
         {
-            let Some(ip) = m.lb.registered.get(&l.row.id).cloned() else {
+            let Some(at) = m.lb.registered.get(&l.row.id).cloned() else {
                 continue;
             };
             if in_grace_period(
@@ -757,7 +781,8 @@ fn schedule(
             }
             let mine = groups_of(&l.row);
             let Some((t, h)) = mine.iter().find_map(|t| {
-                let h = elb.health_of_ip(&t.group, &ip, t.port)?;
+                let (id, port) = at.target(t.container.as_deref(), t.port)?;
+                let h = elb.health_of_target(&t.group, id, port)?;
                 (h.state == "unhealthy").then_some((t, h))
             }) else {
                 continue;
@@ -899,8 +924,9 @@ fn schedule(
     // before their replacements can.
     let lb_ok = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
         _ if lbs.is_empty() => true,
-        (Some(elb), Some(ip)) => groups_of(&l.row).iter().all(|t| {
-            elb.health_of_ip(&t.group, ip, t.port)
+        (Some(elb), Some(at)) => groups_of(&l.row).iter().all(|t| {
+            at.target(t.container.as_deref(), t.port)
+                .and_then(|(id, port)| elb.health_of_target(&t.group, id, port))
                 .is_some_and(|h| h.state == "healthy")
         }),
         _ => false,
@@ -930,8 +956,9 @@ fn schedule(
     // the test traffic shift, the alternate group of a service with a test rule).
     let lb_ready = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
         _ if lbs.is_empty() => true,
-        (Some(elb), Some(ip)) => groups_of(&l.row).iter().all(|t| {
-            elb.health_of_ip(&t.group, ip, t.port)
+        (Some(elb), Some(at)) => groups_of(&l.row).iter().all(|t| {
+            at.target(t.container.as_deref(), t.port)
+                .and_then(|(id, port)| elb.health_of_target(&t.group, id, port))
                 .is_some_and(|h| h.state == "healthy" || h.state == "unused")
         }),
         _ => false,

@@ -1489,3 +1489,158 @@ fn a_blue_green_deployment_across_two_boxes_flips_production_with_no_request_los
         assert_box_clean(b, &ids);
     }
 }
+
+/// A bridge-mode web server answering `/` with an id of its own, on container port 8080
+/// published on a host port chosen at launch (`hostPort` 0).
+fn bridge_web() -> Value {
+    let script = "busybox mkdir -p /www && cat /proc/sys/kernel/random/uuid > /www/index.html && exec busybox httpd -f -p 8080 -h /www";
+    json!({
+        "family": "netbox-bridgeweb",
+        "networkMode": "bridge",
+        "requiresCompatibilities": ["EC2"],
+        "containerDefinitions": [{
+            "name": "main",
+            "image": "public.ecr.aws/docker/library/busybox:1.36",
+            "memory": 64,
+            "command": ["sh", "-c", script],
+            "portMappings": [{"containerPort": 8080, "hostPort": 0}],
+            "stopTimeout": 2,
+            "essential": true
+        }]
+    })
+}
+
+#[test]
+fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_box() {
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
+
+    // Each box is a container instance with an EC2 instance id of its own.
+    let arns = api.instances_listed(None);
+    let mut args = vec!["describe-container-instances", "--container-instances"];
+    args.extend(arns.iter().map(String::as_str));
+    let described = api.aws_json(&args);
+    let mut instance_ids: Vec<String> = described["containerInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ec2InstanceId"].as_str().unwrap().to_string())
+        .collect();
+    instance_ids.sort();
+    instance_ids.dedup();
+    assert_eq!(instance_ids.len(), 2, "{described:#}");
+    assert!(
+        instance_ids
+            .iter()
+            .all(|i| i.len() == 19 && i.starts_with("i-")),
+        "{instance_ids:?}"
+    );
+
+    let lb = common::elb::create_alb(&api, "cluster-bridge");
+    let tg = common::elb::target_group_of(&api, "cluster-bridge", 2, "instance");
+    let port = common::util::free_port();
+    common::elb::http_listener(&api, &lb.arn, &port.to_string(), &tg);
+    register(&api, "bridgeweb.json", &bridge_web());
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bridgeweb",
+        "--task-definition",
+        "netbox-bridgeweb",
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=distinctInstance",
+        "--load-balancers",
+        &format!("targetGroupArn={tg},containerName=main,containerPort=8080"),
+    ]);
+    let tasks = api.wait_for(120, "2 service tasks RUNNING", || {
+        let p = service_tasks(&api, "bridgeweb");
+        (p.len() == 2).then_some(p)
+    });
+
+    // Each task registered as its own box's instance id and its host port; healthy.
+    let want: Vec<(String, u64)> = {
+        let mut v: Vec<(String, u64)> = tasks
+            .iter()
+            .map(|(t, _)| {
+                let d = describe_task(&api, t);
+                let ci = d["containerInstanceArn"].as_str().unwrap();
+                let at = described["containerInstances"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["containerInstanceArn"] == ci)
+                    .unwrap_or_else(|| panic!("{ci} not described"));
+                let hp = d["containers"][0]["networkBindings"][0]["hostPort"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no host port: {d:#}"));
+                (at["ec2InstanceId"].as_str().unwrap().to_string(), hp)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let got = api.wait_for(90, "2 healthy instance targets", || {
+        let h = elbv2(&api, &["describe-target-health", "--target-group-arn", &tg]);
+        let mut v: Vec<(String, u64)> = h["TargetHealthDescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["TargetHealth"]["State"] == "healthy")
+            .map(|d| {
+                (
+                    d["Target"]["Id"].as_str().unwrap().to_string(),
+                    d["Target"]["Port"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        (v.len() == 2).then_some(v)
+    });
+    assert_eq!(got, want);
+    let ids: Vec<&String> = got.iter().map(|(i, _)| i).collect();
+    assert_eq!(
+        ids,
+        instance_ids.iter().collect::<Vec<_>>(),
+        "one on each box"
+    );
+
+    // Traffic through the listener reaches the tasks of both boxes.
+    let url = format!("http://{}:{port}/", lb.ip);
+    let mut bodies = Vec::new();
+    let mut answered = 0;
+    for _ in 0..8 {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--noproxy", "*", "-m", "5", "-f", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{url}: {out:?}");
+        answered += 1;
+        bodies.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    bodies.sort();
+    bodies.dedup();
+    eprintln!(
+        "across boxes: {answered} requests answered by {} tasks",
+        bodies.len()
+    );
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+
+    api.aws_json(&["delete-service", "--service", "bridgeweb", "--force"]);
+    api.wait_for(90, "bridgeweb INACTIVE", || {
+        (api.service("default", "bridgeweb")["status"] == "INACTIVE").then_some(())
+    });
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    let task_ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
+    for b in &boxes {
+        assert_box_clean(b, &task_ids);
+    }
+}

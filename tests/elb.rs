@@ -2475,3 +2475,281 @@ print(k)
         "c's full share after slow start: {late}"
     );
 }
+
+/// A service task in bridge mode answering `GET /` on container port 8080 with an id of
+/// its own, published on a host port chosen at launch (`hostPort` 0).
+fn bridge_web_def(family: &str) -> String {
+    format!(
+        r#"{{"family":"{family}","networkMode":"bridge","requiresCompatibilities":["EC2"],
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"memory":64,"portMappings":[{{"containerPort":8080,"hostPort":0}}],
+    "command":["sh","-c","mkdir -p /www && cat /proc/sys/kernel/random/uuid > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]}}]}}"#
+    )
+}
+
+/// (instance id, port, state) of each target of `tg`, sorted.
+fn instance_targets(api: &Api, tg: &str) -> Vec<(String, u64, String)> {
+    let h = elb_json(api, &["describe-target-health", "--target-group-arn", tg]);
+    let mut v: Vec<(String, u64, String)> = h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                s(&d["Target"]["Id"]).to_string(),
+                d["Target"]["Port"].as_u64().unwrap(),
+                s(&d["TargetHealth"]["State"]).to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_ports() {
+    let api = Api::start();
+    let alb = common::elb::create_alb(&api, "bridge");
+    let tg = common::elb::target_group_of(&api, "bridge", 5, "instance");
+    let port = common::util::free_port();
+    common::elb::http_listener(&api, &alb.arn, &port.to_string(), &tg);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+
+    // The box is a container instance with an EC2 instance id, the same on each call.
+    let list = api.aws_json(&["list-container-instances"]);
+    let ci = s(&list["containerInstanceArns"][0]).to_string();
+    let described = api.aws_json(&["describe-container-instances", "--container-instances", &ci]);
+    let instance = s(&described["containerInstances"][0]["ec2InstanceId"]).to_string();
+    assert!(
+        instance.len() == 19
+            && instance.starts_with("i-")
+            && instance[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{instance}"
+    );
+    let again = api.aws_json(&["describe-container-instances", "--container-instances", &ci]);
+    assert_eq!(
+        s(&again["containerInstances"][0]["ec2InstanceId"]),
+        instance
+    );
+
+    // An instance no box is: ELB's InvalidTarget.
+    let err = elb_err(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            "Id=i-0123456789abcdef0,Port=8080",
+        ],
+    );
+    assert!(
+        err.contains("(InvalidTarget)")
+            && err.contains("The following instances do not exist: 'i-0123456789abcdef0'"),
+        "{err}"
+    );
+
+    let f = api.file("bweb.json", &bridge_web_def("bweb"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let f = api.file("vweb.json", &web_def("vweb"));
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+
+    // ECS refuses an `ip` group for bridge tasks and an `instance` group for awsvpc ones.
+    let ip_tg = common::elb::http_target_group(&api, "bridge-ip", 5);
+    let refused = |td: &str, group: &str, mode: &str, kind: &str| {
+        let lbs = format!("targetGroupArn={group},containerName=web,containerPort=8080");
+        let out = api.aws(&[
+            "create-service",
+            "--service-name",
+            "refused",
+            "--task-definition",
+            td,
+            "--desired-count",
+            "1",
+            "--load-balancers",
+            &lbs,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        let want = format!(
+            "(InvalidParameterException) when calling the CreateService operation: The \
+             provided target group {group} has target type {kind}, which is incompatible with \
+             the {mode} network mode specified in the task definition."
+        );
+        assert!(err.contains(&want), "{err}\nwant: {want}");
+    };
+    refused("bweb", &ip_tg, "bridge", "ip");
+    refused("vweb", &tg, "awsvpc", "instance");
+
+    let lbs = format!("targetGroupArn={tg},containerName=web,containerPort=8080");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "bweb",
+        "--task-definition",
+        "bweb",
+        "--launch-type",
+        "EC2",
+        "--desired-count",
+        "3",
+        "--load-balancers",
+        &lbs,
+    ]);
+
+    // Three targets: the box's instance id, each task's host port, healthy.
+    let targets = api.wait_for(120, "3 healthy instance targets", || {
+        let t = instance_targets(&api, &tg);
+        (t.len() == 3 && t.iter().all(|(_, _, st)| st == "healthy")).then_some(t)
+    });
+    assert!(
+        targets.iter().all(|(id, _, _)| *id == instance),
+        "{targets:?}"
+    );
+    let mut ports: Vec<u64> = targets.iter().map(|(_, p, _)| *p).collect();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "three different host ports: {targets:?}");
+    let tasks = api.aws_json(&["list-tasks", "--service-name", "bweb"]);
+    let mut args = vec!["describe-tasks", "--tasks"];
+    args.extend(tasks["taskArns"].as_array().unwrap().iter().map(s));
+    let described = api.aws_json(&args);
+    let mut host_ports: Vec<u64> = described["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let b = &t["containers"][0]["networkBindings"][0];
+            assert_eq!(b["containerPort"], 8080, "{t:#}");
+            b["hostPort"].as_u64().unwrap()
+        })
+        .collect();
+    host_ports.sort();
+    assert_eq!(ports, host_ports);
+
+    // Traffic through the listener reaches all three.
+    let url = format!("http://{}:{port}/", alb.ip);
+    let mut bodies: Vec<String> = (0..6)
+        .map(|_| {
+            let (code, body) = get(&url);
+            assert_eq!(code, 200, "{body}");
+            body
+        })
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let ev = service_events(&api, "bweb");
+    assert!(
+        ev.iter()
+            .any(|e| e == &format!("(service bweb) registered 3 targets in (target-group {tg})")),
+        "{ev:#?}"
+    );
+
+    // UpdateService refuses an `ip` group for the service's bridge tasks too.
+    let lbs_ip = format!("targetGroupArn={ip_tg},containerName=web,containerPort=8080");
+    let out = api.aws(&[
+        "update-service",
+        "--service",
+        "bweb",
+        "--load-balancers",
+        &lbs_ip,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!(
+                "The provided target group {ip_tg} has target type ip, which is incompatible \
+                 with the bridge network mode specified in the task definition."
+            )),
+        "{err}"
+    );
+
+    // Scale in 3 -> 1 under a keep-alive client: two targets drain, then their tasks
+    // stop; the client sees no error.
+    let client = common::elb::Client::start(&api, &alb.ip, &[port]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "bweb",
+        "--desired-count",
+        "1",
+    ]);
+    let draining = api.wait_for(20, "2 draining targets", || {
+        let t = instance_targets(&api, &tg);
+        (t.iter().filter(|(_, _, st)| st == "draining").count() == 2).then_some(t)
+    });
+    assert_eq!(draining.len(), 3, "{draining:?}");
+    api.wait_for(40, "the drained tasks stopped", || {
+        service_events(&api, "bweb")
+            .iter()
+            .any(|e| e.starts_with("(service bweb) has stopped 2 running tasks"))
+            .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let answers = client.finish();
+    let failed: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    eprintln!(
+        "bridge scale-in: {} requests, {} failed",
+        answers.len(),
+        failed.len()
+    );
+    assert!(answers.len() > 100, "{}", answers.len());
+    assert!(failed.is_empty(), "{failed:?}");
+    let left = instance_targets(&api, &tg);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].2, "healthy");
+    api.aws_json(&["delete-service", "--service", "bweb", "--force"]);
+    api.wait_for(60, "bweb INACTIVE", || {
+        (api.service("default", "bweb")["status"] == "INACTIVE").then_some(())
+    });
+}
+
+#[test]
+fn a_host_mode_service_task_is_an_instance_target_at_its_container_port() {
+    let api = Api::start();
+    let alb = common::elb::create_alb(&api, "hostmode");
+    let tg = common::elb::target_group_of(&api, "hostmode", 0, "instance");
+    let port = common::util::free_port();
+    common::elb::http_listener(&api, &alb.arn, &port.to_string(), &tg);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // Host mode: the container listens on the box's own port.
+    let app_port = common::util::free_port();
+    let def = format!(
+        r#"{{"family":"hweb","networkMode":"host","requiresCompatibilities":["EC2"],
+  "containerDefinitions":[{{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"memory":64,"portMappings":[{{"containerPort":{app_port}}}],
+    "command":["sh","-c","mkdir -p /tmp/www && echo host-mode > /tmp/www/index.html && trap 'exit 0' TERM; httpd -f -p {app_port} -h /tmp/www & wait"]}}]}}"#
+    );
+    let f = api.file("hweb.json", &def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    let list = api.aws_json(&["list-container-instances"]);
+    let ci = s(&list["containerInstanceArns"][0]).to_string();
+    let described = api.aws_json(&["describe-container-instances", "--container-instances", &ci]);
+    let instance = s(&described["containerInstances"][0]["ec2InstanceId"]).to_string();
+    let lbs = format!("targetGroupArn={tg},containerName=web,containerPort={app_port}");
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "hweb",
+        "--task-definition",
+        "hweb",
+        "--launch-type",
+        "EC2",
+        "--desired-count",
+        "1",
+        "--load-balancers",
+        &lbs,
+    ]);
+    let targets = api.wait_for(90, "1 healthy instance target", || {
+        let t = instance_targets(&api, &tg);
+        (t.len() == 1 && t[0].2 == "healthy").then_some(t)
+    });
+    assert_eq!(targets[0].0, instance);
+    assert_eq!(targets[0].1, u64::from(app_port));
+    let (code, body) = get(&format!("http://{}:{port}/", alb.ip));
+    assert_eq!((code, body.trim()), (200, "host-mode"));
+    api.aws_json(&["delete-service", "--service", "hweb", "--force"]);
+    api.wait_for(60, "hweb INACTIVE", || {
+        (api.service("default", "hweb")["status"] == "INACTIVE").then_some(())
+    });
+}

@@ -297,6 +297,12 @@ async fn follow_cluster(
             c.dns_source()
         })
         .await;
+        // Where `instance` targets are: the boxes' addresses, by EC2 instance id.
+        match crate::cluster::instances::ec2_addresses(etcd).await {
+            Ok(m) => elb.set_instances(m),
+            Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+                "load balancers: cannot read the boxes' instance ids"),
+        }
         if leading
             && let Ok(source) = synced
             && let Err(e) = crate::cluster::names::publish(etcd, &source).await

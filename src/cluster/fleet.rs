@@ -8,7 +8,7 @@ use super::records::{Record, decode};
 use super::tasks::{Onto, Placer, desire_stopped};
 use super::{block_on, keys, serving};
 use crate::ecs::Ecs;
-use crate::ecs::fleet::{Counts, Fleet, FleetTask};
+use crate::ecs::fleet::{Counts, Fleet, FleetTask, TaskTarget};
 use crate::ecs::tasks::Launcher;
 use crate::store::{ContainerRow, HealthStatus, StopCode, Store, TaskRow};
 use anyhow::Context;
@@ -164,6 +164,43 @@ impl Fleet for Cluster {
         let kv = block_on(etcd.get(&key)).ok()??;
         let r = decode::<Record>(&key, &kv.value).ok()?;
         private_ip(&r.task)
+    }
+
+    /// An awsvpc task: its address; a bridge or host task: the EC2 instance id of the
+    /// box it was placed on (its registration) with its containers' `networkBindings`
+    /// (as its box reports them: none yet, no target; none at all in a task RUNNING
+    /// without an ENI, host mode: each container port is its host port).
+    fn task_target(&self, _store: &Store, cluster: &str, id: &str) -> Option<TaskTarget> {
+        let etcd = serving()?;
+        let key = keys::task(cluster, id);
+        let kv = block_on(etcd.get(&key)).ok()??;
+        let r = decode::<Record>(&key, &kv.value).ok()?;
+        if let Some(ip) = private_ip(&r.task) {
+            return Some(TaskTarget::Ip(ip));
+        }
+        let reg_key = keys::instance(cluster, &r.instance);
+        let reg = block_on(etcd.get(&reg_key)).ok()??;
+        let reg: super::instances::Registration = serde_json::from_slice(&reg.value).ok()?;
+        let mut ports = Vec::new();
+        for c in r.task["containers"].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or_default();
+            for b in c["networkBindings"].as_array().into_iter().flatten() {
+                let port = |m: &str| b[m].as_u64().and_then(|p| u16::try_from(p).ok());
+                if let (Some(cp), Some(hp)) = (port("containerPort"), port("hostPort")) {
+                    ports.push((name.to_string(), cp, hp));
+                }
+            }
+        }
+        let host = ports.is_empty()
+            && r.task["lastStatus"] == "RUNNING"
+            && r.task["attachments"]
+                .as_array()
+                .is_none_or(|a| !a.iter().any(|a| a["type"] == "ElasticNetworkInterface"));
+        Some(TaskTarget::Instance {
+            id: reg.ec2_instance_id(),
+            ports,
+            host,
+        })
     }
 
     fn stop(&self, _ecs: &Ecs, t: &TaskRow, code: StopCode, reason: &str) -> bool {

@@ -17,8 +17,12 @@ use std::collections::BTreeMap;
 pub struct Registration {
     /// The container instance id (32 hex), kept in the agent's state root.
     pub id: String,
-    /// The box's host name (`ec2InstanceId`).
+    /// The box's host name (`spread` on `host`).
     pub hostname: String,
+    /// The box's EC2 instance id (`ec2InstanceId`, the id an `instance` target group
+    /// registers); absent in an older agent's registration: [`Self::ec2_instance_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec2_instance_id: Option<String>,
     /// When the instance first registered (ms since the epoch); kept across restarts.
     pub registered_at_ms: i64,
     /// CPU units (1,024 a core).
@@ -60,6 +64,7 @@ impl Registration {
         Registration {
             id: id.into(),
             hostname,
+            ec2_instance_id: Some(crate::store::instance_id::derived(id)),
             registered_at_ms,
             cpu,
             memory,
@@ -75,6 +80,13 @@ impl Registration {
             reserved_ports: None,
             reserved_ports_udp: None,
         }
+    }
+
+    /// The box's EC2 instance id: as registered, else derived from the instance id.
+    pub fn ec2_instance_id(&self) -> String {
+        self.ec2_instance_id
+            .clone()
+            .unwrap_or_else(|| crate::store::instance_id::derived(&self.id))
     }
 
     /// The TCP ports no task may take here.
@@ -193,7 +205,7 @@ impl Instance {
         ];
         ContainerInstance {
             agent_connected: self.connected,
-            ec2_instance_id: Some(self.reg.hostname.clone()),
+            ec2_instance_id: Some(self.reg.ec2_instance_id()),
             attachments: Vec::new(),
             attributes: self.attributes(),
             container_instance_arn: self.arn(),
@@ -224,7 +236,8 @@ impl crate::taskdef::query::Subjects for Instance {
         &self.reg.agent_version
     }
     fn ec2_instance_id(&self) -> &str {
-        &self.reg.hostname
+        // (`load` fills it in for an older agent's registration.)
+        self.reg.ec2_instance_id.as_deref().unwrap_or_default()
     }
     fn registered_at_ms(&self) -> i64 {
         self.reg.registered_at_ms
@@ -260,10 +273,11 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
     let tail = |kv: &super::etcd::Kv, prefix: &str| kv.key[prefix.len()..].to_string();
     let mut out = Vec::new();
     for kv in &regs {
-        let Ok(reg) = serde_json::from_slice::<Registration>(&kv.value) else {
+        let Ok(mut reg) = serde_json::from_slice::<Registration>(&kv.value) else {
             tracing::warn!(key = %kv.key, "not a container instance registration; left out");
             continue;
         };
+        reg.ec2_instance_id = Some(reg.ec2_instance_id());
         let id = reg.id.clone();
         let mut version = kv.mod_revision;
         // The agent creates the status before its registration: a registration without
@@ -325,6 +339,36 @@ pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError
             version,
             reg,
         });
+    }
+    Ok(out)
+}
+
+/// Every registered box's EC2 instance id and the address it is reached at (its
+/// `--advertise-address`, else its endpoint's host), over every cluster: where the load
+/// balancers reach an `instance` target.
+pub async fn ec2_addresses(
+    etcd: &Etcd,
+) -> Result<std::collections::HashMap<String, std::net::IpAddr>, EtcdError> {
+    let clusters = keys::cluster_names(
+        &etcd.keys_with_prefix(&keys::clusters()).await?,
+        "instances",
+    );
+    let mut out = std::collections::HashMap::new();
+    for c in clusters {
+        for kv in etcd.get_prefix(&keys::instances(&c)).await? {
+            let Ok(reg) = serde_json::from_slice::<Registration>(&kv.value) else {
+                continue;
+            };
+            let from_endpoint = || {
+                let e = reg.endpoint.as_deref()?;
+                let host = e.strip_prefix("http://").unwrap_or(e);
+                let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                host.parse::<std::net::IpAddr>().ok()
+            };
+            if let Some(ip) = reg.address.map(std::net::IpAddr::V4).or_else(from_endpoint) {
+                out.insert(reg.ec2_instance_id(), ip);
+            }
+        }
     }
     Ok(out)
 }

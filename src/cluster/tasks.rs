@@ -456,7 +456,7 @@ fn candidates(instances: &[Instance]) -> Vec<placement::Candidate> {
             placement::Candidate {
                 arn: i.arn(),
                 id: i.reg.id.clone(),
-                host: i.reg.hostname.clone(),
+                ec2_instance_id: i.reg.ec2_instance_id(),
                 attributes: i
                     .reg
                     .attributes

@@ -111,8 +111,8 @@ pub struct VersionInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerInstance {
     pub agent_connected: bool,
-    /// The box's host name on a container instance an agent registered (`agent
-    /// --cluster`); none on this host's own instance.
+    /// The box's EC2 instance id (`store::instance_id`): kept in the state root on one
+    /// box, in an agent's registration in a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ec2_instance_id: Option<String>,
     pub attachments: Vec<Value>,
@@ -250,10 +250,7 @@ pub(crate) fn on_box(
     let mut candidate = Candidate {
         id: task_id(&arn).to_string(),
         arn,
-        host: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into()),
+        ec2_instance_id: store.ec2_instance_id().map_err(anyhow::Error::from)?,
         attributes: attributes()
             .into_iter()
             .map(|a| (a.name, a.value))
@@ -309,7 +306,7 @@ fn instance(ecs: &Ecs, c: &crate::store::ClusterRow) -> EcsResult<ContainerInsta
     let udp: Vec<u16> = b.used_udp_ports.iter().copied().collect();
     Ok(ContainerInstance {
         agent_connected: true,
-        ec2_instance_id: None,
+        ec2_instance_id: Some(store.ec2_instance_id().map_err(anyhow::Error::from)?),
         attachments: Vec::new(),
         attributes: attributes(),
         container_instance_arn: b.arn,

@@ -60,6 +60,38 @@ impl Counts {
     }
 }
 
+/// Where a target group reaches a service task: its awsvpc address (`ip` groups), or the
+/// EC2 instance id of its box with the host ports its containers' ports are published
+/// on (`instance` groups: bridge and host network modes). Ref: ECS Developer Guide,
+/// alb.html ("registered with the Application Load Balancer as an instance ID and port
+/// combination").
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskTarget {
+    Ip(String),
+    Instance {
+        id: String,
+        /// (container, containerPort, hostPort) of each published port.
+        ports: Vec<(String, u16, u16)>,
+        /// Host network mode: a container port is its host port.
+        host: bool,
+    },
+}
+
+impl TaskTarget {
+    /// The target (id, port) for port `port` of container `container` (any container
+    /// when None): None when the task publishes no such port.
+    pub fn target(&self, container: Option<&str>, port: u16) -> Option<(&str, u16)> {
+        match self {
+            TaskTarget::Ip(ip) => Some((ip, port)),
+            TaskTarget::Instance { id, ports, host } => ports
+                .iter()
+                .find(|(c, p, _)| *p == port && container.is_none_or(|n| n == c))
+                .map(|(_, _, h)| (id.as_str(), *h))
+                .or_else(|| host.then_some((id.as_str(), port))),
+        }
+    }
+}
+
 /// The tasks a server starts, follows and stops.
 pub trait Fleet: Send + Sync {
     /// Where RunTask's checked tasks start.
@@ -83,6 +115,36 @@ pub trait Fleet: Send + Sync {
         let n = store.task_network(id).ok()??;
         (n.mode == "awsvpc").then_some(())?;
         n.network?.net.ip.map(|ip| ip.to_string())
+    }
+
+    /// Where a target group reaches task `id` of `cluster`, once its network is set up:
+    /// this box's instance id on one box.
+    fn task_target(&self, store: &Store, _cluster: &str, id: &str) -> Option<TaskTarget> {
+        let n = store.task_network(id).ok()??;
+        match n.mode.as_str() {
+            "awsvpc" => n.network?.net.ip.map(|ip| TaskTarget::Ip(ip.to_string())),
+            mode @ ("bridge" | "host") => {
+                let rec = n.network;
+                // A bridge task's ports are published once its network is set up.
+                if mode == "bridge" && rec.is_none() {
+                    return None;
+                }
+                let ports = rec
+                    .map(|r| r.bindings)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|b| {
+                        Some((b.container, b.binding.container_port?, b.binding.host_port?))
+                    })
+                    .collect();
+                Some(TaskTarget::Instance {
+                    id: store.ec2_instance_id().ok()?,
+                    ports,
+                    host: mode == "host",
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Asks for task `t` to stop with `code` and `reason`; false when it could not be
@@ -258,4 +320,38 @@ pub fn with_counts(
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskTarget;
+
+    #[test]
+    fn a_target_is_the_task_address_or_its_box_and_host_port() {
+        let ip = TaskTarget::Ip("10.0.0.5".into());
+        assert_eq!(ip.target(Some("web"), 8080), Some(("10.0.0.5", 8080)));
+        let bridge = TaskTarget::Instance {
+            id: "i-0123456789abcdef0".into(),
+            ports: vec![("web".into(), 8080, 49153), ("side".into(), 8080, 49154)],
+            host: false,
+        };
+        assert_eq!(
+            bridge.target(Some("side"), 8080),
+            Some(("i-0123456789abcdef0", 49154))
+        );
+        assert_eq!(
+            bridge.target(None, 8080),
+            Some(("i-0123456789abcdef0", 49153))
+        );
+        assert_eq!(bridge.target(Some("web"), 9090), None, "not published");
+        let host = TaskTarget::Instance {
+            id: "i-0123456789abcdef0".into(),
+            ports: Vec::new(),
+            host: true,
+        };
+        assert_eq!(
+            host.target(Some("web"), 9090),
+            Some(("i-0123456789abcdef0", 9090))
+        );
+    }
 }

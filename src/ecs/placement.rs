@@ -99,8 +99,8 @@ pub struct Candidate {
     pub arn: String,
     /// Its id (`spread` on `instanceId`).
     pub id: String,
-    /// Its host (`spread` on `host`, the query language's `ec2InstanceId`).
-    pub host: String,
+    /// Its EC2 instance id (the query language's `ec2InstanceId`).
+    pub ec2_instance_id: String,
     /// Built-in and custom attributes: name → value.
     pub attributes: BTreeMap<String, Option<String>>,
     /// ACTIVE (not DRAINING or INACTIVE): only these take new tasks.
@@ -127,7 +127,7 @@ impl Subjects for Candidate {
         &self.agent_version
     }
     fn ec2_instance_id(&self) -> &str {
-        &self.host
+        &self.ec2_instance_id
     }
     fn registered_at_ms(&self) -> i64 {
         self.registered_at_ms

@@ -832,6 +832,54 @@ fn resolve_task_definition(
         .unwrap_or_else(|| ctx.task_definition_arn(r.stored.family(), r.stored.revision())))
 }
 
+/// The service's `loadBalancers` against the network mode of its task definition `td`:
+/// an awsvpc task is reached at its address (a target group of type `ip`), a bridge or
+/// host task at its box's instance and host port (`instance`); ECS refuses the other
+/// pairings with these words. Ref: ECS Developer Guide, alb.html ("If your service's
+/// task definition uses the awsvpc network mode … you must choose ip as the target
+/// type"); ECS's message as hashicorp/terraform-provider-aws#12252 quotes it.
+fn check_target_types(
+    store: &mut Store,
+    ctx: &AwsContext,
+    spec: &Spec,
+    td: &str,
+) -> anyhow::Result<()> {
+    let Some(list) = spec
+        .not_applied
+        .get("loadBalancers")
+        .and_then(Value::as_array)
+    else {
+        return Ok(());
+    };
+    let r = super::task_definitions::resolve(store, td, ctx, None)?;
+    let launch_type = if spec.fargate() { "FARGATE" } else { "EC2" };
+    let mode = crate::supervisor::launch::network_mode(&r.stored.definition, launch_type);
+    let mode = mode.as_str();
+    for l in list {
+        let groups = [
+            l["targetGroupArn"].as_str(),
+            l["advancedConfiguration"]["alternateTargetGroupArn"].as_str(),
+        ];
+        for arn in groups.into_iter().flatten() {
+            let Some(kind) = crate::elb::stored_target_type(store, arn) else {
+                continue;
+            };
+            let fits = match mode {
+                "awsvpc" => kind == "ip",
+                "bridge" | "host" => kind == "instance",
+                _ => true,
+            };
+            if !fits {
+                bail!(EcsError::invalid(format!(
+                    "The provided target group {arn} has target type {kind}, which is \
+                     incompatible with the {mode} network mode specified in the task definition."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn network_configuration(v: Option<Value>) -> anyhow::Result<Option<Value>> {
     v.map(|v| {
         let text =
@@ -939,6 +987,7 @@ fn create(ecs: &Ecs, i: CreateServiceRequest, remote: bool) -> anyhow::Result<Se
         remote,
         spec.placement_constraints.as_ref(),
     )?;
+    check_target_types(&mut store, &ctx, &spec, &td)?;
     let now = now_ms();
     // `default` is created with its first task or service, as ECS does.
     store.ensure_cluster(&cluster, &ctx.ecs_arn(&format!("cluster/{cluster}")), now)?;
@@ -1049,6 +1098,7 @@ fn update(ecs: &Ecs, i: UpdateServiceRequest, remote: bool) -> anyhow::Result<Se
         redeploy |= td != s.task_definition_arn;
         s.task_definition_arn = td;
     }
+    check_target_types(&mut store, &ctx, &spec, &s.task_definition_arn)?;
     if let Some(n) = network_configuration(i.network_configuration)? {
         redeploy |= spec.network_configuration.as_ref() != Some(&n);
         spec.network_configuration = Some(n);

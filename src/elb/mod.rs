@@ -161,6 +161,10 @@ struct State {
     /// address, by group.
     by_source: HashMap<String, HashMap<std::net::IpAddr, Target>>,
     store: Option<crate::store::Store>,
+    /// The EC2 instances an `instance` target may name, and the address each is reached
+    /// at: this box at 127.0.0.1 on one box; each box of a cluster at its address
+    /// (`Elb::set_instances`).
+    instances: HashMap<String, std::net::IpAddr>,
     /// The store's `data_version` when the resources were read.
     seen: i64,
 }
@@ -172,6 +176,12 @@ impl Elb {
         let mut state = State::default();
         state.load(&store)?;
         state.seen = data_version(&store);
+        let me = store
+            .ec2_instance_id()
+            .map_err(|e| anyhow::anyhow!("{}", crate::errors::error_chain(&e)))?;
+        state
+            .instances
+            .insert(me, std::net::Ipv4Addr::LOCALHOST.into());
         state.store = Some(store);
         let elb = Elb {
             root,
@@ -221,6 +231,20 @@ impl Elb {
         self.with(|_| Ok(()))
     }
 
+    /// `serve --cluster`: the boxes' EC2 instance ids and their addresses (from their
+    /// registrations), in place of this box's own.
+    pub fn set_instances(&self, instances: HashMap<String, std::net::IpAddr>) {
+        let changed = {
+            let mut s = self.lock();
+            let changed = s.instances != instances;
+            s.instances = instances;
+            changed
+        };
+        if changed {
+            self.changed();
+        }
+    }
+
     /// Tells the data plane the resources changed.
     fn changed(&self) {
         self.generation.send_modify(|g| *g += 1);
@@ -252,6 +276,14 @@ impl Elb {
         }
         f(&mut s)
     }
+}
+
+/// The type (`ip`, `instance`) of target group `arn` as stored, if it exists: ECS checks
+/// a service's target groups against its tasks' network mode.
+pub fn stored_target_type(store: &crate::store::Store, arn: &str) -> Option<String> {
+    let mut s = State::default();
+    s.load(store).ok()?;
+    s.groups.get(arn).map(|g| g.target_type.clone())
 }
 
 /// SQLite's count of the commits other connections made to `store`'s database.
@@ -467,15 +499,27 @@ pub struct Check {
     pub addr: std::net::SocketAddr,
 }
 
-/// Where traffic for target `t` goes: its IP address (`ip` groups), or this box
-/// (`instance` groups: the box is the one instance here).
-fn target_addr(g: &TargetGroup, t: &Target, port: u16) -> std::net::SocketAddr {
-    let ip = if g.target_type == "ip" {
-        t.id.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST)
-    } else {
-        std::net::Ipv4Addr::LOCALHOST
-    };
-    std::net::SocketAddr::from((ip, port))
+/// Where traffic for target `t` goes: its IP address (`ip` groups), or the address of
+/// the box with its instance id (`instance` groups: 127.0.0.1 for this box on one box).
+/// An instance no box has (any more) is reached nowhere: port 0 of loopback, which
+/// refuses every connection (the check fails, a request gets 502).
+fn target_addr(
+    instances: &HashMap<String, std::net::IpAddr>,
+    g: &TargetGroup,
+    t: &Target,
+    port: u16,
+) -> std::net::SocketAddr {
+    let nowhere = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    if g.target_type == "ip" {
+        return match t.id.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, port),
+            Err(_) => nowhere,
+        };
+    }
+    match instances.get(&t.id) {
+        Some(ip) => std::net::SocketAddr::new(*ip, port),
+        None => nowhere,
+    }
 }
 
 /// The loads of targets `from` of group `arn` (made for those that have none yet).
@@ -776,7 +820,7 @@ impl Elb {
                 ));
             }
         }
-        let addr = target_addr(g, t, t.port);
+        let addr = target_addr(&s.instances, g, t, t.port);
         meter.group = Some(s.meters.group(listener, &arn));
         Pick::Target(addr, stick, hold)
     }
@@ -798,7 +842,7 @@ impl Elb {
                     group: g.arn.clone(),
                     target: t.clone(),
                     settings: g.health.clone(),
-                    addr: target_addr(g, t, port),
+                    addr: target_addr(&s.instances, g, t, port),
                 });
             }
         }
@@ -915,32 +959,33 @@ impl Elb {
 /// What ECS's service scheduler asks of the load balancers (`crate::scheduler`): targets
 /// registered and deregistered through the same operations as the API's, and their health.
 impl Elb {
-    /// Registers `ip:port` in `group`; true when it was not registered before.
-    pub fn register_ip(&self, group: &str, ip: &str, port: u16) -> ElbResult<bool> {
+    /// Registers target `id:port` (an IP address or an instance id, as the group's type
+    /// asks) in `group`; true when it was not registered before.
+    pub fn register_target(&self, group: &str, id: &str, port: u16) -> ElbResult<bool> {
         let known = self
             .lock()
             .groups
             .get(group)
-            .is_some_and(|g| g.targets.iter().any(|t| t.id == ip && t.port == port));
+            .is_some_and(|g| g.targets.iter().any(|t| t.id == id && t.port == port));
         let port = port.to_string();
         ops::call(
             self,
             "RegisterTargets",
             &query::Params::of(&[
                 ("TargetGroupArn", group),
-                ("Targets.member.1.Id", ip),
+                ("Targets.member.1.Id", id),
                 ("Targets.member.1.Port", &port),
             ]),
         )?;
         Ok(!known)
     }
 
-    /// Deregisters `ip:port` from `group`: how long it drains (zero when the group is not
-    /// in use), or None when it was not registered.
-    pub fn deregister_ip(
+    /// Deregisters target `id:port` from `group`: how long it drains (zero when the group
+    /// is not in use), or None when it was not registered.
+    pub fn deregister_target(
         &self,
         group: &str,
-        ip: &str,
+        id: &str,
         port: u16,
     ) -> ElbResult<Option<std::time::Duration>> {
         let delay = {
@@ -948,7 +993,7 @@ impl Elb {
             let Some(g) = s.groups.get(group) else {
                 return Ok(None);
             };
-            if !g.targets.iter().any(|t| t.id == ip && t.port == port) {
+            if !g.targets.iter().any(|t| t.id == id && t.port == port) {
                 return Ok(None);
             }
             if s.lbs_of_group(group).is_empty() {
@@ -966,18 +1011,18 @@ impl Elb {
             "DeregisterTargets",
             &query::Params::of(&[
                 ("TargetGroupArn", group),
-                ("Targets.member.1.Id", ip),
+                ("Targets.member.1.Id", id),
                 ("Targets.member.1.Port", &port),
             ]),
         )?;
         Ok(Some(std::time::Duration::from_secs(delay)))
     }
 
-    /// The health of registered target `ip:port` of `group` (None: not registered).
-    pub fn health_of_ip(&self, group: &str, ip: &str, port: u16) -> Option<Health> {
+    /// The health of registered target `id:port` of `group` (None: not registered).
+    pub fn health_of_target(&self, group: &str, id: &str, port: u16) -> Option<Health> {
         let s = self.lock();
         let g = s.groups.get(group)?;
-        let t = g.targets.iter().find(|t| t.id == ip && t.port == port)?;
+        let t = g.targets.iter().find(|t| t.id == id && t.port == port)?;
         Some(s.health_of(g, t, Instant::now()))
     }
 }

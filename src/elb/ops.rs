@@ -852,6 +852,16 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
 /// The targets of a Register/Deregister/DescribeTargetHealth request, ports defaulting to
 /// the group's.
 fn targets(p: &Params, g: &TargetGroup) -> ElbResult<Vec<Target>> {
+    targets_known(p, g, None)
+}
+
+/// [`targets`]; with `instances`, an instance id must be one of theirs (RegisterTargets:
+/// ELB refuses an instance that does not exist).
+fn targets_known(
+    p: &Params,
+    g: &TargetGroup,
+    instances: Option<&std::collections::HashMap<String, std::net::IpAddr>>,
+) -> ElbResult<Vec<Target>> {
     let mut out = Vec::new();
     for t in p.structs("Targets") {
         let id = t.required("Id")?.to_string();
@@ -859,6 +869,16 @@ fn targets(p: &Params, g: &TargetGroup) -> ElbResult<Vec<Target>> {
         if g.target_type == "ip" && id.parse::<std::net::Ipv4Addr>().is_err() {
             return Err(ElbError::InvalidTarget(format!(
                 "The IP address '{id}' is not a valid IPv4 address"
+            )));
+        }
+        // Ref: ELB's answer for an instance id no instance has, as the AWS Load Balancer
+        // Controller's users quote it (kubernetes-sigs/aws-load-balancer-controller#272).
+        if g.target_type == "instance"
+            && id.starts_with("i-")
+            && instances.is_some_and(|known| !known.contains_key(&id))
+        {
+            return Err(ElbError::InvalidTarget(format!(
+                "The following instances do not exist: '{id}'"
             )));
         }
         if g.target_type == "instance" && !id.starts_with("i-") {
@@ -882,7 +902,7 @@ fn same(a: &Target, b: &Target) -> bool {
 
 fn register_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let mut g = group(s, p.required("TargetGroupArn")?)?.clone();
-    let new = targets(p, &g)?;
+    let new = targets_known(p, &g, Some(&s.instances))?;
     if new.is_empty() {
         return Err(validation("Targets must not be empty"));
     }

@@ -11,6 +11,7 @@ pub const DEFAULT_ROOT: &str = "/var/lib/minifargate";
 
 mod clusters;
 pub mod elb;
+pub mod instance_id;
 pub mod json_file;
 pub mod logs;
 mod migrations;
@@ -125,6 +126,12 @@ pub enum StoreError {
         op: &'static str,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("failed to keep the box's EC2 instance id in {path}")]
+    InstanceId {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("failed to encode task definition {family} for the state database")]
     Encode {

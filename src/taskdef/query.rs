@@ -19,7 +19,7 @@
 pub trait Subjects {
     fn agent_connected(&self) -> bool;
     fn agent_version(&self) -> &str;
-    /// `ec2InstanceId` (the box's host name here).
+    /// `ec2InstanceId` (the box's EC2 instance id, `i-…`).
     fn ec2_instance_id(&self) -> &str;
     fn registered_at_ms(&self) -> i64;
     fn running_tasks_count(&self) -> i64;

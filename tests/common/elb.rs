@@ -53,6 +53,11 @@ pub fn create_alb(api: &Api, name: &str) -> Alb {
 /// An HTTP target group `name` of `ip` targets on 8080, checked every 5 s (timeout 2 s,
 /// healthy after 2), deregistration delay `delay` seconds: its ARN.
 pub fn http_target_group(api: &Api, name: &str, delay: u32) -> String {
+    target_group_of(api, name, delay, "ip")
+}
+
+/// [`http_target_group`] with targets of type `target_type` (`ip`, `instance`).
+pub fn target_group_of(api: &Api, name: &str, delay: u32, target_type: &str) -> String {
     let tg = elbv2(
         api,
         &[
@@ -66,7 +71,7 @@ pub fn http_target_group(api: &Api, name: &str, delay: u32) -> String {
             "--vpc-id",
             "vpc-1",
             "--target-type",
-            "ip",
+            target_type,
             "--health-check-interval-seconds",
             "5",
             "--health-check-timeout-seconds",

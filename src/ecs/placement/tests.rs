@@ -6,7 +6,7 @@ fn cand(n: usize) -> Candidate {
     Candidate {
         arn: format!("arn:aws:ecs:us-east-1:000000000000:container-instance/c/i{n}"),
         id: format!("i{n}"),
-        host: format!("box-{n}"),
+        ec2_instance_id: format!("box-{n}"),
         attributes,
         active: true,
         connected: true,
