@@ -123,6 +123,16 @@ impl Publisher {
                     .runtime_id
                     .clone()
                     .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
+                // The service metrics need two figures of a container; Container
+                // Insights the whole sample.
+                if !with_insights {
+                    if let Some((cpu, mem)) = crate::task::stats::usage(cg, &t.id, &rid) {
+                        usage.cpu_ns += cpu;
+                        usage.mem += mem;
+                        read = true;
+                    }
+                    continue;
+                }
                 if let Some(s) =
                     crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
                 {

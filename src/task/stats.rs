@@ -206,6 +206,30 @@ impl Dirs {
     }
 }
 
+/// Container `runtime_id` of `task_id`'s CPU time (ns) and memory usage (bytes) as
+/// [`sample`] reads them, and nothing else: two files, where [`sample`] reads about
+/// twenty (the service metrics need only these two; Container Insights needs the rest).
+/// None when the container's cgroup is gone.
+pub fn usage(cg: &Cgroups, task_id: &str, runtime_id: &str) -> Option<(u64, u64)> {
+    let d = Dirs {
+        cg: cg.clone(),
+        rel: Cgroups::container_path(task_id, runtime_id),
+    };
+    match cg.version() {
+        CgroupVersion::V1 => {
+            let cpu = read_u64(&d.dir("cpuacct").join("cpuacct.usage"))?;
+            let mem = read_u64(&d.dir("memory").join("memory.usage_in_bytes")).unwrap_or(0);
+            Some((cpu, mem))
+        }
+        CgroupVersion::V2 => {
+            let dir = d.dir("");
+            let cpu = keyed(&dir.join("cpu.stat")).get("usage_usec")? * 1000;
+            let mem = read_u64(&dir.join("memory.current")).unwrap_or(0);
+            Some((cpu, mem))
+        }
+    }
+}
+
 /// Reads container `runtime_id` of `task_id` (cgroup `/minifargate/<task>/<id>`); `limit`
 /// caps the memory limit (the task's limit when the container has none of its own).
 /// `None` when the cgroup is gone (the container is not running).
@@ -490,5 +514,24 @@ mod tests {
         );
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert!(sample(&cg, "t", "t-9", None, proc.path()).is_none());
+        // The two figures alone: the same as the whole sample's.
+        assert_eq!(usage(&cg, "t", "t-0"), Some((s.cpu_total_ns, s.mem_usage)));
+        assert_eq!(usage(&cg, "t", "t-9"), None);
+    }
+
+    #[test]
+    fn v1_usage_is_the_cpuacct_and_memory_controllers_figures() {
+        let root = tempfile::tempdir().unwrap();
+        for (ctrl, f, v) in [
+            ("cpuacct", "cpuacct.usage", "123456789\n"),
+            ("memory", "memory.usage_in_bytes", "2097152\n"),
+        ] {
+            let dir = root.path().join(ctrl).join("minifargate/t/t-0");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(f), v).unwrap();
+        }
+        let cg = Cgroups::with_root(root.path(), CgroupVersion::V1);
+        assert_eq!(usage(&cg, "t", "t-0"), Some((123_456_789, 2_097_152)));
+        assert_eq!(usage(&cg, "t", "t-1"), None);
     }
 }
