@@ -737,26 +737,7 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
 
     // A service of 2 awsvpc tasks, one on each box, behind it.
     register(&api1, "lbweb.json", &addressed_web());
-    api1.aws_json(&["create-cluster", "--cluster-name", "default"]);
-    api1.aws_json(&[
-        "create-service",
-        "--service-name",
-        "lbweb",
-        "--task-definition",
-        "netbox-lbweb",
-        "--desired-count",
-        "2",
-        "--launch-type",
-        "EC2",
-        "--placement-constraints",
-        "type=distinctInstance",
-        "--load-balancers",
-        &format!("targetGroupArn={tg_arn},containerName=main,containerPort=8080"),
-    ]);
-    let tasks = api1.wait_for(120, "2 service tasks RUNNING", || {
-        let p = service_tasks(&api1, "lbweb");
-        (p.len() == 2).then_some(p)
-    });
+    let tasks = common::cluster::two_spread_tasks_behind(&api1, "lbweb", "netbox-lbweb", &tg_arn);
     let ips: Vec<String> = {
         let mut v: Vec<String> = tasks
             .iter()
@@ -1542,26 +1523,8 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
     let port = common::util::free_port();
     common::elb::http_listener(&api, &lb.arn, &port.to_string(), &tg);
     register(&api, "bridgeweb.json", &bridge_web());
-    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
-    api.aws_json(&[
-        "create-service",
-        "--service-name",
-        "bridgeweb",
-        "--task-definition",
-        "netbox-bridgeweb",
-        "--desired-count",
-        "2",
-        "--launch-type",
-        "EC2",
-        "--placement-constraints",
-        "type=distinctInstance",
-        "--load-balancers",
-        &format!("targetGroupArn={tg},containerName=main,containerPort=8080"),
-    ]);
-    let tasks = api.wait_for(120, "2 service tasks RUNNING", || {
-        let p = service_tasks(&api, "bridgeweb");
-        (p.len() == 2).then_some(p)
-    });
+    let tasks =
+        common::cluster::two_spread_tasks_behind(&api, "bridgeweb", "netbox-bridgeweb", &tg);
 
     // Each task registered as its own box's instance id and its host port; healthy.
     let want: Vec<(String, u64)> = {

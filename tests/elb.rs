@@ -412,6 +412,20 @@ print(json.dumps({"names": sorted(l["LoadBalancerName"] for l in lbs), "err": er
 }
 
 /// `GET url` with curl: (status, body).
+/// The distinct bodies of `n` GETs of `url`, each answered 200, sorted.
+fn distinct_answers(url: &str, n: usize) -> Vec<String> {
+    let mut bodies: Vec<String> = (0..n)
+        .map(|_| {
+            let (code, body) = get(url);
+            assert_eq!(code, 200, "{body}");
+            body
+        })
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    bodies
+}
+
 fn get(url: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")
         .args([
@@ -921,15 +935,7 @@ fn an_ecs_service_registers_its_tasks_and_drains_them_before_stopping() {
     task_ips.sort();
     assert_eq!(target_ips, task_ips);
     let url = format!("http://{ip}:{port}/");
-    let mut bodies: Vec<String> = (0..4)
-        .map(|_| {
-            let (code, body) = get(&url);
-            assert_eq!(code, 200, "{body}");
-            body
-        })
-        .collect();
-    bodies.sort();
-    bodies.dedup();
+    let bodies = distinct_answers(&url, 4);
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     let ev = service_events(&api, "web");
     assert!(
@@ -2627,15 +2633,7 @@ fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_
 
     // Traffic through the listener reaches all three.
     let url = format!("http://{}:{port}/", alb.ip);
-    let mut bodies: Vec<String> = (0..6)
-        .map(|_| {
-            let (code, body) = get(&url);
-            assert_eq!(code, 200, "{body}");
-            body
-        })
-        .collect();
-    bodies.sort();
-    bodies.dedup();
+    let bodies = distinct_answers(&url, 6);
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     let ev = service_events(&api, "bweb");
     assert!(

@@ -317,6 +317,37 @@ pub fn two_boxes(etcd: &Etcd, api: &Api, ttl: u64) -> (Agent, Agent) {
     (a, b)
 }
 
+/// Creates service `name` of 2 EC2 tasks of `family`, one on each box
+/// (`distinctInstance`), container `main`'s port 8080 behind target group `tg`, in cluster
+/// `default`; waits until both run and returns them as [`service_tasks`] does.
+pub fn two_spread_tasks_behind(
+    api: &Api,
+    name: &str,
+    family: &str,
+    tg: &str,
+) -> Vec<(String, String)> {
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        name,
+        "--task-definition",
+        family,
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EC2",
+        "--placement-constraints",
+        "type=distinctInstance",
+        "--load-balancers",
+        &format!("targetGroupArn={tg},containerName=main,containerPort=8080"),
+    ]);
+    api.wait_for(120, "2 service tasks RUNNING", || {
+        let p = service_tasks(api, name);
+        (p.len() == 2).then_some(p)
+    })
+}
+
 /// Each RUNNING task of service `name` and the instance it is on.
 pub fn service_tasks(api: &Api, name: &str) -> Vec<(String, String)> {
     let arns = api.aws_json(&["list-tasks", "--service-name", name]);
