@@ -235,11 +235,62 @@ impl Mf {
                 killed = true;
             }
         }
+        // And any process of this binary that still names this test's run root: a
+        // supervisor handed its task just before serve stopped has no supervisor.pid yet,
+        // and would go on making the task's netns, veth and mounts after the cleanup.
+        killed |= self.kill_processes_of_this_root();
         if killed {
             std::thread::sleep(std::time::Duration::from_millis(200));
             // The next command notices the dead supervisors and cleans up after them.
             let _ = self.cmd().args(["list-tasks"]).output();
         }
+    }
+
+    /// SIGKILLs, by pid, every process other than this one whose executable is the binary
+    /// under test and whose arguments name this test's run root (`--run-root <it>`), and
+    /// waits until they are gone. True if there was one.
+    pub fn kill_processes_of_this_root(&self) -> bool {
+        let exe = std::fs::canonicalize(bin()).unwrap_or_else(|_| bin());
+        let root = self.run_root.as_os_str().as_encoded_bytes().to_vec();
+        let me = std::process::id();
+        let ours = || -> Vec<i32> {
+            let mut pids = Vec::new();
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if pid as u32 == me
+                    || std::fs::read_link(e.path().join("exe")).ok() != Some(exe.clone())
+                {
+                    continue;
+                }
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if cmdline.split(|b| *b == 0).any(|a| a == root.as_slice()) {
+                    pids.push(pid);
+                }
+            }
+            pids
+        };
+        let mut found = false;
+        for _ in 0..50 {
+            let pids = ours();
+            if pids.is_empty() {
+                break;
+            }
+            found = true;
+            for pid in pids {
+                eprintln!(
+                    "test cleanup: killing leftover process {pid} of {}",
+                    self.run_root.display()
+                );
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        found
     }
 
     /// Writes a task definition into the test dir; returns its `file://` reference.
@@ -347,6 +398,7 @@ impl Drop for Mf {
                 killed = true;
             }
         }
+        killed |= self.kill_processes_of_this_root();
         if killed {
             std::thread::sleep(std::time::Duration::from_millis(200));
             let _ = self.cmd().args(["list-tasks"]).output();
