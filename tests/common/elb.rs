@@ -99,6 +99,12 @@ pub fn target_group_of(api: &Api, name: &str, delay: u32, target_type: &str) -> 
 
 /// An HTTP listener of load balancer `lb` on `port` forwarding to `tg`: its ARN.
 pub fn http_listener(api: &Api, lb: &str, port: &str, tg: &str) -> String {
+    listener_with_default(api, lb, port, &format!("Type=forward,TargetGroupArn={tg}"))
+}
+
+/// An HTTP listener of load balancer `lb` on `port` with default action `action` (the
+/// CLI's shorthand): its ARN.
+fn listener_with_default(api: &Api, lb: &str, port: &str, action: &str) -> String {
     let l = elbv2(
         api,
         &[
@@ -110,7 +116,7 @@ pub fn http_listener(api: &Api, lb: &str, port: &str, tg: &str) -> String {
             "--port",
             port,
             "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg}"),
+            action,
         ],
     );
     l["Listeners"][0]["ListenerArn"]
@@ -289,27 +295,18 @@ impl Drop for Targets {
 /// forwarding every path by `actions` (JSON): (port, rule ARN).
 pub fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String) {
     let port = super::util::free_port();
-    let l = elbv2(
+    let listener = listener_with_default(
         api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            lb,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port.to_string(),
-            "--default-actions",
-            "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
-        ],
+        lb,
+        &port.to_string(),
+        "Type=fixed-response,FixedResponseConfig={StatusCode=404}",
     );
-    let listener = l["Listeners"][0]["ListenerArn"].as_str().unwrap();
     let r = elbv2(
         api,
         &[
             "create-rule",
             "--listener-arn",
-            listener,
+            &listener,
             "--priority",
             "1",
             "--conditions",
