@@ -35,17 +35,6 @@ pub struct Liveness {
     pub created_at: i64,
 }
 
-impl From<&TaskRow> for Liveness {
-    fn from(t: &TaskRow) -> Self {
-        Liveness {
-            id: t.id.clone(),
-            supervisor_pid: t.supervisor_pid,
-            supervisor_start_time: t.supervisor_start_time,
-            created_at: t.created_at,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskRow {
     pub id: String,
@@ -157,6 +146,16 @@ const TASK_COLUMNS: &str = "id, arn, cluster, task_definition_arn, family, defin
 
 const CONTAINER_COLUMNS: &str = "task_id, idx, name, image, image_digest, runtime_id, essential, \
      last_status, exit_code, reason, cpu, memory, memory_reservation, arn, health_status, started_at_ms, finished_at_ms";
+
+/// A row of [`LIVENESS_SQL`].
+fn liveness_from_row(r: &Row<'_>) -> rusqlite::Result<Liveness> {
+    Ok(Liveness {
+        id: r.get(0)?,
+        supervisor_pid: r.get(1)?,
+        supervisor_start_time: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     task_row(r, |d| d.json(5, "definition"))
@@ -723,16 +722,9 @@ impl Store {
             .conn
             .prepare_cached(LIVENESS_SQL)
             .map_err(q("list running tasks"))?;
-        stmt.query_map([], |r| {
-            Ok(Liveness {
-                id: r.get(0)?,
-                supervisor_pid: r.get(1)?,
-                supervisor_start_time: r.get(2)?,
-                created_at: r.get(3)?,
-            })
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(q("list running tasks"))
+        stmt.query_map([], liveness_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(q("list running tasks"))
     }
 
     /// Task `id`'s supervisor as recorded, if the task is not STOPPED: what a check of its
@@ -740,21 +732,8 @@ impl Store {
     /// tasks on every pass).
     pub fn liveness(&self, id: &str) -> Result<Option<Liveness>, StoreError> {
         self.conn
-            .prepare_cached(
-                "SELECT id, supervisor_pid, supervisor_start_time, created_at_ms FROM tasks \
-                 WHERE id = ?1 AND last_status <> 'STOPPED'",
-            )
-            .and_then(|mut st| {
-                st.query_row([id], |r| {
-                    Ok(Liveness {
-                        id: r.get(0)?,
-                        supervisor_pid: r.get(1)?,
-                        supervisor_start_time: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                })
-                .optional()
-            })
+            .prepare_cached(&format!("{LIVENESS_SQL} AND id = ?1"))
+            .and_then(|mut st| st.query_row([id], liveness_from_row).optional())
             .map_err(q("read a task's supervisor"))
     }
 
