@@ -406,22 +406,6 @@ fn mac_string(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Turns IPv6 off on a bridge port's host end before its carrier comes up (the peer is
-/// still down). A bridge port forwards IPv6 frames at layer 2 without an address of its
-/// own; left on, each port gets a link-local address, its routes and a multicast route in
-/// the host's table (3 routes per task: 3000 at 1000 tasks, which every IPv6 route walk
-/// of the kernel then visits, e.g. on each MTU change and each port's removal), and runs
-/// duplicate address detection and router solicitation on the bridge. A host without
-/// IPv6 has no such file; any other failure is only a warning.
-fn host_port_without_ipv6(task: &str, veth: &str) {
-    let path = format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6");
-    match std::fs::write(&path, "1") {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(task, %path, error = %e, "cannot turn IPv6 off on the task's bridge port"),
-    }
-}
-
 /// Turns IPv4 forwarding on if it is off: checked by every bridged task's wiring, not
 /// only when the table is made (something else may have turned it off since).
 /// Ref: without forwarding the host drops the tasks' outbound packets. This is a

@@ -380,6 +380,7 @@ impl Netlink {
     /// task's namespace that name is `eth0` in every task, and the kernel keeps one
     /// dentry per namespace for it in the same hash chain, which each lookup walks (at
     /// 1000 tasks, ~2.6 ms of CPU per launch: docs/benchmarks.md, stop 51).
+    /// A kernel without IPv6 has no such setting (EAFNOSUPPORT): nothing to turn off.
     pub fn set_no_ipv6_address(&mut self, index: u32) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
@@ -387,12 +388,19 @@ impl Netlink {
             .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                 vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
             )]));
-        self.run(
+        match self.run(
             || format!("turn off IPv6 address generation on link #{index}"),
             RouteNetlinkMessage::SetLink(m),
             0,
-        )?;
-        Ok(())
+        ) {
+            Ok(_) => Ok(()),
+            Err(NetlinkError::Request { source, .. })
+                if source.raw_os_error() == Some(nix::libc::EAFNOSUPPORT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes link `name`; `Ok(false)` if it did not exist.

@@ -4,7 +4,7 @@
 use crate::state::TaskRecord;
 use crate::{
     Error, FilesError, METADATA_ADDRESS, NetlinkError, Network, PortBinding, TaskNetwork, TaskSpec,
-    files, host_port_without_ipv6, ipam, mac_for, mac_string, netlink, nfnl, nsfs, write_sysctl,
+    files, ipam, mac_for, mac_string, netlink, nfnl, nsfs, write_sysctl,
 };
 use std::net::Ipv4Addr;
 use tracing::{debug, info, warn};
@@ -173,7 +173,31 @@ impl Network {
             host.add_veth(veth, br, mtu, "eth0", mac, std::os::fd::AsFd::as_fd(&ns))
                 .map_err(nl_err)?;
             drop(ns);
-            host_port_without_ipv6(task, veth);
+            // The host end is a bridge port: it forwards IPv6 frames at layer 2 and needs
+            // no IPv6 address of its own. Left with one, each port gets a link-local
+            // address and its two routes in the host's table and runs duplicate address
+            // detection and router solicitation on the bridge. Asked before its carrier
+            // comes up (the peer is still down), through netlink, which waits for the
+            // kernel's RTNL lock: not through `/proc/sys/.../disable_ipv6`, whose write
+            // only tries that lock and restarts itself until it gets it, spinning a core
+            // while other launches hold it (40 % of the host's CPU during a scale-out of
+            // 400 tasks: docs/scaling.md). The port keeps its multicast route (one per
+            // task in table `local`), which only `disable_ipv6` avoids. A host without
+            // IPv6 refuses the request: a warning.
+            match host.link_index(veth) {
+                Ok(Some(index)) => {
+                    if let Err(e) = host.set_no_ipv6_address(index) {
+                        warn!(task, %veth, error = %e, "cannot turn IPv6 addresses off on the task's bridge port");
+                    }
+                }
+                Ok(None) => {
+                    return Err(nl_err(NetlinkError::Request {
+                        what: format!("find {veth} after creating it"),
+                        source: std::io::Error::from_raw_os_error(nix::libc::ENODEV),
+                    }));
+                }
+                Err(e) => return Err(nl_err(e)),
+            }
             if let Some(d) = self.cfg.pause_mid_setup {
                 std::thread::sleep(d);
             }
@@ -189,9 +213,7 @@ impl Network {
             // IPv4 only, as an ENI in an IPv4-only subnet: no IPv6 address on eth0, so
             // nothing sent to IPv6 multicast groups, which the bridge floods to every
             // other task's namespace (at 1000 tasks ~11 % of the box's CPU: docs/
-            // benchmarks.md, stop 51). `lo` keeps ::1. (The host end keeps its
-            // `disable_ipv6` write: it also spares the host's table a multicast route per
-            // port, which no netlink attribute does, and its name is unique.)
+            // benchmarks.md, stop 51). `lo` keeps ::1.
             inner.set_no_ipv6_address(eth0).map_err(nl_err)?;
             inner.set_up(eth0).map_err(nl_err)?;
             inner.add_addr(eth0, ip, subnet.prefix()).map_err(nl_err)?;

@@ -238,8 +238,8 @@ fn two_tasks_get_different_ips_and_talk_over_tcp() {
     links.sort();
     assert_eq!(links, ["eth0", "lo"]);
 
-    // The host end of each veth is a bridge port without IPv6 (no address or route of
-    // its own in the host's table); the task's eth0 has none either (IPv4 only, nothing
+    // The host end of each veth is a bridge port without an IPv6 address (no link-local
+    // address or route of its own in the host's table); the task's eth0 has none either (IPv4 only, nothing
     // sent to IPv6 multicast groups that the bridge floods to every task), `lo` keeps ::1.
     let ipv6_addrs = |netns: Option<&Path>, dev: &str| {
         let mut cmd = std::process::Command::new("ip");
@@ -255,10 +255,20 @@ fn two_tasks_get_different_ips_and_talk_over_tcp() {
     };
     let veth = f.net.veth_name("a");
     assert_eq!(
-        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"))
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/addr_gen_mode"))
             .unwrap()
             .trim(),
-        "1"
+        "1",
+        "host end {veth} makes no IPv6 address"
+    );
+    let host_routes = std::process::Command::new("ip")
+        .args(["-6", "route", "show", "table", "all", "dev", &veth])
+        .output()
+        .unwrap();
+    let host_routes = String::from_utf8(host_routes.stdout).unwrap();
+    assert!(
+        !host_routes.contains("fe80"),
+        "no link-local route for {veth}: {host_routes}"
     );
     assert_eq!(
         ipv6_addrs(None, &veth),
