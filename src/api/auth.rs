@@ -756,8 +756,10 @@ mod tests {
         ));
     }
 
-    /// The cost of one check (docs/security.md quotes it): the mean over 2,000 requests
-    /// with a 1 KiB body must stay far below a request's own cost (1 ms).
+    /// Requests with a small and a 1 KiB body check, 2,000 times each; the mean cost of
+    /// one check is printed (docs/security.md quotes it; `scripts/bench-serve` points
+    /// here). A figure, not an assertion: speed is never asserted in a test, as the
+    /// machine running the suite may be busy.
     #[test]
     fn a_check_costs_microseconds() {
         const BODY: &str = concat!("{\"family\":\"x\",", "\"containerDefinitions\":[]}");
@@ -780,6 +782,5 @@ mod tests {
             "SigV4 check: {small:?} per request ({} B body), {kib:?} (1 KiB body)",
             BODY.len()
         );
-        assert!(kib < Duration::from_millis(1), "{kib:?}");
     }
 }

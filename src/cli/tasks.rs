@@ -177,7 +177,7 @@ pub fn logs(g: &GlobalOpts, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let prefixes: Vec<String> = names.iter().map(|n| prefix(n)).collect();
     let mut logs: Vec<ContainerLog> = names
         .iter()
-        .map(|n| ContainerLog::new(def.as_ref(), &paths, &id, n))
+        .map(|n| ContainerLog::new(def.as_deref(), &paths, &id, n))
         .collect();
     // Everything so far, merged by time.
     for (i, e) in read_merged(&mut logs, &ecs, a.tail)? {

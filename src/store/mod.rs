@@ -341,6 +341,8 @@ fn create_root(root: &Path) -> Result<(), StoreError> {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// [`Store::group_tasks`]'s last answers, while the database is as it was then.
+    groups: std::cell::RefCell<tasks::GroupCache>,
 }
 
 impl Store {
@@ -364,6 +366,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            groups: Default::default(),
         };
         store.migrate()?;
         if replica::logging() {

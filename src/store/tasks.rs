@@ -42,8 +42,9 @@ pub struct TaskRow {
     pub cluster: String,
     pub task_definition_arn: String,
     pub family: String,
-    /// The task definition the task runs (overrides applied).
-    pub definition: TaskDefinition,
+    /// The task definition the task runs (overrides applied); shared by the rows read
+    /// together whose stored definition is the same text (a service's tasks).
+    pub definition: std::sync::Arc<TaskDefinition>,
     /// RunTask `overrides`.
     pub overrides: TaskOverride,
     pub launch_type: String,
@@ -158,13 +159,13 @@ fn liveness_from_row(r: &Row<'_>) -> rusqlite::Result<Liveness> {
 }
 
 fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
-    task_row(r, |d| d.json(5, "definition"))
+    task_row(r, |d| d.json(5, "definition").map(std::sync::Arc::new))
 }
 
 /// A task row of [`TASK_COLUMNS`], its definition (column 5) from `definition`.
 fn task_row(
     r: &Row<'_>,
-    definition: impl FnOnce(&Decoder<'_, '_>) -> rusqlite::Result<TaskDefinition>,
+    definition: impl FnOnce(&Decoder<'_, '_>) -> rusqlite::Result<std::sync::Arc<TaskDefinition>>,
 ) -> rusqlite::Result<TaskRow> {
     let d = Decoder::new(r, "tasks", r.get(0)?);
     Ok(TaskRow {
@@ -228,6 +229,39 @@ fn container_from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRow> {
         started_at: r.get(15)?,
         finished_at: r.get(16)?,
     })
+}
+
+/// The rows [`Store::group_tasks`] read last, by (cluster, group), with the state of the
+/// database they were read in: SQLite's `data_version` (it changes when another
+/// connection commits) and this connection's `total_changes` (it changes with each row
+/// this connection writes). While both are the same, the same query gives the same rows.
+#[derive(Default)]
+pub(crate) struct GroupCache {
+    stamp: Option<(i64, u64)>,
+    groups: std::collections::HashMap<(String, String), Vec<GroupTask>>,
+}
+
+/// One task of a group with its containers, as [`Store::group_tasks`] gives it.
+pub type GroupTask = (TaskRow, Vec<ContainerRow>);
+
+impl GroupCache {
+    fn get(&self, stamp: (i64, u64), cluster: &str, group: &str) -> Option<&[GroupTask]> {
+        if self.stamp != Some(stamp) {
+            return None;
+        }
+        self.groups
+            .get(&(cluster.to_owned(), group.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    fn put(&mut self, stamp: (i64, u64), cluster: &str, group: &str, rows: Vec<GroupTask>) {
+        if self.stamp != Some(stamp) {
+            self.groups.clear();
+            self.stamp = Some(stamp);
+        }
+        self.groups
+            .insert((cluster.to_owned(), group.to_owned()), rows);
+    }
 }
 
 impl Store {
@@ -359,13 +393,26 @@ impl Store {
     /// whatever the number of tasks: the service scheduler reads this for every service
     /// on every pass.
     #[allow(clippy::type_complexity)]
-    pub fn group_tasks(
-        &self,
-        cluster: &str,
-        group: &str,
-    ) -> Result<Vec<(TaskRow, Vec<ContainerRow>)>, StoreError> {
+    ///
+    /// A caller that asks again while nothing was written (an idle service scheduler's
+    /// pass each second) gets the rows it read last time: none is read or decoded again
+    /// while the database is as it was ([`GroupCache`]).
+    pub fn group_tasks(&self, cluster: &str, group: &str) -> Result<Vec<GroupTask>, StoreError> {
+        let stamp = (self.data_version()?, self.conn.total_changes());
+        if let Some(rows) = self.groups.borrow().get(stamp, cluster, group) {
+            return Ok(rows.to_vec());
+        }
+        let rows = self.read_group_tasks(cluster, group)?;
+        self.groups
+            .borrow_mut()
+            .put(stamp, cluster, group, rows.clone());
+        Ok(rows)
+    }
+
+    fn read_group_tasks(&self, cluster: &str, group: &str) -> Result<Vec<GroupTask>, StoreError> {
         // The copies of one definition (a service's tasks) are decoded once.
-        let mut decoded: std::collections::HashMap<String, TaskDefinition> = Default::default();
+        let mut decoded: std::collections::HashMap<String, std::sync::Arc<TaskDefinition>> =
+            Default::default();
         let tasks = self
             .conn
             .prepare_cached(&format!(
@@ -379,7 +426,8 @@ impl Store {
                         if let Some(def) = decoded.get(text) {
                             return Ok(def.clone());
                         }
-                        let def: TaskDefinition = d.json(5, "definition")?;
+                        let def: std::sync::Arc<TaskDefinition> =
+                            std::sync::Arc::new(d.json(5, "definition")?);
                         decoded.insert(text.to_owned(), def.clone());
                         Ok(def)
                     })
@@ -1001,6 +1049,52 @@ mod tests {
     }
 
     #[test]
+    fn a_group_read_again_has_what_this_or_another_connection_wrote_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.ensure_cluster("default", "arn:c", 1).unwrap();
+        let task = |id: &str, at: i64| TaskRow {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: "default".into(),
+            family: "f".into(),
+            group: Some("service:web".into()),
+            last_status: LastStatus::Running,
+            desired_status: DesiredStatus::Running,
+            created_at: at,
+            version: 1,
+            ..Default::default()
+        };
+        s.insert_task(&task("a", 1), &[]).unwrap();
+        let ids = |s: &Store| -> Vec<(String, LastStatus)> {
+            s.group_tasks("default", "service:web")
+                .unwrap()
+                .into_iter()
+                .map(|(t, _)| (t.id, t.last_status))
+                .collect()
+        };
+        assert_eq!(ids(&s), [("a".to_string(), LastStatus::Running)]);
+        // Asked again with nothing written: the same rows.
+        assert_eq!(ids(&s), [("a".to_string(), LastStatus::Running)]);
+        // This connection writes.
+        s.insert_task(&task("b", 2), &[]).unwrap();
+        assert_eq!(ids(&s).len(), 2);
+        // Another connection (a supervisor) commits: seen at once.
+        let mut other = Store::open(dir.path()).unwrap();
+        let mut a = task("a", 1);
+        a.last_status = LastStatus::Stopped;
+        a.desired_status = DesiredStatus::Stopped;
+        a.version = 2;
+        other.save_task(&a).unwrap();
+        assert_eq!(ids(&s), [("b".to_string(), LastStatus::Running)]);
+        let mut b = task("b", 2);
+        b.last_status = LastStatus::Deprovisioning;
+        b.version = 2;
+        other.save_task(&b).unwrap();
+        assert_eq!(ids(&s), [("b".to_string(), LastStatus::Deprovisioning)]);
+    }
+
+    #[test]
     fn a_group_s_tasks_are_its_unstopped_ones_oldest_first_each_with_its_containers() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
@@ -1104,10 +1198,10 @@ mod tests {
             desired_status: DesiredStatus::Running,
             created_at: 1,
             version: 1,
-            definition: TaskDefinition {
+            definition: std::sync::Arc::new(TaskDefinition {
                 memory: Some(crate::taskdef::model::SizeValue("512".into())),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         };
         for t in [
@@ -1131,7 +1225,8 @@ mod tests {
         // One definition text, decoded once for both rows.
         assert!(std::rc::Rc::ptr_eq(&got[0].definition, &got[1].definition));
         let mut other = row("f", "default", "EC2", LastStatus::Running);
-        other.definition.memory = Some(crate::taskdef::model::SizeValue("1024".into()));
+        std::sync::Arc::make_mut(&mut other.definition).memory =
+            Some(crate::taskdef::model::SizeValue("1024".into()));
         s.insert_task(&other, &[]).unwrap();
         let got = s.placement_rows("default").unwrap();
         let f = got.iter().find(|r| r.family == "fam-f").unwrap();

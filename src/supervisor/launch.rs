@@ -360,7 +360,7 @@ pub fn prepare_task(
             .clone()
             .unwrap_or_else(|| ctx.task_definition_arn(stored.family(), stored.revision())),
         family: stored.family().to_string(),
-        definition: def.clone(),
+        definition: std::sync::Arc::new(def.clone()),
         overrides: req.overrides.clone(),
         launch_type: launch_type.clone(),
         started_by: req.started_by.clone(),

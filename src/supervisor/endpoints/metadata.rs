@@ -697,7 +697,7 @@ impl Snapshot {
                 source,
             }
         };
-        let def = task.definition.clone();
+        let def = (*task.definition).clone();
         let tags = task
             .tags
             .iter()
