@@ -818,3 +818,48 @@ fn simulated_reboot() {
     assert_no_leaks(&env.mf, &ids, &[&run_root]);
     env.assert_new_task_runs(&[&run_root]);
 }
+
+/// The run root removed under a running task (a test's cleanup once did it to a supervisor
+/// handed its task as serve stopped): the network's state, with the task's record, is
+/// gone. Stopped then (SIGTERM, as systemd would), the supervisor still removes the
+/// namespace and veth it made, by their names, and leaves nothing else behind.
+#[test]
+fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "lost",
+        "awsvpc",
+        BUSYBOX,
+        "trap 'exit 0' TERM; while :; do sleep 1; done",
+        "",
+    );
+    let id = env.run_detached(&td);
+    env.wait_status(&id, "RUNNING", Duration::from_secs(60));
+    let pid = env.supervisor_pid(&id);
+    let net = env.mf.network();
+    let pin = Path::new("/run/netns").join(format!("mfg-{id}"));
+    let veth = net.veth_name(&id);
+    assert!(pin.exists() && netns::link_exists(&veth).unwrap());
+    let state = env.mf.run_root.join("net").join(env.mf.bridge());
+    std::fs::remove_dir_all(&state).unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_dead(pid);
+    assert!(!pin.exists(), "netns left behind: {}", pin.display());
+    assert!(
+        !netns::link_exists(&veth).unwrap(),
+        "veth {veth} left behind"
+    );
+    assert!(
+        !state.exists(),
+        "the lost state was made again: {}",
+        state.display()
+    );
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_no_leaks(&env.mf, &[&id], &[]);
+    env.assert_new_task_runs(&[]);
+}
