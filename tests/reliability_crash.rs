@@ -820,8 +820,8 @@ fn simulated_reboot() {
 }
 
 /// The run root removed under a running task (a test's cleanup once did it to a supervisor
-/// handed its task as serve stopped): the network's state, with the task's record, is
-/// gone. Stopped then (SIGTERM, as systemd would), the supervisor still removes the
+/// handed its task as serve stopped): the network's state, with the task's record, and
+/// the task's run dir are gone. Stopped then (SIGTERM, as systemd would), the supervisor still removes the
 /// namespace and veth it made, by their names, and leaves nothing else behind.
 #[test]
 fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
@@ -842,6 +842,8 @@ fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
     assert!(pin.exists() && netns::link_exists(&veth).unwrap());
     let state = env.mf.run_root.join("net").join(env.mf.bridge());
     std::fs::remove_dir_all(&state).unwrap();
+    // Its run dir (socket, pid file) too.
+    std::fs::remove_dir_all(env.mf.run_root.join("tasks").join(&id)).unwrap();
     let st = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
