@@ -865,3 +865,25 @@ fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
     assert_no_leaks(&env.mf, &[&id], &[]);
     env.assert_new_task_runs(&[]);
 }
+
+/// A supervisor for a root with no state (removed since it was started, as a test's
+/// cleanup once did to one handed its task as serve stopped; or the wrong `--root`) says
+/// so and makes nothing: no store, no run dir.
+#[test]
+fn a_supervisor_for_a_root_without_state_makes_nothing() {
+    let mf = Mf::new();
+    let id = "0123456789abcdef0123456789abcdef";
+    let out = mf.run(&["supervise", "--task-id", id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "task {id}: there is no state under {}",
+            mf.root.display()
+        )),
+        "{err}"
+    );
+    assert!(!mf.root.join("state.db").exists(), "a store was made");
+    let run_dir = mf.run_root.join("tasks").join(id);
+    assert!(!run_dir.exists(), "{} was made", run_dir.display());
+}
