@@ -78,6 +78,15 @@ fn kill_serve_during_run_task(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    kill_serve_when(api, what, when);
+    let _ = run.wait();
+    api.restart();
+    let ids = all_tasks(api);
+    eprintln!("after the restart: {:?}", statuses(api, &ids));
+}
+
+/// SIGKILLs `serve` once `when` holds (polled every millisecond, at most 60 s).
+fn kill_serve_when(api: &mut Api, what: &str, when: impl Fn(&Api) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !when(api) {
         assert!(Instant::now() < deadline, "never saw {what}");
@@ -85,10 +94,23 @@ fn kill_serve_during_run_task(
     }
     eprintln!("killing serve: {what}");
     api.kill_server();
-    let _ = run.wait();
-    api.restart();
-    let ids = all_tasks(api);
-    eprintln!("after the restart: {:?}", statuses(api, &ids));
+}
+
+/// Holds once a supervisor of `root` more than `before` has been seen and `after` has
+/// passed since.
+fn new_supervisor_then(
+    root: &std::path::Path,
+    before: usize,
+    after: Duration,
+) -> impl Fn(&Api) -> bool {
+    let seen = std::cell::Cell::new(None::<Instant>);
+    let root = root.to_path_buf();
+    move |_| {
+        if seen.get().is_none() && supervisors_of(&root).len() > before {
+            seen.set(Some(Instant::now()));
+        }
+        seen.get().is_some_and(|t| t.elapsed() >= after)
+    }
 }
 
 #[test]
@@ -102,18 +124,11 @@ fn serve_killed_while_tasks_launch_leaves_nothing_once_restarted_and_stopped() {
     // yet, or just recorded), and a moment later.
     for extra_ms in [0u64, 30, 120] {
         let before = supervisors_of(&root).len();
-        let seen = std::cell::Cell::new(None::<Instant>);
         kill_serve_during_run_task(
             &mut api,
             3,
             &format!("a new supervisor, then {extra_ms} ms"),
-            |_| {
-                if seen.get().is_none() && supervisors_of(&root).len() > before {
-                    seen.set(Some(Instant::now()));
-                }
-                seen.get()
-                    .is_some_and(|t| t.elapsed() >= Duration::from_millis(extra_ms))
-            },
+            new_supervisor_then(&root, before, Duration::from_millis(extra_ms)),
         );
     }
 
@@ -194,4 +209,93 @@ fn serve_killed_while_tasks_launch_leaves_nothing_once_restarted_and_stopped() {
         );
         assert!(!netns::link_exists(&net.veth_name(id)).unwrap());
     }
+}
+
+/// The same for a service's tasks, launched by serve's scheduler: serve killed as the
+/// first of them is started, again as the restarted serve launches the rest, and while
+/// they run; the user then scales the service to 0 and deletes it.
+#[test]
+fn serve_killed_while_a_service_launches_leaves_nothing_once_the_service_is_deleted() {
+    let mut api = Api::start();
+    let def = api.file("long.json", LONG);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    let root = api.mf.root.clone();
+    // The scheduler starts the service's tasks as soon as it is created (and the
+    // restarted serve the missing ones as soon as it starts): counted from before that.
+    let mut before = supervisors_of(&root).len();
+    let mut create = api
+        .aws_command(
+            "ecs",
+            &[
+                "create-service",
+                "--service-name",
+                "web",
+                "--task-definition",
+                "ks-long",
+                "--desired-count",
+                "6",
+                "--network-configuration",
+                NET,
+            ],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_serve_when(
+        &mut api,
+        "a new supervisor of the service",
+        new_supervisor_then(&root, before, Duration::ZERO),
+    );
+    let _ = create.wait();
+    // Again as the restarted serve starts the tasks still missing, if any are.
+    for _ in 0..3 {
+        before = supervisors_of(&root).len();
+        api.restart();
+        let ids = all_tasks(&api);
+        eprintln!("after the restart: {:?}", statuses(&api, &ids));
+        if ids.len() >= 6 {
+            break;
+        }
+        kill_serve_when(
+            &mut api,
+            "a new supervisor of the restarted serve's scheduler",
+            new_supervisor_then(&root, before, Duration::ZERO),
+        );
+    }
+    if api.service("default", "web")["status"] != "ACTIVE" {
+        // serve was killed before it answered CreateService (nothing recorded): again.
+        api.aws_json(&[
+            "create-service",
+            "--service-name",
+            "web",
+            "--task-definition",
+            "ks-long",
+            "--desired-count",
+            "6",
+            "--network-configuration",
+            NET,
+        ]);
+    }
+    api.wait_for(120, "the service's 6 tasks to run", || {
+        (api.service("default", "web")["runningCount"] == 6).then_some(())
+    });
+    api.kill_server();
+    api.restart();
+
+    api.aws_json(&["update-service", "--service", "web", "--desired-count", "0"]);
+    api.aws_json(&["delete-service", "--service", "web", "--force"]);
+    let ids = all_tasks(&api);
+    assert!(ids.len() >= 6, "{ids:?}");
+    wait_for("every task to be STOPPED", || {
+        let _ = api.aws(&["list-tasks"]);
+        statuses(&api, &all_tasks(&api))
+            .iter()
+            .all(|(_, s)| s == "STOPPED")
+    });
+    let ids = all_tasks(&api);
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_no_leaks(&api.mf, &id_refs, &[]);
+    wait_for("no supervisor of this root left", || {
+        supervisors_of(&root).is_empty()
+    });
 }
