@@ -818,3 +818,72 @@ fn simulated_reboot() {
     assert_no_leaks(&env.mf, &ids, &[&run_root]);
     env.assert_new_task_runs(&[&run_root]);
 }
+
+/// The run root removed under a running task (a test's cleanup once did it to a supervisor
+/// handed its task as serve stopped): the network's state, with the task's record, and
+/// the task's run dir are gone. Stopped then (SIGTERM, as systemd would), the supervisor still removes the
+/// namespace and veth it made, by their names, and leaves nothing else behind.
+#[test]
+fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
+    let env = Env::new();
+    let td = env.taskdef(
+        "lost",
+        "awsvpc",
+        BUSYBOX,
+        "trap 'exit 0' TERM; while :; do sleep 1; done",
+        "",
+    );
+    let id = env.run_detached(&td);
+    env.wait_status(&id, "RUNNING", Duration::from_secs(60));
+    let pid = env.supervisor_pid(&id);
+    let net = env.mf.network();
+    let pin = Path::new("/run/netns").join(format!("mfg-{id}"));
+    let veth = net.veth_name(&id);
+    assert!(pin.exists() && netns::link_exists(&veth).unwrap());
+    let state = env.mf.run_root.join("net").join(env.mf.bridge());
+    std::fs::remove_dir_all(&state).unwrap();
+    // Its run dir (socket, pid file) too.
+    std::fs::remove_dir_all(env.mf.run_root.join("tasks").join(&id)).unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_dead(pid);
+    assert!(!pin.exists(), "netns left behind: {}", pin.display());
+    assert!(
+        !netns::link_exists(&veth).unwrap(),
+        "veth {veth} left behind"
+    );
+    assert!(
+        !state.exists(),
+        "the lost state was made again: {}",
+        state.display()
+    );
+    let t = env.describe(&id);
+    assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
+    assert_no_leaks(&env.mf, &[&id], &[]);
+    env.assert_new_task_runs(&[]);
+}
+
+/// A supervisor for a root with no state (removed since it was started, as a test's
+/// cleanup once did to one handed its task as serve stopped; or the wrong `--root`) says
+/// so and makes nothing: no store, no run dir.
+#[test]
+fn a_supervisor_for_a_root_without_state_makes_nothing() {
+    let mf = Mf::new();
+    let id = "0123456789abcdef0123456789abcdef";
+    let out = mf.run(&["supervise", "--task-id", id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "task {id}: there is no state under {}",
+            mf.root.display()
+        )),
+        "{err}"
+    );
+    assert!(!mf.root.join("state.db").exists(), "a store was made");
+    let run_dir = mf.run_root.join("tasks").join(id);
+    assert!(!run_dir.exists(), "{} was made", run_dir.display());
+}

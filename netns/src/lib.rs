@@ -958,13 +958,35 @@ impl Network {
     /// files, port map elements and lease; the last task empties the port maps (the
     /// table and the bridge stay, until [`Network::reset`]).
     /// Every step runs even if an earlier one failed; all failures are returned.
-    /// Tearing down a task that has no network is a no-op.
+    /// A task the state has no record of (its state was lost under it: the run root
+    /// removed while the task ran) loses what it has by name ([`Network::remove_by_name`]),
+    /// with a warning naming each thing removed; one that had no network loses nothing.
     pub fn teardown(&self, task: &str) -> Result<(), TeardownError> {
         let t = || task.to_string();
         let fail = |errors| TeardownError { task: t(), errors };
+        // A state dir that is gone is not made again (under a removed run root) only to
+        // find no record in it.
+        if !self.cfg.run_root.is_dir() {
+            let mut errors = Vec::new();
+            self.remove_by_name(task, &mut errors);
+            return if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(fail(errors))
+            };
+        }
         let rec = match state::lock(&self.cfg.run_root).and_then(|l| l.record(task)) {
             Ok(Some(r)) if r.releasing_since_ms.is_none() => r,
-            Ok(_) => return Ok(()),
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {
+                let mut errors = Vec::new();
+                self.remove_by_name(task, &mut errors);
+                return if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(fail(errors))
+                };
+            }
             Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
         };
         let mut errors = Vec::new();
@@ -1105,27 +1127,7 @@ impl Network {
             return Ok(());
         }
         let mut errors = Vec::new();
-        if let Err(source) = nsfs::remove(&self.netns_path(task)) {
-            errors.push(Error::Netns { task: t(), source });
-        }
-        // With its namespace gone the kernel frees the pair; deleting it here as well
-        // makes it gone when this returns (a rare path: its ~25 ms do not matter).
-        let veth = self.veth_name(task);
-        if let Err(source) = netlink::Netlink::open().and_then(|mut nl| nl.del_link(&veth)) {
-            errors.push(Error::Netlink { task: t(), source });
-        }
-        let dir = self.task_dir(task);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            errors.push(Error::Files {
-                task: t(),
-                source: FilesError::Write {
-                    path: dir,
-                    source: e,
-                },
-            });
-        }
+        self.remove_by_name(task, &mut errors);
         // (A state that cannot be read keeps the table.)
         let no_table_here = l
             .any_lease()
@@ -1145,6 +1147,46 @@ impl Network {
             Ok(())
         } else {
             Err(fail(errors))
+        }
+    }
+
+    /// Removes task `task`'s namespace pin, host veth and files, found by their names
+    /// (derived from the task's id), for a task the state has no record of; each thing
+    /// removed is named in a warning (something was left that no record accounted for),
+    /// each failure pushed to `errors`. Nothing there is no failure.
+    fn remove_by_name(&self, task: &str, errors: &mut Vec<Error>) {
+        let t = || task.to_string();
+        let pin = self.netns_path(task);
+        match nsfs::remove(&pin) {
+            Ok(true) => {
+                warn!(task, netns = %pin.display(), "removed the task's network namespace by name: no record of it was left")
+            }
+            Ok(false) => {}
+            Err(source) => errors.push(Error::Netns { task: t(), source }),
+        }
+        // With its namespace gone the kernel frees the pair; deleting it here as well
+        // makes it gone when this returns (a rare path: its ~25 ms do not matter).
+        let veth = self.veth_name(task);
+        match netlink::Netlink::open().and_then(|mut nl| nl.del_link(&veth)) {
+            Ok(true) => {
+                warn!(task, %veth, "removed the task's veth by name: no record of it was left")
+            }
+            Ok(false) => {}
+            Err(source) => errors.push(Error::Netlink { task: t(), source }),
+        }
+        let dir = self.task_dir(task);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                warn!(task, files = %dir.display(), "removed the task's network files by name: no record of them was left")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(Error::Files {
+                task: t(),
+                source: FilesError::Write {
+                    path: dir,
+                    source: e,
+                },
+            }),
         }
     }
 

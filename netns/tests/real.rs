@@ -320,6 +320,27 @@ fn two_tasks_get_different_ips_and_talk_over_tcp() {
     assert!(!netns::link_exists(&f.net.config().bridge).unwrap());
 }
 
+/// The state lost under running tasks (their run root removed): a teardown finds no
+/// record, and still removes each task's namespace and veth, by name, without making the
+/// lost state again; a task set up after the loss (new state, no record of the first)
+/// does not keep the first's teardown from finding what it left.
+#[test]
+fn a_task_whose_state_was_lost_is_torn_down_by_name() {
+    let f = fixture();
+    let root = f.net.config().run_root.clone();
+    f.net.setup_task("lost", &awsvpc()).unwrap();
+    f.net.setup_task("lost2", &awsvpc()).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    f.net.teardown("lost").unwrap();
+    assert!(!root.exists(), "the lost state was made again");
+    assert_gone(&f, "lost");
+    f.net.setup_task("other", &awsvpc()).unwrap();
+    f.net.teardown("lost2").unwrap();
+    assert_gone(&f, "lost2");
+    f.net.teardown("other").unwrap();
+    assert_gone(&f, "other");
+}
+
 #[test]
 fn metadata_address_is_private_to_each_task() {
     let f = fixture();

@@ -184,7 +184,12 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
     // database while no other is open rebuilds SQLite's WAL index from the whole WAL,
     // which each request (each opens the store) otherwise paid (issue 26).
     let _held = ecs.open_store().ok();
-    rt.block_on(super::serve(ecs, a.listen, security, listening))?;
+    let served = rt.block_on(super::serve(ecs, a.listen, security, listening));
+    // Cluster mode: the etcd calls of threads outside the runtime (serve's scheduler and
+    // replica threads) stop using it before it is dropped (crate::cluster::close_runtime).
+    crate::cluster::close_runtime(std::time::Duration::from_secs(10));
+    drop(rt);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -66,20 +66,153 @@ pub fn serving() -> Option<&'static etcd::Etcd> {
     SERVING.get()
 }
 
+/// serve's runtime going away: set (and the calls running on it waited for) before the
+/// runtime is dropped, so no etcd call polls a timer of a runtime whose drivers are shut
+/// down (tokio panics: "A Tokio 1.x context was found, but it is being shutdown").
+static SERVE_GATE: Gate = Gate::new();
+
+/// Whether serve's runtime still takes etcd calls, and how many run on it now.
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    idle: std::sync::Condvar,
+}
+
+struct GateState {
+    closed: bool,
+    in_flight: usize,
+}
+
+/// One etcd call running on serve's runtime: counted while it lives.
+struct InFlight<'a>(&'a Gate);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.in_flight -= 1;
+        if s.in_flight == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+impl Gate {
+    const fn new() -> Gate {
+        Gate {
+            state: std::sync::Mutex::new(GateState {
+                closed: false,
+                in_flight: 0,
+            }),
+            idle: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A call may run on serve's runtime: counted until the guard drops. `None` once
+    /// [`Gate::close`] was called.
+    fn enter(&self) -> Option<InFlight<'_>> {
+        let mut s = self.lock();
+        if s.closed {
+            return None;
+        }
+        s.in_flight += 1;
+        Some(InFlight(self))
+    }
+
+    /// No call starts on serve's runtime from now on; waits (at most `wait`) for those
+    /// running on it to end. False if some were still running after `wait`.
+    fn close(&self, wait: std::time::Duration) -> bool {
+        let mut s = self.lock();
+        s.closed = true;
+        let (s, _) = self
+            .idle
+            .wait_timeout_while(s, wait, |s| s.in_flight > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        s.in_flight == 0
+    }
+}
+
+/// serve is stopping: the etcd calls of threads outside its runtime (the scheduler's, the
+/// replica's) no longer run on it, and those running are waited for (at most `wait`).
+/// Call before dropping the runtime given to [`serve_with`].
+pub fn close_runtime(wait: std::time::Duration) {
+    if RUNTIME.get().is_some() && !SERVE_GATE.close(wait) {
+        tracing::warn!(
+            wait_s = wait.as_secs_f64(),
+            "etcd calls still running as serve stops"
+        );
+    }
+}
+
 /// Runs an etcd call from one of the API's blocking threads (inside serve's runtime), or
-/// on a runtime of its own elsewhere.
+/// on a runtime of its own elsewhere, and once serve is stopping ([`close_runtime`]).
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    block_on_with(&SERVE_GATE, RUNTIME.get(), f)
+}
+
+/// [`block_on`] with serve's gate and runtime given.
+fn block_on_with<F: std::future::Future>(
+    gate: &Gate,
+    serve_rt: Option<&tokio::runtime::Handle>,
+    f: F,
+) -> F::Output {
     // The etcd client's pooled connections live on the runtime that made them: serve's
-    // calls all run on serve's.
-    match tokio::runtime::Handle::try_current()
-        .ok()
-        .or_else(|| RUNTIME.get().cloned())
+    // calls all run on serve's, while it runs. A stopping serve's calls (a thread that was
+    // mid-way) get a runtime of their own: new connections, never the old one's timers.
+    if let Some(_counted) = gate.enter()
+        && let Some(h) = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| serve_rt.cloned())
     {
-        Some(h) => h.block_on(f),
-        None => tokio::runtime::Builder::new_current_thread()
+        return h.block_on(f);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A thread outside serve's runtime keeps making calls with timers (as the scheduler's
+    /// does) while the runtime is closed and dropped: none panics, and each completes.
+    #[test]
+    fn calls_while_the_runtime_is_dropped_do_not_panic() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
-            .expect("a current-thread runtime")
-            .block_on(f),
+            .unwrap();
+        let gate: &'static Gate = Box::leak(Box::new(Gate::new()));
+        let handle = rt.handle().clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let caller = std::thread::spawn(move || {
+            let mut done = 0u32;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                block_on_with(gate, Some(&handle), async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                });
+                done += 1;
+            }
+            done
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            gate.close(Duration::from_secs(5)),
+            "the calls in flight ended"
+        );
+        drop(rt);
+        // Calls go on after the runtime is gone.
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let done = caller.join().expect("no call panicked");
+        assert!(done > 2, "{done} calls");
     }
 }

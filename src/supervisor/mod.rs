@@ -229,9 +229,14 @@ pub fn run(
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
     let paths = TaskPaths::new(root, run_root, &task_id);
-    paths
-        .make_run_dir()
-        .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
+    // No state under the root (removed since this process started, by `system reset` or
+    // by deleting the directory; or the wrong `--root`): the task's rows are not there,
+    // and nothing is made for it (a store, a run dir) under a root that is gone.
+    anyhow::ensure!(
+        root.join("state.db").is_file(),
+        "task {task_id}: there is no state under {} (removed while the task was handed          over, or the wrong --root): nothing to run",
+        root.display()
+    );
     let mut store = match store {
         Some(s) => s,
         None => crate::store::Store::open(root)?,
@@ -240,10 +245,14 @@ pub fn run(
         .task(&task_id)?
         .with_context(|| format!("task {task_id} is not in the store"))?;
     if task.last_status == LastStatus::Stopped {
-        // Reconcile stopped it while we were starting (its launcher had died): nothing to run.
+        // Reconcile stopped it while we were starting (its launcher had died): nothing to
+        // run; the run dir its launcher may have made goes.
         let _ = std::fs::remove_dir_all(&paths.run_dir);
         anyhow::bail!("task {} is already STOPPED", task.id);
     }
+    paths
+        .make_run_dir()
+        .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
     let pid = std::process::id();
     let start_time = process_start_time(i64::from(pid));
     // A launcher that started us ahead recorded us already (launch::hand_over).

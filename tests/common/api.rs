@@ -146,6 +146,13 @@ impl Api {
         self.server = server;
     }
 
+    /// SIGKILLs `serve` (a crash, the OOM killer) and reaps it; [`Api::restart`] starts
+    /// it again. Its tasks' supervisors are not its children: they go on.
+    pub fn kill_server(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
     /// [`Api::restart`] with `args` as `serve`'s arguments from now on.
     pub fn restart_with(&mut self, args: &[&str]) {
         self.serve_args = args.iter().map(|a| a.to_string()).collect();
@@ -203,18 +210,8 @@ impl Api {
 
     /// `aws SERVICE ARGS` against the server (e.g. `logs`), as [`Api::aws`].
     pub fn aws_in(&self, service: &str, args: &[&str]) -> Output {
-        let mut c = Command::new(tool("aws"));
-        self.aws_env(&mut c);
-        c.args([
-            service,
-            "--endpoint-url",
-            &self.endpoint,
-            "--region",
-            "us-east-1",
-        ])
-        .args(["--output", "json"])
-        .args(args);
-        let out = c
+        let out = self
+            .aws_command(service, args)
             .output()
             .expect("run the aws cli (is awscli in target/test-venv?)");
         // The command, its status and the start of its answer: a failing test's output
@@ -226,6 +223,22 @@ impl Api {
             &clipped(&out.stdout),
         );
         out
+    }
+
+    /// The command [`Api::aws_in`] runs (to start it in the background).
+    pub fn aws_command(&self, service: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(tool("aws"));
+        self.aws_env(&mut c);
+        c.args([
+            service,
+            "--endpoint-url",
+            &self.endpoint,
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--output", "json"])
+        .args(args);
+        c
     }
 
     pub fn aws_json(&self, args: &[&str]) -> Value {
@@ -406,6 +419,10 @@ fn spawn_server(mf: &Mf, home: &std::path::Path, listen: &str, more: &[&str]) ->
 }
 
 fn stop_server(server: &mut Child) {
+    // Gone already (killed and reaped): its pid may be another process's by now.
+    if let Ok(Some(_)) = server.try_wait() {
+        return;
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
