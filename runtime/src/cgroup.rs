@@ -748,11 +748,11 @@ fn is_cgroupfs(dir: &Path) -> bool {
 /// migration (done by libcontainer) finds the lock warm.
 ///
 /// The warmer is a thread that moves itself, again and again, into the task's own cgroup
-/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted): no other
-/// process and no cgroup but the task's is touched. It is joined when dropped, so its
-/// thread is out of the cgroup (gone) before anything removes the task's cgroups. It
-/// stops by itself after `max`. On v2 it does nothing (moving a single thread needs a
-/// threaded subtree there).
+/// of one v1 hierarchy (`pids`, or `cpu`/`memory` when that is not mounted), while it has
+/// the host's one turn to ([`WarmTurn`]): no other process and no cgroup but the task's
+/// is touched. It is joined when dropped, so its thread is out of the cgroup (gone)
+/// before anything removes the task's cgroups. It stops by itself after `max`. On v2 it
+/// does nothing (moving a single thread needs a threaded subtree there).
 ///
 /// It starts only once the task's cgroups, and its containers'
 /// ([`Cgroups::precreate_containers`]), exist: its first move holds the kernel's cgroup
@@ -771,6 +771,39 @@ pub struct MigrationWarmer {
 
 /// How often the warmer migrates itself: well inside one grace period.
 const WARM_INTERVAL: Duration = Duration::from_millis(2);
+
+/// How often a warmer waiting for its turn ([`WarmTurn`]) asks again.
+const TURN_POLL: Duration = Duration::from_millis(5);
+
+/// The one warmer of the host that migrates. The lock it keeps warm is one for the whole
+/// kernel, so one warmer at a time is enough for every task being set up; each more
+/// would only take that lock for writing again (which blocks every fork and exit of the
+/// host meanwhile) and walk cgroupfs paths. A scale-out of a few hundred tasks had a
+/// hundred warmers at once, 50,000 migrations a second, and the launches waited on them
+/// (docs/scaling.md). The turn is an abstract unix socket name bound by the warmer whose
+/// turn it is: the kernel frees it when that warmer stops or its process dies, and it
+/// leaves nothing on disk.
+struct WarmTurn {
+    _bound: std::os::unix::net::UnixDatagram,
+}
+
+impl WarmTurn {
+    const NAME: &'static [u8] = b"minifargate/cgroup-migration-warmer";
+
+    /// The turn, when no other warmer of this host (this network namespace: where abstract
+    /// names live) has it.
+    fn take() -> Option<WarmTurn> {
+        Self::take_named(Self::NAME)
+    }
+
+    fn take_named(name: &[u8]) -> Option<WarmTurn> {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?;
+        std::os::unix::net::UnixDatagram::bind_addr(&addr)
+            .ok()
+            .map(|s| WarmTurn { _bound: s })
+    }
+}
 
 impl Cgroups {
     /// Starts a [`MigrationWarmer`] in task `task_id`'s cgroup; `None` on v2, when no
@@ -801,11 +834,20 @@ impl Cgroups {
             move || {
                 let tid = nix::unistd::gettid().as_raw().to_string();
                 let until = Instant::now() + max;
+                let mut turn: Option<WarmTurn> = None;
                 while Instant::now() < until {
-                    if fs::write(&tasks, &tid).is_err() {
-                        return;
+                    if turn.is_none() {
+                        turn = WarmTurn::take();
                     }
-                    match stopped.recv_timeout(WARM_INTERVAL) {
+                    let wait = if turn.is_some() {
+                        if fs::write(&tasks, &tid).is_err() {
+                            return;
+                        }
+                        WARM_INTERVAL
+                    } else {
+                        TURN_POLL
+                    };
+                    match stopped.recv_timeout(wait) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }
@@ -856,6 +898,25 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
             .trim()
             .to_string()
+    }
+
+    #[test]
+    fn one_warmer_at_a_time_has_the_turn_until_it_lets_go() {
+        let name = format!("minifargate-test/warm-turn/{}", std::process::id());
+        let first = WarmTurn::take_named(name.as_bytes()).expect("a free turn");
+        assert!(
+            WarmTurn::take_named(name.as_bytes()).is_none(),
+            "a second warmer waits"
+        );
+        // From another thread too (as another supervisor's warmer).
+        let n = name.clone();
+        assert!(
+            std::thread::spawn(move || WarmTurn::take_named(n.as_bytes()).is_none())
+                .join()
+                .unwrap()
+        );
+        drop(first);
+        assert!(WarmTurn::take_named(name.as_bytes()).is_some());
     }
 
     #[test]

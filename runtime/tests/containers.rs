@@ -891,7 +891,8 @@ fn warmer_hierarchy() -> &'static str {
 fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     let cg = runtime::Cgroups::detect().unwrap();
     let id = unique("w");
-    let warmer = cg.warm_migrations(&id, Duration::from_secs(10));
+    // Long enough to get the host's one turn to migrate while other tests' tasks start.
+    let warmer = cg.warm_migrations(&id, Duration::from_secs(60));
     if unified() {
         assert!(warmer.is_none(), "no warmer on v2");
         return;
@@ -899,8 +900,8 @@ fn migration_warmer_touches_only_its_task_cgroup_and_leaves_nothing() {
     let warmer = warmer.expect("a warmer on v1");
     let ctrl = warmer_hierarchy();
     let dir = cg_dir(ctrl, &format!("minifargate/{id}"));
-    // Its thread, and nothing else, sits in the task's cgroup.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Its thread, and nothing else, sits in the task's cgroup (once it has the turn).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let tids = loop {
         let t = std::fs::read_to_string(dir.join("tasks")).unwrap();
         if !t.trim().is_empty() || Instant::now() > deadline {
