@@ -3,7 +3,7 @@
 //! deployment API (ListServiceDeployments, DescribeServiceDeployments,
 //! StopServiceDeployment, DescribeServiceRevisions). The scheduler (`crate::scheduler`)
 //! counts the failed tasks and calls [`trip`] and [`completed`]; a new deployment's record
-//! is made by `services::new_record`.
+//! is made by `services::new_deployment::new_record`.
 
 use super::names::{self, cluster_name, service_name};
 use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
@@ -1425,7 +1425,7 @@ mod tests {
             None
         );
         assert_eq!(
-            super::super::services::new_service_deployment_id()
+            super::super::services::new_deployment::new_service_deployment_id()
                 .unwrap()
                 .len(),
             22
