@@ -207,20 +207,42 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
     }
 }
 
+/// What the requests of one HTTP listener's thread share.
+struct Site {
+    elb: Arc<Elb>,
+    listener: String,
+    pool: Arc<Pool>,
+    /// `X-Forwarded-Port`, made once.
+    port: header::HeaderValue,
+}
+
+/// One client connection: its listener's [`Site`], the client's address, and that
+/// address as a header value (`X-Forwarded-For` of a request that has none), made once.
+struct Client {
+    site: Arc<Site>,
+    peer: SocketAddr,
+    peer_ip: Option<header::HeaderValue>,
+}
+
 async fn serve_http(elb: Arc<Elb>, listener: String, port: u16, tcp: TcpListener, pool: Arc<Pool>) {
-    let listener: Arc<str> = listener.into();
+    let site = Arc::new(Site {
+        elb,
+        listener,
+        pool,
+        port: header::HeaderValue::from(port),
+    });
     loop {
         let (stream, peer) = accept(&tcp).await;
         let _ = stream.set_nodelay(true);
-        let (elb, listener, pool) = (elb.clone(), listener.clone(), pool.clone());
+        let client = Arc::new(Client {
+            site: site.clone(),
+            peer,
+            peer_ip: header::HeaderValue::from_str(&peer.ip().to_string()).ok(),
+        });
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let (elb, listener, pool) = (elb.clone(), listener.clone(), pool.clone());
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        proxy(&elb, &listener, port, peer, &pool, req).await,
-                    )
-                }
+                let client = client.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy(&client, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -282,6 +304,10 @@ fn redirect(status: u16, location: &str) -> Response<Body> {
     r
 }
 
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: header::HeaderName = header::HeaderName::from_static("x-forwarded-port");
+
 /// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -295,8 +321,11 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Removes the headers of one connection: those `Connection` names, and the hop-by-hop
-/// ones.
+/// ones. (Most messages have none: one look at their names, then nothing to do.)
 fn strip_hop_by_hop(headers: &mut header::HeaderMap) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
     let named: Vec<header::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -315,16 +344,9 @@ fn strip_hop_by_hop(headers: &mut header::HeaderMap) {
 /// One request: forwarded or answered, and counted (`super::meters`): the target's answers
 /// with their time from the request's forwarding (connection to the target included) to
 /// the response's head.
-async fn proxy(
-    elb: &Elb,
-    listener: &str,
-    port: u16,
-    peer: SocketAddr,
-    pool: &Pool,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn proxy(client: &Client, req: Request<Incoming>) -> Response<Body> {
     let mut count = Count::default();
-    let r = forward(elb, listener, port, peer, pool, req, &mut count).await;
+    let r = forward(client, req, &mut count).await;
     let meter = &count.meter;
     meter.request();
     let status = r.status().as_u16();
@@ -385,15 +407,9 @@ struct Count {
     hold: super::balance::Outstanding,
 }
 
-async fn forward(
-    elb: &Elb,
-    listener: &str,
-    port: u16,
-    peer: SocketAddr,
-    pool: &Pool,
-    req: Request<Incoming>,
-    count: &mut Count,
-) -> Response<Body> {
+async fn forward(client: &Client, req: Request<Incoming>, count: &mut Count) -> Response<Body> {
+    let (site, peer) = (&*client.site, client.peer);
+    let pool = &*site.pool;
     let (mut parts, body) = req.into_parts();
     let pick = {
         let host = parts
@@ -409,7 +425,8 @@ async fn forward(
             headers: &parts.headers,
             source: peer.ip(),
         };
-        elb.route(listener, Some(&view), peer.ip(), &mut count.meter)
+        site.elb
+            .route(&site.listener, Some(&view), peer.ip(), &mut count.meter)
     };
     let (addr, stick) = match pick {
         Pick::Target(a, stick, hold) => {
@@ -425,33 +442,30 @@ async fn forward(
         Pick::Redirect { status, location } => return redirect(status, &location),
     };
     strip_hop_by_hop(&mut parts.headers);
+    // The client's address after those the request names already, else alone (made once
+    // a connection).
     let xff = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+        Some(prev) => header::HeaderValue::from_str(&format!("{prev}, {}", peer.ip())).ok(),
+        None => client.peer_ip.clone(),
     };
-    let hv = |s: String| header::HeaderValue::from_str(&s).ok();
-    if let Some(v) = hv(xff) {
-        parts.headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        parts.headers.insert(X_FORWARDED_FOR, v);
     }
-    parts.headers.insert(
-        "x-forwarded-proto",
-        header::HeaderValue::from_static("http"),
-    );
-    if let Some(v) = hv(port.to_string()) {
-        parts.headers.insert("x-forwarded-port", v);
-    }
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, header::HeaderValue::from_static("http"));
+    parts.headers.insert(X_FORWARDED_PORT, site.port.clone());
     // Origin form to the target (`/path?query`), whatever form the client used.
-    if let Some(pq) = parts.uri.path_and_query().cloned() {
+    if (parts.uri.scheme().is_some() || parts.uri.authority().is_some())
+        && let Some(pq) = parts.uri.path_and_query().cloned()
+    {
         parts.uri = pq.as_str().parse().unwrap_or_default();
     }
     parts.version = hyper::Version::HTTP_11;
-    // A body-less request may be sent again on a fresh connection when a kept-alive one
-    // turns out closed by the target.
-    let again = hyper::body::Body::is_end_stream(&body).then(|| parts.clone());
     let at = std::time::Instant::now();
     let (sender, reused) = match pool.take(addr) {
         Some(s) => (s, true),
@@ -460,12 +474,15 @@ async fn forward(
             Err(status) => return answer(status),
         },
     };
+    // A body-less request on a kept-alive connection may be sent again on a fresh one
+    // when the target turns out to have closed it.
+    let again = (reused && hyper::body::Body::is_end_stream(&body)).then(|| parts.clone());
     match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
         Ok(r) => {
             count.forwarded = Some(at);
             with_cookies(r, &stick)
         }
-        Err(_) if reused && again.is_some() => {
+        Err(_) if again.is_some() => {
             let parts = again.expect("checked");
             let empty = http_body_util::Empty::new().map_err(|e| match e {}).boxed();
             match connect(addr).await {

@@ -503,6 +503,53 @@ pub struct Check {
 /// the box with its instance id (`instance` groups: 127.0.0.1 for this box on one box).
 /// An instance no box has (any more) is reached nowhere: port 0 of loopback, which
 /// refuses every connection (the check fails, a request gets 502).
+/// A (group, target) key of the tables by group and target (`State::health`, `State::slow`),
+/// looked up from borrowed parts: `(String, Target)` borrows as it, hashes and compares as
+/// the pair does (a tuple hashes field by field; a `String` as its `str`).
+trait GroupTarget {
+    fn group(&self) -> &str;
+    fn target(&self) -> &Target;
+}
+
+impl GroupTarget for (String, Target) {
+    fn group(&self) -> &str {
+        &self.0
+    }
+    fn target(&self) -> &Target {
+        &self.1
+    }
+}
+
+impl GroupTarget for (&str, &Target) {
+    fn group(&self) -> &str {
+        self.0
+    }
+    fn target(&self) -> &Target {
+        self.1
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn GroupTarget + 'a> for (String, Target) {
+    fn borrow(&self) -> &(dyn GroupTarget + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn GroupTarget + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.group().hash(h);
+        self.target().hash(h);
+    }
+}
+
+impl PartialEq for dyn GroupTarget + '_ {
+    fn eq(&self, o: &Self) -> bool {
+        self.group() == o.group() && self.target() == o.target()
+    }
+}
+
+impl Eq for dyn GroupTarget + '_ {}
+
 fn target_addr(
     instances: &HashMap<String, std::net::IpAddr>,
     g: &TargetGroup,
@@ -605,12 +652,10 @@ impl Elb {
         let mut guard = self.lock();
         // Through a plain reference, so its fields borrow apart.
         let s: &mut State = &mut guard;
-        if s.listeners.contains_key(listener) {
-            meter.listener = Some(s.meters.listener(listener));
-        }
         let Some(l) = s.listeners.get(listener) else {
             return Pick::Gone;
         };
+        meter.listener = Some(s.meters.listener(listener));
         let mut actions = &l.default_actions;
         if let Some(r) = req {
             let mut matched: Option<&model::Rule> = None;
@@ -660,7 +705,7 @@ impl Elb {
                     .and_then(|v| s.key.open(&scope, v))
                     .filter(|arn| groups.iter().any(|g| &g.arn == arn && weight(g) > 0));
                 let chosen = match kept {
-                    Some(arn) => Some(arn),
+                    Some(arn) => Some(std::borrow::Cow::Owned(arn)),
                     None => {
                         let total: i64 = groups.iter().map(weight).sum();
                         if total == 0 {
@@ -673,7 +718,7 @@ impl Elb {
                                 r -= weight(g);
                                 r < 0
                             })
-                            .map(|g| g.arn.clone())
+                            .map(|g| std::borrow::Cow::Borrowed(g.arn.as_str()))
                     }
                 };
                 if let (Some(st), Some(arn)) = (sticky_group, &chosen) {
@@ -688,29 +733,40 @@ impl Elb {
                 }
                 chosen
             }
-            _ => action.groups().first().map(|g| g.to_string()),
+            // One group: the action's own (no list made for it).
+            _ => action
+                .target_group_arn
+                .as_deref()
+                .or_else(|| {
+                    action
+                        .forward
+                        .iter()
+                        .flatten()
+                        .next()
+                        .map(|g| g.arn.as_str())
+                })
+                .map(std::borrow::Cow::Borrowed),
         };
-        let Some(g) = group.and_then(|a| s.groups.get(&a)) else {
+        let Some(g) = group.and_then(|a| s.groups.get(&*a)) else {
             return Pick::NoTarget;
         };
         if g.targets.is_empty() {
             return Pick::NoTarget;
         }
-        let healthy: Vec<&Target> = g
+        // Looked up without a key of its own (`GroupTarget`): no allocation a request.
+        let mut from: Vec<&Target> = g
             .targets
             .iter()
             .filter(|t| {
                 s.health
-                    .get(&(g.arn.clone(), (*t).clone()))
+                    .get(&(g.arn.as_str(), *t) as &dyn GroupTarget)
                     .is_some_and(|h| h.state == "healthy")
             })
             .collect();
-        let healthy_none = healthy.is_empty();
-        let from: Vec<&Target> = if healthy_none {
-            g.targets.iter().collect()
-        } else {
-            healthy
-        };
+        let healthy_none = from.is_empty();
+        if healthy_none {
+            from.extend(g.targets.iter());
+        }
         // Sticky sessions: the target the request's cookie names, while it is one of
         // those requests go to (registered, and healthy unless none is).
         let stickiness = sticky::of(g);
@@ -734,15 +790,15 @@ impl Elb {
             let t = s.by_source.get(&g.arn)?.get(&client)?;
             from.iter().copied().find(|x| *x == t)
         });
-        let arn = g.arn.clone();
+        let arn = g.arn.as_str();
         let algorithm = balance::of(g);
         let mut hold = balance::Outstanding::default();
         let t = match kept {
             Some(t) => t,
             None if algorithm == balance::Algorithm::LeastOutstanding => {
                 // The fewest requests in flight; among equals, the next in turn.
-                let n = next_turn(&mut s.next, &arn);
-                let loads = loads_of(&mut s.loads, &arn, &from);
+                let n = next_turn(&mut s.next, arn);
+                let loads = loads_of(&mut s.loads, arn, &from);
                 let k = from.len();
                 let i = (0..k)
                     .map(|i| (n.wrapping_add(i)) % k)
@@ -756,15 +812,17 @@ impl Elb {
                 let mut weights: Vec<f64> = from
                     .iter()
                     .map(|t| {
-                        let until = s.slow.get(&(arn.clone(), (*t).clone())).copied();
+                        // (Without slow start, no target is in it.)
+                        let until = duration
+                            .and_then(|_| s.slow.get(&(arn, *t) as &dyn GroupTarget).copied());
                         sticky::weight(until, duration, now)
                     })
                     .collect();
                 if let balance::Algorithm::WeightedRandom { mitigate: true } = algorithm
                     && !healthy_none
                 {
-                    let loads = loads_of(&mut s.loads, &arn, &from);
-                    let a = s.anomalies.entry(arn.clone()).or_default();
+                    let loads = loads_of(&mut s.loads, arn, &from);
+                    let a = s.anomalies.entry(arn.to_string()).or_default();
                     a.look(&loads, now);
                     for (w, t) in weights.iter_mut().zip(&from) {
                         *w *= a.weight(t);
@@ -772,7 +830,7 @@ impl Elb {
                 }
                 let random = matches!(algorithm, balance::Algorithm::WeightedRandom { .. });
                 if !random && weights.iter().all(|w| *w >= 1.0) {
-                    from[next_turn(&mut s.next, &arn) % from.len()]
+                    from[next_turn(&mut s.next, arn) % from.len()]
                 } else {
                     // Targets in slow start, or weighted random: each picked in
                     // proportion to its share.
@@ -794,13 +852,13 @@ impl Elb {
         let outcome = algorithm == balance::Algorithm::WeightedRandom { mitigate: true };
         if in_flight || outcome {
             // (A target a cookie kept may have no load yet.)
-            loads_of(&mut s.loads, &arn, &[t]);
-            let load = s.loads[&arn][t].clone();
+            loads_of(&mut s.loads, arn, &[t]);
+            let load = s.loads[arn][t].clone();
             hold = balance::Outstanding::new(load, in_flight, outcome);
         }
         if by_source {
             s.by_source
-                .entry(arn.clone())
+                .entry(arn.to_string())
                 .or_default()
                 .insert(client, t.clone());
         }
@@ -809,19 +867,19 @@ impl Elb {
             sticky::Stickiness::Off => {}
             sticky::Stickiness::LbCookie(d) => stick.set_cookies.extend(sticky::set_cookie(
                 "AWSALB",
-                &s.key.seal(&arn, &body),
+                &s.key.seal(arn, &body),
                 *d,
                 true,
             )),
             sticky::Stickiness::AppCookie { name, duration } => {
                 stick.app = Some((
                     name.clone(),
-                    sticky::set_cookie("AWSALBAPP-0", &s.key.seal(&arn, &body), *duration, false),
+                    sticky::set_cookie("AWSALBAPP-0", &s.key.seal(arn, &body), *duration, false),
                 ));
             }
         }
         let addr = target_addr(&s.instances, g, t, t.port);
-        meter.group = Some(s.meters.group(listener, &arn));
+        meter.group = Some(s.meters.group(listener, arn));
         Pick::Target(addr, stick, hold)
     }
 
