@@ -966,7 +966,17 @@ impl Network {
         let fail = |errors| TeardownError { task: t(), errors };
         // A state dir that is gone is not made again (under a removed run root) only to
         // find no record in it.
-        if !self.cfg.run_root.is_dir() {
+        let record = if self.cfg.run_root.is_dir() {
+            match state::lock(&self.cfg.run_root).and_then(|l| l.record(task)) {
+                Ok(Some(r)) if r.releasing_since_ms.is_none() => Some(r),
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => None,
+                Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
+            }
+        } else {
+            None
+        };
+        let Some(rec) = record else {
             let mut errors = Vec::new();
             self.remove_by_name(task, &mut errors);
             return if errors.is_empty() {
@@ -974,20 +984,6 @@ impl Network {
             } else {
                 Err(fail(errors))
             };
-        }
-        let rec = match state::lock(&self.cfg.run_root).and_then(|l| l.record(task)) {
-            Ok(Some(r)) if r.releasing_since_ms.is_none() => r,
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => {
-                let mut errors = Vec::new();
-                self.remove_by_name(task, &mut errors);
-                return if errors.is_empty() {
-                    Ok(())
-                } else {
-                    Err(fail(errors))
-                };
-            }
-            Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
         };
         let mut errors = Vec::new();
 
