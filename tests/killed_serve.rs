@@ -22,6 +22,20 @@ const LONG: &str = r#"{"family":"ks-long","networkMode":"awsvpc",
 
 const NET: &str = "awsvpcConfiguration={subnets=[subnet-0abc]}";
 
+/// The service of 6 tasks the scheduler test creates (again, when serve died before it
+/// answered).
+const CREATE_WEB: [&str; 9] = [
+    "create-service",
+    "--service-name",
+    "web",
+    "--task-definition",
+    "ks-long",
+    "--desired-count",
+    "6",
+    "--network-configuration",
+    NET,
+];
+
 fn arn_id(v: &Value) -> String {
     v.as_str().unwrap().rsplit('/').next().unwrap().to_string()
 }
@@ -224,20 +238,7 @@ fn serve_killed_while_a_service_launches_leaves_nothing_once_the_service_is_dele
     // restarted serve the missing ones as soon as it starts): counted from before that.
     let mut before = supervisors_of(&root).len();
     let mut create = api
-        .aws_command(
-            "ecs",
-            &[
-                "create-service",
-                "--service-name",
-                "web",
-                "--task-definition",
-                "ks-long",
-                "--desired-count",
-                "6",
-                "--network-configuration",
-                NET,
-            ],
-        )
+        .aws_command("ecs", &CREATE_WEB)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -264,17 +265,7 @@ fn serve_killed_while_a_service_launches_leaves_nothing_once_the_service_is_dele
     }
     if api.service("default", "web")["status"] != "ACTIVE" {
         // serve was killed before it answered CreateService (nothing recorded): again.
-        api.aws_json(&[
-            "create-service",
-            "--service-name",
-            "web",
-            "--task-definition",
-            "ks-long",
-            "--desired-count",
-            "6",
-            "--network-configuration",
-            NET,
-        ]);
+        api.aws_json(&CREATE_WEB);
     }
     api.wait_for(120, "the service's 6 tasks to run", || {
         (api.service("default", "web")["runningCount"] == 6).then_some(())
