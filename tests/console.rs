@@ -395,6 +395,60 @@ fn a_service_behind_a_load_balancer_shows_its_targets_health_in_a_real_browser()
         (t.len() == 2 && t.iter().all(|(_, s)| s == "healthy")).then_some(t)
     });
     let targets: Vec<String> = healthy.into_iter().map(|(t, _)| t).collect();
+    // serve's record of each target's changes, which the page's strips show: registered
+    // (initial, maybe for more than one reason), then healthy, in time order.
+    let history = |api: &Api| -> Vec<(String, Vec<(f64, String)>)> {
+        let (key_id, secret) = api.credentials();
+        let (code, text) = curl(
+            &["-u", &format!("{key_id}:{secret}")],
+            &format!("{}/console/api/target-health-history", api.endpoint),
+        );
+        assert_eq!(code, 200, "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["targetGroupArn"] == tg_arn.as_str())
+            .map(|t| {
+                let id = format!("{}:{}", t["id"].as_str().unwrap(), t["port"]);
+                let points = t["points"].as_array().unwrap().iter();
+                (
+                    id,
+                    points
+                        .map(|p| {
+                            (
+                                p["at"].as_f64().unwrap(),
+                                p["state"].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let before = history(&api);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (id, points) in &before {
+        assert!(targets.contains(id), "{id} against {targets:?}");
+        let states: Vec<&str> = points.iter().map(|(_, s)| s.as_str()).collect();
+        assert!(
+            states.first() == Some(&"initial")
+                && states.last() == Some(&"healthy")
+                && states[..states.len() - 1].iter().all(|s| *s == "initial"),
+            "{id}: {points:?}"
+        );
+        assert!(
+            points.windows(2).all(|w| w[0].0 <= w[1].0)
+                && points.iter().all(|(at, _)| *at > now - 300.0 && *at <= now),
+            "{id}: {points:?}, now {now}"
+        );
+    }
 
     api.browser(
         "loadbalancers.py",
@@ -419,6 +473,17 @@ fn a_service_behind_a_load_balancer_shows_its_targets_health_in_a_real_browser()
                 .all(|(t, s)| targets.contains(t) && (s == "healthy" || s == "draining")),
         "{now:?} against {targets:?}"
     );
+    // The record has the drain too, after the healthy time it had before.
+    let after = history(&api);
+    let drained: Vec<&(String, Vec<(f64, String)>)> = after
+        .iter()
+        .filter(|(_, p)| p.iter().any(|(_, s)| s == "draining"))
+        .collect();
+    assert_eq!(drained.len(), 1, "{after:?}");
+    let states: Vec<&str> = drained[0].1.iter().map(|(_, s)| s.as_str()).collect();
+    let healthy_at = states.iter().position(|s| *s == "healthy").unwrap();
+    let draining_at = states.iter().position(|s| *s == "draining").unwrap();
+    assert!(healthy_at < draining_at, "{states:?}");
 }
 
 fn autoscaling(api: &Api, args: &[&str]) {

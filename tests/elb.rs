@@ -233,7 +233,9 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
     );
     assert!(err.contains("(ValidationError)"), "{err}");
 
-    // Targets of a group no listener uses are unused (Target.NotInUse).
+    // Targets of a group no listener uses are unused (Target.NotInUse). Their addresses
+    // are loopback ones where nothing listens, so that the health checks once the group
+    // is in use never leave the box (a 10.x address went out through its default route).
     elb_json(
         &api,
         &[
@@ -241,8 +243,8 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=10.9.0.2",
-            "Id=10.9.0.3,Port=8081",
+            "Id=127.0.0.2",
+            "Id=127.0.0.3,Port=8081",
         ],
     );
     let err = elb_err(
@@ -344,7 +346,7 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=10.9.0.2",
+            "Id=127.0.0.2",
         ],
     );
     let h = elb_json(
@@ -354,8 +356,8 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=10.9.0.2",
-            "Id=10.9.0.9",
+            "Id=127.0.0.2",
+            "Id=127.0.0.9",
         ],
     );
     let rows = h["TargetHealthDescriptions"].as_array().unwrap();

@@ -153,6 +153,7 @@ pub async fn serve(
     let dataplane = (
         tokio::spawn(crate::elb::dataplane::run(elb.clone(), names.clone())),
         tokio::spawn(crate::elb::health::run(elb.clone())),
+        tokio::spawn(crate::elb::history::run(elb.clone())),
     );
     let autoscaling = Arc::new(
         crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
@@ -243,6 +244,7 @@ pub async fn serve(
     }
     dataplane.0.abort();
     dataplane.1.abort();
+    dataplane.2.abort();
     publisher.abort();
     ecs_events.abort();
     // The load balancers' addresses and hosts lines go with their listeners; new tasks

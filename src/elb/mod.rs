@@ -12,6 +12,7 @@ mod checks;
 pub mod dataplane;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod meters;
 pub mod model;
 pub mod names;
@@ -45,6 +46,8 @@ pub struct Elb {
     follows: AtomicBool,
     /// Counts the targets' health changes (the leader publishes them to the others).
     health_generation: tokio::sync::watch::Sender<u64>,
+    /// Each target's changes of health since this serve started (the console's).
+    history: Mutex<history::History>,
 }
 
 /// One target's health as the serve that runs the checks publishes it (cluster mode:
@@ -191,6 +194,7 @@ impl Elb {
             active: AtomicBool::new(true),
             follows: AtomicBool::new(false),
             health_generation: tokio::sync::watch::Sender::new(0),
+            history: Mutex::new(history::History::default()),
         };
         elb.with(|s| {
             s.refresh_health();
@@ -917,7 +921,7 @@ impl Elb {
         let Some(h) = s.health.get_mut(&key) else {
             return;
         };
-        let was = h.state;
+        let (was, was_reason) = (h.state, h.reason);
         match outcome {
             Ok(()) => {
                 h.failed = 0;
@@ -945,8 +949,13 @@ impl Elb {
                 }
             }
         }
-        let now_state = h.state;
-        if was != now_state {
+        let (now_state, now_reason) = (h.state, h.reason);
+        if was == now_state && was_reason != now_reason {
+            // Same state, another reason (initial checking, or unhealthy for another
+            // cause): published and recorded too.
+            drop(s);
+            self.health_generation.send_modify(|g| *g += 1);
+        } else if was != now_state {
             // Slow start: a target that turns healthy while another healthy target of its
             // group is out of slow start enters it; one that stops being healthy leaves it.
             let now = Instant::now();

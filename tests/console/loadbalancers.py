@@ -4,7 +4,9 @@ user would see, against what the API answered the test (the environment):
 
 - the Load balancers page: load balancer LB with its DNS name DNS, the listener on PORT
   forwarding to target group TG, and TG's targets TARGETS (id:port, comma-separated), each
-  HEALTHY, with a health strip that grows at each poll;
+  HEALTHY, with a strip of its changes since serve started (serve's record, not the
+  page's polls): it starts `initial` and ends `healthy` on the page's first view, though
+  the targets turned healthy before the page opened, and a poll with no change adds none;
 - the page of service SERVICE: its target group with the same targets, HEALTHY; then the
   console's own "Update service" form scales it to 1, and one target goes DRAINING there
   (deregistered before its task is stopped, as ECS does) while the other stays HEALTHY.
@@ -14,6 +16,7 @@ $SHOTS/service-lb*.png.
 """
 
 import os
+import time
 
 from selenium.webdriver.common.by import By
 
@@ -34,9 +37,10 @@ def targets(scope):
             for r in rows}
 
 
-def strip_len(scope, target):
-    return len(d.find_elements(
-        By.CSS_SELECTOR, f'{scope} section[data-tg="{TG}"] tr[data-target="{target}"] .strip .tick'))
+def strip(scope, target):
+    """The states of the ticks of `target`'s strip, oldest first."""
+    return [t.get_attribute("data-state") for t in d.find_elements(
+        By.CSS_SELECTOR, f'{scope} section[data-tg="{TG}"] tr[data-target="{target}"] .strip .tick')]
 
 
 try:
@@ -49,9 +53,15 @@ try:
              By.CSS_SELECTOR, f'{lb} tr[data-listener="{PORT}"] td.rules').text)
     wait(f"targets {TARGETS} healthy",
          lambda: targets("#loadbalancers") == {t: "HEALTHY" for t in TARGETS})
-    # The strip grows at each poll (every 2 s).
-    first = strip_len("#loadbalancers", TARGETS[0])
-    wait("the health strip to grow", lambda: strip_len("#loadbalancers", TARGETS[0]) >= first + 2)
+    # Each strip is the target's history from before the page opened: registered
+    # (initial), then healthy; the page's polls (every 2 s) add nothing while nothing
+    # changes.
+    for t in TARGETS:
+        states = strip("#loadbalancers", t)
+        assert states and states[0] == "initial" and states[-1] == "healthy", f"{t}: {states}"
+    first = {t: strip("#loadbalancers", t) for t in TARGETS}
+    time.sleep(5)
+    assert {t: strip("#loadbalancers", t) for t in TARGETS} == first, "a poll with no change added a tick"
     shot("loadbalancers")
     check_console("loadbalancers")
 

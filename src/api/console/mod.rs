@@ -58,6 +58,10 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/console/api/config", get(config))
         .route("/console/api/ecs/{op}", post(ecs_call))
         .route("/console/api/elbv2/{action}", post(elb_call))
+        .route(
+            "/console/api/target-health-history",
+            get(target_health_history),
+        )
         .route("/console/api/cloudwatch/{op}", post(cloudwatch_call))
         .route("/console/api/ecr/{op}", post(ecr_call))
         .route(
@@ -295,6 +299,25 @@ async fn elb_call(
         Err(f) => return error(f.status, &f.message),
     };
     super::elb::handle(elb, action, Bytes::from(form)).await
+}
+
+/// `GET /console/api/target-health-history`: each target's changes of state and reason
+/// since this serve started (`crate::elb::history`; ELB's API keeps none), as JSON
+/// `{"targets": [{"targetGroupArn", "id", "port", "points": [{"at", "state", "reason"}]}]}`.
+async fn target_health_history(elb: Option<axum::Extension<Arc<crate::elb::Elb>>>) -> Response {
+    let Some(axum::Extension(elb)) = elb else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this serve has no load balancers (Elastic Load Balancing is not served here)",
+        );
+    };
+    let body = json!({ "targets": elb.health_history() }).to_string();
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// ECR reads the console shows repositories with (it changes none: `aws ecr` does).

@@ -667,7 +667,6 @@ function explain(text, anchor) {
       h('label', {}, h('span', {}, force, ' force new deployment')), h('button', { class: 'primary', type: 'submit' }, 'Update service'), msg));
     }
     let first = true;
-    const history = new Map();
     // Desired and running count at every poll since the page opened (ECS keeps no history).
     const counts = [];
     return async (current) => {
@@ -683,10 +682,10 @@ function explain(text, anchor) {
         for (const l of (s.loadBalancers || []).filter((x) => x.targetGroupArn)) {
           try {
             const descs = list((await elb('DescribeTargetHealth', { TargetGroupArn: l.targetGroupArn })).TargetHealthDescriptions);
-            recordHealth(history, l.targetGroupArn, descs);
             groups.push([l, descs, null]);
           } catch (x) { groups.push([l, [], x]); }
         }
+        const history = groups.length ? await healthHistory().catch(() => new Map()) : new Map();
         if (!current()) return;
         showError(err);
         if (first && $('#svc-desired')) { $('#svc-desired').value = s.desiredCount; first = false; }
@@ -774,25 +773,25 @@ function explain(text, anchor) {
   }
 
   // ---- Load balancers ----
-  // Each target's state at every poll since the page opened (the API keeps no history):
-  // the strip a teacher points at when a target goes initial -> healthy -> draining.
-  const HISTORY = 40;
-  function recordHealth(history, tgArn, descs) {
-    const now = new Date();
-    for (const d of descs) {
-      const key = tgArn + '|' + d.Target.Id + '|' + d.Target.Port;
-      const seen = history.get(key) || [];
-      seen.push([now, d.TargetHealth.State]);
-      if (seen.length > HISTORY) seen.shift();
-      history.set(key, seen);
+  // Each target's changes of state (and reason) since serve started, with their times, as
+  // serve records them (GET /console/api/target-health-history; ELB's API answers the
+  // present only): the strip a teacher points at when a target goes initial -> healthy ->
+  // draining. Keyed by group ARN, target id and port.
+  async function healthHistory() {
+    const out = new Map();
+    for (const t of list((await get('/console/api/target-health-history')).targets)) {
+      out.set(t.targetGroupArn + '|' + t.id + '|' + t.port, list(t.points));
     }
+    return out;
   }
-  function healthStrip(seen) {
-    return h('span', { class: 'strip', 'aria-label': 'states at each poll: ' + seen.map((x) => x[1]).join(', ') },
-      seen.map(([t, st]) => h('span', { class: 'tick t-' + st, title: time(t) + ' ' + st })));
+  function healthStrip(points) {
+    const label = (p) => time(new Date(p.at * 1000)) + ' ' + p.state + (p.reason ? ' (' + p.reason + ')' : '');
+    return h('span', { class: 'strip', 'aria-label': 'changes: ' + points.map((p) => p.state).join(', ') },
+      points.map((p) => h('span', { class: 'tick t-' + p.state, title: label(p), 'data-state': p.state })),
+      points.length ? h('span', { class: 'muted since' }, ' since ' + time(new Date(points[points.length - 1].at * 1000))) : '');
   }
   function targetsTable(tgArn, descs, history) {
-    return table(['Target', 'State', 'Reason', 'Description', 'Since this page opened'],
+    return table(['Target', 'State', 'Reason', 'Description', 'Changes since serve started'],
       descs.map((d) => h('tr', { 'data-target': d.Target.Id + ':' + d.Target.Port },
         h('td', { class: 'mono' }, d.Target.Id + ':' + d.Target.Port),
         h('td', { class: 'target-state' }, status(String(d.TargetHealth.State || '').toUpperCase())),
@@ -819,7 +818,6 @@ function explain(text, anchor) {
   }
   function loadBalancersPage(main) {
     const err = errorBox(), body = h('div', { id: 'loadbalancers' }, h('p', { class: 'muted' }, 'Loading…'));
-    const history = new Map();
     main.append(h('h1', {}, 'Load balancers'),
       h('p', { class: 'explain' }, 'DescribeLoadBalancers, DescribeListeners, DescribeRules, DescribeTargetGroups and DescribeTargetHealth, as `aws elbv2` answers them (docs/load-balancing.md). Each load balancer answers at its DNS name on its listener ports; a target gets requests while it is healthy (or while every target is unhealthy: fail open).'),
       err, body);
@@ -840,8 +838,8 @@ function explain(text, anchor) {
         const health = {};
         for (const g of tgs) {
           health[g.TargetGroupArn] = list((await elb('DescribeTargetHealth', { TargetGroupArn: g.TargetGroupArn })).TargetHealthDescriptions);
-          recordHealth(history, g.TargetGroupArn, health[g.TargetGroupArn]);
         }
+        const history = await healthHistory();
         if (!current()) return;
         showError(err);
         const lbNames = {};
