@@ -703,7 +703,11 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
             "vpc-1",
         ],
     );
-    op_target(&api, &op, "NAMESPACE");
+    let ns_id = op_target(&api, &op, "NAMESPACE");
+    let ns_arn = sd_json(&api, &["get-namespace", "--id", &ns_id])["Namespace"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A port of the gateway no other test uses at once.
     let port = 20000 + std::process::id() % 10000;
     // b: two tasks answering GET / with an id of their own, port mapping `web`.
@@ -746,6 +750,20 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
             sc,
         ]);
     }
+    // Both services are the namespace's, by its name or its ARN (ListServicesByNamespace).
+    let arns = |ns: &str| -> Vec<String> {
+        let v = api.aws_json(&["list-services-by-namespace", "--namespace", ns]);
+        let mut arns: Vec<String> = v["serviceArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+            .collect();
+        arns.sort();
+        arns
+    };
+    assert_eq!(arns("sc.local"), ["a", "b"]);
+    assert_eq!(arns(&ns_arn), ["a", "b"]);
     let events = api.service("default", "b")["events"].to_string();
     assert!(
         !events.contains("serviceConnectConfiguration: not applied"),
@@ -778,4 +796,6 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
             && api.service("default", "b")["status"] == "INACTIVE")
             .then_some(())
     });
+    // An INACTIVE service is no longer the namespace's; the namespace still is.
+    assert!(arns("sc.local").is_empty());
 }

@@ -89,12 +89,15 @@ pub struct ListServicesByNamespaceResponse {
     pub next_token: Option<String>,
 }
 
-/// ListServicesByNamespace: the services of a Service Connect namespace. The namespaces it
-/// knows are the clusters' `serviceConnectDefaults.namespace` (CreateCluster/UpdateCluster;
-/// Cloud Map's own and the services using Service Connect in them are not looked up yet,
-/// docs/service-discovery.md), so a known namespace lists none; any other is NamespaceNotFoundException, as ECS
-/// answers. Ref: ecs.json `ListServicesByNamespaceRequest` (`namespace` required: name or
-/// ARN).
+/// ListServicesByNamespace: the services, of any cluster, that use Service Connect in a
+/// namespace (`serviceConnectConfiguration` enabled with that `namespace`, or with none and
+/// their cluster's `serviceConnectDefaults.namespace`), ACTIVE and DRAINING ones, by
+/// cluster then name. The namespace is given by name or ARN; the namespaces known are
+/// Cloud Map's (by name, ARN or id) and the clusters' `serviceConnectDefaults.namespace`;
+/// any other is NamespaceNotFoundException, as ECS answers. Ref: ecs.json
+/// `ListServicesByNamespace` ("all of the services that are associated with a Cloud Map
+/// namespace. This list might include services in different clusters"; `namespace`
+/// required: name or ARN; `maxResults` 1-100, 10 when not given).
 pub fn list_services_by_namespace(
     ecs: &Ecs,
     req: &ListServicesByNamespaceRequest,
@@ -105,25 +108,72 @@ pub fn list_services_by_namespace(
         ));
     }
     let store = ecs.open_store()?;
-    let known = store
-        .list_clusters()
+    let clusters = store.list_clusters().map_err(anyhow::Error::from)?;
+    // Cloud Map's namespaces: (name, ARN, id).
+    let mut cloud_map = Vec::new();
+    for (kind, id, doc) in store
+        .servicediscovery_resources()
         .map_err(anyhow::Error::from)?
-        .iter()
-        .filter_map(|c| {
-            c.configuration["serviceConnectDefaults"]["namespace"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .any(|n| n == req.namespace || req.namespace.ends_with(&format!("/{n}")));
+    {
+        if kind != "namespace" {
+            continue;
+        }
+        let ns: NamespaceNames = serde_json::from_str(&doc).map_err(|e| {
+            EcsError::Server(anyhow::anyhow!(
+                "stored Cloud Map namespace {id} does not decode: {e}"
+            ))
+        })?;
+        cloud_map.push(ns);
+    }
+    // A namespace as its name: Cloud Map's by name, ARN or id; else as given (a
+    // cluster's default namespace that Cloud Map does not have).
+    let name_of = |x: &str| -> String {
+        cloud_map
+            .iter()
+            .find(|n| n.name == x || n.arn == x || n.id == x)
+            .map_or_else(|| x.to_string(), |n| n.name.clone())
+    };
+    let default_of = |cluster: &str| -> Option<String> {
+        clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .and_then(|c| c.configuration["serviceConnectDefaults"]["namespace"].as_str())
+            .map(&name_of)
+    };
+    let wanted = name_of(&req.namespace);
+    let known = cloud_map.iter().any(|n| n.name == wanted)
+        || clusters
+            .iter()
+            .any(|c| default_of(&c.name).as_deref() == Some(&wanted));
     if !known {
         return Err(EcsError::NamespaceNotFound(format!(
-            "Namespace {} not found (the namespaces here are the clusters' \
+            "Namespace {} not found (the namespaces here are Cloud Map's and the clusters' \
              serviceConnectDefaults.namespace)",
             req.namespace
         )));
     }
+    let mut arns = Vec::new();
+    for s in store.list_services(None).map_err(anyhow::Error::from)? {
+        if s.status == crate::store::ServiceStatus::Inactive {
+            continue;
+        }
+        let Some(cfg) = s.spec.not_applied.get("serviceConnectConfiguration") else {
+            continue;
+        };
+        if cfg["enabled"] != true {
+            continue;
+        }
+        let ns = match cfg["namespace"].as_str() {
+            Some(n) if !n.is_empty() => Some(name_of(n)),
+            _ => default_of(&s.cluster),
+        };
+        if ns.as_deref() == Some(&wanted) {
+            arns.push((s.cluster, s.name, s.arn));
+        }
+    }
+    arns.sort();
     let (service_arns, next_token) = crate::ecs::page(
-        Vec::<String>::new(),
+        arns.into_iter().map(|(_, _, arn)| arn).collect(),
         req.max_results,
         10,
         req.next_token.as_deref(),
@@ -132,4 +182,13 @@ pub fn list_services_by_namespace(
         service_arns,
         next_token,
     })
+}
+
+/// The names a stored Cloud Map namespace is known by.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NamespaceNames {
+    id: String,
+    arn: String,
+    name: String,
 }
