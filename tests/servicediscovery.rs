@@ -672,7 +672,13 @@ fn a_task_s_health_is_its_instance_s_custom_health() {
         ],
     )["Instance"]["Attributes"]["AWS_INSTANCE_IPV4"])
     .to_string();
-    assert!(nslookup("h.health.local", &gw).contains(&ip));
+    // The tasks' DNS server takes Cloud Map's changes as they are published (within a
+    // second or so), not in the same instant as the registration.
+    api.wait_for(
+        10,
+        "h.health.local answered with the task's address",
+        || nslookup("h.health.local", &gw).contains(&ip).then_some(()),
+    );
     // Its health check fails: the instance's custom health follows, out of the answers.
     api.wait_for(60, "the instance UNHEALTHY", || {
         let h = sd_json(&api, &["get-instances-health-status", "--service-id", &sid]);
@@ -788,6 +794,55 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
         got.lines().any(|l| l.starts_with(&format!("GOT {gw} "))),
         "b.sc is the gateway's address in the task: {got}"
     );
+    // ECS made b's endpoint a Cloud Map service (named for its discoveryName, API only)
+    // and registered both tasks in it at the port mapping's port; a's (a client) none.
+    let discover = || {
+        sd_json(
+            &api,
+            &[
+                "discover-instances",
+                "--namespace-name",
+                "sc.local",
+                "--service-name",
+                "b",
+            ],
+        )
+    };
+    let found = api.wait_for(30, "b's two tasks discoverable in Cloud Map", || {
+        let v = discover();
+        (v["Instances"].as_array().map(Vec::len) == Some(2)).then_some(v)
+    });
+    let mut ids: Vec<String> = found["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let a = &i["Attributes"];
+            assert_eq!(a["AWS_INSTANCE_PORT"], "8080", "{i}");
+            assert_eq!(a["ECS_SERVICE_NAME"], "b", "{i}");
+            assert_eq!(a["ECS_CLUSTER_NAME"], "default", "{i}");
+            assert!(
+                a["AWS_INSTANCE_IPV4"]
+                    .as_str()
+                    .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()),
+                "{i}"
+            );
+            i["InstanceId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    let mut b_tasks = task_ids(&api, "b");
+    b_tasks.sort();
+    assert_eq!(ids, b_tasks);
+    let services = sd_json(&api, &["list-services"]);
+    let names: Vec<&str> = services["Services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["b"], "{services}");
+    assert_eq!(services["Services"][0]["Type"], "HTTP", "{services}");
     for name in ["a", "b"] {
         api.aws_json(&["delete-service", "--service", name, "--force"]);
     }
@@ -796,6 +851,10 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
             && api.service("default", "b")["status"] == "INACTIVE")
             .then_some(())
     });
-    // An INACTIVE service is no longer the namespace's; the namespace still is.
+    // An INACTIVE service is no longer the namespace's; the namespace still is. Its
+    // tasks are no longer instances.
     assert!(arns("sc.local").is_empty());
+    api.wait_for(30, "b's instances deregistered", || {
+        (discover()["Instances"].as_array().map(Vec::len) == Some(0)).then_some(())
+    });
 }

@@ -36,7 +36,7 @@ pub struct Alias {
 }
 
 /// The container port of `def`'s port mapping named `name`.
-fn named_port(def: &crate::taskdef::TaskDefinition, name: &str) -> Option<u16> {
+pub(super) fn named_port(def: &crate::taskdef::TaskDefinition, name: &str) -> Option<u16> {
     def.container_definitions
         .iter()
         .flatten()

@@ -7,6 +7,8 @@
 //! or `containerPort`), `AWS_INIT_HEALTH_STATUS`, `ECS_CLUSTER_NAME`, `ECS_SERVICE_NAME`,
 //! `ECS_TASK_DEFINITION_FAMILY` and `REGION` (no `AVAILABILITY_ZONE`: there are no zones
 //! here). Ref: ecs.json `ServiceRegistry` (registryArn, port, containerName, containerPort).
+//! A service's Service Connect endpoints are registered the same way, in the Cloud Map
+//! services ECS makes for them ([`connect_registries`]).
 
 use super::CloudMap;
 use super::model::Health;
@@ -46,6 +48,107 @@ fn registries(s: &ServiceRow) -> Vec<Registry> {
             })
         })
         .collect()
+}
+
+/// The Cloud Map services ECS makes for `s`'s Service Connect endpoints, as registries:
+/// one per `serviceConnectConfiguration.services[]` entry, named for its `discoveryName`
+/// (else its `portName`) in the service's namespace (else its cluster's
+/// `serviceConnectDefaults.namespace`), made if missing, API-only (no DNS records: Service
+/// Connect makes no hosted zones); its tasks are registered at the container port of the
+/// port mapping named `portName`. Err: why they cannot be (the namespace is not Cloud
+/// Map's). Ref: service-connect-concepts.html ("Service Connect creates AWS Cloud Map
+/// services in your account"); ecs.json `ServiceConnectService.discoveryName` (the port
+/// mapping's name when not given); service-connect.html ("Amazon ECS Service Connect
+/// doesn't use or create DNS hosted zones in Amazon Route 53").
+fn connect_registries(
+    cm: &CloudMap,
+    store: &Store,
+    s: &ServiceRow,
+) -> Result<Vec<Registry>, String> {
+    let Some(cfg) = s.spec.not_applied.get("serviceConnectConfiguration") else {
+        return Ok(Vec::new());
+    };
+    if s.status == crate::store::ServiceStatus::Inactive {
+        return Ok(Vec::new());
+    }
+    let entries = cfg["services"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if cfg["enabled"] != true || entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ns = match cfg["namespace"].as_str() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => store
+            .cluster(&s.cluster)
+            .ok()
+            .flatten()
+            .and_then(|c| {
+                c.configuration["serviceConnectDefaults"]["namespace"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                "the service names no namespace and its cluster has no serviceConnectDefaults"
+                    .to_string()
+            })?,
+    };
+    let ns_id = {
+        let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.namespaces
+            .values()
+            .find(|n| n.name == ns || n.arn == ns || n.id == ns)
+            .map(|n| n.id.clone())
+    }
+    .ok_or_else(|| format!("namespace {ns} is not a Cloud Map namespace here"))?;
+    let definition = s
+        .task_definition_arn
+        .rsplit('/')
+        .next()
+        .and_then(|x| x.rsplit_once(':'))
+        .and_then(|(family, revision)| {
+            store
+                .task_definition(family, Some(revision.parse().ok()?))
+                .ok()?
+        });
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(port_name) = e["portName"].as_str() else {
+            continue;
+        };
+        let name = e["discoveryName"].as_str().unwrap_or(port_name);
+        let existing = {
+            let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.services
+                .values()
+                .find(|x| x.namespace_id == ns_id && x.name.eq_ignore_ascii_case(name))
+                .map(|x| x.id.clone())
+        };
+        let service_id = match existing {
+            Some(id) => id,
+            None => {
+                let body = serde_json::json!({
+                    "Name": name,
+                    "NamespaceId": ns_id,
+                    "Description": format!("Service Connect endpoint of ECS service {} of cluster {}", s.name, s.cluster),
+                });
+                let made = super::ops::call(cm, "CreateService", body.to_string().as_bytes())
+                    .map_err(|e| format!("cannot make Cloud Map service {name}: {e}"))?;
+                made["Service"]["Id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        out.push(Registry {
+            service_id,
+            port: definition
+                .as_ref()
+                .and_then(|d| super::connect::named_port(&d.definition, port_name)),
+        });
+    }
+    Ok(out)
 }
 
 /// The task's address on its network, once it is set up: this box's, else (a cluster's
@@ -119,7 +222,23 @@ fn pass(
     // Instances of tasks whose ECS service no longer has the registry go too.
     let mut wanted: HashSet<(String, String, String)> = HashSet::new();
     for s in &services {
-        let regs = registries(s);
+        let mut regs = registries(s);
+        match connect_registries(cm, store, s) {
+            Ok(more) => regs.extend(more),
+            Err(why) => {
+                if failing.insert((format!("{}/{}", s.cluster, s.name), "serviceConnect".into())) {
+                    add_event(
+                        store,
+                        &s.cluster,
+                        &s.name,
+                        format!(
+                            "(service {}) failed to register its Service Connect endpoints in Cloud Map: {why}",
+                            s.name
+                        ),
+                    );
+                }
+            }
+        }
         if regs.is_empty() {
             continue;
         }
