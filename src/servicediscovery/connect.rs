@@ -60,9 +60,7 @@ pub fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Ali
         let ns = cfg["namespace"].as_str().unwrap_or_default();
         let ns_name = {
             let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.namespaces
-                .values()
-                .find(|n| n.name == ns || n.arn == ns || n.id == ns)
+            st.namespace_named(ns)
                 .map(|n| n.name.clone())
                 .unwrap_or_else(|| ns.to_string())
         };

@@ -96,10 +96,7 @@ fn connect_registries(
     };
     let ns_id = {
         let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.namespaces
-            .values()
-            .find(|n| n.name == ns || n.arn == ns || n.id == ns)
-            .map(|n| n.id.clone())
+        st.namespace_named(&ns).map(|n| n.id.clone())
     }
     .ok_or_else(|| format!("namespace {ns} is not a Cloud Map namespace here"))?;
     let definition = s

@@ -216,6 +216,14 @@ impl State {
             .count()
     }
 
+    /// The namespace `x` names: by its name, ARN or id (ECS names a Service Connect
+    /// namespace by name or ARN).
+    fn namespace_named(&self, x: &str) -> Option<&model::Namespace> {
+        self.namespaces
+            .values()
+            .find(|n| n.name == x || n.arn == x || n.id == x)
+    }
+
     fn instances_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
         self.instances
             .range((service.to_string(), String::new())..)
