@@ -731,18 +731,20 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
         let f = api.file(&format!("{family}.json"), &def);
         api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
     }
-    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // The cluster's default namespace is the client's (it names none).
+    api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "default",
+        "--service-connect-defaults",
+        "namespace=sc.local",
+    ]);
     let server = format!(
         r#"{{"enabled":true,"namespace":"sc.local","services":[{{"portName":"web","discoveryName":"b","clientAliases":[{{"port":{port},"dnsName":"b.sc"}}]}}]}}"#
     );
     for (name, family, count, sc) in [
         ("b", "scb", "2", server.as_str()),
-        (
-            "a",
-            "sca",
-            "1",
-            r#"{"enabled":true,"namespace":"sc.local"}"#,
-        ),
+        ("a", "sca", "1", r#"{"enabled":true}"#),
     ] {
         api.aws_json(&[
             "create-service",

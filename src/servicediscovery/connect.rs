@@ -35,6 +35,23 @@ pub struct Alias {
     pub targets: Vec<SocketAddr>,
 }
 
+/// The namespace of a service's `serviceConnectConfiguration` `cfg`: its own, else its
+/// cluster's `serviceConnectDefaults.namespace` (as ECS takes it); None when neither.
+pub(super) fn namespace_of(
+    store: &Store,
+    cluster: &str,
+    cfg: &serde_json::Value,
+) -> Option<String> {
+    match cfg["namespace"].as_str() {
+        Some(n) if !n.is_empty() => Some(n.to_string()),
+        _ => store.cluster(cluster).ok()?.and_then(|c| {
+            c.configuration["serviceConnectDefaults"]["namespace"]
+                .as_str()
+                .map(str::to_string)
+        }),
+    }
+}
+
 /// The container port of `def`'s port mapping named `name`.
 pub(super) fn named_port(def: &crate::taskdef::TaskDefinition, name: &str) -> Option<u16> {
     def.container_definitions
@@ -57,10 +74,10 @@ pub fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Ali
         if cfg["enabled"] != true {
             continue;
         }
-        let ns = cfg["namespace"].as_str().unwrap_or_default();
+        let ns = namespace_of(store, &s.cluster, cfg).unwrap_or_default();
         let ns_name = {
             let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.namespace_named(ns)
+            st.namespace_named(&ns)
                 .map(|n| n.name.clone())
                 .unwrap_or_else(|| ns.to_string())
         };

@@ -78,22 +78,9 @@ fn connect_registries(
     if cfg["enabled"] != true || entries.is_empty() {
         return Ok(Vec::new());
     }
-    let ns = match cfg["namespace"].as_str() {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => store
-            .cluster(&s.cluster)
-            .ok()
-            .flatten()
-            .and_then(|c| {
-                c.configuration["serviceConnectDefaults"]["namespace"]
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .ok_or_else(|| {
-                "the service names no namespace and its cluster has no serviceConnectDefaults"
-                    .to_string()
-            })?,
-    };
+    let ns = super::connect::namespace_of(store, &s.cluster, cfg).ok_or_else(|| {
+        "the service names no namespace and its cluster has no serviceConnectDefaults".to_string()
+    })?;
     let ns_id = {
         let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
         st.namespace_named(&ns).map(|n| n.id.clone())
