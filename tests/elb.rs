@@ -255,7 +255,27 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "Id=not-an-ip",
         ],
     );
-    assert!(err.contains("(InvalidTarget)"), "{err}");
+    // ELB's ValidationError for an id that is not an address (as its users quote it).
+    assert!(
+        err.contains("(ValidationError)")
+            && err.contains("The IP address 'not-an-ip' is not a valid IPv4 address"),
+        "{err}"
+    );
+    let err = elb_err(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.9.0.300",
+        ],
+    );
+    assert!(
+        err.contains("(ValidationError)")
+            && err.contains("The IP address '10.9.0.300' is not a valid IPv4 address"),
+        "{err}"
+    );
     let h = elb_json(
         &api,
         &["describe-target-health", "--target-group-arn", &tg_arn],
@@ -2538,6 +2558,31 @@ fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_
         instance
     );
 
+    // A malformed instance id: ELB's ValidationError, registering and deregistering.
+    for (verb, bad) in [
+        ("register-targets", "10.19.173.98"),
+        ("register-targets", "i-xyz"),
+        (
+            "deregister-targets",
+            "ip-10-7-0-7.eu-west-1.compute.internal",
+        ),
+    ] {
+        let err = elb_err(
+            &api,
+            &[
+                verb,
+                "--target-group-arn",
+                &tg,
+                "--targets",
+                &format!("Id={bad},Port=8080"),
+            ],
+        );
+        assert!(
+            err.contains("(ValidationError)")
+                && err.contains(&format!("Instance ID '{bad}' is not valid")),
+            "{verb} {bad}: {err}"
+        );
+    }
     // An instance no box is: ELB's InvalidTarget.
     let err = elb_err(
         &api,
