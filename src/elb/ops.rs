@@ -52,7 +52,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "DescribeTargetHealth",
-        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` for `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
+        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` in HTTP groups, mitigated in `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
     ),
     (
         "CreateListener",
@@ -970,9 +970,12 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
             }
         }
     }
-    // Anomaly detection runs in the serve that runs the data plane, for `weighted_random`
-    // groups with mitigation on, once they have had traffic (`balance::Anomalies`).
-    let detection = s.anomalies.get(&g.arn).filter(|_| anomalies);
+    // Anomaly detection runs for every HTTP group (ALB's; not for TCP ones), in the serve
+    // that runs the data plane, once the group has had traffic (`balance::Anomalies`);
+    // before, every target is normal.
+    let http = g.protocol.starts_with("HTTP");
+    let none = super::balance::Anomalies::default();
+    let detection = (anomalies && http).then(|| s.anomalies.get(&g.arn).unwrap_or(&none));
     let now = Instant::now();
     s.draining.retain(|d| d.until > now);
     let asked = targets(p, &g)?;
