@@ -109,6 +109,10 @@ struct Balanced {
     drains_begun: usize,
     /// Target groups a registration failed in (the event is written once).
     failing: HashSet<String>,
+    /// Tasks whose stop was asked, until they are gone: they count as stopping and are
+    /// not registered again while the stop takes effect (in cluster mode a pass may still
+    /// read them RUNNING and active after it was asked).
+    stop_asked: HashSet<String>,
 }
 
 /// The task's awsvpc address, once its network is set up.
@@ -436,6 +440,7 @@ fn stop_task(
     let asked = fleet::get().stop(g, t, StopCode::ServiceSchedulerInitiated, reason);
     if asked {
         t.desired_status = DesiredStatus::Stopped;
+        mem.stop_asked.insert(t.id.clone());
     }
     asked
 }
@@ -626,7 +631,12 @@ fn schedule(
     };
     let live_ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     m.lb.draining.retain(|id, _| live_ids.contains(id));
+    m.lb.stop_asked.retain(|id| live_ids.contains(id));
     for l in live.iter_mut() {
+        if m.lb.stop_asked.contains(&l.row.id) {
+            l.row.desired_status = DesiredStatus::Stopped;
+            continue;
+        }
         let Some((until, reason)) = m.lb.draining.get(&l.row.id).cloned() else {
             continue;
         };
@@ -634,6 +644,7 @@ fn schedule(
             && fleet::get().stop(g, &l.row, StopCode::ServiceSchedulerInitiated, &reason)
         {
             m.lb.draining.remove(&l.row.id);
+            m.lb.stop_asked.insert(l.row.id.clone());
             stopped.push(l.row.id.clone());
         }
         l.row.desired_status = DesiredStatus::Stopped;

@@ -7,7 +7,9 @@
 //! a box whose cable is pulled, or whose agent is frozen, is lost, its service tasks are
 //! replaced on the other box, and once back it stops what was replaced; a load balancer
 //! reaches service tasks on both boxes and moves with the leader; a BLUE_GREEN deployment
-//! across both boxes flips production with no request failed; nothing is left on any box.
+//! across both boxes flips production with no request failed; a load-balanced service
+//! scaled in drains its targets on the boxes before their tasks stop, and a lost box's
+//! targets are deregistered and replaced; nothing is left on any box.
 
 mod common;
 
@@ -1605,5 +1607,338 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
     let task_ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
     for b in &boxes {
         assert_box_clean(b, &task_ids);
+    }
+}
+
+/// Each target of `tg` and its state, as `api` describes them.
+fn target_states(api: &Api, tg: &str) -> Vec<(String, String)> {
+    let h = elbv2(api, &["describe-target-health", "--target-group-arn", tg]);
+    h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["Target"]["Id"].as_str().unwrap().to_string(),
+                d["TargetHealth"]["State"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Seconds since the epoch.
+fn epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The service's event `word` (e.g. `deregistered`) newest first: their times.
+fn event_times(api: &Api, service: &str, word: &str) -> Vec<f64> {
+    let s = api.service("default", service);
+    s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or("").contains(word))
+        .map(|e| e["createdAt"].as_f64().unwrap())
+        .collect()
+}
+
+/// A service of awsvpc tasks on two boxes behind a load balancer, asked by its DNS name
+/// all along by a keep-alive client on the host (docs/load-balancing.md "Cluster mode"):
+/// (a) scaled in from 3 tasks to 1, its stopped tasks' targets go `draining` first and the
+/// tasks stop only after the deregistration delay, with no request failed; (b) a box with
+/// a registered target cut off (its link down): its task is declared lost after the lease
+/// and the grace (`--lost-instance-after 1`), its target is deregistered (drains, then is
+/// gone), the service replaces it on the live box and every request is answered there
+/// again; back, the box stops what was replaced. Nothing left on either box.
+#[test]
+fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_lost_boxs_targets() {
+    const DELAY: f64 = 4.0;
+    let mut lan = Lan::new();
+    let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
+    let (api, mut boxes) = cluster(
+        &mut lan,
+        &etcd,
+        &["--lost-instance-after", "1"],
+        2,
+        3,
+        false,
+    );
+    let _routes = HostRoutes::to(&boxes);
+    let lb = common::elb::create_alb(&api, "cluster-drain");
+    let dns = lb.dns.to_ascii_lowercase();
+    let tg = common::elb::http_target_group(&api, "cluster-drain", DELAY as u32);
+    let listener = common::elb::http_listener(&api, &lb.arn, "80", &tg);
+    // The client asks by the name, at the address the serve's hosts file gives it.
+    let hosts = Path::new(&api.mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap()).to_path_buf();
+    let ip = api.wait_for(10, "the load balancer's name in the hosts file", || {
+        let text = std::fs::read_to_string(&hosts).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(dns.as_str()))?;
+        Some(line.split_whitespace().next()?.to_string())
+    });
+    assert_eq!(ip, lb.ip);
+    register(&api, "lbweb.json", &addressed_web());
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "drain",
+        "--task-definition",
+        "netbox-lbweb",
+        "--desired-count",
+        "3",
+        "--launch-type",
+        "EC2",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+        "--load-balancers",
+        &format!("targetGroupArn={tg},containerName=main,containerPort=8080"),
+    ]);
+    // Task address → the box (container instance) it runs on.
+    let mut box_of: std::collections::BTreeMap<String, String> = Default::default();
+    let mut all_ids: Vec<String> = Vec::new();
+    let mut learn = |api: &Api, box_of: &mut std::collections::BTreeMap<String, String>| {
+        for (t, ci) in service_tasks(api, "drain") {
+            let ip = private_ip(&describe_task(api, &t));
+            box_of.insert(ip, ci);
+            if !all_ids.contains(&id_of(&t)) {
+                all_ids.push(id_of(&t));
+            }
+        }
+    };
+    let three = api.wait_for(150, "3 healthy targets", || {
+        let h = healthy_targets(&api, &tg);
+        (h.len() == 3 && service_tasks(&api, "drain").len() == 3).then_some(h)
+    });
+    learn(&api, &mut box_of);
+    let on: std::collections::BTreeSet<&String> = box_of.values().collect();
+    assert_eq!(on.len(), 2, "the 3 tasks are on both boxes: {box_of:?}");
+
+    // (a) Scale-in from 3 to 1 under traffic.
+    let client = common::elb::Client::start_named(&api, &dns, &lb.ip, &[80]);
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = epoch();
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "drain",
+        "--desired-count",
+        "1",
+    ]);
+    // Each target's states as seen, with the first time each was seen.
+    let mut seen: Vec<(f64, String, String)> = Vec::new();
+    api.wait_for(90, "1 target left", || {
+        let now = epoch();
+        for (id, state) in target_states(&api, &tg) {
+            if !seen.iter().any(|(_, i, s)| *i == id && *s == state) {
+                seen.push((now, id, state));
+            }
+        }
+        let left = target_states(&api, &tg);
+        (left.len() == 1 && left[0].1 == "healthy" && service_tasks(&api, "drain").len() == 1)
+            .then_some(())
+    });
+    let answers = client.finish();
+    let failed: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let scale_in_s = epoch() - t0;
+    let answered_by: std::collections::BTreeSet<&str> =
+        answers.iter().map(|a| a.3.as_str()).collect();
+    eprintln!(
+        "scale-in 3 -> 1 across 2 boxes: {} requests by name, {} failed, answered by {:?}, \
+         done in {scale_in_s:.1} s; target states seen: {seen:?}",
+        answers.len(),
+        failed.len(),
+        answered_by
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(answers.len() > 100, "{} requests", answers.len());
+    let kept = &target_states(&api, &tg)[0].0;
+    let gone: Vec<&String> = three.iter().filter(|t| *t != kept).collect();
+    assert_eq!(gone.len(), 2);
+    let deregistered = event_times(&api, "drain", "deregistered 2 targets");
+    assert_eq!(
+        deregistered.len(),
+        1,
+        "{:#}",
+        api.service("default", "drain")
+    );
+    for ip in &gone {
+        // Seen draining, then its task stopping after the delay.
+        let draining = seen
+            .iter()
+            .find(|(_, i, s)| i == *ip && s == "draining")
+            .unwrap_or_else(|| panic!("{ip} never seen draining: {seen:?}"))
+            .0;
+        let task = api.aws_json(&[
+            "list-tasks",
+            "--service-name",
+            "drain",
+            "--desired-status",
+            "STOPPED",
+        ])["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| describe_task(&api, a.as_str().unwrap()))
+            .find(|t| private_ip(t) == **ip)
+            .unwrap_or_else(|| panic!("no stopped task at {ip}"));
+        let stopping = task["stoppingAt"].as_f64().unwrap();
+        eprintln!(
+            "{ip} (on {}): draining seen at +{:.1} s, deregistered at +{:.1} s, its task \
+             stopping at +{:.1} s",
+            box_of[*ip],
+            draining - t0,
+            deregistered[0] - t0,
+            stopping - t0
+        );
+        assert!(
+            stopping > draining,
+            "{ip} stopped before it was seen draining"
+        );
+        assert!(
+            stopping - deregistered[0] >= DELAY - 0.5,
+            "{ip}'s task stopped {:.1} s after its deregistration (delay {DELAY} s)",
+            stopping - deregistered[0]
+        );
+    }
+
+    // (b) Back to 2, one on each box; then one box is cut off.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "drain",
+        "--desired-count",
+        "2",
+    ]);
+    api.wait_for(120, "2 healthy targets on both boxes", || {
+        learn(&api, &mut box_of);
+        let h = healthy_targets(&api, &tg);
+        let on: std::collections::BTreeSet<&String> =
+            h.iter().filter_map(|t| box_of.get(t)).collect();
+        (h.len() == 2 && on.len() == 2).then_some(())
+    });
+    let two = healthy_targets(&api, &tg);
+    let lost = boxes
+        .iter()
+        .position(|b| box_of[&two[0]] == b.arn())
+        .unwrap();
+    let (dead_ip, live_ip) = (two[0].clone(), two[1].clone());
+    let live_box = boxes[1 - lost].arn();
+    let client = common::elb::Client::start_named(&api, &dns, &lb.ip, &[80]);
+    std::thread::sleep(Duration::from_secs(1));
+    let cut = epoch();
+    boxes[lost].link(false);
+    let mut dead_states: Vec<(f64, String)> = Vec::new();
+    api.wait_for(
+        120,
+        "the lost box's target gone and 2 healthy on the live box",
+        || {
+            let now = epoch();
+            let states = target_states(&api, &tg);
+            match states.iter().find(|(i, _)| *i == dead_ip) {
+                Some((_, s)) if dead_states.last().map(|(_, l)| l) != Some(s) => {
+                    dead_states.push((now, s.clone()))
+                }
+                Some(_) => {}
+                None if dead_states.last().map(|(_, l)| l.as_str()) != Some("gone") => {
+                    dead_states.push((now, "gone".into()))
+                }
+                None => {}
+            }
+            if states.iter().any(|(i, _)| *i == dead_ip) {
+                return None;
+            }
+            learn(&api, &mut box_of);
+            let healthy = healthy_targets(&api, &tg);
+            (healthy.len() == 2 && healthy.iter().all(|t| box_of.get(t) == Some(&live_box)))
+                .then_some(())
+        },
+    );
+    let recovered = epoch();
+    // Traffic on the live box's two tasks for a while.
+    std::thread::sleep(Duration::from_secs(3));
+    let answers = client.finish();
+    let failed: Vec<_> = answers.iter().filter(|a| a.2 != "200").collect();
+    let last_failed = failed.iter().map(|a| a.0).fold(cut, f64::max);
+    let after: Vec<_> = answers.iter().filter(|a| a.0 > recovered).collect();
+    eprintln!(
+        "box {lost} cut off: {} requests, {} failed, the last failure at +{:.1} s; its target's \
+         states {:?}; gone and 2 healthy on the live box at +{:.1} s; {} requests after, all \
+         answered by {:?}",
+        answers.len(),
+        failed.len(),
+        last_failed - cut,
+        dead_states
+            .iter()
+            .map(|(t, s)| format!("{s} +{:.1} s", t - cut))
+            .collect::<Vec<_>>(),
+        recovered - cut,
+        after.len(),
+        after
+            .iter()
+            .map(|a| a.3.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(after.len() > 20, "{} requests after", after.len());
+    assert!(after.iter().all(|a| a.2 == "200"), "{after:?}");
+    assert!(after.iter().all(|a| box_of.get(&a.3) == Some(&live_box)));
+    assert!(
+        after.iter().any(|a| a.3 == live_ip) && after.iter().any(|a| a.3 != live_ip),
+        "both live tasks answer"
+    );
+    // The lost task: STOPPED as lost.
+    let lost_task = api.aws_json(&[
+        "list-tasks",
+        "--service-name",
+        "drain",
+        "--desired-status",
+        "STOPPED",
+    ])["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| describe_task(&api, a.as_str().unwrap()))
+        .find(|t| private_ip(t) == dead_ip)
+        .unwrap();
+    let reason = lost_task["stoppedReason"].as_str().unwrap_or("");
+    eprintln!("the lost box's task: {reason}");
+    assert!(reason.contains("lost"), "{lost_task:#}");
+    // Back: the box stops the task that was replaced.
+    boxes[lost].link(true);
+    let dead_id = id_of(lost_task["taskArn"].as_str().unwrap());
+    api.wait_for(60, "the returned box stopping its replaced task", || {
+        (local_status(&boxes[lost], &dead_id).0 == "STOPPED").then_some(())
+    });
+
+    // Cleaned up: no task, no target, the agents stopped, nothing left on either box.
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "drain",
+        "--desired-count",
+        "0",
+    ]);
+    api.wait_for(60, "no service task RUNNING and no target", || {
+        (service_tasks(&api, "drain").is_empty() && target_states(&api, &tg).is_empty())
+            .then_some(())
+    });
+    api.aws_json(&["delete-service", "--service", "drain"]);
+    elbv2(&api, &["delete-listener", "--listener-arn", &listener]);
+    elbv2(
+        &api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb.arn],
+    );
+    elbv2(&api, &["delete-target-group", "--target-group-arn", &tg]);
+    for b in boxes.iter_mut() {
+        let st = b.signal("-TERM").unwrap();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in &boxes {
+        assert_box_clean(b, &all_ids);
     }
 }

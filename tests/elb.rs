@@ -257,7 +257,27 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "Id=not-an-ip",
         ],
     );
-    assert!(err.contains("(InvalidTarget)"), "{err}");
+    // ELB's ValidationError for an id that is not an address (as its users quote it).
+    assert!(
+        err.contains("(ValidationError)")
+            && err.contains("The IP address 'not-an-ip' is not a valid IPv4 address"),
+        "{err}"
+    );
+    let err = elb_err(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.9.0.300",
+        ],
+    );
+    assert!(
+        err.contains("(ValidationError)")
+            && err.contains("The IP address '10.9.0.300' is not a valid IPv4 address"),
+        "{err}"
+    );
     let h = elb_json(
         &api,
         &["describe-target-health", "--target-group-arn", &tg_arn],
@@ -1703,6 +1723,59 @@ fn the_box_s_etc_hosts_names_the_load_balancer_while_serve_runs_and_is_restored(
     assert_eq!(getent(&dns), "");
 }
 
+/// The `/32` addresses on bridge `bridge`.
+fn bridge_addresses(bridge: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `serve` killed with SIGKILL leaves its load balancers' addresses on the bridge
+/// (nothing can take them away then); a load balancer gone from its store before its next
+/// start (here its row deleted, as a store restored from before it would be) has its
+/// address taken off the bridge when serve starts again; one still there keeps it.
+#[test]
+fn a_killed_serve_s_address_of_a_load_balancer_gone_since_is_removed_at_its_next_start() {
+    let mut api = Api::start();
+    let bridge = api.mf.bridge();
+    let ip_of = |name: &str| {
+        let lb = elb_json(&api, &["create-load-balancer", "--name", name]);
+        let lb = &lb["LoadBalancers"][0];
+        (
+            s(&lb["LoadBalancerArn"]).to_string(),
+            s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string(),
+        )
+    };
+    let (gone_arn, gone_ip) = ip_of("killed-gone");
+    let (_, kept_ip) = ip_of("killed-kept");
+    for ip in [&gone_ip, &kept_ip] {
+        api.wait_for(10, "the address on the bridge", || {
+            bridge_addresses(&bridge)
+                .contains(&format!("{ip}/32"))
+                .then_some(())
+        });
+    }
+    api.kill_server();
+    assert!(bridge_addresses(&bridge).contains(&format!("{gone_ip}/32")));
+    let out = std::process::Command::new("sqlite3")
+        .arg(api.mf.root.join("state.db"))
+        .arg(format!(
+            "DELETE FROM elb_resources WHERE arn = '{gone_arn}'"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    api.restart();
+    api.wait_for(
+        10,
+        "the gone load balancer's address off the bridge",
+        || (!bridge_addresses(&bridge).contains(&format!("{gone_ip}/32"))).then_some(()),
+    );
+    assert!(bridge_addresses(&bridge).contains(&format!("{kept_ip}/32")));
+}
+
 /// `curl` with `args` before the URL: (status, the `Location` header, body).
 fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
     let out = std::process::Command::new("curl")
@@ -2540,6 +2613,31 @@ fn a_bridge_mode_service_behind_an_instance_target_group_is_reached_at_its_host_
         instance
     );
 
+    // A malformed instance id: ELB's ValidationError, registering and deregistering.
+    for (verb, bad) in [
+        ("register-targets", "10.19.173.98"),
+        ("register-targets", "i-xyz"),
+        (
+            "deregister-targets",
+            "ip-10-7-0-7.eu-west-1.compute.internal",
+        ),
+    ] {
+        let err = elb_err(
+            &api,
+            &[
+                verb,
+                "--target-group-arn",
+                &tg,
+                "--targets",
+                &format!("Id={bad},Port=8080"),
+            ],
+        );
+        assert!(
+            err.contains("(ValidationError)")
+                && err.contains(&format!("Instance ID '{bad}' is not valid")),
+            "{verb} {bad}: {err}"
+        );
+    }
     // An instance no box is: ELB's InvalidTarget.
     let err = elb_err(
         &api,

@@ -427,3 +427,135 @@ fn source_ip_stickiness_keeps_a_client_address_on_one_target() {
         );
     }
 }
+
+/// The `Maximum` of `metric` (`AWS/ApplicationELB`) over the last 10 minutes by `TargetGroup`
+/// and `LoadBalancer` of `tg` and `lb`, as boto3's `get_metric_statistics` gives it (None
+/// without a datapoint).
+fn alb_max(api: &Api, metric: &str, tg: &str, lb: &str) -> Option<f64> {
+    // ELB's dimension values: the ARNs' ends (`targetgroup/<name>/<id>`, `app/<name>/<id>`).
+    let dim = |arn: &str, kind: &str| arn.split_once(kind).unwrap().1.to_string();
+    let script = format!(
+        r#"
+import boto3, datetime, json, os
+cw = boto3.client("cloudwatch", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+now = datetime.datetime.now(datetime.timezone.utc)
+r = cw.get_metric_statistics(Namespace="AWS/ApplicationELB", MetricName="{metric}",
+    Dimensions=[{{"Name": "TargetGroup", "Value": "targetgroup/{tg}"}}, {{"Name": "LoadBalancer", "Value": "{lb}"}}],
+    StartTime=now - datetime.timedelta(minutes=9), EndTime=now + datetime.timedelta(minutes=1),
+    Period=600, Statistics=["Maximum"])
+print(json.dumps([d["Maximum"] for d in r["Datapoints"]]))
+"#,
+        tg = dim(tg, ":targetgroup/"),
+        lb = dim(lb, ":loadbalancer/"),
+    );
+    let v = api.boto3(&script);
+    v.as_array()?
+        .iter()
+        .filter_map(Value::as_f64)
+        .reduce(f64::max)
+}
+
+/// Each target's `AnomalyDetection` (by port) as `describe-target-health --include
+/// AnomalyDetection` answers it.
+fn detection(api: &Api, tg: &str) -> BTreeMap<u64, Value> {
+    let h = elb_json(
+        api,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            tg,
+            "--include",
+            "AnomalyDetection",
+        ],
+    );
+    h["TargetHealthDescriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["Target"]["Port"].as_u64().unwrap(),
+                d["AnomalyDetection"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Anomaly detection runs on every HTTP target group (ALB User Guide, "Automatic target
+/// weights"), mitigation only on `weighted_random` ones with it on: in a round robin group
+/// a target that answers 500 is `anomalous` with `MitigationInEffect` `no` and keeps its
+/// share, counted in CloudWatch's `AnomalousHostCount` (`MitigatedHostCount` 0); in a
+/// weighted random group with mitigation on, `MitigatedHostCount` counts it.
+#[test]
+fn anomaly_detection_runs_on_every_http_group_and_its_counts_are_published() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let t = Targets::start(&["a", "b", "c"]);
+    let tg = group(&api, "detected", "HTTP", &t);
+    let lb = common::elb::create_alb(&api, "detected");
+    let port = common::util::free_port();
+    common::elb::http_listener(&api, &lb.arn, &port.to_string(), &tg);
+    api.wait_for(10, "the listener", || {
+        std::net::TcpStream::connect((lb.ip.as_str(), port)).ok()
+    });
+    healthy(&api, &tg, 3);
+    // Before any traffic: every target normal, no mitigation.
+    let normal = serde_json::json!({"Result": "normal", "MitigationInEffect": "no"});
+    assert!(detection(&api, &tg).values().all(|d| *d == normal));
+
+    // Round robin (the default): c answers 500 while its health checks pass.
+    t.bad("c", true);
+    let answers = load(&lb.ip, port, 2, 100_000, 4.0);
+    let n = counts(&answers);
+    let share = n.get("c").copied().unwrap_or(0) as f64 / answers.len() as f64;
+    eprintln!(
+        "round robin, c erring: {n:?} of {} (c's share {share:.3})",
+        answers.len()
+    );
+    assert!(
+        (0.3..0.37).contains(&share),
+        "no mitigation: c keeps its turn: {n:?}"
+    );
+    let c = u64::from(t.ports[2]);
+    let d = detection(&api, &tg);
+    for (p, a) in &d {
+        let want = if *p == c {
+            serde_json::json!({"Result": "anomalous", "MitigationInEffect": "no"})
+        } else {
+            normal.clone()
+        };
+        assert_eq!(*a, want, "{d:?}");
+    }
+    let anomalous = api.wait_for(30, "AnomalousHostCount 1", || {
+        alb_max(&api, "AnomalousHostCount", &tg, &lb.arn).filter(|m| *m == 1.0)
+    });
+    let mitigated = alb_max(&api, "MitigatedHostCount", &tg, &lb.arn);
+    eprintln!("round robin: AnomalousHostCount {anomalous}, MitigatedHostCount {mitigated:?}");
+    assert_eq!(mitigated, Some(0.0));
+
+    // Weighted random with mitigation on: c's weight lowered, counted as mitigated.
+    set_attributes(
+        &api,
+        &tg,
+        &[
+            "Key=load_balancing.algorithm.type,Value=weighted_random",
+            "Key=load_balancing.algorithm.anomaly_mitigation,Value=on",
+        ],
+    );
+    let answers = load(&lb.ip, port, 2, 100_000, 6.0);
+    let n = counts(&answers);
+    eprintln!("weighted random with mitigation, c erring: {n:?}");
+    let d = detection(&api, &tg);
+    assert_eq!(
+        d[&c],
+        serde_json::json!({"Result": "anomalous", "MitigationInEffect": "yes"}),
+        "{d:?}"
+    );
+    let mitigated = api.wait_for(30, "MitigatedHostCount 1", || {
+        alb_max(&api, "MitigatedHostCount", &tg, &lb.arn).filter(|m| *m == 1.0)
+    });
+    eprintln!("weighted random with mitigation: MitigatedHostCount {mitigated}");
+}

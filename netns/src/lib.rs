@@ -540,6 +540,26 @@ impl Network {
         host.add_addr(br, addr, 32).map_err(nl_err)
     }
 
+    /// The `/32` addresses on the bridge (those [`Network::add_bridge_address`] puts
+    /// there, and any other of that length); none when the bridge is not there.
+    pub fn bridge_host_addresses(&self) -> Result<Vec<Ipv4Addr>, Error> {
+        let nl_err = |source| Error::Netlink {
+            task: "*".into(),
+            source,
+        };
+        let mut host = netlink::Netlink::open().map_err(nl_err)?;
+        let Some(br) = host.link_index(&self.cfg.bridge).map_err(nl_err)? else {
+            return Ok(Vec::new());
+        };
+        Ok(host
+            .addrs_of(br)
+            .map_err(nl_err)?
+            .into_iter()
+            .filter(|(_, prefix)| *prefix == 32)
+            .map(|(ip, _)| ip)
+            .collect())
+    }
+
     /// Removes `addr/32` from the bridge; `Ok(false)` when it (or the bridge) is not there.
     pub fn del_bridge_address(&self, addr: Ipv4Addr) -> Result<bool, Error> {
         let nl_err = |source| Error::Netlink {

@@ -442,6 +442,33 @@ impl Netlink {
         }
     }
 
+    /// The IPv4 addresses of link `index`, with their prefix lengths.
+    pub fn addrs_of(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, NetlinkError> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        let replies = self.run(
+            || format!("list the addresses of link #{index}"),
+            RouteNetlinkMessage::GetAddress(m),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a)
+                    if a.header.index == index && a.header.family == AddressFamily::Inet =>
+                {
+                    a.attributes.iter().find_map(|x| match x {
+                        AddressAttribute::Local(std::net::IpAddr::V4(ip)) => {
+                            Some((*ip, a.header.prefix_len))
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Removes `addr/prefix` from link `index`; `Ok(false)` when it was not there.
     pub fn del_addr(
         &mut self,

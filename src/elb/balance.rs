@@ -10,6 +10,11 @@
 //!   `load_balancing.algorithm.anomaly_mitigation` `on` a lower one while the target is
 //!   anomalous ([`Anomalies`], ALB's automatic target weights).
 //!
+//! Anomaly detection runs for every HTTP group, whatever its algorithm (ALB User Guide,
+//! "Automatic target weights": detection on all HTTP target groups, mitigation only with
+//! `weighted_random` and mitigation on): each request's outcome is counted on its
+//! target's [`Load`] and the group's [`Anomalies`] look at them once a second.
+//!
 //! ALB refuses slow start with either of the last two (`super::ops`).
 
 use super::model::{Target, TargetGroup};
@@ -154,15 +159,32 @@ impl Anomalies {
         (self.anomalous.contains(t), self.weight(t) < 1.0)
     }
 
-    /// Looks at `targets` (the healthy ones, with their loads) once per [`LOOK_EVERY`].
-    pub fn look(&mut self, targets: &[(&Target, &Load)], now: Instant) {
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < LOOK_EVERY)
-        {
+    /// Whether [`Anomalies::look`] would look at `now` (once per [`LOOK_EVERY`]).
+    pub fn due(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|l| now.duration_since(l) >= LOOK_EVERY)
+    }
+
+    /// How many of `targets` are anomalous, and how many have their weight lowered
+    /// (CloudWatch's `AnomalousHostCount`, `MitigatedHostCount`).
+    pub fn counts<'a>(&self, targets: impl Iterator<Item = &'a Target>) -> (usize, usize) {
+        targets.fold((0, 0), |(a, m), t| {
+            let (anomalous, mitigated) = self.detection(t);
+            (a + usize::from(anomalous), m + usize::from(mitigated))
+        })
+    }
+
+    /// Looks at `targets` (the healthy ones, with their loads) once per [`LOOK_EVERY`]:
+    /// a verdict for each; with `mitigate`, weights lowered and raised by them (without,
+    /// every weight stays 1: detection only).
+    pub fn look(&mut self, targets: &[(&Target, &Load)], now: Instant, mitigate: bool) {
+        if !self.due(now) {
             return;
         }
         self.last = Some(now);
+        if !mitigate {
+            self.weights.clear();
+        }
         self.weights
             .retain(|t, _| targets.iter().any(|(have, _)| *have == t));
         self.anomalous
@@ -199,7 +221,9 @@ impl Anomalies {
                 self.anomalous.remove(*t);
             }
             let w = self.weight(t);
-            let w = if anomalous {
+            let w = if !mitigate {
+                1.0
+            } else if anomalous {
                 (w / 2.0).max(FLOOR)
             } else {
                 (w * 2.0).min(1.0)
@@ -242,7 +266,7 @@ mod tests {
             answers(&la, 20, 0);
             answers(&lb, 20, 1);
             answers(&lc, 20, 10);
-            m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now);
+            m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now, true);
             now += LOOK_EVERY;
         }
         assert_eq!(m.weight(&a), 1.0);
@@ -252,12 +276,12 @@ mod tests {
         assert_eq!(m.detection(&a), (false, false));
         // Not enough answers: no verdict, the weight stays.
         answers(&lc, 3, 0);
-        m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now);
+        m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now, true);
         now += LOOK_EVERY;
         assert_eq!(m.weight(&c), 0.125);
         for _ in 0..3 {
             answers(&lc, 10, 0);
-            m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now);
+            m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now, true);
             now += LOOK_EVERY;
         }
         assert_eq!(m.weight(&c), 1.0);
@@ -266,8 +290,28 @@ mod tests {
         for l in [&la, &lb, &lc] {
             answers(l, 20, 20);
         }
-        m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now);
+        m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now, true);
         assert_eq!(m.weight(&a), 1.0);
+    }
+
+    #[test]
+    fn without_mitigation_an_erring_target_is_anomalous_and_keeps_its_weight() {
+        let (a, b, c) = (t(1), t(2), t(3));
+        let (la, lb, lc) = (Load::default(), Load::default(), Load::default());
+        let mut m = Anomalies::default();
+        let mut now = Instant::now();
+        for _ in 0..3 {
+            answers(&la, 20, 0);
+            answers(&lb, 20, 0);
+            answers(&lc, 20, 20);
+            m.look(&[(&a, &la), (&b, &lb), (&c, &lc)], now, false);
+            now += LOOK_EVERY;
+        }
+        assert_eq!(m.detection(&c), (true, false));
+        assert_eq!(m.weight(&c), 1.0);
+        assert_eq!(m.counts([&a, &b, &c].into_iter()), (1, 0));
+        assert!(!m.due(now - LOOK_EVERY / 2));
+        assert!(m.due(now));
     }
 
     #[test]

@@ -341,6 +341,21 @@ impl Elb {
                     "Count",
                     Stats::one(unhealthy as f64),
                 );
+                if ns == ALB && g.protocol.starts_with("HTTP") {
+                    // Anomaly detection's counts (every HTTP group; mitigated ones only
+                    // in weighted random groups with mitigation on).
+                    let (anomalous, mitigated) = st
+                        .anomalies
+                        .get(&g.arn)
+                        .map(|a| a.counts(g.targets.iter()))
+                        .unwrap_or((0, 0));
+                    for (name, n) in [
+                        ("AnomalousHostCount", anomalous),
+                        ("MitigatedHostCount", mitigated),
+                    ] {
+                        out.add(ALB, name, &d, "Count", Stats::one(n as f64));
+                    }
+                }
                 let Some(sum) = groups.get(&(lb.as_str(), g.arn.as_str())) else {
                     continue;
                 };

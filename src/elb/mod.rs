@@ -158,7 +158,8 @@ struct State {
     /// What the data plane counts per target of the groups whose routing algorithm needs
     /// it (`balance`), by group.
     loads: HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
-    /// The automatic target weights of `weighted_random` groups with anomaly mitigation.
+    /// Anomaly detection of HTTP groups that had traffic (and the automatic target
+    /// weights of `weighted_random` groups with anomaly mitigation).
     anomalies: HashMap<String, balance::Anomalies>,
     /// `source_ip` stickiness (network load balancers): the target of each client
     /// address, by group.
@@ -592,6 +593,24 @@ fn loads_of<'a>(
     from.iter().map(|t| (*t, &*m[*t])).collect()
 }
 
+/// The load of target `t` of group `arn` (made when it has none yet: a target a cookie
+/// kept, or the group's first request), looked up without a key of its own.
+fn load_of(
+    loads: &mut HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
+    arn: &str,
+    t: &Target,
+) -> std::sync::Arc<balance::Load> {
+    if let Some(l) = loads.get(arn).and_then(|m| m.get(t)) {
+        return l.clone();
+    }
+    let l = std::sync::Arc::new(balance::Load::default());
+    loads
+        .entry(arn.to_string())
+        .or_default()
+        .insert(t.clone(), l.clone());
+    l
+}
+
 /// Group `arn`'s turn (round robin), moved on by one.
 fn next_turn(next: &mut HashMap<String, usize>, arn: &str) -> usize {
     match next.get_mut(arn) {
@@ -827,7 +846,7 @@ impl Elb {
                 {
                     let loads = loads_of(&mut s.loads, arn, &from);
                     let a = s.anomalies.entry(arn.to_string()).or_default();
-                    a.look(&loads, now);
+                    a.look(&loads, now, true);
                     for (w, t) in weights.iter_mut().zip(&from) {
                         *w *= a.weight(t);
                     }
@@ -853,12 +872,22 @@ impl Elb {
             }
         };
         let in_flight = algorithm == balance::Algorithm::LeastOutstanding;
-        let outcome = algorithm == balance::Algorithm::WeightedRandom { mitigate: true };
+        // Anomaly detection: every HTTP request's outcome counts (ALB detects on every
+        // HTTP group; it mitigates on weighted random ones only, looked at above).
+        let outcome = req.is_some();
+        if outcome
+            && !healthy_none
+            && algorithm != (balance::Algorithm::WeightedRandom { mitigate: true })
+        {
+            let now = Instant::now();
+            if s.anomalies.get(arn).is_none_or(|a| a.due(now)) {
+                let loads = loads_of(&mut s.loads, arn, &from);
+                let a = s.anomalies.entry(arn.to_string()).or_default();
+                a.look(&loads, now, false);
+            }
+        }
         if in_flight || outcome {
-            // (A target a cookie kept may have no load yet.)
-            loads_of(&mut s.loads, arn, &[t]);
-            let load = s.loads[arn][t].clone();
-            hold = balance::Outstanding::new(load, in_flight, outcome);
+            hold = balance::Outstanding::new(load_of(&mut s.loads, arn, t), in_flight, outcome);
         }
         if by_source {
             s.by_source

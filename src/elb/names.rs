@@ -104,12 +104,18 @@ impl Names {
 
     /// Puts `want` (name -> address) in place: the addresses on the bridge, the hosts
     /// block, the DNS records. The first call writes everything (the hosts block is
-    /// rewritten from the store at start); later ones what changed. Failures are logged:
-    /// a name that cannot be written does not stop the load balancers.
+    /// rewritten from the store at start) and takes off the bridge the load balancers'
+    /// addresses (`/32`s of `MINIFARGATE_LB_SUBNET`) that `want` has not: a `serve`
+    /// killed with SIGKILL left them, for load balancers gone from its store since; later
+    /// calls write what changed. Failures are logged: a name that cannot be written does
+    /// not stop the load balancers.
     pub fn sync(&mut self, want: &BTreeMap<String, Ipv4Addr>) {
         let have = self.have.clone().unwrap_or_default();
         if self.have.is_some() && &have == want {
             return;
+        }
+        if self.have.is_none() {
+            self.remove_stale(want);
         }
         let keep: Vec<Ipv4Addr> = want.values().copied().collect();
         for ip in have.values().filter(|ip| !keep.contains(ip)) {
@@ -142,6 +148,35 @@ impl Names {
             tracing::warn!(error = %crate::errors::error_chain(&e), "cannot write the load balancers' names in the hosts file");
         }
         self.have = Some(want.clone());
+    }
+
+    /// Takes the load balancers' addresses that `want` has not off the bridge (only the
+    /// bridge: it is this `serve`'s own; a link such as `lo` in cluster mode may hold
+    /// another serve's on the same host).
+    fn remove_stale(&self, want: &BTreeMap<String, Ipv4Addr>) {
+        let Place::Bridge(net) = &self.place else {
+            return;
+        };
+        let subnet = crate::config::get().lb_subnet;
+        let on = match net.bridge_host_addresses() {
+            Ok(on) => on,
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::error_chain(&e), "cannot list the bridge's addresses: a killed serve's load balancer addresses may stay");
+                return;
+            }
+        };
+        for ip in on {
+            if subnet.contains(ip) && !want.values().any(|w| *w == ip) {
+                match net.del_bridge_address(ip) {
+                    Ok(_) => {
+                        tracing::info!(%ip, "removed the address of a load balancer that no longer exists (left by a serve that was killed)")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%ip, error = %crate::errors::error_chain(&e), "cannot remove a stale load balancer address")
+                    }
+                }
+            }
+        }
     }
 
     /// Takes everything away (`serve` stops): addresses, hosts block, records.

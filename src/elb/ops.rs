@@ -52,7 +52,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "DescribeTargetHealth",
-        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` for `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
+        "initial, healthy, unhealthy, unused, draining with ELB's reason codes; `Include` `AnomalyDetection` (or `All`): each target's `AnomalyDetection` in HTTP groups, mitigated in `weighted_random` groups with anomaly mitigation (\"Routing algorithms\")",
     ),
     (
         "CreateListener",
@@ -866,24 +866,24 @@ fn targets_known(
     for t in p.structs("Targets") {
         let id = t.required("Id")?.to_string();
         let port = t.int("Port", 1, 65535)?.map(|n| n as u16).unwrap_or(g.port);
+        // Ref: ELB answers a malformed id with ValidationError, as its users quote it:
+        // "The IP address 'affe:affe:affe::affe' is not a valid IPv4 address" for an `ip`
+        // group (ansible-collections/community.aws#1441), "Instance ID '10.19.173.98' is
+        // not valid" for an `instance` group (kubernetes-sigs/aws-load-balancer-controller
+        // #3668, ansible/ansible#30962).
         if g.target_type == "ip" && id.parse::<std::net::Ipv4Addr>().is_err() {
-            return Err(ElbError::InvalidTarget(format!(
+            return Err(validation(format!(
                 "The IP address '{id}' is not a valid IPv4 address"
             )));
         }
+        if g.target_type == "instance" && !crate::store::instance_id::is_instance_id(&id) {
+            return Err(validation(format!("Instance ID '{id}' is not valid")));
+        }
         // Ref: ELB's answer for an instance id no instance has, as the AWS Load Balancer
         // Controller's users quote it (kubernetes-sigs/aws-load-balancer-controller#272).
-        if g.target_type == "instance"
-            && id.starts_with("i-")
-            && instances.is_some_and(|known| !known.contains_key(&id))
-        {
+        if g.target_type == "instance" && instances.is_some_and(|known| !known.contains_key(&id)) {
             return Err(ElbError::InvalidTarget(format!(
                 "The following instances do not exist: '{id}'"
-            )));
-        }
-        if g.target_type == "instance" && !id.starts_with("i-") {
-            return Err(ElbError::InvalidTarget(format!(
-                "The following targets are not valid instances: '{id}'"
             )));
         }
         out.push(Target {
@@ -970,9 +970,12 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
             }
         }
     }
-    // Anomaly detection runs in the serve that runs the data plane, for `weighted_random`
-    // groups with mitigation on, once they have had traffic (`balance::Anomalies`).
-    let detection = s.anomalies.get(&g.arn).filter(|_| anomalies);
+    // Anomaly detection runs for every HTTP group (ALB's; not for TCP ones), in the serve
+    // that runs the data plane, once the group has had traffic (`balance::Anomalies`);
+    // before, every target is normal.
+    let http = g.protocol.starts_with("HTTP");
+    let none = super::balance::Anomalies::default();
+    let detection = (anomalies && http).then(|| s.anomalies.get(&g.arn).unwrap_or(&none));
     let now = Instant::now();
     s.draining.retain(|d| d.until > now);
     let asked = targets(p, &g)?;

@@ -134,7 +134,15 @@ pub struct Client {
 
 impl Client {
     pub fn start(api: &Api, ip: &str, ports: &[u16]) -> Client {
+        Client::start_named(api, ip, ip, ports)
+    }
+
+    /// [`Client::start`] asking for `name` (its `Host` header) at its address `ip`, as a
+    /// client that resolved a load balancer's `DNSName` does. One client at a time per
+    /// serve (they share the stop file).
+    pub fn start_named(api: &Api, name: &str, ip: &str, ports: &[u16]) -> Client {
         let stop = api.mf.dir.path().join("client.stop");
+        let _ = std::fs::remove_file(&stop);
         let stop = stop.to_str().unwrap().to_string();
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let child = std::process::Command::new("python3")
@@ -142,14 +150,14 @@ impl Client {
                 "-c",
                 r#"
 import http.client, json, os, sys, time
-ip, stop, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+ip, name, stop, ports = sys.argv[1], sys.argv[2], sys.argv[3], [int(p) for p in sys.argv[4:]]
 conns = {p: http.client.HTTPConnection(ip, p, timeout=10) for p in ports}
 out = []
 end = time.time() + 300
 while time.time() < end and not os.path.exists(stop):
     for p in ports:
         try:
-            conns[p].request("GET", "/")
+            conns[p].request("GET", "/", headers={"Host": name})
             r = conns[p].getresponse()
             out.append([time.time(), p, r.status, r.read().decode().strip()])
         except Exception as e:
@@ -160,6 +168,7 @@ while time.time() < end and not os.path.exists(stop):
 print(json.dumps(out))
 "#,
                 ip,
+                name,
                 &stop,
             ])
             .args(&ports)
