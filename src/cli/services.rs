@@ -130,7 +130,8 @@ fn refuse_in_cluster_mode(
 
 /// The core of a service, opened once for every page of a call.
 enum Core {
-    Elb(Box<crate::elb::Elb>),
+    /// The load balancers, and the run root where serve publishes its targets' health.
+    Elb(Box<crate::elb::Elb>, std::path::PathBuf),
     CloudMap(Box<crate::servicediscovery::CloudMap>),
 }
 
@@ -138,10 +139,13 @@ impl Core {
     fn open(g: &GlobalOpts, service: &model::Service) -> anyhow::Result<Core> {
         use anyhow::Context;
         Ok(match service.name {
-            "elbv2" => Core::Elb(Box::new(
-                crate::elb::Elb::open(g.root.clone())
-                    .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
-            )),
+            "elbv2" => Core::Elb(
+                Box::new(
+                    crate::elb::Elb::open(g.root.clone())
+                        .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
+                ),
+                g.run_root.clone(),
+            ),
             _ => Core::CloudMap(Box::new(
                 crate::servicediscovery::CloudMap::open(g.root.clone())
                     .context("failed to load the Cloud Map resources (servicediscovery)")?,
@@ -153,7 +157,12 @@ impl Core {
     /// the AWS CLI has it before printing.
     fn call(&self, op: &str, o: &model::Operation, req: &Value) -> anyhow::Result<Value> {
         match self {
-            Core::Elb(elb) => {
+            Core::Elb(elb, run_root) => {
+                // The targets' health is checked by serve: answered from what it
+                // publishes (none when no serve runs: the targets are `initial`).
+                if op == "DescribeTargetHealth" {
+                    elb.take_health(&crate::elb::health::published_in_file(run_root));
+                }
                 let body = query_form(op, req, &o.input_shape());
                 let params = crate::elb::query::Params::from_form(&body);
                 let xml = crate::elb::ops::call(elb, op, &params).map_err(|e| ServiceError {
