@@ -9,7 +9,7 @@
 mod common;
 
 use common::api::Api;
-use common::elb::Targets;
+use common::elb::{Targets, get};
 use common::etcd::Etcd;
 use common::image::{Compression, busybox_layer};
 use serde_json::Value;
@@ -88,25 +88,6 @@ fn s(v: &Value) -> String {
     v.as_str()
         .unwrap_or_else(|| panic!("not a string: {v}"))
         .to_string()
-}
-
-fn get(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "--noproxy",
-            "*",
-            "-m",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 #[test]
