@@ -8,6 +8,7 @@ mod common;
 use common::api::Api;
 use common::elb::Targets;
 use common::elb::elbv2 as elb_json;
+use common::elb::get;
 use serde_json::Value;
 
 fn elb_err(api: &Api, args: &[&str]) -> String {
@@ -446,25 +447,6 @@ fn distinct_answers(url: &str, n: usize) -> Vec<String> {
     bodies.sort();
     bodies.dedup();
     bodies
-}
-
-fn get(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "--noproxy",
-            "*",
-            "-m",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
 fn names_of(url: &str, n: usize) -> Vec<String> {

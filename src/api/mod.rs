@@ -90,6 +90,7 @@ pub async fn serve(
         tokens,
     });
     let root = g.root.clone();
+    let run_root = g.run_root.clone();
     let elb = Arc::new(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
@@ -116,16 +117,29 @@ pub async fn serve(
     // balancers' data plane runs in the leader's serve, which also publishes Cloud Map's
     // names to the boxes' DNS servers (docs/load-balancing.md, docs/service-discovery.md
     // "Cluster mode").
-    let elb_follower = crate::cluster::serving().map(|etcd| {
-        elb.follow_store();
-        cloudmap.follow_store();
-        tokio::spawn(follow_cluster(
-            etcd,
-            elb.clone(),
-            cloudmap.clone(),
-            g.clone(),
-        ))
-    });
+    let elb_follower = match crate::cluster::serving() {
+        Some(etcd) => {
+            elb.follow_store();
+            cloudmap.follow_store();
+            tokio::spawn(follow_cluster(
+                etcd,
+                elb.clone(),
+                cloudmap.clone(),
+                g.clone(),
+            ))
+        }
+        // One box: the CLI's `elbv2` and `servicediscovery` verbs write the same store
+        // from their own processes; what they made is served within a second.
+        None => {
+            elb.follow_writes();
+            cloudmap.follow_store();
+            tokio::spawn(follow_local_writes(
+                elb.clone(),
+                cloudmap.clone(),
+                g.run_root.clone(),
+            ))
+        }
+    };
     let registries = tokio::spawn(crate::servicediscovery::ecs::run(
         cloudmap.clone(),
         g.clone(),
@@ -239,9 +253,9 @@ pub async fn serve(
     if let Some(c) = connect {
         c.abort();
     }
-    if let Some(f) = elb_follower {
-        f.abort();
-    }
+    elb_follower.abort();
+    // No serve, no health checks: the CLI's DescribeTargetHealth no longer reads theirs.
+    let _ = std::fs::remove_file(crate::elb::health::published_file(&run_root));
     dataplane.0.abort();
     dataplane.1.abort();
     dataplane.2.abort();
@@ -262,6 +276,44 @@ pub async fn serve(
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// One box: the load balancers and Cloud Map read again, once a second, what another
+/// process (the CLI's `elbv2` and `servicediscovery` verbs) changed in the store; the data
+/// plane and the tasks' DNS names follow (docs/load-balancing.md "From the CLI").
+/// The targets' health goes to `crate::elb::health::published_file` as it changes, for the
+/// CLI's DescribeTargetHealth.
+async fn follow_local_writes(
+    elb: Arc<crate::elb::Elb>,
+    cm: Arc<crate::servicediscovery::CloudMap>,
+    run_root: std::path::PathBuf,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = elb.health_changes();
+    health.mark_changed();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (e, c) = (elb.clone(), cm.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(err) = e.sync() {
+                        tracing::warn!(error = %err, "load balancers: reading the store again failed");
+                    }
+                    if let Err(err) = c.sync() {
+                        tracing::warn!(error = %err, "Cloud Map: reading the store again failed");
+                    }
+                })
+                .await;
+            }
+            Ok(()) = health.changed() => {
+                let rows = elb.published_health();
+                if let Err(err) = crate::elb::health::publish_to_file(&run_root, &rows) {
+                    tracing::warn!(error = %err, "load balancers: cannot publish the targets' health for the CLI");
+                }
+            }
+        }
+    }
 }
 
 /// `serve --cluster`: the load balancers and Cloud Map read the rows other serves wrote

@@ -138,6 +138,12 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    crate::cluster::replica::mark(&ecs.root, a.cluster.as_deref()).with_context(|| {
+        format!(
+            "failed to record in {} whether serve keeps a cluster's state",
+            ecs.root.display()
+        )
+    })?;
     if let Some(endpoints) = &a.cluster {
         anyhow::ensure!(
             a.lost_instance_after.is_finite() && a.lost_instance_after >= 0.0,

@@ -161,7 +161,15 @@ pub fn request(
     options: Map<String, Value>,
     input: &InputOpts,
 ) -> anyhow::Result<Option<Value>> {
-    let o = model::operation(op);
+    request_of(model::operation(op), options, input)
+}
+
+/// [`request`] for operation `o` of any service's model.
+pub fn request_of(
+    o: &model::Operation,
+    options: Map<String, Value>,
+    input: &InputOpts,
+) -> anyhow::Result<Option<Value>> {
     if input.generate_cli_skeleton.is_some() {
         println!("{}", o.skeleton);
         return Ok(None);
@@ -185,15 +193,14 @@ pub fn request(
         req.insert(k, v);
     }
     let req = Value::Object(req);
-    check(op, &req)?;
+    check_of(o, &req)?;
     Ok(Some(req))
 }
 
-/// Members ECS does not have, then required members missing, in botocore's words.
-/// Ref: botocore `botocore/validate.py` (`Unknown parameter in …`, `Missing required
+/// Members operation `o` does not have, then required members missing, in botocore's
+/// words. Ref: botocore `botocore/validate.py` (`Unknown parameter in …`, `Missing required
 /// parameter in …`, all under `Parameter validation failed:`).
-pub fn check(op: &str, req: &Value) -> anyhow::Result<()> {
-    let o = model::operation(op);
+pub fn check_of(o: &model::Operation, req: &Value) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     if let Value::Object(m) = req {
         let names: Vec<String> = o.members.iter().map(|m| m.name.clone()).collect();
@@ -395,44 +402,91 @@ fn help_of(m: &model::Member) -> String {
     h
 }
 
+/// Adds operation `o`'s input members to `cmd` as options (kebab-case, with the AWS CLI's
+/// renames of `service`), then the request input, pagination and output options: the
+/// options of a verb named after an operation, for any service's model.
+pub fn operation_args(
+    mut cmd: clap::Command,
+    service: &model::Service,
+    o: &model::Operation,
+    verb: &str,
+) -> clap::Command {
+    let hidden = hidden_members(o);
+    for m in o
+        .members
+        .iter()
+        .filter(|m| !hidden.contains(&m.name.as_str()))
+    {
+        let long = model::kebab(&m.name);
+        let help = help_of(m);
+        let arg = clap::Arg::new(m.name.clone()).long(long.clone()).help(help);
+        cmd = match m.kind.as_str() {
+            "boolean" => {
+                let no = format!("no-{long}");
+                let no_long = service.option_name(verb, &no);
+                cmd.arg(arg.action(ArgAction::SetTrue).overrides_with(no.clone()))
+                    .arg(
+                        clap::Arg::new(no.clone())
+                            .long(no_long)
+                            .action(ArgAction::SetTrue)
+                            .help(format!("Sets {} to false.", m.name))
+                            .overrides_with(m.name.clone()),
+                    )
+            }
+            "list" | "list-of-structure" => cmd.arg(
+                arg.num_args(1..)
+                    .action(ArgAction::Append)
+                    .value_name(long.to_uppercase().replace('-', "_")),
+            ),
+            _ => cmd.arg(arg.value_name(long.to_uppercase().replace('-', "_"))),
+        };
+    }
+    cmd = InputOpts::augment_args(cmd);
+    if o.paginator.is_some() {
+        cmd = PageOpts::augment_args(cmd);
+    }
+    OutputOpts::augment_args(cmd)
+}
+
+/// The input members given as options of operation `o`'s verb ([`operation_args`]),
+/// typed by the model.
+pub fn operation_options(
+    o: &model::Operation,
+    m: &ArgMatches,
+) -> Result<Map<String, Value>, clap::Error> {
+    let hidden = hidden_members(o);
+    let mut options = Map::new();
+    let shape = o.input_shape();
+    for mem in o
+        .members
+        .iter()
+        .filter(|x| !hidden.contains(&x.name.as_str()))
+    {
+        if mem.kind == "boolean" {
+            if m.get_flag(&mem.name) {
+                options.insert(mem.name.clone(), json!(true));
+            } else if m.get_flag(&format!("no-{}", model::kebab(&mem.name))) {
+                options.insert(mem.name.clone(), json!(false));
+            }
+            continue;
+        }
+        let Some(values) = m.get_many::<String>(&mem.name) else {
+            continue;
+        };
+        let args: Vec<String> = values.cloned().collect();
+        let sub = shape.get(&mem.name).cloned().unwrap_or(Value::Null);
+        let v = member_value(mem, &sub, &args).map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n"))
+        })?;
+        options.insert(mem.name.clone(), v);
+    }
+    Ok(options)
+}
+
 impl<O: Operation> Args for Generic<O> {
-    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
         let o = model::operation(O::OP.name());
-        let hidden = hidden_members(o);
-        for m in o
-            .members
-            .iter()
-            .filter(|m| !hidden.contains(&m.name.as_str()))
-        {
-            let long = model::kebab(&m.name);
-            let help = help_of(m);
-            let arg = clap::Arg::new(m.name.clone()).long(long.clone()).help(help);
-            cmd = match m.kind.as_str() {
-                "boolean" => {
-                    let no = format!("no-{long}");
-                    let no_long = model::option_name(&model::kebab(O::OP.name()), &no);
-                    cmd.arg(arg.action(ArgAction::SetTrue).overrides_with(no.clone()))
-                        .arg(
-                            clap::Arg::new(no.clone())
-                                .long(no_long)
-                                .action(ArgAction::SetTrue)
-                                .help(format!("Sets {} to false.", m.name))
-                                .overrides_with(m.name.clone()),
-                        )
-                }
-                "list" | "list-of-structure" => cmd.arg(
-                    arg.num_args(1..)
-                        .action(ArgAction::Append)
-                        .value_name(long.to_uppercase().replace('-', "_")),
-                ),
-                _ => cmd.arg(arg.value_name(long.to_uppercase().replace('-', "_"))),
-            };
-        }
-        cmd = InputOpts::augment_args(cmd);
-        if o.paginator.is_some() {
-            cmd = PageOpts::augment_args(cmd);
-        }
-        OutputOpts::augment_args(cmd)
+        operation_args(cmd, &model::ECS, o, &model::kebab(O::OP.name()))
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -443,32 +497,7 @@ impl<O: Operation> Args for Generic<O> {
 impl<O: Operation> FromArgMatches for Generic<O> {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let o = model::operation(O::OP.name());
-        let hidden = hidden_members(o);
-        let mut options = Map::new();
-        let shape = o.input_shape();
-        for mem in o
-            .members
-            .iter()
-            .filter(|x| !hidden.contains(&x.name.as_str()))
-        {
-            if mem.kind == "boolean" {
-                if m.get_flag(&mem.name) {
-                    options.insert(mem.name.clone(), json!(true));
-                } else if m.get_flag(&format!("no-{}", model::kebab(&mem.name))) {
-                    options.insert(mem.name.clone(), json!(false));
-                }
-                continue;
-            }
-            let Some(values) = m.get_many::<String>(&mem.name) else {
-                continue;
-            };
-            let args: Vec<String> = values.cloned().collect();
-            let sub = shape.get(&mem.name).cloned().unwrap_or(Value::Null);
-            let v = member_value(mem, &sub, &args).map_err(|e| {
-                clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}\n"))
-            })?;
-            options.insert(mem.name.clone(), v);
-        }
+        let options = operation_options(o, m)?;
         let pages = if o.paginator.is_some() {
             PageOpts::from_arg_matches(m)?
         } else {
@@ -671,6 +700,7 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_members_in_botocores_words() {
+        let check = |op: &str, req: &Value| check_of(model::operation(op), req);
         let e = check(
             "CreateService",
             &json!({"servicName": "web", "deploymentConfiguration": {"maximumPercnt": 1}}),

@@ -131,6 +131,17 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("list-clusters", "minifargate list-clusters"),
     (
+        "elbv2",
+        "minifargate elbv2 create-target-group --name web --protocol HTTP --port 80 --target-type ip\n  \
+         minifargate elbv2 describe-load-balancers --query 'LoadBalancers[].DNSName' --output text\n  \
+         minifargate elbv2 create-listener --help",
+    ),
+    (
+        "servicediscovery",
+        "minifargate servicediscovery create-private-dns-namespace --name local --vpc vpc-1\n  \
+         minifargate servicediscovery discover-instances --namespace-name local --service-name web",
+    ),
+    (
         "describe-clusters",
         "minifargate describe-clusters --clusters default dev",
     ),
@@ -737,10 +748,7 @@ mod conformance {
         {
             out.insert(model::kebab(&m.name));
             if m.kind == "boolean" {
-                out.insert(model::option_name(
-                    verb,
-                    &format!("no-{}", model::kebab(&m.name)),
-                ));
+                out.insert(model::ECS.option_name(verb, &format!("no-{}", model::kebab(&m.name))));
             }
         }
         if op.paginator.is_some() {
@@ -841,7 +849,7 @@ mod conformance {
         let mut verbs = 0;
         for sub in cmd.get_subcommands() {
             let verb = sub.get_name();
-            let Some(op) = model::model().operations.get(&operation_of(verb)) else {
+            let Some(op) = model::ECS.model().operations.get(&operation_of(verb)) else {
                 continue;
             };
             verbs += 1;

@@ -17,6 +17,7 @@ mod render;
 mod run_input;
 mod run_task;
 pub mod serve;
+mod services;
 mod shorthand;
 mod system;
 mod taskdefs;
@@ -226,6 +227,14 @@ pub enum Command {
     /// Describe service revisions: a deployment's task definition and settings (aws ecs
     /// describe-service-revisions).
     DescribeServiceRevisions(Generic<ops::DescribeServiceRevisions>),
+    /// Elastic Load Balancing v2, as `aws elbv2 VERB …`: every operation serve answers
+    /// (`minifargate elbv2 --help` lists them), over this box's load balancers.
+    #[command(disable_help_flag = true)]
+    Elbv2(services::VerbArgs),
+    /// AWS Cloud Map, as `aws servicediscovery VERB …`: every operation serve answers
+    /// (`minifargate servicediscovery --help` lists them).
+    #[command(disable_help_flag = true)]
+    Servicediscovery(services::VerbArgs),
     /// Serve the ECS API (AWS JSON 1.1) for the AWS CLI and SDKs.
     Serve(serve::ServeArgs),
     /// Register this box as a container instance of a cluster kept in etcd and keep it
@@ -384,6 +393,8 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::DescribeServiceDeployments(a) => a.run(g),
         Command::StopServiceDeployment(a) => a.run(g),
         Command::DescribeServiceRevisions(a) => a.run(g),
+        Command::Elbv2(a) => services::run(g, &model::ELBV2, &a),
+        Command::Servicediscovery(a) => services::run(g, &model::SERVICEDISCOVERY, &a),
         Command::Serve(_) => unreachable!("`main` starts serve (the API front-end)"),
         Command::Agent(a) => agent::agent(g, a),
         Command::Cluster(a) => cluster::cluster(a),

@@ -132,6 +132,35 @@ pub fn start(
     Ok(())
 }
 
+/// The file under the state root that says its store is a cluster's replica: `serve
+/// --cluster` writes it (the etcd endpoints), a serve of one box removes it. The CLI's
+/// verbs that write the load balancers and Cloud Map in the store refuse while it is
+/// there: a box-local change would not be the cluster's (docs/load-balancing.md "From
+/// the CLI").
+const MARKER: &str = "cluster-serve";
+
+/// Records whether serve under `root` keeps the cluster's replica (`Some(endpoints)`).
+pub fn mark(root: &Path, endpoints: Option<&str>) -> std::io::Result<()> {
+    let path = root.join(MARKER);
+    match endpoints {
+        Some(e) => {
+            std::fs::create_dir_all(root).and_then(|()| std::fs::write(path, format!("{e}\n")))
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The etcd endpoints of the cluster whose replica the store under `root` is, if the
+/// last serve there ran with `--cluster`.
+pub fn marked(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join(MARKER))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 /// Whether operation `op` (its request `body`) writes the control plane.
 pub fn writes(op: &str, body: &[u8]) -> bool {
     if ["Describe", "List", "Get"]

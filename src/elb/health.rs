@@ -95,3 +95,33 @@ pub async fn check_once(c: &Check) -> Result<(), (&'static str, String)> {
         }
     }
 }
+
+/// One box: the file in the run root where serve publishes its targets' health (its
+/// checks run in serve; the CLI's DescribeTargetHealth answers from it, as a serve of a
+/// cluster answers from what the leader publishes in etcd). Gone when serve stops.
+pub fn published_file(run_root: &std::path::Path) -> std::path::PathBuf {
+    run_root.join("elb-health.json")
+}
+
+/// Writes `rows` to [`published_file`] (a whole file at once: temp and rename).
+pub fn publish_to_file(
+    run_root: &std::path::Path,
+    rows: &[super::PublishedHealth],
+) -> std::io::Result<()> {
+    let path = published_file(run_root);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::create_dir_all(run_root)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(rows).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, path)
+}
+
+/// What serve last published in [`published_file`]; none when no serve runs.
+pub fn published_in_file(run_root: &std::path::Path) -> Vec<super::PublishedHealth> {
+    std::fs::read(published_file(run_root))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

@@ -41,8 +41,8 @@ pub struct Elb {
     /// Whether this serve runs the data plane (always on one box; the leader's in
     /// cluster mode).
     active: AtomicBool,
-    /// Whether the resources follow the store's changes by other connections (cluster
-    /// mode).
+    /// Whether the resources follow the store's changes by other connections (the
+    /// cluster's replica; on one box the CLI's verbs).
     follows: AtomicBool,
     /// Counts the targets' health changes (the leader publishes them to the others).
     health_generation: tokio::sync::watch::Sender<u64>,
@@ -214,6 +214,12 @@ impl Elb {
         self.set_active(false);
     }
 
+    /// One box: the resources follow the store's changes by other processes too (the
+    /// CLI's `elbv2` verbs), while this serve keeps running the data plane.
+    pub fn follow_writes(&self) {
+        self.follows.store(true, Ordering::SeqCst);
+    }
+
     /// Runs the data plane (true) or not: bindings, names and checks are none while
     /// inactive, so the listeners stop and the addresses and names go.
     pub fn set_active(&self, active: bool) {
@@ -227,8 +233,8 @@ impl Elb {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// With [`Self::follow_store`]: reads the resources again when another connection
-    /// (the replica) changed the store since they were read; tells the data plane.
+    /// With [`Self::follow_store`] or [`Self::follow_writes`]: reads the resources again
+    /// when another connection (the replica, the CLI) changed the store since they were read; tells the data plane.
     pub fn sync(&self) -> ElbResult<()> {
         if !self.follows.load(Ordering::SeqCst) {
             return Ok(());

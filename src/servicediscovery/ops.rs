@@ -12,6 +12,32 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// The operations served, in the order docs/service-discovery.md lists them.
+pub const OPERATIONS: &[&str] = &[
+    "CreatePrivateDnsNamespace",
+    "CreateHttpNamespace",
+    "GetNamespace",
+    "ListNamespaces",
+    "DeleteNamespace",
+    "GetOperation",
+    "ListOperations",
+    "CreateService",
+    "GetService",
+    "ListServices",
+    "UpdateService",
+    "DeleteService",
+    "RegisterInstance",
+    "DeregisterInstance",
+    "GetInstance",
+    "ListInstances",
+    "DiscoverInstances",
+    "GetInstancesHealthStatus",
+    "UpdateInstanceCustomHealthStatus",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+];
+
 /// Runs operation `op` with the JSON `body`.
 pub fn call(cm: &CloudMap, op: &str, body: &[u8]) -> SdResult<Value> {
     let out = match op {
@@ -38,8 +64,9 @@ pub fn call(cm: &CloudMap, op: &str, body: &[u8]) -> SdResult<Value> {
         "TagResource" => tag_resource(cm, decode(body)?),
         "UntagResource" => untag_resource(cm, decode(body)?),
         other => Err(SdError::UnknownOperation(format!(
-            "Route53AutoNaming_v20170314.{other} is not an operation served here \
-             (docs/service-discovery.md lists those that are)"
+            "Route53AutoNaming_v20170314.{other} is not an operation served here (it \
+             serves {}; docs/service-discovery.md)",
+            OPERATIONS.join(", ")
         ))),
     }?;
     if matches!(

@@ -326,3 +326,23 @@ pub fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String)
     );
     (port, r["Rules"][0]["RuleArn"].as_str().unwrap().to_string())
 }
+
+/// `GET url` with curl (no proxy, 10 s at most): the status (0 when none came) and body.
+pub fn get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--noproxy",
+            "*",
+            "-m",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
