@@ -106,7 +106,7 @@ macro_rules! rows {
             ListServicesByNamespace(Ecs):
                 services::ListServicesByNamespaceRequest => services::ListServicesByNamespaceResponse,
                 call |cx, r| services::list_services_by_namespace(cx.ecs, &r),
-                "the clusters' `serviceConnectDefaults` namespaces, listing none (Cloud Map's namespaces and the services that use Service Connect in them are not looked up yet); others are NamespaceNotFoundException";
+                "the services of every cluster that use Service Connect in the namespace (by name or ARN; a service's own `namespace`, else its cluster's `serviceConnectDefaults.namespace`), ACTIVE and DRAINING; the namespaces are Cloud Map's and the clusters' defaults, others are NamespaceNotFoundException";
             ListServiceDeployments(Ecs):
                 deps::ListServiceDeploymentsRequest => deps::ListServiceDeploymentsResponse,
                 call |cx, r| deps::list_service_deployments(cx.ecs, &r),
