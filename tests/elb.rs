@@ -234,9 +234,23 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
     );
     assert!(err.contains("(ValidationError)"), "{err}");
 
-    // Targets of a group no listener uses are unused (Target.NotInUse). Their addresses
-    // are loopback ones where nothing listens, so that the health checks once the group
-    // is in use never leave the box (a 10.x address went out through its default route).
+    // Targets of a group no listener uses are unused (Target.NotInUse). They are
+    // loopback addresses at ports this test holds without ever accepting, so that the
+    // health checks once the group is in use never leave the box (a 10.x address went out
+    // through its default route) and no other test's server can answer them (a host-mode
+    // task at the group's port 8080 did): their checks time out.
+    let quiet: Vec<std::net::TcpListener> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|a| std::net::TcpListener::bind((*a, 0)).unwrap())
+        .collect();
+    let (p2, p3) = (
+        quiet[0].local_addr().unwrap().port(),
+        quiet[1].local_addr().unwrap().port(),
+    );
+    let (t2, t3) = (
+        format!("Id=127.0.0.2,Port={p2}"),
+        format!("Id=127.0.0.3,Port={p3}"),
+    );
     elb_json(
         &api,
         &[
@@ -244,8 +258,9 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=127.0.0.2",
-            "Id=127.0.0.3,Port=8081",
+            &t2,
+            &t3,
+            "Id=127.0.0.4",
         ],
     );
     let err = elb_err(
@@ -284,13 +299,27 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
         &["describe-target-health", "--target-group-arn", &tg_arn],
     );
     let rows = h["TargetHealthDescriptions"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1]["Target"]["Port"], 8081);
-    assert_eq!(rows[0]["Target"]["Port"], 8080);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["Target"]["Port"], p2);
+    assert_eq!(rows[1]["Target"]["Port"], p3);
+    // A target registered without a port is at the group's.
+    assert_eq!(rows[2]["Target"]["Id"], "127.0.0.4");
+    assert_eq!(rows[2]["Target"]["Port"], 8080);
     for r in rows {
         assert_eq!(r["TargetHealth"]["State"], "unused");
         assert_eq!(r["TargetHealth"]["Reason"], "Target.NotInUse");
     }
+    // (Deregistered from a group not in use: gone at once, no drain.)
+    elb_json(
+        &api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.4",
+        ],
+    );
 
     // A listener forwarding to it: the group is in use, its targets initial.
     let err = elb_err(
@@ -367,7 +396,7 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=127.0.0.2",
+            &t2,
         ],
     );
     let h = elb_json(
@@ -377,7 +406,7 @@ fn load_balancers_target_groups_listeners_and_targets_through_the_cli() {
             "--target-group-arn",
             &tg_arn,
             "--targets",
-            "Id=127.0.0.2",
+            &t2,
             "Id=127.0.0.9",
         ],
     );
