@@ -635,6 +635,13 @@ for i in range(6):
     assert r.getheader("Connection") is None, r.getheaders()
     r.read()
     assert c.sock is not None, "the load balancer closed the client's connection"
+# A big answer from a target that closes its connection after it arrives whole.
+for i in range(3):
+    c.request("GET", "/close-big")
+    r = c.getresponse()
+    b = r.read()
+    assert len(b) == int(r.getheader("Content-Length")), (len(b), r.getheaders())
+    assert len(json.loads(b)["pad"]) == 4000000, len(b)
 print(json.dumps(sorted(seen)))
 "#
     );

@@ -467,17 +467,17 @@ async fn forward(client: &Client, req: Request<Incoming>, count: &mut Count) -> 
     }
     parts.version = hyper::Version::HTTP_11;
     let at = std::time::Instant::now();
-    let (sender, reused) = match pool.take(addr) {
-        Some(s) => (s, true),
+    let (link, reused) = match pool.take(addr) {
+        Some(s) => ((s, None), true),
         None => match connect(addr).await {
-            Ok(s) => (s, false),
+            Ok((s, c)) => ((s, Some(c)), false),
             Err(status) => return answer(status),
         },
     };
     // A body-less request on a kept-alive connection may be sent again on a fresh one
     // when the target turns out to have closed it.
     let again = (reused && hyper::body::Body::is_end_stream(&body)).then(|| parts.clone());
-    match send(sender, Request::from_parts(parts, body.boxed()), pool, addr).await {
+    match send(link, Request::from_parts(parts, body.boxed()), pool, addr).await {
         Ok(r) => {
             count.forwarded = Some(at);
             with_cookies(r, &stick)
@@ -486,13 +486,15 @@ async fn forward(client: &Client, req: Request<Incoming>, count: &mut Count) -> 
             let parts = again.expect("checked");
             let empty = http_body_util::Empty::new().map_err(|e| match e {}).boxed();
             match connect(addr).await {
-                Ok(s) => match send(s, Request::from_parts(parts, empty), pool, addr).await {
-                    Ok(r) => {
-                        count.forwarded = Some(at);
-                        with_cookies(r, &stick)
+                Ok((s, c)) => {
+                    match send((s, Some(c)), Request::from_parts(parts, empty), pool, addr).await {
+                        Ok(r) => {
+                            count.forwarded = Some(at);
+                            with_cookies(r, &stick)
+                        }
+                        Err(status) => answer(status),
                     }
-                    Err(status) => answer(status),
-                },
+                }
                 Err(status) => answer(status),
             }
         }
@@ -522,8 +524,17 @@ fn with_cookies(mut r: Response<Body>, stick: &super::Stick) -> Response<Body> {
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Body>;
+type Conn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Body>;
 
-async fn connect(addr: SocketAddr) -> Result<Sender, StatusCode> {
+/// A connection to a target to send a request on: a kept-alive one from the pool (its
+/// connection runs in a task of its own: no `Conn` here), or a fresh one, which the
+/// request that opened it drives itself: up to the response's head, then through the
+/// response's body when the target closes it after this answer (as targets that close
+/// each connection do: no task a request), and in a task of its own when it is kept
+/// alive for the next ones.
+type Link = (Sender, Option<Conn>);
+
+async fn connect(addr: SocketAddr) -> Result<(Sender, Conn), StatusCode> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return Err(StatusCode::BAD_GATEWAY),
@@ -533,32 +544,101 @@ async fn connect(addr: SocketAddr) -> Result<Sender, StatusCode> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| StatusCode::BAD_GATEWAY)?;
-    tokio::spawn(conn);
-    Ok(sender)
+    Ok((sender, conn))
+}
+
+/// Drives a fresh connection one step; `None` once it is done (the target's answer read,
+/// nothing more to come on it) or broken. Done, it is dropped without `shutdown`: the
+/// socket's close sends the FIN.
+fn drive(conn: &mut Option<Conn>, cx: &mut std::task::Context<'_>) {
+    if let Some(c) = conn
+        && c.poll_without_shutdown(cx).is_ready()
+    {
+        *conn = None;
+    }
 }
 
 async fn send(
-    mut sender: Sender,
+    link: Link,
     req: Request<Body>,
     pool: &Pool,
     addr: SocketAddr,
 ) -> Result<Response<Body>, StatusCode> {
-    match tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req)).await {
+    let (mut sender, mut conn) = link;
+    let mut response = std::pin::pin!(sender.send_request(req));
+    let head = std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = response.as_mut().poll(cx) {
+            return std::task::Poll::Ready(r);
+        }
+        drive(&mut conn, cx);
+        response.as_mut().poll(cx)
+    });
+    match tokio::time::timeout(IDLE_TIMEOUT, head).await {
         Ok(Ok(resp)) => {
             // A target that closes the connection after its answer (`Connection: close`,
             // or HTTP/1.0 without keep-alive) leaves nothing to keep.
+            let mut driven = None;
             if keeps_alive(&resp) {
+                if let Some(c) = conn {
+                    tokio::spawn(c);
+                }
                 pool.put(addr, sender);
+            } else if conn.is_some() {
+                driven = Some((conn, sender));
             }
             // The target's connection is its own: the client's stays open (ALB keeps a
             // client's connection alive whatever its targets do with theirs).
             let (mut head, body) = resp.into_parts();
             strip_hop_by_hop(&mut head.headers);
             head.version = hyper::Version::HTTP_11;
-            Ok(Response::from_parts(head, body.boxed()))
+            let body = match driven {
+                Some((conn, sender)) => Driven {
+                    body,
+                    conn,
+                    _sender: sender,
+                }
+                .boxed(),
+                None => body.boxed(),
+            };
+            Ok(Response::from_parts(head, body))
         }
         Ok(Err(_)) => Err(StatusCode::BAD_GATEWAY),
         Err(_) => Err(StatusCode::GATEWAY_TIMEOUT),
+    }
+}
+
+/// A response body that drives its own (fresh, not kept) connection to the target while
+/// it is read; the connection goes when the body ends or is dropped.
+struct Driven {
+    body: Incoming,
+    conn: Option<Conn>,
+    _sender: Sender,
+}
+
+impl hyper::body::Body for Driven {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        // The connection first: what it reads is then in the body's channel.
+        drive(&mut this.conn, cx);
+        let frame = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(frame, std::task::Poll::Ready(None | Some(Err(_)))) {
+            this.conn = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

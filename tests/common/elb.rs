@@ -197,7 +197,8 @@ print(json.dumps(out))
 }
 
 /// Three HTTP servers on loopback (the targets), each answering `GET /` with its name
-/// and the X-Forwarded headers it got (closing the connection after it for `/close…`), and
+/// and the X-Forwarded headers it got (closing the connection after it for `/close…`; padded
+/// to over 4 MB for `/close-big`), and
 /// `GET /health` with 200, or 503 while the file `<dir>/<name>.sick` exists; other requests are answered after 2 s while
 /// `<dir>/<name>.slow` exists, and with 500 while `<dir>/<name>.bad` does. Killed on drop.
 pub struct Targets {
@@ -221,10 +222,13 @@ class H(http.server.BaseHTTPRequestHandler):
             code = 500 if os.path.exists(os.path.join(d, name + ".bad")) else 200
             if self.path.startswith("/login"):
                 self.cookie = "session=" + name + "; Path=/"
-            body = json.dumps({"name": name, "xff": self.headers.get("X-Forwarded-For"),
-                               "proto": self.headers.get("X-Forwarded-Proto"),
-                               "port": self.headers.get("X-Forwarded-Port"),
-                               "host": self.headers.get("Host"), "path": self.path}).encode()
+            answer = {"name": name, "xff": self.headers.get("X-Forwarded-For"),
+                      "proto": self.headers.get("X-Forwarded-Proto"),
+                      "port": self.headers.get("X-Forwarded-Port"),
+                      "host": self.headers.get("Host"), "path": self.path}
+            if self.path.startswith("/close-big"):
+                answer["pad"] = "x" * 4000000
+            body = json.dumps(answer).encode()
         self.send_response(code)
         if getattr(self, "cookie", None):
             self.send_header("Set-Cookie", self.cookie)
