@@ -985,12 +985,7 @@ impl Elb {
             }
         }
         let (now_state, now_reason) = (h.state, h.reason);
-        if was == now_state && was_reason != now_reason {
-            // Same state, another reason (initial checking, or unhealthy for another
-            // cause): published and recorded too.
-            drop(s);
-            self.health_generation.send_modify(|g| *g += 1);
-        } else if was != now_state {
+        if was != now_state {
             // Slow start: a target that turns healthy while another healthy target of its
             // group is out of slow start enters it; one that stops being healthy leaves it.
             let now = Instant::now();
@@ -1012,6 +1007,10 @@ impl Elb {
             }
             s.slow.retain(|_, until| *until > now);
             tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = now_state, "target health changed");
+        }
+        // A new state, or the same for another reason (initial checking, unhealthy for
+        // another cause): published and recorded.
+        if (was, was_reason) != (now_state, now_reason) {
             drop(s);
             self.health_generation.send_modify(|g| *g += 1);
         }
