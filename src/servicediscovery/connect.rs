@@ -100,13 +100,8 @@ pub fn aliases(cm: &CloudMap, store: &Store) -> anyhow::Result<BTreeMap<u16, Ali
                 }
                 // (A cluster's task rows carry no task definition: the store has it.)
                 let port = named_port(&row.definition, port_name).or_else(|| {
-                    let (family, revision) = row
-                        .task_definition_arn
-                        .rsplit('/')
-                        .next()?
-                        .rsplit_once(':')?;
                     let td = store
-                        .task_definition(family, Some(revision.parse().ok()?))
+                        .task_definition_by_arn(&row.task_definition_arn)
                         .ok()??;
                     named_port(&td.definition, port_name)
                 });

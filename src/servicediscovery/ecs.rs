@@ -86,16 +86,10 @@ fn connect_registries(
         st.namespace_named(&ns).map(|n| n.id.clone())
     }
     .ok_or_else(|| format!("namespace {ns} is not a Cloud Map namespace here"))?;
-    let definition = s
-        .task_definition_arn
-        .rsplit('/')
-        .next()
-        .and_then(|x| x.rsplit_once(':'))
-        .and_then(|(family, revision)| {
-            store
-                .task_definition(family, Some(revision.parse().ok()?))
-                .ok()?
-        });
+    let definition = store
+        .task_definition_by_arn(&s.task_definition_arn)
+        .ok()
+        .flatten();
     let mut out = Vec::new();
     for e in entries {
         let Some(port_name) = e["portName"].as_str() else {
@@ -146,10 +140,7 @@ fn task_ip(store: &Store, cluster: &str, id: &str) -> Option<String> {
 /// Whether task definition `arn` gives an essential container a health check (such a
 /// task is registered once HEALTHY); `None` when it is not in the store.
 fn health_checked(store: &Store, arn: &str) -> Option<bool> {
-    let (family, revision) = arn.rsplit('/').next()?.rsplit_once(':')?;
-    let td = store
-        .task_definition(family, Some(revision.parse().ok()?))
-        .ok()??;
+    let td = store.task_definition_by_arn(arn).ok()??;
     Some(
         td.definition
             .container_definitions

@@ -127,6 +127,20 @@ impl Store {
         ))
     }
 
+    /// The revision a task definition ARN (or `family:revision`) names, in any status;
+    /// `None` when it is not stored or `arn` names no revision.
+    pub fn task_definition_by_arn(
+        &self,
+        arn: &str,
+    ) -> Result<Option<StoredTaskDefinition>, StoreError> {
+        match crate::taskdef::arn::TaskDefRef::parse(arn) {
+            Ok(crate::taskdef::arn::TaskDefRef::Revision(family, revision)) => {
+                self.task_definition(&family, Some(revision))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// `family:revision` in any status, or with `revision` `None` the latest ACTIVE revision.
     pub fn task_definition(
         &self,
