@@ -118,11 +118,12 @@ pub fn list_services_by_namespace(
         if kind != "namespace" {
             continue;
         }
-        let ns: NamespaceNames = serde_json::from_str(&doc).map_err(|e| {
-            EcsError::Server(anyhow::anyhow!(
-                "stored Cloud Map namespace {id} does not decode: {e}"
-            ))
-        })?;
+        let ns: crate::servicediscovery::model::Namespace =
+            serde_json::from_str(&doc).map_err(|e| {
+                EcsError::Server(anyhow::anyhow!(
+                    "stored Cloud Map namespace {id} does not decode: {e}"
+                ))
+            })?;
         cloud_map.push(ns);
     }
     // A namespace as its name: Cloud Map's by name, ARN or id; else as given (a
@@ -133,18 +134,17 @@ pub fn list_services_by_namespace(
             .find(|n| n.name == x || n.arn == x || n.id == x)
             .map_or_else(|| x.to_string(), |n| n.name.clone())
     };
-    let default_of = |cluster: &str| -> Option<String> {
-        clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .and_then(|c| c.configuration["serviceConnectDefaults"]["namespace"].as_str())
-            .map(&name_of)
-    };
+    // Each cluster's default namespace, as its name.
+    let defaults: std::collections::HashMap<&str, String> = clusters
+        .iter()
+        .filter_map(|c| {
+            let n = c.configuration["serviceConnectDefaults"]["namespace"].as_str()?;
+            Some((c.name.as_str(), name_of(n)))
+        })
+        .collect();
     let wanted = name_of(&req.namespace);
-    let known = cloud_map.iter().any(|n| n.name == wanted)
-        || clusters
-            .iter()
-            .any(|c| default_of(&c.name).as_deref() == Some(&wanted));
+    let known =
+        cloud_map.iter().any(|n| n.name == wanted) || defaults.values().any(|n| *n == wanted);
     if !known {
         return Err(EcsError::NamespaceNotFound(format!(
             "Namespace {} not found (the namespaces here are Cloud Map's and the clusters' \
@@ -165,7 +165,7 @@ pub fn list_services_by_namespace(
         }
         let ns = match cfg["namespace"].as_str() {
             Some(n) if !n.is_empty() => Some(name_of(n)),
-            _ => default_of(&s.cluster),
+            _ => defaults.get(s.cluster.as_str()).cloned(),
         };
         if ns.as_deref() == Some(&wanted) {
             arns.push((s.cluster, s.name, s.arn));
@@ -182,13 +182,4 @@ pub fn list_services_by_namespace(
         service_arns,
         next_token,
     })
-}
-
-/// The names a stored Cloud Map namespace is known by.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct NamespaceNames {
-    id: String,
-    arn: String,
-    name: String,
 }
