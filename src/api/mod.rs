@@ -132,12 +132,10 @@ pub async fn serve(
         // from their own processes; what they made is served within a second.
         None => {
             elb.follow_writes();
+            // (Cloud Map's resources are read again by its registrations' pass, once a
+            // second: `servicediscovery::ecs::run`.)
             cloudmap.follow_store();
-            tokio::spawn(follow_local_writes(
-                elb.clone(),
-                cloudmap.clone(),
-                g.run_root.clone(),
-            ))
+            tokio::spawn(follow_local_writes(elb.clone(), g.run_root.clone()))
         }
     };
     let registries = tokio::spawn(crate::servicediscovery::ecs::run(
@@ -278,16 +276,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// One box: the load balancers and Cloud Map read again, once a second, what another
-/// process (the CLI's `elbv2` and `servicediscovery` verbs) changed in the store; the data
-/// plane and the tasks' DNS names follow (docs/load-balancing.md "From the CLI").
-/// The targets' health goes to `crate::elb::health::published_file` as it changes, for the
-/// CLI's DescribeTargetHealth.
-async fn follow_local_writes(
-    elb: Arc<crate::elb::Elb>,
-    cm: Arc<crate::servicediscovery::CloudMap>,
-    run_root: std::path::PathBuf,
-) {
+/// One box: the load balancers read again, once a second, what another process (the
+/// CLI's `elbv2` verbs) changed in the store; the data plane follows (docs/load-balancing.md
+/// "From the CLI"). The targets' health goes to `crate::elb::health::published_file` as it
+/// changes, for the CLI's DescribeTargetHealth.
+async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::PathBuf) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut health = elb.health_changes();
@@ -295,13 +288,10 @@ async fn follow_local_writes(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let (e, c) = (elb.clone(), cm.clone());
+                let e = elb.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Err(err) = e.sync() {
                         tracing::warn!(error = %err, "load balancers: reading the store again failed");
-                    }
-                    if let Err(err) = c.sync() {
-                        tracing::warn!(error = %err, "Cloud Map: reading the store again failed");
                     }
                 })
                 .await;

@@ -243,7 +243,10 @@ pub fn query_form(op: &str, req: &Value, shape: &Value) -> Vec<u8> {
     }
     let mut pairs = vec![
         ("Action".to_string(), op.to_string()),
-        ("Version".to_string(), "2015-12-01".to_string()),
+        (
+            "Version".to_string(),
+            crate::api::protocol::ELB_VERSION.to_string(),
+        ),
     ];
     add("", req, shape, &mut pairs);
     form_urlencoded::Serializer::new(String::new())

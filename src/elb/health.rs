@@ -118,10 +118,20 @@ pub fn publish_to_file(
     std::fs::rename(tmp, path)
 }
 
-/// What serve last published in [`published_file`]; none when no serve runs.
+/// What serve last published in [`published_file`]; none when no serve runs, and none,
+/// said, when it cannot be read or does not decode.
 pub fn published_in_file(run_root: &std::path::Path) -> Vec<super::PublishedHealth> {
-    std::fs::read(published_file(run_root))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    let path = published_file(run_root);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read serve's targets' health: targets shown as initial");
+            return Vec::new();
+        }
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::warn!(path = %path.display(), error = %e, "serve's targets' health does not decode: targets shown as initial");
+        Vec::new()
+    })
 }
