@@ -172,6 +172,22 @@ fn private_ip(t: &Value) -> String {
         .to_string()
 }
 
+/// The STOPPED task of service `drain` that had address `ip`.
+fn stopped_drain_task_at(api: &Api, ip: &str) -> Option<Value> {
+    api.aws_json(&[
+        "list-tasks",
+        "--service-name",
+        "drain",
+        "--desired-status",
+        "STOPPED",
+    ])["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| describe_task(api, a.as_str().unwrap()))
+        .find(|t| private_ip(t) == ip)
+}
+
 /// Runs `family` on the box with attribute `box=<i>`; returns the task's ARN.
 fn run_on(api: &Api, family: &str, i: usize, env: Option<(&str, &str)>) -> String {
     let constraint = format!("type=memberOf,expression=attribute:box=={i}");
@@ -1774,19 +1790,8 @@ fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_los
             .find(|(_, i, s)| i == *ip && s == "draining")
             .unwrap_or_else(|| panic!("{ip} never seen draining: {seen:?}"))
             .0;
-        let task = api.aws_json(&[
-            "list-tasks",
-            "--service-name",
-            "drain",
-            "--desired-status",
-            "STOPPED",
-        ])["taskArns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| describe_task(&api, a.as_str().unwrap()))
-            .find(|t| private_ip(t) == **ip)
-            .unwrap_or_else(|| panic!("no stopped task at {ip}"));
+        let task =
+            stopped_drain_task_at(&api, ip).unwrap_or_else(|| panic!("no stopped task at {ip}"));
         let stopping = task["stoppingAt"].as_f64().unwrap();
         eprintln!(
             "{ip} (on {}): draining seen at +{:.1} s, deregistered at +{:.1} s, its task \
@@ -1892,19 +1897,7 @@ fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_los
         "both live tasks answer"
     );
     // The lost task: STOPPED as lost.
-    let lost_task = api.aws_json(&[
-        "list-tasks",
-        "--service-name",
-        "drain",
-        "--desired-status",
-        "STOPPED",
-    ])["taskArns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| describe_task(&api, a.as_str().unwrap()))
-        .find(|t| private_ip(t) == dead_ip)
-        .unwrap();
+    let lost_task = stopped_drain_task_at(&api, &dead_ip).unwrap();
     let reason = lost_task["stoppedReason"].as_str().unwrap_or("");
     eprintln!("the lost box's task: {reason}");
     assert!(reason.contains("lost"), "{lost_task:#}");
