@@ -208,7 +208,8 @@ sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 # build_busybox_image DIR TAG [ARCH BUSYBOX]: an OCI image layout in DIR holding one
 # image, tagged TAG, whose single gzip layer is Debian's busybox-static with its applet
 # links. ARCH (a Debian architecture, default the host's) goes into the image config
-# with BUSYBOX (default /bin/busybox) as its binary.
+# with BUSYBOX (default /bin/busybox) as its binary. With EXTRA_ROOTFS set to a directory,
+# its contents are copied into the image's root too (a benchmark's own server).
 build_busybox_image() {
     out="$1"; tag="$2"; arch="${3:-$(dpkg --print-architecture)}"; bb="${4:-/bin/busybox}"
     work="$out.build"
@@ -224,6 +225,7 @@ build_busybox_image() {
     echo 'root:x:0:' >"$work/rootfs/etc/group"
     chmod 1777 "$work/rootfs/tmp"
     chmod 700 "$work/rootfs/root"
+    [ -z "${EXTRA_ROOTFS:-}" ] || cp -a "$EXTRA_ROOTFS/." "$work/rootfs/"
     tar --numeric-owner --owner=0 --group=0 --mtime=@1700000000 --sort=name \
         -C "$work/rootfs" -cf "$work/layer.tar" .
     gzip -n -c "$work/layer.tar" >"$work/layer.tar.gz"
