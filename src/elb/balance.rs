@@ -17,8 +17,8 @@
 //!
 //! ALB refuses slow start with either of the last two (`super::ops`).
 
+use super::HashMap;
 use super::model::{Target, TargetGroup};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

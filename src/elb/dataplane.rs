@@ -663,7 +663,7 @@ fn keeps_alive<T>(resp: &Response<T>) -> bool {
 /// its response's head is in; it is taken again once its response body is done (hyper's
 /// `is_ready`).
 #[derive(Default)]
-struct Pool(Mutex<HashMap<SocketAddr, Vec<Sender>>>);
+struct Pool(Mutex<super::HashMap<SocketAddr, Vec<Sender>>>);
 
 impl Pool {
     fn take(&self, addr: SocketAddr) -> Option<Sender> {

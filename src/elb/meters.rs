@@ -391,10 +391,9 @@ impl Elb {
 /// The meters of a listener's requests, created on first use.
 #[derive(Debug, Default)]
 pub(super) struct Meters {
-    pub(super) listeners: std::collections::HashMap<String, Arc<ListenerMeter>>,
+    pub(super) listeners: super::HashMap<String, Arc<ListenerMeter>>,
     /// By listener, then target group.
-    pub(super) groups:
-        std::collections::HashMap<String, std::collections::HashMap<String, Arc<GroupMeter>>>,
+    pub(super) groups: super::HashMap<String, super::HashMap<String, Arc<GroupMeter>>>,
 }
 
 impl Meters {

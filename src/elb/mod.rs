@@ -24,7 +24,11 @@ mod sticky;
 
 pub use error::{ElbError, ElbResult};
 use model::{Listener, LoadBalancer, Target, TargetGroup};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// The maps a request looks in (`Elb::route`), with foldhash's quick seeded hash: their
+/// keys are ARNs, which SipHash made a visible share of a proxied request's CPU.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,7 +248,8 @@ impl Elb {
 
     /// `serve --cluster`: the boxes' EC2 instance ids and their addresses (from their
     /// registrations), in place of this box's own.
-    pub fn set_instances(&self, instances: HashMap<String, std::net::IpAddr>) {
+    pub fn set_instances(&self, instances: std::collections::HashMap<String, std::net::IpAddr>) {
+        let instances: HashMap<String, std::net::IpAddr> = instances.into_iter().collect();
         let changed = {
             let mut s = self.lock();
             let changed = s.instances != instances;
@@ -408,7 +413,7 @@ impl State {
     /// use starts `initial`; a group no listener uses has no health (its targets are
     /// `unused`, Target.NotInUse); targets no longer registered are forgotten.
     fn refresh_health(&mut self) {
-        let mut keep = HashMap::new();
+        let mut keep = HashMap::default();
         for g in self.groups.values() {
             if self.lbs_of_group(&g.arn).is_empty() {
                 continue;
@@ -587,7 +592,7 @@ fn loads_of<'a>(
     from: &[&'a Target],
 ) -> Vec<(&'a Target, &'a balance::Load)> {
     if !loads.contains_key(arn) {
-        loads.insert(arn.to_string(), HashMap::new());
+        loads.insert(arn.to_string(), HashMap::default());
     }
     let m = loads.get_mut(arn).expect("inserted");
     for t in from {
@@ -901,19 +906,23 @@ impl Elb {
                 .or_default()
                 .insert(client, t.clone());
         }
-        let body = sticky::target_body(t);
         match &stickiness {
             sticky::Stickiness::Off => {}
             sticky::Stickiness::LbCookie(d) => stick.set_cookies.extend(sticky::set_cookie(
                 "AWSALB",
-                &s.key.seal(arn, &body),
+                &s.key.seal(arn, &sticky::target_body(t)),
                 *d,
                 true,
             )),
             sticky::Stickiness::AppCookie { name, duration } => {
                 stick.app = Some((
                     name.clone(),
-                    sticky::set_cookie("AWSALBAPP-0", &s.key.seal(arn, &body), *duration, false),
+                    sticky::set_cookie(
+                        "AWSALBAPP-0",
+                        &s.key.seal(arn, &sticky::target_body(t)),
+                        *duration,
+                        false,
+                    ),
                 ));
             }
         }

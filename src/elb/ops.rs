@@ -860,7 +860,7 @@ fn targets(p: &Params, g: &TargetGroup) -> ElbResult<Vec<Target>> {
 fn targets_known(
     p: &Params,
     g: &TargetGroup,
-    instances: Option<&std::collections::HashMap<String, std::net::IpAddr>>,
+    instances: Option<&super::HashMap<String, std::net::IpAddr>>,
 ) -> ElbResult<Vec<Target>> {
     let mut out = Vec::new();
     for t in p.structs("Targets") {
