@@ -322,6 +322,13 @@ pub struct NetworkConfig {
     /// give no `dnsServers` get it as their only nameserver (the host's search list and
     /// options kept). `None`: the host's resolvers, as before.
     pub resolver: Option<Ipv4Addr>,
+    /// A file of the network's owner (a supervisor's `state.db`) that must still exist
+    /// when a task's wiring makes what every task of the network shares (the nftables
+    /// table, the bridge): when it is gone (the owner's state removed under a running
+    /// task, e.g. its root directory deleted) the wiring makes neither and fails with
+    /// [`Error::OwnerGone`], and what the task had is torn down as after any failed
+    /// setup; no one would find those shared objects to remove them. `None`: not checked.
+    pub owner_state: Option<PathBuf>,
     #[doc(hidden)]
     /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
     pub pause_mid_setup: Option<Duration>,
@@ -342,6 +349,7 @@ impl Default for NetworkConfig {
             disable_nft: false,
             host_resolv: HostResolv::default(),
             resolver: None,
+            owner_state: None,
             pause_mid_setup: None,
             pause_before_wiring: None,
         }
