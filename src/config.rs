@@ -484,7 +484,8 @@ table! {
             kind: "milliseconds",
             default: None,
             meaning: "How long a task's network configuration waits before it makes the \
-                      veth pair (tests/run_task_overlap.rs: what happens beside it).",
+                      veth pair (tests/run_task_overlap.rs: what happens beside it; \
+                      tests/reliability_crash.rs: the root removed meanwhile).",
             read_by: "a task's supervisor",
         };
         binfmt_misc: Option<PathBuf> = opt_path, Var {

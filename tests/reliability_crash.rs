@@ -15,7 +15,9 @@ mod common;
 
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, busybox_entries};
-use common::leaks::{assert_no_leaks, supervisors_of, task_processes, wait_for};
+use common::leaks::{
+    assert_no_leaks, mounts_under, supervisors_of, task_cgroups, task_processes, wait_for,
+};
 use common::registry::{Registry, RegistryOpts};
 use common::util::random_bytes;
 use serde_json::Value;
@@ -864,6 +866,71 @@ fn a_supervisor_whose_network_state_is_lost_tears_its_network_down_by_name() {
     assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
     assert_no_leaks(&env.mf, &[&id], &[]);
     env.assert_new_task_runs(&[]);
+}
+
+/// The root removed under a supervisor after it read its task (as a test's cleanup once
+/// did to one handed its task as serve stopped), while the task's wiring waits to make the
+/// bridge and the nftables table (`MINIFARGATE_TEST_NETWORK_DELAY`): it makes neither (no
+/// `system reset` of that root would find them: the root is gone), the task's namespace,
+/// veth and lease go, and the supervisor exits without making a store again.
+#[test]
+fn a_supervisor_whose_root_goes_before_its_wiring_makes_no_bridge_or_table() {
+    let mut env = Env::new();
+    env.mf.set_env("MINIFARGATE_TEST_NETWORK_DELAY", "3000");
+    let td = env.taskdef("rootgone", "awsvpc", BUSYBOX, "sleep 1000", "");
+    let net = env.mf.network();
+    let bridge = env.mf.bridge();
+    let table_exists = || {
+        std::process::Command::new("nft")
+            .args(["list", "table", "ip", net.nft_table()])
+            .output()
+            .expect("run nft")
+            .status
+            .success()
+    };
+    assert!(!netns::link_exists(&bridge).unwrap() && !table_exists());
+    let id = env.run_detached(&td);
+    // PENDING: the namespace is pinned and the wiring is waiting.
+    env.wait_status(&id, "PENDING", Duration::from_secs(30));
+    let pid = env.supervisor_pid(&id);
+    let pin = Path::new("/run/netns").join(format!("mfg-{id}"));
+    assert!(pin.exists(), "the task's namespace is pinned");
+    assert!(
+        !netns::link_exists(&bridge).unwrap(),
+        "bridge made before the wiring"
+    );
+    // (The pull beside the wiring may still write under it: removed until it is gone.)
+    wait_for("the root to be removed", || {
+        let _ = std::fs::remove_dir_all(&env.mf.root);
+        !env.mf.root.exists()
+    });
+    wait_dead(pid);
+    assert!(
+        !netns::link_exists(&bridge).unwrap(),
+        "bridge {bridge} made for a root that is gone"
+    );
+    assert!(
+        !table_exists(),
+        "table ip {} made for a root that is gone",
+        net.nft_table()
+    );
+    assert!(!pin.exists(), "netns left behind: {}", pin.display());
+    let veth = net.veth_name(&id);
+    wait_for(&format!("veth {veth} to go"), || {
+        !netns::link_exists(&veth).unwrap()
+    });
+    wait_for("the task's lease to be released", || {
+        let _ = net.reap_released();
+        net.leased_ips().unwrap().is_empty() && net.tasks().unwrap().is_empty()
+    });
+    assert!(task_processes(&id).is_empty(), "processes of {id} left");
+    assert_eq!(task_cgroups(&id), Vec::<String>::new());
+    let left = mounts_under(&env.mf, &[]);
+    assert!(left.is_empty(), "mounts left behind: {left:#?}");
+    assert!(
+        !env.mf.root.join("state.db").exists(),
+        "a store was made again under the removed root"
+    );
 }
 
 /// A supervisor for a root with no state (removed since it was started, as a test's

@@ -860,3 +860,150 @@ fn a_service_connect_alias_spreads_connections_over_the_healthy_tasks() {
         (discover()["Instances"].as_array().map(Vec::len) == Some(0)).then_some(())
     });
 }
+
+/// What ECS refuses of a Service Connect configuration when a service is created or
+/// updated, through the AWS CLI and boto3: a namespace that is neither Cloud Map's nor a
+/// cluster's default (NamespaceNotFoundException, "Failed to retrieve namespace for …",
+/// nothing made or changed), more than one client alias in a `services[]` entry
+/// (InvalidParameterException); and what it accepts: the namespace by name or ARN, a
+/// cluster's default namespace (named, or taken by a service naming none), aliases of two
+/// entries on one port.
+#[test]
+fn service_connect_refuses_an_unknown_namespace_and_a_second_alias_as_ecs_does() {
+    let api = Api::start();
+    let op = sd_json(&api, &["create-http-namespace", "--name", "known.local"]);
+    let ns_id = op_target(&api, &op, "NAMESPACE");
+    let ns_arn = sd_json(&api, &["get-namespace", "--id", &ns_id])["Namespace"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let def = r#"{"family":"scv","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080,"name":"web"},{"containerPort":8081,"name":"admin"}],
+    "command":["sleep","1000"]}]}"#;
+    let f = api.file("scv.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // A cluster whose default namespace Cloud Map does not have (ECS would make it).
+    api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "withdefault",
+        "--service-connect-defaults",
+        "namespace=bycluster.local",
+    ]);
+    let create = |cluster: &str, name: &str, sc: &str| {
+        api.aws(&[
+            "create-service",
+            "--cluster",
+            cluster,
+            "--service-name",
+            name,
+            "--task-definition",
+            "scv",
+            "--desired-count",
+            "0",
+            "--service-connect-configuration",
+            sc,
+        ])
+    };
+    let refused = |out: std::process::Output, code: &str, text: &str| {
+        assert!(!out.status.success(), "accepted: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("({code})")) && err.contains(text),
+            "{err}"
+        );
+    };
+    let alias = |port: u16, name: &str| format!(r#"{{"port":{port},"dnsName":"{name}"}}"#);
+    let server = |ns: &str, aliases: &[String]| {
+        format!(
+            r#"{{"enabled":true,"namespace":"{ns}","services":[{{"portName":"web","clientAliases":[{}]}}]}}"#,
+            aliases.join(",")
+        )
+    };
+    // Refused, and no service made.
+    refused(
+        create(
+            "default",
+            "nons",
+            &server("nowhere.local", &[alias(7001, "a")]),
+        ),
+        "NamespaceNotFoundException",
+        "Failed to retrieve namespace for nowhere.local",
+    );
+    refused(
+        create(
+            "default",
+            "twoaliases",
+            &server("known.local", &[alias(7001, "a"), alias(7002, "b")]),
+        ),
+        "InvalidParameterException",
+        "services[0].clientAliases",
+    );
+    let listed = api.aws_json(&["list-services", "--cluster", "default"]);
+    assert_eq!(listed["serviceArns"], serde_json::json!([]), "{listed}");
+    // Accepted: the namespace by name and by ARN, a cluster's default by name and taken
+    // by a service naming none, two entries' aliases on one port.
+    for (cluster, name, sc) in [
+        (
+            "default",
+            "byname",
+            server("known.local", &[alias(7001, "a")]),
+        ),
+        ("default", "byarn", server(&ns_arn, &[alias(7002, "b")])),
+        (
+            "default",
+            "otherdefault",
+            server("bycluster.local", &[alias(7003, "c")]),
+        ),
+        ("withdefault", "client", r#"{"enabled":true}"#.to_string()),
+        (
+            "default",
+            "oneport",
+            r#"{"enabled":true,"namespace":"known.local","services":[
+                {"portName":"web","clientAliases":[{"port":7004,"dnsName":"d1"}]},
+                {"portName":"admin","clientAliases":[{"port":7004,"dnsName":"d2"}]}]}"#
+                .to_string(),
+        ),
+    ] {
+        let out = create(cluster, name, &sc);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // UpdateService refuses alike (boto3's modeled exceptions), and the service keeps
+    // its configuration.
+    let v = api.boto3(
+        r#"
+import boto3, json, os
+c = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+out = {}
+for key, sc in [
+    ("namespace", {"enabled": True, "namespace": "gone.local"}),
+    ("aliases", {"enabled": True, "namespace": "known.local", "services": [
+        {"portName": "web", "clientAliases": [{"port": 7001}, {"port": 7005}]}]}),
+]:
+    try:
+        c.update_service(cluster="default", service="byname", serviceConnectConfiguration=sc)
+        out[key] = "accepted"
+    except (c.exceptions.NamespaceNotFoundException, c.exceptions.InvalidParameterException) as e:
+        out[key] = [e.response["Error"]["Code"], e.response["Error"]["Message"]]
+print(json.dumps(out))
+"#,
+    );
+    assert_eq!(v["namespace"][0], "NamespaceNotFoundException", "{v}");
+    assert_eq!(
+        v["namespace"][1], "Failed to retrieve namespace for gone.local",
+        "{v}"
+    );
+    assert_eq!(v["aliases"][0], "InvalidParameterException", "{v}");
+    let d = &api.service("default", "byname")["deployments"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "a new deployment: {d}");
+    assert_eq!(
+        d[0]["serviceConnectConfiguration"]["namespace"], "known.local",
+        "{d}"
+    );
+}

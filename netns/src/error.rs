@@ -71,6 +71,11 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(
+        "failed to set up the network of task {task}: {} is gone (its owner's state was removed), so nothing every task shares (the bridge, the nftables table) is made for it",
+        path.display()
+    )]
+    OwnerGone { task: String, path: PathBuf },
+    #[error(
         "failed to set up the network of task {task}{}",
         cleanup_suffix(cleanup)
     )]

@@ -322,6 +322,13 @@ pub struct NetworkConfig {
     /// give no `dnsServers` get it as their only nameserver (the host's search list and
     /// options kept). `None`: the host's resolvers, as before.
     pub resolver: Option<Ipv4Addr>,
+    /// A file of the network's owner (a supervisor's `state.db`) that must still exist
+    /// when a task's wiring makes what every task of the network shares (the nftables
+    /// table, the bridge): when it is gone (the owner's state removed under a running
+    /// task, e.g. its root directory deleted) the wiring makes neither and fails with
+    /// [`Error::OwnerGone`], and what the task had is torn down as after any failed
+    /// setup; no one would find those shared objects to remove them. `None`: not checked.
+    pub owner_state: Option<PathBuf>,
     #[doc(hidden)]
     /// Test hook: sleep this long after the veth is created, to be killed mid-setup.
     pub pause_mid_setup: Option<Duration>,
@@ -342,6 +349,7 @@ impl Default for NetworkConfig {
             disable_nft: false,
             host_resolv: HostResolv::default(),
             resolver: None,
+            owner_state: None,
             pause_mid_setup: None,
             pause_before_wiring: None,
         }
@@ -979,8 +987,9 @@ impl Network {
     /// table and the bridge stay, until [`Network::reset`]).
     /// Every step runs even if an earlier one failed; all failures are returned.
     /// A task the state has no record of (its state was lost under it: the run root
-    /// removed while the task ran) loses what it has by name ([`Network::remove_by_name`]),
-    /// with a warning naming each thing removed; one that had no network loses nothing.
+    /// removed while the task ran) loses what it has by name, its published ports by its
+    /// address ([`Network::remove_by_name`]), with a warning naming each thing removed;
+    /// one that had no network loses nothing.
     pub fn teardown(&self, task: &str) -> Result<(), TeardownError> {
         let t = || task.to_string();
         let fail = |errors| TeardownError { task: t(), errors };
@@ -998,7 +1007,17 @@ impl Network {
         };
         let Some(rec) = record else {
             let mut errors = Vec::new();
-            self.remove_by_name(task, &mut errors);
+            // (Under the lock when there is a state: it says whose the address is now.)
+            let l = if self.cfg.run_root.is_dir() {
+                match state::lock(&self.cfg.run_root) {
+                    Ok(l) => Some(l),
+                    Err(source) => return Err(fail(vec![Error::State { task: t(), source }])),
+                }
+            } else {
+                None
+            };
+            self.remove_by_name(task, l.as_ref(), &mut errors);
+            drop(l);
             return if errors.is_empty() {
                 Ok(())
             } else {
@@ -1126,10 +1145,10 @@ impl Network {
     /// no record of it: the state lives in the run root, so after a reboot of a host
     /// whose run root is not a tmpfs, or when the run root was lost while the kernel
     /// objects stayed (the crash tests' simulated reboot), [`Network::teardown`] finds
-    /// nothing. The namespace pin and host veth are found by name; the nftables table
-    /// goes when no task on this network holds an address any more and the state has
-    /// no record of the table (a stale one, maybe holding the lost task's port elements;
-    /// the next task would replace it anyway). Every step runs; a task the state does
+    /// nothing. The namespace pin and host veth are found by name, the port map elements
+    /// by the address the namespace holds ([`Network::remove_by_name`]); the nftables
+    /// table goes when no task on this network holds an address any more and the state
+    /// has no record of the table (a stale one; the next task would replace it anyway). Every step runs; a task the state does
     /// record is left to [`Network::teardown`].
     pub fn teardown_lost(&self, task: &str) -> Result<(), TeardownError> {
         let t = || task.to_string();
@@ -1143,7 +1162,7 @@ impl Network {
             return Ok(());
         }
         let mut errors = Vec::new();
-        self.remove_by_name(task, &mut errors);
+        self.remove_by_name(task, Some(&l), &mut errors);
         // (A state that cannot be read keeps the table.)
         let no_table_here = l
             .any_lease()
@@ -1167,12 +1186,16 @@ impl Network {
     }
 
     /// Removes task `task`'s namespace pin, host veth and files, found by their names
-    /// (derived from the task's id), for a task the state has no record of; each thing
-    /// removed is named in a warning (something was left that no record accounted for),
-    /// each failure pushed to `errors`. Nothing there is no failure.
-    fn remove_by_name(&self, task: &str, errors: &mut Vec<Error>) {
+    /// (derived from the task's id), for a task the state has no record of, and the port
+    /// map elements that send a host port to its address (read from its namespace's
+    /// `eth0` before the namespace goes) unless the state `l` (the one there is now, if
+    /// any) leases that address to a task again; each thing removed is named in a
+    /// warning (something was left that no record accounted for), each failure pushed
+    /// to `errors`. Nothing there is no failure.
+    fn remove_by_name(&self, task: &str, l: Option<&state::Locked>, errors: &mut Vec<Error>) {
         let t = || task.to_string();
         let pin = self.netns_path(task);
+        let address = self.address_in(&pin);
         match nsfs::remove(&pin) {
             Ok(true) => {
                 warn!(task, netns = %pin.display(), "removed the task's network namespace by name: no record of it was left")
@@ -1204,6 +1227,59 @@ impl Network {
                 },
             }),
         }
+        let Some(ip) = address else { return };
+        if self.nft.is_err() {
+            return;
+        }
+        match l.map(|l| l.lease_owner(ip)).transpose() {
+            Ok(Some(Some(owner))) => {
+                debug!(task, %ip, %owner, "the lost task's address is leased again: its port map elements are the new owner's");
+                return;
+            }
+            Ok(_) => {}
+            Err(source) => {
+                errors.push(Error::State { task: t(), source });
+                return;
+            }
+        }
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let set = nfnl::map_name(protocol);
+            let r = self.with_nfnl(|n| {
+                let elements = n.map_elements(&self.table, set)?;
+                let ops = nfnl::withdraw_by_address_ops(set, ip, &elements);
+                n.apply(
+                    &self.table,
+                    &ops,
+                    &format!("withdraw the ports of {ip} from table ip {}", self.table),
+                )?;
+                Ok(ops.len() / 2)
+            });
+            match r {
+                Ok(0) => {}
+                Ok(n) => {
+                    warn!(task, %ip, %protocol, elements = n, "withdrew the task's published ports by its address: no record of them was left")
+                }
+                Err(source) => errors.push(Error::Nft { task: t(), source }),
+            }
+        }
+    }
+
+    /// The address of `eth0` in the namespace pinned at `pin` (a bridged task's), if it is
+    /// there and has one.
+    fn address_in(&self, pin: &Path) -> Option<Ipv4Addr> {
+        if !pin.exists() {
+            return None;
+        }
+        let found = netlink::Netlink::open_in(pin).and_then(|mut nl| {
+            Ok(match nl.link_index("eth0")? {
+                Some(i) => nl.addrs_of(i)?.first().map(|(ip, _)| *ip),
+                None => None,
+            })
+        });
+        found.unwrap_or_else(|e| {
+            warn!(pin = %pin.display(), error = %chain(&e), "cannot read the lost task's address: its published ports, if any, stay until the table goes");
+            None
+        })
     }
 
     /// Tears down every recorded task whose id is not in `live` (tasks whose process

@@ -51,7 +51,10 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
 
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
@@ -965,6 +968,161 @@ impl Nfnl {
             }
         }
     }
+}
+
+/// A map element as the kernel lists it: its key's bytes and its data's.
+pub type Element = (Vec<u8>, Vec<u8>);
+
+impl Nfnl {
+    /// The elements of map `set` of table `table`, as (key, data) bytes: one `GETSETELEM`
+    /// dump (it changes nothing). None when the table or the map is not there.
+    /// Ref: linux net/netfilter/nf_tables_api.c, nf_tables_getsetelem and
+    /// nf_tables_dump_set (one `NEWSETELEM` message per batch of elements, then
+    /// `NLMSG_DONE`); the first part is queued in `sendmsg`, each next one by the
+    /// `recvmsg` that reads the part before it.
+    pub fn map_elements(&mut self, table: &str, set: &str) -> Result<Vec<Element>, NftError> {
+        let err = |source| NftError::Netlink {
+            what: format!("list map {set} of table ip {table}"),
+            source,
+        };
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut m = Msg::new(
+            nft_type(NFT_MSG_GETSETELEM),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            AF_INET,
+            0,
+        );
+        m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
+            .str_attr(NFTA_SET_ELEM_LIST_SET, set);
+        let sock = self.sock.as_ref().expect("open until dropped");
+        sock.send_to(&m.finish(), &SocketAddr::new(0, 0), 0)
+            .map_err(err)?;
+        let mut out = Vec::new();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            buf.clear();
+            let n =
+                recv_now(sock, &mut buf, "the kernel did not answer the listing").map_err(err)?;
+            match parse_elements(&buf[..n], seq, &mut out).map_err(err)? {
+                Dump::More => {}
+                Dump::Done => return Ok(out),
+                Dump::Missing => return Ok(Vec::new()),
+            }
+        }
+    }
+}
+
+/// Where a listing ([`Nfnl::map_elements`]) stands after one read.
+#[derive(Debug, PartialEq, Eq)]
+enum Dump {
+    More,
+    Done,
+    /// The table or map is not there.
+    Missing,
+}
+
+/// The attributes in `b` as (type, value), the nested and byte-order flags cleared.
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((u16::from_ne_bytes([b[2], b[3]]) & 0x3fff, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
+/// The `NFTA_DATA_VALUE` inside the nested data attribute `b`.
+fn data_value(b: &[u8]) -> Option<Vec<u8>> {
+    attrs(b)
+        .into_iter()
+        .find(|(k, _)| *k == NFTA_DATA_VALUE)
+        .map(|(_, v)| v.to_vec())
+}
+
+/// Adds the elements of the dump messages (sequence `seq`) in `buf` to `out`.
+fn parse_elements(mut buf: &[u8], seq: u32, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<Dump> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let mut state = Dump::More;
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        if len < 16 || len > buf.len() {
+            return Err(bad("malformed netlink reply"));
+        }
+        let kind = u16::from_ne_bytes(buf[4..6].try_into().expect("2 bytes"));
+        let s = u32::from_ne_bytes(buf[8..12].try_into().expect("4 bytes"));
+        let body = &buf[16..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        if s != seq {
+            continue;
+        }
+        if kind == NLMSG_DONE {
+            state = Dump::Done;
+        } else if kind == NLMSG_ERROR {
+            let code = body
+                .get(0..4)
+                .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+                .ok_or_else(|| bad("short netlink error message"))?;
+            match -code {
+                0 => state = Dump::Done,
+                nix::libc::ENOENT => state = Dump::Missing,
+                e => return Err(io::Error::from_raw_os_error(e)),
+            }
+        } else if kind == nft_type(NFT_MSG_NEWSETELEM) && body.len() >= 4 {
+            // After the nfgenmsg (family, version, resource id).
+            for (k, list) in attrs(&body[4..]) {
+                if k != NFTA_SET_ELEM_LIST_ELEMENTS {
+                    continue;
+                }
+                for (k, elem) in attrs(list) {
+                    if k != NFTA_LIST_ELEM {
+                        continue;
+                    }
+                    let (mut key, mut data) = (None, None);
+                    for (k, v) in attrs(elem) {
+                        match k {
+                            NFTA_SET_ELEM_KEY => key = data_value(v),
+                            NFTA_SET_ELEM_DATA => data = data_value(v),
+                            _ => {}
+                        }
+                    }
+                    if let (Some(key), Some(data)) = (key, data) {
+                        out.push((key, data));
+                    }
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// The elements of `elements` (a port map's (key, data), [`Nfnl::map_elements`]) that
+/// send a host port to `ip`, withdrawn: each (re-)added as it is, then deleted, so the
+/// batch fails, changing nothing, when one of them changed meanwhile (the kernel refuses
+/// an element that exists with other data: EBUSY).
+pub fn withdraw_by_address_ops(set: &'static str, ip: Ipv4Addr, elements: &[Element]) -> Vec<Op> {
+    let ours: Vec<&Element> = elements
+        .iter()
+        .filter(|(_, data)| data.get(0..4) == Some(&ip.octets()[..]))
+        .collect();
+    let mut ops: Vec<Op> = ours
+        .iter()
+        .map(|(key, data)| Op::Add {
+            set,
+            key: key.clone(),
+            data: data.clone(),
+        })
+        .collect();
+    ops.extend(ours.iter().map(|(key, _)| Op::Del {
+        set,
+        key: key.clone(),
+    }));
+    ops
 }
 
 /// Reads what the kernel has queued for `sock` without blocking: it answers a request

@@ -158,6 +158,13 @@ impl Network {
             std::thread::sleep(d);
         }
         if let (Some(ip), Some(veth)) = (rec.ip, &rec.veth) {
+            // Right before the shared objects (the table, the bridge) may be made.
+            if let Some(path) = self.cfg.owner_state.as_ref().filter(|p| !p.is_file()) {
+                return Err(Error::OwnerGone {
+                    task: t(),
+                    path: path.clone(),
+                });
+            }
             if self.nft.is_ok() {
                 self.ensure_table(task)?;
             }

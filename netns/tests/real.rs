@@ -341,6 +341,73 @@ fn a_task_whose_state_was_lost_is_torn_down_by_name() {
     assert_gone(&f, "other");
 }
 
+/// A lost task's published ports (its state gone with its run root) go with its teardown
+/// by name: the port map elements that send a host port to its address, found by the
+/// address its namespace holds; another task's elements (lost too, still running) stay
+/// until its own teardown.
+#[test]
+fn a_lost_tasks_port_map_elements_go_with_its_teardown_by_name() {
+    let f = fixture();
+    let root = f.net.config().run_root.clone();
+    let table = f.net.nft_table().to_string();
+    let (tcp, udp, other) = loop {
+        let p = (free_port(), free_port(), free_port());
+        if p.0 != p.1 && p.1 != p.2 && p.0 != p.2 {
+            break p;
+        }
+    };
+    let lost = TaskSpec {
+        port_mappings: vec![
+            PortMapping::tcp(tcp),
+            PortMapping {
+                protocol: Protocol::Udp,
+                ..PortMapping::tcp(udp)
+            },
+        ],
+        ..awsvpc()
+    };
+    let kept = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(other)],
+        ..awsvpc()
+    };
+    let lost_ip = f.net.setup_task("lost", &lost).unwrap().ip.unwrap();
+    let kept_ip = f.net.setup_task("kept", &kept).unwrap().ip.unwrap();
+    let listing = nft_list_table(&table);
+    for want in [
+        format!("{tcp} : {lost_ip} . {tcp}"),
+        format!("{udp} : {lost_ip} . {udp}"),
+        format!("{other} : {kept_ip} . {other}"),
+    ] {
+        assert!(listing.contains(&want), "{want} not in {listing}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+    f.net.teardown("lost").unwrap();
+    assert!(!root.exists(), "the lost state was made again");
+    let listing = nft_list_table(&table);
+    assert!(
+        !listing.contains(&lost_ip.to_string()),
+        "an element of the lost task's address {lost_ip} left: {listing}"
+    );
+    for port in [tcp, udp] {
+        assert!(
+            !listing.contains(&format!("{port} :")),
+            "the lost task's host port {port} left: {listing}"
+        );
+    }
+    assert!(
+        listing.contains(&format!("{other} : {kept_ip} . {other}")),
+        "the other task's element went: {listing}"
+    );
+    f.net.teardown("kept").unwrap();
+    assert!(
+        !nft_list_table(&table).contains(&kept_ip.to_string()),
+        "the other task's element left after its own teardown"
+    );
+    assert_table_holds_no_task(&table);
+    assert_gone(&f, "lost");
+    assert_gone(&f, "kept");
+}
+
 #[test]
 fn metadata_address_is_private_to_each_task() {
     let f = fixture();

@@ -831,6 +831,21 @@ impl Executor {
         }
     }
 
+    /// Why the task cannot go on when the state under the root is gone (its `state.db`
+    /// removed since the task was read: the root deleted, e.g. by a test's cleanup, or
+    /// `system reset`): what it would make now under the run root or on the host, no one
+    /// would find again to remove. `None` while the state is there.
+    fn state_gone(&self) -> Option<String> {
+        let db = self.opts.root.join("state.db");
+        (!db.is_file()).then(|| {
+            format!(
+                "{}: {} is gone (the root was removed while the task was starting): nothing more is made for it",
+                reason::RESOURCE_INIT,
+                db.display()
+            )
+        })
+    }
+
     /// The paths this task's mounts and containers use, which a copy of the template mount
     /// namespace must show as the host does (mountns::FromTemplate).
     fn mount_needs(&self, def: &TaskDefinition) -> Vec<PathBuf> {
@@ -870,6 +885,13 @@ impl Executor {
         }
         // The network's first half: what a container needs before its create. The rest
         // (links, addresses, routes, ports) is wired beside the launch (`wiring`).
+        // Each of the next two steps may make what the run root's tasks share (the
+        // network's state, the template mount namespace; the wiring checks again before
+        // the bridge and the nftables table): not for a root whose state is gone.
+        if let Some(why) = self.state_gone() {
+            self.fail_all(&why);
+            return false;
+        }
         let t0 = now_us();
         let (ahead, adopt) = self.netns_to_pin(mode);
         let mut net = self.net.prepare(&task_id, mode, adopt.as_deref());
@@ -897,6 +919,10 @@ impl Executor {
         // reads several times per container, stays the same size however many tasks run.
         // It is a copy of the run root's template (the host's table without the netns
         // pins), made once: copying the host's would cost O(tasks running) per launch.
+        if let Some(why) = self.state_gone() {
+            self.fail_all(&why);
+            return false;
+        }
         let pin = self.attachment.as_ref().and_then(|a| a.netns.clone());
         let template = mountns::Template::of(&self.opts.run_root);
         let needs = self.mount_needs(def);

@@ -282,6 +282,7 @@ pub fn run(
     let store = crate::store::SharedStore::new(store);
     let net = Box::new(NetworkStep::new(
         store.clone(),
+        root,
         run_root,
         &def,
         &opts.region,

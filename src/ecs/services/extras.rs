@@ -99,6 +99,7 @@ pub(super) fn apply_extras(
             list.len()
         )));
     }
+    check_service_connect(store, x.not_applied[2].as_ref())?;
     if let Some(z) = x.availability_zone_rebalancing.as_deref()
         && !matches!(z, "ENABLED" | "DISABLED")
     {
@@ -179,6 +180,48 @@ pub(super) fn apply_extras(
         }
     }
     Ok((!create && redeploy, events))
+}
+
+/// What ECS refuses of a `serviceConnectConfiguration` when the service is created or
+/// updated:
+/// - more than one client alias in a `services[]` entry: InvalidParameterException. Ref:
+///   ecs.json `ServiceConnectService.clientAliases` ("The maximum number of client aliases
+///   that you can have in this list is 1").
+/// - a `namespace` (enabled) that is neither Cloud Map's (by name, ARN or id) nor a
+///   cluster's `serviceConnectDefaults.namespace` (which ECS makes in Cloud Map):
+///   NamespaceNotFoundException, "Failed to retrieve namespace for <namespace>". Ref:
+///   ecs.json `CreateService`/`UpdateService` errors (NamespaceNotFoundException, "The
+///   specified namespace wasn't found"); the message as ECS answered it, quoted in
+///   terraform-aws-modules/terraform-aws-ecs issue 116.
+///
+/// What it accepts is kept: a service naming no namespace takes its cluster's default
+/// (crate::servicediscovery::connect); aliases of two entries or services on one port
+/// are accepted (ECS documents each alias's name and port as unique in the namespace, not
+/// an error for it; here the first is served, docs/service-discovery.md).
+fn check_service_connect(store: &Store, cfg: Option<&Value>) -> anyhow::Result<()> {
+    let Some(cfg) = cfg.filter(|c| c.is_object()) else {
+        return Ok(());
+    };
+    for (i, e) in cfg["services"].as_array().into_iter().flatten().enumerate() {
+        if let Some(aliases) = e["clientAliases"].as_array()
+            && aliases.len() > 1
+        {
+            bail!(EcsError::invalid(format!(
+                "serviceConnectConfiguration.services[{i}].clientAliases: a Service Connect \
+                 service has one client alias at most ({} given)",
+                aliases.len()
+            )));
+        }
+    }
+    if cfg["enabled"] == true
+        && let Some(ns) = cfg["namespace"].as_str().filter(|n| !n.is_empty())
+        && !super::list::Namespaces::read(store)?.knows(ns)
+    {
+        bail!(EcsError::NamespaceNotFound(format!(
+            "Failed to retrieve namespace for {ns}"
+        )));
+    }
+    Ok(())
 }
 
 /// Ref: ecs.json `DeploymentControllerType`: ECS, CODE_DEPLOY, EXTERNAL; only ECS's own

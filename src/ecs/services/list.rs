@@ -108,50 +108,15 @@ pub fn list_services_by_namespace(
         ));
     }
     let store = ecs.open_store()?;
-    let clusters = store.list_clusters().map_err(anyhow::Error::from)?;
-    // Cloud Map's namespaces: (name, ARN, id).
-    let mut cloud_map = Vec::new();
-    for (kind, id, doc) in store
-        .servicediscovery_resources()
-        .map_err(anyhow::Error::from)?
-    {
-        if kind != "namespace" {
-            continue;
-        }
-        let ns: crate::servicediscovery::model::Namespace =
-            serde_json::from_str(&doc).map_err(|e| {
-                EcsError::Server(anyhow::anyhow!(
-                    "stored Cloud Map namespace {id} does not decode: {e}"
-                ))
-            })?;
-        cloud_map.push(ns);
-    }
-    // A namespace as its name: Cloud Map's by name, ARN or id; else as given (a
-    // cluster's default namespace that Cloud Map does not have).
-    let name_of = |x: &str| -> String {
-        cloud_map
-            .iter()
-            .find(|n| n.name == x || n.arn == x || n.id == x)
-            .map_or_else(|| x.to_string(), |n| n.name.clone())
-    };
-    // Each cluster's default namespace, as its name.
-    let defaults: std::collections::HashMap<&str, String> = clusters
-        .iter()
-        .filter_map(|c| {
-            let n = c.configuration["serviceConnectDefaults"]["namespace"].as_str()?;
-            Some((c.name.as_str(), name_of(n)))
-        })
-        .collect();
-    let wanted = name_of(&req.namespace);
-    let known =
-        cloud_map.iter().any(|n| n.name == wanted) || defaults.values().any(|n| *n == wanted);
-    if !known {
+    let known = Namespaces::read(&store)?;
+    if !known.knows(&req.namespace) {
         return Err(EcsError::NamespaceNotFound(format!(
             "Namespace {} not found (the namespaces here are Cloud Map's and the clusters' \
              serviceConnectDefaults.namespace)",
             req.namespace
         )));
     }
+    let wanted = known.name_of(&req.namespace);
     let mut arns = Vec::new();
     for s in store.list_services(None).map_err(anyhow::Error::from)? {
         if s.status == crate::store::ServiceStatus::Inactive {
@@ -164,8 +129,8 @@ pub fn list_services_by_namespace(
             continue;
         }
         let ns = match cfg["namespace"].as_str() {
-            Some(n) if !n.is_empty() => Some(name_of(n)),
-            _ => defaults.get(s.cluster.as_str()).cloned(),
+            Some(n) if !n.is_empty() => Some(known.name_of(n)),
+            _ => known.defaults.get(s.cluster.as_str()).cloned(),
         };
         if ns.as_deref() == Some(&wanted) {
             arns.push((s.cluster, s.name, s.arn));
@@ -182,4 +147,64 @@ pub fn list_services_by_namespace(
         service_arns,
         next_token,
     })
+}
+
+/// The Service Connect namespaces known here: Cloud Map's (by name, ARN or id) and every
+/// cluster's `serviceConnectDefaults.namespace`, which ECS makes a Cloud Map namespace of
+/// when it finds none (ecs.json `ClusterServiceConnectDefaultsRequest.namespace`: "If you
+/// enter a new name, a Cloud Map namespace will be created"); `serve` keeps it as given.
+pub(super) struct Namespaces {
+    cloud_map: Vec<crate::servicediscovery::model::Namespace>,
+    /// Each cluster's default namespace, as its name ([`Namespaces::name_of`]).
+    defaults: std::collections::HashMap<String, String>,
+}
+
+impl Namespaces {
+    pub(super) fn read(store: &crate::store::Store) -> EcsResult<Namespaces> {
+        let mut cloud_map = Vec::new();
+        for (kind, id, doc) in store
+            .servicediscovery_resources()
+            .map_err(anyhow::Error::from)?
+        {
+            if kind != "namespace" {
+                continue;
+            }
+            let ns: crate::servicediscovery::model::Namespace = serde_json::from_str(&doc)
+                .map_err(|e| {
+                    EcsError::Server(anyhow::anyhow!(
+                        "stored Cloud Map namespace {id} does not decode: {e}"
+                    ))
+                })?;
+            cloud_map.push(ns);
+        }
+        let mut known = Namespaces {
+            cloud_map,
+            defaults: Default::default(),
+        };
+        for c in store.list_clusters().map_err(anyhow::Error::from)? {
+            if let Some(n) = c.configuration["serviceConnectDefaults"]["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+            {
+                let name = known.name_of(n);
+                known.defaults.insert(c.name.clone(), name);
+            }
+        }
+        Ok(known)
+    }
+
+    /// A namespace as its name: Cloud Map's by name, ARN or id; else as given (a cluster's
+    /// default namespace that Cloud Map does not have).
+    pub(super) fn name_of(&self, x: &str) -> String {
+        self.cloud_map
+            .iter()
+            .find(|n| n.name == x || n.arn == x || n.id == x)
+            .map_or_else(|| x.to_string(), |n| n.name.clone())
+    }
+
+    /// Whether `x` (a name, ARN or id) is one of these namespaces.
+    pub(super) fn knows(&self, x: &str) -> bool {
+        let name = self.name_of(x);
+        self.cloud_map.iter().any(|n| n.name == name) || self.defaults.values().any(|n| *n == name)
+    }
 }

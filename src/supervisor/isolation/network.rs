@@ -147,6 +147,18 @@ pub fn open(
     bridge: &str,
     subnet: netns::Subnet,
 ) -> Result<netns::Network, NetworkError> {
+    open_owned(run_root, bridge, subnet, None)
+}
+
+/// [`open`] for a task's supervisor whose state is `owner_state` (its root's
+/// `state.db`): with that file gone the task's wiring makes neither the bridge nor the
+/// nftables table (`netns::NetworkConfig::owner_state`).
+pub fn open_owned(
+    run_root: &Path,
+    bridge: &str,
+    subnet: netns::Subnet,
+    owner_state: Option<PathBuf>,
+) -> Result<netns::Network, NetworkError> {
     netns::Network::open(netns::NetworkConfig {
         run_root: state_dir(run_root, bridge),
         bridge: bridge.into(),
@@ -157,6 +169,7 @@ pub fn open(
         // `serve`'s DNS server, while it answers on this bridge (crate::dns).
         resolver: crate::dns::announced(&crate::dns::marker_path(&state_dir(run_root, bridge))),
         pause_before_wiring: test_network_delay(),
+        owner_state,
         ..Default::default()
     })
     .map_err(|source| NetworkError::Open {
@@ -597,6 +610,8 @@ impl Wiring {
 /// The real network step, run by the task's supervisor.
 pub struct NetworkStep {
     store: SharedStore,
+    /// The supervisor's `state.db`: the wiring makes nothing shared once it is gone.
+    state_db: PathBuf,
     run_root: PathBuf,
     def: TaskDefinition,
     region: String,
@@ -609,12 +624,14 @@ pub struct NetworkStep {
 impl NetworkStep {
     pub fn new(
         store: SharedStore,
+        root: &Path,
         run_root: &Path,
         def: &TaskDefinition,
         region: &str,
     ) -> NetworkStep {
         NetworkStep {
             store,
+            state_db: root.join("state.db"),
             run_root: run_root.into(),
             def: def.clone(),
             region: region.into(),
@@ -646,7 +663,12 @@ impl NetworkStep {
             (Some(b), Some(s)) => Settings::parse(b, s)?,
             _ => Settings::configured(),
         };
-        let net = std::sync::Arc::new(open(&self.run_root, &settings.bridge, settings.subnet)?);
+        let net = std::sync::Arc::new(open_owned(
+            &self.run_root,
+            &settings.bridge,
+            settings.subnet,
+            Some(self.state_db.clone()),
+        )?);
         let started = Instant::now();
         let prepared = net.prepare_task(task, &spec)?;
         let tn = prepared.network().clone();
