@@ -7,8 +7,8 @@ use super::checks::{actions, group, lb, page, tags, validation};
 use super::error::{ElbError, ElbResult};
 use super::model::{HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup};
 use super::query::{Params, Xml};
-use super::{Draining, Elb, Health, State, random_hex};
-use std::time::{Duration, Instant};
+use super::{Elb, Health, State, random_hex};
+use std::time::Instant;
 
 /// The operations, in the order docs/load-balancing.md lists them, with what each does here.
 pub const OPERATIONS: &[(&str, &str)] = &[
@@ -896,7 +896,7 @@ fn targets_known(
 }
 
 /// Targets are the same target when their id and port are (the zone is an annotation).
-fn same(a: &Target, b: &Target) -> bool {
+pub(super) fn same(a: &Target, b: &Target) -> bool {
     a.id == b.id && a.port == b.port
 }
 
@@ -907,8 +907,7 @@ fn register_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
         return Err(validation("Targets must not be empty"));
     }
     for t in new {
-        s.draining
-            .retain(|d| !(d.group == g.arn && same(&d.target, &t)));
+        s.stop_draining(&g.arn, &t);
         if !g.targets.iter().any(|o| same(o, &t)) {
             g.targets.push(t);
         }
@@ -934,23 +933,13 @@ fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
         }
     }
     let in_use = !s.lbs_of_group(&g.arn).is_empty();
-    let delay: u64 = g.attributes["deregistration_delay.timeout_seconds"]
-        .parse()
-        .unwrap_or(300);
-    let until = Instant::now() + Duration::from_secs(delay);
+    let mut left = Vec::new();
     for t in gone {
-        let Some(i) = g.targets.iter().position(|o| same(o, &t)) else {
-            continue;
-        };
-        let t = g.targets.remove(i);
-        if in_use && delay > 0 {
-            s.draining.push(Draining {
-                group: g.arn.clone(),
-                target: t,
-                until,
-            });
+        if let Some(i) = g.targets.iter().position(|o| same(o, &t)) {
+            left.push(g.targets.remove(i));
         }
     }
+    s.drain(&g, left, in_use);
     s.save_group(&g)?;
     s.groups.insert(g.arn.clone(), g);
     s.refresh_health();
