@@ -287,14 +287,14 @@ async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::Pat
     let mut health = elb.health_changes();
     health.mark_changed();
     let mut resources = elb.changes();
+    // When the first drain the file lists ends (it is published again then): from what
+    // was published, so that a drain ending while this loop reads the store is not missed.
+    let mut listed_drain_end: Option<tokio::time::Instant> = None;
     loop {
-        let drained = async {
-            match elb.next_drain_end() {
+        let drained = async move {
+            match listed_drain_end {
                 // A moment after the drain's end, so that it has ended when published.
-                Some(t) => {
-                    tokio::time::sleep_until((t + std::time::Duration::from_millis(50)).into())
-                        .await
-                }
+                Some(t) => tokio::time::sleep_until(t + std::time::Duration::from_millis(50)).await,
                 None => std::future::pending().await,
             }
         };
@@ -319,6 +319,12 @@ async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::Pat
                     break;
                 }
                 let rows = elb.published_health();
+                let now = tokio::time::Instant::now();
+                listed_drain_end = rows
+                    .iter()
+                    .filter_map(|r| r.draining_for_ms)
+                    .min()
+                    .map(|ms| now + std::time::Duration::from_millis(ms));
                 if let Err(err) = crate::elb::health::publish_to_file(&run_root, &rows) {
                     tracing::warn!(error = %err, "load balancers: cannot publish the targets' health for the CLI");
                 }

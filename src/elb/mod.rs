@@ -270,28 +270,63 @@ impl Elb {
         self.generation.subscribe()
     }
 
+    /// Runs `f` on the resources as stored: read again first when another process (the
+    /// CLI's verbs, the cluster's replica) changed the store since they were read.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> ElbResult<T>) -> ElbResult<T> {
+        self.with_store(false, f)
+    }
+
+    /// As [`Self::with`], `f` changing the resources: in one write transaction from the
+    /// read to the write, so that a write of another process (the CLI's, serve's) is read
+    /// before or comes after, and never lost under this one.
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> ElbResult<T>) -> ElbResult<T> {
+        self.with_store(true, f)
+    }
+
+    fn with_store<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut State) -> ElbResult<T>,
+    ) -> ElbResult<T> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.store.is_none() {
             s.store = Some(crate::store::Store::open(&self.root)?);
         }
-        if self.follows.load(Ordering::SeqCst) {
-            let now = data_version(s.store());
-            if now != s.seen {
-                let store = s.store.take().expect("the ELB state holds its store");
-                let before = s.registrations();
-                let loaded = s.load(&store);
-                s.store = Some(store);
-                loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
-                s.seen = now;
-                s.follow_registrations(before);
-                s.refresh_health();
-                drop(s);
-                self.changed();
-                s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if write {
+            s.store().begin_elb_write()?;
+        }
+        let out = Self::read_again(&mut s).and_then(|reloaded| Ok((reloaded, f(&mut s)?)));
+        if write {
+            let ended = s.store().end_elb_write(out.is_ok());
+            if out.is_ok() {
+                ended?;
             }
         }
-        f(&mut s)
+        drop(s);
+        let (reloaded, v) = out?;
+        if reloaded {
+            self.changed();
+        }
+        Ok(v)
+    }
+
+    /// Reads the resources again when another connection changed the store since they
+    /// were read (targets gone from their groups drain: `State::follow_registrations`);
+    /// whether it did.
+    fn read_again(s: &mut State) -> ElbResult<bool> {
+        let now = data_version(s.store());
+        if now == s.seen {
+            return Ok(false);
+        }
+        let store = s.store.take().expect("the ELB state holds its store");
+        let before = s.registrations();
+        let loaded = s.load(&store);
+        s.store = Some(store);
+        loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
+        s.seen = now;
+        s.follow_registrations(before);
+        s.refresh_health();
+        Ok(true)
     }
 }
 
@@ -1096,18 +1131,6 @@ impl Elb {
         }
     }
 
-    /// When the next drain ends (its target leaves DescribeTargetHealth; no other event
-    /// announces it).
-    pub fn next_drain_end(&self) -> Option<Instant> {
-        let now = Instant::now();
-        self.lock()
-            .draining
-            .iter()
-            .map(|d| d.until)
-            .filter(|u| *u > now)
-            .min()
-    }
-
     /// Follows the targets' health changes (a new value on each).
     pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.health_generation.subscribe()
@@ -1266,6 +1289,81 @@ mod tests {
         let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
         let start = rest.find(&open).unwrap() + open.len();
         &rest[start..start + rest[start..].find(&close).unwrap()]
+    }
+
+    /// A load balancer with an HTTP listener forwarding to an `ip` group (deregistration
+    /// delay 30 s), made through `elb`: the group's ARN.
+    fn group_in_use(elb: &Elb, name: &str) -> String {
+        let lb = call(elb, "CreateLoadBalancer", &[("Name", name)]);
+        let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+        let tg = call(
+            elb,
+            "CreateTargetGroup",
+            &[
+                ("Name", name),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("VpcId", "vpc-1"),
+                ("TargetType", "ip"),
+            ],
+        );
+        let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+        call(
+            elb,
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                (
+                    "Attributes.member.1.Key",
+                    "deregistration_delay.timeout_seconds",
+                ),
+                ("Attributes.member.1.Value", "30"),
+            ],
+        );
+        call(
+            elb,
+            "CreateListener",
+            &[
+                ("LoadBalancerArn", lb.as_str()),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("DefaultActions.member.1.Type", "forward"),
+                ("DefaultActions.member.1.TargetGroupArn", &tg),
+            ],
+        );
+        tg
+    }
+
+    #[test]
+    fn a_write_of_another_process_since_the_resources_were_read_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+        serve.follow_writes();
+        let tg = group_in_use(&serve, "lost-update");
+        serve.register_target(&tg, "10.9.1.1", 80).unwrap();
+        // The CLI opens the store; serve registers a target (its scheduler: a new task);
+        // then the CLI deregisters the first one, from what it read before serve's write.
+        let cli = Elb::open(dir.path().to_path_buf()).unwrap();
+        serve.register_target(&tg, "10.9.1.2", 80).unwrap();
+        call(
+            &cli,
+            "DeregisterTargets",
+            &[
+                ("TargetGroupArn", tg.as_str()),
+                ("Targets.member.1.Id", "10.9.1.1"),
+                ("Targets.member.1.Port", "80"),
+            ],
+        );
+        serve.sync().unwrap();
+        let s = serve.lock();
+        let targets: Vec<&str> = s.groups[&tg]
+            .targets
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(targets, ["10.9.1.2"], "serve's registration kept");
+        let draining: Vec<&str> = s.draining.iter().map(|d| d.target.id.as_str()).collect();
+        assert_eq!(draining, ["10.9.1.1"]);
     }
 
     #[test]
