@@ -350,6 +350,193 @@ fn elbv2_verbs_answer_as_the_aws_cli_and_a_listener_they_make_proxies() {
     assert_eq!(tags["TagDescriptions"][0]["Tags"][0]["Key"], "k");
 }
 
+/// The (State, Reason, Description) of target 127.0.0.1:`port` in a DescribeTargetHealth
+/// answer; None when it is not listed.
+fn target_health(v: &Value, port: u16) -> Option<(String, String, String)> {
+    let d = v["TargetHealthDescriptions"]
+        .as_array()?
+        .iter()
+        .find(|d| d["Target"]["Port"] == port)?;
+    let h = &d["TargetHealth"];
+    let text = |k: &str| h[k].as_str().unwrap_or_default().to_string();
+    Some((text("State"), text("Reason"), text("Description")))
+}
+
+#[test]
+fn a_target_the_cli_deregisters_drains_in_serve() {
+    let api = Api::start();
+    let t = Targets::start(&["drain-a", "drain-b"]);
+    let (a, b) = (t.ports[0], t.ports[1]);
+    let lb = mf_json(
+        &api,
+        "elbv2",
+        &["create-load-balancer", "--name", "cli-drain-lb"],
+    );
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]);
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]);
+    let tg = mf_json(
+        &api,
+        "elbv2",
+        &[
+            "create-target-group",
+            "--name",
+            "cli-drain-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+        ],
+    );
+    let tg = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
+    const DELAY: u64 = 15;
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg,
+            "--attributes",
+            &format!("Key=deregistration_delay.timeout_seconds,Value={DELAY}"),
+        ],
+    );
+    let port = common::util::free_port().to_string();
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port,
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    );
+    let (ta, tb) = (
+        format!("Id=127.0.0.1,Port={a}"),
+        format!("Id=127.0.0.1,Port={b}"),
+    );
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &ta,
+            &tb,
+        ],
+    );
+    let describe = ["describe-target-health", "--target-group-arn", &tg];
+    api.wait_for(30, "both targets healthy", || {
+        let v = mf_json(&api, "elbv2", &describe);
+        let healthy = |p| target_health(&v, p).is_some_and(|h| h.0 == "healthy");
+        (healthy(a) && healthy(b)).then_some(())
+    });
+
+    // A slow request in flight to the target to deregister: of two requests (round robin:
+    // one to each target), the one to drain-a answers after 9 s (within `get`'s 10 s), the
+    // other at once.
+    t.slow_for("drain-a", 9);
+    let url = format!("http://{ip}:{port}/");
+    let mut in_flight: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            let h = std::thread::spawn(move || get(&url));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            h
+        })
+        .collect();
+    let fast = api.wait_for(10, "the request to drain-b answered", || {
+        let i = in_flight.iter().position(|h| h.is_finished())?;
+        Some(in_flight.remove(i).join().unwrap())
+    });
+    assert_eq!(fast.0, 200, "{}", fast.1);
+    assert!(fast.1.contains("\"drain-b\""), "{}", fast.1);
+    let slow = in_flight.pop().unwrap();
+
+    // Deregistered with the CLI, in its own process: serve drains it.
+    let deregistered = std::time::Instant::now();
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &ta,
+        ],
+    );
+    let draining = (
+        "draining".to_string(),
+        "Target.DeregistrationInProgress".to_string(),
+        "Target deregistration is in progress".to_string(),
+    );
+    api.wait_for(20, "the target draining to both CLIs", || {
+        let ours = target_health(&mf_json(&api, "elbv2", &describe), a);
+        let theirs = target_health(&api.aws_json_in("elbv2", &describe), a);
+        (ours.as_ref() == Some(&draining) && theirs.as_ref() == Some(&draining)).then_some(())
+    });
+    let seen = deregistered.elapsed();
+    eprintln!("draining seen by both CLIs {seen:?} after the deregistration began");
+    assert!(
+        !slow.is_finished(),
+        "the slow request was still in flight when the target was seen draining"
+    );
+    // No new request reaches it (drain-a is still slow: one that did would say so).
+    for _ in 0..6 {
+        let (code, body) = get(&url);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"drain-b\""), "a new request went to {body}");
+    }
+    // The request in flight to it finishes.
+    let (code, body) = slow.join().unwrap();
+    let answered = deregistered.elapsed();
+    eprintln!("the slow request answered {answered:?} after the deregistration began");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"drain-a\""), "{body}");
+    // Gone once the deregistration delay is over, draining until then.
+    api.wait_for(DELAY + 15, "the target gone from both CLIs", || {
+        let ours = target_health(&mf_json(&api, "elbv2", &describe), a);
+        let theirs = target_health(&api.aws_json_in("elbv2", &describe), a);
+        eprintln!(
+            "{:?} after: minifargate {ours:?}, aws {theirs:?}",
+            deregistered.elapsed()
+        );
+        for h in [&ours, &theirs].into_iter().flatten() {
+            assert_eq!(h, &draining, "until it is gone");
+        }
+        (ours.is_none() && theirs.is_none()).then_some(())
+    });
+    let gone = deregistered.elapsed();
+    eprintln!("gone from both CLIs {gone:?} after the deregistration began");
+    assert!(
+        gone >= std::time::Duration::from_secs(DELAY),
+        "gone {gone:?} after, before the delay"
+    );
+    assert_eq!(
+        target_health(&mf_json(&api, "elbv2", &describe), b).map(|h| h.0),
+        Some("healthy".to_string())
+    );
+}
+
 #[test]
 fn servicediscovery_verbs_answer_as_the_aws_cli() {
     let api = Api::start();

@@ -279,13 +279,25 @@ pub async fn serve(
 /// One box: the load balancers read again, once a second, what another process (the
 /// CLI's `elbv2` verbs) changed in the store; the data plane follows (docs/load-balancing.md
 /// "From the CLI"). The targets' health goes to `crate::elb::health::published_file` as it
-/// changes, for the CLI's DescribeTargetHealth.
+/// changes, for the CLI's DescribeTargetHealth: a check's outcome, a registration, a drain
+/// that begins (`Elb::changes`) or ends.
 async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::PathBuf) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut health = elb.health_changes();
     health.mark_changed();
+    let mut resources = elb.changes();
+    // When the first drain the file lists ends (it is published again then): from what
+    // was published, so that a drain ending while this loop reads the store is not missed.
+    let mut listed_drain_end: Option<tokio::time::Instant> = None;
     loop {
+        let drained = async move {
+            match listed_drain_end {
+                // A moment after the drain's end, so that it has ended when published.
+                Some(t) => tokio::time::sleep_until(t + std::time::Duration::from_millis(50)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {
                 let e = elb.clone();
@@ -296,8 +308,23 @@ async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::Pat
                 })
                 .await;
             }
-            Ok(()) = health.changed() => {
+            changed = async {
+                tokio::select! {
+                    r = health.changed() => r,
+                    r = resources.changed() => r,
+                    () = drained => Ok(()),
+                }
+            } => {
+                if changed.is_err() {
+                    break;
+                }
                 let rows = elb.published_health();
+                let now = tokio::time::Instant::now();
+                listed_drain_end = rows
+                    .iter()
+                    .filter_map(|r| r.draining_for_ms)
+                    .min()
+                    .map(|ms| now + std::time::Duration::from_millis(ms));
                 if let Err(err) = crate::elb::health::publish_to_file(&run_root, &rows) {
                     tracing::warn!(error = %err, "load balancers: cannot publish the targets' health for the CLI");
                 }

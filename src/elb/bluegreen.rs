@@ -188,7 +188,7 @@ impl Elb {
         to: &str,
         permille: i64,
     ) -> ElbResult<bool> {
-        let changed = self.with(|s| {
+        let changed = self.write(|s| {
             if let Some(mut r) = s.rules.get(rule).cloned() {
                 let mut changed = false;
                 for a in r.actions.iter_mut().filter(|a| a.kind == "forward") {

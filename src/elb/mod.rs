@@ -63,6 +63,10 @@ pub struct PublishedHealth {
     pub state: String,
     pub reason: Option<String>,
     pub description: Option<String>,
+    /// A deregistered target's drain: how long it has still to go, in milliseconds
+    /// (absent for a registered target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_for_ms: Option<u64>,
 }
 
 /// `s` as a `&'static str`: one of the few states and reason codes there are, kept once.
@@ -271,26 +275,63 @@ impl Elb {
         self.generation.subscribe()
     }
 
+    /// Runs `f` on the resources as stored: read again first when another process (the
+    /// CLI's verbs, the cluster's replica) changed the store since they were read.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> ElbResult<T>) -> ElbResult<T> {
+        self.with_store(false, f)
+    }
+
+    /// As [`Self::with`], `f` changing the resources: in one write transaction from the
+    /// read to the write, so that a write of another process (the CLI's, serve's) is read
+    /// before or comes after, and never lost under this one.
+    fn write<T>(&self, f: impl FnOnce(&mut State) -> ElbResult<T>) -> ElbResult<T> {
+        self.with_store(true, f)
+    }
+
+    fn with_store<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&mut State) -> ElbResult<T>,
+    ) -> ElbResult<T> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.store.is_none() {
             s.store = Some(crate::store::Store::open(&self.root)?);
         }
-        if self.follows.load(Ordering::SeqCst) {
-            let now = data_version(s.store());
-            if now != s.seen {
-                let store = s.store.take().expect("the ELB state holds its store");
-                let loaded = s.load(&store);
-                s.store = Some(store);
-                loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
-                s.seen = now;
-                s.refresh_health();
-                drop(s);
-                self.changed();
-                s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if write {
+            s.store().begin_elb_write()?;
+        }
+        let out = Self::read_again(&mut s).and_then(|reloaded| Ok((reloaded, f(&mut s)?)));
+        if write {
+            let ended = s.store().end_elb_write(out.is_ok());
+            if out.is_ok() {
+                ended?;
             }
         }
-        f(&mut s)
+        drop(s);
+        let (reloaded, v) = out?;
+        if reloaded {
+            self.changed();
+        }
+        Ok(v)
+    }
+
+    /// Reads the resources again when another connection changed the store since they
+    /// were read (targets gone from their groups drain: `State::follow_registrations`);
+    /// whether it did.
+    fn read_again(s: &mut State) -> ElbResult<bool> {
+        let now = data_version(s.store());
+        if now == s.seen {
+            return Ok(false);
+        }
+        let store = s.store.take().expect("the ELB state holds its store");
+        let before = s.registrations();
+        let loaded = s.load(&store);
+        s.store = Some(store);
+        loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
+        s.seen = now;
+        s.follow_registrations(before);
+        s.refresh_health();
+        Ok(true)
     }
 }
 
@@ -407,6 +448,80 @@ impl State {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Targets `left` were deregistered from group `g` (DeregisterTargets, or serve found
+    /// them gone from the store: `follow_registrations`): those of a group in use drain for
+    /// its `deregistration_delay.timeout_seconds` (no new request or connection, those on
+    /// them finish, DescribeTargetHealth lists them `draining`).
+    /// Ref: elasticloadbalancing/latest/application/edit-target-group-attributes.html
+    /// ("Deregistration delay").
+    fn drain(&mut self, g: &TargetGroup, left: Vec<Target>, in_use: bool) {
+        let delay: u64 = g
+            .attributes
+            .get("deregistration_delay.timeout_seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        if !in_use || delay == 0 {
+            return;
+        }
+        let until = Instant::now() + std::time::Duration::from_secs(delay);
+        for t in left {
+            self.draining
+                .retain(|d| !(d.group == g.arn && ops::same(&d.target, &t)));
+            tracing::info!(group = %g.arn, target = %t.id, port = t.port, delay, "target draining");
+            self.draining.push(Draining {
+                group: g.arn.clone(),
+                target: t,
+                until,
+            });
+        }
+    }
+
+    /// Target `t` registered in group `group` again (RegisterTargets, or found in the
+    /// store again): no longer draining.
+    fn stop_draining(&mut self, group: &str, t: &Target) {
+        self.draining
+            .retain(|d| !(d.group == group && ops::same(&d.target, t)));
+    }
+
+    /// The registrations as serve last read or made them: each group's targets, and whether
+    /// a listener used the group (`follow_registrations` compares the store's with them).
+    fn registrations(&self) -> Vec<(String, Vec<Target>, bool)> {
+        self.groups
+            .values()
+            .map(|g| {
+                let in_use = !self.lbs_of_group(&g.arn).is_empty();
+                (g.arn.clone(), g.targets.clone(), in_use)
+            })
+            .collect()
+    }
+
+    /// After reading the store again (the CLI's verbs, another serve of a cluster): a
+    /// target of `before` no longer registered in its group, which is still there, was
+    /// deregistered by another process, and drains as if DeregisterTargets had come here
+    /// (in use as serve last saw its group: what serve was routing to); a target registered
+    /// again stops draining, as RegisterTargets does. The targets of a deleted group do not
+    /// drain (a deleted group's draining ends: `refresh_health`).
+    fn follow_registrations(&mut self, before: Vec<(String, Vec<Target>, bool)>) {
+        for (arn, targets, in_use) in before {
+            let Some(g) = self.groups.get(&arn).cloned() else {
+                continue;
+            };
+            let left: Vec<Target> = targets
+                .into_iter()
+                .filter(|t| !g.targets.iter().any(|o| ops::same(o, t)))
+                .collect();
+            self.drain(&g, left, in_use);
+        }
+        let registered: Vec<(String, Target)> = self
+            .groups
+            .values()
+            .flat_map(|g| g.targets.iter().map(|t| (g.arn.clone(), t.clone())))
+            .collect();
+        for (g, t) in registered {
+            self.stop_draining(&g, &t);
+        }
     }
 
     /// Brings the health table in line with the registrations: a target of a group in
@@ -1030,10 +1145,11 @@ impl Elb {
         self.health_generation.subscribe()
     }
 
-    /// The health of every registered target of every group in use (what the serve that
-    /// runs the checks publishes).
+    /// The health of every registered target of every group in use, and the deregistered
+    /// targets still draining (what the serve that runs the checks publishes).
     pub fn published_health(&self) -> Vec<PublishedHealth> {
         let s = self.lock();
+        let now = Instant::now();
         let mut out: Vec<PublishedHealth> = s
             .health
             .iter()
@@ -1043,8 +1159,20 @@ impl Elb {
                 state: h.state.to_string(),
                 reason: h.reason.map(str::to_string),
                 description: h.description.clone(),
+                draining_for_ms: None,
             })
             .collect();
+        for d in s.draining.iter().filter(|d| d.until > now) {
+            let h = Health::draining();
+            out.push(PublishedHealth {
+                group: d.group.clone(),
+                target: d.target.clone(),
+                state: h.state.to_string(),
+                reason: h.reason.map(str::to_string),
+                description: h.description,
+                draining_for_ms: Some((d.until - now).as_millis().max(1) as u64),
+            });
+        }
         out.sort_by(|a, b| {
             (&a.group, &a.target.id, a.target.port).cmp(&(&b.group, &b.target.id, b.target.port))
         });
@@ -1052,10 +1180,27 @@ impl Elb {
     }
 
     /// Takes the health the serve that runs the checks published (for targets still
-    /// registered here; the others keep theirs).
+    /// registered here; the others keep theirs), and its draining targets (those not
+    /// registered here again).
     pub fn take_health(&self, rows: &[PublishedHealth]) {
         let mut s = self.lock();
+        let now = Instant::now();
         for r in rows {
+            if let Some(ms) = r.draining_for_ms {
+                let registered = s
+                    .groups
+                    .get(&r.group)
+                    .is_some_and(|g| g.targets.iter().any(|t| ops::same(t, &r.target)));
+                if !registered && s.groups.contains_key(&r.group) {
+                    s.stop_draining(&r.group, &r.target);
+                    s.draining.push(Draining {
+                        group: r.group.clone(),
+                        target: r.target.clone(),
+                        until: now + std::time::Duration::from_millis(ms),
+                    });
+                }
+                continue;
+            }
             let key = (r.group.clone(), r.target.clone());
             if let Some(h) = s.health.get_mut(&key) {
                 h.state = interned(&r.state);
@@ -1134,5 +1279,232 @@ impl Elb {
         let g = s.groups.get(group)?;
         let t = g.targets.iter().find(|t| t.id == id && t.port == port)?;
         Some(s.health_of(g, t, Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(elb: &Elb, op: &str, pairs: &[(&str, &str)]) -> String {
+        let xml = ops::call(elb, op, &query::Params::of(pairs))
+            .unwrap_or_else(|e| panic!("{op}: {}", e.message()));
+        query::response(op, xml, "test")
+    }
+
+    /// Between `<Tag>` and `</Tag>` in `xml`, after `from`.
+    fn between<'a>(xml: &'a str, from: &str, tag: &str) -> &'a str {
+        let rest = &xml[xml.find(from).unwrap_or_else(|| panic!("{from} in {xml}"))..];
+        let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+        let start = rest.find(&open).unwrap() + open.len();
+        &rest[start..start + rest[start..].find(&close).unwrap()]
+    }
+
+    /// A load balancer with an HTTP listener forwarding to an `ip` group (deregistration
+    /// delay 30 s), made through `elb`: the group's ARN.
+    fn group_in_use(elb: &Elb, name: &str) -> String {
+        let lb = call(elb, "CreateLoadBalancer", &[("Name", name)]);
+        let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+        let tg = call(
+            elb,
+            "CreateTargetGroup",
+            &[
+                ("Name", name),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("VpcId", "vpc-1"),
+                ("TargetType", "ip"),
+            ],
+        );
+        let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+        call(
+            elb,
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                (
+                    "Attributes.member.1.Key",
+                    "deregistration_delay.timeout_seconds",
+                ),
+                ("Attributes.member.1.Value", "30"),
+            ],
+        );
+        call(
+            elb,
+            "CreateListener",
+            &[
+                ("LoadBalancerArn", lb.as_str()),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("DefaultActions.member.1.Type", "forward"),
+                ("DefaultActions.member.1.TargetGroupArn", &tg),
+            ],
+        );
+        tg
+    }
+
+    #[test]
+    fn a_write_of_another_process_since_the_resources_were_read_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+        serve.follow_writes();
+        let tg = group_in_use(&serve, "lost-update");
+        serve.register_target(&tg, "10.9.1.1", 80).unwrap();
+        // The CLI opens the store; serve registers a target (its scheduler: a new task);
+        // then the CLI deregisters the first one, from what it read before serve's write.
+        let cli = Elb::open(dir.path().to_path_buf()).unwrap();
+        serve.register_target(&tg, "10.9.1.2", 80).unwrap();
+        call(
+            &cli,
+            "DeregisterTargets",
+            &[
+                ("TargetGroupArn", tg.as_str()),
+                ("Targets.member.1.Id", "10.9.1.1"),
+                ("Targets.member.1.Port", "80"),
+            ],
+        );
+        serve.sync().unwrap();
+        let s = serve.lock();
+        let targets: Vec<&str> = s.groups[&tg]
+            .targets
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(targets, ["10.9.1.2"], "serve's registration kept");
+        let draining: Vec<&str> = s.draining.iter().map(|d| d.target.id.as_str()).collect();
+        assert_eq!(draining, ["10.9.1.1"]);
+    }
+
+    #[test]
+    fn a_target_another_process_deregisters_drains_in_serve_until_registered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+        serve.follow_writes();
+        // The CLI: a process of its own, which opens the store for each verb.
+        let cli = || Elb::open(dir.path().to_path_buf()).unwrap();
+        let lb = call(&cli(), "CreateLoadBalancer", &[("Name", "drain-lb")]);
+        let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+        let tg = call(
+            &cli(),
+            "CreateTargetGroup",
+            &[
+                ("Name", "drain-tg"),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("VpcId", "vpc-1"),
+                ("TargetType", "ip"),
+            ],
+        );
+        let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+        call(
+            &cli(),
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                (
+                    "Attributes.member.1.Key",
+                    "deregistration_delay.timeout_seconds",
+                ),
+                ("Attributes.member.1.Value", "30"),
+            ],
+        );
+        let forward = [
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ];
+        call(&cli(), "CreateListener", &forward);
+        let target = |ip: &'static str| {
+            [
+                ("TargetGroupArn", tg.as_str()),
+                ("Targets.member.1.Id", ip),
+                ("Targets.member.1.Port", "80"),
+            ]
+        };
+        call(&cli(), "RegisterTargets", &target("10.9.0.1"));
+        call(&cli(), "RegisterTargets", &target("10.9.0.2"));
+        serve.sync().unwrap();
+        let state = |elb: &Elb, ip: &str| {
+            let x = call(elb, "DescribeTargetHealth", &[("TargetGroupArn", &tg)]);
+            x.find(&format!("<Id>{ip}</Id>"))
+                .map(|_| between(&x, &format!("<Id>{ip}</Id>"), "State").to_string())
+        };
+        assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("initial"));
+
+        // Deregistered by the CLI: serve drains it, and publishes it draining for the
+        // CLI's DescribeTargetHealth.
+        call(&cli(), "DeregisterTargets", &target("10.9.0.1"));
+        serve.sync().unwrap();
+        assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("draining"));
+        let x = call(&serve, "DescribeTargetHealth", &[("TargetGroupArn", &tg)]);
+        assert_eq!(
+            between(&x, "<Id>10.9.0.1</Id>", "Reason"),
+            "Target.DeregistrationInProgress"
+        );
+        let published = serve.published_health();
+        let row = published
+            .iter()
+            .find(|r| r.target.id == "10.9.0.1")
+            .unwrap();
+        assert_eq!(row.state, "draining");
+        assert!(
+            row.draining_for_ms
+                .is_some_and(|ms| ms > 25_000 && ms <= 30_000)
+        );
+        let reader = cli();
+        reader.take_health(&published);
+        assert_eq!(state(&reader, "10.9.0.1").as_deref(), Some("draining"));
+        assert_eq!(state(&reader, "10.9.0.2").as_deref(), Some("initial"));
+        // No new request goes to it: the data plane picks among the registered targets.
+        assert!(
+            serve.checks().iter().all(|c| c.target.id != "10.9.0.1"),
+            "a draining target is not health checked"
+        );
+
+        // Registered again (by the CLI) while draining: registered, as RegisterTargets
+        // here makes it.
+        call(&cli(), "RegisterTargets", &target("10.9.0.1"));
+        serve.sync().unwrap();
+        assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("initial"));
+        assert!(
+            serve
+                .published_health()
+                .iter()
+                .all(|r| r.draining_for_ms.is_none())
+        );
+
+        // Serve's own deregistration, then the CLI's of another target: both drain once.
+        assert_eq!(
+            serve.deregister_target(&tg, "10.9.0.1", 80).unwrap(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        call(&cli(), "DeregisterTargets", &target("10.9.0.2"));
+        serve.sync().unwrap();
+        assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("draining"));
+        assert_eq!(state(&serve, "10.9.0.2").as_deref(), Some("draining"));
+        assert_eq!(serve.lock().draining.len(), 2);
+
+        // A group no listener uses: a target the CLI deregisters leaves at once, as
+        // DeregisterTargets here does.
+        let listener = call(
+            &cli(),
+            "DescribeListeners",
+            &[("LoadBalancerArn", lb.as_str())],
+        );
+        let listener = between(&listener, "<Listeners>", "ListenerArn").to_string();
+        call(&cli(), "DeleteListener", &[("ListenerArn", &listener)]);
+        call(&cli(), "RegisterTargets", &target("10.9.0.3"));
+        serve.sync().unwrap();
+        call(&cli(), "DeregisterTargets", &target("10.9.0.3"));
+        serve.sync().unwrap();
+        assert_eq!(state(&serve, "10.9.0.3"), None);
+
+        // A deleted group: its drains end, as DeleteTargetGroup here ends them.
+        call(&cli(), "DeleteTargetGroup", &[("TargetGroupArn", &tg)]);
+        serve.sync().unwrap();
+        assert!(serve.lock().draining.is_empty());
+        assert!(serve.published_health().is_empty());
     }
 }

@@ -7,8 +7,8 @@ use super::checks::{actions, group, lb, page, tags, validation};
 use super::error::{ElbError, ElbResult};
 use super::model::{HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup};
 use super::query::{Params, Xml};
-use super::{Draining, Elb, Health, State, random_hex};
-use std::time::{Duration, Instant};
+use super::{Elb, Health, State, random_hex};
+use std::time::Instant;
 
 /// The operations, in the order docs/load-balancing.md lists them, with what each does here.
 pub const OPERATIONS: &[(&str, &str)] = &[
@@ -114,31 +114,31 @@ pub fn call(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
 
 fn dispatch(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
     match op {
-        "CreateLoadBalancer" => elb.with(|s| create_load_balancer(elb, s, p)),
+        "CreateLoadBalancer" => elb.write(|s| create_load_balancer(elb, s, p)),
         "DescribeLoadBalancers" => elb.with(|s| describe_load_balancers(s, p)),
-        "DeleteLoadBalancer" => elb.with(|s| delete_load_balancer(s, p)),
-        "CreateTargetGroup" => elb.with(|s| create_target_group(elb, s, p)),
+        "DeleteLoadBalancer" => elb.write(|s| delete_load_balancer(s, p)),
+        "CreateTargetGroup" => elb.write(|s| create_target_group(elb, s, p)),
         "DescribeTargetGroups" => elb.with(|s| describe_target_groups(s, p)),
-        "ModifyTargetGroup" => elb.with(|s| modify_target_group(s, p)),
-        "DeleteTargetGroup" => elb.with(|s| delete_target_group(s, p)),
+        "ModifyTargetGroup" => elb.write(|s| modify_target_group(s, p)),
+        "DeleteTargetGroup" => elb.write(|s| delete_target_group(s, p)),
         "DescribeTargetGroupAttributes" => elb.with(|s| describe_attributes(s, p)),
-        "ModifyTargetGroupAttributes" => elb.with(|s| modify_attributes(s, p)),
-        "RegisterTargets" => elb.with(|s| register_targets(s, p)),
-        "DeregisterTargets" => elb.with(|s| deregister_targets(s, p)),
+        "ModifyTargetGroupAttributes" => elb.write(|s| modify_attributes(s, p)),
+        "RegisterTargets" => elb.write(|s| register_targets(s, p)),
+        "DeregisterTargets" => elb.write(|s| deregister_targets(s, p)),
         "DescribeTargetHealth" => elb.with(|s| describe_target_health(s, p)),
-        "CreateListener" => elb.with(|s| create_listener(elb, s, p)),
+        "CreateListener" => elb.write(|s| create_listener(elb, s, p)),
         "DescribeListeners" => elb.with(|s| describe_listeners(s, p)),
-        "ModifyListener" => elb.with(|s| super::rule_ops::modify_listener(s, p)),
-        "DeleteListener" => elb.with(|s| delete_listener(s, p)),
-        "CreateRule" => elb.with(|s| super::rule_ops::create_rule(elb, s, p)),
+        "ModifyListener" => elb.write(|s| super::rule_ops::modify_listener(s, p)),
+        "DeleteListener" => elb.write(|s| delete_listener(s, p)),
+        "CreateRule" => elb.write(|s| super::rule_ops::create_rule(elb, s, p)),
         "DescribeRules" => elb.with(|s| super::rule_ops::describe_rules(s, p)),
-        "ModifyRule" => elb.with(|s| super::rule_ops::modify_rule(s, p)),
-        "DeleteRule" => elb.with(|s| super::rule_ops::delete_rule(s, p)),
-        "SetRulePriorities" => elb.with(|s| super::rule_ops::set_rule_priorities(s, p)),
+        "ModifyRule" => elb.write(|s| super::rule_ops::modify_rule(s, p)),
+        "DeleteRule" => elb.write(|s| super::rule_ops::delete_rule(s, p)),
+        "SetRulePriorities" => elb.write(|s| super::rule_ops::set_rule_priorities(s, p)),
         "DescribeLoadBalancerAttributes" => elb.with(|s| describe_lb_attributes(s, p)),
-        "ModifyLoadBalancerAttributes" => elb.with(|s| modify_lb_attributes(s, p)),
-        "AddTags" => elb.with(|s| add_tags(s, p)),
-        "RemoveTags" => elb.with(|s| remove_tags(s, p)),
+        "ModifyLoadBalancerAttributes" => elb.write(|s| modify_lb_attributes(s, p)),
+        "AddTags" => elb.write(|s| add_tags(s, p)),
+        "RemoveTags" => elb.write(|s| remove_tags(s, p)),
         "DescribeTags" => elb.with(|s| describe_tags(s, p)),
         _ => Err(ElbError::InvalidAction(format!(
             "{op} is not an Elastic Load Balancing v2 action served by minifargate (it serves {}; see docs/load-balancing.md)",
@@ -896,7 +896,7 @@ fn targets_known(
 }
 
 /// Targets are the same target when their id and port are (the zone is an annotation).
-fn same(a: &Target, b: &Target) -> bool {
+pub(super) fn same(a: &Target, b: &Target) -> bool {
     a.id == b.id && a.port == b.port
 }
 
@@ -907,8 +907,7 @@ fn register_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
         return Err(validation("Targets must not be empty"));
     }
     for t in new {
-        s.draining
-            .retain(|d| !(d.group == g.arn && same(&d.target, &t)));
+        s.stop_draining(&g.arn, &t);
         if !g.targets.iter().any(|o| same(o, &t)) {
             g.targets.push(t);
         }
@@ -934,23 +933,13 @@ fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
         }
     }
     let in_use = !s.lbs_of_group(&g.arn).is_empty();
-    let delay: u64 = g.attributes["deregistration_delay.timeout_seconds"]
-        .parse()
-        .unwrap_or(300);
-    let until = Instant::now() + Duration::from_secs(delay);
+    let mut left = Vec::new();
     for t in gone {
-        let Some(i) = g.targets.iter().position(|o| same(o, &t)) else {
-            continue;
-        };
-        let t = g.targets.remove(i);
-        if in_use && delay > 0 {
-            s.draining.push(Draining {
-                group: g.arn.clone(),
-                target: t,
-                until,
-            });
+        if let Some(i) = g.targets.iter().position(|o| same(o, &t)) {
+            left.push(g.targets.remove(i));
         }
     }
+    s.drain(&g, left, in_use);
     s.save_group(&g)?;
     s.groups.insert(g.arn.clone(), g);
     s.refresh_health();

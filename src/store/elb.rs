@@ -5,6 +5,31 @@ use super::{Store, StoreError, q};
 use rusqlite::params;
 
 impl Store {
+    /// Begins a write of the ELB resources (`BEGIN IMMEDIATE`, waiting while another
+    /// process writes): what the writer reads from here on is what it changes, and another
+    /// process's write lands before or after, never in between (the CLI's elbv2 verbs and
+    /// serve write the same rows). Ends with [`Store::end_elb_write`].
+    pub fn begin_elb_write(&self) -> Result<(), StoreError> {
+        super::retry_busy(|| self.conn.execute_batch("BEGIN IMMEDIATE"))
+            .map_err(q("begin a write of the ELB resources"))
+    }
+
+    /// Commits (`commit`) or rolls back the write [`Store::begin_elb_write`] began.
+    pub fn end_elb_write(&self, commit: bool) -> Result<(), StoreError> {
+        if commit {
+            match self.conn.execute_batch("COMMIT") {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(q("commit a write of the ELB resources")(e));
+                }
+            }
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(q("roll back a write of the ELB resources"))
+    }
+
     /// Every stored ELB resource: (kind, ARN, JSON document), by kind then ARN.
     pub fn elb_resources(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let mut st = self

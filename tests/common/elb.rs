@@ -199,8 +199,8 @@ print(json.dumps(out))
 /// Three HTTP servers on loopback (the targets), each answering `GET /` with its name
 /// and the X-Forwarded headers it got (closing the connection after it for `/close…`; padded
 /// to over 4 MB for `/close-big`), and
-/// `GET /health` with 200, or 503 while the file `<dir>/<name>.sick` exists; other requests are answered after 2 s while
-/// `<dir>/<name>.slow` exists, and with 500 while `<dir>/<name>.bad` does. Killed on drop.
+/// `GET /health` with 200, or 503 while the file `<dir>/<name>.sick` exists; other requests are answered after 2 s
+/// (or the seconds it holds) while `<dir>/<name>.slow` exists, and with 500 while `<dir>/<name>.bad` does. Killed on drop.
 pub struct Targets {
     dir: tempfile::TempDir,
     procs: Vec<std::process::Child>,
@@ -217,8 +217,10 @@ class H(http.server.BaseHTTPRequestHandler):
             code = 503 if os.path.exists(os.path.join(d, name + ".sick")) else 200
             body = b"ok"
         else:
-            if os.path.exists(os.path.join(d, name + ".slow")):
-                time.sleep(2)
+            slow = os.path.join(d, name + ".slow")
+            if os.path.exists(slow):
+                with open(slow) as f:
+                    time.sleep(float(f.read().strip() or 2))
             code = 500 if os.path.exists(os.path.join(d, name + ".bad")) else 200
             if self.path.startswith("/login"):
                 self.cookie = "session=" + name + "; Path=/"
@@ -283,6 +285,13 @@ impl Targets {
     /// checks pass: a gray failure).
     pub fn bad(&self, name: &str, bad: bool) {
         self.mark(name, "bad", bad);
+    }
+
+    /// Target `name` answers every request but `/health` after `secs` seconds (a request
+    /// looks when it arrives).
+    pub fn slow_for(&self, name: &str, secs: u32) {
+        let f = self.dir.path().join(format!("{name}.slow"));
+        std::fs::write(f, secs.to_string()).unwrap();
     }
 
     fn mark(&self, name: &str, what: &str, on: bool) {
