@@ -265,8 +265,11 @@ impl Elb {
         }
     }
 
-    /// Tells the data plane the resources changed.
+    /// Tells the data plane the resources changed, and records the targets' health as it
+    /// is now (a target registered here is `initial` in the history even when its first
+    /// check passes before the history's task runs).
     fn changed(&self) {
+        self.record_history();
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -1136,6 +1139,8 @@ impl Elb {
         // another cause): published and recorded.
         if (was, was_reason) != (now_state, now_reason) {
             drop(s);
+            // Recorded as it happens: the history's task may run only after the next.
+            self.record_history();
             self.health_generation.send_modify(|g| *g += 1);
         }
     }
