@@ -1,0 +1,223 @@
+use super::*;
+
+fn call(elb: &Elb, op: &str, pairs: &[(&str, &str)]) -> String {
+    let xml = ops::call(elb, op, &query::Params::of(pairs))
+        .unwrap_or_else(|e| panic!("{op}: {}", e.message()));
+    query::response(op, xml, "test")
+}
+
+/// Between `<Tag>` and `</Tag>` in `xml`, after `from`.
+fn between<'a>(xml: &'a str, from: &str, tag: &str) -> &'a str {
+    let rest = &xml[xml.find(from).unwrap_or_else(|| panic!("{from} in {xml}"))..];
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let start = rest.find(&open).unwrap() + open.len();
+    &rest[start..start + rest[start..].find(&close).unwrap()]
+}
+
+/// A load balancer with an HTTP listener forwarding to an `ip` group (deregistration
+/// delay 30 s), made through `elb`: the group's ARN.
+fn group_in_use(elb: &Elb, name: &str) -> String {
+    let lb = call(elb, "CreateLoadBalancer", &[("Name", name)]);
+    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+    let tg = call(
+        elb,
+        "CreateTargetGroup",
+        &[
+            ("Name", name),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("VpcId", "vpc-1"),
+            ("TargetType", "ip"),
+        ],
+    );
+    let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+    call(
+        elb,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &tg),
+            (
+                "Attributes.member.1.Key",
+                "deregistration_delay.timeout_seconds",
+            ),
+            ("Attributes.member.1.Value", "30"),
+        ],
+    );
+    call(
+        elb,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ],
+    );
+    tg
+}
+
+#[test]
+fn a_write_of_another_process_since_the_resources_were_read_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+    serve.follow_writes();
+    let tg = group_in_use(&serve, "lost-update");
+    serve.register_target(&tg, "10.9.1.1", 80).unwrap();
+    // The CLI opens the store; serve registers a target (its scheduler: a new task);
+    // then the CLI deregisters the first one, from what it read before serve's write.
+    let cli = Elb::open(dir.path().to_path_buf()).unwrap();
+    serve.register_target(&tg, "10.9.1.2", 80).unwrap();
+    call(
+        &cli,
+        "DeregisterTargets",
+        &[
+            ("TargetGroupArn", tg.as_str()),
+            ("Targets.member.1.Id", "10.9.1.1"),
+            ("Targets.member.1.Port", "80"),
+        ],
+    );
+    serve.sync().unwrap();
+    let s = serve.lock();
+    let targets: Vec<&str> = s.groups[&tg]
+        .targets
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(targets, ["10.9.1.2"], "serve's registration kept");
+    let draining: Vec<&str> = s.draining.iter().map(|d| d.target.id.as_str()).collect();
+    assert_eq!(draining, ["10.9.1.1"]);
+}
+
+#[test]
+fn a_target_another_process_deregisters_drains_in_serve_until_registered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+    serve.follow_writes();
+    // The CLI: a process of its own, which opens the store for each verb.
+    let cli = || Elb::open(dir.path().to_path_buf()).unwrap();
+    let lb = call(&cli(), "CreateLoadBalancer", &[("Name", "drain-lb")]);
+    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+    let tg = call(
+        &cli(),
+        "CreateTargetGroup",
+        &[
+            ("Name", "drain-tg"),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("VpcId", "vpc-1"),
+            ("TargetType", "ip"),
+        ],
+    );
+    let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+    call(
+        &cli(),
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &tg),
+            (
+                "Attributes.member.1.Key",
+                "deregistration_delay.timeout_seconds",
+            ),
+            ("Attributes.member.1.Value", "30"),
+        ],
+    );
+    let forward = [
+        ("LoadBalancerArn", lb.as_str()),
+        ("Protocol", "HTTP"),
+        ("Port", "80"),
+        ("DefaultActions.member.1.Type", "forward"),
+        ("DefaultActions.member.1.TargetGroupArn", &tg),
+    ];
+    call(&cli(), "CreateListener", &forward);
+    let target = |ip: &'static str| {
+        [
+            ("TargetGroupArn", tg.as_str()),
+            ("Targets.member.1.Id", ip),
+            ("Targets.member.1.Port", "80"),
+        ]
+    };
+    call(&cli(), "RegisterTargets", &target("10.9.0.1"));
+    call(&cli(), "RegisterTargets", &target("10.9.0.2"));
+    serve.sync().unwrap();
+    let state = |elb: &Elb, ip: &str| {
+        let x = call(elb, "DescribeTargetHealth", &[("TargetGroupArn", &tg)]);
+        x.find(&format!("<Id>{ip}</Id>"))
+            .map(|_| between(&x, &format!("<Id>{ip}</Id>"), "State").to_string())
+    };
+    assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("initial"));
+
+    // Deregistered by the CLI: serve drains it, and publishes it draining for the
+    // CLI's DescribeTargetHealth.
+    call(&cli(), "DeregisterTargets", &target("10.9.0.1"));
+    serve.sync().unwrap();
+    assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("draining"));
+    let x = call(&serve, "DescribeTargetHealth", &[("TargetGroupArn", &tg)]);
+    assert_eq!(
+        between(&x, "<Id>10.9.0.1</Id>", "Reason"),
+        "Target.DeregistrationInProgress"
+    );
+    let published = serve.published_health();
+    let row = published
+        .iter()
+        .find(|r| r.target.id == "10.9.0.1")
+        .unwrap();
+    assert_eq!(row.state, "draining");
+    assert!(
+        row.draining_for_ms
+            .is_some_and(|ms| ms > 25_000 && ms <= 30_000)
+    );
+    let reader = cli();
+    reader.take_health(&published);
+    assert_eq!(state(&reader, "10.9.0.1").as_deref(), Some("draining"));
+    assert_eq!(state(&reader, "10.9.0.2").as_deref(), Some("initial"));
+    // No new request goes to it: the data plane picks among the registered targets.
+    assert!(
+        serve.checks().iter().all(|c| c.target.id != "10.9.0.1"),
+        "a draining target is not health checked"
+    );
+
+    // Registered again (by the CLI) while draining: registered, as RegisterTargets
+    // here makes it.
+    call(&cli(), "RegisterTargets", &target("10.9.0.1"));
+    serve.sync().unwrap();
+    assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("initial"));
+    assert!(
+        serve
+            .published_health()
+            .iter()
+            .all(|r| r.draining_for_ms.is_none())
+    );
+
+    // Serve's own deregistration, then the CLI's of another target: both drain once.
+    assert_eq!(
+        serve.deregister_target(&tg, "10.9.0.1", 80).unwrap(),
+        Some(std::time::Duration::from_secs(30))
+    );
+    call(&cli(), "DeregisterTargets", &target("10.9.0.2"));
+    serve.sync().unwrap();
+    assert_eq!(state(&serve, "10.9.0.1").as_deref(), Some("draining"));
+    assert_eq!(state(&serve, "10.9.0.2").as_deref(), Some("draining"));
+    assert_eq!(serve.lock().draining.len(), 2);
+
+    // A group no listener uses: a target the CLI deregisters leaves at once, as
+    // DeregisterTargets here does.
+    let listener = call(
+        &cli(),
+        "DescribeListeners",
+        &[("LoadBalancerArn", lb.as_str())],
+    );
+    let listener = between(&listener, "<Listeners>", "ListenerArn").to_string();
+    call(&cli(), "DeleteListener", &[("ListenerArn", &listener)]);
+    call(&cli(), "RegisterTargets", &target("10.9.0.3"));
+    serve.sync().unwrap();
+    call(&cli(), "DeregisterTargets", &target("10.9.0.3"));
+    serve.sync().unwrap();
+    assert_eq!(state(&serve, "10.9.0.3"), None);
+
+    // A deleted group: its drains end, as DeleteTargetGroup here ends them.
+    call(&cli(), "DeleteTargetGroup", &[("TargetGroupArn", &tg)]);
+    serve.sync().unwrap();
+    assert!(serve.lock().draining.is_empty());
+    assert!(serve.published_health().is_empty());
+}
