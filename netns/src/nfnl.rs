@@ -481,13 +481,18 @@ fn table_msg(kind: u16, flags: u16, table: &str, seq: u32) -> Msg {
 /// A DELSETELEM message naming `table` and `set`: with elements added it deletes them,
 /// without it flushes the set.
 fn delsetelem(table: &str, set: &str, seq: u32) -> Msg {
-    let mut m = Msg::new(
-        nft_type(NFT_MSG_DELSETELEM),
+    setelem_msg(
+        NFT_MSG_DELSETELEM,
         NLM_F_REQUEST | NLM_F_ACK,
+        table,
+        set,
         seq,
-        AF_INET,
-        0,
-    );
+    )
+}
+
+/// A set-element message of type `msg` (DELSETELEM, GETSETELEM) naming `table` and `set`.
+fn setelem_msg(msg: u16, flags: u16, table: &str, set: &str, seq: u32) -> Msg {
+    let mut m = Msg::new(nft_type(msg), flags, seq, AF_INET, 0);
     m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
         .str_attr(NFTA_SET_ELEM_LIST_SET, set);
     m
@@ -987,15 +992,13 @@ impl Nfnl {
         };
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        let mut m = Msg::new(
-            nft_type(NFT_MSG_GETSETELEM),
+        let m = setelem_msg(
+            NFT_MSG_GETSETELEM,
             NLM_F_REQUEST | NLM_F_DUMP,
+            table,
+            set,
             seq,
-            AF_INET,
-            0,
         );
-        m.str_attr(NFTA_SET_ELEM_LIST_TABLE, table)
-            .str_attr(NFTA_SET_ELEM_LIST_SET, set);
         let sock = self.sock.as_ref().expect("open until dropped");
         sock.send_to(&m.finish(), &SocketAddr::new(0, 0), 0)
             .map_err(err)?;
