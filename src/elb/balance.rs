@@ -75,11 +75,6 @@ impl Outstanding {
         }
     }
 
-    /// Whether the response must hold it until its body ends.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
     /// Records the request's outcome: `error` when the target answered a 5XX or did not
     /// answer (the load balancer's 502/504).
     pub fn outcome(&self, error: bool) {

@@ -11,12 +11,14 @@ pub mod bluegreen;
 mod checks;
 pub mod dataplane;
 pub mod error;
+mod h1;
 pub mod health;
 pub mod history;
 pub mod meters;
 pub mod model;
 pub mod names;
 pub mod ops;
+mod proxy;
 pub mod query;
 mod rule_ops;
 pub mod rules;
@@ -764,6 +766,33 @@ fn random_u32() -> u32 {
 impl Elb {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the client connections of `listener` follow of its load balancer's
+    /// attributes (ModifyLoadBalancerAttributes; ALB's defaults otherwise).
+    pub(crate) fn http_settings(&self, listener: &str) -> proxy::Settings {
+        let mut set = proxy::Settings::default();
+        let s = self.lock();
+        let Some(lb) = s
+            .listeners
+            .get(listener)
+            .and_then(|l| s.lbs.get(&l.load_balancer_arn))
+        else {
+            return set;
+        };
+        let secs = |k: &str| {
+            lb.attributes
+                .get(k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(std::time::Duration::from_secs)
+        };
+        if let Some(d) = secs("idle_timeout.timeout_seconds") {
+            set.idle = d;
+        }
+        if let Some(d) = secs("client_keep_alive.seconds") {
+            set.keep_alive_for = d;
+        }
+        set
     }
 
     /// The listeners to run, each on its load balancer's address.

@@ -318,11 +318,7 @@ impl Condition {
             Condition::PathPattern { values } => {
                 values.iter().any(|v| glob(v, r.path, true, false))
             }
-            Condition::HttpHeader { name, values } => r
-                .headers
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|h| h.to_str().ok())
+            Condition::HttpHeader { name, values } => super::h1::values(r.headers, name)
                 .any(|h| values.iter().any(|v| glob(v, h, false, false))),
             Condition::QueryString { pairs } => {
                 let got: Vec<(String, String)> = r
@@ -401,7 +397,8 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     pub path: &'a str,
     pub query: Option<&'a str>,
-    pub headers: &'a hyper::HeaderMap,
+    /// The header fields as they came.
+    pub headers: &'a [httparse::Header<'a>],
     pub source: std::net::IpAddr,
 }
 
@@ -746,8 +743,10 @@ mod tests {
 
     #[test]
     fn requests_meet_conditions_with_alb_s_case_rules() {
-        let mut headers = hyper::HeaderMap::new();
-        headers.insert("x-env", "Beta".parse().unwrap());
+        let headers = [httparse::Header {
+            name: "X-Env",
+            value: b"Beta",
+        }];
         let r = Request {
             method: "POST",
             host: Some("Api.Example.com:8080"),

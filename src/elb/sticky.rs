@@ -25,10 +25,9 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 /// The cookies a request brings, by name (the first of each name).
-pub fn cookies(headers: &hyper::HeaderMap) -> Vec<(&str, &str)> {
+pub fn cookies<'a>(headers: &'a [httparse::Header<'a>]) -> Vec<(&'a str, &'a str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for v in headers.get_all(hyper::header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
+    for v in super::h1::values(headers, "cookie") {
         for part in v.split(';') {
             if let Some((n, val)) = part.trim().split_once('=')
                 && !out.iter().any(|(have, _)| *have == n)
@@ -201,9 +200,16 @@ mod tests {
 
     #[test]
     fn cookies_are_read_from_every_cookie_header() {
-        let mut h = hyper::HeaderMap::new();
-        h.append(hyper::header::COOKIE, "a=1; AWSALB=x.y".parse().unwrap());
-        h.append(hyper::header::COOKIE, "b=2; a=3".parse().unwrap());
+        let h = [
+            httparse::Header {
+                name: "Cookie",
+                value: b"a=1; AWSALB=x.y",
+            },
+            httparse::Header {
+                name: "cookie",
+                value: b"b=2; a=3",
+            },
+        ];
         assert_eq!(cookies(&h), vec![("a", "1"), ("AWSALB", "x.y"), ("b", "2")]);
     }
 }
