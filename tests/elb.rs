@@ -1247,6 +1247,22 @@ fn tags_and_load_balancer_attributes_through_the_cli_and_boto3() {
         ],
     );
     assert!(err.contains("(InvalidConfigurationRequest)"), "{err}");
+    for bad in [
+        "Key=client_keep_alive.seconds,Value=59",
+        "Key=idle_timeout.timeout_seconds,Value=4001",
+    ] {
+        let err = elb_err(
+            &api,
+            &[
+                "modify-load-balancer-attributes",
+                "--load-balancer-arn",
+                &lb_arn,
+                "--attributes",
+                bad,
+            ],
+        );
+        assert!(err.contains("(ValidationError)"), "{bad}: {err}");
+    }
     let v = api.boto3(&format!(
         r#"
 import boto3, json, os

@@ -31,11 +31,14 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The data plane's threads, one current-thread tokio runtime each. A listener listens on
 /// every thread (one socket a thread, `SO_REUSEPORT`: the kernel spreads the connections
 /// over them), and a connection, its requests and its connections to the targets stay on
-/// the thread that accepted it: no task moves between threads and no wake-up crosses
+/// the thread it is served on: no task moves between threads and no wake-up crosses
 /// them, which is what a proxy's requests cost most in a work-stealing runtime. Each
-/// thread keeps its own kept-alive connections to the targets.
+/// thread keeps its own kept-alive connections to the targets. The kernel's spread is by
+/// a hash of the connection's addresses, uneven over a few connections (20 and 12 of 32,
+/// say, and the 20 then wait longer): an HTTP connection accepted on a thread serving
+/// more than one connection over the least busy one's count goes to that thread.
 struct Workers {
-    threads: Vec<(tokio::runtime::Handle, Arc<Pool>)>,
+    threads: Vec<Thread>,
     /// Dropped with the workers: each thread's runtime then ends, with its tasks.
     _stop: tokio::sync::watch::Sender<()>,
 }
@@ -53,7 +56,11 @@ impl Workers {
                 .enable_all()
                 .build()?;
             let pool = Arc::new(Pool::default());
-            threads.push((rt.handle().clone(), pool.clone()));
+            threads.push(Thread {
+                rt: rt.handle().clone(),
+                pool: pool.clone(),
+                clients: Arc::default(),
+            });
             let mut rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("elb-{i}"))
@@ -85,7 +92,23 @@ impl Workers {
         // `SO_REUSEPORT` by another socket is not).
         drop(std::net::TcpListener::bind(b.addr)?);
         let mut tasks = Vec::with_capacity(self.threads.len());
-        for (rt, pool) in &self.threads {
+        // Each thread's share of an HTTP listener.
+        let sites: Arc<Vec<(tokio::runtime::Handle, Arc<Site>)>> = Arc::new(
+            self.threads
+                .iter()
+                .map(|t| {
+                    let site = Site {
+                        elb: elb.clone(),
+                        listener: b.listener.clone(),
+                        pool: t.pool.clone(),
+                        port: b.addr.port(),
+                        clients: t.clients.clone(),
+                    };
+                    (t.rt.clone(), Arc::new(site))
+                })
+                .collect(),
+        );
+        for (me, t) in self.threads.iter().enumerate() {
             let socket = match b.addr {
                 SocketAddr::V4(_) => TcpSocket::new_v4(),
                 SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -103,10 +126,10 @@ impl Workers {
                     return Err(e);
                 }
             };
-            let (elb, listener, pool) = (elb.clone(), b.listener.clone(), pool.clone());
-            let (tcp_protocol, port) = (b.protocol == "TCP", b.addr.port());
+            let (elb, listener, sites) = (elb.clone(), b.listener.clone(), sites.clone());
+            let tcp_protocol = b.protocol == "TCP";
             // Listening registers the socket with the thread's own runtime.
-            tasks.push(rt.spawn(async move {
+            tasks.push(t.rt.spawn(async move {
                 let tcp = match socket.listen(1024) {
                     Ok(l) => l,
                     Err(e) => {
@@ -117,7 +140,7 @@ impl Workers {
                 if tcp_protocol {
                     serve_tcp(elb, listener, tcp).await
                 } else {
-                    serve_http(elb, listener, port, tcp, pool).await
+                    serve_http(tcp, sites, me).await
                 }
             }));
         }
@@ -215,16 +238,53 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
     }
 }
 
-async fn serve_http(elb: Arc<Elb>, listener: String, port: u16, tcp: TcpListener, pool: Arc<Pool>) {
-    let site = Arc::new(Site {
-        elb,
-        listener,
-        pool,
-        port,
-    });
+async fn serve_http(
+    tcp: TcpListener,
+    sites: Arc<Vec<(tokio::runtime::Handle, Arc<Site>)>>,
+    me: usize,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     loop {
         let (stream, peer) = accept(&tcp).await;
         let _ = stream.set_nodelay(true);
-        tokio::spawn(super::proxy::serve(site.clone(), stream, peer));
+        let mine = sites[me].1.clients.load(Relaxed);
+        let (least, n) = sites
+            .iter()
+            .map(|(_, s)| s.clients.load(Relaxed))
+            .enumerate()
+            .min_by_key(|(_, n)| *n)
+            .unwrap_or((me, mine));
+        let to = if mine > n + 1 { least } else { me };
+        let (rt, site) = &sites[to];
+        let site = site.clone();
+        site.clients.fetch_add(1, Relaxed);
+        if to == me {
+            tokio::spawn(super::proxy::serve(site, stream, peer));
+            continue;
+        }
+        // Registered with the other thread's runtime there.
+        match stream.into_std() {
+            Ok(s) => {
+                rt.spawn(async move {
+                    match TcpStream::from_std(s) {
+                        Ok(s) => super::proxy::serve(site, s, peer).await,
+                        Err(_) => {
+                            site.clients.fetch_sub(1, Relaxed);
+                        }
+                    }
+                });
+            }
+            Err(_) => {
+                site.clients.fetch_sub(1, Relaxed);
+            }
+        }
     }
+}
+
+/// One of the data plane's threads: its runtime, its kept-alive connections to the
+/// targets, and how many HTTP client connections it serves.
+struct Thread {
+    rt: tokio::runtime::Handle,
+    pool: Arc<Pool>,
+    clients: Arc<std::sync::atomic::AtomicUsize>,
 }

@@ -1256,6 +1256,16 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 "{key}: logs to Amazon S3 are not served by minifargate (no S3 here)"
             )));
         }
+        // ELB API reference, LoadBalancerAttribute: `client_keep_alive.seconds` is 60-604800.
+        if key == "client_keep_alive.seconds"
+            && !value
+                .parse::<u32>()
+                .is_ok_and(|n| (60..=604_800).contains(&n))
+        {
+            return Err(validation(format!(
+                "'{value}' is not a valid client keep alive: it must be 60-604800 seconds"
+            )));
+        }
         if key == "idle_timeout.timeout_seconds"
             && !value.parse::<u32>().is_ok_and(|n| (1..=4000).contains(&n))
         {

@@ -33,6 +33,9 @@ pub struct Site {
     pub pool: Arc<Pool>,
     /// `X-Forwarded-Port`.
     pub port: u16,
+    /// The client connections this thread serves (of every listener): counted up as one
+    /// is given it, down when `serve` ends.
+    pub clients: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The load balancer's attributes a client connection follows, read as it opens
@@ -197,6 +200,13 @@ enum Next {
 
 /// Serves one client connection until it ends.
 pub async fn serve(site: Arc<Site>, stream: TcpStream, peer: SocketAddr) {
+    struct Leave<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _leave = Leave(&site.clients);
     let set = site.elb.http_settings(&site.listener);
     let until = Instant::now() + set.keep_alive_for;
     let local = stream
@@ -859,6 +869,9 @@ async fn forward(
     // The request's body not all sent (the target answered first): the client's
     // connection cannot go on, nor the target's.
     let unsent = !body.done();
+    if unsent && !a.close {
+        closing(&mut answer);
+    }
     out.clear();
     out.extend_from_slice(&answer);
     c.answer = answer;
@@ -876,6 +889,17 @@ async fn forward(
     } else {
         Next::Again
     }
+}
+
+/// Makes the head of an answer say `Connection: close` (instead of `keep-alive`).
+fn closing(head: &mut Vec<u8>) {
+    const KEEP: &[u8] = b"Connection: keep-alive\r\n\r\n";
+    if head.ends_with(KEEP) {
+        head.truncate(head.len() - KEEP.len());
+    } else {
+        head.truncate(head.len() - 2);
+    }
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
 }
 
 /// Answers the load balancer's own error `status` to a request that was to go to a
@@ -898,3 +922,7 @@ async fn finish_own(
     }
     if close { Next::Linger } else { Next::Again }
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

@@ -16,7 +16,7 @@ fn between<'a>(xml: &'a str, from: &str, tag: &str) -> &'a str {
 
 /// A load balancer with an HTTP listener forwarding to an `ip` group (deregistration
 /// delay 30 s), made through `elb`: the group's ARN.
-fn group_in_use(elb: &Elb, name: &str) -> String {
+pub(super) fn group_in_use(elb: &Elb, name: &str) -> String {
     let lb = call(elb, "CreateLoadBalancer", &[("Name", name)]);
     let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
     let tg = call(

@@ -1,0 +1,362 @@
+//! The HTTP listener's forwarding, in process: a load balancer made through the API
+//! (`super::super::tests::group_in_use`), a scripted target on loopback that reads and
+//! writes raw bytes, and a client that does the same.
+
+use super::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+
+/// A scripted target: each connection is given to `script` with what it reads, on a
+/// thread of its own; what each request head looked like is sent to the test.
+struct Target {
+    addr: SocketAddr,
+    heads: mpsc::Receiver<String>,
+}
+
+fn target(script: fn(&mut BufReader<std::net::TcpStream>, &mpsc::Sender<String>)) -> Target {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, heads) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || script(&mut BufReader::new(s), &tx));
+        }
+    });
+    Target { addr, heads }
+}
+
+/// Reads a head (to its empty line); `None` at the connection's end.
+fn head(r: &mut impl BufRead) -> Option<String> {
+    let mut h = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        h.push_str(&line);
+        if line == "\r\n" {
+            return Some(h);
+        }
+    }
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// The load balancer in front of `t`, on a loopback port of its own (its thread and
+/// runtime, as a data-plane thread's: left to the test process's end).
+fn balancer(t: &Target) -> (SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let elb = Arc::new(Elb::open(dir.path().to_path_buf()).unwrap());
+    let tg = super::super::tests::group_in_use(&elb, "proxy");
+    elb.register_target(&tg, "127.0.0.1", t.addr.port())
+        .unwrap();
+    let listener = elb.lock().listeners.keys().next().cloned().unwrap();
+    let site = Arc::new(Site {
+        elb,
+        listener,
+        pool: Arc::default(),
+        port: 80,
+        clients: Arc::default(),
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            loop {
+                let (s, peer) = l.accept().await.unwrap();
+                tokio::spawn(serve(site.clone(), s, peer));
+            }
+        })
+    });
+    (rx.recv().unwrap(), dir)
+}
+
+fn client(addr: SocketAddr) -> BufReader<std::net::TcpStream> {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    BufReader::new(s)
+}
+
+/// An answer: its head and its body (by `Content-Length`, chunked, or to the close).
+fn answer(r: &mut BufReader<std::net::TcpStream>) -> (String, Vec<u8>) {
+    let h = head(r).expect("an answer");
+    let mut body = Vec::new();
+    let lower = h.to_ascii_lowercase();
+    if lower.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).unwrap();
+            let n = size.trim().split(';').next().unwrap();
+            let n = usize::from_str_radix(n, 16).unwrap();
+            if n == 0 {
+                // The trailers, to their empty line.
+                head(r);
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).unwrap();
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if lower.contains("content-length") {
+        body.resize(content_length(&h), 0);
+        r.read_exact(&mut body).unwrap();
+    } else if !h.starts_with("HTTP/1.1 1") {
+        r.read_to_end(&mut body).unwrap();
+    }
+    (h, body)
+}
+
+fn send(r: &mut BufReader<std::net::TcpStream>, bytes: &[u8]) {
+    r.get_mut().write_all(bytes).unwrap();
+}
+
+/// Answers each request with its head as the body (kept alive).
+fn echo(r: &mut BufReader<std::net::TcpStream>, tx: &mpsc::Sender<String>) {
+    while let Some(h) = head(r) {
+        let mut body = vec![0; content_length(&h)];
+        r.read_exact(&mut body).unwrap();
+        let _ = tx.send(h.clone());
+        let out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{h}", h.len());
+        r.get_mut().write_all(out.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn a_request_reaches_the_target_with_alb_s_fields_and_without_its_connection_s() {
+    let t = target(echo);
+    let (lb, _dir) = balancer(&t);
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET http://example.com/a?b=1 HTTP/1.1\r\nHost: other\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Amzn-Trace-Id: Root=1-67891233-abcdef012345678912345678\r\nX-Kept: yes\r\n\r\n",
+    );
+    let (h, _) = answer(&mut c);
+    assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
+    let got = t.heads.recv().unwrap();
+    assert!(got.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{got}");
+    for want in [
+        "Host: example.com\r\n",
+        "X-Kept: yes\r\n",
+        "X-Forwarded-For: 1.2.3.4, 127.0.0.1\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        "X-Forwarded-Port: 80\r\n",
+        "X-Amzn-Trace-Id: Self=1-",
+        ";Root=1-67891233-abcdef012345678912345678\r\n",
+    ] {
+        assert!(got.contains(want), "{want:?} in {got}");
+    }
+    for gone in ["other", "X-Secret", "Keep-Alive", "Connection", "https"] {
+        assert!(!got.contains(gone), "{gone:?} in {got}");
+    }
+    // The same client connection goes on.
+    send(&mut c, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer(&mut c).0.starts_with("HTTP/1.1 200"));
+    assert!(t.heads.recv().unwrap().contains("X-Amzn-Trace-Id: Root=1-"));
+}
+
+#[test]
+fn pipelined_requests_and_bodiless_answers_keep_their_framing() {
+    fn script(r: &mut BufReader<std::net::TcpStream>, _: &mpsc::Sender<String>) {
+        while let Some(h) = head(r) {
+            let out: &[u8] = if h.starts_with("HEAD") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+            } else if h.starts_with("GET /204") {
+                b"HTTP/1.1 204 No Content\r\n\r\n"
+            } else if h.starts_with("GET /304") {
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+            };
+            r.get_mut().write_all(out).unwrap();
+        }
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /204 HTTP/1.1\r\nHost: x\r\n\r\nGET /304 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    // HEAD: the length, no body (read as the next answer's head if it came).
+    let h = head(&mut c).unwrap();
+    assert!(
+        h.starts_with("HTTP/1.1 200") && h.contains("Content-Length: 5"),
+        "{h}"
+    );
+    let h = head(&mut c).unwrap();
+    assert!(h.starts_with("HTTP/1.1 204"), "{h}");
+    let h = head(&mut c).unwrap();
+    assert!(h.starts_with("HTTP/1.1 304"), "{h}");
+    let (h, body) = answer(&mut c);
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(body, b"hello");
+}
+
+#[test]
+fn chunked_and_close_delimited_answers_reach_each_client_as_it_can_read_them() {
+    fn script(r: &mut BufReader<std::net::TcpStream>, _: &mpsc::Sender<String>) {
+        while let Some(h) = head(r) {
+            if h.starts_with("GET /close") {
+                let _ = r.get_mut().write_all(b"HTTP/1.1 200 OK\r\n\r\nto the end");
+                return;
+            }
+            r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-T: 1\r\n\r\n")
+                .unwrap();
+        }
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    // HTTP/1.1: chunks as they came; the close-delimited one chunked; the connection kept.
+    let mut c = client(lb);
+    send(&mut c, b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer(&mut c).1, b"abcde");
+    send(&mut c, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (h, body) = answer(&mut c);
+    assert!(h.contains("Transfer-Encoding: chunked"), "{h}");
+    assert_eq!(body, b"to the end");
+    send(&mut c, b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(answer(&mut c).1, b"abcde");
+    // HTTP/1.0: no chunks; closed after; kept alive when it asks.
+    let mut c = client(lb);
+    send(&mut c, b"GET /chunks HTTP/1.0\r\n\r\n");
+    let (h, body) = answer(&mut c);
+    assert!(
+        !h.contains("chunked") && h.contains("Connection: close"),
+        "{h}"
+    );
+    assert_eq!(body, b"abcde");
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET /close HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    let (h, body) = answer(&mut c);
+    assert!(h.contains("Connection: close"), "{h}");
+    assert_eq!(body, b"to the end");
+}
+
+#[test]
+fn a_body_goes_on_after_100_continue_and_an_early_answer_closes_the_client_s_connection() {
+    fn script(r: &mut BufReader<std::net::TcpStream>, _: &mpsc::Sender<String>) {
+        while let Some(h) = head(r) {
+            if h.contains("/early") {
+                let _ = r
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            }
+            r.get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .unwrap();
+            // The chunked body, to its last chunk: its bytes sent back.
+            let mut body = Vec::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let n = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                r.read_exact(&mut chunk).unwrap();
+                body.extend_from_slice(&chunk[..n]);
+                if n == 0 {
+                    break;
+                }
+            }
+            let out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            r.get_mut().write_all(out.as_bytes()).unwrap();
+            r.get_mut().write_all(&body).unwrap();
+        }
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let (h, _) = answer(&mut c);
+    assert!(h.starts_with("HTTP/1.1 100 Continue"), "{h}");
+    send(&mut c, b"5\r\nhello\r\n");
+    send(&mut c, b"6\r\n world\r\n0\r\n\r\n");
+    let (h, body) = answer(&mut c);
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(body, b"hello world");
+    // A target that answers before the body: its answer, and the client's connection ends.
+    send(
+        &mut c,
+        b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+    );
+    send(&mut c, &[b'x'; 65536]);
+    let (h, _) = answer(&mut c);
+    assert!(
+        h.starts_with("HTTP/1.1 413") && h.contains("Connection: close"),
+        "{h}"
+    );
+}
+
+#[test]
+fn a_kept_alive_connection_the_target_closed_is_replaced_and_errors_are_alb_s() {
+    fn script(r: &mut BufReader<std::net::TcpStream>, _: &mpsc::Sender<String>) {
+        // One answer a connection, then closed without a word (kept alive, it said).
+        let Some(h) = head(r) else { return };
+        if h.contains("/hangup") {
+            return;
+        }
+        if h.contains("/garbage") {
+            let _ = r.get_mut().write_all(b"SPDY/9 what\r\n\r\n");
+            return;
+        }
+        r.get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    let mut c = client(lb);
+    for _ in 0..3 {
+        send(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(answer(&mut c).1, b"ok");
+    }
+    for path in ["/hangup", "/garbage"] {
+        send(
+            &mut c,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        let (h, body) = answer(&mut c);
+        assert!(h.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{path}: {h}");
+        assert!(h.contains("Server: awselb/2.0"), "{h}");
+        assert!(String::from_utf8_lossy(&body).contains("502 Bad Gateway"));
+    }
+    // The client's own errors: 400 and closed; TRACE 405.
+    send(&mut c, b"GET / HTTP/1.1\r\n\r\n");
+    let (h, _) = answer(&mut c);
+    assert!(
+        h.starts_with("HTTP/1.1 400") && h.contains("Connection: close"),
+        "{h}"
+    );
+    let mut c = client(lb);
+    send(&mut c, b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer(&mut c).0.starts_with("HTTP/1.1 405"));
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    );
+    assert!(answer(&mut c).0.starts_with("HTTP/1.1 400"));
+}
