@@ -792,6 +792,19 @@ impl Elb {
         if let Some(d) = secs("client_keep_alive.seconds") {
             set.keep_alive_for = d;
         }
+        let on = |k: &str| lb.attributes.get(k).map(|v| v == "true");
+        set.xff_port = on("routing.http.xff_client_port.enabled").unwrap_or(false);
+        set.preserve_host = on("routing.http.preserve_host_header.enabled").unwrap_or(false);
+        set.drop_invalid = on("routing.http.drop_invalid_header_fields.enabled").unwrap_or(false);
+        set.xff = match lb
+            .attributes
+            .get("routing.http.xff_header_processing.mode")
+            .map(String::as_str)
+        {
+            Some("preserve") => proxy::Xff::Preserve,
+            Some("remove") => proxy::Xff::Remove,
+            _ => proxy::Xff::Append,
+        };
         set
     }
 

@@ -1256,6 +1256,18 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 "{key}: logs to Amazon S3 are not served by minifargate (no S3 here)"
             )));
         }
+        // ELB API reference, LoadBalancerAttribute: the values these take.
+        let choices: &[&str] = match key {
+            "routing.http.xff_header_processing.mode" => &["append", "preserve", "remove"],
+            "routing.http.desync_mitigation_mode" => &["monitor", "defensive", "strictest"],
+            _ => &[],
+        };
+        if !choices.is_empty() && !choices.contains(&value) {
+            return Err(validation(format!(
+                "'{value}' is not a valid value for the attribute '{key}': it must be one of {}",
+                choices.join(", ")
+            )));
+        }
         // ELB API reference, LoadBalancerAttribute: `client_keep_alive.seconds` is 60-604800.
         if key == "client_keep_alive.seconds"
             && !value

@@ -39,22 +39,49 @@ pub struct Site {
 }
 
 /// The load balancer's attributes a client connection follows, read as it opens
-/// (`idle_timeout.timeout_seconds`, `client_keep_alive.seconds`).
+/// (ModifyLoadBalancerAttributes; ALB User Guide, "Edit attributes of your Application
+/// Load Balancer" and "HTTP headers and Application Load Balancers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// A connection (client's or target's) silent this long ends; a target that does not
-    /// answer within it is a 504.
+    /// `idle_timeout.timeout_seconds`: a connection (client's or target's) silent this
+    /// long ends; a target that does not answer within it is a 504.
     pub idle: Duration,
-    /// A client's connection is closed after its first answer past this long.
+    /// `client_keep_alive.seconds`: a client's connection is closed after its first
+    /// answer past this long.
     pub keep_alive_for: Duration,
+    /// `routing.http.xff_header_processing.mode`.
+    pub xff: Xff,
+    /// `routing.http.xff_client_port.enabled`: the client's port with its address.
+    pub xff_port: bool,
+    /// `routing.http.preserve_host_header.enabled`: else the listener's port is added to
+    /// a `Host` without one (unless it is 80).
+    pub preserve_host: bool,
+    /// `routing.http.drop_invalid_header_fields.enabled`: fields whose names are not
+    /// letters, digits and hyphens are not forwarded.
+    pub drop_invalid: bool,
+}
+
+/// What becomes of `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xff {
+    /// The client's address added (made when the request has none).
+    Append,
+    /// Sent as the request had it (none when it had none).
+    Preserve,
+    /// Not sent.
+    Remove,
 }
 
 impl Default for Settings {
-    /// ALB's defaults: 60 s and 3600 s.
+    /// ALB's defaults.
     fn default() -> Settings {
         Settings {
             idle: Duration::from_secs(60),
             keep_alive_for: Duration::from_secs(3600),
+            xff: Xff::Append,
+            xff_port: false,
+            preserve_host: false,
+            drop_invalid: false,
         }
     }
 }
@@ -216,7 +243,12 @@ pub async fn serve(site: Arc<Site>, stream: TcpStream, peer: SocketAddr) {
         stream,
         buf: Buf::default(),
         peer,
-        ip: peer.ip().to_string(),
+        // `X-Forwarded-For`'s entry: the address, with the port when asked (an IPv6
+        // address then in brackets).
+        ip: match (set.xff_port, peer) {
+            (false, _) => peer.ip().to_string(),
+            (true, p) => p.to_string(),
+        },
         local,
         answer: Vec::with_capacity(1024),
     };
@@ -281,7 +313,7 @@ async fn one(site: &Site, set: Settings, c: &mut Client, out: &mut Vec<u8>, last
             match req.parse(c.buf.bytes()) {
                 Ok(httparse::Status::Complete(n)) => {
                     let who = (c.peer, c.ip.as_str(), c.local.as_str());
-                    let prep = prepare(site, who, &req, out, &mut meter, last);
+                    let prep = prepare(site, set, who, &req, out, &mut meter, last);
                     c.buf.consume(n);
                     break prep;
                 }
@@ -323,8 +355,10 @@ fn own(out: &mut Vec<u8>, status: u16, head_request: bool, close: bool) -> Prep 
 }
 
 /// Routes a request whose head is `req`; for a target, writes the head it gets to `out`.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     site: &Site,
+    set: Settings,
     (peer, ip, local): (SocketAddr, &str, &str),
     req: &httparse::Request,
     out: &mut Vec<u8>,
@@ -409,18 +443,38 @@ fn prepare(
     let mut n_xff = 0;
     let mut joined_xff = Vec::new();
     let mut trace = None;
+    // ALB adds the listener's port to a `Host` without one.
+    let host_port = !set.preserve_host && site.port != 80;
     for h in req.headers.iter() {
         let name = h.name;
         if conn.drops(name)
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-port")
             || (ambiguous && name.eq_ignore_ascii_case("content-length"))
-            || (t.authority.is_some() && name.eq_ignore_ascii_case("host"))
+            || (set.drop_invalid && !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            if t.authority.is_none() {
+                h1::field(out, name, h.value);
+                if host_port && !has_port(h.value) {
+                    out.truncate(out.len() - 2);
+                    out.push(b':');
+                    out.extend_from_slice(itoa(site.port, &mut [0; 5]));
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("x-amzn-trace-id") {
             trace = Some(h.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") && set.xff != Xff::Append {
+            if set.xff == Xff::Preserve {
+                h1::field(out, name, h.value);
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -443,14 +497,17 @@ fn prepare(
         _ => {}
     }
     // The client's address after those the request names already.
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    for v in &xff[..n_xff.min(xff.len())] {
-        out.extend_from_slice(v);
-        out.extend_from_slice(b", ");
+    if set.xff == Xff::Append {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        for v in &xff[..n_xff.min(xff.len())] {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(&joined_xff);
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(&joined_xff);
-    out.extend_from_slice(ip.as_bytes());
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
+    out.extend_from_slice(b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
     out.extend_from_slice(itoa(site.port, &mut [0; 5]));
     out.extend_from_slice(b"\r\n");
     h1::trace_id(out, trace);
@@ -464,6 +521,14 @@ fn prepare(
         close,
         v10,
     })
+}
+
+/// Whether a `Host` value names a port (`host:port`, `[v6]:port`).
+fn has_port(host: &[u8]) -> bool {
+    match host.iter().rposition(|b| *b == b':') {
+        Some(i) => !host[i..].contains(&b']'),
+        None => false,
+    }
 }
 
 fn itoa(n: u16, buf: &mut [u8; 5]) -> &[u8] {

@@ -56,6 +56,12 @@ fn content_length(head: &str) -> usize {
 /// The load balancer in front of `t`, on a loopback port of its own (its thread and
 /// runtime, as a data-plane thread's: left to the test process's end).
 fn balancer(t: &Target) -> (SocketAddr, tempfile::TempDir) {
+    let (addr, dir, _) = balancer_at(t, 80);
+    (addr, dir)
+}
+
+/// The same, its site saying listener port `port`; with the load balancer's resources.
+fn balancer_at(t: &Target, port: u16) -> (SocketAddr, tempfile::TempDir, Arc<Elb>) {
     let dir = tempfile::tempdir().unwrap();
     let elb = Arc::new(Elb::open(dir.path().to_path_buf()).unwrap());
     let tg = super::super::tests::group_in_use(&elb, "proxy");
@@ -63,10 +69,10 @@ fn balancer(t: &Target) -> (SocketAddr, tempfile::TempDir) {
         .unwrap();
     let listener = elb.lock().listeners.keys().next().cloned().unwrap();
     let site = Arc::new(Site {
-        elb,
+        elb: elb.clone(),
         listener,
         pool: Arc::default(),
-        port: 80,
+        port,
         clients: Arc::default(),
     });
     let (tx, rx) = mpsc::channel();
@@ -84,7 +90,7 @@ fn balancer(t: &Target) -> (SocketAddr, tempfile::TempDir) {
             }
         })
     });
-    (rx.recv().unwrap(), dir)
+    (rx.recv().unwrap(), dir, elb)
 }
 
 fn client(addr: SocketAddr) -> BufReader<std::net::TcpStream> {
@@ -359,4 +365,62 @@ fn a_kept_alive_connection_the_target_closed_is_replaced_and_errors_are_alb_s() 
         b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
     );
     assert!(answer(&mut c).0.starts_with("HTTP/1.1 400"));
+}
+
+#[test]
+fn the_load_balancer_s_header_attributes_are_applied() {
+    let t = target(echo);
+    let (lb, _dir, elb) = balancer_at(&t, 8080);
+    let arn = elb.lock().lbs.keys().next().cloned().unwrap();
+    let set = |pairs: &[(&str, &str)]| {
+        let mut p = vec![("LoadBalancerArn", arn.clone())];
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            p.push((
+                format!("Attributes.member.{}.Key", i + 1).leak(),
+                k.to_string(),
+            ));
+            p.push((
+                format!("Attributes.member.{}.Value", i + 1).leak(),
+                v.to_string(),
+            ));
+        }
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::super::tests::call(&elb, "ModifyLoadBalancerAttributes", &p);
+    };
+    let request = |lines: &str| {
+        let mut c = client(lb);
+        send(&mut c, format!("GET / HTTP/1.1\r\n{lines}\r\n").as_bytes());
+        assert!(answer(&mut c).0.starts_with("HTTP/1.1 200"));
+        t.heads.recv().unwrap()
+    };
+    // ALB's defaults: the listener's port added to a Host without one; the address appended.
+    let got = request("Host: example.com\r\nX-Forwarded-For: 1.2.3.4\r\nX_Under: 1\r\n");
+    assert!(got.contains("Host: example.com:8080\r\n"), "{got}");
+    assert!(
+        got.contains("X-Forwarded-For: 1.2.3.4, 127.0.0.1\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("X_Under: 1\r\n"), "{got}");
+    let got = request("Host: example.com:1\r\n");
+    assert!(got.contains("Host: example.com:1\r\n"), "{got}");
+    set(&[
+        ("routing.http.preserve_host_header.enabled", "true"),
+        ("routing.http.xff_header_processing.mode", "preserve"),
+        ("routing.http.drop_invalid_header_fields.enabled", "true"),
+    ]);
+    let got = request("Host: example.com\r\nX-Forwarded-For: 1.2.3.4\r\nX_Under: 1\r\n");
+    assert!(got.contains("Host: example.com\r\n"), "{got}");
+    assert!(got.contains("X-Forwarded-For: 1.2.3.4\r\n"), "{got}");
+    assert!(!got.contains("X_Under"), "{got}");
+    let got = request("Host: example.com\r\n");
+    assert!(!got.contains("X-Forwarded-For"), "{got}");
+    set(&[("routing.http.xff_header_processing.mode", "remove")]);
+    let got = request("Host: x\r\nX-Forwarded-For: 1.2.3.4\r\n");
+    assert!(!got.contains("X-Forwarded-For"), "{got}");
+    set(&[
+        ("routing.http.xff_header_processing.mode", "append"),
+        ("routing.http.xff_client_port.enabled", "true"),
+    ]);
+    let got = request("Host: x\r\n");
+    assert!(got.contains("X-Forwarded-For: 127.0.0.1:"), "{got}");
 }

@@ -1,6 +1,6 @@
 use super::*;
 
-fn call(elb: &Elb, op: &str, pairs: &[(&str, &str)]) -> String {
+pub(super) fn call(elb: &Elb, op: &str, pairs: &[(&str, &str)]) -> String {
     let xml = ops::call(elb, op, &query::Params::of(pairs))
         .unwrap_or_else(|e| panic!("{op}: {}", e.message()));
     query::response(op, xml, "test")
