@@ -290,6 +290,9 @@ struct Forward {
     close: bool,
     /// An HTTP/1.0 client (no chunks, `Connection: keep-alive` to keep it).
     v10: bool,
+    /// The client asks to switch protocols (`Connection: Upgrade`, `Upgrade: websocket`):
+    /// on the target's `101`, the two connections are joined.
+    upgrade: bool,
 }
 
 /// What a request's head leads to.
@@ -377,6 +380,11 @@ fn prepare(
     };
     let conn = h1::Connection::of(req.headers);
     let v10 = version == 0;
+    // ALB passes WebSocket upgrades through (ALB User Guide, "Listeners": WebSockets).
+    let upgrade = !v10
+        && framing == Framing::None
+        && conn.named.iter().any(|n| n.eq_ignore_ascii_case("upgrade"))
+        && h1::values(req.headers, "upgrade").next().is_some();
     let mut hosts = h1::values(req.headers, "host");
     let host = hosts.next();
     // RFC 9112 3.2: an HTTP/1.1 request without Host, or with two, is a 400.
@@ -447,6 +455,10 @@ fn prepare(
     let host_port = !set.preserve_host && site.port != 80;
     for h in req.headers.iter() {
         let name = h.name;
+        if upgrade && name.eq_ignore_ascii_case("upgrade") {
+            h1::field(out, name, h.value);
+            continue;
+        }
         if conn.drops(name)
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-port")
@@ -511,6 +523,9 @@ fn prepare(
     out.extend_from_slice(itoa(site.port, &mut [0; 5]));
     out.extend_from_slice(b"\r\n");
     h1::trace_id(out, trace);
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     Prep::Forward(Forward {
         addr,
@@ -520,6 +535,7 @@ fn prepare(
         head_request,
         close,
         v10,
+        upgrade,
     })
 }
 
@@ -628,6 +644,8 @@ enum Relay {
     Rechunk,
     /// To the target's close, as it came (the client's connection then closes).
     Raw,
+    /// Protocols switched: both ways, as they come, until either side closes.
+    Tunnel,
 }
 
 /// Reads the head of the target's answer, passing interim answers (1xx) to the client,
@@ -652,6 +670,7 @@ where
                 Ok(httparse::Status::Complete(n)) => match r.code {
                     // An interim answer: on to the client (not an HTTP/1.0 one), as it came.
                     Some(c) if (100..200).contains(&c) && c != 101 => (n, None),
+                    Some(101) if f.upgrade => (n, Some(switched(&r, head))),
                     Some(101) | None => return Err(Fail::Bad),
                     Some(_) => (n, Some(client_head(&r, f, head)?)),
                 },
@@ -675,6 +694,25 @@ where
             Ok(_) => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The head of a target's `101 Switching Protocols` as the client gets it: as it came
+/// (its `Connection` and `Upgrade` are the switch's).
+fn switched(r: &httparse::Response, out: &mut Vec<u8>) -> Answer {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 101 ");
+    out.extend_from_slice(r.reason.unwrap_or("Switching Protocols").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in r.headers.iter() {
+        h1::field(out, h.name, h.value);
+    }
+    out.extend_from_slice(b"\r\n");
+    Answer {
+        status: 101,
+        body: Relay::Tunnel,
+        keeps: false,
+        close: true,
     }
 }
 
@@ -792,6 +830,10 @@ async fn relay(
             Relay::Raw => {
                 out.extend_from_slice(bytes);
                 (bytes.len(), ended)
+            }
+            Relay::Tunnel => {
+                out.extend_from_slice(bytes);
+                (bytes.len(), true)
             }
         };
         link.buf.consume(k);
@@ -941,6 +983,15 @@ async fn forward(
     out.extend_from_slice(&answer);
     c.answer = answer;
     let relayed = relay(&mut link, &mut c.stream, &mut a, out, idle).await;
+    if matches!(a.body, Relay::Tunnel) && relayed.is_ok() {
+        // The client's bytes read after its request are the new protocol's.
+        if !c.buf.is_empty() && !write(&mut link.stream, c.buf.bytes(), idle).await {
+            return Next::Drop;
+        }
+        drop(f.hold);
+        let _ = tokio::io::copy_bidirectional(&mut c.stream, &mut link.stream).await;
+        return Next::Drop;
+    }
     drop(f.hold);
     match relayed {
         Ok(()) if a.keeps && !unsent && link.buf.is_empty() => pool.put(f.addr, link),

@@ -424,3 +424,63 @@ fn the_load_balancer_s_header_attributes_are_applied() {
     let got = request("Host: x\r\n");
     assert!(got.contains("X-Forwarded-For: 127.0.0.1:"), "{got}");
 }
+
+#[test]
+fn a_websocket_upgrade_joins_the_client_to_its_target() {
+    fn script(r: &mut BufReader<std::net::TcpStream>, tx: &mpsc::Sender<String>) {
+        let Some(h) = head(r) else { return };
+        let _ = tx.send(h.clone());
+        if !h.contains("Upgrade: websocket") {
+            r.get_mut()
+                .write_all(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            return;
+        }
+        r.get_mut()
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nfrom-target;")
+            .unwrap();
+        // Then an echo of what comes, to the close.
+        let mut b = [0u8; 64];
+        while let Ok(n) = r.read(&mut b) {
+            if n == 0 || r.get_mut().write_all(&b[..n]).is_err() {
+                return;
+            }
+        }
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nearly;",
+    );
+    let h = head(&mut c).unwrap();
+    assert!(h.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{h}");
+    assert!(
+        h.contains("Upgrade: websocket") && h.contains("Connection: Upgrade"),
+        "{h}"
+    );
+    let got = t.heads.recv().unwrap();
+    assert!(
+        got.contains("Upgrade: websocket\r\n") && got.contains("Connection: Upgrade\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("Sec-WebSocket-Key: "), "{got}");
+    send(&mut c, b"later");
+    let mut want = b"from-target;early;later".to_vec();
+    let mut got = vec![0; want.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+    // A target that does not switch: its answer, and the connection goes on as HTTP.
+    want.clear();
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert!(answer(&mut c).0.starts_with("HTTP/1.1 426"));
+    assert!(!t.heads.recv().unwrap().contains("Upgrade"));
+}
