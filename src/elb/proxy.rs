@@ -989,7 +989,7 @@ async fn forward(
             return Next::Drop;
         }
         drop(f.hold);
-        let _ = tokio::io::copy_bidirectional(&mut c.stream, &mut link.stream).await;
+        tunnel(&mut c.stream, &mut link.stream, idle).await;
         return Next::Drop;
     }
     drop(f.hold);
@@ -1004,6 +1004,35 @@ async fn forward(
         Next::Close
     } else {
         Next::Again
+    }
+}
+
+/// Passes bytes both ways between a client and its target (protocols switched) until
+/// either side closes or both are silent for `idle` (ALB's idle timeout on a WebSocket).
+async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let (mut from_a, mut from_b) = (vec![0u8; READ_SIZE], vec![0u8; READ_SIZE]);
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        let moved = tokio::select! {
+            r = ar.read(&mut from_a) => match r {
+                Ok(n) if n > 0 => bw.write_all(&from_a[..n]).await.is_ok(),
+                _ => false,
+            },
+            r = br.read(&mut from_b) => match r {
+                Ok(n) if n > 0 => aw.write_all(&from_b[..n]).await.is_ok(),
+                _ => false,
+            },
+            _ = tokio::time::sleep_until(deadline) => false,
+        };
+        if !moved {
+            // Each side is told the other's end.
+            let _ = aw.shutdown().await;
+            let _ = bw.shutdown().await;
+            return;
+        }
+        deadline = tokio::time::Instant::now() + idle;
     }
 }
 

@@ -448,7 +448,7 @@ fn a_websocket_upgrade_joins_the_client_to_its_target() {
         }
     }
     let t = target(script);
-    let (lb, _dir) = balancer(&t);
+    let (lb, _dir, elb) = balancer_at(&t, 80);
     let mut c = client(lb);
     send(
         &mut c,
@@ -483,4 +483,25 @@ fn a_websocket_upgrade_joins_the_client_to_its_target() {
     );
     assert!(answer(&mut c).0.starts_with("HTTP/1.1 426"));
     assert!(!t.heads.recv().unwrap().contains("Upgrade"));
+    // A joined connection silent for the idle timeout is closed.
+    let arn = elb.lock().lbs.keys().next().cloned().unwrap();
+    super::super::tests::call(
+        &elb,
+        "ModifyLoadBalancerAttributes",
+        &[
+            ("LoadBalancerArn", arn.as_str()),
+            ("Attributes.member.1.Key", "idle_timeout.timeout_seconds"),
+            ("Attributes.member.1.Value", "1"),
+        ],
+    );
+    let mut c = client(lb);
+    send(
+        &mut c,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert!(head(&mut c).unwrap().starts_with("HTTP/1.1 101"));
+    // (Not closed, the read would time out after 10 s: `client`.)
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"from-target;");
 }
