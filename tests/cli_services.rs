@@ -537,6 +537,88 @@ fn a_target_the_cli_deregisters_drains_in_serve() {
     );
 }
 
+/// A target the CLI deregisters and registers again at once (both between two of serve's
+/// reads of the store) is a new registration to serve, as the two calls would be through
+/// its API: its former health (here `unhealthy`) goes and it is `initial` again.
+#[test]
+fn a_target_the_cli_registers_again_at_once_is_a_new_registration_in_serve() {
+    let api = Api::start();
+    let lb = mf_json(
+        &api,
+        "elbv2",
+        &["create-load-balancer", "--name", "cli-again-lb"],
+    );
+    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
+    let tg = mf_json(
+        &api,
+        "elbv2",
+        &[
+            "create-target-group",
+            "--name",
+            "cli-again-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--unhealthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
+    let port = common::util::free_port().to_string();
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port,
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    );
+    // Nothing listens on the target's port: its checks fail.
+    let dead = common::util::free_port();
+    let target = format!("Id=127.0.0.1,Port={dead}");
+    let change = |verb: &str| {
+        mf_json(
+            &api,
+            "elbv2",
+            &[verb, "--target-group-arn", &tg, "--targets", &target],
+        )
+    };
+    change("register-targets");
+    let describe = ["describe-target-health", "--target-group-arn", &tg];
+    let state = || target_health(&api.aws_json_in("elbv2", &describe), dead).map(|h| h.0);
+    api.wait_for(30, "the target unhealthy", || {
+        (state().as_deref() == Some("unhealthy")).then_some(())
+    });
+    let started = std::time::Instant::now();
+    change("deregister-targets");
+    change("register-targets");
+    eprintln!(
+        "deregistered and registered again with the CLI in {:?}",
+        started.elapsed()
+    );
+    // (A failed check leaves a new target `initial` until the unhealthy threshold: 2
+    // checks 5 s apart.)
+    api.wait_for(4, "the target initial again", || {
+        (state().as_deref() == Some("initial")).then_some(())
+    });
+}
+
 #[test]
 fn servicediscovery_verbs_answer_as_the_aws_cli() {
     let api = Api::start();

@@ -250,9 +250,13 @@ fn task_definitions_clusters_capacity_providers_and_account_settings() {
         "--service-connect-defaults",
         "namespace=ns-local",
     ]);
-    assert_eq!(
-        u["cluster"]["serviceConnectDefaults"]["namespace"],
-        "ns-local"
+    // A new name: an HTTP namespace made in Cloud Map, answered as its ARN (as ECS does).
+    let ns = u["cluster"]["serviceConnectDefaults"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        ns.starts_with("arn:aws:servicediscovery:") && ns.contains(":namespace/ns-"),
+        "{u}"
     );
     let p = api.aws_json(&[
         "put-cluster-capacity-providers",

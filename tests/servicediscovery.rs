@@ -884,7 +884,7 @@ fn service_connect_refuses_an_unknown_namespace_and_a_second_alias_as_ecs_does()
     let f = api.file("scv.json", def);
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
     api.aws_json(&["create-cluster", "--cluster-name", "default"]);
-    // A cluster whose default namespace Cloud Map does not have (ECS would make it).
+    // A cluster with a new default namespace (made in Cloud Map, as ECS makes it).
     api.aws_json(&[
         "create-cluster",
         "--cluster-name",
@@ -1006,4 +1006,150 @@ print(json.dumps(out))
         d[0]["serviceConnectConfiguration"]["namespace"], "known.local",
         "{d}"
     );
+}
+
+/// ECS makes a cluster's new default Service Connect namespace in Cloud Map (an HTTP
+/// namespace) and answers the cluster with its ARN; an existing one is used by name or
+/// ARN; `""` removes the defaults and leaves the namespace. Ref: ecs.json
+/// `ClusterServiceConnectDefaultsRequest.namespace`.
+#[test]
+fn a_cluster_s_new_default_namespace_is_made_in_cloud_map_as_ecs_does() {
+    let api = Api::start();
+    let namespaces = |api: &Api| -> Vec<Value> {
+        sd_json(api, &["list-namespaces"])["Namespaces"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let made = api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "scd",
+        "--service-connect-defaults",
+        "namespace=scdnew.local",
+    ]);
+    let arn = s(&made["cluster"]["serviceConnectDefaults"]["namespace"]).to_string();
+    let listed = namespaces(&api);
+    let ns = listed
+        .iter()
+        .find(|n| n["Name"] == "scdnew.local")
+        .unwrap_or_else(|| panic!("no namespace made: {listed:?}"));
+    assert_eq!(ns["Type"], "HTTP", "{ns}");
+    assert_eq!(ns["Arn"], arn.as_str(), "{ns}");
+    let described = api.aws_json(&["describe-clusters", "--clusters", "scd"]);
+    assert_eq!(
+        described["clusters"][0]["serviceConnectDefaults"]["namespace"],
+        arn.as_str(),
+        "{described}"
+    );
+    // An existing namespace, by name and by ARN, is used (none made).
+    let op = sd_json(&api, &["create-http-namespace", "--name", "there.local"]);
+    let there = op_target(&api, &op, "NAMESPACE");
+    let there_arn =
+        s(&sd_json(&api, &["get-namespace", "--id", &there])["Namespace"]["Arn"]).to_string();
+    for (cluster, given) in [("byname", "there.local"), ("byarn", there_arn.as_str())] {
+        let c = api.aws_json(&[
+            "create-cluster",
+            "--cluster-name",
+            cluster,
+            "--service-connect-defaults",
+            &format!("namespace={given}"),
+        ]);
+        assert_eq!(
+            c["cluster"]["serviceConnectDefaults"]["namespace"],
+            there_arn.as_str(),
+            "{c}"
+        );
+    }
+    assert_eq!(namespaces(&api).len(), 2);
+    // UpdateCluster makes a new one too; "" removes the defaults, the namespace stays.
+    let u = api.aws_json(&[
+        "update-cluster",
+        "--cluster",
+        "byname",
+        "--service-connect-defaults",
+        "namespace=later.local",
+    ]);
+    let later = s(&u["cluster"]["serviceConnectDefaults"]["namespace"]).to_string();
+    assert!(
+        namespaces(&api)
+            .iter()
+            .any(|n| n["Name"] == "later.local" && n["Arn"] == later.as_str())
+    );
+    let u = api.aws_json(&[
+        "update-cluster",
+        "--cluster",
+        "byname",
+        "--service-connect-defaults",
+        "namespace=",
+    ]);
+    assert!(u["cluster"].get("serviceConnectDefaults").is_none(), "{u}");
+    assert_eq!(namespaces(&api).len(), 3);
+    // What ECS refuses (boto3's modeled exceptions), and no cluster is made.
+    let v = api.boto3(
+        r#"
+import boto3, json, os
+c = boto3.client("ecs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+out = {}
+for key, ns in [
+    ("slash", "a/b"),
+    ("arn", "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-nonenonenonenone"),
+]:
+    try:
+        c.create_cluster(clusterName="refused" + key, serviceConnectDefaults={"namespace": ns})
+        out[key] = "accepted"
+    except (c.exceptions.NamespaceNotFoundException, c.exceptions.InvalidParameterException) as e:
+        out[key] = e.response["Error"]["Code"]
+out["clusters"] = c.list_clusters()["clusterArns"]
+print(json.dumps(out))
+"#,
+    );
+    assert_eq!(v["slash"], "InvalidParameterException", "{v}");
+    assert_eq!(v["arn"], "NamespaceNotFoundException", "{v}");
+    assert!(!v["clusters"].to_string().contains("refused"), "{v}");
+    // A service of the cluster with Service Connect and no namespace of its own has its
+    // endpoint made in the cluster's namespace.
+    let def = r#"{"family":"scd","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"portMappings":[{"containerPort":8080,"name":"web"}],
+    "command":["sleep","1000"]}]}"#;
+    let f = api.file("scd.json", def);
+    api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
+    api.aws_json(&[
+        "create-service",
+        "--cluster",
+        "scd",
+        "--service-name",
+        "server",
+        "--task-definition",
+        "scd",
+        "--desired-count",
+        "0",
+        "--service-connect-configuration",
+        r#"{"enabled":true,"services":[{"portName":"web","discoveryName":"scdweb"}]}"#,
+    ]);
+    let ns_id = s(&ns["Id"]).to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let l = sd_json(
+            &api,
+            &[
+                "list-services",
+                "--filters",
+                &format!("Name=NAMESPACE_ID,Values={ns_id},Condition=EQ"),
+            ],
+        );
+        if l["Services"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x["Name"] == "scdweb"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Cloud Map service scdweb in {ns_id}: {l}; events: {}",
+            api.service("scd", "server")["events"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

@@ -926,21 +926,86 @@ impl Network {
             source,
         };
         let locked = state::lock(&self.cfg.run_root).map_err(st_err)?;
-        match locked.nft_table().map_err(st_err)? {
-            Some(id) if id == self.ruleset => {
+        let recorded = locked.nft_table().map_err(st_err)?;
+        match recorded {
+            Some(ref id) if *id == self.ruleset => {
                 if self.table_exists().map_err(nft_err)? {
                     return ip_forward_on();
                 }
                 warn!(table = %self.table, "our nftables table is gone (flushed outside minifargate?); making it again");
             }
-            Some(id) if locked.any_bridged_but(task).map_err(st_err)? => {
+            Some(ref id) if locked.any_bridged_but(task).map_err(st_err)? => {
                 debug!(table = %self.table, recorded = %id, "the table was made with another ruleset; kept while other tasks use it");
                 return ip_forward_on();
             }
             _ => {}
         }
+        // No record of the table (the state lost with the run root while tasks ran): the
+        // port map elements a table the kernel has holds are those tasks' published
+        // ports, kept across the remake (a table recorded with another ruleset that no
+        // task uses has none to keep).
+        let kept = if recorded.is_none() {
+            self.port_elements(task)
+        } else {
+            Vec::new()
+        };
         locked.set_nft_table(Some(&self.ruleset)).map_err(st_err)?;
-        self.create_table(task)
+        self.create_table(task)?;
+        self.restore_elements(task, &locked, kept);
+        Ok(())
+    }
+
+    /// The elements of our table's port maps (none when it is not there); a failed
+    /// listing is a warning (the table is remade all the same).
+    fn port_elements(&self, task: &str) -> Vec<(&'static str, nfnl::Element)> {
+        let mut out = Vec::new();
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let set = nfnl::map_name(protocol);
+            match self.with_nfnl(|n| n.map_elements(&self.table, set)) {
+                Ok(elements) => out.extend(elements.into_iter().map(|e| (set, e))),
+                Err(e) => {
+                    warn!(task, table = %self.table, set, error = %chain(&e), "cannot list the port map before the table is made again: its elements go with it")
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds `kept` (elements of the table before it was made again) back, each on its
+    /// own (one that fails does not stop the others), but those sending a host port to
+    /// an address the state leases now (its new owner's ports are its own).
+    fn restore_elements(
+        &self,
+        task: &str,
+        locked: &state::Locked,
+        kept: Vec<(&'static str, nfnl::Element)>,
+    ) {
+        for (set, (key, data)) in kept {
+            let ip = match <[u8; 4]>::try_from(data.get(0..4).unwrap_or_default()) {
+                Ok(b) => Ipv4Addr::from(b),
+                Err(_) => continue,
+            };
+            if !matches!(locked.lease_owner(ip), Ok(None)) {
+                debug!(task, %ip, set, "not kept: the address is leased again (or its lease cannot be read)");
+                continue;
+            }
+            let port = key
+                .get(0..2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .unwrap_or_default();
+            let op = nfnl::Op::Add { set, key, data };
+            match self.nft_apply(
+                &[op],
+                &format!("keep the port {port} of {ip} in table ip {}", self.table),
+            ) {
+                Ok(()) => {
+                    warn!(task, %ip, port, set, "kept a published port of a task the state has no record of across the table's remake")
+                }
+                Err(e) => {
+                    warn!(task, %ip, port, set, error = %chain(&e), "cannot keep a published port of a task the state has no record of")
+                }
+            }
+        }
     }
 
     fn table_exists(&self) -> Result<bool, NftError> {

@@ -408,6 +408,58 @@ fn a_lost_tasks_port_map_elements_go_with_its_teardown_by_name() {
     assert_gone(&f, "kept");
 }
 
+/// The next task after the state was lost (the run root removed while tasks ran) makes
+/// the table again (the state has no word of it), keeping the published ports of the
+/// tasks that still run without a record: their port map elements are in the new table.
+#[test]
+fn a_table_made_again_after_the_state_was_lost_keeps_the_lost_tasks_ports() {
+    let f = fixture();
+    let root = f.net.config().run_root.clone();
+    let table = f.net.nft_table().to_string();
+    let (tcp, udp, other) = loop {
+        let p = (free_port(), free_port(), free_port());
+        if p.0 != p.1 && p.1 != p.2 && p.0 != p.2 {
+            break p;
+        }
+    };
+    let lost = TaskSpec {
+        port_mappings: vec![
+            PortMapping::tcp(tcp),
+            PortMapping {
+                protocol: Protocol::Udp,
+                ..PortMapping::tcp(udp)
+            },
+        ],
+        ..awsvpc()
+    };
+    // The first address is free again when the state goes, so the next task takes it,
+    // not the lost task's.
+    f.net.setup_task("gap", &awsvpc()).unwrap();
+    let lost_ip = f.net.setup_task("lost", &lost).unwrap().ip.unwrap();
+    f.net.teardown("gap").unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    let next = TaskSpec {
+        port_mappings: vec![PortMapping::tcp(other)],
+        ..awsvpc()
+    };
+    let next_ip = f.net.setup_task("next", &next).unwrap().ip.unwrap();
+    assert_ne!(next_ip, lost_ip);
+    let listing = nft_list_table(&table);
+    for want in [
+        format!("{tcp} : {lost_ip} . {tcp}"),
+        format!("{udp} : {lost_ip} . {udp}"),
+        format!("{other} : {next_ip} . {other}"),
+    ] {
+        assert!(listing.contains(&want), "{want} not in {listing}");
+    }
+    f.net.teardown("next").unwrap();
+    f.net.teardown("lost").unwrap();
+    assert_table_holds_no_task(&table);
+    assert_gone(&f, "gap");
+    assert_gone(&f, "lost");
+    assert_gone(&f, "next");
+}
+
 #[test]
 fn metadata_address_is_private_to_each_task() {
     let f = fixture();

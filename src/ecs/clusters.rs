@@ -358,6 +358,11 @@ pub fn create_cluster(ecs: &Ecs, req: &CreateClusterRequest) -> EcsResult<Cluste
         .cluster(name)
         .map_err(anyhow::Error::from)?
         .is_some_and(|c| c.status == ClusterStatus::Active);
+    // Made before the cluster, so a namespace ECS refuses leaves no cluster behind.
+    let service_connect_defaults = match &req.service_connect_defaults {
+        Some(v) if !existed => service_connect_defaults(ecs, v)?,
+        _ => None,
+    };
     store
         .create_cluster(name, &arn, super::now_ms())
         .map_err(anyhow::Error::from)?;
@@ -373,7 +378,7 @@ pub fn create_cluster(ecs: &Ecs, req: &CreateClusterRequest) -> EcsResult<Cluste
             )),
             configuration: Some(json!({
                 "configuration": req.configuration,
-                "serviceConnectDefaults": req.service_connect_defaults,
+                "serviceConnectDefaults": service_connect_defaults,
             })),
         };
         store
@@ -586,6 +591,49 @@ fn changed(store: &mut Store, name: &str, change: &ClusterChange) -> EcsResult<C
     })
 }
 
+/// A cluster's `serviceConnectDefaults` as ECS keeps it: its `namespace` as the ARN of the
+/// Cloud Map namespace it names (by name or ARN), an HTTP namespace made when a name names
+/// none; `""` removes the defaults (None; the namespace stays). Ref: ecs.json
+/// `ClusterServiceConnectDefaultsRequest.namespace` ("If you enter a new name, a Cloud Map
+/// namespace will be created. Amazon ECS creates a Cloud Map namespace with the \"API
+/// calls\" method of instance discovery only. This instance discovery method is the
+/// \"HTTP\" namespace type"; "The name can't include greater than (>), less than (<),
+/// double quotation marks (\"), or slash (/)"; "If you update the cluster with an empty
+/// string \"\" for the namespace name, the cluster configuration for Service Connect is
+/// removed").
+fn service_connect_defaults(ecs: &Ecs, v: &Value) -> EcsResult<Option<Value>> {
+    use crate::servicediscovery::SdError;
+    let Some(ns) = v["namespace"].as_str() else {
+        return Err(EcsError::invalid(
+            "serviceConnectDefaults.namespace: a namespace name or ARN is required",
+        ));
+    };
+    if ns.is_empty() {
+        return Ok(None);
+    }
+    if !ns.starts_with("arn:") && (ns.len() > 1024 || ns.contains(['>', '<', '"', '/'])) {
+        return Err(EcsError::invalid(format!(
+            "serviceConnectDefaults.namespace {ns:?}: a name of at most 1024 characters \
+             without >, <, \" or /"
+        )));
+    }
+    let cm = crate::servicediscovery::CloudMap::open(ecs.root.clone())
+        .map_err(|e| EcsError::Server(e.context("failed to load the Cloud Map resources")))?;
+    match crate::servicediscovery::ops::service_connect_namespace(&cm, ns) {
+        Ok(arn) => Ok(Some(json!({ "namespace": arn }))),
+        Err(SdError::NamespaceNotFound(_)) => Err(EcsError::NamespaceNotFound(format!(
+            "Failed to retrieve namespace for {ns}"
+        ))),
+        // (A name Cloud Map has in another case: its names are unique ignoring case.)
+        Err(SdError::InvalidInput(m) | SdError::NamespaceAlreadyExists { message: m, .. }) => Err(
+            EcsError::invalid(format!("serviceConnectDefaults.namespace: {m}")),
+        ),
+        Err(e) => Err(EcsError::Server(
+            anyhow::Error::from(e).context(format!("failed to make Cloud Map namespace {ns}")),
+        )),
+    }
+}
+
 /// UpdateCluster: settings (containerInsights, which `super::insights` acts on),
 /// `configuration` and `serviceConnectDefaults`, stored and returned.
 pub fn update_cluster(ecs: &Ecs, req: &UpdateClusterRequest) -> EcsResult<ClusterResponse> {
@@ -603,7 +651,7 @@ pub fn update_cluster(ecs: &Ecs, req: &UpdateClusterRequest) -> EcsResult<Cluste
         cfg["configuration"] = v.clone();
     }
     if let Some(v) = &req.service_connect_defaults {
-        cfg["serviceConnectDefaults"] = v.clone();
+        cfg["serviceConnectDefaults"] = service_connect_defaults(ecs, v)?.unwrap_or(Value::Null);
     }
     let change = ClusterChange {
         settings: req.settings.as_deref().map(to_values),

@@ -64,7 +64,7 @@ macro_rules! rows {
                 "registered and remaining CPU, memory and ports as the EC2 tasks use them; the agent's attributes and capabilities";
             CreateCluster(Ecs): clusters::CreateClusterRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::create_cluster(cx.ecs, &r),
-                "`settings` (`containerInsights` enabled or enhanced: the cluster's `ECS/ContainerInsights` metrics, [cloudwatch.md](cloudwatch.md#container-insights)), `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` and `tags` stored";
+                "`settings` (`containerInsights` enabled or enhanced: the cluster's `ECS/ContainerInsights` metrics, [cloudwatch.md](cloudwatch.md#container-insights)), `capacityProviders` (FARGATE, FARGATE_SPOT), `defaultCapacityProviderStrategy`, `configuration`, `serviceConnectDefaults` (its `namespace` an existing Cloud Map namespace, else a new HTTP one made, answered as its ARN: [service-discovery.md](service-discovery.md#service-connect-serviceconnectconfiguration)) and `tags` stored";
             DescribeClusters(Ecs): clusters::DescribeClustersRequest => clusters::DescribeClustersResponse,
                 call |cx, r| fleet::with_counts(clusters::describe_clusters(cx.ecs, &r)?, &r),
                 "task, service and container instance counts (with `serve --cluster`, the instances and tasks in etcd: [cluster.md](cluster.md#what-works-in-this-step)); `include` SETTINGS, CONFIGURATIONS, TAGS, STATISTICS (by launch type), ATTACHMENTS (none: Fargate's providers have none)";
@@ -76,7 +76,7 @@ macro_rules! rows {
                 "refused while tasks are not STOPPED";
             UpdateCluster(Ecs): clusters::UpdateClusterRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::update_cluster(cx.ecs, &r),
-                "`settings` (containerInsights: [cloudwatch.md](cloudwatch.md#container-insights)), `configuration`, `serviceConnectDefaults` stored and returned";
+                "`settings` (containerInsights: [cloudwatch.md](cloudwatch.md#container-insights)), `configuration`, `serviceConnectDefaults` (a new namespace name made in Cloud Map, as CreateCluster) stored and returned";
             UpdateClusterSettings(Ecs): clusters::UpdateClusterSettingsRequest => clusters::ClusterResponse,
                 call |cx, r| clusters::update_cluster_settings(cx.ecs, &r),
                 "containerInsights stored and returned; enabled or enhanced publishes the cluster's `ECS/ContainerInsights` metrics from the next period ([cloudwatch.md](cloudwatch.md#container-insights))";

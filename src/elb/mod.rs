@@ -348,6 +348,10 @@ pub fn stored_target_type(store: &crate::store::Store, arn: &str) -> Option<Stri
     s.groups.get(arn).map(|g| g.target_type.clone())
 }
 
+/// A group's registrations as serve read them: its ARN, its targets with their
+/// registration numbers, and whether a listener used it.
+type Registrations = (String, Vec<(Target, u64)>, bool);
+
 /// SQLite's count of the commits other connections made to `store`'s database.
 fn data_version(store: &crate::store::Store) -> i64 {
     store.data_version().unwrap_or(-1)
@@ -492,12 +496,17 @@ impl State {
 
     /// The registrations as serve last read or made them: each group's targets, and whether
     /// a listener used the group (`follow_registrations` compares the store's with them).
-    fn registrations(&self) -> Vec<(String, Vec<Target>, bool)> {
+    fn registrations(&self) -> Vec<Registrations> {
         self.groups
             .values()
             .map(|g| {
                 let in_use = !self.lbs_of_group(&g.arn).is_empty();
-                (g.arn.clone(), g.targets.clone(), in_use)
+                let targets = g
+                    .targets
+                    .iter()
+                    .map(|t| (t.clone(), g.registration_of(t)))
+                    .collect();
+                (g.arn.clone(), targets, in_use)
             })
             .collect()
     }
@@ -506,17 +515,29 @@ impl State {
     /// target of `before` no longer registered in its group, which is still there, was
     /// deregistered by another process, and drains as if DeregisterTargets had come here
     /// (in use as serve last saw its group: what serve was routing to); a target registered
-    /// again stops draining, as RegisterTargets does. The targets of a deleted group do not
-    /// drain (a deleted group's draining ends: `refresh_health`).
-    fn follow_registrations(&mut self, before: Vec<(String, Vec<Target>, bool)>) {
+    /// again stops draining, as RegisterTargets does. A target registered under a new
+    /// number (deregistered and registered again between two reads) left too: it drains,
+    /// stops, and is `initial` again, as the two calls would have made it here. The targets
+    /// of a deleted group do not drain (a deleted group's draining ends: `refresh_health`).
+    fn follow_registrations(&mut self, before: Vec<Registrations>) {
         for (arn, targets, in_use) in before {
             let Some(g) = self.groups.get(&arn).cloned() else {
                 continue;
             };
             let left: Vec<Target> = targets
                 .into_iter()
-                .filter(|t| !g.targets.iter().any(|o| ops::same(o, t)))
+                .filter(|(t, n)| {
+                    !g.targets
+                        .iter()
+                        .any(|o| ops::same(o, t) && g.registration_of(o) == *n)
+                })
+                .map(|(t, _)| t)
                 .collect();
+            for t in &left {
+                // Its health was the former registration's.
+                self.health
+                    .retain(|(a, o), _| !(a == &arn && ops::same(o, t)));
+            }
             self.drain(&g, left, in_use);
         }
         let registered: Vec<(String, Target)> = self

@@ -87,6 +87,42 @@ pub struct TargetGroup {
     pub attributes: std::collections::BTreeMap<String, String>,
     pub targets: Vec<Target>,
     pub tags: Vec<Tag>,
+    /// Each registered target's registration (`id:port` to a number from `registered`):
+    /// another process's deregistration and registration again between two of serve's
+    /// reads is a new number, so serve sees the target leave (`follow_registrations`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub registrations: std::collections::BTreeMap<String, u64>,
+    /// How many registrations the group has had (never goes down).
+    #[serde(default)]
+    pub registered: u64,
+}
+
+impl TargetGroup {
+    /// Target `t`'s registration number (0: registered before they were numbered).
+    pub fn registration_of(&self, t: &Target) -> u64 {
+        self.registrations
+            .get(&registration_key(t))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records a new registration of `t`.
+    pub fn register(&mut self, t: &Target) {
+        self.registered += 1;
+        self.registrations
+            .insert(registration_key(t), self.registered);
+    }
+
+    /// Forgets `t`'s registration.
+    pub fn deregister(&mut self, t: &Target) {
+        self.registrations.remove(&registration_key(t));
+    }
+}
+
+/// A target as the key of its registration: its id and port (what ELB tells targets apart
+/// by).
+fn registration_key(t: &Target) -> String {
+    format!("{}:{}", t.id, t.port)
 }
 
 /// A registered target: an IP address (target type `ip`) or an instance id (`instance`)

@@ -654,6 +654,8 @@ fn create_target_group(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
         attributes: default_attributes(protocol),
         targets: Vec::new(),
         tags,
+        registrations: Default::default(),
+        registered: 0,
     };
     s.save_group(&g)?;
     let mut x = Xml::new();
@@ -909,6 +911,7 @@ fn register_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
     for t in new {
         s.stop_draining(&g.arn, &t);
         if !g.targets.iter().any(|o| same(o, &t)) {
+            g.register(&t);
             g.targets.push(t);
         }
     }
@@ -936,6 +939,7 @@ fn deregister_targets(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let mut left = Vec::new();
     for t in gone {
         if let Some(i) = g.targets.iter().position(|o| same(o, &t)) {
+            g.deregister(&t);
             left.push(g.targets.remove(i));
         }
     }

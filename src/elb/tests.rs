@@ -221,3 +221,33 @@ fn a_target_another_process_deregisters_drains_in_serve_until_registered_again()
     assert!(serve.lock().draining.is_empty());
     assert!(serve.published_health().is_empty());
 }
+
+#[test]
+fn a_target_another_process_registers_again_between_two_reads_is_initial_again_in_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+    serve.follow_writes();
+    // The CLI: a process of its own, which opens the store for each verb.
+    let cli = || Elb::open(dir.path().to_path_buf()).unwrap();
+    let tg = group_in_use(&cli(), "again");
+    let target = [
+        ("TargetGroupArn", tg.as_str()),
+        ("Targets.member.1.Id", "10.9.2.1"),
+        ("Targets.member.1.Port", "80"),
+    ];
+    call(&cli(), "RegisterTargets", &target);
+    serve.sync().unwrap();
+    let key = |s: &State| s.health.keys().next().cloned().unwrap();
+    {
+        let mut s = serve.lock();
+        let k = key(&s);
+        s.health.get_mut(&k).unwrap().state = "unhealthy";
+    }
+    // Both between two of serve's reads.
+    call(&cli(), "DeregisterTargets", &target);
+    call(&cli(), "RegisterTargets", &target);
+    serve.sync().unwrap();
+    let s = serve.lock();
+    assert_eq!(s.health[&key(&s)].state, "initial");
+    assert!(s.draining.is_empty(), "registered again: not draining");
+}

@@ -283,6 +283,34 @@ fn create_http_namespace(cm: &CloudMap, r: CreateHttpNamespace) -> SdResult<Valu
     )
 }
 
+/// The ARN of the namespace an ECS cluster's `serviceConnectDefaults.namespace` `x` names:
+/// an existing one (by name or ARN), else a new HTTP namespace named `x`, made as ECS makes
+/// it. Ref: ecs.json `ClusterServiceConnectDefaultsRequest.namespace` ("If you enter an
+/// existing namespace name or ARN, then that namespace will be used. [...] If you enter a
+/// new name, a Cloud Map namespace will be created [...] the \"HTTP\" namespace type").
+/// An ARN of no namespace here is NamespaceNotFound (a name is made, an ARN cannot be).
+pub fn service_connect_namespace(cm: &CloudMap, x: &str) -> SdResult<String> {
+    let found = |cm: &CloudMap| cm.with(|s| Ok(s.namespace_named(x).map(|n| n.arn.clone())));
+    if let Some(arn) = found(cm)? {
+        return Ok(arn);
+    }
+    if x.starts_with("arn:") {
+        return Err(SdError::NamespaceNotFound(format!(
+            "Namespace {x} not found"
+        )));
+    }
+    create_http_namespace(
+        cm,
+        CreateHttpNamespace {
+            name: x.to_string(),
+            creator_request_id: None,
+            description: Some("the default Service Connect namespace of an ECS cluster".into()),
+            tags: Vec::new(),
+        },
+    )?;
+    found(cm)?.ok_or_else(|| SdError::NamespaceNotFound(format!("Namespace {x} not found")))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct ById {

@@ -188,7 +188,7 @@ pub(super) fn apply_extras(
 ///   ecs.json `ServiceConnectService.clientAliases` ("The maximum number of client aliases
 ///   that you can have in this list is 1").
 /// - a `namespace` (enabled) that is neither Cloud Map's (by name, ARN or id) nor a
-///   cluster's `serviceConnectDefaults.namespace` (which ECS makes in Cloud Map):
+///   cluster's `serviceConnectDefaults.namespace` (made in Cloud Map with the cluster):
 ///   NamespaceNotFoundException, "Failed to retrieve namespace for <namespace>". Ref:
 ///   ecs.json `CreateService`/`UpdateService` errors (NamespaceNotFoundException, "The
 ///   specified namespace wasn't found"); the message as ECS answered it, quoted in

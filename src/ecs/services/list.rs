@@ -150,9 +150,8 @@ pub fn list_services_by_namespace(
 }
 
 /// The Service Connect namespaces known here: Cloud Map's (by name, ARN or id) and every
-/// cluster's `serviceConnectDefaults.namespace`, which ECS makes a Cloud Map namespace of
-/// when it finds none (ecs.json `ClusterServiceConnectDefaultsRequest.namespace`: "If you
-/// enter a new name, a Cloud Map namespace will be created"); `serve` keeps it as given.
+/// cluster's `serviceConnectDefaults.namespace` (made in Cloud Map with the cluster:
+/// `crate::ecs::clusters`; one deleted from Cloud Map since is still the cluster's).
 pub(super) struct Namespaces {
     cloud_map: Vec<crate::servicediscovery::model::Namespace>,
     /// Each cluster's default namespace, as its name ([`Namespaces::name_of`]).
