@@ -1,5 +1,5 @@
 //! The HTTP listener's forwarding, in process: a load balancer made through the API
-//! (`super::super::tests::group_in_use`), a scripted target on loopback that reads and
+//! (`crate::elb::tests::group_in_use`), a scripted target on loopback that reads and
 //! writes raw bytes, and a client that does the same.
 
 use super::*;
@@ -64,7 +64,7 @@ fn balancer(t: &Target) -> (SocketAddr, tempfile::TempDir) {
 fn balancer_at(t: &Target, port: u16) -> (SocketAddr, tempfile::TempDir, Arc<Elb>) {
     let dir = tempfile::tempdir().unwrap();
     let elb = Arc::new(Elb::open(dir.path().to_path_buf()).unwrap());
-    let tg = super::super::tests::group_in_use(&elb, "proxy");
+    let tg = crate::elb::tests::group_in_use(&elb, "proxy");
     elb.register_target(&tg, "127.0.0.1", t.addr.port())
         .unwrap();
     let listener = elb.lock().listeners.keys().next().cloned().unwrap();
@@ -385,7 +385,7 @@ fn the_load_balancer_s_header_attributes_are_applied() {
             ));
         }
         let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        super::super::tests::call(&elb, "ModifyLoadBalancerAttributes", &p);
+        crate::elb::tests::call(&elb, "ModifyLoadBalancerAttributes", &p);
     };
     let request = |lines: &str| {
         let mut c = client(lb);
@@ -485,7 +485,7 @@ fn a_websocket_upgrade_joins_the_client_to_its_target() {
     assert!(!t.heads.recv().unwrap().contains("Upgrade"));
     // A joined connection silent for the idle timeout is closed.
     let arn = elb.lock().lbs.keys().next().cloned().unwrap();
-    super::super::tests::call(
+    crate::elb::tests::call(
         &elb,
         "ModifyLoadBalancerAttributes",
         &[
