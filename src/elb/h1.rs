@@ -112,8 +112,9 @@ enum ChunkState {
     Done,
 }
 
-/// The longest chunk-size line (with extensions) or trailer line taken.
-const MAX_LINE: usize = 16 * 1024;
+/// The longest request line or header taken (ALB's quota), and the longest chunk-size
+/// line (with extensions) or trailer line.
+pub const MAX_LINE: usize = 16 * 1024;
 
 impl Chunks {
     /// Takes what of `input` belongs to the body: how many bytes (those after are the

@@ -314,7 +314,7 @@ async fn one(site: &Site, set: Settings, c: &mut Client, out: &mut Vec<u8>, last
             let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(c.buf.bytes()) {
-                Ok(httparse::Status::Complete(n)) => {
+                Ok(httparse::Status::Complete(n)) if n <= h1::MAX_HEAD => {
                     let who = (c.peer, c.ip.as_str(), c.local.as_str());
                     let prep = prepare(site, set, who, &req, out, &mut meter, last);
                     c.buf.consume(n);
@@ -372,7 +372,14 @@ fn prepare(
         return own(out, 400, false, true);
     };
     let head_request = method == "HEAD";
-    let Some(t) = h1::target(raw) else {
+    // ALB's quotas ("Quotas for your Application Load Balancers"): a request line and
+    // each header of at most 16K (the whole head's 64K is `h1::MAX_HEAD`).
+    let too_long = method.len() + raw.len() > h1::MAX_LINE
+        || req
+            .headers
+            .iter()
+            .any(|h| h.name.len() + h.value.len() > h1::MAX_LINE);
+    let Some(t) = h1::target(raw).filter(|_| !too_long) else {
         return own(out, 400, head_request, true);
     };
     let Ok((framing, ambiguous)) = h1::request_framing(req.headers) else {
