@@ -209,8 +209,6 @@ struct Client {
     ip: String,
     /// The address it connected to (`Host` of an HTTP/1.0 request without one).
     local: String,
-    /// The head of the target's answer, as the client gets it.
-    answer: Vec<u8>,
 }
 
 /// What becomes of the client's connection after an answer.
@@ -250,7 +248,6 @@ pub async fn serve(site: Arc<Site>, stream: TcpStream, peer: SocketAddr) {
             (true, p) => p.to_string(),
         },
         local,
-        answer: Vec::with_capacity(1024),
     };
     let mut out = Vec::with_capacity(1024);
     loop {
@@ -334,23 +331,46 @@ async fn one(site: &Site, set: Settings, c: &mut Client, out: &mut Vec<u8>, last
         }
     };
     match prep {
-        Prep::Own { status, close } => {
-            meter.request();
-            meter.elb_answer(status);
-            if !write(&mut c.stream, out, set.idle).await {
-                return Next::Drop;
-            }
-            if close { Next::Linger } else { Next::Again }
-        }
+        Prep::Own { status, close } => send_own(c, out, status, close, &meter, set.idle).await,
         Prep::Forward(f) => forward(set, &site.pool, c, out, f, meter).await,
     }
 }
 
+/// Sends the load balancer's own answer (in `out`) and counts it.
+async fn send_own(
+    c: &mut Client,
+    out: &[u8],
+    status: u16,
+    close: bool,
+    meter: &Meter,
+    idle: Duration,
+) -> Next {
+    meter.request();
+    meter.elb_answer(status);
+    if !write(&mut c.stream, out, idle).await {
+        return Next::Drop;
+    }
+    if close { Next::Linger } else { Next::Again }
+}
+
 /// Writes the load balancer's own answer `status` (its error page) to `out`.
 fn own(out: &mut Vec<u8>, status: u16, head_request: bool, close: bool) -> Prep {
-    out.clear();
     let page = h1::error_page(status);
-    let head = h1::own_answer(out, status, Some("text/html"), None, page.as_bytes(), close);
+    let answer = (Some("text/html"), None, page.as_bytes());
+    own_answer(out, status, answer, head_request, close)
+}
+
+/// Writes the load balancer's own answer to `out`: `status` with its content type,
+/// location and body (no body to a HEAD request).
+fn own_answer(
+    out: &mut Vec<u8>,
+    status: u16,
+    (content_type, location, body): (Option<&str>, Option<&str>, &[u8]),
+    head_request: bool,
+    close: bool,
+) -> Prep {
+    out.clear();
+    let head = h1::own_answer(out, status, content_type, location, body, close);
     if head_request {
         out.truncate(head);
     }
@@ -426,37 +446,20 @@ fn prepare(
             content_type,
             body,
         } => {
-            let head = h1::own_answer(
-                out,
-                status,
-                content_type.as_deref(),
-                None,
-                body.as_bytes(),
-                own_close,
-            );
-            if head_request {
-                out.truncate(head);
-            }
-            return Prep::Own {
-                status,
-                close: own_close,
-            };
+            let answer = (content_type.as_deref(), None, body.as_bytes());
+            return own_answer(out, status, answer, head_request, own_close);
         }
         Pick::Redirect { status, location } => {
-            h1::own_answer(out, status, None, Some(&location), b"", own_close);
-            return Prep::Own {
-                status,
-                close: own_close,
-            };
+            let answer = (None, Some(location.as_str()), &b""[..]);
+            return own_answer(out, status, answer, head_request, own_close);
         }
     };
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     t.write(out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut xff: [&[u8]; 4] = [b""; 4];
-    let mut n_xff = 0;
-    let mut joined_xff = Vec::new();
+    // Those `X-Forwarded-For` the request has, joined (an allocation only when it has one).
+    let mut xff = Vec::new();
     let mut trace = None;
     // ALB adds the listener's port to a `Host` without one.
     let host_port = !set.preserve_host && site.port != 80;
@@ -480,7 +483,7 @@ fn prepare(
                 if host_port && !has_port(h.value) {
                     out.truncate(out.len() - 2);
                     out.push(b':');
-                    out.extend_from_slice(itoa(site.port, &mut [0; 5]));
+                    out.extend_from_slice(itoa::Buffer::new().format(site.port).as_bytes());
                     out.extend_from_slice(b"\r\n");
                 }
             }
@@ -490,20 +493,15 @@ fn prepare(
             trace = Some(h.value);
             continue;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-for") && set.xff != Xff::Append {
-            if set.xff == Xff::Preserve {
-                h1::field(out, name, h.value);
-            }
-            continue;
-        }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
-            if n_xff < xff.len() {
-                xff[n_xff] = h.value;
-            } else {
-                joined_xff.extend_from_slice(h.value);
-                joined_xff.extend_from_slice(b", ");
+            match set.xff {
+                Xff::Append => {
+                    xff.extend_from_slice(h.value);
+                    xff.extend_from_slice(b", ");
+                }
+                Xff::Preserve => h1::field(out, name, h.value),
+                Xff::Remove => {}
             }
-            n_xff += 1;
             continue;
         }
         h1::field(out, name, h.value);
@@ -517,17 +515,11 @@ fn prepare(
     }
     // The client's address after those the request names already.
     if set.xff == Xff::Append {
-        out.extend_from_slice(b"X-Forwarded-For: ");
-        for v in &xff[..n_xff.min(xff.len())] {
-            out.extend_from_slice(v);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(&joined_xff);
-        out.extend_from_slice(ip.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        xff.extend_from_slice(ip.as_bytes());
+        h1::field(out, "X-Forwarded-For", &xff);
     }
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
-    out.extend_from_slice(itoa(site.port, &mut [0; 5]));
+    out.extend_from_slice(itoa::Buffer::new().format(site.port).as_bytes());
     out.extend_from_slice(b"\r\n");
     h1::trace_id(out, trace);
     if upgrade {
@@ -551,19 +543,6 @@ fn has_port(host: &[u8]) -> bool {
     match host.iter().rposition(|b| *b == b':') {
         Some(i) => !host[i..].contains(&b']'),
         None => false,
-    }
-}
-
-fn itoa(n: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 
@@ -615,12 +594,8 @@ where
     W: AsyncWrite + Unpin,
 {
     while !body.done() {
-        if buf.is_empty() {
-            match buf.fill(cr, idle).await {
-                Ok(0) => return Err(Fail::Client),
-                Ok(_) => {}
-                Err(_) => return Err(Fail::Client),
-            }
+        if buf.is_empty() && buf.fill(cr, idle).await.unwrap_or(0) == 0 {
+            return Err(Fail::Client);
         }
         let k = body.take(buf.bytes()).map_err(|_| Fail::Client)?;
         if !write(tw, &buf.bytes()[..k], idle).await {
@@ -656,7 +631,8 @@ enum Relay {
 }
 
 /// Reads the head of the target's answer, passing interim answers (1xx) to the client,
-/// and writes the head the client gets to `head`.
+/// and writes the head the client gets to `head` (in place of what it held; nothing
+/// when there is no answer).
 async fn answer_head<R, W>(
     tr: &mut R,
     buf: &mut Buf,
@@ -748,7 +724,7 @@ fn client_head(r: &httparse::Response, f: &Forward, out: &mut Vec<u8>) -> Result
     let close = f.close || matches!(body, Relay::Dechunk(_) | Relay::Raw);
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa(status, &mut [0; 5]));
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(r.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -907,8 +883,8 @@ async fn forward(
             }
         },
     };
-    let mut answer = std::mem::take(&mut c.answer);
-    // The whole request is in `out`: it can be sent again.
+    // The whole request is in `out`: it can be sent again. (`out` takes the answer's head
+    // once it is in: `answer_head` writes nothing before.)
     let whole = body.done();
     let got = loop {
         let got = if !write(&mut link.stream, out, idle).await {
@@ -920,7 +896,7 @@ async fn forward(
                 &mut c.stream,
                 &f,
                 idle,
-                &mut answer,
+                out,
             )
             .await
         } else {
@@ -930,14 +906,8 @@ async fn forward(
             let (mut tr, mut tw) = link.stream.split();
             let mut sending =
                 std::pin::pin!(send_body(&mut cr, &mut c.buf, &mut tw, &mut body, idle));
-            let mut head = std::pin::pin!(answer_head(
-                &mut tr,
-                &mut link.buf,
-                &mut cw,
-                &f,
-                idle,
-                &mut answer
-            ));
+            let mut head =
+                std::pin::pin!(answer_head(&mut tr, &mut link.buf, &mut cw, &f, idle, out));
             let mut sent = false;
             std::future::poll_fn(|cx| {
                 if !sent && let Poll::Ready(r) = sending.as_mut().poll(cx) {
@@ -960,10 +930,7 @@ async fn forward(
                     (link, reused) = (l, false);
                     continue;
                 }
-                Err(status) => {
-                    c.answer = answer;
-                    return finish_own(c, out, status, f.close, &meter, &f, idle).await;
-                }
+                Err(status) => return finish_own(c, out, status, f.close, &meter, &f, idle).await,
             }
         }
         break got;
@@ -972,7 +939,6 @@ async fn forward(
         Ok(a) => a,
         Err(Fail::Client) => return Next::Drop,
         Err(e) => {
-            c.answer = answer;
             let status = if e == Fail::Timeout { 504 } else { 502 };
             return finish_own(c, out, status, f.close || !body.done(), &meter, &f, idle).await;
         }
@@ -984,11 +950,8 @@ async fn forward(
     // connection cannot go on, nor the target's.
     let unsent = !body.done();
     if unsent && !a.close {
-        closing(&mut answer);
+        closing(out);
     }
-    out.clear();
-    out.extend_from_slice(&answer);
-    c.answer = answer;
     let relayed = relay(&mut link, &mut c.stream, &mut a, out, idle).await;
     if matches!(a.body, Relay::Tunnel) && relayed.is_ok() {
         // The client's bytes read after its request are the new protocol's.
@@ -1065,14 +1028,9 @@ async fn finish_own(
     f: &Forward,
     idle: Duration,
 ) -> Next {
-    meter.request();
-    meter.elb_answer(status);
     f.hold.outcome(true);
     own(out, status, f.head_request, close);
-    if !write(&mut c.stream, out, idle).await {
-        return Next::Drop;
-    }
-    if close { Next::Linger } else { Next::Again }
+    send_own(c, out, status, close, meter, idle).await
 }
 
 #[cfg(test)]
