@@ -226,3 +226,52 @@ pub(super) fn actions(
     }
     Ok(out)
 }
+
+/// Whether `value` is one ModifyLoadBalancerAttributes takes for attribute `key` (known
+/// to a load balancer of `kind`), as ELB's API reference (LoadBalancerAttribute) lists
+/// them; what minifargate cannot serve (logs to S3) is refused as such.
+pub(super) fn lb_attribute(kind: LbType, key: &str, value: &str) -> ElbResult<()> {
+    let boolean = key.ends_with(".enabled") || key == "ipv6.deny_all_igw_traffic";
+    if boolean && !matches!(value, "true" | "false") {
+        return Err(validation(format!(
+            "'{value}' is not a valid value for the attribute '{key}': it must be true or false"
+        )));
+    }
+    if matches!(key, "access_logs.s3.enabled" | "connection_logs.s3.enabled") && value == "true" {
+        return Err(ElbError::InvalidConfigurationRequest(format!(
+            "{key}: logs to Amazon S3 are not served by minifargate (no S3 here)"
+        )));
+    }
+    let choices: &[&str] = match key {
+        "routing.http.xff_header_processing.mode" => &["append", "preserve", "remove"],
+        "routing.http.desync_mitigation_mode" => &["monitor", "defensive", "strictest"],
+        _ => &[],
+    };
+    if !choices.is_empty() && !choices.contains(&value) {
+        return Err(validation(format!(
+            "'{value}' is not a valid value for the attribute '{key}': it must be one of {}",
+            choices.join(", ")
+        )));
+    }
+    let seconds = match key {
+        "idle_timeout.timeout_seconds" => Some(("idle timeout", 1..=4000)),
+        "client_keep_alive.seconds" => Some(("client keep alive", 60..=604_800)),
+        _ => None,
+    };
+    if let Some((what, range)) = seconds
+        && !value.parse::<u32>().is_ok_and(|n| range.contains(&n))
+    {
+        return Err(validation(format!(
+            "'{value}' is not a valid {what}: it must be {}-{} seconds",
+            range.start(),
+            range.end()
+        )));
+    }
+    if key == "load_balancing.cross_zone.enabled" && kind == LbType::Application && value != "true"
+    {
+        return Err(ElbError::InvalidConfigurationRequest(
+            "Cross-zone load balancing cannot be disabled for Application Load Balancers".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1248,56 +1248,7 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 lb.kind.as_str()
             )));
         }
-        let boolean = key.ends_with(".enabled") || key == "ipv6.deny_all_igw_traffic";
-        if boolean && !matches!(value, "true" | "false") {
-            return Err(validation(format!(
-                "'{value}' is not a valid value for the attribute '{key}': it must be true or false"
-            )));
-        }
-        if matches!(key, "access_logs.s3.enabled" | "connection_logs.s3.enabled") && value == "true"
-        {
-            return Err(ElbError::InvalidConfigurationRequest(format!(
-                "{key}: logs to Amazon S3 are not served by minifargate (no S3 here)"
-            )));
-        }
-        // ELB API reference, LoadBalancerAttribute: the values these take.
-        let choices: &[&str] = match key {
-            "routing.http.xff_header_processing.mode" => &["append", "preserve", "remove"],
-            "routing.http.desync_mitigation_mode" => &["monitor", "defensive", "strictest"],
-            _ => &[],
-        };
-        if !choices.is_empty() && !choices.contains(&value) {
-            return Err(validation(format!(
-                "'{value}' is not a valid value for the attribute '{key}': it must be one of {}",
-                choices.join(", ")
-            )));
-        }
-        // ELB API reference, LoadBalancerAttribute: `client_keep_alive.seconds` is 60-604800.
-        if key == "client_keep_alive.seconds"
-            && !value
-                .parse::<u32>()
-                .is_ok_and(|n| (60..=604_800).contains(&n))
-        {
-            return Err(validation(format!(
-                "'{value}' is not a valid client keep alive: it must be 60-604800 seconds"
-            )));
-        }
-        if key == "idle_timeout.timeout_seconds"
-            && !value.parse::<u32>().is_ok_and(|n| (1..=4000).contains(&n))
-        {
-            return Err(validation(format!(
-                "'{value}' is not a valid idle timeout: it must be 1-4000 seconds"
-            )));
-        }
-        if key == "load_balancing.cross_zone.enabled"
-            && lb.kind == LbType::Application
-            && value != "true"
-        {
-            return Err(ElbError::InvalidConfigurationRequest(
-                "Cross-zone load balancing cannot be disabled for Application Load Balancers"
-                    .into(),
-            ));
-        }
+        super::checks::lb_attribute(lb.kind, key, value)?;
         lb.attributes.insert(key.to_string(), value.to_string());
     }
     s.save_lb(&lb)?;
