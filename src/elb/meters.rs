@@ -347,7 +347,11 @@ impl Elb {
                     let (anomalous, mitigated) = st
                         .anomalies
                         .get(&g.arn)
-                        .map(|a| a.counts(g.targets.iter()))
+                        .map(|a| {
+                            a.read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .counts(g.targets.iter())
+                        })
                         .unwrap_or((0, 0));
                     for (name, n) in [
                         ("AnomalousHostCount", anomalous),
@@ -404,6 +408,16 @@ impl Meters {
         let m = Arc::new(ListenerMeter::default());
         self.listeners.insert(listener.to_string(), m.clone());
         m
+    }
+
+    /// The meter of `listener`, when it has one yet.
+    pub(super) fn find_listener(&self, listener: &str) -> Option<Arc<ListenerMeter>> {
+        self.listeners.get(listener).cloned()
+    }
+
+    /// The meter of `group` behind `listener`, when it has one yet.
+    pub(super) fn find_group(&self, listener: &str, group: &str) -> Option<Arc<GroupMeter>> {
+        self.groups.get(listener)?.get(group).cloned()
     }
 
     pub(super) fn group(&mut self, listener: &str, group: &str) -> Arc<GroupMeter> {

@@ -32,15 +32,21 @@ use std::collections::BTreeMap;
 /// keys are ARNs, which SipHash made a visible share of a proxied request's CPU.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 /// The load balancers of one `serve`.
 pub struct Elb {
     root: PathBuf,
     aws: crate::taskdef::AwsContext,
-    state: Mutex<State>,
+    /// Written by the API, the health checks and the store's reads; read by the data
+    /// plane's threads, a request at a time (`route`), which change only what is atomic or
+    /// behind a lock of its own in it: two data-plane threads never wait on each other
+    /// for a route (with one lock for all, a thread taken off its core while routing held
+    /// every request of the other thread: the HTTP listener's p99, docs/load-balancing.md
+    /// "Speed").
+    state: RwLock<State>,
     /// Counts the changes of the resources: the data plane's listeners and health checks
     /// follow it.
     generation: tokio::sync::watch::Sender<u64>,
@@ -158,7 +164,7 @@ struct State {
     health: HashMap<(String, Target), Health>,
     draining: Vec<Draining>,
     /// The next target of each group (round robin).
-    next: HashMap<String, usize>,
+    next: HashMap<String, AtomicUsize>,
     /// What the data plane counts (CloudWatch's ELB metrics).
     meters: meters::Meters,
     /// The targets in slow start, until when (`sticky::slow_start`).
@@ -170,11 +176,15 @@ struct State {
     loads: HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
     /// Anomaly detection of HTTP groups that had traffic (and the automatic target
     /// weights of `weighted_random` groups with anomaly mitigation).
-    anomalies: HashMap<String, balance::Anomalies>,
+    /// Looked at by one data-plane thread at a time, once a second, the others going on
+    /// with the weights as they were (`try_write`).
+    anomalies: HashMap<String, RwLock<balance::Anomalies>>,
     /// `source_ip` stickiness (network load balancers): the target of each client
     /// address, by group.
-    by_source: HashMap<String, HashMap<std::net::IpAddr, Target>>,
-    store: Option<crate::store::Store>,
+    by_source: Mutex<HashMap<String, HashMap<std::net::IpAddr, Target>>>,
+    /// Used under the write lock only; a `Mutex` because a connection is not `Sync`
+    /// (uncontended: its users hold the write lock).
+    store: Mutex<Option<crate::store::Store>>,
     /// The EC2 instances an `instance` target may name, and the address each is reached
     /// at: this box at 127.0.0.1 on one box; each box of a cluster at its address
     /// (`Elb::set_instances`).
@@ -196,11 +206,11 @@ impl Elb {
         state
             .instances
             .insert(me, std::net::Ipv4Addr::LOCALHOST.into());
-        state.store = Some(store);
+        state.store = Mutex::new(Some(store));
         let elb = Elb {
             root,
             aws: crate::taskdef::AwsContext::from_env(),
-            state: Mutex::new(state),
+            state: RwLock::new(state),
             generation: tokio::sync::watch::Sender::new(0),
             active: AtomicBool::new(true),
             follows: AtomicBool::new(false),
@@ -298,9 +308,10 @@ impl Elb {
         write: bool,
         f: impl FnOnce(&mut State) -> ElbResult<T>,
     ) -> ElbResult<T> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.store.is_none() {
-            s.store = Some(crate::store::Store::open(&self.root)?);
+        let mut s = self.lock();
+        let held = s.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(crate::store::Store::open(&self.root)?);
         }
         if write {
             s.store().begin_elb_write()?;
@@ -324,14 +335,15 @@ impl Elb {
     /// were read (targets gone from their groups drain: `State::follow_registrations`);
     /// whether it did.
     fn read_again(s: &mut State) -> ElbResult<bool> {
-        let now = data_version(s.store());
+        let now = data_version(&s.store());
         if now == s.seen {
             return Ok(false);
         }
-        let store = s.store.take().expect("the ELB state holds its store");
+        let held = s.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        let store = held.take().expect("the ELB state holds its store");
         let before = s.registrations();
         let loaded = s.load(&store);
-        s.store = Some(store);
+        *s.store.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(store);
         loaded.map_err(|e| ElbError::Internal(format!("{e:#}")))?;
         s.seen = now;
         s.follow_registrations(before);
@@ -392,8 +404,8 @@ impl State {
         Ok(())
     }
 
-    fn store(&self) -> &crate::store::Store {
-        self.store.as_ref().expect("the ELB state holds its store")
+    fn store(&self) -> Held<'_> {
+        Held(self.store.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn save_lb(&self, lb: &LoadBalancer) -> ElbResult<()> {
@@ -575,7 +587,8 @@ impl State {
             !m.is_empty()
         });
         self.anomalies.retain(|g, _| groups.contains_key(g));
-        self.by_source.retain(|g, m| {
+        let by_source = self.by_source.get_mut().unwrap_or_else(|p| p.into_inner());
+        by_source.retain(|g, m| {
             m.retain(|_, t| registered(g, t));
             !m.is_empty()
         });
@@ -726,56 +739,15 @@ fn target_addr(
     }
 }
 
-/// The loads of targets `from` of group `arn` (made for those that have none yet).
+/// The loads of targets `from` of group `arn`; None when one has none yet
+/// (`State::make` makes them).
 fn loads_of<'a>(
-    loads: &'a mut HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
+    loads: &'a HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
     arn: &str,
     from: &[&'a Target],
-) -> Vec<(&'a Target, &'a balance::Load)> {
-    if !loads.contains_key(arn) {
-        loads.insert(arn.to_string(), HashMap::default());
-    }
-    let m = loads.get_mut(arn).expect("inserted");
-    for t in from {
-        if !m.contains_key(*t) {
-            m.insert((*t).clone(), Default::default());
-        }
-    }
-    let m = loads.get(arn).expect("inserted");
-    from.iter().map(|t| (*t, &*m[*t])).collect()
-}
-
-/// The load of target `t` of group `arn` (made when it has none yet: a target a cookie
-/// kept, or the group's first request), looked up without a key of its own.
-fn load_of(
-    loads: &mut HashMap<String, HashMap<Target, std::sync::Arc<balance::Load>>>,
-    arn: &str,
-    t: &Target,
-) -> std::sync::Arc<balance::Load> {
-    if let Some(l) = loads.get(arn).and_then(|m| m.get(t)) {
-        return l.clone();
-    }
-    let l = std::sync::Arc::new(balance::Load::default());
-    loads
-        .entry(arn.to_string())
-        .or_default()
-        .insert(t.clone(), l.clone());
-    l
-}
-
-/// Group `arn`'s turn (round robin), moved on by one.
-fn next_turn(next: &mut HashMap<String, usize>, arn: &str) -> usize {
-    match next.get_mut(arn) {
-        Some(n) => {
-            let turn = *n;
-            *n = turn.wrapping_add(1);
-            turn
-        }
-        None => {
-            next.insert(arn.to_string(), 1);
-            0
-        }
-    }
+) -> Option<Vec<(&'a Target, &'a balance::Load)>> {
+    let m = loads.get(arn)?;
+    from.iter().map(|t| Some((*t, &**m.get(*t)?))).collect()
 }
 
 fn random_u32() -> u32 {
@@ -785,15 +757,20 @@ fn random_u32() -> u32 {
 }
 
 impl Elb {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The resources to route by: shared with the other data-plane threads.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the client connections of `listener` follow of its load balancer's
     /// attributes (ModifyLoadBalancerAttributes; ALB's defaults otherwise).
     pub(crate) fn http_settings(&self, listener: &str) -> proxy::Settings {
         let mut set = proxy::Settings::default();
-        let s = self.lock();
+        let s = self.read();
         let Some(lb) = s
             .listeners
             .get(listener)
@@ -864,13 +841,83 @@ impl Elb {
         client: std::net::IpAddr,
         meter: &mut meters::Meter,
     ) -> Pick {
-        let mut guard = self.lock();
-        // Through a plain reference, so its fields borrow apart.
-        let s: &mut State = &mut guard;
-        let Some(l) = s.listeners.get(listener) else {
-            return Pick::Gone;
+        if let Ok(pick) = self.read().route(listener, req, client, meter) {
+            return pick;
+        }
+        // What the data plane keeps of a listener and a group (its meters, its turn, its
+        // targets' counts) is made on their first request, under the write lock.
+        let mut s = self.lock();
+        loop {
+            match s.route(listener, req, client, meter) {
+                Ok(pick) => return pick,
+                Err(miss) if s.make(&miss) => {}
+                Err(_) => return Pick::Gone,
+            }
+        }
+    }
+}
+
+/// The ELB state's store, as [`State::store`] lends it.
+struct Held<'a>(std::sync::MutexGuard<'a, Option<crate::store::Store>>);
+
+impl std::ops::Deref for Held<'_> {
+    type Target = crate::store::Store;
+    fn deref(&self) -> &crate::store::Store {
+        self.0.as_ref().expect("the ELB state holds its store")
+    }
+}
+
+/// What [`State::route`] found missing of what it keeps per listener and group.
+struct Miss {
+    listener: String,
+    group: Option<String>,
+}
+
+impl State {
+    /// Makes what `miss` names; whether anything was missing.
+    fn make(&mut self, miss: &Miss) -> bool {
+        let mut made = self.meters.find_listener(&miss.listener).is_none();
+        self.meters.listener(&miss.listener);
+        let Some(g) = miss.group.as_ref().and_then(|a| self.groups.get(a)) else {
+            return made;
         };
-        meter.listener = Some(s.meters.listener(listener));
+        made |= self.meters.find_group(&miss.listener, &g.arn).is_none();
+        self.meters.group(&miss.listener, &g.arn);
+        if !self.next.contains_key(&g.arn) {
+            self.next.insert(g.arn.clone(), AtomicUsize::new(0));
+            made = true;
+        }
+        if !self.anomalies.contains_key(&g.arn) {
+            self.anomalies.insert(g.arn.clone(), RwLock::default());
+            made = true;
+        }
+        let loads = self.loads.entry(g.arn.clone()).or_default();
+        for t in &g.targets {
+            if !loads.contains_key(t) {
+                loads.insert(t.clone(), Default::default());
+                made = true;
+            }
+        }
+        made
+    }
+
+    /// [`Elb::route`] on the resources as they are; what it needs made first (`make`).
+    fn route(
+        &self,
+        listener: &str,
+        req: Option<&rules::Request>,
+        client: std::net::IpAddr,
+        meter: &mut meters::Meter,
+    ) -> Result<Pick, Miss> {
+        let s = self;
+        let Some(l) = s.listeners.get(listener) else {
+            return Ok(Pick::Gone);
+        };
+        let miss = |group: Option<&str>| Miss {
+            listener: listener.to_string(),
+            group: group.map(str::to_string),
+        };
+        meter.listener = Some(s.meters.find_listener(listener).ok_or_else(|| miss(None))?);
         let mut actions = &l.default_actions;
         if let Some(r) = req {
             let mut matched: Option<&model::Rule> = None;
@@ -888,14 +935,14 @@ impl Elb {
         // The action that ends the request: the last by order (the others would be
         // authenticate actions, which are refused here).
         let Some(action) = actions.iter().max_by_key(|a| a.order.unwrap_or(0)) else {
-            return Pick::NoTarget;
+            return Ok(Pick::NoTarget);
         };
         if let Some(f) = &action.fixed_response {
-            return Pick::Fixed {
+            return Ok(Pick::Fixed {
                 status: f.status.parse().unwrap_or(503),
                 content_type: f.content_type.clone(),
                 body: f.body.clone().unwrap_or_default(),
-            };
+            });
         }
         if let Some(rd) = &action.redirect {
             let (host, path, query) = match req {
@@ -903,7 +950,7 @@ impl Elb {
                 None => ("", "/", None),
             };
             let (status, location) = rd.location(host, l.port, path, query);
-            return Pick::Redirect { status, location };
+            return Ok(Pick::Redirect { status, location });
         }
         let cookies = req.map(|r| sticky::cookies(r.headers)).unwrap_or_default();
         let cookie = |name: &str| cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
@@ -924,7 +971,7 @@ impl Elb {
                     None => {
                         let total: i64 = groups.iter().map(weight).sum();
                         if total == 0 {
-                            return Pick::NoTarget;
+                            return Ok(Pick::NoTarget);
                         }
                         let mut r = (random_u32() as i64) % total;
                         groups
@@ -963,10 +1010,10 @@ impl Elb {
                 .map(std::borrow::Cow::Borrowed),
         };
         let Some(g) = group.and_then(|a| s.groups.get(&*a)) else {
-            return Pick::NoTarget;
+            return Ok(Pick::NoTarget);
         };
         if g.targets.is_empty() {
-            return Pick::NoTarget;
+            return Ok(Pick::NoTarget);
         }
         // Looked up without a key of its own (`GroupTarget`): no allocation a request.
         let mut from: Vec<&Target> = g
@@ -1002,18 +1049,26 @@ impl Elb {
             if !by_source {
                 return None;
             }
-            let t = s.by_source.get(&g.arn)?.get(&client)?;
+            let by_source = s.by_source.lock().unwrap_or_else(|p| p.into_inner());
+            let t = by_source.get(&g.arn)?.get(&client)?;
             from.iter().copied().find(|x| *x == t)
         });
         let arn = g.arn.as_str();
+        let miss = || miss(Some(arn));
+        let turn = || {
+            s.next
+                .get(arn)
+                .map(|n| n.fetch_add(1, Ordering::Relaxed))
+                .ok_or_else(miss)
+        };
         let algorithm = balance::of(g);
         let mut hold = balance::Outstanding::default();
         let t = match kept {
             Some(t) => t,
             None if algorithm == balance::Algorithm::LeastOutstanding => {
                 // The fewest requests in flight; among equals, the next in turn.
-                let n = next_turn(&mut s.next, arn);
-                let loads = loads_of(&mut s.loads, arn, &from);
+                let n = turn()?;
+                let loads = loads_of(&s.loads, arn, &from).ok_or_else(miss)?;
                 let k = from.len();
                 let i = (0..k)
                     .map(|i| (n.wrapping_add(i)) % k)
@@ -1036,16 +1091,19 @@ impl Elb {
                 if let balance::Algorithm::WeightedRandom { mitigate: true } = algorithm
                     && !healthy_none
                 {
-                    let loads = loads_of(&mut s.loads, arn, &from);
-                    let a = s.anomalies.entry(arn.to_string()).or_default();
-                    a.look(&loads, now, true);
+                    let loads = loads_of(&s.loads, arn, &from).ok_or_else(miss)?;
+                    let a = s.anomalies.get(arn).ok_or_else(miss)?;
+                    if let Ok(mut a) = a.try_write() {
+                        a.look(&loads, now, true);
+                    }
+                    let a = a.read().unwrap_or_else(|p| p.into_inner());
                     for (w, t) in weights.iter_mut().zip(&from) {
                         *w *= a.weight(t);
                     }
                 }
                 let random = matches!(algorithm, balance::Algorithm::WeightedRandom { .. });
                 if !random && weights.iter().all(|w| *w >= 1.0) {
-                    from[next_turn(&mut s.next, arn) % from.len()]
+                    from[turn()? % from.len()]
                 } else {
                     // Targets in slow start, or weighted random: each picked in
                     // proportion to its share.
@@ -1072,17 +1130,22 @@ impl Elb {
             && algorithm != (balance::Algorithm::WeightedRandom { mitigate: true })
         {
             let now = Instant::now();
-            if s.anomalies.get(arn).is_none_or(|a| a.due(now)) {
-                let loads = loads_of(&mut s.loads, arn, &from);
-                let a = s.anomalies.entry(arn.to_string()).or_default();
+            // The thread that finds it free looks; the others go on.
+            if let Ok(mut a) = s.anomalies.get(arn).ok_or_else(miss)?.try_write()
+                && a.due(now)
+            {
+                let loads = loads_of(&s.loads, arn, &from).ok_or_else(miss)?;
                 a.look(&loads, now, false);
             }
         }
         if in_flight || outcome {
-            hold = balance::Outstanding::new(load_of(&mut s.loads, arn, t), in_flight, outcome);
+            let load = s.loads.get(arn).and_then(|m| m.get(t)).ok_or_else(miss)?;
+            hold = balance::Outstanding::new(load.clone(), in_flight, outcome);
         }
         if by_source {
             s.by_source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
                 .entry(arn.to_string())
                 .or_default()
                 .insert(client, t.clone());
@@ -1108,10 +1171,12 @@ impl Elb {
             }
         }
         let addr = target_addr(&s.instances, g, t, t.port);
-        meter.group = Some(s.meters.group(listener, arn));
-        Pick::Target(addr, stick, hold)
+        meter.group = Some(s.meters.find_group(listener, arn).ok_or_else(miss)?);
+        Ok(Pick::Target(addr, stick, hold))
     }
+}
 
+impl Elb {
     /// The health checks to run: each registered target of each group in use.
     pub fn checks(&self) -> Vec<Check> {
         if !self.active() {

@@ -968,7 +968,11 @@ fn describe_target_health(s: &mut State, p: &Params) -> ElbResult<Xml> {
     // before, every target is normal.
     let http = g.protocol.starts_with("HTTP");
     let none = super::balance::Anomalies::default();
-    let detection = (anomalies && http).then(|| s.anomalies.get(&g.arn).unwrap_or(&none));
+    let seen = s
+        .anomalies
+        .get(&g.arn)
+        .map(|a| a.read().unwrap_or_else(|p| p.into_inner()));
+    let detection = (anomalies && http).then(|| seen.as_deref().unwrap_or(&none));
     let now = Instant::now();
     s.draining.retain(|d| d.until > now);
     let asked = targets(p, &g)?;

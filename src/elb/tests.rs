@@ -251,3 +251,83 @@ fn a_target_another_process_registers_again_between_two_reads_is_initial_again_i
     assert_eq!(s.health[&key(&s)].state, "initial");
     assert!(s.draining.is_empty(), "registered again: not draining");
 }
+
+/// The data plane's threads route at once (docs/load-balancing.md "Speed"): a route does
+/// not wait for another thread's route in progress, whatever the group's algorithm. (With
+/// one lock for all, a thread taken off its core while routing held up every request of
+/// the others.) Here a route in progress is the resources held as a route holds them, and
+/// each algorithm's route on another thread must end while they are held.
+#[test]
+fn a_route_does_not_wait_for_another_threads_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let elb = std::sync::Arc::new(Elb::open(dir.path().to_path_buf()).unwrap());
+    let tg = group_in_use(&elb, "parallel");
+    call(
+        &elb,
+        "RegisterTargets",
+        &[
+            ("TargetGroupArn", &tg),
+            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.2.Id", "10.0.0.2"),
+            ("Targets.member.3.Id", "10.0.0.3"),
+        ],
+    );
+    let listener = elb.lock().listeners.keys().next().cloned().unwrap();
+    let route = |elb: &Elb| {
+        let req = rules::Request {
+            method: "GET",
+            host: Some("parallel"),
+            path: "/",
+            query: None,
+            headers: &[],
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        let mut meter = meters::Meter::default();
+        let pick = elb.route(&listener, Some(&req), req.source, &mut meter);
+        matches!(pick, Pick::Target(..))
+    };
+    for algorithm in [
+        "round_robin",
+        "least_outstanding_requests",
+        "weighted_random",
+    ] {
+        call(
+            &elb,
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                ("Attributes.member.1.Key", "load_balancing.algorithm.type"),
+                ("Attributes.member.1.Value", algorithm),
+                (
+                    "Attributes.member.2.Key",
+                    "load_balancing.algorithm.anomaly_mitigation",
+                ),
+                (
+                    "Attributes.member.2.Value",
+                    if algorithm == "weighted_random" {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                ),
+            ],
+        );
+        // The group's first request makes what the data plane keeps of it.
+        assert!(route(&elb), "{algorithm}: the first route");
+        let held = elb.read();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let routed = (0..100).all(|_| route(&elb));
+                let _ = tx.send(routed);
+            });
+            let routed = rx.recv_timeout(std::time::Duration::from_secs(5));
+            drop(held);
+            assert_eq!(
+                routed,
+                Ok(true),
+                "{algorithm}: a route waited for another in progress"
+            );
+        });
+    }
+}
