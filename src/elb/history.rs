@@ -228,8 +228,10 @@ pub async fn run(elb: Arc<Elb>) {
     let mut resources = elb.changes();
     loop {
         let next_drain_end = elb.record_history();
-        let e = elb.clone();
-        let _ = tokio::task::spawn_blocking(move || e.save_history()).await;
+        if elb.history_unsaved() {
+            let e = elb.clone();
+            let _ = tokio::task::spawn_blocking(move || e.save_history()).await;
+        }
         let drained = async {
             match next_drain_end {
                 // A moment after the drain's end, so that it has ended when looked at.
@@ -280,7 +282,9 @@ impl Elb {
             SystemTime::now(),
             listed.iter().map(|(g, id, port, h)| (*g, *id, *port, h)),
         );
-        if history.unsaved.as_ref().is_some_and(|u| !u.is_empty()) {
+        let unsaved = history.unsaved.as_ref().is_some_and(|u| !u.is_empty());
+        drop(history);
+        if unsaved {
             self.history_writer.waiting.notify_one();
         }
         next
@@ -289,7 +293,8 @@ impl Elb {
     /// `serve`, at its start (before anything is recorded): the history as the store has
     /// it, and every change from now on written to the store ([`Self::save_history`]).
     /// A stored history that does not decode is an error in the log, and the history
-    /// starts afresh (the stored rows stay as they are).
+    /// starts afresh (the stored rows stay as they are). Records the targets as they are
+    /// now.
     pub fn load_history(&self) {
         let loaded = crate::store::Store::open(&self.root)
             .and_then(|store| {
@@ -313,6 +318,15 @@ impl Elb {
             }
         };
         *self.history.lock().unwrap_or_else(|p| p.into_inner()) = history;
+        // What DescribeTargetHealth reports at this start, before the first check can
+        // change it (every target `initial` again: a restarted serve checks afresh).
+        self.record_history();
+    }
+
+    /// Whether points wait to be written ([`Self::save_history`]).
+    fn history_unsaved(&self) -> bool {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.unsaved.as_ref().is_some_and(|u| !u.is_empty())
     }
 
     /// Writes the points recorded since the last call to the store, pruning it to the
