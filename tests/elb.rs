@@ -2884,3 +2884,133 @@ fn a_host_mode_service_task_is_an_instance_target_at_its_container_port() {
         (api.service("default", "hweb")["status"] == "INACTIVE").then_some(())
     });
 }
+
+/// One target's points in serve's record of the targets' health changes (the console's
+/// `GET /console/api/target-health-history`): (seconds since the epoch, state, reason).
+fn health_history(api: &Api, tg: &str, id: &str, port: u16) -> Vec<(f64, String, String)> {
+    let (key, secret) = api.credentials();
+    let (code, _, body) = curl(
+        &format!("{}/console/api/target-health-history", api.endpoint),
+        &["-u", &format!("{key}:{secret}")],
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let targets = v["targets"].as_array().unwrap();
+    let Some(t) = targets
+        .iter()
+        .find(|t| t["targetGroupArn"] == tg && t["id"] == id && t["port"] == port)
+    else {
+        return Vec::new();
+    };
+    t["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["at"].as_f64().unwrap(),
+                s(&p["state"]).to_string(),
+                p["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn the_console_s_target_health_history_outlives_a_serve_restart() {
+    let mut api = Api::start();
+    let t = Targets::start(&["h"]);
+    let lb = elb_json(&api, &["create-load-balancer", "--name", "history"]);
+    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]).to_string();
+    let tg = checked_group(&api, "history");
+    let port = common::util::free_port().to_string();
+    common::elb::http_listener(&api, &lb_arn, &port, &tg);
+    let tport = t.ports[0];
+    elb_json(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={tport}"),
+        ],
+    );
+    let state_is = |api: &Api, want: &str| {
+        api.wait_for(40, &format!("the target {want}"), || {
+            let h = health_states(api, &tg);
+            (h.len() == 1 && h[0].1 == want).then_some(h[0].2.clone())
+        })
+    };
+    state_is(&api, "healthy");
+    t.sick("h", true);
+    let why = state_is(&api, "unhealthy");
+    assert_eq!(why, "Target.ResponseCodeMismatch");
+    let history = |api: &Api| health_history(api, &tg, "127.0.0.1", tport);
+    let before = history(&api);
+    let states: Vec<&str> = before.iter().map(|p| p.1.as_str()).collect();
+    assert_eq!(states.first(), Some(&"initial"), "{before:?}");
+    assert_eq!(
+        &states[states.len() - 2..],
+        ["healthy", "unhealthy"],
+        "{before:?}"
+    );
+    assert_eq!(before.last().unwrap().2, why);
+
+    // SIGTERM, and serve again on the same root: the same points, with their times, then
+    // what DescribeTargetHealth reports after the restart (checks start over: initial).
+    api.restart();
+    let after = history(&api);
+    assert!(
+        after.len() > before.len() && after[..before.len()] == before[..],
+        "before the restart {before:?}, after it {after:?}"
+    );
+    let next = &after[before.len()];
+    assert_eq!(
+        (next.1.as_str(), next.2.as_str()),
+        ("initial", "Elb.RegistrationInProgress"),
+        "{after:?}"
+    );
+    assert!(next.0 > before.last().unwrap().0, "{after:?}");
+    // Still failing its checks: unhealthy again, appended (and written: it is there after
+    // the next restart too).
+    state_is(&api, "unhealthy");
+    let again = history(&api);
+    assert_eq!(again[..after.len()], after[..], "{again:?}");
+    assert_eq!(again.last().unwrap().1, "unhealthy", "{again:?}");
+    api.restart();
+    let kept = history(&api);
+    assert_eq!(kept[..again.len()], again[..], "{kept:?}");
+
+    // A stored row this serve cannot read: it starts all the same, its history from then on.
+    let db = api.mf.root.join("state.db");
+    let py = "import sqlite3, sys\n\
+              c = sqlite3.connect(sys.argv[1], timeout=30)\n\
+              c.execute(\"INSERT INTO elb_target_health_history (target_group, target_id, port, at_ms, state) VALUES ('g', 'x', 1, 1, 'sleepy')\")\n\
+              c.commit()\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", py])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restarted_at = epoch_now();
+    api.restart();
+    let afresh = history(&api);
+    assert!(
+        !afresh.is_empty() && afresh.iter().all(|p| p.0 >= restarted_at - 0.01),
+        "after {restarted_at}: {afresh:?}"
+    );
+    assert_eq!(afresh[0].1, "initial", "{afresh:?}");
+}

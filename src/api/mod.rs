@@ -95,6 +95,15 @@ pub async fn serve(
         crate::elb::Elb::open(g.root.clone())
             .context("failed to load the load balancers (Elastic Load Balancing v2)")?,
     );
+    // The targets' health history as the last serve left it (the console's; this serve
+    // writes it from now on: `crate::elb::history`).
+    {
+        let e = elb.clone();
+        tokio::task::spawn_blocking(move || e.load_history())
+            .await
+            .context("failed to read the targets' health history")?;
+    }
+    let history = elb.clone();
     let metrics = Arc::new(crate::cloudwatch::Metrics::new());
     let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
         metrics: metrics.clone(),
@@ -257,6 +266,8 @@ pub async fn serve(
     dataplane.0.abort();
     dataplane.1.abort();
     dataplane.2.abort();
+    // What the history recorded and its task had not written yet.
+    let _ = tokio::task::spawn_blocking(move || history.save_history()).await;
     publisher.abort();
     ecs_events.abort();
     // The load balancers' addresses and hosts lines go with their listeners; new tasks

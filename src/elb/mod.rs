@@ -58,8 +58,10 @@ pub struct Elb {
     follows: AtomicBool,
     /// Counts the targets' health changes (the leader publishes them to the others).
     health_generation: tokio::sync::watch::Sender<u64>,
-    /// Each target's changes of health since this serve started (the console's).
+    /// Each target's changes of health (the console's).
     history: Mutex<history::History>,
+    /// `serve`'s writes of them to the store.
+    history_writer: history::Writer,
 }
 
 /// One target's health as the serve that runs the checks publishes it (cluster mode:
@@ -216,6 +218,7 @@ impl Elb {
             follows: AtomicBool::new(false),
             health_generation: tokio::sync::watch::Sender::new(0),
             history: Mutex::new(history::History::default()),
+            history_writer: history::Writer::default(),
         };
         elb.with(|s| {
             s.refresh_health();

@@ -357,6 +357,30 @@ CREATE TABLE servicediscovery_resources (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 15,
+        name: "elastic load balancing target health history",
+        sql: r#"
+-- Each load balancer target's changes of health, the console's history of them
+-- (src/elb/history.rs): one row per change of the state or reason DescribeTargetHealth
+-- reports, 'deregistered' once the target is no longer listed. Written by `serve` alone,
+-- on each change, pruned in the same transaction to the last changes of each target and
+-- to the targets no longer listed that are kept. Never shared between the serves of a
+-- cluster (each records what it sees). seq orders the changes; at_ms is epoch ms.
+CREATE TABLE elb_target_health_history (
+    seq          INTEGER PRIMARY KEY,
+    target_group TEXT NOT NULL,
+    target_id    TEXT NOT NULL,
+    port         INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    reason       TEXT
+) STRICT;
+
+CREATE INDEX elb_target_health_history_by_target
+    ON elb_target_health_history (target_group, target_id, port, seq);
+"#,
+    },
 ];
 
 #[cfg(test)]

@@ -25,12 +25,14 @@ mod tasks;
 mod values;
 
 pub use clusters::{ClusterChange, ClusterRow, DeleteCluster, PhaseRow};
+pub use elb::TargetHealthPoint;
 pub use migrations::MIGRATIONS;
 pub use network::NetworkRow;
 pub use services::{DeploymentRow, EventRow, Resource, ServiceRow};
 pub use states::{
     AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, DesiredStatus, HealthStatus,
-    LastStatus, RolloutState, ServiceStatus, StopCode, UnknownState,
+    LastStatus, RolloutState, ServiceStatus, StopCode, TargetHealthReason, TargetHealthState,
+    UnknownState,
 };
 pub use taskdefs::{FamilyStatus, SortOrder, StoredTaskDefinition};
 pub use tasks::{ContainerRow, Liveness, RunToken, TaskFilter, TaskRow};

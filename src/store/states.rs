@@ -166,6 +166,42 @@ state_enum!(
     }
 );
 
+state_enum!(
+    /// A load balancer target's health `State`, as DescribeTargetHealth reports it, and
+    /// `deregistered`: the console's history records that once a target is no longer
+    /// listed (`crate::elb::history::GONE`; ELB has no state by that name).
+    /// Ref: elbv2 service-2.json `TargetHealthStateEnum`.
+    TargetHealthState("target health state") {
+        Initial = "initial",
+        Healthy = "healthy",
+        Unhealthy = "unhealthy",
+        UnhealthyDraining = "unhealthy.draining",
+        Unused = "unused",
+        Draining = "draining",
+        Unavailable = "unavailable",
+        Deregistered = "deregistered",
+    }
+);
+
+state_enum!(
+    /// A load balancer target's health `Reason` code.
+    /// Ref: elbv2 service-2.json `TargetHealthReasonEnum`.
+    TargetHealthReason("target health reason") {
+        RegistrationInProgress = "Elb.RegistrationInProgress",
+        InitialHealthChecking = "Elb.InitialHealthChecking",
+        ResponseCodeMismatch = "Target.ResponseCodeMismatch",
+        Timeout = "Target.Timeout",
+        FailedHealthChecks = "Target.FailedHealthChecks",
+        NotRegistered = "Target.NotRegistered",
+        NotInUse = "Target.NotInUse",
+        DeregistrationInProgress = "Target.DeregistrationInProgress",
+        InvalidState = "Target.InvalidState",
+        IpUnusable = "Target.IpUnusable",
+        HealthCheckDisabled = "Target.HealthCheckDisabled",
+        InternalError = "Elb.InternalError",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

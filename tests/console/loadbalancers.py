@@ -4,7 +4,7 @@ user would see, against what the API answered the test (the environment):
 
 - the Load balancers page: load balancer LB with its DNS name DNS, the listener on PORT
   forwarding to target group TG, and TG's targets TARGETS (id:port, comma-separated), each
-  HEALTHY, with a strip of its changes since serve started (serve's record, not the
+  HEALTHY, with a strip of its health changes (serve's record, not the
   page's polls): it starts `initial` and ends `healthy` on the page's first view, though
   the targets turned healthy before the page opened, and a poll with no change adds none;
 - the page of service SERVICE: its target group with the same targets, HEALTHY; then the

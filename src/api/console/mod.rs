@@ -302,7 +302,7 @@ async fn elb_call(
 }
 
 /// `GET /console/api/target-health-history`: each target's changes of state and reason
-/// since this serve started (`crate::elb::history`; ELB's API keeps none), as JSON
+/// (`crate::elb::history`, kept in `state.db` across restarts; ELB's API keeps none), as JSON
 /// `{"targets": [{"targetGroupArn", "id", "port", "points": [{"at", "state", "reason"}]}]}`.
 async fn target_health_history(elb: Option<axum::Extension<Arc<crate::elb::Elb>>>) -> Response {
     let Some(axum::Extension(elb)) = elb else {

@@ -773,8 +773,8 @@ function explain(text, anchor) {
   }
 
   // ---- Load balancers ----
-  // Each target's changes of state (and reason) since serve started, with their times, as
-  // serve records them (GET /console/api/target-health-history; ELB's API answers the
+  // Each target's changes of state (and reason), with their times, as serve records them
+  // (GET /console/api/target-health-history, kept across restarts; ELB's API answers the
   // present only): the strip a teacher points at when a target goes initial -> healthy ->
   // draining. Keyed by group ARN, target id and port.
   async function healthHistory() {
@@ -791,7 +791,7 @@ function explain(text, anchor) {
       points.length ? h('span', { class: 'muted since' }, ' since ' + time(new Date(points[points.length - 1].at * 1000))) : '');
   }
   function targetsTable(tgArn, descs, history) {
-    return table(['Target', 'State', 'Reason', 'Description', 'Changes since serve started'],
+    return table(['Target', 'State', 'Reason', 'Description', 'Health changes'],
       descs.map((d) => h('tr', { 'data-target': d.Target.Id + ':' + d.Target.Port },
         h('td', { class: 'mono' }, d.Target.Id + ':' + d.Target.Port),
         h('td', { class: 'target-state' }, status(String(d.TargetHealth.State || '').toUpperCase())),
