@@ -104,7 +104,13 @@ c.modify_target_group_attributes(TargetGroupArn=tga, Attributes=[
     {"Key": "slow_start.duration_seconds", "Value": "0"},
     {"Key": "stickiness.enabled", "Value": "false"},
     {"Key": "stickiness.type", "Value": "lb_cookie"},
-    {"Key": "stickiness.lb_cookie.duration_seconds", "Value": "86400"}])
+    {"Key": "stickiness.lb_cookie.duration_seconds", "Value": "86400"},
+    {"Key": "load_balancing.cross_zone.enabled", "Value": "use_load_balancer_configuration"},
+    {"Key": "target_group_health.dns_failover.minimum_healthy_targets.count", "Value": "1"},
+    {"Key": "target_group_health.dns_failover.minimum_healthy_targets.percentage", "Value": "off"},
+    {"Key": "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count", "Value": "1"},
+    {"Key": "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+     "Value": "off"}])
 c.describe_target_group_attributes(TargetGroupArn=tga)
 c.describe_tags(ResourceArns=[tga])
 c.modify_target_group(TargetGroupArn=tga, HealthCheckPath="/health")
