@@ -153,7 +153,7 @@ fn elbv2_verbs_answer_as_the_aws_cli_and_a_listener_they_make_proxies() {
     );
     let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
     let port = common::util::free_port().to_string();
-    mf_json(
+    let listener = mf_json(
         &api,
         "elbv2",
         &[
@@ -167,6 +167,33 @@ fn elbv2_verbs_answer_as_the_aws_cli_and_a_listener_they_make_proxies() {
             "--default-actions",
             &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
+    );
+    let listener_arn = s(&listener["Listeners"][0]["ListenerArn"]).to_string();
+    // A verb of an operation Terraform's aws_lb_listener reads (DescribeListenerAttributes).
+    mf_json(
+        &api,
+        "elbv2",
+        &[
+            "modify-listener-attributes",
+            "--listener-arn",
+            &listener_arn,
+            "--attributes",
+            "Key=routing.http.response.server.enabled,Value=false",
+        ],
+    );
+    let a = same(
+        &api,
+        "elbv2",
+        &[
+            "describe-listener-attributes",
+            "--listener-arn",
+            &listener_arn,
+        ],
+        &[],
+    );
+    assert_eq!(
+        common::elb::attribute(&a, "routing.http.response.server.enabled").as_deref(),
+        Some("false")
     );
     let target = format!("Id=127.0.0.1,Port={}", t.ports[0]);
     mf_json(

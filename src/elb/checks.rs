@@ -4,8 +4,8 @@
 
 use super::State;
 use super::error::{ElbError, ElbResult};
-use super::model::{Action, LbType, LoadBalancer, Tag, TargetGroup, WeightedGroup};
-use super::query::Params;
+use super::model::{Action, LbType, Listener, LoadBalancer, Tag, TargetGroup, WeightedGroup};
+use super::query::{Params, Xml};
 
 pub(super) fn validation(msg: impl Into<String>) -> ElbError {
     ElbError::Validation(msg.into())
@@ -51,6 +51,21 @@ pub(super) fn lb<'a>(s: &'a State, arn: &str) -> ElbResult<&'a LoadBalancer> {
     s.lbs
         .get(arn)
         .ok_or_else(|| ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found")))
+}
+
+/// `Attributes`: each key and its value, in key order (a load balancer's, a target
+/// group's or a listener's).
+pub(super) fn write_attributes(x: &mut Xml, attrs: &std::collections::BTreeMap<String, String>) {
+    let attrs: Vec<(&String, &String)> = attrs.iter().collect();
+    x.list("Attributes", &attrs, |x, (k, v)| {
+        x.leaf("Key", k).leaf("Value", v);
+    });
+}
+
+pub(super) fn listener<'a>(s: &'a State, arn: &str) -> ElbResult<&'a Listener> {
+    s.listeners
+        .get(arn)
+        .ok_or_else(|| ElbError::ListenerNotFound(format!("Listener '{arn}' not found")))
 }
 
 /// A listener's default actions (`DefaultActions`) or a rule's (`Actions`): forward

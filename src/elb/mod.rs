@@ -22,6 +22,7 @@ mod proxy;
 pub mod query;
 mod rule_ops;
 pub mod rules;
+mod setting_ops;
 mod sticky;
 
 pub use error::{ElbError, ElbResult};

@@ -54,6 +54,10 @@ pub struct LoadBalancer {
     /// defaults: `ops::lb_attributes`).
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` as SetSecurityGroups last set
+    /// it (`on`/`off`; network load balancers with security groups only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_private_link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -186,6 +190,10 @@ pub struct Listener {
     pub protocol: String,
     pub default_actions: Vec<Action>,
     pub tags: Vec<Tag>,
+    /// The attributes set by ModifyListenerAttributes (the others have ELB's defaults:
+    /// `setting_ops::listener_attributes`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// ISO 8601 with milliseconds, as ELB writes `CreatedTime`.
@@ -207,6 +215,19 @@ impl LoadBalancer {
         }
     }
 
+    /// `AvailabilityZones`: a zone of each subnet, the listeners' address in each.
+    pub fn write_zones(&self, x: &mut Xml) {
+        x.list("AvailabilityZones", &self.zones(), |x, s| {
+            x.leaf("ZoneName", zone_of(s)).leaf("SubnetId", s).list(
+                "LoadBalancerAddresses",
+                &[address(self)],
+                |x, a| {
+                    x.leaf("IpAddress", a);
+                },
+            );
+        });
+    }
+
     /// The `LoadBalancer` shape; `state` is `provisioning` in CreateLoadBalancer's answer
     /// and `active` after, as AWS answers.
     pub fn write(&self, x: &mut Xml, state: &str) {
@@ -220,18 +241,19 @@ impl LoadBalancer {
             .node("State", |x| {
                 x.leaf("Code", state);
             })
-            .leaf("Type", self.kind.as_str())
-            .list("AvailabilityZones", &self.zones(), |x, s| {
-                x.leaf("ZoneName", zone_of(s)).leaf("SubnetId", s).list(
-                    "LoadBalancerAddresses",
-                    &[address(self)],
-                    |x, a| {
-                        x.leaf("IpAddress", a);
-                    },
-                );
-            });
+            .leaf("Type", self.kind.as_str());
+        self.write_zones(x);
         if self.kind == LbType::Application || !self.security_groups.is_empty() {
             x.strings("SecurityGroups", &self.security_groups);
+        }
+        if self.kind == LbType::Network && !self.security_groups.is_empty() {
+            // Ref: API_LoadBalancer: "Indicates whether to evaluate inbound security group
+            // rules for traffic sent to a Network Load Balancer through AWS PrivateLink."
+            // (on unless SetSecurityGroups turned it off).
+            x.leaf(
+                "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
+                self.enforce_private_link.as_deref().unwrap_or("on"),
+            );
         }
         x.leaf("IpAddressType", &self.ip_address_type);
     }

@@ -3,11 +3,11 @@
 //! bounds and error codes (the botocore model's documentation of each member, and
 //! API_CreateTargetGroup / API_CreateLoadBalancer / API_CreateListener).
 
-use super::checks::{actions, group, lb, page, tags, validation};
+use super::checks::{actions, group, lb, page, tags, validation, write_attributes};
 use super::error::{ElbError, ElbResult};
 use super::model::{HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup};
 use super::query::{Params, Xml};
-use super::{Elb, Health, State, random_hex};
+use super::{Elb, Health, State, random_hex, setting_ops};
 use std::time::Instant;
 
 /// The operations, in the order docs/load-balancing.md lists them, with what each does here.
@@ -96,6 +96,30 @@ pub const OPERATIONS: &[(&str, &str)] = &[
         "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (`desync_mitigation_mode`, zonal shift, WAF fail-open, TLS headers) stored and returned",
     ),
     (
+        "SetSecurityGroups",
+        "kept and returned, not applied (no VPC security groups here); a network load balancer created without security groups, or left with none, refused (InvalidConfigurationRequest, as ELB); `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` kept (network load balancers)",
+    ),
+    (
+        "SetSubnets",
+        "`Subnets`/`SubnetMappings` kept as the load balancer's zones (subnets are not checked: no VPC here); `IpAddressType` as SetIpAddressType; `EnablePrefixForIpv6SourceNat` `on` refused (UDP listeners only)",
+    ),
+    (
+        "SetIpAddressType",
+        "`ipv4`, `dualstack`, `dualstack-without-public-ipv4` (application only) kept and returned, not applied (the listeners answer at one IPv4 address)",
+    ),
+    (
+        "DescribeCapacityReservation",
+        "no capacity is reserved on one box: no `MinimumLoadBalancerCapacity`, no zone state (as for a load balancer without a reservation)",
+    ),
+    (
+        "DescribeListenerAttributes",
+        "TCP listeners: `tcp.idle_timeout.seconds` (350); HTTP listeners: `routing.http.response.server.enabled` (true) and the `routing.http.response.*.header_value` headers (none)",
+    ),
+    (
+        "ModifyListenerAttributes",
+        "the keys of the listener's protocol, stored and returned, not applied (the proxy's idle timeout and headers are not changed by them); another protocol's key refused (InvalidConfigurationRequest), an unknown one (ValidationError); `tcp.idle_timeout.seconds` 60-6000",
+    ),
+    (
         "AddTags",
         "load balancers, target groups, listeners and rules, by ARN; at most 50 tags a resource",
     ),
@@ -137,6 +161,16 @@ fn dispatch(elb: &Elb, op: &str, p: &Params) -> ElbResult<Xml> {
         "SetRulePriorities" => elb.write(|s| super::rule_ops::set_rule_priorities(s, p)),
         "DescribeLoadBalancerAttributes" => elb.with(|s| describe_lb_attributes(s, p)),
         "ModifyLoadBalancerAttributes" => elb.write(|s| modify_lb_attributes(s, p)),
+        "SetSecurityGroups" => elb.write(|s| setting_ops::set_security_groups(s, p)),
+        "SetSubnets" => elb.write(|s| setting_ops::set_subnets(s, p)),
+        "SetIpAddressType" => elb.write(|s| setting_ops::set_ip_address_type(s, p)),
+        "DescribeCapacityReservation" => {
+            elb.with(|s| setting_ops::describe_capacity_reservation(s, p))
+        }
+        "DescribeListenerAttributes" => {
+            elb.with(|s| setting_ops::describe_listener_attributes(s, p))
+        }
+        "ModifyListenerAttributes" => elb.write(|s| setting_ops::modify_listener_attributes(s, p)),
         "AddTags" => elb.write(|s| add_tags(s, p)),
         "RemoveTags" => elb.write(|s| remove_tags(s, p)),
         "DescribeTags" => elb.with(|s| describe_tags(s, p)),
@@ -220,18 +254,8 @@ fn create_load_balancer(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> 
         )));
     }
     let ip_address_type = p.str("IpAddressType").unwrap_or("ipv4");
-    if !matches!(
-        ip_address_type,
-        "ipv4" | "dualstack" | "dualstack-without-public-ipv4"
-    ) {
-        return Err(validation(format!(
-            "1 validation error detected: Value '{ip_address_type}' at 'ipAddressType' failed to satisfy constraint: Member must satisfy enum value set: [ipv4, dualstack, dualstack-without-public-ipv4]"
-        )));
-    }
-    let mut subnets = p.list("Subnets");
-    for m in p.structs("SubnetMappings") {
-        subnets.push(m.required("SubnetId")?.to_string());
-    }
+    setting_ops::ip_address_type(kind, ip_address_type)?;
+    let subnets = setting_ops::subnets(p)?;
     let tags = tags(p)?;
     if s.lbs.values().any(|l| l.name == name) {
         return Err(ElbError::DuplicateLoadBalancerName(
@@ -273,6 +297,7 @@ fn create_load_balancer(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> 
         ip_address_type: ip_address_type.to_string(),
         tags,
         attributes: Default::default(),
+        enforce_private_link: None,
     };
     s.save_lb(&lb)?;
     let mut x = Xml::new();
@@ -753,17 +778,10 @@ fn delete_target_group(s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(Xml::new())
 }
 
-fn write_attributes(x: &mut Xml, g: &TargetGroup) {
-    let attrs: Vec<(&String, &String)> = g.attributes.iter().collect();
-    x.list("Attributes", &attrs, |x, (k, v)| {
-        x.leaf("Key", k).leaf("Value", v);
-    });
-}
-
 fn describe_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let g = group(s, p.required("TargetGroupArn")?)?;
     let mut x = Xml::new();
-    write_attributes(&mut x, g);
+    write_attributes(&mut x, &g.attributes);
     Ok(x)
 }
 
@@ -846,7 +864,7 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     }
     s.save_group(&g)?;
     let mut x = Xml::new();
-    write_attributes(&mut x, &g);
+    write_attributes(&mut x, &g.attributes);
     s.groups.insert(g.arn.clone(), g);
     Ok(x)
 }
@@ -1110,6 +1128,7 @@ fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
         protocol: protocol.to_string(),
         default_actions,
         tags,
+        attributes: Default::default(),
     };
     s.save_listener(&l)?;
     let mut x = Xml::new();
@@ -1222,17 +1241,10 @@ pub fn lb_attributes(lb: &LoadBalancer) -> std::collections::BTreeMap<String, St
     out
 }
 
-fn write_lb_attributes(x: &mut Xml, lb: &LoadBalancer) {
-    let attrs: Vec<(String, String)> = lb_attributes(lb).into_iter().collect();
-    x.list("Attributes", &attrs, |x, (k, v)| {
-        x.leaf("Key", k).leaf("Value", v);
-    });
-}
-
 fn describe_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let lb = lb(s, p.required("LoadBalancerArn")?)?;
     let mut x = Xml::new();
-    write_lb_attributes(&mut x, lb);
+    write_attributes(&mut x, &lb_attributes(lb));
     Ok(x)
 }
 
@@ -1257,7 +1269,7 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     }
     s.save_lb(&lb)?;
     let mut x = Xml::new();
-    write_lb_attributes(&mut x, &lb);
+    write_attributes(&mut x, &lb_attributes(&lb));
     s.lbs.insert(lb.arn.clone(), lb);
     Ok(x)
 }

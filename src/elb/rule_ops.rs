@@ -3,7 +3,7 @@
 //! (API_CreateRule, API_SetRulePriorities, API_ModifyListener). The conditions and the
 //! redirect/fixed-response settings are `super::rules`; the actions `super::ops::actions`.
 
-use super::checks::{actions, lb, page, tags, validation};
+use super::checks::{actions, lb, listener, page, tags, validation};
 use super::error::{ElbError, ElbResult};
 use super::model::{LbType, Listener, LoadBalancer};
 use super::model::{Rule, write_default};
@@ -14,12 +14,6 @@ use super::{Elb, State, random_hex};
 /// ELB's quota of rules per application load balancer, default rules not counted
 /// (load-balancer-limits.html, "Rules per Application Load Balancer").
 pub const MAX_RULES_PER_LB: usize = 100;
-
-fn listener<'a>(s: &'a State, arn: &str) -> ElbResult<&'a Listener> {
-    s.listeners
-        .get(arn)
-        .ok_or_else(|| ElbError::ListenerNotFound(format!("Listener '{arn}' not found")))
-}
 
 /// The listener whose default rule is `arn`, if it is one.
 fn default_rule_of<'a>(s: &'a State, arn: &str) -> Option<&'a Listener> {
