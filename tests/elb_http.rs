@@ -65,6 +65,7 @@ struct Lb {
     _dir: tempfile::TempDir,
     ip: String,
     dns: String,
+    arn: String,
     port: u16,
     empty_port: u16,
     dead_port: u16,
@@ -118,6 +119,7 @@ fn setup(name: &str) -> Lb {
         _dir: dir,
         ip: alb.ip,
         dns: alb.dns,
+        arn: alb.arn,
         port: ports[0],
         empty_port: ports[1],
         dead_port: ports[2],
@@ -757,4 +759,47 @@ fn an_http_listener_speaks_http_1_1_as_a_client_sees_it() {
 fn request_heads_over_alb_s_limits_get_400() {
     let lb = setup("h1big");
     oversized_request_heads_get_400(&lb);
+}
+
+// ALB's desync mitigation modes (ALB User Guide, "Desync mitigation mode"), set with the AWS
+// CLI: a GET with `Content-Length: 0` is Acceptable, a GET with a body Ambiguous, an
+// unknown transfer coding before chunked Severe (http-desync-guardian's reasons
+// GetHeadZeroContentLength, UndefinedContentLengthSemantics, BadTransferEncoding).
+#[test]
+fn desync_mitigation_modes_forward_close_or_refuse_as_alb_does() {
+    let lb = setup("h1desync");
+    let acceptable = &b"GET /echo HTTP/1.1\r\nHost: lb\r\nContent-Length: 0\r\n\r\n"[..];
+    let ambiguous = &b"GET /echo HTTP/1.1\r\nHost: lb\r\nContent-Length: 3\r\n\r\nabc"[..];
+    let severe = &b"POST /echo HTTP/1.1\r\nHost: lb\r\nTransfer-Encoding: x, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..];
+    // The status, and whether the connection was closed after it.
+    let outcome = |request: &[u8]| {
+        let mut c = Conn::open(&lb.ip, lb.port);
+        c.send(request);
+        let status = c.read(false).status;
+        (status, c.closed_within(2))
+    };
+    for (mode, want) in [
+        ("defensive", [(200, false), (200, true), (400, true)]),
+        ("strictest", [(400, true), (400, true), (400, true)]),
+        ("monitor", [(200, false), (200, false), (200, false)]),
+    ] {
+        elbv2(
+            &lb._api,
+            &[
+                "modify-load-balancer-attributes",
+                "--load-balancer-arn",
+                &lb.arn,
+                "--attributes",
+                &format!("Key=routing.http.desync_mitigation_mode,Value={mode}"),
+            ],
+        );
+        for (request, want) in [acceptable, ambiguous, severe].into_iter().zip(want) {
+            assert_eq!(
+                outcome(request),
+                want,
+                "{mode}: {}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod balance;
 pub mod bluegreen;
 mod checks;
 pub mod dataplane;
+mod desync;
 pub mod error;
 mod h1;
 pub mod health;
@@ -807,6 +808,8 @@ impl Elb {
             Some("remove") => proxy::Xff::Remove,
             _ => proxy::Xff::Append,
         };
+        let desync = lb.attributes.get("routing.http.desync_mitigation_mode");
+        set.desync = desync::Mode::of(desync.map(String::as_str));
         set
     }
 

@@ -93,7 +93,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyLoadBalancerAttributes",
-        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (`desync_mitigation_mode`, zonal shift, WAF fail-open, TLS headers) stored and returned",
+        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) and `routing.http.desync_mitigation_mode` applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (zonal shift, WAF fail-open, TLS headers) stored and returned",
     ),
     (
         "SetSecurityGroups",

@@ -8,6 +8,7 @@
 //! keeps a client's connection whatever its targets do), an HTTP/1.0 client without
 //! chunks. Interim answers (`100 Continue`) reach the client while its body is sent.
 
+use super::desync;
 use super::h1::{self, Chunks, Framing};
 use super::meters::Meter;
 use super::{Elb, Pick};
@@ -59,6 +60,8 @@ pub struct Settings {
     /// `routing.http.drop_invalid_header_fields.enabled`: fields whose names are not
     /// letters, digits and hyphens are not forwarded.
     pub drop_invalid: bool,
+    /// `routing.http.desync_mitigation_mode` (`super::desync`).
+    pub desync: desync::Mode,
 }
 
 /// What becomes of `X-Forwarded-For`.
@@ -82,6 +85,7 @@ impl Default for Settings {
             xff_port: false,
             preserve_host: false,
             drop_invalid: false,
+            desync: desync::Mode::Defensive,
         }
     }
 }
@@ -285,6 +289,9 @@ struct Forward {
     head_request: bool,
     /// The client's connection closes after the answer.
     close: bool,
+    /// The target's connection closes after the answer (an Ambiguous request in
+    /// defensive mode: `super::desync`).
+    close_target: bool,
     /// An HTTP/1.0 client (no chunks, `Connection: keep-alive` to keep it).
     v10: bool,
     /// The client asks to switch protocols (`Connection: Upgrade`, `Upgrade: websocket`):
@@ -402,11 +409,24 @@ fn prepare(
     let Some(t) = h1::target(raw).filter(|_| !too_long) else {
         return own(out, 400, head_request, true);
     };
+    let v10 = version == 0;
+    // ALB's desync mitigation: the mode's answer to the request's class, before its
+    // framing (a request without one is a 400 in every mode: RFC 9112 6.3 items 4-5).
+    let class = desync::classify(
+        method.as_bytes(),
+        raw.as_bytes(),
+        if v10 { b"HTTP/1.0" } else { b"HTTP/1.1" },
+        req.headers,
+    );
+    let close_target = match set.desync.action(class.class()) {
+        desync::Action::Block => return own(out, 400, head_request, true),
+        desync::Action::ForwardThenClose => true,
+        desync::Action::Forward => false,
+    };
     let Ok((framing, ambiguous)) = h1::request_framing(req.headers) else {
         return own(out, 400, head_request, true);
     };
     let conn = h1::Connection::of(req.headers);
-    let v10 = version == 0;
     // ALB passes WebSocket upgrades through (ALB User Guide, "Listeners": WebSockets).
     let upgrade = !v10
         && framing == Framing::None
@@ -420,7 +440,7 @@ fn prepare(
     }
     // The client's connection closes after this answer when it asks, when the request's
     // framing was ambiguous (RFC 9112 6.3), and past `client_keep_alive.seconds`.
-    let close = last || ambiguous || conn.close || (v10 && !conn.keep_alive);
+    let close = last || ambiguous || close_target || conn.close || (v10 && !conn.keep_alive);
     // Body unread by the load balancer's own answers: the connection cannot go on.
     let own_close = close || framing != Framing::None;
     // ALB does not support TRACE (its 405); a CONNECT tunnel is not a load balancer's.
@@ -533,6 +553,7 @@ fn prepare(
         framing,
         head_request,
         close,
+        close_target,
         v10,
         upgrade,
     })
@@ -964,7 +985,9 @@ async fn forward(
     }
     drop(f.hold);
     match relayed {
-        Ok(()) if a.keeps && !unsent && link.buf.is_empty() => pool.put(f.addr, link),
+        Ok(()) if a.keeps && !unsent && !f.close_target && link.buf.is_empty() => {
+            pool.put(f.addr, link)
+        }
         Ok(()) => {}
         Err(_) => return Next::Drop,
     }

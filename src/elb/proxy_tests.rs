@@ -505,3 +505,126 @@ fn a_websocket_upgrade_joins_the_client_to_its_target() {
     c.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, b"from-target;");
 }
+
+#[test]
+fn each_desync_mitigation_mode_forwards_closes_or_refuses_as_alb_s_table_says() {
+    /// `echo`, and a chunked body read to its last chunk (no trailers).
+    fn script(r: &mut BufReader<std::net::TcpStream>, tx: &mpsc::Sender<String>) {
+        while let Some(h) = head(r) {
+            if h.to_ascii_lowercase().contains("chunked") {
+                let mut line = String::new();
+                while line != "0\r\n" {
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                }
+                r.read_line(&mut line).unwrap();
+            } else {
+                let mut body = vec![0; content_length(&h)];
+                r.read_exact(&mut body).unwrap();
+            }
+            let _ = tx.send(h.clone());
+            let out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{h}", h.len());
+            r.get_mut().write_all(out.as_bytes()).unwrap();
+        }
+    }
+    let t = target(script);
+    let (lb, _dir, elb) = balancer_at(&t, 80);
+    let arn = elb.lock().lbs.keys().next().cloned().unwrap();
+    let mode = |m: &str| {
+        let p = [
+            ("LoadBalancerArn", arn.as_str()),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.desync_mitigation_mode",
+            ),
+            ("Attributes.member.1.Value", m),
+        ];
+        crate::elb::tests::call(&elb, "ModifyLoadBalancerAttributes", &p);
+    };
+    // One request of each class (ALB User Guide, "Desync mitigation mode"; the reasons
+    // are http-desync-guardian's).
+    let compliant = &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..];
+    // GetHeadZeroContentLength.
+    let acceptable = &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"[..];
+    // UndefinedContentLengthSemantics.
+    let ambiguous = &b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"[..];
+    // BadTransferEncoding (an unknown coding), yet framed: chunked last.
+    let severe =
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..];
+    // What became of it: the status, and whether the client's connection went on.
+    let outcome = |request: &[u8]| {
+        let mut c = client(lb);
+        send(&mut c, request);
+        let (h, _) = answer(&mut c);
+        let status: u16 = h[9..12].parse().unwrap();
+        // Refused, the connection may be gone already.
+        let _ = c.get_mut().write_all(compliant);
+        let mut rest = String::new();
+        let _ = c.read_line(&mut rest);
+        (status, rest.starts_with("HTTP/1.1 200"))
+    };
+    let table = [
+        // ALB's default.
+        (None, [(200, true), (200, true), (200, false), (400, false)]),
+        (
+            Some("monitor"),
+            [(200, true), (200, true), (200, true), (200, true)],
+        ),
+        (
+            Some("defensive"),
+            [(200, true), (200, true), (200, false), (400, false)],
+        ),
+        (
+            Some("strictest"),
+            [(200, true), (400, false), (400, false), (400, false)],
+        ),
+    ];
+    for (m, want) in table {
+        if let Some(m) = m {
+            mode(m);
+        }
+        for (request, want) in [compliant, acceptable, ambiguous, severe].iter().zip(want) {
+            assert_eq!(
+                outcome(request),
+                want,
+                "{m:?}: {}",
+                String::from_utf8_lossy(request)
+            );
+            // The target saw the request when it was forwarded, then the next one.
+            if want.0 == 200 {
+                let got = t.heads.recv().unwrap();
+                assert_eq!(got.as_bytes()[..4], request[..4], "{got}");
+            }
+            if want.1 {
+                t.heads.recv().unwrap();
+            }
+        }
+    }
+    assert!(t.heads.try_recv().is_err());
+}
+
+#[test]
+fn an_ambiguous_request_in_defensive_mode_closes_the_target_s_connection_too() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+    fn script(r: &mut BufReader<std::net::TcpStream>, tx: &mpsc::Sender<String>) {
+        CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+        echo(r, tx);
+    }
+    let t = target(script);
+    let (lb, _dir) = balancer(&t);
+    let request = |bytes: &[u8]| {
+        let mut c = client(lb);
+        send(&mut c, bytes);
+        assert!(answer(&mut c).0.starts_with("HTTP/1.1 200"));
+        t.heads.recv().unwrap();
+    };
+    // Compliant requests share one kept-alive connection to the target.
+    request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(CONNECTIONS.load(Ordering::SeqCst), 1);
+    // An Ambiguous one (a GET with a body) uses it, and it is not used again.
+    request(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(CONNECTIONS.load(Ordering::SeqCst), 2);
+}
