@@ -283,4 +283,29 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
         sum(&api, "HTTPCode_ELB_5XX_Count", &by_lb, "Sum")
     });
     assert_eq!(elb5xx, 1.0);
+
+    // A request that does not comply with RFC 7230 (a GET with `Content-Length: 0`,
+    // Acceptable to ALB's desync mitigation) counts in
+    // DesyncMitigationMode_NonCompliant_Request_Count; none of the requests before did.
+    let non_compliant = "DesyncMitigationMode_NonCompliant_Request_Count";
+    assert_eq!(sum(&api, non_compliant, &by_lb, "Sum"), None);
+    let code = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--noproxy",
+            "*",
+        ])
+        .args(["-H", "Content-Length: 0"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "503");
+    let counted = api.wait_for(30, non_compliant, || {
+        sum(&api, non_compliant, &by_lb, "Sum")
+    });
+    assert_eq!(counted, 1.0);
 }

@@ -23,6 +23,9 @@ pub struct ListenerMeter {
     requests: AtomicU64,
     /// The load balancer's own answers (fixed responses, redirects, 502/503/504), by class.
     elb: [AtomicU64; 4],
+    /// Requests not compliant with RFC 7230 (`super::desync`: any class but Compliant),
+    /// whatever the desync mitigation mode did with them.
+    non_compliant: AtomicU64,
     new_flows: AtomicU64,
     active_flows: AtomicU64,
     processed_bytes: AtomicU64,
@@ -84,6 +87,14 @@ impl Meter {
     pub fn elb_answer(&self, status: u16) {
         if let (Some(l), Some(c)) = (&self.listener, class(status)) {
             l.elb[c].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A request that does not comply with RFC 7230
+    /// (DesyncMitigationMode_NonCompliant_Request_Count).
+    pub fn non_compliant(&self) {
+        if let Some(l) = &self.listener {
+            l.non_compliant.fetch_add(1, Relaxed);
         }
     }
 
@@ -194,6 +205,7 @@ impl Elb {
         struct LbSum {
             requests: u64,
             elb: [u64; 4],
+            non_compliant: u64,
             new_flows: u64,
             active_flows: u64,
             bytes: u64,
@@ -208,6 +220,7 @@ impl Elb {
             for (c, a) in m.elb.iter().enumerate() {
                 e.elb[c] += a.swap(0, Relaxed);
             }
+            e.non_compliant += m.non_compliant.swap(0, Relaxed);
             e.new_flows += m.new_flows.swap(0, Relaxed);
             e.active_flows += m.active_flows.load(Relaxed);
             e.bytes += m.processed_bytes.swap(0, Relaxed);
@@ -233,6 +246,15 @@ impl Elb {
                     let name = format!("HTTPCode_ELB_{}XX_Count", c + 2);
                     out.count(ALB, &name, &d, *n, "Count");
                 }
+                // Ref: ALB User Guide, "CloudWatch metrics for your Application Load
+                // Balancer": the number of requests that do not comply with RFC 7230.
+                out.count(
+                    ALB,
+                    "DesyncMitigationMode_NonCompliant_Request_Count",
+                    &d,
+                    sum.non_compliant,
+                    "Count",
+                );
             }
         }
         // Per (load balancer, target group): the groups' counts over the listeners of one
@@ -408,6 +430,15 @@ impl Meters {
         let m = Arc::new(ListenerMeter::default());
         self.listeners.insert(listener.to_string(), m.clone());
         m
+    }
+
+    /// How many requests on `listener` were not compliant, since the counts were last
+    /// published.
+    #[cfg(test)]
+    pub(super) fn non_compliant_of(&self, listener: &str) -> u64 {
+        self.listeners
+            .get(listener)
+            .map_or(0, |m| m.non_compliant.load(Relaxed))
     }
 
     /// The meter of `listener`, when it has one yet.

@@ -813,6 +813,26 @@ impl Elb {
         set
     }
 
+    /// What `listener`'s requests count on before a route chose their actions (a request
+    /// the load balancer refuses, or counts as not compliant, before it is routed).
+    pub(crate) fn listener_meter(
+        &self,
+        listener: &str,
+    ) -> Option<std::sync::Arc<meters::ListenerMeter>> {
+        if let Some(m) = self.read().meters.find_listener(listener) {
+            return Some(m);
+        }
+        let mut s = self.lock();
+        if !s.listeners.contains_key(listener) {
+            return None;
+        }
+        s.make(&Miss {
+            listener: listener.to_string(),
+            group: None,
+        });
+        s.meters.find_listener(listener)
+    }
+
     /// The listeners to run, each on its load balancer's address.
     pub fn bindings(&self) -> Vec<Binding> {
         if !self.active() {

@@ -418,6 +418,12 @@ fn prepare(
         if v10 { b"HTTP/1.0" } else { b"HTTP/1.1" },
         req.headers,
     );
+    if class.class() != desync::Class::Compliant {
+        if meter.listener.is_none() {
+            meter.listener = site.elb.listener_meter(&site.listener);
+        }
+        meter.non_compliant();
+    }
     let close_target = match set.desync.action(class.class()) {
         desync::Action::Block => return own(out, 400, head_request, true),
         desync::Action::ForwardThenClose => true,

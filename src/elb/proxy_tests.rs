@@ -601,6 +601,11 @@ fn each_desync_mitigation_mode_forwards_closes_or_refuses_as_alb_s_table_says() 
         }
     }
     assert!(t.heads.try_recv().is_err());
+    // Each request but the compliant one counts in CloudWatch's
+    // DesyncMitigationMode_NonCompliant_Request_Count, whatever its mode did with it: 3
+    // in each of the 4 modes (the compliant requests after them count nothing).
+    let listener = elb.lock().listeners.keys().next().cloned().unwrap();
+    assert_eq!(elb.read().meters.non_compliant_of(&listener), 12);
 }
 
 #[test]
