@@ -265,20 +265,25 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
             .is_empty()
             .then_some(())
     });
-    let code = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--noproxy",
-            "*",
-        ])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&code.stdout), "503");
+    // The status of one request to the load balancer, with curl's `extra` arguments.
+    let status = |extra: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--noproxy",
+                "*",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&[]), "503");
     let elb5xx = api.wait_for(30, "HTTPCode_ELB_5XX_Count", || {
         sum(&api, "HTTPCode_ELB_5XX_Count", &by_lb, "Sum")
     });
@@ -289,21 +294,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
     // DesyncMitigationMode_NonCompliant_Request_Count; none of the requests before did.
     let non_compliant = "DesyncMitigationMode_NonCompliant_Request_Count";
     assert_eq!(sum(&api, non_compliant, &by_lb, "Sum"), None);
-    let code = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--noproxy",
-            "*",
-        ])
-        .args(["-H", "Content-Length: 0"])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&code.stdout), "503");
+    assert_eq!(status(&["-H", "Content-Length: 0"]), "503");
     let counted = api.wait_for(30, non_compliant, || {
         sum(&api, non_compliant, &by_lb, "Sum")
     });
