@@ -65,6 +65,10 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/console/api/cloudwatch/{op}", post(cloudwatch_call))
         .route("/console/api/ecr/{op}", post(ecr_call))
         .route(
+            "/console/api/servicediscovery/{op}",
+            post(servicediscovery_call),
+        )
+        .route(
             "/console/api/repositories/lifecycle",
             get(repository_lifecycle),
         )
@@ -400,6 +404,31 @@ async fn repository_lifecycle(RawQuery(q): RawQuery) -> Response {
         }))
     })
     .await
+}
+
+/// Cloud Map reads the console shows a service's discovery names and instances with.
+const SERVICEDISCOVERY_READS: &[&str] = &["GetNamespace", "GetService", "DiscoverInstances"];
+
+/// `POST /console/api/servicediscovery/<Op>`: one Cloud Map read in AWS JSON 1.1, as the
+/// API answers it (in this process: DiscoverInstances' `data-` host prefix plays no part).
+async fn servicediscovery_call(
+    cm: Option<axum::Extension<Arc<crate::servicediscovery::CloudMap>>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = allowed_read(
+        &headers,
+        &op,
+        SERVICEDISCOVERY_READS,
+        "it reads namespaces, services and instances; change them with `aws servicediscovery`",
+    ) {
+        return error(r.status, &r.message);
+    }
+    let Some(axum::Extension(cm)) = cm else {
+        return error(StatusCode::NOT_FOUND, "this serve has no Cloud Map");
+    };
+    super::servicediscovery::handle(cm, op, body).await
 }
 
 /// CloudWatch reads the console charts a service's metrics and alarms with.

@@ -1,0 +1,69 @@
+"""A service's discovery names on its console page, in a real browser (tests/console.rs):
+the service SERVICE, registered (serviceRegistries, REGISTRY_ARN) in the Cloud Map service
+whose tasks resolve NAME with the records RECORDS, and with Service Connect in the
+namespace CONNECT_NS, port name PORT_NAME, client alias ALIAS (dnsName:port). INSTANCES
+and CONNECT_INSTANCES are the instances Cloud Map lists for each (`id=address:port`,
+comma-separated), as the AWS CLI answered the test. Checked as a user would read the page:
+
+- the name NAME, the registry's ARN, its records and TTLs;
+- each registered instance: the task's id (a link to the task), its address and port;
+- the Service Connect namespace, the alias as `dnsName:port`, and the instances of its
+  discovery name.
+
+No error in the browser's JS console. Screenshot: $SHOTS/service-discovery.png.
+"""
+
+import os
+
+from selenium.webdriver.common.by import By
+
+from session import URL, Session
+
+E = os.environ
+SERVICE, NAME, ARN = E["SERVICE"], E["NAME"], E["REGISTRY_ARN"]
+
+
+def expected(var):
+    return sorted(tuple(x.replace("=", " ").replace(":", " ").split()) for x in E[var].split(","))
+
+
+def rows(section):
+    return sorted((r.get_attribute("data-instance"),
+                   r.find_element(By.CLASS_NAME, "instance-address").text,
+                   r.find_element(By.CLASS_NAME, "instance-port").text)
+                  for r in section.find_elements(By.CSS_SELECTOR, "tr[data-instance]"))
+
+
+s = Session("service-discovery", window="1400,1800")
+d, wait = s.d, s.wait
+try:
+    d.get(URL + f"/#/service/default/{SERVICE}")
+    reg = wait(f"the registry's name {NAME}", lambda: d.find_element(
+        By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]'))
+    assert reg.find_element(By.CLASS_NAME, "dns-name").text == NAME, reg.text
+    assert reg.find_element(By.CLASS_NAME, "registry-arn").text == ARN, reg.text
+    records = reg.find_element(By.CLASS_NAME, "dns-records").text
+    assert records.startswith(E["RECORDS"] + ";"), records
+    want = expected("INSTANCES")
+    wait(f"the registered instances {want}", lambda: rows(d.find_element(
+        By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')) == want)
+    reg = d.find_element(By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')
+    for task, _, _ in want:
+        link = reg.find_element(By.CSS_SELECTOR, f'tr[data-instance="{task}"] a')
+        assert link.get_attribute("href").endswith(f"#/task/default/{task}"), link.get_attribute("href")
+
+    sc = d.find_element(By.ID, "service-connect")
+    assert sc.find_element(By.CLASS_NAME, "connect-namespace").text == E["CONNECT_NS"], sc.text
+    svc = sc.find_element(By.CSS_SELECTOR, f'section.connect-service[data-port-name="{E["PORT_NAME"]}"]')
+    aliases = [a.text for a in svc.find_elements(By.CLASS_NAME, "client-alias")]
+    assert aliases == [E["ALIAS"]], aliases
+    want = expected("CONNECT_INSTANCES")
+    wait(f"Service Connect's instances {want}", lambda: rows(d.find_element(
+        By.CSS_SELECTOR, f'section.connect-service[data-port-name="{E["PORT_NAME"]}"]')) == want)
+    print("registry:", d.find_element(By.CSS_SELECTOR, "section.registry").text)
+    print("service connect:", d.find_element(By.ID, "service-connect").text)
+    d.execute_script("document.querySelector('section.registry').scrollIntoView()")
+    s.shot("service-discovery")
+    s.check_console("service")
+finally:
+    s.end()
