@@ -728,19 +728,12 @@ fn the_repositories_page_shows_images_lifecycle_preview_and_expiry_in_a_real_bro
     );
 }
 
-fn sd_json(api: &Api, args: &[&str]) -> serde_json::Value {
-    let out = api.aws_in("servicediscovery", args);
-    assert!(
-        out.status.success(),
-        "aws servicediscovery {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `id=address:port` of each instance Cloud Map lists in the service `service_id`, sorted.
 fn instances(api: &Api, service_id: &str) -> Vec<String> {
-    let v = sd_json(api, &["list-instances", "--service-id", service_id]);
+    let v = api.aws_json_in(
+        "servicediscovery",
+        &["list-instances", "--service-id", service_id],
+    );
     let mut out: Vec<String> = v["Instances"]
         .as_array()
         .unwrap()
@@ -770,8 +763,8 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
         Layer::new(Compression::Gzip, busybox_all_applets("console-sd")),
         &[],
     );
-    let op = sd_json(
-        &api,
+    let op = api.aws_json_in(
+        "servicediscovery",
         &[
             "create-private-dns-namespace",
             "--name",
@@ -780,8 +773,8 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
             "vpc-1",
         ],
     );
-    let op = sd_json(
-        &api,
+    let op = api.aws_json_in(
+        "servicediscovery",
         &[
             "get-operation",
             "--operation-id",
@@ -792,9 +785,10 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
         .as_str()
         .unwrap()
         .to_string();
-    let ns = sd_json(&api, &["get-namespace", "--id", &ns_id])["Namespace"].clone();
-    let svc = sd_json(
-        &api,
+    let ns = api.aws_json_in("servicediscovery", &["get-namespace", "--id", &ns_id])["Namespace"]
+        .clone();
+    let svc = api.aws_json_in(
+        "servicediscovery",
         &[
             "create-service",
             "--name",
@@ -861,8 +855,8 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
     });
     // Service Connect's Cloud Map service, named for the discovery name.
     let connect_instances = api.wait_for(60, "both tasks in api-sc", || {
-        let v = sd_json(
-            &api,
+        let v = api.aws_json_in(
+            "servicediscovery",
             &[
                 "list-services",
                 "--filters",
@@ -913,5 +907,34 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
     assert_eq!(code, 404, "{text}");
     assert!(text.contains("the console does not call"), "{text}");
     assert_eq!(instances(&api, &svc_id), registered);
+    // A registry naming no Cloud Map service: the page shows Cloud Map's error for it.
+    let gone = registry.replace(&svc_id, "srv-0123456789abcdef");
+    let out = api.aws_in(
+        "servicediscovery",
+        &["get-service", "--id", "srv-0123456789abcdef"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let message = stderr
+        .trim()
+        .split_once("GetService operation: ")
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .1;
+    assert!(stderr.contains("(ServiceNotFound)"), "{stderr}");
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "api",
+        "--service-registries",
+        &format!("registryArn={gone},containerName=web,containerPort=8080"),
+    ]);
+    api.browser(
+        "discovery.py",
+        &[
+            ("SERVICE", "api"),
+            ("REGISTRY_ARN", &gone),
+            ("NAME", ""),
+            ("ERROR", &format!("GetService: ServiceNotFound: {message}")),
+        ],
+    );
     api.aws_json(&["delete-service", "--service", "api", "--force"]);
 }

@@ -10,6 +10,9 @@ comma-separated), as the AWS CLI answered the test. Checked as a user would read
 - the Service Connect namespace, the alias as `dnsName:port`, and the instances of its
   discovery name.
 
+With ERROR set (the registry REGISTRY_ARN names no Cloud Map service): the registry's
+section shows ERROR, Cloud Map's error as the API answers it, beside the ARN.
+
 No error in the browser's JS console. Screenshot: $SHOTS/service-discovery.png.
 """
 
@@ -36,6 +39,20 @@ def rows(section):
 
 s = Session("service-discovery", window="1400,1800")
 d, wait = s.d, s.wait
+if "ERROR" in E:
+    # The registry names a Cloud Map service that is not there: Cloud Map's error, where
+    # the registry's section is, with its ARN.
+    try:
+        d.get(URL + f"/#/service/default/{SERVICE}")
+        reg = wait(f"the error {E['ERROR']}", lambda: [
+            r for r in d.find_elements(By.CSS_SELECTOR, "section.registry")
+            if r.find_element(By.CLASS_NAME, "registry-arn").text == ARN
+            and r.find_element(By.CLASS_NAME, "error").text == E["ERROR"]])[0]
+        print("registry:", reg.text)
+        s.check_console("service", allow="/console/api/servicediscovery/GetService")
+    finally:
+        s.end(allow="/console/api/servicediscovery/GetService")
+    raise SystemExit(0)
 try:
     d.get(URL + f"/#/service/default/{SERVICE}")
     reg = wait(f"the registry's name {NAME}", lambda: d.find_element(
