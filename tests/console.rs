@@ -756,7 +756,9 @@ fn instances(api: &Api, service_id: &str) -> Vec<String> {
 /// (`serviceRegistries`) in a Cloud Map service of a private DNS namespace, made with the
 /// AWS CLI, and with a Service Connect alias; the page shows the name the tasks resolve,
 /// the records, each task's instance with its address and port, the Service Connect
-/// namespace, the alias as `dnsName:port` and its instances, as the AWS CLI answers them.
+/// namespace, the alias as `dnsName:port` and its instances, as the AWS CLI answers them;
+/// a service naming no namespace nor alias name shows the cluster's default namespace and
+/// ECS's default alias name; a registry naming no Cloud Map service shows Cloud Map's error.
 #[test]
 fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_real_browser() {
     let api = Api::start_with(
@@ -823,8 +825,37 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
     "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 1; done"]}]}"#,
     );
     api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
-    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // The cluster's default namespace is the one made above (by its name), for `client`.
+    let cluster = api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "default",
+        "--service-connect-defaults",
+        &format!("namespace={}", ns["Name"].as_str().unwrap()),
+    ]);
+    let default_ns = arn_id(&cluster["cluster"]["serviceConnectDefaults"]["namespace"]);
+    let default_ns = api.aws_json_in("servicediscovery", &["get-namespace", "--id", &default_ns])
+        ["Namespace"]["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let port = free_port();
+    // No task: it names no namespace (the cluster's) and no alias name (ECS's default,
+    // `<portName>.<namespace>`).
+    let client_port = free_port();
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "client",
+        "--task-definition",
+        "api",
+        "--desired-count",
+        "0",
+        "--service-connect-configuration",
+        &format!(
+            r#"{{"enabled":true,"services":[{{"portName":"web","clientAliases":[{{"port":{client_port}}}]}}]}}"#
+        ),
+    ]);
     api.aws_json(&[
         "create-service",
         "--service-name",
@@ -870,7 +901,9 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
             .as_str()?
             .to_string();
         let i = instances(&api, &id);
-        (i.len() == 2).then_some(i)
+        // And `client`'s Cloud Map service, named for its port name.
+        let client = v["Services"].as_array()?.iter().any(|s| s["Name"] == "web");
+        (i.len() == 2 && client).then_some(i)
     });
     api.browser(
         "discovery.py",
@@ -884,6 +917,9 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
             ("PORT_NAME", "web"),
             ("ALIAS", &alias),
             ("CONNECT_INSTANCES", &connect_instances.join(",")),
+            ("CLIENT_SERVICE", "client"),
+            ("DEFAULT_NS", &default_ns),
+            ("CLIENT_ALIAS", &format!("web.{default_ns}:{client_port}")),
         ],
     );
     // The console reads Cloud Map; a write through its route is refused.
@@ -936,5 +972,7 @@ fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_rea
             ("ERROR", &format!("GetService: ServiceNotFound: {message}")),
         ],
     );
-    api.aws_json(&["delete-service", "--service", "api", "--force"]);
+    for service in ["api", "client"] {
+        api.aws_json(&["delete-service", "--service", service, "--force"]);
+    }
 }

@@ -10,6 +10,10 @@ comma-separated), as the AWS CLI answered the test. Checked as a user would read
 - the Service Connect namespace, the alias as `dnsName:port`, and the instances of its
   discovery name.
 
+The service CLIENT_SERVICE (no task) names no namespace nor alias name: the page shows
+the cluster's default namespace DEFAULT_NS and the alias CLIENT_ALIAS, marked as ECS's
+default name.
+
 With ERROR set (the registry REGISTRY_ARN names no Cloud Map service): the registry's
 section shows ERROR, Cloud Map's error as the API answers it, beside the ARN.
 
@@ -82,5 +86,18 @@ try:
     d.execute_script("document.querySelector('section.registry').scrollIntoView()")
     s.shot("service-discovery")
     s.check_console("service")
+
+    # CLIENT_SERVICE names no namespace and no alias name: the cluster's default namespace
+    # DEFAULT_NS, and the alias under ECS's default name, CLIENT_ALIAS.
+    d.get(URL + f"/#/service/default/{E['CLIENT_SERVICE']}")
+    sc = wait("the client's Service Connect", lambda: d.find_element(By.ID, "service-connect"))
+    ns = sc.find_element(By.CSS_SELECTOR, "dd")
+    assert ns.find_element(By.CLASS_NAME, "connect-namespace").text == E["DEFAULT_NS"], ns.text
+    assert "(the cluster's default)" in ns.text, ns.text
+    aliases = [a.text for a in sc.find_elements(By.CLASS_NAME, "client-alias")]
+    assert aliases == [E["CLIENT_ALIAS"] + " (default name)"], aliases
+    wait("no instances", lambda: "No registered instances." in d.find_element(By.ID, "service-connect").text)
+    print("client's service connect:", d.find_element(By.ID, "service-connect").text)
+    s.check_console("client")
 finally:
     s.end()
