@@ -727,3 +727,252 @@ fn the_repositories_page_shows_images_lifecycle_preview_and_expiry_in_a_real_bro
         ],
     );
 }
+
+/// `id=address:port` of each instance Cloud Map lists in the service `service_id`, sorted.
+fn instances(api: &Api, service_id: &str) -> Vec<String> {
+    let v = api.aws_json_in(
+        "servicediscovery",
+        &["list-instances", "--service-id", service_id],
+    );
+    let mut out: Vec<String> = v["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let a = &i["Attributes"];
+            format!(
+                "{}={}:{}",
+                i["Id"].as_str().unwrap(),
+                a["AWS_INSTANCE_IPV4"].as_str().unwrap(),
+                a["AWS_INSTANCE_PORT"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A service's discovery names on its page: a service of two tasks registered
+/// (`serviceRegistries`) in a Cloud Map service of a private DNS namespace, made with the
+/// AWS CLI, and with a Service Connect alias; the page shows the name the tasks resolve,
+/// the records, each task's instance with its address and port, the Service Connect
+/// namespace, the alias as `dnsName:port` and its instances, as the AWS CLI answers them;
+/// a service naming no namespace nor alias name shows the cluster's default namespace and
+/// ECS's default alias name; a registry naming no Cloud Map service shows Cloud Map's error.
+#[test]
+fn a_service_s_page_shows_its_discovery_names_and_service_connect_alias_in_a_real_browser() {
+    let api = Api::start_with(
+        Layer::new(Compression::Gzip, busybox_all_applets("console-sd")),
+        &[],
+    );
+    let op = api.aws_json_in(
+        "servicediscovery",
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            "console.local",
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let op = api.aws_json_in(
+        "servicediscovery",
+        &[
+            "get-operation",
+            "--operation-id",
+            op["OperationId"].as_str().unwrap(),
+        ],
+    );
+    let ns_id = op["Operation"]["Targets"]["NAMESPACE"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ns = api.aws_json_in("servicediscovery", &["get-namespace", "--id", &ns_id])["Namespace"]
+        .clone();
+    let svc = api.aws_json_in(
+        "servicediscovery",
+        &[
+            "create-service",
+            "--name",
+            "api",
+            "--namespace-id",
+            &ns_id,
+            "--dns-config",
+            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=10},{Type=SRV,TTL=15}]",
+        ],
+    )["Service"]
+        .clone();
+    let (svc_id, registry) = (
+        svc["Id"].as_str().unwrap().to_string(),
+        svc["Arn"].as_str().unwrap().to_string(),
+    );
+    let name = format!(
+        "{}.{}",
+        svc["Name"].as_str().unwrap(),
+        ns["Name"].as_str().unwrap()
+    );
+    let records: Vec<String> = svc["DnsConfig"]["DnsRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} (TTL {} s)", r["Type"].as_str().unwrap(), r["TTL"]))
+        .collect();
+    let def = api.file(
+        "api.json",
+        r#"{"family":"api","networkMode":"awsvpc","cpu":"256","memory":"512",
+  "containerDefinitions":[{"name":"web","image":"public.ecr.aws/docker/library/busybox:1.36",
+    "essential":true,"stopTimeout":2,"portMappings":[{"containerPort":8080,"name":"web"}],
+    "command":["sh","-c","trap 'exit 0' TERM; while :; do sleep 1; done"]}]}"#,
+    );
+    api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
+    // The cluster's default namespace is the one made above (by its name), for `client`.
+    let cluster = api.aws_json(&[
+        "create-cluster",
+        "--cluster-name",
+        "default",
+        "--service-connect-defaults",
+        &format!("namespace={}", ns["Name"].as_str().unwrap()),
+    ]);
+    let default_ns = arn_id(&cluster["cluster"]["serviceConnectDefaults"]["namespace"]);
+    let default_ns = api.aws_json_in("servicediscovery", &["get-namespace", "--id", &default_ns])
+        ["Namespace"]["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = free_port();
+    // No task: it names no namespace (the cluster's) and no alias name (ECS's default,
+    // `<portName>.<namespace>`).
+    let client_port = free_port();
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "client",
+        "--task-definition",
+        "api",
+        "--desired-count",
+        "0",
+        "--service-connect-configuration",
+        &format!(
+            r#"{{"enabled":true,"services":[{{"portName":"web","clientAliases":[{{"port":{client_port}}}]}}]}}"#
+        ),
+    ]);
+    api.aws_json(&[
+        "create-service",
+        "--service-name",
+        "api",
+        "--task-definition",
+        "api",
+        "--desired-count",
+        "2",
+        "--service-registries",
+        &format!("registryArn={registry},containerName=web,containerPort=8080"),
+        "--service-connect-configuration",
+        &format!(
+            r#"{{"enabled":true,"namespace":"{}","services":[{{"portName":"web","discoveryName":"api-sc","clientAliases":[{{"port":{port},"dnsName":"api.internal"}}]}}]}}"#,
+            ns["Arn"].as_str().unwrap()
+        ),
+    ]);
+    let sc = &api.service("default", "api")["deployments"][0]["serviceConnectConfiguration"];
+    let alias = format!(
+        "{}:{}",
+        sc["services"][0]["clientAliases"][0]["dnsName"]
+            .as_str()
+            .unwrap(),
+        sc["services"][0]["clientAliases"][0]["port"]
+    );
+    let registered = api.wait_for(120, "both tasks registered", || {
+        let i = instances(&api, &svc_id);
+        (i.len() == 2).then_some(i)
+    });
+    // Service Connect's Cloud Map service, named for the discovery name.
+    let connect_instances = api.wait_for(60, "both tasks in api-sc", || {
+        let v = api.aws_json_in(
+            "servicediscovery",
+            &[
+                "list-services",
+                "--filters",
+                &format!("Name=NAMESPACE_ID,Values={ns_id},Condition=EQ"),
+            ],
+        );
+        let id = v["Services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["Name"] == "api-sc")?["Id"]
+            .as_str()?
+            .to_string();
+        let i = instances(&api, &id);
+        // And `client`'s Cloud Map service, named for its port name.
+        let client = v["Services"].as_array()?.iter().any(|s| s["Name"] == "web");
+        (i.len() == 2 && client).then_some(i)
+    });
+    api.browser(
+        "discovery.py",
+        &[
+            ("SERVICE", "api"),
+            ("NAME", &name),
+            ("REGISTRY_ARN", &registry),
+            ("RECORDS", &records.join(", ")),
+            ("INSTANCES", &registered.join(",")),
+            ("CONNECT_NS", ns["Name"].as_str().unwrap()),
+            ("PORT_NAME", "web"),
+            ("ALIAS", &alias),
+            ("CONNECT_INSTANCES", &connect_instances.join(",")),
+            ("CLIENT_SERVICE", "client"),
+            ("DEFAULT_NS", &default_ns),
+            ("CLIENT_ALIAS", &format!("web.{default_ns}:{client_port}")),
+        ],
+    );
+    // The console reads Cloud Map; a write through its route is refused.
+    let (key_id, secret) = api.credentials();
+    let (code, text) = curl(
+        &[
+            "-u",
+            &format!("{key_id}:{secret}"),
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(r#"{{"ServiceId":"{svc_id}","InstanceId":"x"}}"#),
+        ],
+        &format!(
+            "{}/console/api/servicediscovery/DeregisterInstance",
+            api.endpoint
+        ),
+    );
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("the console does not call"), "{text}");
+    assert_eq!(instances(&api, &svc_id), registered);
+    // A registry naming no Cloud Map service: the page shows Cloud Map's error for it.
+    let gone = registry.replace(&svc_id, "srv-0123456789abcdef");
+    let out = api.aws_in(
+        "servicediscovery",
+        &["get-service", "--id", "srv-0123456789abcdef"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let message = stderr
+        .trim()
+        .split_once("GetService operation: ")
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .1;
+    assert!(stderr.contains("(ServiceNotFound)"), "{stderr}");
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "api",
+        "--service-registries",
+        &format!("registryArn={gone},containerName=web,containerPort=8080"),
+    ]);
+    api.browser(
+        "discovery.py",
+        &[
+            ("SERVICE", "api"),
+            ("REGISTRY_ARN", &gone),
+            ("NAME", ""),
+            ("ERROR", &format!("GetService: ServiceNotFound: {message}")),
+        ],
+    );
+    for service in ["api", "client"] {
+        api.aws_json(&["delete-service", "--service", service, "--force"]);
+    }
+}

@@ -65,6 +65,10 @@ pub fn router(ecs: Arc<Ecs>, opts: Options) -> Router {
         .route("/console/api/cloudwatch/{op}", post(cloudwatch_call))
         .route("/console/api/ecr/{op}", post(ecr_call))
         .route(
+            "/console/api/servicediscovery/{op}",
+            post(servicediscovery_call),
+        )
+        .route(
             "/console/api/repositories/lifecycle",
             get(repository_lifecycle),
         )
@@ -261,6 +265,21 @@ fn allowed_read(headers: &HeaderMap, op: &str, reads: &[&str], what: &str) -> Re
     Ok(())
 }
 
+/// The service a console read goes to: `op` must be one of `reads` (`what` they read, for
+/// the refusal) and this serve must have the service (`missing` says it has not).
+fn read_from<T>(
+    ext: Option<axum::Extension<Arc<T>>>,
+    headers: &HeaderMap,
+    op: &str,
+    reads: &[&str],
+    what: &str,
+    missing: &str,
+) -> Result<Arc<T>, Failure> {
+    allowed_read(headers, op, reads, what)?;
+    ext.map(|axum::Extension(x)| x)
+        .ok_or_else(|| Failure::not_found(missing.to_string()))
+}
+
 /// ELBv2 actions the console reads load balancers with (it changes none: `aws elbv2` does).
 const ELB_READS: &[&str] = &[
     "DescribeLoadBalancers",
@@ -280,19 +299,16 @@ async fn elb_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = allowed_read(
+    let elb = match read_from(
+        elb,
         &headers,
         &action,
         ELB_READS,
         "it reads load balancers; change them with `aws elbv2`",
+        "this serve has no load balancers (Elastic Load Balancing is not served here)",
     ) {
-        return error(r.status, &r.message);
-    }
-    let Some(axum::Extension(elb)) = elb else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "this serve has no load balancers (Elastic Load Balancing is not served here)",
-        );
+        Ok(elb) => elb,
+        Err(f) => return error(f.status, &f.message),
     };
     let form = match form_of(&body) {
         Ok(f) => f,
@@ -402,6 +418,30 @@ async fn repository_lifecycle(RawQuery(q): RawQuery) -> Response {
     .await
 }
 
+/// Cloud Map reads the console shows a service's discovery names and instances with.
+const SERVICEDISCOVERY_READS: &[&str] = &["GetNamespace", "GetService", "DiscoverInstances"];
+
+/// `POST /console/api/servicediscovery/<Op>`: one Cloud Map read in AWS JSON 1.1, as the
+/// API answers it (in this process: DiscoverInstances' `data-` host prefix plays no part).
+async fn servicediscovery_call(
+    cm: Option<axum::Extension<Arc<crate::servicediscovery::CloudMap>>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match read_from(
+        cm,
+        &headers,
+        &op,
+        SERVICEDISCOVERY_READS,
+        "it reads namespaces, services and instances; change them with `aws servicediscovery`",
+        "this serve has no Cloud Map",
+    ) {
+        Ok(cm) => super::servicediscovery::handle(cm, op, body).await,
+        Err(f) => error(f.status, &f.message),
+    }
+}
+
 /// CloudWatch reads the console charts a service's metrics and alarms with.
 const CLOUDWATCH_READS: &[&str] = &["GetMetricStatistics", "DescribeAlarms"];
 
@@ -413,18 +453,20 @@ async fn cloudwatch_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = allowed_read(
+    match read_from(
+        cw,
         &headers,
         &op,
         CLOUDWATCH_READS,
         "it reads metrics and alarms",
+        "this serve has no CloudWatch",
     ) {
-        return error(r.status, &r.message);
+        Ok(cw) => {
+            super::cloudwatch::handle(cw, super::protocol::Protocol::Json10, op, &headers, body)
+                .await
+        }
+        Err(f) => error(f.status, &f.message),
     }
-    let Some(axum::Extension(cw)) = cw else {
-        return error(StatusCode::NOT_FOUND, "this serve has no CloudWatch");
-    };
-    super::cloudwatch::handle(cw, super::protocol::Protocol::Json10, op, &headers, body).await
 }
 
 /// Application Auto Scaling reads the console shows a service's scaling with.

@@ -82,6 +82,10 @@
   async function aas(op, body) {
     return post('/console/api/application-autoscaling/' + op, body);
   }
+  // Cloud Map (AWS JSON 1.1) reads, as its API answers them.
+  async function sd(op, body) {
+    return post('/console/api/servicediscovery/' + op, body);
+  }
   async function post(path, body) {
     const op = lastPart(path);
     const r = await fetch(path, {
@@ -89,7 +93,8 @@
       body: JSON.stringify(body || {}),
     });
     const j = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(j.message || (op + ': HTTP ' + r.status));
+    // (Cloud Map's errors are `{"__type", "Message"}`.)
+    if (!r.ok) throw new Error(j.message || (j.Message ? op + ': ' + (j.__type ? String(j.__type).split('#').pop() + ': ' : '') + j.Message : op + ': HTTP ' + r.status));
     return j;
   }
   async function get(path) {
@@ -686,6 +691,11 @@ function explain(text, anchor) {
           } catch (x) { groups.push([l, [], x]); }
         }
         const history = groups.length ? await healthHistory().catch(() => new Map()) : new Map();
+        const registries = [];
+        for (const r of s.serviceRegistries || []) registries.push(await registryOf(r));
+        const primary = (s.deployments || []).find((x) => x.status === 'PRIMARY') || (s.deployments || [])[0];
+        const connectCfg = primary && primary.serviceConnectConfiguration;
+        const connect = connectCfg && connectCfg.enabled ? await connectOf(cluster, connectCfg) : null;
         if (!current()) return;
         showError(err);
         if (first && $('#svc-desired')) { $('#svc-desired').value = s.desiredCount; first = false; }
@@ -708,14 +718,101 @@ function explain(text, anchor) {
               x ? h('p', { class: 'error' }, String(x.message || x))
                 : descs.length ? targetsTable(l.targetGroupArn, descs, history) : h('p', { class: 'muted' }, 'No registered targets.'))),
             h('p', {}, h('a', { href: '#/loadbalancers' }, 'all load balancers'))] : null,
-          (s.serviceRegistries || []).length ? [h('h2', {}, 'Service discovery'),
-            table(['Registry', 'Container', 'Port'], s.serviceRegistries.map((r) => h('tr', {},
-              h('td', { class: 'mono' }, r.registryArn), h('td', {}, r.containerName || '-'),
-              h('td', { class: 'num' }, r.containerPort || r.port || '-'))))] : null,
+          registries.length ? [h('h2', {}, 'Service discovery'), registries.map((x) => registrySection(cluster, x))] : null,
+          connect ? connectSection(cluster, connect) : null,
           h('h2', {}, 'Events'),
           table(['Time', 'Message'], (s.events || []).slice(0, 50).map((e) => h('tr', {}, h('td', {}, time(e.createdAt)), h('td', {}, e.message)))));
       } catch (e) { showError(err, e); }
     };
+  }
+
+  // ---- A service's discovery names ----
+  // A `serviceRegistries` entry as Cloud Map answers it: its service (GetService), that
+  // service's namespace (GetNamespace) and the instances registered in it, healthy or not
+  // (DiscoverInstances, HealthStatus ALL: instance id = task id).
+  async function registryOf(r) {
+    const out = { r };
+    try {
+      out.svc = (await sd('GetService', { Id: lastPart(r.registryArn) })).Service;
+      out.ns = (await sd('GetNamespace', { Id: out.svc.NamespaceId })).Namespace;
+      out.instances = await instancesOf(out.ns.Name, out.svc.Name);
+    } catch (x) { out.error = x; }
+    return out;
+  }
+  async function instancesOf(namespace, service) {
+    const r = await sd('DiscoverInstances', { NamespaceName: namespace, ServiceName: service, HealthStatus: 'ALL', MaxResults: 1000 });
+    return list(r.Instances).sort((a, b) => String(a.InstanceId).localeCompare(String(b.InstanceId)));
+  }
+  function instancesTable(cluster, instances) {
+    if (!instances.length) return h('p', { class: 'muted' }, 'No registered instances.');
+    return table(['Instance (task)', 'Address', 'Port', 'Health'], instances.map((i) => {
+      const a = i.Attributes || {};
+      return h('tr', { 'data-instance': i.InstanceId },
+        h('td', { class: 'mono' }, h('a', { href: '#/task/' + encodeURIComponent(cluster) + '/' + i.InstanceId }, i.InstanceId)),
+        h('td', { class: 'mono instance-address' }, a.AWS_INSTANCE_IPV4 || a.AWS_INSTANCE_IPV6 || a.AWS_INSTANCE_CNAME || '-'),
+        h('td', { class: 'num instance-port' }, a.AWS_INSTANCE_PORT || '-'),
+        h('td', {}, status(i.HealthStatus)));
+    }));
+  }
+  function registrySection(cluster, x) {
+    const r = x.r, target = r.containerName ? r.containerName + ':' + (r.containerPort || '-') : r.port ? 'port ' + r.port : '';
+    const head = (name) => h('h3', {}, name, target ? [' ', h('span', { class: 'muted' }, '(' + target + ')')] : null);
+    const arn = h('p', { class: 'muted mono registry-arn' }, r.registryArn);
+    if (x.error) return h('section', { class: 'registry' }, head(lastPart(r.registryArn)), arn, h('p', { class: 'error' }, String(x.error.message || x.error)));
+    const records = list((x.svc.DnsConfig || {}).DnsRecords);
+    const health = x.svc.HealthCheckCustomConfig ? 'custom (the tasks\' health)' : x.svc.HealthCheckConfig ? 'Route 53 health check (kept, not run)' : 'none';
+    return h('section', { class: 'registry', 'data-registry': x.svc.Name + '.' + x.ns.Name },
+      records.length ? head(h('span', { class: 'mono dns-name' }, x.svc.Name + '.' + x.ns.Name))
+        : head(['Cloud Map service ', h('span', { class: 'mono' }, x.svc.Name), ' in ', h('span', { class: 'mono' }, x.ns.Name)]),
+      arn,
+      h('dl', { class: 'kv' },
+        h('dt', {}, 'Records'), h('dd', { class: 'dns-records' }, records.length
+          ? records.map((d) => d.Type + ' (TTL ' + d.TTL + ' s)').join(', ') + '; routing ' + (x.svc.DnsConfig.RoutingPolicy || 'MULTIVALUE')
+          : 'none: found with DiscoverInstances (' + x.ns.Type + ' namespace)'),
+        h('dt', {}, 'Health check'), h('dd', {}, health)),
+      instancesTable(cluster, x.instances));
+  }
+  // A deployment's `serviceConnectConfiguration`: its namespace (the cluster's default when
+  // it names none; an ARN or id read with GetNamespace) and per `services[]` entry its
+  // aliases and the Cloud Map service its tasks are registered in.
+  async function connectOf(cluster, cfg) {
+    const out = { cfg, named: cfg.namespace || '' };
+    try {
+      if (!out.named) {
+        const c = list((await ecs('DescribeClusters', { clusters: [cluster] })).clusters)[0];
+        out.named = (c && c.serviceConnectDefaults && c.serviceConnectDefaults.namespace) || '';
+        out.byDefault = true;
+      }
+      out.name = out.named;
+      if (out.named.startsWith('arn:') || /^ns-/.test(out.named)) {
+        out.name = (await sd('GetNamespace', { Id: lastPart(out.named) })).Namespace.Name;
+      }
+    } catch (x) { out.error = x; }
+    out.services = [];
+    for (const e of list(cfg.services)) {
+      const one = { e, discovery: e.discoveryName || e.portName };
+      if (out.name) {
+        try { one.instances = await instancesOf(out.name, one.discovery); } catch (x) { one.error = x; }
+      }
+      out.services.push(one);
+    }
+    return out;
+  }
+  function connectSection(cluster, c) {
+    return h('section', { id: 'service-connect' }, h('h2', {}, 'Service Connect'),
+      h('dl', { class: 'kv' }, h('dt', {}, 'Namespace'), h('dd', {},
+        h('span', { class: 'mono connect-namespace' }, c.name || c.named || '-'),
+        c.byDefault ? h('span', { class: 'muted' }, ' (the cluster\'s default)') : null,
+        c.name && c.named !== c.name ? h('div', { class: 'muted mono' }, c.named) : null)),
+      c.error ? h('p', { class: 'error' }, String(c.error.message || c.error)) : null,
+      c.services.length ? c.services.map((x) => h('section', { class: 'connect-service', 'data-port-name': x.e.portName },
+        h('h3', {}, 'Port ', h('span', { class: 'mono' }, x.e.portName), ', discovery name ', h('span', { class: 'mono' }, x.discovery)),
+        h('dl', { class: 'kv' }, h('dt', {}, 'Client aliases'), h('dd', {}, list(x.e.clientAliases).length
+          ? list(x.e.clientAliases).map((a) => h('div', { class: 'mono client-alias' },
+            (a.dnsName || x.discovery + '.' + (c.name || c.named)) + ':' + a.port, a.dnsName ? '' : h('span', { class: 'muted' }, ' (default name)')))
+          : h('span', { class: 'muted' }, 'none: the tasks register, no alias is served'))),
+        x.error ? h('p', { class: 'error' }, String(x.error.message || x.error)) : x.instances ? instancesTable(cluster, x.instances) : null))
+        : h('p', { class: 'muted' }, 'No services: a client; its tasks reach the namespace\'s aliases.'));
   }
 
   // ---- A service's scaling ----
