@@ -736,6 +736,29 @@ mod tests {
         );
     }
 
+    /// app.js is one script: two functions of one name at its top level are one
+    /// function, the last, and every page calling the first one gets the other's (the
+    /// container instances page once showed Cloud Map instances so).
+    #[test]
+    fn no_two_top_level_functions_of_app_js_share_a_name() {
+        let js = include_str!("assets/app.js");
+        let mut seen = std::collections::HashMap::new();
+        for (n, line) in js.lines().enumerate() {
+            let Some(rest) = line.strip_prefix("  ") else {
+                continue;
+            };
+            let rest = rest.strip_prefix("async ").unwrap_or(rest);
+            let Some(name) = rest.strip_prefix("function ") else {
+                continue;
+            };
+            let name = name.split('(').next().unwrap_or_default().trim();
+            if let Some(first) = seen.insert(name.to_string(), n + 1) {
+                panic!("app.js declares `{name}` at lines {first} and {}", n + 1);
+            }
+        }
+        assert!(seen.len() > 50, "{} functions found", seen.len());
+    }
+
     #[test]
     fn calls_must_be_json_and_same_origin() {
         let mut h = HeaderMap::new();

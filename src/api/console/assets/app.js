@@ -743,7 +743,7 @@ function explain(text, anchor) {
     const r = await sd('DiscoverInstances', { NamespaceName: namespace, ServiceName: service, HealthStatus: 'ALL', MaxResults: 1000 });
     return list(r.Instances).sort((a, b) => String(a.InstanceId).localeCompare(String(b.InstanceId)));
   }
-  function instancesTable(cluster, instances) {
+  function discoveryInstancesTable(cluster, instances) {
     if (!instances.length) return h('p', { class: 'muted' }, 'No registered instances.');
     return table(['Instance (task)', 'Address', 'Port', 'Health'], instances.map((i) => {
       const a = i.Attributes || {};
@@ -770,7 +770,7 @@ function explain(text, anchor) {
           ? records.map((d) => d.Type + ' (TTL ' + d.TTL + ' s)').join(', ') + '; routing ' + (x.svc.DnsConfig.RoutingPolicy || 'MULTIVALUE')
           : 'none: found with DiscoverInstances (' + x.ns.Type + ' namespace)'),
         h('dt', {}, 'Health check'), h('dd', {}, health)),
-      instancesTable(cluster, x.instances));
+      discoveryInstancesTable(cluster, x.instances));
   }
   // A deployment's `serviceConnectConfiguration`: its namespace (the cluster's default when
   // it names none; an ARN or id read with GetNamespace) and per `services[]` entry its
@@ -811,7 +811,7 @@ function explain(text, anchor) {
           ? list(x.e.clientAliases).map((a) => h('div', { class: 'mono client-alias' },
             (a.dnsName || x.discovery + '.' + (c.name || c.named)) + ':' + a.port, a.dnsName ? '' : h('span', { class: 'muted' }, ' (default name)')))
           : h('span', { class: 'muted' }, 'none: the tasks register, no alias is served'))),
-        x.error ? h('p', { class: 'error' }, String(x.error.message || x.error)) : x.instances ? instancesTable(cluster, x.instances) : null))
+        x.error ? h('p', { class: 'error' }, String(x.error.message || x.error)) : x.instances ? discoveryInstancesTable(cluster, x.instances) : null))
         : h('p', { class: 'muted' }, 'No services: a client; its tasks reach the namespace\'s aliases.'));
   }
 
