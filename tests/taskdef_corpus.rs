@@ -211,6 +211,7 @@ fn every_rule_has_an_invalid_file() {
         "fargate-host-source-path",
         "fargate-log-driver",
         "fargate-execution-role",
+        "secrets-execution-role",
         "fargate-firelens-s3",
         "firelens-router",
         "firelens-unused",

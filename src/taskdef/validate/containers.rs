@@ -436,13 +436,35 @@ impl Checker {
         }
     }
 
-    pub(super) fn secrets_and_env(&mut self, c: &ContainerDefinition, p: &JsonPath) {
+    pub(super) fn secrets_and_env(
+        &mut self,
+        def: &TaskDefinition,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        task_level: bool,
+    ) {
         // Ref: ecs.json `Secret` requires name and valueFrom; `EnvironmentFile` requires type
         // and value; `RepositoryCredentials` requires credentialsParameter. Environment
         // names: unnamed or repeated ones are Docker's business, not refused by ECS (a
         // warning); the `.env` extension is documented ("must have a .env file extension",
         // developer guide, use-environment-file.html) but its enforcement at register is not,
         // so a warning.
+        // Ref: RegisterTaskDefinition's ClientException as users quote it (fabfuel/ecs-deploy
+        // #87): "When you are specifying container secrets, you must also specify a value for
+        // 'executionRoleArn'." The developer guide's task execution IAM role page: the role is
+        // what fetches secrets from Secrets Manager or Parameter Store, on every launch type.
+        // A bare container array takes its role from register's flags: not checked there.
+        if task_level
+            && c.secrets.as_ref().is_some_and(|s| !s.is_empty())
+            && blank(&def.execution_role_arn)
+        {
+            self.err(
+                "secrets-execution-role",
+                p.key("secrets"),
+                "When you are specifying container secrets, you must also specify a value for \
+                 'executionRoleArn'.",
+            );
+        }
         for (k, s) in c.secrets.iter().flatten().enumerate() {
             let sp = p.key("secrets").index(k);
             if blank(&s.name) {

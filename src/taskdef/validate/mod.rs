@@ -662,7 +662,7 @@ impl Checker {
             self.timeouts(c, &p);
             self.health_check(c, &p);
             self.mounts(c, &p, task_level, &volume_names, &index_of);
-            self.secrets_and_env(c, &p);
+            self.secrets_and_env(def, c, &p, task_level);
             self.logging(def, c, &p, task_level, has_log_router);
             self.linux_parameters(c, &p);
             self.misc_container(c, &p, mode, def.ipc_mode, &accelerator_names);
