@@ -138,8 +138,8 @@ impl Checker {
             // Containers of an awsvpc or host task share one network stack: one port, one owner.
             // ECS documents "A port can only be included in one port mapping per container"
             // (`containerPortRange`), not a refusal across containers: a warning.
+            let here = format!("{name} ({mp})");
             if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
-                let here = format!("{name} ({mp})");
                 if let Some(prev) = seen.insert((cp, protocol), here) {
                     self.warn(
                         "duplicate-port",
@@ -147,6 +147,18 @@ impl Checker {
                         format!("Port {cp}/{protocol} is also mapped by {prev}: containers of a {mode} task share one network stack."),
                     );
                 }
+            } else if mode == NetworkMode::Bridge
+                && let Some(prev) = seen.insert((cp, protocol), here)
+                && !prev.starts_with(&format!("{name} ("))
+            {
+                // On ECS each container of a bridge task has its own network namespace, so
+                // two may listen on one port; here they share one (networkMode's
+                // local-difference), and the second cannot bind it.
+                self.warn(
+                    "duplicate-port",
+                    mp.key("containerPort"),
+                    format!("Port {cp}/{protocol} is also mapped by {prev}: on ECS each container of a bridge task has its own network namespace, but here the task's containers share one, so only one of them can listen on it."),
+                );
             }
             if let Some(pn) = m.name.as_deref() {
                 // Ref: ecs.json `PortMapping.name` (Service Connect): lowercase letters,
