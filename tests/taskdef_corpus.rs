@@ -190,6 +190,7 @@ fn every_rule_has_an_invalid_file() {
         "container-name-format",
         "container-name-unique",
         "image-required",
+        "image-format",
         "container-cpu-exceeds-task",
         "container-cpu-sum",
         "container-memory-sum",
