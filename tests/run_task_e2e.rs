@@ -699,7 +699,8 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     let td = env.taskdef(
         "secret",
         &format!(
-            r#"{{"family":"secret","networkMode":"none","containerDefinitions":[
+            r#"{{"family":"secret","networkMode":"none",
+            "executionRoleArn":"arn:aws:iam::000000000000:role/exec","containerDefinitions":[
             {{"name":"app","image":"{BUSYBOX}","memory":64,
               "secrets":[{{"name":"DB_PASSWORD","valueFrom":"arn:aws:ssm:us-east-1:000000000000:parameter/db"}}]}}]}}"#
         ),

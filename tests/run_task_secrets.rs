@@ -71,7 +71,16 @@ impl Env {
     }
 }
 
+const ROLE: &str = "arn:aws:iam::123456789012:role/exec";
+
+/// A task definition with `secrets`; ECS requires an `executionRoleArn` with them, so one is
+/// set unless `extra` sets its own.
 fn taskdef(family: &str, extra: &str, secrets: &str) -> String {
+    let extra = if extra.contains("executionRoleArn") {
+        extra.to_string()
+    } else {
+        format!(r#"{extra},"executionRoleArn":"{ROLE}""#)
+    };
     format!(
         r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512"{extra},
             "containerDefinitions":[{{"name":"app","image":"{BUSYBOX}","stopTimeout":2,

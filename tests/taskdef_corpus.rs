@@ -2,7 +2,8 @@
 //! (exit 0, no errors), and every file under tests/taskdefs/invalid must fail (exit 1) with
 //! exactly the errors its `.expect` file lists.
 //!
-//! A valid file's `.args` holds validate flags it needs (`--template`).
+//! A valid file's `.args` holds validate flags it needs (`--template`); its `.expect`, if
+//! any, lists warnings it must give (same format as below).
 //! `.expect` format, one finding per line:
 //! `SEVERITY CODE RULE PATH MESSAGE-SUBSTRING`; `args: …` adds validate flags; `#` comments.
 //! Every error finding must match an expected line, and every expected line a finding.
@@ -65,6 +66,32 @@ fn matches(e: &Expected, f: &Value) -> bool {
             .is_some_and(|m| m.contains(&e.message))
 }
 
+/// An `.expect` file's `args:` flags and expected findings.
+fn parse_expect(text: &str) -> (Vec<String>, Vec<Expected>) {
+    let mut args: Vec<String> = Vec::new();
+    let mut expected = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if let Some(a) = line.strip_prefix("args:") {
+            args.extend(a.split_whitespace().map(String::from));
+            continue;
+        }
+        let mut parts = line.splitn(5, ' ');
+        let mut next = || parts.next().unwrap_or("").to_string();
+        expected.push(Expected {
+            severity: next(),
+            code: next(),
+            rule: next(),
+            path: next(),
+            message: next(),
+        });
+    }
+    (args, expected)
+}
+
 #[test]
 fn valid_corpus_passes() {
     let mut failures = Vec::new();
@@ -79,6 +106,23 @@ fn valid_corpus_passes() {
                 file.display()
             ));
         }
+        // `NAME.expect`, if any: warnings the file must give.
+        if let Ok(text) = std::fs::read_to_string(file.with_extension("expect")) {
+            let findings = doc["findings"].as_array().cloned().unwrap_or_default();
+            for e in parse_expect(&text).1 {
+                if !findings.iter().any(|f| matches(&e, f)) {
+                    failures.push(format!(
+                        "{}: no finding {} {} {} {} ~ {:?}",
+                        file.display(),
+                        e.severity,
+                        e.code,
+                        e.rule,
+                        e.path,
+                        e.message
+                    ));
+                }
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -90,27 +134,7 @@ fn invalid_corpus_fails_with_the_expected_findings() {
         let expect_file = file.with_extension("expect");
         let text = std::fs::read_to_string(&expect_file)
             .unwrap_or_else(|_| panic!("{} has no .expect file", file.display()));
-        let mut args: Vec<String> = Vec::new();
-        let mut expected = Vec::new();
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            if let Some(a) = line.strip_prefix("args:") {
-                args.extend(a.split_whitespace().map(String::from));
-                continue;
-            }
-            let mut parts = line.splitn(5, ' ');
-            let mut next = || parts.next().unwrap_or("").to_string();
-            expected.push(Expected {
-                severity: next(),
-                code: next(),
-                rule: next(),
-                path: next(),
-                message: next(),
-            });
-        }
+        let (args, expected) = parse_expect(&text);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, doc, _) = validate(&file, &argv);
         let findings = doc["findings"].as_array().cloned().unwrap_or_default();
@@ -166,6 +190,7 @@ fn every_rule_has_an_invalid_file() {
         "container-name-format",
         "container-name-unique",
         "image-required",
+        "image-format",
         "container-cpu-exceeds-task",
         "container-cpu-sum",
         "container-memory-sum",
@@ -211,6 +236,7 @@ fn every_rule_has_an_invalid_file() {
         "fargate-host-source-path",
         "fargate-log-driver",
         "fargate-execution-role",
+        "secrets-execution-role",
         "fargate-firelens-s3",
         "firelens-router",
         "firelens-unused",

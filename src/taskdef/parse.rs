@@ -323,6 +323,7 @@ fn decode_collect<T: DeserializeOwned + Default>(
     // What was put in place of each bad member so far. Every round replaces one node, at most
     // twice, or climbs one level, so this bound is never reached by a well-behaved decoder.
     let mut tried: HashMap<String, Tried> = HashMap::new();
+    refuse_arrays_for_objects::<T>(value, base, findings, dropped);
     let max_rounds = 3 * count_nodes(value) + 4;
     for _ in 0..max_rounds {
         let mut unknown = Vec::new();
@@ -404,6 +405,73 @@ fn decode_collect<T: DeserializeOwned + Default>(
         }
     }
     T::default()
+}
+
+/// serde's derived structs also read a JSON array, positionally (its first element as the
+/// first field), so `"logConfiguration": [{"logDriver": "awslogs"}]`, a slip some published
+/// snippets make, would be reported as a puzzle about `logDriver`'s enum and the array's
+/// length. ECS reads a structure from an object only: an array where the model has an object
+/// is one type error at that member, which is then dropped like any mistyped member.
+/// Ref: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html
+/// (logConfiguration, healthCheck, linuxParameters, … are of type "object").
+fn refuse_arrays_for_objects<T: DeserializeOwned>(
+    value: &mut Value,
+    base: &JsonPath,
+    findings: &mut Vec<Finding>,
+    dropped: &mut Vec<JsonPath>,
+) {
+    // A pattern (`containerDefinitions[].logConfiguration`) is an object in the model when
+    // some member path continues below it.
+    let objects: std::collections::HashSet<String> = super::members::paths::<T>()
+        .iter()
+        .flat_map(|p| p.match_indices('.').map(|(i, _)| p[..i].to_string()))
+        .collect();
+    fn walk(
+        v: &mut Value,
+        at: &mut JsonPath,
+        pattern: &str,
+        objects: &std::collections::HashSet<String>,
+        out: &mut Vec<JsonPath>,
+    ) {
+        match v {
+            Value::Array(_) if !pattern.is_empty() && objects.contains(pattern) => {
+                out.push(at.clone());
+                *v = Value::Null;
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter_mut().enumerate() {
+                    at.0.push(Seg::Index(i));
+                    walk(c, at, &format!("{pattern}[]"), objects, out);
+                    at.0.pop();
+                }
+            }
+            Value::Object(m) => {
+                for (k, c) in m.iter_mut() {
+                    let child = if pattern.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{pattern}.{k}")
+                    };
+                    at.0.push(Seg::Key(k.clone()));
+                    walk(c, at, &child, objects, out);
+                    at.0.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(value, &mut JsonPath::root(), "", &objects, &mut found);
+    for at in found {
+        let path = join(base, &at);
+        findings.push(Finding::error(
+            Code::SerializationException,
+            "json-type",
+            path.clone(),
+            "invalid type: array, expected an object",
+        ));
+        dropped.push(path);
+    }
 }
 
 /// Whether a string is a template placeholder rather than a value: `${memory}`,

@@ -138,8 +138,8 @@ impl Checker {
             // Containers of an awsvpc or host task share one network stack: one port, one owner.
             // ECS documents "A port can only be included in one port mapping per container"
             // (`containerPortRange`), not a refusal across containers: a warning.
+            let here = format!("{name} ({mp})");
             if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
-                let here = format!("{name} ({mp})");
                 if let Some(prev) = seen.insert((cp, protocol), here) {
                     self.warn(
                         "duplicate-port",
@@ -147,6 +147,18 @@ impl Checker {
                         format!("Port {cp}/{protocol} is also mapped by {prev}: containers of a {mode} task share one network stack."),
                     );
                 }
+            } else if mode == NetworkMode::Bridge
+                && let Some(prev) = seen.insert((cp, protocol), here)
+                && !prev.starts_with(&format!("{name} ("))
+            {
+                // On ECS each container of a bridge task has its own network namespace, so
+                // two may listen on one port; here they share one (networkMode's
+                // local-difference), and the second cannot bind it.
+                self.warn(
+                    "duplicate-port",
+                    mp.key("containerPort"),
+                    format!("Port {cp}/{protocol} is also mapped by {prev}: on ECS each container of a bridge task has its own network namespace, but here the task's containers share one, so only one of them can listen on it."),
+                );
             }
             if let Some(pn) = m.name.as_deref() {
                 // Ref: ecs.json `PortMapping.name` (Service Connect): lowercase letters,
@@ -436,13 +448,35 @@ impl Checker {
         }
     }
 
-    pub(super) fn secrets_and_env(&mut self, c: &ContainerDefinition, p: &JsonPath) {
+    pub(super) fn secrets_and_env(
+        &mut self,
+        def: &TaskDefinition,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        task_level: bool,
+    ) {
         // Ref: ecs.json `Secret` requires name and valueFrom; `EnvironmentFile` requires type
         // and value; `RepositoryCredentials` requires credentialsParameter. Environment
         // names: unnamed or repeated ones are Docker's business, not refused by ECS (a
         // warning); the `.env` extension is documented ("must have a .env file extension",
         // developer guide, use-environment-file.html) but its enforcement at register is not,
         // so a warning.
+        // Ref: RegisterTaskDefinition's ClientException as users quote it (fabfuel/ecs-deploy
+        // #87): "When you are specifying container secrets, you must also specify a value for
+        // 'executionRoleArn'." The developer guide's task execution IAM role page: the role is
+        // what fetches secrets from Secrets Manager or Parameter Store, on every launch type.
+        // A bare container array takes its role from register's flags: not checked there.
+        if task_level
+            && c.secrets.as_ref().is_some_and(|s| !s.is_empty())
+            && blank(&def.execution_role_arn)
+        {
+            self.err(
+                "secrets-execution-role",
+                p.key("secrets"),
+                "When you are specifying container secrets, you must also specify a value for \
+                 'executionRoleArn'.",
+            );
+        }
         for (k, s) in c.secrets.iter().flatten().enumerate() {
             let sp = p.key("secrets").index(k);
             if blank(&s.name) {

@@ -477,18 +477,32 @@ impl Checker {
                 Some(img) => {
                     // Ref: ecs.json `ContainerDefinition.image`: up to 255 letters, numbers,
                     // `-_:./#`; for `repository@digest` the 255 limit applies before the `@`.
-                    // Enforcement at register is not documented, so a warning.
+                    // Other characters: RegisterTaskDefinition's ClientException "Container.
+                    // image contains invalid characters." as users quote it (aws-actions/
+                    // amazon-ecs-render-task-definition#49, an unexpanded `$ECR_REGISTRY`;
+                    // Shippable/support#3094). The length's enforcement is not documented,
+                    // so a warning.
                     let odd = img
                         .chars()
                         .any(|ch| !(ch.is_ascii_alphanumeric() || "-_:./#@".contains(ch)));
                     let named = img.split_once('@').map_or(img, |(name, _)| name);
-                    if odd || named.len() > 255 {
+                    if odd {
+                        self.err(
+                            "image-format",
+                            p.key("image"),
+                            format!(
+                                "Container.image contains invalid characters. ('{img}': ECS \
+                                 takes letters, numbers and -_:./# , and @ before a digest; is \
+                                 it a template placeholder?)"
+                            ),
+                        );
+                    } else if named.len() > 255 {
                         self.warn(
                             "image-format",
                             p.key("image"),
                             format!(
-                                "image '{img}' has characters ECS does not accept in an image \
-                                 reference (or is longer than 255): is it a template placeholder?"
+                                "image '{img}' is longer than the 255 characters ECS documents \
+                                 for an image reference."
                             ),
                         );
                     }
@@ -662,7 +676,7 @@ impl Checker {
             self.timeouts(c, &p);
             self.health_check(c, &p);
             self.mounts(c, &p, task_level, &volume_names, &index_of);
-            self.secrets_and_env(c, &p);
+            self.secrets_and_env(def, c, &p, task_level);
             self.logging(def, c, &p, task_level, has_log_router);
             self.linux_parameters(c, &p);
             self.misc_container(c, &p, mode, def.ipc_mode, &accelerator_names);
