@@ -3,7 +3,7 @@
 //! CloudWatch Logs (awslogs forwarding: CreateLogGroup, CreateLogStream, PutLogEvents),
 //! SSM (GetParameters) and Secrets Manager (GetSecretValue) for `secrets` and
 //! `repositoryCredentials`. Each SDK crate costs a few hundred KB of the static binary's
-//! 15 MB budget (docs/packaging.md "Sizes"); these calls need only SigV4, which the SDK's
+//! size budget (docs/packaging.md "Sizes"); these calls need only SigV4, which the SDK's
 //! own signer (`aws-sigv4`) computes, sent with reqwest over the TLS stack already linked.
 //!
 //! Credentials and the global endpoint come from the identity's `aws_config::SdkConfig`
