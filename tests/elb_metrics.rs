@@ -265,25 +265,7 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
             .is_empty()
             .then_some(())
     });
-    // The status of one request to the load balancer, with curl's `extra` arguments.
-    let status = |extra: &[&str]| {
-        let out = std::process::Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--noproxy",
-                "*",
-            ])
-            .args(extra)
-            .arg(&url)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(status(&[]), "503");
+    assert_eq!(common::elb::get(&url).0, 503);
     let elb5xx = api.wait_for(30, "HTTPCode_ELB_5XX_Count", || {
         sum(&api, "HTTPCode_ELB_5XX_Count", &by_lb, "Sum")
     });
@@ -294,7 +276,10 @@ fn alb_traffic_is_counted_in_cloudwatch_and_scales_a_service_on_request_count_pe
     // DesyncMitigationMode_NonCompliant_Request_Count; none of the requests before did.
     let non_compliant = "DesyncMitigationMode_NonCompliant_Request_Count";
     assert_eq!(sum(&api, non_compliant, &by_lb, "Sum"), None);
-    assert_eq!(status(&["-H", "Content-Length: 0"]), "503");
+    assert_eq!(
+        common::elb::get_with(&url, &["-H", "Content-Length: 0"]).0,
+        503
+    );
     let counted = api.wait_for(30, non_compliant, || {
         sum(&api, non_compliant, &by_lb, "Sum")
     });

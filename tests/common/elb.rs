@@ -342,17 +342,15 @@ pub fn listener_with_rule(api: &Api, lb: &str, actions: &Value) -> (u16, String)
 
 /// `GET url` with curl (no proxy, 10 s at most): the status (0 when none came) and body.
 pub fn get(url: &str) -> (u16, String) {
+    get_with(url, &[])
+}
+
+/// [`get`] with curl's `extra` arguments (a header, say) before the URL.
+pub fn get_with(url: &str, extra: &[&str]) -> (u16, String) {
     let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "--noproxy",
-            "*",
-            "-m",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ])
+        .args(["-s", "--noproxy", "*", "-m", "10", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
