@@ -1,8 +1,9 @@
 //! A refused run-task leaves nothing on the box at the moment it returns (issue 59): the
 //! supervisor started ahead of the task made the task's cgroups and a network namespace
 //! while the CLI checked the definition; the CLI answers only once that supervisor has
-//! removed them and exited. Alone in its test binary: it compares the host's cgroup
-//! directories before and after, and cargo runs test binaries one at a time.
+//! removed them and exited. It compares the host's cgroup directories before and after,
+//! so it must run alone: alone in its test binary, and marked in .config/nextest.toml to
+//! run with no other test at once (docs/testing.md, "Tests that run alone").
 
 mod common;
 

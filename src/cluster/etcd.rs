@@ -832,6 +832,9 @@ fn client(tls: &Tls, timeout: Option<Duration>) -> Result<reqwest::Client, EtcdE
         b = b.timeout(t);
     }
     if let Some(ca) = &tls.cacert {
+        // That CA alone, as etcdctl's --cacert: no public CA vouches for an etcd member
+        // (and the system's bundle is not parsed for every connection).
+        b = b.tls_built_in_root_certs(false);
         let pem = read(ca)?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EtcdError::Tls {
             path: ca.display().to_string(),

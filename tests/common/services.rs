@@ -12,8 +12,16 @@ pub fn venv_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin")
 }
 
-/// A tool from the test venv, else from PATH.
+/// A tool from the test venv, else from PATH. `aws` is the AWS CLI scripts/test started
+/// once for the suite when it names its socket in `MINIFARGATE_TEST_AWS_SOCKET`
+/// (tests/fixtures/aws_zygote.py: the same CLI, its imports done once), else the venv's.
 pub fn tool(name: &str) -> PathBuf {
+    if name == "aws"
+        && let Some(socket) = std::env::var_os("MINIFARGATE_TEST_AWS_SOCKET")
+        && Path::new(&socket).exists()
+    {
+        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws_client.py");
+    }
     let v = venv_bin().join(name);
     if v.exists() { v } else { PathBuf::from(name) }
 }
