@@ -100,6 +100,9 @@ fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
         cluster: a.cluster,
         leader_ttl: a.leader_ttl,
         lost_instance_after: a.lost_instance_after,
+        boxes_listen: a.boxes_listen,
+        boxes_names: a.boxes_name,
+        cluster_dir: a.cluster_dir,
         etcd_tls: a.etcd.tls(),
         etcd_tls_given: a.etcd.given(),
     }

@@ -47,6 +47,20 @@ pub fn tls_acceptor(
             key.display()
         )
     })?;
+    acceptor(certs, key, clients).with_context(|| {
+        format!(
+            "the TLS certificate {} and key do not make a usable pair",
+            cert.display()
+        )
+    })
+}
+
+/// The acceptor of a parsed certificate chain and key.
+fn acceptor(
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<TlsAcceptor> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -55,15 +69,31 @@ pub fn tls_acceptor(
         Some(v) => config.with_client_cert_verifier(v),
         None => config.with_no_client_auth(),
     };
-    let mut config = config.with_single_cert(certs, key).with_context(|| {
-        format!(
-            "the TLS certificate {} and key do not make a usable pair",
-            cert.display()
-        )
-    })?;
+    let mut config = config.with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// [`tls_acceptor`] from a certificate chain and key in memory (PEM).
+pub fn tls_acceptor_pem(
+    cert: &str,
+    key: &str,
+    clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("a TLS certificate chain that is not PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).context("a TLS key that is not PEM")?;
+    acceptor(certs, key, clients)
+}
+
+/// The client certificate (DER) a TLS connection presented, for the routes of a listener
+/// that takes one without requiring it (serve's port for boxes): an extension of each
+/// request on that connection.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
 
 /// How a listener speaks TLS.
 #[derive(Clone)]
@@ -155,7 +185,19 @@ pub async fn run_with(
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(s)) => connection(s, app, limits, stopping).await,
+                        Ok(Ok(s)) => {
+                            let peer = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| PeerCertificate(Arc::new(c.as_ref().to_vec())));
+                            let app = match peer {
+                                Some(p) => app.layer(axum::Extension(p)),
+                                None => app,
+                            };
+                            connection(s, app, limits, stopping).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

@@ -30,6 +30,11 @@ pub struct Options {
     pub leader_ttl: u64,
     /// Seconds an instance may stay disconnected before its tasks are STOPPED.
     pub lost_instance_after: f64,
+    /// serve's port for boxes (`--boxes-listen`), its certificate's names and the
+    /// cluster's directory with the CA's key.
+    pub boxes_listen: Option<SocketAddr>,
+    pub boxes_names: Vec<String>,
+    pub cluster_dir: Option<PathBuf>,
     /// How etcd is reached (`--etcd-cacert/--etcd-cert/--etcd-key`).
     pub etcd_tls: crate::cluster::etcd::Tls,
     /// Whether any etcd TLS option was given (they are for `--cluster` only).
@@ -229,6 +234,32 @@ fn cluster(
         // Task definitions, clusters and services: the cluster's, in etcd.
         crate::cluster::replica::start(etcd, root, name.clone(), rt.handle())
             .context("failed to keep the control plane's rows in etcd")?;
+        if let Some(listen) = a.boxes_listen {
+            let layout = crate::cluster::pki::Layout {
+                dir: a
+                    .cluster_dir
+                    .clone()
+                    .context("--boxes-listen needs --cluster-dir")?,
+            };
+            anyhow::ensure!(
+                layout.ca_key().exists(),
+                "--cluster-dir {}: no ca.key there (the directory `minifargate cluster init` \
+                 made): serve issues joining boxes' certificates with it",
+                layout.dir.display()
+            );
+            let at = rt
+                .block_on(crate::cluster::join::listen(
+                    etcd,
+                    layout,
+                    listen,
+                    &a.boxes_names,
+                ))
+                .context("failed to open serve's port for boxes (--boxes-listen)")?;
+            eprintln!(
+                "minifargate: port for boxes at https://{at}: a box joins with `minifargate \
+                 agent --server https://{at} --token TOKEN` (`minifargate cluster token create`)"
+            );
+        }
         rt.spawn(crate::cluster::leader::run(
             etcd,
             crate::cluster::leader::Options {

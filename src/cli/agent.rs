@@ -2,6 +2,7 @@
 //! (crate::cluster::agent, docs/cluster.md).
 
 use super::GlobalOpts;
+use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,8 +116,99 @@ pub struct AgentArgs {
     /// via it. Default: the source address of this box's route to the first etcd endpoint.
     #[arg(long, value_name = "IPV4")]
     pub advertise_address: Option<std::net::Ipv4Addr>,
+    /// The control plane's port for boxes (serve's --boxes-listen), to join with --token
+    /// on the first start: https://HOST:PORT.
+    #[arg(long, value_name = "URL", requires = "token", conflicts_with_all = ["etcd_certs", "etcd_cacert", "etcd_cert", "etcd_key"])]
+    pub server: Option<String>,
+    /// A join token (`minifargate cluster token create`): with --server, this box makes
+    /// its key, gets its certificate and etcd user, and keeps them in <root>/agent/bundle
+    /// (root-only); later starts use that bundle and ignore the token.
+    #[arg(
+        long,
+        env = "MINIFARGATE_JOIN_TOKEN",
+        value_name = "TOKEN",
+        requires = "server",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// This box's name in the cluster when it joins (its certificate's and etcd user's):
+    /// default the host name.
+    #[arg(long, value_name = "NAME", requires = "server")]
+    pub name: Option<String>,
     #[command(flatten)]
     pub etcd: EtcdTls,
+}
+
+/// `--server URL --token TOKEN`: this box's bundle in `<root>/agent/bundle`, joined now
+/// if it is not there yet, and checked with the control plane (a removed box stops here).
+/// The ECS cluster its token names, if any.
+fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<String>> {
+    use crate::cluster::join;
+    let (Some(server), Some(token)) = (a.server.clone(), a.token.clone()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        server.starts_with("https://"),
+        "--server {server:?}: the control plane's port for boxes, https://HOST:PORT"
+    );
+    let dir = root.join("agent").join("bundle");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if dir.join("client.crt").exists() {
+        eprintln!(
+            "minifargate agent: joined before: the bundle in {} (--token not used)",
+            dir.display()
+        );
+        match rt.block_on(join::check_member(&server, &dir)) {
+            Ok(name) => eprintln!("minifargate agent: the control plane knows this box as {name}"),
+            Err(e @ join::JoinError::Refused { .. }) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "this box's certificate is refused: to join again, remove {} and start                      with a new token",
+                    dir.display()
+                )));
+            }
+            Err(e) => eprintln!(
+                "minifargate agent: warning: {} (going on with the bundle)",
+                crate::errors::error_chain(&e)
+            ),
+        }
+    } else {
+        let token = join::Token::parse(&token)?;
+        let name = match &a.name {
+            Some(n) => n.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .map(|h| h.split('.').next().unwrap_or_default().to_string())
+                .filter(|h| crate::cluster::pki::check_name(h).is_ok())
+                .context("the host name is not a box name: pass --name")?,
+        };
+        let mut addresses = Vec::new();
+        if !a.listen.ip().is_unspecified() && !a.listen.ip().is_loopback() {
+            addresses.push(a.listen.ip().to_string());
+        }
+        if let Some(ip) = a.advertise_address
+            && !addresses.contains(&ip.to_string())
+        {
+            addresses.push(ip.to_string());
+        }
+        let answer = rt.block_on(join::enroll(&server, &token, &name, &addresses, &dir))?;
+        eprintln!(
+            "minifargate agent: joined the cluster as box {} (etcd user {}); certificate and \
+             key in {}",
+            answer.name,
+            answer.etcd_user,
+            dir.display()
+        );
+    }
+    a.etcd = EtcdTls {
+        etcd_certs: Some(dir.clone()),
+        ..a.etcd.clone()
+    };
+    Ok(std::fs::read_to_string(dir.join(join::CLUSTER_FILE))
+        .ok()
+        .map(|c| c.trim().to_string()))
 }
 
 /// The agent's log filter without --log-level or ECS_LOGLEVEL: the cluster's own events
@@ -180,11 +272,19 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
             eprintln!("minifargate agent: {note}");
         }
     }
-    let name = a
+    let token_cluster = joined(&g.root, &mut a)?;
+    let chosen = a
         .cluster_name
         .clone()
-        .or_else(|| file.as_ref().and_then(|c| c.cluster.clone()))
-        .unwrap_or_else(|| "default".into());
+        .or_else(|| file.as_ref().and_then(|c| c.cluster.clone()));
+    if let (Some(t), Some(c)) = (&token_cluster, &chosen) {
+        anyhow::ensure!(
+            t == c,
+            "this box joined with a token for ECS cluster {t}, but --cluster-name (or \
+             ECS_CLUSTER) says {c}"
+        );
+    }
+    let name = chosen.or(token_cluster).unwrap_or_else(|| "default".into());
     let cluster = crate::ecs::names::cluster_name(&name).to_string();
     anyhow::ensure!(
         !cluster.is_empty()

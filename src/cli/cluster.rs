@@ -29,6 +29,80 @@ pub enum ClusterCommand {
     /// own) through the operator's bundle, and turn etcd's authentication on. Run again,
     /// it sets the passwords again and adds the boxes issued since.
     EnableAuth(EnableAuthArgs),
+    /// Join tokens: a box joins with `agent --server URL --token TOKEN` (docs/cluster.md
+    /// "Joining a box with a token").
+    Token(TokenArgs),
+    /// Remove box NAME from the cluster: its etcd user and role deleted, its certificate
+    /// revoked (serve's port for boxes refuses it). Its instances show agentConnected
+    /// false once its lease runs out, and the leader replaces their tasks after
+    /// --lost-instance-after; `deregister-container-instance --force` first moves them at once.
+    RemoveBox(RemoveBoxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// Where the operator reaches etcd: the cluster's directory (its `admin` bundle) and
+/// etcd's endpoints.
+#[derive(Debug, Args)]
+pub struct Operator {
+    /// The cluster's directory (`cluster init --dir`).
+    #[arg(long, value_name = "DIR", default_value = "/etc/minifargate/cluster")]
+    pub dir: PathBuf,
+    /// etcd's client endpoints, comma-separated (https://HOST:2379).
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub etcd: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a join token and print it (once: etcd keeps only its secret's hash). It pins
+    /// the cluster's CA; by default it joins one box within 24 hours.
+    Create(TokenCreateArgs),
+    /// The tokens not yet used up or revoked: id, cluster, expiry, joins left (no secret).
+    List(Operator),
+    /// Revoke token ID: it joins no box from then on (boxes joined with it stay).
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub at: Operator,
+    /// How long it joins boxes: a duration (`30m`, `24h`, `7d`); `0`: no expiry.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub ttl: String,
+    /// How many boxes it joins (`0`: any number until it expires or is revoked).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub uses: u32,
+    /// The ECS cluster a box joined with it registers in (its agent's --cluster-name
+    /// must then be this or unset).
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// What the token is for (shown by `token list`).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub at: Operator,
+    /// The token's id (the 12 hex digits after `::`, as `token list` shows).
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveBoxArgs {
+    #[command(flatten)]
+    pub at: Operator,
+    /// The box's name (its certificate's `urn:minifargate:box:NAME`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +200,18 @@ pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
             }
             println!("{}", layout.box_bundle(&b.name).display());
         }
+        ClusterCommand::Token(t) => token(t.command)?,
+        ClusterCommand::RemoveBox(r) => {
+            let layout = Layout { dir: r.at.dir };
+            let etcd = admin_etcd(&layout, &r.at.etcd)?;
+            let offline = layout.box_bundle(&r.name);
+            let done = block_on(crate::cluster::join::remove_box(
+                &etcd,
+                &r.name,
+                Some(&offline),
+            ))??;
+            println!("box {} removed: {}", r.name, done.join("; "));
+        }
         ClusterCommand::EnableAuth(e) => {
             let layout = Layout { dir: e.dir };
             let etcd = admin_etcd(&layout, &e.cluster)?;
@@ -141,4 +227,111 @@ pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cluster token create|list|revoke`.
+fn token(c: TokenCommand) -> anyhow::Result<()> {
+    use crate::cluster::join;
+    use crate::cluster::pki::{self, Layout};
+    match c {
+        TokenCommand::Create(t) => {
+            let layout = Layout { dir: t.at.dir };
+            let ttl = match t.ttl.trim() {
+                "0" => None,
+                s => Some(humantime::parse_duration(s).map_err(|e| {
+                    anyhow::anyhow!("--ttl {s:?}: a duration such as 30m, 24h or 7d ({e})")
+                })?),
+            };
+            if let Some(c) = &t.cluster {
+                anyhow::ensure!(
+                    !c.is_empty()
+                        && c.len() <= 255
+                        && c.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    "--cluster {c:?}: up to 255 letters, numbers, hyphens and underscores (an \
+                     ECS cluster name)"
+                );
+            }
+            let (pin, _) = pki::layout_ca(&layout)?;
+            let etcd = admin_etcd(&layout, &t.at.etcd)?;
+            let uses = (t.uses > 0).then_some(t.uses);
+            let (token, record) = block_on(join::create_token(
+                &etcd,
+                &pin,
+                t.cluster,
+                ttl,
+                uses,
+                t.description,
+            ))??;
+            println!("{token}");
+            eprintln!(
+                "token {} joins {} {}{}: on the box, `minifargate agent --server \
+                 https://CONTROL_PLANE:PORT --token TOKEN --cluster ETCD_ENDPOINTS` (serve's \
+                 --boxes-listen port); `minifargate cluster token revoke {}` withdraws it",
+                token.id,
+                match record.uses_left {
+                    Some(1) => "one box".to_string(),
+                    Some(n) => format!("{n} boxes"),
+                    None => "any number of boxes".into(),
+                },
+                match record.expires_at {
+                    Some(at) => format!(
+                        "until {}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(at.max(0) as u64)
+                        )
+                        .to_string()
+                    ),
+                    None => "with no expiry".into(),
+                },
+                record
+                    .cluster
+                    .map(|c| format!(" into ECS cluster {c}"))
+                    .unwrap_or_default(),
+                token.id
+            );
+        }
+        TokenCommand::List(at) => {
+            let layout = Layout { dir: at.dir };
+            let etcd = admin_etcd(&layout, &at.etcd)?;
+            let now = join::now();
+            println!(
+                "ID            CLUSTER          EXPIRES                   JOINS LEFT  DESCRIPTION"
+            );
+            for (id, r) in block_on(join::list_tokens(&etcd))?? {
+                match r {
+                    Ok(r) => println!(
+                        "{id:<13} {:<16} {:<25} {:<11} {}",
+                        r.cluster.as_deref().unwrap_or("-"),
+                        match r.expires_at {
+                            Some(at) if at <= now => "expired".to_string(),
+                            Some(at) => humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH
+                                    + std::time::Duration::from_secs(at.max(0) as u64)
+                            )
+                            .to_string(),
+                            None => "never".into(),
+                        },
+                        r.uses_left
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "any".into()),
+                        r.description
+                    ),
+                    Err(e) => println!("{id:<13} (its record does not decode: {e})"),
+                }
+            }
+        }
+        TokenCommand::Revoke(r) => {
+            let layout = Layout { dir: r.at.dir };
+            let etcd = admin_etcd(&layout, &r.at.etcd)?;
+            anyhow::ensure!(
+                block_on(join::revoke_token(&etcd, &r.id))??,
+                "no token {} (used up, revoked, or never made: `cluster token list`)",
+                r.id
+            );
+            println!("token {} revoked", r.id);
+        }
+    }
+    Ok(())
 }

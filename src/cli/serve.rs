@@ -78,6 +78,23 @@ pub struct ServeArgs {
     )]
     pub lost_instance_after: f64,
 
+    /// With --cluster: serve's port for boxes (HTTPS with a certificate of the cluster's
+    /// CA, made at start from --cluster-dir): boxes join there with a token (`agent
+    /// --server https://ADDR:PORT --token TOKEN`; docs/cluster.md "Joining a box with a
+    /// token").
+    #[arg(long, value_name = "ADDR:PORT", requires_all = ["cluster", "cluster_dir"])]
+    pub boxes_listen: Option<SocketAddr>,
+
+    /// A name or address boxes reach --boxes-listen at (repeatable): its certificate's
+    /// names, besides loopback and the listen address.
+    #[arg(long, value_name = "HOST", requires = "boxes_listen")]
+    pub boxes_name: Vec<String>,
+
+    /// The cluster's directory (`cluster init --dir`) holding the CA's key, with which
+    /// --boxes-listen issues joining boxes' certificates.
+    #[arg(long, value_name = "DIR", requires = "boxes_listen")]
+    pub cluster_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub etcd: super::agent::EtcdTls,
 }

@@ -21,6 +21,9 @@
 //! /minifargate/v1/boxes/<name>/bound/<cluster>/<id>           the leader bound it: the box's role writes the instance's keys
 //! /minifargate/v1/boxes/<name>/reports/<cluster>/<task>       box <name>'s report of its task (JSON; folded into tasks/<task> by the leader)
 //! /minifargate/v1/bindings/<id>                               the box instance <id> is bound to (written by the leader, once)
+//! /minifargate/v1/join/tokens/<id>                            a join token: its secret's SHA-256, cluster, expiry, uses left (JSON; `cluster token create`)
+//! /minifargate/v1/join/boxes/<name>                           box <name> joined with a token: when, the token, its certificate's SHA-256 (JSON, written by serve)
+//! /minifargate/v1/join/revoked/<sha256>                       a removed box's certificate (`cluster remove-box`)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -371,4 +374,35 @@ mod tests {
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));
     }
+}
+
+/// The prefix of the join tokens (`cluster token create`: `crate::cluster::join`).
+pub fn join_tokens() -> String {
+    format!("{ROOT}/join/tokens/")
+}
+
+/// Join token `id`'s record: its secret's hash, cluster, expiry and uses left (JSON).
+pub fn join_token(id: &str) -> String {
+    format!("{}{id}", join_tokens())
+}
+
+/// The prefix of the boxes that joined with a token.
+pub fn joined_boxes() -> String {
+    format!("{ROOT}/join/boxes/")
+}
+
+/// Box `name`'s join record: when, with which token, its certificate's hash (JSON).
+pub fn joined_box(name: &str) -> String {
+    format!("{}{name}", joined_boxes())
+}
+
+/// The prefix of the certificates of boxes removed (`cluster remove-box`), by their
+/// SHA-256: refused at serve's port for boxes from then on.
+pub fn revoked_certificates() -> String {
+    format!("{ROOT}/join/revoked/")
+}
+
+/// A removed box's certificate, by the SHA-256 of its DER (hex).
+pub fn revoked_certificate(sha256: &str) -> String {
+    format!("{}{sha256}", revoked_certificates())
 }

@@ -12,6 +12,7 @@
 //! - [`placement`]: ECS task placement, a pure function (resources, constraints, strategies).
 //! - [`pki`]: the cluster's CA and certificates (`cluster init`, `cluster add-box`).
 //! - [`users`]: etcd's users and roles (`cluster enable-auth`).
+//! - [`join`]: join tokens, a box's join and its removal (`cluster token`, `agent --server`).
 //! - [`reports`]: the leader folds the boxes' task reports into the task records.
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
@@ -27,6 +28,7 @@ pub mod etcd;
 pub mod exec;
 pub mod fleet;
 pub mod instances;
+pub mod join;
 pub mod keys;
 pub mod leader;
 pub mod logs;

@@ -196,7 +196,7 @@ impl Ca {
 }
 
 /// A root-only directory (0700), with its parents.
-fn private_dir(path: &Path) -> Result<(), PkiError> {
+pub fn private_dir(path: &Path) -> Result<(), PkiError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -212,7 +212,7 @@ fn private_dir(path: &Path) -> Result<(), PkiError> {
 }
 
 /// A new root-only file (0600); never over an existing one.
-fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiError> {
+pub fn private_file(path: &Path, content: &str, made: &mut Made) -> Result<(), PkiError> {
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -314,13 +314,7 @@ fn check_host(h: &str) -> Result<String, PkiError> {
 /// `cluster init`: the CA, etcd's server and peer certificates (valid for loopback and
 /// `hosts`), serve's and the operator's client bundles, in `layout.dir`.
 pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
-    let mut sans = vec!["127.0.0.1".to_string(), "::1".into(), "localhost".into()];
-    for h in hosts {
-        let h = check_host(h)?;
-        if !sans.contains(&h) {
-            sans.push(h);
-        }
-    }
+    let sans = names_with_loopback(hosts)?;
     if layout.ca_key().exists() {
         return Err(PkiError::CaExists(layout.ca_key()));
     }
@@ -362,26 +356,128 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     Ok(made)
 }
 
-/// `cluster add-box NAME`: box `name`'s bundle, issued by the CA in `layout.dir`: its
-/// certificate is etcd's client certificate and its agent's endpoint's server certificate,
-/// valid for loopback and `addresses` (the box's addresses on the boxes' network).
-pub fn add_box(layout: &Layout, name: &str, addresses: &[String]) -> Result<Made, PkiError> {
-    let mut sans = vec!["127.0.0.1".to_string(), "::1".into(), "localhost".into()];
-    for h in addresses {
-        let h = check_host(h)?;
-        if !sans.contains(&h) {
-            sans.push(h);
-        }
-    }
+/// Checks a box's name: it becomes its etcd user's and role's name, a directory's and a
+/// key's part.
+pub fn check_name(name: &str) -> Result<(), PkiError> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && !name.starts_with('.');
-    if !valid {
-        return Err(PkiError::BadName(name.into()));
+    if valid {
+        Ok(())
+    } else {
+        Err(PkiError::BadName(name.into()))
     }
+}
+
+/// Loopback's names and `hosts` (checked), without repeats: a certificate's names.
+fn names_with_loopback(hosts: &[String]) -> Result<Vec<String>, PkiError> {
+    let mut sans = vec!["127.0.0.1".to_string(), "::1".into(), "localhost".into()];
+    for h in hosts {
+        let h = check_host(h)?;
+        if !sans.contains(&h) {
+            sans.push(h);
+        }
+    }
+    Ok(sans)
+}
+
+/// The pin of a CA: the SHA-256 of its certificate's DER, 64 hex digits (what a join
+/// token carries, as k3s's `K10<hash>` does).
+pub fn ca_pin(ca_pem: &[u8]) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(ca_pem).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(der.as_ref())))
+}
+
+/// The pin of the CA in `layout.dir`, and its PEM.
+pub fn layout_ca(layout: &Layout) -> Result<(String, String), PkiError> {
+    let path = layout.ca_cert();
+    let pem = std::fs::read_to_string(&path).map_err(|source| PkiError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let pin = ca_pin(pem.as_bytes()).ok_or_else(|| PkiError::BadCaKey(path.clone()))?;
+    Ok((pin, pem))
+}
+
+/// A box's public key as its join request carries it: an uncompressed P-256 point.
+struct P256Point<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for P256Point<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A joining box's certificate (PEM) for its own key `point` (an uncompressed P-256
+/// point, 65 bytes; the key never leaves the box), issued by the CA in `layout.dir` as
+/// `cluster add-box` issues one: role `urn:minifargate:box:NAME`, for a TLS server (its
+/// agent's endpoint, valid for loopback and `addresses`) and client.
+pub fn issue_for_key(
+    layout: &Layout,
+    name: &str,
+    point: &[u8],
+    addresses: &[String],
+) -> Result<String, PkiError> {
+    check_name(name)?;
+    let sans = names_with_loopback(addresses)?;
+    let ca = Ca::load(layout)?;
+    let what = format!("the certificate of box {name}");
+    let mut p =
+        crate::certs::leaf_params(sans, random_serial()?, VALIDITY).map_err(generate(&what))?;
+    let uri = format!("{ROLE_BOX}{name}")
+        .try_into()
+        .map_err(generate(&what))?;
+    p.subject_alt_names.push(rcgen::SanType::URI(uri));
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = p
+        .signed_by(&P256Point(point), &ca.cert, &ca.key)
+        .map_err(generate(&what))?;
+    Ok(cert.pem())
+}
+
+/// The certificate and key (PEM) of serve's port for boxes (`serve --boxes-listen`),
+/// issued at each start by the CA in `layout.dir` for loopback and `names` (the names
+/// and addresses boxes reach it at): a server's only, with no role, so it opens no
+/// agent's endpoint.
+pub fn control_plane_identity(
+    layout: &Layout,
+    names: &[String],
+) -> Result<(String, String), PkiError> {
+    let sans = names_with_loopback(names)?;
+    let ca = Ca::load(layout)?;
+    let what = "the certificate of serve's port for boxes";
+    let mut p =
+        crate::certs::leaf_params(sans, random_serial()?, VALIDITY).map_err(generate(what))?;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().map_err(generate(what))?;
+    let cert = p
+        .signed_by(&key, &ca.cert, &ca.key)
+        .map_err(generate(what))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A new etcd password (32 random bytes, hex), as a bundle's.
+pub fn new_password() -> Result<String, PkiError> {
+    password()
+}
+
+/// `cluster add-box NAME`: box `name`'s bundle, issued by the CA in `layout.dir`: its
+/// certificate is etcd's client certificate and its agent's endpoint's server certificate,
+/// valid for loopback and `addresses` (the box's addresses on the boxes' network).
+pub fn add_box(layout: &Layout, name: &str, addresses: &[String]) -> Result<Made, PkiError> {
+    let sans = names_with_loopback(addresses)?;
+    check_name(name)?;
     let ca = Ca::load(layout)?;
     let ca_pem = std::fs::read_to_string(layout.ca_cert()).map_err(|source| PkiError::Read {
         path: layout.ca_cert(),

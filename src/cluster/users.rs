@@ -85,6 +85,46 @@ async fn role(etcd: &Etcd, role: &str) -> Result<(), EtcdError> {
 /// Box `name`'s user (its bundle's password) and role.
 pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), UsersError> {
     let (u, password) = pki::credentials(&layout.box_bundle(name))?;
+    add_box_user(etcd, name, &u, &password).await
+}
+
+/// Whether etcd has user `user`.
+pub async fn user_exists(etcd: &Etcd, user: &str) -> Result<bool, EtcdError> {
+    match etcd
+        .auth_call("/v3/auth/user/get", json!({ "name": user }))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(EtcdError::Refused { message, .. }) if message.contains("not found") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Box `name`'s etcd user and role gone (`cluster remove-box`): its bundle's password
+/// opens nothing from then on. Either may be absent already.
+pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<(), EtcdError> {
+    let r = pki::box_user(name);
+    for (call, body) in [
+        ("/v3/auth/user/delete", json!({ "name": r })),
+        ("/v3/auth/role/delete", json!({ "role": r })),
+    ] {
+        match etcd.auth_call(call, body).await {
+            Err(EtcdError::Refused { message, .. }) if message.contains("not found") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Box `name`'s user `u` with `password`, and its role with the box's ranges.
+pub async fn add_box_user(
+    etcd: &Etcd,
+    name: &str,
+    u: &str,
+    password: &str,
+) -> Result<(), UsersError> {
     let r = pki::box_user(name);
     role(etcd, &r).await?;
     etcd.grant_prefix(&r, &keys::box_prefix(name), true).await?;
@@ -99,7 +139,7 @@ pub async fn add_box(etcd: &Etcd, layout: &Layout, name: &str) -> Result<(), Use
     etcd.grant_prefix(&r, &keys::dns(), false).await?;
     // The key read for the store's revision alone.
     etcd.grant_key(&r, "/minifargate", false).await?;
-    user(etcd, &u, &password, &r).await?;
+    user(etcd, u, password, &r).await?;
     Ok(())
 }
 

@@ -1,0 +1,263 @@
+//! Joining a box with a token (issue 73; docs/cluster.md "Joining a box with a token"):
+//! `cluster token create` on the control plane's host, `agent --server URL --token TOKEN`
+//! on the box, which gets its certificate and etcd user from serve's port for boxes
+//! (`serve --boxes-listen`) and runs tasks; a token used up, expired, revoked or pinning
+//! another CA joins nothing and leaves nothing behind; `cluster remove-box` ends the box's
+//! etcd access and its certificate is refused from then on. A real etcd with TLS and
+//! users, real serve and agents, the real AWS CLI. Every process stopped by its pid.
+
+mod common;
+
+use common::cli::{Mf, bin};
+use common::cluster::{Agent, SLEEPER, describe_task, register, serve_with};
+use common::etcd::Etcd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// `minifargate cluster ARGS` as the operator (the cluster's directory and etcd).
+fn operator(etcd: &Etcd, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("cluster")
+        .args(args)
+        .arg("--dir")
+        .arg(etcd.pki().unwrap())
+        .args(["--etcd", &etcd.endpoint()])
+        .output()
+        .expect("run minifargate cluster")
+}
+
+fn token(etcd: &Etcd, more: &[&str]) -> String {
+    let mut args = vec!["token", "create"];
+    args.extend(more);
+    let out = operator(etcd, &args);
+    assert!(out.status.success(), "token create: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An agent of a new box joining with `token` at `server` as `name`, to its end (it fails
+/// to join): its exit status and log.
+fn join_fails(etcd: &Etcd, server: &str, token: &str, name: &str) -> (Mf, String) {
+    let mf = Mf::new();
+    let empty = mf.dir.path().join("ecs.config");
+    std::fs::write(&empty, "").unwrap();
+    let out = mf
+        .cmd()
+        .args(["agent", "--cluster", &etcd.endpoint(), "--ecs-config"])
+        .arg(&empty)
+        .args(["--server", server, "--token", token, "--name", name])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "the join of {name} succeeded: {log}");
+    // Nothing kept: no bundle, no half-made directory beside it.
+    let agent = mf.root.join("agent");
+    let left: Vec<_> = std::fs::read_dir(&agent)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.to_string_lossy().starts_with("bundle")),
+        "a failed join left {left:?} in {}",
+        agent.display()
+    );
+    (mf, log)
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
+    let etcd = Etcd::start();
+    let Some(pki) = etcd.pki().map(Path::to_path_buf) else {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no CA to join with, nothing to check");
+        return;
+    };
+    let port = common::util::free_port();
+    let server = format!("https://127.0.0.1:{port}");
+    let api = serve_with(
+        &etcd,
+        &[
+            "--boxes-listen",
+            &format!("127.0.0.1:{port}"),
+            "--cluster-dir",
+            pki.to_str().unwrap(),
+        ],
+    );
+
+    // A token of one use: printed once; the list shows it without its secret.
+    let t = token(&etcd, &["--description", "edge one"]);
+    assert!(t.starts_with("MF1") && t.contains("::"), "{t}");
+    let (_, cred) = t.split_once("::").unwrap();
+    let (id, secret) = cred.split_once('.').unwrap();
+    let list = operator(&etcd, &["token", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains(id) && listed.contains("edge one"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(secret),
+        "the list shows the secret: {listed}"
+    );
+    // etcd keeps the secret's hash only.
+    let stored = etcd.etcdctl(&["get", "--prefix", "/minifargate/v1/join/tokens/"]);
+    assert!(
+        !String::from_utf8_lossy(&stored.stdout).contains(secret),
+        "{stored:?}"
+    );
+
+    // The box joins: no bundle copied, only the token. It registers and runs a task.
+    let mut mf = Mf::new();
+    mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+    let root = mf.root.clone();
+    let box1 = Agent::start_on(
+        mf,
+        &etcd.endpoint(),
+        5,
+        &[],
+        &["--server", &server, "--token", &t, "--name", "edge-1"],
+    );
+    let arn = box1.arn();
+    api.wait_for(30, "the joined box listed", || {
+        (api.instances_listed(None) == [arn.clone()]).then_some(())
+    });
+    let bundle = root.join("agent/bundle");
+    assert_eq!(mode(&bundle), 0o700);
+    for f in [
+        "ca.crt",
+        "client.crt",
+        "client.key",
+        "etcd-user",
+        "etcd-password",
+    ] {
+        assert_eq!(mode(&bundle.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("etcd-user"))
+            .unwrap()
+            .trim(),
+        "minifargate-box-edge-1"
+    );
+    // The certificate names the box; the CA is the cluster's.
+    let issued = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(bundle.join("client.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&issued.stdout).contains("URI:urn:minifargate:box:edge-1"),
+        "{issued:?}"
+    );
+    let verified = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(pki.join("ca.crt"))
+        .arg(bundle.join("client.crt"))
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{verified:?}");
+    register(&api, "sleeper.json", SLEEPER);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the task RUNNING on the joined box", || {
+        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+
+    // The token again (a replay): refused, nothing kept on the second box.
+    let (_, log) = join_fails(&etcd, &server, &t, "edge-2");
+    assert!(
+        log.contains("refused the join (HTTP 403): the token is unknown, revoked or used up"),
+        "{log}"
+    );
+    // A token pinning another CA: nothing is sent.
+    let other_pin = format!("MF1{}::{cred}", "0".repeat(64));
+    let (_, log) = join_fails(&etcd, &server, &other_pin, "edge-2");
+    assert!(log.contains("presents a CA whose SHA-256 is"), "{log}");
+    // The name of a member: refused, and the token not used up by it.
+    let t2 = token(&etcd, &[]);
+    let (_, log) = join_fails(&etcd, &server, &t2, "edge-1");
+    assert!(
+        log.contains("HTTP 409") && log.contains("is a member already"),
+        "{log}"
+    );
+    let id2 = t2.split("::").nth(1).unwrap().split('.').next().unwrap();
+    let listed = String::from_utf8_lossy(&operator(&etcd, &["token", "list"]).stdout).to_string();
+    assert!(
+        listed.contains(id2),
+        "a refused join used the token: {listed}"
+    );
+    // Revoked: joins nothing.
+    let out = operator(&etcd, &["token", "revoke", id2]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, log) = join_fails(&etcd, &server, &t2, "edge-2");
+    assert!(log.contains("HTTP 403"), "{log}");
+    // Expired: joins nothing.
+    let t3 = token(&etcd, &["--ttl", "1s"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (_, log) = join_fails(&etcd, &server, &t3, "edge-2");
+    assert!(log.contains("HTTP 403") && log.contains("expired"), "{log}");
+    // A garbled token: said so, before anything is sent.
+    let (_, log) = join_fails(&etcd, &server, "MF1abc", "edge-2");
+    assert!(log.contains("not a join token"), "{log}");
+
+    // Removed: the box's etcd user is gone (its password opens nothing), and its
+    // certificate is refused at serve's port for boxes, so a restarted agent stops there.
+    let out = operator(&etcd, &["remove-box", "edge-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("revoked") && said.contains("removed"),
+        "{said}"
+    );
+    let user = std::fs::read_to_string(bundle.join("etcd-user")).unwrap();
+    let password = std::fs::read_to_string(bundle.join("etcd-password")).unwrap();
+    let as_box = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
+        .arg("--cacert")
+        .arg(bundle.join("ca.crt"))
+        .arg("--cert")
+        .arg(bundle.join("client.crt"))
+        .arg("--key")
+        .arg(bundle.join("client.key"))
+        .args([
+            "--user",
+            &format!("{}:{}", user.trim(), password.trim()),
+            "get",
+            "/minifargate",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !as_box.status.success()
+            && String::from_utf8_lossy(&as_box.stderr).contains("authentication failed"),
+        "the removed box still reads etcd: {as_box:?}"
+    );
+    let mut box1 = box1;
+    box1.signal("-TERM");
+    let out = box1
+        .mf
+        .cmd()
+        .args(["agent", "--cluster", &etcd.endpoint(), "--ecs-config"])
+        .arg(box1.mf.dir.path().join("ecs.config"))
+        .args(["--server", &server, "--token", &t])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("was removed from the cluster") && log.contains("join again"),
+        "{log}"
+    );
+}
