@@ -3,7 +3,7 @@
 
 APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
 openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
-mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver etcd-server etcd-client podman tzdata mold"
+mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver etcd-server etcd-client podman tzdata"
 
 # Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
 # tests/common/services.rs looks for them here.
