@@ -72,3 +72,9 @@ pub fn leaf_params(
     validity(&mut p, valid_for);
     Ok(p)
 }
+
+/// The client certificate (DER) a TLS connection presented, for the routes of a listener
+/// that takes one without requiring it (serve's port for boxes, `crate::cluster::join`):
+/// an extension of each request on that connection (`crate::api::server`).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub std::sync::Arc<Vec<u8>>);

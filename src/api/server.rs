@@ -89,12 +89,6 @@ pub fn tls_acceptor_pem(
     acceptor(certs, key, clients)
 }
 
-/// The client certificate (DER) a TLS connection presented, for the routes of a listener
-/// that takes one without requiring it (serve's port for boxes): an extension of each
-/// request on that connection.
-#[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Arc<Vec<u8>>);
-
 /// How a listener speaks TLS.
 #[derive(Clone)]
 pub enum Tls {
@@ -191,7 +185,9 @@ pub async fn run_with(
                                 .1
                                 .peer_certificates()
                                 .and_then(|c| c.first())
-                                .map(|c| PeerCertificate(Arc::new(c.as_ref().to_vec())));
+                                .map(|c| {
+                                    crate::certs::PeerCertificate(Arc::new(c.as_ref().to_vec()))
+                                });
                             let app = match peer {
                                 Some(p) => app.layer(axum::Extension(p)),
                                 None => app,

@@ -248,12 +248,7 @@ fn cluster(
                 layout.dir.display()
             );
             let at = rt
-                .block_on(crate::cluster::join::listen(
-                    etcd,
-                    layout,
-                    listen,
-                    &a.boxes_names,
-                ))
+                .block_on(boxes_port(etcd, layout, listen, &a.boxes_names))
                 .context("failed to open serve's port for boxes (--boxes-listen)")?;
             eprintln!(
                 "minifargate: port for boxes at https://{at}: a box joins with `minifargate \
@@ -270,6 +265,38 @@ fn cluster(
         ));
     }
     Ok(())
+}
+
+/// serve's port for boxes on `listen` (docs/cluster.md "Joining a box with a token"): TLS
+/// with a certificate the CA in `layout` issues now for loopback, the listen address and
+/// `names`, [`crate::cluster::join::router`]'s routes, until the process ends. The bound
+/// address.
+async fn boxes_port(
+    etcd: &'static crate::cluster::etcd::Etcd,
+    layout: crate::cluster::pki::Layout,
+    listen: SocketAddr,
+    names: &[String],
+) -> anyhow::Result<SocketAddr> {
+    let mut names = names.to_vec();
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    let (cert, key) = crate::cluster::pki::control_plane_identity(&layout, &names)?;
+    let clients = crate::cluster::join::client_verifier(&layout)?;
+    let acceptor = super::server::tls_acceptor_pem(&cert, &key, Some(clients))?;
+    let app = crate::cluster::join::router(etcd, layout)?;
+    let l = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to listen for boxes on {listen}"))?;
+    let at = l.local_addr()?;
+    tokio::spawn(super::server::run(
+        l,
+        Some(acceptor),
+        app,
+        Default::default(),
+        std::future::pending(),
+    ));
+    Ok(at)
 }
 
 /// The URL a client on this host uses: the bound address, with a wildcard listener's

@@ -275,14 +275,7 @@ fn token(c: TokenCommand) -> anyhow::Result<()> {
                     None => "any number of boxes".into(),
                 },
                 match record.expires_at {
-                    Some(at) => format!(
-                        "until {}",
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH
-                                + std::time::Duration::from_secs(at.max(0) as u64)
-                        )
-                        .to_string()
-                    ),
+                    Some(at) => format!("until {}", rfc3339(at)),
                     None => "with no expiry".into(),
                 },
                 record
@@ -306,11 +299,7 @@ fn token(c: TokenCommand) -> anyhow::Result<()> {
                         r.cluster.as_deref().unwrap_or("-"),
                         match r.expires_at {
                             Some(at) if at <= now => "expired".to_string(),
-                            Some(at) => humantime::format_rfc3339_seconds(
-                                std::time::UNIX_EPOCH
-                                    + std::time::Duration::from_secs(at.max(0) as u64)
-                            )
-                            .to_string(),
+                            Some(at) => rfc3339(at),
                             None => "never".into(),
                         },
                         r.uses_left
@@ -334,4 +323,12 @@ fn token(c: TokenCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+fn rfc3339(at: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64),
+    )
+    .to_string()
 }

@@ -796,9 +796,9 @@ pub fn router(etcd: &'static Etcd, layout: Layout) -> anyhow::Result<axum::Route
                 let layout = layout.clone();
                 async move {
                     let r = match serde_json::from_slice::<JoinRequest>(&body) {
-                        Ok(req) => admit(etcd, &layout, &req).await.map(|a| {
-                            serde_json::to_value(a).unwrap_or_default()
-                        }),
+                        Ok(req) => admit(etcd, &layout, &req)
+                            .await
+                            .map(|a| serde_json::to_value(a).unwrap_or_default()),
                         Err(e) => Err(refuse(400, format!("not a join request: {e}"))),
                     };
                     if let Err(f) = &r {
@@ -811,7 +811,7 @@ pub fn router(etcd: &'static Etcd, layout: Layout) -> anyhow::Result<axum::Route
         .route(
             "/v1/box",
             get(
-                move |peer: Option<axum::Extension<crate::api::server::PeerCertificate>>| async move {
+                move |peer: Option<axum::Extension<crate::certs::PeerCertificate>>| async move {
                     let r = match peer {
                         Some(axum::Extension(p)) => whoami(etcd, &p.0)
                             .await
@@ -825,49 +825,25 @@ pub fn router(etcd: &'static Etcd, layout: Layout) -> anyhow::Result<axum::Route
         .layer(DefaultBodyLimit::max(MAX_BODY)))
 }
 
-/// Serve's port for boxes on `listen` (TLS with a certificate the CA in `layout` issues
-/// now for loopback and `names`; a client certificate of the cluster's CA is taken when
-/// offered, needed only for `/v1/box`) until the process ends. The bound address.
-pub async fn listen(
-    etcd: &'static Etcd,
-    layout: Layout,
-    listen: std::net::SocketAddr,
-    names: &[String],
-) -> anyhow::Result<std::net::SocketAddr> {
-    use anyhow::Context as _;
-    let mut names = names.to_vec();
-    if !listen.ip().is_unspecified() {
-        names.push(listen.ip().to_string());
+/// The client-certificate check of serve's port for boxes: a certificate of the CA in
+/// `layout` is taken when offered (a box's, for `/v1/box`), none is needed (a join).
+pub fn client_verifier(
+    layout: &Layout,
+) -> anyhow::Result<std::sync::Arc<dyn tokio_rustls::rustls::server::danger::ClientCertVerifier>> {
+    use rustls_pki_types::pem::PemObject;
+    let (_, ca_pem) = pki::layout_ca(layout)?;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
     }
-    let (cert, key) = pki::control_plane_identity(&layout, &names)?;
-    let clients = {
-        use rustls_pki_types::pem::PemObject;
-        let (_, ca_pem) = pki::layout_ca(&layout)?;
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(c?)?;
-        }
+    Ok(
         tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(
             std::sync::Arc::new(roots),
             std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()),
         )
         .allow_unauthenticated()
-        .build()?
-    };
-    let acceptor = crate::api::server::tls_acceptor_pem(&cert, &key, Some(clients))?;
-    let app = router(etcd, layout)?;
-    let l = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("failed to listen for boxes on {listen}"))?;
-    let at = l.local_addr()?;
-    tokio::spawn(crate::api::server::run(
-        l,
-        Some(acceptor),
-        app,
-        Default::default(),
-        std::future::pending(),
-    ));
-    Ok(at)
+        .build()?,
+    )
 }
 
 #[cfg(test)]

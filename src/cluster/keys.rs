@@ -331,6 +331,37 @@ pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool)> {
     ]
 }
 
+/// The prefix of the join tokens (`cluster token create`: `crate::cluster::join`).
+pub fn join_tokens() -> String {
+    format!("{ROOT}/join/tokens/")
+}
+
+/// Join token `id`'s record: its secret's hash, cluster, expiry and uses left (JSON).
+pub fn join_token(id: &str) -> String {
+    format!("{}{id}", join_tokens())
+}
+
+/// The prefix of the boxes that joined with a token.
+pub fn joined_boxes() -> String {
+    format!("{ROOT}/join/boxes/")
+}
+
+/// Box `name`'s join record: when, with which token, its certificate's hash (JSON).
+pub fn joined_box(name: &str) -> String {
+    format!("{}{name}", joined_boxes())
+}
+
+/// The prefix of the certificates of boxes removed (`cluster remove-box`), by their
+/// SHA-256: refused at serve's port for boxes from then on.
+pub fn revoked_certificates() -> String {
+    format!("{ROOT}/join/revoked/")
+}
+
+/// A removed box's certificate, by the SHA-256 of its DER (hex).
+pub fn revoked_certificate(sha256: &str) -> String {
+    format!("{}{sha256}", revoked_certificates())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,35 +405,4 @@ mod tests {
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));
     }
-}
-
-/// The prefix of the join tokens (`cluster token create`: `crate::cluster::join`).
-pub fn join_tokens() -> String {
-    format!("{ROOT}/join/tokens/")
-}
-
-/// Join token `id`'s record: its secret's hash, cluster, expiry and uses left (JSON).
-pub fn join_token(id: &str) -> String {
-    format!("{}{id}", join_tokens())
-}
-
-/// The prefix of the boxes that joined with a token.
-pub fn joined_boxes() -> String {
-    format!("{ROOT}/join/boxes/")
-}
-
-/// Box `name`'s join record: when, with which token, its certificate's hash (JSON).
-pub fn joined_box(name: &str) -> String {
-    format!("{}{name}", joined_boxes())
-}
-
-/// The prefix of the certificates of boxes removed (`cluster remove-box`), by their
-/// SHA-256: refused at serve's port for boxes from then on.
-pub fn revoked_certificates() -> String {
-    format!("{ROOT}/join/revoked/")
-}
-
-/// A removed box's certificate, by the SHA-256 of its DER (hex).
-pub fn revoked_certificate(sha256: &str) -> String {
-    format!("{}{sha256}", revoked_certificates())
 }
