@@ -235,7 +235,10 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         ecs: g.ecs(),
         listen: a.listen,
         subnet: if crate::config::given("MINIFARGATE_SUBNET") {
-            crate::cluster::subnets::Want::Pinned(crate::config::get().subnet)
+            crate::cluster::subnets::Want::Pinned {
+                subnet: crate::config::get().subnet,
+                range: a.task_range,
+            }
         } else {
             crate::cluster::subnets::Want::Lease {
                 range: a.task_range,

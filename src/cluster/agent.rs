@@ -384,7 +384,7 @@ async fn session(
         tracing::info!(
             task_subnet = %own,
             from = %match o.subnet {
-                super::subnets::Want::Pinned(_) => "MINIFARGATE_SUBNET".to_string(),
+                super::subnets::Want::Pinned { .. } => "MINIFARGATE_SUBNET".to_string(),
                 super::subnets::Want::Lease { range, .. } => format!("leased from {range}"),
             },
             box_address = %me
@@ -429,7 +429,9 @@ async fn session(
             tokio::select! {
                 () = lease.lost(l) => End::LeaseExpired,
                 e = work.run(etcd) => e.into(),
-                e = super::subnets::follow(etcd, me, own) => e.into(),
+                e = super::subnets::follow(
+                    etcd, me, own, super::subnets::Bounds::within(o.subnet.range()),
+                ) => e.into(),
                 e = own_status(etcd, &o.cluster, id, arn, file) => e,
             }
         }
