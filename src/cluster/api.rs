@@ -485,15 +485,15 @@ fn check_attribute(a: &Attribute, with_value: bool) -> EcsResult<()> {
             a.name
         )));
     }
-    if let (true, Some(v)) = (with_value, &a.value) {
-        if !instances::attribute_value_ok(v) {
-            return Err(EcsError::invalid(format!(
-                "attribute {} value {v:?}: 1 to 128 letters, numbers, hyphens, underscores, \
-                 periods, at signs, slashes, back slashes, colons or spaces, not starting or \
-                 ending with a space",
-                a.name
-            )));
-        }
+    if let (true, Some(v)) = (with_value, &a.value)
+        && !instances::attribute_value_ok(v)
+    {
+        return Err(EcsError::invalid(format!(
+            "attribute {} value {v:?}: 1 to 128 letters, numbers, hyphens, underscores, \
+             periods, at signs, slashes, back slashes, colons or spaces, not starting or \
+             ending with a space",
+            a.name
+        )));
     }
     if let Some(t) = &a.target_type
         && t != TARGET_TYPE

@@ -192,7 +192,7 @@ pub async fn claim(
 ) -> Result<Subnet, SubnetError> {
     let own_prefix = keys::box_subnets(owner);
     if let Want::Lease { range, prefix } = want
-        && (prefix < range.prefix() || prefix < Bounds::SHORTEST || prefix > 30)
+        && (prefix < range.prefix() || !(Bounds::SHORTEST..=30).contains(&prefix))
     {
         return Err(SubnetError::BadPrefix { range, prefix });
     }
