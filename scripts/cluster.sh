@@ -248,7 +248,8 @@ agent_start() {
     else
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-            agent --cluster "$ETCD" $(cl_etcd_flags "$_a") "$@" >>"$W/box$_a/agent.log" 2>&1 </dev/null &
+            agent --cluster "$ETCD" $(cl_etcd_flags "$_a") --task-range 10.92.0.0/16 "$@" \
+            >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     fi
     _p=$!
     echo "agent $_p $_a" >>"$W/pids"

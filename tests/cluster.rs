@@ -779,6 +779,239 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
     assert_eq!(t["containers"][0]["exitCode"], 137, "{t:#}");
 }
 
+/// etcdctl `put KEY` as box `name`, the value from stdin (larger than one argument may be).
+fn put_as_box_stdin(etcd: &Etcd, name: &str, key: &str, value: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let dir = etcd.pki().unwrap().join("boxes").join(name);
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "15s"])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(dir.join("client.crt"))
+        .arg("--key")
+        .arg(dir.join("client.key"))
+        .args(etcd.etcdctl_user(&format!("boxes/{name}")))
+        .args(["put", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run etcdctl");
+    child.stdin.take().unwrap().write_all(value).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// issue 73 ("a stolen box harms only its own tasks"): with one box's own etcd rights
+/// (its bundle's user, as root on it holds them), a box cannot undo its DRAINING, and
+/// what it garbles or oversizes in its own keys (its registration, its attributes, a task
+/// report, subnet claims of 0.0.0.0/0, 10.0.0.0/8 or outside the task range) is left out
+/// and said, never fatal: the other box is listed and described, DescribeClusters
+/// answers, a task is placed, and the other box's routes stay as they were.
+#[test]
+fn a_hostile_box_s_garbled_or_oversized_keys_change_nothing_for_the_others() {
+    let etcd = Etcd::start();
+    if etcd.pki().is_none() {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no etcd users, nothing to check");
+        return;
+    }
+    let api = serve(&etcd);
+    let a = Agent::start_for(&etcd, &api, 5, &[]);
+    let a_arn = a.arn();
+    api.wait_for(30, "box a listed", || {
+        (api.instances_listed(None) == [a_arn.clone()]).then_some(())
+    });
+    let a_ec2 = describe(&api, &a_arn)["ec2InstanceId"].clone();
+
+    // Box intruder, with an instance of its own bound to it (what its agent would claim).
+    etcd.add_box("intruder");
+    let own = "fedcba9876543210fedcba9876543210";
+    let own_arn = a_arn.replace(&a.id(), own);
+    let put = etcdctl_as_box(
+        &etcd,
+        "intruder",
+        &[
+            "put",
+            &format!("/minifargate/v1/boxes/intruder/claims/default/{own}"),
+            "",
+        ],
+    );
+    assert!(put.status.success(), "{put:?}");
+    api.wait_for(30, "box intruder's instance bound to it", || {
+        let out = etcd.etcdctl(&[
+            "get",
+            &format!("/minifargate/v1/boxes/intruder/bound/default/{own}"),
+        ]);
+        (!out.stdout.is_empty()).then_some(())
+    });
+    // Its status is serve's: created ACTIVE at the binding, read by the box, never written.
+    let status = format!("/minifargate/v1/clusters/default/status/{own}");
+    let read_status = || {
+        let out = etcd.etcdctl(&["get", &status, "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(read_status(), "ACTIVE");
+    let mine = etcdctl_as_box(&etcd, "intruder", &["get", &status, "--print-value-only"]);
+    assert!(
+        mine.status.success() && String::from_utf8_lossy(&mine.stdout).trim() == "ACTIVE",
+        "{mine:?}"
+    );
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["put", &status, "garbled"]),
+        "box intruder: a garbled status of its own",
+    );
+
+    // A well-formed registration of its own is listed; the operator drains it.
+    let registration = |id: &str, hostname: &str| {
+        format!(
+            r#"{{"id":"{id}","hostname":"{hostname}","registeredAtMs":1,"cpu":0,"memory":0,"attributes":{{}},"agentVersion":"1.0.0","agentHash":"x"}}"#
+        )
+    };
+    let reg_key = format!("/minifargate/v1/clusters/default/instances/{own}");
+    let put = etcdctl_as_box(
+        &etcd,
+        "intruder",
+        &["put", &reg_key, &registration(own, "intruder")],
+    );
+    assert!(put.status.success(), "{put:?}");
+    // Attributes ECS would not take are left out; the one it would is shown.
+    let attr = |n: &str| format!("/minifargate/v1/clusters/default/attributes/{own}/{n}");
+    for (name, value) in [
+        ("fine", "\"ok\"".to_string()),
+        ("big", format!("\"{}\"", "v".repeat(4096))),
+        ("bad", "\"a;b\"".to_string()),
+    ] {
+        let put = etcdctl_as_box(&etcd, "intruder", &["put", &attr(name), &value]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    api.wait_for(30, "box intruder's instance listed", || {
+        (api.instances_listed(None).len() == 2).then_some(())
+    });
+    let custom: Vec<String> = describe(&api, &own_arn)["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(custom, ["fine"], "only the attribute ECS would take");
+    let u = api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &own_arn,
+        "--status",
+        "DRAINING",
+    ]);
+    assert_eq!(u["containerInstances"][0]["status"], "DRAINING", "{u:#}");
+    // It cannot undo that: not ACTIVE again, not deleted (for a put-if-absent).
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["put", &status, "ACTIVE"]),
+        "box intruder: its own status from DRAINING back to ACTIVE",
+    );
+    refused(
+        &etcdctl_as_box(&etcd, "intruder", &["del", &status]),
+        "box intruder: deleting its own status",
+    );
+
+    // Subnet claims in its own prefix: the whole address space, 10/8, and outside the
+    // task range (box a's: 10.94.0.0/16 by default), via an address of no one.
+    let holder = format!(r#"{{"cluster":"default","instance":"{own}","address":"192.0.2.1"}}"#);
+    let hostile = ["0.0.0.0-0", "10.0.0.0-8", "192.0.2.0-24"];
+    for net in hostile {
+        let key = format!("/minifargate/v1/subnets/intruder/{net}");
+        let put = etcdctl_as_box(&etcd, "intruder", &["put", &key, &holder]);
+        assert!(put.status.success(), "{put:?}");
+    }
+    // A task report far over the bound, in its own prefix: dropped by the leader.
+    let report_key = "/minifargate/v1/boxes/intruder/reports/default/0123456789abcdef";
+    let big = format!(
+        r#"{{"instance":"{own}","task":{{"lastStatus":"RUNNING","pad":"{}"}}}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let put = put_as_box_stdin(&etcd, "intruder", report_key, big.as_bytes());
+    assert!(put.status.success(), "{put:?}");
+
+    // Its registration garbled, then naming box a's id, then oversized: each time box
+    // a is listed and described as before, DescribeClusters answers, and the intruder's
+    // instance is left out.
+    let oversized = registration(own, &"h".repeat(70 * 1024));
+    for (what, value) in [
+        ("garbled", "{\"id\": not json".to_string()),
+        ("box a's id", registration(&a.id(), "impostor")),
+        ("oversized", oversized),
+    ] {
+        let put = put_as_box_stdin(&etcd, "intruder", &reg_key, value.as_bytes());
+        assert!(put.status.success(), "{what}: {put:?}");
+        api.wait_for(30, &format!("{what}: box a alone listed"), || {
+            (api.instances_listed(None) == [a_arn.clone()]).then_some(())
+        });
+        let d = describe(&api, &a_arn);
+        assert_eq!(d["ec2InstanceId"], a_ec2, "{what}: {d:#}");
+        assert_eq!(d["status"], "ACTIVE", "{what}");
+        let c = api.aws_json(&["describe-clusters"]);
+        assert_eq!(
+            c["clusters"][0]["registeredContainerInstancesCount"], 1,
+            "{what}: {c:#}"
+        );
+    }
+    api.wait_for(30, "the oversized report dropped by the leader", || {
+        etcd.etcdctl(&["get", report_key])
+            .stdout
+            .is_empty()
+            .then_some(())
+    });
+
+    // Placement still places, on box a.
+    register(&api, "sleeper.json", SLEEPER);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]), "{run:#}");
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    assert_eq!(run["tasks"][0]["containerInstanceArn"], a_arn.as_str());
+    api.wait_for(60, "the task RUNNING on box a", || {
+        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+
+    // Box a refused the hostile claims (said in its log) and routes none of them.
+    api.wait_for(30, "box a refusing the hostile subnet claims", || {
+        let log = a.log_text();
+        hostile
+            .iter()
+            .all(|net| {
+                log.lines().any(|l| {
+                    l.contains("task subnet claim not honoured")
+                        && l.contains(&format!("/subnets/intruder/{net}"))
+                })
+            })
+            .then_some(())
+    });
+    assert!(
+        !a.log_text()
+            .contains("cannot route another box's task subnet"),
+        "{}",
+        a.log_text()
+    );
+    let routes = Command::new("ip")
+        .args(["route", "show", "proto", "109"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    for bad in ["default", "10.0.0.0/8", "192.0.2.0/24"] {
+        assert!(
+            !routes.lines().any(|l| l.starts_with(bad)),
+            "{bad} routed: {routes}"
+        );
+    }
+    // And the drained box is still DRAINING.
+    assert_eq!(read_status(), "DRAINING");
+    api.aws_json(&["stop-task", "--task", &task]);
+}
+
 /// issue 54 ("secure by default"): a cluster made as docs/cluster.md says (`cluster
 /// init`, `cluster add-box`, etcd with the certificates, serve with its bundle) runs with
 /// etcd's users on without the separate `cluster enable-auth`: until then any certificate

@@ -57,6 +57,13 @@ fn cluster_env(
     let api = Api::start_env(busybox_layer(Compression::Gzip, "netbox"), &args, env);
     let etcd_on_lan = lan.forward_url(&endpoint);
     let registry_on_lan = lan.forward(api.registry().host().parse().unwrap());
+    // The boxes route only claims inside their task range (docs/cluster.md "Security"):
+    // with pinned boxes, the range that holds every test's /26.
+    let range = if pinned {
+        PINNED_RANGE.to_string()
+    } else {
+        lan.task_range()
+    };
     let mut boxes = Vec::new();
     for i in 0..n {
         let mut b = NetBox::new(lan);
@@ -72,7 +79,7 @@ fn cluster_env(
                 "--attribute",
                 &format!("box={i}"),
                 "--task-range",
-                &lan.task_range(),
+                &range,
                 "--box-prefix",
                 "28",
             ]
@@ -87,6 +94,10 @@ fn cluster_env(
     });
     (api, boxes)
 }
+
+/// Where every test's own /26 lies (`common::cli`): the task range of a cluster whose
+/// boxes keep theirs (MINIFARGATE_SUBNET).
+const PINNED_RANGE: &str = "10.97.0.0/16";
 
 /// The task subnet box `b` holds, as its agent logged it.
 fn task_subnet(b: &NetBox) -> String {
@@ -264,9 +275,17 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
     let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, true);
     let subnets = [task_subnet(&boxes[0]), task_subnet(&boxes[1])];
-    // Box 0 leased the first /28 of the range; box 1 kept its own /26.
-    let range: netns::Subnet = lan.task_range().parse().unwrap();
-    assert_eq!(subnets[0], range.split(28).next().unwrap().to_string());
+    // Box 0 leased the first free /28 of the range; box 1 kept its own /26.
+    let range: netns::Subnet = PINNED_RANGE.parse().unwrap();
+    let pinned: netns::Subnet = subnets[1].parse().unwrap();
+    assert_eq!(
+        subnets[0],
+        range
+            .split(28)
+            .find(|s| !s.overlaps(&pinned))
+            .unwrap()
+            .to_string()
+    );
     assert_eq!(
         subnets[1],
         boxes[1].mf.env_value("MINIFARGATE_SUBNET").unwrap()

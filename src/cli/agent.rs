@@ -314,6 +314,19 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         attributes.retain(|(n, _)| n != name);
         attributes.push((name.to_string(), value));
     }
+    // Serve leaves out a stored value ECS would not take (docs/cluster.md "Security"):
+    // refused here rather than dropped there.
+    if let Some((n, v)) = attributes.iter().find_map(|(n, v)| {
+        v.as_deref()
+            .filter(|v| !crate::cluster::instances::attribute_value_ok(v))
+            .map(|v| (n, v))
+    }) {
+        anyhow::bail!(
+            "attribute {n}'s value {v:?} (--attribute or ECS_INSTANCE_ATTRIBUTES): 1 to 128 \
+             letters, numbers, hyphens, underscores, periods, at signs, slashes, back \
+             slashes, colons or spaces, not starting or ending with a space"
+        );
+    }
     let applied = crate::cluster::ecs_config::Applied::from(file.as_ref());
     let (_, memory) = crate::ecs::container_instances::host_resources();
     anyhow::ensure!(
@@ -335,7 +348,10 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         ecs: g.ecs(),
         listen: a.listen,
         subnet: if crate::config::given("MINIFARGATE_SUBNET") {
-            crate::cluster::subnets::Want::Pinned(crate::config::get().subnet)
+            crate::cluster::subnets::Want::Pinned {
+                subnet: crate::config::get().subnet,
+                range: a.task_range,
+            }
         } else {
             crate::cluster::subnets::Want::Lease {
                 range: a.task_range,

@@ -384,7 +384,7 @@ async fn session(
         tracing::info!(
             task_subnet = %own,
             from = %match o.subnet {
-                super::subnets::Want::Pinned(_) => "MINIFARGATE_SUBNET".to_string(),
+                super::subnets::Want::Pinned { .. } => "MINIFARGATE_SUBNET".to_string(),
                 super::subnets::Want::Lease { range, .. } => format!("leased from {range}"),
             },
             box_address = %me
@@ -429,7 +429,9 @@ async fn session(
             tokio::select! {
                 () = lease.lost(l) => End::LeaseExpired,
                 e = work.run(etcd) => e.into(),
-                e = super::subnets::follow(etcd, me, own) => e.into(),
+                e = super::subnets::follow(
+                    etcd, me, own, super::subnets::Bounds::within(o.subnet.range()),
+                ) => e.into(),
                 e = own_status(etcd, &o.cluster, id, arn, file) => e,
             }
         }
@@ -513,6 +515,34 @@ async fn own_status(etcd: &Etcd, cluster: &str, id: &str, arn: &str, file: &Path
     }
 }
 
+/// Instance `id`'s status, once it has one. With a box's etcd user the box only reads it:
+/// serve's leader created it (ACTIVE) when it bound the instance, before `bound` was
+/// written, and the API changes it (docs/cluster.md "Security": a box cannot undo its own
+/// DRAINING or INACTIVE). On a plain etcd, with no leader binding instances, the agent
+/// creates it ACTIVE if absent.
+async fn status_made(etcd: &Etcd, c: &str, id: &str) -> Result<Vec<u8>, EtcdError> {
+    let key = keys::status(c, id);
+    let box_user = etcd
+        .user()
+        .is_some_and(|u| u.starts_with("minifargate-box-"));
+    if !box_user {
+        etcd.put_if_absent(&key, Status::Active.as_str().as_bytes())
+            .await?;
+    }
+    let mut said = false;
+    loop {
+        if let Some(kv) = etcd.get(&key).await? {
+            return Ok(kv.value);
+        }
+        if !std::mem::replace(&mut said, true) {
+            tracing::warn!(instance = %id, key = %key,
+                "this instance has no status: waiting for serve's leader to create it (a serve \
+                 older than this agent does not: upgrade serve first)");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn register(
     etcd: &Etcd,
@@ -528,17 +558,11 @@ async fn register(
     let c = &o.cluster;
     // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
     // deregistered one is not brought back.
-    if !etcd
-        .put_if_absent(&keys::status(c, id), Status::Active.as_str().as_bytes())
-        .await?
-    {
-        let st = etcd.get(&keys::status(c, id)).await?;
-        if st.is_some_and(|kv| kv.value == Status::Inactive.as_str().as_bytes()) {
-            return Err(End::Deregistered {
-                arn: arn.into(),
-                file: file.display().to_string(),
-            });
-        }
+    if status_made(etcd, c, id).await? == Status::Inactive.as_str().as_bytes() {
+        return Err(End::Deregistered {
+            arn: arn.into(),
+            file: file.display().to_string(),
+        });
     }
     let registered_at = match etcd.get(&keys::instance(c, id)).await? {
         Some(kv) => serde_json::from_slice::<Registration>(&kv.value)

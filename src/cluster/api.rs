@@ -478,33 +478,22 @@ const TARGET_TYPE: &str = "container-instance";
 /// `value`: up to 128 letters, numbers, hyphens, underscores, periods, at signs, forward
 /// and back slashes, colons, spaces, not starting or ending with a space).
 fn check_attribute(a: &Attribute, with_value: bool) -> EcsResult<()> {
-    let name_ok = !a.name.is_empty()
-        && a.name.len() <= 128
-        && a.name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c));
-    if !name_ok {
+    if !instances::attribute_name_ok(&a.name) {
         return Err(EcsError::invalid(format!(
             "attribute name {:?}: 1 to 128 letters, numbers, hyphens, underscores, slashes, \
              back slashes or periods",
             a.name
         )));
     }
-    if let (true, Some(v)) = (with_value, &a.value) {
-        let ok = !v.is_empty()
-            && v.len() <= 128
-            && !v.starts_with(' ')
-            && !v.ends_with(' ')
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c));
-        if !ok {
-            return Err(EcsError::invalid(format!(
-                "attribute {} value {v:?}: 1 to 128 letters, numbers, hyphens, underscores, \
-                 periods, at signs, slashes, back slashes, colons or spaces, not starting or \
-                 ending with a space",
-                a.name
-            )));
-        }
+    if let (true, Some(v)) = (with_value, &a.value)
+        && !instances::attribute_value_ok(v)
+    {
+        return Err(EcsError::invalid(format!(
+            "attribute {} value {v:?}: 1 to 128 letters, numbers, hyphens, underscores, \
+             periods, at signs, slashes, back slashes, colons or spaces, not starting or \
+             ending with a space",
+            a.name
+        )));
     }
     if let Some(t) = &a.target_type
         && t != TARGET_TYPE

@@ -3,7 +3,6 @@
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
-use super::records::Undecodable;
 use crate::ecs::container_instances::{
     Attribute, ContainerInstance, RESERVED_PORTS, Resource, VersionInfo,
 };
@@ -262,85 +261,246 @@ pub fn arn(cluster: &str, id: &str) -> String {
     crate::taskdef::AwsContext::from_env().ecs_arn(&format!("container-instance/{cluster}/{id}"))
 }
 
+/// The largest registration a reader takes (its JSON): the agent's is about 1 KiB.
+pub const REGISTRATION_MAX: usize = 64 * 1024;
+
 /// Every container instance of `cluster` (INACTIVE ones included), in id order: five
-/// range reads, one a prefix.
+/// range reads, one a prefix. A value that does not decode or is out of bounds is left
+/// out and said once ([`assemble`]), never an error for the whole cluster (issue 73: a
+/// box writes its own registration and attributes).
 pub async fn load(etcd: &Etcd, cluster: &str) -> Result<Vec<Instance>, EtcdError> {
-    let ledgers = etcd.get_prefix(&keys::ledger_all(cluster)).await?;
-    let regs = etcd.get_prefix(&keys::instances(cluster)).await?;
-    let alive = etcd.get_prefix(&keys::alive_all(cluster)).await?;
-    let status = etcd.get_prefix(&keys::status_all(cluster)).await?;
-    let attrs = etcd.get_prefix(&keys::attributes_all(cluster)).await?;
-    let tail = |kv: &super::etcd::Kv, prefix: &str| kv.key[prefix.len()..].to_string();
+    let read = Read {
+        ledgers: etcd.get_prefix(&keys::ledger_all(cluster)).await?,
+        regs: etcd.get_prefix(&keys::instances(cluster)).await?,
+        alive: etcd.get_prefix(&keys::alive_all(cluster)).await?,
+        status: etcd.get_prefix(&keys::status_all(cluster)).await?,
+        attrs: etcd.get_prefix(&keys::attributes_all(cluster)).await?,
+    };
+    let (out, left_out) = assemble(cluster, &read);
+    for l in left_out {
+        if super::first_report(&l.key, l.revision) {
+            if l.expected {
+                tracing::info!(key = %l.key, why = %l.why, "left out of the container instances");
+            } else {
+                tracing::warn!(key = %l.key, why = %l.why, "left out of the container instances");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The keys of one cluster's instances, as read.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub ledgers: Vec<super::etcd::Kv>,
+    pub regs: Vec<super::etcd::Kv>,
+    pub alive: Vec<super::etcd::Kv>,
+    pub status: Vec<super::etcd::Kv>,
+    pub attrs: Vec<super::etcd::Kv>,
+}
+
+/// A key [`assemble`] left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub key: String,
+    pub revision: i64,
+    pub why: String,
+    /// Normal for a moment (a status serve created before the agent registered).
+    pub expected: bool,
+}
+
+/// The instances `read` holds, and what was left out: a registration over
+/// [`REGISTRATION_MAX`], that does not decode, whose `id` is not its key's, without a
+/// status or with one that is none of the three, or with a ledger that does not decode
+/// (the instance); a status without a registration; a custom attribute whose name or
+/// value ECS would not take (the attribute). An instance's id is its key's, never its
+/// value's.
+pub fn assemble(cluster: &str, read: &Read) -> (Vec<Instance>, Vec<LeftOut>) {
+    let mut left = Vec::new();
+    let mut leave = |kv: &super::etcd::Kv, why: String| {
+        left.push(LeftOut {
+            key: kv.key.clone(),
+            revision: kv.mod_revision,
+            why,
+            expected: false,
+        })
+    };
+    let find = |kvs: &[super::etcd::Kv], key: &str| kvs.iter().find(|kv| kv.key == key).cloned();
+    let regs_prefix = keys::instances(cluster);
     let mut out = Vec::new();
-    for kv in &regs {
-        let Ok(mut reg) = serde_json::from_slice::<Registration>(&kv.value) else {
-            tracing::warn!(key = %kv.key, "not a container instance registration; left out");
+    for kv in &read.regs {
+        let id = &kv.key[regs_prefix.len()..];
+        if kv.value.len() > REGISTRATION_MAX {
+            leave(
+                kv,
+                format!(
+                    "a registration of {} bytes: over {REGISTRATION_MAX}",
+                    kv.value.len()
+                ),
+            );
             continue;
+        }
+        let mut reg = match serde_json::from_slice::<Registration>(&kv.value) {
+            Ok(r) => r,
+            Err(e) => {
+                leave(kv, format!("not a container instance registration: {e}"));
+                continue;
+            }
         };
+        if reg.id != id {
+            leave(
+                kv,
+                format!(
+                    "the registration names instance {:?}, its key {id:?}",
+                    reg.id
+                ),
+            );
+            continue;
+        }
+        reg.id = id.to_string();
         reg.ec2_instance_id = Some(reg.ec2_instance_id());
-        let id = reg.id.clone();
         let mut version = kv.mod_revision;
-        // The agent creates the status before its registration: a registration without
-        // one, or a status that is none of the three, is not taken for ACTIVE.
-        let status_key = keys::status(cluster, &id);
-        let st = status
-            .iter()
-            .find(|s| s.key == status_key)
-            .ok_or_else(|| Undecodable {
-                key: status_key.clone(),
-                why: format!(
-                    "missing, while instance {id} is registered: set it (`etcdctl put \
+        // serve creates the status before the box registers (the agent itself on a plain
+        // etcd): a registration without one, or a status that is none of the three, is
+        // not taken for ACTIVE.
+        let status_key = keys::status(cluster, id);
+        let Some(st) = find(&read.status, &status_key) else {
+            leave(
+                kv,
+                format!(
+                    "instance {id} is registered without a status: set it (`etcdctl put \
                      {status_key} ACTIVE`, DRAINING or INACTIVE)"
                 ),
-            })?;
-        let (st, status_revision) =
-            match std::str::from_utf8(&st.value).ok().and_then(Status::parse) {
-                Some(v) => (v, st.mod_revision),
-                None => {
-                    return Err(Undecodable {
-                        key: status_key,
-                        why: format!(
-                            "{:?} is not ACTIVE, DRAINING or INACTIVE: set one with etcdctl put",
-                            String::from_utf8_lossy(&st.value)
-                        ),
-                    }
-                    .into());
+            );
+            continue;
+        };
+        let Some(status) = std::str::from_utf8(&st.value).ok().and_then(Status::parse) else {
+            leave(
+                &st,
+                format!(
+                    "{:?} is not ACTIVE, DRAINING or INACTIVE: set one with etcdctl put",
+                    String::from_utf8_lossy(&st.value[..st.value.len().min(64)])
+                ),
+            );
+            continue;
+        };
+        version = version.max(st.mod_revision);
+        let live = find(&read.alive, &keys::alive(cluster, id));
+        if let Some(a) = &live {
+            version = version.max(a.mod_revision);
+        }
+        let ledger_key = keys::ledger(cluster, id);
+        let (ledger, ledger_revision) = match find(&read.ledgers, &ledger_key) {
+            Some(l) => match super::records::decode(&l.key, &l.value) {
+                Ok(ledger) => {
+                    version = version.max(l.mod_revision);
+                    (ledger, l.mod_revision)
                 }
-            };
-        version = version.max(status_revision);
-        let live = alive
-            .iter()
-            .find(|s| tail(s, &keys::alive_all(cluster)) == id);
-        if let Some(a) = live {
-            version = version.max(a.mod_revision);
-        }
-        let prefix = keys::attributes(cluster, &id);
-        let mut custom = BTreeMap::new();
-        for a in attrs.iter().filter(|a| a.key.starts_with(&prefix)) {
-            version = version.max(a.mod_revision);
-            custom.insert(tail(a, &prefix), attribute_value(&a.value));
-        }
-        let ledger_key = keys::ledger(cluster, &id);
-        let (ledger, ledger_revision) = match ledgers.iter().find(|l| l.key == ledger_key) {
-            Some(l) => {
-                version = version.max(l.mod_revision);
-                (super::records::decode(&l.key, &l.value)?, l.mod_revision)
-            }
+                Err(e) => {
+                    leave(
+                        &l,
+                        format!("instance {id}'s ledger does not decode: {}", e.why),
+                    );
+                    continue;
+                }
+            },
             None => Default::default(),
         };
+        let prefix = keys::attributes(cluster, id);
+        let mut custom = BTreeMap::new();
+        for a in read.attrs.iter().filter(|a| a.key.starts_with(&prefix)) {
+            let name = &a.key[prefix.len()..];
+            let value = match custom_attribute(name, &a.value) {
+                Ok(v) => v,
+                Err(why) => {
+                    leave(a, why);
+                    continue;
+                }
+            };
+            version = version.max(a.mod_revision);
+            custom.insert(name.to_string(), value);
+        }
         out.push(Instance {
             ledger,
             ledger_revision,
             cluster: cluster.into(),
-            status: st,
-            status_revision,
+            status,
+            status_revision: st.mod_revision,
             connected: live.is_some(),
             custom,
             version,
             reg,
         });
     }
-    Ok(out)
+    let status_prefix = keys::status_all(cluster);
+    for st in &read.status {
+        let id = &st.key[status_prefix.len()..];
+        if find(&read.regs, &keys::instance(cluster, id)).is_none() {
+            left.push(LeftOut {
+                key: st.key.clone(),
+                revision: st.mod_revision,
+                why: format!(
+                    "no registration of instance {id} (yet: serve creates a box's status \
+                     before its agent registers)"
+                ),
+                expected: true,
+            });
+        }
+    }
+    (out, left)
+}
+
+/// A stored custom attribute as ECS allows it (PutAttributes' rules), or why not.
+fn custom_attribute(name: &str, raw: &[u8]) -> Result<Option<String>, String> {
+    if !attribute_name_ok(name) {
+        return Err(format!(
+            "attribute name {:?}: not 1 to 128 letters, numbers, hyphens, underscores, \
+             slashes, back slashes or periods",
+            name.chars().take(160).collect::<String>()
+        ));
+    }
+    if raw.len() > 2 * ATTRIBUTE_MAX + 2 {
+        return Err(format!(
+            "a value of {} bytes: over {ATTRIBUTE_MAX}",
+            raw.len()
+        ));
+    }
+    let value = attribute_value(raw);
+    match value.as_deref() {
+        Some(v) if !attribute_value_ok(v) => Err(format!(
+            "value {:?} ({} bytes): not 1 to {ATTRIBUTE_MAX} letters, numbers, hyphens, underscores, \
+             periods, at signs, slashes, back slashes, colons or spaces, not starting or \
+             ending with a space",
+            v.chars().take(160).collect::<String>(),
+            v.len()
+        )),
+        _ => Ok(value),
+    }
+}
+
+/// The longest attribute name, and value. Ref: API_Attribute.
+pub const ATTRIBUTE_MAX: usize = 128;
+
+/// An attribute's name as ECS allows it. Ref: API_Attribute (`name`: up to 128 letters,
+/// numbers, hyphens, underscores, forward and back slashes, periods).
+pub fn attribute_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= ATTRIBUTE_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c))
+}
+
+/// An attribute's value as ECS allows it. Ref: API_Attribute (`value`: up to 128 letters,
+/// numbers, hyphens, underscores, periods, at signs, forward and back slashes, colons,
+/// spaces, not starting or ending with a space).
+pub fn attribute_value_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= ATTRIBUTE_MAX
+        && !v.starts_with(' ')
+        && !v.ends_with(' ')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c))
 }
 
 /// Every registered box's EC2 instance id and the address it is reached at (its
@@ -382,4 +542,148 @@ pub fn attribute_value(raw: &[u8]) -> Option<String> {
 /// How a custom attribute's value is stored.
 pub fn attribute_bytes(value: Option<&str>) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::etcd::Kv;
+
+    const A: &str = "0123456789abcdef0123456789abcdef";
+    const B: &str = "fedcba9876543210fedcba9876543210";
+
+    fn kv(key: String, value: &[u8], rev: i64) -> Kv {
+        Kv {
+            key,
+            value: value.to_vec(),
+            mod_revision: rev,
+            create_revision: rev,
+            lease: 0,
+        }
+    }
+
+    fn reg(id: &str) -> Vec<u8> {
+        let mut r = Registration::of_this_box(id, 1);
+        r.hostname = format!("box-{id}");
+        serde_json::to_vec(&r).unwrap()
+    }
+
+    /// Box b's keys, written with its own etcd rights; box a's are what its agent wrote.
+    fn read(b_reg: Vec<u8>, b_status: &[u8]) -> Read {
+        Read {
+            regs: vec![
+                kv(instance("c", A), &reg(A), 10),
+                kv(instance("c", B), &b_reg, 11),
+            ],
+            status: vec![
+                kv(keys::status("c", A), b"ACTIVE", 5),
+                kv(keys::status("c", B), b_status, 6),
+            ],
+            alive: vec![kv(keys::alive("c", A), b"box-a", 12)],
+            attrs: vec![kv(keys::attribute("c", A, "zone"), b"\"lab\"", 13)],
+            ledgers: Vec::new(),
+        }
+    }
+
+    fn instance(c: &str, id: &str) -> String {
+        keys::instance(c, id)
+    }
+
+    fn ids(out: &[Instance]) -> Vec<&str> {
+        out.iter().map(|i| i.reg.id.as_str()).collect()
+    }
+
+    #[test]
+    fn well_formed_instances_are_assembled_with_their_ids_from_their_keys() {
+        let (out, left) = assemble("c", &read(reg(B), b"DRAINING"));
+        assert_eq!(ids(&out), [A, B]);
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(out[0].custom["zone"].as_deref(), Some("lab"));
+        assert!(out[0].connected && !out[1].connected);
+        assert_eq!(out[1].status, Status::Draining);
+        assert_eq!(out[0].version, 13);
+    }
+
+    /// issue 73: one box's garbled keys leave that box out, and only it; the others are
+    /// listed as before (today's load failed for the whole cluster).
+    #[test]
+    fn a_box_s_garbled_or_oversized_keys_leave_out_that_box_only() {
+        let mut over = Registration::of_this_box(B, 1);
+        over.hostname = "x".repeat(REGISTRATION_MAX);
+        let cases: Vec<(&str, Vec<u8>, &[u8], &str)> = vec![
+            (
+                "garbled registration",
+                b"{not json".to_vec(),
+                b"ACTIVE",
+                "registration",
+            ),
+            (
+                "registration of A's id",
+                reg(A),
+                b"ACTIVE",
+                "names instance",
+            ),
+            (
+                "oversized registration",
+                serde_json::to_vec(&over).unwrap(),
+                b"ACTIVE",
+                "bytes: over",
+            ),
+            ("garbled status", reg(B), b"ACTIVE\xff!", "is not ACTIVE"),
+            ("empty status", reg(B), b"", "is not ACTIVE"),
+        ];
+        for (what, b_reg, b_status, why) in cases {
+            let (out, left) = assemble("c", &read(b_reg, b_status));
+            assert_eq!(ids(&out), [A], "{what}");
+            assert_eq!(out[0].reg.hostname, format!("box-{A}"), "{what}");
+            assert_eq!(left.len(), 1, "{what}: {left:?}");
+            assert!(left[0].key.ends_with(B), "{what}: {left:?}");
+            assert!(left[0].why.contains(why), "{what}: {left:?}");
+            assert!(!left[0].expected, "{what}");
+        }
+        // A registration without a status, and a status without a registration.
+        let mut r = read(reg(B), b"ACTIVE");
+        r.status.retain(|s| !s.key.ends_with(B));
+        r.status.push(kv(keys::status("c", "feed"), b"ACTIVE", 7));
+        let (out, left) = assemble("c", &r);
+        assert_eq!(ids(&out), [A]);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left[0].why.contains("without a status") && !left[0].expected);
+        assert!(left[1].key.ends_with("/feed") && left[1].expected);
+        // A ledger that does not decode leaves its instance out.
+        let mut r = read(reg(B), b"ACTIVE");
+        r.ledgers.push(kv(keys::ledger("c", B), b"[", 8));
+        let (out, left) = assemble("c", &r);
+        assert_eq!(ids(&out), [A]);
+        assert!(left[0].key.contains("/ledger/"), "{left:?}");
+    }
+
+    #[test]
+    fn attributes_ecs_would_not_take_are_left_out_alone() {
+        let mut r = read(reg(B), b"ACTIVE");
+        let long = format!("\"{}\"", "v".repeat(ATTRIBUTE_MAX + 1));
+        r.attrs = vec![
+            kv(keys::attribute("c", B, "ok"), b"\"fine value\"", 20),
+            kv(keys::attribute("c", B, "none"), b"null", 21),
+            kv(keys::attribute("c", B, "long"), long.as_bytes(), 22),
+            kv(keys::attribute("c", B, "bad"), b"\"a;rm -rf\"", 23),
+            kv(keys::attribute("c", B, "raw"), &vec![b'x'; 10_000], 24),
+            kv(
+                keys::attribute("c", B, &"n".repeat(ATTRIBUTE_MAX + 1)),
+                b"\"v\"",
+                25,
+            ),
+            kv(keys::attribute("c", B, "sp ace"), b"\"v\"", 26),
+        ];
+        let (out, left) = assemble("c", &r);
+        assert_eq!(ids(&out), [A, B]);
+        let b = &out[1];
+        assert_eq!(
+            b.custom.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["none", "ok"]
+        );
+        assert_eq!(left.len(), 5, "{left:?}");
+        // The version counts only what was taken.
+        assert_eq!(b.version, 21);
+    }
 }

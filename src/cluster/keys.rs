@@ -4,7 +4,7 @@
 //! ```text
 //! /minifargate/v1/clusters/<cluster>/instances/<id>           the agent's registration (JSON, written by the agent)
 //! /minifargate/v1/clusters/<cluster>/alive/<id>               attached to the agent's lease: agentConnected
-//! /minifargate/v1/clusters/<cluster>/status/<id>              ACTIVE, DRAINING or INACTIVE (written by the agent once, then by the API)
+//! /minifargate/v1/clusters/<cluster>/status/<id>              ACTIVE, DRAINING or INACTIVE (written by serve only; by a plain etcd's agent once)
 //! /minifargate/v1/clusters/<cluster>/attributes/<id>/<name>   a custom attribute's value (PutAttributes, --attribute)
 //! /minifargate/v1/clusters/<cluster>/ledger/<id>              what is placed on the instance: its reservations (JSON)
 //! /minifargate/v1/clusters/<cluster>/assignments/<id>/<task>  a task placed on the instance, with its desired status (JSON)
@@ -27,8 +27,9 @@
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
-//! registration and its liveness key, the API owns the status (after the agent created
-//! it) and the custom attributes. The placer writes an assignment, the task's first
+//! registration and its liveness key, serve owns the status (its leader creates it when
+//! it binds the instance to its box; on a plain etcd the agent creates it) and the API the
+//! custom attributes. The placer writes an assignment, the task's first
 //! record and its reservation in one transaction that compares the ledger's revision, so
 //! two placers never book the same resources; after that the API writes only the
 //! assignment (a desired status) and the agent reports the task under its box's prefix;
@@ -314,20 +315,32 @@ pub fn task(c: &str, task: &str) -> String {
     format!("{}{task}", tasks(c))
 }
 
-/// The keys (`true`) and prefixes (`false`) of instance `id` its box writes once the
-/// leader bound it: registration, liveness, status, attributes, ledger, assignments (the
-/// agent deletes the assignment of a task that left it). Not the cluster's task records:
-/// the agent reports under its box's prefix ([`box_report`]) and serve writes the records.
-pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool)> {
+/// What instance `id`'s box may do with one of its keys once the leader bound it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Read only: the status, which serve alone writes (a box cannot undo its own
+    /// DRAINING or INACTIVE).
+    Read,
+    /// Read and write.
+    Write,
+}
+
+/// The keys (`true`) and prefixes (`false`) of instance `id` its box is granted once the
+/// leader bound it, and how: registration, liveness, attributes, ledger, assignments
+/// (the agent deletes the assignment of a task that left it) to write; its status to read
+/// (serve creates it when it binds the instance, and changes it for the API). Not the
+/// cluster's task records: the agent reports under its box's prefix ([`box_report`]) and
+/// serve writes the records.
+pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool, Grant)> {
     vec![
-        (instance(c, id), true),
-        (alive(c, id), true),
+        (instance(c, id), true, Grant::Write),
+        (alive(c, id), true, Grant::Write),
         // A range: the agent watches it (a watch is a range; a key's own permission does
         // not cover it). Longer keys it covers name no instance.
-        (status(c, id), false),
-        (attributes(c, id), false),
-        (ledger(c, id), true),
-        (assignments(c, id), false),
+        (status(c, id), false, Grant::Read),
+        (attributes(c, id), false, Grant::Write),
+        (ledger(c, id), true, Grant::Write),
+        (assignments(c, id), false, Grant::Write),
     ]
 }
 
@@ -404,5 +417,29 @@ mod tests {
         assert_eq!(parse_box_report(&box_claim("b1", "lab", "ab12")), None);
         // One cluster's prefix never covers another's keys.
         assert!(!instance("lab2", "x").starts_with(&instances("lab")));
+    }
+
+    /// issue 73: a box reads its own status and never writes it (it cannot undo its
+    /// DRAINING or INACTIVE); it writes the rest of its instance's keys.
+    #[test]
+    fn a_box_is_granted_its_status_to_read_only() {
+        let grants = instance_keys("lab", "ab12");
+        let of = |k: &str| grants.iter().find(|(key, _, _)| key == k).map(|g| g.2);
+        assert_eq!(of(&status("lab", "ab12")), Some(Grant::Read));
+        assert_eq!(
+            grants.iter().filter(|g| g.2 == Grant::Read).count(),
+            1,
+            "{grants:?}"
+        );
+        for k in [
+            instance("lab", "ab12"),
+            alive("lab", "ab12"),
+            ledger("lab", "ab12"),
+            assignments("lab", "ab12"),
+            attributes("lab", "ab12"),
+        ] {
+            assert_eq!(of(&k), Some(Grant::Write), "{k}");
+        }
+        assert!(grants.iter().all(|(k, _, _)| !k.starts_with(&tasks("lab"))));
     }
 }

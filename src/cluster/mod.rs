@@ -177,6 +177,23 @@ fn block_on_with<F: std::future::Future>(
         .block_on(f)
 }
 
+/// Whether stored value `key`, as written at `revision`, is reported for the first time by
+/// this process: a value left out of what a reader believes (issue 73: a box's garbled or
+/// out-of-bounds keys) is said once, not at every read. Bounded: past [`REPORTED_MAX`]
+/// remembered, it starts over (a key may then be said again).
+pub(crate) fn first_report(key: &str, revision: i64) -> bool {
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<(String, i64)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    if said.len() >= REPORTED_MAX {
+        said.clear();
+    }
+    said.insert((key.to_string(), revision))
+}
+
+/// How many reported (key, revision) pairs [`first_report`] remembers.
+const REPORTED_MAX: usize = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,15 @@ use super::records::{Ledger, Record, Report, decode, json_bytes, mark_stopped};
 /// How many times one report is read again when what it compares changed meanwhile.
 const ATTEMPTS: usize = 8;
 
+/// The largest report the leader folds (its JSON): a task as DescribeTasks shows it, ten
+/// containers with their overrides, stays far below it. A larger one is dropped and said.
+pub const REPORT_MAX: usize = 256 * 1024;
+
+/// Why a report of `len` bytes is not folded; `None` when it is within bounds.
+fn oversized(len: usize) -> Option<String> {
+    (len > REPORT_MAX).then(|| format!("a report of {len} bytes: over {REPORT_MAX}"))
+}
+
 /// Whether instance `instance`'s reports come from box `name`: the box it is bound to, or,
 /// for an instance without a binding (a plain etcd: no etcd users), the box that reports
 /// under the instance's own id.
@@ -72,6 +81,10 @@ async fn once(
         tracing::warn!(report = %key, r#box = %name, why, "a box's task report not applied");
     };
     let drop_report = || drop_report(etcd, key, report_rev);
+    if let Some(why) = oversized(raw.len()) {
+        settled(&why);
+        return drop_report().await;
+    }
     let report: Report = match decode(key, raw) {
         Ok(r) => r,
         Err(e) => {
@@ -147,4 +160,16 @@ async fn once(
         }
     }
     etcd.txn(&compares, &ops).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_over_the_bound_is_not_folded() {
+        assert_eq!(oversized(2_000), None);
+        assert_eq!(oversized(REPORT_MAX), None);
+        assert!(oversized(REPORT_MAX + 1).is_some_and(|w| w.contains("over")));
+    }
 }

@@ -11,7 +11,9 @@
 //! box's tasks keep their addresses while its agent is away. It goes when the instance
 //! is deregistered. A key written without that transaction (a box's user by hand) that
 //! overlaps an older one is ignored by every reader: the first claim of an address
-//! wins ([`held`]).
+//! wins ([`held`]). Nor is a claim outside the cluster's task range, or shorter than a
+//! /16, honoured ([`Bounds`]): a box's key for `0.0.0.0/0` or `10.0.0.0/8` would otherwise
+//! route every other box's traffic for those addresses to it (issue 73).
 
 use super::etcd::{Compare, Etcd, EtcdError, Event, Op, WatchEnd};
 use super::keys;
@@ -36,9 +38,57 @@ pub struct Holder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
     /// `MINIFARGATE_SUBNET`, given: that one, if no other box holds one overlapping it.
-    Pinned(Subnet),
+    /// `range` is still the cluster's task range (`agent --task-range`): the claims this
+    /// box honours.
+    Pinned { subnet: Subnet, range: Subnet },
     /// A `/prefix` of `range` (`agent --task-range`, `--box-prefix`) no other box holds.
     Lease { range: Subnet, prefix: u8 },
+}
+
+impl Want {
+    /// The cluster's task range as this box knows it (its own `--task-range`).
+    pub fn range(&self) -> Subnet {
+        match *self {
+            Want::Pinned { range, .. } | Want::Lease { range, .. } => range,
+        }
+    }
+}
+
+/// Which subnet claims a reader honours (routes to, counts as held): those no shorter
+/// than [`Bounds::SHORTEST`] and, with a `range` (the reader's own `--task-range`), inside
+/// it. A whole range of /16 or longer is a lease the agent can make (`--box-prefix` equal
+/// to the range's length: one box), so it is honoured; a claim of it harms the others no
+/// more than claiming every free subnet of the range would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// `None`: any address (a pinned box checking its own subnet against every claim).
+    pub range: Option<Subnet>,
+}
+
+impl Bounds {
+    /// The shortest prefix a box's subnet may have: 65,534 task addresses.
+    pub const SHORTEST: u8 = 16;
+
+    /// The claims inside the cluster's task range `range`.
+    pub fn within(range: Subnet) -> Bounds {
+        Bounds { range: Some(range) }
+    }
+
+    /// Why claim `s` is not honoured; `None` when it is.
+    pub fn refusal(&self, s: &Subnet) -> Option<String> {
+        if s.prefix() < Self::SHORTEST {
+            return Some(format!(
+                "{s} is shorter than a /{}: no box's subnet is that large",
+                Self::SHORTEST
+            ));
+        }
+        match self.range {
+            Some(r) if s.prefix() < r.prefix() || !r.contains(s.network()) => Some(format!(
+                "{s} lies outside the cluster's task range {r} (--task-range)"
+            )),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +122,10 @@ pub enum SubnetError {
          give a larger range or a longer --box-prefix"
     )]
     Exhausted { range: Subnet, prefix: u8 },
-    #[error("--box-prefix {prefix}: not within --task-range {range} (a /{prefix} of it)")]
+    #[error(
+        "--box-prefix {prefix}: not within --task-range {range} (a /{prefix} of it), or \
+         shorter than /16 (the other boxes route no larger subnet)"
+    )]
     BadPrefix { range: Subnet, prefix: u8 },
     #[error("etcd changed the subnets {0} times while this box claimed one: giving up for now")]
     Contended(u32),
@@ -80,25 +133,46 @@ pub enum SubnetError {
 
 /// The subnets in etcd, by subnet, with their keys and holders (undecodable keys left
 /// out). Taken in the order they were created: a subnet overlapping one claimed before
-/// it under another key is left out (the first claim wins).
-fn held(kvs: &[super::etcd::Kv]) -> BTreeMap<Subnet, (String, Holder)> {
+/// it under another key is left out (the first claim wins), and so is one `bounds` does
+/// not honour (said once a key and revision).
+fn held(kvs: &[super::etcd::Kv], bounds: &Bounds) -> BTreeMap<Subnet, (String, Holder)> {
     let prefix = keys::subnets();
     let mut claims: Vec<(i64, Subnet, String, Holder)> = kvs
         .iter()
         .filter_map(|kv| {
             let (_owner, last) = kv.key.strip_prefix(&prefix)?.split_once('/')?;
-            let (net, len) = last.split_once('-')?;
-            let s = Subnet::new(net.parse().ok()?, len.parse().ok()?).ok()?;
-            let h: Holder = serde_json::from_slice(&kv.value).ok()?;
+            let refused = |why: &str| {
+                if super::first_report(&kv.key, kv.mod_revision) {
+                    tracing::warn!(key = %kv.key, why,
+                        "a box's task subnet claim not honoured: not routed, not counted as held");
+                }
+            };
+            let Some(s) = last
+                .split_once('-')
+                .and_then(|(net, len)| Subnet::new(net.parse().ok()?, len.parse().ok()?).ok())
+            else {
+                refused("its key names no subnet of /8 to /30");
+                return None;
+            };
+            if let Some(why) = bounds.refusal(&s) {
+                refused(&why);
+                return None;
+            }
+            let Ok(h) = serde_json::from_slice::<Holder>(&kv.value) else {
+                refused("its value is not a holder (JSON: cluster, instance, address)");
+                return None;
+            };
             Some((kv.create_revision, s, kv.key.clone(), h))
         })
         .collect();
     claims.sort_by_key(|c| c.0);
     let mut out: BTreeMap<Subnet, (String, Holder)> = BTreeMap::new();
-    for (_, s, key, h) in claims {
+    for (rev, s, key, h) in claims {
         if let Some((o, (k, _))) = out.iter().find(|(o, _)| o.overlaps(&s)) {
-            tracing::warn!(subnet = %s, key = %key, held = %o, by = %k,
-                "a task subnet claimed over an older claim: ignored");
+            if super::first_report(&key, rev) {
+                tracing::warn!(subnet = %s, key = %key, held = %o, by = %k,
+                    "a task subnet claimed over an older claim: ignored");
+            }
             continue;
         }
         out.insert(s, (key, h));
@@ -118,14 +192,28 @@ pub async fn claim(
 ) -> Result<Subnet, SubnetError> {
     let own_prefix = keys::box_subnets(owner);
     if let Want::Lease { range, prefix } = want
-        && (prefix < range.prefix() || prefix > 30)
+        && (prefix < range.prefix() || !(Bounds::SHORTEST..=30).contains(&prefix))
     {
         return Err(SubnetError::BadPrefix { range, prefix });
     }
+    // What this box counts as held: a leased subnet is checked against the claims inside
+    // the range; a pinned one against every claim of a box's size, wherever it lies (the
+    // agent refuses to start rather than overlap a box it would not route).
+    let bounds = match want {
+        Want::Lease { range, .. } => Bounds::within(range),
+        Want::Pinned { subnet, range } => {
+            if let Some(why) = Bounds::within(range).refusal(&subnet) {
+                tracing::warn!(task_subnet = %subnet, task_range = %range, why = %why,
+                    "MINIFARGATE_SUBNET is not a subnet the other boxes route: give every \
+                     box a --task-range that holds it");
+            }
+            Bounds { range: None }
+        }
+    };
     const ATTEMPTS: u32 = 8;
     for _ in 0..ATTEMPTS {
         let (kvs, rev) = etcd.get_prefix_at(&keys::subnets()).await?;
-        let all = held(&kvs);
+        let all = held(&kvs, &bounds);
         // This instance's, under this box's prefix (a key elsewhere naming it is not
         // this box's to use or drop).
         let mine_at = |k: &str, h: &Holder| {
@@ -149,15 +237,17 @@ pub async fn claim(
             .collect();
         let clash = |s: &Subnet| others.iter().find(|(o, _)| o.overlaps(s)).copied();
         let target = match (want, current) {
-            (_, Some(cur)) | (Want::Pinned(cur), None) => {
+            (_, Some(cur)) | (Want::Pinned { subnet: cur, .. }, None) => {
                 if let Some((o, h)) = clash(&cur) {
                     return Err(match want {
-                        Want::Pinned(wanted) if current.is_none() => SubnetError::Overlaps {
-                            wanted,
-                            held: *o,
-                            instance: h.instance.clone(),
-                            cluster: h.cluster.clone(),
-                        },
+                        Want::Pinned { subnet: wanted, .. } if current.is_none() => {
+                            SubnetError::Overlaps {
+                                wanted,
+                                held: *o,
+                                instance: h.instance.clone(),
+                                cluster: h.cluster.clone(),
+                            }
+                        }
                         _ => SubnetError::Taken {
                             subnet: cur,
                             instance: h.instance.clone(),
@@ -275,8 +365,8 @@ pub fn wanted(
 
 /// Keeps this box's routes to the other boxes' subnets as etcd says, until etcd fails
 /// (the routes stay: the session after it syncs them again).
-pub async fn follow(etcd: &Etcd, me: &Holder, own: Subnet) -> SubnetError {
-    match follow_inner(etcd, me, own).await {
+pub async fn follow(etcd: &Etcd, me: &Holder, own: Subnet, bounds: Bounds) -> SubnetError {
+    match follow_inner(etcd, me, own, &bounds).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -286,13 +376,14 @@ async fn follow_inner(
     etcd: &Etcd,
     me: &Holder,
     own: Subnet,
+    bounds: &Bounds,
 ) -> Result<std::convert::Infallible, SubnetError> {
     let prefix = keys::subnets();
     let (kvs, rev) = etcd.get_prefix_at(&prefix).await?;
     let mut kv: BTreeMap<String, super::etcd::Kv> =
         kvs.into_iter().map(|k| (k.key.clone(), k)).collect();
     let mut applied = None;
-    apply(&kv, me, own, &mut applied);
+    apply(&kv, me, own, bounds, &mut applied);
     let mut watch = etcd.watch(&prefix, rev + 1).await?;
     loop {
         for e in watch.next().await? {
@@ -305,7 +396,7 @@ async fn follow_inner(
                 }
             }
         }
-        apply(&kv, me, own, &mut applied);
+        apply(&kv, me, own, bounds, &mut applied);
     }
 }
 
@@ -313,9 +404,10 @@ fn apply(
     kv: &BTreeMap<String, super::etcd::Kv>,
     me: &Holder,
     own: Subnet,
+    bounds: &Bounds,
     applied: &mut Option<Vec<PeerRoute>>,
 ) {
-    let all = held(&kv.values().cloned().collect::<Vec<_>>());
+    let all = held(&kv.values().cloned().collect::<Vec<_>>(), bounds);
     let want = wanted(&all, me, own);
     if applied.as_ref() == Some(&want) {
         return;
@@ -398,16 +490,99 @@ mod tests {
         let a = holder("a", Some([192, 0, 2, 10]));
         let b = holder("b", Some([192, 0, 2, 11]));
         // Box b's keys, written by hand over box a's: the same subnet, one inside it.
-        let all = held(&[
-            kv("b/10.94.0.0-24", &b, 7),
-            kv("a/10.94.0.0-24", &a, 5),
-            kv("b/10.94.0.128-25", &b, 9),
-            kv("b/10.94.1.0-24", &b, 8),
-        ]);
+        let all = held(
+            &[
+                kv("b/10.94.0.0-24", &b, 7),
+                kv("a/10.94.0.0-24", &a, 5),
+                kv("b/10.94.0.128-25", &b, 9),
+                kv("b/10.94.1.0-24", &b, 8),
+            ],
+            &default_bounds(),
+        );
         let s = |t: &str| t.parse::<Subnet>().unwrap();
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all[&s("10.94.0.0/24")].1, a);
         assert_eq!(all[&s("10.94.1.0/24")].1, b);
+    }
+
+    fn default_bounds() -> Bounds {
+        Bounds::within("10.94.0.0/16".parse().unwrap())
+    }
+
+    fn subnet_kv(key: &str, h: &Holder, created: i64) -> super::super::etcd::Kv {
+        super::super::etcd::Kv {
+            key: format!("{}{key}", keys::subnets()),
+            value: serde_json::to_vec(h).unwrap(),
+            mod_revision: created,
+            create_revision: created,
+            lease: 0,
+        }
+    }
+
+    /// issue 73: a box's claim in its own prefix is honoured only inside the task range
+    /// and /16 or longer, even when it is the oldest claim; the others' stay routed.
+    #[test]
+    fn a_claim_outside_the_task_range_or_too_large_is_neither_routed_nor_held() {
+        let s = |t: &str| t.parse::<Subnet>().unwrap();
+        let bounds = default_bounds();
+        for (claim, honoured) in [
+            ("10.94.3.0/24", true),
+            ("10.94.3.128/26", true),
+            ("10.94.0.0/16", true),
+            ("10.94.7.4/30", true),
+            ("10.0.0.0/8", false),
+            ("10.94.0.0/15", false),
+            ("10.95.0.0/24", false),
+            ("192.168.0.0/24", false),
+            ("0.0.0.0/8", false),
+        ] {
+            assert_eq!(
+                bounds.refusal(&s(claim)).is_none(),
+                honoured,
+                "{claim}: {:?}",
+                bounds.refusal(&s(claim))
+            );
+        }
+        // A wide range still refuses what is shorter than a /16.
+        let wide = Bounds::within(s("10.0.0.0/8"));
+        assert!(wide.refusal(&s("10.0.0.0/12")).is_some());
+        assert!(wide.refusal(&s("10.200.0.0/16")).is_none());
+        // Without a range (a pinned box's own check): the size alone.
+        let any = Bounds { range: None };
+        assert!(any.refusal(&s("10.0.0.0/8")).is_some());
+        assert!(any.refusal(&s("192.168.7.0/24")).is_none());
+
+        let me = holder("a", Some([192, 0, 2, 10]));
+        let b = holder("b", Some([192, 0, 2, 11]));
+        let evil = holder("evil", Some([192, 0, 2, 66]));
+        // The hostile keys are the oldest: each would shadow the others' claims if held.
+        let all = held(
+            &[
+                subnet_kv("evil/0.0.0.0-0", &evil, 1),
+                subnet_kv("evil/10.0.0.0-8", &evil, 2),
+                subnet_kv("evil/10.94.0.0-15", &evil, 3),
+                subnet_kv("evil/172.16.0.0-24", &evil, 4),
+                subnet_kv("evil/not-a-subnet", &evil, 5),
+                subnet_kv("a/10.94.0.0-24", &me, 10),
+                subnet_kv("b/10.94.1.0-24", &b, 11),
+            ],
+            &bounds,
+        );
+        assert_eq!(
+            all.keys().copied().collect::<Vec<_>>(),
+            [s("10.94.0.0/24"), s("10.94.1.0/24")]
+        );
+        assert_eq!(
+            wanted(&all, &me, s("10.94.0.0/24")),
+            [PeerRoute {
+                subnet: s("10.94.1.0/24"),
+                via: Ipv4Addr::new(192, 0, 2, 11)
+            }]
+        );
+        // A value that is no holder is not held either.
+        let mut garbled = subnet_kv("evil/10.94.9.0-24", &evil, 12);
+        garbled.value = b"{".to_vec();
+        assert!(held(&[garbled], &bounds).is_empty());
     }
 
     #[test]

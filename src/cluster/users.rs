@@ -12,7 +12,8 @@
 //!   cluster's token (its agent's endpoint knows serve and the operator
 //!   by their certificates' roles, [`super::endpoint::callers`]); serve's leader grants it an instance's keys once it
 //!   bound the instance to the box ([`bind_claim`]): it writes no other instance's
-//!   registration, status, ledger or assignments.
+//!   registration, status, ledger or assignments, and reads its own status (serve's
+//!   leader creates it, the API changes it: the box cannot undo DRAINING or INACTIVE).
 
 use super::etcd::{Etcd, EtcdError};
 use super::keys;
@@ -188,8 +189,9 @@ fn claimable(cluster: &str, id: &str) -> bool {
 
 /// Settles claim `key` (another key under the boxes' prefix is ignored): an instance no
 /// box holds yet is bound to the box that claims it (`bindings/<id>`, created only if
-/// absent), its role granted the instance's keys ([`keys::instance_keys`]), then
-/// `boxes/NAME/bound/...` written for the agent. A claim of an instance bound to another
+/// absent), its status created ACTIVE unless it has one, its role granted the instance's
+/// keys ([`keys::instance_keys`]: its status to read only), then `boxes/NAME/bound/...`
+/// written for the agent. A claim of an instance bound to another
 /// box is refused (said once). `done` holds the claims settled by this leader (each
 /// granted once a term).
 pub async fn bind_claim(
@@ -223,12 +225,23 @@ pub async fn bind_claim(
         done.insert(key.to_string());
         return Ok(());
     }
+    // The status is serve's: created ACTIVE here, before the box may register (an
+    // existing one, DRAINING or INACTIVE, is kept: a claim settled again by a new leader
+    // or a restarted agent changes nothing), then changed by the API only.
+    etcd.put_if_absent(
+        &keys::status(c, id),
+        super::instances::Status::Active.as_str().as_bytes(),
+    )
+    .await?;
     let role = pki::box_user(name);
-    for (k, exact) in keys::instance_keys(c, id) {
+    for (k, exact, grant) in keys::instance_keys(c, id) {
+        // Granting a range again replaces its permission: a role an older version let
+        // write its status reads it only from the next binding on.
+        let write = grant == keys::Grant::Write;
         if exact {
-            etcd.grant_key(&role, &k, true).await?;
+            etcd.grant_key(&role, &k, write).await?;
         } else {
-            etcd.grant_prefix(&role, &k, true).await?;
+            etcd.grant_prefix(&role, &k, write).await?;
         }
     }
     etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
