@@ -429,6 +429,18 @@ pub const OPTIONS: &[(Var, &str)] = &[
         },
         "--etcd-certs",
     ),
+    (
+        Var {
+            name: "MINIFARGATE_JOIN_TOKEN",
+            kind: "token",
+            default: None,
+            meaning: "A join token of `minifargate cluster token create`, used with \
+                      `--server` on the box's first start (docs/cluster.md \"Joining a box \
+                      with a token\").",
+            read_by: "agent",
+        },
+        "--token",
+    ),
 ];
 
 /// Variables minifargate honours that libraries or conventions define.
