@@ -492,16 +492,7 @@ fn a_local_user_can_neither_read_nor_write_the_cluster_s_etcd_nor_use_a_box_s_en
 /// user), as whoever is root on that box could run it.
 fn etcdctl_as_box(etcd: &Etcd, name: &str, args: &[&str]) -> std::process::Output {
     let dir = etcd.pki().unwrap().join("boxes").join(name);
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
-        .arg("--cacert")
-        .arg(dir.join("ca.crt"))
-        .arg("--cert")
-        .arg(dir.join("client.crt"))
-        .arg("--key")
-        .arg(dir.join("client.key"))
-        .args(etcd.etcdctl_user(&format!("boxes/{name}")))
+    etcd.etcdctl_with_bundle(&dir, "5s")
         .args(args)
         .output()
         .expect("run etcdctl")
@@ -783,16 +774,8 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
 fn put_as_box_stdin(etcd: &Etcd, name: &str, key: &str, value: &[u8]) -> std::process::Output {
     use std::io::Write;
     let dir = etcd.pki().unwrap().join("boxes").join(name);
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "15s"])
-        .arg("--cacert")
-        .arg(dir.join("ca.crt"))
-        .arg("--cert")
-        .arg(dir.join("client.crt"))
-        .arg("--key")
-        .arg(dir.join("client.key"))
-        .args(etcd.etcdctl_user(&format!("boxes/{name}")))
+    let mut child = etcd
+        .etcdctl_with_bundle(&dir, "15s")
         .args(["put", key])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

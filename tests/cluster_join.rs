@@ -220,23 +220,9 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
         said.contains("revoked") && said.contains("removed"),
         "{said}"
     );
-    let user = std::fs::read_to_string(bundle.join("etcd-user")).unwrap();
-    let password = std::fs::read_to_string(bundle.join("etcd-password")).unwrap();
-    let as_box = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &etcd.endpoint(), "--command-timeout", "5s"])
-        .arg("--cacert")
-        .arg(bundle.join("ca.crt"))
-        .arg("--cert")
-        .arg(bundle.join("client.crt"))
-        .arg("--key")
-        .arg(bundle.join("client.key"))
-        .args([
-            "--user",
-            &format!("{}:{}", user.trim(), password.trim()),
-            "get",
-            "/minifargate",
-        ])
+    let as_box = etcd
+        .etcdctl_with_bundle(&bundle, "5s")
+        .args(["get", "/minifargate"])
         .output()
         .unwrap();
     assert!(

@@ -112,6 +112,30 @@ impl Etcd {
         self.bundle(&format!("boxes/{name}"))
     }
 
+    /// etcdctl against this etcd with the client bundle in `dir` (its CA, certificate,
+    /// key and, when it has one, its etcd user), calls timing out after `timeout`.
+    pub fn etcdctl_with_bundle(&self, dir: &std::path::Path, timeout: &str) -> Command {
+        let mut c = Command::new("etcdctl");
+        c.env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &self.endpoint(),
+                "--command-timeout",
+                timeout,
+            ])
+            .arg("--cacert")
+            .arg(dir.join("ca.crt"))
+            .arg("--cert")
+            .arg(dir.join("client.crt"))
+            .arg("--key")
+            .arg(dir.join("client.key"));
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_string());
+        if let (Ok(user), Ok(password)) = (read("etcd-user"), read("etcd-password")) {
+            c.args(["--user", &format!("{user}:{password}")]);
+        }
+        c
+    }
+
     /// `--user USER:PASSWORD` of bundle `which` for etcdctl (none without etcd users).
     pub fn etcdctl_user(&self, which: &str) -> Vec<String> {
         match &self.pki {
