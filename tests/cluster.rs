@@ -498,6 +498,32 @@ fn etcdctl_as_box(etcd: &Etcd, name: &str, args: &[&str]) -> std::process::Outpu
         .expect("run etcdctl")
 }
 
+/// Box `name` claims instance `id` of cluster `default` (what its agent would do), and
+/// serve's leader binds it to the box.
+fn bind_as_box(etcd: &Etcd, api: &Api, name: &str, id: &str) {
+    let put = etcdctl_as_box(
+        etcd,
+        name,
+        &[
+            "put",
+            &format!("/minifargate/v1/boxes/{name}/claims/default/{id}"),
+            "",
+        ],
+    );
+    assert!(put.status.success(), "{put:?}");
+    api.wait_for(
+        30,
+        &format!("box {name}'s instance {id} bound to it"),
+        || {
+            let out = etcd.etcdctl(&[
+                "get",
+                &format!("/minifargate/v1/boxes/{name}/bound/default/{id}"),
+            ]);
+            (!out.stdout.is_empty()).then_some(())
+        },
+    );
+}
+
 fn refused(out: &std::process::Output, what: &str) {
     assert!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("permission denied"),
@@ -624,23 +650,7 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
     // reports box a's (issue 54: a box's user once wrote every record of the cluster, a
     // false DescribeTasks).
     let own_instance = "fedcba9876543210fedcba9876543210";
-    let put = etcdctl_as_box(
-        &etcd,
-        "intruder",
-        &[
-            "put",
-            &format!("/minifargate/v1/boxes/intruder/claims/default/{own_instance}"),
-            "",
-        ],
-    );
-    assert!(put.status.success(), "{put:?}");
-    api.wait_for(30, "box intruder's own instance bound to it", || {
-        let out = etcd.etcdctl(&[
-            "get",
-            &format!("/minifargate/v1/boxes/intruder/bound/default/{own_instance}"),
-        ]);
-        (!out.stdout.is_empty()).then_some(())
-    });
+    bind_as_box(&etcd, &api, "intruder", own_instance);
     let task_id = task.rsplit('/').next().unwrap();
     let forged =
         r#"{"instance":"x","task":{"lastStatus":"STOPPED","stopCode":"EssentialContainerExited"}}"#;
@@ -811,23 +821,7 @@ fn a_hostile_box_s_garbled_or_oversized_keys_change_nothing_for_the_others() {
     etcd.add_box("intruder");
     let own = "fedcba9876543210fedcba9876543210";
     let own_arn = a_arn.replace(&a.id(), own);
-    let put = etcdctl_as_box(
-        &etcd,
-        "intruder",
-        &[
-            "put",
-            &format!("/minifargate/v1/boxes/intruder/claims/default/{own}"),
-            "",
-        ],
-    );
-    assert!(put.status.success(), "{put:?}");
-    api.wait_for(30, "box intruder's instance bound to it", || {
-        let out = etcd.etcdctl(&[
-            "get",
-            &format!("/minifargate/v1/boxes/intruder/bound/default/{own}"),
-        ]);
-        (!out.stdout.is_empty()).then_some(())
-    });
+    bind_as_box(&etcd, &api, "intruder", own);
     // Its status is serve's: created ACTIVE at the binding, read by the box, never written.
     let status = format!("/minifargate/v1/clusters/default/status/{own}");
     let read_status = || {
