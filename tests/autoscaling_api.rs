@@ -6,7 +6,7 @@
 //! seen in describe-services and describe-scaling-activities. The box's metric period is
 //! 5 s, so AWS's minutes pass in seconds (cooldowns scale with it: 300 s is 25 s).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

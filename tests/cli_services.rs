@@ -6,7 +6,7 @@
 //! served (a listener made with the CLI proxies); a store that is a cluster's replica is
 //! refused.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::{Targets, get};

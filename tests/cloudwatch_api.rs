@@ -5,7 +5,7 @@
 //! pages, ListMetrics' filters, CloudWatch's error codes; a request refused by the guard
 //! is CBOR the CLI reads.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

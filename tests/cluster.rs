@@ -6,7 +6,7 @@
 //! tests/common/cluster.rs). Every process is stopped by its pid and every directory
 //! removed, also when a test fails.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cluster::{

@@ -5,7 +5,7 @@
 //! Real etcd (one member or three), real agents and serves, the real AWS CLI; every process
 //! stopped by its pid and every directory removed, also when a test fails.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cli::Mf;

@@ -6,7 +6,7 @@
 //! Every process is stopped by its pid and every directory removed, also when a test
 //! fails.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cli::Mf;

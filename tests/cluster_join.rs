@@ -6,7 +6,7 @@
 //! etcd access and its certificate is refused from then on. A real etcd with TLS and
 //! users, real serve and agents, the real AWS CLI. Every process stopped by its pid.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, bin};
 use common::cluster::{Agent, SLEEPER, describe_task, register, serve_with};

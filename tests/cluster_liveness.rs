@@ -4,7 +4,7 @@
 //! still runs but no longer owns until they are gone. Real etcd, real agents and serves,
 //! driven with the AWS CLI (the harness is tests/common/cluster.rs).
 
-mod common;
+use crate::common;
 
 use common::cluster::{
     Agent, SLEEPER, boxes, describe, describe_task, list, register, resource, serve, serve_with,

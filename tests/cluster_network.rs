@@ -11,7 +11,7 @@
 //! scaled in drains its targets on the boxes before their tasks stop, and a lost box's
 //! targets are deregistered and replaced; nothing is left on any box.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cluster::{connected, service_tasks};

@@ -3,7 +3,7 @@
 //! retry or a concurrent change never puts one task id on two instances. Faults come from
 //! the in-process proxy (tests/common/faultproxy.rs) between `serve` and a real etcd.
 
-mod common;
+use crate::common;
 
 use common::cluster::{Agent, ecs_call, register, serve_on, serve_with, two_boxes};
 use common::etcd::Etcd;

@@ -5,7 +5,7 @@
 //! CA, a pull-only token), the box's agent reads it, and the box's pull verifies serve's
 //! certificate with that CA.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::etcd::Etcd;

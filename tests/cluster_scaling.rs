@@ -6,7 +6,7 @@
 //! out on it. Each test has its own etcd, serve and boxes, stopped by their pids (and the
 //! tasks' supervisors by theirs) also when it fails.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cluster::{boxes, instance, register, service_tasks};

@@ -4,7 +4,7 @@
 //! kernel and supervisors. The browser talks to loopback only. Screenshots of every page
 //! go to target/console-shots/ (and, with UPDATE_DOCS=1, to docs/console/).
 
-mod common;
+use crate::common;
 
 use common::api::{Api, console_shots};
 use common::elb::elbv2;

@@ -8,7 +8,7 @@
 //! datapoints come in seconds. Each test has its own serve (and etcd and boxes), stopped
 //! by their pids also when it fails.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::cluster::{boxes, instance, register, service_tasks};

@@ -3,7 +3,7 @@
 //! `get-login-password`, push and pull, and the refusals (anonymous, forged token, wrong
 //! digest, chunk out of order, immutable tag).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::image::{Compression, Layout, busybox_layer};

@@ -4,7 +4,7 @@
 //! AWS CLI's, `--output text`/`--query`, pagination, `execute-command`, RunTask's members
 //! as options, and one test per exit status.
 
-mod common;
+use crate::common;
 use common::busybox_task_env;
 use common::cli::Mf;
 use common::image::{Compression, busybox_layer};

@@ -4,7 +4,7 @@
 //! with the real AWS CLI's `aws logs filter-log-events` (what `aws logs tail --follow`
 //! polls).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! target groups with ELB's health-check defaults and bounds, attributes, targets and
 //! their health, listeners, ELB's error codes in awsQuery's ErrorResponse.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::Targets;

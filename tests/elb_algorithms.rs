@@ -3,7 +3,7 @@
 //! (`load_balancing.algorithm.type` `least_outstanding_requests`, `weighted_random` and its
 //! anomaly mitigation) and a network load balancer's `source_ip` stickiness.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::Targets;

@@ -8,7 +8,7 @@
 //! Load Balancers", "Quotas for your Application Load Balancers" and "Troubleshoot your
 //! Application Load Balancers" (HTTP 400/502/503).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::{create_alb, elbv2, http_listener, http_target_group};

@@ -7,7 +7,7 @@
 //! on `ALBRequestCountPerTarget` scales the service out under request load. The box's
 //! metric period is 5 s.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

@@ -6,7 +6,7 @@
 //! nftables element, mount or run dir; after the reset, no bridge, table or template
 //! mount namespace either.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::leaks::{assert_no_leaks, supervisors_of, table_leftovers, template_mounts, wait_for};

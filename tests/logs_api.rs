@@ -3,7 +3,7 @@
 //! in order with their timestamps, GetLogEvents tokens both ways, FilterLogEvents
 //! patterns, pagination, retention, CloudWatch's exception names.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! (`aws logs … --endpoint-url`) on that server; and the awslogs task that fails for a
 //! missing group, whose reason names the command that fixes it, run again after it.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::image::{Compression, busybox_layer};

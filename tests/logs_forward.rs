@@ -3,7 +3,7 @@
 //! arrive in the remote stream the agent would name, in order, with the timestamps of the
 //! local events, as the task's execution role (assumed through moto's STS).
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, busybox_layer};

@@ -2,7 +2,7 @@
 //! host's default and the json-file driver's `max-size`/`max-file`), `logs --tail` from the
 //! end of rotated files, `logs --follow` across rotations.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

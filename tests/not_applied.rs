@@ -5,7 +5,7 @@
 //! equal to `taskdef::coverage` — so a member newly classified "not applied" fails here until
 //! it has a sample below, and so a test.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, busybox_layer};

@@ -1,7 +1,7 @@
 //! The cache beyond a single pull: `load` of skopeo-made archives and layouts, `prune`
 //! removing exactly what no image uses, and whiteouts seen through the mounted overlay.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, assert_layers};
 use common::image::{Compression, Entry, Layer, Layout, busybox_layer};

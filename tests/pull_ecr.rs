@@ -3,7 +3,7 @@
 //! 127.0.0.1:443, trusted through SSL_CERT_FILE; the name resolves through a private
 //! /etc/hosts bind-mounted inside `unshare --mount`, so the host's file is untouched.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, assert_layers};
 use common::ecr::{in_private_hosts, lock_port_443};

@@ -6,7 +6,7 @@
 //! resuming with Range, or fails with a clear message in bounded time; a partial blob is
 //! never visible as a complete layer.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, assert_layers};
 use common::faultproxy::{Cut, Fault, FaultProxy};

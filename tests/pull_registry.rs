@@ -1,7 +1,7 @@
 //! `minifargate pull` against a real registry (Debian's docker-registry) seeded by
 //! skopeo: anonymous, Basic and Bearer auth, mirrors, platforms, codecs and faults.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, assert_layers};
 use common::faultproxy::{Fault, FaultProxy};

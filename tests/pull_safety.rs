@@ -5,7 +5,7 @@
 //! rather than refused (device nodes, setuid files, large ids, lying media types) is
 //! pulled and checked to be out of reach of the host's other users.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::faultproxy::{Fault, FaultProxy};

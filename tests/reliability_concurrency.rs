@@ -3,7 +3,7 @@
 //! reaches the user, every task gets its own address, every task runs and stops, and
 //! nothing is left behind.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, busybox_layer};

@@ -11,7 +11,7 @@
 //! CLI writing the task and starting its supervisor, the supervisor's network set up
 //! before PENDING, its teardown, and its task STOPPED before it reported done.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, busybox_entries};

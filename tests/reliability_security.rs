@@ -5,7 +5,7 @@
 //! That a task cannot reach another task's 169.254.170.2 endpoint (metadata or
 //! credentials) is checked in tests/run_task_metadata.rs, next to the endpoint's tests.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, busybox_all_applets};

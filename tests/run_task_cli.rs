@@ -2,7 +2,7 @@
 //! startedBy, enableExecuteCommand, --env-file, --timeline), `logs` filters, cluster verbs,
 //! `--output text|table` with `--query`, and the `limits` example hitting its Fargate memory limit.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

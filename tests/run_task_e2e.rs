@@ -1,7 +1,7 @@
 //! Root integration tests of run-task end to end: a real registry (served as
 //! public.ecr.aws through a mirror), the real kernel, the real binary and its supervisors.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -3,7 +3,7 @@
 //! past it fails with ENOSPC inside the container; teardown leaves no loop device or
 //! mount. Without it the size is reported as not applied. describe-tasks shows the size.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, busybox_layer};

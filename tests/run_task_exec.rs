@@ -1,7 +1,7 @@
 //! Root integration tests of `exec` and `inspect` on real tasks: a real registry (served
 //! as public.ecr.aws through a mirror), the real kernel, the real binary and supervisors.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -11,7 +11,7 @@
 //!   the ECR name on 443 (tests/common/ecr.rs), and the image pulled that way runs; a task
 //!   whose role lacks it is refused that image although it is cached.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, describe_task as describe, run_settled as run, stop_and_wait as stop};
 use common::ecr::{ECR_PASSWORD, in_private_hosts, lock_port_443};

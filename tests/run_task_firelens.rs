@@ -6,7 +6,7 @@
 //! generated configuration has Fluent Bit listen and prints each record it receives, so
 //! the test reads, from inside the router, what the application's lines became.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

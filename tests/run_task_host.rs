@@ -3,7 +3,7 @@
 //! hostname in every network mode, and block I/O in the task's stats. Real tasks through
 //! run-task, each test on its own bridge and subnet (tests/common/cli.rs).
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

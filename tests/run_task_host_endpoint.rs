@@ -4,7 +4,7 @@
 //! from inside the container with busybox `wget` and from the host with boto3's container
 //! credential provider (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), backed by moto's STS.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, Layer, busybox_all_applets};

@@ -2,7 +2,7 @@
 //! 169.254.170.2 (asked with busybox `wget` from inside the container, through `exec`)
 //! and the credentials endpoint, backed by moto_server's STS on loopback.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -2,7 +2,7 @@
 //! `dockerSecurityOptions`, checked from inside the containers (`/proc/self/ns/*`, `ps`,
 //! `/dev/shm`, `/sys/class/net`) against what the host sees.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

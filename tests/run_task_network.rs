@@ -3,7 +3,7 @@
 //! ENI fields, port conflicts and a killed supervisor. Each test has its own bridge and
 //! subnet (tests/common/cli.rs); traffic goes only to loopback and to the tasks.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -5,7 +5,7 @@
 //! it makes the veth pair), so the other side's step happens while it waits. Each test
 //! has its own bridge and subnet (tests/common/cli.rs).
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

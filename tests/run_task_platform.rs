@@ -7,7 +7,7 @@
 //! `register_binfmt`) and Debian's arm64 busybox-static unpacked under
 //! target/release-sysroots/arm64.busybox (`fetch_arm64_busybox`).
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -5,7 +5,7 @@
 //! tag pulls the new image; a registry that cannot be reached runs the cached image with a
 //! task warning naming why. `--pull missing` (now `prefer-cached`) still never asks.
 
-mod common;
+use crate::common;
 
 use common::cli::{Mf, run_settled as run, stop_and_wait as stop};
 use common::image::{Compression, Entry, Layer, Layout, busybox_all_applets};

@@ -5,7 +5,7 @@
 //! leaves nothing partial. Requests are counted by the fault proxy in front of the real
 //! registry (`seen()`); what the containers see is read from their output.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::faultproxy::{Fault, FaultProxy};

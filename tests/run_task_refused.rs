@@ -5,7 +5,7 @@
 //! so it must run alone: alone in its test binary, and marked in .config/nextest.toml to
 //! run with no other test at once (docs/testing.md, "Tests that run alone").
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::image::{Compression, busybox_layer};

@@ -2,7 +2,7 @@
 //! Parameter Store and Secrets Manager (plain and `json-key`), or from `--secrets-file`;
 //! a missing one fails the task with ECS's reason; values appear only inside the task.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

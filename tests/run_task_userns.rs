@@ -4,7 +4,7 @@
 //! the mapping, and nothing is left behind. The isolation suite (reliability_security.rs)
 //! also runs whole with `MINIFARGATE_TEST_USERNS=auto` in CI.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::image::{Compression, Layer, busybox_all_applets};

@@ -2,7 +2,7 @@
 //! binary, a real registry, the real kernel. Each test checks what a container sees (its
 //! log) and what is left on the host after the task.
 
-mod common;
+use crate::common;
 
 use common::busybox_task_env;
 use common::cli::Mf;

@@ -2,7 +2,7 @@
 //! from the test venv): the ECS JSON 1.1 API over loopback, against a real registry
 //! (served as public.ecr.aws through a mirror), the real kernel and supervisors.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 

@@ -10,7 +10,7 @@
 //! StopServiceDeployment rolls it back, and a LINEAR one shifts it in steps; the settings
 //! are checked as ECS checks them.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::{Client, create_alb, elbv2, http_target_group, listener_with_rule};

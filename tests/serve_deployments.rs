@@ -6,7 +6,7 @@
 //! describe-service-revisions) shows it as ECS would; also in cluster mode (`serve
 //! --cluster`, one box).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

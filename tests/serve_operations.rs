@@ -4,7 +4,7 @@
 //! UpdateClusterSettings, PutClusterCapacityProviders, DescribeCapacityProviders, account
 //! settings, ListServicesByNamespace and task protection's failures for a standalone task.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! RunTasks never both take the last memory, the CLI's run-task fails when nothing
 //! started, and a service whose task fits nowhere gets ECS's event.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! platformVersion, propagateTags, ECS managed tags, clientToken idempotency, overrides,
 //! and every ListTasks filter.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! and the bounds (a 10 MB body, a 100,000-deep JSON, slow clients) while `serve` keeps
 //! answering others. Only loopback traffic.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::services::tool;

@@ -3,7 +3,7 @@
 //! address (as each Fargate task does at its ENI's), the host port goes to one of them,
 //! and the others say why they are not published (task warning, `inspect`).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::leaks::assert_no_leaks;

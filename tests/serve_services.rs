@@ -3,7 +3,7 @@
 //! container is killed or turns UNHEALTHY, rolls a new revision over, scales to 0, keeps
 //! its services across a restart of `serve`; tags on every taggable resource.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::{Value, json};

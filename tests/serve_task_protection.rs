@@ -4,7 +4,7 @@
 //! service scheduler keeps a protected task through a scale-in to 0 until the protection
 //! lapses.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

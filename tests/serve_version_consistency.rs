@@ -3,7 +3,7 @@
 //! tag is pushed again (and pulled again into the cache); `disabled` takes the tag as it
 //! is at each task's start. Seen from inside: the image's marker file in the task's log.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::image::{Compression, busybox_layer};

@@ -4,7 +4,7 @@
 //! private DNS namespace answered by the tasks' DNS server; ECS services'
 //! `serviceRegistries` registering their tasks, found by name from inside another task.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! the one this machine mounts (checked against statfs and the kernel's own files),
 //! and the state counts follow what the root holds without creating anything.
 
-mod common;
+use crate::common;
 
 use common::cli::Mf;
 use common::image::{Compression, Entry, Layer, Layout};

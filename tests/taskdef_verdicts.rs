@@ -7,7 +7,7 @@
 //! Nothing here pulls: run-task uses `--pull never`, services are created with
 //! desiredCount 0.
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use std::collections::BTreeSet;

@@ -6,7 +6,7 @@
 //! (create, the Read after it, update, the Read again, delete) against a real `serve`;
 //! and the AWS CLI's ELBv2 waiters (`aws elbv2 wait …`).
 
-mod common;
+use crate::common;
 
 use common::api::Api;
 use common::elb::{Targets, elbv2};
