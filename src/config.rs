@@ -435,8 +435,8 @@ pub const OPTIONS: &[(Var, &str)] = &[
             kind: "token",
             default: None,
             meaning: "A join token of `minifargate cluster token create`, used with \
-                      `--server` on the box's first start (docs/cluster.md \"Joining a box \
-                      with a token\").",
+                      `--server` on the box's first start; later starts need none \
+                      (docs/cluster.md \"Joining a box with a token\").",
             read_by: "agent",
         },
         "--token",

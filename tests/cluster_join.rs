@@ -247,3 +247,220 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
         "{log}"
     );
 }
+
+/// A call of serve's port for boxes with `curl`, as the box whose bundle is `cert` (none:
+/// no client certificate), with etcd token `token`: its HTTP status and body.
+fn gateway(
+    server: &str,
+    ca: &Path,
+    cert: Option<&Path>,
+    call: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args([
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
+    ])
+    .arg("--cacert")
+    .arg(ca);
+    if let Some(dir) = cert {
+        c.arg("--cert")
+            .arg(dir.join("client.crt"))
+            .arg("--key")
+            .arg(dir.join("client.key"));
+    }
+    if let Some(t) = token {
+        c.args(["-H", &format!("authorization: {t}")]);
+    }
+    let out = c.arg(format!("{server}{call}")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The remote ports of the established TCP connections of process `pid`.
+fn peer_ports(pid: u32) -> Vec<u16> {
+    let out = Command::new("ss").args(["-Htnp"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(4)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_its_own_calls() {
+    let etcd = Etcd::start();
+    let Some(pki) = etcd.pki().map(Path::to_path_buf) else {
+        eprintln!("MINIFARGATE_TEST_ETCD=plain: no CA to join with, nothing to check");
+        return;
+    };
+    let port = common::util::free_port();
+    let server = format!("https://127.0.0.1:{port}");
+    let api = serve_with(
+        &etcd,
+        &[
+            "--boxes-listen",
+            &format!("127.0.0.1:{port}"),
+            "--cluster-dir",
+            pki.to_str().unwrap(),
+        ],
+    );
+
+    // The box is given serve's port and a token, no etcd endpoint.
+    let t = token(&etcd, &[]);
+    let mut mf = Mf::new();
+    mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+    let root = mf.root.clone();
+    let mut box3 = Agent::start_through(mf, &server, 5, &["--token", &t, "--name", "edge-3"]);
+    let arn = box3.arn();
+    api.wait_for(30, "the box listed", || {
+        (api.instances_listed(None) == [arn.clone()]).then_some(())
+    });
+    register(&api, "sleeper.json", SLEEPER);
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, "the task RUNNING on the box", || {
+        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+    // Its connections: to serve's port for boxes, none to etcd.
+    let pid = box3.child.as_ref().unwrap().id();
+    let ports = peer_ports(pid);
+    assert!(
+        ports.contains(&port),
+        "the agent has no connection to serve's port {port}: {ports:?}"
+    );
+    assert!(
+        !ports.contains(&port_of(&etcd.endpoint())),
+        "the agent connects to etcd ({}) itself: {ports:?}",
+        etcd.endpoint()
+    );
+    // Stopped through the same port: the box's report reaches serve.
+    api.aws_json(&["stop-task", "--task", &task, "--reason", "gateway test"]);
+    api.wait_for(60, "the task STOPPED", || {
+        (describe_task(&api, &task)["lastStatus"] == "STOPPED").then_some(())
+    });
+
+    // What the port passes on, and what not, with the box's own certificate.
+    let bundle = root.join("agent/bundle");
+    let ca = pki.join("ca.crt");
+    let call = |cert: Option<&Path>, call: &str, body: &str, token: Option<&str>| {
+        gateway(&server, &ca, cert, call, body, token)
+    };
+    let (status, body) = call(
+        Some(&bundle),
+        "/v3/auth/user/add",
+        r#"{"name":"evil","password":"x"}"#,
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not a call a box makes"), "{body}");
+    let (status, body) = call(
+        Some(&bundle),
+        "/v3/auth/authenticate",
+        r#"{"name":"root","password":"x"}"#,
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only as its own etcd user"), "{body}");
+    let range = |key: &str, end: &str| {
+        format!(
+            r#"{{"key":"{}","range_end":"{}"}}"#,
+            common::cli::b64(key.as_bytes()),
+            common::cli::b64(end.as_bytes())
+        )
+    };
+    let tokens = range(
+        "/minifargate/v1/join/tokens/",
+        "/minifargate/v1/join/tokens0",
+    );
+    let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("authenticate first"), "{body}");
+    let (status, body) = call(None, "/v3/kv/range", &tokens, Some("anything"));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("client certificate is required"), "{body}");
+    // As itself, the box reads what etcd's RBAC gives its user, and no more: serve's own
+    // rights never lend themselves to it.
+    let password = std::fs::read_to_string(bundle.join("etcd-password")).unwrap();
+    let (status, body) = call(
+        Some(&bundle),
+        "/v3/auth/authenticate",
+        &format!(
+            r#"{{"name":"minifargate-box-edge-3","password":"{}"}}"#,
+            password.trim()
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let etcd_token = v["token"].as_str().unwrap().to_string();
+    let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, Some(&etcd_token));
+    assert_ne!(status, 200, "the box read the join tokens: {body}");
+    assert!(body.contains("permission denied"), "{body}");
+    let (status, body) = call(
+        Some(&bundle),
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}"}}"#, common::cli::b64(b"/minifargate")),
+        Some(&etcd_token),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Restarted without the token: the bundle is enough.
+    box3.signal("-TERM");
+    box3.without("--token");
+    box3.spawn();
+    common::cluster::until_connected(&api, &arn, true, Duration::from_secs(30));
+
+    // Removed: its certificate refused at the port (within the port's 5 s memory of it).
+    let out = operator(&etcd, &["remove-box", "edge-3"]);
+    assert!(out.status.success(), "{out:?}");
+    let refused = common::util::wait_until(
+        "the removed box's calls refused",
+        Duration::from_secs(15),
+        || {
+            let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, Some(&etcd_token));
+            (status == 403).then_some(body)
+        },
+    );
+    assert!(
+        refused.contains("was removed from the cluster"),
+        "{refused}"
+    );
+    box3.signal("-TERM");
+}

@@ -284,7 +284,8 @@ async fn boxes_port(
     let (cert, key) = crate::cluster::pki::control_plane_identity(&layout, &names)?;
     let clients = crate::cluster::join::client_verifier(&layout)?;
     let acceptor = super::server::tls_acceptor_pem(&cert, &key, Some(clients))?;
-    let app = crate::cluster::join::router(etcd, layout)?;
+    let app =
+        crate::cluster::join::router(etcd, layout)?.merge(crate::cluster::gateway::router(etcd));
     let l = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen for boxes on {listen}"))?;

@@ -72,9 +72,10 @@ impl EtcdTls {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// etcd's client endpoints, comma-separated, tried in order (e.g.
-    /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379).
-    #[arg(long, value_name = "ENDPOINTS")]
-    pub cluster: String,
+    /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379). Not needed
+    /// with --server: a joined box reaches the store through serve's port for boxes.
+    #[arg(long, value_name = "ENDPOINTS", required_unless_present = "server")]
+    pub cluster: Option<String>,
     /// The ECS cluster this box joins (default: ECS_CLUSTER of --ecs-config, else
     /// `default`).
     #[arg(long, value_name = "NAME")]
@@ -116,13 +117,15 @@ pub struct AgentArgs {
     /// via it. Default: the source address of this box's route to the first etcd endpoint.
     #[arg(long, value_name = "IPV4")]
     pub advertise_address: Option<std::net::Ipv4Addr>,
-    /// The control plane's port for boxes (serve's --boxes-listen), to join with --token
-    /// on the first start: https://HOST:PORT.
-    #[arg(long, value_name = "URL", requires = "token", conflicts_with_all = ["etcd_certs", "etcd_cacert", "etcd_cert", "etcd_key"])]
+    /// The control plane's port for boxes (serve's --boxes-listen): https://HOST:PORT,
+    /// comma-separated for several serves. The first start joins with --token; from then
+    /// on the box's only connection to the cluster's store is this port (without
+    /// --cluster), dialed out with the certificate the join gave it.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["etcd_certs", "etcd_cacert", "etcd_cert", "etcd_key"])]
     pub server: Option<String>,
     /// A join token (`minifargate cluster token create`): with --server, this box makes
     /// its key, gets its certificate and etcd user, and keeps them in <root>/agent/bundle
-    /// (root-only); later starts use that bundle and ignore the token.
+    /// (root-only); later starts use that bundle and need no token.
     #[arg(
         long,
         env = "MINIFARGATE_JOIN_TOKEN",
@@ -139,18 +142,27 @@ pub struct AgentArgs {
     pub etcd: EtcdTls,
 }
 
-/// `--server URL --token TOKEN`: this box's bundle in `<root>/agent/bundle`, joined now
-/// if it is not there yet, and checked with the control plane (a removed box stops here).
-/// The ECS cluster its token names, if any.
+/// `--server URL [--token TOKEN]`: this box's bundle in `<root>/agent/bundle`, joined
+/// now with the token if it is not there yet, and checked with the control plane (a
+/// removed box stops here). The ECS cluster its token names, if any.
 fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<String>> {
     use crate::cluster::join;
-    let (Some(server), Some(token)) = (a.server.clone(), a.token.clone()) else {
+    let Some(servers) = a.server.clone() else {
         return Ok(None);
     };
-    anyhow::ensure!(
-        server.starts_with("https://"),
-        "--server {server:?}: the control plane's port for boxes, https://HOST:PORT"
-    );
+    for s in servers.split(',') {
+        anyhow::ensure!(
+            s.trim().starts_with("https://"),
+            "--server {s:?}: the control plane's port for boxes, https://HOST:PORT"
+        );
+    }
+    // Joining and the membership check go to the first serve named.
+    let server = servers
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let dir = root.join("agent").join("bundle");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -174,7 +186,15 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
             ),
         }
     } else {
-        let token = join::Token::parse(&token)?;
+        let token = a.token.as_deref().with_context(|| {
+            format!(
+                "this box has not joined yet (no bundle in {}): the first start joins with \
+                 --token TOKEN (or MINIFARGATE_JOIN_TOKEN), from `minifargate cluster token \
+                 create` on a control-plane host",
+                dir.display()
+            )
+        })?;
+        let token = join::Token::parse(token)?;
         let name = match &a.name {
             Some(n) => n.clone(),
             None => nix::unistd::gethostname()
@@ -273,6 +293,15 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let token_cluster = joined(&g.root, &mut a)?;
+    // Without --cluster, a joined box's store calls go to serve's port for boxes
+    // (crate::cluster::gateway): it needs no route to etcd.
+    let endpoints = match (a.cluster.clone(), a.server.clone()) {
+        (Some(etcd), _) => etcd,
+        (None, Some(server)) => server,
+        (None, None) => anyhow::bail!(
+            "give --cluster ENDPOINTS (etcd) or --server URL (serve's port for boxes)"
+        ),
+    };
     let chosen = a
         .cluster_name
         .clone()
@@ -340,7 +369,7 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
     );
     crate::cluster::agent::run(crate::cluster::agent::Options {
         root: g.root.clone(),
-        endpoints: a.cluster,
+        endpoints,
         tls: a.etcd.tls(),
         cluster,
         attributes,

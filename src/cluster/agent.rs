@@ -610,7 +610,7 @@ async fn register(
         cpu = reg.cpu,
         memory_mib = reg.memory,
         endpoint = %endpoint,
-        etcd = %etcd.endpoints().join(","),
+        store = %etcd.endpoints().join(","),
         lease_s = o.lease_ttl,
         "registered: running the tasks placed here"
     );

@@ -468,6 +468,17 @@ impl Etcd {
                 }
                 Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
             };
+            // A gateway in front of etcd (serve's port for boxes, super::gateway) that sent
+            // the request and got no answer in time: as a timeout here (etcd itself says
+            // 504 only for a deadline it ran out of, which is the same: maybe applied).
+            if status == reqwest::StatusCode::GATEWAY_TIMEOUT {
+                let why = format!("HTTP 504: {}", String::from_utf8_lossy(&bytes).trim());
+                if resend == Resend::Yes {
+                    errors.push(unreachable(why));
+                    continue;
+                }
+                return Err(unknown(why));
+            }
             self.current.store(at, Ordering::Relaxed);
             let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
             if !status.is_success() {
@@ -492,6 +503,64 @@ impl Etcd {
                 call,
                 why: e.to_string(),
             });
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            EtcdError::AllDown { call, errors }
+        })
+    }
+
+    /// One gateway call on another client's behalf (serve's port for boxes,
+    /// [`super::gateway`]): `body` as it came, with that client's `authorization` (its
+    /// etcd token; none for `/v3/auth/authenticate`) and never this client's own token,
+    /// so that etcd answers as that client's user. The first endpoint that takes the
+    /// connection answers; its response is returned as it is, streamed (a watch is one
+    /// long response), whatever its status. A connection that no endpoint takes is
+    /// [`EtcdError::AllDown`]; a request sent and not answered is
+    /// [`EtcdError::OutcomeUnknown`] (never sent again here: the caller's client decides).
+    pub async fn forward(
+        &self,
+        call: &'static str,
+        body: axum::body::Bytes,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, EtcdError> {
+        let client = if call == "/v3/watch" {
+            &self.streaming
+        } else {
+            &self.http
+        };
+        let n = self.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let at = (first + i) % n;
+            let endpoint = &self.endpoints[at];
+            let mut request = client
+                .post(format!("{endpoint}{call}"))
+                .header("content-type", "application/json");
+            if let Some(t) = authorization {
+                request = request.header("authorization", t);
+            }
+            match request.body(body.clone()).send().await {
+                Ok(r) => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                Err(e) if e.is_connect() => errors.push(EtcdError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    call,
+                    why: crate::errors::error_chain(&e),
+                }),
+                Err(e) => {
+                    self.current.store((at + 1) % n, Ordering::Relaxed);
+                    return Err(EtcdError::OutcomeUnknown {
+                        endpoint: endpoint.clone(),
+                        call,
+                        why: crate::errors::error_chain(&e),
+                    });
+                }
+            }
         }
         Err(if errors.len() == 1 {
             errors.remove(0)

@@ -27,6 +27,7 @@ pub mod endpoint;
 pub mod etcd;
 pub mod exec;
 pub mod fleet;
+pub mod gateway;
 pub mod instances;
 pub mod join;
 pub mod keys;

@@ -54,13 +54,19 @@ impl Agent {
         attributes: &[&str],
         more: &[&str],
     ) -> Agent {
-        let mut args = vec![
-            "agent".to_string(),
-            "--cluster".into(),
-            endpoints.to_string(),
-            "--lease-ttl".into(),
-            ttl.to_string(),
-        ];
+        Agent::launch(mf, &["--cluster", endpoints], ttl, attributes, more)
+    }
+
+    /// An agent of a box that joined (or joins, with `--token` in `more`) at serve's port
+    /// for boxes `server`, with no etcd endpoint: its store calls go through that port.
+    pub fn start_through(mf: Mf, server: &str, ttl: u64, more: &[&str]) -> Agent {
+        Agent::launch(mf, &["--server", server], ttl, &[], more)
+    }
+
+    fn launch(mf: Mf, store: &[&str], ttl: u64, attributes: &[&str], more: &[&str]) -> Agent {
+        let mut args = vec!["agent".to_string()];
+        args.extend(store.iter().map(|a| a.to_string()));
+        args.extend(["--lease-ttl".to_string(), ttl.to_string()]);
         args.extend(more.iter().map(|a| a.to_string()));
         // Not the host's /etc/ecs/ecs.config: an empty file of the test's own, unless the
         // test gives one.
@@ -105,6 +111,13 @@ impl Agent {
             .spawn()
             .expect("start minifargate agent");
         self.child = Some(child);
+    }
+
+    /// Leaves `flag` and its value out of the next [`Agent::spawn`]'s arguments.
+    pub fn without(&mut self, flag: &str) {
+        if let Some(i) = self.args.iter().position(|a| a == flag) {
+            self.args.drain(i..(i + 2).min(self.args.len()));
+        }
     }
 
     /// The instance id the agent keeps in its state root (once it has made it).

@@ -59,30 +59,42 @@ if "ERROR" in E:
     raise SystemExit(0)
 try:
     d.get(URL + f"/#/service/default/{SERVICE}")
-    reg = wait(f"the registry's name {NAME}", lambda: d.find_element(
+    wait(f"the registry's name {NAME}", lambda: d.find_element(
         By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]'))
-    assert reg.find_element(By.CLASS_NAME, "dns-name").text == NAME, reg.text
-    assert reg.find_element(By.CLASS_NAME, "registry-arn").text == ARN, reg.text
-    records = reg.find_element(By.CLASS_NAME, "dns-records").text
-    assert records.startswith(E["RECORDS"] + ";"), records
+
+    # Each group of reads below is read again whole if the page's refresh replaces what
+    # it was reading (s.read).
+    def registry():
+        reg = d.find_element(By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')
+        assert reg.find_element(By.CLASS_NAME, "dns-name").text == NAME, reg.text
+        assert reg.find_element(By.CLASS_NAME, "registry-arn").text == ARN, reg.text
+        records = reg.find_element(By.CLASS_NAME, "dns-records").text
+        assert records.startswith(E["RECORDS"] + ";"), records
+    s.read(registry)
     want = expected("INSTANCES")
     wait(f"the registered instances {want}", lambda: rows(d.find_element(
         By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')) == want)
-    reg = d.find_element(By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')
-    for task, _, _ in want:
-        link = reg.find_element(By.CSS_SELECTOR, f'tr[data-instance="{task}"] a')
-        assert link.get_attribute("href").endswith(f"#/task/default/{task}"), link.get_attribute("href")
 
-    sc = d.find_element(By.ID, "service-connect")
-    assert sc.find_element(By.CLASS_NAME, "connect-namespace").text == E["CONNECT_NS"], sc.text
-    svc = sc.find_element(By.CSS_SELECTOR, f'section.connect-service[data-port-name="{E["PORT_NAME"]}"]')
-    aliases = [a.text for a in svc.find_elements(By.CLASS_NAME, "client-alias")]
-    assert aliases == [E["ALIAS"]], aliases
+    def links():
+        reg = d.find_element(By.CSS_SELECTOR, f'section.registry[data-registry="{NAME}"]')
+        for task, _, _ in want:
+            link = reg.find_element(By.CSS_SELECTOR, f'tr[data-instance="{task}"] a')
+            href = link.get_attribute("href")
+            assert href.endswith(f"#/task/default/{task}"), href
+    s.read(links)
+
+    def connect():
+        sc = d.find_element(By.ID, "service-connect")
+        assert sc.find_element(By.CLASS_NAME, "connect-namespace").text == E["CONNECT_NS"], sc.text
+        svc = sc.find_element(By.CSS_SELECTOR, f'section.connect-service[data-port-name="{E["PORT_NAME"]}"]')
+        aliases = [a.text for a in svc.find_elements(By.CLASS_NAME, "client-alias")]
+        assert aliases == [E["ALIAS"]], aliases
+    s.read(connect)
     want = expected("CONNECT_INSTANCES")
     wait(f"Service Connect's instances {want}", lambda: rows(d.find_element(
         By.CSS_SELECTOR, f'section.connect-service[data-port-name="{E["PORT_NAME"]}"]')) == want)
-    print("registry:", d.find_element(By.CSS_SELECTOR, "section.registry").text)
-    print("service connect:", d.find_element(By.ID, "service-connect").text)
+    print("registry:", s.read(lambda: d.find_element(By.CSS_SELECTOR, "section.registry").text))
+    print("service connect:", s.read(lambda: d.find_element(By.ID, "service-connect").text))
     d.execute_script("document.querySelector('section.registry').scrollIntoView()")
     s.shot("service-discovery")
     s.check_console("service")
@@ -90,14 +102,18 @@ try:
     # CLIENT_SERVICE names no namespace and no alias name: the cluster's default namespace
     # DEFAULT_NS, and the alias under ECS's default name, CLIENT_ALIAS.
     d.get(URL + f"/#/service/default/{E['CLIENT_SERVICE']}")
-    sc = wait("the client's Service Connect", lambda: d.find_element(By.ID, "service-connect"))
-    ns = sc.find_element(By.CSS_SELECTOR, "dd")
-    assert ns.find_element(By.CLASS_NAME, "connect-namespace").text == E["DEFAULT_NS"], ns.text
-    assert "(the cluster's default)" in ns.text, ns.text
-    aliases = [a.text for a in sc.find_elements(By.CLASS_NAME, "client-alias")]
-    assert aliases == [E["CLIENT_ALIAS"] + " (default name)"], aliases
+    wait("the client's Service Connect", lambda: d.find_element(By.ID, "service-connect"))
+
+    def client():
+        sc = d.find_element(By.ID, "service-connect")
+        ns = sc.find_element(By.CSS_SELECTOR, "dd")
+        assert ns.find_element(By.CLASS_NAME, "connect-namespace").text == E["DEFAULT_NS"], ns.text
+        assert "(the cluster's default)" in ns.text, ns.text
+        aliases = [a.text for a in sc.find_elements(By.CLASS_NAME, "client-alias")]
+        assert aliases == [E["CLIENT_ALIAS"] + " (default name)"], aliases
+    s.read(client)
     wait("no instances", lambda: "No registered instances." in d.find_element(By.ID, "service-connect").text)
-    print("client's service connect:", d.find_element(By.ID, "service-connect").text)
+    print("client's service connect:", s.read(lambda: d.find_element(By.ID, "service-connect").text))
     s.check_console("client")
 finally:
     s.end()

@@ -13,6 +13,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -67,6 +68,20 @@ class Session:
         self.shot("failed-" + self.name)
         raise AssertionError(f"timed out waiting for {what} (last error: {last}); page:\n"
                              + self.d.find_element(By.TAG_NAME, "main").text)
+
+    def read(self, f, timeout=10):
+        """f() once the view holds still under it: read again from the start when the
+        console's refresh replaced an element f was reading (a stale element), as a person
+        reads a page again that changed under their eyes. An assertion in f fails at once.
+        """
+        end = time.time() + timeout
+        while True:
+            try:
+                return f()
+            except StaleElementReferenceException:
+                if time.time() >= end:
+                    raise
+                time.sleep(0.2)
 
     def end(self, allow=None):
         """Quits the browser; exits 1 if the JS console had an error (but `allow`'s)."""
