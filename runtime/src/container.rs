@@ -888,8 +888,28 @@ impl Runtime {
     }
 }
 
+/// How long [`force_delete`] tries again while its state dir is still there.
+const FORCE_DELETE_FOR: Duration = Duration::from_secs(3);
+
 /// Loads a libcontainer state dir and force-deletes it (kills, removes cgroup and dir).
+/// The killed init leaves its cgroup only once it has exited (and, under cgroup v1, been
+/// reaped by whoever inherited it): on a loaded box that can outlast libcontainer's own
+/// tries at removing the cgroup ("could not delete", seen in a run of the suite with
+/// the CPU saturated), so a delete that fails is tried again for [`FORCE_DELETE_FOR`]
+/// while the state dir is still there; the last error is returned.
 fn force_delete(state: &Path) -> Result<(), RuntimeError> {
+    let until = Instant::now() + FORCE_DELETE_FOR;
+    loop {
+        match force_delete_once(state) {
+            Err(_) if Instant::now() < until && state.exists() => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn force_delete_once(state: &Path) -> Result<(), RuntimeError> {
     let what = state.display().to_string();
     let _g = LifecycleGuard::take();
     match Lc::load(state.to_path_buf()) {
