@@ -14,9 +14,10 @@
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
 //! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
-//! days); actions naming an Application Auto Scaling policy are carried out by
-//! `autoscaling::scaling` after each evaluation, others are stored and said, not carried
-//! out (docs/cloudwatch.md).
+//! days); actions naming an Application Auto Scaling policy (in `AlarmActions`,
+//! `OKActions` or `InsufficientDataActions`) are carried out by `autoscaling::scaling`
+//! after each evaluation, others are stored and said, not carried out
+//! (docs/cloudwatch.md).
 
 use super::metrics::{MetricId, Millis};
 use super::query::{self, MetricDataQuery};
@@ -138,6 +139,17 @@ pub struct Alarm {
 }
 
 impl Alarm {
+    /// The actions of the alarm's state: `AlarmActions` in ALARM, `OKActions` in OK,
+    /// `InsufficientDataActions` in INSUFFICIENT_DATA (PutMetricAlarm's reference: "The
+    /// actions to execute when this alarm transitions to the … state").
+    pub fn actions_of_state(&self) -> &[String] {
+        match self.state_value.as_str() {
+            "ALARM" => &self.alarm_actions,
+            "OK" => &self.ok_actions,
+            _ => &self.insufficient_data_actions,
+        }
+    }
+
     /// The period the alarm is evaluated at, in seconds: its `Period`, or for an alarm
     /// on metric math that of the query it watches ([`returned_period`]).
     pub fn evaluation_period(&self) -> i64 {
