@@ -1050,7 +1050,7 @@ fn schedule(
             dirty = true;
         }
         let never_ran = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
-        let n = d.sd.failure_count.max(never_ran);
+        let n = deployments::failed_tasks(d.sd.failure_count, never_ran);
         if n != d.failed_tasks {
             d.failed_tasks = n;
             dirty = true;
@@ -1060,7 +1060,8 @@ fn schedule(
             store.save_deployment(d)?;
         }
     }
-    // The circuit breaker: the PRIMARY deployment fails at its threshold of failed tasks.
+    // The circuit breaker: the PRIMARY deployment fails at its threshold of failed tasks
+    // (the `failedTasks` it shows).
     let breaker = spec
         .deployment_configuration
         .deployment_circuit_breaker
@@ -1068,11 +1069,9 @@ fn schedule(
     if let Some(b) = breaker
         && let Some(p) = deployments
             .iter_mut()
-            .find(|d| d.status == DeploymentStatus::Primary)
-        && p.rollout_state == RolloutState::InProgress
-        && p.sd.failure_count >= deployments::threshold(desired)
+            .find(|d| deployments::breaker_trips(d, desired))
     {
-        tracing::warn!(service = %name, deployment = %p.id, failed = p.sd.failure_count,
+        tracing::warn!(service = %name, deployment = %p.id, failed = p.failed_tasks,
             rollback = b.rollback, "the deployment circuit breaker tripped");
         if deployments::trip(store, s, p, b.rollback, &Tripped::CircuitBreaker)? {
             m.rolled_back();

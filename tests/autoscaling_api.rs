@@ -755,6 +755,134 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
     api.aws_json(&["delete-service", "--service", "worker", "--force"]);
 }
 
+/// A step policy's ARN in an alarm's `OKActions` runs when the alarm enters OK, as
+/// CloudWatch runs Auto Scaling actions in each state: data below the threshold puts
+/// the alarm in OK, the policy's step below the threshold (+2) takes the service from 1
+/// task to 3, with the cause naming the OK state.
+#[test]
+fn a_step_policy_in_ok_actions_scales_when_its_alarm_enters_ok() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    service_def(&api, "calm", "trap 'exit 0' TERM; sleep 3600 & wait");
+    let id = "service/default/calm";
+    aas(
+        &api,
+        &[
+            &["register-scalable-target", "--resource-id", id][..],
+            TARGET,
+            &["--min-capacity", "1", "--max-capacity", "5"],
+        ]
+        .concat(),
+    );
+    let put = aas(
+        &api,
+        &[
+            &["put-scaling-policy", "--policy-name", "when-ok", "--resource-id", id][..],
+            TARGET,
+            &[
+                "--policy-type",
+                "StepScaling",
+                "--step-scaling-policy-configuration",
+                r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalUpperBound":0,"ScalingAdjustment":2}],"Cooldown":600}"#,
+            ],
+        ]
+        .concat(),
+    );
+    let policy_arn = put["PolicyARN"].as_str().unwrap().to_string();
+    let out = api.aws_in(
+        "cloudwatch",
+        &[
+            "put-metric-alarm",
+            "--alarm-name",
+            "calm-queue",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Backlog",
+            "--statistic",
+            "Average",
+            "--period",
+            "10",
+            "--evaluation-periods",
+            "1",
+            "--threshold",
+            "50",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+            "--ok-actions",
+            &policy_arn,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.service("default", "calm")["desiredCount"], 1);
+    let now = chrono::Utc::now();
+    let data: Vec<Value> = (1..=20)
+        .map(|s| {
+            serde_json::json!({"MetricName": "Backlog",
+                "Timestamp": (now - chrono::Duration::seconds(s)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "Value": 10, "StorageResolution": 1})
+        })
+        .collect();
+    let out = api.aws_in(
+        "cloudwatch",
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-data",
+            &Value::Array(data).to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    api.wait_for(30, "the service at 3 desired tasks", || {
+        (api.service("default", "calm")["desiredCount"] == 3).then_some(())
+    });
+    let acts = aas(
+        &api,
+        &[
+            "describe-scaling-activities",
+            "--service-namespace",
+            "ecs",
+            "--resource-id",
+            id,
+        ],
+    );
+    let all = acts["ScalingActivities"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{acts}");
+    assert_eq!(all[0]["Description"], "Setting desired count to 3.");
+    assert_eq!(
+        all[0]["Cause"],
+        "monitor alarm calm-queue in state OK triggered policy when-ok"
+    );
+    aas(
+        &api,
+        &[
+            &["deregister-scalable-target", "--resource-id", id][..],
+            TARGET,
+        ]
+        .concat(),
+    );
+    api.aws_json(&[
+        "update-service",
+        "--service",
+        "calm",
+        "--desired-count",
+        "0",
+    ]);
+    api.aws_json(&["delete-service", "--service", "calm", "--force"]);
+}
+
 /// Policies whose alarms fire at the target's bounds (min = max = 1): nothing scales,
 /// describe-scaling-activities lists nothing, and with --include-not-scaled-activities
 /// it lists one not scaled activity per policy in AWS's shape (StatusCode Failed,

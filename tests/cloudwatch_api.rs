@@ -468,6 +468,102 @@ fn ecs_publishes_each_service_s_cpu_and_memory_utilization_from_its_tasks_cgroup
 /// notBreaching; SetAlarmState, the history, DescribeAlarmsForMetric, a restart keeps it,
 /// DeleteAlarms with CloudWatch's ResourceNotFound. The box's period is 5 s, the alarm's
 /// 10 s (high resolution).
+/// PutMetricAlarm's `Tags` and `EvaluateLowSampleCountPercentile` through the AWS CLI:
+/// the tags come back from list-tags-for-resource (and are changed by tag-resource and
+/// untag-resource), kept across a restart; the member is shown by describe-alarms; a
+/// value other than `evaluate`/`ignore` is CloudWatch's InvalidParameterValue.
+#[test]
+fn an_alarm_s_tags_and_low_sample_setting_are_kept_and_shown() {
+    let mut api = Api::start();
+    let base = [
+        "put-metric-alarm",
+        "--alarm-name",
+        "p99-latency",
+        "--namespace",
+        "Shop",
+        "--metric-name",
+        "Latency",
+        "--extended-statistic",
+        "p99",
+        "--period",
+        "60",
+        "--evaluation-periods",
+        "1",
+        "--threshold",
+        "500",
+        "--comparison-operator",
+        "GreaterThanThreshold",
+    ];
+    let err = cw_err(
+        &api,
+        &[
+            &base[..],
+            &["--evaluate-low-sample-count-percentile", "skip"],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("(InvalidParameterValue)"), "{err}");
+    assert!(err.contains("EvaluateLowSampleCountPercentile"), "{err}");
+    cw(
+        &api,
+        &[
+            &base[..],
+            &[
+                "--evaluate-low-sample-count-percentile",
+                "ignore",
+                "--tags",
+                "Key=team,Value=web",
+                "Key=env,Value=prod",
+            ],
+        ]
+        .concat(),
+    );
+    let d = cw(&api, &["describe-alarms", "--alarm-names", "p99-latency"]);
+    let alarm = &d["MetricAlarms"][0];
+    assert_eq!(alarm["EvaluateLowSampleCountPercentile"], "ignore");
+    let arn = alarm["AlarmArn"].as_str().unwrap().to_string();
+    let tags =
+        |api: &Api| cw(api, &["list-tags-for-resource", "--resource-arn", &arn])["Tags"].clone();
+    assert_eq!(
+        tags(&api),
+        serde_json::json!([{"Key": "team", "Value": "web"}, {"Key": "env", "Value": "prod"}])
+    );
+    cw(
+        &api,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            &arn,
+            "--tags",
+            "Key=tier,Value=1",
+        ],
+    );
+    cw(
+        &api,
+        &[
+            "untag-resource",
+            "--resource-arn",
+            &arn,
+            "--tag-keys",
+            "env",
+        ],
+    );
+    api.restart();
+    assert_eq!(
+        tags(&api),
+        serde_json::json!([{"Key": "team", "Value": "web"}, {"Key": "tier", "Value": "1"}])
+    );
+    let err = cw_err(
+        &api,
+        &[
+            "list-tags-for-resource",
+            "--resource-arn",
+            &arn.replace("p99-latency", "nope"),
+        ],
+    );
+    assert!(err.contains("(ResourceNotFoundException)"), "{err}");
+}
+
 #[test]
 fn an_alarm_follows_its_metric_through_alarm_and_ok_and_survives_a_restart() {
     let mut api = Api::start_env(

@@ -465,6 +465,54 @@ print(json.dumps({"names": sorted(l["LoadBalancerName"] for l in lbs), "err": er
 
 /// `GET url` with curl: (status, body).
 /// The distinct bodies of `n` GETs of `url`, each answered 200, sorted.
+/// A string that is not an ARN of the kind asked is ELB's `ValidationError` (HTTP 400,
+/// "'<it>' is not a valid load balancer ARN"), not the resource's NotFound, for each
+/// describe call that takes ARNs; a well-formed ARN naming nothing stays NotFound.
+#[test]
+fn describe_calls_answer_validation_error_for_a_string_that_is_not_an_arn() {
+    let api = Api::start();
+    let v = api.boto3(
+        r#"
+import boto3, json, os
+c = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1")
+def code(f, **kw):
+    try:
+        f(**kw)
+        return None
+    except Exception as e:
+        r = e.response
+        return [r["Error"]["Code"], r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Message"]]
+print(json.dumps({
+    "lb": code(c.describe_load_balancers, LoadBalancerArns=["web-lb"]),
+    "tg": code(c.describe_target_groups, TargetGroupArns=["web-tg"]),
+    "tg_lb": code(c.describe_target_groups, LoadBalancerArn="web-lb"),
+    "listener": code(c.describe_listeners, ListenerArns=["80"]),
+    "listener_lb": code(c.describe_listeners, LoadBalancerArn="web-lb"),
+    "health": code(c.describe_target_health, TargetGroupArn="web-tg"),
+    "lb_arn_of_nothing": code(c.describe_load_balancers, LoadBalancerArns=[
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/x/0123456789abcdef"]),
+}))
+"#,
+    );
+    for (k, what, it) in [
+        ("lb", "load balancer", "web-lb"),
+        ("tg", "target group", "web-tg"),
+        ("tg_lb", "load balancer", "web-lb"),
+        ("listener", "listener", "80"),
+        ("listener_lb", "load balancer", "web-lb"),
+        ("health", "target group", "web-tg"),
+    ] {
+        assert_eq!(v[k][0], "ValidationError", "{k}: {v:#}");
+        assert_eq!(v[k][1], 400, "{k}: {v:#}");
+        assert_eq!(
+            v[k][2],
+            format!("'{it}' is not a valid {what} ARN"),
+            "{k}: {v:#}"
+        );
+    }
+    assert_eq!(v["lb_arn_of_nothing"][0], "LoadBalancerNotFound", "{v:#}");
+}
+
 fn distinct_answers(url: &str, n: usize) -> Vec<String> {
     let mut bodies: Vec<String> = (0..n)
         .map(|_| {

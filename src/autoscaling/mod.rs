@@ -3,8 +3,8 @@
 //! (target tracking and step scaling) with the CloudWatch alarms that drive them, and
 //! the scaling activities they leave ([`ops`]: the operations, with the model's member
 //! names, application-autoscaling service-2.json, API version 2016-02-06); [`scaling`]
-//! carries out a policy when an alarm naming it is in ALARM, moving the service's
-//! desiredCount through UpdateService's own path. `serve` answers the operations as
+//! carries out a policy when an alarm names it among the actions of its state, moving
+//! the service's desiredCount through UpdateService's own path. `serve` answers the operations as
 //! `AnyScaleFrontendService` (AWS JSON 1.1, `api::autoscaling`).
 //!
 //! Kept in `<root>/autoscaling/state.json` (written whole, temp + rename, at each change),
@@ -324,8 +324,8 @@ pub struct AutoScaling {
     state: Mutex<Saved>,
     region: String,
     account: String,
-    /// When each alarm last ran its policies (ms): an alarm staying in ALARM runs them
-    /// once a period.
+    /// When each alarm last ran its policies (ms): an alarm staying in the state whose
+    /// actions name them runs them once a period.
     fired: Mutex<BTreeMap<String, Millis>>,
 }
 

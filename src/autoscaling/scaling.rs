@@ -1,6 +1,10 @@
-//! Carrying out scaling policies: after each alarm evaluation, every alarm in ALARM
-//! whose `AlarmActions` name a policy here runs it, when it enters ALARM and then once a
-//! period while it stays there (as CloudWatch repeats Auto Scaling actions). The new
+//! Carrying out scaling policies: after each alarm evaluation, every alarm whose actions
+//! for its state (`AlarmActions` in ALARM, `OKActions` in OK, `InsufficientDataActions`
+//! in INSUFFICIENT_DATA) name a policy here runs it, when it enters the state and then
+//! once a period while it stays there. Ref: CloudWatch User Guide, "Alarm actions": "Most
+//! actions can be set for the transition into each of the 3 states. Except for Auto
+//! Scaling actions, the actions happen only on state transitions, and are not performed
+//! again if the condition persists". The new
 //! capacity ([`target_tracking_capacity`], [`step_capacity`]) is a pure function of the
 //! policy, the alarm's datapoints and the current desiredCount; it is clamped to the
 //! target's min and max, held back by the cooldowns and `SuspendedState`, and applied
@@ -127,13 +131,14 @@ fn datapoints(a: &Alarm) -> Vec<f64> {
 }
 
 impl AutoScaling {
-    /// Runs the policies the alarms in ALARM name (after an evaluation at `now`).
+    /// Runs the policies the alarms name among the actions of their state (after an
+    /// evaluation at `now`).
     pub fn run_alarm_actions(&self, ecs: &Ecs, cw: &CloudWatch, now: Millis) {
         let firing: Vec<Alarm> = cw
             .alarms
             .all()
             .into_iter()
-            .filter(|a| a.state_value == "ALARM" && a.actions_enabled)
+            .filter(|a| a.actions_enabled && !a.actions_of_state().is_empty())
             .collect();
         let mut fired = self.fired.lock().unwrap_or_else(|p| p.into_inner());
         fired.retain(|name, _| firing.iter().any(|a| a.alarm_name == *name));
@@ -142,14 +147,14 @@ impl AutoScaling {
                 let s = self.lock();
                 s.policies
                     .values()
-                    .filter(|p| a.alarm_actions.contains(&p.policy_arn))
+                    .filter(|p| a.actions_of_state().contains(&p.policy_arn))
                     .cloned()
                     .collect()
             };
             if policies.is_empty() {
                 continue;
             }
-            // Once on entering ALARM, then once a period while it stays.
+            // Once on entering the state, then once a period while it stays.
             let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
             let due = match fired.get(&a.alarm_name) {
                 Some(last) => *last < entered || now - *last >= a.evaluation_period() * 1000,
@@ -181,6 +186,10 @@ impl AutoScaling {
         };
         let points = datapoints(a);
         let Some(latest) = points.first().copied() else {
+            // INSUFFICIENT_DATA without data: no value to scale on (said in the log;
+            // docs/scaling.md).
+            tracing::info!(policy = %p.policy_name, alarm = %a.alarm_name, state = %a.state_value,
+                "Application Auto Scaling: the alarm has no datapoint; the policy is not run");
             return;
         };
         let last = self
@@ -215,8 +224,8 @@ impl AutoScaling {
                 return;
             };
         let cause = format!(
-            "monitor alarm {} in state ALARM triggered policy {}",
-            a.alarm_name, p.policy_name
+            "monitor alarm {} in state {} triggered policy {}",
+            a.alarm_name, a.state_value, p.policy_name
         );
         let clamped = want.clamp(target.min_capacity, target.max_capacity);
         if clamped == current {
@@ -485,7 +494,7 @@ impl AutoScaling {
     }
 
     /// What runs after each alarm evaluation: the scheduled actions due, then the
-    /// policies alarms in ALARM name.
+    /// policies the alarms' actions name.
     pub fn tick(&self, ecs: &Ecs, cw: &CloudWatch, now: Millis) {
         self.run_scheduled(ecs, now);
         self.run_alarm_actions(ecs, cw, now);

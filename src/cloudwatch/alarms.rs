@@ -14,9 +14,10 @@
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
 //! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
-//! days); actions naming an Application Auto Scaling policy are carried out by
-//! `autoscaling::scaling` after each evaluation, others are stored and said, not carried
-//! out (docs/cloudwatch.md).
+//! days); actions naming an Application Auto Scaling policy (in `AlarmActions`,
+//! `OKActions` or `InsufficientDataActions`) are carried out by `autoscaling::scaling`
+//! after each evaluation, others are stored and said, not carried out
+//! (docs/cloudwatch.md).
 
 use super::metrics::{MetricId, Millis};
 use super::query::{self, MetricDataQuery};
@@ -35,6 +36,59 @@ const HISTORY_KEPT: usize = 100;
 pub struct Dimension {
     pub name: String,
     pub value: String,
+}
+
+/// A tag of an alarm (the model's `Tag`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// An alarm's tags: at most 50, keys of 1–128 characters, unique, values of at most 256
+/// (the model's `TagKey`, `TagValue`; PutMetricAlarm's `Tags`: "as many as 50 tags").
+fn checked_tags(tags: &[Tag]) -> CwResult<()> {
+    let invalid = |m: String| Err(CwError::InvalidParameterValue(m));
+    if tags.len() > 50 {
+        return invalid(format!(
+            "An alarm can have at most 50 tags ({} given)",
+            tags.len()
+        ));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        let k = t.key.chars().count();
+        if !(1..=128).contains(&k) || t.value.chars().count() > 256 {
+            return invalid(format!(
+                "Tag {:?}: a key has 1 to 128 characters, a value at most 256",
+                t.key
+            ));
+        }
+        if tags[..i].iter().any(|o| o.key == t.key) {
+            return invalid(format!("Tag key {:?} is given more than once", t.key));
+        }
+    }
+    Ok(())
+}
+
+/// The fewest samples a percentile's alarm with `EvaluateLowSampleCountPercentile`
+/// `ignore` evaluates. Ref: CloudWatch User Guide, "Percentile-based alarms and low data
+/// samples": "For percentiles between 0.5 (inclusive) and 1.00 (exclusive), this setting
+/// is used when there are fewer than 10/(1-percentile) data points during the evaluation
+/// period … For percentiles between 0 and 0.5 (exclusive), … fewer than 10/percentile";
+/// p0 and p100 are in neither range.
+fn low_sample_minimum(stat: &str) -> Option<f64> {
+    let super::metrics::Stat::Percentile(p) = super::metrics::Stat::parse(stat)? else {
+        return None;
+    };
+    let q = p / 100.0;
+    if (0.5..1.0).contains(&q) {
+        Some(10.0 / (1.0 - q))
+    } else if q > 0.0 && q < 0.5 {
+        Some(10.0 / q)
+    } else {
+        None
+    }
 }
 
 /// A metric alarm: the model's `MetricAlarm` members this host keeps.
@@ -79,9 +133,23 @@ pub struct Alarm {
     pub threshold: f64,
     pub comparison_operator: String,
     pub treat_missing_data: String,
+    /// `evaluate` or `ignore` as given (omitted: evaluate); used by percentile alarms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_low_sample_count_percentile: Option<String>,
 }
 
 impl Alarm {
+    /// The actions of the alarm's state: `AlarmActions` in ALARM, `OKActions` in OK,
+    /// `InsufficientDataActions` in INSUFFICIENT_DATA (PutMetricAlarm's reference: "The
+    /// actions to execute when this alarm transitions to the … state").
+    pub fn actions_of_state(&self) -> &[String] {
+        match self.state_value.as_str() {
+            "ALARM" => &self.alarm_actions,
+            "OK" => &self.ok_actions,
+            _ => &self.insufficient_data_actions,
+        }
+    }
+
     /// The period the alarm is evaluated at, in seconds: its `Period`, or for an alarm
     /// on metric math that of the query it watches ([`returned_period`]).
     pub fn evaluation_period(&self) -> i64 {
@@ -194,6 +262,10 @@ pub struct HistoryItem {
 struct Saved {
     alarms: BTreeMap<String, Alarm>,
     history: Vec<HistoryItem>,
+    /// Each alarm's tags, by alarm name (not a member of DescribeAlarms' `MetricAlarm`:
+    /// ListTagsForResource answers them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<String, Vec<Tag>>,
 }
 
 /// The box's alarms.
@@ -272,8 +344,16 @@ impl Alarms {
     }
 
     fn put_with(&self, req: PutMetricAlarmInput, now: Millis, box_period: bool) -> CwResult<()> {
+        let tags = req.tags.clone().unwrap_or_default();
+        checked_tags(&tags)?;
         let a = self.checked(req, now, box_period)?;
         let mut s = self.lock();
+        // Ref: PutMetricAlarm `Tags`: "If you are using this operation to update an existing
+        // alarm, any tags you specify in this parameter are ignored" (TagResource and
+        // UntagResource change them).
+        if !s.alarms.contains_key(&a.alarm_name) && !tags.is_empty() {
+            s.tags.insert(a.alarm_name.clone(), tags);
+        }
         let (summary, kept) = match s.alarms.get(&a.alarm_name) {
             Some(old) => (
                 format!("Alarm \"{}\" updated", a.alarm_name),
@@ -430,6 +510,16 @@ impl Alarms {
             }
             _ => {}
         }
+        // Ref: PutMetricAlarm `EvaluateLowSampleCountPercentile`, "Valid Values: evaluate |
+        // ignore"; "Used only for alarms based on percentiles" (kept and shown for others).
+        if let Some(v) = &req.evaluate_low_sample_count_percentile
+            && !matches!(v.as_str(), "evaluate" | "ignore")
+        {
+            return Err(invalid(format!(
+                "The value {v} for parameter EvaluateLowSampleCountPercentile is invalid: \
+                 evaluate or ignore"
+            )));
+        }
         let treat_missing_data = req.treat_missing_data.unwrap_or_else(|| "missing".into());
         if !matches!(
             treat_missing_data.as_str(),
@@ -472,7 +562,58 @@ impl Alarms {
             threshold,
             comparison_operator,
             treat_missing_data,
+            evaluate_low_sample_count_percentile: req.evaluate_low_sample_count_percentile,
         })
+    }
+
+    /// The name of the alarm `arn` names, if it is one of this host's alarms; otherwise
+    /// the tagging operations' `ResourceNotFoundException` (an ARN of another CloudWatch
+    /// resource, a dashboard or an insight rule, names nothing here).
+    fn alarm_of(&self, s: &Saved, arn: &str) -> CwResult<String> {
+        match arn.strip_prefix(&self.arn_prefix) {
+            Some(name) if s.alarms.contains_key(name) => Ok(name.to_string()),
+            _ => Err(CwError::ResourceNotFoundException(format!(
+                "The resource {arn} does not exist"
+            ))),
+        }
+    }
+
+    /// ListTagsForResource: an alarm's tags.
+    pub fn tags(&self, arn: &str) -> CwResult<Vec<Tag>> {
+        let s = self.lock();
+        let name = self.alarm_of(&s, arn)?;
+        Ok(s.tags.get(&name).cloned().unwrap_or_default())
+    }
+
+    /// TagResource: adds `tags` to an alarm, replacing the value of a key it has.
+    pub fn tag(&self, arn: &str, tags: Vec<Tag>) -> CwResult<()> {
+        checked_tags(&tags)?;
+        let mut s = self.lock();
+        let name = self.alarm_of(&s, arn)?;
+        let mut all = s.tags.get(&name).cloned().unwrap_or_default();
+        for t in tags {
+            match all.iter_mut().find(|o| o.key == t.key) {
+                Some(o) => o.value = t.value,
+                None => all.push(t),
+            }
+        }
+        checked_tags(&all)?;
+        s.tags.insert(name, all);
+        self.save(&s)
+    }
+
+    /// UntagResource: removes the tags of `keys` from an alarm (a key it has not is no
+    /// error).
+    pub fn untag(&self, arn: &str, keys: &[String]) -> CwResult<()> {
+        let mut s = self.lock();
+        let name = self.alarm_of(&s, arn)?;
+        if let Some(all) = s.tags.get_mut(&name) {
+            all.retain(|t| !keys.contains(&t.key));
+            if all.is_empty() {
+                s.tags.remove(&name);
+            }
+        }
+        self.save(&s)
     }
 
     /// Every alarm, by name.
@@ -539,6 +680,7 @@ impl Alarms {
         }
         for n in names {
             s.alarms.remove(n);
+            s.tags.remove(n);
             s.history.retain(|h| h.alarm_name != *n);
         }
         self.save(&s)
@@ -669,8 +811,19 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
                     .map(|d| (d.name.clone(), d.value.clone()))
                     .collect(),
             };
-            metrics
-                .query(&id, start, end, period, a.unit.as_deref())
+            let periods = metrics.query(&id, start, end, period, a.unit.as_deref());
+            // `ignore`: the state does not change while the periods evaluated hold fewer
+            // samples than the percentile needs (some data, too little; none at all is
+            // missing data, which TreatMissingData rules).
+            if a.evaluate_low_sample_count_percentile.as_deref() == Some("ignore")
+                && let Some(min) = low_sample_minimum(&stat)
+            {
+                let n: f64 = periods.iter().map(|p| p.stats.count).sum();
+                if n > 0.0 && n < min {
+                    return None;
+                }
+            }
+            periods
                 .iter()
                 .filter_map(|p| super::metrics::statistic(&stat, p).map(|v| (p.start, v)))
                 .collect()
@@ -866,11 +1019,9 @@ pub struct PutMetricAlarmInput {
     pub threshold: Option<f64>,
     pub comparison_operator: Option<String>,
     pub treat_missing_data: Option<String>,
-    #[allow(dead_code)]
     pub evaluate_low_sample_count_percentile: Option<String>,
     pub metrics: Option<Vec<MetricDataQuery>>,
-    #[allow(dead_code)]
-    pub tags: Option<Value>,
+    pub tags: Option<Vec<Tag>>,
     pub threshold_metric_id: Option<String>,
 }
 

@@ -41,6 +41,10 @@ pub enum CwError {
     InvalidNextToken(String),
     #[error("ResourceNotFound: {0}")]
     ResourceNotFound(String),
+    /// The tagging operations' missing resource (the model's `ResourceNotFoundException`,
+    /// another shape than DeleteAlarms' `ResourceNotFound`).
+    #[error("ResourceNotFoundException: {0}")]
+    ResourceNotFoundException(String),
     #[error("InvalidFormat: {0}")]
     InvalidFormat(String),
     #[error("InvalidAction: {0}")]
@@ -68,6 +72,7 @@ impl CwError {
             CwError::InvalidParameterCombination(_) => "InvalidParameterCombinationException",
             CwError::InvalidNextToken(_) => "InvalidNextToken",
             CwError::ResourceNotFound(_) => "ResourceNotFound",
+            CwError::ResourceNotFoundException(_) => "ResourceNotFoundException",
             CwError::InvalidFormat(_) => "InvalidFormatFault",
             CwError::UnknownOperation(_) => "UnknownOperationException",
             CwError::Serialization(_) => "SerializationException",
@@ -85,6 +90,7 @@ impl CwError {
             CwError::InvalidParameterCombination(_) => "InvalidParameterCombination",
             CwError::InvalidNextToken(_) => "InvalidNextToken",
             CwError::ResourceNotFound(_) => "ResourceNotFound",
+            CwError::ResourceNotFoundException(_) => "ResourceNotFoundException",
             CwError::InvalidFormat(_) => "InvalidFormat",
             CwError::UnknownOperation(_) => "InvalidAction",
             CwError::Serialization(_) => "SerializationException",
@@ -96,7 +102,7 @@ impl CwError {
     pub fn status(&self) -> u16 {
         match self {
             CwError::Internal(_) => 500,
-            CwError::ResourceNotFound(_) => 404,
+            CwError::ResourceNotFound(_) | CwError::ResourceNotFoundException(_) => 404,
             _ => 400,
         }
     }
@@ -113,6 +119,7 @@ impl CwError {
             | CwError::InvalidParameterCombination(m)
             | CwError::InvalidNextToken(m)
             | CwError::ResourceNotFound(m)
+            | CwError::ResourceNotFoundException(m)
             | CwError::InvalidFormat(m)
             | CwError::UnknownOperation(m)
             | CwError::Serialization(m)

@@ -34,6 +34,9 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeAlarmHistory",
     "EnableAlarmActions",
     "DisableAlarmActions",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
 ];
 
 /// The members of the answers that are timestamps (the model's `timestamp` shapes, and
@@ -88,6 +91,22 @@ pub fn call(cw: &CloudWatch, op: &str, body: Value, now: Millis) -> CwResult<Val
             Ok(json!({}))
         }
         "DescribeAlarmHistory" => describe_alarm_history(cw, decode(body)?),
+        // Ref: CloudWatch API Reference, ListTagsForResource / TagResource / UntagResource:
+        // of the resources they tag, alarms are served here.
+        "ListTagsForResource" => {
+            let req: ListTagsInput = decode(body)?;
+            Ok(json!({"Tags": cw.alarms.tags(&req.resource_arn)?}))
+        }
+        "TagResource" => {
+            let req: TagResourceInput = decode(body)?;
+            cw.alarms.tag(&req.resource_arn, req.tags)?;
+            Ok(json!({}))
+        }
+        "UntagResource" => {
+            let req: UntagResourceInput = decode(body)?;
+            cw.alarms.untag(&req.resource_arn, &req.tag_keys)?;
+            Ok(json!({}))
+        }
         other => Err(CwError::UnknownOperation(format!(
             "{other} is not supported by minifargate's CloudWatch API (it serves {}; see \
              docs/cloudwatch.md)",
@@ -128,6 +147,31 @@ impl<'de> Deserialize<'de> for Double {
             },
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListTagsInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: String,
+    #[serde(rename = "Tags")]
+    tags: Vec<super::alarms::Tag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UntagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: String,
+    #[serde(rename = "TagKeys")]
+    tag_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -918,6 +962,195 @@ mod tests {
         }
     }
 
+    fn alarm_on(name: &str, stat: Value, extra: Value) -> Value {
+        let mut req = json!({"AlarmName": name, "Namespace": "App", "MetricName": "Latency",
+            "Period": 60, "EvaluationPeriods": 1, "Threshold": 100.0,
+            "ComparisonOperator": "GreaterThanThreshold"});
+        for (k, v) in stat
+            .as_object()
+            .into_iter()
+            .chain(extra.as_object())
+            .flatten()
+        {
+            req[k] = v.clone();
+        }
+        req
+    }
+
+    #[test]
+    fn a_percentile_alarm_with_ignore_keeps_its_state_while_samples_are_few() {
+        let m = cw();
+        let p90 = json!({"ExtendedStatistic": "p90"});
+        for (name, extra) in [
+            (
+                "ignore",
+                json!({"EvaluateLowSampleCountPercentile": "ignore"}),
+            ),
+            (
+                "evaluate",
+                json!({"EvaluateLowSampleCountPercentile": "evaluate"}),
+            ),
+            ("omitted", json!({})),
+        ] {
+            call(
+                &m,
+                "PutMetricAlarm",
+                alarm_on(name, p90.clone(), extra),
+                NOW,
+            )
+            .unwrap();
+        }
+        let e = call(
+            &m,
+            "PutMetricAlarm",
+            alarm_on(
+                "bad",
+                p90.clone(),
+                json!({"EvaluateLowSampleCountPercentile": "skip"}),
+            ),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.query_code(), "InvalidParameterValue");
+        assert!(
+            e.message().contains("EvaluateLowSampleCountPercentile"),
+            "{e}"
+        );
+        // p90 needs 10 / (1 - 0.9) = 100 samples: 5 of 500 ms are too few for `ignore`.
+        let minute = NOW - NOW % 60_000;
+        let at = (minute + 1_000) as f64 / 1000.0;
+        put(
+            &m,
+            json!({"Namespace": "App", "MetricData": [{"MetricName": "Latency",
+                "Timestamp": at, "Values": [500.0], "Counts": [5.0]}]}),
+        )
+        .unwrap();
+        let states = |m: &CloudWatch| -> BTreeMap<String, String> {
+            m.alarms
+                .all()
+                .into_iter()
+                .map(|a| (a.alarm_name, a.state_value))
+                .collect()
+        };
+        m.alarms.evaluate(&m.metrics, minute + 60_500).unwrap();
+        let now = states(&m);
+        assert_eq!(now["ignore"], "INSUFFICIENT_DATA");
+        assert_eq!(now["evaluate"], "ALARM");
+        assert_eq!(now["omitted"], "ALARM");
+        // 150 samples in the next minute: enough, `ignore` evaluates too.
+        let at = (minute + 61_000) as f64 / 1000.0;
+        put(
+            &m,
+            json!({"Namespace": "App", "MetricData": [{"MetricName": "Latency",
+                "Timestamp": at, "Values": [500.0], "Counts": [150.0]}]}),
+        )
+        .unwrap();
+        m.alarms.evaluate(&m.metrics, minute + 120_500).unwrap();
+        assert_eq!(states(&m)["ignore"], "ALARM");
+        // DescribeAlarms shows the member as given.
+        let d = call(
+            &m,
+            "DescribeAlarms",
+            json!({"AlarmNames": ["ignore", "omitted"]}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            d["MetricAlarms"][0]["EvaluateLowSampleCountPercentile"],
+            "ignore"
+        );
+        assert!(
+            d["MetricAlarms"][1]
+                .get("EvaluateLowSampleCountPercentile")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_alarm_s_tags_are_kept_from_its_creation_and_changed_by_tag_and_untag() {
+        let m = cw();
+        let avg = json!({"Statistic": "Average"});
+        let tags =
+            json!({"Tags": [{"Key": "team", "Value": "web"}, {"Key": "env", "Value": "prod"}]});
+        call(
+            &m,
+            "PutMetricAlarm",
+            alarm_on("slow", avg.clone(), tags),
+            NOW,
+        )
+        .unwrap();
+        let arn = "arn:aws:cloudwatch:us-east-1:000000000000:alarm:slow";
+        let list =
+            |m: &CloudWatch| call(m, "ListTagsForResource", json!({"ResourceARN": arn}), NOW);
+        assert_eq!(
+            list(&m).unwrap(),
+            json!({"Tags": [{"Key": "team", "Value": "web"}, {"Key": "env", "Value": "prod"}]})
+        );
+        // DescribeAlarms' MetricAlarm has no Tags member.
+        let d = call(&m, "DescribeAlarms", json!({}), NOW).unwrap();
+        assert!(d["MetricAlarms"][0].get("Tags").is_none(), "{d}");
+        // Updating the alarm ignores its Tags (PutMetricAlarm's reference).
+        let other = json!({"Tags": [{"Key": "team", "Value": "api"}]});
+        call(
+            &m,
+            "PutMetricAlarm",
+            alarm_on("slow", avg.clone(), other),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(list(&m).unwrap()["Tags"][0]["Value"], "web");
+        call(
+            &m,
+            "TagResource",
+            json!({"ResourceARN": arn, "Tags": [{"Key": "team", "Value": "api"}, {"Key": "tier", "Value": "1"}]}),
+            NOW,
+        )
+        .unwrap();
+        call(
+            &m,
+            "UntagResource",
+            json!({"ResourceARN": arn, "TagKeys": ["env"]}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            list(&m).unwrap(),
+            json!({"Tags": [{"Key": "team", "Value": "api"}, {"Key": "tier", "Value": "1"}]})
+        );
+        // Refused as CloudWatch refuses: more than 50, a key given twice; an ARN of nothing.
+        let many: Vec<Value> = (0..51)
+            .map(|i| json!({"Key": format!("k{i}"), "Value": ""}))
+            .collect();
+        let e = call(
+            &m,
+            "PutMetricAlarm",
+            alarm_on("many", avg.clone(), json!({"Tags": many})),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.query_code(), "InvalidParameterValue");
+        assert!(call(&m, "DescribeAlarms", json!({"AlarmNames": ["many"]}), NOW).unwrap()
+            ["MetricAlarms"].as_array().unwrap().is_empty());
+        let e = call(
+            &m,
+            "ListTagsForResource",
+            json!({"ResourceARN": "arn:aws:cloudwatch:us-east-1:000000000000:alarm:nope"}),
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.name(), e.query_code(), e.status()),
+            (
+                "ResourceNotFoundException",
+                "ResourceNotFoundException",
+                404
+            )
+        );
+        // Deleted with its alarm.
+        call(&m, "DeleteAlarms", json!({"AlarmNames": ["slow"]}), NOW).unwrap();
+        assert!(list(&m).is_err());
+    }
+
     #[test]
     fn statistics_of_put_values_per_period_as_cloudwatch_aggregates_them() {
         let m = cw();
@@ -1217,6 +1450,7 @@ mod tests {
             CwError::MissingParameter(String::new()),
             CwError::InvalidParameterCombination(String::new()),
             CwError::InvalidNextToken(String::new()),
+            CwError::ResourceNotFoundException(String::new()),
             CwError::Internal(String::new()),
         ] {
             let s = &shapes[e.name()];

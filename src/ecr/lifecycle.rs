@@ -64,7 +64,7 @@ struct ActionDoc {
 /// Which images a rule selects by their tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagSelection {
-    /// Images with a tag for each prefix and a tag for each pattern.
+    /// Images with a tag for each prefix, or a tag for each pattern (one list is empty).
     Tagged {
         prefixes: Vec<String>,
         patterns: Vec<String>,
@@ -182,6 +182,15 @@ fn rule(r: RuleDoc) -> Result<Rule, PolicyInvalid> {
                 return Err(invalid(format!(
                     "rule {priority}: tagStatus 'tagged' requires a tagPrefixList or a \
                      tagPatternList"
+                )));
+            }
+            // Ref: ECR user guide, "Lifecycle policy properties": each list is required
+            // "if tagStatus is set to tagged and" the other "isn't specified"; a rule
+            // selects by one of them, and ECR refuses a rule that gives both.
+            if prefixes.is_some() && patterns.is_some() {
+                return Err(invalid(format!(
+                    "rule {priority}: tagPrefixList and tagPatternList cannot be used together \
+                     in one rule; use one of them (tagPatternList covers prefixes: \"prod*\")"
                 )));
             }
             for t in prefixes.iter().chain(patterns.iter()).flatten() {
@@ -737,6 +746,14 @@ mod tests {
             (
                 policy(&[rule(1, r#""tagStatus": "untagged", "tagPrefixList": ["x"]"#, count)]),
                 "only for tagStatus 'tagged'",
+            ),
+            (
+                policy(&[rule(
+                    1,
+                    r#""tagStatus": "tagged", "tagPrefixList": ["a"], "tagPatternList": ["b*"]"#,
+                    count,
+                )]),
+                "cannot be used together",
             ),
             (
                 policy(&[rule(

@@ -105,6 +105,25 @@ pub fn threshold(desired: i64) -> i64 {
     ((desired.max(0) + 1) / 2).clamp(3, 200)
 }
 
+/// The failed tasks a deployment shows (`failedTasks`): the failures the scheduler has
+/// counted (`failure_count`), and at least the deployment's tasks that never reached
+/// RUNNING (`never_ran`: seen by an earlier serve too).
+pub fn failed_tasks(failure_count: i64, never_ran: i64) -> i64 {
+    failure_count.max(never_ran)
+}
+
+/// Whether the circuit breaker fails deployment `d` of a service of `desired` tasks: an
+/// IN_PROGRESS deployment whose failed tasks reach the threshold. The count is the one
+/// the deployment shows (`failedTasks`), so that DescribeServices never shows a count at
+/// the threshold on a deployment still in progress. Ref: ECS Developer Guide, "How the
+/// Amazon ECS deployment circuit breaker detects failures" (the deployment fails when its
+/// failed tasks reach the threshold; API_ServiceDeploymentCircuitBreaker `threshold`).
+pub fn breaker_trips(d: &DeploymentRow, desired: i64) -> bool {
+    d.status == DeploymentStatus::Primary
+        && d.rollout_state == RolloutState::InProgress
+        && d.failed_tasks >= threshold(desired)
+}
+
 /// The last deployment of the service that COMPLETED, other than `not`.
 fn last_completed(
     store: &Store,
@@ -1130,6 +1149,33 @@ mod tests {
         assert_eq!(threshold(25), 13);
         assert_eq!(threshold(400), 200);
         assert_eq!(threshold(1000), 200);
+    }
+
+    #[test]
+    fn the_breaker_trips_on_the_failed_tasks_the_deployment_shows() {
+        // (failures counted, tasks that never ran, rollout, desired) → failedTasks, trips
+        for (counted, never_ran, state, desired, shown, trips) in [
+            (3, 0, RolloutState::InProgress, 1, 3, true),
+            (2, 0, RolloutState::InProgress, 1, 2, false),
+            // Tasks that never reached RUNNING (an earlier serve saw them fail): the shown
+            // count reaches 3 while the failures counted here are 1; it trips.
+            (1, 3, RolloutState::InProgress, 1, 3, true),
+            (0, 4, RolloutState::InProgress, 7, 4, true),
+            (0, 3, RolloutState::InProgress, 7, 3, false),
+            (5, 5, RolloutState::Completed, 1, 5, false),
+        ] {
+            let mut d = deployment("ecs-svc/1", "td:1", 1);
+            d.status = DeploymentStatus::Primary;
+            d.rollout_state = state;
+            d.sd.failure_count = counted;
+            d.failed_tasks = failed_tasks(counted, never_ran);
+            assert_eq!(d.failed_tasks, shown, "{counted} {never_ran}");
+            assert_eq!(
+                breaker_trips(&d, desired),
+                trips,
+                "{counted} {never_ran} {desired}"
+            );
+        }
     }
 
     fn service(td: &str) -> ServiceRow {

@@ -41,13 +41,50 @@ pub(super) fn page<T: Clone>(items: Vec<T>, p: &Params) -> ElbResult<(Vec<T>, Op
     Ok((items.get(start..end).unwrap_or(&[]).to_vec(), next))
 }
 
+/// The kinds of ARN an ELBv2 request names, with the resource part of each:
+/// `loadbalancer/<type>/<name>/<id>`, `targetgroup/<name>/<id>`,
+/// `listener/<type>/<lb name>/<lb id>/<id>`.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ArnKind {
+    LoadBalancer,
+    TargetGroup,
+    Listener,
+}
+
+/// Checks that `arn` has the form of an ELBv2 ARN of `kind`. Ref: ELB answers a string
+/// that is not one with `ValidationError` (HTTP 400), "'<arn>' is not a valid load
+/// balancer ARN" (… "target group ARN", "listener ARN"), as its users quote it
+/// (aws/aws-cli#3673, aws/aws-cli#3260, hashicorp/terraform#18060), never with the
+/// resource's NotFound code, which is for a well-formed ARN that names nothing.
+pub(super) fn arn_form(arn: &str, kind: ArnKind) -> ElbResult<()> {
+    let (prefix, segments, what) = match kind {
+        ArnKind::LoadBalancer => ("loadbalancer", 3, "load balancer"),
+        ArnKind::TargetGroup => ("targetgroup", 2, "target group"),
+        ArnKind::Listener => ("listener", 4, "listener"),
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = matches!(parts.as_slice(),
+        ["arn", partition, "elasticloadbalancing", region, account, resource]
+            if !partition.is_empty() && !region.is_empty() && !account.is_empty()
+                && resource.split('/').next() == Some(prefix)
+                && resource.split('/').count() == segments + 1
+                && resource.split('/').all(|x| !x.is_empty()));
+    if ok {
+        Ok(())
+    } else {
+        Err(validation(format!("'{arn}' is not a valid {what} ARN")))
+    }
+}
+
 pub(super) fn group<'a>(s: &'a State, arn: &str) -> ElbResult<&'a TargetGroup> {
+    arn_form(arn, ArnKind::TargetGroup)?;
     s.groups
         .get(arn)
         .ok_or_else(|| ElbError::TargetGroupNotFound(format!("Target groups '{arn}' not found")))
 }
 
 pub(super) fn lb<'a>(s: &'a State, arn: &str) -> ElbResult<&'a LoadBalancer> {
+    arn_form(arn, ArnKind::LoadBalancer)?;
     s.lbs
         .get(arn)
         .ok_or_else(|| ElbError::LoadBalancerNotFound(format!("Load balancer '{arn}' not found")))

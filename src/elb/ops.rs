@@ -3,7 +3,9 @@
 //! bounds and error codes (the botocore model's documentation of each member, and
 //! API_CreateTargetGroup / API_CreateLoadBalancer / API_CreateListener).
 
-use super::checks::{actions, group, lb, page, tags, validation, write_attributes};
+use super::checks::{
+    ArnKind, actions, arn_form, group, lb, page, tags, validation, write_attributes,
+};
 use super::error::{ElbError, ElbResult};
 use super::model::{HealthCheck, LbType, Listener, LoadBalancer, Tag, Target, TargetGroup};
 use super::query::{Params, Xml};
@@ -317,6 +319,9 @@ fn describe_load_balancers(s: &mut State, p: &Params) -> ElbResult<Xml> {
         ));
     }
     let found: Vec<LoadBalancer> = if !arns.is_empty() {
+        for a in &arns {
+            arn_form(a, ArnKind::LoadBalancer)?;
+        }
         let missing: Vec<&String> = arns.iter().filter(|a| !s.lbs.contains_key(*a)).collect();
         if !missing.is_empty() {
             return Err(ElbError::LoadBalancerNotFound(format!(
@@ -706,6 +711,9 @@ fn describe_target_groups(s: &mut State, p: &Params) -> ElbResult<Xml> {
         ));
     }
     let found: Vec<TargetGroup> = if !arns.is_empty() {
+        for a in &arns {
+            arn_form(a, ArnKind::TargetGroup)?;
+        }
         if arns.iter().any(|a| !s.groups.contains_key(a)) {
             return Err(ElbError::TargetGroupNotFound(
                 "One or more target groups not found".into(),
@@ -727,6 +735,7 @@ fn describe_target_groups(s: &mut State, p: &Params) -> ElbResult<Xml> {
             .cloned()
             .collect()
     } else if let Some(lb) = lb {
+        arn_form(lb, ArnKind::LoadBalancer)?;
         if !s.lbs.contains_key(lb) {
             return Err(ElbError::LoadBalancerNotFound(format!(
                 "Load balancer '{lb}' not found"
@@ -1148,6 +1157,7 @@ fn describe_listeners(s: &mut State, p: &Params) -> ElbResult<Xml> {
             ));
         }
         (Some(lb), true) => {
+            arn_form(lb, ArnKind::LoadBalancer)?;
             if !s.lbs.contains_key(lb) {
                 return Err(ElbError::LoadBalancerNotFound(format!(
                     "Load balancer '{lb}' not found"
@@ -1160,6 +1170,9 @@ fn describe_listeners(s: &mut State, p: &Params) -> ElbResult<Xml> {
                 .collect()
         }
         (None, false) => {
+            for a in &arns {
+                arn_form(a, ArnKind::Listener)?;
+            }
             if let Some(a) = arns.iter().find(|a| !s.listeners.contains_key(*a)) {
                 return Err(ElbError::ListenerNotFound(format!(
                     "One or more listeners not found ('{a}')"
