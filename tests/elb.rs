@@ -892,6 +892,191 @@ fn a_tcp_listener_passes_bytes_through_to_healthy_targets() {
     assert_eq!(names, ["x", "x", "y", "y"]);
 }
 
+/// A target that reads the PROXY protocol v2 header its connections start with: a
+/// connection's header (PROXY) is answered with the addresses it names, a health check's
+/// (LOCAL) counted; a connection without one is answered `no header`.
+struct ProxyV2Target {
+    port: u16,
+    local: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ProxyV2Target {
+    fn start() -> ProxyV2Target {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let local = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = local.clone();
+        std::thread::spawn(move || {
+            for mut c in listener.incoming().flatten() {
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    let mut head = [0u8; 16];
+                    if c.read_exact(&mut head).is_err() {
+                        return;
+                    }
+                    if &head[..12] != b"\r\n\r\n\0\r\nQUIT\n" {
+                        let _ = c.write_all(b"no header\n");
+                        return;
+                    }
+                    let mut block = vec![0u8; u16::from_be_bytes([head[14], head[15]]) as usize];
+                    if c.read_exact(&mut block).is_err() {
+                        return;
+                    }
+                    let answer = match (head[12], head[13]) {
+                        (0x20, _) => {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        (0x21, 0x11) if block.len() >= 12 => {
+                            let ip = |b: &[u8]| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                            let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+                            format!(
+                                "src={}:{} dst={}:{}\n",
+                                ip(&block[0..4]),
+                                port(&block[8..10]),
+                                ip(&block[4..8]),
+                                port(&block[10..12])
+                            )
+                        }
+                        (cmd, fam) => format!("unexpected command {cmd:#x} family {fam:#x}\n"),
+                    };
+                    let _ = c.write_all(answer.as_bytes());
+                });
+            }
+        });
+        ProxyV2Target { port, local }
+    }
+}
+
+/// What an AWS CLI user sees of a network load balancer's client-side attributes: client
+/// IP preservation off by default for a TCP `ip` group and on for an `instance` one (ELB's
+/// defaults), and with `proxy_protocol_v2.enabled` the target's connections start with the
+/// PROXY v2 header naming the client's address and port and the listener's, its health
+/// checks' with a LOCAL one (NLB User Guide, "Proxy protocol").
+#[test]
+fn a_tcp_group_with_proxy_protocol_v2_tells_its_target_the_client_s_address() {
+    use std::io::{Read, Write};
+    let api = Api::start();
+    let lb = elb_json(
+        &api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "ppv2",
+            "--type",
+            "network",
+        ],
+    );
+    let lb = &lb["LoadBalancers"][0];
+    let lb_arn = s(&lb["LoadBalancerArn"]).to_string();
+    let ip = s(&lb["AvailabilityZones"][0]["LoadBalancerAddresses"][0]["IpAddress"]).to_string();
+    let group = |name: &str, target_type: &str| {
+        let tg = elb_json(
+            &api,
+            &[
+                "create-target-group",
+                "--name",
+                name,
+                "--protocol",
+                "TCP",
+                "--port",
+                "80",
+                "--vpc-id",
+                "vpc-1",
+                "--target-type",
+                target_type,
+            ],
+        );
+        s(&tg["TargetGroups"][0]["TargetGroupArn"]).to_string()
+    };
+    let attributes = |tg: &str| {
+        elb_json(
+            &api,
+            &["describe-target-group-attributes", "--target-group-arn", tg],
+        )
+    };
+    let attr = common::elb::attribute;
+    let instances = group("ppv2-instance", "instance");
+    assert_eq!(
+        attr(&attributes(&instances), "preserve_client_ip.enabled").as_deref(),
+        Some("true")
+    );
+    let tg = group("ppv2", "ip");
+    let a = attributes(&tg);
+    assert_eq!(
+        attr(&a, "preserve_client_ip.enabled").as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        attr(&a, "proxy_protocol_v2.enabled").as_deref(),
+        Some("false")
+    );
+    let a = elb_json(
+        &api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg,
+            "--attributes",
+            "Key=proxy_protocol_v2.enabled,Value=true",
+        ],
+    );
+    assert_eq!(
+        attr(&a, "proxy_protocol_v2.enabled").as_deref(),
+        Some("true")
+    );
+    let port = common::util::free_port();
+    elb_json(
+        &api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    );
+    let target = ProxyV2Target::start();
+    elb_json(
+        &api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={}", target.port),
+        ],
+    );
+    api.wait_for(20, "a healthy target (TCP checks)", || {
+        health_states(&api, &tg)
+            .iter()
+            .all(|(_, s, _)| s == "healthy")
+            .then_some(())
+    });
+    assert!(
+        target.local.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the health checks sent no LOCAL header"
+    );
+    let mut c = std::net::TcpStream::connect((ip.as_str(), port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    c.write_all(b"hello through the load balancer\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    let me = c.local_addr().unwrap();
+    assert_eq!(
+        answer,
+        format!("src={me} dst={ip}:{port}\n"),
+        "what the target read"
+    );
+}
+
 /// A service task answering `GET /` on 8080 with an id of its own (busybox httpd).
 fn web_def(family: &str) -> String {
     format!(

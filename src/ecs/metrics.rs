@@ -137,7 +137,8 @@ impl Publisher {
                     crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
                 {
                     usage.cpu_ns += s.cpu_total_ns;
-                    usage.mem += s.mem_usage;
+                    // What the agent sends: the usage less the page cache (`mem_in_use`).
+                    usage.mem += s.mem_in_use(cg.version());
                     for e in &s.io_bytes {
                         match e.op.to_ascii_lowercase().as_str() {
                             "read" => usage.io.0 += e.value,

@@ -16,6 +16,9 @@
 //! target's [`Load`] and the group's [`Anomalies`] look at them once a second.
 //!
 //! ALB refuses slow start with either of the last two (`super::ops`).
+//!
+//! Whatever the algorithm, it picks among the healthy targets while at least
+//! [`minimum_healthy`] are, else among all registered ones (ELB's fail open).
 
 use super::HashMap;
 use super::model::{Target, TargetGroup};
@@ -28,6 +31,24 @@ pub enum Algorithm {
     RoundRobin,
     LeastOutstanding,
     WeightedRandom { mitigate: bool },
+}
+
+/// How many of group `g`'s targets must be healthy for requests and connections to go to
+/// the healthy ones only; with fewer they go to all registered targets. Ref: the model's
+/// TargetGroupAttribute: `target_group_health.unhealthy_state_routing.minimum_healthy_targets`
+/// `.count` (default 1) and `.percentage` (of the registered targets, default off): "If
+/// the number [percentage] of healthy targets is below this value, send traffic to all
+/// targets, including unhealthy targets"; with both, each must be met.
+pub fn minimum_healthy(g: &TargetGroup) -> usize {
+    let a = |k: &str| g.attributes.get(k).and_then(|v| v.parse::<usize>().ok());
+    let count = a("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count")
+        .unwrap_or(1)
+        .max(1);
+    // Of the registered targets, rounded up: 50 % of 3 targets needs 2 healthy.
+    let percent =
+        a("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage")
+            .map_or(0, |p| (g.targets.len() * p.min(100)).div_ceil(100));
+    count.max(percent)
 }
 
 pub fn of(g: &TargetGroup) -> Algorithm {

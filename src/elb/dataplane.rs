@@ -2,7 +2,7 @@
 //! its port, on the data plane's own threads (`Workers`). An HTTP listener applies the actions of the
 //! request's first matching rule, else its default actions (`Elb::route`): a fixed
 //! response, a redirect, or a proxy to the next target of the forward action (healthy
-//! targets in turn, all of them when none is healthy) over kept-alive connections, adding `X-Forwarded-For`,
+//! targets in turn, all of them below the group's minimum of healthy ones) over kept-alive connections, adding `X-Forwarded-For`,
 //! `X-Forwarded-Proto` and `X-Forwarded-Port`; it answers 503 when the group has no
 //! registered target, 502 when the target refuses or breaks the connection, 504 when it
 //! does not answer within the idle timeout (`super::proxy`). A TCP listener passes
@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -218,7 +219,8 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
         let (mut client, peer) = accept(&tcp).await;
         let _ = client.set_nodelay(true);
         let mut meter = Meter::default();
-        let Pick::Target(addr, _, _) = elb.route(&listener, None, peer.ip(), &mut meter) else {
+        let Pick::Target(addr, _, _, proxy_v2) = elb.route(&listener, None, peer.ip(), &mut meter)
+        else {
             continue;
         };
         tokio::spawn(async move {
@@ -228,6 +230,16 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
                 return;
             };
             let _ = target.set_nodelay(true);
+            // The client's address and the listener's, as NLB sends them.
+            if proxy_v2 {
+                let Ok(listener) = client.local_addr() else {
+                    return;
+                };
+                let header = super::proxy_protocol::proxy(peer, listener);
+                if target.write_all(&header).await.is_err() {
+                    return;
+                }
+            }
             meter.flow_opened();
             let bytes = tokio::io::copy_bidirectional(&mut client, &mut target)
                 .await

@@ -56,11 +56,23 @@ pub async fn check_once(c: &Check) -> Result<(), (&'static str, String)> {
             "Health checks failed".to_string(),
         )
     };
-    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(c.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(_)) => return Err(failed()),
-        Err(_) => return Err(timed_out()),
-    };
+    let mut stream =
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(c.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return Err(failed()),
+            Err(_) => return Err(timed_out()),
+        };
+    // NLB User Guide, "Proxy protocol": health checks carry the header too, without the
+    // client's information.
+    if c.proxy_v2 {
+        use tokio::io::AsyncWriteExt;
+        let header = super::proxy_protocol::local();
+        match tokio::time::timeout(timeout, stream.write_all(&header)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(failed()),
+            Err(_) => return Err(timed_out()),
+        }
+    }
     if c.settings.protocol != "HTTP" {
         return Ok(());
     }

@@ -20,6 +20,7 @@ pub mod model;
 pub mod names;
 pub mod ops;
 mod proxy;
+mod proxy_protocol;
 pub mod query;
 mod rule_ops;
 pub mod rules;
@@ -631,9 +632,11 @@ fn random_hex(n: usize) -> String {
 /// Where a new request or connection goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pick {
-    /// A target, the cookies its answer sets (sticky sessions), and the request's hold on
-    /// the target's load (`balance`: held until the response ends).
-    Target(std::net::SocketAddr, Stick, balance::Outstanding),
+    /// A target, the cookies its answer sets (sticky sessions), the request's hold on
+    /// the target's load (`balance`: held until the response ends), and whether the
+    /// connection to it starts with a PROXY protocol v2 header (its group's
+    /// `proxy_protocol_v2.enabled`: TCP groups).
+    Target(std::net::SocketAddr, Stick, balance::Outstanding, bool),
     /// The group has no registered target (ALB answers 503).
     NoTarget,
     /// The listener is gone.
@@ -665,13 +668,24 @@ pub struct Binding {
     pub protocol: String,
 }
 
-/// A health check the data plane runs: group, target, its settings, where it connects.
+/// A health check the data plane runs: group, target, its settings, where it connects,
+/// and whether its connection starts with a PROXY protocol v2 header (LOCAL).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Check {
     pub group: String,
     pub target: Target,
     pub settings: model::HealthCheck,
     pub addr: std::net::SocketAddr,
+    pub proxy_v2: bool,
+}
+
+/// Whether group `g`'s connections to its targets start with a PROXY protocol v2 header
+/// (an attribute of TCP groups only).
+fn proxy_protocol_v2(g: &TargetGroup) -> bool {
+    g.protocol == "TCP"
+        && g.attributes
+            .get("proxy_protocol_v2.enabled")
+            .is_some_and(|v| v == "true")
 }
 
 /// Where traffic for target `t` goes: its IP address (`ip` groups), or the address of
@@ -855,8 +869,9 @@ impl Elb {
     /// What a new request on `listener` gets: the actions of its first rule (by priority)
     /// whose conditions the request meets all of, else its default actions (ALB's order,
     /// listener-update-rules.html). A forward goes to a group (by weight), then to its
-    /// healthy targets in turn; when none is healthy, to every registered one (ELB fails
-    /// open); a group without targets is [`Pick::NoTarget`]. A TCP connection (`req`
+    /// healthy targets in turn; with fewer healthy than the group's minimum (one by
+    /// default: `balance::minimum_healthy`), to every registered one (ELB fails open); a
+    /// group without targets is [`Pick::NoTarget`]. A TCP connection (`req`
     /// None) gets the default actions (TCP listeners have no rules); `client` is its
     /// client's address (`source_ip` stickiness). `meter` becomes what
     /// the request or connection counts on: its listener's meter, and its target group's
@@ -1052,8 +1067,11 @@ impl State {
                     .is_some_and(|h| h.state == "healthy")
             })
             .collect();
-        let healthy_none = from.is_empty();
+        // Fewer healthy targets than the group's minimum (one by default): all of them
+        // (ELB's "fail open"; `target_group_health.unhealthy_state_routing`).
+        let healthy_none = from.len() < balance::minimum_healthy(g);
         if healthy_none {
+            from.clear();
             from.extend(g.targets.iter());
         }
         // Sticky sessions: the target the request's cookie names, while it is one of
@@ -1199,7 +1217,8 @@ impl State {
         }
         let addr = target_addr(&s.instances, g, t, t.port);
         meter.group = Some(s.meters.find_group(listener, arn).ok_or_else(miss)?);
-        Ok(Pick::Target(addr, stick, hold))
+        let proxy_v2 = proxy_protocol_v2(g);
+        Ok(Pick::Target(addr, stick, hold, proxy_v2))
     }
 }
 
@@ -1222,6 +1241,7 @@ impl Elb {
                     target: t.clone(),
                     settings: g.health.clone(),
                     addr: target_addr(&s.instances, g, t, port),
+                    proxy_v2: proxy_protocol_v2(g),
                 });
             }
         }

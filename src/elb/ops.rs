@@ -45,7 +45,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyTargetGroupAttributes",
-        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds` and `load_balancing.algorithm.*` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); the others stored and returned",
+        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds`, `load_balancing.algorithm.*`, `proxy_protocol_v2.enabled` and `target_group_health.unhealthy_state_routing.*` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); `preserve_client_ip.enabled`, `target_group_health.dns_failover.*` and `target_health_state.unhealthy.*` stored and returned, not applied (said in serve's log: \"Target group attributes\"); the others stored and returned",
     ),
     ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
     (
@@ -511,9 +511,45 @@ pub fn code_matches(codes: &str, code: u16) -> bool {
     })
 }
 
-/// The attributes of a new group of `protocol`, with ELB's defaults (API
+/// Target group attributes ModifyTargetGroupAttributes stores and returns and nothing here
+/// reads (by key prefix): the values that say what happens here anyway, and the reason
+/// serve's log gives when another is set (Terraform sends every attribute with its
+/// default: a value that asks for nothing is not worth a line); the docs' table
+/// (docs/load-balancing.md, "Target group attributes") says the same.
+pub const NOT_APPLIED: &[(&str, &[&str], &str)] = &[
+    (
+        "preserve_client_ip.enabled",
+        &["false"],
+        "a TCP listener's connections to its targets are serve's own, so a target sees \
+         serve's address, never the client's (`proxy_protocol_v2.enabled` tells it the \
+         client's)",
+    ),
+    (
+        "target_group_health.dns_failover.",
+        &["1", "off"],
+        "a load balancer's name resolves to its one address on the box: there is no zone \
+         to fail over from",
+    ),
+    (
+        "target_health_state.unhealthy.connection_termination.enabled",
+        &["false"],
+        "a TCP connection to a target that turns unhealthy is not cut; it lasts until \
+         either side closes it",
+    ),
+    (
+        "target_health_state.unhealthy.draining_interval_seconds",
+        &["0"],
+        "a TCP connection to a target that turns unhealthy is not cut, so there is no \
+         draining of it to wait for",
+    ),
+];
+
+/// The attributes of a new group of `protocol` and `target_type`, with ELB's defaults (API
 /// TargetGroupAttribute).
-fn default_attributes(protocol: &str) -> std::collections::BTreeMap<String, String> {
+fn default_attributes(
+    protocol: &str,
+    target_type: &str,
+) -> std::collections::BTreeMap<String, String> {
     let mut a: Vec<(&str, &str)> = vec![
         ("deregistration_delay.timeout_seconds", "300"),
         ("stickiness.enabled", "false"),
@@ -555,7 +591,18 @@ fn default_attributes(protocol: &str) -> std::collections::BTreeMap<String, Stri
                 "deregistration_delay.connection_termination.enabled",
                 "false",
             ),
-            ("preserve_client_ip.enabled", "true"),
+            // Ref: NLB User Guide, "Edit target group attributes", Client IP preservation:
+            // enabled for instance groups, disabled for TCP and TLS ip groups. Stored and
+            // returned, not applied: the target sees serve's address either way
+            // (docs/load-balancing.md; `NOT_APPLIED`).
+            (
+                "preserve_client_ip.enabled",
+                if target_type == "instance" {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
             ("proxy_protocol_v2.enabled", "false"),
             (
                 "target_health_state.unhealthy.connection_termination.enabled",
@@ -681,7 +728,7 @@ fn create_target_group(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
         protocol_version,
         ip_address_type: ip_address_type.to_string(),
         health,
-        attributes: default_attributes(protocol),
+        attributes: default_attributes(protocol, target_type),
         targets: Vec::new(),
         tags,
         registrations: Default::default(),
@@ -841,12 +888,30 @@ fn modify_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
                     "round_robin" | "least_outstanding_requests" | "weighted_random"
                 )
             }
+            // The model's TargetGroupAttribute: counts from 1 (`off` too for DNS
+            // failover's), percentages `off` or 1-100.
+            "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count" => {
+                int_in(1, i64::MAX)
+            }
+            "target_group_health.dns_failover.minimum_healthy_targets.count" => {
+                value == "off" || int_in(1, i64::MAX)
+            }
+            k if k.starts_with("target_group_health.") && k.ends_with(".percentage") => {
+                value == "off" || int_in(1, 100)
+            }
+            "target_health_state.unhealthy.draining_interval_seconds" => int_in(0, 360_000),
             _ => true,
         };
         if !ok {
             return Err(validation(format!(
                 "'{value}' is not a valid value for the attribute '{key}'"
             )));
+        }
+        if let Some((_, _, why)) = NOT_APPLIED
+            .iter()
+            .find(|(k, same, _)| key.starts_with(*k) && !same.contains(&value))
+        {
+            tracing::warn!(target_group = %g.name, attribute = key, value, "target group attribute stored and returned, not applied here: {why}");
         }
         g.attributes.insert(key.to_string(), value.to_string());
     }

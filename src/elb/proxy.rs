@@ -465,7 +465,7 @@ fn prepare(
         .elb
         .route(&site.listener, Some(&view), peer.ip(), meter)
     {
-        Pick::Target(a, stick, hold) => (a, stick, hold),
+        Pick::Target(a, stick, hold, _) => (a, stick, hold),
         Pick::NoTarget | Pick::Gone => return own(out, 503, head_request, own_close),
         Pick::Fixed {
             status,

@@ -331,3 +331,142 @@ fn a_route_does_not_wait_for_another_threads_route() {
         });
     }
 }
+
+/// Where a group's requests go with one of its three targets healthy: to it alone while
+/// the unhealthy-state-routing minimum is met (1 by default), to all three (ELB's fail
+/// open) when the count or the percentage asks for more healthy targets than there are.
+#[test]
+fn requests_go_to_all_targets_below_the_group_s_minimum_of_healthy_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let elb = Elb::open(dir.path().to_path_buf()).unwrap();
+    let tg = group_in_use(&elb, "minimum");
+    call(
+        &elb,
+        "RegisterTargets",
+        &[
+            ("TargetGroupArn", &tg),
+            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.2.Id", "10.0.0.2"),
+            ("Targets.member.3.Id", "10.0.0.3"),
+        ],
+    );
+    {
+        let mut s = elb.lock();
+        for (k, h) in s.health.iter_mut() {
+            h.state = if k.1.id == "10.0.0.1" {
+                "healthy"
+            } else {
+                "unhealthy"
+            };
+        }
+    }
+    let listener = elb.lock().listeners.keys().next().cloned().unwrap();
+    let targets = |elb: &Elb| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let req = rules::Request {
+                method: "GET",
+                host: Some("minimum"),
+                path: "/",
+                query: None,
+                headers: &[],
+                source: std::net::Ipv4Addr::LOCALHOST.into(),
+            };
+            let mut meter = meters::Meter::default();
+            match elb.route(&listener, Some(&req), req.source, &mut meter) {
+                Pick::Target(addr, _, _, proxy_v2) => {
+                    assert!(!proxy_v2, "an HTTP group sends no PROXY header");
+                    seen.insert(addr.ip().to_string());
+                }
+                _ => panic!("no target"),
+            }
+        }
+        seen.into_iter().collect::<Vec<_>>()
+    };
+    let set = |count: &str, percentage: &str| {
+        let key = "target_group_health.unhealthy_state_routing.minimum_healthy_targets";
+        call(
+            &elb,
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                ("Attributes.member.1.Key", &format!("{key}.count")),
+                ("Attributes.member.1.Value", count),
+                ("Attributes.member.2.Key", &format!("{key}.percentage")),
+                ("Attributes.member.2.Value", percentage),
+            ],
+        )
+    };
+    let all = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
+    assert_eq!(
+        targets(&elb),
+        ["10.0.0.1"],
+        "the default: one healthy is enough"
+    );
+    set("2", "off");
+    assert_eq!(targets(&elb), all, "count 2");
+    set("1", "50");
+    assert_eq!(targets(&elb), all, "50 % of 3: 2 healthy needed");
+    set("1", "33");
+    assert_eq!(
+        targets(&elb),
+        ["10.0.0.1"],
+        "33 % of 3: 1 healthy is enough"
+    );
+    // ELB's bounds (the model's TargetGroupAttribute).
+    for (count, percentage) in [("0", "off"), ("1", "101"), ("off", "off"), ("1", "0")] {
+        let key = "target_group_health.unhealthy_state_routing.minimum_healthy_targets";
+        let err = ops::call(
+            &elb,
+            "ModifyTargetGroupAttributes",
+            &query::Params::of(&[
+                ("TargetGroupArn", tg.as_str()),
+                ("Attributes.member.1.Key", &format!("{key}.count")),
+                ("Attributes.member.1.Value", count),
+                ("Attributes.member.2.Key", &format!("{key}.percentage")),
+                ("Attributes.member.2.Value", percentage),
+            ]),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{count} {percentage} accepted"));
+        assert_eq!(err.code(), "ValidationError", "{count} {percentage}");
+    }
+}
+
+/// ELB's default client IP preservation per target type (NLB User Guide, "Edit target
+/// group attributes"): on for `instance` groups, off for TCP `ip` groups; proxy protocol
+/// v2 off.
+#[test]
+fn a_tcp_group_s_client_ip_preservation_defaults_by_its_target_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let elb = Elb::open(dir.path().to_path_buf()).unwrap();
+    for (target_type, preserve) in [("ip", "false"), ("instance", "true")] {
+        let tg = call(
+            &elb,
+            "CreateTargetGroup",
+            &[
+                ("Name", &format!("tcp-{target_type}")),
+                ("Protocol", "TCP"),
+                ("Port", "80"),
+                ("VpcId", "vpc-1"),
+                ("TargetType", target_type),
+            ],
+        );
+        let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+        let a = call(
+            &elb,
+            "DescribeTargetGroupAttributes",
+            &[("TargetGroupArn", &tg)],
+        );
+        let value = |key: &str| {
+            let at = a.find(&format!("<Key>{key}</Key>")).unwrap();
+            between(&a[at..], "</Key>", "Value").to_string()
+        };
+        assert_eq!(
+            value("preserve_client_ip.enabled"),
+            preserve,
+            "{target_type}"
+        );
+        assert_eq!(value("proxy_protocol_v2.enabled"), "false", "{target_type}");
+    }
+}

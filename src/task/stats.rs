@@ -206,28 +206,54 @@ impl Dirs {
     }
 }
 
-/// Container `runtime_id` of `task_id`'s CPU time (ns) and memory usage (bytes) as
-/// [`sample`] reads them, and nothing else: two files, where [`sample`] reads about
-/// twenty (the service metrics need only these two; Container Insights needs the rest).
-/// None when the container's cgroup is gone.
+/// The memory a container uses as ECS counts it: the cgroup's usage less its page cache,
+/// what the agent sends as the container's memory (so `MemoryUtilization`, Container
+/// Insights' `MemoryUtilized`, and what a scaling policy on memory acts on). On cgroup v2
+/// less `inactive_file` (as the Docker CLI's `docker stats`), else less `cache` (v1's
+/// memory.stat), each only when it is below the usage; otherwise the usage.
+/// Ref: aws/amazon-ecs-agent agent/stats/utils_unix.go (`getMemUsage`, at
+/// e23308ff3d3017ca627ca5a1fb520f9bbe15638a; aws/amazon-ecs-agent#3323 for v2).
+pub fn mem_in_use(version: CgroupVersion, usage: u64, stat: &BTreeMap<String, u64>) -> u64 {
+    let less = |key: &str| stat.get(key).filter(|v| **v < usage).map(|v| usage - v);
+    let v2 = match version {
+        CgroupVersion::V2 => less("inactive_file"),
+        CgroupVersion::V1 => None,
+    };
+    v2.or_else(|| less("cache")).unwrap_or(usage)
+}
+
+impl Sample {
+    /// [`mem_in_use`] of this reading: what ECS's metrics count, where `mem_usage` is
+    /// the cgroup's raw usage (Docker's `memory_stats.usage`, page cache included).
+    pub fn mem_in_use(&self, version: CgroupVersion) -> u64 {
+        mem_in_use(version, self.mem_usage, &self.mem_stat)
+    }
+}
+
+/// Container `runtime_id` of `task_id`'s CPU time (ns) and memory in use (bytes, as
+/// [`mem_in_use`] counts it) as [`sample`] reads them, and nothing else: three files,
+/// where [`sample`] reads about twenty (the service metrics need only these two figures;
+/// Container Insights needs the rest). None when the container's cgroup is gone.
 pub fn usage(cg: &Cgroups, task_id: &str, runtime_id: &str) -> Option<(u64, u64)> {
     let d = Dirs {
         cg: cg.clone(),
         rel: Cgroups::container_path(task_id, runtime_id),
     };
-    match cg.version() {
+    let (cpu, mem, stat) = match cg.version() {
         CgroupVersion::V1 => {
             let cpu = read_u64(&d.dir("cpuacct").join("cpuacct.usage"))?;
-            let mem = read_u64(&d.dir("memory").join("memory.usage_in_bytes")).unwrap_or(0);
-            Some((cpu, mem))
+            let mem = d.dir("memory");
+            let usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
+            (cpu, usage, keyed(&mem.join("memory.stat")))
         }
         CgroupVersion::V2 => {
             let dir = d.dir("");
             let cpu = keyed(&dir.join("cpu.stat")).get("usage_usec")? * 1000;
-            let mem = read_u64(&dir.join("memory.current")).unwrap_or(0);
-            Some((cpu, mem))
+            let usage = read_u64(&dir.join("memory.current")).unwrap_or(0);
+            (cpu, usage, keyed(&dir.join("memory.stat")))
         }
-    }
+    };
+    Some((cpu, mem_in_use(cg.version(), mem, &stat)))
 }
 
 /// Reads container `runtime_id` of `task_id` (cgroup `/minifargate/<task>/<id>`); `limit`
@@ -378,6 +404,10 @@ pub fn stats_json(name: &str, id: &str, now: &Sample, prev: Option<&Sample>) -> 
             json!({"rx_bytes_per_sec": per(0), "tx_bytes_per_sec": per(4)})
         })
         .unwrap_or_else(|| json!({"rx_bytes_per_sec": 0.0, "tx_bytes_per_sec": 0.0}));
+    // Docker's `usage` is the cgroup's raw figure, page cache included (moby
+    // daemon/stats_unix.go: v1 memory.usage_in_bytes, v2 memory.current), with the cache
+    // in `stats`; the agent serves Docker's object as it is, so here too (the metrics
+    // count `mem_in_use`, as the agent does).
     let mut memory = json!({
         "usage": now.mem_usage,
         "stats": now.mem_stat,
@@ -514,8 +544,13 @@ mod tests {
         );
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert!(sample(&cg, "t", "t-9", None, proc.path()).is_none());
-        // The two figures alone: the same as the whole sample's.
-        assert_eq!(usage(&cg, "t", "t-0"), Some((s.cpu_total_ns, s.mem_usage)));
+        // The two figures alone: the same as the whole sample's (memory in use: the
+        // usage less `inactive_file`, none here).
+        assert_eq!(
+            usage(&cg, "t", "t-0"),
+            Some((s.cpu_total_ns, s.mem_in_use(CgroupVersion::V2)))
+        );
+        assert_eq!(s.mem_in_use(CgroupVersion::V2), 1_048_576);
         assert_eq!(usage(&cg, "t", "t-9"), None);
     }
 
@@ -533,5 +568,72 @@ mod tests {
         let cg = Cgroups::with_root(root.path(), CgroupVersion::V1);
         assert_eq!(usage(&cg, "t", "t-0"), Some((123_456_789, 2_097_152)));
         assert_eq!(usage(&cg, "t", "t-1"), None);
+        // With a memory.stat: the page cache (`cache`) is not in use.
+        let mem = root.path().join("memory/minifargate/t/t-0");
+        std::fs::write(
+            mem.join("memory.stat"),
+            "cache 1572864\nrss 524288\ninactive_file 1048576\ntotal_cache 1572864\n",
+        )
+        .unwrap();
+        assert_eq!(usage(&cg, "t", "t-0"), Some((123_456_789, 524_288)));
+    }
+
+    /// The agent's getMemUsage, case by case (agent/stats/utils_unix.go).
+    #[test]
+    fn memory_in_use_is_the_usage_less_the_page_cache_as_the_agent_counts_it() {
+        let stat = |kv: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let (v1, v2) = (CgroupVersion::V1, CgroupVersion::V2);
+        for (version, usage, st, want) in [
+            // v1: less `cache` (inactive_file is not looked at).
+            (v1, 100, stat(&[("cache", 60), ("inactive_file", 50)]), 40),
+            // v2: less `inactive_file` (active file pages stay counted).
+            (v2, 100, stat(&[("file", 70), ("inactive_file", 50)]), 50),
+            // v2 without inactive_file: `cache`, then nothing.
+            (v2, 100, stat(&[("cache", 30)]), 70),
+            (v2, 100, stat(&[("anon", 100)]), 100),
+            // A figure not below the usage (read apart from it) takes nothing off.
+            (v2, 100, stat(&[("inactive_file", 100)]), 100),
+            (v1, 100, stat(&[("cache", 150)]), 100),
+            (v1, 0, stat(&[]), 0),
+        ] {
+            assert_eq!(mem_in_use(version, usage, &st), want, "{version:?} {st:?}");
+        }
+    }
+
+    #[test]
+    fn v2_memory_in_use_leaves_the_inactive_page_cache_out_and_stats_keep_the_raw_usage() {
+        let root = tempfile::tempdir().unwrap();
+        let proc = tempfile::tempdir().unwrap();
+        let dir = root.path().join("minifargate/t/t-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A container that read a 200 MiB file: 210 MiB charged, 190 MiB of it inactive
+        // page cache.
+        for (f, v) in [
+            ("cpu.stat", "usage_usec 1\n".to_string()),
+            ("memory.current", format!("{}\n", 210u64 << 20)),
+            ("memory.max", format!("{}\n", 512u64 << 20)),
+            (
+                "memory.stat",
+                format!(
+                    "anon {}\nfile {}\nactive_file {}\ninactive_file {}\n",
+                    8u64 << 20,
+                    200u64 << 20,
+                    10u64 << 20,
+                    190u64 << 20
+                ),
+            ),
+        ] {
+            std::fs::write(dir.join(f), v).unwrap();
+        }
+        let cg = Cgroups::with_root(root.path(), CgroupVersion::V2);
+        let s = sample(&cg, "t", "t-0", None, proc.path()).unwrap();
+        assert_eq!(s.mem_in_use(CgroupVersion::V2), 20 << 20);
+        assert_eq!(usage(&cg, "t", "t-0"), Some((1000, 20 << 20)));
+        // Task metadata's /stats is Docker's: the raw usage, the cache in `stats`.
+        let v = stats_json("app", "t-0", &s, None);
+        assert_eq!(v["memory_stats"]["usage"], 210u64 << 20);
+        assert_eq!(v["memory_stats"]["stats"]["inactive_file"], 190u64 << 20);
     }
 }

@@ -37,8 +37,10 @@ pub fn isolation(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
 }
 
 /// One cgroup reading per container, as the metadata endpoint's `/stats` takes it:
-/// CPU time (ns), memory usage and limit (bytes), with the host's CPU count. The page
-/// turns two readings into a rate.
+/// CPU time (ns), memory in use and limit (bytes), with the host's CPU count. The page
+/// turns two readings into a rate. Memory in use is the usage less the page cache, what
+/// ECS's console charts (Container Insights' `MemoryUtilized`) and `MemoryUtilization`
+/// count (`stats::mem_in_use`), not the raw usage `/stats` gives.
 pub fn stats(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
     let (t, containers) = task(&store(ecs)?, id)?;
     let limit = t
@@ -55,14 +57,15 @@ pub fn stats(ecs: &Ecs, id: &str) -> Result<Value, Failure> {
             .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
         let s = cg.as_ref().and_then(|cg| {
             crate::task::stats::sample(cg, &t.id, &rid, limit, std::path::Path::new("/proc"))
+                .map(|s| (s.mem_in_use(cg.version()), s))
         });
         out.push(match s {
-            Some(s) => json!({
+            Some((in_use, s)) => json!({
                 "name": c.name,
                 "read": s.read.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "cpuTotalNs": s.cpu_total_ns,
                 "onlineCpus": s.online_cpus,
-                "memUsage": s.mem_usage,
+                "memUsage": in_use,
                 "memLimit": s.mem_limit,
                 "pids": s.pids,
             }),
