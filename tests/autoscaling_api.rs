@@ -626,49 +626,57 @@ fn a_service_scales_out_on_cpu_and_back_in_when_idle() {
 /// step policy's ARN; data put with PutMetricData 30 above its threshold falls in the
 /// second step (+2), so the service goes from 1 task to 3, once (the cooldown, 600 s
 /// scaled to 50 s, holds a second run back).
-#[test]
-fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
-    let api = Api::start_env(
-        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
-        &[],
-        &[("MINIFARGATE_METRICS_PERIOD", "5")],
-    );
-    service_def(&api, "worker", "trap 'exit 0' TERM; sleep 3600 & wait");
-    let id = "service/default/worker";
+/// Service `svc` (a sleeper) with a scalable target of 1 to 5 tasks and the step
+/// scaling policy `policy` (`config`: its step configuration's JSON): the target's
+/// resource id and the policy's ARN.
+fn service_with_step_policy(api: &Api, svc: &str, policy: &str, config: &str) -> (String, String) {
+    service_def(api, svc, "trap 'exit 0' TERM; sleep 3600 & wait");
+    let id = format!("service/default/{svc}");
     aas(
-        &api,
+        api,
         &[
-            &["register-scalable-target", "--resource-id", id][..],
+            &["register-scalable-target", "--resource-id", &id][..],
             TARGET,
             &["--min-capacity", "1", "--max-capacity", "5"],
         ]
         .concat(),
     );
     let put = aas(
-        &api,
+        api,
         &[
-            &["put-scaling-policy", "--policy-name", "queue-steps", "--resource-id", id][..],
+            &[
+                "put-scaling-policy",
+                "--policy-name",
+                policy,
+                "--resource-id",
+                &id,
+            ][..],
             TARGET,
             &[
                 "--policy-type",
                 "StepScaling",
                 "--step-scaling-policy-configuration",
-                r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalLowerBound":0,"MetricIntervalUpperBound":20,"ScalingAdjustment":1},{"MetricIntervalLowerBound":20,"ScalingAdjustment":2}],"Cooldown":600,"MetricAggregationType":"Average"}"#,
+                config,
             ],
         ]
         .concat(),
     );
-    let policy_arn = put["PolicyARN"].as_str().unwrap().to_string();
+    (id, put["PolicyARN"].as_str().unwrap().to_string())
+}
+
+/// Alarm `alarm` on the average of the custom metric Shop/`metric` over 10 s, above
+/// 50, with `policy_arn` in its actions of `actions` (`--alarm-actions`, `--ok-actions` …).
+fn shop_alarm(api: &Api, alarm: &str, metric: &str, actions: &str, policy_arn: &str) {
     let out = api.aws_in(
         "cloudwatch",
         &[
             "put-metric-alarm",
             "--alarm-name",
-            "worker-queue-deep",
+            alarm,
             "--namespace",
             "Shop",
             "--metric-name",
-            "QueueDepth",
+            metric,
             "--statistic",
             "Average",
             "--period",
@@ -679,8 +687,8 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
             "50",
             "--comparison-operator",
             "GreaterThanThreshold",
-            "--alarm-actions",
-            &policy_arn,
+            actions,
+            policy_arn,
         ],
     );
     assert!(
@@ -688,13 +696,16 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(api.service("default", "worker")["desiredCount"], 1);
+}
+
+/// Shop/`metric` at `value`, one datum a second over the last 20 s.
+fn put_shop_metric(api: &Api, metric: &str, value: u32) {
     let now = chrono::Utc::now();
     let data: Vec<Value> = (1..=20)
         .map(|s| {
-            serde_json::json!({"MetricName": "QueueDepth",
+            serde_json::json!({"MetricName": metric,
                 "Timestamp": (now - chrono::Duration::seconds(s)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "Value": 80, "StorageResolution": 1})
+                "Value": value, "StorageResolution": 1})
         })
         .collect();
     let out = api.aws_in(
@@ -712,15 +723,12 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    api.wait_for(30, "the service at 3 tasks", || {
-        let s = api.service("default", "worker");
-        (s["desiredCount"] == 3 && s["runningCount"] == 3).then_some(())
-    });
-    // The alarm stays in ALARM a while: the cooldown holds the policy back.
-    std::thread::sleep(std::time::Duration::from_secs(12));
-    assert_eq!(api.service("default", "worker")["desiredCount"], 3);
+}
+
+/// The one scaling activity of target `id`.
+fn only_activity(api: &Api, id: &str) -> Value {
     let acts = aas(
-        &api,
+        api,
         &[
             "describe-scaling-activities",
             "--service-namespace",
@@ -731,28 +739,60 @@ fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
     );
     let all = acts["ScalingActivities"].as_array().unwrap();
     assert_eq!(all.len(), 1, "{acts}");
-    assert_eq!(all[0]["Description"], "Setting desired count to 3.");
-    assert_eq!(
-        all[0]["Cause"],
-        "monitor alarm worker-queue-deep in state ALARM triggered policy queue-steps"
-    );
-    assert_eq!(all[0]["StatusCode"], "Successful");
+    all[0].clone()
+}
+
+/// Target `id` deregistered, then its service `svc` scaled to 0 and deleted.
+fn remove_scaled_service(api: &Api, id: &str, svc: &str) {
     aas(
-        &api,
+        api,
         &[
             &["deregister-scalable-target", "--resource-id", id][..],
             TARGET,
         ]
         .concat(),
     );
-    api.aws_json(&[
-        "update-service",
-        "--service",
+    api.aws_json(&["update-service", "--service", svc, "--desired-count", "0"]);
+    api.aws_json(&["delete-service", "--service", svc, "--force"]);
+}
+
+#[test]
+fn a_step_policy_scales_when_its_alarm_on_a_custom_metric_fires() {
+    let api = Api::start_env(
+        common::image::busybox_layer(common::image::Compression::Gzip, "serve"),
+        &[],
+        &[("MINIFARGATE_METRICS_PERIOD", "5")],
+    );
+    let (id, policy_arn) = service_with_step_policy(
+        &api,
         "worker",
-        "--desired-count",
-        "0",
-    ]);
-    api.aws_json(&["delete-service", "--service", "worker", "--force"]);
+        "queue-steps",
+        r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalLowerBound":0,"MetricIntervalUpperBound":20,"ScalingAdjustment":1},{"MetricIntervalLowerBound":20,"ScalingAdjustment":2}],"Cooldown":600,"MetricAggregationType":"Average"}"#,
+    );
+    shop_alarm(
+        &api,
+        "worker-queue-deep",
+        "QueueDepth",
+        "--alarm-actions",
+        &policy_arn,
+    );
+    assert_eq!(api.service("default", "worker")["desiredCount"], 1);
+    put_shop_metric(&api, "QueueDepth", 80);
+    api.wait_for(30, "the service at 3 tasks", || {
+        let s = api.service("default", "worker");
+        (s["desiredCount"] == 3 && s["runningCount"] == 3).then_some(())
+    });
+    // The alarm stays in ALARM a while: the cooldown holds the policy back.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(api.service("default", "worker")["desiredCount"], 3);
+    let act = only_activity(&api, &id);
+    assert_eq!(act["Description"], "Setting desired count to 3.");
+    assert_eq!(
+        act["Cause"],
+        "monitor alarm worker-queue-deep in state ALARM triggered policy queue-steps"
+    );
+    assert_eq!(act["StatusCode"], "Successful");
+    remove_scaled_service(&api, &id, "worker");
 }
 
 /// A step policy's ARN in an alarm's `OKActions` runs when the alarm enters OK, as
@@ -766,121 +806,25 @@ fn a_step_policy_in_ok_actions_scales_when_its_alarm_enters_ok() {
         &[],
         &[("MINIFARGATE_METRICS_PERIOD", "5")],
     );
-    service_def(&api, "calm", "trap 'exit 0' TERM; sleep 3600 & wait");
-    let id = "service/default/calm";
-    aas(
+    let (id, policy_arn) = service_with_step_policy(
         &api,
-        &[
-            &["register-scalable-target", "--resource-id", id][..],
-            TARGET,
-            &["--min-capacity", "1", "--max-capacity", "5"],
-        ]
-        .concat(),
+        "calm",
+        "when-ok",
+        r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalUpperBound":0,"ScalingAdjustment":2}],"Cooldown":600}"#,
     );
-    let put = aas(
-        &api,
-        &[
-            &["put-scaling-policy", "--policy-name", "when-ok", "--resource-id", id][..],
-            TARGET,
-            &[
-                "--policy-type",
-                "StepScaling",
-                "--step-scaling-policy-configuration",
-                r#"{"AdjustmentType":"ChangeInCapacity","StepAdjustments":[{"MetricIntervalUpperBound":0,"ScalingAdjustment":2}],"Cooldown":600}"#,
-            ],
-        ]
-        .concat(),
-    );
-    let policy_arn = put["PolicyARN"].as_str().unwrap().to_string();
-    let out = api.aws_in(
-        "cloudwatch",
-        &[
-            "put-metric-alarm",
-            "--alarm-name",
-            "calm-queue",
-            "--namespace",
-            "Shop",
-            "--metric-name",
-            "Backlog",
-            "--statistic",
-            "Average",
-            "--period",
-            "10",
-            "--evaluation-periods",
-            "1",
-            "--threshold",
-            "50",
-            "--comparison-operator",
-            "GreaterThanThreshold",
-            "--ok-actions",
-            &policy_arn,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shop_alarm(&api, "calm-queue", "Backlog", "--ok-actions", &policy_arn);
     assert_eq!(api.service("default", "calm")["desiredCount"], 1);
-    let now = chrono::Utc::now();
-    let data: Vec<Value> = (1..=20)
-        .map(|s| {
-            serde_json::json!({"MetricName": "Backlog",
-                "Timestamp": (now - chrono::Duration::seconds(s)).format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "Value": 10, "StorageResolution": 1})
-        })
-        .collect();
-    let out = api.aws_in(
-        "cloudwatch",
-        &[
-            "put-metric-data",
-            "--namespace",
-            "Shop",
-            "--metric-data",
-            &Value::Array(data).to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    put_shop_metric(&api, "Backlog", 10);
     api.wait_for(30, "the service at 3 desired tasks", || {
         (api.service("default", "calm")["desiredCount"] == 3).then_some(())
     });
-    let acts = aas(
-        &api,
-        &[
-            "describe-scaling-activities",
-            "--service-namespace",
-            "ecs",
-            "--resource-id",
-            id,
-        ],
-    );
-    let all = acts["ScalingActivities"].as_array().unwrap();
-    assert_eq!(all.len(), 1, "{acts}");
-    assert_eq!(all[0]["Description"], "Setting desired count to 3.");
+    let act = only_activity(&api, &id);
+    assert_eq!(act["Description"], "Setting desired count to 3.");
     assert_eq!(
-        all[0]["Cause"],
+        act["Cause"],
         "monitor alarm calm-queue in state OK triggered policy when-ok"
     );
-    aas(
-        &api,
-        &[
-            &["deregister-scalable-target", "--resource-id", id][..],
-            TARGET,
-        ]
-        .concat(),
-    );
-    api.aws_json(&[
-        "update-service",
-        "--service",
-        "calm",
-        "--desired-count",
-        "0",
-    ]);
-    api.aws_json(&["delete-service", "--service", "calm", "--force"]);
+    remove_scaled_service(&api, &id, "calm");
 }
 
 /// Policies whose alarms fire at the target's bounds (min = max = 1): nothing scales,

@@ -70,12 +70,14 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-#[test]
-fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
+/// etcd with TLS and users, and a serve with its port for boxes: etcd, the cluster's
+/// directory, the port and its URL, and serve's API; `None` on a plain etcd
+/// (MINIFARGATE_TEST_ETCD=plain), which has no CA to join with.
+fn control_plane() -> Option<(Etcd, std::path::PathBuf, u16, String, common::api::Api)> {
     let etcd = Etcd::start();
     let Some(pki) = etcd.pki().map(Path::to_path_buf) else {
         eprintln!("MINIFARGATE_TEST_ETCD=plain: no CA to join with, nothing to check");
-        return;
+        return None;
     };
     let port = common::util::free_port();
     let server = format!("https://127.0.0.1:{port}");
@@ -88,6 +90,14 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
             pki.to_str().unwrap(),
         ],
     );
+    Some((etcd, pki, port, server, api))
+}
+
+#[test]
+fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
+    let Some((etcd, pki, _, server, api)) = control_plane() else {
+        return;
+    };
 
     // A token of one use: printed once; the list shows it without its secret.
     let t = token(&etcd, &["--description", "edge one"]);
@@ -319,22 +329,9 @@ fn port_of(url: &str) -> u16 {
 
 #[test]
 fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_its_own_calls() {
-    let etcd = Etcd::start();
-    let Some(pki) = etcd.pki().map(Path::to_path_buf) else {
-        eprintln!("MINIFARGATE_TEST_ETCD=plain: no CA to join with, nothing to check");
+    let Some((etcd, pki, port, server, api)) = control_plane() else {
         return;
     };
-    let port = common::util::free_port();
-    let server = format!("https://127.0.0.1:{port}");
-    let api = serve_with(
-        &etcd,
-        &[
-            "--boxes-listen",
-            &format!("127.0.0.1:{port}"),
-            "--cluster-dir",
-            pki.to_str().unwrap(),
-        ],
-    );
 
     // The box is given serve's port and a token, no etcd endpoint.
     let t = token(&etcd, &[]);

@@ -15,6 +15,7 @@ mod cluster_exec;
 mod cluster_join;
 mod cluster_liveness;
 mod cluster_network;
+mod cluster_network_services;
 mod cluster_one_box;
 mod cluster_placement;
 mod cluster_registry;
