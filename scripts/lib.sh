@@ -46,6 +46,14 @@ install_deps() {
     fi
 }
 
+# The toolchain's clippy-driver (what `cargo clippy` puts in front of rustc): rustup's
+# own path to it when rustup is there (no proxy hop per rustc call), else the one on PATH.
+clippy_driver() {
+    d="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)"
+    [ -n "$d" ] || die "clippy-driver not found (rustup component add clippy)"
+    printf '%s\n' "$d"
+}
+
 # Register qemu-user-static's binfmt_misc handlers (runtimePlatform ARM64 on x86_64 and
 # the other way round, docs/images.md): binfmt_misc mounted, then Debian's own
 # registration of /usr/lib/binfmt.d/qemu-*.conf (flag F: the kernel opens the
