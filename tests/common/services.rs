@@ -14,13 +14,18 @@ pub fn venv_bin() -> PathBuf {
 
 /// A tool from the test venv, else from PATH. `aws` is the AWS CLI scripts/test started
 /// once for the suite when it names its socket in `MINIFARGATE_TEST_AWS_SOCKET`
-/// (tests/fixtures/aws_zygote.py: the same CLI, its imports done once), else the venv's.
+/// (tests/fixtures/aws_zygote.py: the same CLI, its imports done once), reached through
+/// the client `MINIFARGATE_TEST_AWS_CLIENT` names (scripts/test's build of
+/// tests/fixtures/aws_client.c) or else tests/fixtures/aws_client.py; else the venv's.
 pub fn tool(name: &str) -> PathBuf {
     if name == "aws"
         && let Some(socket) = std::env::var_os("MINIFARGATE_TEST_AWS_SOCKET")
         && Path::new(&socket).exists()
     {
-        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws_client.py");
+        return match std::env::var_os("MINIFARGATE_TEST_AWS_CLIENT") {
+            Some(c) if Path::new(&c).exists() => PathBuf::from(c),
+            _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws_client.py"),
+        };
     }
     let v = venv_bin().join(name);
     if v.exists() { v } else { PathBuf::from(name) }
