@@ -167,6 +167,12 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
     let sign_in = security.keys.is_some();
     let no_aws_profile = a.no_aws_profile;
     let listening = move |addr: SocketAddr| {
+        // The AWS CLI profile first: the address line on stdout says serve is ready, and
+        // a script (or a test) that runs `aws --profile minifargate` as soon as it reads
+        // that line finds the profile written.
+        if let Some(k) = &generated {
+            aws_profile(k, &client_endpoint(scheme, addr), no_aws_profile);
+        }
         println!("minifargate: ECS API listening on {scheme}://{addr}");
         eprintln!(
             "minifargate: web console at {scheme}://{addr}/{}{}",
@@ -177,9 +183,6 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
                 ""
             }
         );
-        if let Some(k) = &generated {
-            aws_profile(k, &client_endpoint(scheme, addr), no_aws_profile);
-        }
         let ctx = crate::taskdef::AwsContext::from_env();
         let at = client_endpoint(scheme, addr);
         let at = at.split_once("://").map_or(at.as_str(), |(_, a)| a);
