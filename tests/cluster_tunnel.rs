@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use common::api::Api;
+use crate::cluster_exec::console;
 use common::cli::Mf;
 use common::etcd::Etcd;
 use common::image::{Compression, busybox_layer};
@@ -106,22 +106,6 @@ fn connects_from(b: &NetBox, addr: &str) -> bool {
         .success()
 }
 
-fn console(api: &Api, path: &str) -> (u16, Value) {
-    let (user, secret) = api.credentials();
-    let out = Command::new("curl")
-        .args(["-s", "--noproxy", "*", "-w", "\n%{http_code}", "--user"])
-        .arg(format!("{user}:{secret}"))
-        .arg(format!("{}{path}", api.endpoint))
-        .output()
-        .unwrap();
-    let s = text(&out.stdout);
-    let (body, code) = s.rsplit_once('\n').unwrap();
-    (
-        code.parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
-}
-
 #[test]
 fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
     let etcd = Etcd::start();
@@ -143,7 +127,7 @@ fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
         pki.display().to_string(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let api = Api::start_env(
+    let api = common::api::Api::start_env(
         busybox_layer(Compression::Gzip, "tunnel"),
         &args,
         &[("MINIFARGATE_METRICS_PERIOD", "5")],
@@ -160,10 +144,12 @@ fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
         "table inet mftunneltest {{
   chain input {{ type filter hook input priority -10; policy accept;
     iifname \"eth0\" ct state established,related ip saddr {gw} tcp sport {{ {port}, {reg} }} accept
-    iifname \"eth0\" drop }}
+    iifname \"eth0\" drop
+  }}
   chain output {{ type filter hook output priority -10; policy accept;
     oifname \"eth0\" ip daddr {gw} tcp dport {{ {port}, {reg} }} accept
-    oifname \"eth0\" drop }}
+    oifname \"eth0\" drop
+  }}
 }}\n",
         gw = lan.gateway,
         reg = registry.port()
