@@ -402,20 +402,20 @@ fn switching() -> axum::response::Response {
 type Peer = Option<axum::Extension<crate::certs::PeerCertificate>>;
 
 /// The request's upgrade to [`PROTOCOL`], or why it cannot be taken.
-fn upgrading(req: axum::extract::Request) -> Result<OnUpgrade, axum::response::Response> {
+fn upgrading(req: axum::extract::Request) -> Result<OnUpgrade, (u16, String)> {
     let (mut parts, _) = req.into_parts();
     let asked = parts
         .headers
         .get(axum::http::header::UPGRADE)
         .and_then(|v| v.to_str().ok());
     if asked != Some(PROTOCOL) {
-        return Err(refused(
+        return Err((
             400,
             format!("a tunnel's request is a GET with `Upgrade: {PROTOCOL}`"),
         ));
     }
     parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
-        refused(
+        (
             400,
             "this connection cannot be upgraded (HTTP/1.1 only)".into(),
         )
@@ -423,9 +423,9 @@ fn upgrading(req: axum::extract::Request) -> Result<OnUpgrade, axum::response::R
 }
 
 /// The box a request's client certificate is (not removed), or the refusal.
-async fn the_box(etcd: &Etcd, peer: Peer) -> Result<String, axum::response::Response> {
+async fn the_box(etcd: &Etcd, peer: Peer) -> Result<String, (u16, String)> {
     let Some(axum::Extension(p)) = peer else {
-        return Err(refused(
+        return Err((
             401,
             "a box's client certificate is required (a box gets one by joining with a token)"
                 .into(),
@@ -433,7 +433,7 @@ async fn the_box(etcd: &Etcd, peer: Peer) -> Result<String, axum::response::Resp
     };
     super::join::whoami(etcd, &p.0)
         .await
-        .map_err(|r| refused(r.status, r.message))
+        .map_err(|r| (r.status, r.message))
 }
 
 /// The instance a box opens its tunnel for (`?cluster=C&instance=I`).
@@ -478,7 +478,7 @@ async fn open(
 ) -> axum::response::Response {
     let name = match the_box(hub.etcd, peer).await {
         Ok(n) => n,
-        Err(r) => return r,
+        Err((status, why)) => return refused(status, why),
     };
     let bound = keys::box_bound(&name, &which.cluster, &which.instance);
     match hub.etcd.get(&bound).await {
@@ -497,7 +497,7 @@ async fn open(
     }
     let on_upgrade = match upgrading(req) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err((status, why)) => return refused(status, why),
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -518,7 +518,7 @@ async fn back(
 ) -> axum::response::Response {
     let name = match the_box(hub.etcd, peer).await {
         Ok(n) => n,
-        Err(r) => return r,
+        Err((status, why)) => return refused(status, why),
     };
     let waiting = {
         let mut w = hub.waiting.lock().expect("waiting");
@@ -538,7 +538,7 @@ async fn back(
     };
     let on_upgrade = match upgrading(req) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err((status, why)) => return refused(status, why),
     };
     let _ = waiting.reply.send(on_upgrade);
     switching()
@@ -591,7 +591,7 @@ async fn relay(
     }
     let on_upgrade = match upgrading(req) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err((status, why)) => return refused(status, why),
     };
     let to_box = match hub.dial(&cluster, &instance).await {
         Ok(b) => b,
