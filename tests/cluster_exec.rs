@@ -652,7 +652,7 @@ fn signed_execs_only_once(
 }
 
 /// A console view through serve (HTTP Basic with serve's key, as the page signs in).
-fn console(api: &Api, path: &str) -> (u16, Value) {
+pub(crate) fn console(api: &Api, path: &str) -> (u16, Value) {
     let (user, secret) = api.credentials();
     let mut c = Command::new("curl");
     common::util::no_proxy(&mut c);

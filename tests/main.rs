@@ -20,6 +20,7 @@ mod cluster_one_box;
 mod cluster_placement;
 mod cluster_registry;
 mod cluster_scaling;
+mod cluster_tunnel;
 mod console;
 mod container_insights;
 mod ecr;

@@ -287,12 +287,25 @@ async fn boxes_port(
     let (cert, key) = crate::cluster::pki::control_plane_identity(&layout, &names)?;
     let clients = crate::cluster::join::client_verifier(&layout)?;
     let acceptor = super::server::tls_acceptor_pem(&cert, &key, Some(clients))?;
-    let app =
-        crate::cluster::join::router(etcd, layout)?.merge(crate::cluster::gateway::router(etcd));
     let l = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen for boxes on {listen}"))?;
     let at = l.local_addr()?;
+    // Where callers (the other serves, the operator's CLI) ask this serve to relay to a
+    // box whose tunnel it holds: the first --boxes-name for a wildcard listener, else
+    // the listen address (its certificate names both).
+    let host = match (at.ip().is_unspecified(), names.first()) {
+        (true, Some(n)) => n.clone(),
+        (true, None) => "127.0.0.1".into(),
+        (false, _) => at.ip().to_string(),
+    };
+    let url = match host.contains(':') {
+        true => format!("https://[{host}]:{}", at.port()),
+        false => format!("https://{host}:{}", at.port()),
+    };
+    let app = crate::cluster::join::router(etcd, layout)?
+        .merge(crate::cluster::gateway::router(etcd))
+        .merge(crate::cluster::tunnel::router(etcd, url));
     tokio::spawn(super::server::run(
         l,
         Some(acceptor),

@@ -390,6 +390,13 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         advertise: a.advertise_address,
         ecs_config: applied,
         front: crate::api::agent_front(),
+        // Through serve's port only (no --cluster): reached through the tunnel it dials.
+        tunnel: match (&a.cluster, &a.server) {
+            (None, Some(servers)) => {
+                Some(servers.split(',').map(|s| s.trim().to_string()).collect())
+            }
+            _ => None,
+        },
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,10 @@ pub struct Options {
     pub ecs_config: super::ecs_config::Applied,
     /// The HTTP front-end the agent's endpoint runs behind (serve's, from the CLI).
     pub front: super::endpoint::Front,
+    /// A joined box's serves' ports for boxes (`--server` without `--cluster`): the box
+    /// registers no endpoint of its own and is reached through the tunnel it dials there
+    /// ([`super::tunnel`]).
+    pub tunnel: Option<Vec<String>>,
 }
 
 /// Why a session with etcd ended.
@@ -220,7 +224,12 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = format!("{scheme}://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    // A joined box is reached through its tunnel, not at an address: it registers none.
+    let endpoint = match &o.tunnel {
+        Some(_) => super::tunnel::REGISTERED.to_string(),
+        None => format!("{scheme}://{local}"),
+    };
     let token = tls
         .is_none()
         .then(|| std::sync::Arc::new(std::sync::RwLock::new(Vec::new())));
@@ -257,7 +266,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let stopped = loop {
         let mut connected = false;
         let ended = tokio::select! {
-            r = session(&etcd, &o, &me, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, token.as_deref())) => r,
+            r = session(&etcd, &o, &me, &lease, &mut attributes_put, &mut connected, &arn, &file, &mut work, (&endpoint, token.as_deref(), local)) => r,
             _ = term.recv() => break None,
             _ = int.recv() => break None,
         };
@@ -349,7 +358,11 @@ async fn session(
     arn: &str,
     file: &Path,
     work: &mut super::work::Work,
-    endpoint: (&str, Option<&std::sync::RwLock<Vec<u8>>>),
+    endpoint: (
+        &str,
+        Option<&std::sync::RwLock<Vec<u8>>>,
+        std::net::SocketAddr,
+    ),
 ) -> End {
     // The token, for an endpoint without TLS only.
     if let Some(token) = endpoint.1 {
@@ -409,6 +422,18 @@ async fn session(
     if let Err(e) = work.before_connect(etcd).await {
         return e.into();
     }
+    // A joined box's tunnel, dialed once its instance is bound to it (serve checks that),
+    // and again whenever it drops, until the agent stops.
+    static TUNNEL: std::sync::Once = std::sync::Once::new();
+    if let Some(servers) = &o.tunnel {
+        TUNNEL.call_once(|| match dialer(o, servers, id, endpoint.2) {
+            Ok(d) => {
+                tokio::spawn(d.run());
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"),
+                "no tunnel to the control plane: serve cannot reach this box's endpoint"),
+        });
+    }
     match register(
         etcd,
         o,
@@ -437,6 +462,29 @@ async fn session(
         }
         Err(e) => e,
     }
+}
+
+/// The tunnel of a joined box whose endpoint listens at `local`, to `servers`, with the
+/// box's certificate.
+fn dialer(
+    o: &Options,
+    servers: &[String],
+    id: &str,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<Arc<super::tunnel::Dialer>> {
+    let tls = super::agents_client::agents_tls(&Etcd::new(&o.endpoints, &o.tls)?)?
+        .context("a joined box's tunnel needs its bundle (the cluster's CA, its certificate)")?;
+    let local = match local.ip().is_unspecified() {
+        true => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port()),
+        false => local,
+    };
+    Ok(Arc::new(super::tunnel::Dialer {
+        servers: servers.to_vec(),
+        tls,
+        cluster: o.cluster.clone(),
+        instance: id.to_string(),
+        local,
+    }))
 }
 
 /// Claims instance `id` for box `name` (its etcd user's) and waits until serve's leader

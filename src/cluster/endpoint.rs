@@ -474,7 +474,8 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// The endpoints of every connected agent of every cluster.
+/// The endpoints of every connected agent of every cluster (a joined box's: its tunnel,
+/// [`super::tunnel::resolve`]).
 pub async fn agent_endpoints(etcd: &Etcd) -> Result<Vec<String>, EtcdError> {
     let clusters = keys::cluster_names(
         &etcd.keys_with_prefix(&keys::clusters()).await?,
@@ -483,7 +484,8 @@ pub async fn agent_endpoints(etcd: &Etcd) -> Result<Vec<String>, EtcdError> {
     let mut endpoints = Vec::new();
     for c in &clusters {
         for i in super::instances::load(etcd, c).await? {
-            if let (true, Some(e)) = (i.connected, i.reg.endpoint.clone()) {
+            let endpoint = super::tunnel::resolve(i.reg.endpoint.clone(), c, &i.reg.id);
+            if let (true, Some(e)) = (i.connected, endpoint) {
                 endpoints.push(e);
             }
         }
@@ -495,26 +497,31 @@ pub async fn agent_endpoints(etcd: &Etcd) -> Result<Vec<String>, EtcdError> {
 /// `logs/<op>`, [`METRICS_CALL`]), side by side, each within `total`: each endpoint
 /// with its answer, or why it could not be reached.
 pub async fn ask_agents(
-    etcd: &Etcd,
+    etcd: &'static Etcd,
     call: &str,
     asks: Vec<(String, Vec<u8>)>,
     total: Duration,
 ) -> Result<Vec<(String, Result<Answer, String>)>, EtcdError> {
-    // An https:// endpoint knows its caller by its certificate; a plain one by the
-    // token's signature.
-    let token = match asks.iter().any(|(e, _)| !e.starts_with("https://")) {
+    // An http:// endpoint knows its caller by the token's signature; the others (https://,
+    // a tunnel, TLS inside) by its certificate.
+    let signed = |e: &str| e.starts_with("http://");
+    let token = match asks.iter().any(|(e, _)| signed(e)) {
         true => token(etcd).await?,
         false => Vec::new(),
     };
-    let http = super::agents_client::agents_http(etcd, Some(total))?;
     let mut running = tokio::task::JoinSet::new();
     for (endpoint, body) in asks {
-        let http = http.clone();
-        let sig = (!endpoint.starts_with("https://"))
-            .then(|| sign(&token, crate::ecs::now_ms(), call, &body));
+        let sig = signed(&endpoint).then(|| sign(&token, crate::ecs::now_ms(), call, &body));
         let call = call.to_string();
         running.spawn(async move {
-            let answer = ask(&http, &endpoint, &call, sig, body).await;
+            let answer =
+                match tokio::time::timeout(total, ask(etcd, &endpoint, &call, sig, body)).await {
+                    Ok(a) => a,
+                    Err(_) => Err(format!(
+                        "agent {endpoint}: no answer within {} s",
+                        total.as_secs()
+                    )),
+                };
             (endpoint, answer)
         });
     }
@@ -530,25 +537,26 @@ pub async fn ask_agents(
 
 /// One call to the agent at `endpoint` (signed when `sig` is given).
 async fn ask(
-    http: &reqwest::Client,
+    etcd: &Etcd,
     endpoint: &str,
     call: &str,
     sig: Option<String>,
     body: Vec<u8>,
 ) -> Result<Answer, String> {
     let failed =
-        |e: reqwest::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
-    let mut r = http.post(format!("{endpoint}/v1/{call}"));
-    if let Some(sig) = sig {
-        r = r.header(SIGNATURE, sig);
-    }
-    let r = r
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
+        |e: std::io::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
+    let io = super::agents_client::connect(etcd, endpoint)
         .await
         .map_err(failed)?;
-    let status = r.status().as_u16();
-    let body = r.json::<Value>().await.map_err(failed)?;
+    let headers: Vec<(&str, String)> = sig.map(|s| (SIGNATURE, s)).into_iter().collect();
+    let (status, body) = super::agents_client::call(
+        io,
+        axum::http::Method::POST,
+        &format!("/v1/{call}"),
+        &headers,
+        body,
+    )
+    .await
+    .map_err(failed)?;
     Ok(Answer { status, body })
 }

@@ -10,6 +10,7 @@
 //! signed request seen before is refused. Over TLS no one but its sender sees a request
 //! to send it again.
 
+use super::agents_client::{Stream, Upgrade};
 use super::etcd::Etcd;
 use super::remote::{Located, RemoteError, locate};
 use super::signing::{SIGNATURE, sign, token};
@@ -308,151 +309,11 @@ pub struct Opened {
     pub at: Located,
 }
 
-/// The connection to an agent: TCP, or TLS over it for an `https://` endpoint.
-type Stream = Box<dyn Io>;
-
-/// What a connection to an agent is.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// The error type the agent answers an exec that failed in the runtime with.
 pub const EXEC_FAILED: &str = "ExecFailedException";
 
 /// How long the agent may take to answer an exec's request (its start included).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What an agent answered an upgrade request with.
-enum Answer {
-    /// 101: the stream, and what was read past the head.
-    Upgraded(Stream, Vec<u8>),
-    /// Anything else: the status and the JSON body.
-    Refused(u16, serde_json::Value),
-}
-
-/// `GET /v1/exec` with `Upgrade:` over a connection to `endpoint` (`https://HOST:PORT` as
-/// agents with the box's certificate register it, checked by `tls`, the cluster's CA;
-/// `http://HOST:PORT` without). HTTP/1.1 by hand: one request, its answer's head, then
-/// the raw stream — the stream is then TLS's, with its integrity and secrecy.
-async fn upgrade(
-    endpoint: &str,
-    tls: Option<&tokio_rustls::TlsConnector>,
-    headers: &[(&str, &str)],
-) -> std::io::Result<Answer> {
-    use std::io::{Error, ErrorKind};
-    let (addr, secure) = match (
-        endpoint.strip_prefix("https://"),
-        endpoint.strip_prefix("http://"),
-    ) {
-        (Some(a), _) => (a, true),
-        (None, Some(a)) => (a, false),
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("{endpoint}: an agent's endpoint is https://HOST:PORT or http://HOST:PORT"),
-            ));
-        }
-    };
-    let tcp = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| Error::new(ErrorKind::TimedOut, "no connection within 2 s"))??;
-    tcp.set_nodelay(true)?;
-    let mut tcp: Stream = if secure {
-        let connector = tls.ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{endpoint} serves TLS: give the cluster's CA (--etcd-certs DIR or \
-                     --etcd-cacert) to check it"
-                ),
-            )
-        })?;
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        let name = rustls_pki_types::ServerName::try_from(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        )
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{endpoint}: {e}")))?;
-        let handshake = connector.connect(name, tcp);
-        Box::new(
-            tokio::time::timeout(Duration::from_secs(5), handshake)
-                .await
-                .map_err(|_| Error::new(ErrorKind::TimedOut, "no TLS handshake within 5 s"))??,
-        )
-    } else {
-        Box::new(tcp)
-    };
-    let mut head = format!(
-        "GET /v1/exec HTTP/1.1\r\nHost: {addr}\r\nConnection: upgrade\r\nUpgrade: {PROTOCOL}\r\n"
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    tcp.write_all(head.as_bytes()).await?;
-    let answer = async {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let end = loop {
-            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if got.len() > 64 * 1024 {
-                return Err(Error::new(
-                    ErrorKind::InvalidData,
-                    "an answer head over 64 KiB",
-                ));
-            }
-            let n = tcp.read(&mut buf).await?;
-            if n == 0 {
-                return Err(Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "closed before an answer",
-                ));
-            }
-            got.extend_from_slice(&buf[..n]);
-        };
-        let text = String::from_utf8_lossy(&got[..end]).to_string();
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP answer"))?;
-        let rest = got[end..].to_vec();
-        if status == 101 {
-            return Ok(Answer::Upgraded(tcp, rest));
-        }
-        let length = text.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())
-                .flatten()
-        });
-        let mut body = rest;
-        match length {
-            Some(n) if n <= 1 << 20 => {
-                while body.len() < n {
-                    let got = tcp.read(&mut buf).await?;
-                    if got == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&buf[..got]);
-                }
-            }
-            _ => {
-                tcp.read_to_end(&mut body).await?;
-            }
-        }
-        Ok(Answer::Refused(
-            status,
-            serde_json::from_slice(&body).unwrap_or_default(),
-        ))
-    };
-    tokio::time::timeout(ANSWER_TIMEOUT, answer)
-        .await
-        .map_err(|_| Error::new(ErrorKind::TimedOut, "no answer within 30 s"))?
-}
 
 /// Finds `req`'s task and asks its agent to start the command.
 pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError> {
@@ -476,17 +337,28 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
     let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
     let mut headers = vec![(REQUEST, encoded)];
     // Over TLS the agent knows the caller by its certificate; without, by the signature.
-    if !endpoint.starts_with("https://") {
+    if endpoint.starts_with("http://") {
         let token = token(etcd).await.map_err(RemoteError::from)?;
         headers.push((SIGNATURE, sign(&token, crate::ecs::now_ms(), CALL, &body)));
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let tls = super::agents_client::agents_tls(etcd).map_err(RemoteError::from)?;
-    let answer = upgrade(&endpoint, tls.as_ref(), &headers)
+    // The one way to the box's endpoint (direct, or through its tunnel); then the exec's
+    // HTTP/1.1 upgrade by hand: one request, its answer's head, then the raw stream.
+    let answer = async {
+        let io = super::agents_client::connect(etcd, &endpoint).await?;
+        super::agents_client::upgrade(
+            io,
+            "127.0.0.1",
+            "/v1/exec",
+            PROTOCOL,
+            &headers,
+            ANSWER_TIMEOUT,
+        )
         .await
-        .map_err(|e| at.unreachable(e))?;
+    };
+    let answer = answer.await.map_err(|e| at.unreachable(e))?;
     match answer {
-        Answer::Upgraded(stream, rest) => {
+        Upgrade::Upgraded(stream, rest) => {
             let (rd, wr) = tokio::io::split(stream);
             Ok(Opened {
                 rd: AsyncReadExt::chain(std::io::Cursor::new(rest), rd),
@@ -494,14 +366,14 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
                 at,
             })
         }
-        Answer::Refused(_, body) if body["__type"] == EXEC_FAILED => {
+        Upgrade::Refused(_, body) if body["__type"] == EXEC_FAILED => {
             Err(RemoteExecError::ExecFailed {
                 instance: at.instance.clone(),
                 host: at.hostname.clone(),
                 message: body["message"].as_str().unwrap_or_default().into(),
             })
         }
-        Answer::Refused(status, body) => Err(at.answered(status, &body).into()),
+        Upgrade::Refused(status, body) => Err(at.answered(status, &body).into()),
     }
 }
 

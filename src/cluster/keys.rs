@@ -344,6 +344,13 @@ pub fn instance_keys(c: &str, id: &str) -> Vec<(String, bool, Grant)> {
     ]
 }
 
+/// The key saying which serve holds the tunnel of instance `id` of cluster `c` (a box that
+/// joined dials it out: `crate::cluster::tunnel`), attached to that serve's lease. Only the
+/// control plane's roles read it.
+pub fn tunnel(c: &str, id: &str) -> String {
+    format!("{ROOT}/tunnels/{c}/{id}")
+}
+
 /// The prefix of the join tokens (`cluster token create`: `crate::cluster::join`).
 pub fn join_tokens() -> String {
     format!("{ROOT}/join/tokens/")

@@ -73,7 +73,7 @@ pub fn across_boxes(
 }
 
 async fn answer(
-    etcd: &super::etcd::Etcd,
+    etcd: &'static super::etcd::Etcd,
     op: &str,
     body: &[u8],
     local: impl Fn(&[u8]) -> LogsResult<Value>,

@@ -30,7 +30,7 @@ impl Gatherer {
     /// `insights` names); the datums of those that answered in time.
     pub async fn gather(
         &mut self,
-        etcd: &Etcd,
+        etcd: &'static Etcd,
         at: Millis,
         high_resolution: bool,
         insights: &[String],

@@ -17,6 +17,7 @@
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
+//! - [`tunnel`]: a joined box's tunnel, through which serve and the CLI reach its endpoint.
 //! - [`registries`]: the serves' registries advertised to every box's pulls.
 
 pub mod agent;
@@ -45,6 +46,7 @@ pub mod signing;
 pub mod subnets;
 pub mod task_api;
 pub mod tasks;
+pub mod tunnel;
 pub mod users;
 pub mod work;
 

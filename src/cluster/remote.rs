@@ -20,7 +20,8 @@ pub struct Located {
     /// Its container instance id.
     pub instance: String,
     pub hostname: String,
-    /// The agent's endpoint (`http://ADDR:PORT`), if it registered one.
+    /// The agent's endpoint (`https://ADDR:PORT`, `http://ADDR:PORT`, or a joined box's
+    /// tunnel: [`super::tunnel::resolve`]), if it registered one.
     pub endpoint: Option<String>,
     /// The instance's agent holds its liveness lease.
     pub connected: bool,
@@ -146,7 +147,7 @@ pub async fn locate(
                 .as_ref()
                 .map(|r| r.hostname.clone())
                 .unwrap_or_else(|| "unregistered".into()),
-            endpoint: reg.and_then(|r| r.endpoint),
+            endpoint: super::tunnel::resolve(reg.and_then(|r| r.endpoint), c, &r.instance),
             instance: r.instance,
             connected,
             last_status: r.task["lastStatus"].as_str().unwrap_or_default().into(),
@@ -234,24 +235,33 @@ pub async fn console_view(
     let at = locate(etcd, None, id).await?;
     let endpoint = at.reachable()?.to_string();
     let call = view_call(view, &at.task);
-    let mut url =
-        reqwest::Url::parse(&format!("{endpoint}/v1/{call}")).map_err(|e| at.unreachable(e))?;
+    // The query as it goes on the wire (a URL's encoding of it), signed as the agent sees it.
+    let mut url = reqwest::Url::parse(&format!("http://127.0.0.1/v1/{call}"))
+        .map_err(|e| at.unreachable(e))?;
     url.set_query((!query.is_empty()).then_some(query));
-    // Signed over the query as it goes on the wire (the URL may re-encode it), which is
-    // what the agent sees.
     let sent = url.query().unwrap_or_default().to_string();
-    let mut r = super::agents_client::agents_http(etcd, Some(Duration::from_secs(10)))?.get(url);
-    // Over TLS the agent knows serve by its certificate; without, by the signature.
-    if !endpoint.starts_with("https://") {
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    // Over TLS (direct or through a tunnel) the agent knows serve by its certificate;
+    // without, by the signature.
+    let mut headers = Vec::new();
+    if endpoint.starts_with("http://") {
         let token = token(etcd).await?;
-        r = r.header(
+        headers.push((
             SIGNATURE,
             sign(&token, crate::ecs::now_ms(), &call, sent.as_bytes()),
-        );
+        ));
     }
-    let r = r.send().await.map_err(|e| at.unreachable(e))?;
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.map_err(|e| at.unreachable(e))?;
+    let asked = async {
+        let io = super::agents_client::connect(etcd, &endpoint).await?;
+        super::agents_client::call(io, axum::http::Method::GET, &path, &headers, Vec::new()).await
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), asked)
+        .await
+        .map_err(|_| at.unreachable("no answer within 10 s"))?
+        .map_err(|e| at.unreachable(e))?;
     if status == 403 {
         return Err(at.answered(status, &body));
     }
