@@ -10,6 +10,7 @@
 //! Kept in `<root>/autoscaling/state.json` (written whole, temp + rename, at each change),
 //! as the CloudWatch alarms are; docs/scaling.md says what is honoured.
 
+pub mod decision;
 pub mod ops;
 pub mod scaling;
 pub mod schedule;
@@ -287,6 +288,10 @@ pub struct ScheduledAction {
 pub struct LastScaled {
     #[serde(default)]
     pub out: Option<Millis>,
+    /// The desired count before the scale-out that started the scale-out cooldown: what
+    /// a larger scale-out within the cooldown counts from (`decision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_from: Option<i64>,
     #[serde(default)]
     pub r#in: Option<Millis>,
 }
@@ -383,8 +388,12 @@ impl AutoScaling {
 /// A duration AWS gives for its one-minute period (cooldowns: ECS's 300 s), scaled to the
 /// box's metric period (`MINIFARGATE_METRICS_PERIOD`): 300 s at 60 s, 25 s at 5 s.
 pub fn scaled_secs(aws_secs: i64) -> i64 {
-    let period = crate::config::get().metrics_period.as_secs().max(1) as i64;
-    aws_secs * period / 60
+    scaled_to(aws_secs, alarm_period())
+}
+
+/// `aws_secs` (for AWS's one-minute period) at a metric period of `period_secs`.
+pub fn scaled_to(aws_secs: i64, period_secs: i64) -> i64 {
+    aws_secs * period_secs.max(1) / 60
 }
 
 /// The box's metric period in seconds: the period of the alarms a target tracking policy

@@ -4,131 +4,17 @@
 //! once a period while it stays there. Ref: CloudWatch User Guide, "Alarm actions": "Most
 //! actions can be set for the transition into each of the 3 states. Except for Auto
 //! Scaling actions, the actions happen only on state transitions, and are not performed
-//! again if the condition persists". The new
-//! capacity ([`target_tracking_capacity`], [`step_capacity`]) is a pure function of the
-//! policy, the alarm's datapoints and the current desiredCount; it is clamped to the
-//! target's min and max, held back by the cooldowns and `SuspendedState`, and applied
-//! through UpdateService's own path (the service scheduler then starts or stops tasks).
-//!
-//! Ref: Application Auto Scaling User Guide, "Target tracking scaling policies" (scale
-//! out proportionally, scale in conservatively; cooldowns, ECS's default 300 s), "Step
-//! scaling policies" (step bounds relative to the alarm threshold; adjustment types);
-//! "Scaling activities" (the Description, Cause and StatusMessage texts).
+//! again if the condition persists". What a run does is decided by
+//! [`decision::decide`] (capacity, bounds, cooldowns, `SuspendedState`, `DisableScaleIn`)
+//! and applied here through UpdateService's own path (the service scheduler then starts or
+//! stops tasks); "Scaling activities" gives the Description, Cause and StatusMessage texts.
 
+use super::decision::{self, Clock, Decision};
 use super::{Activity, AutoScaling, Millis, Policy, ScalableTarget, ScheduledAction, secs};
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::alarms::Alarm;
 use crate::ecs::Ecs;
 use serde_json::json;
-
-/// Which way a policy run moves the capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Out,
-    In,
-}
-
-/// Target tracking: the capacity that brings `metric` back to `target` with `current`
-/// tasks (the metric taken to scale inversely with capacity), rounded up; `high` says
-/// which alarm fired (a scale-out never lowers, a scale-in never raises).
-pub fn target_tracking_capacity(current: i64, metric: f64, target: f64, high: bool) -> i64 {
-    let want = ((current.max(1) as f64) * metric / target).ceil() as i64;
-    if high {
-        want.max(current)
-    } else {
-        want.min(current)
-    }
-}
-
-/// Why a policy that computed capacity `want` leaves `current` as it is: the bound
-/// that held it (the guide's codes), or the algorithm's own answer.
-pub fn not_scaled_reason(
-    target: &ScalableTarget,
-    current: i64,
-    want: i64,
-) -> super::NotScaledReason {
-    let reason = |code: &str| super::NotScaledReason {
-        code: code.into(),
-        max_capacity: None,
-        min_capacity: None,
-        current_capacity: None,
-    };
-    if want > current {
-        super::NotScaledReason {
-            max_capacity: Some(target.max_capacity),
-            ..reason("AlreadyAtMaxCapacity")
-        }
-    } else if want < current {
-        super::NotScaledReason {
-            min_capacity: Some(target.min_capacity),
-            ..reason("AlreadyAtMinCapacity")
-        }
-    } else {
-        super::NotScaledReason {
-            current_capacity: Some(current),
-            ..reason("AlreadyAtDesiredCapacity")
-        }
-    }
-}
-
-/// Step scaling: the step whose bounds (relative to `threshold`) hold `value`, applied to
-/// `current` as `AdjustmentType` says; None when no step holds it.
-pub fn step_capacity(
-    cfg: &super::StepScaling,
-    current: i64,
-    value: f64,
-    threshold: f64,
-) -> Option<i64> {
-    let d = value - threshold;
-    // Ref: above the threshold the lower bound is inclusive and the upper exclusive;
-    // below it, the other way round.
-    let step = cfg.step_adjustments.iter().find(|s| {
-        let lo = s.metric_interval_lower_bound.unwrap_or(f64::NEG_INFINITY);
-        let hi = s.metric_interval_upper_bound.unwrap_or(f64::INFINITY);
-        if d >= 0.0 {
-            lo <= d && d < hi
-        } else {
-            lo < d && d <= hi
-        }
-    })?;
-    let adj = step.scaling_adjustment;
-    Some(match cfg.adjustment_type.as_deref() {
-        Some("ExactCapacity") => adj,
-        Some("PercentChangeInCapacity") => {
-            // Ref: a change between 0 and 1 is 1, between -1 and 0 is -1, else rounded
-            // toward zero; MinAdjustmentMagnitude is its least size.
-            let raw = current as f64 * adj as f64 / 100.0;
-            let mut change = if raw > 0.0 && raw < 1.0 {
-                1
-            } else if raw < 0.0 && raw > -1.0 {
-                -1
-            } else {
-                raw.trunc() as i64
-            };
-            if let Some(m) = cfg.min_adjustment_magnitude
-                && change != 0
-                && change.abs() < m
-            {
-                change = m * change.signum();
-            }
-            current + change
-        }
-        _ => current + adj,
-    })
-}
-
-/// The alarm's datapoints, newest first, from its `StateReasonData`.
-fn datapoints(a: &Alarm) -> Vec<f64> {
-    a.state_reason_data
-        .as_deref()
-        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .and_then(|v| {
-            v["recentDatapoints"]
-                .as_array()
-                .map(|p| p.iter().filter_map(|x| x.as_f64()).collect())
-        })
-        .unwrap_or_default()
-}
 
 impl AutoScaling {
     /// Runs the policies the alarms name among the actions of their state (after an
@@ -184,92 +70,54 @@ impl AutoScaling {
         let Some(current) = super::ops::desired_count(ecs, cluster, service) else {
             return;
         };
-        let points = datapoints(a);
-        let Some(latest) = points.first().copied() else {
-            // INSUFFICIENT_DATA without data: no value to scale on (said in the log;
-            // docs/scaling.md).
-            tracing::info!(policy = %p.policy_name, alarm = %a.alarm_name, state = %a.state_value,
-                "Application Auto Scaling: the alarm has no datapoint; the policy is not run");
-            return;
-        };
         let last = self
             .lock()
             .last_scaled
             .get(&p.resource_id)
             .copied()
             .unwrap_or_default();
-        let (want, out_cooldown, in_cooldown) =
-            if let Some(tt) = &p.target_tracking_scaling_policy_configuration {
-                let high = a.alarm_name.contains("-AlarmHigh-");
-                if !high && tt.disable_scale_in == Some(true) {
-                    return;
-                }
-                (
-                    target_tracking_capacity(current, latest, tt.target_value, high),
-                    super::scaled_secs(tt.scale_out_cooldown.unwrap_or(300)),
-                    super::scaled_secs(tt.scale_in_cooldown.unwrap_or(300)),
-                )
-            } else if let Some(step) = &p.step_scaling_policy_configuration {
-                let value = match step.metric_aggregation_type.as_deref() {
-                    Some("Minimum") => points.iter().copied().fold(f64::INFINITY, f64::min),
-                    Some("Maximum") => points.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    _ => points.iter().sum::<f64>() / points.len() as f64,
-                };
-                let Some(want) = step_capacity(step, current, value, a.threshold) else {
-                    return;
-                };
-                let c = super::scaled_secs(step.cooldown.unwrap_or(300));
-                (want, c, c)
-            } else {
-                return;
-            };
+        let run = decision::Run {
+            policy: p,
+            alarm: a,
+            target: &target,
+            current,
+            last,
+        };
+        let clock = Clock {
+            now,
+            period_secs: super::alarm_period(),
+        };
         let cause = format!(
             "monitor alarm {} in state {} triggered policy {}",
             a.alarm_name, a.state_value, p.policy_name
         );
-        let clamped = want.clamp(target.min_capacity, target.max_capacity);
-        if clamped == current {
-            let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
-            let reason = not_scaled_reason(&target, current, want);
-            self.not_scaled(&target, reason, cause, entered, now);
-            return;
-        }
-        let want = clamped;
-        let dir = if want > current {
-            Direction::Out
-        } else {
-            Direction::In
-        };
-        let s = target.suspended_state;
-        let (suspended, since, cooldown) = match dir {
-            Direction::Out => (s.dynamic_scaling_out_suspended, last.out, out_cooldown),
-            Direction::In => (s.dynamic_scaling_in_suspended, last.r#in, in_cooldown),
-        };
-        if suspended || since.is_some_and(|t| now - t < cooldown * 1000) {
-            return;
-        }
-        tracing::info!(resource = %p.resource_id, policy = %p.policy_name, alarm = %a.alarm_name, desired = want, "Application Auto Scaling: scaling activity");
-        self.scale(ecs, &target, want, dir, cause, now);
-    }
-
-    fn scale(
-        &self,
-        ecs: &Ecs,
-        target: &ScalableTarget,
-        want: i64,
-        dir: Direction,
-        cause: String,
-        now: Millis,
-    ) {
-        if self.set_desired(ecs, target, want, cause, now) {
-            let mut s = self.lock();
-            let last = s.last_scaled.entry(target.resource_id.clone()).or_default();
-            match dir {
-                Direction::Out => last.out = Some(now),
-                Direction::In => last.r#in = Some(now),
+        match decision::decide(&run, clock) {
+            Decision::Skip(why) => {
+                tracing::info!(policy = %p.policy_name, alarm = %a.alarm_name, state = %a.state_value,
+                    "Application Auto Scaling: {why}");
             }
-            if let Err(e) = self.save(&s) {
-                tracing::warn!(error = %e, "Application Auto Scaling: saving the last scaling time failed");
+            Decision::NotScaled(reason) => {
+                let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
+                self.not_scaled(&target, reason, cause, entered, now);
+            }
+            Decision::Held(dir, held) => {
+                tracing::debug!(policy = %p.policy_name, alarm = %a.alarm_name, ?dir, ?held,
+                    "Application Auto Scaling: the change is held back");
+            }
+            Decision::Scale {
+                want,
+                dir,
+                starts_cooldown,
+            } => {
+                tracing::info!(resource = %p.resource_id, policy = %p.policy_name, alarm = %a.alarm_name, desired = want, "Application Auto Scaling: scaling activity");
+                if self.set_desired(ecs, &target, want, cause, now) {
+                    let mut s = self.lock();
+                    let last = s.last_scaled.entry(target.resource_id.clone()).or_default();
+                    *last = last.after(dir, starts_cooldown, current, now);
+                    if let Err(e) = self.save(&s) {
+                        tracing::warn!(error = %e, "Application Auto Scaling: saving the last scaling time failed");
+                    }
+                }
             }
         }
     }
@@ -402,10 +250,11 @@ impl AutoScaling {
         }
     }
 
-    /// Runs the scheduled actions due at `now`: the target's min and max become the
-    /// action's, and a desired count outside them is moved inside (Application Auto
-    /// Scaling User Guide, "Scheduled scaling").
-    pub fn run_scheduled(&self, ecs: &Ecs, now: Millis) {
+    /// Takes the scheduled actions due at `now` (each action's next run moves past it),
+    /// each with its target as the action leaves it: min and max the action's, or None
+    /// when the action changes nothing (`ScheduledScalingSuspended`: the guide's "Suspend
+    /// and resume scaling", "scheduled actions ... are suspended"; or no target).
+    fn take_due_scheduled(&self, now: Millis) -> Vec<(ScheduledAction, Option<ScalableTarget>)> {
         let due: Vec<(String, ScheduledAction)> = {
             let s = self.lock();
             s.scheduled
@@ -422,34 +271,42 @@ impl AutoScaling {
                 })
                 .collect()
         };
+        let mut taken = Vec::new();
         for (key, a) in due {
-            let target = {
-                let mut s = self.lock();
-                s.scheduled_since.insert(key, now);
-                let Some(t) = s.targets.get_mut(&a.resource_id) else {
-                    continue;
-                };
-                if t.suspended_state.scheduled_scaling_suspended {
-                    let _ = self.save(&s);
-                    continue;
-                }
-                let act = a.scalable_target_action;
-                t.min_capacity = act.min_capacity.unwrap_or(t.min_capacity);
-                t.max_capacity = act.max_capacity.unwrap_or(t.max_capacity);
-                if t.min_capacity > t.max_capacity {
-                    // The other bound was set apart: as AWS, the one the action names wins.
-                    if act.min_capacity.is_some() {
-                        t.max_capacity = t.min_capacity;
-                    } else {
-                        t.min_capacity = t.max_capacity;
+            let mut s = self.lock();
+            s.scheduled_since.insert(key, now);
+            let target = s
+                .targets
+                .get_mut(&a.resource_id)
+                .filter(|t| !t.suspended_state.scheduled_scaling_suspended)
+                .map(|t| {
+                    let act = a.scalable_target_action;
+                    t.min_capacity = act.min_capacity.unwrap_or(t.min_capacity);
+                    t.max_capacity = act.max_capacity.unwrap_or(t.max_capacity);
+                    if t.min_capacity > t.max_capacity {
+                        // The other bound was set apart: as AWS, the one the action names wins.
+                        if act.min_capacity.is_some() {
+                            t.max_capacity = t.min_capacity;
+                        } else {
+                            t.min_capacity = t.max_capacity;
+                        }
                     }
-                }
-                let t = t.clone();
-                if let Err(e) = self.save(&s) {
-                    tracing::warn!(error = %e, "Application Auto Scaling: saving a scheduled action's run failed");
-                }
-                t
-            };
+                    t.clone()
+                });
+            if let Err(e) = self.save(&s) {
+                tracing::warn!(error = %e, "Application Auto Scaling: saving a scheduled action's run failed");
+            }
+            taken.push((a, target));
+        }
+        taken
+    }
+
+    /// Runs the scheduled actions due at `now`: the target's min and max become the
+    /// action's, and a desired count outside them is moved inside (Application Auto
+    /// Scaling User Guide, "Scheduled scaling").
+    pub fn run_scheduled(&self, ecs: &Ecs, now: Millis) {
+        for (a, target) in self.take_due_scheduled(now) {
+            let Some(target) = target else { continue };
             let (min, max) = (target.min_capacity, target.max_capacity);
             tracing::info!(resource = %a.resource_id, action = %a.scheduled_action_name, min, max, "Application Auto Scaling: scheduled action");
             self.activity(
@@ -504,88 +361,75 @@ impl AutoScaling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoscaling::{StepAdjustment, StepScaling};
+    use crate::autoscaling::{ScalableTargetAction, SuspendedState};
 
-    /// The reason of a run that leaves the count as it is, with the capacity AWS names.
+    /// A due scheduled action sets its target's bounds, unless ScheduledScalingSuspended;
+    /// suspended, the run is skipped (not kept for later), and dynamic suspensions do not
+    /// hold it.
     #[test]
-    fn a_run_held_by_a_bound_says_which() {
-        let target = ScalableTarget {
-            service_namespace: "ecs".into(),
-            resource_id: "service/default/web".into(),
-            scalable_dimension: "ecs:service:DesiredCount".into(),
-            min_capacity: 1,
-            max_capacity: 4,
-            role_arn: String::new(),
-            creation_time: 0.0,
-            suspended_state: Default::default(),
-            scalable_target_arn: String::new(),
-        };
-        let r = not_scaled_reason(&target, 4, 6);
-        assert_eq!(
-            (r.code.as_str(), r.max_capacity, r.min_capacity),
-            ("AlreadyAtMaxCapacity", Some(4), None)
-        );
-        let r = not_scaled_reason(&target, 1, 0);
-        assert_eq!(
-            (r.code.as_str(), r.min_capacity),
-            ("AlreadyAtMinCapacity", Some(1))
-        );
-        let r = not_scaled_reason(&target, 2, 2);
-        assert_eq!(
-            (r.code.as_str(), r.current_capacity),
-            ("AlreadyAtDesiredCapacity", Some(2))
-        );
-        assert_eq!(
-            serde_json::to_value(&r).unwrap(),
-            json!({"Code": "AlreadyAtDesiredCapacity", "CurrentCapacity": 2})
-        );
-    }
-
-    #[test]
-    fn target_tracking_scales_out_in_proportion_and_in_no_lower_than_needed() {
-        // 1 task at 100 % for a 50 % target: 2 tasks.
-        assert_eq!(target_tracking_capacity(1, 100.0, 50.0, true), 2);
-        assert_eq!(target_tracking_capacity(3, 70.0, 50.0, true), 5);
-        // A high alarm never scales in; a low one never out.
-        assert_eq!(target_tracking_capacity(4, 40.0, 50.0, true), 4);
-        assert_eq!(target_tracking_capacity(4, 20.0, 50.0, false), 2);
-        assert_eq!(target_tracking_capacity(4, 0.0, 50.0, false), 0);
-        assert_eq!(target_tracking_capacity(2, 60.0, 50.0, false), 2);
-    }
-
-    #[test]
-    fn steps_apply_by_the_breach_and_the_adjustment_type() {
-        let cfg = |t: &str, mag| StepScaling {
-            adjustment_type: Some(t.into()),
-            step_adjustments: vec![
-                StepAdjustment {
-                    metric_interval_lower_bound: Some(0.0),
-                    metric_interval_upper_bound: Some(20.0),
-                    scaling_adjustment: 1,
+    fn scheduled_scaling_suspended_holds_back_a_due_action() {
+        let t0: Millis = 1_800_000_000_000;
+        for (suspended, applied) in [
+            (SuspendedState::default(), true),
+            (
+                SuspendedState {
+                    scheduled_scaling_suspended: true,
+                    ..Default::default()
                 },
-                StepAdjustment {
-                    metric_interval_lower_bound: Some(20.0),
-                    metric_interval_upper_bound: None,
-                    scaling_adjustment: 50,
+                false,
+            ),
+            (
+                SuspendedState {
+                    dynamic_scaling_in_suspended: true,
+                    dynamic_scaling_out_suspended: true,
+                    ..Default::default()
                 },
-            ],
-            min_adjustment_magnitude: mag,
-            cooldown: None,
-            metric_aggregation_type: None,
-        };
-        let c = cfg("ChangeInCapacity", None);
-        assert_eq!(step_capacity(&c, 2, 60.0, 50.0), Some(3));
-        assert_eq!(step_capacity(&c, 2, 70.0, 50.0), Some(52));
-        assert_eq!(step_capacity(&c, 2, 40.0, 50.0), None);
-        // 50 % of 3 is 1.5: rounded toward zero; of 1 is 0.5: 1.
-        let p = cfg("PercentChangeInCapacity", None);
-        assert_eq!(step_capacity(&p, 3, 80.0, 50.0), Some(4));
-        assert_eq!(step_capacity(&p, 1, 80.0, 50.0), Some(2));
-        let p = cfg("PercentChangeInCapacity", Some(3));
-        assert_eq!(step_capacity(&p, 3, 80.0, 50.0), Some(6));
-        assert_eq!(
-            step_capacity(&cfg("ExactCapacity", None), 7, 55.0, 50.0),
-            Some(1)
-        );
+                true,
+            ),
+        ] {
+            let aas = AutoScaling::open(None, "us-east-1", "000000000000").unwrap();
+            {
+                let mut s = aas.lock();
+                let target = ScalableTarget {
+                    service_namespace: "ecs".into(),
+                    resource_id: "service/default/web".into(),
+                    scalable_dimension: "ecs:service:DesiredCount".into(),
+                    min_capacity: 1,
+                    max_capacity: 2,
+                    role_arn: String::new(),
+                    creation_time: 0.0,
+                    suspended_state: suspended,
+                    scalable_target_arn: String::new(),
+                };
+                s.targets.insert(target.resource_id.clone(), target);
+                let action = ScheduledAction {
+                    scheduled_action_name: "morning".into(),
+                    scheduled_action_arn: String::new(),
+                    service_namespace: "ecs".into(),
+                    schedule: "rate(5 minutes)".into(),
+                    timezone: None,
+                    resource_id: "service/default/web".into(),
+                    scalable_dimension: "ecs:service:DesiredCount".into(),
+                    start_time: None,
+                    end_time: None,
+                    scalable_target_action: ScalableTargetAction {
+                        min_capacity: Some(3),
+                        max_capacity: Some(4),
+                    },
+                    creation_time: 0.0,
+                };
+                s.scheduled_since.insert("k".into(), t0);
+                s.scheduled.insert("k".into(), action);
+            }
+            // Not due a minute later; due at five.
+            assert!(aas.take_due_scheduled(t0 + 60_000).is_empty());
+            let taken = aas.take_due_scheduled(t0 + 300_000);
+            assert_eq!(taken.len(), 1, "{suspended:?}");
+            assert_eq!(taken[0].1.is_some(), applied, "{suspended:?}");
+            let t = aas.lock().targets["service/default/web"].clone();
+            let bounds = if applied { (3, 4) } else { (1, 2) };
+            assert_eq!((t.min_capacity, t.max_capacity), bounds, "{suspended:?}");
+            assert!(aas.take_due_scheduled(t0 + 300_001).is_empty());
+        }
     }
 }

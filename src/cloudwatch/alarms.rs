@@ -3,14 +3,11 @@
 //! their evaluation against the box's [`Metrics`] once a metric period.
 //!
 //! Evaluation (CloudWatch User Guide, "Using Amazon CloudWatch alarms": "Evaluating an
-//! alarm", "Configuring how CloudWatch alarms treat missing data"): the last
-//! `EvaluationPeriods` complete periods of the metric's statistic (or, for an alarm on
-//! metric math, of the query of its `Metrics` that returns data, evaluated as
-//! GetMetricData evaluates it: [`query`]); the alarm goes to
-//! ALARM when at least `DatapointsToAlarm` (default: EvaluationPeriods) of them breach
-//! the threshold, to OK when fewer do, and to INSUFFICIENT_DATA when none has data and
-//! missing data is `missing`; `notBreaching` and `breaching` count a missing period as
-//! good or bad, `ignore` keeps the state when none has data.
+//! alarm", "Configuring how CloudWatch alarms treat missing data"): the metric's statistic
+//! (or, for an alarm on metric math, the query of its `Metrics` that returns data,
+//! evaluated as GetMetricData evaluates it: [`query`]) over the complete periods of the
+//! alarm's evaluation range, judged by [`super::evaluation::judge`] (`EvaluationPeriods`,
+//! `DatapointsToAlarm`, `TreatMissingData` as the guide's tables say).
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
 //! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
@@ -147,6 +144,16 @@ impl Alarm {
             "ALARM" => &self.alarm_actions,
             "OK" => &self.ok_actions,
             _ => &self.insufficient_data_actions,
+        }
+    }
+
+    /// Whether value `v` breaches the alarm's threshold.
+    fn breaches(&self, v: f64) -> bool {
+        match self.comparison_operator.as_str() {
+            "GreaterThanOrEqualToThreshold" => v >= self.threshold,
+            "GreaterThanThreshold" => v > self.threshold,
+            "LessThanThreshold" => v < self.threshold,
+            _ => v <= self.threshold,
         }
     }
 
@@ -793,7 +800,8 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
     let period_s = a.evaluation_period();
     let period = period_s * 1000;
     let end = now.div_euclid(period) * period;
-    let start = end - a.evaluation_periods * period;
+    // The evaluation range: more periods than EvaluationPeriods (`evaluation`).
+    let start = end - super::evaluation::range_len(a.evaluation_periods) * period;
     let stat = a
         .statistic
         .clone()
@@ -839,122 +847,140 @@ fn verdict(a: &Alarm, metrics: &Metrics, now: Millis) -> Option<(&'static str, S
         }
         v.to_string()
     };
-    let breaches = |v: f64| match a.comparison_operator.as_str() {
-        "GreaterThanOrEqualToThreshold" => v >= a.threshold,
-        "GreaterThanThreshold" => v > a.threshold,
-        "LessThanThreshold" => v < a.threshold,
-        _ => v <= a.threshold,
+    let breaches = |v: f64| a.breaches(v);
+    let range: Vec<(Millis, Option<f64>)> = (0..super::evaluation::range_len(a.evaluation_periods))
+        .map(|k| start + k * period)
+        .map(|at| (at, points.get(&at).copied()))
+        .collect();
+    let judged = super::evaluation::judge(
+        &range
+            .iter()
+            .map(|(_, v)| v.map(breaches))
+            .collect::<Vec<_>>(),
+        usize::try_from(a.evaluation_periods).unwrap_or(1),
+        usize::try_from(a.datapoints_to_alarm).unwrap_or(1),
+        &a.treat_missing_data,
+    );
+    let state = match judged.outcome {
+        super::evaluation::Outcome::Keep => return None,
+        super::evaluation::Outcome::Alarm => "ALARM",
+        super::evaluation::Outcome::Ok => "OK",
+        super::evaluation::Outcome::InsufficientData => "INSUFFICIENT_DATA",
     };
+    // The evaluated datapoints, newest first.
+    let evaluated: Vec<(Millis, f64)> = judged
+        .evaluated
+        .iter()
+        .rev()
+        .filter_map(|&i| range[i].1.map(|v| (range[i].0, v)))
+        .collect();
+    let reason = state_reason(a, state, &evaluated, judged.filled);
+    let recent: Vec<f64> = evaluated.iter().map(|(_, v)| *v).collect();
+    let data = if evaluated.is_empty() {
+        json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
+            "period": period_s, "recentDatapoints": [], "threshold": a.threshold})
+    } else {
+        json!({"version": "1.0", "queryDate": stamp(now),
+            "startDate": stamp(start), "statistic": stat, "period": period_s,
+            "recentDatapoints": recent, "threshold": a.threshold,
+            "evaluatedDatapoints": evaluated.iter().map(|(t, v)| json!({"timestamp": stamp(*t), "value": v})).collect::<Vec<_>>()})
+    };
+    Some((state, reason, tidy(data)))
+}
+
+/// CloudWatch's `StateReason` for a transition to `state` on the `evaluated` datapoints
+/// (newest first), `filled` missing ones filled in by TreatMissingData.
+fn state_reason(a: &Alarm, state: &str, evaluated: &[(Millis, f64)], filled: usize) -> String {
     let word = match a.comparison_operator.as_str() {
         "GreaterThanOrEqualToThreshold" => "greater than or equal to",
         "GreaterThanThreshold" => "greater than",
         "LessThanThreshold" => "less than",
         _ => "less than or equal to",
     };
-    let stamp = |t: Millis| {
-        chrono::DateTime::from_timestamp_millis(t)
-            .map(|d| d.format("%d/%m/%y %H:%M:%S").to_string())
-            .unwrap_or_default()
-    };
-    if points.is_empty() {
-        return match a.treat_missing_data.as_str() {
-            "ignore" => None,
-            "missing" => Some((
-                "INSUFFICIENT_DATA",
-                format!(
-                    "Insufficient Data: {} datapoint{} were unknown.",
-                    a.evaluation_periods,
-                    if a.evaluation_periods == 1 { "" } else { "s" }
-                ),
-                tidy(
-                    json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
-                       "period": period_s, "recentDatapoints": [], "threshold": a.threshold}),
-                ),
-            )),
-            missing => {
-                let bad = missing == "breaching";
-                let n = a.evaluation_periods;
-                let plural = |w: &str| {
-                    if n == 1 {
-                        w.to_string()
-                    } else {
-                        format!("{w}s")
-                    }
-                };
-                let state = if bad { "ALARM" } else { "OK" };
-                Some((
-                    state,
-                    format!(
-                        "Threshold Crossed: no datapoints were received for {n} {} and {n} \
-                         missing {} {} treated as [{}].",
-                        plural("period"),
-                        plural("datapoint"),
-                        if n == 1 { "was" } else { "were" },
-                        if bad { "Breaching" } else { "NonBreaching" }
-                    ),
-                    tidy(
-                        json!({"version": "1.0", "queryDate": stamp(now), "statistic": stat,
-                           "period": period_s, "recentDatapoints": [], "threshold": a.threshold}),
-                    ),
-                ))
-            }
-        };
-    }
-    // Each of the N periods: its value, or missing (counted by TreatMissingData).
-    let mut breaching = 0i64;
-    for k in 0..a.evaluation_periods {
-        let at = start + k * period;
-        match points.get(&at) {
-            Some(v) if breaches(*v) => breaching += 1,
-            Some(_) => {}
-            None if a.treat_missing_data == "breaching" => breaching += 1,
-            None => {}
+    let n = a.evaluation_periods;
+    let plural = |k: i64, w: &str| {
+        if k == 1 {
+            w.to_string()
+        } else {
+            format!("{w}s")
         }
-    }
-    let state = if breaching >= a.datapoints_to_alarm {
-        "ALARM"
-    } else {
-        "OK"
     };
-    let recent: Vec<f64> = points.values().rev().copied().collect();
-    let shown: Vec<String> = points
-        .iter()
-        .rev()
-        .map(|(t, v)| format!("{v:?} ({})", stamp(*t)))
-        .collect();
-    let n = points.len();
-    let reason = format!(
-        "Threshold Crossed: {} datapoint{} [{}] {} {} the threshold ({:?}) (minimum {} datapoint{} \
-         for {} transition).",
-        if n == 1 {
-            "1".to_string()
-        } else {
-            format!("{breaching} out of the last {n}")
-        },
-        if n == 1 { "" } else { "s" },
-        shown.join(", "),
-        if state == "ALARM" {
+    let treated = if a.treat_missing_data == "breaching" {
+        "Breaching"
+    } else {
+        "NonBreaching"
+    };
+    if state == "INSUFFICIENT_DATA" {
+        format!(
+            "Insufficient Data: {n} {} {} unknown.",
+            plural(n, "datapoint"),
             if n == 1 { "was" } else { "were" }
-        } else if n == 1 {
-            "was not"
+        )
+    } else if evaluated.is_empty() {
+        format!(
+            "Threshold Crossed: no datapoints were received for {n} {} and {n} missing {} {} \
+             treated as [{treated}].",
+            plural(n, "period"),
+            plural(n, "datapoint"),
+            if n == 1 { "was" } else { "were" },
+        )
+    } else {
+        let shown: Vec<String> = evaluated
+            .iter()
+            .map(|(t, v)| format!("{v:?} ({})", stamp(*t)))
+            .collect();
+        let real = evaluated.len() as i64;
+        let breaching_real = evaluated.iter().filter(|(_, v)| a.breaches(*v)).count();
+        let filled = filled as i64;
+        // ALARM counts the breaching datapoints, OK those within the threshold.
+        let counted = if state == "ALARM" {
+            breaching_real
         } else {
-            "were not"
-        },
-        word,
-        a.threshold,
-        a.datapoints_to_alarm,
-        if a.datapoints_to_alarm == 1 { "" } else { "s" },
-        if state == "ALARM" {
-            "OK -> ALARM"
-        } else {
-            "ALARM -> OK"
-        },
-    );
-    let data = json!({"version": "1.0", "queryDate": stamp(now),
-        "startDate": stamp(start), "statistic": stat, "period": period_s,
-        "recentDatapoints": recent, "threshold": a.threshold,
-        "evaluatedDatapoints": points.iter().rev().map(|(t, v)| json!({"timestamp": stamp(*t), "value": v})).collect::<Vec<_>>()});
-    Some((state, reason, tidy(data)))
+            evaluated.len() - breaching_real
+        };
+        format!(
+            "Threshold Crossed: {} {} [{}] {} {} the threshold ({:?}){} (minimum {} {} for {} \
+             transition).",
+            if real == 1 {
+                "1".to_string()
+            } else {
+                format!("{counted} out of the last {real}")
+            },
+            plural(real, "datapoint"),
+            shown.join(", "),
+            match (state == "ALARM", real == 1) {
+                (true, true) => "was",
+                (true, false) => "were",
+                (false, true) => "was not",
+                (false, false) => "were not",
+            },
+            word,
+            a.threshold,
+            if filled > 0 {
+                format!(
+                    " and {filled} missing {} {} treated as [{treated}]",
+                    plural(filled, "datapoint"),
+                    if filled == 1 { "was" } else { "were" }
+                )
+            } else {
+                String::new()
+            },
+            a.datapoints_to_alarm,
+            plural(a.datapoints_to_alarm, "datapoint"),
+            if state == "ALARM" {
+                "OK -> ALARM"
+            } else {
+                "ALARM -> OK"
+            },
+        )
+    }
+}
+
+/// A datapoint's time as CloudWatch's reasons show it.
+fn stamp(t: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.format("%d/%m/%y %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// The values of the query an alarm on metric math watches, by period start, between
@@ -1055,6 +1081,66 @@ mod tests {
         a.set_state("f", "ALARM", "r".into(), None, 5_000).unwrap();
         assert_eq!(a.went_into_alarm(&names, 3_000).0, ["e"]);
         assert!(a.went_into_alarm(&names, 6_000).0.is_empty());
+    }
+
+    /// The evaluation's rules take effect on real metrics at a given clock: the guide's
+    /// row `- - X - -` (one breaching minute, then nothing) under each TreatMissingData,
+    /// and an M of N alarm that alarms on 2 breaching minutes out of 3 where 3 of 3 does not.
+    #[test]
+    fn missing_data_and_m_of_n_decide_the_state_an_evaluation_sets() {
+        let a = Alarms::open(None, "us-east-1", "000000000000").unwrap();
+        let m = Metrics::new();
+        let t0: Millis = 1_800_000_000_000;
+        let put = |name: &str, extra: Value| {
+            let mut req = json!({"AlarmName": name, "Namespace": "Shop", "MetricName": "Errors",
+                "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 3,
+                "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"});
+            for (k, v) in extra.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            a.put(serde_json::from_value(req).unwrap(), t0).unwrap();
+        };
+        for t in ["missing", "ignore", "breaching", "notBreaching"] {
+            put(t, json!({"TreatMissingData": t}));
+        }
+        // Minute 2 of 5 breaches; minutes 0, 1, 3, 4 have no data.
+        put_value(&m, "Errors", t0 + 2 * 60_000 + 1_000, 5.0);
+        a.evaluate(&m, t0 + 5 * 60_000 + 500).unwrap();
+        let state = |n: &str| {
+            let all = a.all();
+            let x = all.iter().find(|x| x.alarm_name == n).unwrap();
+            (x.state_value.clone(), x.state_reason.clone())
+        };
+        assert_eq!(state("missing").0, "ALARM");
+        assert_eq!(state("ignore").0, "INSUFFICIENT_DATA");
+        let (s, reason) = state("breaching");
+        assert_eq!(s, "ALARM");
+        assert!(
+            reason.contains("and 2 missing datapoints were treated as [Breaching]"),
+            "{reason}"
+        );
+        assert_eq!(state("notBreaching").0, "OK");
+        // Later, minutes 6 and 8 breach, 7 does not: 2 of the last 3.
+        let b = Alarms::open(None, "us-east-1", "000000000000").unwrap();
+        for (name, m_of_n) in [("two", 2), ("three", 3)] {
+            let req = json!({"AlarmName": name, "Namespace": "Shop", "MetricName": "Errors",
+                "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 3,
+                "DatapointsToAlarm": m_of_n, "Threshold": 1.0,
+                "ComparisonOperator": "GreaterThanThreshold"});
+            b.put(serde_json::from_value(req).unwrap(), t0).unwrap();
+        }
+        for (k, v) in [(6, 5.0), (7, 0.0), (8, 5.0)] {
+            put_value(&m, "Errors", t0 + k * 60_000 + 1_000, v);
+        }
+        let mut changed = b.evaluate(&m, t0 + 9 * 60_000 + 500).unwrap();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                ("three".to_string(), "OK".to_string()),
+                ("two".to_string(), "ALARM".to_string())
+            ]
+        );
     }
 
     fn math_alarm(extra: Value) -> CwResult<PutMetricAlarmInput> {

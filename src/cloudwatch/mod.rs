@@ -11,6 +11,7 @@
 //! and in alarms ([`math`], [`query`]), entity association is not kept.
 
 pub mod alarms;
+pub mod evaluation;
 pub mod math;
 pub mod metrics;
 pub mod ops;

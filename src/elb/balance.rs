@@ -63,12 +63,76 @@ pub fn of(g: &TargetGroup) -> Algorithm {
 }
 
 /// What the data plane counts of one target: its requests in flight, and its answers and
-/// errors (a 5XX from it, or no answer) since anomaly detection last looked.
+/// errors (a 5XX from it, or no answer) since anomaly detection last looked; and when its
+/// TCP connections are to be cut ([`Load::cut_at`]).
 #[derive(Debug, Default)]
 pub struct Load {
     pub outstanding: AtomicUsize,
     answered: AtomicU32,
     errors: AtomicU32,
+    /// When the connections to the target end: each cut, at its time, the connections
+    /// opened before it (those with a lower ticket than its bound).
+    cuts: std::sync::Mutex<Vec<(Instant, u64)>>,
+    /// The connections opened so far (each one's ticket).
+    opened: std::sync::atomic::AtomicU64,
+    /// Wakes the connections when `cuts` changes.
+    cut_changed: tokio::sync::Notify,
+}
+
+/// A target's cuts are kept to this many (the newest: each reaches every older connection).
+const CUTS_KEPT: usize = 16;
+
+impl Load {
+    /// A new connection to the target: its ticket.
+    pub fn open(&self) -> u64 {
+        self.opened.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The connections open now end at `at` (at once when it has passed): a TCP target
+    /// that turns unhealthy, or whose deregistration delay ends, with connection
+    /// termination on (`super::State::cut_unhealthy`, `super::State::drain`).
+    pub fn cut_at(&self, at: Instant) {
+        {
+            let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+            cuts.push((at, self.opened.load(Ordering::Relaxed)));
+            let extra = cuts.len().saturating_sub(CUTS_KEPT);
+            cuts.drain(..extra);
+        }
+        self.cut_changed.notify_waiters();
+    }
+
+    /// No connection is to be cut any more (the target registered again).
+    pub fn keep(&self) {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cut_changed.notify_waiters();
+    }
+
+    /// Resolves when connection `ticket` is to end.
+    pub async fn cut(&self, ticket: u64) {
+        loop {
+            let changed = self.cut_changed.notified();
+            tokio::pin!(changed);
+            // Registered before the cuts are read: a change after the read wakes it.
+            changed.as_mut().enable();
+            let at = self
+                .cuts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, bound)| ticket < *bound)
+                .map(|(at, _)| *at)
+                .min();
+            match at {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => return,
+                        () = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
 }
 
 /// One request's hold on its target's [`Load`]: counted in flight from the choice of the
@@ -94,6 +158,11 @@ impl Outstanding {
             in_flight,
             outcome,
         }
+    }
+
+    /// The target's load, when the pick holds it.
+    pub fn load(&self) -> Option<&Arc<Load>> {
+        self.load.as_ref()
     }
 
     /// Records the request's outcome: `error` when the target answered a 5XX or did not

@@ -219,10 +219,13 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
         let (mut client, peer) = accept(&tcp).await;
         let _ = client.set_nodelay(true);
         let mut meter = Meter::default();
-        let Pick::Target(addr, _, _, proxy_v2) = elb.route(&listener, None, peer.ip(), &mut meter)
+        let Pick::Target(addr, _, hold, proxy_v2) =
+            elb.route(&listener, None, peer.ip(), &mut meter)
         else {
             continue;
         };
+        // Its ticket now: a cut from here on reaches it.
+        let cut = hold.load().map(|l| (l.clone(), l.open()));
         tokio::spawn(async move {
             let Ok(Ok(mut target)) =
                 tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
@@ -241,13 +244,60 @@ async fn serve_tcp(elb: Arc<Elb>, listener: String, tcp: TcpListener) {
                 }
             }
             meter.flow_opened();
-            let bytes = tokio::io::copy_bidirectional(&mut client, &mut target)
-                .await
-                .map(|(a, b)| a + b)
-                .unwrap_or(0);
+            let bytes = relay(&mut client, &mut target, cut).await;
+            drop(hold);
             meter.flow_closed(bytes);
         });
     }
+}
+
+/// Passes a TCP connection's bytes both ways until both sides have closed it, or until
+/// its target's load says to cut it (`cut`: the load and the connection's ticket, taken
+/// when it was routed; `Load::cut_at`: the target turned unhealthy, or its deregistration
+/// delay ended, with connection termination on): then both sockets close. Returns the
+/// bytes passed.
+pub(super) async fn relay(
+    client: &mut TcpStream,
+    target: &mut TcpStream,
+    cut: Option<(Arc<super::balance::Load>, u64)>,
+) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+    async fn pump(
+        mut from: impl AsyncRead + Unpin,
+        mut to: impl AsyncWrite + Unpin,
+        n: &AtomicU64,
+    ) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let k = from.read(&mut buf).await?;
+            if k == 0 {
+                return to.shutdown().await;
+            }
+            to.write_all(&buf[..k]).await?;
+            n.fetch_add(k as u64, Relaxed);
+        }
+    }
+    let n = AtomicU64::new(0);
+    let (cr, cw) = client.split();
+    let (tr, tw) = target.split();
+    let both = async {
+        // One direction failing ends the connection, as a reset does.
+        let _ = tokio::try_join!(pump(cr, tw, &n), pump(tr, cw, &n));
+    };
+    let cut = async {
+        match &cut {
+            Some((l, ticket)) => l.cut(*ticket).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        // A cut wins over bytes ready at the same time.
+        biased;
+        () = cut => {}
+        () = both => {}
+    }
+    n.load(Relaxed)
 }
 
 async fn serve_http(

@@ -11,6 +11,7 @@ pub mod bluegreen;
 mod checks;
 pub mod dataplane;
 mod desync;
+mod drain;
 pub mod error;
 mod h1;
 pub mod health;
@@ -155,6 +156,9 @@ pub struct Draining {
     pub group: String,
     pub target: Target,
     pub until: Instant,
+    /// What the data plane counted of the target while it was registered: its TCP
+    /// connections are cut through it (`deregistration_delay.connection_termination`).
+    pub load: Option<std::sync::Arc<balance::Load>>,
 }
 
 #[derive(Default)]
@@ -475,41 +479,6 @@ impl State {
         out.sort();
         out.dedup();
         out
-    }
-
-    /// Targets `left` were deregistered from group `g` (DeregisterTargets, or serve found
-    /// them gone from the store: `follow_registrations`): those of a group in use drain for
-    /// its `deregistration_delay.timeout_seconds` (no new request or connection, those on
-    /// them finish, DescribeTargetHealth lists them `draining`).
-    /// Ref: elasticloadbalancing/latest/application/edit-target-group-attributes.html
-    /// ("Deregistration delay").
-    fn drain(&mut self, g: &TargetGroup, left: Vec<Target>, in_use: bool) {
-        let delay: u64 = g
-            .attributes
-            .get("deregistration_delay.timeout_seconds")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(300);
-        if !in_use || delay == 0 {
-            return;
-        }
-        let until = Instant::now() + std::time::Duration::from_secs(delay);
-        for t in left {
-            self.draining
-                .retain(|d| !(d.group == g.arn && ops::same(&d.target, &t)));
-            tracing::info!(group = %g.arn, target = %t.id, port = t.port, delay, "target draining");
-            self.draining.push(Draining {
-                group: g.arn.clone(),
-                target: t,
-                until,
-            });
-        }
-    }
-
-    /// Target `t` registered in group `group` again (RegisterTargets, or found in the
-    /// store again): no longer draining.
-    fn stop_draining(&mut self, group: &str, t: &Target) {
-        self.draining
-            .retain(|d| !(d.group == group && ops::same(&d.target, t)));
     }
 
     /// The registrations as serve last read or made them: each group's targets, and whether
@@ -1183,7 +1152,8 @@ impl State {
                 a.look(&loads, now, false);
             }
         }
-        if in_flight || outcome {
+        // A TCP connection holds its target's load for its life: it is cut through it.
+        if in_flight || outcome || req.is_none() {
             let load = s.loads.get(arn).and_then(|m| m.get(t)).ok_or_else(miss)?;
             hold = balance::Outstanding::new(load.clone(), in_flight, outcome);
         }
@@ -1307,6 +1277,9 @@ impl Elb {
             } else {
                 s.slow.remove(&key);
             }
+            if now_state == "unhealthy" {
+                s.cut_unhealthy(&c.group, &c.target);
+            }
             s.slow.retain(|_, until| *until > now);
             tracing::info!(group = %c.group, target = %c.target.id, port = c.target.port, from = was, to = now_state, "target health changed");
         }
@@ -1377,11 +1350,16 @@ impl Elb {
                         group: r.group.clone(),
                         target: r.target.clone(),
                         until: now + std::time::Duration::from_millis(ms),
+                        load: None,
                     });
                 }
                 continue;
             }
             let key = (r.group.clone(), r.target.clone());
+            let was = s.health.get(&key).map(|h| h.state);
+            if was.is_some_and(|w| w != "unhealthy") && r.state == "unhealthy" {
+                s.cut_unhealthy(&r.group, &r.target);
+            }
             if let Some(h) = s.health.get_mut(&key) {
                 h.state = interned(&r.state);
                 h.reason = r.reason.as_deref().map(interned);

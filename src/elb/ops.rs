@@ -45,7 +45,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyTargetGroupAttributes",
-        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds`, `load_balancing.algorithm.*`, `proxy_protocol_v2.enabled` and `target_group_health.unhealthy_state_routing.*` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); `preserve_client_ip.enabled`, `target_group_health.dns_failover.*` and `target_health_state.unhealthy.*` stored and returned, not applied (said in serve's log: \"Target group attributes\"); the others stored and returned",
+        "`deregistration_delay.timeout_seconds` (0-3600), `stickiness.*` (`lb_cookie`, `app_cookie`, `source_ip`), `slow_start.duration_seconds`, `load_balancing.algorithm.*`, `proxy_protocol_v2.enabled`, `target_group_health.unhealthy_state_routing.*`, `target_health_state.unhealthy.connection_termination.enabled` and `deregistration_delay.connection_termination.enabled` applied; slow start with `least_outstanding_requests` or `weighted_random` refused (InvalidConfigurationRequest, as ELB); `preserve_client_ip.enabled`, `target_group_health.dns_failover.*` and `target_health_state.unhealthy.draining_interval_seconds` stored and returned, not applied (said in serve's log: \"Target group attributes\"); the others stored and returned",
     ),
     ("RegisterTargets", "`Id` (an IP address for `ip`), `Port`"),
     (
@@ -531,16 +531,11 @@ pub const NOT_APPLIED: &[(&str, &[&str], &str)] = &[
          to fail over from",
     ),
     (
-        "target_health_state.unhealthy.connection_termination.enabled",
-        &["false"],
-        "a TCP connection to a target that turns unhealthy is not cut; it lasts until \
-         either side closes it",
-    ),
-    (
         "target_health_state.unhealthy.draining_interval_seconds",
         &["0"],
-        "a TCP connection to a target that turns unhealthy is not cut, so there is no \
-         draining of it to wait for",
+        "a TCP connection to a target that turns unhealthy is cut at once (connection \
+         termination on) or lasts until either side closes it (off): no unhealthy.draining \
+         state is waited in",
     ),
 ];
 

@@ -470,3 +470,181 @@ fn a_tcp_group_s_client_ip_preservation_defaults_by_its_target_type() {
         assert_eq!(value("proxy_protocol_v2.enabled"), "false", "{target_type}");
     }
 }
+
+/// A TCP connection through a TCP listener is cut when its target turns unhealthy
+/// (`target_health_state.unhealthy.connection_termination.enabled`, on by default; off, it
+/// lasts), and when its deregistration delay ends with
+/// `deregistration_delay.connection_termination.enabled` (off by default: it lasts).
+#[test]
+fn tcp_connections_are_cut_as_the_connection_termination_attributes_say() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let elb = Elb::open(dir.path().to_path_buf()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let target = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let front = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = target.local_addr().unwrap().port().to_string();
+    let lb = call(
+        &elb,
+        "CreateLoadBalancer",
+        &[("Name", "nlb"), ("Type", "network")],
+    );
+    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+    let tg = call(
+        &elb,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tcp"),
+            ("Protocol", "TCP"),
+            ("Port", &port),
+            ("VpcId", "vpc-1"),
+            ("TargetType", "ip"),
+        ],
+    );
+    let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+    call(
+        &elb,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "TCP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ],
+    );
+    let register = |on: bool| {
+        let op = if on {
+            "RegisterTargets"
+        } else {
+            "DeregisterTargets"
+        };
+        call(
+            &elb,
+            op,
+            &[
+                ("TargetGroupArn", &tg),
+                ("Targets.member.1.Id", "127.0.0.1"),
+            ],
+        );
+    };
+    let set = |key: &str, value: &str| {
+        call(
+            &elb,
+            "ModifyTargetGroupAttributes",
+            &[
+                ("TargetGroupArn", &tg),
+                ("Attributes.member.1.Key", key),
+                ("Attributes.member.1.Value", value),
+            ],
+        );
+    };
+    let health = |to: &str| {
+        let p = port.parse().unwrap();
+        for _ in 0..20 {
+            if elb.health_of_target(&tg, "127.0.0.1", p).map(|h| h.state) == Some(to) {
+                return;
+            }
+            let c = elb.checks().into_iter().next().unwrap();
+            let outcome = match to {
+                "healthy" => Ok(()),
+                _ => Err(("Target.FailedHealthChecks", "Health checks failed".into())),
+            };
+            elb.report(&c, outcome);
+        }
+        panic!("never {to}");
+    };
+    let listener = elb.lock().listeners.keys().next().cloned().unwrap();
+    // One connection through the listener: the client's end, and the relay's task.
+    let connect = || {
+        let mut meter = meters::Meter::default();
+        let Pick::Target(_, _, hold, _) = elb.route(
+            &listener,
+            None,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            &mut meter,
+        ) else {
+            panic!("no target");
+        };
+        rt.block_on(async {
+            let addr = front.local_addr().unwrap();
+            let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut inner, _) = front.accept().await.unwrap();
+            let mut out = tokio::net::TcpStream::connect(target.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (far, _) = target.accept().await.unwrap();
+            let cut = hold.load().map(|l| (l.clone(), l.open()));
+            let relay = tokio::spawn(async move {
+                let n = dataplane::relay(&mut inner, &mut out, cut).await;
+                drop(hold);
+                n
+            });
+            (client, far, relay)
+        })
+    };
+    // Whether the connection still carries bytes, or was closed (end of stream).
+    let carries = |client: &mut tokio::net::TcpStream, far: &mut tokio::net::TcpStream| {
+        rt.block_on(async {
+            let guard = std::time::Duration::from_secs(20);
+            let _ = client.write_all(b"ping").await;
+            let mut buf = [0u8; 4];
+            match tokio::time::timeout(guard, far.read(&mut buf)).await {
+                Ok(Ok(4)) => true,
+                Ok(_) => false,
+                Err(_) => panic!("neither bytes nor an end within {guard:?}"),
+            }
+        })
+    };
+    // The relay of a connection ends (a guard, not a measure: a relay never cut fails).
+    let ended = |relay: tokio::task::JoinHandle<u64>| {
+        let guard = std::time::Duration::from_secs(20);
+        rt.block_on(async { tokio::time::timeout(guard, relay).await })
+            .unwrap_or_else(|_| panic!("the connection was not cut within {guard:?}"))
+            .unwrap();
+    };
+    register(true);
+    health("healthy");
+    // Unhealthy, with ELB's default: cut.
+    let (mut client, mut far, relay) = connect();
+    assert!(carries(&mut client, &mut far));
+    health("unhealthy");
+    ended(relay);
+    assert!(!carries(&mut client, &mut far), "cut when unhealthy");
+    // Termination off: the connection lasts.
+    health("healthy");
+    set(
+        "target_health_state.unhealthy.connection_termination.enabled",
+        "false",
+    );
+    let (mut client, mut far, _relay) = connect();
+    health("unhealthy");
+    assert!(
+        carries(&mut client, &mut far),
+        "kept when termination is off"
+    );
+    health("healthy");
+    // Deregistered: by default the connection lasts past the delay (0 here); with
+    // termination on, it is cut when the delay ends.
+    set("deregistration_delay.timeout_seconds", "0");
+    let (mut client, mut far, _relay) = connect();
+    register(false);
+    assert!(carries(&mut client, &mut far), "kept by default");
+    register(true);
+    health("healthy");
+    set(
+        "deregistration_delay.connection_termination.enabled",
+        "true",
+    );
+    let (mut client, mut far, relay) = connect();
+    register(false);
+    ended(relay);
+    assert!(!carries(&mut client, &mut far), "cut at the delay's end");
+}
