@@ -42,6 +42,20 @@ const NAMESPACES: &[&str] = &[
 /// The role AWS answers for ECS targets registered without one (its service-linked role).
 const ECS_ROLE: &str = "aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService";
 
+/// The operations [`call`] answers (the others of the model are UnknownOperation).
+pub const OPERATIONS: &[&str] = &[
+    "RegisterScalableTarget",
+    "DescribeScalableTargets",
+    "DeregisterScalableTarget",
+    "PutScalingPolicy",
+    "DescribeScalingPolicies",
+    "DeleteScalingPolicy",
+    "DescribeScalingActivities",
+    "PutScheduledAction",
+    "DescribeScheduledActions",
+    "DeleteScheduledAction",
+];
+
 /// Runs `op` with its JSON request `body` at `now`.
 pub fn call(
     aas: &AutoScaling,

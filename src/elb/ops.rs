@@ -58,7 +58,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "CreateListener",
-        "HTTP on application, TCP on network load balancers; default actions `forward` (one target group or `ForwardConfig` with weights), `fixed-response`, `redirect` (application); authenticate actions refused (HTTPS only)",
+        "HTTP on application, TCP on network load balancers; default actions `forward` (one target group or `ForwardConfig` with weights), `fixed-response`, `redirect` (application); authenticate actions refused (HTTPS only); `SslPolicy`, `Certificates`, `AlpnPolicy` and `MutualAuthentication` refused (UnsupportedProtocol: HTTPS and TLS listeners only), as ModifyListener refuses them",
     ),
     (
         "DescribeListeners",
@@ -1166,11 +1166,9 @@ fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
     let port = p
         .int("Port", 1, 65535)?
         .ok_or_else(|| validation("A listener port must be specified"))? as u16;
-    if !p.list("Certificates").is_empty() || !p.structs("Certificates").is_empty() {
-        return Err(ElbError::UnsupportedProtocol(
-            "Certificates are only for HTTPS and TLS listeners".into(),
-        ));
-    }
+    // SslPolicy, AlpnPolicy and MutualAuthentication were dropped here: refused as
+    // ModifyListener refuses them (issue 74).
+    super::rule_ops::no_tls_members(p)?;
     let default_actions = actions(s, p.structs("DefaultActions"), &lb, protocol)?;
     let tags = tags(p)?;
     if let Some(l) = s
