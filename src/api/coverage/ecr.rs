@@ -1,7 +1,6 @@
 //! Amazon ECR: every input member of the operations serve routes.
 
-#[allow(unused_imports)]
-use super::{Row, Service, ap, na, none, rf};
+use super::{Row, Service, ap, na, none};
 
 pub static ECR: Service = Service {
     slug: "ecr",
@@ -12,4 +11,48 @@ pub static ECR: Service = Service {
     elsewhere: none,
 };
 
-pub static ROWS: &[Row] = &[];
+pub static ROWS: &[Row] = &[
+    ap("CreateRepository DescribeRepositories DeleteRepository PutImageTagMutability ListImages DescribeImages BatchGetImage BatchDeleteImage BatchCheckLayerAvailability PutImage PutLifecyclePolicy GetLifecyclePolicy DeleteLifecyclePolicy StartLifecyclePolicyPreview GetLifecyclePolicyPreview InitiateLayerUpload UploadLayerPart CompleteLayerUpload SetRepositoryPolicy GetRepositoryPolicy DeleteRepositoryPolicy GetDownloadUrlForLayer", "registryId", "this registry's account (the default); another is InvalidParameterException"),
+    ap("GetAuthorizationToken", "registryIds", "each must be this registry's account (else InvalidParameterException); one token serves the registry"),
+    ap("CreateRepository DeleteRepository PutImageTagMutability ListImages DescribeImages BatchGetImage BatchDeleteImage BatchCheckLayerAvailability PutImage PutLifecyclePolicy GetLifecyclePolicy DeleteLifecyclePolicy StartLifecyclePolicyPreview GetLifecyclePolicyPreview InitiateLayerUpload UploadLayerPart CompleteLayerUpload SetRepositoryPolicy GetRepositoryPolicy DeleteRepositoryPolicy GetDownloadUrlForLayer", "repositoryName", "the repository (ECR's name rules: InvalidParameterException; RepositoryNotFoundException when it does not exist; CreateRepository: RepositoryAlreadyExistsException)"),
+    ap("CreateRepository", "tags", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("CreateRepository", "tags[].Key", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("CreateRepository", "tags[].Value", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("TagResource", "tags", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("TagResource", "tags[].Key", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("TagResource", "tags[].Value", "kept and returned by ListTagsForResource (ECR's limits: InvalidParameterException)"),
+    ap("CreateRepository PutImageTagMutability", "imageTagMutability", "MUTABLE or IMMUTABLE (with exclusions: the _WITH_EXCLUSION forms): a push over an immutable tag is ImageTagAlreadyExistsException"),
+    ap("CreateRepository PutImageTagMutability", "imageTagMutabilityExclusionFilters", "tags that stay mutable (1 to 5, only with the _WITH_EXCLUSION forms, else InvalidParameterException)"),
+    ap("CreateRepository PutImageTagMutability", "imageTagMutabilityExclusionFilters[].filterType", "WILDCARD (else InvalidParameterException)"),
+    ap("CreateRepository PutImageTagMutability", "imageTagMutabilityExclusionFilters[].filter", "the wildcard pattern (1-128 of [0-9a-zA-Z._*-])"),
+    na("CreateRepository", "imageScanningConfiguration", "no image scanning here: scanOnPush is kept and returned, and no scan runs").whole(),
+    na("CreateRepository", "encryptionConfiguration", "no KMS here: the type (AES256, KMS, KMS_DSSE; another, or kmsKey with AES256, InvalidParameterException) and key are kept and returned; blobs are stored as files under the registry's directory, not encrypted by serve").whole(),
+    ap("DescribeRepositories", "repositoryNames", "the repositories described (RepositoryNotFoundException for one that does not exist)"),
+    ap("DescribeRepositories ListImages DescribeImages GetLifecyclePolicyPreview", "nextToken", "pagination (InvalidParameterException for a token that is not ours)"),
+    ap("DescribeRepositories ListImages DescribeImages GetLifecyclePolicyPreview", "maxResults", "a page's size (ECR's bounds: InvalidParameterException)"),
+    ap("DeleteRepository", "force", "deletes a repository that has images (else RepositoryNotEmptyException)"),
+    ap("ListImages DescribeImages", "filter", "which images"),
+    ap("ListImages DescribeImages GetLifecyclePolicyPreview", "filter.tagStatus", "TAGGED, UNTAGGED or ANY"),
+    ap("ListImages DescribeImages", "filter.imageStatus", "ACTIVE or ANY (every image here is ACTIVE; ARCHIVED lists none)"),
+    ap("GetLifecyclePolicyPreview", "filter", "which results"),
+    ap("DescribeImages BatchGetImage BatchDeleteImage GetLifecyclePolicyPreview", "imageIds", "the images (by digest or tag; one that does not exist is an ImageNotFound failure)"),
+    ap("DescribeImages BatchGetImage BatchDeleteImage GetLifecyclePolicyPreview", "imageIds[].imageDigest", "the image's manifest digest"),
+    ap("DescribeImages BatchGetImage BatchDeleteImage GetLifecyclePolicyPreview", "imageIds[].imageTag", "the image's tag"),
+    ap("BatchGetImage", "acceptedMediaTypes", "a manifest of another media type is an ImageNotFound failure (no conversion here)"),
+    ap("BatchCheckLayerAvailability", "layerDigests", "each answered AVAILABLE or a MISSINGLAYERDIGEST failure"),
+    ap("PutImage", "imageManifest", "the manifest stored (its blobs must be in the repository: LayersNotFoundException)"),
+    ap("PutImage", "imageManifestMediaType", "the manifest's media type (when the manifest does not name one)"),
+    ap("PutImage", "imageTag", "the tag it is put under (immutable tags: ImageTagAlreadyExistsException)"),
+    ap("PutImage", "imageDigest", "checked against the manifest's (ImageDigestDoesNotMatchException)"),
+    ap("PutLifecyclePolicy StartLifecyclePolicyPreview", "lifecyclePolicyText", "the policy (ECR's rules: InvalidParameterException); its rules expire images (crate::ecr::lifecycle); the preview's is the repository's when absent"),
+    ap("UploadLayerPart CompleteLayerUpload", "uploadId", "the upload (UploadNotFoundException)"),
+    ap("UploadLayerPart", "partFirstByte", "where the part goes (InvalidLayerPartException when not the next byte)"),
+    ap("UploadLayerPart", "partLastByte", "the part's last byte"),
+    ap("UploadLayerPart", "layerPartBlob", "the part's bytes"),
+    ap("CompleteLayerUpload", "layerDigests", "the layer's digest, checked against the bytes (InvalidLayerException)"),
+    ap("SetRepositoryPolicy", "policyText", "the policy kept and returned (validated: InvalidParameterException); a statement allowing everyone to pull allows anonymous pulls; statements for named principals and their conditions are stored, not evaluated (docs/registry.md, Repository policies)"),
+    na("SetRepositoryPolicy", "force", "nothing here can lock the caller out (a token does everything whatever the policy), so the guard it lifts does not exist here"),
+    ap("GetDownloadUrlForLayer", "layerDigest", "the layer whose signed URL is answered (LayersNotFoundException)"),
+    ap("TagResource UntagResource ListTagsForResource", "resourceArn", "a repository's ARN (RepositoryNotFoundException for one that does not exist)"),
+    ap("UntagResource", "tagKeys", "the keys removed"),
+];

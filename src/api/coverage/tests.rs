@@ -95,29 +95,10 @@ fn problems(svc: &Service, members: &BTreeMap<&'static str, BTreeSet<String>>) -
     out
 }
 
-/// The services whose table is not complete yet: each still has members without a row
-/// (issue 74's acceptance is this list empty).
-const PENDING: &[&str] = &["application-autoscaling", "logs", "ecr", "servicediscovery"];
-
-fn done() -> impl Iterator<Item = &'static &'static Service> {
-    SERVICES.iter().filter(|s| !PENDING.contains(&s.slug))
-}
-
-#[test]
-fn pending_tables_are_incomplete() {
-    for slug in PENDING {
-        let svc = service(slug).unwrap();
-        assert!(
-            !problems(svc, &model_members(svc)).is_empty(),
-            "{slug}'s table is complete: take it out of PENDING"
-        );
-    }
-}
-
 #[test]
 fn every_member_of_every_routed_operation_is_classified() {
     let mut all = Vec::new();
-    for svc in done() {
+    for svc in SERVICES {
         let members = model_members(svc);
         all.extend(
             problems(svc, &members)
@@ -199,7 +180,7 @@ fn query_forms_read_as_paths() {
 fn docs_coverage_is_the_tables() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/coverage");
     let mut stale = Vec::new();
-    for svc in done() {
+    for svc in SERVICES {
         let file = format!("{dir}/{}.md", svc.slug);
         let want = markdown(svc, &model_members(svc));
         let have = std::fs::read_to_string(&file).unwrap_or_default();
