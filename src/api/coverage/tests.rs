@@ -251,3 +251,28 @@ fn markdown(svc: &Service, members: &BTreeMap<&'static str, BTreeSet<String>>) -
         svc.title, svc.model.0
     )
 }
+
+#[test]
+fn a_request_s_not_applied_members_are_named_from_the_real_tables() {
+    // What serve's log names (`report`): an ELB form and a Cloud Map body.
+    let form = b"Action=CreateLoadBalancer&Version=2015-12-01&Name=web\
+        &CustomerOwnedIpv4Pool=pool&SubnetMappings.member.1.SubnetId=s\
+        &SubnetMappings.member.1.AllocationId=eip&IpamPools.Ipv4IpamPoolId=p";
+    let found: Vec<String> = not_applied(&elb::ELB, "CreateLoadBalancer", &query_paths(form))
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "CustomerOwnedIpv4Pool",
+            "IpamPools",
+            "SubnetMappings[].AllocationId"
+        ]
+    );
+    let body = serde_json::json!({"Name": "svc", "NamespaceId": "ns-1",
+        "HealthCheckConfig": {"Type": "HTTP"}, "HealthCheckCustomConfig": {}});
+    let found = not_applied(&cloudmap::CLOUDMAP, "CreateService", &body);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "HealthCheckConfig");
+}
