@@ -11,7 +11,44 @@ pub static ELB: Service = Service {
     elsewhere: none,
 };
 
-pub static ROWS: &[Row] = &[
+/// The rows of the listener's `DefaultActions` and of a rule's `Actions` (one shape,
+/// `Action`, read by one function: `crate::elb::checks::actions`) after `$row`s.
+macro_rules! with_actions {
+    ($($row:expr,)* ; $(($p:literal, $ops:literal)),*) => {
+        pub static ROWS: &[Row] = &[
+            $($row,)*
+            $(
+            ap($ops, $p, "the actions traffic takes (crate::elb::proxy): forward, fixed-response, redirect; at least one"),
+            ap($ops, concat!($p, "[].Type"), "forward, fixed-response or redirect (network: forward only, else InvalidLoadBalancerAction); authenticate-oidc, authenticate-cognito and jwt-validation are InvalidLoadBalancerAction here (HTTPS only); another is ValidationError"),
+            ap($ops, concat!($p, "[].TargetGroupArn"), "the group a forward action sends to (another action's: ValidationError)"),
+            rf($ops, concat!($p, "[].AuthenticateOidcConfig"), "InvalidLoadBalancerAction: authenticate-oidc is for HTTPS listeners, not served here").whole(),
+            rf($ops, concat!($p, "[].AuthenticateCognitoConfig"), "InvalidLoadBalancerAction: authenticate-cognito is for HTTPS listeners, not served here").whole(),
+            rf($ops, concat!($p, "[].JwtValidationConfig"), "InvalidLoadBalancerAction: jwt-validation is for HTTPS listeners, not served here").whole(),
+            ap($ops, concat!($p, "[].Order"), "1-50000 (ValidationError outside), kept and returned; with one terminal action and no authenticate actions here, it orders nothing else"),
+            ap($ops, concat!($p, "[].RedirectConfig"), "the redirect answered (application load balancers)"),
+            ap($ops, concat!($p, "[].RedirectConfig.Protocol"), "the redirect's protocol (`#{...}` keeps the request's), as ELB builds the Location"),
+            ap($ops, concat!($p, "[].RedirectConfig.Port"), "the redirect's port (`#{...}` keeps the request's), as ELB builds the Location"),
+            ap($ops, concat!($p, "[].RedirectConfig.Host"), "the redirect's host (`#{...}` keeps the request's), as ELB builds the Location"),
+            ap($ops, concat!($p, "[].RedirectConfig.Path"), "the redirect's path (`#{...}` keeps the request's), as ELB builds the Location"),
+            ap($ops, concat!($p, "[].RedirectConfig.Query"), "the redirect's query (`#{...}` keeps the request's), as ELB builds the Location"),
+            ap($ops, concat!($p, "[].RedirectConfig.StatusCode"), "HTTP_301 or HTTP_302"),
+            ap($ops, concat!($p, "[].FixedResponseConfig"), "the answer given without a target"),
+            ap($ops, concat!($p, "[].FixedResponseConfig.MessageBody"), "the answer's body"),
+            ap($ops, concat!($p, "[].FixedResponseConfig.StatusCode"), "the answer's status"),
+            ap($ops, concat!($p, "[].FixedResponseConfig.ContentType"), "the answer's Content-Type"),
+            ap($ops, concat!($p, "[].ForwardConfig"), "a weighted forward to up to 5 groups"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroups"), "the groups"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroups[].TargetGroupArn"), "a group"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroups[].Weight"), "0-999: each request's group drawn by weight"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroupStickinessConfig"), "group stickiness (AWSALBTG cookie)"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroupStickinessConfig.Enabled"), "whether a client keeps its group"),
+            ap($ops, concat!($p, "[].ForwardConfig.TargetGroupStickinessConfig.DurationSeconds"), "1-604800: the cookie's lifetime (required when enabled)"),
+            )*
+        ];
+    };
+}
+
+with_actions! {
     ap("CreateLoadBalancer", "Name", "the load balancer's name (ELB's rules: ValidationError; DuplicateLoadBalancerName), in its ARN and DNSName"),
     ap("CreateLoadBalancer SetSubnets", "Subnets", "kept as the load balancer's zones (not checked: no VPC here); the listeners answer at the DNSName on the box whatever the subnets"),
     ap("CreateLoadBalancer SetSubnets", "SubnetMappings", "as Subnets: each SubnetId a zone"),
@@ -84,56 +121,6 @@ pub static ROWS: &[Row] = &[
     ap("CreateListener", "Tags[].Value", "kept and returned by DescribeTags; at most 50 a resource (TooManyTags), keys without `aws:`"),
     ap("DescribeListeners", "ListenerArns", "the listeners described; not an ARN: ValidationError; an ARN of nothing: ListenerNotFound"),
     ap("ModifyListener DeleteListener DescribeListenerAttributes ModifyListenerAttributes CreateRule DescribeRules", "ListenerArn", "the listener; an ARN of nothing: ListenerNotFound"),
-    ap("CreateListener ModifyListener", "DefaultActions", "the actions traffic takes (crate::elb::proxy): forward, fixed-response, redirect; at least one"),
-    ap("CreateListener ModifyListener", "DefaultActions[].Type", "forward, fixed-response or redirect (network: forward only, else InvalidLoadBalancerAction); authenticate-oidc, authenticate-cognito and jwt-validation are InvalidLoadBalancerAction here (HTTPS only); another is ValidationError"),
-    ap("CreateListener ModifyListener", "DefaultActions[].TargetGroupArn", "the group a forward action sends to (another action's: ValidationError)"),
-    rf("CreateListener ModifyListener", "DefaultActions[].AuthenticateOidcConfig", "InvalidLoadBalancerAction: authenticate-oidc is for HTTPS listeners, not served here").whole(),
-    rf("CreateListener ModifyListener", "DefaultActions[].AuthenticateCognitoConfig", "InvalidLoadBalancerAction: authenticate-cognito is for HTTPS listeners, not served here").whole(),
-    rf("CreateListener ModifyListener", "DefaultActions[].JwtValidationConfig", "InvalidLoadBalancerAction: jwt-validation is for HTTPS listeners, not served here").whole(),
-    ap("CreateListener ModifyListener", "DefaultActions[].Order", "1-50000 (ValidationError outside), kept and returned; with one terminal action and no authenticate actions here, it orders nothing else"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig", "the redirect answered (application load balancers)"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.Protocol", "the redirect's protocol (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.Port", "the redirect's port (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.Host", "the redirect's host (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.Path", "the redirect's path (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.Query", "the redirect's query (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateListener ModifyListener", "DefaultActions[].RedirectConfig.StatusCode", "HTTP_301 or HTTP_302"),
-    ap("CreateListener ModifyListener", "DefaultActions[].FixedResponseConfig", "the answer given without a target"),
-    ap("CreateListener ModifyListener", "DefaultActions[].FixedResponseConfig.MessageBody", "the answer's body"),
-    ap("CreateListener ModifyListener", "DefaultActions[].FixedResponseConfig.StatusCode", "the answer's status"),
-    ap("CreateListener ModifyListener", "DefaultActions[].FixedResponseConfig.ContentType", "the answer's Content-Type"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig", "a weighted forward to up to 5 groups"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroups", "the groups"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroups[].TargetGroupArn", "a group"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroups[].Weight", "0-999: each request's group drawn by weight"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroupStickinessConfig", "group stickiness (AWSALBTG cookie)"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroupStickinessConfig.Enabled", "whether a client keeps its group"),
-    ap("CreateListener ModifyListener", "DefaultActions[].ForwardConfig.TargetGroupStickinessConfig.DurationSeconds", "1-604800: the cookie's lifetime (required when enabled)"),
-    ap("CreateRule ModifyRule", "Actions", "the actions traffic takes (crate::elb::proxy): forward, fixed-response, redirect; at least one"),
-    ap("CreateRule ModifyRule", "Actions[].Type", "forward, fixed-response or redirect (network: forward only, else InvalidLoadBalancerAction); authenticate-oidc, authenticate-cognito and jwt-validation are InvalidLoadBalancerAction here (HTTPS only); another is ValidationError"),
-    ap("CreateRule ModifyRule", "Actions[].TargetGroupArn", "the group a forward action sends to (another action's: ValidationError)"),
-    rf("CreateRule ModifyRule", "Actions[].AuthenticateOidcConfig", "InvalidLoadBalancerAction: authenticate-oidc is for HTTPS listeners, not served here").whole(),
-    rf("CreateRule ModifyRule", "Actions[].AuthenticateCognitoConfig", "InvalidLoadBalancerAction: authenticate-cognito is for HTTPS listeners, not served here").whole(),
-    rf("CreateRule ModifyRule", "Actions[].JwtValidationConfig", "InvalidLoadBalancerAction: jwt-validation is for HTTPS listeners, not served here").whole(),
-    ap("CreateRule ModifyRule", "Actions[].Order", "1-50000 (ValidationError outside), kept and returned; with one terminal action and no authenticate actions here, it orders nothing else"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig", "the redirect answered (application load balancers)"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.Protocol", "the redirect's protocol (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.Port", "the redirect's port (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.Host", "the redirect's host (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.Path", "the redirect's path (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.Query", "the redirect's query (`#{...}` keeps the request's), as ELB builds the Location"),
-    ap("CreateRule ModifyRule", "Actions[].RedirectConfig.StatusCode", "HTTP_301 or HTTP_302"),
-    ap("CreateRule ModifyRule", "Actions[].FixedResponseConfig", "the answer given without a target"),
-    ap("CreateRule ModifyRule", "Actions[].FixedResponseConfig.MessageBody", "the answer's body"),
-    ap("CreateRule ModifyRule", "Actions[].FixedResponseConfig.StatusCode", "the answer's status"),
-    ap("CreateRule ModifyRule", "Actions[].FixedResponseConfig.ContentType", "the answer's Content-Type"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig", "a weighted forward to up to 5 groups"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroups", "the groups"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroups[].TargetGroupArn", "a group"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroups[].Weight", "0-999: each request's group drawn by weight"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroupStickinessConfig", "group stickiness (AWSALBTG cookie)"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroupStickinessConfig.Enabled", "whether a client keeps its group"),
-    ap("CreateRule ModifyRule", "Actions[].ForwardConfig.TargetGroupStickinessConfig.DurationSeconds", "1-604800: the cookie's lifetime (required when enabled)"),
     ap("CreateRule ModifyRule", "Conditions", "the rule's conditions, matched on each request (crate::elb::rules)"),
     ap("CreateRule ModifyRule", "Conditions[].Field", "host-header, path-pattern, http-header, query-string, http-request-method, source-ip; another is ValidationError"),
     ap("CreateRule ModifyRule", "Conditions[].Values", "the short form of host-header and path-pattern values (ALB's wildcards)"),
@@ -176,4 +163,7 @@ pub static ROWS: &[Row] = &[
     ap("AddTags", "Tags[].Key", "kept and returned by DescribeTags; at most 50 a resource (TooManyTags), keys without `aws:`"),
     ap("AddTags", "Tags[].Value", "kept and returned by DescribeTags; at most 50 a resource (TooManyTags), keys without `aws:`"),
     ap("RemoveTags", "TagKeys", "the keys removed"),
-];
+    ;
+    ("DefaultActions", "CreateListener ModifyListener"),
+    ("Actions", "CreateRule ModifyRule")
+}

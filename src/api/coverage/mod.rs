@@ -165,7 +165,7 @@ fn walk(rows: &[&Row], v: &Value, prefix: &str, out: &mut Vec<(String, &'static 
     match v {
         Value::Object(m) => {
             for (k, child) in m {
-                if is_unset(child) {
+                if crate::taskdef::coverage::is_unset(child) {
                     continue;
                 }
                 let path = if prefix.is_empty() {
@@ -187,17 +187,6 @@ fn walk(rows: &[&Row], v: &Value, prefix: &str, out: &mut Vec<(String, &'static 
             }
         }
         _ => {}
-    }
-}
-
-/// AWS's defaults: an absent, null, false, empty member asks for nothing.
-fn is_unset(v: &Value) -> bool {
-    match v {
-        Value::Null | Value::Bool(false) => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
     }
 }
 
