@@ -95,7 +95,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyLoadBalancerAttributes",
-        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) and `routing.http.desync_mitigation_mode` applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (zonal shift, WAF fail-open, TLS headers) stored and returned",
+        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) and `routing.http.desync_mitigation_mode` applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (zonal shift, WAF fail-open, TLS headers, IPv6, cross-zone, HTTP/2, DNS client routing) stored and returned, not applied (said in serve's log when set to other than their default: \"load balancer attribute stored and returned, not applied here\")",
     ),
     (
         "SetSecurityGroups",
@@ -1324,9 +1324,27 @@ fn describe_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(x)
 }
 
+/// The load balancer attributes serve applies ("HTTP listeners" in docs/load-balancing.md);
+/// access and connection logs are refused when enabled (`checks::lb_attribute`: no S3
+/// here); the others are kept, returned and said not applied in serve's log.
+const LB_APPLIED: &[&str] = &[
+    "deletion_protection.enabled",
+    "idle_timeout.timeout_seconds",
+    "client_keep_alive.seconds",
+    "routing.http.desync_mitigation_mode",
+    "routing.http.drop_invalid_header_fields.enabled",
+    "routing.http.preserve_host_header.enabled",
+    "routing.http.xff_client_port.enabled",
+    "routing.http.xff_header_processing.mode",
+];
+
 fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let mut lb = lb(s, p.required("LoadBalancerArn")?)?.clone();
     let known = lb_attributes(&lb);
+    let defaults = lb_attributes(&LoadBalancer {
+        attributes: Default::default(),
+        ..lb.clone()
+    });
     let attrs = p.structs("Attributes");
     if attrs.is_empty() {
         return Err(validation("Attributes must not be empty"));
@@ -1341,6 +1359,13 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
             )));
         }
         super::checks::lb_attribute(lb.kind, key, value)?;
+        if !LB_APPLIED.contains(&key)
+            && !key.contains("_logs.")
+            && defaults.get(key).map(String::as_str) != Some(value)
+        {
+            tracing::warn!(load_balancer = %lb.name, attribute = key, value,
+                "load balancer attribute stored and returned, not applied here (docs/load-balancing.md)");
+        }
         lb.attributes.insert(key.to_string(), value.to_string());
     }
     s.save_lb(&lb)?;

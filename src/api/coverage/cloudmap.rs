@@ -15,7 +15,7 @@ pub static ROWS: &[Row] = &[
     ap("CreatePrivateDnsNamespace CreateHttpNamespace", "Name", "the namespace's name (a domain for private DNS, whose names the box's DNS server answers on the task networks; InvalidInput for a bad one)"),
     ap("CreatePrivateDnsNamespace CreateHttpNamespace CreateService RegisterInstance", "CreatorRequestId", "idempotency: a retry with the same id answers the first call's operation (or service, or instance)"),
     ap("CreatePrivateDnsNamespace CreateHttpNamespace CreateService", "Description", "kept and returned"),
-    ap("CreatePrivateDnsNamespace", "Vpc", "required (InvalidInput when absent), kept and returned; there are no VPCs here: the namespace answers on every task network of the box"),
+    na("CreatePrivateDnsNamespace", "Vpc", "no VPCs here: required as Cloud Map requires it (InvalidInput when absent), kept and returned; the namespace answers on every task network of the box"),
     ap("CreatePrivateDnsNamespace CreateHttpNamespace CreateService", "Tags", "kept and returned by ListTagsForResource (Cloud Map's limits: InvalidInput)"),
     ap("CreatePrivateDnsNamespace CreateHttpNamespace CreateService", "Tags[].Key", "kept and returned by ListTagsForResource (Cloud Map's limits: InvalidInput)"),
     ap("CreatePrivateDnsNamespace CreateHttpNamespace CreateService", "Tags[].Value", "kept and returned by ListTagsForResource (Cloud Map's limits: InvalidInput)"),

@@ -53,6 +53,9 @@ pub struct Row {
     pub class: Class,
     pub note: &'static str,
     pub whole: bool,
+    /// Values of a not-applied member that ask for what serve does anyway (`ipv4`): a
+    /// request with one of them is not named in the log.
+    pub except: &'static [&'static str],
 }
 
 impl Row {
@@ -60,6 +63,14 @@ impl Row {
     pub const fn whole(self) -> Row {
         Row {
             whole: true,
+            ..self
+        }
+    }
+
+    /// Values that ask for what serve does anyway (see [`Row::except`]).
+    pub const fn except(self, values: &'static [&'static str]) -> Row {
+        Row {
+            except: values,
             ..self
         }
     }
@@ -77,6 +88,7 @@ pub const fn ap(ops: &'static str, path: &'static str, note: &'static str) -> Ro
         class: Class::Applied,
         note,
         whole: false,
+        except: &[],
     }
 }
 
@@ -88,6 +100,7 @@ pub const fn rf(ops: &'static str, path: &'static str, note: &'static str) -> Ro
         class: Class::Refused,
         note,
         whole: false,
+        except: &[],
     }
 }
 
@@ -100,6 +113,7 @@ pub const fn na(ops: &'static str, path: &'static str, note: &'static str) -> Ro
         class: Class::NotApplied,
         note,
         whole: false,
+        except: &[],
     }
 }
 
@@ -175,7 +189,15 @@ fn walk(rows: &[&Row], v: &Value, prefix: &str, out: &mut Vec<(String, &'static 
                 };
                 let row = rows.iter().find(|r| r.path == path);
                 match row {
-                    Some(r) if r.class == Class::NotApplied => out.push((path, r.note)),
+                    Some(r) if r.class == Class::NotApplied => {
+                        let asked = child
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or(child.to_string());
+                        if !r.except.contains(&asked.as_str()) {
+                            out.push((path, r.note));
+                        }
+                    }
                     Some(r) if r.whole => {}
                     _ => walk(rows, child, &path, out),
                 }

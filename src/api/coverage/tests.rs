@@ -226,8 +226,13 @@ fn markdown(svc: &Service, members: &BTreeMap<&'static str, BTreeSet<String>>) -
         for r in rows {
             *counts.entry(r.class).or_default() += 1;
             let whole = if r.whole { " (and its members)" } else { "" };
+            let except = if r.except.is_empty() {
+                String::new()
+            } else {
+                format!(" (not named in the log for {})", r.except.join(", "))
+            };
             body.push_str(&format!(
-                "| `{}`{whole} | {} | {} |\n",
+                "| `{}`{whole} | {} | {}{except} |\n",
                 r.path,
                 r.class.label(),
                 r.note.replace('|', "\\|")
@@ -275,4 +280,10 @@ fn a_request_s_not_applied_members_are_named_from_the_real_tables() {
     let found = not_applied(&cloudmap::CLOUDMAP, "CreateService", &body);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "HealthCheckConfig");
+    // IpAddressType ipv4 is what serve does: not named; dualstack is.
+    let named = |t: &str| {
+        let form = format!("Action=SetIpAddressType&LoadBalancerArn=a&IpAddressType={t}");
+        not_applied(&elb::ELB, "SetIpAddressType", &query_paths(form.as_bytes())).len()
+    };
+    assert_eq!((named("ipv4"), named("dualstack")), (0, 1));
 }
