@@ -105,7 +105,7 @@ pub static ROWS: &[Row] = &[
     ap("PutMetricAlarm", "AlarmName", "the alarm (1-255 characters, else InvalidParameterValue)"),
     ap("PutMetricAlarm", "AlarmDescription", "kept and returned"),
     ap("PutMetricAlarm", "ActionsEnabled", "whether the actions run on a state change"),
-    ap("PutMetricAlarm", "OKActions", "run on entering OK: Application Auto Scaling policy ARNs run (crate::autoscaling::scaling); SNS, EC2, Lambda and Systems Manager actions are kept and not run (serve's log says so: docs/cloudwatch.md)"),
+    ap("PutMetricAlarm", "OKActions", "run on entering OK: Application Auto Scaling policy ARNs run (crate::autoscaling::scaling); SNS, EC2, Lambda and Systems Manager actions are kept and shown, not run (serve's log says so when the alarm is put: docs/cloudwatch.md)"),
     ap("PutMetricAlarm", "AlarmActions", "run on entering ALARM (then once a period for scaling policies), as OKActions"),
     ap("PutMetricAlarm", "InsufficientDataActions", "run on entering INSUFFICIENT_DATA, as OKActions"),
     ap("PutMetricAlarm", "MetricName", "the metric watched"),
