@@ -223,7 +223,7 @@ pub static ROWS: &[Row] = &[
     rf("StopServiceDeployment", "stopType", "ROLLBACK (the default) rolls back; ABORT is InvalidParameterException here"),
     ap("DescribeServiceRevisions", "serviceRevisionArns", "the revisions described; unknown ones are failures"),
     // Tags.
-    ap("TagResource UntagResource ListTagsForResource", "resourceArn", "a cluster, task definition, task or service ARN; one of nothing is ResourceNotFoundException"),
+    ap("TagResource UntagResource ListTagsForResource", "resourceArn", "a cluster, task definition, task or service ARN (another string is InvalidParameterException); a cluster that does not exist is ClusterNotFoundException, another resource InvalidParameterException naming it"),
     ap("UntagResource", "tagKeys", "the keys removed"),
     // Account settings.
     ap("ListAccountSettings PutAccountSetting PutAccountSettingDefault", "name", "the setting (ECS's names; another is InvalidParameterException); containerInsights is what a new cluster starts with, the others are stored and answered"),
