@@ -29,9 +29,15 @@ pub async fn handle(
     let op2 = op.clone();
     let result = match request {
         Ok(req) => {
-            match tokio::task::spawn_blocking(move || ops::call(&aas, &ecs, &cw, &op2, req, now))
-                .await
-            {
+            let call = move || {
+                let given = req.clone();
+                let r = ops::call(&aas, &ecs, &cw, &op2, req, now);
+                if r.is_ok() {
+                    super::coverage::report("application-autoscaling", &op2, &given);
+                }
+                r
+            };
+            match tokio::task::spawn_blocking(call).await {
                 Ok(r) => r,
                 Err(e) => Err(AsError::Internal(format!("{op} failed: {e}"))),
             }

@@ -79,7 +79,16 @@ pub async fn handle(
         .unwrap_or_default();
     let result = match request {
         Ok(req) => {
-            match tokio::task::spawn_blocking(move || ops::call(&cw, &op2, req, now)).await {
+            let op3 = op.clone();
+            let call = move || {
+                let given = req.clone();
+                let r = ops::call(&cw, &op2, req, now);
+                if r.is_ok() {
+                    super::coverage::report("cloudwatch", &op3, &given);
+                }
+                r
+            };
+            match tokio::task::spawn_blocking(call).await {
                 Ok(r) => r,
                 Err(e) => Err(CwError::Internal(format!("{op} failed: {e}"))),
             }

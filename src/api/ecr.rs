@@ -24,6 +24,7 @@ pub async fn handle(
         );
     };
     let op2 = op.clone();
+    let request = body.clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -46,7 +47,10 @@ pub async fn handle(
     })
     .await;
     let (status, body, kind) = match result {
-        Ok(Ok(v)) => (StatusCode::OK, v, None),
+        Ok(Ok(v)) => {
+            super::coverage::report_bytes("ecr", &op, &request);
+            (StatusCode::OK, v, None)
+        }
         Ok(Err(e)) => (
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
             json!({"__type": e.name(), "message": e.message()}),

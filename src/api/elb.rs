@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Response {
     let started = std::time::Instant::now();
     let op2 = op.clone();
+    let form = body.clone();
     let result = tokio::task::spawn_blocking(move || {
         let params = Params::from_form(&body);
         // `serve --cluster`: the load balancers are the cluster's (crate::cluster::replica):
@@ -57,6 +58,7 @@ pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Respo
     tracing::debug!(op = %op, ok = result.is_ok(), ms = started.elapsed().as_millis() as u64, "ELB API call");
     match result {
         Ok(x) => {
+            super::coverage::report("elbv2", &op, &super::coverage::query_paths(&form));
             let mut id = [0u8; 16];
             let _ = getrandom::getrandom(&mut id);
             let mut resp = (StatusCode::OK, response(&op, x, &uuid_like(&id))).into_response();

@@ -10,6 +10,7 @@ pub mod autoscaling;
 pub mod cbor;
 pub mod cloudwatch;
 pub mod console;
+pub mod coverage;
 pub mod ecr;
 pub mod ecs;
 pub mod elb;
@@ -771,6 +772,11 @@ pub fn call_json(
         type Out = Result<serde_json::Value, ServiceError>;
         fn visit<O: Operation>(self) -> Self::Out {
             let req = O::decode(self.body).map_err(Into::into)?;
+            let slug = match O::OP.service() {
+                crate::ecs::operations::Service::Logs => "logs",
+                _ => "ecs",
+            };
+            coverage::report_bytes(slug, O::OP.name(), self.body);
             let resp = O::call(&self.cx, req).map_err(Into::into)?;
             let v = crate::taskdef::timestamp::epoch_seconds(|| serde_json::to_value(resp));
             v.map_err(|e| match O::OP.service() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// One Cloud Map call, `op` being the operation name after the target prefix.
 pub async fn handle(cm: Arc<CloudMap>, op: String, body: axum::body::Bytes) -> Response {
     let op2 = op.clone();
+    let request = body.clone();
     let result = tokio::task::spawn_blocking(move || {
         // `serve --cluster`: Cloud Map's resources are the cluster's
         // (crate::cluster::replica): a write runs under its lock on a copy that has every
@@ -36,7 +37,10 @@ pub async fn handle(cm: Arc<CloudMap>, op: String, body: axum::body::Bytes) -> R
     })
     .await;
     let (status, body, kind) = match result {
-        Ok(Ok(v)) => (StatusCode::OK, v, None),
+        Ok(Ok(v)) => {
+            super::coverage::report_bytes("servicediscovery", &op, &request);
+            (StatusCode::OK, v, None)
+        }
         Ok(Err(e)) => (
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
             e.body(),

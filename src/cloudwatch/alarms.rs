@@ -542,6 +542,20 @@ impl Alarms {
                 "The collection Dimensions must not have a size greater than 30.".into(),
             ));
         }
+        // Ref: CloudWatch User Guide, "Alarm actions". Only Application Auto Scaling
+        // policies are run here (crate::autoscaling::scaling); the others are kept, shown
+        // and said not carried out (docs/cloudwatch.md).
+        for action in req
+            .ok_actions
+            .iter()
+            .chain(&req.alarm_actions)
+            .chain(&req.insufficient_data_actions)
+            .filter(|a| !a.contains(":scalingPolicy:"))
+        {
+            tracing::warn!(alarm = %req.alarm_name, action = %action,
+                "PutMetricAlarm: alarm action kept and shown, not carried out here (only \
+                 Application Auto Scaling policies are run: docs/cloudwatch.md)");
+        }
         Ok(Alarm {
             alarm_arn: format!("{}{}", self.arn_prefix, req.alarm_name),
             alarm_name: req.alarm_name,

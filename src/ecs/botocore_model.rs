@@ -52,7 +52,7 @@ pub(crate) fn model_of(service: &str, version: &str) -> Value {
 
 /// The member paths of `shape` in our notation: `a.b`, `[]` for list elements; maps and
 /// scalars are leaves.
-fn shape_paths(model: &Value, shape: &str) -> BTreeSet<String> {
+pub(crate) fn shape_paths(model: &Value, shape: &str) -> BTreeSet<String> {
     fn walk(shapes: &Value, name: &str, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
         let s = &shapes[name];
         assert!(depth < 24, "recursive shape {name}");

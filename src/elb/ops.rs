@@ -58,7 +58,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "CreateListener",
-        "HTTP on application, TCP on network load balancers; default actions `forward` (one target group or `ForwardConfig` with weights), `fixed-response`, `redirect` (application); authenticate actions refused (HTTPS only)",
+        "HTTP on application, TCP on network load balancers; default actions `forward` (one target group or `ForwardConfig` with weights), `fixed-response`, `redirect` (application); authenticate actions refused (HTTPS only); `SslPolicy`, `Certificates`, `AlpnPolicy` and `MutualAuthentication` refused (UnsupportedProtocol: HTTPS and TLS listeners only), as ModifyListener refuses them",
     ),
     (
         "DescribeListeners",
@@ -95,7 +95,7 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ),
     (
         "ModifyLoadBalancerAttributes",
-        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) and `routing.http.desync_mitigation_mode` applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (zonal shift, WAF fail-open, TLS headers) stored and returned",
+        "`deletion_protection.enabled` applied (DeleteLoadBalancer is then OperationNotPermitted); `idle_timeout.timeout_seconds`, `client_keep_alive.seconds` and the `routing.http.*` header attributes (`xff_header_processing.mode`, `xff_client_port.enabled`, `preserve_host_header.enabled`, `drop_invalid_header_fields.enabled`) and `routing.http.desync_mitigation_mode` applied (\"HTTP listeners\"); values checked as ELB's API reference lists them (ValidationError); access and connection logs refused (no S3 here); the others (zonal shift, WAF fail-open, TLS headers, IPv6, cross-zone, HTTP/2, DNS client routing) stored and returned, not applied (said in serve's log when set to other than their default: \"load balancer attribute stored and returned, not applied here\")",
     ),
     (
         "SetSecurityGroups",
@@ -1161,11 +1161,9 @@ fn create_listener(elb: &Elb, s: &mut State, p: &Params) -> ElbResult<Xml> {
     let port = p
         .int("Port", 1, 65535)?
         .ok_or_else(|| validation("A listener port must be specified"))? as u16;
-    if !p.list("Certificates").is_empty() || !p.structs("Certificates").is_empty() {
-        return Err(ElbError::UnsupportedProtocol(
-            "Certificates are only for HTTPS and TLS listeners".into(),
-        ));
-    }
+    // SslPolicy, AlpnPolicy and MutualAuthentication were dropped here: refused as
+    // ModifyListener refuses them (issue 74).
+    super::rule_ops::no_tls_members(p)?;
     let default_actions = actions(s, p.structs("DefaultActions"), &lb, protocol)?;
     let tags = tags(p)?;
     if let Some(l) = s
@@ -1321,9 +1319,27 @@ fn describe_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(x)
 }
 
+/// The load balancer attributes serve applies ("HTTP listeners" in docs/load-balancing.md);
+/// access and connection logs are refused when enabled (`checks::lb_attribute`: no S3
+/// here); the others are kept, returned and said not applied in serve's log.
+const LB_APPLIED: &[&str] = &[
+    "deletion_protection.enabled",
+    "idle_timeout.timeout_seconds",
+    "client_keep_alive.seconds",
+    "routing.http.desync_mitigation_mode",
+    "routing.http.drop_invalid_header_fields.enabled",
+    "routing.http.preserve_host_header.enabled",
+    "routing.http.xff_client_port.enabled",
+    "routing.http.xff_header_processing.mode",
+];
+
 fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
     let mut lb = lb(s, p.required("LoadBalancerArn")?)?.clone();
     let known = lb_attributes(&lb);
+    let defaults = lb_attributes(&LoadBalancer {
+        attributes: Default::default(),
+        ..lb.clone()
+    });
     let attrs = p.structs("Attributes");
     if attrs.is_empty() {
         return Err(validation("Attributes must not be empty"));
@@ -1338,6 +1354,13 @@ fn modify_lb_attributes(s: &mut State, p: &Params) -> ElbResult<Xml> {
             )));
         }
         super::checks::lb_attribute(lb.kind, key, value)?;
+        if !LB_APPLIED.contains(&key)
+            && !key.contains("_logs.")
+            && defaults.get(key).map(String::as_str) != Some(value)
+        {
+            tracing::warn!(load_balancer = %lb.name, attribute = key, value,
+                "load balancer attribute stored and returned, not applied here (docs/load-balancing.md)");
+        }
         lb.attributes.insert(key.to_string(), value.to_string());
     }
     s.save_lb(&lb)?;

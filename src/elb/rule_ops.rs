@@ -303,9 +303,11 @@ pub(super) fn set_rule_priorities(s: &mut State, p: &Params) -> ElbResult<Xml> {
     Ok(x)
 }
 
-pub(super) fn modify_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
-    let mut l = listener(s, p.required("ListenerArn")?)?.clone();
-    let lb = lb(s, &l.load_balancer_arn)?.clone();
+/// Refuses the members of a listener that are for HTTPS and TLS only (CreateListener and
+/// ModifyListener): no certificates here, so no such listener. Ref: CreateListener,
+/// `SslPolicy`, `Certificates`, `AlpnPolicy`, `MutualAuthentication` ("[HTTPS and TLS
+/// listeners]", "[HTTPS listeners]").
+pub(super) fn no_tls_members(p: &Params) -> ElbResult<()> {
     for (member, what) in [
         ("SslPolicy", "A security policy"),
         ("AlpnPolicy", "An ALPN policy"),
@@ -322,6 +324,13 @@ pub(super) fn modify_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
             )));
         }
     }
+    Ok(())
+}
+
+pub(super) fn modify_listener(s: &mut State, p: &Params) -> ElbResult<Xml> {
+    let mut l = listener(s, p.required("ListenerArn")?)?.clone();
+    let lb = lb(s, &l.load_balancer_arn)?.clone();
+    no_tls_members(p)?;
     if let Some(protocol) = p.str("Protocol") {
         match (lb.kind, protocol) {
             (LbType::Application, "HTTP") | (LbType::Network, "TCP") => {}

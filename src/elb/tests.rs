@@ -648,3 +648,34 @@ fn tcp_connections_are_cut_as_the_connection_termination_attributes_say() {
     ended(relay);
     assert!(!carries(&mut client, &mut far), "cut at the delay's end");
 }
+
+#[test]
+fn create_listener_refuses_the_tls_members_as_modify_listener_does() {
+    // They were dropped without a word by CreateListener (issue 74): an HTTP listener here
+    // has no certificate, so a security policy, an ALPN policy or mutual TLS is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let elb = Elb::open(dir.path().to_path_buf()).unwrap();
+    let lb = call(&elb, "CreateLoadBalancer", &[("Name", "tls")]);
+    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+    for (member, value) in [
+        ("SslPolicy", "ELBSecurityPolicy-2016-08"),
+        ("AlpnPolicy.member.1", "HTTP2Preferred"),
+        ("MutualAuthentication.Mode", "verify"),
+    ] {
+        let p = query::Params::of(&[
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "fixed-response"),
+            (
+                "DefaultActions.member.1.FixedResponseConfig.StatusCode",
+                "200",
+            ),
+            (member, value),
+        ]);
+        let e = ops::call(&elb, "CreateListener", &p).err().expect(member);
+        assert_eq!(e.code(), "UnsupportedProtocol", "{member}");
+        let m = e.message();
+        assert!(m.contains(member.split('.').next().unwrap()), "{m}");
+    }
+}

@@ -829,7 +829,9 @@ pub fn is_coverage_rule(rule: &str) -> bool {
     Class::ALL.iter().any(|c| c.rule() == Some(rule))
 }
 
-fn is_unset(v: &Value) -> bool {
+/// ECS's defaults: an absent, null, false or empty member asks for nothing (the service
+/// coverage tables, `api::coverage`, read requests so too).
+pub fn is_unset(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::String(s) => s.is_empty(),
