@@ -150,7 +150,7 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
     });
     let ids = vec![id_of(&web[0].0), id_of(&resolver)];
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
@@ -292,12 +292,12 @@ fn a_service_connect_alias_on_one_box_spreads_connections_over_the_tasks_of_both
         .chain([a_id])
         .collect();
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
         assert_box_clean(b, &ids);
-        // The alias's listener went with the agent.
+        // The alias's listener went with the box's data plane (`agent --leave`).
         let out = b
             .exec("ss")
             .args(["-Htln", "sport = :9000"])
@@ -518,7 +518,7 @@ fn a_blue_green_deployment_across_two_boxes_flips_production_with_no_request_los
     });
     api.aws_json(&["delete-service", "--service", "bg"]);
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
@@ -654,7 +654,7 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
         (api.service("default", "bridgeweb")["status"] == "INACTIVE").then_some(())
     });
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     let task_ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
@@ -965,7 +965,7 @@ fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_los
     );
     elbv2(&api, &["delete-target-group", "--target-group-arn", &tg]);
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
