@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-fn sd(api: &Api, args: &[&str]) -> Value {
+pub(crate) fn sd(api: &Api, args: &[&str]) -> Value {
     let out = api.aws_in("servicediscovery", args);
     assert!(
         out.status.success(),

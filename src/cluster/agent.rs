@@ -1,12 +1,13 @@
 //! `minifargate agent --cluster`: registers this box as a container instance in etcd and
 //! keeps its liveness lease (docs/cluster.md). The lease is renewed on a thread of its
-//! own, with its own runtime and etcd connections ([`Liveness`]): nothing the work does
-//! (SQLite waits, teardown, supervisors) can delay a renewal. It re-registers after etcd
+//! own, with its own runtime and etcd connections ([`Liveness`]): a store wait or a
+//! teardown does not delay a renewal, but a work loop that stops coming round (a wedged
+//! agent) stops the renewals after `--work-stall-limit`. It re-registers after etcd
 //! comes back (a new lease once the old one expired, the keys put again) and, on SIGTERM
 //! or SIGINT, revokes its lease so the instance is `agentConnected: false` at once (its
-//! tasks keep running; the leader replaces them only after `serve
-//! --lost-instance-after`). Meanwhile it runs the tasks placed on the box
-//! ([`super::work`]).
+//! tasks keep running, and so does the box's data plane, [`super::data_plane`]; the
+//! leader replaces them only after `serve --lost-instance-after`). Meanwhile it runs the
+//! tasks placed on the box ([`super::work`]).
 
 use super::etcd::{Etcd, EtcdError, Tls};
 use super::instances::{self, Registration, Status};

@@ -101,7 +101,9 @@ pub fn ensure(ecs: &crate::ecs::Ecs, spec: &Spec) -> anyhow::Result<()> {
     let run_root = &ecs.run_root;
     match settled(run_root) {
         Some(r) if r.spec == *spec => {
-            tracing::info!(pid = r.pid, version = %r.version, subnet = %spec.subnet,
+            tracing::info!(pid = r.pid, version = %r.version,
+                agent_version = crate::ecs::container_instances::AGENT_VERSION,
+                subnet = %spec.subnet,
                 "adopted the box's data plane (tasks' DNS server, Service Connect listeners)");
             return Ok(());
         }
