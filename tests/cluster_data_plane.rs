@@ -7,7 +7,7 @@
 //! serve, driven with the AWS CLI.
 
 use crate::cluster_network::*;
-use crate::cluster_network_services::sd;
+use crate::cluster_network_services::cloud_map_service;
 use crate::common;
 
 use common::cluster::{Agent, SLEEPER, service_tasks, until_connected};
@@ -57,40 +57,7 @@ fn a_task_keeps_resolving_and_calling_the_other_box_while_each_agent_restarts() 
     let mut lan = Lan::new();
     let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
-    let op = sd(
-        &api,
-        &[
-            "create-private-dns-namespace",
-            "--name",
-            "dp.local",
-            "--vpc",
-            "vpc-1",
-        ],
-    );
-    let o = sd(
-        &api,
-        &[
-            "get-operation",
-            "--operation-id",
-            op["OperationId"].as_str().unwrap(),
-        ],
-    );
-    let ns = o["Operation"]["Targets"]["NAMESPACE"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let registry = sd(
-        &api,
-        &[
-            "create-service",
-            "--name",
-            "web",
-            "--namespace-id",
-            &ns,
-            "--dns-config",
-            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
-        ],
-    )["Service"]["Arn"]
+    let registry = cloud_map_service(&api, "dp.local", "web")["Service"]["Arn"]
         .as_str()
         .unwrap()
         .to_string();

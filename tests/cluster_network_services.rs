@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
-pub(crate) fn sd(api: &Api, args: &[&str]) -> Value {
+fn sd(api: &Api, args: &[&str]) -> Value {
     let out = api.aws_in("servicediscovery", args);
     assert!(
         out.status.success(),
@@ -24,6 +24,45 @@ pub(crate) fn sd(api: &Api, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// A private DNS namespace `namespace` and, in it, Cloud Map service `name` answering A
+/// records (MULTIVALUE, TTL 5): the service, as CreateService answers it.
+pub(crate) fn cloud_map_service(api: &Api, namespace: &str, name: &str) -> Value {
+    let op = sd(
+        api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            namespace,
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let o = sd(
+        api,
+        &[
+            "get-operation",
+            "--operation-id",
+            op["OperationId"].as_str().unwrap(),
+        ],
+    );
+    let ns = o["Operation"]["Targets"]["NAMESPACE"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sd(
+        api,
+        &[
+            "create-service",
+            "--name",
+            name,
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
+        ],
+    )
 }
 
 /// Resolves `NAME` with its resolv.conf's server (busybox nslookup) until the answer
@@ -53,40 +92,7 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
     let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
 
-    let op = sd(
-        &api,
-        &[
-            "create-private-dns-namespace",
-            "--name",
-            "cluster.local",
-            "--vpc",
-            "vpc-1",
-        ],
-    );
-    let o = sd(
-        &api,
-        &[
-            "get-operation",
-            "--operation-id",
-            op["OperationId"].as_str().unwrap(),
-        ],
-    );
-    let ns = o["Operation"]["Targets"]["NAMESPACE"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let svc = sd(
-        &api,
-        &[
-            "create-service",
-            "--name",
-            "web",
-            "--namespace-id",
-            &ns,
-            "--dns-config",
-            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
-        ],
-    );
+    let svc = cloud_map_service(&api, "cluster.local", "web");
     let registry = svc["Service"]["Arn"].as_str().unwrap().to_string();
     let svc_id = svc["Service"]["Id"].as_str().unwrap().to_string();
 
