@@ -164,6 +164,12 @@ fn a_task_keeps_resolving_and_calling_the_other_box_while_each_agent_restarts() 
         "failed calls across the restarts"
     );
 
+    let ids: Vec<String> = services
+        .iter()
+        .flat_map(|(n, ..)| service_tasks(&api, n))
+        .map(|(t, _)| id_of(&t))
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
     for (name, ..) in &services {
         api.aws_json(&["delete-service", "--service", name, "--force"]);
     }
@@ -178,7 +184,7 @@ fn a_task_keeps_resolving_and_calling_the_other_box_while_each_agent_restarts() 
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
-        assert_box_clean(b, &[a_id.clone()]);
+        assert_box_clean(b, &ids);
     }
 }
 
