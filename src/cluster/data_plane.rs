@@ -281,3 +281,49 @@ pub fn run(run_root: &Path) -> anyhow::Result<()> {
     drop(held);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_agent_per_run_root_and_leave_knows_whether_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_root = dir.path();
+        assert!(!agent_runs(run_root), "no lock file yet");
+        let held = hold_agent_lock(run_root).unwrap();
+        assert!(agent_runs(run_root));
+        let second = hold_agent_lock(run_root).unwrap_err().to_string();
+        assert!(second.contains("an agent runs already"), "{second}");
+        let refused = leave(run_root).unwrap_err().to_string();
+        assert!(refused.contains("stop it first"), "{refused}");
+        drop(held);
+        assert!(!agent_runs(run_root));
+        assert!(hold_agent_lock(run_root).is_ok());
+    }
+
+    #[test]
+    fn a_data_plane_is_running_while_its_lock_is_held_and_says_what_it_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_root = dir.path();
+        assert_eq!(running(run_root), None, "no lock file");
+        let f = open_lock(&dir.path().join("agent").join("data-plane.lock")).unwrap();
+        let mut held = Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap();
+        assert_eq!(running(run_root), Some(None), "held, not said yet");
+        let me = Running {
+            pid: 7,
+            version: "0.1.0".into(),
+            spec: Spec {
+                endpoints: "https://10.0.0.1:2379".into(),
+                tls: Default::default(),
+                subnet: "10.94.3.0/24".into(),
+            },
+        };
+        held.write_all(&serde_json::to_vec(&me).unwrap()).unwrap();
+        assert_eq!(running(run_root), Some(Some(me.clone())));
+        assert_eq!(settled(run_root), Some(me));
+        drop(held);
+        assert_eq!(running(run_root), None, "its lock released: it is gone");
+        assert_eq!(settled(run_root), None);
+    }
+}
