@@ -23,20 +23,7 @@ fn caller() -> Value {
         d=$(busybox timeout 3 busybox wget -q -O - http://web.dp.local:8080/ 2>&1) && echo \"DNS OK $d\" || echo \"DNS FAIL $d\"; \
         s=$(busybox timeout 3 busybox wget -q -O - http://b.sc:9000/ 2>&1) && echo \"SC OK $s\" || echo \"SC FAIL $s\"; \
         sleep 0.2; done";
-    json!({
-        "family": "netbox-dpcaller",
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["EC2"],
-        "cpu": "128",
-        "memory": "64",
-        "containerDefinitions": [{
-            "name": "main",
-            "image": "public.ecr.aws/docker/library/busybox:1.36",
-            "command": ["sh", "-c", script],
-            "stopTimeout": 2,
-            "essential": true
-        }]
-    })
+    looping_client("netbox-dpcaller", script)
 }
 
 /// The caller's answers so far: (successes of DNS, of SC, every failure line).

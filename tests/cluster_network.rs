@@ -678,14 +678,11 @@ pub(crate) fn lb_client() -> Value {
     })
 }
 
-/// Asks `http://$NAME/` every 0.1 s (each try bounded to 1 s) forever, printing `ok <time>`
-/// or `fail <time>` (the host's uptime in seconds: busybox's `date` has no fractions).
-pub(crate) fn lb_watcher() -> Value {
-    let script = "trap 'exit 0' TERM; while true; do \
-        if busybox timeout 1 busybox wget -q -O /dev/null http://$NAME/; then echo \"ok $(busybox cut -d' ' -f1 /proc/uptime)\"; \
-        else echo \"fail $(busybox cut -d' ' -f1 /proc/uptime)\"; fi; sleep 0.1; done";
+/// A busybox task of family `family` (awsvpc, 128 CPU units, 64 MiB) running shell
+/// `script` in a loop until SIGTERM (stopTimeout 2 s): the clients the tests read.
+pub(crate) fn looping_client(family: &str, script: &str) -> Value {
     json!({
-        "family": "netbox-lbwatcher",
+        "family": family,
         "networkMode": "awsvpc",
         "requiresCompatibilities": ["EC2"],
         "cpu": "128",
@@ -698,6 +695,15 @@ pub(crate) fn lb_watcher() -> Value {
             "essential": true
         }]
     })
+}
+
+/// Asks `http://$NAME/` every 0.1 s (each try bounded to 1 s) forever, printing `ok <time>`
+/// or `fail <time>` (the host's uptime in seconds: busybox's `date` has no fractions).
+pub(crate) fn lb_watcher() -> Value {
+    let script = "trap 'exit 0' TERM; while true; do \
+        if busybox timeout 1 busybox wget -q -O /dev/null http://$NAME/; then echo \"ok $(busybox cut -d' ' -f1 /proc/uptime)\"; \
+        else echo \"fail $(busybox cut -d' ' -f1 /proc/uptime)\"; fi; sleep 0.1; done";
+    looping_client("netbox-lbwatcher", script)
 }
 
 /// Runs `family` on box `i` with `env` (name, value pairs); returns the task's ARN.

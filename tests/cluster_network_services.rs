@@ -170,20 +170,7 @@ fn sc_client() -> Value {
     let script = "trap 'exit 0' TERM; while true; do \
         echo GOT $( (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | busybox timeout 3 busybox nc b.sc 9000 | busybox tail -n 1); \
         sleep 0.2; done";
-    json!({
-        "family": "netbox-scclient",
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["EC2"],
-        "cpu": "128",
-        "memory": "64",
-        "containerDefinitions": [{
-            "name": "main",
-            "image": "public.ecr.aws/docker/library/busybox:1.36",
-            "command": ["sh", "-c", script],
-            "stopTimeout": 2,
-            "essential": true
-        }]
-    })
+    looping_client("netbox-scclient", script)
 }
 
 #[test]
