@@ -156,12 +156,13 @@ out = []
 end = time.time() + 300
 while time.time() < end and not os.path.exists(stop):
     for p in ports:
+        sent = time.time()
         try:
             conns[p].request("GET", "/", headers={"Host": name})
             r = conns[p].getresponse()
-            out.append([time.time(), p, r.status, r.read().decode().strip()])
+            out.append([time.time(), p, r.status, r.read().decode().strip(), sent])
         except Exception as e:
-            out.append([time.time(), p, type(e).__name__, ""])
+            out.append([time.time(), p, type(e).__name__, "", sent])
             conns[p].close()
             conns[p] = http.client.HTTPConnection(ip, p, timeout=10)
     time.sleep(0.01)
@@ -180,16 +181,25 @@ print(json.dumps(out))
 
     /// Every answer, in order: (time, port, status, the body's version).
     pub fn finish(self) -> Vec<(f64, u16, String, String)> {
+        self.finish_sent().into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// Every answer, in order, with when its request was sent: an answer that came after
+    /// a moment may be to a request sent before it.
+    pub fn finish_sent(self) -> Vec<((f64, u16, String, String), f64)> {
         std::fs::write(&self.stop, "").unwrap();
         let out = self.child.wait_with_output().unwrap();
         let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
         v.iter()
             .map(|a| {
                 (
-                    a[0].as_f64().unwrap(),
-                    a[1].as_u64().unwrap() as u16,
-                    a[2].to_string().trim_matches('"').to_string(),
-                    a[3].as_str().unwrap().to_string(),
+                    (
+                        a[0].as_f64().unwrap(),
+                        a[1].as_u64().unwrap() as u16,
+                        a[2].to_string().trim_matches('"').to_string(),
+                        a[3].as_str().unwrap().to_string(),
+                    ),
+                    a[4].as_f64().unwrap(),
                 )
             })
             .collect()
