@@ -290,8 +290,9 @@ cl_cleanup() {
     set +e
     cl_record_ids
     # Agents first (SIGTERM: they revoke their lease), then each box's tasks stopped on
-    # the box, dead supervisors cleaned up after, and the box's network (bridge, nftables
-    # table, namespaces) and store removed with `system reset`.
+    # the box, dead supervisors cleaned up after, its data plane removed (`agent
+    # --leave`), and the box's network (bridge, nftables table, namespaces) and store
+    # removed with `system reset`.
     while read -r kind pid _; do
         [ "$kind" = agent ] && kill "$pid" 2>/dev/null
     done <"$W/pids"
@@ -323,6 +324,9 @@ cl_cleanup() {
         name="${box##*/}"
         case "$name" in
         box*) i="${name#box}"; cl_mf "$i" list-tasks >/dev/null 2>&1
+              # The box's data plane (DNS server, Service Connect listeners, routes)
+              # outlives its agent's SIGTERM: it goes for good here.
+              cl_mf "$i" agent --leave --ecs-config /dev/null >/dev/null 2>&1
               cl_mf "$i" system reset -f >/dev/null 2>&1 ;;
         serve*) sb="$(cat "$box/box" 2>/dev/null || echo 0)"
               for t in $(MINIFARGATE_BRIDGE="$(cl_bridge "$sb")" "$MF" --root "$box/root" \

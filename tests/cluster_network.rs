@@ -368,12 +368,17 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
         wait_status(&api, s, "STOPPED");
     }
 
-    // Box 0's agent stops: its routes go with it; its subnet stays leased (the box's
-    // tasks would keep their addresses) and box 1 keeps routing it, until box 0's
+    // Box 0's agent stops: its routes stay (the data plane outlives the agent: a
+    // restarted one adopts them) until `agent --leave`; its subnet stays leased (the
+    // box's tasks would keep their addresses) and box 1 keeps routing it, until box 0's
     // instance is deregistered: then its subnet is released and box 1's route to it goes.
     let arn0 = boxes[0].arn();
+    let routes0 = boxes[0].peer_routes();
     let st = boxes[0].signal("-TERM").unwrap();
     assert!(st.success(), "{st:?}");
+    assert_eq!(boxes[0].peer_routes(), routes0);
+    assert_eq!(routes0.len(), 1, "{routes0:?}");
+    boxes[0].leave();
     assert_eq!(boxes[0].peer_routes(), Vec::<String>::new());
     let keys = || {
         let out = etcd.etcdctl(&["get", "--prefix", "--keys-only", "/minifargate/v1/subnets/"]);
@@ -393,7 +398,7 @@ fn tasks_on_two_boxes_reach_each_other_at_their_own_addresses() {
     api.wait_for(10, "box 1's route to box 0 removed", || {
         boxes[1].peer_routes().is_empty().then_some(())
     });
-    let st = boxes[1].signal("-TERM").unwrap();
+    let st = boxes[1].stop_for_good();
     assert!(st.success(), "{st:?}");
     for i in 0..2 {
         assert_box_clean(&boxes[i], &[id_of(&servers[i]), id_of(&clients[i])]);
@@ -558,7 +563,7 @@ fn a_box_cut_off_or_frozen_is_replaced_and_stops_its_tasks_when_back() {
         service_tasks(&api, "web").is_empty().then_some(())
     });
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     let all: Vec<String> = gone.into_iter().chain(last).collect();
@@ -673,14 +678,11 @@ pub(crate) fn lb_client() -> Value {
     })
 }
 
-/// Asks `http://$NAME/` every 0.1 s (each try bounded to 1 s) forever, printing `ok <time>`
-/// or `fail <time>` (the host's uptime in seconds: busybox's `date` has no fractions).
-pub(crate) fn lb_watcher() -> Value {
-    let script = "trap 'exit 0' TERM; while true; do \
-        if busybox timeout 1 busybox wget -q -O /dev/null http://$NAME/; then echo \"ok $(busybox cut -d' ' -f1 /proc/uptime)\"; \
-        else echo \"fail $(busybox cut -d' ' -f1 /proc/uptime)\"; fi; sleep 0.1; done";
+/// A busybox task of family `family` (awsvpc, 128 CPU units, 64 MiB) running shell
+/// `script` in a loop until SIGTERM (stopTimeout 2 s): the clients the tests read.
+pub(crate) fn looping_client(family: &str, script: &str) -> Value {
     json!({
-        "family": "netbox-lbwatcher",
+        "family": family,
         "networkMode": "awsvpc",
         "requiresCompatibilities": ["EC2"],
         "cpu": "128",
@@ -693,6 +695,15 @@ pub(crate) fn lb_watcher() -> Value {
             "essential": true
         }]
     })
+}
+
+/// Asks `http://$NAME/` every 0.1 s (each try bounded to 1 s) forever, printing `ok <time>`
+/// or `fail <time>` (the host's uptime in seconds: busybox's `date` has no fractions).
+pub(crate) fn lb_watcher() -> Value {
+    let script = "trap 'exit 0' TERM; while true; do \
+        if busybox timeout 1 busybox wget -q -O /dev/null http://$NAME/; then echo \"ok $(busybox cut -d' ' -f1 /proc/uptime)\"; \
+        else echo \"fail $(busybox cut -d' ' -f1 /proc/uptime)\"; fi; sleep 0.1; done";
+    looping_client("netbox-lbwatcher", script)
 }
 
 /// Runs `family` on box `i` with `env` (name, value pairs); returns the task's ARN.
@@ -961,7 +972,7 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
     // The agents stop while the load balancer still exists: their hosts blocks and
     // routes go with them.
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     elbv2(other, &["delete-listener", "--listener-arn", &listener_arn]);

@@ -26,6 +26,45 @@ fn sd(api: &Api, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// A private DNS namespace `namespace` and, in it, Cloud Map service `name` answering A
+/// records (MULTIVALUE, TTL 5): the service, as CreateService answers it.
+pub(crate) fn cloud_map_service(api: &Api, namespace: &str, name: &str) -> Value {
+    let op = sd(
+        api,
+        &[
+            "create-private-dns-namespace",
+            "--name",
+            namespace,
+            "--vpc",
+            "vpc-1",
+        ],
+    );
+    let o = sd(
+        api,
+        &[
+            "get-operation",
+            "--operation-id",
+            op["OperationId"].as_str().unwrap(),
+        ],
+    );
+    let ns = o["Operation"]["Targets"]["NAMESPACE"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sd(
+        api,
+        &[
+            "create-service",
+            "--name",
+            name,
+            "--namespace-id",
+            &ns,
+            "--dns-config",
+            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
+        ],
+    )
+}
+
 /// Resolves `NAME` with its resolv.conf's server (busybox nslookup) until the answer
 /// holds `$WANT`: exits 0 then, 1 if it never does (the last answer on stdout).
 fn resolver_client() -> Value {
@@ -53,40 +92,7 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
     let etcd = Etcd::start_for(&[&lan.gateway.to_string()]);
     let (api, mut boxes) = cluster(&mut lan, &etcd, &[], 2, 5, false);
 
-    let op = sd(
-        &api,
-        &[
-            "create-private-dns-namespace",
-            "--name",
-            "cluster.local",
-            "--vpc",
-            "vpc-1",
-        ],
-    );
-    let o = sd(
-        &api,
-        &[
-            "get-operation",
-            "--operation-id",
-            op["OperationId"].as_str().unwrap(),
-        ],
-    );
-    let ns = o["Operation"]["Targets"]["NAMESPACE"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let svc = sd(
-        &api,
-        &[
-            "create-service",
-            "--name",
-            "web",
-            "--namespace-id",
-            &ns,
-            "--dns-config",
-            "RoutingPolicy=MULTIVALUE,DnsRecords=[{Type=A,TTL=5}]",
-        ],
-    );
+    let svc = cloud_map_service(&api, "cluster.local", "web");
     let registry = svc["Service"]["Arn"].as_str().unwrap().to_string();
     let svc_id = svc["Service"]["Id"].as_str().unwrap().to_string();
 
@@ -150,7 +156,7 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
     });
     let ids = vec![id_of(&web[0].0), id_of(&resolver)];
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
@@ -164,20 +170,7 @@ fn sc_client() -> Value {
     let script = "trap 'exit 0' TERM; while true; do \
         echo GOT $( (printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | busybox timeout 3 busybox nc b.sc 9000 | busybox tail -n 1); \
         sleep 0.2; done";
-    json!({
-        "family": "netbox-scclient",
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["EC2"],
-        "cpu": "128",
-        "memory": "64",
-        "containerDefinitions": [{
-            "name": "main",
-            "image": "public.ecr.aws/docker/library/busybox:1.36",
-            "command": ["sh", "-c", script],
-            "stopTimeout": 2,
-            "essential": true
-        }]
-    })
+    looping_client("netbox-scclient", script)
 }
 
 #[test]
@@ -292,12 +285,12 @@ fn a_service_connect_alias_on_one_box_spreads_connections_over_the_tasks_of_both
         .chain([a_id])
         .collect();
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
         assert_box_clean(b, &ids);
-        // The alias's listener went with the agent.
+        // The alias's listener went with the box's data plane (`agent --leave`).
         let out = b
             .exec("ss")
             .args(["-Htln", "sport = :9000"])
@@ -518,7 +511,7 @@ fn a_blue_green_deployment_across_two_boxes_flips_production_with_no_request_los
     });
     api.aws_json(&["delete-service", "--service", "bg"]);
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {
@@ -654,7 +647,7 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
         (api.service("default", "bridgeweb")["status"] == "INACTIVE").then_some(())
     });
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     let task_ids: Vec<String> = tasks.iter().map(|(t, _)| id_of(t)).collect();
@@ -972,7 +965,7 @@ fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_los
     );
     elbv2(&api, &["delete-target-group", "--target-group-arn", &tg]);
     for b in boxes.iter_mut() {
-        let st = b.signal("-TERM").unwrap();
+        let st = b.stop_for_good();
         assert!(st.success(), "{st:?}");
     }
     for b in &boxes {

@@ -11,6 +11,7 @@ mod cli_services;
 mod cloudwatch_api;
 mod cluster;
 mod cluster_control_plane;
+mod cluster_data_plane;
 mod cluster_exec;
 mod cluster_join;
 mod cluster_liveness;

@@ -74,7 +74,7 @@ pub struct AgentArgs {
     /// etcd's client endpoints, comma-separated, tried in order (e.g.
     /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379). Not needed
     /// with --server: a joined box reaches the store through serve's port for boxes.
-    #[arg(long, value_name = "ENDPOINTS", required_unless_present = "server")]
+    #[arg(long, value_name = "ENDPOINTS", required_unless_present_any = ["server", "leave"])]
     pub cluster: Option<String>,
     /// The ECS cluster this box joins (default: ECS_CLUSTER of --ecs-config, else
     /// `default`).
@@ -98,6 +98,20 @@ pub struct AgentArgs {
     /// agentConnected false.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_ttl: u64,
+    /// Seconds the agent's work loop may go without coming round before its liveness
+    /// lease stops being renewed: a wedged agent (a live process whose work is stuck) is
+    /// then agentConnected false once the lease lapses, and its tasks are replaced as a
+    /// lost box's. Longer than SQLite's busy wait (60 s), so a box store held by another
+    /// process for a while is not taken for a wedge.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub work_stall_limit: u64,
+    /// Remove what a stopped agent left running for its tasks — the routes to the other
+    /// boxes and the load balancers, the tasks' DNS server and Service Connect listeners
+    /// (the box's data plane, which outlives an agent's restart) — and exit. For a box
+    /// that leaves the cluster for good without its instance being deregistered (which
+    /// removes them itself); refused while the agent runs.
+    #[arg(long, conflicts_with_all = ["cluster", "server", "token"])]
+    pub leave: bool,
     /// Where the agent's endpoint listens: serves read the box's task logs there (over
     /// TLS with serve's or the operator's certificate; without a bundle, requests signed
     /// by the cluster's token: docs/cluster.md). Give the box's address
@@ -292,6 +306,11 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
             eprintln!("minifargate agent: {note}");
         }
     }
+    if a.leave {
+        crate::cluster::data_plane::leave(&g.run_root)?;
+        eprintln!("minifargate agent: the box's data plane is removed");
+        return Ok(ExitCode::SUCCESS);
+    }
     let token_cluster = joined(&g.root, &mut a)?;
     // Without --cluster, a joined box's store calls go to serve's port for boxes
     // (crate::cluster::gateway): it needs no route to etcd.
@@ -374,6 +393,7 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         cluster,
         attributes,
         lease_ttl: a.lease_ttl,
+        stall_limit: std::time::Duration::from_secs(a.work_stall_limit),
         ecs: g.ecs(),
         listen: a.listen,
         subnet: if crate::config::given("MINIFARGATE_SUBNET") {

@@ -262,6 +262,10 @@ pub enum Command {
     /// direct use).
     #[command(hide = true)]
     EmptyTrash,
+    /// A cluster box's data plane: its tasks' DNS server and Service Connect listeners
+    /// (started by `agent`, outliving its restarts; not for direct use).
+    #[command(hide = true)]
+    DataPlane,
 }
 
 /// Sets up the log subscriber: fmt's, or for a task's supervisor, which lives as long as
@@ -327,6 +331,7 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         command,
         Command::Serve(_)
             | Command::Agent(_)
+            | Command::DataPlane
             | Command::RunTask(_)
             | Command::Run(_)
             | Command::Exec(_)
@@ -405,6 +410,10 @@ fn verb(g: &GlobalOpts, command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions(a) => system::completions(a),
         Command::Man(a) => system::man(a),
         Command::EmptyTrash => images::empty_trash(g),
+        Command::DataPlane => {
+            crate::cluster::data_plane::run(&g.run_root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Supervise(_) => unreachable!("`dispatch` runs the supervisor"),
     }
 }

@@ -1,12 +1,13 @@
 //! `minifargate agent --cluster`: registers this box as a container instance in etcd and
 //! keeps its liveness lease (docs/cluster.md). The lease is renewed on a thread of its
-//! own, with its own runtime and etcd connections ([`Liveness`]): nothing the work does
-//! (SQLite waits, teardown, supervisors) can delay a renewal. It re-registers after etcd
+//! own, with its own runtime and etcd connections ([`Liveness`]): a store wait or a
+//! teardown does not delay a renewal, but a work loop that stops coming round (a wedged
+//! agent) stops the renewals after `--work-stall-limit`. It re-registers after etcd
 //! comes back (a new lease once the old one expired, the keys put again) and, on SIGTERM
 //! or SIGINT, revokes its lease so the instance is `agentConnected: false` at once (its
-//! tasks keep running; the leader replaces them only after `serve
-//! --lost-instance-after`). Meanwhile it runs the tasks placed on the box
-//! ([`super::work`]).
+//! tasks keep running, and so does the box's data plane, [`super::data_plane`]; the
+//! leader replaces them only after `serve --lost-instance-after`). Meanwhile it runs the
+//! tasks placed on the box ([`super::work`]).
 
 use super::etcd::{Etcd, EtcdError, Tls};
 use super::instances::{self, Registration, Status};
@@ -15,10 +16,6 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The task that follows the cluster's names for this box's tasks
-/// (`super::names::serve_tasks`), stopped when the agent stops.
-static NAMES: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(None);
 
 /// What the agent is started with.
 #[derive(Debug, Clone)]
@@ -32,6 +29,9 @@ pub struct Options {
     pub attributes: Vec<(String, Option<String>)>,
     /// The liveness lease's TTL (seconds).
     pub lease_ttl: u64,
+    /// How long the work loop may go without coming round before the lease stops being
+    /// renewed ([`Liveness`]).
+    pub stall_limit: Duration,
     /// This box's stores and supervisors (the assigned tasks run through them).
     pub ecs: crate::ecs::Ecs,
     /// Where the agent's endpoint listens (serves read the box's logs there).
@@ -105,28 +105,51 @@ pub fn instance_id(root: &Path) -> anyhow::Result<String> {
 pub fn run(o: Options) -> anyhow::Result<()> {
     let etcd = Etcd::new(&o.endpoints, &o.tls)?;
     let id = instance_id(&o.root)?;
-    let liveness = Liveness::start(Etcd::new(&o.endpoints, &o.tls)?, o.lease_ttl)?;
+    let held = super::data_plane::hold_agent_lock(&o.ecs.run_root)?;
+    let liveness = Liveness::start(
+        Etcd::new(&o.endpoints, &o.tls)?,
+        o.lease_ttl,
+        Arc::default(),
+        o.stall_limit,
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    rt.block_on(agent(o, id, etcd, liveness))
+    let r = rt.block_on(agent(o, id, etcd, liveness));
+    drop(held);
+    r
 }
 
 /// The liveness lease the agent holds: which one (`None`: none granted yet, or lost),
 /// renewed by a thread of its own that touches neither the store nor a supervisor, on a
-/// runtime of its own with its own etcd client (so its own connections): however long
-/// the work loop blocks its thread, the lease is renewed. The session learns here that
-/// the lease is lost (etcd answered it expired), and re-registers.
+/// runtime of its own with its own etcd client (so its own connections): a work loop
+/// that blocks its thread for a while (a store busy for seconds) does not delay a
+/// renewal. But it is renewed only while the work loop has come round within
+/// `stall_limit` (its [`super::work::Heartbeat`]): a wedged agent (a live process whose
+/// loop is stuck) lets the lease lapse, and is seen disconnected, then lost (docs/
+/// cluster.md "A wedged agent"). The session learns here that the lease is lost (etcd
+/// answered it expired), and re-registers.
 pub struct Liveness {
     lease: tokio::sync::watch::Sender<Option<i64>>,
+    /// The work loop's progress.
+    heartbeat: Arc<super::work::Heartbeat>,
+    stall_limit: Duration,
 }
 
 impl Liveness {
-    /// Starts the renewing thread (renewals every third of `ttl`).
-    fn start(etcd: Etcd, ttl: u64) -> anyhow::Result<Arc<Liveness>> {
+    /// Starts the renewing thread (renewals every third of `ttl`, while `heartbeat` is
+    /// younger than `stall_limit`).
+    fn start(
+        etcd: Etcd,
+        ttl: u64,
+        heartbeat: Arc<super::work::Heartbeat>,
+        stall_limit: Duration,
+    ) -> anyhow::Result<Arc<Liveness>> {
         let live = Arc::new(Liveness {
             lease: tokio::sync::watch::channel(None).0,
+            heartbeat,
+            stall_limit,
         });
         let keeper = live.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -145,9 +168,35 @@ impl Liveness {
         *self.lease.borrow()
     }
 
-    /// Holds lease `l` from now on (the thread renews it).
+    /// Holds lease `l` from now on (the thread renews it). A registration is progress.
     fn hold(&self, l: i64) {
+        self.heartbeat.bump();
         self.lease.send_replace(Some(l));
+    }
+
+    /// Whether the lease may be renewed now: the work loop came round within the
+    /// stall limit. Said once a change.
+    fn progressing(&self, stalled: &mut bool) -> bool {
+        let age = self.heartbeat.age();
+        let now_stalled = age > self.stall_limit;
+        if now_stalled != *stalled {
+            *stalled = now_stalled;
+            if now_stalled {
+                tracing::error!(
+                    stalled_s = age.as_secs(),
+                    limit_s = self.stall_limit.as_secs(),
+                    "the agent's work loop has made no progress for longer than \
+                     --work-stall-limit: the liveness lease is no longer renewed (the \
+                     instance goes agentConnected false when it lapses, and its tasks are \
+                     replaced after serve's --lost-instance-after)"
+                );
+            } else {
+                tracing::info!(
+                    "the agent's work loop makes progress again: renewing the liveness lease"
+                );
+            }
+        }
+        !now_stalled
     }
 
     /// Gives the lease up (to revoke it): the thread stops renewing it.
@@ -168,9 +217,10 @@ impl Liveness {
         let every = Duration::from_millis((ttl * 1000 / 3).max(500));
         let mut rx = self.lease.subscribe();
         let mut failing = false;
+        let mut stalled = false;
         loop {
             let held = *rx.borrow_and_update();
-            if let Some(l) = held {
+            if let Some(l) = held.filter(|_| self.progressing(&mut stalled)) {
                 match etcd.keep_alive(l).await {
                     Ok(Some(_)) => {
                         if std::mem::take(&mut failing) {
@@ -251,6 +301,7 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     let file = o.root.join("agent").join("instance-id");
     let mut work = super::work::Work::new(o.ecs.clone(), &o.cluster, &id, &arn);
     work.applied = o.ecs_config.clone();
+    work.heartbeat = lease.heartbeat.clone();
     // Its reports go under its box's prefix (its etcd role's), or, on a plain etcd,
     // under its instance id (serve's leader folds them: super::reports).
     if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-")) {
@@ -310,16 +361,18 @@ async fn agent(o: Options, id: String, etcd: Etcd, lease: Arc<Liveness>) -> anyh
     };
     registries.abort();
     crate::task::local_registry::ClusterRegistries::remove(&o.root);
-    // Stopping: the names, aliases and the route to the load balancers stop being
-    // followed first (so nothing puts the route back after it is removed below).
-    let names = NAMES.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(h) = names {
-        h.abort();
-        let _ = h.await;
+    // What the box's tasks use (the routes to the other boxes and the load balancers,
+    // their DNS server and Service Connect listeners: the data plane) stays for a
+    // restart or an upgrade, and goes with the instance (docs/cluster.md "The data plane
+    // outlives the agent").
+    if matches!(stopped, Some(End::Deregistered { .. })) {
+        super::data_plane::remove(&o.ecs.run_root);
+    } else {
+        tracing::info!(
+            "the box's data plane stays for its tasks (routes, DNS, Service Connect): a \
+             restarted agent adopts it; `minifargate agent --leave` removes it"
+        );
     }
-    // Stopping: the routes to the other boxes go (the subnet stays leased: the box's
-    // tasks keep their addresses until the instance is deregistered).
-    super::subnets::remove_routes();
     // Stopping: the instance is disconnected at once, not a lease TTL later.
     let held = lease.take();
     if let Some(l) = held {
@@ -409,15 +462,19 @@ async fn session(
     let box_net = (me.address, own);
     // The tasks' DNS server on the box's bridge, for the cluster's Cloud Map and load
     // balancers' names, the route to the load balancers and Service Connect's aliases
-    // (crate::cluster::names), once the box's subnet is known; until the agent stops.
-    static DNS: std::sync::Once = std::sync::Once::new();
-    DNS.call_once(|| match Etcd::new(&o.endpoints, &o.tls) {
-        Ok(e) => {
-            let h = tokio::spawn(super::names::serve_tasks(e, o.ecs.run_root.clone(), own));
-            *NAMES.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    // (crate::cluster::names), once the box's subnet is known: in the data plane's own
+    // process, adopted when one runs already (super::data_plane).
+    static DATA_PLANE: std::sync::Once = std::sync::Once::new();
+    DATA_PLANE.call_once(|| {
+        let spec = super::data_plane::Spec {
+            endpoints: o.endpoints.clone(),
+            tls: o.tls.clone(),
+            subnet: own.to_string(),
+        };
+        if let Err(e) = super::data_plane::ensure(&o.ecs, &spec) {
+            tracing::warn!(error = %crate::errors::error_chain(&*e),
+                "no DNS server or Service Connect listeners for tasks: cannot start the data plane");
         }
-        Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
-            "no DNS server for tasks: no etcd client for the cluster's names"),
     });
     if let Err(e) = work.before_connect(etcd).await {
         return e.into();
@@ -644,12 +701,9 @@ async fn register(
     // lease) is kept: the instance stays connected throughout.
     let l = match lease.current() {
         Some(l) if etcd.keep_alive(l).await?.is_some() => l,
-        _ => {
-            let l = etcd.grant(o.lease_ttl).await?;
-            lease.hold(l);
-            l
-        }
+        _ => etcd.grant(o.lease_ttl).await?,
     };
+    lease.hold(l);
     etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
         .await?;
     tracing::info!(

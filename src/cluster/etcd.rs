@@ -27,7 +27,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const ROOT_PROBE: &str = "/minifargate";
 
 /// TLS to etcd, named as etcdctl names its options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tls {
     /// `--etcd-cacert`: the CA that signed etcd's server certificate.
     pub cacert: Option<PathBuf>,

@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod agents_client;
 pub mod api;
+pub mod data_plane;
 pub mod ecs_config;
 pub mod endpoint;
 pub mod etcd;

@@ -68,6 +68,64 @@ pub struct Work {
     /// The box name the reports are written under (`boxes/NAME/reports/`): its etcd
     /// user's, or the instance id on a plain etcd.
     pub reporter: String,
+    /// Bumped each time the loop comes round: the liveness lease is renewed only while it
+    /// is recent (`super::agent::Liveness`).
+    pub heartbeat: std::sync::Arc<Heartbeat>,
+}
+
+/// When the agent's work loop last came round (docs/cluster.md "A wedged agent"): the
+/// loop bumps it, the liveness thread reads its age. A loop whose thread is blocked, or
+/// whose step never returns, stops bumping it.
+#[derive(Debug)]
+pub struct Heartbeat {
+    since: std::time::Instant,
+    /// Milliseconds from `since` to the last bump.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            since: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// The loop made progress now.
+    pub fn bump(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last made progress.
+    pub fn age(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+/// The test-only way to wedge the work loop (docs/cluster.md "A wedged agent"): with
+/// `MINIFARGATE_TEST_WEDGE_FILE` set, while that file exists the loop blocks its thread
+/// (a live process whose work makes no progress, as a deadlock or a hung system call
+/// would leave it). Not for production use: nothing else reads the variable.
+fn wedged_while_told() {
+    let Some(file) = std::env::var_os("MINIFARGATE_TEST_WEDGE_FILE") else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    if !file.exists() {
+        return;
+    }
+    tracing::warn!(file = %file.display(), "the work loop is wedged (test only) until the file goes");
+    while file.exists() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::warn!("the work loop is no longer wedged (test only)");
 }
 
 impl Work {
@@ -84,6 +142,7 @@ impl Work {
             leaving: BTreeMap::new(),
             applied: Default::default(),
             reporter: instance.into(),
+            heartbeat: Default::default(),
         }
     }
 
@@ -121,6 +180,7 @@ impl Work {
         let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         loop {
+            self.heartbeat.bump();
             tokio::select! {
                 events = watch.next() => {
                     for e in events? {
@@ -141,6 +201,7 @@ impl Work {
                     }
                 }
                 _ = tick.tick() => {
+                    wedged_while_told();
                     self.report(etcd).await?;
                     self.settle_leaving(etcd).await?;
                 }

@@ -361,6 +361,33 @@ impl NetBox {
         None
     }
 
+    /// Stops the agent for good: SIGTERM (the box's data plane, its routes and its
+    /// tasks' DNS server and listeners stay for a restart), then `agent --leave` (they
+    /// go). The agent's exit status.
+    pub fn stop_for_good(&mut self) -> ExitStatus {
+        let st = self.signal("-TERM").unwrap();
+        self.leave();
+        st
+    }
+
+    /// `minifargate agent --leave` in the box (its agent stopped): what the agent left
+    /// for its tasks goes.
+    pub fn leave(&self) {
+        let ecs_config = self.mf.dir.path().join("ecs.config");
+        let out = self
+            .cmd()
+            .args(["agent", "--leave", "--ecs-config"])
+            .arg(&ecs_config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "agent --leave in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The box's cable: the host's end of its veth set down (a partition: the box keeps
     /// running, nothing reaches it) or up again.
     pub fn link(&self, up: bool) {
@@ -413,6 +440,8 @@ impl NetBox {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The data plane, which outlives the agent, and any other process of this root.
+        self.mf.kill_processes_of_this_root();
         let mut killed = false;
         for e in std::fs::read_dir(self.mf.run_root.join("tasks"))
             .into_iter()
