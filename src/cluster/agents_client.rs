@@ -125,56 +125,6 @@ pub async fn tcp(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
     Ok(s)
 }
 
-/// The one way to an agent's endpoint, for every caller (logs, metrics samples, the
-/// console's views, exec): `http://HOST:PORT` and `https://HOST:PORT` directly (TLS
-/// checked with the cluster's CA, this client's certificate presented), a
-/// [`super::tunnel`] endpoint (`tunnel:CLUSTER/INSTANCE`) through the tunnel the box
-/// dialed out to a serve, with TLS inside it end to end to the box. The stream is ready
-/// for the endpoint's HTTP.
-pub async fn connect(etcd: &Etcd, endpoint: &str) -> std::io::Result<Stream> {
-    let tls = || {
-        agents_tls(etcd)
-            .map_err(|e| Error::other(crate::errors::error_chain(&e)))?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{endpoint} serves TLS: give the cluster's CA (--etcd-certs DIR or \
-                         --etcd-cacert) to check it"
-                    ),
-                )
-            })
-    };
-    if let Some((cluster, instance)) = super::tunnel::parse(endpoint) {
-        let raw = super::tunnel::through(etcd, cluster, instance).await?;
-        // The box's certificate names loopback (its endpoint listens there; the tunnel
-        // ends there): checked with the cluster's CA as a direct endpoint's is.
-        return tls_over(&tls()?, "127.0.0.1", raw).await;
-    }
-    let (addr, secure) = match (
-        endpoint.strip_prefix("https://"),
-        endpoint.strip_prefix("http://"),
-    ) {
-        (Some(a), _) => (a.trim_end_matches('/'), true),
-        (None, Some(a)) => (a.trim_end_matches('/'), false),
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{endpoint}: an agent's endpoint is https://HOST:PORT, http://HOST:PORT \
-                     or a tunnel"
-                ),
-            ));
-        }
-    };
-    let tcp = tcp(addr).await?;
-    if !secure {
-        return Ok(Box::new(tcp));
-    }
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    tls_over(&tls()?, host, tcp).await
-}
-
 /// What an upgrade request was answered with.
 pub enum Upgrade {
     /// 101: the stream, and what was read past the answer's head.

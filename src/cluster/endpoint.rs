@@ -545,7 +545,7 @@ async fn ask(
 ) -> Result<Answer, String> {
     let failed =
         |e: std::io::Error| format!("agent {endpoint}: {}", crate::errors::error_chain(&e));
-    let io = super::agents_client::connect(etcd, endpoint)
+    let io = super::tunnel::connect(etcd, endpoint)
         .await
         .map_err(failed)?;
     let headers: Vec<(&str, String)> = sig.map(|s| (SIGNATURE, s)).into_iter().collect();

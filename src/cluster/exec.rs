@@ -345,7 +345,7 @@ pub async fn open(etcd: &Etcd, req: &Request) -> Result<Opened, RemoteExecError>
     // The one way to the box's endpoint (direct, or through its tunnel); then the exec's
     // HTTP/1.1 upgrade by hand: one request, its answer's head, then the raw stream.
     let answer = async {
-        let io = super::agents_client::connect(etcd, &endpoint).await?;
+        let io = super::tunnel::connect(etcd, &endpoint).await?;
         super::agents_client::upgrade(
             io,
             "127.0.0.1",

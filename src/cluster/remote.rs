@@ -255,7 +255,7 @@ pub async fn console_view(
         ));
     }
     let asked = async {
-        let io = super::agents_client::connect(etcd, &endpoint).await?;
+        let io = super::tunnel::connect(etcd, &endpoint).await?;
         super::agents_client::call(io, axum::http::Method::GET, &path, &headers, Vec::new()).await
     };
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), asked)

@@ -838,6 +838,56 @@ impl Dialer {
     }
 }
 
+/// The one way to an agent's endpoint, for every caller (logs, metrics samples, the
+/// console's views, exec): `http://HOST:PORT` and `https://HOST:PORT` directly (TLS
+/// checked with the cluster's CA, this client's certificate presented), a
+/// tunnel endpoint (`tunnel:CLUSTER/INSTANCE`) through the tunnel the box
+/// dialed out to a serve, with TLS inside it end to end to the box. The stream is ready
+/// for the endpoint's HTTP.
+pub async fn connect(etcd: &Etcd, endpoint: &str) -> std::io::Result<Stream> {
+    let tls = || {
+        agents_client::agents_tls(etcd)
+            .map_err(|e| std::io::Error::other(crate::errors::error_chain(&e)))?
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{endpoint} serves TLS: give the cluster's CA (--etcd-certs DIR or \
+                         --etcd-cacert) to check it"
+                    ),
+                )
+            })
+    };
+    if let Some((cluster, instance)) = parse(endpoint) {
+        let raw = through(etcd, cluster, instance).await?;
+        // The box's certificate names loopback (its endpoint listens there; the tunnel
+        // ends there): checked with the cluster's CA as a direct endpoint's is.
+        return agents_client::tls_over(&tls()?, "127.0.0.1", raw).await;
+    }
+    let (addr, secure) = match (
+        endpoint.strip_prefix("https://"),
+        endpoint.strip_prefix("http://"),
+    ) {
+        (Some(a), _) => (a.trim_end_matches('/'), true),
+        (None, Some(a)) => (a.trim_end_matches('/'), false),
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{endpoint}: an agent's endpoint is https://HOST:PORT, http://HOST:PORT \
+                     or a tunnel"
+                ),
+            ));
+        }
+    };
+    let tcp = agents_client::tcp(addr).await?;
+    if !secure {
+        return Ok(Box::new(tcp));
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    agents_client::tls_over(&tls()?, host, tcp).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
