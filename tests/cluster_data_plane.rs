@@ -166,13 +166,7 @@ fn a_task_keeps_resolving_and_calling_the_other_box_while_each_agent_restarts() 
             .all(|(n, ..)| service_tasks(&api, n).is_empty())
             .then_some(())
     });
-    for b in boxes.iter_mut() {
-        let st = b.stop_for_good();
-        assert!(st.success(), "{st:?}");
-    }
-    for b in &boxes {
-        assert_box_clean(b, &ids);
-    }
+    stop_for_good_and_check_clean(&mut boxes, &ids);
 }
 
 #[test]

@@ -228,6 +228,18 @@ pub(crate) fn id_of(arn: &str) -> String {
 /// Nothing of tasks `ids` is left on box `b`, and (its agent stopped) no route to the
 /// other boxes, no nftables table of minifargate's, no link but lo, eth0 and its task
 /// bridge (which outlives its tasks by design, like docker0).
+/// Stops every box's agent for good (SIGTERM, then `agent --leave`), then checks each box
+/// is left with nothing of tasks `ids` ([`assert_box_clean`]).
+pub(crate) fn stop_for_good_and_check_clean(boxes: &mut [NetBox], ids: &[String]) {
+    for b in boxes.iter_mut() {
+        let st = b.stop_for_good();
+        assert!(st.success(), "{st:?}");
+    }
+    for b in boxes.iter() {
+        assert_box_clean(b, ids);
+    }
+}
+
 pub(crate) fn assert_box_clean(b: &NetBox, ids: &[String]) {
     for id in ids {
         common::leaks::wait_for(&format!("the processes of task {id} to go"), || {

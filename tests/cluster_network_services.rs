@@ -155,13 +155,7 @@ fn a_task_on_one_box_resolves_a_cloud_map_name_of_a_service_on_the_other() {
         l["Instances"].as_array().unwrap().is_empty().then_some(())
     });
     let ids = vec![id_of(&web[0].0), id_of(&resolver)];
-    for b in boxes.iter_mut() {
-        let st = b.stop_for_good();
-        assert!(st.success(), "{st:?}");
-    }
-    for b in &boxes {
-        assert_box_clean(b, &ids);
-    }
+    stop_for_good_and_check_clean(&mut boxes, &ids);
 }
 
 /// A client of Service Connect's alias `b.sc:9000`: asks it (busybox `nc`, the name
@@ -510,13 +504,7 @@ fn a_blue_green_deployment_across_two_boxes_flips_production_with_no_request_los
         service_tasks(&api, "bg").is_empty().then_some(())
     });
     api.aws_json(&["delete-service", "--service", "bg"]);
-    for b in boxes.iter_mut() {
-        let st = b.stop_for_good();
-        assert!(st.success(), "{st:?}");
-    }
-    for b in &boxes {
-        assert_box_clean(b, &ids);
-    }
+    stop_for_good_and_check_clean(&mut boxes, &ids);
 }
 
 /// A bridge-mode web server answering `/` with an id of its own, on container port 8080
@@ -964,11 +952,5 @@ fn a_load_balanced_service_on_two_boxes_drains_on_scale_in_and_deregisters_a_los
         &["delete-load-balancer", "--load-balancer-arn", &lb.arn],
     );
     elbv2(&api, &["delete-target-group", "--target-group-arn", &tg]);
-    for b in boxes.iter_mut() {
-        let st = b.stop_for_good();
-        assert!(st.success(), "{st:?}");
-    }
-    for b in &boxes {
-        assert_box_clean(b, &all_ids);
-    }
+    stop_for_good_and_check_clean(&mut boxes, &all_ids);
 }
