@@ -116,6 +116,12 @@ pub struct Reservation {
     /// The task's group (`family:NAME`, `service:NAME` or RunTask's).
     pub group: String,
     pub task_definition_arn: String,
+    /// Its desired status is STOPPED and it has not stopped yet: its resources stay booked
+    /// until it is STOPPED (the agent frees them then), but spread, `distinctInstance` and
+    /// `task:group` no longer count it, as ECS "looks at the desired status" and as one
+    /// box places (`ecs::container_instances::on_box`). Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
 }
 
 /// An instance's ledger: the reservations of the tasks placed on it and not yet STOPPED.

@@ -443,6 +443,7 @@ fn need_of(p: &Prepared) -> (placement::Need, Reservation) {
         udp_ports: need.udp_ports.clone(),
         group,
         task_definition_arn: p.task.task_definition_arn.clone(),
+        stopping: false,
     };
     (need, reservation)
 }
@@ -485,6 +486,7 @@ fn candidates(instances: &[Instance]) -> Vec<placement::Candidate> {
                 tasks: ledger
                     .tasks
                     .values()
+                    .filter(|r| !r.stopping)
                     .map(|r| placement::Placed {
                         group: r.group.clone(),
                     })
@@ -533,8 +535,10 @@ fn plan_of(req: &launch::Request, def: &TaskDefinition) -> EcsResult<placement::
 }
 
 /// Sets task `id`'s assignment to desired STOPPED with `code` and `reason` (its agent
-/// stops the task); nothing when it is already, or when the assignment is gone (the task
-/// has ended).
+/// stops the task), and marks its reservation in the instance's ledger `stopping` in the
+/// same transaction (placement's counts then leave it out while its resources stay
+/// booked); nothing when it is already, or when the assignment is gone (the task has
+/// ended).
 pub async fn desire_stopped(
     etcd: &Etcd,
     cluster: &str,
@@ -544,8 +548,10 @@ pub async fn desire_stopped(
     reason: &str,
 ) -> EcsResult<()> {
     let key = keys::assignment(cluster, instance, id);
+    let ledger_key = keys::ledger(cluster, instance);
     // A transaction whose answer was lost is read back: STOPPED wanted (or the assignment
-    // gone) is the answer; otherwise it is asked again, on what is read now.
+    // gone) is the answer; otherwise it is asked again, on what is read now. One that lost
+    // a race (a placement changed the ledger meanwhile) is asked again too.
     let mut attempts = 0;
     loop {
         let Some(kv) = etcd.get(&key).await.map_err(server)? else {
@@ -558,20 +564,158 @@ pub async fn desire_stopped(
         a.desired_status = DesiredStatus::Stopped;
         a.stopped_reason = Some(reason.into());
         a.stop_code = Some(code);
+        let mut compares = vec![Compare::ModRevision(key.clone(), kv.mod_revision)];
+        let mut ops = vec![Op::Put(key.clone(), json_bytes(&a))];
+        if let Some(op) = ledger_stopping(etcd, &ledger_key, id, &mut compares).await? {
+            ops.push(op);
+        }
         // Only if the agent has not removed it meanwhile (its task ended).
-        match etcd
-            .txn(
-                &[Compare::ModRevision(key.clone(), kv.mod_revision)],
-                &[Op::Put(key.clone(), json_bytes(&a))],
-            )
-            .await
-        {
-            Ok(_) => return Ok(()),
+        match etcd.txn(&compares, &ops).await {
+            Ok(true) => return Ok(()),
+            Ok(false) if attempts < 8 => attempts += 1,
+            Ok(false) => {
+                return Err(EcsError::Server(anyhow::anyhow!(
+                    "task {id}'s assignment or its instance's ledger kept changing: not stopped"
+                )));
+            }
             Err(e @ EtcdError::OutcomeUnknown { .. }) if attempts < 3 => {
                 tracing::warn!(task = %id, error = %e, "StopTask: etcd's answer lost: reading back");
                 attempts += 1;
             }
             Err(e) => return Err(server(e)),
         }
+    }
+}
+
+/// The write that marks task `id`'s reservation `stopping` in the ledger at `ledger_key`
+/// (with its compare), if the ledger holds it unmarked. A ledger that does not decode is
+/// left as it is, said in the log: the stop itself goes on.
+async fn ledger_stopping(
+    etcd: &Etcd,
+    ledger_key: &str,
+    id: &str,
+    compares: &mut Vec<Compare>,
+) -> EcsResult<Option<Op>> {
+    let Some(kv) = etcd.get(ledger_key).await.map_err(server)? else {
+        return Ok(None);
+    };
+    let mut ledger: super::records::Ledger = match decode(ledger_key, &kv.value) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(key = %ledger_key, error = %e.why, "the ledger does not decode: a stopping task stays counted by placement");
+            return Ok(None);
+        }
+    };
+    match ledger.tasks.get_mut(id) {
+        Some(r) if !r.stopping => r.stopping = true,
+        _ => return Ok(None),
+    }
+    compares.push(Compare::ModRevision(ledger_key.into(), kv.mod_revision));
+    Ok(Some(Op::Put(ledger_key.into(), json_bytes(&ledger))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::instances::Registration;
+    use crate::cluster::records::Ledger;
+    use crate::ecs::shapes::PlacementStrategy;
+
+    fn instance(id: &str, ledger: Ledger) -> Instance {
+        let mut reg = Registration::of_this_box(id, 1);
+        reg.cpu = 4096;
+        reg.memory = 8192;
+        Instance {
+            cluster: "c".into(),
+            reg,
+            status: Status::Active,
+            status_revision: 1,
+            connected: true,
+            custom: Default::default(),
+            version: 1,
+            ledger,
+            ledger_revision: 1,
+        }
+    }
+
+    fn booked(tasks: &[(&str, bool)]) -> Ledger {
+        let mut l = Ledger::default();
+        for (id, stopping) in tasks {
+            l.tasks.insert(
+                id.to_string(),
+                Reservation {
+                    cpu: 256,
+                    memory: 512,
+                    group: "service:web".into(),
+                    stopping: *stopping,
+                    ..Default::default()
+                },
+            );
+        }
+        l
+    }
+
+    /// A task whose desired status is STOPPED (scaled in, draining) keeps its resources
+    /// booked until it is STOPPED, but spread no longer counts it, as one box places and
+    /// as ECS looks at the desired status: after a scale-in from 3 (2 on box b, both
+    /// stopping) to 1 (on box a), the next task goes to box b.
+    #[test]
+    fn spread_leaves_out_the_tasks_being_stopped_whose_resources_stay_booked() {
+        let a = "0123456789abcdef0123456789abcdef";
+        let b = "fedcba9876543210fedcba9876543210";
+        let instances = vec![
+            instance(a, booked(&[("t1", false)])),
+            instance(b, booked(&[("t2", true), ("t3", true)])),
+        ];
+        let cands = candidates(&instances);
+        assert_eq!(cands[1].tasks.len(), 0);
+        assert_eq!(cands[1].remaining_cpu, 4096 - 512);
+        assert_eq!(cands[1].remaining_memory, 8192 - 1024);
+        let plan = placement::Plan::parse(
+            &[],
+            &[PlacementStrategy {
+                kind: Some("spread".into()),
+                field: Some("instanceId".into()),
+            }],
+        )
+        .unwrap();
+        let need = placement::Need {
+            cpu: 256,
+            memory: 512,
+            group: "service:web".into(),
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let chosen = choose(&instances, &need, &plan, Target::Anywhere)
+                .unwrap()
+                .unwrap();
+            assert_eq!(instances[chosen].reg.id, b);
+        }
+        // Counted while they are not stopping: the next task goes to box a.
+        let instances = vec![
+            instance(a, booked(&[("t1", false)])),
+            instance(b, booked(&[("t2", false), ("t3", false)])),
+        ];
+        let chosen = choose(&instances, &need, &plan, Target::Anywhere)
+            .unwrap()
+            .unwrap();
+        assert_eq!(instances[chosen].reg.id, a);
+    }
+
+    /// A ledger written before `stopping` existed decodes, and one without a stopping
+    /// task is written as before (older serves read it).
+    #[test]
+    fn a_reservation_says_stopping_only_when_it_is() {
+        let old = br#"{"tasks":{"t":{"cpu":1,"memory":2,"group":"g","taskDefinitionArn":"x"}}}"#;
+        let l: Ledger = serde_json::from_slice(old).unwrap();
+        assert!(!l.tasks["t"].stopping);
+        let again = String::from_utf8(json_bytes(&l)).unwrap();
+        assert!(!again.contains("stopping"), "{again}");
+        let l = booked(&[("t", true)]);
+        assert!(
+            String::from_utf8(json_bytes(&l))
+                .unwrap()
+                .contains(r#""stopping":true"#)
+        );
     }
 }

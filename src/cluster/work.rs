@@ -628,7 +628,8 @@ impl Work {
     }
 }
 
-/// What local task `t` reserves on its instance, as placement booked it.
+/// What local task `t`, leaving this instance, reserves on it as placement booked it
+/// (`stopping`: it is being stopped).
 fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
     let mode = crate::supervisor::launch::network_mode(&t.definition, &t.launch_type);
     let group = t.group.clone().unwrap_or_default();
@@ -640,6 +641,7 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         udp_ports: need.udp_ports,
         group,
         task_definition_arn: t.task_definition_arn.clone(),
+        stopping: true,
     }
 }
 
