@@ -625,6 +625,34 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
         !curl.status.success() && curl.stdout == b"000",
         "box intruder's certificate at box a's endpoint: {curl:?}"
     );
+    // Nor etcd's peer port (its own CA): a box's certificate is refused there (a TLS
+    // alert, "bad certificate"), the peer certificate gets etcd's member list.
+    let peer_ca = etcd.pki().unwrap().join("etcd/peer-ca.crt");
+    let at_peer_port = |dir: &std::path::Path, cert: &str, key: &str| {
+        // (HTTP/1.1: etcd's peer port ends HTTP/2 streams uncleanly for curl.)
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "-m", "5", "--noproxy", "*"])
+            .args(["-w", "\n%{http_code}", "--cacert"])
+            .arg(&peer_ca)
+            .arg("--cert")
+            .arg(dir.join(cert))
+            .arg("--key")
+            .arg(dir.join(key))
+            .arg(format!("{}/members", etcd.peer_endpoint()))
+            .output()
+            .unwrap()
+    };
+    let box_at_peer = at_peer_port(&intruder, "client.crt", "client.key");
+    assert!(
+        !box_at_peer.status.success() && box_at_peer.stdout.ends_with(b"000"),
+        "box intruder's certificate at etcd's peer port: {box_at_peer:?}"
+    );
+    let peer = at_peer_port(&etcd.pki().unwrap().join("etcd"), "peer.crt", "peer.key");
+    let text = String::from_utf8_lossy(&peer.stdout);
+    assert!(
+        text.ends_with("\n200") && text.contains("peerURLs"),
+        "{peer:?}"
+    );
     // Its own prefix is its own; claiming box a's instance there binds nothing.
     let claim = format!("/minifargate/v1/boxes/intruder/claims/default/{id}");
     let put = etcdctl_as_box(&etcd, "intruder", &["put", &claim, ""]);

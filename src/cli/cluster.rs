@@ -179,7 +179,7 @@ pub fn cluster(a: ClusterArgs) -> anyhow::Result<ExitCode> {
                 "made the cluster's CA and certificates in {d} (root-only)\n\n\
                  etcd (each member):\n  --client-cert-auth --trusted-ca-file={d}/etcd/ca.crt \
                  --cert-file={d}/etcd/server.crt --key-file={d}/etcd/server.key\n  \
-                 --peer-client-cert-auth --peer-trusted-ca-file={d}/etcd/ca.crt \
+                 --peer-client-cert-auth --peer-trusted-ca-file={d}/etcd/peer-ca.crt \
                  --peer-cert-file={d}/etcd/peer.crt --peer-key-file={d}/etcd/peer.key\n\
                  serve:\n  --cluster https://HOST:2379 --etcd-certs {d}/serve\n\
                  etcdctl (the operator):\n  --cacert {d}/admin/ca.crt --cert {d}/admin/client.crt \

@@ -95,6 +95,12 @@ impl Layout {
     pub fn ca_key(&self) -> PathBuf {
         self.dir.join("ca.key")
     }
+    /// The key of the CA of etcd's peers (its certificate is `etcd/peer-ca.crt`): a CA of
+    /// its own, so that no client certificate of the cluster — a box's least of all — is
+    /// a peer's. Kept beside `ca.key`, not in `etcd/`, which is copied to the members.
+    pub fn peer_ca_key(&self) -> PathBuf {
+        self.dir.join("peer-ca.key")
+    }
     /// etcd's own certificates: `server.crt/.key` (clients and etcd's gateway) and
     /// `peer.crt/.key` (between members).
     pub fn etcd(&self) -> PathBuf {
@@ -311,8 +317,9 @@ fn check_host(h: &str) -> Result<String, PkiError> {
     }
 }
 
-/// `cluster init`: the CA, etcd's server and peer certificates (valid for loopback and
-/// `hosts`), serve's and the operator's client bundles, in `layout.dir`.
+/// `cluster init`: the CA, etcd's server certificate, the peers' own CA and their
+/// certificate (valid for loopback and `hosts`), serve's and the operator's client
+/// bundles, in `layout.dir`.
 pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     let sans = names_with_loopback(hosts)?;
     if layout.ca_key().exists() {
@@ -330,9 +337,23 @@ pub fn init(layout: &Layout, hosts: &[String]) -> Result<Made, PkiError> {
     let ca = Ca { key, cert };
     let etcd = layout.etcd();
     private_dir(&etcd)?;
-    for name in ["server", "peer"] {
+    // Peers have a CA of their own: etcd's peer port (`--peer-trusted-ca-file`) then
+    // takes no certificate of the cluster's CA, which signs every box's.
+    let peer_key = KeyPair::generate().map_err(generate("the peers' CA's key"))?;
+    let mut params = crate::certs::ca_params(&peer_key, "etcd peers", VALIDITY);
+    params.serial_number = Some(random_serial()?);
+    let peer_cert = params
+        .self_signed(&peer_key)
+        .map_err(generate("the peers' CA"))?;
+    private_file(&layout.peer_ca_key(), &peer_key.serialize_pem(), &mut made)?;
+    private_file(&etcd.join("peer-ca.crt"), &peer_cert.pem(), &mut made)?;
+    let peers = Ca {
+        key: peer_key,
+        cert: peer_cert,
+    };
+    for (name, by) in [("server", &ca), ("peer", &peers)] {
         let cn = format!("minifargate-etcd-{name}");
-        let (cert, key) = ca.issue(&cn, Some(&cn), &sans, None, true)?;
+        let (cert, key) = by.issue(&cn, Some(&cn), &sans, None, true)?;
         private_file(&etcd.join(format!("{name}.crt")), &cert, &mut made)?;
         private_file(&etcd.join(format!("{name}.key")), &key, &mut made)?;
     }
@@ -627,6 +648,51 @@ mod tests {
         verifier
             .verify_client_cert(&leaf, &[], rustls_pki_types::UnixTime::now())
             .expect("the box's certificate is trusted by the cluster's CA");
+        // etcd's peer port trusts the peers' CA alone: the peer certificate chains to it,
+        // a box's (or serve's) certificate does not, nor the peer certificate to the CA
+        // every client certificate comes from.
+        let verifier_of = |ca: PathBuf| {
+            let pem = std::fs::read(ca).unwrap();
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            roots
+                .add(rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+                .unwrap();
+            tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .unwrap()
+        };
+        let cert = |p: PathBuf| {
+            let pem = std::fs::read(p).unwrap();
+            rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap()
+        };
+        let now = rustls_pki_types::UnixTime::now();
+        let peers = verifier_of(layout.etcd().join("peer-ca.crt"));
+        peers
+            .verify_client_cert(&cert(layout.etcd().join("peer.crt")), &[], now)
+            .expect("the peer certificate is the peers' CA's");
+        for c in [
+            layout.box_bundle("box-1").join("client.crt"),
+            layout.serve().join("client.crt"),
+            layout.etcd().join("server.crt"),
+        ] {
+            assert!(
+                peers
+                    .verify_client_cert(&cert(c.clone()), &[], now)
+                    .is_err(),
+                "{} is taken by etcd's peer port",
+                c.display()
+            );
+        }
+        assert!(
+            verifier_of(layout.ca_cert())
+                .verify_client_cert(&cert(layout.etcd().join("peer.crt")), &[], now)
+                .is_err()
+        );
+        assert_eq!(mode(&layout.peer_ca_key()), 0o600);
+        assert!(!layout.etcd().join("peer-ca.key").exists());
         // Each client certificate names its role; etcd's own certificates none.
         let uris = |p: PathBuf| {
             let pem = std::fs::read(p).unwrap();

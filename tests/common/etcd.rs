@@ -228,7 +228,7 @@ impl Etcd {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
         let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_endpoint();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -243,6 +243,17 @@ impl Etcd {
                 .arg("--trusted-ca-file")
                 .arg(&t.ca)
                 .arg("--client-cert-auth");
+        }
+        if let Some(p) = &self.pki {
+            // Peers over TLS with the peers' own CA, as docs/cluster.md runs them.
+            let etcd = p.join("etcd");
+            cmd.arg("--peer-cert-file")
+                .arg(etcd.join("peer.crt"))
+                .arg("--peer-key-file")
+                .arg(etcd.join("peer.key"))
+                .arg("--peer-trusted-ca-file")
+                .arg(etcd.join("peer-ca.crt"))
+                .arg("--peer-client-cert-auth");
         }
         let child = cmd
             .args(["--name", "t"])
@@ -268,6 +279,12 @@ impl Etcd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The peer endpoint (`https://…` when `cluster init` made the certificates).
+    pub fn peer_endpoint(&self) -> String {
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
     /// Whether etcd answers `/health` with `"health":"true"`.
