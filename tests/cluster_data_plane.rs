@@ -12,8 +12,9 @@ use crate::common;
 
 use common::cluster::{Agent, SLEEPER, service_tasks, until_connected};
 use common::etcd::Etcd;
-use common::netbox::Lan;
+use common::netbox::{Lan, NetBox};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::Duration;
 
 /// Asks `web.dp.local:8080` (a Cloud Map name) and `b.sc:9000` (a Service Connect alias)
@@ -166,7 +167,39 @@ fn a_task_keeps_resolving_and_calling_the_other_box_while_each_agent_restarts() 
             .all(|(n, ..)| service_tasks(&api, n).is_empty())
             .then_some(())
     });
-    stop_for_good_and_check_clean(&mut boxes, &ids);
+    // `system reset` on box 1: refused while its agent runs, nothing changed; once the
+    // agent stopped, it takes the data plane and the routes to the other box with the rest.
+    let lock = boxes[1].mf.run_root.join("agent/data-plane.lock");
+    let data_plane: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    let pid = data_plane["pid"].as_i64().unwrap();
+    let reset = |b: &NetBox| {
+        b.cmd()
+            .args(["system", "reset", "--force"])
+            .output()
+            .unwrap()
+    };
+    let refused = reset(&boxes[1]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("an agent runs on this box"),
+        "{refused:?}"
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists() && lock.exists());
+    assert!(!boxes[1].peer_routes().is_empty());
+    boxes[1].signal("-TERM");
+    let out = reset(&boxes[1]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stopped the box's data plane"),
+        "{out:?}"
+    );
+    common::leaks::wait_for("box 1's data plane to exit", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert_eq!(boxes[1].peer_routes(), Vec::<String>::new());
+    assert!(!boxes[1].mf.run_root.exists());
+    stop_for_good_and_check_clean(&mut boxes[..1], &ids);
 }
 
 #[test]

@@ -211,18 +211,26 @@ pub fn remove(run_root: &Path) {
     super::subnets::remove_routes();
 }
 
-/// `agent --leave`: what a stopped agent left for its tasks goes (the box leaves the
-/// cluster for good, or its tasks are gone). Refused while an agent runs (deregister its
-/// instance instead: it then removes all of it itself).
-pub fn leave(run_root: &Path) -> anyhow::Result<()> {
+/// `agent --leave` (and `system reset`): what a stopped agent left for its tasks goes
+/// (the box leaves the cluster for good, or its tasks are gone). Refused while an agent
+/// runs (deregister its instance instead: it then removes all of it itself). Whether a
+/// data plane ran; nothing is done on a run root no agent ever used.
+pub fn leave(run_root: &Path) -> anyhow::Result<bool> {
+    if !dir(run_root).is_dir() {
+        return Ok(false);
+    }
     anyhow::ensure!(
         !agent_runs(run_root),
         "an agent runs on this box: stop it first (SIGTERM), or deregister its container \
          instance (it then stops its tasks and removes its data plane itself)"
     );
-    remove(run_root);
+    let stopped = stop(run_root);
+    if stopped {
+        tracing::info!("stopped the box's data plane");
+    }
+    super::subnets::remove_routes();
     let _ = std::fs::remove_file(dir(run_root).join("data-plane.spec"));
-    Ok(())
+    Ok(stopped)
 }
 
 /// The data plane's process (`minifargate data-plane`): serves the spec the agent wrote

@@ -11,7 +11,7 @@ use crate::store::{LastStatus, StopCode};
 use crate::supervisor::Client;
 use crate::supervisor::isolation::{mountns, network};
 use crate::task::{TaskPaths, process_alive, process_start_time};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,13 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
         return Ok(ExitCode::from(1));
     }
     let mut errors: Vec<String> = Vec::new();
+
+    // 0. A cluster box's agent and data plane: refused while an agent runs on this run
+    // root (it would start again what this removes); the data plane a stopped agent left
+    // (the tasks' DNS server, Service Connect listeners, routes) goes, as `agent --leave`.
+    if crate::cluster::data_plane::leave(&g.run_root).context("system reset: nothing changed")? {
+        println!("stopped the box's data plane and removed its routes");
+    }
 
     // 1. Tasks: graceful stop (SIGTERM, SIGKILL after each container's stopTimeout),
     // then forced, then the supervisor is killed and reconcile cleans up after it.
