@@ -18,6 +18,13 @@
 # before etcd_start): plain http as before (with CL_NETNS=1 the agents then need
 # --etcd-insecure-plaintext, which agent_start gives).
 #
+# CL_JOIN=1 (set before etcd_start; needs TLS): the token flow (docs/cluster.md, "Joining a
+# box with a token"): serve N also opens its port for boxes (--boxes-listen, on the
+# bridge's host address with CL_NETNS=1, else loopback), each box joins with a token of
+# one use made by `cluster token create` and runs `agent --server` only: it never touches
+# etcd (which then listens on loopback only, out of the boxes' reach) and holds no etcd
+# certificate of the operator's making; serve reaches it through the tunnel it dialed.
+#
 # CL_NETNS=1 (set before cl_setup): each agent's box is a network namespace instead
 # (mfcl<N>b<I>, joined by a veth to a bridge of the run, mfcl<N>l, 10.91.<NET>.0/24, the
 # host .1, box I .1<I>), with its own links, routes and nftables: the boxes lease their
@@ -138,9 +145,12 @@ etcd_start() {
     # The agents' endpoint: the host's address on the boxes' bridge with CL_NETNS=1.
     ETCD_BOXES="$ETCD"
     listen="$ETCD"
-    if [ "${CL_NETNS:-0}" = 1 ]; then
+    if [ "${CL_NETNS:-0}" = 1 ] && [ "${CL_JOIN:-0}" != 1 ]; then
         ETCD_BOXES="$scheme://$CL_GW:$ETCD_PORT"
         listen="$ETCD,$ETCD_BOXES"
+    fi
+    if [ "${CL_JOIN:-0}" = 1 ] && [ "$scheme" != https ]; then
+        die "CL_JOIN=1 needs etcd with TLS (not CL_ETCD_PLAIN=1): a box joins a cluster made by cluster init"
     fi
     # shellcheck disable=SC2086
     etcd --name mfcl --data-dir "$W/etcd/data" $tls \
@@ -203,6 +213,13 @@ serve_start() {
     echo "${CL_BOX:-0}" >"$W/serve$n/box"
     # shellcheck disable=SC2046
     if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" $(cl_etcd_flags) "$@"; fi
+    if [ "${CL_JOIN:-0}" = 1 ] && [ "${CL_PLAIN:-0}" != 1 ]; then
+        # serve's port for boxes: where the boxes reach it (the bridge's host address).
+        ba=127.0.0.1; [ "${CL_NETNS:-0}" = 1 ] && ba="$CL_GW"
+        bp="$(free_port $((7443 + n * 7)))"
+        set -- "$@" --boxes-listen "$ba:$bp" --cluster-dir "$W/pki"
+        CL_SERVERS="${CL_SERVERS:+$CL_SERVERS,}https://$ba:$bp"
+    fi
     MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \
         HOME="$W/serve$n" \
         MINIFARGATE_API_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
@@ -229,6 +246,19 @@ serve_start() {
 # `aws ecs …` against serve 0.
 ecs() { "$AWS_BIN" ecs --endpoint-url "$ENDPOINT" --region us-east-1 --output json "$@"; }
 
+# The flags that make box I a member: its bundle's (`--etcd-certs`, with --cluster), or
+# with CL_JOIN=1 serve's port for boxes and, at its first start, a join token of one use.
+cl_member_flags() {
+    if [ "${CL_JOIN:-0}" != 1 ]; then
+        echo "--cluster $ETCD_BOXES $(cl_etcd_flags "$1")"
+        return 0
+    fi
+    echo "--server $CL_SERVERS --name box$1"
+    if [ ! -d "$W/box$1/root/agent/bundle" ]; then
+        echo "--token $("$MF" cluster token create --dir "$W/pki" --etcd "$ETCD" --description "box$1 of $W" 2>>"$W/box$1/agent.log")"
+    fi
+}
+
 # agent_start I [ARGS…]: box I's agent; sets AGENT_PID_I.
 agent_start() {
     _a="$1"; shift
@@ -236,19 +266,20 @@ agent_start() {
     # A simple command (not the cl_mf function) in the background: $! is the agent itself
     # (nsenter execs it). Its etcd certificate is issued first, here, not in the $(…)
     # below (a subshell).
-    cl_etcd_flags "$_a" >/dev/null
-    # shellcheck disable=SC2046
+    [ "${CL_JOIN:-0}" = 1 ] || cl_etcd_flags "$_a" >/dev/null
+    _m="$(cl_member_flags "$_a")"
+    # shellcheck disable=SC2046,SC2086
     if [ "${CL_NETNS:-0}" = 1 ]; then
         [ -e "/run/netns/$(cl_ns "$_a")" ] || cl_box_netns "$_a"
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" \
             nsenter --net="/run/netns/$(cl_ns "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-            agent --cluster "$ETCD_BOXES" $(cl_etcd_flags "$_a") --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
+            agent $_m --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
             >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     else
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
-            agent --cluster "$ETCD" $(cl_etcd_flags "$_a") --task-range 10.92.0.0/16 "$@" \
+            agent $_m --task-range 10.92.0.0/16 "$@" \
             >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     fi
     _p=$!

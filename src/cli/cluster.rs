@@ -266,8 +266,9 @@ fn token(c: TokenCommand) -> anyhow::Result<()> {
             println!("{token}");
             eprintln!(
                 "token {} joins {} {}{}: on the box, `minifargate agent --server \
-                 https://CONTROL_PLANE:PORT --token TOKEN --cluster ETCD_ENDPOINTS` (serve's \
-                 --boxes-listen port); `minifargate cluster token revoke {}` withdraws it",
+                 https://CONTROL_PLANE:PORT --token TOKEN` (serve's --boxes-listen port, the \
+                 only one the box needs to reach); `minifargate cluster token revoke {}` \
+                 withdraws it",
                 token.id,
                 match record.uses_left {
                     Some(1) => "one box".to_string(),
