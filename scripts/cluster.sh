@@ -226,7 +226,7 @@ serve_start() {
         MINIFARGATE_API_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
         "$MF" --root "$W/serve$n/root" --run-root "$RUN/serve$n" --config "$W/config.toml" \
         serve --listen "127.0.0.1:$sp" --no-aws-profile "$@" \
-        >"$W/serve$n/serve.log" 2>&1 </dev/null &
+        >>"$W/serve$n/serve.log" 2>&1 </dev/null &
     pid=$!
     echo "serve $pid $n" >>"$W/pids"
     eval "SERVE_PID_$n=$pid"

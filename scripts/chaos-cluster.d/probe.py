@@ -11,11 +11,16 @@ Usage:
       probe.local, service `web` (web.probe.local:8080) and `sc` (alias sc.probe:9000) on
       box SERVER_BOX and the caller on box CALLER_BOX, and prints the caller's task id
       once it runs.
-  probe.py check W LOG MARK   reads the caller's lines in LOG from line MARK on: writes
-      every failed call to W/violations-probe.jsonl and prints the counts as JSON.
+  probe.py check W LOG MARK CALLER_BOX SERVER_BOX   reads the caller's lines in LOG from
+      line MARK on: writes every failed call to W/violations-probe.jsonl and prints the
+      counts as JSON. A call that failed within a minute after a serve declared one of the
+      probe's boxes lost (its restart outlasted the lease and --lost-instance-after, so
+      its tasks were replaced: whether that declaration was due is lost.py's to say) is
+      counted as excused, not as a violation.
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -116,9 +121,41 @@ def setup(w, caller_box, server_box):
     sys.exit("probe: the caller task is not RUNNING after 180 s")
 
 
-def check(w, log, mark):
+def seconds(hms):
+    h, m, s = hms.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+# How long after a probe box was declared lost its calls may fail: its tasks replaced,
+# started and registered again (a loaded machine's pull and start included).
+EXCUSED_FOR = 60.0
+
+
+def declared_lost(w, boxes):
+    """The times (s of the UTC day) a serve declared one of `boxes` lost."""
+    ids = set()
+    for b in boxes:
+        try:
+            ids.update(open(os.path.join(w, f"box{b}", "instance-ids")).read().split())
+        except OSError:
+            pass
+    times = []
+    for name in os.listdir(w):
+        path = os.path.join(w, name, "serve.log")
+        if not (name.startswith("serve") and os.path.exists(path)):
+            continue
+        for line in open(path, errors="replace"):
+            m = re.search(r"T(\d\d:\d\d:[\d.]+)Z.*cluster reaper: the lost instance's tasks "
+                          r"STOPPED instance=\S*/(\w+)", line)
+            if m and m.group(2) in ids:
+                times.append(seconds(m.group(1)))
+    return times
+
+
+def check(w, log, mark, boxes):
     lines = open(log, errors="replace").read().splitlines()[mark:]
-    seen = {"DNS OK": 0, "SC OK": 0, "DNS FAIL": 0, "SC FAIL": 0}
+    seen = {"DNS OK": 0, "SC OK": 0, "DNS FAIL": 0, "SC FAIL": 0, "excused": 0}
+    lost = declared_lost(w, boxes)
     with open(os.path.join(w, "violations-probe.jsonl"), "a") as out:
         for line in lines:
             words = line.split(maxsplit=3)
@@ -127,6 +164,10 @@ def check(w, log, mark):
             what = f"{words[1]} {words[2]}"
             if what in seen:
                 seen[what] += 1
+            if words[2] == "FAIL" and re.fullmatch(r"\d\d:\d\d:\d\d", words[0]) and any(
+                    t - 2 <= seconds(words[0]) <= t + EXCUSED_FOR for t in lost):
+                seen["excused"] += 1
+                continue
             if words[2] == "FAIL":
                 name = ("a call by Cloud Map name failed" if words[1] == "DNS"
                         else "a call through a Service Connect alias failed")
@@ -144,6 +185,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "setup":
         setup(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "check":
-        check(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        check(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:7])
     else:
         sys.exit(__doc__)

@@ -7,8 +7,9 @@
 //! Endpoints are tried in order: the first that answers is used until it stops answering
 //! (a connection failure moves to the next; an answer from etcd, even an error, does not).
 //! A write whose request may have reached etcd (a timeout or a reset after it was sent) is
-//! never sent again: it ends in [`EtcdError::OutcomeUnknown`], and the caller reads back
-//! what happened (docs/cluster.md "The etcd client"). Every call has a deadline, so a
+//! never sent again blindly: it ends in [`EtcdError::OutcomeUnknown`], and the caller reads
+//! back what happened (docs/cluster.md "The etcd client"); a plain put and a lease grant
+//! do that here themselves ([`Etcd::put`], [`Etcd::grant`]). Every call has a deadline, so a
 //! stopped etcd is an error naming the endpoints, never a hang.
 
 use base64::Engine;
@@ -23,6 +24,8 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a whole call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a put or a lease grant is sent when its answers are lost.
+const PUT_TRIES: u32 = 3;
 /// A key read only for the revision in the answer's header.
 const ROOT_PROBE: &str = "/minifargate";
 
@@ -85,6 +88,9 @@ pub enum EtcdError {
         endpoint: String,
         call: &'static str,
         why: String,
+        /// No answer within the deadline (etcd slow, or without a quorum), rather than a
+        /// connection cut after the request was sent.
+        timed_out: bool,
     },
     #[error("etcd {endpoint}: {call} refused (HTTP {status}): {message}")]
     Refused {
@@ -437,13 +443,14 @@ impl Etcd {
                 call,
                 why,
             };
-            let unknown = |why: String| {
+            let unknown = |why: String, timed_out: bool| {
                 // The next call starts at the next endpoint: this one may be hung.
                 self.current.store((at + 1) % n, Ordering::Relaxed);
                 EtcdError::OutcomeUnknown {
                     endpoint: endpoint.clone(),
                     call,
                     why,
+                    timed_out,
                 }
             };
             let resp = match sent {
@@ -457,7 +464,7 @@ impl Etcd {
                     errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e), e.is_timeout())),
             };
             let status = resp.status();
             let bytes = match resp.bytes().await {
@@ -466,7 +473,7 @@ impl Etcd {
                     errors.push(unreachable(crate::errors::error_chain(&e)));
                     continue;
                 }
-                Err(e) => return Err(unknown(crate::errors::error_chain(&e))),
+                Err(e) => return Err(unknown(crate::errors::error_chain(&e), e.is_timeout())),
             };
             // A gateway in front of etcd (serve's port for boxes, super::gateway) that sent
             // the request and got no answer in time: as a timeout here (etcd itself says
@@ -477,7 +484,7 @@ impl Etcd {
                     errors.push(unreachable(why));
                     continue;
                 }
-                return Err(unknown(why));
+                return Err(unknown(why, true));
             }
             self.current.store(at, Ordering::Relaxed);
             let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
@@ -558,6 +565,7 @@ impl Etcd {
                         endpoint: endpoint.clone(),
                         call,
                         why: crate::errors::error_chain(&e),
+                        timed_out: e.is_timeout(),
                     });
                 }
             }
@@ -646,12 +654,39 @@ impl Etcd {
     }
 
     /// Puts `key` = `value`, attached to `lease` when given.
+    ///
+    /// A put whose connection was cut after it was sent is read back here (a put compares
+    /// nothing: it is done when the key holds the value, on the lease asked for) and sent
+    /// again if it is not done, at most [`PUT_TRIES`] times in all (one that timed out is
+    /// not: etcd is slow or has no quorum, and trying again would only triple the wait): one lost answer, under a fault that
+    /// loses a third of them, no longer ends an agent's session and its registration
+    /// (scripts/chaos-cluster, issue 73).
     pub async fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<(), EtcdError> {
         let mut body = json!({ "key": B64.encode(key), "value": B64.encode(value) });
         if let Some(l) = lease {
             body["lease"] = json!(l.to_string());
         }
-        self.call("/v3/kv/put", body).await.map(drop)
+        let mut tries = 1;
+        loop {
+            match self.call("/v3/kv/put", body.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(
+                    e @ EtcdError::OutcomeUnknown {
+                        timed_out: false, ..
+                    },
+                ) if tries < PUT_TRIES => {
+                    tries += 1;
+                    if let Ok(Some(kv)) = self.get(key).await
+                        && kv.value == value
+                        && lease.is_none_or(|l| kv.lease == l)
+                    {
+                        return Ok(());
+                    }
+                    tracing::debug!(key, error = %e, "a put's answer was lost and it is not in: sending it again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Puts `key` = `value` only if `key` does not exist (a transaction comparing its
@@ -678,11 +713,23 @@ impl Etcd {
         Ok(number(&v["deleted"]) > 0)
     }
 
-    /// A lease of `ttl` seconds: its id.
+    /// A lease of `ttl` seconds: its id. A grant whose connection was cut after it was
+    /// sent (not one that timed out) is asked again
+    /// (at most [`PUT_TRIES`] times in all): a lease granted then holds no key and lapses
+    /// after `ttl`.
     pub async fn grant(&self, ttl: u64) -> Result<i64, EtcdError> {
-        let v = self
-            .call("/v3/lease/grant", json!({ "TTL": ttl.to_string() }))
-            .await?;
+        let mut tries = 1;
+        let v = loop {
+            match self
+                .call("/v3/lease/grant", json!({ "TTL": ttl.to_string() }))
+                .await
+            {
+                Err(EtcdError::OutcomeUnknown {
+                    timed_out: false, ..
+                }) if tries < PUT_TRIES => tries += 1,
+                r => break r?,
+            }
+        };
         match number(&v["ID"]) {
             0 => Err(self.malformed("/v3/lease/grant", "no lease ID in the answer")),
             id => Ok(id),
