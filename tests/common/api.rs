@@ -179,6 +179,18 @@ impl Api {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `create-cluster NAME` with Container Insights on (`containerInsights` `enabled`): its
+    /// services' counts and its tasks' figures are published (ECS/ContainerInsights).
+    pub fn create_cluster_with_insights(&self, name: &str) -> Value {
+        self.aws_json(&[
+            "create-cluster",
+            "--cluster-name",
+            name,
+            "--settings",
+            "name=containerInsights,value=enabled",
+        ])
+    }
+
     /// `describe-services` of one service.
     pub fn service(&self, cluster: &str, name: &str) -> Value {
         let d = self.aws_json(&[
