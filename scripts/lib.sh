@@ -111,6 +111,29 @@ install_test_python() {
         || die "moto[server], awscli and selenium did not install into $TEST_VENV"
 }
 
+# Where scripts/test keeps npm packages: the JavaScript SDK v3's Cloud Map client, at a
+# pinned version (tests/servicediscovery.rs runs it with NODE_PATH here).
+TEST_NODE="${TEST_NODE:-$(pwd)/target/test-node}"
+JS_SDK_VERSION=3.1138.0
+install_test_node() {
+    pkg="$TEST_NODE/node_modules/@aws-sdk/client-servicediscovery/package.json"
+    if [ -f "$pkg" ] && grep -q "\"version\": \"$JS_SDK_VERSION\"" "$pkg"; then
+        return 0
+    fi
+    # Debian's nodejs and npm, unless a node with its npm is there already (NodeSource's
+    # nodejs carries npm and conflicts with Debian's npm package).
+    if ! command -v npm >/dev/null 2>&1; then
+        log "installing nodejs and npm"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm </dev/null
+    fi
+    log "installing @aws-sdk/client-servicediscovery@$JS_SDK_VERSION into $TEST_NODE"
+    rm -rf "$TEST_NODE"
+    mkdir -p "$TEST_NODE"
+    npm install --prefix "$TEST_NODE" --no-audit --no-fund --loglevel=error \
+        "@aws-sdk/client-servicediscovery@$JS_SDK_VERSION" </dev/null
+    [ -f "$pkg" ] || die "@aws-sdk/client-servicediscovery did not install into $TEST_NODE"
+}
+
 # The AWS CLI: the test venv's (install_test_python), else the one on PATH, else the
 # venv made now.
 aws_cli() {

@@ -495,16 +495,19 @@ fn autoscaling(api: &Api, args: &[&str]) {
     );
 }
 
-/// A service's scaling on its page: a service whose one task burns its quarter vCPU, a
-/// target tracking policy at 50 % CPU (metrics every 5 s), scaled out to 2 by it; then
-/// the page shows the scalable target and policy, the CPU chart with its datapoints and
-/// the policy's target line, the memory chart, the running and desired count, and the
-/// scaling activity in AWS's words, as the APIs answered the test.
+/// A service's scaling on its page, on a read-only console: a service whose one task
+/// burns its quarter vCPU, in a cluster with Container Insights on, a target tracking
+/// policy at 50 % CPU (metrics every 5 s), scaled out to 2 by it; then the page shows,
+/// from its first showing, CloudWatch's history of the service (CPU datapoints from before
+/// it opened, a running count of 1 and then more) on a time axis, the scalable target and
+/// policy, the CPU chart's target line, the memory chart, the running and desired count,
+/// the scaling activity in AWS's words, as the APIs answered the test, and 3 hours at a
+/// coarser period.
 #[test]
 fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_browser() {
     let api = Api::start_env(
         Layer::new(Compression::Gzip, busybox_all_applets("console-scaling")),
-        &[],
+        &["--read-only"],
         &[("MINIFARGATE_METRICS_PERIOD", "5")],
     );
     let def = api.file(
@@ -515,7 +518,8 @@ fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_bro
     "command":["sh","-c","trap 'exit 0' TERM; while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done"]}]}"#,
     );
     api.aws_json(&["register-task-definition", "--cli-input-json", &def]);
-    api.aws_json(&["create-cluster", "--cluster-name", "default"]);
+    // Container Insights on: the running and desired counts have a history.
+    api.create_cluster_with_insights("default");
     api.aws_json(&[
         "create-service",
         "--service-name",
@@ -567,6 +571,9 @@ fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_bro
             ("POLICY", "cpu50"),
             ("TARGET", "50"),
             ("DESIRED", "2"),
+            // The period of the last hour's and 3 hours' points at a 5 s box period.
+            ("PERIOD_1H", "10"),
+            ("PERIOD_3H", "60"),
         ],
     );
     // The console reads these services; a write through its routes is refused.

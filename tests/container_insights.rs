@@ -105,13 +105,7 @@ fn an_enabled_cluster_publishes_container_insights_and_a_disabled_one_does_not()
     "essential":true,"command":["sh","-c","trap 'exit 0' TERM; sleep 3600 & wait"]}]}"#;
     let f = api.file("ciweb.json", def);
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
-    let on = api.aws_json(&[
-        "create-cluster",
-        "--cluster-name",
-        "ci-on",
-        "--settings",
-        "name=containerInsights,value=enabled",
-    ]);
+    let on = api.create_cluster_with_insights("ci-on");
     assert_eq!(
         on["cluster"]["settings"],
         json!([{"name": "containerInsights", "value": "enabled"}])
@@ -327,13 +321,7 @@ fn in_cluster_mode_each_box_sends_its_tasks_container_insights() {
   "containerDefinitions": [{"name": "main", "image": "public.ecr.aws/docker/library/busybox:1.36",
     "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"], "essential": true}]}"#,
     );
-    api.aws_json(&[
-        "create-cluster",
-        "--cluster-name",
-        "default",
-        "--settings",
-        "name=containerInsights,value=enabled",
-    ]);
+    api.create_cluster_with_insights("default");
     api.aws_json(&[
         "create-service",
         "--service-name",
@@ -410,13 +398,7 @@ fn a_task_s_own_ephemeral_storage_is_published_when_enforced() {
     "essential":true,"command":["sh","-c","dd if=/dev/zero of=/scratch bs=1M count=64 && sync; trap 'exit 0' TERM; sleep 3600 & wait"]}]}"#;
     let f = api.file("scratch.json", def);
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
-    api.aws_json(&[
-        "create-cluster",
-        "--cluster-name",
-        "ci-disk",
-        "--settings",
-        "name=containerInsights,value=enabled",
-    ]);
+    api.create_cluster_with_insights("ci-disk");
     let run = api.aws_json(&[
         "run-task",
         "--cluster",
@@ -466,13 +448,7 @@ fn a_task_s_network_and_storage_bytes_come_from_its_netns_and_cgroups() {
     "essential":true,"command":["sh","-c","r=/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device; n=0; while [ -e $r ] && ! grep -q . $r && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; mkdir -p /www && dd if=/dev/urandom of=/www/big bs=1M count=4 oflag=direct conv=fsync && exec httpd -f -p 8080 -h /www"]}]}"#;
     let f = api.file("webby.json", def);
     api.aws_json(&["register-task-definition", "--cli-input-json", &f]);
-    api.aws_json(&[
-        "create-cluster",
-        "--cluster-name",
-        "ci-net",
-        "--settings",
-        "name=containerInsights,value=enabled",
-    ]);
+    api.create_cluster_with_insights("ci-net");
     let run = api.aws_json(&[
         "run-task",
         "--cluster",

@@ -65,7 +65,7 @@ fn gateway(api: &Api) -> String {
 }
 
 #[test]
-fn namespaces_services_and_instances_through_the_cli_and_boto3() {
+fn namespaces_services_and_instances_through_the_cli_boto3_and_the_javascript_sdk() {
     let mut api = Api::start();
     let gw = gateway(&api);
 
@@ -290,6 +290,30 @@ print(json.dumps(out))
     assert_eq!(v["in_use"], true);
     assert_eq!(v["not_found"], true);
     assert_eq!(v["ns_not_found"], true);
+    // The JavaScript SDK v3, configured by the profile alone: it reads the key, region and
+    // endpoint_url there, but not disable_host_prefix_injection (nor the variable
+    // AWS_DISABLE_HOST_PREFIX_INJECTION), and calls `data-127.0.0.1`, which no resolver
+    // knows (here a namespace with no network: the lookup fails on the box, nothing
+    // leaves it).
+    let sdk = |flag: &str, no_network: bool| {
+        let env = [
+            ("NAMESPACE", "corp.local"),
+            ("SERVICE", "web"),
+            ("HOST_PREFIX", flag),
+            ("AWS_DISABLE_HOST_PREFIX_INJECTION", "true"),
+        ];
+        api.node("discover_instances.js", &env, no_network)
+    };
+    let e = &sdk("on", true)["error"];
+    assert_eq!(e["hostname"], "data-127.0.0.1", "{e:#}");
+    assert!(
+        s(&e["message"]).starts_with("getaddrinfo ")
+            && s(&e["message"]).ends_with(" data-127.0.0.1"),
+        "{e:#}"
+    );
+    // Built with `disableHostPrefix: true`, it calls serve.
+    let v = sdk("off", false);
+    assert_eq!(v["instances"], serde_json::json!(["i1"]), "{v:#}");
     // An unhealthy instance leaves the DNS answers.
     let out = nslookup("web.corp.local", &gw);
     assert!(

@@ -217,8 +217,10 @@ pub enum ProfileOutcome {
 /// `disable_host_prefix_injection`: some operations' models put a prefix before the
 /// endpoint's host (Cloud Map's DiscoverInstances: `data-`), which botocore and the AWS CLI
 /// add to `endpoint_url` too: `http://data-127.0.0.1:8080/` resolves nowhere. With it, the
-/// profile reaches serve for every operation, as AWS's own endpoints do (botocore's config
-/// variable of that name, `AWS_DISABLE_HOST_PREFIX_INJECTION` in the environment).
+/// profile reaches serve for every operation from botocore's clients, the AWS CLI and
+/// boto3 (botocore's config variable of that name, `AWS_DISABLE_HOST_PREFIX_INJECTION` in
+/// the environment). The JavaScript SDK v3 reads neither: its client needs
+/// `disableHostPrefix: true` (docs/service-discovery.md).
 pub fn profile_sections(key: &Generated, endpoint: &str, region: &str) -> (String, String) {
     (
         format!(

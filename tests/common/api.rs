@@ -1,5 +1,6 @@
 //! `minifargate serve` on a free loopback port over a private root and registry, and the
-//! real clients that talk to it: the AWS CLI and boto3 (from the test venv), and curl.
+//! real clients that talk to it: the AWS CLI and boto3 (from the test venv), the
+//! JavaScript SDK v3 (from target/test-node), and curl.
 //! `serve` runs as a user would start it: with no key given it generates one and writes
 //! the AWS CLI profile `minifargate` into its HOME (a directory of the test's own), and
 //! every client here signs with that profile; a test that passes `--credentials-file`
@@ -177,6 +178,51 @@ impl Api {
         );
         assert!(out.status.success(), "the boto3 script failed");
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs the Node.js program `script` of tests/fixtures/ with the npm packages
+    /// scripts/test installs into target/test-node (the JavaScript SDK v3: scripts/lib.sh
+    /// `install_test_node`), in the AWS environment of [`Api::aws_env`] plus `env`; with
+    /// `no_network`, in a network namespace of its own (`unshare --net`: no interface up,
+    /// so a name lookup fails on the box and nothing leaves it). Returns its stdout's JSON.
+    pub fn node(&self, script: &str, env: &[(&str, &str)], no_network: bool) -> Value {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let modules = root.join("target/test-node/node_modules");
+        assert!(
+            modules.join("@aws-sdk/client-servicediscovery").is_dir(),
+            "no JavaScript SDK in {}: scripts/test installs it (scripts/lib.sh install_test_node)",
+            modules.display()
+        );
+        let mut c = Command::new(if no_network { "unshare" } else { "node" });
+        if no_network {
+            c.args(["--net", "node"]);
+        }
+        self.aws_env(&mut c);
+        let out = c
+            .env("NODE_PATH", &modules)
+            .envs(env.iter().copied())
+            .arg(root.join("tests/fixtures").join(script))
+            .output()
+            .expect("run node (scripts/test installs nodejs)");
+        show(
+            &format!("node {script}"),
+            &out,
+            &String::from_utf8_lossy(&out.stdout),
+        );
+        assert!(out.status.success(), "node {script} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `create-cluster NAME` with Container Insights on (`containerInsights` `enabled`): its
+    /// services' counts and its tasks' figures are published (ECS/ContainerInsights).
+    pub fn create_cluster_with_insights(&self, name: &str) -> Value {
+        self.aws_json(&[
+            "create-cluster",
+            "--cluster-name",
+            name,
+            "--settings",
+            "name=containerInsights,value=enabled",
+        ])
     }
 
     /// `describe-services` of one service.

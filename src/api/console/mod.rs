@@ -443,7 +443,7 @@ async fn servicediscovery_call(
 }
 
 /// CloudWatch reads the console charts a service's metrics and alarms with.
-const CLOUDWATCH_READS: &[&str] = &["GetMetricStatistics", "DescribeAlarms"];
+const CLOUDWATCH_READS: &[&str] = &["GetMetricData", "DescribeAlarms"];
 
 /// `POST /console/api/cloudwatch/<Op>`: one CloudWatch read in AWS JSON 1.0, as the API
 /// answers it.

@@ -447,34 +447,27 @@
     samples.push({ mem, cpu });
     if (samples.length > 90) samples.shift();
   }
-  // A line chart of `values` (oldest first) against `limit`, drawn in SVG by hand; `o`:
-  // limitLabel (default 'limit'), empty (the text without values), second (a second
-  // series of the same length, dashed) and secondLabel.
-  function chart(id, values, limit, fmt, o = {}) {
+  // A line chart of a task's readings `values` (oldest first) against `limit`, drawn in
+  // SVG by hand (a service's CloudWatch history: timeChart).
+  function chart(id, values, limit, fmt) {
     const W = 600, H = 140, L = 46, R = 8, T = 10, B = 18;
-    const second = o.second || [];
-    const max = Math.max(limit || 0, ...values, ...second, 1e-9) * 1.05;
+    const max = Math.max(limit || 0, ...values, 1e-9) * 1.05;
     const x = (i) => L + (values.length > 1 ? (i * (W - L - R)) / (values.length - 1) : 0);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const svg = sv('svg', { class: 'chart', id, viewBox: `0 0 ${W} ${H}`, role: 'img',
       'aria-label': id + ': ' + (values.length ? 'latest ' + fmt(values[values.length - 1]) : 'no samples yet')
-        + (limit ? ', ' + (o.limitLabel || 'limit') + ' ' + limit : '')
-        + (second.length ? ', ' + (o.secondLabel || 'second') + ' ' + fmt(second[second.length - 1]) : '') });
+        + (limit ? ', limit ' + limit : '') });
     svg.append(sv('text', { x: 4, y: T + 8 }, fmt(max)), sv('text', { x: 4, y: H - B }, '0'));
     if (limit) {
       svg.append(sv('line', { class: 'limit', x1: L, x2: W - R, y1: y(limit), y2: y(limit) }),
-        sv('text', { x: W - R - 90, y: y(limit) - 3 }, (o.limitLabel || 'limit') + ' ' + fmt(limit)));
-    }
-    if (second.length) {
-      svg.append(sv('polyline', { class: 'line2', points: second.map((v, i) => x(i) + ',' + y(v)).join(' ') }),
-        sv('text', { x: W - R - 90, y: T + 8 }, (o.secondLabel || '') + ' ' + fmt(second[second.length - 1])));
+        sv('text', { x: W - R - 90, y: y(limit) - 3 }, 'limit ' + fmt(limit)));
     }
     if (values.length) {
       svg.append(sv('polyline', { class: 'line', points: values.map((v, i) => x(i) + ',' + y(v)).join(' ') }));
       values.forEach((v, i) => svg.append(sv('circle', { class: 'pt', cx: x(i), cy: y(v), r: 2.5 }, sv('title', {}, fmt(v)))));
       svg.append(sv('text', { x: L + 4, y: H - 4 }, 'now ' + fmt(values[values.length - 1]) + ' · ' + values.length + ' samples'));
     } else {
-      svg.append(sv('text', { x: L + 4, y: H / 2 }, o.empty || 'no samples: the task is not running'));
+      svg.append(sv('text', { x: L + 4, y: H / 2 }, 'no samples: the task is not running'));
     }
     return svg;
   }
@@ -652,8 +645,9 @@ function explain(text, anchor) {
       } catch (e) { showError(err, e); }
     };
   }
-  function servicePage(main, parts) {
+  function servicePage(main, parts, query) {
     const cluster = parts[0] || 'default', name = parts[1] || '';
+    const range = RANGES[query.get('range')] ? query.get('range') : '1h';
     const err = errorBox(), body = h('div', {}), form = h('div', {});
     main.append(h('h1', {}, 'Service ', name), err, form, body);
     if (!state.readOnly) {
@@ -672,16 +666,15 @@ function explain(text, anchor) {
       h('label', {}, h('span', {}, force, ' force new deployment')), h('button', { class: 'primary', type: 'submit' }, 'Update service'), msg));
     }
     let first = true;
-    // Desired and running count at every poll since the page opened (ECS keeps no history).
-    const counts = [];
     return async (current) => {
       try {
         const d = await ecs('DescribeServices', { cluster, services: [name] });
         const s = (d.services || [])[0];
         if (!s) throw new Error('service ' + name + ' not found in cluster ' + cluster);
-        counts.push([s.desiredCount, s.runningCount]);
-        if (counts.length > 120) counts.shift();
         const scaling = await scalingOf(cluster, name);
+        const metrics = await metricsOf(cluster, name, range).catch((x) => ({ error: x }));
+        const c = ((await ecs('DescribeClusters', { clusters: [cluster], include: ['SETTINGS'] })).clusters || [])[0] || {};
+        const insights = (c.settings || []).some((x) => x.name === 'containerInsights' && ['enabled', 'enhanced'].includes(x.value));
         // Its load balancers' target groups, as DescribeTargetHealth answers them.
         const groups = [];
         for (const l of (s.loadBalancers || []).filter((x) => x.targetGroupArn)) {
@@ -704,7 +697,7 @@ function explain(text, anchor) {
             h('dt', {}, 'Desired / running / pending'), h('dd', { id: 'svc-counts' }, s.desiredCount + ' / ' + s.runningCount + ' / ' + s.pendingCount),
             h('dt', {}, 'Task definition'), h('dd', {}, tdName(s.taskDefinition)),
             h('dt', {}, 'Tasks'), h('dd', {}, h('a', { href: '#/tasks?cluster=' + encodeURIComponent(cluster) }, 'tasks of ' + cluster))),
-          scalingSection(scaling, counts),
+          scalingSection(scaling, metrics, insights, { cluster, name, range }),
           h('h2', {}, 'Deployments'),
           table(['Id', 'Status', 'Rollout', 'Task definition', 'Desired', 'Running', 'Pending', 'Failed', 'Updated'],
             (s.deployments || []).map((x) => h('tr', {}, h('td', { class: 'mono' }, x.id), h('td', {}, status(x.status)),
@@ -816,27 +809,56 @@ function explain(text, anchor) {
   }
 
   // ---- A service's scaling ----
-  // Its CPU and memory utilization (AWS/ECS, by ClusterName and ServiceName) over the last
-  // 40 metric periods, its scalable target, policies and scaling activities, as
-  // GetMetricStatistics and Application Auto Scaling's Describe calls answer them.
+  // Its scalable target, policies and scaling activities, as Application Auto Scaling's
+  // Describe calls answer them; its metrics: metricsOf.
   async function scalingOf(cluster, name) {
-    const period = state.metricsPeriod || 60, end = Date.now() / 1000;
-    const metric = async (m) => {
-      const r = await cw('GetMetricStatistics', { Namespace: 'AWS/ECS', MetricName: m,
-        Dimensions: [{ Name: 'ClusterName', Value: cluster }, { Name: 'ServiceName', Value: name }],
-        StartTime: end - 40 * period, EndTime: end, Period: period, Statistics: ['Average'] });
-      return list(r.Datapoints).sort((a, b) => Number(a.Timestamp) - Number(b.Timestamp)).map((p) => p.Average);
-    };
-    const rid = 'service/' + cluster + '/' + name, out = { period };
-    try {
-      out.cpu = await metric('CPUUtilization');
-      out.mem = await metric('MemoryUtilization');
-    } catch (x) { out.metricsError = x; }
+    const rid = 'service/' + cluster + '/' + name, out = {};
     try {
       out.target = list((await aas('DescribeScalableTargets', { ServiceNamespace: 'ecs', ResourceIds: [rid] })).ScalableTargets)[0];
       out.policies = list((await aas('DescribeScalingPolicies', { ServiceNamespace: 'ecs', ResourceId: rid })).ScalingPolicies);
       out.activities = list((await aas('DescribeScalingActivities', { ServiceNamespace: 'ecs', ResourceId: rid, MaxResults: 20 })).ScalingActivities);
     } catch (x) { out.scalingError = x; }
+    return out;
+  }
+  // The time ranges a service's charts offer; the last hour is the default.
+  const RANGES = { '1h': 3600, '3h': 3 * 3600, '12h': 12 * 3600, '1d': 24 * 3600 };
+  // The period of a range's datapoints: the finest of 1, 5, 10, 30 s, 1, 5, 15 min and
+  // 1 h that is no finer than the box's metric period (finer buckets would hold nothing),
+  // gives at most 360 datapoints, and is a whole minute when the range reaches 3 hours
+  // back (CloudWatch keeps sub-minute data 3 hours). AWS's 1-minute metrics: 1 min for
+  // 1 h and 3 h, 5 min for 12 h and 1 d.
+  function metricPeriod(range, boxPeriod) {
+    for (const p of [1, 5, 10, 30, 60, 300, 900, 3600]) {
+      if (p >= boxPeriod && range / p <= 360 && (range < 3 * 3600 || p >= 60)) return p;
+    }
+    return 3600;
+  }
+  // The service's history over `rangeKey` from CloudWatch, in one GetMetricData (the API's
+  // own query code): AWS/ECS CPUUtilization and MemoryUtilization, and Container
+  // Insights' RunningTaskCount and DesiredTaskCount (ECS/ContainerInsights, published
+  // only for a cluster with containerInsights on: ECS itself keeps no history of the
+  // counts); each by ClusterName and ServiceName, Average, as [time (s), value] oldest
+  // first. A period with no datapoint is absent: the chart shows a gap there.
+  async function metricsOf(cluster, name, rangeKey) {
+    // The window ends at the end of the current period: the chart moves when a period
+    // begins or a datapoint comes, not at every poll.
+    const range = RANGES[rangeKey], period = metricPeriod(range, state.metricsPeriod || 60);
+    const end = Math.ceil(Date.now() / 1000 / period) * period;
+    const w = { start: end - range, end, period };
+    const dims = [{ Name: 'ClusterName', Value: cluster }, { Name: 'ServiceName', Value: name }];
+    const q = (id, ns, m) => ({ Id: id, MetricStat: { Metric: { Namespace: ns, MetricName: m, Dimensions: dims }, Period: w.period, Stat: 'Average' } });
+    const queries = [q('cpu', 'AWS/ECS', 'CPUUtilization'), q('mem', 'AWS/ECS', 'MemoryUtilization'),
+      q('running', 'ECS/ContainerInsights', 'RunningTaskCount'), q('desired', 'ECS/ContainerInsights', 'DesiredTaskCount')];
+    const out = { w, cpu: [], mem: [], running: [], desired: [] };
+    let token;
+    do {
+      const r = await cw('GetMetricData', Object.assign({ MetricDataQueries: queries, StartTime: w.start, EndTime: w.end,
+        ScanBy: 'TimestampAscending' }, token ? { NextToken: token } : {}));
+      for (const x of list(r.MetricDataResults)) {
+        out[x.Id] = out[x.Id].concat(list(x.Timestamps).map((t, i) => [Number(t), Number(x.Values[i])]));
+      }
+      token = r.NextToken;
+    } while (token);
     return out;
   }
   // The target value of the service's target tracking policy on `type`, if any.
@@ -845,28 +867,91 @@ function explain(text, anchor) {
       && (x.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification || {}).PredefinedMetricType === type);
     return p ? p.TargetTrackingScalingPolicyConfiguration.TargetValue : null;
   }
-  function scalingSection(sc, counts) {
-    const pct = (v) => v.toFixed(1) + ' %', n = (v) => String(Math.round(v));
-    const t = sc.target;
-    return h('section', { id: 'scaling' }, h('h2', {}, 'Scaling'),
-      h('p', { class: 'explain' }, 'CPU and memory utilization are AWS/ECS\'s (percent of what the tasks reserve), one point per metric period (' + sc.period + ' s here: MINIFARGATE_METRICS_PERIOD); the dashed line is the target tracking policy\'s target. Desired and running count are this page\'s polls since it opened.'),
+  function rangeLinks(cluster, name, rangeKey) {
+    const base = '#/service/' + encodeURIComponent(cluster) + '/' + encodeURIComponent(name) + '?range=';
+    return h('p', { class: 'ranges', id: 'svc-ranges', role: 'group', 'aria-label': 'Time range' }, 'Last: ',
+      Object.keys(RANGES).map((k) => h('a', { href: base + k, class: k === rangeKey ? 'active' : null,
+        'aria-current': k === rangeKey ? 'true' : null }, k)));
+  }
+  function scalingSection(sc, m, insights, where) {
+    const pct = (v) => v.toFixed(1) + ' %', n = (v) => String(Math.round(v * 10) / 10);
+    const t = sc.target, none = 'no datapoints in this range: no task of the service has run a whole period';
+    return h('section', { id: 'scaling' }, h('h2', {}, 'Metrics and scaling'),
+      rangeLinks(where.cluster, where.name, where.range),
+      h('p', { class: 'explain' }, 'From CloudWatch: AWS/ECS\'s CPU and memory utilization (Average, percent of what the tasks reserve), one point per ' + (m.w ? m.w.period + ' s ' : '')
+        + 'period (the box publishes every ' + (state.metricsPeriod || 60) + ' s: MINIFARGATE_METRICS_PERIOD); a period without a datapoint is a gap. The dashed line is the target tracking policy\'s target.'),
       sc.scalingError ? h('p', { class: 'error' }, String(sc.scalingError.message || sc.scalingError))
         : t ? h('p', { id: 'scalable-target' }, 'Scalable target: ' + t.MinCapacity + ' to ' + t.MaxCapacity + ' tasks; policies: ',
           (sc.policies || []).length ? sc.policies.map((p) => p.PolicyName + ' (' + p.PolicyType + ')').join(', ') : 'none')
           : h('p', { class: 'muted', id: 'scalable-target' }, 'Not a scalable target (aws application-autoscaling register-scalable-target).'),
-      sc.metricsError ? h('p', { class: 'error' }, String(sc.metricsError.message || sc.metricsError)) : [
-        h('h3', {}, 'CPU utilization'),
-        chart('svc-cpu-chart', sc.cpu || [], trackedTarget(sc.policies, 'ECSServiceAverageCPUUtilization'), pct,
-          { limitLabel: 'target', empty: 'no datapoints yet: no task of the service has run a whole period' }),
-        h('h3', {}, 'Memory utilization'),
-        chart('svc-mem-chart', sc.mem || [], trackedTarget(sc.policies, 'ECSServiceAverageMemoryUtilization'), pct,
-          { limitLabel: 'target', empty: 'no datapoints yet: no task of the service has run a whole period' })],
-      h('h3', {}, 'Running (solid) and desired (dashed) count'),
-      chart('svc-count-chart', counts.map((c) => c[1]), null, n, { second: counts.map((c) => c[0]), secondLabel: 'desired' }),
+      m.error ? h('p', { class: 'error' }, String(m.error.message || m.error)) : [
+        h('h3', {}, 'CPU utilization (Percent)'),
+        timeChart('svc-cpu-chart', m.w, [m.cpu], pct,
+          { limit: trackedTarget(sc.policies, 'ECSServiceAverageCPUUtilization'), limitLabel: 'target', empty: none }),
+        h('h3', {}, 'Memory utilization (Percent)'),
+        timeChart('svc-mem-chart', m.w, [m.mem], pct,
+          { limit: trackedTarget(sc.policies, 'ECSServiceAverageMemoryUtilization'), limitLabel: 'target', empty: none }),
+        h('h3', {}, 'Running (solid) and desired (dashed) task count (Count)'),
+        insights ? timeChart('svc-count-chart', m.w, [m.running, m.desired], n, { secondLabel: 'desired',
+          empty: 'no datapoints in this range: Container Insights publishes the counts once a period' })
+          : h('p', { class: 'muted', id: 'svc-count-chart' }, 'No history: ECS keeps none of the counts; Container Insights publishes them (RunningTaskCount, DesiredTaskCount) for a cluster with it on: aws ecs update-cluster-settings --cluster ' + where.cluster + ' --settings name=containerInsights,value=enabled.')],
       (sc.activities || []).length ? [h('h3', {}, 'Scaling activities'),
         table(['Start', 'Description', 'Status', 'Cause'], sc.activities.map((a) => h('tr', { class: 'activity' },
           h('td', {}, time(Number(a.StartTime))), h('td', {}, a.Description),
           h('td', {}, status(String(a.StatusCode || '').toUpperCase())), h('td', { class: 'muted' }, a.Cause))))] : null);
+  }
+  const hhmm = (t) => { const d = new Date(t * 1000); return pad(d.getHours()) + ':' + pad(d.getMinutes()); };
+  // The browser's time zone as the axis names it: "UTC" or "UTC+01:00".
+  function zoneName() {
+    const off = -new Date().getTimezoneOffset();
+    if (!off) return 'UTC';
+    return 'UTC' + (off > 0 ? '+' : '-') + pad(Math.floor(Math.abs(off) / 60)) + ':' + pad(Math.abs(off) % 60);
+  }
+  // A line chart of CloudWatch series over the window `w` ({start, end, period}, in
+  // seconds): each series [[time, value]...] oldest first, the first solid, the second
+  // dashed (o.secondLabel); x is time, labelled in the browser's time zone; a missing
+  // period breaks the line (a gap, no invented point). `o`: limit and limitLabel (a
+  // dashed line), empty (the text without datapoints).
+  function timeChart(id, w, series, fmt, o = {}) {
+    const W = 600, H = 160, L = 46, R = 8, T = 10, B = 34;
+    const all = series.flat().map((p) => p[1]);
+    const max = Math.max(o.limit || 0, ...all, 1e-9) * 1.05;
+    const x = (t) => L + ((t - w.start) * (W - L - R)) / (w.end - w.start);
+    const y = (v) => T + (H - T - B) * (1 - v / max);
+    const [first, second] = [series[0] || [], series[1] || []];
+    const last = (s) => s[s.length - 1];
+    const svg = sv('svg', { class: 'chart time', id, viewBox: `0 0 ${W} ${H}`, role: 'img',
+      'aria-label': id + ': ' + (first.length ? 'latest ' + fmt(last(first)[1]) : 'no datapoints')
+        + (o.limit ? ', ' + (o.limitLabel || 'limit') + ' ' + o.limit : '')
+        + (second.length ? ', ' + (o.secondLabel || 'second') + ' ' + fmt(last(second)[1]) : '')
+        + '; ' + first.length + ' datapoints, period ' + w.period + ' s, ' + hhmm(w.start) + ' to ' + hhmm(w.end) + ' ' + zoneName() });
+    svg.append(sv('text', { x: 4, y: T + 8 }, fmt(max)), sv('text', { x: 4, y: H - B }, fmt(0)),
+      sv('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
+    // Ticks on round local times, about six across the window.
+    const span = w.end - w.start, zone = new Date().getTimezoneOffset() * 60;
+    const step = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200].find((s) => span / s <= 6) || 86400;
+    for (let t = Math.ceil((w.start - zone) / step) * step + zone; t <= w.end; t += step) {
+      svg.append(sv('line', { class: 'grid', x1: x(t), x2: x(t), y1: T, y2: H - B }),
+        sv('text', { class: 'tick', x: x(t), y: H - B + 13, 'text-anchor': 'middle' }, hhmm(t)));
+    }
+    svg.append(sv('text', { class: 'axis-title', x: W - R, y: H - 3, 'text-anchor': 'end' }, 'time (' + zoneName() + ')'));
+    if (o.limit) {
+      svg.append(sv('line', { class: 'limit', x1: L, x2: W - R, y1: y(o.limit), y2: y(o.limit) }),
+        sv('text', { x: W - R - 90, y: y(o.limit) - 3 }, (o.limitLabel || 'limit') + ' ' + fmt(o.limit)));
+    }
+    series.forEach((s, k) => {
+      // Runs of consecutive periods; a run breaks where a period has no datapoint.
+      let run = [];
+      const draw = () => { if (run.length > 1) svg.append(sv('polyline', { class: k ? 'line2' : 'line', points: run.join(' ') })); run = []; };
+      s.forEach(([t, v], i) => {
+        if (i && t - s[i - 1][0] > w.period * 1.5) draw();
+        run.push(x(t) + ',' + y(v));
+        if (!k) svg.append(sv('circle', { class: 'pt', cx: x(t), cy: y(v), r: 2.5, 'data-t': t, 'data-v': v }, sv('title', {}, time(t) + ' ' + fmt(v))));
+      });
+      draw();
+    });
+    if (!first.length) svg.append(sv('text', { x: L + 4, y: (H - B) / 2 }, o.empty || 'no datapoints'));
+    return svg;
   }
 
   // ---- Load balancers ----
