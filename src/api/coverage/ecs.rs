@@ -133,7 +133,7 @@ pub static ROWS: &[Row] = &[
     ap("CreateService UpdateService", "platformVersion", "recorded and given to the service's tasks (RunTask's rules: refused for EC2)"),
     na("CreateService", "role", "no IAM here: serve registers the targets itself; shown as roleArn (a role without loadBalancers is InvalidParameterException, as ECS answers)"),
     ap("CreateService UpdateService", "deploymentConfiguration", "see its members"),
-    ap("CreateService UpdateService", "deploymentConfiguration.deploymentCircuitBreaker", "the circuit breaker of the service's deployments (scheduler.rs)"),
+    ap("CreateService UpdateService", "deploymentConfiguration.deploymentCircuitBreaker", "the circuit breaker of the service's deployments (src/scheduler/)"),
     ap("CreateService UpdateService", "deploymentConfiguration.deploymentCircuitBreaker.enable", "a deployment that fails its threshold of tasks is FAILED"),
     ap("CreateService UpdateService", "deploymentConfiguration.deploymentCircuitBreaker.rollback", "a failed deployment rolls back to the last completed one"),
     ap("CreateService UpdateService", "deploymentConfiguration.maximumPercent", "the rolling deployment's upper bound of tasks"),

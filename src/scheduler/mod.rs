@@ -2,8 +2,12 @@
 //! UpdateService or DeleteService) it brings every service's tasks to its desiredCount,
 //! rolls deployments forward within maximumPercent/minimumHealthyPercent, replaces tasks
 //! that stop or turn UNHEALTHY (with a backoff, like ECS's service throttling) and writes
-//! the deployments' progress and the service events. Tasks are started with RunTask's
-//! own path (`ecs::tasks::run_task`) and stopped through their supervisors.
+//! the deployments' progress and the service events. Each pass reads a service's
+//! [`Snapshot`], has [`reconcile`] (pure, `reconcile.rs`) decide the [`Plan`], and carries
+//! it out: tasks are started with RunTask's own path (`ecs::tasks::run_task`) and stopped
+//! through their supervisors.
+
+mod reconcile;
 
 use crate::cloudwatch::CloudWatch;
 use crate::ecs::deployments::Tripped;
@@ -19,13 +23,11 @@ use crate::store::{
     RolloutState, ServiceRow, ServiceStatus, StopCode, Store, TaskRow,
 };
 use anyhow::Context;
+use reconcile::{Plan, Primary, Snapshot, TargetState, TaskState, Why, in_grace_period, reconcile};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// stoppedReason of a task replaced for failing its health checks (ECS's string).
-pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
 
 /// One of a service's `loadBalancers` the scheduler applies: a target group of type `ip`
 /// gets each RUNNING awsvpc task's `<task IP>:<containerPort>`, one of type `instance`
@@ -315,6 +317,9 @@ fn pass(
 /// A task of the service that is not STOPPED.
 struct Live {
     row: TaskRow,
+    /// RUNNING with an essential container UNHEALTHY (the grace period not applied).
+    containers_unhealthy: bool,
+    /// The same, past the health check grace period: not registered in target groups.
     unhealthy: bool,
     /// On a DRAINING container instance: replaced like an older deployment's task.
     draining: bool,
@@ -330,19 +335,6 @@ impl Live {
 }
 
 /// "(task a) (task b)" as ECS lists tasks in events.
-/// Whether a task that started at `started_at_ms` is still in the service's health check
-/// grace period. Ref: ecs.json `CreateServiceRequest.healthCheckGracePeriodSeconds` ("the
-/// period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy
-/// Elastic Load Balancing, VPC Lattice, and container health checks after a task has first
-/// started"; default 0).
-fn in_grace_period(started_at_ms: Option<i64>, grace_s: Option<i64>, now: i64) -> bool {
-    let grace_ms = grace_s.unwrap_or(0).max(0).saturating_mul(1000);
-    match started_at_ms {
-        Some(t) => now.saturating_sub(t) < grace_ms,
-        None => grace_ms > 0,
-    }
-}
-
 fn task_list(ids: &[String]) -> String {
     ids.iter()
         .map(|id| format!("(task {id})"))
@@ -350,15 +342,19 @@ fn task_list(ids: &[String]) -> String {
         .join(" ")
 }
 
+/// Writes the service event "(service NAME) `what`".
+fn say(store: &mut Store, s: &ServiceRow, what: impl std::fmt::Display) {
+    let name = &s.name;
+    add_event(store, &s.cluster, name, format!("(service {name}) {what}"));
+}
+
 /// The service event ECS writes after it stopped tasks of service `s`.
 fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
-    let name = &s.name;
-    add_event(
+    say(
         store,
-        &s.cluster,
-        name,
+        s,
         format!(
-            "(service {name}) has stopped {} running tasks: {}.",
+            "has stopped {} running tasks: {}.",
             stopped.len(),
             task_list(stopped)
         ),
@@ -368,7 +364,6 @@ fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
 /// Writes the load-balancing events of this pass, and keeps the tasks now draining out of
 /// `stopped` (their "has stopped" event comes when they stop, after the delay).
 fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
-    let name = &s.name;
     let mut groups: Vec<(String, usize)> = Vec::new();
     for g in m.lb.deregistered.drain(..) {
         match groups.iter_mut().find(|(x, _)| *x == g) {
@@ -386,14 +381,9 @@ fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &
     }
     events.append(&mut m.lb.events);
     for e in events {
-        add_event(store, &s.cluster, name, format!("(service {name}) {e}"));
+        say(store, s, e);
     }
     stopped.retain(|id| !m.lb.draining.contains_key(id));
-}
-
-fn scaling_reason(deployment: &str) -> String {
-    // Ref: the stoppedReason ECS gives tasks its scheduler stops.
-    format!("Scaling activity initiated by (deployment {deployment})")
 }
 
 /// Asks for a task to stop with ServiceSchedulerInitiated; false when it could not be
@@ -516,52 +506,77 @@ fn launch(
     Ok((started.ids, started.response.failures))
 }
 
-/// One service: replace, launch, stop, and record what happened.
-fn schedule(
-    g: &Ecs,
+/// The service's load balancers as this pass applies them (none without serve's ELB).
+struct Lbs {
+    /// The service's `loadBalancers`.
+    cfg: Vec<LbTarget>,
+    /// Every target group of the service, both sides.
+    all: Vec<LbTarget>,
+    /// Each deployment's blue/green side (`services::side`).
+    sides: HashMap<String, bool>,
+}
+
+impl Lbs {
+    fn of(s: &ServiceRow, elb: Option<&Elb>, deployments: &[DeploymentRow]) -> Lbs {
+        let cfg = if elb.is_some() {
+            lb_targets(&s.spec)
+        } else {
+            Vec::new()
+        };
+        Lbs {
+            all: all_groups(&cfg),
+            cfg,
+            sides: deployments
+                .iter()
+                .map(|d| (d.id.clone(), crate::ecs::services::side(d)))
+                .collect(),
+        }
+    }
+
+    /// The target groups task `t` registers in: its deployment's side of them.
+    fn groups_of(&self, t: &TaskRow) -> Vec<LbTarget> {
+        let side = t
+            .started_by
+            .as_ref()
+            .and_then(|d| self.sides.get(d))
+            .copied()
+            .unwrap_or(false);
+        groups_on(&self.cfg, side)
+    }
+}
+
+/// The service's tasks that are not STOPPED, with their health and their instance's state.
+fn read_live(store: &Store, s: &ServiceRow, now: i64) -> anyhow::Result<Vec<Live>> {
+    let grace = s.spec.health_check_grace_period_seconds;
+    let group = format!("service:{}", s.name);
+    Ok(fleet::get()
+        .group_tasks(store, &s.cluster, &group)?
+        .into_iter()
+        .map(|t| {
+            let containers_unhealthy =
+                t.row.last_status == LastStatus::Running && unhealthy(&t.containers);
+            let unhealthy = containers_unhealthy && !in_grace_period(t.row.started_at, grace, now);
+            Live {
+                row: t.row,
+                containers_unhealthy,
+                unhealthy,
+                draining: t.draining,
+            }
+        })
+        .collect())
+}
+
+/// Tasks that stopped on their own since the last pass (an essential container exited, the
+/// task failed to start, its supervisor died): failures, for throttling and for their
+/// deployment's circuit breaker (the count by deployment id).
+fn count_failures(
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
-    parts: Parts,
-) -> anyhow::Result<()> {
-    let elb = parts.elb;
-    let now = Instant::now();
+    live: &[Live],
+    now: Instant,
+) -> anyhow::Result<HashMap<String, i64>> {
     let name = &s.name;
-    let spec = &s.spec;
-    let mut deployments = store.deployments(&s.cluster, name)?;
-    let Some(primary) = deployments
-        .iter()
-        .find(|d| d.status == DeploymentStatus::Primary)
-        .cloned()
-    else {
-        return Ok(());
-    };
-    let mut live = Vec::new();
-    for fleet::FleetTask {
-        row,
-        containers,
-        draining,
-    } in fleet::get().group_tasks(store, &s.cluster, &format!("service:{name}"))?
-    {
-        // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as
-        // neither failed nor replaced.
-        let unhealthy = row.last_status == LastStatus::Running
-            && unhealthy(&containers)
-            && !in_grace_period(
-                row.started_at,
-                spec.health_check_grace_period_seconds,
-                now_ms(),
-            );
-        live.push(Live {
-            row,
-            unhealthy,
-            draining,
-        });
-    }
-
-    // Tasks that stopped on their own since the last pass (an essential container exited,
-    // the task failed to start, its supervisor died): failures, for throttling and for
-    // their deployment's circuit breaker (`failed`, by deployment id).
     let mut failed: HashMap<String, i64> = HashMap::new();
     let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
@@ -586,49 +601,33 @@ fn schedule(
             tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
             if n >= THROTTLE_WARN_AT && !m.warned {
                 m.warned = true;
-                add_event(
+                say(
                     store,
-                    &s.cluster,
-                    name,
-                    format!(
-                        "(service {name}) is unable to consistently start tasks successfully. \
-                         For more information, see the Troubleshooting section of the Amazon \
-                         ECS Developer Guide."
-                    ),
+                    s,
+                    "is unable to consistently start tasks successfully. For more information, \
+                     see the Troubleshooting section of the Amazon ECS Developer Guide.",
                 );
             }
         }
     }
     m.known = ids;
+    Ok(failed)
+}
 
+/// Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop once
+/// their delay is over and count as stopping until then; tasks that stopped on their own
+/// leave their target groups; RUNNING tasks join them. With blue/green, a task registers in
+/// its deployment's side of the target group pairs; it leaves every group of the service
+/// when it stops. Returns the tasks whose stop was asked.
+fn balance(
+    g: &Ecs,
+    store: &Store,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+    lbs: &Lbs,
+    (live, now): (&mut [Live], Instant),
+) -> Vec<String> {
     let mut stopped = Vec::new();
-    let mut started = Vec::new();
-
-    // Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop
-    // once their delay is over and count as stopping until then; tasks that stopped on
-    // their own leave their target groups; RUNNING tasks join them.
-    // With blue/green, a task registers in its deployment's side of the target group
-    // pairs; it leaves every group of the service when it stops.
-    let bg = spec.deployment_configuration.blue_green();
-    let lb_cfg = if elb.is_some() {
-        lb_targets(spec)
-    } else {
-        Vec::new()
-    };
-    let lbs = all_groups(&lb_cfg);
-    let sides: HashMap<String, bool> = deployments
-        .iter()
-        .map(|d| (d.id.clone(), crate::ecs::services::side(d)))
-        .collect();
-    let groups_of = |t: &TaskRow| {
-        let side = t
-            .started_by
-            .as_ref()
-            .and_then(|d| sides.get(d))
-            .copied()
-            .unwrap_or(false);
-        groups_on(&lb_cfg, side)
-    };
     let live_ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
     m.lb.draining.retain(|id, _| live_ids.contains(id));
     m.lb.stop_asked.retain(|id| live_ids.contains(id));
@@ -649,386 +648,422 @@ fn schedule(
         }
         l.row.desired_status = DesiredStatus::Stopped;
     }
-    if let Some(elb) = elb.filter(|_| !lbs.is_empty()) {
-        let gone: Vec<String> =
-            m.lb.registered
-                .keys()
-                .filter(|id| !live_ids.contains(*id))
-                .cloned()
-                .collect();
-        for id in gone {
-            let Some(at) = m.lb.registered.remove(&id) else {
+    if let Some(elb) = elb.filter(|_| !lbs.all.is_empty()) {
+        deregister_gone(elb, m, &lbs.all, &live_ids);
+        register_running(store, elb, m, lbs, live);
+    }
+    stopped
+}
+
+/// Tasks gone since the last pass leave every target group of the service.
+fn deregister_gone(elb: &Elb, m: &mut Memory, all: &[LbTarget], live_ids: &HashSet<String>) {
+    let gone: Vec<String> =
+        m.lb.registered
+            .keys()
+            .filter(|id| !live_ids.contains(*id))
+            .cloned()
+            .collect();
+    for id in gone {
+        let Some(at) = m.lb.registered.remove(&id) else {
+            continue;
+        };
+        for t in all {
+            let Some((id, port)) = at.target(t.container.as_deref(), t.port) else {
                 continue;
             };
-            for t in &lbs {
-                let Some((id, port)) = at.target(t.container.as_deref(), t.port) else {
-                    continue;
-                };
-                if let Ok(Some(_)) = elb.deregister_target(&t.group, id, port) {
-                    m.lb.deregistered.push(t.group.clone());
-                }
+            if let Ok(Some(_)) = elb.deregister_target(&t.group, id, port) {
+                m.lb.deregistered.push(t.group.clone());
             }
-        }
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for l in live
-            .iter()
-            .filter(|l| l.active() && l.running() && !l.unhealthy)
-        {
-            if m.lb.registered.contains_key(&l.row.id) {
-                continue;
-            }
-            let Some(at) = fleet::get().task_target(store, &l.row.cluster, &l.row.id) else {
-                continue;
-            };
-            let mut all = true;
-            for t in &groups_of(&l.row) {
-                let registered = match at.target(t.container.as_deref(), t.port) {
-                    Some((id, port)) => elb.register_target(&t.group, id, port),
-                    None => Err(crate::elb::ElbError::InvalidTarget(format!(
-                        "the task publishes no host port for container port {}{}",
-                        t.port,
-                        t.container
-                            .as_deref()
-                            .map(|c| format!(" of container {c}"))
-                            .unwrap_or_default()
-                    ))),
-                };
-                match registered {
-                    Ok(new) => {
-                        m.lb.failing.remove(&t.group);
-                        if new {
-                            match counts.iter_mut().find(|(g, _)| *g == t.group) {
-                                Some((_, n)) => *n += 1,
-                                None => counts.push((t.group.clone(), 1)),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        all = false;
-                        if m.lb.failing.insert(t.group.clone()) {
-                            m.lb.events.push(format!(
-                                "failed to register targets in (target-group {}) (error {})",
-                                t.group,
-                                e.message()
-                            ));
-                        }
-                    }
-                }
-            }
-            if all {
-                m.lb.registered.insert(l.row.id.clone(), at);
-            }
-        }
-        for (group, n) in counts {
-            m.lb.events
-                .push(format!("registered {n} targets in (target-group {group})"));
         }
     }
+}
 
-    if s.status == ServiceStatus::Draining {
-        for l in live.iter_mut().filter(|l| l.active()) {
-            let d = l
-                .row
-                .started_by
-                .clone()
-                .unwrap_or_else(|| primary.id.clone());
-            if stop_task(g, (elb, &lbs, &mut m.lb), &mut l.row, &scaling_reason(&d)) {
-                stopped.push(l.row.id.clone());
+/// RUNNING, healthy tasks not registered yet join their target groups.
+fn register_running(store: &Store, elb: &Elb, m: &mut Memory, lbs: &Lbs, live: &[Live]) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for l in live
+        .iter()
+        .filter(|l| l.active() && l.running() && !l.unhealthy)
+    {
+        if m.lb.registered.contains_key(&l.row.id) {
+            continue;
+        }
+        let Some(at) = fleet::get().task_target(store, &l.row.cluster, &l.row.id) else {
+            continue;
+        };
+        let mut all = true;
+        for t in &lbs.groups_of(&l.row) {
+            let registered = match at.target(t.container.as_deref(), t.port) {
+                Some((id, port)) => elb.register_target(&t.group, id, port),
+                None => Err(crate::elb::ElbError::InvalidTarget(format!(
+                    "the task publishes no host port for container port {}{}",
+                    t.port,
+                    t.container
+                        .as_deref()
+                        .map(|c| format!(" of container {c}"))
+                        .unwrap_or_default()
+                ))),
+            };
+            match registered {
+                Ok(new) => {
+                    m.lb.failing.remove(&t.group);
+                    if new {
+                        match counts.iter_mut().find(|(g, _)| *g == t.group) {
+                            Some((_, n)) => *n += 1,
+                            None => counts.push((t.group.clone(), 1)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    all = false;
+                    if m.lb.failing.insert(t.group.clone()) {
+                        m.lb.events.push(format!(
+                            "failed to register targets in (target-group {}) (error {})",
+                            t.group,
+                            e.message()
+                        ));
+                    }
+                }
             }
         }
-        flush_lb_events(store, s, m, &mut stopped);
-        if !stopped.is_empty() {
-            stopped_event(store, s, &stopped);
+        if all {
+            m.lb.registered.insert(l.row.id.clone(), at);
         }
-        if live.is_empty() {
-            let mut gone = s.clone();
-            gone.status = ServiceStatus::Inactive;
-            gone.updated_at_ms = now_ms();
-            store.save_service(&gone)?;
-            for d in &mut deployments {
-                d.status = DeploymentStatus::Inactive;
-                d.updated_at_ms = now_ms();
-                store.save_deployment(d)?;
+    }
+    for (group, n) in counts {
+        m.lb.events
+            .push(format!("registered {n} targets in (target-group {group})"));
+    }
+}
+
+/// The reconciler's view of the service now (after this pass's load balancing).
+fn snapshot(
+    s: &ServiceRow,
+    primary: &DeploymentRow,
+    live: &[Live],
+    m: &Memory,
+    (elb, lbs): (Option<&Elb>, &Lbs),
+    traffic_routed: bool,
+    (now, at): (Instant, i64),
+) -> Snapshot {
+    let spec = &s.spec;
+    let (max_total, min_healthy) = spec.deployment_configuration.bounds(s.desired_count);
+    let load_balanced = elb.is_some() && !lbs.all.is_empty();
+    let targets = |l: &Live| {
+        let elb = elb.filter(|_| load_balanced)?;
+        let at = m.lb.registered.get(&l.row.id)?;
+        let states = lbs.groups_of(&l.row).into_iter().map(|t| {
+            let health = at
+                .target(t.container.as_deref(), t.port)
+                .and_then(|(id, port)| elb.health_of_target(&t.group, id, port));
+            TargetState {
+                port: t.port,
+                state: health.as_ref().map(|h| h.state),
+                description: health.and_then(|h| h.description),
+                group: t.group,
             }
+        });
+        Some(states.collect())
+    };
+    Snapshot {
+        service: s.name.clone(),
+        deleted: s.status == ServiceStatus::Draining,
+        desired: s.desired_count,
+        max_total,
+        min_healthy,
+        grace_s: spec.health_check_grace_period_seconds,
+        primary: Primary {
+            id: primary.id.clone(),
+            rollout_state: primary.rollout_state,
+            stage: primary.sd.blue_green.map(|b| b.stage),
+        },
+        blue_green: spec.deployment_configuration.blue_green(),
+        traffic_routed,
+        load_balanced,
+        launch_not_before: m.next_launch,
+        now,
+        now_ms: at,
+        tasks: live
+            .iter()
+            .map(|l| TaskState {
+                id: l.row.id.clone(),
+                deployment: l.row.started_by.clone(),
+                created_at: l.row.created_at,
+                started_at: l.row.started_at,
+                running: l.running(),
+                active: l.active(),
+                containers_unhealthy: l.containers_unhealthy,
+                on_draining_instance: l.draining,
+                protected_until: l.row.protected_until,
+                targets: targets(l),
+            })
+            .collect(),
+    }
+}
+
+/// What carrying out a plan did.
+#[derive(Default)]
+struct Applied {
+    /// Tasks whose stop was asked (those beginning to drain included).
+    stopped: Vec<String>,
+    started: Vec<String>,
+}
+
+/// Asks for the plan's stops of `phase` (before or after the launch); counts what each
+/// stop means (a failure of its deployment, a replacement for an unhealthy task).
+fn carry_stops(
+    g: &Ecs,
+    (elb, lbs): (Option<&Elb>, &Lbs),
+    m: &mut Memory,
+    plan: &Plan,
+    after_launch: bool,
+    live: &mut [Live],
+    (failed, done): (&mut HashMap<String, i64>, &mut Applied),
+) {
+    for stop in plan
+        .stops
+        .iter()
+        .filter(|x| (x.why == Why::Retire) == after_launch)
+    {
+        let Some(l) = live.iter_mut().find(|l| l.row.id == stop.task) else {
+            continue;
+        };
+        if !stop_task(g, (elb, &lbs.all, &mut m.lb), &mut l.row, &stop.reason) {
+            continue;
+        }
+        match stop.why {
+            Why::Unhealthy => {
+                if let Some(d) = &stop.deployment {
+                    *failed.entry(d.clone()).or_default() += 1;
+                }
+                m.unhealthy += 1;
+            }
+            Why::LbUnhealthy => m.unhealthy += 1,
+            Why::Deleted | Why::ScaleIn | Why::Retire => {}
+        }
+        done.stopped.push(stop.task.clone());
+    }
+}
+
+/// Starts the plan's tasks of the PRIMARY deployment and writes ECS's events for them; a
+/// launch that fails counts as a failure of the deployment.
+fn carry_launch(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    (primary, plan): (&DeploymentRow, &Plan),
+    m: &mut Memory,
+    failed: &mut HashMap<String, i64>,
+    now: Instant,
+) -> Vec<String> {
+    let name = &s.name;
+    if plan.throttled {
+        tracing::debug!(service = %name, "launch throttled");
+    }
+    let n = plan.launch;
+    if n <= 0 {
+        return Vec::new();
+    }
+    match launch(g, store, s, &s.spec, primary, n) {
+        Ok((ids, failures)) => {
+            if plan.wanted > n && failures.is_empty() && ids.len() as i64 == n {
+                m.again = true;
+            }
+            // Tasks that fit nowhere: ECS's service event, and the next pass retries.
+            if failures.is_empty() {
+                m.unplaced = None;
+            } else {
+                let event = crate::ecs::placement::service_event(name, &failures);
+                if m.unplaced.as_ref() != Some(&event) {
+                    tracing::warn!(service = %name, event = %event, "service task not placed");
+                    add_event(store, &s.cluster, name, event.clone());
+                    m.unplaced = Some(event);
+                }
+            }
+            if ids.is_empty() {
+                return ids;
+            }
+            let mut msg = format!(
+                "(service {name}) has started {} tasks: {}.",
+                ids.len(),
+                task_list(&ids)
+            );
+            if m.unhealthy > 0 {
+                let r = m.unhealthy.min(ids.len());
+                msg.push_str(&format!(
+                    " Amazon ECS replaced {r} tasks due to an unhealthy status."
+                ));
+                m.unhealthy -= r;
+            }
+            add_event(store, &s.cluster, name, msg);
+            m.known.extend(ids.iter().cloned());
+            ids
+        }
+        Err(e) => {
+            let why = crate::errors::error_chain(e.as_ref());
+            tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
+            say(
+                store,
+                s,
+                format!("failed to launch a task with (error {why})."),
+            );
+            *failed.entry(primary.id.clone()).or_default() += 1;
+            m.failed(now);
+            Vec::new()
+        }
+    }
+}
+
+/// The events of the stops this pass asked, and of the tasks kept for their protection.
+fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &mut Applied) {
+    flush_lb_events(store, s, m, &mut done.stopped);
+    if !done.stopped.is_empty() {
+        stopped_event(store, s, &done.stopped);
+    }
+    if s.status == ServiceStatus::Draining || plan.protected == m.protected {
+        return;
+    }
+    m.protected = plan.protected;
+    if plan.protected > 0 {
+        say(
+            store,
+            s,
+            format!(
+                "was unable to scale in due to (reason {} tasks under \
+                 protection).",
+                plan.protected
+            ),
+        );
+    }
+}
+
+/// One service: read what the reconciler needs, have it decide ([`reconcile`]), carry out
+/// its plan, and record the deployments' progress.
+fn schedule(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    parts: Parts,
+) -> anyhow::Result<()> {
+    let elb = parts.elb;
+    let now = Instant::now();
+    let mut deployments = store.deployments(&s.cluster, &s.name)?;
+    let Some(primary) = deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .cloned()
+    else {
+        return Ok(());
+    };
+    // One reading of the clock for the whole pass: the reconciler's rules and the reading
+    // of the snapshot agree on what is past.
+    let at = now_ms();
+    let mut live = read_live(store, s, at)?;
+    let mut failed = count_failures(store, s, m, &live, now)?;
+    let lbs = Lbs::of(s, elb, &deployments);
+    let mut done = Applied {
+        stopped: balance(g, store, m, elb, &lbs, (&mut live, now)),
+        ..Default::default()
+    };
+    let deleted = s.status == ServiceStatus::Draining;
+    // Blue/green: the listener rules first, so that no task is stopped while a rule still
+    // sends it production traffic (a rollback's green tasks, before production is back on
+    // blue).
+    let bg = s.spec.deployment_configuration.blue_green();
+    let routed = !bg || deleted || route_blue_green(store, s, m, elb, &deployments)?;
+    let plan = reconcile(&snapshot(
+        s,
+        &primary,
+        &live,
+        m,
+        (elb, &lbs),
+        routed,
+        (now, at),
+    ));
+    for e in &plan.events {
+        add_event(store, &s.cluster, &s.name, e.clone());
+    }
+    let carried = (elb, &lbs);
+    carry_stops(
+        g,
+        carried,
+        m,
+        &plan,
+        false,
+        &mut live,
+        (&mut failed, &mut done),
+    );
+    if deleted {
+        stop_events(store, s, m, &plan, &mut done);
+        if plan.inactive {
+            retire_service(store, s, &mut deployments)?;
         }
         return Ok(());
     }
-
-    // A task whose essential container is UNHEALTHY is replaced. Ref: ecs-reference.md §1
-    // (only a service replaces an unhealthy task).
-    for l in live.iter_mut().filter(|l| l.active() && l.unhealthy) {
-        let id = l.row.id.clone();
-        add_event(
-            store,
-            &s.cluster,
-            name,
-            format!("(service {name}) (task {id}) failed container health checks."),
-        );
-        if stop_task(g, (elb, &lbs, &mut m.lb), &mut l.row, UNHEALTHY_REASON) {
-            if let Some(d) = &l.row.started_by {
-                *failed.entry(d.clone()).or_default() += 1;
-            }
-            m.unhealthy += 1;
-            stopped.push(id);
-        }
+    done.started = carry_launch(g, store, s, (&primary, &plan), m, &mut failed, now);
+    carry_stops(
+        g,
+        carried,
+        m,
+        &plan,
+        true,
+        &mut live,
+        (&mut failed, &mut done),
+    );
+    let changed = !done.stopped.is_empty() || !done.started.is_empty();
+    stop_events(store, s, m, &plan, &mut done);
+    let olds_left = record_deployments(store, s, &mut deployments, &primary, &live, &failed)?;
+    if tripped(store, s, m, parts, &mut deployments)? {
+        return Ok(());
     }
-
-    // A registered task its target group finds unhealthy is replaced (after the service's
-    // healthCheckGracePeriodSeconds), with ECS's reason.
-    if let Some(elb) = elb {
-        for l in live
-            .iter_mut()
-            .filter(|l| l.active() && l.running() && !l.unhealthy)
-        {
-            let Some(at) = m.lb.registered.get(&l.row.id).cloned() else {
-                continue;
-            };
-            if in_grace_period(
-                l.row.started_at,
-                spec.health_check_grace_period_seconds,
-                now_ms(),
-            ) {
-                continue;
-            }
-            let mine = groups_of(&l.row);
-            let Some((t, h)) = mine.iter().find_map(|t| {
-                let (id, port) = at.target(t.container.as_deref(), t.port)?;
-                let h = elb.health_of_target(&t.group, id, port)?;
-                (h.state == "unhealthy").then_some((t, h))
-            }) else {
-                continue;
-            };
-            let id = l.row.id.clone();
-            add_event(
-                store,
-                &s.cluster,
-                name,
-                format!(
-                    "(service {name}) (task {id}) (port {}) is unhealthy in (target-group {}) due to (reason {}).",
-                    t.port,
-                    t.group,
-                    h.description.as_deref().unwrap_or("Health checks failed")
-                ),
-            );
-            let reason = format!(
-                "Task failed ELB health checks in (target-group {})",
-                t.group
-            );
-            if stop_task(g, (Some(elb), &lbs, &mut m.lb), &mut l.row, &reason) {
-                m.unhealthy += 1;
-                stopped.push(id);
-            }
-        }
-    }
-
-    let desired = s.desired_count;
-    let (max_total, min_healthy) = spec.deployment_configuration.bounds(desired);
-    // A task on a DRAINING instance counts as an older deployment's: its replacement
-    // starts first, within maximumPercent, and it stops as minimumHealthyPercent allows.
-    // Ref: developerguide/container-instance-draining.html.
-    let is_primary =
-        |l: &Live| !l.draining && l.row.started_by.as_deref() == Some(primary.id.as_str());
-
-    // Scale in: the primary's surplus, tasks not yet RUNNING first, then the newest; a
-    // protected task is kept until its protection lapses (UpdateTaskProtection). Ref:
-    // docs.aws.amazon.com/AmazonECS/latest/developerguide/task-scale-in-protection.html.
-    let at = now_ms();
-    let mut blocked = 0;
-    let mut surplus: Vec<usize> = (0..live.len())
-        .filter(|&i| live[i].active() && is_primary(&live[i]))
-        .collect();
-    if surplus.len() as i64 > desired {
-        surplus.sort_by_key(|&i| (live[i].running(), std::cmp::Reverse(live[i].row.created_at)));
-        let excess = surplus.len() - desired as usize;
-        let (free, protected): (Vec<usize>, Vec<usize>) = surplus
-            .iter()
-            .partition(|&&i| !live[i].row.protected_at(at));
-        blocked += excess.saturating_sub(free.len()).min(protected.len());
-        for &i in free.iter().take(excess) {
-            if stop_task(
-                g,
-                (elb, &lbs, &mut m.lb),
-                &mut live[i].row,
-                &scaling_reason(&primary.id),
-            ) {
-                stopped.push(live[i].row.id.clone());
-            }
-        }
-    }
-
-    // Launch the primary's missing tasks, within maximumPercent, unless throttled.
-    let primary_active = live.iter().filter(|l| l.active() && is_primary(l)).count() as i64;
-    // Blue/green: the green tasks start at the full desired count beside the blue ones.
-    let room = if bg {
-        i64::MAX
-    } else {
-        max_total - live.len() as i64
+    let pass = Pass {
+        changed,
+        olds_left,
+        routed,
+        green_ready: plan.green_ready,
     };
-    let wanted = (desired - primary_active).min(room);
-    // RunTask's batch of at most 10; a service that wants more has the next pass run at
-    // once (`Memory::again`) instead of a tick later, so a scale-out is bounded by how fast tasks
-    // launch, not by the passes' pace.
-    let mut n = wanted.min(10);
-    // A deployment the circuit breaker failed launches no more tasks.
-    if primary.rollout_state == RolloutState::Failed {
-        n = 0;
-    }
-    if n > 0 && m.next_launch.is_some_and(|t| now < t) {
-        tracing::debug!(service = %name, "launch throttled");
-        n = 0;
-    }
-    if n > 0 {
-        match launch(g, store, s, spec, &primary, n) {
-            Ok((ids, failures)) => {
-                if wanted > n && failures.is_empty() && ids.len() as i64 == n {
-                    m.again = true;
-                }
-                // Tasks that fit nowhere: ECS's service event, and the next pass retries.
-                if failures.is_empty() {
-                    m.unplaced = None;
-                } else {
-                    let event = crate::ecs::placement::service_event(name, &failures);
-                    if m.unplaced.as_ref() != Some(&event) {
-                        tracing::warn!(service = %name, event = %event, "service task not placed");
-                        add_event(store, &s.cluster, name, event.clone());
-                        m.unplaced = Some(event);
-                    }
-                }
-                if !ids.is_empty() {
-                    let mut msg = format!(
-                        "(service {name}) has started {} tasks: {}.",
-                        ids.len(),
-                        task_list(&ids)
-                    );
-                    if m.unhealthy > 0 {
-                        let r = m.unhealthy.min(ids.len());
-                        msg.push_str(&format!(
-                            " Amazon ECS replaced {r} tasks due to an unhealthy status."
-                        ));
-                        m.unhealthy -= r;
-                    }
-                    add_event(store, &s.cluster, name, msg);
-                    m.known.extend(ids.iter().cloned());
-                    started = ids;
-                }
-            }
-            Err(e) => {
-                let why = crate::errors::error_chain(e.as_ref());
-                tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
-                add_event(
-                    store,
-                    &s.cluster,
-                    name,
-                    format!("(service {name}) failed to launch a task with (error {why})."),
-                );
-                *failed.entry(primary.id.clone()).or_default() += 1;
-                m.failed(now);
-            }
-        }
-    }
+    complete(
+        store,
+        (s, &primary.id),
+        m,
+        parts,
+        &mut deployments,
+        &live,
+        pass,
+    )
+}
 
-    // Stop older deployments' tasks while minimumHealthyPercent stays healthy: tasks not
-    // RUNNING at once, RUNNING ones (oldest first) only as the healthy surplus allows.
-    // With load balancers, a task counts as healthy once it is healthy in each of the
-    // service's target groups (ECS: "healthy … and, with a load balancer, passing its
-    // health checks"), so a deployment never takes away the targets serving traffic
-    // before their replacements can.
-    let lb_ok = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
-        _ if lbs.is_empty() => true,
-        (Some(elb), Some(at)) => groups_of(&l.row).iter().all(|t| {
-            at.target(t.container.as_deref(), t.port)
-                .and_then(|(id, port)| elb.health_of_target(&t.group, id, port))
-                .is_some_and(|h| h.state == "healthy")
-        }),
-        _ => false,
-    };
-    let healthy_now: Vec<bool> = live
-        .iter()
-        .map(|l| l.active() && l.running() && !l.unhealthy && lb_ok(l))
-        .collect();
-    let healthy = healthy_now.iter().filter(|h| **h).count() as i64;
-    let mut can_stop = healthy - min_healthy;
-    // Blue/green: the blue tasks all stop at the green deployment's CLEAN_UP (or once a
-    // rollback made blue PRIMARY again, the green ones), not before.
-    // The listener rules first, so that no task is stopped while a rule still sends it
-    // production traffic (a rollback's green tasks, before production is back on blue).
-    let routed = !bg || route_blue_green(store, s, m, elb, &deployments)?;
-    let bg_stage = primary.sd.blue_green.map(|b| b.stage);
-    let bg_hold = bg
-        && (!routed
-            || !(primary.rollout_state == RolloutState::Completed
-                || (primary.rollout_state == RolloutState::InProgress
-                    && bg_stage.is_none_or(|s| s >= LifecycleStage::CleanUp))));
-    if bg {
-        can_stop = i64::MAX;
+/// The deleted service has no task left: it and its deployments go INACTIVE.
+fn retire_service(
+    store: &mut Store,
+    s: &ServiceRow,
+    deployments: &mut [DeploymentRow],
+) -> anyhow::Result<()> {
+    let mut gone = s.clone();
+    gone.status = ServiceStatus::Inactive;
+    gone.updated_at_ms = now_ms();
+    store.save_service(&gone)?;
+    for d in deployments {
+        d.status = DeploymentStatus::Inactive;
+        d.updated_at_ms = now_ms();
+        store.save_deployment(d)?;
     }
-    // Green is ready once its tasks run, registered and healthy in each of their target
-    // groups that is in use (a group no rule forwards to yet has no health checks: before
-    // the test traffic shift, the alternate group of a service with a test rule).
-    let lb_ready = |l: &Live| match (elb, m.lb.registered.get(&l.row.id)) {
-        _ if lbs.is_empty() => true,
-        (Some(elb), Some(at)) => groups_of(&l.row).iter().all(|t| {
-            at.target(t.container.as_deref(), t.port)
-                .and_then(|(id, port)| elb.health_of_target(&t.group, id, port))
-                .is_some_and(|h| h.state == "healthy" || h.state == "unused")
-        }),
-        _ => false,
-    };
-    let green_ready = live
-        .iter()
-        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l) && lb_ready(l))
-        .count() as i64
-        >= desired;
-    let mut old: Vec<usize> = (0..live.len())
-        .filter(|&i| !bg_hold && live[i].active() && !is_primary(&live[i]))
-        .collect();
-    old.sort_by_key(|&i| (live[i].running(), live[i].row.created_at));
-    for i in old {
-        let healthy_one = healthy_now[i];
-        if healthy_one && can_stop <= 0 {
-            continue;
-        }
-        // A protected task of an older deployment stays until its protection lapses.
-        if live[i].row.protected_at(at) {
-            blocked += 1;
-            continue;
-        }
-        let d = live[i].row.started_by.clone().unwrap_or_default();
-        if stop_task(
-            g,
-            (elb, &lbs, &mut m.lb),
-            &mut live[i].row,
-            &scaling_reason(&d),
-        ) {
-            stopped.push(live[i].row.id.clone());
-            if healthy_one {
-                can_stop -= 1;
-            }
-        }
-    }
-    let changed = !stopped.is_empty() || !started.is_empty();
-    flush_lb_events(store, s, m, &mut stopped);
-    if !stopped.is_empty() {
-        stopped_event(store, s, &stopped);
-    }
-    if blocked != m.protected {
-        m.protected = blocked;
-        if blocked > 0 {
-            add_event(
-                store,
-                &s.cluster,
-                name,
-                format!(
-                    "(service {name}) was unable to scale in due to (reason {blocked} tasks \
-                     under protection)."
-                ),
-            );
-        }
-    }
+    Ok(())
+}
 
-    // Deployments: an older one is done once none of its tasks is left; failedTasks.
+/// Deployments: an older one is done once none of its tasks is left; failedTasks. Returns
+/// whether an older deployment still has tasks.
+fn record_deployments(
+    store: &mut Store,
+    s: &ServiceRow,
+    deployments: &mut [DeploymentRow],
+    primary: &DeploymentRow,
+    live: &[Live],
+    failed: &HashMap<String, i64>,
+) -> anyhow::Result<bool> {
     let mut olds_left = false;
-    for d in &mut deployments {
+    for d in deployments {
         let mut dirty = false;
         if d.status == DeploymentStatus::Active {
             if live
@@ -1040,7 +1075,7 @@ fn schedule(
                 d.status = DeploymentStatus::Inactive;
                 dirty = true;
                 // A blue/green rollback is done once the green tasks are gone.
-                deployments::blue_green_rolled_back(store, d, &primary)?;
+                deployments::blue_green_rolled_back(store, d, primary)?;
             }
         }
         // The circuit breaker's count: the failures seen now. `failedTasks` shows it, and
@@ -1060,71 +1095,116 @@ fn schedule(
             store.save_deployment(d)?;
         }
     }
+    Ok(olds_left)
+}
+
+/// The circuit breaker and the deployment alarms: whether the PRIMARY deployment failed
+/// this pass (and rolled back, when asked).
+fn tripped(
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    parts: Parts,
+    deployments: &mut [DeploymentRow],
+) -> anyhow::Result<bool> {
+    let name = &s.name;
+    let config = &s.spec.deployment_configuration;
     // The circuit breaker: the PRIMARY deployment fails at its threshold of failed tasks
     // (the `failedTasks` it shows).
-    let breaker = spec
-        .deployment_configuration
-        .deployment_circuit_breaker
-        .filter(|b| b.enable);
+    let breaker = config.deployment_circuit_breaker.filter(|b| b.enable);
     if let Some(b) = breaker
         && let Some(p) = deployments
             .iter_mut()
-            .find(|d| deployments::breaker_trips(d, desired))
+            .find(|d| deployments::breaker_trips(d, s.desired_count))
     {
         tracing::warn!(service = %name, deployment = %p.id, failed = p.failed_tasks,
             rollback = b.rollback, "the deployment circuit breaker tripped");
         if deployments::trip(store, s, p, b.rollback, &Tripped::CircuitBreaker)? {
             m.rolled_back();
         }
-        return Ok(());
+        return Ok(true);
     }
     // The deployment alarms: the PRIMARY deployment fails once one of them goes into
     // ALARM, while it rolls out and for its bake time after. Ref: developerguide/
     // deployment-alarm-failure.html.
+    let watched = config
+        .alarms
+        .as_ref()
+        .filter(|a| a.enable && !a.alarm_names.is_empty());
+    let (Some(a), Some(cw)) = (watched, parts.cw) else {
+        return Ok(false);
+    };
+    let Some(p) = deployments
+        .iter_mut()
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .filter(|p| p.rollout_state == RolloutState::InProgress)
+    else {
+        return Ok(false);
+    };
+    let (fired, missing) = cw.alarms.went_into_alarm(&a.alarm_names, p.created_at_ms);
+    if missing != m.missing_alarms {
+        if !missing.is_empty() {
+            say(
+                store,
+                s,
+                format!(
+                    "deployment alarms not found in CloudWatch, not \
+                     watched: {}.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        m.missing_alarms = missing;
+    }
+    if fired.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!(service = %name, deployment = %p.id, alarms = ?fired,
+        rollback = a.rollback, "a deployment alarm went into ALARM");
+    if deployments::trip(store, s, p, a.rollback, &Tripped::Alarms(fired))? {
+        m.rolled_back();
+    }
+    Ok(true)
+}
+
+/// What the end of a pass needs of what it did.
+struct Pass {
+    /// A task was started or its stop asked.
+    changed: bool,
+    /// An older deployment still has tasks.
+    olds_left: bool,
+    /// Blue/green: the listener rules are where the stage says.
+    routed: bool,
+    green_ready: bool,
+}
+
+/// The PRIMARY deployment's progress: its blue/green stage, its completion (after its bake
+/// time), and the service's steady state.
+fn complete(
+    store: &mut Store,
+    (s, primary): (&ServiceRow, &str),
+    m: &mut Memory,
+    parts: Parts,
+    deployments: &mut [DeploymentRow],
+    live: &[Live],
+    pass: Pass,
+) -> anyhow::Result<()> {
+    let spec = &s.spec;
+    let desired = s.desired_count;
+    let is_primary = |l: &Live| !l.draining && l.row.started_by.as_deref() == Some(primary);
+    let running = live
+        .iter()
+        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l))
+        .count() as i64;
+    let steady = !pass.changed
+        && !pass.olds_left
+        && running == desired
+        && live.iter().all(|l| l.active() && l.running());
     let watched = spec
         .deployment_configuration
         .alarms
         .as_ref()
         .filter(|a| a.enable && !a.alarm_names.is_empty());
-    if let (Some(a), Some(cw)) = (watched, parts.cw)
-        && let Some(p) = deployments
-            .iter_mut()
-            .find(|d| d.status == DeploymentStatus::Primary)
-        && p.rollout_state == RolloutState::InProgress
-    {
-        let (fired, missing) = cw.alarms.went_into_alarm(&a.alarm_names, p.created_at_ms);
-        if missing != m.missing_alarms {
-            if !missing.is_empty() {
-                add_event(
-                    store,
-                    &s.cluster,
-                    name,
-                    format!(
-                        "(service {name}) deployment alarms not found in CloudWatch, not \
-                         watched: {}.",
-                        missing.join(", ")
-                    ),
-                );
-            }
-            m.missing_alarms = missing;
-        }
-        if !fired.is_empty() {
-            tracing::warn!(service = %name, deployment = %p.id, alarms = ?fired,
-                rollback = a.rollback, "a deployment alarm went into ALARM");
-            if deployments::trip(store, s, p, a.rollback, &Tripped::Alarms(fired))? {
-                m.rolled_back();
-            }
-            return Ok(());
-        }
-    }
-    let running = live
-        .iter()
-        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l))
-        .count() as i64;
-    let steady = !changed
-        && !olds_left
-        && running == desired
-        && live.iter().all(|l| l.active() && l.running());
     // With deployment alarms, a deployment completes after its bake time: the longest
     // Period × EvaluationPeriods of its alarms, from its first steady state (ECS "computes
     // this time period based on the alarm configuration"; this host's reading of it).
@@ -1134,13 +1214,21 @@ fn schedule(
     };
     // Blue/green: the stages, and the listener rules where they say traffic goes; the
     // deployment completes at the end of CLEAN_UP (its bake time is a stage before).
+    let bg = spec.deployment_configuration.blue_green();
     if bg {
         let bake_ms = bake_ms.max(minutes_ms(
             spec.deployment_configuration
                 .bake_time_in_minutes
                 .unwrap_or(0),
         ));
-        advance_blue_green(store, s, &mut deployments, routed, green_ready, bake_ms)?;
+        advance_blue_green(
+            store,
+            s,
+            deployments,
+            pass.routed,
+            pass.green_ready,
+            bake_ms,
+        )?;
     }
     let bg_done = |p: &DeploymentRow| {
         !bg || p
@@ -1161,27 +1249,18 @@ fn schedule(
         p.updated_at_ms = now_ms();
         deployments::completed(store, p)?;
         store.save_deployment(p)?;
-        add_event(
+        say(
             store,
-            &s.cluster,
-            name,
-            format!(
-                "(service {name}) (deployment {}) deployment completed.",
-                p.id
-            ),
+            s,
+            format!("(deployment {}) deployment completed.", p.id),
         );
     }
-    if changed {
+    if pass.changed {
         m.steady = false;
     } else if steady && !m.steady {
         m.steady = true;
         m.warned = false;
-        add_event(
-            store,
-            &s.cluster,
-            name,
-            format!("(service {name}) has reached a steady state."),
-        );
+        say(store, s, "has reached a steady state.");
     }
     Ok(())
 }
@@ -1242,12 +1321,7 @@ fn route_blue_green(
                     Ok(true) => {
                         m.shift_failed = None;
                         tracing::info!(service = %name, rule = %rule, "shifted {said}");
-                        add_event(
-                            store,
-                            &s.cluster,
-                            name,
-                            format!("(service {name}) shifted {said}."),
-                        );
+                        say(store, s, format!("shifted {said}."));
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -1364,21 +1438,7 @@ mod tests {
     }
 
     #[test]
-    fn the_grace_period_counts_from_the_task_start() {
-        assert!(!in_grace_period(Some(1_000), None, 1_000));
-        assert!(!in_grace_period(Some(1_000), Some(0), 1_000));
-        assert!(in_grace_period(Some(1_000), Some(10), 10_999));
-        assert!(!in_grace_period(Some(1_000), Some(10), 11_000));
-        assert!(in_grace_period(None, Some(10), 0));
-        assert!(!in_grace_period(Some(0), Some(-5), 0));
-    }
-
-    #[test]
     fn event_task_lists() {
         assert_eq!(task_list(&["a".into(), "b".into()]), "(task a) (task b)");
-        assert_eq!(
-            scaling_reason("ecs-svc/1"),
-            "Scaling activity initiated by (deployment ecs-svc/1)"
-        );
     }
 }

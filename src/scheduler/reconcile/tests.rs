@@ -1,0 +1,451 @@
+//! The reconciler's rules as a table: each case a snapshot and the plan expected of it.
+
+use super::*;
+use crate::store::DeploymentConfiguration;
+use std::time::Duration;
+
+const NOW_MS: i64 = 10_000_000;
+
+/// A service of `desired` tasks, ECS's default percents (max 200, min 100), its PRIMARY
+/// deployment `new`, no task yet.
+fn service(desired: i64) -> Snapshot {
+    let (max_total, min_healthy) = DeploymentConfiguration::default().bounds(desired);
+    Snapshot {
+        service: "web".into(),
+        deleted: false,
+        desired,
+        max_total,
+        min_healthy,
+        grace_s: None,
+        primary: Primary {
+            id: "new".into(),
+            rollout_state: RolloutState::InProgress,
+            stage: None,
+        },
+        blue_green: false,
+        traffic_routed: true,
+        load_balanced: false,
+        launch_not_before: None,
+        now: Instant::now(),
+        now_ms: NOW_MS,
+        tasks: Vec::new(),
+    }
+}
+
+impl Snapshot {
+    fn percents(mut self, max: i64, min: i64) -> Self {
+        let c = DeploymentConfiguration {
+            maximum_percent: max,
+            minimum_healthy_percent: min,
+            ..Default::default()
+        };
+        (self.max_total, self.min_healthy) = c.bounds(self.desired);
+        self
+    }
+    fn with(mut self, tasks: impl IntoIterator<Item = TaskState>) -> Self {
+        self.tasks.extend(tasks);
+        self
+    }
+}
+
+/// `n` RUNNING, healthy tasks of deployment `d`, named `d-1`…, created in that order.
+fn running(d: &str, n: usize) -> Vec<TaskState> {
+    (1..=n).map(|i| task(&format!("{d}-{i}"), d)).collect()
+}
+
+fn task(id: &str, d: &str) -> TaskState {
+    let n: i64 = id
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    TaskState {
+        id: id.into(),
+        deployment: Some(d.into()),
+        created_at: n,
+        started_at: Some(n),
+        running: true,
+        active: true,
+        ..Default::default()
+    }
+}
+
+impl TaskState {
+    fn pending(mut self) -> Self {
+        self.running = false;
+        self.started_at = None;
+        self
+    }
+    fn unhealthy(mut self) -> Self {
+        self.containers_unhealthy = true;
+        self
+    }
+    fn protected(mut self) -> Self {
+        self.protected_until = Some(NOW_MS + 1);
+        self
+    }
+    fn target(mut self, state: &'static str) -> Self {
+        self.targets = Some(vec![TargetState {
+            group: "tg".into(),
+            port: 80,
+            state: Some(state),
+            description: None,
+        }]);
+        self
+    }
+}
+
+/// The plan's stops as (task, why).
+fn stops(p: &Plan) -> Vec<(&str, Why)> {
+    p.stops.iter().map(|s| (s.task.as_str(), s.why)).collect()
+}
+
+#[test]
+fn a_new_service_launches_its_desired_count() {
+    let p = reconcile(&service(3));
+    assert_eq!((p.launch, p.wanted), (3, 3));
+    assert!(p.stops.is_empty() && p.events.is_empty());
+}
+
+#[test]
+fn a_launch_is_a_batch_of_at_most_ten() {
+    let p = reconcile(&service(25));
+    assert_eq!(
+        (p.launch, p.wanted),
+        (10, 25),
+        "the rest next pass, at once"
+    );
+}
+
+#[test]
+fn a_service_at_its_desired_count_does_nothing() {
+    let p = reconcile(&service(2).with(running("new", 2)));
+    assert_eq!(p.launch, 0);
+    assert!(p.stops.is_empty());
+}
+
+#[test]
+fn rolling_update_200_100_starts_the_new_tasks_before_stopping_any_old_one() {
+    let p = reconcile(&service(4).with(running("old", 4)));
+    assert_eq!(p.launch, 4);
+    assert!(
+        p.stops.is_empty(),
+        "minimumHealthyPercent 100: no old task stops yet"
+    );
+}
+
+#[test]
+fn rolling_update_200_100_stops_the_old_tasks_once_the_new_ones_are_healthy() {
+    let p = reconcile(&service(4).with(running("old", 4)).with(running("new", 4)));
+    assert_eq!(p.launch, 0);
+    let stopped = stops(&p);
+    assert_eq!(stopped.len(), 4);
+    assert!(
+        stopped
+            .iter()
+            .all(|(t, w)| t.starts_with("old") && *w == Why::Retire)
+    );
+    assert_eq!(
+        p.stops[0].reason,
+        "Scaling activity initiated by (deployment old)"
+    );
+}
+
+#[test]
+fn rolling_update_counts_only_healthy_new_tasks() {
+    // Two new tasks RUNNING, two still PENDING: two old ones may go.
+    let mut new = running("new", 2);
+    new.extend([
+        task("new-3", "new").pending(),
+        task("new-4", "new").pending(),
+    ]);
+    let p = reconcile(&service(4).with(running("old", 4)).with(new));
+    assert_eq!(stops(&p), [("old-1", Why::Retire), ("old-2", Why::Retire)]);
+}
+
+#[test]
+fn rolling_update_100_50_stops_half_first_and_launches_into_the_room() {
+    let p = reconcile(&service(4).percents(100, 50).with(running("old", 4)));
+    assert_eq!(
+        p.launch, 0,
+        "maximumPercent 100: no room while 4 tasks are left"
+    );
+    assert_eq!(stops(&p), [("old-1", Why::Retire), ("old-2", Why::Retire)]);
+    // Next pass: two old tasks left, room for two new ones.
+    let p = reconcile(&service(4).percents(100, 50).with(running("old", 2)));
+    assert_eq!(p.launch, 2);
+    assert!(p.stops.is_empty(), "2 healthy, minimum 2");
+}
+
+#[test]
+fn rolling_update_100_0_stops_every_old_task_at_once() {
+    let p = reconcile(&service(3).percents(100, 0).with(running("old", 3)));
+    assert_eq!(stops(&p).len(), 3);
+    assert_eq!(p.launch, 0);
+}
+
+#[test]
+fn rolling_update_150_100_launches_within_maximum_percent() {
+    let p = reconcile(&service(4).percents(150, 100).with(running("old", 4)));
+    assert_eq!(p.launch, 2, "6 at most");
+}
+
+#[test]
+fn an_old_task_not_running_stops_at_once_and_running_ones_oldest_first() {
+    let old = [
+        task("old-3", "old").pending(),
+        task("old-1", "old"),
+        task("old-2", "old"),
+    ];
+    let p = reconcile(
+        &service(2)
+            .percents(200, 50)
+            .with(old)
+            .with(running("new", 0)),
+    );
+    // Healthy 2, minimum 1: the PENDING one and the oldest RUNNING one.
+    assert_eq!(stops(&p), [("old-3", Why::Retire), ("old-1", Why::Retire)]);
+}
+
+#[test]
+fn a_desired_count_raised_mid_deployment_launches_the_difference_within_the_room() {
+    let s = service(6).with(running("old", 2)).with(running("new", 2));
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 4, "6 wanted, room 12 - 4");
+    let s = service(3)
+        .percents(100, 100)
+        .with(running("old", 2))
+        .with(running("new", 2));
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 0, "no room: 4 of 3 at 100 %");
+    assert_eq!(stops(&p), [("old-1", Why::Retire)], "4 healthy, minimum 3");
+}
+
+#[test]
+fn scale_in_stops_tasks_not_running_first_then_the_newest() {
+    let mut tasks = running("new", 3);
+    tasks.push(task("new-4", "new").pending());
+    let p = reconcile(&service(2).with(tasks));
+    assert_eq!(
+        stops(&p),
+        [("new-4", Why::ScaleIn), ("new-3", Why::ScaleIn)]
+    );
+    assert_eq!(
+        p.stops[0].reason,
+        "Scaling activity initiated by (deployment new)"
+    );
+    assert_eq!(p.launch, 0);
+}
+
+#[test]
+fn scale_in_protection_keeps_a_protected_task_and_counts_it() {
+    let tasks = [
+        task("new-1", "new"),
+        task("new-2", "new").protected(),
+        task("new-3", "new").protected(),
+    ];
+    let p = reconcile(&service(1).with(tasks));
+    assert_eq!(stops(&p), [("new-1", Why::ScaleIn)]);
+    assert_eq!(p.protected, 1, "two to stop, one could");
+}
+
+#[test]
+fn scale_in_protection_that_lapsed_protects_nothing() {
+    let mut t = task("new-2", "new");
+    t.protected_until = Some(NOW_MS);
+    let p = reconcile(&service(1).with([task("new-1", "new"), t]));
+    assert_eq!(stops(&p), [("new-2", Why::ScaleIn)]);
+    assert_eq!(p.protected, 0);
+}
+
+#[test]
+fn scale_in_protection_keeps_an_older_deployments_task() {
+    let old = [task("old-1", "old").protected(), task("old-2", "old")];
+    let p = reconcile(&service(2).with(old).with(running("new", 2)));
+    assert_eq!(stops(&p), [("old-2", Why::Retire)]);
+    assert_eq!(p.protected, 1);
+}
+
+#[test]
+fn an_unhealthy_task_is_replaced_and_said() {
+    let tasks = [task("new-1", "new"), task("new-2", "new").unhealthy()];
+    let p = reconcile(&service(2).with(tasks));
+    assert_eq!(
+        p.events,
+        ["(service web) (task new-2) failed container health checks."]
+    );
+    assert_eq!(stops(&p), [("new-2", Why::Unhealthy)]);
+    assert_eq!(p.stops[0].reason, UNHEALTHY_REASON);
+    assert_eq!(p.stops[0].deployment.as_deref(), Some("new"));
+    assert_eq!(p.launch, 1, "its replacement starts in the same pass");
+}
+
+#[test]
+fn an_unhealthy_task_in_its_grace_period_is_kept_and_counts_as_unhealthy_after() {
+    let mut s = service(1).with([task("new-1", "new").unhealthy()]);
+    s.grace_s = Some(60);
+    s.tasks[0].started_at = Some(NOW_MS - 59_999);
+    let p = reconcile(&s);
+    assert!(p.stops.is_empty() && p.events.is_empty());
+    s.tasks[0].started_at = Some(NOW_MS - 60_000);
+    assert_eq!(stops(&reconcile(&s)), [("new-1", Why::Unhealthy)]);
+}
+
+#[test]
+fn the_grace_period_counts_from_the_task_start() {
+    assert!(!in_grace_period(Some(1_000), None, 1_000));
+    assert!(!in_grace_period(Some(1_000), Some(0), 1_000));
+    assert!(in_grace_period(Some(1_000), Some(10), 10_999));
+    assert!(!in_grace_period(Some(1_000), Some(10), 11_000));
+    assert!(in_grace_period(None, Some(10), 0));
+    assert!(!in_grace_period(Some(0), Some(-5), 0));
+}
+
+#[test]
+fn a_task_unhealthy_in_its_target_group_is_replaced_with_elbs_reason() {
+    let mut s = service(2).with([task("new-1", "new").target("healthy")]);
+    let mut bad = task("new-2", "new").target("unhealthy");
+    bad.targets.as_mut().unwrap()[0].description =
+        Some("Health checks failed with these codes: [500]".into());
+    s = s.with([bad]);
+    s.load_balanced = true;
+    let p = reconcile(&s);
+    assert_eq!(
+        p.events,
+        [
+            "(service web) (task new-2) (port 80) is unhealthy in (target-group tg) due to \
+          (reason Health checks failed with these codes: [500])."
+        ]
+    );
+    assert_eq!(stops(&p), [("new-2", Why::LbUnhealthy)]);
+    assert_eq!(
+        p.stops[0].reason,
+        "Task failed ELB health checks in (target-group tg)"
+    );
+    // In the grace period it stays.
+    s.grace_s = Some(60);
+    s.tasks[1].started_at = Some(NOW_MS - 1);
+    assert!(reconcile(&s).stops.is_empty());
+}
+
+#[test]
+fn with_load_balancers_an_old_task_stops_only_as_new_ones_pass_their_health_checks() {
+    let new = [
+        task("new-1", "new").target("healthy"),
+        task("new-2", "new").target("initial"),
+    ];
+    let old = running("old", 2).into_iter().map(|t| t.target("healthy"));
+    let mut s = service(2).with(old).with(new);
+    s.load_balanced = true;
+    assert_eq!(stops(&reconcile(&s)), [("old-1", Why::Retire)]);
+    // A task not registered yet is not healthy either.
+    s.tasks[3].targets = None;
+    assert_eq!(stops(&reconcile(&s)), [("old-1", Why::Retire)]);
+}
+
+#[test]
+fn throttling_holds_the_launch_until_the_backoff_is_over() {
+    let mut s = service(2);
+    s.launch_not_before = Some(s.now + Duration::from_secs(5));
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 0);
+    assert!(p.throttled);
+    s.launch_not_before = Some(s.now);
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 2);
+    assert!(!p.throttled);
+}
+
+#[test]
+fn a_failed_deployment_launches_no_more_tasks() {
+    let mut s = service(2);
+    s.primary.rollout_state = RolloutState::Failed;
+    assert_eq!(reconcile(&s).launch, 0);
+}
+
+#[test]
+fn a_task_on_a_draining_instance_is_replaced_first_then_stopped() {
+    let mut tasks = running("new", 2);
+    tasks[0].on_draining_instance = true;
+    let s = service(2).with(tasks);
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 1);
+    assert!(
+        p.stops.is_empty(),
+        "1 healthy of 2 desired: it stays for now"
+    );
+    let s = s.with(running("new", 3).into_iter().skip(2));
+    assert_eq!(stops(&reconcile(&s)), [("new-1", Why::Retire)]);
+}
+
+#[test]
+fn a_deleted_service_stops_every_task_then_goes_inactive() {
+    let mut s = service(2).with(running("new", 2));
+    s.deleted = true;
+    s.tasks[1].active = false;
+    s.tasks.push(TaskState {
+        deployment: None,
+        ..task("x-1", "")
+    });
+    let p = reconcile(&s);
+    assert_eq!(stops(&p), [("new-1", Why::Deleted), ("x-1", Why::Deleted)]);
+    assert_eq!(
+        p.stops[1].reason,
+        "Scaling activity initiated by (deployment new)"
+    );
+    assert_eq!(p.launch, 0);
+    assert!(!p.inactive);
+    s.tasks.clear();
+    assert!(reconcile(&s).inactive);
+}
+
+#[test]
+fn blue_green_starts_the_whole_green_fleet_beside_blue() {
+    let mut s = service(4).percents(100, 100).with(running("old", 4));
+    s.blue_green = true;
+    s.primary.stage = Some(LifecycleStage::ScaleUp);
+    let p = reconcile(&s);
+    assert_eq!(p.launch, 4, "maximumPercent does not bound green");
+    assert!(p.stops.is_empty());
+}
+
+#[test]
+fn blue_green_holds_blue_until_clean_up_with_the_traffic_routed() {
+    let mut s = service(2).with(running("old", 2)).with(running("new", 2));
+    s.blue_green = true;
+    for stage in [
+        LifecycleStage::ProductionTrafficShift,
+        LifecycleStage::BakeTime,
+    ] {
+        s.primary.stage = Some(stage);
+        assert!(reconcile(&s).stops.is_empty(), "{stage:?}");
+    }
+    s.primary.stage = Some(LifecycleStage::CleanUp);
+    s.traffic_routed = false;
+    assert!(
+        reconcile(&s).stops.is_empty(),
+        "a shift failed: the rules may still send to blue"
+    );
+    s.traffic_routed = true;
+    let p = reconcile(&s);
+    assert_eq!(stops(&p), [("old-1", Why::Retire), ("old-2", Why::Retire)]);
+    // A rollback made blue PRIMARY and completed: the green tasks all go at once.
+    s.primary.stage = Some(LifecycleStage::ProductionTrafficShift);
+    s.primary.rollout_state = RolloutState::Completed;
+    assert_eq!(stops(&reconcile(&s)).len(), 2);
+}
+
+#[test]
+fn blue_green_green_is_ready_once_its_tasks_are_healthy_or_unused() {
+    let mut s = service(2).with([
+        task("new-1", "new").target("healthy"),
+        task("new-2", "new").target("initial"),
+    ]);
+    s.blue_green = true;
+    s.load_balanced = true;
+    assert!(!reconcile(&s).green_ready);
+    s.tasks[1] = task("new-2", "new").target("unused");
+    assert!(reconcile(&s).green_ready);
+    s.tasks[1] = task("new-2", "new").target("unused").unhealthy();
+    assert!(!reconcile(&s).green_ready, "UNHEALTHY in its containers");
+}
