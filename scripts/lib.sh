@@ -3,7 +3,8 @@
 
 APT_PACKAGES="docker-registry busybox-static skopeo libseccomp-dev pkg-config apache2-utils \
 openssl curl jq ca-certificates gcc libc6-dev make python3 python3-venv iproute2 util-linux \
-mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver etcd-server etcd-client podman tzdata"
+mount nftables tini qemu-user-static e2fsprogs chromium chromium-driver etcd-server etcd-client podman tzdata \
+docker.io"
 
 # Where scripts/test keeps PyPI tools (moto[server] and, with it, cryptography);
 # tests/common/services.rs looks for them here.
@@ -23,8 +24,18 @@ install_deps() {
         log "installing:$missing"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q </dev/null
+        # No service a package brings is started (docker.io's dockerd would take iptables
+        # and a bridge; the tests start the daemons they need: tests/ecr_uri.rs), unless
+        # the machine already says otherwise.
+        policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            policy=/usr/sbin/policy-rc.d
+        fi
         # shellcheck disable=SC2086
         apt-get install -y -q --no-install-recommends $missing </dev/null
+        [ -z "$policy" ] || rm -f "$policy"
         # Debian's etcd-server enables and starts a system etcd on localhost:2379; the
         # tests start etcds of their own (tests/common/etcd.rs), so one we just
         # installed is stopped and disabled rather than left running.
@@ -32,6 +43,12 @@ install_deps() {
         *" etcd-server "*)
             if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
                 systemctl disable --now etcd.service >/dev/null 2>&1 || true
+            fi ;;
+        esac
+        case " $missing " in
+        *" docker.io "*)
+            if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+                systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
             fi ;;
         esac
     fi

@@ -270,8 +270,18 @@ table! {
             name: "MINIFARGATE_REGISTRY_CERTS_D",
             kind: "path | off",
             default: Some("/etc/containers/certs.d"),
-            meaning: "Where serve writes `<host:port>/ca.crt` so podman, skopeo and buildah \
-                      trust the registry's HTTPS; `off`: nowhere (docs/registry.md \"HTTPS\").",
+            meaning: "Where serve writes `<host:port>/ca.crt` (and `<ECR host>/ca.crt`) so \
+                      podman, skopeo and buildah trust the registry's HTTPS; `off`: nowhere \
+                      (docs/registry.md \"HTTPS\").",
+            read_by: "serve",
+        };
+        docker_certs_d: Option<PathBuf> = hosts_path, Var {
+            name: "MINIFARGATE_DOCKER_CERTS_D",
+            kind: "path | off",
+            default: Some("/etc/docker/certs.d"),
+            meaning: "Where serve writes `<ECR host>/ca.crt` so Docker trusts the registry \
+                      answering on port 443 at its ECR host name; `off`: nowhere \
+                      (docs/registry.md \"The repository URI on the box\").",
             read_by: "serve",
         };
         registry_advertise: Option<String> = opt_string, Var {

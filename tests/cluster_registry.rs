@@ -451,11 +451,14 @@ fn a_box_that_did_not_push_runs_the_repository_uri_from_serve_s_registry() {
         )],
     );
     l.tag_image("t", &img);
-    let mut c = skopeo();
-    c.args(["copy", "--dest-tls-verify=false", "--preserve-digests"])
+    // To the repository URI itself, as on serve's box: serve --cluster answers at the ECR
+    // host name too (its hosts block, port 443 of its loopback address, its CA trusted
+    // for that name; docs/registry.md "The repository URI on the box").
+    let mut c = common::ecr::as_on_serve_s_box(&api.mf, "skopeo");
+    c.args(["copy", "--preserve-digests"])
         .args(["--dest-creds", &format!("AWS:{pw}")])
         .arg(format!("oci:{}:t", work.path().join("app").display()))
-        .arg(format!("docker://{host}/cl/app:v1"));
+        .arg(format!("docker://{uri}:v1"));
     let out = c.output().unwrap();
     assert!(
         out.status.success(),

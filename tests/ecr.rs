@@ -2411,7 +2411,13 @@ fn push_sends_an_image_of_the_cache_into_the_box_s_ecr_and_a_task_runs_it() {
 
 /// A Fargate task of `image` (a repository URI of serve's ECR) that checks the image's
 /// marker file: it exits 0 and runs the image of `digest`.
-fn runs_from_the_repository(api: &Api, family: &str, image: &str, marker: &str, digest: &str) {
+pub(crate) fn runs_from_the_repository(
+    api: &Api,
+    family: &str,
+    image: &str,
+    marker: &str,
+    digest: &str,
+) {
     let td = format!(
         r#"{{"family":"{family}","networkMode":"awsvpc","cpu":"256","memory":"512",
   "requiresCompatibilities":["FARGATE"],

@@ -25,6 +25,7 @@ mod cluster_tunnel;
 mod console;
 mod container_insights;
 mod ecr;
+mod ecr_uri;
 mod ecs_cli;
 mod ecs_events;
 mod elb;

@@ -12,6 +12,7 @@ pub mod cloudwatch;
 pub mod console;
 pub mod coverage;
 pub mod ecr;
+pub mod ecr_host;
 pub mod ecs;
 pub mod elb;
 #[cfg(test)]
@@ -208,16 +209,17 @@ pub async fn serve(
         .layer(axum::Extension(autoscaling));
     // Last, so that it wraps every route and the fallback.
     let allowed_hosts = security.hosts.allowed.clone();
+    let mut hosts = security.hosts;
+    // The registry's ECR host name is AWS's: a DNS-rebinding page cannot point it here.
+    hosts.allowed.push(front.registry.host());
     let app = app.layer(axum::middleware::from_fn_with_state(
-        Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(security.hosts)),
+        Arc::new(guard::Guard::new(security.keys, security.limits).with_hosts(hosts)),
         guard::guard,
     ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen on {listen}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
-    // Without --tls-cert: HTTPS for the registry's clients on the same port, with a
-    // certificate of the box's own CA (docs/registry.md "HTTPS").
     // Cluster mode: the address the boxes pull from this registry at (its certificate
     // names it; docs/registry.md "A cluster's boxes").
     let cluster_at = crate::cluster::serving().and_then(|etcd| {
@@ -227,17 +229,35 @@ pub async fn serve(
             etcd,
         )
     });
-    let (tls, _trust, ca_pem) = match security.tls {
-        Some(a) => (server::Tls::On(a), None, None),
-        None => {
-            let (files, trust) =
-                registry::https(&front.registry, addr, &allowed_hosts, cluster_at.as_deref())?;
-            let acceptor = server::tls_acceptor(&files.cert, &files.key, None)?;
-            let ca = std::fs::read_to_string(&files.ca_cert).ok();
-            (server::Tls::Sniff(acceptor), trust, ca)
-        }
-    };
+    let RegistryTls {
+        tls,
+        trust: _trust,
+        ca_pem,
+        at_443,
+    } = registry_tls(
+        security.tls,
+        &front.registry,
+        &root,
+        addr,
+        &allowed_hosts,
+        cluster_at.as_deref(),
+    )
+    .await?;
     listening(addr);
+    let at_443 = match at_443 {
+        Some((bound, acceptor)) => Some(
+            bound
+                .serve(
+                    &front.registry.host(),
+                    acceptor,
+                    app.clone(),
+                    security.limits,
+                    names.clone(),
+                )
+                .await,
+        ),
+        None => None,
+    };
     let _advertised = registry::Advertised::start(&root, &front, addr);
     let cluster_ad = match (crate::cluster::serving(), cluster_at) {
         (Some(etcd), Some(at)) => Some(registry::advertise_to_cluster(etcd, &front, at, ca_pem)),
@@ -253,6 +273,9 @@ pub async fn serve(
     };
     tracing::info!(%addr, "ECS API listening");
     server::run_with(listener, tls, app, security.limits, shutdown()).await;
+    if let Some(s) = at_443 {
+        s.stop().await;
+    }
     if let Some(ad) = cluster_ad {
         ad.withdraw().await;
     }
@@ -286,6 +309,67 @@ pub async fn serve(
         .await
         .context("failed to stop the service scheduler")?;
     Ok(())
+}
+
+/// The TLS of serve's port and the registry's at its ECR host name. Without
+/// `--tls-cert`: serve's port speaks HTTPS to registry clients with the box's registry
+/// certificate, and the registry answers on port 443 of serve's loopback address too
+/// (`ecr_host`; with the acceptor it serves with). With `--tls-cert` (`user`), every
+/// connection to serve's port is TLS with that certificate, and nothing answers on 443
+/// (said at start: the repository URIs do not reach this registry then).
+async fn registry_tls(
+    user: Option<tokio_rustls::TlsAcceptor>,
+    reg: &crate::ecr::Registry,
+    root: &std::path::Path,
+    addr: SocketAddr,
+    allowed: &[String],
+    cluster_at: Option<&str>,
+) -> anyhow::Result<RegistryTls> {
+    if let Some(a) = user {
+        eprintln!(
+            "minifargate: note: with --tls-cert the registry answers on serve's port only, \
+             not at its host name {} (port {}): push to {}/<name> (docs/registry.md \"The \
+             repository URI on the box\")",
+            reg.host(),
+            ecr_host::PORT,
+            addr
+        );
+        return Ok(RegistryTls {
+            tls: server::Tls::On(a),
+            trust: Vec::new(),
+            ca_pem: None,
+            at_443: None,
+        });
+    }
+    let bound = ecr_host::bind(root, &reg.host(), addr).await;
+    let (files, trust) = registry::https(
+        reg,
+        addr,
+        allowed,
+        cluster_at,
+        bound.as_ref().map(ecr_host::Bound::ip),
+    )?;
+    let acceptor = server::tls_acceptor(&files.cert, &files.key, None)?;
+    let ca_pem = std::fs::read_to_string(&files.ca_cert).ok();
+    let at_443 = bound.map(|b| (b, acceptor.clone()));
+    Ok(RegistryTls {
+        tls: server::Tls::Sniff(acceptor),
+        trust,
+        ca_pem,
+        at_443,
+    })
+}
+
+/// What [`registry_tls`] set up.
+struct RegistryTls {
+    /// serve's port.
+    tls: server::Tls,
+    /// The trust written for clients (removed when dropped).
+    trust: Vec<crate::ecr::tls::Trust>,
+    /// The registry CA's certificate (for the cluster's boxes).
+    ca_pem: Option<String>,
+    /// Port 443 at the ECR host name, with the acceptor to serve it with.
+    at_443: Option<(ecr_host::Bound, tokio_rustls::TlsAcceptor)>,
 }
 
 /// One box: the load balancers read again, once a second, what another process (the

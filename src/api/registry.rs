@@ -708,19 +708,20 @@ async fn read_limited(body: Body, max: usize) -> Result<Vec<u8>, RegistryError> 
     }
 }
 
-/// Tells the pulls on this box where the registry answers (`task::local_registry`):
-/// written now and every hour with a fresh token (valid 12 h), removed when serve stops.
 /// The registry's HTTPS on serve's port: its certificate (signed by the box's registry CA,
 /// `crate::ecr::tls`) for the ECR host name, localhost, the loopback addresses, the listen
-/// address and `allowed` names; and the trust podman/skopeo/buildah read, in
-/// `MINIFARGATE_REGISTRY_CERTS_D` (default /etc/containers/certs.d; `off`: none), for
-/// `127.0.0.1:<port>`, `localhost:<port>` and the listen address, removed when serve stops.
+/// address, `allowed` names and `at_443` (the registry's own loopback address,
+/// `super::ecr_host`); and the trust clients read, removed when serve stops: for podman,
+/// skopeo and buildah in `MINIFARGATE_REGISTRY_CERTS_D` (default /etc/containers/certs.d;
+/// `off`: none), for `127.0.0.1:<port>`, `localhost:<port>` and the listen address; with
+/// `at_443`, for the ECR host name there and in `MINIFARGATE_DOCKER_CERTS_D` (Docker's).
 pub fn https(
     reg: &Registry,
     addr: std::net::SocketAddr,
     allowed: &[String],
     cluster_at: Option<&str>,
-) -> anyhow::Result<(crate::ecr::tls::Files, Option<crate::ecr::tls::Trust>)> {
+    at_443: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<(crate::ecr::tls::Files, Vec<crate::ecr::tls::Trust>)> {
     use anyhow::Context;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let mut dns = vec![reg.host(), "localhost".to_string()];
@@ -731,6 +732,9 @@ pub fn https(
     ];
     if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
         ips.push(addr.ip());
+    }
+    if let Some(ip) = at_443 {
+        ips.push(IpAddr::V4(ip));
     }
     // The host the cluster's boxes reach it at (an address or a name).
     if let Some(at) = cluster_at {
@@ -747,46 +751,55 @@ pub fn https(
     }
     let files = crate::ecr::tls::prepare(&reg.dir().join("tls"), &dns, &ips)
         .context("failed to set up the registry's certificate")?;
-    let certs_d = crate::config::get().registry_certs_d.clone();
+    let ca = std::fs::read(&files.ca_cert)
+        .with_context(|| format!("failed to read {}", files.ca_cert.display()))?;
     let port = addr.port();
     let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
     if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
         hosts.push(addr.to_string());
     }
-    let trust = if let Some(certs_d) = certs_d {
-        let ca = std::fs::read(&files.ca_cert)
-            .with_context(|| format!("failed to read {}", files.ca_cert.display()))?;
-        match crate::ecr::tls::Trust::install(&certs_d, &hosts, &ca) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // Not fatal: the registry still answers HTTPS; clients are told the CA.
-                eprintln!(
-                    "minifargate: warning: {}: podman and skopeo will not trust the registry's \
-                     certificate until {} is copied to {}/<host:port>/ca.crt",
-                    crate::errors::error_chain(&e),
-                    files.ca_cert.display(),
-                    certs_d.display()
-                );
-                None
+    if at_443.is_some() {
+        hosts.push(reg.host());
+    }
+    let cfg = crate::config::get();
+    let docker_hosts: Vec<String> = at_443.iter().map(|_| reg.host()).collect();
+    let mut trust = Vec::new();
+    for (certs_d, hosts, clients) in [
+        (&cfg.registry_certs_d, &hosts, "podman, skopeo and buildah"),
+        (&cfg.docker_certs_d, &docker_hosts, "Docker"),
+    ] {
+        let Some(certs_d) = certs_d else { continue };
+        if hosts.is_empty() {
+            continue;
+        }
+        let dirs: Vec<_> = hosts.iter().map(|h| certs_d.join(h)).collect();
+        match crate::ecr::tls::Trust::install(&dirs, &ca) {
+            Ok(t) => {
+                if !t.files().is_empty() {
+                    eprintln!(
+                        "minifargate: the registry's CA is trusted by {clients} through {}",
+                        t.files()
+                            .iter()
+                            .map(|f| f.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                trust.push(t);
             }
-        }
-    } else {
-        None
-    };
-    eprintln!(
-        "minifargate: registry HTTPS on port {port} with a certificate of the CA {}{}",
-        files.ca_cert.display(),
-        match &trust {
-            Some(t) if !t.files().is_empty() => format!(
-                ", trusted by podman, skopeo and buildah through {}",
-                t.files()
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            // Not fatal: the registry still answers HTTPS; clients are told the CA.
+            Err(e) => eprintln!(
+                "minifargate: warning: {}: {clients} will not trust the registry's \
+                 certificate until {} is copied to {}/<host>/ca.crt",
+                crate::errors::error_chain(&e),
+                files.ca_cert.display(),
+                certs_d.display()
             ),
-            _ => String::new(),
         }
+    }
+    eprintln!(
+        "minifargate: registry HTTPS on port {port} with a certificate of the CA {}",
+        files.ca_cert.display(),
     );
     Ok((files, trust))
 }
@@ -862,6 +875,8 @@ impl ClusterAdvert {
     }
 }
 
+/// Tells the pulls on this box where the registry answers (`task::local_registry`):
+/// written now and every hour with a fresh token (valid 12 h), removed when serve stops.
 pub struct Advertised {
     root: std::path::PathBuf,
     refresh: tokio::task::JoinHandle<()>,

@@ -139,18 +139,19 @@ pub fn prepare(dir: &Path, dns: &[String], ips: &[IpAddr]) -> Result<Files, TlsE
     Ok(files)
 }
 
-/// The trust written for podman, skopeo and buildah: `<certs_d>/<host>/ca.crt` for each
-/// `host` (`host:port`); removed on drop (serve stopping). An entry a user made (a
+/// The trust written for podman, skopeo and buildah (`/etc/containers/certs.d/<host>`,
+/// `host:port` or a name for port 443) and Docker (`/etc/docker/certs.d/<host>`): `ca.crt`
+/// in each directory given; removed on drop (serve stopping). An entry a user made (a
 /// directory that existed with another ca.crt) is left alone.
 pub struct Trust {
     written: Vec<PathBuf>,
 }
 
 impl Trust {
-    pub fn install(certs_d: &Path, hosts: &[String], ca_pem: &[u8]) -> Result<Trust, TlsError> {
+    /// `ca_pem` as `<dir>/ca.crt` for each of `dirs` (`<certs.d>/<host>`).
+    pub fn install(dirs: &[PathBuf], ca_pem: &[u8]) -> Result<Trust, TlsError> {
         let mut written = Vec::new();
-        for h in hosts {
-            let dir = certs_d.join(h);
+        for dir in dirs {
             let file = dir.join("ca.crt");
             if let Ok(existing) = std::fs::read(&file)
                 && existing != ca_pem
@@ -158,15 +159,20 @@ impl Trust {
                 tracing::warn!(path = %file.display(), "a CA of another registry is already trusted for this address; left as it is");
                 continue;
             }
-            std::fs::DirBuilder::new()
+            let made = std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
-                .create(&dir)
+                .create(dir)
                 .map_err(|source| TlsError::Write {
                     path: dir.clone(),
                     source,
-                })?;
-            write_file(&file, ca_pem, 0o644)?;
+                })
+                .and_then(|()| write_file(&file, ca_pem, 0o644));
+            if let Err(e) = made {
+                // What this call wrote goes: nothing half-made stays.
+                drop(Trust { written });
+                return Err(e);
+            }
             written.push(file);
         }
         Ok(Trust { written })
@@ -224,8 +230,8 @@ mod tests {
         }
 
         let certs = dir.path().join("certs.d");
-        let hosts = vec!["127.0.0.1:5999".to_string(), "localhost:5999".to_string()];
-        let t = Trust::install(&certs, &hosts, &ca1).unwrap();
+        let dirs = vec![certs.join("127.0.0.1:5999"), certs.join("localhost:5999")];
+        let t = Trust::install(&dirs, &ca1).unwrap();
         assert_eq!(
             std::fs::read(certs.join("127.0.0.1:5999/ca.crt")).unwrap(),
             ca1

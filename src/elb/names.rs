@@ -3,7 +3,8 @@
 //! of the host's hosts file (curl, Python, the SDKs on the box) and in the table of the
 //! tasks' DNS server (`crate::dns`). `serve` keeps them in line with the load balancers
 //! (`Names::sync`, on each change) and takes them away when it stops (`Names::clear`).
-//! docs/load-balancing.md, "Names".
+//! The same block names the registry at its ECR host name (`Names::set_registry`,
+//! docs/registry.md "The repository URI on the box"). docs/load-balancing.md, "Names".
 
 use super::Elb;
 use std::collections::BTreeMap;
@@ -84,6 +85,9 @@ pub struct Names {
     tag: String,
     records: Arc<crate::dns::Records>,
     have: Option<BTreeMap<String, Ipv4Addr>>,
+    /// The registry's ECR host name and its loopback address (the hosts file only: a
+    /// task's namespace has its own loopback, and tasks pull through their supervisor).
+    registry: Option<(String, Ipv4Addr)>,
 }
 
 impl Names {
@@ -99,6 +103,30 @@ impl Names {
             tag: root.display().to_string(),
             records,
             have: None,
+            registry: None,
+        }
+    }
+
+    /// Names the registry at `entry` (its ECR host name and address) in the hosts block
+    /// from now on; None takes it out. Written at once.
+    pub fn set_registry(&mut self, entry: Option<(String, Ipv4Addr)>) {
+        if self.registry == entry {
+            return;
+        }
+        self.registry = entry;
+        let lbs = self.have.clone().unwrap_or_default();
+        self.write_hosts(&lbs);
+    }
+
+    /// The hosts block: the load balancers `lbs` and the registry's name.
+    fn write_hosts(&self, lbs: &BTreeMap<String, Ipv4Addr>) {
+        let Some(path) = &self.hosts else { return };
+        let mut entries = lbs.clone();
+        if let Some((name, ip)) = &self.registry {
+            entries.insert(name.to_ascii_lowercase(), *ip);
+        }
+        if let Err(e) = write_block(path, &self.tag, &entries) {
+            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot write the load balancers' and the registry's names in the hosts file");
         }
     }
 
@@ -142,11 +170,7 @@ impl Names {
                 })
                 .collect(),
         );
-        if let Some(path) = &self.hosts
-            && let Err(e) = write_block(path, &self.tag, want)
-        {
-            tracing::warn!(error = %crate::errors::error_chain(&e), "cannot write the load balancers' names in the hosts file");
-        }
+        self.write_hosts(want);
         self.have = Some(want.clone());
     }
 
@@ -179,13 +203,24 @@ impl Names {
         }
     }
 
-    /// Takes everything away (`serve` stops): addresses, hosts block, records.
+    /// Takes everything away (`serve` stops): addresses, hosts block (the registry's name
+    /// too), records.
     pub fn clear(&mut self) {
+        self.registry = None;
         self.sync(&BTreeMap::new());
+        self.write_hosts(&BTreeMap::new());
     }
 }
 
 fn begin(tag: &str) -> String {
+    format!(
+        "# BEGIN minifargate serve {tag}: load balancers and the registry (written by serve, do not edit)"
+    )
+}
+
+/// The block's first line as builds before the registry's name wrote it (a block a
+/// killed serve of such a build left is still replaced).
+fn begin_before_registry(tag: &str) -> String {
     format!("# BEGIN minifargate serve {tag}: load balancers (written by serve, do not edit)")
 }
 
@@ -197,11 +232,12 @@ fn end(tag: &str) -> String {
 /// lines go, the new block is appended; every other line is kept as it was.
 pub fn with_block(text: &str, tag: &str, entries: &BTreeMap<String, Ipv4Addr>) -> String {
     let (b, e) = (begin(tag), end(tag));
+    let old = begin_before_registry(tag);
     let mut out = String::with_capacity(text.len());
     let mut inside = false;
     for line in text.split_inclusive('\n') {
         let bare = line.trim_end_matches(['\n', '\r']);
-        if !inside && bare == b {
+        if !inside && (bare == b || bare == old) {
             inside = true;
             continue;
         }
@@ -302,7 +338,7 @@ mod tests {
         assert_eq!(
             one,
             format!(
-                "{host}# BEGIN minifargate serve /r: load balancers (written by serve, do not edit)\n\
+                "{host}# BEGIN minifargate serve /r: load balancers and the registry (written by serve, do not edit)\n\
                  10.93.0.5\ta.elb\n# END minifargate serve /r\n"
             )
         );
@@ -333,6 +369,46 @@ mod tests {
                 .lines()
                 .next(),
             Some("x y")
+        );
+    }
+
+    #[test]
+    fn the_registry_s_name_joins_the_block_until_serve_stops() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("hosts");
+        // A block a killed serve of a build before the registry's name left.
+        std::fs::write(
+            &p,
+            "127.0.0.1 localhost\n# BEGIN minifargate serve /r: load balancers (written by serve, do not edit)\n\
+             10.93.0.9\told.elb\n# END minifargate serve /r\n",
+        )
+        .unwrap();
+        let mut n = Names::new(
+            Place::Nowhere,
+            Some(p.clone()),
+            Path::new("/r"),
+            Arc::new(crate::dns::Records::default()),
+        );
+        let reg = "000000000000.dkr.ecr.us-east-1.amazonaws.com";
+        n.set_registry(Some((reg.into(), Ipv4Addr::new(127, 31, 4, 5))));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(&format!("127.31.4.5\t{reg}\n")), "{text}");
+        assert!(
+            !text.contains("old.elb"),
+            "the old block is replaced: {text}"
+        );
+        n.sync(&entries(&[("a.elb", [10, 93, 0, 5])]));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("10.93.0.5\ta.elb\n") && text.contains(&format!("127.31.4.5\t{reg}\n")),
+            "{text}"
+        );
+        n.sync(&BTreeMap::new());
+        assert!(std::fs::read_to_string(&p).unwrap().contains(reg));
+        n.clear();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "127.0.0.1 localhost\n"
         );
     }
 

@@ -90,7 +90,7 @@ impl Api {
 
     /// Sets a client's AWS environment: none of the caller's; the `minifargate` profile
     /// `serve` wrote when it generated the key, else the dummy pair; no instance metadata.
-    fn aws_env(&self, c: &mut Command) {
+    pub fn aws_env(&self, c: &mut Command) {
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") {
                 c.env_remove(k);
@@ -152,6 +152,12 @@ impl Api {
     pub fn kill_server(&mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+
+    /// Stops `serve` as [`Api::restart`] does, without starting it again (what it leaves
+    /// behind can then be checked; the test's directory stays until the Api is dropped).
+    pub fn stop(&mut self) {
+        stop_server(&mut self.server);
     }
 
     /// [`Api::restart`] with `args` as `serve`'s arguments from now on.

@@ -97,6 +97,11 @@ impl Mf {
                     "MINIFARGATE_REGISTRY_CERTS_D".into(),
                     dir.path().join("certs.d").display().to_string(),
                 ),
+                // Docker's trust of the registry at its ECR host name, likewise.
+                (
+                    "MINIFARGATE_DOCKER_CERTS_D".into(),
+                    dir.path().join("docker-certs.d").display().to_string(),
+                ),
             ],
             dir,
             _subnet_claim: claim,

@@ -48,3 +48,20 @@ pub fn in_private_hosts(mf: &Mf, hosts: &std::path::Path, args: &[&str]) -> std:
     );
     out
 }
+
+/// `program ARGS` (add them) as run on the box of `mf`'s serve: in a private mount
+/// namespace whose /etc/hosts is serve's hosts file (`MINIFARGATE_HOSTS_FILE`, naming the
+/// registry at its ECR host name) and whose /etc/containers/certs.d is the trust serve
+/// wrote (`MINIFARGATE_REGISTRY_CERTS_D`); the box's own files are untouched.
+pub fn as_on_serve_s_box(mf: &Mf, program: &str) -> Command {
+    let mut c = Command::new("unshare");
+    super::util::no_proxy(&mut c);
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            r#"mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/containers/certs.d && shift 2 && exec "$@""#,
+        )
+        .arg(mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap())
+        .arg(mf.env_value("MINIFARGATE_REGISTRY_CERTS_D").unwrap())
+        .arg(program);
+    c
+}
