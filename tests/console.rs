@@ -564,6 +564,41 @@ fn a_service_s_page_charts_its_scaling_against_the_policy_s_target_in_a_real_bro
         let s = api.service("default", "burner");
         (s["desiredCount"] == 2 && s["runningCount"] == 2).then_some(())
     });
+    // What the page's first showing must chart: Container Insights has sent a period in
+    // which more than one task ran (a period is sent once it is over; on a loaded machine
+    // the page could open before that).
+    api.wait_for(120, "Container Insights' running count above 1", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let v = api.aws_json_in(
+            "cloudwatch",
+            &[
+                "get-metric-statistics",
+                "--namespace",
+                "ECS/ContainerInsights",
+                "--metric-name",
+                "RunningTaskCount",
+                "--dimensions",
+                "Name=ClusterName,Value=default",
+                "Name=ServiceName,Value=burner",
+                "--start-time",
+                &(now - 3600).to_string(),
+                "--end-time",
+                &(now + 60).to_string(),
+                "--period",
+                "10",
+                "--statistics",
+                "Average",
+            ],
+        );
+        v["Datapoints"]
+            .as_array()?
+            .iter()
+            .any(|d| d["Average"].as_f64().is_some_and(|a| a > 1.0))
+            .then_some(())
+    });
     api.browser(
         "scaling.py",
         &[
