@@ -44,7 +44,12 @@ until docker version >/dev/null 2>&1; do
 done
 docker import "$ROOTFS" julia-local >/dev/null
 REGISTRY="${URI%%/*}"
-aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"
+# dockerd gives the registry's first answer 15 s (its ping's timeout), then tries the
+# login without the credentials (401): on a machine loaded enough to miss that, again.
+n=0
+until aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"; do
+  n=$((n + 1)); [ $n -lt 3 ] || exit 1
+done
 docker tag julia-local "$URI:1.0"
 docker push "$URI:1.0"
 

@@ -58,7 +58,7 @@ pub fn as_on_serve_s_box(mf: &Mf, program: &str) -> Command {
     super::util::no_proxy(&mut c);
     c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(
-            r#"mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/containers/certs.d && shift 2 && exec "$@""#,
+            r#"mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/containers/certs.d && shift && exec "$@""#,
         )
         .arg(mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap())
         .arg(mf.env_value("MINIFARGATE_REGISTRY_CERTS_D").unwrap())
