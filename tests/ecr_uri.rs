@@ -4,8 +4,8 @@
 //! `skopeo copy` to the same URI, with no TLS flag; then a task definition naming it runs.
 //! docs/registry.md "The repository URI on the box".
 //!
-//! The clients run in a private mount namespace that sees serve's hosts file as
-//! /etc/hosts and the trust serve wrote as /etc/docker/certs.d and
+//! The clients run in a private mount namespace that sees a copy of /etc with serve's
+//! hosts file as /etc/hosts, and the trust serve wrote as /etc/docker/certs.d and
 //! /etc/containers/certs.d (serve writes the test's own files, never the box's), with a
 //! tmpfs on /run (dockerd and podman write their run files there): everything they made
 //! goes with the namespace. The test starts its own dockerd (Debian's docker.io) there,
@@ -22,7 +22,11 @@ use std::process::Command;
 /// The flow, as a user types it (sh, `set -e`). Its environment names the files.
 const FLOW: &str = r#"set -eu
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount --bind "$HOSTS" /etc/hosts
+# A copy of /etc with serve's hosts file, not a bind mount on /etc/hosts: a serve of the
+# box rewriting the real /etc/hosts (renamed over) would detach a mount on that file.
+cp -a /etc "$T/etc"
+cp "$HOSTS" "$T/etc/hosts"
+mount --bind "$T/etc" /etc
 mount -t tmpfs -o mode=0755 tmpfs /etc/docker
 mkdir /etc/docker/certs.d
 mount --bind "$DOCKER_CERTS" /etc/docker/certs.d
