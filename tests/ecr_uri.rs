@@ -4,8 +4,8 @@
 //! `skopeo copy` to the same URI, with no TLS flag; then a task definition naming it runs.
 //! docs/registry.md "The repository URI on the box".
 //!
-//! The clients run in a private mount namespace that sees serve's hosts file as
-//! /etc/hosts and the trust serve wrote as /etc/docker/certs.d and
+//! The clients run in a private mount namespace that sees a copy of /etc with serve's
+//! hosts file as /etc/hosts, and the trust serve wrote as /etc/docker/certs.d and
 //! /etc/containers/certs.d (serve writes the test's own files, never the box's), with a
 //! tmpfs on /run (dockerd and podman write their run files there): everything they made
 //! goes with the namespace. The test starts its own dockerd (Debian's docker.io) there,
@@ -22,7 +22,11 @@ use std::process::Command;
 /// The flow, as a user types it (sh, `set -e`). Its environment names the files.
 const FLOW: &str = r#"set -eu
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount --bind "$HOSTS" /etc/hosts
+# A copy of /etc with serve's hosts file, not a bind mount on /etc/hosts: a serve of the
+# box rewriting the real /etc/hosts (renamed over) would detach a mount on that file.
+cp -a /etc "$T/etc"
+cp "$HOSTS" "$T/etc/hosts"
+mount --bind "$T/etc" /etc
 mount -t tmpfs -o mode=0755 tmpfs /etc/docker
 mkdir /etc/docker/certs.d
 mount --bind "$DOCKER_CERTS" /etc/docker/certs.d
@@ -44,7 +48,12 @@ until docker version >/dev/null 2>&1; do
 done
 docker import "$ROOTFS" julia-local >/dev/null
 REGISTRY="${URI%%/*}"
-aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"
+# dockerd gives the registry's first answer 15 s (its ping's timeout), then tries the
+# login without the credentials (401): on a machine loaded enough to miss that, again.
+n=0
+until aws ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY"; do
+  n=$((n + 1)); [ $n -lt 3 ] || exit 1
+done
 docker tag julia-local "$URI:1.0"
 docker push "$URI:1.0"
 

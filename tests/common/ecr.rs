@@ -50,15 +50,17 @@ pub fn in_private_hosts(mf: &Mf, hosts: &std::path::Path, args: &[&str]) -> std:
 }
 
 /// `program ARGS` (add them) as run on the box of `mf`'s serve: in a private mount
-/// namespace whose /etc/hosts is serve's hosts file (`MINIFARGATE_HOSTS_FILE`, naming the
-/// registry at its ECR host name) and whose /etc/containers/certs.d is the trust serve
-/// wrote (`MINIFARGATE_REGISTRY_CERTS_D`); the box's own files are untouched.
+/// namespace whose /etc is a copy with serve's hosts file (`MINIFARGATE_HOSTS_FILE`,
+/// naming the registry at its ECR host name; a copy of /etc, since a bind mount on
+/// /etc/hosts is detached when a serve of the box renames a new /etc/hosts over it) and
+/// whose /etc/containers/certs.d is the trust serve wrote (`MINIFARGATE_REGISTRY_CERTS_D`);
+/// the box's own files are untouched.
 pub fn as_on_serve_s_box(mf: &Mf, program: &str) -> Command {
     let mut c = Command::new("unshare");
     super::util::no_proxy(&mut c);
     c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(
-            r#"mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/containers/certs.d && shift 2 && exec "$@""#,
+            r#"d=$(mktemp -d) && cp -a /etc "$d/etc" && cp "$0" "$d/etc/hosts" && mount --bind "$d/etc" /etc && mount --bind "$1" /etc/containers/certs.d && shift && "$@"; rc=$?; umount /etc; rm -rf "$d"; exit $rc"#,
         )
         .arg(mf.env_value("MINIFARGATE_HOSTS_FILE").unwrap())
         .arg(mf.env_value("MINIFARGATE_REGISTRY_CERTS_D").unwrap())
