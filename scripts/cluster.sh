@@ -202,7 +202,9 @@ etcd_revision() {
 }
 
 # serve_start N [ARGS…]: `serve --cluster` number N (its own root under box0's when N is
-# 0, else serveN) on a free loopback port; sets SERVE_PID_N and, for N=0, ENDPOINT and the
+# 0, else serveN; its hosts-file block and the registry's certs.d trust in files of its
+# own under $W/serveN, never the machine's /etc: what a serve killed by a fault leaves
+# goes with the run's directory) on a free loopback port; sets SERVE_PID_N and, for N=0, ENDPOINT and the
 # AWS_* variables for the CLI.
 # CL_PLAIN=1: a plain one-box `serve` (no --cluster) that runs its tasks itself, on box
 # CL_BOX's bridge and subnet (default 0).
@@ -222,6 +224,9 @@ serve_start() {
     fi
     MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \
         HOME="$W/serve$n" \
+        MINIFARGATE_HOSTS_FILE="$W/serve$n/hosts" \
+        MINIFARGATE_REGISTRY_CERTS_D="$W/serve$n/certs.d" \
+        MINIFARGATE_DOCKER_CERTS_D="$W/serve$n/docker-certs.d" \
         MINIFARGATE_API_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
         MINIFARGATE_API_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
         "$MF" --root "$W/serve$n/root" --run-root "$RUN/serve$n" --config "$W/config.toml" \
@@ -271,13 +276,14 @@ agent_start() {
     # shellcheck disable=SC2046,SC2086
     if [ "${CL_NETNS:-0}" = 1 ]; then
         [ -e "/run/netns/$(cl_ns "$_a")" ] || cl_box_netns "$_a"
-        MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" \
+        MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_HOSTS_FILE="$W/box$_a/hosts" \
             nsenter --net="/run/netns/$(cl_ns "$_a")" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
             agent $_m --task-range "10.92.$((CL_NET + 4)).0/22" "$@" \
             >>"$W/box$_a/agent.log" 2>&1 </dev/null &
     else
         MINIFARGATE_BRIDGE="$(cl_bridge "$_a")" MINIFARGATE_SUBNET="$(cl_subnet "$_a")" \
+            MINIFARGATE_HOSTS_FILE="$W/box$_a/hosts" \
             "$MF" --root "$W/box$_a/root" --run-root "$RUN/box$_a" --config "$W/config.toml" \
             agent $_m --task-range 10.92.0.0/16 "$@" \
             >>"$W/box$_a/agent.log" 2>&1 </dev/null &
