@@ -38,7 +38,8 @@ pub struct Tls {
     /// `--etcd-insecure-plaintext`: a plain-http endpoint off loopback is allowed.
     pub insecure_plaintext: bool,
     /// A bundle directory holding `etcd-user` and `etcd-password` (`cluster init`,
-    /// `cluster add-box`): the etcd user this client authenticates as (etcd's RBAC).
+    /// `cluster add-box`): the etcd user this client authenticates as (etcd's RBAC). A
+    /// joined box's has no password: serve's port for boxes authenticates for it.
     pub credentials: Option<PathBuf>,
 }
 
@@ -133,6 +134,8 @@ pub struct Etcd {
     identity: Option<(PathBuf, PathBuf)>,
     /// The etcd user this client authenticates as, and its token.
     auth: Option<Arc<Auth>>,
+    /// Its etcd user (`etcd-user`), with or without a password to authenticate with.
+    user: Option<String>,
     /// The bundle directory the user's password was read from.
     bundle: Option<PathBuf>,
 }
@@ -255,17 +258,19 @@ impl Auth {
 /// the auth store changed, or missing while authentication is on): authenticating again
 /// and resending is safe, the call was not applied.
 fn token_refused(e: &EtcdError) -> bool {
-    match e {
-        EtcdError::Refused {
-            status, message, ..
-        } => {
-            *status == 401
-                || message.contains("invalid auth token")
-                || message.contains("auth store is old")
-                || message.contains("user name is empty")
-        }
-        _ => false,
-    }
+    matches!(e, EtcdError::Refused { status, message, .. } if refused_for_token(*status, message))
+}
+
+/// Whether an answer of HTTP `status` saying `message` refused a call for its token.
+pub fn refused_for_token(status: u16, message: &str) -> bool {
+    status == 401
+        || [
+            "invalid auth token",
+            "auth store is old",
+            "user name is empty",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
 }
 
 impl Etcd {
@@ -311,26 +316,30 @@ impl Etcd {
         }
         let http = client(tls, Some(CALL_TIMEOUT))?;
         let streaming = client(tls, None)?;
-        let auth = match &tls.credentials {
-            Some(dir) => {
-                let read = |name: &str| {
-                    let p = dir.join(name);
-                    std::fs::read_to_string(&p)
-                        .map(|s| s.trim().to_string())
-                        .map_err(|e| EtcdError::Tls {
-                            path: p.display().to_string(),
-                            why: e.to_string(),
-                        })
-                };
-                Some(Arc::new(Auth {
-                    user: read("etcd-user")?,
-                    password: read("etcd-password")?,
-                    http: http.clone(),
-                    state: tokio::sync::Mutex::new(AuthState::None),
-                    stale: std::sync::atomic::AtomicBool::new(false),
-                }))
-            }
+        let read = |dir: &std::path::Path, name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| EtcdError::Tls {
+                    path: p.display().to_string(),
+                    why: e.to_string(),
+                })
+        };
+        let user = match &tls.credentials {
+            Some(dir) => Some(read(dir, "etcd-user")?),
             None => None,
+        };
+        // A joined box's bundle names its user and holds no password: serve's port for
+        // boxes authenticates as that user on its behalf (super::gateway).
+        let auth = match (&tls.credentials, &user) {
+            (Some(dir), Some(user)) if dir.join("etcd-password").exists() => Some(Arc::new(Auth {
+                user: user.clone(),
+                password: read(dir, "etcd-password")?,
+                http: http.clone(),
+                state: tokio::sync::Mutex::new(AuthState::None),
+                stale: std::sync::atomic::AtomicBool::new(false),
+            })),
+            _ => None,
         };
         Ok(Etcd {
             endpoints: list,
@@ -340,6 +349,7 @@ impl Etcd {
             ca: tls.cacert.clone(),
             identity: tls.cert.clone().zip(tls.key.clone()),
             auth,
+            user,
             bundle: tls.credentials.clone(),
         })
     }
@@ -372,9 +382,9 @@ impl Etcd {
             .map(|(c, k)| (c.as_path(), k.as_path()))
     }
 
-    /// The etcd user this client authenticates as (its bundle's), if any.
+    /// The etcd user this client acts as (its bundle's), if any.
     pub fn user(&self) -> Option<&str> {
-        self.auth.as_deref().map(|a| a.user.as_str())
+        self.user.as_deref()
     }
 
     /// The endpoints, as given.
