@@ -68,6 +68,23 @@ fn join_fails(server: &str, token: &str, name: &str) -> (Mf, String) {
     (mf, log)
 }
 
+/// RunTask of the registered `cluster-sleeper` on EC2, once its task is RUNNING (`what`
+/// names the wait): the answer and the task's ARN.
+fn sleeper_running(api: &common::api::Api, what: &str) -> (serde_json::Value, String) {
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, what, || {
+        (describe_task(api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+    (run, task)
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -164,17 +181,7 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
     register(&api, "sleeper.json", SLEEPER);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, "the task RUNNING on the joined box", || {
-        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
+    sleeper_running(&api, "the task RUNNING on the joined box");
 
     // The token again (a replay): refused, nothing kept on the second box.
     let (_, log) = join_fails(&server, &t, "edge-2");
@@ -332,17 +339,7 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         (api.instances_listed(None) == [arn.clone()]).then_some(())
     });
     register(&api, "sleeper.json", SLEEPER);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, "the task RUNNING on the box", || {
-        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
+    let (_, task) = sleeper_running(&api, "the task RUNNING on the box");
     // Its connections: to serve's port for boxes, none to etcd.
     let pid = box3.child.as_ref().unwrap().id();
     let ports = peer_ports(pid);
@@ -521,38 +518,33 @@ fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_plac
     ]);
     register(&api, "sleeper.json", SLEEPER);
     let place = |what: &str| {
-        let run = api.aws_json(&[
-            "run-task",
-            "--task-definition",
-            "cluster-sleeper",
-            "--launch-type",
-            "EC2",
-        ]);
-        let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+        let (run, task) = sleeper_running(&api, what);
         assert_eq!(
             run["tasks"][0]["containerInstanceArn"],
             harn.as_str(),
             "{run:#}"
         );
-        api.wait_for(60, what, || {
-            (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-        });
         task
     };
     let first = place("a task RUNNING on the honest box");
     let first_id = first.rsplit('/').next().unwrap().to_string();
     let c = "/minifargate/v1/clusters/default";
-    let before: Vec<String> = [
-        format!("{c}/instances/{h}"),
-        format!("{c}/status/{h}"),
-        format!("{c}/status/{x}"),
-        format!("{c}/tasks/{first_id}"),
-        format!("{c}/assignments/{h}/{first_id}"),
-        format!("{c}/ledger/{h}"),
-    ]
-    .iter()
-    .map(|k| stored(&etcd, k))
-    .collect();
+    // The honest box's registration and status, the stolen one's status, the task's
+    // record, assignment and ledger.
+    let snapshot = || -> Vec<String> {
+        [
+            format!("{c}/instances/{h}"),
+            format!("{c}/status/{h}"),
+            format!("{c}/status/{x}"),
+            format!("{c}/tasks/{first_id}"),
+            format!("{c}/assignments/{h}/{first_id}"),
+            format!("{c}/ledger/{h}"),
+        ]
+        .iter()
+        .map(|k| stored(&etcd, k))
+        .collect()
+    };
+    let before = snapshot();
     let subnets_before =
         etcd.etcdctl(&["get", "--prefix", "/minifargate/v1/subnets/", "--keys-only"]);
 
@@ -699,17 +691,7 @@ fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_plac
     );
 
     // Nothing changed, and the cluster still places on the honest box.
-    let after: Vec<String> = [
-        format!("{c}/instances/{h}"),
-        format!("{c}/status/{h}"),
-        format!("{c}/status/{x}"),
-        format!("{c}/tasks/{first_id}"),
-        format!("{c}/assignments/{h}/{first_id}"),
-        format!("{c}/ledger/{h}"),
-    ]
-    .iter()
-    .map(|k| stored(&etcd, k))
-    .collect();
+    let after = snapshot();
     assert_eq!(before[..3], after[..3]);
     assert_eq!(after[2], "DRAINING");
     assert!(after[3].contains(&h), "the task's record: {}", after[3]);

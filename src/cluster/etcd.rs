@@ -11,6 +11,8 @@
 //! what happened (docs/cluster.md "The etcd client"). Every call has a deadline, so a
 //! stopped etcd is an error naming the endpoints, never a hang.
 
+use super::txn::prefix_end;
+pub use super::txn::{Compare, Op};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -947,56 +949,6 @@ fn client(tls: &Tls, timeout: Option<Duration>) -> Result<reqwest::Client, EtcdE
     })
 }
 
-/// A condition of a [`Etcd::txn`].
-#[derive(Debug, Clone)]
-pub enum Compare {
-    /// The key was last changed at this revision (0: it does not exist).
-    ModRevision(String, i64),
-    /// The key does not exist.
-    Absent(String),
-    /// No key under the prefix was created or changed after this revision.
-    UnchangedUnderSince(String, i64),
-}
-
-impl Compare {
-    fn json(&self) -> Value {
-        match self {
-            Compare::ModRevision(k, rev) => json!({
-                "key": B64.encode(k), "target": "MOD", "mod_revision": rev.to_string(), "result": "EQUAL"
-            }),
-            Compare::Absent(k) => json!({
-                "key": B64.encode(k), "target": "CREATE", "create_revision": "0", "result": "EQUAL"
-            }),
-            // A compare over a range holds when it holds for every key in it (etcd 3.3+).
-            Compare::UnchangedUnderSince(prefix, rev) => json!({
-                "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)),
-                "target": "MOD", "mod_revision": (rev + 1).to_string(), "result": "LESS"
-            }),
-        }
-    }
-}
-
-/// An operation of a [`Etcd::txn`].
-#[derive(Debug, Clone)]
-pub enum Op {
-    Put(String, Vec<u8>),
-    /// A put attached to a lease: the key goes when the lease does.
-    PutWithLease(String, Vec<u8>, i64),
-    Delete(String),
-}
-
-impl Op {
-    fn json(&self) -> Value {
-        match self {
-            Op::Put(k, v) => json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}),
-            Op::PutWithLease(k, v, lease) => json!({"request_put": {
-                "key": B64.encode(k), "value": B64.encode(v), "lease": lease.to_string()
-            }}),
-            Op::Delete(k) => json!({"request_delete_range": {"key": B64.encode(k)}}),
-        }
-    }
-}
-
 /// One change a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -1280,18 +1232,6 @@ fn number(v: &Value) -> i64 {
     }
 }
 
-/// The end of the range of keys starting with `prefix` (its last byte incremented).
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1505,8 +1445,7 @@ mod tests {
     }
 
     #[test]
-    fn prefix_end_is_the_next_key() {
-        assert_eq!(prefix_end("/a/"), b"/a0");
+    fn numbers_are_strings_or_absent() {
         assert_eq!(number(&json!("7587868143")), 7_587_868_143);
         assert_eq!(number(&Value::Null), 0);
     }

@@ -26,7 +26,7 @@ use super::join::{PasswordKey, Refusal};
 use super::{keys, pki};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::collections::HashMap;
@@ -175,8 +175,9 @@ impl Gateway {
             return Err(refuse(
                 403,
                 format!(
-                    "box {name} has no join record (it did not join with a token, or was \
-                     removed): serve acts only as a joined box's etcd user"
+                    "box {name} was removed from the cluster (`cluster remove-box`), or never \
+                     joined with a token: it has no join record, and serve acts only as a \
+                     joined box's etcd user"
                 ),
             ));
         }
@@ -312,7 +313,6 @@ async fn call(
     State(g): State<Arc<Gateway>>,
     Path(rest): Path<String>,
     peer: Option<axum::Extension<crate::certs::PeerCertificate>>,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let asked = format!("/v3/{rest}");

@@ -1009,6 +1009,26 @@ mod tests {
     }
 
     #[test]
+    fn a_box_s_password_is_derived_from_the_ca_s_key_and_its_name_alone() {
+        let key = PasswordKey::from_secret(b"the CA's key");
+        let p = key.password("edge-1");
+        assert_eq!(p.len(), 64);
+        assert!(lower_hex(&p, 64), "{p}");
+        // Every serve holding the same CA derives the same password; another box's, or
+        // another CA's, is another.
+        assert_eq!(
+            PasswordKey::from_secret(b"the CA's key").password("edge-1"),
+            p
+        );
+        assert_ne!(key.password("edge-2"), p);
+        assert_ne!(
+            PasswordKey::from_secret(b"another CA's key").password("edge-1"),
+            p
+        );
+        assert_eq!(format!("{key:?}"), "PasswordKey(..)");
+    }
+
+    #[test]
     fn the_constant_time_comparison_compares() {
         assert!(constant_eq(b"abc", b"abc"));
         assert!(!constant_eq(b"abc", b"abd"));

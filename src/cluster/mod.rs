@@ -49,6 +49,7 @@ pub mod subnets;
 pub mod task_api;
 pub mod tasks;
 pub mod tunnel;
+pub mod txn;
 pub mod users;
 pub mod work;
 
