@@ -1,10 +1,12 @@
 //! Joining a box with a token (issue 73; docs/cluster.md "Joining a box with a token"):
 //! `cluster token create` on the control plane's host, `agent --server URL --token TOKEN`
-//! on the box, which gets its certificate and etcd user from serve's port for boxes
-//! (`serve --boxes-listen`) and runs tasks; a token used up, expired, revoked or pinning
-//! another CA joins nothing and leaves nothing behind; `cluster remove-box` ends the box's
-//! etcd access and its certificate is refused from then on. A real etcd with TLS and
-//! users, real serve and agents, the real AWS CLI. Every process stopped by its pid.
+//! on the box, which gets its certificate (and no etcd credentials) from serve's port for
+//! boxes (`serve --boxes-listen`) and runs tasks; a token used up, expired, revoked or
+//! pinning another CA joins nothing and leaves nothing behind; `cluster remove-box` ends
+//! the box's etcd access and its certificate is refused from then on; a stolen box's
+//! certificate is refused every attack on the others (the hostile-box test). A real etcd
+//! with TLS and users, real serve and agents, the real AWS CLI. Every process stopped by
+//! its pid.
 
 use crate::common;
 
@@ -38,13 +40,13 @@ fn token(etcd: &Etcd, more: &[&str]) -> String {
 
 /// An agent of a new box joining with `token` at `server` as `name`, to its end (it fails
 /// to join): its exit status and log.
-fn join_fails(etcd: &Etcd, server: &str, token: &str, name: &str) -> (Mf, String) {
+fn join_fails(server: &str, token: &str, name: &str) -> (Mf, String) {
     let mf = Mf::new();
     let empty = mf.dir.path().join("ecs.config");
     std::fs::write(&empty, "").unwrap();
     let out = mf
         .cmd()
-        .args(["agent", "--cluster", &etcd.endpoint(), "--ecs-config"])
+        .args(["agent", "--ecs-config"])
         .arg(&empty)
         .args(["--server", server, "--token", token, "--name", name])
         .output()
@@ -64,6 +66,23 @@ fn join_fails(etcd: &Etcd, server: &str, token: &str, name: &str) -> (Mf, String
         agent.display()
     );
     (mf, log)
+}
+
+/// RunTask of the registered `cluster-sleeper` on EC2, once its task is RUNNING (`what`
+/// names the wait): the answer and the task's ARN.
+fn sleeper_running(api: &common::api::Api, what: &str) -> (serde_json::Value, String) {
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    api.wait_for(60, what, || {
+        (describe_task(api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+    (run, task)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -125,28 +144,18 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
     let mut mf = Mf::new();
     mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
     let root = mf.root.clone();
-    let box1 = Agent::start_on(
-        mf,
-        &etcd.endpoint(),
-        5,
-        &[],
-        &["--server", &server, "--token", &t, "--name", "edge-1"],
-    );
+    let box1 = Agent::start_through(mf, &server, 5, &["--token", &t, "--name", "edge-1"]);
     let arn = box1.arn();
     api.wait_for(30, "the joined box listed", || {
         (api.instances_listed(None) == [arn.clone()]).then_some(())
     });
     let bundle = root.join("agent/bundle");
     assert_eq!(mode(&bundle), 0o700);
-    for f in [
-        "ca.crt",
-        "client.crt",
-        "client.key",
-        "etcd-user",
-        "etcd-password",
-    ] {
+    for f in ["ca.crt", "client.crt", "client.key", "etcd-user", "server"] {
         assert_eq!(mode(&bundle.join(f)), 0o600, "{f}");
     }
+    // No etcd credentials on the box: serve's port for boxes authenticates for it.
+    assert!(!bundle.join("etcd-password").exists());
     assert_eq!(
         std::fs::read_to_string(bundle.join("etcd-user"))
             .unwrap()
@@ -172,31 +181,21 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
         .unwrap();
     assert!(verified.status.success(), "{verified:?}");
     register(&api, "sleeper.json", SLEEPER);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, "the task RUNNING on the joined box", || {
-        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
+    sleeper_running(&api, "the task RUNNING on the joined box");
 
     // The token again (a replay): refused, nothing kept on the second box.
-    let (_, log) = join_fails(&etcd, &server, &t, "edge-2");
+    let (_, log) = join_fails(&server, &t, "edge-2");
     assert!(
         log.contains("refused the join (HTTP 403): the token is unknown, revoked or used up"),
         "{log}"
     );
     // A token pinning another CA: nothing is sent.
     let other_pin = format!("MF1{}::{cred}", "0".repeat(64));
-    let (_, log) = join_fails(&etcd, &server, &other_pin, "edge-2");
+    let (_, log) = join_fails(&server, &other_pin, "edge-2");
     assert!(log.contains("presents a CA whose SHA-256 is"), "{log}");
     // The name of a member: refused, and the token not used up by it.
     let t2 = token(&etcd, &[]);
-    let (_, log) = join_fails(&etcd, &server, &t2, "edge-1");
+    let (_, log) = join_fails(&server, &t2, "edge-1");
     assert!(
         log.contains("HTTP 409") && log.contains("is a member already"),
         "{log}"
@@ -210,19 +209,20 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
     // Revoked: joins nothing.
     let out = operator(&etcd, &["token", "revoke", id2]);
     assert!(out.status.success(), "{out:?}");
-    let (_, log) = join_fails(&etcd, &server, &t2, "edge-2");
+    let (_, log) = join_fails(&server, &t2, "edge-2");
     assert!(log.contains("HTTP 403"), "{log}");
     // Expired: joins nothing.
     let t3 = token(&etcd, &["--ttl", "1s"]);
     std::thread::sleep(Duration::from_millis(2100));
-    let (_, log) = join_fails(&etcd, &server, &t3, "edge-2");
+    let (_, log) = join_fails(&server, &t3, "edge-2");
     assert!(log.contains("HTTP 403") && log.contains("expired"), "{log}");
     // A garbled token: said so, before anything is sent.
-    let (_, log) = join_fails(&etcd, &server, "MF1abc", "edge-2");
+    let (_, log) = join_fails(&server, "MF1abc", "edge-2");
     assert!(log.contains("not a join token"), "{log}");
 
-    // Removed: the box's etcd user is gone (its password opens nothing), and its
-    // certificate is refused at serve's port for boxes, so a restarted agent stops there.
+    // Removed: the box's etcd user is gone (serve has no user left to act as for it), and
+    // its certificate is refused at serve's port for boxes, so a restarted agent stops
+    // there.
     let out = operator(&etcd, &["remove-box", "edge-1"]);
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -230,22 +230,17 @@ fn a_box_joins_with_a_token_runs_tasks_and_is_refused_once_removed() {
         said.contains("revoked") && said.contains("removed"),
         "{said}"
     );
-    let as_box = etcd
-        .etcdctl_with_bundle(&bundle, "5s")
-        .args(["get", "/minifargate"])
-        .output()
-        .unwrap();
+    let user = etcd.etcdctl(&["user", "get", "minifargate-box-edge-1"]);
     assert!(
-        !as_box.status.success()
-            && String::from_utf8_lossy(&as_box.stderr).contains("authentication failed"),
-        "the removed box still reads etcd: {as_box:?}"
+        !user.status.success(),
+        "the removed box's etcd user is still there: {user:?}"
     );
     let mut box1 = box1;
     box1.signal("-TERM");
     let out = box1
         .mf
         .cmd()
-        .args(["agent", "--cluster", &etcd.endpoint(), "--ecs-config"])
+        .args(["agent", "--ecs-config"])
         .arg(box1.mf.dir.path().join("ecs.config"))
         .args(["--server", &server, "--token", &t])
         .output()
@@ -344,17 +339,7 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         (api.instances_listed(None) == [arn.clone()]).then_some(())
     });
     register(&api, "sleeper.json", SLEEPER);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, "the task RUNNING on the box", || {
-        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
+    let (_, task) = sleeper_running(&api, "the task RUNNING on the box");
     // Its connections: to serve's port for boxes, none to etcd.
     let pid = box3.child.as_ref().unwrap().id();
     let ports = peer_ports(pid);
@@ -387,14 +372,17 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
     );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("not a call a box makes"), "{body}");
-    let (status, body) = call(
-        Some(&bundle),
-        "/v3/auth/authenticate",
-        r#"{"name":"root","password":"x"}"#,
-        None,
-    );
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("only as its own etcd user"), "{body}");
+    // A box does not authenticate to etcd, as itself or anyone: serve does it for it.
+    for user in ["root", "minifargate-box-edge-3"] {
+        let (status, body) = call(
+            Some(&bundle),
+            "/v3/auth/authenticate",
+            &format!(r#"{{"name":"{user}","password":"x"}}"#),
+            None,
+        );
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("does not authenticate"), "{body}");
+    }
     let range = |key: &str, end: &str| {
         format!(
             r#"{{"key":"{}","range_end":"{}"}}"#,
@@ -406,43 +394,59 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         "/minifargate/v1/join/tokens/",
         "/minifargate/v1/join/tokens0",
     );
-    let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, None);
-    assert_eq!(status, 401, "{body}");
-    assert!(body.contains("authenticate first"), "{body}");
     let (status, body) = call(None, "/v3/kv/range", &tokens, Some("anything"));
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("client certificate is required"), "{body}");
     // As itself, the box reads what etcd's RBAC gives its user, and no more: serve's own
-    // rights never lend themselves to it.
-    let password = std::fs::read_to_string(bundle.join("etcd-password")).unwrap();
-    let (status, body) = call(
-        Some(&bundle),
-        "/v3/auth/authenticate",
-        &format!(
-            r#"{{"name":"minifargate-box-edge-3","password":"{}"}}"#,
-            password.trim()
-        ),
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let etcd_token = v["token"].as_str().unwrap().to_string();
-    let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, Some(&etcd_token));
-    assert_ne!(status, 200, "the box read the join tokens: {body}");
-    assert!(body.contains("permission denied"), "{body}");
+    // rights never lend themselves to it, whatever token the box sends.
+    for token in [None, Some("a-token-of-someone-else")] {
+        let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, token);
+        assert_ne!(status, 200, "the box read the join tokens: {body}");
+        assert!(body.contains("permission denied"), "{body}");
+    }
     let (status, body) = call(
         Some(&bundle),
         "/v3/kv/range",
         &format!(r#"{{"key":"{}"}}"#, common::cli::b64(b"/minifargate")),
-        Some(&etcd_token),
+        None,
     );
     assert_eq!(status, 200, "{body}");
 
+    // A box joined by an older version kept its etcd user's password in its bundle (the
+    // one that join made): restarted, the agent removes it and says so, and serve sets the
+    // user's password to the one it derives and goes on acting for the box.
+    let old = "a-password-an-older-join-sent\n";
+    let mut passwd = etcd
+        .etcdctl_with_bundle(&pki.join("admin"), "5s")
+        .args([
+            "user",
+            "passwd",
+            "minifargate-box-edge-3",
+            "--interactive=false",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(old.as_bytes())
+        .unwrap();
+    assert!(passwd.wait().unwrap().success());
+    std::fs::write(bundle.join("etcd-password"), old).unwrap();
     // Restarted without the token: the bundle is enough.
     box3.signal("-TERM");
     box3.without("--token");
     box3.spawn();
     common::cluster::until_connected(&api, &arn, true, Duration::from_secs(30));
+    assert!(!bundle.join("etcd-password").exists());
+    let log = box3.log_text();
+    assert!(
+        log.contains("etcd-password") && log.contains("holds no etcd credentials"),
+        "{log}"
+    );
 
     // Removed: its certificate refused at the port (within the port's 5 s memory of it).
     let out = operator(&etcd, &["remove-box", "edge-3"]);
@@ -451,7 +455,7 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         "the removed box's calls refused",
         Duration::from_secs(15),
         || {
-            let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, Some(&etcd_token));
+            let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, None);
             (status == 403).then_some(body)
         },
     );
@@ -460,4 +464,245 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         "{refused}"
     );
     box3.signal("-TERM");
+}
+
+/// etcd's JSON for a put of `key` = `value`.
+fn put_body(key: &str, value: &[u8]) -> String {
+    format!(
+        r#"{{"key":"{}","value":"{}"}}"#,
+        common::cli::b64(key.as_bytes()),
+        common::cli::b64(value)
+    )
+}
+
+/// What etcd holds at `key` (as the operator), if anything.
+fn stored(etcd: &Etcd, key: &str) -> String {
+    String::from_utf8_lossy(&etcd.etcdctl(&["get", key, "--print-value-only"]).stdout)
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_placing() {
+    let Some((etcd, pki, _, server, api)) = control_plane() else {
+        return;
+    };
+    // Two joined boxes: honest `edge-h` runs the tasks; `edge-x` is stolen (its agent
+    // runs, and its certificate and key are the attacker's).
+    let mut boxes = Vec::new();
+    let mut used = Vec::new();
+    for name in ["edge-h", "edge-x"] {
+        let t = token(&etcd, &[]);
+        used.push(t.clone());
+        let mut mf = Mf::new();
+        mf.mirror_config("public.ecr.aws", &api.registry().host(), true);
+        boxes.push(Agent::start_through(
+            mf,
+            &server,
+            5,
+            &["--token", &t, "--name", name],
+        ));
+    }
+    let (h, x) = (boxes[0].id(), boxes[1].id());
+    let (harn, xarn) = (boxes[0].arn(), boxes[1].arn());
+    api.wait_for(30, "both boxes listed", || {
+        (api.instances_listed(None).len() == 2).then_some(())
+    });
+    // The stolen box is drained: every task goes to the honest one.
+    api.aws_json(&[
+        "update-container-instances-state",
+        "--container-instances",
+        &xarn,
+        "--status",
+        "DRAINING",
+    ]);
+    register(&api, "sleeper.json", SLEEPER);
+    let place = |what: &str| {
+        let (run, task) = sleeper_running(&api, what);
+        assert_eq!(
+            run["tasks"][0]["containerInstanceArn"],
+            harn.as_str(),
+            "{run:#}"
+        );
+        task
+    };
+    let first = place("a task RUNNING on the honest box");
+    let first_id = first.rsplit('/').next().unwrap().to_string();
+    let c = "/minifargate/v1/clusters/default";
+    // The honest box's registration and status, the stolen one's status, the task's
+    // record, assignment and ledger.
+    let snapshot = || -> Vec<String> {
+        [
+            format!("{c}/instances/{h}"),
+            format!("{c}/status/{h}"),
+            format!("{c}/status/{x}"),
+            format!("{c}/tasks/{first_id}"),
+            format!("{c}/assignments/{h}/{first_id}"),
+            format!("{c}/ledger/{h}"),
+        ]
+        .iter()
+        .map(|k| stored(&etcd, k))
+        .collect()
+    };
+    let before = snapshot();
+    let subnets_before =
+        etcd.etcdctl(&["get", "--prefix", "/minifargate/v1/subnets/", "--keys-only"]);
+
+    // The attacker: raw HTTPS with the stolen box's certificate and key.
+    let stolen = boxes[1].mf.root.join("agent/bundle");
+    let ca = pki.join("ca.crt");
+    let call = |path: &str, body: &str| gateway(&server, &ca, Some(&stolen), path, body, None);
+    let put = |key: &str, value: &[u8]| call("/v3/kv/put", &put_body(key, value));
+    let refused = |what: &str, (status, body): (u16, String), code: u16, says: &str| {
+        assert_eq!(status, code, "{what}: {body}");
+        assert!(body.contains(says), "{what}: {body}");
+    };
+    let registration = |id: &str, endpoint: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&stored(&etcd, &format!("{c}/instances/{x}"))).unwrap();
+        v["id"] = id.into();
+        v["endpoint"] = endpoint.into();
+        v.to_string().into_bytes()
+    };
+    // Authenticating as another etcd user, or calling etcd's users and roles.
+    refused(
+        "authenticate as root",
+        call("/v3/auth/authenticate", r#"{"name":"root","password":"x"}"#),
+        403,
+        "does not authenticate",
+    );
+    for admin in [
+        "/v3/auth/user/add",
+        "/v3/auth/role/grant",
+        "/v3/auth/enable",
+    ] {
+        refused(admin, call(admin, "{}"), 403, "not a call a box makes");
+    }
+    // Another box's keys, and its own status (DRAINING undone).
+    refused(
+        "the honest box's registration",
+        put(&format!("{c}/instances/{h}"), &registration(&h, "tunnel")),
+        403,
+        "permission denied",
+    );
+    for (key, says) in [
+        (format!("{c}/status/{h}"), "status is serve's"),
+        (format!("{c}/status/{x}"), "status is serve's"),
+        (format!("{c}/assignments/{h}/{first_id}"), "the placer's"),
+        (format!("{c}/assignments/{x}/{first_id}"), "the placer's"),
+        (format!("{c}/tasks/{first_id}"), "not one a box writes"),
+        (
+            "/minifargate/v1/subnets/edge-h/10.94.200.0-24".to_string(),
+            "only under its own prefixes",
+        ),
+        (
+            "/minifargate/v1/boxes/edge-h/claims/default/0123456789abcdef0123456789abcdef"
+                .to_string(),
+            "only under its own prefixes",
+        ),
+        (
+            "/minifargate/v1/leader".to_string(),
+            "not a key a box writes",
+        ),
+    ] {
+        refused(&key, put(&key, b"ACTIVE"), 403, says);
+    }
+    // Its own registration: oversized, with a direct endpoint, or naming another id.
+    let own = format!("{c}/instances/{x}");
+    refused(
+        "oversized",
+        put(&own, &vec![b' '; 70 * 1024]),
+        400,
+        "over 65536",
+    );
+    refused(
+        "a direct endpoint",
+        put(&own, &registration(&x, "https://10.1.2.3:51680")),
+        400,
+        "registers its endpoint as \\\"tunnel\\\"",
+    );
+    refused(
+        "another id",
+        put(&own, &registration(&h, "tunnel")),
+        400,
+        "the registration names instance",
+    );
+    // Forged reports of the honest box's task: for the honest box's instance, or for its
+    // own (where the task is not assigned).
+    let report = |instance: &str| {
+        format!(r#"{{"instance":"{instance}","task":{{"lastStatus":"STOPPED"}}}}"#).into_bytes()
+    };
+    let rkey = format!("/minifargate/v1/boxes/edge-x/reports/default/{first_id}");
+    refused(
+        "a report for the honest box's instance",
+        put(&rkey, &report(&h)),
+        403,
+        "is not bound to box edge-x",
+    );
+    refused(
+        "a report of a task not its own",
+        put(&rkey, &report(&x)),
+        403,
+        "is not assigned to instance",
+    );
+    // Subnet claims of the whole address space or a /8; in a transaction too.
+    for (last, says) in [
+        ("0.0.0.0-0", "names no subnet"),
+        ("10.0.0.0-8", "shorter than a /16"),
+    ] {
+        let key = format!("/minifargate/v1/subnets/edge-x/{last}");
+        let holder = format!(r#"{{"cluster":"default","instance":"{x}","address":null}}"#);
+        refused(last, put(&key, holder.as_bytes()), 400, says);
+        let txn = format!(
+            r#"{{"success":[{{"request_put":{{"key":"{}","value":"{}"}}}}]}}"#,
+            common::cli::b64(key.as_bytes()),
+            common::cli::b64(holder.as_bytes())
+        );
+        refused(last, call("/v3/kv/txn", &txn), 400, says);
+    }
+    // The tunnels: a relay to the honest box, a tunnel for its instance.
+    let (status, body) = crate::cluster_tunnel::upgrade_as(
+        &server,
+        &ca,
+        &stolen,
+        &format!("/v1/boxes/default/{h}/dial"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("reaches no other box"), "{body}");
+    let (status, body) = crate::cluster_tunnel::upgrade_as(
+        &server,
+        &ca,
+        &stolen,
+        &format!("/v1/tunnel?cluster=default&instance={h}"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("holds no container instance"), "{body}");
+    // A replayed token, and a join under the honest box's name.
+    let (_, log) = join_fails(&server, &used[1], "edge-y");
+    assert!(
+        log.contains("the token is unknown, revoked or used up"),
+        "{log}"
+    );
+    let t = token(&etcd, &[]);
+    let (_, log) = join_fails(&server, &t, "edge-h");
+    assert!(
+        log.contains("HTTP 409") && log.contains("is a member already"),
+        "{log}"
+    );
+
+    // Nothing changed, and the cluster still places on the honest box.
+    let after = snapshot();
+    assert_eq!(before[..3], after[..3]);
+    assert_eq!(after[2], "DRAINING");
+    assert!(after[3].contains(&h), "the task's record: {}", after[3]);
+    assert!(!after[4].is_empty() && !after[5].is_empty(), "{after:?}");
+    let subnets_after =
+        etcd.etcdctl(&["get", "--prefix", "/minifargate/v1/subnets/", "--keys-only"]);
+    assert_eq!(subnets_before.stdout, subnets_after.stdout);
+    assert_eq!(describe_task(&api, &first)["lastStatus"], "RUNNING");
+    assert_eq!(common::cluster::instance(&api, &xarn)["status"], "DRAINING");
+    place("another task RUNNING on the honest box after the attacks");
+    for mut b in boxes {
+        b.signal("-TERM");
+    }
 }

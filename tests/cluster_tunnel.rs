@@ -60,7 +60,7 @@ fn operator(pki: &Path, args: &[&str]) -> Output {
 
 /// A call of serve's port for boxes with `curl`, as the client bundle in `cert`, asking
 /// for the tunnel's upgrade: its HTTP status and body.
-fn upgrade_as(server: &str, ca: &Path, cert: &Path, path: &str) -> (u16, String) {
+pub fn upgrade_as(server: &str, ca: &Path, cert: &Path, path: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args([
             "-s",

@@ -47,8 +47,9 @@ impl EtcdTls {
                 cert: Some(d.join("client.crt")),
                 key: Some(d.join("client.key")),
                 insecure_plaintext: self.etcd_insecure_plaintext,
-                // A bundle made before etcd users has no password: its certificate alone.
-                credentials: d.join("etcd-password").exists().then(|| d.clone()),
+                // A bundle made before etcd users has no user: its certificate alone. A
+                // joined box's has a user and no password (serve authenticates for it).
+                credentials: d.join("etcd-user").exists().then(|| d.clone()),
             };
         }
         crate::cluster::etcd::Tls {
@@ -72,8 +73,8 @@ impl EtcdTls {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// etcd's client endpoints, comma-separated, tried in order (e.g.
-    /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379). Not needed
-    /// with --server: a joined box reaches the store through serve's port for boxes.
+    /// http://127.0.0.1:2379 or https://10.0.0.1:2379,https://10.0.0.2:2379). Not with
+    /// --server: a joined box reaches the store only through serve's port for boxes.
     #[arg(long, value_name = "ENDPOINTS", required_unless_present_any = ["server", "leave"])]
     pub cluster: Option<String>,
     /// The ECS cluster this box joins (default: ECS_CLUSTER of --ecs-config, else
@@ -133,12 +134,12 @@ pub struct AgentArgs {
     pub advertise_address: Option<std::net::Ipv4Addr>,
     /// The control plane's port for boxes (serve's --boxes-listen): https://HOST:PORT,
     /// comma-separated for several serves. The first start joins with --token; from then
-    /// on the box's only connection to the cluster's store is this port (without
-    /// --cluster), dialed out with the certificate the join gave it.
+    /// on the box's only connection to the cluster's store is this port, dialed out with
+    /// the certificate the join gave it (the box holds no etcd credentials).
     #[arg(long, value_name = "URL", conflicts_with_all = ["etcd_certs", "etcd_cacert", "etcd_cert", "etcd_key"])]
     pub server: Option<String>,
     /// A join token (`minifargate cluster token create`): with --server, this box makes
-    /// its key, gets its certificate and etcd user, and keeps them in <root>/agent/bundle
+    /// its key, gets its certificate and etcd user's name, and keeps them in <root>/agent/bundle
     /// (root-only); later starts use that bundle and need no token.
     #[arg(
         long,
@@ -229,13 +230,14 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
         }
         let answer = rt.block_on(join::enroll(&server, &token, &name, &addresses, &dir))?;
         eprintln!(
-            "minifargate agent: joined the cluster as box {} (etcd user {}); certificate and \
-             key in {}",
+            "minifargate agent: joined the cluster as box {} (etcd user {}, authenticated by \
+             serve for it: the box holds no etcd password); certificate and key in {}",
             answer.name,
             answer.etcd_user,
             dir.display()
         );
     }
+    forget_password(&dir)?;
     a.etcd = EtcdTls {
         etcd_certs: Some(dir.clone()),
         ..a.etcd.clone()
@@ -243,6 +245,25 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
     Ok(std::fs::read_to_string(dir.join(join::CLUSTER_FILE))
         .ok()
         .map(|c| c.trim().to_string()))
+}
+
+/// A joined box holds no etcd credentials (docs/cluster.md "Boxes over one port"): the
+/// password a join of before this version kept in the bundle is removed, said once.
+fn forget_password(dir: &std::path::Path) -> anyhow::Result<()> {
+    let old = dir.join(crate::cluster::pki::PASSWORD_FILE);
+    match std::fs::remove_file(&old) {
+        Ok(()) => eprintln!(
+            "minifargate agent: removed {} (a join of an older version kept the box's etcd \
+             password there): serve's port for boxes authenticates for this box, which holds \
+             no etcd credentials",
+            old.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to remove {}", old.display()));
+        }
+    }
+    Ok(())
 }
 
 /// The agent's log filter without --log-level or ECS_LOGLEVEL: the cluster's own events
@@ -311,9 +332,15 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
         eprintln!("minifargate agent: the box's data plane is removed");
         return Ok(ExitCode::SUCCESS);
     }
+    anyhow::ensure!(
+        a.cluster.is_none() || a.server.is_none(),
+        "--cluster with --server: a joined box holds no etcd credentials and reaches the \
+         cluster's store only through serve's port for boxes (--server); drop --cluster \
+         (docs/cluster.md \"Boxes over one port\")"
+    );
     let token_cluster = joined(&g.root, &mut a)?;
-    // Without --cluster, a joined box's store calls go to serve's port for boxes
-    // (crate::cluster::gateway): it needs no route to etcd.
+    // A joined box's store calls go to serve's port for boxes (crate::cluster::gateway),
+    // which authenticates as the box's etcd user for it: it needs no route to etcd.
     let endpoints = match (a.cluster.clone(), a.server.clone()) {
         (Some(etcd), _) => etcd,
         (None, Some(server)) => server,

@@ -12,6 +12,8 @@
 //! do that here themselves ([`Etcd::put`], [`Etcd::grant`]). Every call has a deadline, so a
 //! stopped etcd is an error naming the endpoints, never a hang.
 
+use super::txn::prefix_end;
+pub use super::txn::{Compare, Op};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
@@ -41,7 +43,8 @@ pub struct Tls {
     /// `--etcd-insecure-plaintext`: a plain-http endpoint off loopback is allowed.
     pub insecure_plaintext: bool,
     /// A bundle directory holding `etcd-user` and `etcd-password` (`cluster init`,
-    /// `cluster add-box`): the etcd user this client authenticates as (etcd's RBAC).
+    /// `cluster add-box`): the etcd user this client authenticates as (etcd's RBAC). A
+    /// joined box's has no password: serve's port for boxes authenticates for it.
     pub credentials: Option<PathBuf>,
 }
 
@@ -139,6 +142,8 @@ pub struct Etcd {
     identity: Option<(PathBuf, PathBuf)>,
     /// The etcd user this client authenticates as, and its token.
     auth: Option<Arc<Auth>>,
+    /// Its etcd user (`etcd-user`), with or without a password to authenticate with.
+    user: Option<String>,
     /// The bundle directory the user's password was read from.
     bundle: Option<PathBuf>,
 }
@@ -261,17 +266,19 @@ impl Auth {
 /// the auth store changed, or missing while authentication is on): authenticating again
 /// and resending is safe, the call was not applied.
 fn token_refused(e: &EtcdError) -> bool {
-    match e {
-        EtcdError::Refused {
-            status, message, ..
-        } => {
-            *status == 401
-                || message.contains("invalid auth token")
-                || message.contains("auth store is old")
-                || message.contains("user name is empty")
-        }
-        _ => false,
-    }
+    matches!(e, EtcdError::Refused { status, message, .. } if refused_for_token(*status, message))
+}
+
+/// Whether an answer of HTTP `status` saying `message` refused a call for its token.
+pub fn refused_for_token(status: u16, message: &str) -> bool {
+    status == 401
+        || [
+            "invalid auth token",
+            "auth store is old",
+            "user name is empty",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
 }
 
 impl Etcd {
@@ -317,26 +324,30 @@ impl Etcd {
         }
         let http = client(tls, Some(CALL_TIMEOUT))?;
         let streaming = client(tls, None)?;
-        let auth = match &tls.credentials {
-            Some(dir) => {
-                let read = |name: &str| {
-                    let p = dir.join(name);
-                    std::fs::read_to_string(&p)
-                        .map(|s| s.trim().to_string())
-                        .map_err(|e| EtcdError::Tls {
-                            path: p.display().to_string(),
-                            why: e.to_string(),
-                        })
-                };
-                Some(Arc::new(Auth {
-                    user: read("etcd-user")?,
-                    password: read("etcd-password")?,
-                    http: http.clone(),
-                    state: tokio::sync::Mutex::new(AuthState::None),
-                    stale: std::sync::atomic::AtomicBool::new(false),
-                }))
-            }
+        let read = |dir: &std::path::Path, name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| EtcdError::Tls {
+                    path: p.display().to_string(),
+                    why: e.to_string(),
+                })
+        };
+        let user = match &tls.credentials {
+            Some(dir) => Some(read(dir, "etcd-user")?),
             None => None,
+        };
+        // A joined box's bundle names its user and holds no password: serve's port for
+        // boxes authenticates as that user on its behalf (super::gateway).
+        let auth = match (&tls.credentials, &user) {
+            (Some(dir), Some(user)) if dir.join("etcd-password").exists() => Some(Arc::new(Auth {
+                user: user.clone(),
+                password: read(dir, "etcd-password")?,
+                http: http.clone(),
+                state: tokio::sync::Mutex::new(AuthState::None),
+                stale: std::sync::atomic::AtomicBool::new(false),
+            })),
+            _ => None,
         };
         Ok(Etcd {
             endpoints: list,
@@ -346,6 +357,7 @@ impl Etcd {
             ca: tls.cacert.clone(),
             identity: tls.cert.clone().zip(tls.key.clone()),
             auth,
+            user,
             bundle: tls.credentials.clone(),
         })
     }
@@ -378,9 +390,9 @@ impl Etcd {
             .map(|(c, k)| (c.as_path(), k.as_path()))
     }
 
-    /// The etcd user this client authenticates as (its bundle's), if any.
+    /// The etcd user this client acts as (its bundle's), if any.
     pub fn user(&self) -> Option<&str> {
-        self.auth.as_deref().map(|a| a.user.as_str())
+        self.user.as_deref()
     }
 
     /// The endpoints, as given.
@@ -984,56 +996,6 @@ fn client(tls: &Tls, timeout: Option<Duration>) -> Result<reqwest::Client, EtcdE
     })
 }
 
-/// A condition of a [`Etcd::txn`].
-#[derive(Debug, Clone)]
-pub enum Compare {
-    /// The key was last changed at this revision (0: it does not exist).
-    ModRevision(String, i64),
-    /// The key does not exist.
-    Absent(String),
-    /// No key under the prefix was created or changed after this revision.
-    UnchangedUnderSince(String, i64),
-}
-
-impl Compare {
-    fn json(&self) -> Value {
-        match self {
-            Compare::ModRevision(k, rev) => json!({
-                "key": B64.encode(k), "target": "MOD", "mod_revision": rev.to_string(), "result": "EQUAL"
-            }),
-            Compare::Absent(k) => json!({
-                "key": B64.encode(k), "target": "CREATE", "create_revision": "0", "result": "EQUAL"
-            }),
-            // A compare over a range holds when it holds for every key in it (etcd 3.3+).
-            Compare::UnchangedUnderSince(prefix, rev) => json!({
-                "key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix)),
-                "target": "MOD", "mod_revision": (rev + 1).to_string(), "result": "LESS"
-            }),
-        }
-    }
-}
-
-/// An operation of a [`Etcd::txn`].
-#[derive(Debug, Clone)]
-pub enum Op {
-    Put(String, Vec<u8>),
-    /// A put attached to a lease: the key goes when the lease does.
-    PutWithLease(String, Vec<u8>, i64),
-    Delete(String),
-}
-
-impl Op {
-    fn json(&self) -> Value {
-        match self {
-            Op::Put(k, v) => json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}),
-            Op::PutWithLease(k, v, lease) => json!({"request_put": {
-                "key": B64.encode(k), "value": B64.encode(v), "lease": lease.to_string()
-            }}),
-            Op::Delete(k) => json!({"request_delete_range": {"key": B64.encode(k)}}),
-        }
-    }
-}
-
 /// One change a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -1317,18 +1279,6 @@ fn number(v: &Value) -> i64 {
     }
 }
 
-/// The end of the range of keys starting with `prefix` (its last byte incremented).
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1542,8 +1492,7 @@ mod tests {
     }
 
     #[test]
-    fn prefix_end_is_the_next_key() {
-        assert_eq!(prefix_end("/a/"), b"/a0");
+    fn numbers_are_strings_or_absent() {
         assert_eq!(number(&json!("7587868143")), 7_587_868_143);
         assert_eq!(number(&Value::Null), 0);
     }

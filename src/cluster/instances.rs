@@ -330,34 +330,13 @@ pub fn assemble(cluster: &str, read: &Read) -> (Vec<Instance>, Vec<LeftOut>) {
     let mut out = Vec::new();
     for kv in &read.regs {
         let id = &kv.key[regs_prefix.len()..];
-        if kv.value.len() > REGISTRATION_MAX {
-            leave(
-                kv,
-                format!(
-                    "a registration of {} bytes: over {REGISTRATION_MAX}",
-                    kv.value.len()
-                ),
-            );
-            continue;
-        }
-        let mut reg = match serde_json::from_slice::<Registration>(&kv.value) {
+        let mut reg = match registration(id, &kv.value) {
             Ok(r) => r,
-            Err(e) => {
-                leave(kv, format!("not a container instance registration: {e}"));
+            Err(why) => {
+                leave(kv, why);
                 continue;
             }
         };
-        if reg.id != id {
-            leave(
-                kv,
-                format!(
-                    "the registration names instance {:?}, its key {id:?}",
-                    reg.id
-                ),
-            );
-            continue;
-        }
-        reg.id = id.to_string();
         reg.ec2_instance_id = Some(reg.ec2_instance_id());
         let mut version = kv.mod_revision;
         // serve creates the status before the box registers (the agent itself on a plain
@@ -450,8 +429,30 @@ pub fn assemble(cluster: &str, read: &Read) -> (Vec<Instance>, Vec<LeftOut>) {
     (out, left)
 }
 
-/// A stored custom attribute as ECS allows it (PutAttributes' rules), or why not.
-fn custom_attribute(name: &str, raw: &[u8]) -> Result<Option<String>, String> {
+/// Instance `id`'s registration as stored under its key, or why a reader leaves it out
+/// (and serve's port for boxes refuses it, `super::admission`): over
+/// [`REGISTRATION_MAX`], not a registration, or naming another instance than its key.
+pub fn registration(id: &str, raw: &[u8]) -> Result<Registration, String> {
+    if raw.len() > REGISTRATION_MAX {
+        return Err(format!(
+            "a registration of {} bytes: over {REGISTRATION_MAX}",
+            raw.len()
+        ));
+    }
+    let reg = serde_json::from_slice::<Registration>(raw)
+        .map_err(|e| format!("not a container instance registration: {e}"))?;
+    if reg.id != id {
+        return Err(format!(
+            "the registration names instance {:?}, its key {id:?}",
+            reg.id
+        ));
+    }
+    Ok(reg)
+}
+
+/// A stored custom attribute as ECS allows it (PutAttributes' rules), or why not (a
+/// reader leaves it out, serve's port for boxes refuses it).
+pub fn custom_attribute(name: &str, raw: &[u8]) -> Result<Option<String>, String> {
     if !attribute_name_ok(name) {
         return Err(format!(
             "attribute name {:?}: not 1 to 128 letters, numbers, hyphens, underscores, \

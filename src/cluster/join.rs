@@ -13,16 +13,19 @@
 //!    public key, its endpoint's addresses and its key's signature over all of them (what a
 //!    CSR's self-signature proves: the sender holds the key);
 //! 3. gets its certificate (role `urn:minifargate:box:NAME`, as `cluster add-box` issues)
-//!    and its etcd user's password, and keeps them with its key in `<root>/agent/bundle/`
-//!    (0700, files 0600), written whole or not at all.
+//!    and the name of its etcd user, and keeps them with its key in `<root>/agent/bundle/`
+//!    (0700, files 0600), written whole or not at all. No etcd password: the box holds no
+//!    etcd credentials; serve's port for boxes authenticates as its user for it
+//!    ([`PasswordKey`], [`super::gateway`]).
 //!
 //! serve ([`admit`]) checks the token (the secret's hash, the expiry, the joins left) and
 //! takes one of its uses in the same etcd transaction that records the box's name, so a
 //! token of one use joins one box and no two boxes get one name; then it issues the
 //! certificate with the CA's key it holds (`serve --cluster-dir`) and creates the box's
-//! etcd user and role as `cluster add-box --cluster` does. `cluster remove-box` takes the
-//! user and role away and records the certificate's hash as revoked: serve's port for
-//! boxes refuses it ([`whoami`]), etcd refuses its password.
+//! etcd user and role as `cluster add-box --cluster` does, with a password derived from
+//! the CA's key that never leaves the control plane. `cluster remove-box` takes the user
+//! and role away and records the certificate's hash as revoked: serve's port for boxes
+//! refuses it ([`whoami`]) and has no user left to authenticate as for it.
 
 use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::keys;
@@ -143,9 +146,45 @@ pub struct JoinAnswer {
     pub certificate: String,
     /// The cluster's CA (PEM).
     pub ca: String,
+    /// The box's etcd user: serve's port for boxes acts as it for the box, which holds
+    /// no password.
     pub etcd_user: String,
-    pub etcd_password: String,
     pub cluster: Option<String>,
+}
+
+/// The key serve derives a joined box's etcd password with: HMAC-SHA256 keyed by a hash
+/// of the cluster CA's private key (`ca.key` of `--cluster-dir`), over the box's name.
+/// Every serve that holds the CA's key (each needs it to admit joins) derives the same
+/// password, so none is stored, copied or sent: the box never has it, and no etcd key
+/// holds it (docs/cluster.md "Boxes over one port").
+#[derive(Clone)]
+pub struct PasswordKey(ring::hmac::Key);
+
+impl std::fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordKey(..)")
+    }
+}
+
+impl PasswordKey {
+    /// The key of the CA in `layout`.
+    pub fn of(layout: &Layout) -> Result<PasswordKey, pki::PkiError> {
+        let path = layout.ca_key();
+        let pem = std::fs::read(&path).map_err(|source| pki::PkiError::Read { path, source })?;
+        Ok(PasswordKey::from_secret(&pem))
+    }
+
+    fn from_secret(secret: &[u8]) -> PasswordKey {
+        let mut h = sha2::Sha256::new();
+        h.update(b"minifargate joined boxes' etcd passwords v1\n");
+        h.update(secret);
+        PasswordKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize()))
+    }
+
+    /// Box `name`'s etcd password (64 hex).
+    pub fn password(&self, name: &str) -> String {
+        hex::encode(ring::hmac::sign(&self.0, name.as_bytes()).as_ref())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +423,9 @@ pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<Join
     let (_, ca_pem) = pki::layout_ca(layout).map_err(|e| refuse(500, e.to_string()))?;
     let certificate = pki::issue_for_key(layout, &r.name, &point, &r.addresses)
         .map_err(|e| refuse(400, crate::errors::error_chain(&e)))?;
-    let password = pki::new_password().map_err(|e| refuse(500, e.to_string()))?;
+    let password = PasswordKey::of(layout)
+        .map_err(|e| refuse(500, e.to_string()))?
+        .password(&r.name);
     let der = {
         use rustls_pki_types::pem::PemObject;
         rustls_pki_types::CertificateDer::from_pem_slice(certificate.as_bytes())
@@ -469,7 +510,6 @@ pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<Join
         certificate,
         ca: ca_pem,
         etcd_user: user,
-        etcd_password: password,
         cluster: record.cluster,
     })
 }
@@ -736,11 +776,6 @@ fn keep(dir: &Path, a: &JoinAnswer, key_pem: &str, server: &str) -> Result<(), J
             &format!("{}\n", a.etcd_user),
             &mut m,
         )?;
-        pki::private_file(
-            &tmp.join(pki::PASSWORD_FILE),
-            &format!("{}\n", a.etcd_password),
-            &mut m,
-        )?;
         pki::private_file(&tmp.join(SERVER_FILE), &format!("{server}\n"), &mut m)?;
         if let Some(c) = &a.cluster {
             pki::private_file(&tmp.join(CLUSTER_FILE), &format!("{c}\n"), &mut m)?;
@@ -971,6 +1006,26 @@ mod tests {
         let (cp, _) = pki::control_plane_identity(&layout, &["cp.lab".into()]).unwrap();
         let cp = rustls_pki_types::CertificateDer::from_pem_slice(cp.as_bytes()).unwrap();
         assert!(pki::uri_names(&cp).is_empty());
+    }
+
+    #[test]
+    fn a_box_s_password_is_derived_from_the_ca_s_key_and_its_name_alone() {
+        let key = PasswordKey::from_secret(b"the CA's key");
+        let p = key.password("edge-1");
+        assert_eq!(p.len(), 64);
+        assert!(lower_hex(&p, 64), "{p}");
+        // Every serve holding the same CA derives the same password; another box's, or
+        // another CA's, is another.
+        assert_eq!(
+            PasswordKey::from_secret(b"the CA's key").password("edge-1"),
+            p
+        );
+        assert_ne!(key.password("edge-2"), p);
+        assert_ne!(
+            PasswordKey::from_secret(b"another CA's key").password("edge-1"),
+            p
+        );
+        assert_eq!(format!("{key:?}"), "PasswordKey(..)");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`tunnel`]: a joined box's tunnel, through which serve and the CLI reach its endpoint.
 //! - [`registries`]: the serves' registries advertised to every box's pulls.
 
+pub mod admission;
 pub mod agent;
 pub mod agents_client;
 pub mod api;
@@ -48,6 +49,7 @@ pub mod subnets;
 pub mod task_api;
 pub mod tasks;
 pub mod tunnel;
+pub mod txn;
 pub mod users;
 pub mod work;
 

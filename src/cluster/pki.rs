@@ -488,11 +488,6 @@ pub fn control_plane_identity(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// A new etcd password (32 random bytes, hex), as a bundle's.
-pub fn new_password() -> Result<String, PkiError> {
-    password()
-}
-
 /// `cluster add-box NAME`: box `name`'s bundle, issued by the CA in `layout.dir`: its
 /// certificate is etcd's client certificate and its agent's endpoint's server certificate,
 /// valid for loopback and `addresses` (the box's addresses on the boxes' network).

@@ -26,6 +26,15 @@ fn oversized(len: usize) -> Option<String> {
     (len > REPORT_MAX).then(|| format!("a report of {len} bytes: over {REPORT_MAX}"))
 }
 
+/// Report `key` as stored, or why the leader does not fold it (and serve's port for
+/// boxes refuses it, `super::admission`): over [`REPORT_MAX`], or not a report.
+pub fn report(key: &str, raw: &[u8]) -> Result<Report, String> {
+    if let Some(why) = oversized(raw.len()) {
+        return Err(why);
+    }
+    decode(key, raw).map_err(|e| e.to_string())
+}
+
 /// Whether instance `instance`'s reports come from box `name`: the box it is bound to, or,
 /// for an instance without a binding (a plain etcd: no etcd users), the box that reports
 /// under the instance's own id.
@@ -81,14 +90,10 @@ async fn once(
         tracing::warn!(report = %key, r#box = %name, why, "a box's task report not applied");
     };
     let drop_report = || drop_report(etcd, key, report_rev);
-    if let Some(why) = oversized(raw.len()) {
-        settled(&why);
-        return drop_report().await;
-    }
-    let report: Report = match decode(key, raw) {
+    let report = match report(key, raw) {
         Ok(r) => r,
-        Err(e) => {
-            settled(&e.to_string());
+        Err(why) => {
+            settled(&why);
             return drop_report().await;
         }
     };

@@ -131,6 +131,28 @@ pub enum SubnetError {
     Contended(u32),
 }
 
+/// The subnet a claim's key names by its last part (`10.94.3.0-24`).
+pub fn key_subnet(last: &str) -> Option<Subnet> {
+    let (net, len) = last.split_once('-')?;
+    Subnet::new(net.parse().ok()?, len.parse().ok()?).ok()
+}
+
+/// Why serve's port for boxes refuses a claim of `s` (`super::admission`): what every
+/// reader refuses without knowing a task range ([`Bounds::refusal`]: shorter than a
+/// /16), and a subnet outside the private ranges (RFC 1918), where no task range lies.
+/// serve knows no task range of its own: each agent has its `--task-range`, against
+/// which it honours the others' claims.
+pub fn port_refusal(s: &Subnet) -> Option<String> {
+    Bounds { range: None }.refusal(s).or_else(|| {
+        (!s.network().is_private()).then(|| {
+            format!(
+                "{s} is not in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): \
+                 no box's task subnet is"
+            )
+        })
+    })
+}
+
 /// The subnets in etcd, by subnet, with their keys and holders (undecodable keys left
 /// out). Taken in the order they were created: a subnet overlapping one claimed before
 /// it under another key is left out (the first claim wins), and so is one `bounds` does
@@ -147,10 +169,7 @@ fn held(kvs: &[super::etcd::Kv], bounds: &Bounds) -> BTreeMap<Subnet, (String, H
                         "a box's task subnet claim not honoured: not routed, not counted as held");
                 }
             };
-            let Some(s) = last
-                .split_once('-')
-                .and_then(|(net, len)| Subnet::new(net.parse().ok()?, len.parse().ok()?).ok())
-            else {
+            let Some(s) = key_subnet(last) else {
                 refused("its key names no subnet of /8 to /30");
                 return None;
             };

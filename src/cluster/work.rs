@@ -563,7 +563,7 @@ impl Work {
                 never_started: None,
             };
             let key = keys::box_report(&self.reporter, &self.cluster, id);
-            etcd.put(&key, &json_bytes(&report), None).await?;
+            put_report(etcd, &key, &report).await?;
             *reported = row.version;
         }
         Ok(())
@@ -621,8 +621,7 @@ impl Work {
                 reason: reason.into(),
             }),
         };
-        etcd.put(&self.report_key(id), &json_bytes(&report), None)
-            .await?;
+        put_report(etcd, &self.report_key(id), &report).await?;
         self.tracked.remove(id);
         Ok(())
     }
@@ -642,6 +641,23 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         group,
         task_definition_arn: t.task_definition_arn.clone(),
         stopping: true,
+    }
+}
+
+/// Puts report `key`. One that serve's port for boxes refuses because the task is no
+/// longer assigned to this instance (taken off it meanwhile) is dropped and said, as the
+/// leader would drop it: the work goes on.
+async fn put_report(etcd: &Etcd, key: &str, report: &Report) -> Result<(), EtcdError> {
+    match etcd.put(key, &json_bytes(report), None).await {
+        Err(EtcdError::Refused {
+            status: 403,
+            message,
+            ..
+        }) if message.contains(super::admission::NOT_ASSIGNED) => {
+            tracing::warn!(report = %key, why = %message, "a task report dropped");
+            Ok(())
+        }
+        r => r,
     }
 }
 
