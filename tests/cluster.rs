@@ -552,17 +552,7 @@ fn a_box_s_etcd_user_writes_its_own_instance_s_keys_only() {
     });
     let id = arn.rsplit('/').next().unwrap().to_string();
     register(&api, "sleeper.json", SLEEPER);
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, "the task RUNNING on the box", || {
-        (describe_task(&api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
+    let (_, task) = common::cluster::sleeper_running(&api, "the task RUNNING on the box");
 
     // Another box, with its own bundle and etcd user: none of box a's keys is its to write.
     etcd.add_box("intruder");

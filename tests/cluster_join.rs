@@ -11,7 +11,7 @@
 use crate::common;
 
 use common::cli::{Mf, bin};
-use common::cluster::{Agent, SLEEPER, describe_task, register, serve_with};
+use common::cluster::{Agent, SLEEPER, describe_task, register, serve_with, sleeper_running};
 use common::etcd::Etcd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -66,23 +66,6 @@ fn join_fails(server: &str, token: &str, name: &str) -> (Mf, String) {
         agent.display()
     );
     (mf, log)
-}
-
-/// RunTask of the registered `cluster-sleeper` on EC2, once its task is RUNNING (`what`
-/// names the wait): the answer and the task's ARN.
-fn sleeper_running(api: &common::api::Api, what: &str) -> (serde_json::Value, String) {
-    let run = api.aws_json(&[
-        "run-task",
-        "--task-definition",
-        "cluster-sleeper",
-        "--launch-type",
-        "EC2",
-    ]);
-    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    api.wait_for(60, what, || {
-        (describe_task(api, &task)["lastStatus"] == "RUNNING").then_some(())
-    });
-    (run, task)
 }
 
 fn mode(p: &Path) -> u32 {

@@ -435,6 +435,26 @@ pub fn resource(ci: &Value, list: &str, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {list} {name} in {ci:#}"))
 }
 
+/// RunTask of the registered `cluster-sleeper` ([`SLEEPER`]) on EC2, once its task is
+/// RUNNING (`what` names the wait): the answer and the task's ARN. An answer without a
+/// task fails the test with the answer (its `failures` say why).
+pub fn sleeper_running(api: &Api, what: &str) -> (Value, String) {
+    let run = api.aws_json(&[
+        "run-task",
+        "--task-definition",
+        "cluster-sleeper",
+        "--launch-type",
+        "EC2",
+    ]);
+    let Some(task) = run["tasks"][0]["taskArn"].as_str().map(str::to_string) else {
+        panic!("run-task placed no task: {run:#}");
+    };
+    api.wait_for(60, what, || {
+        (describe_task(api, &task)["lastStatus"] == "RUNNING").then_some(())
+    });
+    (run, task)
+}
+
 /// Task `arn` as DescribeTasks shows it.
 pub fn describe_task(api: &Api, arn: &str) -> Value {
     let v = api.aws_json(&["describe-tasks", "--tasks", arn]);
