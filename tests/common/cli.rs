@@ -452,8 +452,23 @@ fn test_network() -> (String, String, std::fs::File, u32) {
             .open(dir.join(n.to_string()))
             .unwrap();
         if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let subnet = format!("10.97.{}.{}/26", n / 4, (n % 4) * 64);
+            // A test killed before its clean-up (a timeout) leaves its bridge, holding this
+            // subnet's route, with the claim released: a second bridge on it would take
+            // the new test's traffic to the dead one's. Skipped, and said.
+            let routed = Command::new("ip")
+                .args(["-4", "route", "show", "exact", &subnet])
+                .output()
+                .map(|o| !o.stdout.is_empty())
+                .unwrap_or(false);
+            if routed {
+                eprintln!(
+                    "test network {subnet}: a route is there already (a killed test's bridge?): skipped"
+                );
+                continue;
+            }
             let bridge = format!("mft{:04x}{n:03x}", std::process::id() & 0xffff);
-            return (bridge, format!("10.97.{}.{}/26", n / 4, (n % 4) * 64), f, n);
+            return (bridge, subnet, f, n);
         }
     }
     panic!("all 1024 test subnets in 10.97.0.0/16 are claimed");
