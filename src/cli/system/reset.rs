@@ -43,81 +43,7 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
 
     // 1. Tasks: graceful stop (SIGTERM, SIGKILL after each container's stopTimeout),
     // then forced, then the supervisor is killed and reconcile cleans up after it.
-    let mut ours: BTreeSet<String> = task_dirs(g);
-    if g.root.join("state.db").is_file() {
-        let mut store = open_state(g)?;
-        reconcile(g, &mut store);
-        let rows = store.unstopped_tasks()?;
-        let live: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
-        // Each supervisor as recorded (pid and start time, so a reused pid is not taken
-        // for it).
-        let supervisors: Vec<(i64, Option<i64>)> = rows
-            .iter()
-            .filter_map(|t| t.supervisor_pid.map(|p| (p, t.supervisor_start_time)))
-            .collect();
-        let alive = |&(pid, start): &(i64, Option<i64>)| match start {
-            Some(st) => process_start_time(pid) == Some(st),
-            None => process_alive(pid),
-        };
-        let mut forced = 0;
-        let mut killed = 0;
-        if !live.is_empty() {
-            stop_all(g, &live, false);
-            let left = wait_stopped(g, &live, timeout)?;
-            if !left.is_empty() {
-                forced = left.len();
-                stop_all(g, &left, true);
-                wait_stopped(g, &left, FORCE_WAIT)?;
-            }
-            // A supervisor finishes its cleanup after recording STOPPED: wait for it to
-            // exit, then kill what is still there; reconcile cleans up after those.
-            let deadline = Instant::now() + FORCE_WAIT;
-            while supervisors.iter().any(alive) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            for s in supervisors.iter().filter(|s| alive(s)) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(s.0 as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                killed += 1;
-            }
-            if killed > 0 {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while supervisors.iter().any(alive) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                reconcile(g, &mut store);
-            }
-            for id in &live {
-                if store
-                    .task(id)?
-                    .is_some_and(|(t, _)| t.last_status != LastStatus::Stopped)
-                {
-                    errors.push(format!("task {id} did not stop"));
-                }
-            }
-            for s in supervisors.iter().filter(|s| alive(s)) {
-                errors.push(format!("task supervisor {} did not exit", s.0));
-            }
-        }
-        println!(
-            "stopped {} task{}{}",
-            live.len(),
-            if live.len() == 1 { "" } else { "s" },
-            match (forced, killed) {
-                (0, 0) => String::new(),
-                (f, 0) => format!(" ({f} forced)"),
-                (f, k) => format!(" ({f} forced, {k} supervisor{} killed)", plural(k)),
-            }
-        );
-        ours.extend(
-            store
-                .list_tasks(&crate::store::TaskFilter::default())?
-                .into_iter()
-                .map(|t| t.id),
-        );
-    }
+    let ours = stop_tasks(g, timeout, &mut errors)?;
 
     // 2. What a crash may have left of this root's tasks: containers (processes,
     // libcontainer state) and task cgroups. Tasks of other roots count as live.
@@ -219,6 +145,92 @@ pub fn reset(g: &GlobalOpts, force: bool, timeout: Duration) -> anyhow::Result<E
             plural(errors.len())
         )
     }
+}
+
+/// Step 1 of [`reset`]: every task of this root stopped (gracefully, then forced, then its
+/// supervisor killed and reconciled); what did not stop goes to `errors`. The ids of this
+/// root's tasks, for the clean-up of what a crash left.
+fn stop_tasks(
+    g: &GlobalOpts,
+    timeout: Duration,
+    errors: &mut Vec<String>,
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut ours: BTreeSet<String> = task_dirs(g);
+    if g.root.join("state.db").is_file() {
+        let mut store = open_state(g)?;
+        reconcile(g, &mut store);
+        let rows = store.unstopped_tasks()?;
+        let live: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
+        // Each supervisor as recorded (pid and start time, so a reused pid is not taken
+        // for it).
+        let supervisors: Vec<(i64, Option<i64>)> = rows
+            .iter()
+            .filter_map(|t| t.supervisor_pid.map(|p| (p, t.supervisor_start_time)))
+            .collect();
+        let alive = |&(pid, start): &(i64, Option<i64>)| match start {
+            Some(st) => process_start_time(pid) == Some(st),
+            None => process_alive(pid),
+        };
+        let mut forced = 0;
+        let mut killed = 0;
+        if !live.is_empty() {
+            stop_all(g, &live, false);
+            let left = wait_stopped(g, &live, timeout)?;
+            if !left.is_empty() {
+                forced = left.len();
+                stop_all(g, &left, true);
+                wait_stopped(g, &left, FORCE_WAIT)?;
+            }
+            // A supervisor finishes its cleanup after recording STOPPED: wait for it to
+            // exit, then kill what is still there; reconcile cleans up after those.
+            let deadline = Instant::now() + FORCE_WAIT;
+            while supervisors.iter().any(alive) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for s in supervisors.iter().filter(|s| alive(s)) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(s.0 as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed += 1;
+            }
+            if killed > 0 {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while supervisors.iter().any(alive) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                reconcile(g, &mut store);
+            }
+            for id in &live {
+                if store
+                    .task(id)?
+                    .is_some_and(|(t, _)| t.last_status != LastStatus::Stopped)
+                {
+                    errors.push(format!("task {id} did not stop"));
+                }
+            }
+            for s in supervisors.iter().filter(|s| alive(s)) {
+                errors.push(format!("task supervisor {} did not exit", s.0));
+            }
+        }
+        println!(
+            "stopped {} task{}{}",
+            live.len(),
+            if live.len() == 1 { "" } else { "s" },
+            match (forced, killed) {
+                (0, 0) => String::new(),
+                (f, 0) => format!(" ({f} forced)"),
+                (f, k) => format!(" ({f} forced, {k} supervisor{} killed)", plural(k)),
+            }
+        );
+        ours.extend(
+            store
+                .list_tasks(&crate::store::TaskFilter::default())?
+                .into_iter()
+                .map(|t| t.id),
+        );
+    }
+    Ok(ours)
 }
 
 fn plural(n: usize) -> &'static str {
