@@ -219,7 +219,9 @@ serve_start() {
         # serve's port for boxes: where the boxes reach it (the bridge's host address).
         ba=127.0.0.1; [ "${CL_NETNS:-0}" = 1 ] && ba="$CL_GW"
         bp="$(free_port $((7443 + n * 7)))"
-        set -- "$@" --boxes-listen "$ba:$bp" --cluster-dir "$W/pki"
+        # The boxes' task range (their agents' --task-range, below): claims outside it refused.
+        br=10.92.0.0/16; [ "${CL_NETNS:-0}" = 1 ] && br="10.92.$((CL_NET + 4)).0/22"
+        set -- "$@" --boxes-listen "$ba:$bp" --cluster-dir "$W/pki" --boxes-task-range "$br"
         CL_SERVERS="${CL_SERVERS:+$CL_SERVERS,}https://$ba:$bp"
     fi
     MINIFARGATE_BRIDGE="$(cl_bridge "${CL_BOX:-0}")" MINIFARGATE_SUBNET="$(cl_subnet "${CL_BOX:-0}")" \

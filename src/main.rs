@@ -102,6 +102,7 @@ fn serve_options(a: cli::serve::ServeArgs) -> api::start::Options {
         lost_instance_after: a.lost_instance_after,
         boxes_listen: a.boxes_listen,
         boxes_names: a.boxes_name,
+        boxes_task_range: a.boxes_task_range,
         cluster_dir: a.cluster_dir,
         etcd_tls: a.etcd.tls(),
         etcd_tls_given: a.etcd.given(),

@@ -4,7 +4,8 @@
 //! for boxes (and to the test's registry, for its image) joins with a token and runs a
 //! service's task; then CloudWatch Logs' GetLogEvents (serve), `minifargate logs` and
 //! `minifargate exec` (the operator's CLI, relayed by serve), the console's task view and
-//! the task's CPUUtilization in CloudWatch all reach it, and a box's certificate is
+//! the task's CPUUtilization in CloudWatch all reach it, again after its connections to
+//! serve were cut (it dials a new tunnel), and a box's certificate is
 //! refused every relay. A real etcd with TLS, real serve and agent, the real AWS CLI;
 //! every process stopped by its pid, the namespace removed on drop.
 
@@ -125,6 +126,9 @@ fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
         boxes_at.clone(),
         "--cluster-dir".into(),
         pki.display().to_string(),
+        // The agents' --task-range below: the box's subnet claim is held to it.
+        "--boxes-task-range".into(),
+        "10.97.0.0/16".into(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let api = common::api::Api::start_env(
@@ -288,6 +292,38 @@ fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "in sh\n");
+
+    // The tunnel cut: every connection of the box to serve's port aborted in the box's
+    // own kernel (`ss -K`, as a NAT that forgets a flow or a dropped link does), the
+    // tunnel and the store calls alike. The box dials again; the serve it reaches holds
+    // its tunnel anew, and logs and exec reach the task again.
+    let out = b
+        .exec("ss")
+        .args([
+            "-K",
+            "dst",
+            &lan.gateway.to_string(),
+            "dport",
+            "=",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ss -K: {}", text(&out.stderr));
+    let again: Value = api.wait_for(30, "the box's tunnel held again, anew", || {
+        let out = etcd.etcdctl(&["get", &key, "--print-value-only"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["sinceMs"].as_i64()? > held["sinceMs"].as_i64()?).then_some(v)
+    });
+    assert_eq!(again["box"], "edge-t", "{again:#}");
+    api.wait_for(30, "exec through the tunnel dialed again", || {
+        let out = operator(&pki, &["exec", "--etcd", &ep, &id, "--", "echo", "again"]);
+        (out.status.success() && text(&out.stdout) == "again\n").then_some(())
+    });
+    let out = operator(&pki, &["logs", "--etcd", &ep, &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "tunnel up\n");
+
     // Its CPU in CloudWatch, sampled through the tunnel.
     let start = chrono::Utc::now() - chrono::Duration::minutes(1);
     api.wait_for(60, "a CPUUtilization datapoint of the box's task", || {

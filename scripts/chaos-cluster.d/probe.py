@@ -11,9 +11,10 @@ Usage:
       probe.local, service `web` (web.probe.local:8080) and `sc` (alias sc.probe:9000) on
       box SERVER_BOX and the caller on box CALLER_BOX, and prints the caller's task id
       once it runs.
-  probe.py check W LOG MARK CALLER_BOX SERVER_BOX   reads the caller's lines in LOG from
-      line MARK on: writes every failed call to W/violations-probe.jsonl and prints the
-      counts as JSON. A call that failed within a minute after a serve declared one of the
+  probe.py check W LOG MARK CALLER_BOX SERVER_BOX SPAN   reads the caller's lines in LOG
+      from line MARK on: writes every failed call to W/violations-probe.jsonl, and a
+      violation when the lines cover less than 90 % of SPAN seconds (the faults' time: a
+      caller stopped early checked nothing after), and prints the counts as JSON. A call that failed within a minute after a serve declared one of the
       probe's boxes lost (its restart outlasted the lease and --lost-instance-after, so
       its tasks were replaced: whether that declaration was due is lost.py's to say) is
       counted as excused, not as a violation.
@@ -152,7 +153,7 @@ def declared_lost(w, boxes):
     return times
 
 
-def check(w, log, mark, boxes):
+def check(w, log, mark, boxes, span):
     lines = open(log, errors="replace").read().splitlines()[mark:]
     seen = {"DNS OK": 0, "SC OK": 0, "DNS FAIL": 0, "SC FAIL": 0, "excused": 0}
     lost = declared_lost(w, boxes)
@@ -173,6 +174,19 @@ def check(w, log, mark, boxes):
                         else "a call through a Service Connect alias failed")
                 out.write(json.dumps({"t": time.time(), "name": name,
                                       "detail": f"the probe's caller at {line}"}) + "\n")
+    # The caller must have called all along: a caller task stopped (its box declared
+    # lost, its service's task replaced) checks nothing from then on.
+    stamps = [seconds(l.split()[0]) for l in lines
+              if re.match(r"\d\d:\d\d:\d\d ", l)]
+    covered = (stamps[-1] - stamps[0]) % 86400 if stamps else 0
+    seen["covered_s"] = covered
+    if covered < 0.9 * span:
+        with open(os.path.join(w, "violations-probe.jsonl"), "a") as out:
+            out.write(json.dumps({
+                "t": time.time(), "name": "the probe stopped calling",
+                "detail": f"its caller's lines cover {covered} s of the {span} s of faults "
+                          f"(was its task stopped? {len(lines)} lines from line {mark} of {log})"})
+                      + "\n")
     if seen["DNS OK"] == 0 or seen["SC OK"] == 0:
         with open(os.path.join(w, "violations-probe.jsonl"), "a") as out:
             out.write(json.dumps({"t": time.time(), "name": "the probe made no call",
@@ -185,6 +199,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "setup":
         setup(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "check":
-        check(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:7])
+        check(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:7], int(sys.argv[7]))
     else:
         sys.exit(__doc__)

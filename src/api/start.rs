@@ -34,6 +34,8 @@ pub struct Options {
     /// cluster's directory with the CA's key.
     pub boxes_listen: Option<SocketAddr>,
     pub boxes_names: Vec<String>,
+    /// The task range boxes' subnet claims are held to (`--boxes-task-range`).
+    pub boxes_task_range: Option<netns::Subnet>,
     pub cluster_dir: Option<PathBuf>,
     /// How etcd is reached (`--etcd-cacert/--etcd-cert/--etcd-key`).
     pub etcd_tls: crate::cluster::etcd::Tls,
@@ -250,6 +252,13 @@ fn cluster(
                  made): serve issues joining boxes' certificates with it",
                 layout.dir.display()
             );
+            match a.boxes_task_range {
+                Some(r) => crate::cluster::admission::hold_claims_to(r),
+                None => eprintln!(
+                    "minifargate: no --boxes-task-range: a joined box's task subnet claim is \
+                     held to a private /16 or longer, not to the cluster's task range"
+                ),
+            }
             let at = rt
                 .block_on(boxes_port(etcd, layout, listen, &a.boxes_names))
                 .context("failed to open serve's port for boxes (--boxes-listen)")?;

@@ -90,6 +90,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST", requires = "boxes_listen")]
     pub boxes_name: Vec<String>,
 
+    /// The cluster's task address range (the agents' --task-range): a joined box's claim
+    /// of a task subnet outside it is refused at --boxes-listen. Without it, a claim is
+    /// held only to a private /16 or longer, and each agent honours the others' claims
+    /// within its own --task-range.
+    #[arg(long, value_name = "CIDR", requires = "boxes_listen")]
+    pub boxes_task_range: Option<netns::Subnet>,
+
     /// The cluster's directory (`cluster init --dir`) holding the CA's key, with which
     /// --boxes-listen issues joining boxes' certificates.
     #[arg(long, value_name = "DIR", requires = "boxes_listen")]

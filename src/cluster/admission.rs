@@ -13,7 +13,8 @@
 //! its `id` its key's, its endpoint `tunnel`), a custom attribute (as ECS takes one), a
 //! ledger, a liveness key, a claim, a task report (within 256 KiB, decodes, for a task
 //! assigned to an instance bound to the box), a task subnet (a /16 or longer in a private
-//! range, held for an instance bound to the box); nothing else. A status, an assignment,
+//! range, inside the cluster's task range when serve has it, held for an instance bound
+//! to the box); nothing else. A status, an assignment,
 //! the leader's word that it bound an instance, another box's prefix and every key of the
 //! control plane are refused whoever's RBAC would allow them. Only puts are read: reads,
 //! deletes, leases and watches pass as they are (the heartbeat's keep-alive costs no
@@ -128,6 +129,20 @@ pub enum Owned {
 /// to check in etcd ([`Owned`]), or why it is refused (403: not a key the box writes;
 /// 400: a value no reader would take).
 pub fn check(name: &str, p: &Put) -> Result<Owned, Refusal> {
+    check_in(name, p, TASK_RANGE.get().copied())
+}
+
+/// The cluster's task range this serve holds boxes' subnet claims to (`serve
+/// --boxes-task-range`), set once at start.
+static TASK_RANGE: std::sync::OnceLock<netns::Subnet> = std::sync::OnceLock::new();
+
+/// Holds every box's task subnet claim at this serve's port to `range` from now on.
+pub fn hold_claims_to(range: netns::Subnet) {
+    let _ = TASK_RANGE.set(range);
+}
+
+/// [`check`] against task range `range` (`None`: a private /16 or longer anywhere).
+fn check_in(name: &str, p: &Put, range: Option<netns::Subnet>) -> Result<Owned, Refusal> {
     let key = p.key.as_str();
     let bad = |why: String| refuse(400, format!("{key}: {why}"));
     let value = if p.keeps_value {
@@ -146,7 +161,7 @@ pub fn check(name: &str, p: &Put) -> Result<Owned, Refusal> {
     if let Some(last) = key.strip_prefix(&own_subnets) {
         let s = subnets::key_subnet(last)
             .ok_or_else(|| bad("names no subnet (NETWORK-PREFIX, /8 to /30)".into()))?;
-        if let Some(why) = subnets::port_refusal(&s) {
+        if let Some(why) = subnets::port_refusal(&s, range) {
             return Err(bad(format!("a task subnet claim not taken: {why}")));
         }
         let Some(v) = value else {
@@ -519,5 +534,31 @@ mod tests {
             assert!(why.contains(says), "{last}: {why}");
         }
         assert_eq!(refused("b", &put(&at("10.94.3.0-24"), b"{}")).0, 400);
+    }
+
+    /// With the cluster's task range (`serve --boxes-task-range`), a claim outside it, or
+    /// larger than it, is refused; one inside passes.
+    #[test]
+    fn a_subnet_claim_outside_the_cluster_s_task_range_is_refused() {
+        let holder = json!({"cluster": "lab", "instance": ID, "address": "10.0.0.5"}).to_string();
+        let at = |s: &str| put(&format!("{}{s}", keys::box_subnets("b")), holder.as_bytes());
+        let range: netns::Subnet = "10.94.0.0/16".parse().unwrap();
+        assert_eq!(
+            check_in("b", &at("10.94.3.0-24"), Some(range)),
+            Ok(Owned::Subnet {
+                instance: ID.into()
+            })
+        );
+        for last in ["10.95.3.0-24", "192.168.0.0-24", "10.94.0.0-15"] {
+            let r = check_in("b", &at(last), Some(range)).unwrap_err();
+            assert_eq!(r.status, 400, "{last}: {}", r.message);
+            assert!(
+                r.message
+                    .contains("outside the cluster's task range 10.94.0.0/16")
+                    || r.message.contains("shorter than"),
+                "{last}: {}",
+                r.message
+            );
+        }
     }
 }

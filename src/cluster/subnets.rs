@@ -84,7 +84,8 @@ impl Bounds {
         }
         match self.range {
             Some(r) if s.prefix() < r.prefix() || !r.contains(s.network()) => Some(format!(
-                "{s} lies outside the cluster's task range {r} (--task-range)"
+                "{s} lies outside the cluster's task range {r} (the agents' --task-range, \
+                 serve's --boxes-task-range)"
             )),
             _ => None,
         }
@@ -138,12 +139,12 @@ pub fn key_subnet(last: &str) -> Option<Subnet> {
 }
 
 /// Why serve's port for boxes refuses a claim of `s` (`super::admission`): what every
-/// reader refuses without knowing a task range ([`Bounds::refusal`]: shorter than a
-/// /16), and a subnet outside the private ranges (RFC 1918), where no task range lies.
-/// serve knows no task range of its own: each agent has its `--task-range`, against
-/// which it honours the others' claims.
-pub fn port_refusal(s: &Subnet) -> Option<String> {
-    Bounds { range: None }.refusal(s).or_else(|| {
+/// reader refuses ([`Bounds::refusal`]: shorter than a /16, or outside `range`, the
+/// cluster's task range when serve was given it: `serve --boxes-task-range`), and a
+/// subnet outside the private ranges (RFC 1918), where no task range lies. Without
+/// `range`, each agent's own `--task-range` is what it honours the others' claims against.
+pub fn port_refusal(s: &Subnet, range: Option<Subnet>) -> Option<String> {
+    Bounds { range }.refusal(s).or_else(|| {
         (!s.network().is_private()).then(|| {
             format!(
                 "{s} is not in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): \

@@ -74,6 +74,8 @@ impl Mf {
         let docker_config = dir.path().join("docker");
         std::fs::create_dir(&docker_config).unwrap();
         let (bridge, subnet, claim, n) = test_network();
+        // Whose the subnet is, for the test that takes it after this one (`sweep_dead`).
+        record_claim(&claim, dir.path(), &bridge);
         // serve's block of load balancer names goes to this test's own hosts file, never
         // the box's /etc/hosts (tests run side by side); tests/elb.rs has the one test of
         // the real file.
@@ -453,6 +455,7 @@ fn test_network() -> (String, String, std::fs::File, u32) {
             .unwrap();
         if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
             let subnet = format!("10.97.{}.{}/26", n / 4, (n % 4) * 64);
+            sweep_dead(&f, &subnet);
             // A test killed before its clean-up (a timeout) leaves its bridge, holding this
             // subnet's route, with the claim released: a second bridge on it would take
             // the new test's traffic to the dead one's. Skipped, and said.
@@ -472,6 +475,74 @@ fn test_network() -> (String, String, std::fs::File, u32) {
         }
     }
     panic!("all 1024 test subnets in 10.97.0.0/16 are claimed");
+}
+
+/// Writes into the subnet's claim file which test holds it: its directory and bridge.
+fn record_claim(claim: &std::fs::File, dir: &Path, bridge: &str) {
+    use std::io::{Seek as _, Write as _};
+    let mut f = claim;
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = writeln!(f, "{}\n{bridge}", dir.display());
+}
+
+/// The claim just taken was a test's that died without its clean-up (killed by a
+/// timeout: its directory is still there, no Drop ran): its processes, tasks, mounts and
+/// bridge go now, as its own `Mf`'s drop would have done, and its directory after them.
+/// A sweep that fails is said and left (the route check then skips the subnet).
+fn sweep_dead(claim: &std::fs::File, subnet: &str) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/fd/{}", {
+        use std::os::fd::AsRawFd as _;
+        claim.as_raw_fd()
+    })) else {
+        return;
+    };
+    let mut lines = text.lines();
+    let (Some(dead), Some(bridge)) = (lines.next(), lines.next()) else {
+        return;
+    };
+    let dead = PathBuf::from(dead);
+    if !dead.starts_with(std::env::temp_dir()) || !dead.is_dir() {
+        return;
+    }
+    eprintln!(
+        "test network {subnet}: {} was left by a test that never cleaned up: removing it",
+        dead.display()
+    );
+    let Ok(holder) = claim.try_clone() else {
+        return;
+    };
+    let Ok(scratch) = tempfile::Builder::new().prefix("mf-sweep-").tempdir() else {
+        return;
+    };
+    // The dead test's own Mf, rebuilt from its directory; dropping it cleans up.
+    drop(Mf {
+        dir: scratch,
+        root: dead.join("root"),
+        run_root: dead.join("run"),
+        docker_config: dead.join("docker"),
+        config: None,
+        env: vec![
+            ("MINIFARGATE_BRIDGE".into(), bridge.to_string()),
+            ("MINIFARGATE_SUBNET".into(), subnet.to_string()),
+        ],
+        _subnet_claim: holder,
+        net_index: 0,
+    });
+    let link = Path::new("/sys/class/net").join(bridge);
+    if link.exists() {
+        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    }
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| Path::new(p).starts_with(&dead));
+    if mounted {
+        eprintln!("{}: mounts are left under it: kept", dead.display());
+    } else if let Err(e) = std::fs::remove_dir_all(&dead) {
+        eprintln!("{}: {e}", dead.display());
+    }
 }
 
 pub fn b64(data: &[u8]) -> String {
