@@ -27,7 +27,7 @@ pub async fn publish(etcd: &Etcd, elb: &Elb, adopt: bool) -> Result<(), EtcdErro
         tracing::warn!(error = %e, "load balancers: the published cookie key is not taken: sticky cookies set before this serve led do not open");
     }
     let c = elb.config();
-    if super::names::put_json(etcd, &keys::elb_config(), &c).await? {
+    if put_json(etcd, &keys::elb_config(), &c).await? {
         tracing::info!(
             load_balancers = c.load_balancers.len(),
             listeners = c.listeners.len(),
@@ -35,7 +35,39 @@ pub async fn publish(etcd: &Etcd, elb: &Elb, adopt: bool) -> Result<(), EtcdErro
             "load balancers' configuration published to the boxes"
         );
     }
-    super::names::publish_health(etcd, &elb.published_health()).await
+    publish_health(etcd, &elb.published_health()).await
+}
+
+/// The leader: makes `health` the load balancers' target health the other serves answer
+/// DescribeTargetHealth with and the boxes' listeners route by (when etcd has another).
+pub async fn publish_health(
+    etcd: &Etcd,
+    health: &[crate::elb::PublishedHealth],
+) -> Result<(), EtcdError> {
+    put_json(etcd, &keys::elb_health(), &health).await.map(drop)
+}
+
+/// The target health the leader published last (none when it published none, or it
+/// does not decode: the targets then show what this serve knows).
+pub async fn published_health(etcd: &Etcd) -> Result<Vec<crate::elb::PublishedHealth>, EtcdError> {
+    Ok(etcd
+        .get(&keys::elb_health())
+        .await?
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        .unwrap_or_default())
+}
+
+/// Puts `v` as JSON at `key`, unless etcd has it so already; whether it did.
+pub(super) async fn put_json(
+    etcd: &Etcd,
+    key: &str,
+    v: &impl serde::Serialize,
+) -> Result<bool, EtcdError> {
+    let value = serde_json::to_vec(v).expect("a published value encodes");
+    if etcd.get(key).await?.is_some_and(|kv| kv.value == value) {
+        return Ok(false);
+    }
+    etcd.put(key, &value, None).await.map(|()| true)
 }
 
 /// A box's load balancers: their listeners (on the data plane's threads), addresses on

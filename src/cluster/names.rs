@@ -23,14 +23,14 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// The leader: makes `source` the cluster's Cloud Map names (when etcd has others).
 pub async fn publish(etcd: &Etcd, source: &Source) -> Result<(), EtcdError> {
-    put_json(etcd, &keys::dns_cloudmap(), source)
+    super::balancers::put_json(etcd, &keys::dns_cloudmap(), source)
         .await
         .map(drop)
 }
 
 /// The leader: publishes Service Connect's aliases (by port) with their tasks.
 pub async fn publish_aliases(etcd: &Etcd, aliases: &BTreeMap<u16, Alias>) -> Result<(), EtcdError> {
-    if put_json(etcd, &keys::dns_serviceconnect(), aliases).await? {
+    if super::balancers::put_json(etcd, &keys::dns_serviceconnect(), aliases).await? {
         let shown: Vec<String> = aliases
             .iter()
             .map(|(port, a)| format!("{}:{port} ({} tasks)", a.dns_name, a.targets.len()))
@@ -39,38 +39,6 @@ pub async fn publish_aliases(etcd: &Etcd, aliases: &BTreeMap<u16, Alias>) -> Res
             "Service Connect aliases published to the boxes");
     }
     Ok(())
-}
-
-/// The leader: makes `health` the load balancers' target health the other serves answer
-/// DescribeTargetHealth with and the boxes' listeners route by (when etcd has another).
-pub async fn publish_health(
-    etcd: &Etcd,
-    health: &[crate::elb::PublishedHealth],
-) -> Result<(), EtcdError> {
-    put_json(etcd, &keys::elb_health(), &health).await.map(drop)
-}
-
-/// The target health the leader published last (none when it published none, or it
-/// does not decode: the targets then show what this serve knows).
-pub async fn published_health(etcd: &Etcd) -> Result<Vec<crate::elb::PublishedHealth>, EtcdError> {
-    Ok(etcd
-        .get(&keys::elb_health())
-        .await?
-        .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        .unwrap_or_default())
-}
-
-/// Puts `v` as JSON at `key`, unless etcd has it so already; whether it did.
-pub(super) async fn put_json(
-    etcd: &Etcd,
-    key: &str,
-    v: &impl serde::Serialize,
-) -> Result<bool, EtcdError> {
-    let value = serde_json::to_vec(v).expect("a published value encodes");
-    if etcd.get(key).await?.is_some_and(|kv| kv.value == value) {
-        return Ok(false);
-    }
-    etcd.put(key, &value, None).await.map(|()| true)
 }
 
 /// A box: the tasks' DNS server on the gateway of its task bridge (made if missing) in
