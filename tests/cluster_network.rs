@@ -742,6 +742,42 @@ pub(crate) fn run_with_env(api: &Api, family: &str, i: usize, env: &[(&str, &str
     v["tasks"][0]["taskArn"].as_str().unwrap().to_string()
 }
 
+/// Asks `http://ADDRESS/` with `Host: NAME` over one kept-alive connection until the
+/// file STOP exists (`ADDRESS NAME STOP` its arguments); writes `STOP.ok` at its first
+/// answer; prints how many requests were answered (200), how many failed, and how many
+/// connections it opened.
+const KEEP_ALIVE_CLIENT: &str = r#"
+import http.client, json, os, sys, time
+addr, name, stop = sys.argv[1:4]
+c = http.client.HTTPConnection(addr, 80, timeout=5)
+answered = failed = connections = 0
+sock = None
+while not os.path.exists(stop):
+    try:
+        c.request("GET", "/", headers={"Host": name})
+        r = c.getresponse()
+        r.read()
+        if c.sock is not None and c.sock is not sock:
+            sock = c.sock
+            connections += 1
+        if r.status == 200:
+            answered += 1
+            if answered == 1:
+                open(stop + ".ok", "w").write("ok")
+        else:
+            failed += 1
+    except Exception:
+        failed += 1
+        c.close()
+    time.sleep(0.02)
+print(json.dumps({"answered": answered, "failed": failed, "connections": connections}))
+"#;
+
+/// A path in box `b`'s directory that a client started in it stops at.
+fn box_stop_file(b: &NetBox) -> std::path::PathBuf {
+    b.mf.dir.path().join("keep-alive.stop")
+}
+
 /// The lines task `id` wrote, as box `b` keeps them.
 pub(crate) fn box_logs(b: &NetBox, id: &str) -> String {
     let out = b.cmd().args(["logs", id]).output().unwrap();
@@ -844,14 +880,15 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
             .contains(&dns),
         "the serve that does not lead names the load balancer"
     );
-    // Each box routes the load balancers' range via the leader's host (the Lan's
-    // gateway here), without NAT (realm 109).
+    // Each box listens itself: the load balancer's address on its own lo, no route to
+    // the leader for it.
     for b in &boxes {
-        let want = format!("via {} dev eth0", lan.gateway);
-        api1.wait_for(20, "the route to the load balancers", || {
-            let r = b.ip(&["-4", "route", "show", "proto", "110"]);
-            (r.contains(&want) && r.contains("realm 109")).then_some(())
+        api1.wait_for(20, "the load balancer's address on the box's lo", || {
+            b.ip(&["-4", "-o", "addr", "show", "dev", "lo"])
+                .contains(&format!("{lb_ip}/32"))
+                .then_some(())
         });
+        assert_eq!(b.ip(&["-4", "route", "show", "proto", "110"]).trim(), "");
     }
     // On each box itself: the name in its hosts file (the agent's block), answered there.
     for b in &boxes {
@@ -907,8 +944,24 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // The leader dies (SIGKILL): the other serve leads, takes the listeners, and the
-    // name answers again, on the host and in the task.
+    // A keep-alive client on box 1 itself, its connection opened before the kill.
+    let stop_file = box_stop_file(&boxes[1]);
+    let keep_alive = boxes[1]
+        .exec("python3")
+        .args(["-c", KEEP_ALIVE_CLIENT, &lb_ip.to_string(), &dns])
+        .arg(&stop_file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    api1.wait_for(20, "the keep-alive client's first answer", || {
+        std::fs::read_to_string(format!("{}.ok", stop_file.display()))
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+
+    // The leader dies (SIGKILL): the other serve leads and checks the targets; the
+    // boxes' own listeners answer all along, from their last copy of the configuration
+    // and health.
     let killed = std::time::Instant::now();
     let killed_at = now_secs();
     let _ = std::process::Command::new("kill")
@@ -923,40 +976,50 @@ fn a_load_balancer_reaches_service_tasks_on_both_boxes_and_moves_with_the_leader
     assert!(ips.contains(&back), "{back}");
     eprintln!("the leader serve killed: the load balancer answered again after {gap:?}");
     assert_eq!(common::cluster::leader_pid(&etcd), Some(other.server_pid()));
-    let logs = other.wait_for(60, "the watcher answered after the kill", || {
-        let l = box_logs(&boxes[0], &watcher_id);
-        times(&l, "ok")
-            .iter()
-            .any(|t| *t > killed_at + 0.5)
-            .then_some(l)
-    });
-    let ok = times(&logs, "ok");
-    let fail = times(&logs, "fail");
-    let last_ok = ok
-        .iter()
-        .copied()
-        .filter(|t| *t <= killed_at)
-        .fold(f64::MIN, f64::max);
-    let first_back = ok
-        .iter()
-        .copied()
-        .filter(|t| *t > killed_at && fail.iter().any(|f| *f > killed_at && f < t))
-        .fold(f64::MAX, f64::min);
-    eprintln!(
-        "the leader serve killed: from a task of box 0, the load balancer's last answer \
-         {:.2} s before the kill, failed {} times after it, answered again {:.2} s after it",
-        killed_at - last_ok,
-        fail.iter().filter(|f| **f > killed_at).count(),
-        if first_back == f64::MAX {
-            0.0
-        } else {
-            first_back - killed_at
-        }
-    );
-    other.aws_json(&["stop-task", "--task", &watcher]);
+    // The new leader checked the targets afresh and published their health: the boxes
+    // went on through that too.
     other.wait_for(60, "2 healthy targets on the new leader", || {
         (healthy_targets(other, &tg_arn) == ips).then_some(())
     });
+    let healthy_at = now_secs();
+    let logs = other.wait_for(
+        60,
+        "the watcher answered after the new leader's checks",
+        || {
+            let l = box_logs(&boxes[0], &watcher_id);
+            times(&l, "ok")
+                .iter()
+                .any(|t| *t > healthy_at + 1.0)
+                .then_some(l)
+        },
+    );
+    let fail = times(&logs, "fail");
+    let failed_after: Vec<f64> = fail.iter().copied().filter(|f| *f > killed_at).collect();
+    let answered_after = times(&logs, "ok")
+        .iter()
+        .filter(|t| **t > killed_at)
+        .count();
+    eprintln!(
+        "the leader serve killed: from a task of box 0, {answered_after} answers and {} \
+         failures after the kill",
+        failed_after.len()
+    );
+    assert!(
+        failed_after.is_empty(),
+        "requests from a task failed after the leader's kill at {killed_at}: {failed_after:?}\n{logs}"
+    );
+    std::fs::write(&stop_file, b"").unwrap();
+    let out = keep_alive.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    eprintln!("the keep-alive client on box 1 across the kill: {said}");
+    let said: Value = serde_json::from_str(&said).unwrap_or_else(|e| panic!("{said:?}: {e}"));
+    assert_eq!(said["failed"], 0, "{said}");
+    assert_eq!(
+        said["connections"], 1,
+        "the connection of before the kill was kept: {said}"
+    );
+    assert!(said["answered"].as_u64().unwrap() > 0, "{said}");
+    other.aws_json(&["stop-task", "--task", &watcher]);
 
     // Everything deleted through the serve left: no target, no listener, no address.
     other.aws_json(&[

@@ -42,7 +42,9 @@ pub async fn handle(elb: Arc<Elb>, op: String, body: axum::body::Bytes) -> Respo
                     && let Some(etcd) = crate::cluster::serving()
                 {
                     let _ = elb.sync();
-                    match crate::cluster::block_on(crate::cluster::names::published_health(etcd)) {
+                    match crate::cluster::block_on(crate::cluster::balancers::published_health(
+                        etcd,
+                    )) {
                         Ok(h) => elb.take_health(&h),
                         Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
                             "DescribeTargetHealth: cannot read the leader's target health"),

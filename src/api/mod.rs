@@ -431,9 +431,10 @@ async fn follow_local_writes(elb: Arc<crate::elb::Elb>, run_root: std::path::Pat
 
 /// `serve --cluster`: the load balancers and Cloud Map read the rows other serves wrote
 /// as they are applied; while this serve leads, the load balancers' data plane runs here
-/// and Cloud Map's names, the load balancers' names (with the route to them) and Service
-/// Connect's aliases (once a second) go to etcd for the boxes, the targets' health for the
-/// other serves (`crate::cluster::names`).
+/// (for hosts without an agent) and Cloud Map's names, Service Connect's aliases (once a
+/// second), the load balancers' configuration and their targets' health go to etcd for
+/// the boxes' data planes and the other serves (`crate::cluster::names`,
+/// `crate::cluster::balancers`).
 async fn follow_cluster(
     etcd: &'static crate::cluster::etcd::Etcd,
     elb: Arc<crate::elb::Elb>,
@@ -448,8 +449,13 @@ async fn follow_cluster(
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store: Option<crate::store::Store> = None;
+    // Whether this leadership took the published sticky cookie key yet.
+    let mut adopted = false;
     loop {
         let leading = *leadership.borrow_and_update();
+        if !leading {
+            adopted = false;
+        }
         elb.set_active(leading);
         applied.borrow_and_update();
         names.borrow_and_update();
@@ -479,19 +485,13 @@ async fn follow_cluster(
         }
         if leading {
             health.borrow_and_update();
-            if let Err(e) =
-                crate::cluster::names::publish_health(etcd, &elb.published_health()).await
-            {
-                tracing::warn!(error = %crate::errors::error_chain(&e),
-                    "load balancers: cannot publish the targets' health to the other serves");
-            }
             lbs.borrow_and_update();
-            let subnet = crate::config::get().lb_subnet;
-            if let Err(e) =
-                crate::cluster::names::publish_load_balancers(etcd, elb.names(), subnet).await
-            {
-                tracing::warn!(error = %crate::errors::error_chain(&e),
-                    "load balancers: cannot publish their names to the boxes");
+            // Adopted anew at each start of a leadership until it is read.
+            let adopt = !adopted;
+            match crate::cluster::balancers::publish(etcd, &elb, adopt).await {
+                Ok(()) => adopted = true,
+                Err(e) => tracing::warn!(error = %crate::errors::error_chain(&e),
+                    "load balancers: cannot publish them and their targets' health to the boxes and the other serves"),
             }
             // Service Connect's aliases, for the tasks of every box.
             let (c, g2) = (cm.clone(), g.clone());

@@ -447,6 +447,9 @@ mod tests {
             (keys::leader(), "not a key a box writes"),
             (keys::token(), "not a key a box writes"),
             (keys::join_token("abc"), "not a key a box writes"),
+            // What every box's listeners route by: read by all, written by serves only.
+            (keys::elb_config(), "not a key a box writes"),
+            (keys::elb_health(), "not a key a box writes"),
             (
                 keys::box_claim("edge-2", "lab", ID),
                 "only under its own prefixes",

@@ -203,22 +203,28 @@ pub fn dns_cloudmap() -> String {
     format!("{}cloudmap", dns())
 }
 
-/// The load balancers' names and addresses, and the route to them (the leader's box):
-/// `crate::cluster::names::LoadBalancers` as JSON.
-pub fn dns_elb() -> String {
-    format!("{}elb", dns())
-}
-
 /// Service Connect's aliases and their tasks (`crate::servicediscovery::connect::Alias`
 /// by port, as JSON): each box's agent listens for them on its task bridge.
 pub fn dns_serviceconnect() -> String {
     format!("{}serviceconnect", dns())
 }
 
+/// The prefix of what the leader's serve publishes of the load balancers (every box
+/// reads it, only serves write it: [`elb_config`], [`elb_health`]).
+pub fn elb() -> String {
+    format!("{ROOT}/elb/")
+}
+
 /// The load balancers' target health as the leader's serve checks it (the other serves
-/// answer DescribeTargetHealth from it).
+/// answer DescribeTargetHealth from it; each box's listeners route by it).
 pub fn elb_health() -> String {
-    format!("{ROOT}/elb/health")
+    format!("{}health", elb())
+}
+
+/// The load balancers as a listener needs them (`crate::elb::snapshot::Config` as JSON),
+/// put by the leader's serve when they change: each box's data plane runs their listeners.
+pub fn elb_config() -> String {
+    format!("{}config", elb())
 }
 
 /// The prefix of the serves' registry advertisements (every box reads them).

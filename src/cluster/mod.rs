@@ -24,6 +24,7 @@ pub mod admission;
 pub mod agent;
 pub mod agents_client;
 pub mod api;
+pub mod balancers;
 pub mod data_plane;
 pub mod ecs_config;
 pub mod endpoint;

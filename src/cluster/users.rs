@@ -138,6 +138,8 @@ pub async fn add_box_user(
     etcd.grant_prefix(&r, &keys::registries(), false).await?;
     // The names its tasks' DNS server answers (crate::cluster::names).
     etcd.grant_prefix(&r, &keys::dns(), false).await?;
+    // The load balancers its data plane's listeners run (crate::cluster::balancers).
+    etcd.grant_prefix(&r, &keys::elb(), false).await?;
     // The key read for the store's revision alone.
     etcd.grant_key(&r, "/minifargate", false).await?;
     user(etcd, u, password, &r).await?;
@@ -244,6 +246,9 @@ pub async fn bind_claim(
             etcd.grant_prefix(&role, &k, write).await?;
         }
     }
+    // The load balancers its data plane runs: a role an older version made reads them
+    // from the next binding on.
+    etcd.grant_prefix(&role, &keys::elb(), false).await?;
     etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
     tracing::info!(instance = %id, cluster = %c, etcd_user = %role, "instance bound to its box");
     done.insert(key.to_string());

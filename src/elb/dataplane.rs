@@ -20,6 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
+/// How long a listener that could not listen waits to try again.
+const RETRY_LISTEN: Duration = Duration::from_secs(1);
 /// How long a connection to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each thread closes its idle connections to the targets that the targets
@@ -162,6 +164,7 @@ pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
     let mut changes = elb.changes();
     let mut running: HashMap<Binding, Vec<JoinHandle<()>>> = HashMap::new();
     loop {
+        let mut refused = false;
         {
             let want = elb.names();
             let names = names.clone();
@@ -188,12 +191,20 @@ pub async fn run(elb: Arc<Elb>, names: Arc<Mutex<super::names::Names>>) {
                     running.insert(b, tasks);
                 }
                 Err(e) => {
+                    refused = true;
                     tracing::warn!(listener = %b.listener, addr = %b.addr, error = %e, "a load balancer's listener cannot listen");
                 }
             }
         }
-        if changes.changed().await.is_err() {
-            break;
+        // A listener refused its address (held by another process: a serve leading on
+        // a box's host, or one stopping) is tried again a second later.
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(RETRY_LISTEN), if refused => {}
         }
     }
     for tasks in running.into_values() {

@@ -26,6 +26,7 @@ pub mod query;
 mod rule_ops;
 pub mod rules;
 mod setting_ops;
+pub mod snapshot;
 mod sticky;
 
 pub use error::{ElbError, ElbResult};

@@ -55,6 +55,18 @@ impl Key {
         Key(k)
     }
 
+    /// The key as hex (what the cluster's leader publishes with the load balancers'
+    /// configuration: `super::snapshot`).
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A key from its hex (None: not 32 bytes of hex).
+    pub fn from_hex(s: &str) -> Option<Key> {
+        let b = ::hex::decode(s).ok()?;
+        Some(Key(b.try_into().ok()?))
+    }
+
     fn tag(&self, scope: &str, body: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.0);
@@ -178,6 +190,9 @@ mod tests {
         assert_eq!(k.open("tg-a", &v).as_deref(), Some("10.0.0.2:80"));
         assert_eq!(k.open("tg-b", &v), None);
         assert_eq!(Key::random().open("tg-a", &v), None);
+        let same = Key::from_hex(&k.to_hex()).unwrap();
+        assert_eq!(same.open("tg-a", &v).as_deref(), Some("10.0.0.2:80"));
+        assert!(Key::from_hex("abcd").is_none(), "too short");
         let forged = format!(
             "{}.{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("10.0.0.3:80"),
