@@ -286,9 +286,7 @@ impl Work {
 
     /// Whether this box's report of task `id`, not yet folded, says STOPPED.
     async fn reported_stopped(&self, etcd: &Etcd, id: &str) -> Result<bool, WorkError> {
-        Ok(etcd.get(&self.report_key(id)).await?.is_some_and(|kv| {
-            serde_json::from_slice::<Report>(&kv.value).is_ok_and(|r| r.stopped())
-        }))
+        Ok(reported_stopped(etcd, &self.report_key(id)).await?)
     }
 
     /// Task `id`'s local statuses, if this box has it. A store that cannot be read is an
@@ -557,13 +555,8 @@ impl Work {
             // The newest local state replaces a report not yet folded; serve's leader
             // applies it only while the task is assigned here, never over a STOPPED
             // record, and releases the task with a STOPPED one (issue 54).
-            let report = Report {
-                instance: self.instance.clone(),
-                task: Some(task_json(&task)),
-                never_started: None,
-            };
             let key = keys::box_report(&self.reporter, &self.cluster, id);
-            put_report(etcd, &key, &report).await?;
+            report_task(etcd, &key, &self.instance, &task).await?;
             *reported = row.version;
         }
         Ok(())
@@ -613,15 +606,7 @@ impl Work {
         code: &str,
         reason: &str,
     ) -> Result<(), WorkError> {
-        let report = Report {
-            instance: self.instance.clone(),
-            task: None,
-            never_started: Some(NeverStarted {
-                stop_code: code.into(),
-                reason: reason.into(),
-            }),
-        };
-        put_report(etcd, &self.report_key(id), &report).await?;
+        report_never_started(etcd, &self.report_key(id), &self.instance, code, reason).await?;
         self.tracked.remove(id);
         Ok(())
     }
@@ -642,6 +627,50 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         task_definition_arn: t.task_definition_arn.clone(),
         stopping: true,
     }
+}
+
+/// Whether a box's report `key` (not yet folded by the leader) says STOPPED: the task it
+/// names is not started again.
+pub(super) async fn reported_stopped(etcd: &Etcd, key: &str) -> Result<bool, EtcdError> {
+    Ok(etcd
+        .get(key)
+        .await?
+        .is_some_and(|kv| serde_json::from_slice::<Report>(&kv.value).is_ok_and(|r| r.stopped())))
+}
+
+/// Reports `task` as instance `instance` runs it, at report key `key`.
+pub(super) async fn report_task(
+    etcd: &Etcd,
+    key: &str,
+    instance: &str,
+    task: &crate::task::shape::Task,
+) -> Result<(), EtcdError> {
+    let report = Report {
+        instance: instance.to_string(),
+        task: Some(task_json(task)),
+        never_started: None,
+    };
+    put_report(etcd, key, &report).await
+}
+
+/// Reports at `key` that instance `instance` never started the task, as STOPPED with
+/// stop code `code` and `reason`.
+pub(super) async fn report_never_started(
+    etcd: &Etcd,
+    key: &str,
+    instance: &str,
+    code: &str,
+    reason: &str,
+) -> Result<(), EtcdError> {
+    let report = Report {
+        instance: instance.to_string(),
+        task: None,
+        never_started: Some(NeverStarted {
+            stop_code: code.into(),
+            reason: reason.into(),
+        }),
+    };
+    put_report(etcd, key, &report).await
 }
 
 /// Puts report `key`. One that serve's port for boxes refuses because the task is no
