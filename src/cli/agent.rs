@@ -229,15 +229,7 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
             )
         })?;
         let token = join::Token::parse(token)?;
-        let name = match &a.name {
-            Some(n) => n.clone(),
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .map(|h| h.split('.').next().unwrap_or_default().to_string())
-                .filter(|h| crate::cluster::pki::check_name(h).is_ok())
-                .context("the host name is not a box name: pass --name")?,
-        };
+        let name = box_name(a.name.as_deref())?;
         let mut addresses = Vec::new();
         if !a.listen.ip().is_unspecified() && !a.listen.ip().is_loopback() {
             addresses.push(a.listen.ip().to_string());
@@ -264,6 +256,19 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
     Ok(std::fs::read_to_string(dir.join(join::CLUSTER_FILE))
         .ok()
         .map(|c| c.trim().to_string()))
+}
+
+/// The box's name: `--name`, else the host name's first label.
+fn box_name(given: Option<&str>) -> anyhow::Result<String> {
+    match given {
+        Some(n) => Ok(n.to_string()),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .map(|h| h.split('.').next().unwrap_or_default().to_string())
+            .filter(|h| crate::cluster::pki::check_name(h).is_ok())
+            .context("the host name is not a box name: pass --name"),
+    }
 }
 
 /// A joined box holds no etcd credentials (docs/cluster.md "Boxes over one port"): the
@@ -405,15 +410,7 @@ fn hollow(
             "--simulate-lifetime {l}: seconds, more than 0 and at most a year"
         );
     }
-    let prefix = match &a.name {
-        Some(n) => n.clone(),
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .map(|h| h.split('.').next().unwrap_or_default().to_string())
-            .filter(|h| crate::cluster::pki::check_name(h).is_ok())
-            .context("the host name is not a box name: pass --name")?,
-    };
+    let prefix = box_name(a.name.as_deref())?;
     crate::cluster::hollow::run(crate::cluster::hollow::Options {
         root: g.root.clone(),
         servers,

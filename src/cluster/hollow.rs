@@ -14,12 +14,14 @@
 //! its connections, not a thread.
 
 use super::agent::{self as real, End, Liveness, Published};
-use super::etcd::{Etcd, Event, Tls};
+use super::etcd::{Etcd, Tls};
 use super::instances::{self, Registration};
 use super::join::{self, Token};
 use super::keys;
 use super::records::{Assignment, decode};
-use super::work::{Heartbeat, WorkError, report_never_started, report_task, reported_stopped};
+use super::work::{
+    Assignments, Change, Heartbeat, WorkError, report_never_started, report_task, reported_stopped,
+};
 use crate::store::{AttachmentStatus, DesiredStatus, LastStatus, StopCode};
 use crate::supervisor::launch::Prepared;
 use anyhow::Context;
@@ -383,30 +385,26 @@ impl Tasks {
 
     /// Reads the assignments, acts on them, then follows them until etcd fails.
     async fn session(&mut self, etcd: &Etcd) -> Result<std::convert::Infallible, WorkError> {
-        let prefix = keys::assignments(&self.cluster, &self.instance);
-        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let (now, mut follow) = Assignments::read(etcd, &self.cluster, &self.instance).await?;
         let mut assigned = BTreeSet::new();
-        for kv in &kvs {
-            let id = kv.key[prefix.len()..].to_string();
-            self.assignment(etcd, &id, &kv.key, &kv.value).await?;
-            assigned.insert(id);
+        for a in now {
+            self.assignment(etcd, &a.id, &a.key, &a.value).await?;
+            assigned.insert(a.id);
         }
         self.held.retain(|id, _| assigned.contains(id));
-        let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(STEP);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.heartbeat.bump();
             tokio::select! {
-                events = watch.next() => {
-                    for e in events? {
-                        match e {
-                            Event::Put(kv) => {
-                                let id = kv.key[prefix.len()..].to_string();
-                                self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+                changes = follow.next() => {
+                    for c in changes? {
+                        match c {
+                            Change::Assigned(a) => {
+                                self.assignment(etcd, &a.id, &a.key, &a.value).await?;
                             }
-                            Event::Delete { key, .. } => {
-                                self.held.remove(&key[prefix.len()..]);
+                            Change::Unassigned(id) => {
+                                self.held.remove(&id);
                             }
                         }
                     }

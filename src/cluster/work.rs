@@ -165,32 +165,27 @@ impl Work {
     }
 
     async fn session(&mut self, etcd: &Etcd) -> Result<std::convert::Infallible, WorkError> {
-        let prefix = keys::assignments(&self.cluster, &self.instance);
-        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let (now, mut follow) = Assignments::read(etcd, &self.cluster, &self.instance).await?;
         let mut assigned = BTreeSet::new();
-        for kv in &kvs {
-            let id = kv.key[prefix.len()..].to_string();
-            assigned.insert(id.clone());
-            self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+        for a in now {
+            self.assignment(etcd, &a.id, &a.key, &a.value).await?;
+            assigned.insert(a.id);
         }
         // What is no longer assigned here is no longer this agent's to record.
         self.tracked.retain(|id, _| assigned.contains(id));
         self.stop_unassigned(&assigned)?;
         self.square_ledger(etcd).await?;
-        let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         loop {
             self.heartbeat.bump();
             tokio::select! {
-                events = watch.next() => {
-                    for e in events? {
-                        match e {
-                            Event::Put(kv) => {
-                                let id = kv.key[prefix.len()..].to_string();
-                                self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+                changes = follow.next() => {
+                    for c in changes? {
+                        match c {
+                            Change::Assigned(a) => {
+                                self.assignment(etcd, &a.id, &a.key, &a.value).await?;
                             }
-                            Event::Delete { key, .. } => {
-                                let id = key[prefix.len()..].to_string();
+                            Change::Unassigned(id) => {
                                 let leaving = self.leaving.len();
                                 self.unassigned(&id)?;
                                 if self.leaving.len() != leaving {
@@ -626,6 +621,68 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         group,
         task_definition_arn: t.task_definition_arn.clone(),
         stopping: true,
+    }
+}
+
+/// An instance's assignments as read, then as they change: what the agent's work and a
+/// hollow box ([`super::hollow`]) follow.
+pub(super) struct Assignments {
+    prefix: String,
+    watch: super::etcd::Watch,
+}
+
+/// One task's assignment: its id, key and value.
+pub(super) struct AssignedKv {
+    pub id: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// A change of an instance's assignments.
+pub(super) enum Change {
+    Assigned(AssignedKv),
+    Unassigned(String),
+}
+
+impl Assignments {
+    /// The assignments of `instance` of `cluster` now, and their changes from the next
+    /// revision on (nothing missed in between).
+    pub(super) async fn read(
+        etcd: &Etcd,
+        cluster: &str,
+        instance: &str,
+    ) -> Result<(Vec<AssignedKv>, Assignments), WorkError> {
+        let prefix = keys::assignments(cluster, instance);
+        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let now = kvs
+            .into_iter()
+            .map(|kv| AssignedKv {
+                id: kv.key[prefix.len()..].to_string(),
+                key: kv.key,
+                value: kv.value,
+            })
+            .collect();
+        let watch = etcd.watch(&prefix, revision + 1).await?;
+        Ok((now, Assignments { prefix, watch }))
+    }
+
+    /// The next changes.
+    pub(super) async fn next(&mut self) -> Result<Vec<Change>, WorkError> {
+        let n = self.prefix.len();
+        Ok(self
+            .watch
+            .next()
+            .await?
+            .into_iter()
+            .map(|e| match e {
+                Event::Put(kv) => Change::Assigned(AssignedKv {
+                    id: kv.key[n..].to_string(),
+                    key: kv.key,
+                    value: kv.value,
+                }),
+                Event::Delete { key, .. } => Change::Unassigned(key[n..].to_string()),
+            })
+            .collect())
     }
 }
 
