@@ -208,6 +208,36 @@ async fn join_all(o: &Options) -> anyhow::Result<(Vec<Arc<Hollow>>, Option<Strin
     Ok((boxes.into_iter().map(|(_, b)| b).collect(), cluster))
 }
 
+/// How many times a hollow box's join is tried when the control plane answers it is busy
+/// (503: its store out of reach, as under many joins at once: "Scale").
+const JOIN_TRIES: u32 = 5;
+
+/// Joins box `name` with `token`, keeping its bundle in `dir`; a join the control plane
+/// could not complete (503) is tried again, a refusal is not.
+async fn enroll(
+    o: &Options,
+    token: &Token,
+    name: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut tries = 1;
+    loop {
+        match join::enroll(&o.servers[0], token, name, &[], dir).await {
+            Ok(_) => return Ok(()),
+            Err(join::JoinError::Refused {
+                status: 503,
+                message,
+                ..
+            }) if tries < JOIN_TRIES => {
+                tracing::warn!(r#box = %name, why = %message, "a hollow box's join could not complete: again");
+                tokio::time::sleep(real::BACKOFF.1 * tries).await;
+                tries += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Box `i`: joined now with the token unless its bundle is there, its client, its
 /// instance id and its liveness.
 async fn join_one(o: &Options, i: usize) -> anyhow::Result<Arc<Hollow>> {
@@ -228,7 +258,7 @@ async fn join_one(o: &Options, i: usize) -> anyhow::Result<Arc<Hollow>> {
                 dir.display()
             )
         })?;
-        join::enroll(&o.servers[0], token, &name, &[], &dir).await?;
+        enroll(o, token, &name, &dir).await?;
     }
     let tls = Tls {
         cacert: Some(dir.join("ca.crt")),
