@@ -30,7 +30,7 @@ fn operator(etcd: &Etcd, args: &[&str]) -> Output {
         .expect("run minifargate cluster")
 }
 
-fn token(etcd: &Etcd, more: &[&str]) -> String {
+pub(crate) fn token(etcd: &Etcd, more: &[&str]) -> String {
     let mut args = vec!["token", "create"];
     args.extend(more);
     let out = operator(etcd, &args);
@@ -76,6 +76,13 @@ fn mode(p: &Path) -> u32 {
 /// directory, the port and its URL, and serve's API; `None` on a plain etcd
 /// (MINIFARGATE_TEST_ETCD=plain), which has no CA to join with.
 fn control_plane() -> Option<(Etcd, std::path::PathBuf, u16, String, common::api::Api)> {
+    control_plane_with(&[])
+}
+
+/// [`control_plane`] with `more` flags of serve's.
+pub(crate) fn control_plane_with(
+    more: &[&str],
+) -> Option<(Etcd, std::path::PathBuf, u16, String, common::api::Api)> {
     let etcd = Etcd::start();
     let Some(pki) = etcd.pki().map(Path::to_path_buf) else {
         eprintln!("MINIFARGATE_TEST_ETCD=plain: no CA to join with, nothing to check");
@@ -83,15 +90,15 @@ fn control_plane() -> Option<(Etcd, std::path::PathBuf, u16, String, common::api
     };
     let port = common::util::free_port();
     let server = format!("https://127.0.0.1:{port}");
-    let api = serve_with(
-        &etcd,
-        &[
-            "--boxes-listen",
-            &format!("127.0.0.1:{port}"),
-            "--cluster-dir",
-            pki.to_str().unwrap(),
-        ],
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--boxes-listen",
+        &listen,
+        "--cluster-dir",
+        pki.to_str().unwrap(),
+    ];
+    args.extend(more);
+    let api = serve_with(&etcd, &args);
     Some((etcd, pki, port, server, api))
 }
 

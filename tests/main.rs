@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_control_plane;
 mod cluster_data_plane;
 mod cluster_exec;
+mod cluster_hollow;
 mod cluster_join;
 mod cluster_liveness;
 mod cluster_network;

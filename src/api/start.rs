@@ -320,10 +320,32 @@ async fn boxes_port(
         l,
         Some(acceptor),
         app,
-        Default::default(),
+        boxes_limits(),
         std::future::pending(),
     ));
     Ok(at)
+}
+
+/// The most connections serve's port for boxes holds at once. A box holds a few (its
+/// calls, its assignments' and its status's watches, its tunnel), so the API's own cap
+/// (256) would stop a cluster at a few dozen boxes (docs/cluster.md "Scale").
+const BOXES_MAX_CONNECTIONS: usize = 16_384;
+
+/// The limits of serve's port for boxes: the API's, with as many connections as
+/// [`BOXES_MAX_CONNECTIONS`] and the open-file limit allow (raised to its hard limit; a
+/// box's connection may hold one to etcd too, a watch passed on: two descriptors each).
+fn boxes_limits() -> super::guard::Limits {
+    let nofile = crate::cluster::nofile::raise();
+    super::guard::Limits {
+        max_connections: crate::cluster::nofile::clamp(
+            "serve's port for boxes",
+            BOXES_MAX_CONNECTIONS,
+            2,
+            nofile,
+            1024,
+        ),
+        ..Default::default()
+    }
 }
 
 /// The URL a client on this host uses: the bound address, with a wildcard listener's

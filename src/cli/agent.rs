@@ -153,6 +153,25 @@ pub struct AgentArgs {
     /// default the host name.
     #[arg(long, value_name = "NAME", requires = "server")]
     pub name: Option<String>,
+    /// Benchmarks and tests (docs/cluster.md "Scale"): run N hollow boxes in this process
+    /// instead of this box, each a client of the control plane with its own key,
+    /// certificate and etcd user (joined with --token, which needs N uses: `cluster token
+    /// create --uses N`, or 0), its own lease and registration, named `NAME-hollow-<i>`
+    /// (--name, default the host name), kept in <root>/hollow/<i>/. A hollow box runs no
+    /// container: it reports each task placed on it PENDING then RUNNING, and STOPPED when
+    /// asked (or after --simulate-lifetime), with a warning on the task saying so.
+    #[arg(long, value_name = "N", requires = "server", value_parser = clap::value_parser!(u32).range(1..=20000))]
+    pub simulate: Option<u32>,
+    /// A hollow box's CPU units (1,024 a core).
+    #[arg(long, value_name = "UNITS", default_value_t = 2048, requires = "simulate", value_parser = clap::value_parser!(i64).range(128..=1_048_576))]
+    pub simulate_cpu: i64,
+    /// A hollow box's memory (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 4096, requires = "simulate", value_parser = clap::value_parser!(i64).range(128..=16_777_216))]
+    pub simulate_memory: i64,
+    /// Seconds a hollow box's task runs before its (simulated) essential container exits
+    /// 0 and it is STOPPED (EssentialContainerExited); default: until it is stopped.
+    #[arg(long, value_name = "SECONDS", requires = "simulate")]
+    pub simulate_lifetime: Option<f64>,
     #[command(flatten)]
     pub etcd: EtcdTls,
 }
@@ -210,15 +229,7 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
             )
         })?;
         let token = join::Token::parse(token)?;
-        let name = match &a.name {
-            Some(n) => n.clone(),
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .map(|h| h.split('.').next().unwrap_or_default().to_string())
-                .filter(|h| crate::cluster::pki::check_name(h).is_ok())
-                .context("the host name is not a box name: pass --name")?,
-        };
+        let name = box_name(a.name.as_deref())?;
         let mut addresses = Vec::new();
         if !a.listen.ip().is_unspecified() && !a.listen.ip().is_loopback() {
             addresses.push(a.listen.ip().to_string());
@@ -245,6 +256,19 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
     Ok(std::fs::read_to_string(dir.join(join::CLUSTER_FILE))
         .ok()
         .map(|c| c.trim().to_string()))
+}
+
+/// The box's name: `--name`, else the host name's first label.
+fn box_name(given: Option<&str>) -> anyhow::Result<String> {
+    match given {
+        Some(n) => Ok(n.to_string()),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .map(|h| h.split('.').next().unwrap_or_default().to_string())
+            .filter(|h| crate::cluster::pki::check_name(h).is_ok())
+            .context("the host name is not a box name: pass --name"),
+    }
 }
 
 /// A joined box holds no etcd credentials (docs/cluster.md "Boxes over one port"): the
@@ -319,63 +343,18 @@ pub fn read_ecs_config(
     Ok(fallback)
 }
 
-pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
-    let file = a.loaded.take();
-    if let Some(c) = &file {
-        eprintln!("minifargate agent: read {}", c.path.display());
-        for note in &c.notes {
-            eprintln!("minifargate agent: {note}");
-        }
-    }
-    if a.leave {
-        crate::cluster::data_plane::leave(&g.run_root)?;
-        eprintln!("minifargate agent: the box's data plane is removed");
-        return Ok(ExitCode::SUCCESS);
-    }
-    anyhow::ensure!(
-        a.cluster.is_none() || a.server.is_none(),
-        "--cluster with --server: a joined box holds no etcd credentials and reaches the \
-         cluster's store only through serve's port for boxes (--server); drop --cluster \
-         (docs/cluster.md \"Boxes over one port\")"
-    );
-    let token_cluster = joined(&g.root, &mut a)?;
-    // A joined box's store calls go to serve's port for boxes (crate::cluster::gateway),
-    // which authenticates as the box's etcd user for it: it needs no route to etcd.
-    let endpoints = match (a.cluster.clone(), a.server.clone()) {
-        (Some(etcd), _) => etcd,
-        (None, Some(server)) => server,
-        (None, None) => anyhow::bail!(
-            "give --cluster ENDPOINTS (etcd) or --server URL (serve's port for boxes)"
-        ),
-    };
-    let chosen = a
-        .cluster_name
-        .clone()
-        .or_else(|| file.as_ref().and_then(|c| c.cluster.clone()));
-    if let (Some(t), Some(c)) = (&token_cluster, &chosen) {
-        anyhow::ensure!(
-            t == c,
-            "this box joined with a token for ECS cluster {t}, but --cluster-name (or \
-             ECS_CLUSTER) says {c}"
-        );
-    }
-    let name = chosen.or(token_cluster).unwrap_or_else(|| "default".into());
-    let cluster = crate::ecs::names::cluster_name(&name).to_string();
-    anyhow::ensure!(
-        !cluster.is_empty()
-            && cluster.len() <= 255
-            && cluster
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-        "--cluster-name (or ECS_CLUSTER) {name:?}: up to 255 letters, numbers, hyphens and \
-         underscores (an ECS cluster name)"
-    );
+/// The instance's custom attributes: the file's ECS_INSTANCE_ATTRIBUTES, then each
+/// `--attribute` (which wins over one of the same name), checked as ECS checks them.
+fn attributes(
+    file: Option<&crate::cluster::ecs_config::EcsConfig>,
+    given: &[String],
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let mut attributes: Vec<(String, Option<String>)> = file
         .iter()
         .flat_map(|c| c.instance_attributes.iter().flatten())
         .map(|(n, v)| (n.clone(), Some(v.clone())))
         .collect();
-    for spec in &a.attribute {
+    for spec in given {
         let (name, value) = match spec.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
             None => (spec.trim(), None),
@@ -402,6 +381,95 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
              slashes, colons or spaces, not starting or ending with a space"
         );
     }
+    Ok(attributes)
+}
+
+/// `--simulate N`: N hollow boxes in this process (crate::cluster::hollow), joined with
+/// `--token` at `--server`, each under `<root>/hollow/<i>/`.
+fn hollow(
+    g: &GlobalOpts,
+    a: &AgentArgs,
+    count: u32,
+    chosen: Option<String>,
+    attributes: Vec<(String, Option<String>)>,
+) -> anyhow::Result<ExitCode> {
+    let servers = a
+        .server
+        .clone()
+        .context("--simulate needs --server (serve's port for boxes)")?;
+    let servers: Vec<String> = servers.split(',').map(|s| s.trim().to_string()).collect();
+    for s in &servers {
+        anyhow::ensure!(
+            s.starts_with("https://"),
+            "--server {s:?}: the control plane's port for boxes, https://HOST:PORT"
+        );
+    }
+    if let Some(l) = a.simulate_lifetime {
+        anyhow::ensure!(
+            l.is_finite() && l > 0.0 && l <= 31_536_000.0,
+            "--simulate-lifetime {l}: seconds, more than 0 and at most a year"
+        );
+    }
+    let prefix = box_name(a.name.as_deref())?;
+    crate::cluster::hollow::run(crate::cluster::hollow::Options {
+        root: g.root.clone(),
+        servers,
+        token: a
+            .token
+            .as_deref()
+            .map(crate::cluster::join::Token::parse)
+            .transpose()?,
+        prefix,
+        count: count as usize,
+        chosen,
+        attributes,
+        lease_ttl: a.lease_ttl,
+        stall_limit: std::time::Duration::from_secs(a.work_stall_limit),
+        cpu: a.simulate_cpu,
+        memory: a.simulate_memory,
+        lifetime: a.simulate_lifetime.map(std::time::Duration::from_secs_f64),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
+    let file = a.loaded.take();
+    if let Some(c) = &file {
+        eprintln!("minifargate agent: read {}", c.path.display());
+        for note in &c.notes {
+            eprintln!("minifargate agent: {note}");
+        }
+    }
+    if a.leave {
+        crate::cluster::data_plane::leave(&g.run_root)?;
+        eprintln!("minifargate agent: the box's data plane is removed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(
+        a.cluster.is_none() || a.server.is_none(),
+        "--cluster with --server: a joined box holds no etcd credentials and reaches the \
+         cluster's store only through serve's port for boxes (--server); drop --cluster \
+         (docs/cluster.md \"Boxes over one port\")"
+    );
+    let chosen = a
+        .cluster_name
+        .clone()
+        .or_else(|| file.as_ref().and_then(|c| c.cluster.clone()));
+    let attributes = attributes(file.as_ref(), &a.attribute)?;
+    if let Some(n) = a.simulate {
+        return hollow(g, &a, n, chosen, attributes);
+    }
+    let token_cluster = joined(&g.root, &mut a)?;
+    // A joined box's store calls go to serve's port for boxes (crate::cluster::gateway),
+    // which authenticates as the box's etcd user for it: it needs no route to etcd.
+    let endpoints = match (a.cluster.clone(), a.server.clone()) {
+        (Some(etcd), _) => etcd,
+        (None, Some(server)) => server,
+        (None, None) => anyhow::bail!(
+            "give --cluster ENDPOINTS (etcd) or --server URL (serve's port for boxes)"
+        ),
+    };
+    let cluster = crate::cluster::agent::cluster_named(token_cluster, chosen)?;
     let applied = crate::cluster::ecs_config::Applied::from(file.as_ref());
     let (_, memory) = crate::ecs::container_instances::host_resources();
     anyhow::ensure!(

@@ -53,7 +53,7 @@ pub struct Options {
 
 /// Why a session with etcd ended.
 #[derive(Debug, thiserror::Error)]
-enum End {
+pub(super) enum End {
     #[error(transparent)]
     Etcd(#[from] EtcdError),
     #[error(transparent)]
@@ -76,7 +76,8 @@ enum End {
 }
 
 /// The first and the longest wait between two attempts to reach etcd.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(2));
+pub(super) const BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(250), Duration::from_secs(2));
 
 /// The container instance id of the box whose state root is `root`: made once (32 hex,
 /// as ECS's ids), then the same on every start.
@@ -99,6 +100,31 @@ pub fn instance_id(root: &Path) -> anyhow::Result<String> {
         .and_then(|()| std::fs::rename(&tmp, &file))
         .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(id)
+}
+
+/// The ECS cluster a box joins: the one its token named (`token`), else the one chosen
+/// (`--cluster-name` or ECS_CLUSTER), else `default`; a choice that contradicts the token
+/// is refused, and so is a name ECS would refuse.
+pub fn cluster_named(token: Option<String>, chosen: Option<String>) -> anyhow::Result<String> {
+    if let (Some(t), Some(c)) = (&token, &chosen) {
+        anyhow::ensure!(
+            t == c,
+            "this box joined with a token for ECS cluster {t}, but --cluster-name (or \
+             ECS_CLUSTER) says {c}"
+        );
+    }
+    let name = chosen.or(token).unwrap_or_else(|| "default".into());
+    let cluster = crate::ecs::names::cluster_name(&name).to_string();
+    anyhow::ensure!(
+        !cluster.is_empty()
+            && cluster.len() <= 255
+            && cluster
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "--cluster-name (or ECS_CLUSTER) {name:?}: up to 255 letters, numbers, hyphens and \
+         underscores (an ECS cluster name)"
+    );
+    Ok(cluster)
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -138,6 +164,14 @@ pub struct Liveness {
 }
 
 impl Liveness {
+    fn new(heartbeat: Arc<super::work::Heartbeat>, stall_limit: Duration) -> Arc<Liveness> {
+        Arc::new(Liveness {
+            lease: tokio::sync::watch::channel(None).0,
+            heartbeat,
+            stall_limit,
+        })
+    }
+
     /// Starts the renewing thread (renewals every third of `ttl`, while `heartbeat` is
     /// younger than `stall_limit`).
     fn start(
@@ -146,11 +180,7 @@ impl Liveness {
         heartbeat: Arc<super::work::Heartbeat>,
         stall_limit: Duration,
     ) -> anyhow::Result<Arc<Liveness>> {
-        let live = Arc::new(Liveness {
-            lease: tokio::sync::watch::channel(None).0,
-            heartbeat,
-            stall_limit,
-        });
+        let live = Liveness::new(heartbeat, stall_limit);
         let keeper = live.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -158,9 +188,23 @@ impl Liveness {
             .context("failed to start the liveness thread's async runtime")?;
         std::thread::Builder::new()
             .name("liveness".into())
-            .spawn(move || rt.block_on(keeper.renew(etcd, ttl)))
+            .spawn(move || rt.block_on(keeper.renew(Arc::new(etcd), ttl)))
             .context("failed to start the liveness thread")?;
         Ok(live)
+    }
+
+    /// The same renewals as a task of the current runtime, through `etcd` (a hollow box's:
+    /// [`super::hollow`], thousands of them in one process, where a thread each would
+    /// cost more than the box). The task ends when the handle is aborted.
+    pub(super) fn spawn(
+        etcd: Arc<Etcd>,
+        ttl: u64,
+        heartbeat: Arc<super::work::Heartbeat>,
+        stall_limit: Duration,
+    ) -> (Arc<Liveness>, tokio::task::JoinHandle<()>) {
+        let live = Liveness::new(heartbeat, stall_limit);
+        let task = tokio::spawn(live.clone().renew(etcd, ttl));
+        (live, task)
     }
 
     /// The lease held now.
@@ -200,12 +244,12 @@ impl Liveness {
     }
 
     /// Gives the lease up (to revoke it): the thread stops renewing it.
-    fn take(&self) -> Option<i64> {
+    pub(super) fn take(&self) -> Option<i64> {
         self.lease.send_replace(None)
     }
 
     /// Returns once lease `l` is no longer held (etcd said it expired).
-    async fn lost(&self, l: i64) {
+    pub(super) async fn lost(&self, l: i64) {
         let mut rx = self.lease.subscribe();
         let _ = rx.wait_for(|held| *held != Some(l)).await;
     }
@@ -213,7 +257,7 @@ impl Liveness {
     /// Renews the lease held, every third of `ttl`, forever. A renewal that fails (etcd
     /// out of reach) is tried again at the next period; only etcd saying the lease is gone
     /// makes it lost.
-    async fn renew(self: Arc<Self>, etcd: Etcd, ttl: u64) {
+    async fn renew(self: Arc<Self>, etcd: Arc<Etcd>, ttl: u64) {
         let every = Duration::from_millis((ttl * 1000 / 3).max(500));
         let mut rx = self.lease.subscribe();
         let mut failing = false;
@@ -425,16 +469,8 @@ async fn session(
         }
     }
     let id = me.instance.as_str();
-    // A box with an etcd user registers only once etcd's users are on (secure by default).
-    match etcd.auth_on().await {
-        Ok(Some(false)) => return End::AuthOff,
-        Ok(_) => {}
-        Err(e) => return e.into(),
-    }
-    if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-"))
-        && let Err(e) = bound(etcd, name, &o.cluster, id).await
-    {
-        return e.into();
+    if let Err(e) = admitted(etcd, &o.cluster, id).await {
+        return e;
     }
     let current = crate::supervisor::isolation::network::box_subnet();
     let owner = etcd
@@ -519,6 +555,18 @@ async fn session(
         }
         Err(e) => e,
     }
+}
+
+/// A box with an etcd user registers only once etcd's users are on (secure by default),
+/// and once serve's leader bound instance `id` of cluster `c` to it ([`bound`]).
+pub(super) async fn admitted(etcd: &Etcd, c: &str, id: &str) -> Result<(), End> {
+    if etcd.auth_on().await? == Some(false) {
+        return Err(End::AuthOff);
+    }
+    if let Some(name) = etcd.user().and_then(|u| u.strip_prefix("minifargate-box-")) {
+        bound(etcd, name, c, id).await?;
+    }
+    Ok(())
 }
 
 /// The tunnel of a joined box whose endpoint listens at `local`, to `servers`, with the
@@ -660,52 +708,18 @@ async fn register(
     endpoint: &str,
     box_net: (Option<std::net::Ipv4Addr>, netns::Subnet),
 ) -> Result<i64, End> {
-    let c = &o.cluster;
-    // A new instance is ACTIVE; an existing one keeps its status (DRAINING stays), and a
-    // deregistered one is not brought back.
-    if status_made(etcd, c, id).await? == Status::Inactive.as_str().as_bytes() {
-        return Err(End::Deregistered {
-            arn: arn.into(),
-            file: file.display().to_string(),
-        });
-    }
-    let registered_at = match etcd.get(&keys::instance(c, id)).await? {
-        Some(kv) => serde_json::from_slice::<Registration>(&kv.value)
-            .map(|r| r.registered_at_ms)
-            .unwrap_or_else(|_| crate::ecs::now_ms()),
-        None => crate::ecs::now_ms(),
-    };
+    let registered_at = registered_at(etcd, &o.cluster, id, arn, file).await?;
     let mut reg = Registration::of_this_box(id, registered_at);
     o.ecs_config.apply(&mut reg);
     reg.endpoint = Some(endpoint.to_string());
     reg.address = box_net.0;
     reg.task_subnet = Some(box_net.1.to_string());
-    etcd.put(
-        &keys::instance(c, id),
-        &serde_json::to_vec(&reg).expect("a registration encodes"),
-        None,
-    )
-    .await?;
-    if !*attributes_put {
-        for (name, value) in &o.attributes {
-            etcd.put(
-                &keys::attribute(c, id, name),
-                &instances::attribute_bytes(value.as_deref()),
-                None,
-            )
-            .await?;
-        }
-        *attributes_put = true;
-    }
-    // The lease still held (the previous session ended on a work error, not a lost
-    // lease) is kept: the instance stays connected throughout.
-    let l = match lease.current() {
-        Some(l) if etcd.keep_alive(l).await?.is_some() => l,
-        _ => etcd.grant(o.lease_ttl).await?,
+    let put = Published {
+        attributes: &o.attributes,
+        attributes_put,
+        lease_ttl: o.lease_ttl,
     };
-    lease.hold(l);
-    etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
-        .await?;
+    let l = publish(etcd, &o.cluster, &reg, lease, put).await?;
     tracing::info!(
         instance = %arn,
         hostname = %reg.hostname,
@@ -716,5 +730,77 @@ async fn register(
         lease_s = o.lease_ttl,
         "registered: running the tasks placed here"
     );
+    Ok(l)
+}
+
+/// When instance `id` of cluster `c` first registered (now, for a new one), once its
+/// status says it may register: a new instance is ACTIVE, an existing one keeps its
+/// status (DRAINING stays), and a deregistered one is not brought back.
+pub(super) async fn registered_at(
+    etcd: &Etcd,
+    c: &str,
+    id: &str,
+    arn: &str,
+    file: &Path,
+) -> Result<i64, End> {
+    if status_made(etcd, c, id).await? == Status::Inactive.as_str().as_bytes() {
+        return Err(End::Deregistered {
+            arn: arn.into(),
+            file: file.display().to_string(),
+        });
+    }
+    Ok(match etcd.get(&keys::instance(c, id)).await? {
+        Some(kv) => serde_json::from_slice::<Registration>(&kv.value)
+            .map(|r| r.registered_at_ms)
+            .unwrap_or_else(|_| crate::ecs::now_ms()),
+        None => crate::ecs::now_ms(),
+    })
+}
+
+/// What a registration puts besides the registration itself.
+pub(super) struct Published<'a> {
+    /// The custom attributes, put once an agent's run (`attributes_put`).
+    pub attributes: &'a [(String, Option<String>)],
+    pub attributes_put: &'a mut bool,
+    pub lease_ttl: u64,
+}
+
+/// Puts registration `reg` of cluster `c` (and the custom attributes, once), takes a
+/// lease (the one still held, else a new one) and puts the liveness key with it: the
+/// instance is connected. The lease.
+pub(super) async fn publish(
+    etcd: &Etcd,
+    c: &str,
+    reg: &Registration,
+    lease: &Liveness,
+    put: Published<'_>,
+) -> Result<i64, End> {
+    let id = reg.id.as_str();
+    etcd.put(
+        &keys::instance(c, id),
+        &serde_json::to_vec(reg).expect("a registration encodes"),
+        None,
+    )
+    .await?;
+    if !*put.attributes_put {
+        for (name, value) in put.attributes {
+            etcd.put(
+                &keys::attribute(c, id, name),
+                &instances::attribute_bytes(value.as_deref()),
+                None,
+            )
+            .await?;
+        }
+        *put.attributes_put = true;
+    }
+    // The lease still held (the previous session ended on a work error, not a lost
+    // lease) is kept: the instance stays connected throughout.
+    let l = match lease.current() {
+        Some(l) if etcd.keep_alive(l).await?.is_some() => l,
+        _ => etcd.grant(put.lease_ttl).await?,
+    };
+    lease.hold(l);
+    etcd.put(&keys::alive(c, id), reg.hostname.as_bytes(), Some(l))
+        .await?;
     Ok(l)
 }

@@ -269,6 +269,12 @@ fn token_refused(e: &EtcdError) -> bool {
     matches!(e, EtcdError::Refused { status, message, .. } if refused_for_token(*status, message))
 }
 
+/// How many times one call is sent with a new token when etcd refuses the one sent. Each
+/// change of etcd's users and roles (a box joining adds a user, a role and its grants; a
+/// binding grants an instance's keys) makes every token "old": while boxes join, a new
+/// token can be old again before its call arrives (issue 76, docs/cluster.md "Scale").
+pub const TOKEN_TRIES: usize = 5;
+
 /// Whether an answer of HTTP `status` saying `message` refused a call for its token.
 pub fn refused_for_token(status: u16, message: &str) -> bool {
     status == 401
@@ -401,20 +407,20 @@ impl Etcd {
     }
 
     /// One gateway call as this client's etcd user: authenticated on the first call, and
-    /// again (the call resent once) when etcd refuses the token.
+    /// again (the call resent) when etcd refuses the token, up to [`TOKEN_TRIES`] times.
     async fn call(&self, call: &'static str, body: Value) -> Result<Value, EtcdError> {
         let Some(auth) = &self.auth else {
             return self.send(call, &body, None).await;
         };
-        let mut again = true;
+        let mut tries = 1;
         loop {
             let first = self.current.load(Ordering::Relaxed) % self.endpoints.len();
             let token = auth.token(&self.endpoints, first).await?;
             match self.send(call, &body, token.as_deref()).await {
-                Err(e) if again && token_refused(&e) => {
+                Err(e) if tries < TOKEN_TRIES && token_refused(&e) => {
                     tracing::debug!(user = %auth.user, error = %e, "etcd refused the token: authenticating again");
                     auth.forget(token.as_deref()).await;
-                    again = false;
+                    tries += 1;
                 }
                 r => return r,
             }

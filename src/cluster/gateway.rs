@@ -266,15 +266,16 @@ fn pass_on(r: reqwest::Response) -> Response {
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// Call `call` as box `name`, with its token; sent again once with a new token when etcd
-/// refuses the one kept (lapsed: the call was not applied).
+/// Call `call` as box `name`, with its token; sent again with a new token when etcd
+/// refuses the one kept (lapsed or old: the call was not applied), up to
+/// [`super::etcd::TOKEN_TRIES`] times.
 async fn as_box(
     g: &Gateway,
     name: &str,
     call: &'static str,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let mut again = true;
+    let mut tries = 1;
     loop {
         let token = g.token(name).await?;
         let r = g
@@ -289,10 +290,10 @@ async fn as_box(
         let headers = r.headers().clone();
         let bytes = r.bytes().await.unwrap_or_default();
         let message = String::from_utf8_lossy(&bytes);
-        if again && super::etcd::refused_for_token(status, &message) {
+        if tries < super::etcd::TOKEN_TRIES && super::etcd::refused_for_token(status, &message) {
             tracing::debug!(r#box = %name, call, "etcd refused a box's token: authenticating again");
             g.forget(name, &token).await;
-            again = false;
+            tries += 1;
             continue;
         }
         let mut out = (

@@ -397,6 +397,88 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
+/// How many times a join reads the token again when a concurrent join took one of its uses.
+const TAKE_ATTEMPTS: usize = 64;
+
+/// Takes one use of token `token_key` as read (`record` at `revision`) and box name
+/// `box_key` for `joined`, in one transaction: `false` if either changed meanwhile.
+async fn take_use(
+    etcd: &Etcd,
+    token_key: &str,
+    box_key: &str,
+    record: &TokenRecord,
+    revision: i64,
+    joined: &JoinedBox,
+) -> Result<bool, Refusal> {
+    let use_token = match record.uses_left {
+        Some(1) => Op::Delete(token_key.to_string()),
+        Some(n) => {
+            let mut left = record.clone();
+            left.uses_left = Some(n - 1);
+            Op::Put(
+                token_key.to_string(),
+                serde_json::to_vec(&left).unwrap_or_default(),
+            )
+        }
+        None => Op::Put(
+            token_key.to_string(),
+            serde_json::to_vec(record).unwrap_or_default(),
+        ),
+    };
+    etcd.txn(
+        &[
+            Compare::ModRevision(token_key.to_string(), revision),
+            Compare::Absent(box_key.to_string()),
+        ],
+        &[
+            use_token,
+            Op::Put(
+                box_key.to_string(),
+                serde_json::to_vec(joined).unwrap_or_default(),
+            ),
+        ],
+    )
+    .await
+    .map_err(store_error)
+}
+
+/// Undoes [`take_use`] (the box's user could not be made): box name `box_key` free again
+/// and one use given back to token `token_key` as it is now (other joins may have taken
+/// uses meanwhile), or, when this join took its last use (`taken` had one left), the
+/// token put back with that one use.
+async fn give_back(etcd: &Etcd, token_key: &str, box_key: &str, taken: &TokenRecord) {
+    for _ in 0..TAKE_ATTEMPTS {
+        let (compare, back) = match etcd.get(token_key).await {
+            Ok(Some(kv)) => match serde_json::from_slice::<TokenRecord>(&kv.value) {
+                Ok(mut now) => {
+                    now.uses_left = now.uses_left.map(|n| n + 1);
+                    (
+                        Compare::ModRevision(token_key.to_string(), kv.mod_revision),
+                        now,
+                    )
+                }
+                Err(_) => break,
+            },
+            Ok(None) if taken.uses_left == Some(1) => {
+                (Compare::Absent(token_key.to_string()), taken.clone())
+            }
+            Ok(None) => break,
+            Err(_) => return,
+        };
+        let ops = [
+            Op::Delete(box_key.to_string()),
+            Op::Put(
+                token_key.to_string(),
+                serde_json::to_vec(&back).unwrap_or_default(),
+            ),
+        ];
+        if etcd.txn(&[compare], &ops).await.unwrap_or(true) {
+            return;
+        }
+    }
+    let _ = etcd.delete(box_key).await;
+}
+
 /// serve's side of a join: checks the request and the token, takes one of the token's
 /// uses and the box's name in one transaction, issues the box's certificate with the CA
 /// in `layout` and creates its etcd user and role.
@@ -440,57 +522,34 @@ pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<Join
     };
     let token_key = keys::join_token(&r.token_id);
     let box_key = keys::joined_box(&r.name);
-    let use_token = match record.uses_left {
-        Some(1) => Op::Delete(token_key.clone()),
-        Some(n) => {
-            let mut left = record.clone();
-            left.uses_left = Some(n - 1);
-            Op::Put(
-                token_key.clone(),
-                serde_json::to_vec(&left).unwrap_or_default(),
-            )
+    let (mut record, mut revision) = (record, revision);
+    let mut attempts = 0;
+    loop {
+        if take_use(etcd, &token_key, &box_key, &record, revision, &joined).await? {
+            break;
         }
-        None => Op::Put(
-            token_key.clone(),
-            serde_json::to_vec(&record).unwrap_or_default(),
-        ),
-    };
-    let ok = etcd
-        .txn(
-            &[
-                Compare::ModRevision(token_key.clone(), revision),
-                Compare::Absent(box_key.clone()),
-            ],
-            &[
-                use_token,
-                Op::Put(
-                    box_key.clone(),
-                    serde_json::to_vec(&joined).unwrap_or_default(),
+        // Another join took one of the token's uses meanwhile (a token of several uses,
+        // boxes joining at once), or the name was taken: the token read again, unless the
+        // name is the cause.
+        if let Ok(Some(_)) = etcd.get(&box_key).await {
+            return Err(taken());
+        }
+        attempts += 1;
+        if attempts == TAKE_ATTEMPTS {
+            return Err(refuse(
+                503,
+                format!(
+                    "the token's record kept changing under {TAKE_ATTEMPTS} attempts to take one \
+                     of its uses (boxes joining at once): try again"
                 ),
-            ],
-        )
-        .await
-        .map_err(store_error)?;
-    if !ok {
-        // Either the token was used (or revoked) by another join meanwhile, or the name
-        // was taken: say which.
-        return Err(match etcd.get(&box_key).await {
-            Ok(Some(_)) => taken(),
-            _ => refuse(403, "the token is unknown, revoked or used up"),
-        });
+            ));
+        }
+        (record, revision) = check_token(etcd, &r.token_id, &r.secret, now()).await?;
     }
     let user = pki::box_user(&r.name);
     if let Err(e) = super::users::add_box_user(etcd, &r.name, &user, &password).await {
         // Undone: the name free again and the token's use given back.
-        let _ = etcd
-            .txn(
-                &[],
-                &[
-                    Op::Delete(box_key),
-                    Op::Put(token_key, serde_json::to_vec(&record).unwrap_or_default()),
-                ],
-            )
-            .await;
+        give_back(etcd, &token_key, &box_key, &record).await;
         return Err(refuse(
             503,
             format!(

@@ -15,6 +15,7 @@
 //! - [`join`]: join tokens, a box's join and its removal (`cluster token`, `agent --server`).
 //! - [`reports`]: the leader folds the boxes' task reports into the task records.
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
+//! - [`hollow`]: `agent --simulate N`, hollow boxes for the scale bench and tests.
 //! - [`ecs_config`]: `/etc/ecs/ecs.config`, the agent's settings as ECS's agent reads them.
 //! - [`api`]: the ECS operations on etcd, chosen once at `serve` start.
 //! - [`tunnel`]: a joined box's tunnel, through which serve and the CLI reach its endpoint.
@@ -32,6 +33,7 @@ pub mod etcd;
 pub mod exec;
 pub mod fleet;
 pub mod gateway;
+pub mod hollow;
 pub mod instances;
 pub mod join;
 pub mod keys;
@@ -39,6 +41,7 @@ pub mod leader;
 pub mod logs;
 pub mod metrics;
 pub mod names;
+pub mod nofile;
 pub mod pki;
 pub mod records;
 pub mod registries;

@@ -165,32 +165,27 @@ impl Work {
     }
 
     async fn session(&mut self, etcd: &Etcd) -> Result<std::convert::Infallible, WorkError> {
-        let prefix = keys::assignments(&self.cluster, &self.instance);
-        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let (now, mut follow) = Assignments::read(etcd, &self.cluster, &self.instance).await?;
         let mut assigned = BTreeSet::new();
-        for kv in &kvs {
-            let id = kv.key[prefix.len()..].to_string();
-            assigned.insert(id.clone());
-            self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+        for a in now {
+            self.assignment(etcd, &a.id, &a.key, &a.value).await?;
+            assigned.insert(a.id);
         }
         // What is no longer assigned here is no longer this agent's to record.
         self.tracked.retain(|id, _| assigned.contains(id));
         self.stop_unassigned(&assigned)?;
         self.square_ledger(etcd).await?;
-        let mut watch = etcd.watch(&prefix, revision + 1).await?;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         loop {
             self.heartbeat.bump();
             tokio::select! {
-                events = watch.next() => {
-                    for e in events? {
-                        match e {
-                            Event::Put(kv) => {
-                                let id = kv.key[prefix.len()..].to_string();
-                                self.assignment(etcd, &id, &kv.key, &kv.value).await?;
+                changes = follow.next() => {
+                    for c in changes? {
+                        match c {
+                            Change::Assigned(a) => {
+                                self.assignment(etcd, &a.id, &a.key, &a.value).await?;
                             }
-                            Event::Delete { key, .. } => {
-                                let id = key[prefix.len()..].to_string();
+                            Change::Unassigned(id) => {
                                 let leaving = self.leaving.len();
                                 self.unassigned(&id)?;
                                 if self.leaving.len() != leaving {
@@ -286,9 +281,7 @@ impl Work {
 
     /// Whether this box's report of task `id`, not yet folded, says STOPPED.
     async fn reported_stopped(&self, etcd: &Etcd, id: &str) -> Result<bool, WorkError> {
-        Ok(etcd.get(&self.report_key(id)).await?.is_some_and(|kv| {
-            serde_json::from_slice::<Report>(&kv.value).is_ok_and(|r| r.stopped())
-        }))
+        Ok(reported_stopped(etcd, &self.report_key(id)).await?)
     }
 
     /// Task `id`'s local statuses, if this box has it. A store that cannot be read is an
@@ -557,13 +550,8 @@ impl Work {
             // The newest local state replaces a report not yet folded; serve's leader
             // applies it only while the task is assigned here, never over a STOPPED
             // record, and releases the task with a STOPPED one (issue 54).
-            let report = Report {
-                instance: self.instance.clone(),
-                task: Some(task_json(&task)),
-                never_started: None,
-            };
             let key = keys::box_report(&self.reporter, &self.cluster, id);
-            put_report(etcd, &key, &report).await?;
+            report_task(etcd, &key, &self.instance, &task).await?;
             *reported = row.version;
         }
         Ok(())
@@ -613,15 +601,7 @@ impl Work {
         code: &str,
         reason: &str,
     ) -> Result<(), WorkError> {
-        let report = Report {
-            instance: self.instance.clone(),
-            task: None,
-            never_started: Some(NeverStarted {
-                stop_code: code.into(),
-                reason: reason.into(),
-            }),
-        };
-        put_report(etcd, &self.report_key(id), &report).await?;
+        report_never_started(etcd, &self.report_key(id), &self.instance, code, reason).await?;
         self.tracked.remove(id);
         Ok(())
     }
@@ -642,6 +622,112 @@ fn reservation_of(t: &crate::store::TaskRow) -> Reservation {
         task_definition_arn: t.task_definition_arn.clone(),
         stopping: true,
     }
+}
+
+/// An instance's assignments as read, then as they change: what the agent's work and a
+/// hollow box ([`super::hollow`]) follow.
+pub(super) struct Assignments {
+    prefix: String,
+    watch: super::etcd::Watch,
+}
+
+/// One task's assignment: its id, key and value.
+pub(super) struct AssignedKv {
+    pub id: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// A change of an instance's assignments.
+pub(super) enum Change {
+    Assigned(AssignedKv),
+    Unassigned(String),
+}
+
+impl Assignments {
+    /// The assignments of `instance` of `cluster` now, and their changes from the next
+    /// revision on (nothing missed in between).
+    pub(super) async fn read(
+        etcd: &Etcd,
+        cluster: &str,
+        instance: &str,
+    ) -> Result<(Vec<AssignedKv>, Assignments), WorkError> {
+        let prefix = keys::assignments(cluster, instance);
+        let (kvs, revision) = etcd.get_prefix_at(&prefix).await?;
+        let now = kvs
+            .into_iter()
+            .map(|kv| AssignedKv {
+                id: kv.key[prefix.len()..].to_string(),
+                key: kv.key,
+                value: kv.value,
+            })
+            .collect();
+        let watch = etcd.watch(&prefix, revision + 1).await?;
+        Ok((now, Assignments { prefix, watch }))
+    }
+
+    /// The next changes.
+    pub(super) async fn next(&mut self) -> Result<Vec<Change>, WorkError> {
+        let n = self.prefix.len();
+        Ok(self
+            .watch
+            .next()
+            .await?
+            .into_iter()
+            .map(|e| match e {
+                Event::Put(kv) => Change::Assigned(AssignedKv {
+                    id: kv.key[n..].to_string(),
+                    key: kv.key,
+                    value: kv.value,
+                }),
+                Event::Delete { key, .. } => Change::Unassigned(key[n..].to_string()),
+            })
+            .collect())
+    }
+}
+
+/// Whether a box's report `key` (not yet folded by the leader) says STOPPED: the task it
+/// names is not started again.
+pub(super) async fn reported_stopped(etcd: &Etcd, key: &str) -> Result<bool, EtcdError> {
+    Ok(etcd
+        .get(key)
+        .await?
+        .is_some_and(|kv| serde_json::from_slice::<Report>(&kv.value).is_ok_and(|r| r.stopped())))
+}
+
+/// Reports `task` as instance `instance` runs it, at report key `key`.
+pub(super) async fn report_task(
+    etcd: &Etcd,
+    key: &str,
+    instance: &str,
+    task: &crate::task::shape::Task,
+) -> Result<(), EtcdError> {
+    let report = Report {
+        instance: instance.to_string(),
+        task: Some(task_json(task)),
+        never_started: None,
+    };
+    put_report(etcd, key, &report).await
+}
+
+/// Reports at `key` that instance `instance` never started the task, as STOPPED with
+/// stop code `code` and `reason`.
+pub(super) async fn report_never_started(
+    etcd: &Etcd,
+    key: &str,
+    instance: &str,
+    code: &str,
+    reason: &str,
+) -> Result<(), EtcdError> {
+    let report = Report {
+        instance: instance.to_string(),
+        task: None,
+        never_started: Some(NeverStarted {
+            stop_code: code.into(),
+            reason: reason.into(),
+        }),
+    };
+    put_report(etcd, key, &report).await
 }
 
 /// Puts report `key`. One that serve's port for boxes refuses because the task is no
