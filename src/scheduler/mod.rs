@@ -23,8 +23,11 @@ use crate::store::{
     RolloutState, ServiceRow, ServiceStatus, StopCode, Store, TaskRow,
 };
 use anyhow::Context;
-use reconcile::{Plan, Primary, Snapshot, TargetState, TaskState, Why, in_grace_period, reconcile};
-use std::collections::{HashMap, HashSet, VecDeque};
+use reconcile::{
+    Gone, Plan, Primary, Snapshot, TargetState, TaskState, Throttle, Why, in_grace_period,
+    reconcile,
+};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -123,13 +126,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// (one /proc read per task: ~10 ms a pass with 1000 tasks, 1 % of a CPU at one pass a
 /// second): the dead tasks of no service are only there to be cleaned up.
 const FULL_CHECK: Duration = Duration::from_secs(30);
-/// Failed tasks older than this no longer slow down launches.
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const THROTTLE_BASE: Duration = Duration::from_secs(5);
-const THROTTLE_MAX: Duration = Duration::from_secs(15 * 60);
-/// Failures in the window after which the service gets ECS's "unable to consistently
-/// start tasks" event.
-const THROTTLE_WARN_AT: usize = 3;
 
 /// The running scheduler thread.
 pub struct Scheduler {
@@ -183,9 +179,7 @@ struct Memory {
     /// Tasks seen not STOPPED in the last pass: one that has stopped since, on its own, is a
     /// failure.
     known: HashSet<String>,
-    failures: VecDeque<Instant>,
-    next_launch: Option<Instant>,
-    warned: bool,
+    throttle: Throttle,
     steady: bool,
     /// Tasks stopped as UNHEALTHY whose replacements are not started yet.
     unhealthy: usize,
@@ -209,34 +203,15 @@ struct Memory {
 impl Memory {
     /// A rollback started: its tasks start at once, not after the failed ones' backoff.
     fn rolled_back(&mut self) {
-        self.failures.clear();
-        self.next_launch = None;
+        self.throttle.forget();
         self.steady = false;
         crate::ecs::services::changed();
     }
 
-    /// Records a failed task; returns how many failures the window holds. The next launch
-    /// waits 0 s after one failure, then 5 s, 10 s, 20 s … up to 15 minutes.
-    fn failed(&mut self, now: Instant) -> usize {
-        self.failures.push_back(now);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > THROTTLE_WINDOW)
-        {
-            self.failures.pop_front();
-        }
-        let n = self.failures.len();
-        let delay = if n <= 1 {
-            Duration::ZERO
-        } else {
-            THROTTLE_BASE
-                .saturating_mul(1 << (n - 2).min(20))
-                .min(THROTTLE_MAX)
-        };
-        self.next_launch = Some(now + delay);
+    /// A task failed outside the plan (its launch failed).
+    fn failed(&mut self, now: Instant) {
+        self.throttle.failed(now);
         self.steady = false;
-        n
     }
 }
 
@@ -566,52 +541,29 @@ fn read_live(store: &Store, s: &ServiceRow, now: i64) -> anyhow::Result<Vec<Live
         .collect())
 }
 
-/// Tasks that stopped on their own since the last pass (an essential container exited, the
-/// task failed to start, its supervisor died): failures, for throttling and for their
-/// deployment's circuit breaker (the count by deployment id).
-fn count_failures(
-    store: &mut Store,
+/// The tasks seen at the last pass that are gone from the service's live tasks now, as
+/// their rows say (the reconciler counts those that failed); remembers the live ones.
+fn read_gone(
+    store: &Store,
     s: &ServiceRow,
     m: &mut Memory,
     live: &[Live],
-    now: Instant,
-) -> anyhow::Result<HashMap<String, i64>> {
-    let name = &s.name;
-    let mut failed: HashMap<String, i64> = HashMap::new();
+) -> anyhow::Result<Vec<Gone>> {
     let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
-    for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
-        let Some(t) = fleet::get().task(store, &s.cluster, &gone)? else {
+    let mut gone = Vec::new();
+    for id in m.known.difference(&ids) {
+        let Some(t) = fleet::get().task(store, &s.cluster, id)? else {
             continue;
         };
-        // A task stopped because its host went away (a lost container instance in cluster
-        // mode) did not fail: its replacement is not throttled.
-        let by_us_or_user = matches!(
-            t.stop_code,
-            Some(
-                StopCode::ServiceSchedulerInitiated
-                    | StopCode::UserInitiated
-                    | StopCode::TerminationNotice
-            )
-        );
-        if t.last_status == LastStatus::Stopped && !by_us_or_user {
-            if let Some(d) = &t.started_by {
-                *failed.entry(d.clone()).or_default() += 1;
-            }
-            let n = m.failed(now);
-            tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
-            if n >= THROTTLE_WARN_AT && !m.warned {
-                m.warned = true;
-                say(
-                    store,
-                    s,
-                    "is unable to consistently start tasks successfully. For more information, \
-                     see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                );
-            }
-        }
+        gone.push(Gone {
+            id: id.clone(),
+            deployment: t.started_by.clone(),
+            stopped: t.last_status == LastStatus::Stopped,
+            stop_code: t.stop_code,
+        });
     }
     m.known = ids;
-    Ok(failed)
+    Ok(gone)
 }
 
 /// Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop once
@@ -743,7 +695,7 @@ fn snapshot(
     live: &[Live],
     m: &Memory,
     (elb, lbs): (Option<&Elb>, &Lbs),
-    traffic_routed: bool,
+    (traffic_routed, gone): (bool, Vec<Gone>),
     (now, at): (Instant, i64),
 ) -> Snapshot {
     let spec = &s.spec;
@@ -780,7 +732,8 @@ fn snapshot(
         blue_green: spec.deployment_configuration.blue_green(),
         traffic_routed,
         load_balanced,
-        launch_not_before: m.next_launch,
+        throttle: m.throttle.clone(),
+        gone,
         now,
         now_ms: at,
         tasks: live
@@ -960,7 +913,7 @@ fn schedule(
     // of the snapshot agree on what is past.
     let at = now_ms();
     let mut live = read_live(store, s, at)?;
-    let mut failed = count_failures(store, s, m, &live, now)?;
+    let gone = read_gone(store, s, m, &live)?;
     let lbs = Lbs::of(s, elb, &deployments);
     let mut done = Applied {
         stopped: balance(g, store, m, elb, &lbs, (&mut live, now)),
@@ -978,9 +931,16 @@ fn schedule(
         &live,
         m,
         (elb, &lbs),
-        routed,
+        (routed, gone),
         (now, at),
     ));
+    let mut failed = plan.failed.clone();
+    if !plan.failed_tasks.is_empty() {
+        tracing::info!(service = %s.name, tasks = ?plan.failed_tasks,
+            failures = plan.throttle.failures.len(), "service tasks stopped");
+        m.steady = false;
+    }
+    m.throttle = plan.throttle.clone();
     for e in &plan.events {
         add_event(store, &s.cluster, &s.name, e.clone());
     }
@@ -1259,7 +1219,7 @@ fn complete(
         m.steady = false;
     } else if steady && !m.steady {
         m.steady = true;
-        m.warned = false;
+        m.throttle.warned = false;
         say(store, s, "has reached a steady state.");
     }
     Ok(())
@@ -1413,29 +1373,6 @@ fn baked(store: &mut Store, d: &mut DeploymentRow, bake_ms: i64) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttling_backs_off_and_forgets_old_failures() {
-        let mut m = Memory::default();
-        let t0 = Instant::now();
-        assert_eq!(m.failed(t0), 1);
-        assert_eq!(
-            m.next_launch,
-            Some(t0),
-            "the first failure is replaced at once"
-        );
-        m.failed(t0);
-        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(5)));
-        m.failed(t0);
-        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(10)));
-        for _ in 0..20 {
-            m.failed(t0);
-        }
-        assert_eq!(m.next_launch, Some(t0 + THROTTLE_MAX));
-        let later = t0 + THROTTLE_WINDOW + Duration::from_secs(1);
-        assert_eq!(m.failed(later), 1);
-        assert_eq!(m.next_launch, Some(later));
-    }
 
     #[test]
     fn event_task_lists() {

@@ -14,8 +14,12 @@
 //! the circuit breaker, alarms, blue/green stages and traffic, completion) is still decided
 //! in `super`, as issue 75 moves it here family by family.
 
+mod throttle;
+
 use crate::store::{LifecycleStage, RolloutState};
+use std::collections::HashMap;
 use std::time::Instant;
+pub use throttle::{Gone, THROTTLE_WARN_AT, Throttle, UNABLE_EVENT};
 
 /// One service as one pass of the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -40,8 +44,11 @@ pub struct Snapshot {
     /// Whether the service has load balancers this host applies (serve's ELB and
     /// `loadBalancers` naming a target group and a port).
     pub load_balanced: bool,
-    /// Launches wait until then after failures (the backoff of ECS's service throttling).
-    pub launch_not_before: Option<Instant>,
+    /// The service's recent failures and launch backoff (ECS's service throttling), as the
+    /// last pass left them.
+    pub throttle: Throttle,
+    /// The tasks seen at the last pass that are gone from `tasks` now.
+    pub gone: Vec<Gone>,
     pub now: Instant,
     pub now_ms: i64,
     /// The service's tasks that are not STOPPED.
@@ -121,8 +128,15 @@ pub struct Stop {
 /// What one pass does for a service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
-    /// Service events to write before any task is stopped or started (health failures).
+    /// Service events to write before any task is stopped or started (throttling, health
+    /// failures).
     pub events: Vec<String>,
+    /// The gone tasks that failed (stopped on their own), and their count by deployment
+    /// (the circuit breaker's).
+    pub failed_tasks: Vec<String>,
+    pub failed: HashMap<String, i64>,
+    /// The throttle after this pass's failures.
+    pub throttle: Throttle,
     /// Tasks to stop, in order: those of [`Why::Retire`] after the launch, the others
     /// before it.
     pub stops: Vec<Stop>,
@@ -162,9 +176,17 @@ pub fn in_grace_period(started_at_ms: Option<i64>, grace_s: Option<i64>, now: i6
     }
 }
 
+/// Whether task `t` is RUNNING and UNHEALTHY in its containers past the grace period:
+/// within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as neither
+/// failed nor replaced.
+fn unhealthy_now(s: &Snapshot, t: &TaskState) -> bool {
+    t.running && t.containers_unhealthy && !in_grace_period(t.started_at, s.grace_s, s.now_ms)
+}
+
 /// The decision of one pass for one service.
 pub fn reconcile(s: &Snapshot) -> Plan {
     let mut r = Rollout::new(s);
+    r.count_failures();
     if s.deleted {
         r.retire_service();
         return r.plan;
@@ -190,22 +212,37 @@ struct Rollout<'a> {
 
 impl<'a> Rollout<'a> {
     fn new(s: &'a Snapshot) -> Self {
-        let unhealthy = s
-            .tasks
-            .iter()
-            .map(|t| {
-                // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts
-                // as neither failed nor replaced.
-                t.running
-                    && t.containers_unhealthy
-                    && !in_grace_period(t.started_at, s.grace_s, s.now_ms)
-            })
-            .collect();
+        let unhealthy = s.tasks.iter().map(|t| unhealthy_now(s, t)).collect();
         Rollout {
             s,
             active: s.tasks.iter().map(|t| t.active).collect(),
             unhealthy,
-            plan: Plan::default(),
+            plan: Plan {
+                throttle: s.throttle.clone(),
+                ..Plan::default()
+            },
+        }
+    }
+
+    /// Throttling: each task gone since the last pass that stopped on its own is a failure
+    /// of its deployment and backs off the launches; at [`THROTTLE_WARN_AT`] failures in
+    /// the window the service says it cannot start tasks consistently (once, until it is
+    /// steady again).
+    fn count_failures(&mut self) {
+        let s = self.s;
+        for g in s.gone.iter().filter(|g| g.failed()) {
+            if let Some(d) = &g.deployment {
+                *self.plan.failed.entry(d.clone()).or_default() += 1;
+            }
+            self.plan.failed_tasks.push(g.id.clone());
+            let n = self.plan.throttle.failed(s.now);
+            if n >= THROTTLE_WARN_AT && !self.plan.throttle.warned {
+                self.plan.throttle.warned = true;
+                let name = &s.service;
+                self.plan
+                    .events
+                    .push(format!("(service {name}) {UNABLE_EVENT}"));
+            }
         }
     }
 
@@ -358,7 +395,7 @@ impl<'a> Rollout<'a> {
         if s.primary.rollout_state == RolloutState::Failed {
             n = 0;
         }
-        if n > 0 && s.launch_not_before.is_some_and(|t| s.now < t) {
+        if n > 0 && self.plan.throttle.holds(s.now) {
             self.plan.throttled = true;
             n = 0;
         }

@@ -1,7 +1,7 @@
 //! The reconciler's rules as a table: each case a snapshot and the plan expected of it.
 
 use super::*;
-use crate::store::DeploymentConfiguration;
+use crate::store::{DeploymentConfiguration, StopCode};
 use std::time::Duration;
 
 const NOW_MS: i64 = 10_000_000;
@@ -25,7 +25,8 @@ fn service(desired: i64) -> Snapshot {
         blue_green: false,
         traffic_routed: true,
         load_balanced: false,
-        launch_not_before: None,
+        throttle: Throttle::default(),
+        gone: Vec::new(),
         now: Instant::now(),
         now_ms: NOW_MS,
         tasks: Vec::new(),
@@ -346,14 +347,91 @@ fn with_load_balancers_an_old_task_stops_only_as_new_ones_pass_their_health_chec
 #[test]
 fn throttling_holds_the_launch_until_the_backoff_is_over() {
     let mut s = service(2);
-    s.launch_not_before = Some(s.now + Duration::from_secs(5));
+    s.throttle.next_launch = Some(s.now + Duration::from_secs(5));
     let p = reconcile(&s);
     assert_eq!(p.launch, 0);
     assert!(p.throttled);
-    s.launch_not_before = Some(s.now);
+    s.throttle.next_launch = Some(s.now);
     let p = reconcile(&s);
     assert_eq!(p.launch, 2);
     assert!(!p.throttled);
+}
+
+/// A task of deployment `d` gone since the last pass, STOPPED with `code`.
+fn gone(id: &str, d: &str, code: Option<StopCode>) -> Gone {
+    Gone {
+        id: id.into(),
+        deployment: Some(d.into()),
+        stopped: true,
+        stop_code: code,
+    }
+}
+
+#[test]
+fn throttling_backs_off_and_forgets_old_failures() {
+    let mut t = Throttle::default();
+    let t0 = Instant::now();
+    assert_eq!(t.failed(t0), 1);
+    assert_eq!(
+        t.next_launch,
+        Some(t0),
+        "the first failure is replaced at once"
+    );
+    t.failed(t0);
+    assert_eq!(t.next_launch, Some(t0 + Duration::from_secs(5)));
+    t.failed(t0);
+    assert_eq!(t.next_launch, Some(t0 + Duration::from_secs(10)));
+    for _ in 0..20 {
+        t.failed(t0);
+    }
+    assert_eq!(t.next_launch, Some(t0 + throttle::THROTTLE_MAX));
+    let later = t0 + throttle::THROTTLE_WINDOW + Duration::from_secs(1);
+    assert_eq!(t.failed(later), 1);
+    assert_eq!(t.next_launch, Some(later));
+}
+
+#[test]
+fn throttling_counts_a_task_that_stopped_on_its_own_as_a_failure_of_its_deployment() {
+    let mut s = service(2).with(running("new", 1));
+    s.gone = vec![
+        gone("new-2", "new", Some(StopCode::EssentialContainerExited)),
+        gone("old-1", "old", Some(StopCode::TaskFailedToStart)),
+        gone("new-3", "new", Some(StopCode::ServiceSchedulerInitiated)),
+        gone("new-4", "new", Some(StopCode::UserInitiated)),
+        gone("new-5", "new", Some(StopCode::TerminationNotice)),
+        Gone {
+            stopped: false,
+            ..gone("new-6", "new", None)
+        },
+    ];
+    let p = reconcile(&s);
+    assert_eq!(p.failed_tasks, ["new-2", "old-1"]);
+    assert_eq!(
+        p.failed,
+        HashMap::from([("new".into(), 1), ("old".into(), 1)])
+    );
+    assert_eq!(p.throttle.failures.len(), 2);
+    assert_eq!(
+        p.throttle.next_launch,
+        Some(s.now + Duration::from_secs(5)),
+        "the second failure backs off"
+    );
+    assert_eq!((p.launch, p.throttled), (0, true));
+    assert!(p.events.is_empty(), "two failures: no event yet");
+}
+
+#[test]
+fn throttling_says_the_service_cannot_start_tasks_once_at_three_failures() {
+    let mut s = service(1);
+    s.gone = (1..=3)
+        .map(|i| gone(&format!("new-{i}"), "new", None))
+        .collect();
+    let p = reconcile(&s);
+    assert_eq!(p.events, [format!("(service web) {UNABLE_EVENT}")]);
+    assert!(p.throttle.warned);
+    s.throttle = p.throttle;
+    s.gone = vec![gone("new-4", "new", None)];
+    assert!(reconcile(&s).events.is_empty(), "said once");
 }
 
 #[test]
