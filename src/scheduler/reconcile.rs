@@ -14,12 +14,17 @@
 //! the circuit breaker, alarms, blue/green stages and traffic, completion) is still decided
 //! in `super`, as issue 75 moves it here family by family.
 
+mod balance;
+pub mod progress;
 mod throttle;
+mod traffic;
 
 use crate::store::{LifecycleStage, RolloutState};
+pub use balance::{LbTask, LbView, balance};
 use std::collections::HashMap;
 use std::time::Instant;
 pub use throttle::{Gone, THROTTLE_WARN_AT, Throttle, UNABLE_EVENT};
+pub use traffic::{Routing, RuleMove};
 
 /// One service as one pass of the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -37,10 +42,11 @@ pub struct Snapshot {
     /// `healthCheckGracePeriodSeconds`.
     pub grace_s: Option<i64>,
     pub primary: Primary,
-    /// Blue/green (LINEAR, CANARY): whether the service deploys so, and whether this pass
-    /// has the listener rules where the PRIMARY deployment's stage says.
+    /// Blue/green (LINEAR, CANARY): whether the service deploys so, and where its traffic
+    /// goes (`None`: no rule to point, as the service is deleted or settled or this host
+    /// has no load balancers).
     pub blue_green: bool,
-    pub traffic_routed: bool,
+    pub routing: Option<Routing>,
     /// Whether the service has load balancers this host applies (serve's ELB and
     /// `loadBalancers` naming a target group and a port).
     pub load_balanced: bool,
@@ -123,11 +129,16 @@ pub struct Stop {
     pub deployment: Option<String>,
     pub reason: String,
     pub why: Why,
+    /// Blue/green: asked only once every listener rule is where the plan's `rules` say (a
+    /// shift that fails keeps the task, which a rule may still send traffic to).
+    pub after_routing: bool,
 }
 
 /// What one pass does for a service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
+    /// Blue/green: the listener rules, pointed before any task stops.
+    pub rules: Vec<RuleMove>,
     /// Service events to write before any task is stopped or started (throttling, health
     /// failures).
     pub events: Vec<String>,
@@ -187,6 +198,7 @@ fn unhealthy_now(s: &Snapshot, t: &TaskState) -> bool {
 pub fn reconcile(s: &Snapshot) -> Plan {
     let mut r = Rollout::new(s);
     r.count_failures();
+    r.plan.rules = s.routing.as_ref().map(traffic::moves).unwrap_or_default();
     if s.deleted {
         r.retire_service();
         return r.plan;
@@ -254,6 +266,7 @@ impl<'a> Rollout<'a> {
             deployment: t.deployment.clone(),
             reason,
             why,
+            after_routing: why == Why::Retire && self.s.blue_green,
         });
     }
 
@@ -403,14 +416,14 @@ impl<'a> Rollout<'a> {
     }
 
     /// Blue/green: the blue tasks all stop at the green deployment's CLEAN_UP (or once a
-    /// rollback made blue PRIMARY again, the green ones), not before, and never while a
-    /// listener rule may still send them traffic (the shift failed).
+    /// rollback made blue PRIMARY again, the green ones), not before (and never while a
+    /// listener rule may still send them traffic: [`Stop::after_routing`]).
     fn holds_older(&self) -> bool {
         let p = &self.s.primary;
         let done = p.rollout_state == RolloutState::Completed
             || (p.rollout_state == RolloutState::InProgress
                 && p.stage.is_none_or(|s| s >= LifecycleStage::CleanUp));
-        self.s.blue_green && !(self.s.traffic_routed && done)
+        self.s.blue_green && !done
     }
 
     /// Stop older deployments' tasks while minimumHealthyPercent stays healthy: tasks not
