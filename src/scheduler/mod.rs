@@ -2,10 +2,11 @@
 //! UpdateService or DeleteService) it brings every service's tasks to its desiredCount,
 //! rolls deployments forward within maximumPercent/minimumHealthyPercent, replaces tasks
 //! that stop or turn UNHEALTHY (with a backoff, like ECS's service throttling) and writes
-//! the deployments' progress and the service events. Each pass reads a service's
-//! [`Snapshot`], has [`reconcile`] (pure, `reconcile.rs`) decide the [`Plan`], and carries
-//! it out: tasks are started with RunTask's own path (`ecs::tasks::run_task`) and stopped
-//! through their supervisors.
+//! the deployments' progress and the service events. Each pass over a service
+//! (`reconcile_service`) reads it, has the pure functions of `reconcile/` decide (load
+//! balancing, then the [`Plan`] of [`reconcile`], then after it is carried out the
+//! deployments' [`Progress`]) and carries out what they say: tasks are started with
+//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
 mod reconcile;
 
@@ -281,7 +282,7 @@ fn pass(
         let m = memory
             .entry((s.cluster.clone(), s.name.clone()))
             .or_default();
-        if let Err(e) = schedule(g, store, &s, m, parts) {
+        if let Err(e) = reconcile_service(g, store, &s, m, parts) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
                 error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
@@ -903,24 +904,36 @@ fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, d
     }
 }
 
-/// One service: read what the reconciler needs, have it decide ([`reconcile`]), carry out
-/// its plan, and record the deployments' progress.
-fn schedule(
+/// What a pass read of one service: the reconciler's [`Snapshot`], and what carrying out
+/// its plan needs.
+struct Read {
+    snap: Snapshot,
+    /// The service's deployments (PRIMARY and ACTIVE), as read at the start of the pass.
+    deployments: Vec<DeploymentRow>,
+    primary: DeploymentRow,
+    live: Vec<Live>,
+    lbs: Lbs,
+    /// The stops load balancing asked (drained tasks).
+    drained: Vec<String>,
+}
+
+/// Reads one service for this pass, load balancing first ([`reconcile::balance`], carried
+/// out: the snapshot sees the targets it leaves); `None` without a PRIMARY deployment.
+fn read(
     g: &Ecs,
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
-    parts: Parts,
-) -> anyhow::Result<()> {
-    let elb = parts.elb;
+    elb: Option<&Elb>,
+) -> anyhow::Result<Option<Read>> {
     let now = Instant::now();
-    let mut deployments = store.deployments(&s.cluster, &s.name)?;
+    let deployments = store.deployments(&s.cluster, &s.name)?;
     let Some(primary) = deployments
         .iter()
         .find(|d| d.status == DeploymentStatus::Primary)
         .cloned()
     else {
-        return Ok(());
+        return Ok(None);
     };
     // One reading of the clock for the whole pass: the reconciler's rules and the reading
     // of the snapshot agree on what is past.
@@ -928,11 +941,7 @@ fn schedule(
     let mut live = read_live(store, s, at)?;
     let gone = read_gone(store, s, m, &live)?;
     let lbs = Lbs::of(s, elb, &deployments);
-    let mut done = Done {
-        stopped: balance(g, store, m, (elb, &lbs), (&mut live, now)),
-        ..Default::default()
-    };
-    let deleted = s.status == ServiceStatus::Draining;
+    let drained = balance(g, store, m, (elb, &lbs), (&mut live, now));
     let routing = read_routing(store, s, elb, &deployments)?;
     let snap = snapshot(
         s,
@@ -943,14 +952,37 @@ fn schedule(
         (routing, gone),
         (now, at),
     );
-    let plan = reconcile(&snap);
+    Ok(Some(Read {
+        snap,
+        deployments,
+        primary,
+        live,
+        lbs,
+        drained,
+    }))
+}
+
+/// Carries out the plan for the service's tasks: the listener rules, the events, the stops
+/// (those retiring older tasks after the launch), the launch. What it did, for
+/// [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
+fn carry(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+    (r, plan): (&mut Read, &Plan),
+) -> anyhow::Result<Option<Done>> {
     // Blue/green: the listener rules first, so that no task is stopped while a rule still
     // sends it production traffic (a rollback's green tasks, before production is back on
     // blue).
-    let routed = carry_rules(store, s, m, elb, &plan.rules);
-    done.failed = plan.failed.clone();
-    done.routed = routed;
-    done.green_ready = plan.green_ready;
+    let mut done = Done {
+        stopped: std::mem::take(&mut r.drained),
+        routed: carry_rules(store, s, m, elb, &plan.rules),
+        failed: plan.failed.clone(),
+        green_ready: plan.green_ready,
+        ..Default::default()
+    };
     if !plan.failed_tasks.is_empty() {
         tracing::info!(service = %s.name, tasks = ?plan.failed_tasks,
             failures = plan.throttle.failures.len(), "service tasks stopped");
@@ -960,20 +992,41 @@ fn schedule(
     for e in &plan.events {
         add_event(store, &s.cluster, &s.name, e.clone());
     }
-    let carried = (elb, &lbs);
-    carry_stops(g, carried, m, &plan, false, &mut live, &mut done);
-    if deleted {
-        stop_events(store, s, m, &plan, &done);
+    let carried = (elb, &r.lbs);
+    carry_stops(g, carried, m, plan, false, &mut r.live, &mut done);
+    if s.status == ServiceStatus::Draining {
+        stop_events(store, s, m, plan, &done);
         if plan.inactive {
-            retire_service(store, s, &mut deployments)?;
+            retire_service(store, s, &mut r.deployments)?;
         }
-        return Ok(());
+        return Ok(None);
     }
-    done.started = carry_launch(g, store, s, (&primary, &plan), m, &mut done.failed, now);
-    carry_stops(g, carried, m, &plan, true, &mut live, &mut done);
-    stop_events(store, s, m, &plan, &done);
+    let now = r.snap.now;
+    done.started = carry_launch(g, store, s, (&r.primary, plan), m, &mut done.failed, now);
+    carry_stops(g, carried, m, plan, true, &mut r.live, &mut done);
+    stop_events(store, s, m, plan, &done);
+    Ok(Some(done))
+}
+
+/// One service, one pass: read its snapshot, have the reconciler decide ([`reconcile`]),
+/// carry out the plan; then what its deployments become ([`progress`]), carried out.
+fn reconcile_service(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    parts: Parts,
+) -> anyhow::Result<()> {
+    let Some(mut r) = read(g, store, s, m, parts.elb)? else {
+        return Ok(());
+    };
+    let plan = reconcile(&r.snap);
+    let Some(done) = carry(g, store, s, m, parts.elb, (&mut r, &plan))? else {
+        return Ok(());
+    };
+    let deployments = std::mem::take(&mut r.deployments);
     let read = read_deployments(store, s, m, parts.cw, deployments)?;
-    let p = progress(&snap, &read, &done);
+    let p = progress(&r.snap, &read, &done);
     carry_progress(store, s, m, &read, p)
 }
 

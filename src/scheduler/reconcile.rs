@@ -1,18 +1,21 @@
-//! What the service scheduler decides for one service in one pass, as a pure function:
+//! What the service scheduler decides for one service in one pass, as pure functions:
 //! [`reconcile`] takes a [`Snapshot`] (the service's spec and deployments as they bear on
 //! this pass, its tasks with their health, draining and protection, their load balancers'
-//! target states, the launch backoff, now) and returns a [`Plan`] (events, tasks to stop
-//! with ECS's reasons, tasks to start, ...); `super` reads the snapshot and carries the
-//! plan out. No store, no clock, no I/O here: each rule is a table test below.
+//! target states, the throttle and the tasks gone since the last pass, where blue/green
+//! traffic goes, now) and returns a [`Plan`] (events, listener-rule moves, tasks to stop
+//! with ECS's reasons, tasks to start, ...); [`balance`] decides load balancing before it,
+//! [`progress::progress`] the deployments' states after the plan is carried out. `super`
+//! reads and does. No store, no clock, no I/O here: each rule is a table test (the rule ->
+//! test list is at the top of `reconcile/tests.rs`).
 //!
-//! The rules here today: retiring a deleted (DRAINING) service, replacing tasks UNHEALTHY
-//! in their containers' or their target groups' health checks (after the health check
-//! grace period), the rolling update within minimumHealthyPercent / maximumPercent (scale
-//! in, launch, stopping the older deployments' tasks, tasks on DRAINING instances),
-//! throttling, task scale-in protection, and when a blue/green deployment holds its blue
-//! tasks and has its green ones ready. The rest (load-balancer registration and draining,
-//! the circuit breaker, alarms, blue/green stages and traffic, completion) is still decided
-//! in `super`, as issue 75 moves it here family by family.
+//! Here: retiring a deleted (DRAINING) service, throttling (`throttle.rs`), replacing
+//! tasks UNHEALTHY in their containers' or their target groups' health checks (after the
+//! health check grace period), the rolling update within minimumHealthyPercent /
+//! maximumPercent (scale in, launch, stopping the older deployments' tasks, tasks on
+//! DRAINING instances), task scale-in protection, blue/green's hold on blue, its green
+//! readiness and its listener rules (`traffic.rs`). Load-balancer registration and
+//! draining: `balance.rs`; the circuit breaker, deployment alarms, blue/green stages, bake
+//! time, completion and the steady state: `progress.rs`.
 
 mod balance;
 pub mod progress;
