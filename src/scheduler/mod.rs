@@ -121,7 +121,7 @@ struct Balanced {
     stop_asked: HashSet<String>,
 }
 
-/// The task's awsvpc address, once its network is set up.
+/// The pace of the passes while nothing changes.
 const TICK: Duration = Duration::from_secs(1);
 /// How often a pass checks every running task's supervisor, not only its services' tasks
 /// (one /proc read per task: ~10 ms a pass with 1000 tasks, 1 % of a CPU at one pass a
