@@ -235,6 +235,65 @@ fn token_answer(headers: &HeaderMap) -> Response {
     )
 }
 
+/// With tokens (serve's authentication): whether the request may go on: a pull the
+/// repository's policy allows anyone (or a blob URL GetDownloadUrlForLayer signed) without
+/// credentials, else a valid token, and a pull-only token only pulls.
+async fn authorize(
+    front: &Front,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), RegistryError> {
+    let Some(tokens) = &front.tokens else {
+        return Ok(());
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // Without credentials: a pull the repository's policy allows anyone
+    // (crate::ecr::policy), else the challenge.
+    let anonymous = no_credentials(auth)
+        && matches!(*method, Method::GET | Method::HEAD)
+        && match target(uri.path()) {
+            Some(Target::Manifest(n, _)) => allowed_anonymous(front, n, "ecr:BatchGetImage").await,
+            Some(Target::Blob(n, d)) => {
+                // A URL GetDownloadUrlForLayer signed, or the repository's policy.
+                let q = query(uri);
+                match (param(&q, "X-Expires"), param(&q, "X-Signature")) {
+                    (Some(e), Some(sig)) => tokens.verify_blob(&n, &d, e, sig, now),
+                    _ => allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await,
+                }
+            }
+            Some(Target::Tags(n)) => allowed_anonymous(front, n, "ecr:ListImages").await,
+            _ => false,
+        };
+    let scope = if anonymous {
+        crate::ecr::tokens::Scope::Pull
+    } else {
+        tokens.verify(auth, now).map_err(|why| {
+        // A client's first request carries no credentials: the challenge asks for
+        // them (not worth a warning); wrong ones are.
+        if !no_credentials(auth) {
+            tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
+        } else {
+            tracing::debug!(path = uri.path(), "registry request without credentials: challenged");
+        }
+        RegistryError::Unauthorized(why)
+    })?
+    };
+    if scope == crate::ecr::tokens::Scope::Pull && !matches!(*method, Method::GET | Method::HEAD) {
+        return Err(RegistryError::Denied(format!(
+            "{method} {}: this token only pulls (a cluster box's token)",
+            uri.path()
+        )));
+    }
+    Ok(())
+}
+
 async fn route(
     front: &Front,
     method: &Method,
@@ -242,56 +301,7 @@ async fn route(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    if let Some(tokens) = &front.tokens {
-        let auth = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        // Without credentials: a pull the repository's policy allows anyone
-        // (crate::ecr::policy), else the challenge.
-        let anonymous = no_credentials(auth)
-            && matches!(*method, Method::GET | Method::HEAD)
-            && match target(uri.path()) {
-                Some(Target::Manifest(n, _)) => {
-                    allowed_anonymous(front, n, "ecr:BatchGetImage").await
-                }
-                Some(Target::Blob(n, d)) => {
-                    // A URL GetDownloadUrlForLayer signed, or the repository's policy.
-                    let q = query(uri);
-                    match (param(&q, "X-Expires"), param(&q, "X-Signature")) {
-                        (Some(e), Some(sig)) => tokens.verify_blob(&n, &d, e, sig, now),
-                        _ => allowed_anonymous(front, n, "ecr:GetDownloadUrlForLayer").await,
-                    }
-                }
-                Some(Target::Tags(n)) => allowed_anonymous(front, n, "ecr:ListImages").await,
-                _ => false,
-            };
-        let scope = if anonymous {
-            crate::ecr::tokens::Scope::Pull
-        } else {
-            tokens.verify(auth, now).map_err(|why| {
-            // A client's first request carries no credentials: the challenge asks for
-            // them (not worth a warning); wrong ones are.
-            if !no_credentials(auth) {
-                tracing::warn!(path = uri.path(), reason = %why, "registry request refused: authentication");
-            } else {
-                tracing::debug!(path = uri.path(), "registry request without credentials: challenged");
-            }
-            RegistryError::Unauthorized(why)
-        })?
-        };
-        if scope == crate::ecr::tokens::Scope::Pull
-            && !matches!(*method, Method::GET | Method::HEAD)
-        {
-            return Err(RegistryError::Denied(format!(
-                "{method} {}: this token only pulls (a cluster box's token)",
-                uri.path()
-            )));
-        }
-    }
+    authorize(front, method, uri, headers).await?;
     if uri.path() == TOKEN_PATH && matches!(*method, Method::GET | Method::POST) {
         return Ok(token_answer(headers));
     }
@@ -313,95 +323,11 @@ async fn route(
         (Target::Base, M::GET | M::HEAD) => Ok((StatusCode::OK, "{}").into_response()),
         (Target::Tags(n), M::GET) => {
             let repo = name(&n).await?;
-            let n_param =
-                match param(&q, "n") {
-                    Some(v) => Some(v.parse::<usize>().map_err(|_| {
-                        RegistryError::Unsupported(format!("n={v:?}: not a number"))
-                    })?),
-                    None => None,
-                };
-            let last = param(&q, "last").map(str::to_string);
-            let r2 = repo.clone();
-            let (tags, more) = blocking(move || reg.tags(&r2, n_param, last.as_deref())).await?;
-            let body = serde_json::json!({"name": repo.as_str(), "tags": tags});
-            let mut out = vec![("content-type", "application/json".to_string())];
-            if more && let (Some(n), Some(last)) = (n_param, tags.last()) {
-                out.push((
-                    "link",
-                    format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""),
-                ));
-            }
-            Ok(with_headers(
-                (StatusCode::OK, body.to_string()).into_response(),
-                &out,
-            ))
+            tags(reg, repo, &q).await
         }
         (Target::Blob(n, d), m @ (M::GET | M::HEAD)) => {
             let repo = name(&n).await?;
-            let d = Digest::parse(&d)?;
-            let d2 = d.clone();
-            // Another serve of the cluster fetching it (crate::cluster::registries):
-            // what this serve holds, never asked of a third.
-            let here = headers.contains_key(crate::cluster::registries::PEER_HEADER);
-            let blob = blocking(move || {
-                if here {
-                    reg.blob_here(&repo, &d2)
-                } else {
-                    reg.blob(&repo, &d2)
-                }
-            })
-            .await?;
-            let hdrs = [
-                ("content-length", blob.size.to_string()),
-                ("docker-content-digest", d.to_string()),
-                ("content-type", "application/octet-stream".to_string()),
-            ];
-            if m == M::HEAD {
-                return Ok(with_headers(StatusCode::OK.into_response(), &hdrs));
-            }
-            let mut f = tokio::fs::File::open(&blob.path).await.map_err(|source| {
-                RegistryError::Storage {
-                    what: format!("open blob {}", blob.path.display()),
-                    source,
-                }
-            })?;
-            // A client resuming a download asks for the rest (`Range: bytes=N-`).
-            // Ref: RFC 9110 §14.2; distribution-spec "Pulling blobs" (Range is optional).
-            let range = headers
-                .get(header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .map(|r| byte_range(r, blob.size));
-            let (status, start, len, mut hdrs) = match range {
-                None => (StatusCode::OK, 0, blob.size, hdrs.to_vec()),
-                Some(None) => {
-                    return Ok(with_headers(
-                        StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
-                        &[("content-range", format!("bytes */{}", blob.size))],
-                    ));
-                }
-                Some(Some((a, b))) => {
-                    let mut h = hdrs.to_vec();
-                    h[0].1 = (b - a + 1).to_string();
-                    h.push(("content-range", format!("bytes {a}-{b}/{}", blob.size)));
-                    (StatusCode::PARTIAL_CONTENT, a, b - a + 1, h)
-                }
-            };
-            if start > 0 {
-                use tokio::io::AsyncSeekExt;
-                f.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(|source| RegistryError::Storage {
-                        what: format!("seek blob {}", blob.path.display()),
-                        source,
-                    })?;
-            }
-            use tokio::io::AsyncReadExt;
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                f.take(len),
-                256 * 1024,
-            ));
-            hdrs.push(("accept-ranges", "bytes".to_string()));
-            Ok(with_headers((status, body).into_response(), &hdrs))
+            get_blob(reg, headers, (repo, &d), m).await
         }
         (Target::Blob(n, d), M::DELETE) => {
             let repo = name(&n).await?;
@@ -416,29 +342,7 @@ async fn route(
         }
         (Target::Upload(n, None), M::POST) => {
             let repo = name(&n).await?;
-            if let (Some(mount), from) = (param(&q, "mount"), param(&q, "from")) {
-                let d = Digest::parse(mount)?;
-                let from = from.and_then(|f| RepoName::parse(f).ok());
-                if let Some(from) = from {
-                    let (r2, d2) = (repo.clone(), d.clone());
-                    let reg2 = reg.clone();
-                    if blocking(move || reg2.mount(&r2, &d2, &from)).await? {
-                        return Ok(created_blob(&repo, &d));
-                    }
-                }
-                // Not mountable: an ordinary upload session, as the spec says.
-            }
-            let r2 = repo.clone();
-            let reg2 = reg.clone();
-            let id = blocking(move || reg2.start_upload(&r2)).await?;
-            if let Some(d) = param(&q, "digest") {
-                // Monolithic: the whole blob in this POST.
-                return monolithic(reg, repo, id, d, body).await;
-            }
-            Ok(with_headers(
-                StatusCode::ACCEPTED.into_response(),
-                &upload_headers(&repo, &id, 0),
-            ))
+            start_upload(reg, repo, &q, body).await
         }
         (Target::Upload(n, Some(id)), M::GET) => {
             let repo = name(&n).await?;
@@ -496,25 +400,7 @@ async fn route(
         }
         (Target::Manifest(n, r), M::PUT) => {
             let repo = name(&n).await?;
-            let r = Reference::parse(&r)?;
-            let bytes = read_limited(body, crate::ecr::manifests_max()).await?;
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let r2 = repo.clone();
-            let subject = crate::ecr::manifests_subject(&bytes);
-            let d = blocking(move || reg.put_manifest(&r2, &r, ct.as_deref(), &bytes)).await?;
-            let mut hdrs = vec![
-                ("location", format!("/v2/{repo}/manifests/{d}")),
-                ("docker-content-digest", d.to_string()),
-            ];
-            // The spec: a registry that serves the referrers API says so for a manifest
-            // with a subject.
-            if let Some(s) = subject {
-                hdrs.push(("oci-subject", s));
-            }
-            Ok(with_headers(StatusCode::CREATED.into_response(), &hdrs))
+            put_manifest(reg, headers, (repo, &r), body).await
         }
         (Target::Manifest(n, r), M::DELETE) => {
             let repo = name(&n).await?;
@@ -529,32 +415,207 @@ async fn route(
         }
         (Target::Referrers(n, d), M::GET) => {
             let repo = name(&n).await?;
-            let subject = crate::ecr::Digest::parse(&d)?;
-            let filter = param(&q, "artifactType").map(str::to_string);
-            let f2 = filter.clone();
-            let manifests = blocking(move || reg.referrers(&repo, &subject, f2.as_deref())).await?;
-            let body = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": manifests,
-            });
-            let mut hdrs = vec![(
-                "content-type",
-                "application/vnd.oci.image.index.v1+json".to_string(),
-            )];
-            if filter.is_some() {
-                hdrs.push(("oci-filters-applied", "artifactType".to_string()));
-            }
-            Ok(with_headers(
-                (StatusCode::OK, body.to_string()).into_response(),
-                &hdrs,
-            ))
+            referrers(reg, (repo, &d), &q).await
         }
         (_, m) => Err(RegistryError::Unsupported(format!(
             "{m} {}: not an operation of the distribution API",
             uri.path()
         ))),
     }
+}
+
+/// `GET`/`HEAD /v2/<name>/blobs/<digest>`: the blob, whole or the range asked.
+async fn get_blob(
+    reg: Arc<Registry>,
+    headers: &HeaderMap,
+    (repo, d): (RepoName, &str),
+    m: Method,
+) -> Result<Response, RegistryError> {
+    use Method as M;
+    let d = Digest::parse(d)?;
+    let d2 = d.clone();
+    // Another serve of the cluster fetching it (crate::cluster::registries):
+    // what this serve holds, never asked of a third.
+    let here = headers.contains_key(crate::cluster::registries::PEER_HEADER);
+    let blob = blocking(move || {
+        if here {
+            reg.blob_here(&repo, &d2)
+        } else {
+            reg.blob(&repo, &d2)
+        }
+    })
+    .await?;
+    let hdrs = [
+        ("content-length", blob.size.to_string()),
+        ("docker-content-digest", d.to_string()),
+        ("content-type", "application/octet-stream".to_string()),
+    ];
+    if m == M::HEAD {
+        return Ok(with_headers(StatusCode::OK.into_response(), &hdrs));
+    }
+    let mut f =
+        tokio::fs::File::open(&blob.path)
+            .await
+            .map_err(|source| RegistryError::Storage {
+                what: format!("open blob {}", blob.path.display()),
+                source,
+            })?;
+    // A client resuming a download asks for the rest (`Range: bytes=N-`).
+    // Ref: RFC 9110 §14.2; distribution-spec "Pulling blobs" (Range is optional).
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| byte_range(r, blob.size));
+    let (status, start, len, mut hdrs) = match range {
+        None => (StatusCode::OK, 0, blob.size, hdrs.to_vec()),
+        Some(None) => {
+            return Ok(with_headers(
+                StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
+                &[("content-range", format!("bytes */{}", blob.size))],
+            ));
+        }
+        Some(Some((a, b))) => {
+            let mut h = hdrs.to_vec();
+            h[0].1 = (b - a + 1).to_string();
+            h.push(("content-range", format!("bytes {a}-{b}/{}", blob.size)));
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1, h)
+        }
+    };
+    if start > 0 {
+        use tokio::io::AsyncSeekExt;
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|source| RegistryError::Storage {
+                what: format!("seek blob {}", blob.path.display()),
+                source,
+            })?;
+    }
+    use tokio::io::AsyncReadExt;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        f.take(len),
+        256 * 1024,
+    ));
+    hdrs.push(("accept-ranges", "bytes".to_string()));
+    Ok(with_headers((status, body).into_response(), &hdrs))
+}
+
+/// `GET /v2/<name>/tags/list`: its tags, a page of `n` after `last` with a link to the next.
+async fn tags(
+    reg: Arc<Registry>,
+    repo: RepoName,
+    q: &[(String, String)],
+) -> Result<Response, RegistryError> {
+    let n_param = match param(q, "n") {
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| RegistryError::Unsupported(format!("n={v:?}: not a number")))?,
+        ),
+        None => None,
+    };
+    let last = param(q, "last").map(str::to_string);
+    let r2 = repo.clone();
+    let (tags, more) = blocking(move || reg.tags(&r2, n_param, last.as_deref())).await?;
+    let body = serde_json::json!({"name": repo.as_str(), "tags": tags});
+    let mut out = vec![("content-type", "application/json".to_string())];
+    if more && let (Some(n), Some(last)) = (n_param, tags.last()) {
+        out.push((
+            "link",
+            format!("</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""),
+        ));
+    }
+    Ok(with_headers(
+        (StatusCode::OK, body.to_string()).into_response(),
+        &out,
+    ))
+}
+
+/// `PUT /v2/<name>/manifests/<reference>`: the manifest stored, its digest answered.
+async fn put_manifest(
+    reg: Arc<Registry>,
+    headers: &HeaderMap,
+    (repo, r): (RepoName, &str),
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let r = Reference::parse(r)?;
+    let bytes = read_limited(body, crate::ecr::manifests_max()).await?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let r2 = repo.clone();
+    let subject = crate::ecr::manifests_subject(&bytes);
+    let d = blocking(move || reg.put_manifest(&r2, &r, ct.as_deref(), &bytes)).await?;
+    let mut hdrs = vec![
+        ("location", format!("/v2/{repo}/manifests/{d}")),
+        ("docker-content-digest", d.to_string()),
+    ];
+    // The spec: a registry that serves the referrers API says so for a manifest
+    // with a subject.
+    if let Some(s) = subject {
+        hdrs.push(("oci-subject", s));
+    }
+    Ok(with_headers(StatusCode::CREATED.into_response(), &hdrs))
+}
+
+/// `GET /v2/<name>/referrers/<digest>`: the manifests whose subject it is, as an index.
+async fn referrers(
+    reg: Arc<Registry>,
+    (repo, d): (RepoName, &str),
+    q: &[(String, String)],
+) -> Result<Response, RegistryError> {
+    let subject = crate::ecr::Digest::parse(d)?;
+    let filter = param(q, "artifactType").map(str::to_string);
+    let f2 = filter.clone();
+    let manifests = blocking(move || reg.referrers(&repo, &subject, f2.as_deref())).await?;
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut hdrs = vec![(
+        "content-type",
+        "application/vnd.oci.image.index.v1+json".to_string(),
+    )];
+    if filter.is_some() {
+        hdrs.push(("oci-filters-applied", "artifactType".to_string()));
+    }
+    Ok(with_headers(
+        (StatusCode::OK, body.to_string()).into_response(),
+        &hdrs,
+    ))
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: a blob mounted from another repository when it can
+/// be, else an upload session (the whole blob in this POST with `?digest=`).
+async fn start_upload(
+    reg: Arc<Registry>,
+    repo: RepoName,
+    q: &[(String, String)],
+    body: Body,
+) -> Result<Response, RegistryError> {
+    if let (Some(mount), from) = (param(q, "mount"), param(q, "from")) {
+        let d = Digest::parse(mount)?;
+        let from = from.and_then(|f| RepoName::parse(f).ok());
+        if let Some(from) = from {
+            let (r2, d2) = (repo.clone(), d.clone());
+            let reg2 = reg.clone();
+            if blocking(move || reg2.mount(&r2, &d2, &from)).await? {
+                return Ok(created_blob(&repo, &d));
+            }
+        }
+        // Not mountable: an ordinary upload session, as the spec says.
+    }
+    let r2 = repo.clone();
+    let reg2 = reg.clone();
+    let id = blocking(move || reg2.start_upload(&r2)).await?;
+    if let Some(d) = param(q, "digest") {
+        // Monolithic: the whole blob in this POST.
+        return monolithic(reg, repo, id, d, body).await;
+    }
+    Ok(with_headers(
+        StatusCode::ACCEPTED.into_response(),
+        &upload_headers(&repo, &id, 0),
+    ))
 }
 
 /// The first and last byte of `Range: bytes=<a>-[<b>]` (or `bytes=-<n>`, the last n)

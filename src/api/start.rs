@@ -43,7 +43,10 @@ pub struct Options {
     pub etcd_tls_given: bool,
 }
 
-pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
+/// The access keys requests are signed with: those given (the environment, the
+/// credentials file), or none with --insecure-no-auth, or the key generated under the root
+/// (returned too: its file is named at start and in the AWS CLI profile).
+fn api_keys(ecs: &Ecs, a: &Options) -> anyhow::Result<(Option<Keys>, Option<keygen::Generated>)> {
     let c = crate::config::get();
     let mut given =
         Keys::from_env_pair(c.api_access_key_id.clone(), c.api_secret_access_key.clone())?;
@@ -56,7 +59,6 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         );
         given.extend(from_file);
     }
-    let loopback = a.listen.ip().is_loopback();
     let mut generated = None;
     let keys = if a.insecure_no_auth {
         anyhow::ensure!(
@@ -78,20 +80,18 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
         generated = Some(k);
         Some(keys)
     };
-    let mut allowed = Vec::new();
-    for name in &a.allowed_host {
-        anyhow::ensure!(
-            !name.is_empty() && !name.contains([':', '/', '[', ']']) && !name.contains(' '),
-            "--allowed-host {name:?}: a host name without a port (e.g. minifargate.lab)"
-        );
-        allowed.push(name.to_ascii_lowercase());
-    }
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(super::server::tls_acceptor(cert, key, None)?),
-        _ => None,
-    };
-    // What protects the API, said at start (stderr: stdout's first line is the address).
-    match (&keys, &generated) {
+    Ok((keys, generated))
+}
+
+/// Says at start what protects the API (stderr: stdout's first line is the address).
+fn say_protection(
+    a: &Options,
+    keys: Option<&Keys>,
+    generated: Option<&keygen::Generated>,
+    tls: bool,
+) {
+    let loopback = a.listen.ip().is_loopback();
+    match (keys, generated) {
         (None, _) => eprintln!(
             "minifargate: WARNING: API authentication is OFF (--insecure-no-auth): any \
              request is accepted, signed or not; anyone who can reach {}{} can run privileged \
@@ -119,13 +119,31 @@ pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
             keys.len()
         ),
     }
-    if keys.is_some() && tls.is_none() && !loopback {
+    if keys.is_some() && !tls && !loopback {
         eprintln!(
             "minifargate: warning: plain HTTP on {}: requests (task definitions, \
              environment values) travel unencrypted; use --tls-cert/--tls-key",
             a.listen
         );
     }
+}
+
+pub fn serve(ecs: Ecs, a: Options) -> anyhow::Result<ExitCode> {
+    let (keys, generated) = api_keys(&ecs, &a)?;
+    let loopback = a.listen.ip().is_loopback();
+    let mut allowed = Vec::new();
+    for name in &a.allowed_host {
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains([':', '/', '[', ']']) && !name.contains(' '),
+            "--allowed-host {name:?}: a host name without a port (e.g. minifargate.lab)"
+        );
+        allowed.push(name.to_ascii_lowercase());
+    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(super::server::tls_acceptor(cert, key, None)?),
+        _ => None,
+    };
+    say_protection(&a, keys.as_ref(), generated.as_ref(), tls.is_some());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let security = super::Security {
         hosts: super::guard::Hosts {

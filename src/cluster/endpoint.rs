@@ -17,6 +17,8 @@ use super::keys;
 use super::pki;
 use super::signing::{SIGNATURE, SignatureError, sign, token, verify};
 use crate::ecs::Ecs;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -164,6 +166,165 @@ impl std::fmt::Debug for Front {
     }
 }
 
+/// The endpoint's shared state, as its handlers take it.
+type St = axum::extract::State<std::sync::Arc<Shared>>;
+
+/// `POST /v1/logs/{op}`: a CloudWatch Logs call of the box's, signed.
+async fn logs(
+    State(s): St,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let call = format!("logs/{op}");
+    if let Err(e) = s.check(&headers, &call, &body, false) {
+        return denied(&call, e);
+    }
+    let s2 = s.clone();
+    let answer = tokio::task::spawn_blocking(move || logs_call(&s2.ecs, &op, &body)).await;
+    match answer {
+        Ok(Ok(v)) => reply(StatusCode::OK, &v),
+        Ok(Err(e)) => reply(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            &json!({"__type": e.name(), "message": e.message()}),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"__type": "ServiceUnavailableException", "message": e.to_string()}),
+        ),
+    }
+}
+/// `GET /v1/console/{view}/{id}`: the console's view of one of the box's tasks, signed.
+async fn console(
+    State(s): St,
+    Path((view, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    let query = query.unwrap_or_default();
+    let call = super::remote::view_call(&view, &id);
+    if let Err(e) = s.check(&headers, &call, query.as_bytes(), false) {
+        return denied(&call, e);
+    }
+    let s2 = s.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || (s2.front.task_view)(&s2.ecs, &view, &id, &query))
+            .await;
+    match answer {
+        Ok((status, v)) => reply(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &v,
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"message": e.to_string()}),
+        ),
+    }
+}
+/// `GET /v1/exec`, upgraded: an exec in one of the box's tasks, signed and run once.
+async fn exec(State(s): St, req: axum::extract::Request) -> axum::response::Response {
+    use super::exec::{CALL, EXEC_FAILED, PROTOCOL, REQUEST};
+    use base64::Engine;
+    let (mut parts, _) = req.into_parts();
+    let body = parts
+        .headers
+        .get(REQUEST)
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok()
+        })
+        .unwrap_or_default();
+    // Nothing is looked at, let alone started, before the signature holds.
+    if let Err(e) = s.check(&parts.headers, CALL, &body, true) {
+        return denied(CALL, e);
+    }
+    let bad = |m: String| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            &json!({"__type": "InvalidParameterException", "message": m}),
+        )
+    };
+    let upgrade = parts
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if upgrade != Some(PROTOCOL) {
+        return bad(format!("an exec is a GET with `Upgrade: {PROTOCOL}`"));
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return bad("this connection cannot be upgraded (HTTP/1.1 only)".into());
+    };
+    let req: crate::host::exec::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("{REQUEST}: not an exec request: {e}")),
+    };
+    let session = match super::exec::start(s.ecs.clone(), req).await {
+        Ok(session) => session,
+        Err(e) => {
+            let kind = if e.is_exec_failure() {
+                EXEC_FAILED
+            } else {
+                "ClientException"
+            };
+            return reply(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                &json!({"__type": kind, "message": crate::errors::error_chain(&e)}),
+            );
+        }
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(io) => super::exec::pump(session, hyper_util::rt::TokioIo::new(io)).await,
+            // The caller left before the stream began: so does its command.
+            Err(e) => {
+                tracing::warn!(error = %e, "an exec's connection was not upgraded");
+                session.abort()
+            }
+        }
+    });
+    axum::http::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(axum::http::header::CONNECTION, "upgrade")
+        .header(axum::http::header::UPGRADE, PROTOCOL)
+        .body(axum::body::Body::empty())
+        .expect("a 101 response")
+}
+/// `POST /v1/<METRICS_CALL>`: a sample of the box's ECS metrics, signed.
+async fn metrics(
+    State(s): St,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let call = METRICS_CALL;
+    if let Err(e) = s.check(&headers, call, &body, false) {
+        return denied(call, e);
+    }
+    let req: SampleRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"__type": "InvalidParameterException", "message": format!("not a sample request: {e}")}),
+            );
+        }
+    };
+    let s2 = s.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || sample_box(&s2.ecs, &s2.publisher, &req)).await;
+    match answer {
+        Ok(Ok(v)) => reply(StatusCode::OK, &v),
+        Ok(Err(e)) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"__type": "ServerException", "message": crate::errors::error_chain(e.as_ref())}),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"__type": "ServerException", "message": e.to_string()}),
+        ),
+    }
+}
+
 /// The agent's endpoint on `listener` until the process ends: the box's CloudWatch Logs
 /// (`POST /v1/logs/{op}`), the console's views of its tasks (`GET
 /// /v1/console/{view}/{id}`) and execs in them (`GET /v1/exec`, upgraded).
@@ -176,161 +337,6 @@ pub async fn serve(
     ecs: Ecs,
     token: Option<std::sync::Arc<std::sync::RwLock<Vec<u8>>>>,
 ) {
-    use axum::extract::{Path, RawQuery, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use std::sync::Arc;
-    type St = State<Arc<Shared>>;
-    async fn logs(
-        State(s): St,
-        Path(op): Path<String>,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> axum::response::Response {
-        let call = format!("logs/{op}");
-        if let Err(e) = s.check(&headers, &call, &body, false) {
-            return denied(&call, e);
-        }
-        let s2 = s.clone();
-        let answer = tokio::task::spawn_blocking(move || logs_call(&s2.ecs, &op, &body)).await;
-        match answer {
-            Ok(Ok(v)) => reply(StatusCode::OK, &v),
-            Ok(Err(e)) => reply(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                &json!({"__type": e.name(), "message": e.message()}),
-            ),
-            Err(e) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"__type": "ServiceUnavailableException", "message": e.to_string()}),
-            ),
-        }
-    }
-    async fn console(
-        State(s): St,
-        Path((view, id)): Path<(String, String)>,
-        RawQuery(query): RawQuery,
-        headers: HeaderMap,
-    ) -> axum::response::Response {
-        let query = query.unwrap_or_default();
-        let call = super::remote::view_call(&view, &id);
-        if let Err(e) = s.check(&headers, &call, query.as_bytes(), false) {
-            return denied(&call, e);
-        }
-        let s2 = s.clone();
-        let answer =
-            tokio::task::spawn_blocking(move || (s2.front.task_view)(&s2.ecs, &view, &id, &query))
-                .await;
-        match answer {
-            Ok((status, v)) => reply(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &v,
-            ),
-            Err(e) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"message": e.to_string()}),
-            ),
-        }
-    }
-    async fn exec(State(s): St, req: axum::extract::Request) -> axum::response::Response {
-        use super::exec::{CALL, EXEC_FAILED, PROTOCOL, REQUEST};
-        use base64::Engine;
-        let (mut parts, _) = req.into_parts();
-        let body = parts
-            .headers
-            .get(REQUEST)
-            .and_then(|v| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(v.as_bytes())
-                    .ok()
-            })
-            .unwrap_or_default();
-        // Nothing is looked at, let alone started, before the signature holds.
-        if let Err(e) = s.check(&parts.headers, CALL, &body, true) {
-            return denied(CALL, e);
-        }
-        let bad = |m: String| {
-            reply(
-                StatusCode::BAD_REQUEST,
-                &json!({"__type": "InvalidParameterException", "message": m}),
-            )
-        };
-        let upgrade = parts
-            .headers
-            .get(axum::http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok());
-        if upgrade != Some(PROTOCOL) {
-            return bad(format!("an exec is a GET with `Upgrade: {PROTOCOL}`"));
-        }
-        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-            return bad("this connection cannot be upgraded (HTTP/1.1 only)".into());
-        };
-        let req: crate::host::exec::Request = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return bad(format!("{REQUEST}: not an exec request: {e}")),
-        };
-        let session = match super::exec::start(s.ecs.clone(), req).await {
-            Ok(session) => session,
-            Err(e) => {
-                let kind = if e.is_exec_failure() {
-                    EXEC_FAILED
-                } else {
-                    "ClientException"
-                };
-                return reply(
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                    &json!({"__type": kind, "message": crate::errors::error_chain(&e)}),
-                );
-            }
-        };
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(io) => super::exec::pump(session, hyper_util::rt::TokioIo::new(io)).await,
-                // The caller left before the stream began: so does its command.
-                Err(e) => {
-                    tracing::warn!(error = %e, "an exec's connection was not upgraded");
-                    session.abort()
-                }
-            }
-        });
-        axum::http::Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(axum::http::header::CONNECTION, "upgrade")
-            .header(axum::http::header::UPGRADE, PROTOCOL)
-            .body(axum::body::Body::empty())
-            .expect("a 101 response")
-    }
-    async fn metrics(
-        State(s): St,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> axum::response::Response {
-        let call = METRICS_CALL;
-        if let Err(e) = s.check(&headers, call, &body, false) {
-            return denied(call, e);
-        }
-        let req: SampleRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"__type": "InvalidParameterException", "message": format!("not a sample request: {e}")}),
-                );
-            }
-        };
-        let s2 = s.clone();
-        let answer =
-            tokio::task::spawn_blocking(move || sample_box(&s2.ecs, &s2.publisher, &req)).await;
-        match answer {
-            Ok(Ok(v)) => reply(StatusCode::OK, &v),
-            Ok(Err(e)) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"__type": "ServerException", "message": crate::errors::error_chain(e.as_ref())}),
-            ),
-            Err(e) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"__type": "ServerException", "message": e.to_string()}),
-            ),
-        }
-    }
     // serve's bounds (docs/security.md "Bounds"), through the front: its guard without
     // keys (the body's size and time, the requests in progress; the signature is checked
     // per route) and its connection loop (open connections, header and idle timeouts,
@@ -343,7 +349,7 @@ pub async fn serve(
             &format!("/v1/{}", METRICS_CALL),
             axum::routing::post(metrics),
         )
-        .with_state(Arc::new(Shared {
+        .with_state(std::sync::Arc::new(Shared {
             ecs,
             front,
             token,

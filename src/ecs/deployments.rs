@@ -242,26 +242,6 @@ fn roll_back_blue_green(
     service_back_to(store, s, target, now)
 }
 
-/// A blue/green rollback `d` whose green tasks are all gone, with the blue deployment
-/// `primary` PRIMARY and COMPLETED: ROLLBACK_SUCCESSFUL.
-pub fn blue_green_rolled_back(
-    store: &mut Store,
-    d: &mut DeploymentRow,
-    primary: &DeploymentRow,
-) -> anyhow::Result<bool> {
-    let ours = d.sd.status == Some(ServiceDeploymentStatus::RollbackInProgress)
-        && d.sd.rollback.as_ref().is_some_and(|r| r.by == primary.id)
-        && primary.rollout_state == RolloutState::Completed;
-    if ours {
-        let now = now_ms();
-        d.sd.status = Some(ServiceDeploymentStatus::RollbackSuccessful);
-        d.sd.finished_at_ms = Some(now);
-        d.updated_at_ms = now;
-        store.save_deployment(d)?;
-    }
-    Ok(ours)
-}
-
 /// A blue/green deployment's next lifecycle stage, if it moves on now (at most one stage a
 /// scheduler pass, so each is seen): from SCALE_UP and from POST_TEST_TRAFFIC_SHIFT once
 /// its tasks are `ready` (the desired count running, and healthy in their target groups

@@ -2,15 +2,15 @@
 //! UpdateService or DeleteService) it brings every service's tasks to its desiredCount,
 //! rolls deployments forward within maximumPercent/minimumHealthyPercent, replaces tasks
 //! that stop or turn UNHEALTHY (with a backoff, like ECS's service throttling) and writes
-//! the deployments' progress and the service events. Each pass reads a service's
-//! [`Snapshot`], has [`reconcile`] (pure, `reconcile.rs`) decide the [`Plan`], and carries
-//! it out: tasks are started with RunTask's own path (`ecs::tasks::run_task`) and stopped
-//! through their supervisors.
+//! the deployments' progress and the service events. Each pass over a service
+//! (`reconcile_service`) reads it, has the pure functions of `reconcile/` decide (load
+//! balancing, then the [`Plan`] of [`reconcile`], then after it is carried out the
+//! deployments' [`Progress`]) and carries out what they say: tasks are started with
+//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors.
 
 mod reconcile;
 
 use crate::cloudwatch::CloudWatch;
-use crate::ecs::deployments::Tripped;
 use crate::ecs::fleet::TaskTarget;
 use crate::ecs::services::{Spec, add_event, unhealthy};
 use crate::ecs::tags::resource_of;
@@ -19,12 +19,16 @@ use crate::ecs::{Ecs, now_ms};
 use crate::ecs::{deployments, fleet};
 use crate::elb::Elb;
 use crate::store::{
-    DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, LifecycleStage, Resource,
-    RolloutState, ServiceRow, ServiceStatus, StopCode, Store, TaskRow,
+    DeploymentRow, DeploymentStatus, DesiredStatus, LastStatus, Resource, RolloutState, ServiceRow,
+    ServiceStatus, StopCode, Store, TaskRow,
 };
 use anyhow::Context;
-use reconcile::{Plan, Primary, Snapshot, TargetState, TaskState, Why, in_grace_period, reconcile};
-use std::collections::{HashMap, HashSet, VecDeque};
+use reconcile::progress::{Alarms, Deployments, Done, Progress, progress};
+use reconcile::{
+    Gone, LbTask, LbView, Plan, Primary, Routing, RuleMove, Snapshot, TargetState, TaskState,
+    Throttle, Why, in_grace_period, reconcile,
+};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -117,19 +121,12 @@ struct Balanced {
     stop_asked: HashSet<String>,
 }
 
-/// The task's awsvpc address, once its network is set up.
+/// The pace of the passes while nothing changes.
 const TICK: Duration = Duration::from_secs(1);
 /// How often a pass checks every running task's supervisor, not only its services' tasks
 /// (one /proc read per task: ~10 ms a pass with 1000 tasks, 1 % of a CPU at one pass a
 /// second): the dead tasks of no service are only there to be cleaned up.
 const FULL_CHECK: Duration = Duration::from_secs(30);
-/// Failed tasks older than this no longer slow down launches.
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const THROTTLE_BASE: Duration = Duration::from_secs(5);
-const THROTTLE_MAX: Duration = Duration::from_secs(15 * 60);
-/// Failures in the window after which the service gets ECS's "unable to consistently
-/// start tasks" event.
-const THROTTLE_WARN_AT: usize = 3;
 
 /// The running scheduler thread.
 pub struct Scheduler {
@@ -183,9 +180,7 @@ struct Memory {
     /// Tasks seen not STOPPED in the last pass: one that has stopped since, on its own, is a
     /// failure.
     known: HashSet<String>,
-    failures: VecDeque<Instant>,
-    next_launch: Option<Instant>,
-    warned: bool,
+    throttle: Throttle,
     steady: bool,
     /// Tasks stopped as UNHEALTHY whose replacements are not started yet.
     unhealthy: usize,
@@ -209,34 +204,15 @@ struct Memory {
 impl Memory {
     /// A rollback started: its tasks start at once, not after the failed ones' backoff.
     fn rolled_back(&mut self) {
-        self.failures.clear();
-        self.next_launch = None;
+        self.throttle.forget();
         self.steady = false;
         crate::ecs::services::changed();
     }
 
-    /// Records a failed task; returns how many failures the window holds. The next launch
-    /// waits 0 s after one failure, then 5 s, 10 s, 20 s … up to 15 minutes.
-    fn failed(&mut self, now: Instant) -> usize {
-        self.failures.push_back(now);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > THROTTLE_WINDOW)
-        {
-            self.failures.pop_front();
-        }
-        let n = self.failures.len();
-        let delay = if n <= 1 {
-            Duration::ZERO
-        } else {
-            THROTTLE_BASE
-                .saturating_mul(1 << (n - 2).min(20))
-                .min(THROTTLE_MAX)
-        };
-        self.next_launch = Some(now + delay);
+    /// A task failed outside the plan (its launch failed).
+    fn failed(&mut self, now: Instant) {
+        self.throttle.failed(now);
         self.steady = false;
-        n
     }
 }
 
@@ -306,7 +282,7 @@ fn pass(
         let m = memory
             .entry((s.cluster.clone(), s.name.clone()))
             .or_default();
-        if let Err(e) = schedule(g, store, &s, m, parts) {
+        if let Err(e) = reconcile_service(g, store, &s, m, parts) {
             tracing::error!(service = %s.name, cluster = %s.cluster,
                 error = %crate::errors::error_chain(e.as_ref()), "failed to schedule a service");
         }
@@ -566,105 +542,101 @@ fn read_live(store: &Store, s: &ServiceRow, now: i64) -> anyhow::Result<Vec<Live
         .collect())
 }
 
-/// Tasks that stopped on their own since the last pass (an essential container exited, the
-/// task failed to start, its supervisor died): failures, for throttling and for their
-/// deployment's circuit breaker (the count by deployment id).
-fn count_failures(
-    store: &mut Store,
+/// The tasks seen at the last pass that are gone from the service's live tasks now, as
+/// their rows say (the reconciler counts those that failed); remembers the live ones.
+fn read_gone(
+    store: &Store,
     s: &ServiceRow,
     m: &mut Memory,
     live: &[Live],
-    now: Instant,
-) -> anyhow::Result<HashMap<String, i64>> {
-    let name = &s.name;
-    let mut failed: HashMap<String, i64> = HashMap::new();
+) -> anyhow::Result<Vec<Gone>> {
     let ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
-    for gone in m.known.difference(&ids).cloned().collect::<Vec<_>>() {
-        let Some(t) = fleet::get().task(store, &s.cluster, &gone)? else {
+    let mut gone = Vec::new();
+    for id in m.known.difference(&ids) {
+        let Some(t) = fleet::get().task(store, &s.cluster, id)? else {
             continue;
         };
-        // A task stopped because its host went away (a lost container instance in cluster
-        // mode) did not fail: its replacement is not throttled.
-        let by_us_or_user = matches!(
-            t.stop_code,
-            Some(
-                StopCode::ServiceSchedulerInitiated
-                    | StopCode::UserInitiated
-                    | StopCode::TerminationNotice
-            )
-        );
-        if t.last_status == LastStatus::Stopped && !by_us_or_user {
-            if let Some(d) = &t.started_by {
-                *failed.entry(d.clone()).or_default() += 1;
-            }
-            let n = m.failed(now);
-            tracing::info!(service = %name, task_id = %gone, failures = n, "a service task stopped");
-            if n >= THROTTLE_WARN_AT && !m.warned {
-                m.warned = true;
-                say(
-                    store,
-                    s,
-                    "is unable to consistently start tasks successfully. For more information, \
-                     see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                );
-            }
-        }
+        gone.push(Gone {
+            id: id.clone(),
+            deployment: t.started_by.clone(),
+            stopped: t.last_status == LastStatus::Stopped,
+            stop_code: t.stop_code,
+        });
     }
     m.known = ids;
-    Ok(failed)
+    Ok(gone)
 }
 
-/// Load balancing (the service's loadBalancers, with serve's ELB): draining tasks stop once
-/// their delay is over and count as stopping until then; tasks that stopped on their own
-/// leave their target groups; RUNNING tasks join them. With blue/green, a task registers in
-/// its deployment's side of the target group pairs; it leaves every group of the service
-/// when it stops. Returns the tasks whose stop was asked.
+/// Load balancing as this pass finds it: the service's tasks (what remembers of their
+/// targets, drains and stops asked) and the registered ones gone since.
+fn lb_view(m: &mut Memory, elb: Option<&Elb>, lbs: &Lbs, live: &[Live], now: Instant) -> LbView {
+    let live_ids: HashSet<&str> = live.iter().map(|l| l.row.id.as_str()).collect();
+    m.lb.draining.retain(|id, _| live_ids.contains(id.as_str()));
+    m.lb.stop_asked.retain(|id| live_ids.contains(id.as_str()));
+    LbView {
+        now,
+        load_balanced: elb.is_some() && !lbs.all.is_empty(),
+        tasks: live
+            .iter()
+            .map(|l| LbTask {
+                id: l.row.id.clone(),
+                active: l.active(),
+                running: l.running(),
+                unhealthy: l.unhealthy,
+                registered: m.lb.registered.contains_key(&l.row.id),
+                draining: m.lb.draining.get(&l.row.id).cloned(),
+                stop_asked: m.lb.stop_asked.contains(&l.row.id),
+            })
+            .collect(),
+        registered_gone: m
+            .lb
+            .registered
+            .keys()
+            .filter(|id| !live_ids.contains(id.as_str()))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Carries out load balancing's plan ([`reconcile::balance`]): tasks stopping count as
+/// such, drained ones are stopped (with ServiceSchedulerInitiated), gone ones leave every
+/// target group of the service, the others join their deployment's side of them. Returns
+/// the tasks whose stop was asked.
 fn balance(
     g: &Ecs,
     store: &Store,
     m: &mut Memory,
-    elb: Option<&Elb>,
-    lbs: &Lbs,
+    (elb, lbs): (Option<&Elb>, &Lbs),
     (live, now): (&mut [Live], Instant),
 ) -> Vec<String> {
+    let plan = reconcile::balance(&lb_view(m, elb, lbs, live, now));
     let mut stopped = Vec::new();
-    let live_ids: HashSet<String> = live.iter().map(|l| l.row.id.clone()).collect();
-    m.lb.draining.retain(|id, _| live_ids.contains(id));
-    m.lb.stop_asked.retain(|id| live_ids.contains(id));
     for l in live.iter_mut() {
-        if m.lb.stop_asked.contains(&l.row.id) {
+        if plan.stopping.contains(&l.row.id) {
             l.row.desired_status = DesiredStatus::Stopped;
-            continue;
         }
-        let Some((until, reason)) = m.lb.draining.get(&l.row.id).cloned() else {
+    }
+    for (id, reason) in &plan.drained {
+        let Some(l) = live.iter().find(|l| &l.row.id == id) else {
             continue;
         };
-        if now >= until
-            && fleet::get().stop(g, &l.row, StopCode::ServiceSchedulerInitiated, &reason)
-        {
-            m.lb.draining.remove(&l.row.id);
-            m.lb.stop_asked.insert(l.row.id.clone());
-            stopped.push(l.row.id.clone());
+        if fleet::get().stop(g, &l.row, StopCode::ServiceSchedulerInitiated, reason) {
+            m.lb.draining.remove(id);
+            m.lb.stop_asked.insert(id.clone());
+            stopped.push(id.clone());
         }
-        l.row.desired_status = DesiredStatus::Stopped;
     }
-    if let Some(elb) = elb.filter(|_| !lbs.all.is_empty()) {
-        deregister_gone(elb, m, &lbs.all, &live_ids);
-        register_running(store, elb, m, lbs, live);
+    if let Some(elb) = elb {
+        deregister_gone(elb, m, &lbs.all, &plan.deregister);
+        register_running(store, elb, m, lbs, (live, &plan.register));
     }
     stopped
 }
 
 /// Tasks gone since the last pass leave every target group of the service.
-fn deregister_gone(elb: &Elb, m: &mut Memory, all: &[LbTarget], live_ids: &HashSet<String>) {
-    let gone: Vec<String> =
-        m.lb.registered
-            .keys()
-            .filter(|id| !live_ids.contains(*id))
-            .cloned()
-            .collect();
+fn deregister_gone(elb: &Elb, m: &mut Memory, all: &[LbTarget], gone: &[String]) {
     for id in gone {
-        let Some(at) = m.lb.registered.remove(&id) else {
+        let Some(at) = m.lb.registered.remove(id) else {
             continue;
         };
         for t in all {
@@ -678,16 +650,16 @@ fn deregister_gone(elb: &Elb, m: &mut Memory, all: &[LbTarget], live_ids: &HashS
     }
 }
 
-/// RUNNING, healthy tasks not registered yet join their target groups.
-fn register_running(store: &Store, elb: &Elb, m: &mut Memory, lbs: &Lbs, live: &[Live]) {
+/// The tasks of `to` join their target groups.
+fn register_running(
+    store: &Store,
+    elb: &Elb,
+    m: &mut Memory,
+    lbs: &Lbs,
+    (live, to): (&[Live], &[String]),
+) {
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for l in live
-        .iter()
-        .filter(|l| l.active() && l.running() && !l.unhealthy)
-    {
-        if m.lb.registered.contains_key(&l.row.id) {
-            continue;
-        }
+    for l in live.iter().filter(|l| to.contains(&l.row.id)) {
         let Some(at) = fleet::get().task_target(store, &l.row.cluster, &l.row.id) else {
             continue;
         };
@@ -743,7 +715,7 @@ fn snapshot(
     live: &[Live],
     m: &Memory,
     (elb, lbs): (Option<&Elb>, &Lbs),
-    traffic_routed: bool,
+    (routing, gone): (Option<Routing>, Vec<Gone>),
     (now, at): (Instant, i64),
 ) -> Snapshot {
     let spec = &s.spec;
@@ -778,9 +750,10 @@ fn snapshot(
             stage: primary.sd.blue_green.map(|b| b.stage),
         },
         blue_green: spec.deployment_configuration.blue_green(),
-        traffic_routed,
+        routing,
         load_balanced,
-        launch_not_before: m.next_launch,
+        throttle: m.throttle.clone(),
+        gone,
         now,
         now_ms: at,
         tasks: live
@@ -801,14 +774,6 @@ fn snapshot(
     }
 }
 
-/// What carrying out a plan did.
-#[derive(Default)]
-struct Applied {
-    /// Tasks whose stop was asked (those beginning to drain included).
-    stopped: Vec<String>,
-    started: Vec<String>,
-}
-
 /// Asks for the plan's stops of `phase` (before or after the launch); counts what each
 /// stop means (a failure of its deployment, a replacement for an unhealthy task).
 fn carry_stops(
@@ -818,12 +783,13 @@ fn carry_stops(
     plan: &Plan,
     after_launch: bool,
     live: &mut [Live],
-    (failed, done): (&mut HashMap<String, i64>, &mut Applied),
+    done: &mut Done,
 ) {
     for stop in plan
         .stops
         .iter()
         .filter(|x| (x.why == Why::Retire) == after_launch)
+        .filter(|x| done.routed || !x.after_routing)
     {
         let Some(l) = live.iter_mut().find(|l| l.row.id == stop.task) else {
             continue;
@@ -834,7 +800,7 @@ fn carry_stops(
         match stop.why {
             Why::Unhealthy => {
                 if let Some(d) = &stop.deployment {
-                    *failed.entry(d.clone()).or_default() += 1;
+                    *done.failed.entry(d.clone()).or_default() += 1;
                 }
                 m.unhealthy += 1;
             }
@@ -915,10 +881,11 @@ fn carry_launch(
 }
 
 /// The events of the stops this pass asked, and of the tasks kept for their protection.
-fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &mut Applied) {
-    flush_lb_events(store, s, m, &mut done.stopped);
-    if !done.stopped.is_empty() {
-        stopped_event(store, s, &done.stopped);
+fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &Done) {
+    let mut stopped = done.stopped.clone();
+    flush_lb_events(store, s, m, &mut stopped);
+    if !stopped.is_empty() {
+        stopped_event(store, s, &stopped);
     }
     if s.status == ServiceStatus::Draining || plan.protected == m.protected {
         return;
@@ -937,101 +904,130 @@ fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, d
     }
 }
 
-/// One service: read what the reconciler needs, have it decide ([`reconcile`]), carry out
-/// its plan, and record the deployments' progress.
-fn schedule(
+/// What a pass read of one service: the reconciler's [`Snapshot`], and what carrying out
+/// its plan needs.
+struct Read {
+    snap: Snapshot,
+    /// The service's deployments (PRIMARY and ACTIVE), as read at the start of the pass.
+    deployments: Vec<DeploymentRow>,
+    primary: DeploymentRow,
+    live: Vec<Live>,
+    lbs: Lbs,
+    /// The stops load balancing asked (drained tasks).
+    drained: Vec<String>,
+}
+
+/// Reads one service for this pass, load balancing first ([`reconcile::balance`], carried
+/// out: the snapshot sees the targets it leaves); `None` without a PRIMARY deployment.
+fn read(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+) -> anyhow::Result<Option<Read>> {
+    let now = Instant::now();
+    let deployments = store.deployments(&s.cluster, &s.name)?;
+    let Some(primary) = deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    // One reading of the clock for the whole pass: the reconciler's rules and the reading
+    // of the snapshot agree on what is past.
+    let at = now_ms();
+    let mut live = read_live(store, s, at)?;
+    let gone = read_gone(store, s, m, &live)?;
+    let lbs = Lbs::of(s, elb, &deployments);
+    let drained = balance(g, store, m, (elb, &lbs), (&mut live, now));
+    let routing = read_routing(store, s, elb, &deployments)?;
+    let snap = snapshot(
+        s,
+        &primary,
+        &live,
+        m,
+        (elb, &lbs),
+        (routing, gone),
+        (now, at),
+    );
+    Ok(Some(Read {
+        snap,
+        deployments,
+        primary,
+        live,
+        lbs,
+        drained,
+    }))
+}
+
+/// Carries out the plan for the service's tasks: the listener rules, the events, the stops
+/// (those retiring older tasks after the launch), the launch. What it did, for
+/// [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
+fn carry(
+    g: &Ecs,
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    elb: Option<&Elb>,
+    (r, plan): (&mut Read, &Plan),
+) -> anyhow::Result<Option<Done>> {
+    // Blue/green: the listener rules first, so that no task is stopped while a rule still
+    // sends it production traffic (a rollback's green tasks, before production is back on
+    // blue).
+    let mut done = Done {
+        stopped: std::mem::take(&mut r.drained),
+        routed: carry_rules(store, s, m, elb, &plan.rules),
+        failed: plan.failed.clone(),
+        green_ready: plan.green_ready,
+        ..Default::default()
+    };
+    if !plan.failed_tasks.is_empty() {
+        tracing::info!(service = %s.name, tasks = ?plan.failed_tasks,
+            failures = plan.throttle.failures.len(), "service tasks stopped");
+        m.steady = false;
+    }
+    m.throttle = plan.throttle.clone();
+    for e in &plan.events {
+        add_event(store, &s.cluster, &s.name, e.clone());
+    }
+    let carried = (elb, &r.lbs);
+    carry_stops(g, carried, m, plan, false, &mut r.live, &mut done);
+    if s.status == ServiceStatus::Draining {
+        stop_events(store, s, m, plan, &done);
+        if plan.inactive {
+            retire_service(store, s, &mut r.deployments)?;
+        }
+        return Ok(None);
+    }
+    let now = r.snap.now;
+    done.started = carry_launch(g, store, s, (&r.primary, plan), m, &mut done.failed, now);
+    carry_stops(g, carried, m, plan, true, &mut r.live, &mut done);
+    stop_events(store, s, m, plan, &done);
+    Ok(Some(done))
+}
+
+/// One service, one pass: read its snapshot, have the reconciler decide ([`reconcile`]),
+/// carry out the plan; then what its deployments become ([`progress`]), carried out.
+fn reconcile_service(
     g: &Ecs,
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
     parts: Parts,
 ) -> anyhow::Result<()> {
-    let elb = parts.elb;
-    let now = Instant::now();
-    let mut deployments = store.deployments(&s.cluster, &s.name)?;
-    let Some(primary) = deployments
-        .iter()
-        .find(|d| d.status == DeploymentStatus::Primary)
-        .cloned()
-    else {
+    let Some(mut r) = read(g, store, s, m, parts.elb)? else {
         return Ok(());
     };
-    // One reading of the clock for the whole pass: the reconciler's rules and the reading
-    // of the snapshot agree on what is past.
-    let at = now_ms();
-    let mut live = read_live(store, s, at)?;
-    let mut failed = count_failures(store, s, m, &live, now)?;
-    let lbs = Lbs::of(s, elb, &deployments);
-    let mut done = Applied {
-        stopped: balance(g, store, m, elb, &lbs, (&mut live, now)),
-        ..Default::default()
-    };
-    let deleted = s.status == ServiceStatus::Draining;
-    // Blue/green: the listener rules first, so that no task is stopped while a rule still
-    // sends it production traffic (a rollback's green tasks, before production is back on
-    // blue).
-    let bg = s.spec.deployment_configuration.blue_green();
-    let routed = !bg || deleted || route_blue_green(store, s, m, elb, &deployments)?;
-    let plan = reconcile(&snapshot(
-        s,
-        &primary,
-        &live,
-        m,
-        (elb, &lbs),
-        routed,
-        (now, at),
-    ));
-    for e in &plan.events {
-        add_event(store, &s.cluster, &s.name, e.clone());
-    }
-    let carried = (elb, &lbs);
-    carry_stops(
-        g,
-        carried,
-        m,
-        &plan,
-        false,
-        &mut live,
-        (&mut failed, &mut done),
-    );
-    if deleted {
-        stop_events(store, s, m, &plan, &mut done);
-        if plan.inactive {
-            retire_service(store, s, &mut deployments)?;
-        }
+    let plan = reconcile(&r.snap);
+    let Some(done) = carry(g, store, s, m, parts.elb, (&mut r, &plan))? else {
         return Ok(());
-    }
-    done.started = carry_launch(g, store, s, (&primary, &plan), m, &mut failed, now);
-    carry_stops(
-        g,
-        carried,
-        m,
-        &plan,
-        true,
-        &mut live,
-        (&mut failed, &mut done),
-    );
-    let changed = !done.stopped.is_empty() || !done.started.is_empty();
-    stop_events(store, s, m, &plan, &mut done);
-    let olds_left = record_deployments(store, s, &mut deployments, &primary, &live, &failed)?;
-    if tripped(store, s, m, parts, &mut deployments)? {
-        return Ok(());
-    }
-    let pass = Pass {
-        changed,
-        olds_left,
-        routed,
-        green_ready: plan.green_ready,
     };
-    complete(
-        store,
-        (s, &primary.id),
-        m,
-        parts,
-        &mut deployments,
-        &live,
-        pass,
-    )
+    let deployments = std::mem::take(&mut r.deployments);
+    let read = read_deployments(store, s, m, parts.cw, deployments)?;
+    let p = progress(&r.snap, &read, &done);
+    carry_progress(store, s, m, &read, p)
 }
 
 /// The deleted service has no task left: it and its deployments go INACTIVE.
@@ -1052,336 +1048,173 @@ fn retire_service(
     Ok(())
 }
 
-/// Deployments: an older one is done once none of its tasks is left; failedTasks. Returns
-/// whether an older deployment still has tasks.
-fn record_deployments(
-    store: &mut Store,
+/// What the deployments' rules read ([`progress`]): the deployments read at the start of
+/// the pass, their tasks that never ran, the circuit breaker, the deployment alarms as
+/// CloudWatch has them, the bake times and production steps.
+fn read_deployments(
+    store: &Store,
     s: &ServiceRow,
-    deployments: &mut [DeploymentRow],
-    primary: &DeploymentRow,
-    live: &[Live],
-    failed: &HashMap<String, i64>,
-) -> anyhow::Result<bool> {
-    let mut olds_left = false;
-    for d in deployments {
-        let mut dirty = false;
-        if d.status == DeploymentStatus::Active {
-            if live
-                .iter()
-                .any(|l| l.row.started_by.as_deref() == Some(d.id.as_str()))
-            {
-                olds_left = true;
-            } else {
-                d.status = DeploymentStatus::Inactive;
-                dirty = true;
-                // A blue/green rollback is done once the green tasks are gone.
-                deployments::blue_green_rolled_back(store, d, primary)?;
-            }
-        }
-        // The circuit breaker's count: the failures seen now. `failedTasks` shows it, and
-        // at least the tasks that never reached RUNNING (seen by an earlier serve too).
-        if let Some(&seen) = failed.get(&d.id) {
-            d.sd.failure_count += seen;
-            dirty = true;
-        }
-        let never_ran = fleet::get().failed_deployment_tasks(store, &s.cluster, &d.id)?;
-        let n = deployments::failed_tasks(d.sd.failure_count, never_ran);
-        if n != d.failed_tasks {
-            d.failed_tasks = n;
-            dirty = true;
-        }
-        if dirty {
-            d.updated_at_ms = now_ms();
-            store.save_deployment(d)?;
-        }
-    }
-    Ok(olds_left)
-}
-
-/// The circuit breaker and the deployment alarms: whether the PRIMARY deployment failed
-/// this pass (and rolled back, when asked).
-fn tripped(
-    store: &mut Store,
-    s: &ServiceRow,
-    m: &mut Memory,
-    parts: Parts,
-    deployments: &mut [DeploymentRow],
-) -> anyhow::Result<bool> {
-    let name = &s.name;
+    m: &Memory,
+    cw: Option<&CloudWatch>,
+    rows: Vec<DeploymentRow>,
+) -> anyhow::Result<Deployments> {
     let config = &s.spec.deployment_configuration;
-    // The circuit breaker: the PRIMARY deployment fails at its threshold of failed tasks
-    // (the `failedTasks` it shows).
-    let breaker = config.deployment_circuit_breaker.filter(|b| b.enable);
-    if let Some(b) = breaker
-        && let Some(p) = deployments
-            .iter_mut()
-            .find(|d| deployments::breaker_trips(d, s.desired_count))
-    {
-        tracing::warn!(service = %name, deployment = %p.id, failed = p.failed_tasks,
-            rollback = b.rollback, "the deployment circuit breaker tripped");
-        if deployments::trip(store, s, p, b.rollback, &Tripped::CircuitBreaker)? {
-            m.rolled_back();
-        }
-        return Ok(true);
+    let mut never_ran = HashMap::new();
+    for r in &rows {
+        let n = fleet::get().failed_deployment_tasks(store, &s.cluster, &r.id)?;
+        never_ran.insert(r.id.clone(), n);
     }
-    // The deployment alarms: the PRIMARY deployment fails once one of them goes into
-    // ALARM, while it rolls out and for its bake time after. Ref: developerguide/
-    // deployment-alarm-failure.html.
     let watched = config
         .alarms
         .as_ref()
         .filter(|a| a.enable && !a.alarm_names.is_empty());
-    let (Some(a), Some(cw)) = (watched, parts.cw) else {
-        return Ok(false);
-    };
-    let Some(p) = deployments
-        .iter_mut()
-        .find(|d| d.status == DeploymentStatus::Primary)
-        .filter(|p| p.rollout_state == RolloutState::InProgress)
-    else {
-        return Ok(false);
-    };
-    let (fired, missing) = cw.alarms.went_into_alarm(&a.alarm_names, p.created_at_ms);
-    if missing != m.missing_alarms {
-        if !missing.is_empty() {
-            say(
-                store,
-                s,
-                format!(
-                    "deployment alarms not found in CloudWatch, not \
-                     watched: {}.",
-                    missing.join(", ")
-                ),
-            );
-        }
-        m.missing_alarms = missing;
-    }
-    if fired.is_empty() {
-        return Ok(false);
-    }
-    tracing::warn!(service = %name, deployment = %p.id, alarms = ?fired,
-        rollback = a.rollback, "a deployment alarm went into ALARM");
-    if deployments::trip(store, s, p, a.rollback, &Tripped::Alarms(fired))? {
-        m.rolled_back();
-    }
-    Ok(true)
-}
-
-/// What the end of a pass needs of what it did.
-struct Pass {
-    /// A task was started or its stop asked.
-    changed: bool,
-    /// An older deployment still has tasks.
-    olds_left: bool,
-    /// Blue/green: the listener rules are where the stage says.
-    routed: bool,
-    green_ready: bool,
-}
-
-/// The PRIMARY deployment's progress: its blue/green stage, its completion (after its bake
-/// time), and the service's steady state.
-fn complete(
-    store: &mut Store,
-    (s, primary): (&ServiceRow, &str),
-    m: &mut Memory,
-    parts: Parts,
-    deployments: &mut [DeploymentRow],
-    live: &[Live],
-    pass: Pass,
-) -> anyhow::Result<()> {
-    let spec = &s.spec;
-    let desired = s.desired_count;
-    let is_primary = |l: &Live| !l.draining && l.row.started_by.as_deref() == Some(primary);
-    let running = live
+    let rolling = rows
         .iter()
-        .filter(|l| l.active() && l.running() && !l.unhealthy && is_primary(l))
-        .count() as i64;
-    let steady = !pass.changed
-        && !pass.olds_left
-        && running == desired
-        && live.iter().all(|l| l.active() && l.running());
-    let watched = spec
-        .deployment_configuration
-        .alarms
-        .as_ref()
-        .filter(|a| a.enable && !a.alarm_names.is_empty());
-    // With deployment alarms, a deployment completes after its bake time: the longest
-    // Period × EvaluationPeriods of its alarms, from its first steady state (ECS "computes
-    // this time period based on the alarm configuration"; this host's reading of it).
-    let bake_ms = match (watched, parts.cw) {
-        (Some(a), Some(cw)) => cw.alarms.longest_window(&a.alarm_names),
-        _ => 0,
-    };
-    // Blue/green: the stages, and the listener rules where they say traffic goes; the
-    // deployment completes at the end of CLEAN_UP (its bake time is a stage before).
-    let bg = spec.deployment_configuration.blue_green();
-    if bg {
-        let bake_ms = bake_ms.max(minutes_ms(
-            spec.deployment_configuration
-                .bake_time_in_minutes
-                .unwrap_or(0),
-        ));
-        advance_blue_green(
-            store,
-            s,
-            deployments,
-            pass.routed,
-            pass.green_ready,
-            bake_ms,
-        )?;
+        .find(|d| d.status == DeploymentStatus::Primary)
+        .filter(|p| p.rollout_state == RolloutState::InProgress);
+    let alarms = watched.zip(cw).map(|(a, cw)| {
+        let (fired, missing) = match rolling {
+            Some(p) => cw.alarms.went_into_alarm(&a.alarm_names, p.created_at_ms),
+            None => Default::default(),
+        };
+        Alarms {
+            rollback: a.rollback,
+            fired,
+            missing,
+            window_ms: cw.alarms.longest_window(&a.alarm_names),
+        }
+    });
+    let (steps, wait_minutes) = deployments::production_steps(config);
+    Ok(Deployments {
+        rows,
+        never_ran,
+        breaker: config
+            .deployment_circuit_breaker
+            .filter(|b| b.enable)
+            .map(|b| b.rollback),
+        alarms,
+        missing_said: m.missing_alarms.clone(),
+        steady_said: m.steady,
+        bake_time_ms: minutes_ms(config.bake_time_in_minutes.unwrap_or(0)),
+        steps,
+        step_wait_ms: minutes_ms(wait_minutes),
+    })
+}
+
+/// The deployments' side of the pass: what [`progress`] made of them, saved (a completion
+/// finishing the deployment it rolled back), its events written, a trip carried out
+/// (`deployments::trip`: FAILED, and the rollback when asked).
+fn carry_progress(
+    store: &mut Store,
+    s: &ServiceRow,
+    m: &mut Memory,
+    read: &Deployments,
+    p: Progress,
+) -> anyhow::Result<()> {
+    for (before, after) in read.rows.iter().zip(&p.rows) {
+        if before == after {
+            continue;
+        }
+        let mut row = after.clone();
+        if p.completed.as_ref() == Some(&row.id) {
+            deployments::completed(store, &mut row)?;
+        }
+        if before.sd.blue_green != row.sd.blue_green
+            && let Some(b) = row.sd.blue_green
+        {
+            tracing::info!(service = %s.name, deployment = %row.id, stage = b.stage.as_str(),
+                production_permille = b.production_permille, "blue/green lifecycle stage");
+        }
+        store.save_deployment(&row)?;
     }
-    let bg_done = |p: &DeploymentRow| {
-        !bg || p
-            .sd
-            .blue_green
-            .is_none_or(|b| b.stage == LifecycleStage::CleanUp)
-    };
-    if steady
-        && let Some(p) = deployments
-            .iter_mut()
-            .find(|d| d.status == DeploymentStatus::Primary)
-        && p.rollout_state == RolloutState::InProgress
-        && bg_done(p)
-        && (bg || baked(store, p, bake_ms)?)
-    {
-        p.rollout_state = RolloutState::Completed;
-        p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
-        p.updated_at_ms = now_ms();
-        deployments::completed(store, p)?;
-        store.save_deployment(p)?;
-        say(
-            store,
-            s,
-            format!("(deployment {}) deployment completed.", p.id),
-        );
+    for e in p.events {
+        add_event(store, &s.cluster, &s.name, e);
     }
-    if pass.changed {
-        m.steady = false;
-    } else if steady && !m.steady {
-        m.steady = true;
-        m.warned = false;
-        say(store, s, "has reached a steady state.");
+    m.missing_alarms = p.missing_said;
+    m.steady = p.steady_said;
+    if p.steady_now {
+        m.throttle.warned = false;
+    }
+    let Some(t) = p.trip else {
+        return Ok(());
+    };
+    let Some(mut row) = p.rows.into_iter().find(|r| r.id == t.deployment) else {
+        return Ok(());
+    };
+    tracing::warn!(service = %s.name, deployment = %row.id, failed = row.failed_tasks,
+        rollback = t.rollback, why = ?t.why, "the deployment failed");
+    if deployments::trip(store, s, &mut row, t.rollback, &t.why)? {
+        m.rolled_back();
     }
     Ok(())
 }
 
-/// Blue/green (and LINEAR and CANARY), once a pass, before any task of an older
-/// deployment is stopped: each listener rule of the service's load balancers is pointed
-/// where the PRIMARY deployment's stage says (`deployments::traffic`: test traffic to
-/// green from TEST_TRAFFIC_SHIFT, production traffic from PRODUCTION_TRAFFIC_SHIFT by its
-/// steps, both back to blue when a rollback made it PRIMARY again). Whether every rule is
-/// where it should be: a shift that fails is said in an event, and then neither the stage
-/// moves on ([`advance_blue_green`]) nor is a task the rules may still send to stopped.
-fn route_blue_green(
+/// Where a blue/green service's traffic goes this pass (`deployments::traffic`), when there
+/// are rules to point: not for a deleted service, nor once the service has settled on one
+/// COMPLETED deployment, nor without serve's ELB.
+fn read_routing(
+    store: &Store,
+    s: &ServiceRow,
+    elb: Option<&Elb>,
+    ds: &[DeploymentRow],
+) -> anyhow::Result<Option<Routing>> {
+    let bg = s.spec.deployment_configuration.blue_green();
+    let Some(p) = ds.iter().find(|d| d.status == DeploymentStatus::Primary) else {
+        return Ok(None);
+    };
+    let settled = ds.len() == 1 && p.rollout_state == RolloutState::Completed;
+    if !bg || s.status == ServiceStatus::Draining || settled || elb.is_none() {
+        return Ok(None);
+    }
+    let all = store.all_deployments(&s.cluster, &s.name)?;
+    let (production, test) = deployments::traffic(p, &all);
+    Ok(Some(Routing {
+        production,
+        test,
+        side: crate::ecs::services::side(p),
+        pairs: crate::ecs::services::lb_pairs(&s.spec),
+    }))
+}
+
+/// Points the plan's listener rules, before any task stops; whether every rule is where it
+/// should be. A shift that fails is said in an event (once, until it changes), and then
+/// neither the stage moves on nor is a task the rules may still send to stopped.
+fn carry_rules(
     store: &mut Store,
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
-    ds: &[DeploymentRow],
-) -> anyhow::Result<bool> {
+    rules: &[RuleMove],
+) -> bool {
     let name = &s.name;
-    let Some(pi) = ds
-        .iter()
-        .position(|d| d.status == DeploymentStatus::Primary)
-    else {
-        return Ok(true);
+    let Some(elb) = elb else {
+        return true;
     };
-    let all = store.all_deployments(&s.cluster, name)?;
-    let (production, test) = deployments::traffic(&ds[pi], &all);
-    let mine = crate::ecs::services::side(&ds[pi]);
-    let settled = ds.len() == 1 && ds[pi].rollout_state == RolloutState::Completed;
     let mut shifted = true;
-    if let Some(elb) = elb.filter(|_| !settled) {
-        for pair in crate::ecs::services::lb_pairs(&s.spec) {
-            let group = |alternate: bool| {
-                if alternate {
-                    pair.alternate.clone()
-                } else {
-                    pair.primary.clone()
-                }
-            };
-            let (green, blue) = (group(mine), group(!mine));
-            let rules = [
-                (Some(pair.production.clone()), production, "production"),
-                (pair.test.clone(), test, "test"),
-            ];
-            for (rule, permille, what) in rules {
-                let Some(rule) = rule else { continue };
-                // This host's words (ECS documents none).
-                let said = match permille {
-                    p if p >= 1000 => format!("{what} traffic to (target-group {green})"),
-                    p if p <= 0 => format!("{what} traffic to (target-group {blue})"),
-                    p => format!(
-                        "{}.{}% of {what} traffic to (target-group {green})",
-                        p / 10,
-                        p % 10
-                    ),
-                };
-                match elb.shift_traffic(&rule, &blue, &green, permille) {
-                    Ok(true) => {
-                        m.shift_failed = None;
-                        tracing::info!(service = %name, rule = %rule, "shifted {said}");
-                        say(store, s, format!("shifted {said}."));
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        shifted = false;
-                        let event = format!(
-                            "(service {name}) failed to shift {said} with (error {})",
-                            e.message()
-                        );
-                        if m.shift_failed.as_ref() != Some(&event) {
-                            tracing::warn!(service = %name, "{event}");
-                            add_event(store, &s.cluster, name, event.clone());
-                            m.shift_failed = Some(event);
-                        }
-                    }
+    for r in rules {
+        let said = &r.said;
+        match elb.shift_traffic(&r.rule, &r.blue, &r.green, r.permille) {
+            Ok(true) => {
+                m.shift_failed = None;
+                tracing::info!(service = %name, rule = %r.rule, "shifted {said}");
+                say(store, s, format!("shifted {said}."));
+            }
+            Ok(false) => {}
+            Err(e) => {
+                shifted = false;
+                let event = format!(
+                    "(service {name}) failed to shift {said} with (error {})",
+                    e.message()
+                );
+                if m.shift_failed.as_ref() != Some(&event) {
+                    tracing::warn!(service = %name, "{event}");
+                    add_event(store, &s.cluster, name, event.clone());
+                    m.shift_failed = Some(event);
                 }
             }
         }
     }
-    Ok(shifted)
-}
-
-/// The PRIMARY deployment of a blue/green (LINEAR, CANARY) service moves on to its next
-/// lifecycle stage when it is due (`deployments::advance`), once [`route_blue_green`] has
-/// the rules where its stage says (`shifted`).
-fn advance_blue_green(
-    store: &mut Store,
-    s: &ServiceRow,
-    ds: &mut [DeploymentRow],
-    shifted: bool,
-    green_ready: bool,
-    bake_ms: i64,
-) -> anyhow::Result<()> {
-    let name = &s.name;
-    let Some(p) = ds
-        .iter_mut()
-        .find(|d| d.status == DeploymentStatus::Primary)
-    else {
-        return Ok(());
-    };
-    if p.rollout_state != RolloutState::InProgress || !shifted {
-        return Ok(());
-    }
-    let now = now_ms();
-    let rec = p.sd.blue_green.unwrap_or(crate::store::BlueGreenRecord {
-        stage: LifecycleStage::PreScaleUp,
-        stage_at_ms: now,
-        alternate: false,
-        production_permille: 0,
-        step_at_ms: now,
-    });
-    let (steps, wait_minutes) = deployments::production_steps(&s.spec.deployment_configuration);
-    let step_wait_ms = minutes_ms(wait_minutes);
-    if let Some(next) = deployments::advance(rec, now, green_ready, bake_ms, &steps, step_wait_ms) {
-        tracing::info!(service = %name, deployment = %p.id, stage = next.stage.as_str(),
-            production_permille = next.production_permille, "blue/green lifecycle stage");
-        p.sd.blue_green = Some(next);
-        p.updated_at_ms = now;
-        store.save_deployment(p)?;
-    }
-    Ok(())
+    shifted
 }
 
 /// `minutes` of AWS's time as this box lasts them, in milliseconds: scaled by the box's
@@ -1391,51 +1224,9 @@ fn minutes_ms(minutes: i64) -> i64 {
     crate::autoscaling::scaled_secs(minutes.max(0).saturating_mul(60)).saturating_mul(1000)
 }
 
-/// Whether deployment `d`, steady now, has baked for `bake_ms` since it first was (the
-/// time is recorded at the first call).
-fn baked(store: &mut Store, d: &mut DeploymentRow, bake_ms: i64) -> anyhow::Result<bool> {
-    if bake_ms <= 0 {
-        return Ok(true);
-    }
-    let now = now_ms();
-    let since = match d.sd.steady_at_ms {
-        Some(t) => t,
-        None => {
-            d.sd.steady_at_ms = Some(now);
-            d.updated_at_ms = now;
-            store.save_deployment(d)?;
-            now
-        }
-    };
-    Ok(now.saturating_sub(since) >= bake_ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttling_backs_off_and_forgets_old_failures() {
-        let mut m = Memory::default();
-        let t0 = Instant::now();
-        assert_eq!(m.failed(t0), 1);
-        assert_eq!(
-            m.next_launch,
-            Some(t0),
-            "the first failure is replaced at once"
-        );
-        m.failed(t0);
-        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(5)));
-        m.failed(t0);
-        assert_eq!(m.next_launch, Some(t0 + Duration::from_secs(10)));
-        for _ in 0..20 {
-            m.failed(t0);
-        }
-        assert_eq!(m.next_launch, Some(t0 + THROTTLE_MAX));
-        let later = t0 + THROTTLE_WINDOW + Duration::from_secs(1);
-        assert_eq!(m.failed(later), 1);
-        assert_eq!(m.next_launch, Some(later));
-    }
 
     #[test]
     fn event_task_lists() {

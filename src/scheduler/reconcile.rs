@@ -1,21 +1,33 @@
-//! What the service scheduler decides for one service in one pass, as a pure function:
+//! What the service scheduler decides for one service in one pass, as pure functions:
 //! [`reconcile`] takes a [`Snapshot`] (the service's spec and deployments as they bear on
 //! this pass, its tasks with their health, draining and protection, their load balancers'
-//! target states, the launch backoff, now) and returns a [`Plan`] (events, tasks to stop
-//! with ECS's reasons, tasks to start, ...); `super` reads the snapshot and carries the
-//! plan out. No store, no clock, no I/O here: each rule is a table test below.
+//! target states, the throttle and the tasks gone since the last pass, where blue/green
+//! traffic goes, now) and returns a [`Plan`] (events, listener-rule moves, tasks to stop
+//! with ECS's reasons, tasks to start, ...); [`balance`] decides load balancing before it,
+//! [`progress::progress`] the deployments' states after the plan is carried out. `super`
+//! reads and does. No store, no clock, no I/O here: each rule is a table test (the rule ->
+//! test list is at the top of `reconcile/tests.rs`).
 //!
-//! The rules here today: retiring a deleted (DRAINING) service, replacing tasks UNHEALTHY
-//! in their containers' or their target groups' health checks (after the health check
-//! grace period), the rolling update within minimumHealthyPercent / maximumPercent (scale
-//! in, launch, stopping the older deployments' tasks, tasks on DRAINING instances),
-//! throttling, task scale-in protection, and when a blue/green deployment holds its blue
-//! tasks and has its green ones ready. The rest (load-balancer registration and draining,
-//! the circuit breaker, alarms, blue/green stages and traffic, completion) is still decided
-//! in `super`, as issue 75 moves it here family by family.
+//! Here: retiring a deleted (DRAINING) service, throttling (`throttle.rs`), replacing
+//! tasks UNHEALTHY in their containers' or their target groups' health checks (after the
+//! health check grace period), the rolling update within minimumHealthyPercent /
+//! maximumPercent (scale in, launch, stopping the older deployments' tasks, tasks on
+//! DRAINING instances), task scale-in protection, blue/green's hold on blue, its green
+//! readiness and its listener rules (`traffic.rs`). Load-balancer registration and
+//! draining: `balance.rs`; the circuit breaker, deployment alarms, blue/green stages, bake
+//! time, completion and the steady state: `progress.rs`.
+
+mod balance;
+pub mod progress;
+mod throttle;
+mod traffic;
 
 use crate::store::{LifecycleStage, RolloutState};
+pub use balance::{LbTask, LbView, balance};
+use std::collections::HashMap;
 use std::time::Instant;
+pub use throttle::{Gone, THROTTLE_WARN_AT, Throttle, UNABLE_EVENT};
+pub use traffic::{Routing, RuleMove};
 
 /// One service as one pass of the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -33,15 +45,19 @@ pub struct Snapshot {
     /// `healthCheckGracePeriodSeconds`.
     pub grace_s: Option<i64>,
     pub primary: Primary,
-    /// Blue/green (LINEAR, CANARY): whether the service deploys so, and whether this pass
-    /// has the listener rules where the PRIMARY deployment's stage says.
+    /// Blue/green (LINEAR, CANARY): whether the service deploys so, and where its traffic
+    /// goes (`None`: no rule to point, as the service is deleted or settled or this host
+    /// has no load balancers).
     pub blue_green: bool,
-    pub traffic_routed: bool,
+    pub routing: Option<Routing>,
     /// Whether the service has load balancers this host applies (serve's ELB and
     /// `loadBalancers` naming a target group and a port).
     pub load_balanced: bool,
-    /// Launches wait until then after failures (the backoff of ECS's service throttling).
-    pub launch_not_before: Option<Instant>,
+    /// The service's recent failures and launch backoff (ECS's service throttling), as the
+    /// last pass left them.
+    pub throttle: Throttle,
+    /// The tasks seen at the last pass that are gone from `tasks` now.
+    pub gone: Vec<Gone>,
     pub now: Instant,
     pub now_ms: i64,
     /// The service's tasks that are not STOPPED.
@@ -116,13 +132,25 @@ pub struct Stop {
     pub deployment: Option<String>,
     pub reason: String,
     pub why: Why,
+    /// Blue/green: asked only once every listener rule is where the plan's `rules` say (a
+    /// shift that fails keeps the task, which a rule may still send traffic to).
+    pub after_routing: bool,
 }
 
 /// What one pass does for a service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
-    /// Service events to write before any task is stopped or started (health failures).
+    /// Blue/green: the listener rules, pointed before any task stops.
+    pub rules: Vec<RuleMove>,
+    /// Service events to write before any task is stopped or started (throttling, health
+    /// failures).
     pub events: Vec<String>,
+    /// The gone tasks that failed (stopped on their own), and their count by deployment
+    /// (the circuit breaker's).
+    pub failed_tasks: Vec<String>,
+    pub failed: HashMap<String, i64>,
+    /// The throttle after this pass's failures.
+    pub throttle: Throttle,
     /// Tasks to stop, in order: those of [`Why::Retire`] after the launch, the others
     /// before it.
     pub stops: Vec<Stop>,
@@ -162,9 +190,18 @@ pub fn in_grace_period(started_at_ms: Option<i64>, grace_s: Option<i64>, now: i6
     }
 }
 
+/// Whether task `t` is RUNNING and UNHEALTHY in its containers past the grace period:
+/// within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts as neither
+/// failed nor replaced.
+fn unhealthy_now(s: &Snapshot, t: &TaskState) -> bool {
+    t.running && t.containers_unhealthy && !in_grace_period(t.started_at, s.grace_s, s.now_ms)
+}
+
 /// The decision of one pass for one service.
 pub fn reconcile(s: &Snapshot) -> Plan {
     let mut r = Rollout::new(s);
+    r.count_failures();
+    r.plan.rules = s.routing.as_ref().map(traffic::moves).unwrap_or_default();
     if s.deleted {
         r.retire_service();
         return r.plan;
@@ -190,22 +227,37 @@ struct Rollout<'a> {
 
 impl<'a> Rollout<'a> {
     fn new(s: &'a Snapshot) -> Self {
-        let unhealthy = s
-            .tasks
-            .iter()
-            .map(|t| {
-                // Within healthCheckGracePeriodSeconds of its start, an UNHEALTHY task counts
-                // as neither failed nor replaced.
-                t.running
-                    && t.containers_unhealthy
-                    && !in_grace_period(t.started_at, s.grace_s, s.now_ms)
-            })
-            .collect();
+        let unhealthy = s.tasks.iter().map(|t| unhealthy_now(s, t)).collect();
         Rollout {
             s,
             active: s.tasks.iter().map(|t| t.active).collect(),
             unhealthy,
-            plan: Plan::default(),
+            plan: Plan {
+                throttle: s.throttle.clone(),
+                ..Plan::default()
+            },
+        }
+    }
+
+    /// Throttling: each task gone since the last pass that stopped on its own is a failure
+    /// of its deployment and backs off the launches; at [`THROTTLE_WARN_AT`] failures in
+    /// the window the service says it cannot start tasks consistently (once, until it is
+    /// steady again).
+    fn count_failures(&mut self) {
+        let s = self.s;
+        for g in s.gone.iter().filter(|g| g.failed()) {
+            if let Some(d) = &g.deployment {
+                *self.plan.failed.entry(d.clone()).or_default() += 1;
+            }
+            self.plan.failed_tasks.push(g.id.clone());
+            let n = self.plan.throttle.failed(s.now);
+            if n >= THROTTLE_WARN_AT && !self.plan.throttle.warned {
+                self.plan.throttle.warned = true;
+                let name = &s.service;
+                self.plan
+                    .events
+                    .push(format!("(service {name}) {UNABLE_EVENT}"));
+            }
         }
     }
 
@@ -217,6 +269,7 @@ impl<'a> Rollout<'a> {
             deployment: t.deployment.clone(),
             reason,
             why,
+            after_routing: why == Why::Retire && self.s.blue_green,
         });
     }
 
@@ -358,7 +411,7 @@ impl<'a> Rollout<'a> {
         if s.primary.rollout_state == RolloutState::Failed {
             n = 0;
         }
-        if n > 0 && s.launch_not_before.is_some_and(|t| s.now < t) {
+        if n > 0 && self.plan.throttle.holds(s.now) {
             self.plan.throttled = true;
             n = 0;
         }
@@ -366,14 +419,14 @@ impl<'a> Rollout<'a> {
     }
 
     /// Blue/green: the blue tasks all stop at the green deployment's CLEAN_UP (or once a
-    /// rollback made blue PRIMARY again, the green ones), not before, and never while a
-    /// listener rule may still send them traffic (the shift failed).
+    /// rollback made blue PRIMARY again, the green ones), not before (and never while a
+    /// listener rule may still send them traffic: [`Stop::after_routing`]).
     fn holds_older(&self) -> bool {
         let p = &self.s.primary;
         let done = p.rollout_state == RolloutState::Completed
             || (p.rollout_state == RolloutState::InProgress
                 && p.stage.is_none_or(|s| s >= LifecycleStage::CleanUp));
-        self.s.blue_green && !(self.s.traffic_routed && done)
+        self.s.blue_green && !done
     }
 
     /// Stop older deployments' tasks while minimumHealthyPercent stays healthy: tasks not

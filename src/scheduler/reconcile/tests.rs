@@ -1,7 +1,32 @@
 //! The reconciler's rules as a table: each case a snapshot and the plan expected of it.
+//!
+//! Rule -> test (issue 75):
+//! - rolling update at several min/max percents: `rolling_update_*`, `a_new_service_*`,
+//!   `a_launch_is_a_batch_of_at_most_ten`, `a_service_at_its_desired_count_does_nothing`,
+//!   `an_old_task_not_running_stops_at_once_and_running_ones_oldest_first`
+//! - desired count changed mid-deployment:
+//!   `a_desired_count_raised_mid_deployment_launches_the_difference_within_the_room`
+//! - scale-in and its protection: `scale_in_*`
+//! - replacement of UNHEALTHY tasks and the grace period: `an_unhealthy_task_*`,
+//!   `the_grace_period_counts_from_the_task_start`,
+//!   `a_task_unhealthy_in_its_target_group_is_replaced_with_elbs_reason`
+//! - tasks on DRAINING instances: `a_task_on_a_draining_instance_is_replaced_first_then_stopped`
+//! - a deleted service: `a_deleted_service_stops_every_task_then_goes_inactive`
+//! - throttling and its event: `throttling_*`
+//! - load-balancer registration and draining: `load_balancing_*`,
+//!   `with_load_balancers_an_old_task_stops_only_as_new_ones_pass_their_health_checks`
+//! - circuit breaker threshold and rollback: `circuit_breaker_*`,
+//!   `a_failed_deployment_launches_no_more_tasks`
+//! - deployment alarms: `deployment_alarms_*`
+//! - blue/green / linear / canary steps and bake time: `blue_green_*`,
+//!   `linear_production_traffic_moves_a_step_after_each_wait`,
+//!   `canary_production_traffic_takes_its_share_then_the_rest`,
+//!   `a_blue_green_rollback_succeeds_once_the_green_tasks_are_gone`
+//! - completion and steady state (bake time with alarms): `completion_*`,
+//!   `an_older_deployment_with_no_task_left_goes_inactive`, `bake_time_*`
 
 use super::*;
-use crate::store::DeploymentConfiguration;
+use crate::store::{DeploymentConfiguration, StopCode};
 use std::time::Duration;
 
 const NOW_MS: i64 = 10_000_000;
@@ -23,9 +48,10 @@ fn service(desired: i64) -> Snapshot {
             stage: None,
         },
         blue_green: false,
-        traffic_routed: true,
+        routing: None,
         load_balanced: false,
-        launch_not_before: None,
+        throttle: Throttle::default(),
+        gone: Vec::new(),
         now: Instant::now(),
         now_ms: NOW_MS,
         tasks: Vec::new(),
@@ -346,14 +372,91 @@ fn with_load_balancers_an_old_task_stops_only_as_new_ones_pass_their_health_chec
 #[test]
 fn throttling_holds_the_launch_until_the_backoff_is_over() {
     let mut s = service(2);
-    s.launch_not_before = Some(s.now + Duration::from_secs(5));
+    s.throttle.next_launch = Some(s.now + Duration::from_secs(5));
     let p = reconcile(&s);
     assert_eq!(p.launch, 0);
     assert!(p.throttled);
-    s.launch_not_before = Some(s.now);
+    s.throttle.next_launch = Some(s.now);
     let p = reconcile(&s);
     assert_eq!(p.launch, 2);
     assert!(!p.throttled);
+}
+
+/// A task of deployment `d` gone since the last pass, STOPPED with `code`.
+fn gone(id: &str, d: &str, code: Option<StopCode>) -> Gone {
+    Gone {
+        id: id.into(),
+        deployment: Some(d.into()),
+        stopped: true,
+        stop_code: code,
+    }
+}
+
+#[test]
+fn throttling_backs_off_and_forgets_old_failures() {
+    let mut t = Throttle::default();
+    let t0 = Instant::now();
+    assert_eq!(t.failed(t0), 1);
+    assert_eq!(
+        t.next_launch,
+        Some(t0),
+        "the first failure is replaced at once"
+    );
+    t.failed(t0);
+    assert_eq!(t.next_launch, Some(t0 + Duration::from_secs(5)));
+    t.failed(t0);
+    assert_eq!(t.next_launch, Some(t0 + Duration::from_secs(10)));
+    for _ in 0..20 {
+        t.failed(t0);
+    }
+    assert_eq!(t.next_launch, Some(t0 + throttle::THROTTLE_MAX));
+    let later = t0 + throttle::THROTTLE_WINDOW + Duration::from_secs(1);
+    assert_eq!(t.failed(later), 1);
+    assert_eq!(t.next_launch, Some(later));
+}
+
+#[test]
+fn throttling_counts_a_task_that_stopped_on_its_own_as_a_failure_of_its_deployment() {
+    let mut s = service(2).with(running("new", 1));
+    s.gone = vec![
+        gone("new-2", "new", Some(StopCode::EssentialContainerExited)),
+        gone("old-1", "old", Some(StopCode::TaskFailedToStart)),
+        gone("new-3", "new", Some(StopCode::ServiceSchedulerInitiated)),
+        gone("new-4", "new", Some(StopCode::UserInitiated)),
+        gone("new-5", "new", Some(StopCode::TerminationNotice)),
+        Gone {
+            stopped: false,
+            ..gone("new-6", "new", None)
+        },
+    ];
+    let p = reconcile(&s);
+    assert_eq!(p.failed_tasks, ["new-2", "old-1"]);
+    assert_eq!(
+        p.failed,
+        HashMap::from([("new".into(), 1), ("old".into(), 1)])
+    );
+    assert_eq!(p.throttle.failures.len(), 2);
+    assert_eq!(
+        p.throttle.next_launch,
+        Some(s.now + Duration::from_secs(5)),
+        "the second failure backs off"
+    );
+    assert_eq!((p.launch, p.throttled), (0, true));
+    assert!(p.events.is_empty(), "two failures: no event yet");
+}
+
+#[test]
+fn throttling_says_the_service_cannot_start_tasks_once_at_three_failures() {
+    let mut s = service(1);
+    s.gone = (1..=3)
+        .map(|i| gone(&format!("new-{i}"), "new", None))
+        .collect();
+    let p = reconcile(&s);
+    assert_eq!(p.events, [format!("(service web) {UNABLE_EVENT}")]);
+    assert!(p.throttle.warned);
+    s.throttle = p.throttle;
+    s.gone = vec![gone("new-4", "new", None)];
+    assert!(reconcile(&s).events.is_empty(), "said once");
 }
 
 #[test]
@@ -421,14 +524,12 @@ fn blue_green_holds_blue_until_clean_up_with_the_traffic_routed() {
         assert!(reconcile(&s).stops.is_empty(), "{stage:?}");
     }
     s.primary.stage = Some(LifecycleStage::CleanUp);
-    s.traffic_routed = false;
-    assert!(
-        reconcile(&s).stops.is_empty(),
-        "a shift failed: the rules may still send to blue"
-    );
-    s.traffic_routed = true;
     let p = reconcile(&s);
     assert_eq!(stops(&p), [("old-1", Why::Retire), ("old-2", Why::Retire)]);
+    assert!(
+        p.stops.iter().all(|x| x.after_routing),
+        "asked once the rules moved: a rule may still send to blue"
+    );
     // A rollback made blue PRIMARY and completed: the green tasks all go at once.
     s.primary.stage = Some(LifecycleStage::ProductionTrafficShift);
     s.primary.rollout_state = RolloutState::Completed;
@@ -448,4 +549,496 @@ fn blue_green_green_is_ready_once_its_tasks_are_healthy_or_unused() {
     assert!(reconcile(&s).green_ready);
     s.tasks[1] = task("new-2", "new").target("unused").unhealthy();
     assert!(!reconcile(&s).green_ready, "UNHEALTHY in its containers");
+}
+
+// The deployments' progress after the tasks' plan ([`progress`]).
+
+use crate::ecs::deployments::Tripped;
+use crate::store::{BlueGreenRecord, DeploymentRow, DeploymentStatus, ServiceDeploymentStatus};
+use progress::{Alarms, Deployments, Done, Progress, Trip, progress};
+
+fn deployment(id: &str, status: DeploymentStatus) -> DeploymentRow {
+    DeploymentRow {
+        id: id.into(),
+        status,
+        rollout_state: RolloutState::InProgress,
+        ..Default::default()
+    }
+}
+
+/// The PRIMARY deployment `new` and, with `old`, an ACTIVE one.
+fn rows(old: bool) -> Deployments {
+    let mut rows = vec![deployment("new", DeploymentStatus::Primary)];
+    if old {
+        rows.push(deployment("old", DeploymentStatus::Active));
+    }
+    Deployments {
+        rows,
+        ..Default::default()
+    }
+}
+
+fn row<'a>(p: &'a Progress, id: &str) -> &'a DeploymentRow {
+    p.rows.iter().find(|r| r.id == id).unwrap()
+}
+
+#[test]
+fn an_older_deployment_with_no_task_left_goes_inactive() {
+    let s = service(2).with(running("new", 2)).with(running("old", 1));
+    let p = progress(&s, &rows(true), &Done::default());
+    assert_eq!(row(&p, "old").status, DeploymentStatus::Active);
+    assert!(p.completed.is_none(), "an older deployment still has tasks");
+    let s = service(2).with(running("new", 2));
+    let p = progress(&s, &rows(true), &Done::default());
+    assert_eq!(row(&p, "old").status, DeploymentStatus::Inactive);
+    assert_eq!(row(&p, "old").updated_at_ms, NOW_MS);
+}
+
+#[test]
+fn circuit_breaker_counts_the_failures_and_shows_at_least_the_tasks_that_never_ran() {
+    let s = service(4).with(running("new", 4));
+    let mut d = rows(false);
+    d.rows[0].sd.failure_count = 1;
+    d.never_ran = HashMap::from([("new".into(), 2)]);
+    let done = Done {
+        failed: HashMap::from([("new".into(), 1)]),
+        ..Done::default()
+    };
+    let p = progress(&s, &d, &done);
+    assert_eq!(row(&p, "new").sd.failure_count, 2);
+    assert_eq!(row(&p, "new").failed_tasks, 2);
+    d.never_ran.clear();
+    d.rows[0].failed_tasks = 2;
+    let p = progress(&s, &d, &Done::default());
+    assert_eq!(
+        row(&p, "new").failed_tasks,
+        1,
+        "the count seen, nothing else"
+    );
+    assert_eq!(p.rows[0].updated_at_ms, NOW_MS, "changed: saved");
+}
+
+#[test]
+fn circuit_breaker_trips_at_its_threshold_with_or_without_rollback() {
+    // 4 desired: the threshold is 3 (at least 3).
+    let s = service(4).with(running("new", 4));
+    let mut d = rows(false);
+    d.rows[0].sd.failure_count = 2;
+    let one = Done {
+        failed: HashMap::from([("new".into(), 1)]),
+        ..Done::default()
+    };
+    d.breaker = Some(true);
+    assert!(progress(&s, &d, &Done::default()).trip.is_none(), "2 of 3");
+    let p = progress(&s, &d, &one);
+    assert_eq!(
+        p.trip,
+        Some(Trip {
+            deployment: "new".into(),
+            rollback: true,
+            why: Tripped::CircuitBreaker,
+        })
+    );
+    assert!(p.completed.is_none() && p.events.is_empty(), "nothing else");
+    d.breaker = Some(false);
+    assert!(!progress(&s, &d, &one).trip.unwrap().rollback);
+    d.breaker = None;
+    assert!(progress(&s, &d, &one).trip.is_none(), "no breaker");
+    // A deployment that failed already does not trip again.
+    d.breaker = Some(true);
+    d.rows[0].rollout_state = RolloutState::Failed;
+    assert!(progress(&s, &d, &one).trip.is_none());
+}
+
+#[test]
+fn deployment_alarms_fail_the_rolling_deployment_and_name_the_missing_ones_once() {
+    let s = service(1).with(running("new", 1));
+    let mut d = rows(false);
+    d.alarms = Some(Alarms {
+        rollback: true,
+        fired: Vec::new(),
+        missing: vec!["gone".into()],
+        window_ms: 0,
+    });
+    let p = progress(&s, &d, &Done::default());
+    assert!(p.trip.is_none());
+    assert_eq!(
+        p.events[0],
+        "(service web) deployment alarms not found in CloudWatch, not watched: gone."
+    );
+    d.missing_said = p.missing_said.clone();
+    let p = progress(&s, &d, &Done::default());
+    assert!(
+        !p.events.iter().any(|e| e.contains("not found")),
+        "said once"
+    );
+    d.alarms.as_mut().unwrap().fired = vec!["cpu".into()];
+    let p = progress(&s, &d, &Done::default());
+    assert_eq!(
+        p.trip,
+        Some(Trip {
+            deployment: "new".into(),
+            rollback: true,
+            why: Tripped::Alarms(vec!["cpu".into()]),
+        })
+    );
+    d.rows[0].rollout_state = RolloutState::Completed;
+    assert!(
+        progress(&s, &d, &Done::default()).trip.is_none(),
+        "only while it rolls out"
+    );
+}
+
+#[test]
+fn completion_comes_with_the_steady_state_and_is_said() {
+    let s = service(2).with(running("new", 2));
+    let p = progress(&s, &rows(false), &Done::default());
+    assert_eq!(p.completed.as_deref(), Some("new"));
+    assert_eq!(row(&p, "new").rollout_state, RolloutState::Completed);
+    assert_eq!(
+        row(&p, "new").rollout_state_reason,
+        "ECS deployment new completed."
+    );
+    assert_eq!(
+        p.events,
+        [
+            "(service web) (deployment new) deployment completed.",
+            "(service web) has reached a steady state."
+        ]
+    );
+    assert!(p.steady_said && p.steady_now);
+    // Said once; a pass that started or stopped a task is not steady.
+    let mut d = rows(false);
+    d.steady_said = true;
+    d.rows[0].rollout_state = RolloutState::Completed;
+    assert!(progress(&s, &d, &Done::default()).events.is_empty());
+    let changed = Done {
+        started: vec!["new-3".into()],
+        ..Done::default()
+    };
+    let p = progress(&s, &d, &changed);
+    assert!(!p.steady_said && p.events.is_empty());
+}
+
+#[test]
+fn completion_waits_for_every_task_to_run_healthy() {
+    let mut tasks = running("new", 1);
+    tasks.push(task("new-2", "new").pending());
+    let p = progress(&service(2).with(tasks), &rows(false), &Done::default());
+    assert!(p.completed.is_none() && p.events.is_empty());
+    let s = service(2).with([task("new-1", "new"), task("new-2", "new").unhealthy()]);
+    assert!(
+        progress(&s, &rows(false), &Done::default())
+            .completed
+            .is_none()
+    );
+}
+
+#[test]
+fn bake_time_with_deployment_alarms_holds_the_completion_from_the_first_steady_state() {
+    let s = service(1).with(running("new", 1));
+    let mut d = rows(false);
+    d.alarms = Some(Alarms {
+        window_ms: 60_000,
+        ..Alarms::default()
+    });
+    let p = progress(&s, &d, &Done::default());
+    assert!(p.completed.is_none());
+    assert_eq!(row(&p, "new").sd.steady_at_ms, Some(NOW_MS));
+    d.rows[0].sd.steady_at_ms = Some(NOW_MS - 59_999);
+    assert!(progress(&s, &d, &Done::default()).completed.is_none());
+    d.rows[0].sd.steady_at_ms = Some(NOW_MS - 60_000);
+    assert_eq!(
+        progress(&s, &d, &Done::default()).completed.as_deref(),
+        Some("new")
+    );
+}
+
+/// A blue/green service of 2 tasks, green (`new`) in `stage` since `since`, blue (`old`)
+/// running beside it.
+fn blue_green(stage: LifecycleStage, since: i64) -> (Snapshot, Deployments) {
+    let mut s = service(2).with(running("new", 2)).with(running("old", 2));
+    s.blue_green = true;
+    s.primary.stage = Some(stage);
+    let mut d = rows(true);
+    d.rows[0].sd.blue_green = Some(BlueGreenRecord {
+        stage,
+        stage_at_ms: since,
+        alternate: true,
+        production_permille: 0,
+        step_at_ms: since,
+    });
+    d.steps = vec![1000];
+    (s, d)
+}
+
+fn routed(green_ready: bool) -> Done {
+    Done {
+        routed: true,
+        green_ready,
+        ..Done::default()
+    }
+}
+
+fn stage(p: &Progress) -> BlueGreenRecord {
+    row(p, "new").sd.blue_green.unwrap()
+}
+
+#[test]
+fn blue_green_moves_one_stage_a_pass_once_the_rules_are_routed() {
+    use LifecycleStage as L;
+    let (s, d) = blue_green(L::PreScaleUp, 0);
+    assert_eq!(
+        stage(&progress(&s, &d, &Done::default())).stage,
+        L::PreScaleUp,
+        "a shift failed: no stage moves"
+    );
+    let p = progress(&s, &d, &routed(false));
+    assert_eq!(stage(&p).stage, L::ScaleUp);
+    assert_eq!(stage(&p).stage_at_ms, NOW_MS);
+    let (s, d) = blue_green(L::ScaleUp, 0);
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(false))).stage,
+        L::ScaleUp,
+        "green not ready"
+    );
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(true))).stage,
+        L::PostScaleUp
+    );
+    let (s, d) = blue_green(L::PostTestTrafficShift, 0);
+    let p = progress(&s, &d, &routed(true));
+    assert_eq!(
+        (stage(&p).stage, stage(&p).production_permille),
+        (L::ProductionTrafficShift, 1000)
+    );
+}
+
+#[test]
+fn blue_green_bake_time_is_a_stage_and_completion_comes_at_clean_up() {
+    use LifecycleStage as L;
+    let (s, mut d) = blue_green(L::BakeTime, NOW_MS - 59_999);
+    d.bake_time_ms = 60_000;
+    let p = progress(&s, &d, &routed(true));
+    assert_eq!(stage(&p).stage, L::BakeTime);
+    assert!(p.completed.is_none());
+    d.rows[0].sd.blue_green.as_mut().unwrap().stage_at_ms = NOW_MS - 60_000;
+    assert_eq!(stage(&progress(&s, &d, &routed(true))).stage, L::CleanUp);
+    // At CLEAN_UP, once blue's tasks are gone, green completes.
+    let (mut s, mut d) = blue_green(L::CleanUp, 0);
+    s.tasks.retain(|t| t.deployment.as_deref() == Some("new"));
+    d.rows.truncate(1);
+    assert_eq!(
+        progress(&s, &d, &routed(true)).completed.as_deref(),
+        Some("new")
+    );
+}
+
+#[test]
+fn linear_production_traffic_moves_a_step_after_each_wait() {
+    use LifecycleStage as L;
+    let (s, mut d) = blue_green(L::ProductionTrafficShift, 0);
+    d.steps = vec![300, 600, 900, 1000];
+    d.step_wait_ms = 60_000;
+    let rec = d.rows[0].sd.blue_green.as_mut().unwrap();
+    rec.production_permille = 300;
+    rec.step_at_ms = NOW_MS - 59_999;
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(true))).production_permille,
+        300
+    );
+    d.rows[0].sd.blue_green.as_mut().unwrap().step_at_ms = NOW_MS - 60_000;
+    let p = progress(&s, &d, &routed(true));
+    assert_eq!(
+        (stage(&p).production_permille, stage(&p).step_at_ms),
+        (600, NOW_MS)
+    );
+    // The last step taken, the stage ends the pass after.
+    d.rows[0]
+        .sd
+        .blue_green
+        .as_mut()
+        .unwrap()
+        .production_permille = 1000;
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(true))).stage,
+        L::PostProductionTrafficShift
+    );
+}
+
+#[test]
+fn a_blue_green_rollback_succeeds_once_the_green_tasks_are_gone() {
+    // Blue (`new` here) PRIMARY and COMPLETED again; green (`old`) rolling back.
+    let s = service(2).with(running("new", 2));
+    let mut d = rows(true);
+    d.rows[0].rollout_state = RolloutState::Completed;
+    d.rows[1].sd.status = Some(ServiceDeploymentStatus::RollbackInProgress);
+    d.rows[1].sd.rollback = Some(crate::store::RollbackRecord {
+        by: "new".into(),
+        ..Default::default()
+    });
+    let p = progress(&s, &d, &Done::default());
+    assert_eq!(row(&p, "old").status, DeploymentStatus::Inactive);
+    assert_eq!(
+        row(&p, "old").sd.status,
+        Some(ServiceDeploymentStatus::RollbackSuccessful)
+    );
+    assert_eq!(row(&p, "old").sd.finished_at_ms, Some(NOW_MS));
+}
+
+#[test]
+fn blue_green_listener_rules_follow_the_stage_and_are_pointed_before_any_stop() {
+    let mut s = service(2).with(running("new", 2)).with(running("old", 2));
+    s.blue_green = true;
+    s.routing = Some(Routing {
+        production: 250,
+        test: 1000,
+        side: true,
+        pairs: vec![crate::elb::bluegreen::Pair {
+            primary: "tg-a".into(),
+            alternate: "tg-b".into(),
+            production: "prod".into(),
+            test: Some("test".into()),
+        }],
+    });
+    let p = reconcile(&s);
+    let rule = |r: &RuleMove| (r.rule.clone(), r.blue.clone(), r.green.clone(), r.permille);
+    assert_eq!(
+        p.rules.iter().map(rule).collect::<Vec<_>>(),
+        [
+            ("prod".into(), "tg-a".into(), "tg-b".into(), 250),
+            ("test".into(), "tg-a".into(), "tg-b".into(), 1000)
+        ]
+    );
+    assert_eq!(
+        p.rules[0].said,
+        "25.0% of production traffic to (target-group tg-b)"
+    );
+    assert_eq!(p.rules[1].said, "test traffic to (target-group tg-b)");
+    // A rollback: blue (side a) PRIMARY again, all traffic back on it.
+    let r = s.routing.as_mut().unwrap();
+    (r.production, r.test, r.side) = (1000, 1000, false);
+    r.pairs[0].test = None;
+    let p = reconcile(&s);
+    assert_eq!(p.rules.len(), 1);
+    assert_eq!(
+        (p.rules[0].green.as_str(), p.rules[0].said.as_str()),
+        ("tg-a", "production traffic to (target-group tg-a)")
+    );
+}
+
+// Load balancing, first in a pass ([`balance`]).
+
+fn lb_task(id: &str) -> LbTask {
+    LbTask {
+        id: id.into(),
+        active: true,
+        running: true,
+        ..Default::default()
+    }
+}
+
+fn lb_view(tasks: impl IntoIterator<Item = LbTask>) -> LbView {
+    LbView {
+        now: Instant::now(),
+        load_balanced: true,
+        tasks: tasks.into_iter().collect(),
+        registered_gone: Vec::new(),
+    }
+}
+
+#[test]
+fn load_balancing_registers_running_healthy_tasks_not_registered_yet() {
+    let v = lb_view([
+        lb_task("a"),
+        LbTask {
+            registered: true,
+            ..lb_task("b")
+        },
+        LbTask {
+            running: false,
+            ..lb_task("c")
+        },
+        LbTask {
+            unhealthy: true,
+            ..lb_task("d")
+        },
+        LbTask {
+            active: false,
+            ..lb_task("e")
+        },
+    ]);
+    assert_eq!(balance(&v).register, ["a"]);
+    let v = LbView {
+        load_balanced: false,
+        ..v
+    };
+    assert!(balance(&v).register.is_empty(), "no load balancers");
+}
+
+#[test]
+fn load_balancing_deregisters_the_registered_tasks_gone_since_the_last_pass() {
+    let mut v = lb_view([]);
+    v.registered_gone = vec!["x".into()];
+    assert_eq!(balance(&v).deregister, ["x"]);
+}
+
+#[test]
+fn load_balancing_drains_then_stops_after_the_deregistration_delay() {
+    let now = Instant::now();
+    let draining = |until| LbTask {
+        draining: Some((
+            until,
+            "Scaling activity initiated by (deployment old)".into(),
+        )),
+        registered: false,
+        ..lb_task("a")
+    };
+    let mut v = lb_view([draining(now + Duration::from_secs(1))]);
+    v.now = now;
+    let p = balance(&v);
+    assert_eq!(p.stopping, ["a"], "it counts as stopping while it drains");
+    assert!(p.drained.is_empty() && p.register.is_empty());
+    v.tasks = vec![draining(now)];
+    assert_eq!(
+        balance(&v).drained,
+        [(
+            "a".to_string(),
+            "Scaling activity initiated by (deployment old)".to_string()
+        )]
+    );
+    // A task whose stop was asked counts as stopping and is not registered again.
+    v.tasks = vec![LbTask {
+        stop_asked: true,
+        ..lb_task("b")
+    }];
+    let p = balance(&v);
+    assert_eq!(
+        (p.stopping.as_slice(), p.register.len()),
+        (&["b".to_string()][..], 0)
+    );
+}
+
+#[test]
+fn canary_production_traffic_takes_its_share_then_the_rest() {
+    use LifecycleStage as L;
+    let (s, mut d) = blue_green(L::PostTestTrafficShift, 0);
+    d.steps = vec![50, 1000];
+    d.step_wait_ms = 600_000;
+    let p = progress(&s, &d, &routed(true));
+    assert_eq!(
+        (stage(&p).stage, stage(&p).production_permille),
+        (L::ProductionTrafficShift, 50)
+    );
+    d.rows = p.rows;
+    d.rows[0].sd.blue_green.as_mut().unwrap().step_at_ms = NOW_MS - 599_999;
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(true))).production_permille,
+        50
+    );
+    d.rows[0].sd.blue_green.as_mut().unwrap().step_at_ms = NOW_MS - 600_000;
+    assert_eq!(
+        stage(&progress(&s, &d, &routed(true))).production_permille,
+        1000
+    );
 }
