@@ -63,7 +63,7 @@ pub enum Kept {
     /// One box: this JSON file, written whole.
     File(PathBuf),
     /// `serve --cluster`: the `control_docs` rows of `owner`.
-    Rows(Rows),
+    Rows(Box<Rows>),
 }
 
 /// The `control_docs` rows of one owner, through a connection held open (its
@@ -106,7 +106,7 @@ impl Kept {
                 seen,
             };
             let state = r.read()?;
-            return Ok((Kept::Rows(r), state));
+            return Ok((Kept::Rows(Box::new(r)), state));
         }
         let path = root.join(file);
         if !path.exists() {
