@@ -1,7 +1,7 @@
 //! Application Auto Scaling on `serve`'s listener: AWS JSON 1.1,
 //! `X-Amz-Target: AnyScaleFrontendService.<Op>` (SigV4 name `application-autoscaling`),
 //! each call run by the core (`crate::autoscaling::ops`) over the box's ECS services and
-//! CloudWatch alarms.
+//! CloudWatch alarms; in `serve --cluster`, a write under the control plane's write lock.
 
 use crate::autoscaling::{AsError, AutoScaling, ops};
 use crate::cloudwatch::CloudWatch;
@@ -31,7 +31,21 @@ pub async fn handle(
         Ok(req) => {
             let call = move || {
                 let given = req.clone();
-                let r = ops::call(&aas, &ecs, &cw, &op2, req, now);
+                let run = || ops::call(&aas, &ecs, &cw, &op2, req, now);
+                // `serve --cluster`: the targets, policies, scheduled actions and the
+                // alarms are the cluster's (crate::cluster::replica): a write runs under
+                // its lock on a copy that has every earlier write, and is published.
+                let r = match crate::cluster::replica::get() {
+                    Some(replica) if crate::cluster::replica::writes(&op2, &[]) => {
+                        replica.write(run).unwrap_or_else(|e| {
+                            Err(AsError::Internal(format!(
+                                "{op2}: the cluster's state in etcd: {}",
+                                crate::errors::error_chain(&e)
+                            )))
+                        })
+                    }
+                    _ => run(),
+                };
                 if r.is_ok() {
                     super::coverage::report("application-autoscaling", &op2, &given);
                 }

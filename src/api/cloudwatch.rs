@@ -82,7 +82,24 @@ pub async fn handle(
             let op3 = op.clone();
             let call = move || {
                 let given = req.clone();
-                let r = ops::call(&cw, &op2, req, now);
+                let run = || ops::call(&cw, &op2, req, now);
+                // `serve --cluster`: the alarms are the cluster's (crate::cluster::replica):
+                // a write of them runs under its lock on a copy that has every earlier
+                // write, and is published. Datapoints stay in this serve (docs/cloudwatch.md
+                // "In cluster mode").
+                let r = match crate::cluster::replica::get() {
+                    Some(replica)
+                        if op2 != "PutMetricData" && crate::cluster::replica::writes(&op2, &[]) =>
+                    {
+                        replica.write(run).unwrap_or_else(|e| {
+                            Err(CwError::Internal(format!(
+                                "{op2}: the cluster's state in etcd: {}",
+                                crate::errors::error_chain(&e)
+                            )))
+                        })
+                    }
+                    _ => run(),
+                };
                 if r.is_ok() {
                     super::coverage::report("cloudwatch", &op3, &given);
                 }

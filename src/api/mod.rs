@@ -109,8 +109,15 @@ pub async fn serve(
     let metrics = Arc::new(crate::cloudwatch::Metrics::new());
     let cloudwatch = Arc::new(crate::cloudwatch::CloudWatch {
         metrics: metrics.clone(),
-        alarms: crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id)
-            .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
+        // `serve --cluster`: the alarms are the cluster's (docs/cloudwatch.md "In cluster
+        // mode").
+        alarms: match crate::cluster::replica::get() {
+            Some(_) => {
+                crate::cloudwatch::Alarms::open_shared(&g.root, &ctx.region, &ctx.account_id)
+            }
+            None => crate::cloudwatch::Alarms::open(Some(&g.root), &ctx.region, &ctx.account_id),
+        }
+        .map_err(|e| anyhow::anyhow!("failed to load the CloudWatch alarms: {e}"))?,
     });
     // `serve --cluster`: the load balancers are the cluster's; their data plane runs in
     // the leader's serve (docs/load-balancing.md "Cluster mode").
@@ -178,9 +185,18 @@ pub async fn serve(
         tokio::spawn(crate::elb::health::run(elb.clone())),
         tokio::spawn(crate::elb::history::run(elb.clone())),
     );
+    // `serve --cluster`: the targets, policies and scheduled actions are the cluster's
+    // (docs/scaling.md "In a cluster").
     let autoscaling = Arc::new(
-        crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
-            .map_err(|e| anyhow::anyhow!("failed to load Application Auto Scaling's state: {e}"))?,
+        match crate::cluster::replica::get() {
+            Some(_) => {
+                crate::autoscaling::AutoScaling::open_shared(&g.root, &ctx.region, &ctx.account_id)
+            }
+            None => {
+                crate::autoscaling::AutoScaling::open(Some(&g.root), &ctx.region, &ctx.account_id)
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("failed to load Application Auto Scaling's state: {e}"))?,
     );
     let publisher = tokio::spawn(publish_ecs_metrics(
         g.clone(),
@@ -625,16 +641,44 @@ async fn publish_ecs_metrics(
             }
             // The load balancers' counts since the last sample (`elb::meters`).
             elb.publish(&cw.metrics, now, high_resolution);
-            if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
-                tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
-            }
-            aas.tick(&g, &cw, now);
+            evaluate_and_act(&g, &cw, &aas, now);
             sampled
         })
         .await;
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %crate::errors::error_chain(e.as_ref()), "ECS metrics: sampling the tasks failed");
         }
+    }
+}
+
+/// Evaluates the alarms and runs what they and the schedules call for (`aas.tick`). In
+/// `serve --cluster` only the leader does, under the control plane's write lock (on a copy
+/// that has every earlier write, its changes published before the lock goes: a new
+/// leader goes on from there), taken only when an alarm's state changes or an action is
+/// due (docs/scaling.md "In a cluster").
+fn evaluate_and_act(
+    g: &Ecs,
+    cw: &crate::cloudwatch::CloudWatch,
+    aas: &crate::autoscaling::AutoScaling,
+    now: i64,
+) {
+    let run = || {
+        if let Err(e) = cw.alarms.evaluate(&cw.metrics, now) {
+            tracing::warn!(error = %e, "CloudWatch: evaluating the alarms failed");
+        }
+        aas.tick(g, cw, now);
+    };
+    let Some(replica) = crate::cluster::replica::get() else {
+        return run();
+    };
+    if !crate::cluster::leader::leading()
+        || !(cw.alarms.would_change(&cw.metrics, now) || aas.due(cw, now))
+    {
+        return;
+    }
+    if let Err(e) = replica.write(run) {
+        tracing::warn!(error = %crate::errors::error_chain(&e),
+            "CloudWatch: the alarms were not evaluated under the cluster's write lock; again at the next sample");
     }
 }
 

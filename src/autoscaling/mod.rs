@@ -8,16 +8,18 @@
 //! `AnyScaleFrontendService` (AWS JSON 1.1, `api::autoscaling`).
 //!
 //! Kept in `<root>/autoscaling/state.json` (written whole, temp + rename, at each change),
-//! as the CloudWatch alarms are; docs/scaling.md says what is honoured.
+//! as the CloudWatch alarms are; in `serve --cluster`, in the rows the serves share
+//! (`crate::store::json_state`; the leader runs the policies and scheduled actions).
+//! docs/scaling.md says what is honoured.
 
 pub mod decision;
 pub mod ops;
 pub mod scaling;
 pub mod schedule;
 
+use crate::store::json_state::Kept;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Milliseconds since the epoch (CloudWatch's clock).
@@ -297,6 +299,7 @@ pub struct LastScaled {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Saved {
     /// By resource id (one dimension: ecs:service:DesiredCount).
     targets: BTreeMap<String, ScalableTarget>,
@@ -313,7 +316,19 @@ struct Saved {
     /// schedule's first time after it.
     #[serde(default)]
     scheduled_since: BTreeMap<String, Millis>,
+    /// When each alarm last ran its policies (ms): an alarm staying in the state whose
+    /// actions name them runs them once a period. Kept with the rest, so that a cluster's
+    /// next leader does not run them again (docs/scaling.md "In a cluster").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    fired: BTreeMap<String, Millis>,
 }
+
+/// How the state is kept in a cluster's rows: a target's activities in one item.
+const GROUPS: &[crate::store::json_state::Group] = &[crate::store::json_state::Group {
+    field: "activities",
+    by: "ResourceId",
+    order: "StartTime",
+}];
 
 /// A target's activities are kept to this many (Application Auto Scaling keeps six weeks).
 const ACTIVITIES_KEPT: usize = 100;
@@ -322,16 +337,14 @@ fn policy_key(resource_id: &str, name: &str) -> String {
     format!("{resource_id}\n{name}")
 }
 
-/// The box's scalable targets, policies and activities.
+/// The box's (in `serve --cluster`, the cluster's) scalable targets, policies and
+/// activities.
 #[derive(Debug)]
 pub struct AutoScaling {
-    file: Option<PathBuf>,
+    kept: Mutex<Kept>,
     state: Mutex<Saved>,
     region: String,
     account: String,
-    /// When each alarm last ran its policies (ms): an alarm staying in the state whose
-    /// actions name them runs them once a period.
-    fired: Mutex<BTreeMap<String, Millis>>,
 }
 
 impl AutoScaling {
@@ -342,35 +355,49 @@ impl AutoScaling {
         region: &str,
         account: &str,
     ) -> AsResult<AutoScaling> {
-        let file = root.map(|r| r.join("autoscaling").join("state.json"));
-        let saved = match &file {
-            Some(f) if f.exists() => {
-                let text = std::fs::read_to_string(f).map_err(|e| {
-                    AsError::Internal(format!("failed to read {}: {e}", f.display()))
-                })?;
-                serde_json::from_str(&text).map_err(|e| {
-                    AsError::Internal(format!("{} does not decode: {e}", f.display()))
-                })?
-            }
-            _ => Saved::default(),
-        };
+        Self::open_kept(root, region, account, false)
+    }
+
+    /// `serve --cluster`: the state the cluster's serves share, kept in the store's
+    /// replicated rows under `root` (`crate::store::json_state`).
+    pub fn open_shared(
+        root: &std::path::Path,
+        region: &str,
+        account: &str,
+    ) -> AsResult<AutoScaling> {
+        Self::open_kept(Some(root), region, account, true)
+    }
+
+    fn open_kept(
+        root: Option<&std::path::Path>,
+        region: &str,
+        account: &str,
+        rows: bool,
+    ) -> AsResult<AutoScaling> {
+        let (kept, saved) = Kept::open(root, "autoscaling/state.json", "autoscaling", GROUPS, rows)
+            .map_err(|e| AsError::Internal(crate::errors::error_chain(&e)))?;
         Ok(AutoScaling {
-            file,
+            kept: Mutex::new(kept),
             state: Mutex::new(saved),
             region: region.to_string(),
             account: account.to_string(),
-            fired: Mutex::new(BTreeMap::new()),
         })
     }
 
+    /// The state, as another serve of the cluster may have changed it.
     fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refresh(&mut *s, "Application Auto Scaling");
+        s
     }
 
     fn save(&self, s: &Saved) -> AsResult<()> {
-        let Some(f) = &self.file else { return Ok(()) };
-        crate::store::json_file::replace(f, s)
-            .map_err(|e| AsError::Internal(format!("failed to write {}: {e}", f.display())))
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.save(s)
+            .map_err(|e| AsError::Internal(crate::errors::error_chain(&e)))
     }
 
     fn record(s: &mut Saved, a: Activity) {

@@ -10,46 +10,91 @@
 //! stops tasks); "Scaling activities" gives the Description, Cause and StatusMessage texts.
 
 use super::decision::{self, Clock, Decision};
-use super::{Activity, AutoScaling, Millis, Policy, ScalableTarget, ScheduledAction, secs};
+use super::{Activity, AutoScaling, Millis, Policy, Saved, ScalableTarget, ScheduledAction, secs};
 use crate::cloudwatch::CloudWatch;
 use crate::cloudwatch::alarms::Alarm;
 use crate::ecs::Ecs;
 use serde_json::json;
 
+/// The alarms due to run the policies their state's actions name at `now`, each with
+/// those policies: once on entering the state, then once a period while it stays
+/// (`fired`: when each alarm last ran them).
+fn due_alarms(s: &Saved, alarms: Vec<Alarm>, now: Millis) -> Vec<(Alarm, Vec<Policy>)> {
+    let mut out = Vec::new();
+    for a in alarms {
+        if !a.actions_enabled || a.actions_of_state().is_empty() {
+            continue;
+        }
+        let policies: Vec<Policy> = s
+            .policies
+            .values()
+            .filter(|p| a.actions_of_state().contains(&p.policy_arn))
+            .cloned()
+            .collect();
+        if policies.is_empty() {
+            continue;
+        }
+        let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
+        let due = match s.fired.get(&a.alarm_name) {
+            Some(last) => *last < entered || now - *last >= a.evaluation_period() * 1000,
+            None => true,
+        };
+        if due {
+            out.push((a, policies));
+        }
+    }
+    out
+}
+
+/// The scheduled actions due at `now` (by key): the schedule's first run after the
+/// action's last run (or put) is at or before `now`, within its end time.
+fn due_scheduled(s: &Saved, now: Millis) -> Vec<(String, ScheduledAction)> {
+    s.scheduled
+        .iter()
+        .filter_map(|(k, a)| {
+            let since = *s.scheduled_since.get(k)?;
+            let tz = super::schedule::time_zone(a.timezone.as_deref()).ok()?;
+            let sched = super::schedule::Schedule::parse(&a.schedule).ok()?;
+            let start = a.start_time.map(|t| (t * 1000.0) as Millis);
+            let from = start.map_or(since, |st| since.max(st - 1));
+            let next = sched.next_after(&tz, from, start.unwrap_or(since))?;
+            let ended = a.end_time.is_some_and(|e| next > (e * 1000.0) as Millis);
+            (next <= now && !ended).then(|| (k.clone(), a.clone()))
+        })
+        .collect()
+}
+
 impl AutoScaling {
+    /// Whether [`Self::tick`] at `now` has anything to run (a scheduled action due, an
+    /// alarm due to run a policy): in a cluster, the leader takes the control plane's
+    /// write lock only then.
+    pub fn due(&self, cw: &CloudWatch, now: Millis) -> bool {
+        let alarms = cw.alarms.all();
+        let s = self.lock();
+        !due_scheduled(&s, now).is_empty() || !due_alarms(&s, alarms, now).is_empty()
+    }
+
     /// Runs the policies the alarms name among the actions of their state (after an
     /// evaluation at `now`).
     pub fn run_alarm_actions(&self, ecs: &Ecs, cw: &CloudWatch, now: Millis) {
-        let firing: Vec<Alarm> = cw
-            .alarms
-            .all()
-            .into_iter()
-            .filter(|a| a.actions_enabled && !a.actions_of_state().is_empty())
-            .collect();
-        let mut fired = self.fired.lock().unwrap_or_else(|p| p.into_inner());
-        fired.retain(|name, _| firing.iter().any(|a| a.alarm_name == *name));
-        for a in firing {
-            let policies: Vec<Policy> = {
-                let s = self.lock();
-                s.policies
-                    .values()
-                    .filter(|p| a.actions_of_state().contains(&p.policy_arn))
-                    .cloned()
-                    .collect()
-            };
-            if policies.is_empty() {
-                continue;
+        let alarms = cw.alarms.all();
+        let due = {
+            let mut s = self.lock();
+            let before = s.fired.len();
+            s.fired
+                .retain(|name, _| alarms.iter().any(|a| a.alarm_name == *name));
+            let due = due_alarms(&s, alarms, now);
+            for (a, _) in &due {
+                s.fired.insert(a.alarm_name.clone(), now);
             }
-            // Once on entering the state, then once a period while it stays.
-            let entered = (a.state_transitioned_timestamp * 1000.0) as Millis;
-            let due = match fired.get(&a.alarm_name) {
-                Some(last) => *last < entered || now - *last >= a.evaluation_period() * 1000,
-                None => true,
-            };
-            if !due {
-                continue;
+            if (!due.is_empty() || s.fired.len() != before)
+                && let Err(e) = self.save(&s)
+            {
+                tracing::warn!(error = %e, "Application Auto Scaling: saving when the alarms ran their policies failed");
             }
-            fired.insert(a.alarm_name.clone(), now);
+            due
+        };
+        for (a, policies) in due {
             for p in policies {
                 self.run_policy(ecs, &p, &a, now);
             }
@@ -255,22 +300,7 @@ impl AutoScaling {
     /// when the action changes nothing (`ScheduledScalingSuspended`: the guide's "Suspend
     /// and resume scaling", "scheduled actions ... are suspended"; or no target).
     fn take_due_scheduled(&self, now: Millis) -> Vec<(ScheduledAction, Option<ScalableTarget>)> {
-        let due: Vec<(String, ScheduledAction)> = {
-            let s = self.lock();
-            s.scheduled
-                .iter()
-                .filter_map(|(k, a)| {
-                    let since = *s.scheduled_since.get(k)?;
-                    let tz = super::schedule::time_zone(a.timezone.as_deref()).ok()?;
-                    let sched = super::schedule::Schedule::parse(&a.schedule).ok()?;
-                    let start = a.start_time.map(|t| (t * 1000.0) as Millis);
-                    let from = start.map_or(since, |st| since.max(st - 1));
-                    let next = sched.next_after(&tz, from, start.unwrap_or(since))?;
-                    let ended = a.end_time.is_some_and(|e| next > (e * 1000.0) as Millis);
-                    (next <= now && !ended).then(|| (k.clone(), a.clone()))
-                })
-                .collect()
-        };
+        let due = due_scheduled(&self.lock(), now);
         let mut taken = Vec::new();
         for (key, a) in due {
             let mut s = self.lock();
@@ -362,6 +392,52 @@ impl AutoScaling {
 mod tests {
     use super::*;
     use crate::autoscaling::{ScalableTargetAction, SuspendedState};
+
+    /// In a cluster's rows, when an alarm last ran its policies is the cluster's: the
+    /// next leader (another AutoScaling over the same rows) does not run them again within
+    /// the alarm's period, and does once it has passed.
+    #[test]
+    fn a_next_leader_does_not_run_an_alarm_s_policies_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ecs = Ecs::scratch(dir.path());
+        let first = AutoScaling::open_shared(dir.path(), "us-east-1", "000000000000").unwrap();
+        let next = AutoScaling::open_shared(dir.path(), "us-east-1", "000000000000").unwrap();
+        let cw = CloudWatch {
+            metrics: std::sync::Arc::new(crate::cloudwatch::metrics::Metrics::new()),
+            alarms: crate::cloudwatch::Alarms::open(None, "us-east-1", "000000000000").unwrap(),
+        };
+        let t0: Millis = 1_800_000_000_000;
+        let arn = "arn:aws:autoscaling:us-east-1:000000000000:scalingPolicy:p";
+        let policy: Policy = serde_json::from_value(json!({
+            "PolicyARN": arn, "PolicyName": "p", "ServiceNamespace": "ecs",
+            "ResourceId": "service/default/web", "ScalableDimension": super::super::ECS_DIMENSION,
+            "PolicyType": "StepScaling", "Alarms": [], "CreationTime": 0.0}))
+        .unwrap();
+        {
+            let mut s = first.lock();
+            s.policies.insert("k".into(), policy);
+            first.save(&s).unwrap();
+        }
+        cw.alarms
+            .put(
+                serde_json::from_value(json!({
+                    "AlarmName": "high", "Namespace": "Shop", "MetricName": "Errors",
+                    "Statistic": "Sum", "Period": 60, "EvaluationPeriods": 1,
+                    "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold",
+                    "AlarmActions": [arn]}))
+                .unwrap(),
+                t0,
+            )
+            .unwrap();
+        cw.alarms
+            .set_state("high", "ALARM", "test".into(), None, t0)
+            .unwrap();
+        assert!(first.due(&cw, t0 + 1_000) && next.due(&cw, t0 + 1_000));
+        first.run_alarm_actions(&ecs, &cw, t0 + 1_000);
+        assert!(!first.due(&cw, t0 + 2_000));
+        assert!(!next.due(&cw, t0 + 2_000), "the run is in the rows");
+        assert!(next.due(&cw, t0 + 61_000), "once a period while in ALARM");
+    }
 
     /// A due scheduled action sets its target's bounds, unless ScheduledScalingSuspended;
     /// suspended, the run is skipped (not kept for later), and dynamic suspensions do not

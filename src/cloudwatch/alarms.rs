@@ -10,7 +10,8 @@
 //! `DatapointsToAlarm`, `TreatMissingData` as the guide's tables say).
 //!
 //! Alarms are kept in `<root>/cloudwatch/alarms.json` (written whole, temp + rename, at
-//! each change) with their history (the last 100 items an alarm, CloudWatch keeps 30
+//! each change; in `serve --cluster`, in the rows the serves share,
+//! `crate::store::json_state`, and evaluated by the leader) with their history (the last 100 items an alarm, CloudWatch keeps 30
 //! days); actions naming an Application Auto Scaling policy (in `AlarmActions`,
 //! `OKActions` or `InsufficientDataActions`) are carried out by `autoscaling::scaling`
 //! after each evaluation, others are stored and said, not carried out
@@ -19,10 +20,10 @@
 use super::metrics::{MetricId, Millis};
 use super::query::{self, MetricDataQuery};
 use super::{CwError, CwResult, Metrics};
+use crate::store::json_state::Kept;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// An alarm's history is kept to this many items.
@@ -266,19 +267,27 @@ pub struct HistoryItem {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Saved {
     alarms: BTreeMap<String, Alarm>,
     history: Vec<HistoryItem>,
     /// Each alarm's tags, by alarm name (not a member of DescribeAlarms' `MetricAlarm`:
     /// ListTagsForResource answers them).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, Vec<Tag>>,
 }
 
-/// The box's alarms.
+/// How the alarms are kept in a cluster's rows: an alarm's history in one item.
+const GROUPS: &[crate::store::json_state::Group] = &[crate::store::json_state::Group {
+    field: "history",
+    by: "AlarmName",
+    order: "Timestamp",
+}];
+
+/// The box's (in `serve --cluster`, the cluster's) alarms.
 #[derive(Debug)]
 pub struct Alarms {
-    file: Option<PathBuf>,
+    kept: Mutex<Kept>,
     state: Mutex<Saved>,
     arn_prefix: String,
 }
@@ -291,33 +300,44 @@ impl Alarms {
     /// The alarms kept under `root` (None: in memory only, for unit tests); an
     /// undecodable file is an error naming it, never an empty set.
     pub fn open(root: Option<&std::path::Path>, region: &str, account: &str) -> CwResult<Alarms> {
-        let file = root.map(|r| r.join("cloudwatch").join("alarms.json"));
-        let saved = match &file {
-            Some(f) if f.exists() => {
-                let text = std::fs::read_to_string(f).map_err(|e| {
-                    CwError::Internal(format!("failed to read {}: {e}", f.display()))
-                })?;
-                serde_json::from_str(&text).map_err(|e| {
-                    CwError::Internal(format!("{} does not decode: {e}", f.display()))
-                })?
-            }
-            _ => Saved::default(),
-        };
+        Self::open_kept(root, region, account, false)
+    }
+
+    /// `serve --cluster`: the alarms the cluster's serves share, kept in the store's
+    /// replicated rows under `root` (`crate::store::json_state`).
+    pub fn open_shared(root: &std::path::Path, region: &str, account: &str) -> CwResult<Alarms> {
+        Self::open_kept(Some(root), region, account, true)
+    }
+
+    fn open_kept(
+        root: Option<&std::path::Path>,
+        region: &str,
+        account: &str,
+        rows: bool,
+    ) -> CwResult<Alarms> {
+        let (kept, saved) = Kept::open(root, "cloudwatch/alarms.json", "alarms", GROUPS, rows)
+            .map_err(|e| CwError::Internal(crate::errors::error_chain(&e)))?;
         Ok(Alarms {
-            file,
+            kept: Mutex::new(kept),
             state: Mutex::new(saved),
             arn_prefix: format!("arn:aws:cloudwatch:{region}:{account}:alarm:"),
         })
     }
 
+    /// The alarms, as another serve of the cluster may have changed them.
     fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refresh(&mut *s, "CloudWatch alarms");
+        s
     }
 
     fn save(&self, s: &Saved) -> CwResult<()> {
-        let Some(f) = &self.file else { return Ok(()) };
-        crate::store::json_file::replace(f, s)
-            .map_err(|e| CwError::Internal(format!("failed to write {}: {e}", f.display())))
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.save(s)
+            .map_err(|e| CwError::Internal(crate::errors::error_chain(&e)))
     }
 
     fn record(s: &mut Saved, item: HistoryItem) {
@@ -791,21 +811,41 @@ impl Alarms {
     /// changed (name, new state).
     pub fn evaluate(&self, metrics: &Metrics, now: Millis) -> CwResult<Vec<(String, String)>> {
         let mut s = self.lock();
-        let mut changed = Vec::new();
-        for a in s.alarms.values().cloned().collect::<Vec<_>>() {
-            let Some((value, reason, data)) = verdict(&a, metrics, now) else {
-                continue;
-            };
-            if value != a.state_value {
-                changed.push((a.alarm_name.clone(), value.to_string()));
-                Self::transition(&mut s, a, value, reason, Some(data), now);
-            }
+        let changes = changes(&s, metrics, now);
+        let changed = changes
+            .iter()
+            .map(|(a, value, ..)| (a.alarm_name.clone(), value.to_string()))
+            .collect::<Vec<_>>();
+        for (a, value, reason, data) in changes {
+            Self::transition(&mut s, a, value, reason, Some(data), now);
         }
         if !changed.is_empty() {
             self.save(&s)?;
         }
         Ok(changed)
     }
+
+    /// Whether an evaluation at `now` would change an alarm's state: in a cluster, the
+    /// leader takes the control plane's write lock only then.
+    pub fn would_change(&self, metrics: &Metrics, now: Millis) -> bool {
+        !changes(&self.lock(), metrics, now).is_empty()
+    }
+}
+
+/// The alarms whose state an evaluation at `now` changes, each with its new state, reason
+/// and reason data.
+fn changes(
+    s: &Saved,
+    metrics: &Metrics,
+    now: Millis,
+) -> Vec<(Alarm, &'static str, String, String)> {
+    s.alarms
+        .values()
+        .filter_map(|a| {
+            let (value, reason, data) = verdict(a, metrics, now)?;
+            (value != a.state_value).then(|| (a.clone(), value, reason, data))
+        })
+        .collect()
 }
 
 /// The state an alarm should be in at `now`, with CloudWatch's reason text and data; None

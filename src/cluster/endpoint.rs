@@ -39,7 +39,15 @@ pub struct SampleRequest {
     pub high_resolution: bool,
     #[serde(default)]
     pub insights: Vec<String>,
+    /// The serve asking (`registries::this_serve`): each serve's samples are rated
+    /// against its own previous ones, so two serves asking the same box do not turn each
+    /// other's readings, milliseconds apart, into rates (empty: an older serve).
+    #[serde(default)]
+    pub serve: String,
 }
+
+/// A serve's sampler is forgotten when it has not asked for this long (the serve is gone).
+const SAMPLER_IDLE_MS: crate::cloudwatch::metrics::Millis = 10 * 60 * 1000;
 
 /// A box's answer: how many tasks it sampled, and their datums by metric.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -51,20 +59,28 @@ pub struct Sampled {
     )>,
 }
 
-/// On the agent: samples the RUNNING service tasks of the box's store with `publisher`.
+/// The box's samplers, one per serve that asks, with the time of its last ask.
+type Samplers = std::collections::HashMap<
+    String,
+    (
+        crate::ecs::metrics::Publisher,
+        crate::cloudwatch::metrics::Millis,
+    ),
+>;
+
+/// On the agent: samples the RUNNING service tasks of the box's store with the asking
+/// serve's sampler of `samplers`.
 fn sample_box(
     ecs: &Ecs,
-    publisher: &std::sync::Mutex<crate::ecs::metrics::Publisher>,
+    samplers: &std::sync::Mutex<Samplers>,
     req: &SampleRequest,
 ) -> anyhow::Result<serde_json::Value> {
     let sink = crate::cloudwatch::Metrics::new();
-    let sampled = publisher.lock().unwrap_or_else(|p| p.into_inner()).sample(
-        ecs,
-        &sink,
-        req.at,
-        req.high_resolution,
-        &req.insights,
-    )?;
+    let mut all = samplers.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|_, (_, last)| req.at - *last < SAMPLER_IDLE_MS);
+    let (publisher, last) = all.entry(req.serve.clone()).or_default();
+    *last = req.at;
+    let sampled = publisher.sample(ecs, &sink, req.at, req.high_resolution, &req.insights)?;
     let answer = Sampled {
         sampled,
         metrics: sink.export(req.high_resolution),
@@ -84,8 +100,9 @@ struct Shared {
     token: Option<std::sync::Arc<std::sync::RwLock<Vec<u8>>>>,
     /// The execs already taken (each signed exec runs once).
     seen: super::signing::Seen,
-    /// The box's ECS metrics sampler, which serve's asks drive ([`super::metrics`]).
-    publisher: std::sync::Mutex<crate::ecs::metrics::Publisher>,
+    /// The box's ECS metrics samplers, one per serve, which serve's asks drive
+    /// ([`super::metrics`]).
+    samplers: std::sync::Mutex<Samplers>,
 }
 
 impl Shared {
@@ -310,8 +327,7 @@ async fn metrics(
         }
     };
     let s2 = s.clone();
-    let answer =
-        tokio::task::spawn_blocking(move || sample_box(&s2.ecs, &s2.publisher, &req)).await;
+    let answer = tokio::task::spawn_blocking(move || sample_box(&s2.ecs, &s2.samplers, &req)).await;
     match answer {
         Ok(Ok(v)) => reply(StatusCode::OK, &v),
         Ok(Err(e)) => reply(
@@ -354,7 +370,7 @@ pub async fn serve(
             front,
             token,
             seen: Default::default(),
-            publisher: Default::default(),
+            samplers: Default::default(),
         }));
     (front.run)(listener, tls, app).await;
 }

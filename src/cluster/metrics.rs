@@ -3,7 +3,8 @@
 //! box (`POST /v1/metrics/sample` on the agent's endpoint, [`METRICS_CALL`]) and puts what they
 //! answer into its own CloudWatch, beside its own box's samples, before its alarms are
 //! evaluated. Each agent keeps its own sampler (the previous reading of each task, which
-//! turns CPU time into a rate), so the figures are the ones a one-box serve computes. The
+//! turns CPU time into a rate; one for each serve that asks), so the figures are the ones
+//! a one-box serve computes. The
 //! datapoints go from the box to the serve over the endpoint's mutual TLS (or the cluster
 //! token's signature), never through etcd.
 
@@ -49,6 +50,7 @@ impl Gatherer {
             at,
             high_resolution,
             insights: insights.to_vec(),
+            serve: super::registries::this_serve(),
         };
         let body = serde_json::to_vec(&req).expect("a sample request encodes");
         let asks = endpoints.into_iter().map(|e| (e, body.clone())).collect();

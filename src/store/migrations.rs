@@ -381,6 +381,23 @@ CREATE INDEX elb_target_health_history_by_target
     ON elb_target_health_history (target_group, target_id, port, seq);
 "#,
     },
+    Migration {
+        version: 16,
+        name: "application auto scaling and cloudwatch alarms of a cluster",
+        sql: r#"
+-- `serve --cluster`: Application Auto Scaling's state and CloudWatch's alarms (with their
+-- state and history), which one box keeps in JSON files, as items of JSON
+-- (src/store/json_state.rs): `owner` is the service ('autoscaling' or 'alarms'), `item`
+-- one entry of its state (a target, a policy, an alarm, an alarm's history...). Shared
+-- between the serves through etcd (src/store/replica.rs).
+CREATE TABLE control_docs (
+    owner TEXT NOT NULL CHECK (owner IN ('autoscaling', 'alarms')),
+    item  TEXT NOT NULL,
+    doc   TEXT NOT NULL,
+    PRIMARY KEY (owner, item)
+) STRICT;
+"#,
+    },
 ];
 
 #[cfg(test)]

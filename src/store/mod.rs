@@ -13,6 +13,7 @@ mod clusters;
 pub mod elb;
 pub mod instance_id;
 pub mod json_file;
+pub mod json_state;
 pub mod logs;
 mod migrations;
 mod network;

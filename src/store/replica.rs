@@ -1,7 +1,8 @@
 //! The rows `serve --cluster` shares with the cluster's other serves through etcd
 //! (docs/cluster.md "The control plane in etcd"): task definitions, clusters, services
 //! with their deployments and events, RunTask's idempotency tokens, account settings and
-//! the load balancers (ELBv2's resources) and Cloud Map's resources.
+//! the load balancers (ELBv2's resources), Cloud Map's resources, and Application Auto
+//! Scaling's and CloudWatch's alarms' state (`control_docs`, `super::json_state`).
 //! Every serve keeps a full copy in its own SQLite, so every read stays a local query; a
 //! write runs locally under the cluster's write lock and the rows it changed go to etcd
 //! (`crate::cluster::replica`), from where the other serves apply them.
@@ -30,6 +31,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ("account_settings", &["principal", "name"]),
     ("elb_resources", &["arn"]),
     ("servicediscovery_resources", &["id"]),
+    ("control_docs", &["owner", "item"]),
 ];
 
 /// Set once by `serve --cluster`: every connection opened after it logs its changes.
@@ -145,7 +147,7 @@ pub fn log_changes(store: &Store) -> Result<(), StoreError> {
 }
 
 /// Creates the change log and logs `store`'s own changes.
-fn create_log(store: &Store) -> Result<(), StoreError> {
+pub(super) fn create_log(store: &Store) -> Result<(), StoreError> {
     store
         .conn
         .execute_batch(

@@ -237,6 +237,15 @@ pub fn serve_with(etcd: &Etcd, more: &[&str]) -> Api {
     serve_on(&etcd.endpoint(), &all)
 }
 
+/// [`serve_with`], `serve` with the variables `env` (e.g. a short metric period).
+pub fn serve_env(etcd: &Etcd, more: &[&str], env: &[(&str, &str)]) -> Api {
+    let (tls, endpoint) = (etcd.serve_args(), etcd.endpoint());
+    let mut all = vec!["--cluster", endpoint.as_str()];
+    all.extend(tls.iter().map(String::as_str));
+    all.extend(more);
+    Api::start_env(busybox_layer(Compression::Gzip, "cluster"), &all, env)
+}
+
 /// `serve --cluster endpoints MORE`.
 pub fn serve_on(endpoints: &str, more: &[&str]) -> Api {
     let mut args = vec!["--cluster", endpoints];
