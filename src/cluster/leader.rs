@@ -133,13 +133,56 @@ async fn term(etcd: &Etcd, o: &Options) -> Result<(), TermError> {
     }
 }
 
-/// Leads: keeps the lease alive and reaps, until the lease is lost; why it ended.
+/// Leads: keeps the lease alive and, beside it, reaps and follows the boxes, until the
+/// lease is lost; why it ended. The renewal is its own future, polled whenever its timer
+/// fires: a pass of the leader's work that takes longer than the TTL (a slow etcd, a
+/// machine under load, many boxes' claims at the start of a term) must not starve it, or
+/// the leader loses its lease while busy and every new term starts the same long pass.
 async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
-    let every = Duration::from_millis((o.ttl * 1000 / 3).max(300));
+    lead_with(etcd, o.ttl, lease, work(etcd, o)).await
+}
+
+/// [`lead`] with the leader's work given: `work` runs beside the renewal and is dropped
+/// when the lease is lost.
+async fn lead_with(
+    etcd: &Etcd,
+    ttl: u64,
+    lease: i64,
+    work: impl std::future::Future<Output = std::convert::Infallible>,
+) -> String {
+    tokio::select! {
+        why = keep_lease(etcd, ttl, lease) => why,
+        never = work => match never {},
+    }
+}
+
+/// Renews the leadership lease every third of its TTL until it is lost; why.
+async fn keep_lease(etcd: &Etcd, ttl: u64, lease: i64) -> String {
+    let every = Duration::from_millis((ttl * 1000 / 3).max(300));
     let mut renew = tokio::time::interval(every);
+    let mut renewed = Instant::now();
+    loop {
+        renew.tick().await;
+        match etcd.keep_alive(lease).await {
+            Ok(Some(_)) => renewed = Instant::now(),
+            Ok(None) => return "its lease expired".into(),
+            Err(e) => {
+                if renewed.elapsed() >= Duration::from_secs(ttl) {
+                    return format!(
+                        "etcd out of reach for a lease TTL: {}",
+                        crate::errors::error_chain(&e)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The leader's own work, for as long as it leads: the reaper, pruning, compaction and
+/// the boxes' claims and reports. Ends only when [`lead`] drops it.
+async fn work(etcd: &Etcd, o: &Options) -> std::convert::Infallible {
     let mut reap = tokio::time::interval(REAP_EVERY);
     let mut reaper = Reaper::default();
-    let mut renewed = Instant::now();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut compact = tokio::time::interval(COMPACT_EVERY);
     let mut compact_to: Option<i64> = None;
@@ -164,15 +207,6 @@ async fn lead(etcd: &Etcd, o: &Options, lease: i64) -> String {
                     tracing::warn!(error = %crate::errors::error_chain(&e), "cluster: pruning stopped tasks failed");
                 }
             }
-            _ = renew.tick() => match etcd.keep_alive(lease).await {
-                Ok(Some(_)) => renewed = Instant::now(),
-                Ok(None) => return "its lease expired".into(),
-                Err(e) => {
-                    if renewed.elapsed() >= Duration::from_secs(o.ttl) {
-                        return format!("etcd out of reach for a lease TTL: {}", crate::errors::error_chain(&e));
-                    }
-                }
-            },
             _ = reap.tick() => {
                 if let Err(e) = reaper.pass(etcd, o.lost_after).await {
                     tracing::warn!(error = %crate::errors::error_chain(&e), "cluster reaper failed");
@@ -393,4 +427,59 @@ async fn prune_stopped(etcd: &Etcd, keep: Duration) -> Result<(), EtcdError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// An etcd gateway that knows one lease of `ttl` seconds: a keep-alive within the
+    /// TTL of the previous one renews it, a later one finds it expired (TTL 0, as etcd
+    /// answers for a lease it no longer has).
+    async fn lease_gateway(ttl: u64) -> String {
+        let last = Arc::new(Mutex::new(Instant::now()));
+        let app = axum::Router::new().route(
+            "/v3/lease/keepalive",
+            axum::routing::post(move || {
+                let last = last.clone();
+                async move {
+                    let mut last = last.lock().unwrap();
+                    let alive = last.elapsed() < Duration::from_secs(ttl);
+                    *last = Instant::now();
+                    let left = if alive { ttl } else { 0 };
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        serde_json::json!({ "result": { "ID": "7", "TTL": left.to_string() } })
+                            .to_string(),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_pass_of_the_leader_s_work_longer_than_the_ttl_keeps_the_lease() {
+        let etcd = Etcd::new(&lease_gateway(2).await, &super::super::etcd::Tls::default()).unwrap();
+        // One pass of the leader's work takes 3 s, more than the 2 s TTL (a slow etcd, many
+        // boxes' claims): the lease is renewed meanwhile all the same.
+        let slow_work = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        };
+        tokio::select! {
+            why = lead_with(&etcd, 2, 7, slow_work) => panic!("the leader lost its lease while busy: {why}"),
+            _ = tokio::time::sleep(Duration::from_millis(3500)) => {}
+        }
+        // And a lease that lapsed is seen lost.
+        let etcd = Etcd::new(&lease_gateway(1).await, &super::super::etcd::Tls::default()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let why = lead_with(&etcd, 1, 7, std::future::pending()).await;
+        assert_eq!(why, "its lease expired");
+    }
 }
