@@ -34,13 +34,32 @@ MAX_DESIRED = int(os.environ.get("MAX_DESIRED", "4"))
 MAX_STANDALONE = int(os.environ.get("MAX_STANDALONE", "6"))
 DEREGISTER_EVERY = float(os.environ.get("DEREGISTER_EVERY", "150"))
 # A scale-down is not a maximumPercent breach while the scheduler has not stopped the
-# extra tasks yet: the limit is the largest desired count of this window.
+# extra tasks yet: the limit is the largest desired count that may have been in force in
+# this window.
 DESIRED_WINDOW = 20.0
 
 lock = threading.Lock()
 counts = {}
 standalone = set()
-desired_log = {s: [(0.0, 2)] for s in SERVICES}
+# Per service, each UpdateService's count as a list [start, count, answered]: `answered`
+# is when an answer said what is in force (None while the call is in flight or when no
+# answer came: such a count may yet be taken, and the one before it may still be in force).
+desired_log = {s: [[0.0, 2, 0.0]] for s in SERVICES}
+
+
+def desired_limit(log, since):
+    """The largest desired count that may have been in force at some time after `since`.
+    A count may be in force from its call's start (the call may be taken at once) until
+    a later call's answer says another count is (it may be taken only at its end: an
+    UpdateService can take seconds, e.g. while the cluster has no leader)."""
+    limit = 0
+    for i, (_, n, _) in enumerate(log):
+        until = next((e[2] for e in log[i + 1:] if e[2] is not None), None)
+        if until is None or until >= since:
+            limit = max(limit, n)
+    return limit
+
+
 violations = open(os.path.join(W, "violations-run.jsonl"), "a", buffering=1)
 events = open(os.path.join(W, "ops.log"), "a", buffering=1)
 
@@ -239,13 +258,15 @@ def scale_stream():
         except Exception:  # noqa: BLE001 - etcd down is a fault, not a finding
             was = None
         # Logged before the call: a call whose answer is lost may still have been taken.
-        entry = (time.time(), n)
+        entry = [time.time(), n, None]
         with lock:
             desired_log[s].append(entry)
         answered = call("update_service", service=s, desiredCount=n) is not None
         outcome = last_outcome.get(threading.get_ident())
         note(f"update_service {s} desiredCount {was} -> {n}: {outcome}")
         if answered:
+            with lock:
+                entry[2] = time.time()
             continue
         if outcome == "unreachable" or was is None:
             continue  # no answer: it may yet be taken; the logged count stays
@@ -260,9 +281,7 @@ def scale_stream():
                       f"{s}: answered {outcome}; desiredCount {was} -> {n} in etcd")
         elif now is not None:
             with lock:
-                log = desired_log[s]
-                if entry in log:
-                    log[log.index(entry)] = (entry[0], now)
+                entry[1], entry[2] = now, time.time()
 
 
 def drain_stream():
@@ -348,10 +367,7 @@ def sampler():
         now = time.time()
         for s in SERVICES:
             with lock:
-                log = desired_log[s]
-                recent = [n for t, n in log if t >= now - DESIRED_WINDOW]
-                before = [n for t, n in log if t < now - DESIRED_WINDOW]
-                limit_of = max(recent + before[-1:])
+                limit_of = desired_limit(desired_log[s], now - DESIRED_WINDOW)
             tasks = v.service_tasks(s)
             limit = limit_of * MAX_PERCENT // 100
             if len(tasks) > limit:
@@ -360,7 +376,7 @@ def sampler():
                 # leader, a box cut off) is noted only.
                 fresh = [t for t in tasks if v.created_at(t) >= now - DESIRED_WINDOW]
                 what = (f"{s}: {len(tasks)} tasks wanted RUNNING, desired at most {limit_of} "
-                        f"in the last {DESIRED_WINDOW:.0f} s, maximumPercent {MAX_PERCENT}")
+                        f"(counting calls in flight) in the last {DESIRED_WINDOW:.0f} s, maximumPercent {MAX_PERCENT}")
                 if fresh:
                     violation("service above maximumPercent",
                               f"{what}; {len(fresh)} of them placed in those {DESIRED_WINDOW:.0f} s "
