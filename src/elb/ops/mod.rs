@@ -25,7 +25,7 @@ use tags::*;
 use target_groups::*;
 use targets::*;
 
-pub use target_groups::{check_codes, code_matches};
+pub use target_groups::code_matches;
 pub(in crate::elb) use targets::same;
 
 /// The operations, in the order docs/load-balancing.md lists them, with what each does here.
